@@ -1,0 +1,51 @@
+"""The ``quiver`` command line. Each command is a thin call into a package below.
+
+Command modules only import typer at module level, so ``quiver --help`` stays fast;
+the heavy imports happen inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from quiver import __version__
+
+app = typer.Typer(
+    name="quiver",
+    help="Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"quiver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines."""
+
+
+def _register() -> None:
+    from quiver.graphql import commands as graphql_commands
+    from quiver.pipeline import commands as pipeline_commands
+    from quiver.schema import commands as schema_commands
+
+    graphql_commands.register(app)
+    schema_commands.register(app)
+    pipeline_commands.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

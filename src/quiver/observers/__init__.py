@@ -1,0 +1,1 @@
+"""observers: see docs/."""

@@ -1,0 +1,55 @@
+"""Error types shared by every surface: each says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError",
+    "ErrorDetail",
+    "PermanentError",
+    "QuiverError",
+    "RetryableError",
+]
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One problem: what is wrong, where it is (file:line:col, field path) and a fix."""
+
+    message: str
+    where: str = ""
+    fix: str = ""
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.fix:
+            text += f" ({self.fix})"
+        return text
+
+
+@dataclass
+class QuiverError(Exception):
+    """Base error. Carries one or more details so validation can report everything at once."""
+
+    details: list[ErrorDetail] = field(default_factory=list)
+    code: str = "QUIVER_ERROR"
+
+    @classmethod
+    def one(cls, message: str, where: str = "", fix: str = "") -> QuiverError:
+        return cls([ErrorDetail(message, where, fix)])
+
+    def __str__(self) -> str:
+        return "\n".join(d.render() for d in self.details)
+
+
+class ConfigError(QuiverError):
+    """A configuration, schema or pipeline file is invalid."""
+
+
+class RetryableError(QuiverError):
+    """A transient failure: the framework may retry the operation with backoff."""
+
+
+class PermanentError(QuiverError):
+    """A failure that retrying cannot fix: the item goes to the dead-letter queue or rejects."""

@@ -1,0 +1,141 @@
+"""The schema IR: one typed model of every entity, field and relation.
+
+Reflection from a live database and Python authoring both produce a :class:`Schema`;
+``quiver compile`` writes it as JSON and ``quiver serve --schema`` reads it back.
+Names here are GraphQL names; ``column`` / ``source`` are database identifiers.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field as PydanticField
+
+__all__ = [
+    "Entity",
+    "Field",
+    "Relation",
+    "Scalar",
+    "Schema",
+    "SourceLocation",
+]
+
+SCHEMA_FORMAT_VERSION = 1
+
+
+class Scalar(StrEnum):
+    """GraphQL scalar of a column. Values are the GraphQL type names."""
+
+    INT = "Int"
+    FLOAT = "Float"
+    STRING = "String"
+    BOOLEAN = "Boolean"
+    ID = "ID"
+    BIGINT = "BigInt"
+    DECIMAL = "Decimal"
+    DATETIME = "DateTime"
+    DATE = "Date"
+    TIME = "Time"
+    UUID = "UUID"
+    JSON = "JSON"
+
+
+NUMERIC_SCALARS = frozenset({Scalar.INT, Scalar.FLOAT, Scalar.BIGINT, Scalar.DECIMAL})
+TEXT_SCALARS = frozenset({Scalar.STRING, Scalar.ID, Scalar.UUID})
+ORDERED_SCALARS = NUMERIC_SCALARS | TEXT_SCALARS | {Scalar.DATETIME, Scalar.DATE, Scalar.TIME}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceLocation(_Model):
+    """Where an authored item was declared (for error messages)."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Field(_Model):
+    """A scalar field backed by one column."""
+
+    name: str
+    column: str
+    scalar: Scalar
+    nullable: bool = True
+    description: str | None = None
+    location: SourceLocation | None = None
+
+
+class Relation(_Model):
+    """A link to another entity through column pairs (local column -> target column).
+
+    ``kind="one"`` is a forward (many-to-one / one-to-one) link: at most one target row.
+    ``kind="many"`` is a reverse (one-to-many) link: a list of target rows.
+    """
+
+    name: str
+    target: str
+    kind: Literal["one", "many"]
+    local_columns: tuple[str, ...]
+    target_columns: tuple[str, ...]
+    nullable: bool = True
+    description: str | None = None
+    location: SourceLocation | None = None
+
+
+class Entity(_Model):
+    """A GraphQL object type read from one table or view."""
+
+    name: str
+    source: str
+    db_schema: str | None = None
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    list_field: str | None = None
+    by_key_field: str | None = None
+    description: str | None = None
+    location: SourceLocation | None = None
+
+    def field(self, name: str) -> Field | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    def field_by_column(self, column: str) -> Field | None:
+        for f in self.fields:
+            if f.column == column:
+                return f
+        return None
+
+    def relation(self, name: str) -> Relation | None:
+        for r in self.relations:
+            if r.name == name:
+                return r
+        return None
+
+
+class Schema(_Model):
+    """Every entity the API serves. Serialised as the compiled ``schema.json``."""
+
+    version: int = SCHEMA_FORMAT_VERSION
+    entities: tuple[Entity, ...] = PydanticField(default_factory=tuple)
+
+    def entity(self, name: str) -> Entity | None:
+        for e in self.entities:
+            if e.name == name:
+                return e
+        return None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Schema:
+        return cls.model_validate_json(text)

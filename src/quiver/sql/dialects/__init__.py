@@ -1,0 +1,1 @@
+"""sql.dialects: see docs/."""
