@@ -1,0 +1,69 @@
+"""Settings models for ``quiver.yaml``. Unknown keys are rejected everywhere.
+
+Loading (files, ``${ENV}`` / ``${file:path}`` substitution, CLI overrides) lives in
+``quiver.config.loader``; these models are what every surface receives.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DatabaseSettings",
+    "GraphQLSettings",
+    "QuiverSettings",
+    "ServerSettings",
+]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Settings):
+    url: str = Field(default="", description="Database URL: postgresql://, mysql:// or sqlite:///.")
+    pool_min: int = Field(default=1, ge=0, description="Connections opened at start.")
+    pool_max: int = Field(default=10, ge=1, description="Largest number of pooled connections.")
+    statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="Per-statement timeout in milliseconds; 0 disables it."
+    )
+    schemas: list[str] = Field(
+        default_factory=list,
+        description="Database schemas to reflect (PostgreSQL); empty means the default schema.",
+    )
+
+
+class GraphQLSettings(_Settings):
+    path: str = Field(default="/graphql", description="HTTP path of the GraphQL endpoint.")
+    graphiql: bool = Field(default=True, description="Serve the GraphiQL page on GET with text/html.")
+    introspection: bool = Field(default=True, description="Allow __schema and __type queries.")
+    max_depth: int = Field(default=15, ge=1, description="Deepest selection nesting allowed.")
+    max_cost: int = Field(
+        default=50_000, ge=1, description="Largest estimated cost (fields x list sizes) allowed."
+    )
+    max_aliases: int = Field(default=30, ge=1, description="Most aliases allowed in one document.")
+    max_request_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body.")
+    max_batch: int = Field(default=10, ge=1, description="Most operations in one batched request.")
+    persisted_queries: bool = Field(
+        default=True, description="Accept Apollo automatic persisted queries (sha256 hashes)."
+    )
+    default_list_limit: int | None = Field(
+        default=None, ge=1, description="Limit applied to list fields that give none; null = none."
+    )
+
+
+class ServerSettings(_Settings):
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
+    workers: int = Field(default=1, ge=1, description="Server processes sharing the port.")
+
+
+class QuiverSettings(_Settings):
+    """The whole ``quiver.yaml``."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    schema_file: str | None = Field(
+        default=None, description="Compiled schema.json to serve instead of reflecting the database."
+    )
