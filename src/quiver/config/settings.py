@@ -35,7 +35,9 @@ class DatabaseSettings(_Settings):
 
 class GraphQLSettings(_Settings):
     path: str = Field(default="/graphql", description="HTTP path of the GraphQL endpoint.")
-    graphiql: bool = Field(default=True, description="Serve the GraphiQL page on GET with text/html.")
+    graphiql: bool = Field(
+        default=True, description="Serve the GraphiQL page on GET with text/html."
+    )
     introspection: bool = Field(default=True, description="Allow __schema and __type queries.")
     max_depth: int = Field(default=15, ge=1, description="Deepest selection nesting allowed.")
     max_cost: int = Field(
@@ -65,5 +67,6 @@ class QuiverSettings(_Settings):
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     schema_file: str | None = Field(
-        default=None, description="Compiled schema.json to serve instead of reflecting the database."
+        default=None,
+        description="Compiled schema.json to serve instead of reflecting the database.",
     )

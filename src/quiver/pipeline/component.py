@@ -23,12 +23,12 @@ __all__ = [
     "ComponentConfig",
     "ComponentInfo",
     "ComponentKind",
+    "Processor",
     "ProcessorOutput",
     "RowError",
     "RunContext",
     "Sink",
     "Source",
-    "Processor",
     "component_info",
     "processor",
     "sink",
@@ -117,7 +117,9 @@ _C = TypeVar("_C", bound=type[Any])
 _INFO_ATTR = "__quiver_component__"
 
 
-def _mark(kind: ComponentKind, name: str, config: type[ComponentConfig], summary: str) -> Callable[[_C], _C]:
+def _mark(
+    kind: ComponentKind, name: str, config: type[ComponentConfig], summary: str
+) -> Callable[[_C], _C]:
     def decorate(cls: _C) -> _C:
         text = summary or next(iter((cls.__doc__ or "").strip().splitlines()), "")
         setattr(cls, _INFO_ATTR, ComponentInfo(kind, name, config, cls, summary=text))
@@ -147,4 +149,3 @@ def component_info(cls: type[Any]) -> ComponentInfo:
     if info is None:
         raise TypeError(f"{cls.__qualname__} is not marked with @source, @processor or @sink")
     return info
-

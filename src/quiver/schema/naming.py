@@ -42,7 +42,7 @@ def pluralize(word: str) -> str:
 
 
 def singularize(word: str) -> str:
-    """English singular of the last word: ``tracks`` -> ``track``, ``categories`` -> ``category``."""
+    """English singular of the last word: ``tracks`` -> ``track``."""
     head, last = _split_last(word)
     low = last.lower()
     if low in _IRREGULAR_SINGULARS:

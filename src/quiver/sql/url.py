@@ -51,7 +51,9 @@ def parse_database_url(url: str) -> DatabaseUrl:
     parts = urlsplit(url)
     dialect = _SCHEMES.get(parts.scheme.split("+", 1)[0].lower())
     if dialect is None:
-        raise ConfigError.one(f"unsupported database URL scheme {parts.scheme!r}", "database url", fix)
+        raise ConfigError.one(
+            f"unsupported database URL scheme {parts.scheme!r}", "database url", fix
+        )
     if dialect == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
         path = unquote(url.split("://", 1)[1])[1:]
