@@ -17,6 +17,7 @@ __all__ = [
     "Entity",
     "Field",
     "Relation",
+    "RootKind",
     "Scalar",
     "Schema",
     "SourceLocation",
@@ -70,6 +71,9 @@ class Field(_Model):
     nullable: bool = True
     description: str | None = None
     location: SourceLocation | None = None
+    #: Authored ``quiver.field(hidden=True)``: the column exists but is not served. Compiled
+    #: schemas never contain hidden fields; merging uses them to hide reflected columns.
+    hidden: bool = False
 
 
 class Relation(_Model):
@@ -87,6 +91,11 @@ class Relation(_Model):
     nullable: bool = True
     description: str | None = None
     location: SourceLocation | None = None
+    #: Authored ``quiver.relation(hidden=True)``: removes a reflected relation when merging.
+    hidden: bool = False
+
+
+RootKind = Literal["list", "by_key", "connection", "aggregate"]
 
 
 class Entity(_Model):
@@ -102,6 +111,13 @@ class Entity(_Model):
     by_key_field: str | None = None
     description: str | None = None
     location: SourceLocation | None = None
+    #: Root fields served for this entity; ``None`` serves all of them. Authored
+    #: ``@quiver.query`` functions set it to exactly the declared ones (``()`` = none: the
+    #: entity is reached only through relations).
+    root_fields: tuple[RootKind, ...] | None = None
+    #: GraphQL arguments the list root field accepts (``where``, ``orderBy``, ``limit``,
+    #: ``offset``); ``None`` accepts all of them.
+    list_arguments: tuple[str, ...] | None = None
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:
