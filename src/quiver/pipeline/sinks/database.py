@@ -1,0 +1,600 @@
+"""The ``database`` sink: write rows into a PostgreSQL, MariaDB/MySQL or SQLite table.
+
+Rows never land in the target table one batch at a time. Every batch goes into a private
+staging table (a temporary table of the run's own connection); ``commit`` then moves the
+whole run into the target in one transaction, and ``abort`` drops the staging table. A
+failed or interrupted run therefore leaves the target exactly as it was.
+
+Modes:
+
+``create``
+    the table must not exist; it is created from the incoming schema.
+``append``
+    rows are added; the table is created when missing.
+``replace``
+    the table is swapped for one holding exactly this run's rows (created from the
+    incoming schema), atomically.
+``upsert``
+    rows whose ``keys`` match an existing row update it (only the incoming columns),
+    the others are inserted; within one run the last row for a key wins. The table is
+    created when missing, with a unique index on ``keys``. On MariaDB/MySQL an existing
+    table needs a unique index on exactly ``keys``.
+
+PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL) into the staging
+table; MariaDB/MySQL uses batched multi-row INSERTs through asyncmy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.sql.url import parse_database_url
+
+__all__ = ["DatabaseSink", "DatabaseSinkConfig"]
+
+_SEQ = "__quiver_seq"
+
+
+class DatabaseSinkConfig(ComponentConfig):
+    """Write into a table, all of the run or nothing."""
+
+    url: str = Field(
+        description="Database URL: postgresql://user:pw@host:5432/db, mysql://user@host/db "
+        "(also mariadb://) or sqlite:///relative/file.db (resolved against the pipeline file)."
+    )
+    table: str = Field(description="Target table, optionally qualified: `schema.table`.")
+    mode: Literal["create", "append", "replace", "upsert"] = Field(
+        "append",
+        description="create (must not exist), append (create when missing), replace (swap "
+        "atomically) or upsert (update rows matching `keys`, insert the others).",
+    )
+    keys: list[str] = Field(
+        default_factory=list, description="Key columns of `upsert` (required for that mode)."
+    )
+    batch_rows: int = Field(5_000, ge=1, description="Rows per INSERT statement on MariaDB/MySQL.")
+
+    @model_validator(mode="after")
+    def _keys_for_upsert(self) -> DatabaseSinkConfig:
+        if self.mode == "upsert" and not self.keys:
+            raise ValueError("mode `upsert` needs `keys`: the columns that identify a row")
+        if self.mode != "upsert" and self.keys:
+            raise ValueError(f"`keys` only applies to mode `upsert`, not `{self.mode}`")
+        return self
+
+
+def _split_table(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None), table
+
+
+def _pg(name: str) -> str:
+    """Quote an identifier for PostgreSQL and SQLite."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _my(name: str) -> str:
+    """Quote an identifier for MariaDB/MySQL."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
+    """Drop ``__line`` and decode dictionary columns: what the database receives."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    if LINE_COLUMN in table.column_names:
+        table = table.drop_columns([LINE_COLUMN])
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, pc.cast(table.column(i), f.type.value_type))
+    return table
+
+
+@sink("database", config=DatabaseSinkConfig)
+class DatabaseSink:
+    """Rows into a PostgreSQL, MariaDB/MySQL or SQLite table, in one transaction per run."""
+
+    def __init__(self, cfg: DatabaseSinkConfig) -> None:
+        self.cfg = cfg
+        self.url = parse_database_url(cfg.url)
+        self.db_schema, self.table = _split_table(cfg.table)
+        self.stage = f"_quiver_stage_{uuid.uuid4().hex[:12]}"
+        self._backend: _Backend | None = None
+        self._seq = 0
+        self.columns: list[str] = []
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        names = [n for n in schema.names if n != LINE_COLUMN]
+        missing = [k for k in self.cfg.keys if k not in names]
+        if missing:
+            raise ConfigError.one(
+                f"upsert key column(s) {missing} are not in the incoming rows {names}",
+                f"sink database {self.cfg.table}: keys",
+                "name columns that the previous step produces, or add them with `derive`",
+            )
+        self.columns = names
+        empty = _plain(schema.empty_table())
+        backend: _Backend = (
+            _MysqlBackend(self) if self.url.dialect == "mysql" else _AdbcBackend(self, ctx)
+        )
+        await backend.open(self._staged(empty))
+        self._backend = backend
+
+    def _staged(self, table: pa.Table) -> pa.Table:
+        if self.cfg.mode != "upsert":
+            return table
+        seq = pa.array(range(self._seq, self._seq + table.num_rows), pa.int64())
+        self._seq += table.num_rows
+        return table.append_column(_SEQ, seq)
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        assert self._backend is not None, "write() before open()"
+        table = _plain(batch)
+        for key in self.cfg.keys:
+            nulls = table.column(key).null_count
+            if nulls:
+                first = _first_null_line(batch, key)
+                raise PermanentError.one(
+                    f"upsert key column {key!r} is null in {nulls} row(s)"
+                    + (f", first at record {first}" if first else ""),
+                    f"sink database {self.cfg.table}",
+                    "filter out or fill rows without a key before this sink",
+                )
+        if table.num_rows:
+            await self._backend.write(self._staged(table))
+
+    async def commit(self) -> None:
+        assert self._backend is not None, "commit() before open()"
+        backend, self._backend = self._backend, None
+        await backend.commit()
+
+    async def abort(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.abort()
+
+
+def _first_null_line(batch: pa.RecordBatch, key: str) -> int | None:
+    if LINE_COLUMN not in batch.schema.names:
+        return None
+    mask = pc.is_null(batch.column(batch.schema.get_field_index(key)))
+    lines = pc.filter(batch.column(batch.schema.get_field_index(LINE_COLUMN)), mask)
+    return int(lines[0].as_py()) if len(lines) else None
+
+
+class _Backend:
+    async def open(self, empty: pa.Table) -> None: ...
+    async def write(self, table: pa.Table) -> None: ...
+    async def commit(self) -> None: ...
+    async def abort(self) -> None: ...
+
+
+def _error(exc: BaseException, sink_: DatabaseSink, doing: str) -> QuiverError:
+    from quiver.pipeline.sources.database import database_error
+
+    return database_error(exc, sink_.url, f"{doing} table {sink_.cfg.table!r}")
+
+
+def _exists_error(sink_: DatabaseSink) -> QuiverError:
+    return PermanentError.one(
+        f"table {sink_.cfg.table!r} already exists and mode is `create`",
+        f"sink database {sink_.url.redacted()}",
+        "use mode: append, replace or upsert, or drop the table first",
+    )
+
+
+def _sqlite_types(table: pa.Table) -> pa.Table:
+    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_decimal(f.type):
+            table = table.set_column(i, f.name, pc.cast(table.column(i), pa.string()))
+    return table
+
+
+class _AdbcBackend(_Backend):
+    """PostgreSQL and SQLite: one ADBC connection, autocommit off, for the whole run."""
+
+    def __init__(self, sink_: DatabaseSink, ctx: RunContext) -> None:
+        self.s = sink_
+        self.ctx = ctx
+        self.sqlite = sink_.url.dialect == "sqlite"
+        self.conn: Any = None
+
+    def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(statement, params or None)
+            rows: list[tuple[Any, ...]] = cur.fetchall() if cur.description else []
+            return rows
+        finally:
+            cur.close()
+
+    def _target(self) -> str:
+        return ".".join(_pg(p) for p in (self.s.db_schema, self.s.table) if p)
+
+    def _stage(self) -> str:
+        return ("temp." if self.sqlite else "") + _pg(self.s.stage)
+
+    def _open(self, empty: pa.Table) -> None:
+        from quiver.pipeline.sources.database import adbc_connect
+
+        self.conn = adbc_connect(self.s.url, self.ctx.base_dir, autocommit=False)
+        cur = self.conn.cursor()
+        if self.sqlite:
+            empty = _sqlite_types(empty)
+        try:
+            cur.adbc_ingest(self.s.stage, empty, mode="create", temporary=True)
+        finally:
+            cur.close()
+
+    async def open(self, empty: pa.Table) -> None:
+        try:
+            await asyncio.to_thread(self._open, empty)
+        except Exception as exc:
+            await self.abort()
+            raise _error(exc, self.s, "preparing") from exc
+
+    def _write(self, table: pa.Table) -> None:
+        if self.sqlite:
+            table = _sqlite_types(table)
+        cur = self.conn.cursor()
+        try:
+            cur.adbc_ingest(self.s.stage, table, mode="append", temporary=True)
+        finally:
+            cur.close()
+
+    async def write(self, table: pa.Table) -> None:
+        try:
+            await asyncio.to_thread(self._write, table)
+        except Exception as exc:
+            raise _error(exc, self.s, "staging rows for") from exc
+
+    def _target_columns(self) -> dict[str, str] | None:
+        """Existing target columns and their SQL types, or None when there is no table."""
+        if self.sqlite:
+            schema = self.s.db_schema or "main"
+            rows = self._sql(
+                "SELECT name, type FROM pragma_table_info(?, ?)", (self.s.table, schema)
+            )
+            return {r[0]: r[1] for r in rows} or None
+        rows = self._sql(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            (self._target(),),
+        )
+        return {r[0]: r[1] for r in rows} or None
+
+    def _create_target(self) -> None:
+        empty = self._empty_target()
+        cur = self.conn.cursor()
+        try:
+            cur.adbc_ingest(self.s.table, empty, mode="create", db_schema_name=self.s.db_schema)
+        finally:
+            cur.close()
+        if self.s.cfg.mode == "upsert":
+            index = _pg(f"{self.s.table}_quiver_key")
+            if self.sqlite and self.s.db_schema:
+                index = f"{_pg(self.s.db_schema)}.{index}"
+            keys = ", ".join(_pg(k) for k in self.s.cfg.keys)
+            self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
+
+    def _empty_target(self) -> pa.Table:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"SELECT * FROM {self._stage()} WHERE 1 = 0")
+            table: pa.Table = cur.fetch_arrow_table()
+        finally:
+            cur.close()
+        if _SEQ in table.column_names:
+            table = table.drop_columns([_SEQ])
+        return table
+
+    def _commit(self) -> None:
+        mode = self.s.cfg.mode
+        existing = self._target_columns()
+        if existing is not None and mode == "create":
+            raise _exists_error(self.s)
+        if existing is not None and mode == "replace":
+            self._sql(f"DROP TABLE {self._target()}")
+            existing = None
+        if existing is None:
+            self._create_target()
+        else:
+            unknown = [c for c in self.s.columns if c not in existing]
+            if unknown:
+                raise PermanentError.one(
+                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                    f"(it has {list(existing)})",
+                    f"sink database {self.s.url.redacted()}",
+                    "rename or drop them with `rename`/`select`, add them to the table, "
+                    "or use mode: replace",
+                )
+        types = existing or {}
+        cols = self.s.columns
+
+        def value(c: str, alias: str) -> str:
+            ref = f"{alias}.{_pg(c)}"
+            if types and not self.sqlite:
+                return f"CAST({ref} AS {types[c]})"
+            return ref
+
+        col_list = ", ".join(_pg(c) for c in cols)
+        if mode != "upsert":
+            select = ", ".join(value(c, "s") for c in cols)
+            self._sql(
+                f"INSERT INTO {self._target()} ({col_list}) SELECT {select} FROM {self._stage()} s"
+            )
+        else:
+            self._upsert(cols, value)
+        self.conn.commit()
+
+    def _upsert(self, cols: list[str], value: Any) -> None:
+        keys = self.s.cfg.keys
+        stage = self._stage()
+        key_list = ", ".join(_pg(k) for k in keys)
+        index = _pg(f"{self.s.stage}_key")
+        if self.sqlite:
+            self._sql(f"CREATE INDEX temp.{index} ON {_pg(self.s.stage)} ({key_list}, {_pg(_SEQ)})")
+        else:
+            self._sql(f"CREATE INDEX {index} ON {stage} ({key_list}, {_pg(_SEQ)})")
+            self._sql(f"ANALYZE {stage}")
+
+        def match(a: str, b: str) -> str:
+            return " AND ".join(f"{a}.{_pg(k)} = {b}.{_pg(k)}" for k in keys)
+
+        latest = (
+            f"(SELECT * FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {stage} s2 "
+            f"WHERE {match('s2', 's')} AND s2.{_pg(_SEQ)} > s.{_pg(_SEQ)}))"
+        )
+        target = self._target()
+        others = [c for c in cols if c not in keys]
+        if others:
+            sets = ", ".join(f"{_pg(c)} = {value(c, 'd')}" for c in others)
+            where = " AND ".join(f"{target}.{_pg(k)} = {value(k, 'd')}" for k in keys)
+            self._sql(f"UPDATE {target} SET {sets} FROM {latest} d WHERE {where}")
+        select = ", ".join(value(c, "d") for c in cols)
+        exists = " AND ".join(f"t.{_pg(k)} = {value(k, 'd')}" for k in keys)
+        col_list = ", ".join(_pg(c) for c in cols)
+        self._sql(
+            f"INSERT INTO {target} ({col_list}) SELECT {select} FROM {latest} d "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {exists})"
+        )
+
+    async def commit(self) -> None:
+        try:
+            await asyncio.to_thread(self._commit)
+        except Exception as exc:
+            await self.abort()
+            raise _error(exc, self.s, "writing") from exc
+        await asyncio.to_thread(self._close)
+
+    def _rollback(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.rollback()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    async def abort(self) -> None:
+        await asyncio.to_thread(self._rollback)
+
+
+_MYSQL_TEXT_KEY = "VARCHAR(255)"
+
+
+def _mysql_type(f: pa.Field, is_key: bool) -> str:
+    t = f.type
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_unsigned_integer(t):
+        return "BIGINT UNSIGNED"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({min(t.precision, 65)}, {min(t.scale, 30)})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "DATETIME(6)"
+    if pa.types.is_time(t) or pa.types.is_duration(t):
+        return "TIME(6)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "VARBINARY(255)" if is_key else "LONGBLOB"
+    if pa.types.is_nested(t):
+        return "JSON"
+    return _MYSQL_TEXT_KEY if is_key else "LONGTEXT"
+
+
+def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
+    t = values.type
+    if pa.types.is_nested(t):
+        return [None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()]
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        values = pc.cast(values, pa.timestamp(t.unit))  # stored as UTC wall time
+    if pa.types.is_time(t):
+        return [
+            None
+            if v is None
+            else dt.timedelta(
+                hours=v.hour, minutes=v.minute, seconds=v.second, microseconds=v.microsecond
+            )
+            for v in values.to_pylist()
+        ]
+    result: list[Any] = values.to_pylist()
+    return result
+
+
+class _MysqlBackend(_Backend):
+    """MariaDB/MySQL: staging in a TEMPORARY table (which commits nothing implicitly).
+
+    MySQL commits implicitly around CREATE/DROP/RENAME TABLE, so new tables are built under
+    a private name and moved into place with one atomic ``RENAME TABLE``.
+    """
+
+    def __init__(self, sink_: DatabaseSink) -> None:
+        self.s = sink_
+        self.conn: Any = None
+        self.fields: list[pa.Field] = []
+
+    def _target(self) -> str:
+        return ".".join(_my(p) for p in (self.s.db_schema, self.s.table) if p)
+
+    def _named(self, name: str) -> str:
+        return ".".join(_my(p) for p in (self.s.db_schema, name) if p)
+
+    async def _sql(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
+        async with self.conn.cursor() as cur:
+            await cur.execute(statement, params)
+            return list(await cur.fetchall())
+
+    def _ddl_columns(self, fields: list[pa.Field]) -> str:
+        return ", ".join(
+            f"{_my(f.name)} {_mysql_type(f, f.name in self.s.cfg.keys)}" for f in fields
+        )
+
+    async def open(self, empty: pa.Table) -> None:
+        import asyncmy
+
+        from quiver.pipeline.sources.database import mysql_connect_args
+
+        try:
+            self.conn = await asyncmy.connect(**mysql_connect_args(self.s.url))
+            self.fields = list(empty.schema)
+            await self._sql(
+                f"CREATE TEMPORARY TABLE {_my(self.s.stage)} ({self._ddl_columns(self.fields)})"
+            )
+        except Exception as exc:
+            await self.abort()
+            raise _error(exc, self.s, "preparing") from exc
+
+    async def write(self, table: pa.Table) -> None:
+        names = ", ".join(_my(f.name) for f in self.fields)
+        marks = ", ".join(["%s"] * len(self.fields))
+        statement = f"INSERT INTO {_my(self.s.stage)} ({names}) VALUES ({marks})"
+        size = self.s.cfg.batch_rows
+        try:
+            for offset in range(0, table.num_rows, size):
+                chunk = table.slice(offset, size)
+                rows = list(zip(*(_mysql_column(c) for c in chunk.columns), strict=True))
+                async with self.conn.cursor() as cur:
+                    await cur.executemany(statement, rows)
+        except Exception as exc:
+            raise _error(exc, self.s, "staging rows for") from exc
+
+    async def _target_columns(self) -> list[str] | None:
+        rows = await self._sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s "
+            "ORDER BY ordinal_position",
+            (self.s.db_schema, self.s.table),
+        )
+        return [r[0] for r in rows] or None
+
+    async def _has_unique_key(self) -> bool:
+        rows = await self._sql(
+            "SELECT index_name, GROUP_CONCAT(column_name) FROM information_schema.statistics "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s "
+            "AND non_unique = 0 GROUP BY index_name",
+            (self.s.db_schema, self.s.table),
+        )
+        wanted = set(self.s.cfg.keys)
+        return any(set(str(r[1]).split(",")) == wanted for r in rows)
+
+    def _insert(self, into: str, cols: list[str]) -> str:
+        names = ", ".join(_my(c) for c in cols)
+        order = f" ORDER BY {_my(_SEQ)}" if self.s.cfg.mode == "upsert" else ""
+        statement = f"INSERT INTO {into} ({names}) SELECT {names} FROM {_my(self.s.stage)}{order}"
+        others = [c for c in cols if c not in self.s.cfg.keys]
+        if self.s.cfg.mode == "upsert":
+            updates = others or self.s.cfg.keys[:1]
+            statement += " ON DUPLICATE KEY UPDATE " + ", ".join(
+                f"{_my(c)} = VALUES({_my(c)})" for c in updates
+            )
+        return statement
+
+    async def _commit(self) -> None:
+        mode = self.s.cfg.mode
+        cols = self.s.columns
+        existing = await self._target_columns()
+        if existing is not None and mode == "create":
+            raise _exists_error(self.s)
+        if existing is not None and mode != "replace":
+            unknown = [c for c in cols if c not in existing]
+            if unknown:
+                raise PermanentError.one(
+                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                    f"(it has {existing})",
+                    f"sink database {self.s.url.redacted()}",
+                    "rename or drop them with `rename`/`select`, add them to the table, "
+                    "or use mode: replace",
+                )
+            if mode == "upsert" and not await self._has_unique_key():
+                keys = ", ".join(self.s.cfg.keys)
+                raise PermanentError.one(
+                    f"table {self.s.cfg.table!r} has no unique index on ({keys}), "
+                    "which upsert needs on MariaDB/MySQL",
+                    f"sink database {self.s.url.redacted()}",
+                    f"CREATE UNIQUE INDEX ... ON {self.s.cfg.table} ({keys})",
+                )
+            await self._sql(self._insert(self._target(), cols))
+            await self.conn.commit()
+            return
+        # Build the table under a private name, then move it into place atomically.
+        fresh = f"{self.s.table}__quiver_new_{uuid.uuid4().hex[:8]}"
+        fields = [f for f in self.fields if f.name != _SEQ]
+        key = ""
+        if mode == "upsert":
+            key = ", PRIMARY KEY (" + ", ".join(_my(k) for k in self.s.cfg.keys) + ")"
+        await self._sql(f"CREATE TABLE {self._named(fresh)} ({self._ddl_columns(fields)}{key})")
+        try:
+            await self._sql(self._insert(self._named(fresh), cols))
+            await self.conn.commit()
+            if existing is not None:  # replace
+                old = f"{self.s.table}__quiver_old_{uuid.uuid4().hex[:8]}"
+                await self._sql(
+                    f"RENAME TABLE {self._target()} TO {self._named(old)}, "
+                    f"{self._named(fresh)} TO {self._target()}"
+                )
+                await self._sql(f"DROP TABLE {self._named(old)}")
+            else:
+                await self._sql(f"RENAME TABLE {self._named(fresh)} TO {self._target()}")
+        except Exception:
+            await self._sql(f"DROP TABLE IF EXISTS {self._named(fresh)}")
+            raise
+
+    async def commit(self) -> None:
+        try:
+            await self._commit()
+        except Exception as exc:
+            await self.abort()
+            raise _error(exc, self.s, "writing") from exc
+        self._close()
+
+    def _close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    async def abort(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                await self.conn.rollback()
+        self._close()

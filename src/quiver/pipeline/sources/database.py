@@ -1,0 +1,307 @@
+"""The ``database`` source: rows of a table or a query from PostgreSQL, MariaDB/MySQL or SQLite.
+
+PostgreSQL and SQLite are read through their ADBC drivers, which hand over Arrow batches
+directly (no per-row Python objects); MariaDB/MySQL is read with asyncmy through an
+unbuffered server-side cursor, ``batch_rows`` rows at a time, into a schema fixed from the
+result's column types. Either way the whole result is never held in memory.
+
+Each batch carries the ``__line`` column: the 1-based record number in the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
+from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.sql.url import DatabaseUrl, parse_database_url
+
+__all__ = ["DatabaseSource", "DatabaseSourceConfig"]
+
+
+class DatabaseSourceConfig(ComponentConfig):
+    """Read a table or the result of a query."""
+
+    url: str = Field(
+        description="Database URL: postgresql://user:pw@host:5432/db, mysql://user@host/db "
+        "(also mariadb://) or sqlite:///relative/file.db (resolved against the pipeline file)."
+    )
+    table: str | None = Field(
+        None,
+        description="Table to read, optionally qualified: `schema.table`. Exclusive with query.",
+    )
+    query: str | None = Field(
+        None, description="SQL query whose rows are read. Exclusive with table."
+    )
+    batch_rows: int = Field(65_536, ge=1, description="Rows per batch handed to the next step.")
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> DatabaseSourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of `table` or `query`")
+        return self
+
+
+@source("database", config=DatabaseSourceConfig)
+class DatabaseSource:
+    """Rows of a table or query from PostgreSQL, MariaDB/MySQL or SQLite, streamed in batches."""
+
+    def __init__(self, cfg: DatabaseSourceConfig) -> None:
+        self.cfg = cfg
+        self.url = parse_database_url(cfg.url)
+
+    def _query(self) -> str:
+        if self.cfg.query is not None:
+            return self.cfg.query
+        assert self.cfg.table is not None
+        quote_char = "`" if self.url.dialect == "mysql" else '"'
+        return f"SELECT * FROM {quote_table(self.cfg.table, quote_char)}"
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        line = 0
+        stream = self._mysql_batches() if self.url.dialect == "mysql" else self._adbc_batches(ctx)
+        async for batch in stream:
+            for piece in _rebatch(batch, self.cfg.batch_rows):
+                numbers = pa.array(range(line + 1, line + piece.num_rows + 1), pa.int64())
+                line += piece.num_rows
+                yield piece.append_column(LINE_COLUMN, numbers)
+
+    # -- PostgreSQL and SQLite through ADBC -----------------------------------------------
+
+    async def _adbc_batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        conn = await asyncio.to_thread(adbc_connect, self.url, ctx.base_dir)
+        try:
+            cur = conn.cursor()
+            query = self._query()
+            try:
+                await asyncio.to_thread(cur.execute, query)
+                reader = await asyncio.to_thread(cur.fetch_record_batch)
+            except Exception as exc:
+                raise database_error(exc, self.url, f"query {query!r}") from exc
+            while True:
+                try:
+                    batch = await asyncio.to_thread(_read_next, reader)
+                except Exception as exc:
+                    raise database_error(exc, self.url, "reading rows") from exc
+                if batch is None:
+                    break
+                yield _plain_types(batch)
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    # -- MariaDB / MySQL through asyncmy ---------------------------------------------------
+
+    async def _mysql_batches(self) -> AsyncIterator[pa.RecordBatch]:
+        import asyncmy
+        from asyncmy.cursors import SSCursor
+
+        query = self._query()
+        try:
+            conn = await asyncmy.connect(**mysql_connect_args(self.url))
+        except Exception as exc:
+            raise database_error(exc, self.url, "connecting") from exc
+        try:
+            async with conn.cursor(SSCursor) as cur:
+                try:
+                    await cur.execute(query)
+                except Exception as exc:
+                    raise database_error(exc, self.url, f"query {query!r}") from exc
+                schema = mysql_result_schema(cur.description)
+                while True:
+                    try:
+                        rows = await cur.fetchmany(self.cfg.batch_rows)
+                    except Exception as exc:
+                        raise database_error(exc, self.url, "reading rows") from exc
+                    if not rows:
+                        break
+                    columns = list(zip(*rows, strict=True))
+                    yield pa.record_batch(
+                        [
+                            pa.array(_mysql_values(col, f.type), f.type)
+                            for col, f in zip(columns, schema, strict=True)
+                        ],
+                        schema=schema,
+                    )
+        finally:
+            conn.close()
+
+
+# -- shared database plumbing (the database sink uses the same rules) ----------------------
+
+
+def quote_table(name: str, quote_char: str) -> str:
+    """Quote a possibly schema-qualified table name: ``a.b`` -> ``"a"."b"``."""
+    return ".".join(quote_ident(part, quote_char) for part in name.split("."))
+
+
+def quote_ident(name: str, quote_char: str) -> str:
+    return quote_char + name.replace(quote_char, quote_char * 2) + quote_char
+
+
+def adbc_connect(url: DatabaseUrl, base_dir: str, *, autocommit: bool = True) -> Any:
+    """An ADBC DB-API connection to a PostgreSQL or SQLite URL."""
+    try:
+        if url.dialect == "sqlite":
+            import adbc_driver_sqlite.dbapi as sqlite_dbapi
+
+            path = url.database
+            if path != ":memory:" and not os.path.isabs(path):
+                path = os.path.join(base_dir, path)
+            return sqlite_dbapi.connect(path, autocommit=autocommit)
+        import adbc_driver_postgresql.dbapi as pg_dbapi
+
+        return pg_dbapi.connect(postgres_uri(url), autocommit=autocommit)
+    except Exception as exc:
+        raise database_error(exc, url, "connecting") from exc
+
+
+def postgres_uri(url: DatabaseUrl) -> str:
+    auth = ""
+    if url.user:
+        auth = quote(url.user, safe="")
+        if url.password:
+            auth += ":" + quote(url.password, safe="")
+        auth += "@"
+    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in url.options)
+    return f"postgresql://{auth}{url.host}:{url.port}/{quote(url.database, safe='')}" + (
+        f"?{query}" if query else ""
+    )
+
+
+def mysql_connect_args(url: DatabaseUrl) -> dict[str, Any]:
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.user or "root",
+        "password": url.password,
+        "db": url.database,
+        "autocommit": False,
+    }
+
+
+_TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013}
+
+
+def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverError:
+    """Map a driver exception onto Retryable (connection trouble) or Permanent (bad SQL)."""
+    if isinstance(exc, QuiverError):
+        return exc
+    where = url.redacted()
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    kind = type(exc).__name__
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    transient = isinstance(exc, OSError | ConnectionError | TimeoutError) or (
+        code in _TRANSIENT_MYSQL_CODES
+    )
+    if kind == "OperationalError" and (
+        code is None or code in _TRANSIENT_MYSQL_CODES or "connect" in text.lower()
+    ):
+        transient = True
+    if transient:
+        return RetryableError.one(
+            f"database unavailable while {doing}: {text}",
+            where,
+            "check that the server is running and reachable; the run retries with backoff",
+        )
+    return PermanentError.one(
+        f"database error while {doing}: {text}",
+        where,
+        "check the table and column names and the SQL against the database",
+    )
+
+
+def _read_next(reader: Any) -> pa.RecordBatch | None:
+    try:
+        batch: pa.RecordBatch = reader.read_next_batch()
+    except StopIteration:
+        return None
+    return batch
+
+
+def _rebatch(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
+    for offset in range(0, batch.num_rows, size):
+        yield batch.slice(offset, size)
+
+
+def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Turn driver extension types into plain Arrow types (PostgreSQL numeric -> decimal)."""
+    if not any(isinstance(f.type, pa.ExtensionType) for f in batch.schema):
+        return batch
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    for array, f in zip(batch.columns, batch.schema, strict=True):
+        if isinstance(f.type, pa.ExtensionType):
+            storage = array.storage
+            target = _numeric_type(f)
+            if target is not None:
+                storage = pc.cast(storage, target)
+            arrays.append(storage)
+            fields.append(pa.field(f.name, storage.type, f.nullable))
+        else:
+            arrays.append(array)
+            fields.append(f)
+    return pa.record_batch(arrays, schema=pa.schema(fields))
+
+
+def _numeric_type(f: pa.Field) -> pa.DataType | None:
+    meta = f.metadata or {}
+    if meta.get(b"POSTGRESQL:type") != b"numeric":
+        return None
+    typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
+    if typmod < 4:
+        return None  # unconstrained numeric: keep the exact text
+    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+    return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+
+
+def mysql_result_schema(description: Sequence[Sequence[Any]]) -> pa.Schema:
+    """Arrow schema of a MySQL result from the cursor description (type codes, sizes)."""
+    from asyncmy.constants import FIELD_TYPE as T
+
+    fields = []
+    for name, type_code, _size, length, precision, scale, _null in description:
+        if type_code in (T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG, T.YEAR):
+            arrow: pa.DataType = pa.int64()
+        elif type_code in (T.FLOAT, T.DOUBLE):
+            arrow = pa.float64()
+        elif type_code in (T.DECIMAL, T.NEWDECIMAL):
+            digits = int(precision or length or 38)
+            arrow = pa.decimal128(min(max(digits, 1), 38), int(scale or 0))
+        elif type_code in (T.DATE, T.NEWDATE):
+            arrow = pa.date32()
+        elif type_code in (T.DATETIME, T.TIMESTAMP):
+            arrow = pa.timestamp("us")
+        elif type_code == T.TIME:
+            arrow = pa.duration("us")
+        elif type_code == T.BIT:
+            arrow = pa.binary()
+        elif type_code == T.NULL:
+            arrow = pa.null()
+        elif type_code in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.GEOMETRY):
+            arrow = pa.string()  # text columns report as BLOB; binary ones decode below
+        else:
+            arrow = pa.string()
+        fields.append(pa.field(str(name), arrow))
+    return pa.schema(fields)
+
+
+def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
+    if pa.types.is_string(arrow):
+        return [
+            v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else v for v in values
+        ]
+    if pa.types.is_decimal(arrow):
+        return [decimal.Decimal(v) if isinstance(v, str) else v for v in values]
+    if pa.types.is_timestamp(arrow):
+        return [dt.datetime.combine(v, dt.time()) if type(v) is dt.date else v for v in values]
+    return values

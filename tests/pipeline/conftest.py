@@ -1,0 +1,154 @@
+"""Shared fixtures of the pipeline tests: a run context, per-test databases, helpers to drive
+components directly through their contract (sources yield batches, sinks open/write/commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import pytest_asyncio
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext, component_info
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def run_ctx(tmp_path: Path) -> RunContext:
+    logs: list[tuple[str, str]] = []
+    ctx = RunContext(
+        run_id=uuid.uuid4().hex,
+        base_dir=str(tmp_path),
+        log=lambda message, level: logs.append((level, message)),
+    )
+    ctx.logs = logs  # type: ignore[attr-defined]
+    return ctx
+
+
+def build(cls: type[Any], options: dict[str, Any]) -> Any:
+    """Instantiate a component from its options, as the engine does."""
+    info = component_info(cls)
+    return cls(info.config.model_validate(options))
+
+
+async def read_all(source: Any, ctx: RunContext) -> pa.Table:
+    batches = [b async for b in source.batches(ctx)]
+    if not batches:
+        return pa.table({})
+    return pa.Table.from_batches(batches)
+
+
+async def write_all(
+    sink: Any, batches: Iterable[pa.RecordBatch], ctx: RunContext, schema: pa.Schema | None = None
+) -> None:
+    """Open, write every batch, commit; abort and re-raise on failure (the engine's protocol)."""
+    items = list(batches)
+    await sink.open(schema if schema is not None else items[0].schema, ctx)
+    try:
+        for batch in items:
+            await sink.write(batch)
+    except BaseException:
+        await sink.abort()
+        raise
+    await sink.commit()
+
+
+def without_line(table: pa.Table) -> pa.Table:
+    return table.drop_columns([LINE_COLUMN]) if LINE_COLUMN in table.column_names else table
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+@dataclass
+class ScratchDatabase:
+    """One test's own database: a PostgreSQL schema, a MariaDB database or a SQLite file."""
+
+    dialect: str
+    url: str
+    namespace: str  # prefix for table names: "schema." for PostgreSQL, "" otherwise
+    _conn: Any = None
+
+    def table(self, name: str) -> str:
+        return f"{self.namespace}{name}"
+
+    async def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.dialect == "mysql":
+            async with self._conn.cursor() as cur:
+                await cur.execute(sql)
+                rows = list(await cur.fetchall())
+            await self._conn.commit()
+            return rows
+        return await asyncio.to_thread(self._adbc_query, sql)
+
+    def _adbc_query(self, sql: str) -> list[tuple[Any, ...]]:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql)
+            rows: list[tuple[Any, ...]] = cur.fetchall() if cur.description else []
+            return rows
+        finally:
+            cur.close()
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL_HOST = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+@pytest_asyncio.fixture(params=["postgresql", "mysql", "sqlite"], loop_scope="function")
+async def test_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ScratchDatabase]:
+    """A fresh, empty database for one test, in each dialect; dropped afterwards."""
+    dialect: str = request.param
+    name = unique("q")
+    if dialect == "postgresql":
+        import adbc_driver_postgresql.dbapi as pg
+
+        conn = pg.connect(PG_URL, autocommit=True)
+        db = ScratchDatabase(dialect, PG_URL, f"{name}.", conn)
+        await db.query(f'CREATE SCHEMA "{name}"')
+        try:
+            yield db
+        finally:
+            await db.query(f'DROP SCHEMA "{name}" CASCADE')
+            conn.close()
+    elif dialect == "mysql":
+        import asyncmy
+
+        conn = await asyncmy.connect(**MYSQL_HOST)
+        async with conn.cursor() as cur:
+            await cur.execute(f"CREATE DATABASE `{name}`")
+            await cur.execute(f"USE `{name}`")
+        db = ScratchDatabase(dialect, f"mysql://root@127.0.0.1:3306/{name}", "", conn)
+        try:
+            yield db
+        finally:
+            async with conn.cursor() as cur:
+                await cur.execute(f"DROP DATABASE `{name}`")
+            conn.close()
+    else:
+        import adbc_driver_sqlite.dbapi as sqlite
+
+        path = tmp_path / f"{name}.db"
+        conn = sqlite.connect(str(path), autocommit=True)
+        db = ScratchDatabase(dialect, f"sqlite:///{path.name}", "", conn)
+        try:
+            yield db
+        finally:
+            conn.close()
