@@ -1,0 +1,727 @@
+"""Pipeline files: YAML with source positions, ``${VAR}`` substitution, the linear and graph forms.
+
+:func:`load_pipeline` reads a pipeline file and returns a :class:`PipelineSpec`: the graph
+(steps, connections, taps, error policy) with every step's options validated against its
+component's config model. Every problem found is reported at once in one ``ConfigError``,
+each with ``file:line:column``, the field path, and a fix (``did you mean ...`` for typos).
+
+Two native forms exist. The linear form (``source`` / ``processors`` / ``sink``) compiles to
+the graph form (``steps`` / ``connections``): the source step is named ``source``, the sink
+``sink``, and each processor by its component name (``validate``, ``validate_2``, ...).
+FlowEngine files (top-level ``pipeline:``) are translated by ``quiver.pipeline.flowengine``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
+from quiver.pipeline.registry import Registry, default_registry, suggest
+from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
+from quiver.runtime.errors import ConfigError, ErrorDetail
+
+__all__ = [
+    "ConnectionConfig",
+    "ConnectionSpec",
+    "EngineSettings",
+    "GraphPipelineConfig",
+    "LinearPipelineConfig",
+    "OnErrorConfig",
+    "PipelineSpec",
+    "Positions",
+    "StepSpec",
+    "TapConfig",
+    "load_pipeline",
+    "load_yaml",
+    "parse_pipeline",
+    "substitute_variables",
+]
+
+Path_ = tuple[str | int, ...]
+DEFAULT_OUTPUT = "default"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class OnErrorConfig(_Model):
+    """What happens to a row a step rejects (validation failure, bad value, script error)."""
+
+    policy: Literal["fail_fast", "reject"] = Field(
+        default="fail_fast",
+        description="`fail_fast`: the first rejected row fails the run and nothing is written. "
+        "`reject`: rejected rows go to the rejects file and the run goes on.",
+    )
+    rejects: str | None = Field(
+        default=None,
+        description="CSV file receiving rejected rows (line, column, value, reason, row); "
+        "required with `policy: reject`. Relative to the pipeline file.",
+    )
+    max_errors: int | None = Field(
+        default=None,
+        ge=0,
+        description="With `policy: reject`: fail the run once more than this many rows are "
+        "rejected (null: no limit).",
+    )
+
+
+class TapConfig(_Model):
+    """A debug tap: show sampled rows flowing out of a step."""
+
+    step: str = Field(description="Step to watch; `step.route` watches a named route output.")
+    sample: int = Field(default=10, ge=1, description="How many rows to show (the first ones).")
+
+
+class ConnectionConfig(_Model):
+    """An edge of the graph: `from` a step's output (`step` or `step.route`) `to` steps."""
+
+    from_: str = Field(alias="from", description="`step` (default output) or `step.route`.")
+    to: str | list[str] = Field(description="Step name, or a list of them (fan-out).")
+
+
+class EngineSettings(_Model):
+    """Tuning of the engine; the defaults suit most pipelines."""
+
+    queue_batches: int = Field(
+        default=4,
+        ge=1,
+        description="Batches buffered between two steps; bounds memory and applies "
+        "back-pressure to fast sources.",
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="Retry policy around source reads and sink writes.",
+    )
+    circuit_breaker: CircuitBreakerPolicy = Field(
+        default_factory=CircuitBreakerPolicy,
+        description="Circuit breaker per sink.",
+    )
+
+
+class _Common(_Model):
+    name: str | None = Field(default=None, description="Pipeline name shown in logs and reports.")
+    description: str | None = Field(default=None, description="Free text.")
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        description="Default values of `${VAR}` references; `--variable` and the environment "
+        "override them.",
+    )
+    on_error: OnErrorConfig = Field(default_factory=OnErrorConfig, description="Error policy.")
+    taps: list[TapConfig] = Field(default_factory=list, description="Debug taps.")
+    engine: EngineSettings = Field(default_factory=EngineSettings, description="Engine tuning.")
+
+
+StepBody = dict[str, dict[str, Any] | None]
+
+
+class LinearPipelineConfig(_Common):
+    """The linear form: one source, processors in order, one sink."""
+
+    source: StepBody = Field(description="`{component: {options}}`, e.g. `{csv: {path: in.csv}}`.")
+    processors: list[StepBody] = Field(
+        default_factory=list, description="Processors applied in order."
+    )
+    sink: StepBody = Field(description="`{component: {options}}`, e.g. `{parquet: {path: o.pq}}`.")
+
+
+class GraphPipelineConfig(_Common):
+    """The graph form: named steps and the connections between them."""
+
+    steps: dict[str, StepBody] = Field(
+        description="Steps by name, each `{component: {options}}`. A step with no incoming "
+        "connection is a source, one with no outgoing connection a sink."
+    )
+    connections: list[ConnectionConfig] = Field(description="Edges between steps.")
+
+
+# --------------------------------------------------------------------------- YAML + positions
+
+
+class Positions:
+    """``file:line:column`` of every key and item of a YAML document, by field path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._marks: dict[Path_, tuple[int, int]] = {}
+
+    def add(self, path: Path_, line: int, column: int) -> None:
+        self._marks.setdefault(path, (line, column))
+
+    def where(self, path: Path_ | list[str | int]) -> str:
+        """Location of the nearest known ancestor of ``path``, plus the dotted field path."""
+        path = tuple(path)
+        probe = path
+        while probe and probe not in self._marks:
+            probe = probe[:-1]
+        mark = self._marks.get(probe)
+        loc = f"{self.file}:{mark[0]}:{mark[1]}" if mark else self.file
+        dotted = format_path(path)
+        return f"{loc} {dotted}" if dotted else loc
+
+    def line_of(self, path: Path_) -> int | None:
+        mark = self._marks.get(path)
+        return mark[0] if mark else None
+
+
+def format_path(path: Path_ | list[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
+    """Parse YAML, recording the position of every mapping key and sequence item."""
+    positions = Positions(file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        raise ConfigError.one(
+            f"invalid YAML: {exc.problem or exc}",
+            where,
+            "check indentation, quoting and that `key: value` pairs have a space after ':'",
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError.one(f"invalid YAML: {exc}", file, "fix the YAML syntax") from exc
+    if node is not None:
+        positions.add((), node.start_mark.line + 1, node.start_mark.column + 1)
+        _walk(node, (), positions)
+    return data, positions
+
+
+def _walk(node: yaml.Node, path: Path_, positions: Positions) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = _key_of(key_node)
+            child = (*path, key)
+            positions.add(child, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, child, positions)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            positions.add(child, item.start_mark.line + 1, item.start_mark.column + 1)
+            _walk(item, child, positions)
+
+
+def _key_of(node: yaml.Node) -> str | int:
+    value = node.value if isinstance(node, yaml.ScalarNode) else str(node.value)
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":int"):
+        try:
+            return int(value)
+        except ValueError:
+            return str(value)
+    return str(value)
+
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_variables(
+    data: Any,
+    variables: Mapping[str, str],
+    positions: Positions,
+    errors: list[ErrorDetail],
+    path: Path_ = (),
+) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value; ``$$`` is a ``$``."""
+    if isinstance(data, dict):
+        return {
+            k: substitute_variables(v, variables, positions, errors, (*path, k))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [
+            substitute_variables(v, variables, positions, errors, (*path, i))
+            for i, v in enumerate(data)
+        ]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in variables:
+            return variables[name]
+        if default is not None:
+            return default
+        errors.append(
+            ErrorDetail(
+                f"variable ${{{name}}} is not set",
+                positions.where(path),
+                f"pass --variable {name}=VALUE, export {name}, add it under `variables:`, "
+                f"or write ${{{name}:-default}}",
+            )
+        )
+        return match.group(0)
+
+    return _VAR.sub(replace, data)
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+@dataclass
+class StepSpec:
+    """One step of the graph with its component resolved and its options validated."""
+
+    name: str
+    kind: ComponentKind
+    component: str
+    options: dict[str, Any]
+    path: Path_
+    where: str
+    info: ComponentInfo | None = None
+    config: ComponentConfig | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """``source_step``'s output ``output`` feeds ``target``."""
+
+    source_step: str
+    output: str
+    target: str
+    where: str = ""
+
+
+@dataclass
+class PipelineSpec:
+    """A loaded, validated pipeline: what the engine runs."""
+
+    file: str
+    base_dir: str
+    name: str
+    steps: dict[str, StepSpec]
+    connections: list[ConnectionSpec]
+    taps: list[TapConfig]
+    on_error: OnErrorConfig
+    engine: EngineSettings
+    variables: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    positions: Positions | None = None
+
+    def sources(self) -> list[StepSpec]:
+        return [s for s in self.steps.values() if s.kind == "source"]
+
+    def sinks(self) -> list[StepSpec]:
+        return [s for s in self.steps.values() if s.kind == "sink"]
+
+    def outgoing(self, step: str) -> list[ConnectionSpec]:
+        return [c for c in self.connections if c.source_step == step]
+
+    def incoming(self, step: str) -> list[ConnectionSpec]:
+        return [c for c in self.connections if c.target == step]
+
+    def order(self) -> list[str]:
+        """Steps in topological order (sources first)."""
+        indegree = {n: 0 for n in self.steps}
+        for c in self.connections:
+            indegree[c.target] += 1
+        ready = [n for n in self.steps if indegree[n] == 0]
+        out: list[str] = []
+        while ready:
+            n = ready.pop(0)
+            out.append(n)
+            for c in self.outgoing(n):
+                indegree[c.target] -= 1
+                if indegree[c.target] == 0:
+                    ready.append(c.target)
+        return out
+
+    def resolve(self, path: str) -> str:
+        """A path option made absolute against the pipeline file's directory."""
+        return resolve_path(path, self.base_dir)
+
+
+def resolve_path(path: str, base_dir: str) -> str:
+    """``path`` relative to ``base_dir`` unless it is absolute or a URL."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def load_pipeline(
+    file: str | os.PathLike[str],
+    variables: Mapping[str, str] | None = None,
+    *,
+    registry: Registry | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineSpec:
+    """Read, substitute, validate and compile a pipeline file (ConfigError with every problem)."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError.one(
+            "pipeline file not found", str(path), "check the path of the pipeline file"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError.one(
+            f"cannot read the pipeline file: {exc}", str(path), "check the file"
+        ) from exc
+    return parse_pipeline(
+        text, str(path), variables, registry=registry, environ=environ, base_dir=None
+    )
+
+
+def parse_pipeline(
+    text: str,
+    file: str,
+    variables: Mapping[str, str] | None = None,
+    *,
+    registry: Registry | None = None,
+    environ: Mapping[str, str] | None = None,
+    base_dir: str | None = None,
+) -> PipelineSpec:
+    """Like :func:`load_pipeline` for YAML text already in memory."""
+    registry = registry or default_registry()
+    base = base_dir or str(Path(file).resolve().parent)
+    data, positions = load_yaml(text, file)
+    warnings: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError.one(
+            "a pipeline file must be a mapping",
+            positions.where(()),
+            "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
+        )
+    if "pipeline" in data and "steps" not in data and "source" not in data:
+        flowengine = importlib.import_module("quiver.pipeline.flowengine")
+        translated: tuple[dict[str, Any], list[str]] = flowengine.translate(data, file)
+        data, fe_warnings = translated
+        warnings.extend(fe_warnings)
+        positions = Positions(file)
+
+    errors: list[ErrorDetail] = []
+    env = os.environ if environ is None else environ
+    defaults = data.get("variables") if isinstance(data.get("variables"), dict) else {}
+    merged: dict[str, str] = {str(k): str(v) for k, v in (defaults or {}).items()}
+    merged.update({k: v for k, v in env.items()})
+    merged.update(variables or {})
+    data = substitute_variables(data, merged, positions, errors)
+
+    model: type[_Common]
+    if "steps" in data or "connections" in data:
+        model = GraphPipelineConfig
+    elif "source" in data or "sink" in data or "processors" in data:
+        model = LinearPipelineConfig
+    else:
+        raise ConfigError.one(
+            "the file has neither `source`/`sink` (linear form) nor `steps`/`connections` "
+            "(graph form)",
+            positions.where(()),
+            "see docs/pipelines/quickstart.md for both forms",
+        )
+    try:
+        doc = model.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_pydantic_details(exc, model, positions, ()))
+        raise ConfigError(errors) from None
+
+    if isinstance(doc, LinearPipelineConfig):
+        steps, connections = _compile_linear(doc, positions, errors)
+    else:
+        assert isinstance(doc, GraphPipelineConfig)
+        steps, connections = _compile_graph(doc, positions, errors)
+
+    spec = PipelineSpec(
+        file=file,
+        base_dir=base,
+        name=doc.name or Path(file).stem,
+        steps=steps,
+        connections=connections,
+        taps=doc.taps,
+        on_error=doc.on_error,
+        engine=doc.engine,
+        variables=merged if variables is None else {**merged},
+        warnings=warnings,
+        positions=positions,
+    )
+    _check_graph(spec, doc, positions, errors)
+    _check_on_error(doc, positions, errors)
+    for step in steps.values():
+        _resolve_component(step, registry, positions, errors)
+    if errors:
+        raise ConfigError(errors)
+    return spec
+
+
+def _split_body(
+    body: StepBody, path: Path_, positions: Positions, errors: list[ErrorDetail]
+) -> tuple[str, dict[str, Any]] | None:
+    if len(body) != 1:
+        keys = ", ".join(map(str, body)) or "nothing"
+        errors.append(
+            ErrorDetail(
+                f"a step names exactly one component, found {keys}",
+                positions.where(path),
+                "write `{component: {options}}`, e.g. `{csv: {path: in.csv}}`",
+            )
+        )
+        return None
+    component, options = next(iter(body.items()))
+    return component, dict(options or {})
+
+
+def _compile_linear(
+    doc: LinearPipelineConfig, positions: Positions, errors: list[ErrorDetail]
+) -> tuple[dict[str, StepSpec], list[ConnectionSpec]]:
+    steps: dict[str, StepSpec] = {}
+    chain: list[str] = []
+    items: list[tuple[str, ComponentKind, StepBody, Path_]] = [
+        ("source", "source", doc.source, ("source",))
+    ]
+    items += [("", "processor", body, ("processors", i)) for i, body in enumerate(doc.processors)]
+    items.append(("sink", "sink", doc.sink, ("sink",)))
+    for name, kind, body, path in items:
+        split = _split_body(body, path, positions, errors)
+        if split is None:
+            continue
+        component, options = split
+        if not name:
+            name = component
+            n = 2
+            while name in steps or name in ("source", "sink"):
+                name = f"{component}_{n}"
+                n += 1
+        steps[name] = StepSpec(
+            name, kind, component, options, (*path, component), positions.where(path)
+        )
+        chain.append(name)
+    connections = [ConnectionSpec(a, DEFAULT_OUTPUT, b) for a, b in itertools.pairwise(chain)]
+    return steps, connections
+
+
+def _compile_graph(
+    doc: GraphPipelineConfig, positions: Positions, errors: list[ErrorDetail]
+) -> tuple[dict[str, StepSpec], list[ConnectionSpec]]:
+    connections: list[ConnectionSpec] = []
+    names = list(doc.steps)
+    for i, conn in enumerate(doc.connections):
+        step, _, output = conn.from_.partition(".")
+        targets = [conn.to] if isinstance(conn.to, str) else conn.to
+        for j, target in enumerate(targets):
+            to_path: Path_ = (
+                ("connections", i, "to")
+                if isinstance(conn.to, str)
+                else (
+                    "connections",
+                    i,
+                    "to",
+                    j,
+                )
+            )
+            for ref, ref_path in ((step, ("connections", i, "from")), (target, to_path)):
+                if ref not in doc.steps:
+                    hint = suggest(ref, names)
+                    errors.append(
+                        ErrorDetail(
+                            f"unknown step '{ref}'" + (f"; {hint}" if hint else ""),
+                            positions.where(ref_path),
+                            f"steps are: {', '.join(names)}",
+                        )
+                    )
+            connections.append(
+                ConnectionSpec(
+                    step, output or DEFAULT_OUTPUT, target, positions.where(("connections", i))
+                )
+            )
+    connections = [c for c in connections if c.source_step in doc.steps and c.target in doc.steps]
+    has_in = {c.target for c in connections}
+    has_out = {c.source_step for c in connections}
+    steps: dict[str, StepSpec] = {}
+    for name, body in doc.steps.items():
+        path: Path_ = ("steps", name)
+        split = _split_body(body, path, positions, errors)
+        if split is None:
+            continue
+        component, options = split
+        if name not in has_in and name not in has_out:
+            errors.append(
+                ErrorDetail(
+                    f"step '{name}' is not connected to anything",
+                    positions.where(path),
+                    f"add a connection from or to '{name}', or remove the step",
+                )
+            )
+            continue
+        kind: ComponentKind = (
+            "source" if name not in has_in else "sink" if name not in has_out else "processor"
+        )
+        if "." in name:
+            errors.append(
+                ErrorDetail(
+                    f"step name '{name}' contains '.'",
+                    positions.where(path),
+                    "'.' separates a step from its route output; rename the step",
+                )
+            )
+        steps[name] = StepSpec(
+            name, kind, component, options, (*path, component), positions.where(path)
+        )
+    return steps, connections
+
+
+def _check_graph(
+    spec: PipelineSpec, doc: _Common, positions: Positions, errors: list[ErrorDetail]
+) -> None:
+    order = spec.order()
+    if len(order) < len(spec.steps):
+        cyclic = [n for n in spec.steps if n not in order]
+        errors.append(
+            ErrorDetail(
+                f"the connections form a cycle through {', '.join(cyclic)}",
+                positions.where(("connections",)),
+                "remove a connection so data flows one way from sources to sinks",
+            )
+        )
+    seen: set[tuple[str, str, str]] = set()
+    for c in spec.connections:
+        key = (c.source_step, c.output, c.target)
+        if key in seen:
+            errors.append(
+                ErrorDetail(
+                    f"duplicate connection {c.source_step}.{c.output} -> {c.target}",
+                    c.where,
+                    "remove one of them",
+                )
+            )
+        seen.add(key)
+        src = spec.steps.get(c.source_step)
+        if src is not None and src.kind == "source" and c.output != DEFAULT_OUTPUT:
+            errors.append(
+                ErrorDetail(
+                    f"source '{c.source_step}' has no route output '{c.output}'",
+                    c.where,
+                    f"connect from '{c.source_step}'",
+                )
+            )
+    for i, tap in enumerate(doc.taps):
+        step = tap.step.partition(".")[0]
+        if step not in spec.steps:
+            hint = suggest(step, list(spec.steps))
+            errors.append(
+                ErrorDetail(
+                    f"tap on unknown step '{step}'" + (f"; {hint}" if hint else ""),
+                    positions.where(("taps", i, "step")),
+                    f"steps are: {', '.join(spec.steps)}",
+                )
+            )
+
+
+def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail]) -> None:
+    if doc.on_error.policy == "reject" and not doc.on_error.rejects:
+        errors.append(
+            ErrorDetail(
+                "`policy: reject` needs a rejects file",
+                positions.where(("on_error", "policy")),
+                "add `rejects: out/rejects.csv` under on_error",
+            )
+        )
+
+
+def _resolve_component(
+    step: StepSpec, registry: Registry, positions: Positions, errors: list[ErrorDetail]
+) -> None:
+    where = positions.where(step.path)
+    try:
+        spec = registry.find(step.kind, step.component, where)
+        info = spec.load()
+    except ConfigError as exc:
+        errors.extend(exc.details)
+        return
+    step.info = info
+    options = {**spec.preset, **step.options}
+    try:
+        step.config = info.config.model_validate(options)
+    except ValidationError as exc:
+        errors.extend(_pydantic_details(exc, info.config, positions, step.path))
+
+
+def _pydantic_details(
+    exc: ValidationError, model: type[BaseModel], positions: Positions, prefix: Path_
+) -> list[ErrorDetail]:
+    details: list[ErrorDetail] = []
+    for err in exc.errors():
+        loc: Path_ = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        full = (*prefix, *loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            hint = suggest(str(loc[-1]), known) if loc else ""
+            message = f"unknown key '{loc[-1]}'" + (f"; {hint}" if hint else "")
+            fix = f"allowed keys: {', '.join(sorted(known))}" if known else "remove the key"
+        elif kind == "missing":
+            message = f"'{loc[-1]}' is required" if loc else "a value is required"
+            fix = "add it"
+        else:
+            value = err.get("input")
+            shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+            message = f"{err['msg']} (got {shown})"
+            fix = _fix_for(err)
+        details.append(ErrorDetail(message, positions.where(full), fix))
+    return details
+
+
+def _fix_for(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f"use one of {ctx['expected']}"
+    if err["type"].startswith(("int_", "float_", "decimal_")):
+        return "write a number"
+    if err["type"].startswith("bool"):
+        return "write true or false"
+    if err["type"] in ("dict_type", "model_type"):
+        return "write a mapping of `key: value` lines"
+    if err["type"] == "list_type":
+        return "write a list (`- item` lines)"
+    return "correct the value"
+
+
+def _fields_at(model: type[BaseModel], loc: Path_) -> list[str]:
+    """Known keys of the (nested) model reached by ``loc``, for ``did you mean``."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(tp: Any, part: str | int) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, f in tp.model_fields.items():
+            if part in (name, f.alias):
+                return f.annotation
+        return None
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            found = _unwrap(arg, part)
+            if found is not None:
+                return found
+        return None
+    if origin in (list, dict):
+        args = get_args(tp)
+        return args[-1] if args else None
+    return None
