@@ -1,0 +1,995 @@
+"""Reflection: read tables, views, primary keys and foreign keys of a live database into the IR.
+
+``reflect_database(url)`` reads the catalog of PostgreSQL (``pg_catalog``), MariaDB/MySQL
+(``information_schema``) or SQLite (``PRAGMA``) and turns it into a
+:class:`~quiver.schema.ir.Schema` with deterministic names. The naming rules are documented
+in ``docs/reflection.md``; in short:
+
+* entity   ``invoice_lines`` -> ``InvoiceLine`` (root fields ``invoiceLines``, ``invoiceLine``)
+* field    ``artist_id`` -> ``artistId``
+* forward  ``album.artist_id -> artist`` gives ``Album.artist``; reverse gives ``Artist.albums``
+
+Reading the catalog is dialect specific and produces plain :class:`_Table` records; naming is
+shared and lives in :func:`build_schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import fnmatch
+import re
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
+from quiver.schema.naming import camel, pascal, pluralize, singularize
+from quiver.sql.url import DatabaseUrl, parse_database_url
+
+__all__ = [
+    "CatalogColumn",
+    "CatalogForeignKey",
+    "CatalogTable",
+    "build_schema",
+    "mysql_scalar",
+    "postgresql_scalar",
+    "reflect_database",
+    "sqlite_scalar",
+]
+
+CONNECT_TIMEOUT_S = 10.0
+DEFAULT_PG_SCHEMAS = ("public",)
+
+# Type names GraphQL (and the Quiver schema) already use: an entity may not take one of them.
+_RESERVED_TYPE_NAMES = frozenset(
+    {"Query", "Mutation", "Subscription", "Int", "Float", "String", "Boolean", "ID"}
+    | {s.value for s in Scalar}
+)
+_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+# --------------------------------------------------------------------------------------------
+# The catalog: what every dialect reader produces
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogColumn:
+    """One column as the database describes it, with its scalar already mapped."""
+
+    name: str
+    scalar: Scalar
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class CatalogForeignKey:
+    """A foreign key: ``columns`` of the owning table reference ``target_columns``."""
+
+    columns: tuple[str, ...]
+    target_schema: str | None
+    target_table: str
+    target_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    """A table or view read from the catalog. ``schema`` is None outside PostgreSQL."""
+
+    schema: str | None
+    name: str
+    is_view: bool
+    columns: tuple[CatalogColumn, ...]
+    primary_key: tuple[str, ...] = ()
+    foreign_keys: tuple[CatalogForeignKey, ...] = ()
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------------
+
+
+async def reflect_database(
+    url: str,
+    *,
+    schemas: list[str] | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> Schema:
+    """Reflect the tables and views of the database at ``url`` into a :class:`Schema`.
+
+    ``schemas`` lists the PostgreSQL schemas to read (default ``["public"]``); MariaDB/MySQL
+    and SQLite read the database the URL names. ``include`` / ``exclude`` are glob patterns
+    (``fnmatch``, case-sensitive) matched against the table name, or against
+    ``schema.table`` when the pattern contains a dot. Raises :class:`ConfigError` when the
+    database cannot be reached, a schema does not exist or a pattern matches nothing.
+    """
+    db = parse_database_url(url)
+    if db.dialect == "postgresql":
+        pg_schemas = list(dict.fromkeys(schemas)) if schemas else list(DEFAULT_PG_SCHEMAS)
+        tables = await _read_postgresql(db, pg_schemas)
+        primary_schema: str | None = pg_schemas[0]
+    else:
+        _check_single_database_schemas(db, schemas)
+        primary_schema = None
+        if db.dialect == "mysql":
+            tables = await _read_mysql(db)
+        else:
+            tables = await asyncio.to_thread(_read_sqlite, db)
+    tables = _select_tables(tables, include or [], exclude or [])
+    if not tables:
+        where = db.redacted()
+        if db.dialect == "postgresql":
+            where += f" (schemas {', '.join(pg_schemas)})"
+        raise ConfigError.one(
+            "the database has no tables or views to serve",
+            where,
+            "create a table first, point the URL at another database, or widen --include/--schema",
+        )
+    return build_schema(tables, primary_schema=primary_schema)
+
+
+def _check_single_database_schemas(db: DatabaseUrl, schemas: list[str] | None) -> None:
+    allowed = {db.database} if db.dialect == "mysql" else {"main"}
+    unknown = [s for s in schemas or [] if s not in allowed]
+    if unknown:
+        name = "MariaDB/MySQL" if db.dialect == "mysql" else "SQLite"
+        raise ConfigError.one(
+            f"schemas {unknown!r} cannot be reflected: {name} reads only the database "
+            f"the URL names",
+            "database.schemas",
+            "remove database.schemas (it applies to PostgreSQL) or change the database in the URL",
+        )
+
+
+def _select_tables(
+    tables: Sequence[CatalogTable], include: Sequence[str], exclude: Sequence[str]
+) -> list[CatalogTable]:
+    """Apply include/exclude globs; a pattern that matches no table is an error (likely a typo)."""
+    names = sorted({t.name for t in tables} | {t.qualified_name for t in tables})
+    problems: list[ErrorDetail] = []
+    for option, patterns in (("include", include), ("exclude", exclude)):
+        for i, pattern in enumerate(patterns):
+            if not any(_matches(pattern, t) for t in tables):
+                close = difflib.get_close_matches(pattern, names, n=3)
+                hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                problems.append(
+                    ErrorDetail(
+                        f"pattern {pattern!r} matches no table or view",
+                        f"{option}[{i}]",
+                        hint or "list the tables with a database client and fix the pattern",
+                    )
+                )
+    if problems:
+        raise ConfigError(problems)
+    return [
+        t
+        for t in tables
+        if (not include or any(_matches(p, t) for p in include))
+        and not any(_matches(p, t) for p in exclude)
+    ]
+
+
+def _matches(pattern: str, table: CatalogTable) -> bool:
+    subject = table.qualified_name if "." in pattern else table.name
+    return fnmatch.fnmatchcase(subject, pattern)
+
+
+# --------------------------------------------------------------------------------------------
+# Naming: catalog -> IR (shared by every dialect)
+# --------------------------------------------------------------------------------------------
+
+
+def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None = None) -> Schema:
+    """Name every table, column and foreign key of ``tables`` and return the IR.
+
+    ``primary_schema`` is the PostgreSQL schema whose tables keep unprefixed names when two
+    schemas hold tables that map to the same entity name.
+    """
+    kept = sorted((t for t in tables if t.columns), key=lambda t: (t.schema or "", t.name))
+    names = _entity_names(kept, primary_schema)
+    problems: list[ErrorDetail] = []
+    by_key: dict[tuple[str | None, str], CatalogTable] = {(t.schema, t.name): t for t in kept}
+    # SQLite and MariaDB (on case-insensitive setups) accept foreign keys in any letter case.
+    by_folded: dict[tuple[str | None, str], CatalogTable] = {
+        (t.schema, t.name.lower()): t for t in kept
+    }
+
+    fields: dict[str, list[Field]] = {}
+    for table in kept:
+        fields[names[table]] = _fields(table, names[table], problems)
+
+    # Resolve each foreign key to its target table; keys to tables not reflected are dropped.
+    links: list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]] = []
+    for table in kept:
+        seen: set[tuple[tuple[str, ...], str | None, str, tuple[str, ...]]] = set()
+        for fk in table.foreign_keys:
+            key = (fk.columns, fk.target_schema, fk.target_table, fk.target_columns)
+            target = by_key.get((fk.target_schema, fk.target_table)) or by_folded.get(
+                (fk.target_schema, fk.target_table.lower())
+            )
+            if target is None or key in seen or not fk.columns:
+                continue
+            if len(fk.columns) != len(fk.target_columns):
+                continue
+            seen.add(key)
+            links.append((table, fk, target))
+
+    forward = _forward_relations(links, names, fields)
+    reverse = _reverse_relations(links, names, fields, forward)
+
+    entities: list[Entity] = []
+    for table in kept:
+        name = names[table]
+        has_key = bool(table.primary_key) and not table.is_view
+        relations = sorted(forward[name] + reverse[name], key=lambda r: r.name)
+        entities.append(
+            Entity(
+                name=name,
+                source=table.name,
+                db_schema=table.schema,
+                fields=tuple(fields[name]),
+                primary_key=table.primary_key if has_key else (),
+                relations=tuple(relations),
+                list_field=pluralize(camel(name)),
+                by_key_field=camel(name) if has_key else None,
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    entities = _unique_root_fields(entities)
+    return Schema(entities=tuple(sorted(entities, key=lambda e: e.name)))
+
+
+def _entity_names(
+    tables: Sequence[CatalogTable], primary_schema: str | None
+) -> dict[CatalogTable, str]:
+    """``invoice_lines`` -> ``InvoiceLine``; collisions are resolved deterministically.
+
+    1. a name that collides across schemas gets its schema as prefix (``AuditUser``), except in
+       the primary schema (the first one reflected);
+    2. within one schema, the table whose own name is already the singular keeps the name and
+       the others use their table name unsingularized (``album`` -> ``Album``,
+       ``albums`` -> ``Albums``);
+    3. a name GraphQL reserves (``Query``, ``String``, ``Date``...) gets the suffix ``Row``;
+    4. anything still colliding gets a numeric suffix in table order (``Album2``).
+    """
+    names = {t: _type_name(pascal(singularize(t.name))) for t in tables}
+    prefixed: set[CatalogTable] = set()
+    for group in _collisions(names):
+        if len({t.schema for t in group}) > 1:
+            for t in group:
+                if t.schema and t.schema != primary_schema:
+                    names[t] = _type_name(pascal(f"{t.schema}_{singularize(t.name)}"))
+                    prefixed.add(t)
+    for group in _collisions(names):
+        for t in group:
+            unsingular = _type_name(pascal(t.name))
+            if unsingular != names[t] and unsingular != pascal(f"{t.schema}_{t.name}"):
+                prefix = pascal(t.schema or "") if t in prefixed else ""
+                names[t] = _type_name(prefix + pascal(t.name))
+    for t in tables:
+        if names[t] in _RESERVED_TYPE_NAMES:
+            names[t] += "Row"
+    used: set[str] = set()
+    for t in tables:
+        name, n = names[t], 2
+        while names[t] in used:
+            names[t] = f"{name}{n}"
+            n += 1
+        used.add(names[t])
+    return names
+
+
+def _collisions(names: dict[CatalogTable, str]) -> list[list[CatalogTable]]:
+    groups: dict[str, list[CatalogTable]] = defaultdict(list)
+    for t, name in names.items():
+        groups[name].append(t)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _type_name(name: str) -> str:
+    return name if not name[:1].isdigit() else "_" + name
+
+
+def _field_name(column: str) -> str:
+    name = camel(column)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> list[Field]:
+    out: list[Field] = []
+    used: set[str] = set()
+    for col in table.columns:
+        name = _field_name(col.name)
+        if name in used and _GRAPHQL_NAME.fullmatch(col.name) and col.name not in used:
+            name = col.name  # two columns camel-case alike (``artist_id`` / ``ArtistId``)
+        n = 2
+        base = name
+        while name in used:
+            name = f"{base}{n}"
+            n += 1
+        if not _GRAPHQL_NAME.fullmatch(name):
+            problems.append(
+                ErrorDetail(
+                    f"column {col.name!r} has no usable GraphQL name",
+                    f"{table.qualified_name}.{col.name}",
+                    "exclude the table, or serve a view that renames the column to letters, "
+                    "digits and underscores",
+                )
+            )
+            continue
+        used.add(name)
+        out.append(Field(name=name, column=col.name, scalar=col.scalar, nullable=col.nullable))
+    if not _GRAPHQL_NAME.fullmatch(entity):
+        problems.append(
+            ErrorDetail(
+                f"table {table.name!r} has no usable GraphQL type name",
+                table.qualified_name,
+                "exclude it with --exclude, or serve a view named with letters, digits and "
+                "underscores",
+            )
+        )
+    return out
+
+
+def _fk_label(columns: Sequence[str]) -> str:
+    """``("support_rep_id",)`` -> ``SupportRepId``; composite keys join with ``And``."""
+    return "And".join(pascal(c) for c in columns)
+
+
+def _forward_relations(
+    links: Sequence[tuple[CatalogTable, CatalogForeignKey, CatalogTable]],
+    names: dict[CatalogTable, str],
+    fields: dict[str, list[Field]],
+) -> dict[str, list[Relation]]:
+    """``album.artist_id -> artist`` gives ``Album.artist`` (kind "one")."""
+    per_entity: dict[str, list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]]] = defaultdict(
+        list
+    )
+    for link in links:
+        per_entity[names[link[0]]].append(link)
+    out: dict[str, list[Relation]] = defaultdict(list)
+    for entity, entity_links in per_entity.items():
+        field_names = {f.name for f in fields[entity]}
+        bases = [_forward_base(fk, names[target]) for _, fk, target in entity_links]
+        counts = Counter(bases)
+        used = set(field_names)
+        planned: list[str] = []
+        for base, (_, fk, target) in zip(bases, entity_links, strict=True):
+            if base in field_names or counts[base] > 1:
+                base = camel(names[target]) + "By" + _fk_label(fk.columns)
+            planned.append(base)
+        for name, (table, fk, target) in zip(planned, entity_links, strict=True):
+            name = _unique(name, used)
+            nullable_cols = {c.name for c in table.columns if c.nullable}
+            out[entity].append(
+                Relation(
+                    name=name,
+                    target=names[target],
+                    kind="one",
+                    local_columns=fk.columns,
+                    target_columns=fk.target_columns,
+                    nullable=any(c in nullable_cols for c in fk.columns),
+                )
+            )
+    return out
+
+
+def _forward_base(fk: CatalogForeignKey, target_entity: str) -> str:
+    if len(fk.columns) > 1:
+        return camel(target_entity)
+    name = _field_name(fk.columns[0])
+    if name.endswith("Id") and len(name) > 2:
+        name = name[:-2]
+    return name
+
+
+def _reverse_relations(
+    links: Sequence[tuple[CatalogTable, CatalogForeignKey, CatalogTable]],
+    names: dict[CatalogTable, str],
+    fields: dict[str, list[Field]],
+    forward: dict[str, list[Relation]],
+) -> dict[str, list[Relation]]:
+    """``album.artist_id -> artist`` gives ``Artist.albums`` (kind "many")."""
+    per_target: dict[str, list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]]] = defaultdict(
+        list
+    )
+    for link in links:
+        per_target[names[link[2]]].append(link)
+    out: dict[str, list[Relation]] = defaultdict(list)
+    for entity, entity_links in per_target.items():
+        taken = {f.name for f in fields[entity]} | {r.name for r in forward.get(entity, [])}
+        sources = Counter(names[source] for source, _, _ in entity_links)
+        bases = [pluralize(camel(names[source])) for source, _, _ in entity_links]
+        counts = Counter(bases)
+        used = set(taken)
+        for base, (source, fk, _) in zip(bases, entity_links, strict=True):
+            name = base
+            if sources[names[source]] > 1 or counts[base] > 1 or base in taken:
+                name = base + "By" + _fk_label(fk.columns)
+            out[entity].append(
+                Relation(
+                    name=_unique(name, used),
+                    target=names[source],
+                    kind="many",
+                    local_columns=fk.target_columns,
+                    target_columns=fk.columns,
+                    nullable=False,
+                )
+            )
+    return out
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in used:
+        candidate = f"{name}{n}"
+        n += 1
+    used.add(candidate)
+    return candidate
+
+
+def _unique_root_fields(entities: list[Entity]) -> list[Entity]:
+    """List and by-key root fields must not collide across entities (``album`` vs ``albums``).
+
+    List fields are placed first; a by-key field that collides with another root field gets the
+    suffix ``ByKey``.
+    """
+    used: set[str] = set()
+    out: list[Entity] = []
+    for e in sorted(entities, key=lambda e: e.name):
+        list_field = _unique(e.list_field or pluralize(camel(e.name)), used)
+        out.append(e.model_copy(update={"list_field": list_field}))
+    final: list[Entity] = []
+    for e in out:
+        if e.by_key_field is None:
+            final.append(e)
+            continue
+        by_key = e.by_key_field
+        if by_key in used:
+            by_key += "ByKey"
+        final.append(e.model_copy(update={"by_key_field": _unique(by_key, used)}))
+    return final
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar mapping per dialect
+# --------------------------------------------------------------------------------------------
+
+_PG_SCALARS = {
+    "int2": Scalar.INT,
+    "int4": Scalar.INT,
+    "int8": Scalar.BIGINT,
+    "float4": Scalar.FLOAT,
+    "float8": Scalar.FLOAT,
+    "numeric": Scalar.DECIMAL,
+    "bool": Scalar.BOOLEAN,
+    "uuid": Scalar.UUID,
+    "json": Scalar.JSON,
+    "jsonb": Scalar.JSON,
+    "timestamp": Scalar.DATETIME,
+    "timestamptz": Scalar.DATETIME,
+    "date": Scalar.DATE,
+    "time": Scalar.TIME,
+    "timetz": Scalar.TIME,
+}
+
+
+def postgresql_scalar(type_name: str) -> Scalar:
+    """Scalar of a PostgreSQL base type (``pg_type.typname``: ``int4``, ``timestamptz``...)."""
+    return _PG_SCALARS.get(type_name, Scalar.STRING)
+
+
+_MYSQL_SCALARS = {
+    "tinyint": Scalar.INT,
+    "smallint": Scalar.INT,
+    "mediumint": Scalar.INT,
+    "int": Scalar.INT,
+    "integer": Scalar.INT,
+    "year": Scalar.INT,
+    "bigint": Scalar.BIGINT,
+    "float": Scalar.FLOAT,
+    "double": Scalar.FLOAT,
+    "double precision": Scalar.FLOAT,
+    "real": Scalar.FLOAT,
+    "decimal": Scalar.DECIMAL,
+    "numeric": Scalar.DECIMAL,
+    "json": Scalar.JSON,
+    "uuid": Scalar.UUID,
+    "datetime": Scalar.DATETIME,
+    "timestamp": Scalar.DATETIME,
+    "date": Scalar.DATE,
+    "time": Scalar.TIME,
+}
+
+
+def mysql_scalar(data_type: str, column_type: str, *, json_checked: bool = False) -> Scalar:
+    """Scalar of a MariaDB/MySQL column from ``DATA_TYPE`` and ``COLUMN_TYPE``.
+
+    ``tinyint(1)`` (what ``BOOLEAN`` becomes) is Boolean; ``int unsigned`` needs BigInt to hold
+    its range; ``json_checked`` marks a text column guarded by ``json_valid(col)``, which is how
+    MariaDB stores ``JSON`` columns.
+    """
+    data_type = data_type.lower()
+    column_type = column_type.lower()
+    if data_type == "tinyint" and column_type.startswith("tinyint(1)"):
+        return Scalar.BOOLEAN
+    if data_type in ("int", "integer") and "unsigned" in column_type:
+        return Scalar.BIGINT
+    if json_checked and data_type in ("longtext", "text", "mediumtext", "tinytext", "varchar"):
+        return Scalar.JSON
+    return _MYSQL_SCALARS.get(data_type, Scalar.STRING)
+
+
+_SQLITE_SCALARS = {
+    "INTEGER": Scalar.INT,
+    "INT": Scalar.INT,
+    "TINYINT": Scalar.INT,
+    "SMALLINT": Scalar.INT,
+    "MEDIUMINT": Scalar.INT,
+    "INT2": Scalar.INT,
+    "BIGINT": Scalar.BIGINT,
+    "INT8": Scalar.BIGINT,
+    "UNSIGNED BIG INT": Scalar.BIGINT,
+    "NUMERIC": Scalar.DECIMAL,
+    "DECIMAL": Scalar.DECIMAL,
+    "REAL": Scalar.FLOAT,
+    "DOUBLE": Scalar.FLOAT,
+    "DOUBLE PRECISION": Scalar.FLOAT,
+    "FLOAT": Scalar.FLOAT,
+    "BOOLEAN": Scalar.BOOLEAN,
+    "BOOL": Scalar.BOOLEAN,
+    "TIMESTAMP": Scalar.DATETIME,
+    "TIMESTAMPTZ": Scalar.DATETIME,
+    "DATETIME": Scalar.DATETIME,
+    "DATE": Scalar.DATE,
+    "TIME": Scalar.TIME,
+    "UUID": Scalar.UUID,
+    "JSON": Scalar.JSON,
+    "JSONB": Scalar.JSON,
+}
+
+
+def sqlite_scalar(declared: str) -> Scalar:
+    """Scalar of a SQLite column from its declared type (``NUMERIC(10,2)`` -> Decimal).
+
+    Known names map exactly; other declarations follow SQLite's affinity rules for integers
+    (any name containing ``INT``) and floats (``REAL``/``FLOA``/``DOUB``); the rest is String.
+    """
+    base = " ".join(re.sub(r"\(.*\)", " ", declared).upper().split())
+    if base in _SQLITE_SCALARS:
+        return _SQLITE_SCALARS[base]
+    if base.startswith(("TIMESTAMP", "DATETIME")):
+        return Scalar.DATETIME
+    if "INT" in base:
+        return Scalar.INT
+    if any(k in base for k in ("REAL", "FLOA", "DOUB")):
+        return Scalar.FLOAT
+    return Scalar.STRING
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+_PG_RELATIONS = """
+SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1::text[])
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND NOT c.relispartition
+"""
+
+_PG_COLUMNS = """
+SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+_PG_TYPES = """
+SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull
+FROM pg_catalog.pg_type t
+WHERE t.oid = ANY($1::oid[]) OR t.typtype = 'd'
+"""
+
+_PG_CONSTRAINTS = """
+SELECT con.conrelid, con.contype::text AS contype,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.ord) AS columns,
+       tn.nspname AS target_schema, tc.relname AS target_table,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.ord) AS target_columns
+FROM pg_catalog.pg_constraint con
+LEFT JOIN pg_catalog.pg_class tc ON tc.oid = con.confrelid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+WHERE con.conrelid = ANY($1::oid[]) AND con.contype IN ('p', 'f') AND con.conparentid = 0
+ORDER BY con.conrelid, con.conname
+"""
+
+_PG_SCHEMAS = """
+SELECT nspname FROM pg_catalog.pg_namespace
+WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+"""
+
+
+async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogTable]:
+    import asyncpg
+
+    conn = await _connect_postgresql(db)
+    try:
+        existing = {r["nspname"] for r in await conn.fetch(_PG_SCHEMAS)}
+        missing = [s for s in schemas if s not in existing]
+        if missing:
+            raise ConfigError(
+                [
+                    ErrorDetail(
+                        f"schema {s!r} does not exist in database {db.database!r}",
+                        "database.schemas",
+                        _did_you_mean(s, existing, "list existing schemas with \\dn in psql"),
+                    )
+                    for s in missing
+                ]
+            )
+        rels = await conn.fetch(_PG_RELATIONS, schemas)
+        oids = [r["oid"] for r in rels]
+        cols = await conn.fetch(_PG_COLUMNS, oids)
+        types = {
+            r["oid"]: r for r in await conn.fetch(_PG_TYPES, list({c["atttypid"] for c in cols}))
+        }
+        cons = await conn.fetch(_PG_CONSTRAINTS, oids)
+    except asyncpg.PostgresError as exc:
+        raise ConfigError.one(
+            f"cannot read the catalog: {exc}",
+            db.redacted(),
+            "connect as a role that may read pg_catalog for these schemas",
+        ) from None
+    finally:
+        await conn.close()
+
+    columns: dict[int, list[CatalogColumn]] = defaultdict(list)
+    for c in cols:
+        type_name, domain_not_null = _pg_base_type(c["atttypid"], types)
+        columns[c["attrelid"]].append(
+            CatalogColumn(
+                name=c["attname"],
+                scalar=postgresql_scalar(type_name),
+                nullable=bool(c["nullable"]) and not domain_not_null,
+            )
+        )
+    primary: dict[int, tuple[str, ...]] = {}
+    foreign: dict[int, list[CatalogForeignKey]] = defaultdict(list)
+    for con in cons:
+        if con["contype"] == "p":
+            primary[con["conrelid"]] = tuple(con["columns"])
+        else:
+            foreign[con["conrelid"]].append(
+                CatalogForeignKey(
+                    columns=tuple(con["columns"]),
+                    target_schema=con["target_schema"],
+                    target_table=con["target_table"],
+                    target_columns=tuple(con["target_columns"]),
+                )
+            )
+    return [
+        CatalogTable(
+            schema=r["nspname"],
+            name=r["relname"],
+            is_view=r["relkind"] in ("v", "m"),
+            columns=tuple(columns[r["oid"]]),
+            primary_key=primary.get(r["oid"], ()),
+            foreign_keys=tuple(foreign[r["oid"]]),
+        )
+        for r in rels
+    ]
+
+
+def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[str, bool]:
+    """Follow domains down to their base type; a NOT NULL domain makes the column not null."""
+    not_null = False
+    for _ in range(32):  # domains over domains, bounded
+        row = types.get(oid)
+        if row is None:
+            return "", not_null
+        if row["typtype"] != "d":
+            return str(row["typname"]), not_null
+        not_null = not_null or bool(row["typnotnull"])
+        oid = row["typbasetype"]
+    return "", not_null
+
+
+async def _connect_postgresql(db: DatabaseUrl) -> Any:
+    import asyncpg
+
+    options = dict(db.options)
+    try:
+        return await asyncpg.connect(
+            host=db.host,
+            port=db.port,
+            user=db.user or None,
+            password=db.password or None,
+            database=db.database,
+            timeout=CONNECT_TIMEOUT_S,
+            ssl=options.get("sslmode"),
+            server_settings={"application_name": "quiver-reflect"},
+        )
+    except asyncpg.InvalidCatalogNameError:
+        raise _unreachable(
+            db, f"database {db.database!r} does not exist", "create it or fix the database name"
+        ) from None
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise _unreachable(db, f"authentication failed: {exc}", _CREDENTIALS_FIX) from None
+    except asyncpg.PostgresError as exc:
+        raise _unreachable(db, str(exc), _SERVER_FIX) from None
+    except (OSError, TimeoutError) as exc:
+        raise _unreachable(db, _os_reason(exc), _SERVER_FIX) from None
+
+
+_SERVER_FIX = "check that the server is running and that the host and port in the URL are right"
+_CREDENTIALS_FIX = "check the user and password in the URL (or the ${ENV} it reads them from)"
+
+
+def _unreachable(db: DatabaseUrl, reason: str, fix: str) -> ConfigError:
+    return ConfigError(
+        [ErrorDetail(f"cannot connect to the database: {reason}", db.redacted(), fix)]
+    )
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc) or type(exc).__name__
+
+
+def _did_you_mean(value: str, choices: Iterable[str], fallback: str) -> str:
+    close = difflib.get_close_matches(value, sorted(choices), n=3)
+    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else fallback
+
+
+# --------------------------------------------------------------------------------------------
+# MariaDB / MySQL
+# --------------------------------------------------------------------------------------------
+
+_MYSQL_TABLES = """
+SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED')
+"""
+
+_MYSQL_COLUMNS = """
+SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE
+FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s
+ORDER BY TABLE_NAME, ORDINAL_POSITION
+"""
+
+_MYSQL_KEYS = """
+SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME,
+       REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME
+FROM information_schema.KEY_COLUMN_USAGE
+WHERE TABLE_SCHEMA = %s AND (CONSTRAINT_NAME = 'PRIMARY' OR REFERENCED_TABLE_NAME IS NOT NULL)
+ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION
+"""
+
+# MariaDB stores JSON as LONGTEXT guarded by CHECK (json_valid(`col`)).
+_MARIADB_CHECKS = """
+SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = %s
+"""
+_JSON_VALID = re.compile(r"json_valid\(\s*(?:`((?:[^`]|``)+)`|(\w+))\s*\)", re.IGNORECASE)
+
+_MYSQL_AUTH_ERRORS = {1044, 1045, 1698}
+_MYSQL_UNKNOWN_DB = 1049
+
+
+async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
+    import asyncmy
+    from asyncmy.errors import MySQLError
+
+    try:
+        conn = await asyncmy.connect(
+            host=db.host,
+            port=db.port,
+            user=db.user or "root",
+            password=db.password,
+            db=db.database,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+    except MySQLError as exc:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code in _MYSQL_AUTH_ERRORS:
+            raise _unreachable(db, f"authentication failed: {message}", _CREDENTIALS_FIX) from None
+        if code == _MYSQL_UNKNOWN_DB:
+            raise _unreachable(
+                db, f"database {db.database!r} does not exist", "create it or fix the name"
+            ) from None
+        raise _unreachable(db, message, _SERVER_FIX) from None
+    except (OSError, TimeoutError) as exc:
+        raise _unreachable(db, _os_reason(exc), _SERVER_FIX) from None
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT VERSION()")
+            version = _text((await cur.fetchone())[0])
+            tables = await _mysql_rows(cur, _MYSQL_TABLES, db.database)
+            cols = await _mysql_rows(cur, _MYSQL_COLUMNS, db.database)
+            keys = await _mysql_rows(cur, _MYSQL_KEYS, db.database)
+            checks = (
+                await _mysql_rows(cur, _MARIADB_CHECKS, db.database)
+                if "mariadb" in version.lower()
+                else []
+            )
+    except MySQLError as exc:
+        raise ConfigError.one(
+            f"cannot read the catalog: {exc}",
+            db.redacted(),
+            "connect as a user that may read information_schema for this database",
+        ) from None
+    finally:
+        conn.close()
+
+    json_columns: set[tuple[str, str]] = set()
+    for table, clause in checks:
+        m = _JSON_VALID.fullmatch(clause.strip())
+        if m:
+            column = m.group(1).replace("``", "`") if m.group(1) else m.group(2)
+            json_columns.add((table, column))
+    columns: dict[str, list[CatalogColumn]] = defaultdict(list)
+    for table, name, data_type, column_type, is_nullable in cols:
+        columns[table].append(
+            CatalogColumn(
+                name=name,
+                scalar=mysql_scalar(
+                    data_type, column_type, json_checked=(table, name) in json_columns
+                ),
+                nullable=is_nullable.upper() == "YES",
+            )
+        )
+    primary: dict[str, list[str]] = defaultdict(list)
+    fks: dict[tuple[str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
+    for table, constraint, column, ref_schema, ref_table, ref_column in keys:
+        if constraint == "PRIMARY":
+            primary[table].append(column)
+        else:
+            fks[(table, constraint)].append((column, ref_schema, ref_table, ref_column))
+    foreign: dict[str, list[CatalogForeignKey]] = defaultdict(list)
+    for (table, _), parts in sorted(fks.items()):
+        if any(p[1] != db.database for p in parts):
+            continue  # references another database, which is not reflected
+        foreign[table].append(
+            CatalogForeignKey(
+                columns=tuple(p[0] for p in parts),
+                target_schema=None,
+                target_table=parts[0][2],
+                target_columns=tuple(p[3] for p in parts),
+            )
+        )
+    return [
+        CatalogTable(
+            schema=None,
+            name=name,
+            is_view=kind == "VIEW",
+            columns=tuple(columns[name]),
+            primary_key=tuple(primary.get(name, ())),
+            foreign_keys=tuple(foreign[name]),
+        )
+        for name, kind in tables
+    ]
+
+
+async def _mysql_rows(cur: Any, sql: str, database: str) -> list[tuple[str, ...]]:
+    await cur.execute(sql, (database,))
+    return [tuple(_text(v) for v in row) for row in await cur.fetchall()]
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite
+# --------------------------------------------------------------------------------------------
+
+_SQLITE_OBJECTS = """
+SELECT name, type, sql FROM sqlite_master
+WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+ORDER BY name
+"""
+_WITHOUT_ROWID = re.compile(r"\)\s*(?:STRICT\s*,\s*)?WITHOUT\s+ROWID\b", re.IGNORECASE)
+
+
+def _read_sqlite(db: DatabaseUrl) -> list[CatalogTable]:
+    path = Path(db.database)
+    fix = "check the path in sqlite:///relative.db or sqlite:////absolute/path.db"
+    if not path.is_file():
+        raise _unreachable(db, f"the SQLite file {str(path)!r} does not exist", fix)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise _unreachable(db, str(exc), fix) from None
+    try:
+        return _read_sqlite_catalog(conn)
+    except sqlite3.DatabaseError as exc:
+        raise _unreachable(
+            db, f"cannot read {str(path)!r}: {exc}", "point the URL at a SQLite database file"
+        ) from None
+    finally:
+        conn.close()
+
+
+def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
+    objects = conn.execute(_SQLITE_OBJECTS).fetchall()
+    pk_of: dict[str, tuple[str, ...]] = {}
+    raw: list[tuple[str, str, str, list[tuple[Any, ...]]]] = []
+    for name, kind, sql in objects:
+        info = [r for r in conn.execute(f"PRAGMA table_xinfo({_sqlite_quote(name)})") if r[6] != 1]
+        raw.append((name, kind, sql or "", info))
+        keyed = sorted((r[5], r[1]) for r in info if r[5])
+        pk_of[name.lower()] = tuple(c for _, c in keyed)
+    tables: list[CatalogTable] = []
+    for name, kind, sql, info in raw:
+        is_view = kind == "view"
+        without_rowid = bool(_WITHOUT_ROWID.search(sql))
+        pk = pk_of[name.lower()]
+        columns = []
+        for _cid, col, declared, notnull, _default, pk_pos, _hidden in info:
+            # PRIMARY KEY columns may hold NULL in SQLite unless the key is the rowid
+            # (INTEGER PRIMARY KEY) or the table is WITHOUT ROWID.
+            rowid_alias = len(pk) == 1 and pk_pos == 1 and (declared or "").upper() == "INTEGER"
+            not_null = bool(notnull) or (pk_pos > 0 and (rowid_alias or without_rowid))
+            columns.append(
+                CatalogColumn(name=col, scalar=sqlite_scalar(declared or ""), nullable=not not_null)
+            )
+        foreign: list[CatalogForeignKey] = []
+        if not is_view:
+            by_id: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+            for row in conn.execute(f"PRAGMA foreign_key_list({_sqlite_quote(name)})"):
+                by_id[row[0]].append(row)
+            for fk_id in sorted(by_id):
+                parts = sorted(by_id[fk_id], key=lambda r: r[1])
+                target = parts[0][2]
+                targets = tuple(p[4] for p in parts)
+                if any(t is None for t in targets):  # REFERENCES t without columns: its key
+                    targets = pk_of.get(target.lower(), ())
+                foreign.append(
+                    CatalogForeignKey(
+                        columns=tuple(p[3] for p in parts),
+                        target_schema=None,
+                        target_table=target,
+                        target_columns=targets,
+                    )
+                )
+        tables.append(
+            CatalogTable(
+                schema=None,
+                name=name,
+                is_view=is_view,
+                columns=tuple(columns),
+                primary_key=() if is_view else pk,
+                foreign_keys=tuple(foreign),
+            )
+        )
+    return tables
+
+
+def _sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
