@@ -1,1 +1,180 @@
-"""sql.dialects: see docs/."""
+"""SQL dialects as data: what differs between PostgreSQL, MariaDB/MySQL and SQLite.
+
+Planners never branch on a dialect's name; they read these fields. Templates use ``{}`` for the
+fragments they wrap (see :func:`quiver.sql.build.template`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Dialect", "dialect_for"]
+
+ScalarName = str
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: Literal["postgresql", "mysql", "sqlite"]
+    quote_char: str
+    placeholder: Callable[[int], str]
+    json_object_fn: str
+    #: ``fn(obj ORDER BY ...)`` aggregate turning rows' JSON into an array.
+    json_agg_fn: str
+    #: Whether the array aggregate takes ``ORDER BY`` (and ``LIMIT``) inside its parentheses.
+    json_agg_orders: bool
+    json_agg_limits: bool
+    #: Whether a derived table in a scalar subquery may reference the outer query's columns.
+    derived_tables_see_outer: bool
+    empty_json_array: str
+    #: Wraps a scalar subquery's JSON so a parent JSON object embeds it as JSON, not as a string.
+    embed_json: str
+    #: Output expression per GraphQL scalar: how a column becomes a JSON value.
+    scalar_output: Mapping[ScalarName, str]
+    supports_nulls_order: bool
+    least_fn: str
+    greatest_fn: str
+    #: Concatenate a text literal and an integer expression: ``'o' || n``.
+    concat_text_int: str
+    limit_all: str
+    #: Case-insensitive LIKE: ``{col} ILIKE {pattern}``.
+    ilike: str
+    #: Case-sensitive LIKE.
+    like: str
+    #: How ``in`` binds its list: one array parameter, or one placeholder per element.
+    in_list: Literal["array", "expand"]
+    #: An integer parameter used in arithmetic (PostgreSQL needs its type spelled out).
+    int_param: str = "{}"
+    #: Cast an aggregate to a double-precision float.
+    float_cast: str = "CAST({} AS DOUBLE)"
+    false_literal: str = "FALSE"
+    true_literal: str = "TRUE"
+    like_escape_char: str = "!"
+    extra_session_sql: tuple[str, ...] = field(default=())
+
+    def quote_ident(self, name: str) -> str:
+        q = self.quote_char
+        return q + name.replace(q, q + q) + q
+
+
+def _pg_placeholder(n: int) -> str:
+    return f"${n}"
+
+
+def _qmark(n: int) -> str:
+    del n
+    return "?"
+
+
+def _format(n: int) -> str:
+    del n
+    return "%s"
+
+
+POSTGRESQL = Dialect(
+    name="postgresql",
+    quote_char='"',
+    placeholder=_pg_placeholder,
+    json_object_fn="json_build_object",
+    json_agg_fn="json_agg",
+    json_agg_orders=True,
+    json_agg_limits=False,
+    derived_tables_see_outer=True,
+    empty_json_array="'[]'::json",
+    embed_json="{}",
+    scalar_output={
+        "BigInt": "({})::text",
+        "Decimal": "({})::text",
+        "ID": "({})::text",
+        "UUID": "({})::text",
+        "DateTime": "to_json({})",
+        "Date": "to_json({})",
+        "Time": "to_json({})",
+    },
+    supports_nulls_order=True,
+    least_fn="LEAST",
+    greatest_fn="GREATEST",
+    concat_text_int="({} || ({})::text)",
+    limit_all="ALL",
+    ilike="{} ILIKE {} ESCAPE '!'",
+    like="{} LIKE {} ESCAPE '!'",
+    in_list="array",
+    int_param="({}::bigint)",
+    float_cast="CAST({} AS double precision)",
+)
+
+MYSQL = Dialect(
+    name="mysql",
+    quote_char="`",
+    placeholder=_format,
+    json_object_fn="JSON_OBJECT",
+    json_agg_fn="JSON_ARRAYAGG",
+    json_agg_orders=True,
+    json_agg_limits=True,
+    derived_tables_see_outer=False,
+    empty_json_array="JSON_ARRAY()",
+    embed_json="{}",
+    scalar_output={
+        "BigInt": "CAST({} AS CHAR)",
+        "Decimal": "CAST({} AS CHAR)",
+        "ID": "CAST({} AS CHAR)",
+        "DateTime": "DATE_FORMAT({}, '%Y-%m-%dT%H:%i:%s')",
+        "Date": "DATE_FORMAT({}, '%Y-%m-%d')",
+        "Time": "TIME_FORMAT({}, '%H:%i:%s')",
+        "Boolean": (
+            "JSON_EXTRACT(CASE WHEN {0} IS NULL THEN 'null' WHEN {0} THEN 'true' ELSE 'false' END,"
+            " '$')"
+        ),
+        "JSON": "JSON_EXTRACT({}, '$')",
+    },
+    supports_nulls_order=False,
+    least_fn="LEAST",
+    greatest_fn="GREATEST",
+    concat_text_int="CONCAT({}, {})",
+    limit_all="18446744073709551615",
+    ilike="LOWER({}) LIKE LOWER({}) ESCAPE '!'",
+    like="{} LIKE BINARY {} ESCAPE '!'",
+    in_list="expand",
+    extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
+)
+
+SQLITE = Dialect(
+    name="sqlite",
+    quote_char='"',
+    placeholder=_qmark,
+    json_object_fn="json_object",
+    json_agg_fn="json_group_array",
+    json_agg_orders=False,
+    json_agg_limits=False,
+    derived_tables_see_outer=True,
+    empty_json_array="json('[]')",
+    embed_json="json({})",
+    scalar_output={
+        "BigInt": "CAST({} AS TEXT)",
+        "Decimal": "CAST({} AS TEXT)",
+        "ID": "CAST({} AS TEXT)",
+        "DateTime": "replace({}, ' ', 'T')",
+        "Boolean": (
+            "CASE WHEN {0} IS NULL THEN NULL WHEN {0} THEN json('true') ELSE json('false') END"
+        ),
+        "JSON": "json({})",
+    },
+    supports_nulls_order=True,
+    least_fn="min",
+    greatest_fn="max",
+    concat_text_int="({} || {})",
+    limit_all="-1",
+    ilike="lower({}) LIKE lower({}) ESCAPE '!'",
+    like="{} LIKE {} ESCAPE '!'",
+    in_list="expand",
+    float_cast="CAST({} AS REAL)",
+    extra_session_sql=("PRAGMA case_sensitive_like = ON",),
+)
+
+_DIALECTS: dict[str, Dialect] = {d.name: d for d in (POSTGRESQL, MYSQL, SQLITE)}
+
+
+def dialect_for(name: str) -> Dialect:
+    return _DIALECTS[name]

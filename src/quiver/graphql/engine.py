@@ -1,0 +1,338 @@
+"""The GraphQL engine: prepare a document once, then run each root field as one SQL statement.
+
+``prepare`` parses and validates with graphql-core and caches the result per (document,
+operation name). ``execute`` coerces the variables, picks (or builds) the compiled plan for the
+variables' shape, binds parameters and splices the JSON bytes the database returns into the
+response, without decoding them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from graphql.execution.values import get_variable_values
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    execute_sync,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    type_from_ast,
+    validate,
+)
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.planner import PlanError, RootStep, plan_operation
+from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
+from quiver.schema.ir import Schema
+from quiver.sql.database import Database, DatabaseError, StatementTimeoutError, open_database
+from quiver.sql.dialects import Dialect
+
+__all__ = ["Engine", "Outcome", "Prepared"]
+
+log = logging.getLogger("quiver.graphql")
+
+OutcomeKind = Literal["data", "request_error", "field_error"]
+_PLAN_CACHE_PER_DOCUMENT = 64
+
+
+@dataclass(frozen=True)
+class Outcome:
+    body: bytes
+    kind: OutcomeKind
+
+
+@dataclass
+class Prepared:
+    """A parsed and validated document, with the plans built for it so far."""
+
+    query: str
+    operation_name: str | None
+    operation_type: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    document: DocumentNode | None = None
+    operation: OperationDefinitionNode | None = None
+    fragments: dict[str, FragmentDefinitionNode] = field(default_factory=dict)
+    variable_types: dict[str, GraphQLInputType] = field(default_factory=dict)
+    plans: dict[Any, list[RootStep]] = field(default_factory=dict)
+    static_body: bytes | None = None
+
+
+def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"message": message, **extra, "extensions": {"code": code}}
+
+
+def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"message": err.message}
+    if err.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
+    if err.path:
+        out["path"] = list(err.path)
+    ext = dict(err.extensions or {})
+    ext.setdefault("code", code)
+    out["extensions"] = ext
+    return out
+
+
+def _errors_body(errors: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"errors": errors})
+
+
+def _shape(value: Any, t: GraphQLInputType) -> Any:
+    """What of a variable's value shapes the SQL: structure, nulls, enum values, booleans."""
+    if value is None:
+        return None
+    if isinstance(t, GraphQLNonNull):
+        return _shape(value, t.of_type)
+    if isinstance(t, GraphQLList):
+        if isinstance(value, list):
+            return tuple(_shape(v, t.of_type) for v in value)
+        return ("one", _shape(value, t.of_type))
+    if isinstance(t, GraphQLInputObjectType):
+        return tuple((k, _shape(v, t.fields[k].type)) for k, v in value.items() if k in t.fields)
+    if isinstance(t, GraphQLEnumType) or isinstance(value, bool):
+        return value
+    return 1
+
+
+class Engine:
+    """Runs GraphQL operations against one database."""
+
+    def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
+        self.schema = schema
+        self.database = database
+        self.dialect: Dialect = database.dialect
+        self.settings = settings
+        self.catalog: Catalog = build_catalog(schema)
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(schema)
+        self._rules = list(specified_rules) + self._extra_rules()
+        self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
+        self._cache_size = 1_000
+
+    def _extra_rules(self) -> list[Any]:
+        try:
+            limits = importlib.import_module("quiver.graphql.limits")
+        except ModuleNotFoundError:
+            return []
+        return list(limits.validation_rules(self.settings.graphql))
+
+    @classmethod
+    async def open(cls, schema: Schema, settings: QuiverSettings) -> Engine:
+        db = settings.database
+        database = await open_database(
+            db.url,
+            pool_min=db.pool_min,
+            pool_max=db.pool_max,
+            statement_timeout_ms=db.statement_timeout_ms,
+        )
+        return cls(schema, database, settings)
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    # ----- prepare -----
+    def prepare(self, query: str, operation_name: str | None = None) -> Prepared:
+        key = (query, operation_name)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        prepared = self._prepare(query, operation_name)
+        self._cache[key] = prepared
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return prepared
+
+    def _prepare(self, query: str, operation_name: str | None) -> Prepared:
+        p = Prepared(query, operation_name)
+        try:
+            document = parse(query)
+        except GraphQLError as err:
+            p.errors = [_graphql_error(err, "GRAPHQL_PARSE_FAILED")]
+            return p
+        operation = get_operation_ast(document, operation_name)
+        if operation is not None:
+            p.operation_type = operation.operation.value
+        errors = validate(self.graphql_schema, document, self._rules)
+        if errors:
+            p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+            return p
+        if operation is None:
+            names = [
+                d.name.value
+                for d in document.definitions
+                if isinstance(d, OperationDefinitionNode) and d.name
+            ]
+            if operation_name:
+                msg = f"Unknown operation named '{operation_name}'."
+            elif names:
+                msg = "Must provide operation name if query contains multiple operations."
+            else:
+                msg = "The document contains no operation to run."
+            p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
+            return p
+        if operation.operation != OperationType.QUERY:
+            p.errors = [
+                _error(
+                    f"This API has no {operation.operation.value} operations; send a query.",
+                    "OPERATION_NOT_SUPPORTED",
+                )
+            ]
+            return p
+        p.document = document
+        p.operation = operation
+        p.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        for var in operation.variable_definitions or ():
+            t = type_from_ast(self.graphql_schema, var.type)
+            if t is not None:
+                p.variable_types[var.variable.name.value] = t  # type: ignore[assignment]
+        return p
+
+    # ----- execute -----
+    async def execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+        if prepared.errors:
+            return Outcome(_errors_body(prepared.errors), "request_error")
+        if prepared.static_body is not None:
+            return Outcome(prepared.static_body, "data")
+        operation = prepared.operation
+        assert operation is not None
+        coerced: dict[str, Any] = {}
+        if operation.variable_definitions:
+            result = get_variable_values(
+                self.graphql_schema, operation.variable_definitions, dict(variables or {})
+            )
+            if isinstance(result, list):
+                return Outcome(
+                    _errors_body([_graphql_error(e, "BAD_USER_INPUT") for e in result]),
+                    "request_error",
+                )
+            coerced = result
+        shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
+        steps = prepared.plans.get(shape)
+        if steps is None:
+            try:
+                steps = plan_operation(
+                    self.catalog,
+                    self.graphql_schema,
+                    self.dialect,
+                    operation,
+                    prepared.fragments,
+                    coerced,
+                )
+            except PlanError as err:
+                return self._bad_input(err)
+            if len(prepared.plans) < _PLAN_CACHE_PER_DOCUMENT:
+                prepared.plans[shape] = steps
+            if not operation.variable_definitions and all(s.static is not None for s in steps):
+                prepared.static_body = _data_body([(s.key, s.static or b"null") for s in steps])
+        try:
+            params = [[slot.value(coerced) for slot in s.slots] for s in steps]
+        except PlanError as err:
+            return self._bad_input(err)
+        return await self._run(prepared, steps, params, coerced)
+
+    def _bad_input(self, err: PlanError) -> Outcome:
+        body = _error(err.message, "BAD_USER_INPUT")
+        if err.path:
+            body["extensions"]["argumentPath"] = list(err.path)
+        return Outcome(_errors_body([body]), "request_error")
+
+    async def _run(
+        self,
+        prepared: Prepared,
+        steps: list[RootStep],
+        params: list[list[Any]],
+        variables: dict[str, Any],
+    ) -> Outcome:
+        sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
+        values: list[bytes | None] = [s.static for s in steps]
+        errors: list[dict[str, Any]] = []
+        if len(sql_steps) == 1:
+            i, s = sql_steps[0]
+            results: list[Any] = [await _guard(self.database.fetch_json(s.sql, params[i]))]
+        else:
+            results = await asyncio.gather(
+                *(_guard(self.database.fetch_json(s.sql, params[i])) for i, s in sql_steps)
+            )
+        for (i, s), r in zip(sql_steps, results, strict=True):
+            if isinstance(r, DatabaseError):
+                errors.append(self._database_error(r, s.key))
+                values[i] = b"null"
+            else:
+                values[i] = r if r is not None else b"null"
+        for i, s in enumerate(steps):
+            if s.introspection:
+                values[i] = self._introspect(prepared, s.key, variables)
+        if errors:
+            # Root list fields are non-null, so a failed root field nulls the whole data.
+            return Outcome(orjson.dumps({"errors": errors, "data": None}), "field_error")
+        return Outcome(
+            _data_body([(s.key, v or b"null") for s, v in zip(steps, values, strict=True)]), "data"
+        )
+
+    def _database_error(self, err: DatabaseError, key: str) -> dict[str, Any]:
+        if isinstance(err, StatementTimeoutError):
+            return _error(
+                "The query ran past the statement time limit.", "STATEMENT_TIMEOUT", path=[key]
+            )
+        log.error("database error on root field %s: %s", key, err)
+        return _error("The database could not run this query.", "DATABASE_ERROR", path=[key])
+
+    def _introspect(self, prepared: Prepared, key: str, variables: dict[str, Any]) -> bytes:
+        operation = prepared.operation
+        document = prepared.document
+        assert operation is not None and document is not None
+        selections = tuple(
+            s
+            for s in operation.selection_set.selections
+            if isinstance(s, FieldNode) and (s.alias.value if s.alias else s.name.value) == key
+        )
+        op = OperationDefinitionNode(
+            operation=operation.operation,
+            name=operation.name,
+            variable_definitions=operation.variable_definitions,
+            directives=operation.directives,
+            selection_set=SelectionSetNode(selections=selections),
+        )
+        doc = DocumentNode(definitions=(op, *prepared.fragments.values()))
+        result = execute_sync(self.graphql_schema, doc, variable_values=variables)
+        data = result.data or {}
+        return orjson.dumps(data.get(key))
+
+
+async def _guard(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except DatabaseError as err:
+        return err
+
+
+def _data_body(values: list[tuple[str, bytes]]) -> bytes:
+    parts = [b'{"data":{']
+    for i, (key, value) in enumerate(values):
+        if i:
+            parts.append(b",")
+        parts.append(b'"' + key.encode() + b'":')
+        parts.append(value)
+    parts.append(b"}}")
+    return b"".join(parts)

@@ -1,0 +1,845 @@
+"""Plan a GraphQL operation into one SQL statement per root field.
+
+The planner walks the selection set with the catalog and builds a fragment tree whose JSON the
+database builds: objects with the dialect's JSON object function, lists with its array aggregate,
+relations as correlated subqueries. Argument values never enter the SQL text: literals and
+variables become parameter slots. What *shapes* the SQL (which filter keys are present, list
+lengths, enum values, nulls) is part of the plan-cache key, so one compiled statement serves every
+request with the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql.execution.values import get_argument_values, get_directive_values
+from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+)
+from quiver.graphql.schema import ORDER_DIRECTIONS, Catalog, RootField
+from quiver.schema.ir import Entity, Relation
+from quiver.schema.ir import Field as IrField
+from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
+from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import Fragment, Slot, compile_sql, ident, join, param, sql
+
+__all__ = ["PlanError", "RootStep", "plan_operation"]
+
+
+class PlanError(Exception):
+    """A request the schema accepts but whose values cannot run (e.g. ``eq: null``)."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+@dataclass(frozen=True)
+class RootStep:
+    """One root field: its response key and either a static JSON value or a SQL statement."""
+
+    key: str
+    static: bytes | None = None
+    sql: str = ""
+    slots: tuple[Slot, ...] = ()
+    introspection: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """An argument value and the slot that reads it at run time."""
+
+    value: Any
+    slot: Slot
+
+
+def plan_operation(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> list[RootStep]:
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    steps: list[RootStep] = []
+    query_type = graphql_schema.query_type
+    assert query_type is not None
+    for key, nodes in planner.collect(operation.selection_set).items():
+        name = nodes[0].name.value
+        if name == "__typename":
+            steps.append(RootStep(key, static=b'"Query"'))
+            continue
+        if name in ("__schema", "__type"):
+            steps.append(RootStep(key, introspection=True))
+            continue
+        root = catalog.root_fields[name]
+        planner.reset()
+        frag = planner.root(root, query_type.fields[name], nodes, key)
+        text, slots = compile_sql(frag, dialect)
+        steps.append(RootStep(key, sql=text, slots=tuple(slots)))
+    return steps
+
+
+# ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----
+def _escape_like(value: str) -> str:
+    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _translate_like(pattern: str) -> str:
+    out: list[str] = []
+    chars = iter(pattern)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, None)
+            out.append("!" + nxt if nxt is not None else "!\\")
+        elif c == "!":
+            out.append("!!")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_LIKE_TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "like": _translate_like,
+    "ilike": _translate_like,
+    "startsWith": lambda v: _escape_like(v) + "%",
+    "endsWith": lambda v: "%" + _escape_like(v),
+    "contains": lambda v: "%" + _escape_like(v) + "%",
+}
+_COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _parse_cursor(value: Any) -> int:
+    if isinstance(value, str) and value.startswith("o") and value[1:].isdigit():
+        return int(value[1:])
+    raise PlanError(f"invalid cursor {value!r}: pass a cursor returned by this connection")
+
+
+def _non_negative(name: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value < 0:
+            raise PlanError(f"{name} must be zero or more, got {value}")
+        return value
+
+    return check
+
+
+@dataclass
+class _Planner:
+    catalog: Catalog
+    gql: GraphQLSchema
+    dialect: Dialect
+    fragments: Mapping[str, FragmentDefinitionNode]
+    variables: dict[str, Any]
+    _alias_count: int = field(default=0)
+
+    def reset(self) -> None:
+        self._alias_count = 0
+
+    def alias(self) -> str:
+        name = f"t{self._alias_count}"
+        self._alias_count += 1
+        return name
+
+    # ----- selection sets -----
+    def collect(self, selection_set: SelectionSetNode | None) -> dict[str, list[FieldNode]]:
+        out: dict[str, list[FieldNode]] = {}
+        self._collect_into(selection_set, out, set())
+        return out
+
+    def _collect_into(
+        self, sel: SelectionSetNode | None, out: dict[str, list[FieldNode]], seen: set[str]
+    ) -> None:
+        if sel is None:
+            return
+        for s in sel.selections:
+            if not self._included(s):
+                continue
+            if isinstance(s, FieldNode):
+                key = s.alias.value if s.alias else s.name.value
+                out.setdefault(key, []).append(s)
+            elif isinstance(s, InlineFragmentNode):
+                self._collect_into(s.selection_set, out, seen)
+            elif isinstance(s, FragmentSpreadNode):
+                name = s.name.value
+                if name in seen:
+                    continue
+                seen.add(name)
+                self._collect_into(self.fragments[name].selection_set, out, seen)
+
+    def _included(self, node: FieldNode | InlineFragmentNode | FragmentSpreadNode | Any) -> bool:
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip and skip.get("if") is True:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include and include.get("if") is False)
+
+    def sub_fields(self, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
+        out: dict[str, list[FieldNode]] = {}
+        for n in nodes:
+            for key, fs in self.collect(n.selection_set).items():
+                out.setdefault(key, []).extend(fs)
+        return out
+
+    # ----- arguments -----
+    def args(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        values = get_argument_values(definition, node, self.variables)
+        nodes = {a.name.value: a.value for a in node.arguments or ()}
+        return {k: _wrap(v, nodes.get(k), None) for k, v in values.items()}
+
+    # ----- root fields -----
+    def root(
+        self, root: RootField, definition: GraphQLField, nodes: list[FieldNode], key: str
+    ) -> Fragment:
+        e = root.entity
+        args = self.args(definition, nodes[0])
+        a = self.alias()
+        if root.kind == "list":
+            return sql("SELECT ", self.list_json(e, a, nodes, args, None))
+        if root.kind == "by_key":
+            conds = []
+            for col in e.primary_key:
+                f = e.field_by_column(col)
+                assert f is not None
+                conds.append(sql(ident(a, col), " = ", param(args[f.name].slot)))
+            return sql(
+                "SELECT ",
+                self.object_json(e, a, self.sub_fields(nodes)),
+                " FROM ",
+                self.table(e),
+                f" {a} WHERE ",
+                join(" AND ", conds),
+            )
+        if root.kind == "connection":
+            return self.connection(e, a, nodes, args)
+        where = self.where(e, a, _value(args.get("where")), ("where",))
+        return sql(
+            "SELECT ",
+            self.aggregate_json(e, a, nodes, where, None),
+            " FROM ",
+            self.table(e),
+            f" {a}",
+            sql(" WHERE ", where) if where is not None else "",
+        )
+
+    def table(self, e: Entity) -> Fragment:
+        return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
+
+    # ----- objects -----
+    def object_json(
+        self, e: Entity, a: str, fields: Mapping[str, list[FieldNode]], typename: str | None = None
+    ) -> Fragment:
+        obj_type = self.gql.get_type(e.name)
+        assert isinstance(obj_type, GraphQLObjectType)
+        pairs: list[tuple[str, Fragment | str]] = []
+        fmap = self.catalog.fields[e.name]
+        rmap = self.catalog.relations[e.name]
+        amap = self.catalog.relation_aggregates[e.name]
+        for key, nodes in fields.items():
+            name = nodes[0].name.value
+            if name == "__typename":
+                pairs.append((key, literal_string(typename or e.name)))
+            elif name in fmap:
+                pairs.append((key, self.column_json(fmap[name], a)))
+            elif name in rmap:
+                pairs.append((key, self.relation_json(e, a, rmap[name], nodes, obj_type)))
+            else:
+                rel = amap[name]
+                target = self.catalog.entities[rel.target]
+                definition = obj_type.fields[name]
+                args = self.args(definition, nodes[0])
+                b = self.alias()
+                corr = self.correlation(rel, a, b)
+                where = self.where(target, b, _value(args.get("where")), ("where",))
+                cond = _and([corr, where]) or corr
+                inner = sql(
+                    "SELECT ",
+                    self.aggregate_json(target, b, nodes, cond, (rel, a)),
+                    " FROM ",
+                    self.table(target),
+                    f" {b} WHERE ",
+                    cond,
+                )
+                pairs.append((key, template(self.dialect.embed_json, sql("(", inner, ")"))))
+        if not pairs:
+            pairs.append(("__typename", literal_string(typename or e.name)))
+        return json_object(self.dialect, pairs)
+
+    def column_json(self, f: IrField, a: str) -> Fragment:
+        col = sql(ident(a, f.column))
+        tpl = self.dialect.scalar_output.get(f.scalar.value)
+        return template(tpl, col) if tpl else col
+
+    def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
+        return join(
+            " AND ",
+            (
+                sql(ident(inner, tc), " = ", ident(outer, lc))
+                for lc, tc in zip(rel.local_columns, rel.target_columns, strict=True)
+            ),
+        )
+
+    def relation_json(
+        self, e: Entity, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
+    ) -> Fragment:
+        target = self.catalog.entities[rel.target]
+        b = self.alias()
+        corr = self.correlation(rel, a, b)
+        if rel.kind == "one":
+            inner = sql(
+                "SELECT ",
+                self.object_json(target, b, self.sub_fields(nodes)),
+                " FROM ",
+                self.table(target),
+                f" {b} WHERE ",
+                corr,
+            )
+            return template(self.dialect.embed_json, sql("(", inner, ")"))
+        args = self.args(obj_type.fields[rel.name], nodes[0])
+        return template(
+            self.dialect.embed_json,
+            sql("(SELECT ", self.list_json(target, b, nodes, args, corr), ")"),
+        )
+
+    # ----- lists -----
+    def list_json(
+        self,
+        e: Entity,
+        a: str,
+        nodes: list[FieldNode],
+        args: Mapping[str, Any],
+        correlation: Fragment | None,
+    ) -> Fragment:
+        """``<array aggregate> FROM ...``: the body of a SELECT yielding a JSON array."""
+        where = self.where(e, a, _value(args.get("where")), ("where",))
+        cond = _and([correlation, where])
+        order = self.order(e, a, args.get("orderBy"))
+        limit: Leaf | None = args.get("limit") if _value(args.get("limit")) is not None else None
+        offset: Leaf | None = args.get("offset") if _value(args.get("offset")) is not None else None
+        obj = self.object_json(e, a, self.sub_fields(nodes))
+        return self.array_of(
+            obj, self.table(e), a, cond, order, limit, offset, correlation is not None
+        )
+
+    def array_of(
+        self,
+        obj: Fragment,
+        source: Fragment,
+        a: str,
+        cond: Fragment | None,
+        order: list[OrderItem],
+        limit: Leaf | None,
+        offset: Leaf | None,
+        correlated: bool,
+    ) -> Fragment:
+        d = self.dialect
+        where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
+        from_sql = sql(" FROM ", source, f" {a}", where_sql)
+        paged = limit is not None or offset is not None
+        limit_p = (
+            param(limit.slot.with_transform(_non_negative("limit"))) if limit is not None else None
+        )
+        offset_p = (
+            param(offset.slot.with_transform(_non_negative("offset")))
+            if offset is not None
+            else None
+        )
+        empty = d.empty_json_array
+        if d.json_agg_orders and (not paged or d.json_agg_limits):
+            inside = sql(obj)
+            if order:
+                inside = sql(inside, " ORDER BY ", order_by_clause(d, order))
+            if paged:
+                inside = sql(inside, " LIMIT ", limit_p or d.limit_all, " OFFSET ", offset_p or "0")
+            return sql(f"COALESCE({d.json_agg_fn}(", inside, f"), {empty})", from_sql)
+        if correlated and not d.derived_tables_see_outer:
+            raise PlanError(f"paging a nested list is not supported on {d.name}")
+        cols = [sql(obj, " AS j")] + [
+            sql(expr, f" AS __o{i}") for i, (expr, _, _) in enumerate(order)
+        ]
+        inner = sql("SELECT ", join(", ", cols), from_sql)
+        if order:
+            inner = sql(inner, " ORDER BY ", order_by_clause(d, order))
+        if paged:
+            inner = sql(inner, " LIMIT ", limit_p or d.limit_all, " OFFSET ", offset_p or "0")
+        outer_order = [(sql(f"s.__o{i}"), di, nu) for i, (_, di, nu) in enumerate(order)]
+        element = template(d.embed_json, sql("s.j"))
+        if d.json_agg_orders and outer_order:
+            element = sql(element, " ORDER BY ", order_by_clause(d, outer_order))
+        return sql(f"COALESCE({d.json_agg_fn}(", element, f"), {empty}) FROM (", inner, ") s")
+
+    # ----- ordering -----
+    def order(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[OrderItem]:
+        items: list[OrderItem] = []
+        for spec in _value(order_by) or []:
+            items.extend(self._order_spec(e, a, spec))
+        present = {str(x[0]) for x in items}
+        for col in e.primary_key:
+            expr = sql(ident(a, col))
+            if str(expr) not in present:
+                items.append((expr, "ASC", "LAST"))
+        return items
+
+    def _order_spec(self, e: Entity, a: str, spec: Mapping[str, Any]) -> Iterator[OrderItem]:
+        fmap = self.catalog.fields[e.name]
+        rmap = self.catalog.relations[e.name]
+        for name, val in spec.items():
+            v = _value(val)
+            if v is None:
+                continue
+            if name in fmap:
+                direction, nulls = ORDER_DIRECTIONS[v]
+                yield sql(ident(a, fmap[name].column)), direction, nulls
+            else:
+                rel = rmap[name]
+                target = self.catalog.entities[rel.target]
+                b = self.alias()
+                corr = self.correlation(rel, a, b)
+                for expr, direction, nulls in self._order_spec(target, b, v):
+                    sub = sql(
+                        "(SELECT ", expr, " FROM ", self.table(target), f" {b} WHERE ", corr, ")"
+                    )
+                    yield sub, direction, nulls
+
+    # ----- filtering -----
+    def where(
+        self,
+        e: Entity,
+        a: str,
+        w: Mapping[str, Any] | None,
+        path: tuple[str | int, ...],
+        negated: bool = False,
+    ) -> Fragment | None:
+        if w is None:
+            return None
+        parts: list[Fragment | None] = []
+        fmap = self.catalog.fields[e.name]
+        rmap = self.catalog.relations[e.name]
+        for key, raw in w.items():
+            val = _value(raw)
+            p = (*path, key)
+            if key == "and":
+                if val is None:
+                    raise PlanError("and: null is not allowed; omit it or pass a list", p)
+                parts.append(
+                    _and([self.where(e, a, _value(x), (*p, i), negated) for i, x in enumerate(val)])
+                    or sql(self.dialect.true_literal)
+                )
+            elif key == "or":
+                if val is None:
+                    raise PlanError("or: null is not allowed; omit it or pass a list", p)
+                alts = [
+                    self.where(e, a, _value(x), (*p, i), negated) or sql(self.dialect.true_literal)
+                    for i, x in enumerate(val)
+                ]
+                parts.append(
+                    sql("(", join(" OR ", alts), ")") if alts else sql(self.dialect.false_literal)
+                )
+            elif key == "not":
+                if val is None:
+                    raise PlanError("not: null is not allowed; omit it or pass a filter", p)
+                inner = self.where(e, a, val, p, not negated)
+                parts.append(
+                    sql("NOT (", inner, ")")
+                    if inner is not None
+                    else sql(self.dialect.false_literal)
+                )
+            elif key in fmap:
+                if val is None:
+                    raise PlanError(f"{key}: null is not allowed; use {{isNull: true}}", p)
+                parts.extend(self.field_filter(fmap[key], a, val, p, negated))
+            else:
+                if val is None:
+                    raise PlanError(f"{key}: null is not allowed; omit the relation filter", p)
+                parts.append(self.relation_filter(rmap[key], a, val, p, negated))
+        return _and(parts)
+
+    def field_filter(
+        self, f: IrField, a: str, ops: Mapping[str, Any], path: tuple[str | int, ...], negated: bool
+    ) -> Iterator[Fragment]:
+        col = sql(ident(a, f.column))
+        d = self.dialect
+        for op, leaf in ops.items():
+            v = _value(leaf)
+            p = (*path, op)
+            if v is None:
+                raise PlanError(f"{op}: null is not allowed; use isNull to test for null", p)
+            if op == "isNull":
+                # (col IS NULL) = ? keeps the text the same for true and false.
+                yield sql("((", col, " IS NULL) = ", param(leaf.slot), ")")
+                continue
+            if op in _COMPARISONS:
+                pred = sql(col, f" {_COMPARISONS[op]} ", param(leaf.slot))
+            elif op in ("in", "nin"):
+                if d.in_list == "array":
+                    pred = sql(col, " = ANY(", param(leaf.slot), ")")
+                elif v:
+                    pred = sql(col, " IN (", join(", ", (param(x.slot) for x in v)), ")")
+                else:
+                    pred = sql(d.false_literal)
+                if op == "nin":
+                    pred = sql("NOT (", pred, ")")
+                    if f.nullable:
+                        pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
+            else:
+                tpl = d.ilike if op == "ilike" else d.like
+                pred = template(tpl, col, param(leaf.slot.with_transform(_LIKE_TRANSFORMS[op])))
+            if negated and f.nullable:
+                pred = sql("COALESCE(", pred, f", {d.false_literal})")
+            yield sql("(", pred, ")")
+
+    def relation_filter(
+        self,
+        rel: Relation,
+        a: str,
+        val: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        negated: bool,
+    ) -> Fragment:
+        target = self.catalog.entities[rel.target]
+        if rel.kind == "one":
+            return self.exists(rel, a, target, val, path, False)
+        parts: list[Fragment | None] = []
+        for quant, raw in val.items():
+            w = _value(raw)
+            p = (*path, quant)
+            if w is None:
+                raise PlanError(f"{quant}: null is not allowed; omit it or pass a filter", p)
+            if quant == "some":
+                parts.append(self.exists(rel, a, target, w, p, False))
+            elif quant == "none":
+                parts.append(sql("NOT ", self.exists(rel, a, target, w, p, False)))
+            else:
+                # every: no related row fails the filter (nulls count as failing).
+                parts.append(sql("NOT ", self.exists(rel, a, target, w, p, True)))
+        return _and(parts) or sql(self.dialect.true_literal)
+
+    def exists(
+        self,
+        rel: Relation,
+        a: str,
+        target: Entity,
+        w: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        failing: bool,
+    ) -> Fragment:
+        """EXISTS over related rows matching ``w`` (or, with ``failing``, not matching it)."""
+        b = self.alias()
+        corr = self.correlation(rel, a, b)
+        inner = self.where(target, b, w, path, failing)
+        if failing:
+            inner = (
+                sql("NOT (", inner, ")") if inner is not None else sql(self.dialect.false_literal)
+            )
+        cond = _and([corr, inner]) or corr
+        return sql("EXISTS (SELECT 1 FROM ", self.table(target), f" {b} WHERE ", cond, ")")
+
+    # ----- aggregates -----
+    def aggregate_json(
+        self,
+        e: Entity,
+        a: str,
+        nodes: list[FieldNode],
+        cond: Fragment | None,
+        nested: tuple[Relation, str] | None,
+    ) -> Fragment:
+        pairs: list[tuple[str, Fragment | str]] = []
+        agg_type = f"{e.name}Aggregate"
+        for key, fnodes in self.sub_fields(nodes).items():
+            name = fnodes[0].name.value
+            if name == "groupBy":
+                pairs.append((key, self.group_by_json(e, a, fnodes, cond, nested)))
+            else:
+                pairs.extend(self.aggregate_value(e, a, key, name, fnodes, agg_type))
+        return json_object(self.dialect, pairs)
+
+    def aggregate_value(
+        self, e: Entity, a: str, key: str, name: str, nodes: list[FieldNode], typename: str
+    ) -> Iterator[tuple[str, Fragment | str]]:
+        d = self.dialect
+        if name == "__typename":
+            yield key, literal_string(typename)
+        elif name == "count":
+            yield key, sql("COUNT(*)")
+        elif name in ("sum", "avg", "min", "max"):
+            fmap = self.catalog.fields[e.name]
+            suffix = {
+                "sum": "SumFields",
+                "avg": "AvgFields",
+                "min": "MinFields",
+                "max": "MaxFields",
+            }
+            inner: list[tuple[str, Fragment | str]] = []
+            for k2, fn in self.sub_fields(nodes).items():
+                fname = fn[0].name.value
+                if fname == "__typename":
+                    inner.append((k2, literal_string(f"{e.name}{suffix[name]}")))
+                    continue
+                f = fmap[fname]
+                expr = sql(f"{name.upper()}(", ident(a, f.column), ")")
+                if name == "avg":
+                    expr = template(d.float_cast, expr)
+                tpl = d.scalar_output.get(f.scalar.value)
+                if tpl and name != "avg":
+                    expr = template(tpl, expr)
+                inner.append((k2, expr))
+            yield key, json_object(d, inner)
+
+    def group_by_json(
+        self,
+        e: Entity,
+        a: str,
+        nodes: list[FieldNode],
+        cond: Fragment | None,
+        nested: tuple[Relation, str] | None,
+    ) -> Fragment:
+        d = self.dialect
+        if nested is not None and not d.derived_tables_see_outer:
+            raise PlanError(f"groupBy inside a nested aggregate is not supported on {d.name}")
+        agg_def = self.gql.get_type(f"{e.name}Aggregate")
+        args = self.args(agg_def.fields["groupBy"], nodes[0])  # type: ignore[union-attr]
+        fmap = self.catalog.fields[e.name]
+        group_fields = [fmap[_value(x)] for x in _value(args["fields"])]
+        grouped = {f.name for f in group_fields}
+        pairs: list[tuple[str, Fragment | str]] = []
+        for key, fnodes in self.sub_fields(nodes).items():
+            name = fnodes[0].name.value
+            if name == "keys":
+                kp: list[tuple[str, Fragment | str]] = []
+                for k2, kn in self.sub_fields(fnodes).items():
+                    kname = kn[0].name.value
+                    if kname == "__typename":
+                        kp.append((k2, literal_string(f"{e.name}GroupKey")))
+                    elif kname in grouped:
+                        kp.append((k2, self.column_json(fmap[kname], a)))
+                    else:
+                        kp.append((k2, sql("NULL")))
+                pairs.append((key, json_object(d, kp)))
+            else:
+                pairs.extend(
+                    self.aggregate_value(e, a, key, name, fnodes, f"{e.name}AggregateGroup")
+                )
+        obj = json_object(d, pairs)
+        order: list[OrderItem] = [(sql(ident(a, f.column)), "ASC", "LAST") for f in group_fields]
+        if not group_fields:
+            order = []
+        where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
+        group_sql = (
+            sql(" GROUP BY ", join(", ", (ident(a, f.column) for f in group_fields)))
+            if group_fields
+            else sql("")
+        )
+        cols = [sql(obj, " AS j")] + [sql(x[0], f" AS __o{i}") for i, x in enumerate(order)]
+        inner = sql(
+            "SELECT ", join(", ", cols), " FROM ", self.table(e), f" {a}", where_sql, group_sql
+        )
+        outer_order = [(sql(f"g.__o{i}"), di, nu) for i, (_, di, nu) in enumerate(order)]
+        element = template(d.embed_json, sql("g.j"))
+        if d.json_agg_orders and outer_order:
+            element = sql(element, " ORDER BY ", order_by_clause(d, outer_order))
+        elif outer_order:
+            inner = sql(inner, " ORDER BY ", order_by_clause(d, order))
+        body = sql(
+            f"SELECT COALESCE({d.json_agg_fn}(",
+            element,
+            f"), {d.empty_json_array}) FROM (",
+            inner,
+            ") g",
+        )
+        return template(d.embed_json, sql("(", body, ")"))
+
+    # ----- Relay connections -----
+    def connection(
+        self, e: Entity, a: str, nodes: list[FieldNode], args: Mapping[str, Any]
+    ) -> Fragment:
+        d = self.dialect
+        where = self.where(e, a, _value(args.get("where")), ("where",))
+        order = self.order(e, a, args.get("orderBy"))
+        over = sql("ORDER BY ", order_by_clause(d, order)) if order else sql("")
+        base = sql(
+            "SELECT ",
+            ident(a),
+            ".*, ROW_NUMBER() OVER (",
+            over,
+            ") - 1 AS __rn FROM ",
+            self.table(e),
+            f" {a}",
+            sql(" WHERE ", where) if where is not None else "",
+        )
+        total = sql("cnt.total")
+
+        def int_param(leaf: Any, transform: Callable[[Any], Any]) -> Fragment:
+            return template(d.int_param, param(leaf.slot.with_transform(transform)))
+
+        after, before = args.get("after"), args.get("before")
+        first, last = args.get("first"), args.get("last")
+        lo: Fragment = sql("0")
+        hi: Fragment = total
+        if _value(after) is not None:
+            lo = sql("(", int_param(after, _parse_cursor), " + 1)")
+        if _value(before) is not None:
+            hi = sql(f"{d.least_fn}(", int_param(before, _parse_cursor), ", ", total, ")")
+        if _value(first) is not None:
+            hi = sql(
+                f"{d.least_fn}(", hi, ", ", lo, " + ", int_param(first, _non_negative("first")), ")"
+            )
+        if _value(last) is not None:
+            lo = sql(
+                f"{d.greatest_fn}(",
+                lo,
+                ", ",
+                hi,
+                " - ",
+                int_param(last, _non_negative("last")),
+                ")",
+            )
+        window = sql("b.__rn >= ", lo, " AND b.__rn < ", hi)
+        rn_order: list[OrderItem] = [(sql("b.__rn"), "ASC", "LAST")]
+        pairs: list[tuple[str, Fragment | str]] = []
+        bool_tpl = d.scalar_output.get("Boolean", "{}")
+        for key, fnodes in self.sub_fields(nodes).items():
+            name = fnodes[0].name.value
+            if name == "__typename":
+                pairs.append((key, literal_string(f"{e.name}Connection")))
+            elif name == "totalCount":
+                pairs.append((key, total))
+            elif name == "nodes":
+                obj = self.object_json(e, "b", self.sub_fields(fnodes))
+                arr = self.array_of(obj, sql("base"), "b", window, rn_order, None, None, True)
+                pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
+            elif name == "edges":
+                ep: list[tuple[str, Fragment | str]] = []
+                for k2, en in self.sub_fields(fnodes).items():
+                    ename = en[0].name.value
+                    if ename == "__typename":
+                        ep.append((k2, literal_string(f"{e.name}Edge")))
+                    elif ename == "cursor":
+                        ep.append((k2, template(d.concat_text_int, sql("'o'"), sql("b.__rn"))))
+                    else:
+                        ep.append((k2, self.object_json(e, "b", self.sub_fields(en))))
+                arr = self.array_of(
+                    json_object(d, ep), sql("base"), "b", window, rn_order, None, None, True
+                )
+                pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
+            elif name == "pageInfo":
+                pp: list[tuple[str, Fragment | str]] = []
+                for k2, pn in self.sub_fields(fnodes).items():
+                    pname = pn[0].name.value
+                    if pname == "__typename":
+                        pp.append((k2, literal_string("PageInfo")))
+                    elif pname == "hasNextPage":
+                        pp.append((k2, template(bool_tpl, sql("(", hi, " < ", total, ")"))))
+                    elif pname == "hasPreviousPage":
+                        pp.append((k2, template(bool_tpl, sql("(", lo, " > 0)"))))
+                    elif pname == "startCursor":
+                        pp.append(
+                            (
+                                k2,
+                                sql(
+                                    "CASE WHEN ",
+                                    lo,
+                                    " < ",
+                                    hi,
+                                    " THEN ",
+                                    template(d.concat_text_int, sql("'o'"), lo),
+                                    " END",
+                                ),
+                            )
+                        )
+                    else:
+                        pp.append(
+                            (
+                                k2,
+                                sql(
+                                    "CASE WHEN ",
+                                    lo,
+                                    " < ",
+                                    hi,
+                                    " THEN ",
+                                    template(d.concat_text_int, sql("'o'"), sql("(", hi, " - 1)")),
+                                    " END",
+                                ),
+                            )
+                        )
+                pairs.append((key, json_object(d, pp)))
+        return sql(
+            "WITH base AS (",
+            base,
+            "), cnt AS (SELECT COUNT(*) AS total FROM base) SELECT ",
+            json_object(d, pairs),
+            " FROM cnt",
+        )
+
+
+def _and(parts: list[Fragment | None]) -> Fragment | None:
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+    return sql("(", join(" AND ", present), ")")
+
+
+def _value(x: Any) -> Any:
+    """The plain value of a wrapped argument (leaves unwrapped, containers kept)."""
+    return x.value if isinstance(x, Leaf) else x
+
+
+def _wrap(value: Any, node: ValueNode | None, path: tuple[str | int, ...] | None) -> Any:
+    """Pair each leaf of a coerced argument with the slot that reads it at run time.
+
+    Containers stay dicts/lists (so the planner sees the structure); scalars and nulls become
+    :class:`Leaf`. A value that came from a variable is read from the variables by path; a
+    literal becomes a constant.
+    """
+    if path is None and isinstance(node, VariableNode):
+        path = (node.name.value,)
+    if isinstance(value, dict):
+        children: dict[str, ValueNode] = {}
+        if path is None and isinstance(node, ObjectValueNode):
+            children = {f.name.value: f.value for f in node.fields}
+        return {
+            k: _wrap(v, children.get(k), (*path, k) if path is not None else None)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        items: list[ValueNode | None] = []
+        if path is None and isinstance(node, ListValueNode):
+            items = list(node.values)
+        out = []
+        for i, v in enumerate(value):
+            child = items[i] if i < len(items) else None
+            out.append(_wrap(v, child, (*path, i) if path is not None else None))
+        if path is not None:
+            return _ListLeaf(out, Slot(path=path))
+        if all(hasattr(x, "slot") for x in out):
+            return _ListLeaf(out, Slot(items=tuple(x.slot for x in out)))
+        return _ListLeaf(out, Slot(const=None))
+    return Leaf(value, Slot(path=path) if path is not None else Slot(const=value))
+
+
+class _ListLeaf(list[Any]):
+    """A list argument: iterable as wrapped items, and bindable whole as one array parameter."""
+
+    def __init__(self, items: list[Any], slot: Slot) -> None:
+        super().__init__(items)
+        self.slot = slot
+        self.value = self

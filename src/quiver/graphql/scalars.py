@@ -1,0 +1,177 @@
+"""Custom GraphQL scalars: BigInt, Decimal, DateTime, Date, Time, UUID and JSON.
+
+Inputs are parsed into Python values (int, Decimal, datetime, ...) that become SQL parameters;
+outputs are produced by the database (see ``Dialect.scalar_output``): BigInt and Decimal travel as
+strings so no precision is lost in JSON, date and time values as ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from graphql.language import IntValueNode, StringValueNode
+
+from graphql import (
+    GraphQLBoolean,
+    GraphQLError,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLScalarType,
+    GraphQLString,
+    ValueNode,
+    print_ast,
+    value_from_ast_untyped,
+)
+from quiver.schema.ir import Scalar
+
+__all__ = ["SCALAR_TYPES", "graphql_scalar"]
+
+
+def _literal_parser(
+    parse: Callable[[Any], Any], kinds: tuple[type[ValueNode], ...]
+) -> Callable[..., Any]:
+    def parse_literal(node: ValueNode, _variables: Any = None) -> Any:
+        if not isinstance(node, kinds):
+            raise GraphQLError(f"expected a string literal, got {print_ast(node)}")
+        return parse(node.value)  # type: ignore[attr-defined]
+
+    return parse_literal
+
+
+def _parse_bigint(value: Any) -> int:
+    if isinstance(value, bool):
+        raise GraphQLError(f"BigInt cannot represent {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise GraphQLError(f"BigInt cannot represent {value!r}: give an integer or a string of digits")
+
+
+def _parse_decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, bool):
+        raise GraphQLError(f"Decimal cannot represent {value!r}")
+    if isinstance(value, int | str):
+        try:
+            d = decimal.Decimal(str(value).strip())
+        except decimal.InvalidOperation:
+            pass
+        else:
+            if d.is_finite():
+                return d
+    raise GraphQLError(f'Decimal cannot represent {value!r}: give a string such as "12.50"')
+
+
+def _iso_parser(kind: str, parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def parse_value(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        raise GraphQLError(f"{kind} cannot represent {value!r}: give an ISO 8601 string")
+
+    return parse_value
+
+
+def _parse_datetime(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value
+
+
+def _parse_uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise GraphQLError(f"UUID cannot represent {value!r}")
+
+
+def _serialize_passthrough(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    return value
+
+
+def _scalar(
+    name: str,
+    description: str,
+    parse: Callable[[Any], Any],
+    literal_kinds: tuple[type[ValueNode], ...],
+) -> GraphQLScalarType:
+    return GraphQLScalarType(
+        name=name,
+        description=description,
+        serialize=_serialize_passthrough,
+        parse_value=parse,
+        parse_literal=_literal_parser(parse, literal_kinds),
+    )
+
+
+_STR = (StringValueNode,)
+BIGINT = _scalar(
+    "BigInt",
+    "A 64-bit integer, serialised as a string so JSON readers lose no precision.",
+    _parse_bigint,
+    (StringValueNode, IntValueNode),
+)
+DECIMAL = _scalar(
+    "Decimal",
+    'An exact decimal number, serialised as a string ("12.50").',
+    _parse_decimal,
+    (StringValueNode, IntValueNode),
+)
+DATETIME = _scalar(
+    "DateTime", "A date and time in ISO 8601.", _iso_parser("DateTime", _parse_datetime), _STR
+)
+DATE = _scalar(
+    "Date", "A calendar date in ISO 8601.", _iso_parser("Date", dt.date.fromisoformat), _STR
+)
+TIME = _scalar(
+    "Time", "A time of day in ISO 8601.", _iso_parser("Time", dt.time.fromisoformat), _STR
+)
+UUID = _scalar("UUID", "A UUID in its canonical text form.", _parse_uuid, _STR)
+
+
+def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
+    return value_from_ast_untyped(node, variables)
+
+
+JSON = GraphQLScalarType(
+    name="JSON",
+    description="Any JSON value.",
+    serialize=lambda v: orjson.loads(v) if isinstance(v, bytes | str) else v,
+    parse_value=lambda v: v,
+    parse_literal=_parse_json_literal,
+)
+
+SCALAR_TYPES: dict[Scalar, GraphQLScalarType] = {
+    Scalar.INT: GraphQLInt,
+    Scalar.FLOAT: GraphQLFloat,
+    Scalar.STRING: GraphQLString,
+    Scalar.BOOLEAN: GraphQLBoolean,
+    Scalar.ID: GraphQLID,
+    Scalar.BIGINT: BIGINT,
+    Scalar.DECIMAL: DECIMAL,
+    Scalar.DATETIME: DATETIME,
+    Scalar.DATE: DATE,
+    Scalar.TIME: TIME,
+    Scalar.UUID: UUID,
+    Scalar.JSON: JSON,
+}
+
+
+def graphql_scalar(scalar: Scalar) -> GraphQLScalarType:
+    return SCALAR_TYPES[scalar]

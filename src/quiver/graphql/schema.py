@@ -1,0 +1,405 @@
+"""Build the public GraphQL schema, and the catalog the planner reads, from the schema IR.
+
+For every entity ``E`` (list field ``es``, by-key field ``e``) the API has:
+
+- ``es(where, orderBy, limit, offset): [E!]!`` and ``e(<key>): E``
+- ``esConnection(where, orderBy, first, after, last, before): EConnection!`` (Relay)
+- ``esAggregate(where): EAggregate!`` with count/sum/avg/min/max and ``groupBy(fields)``
+- on ``E``: its columns, to-one relations, to-many relations with the list arguments, and
+  ``<relation>Aggregate(where)`` for each to-many relation
+- inputs ``EWhere`` (per-column filters, ``and``/``or``/``not``, nested to-one filters and
+  ``some``/``every``/``none`` on to-many) and ``EOrderBy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    GraphQLString,
+)
+from quiver.graphql.scalars import graphql_scalar
+from quiver.schema.ir import (
+    NUMERIC_SCALARS,
+    ORDERED_SCALARS,
+    TEXT_SCALARS,
+    Entity,
+    Relation,
+    RootKind,
+    Scalar,
+)
+from quiver.schema.ir import Field as IrField
+from quiver.schema.ir import Schema as IrSchema
+from quiver.schema.naming import camel, pluralize
+
+__all__ = ["Catalog", "RootField", "build_catalog", "build_graphql_schema"]
+
+ROOT_KINDS: tuple[RootKind, ...] = ("list", "by_key", "connection", "aggregate")
+ORDER_DIRECTIONS = {
+    "ASC": ("ASC", "LAST"),
+    "DESC": ("DESC", "FIRST"),
+    "ASC_NULLS_FIRST": ("ASC", "FIRST"),
+    "ASC_NULLS_LAST": ("ASC", "LAST"),
+    "DESC_NULLS_FIRST": ("DESC", "FIRST"),
+    "DESC_NULLS_LAST": ("DESC", "LAST"),
+}
+STRING_OPERATORS = ("like", "ilike", "startsWith", "endsWith", "contains")
+COMPARISON_OPERATORS = ("gt", "gte", "lt", "lte")
+
+
+@dataclass(frozen=True)
+class RootField:
+    kind: RootKind
+    entity: Entity
+
+
+@dataclass
+class Catalog:
+    """What the planner needs to know about the schema, by GraphQL names."""
+
+    schema: IrSchema
+    entities: dict[str, Entity] = field(default_factory=dict)
+    root_fields: dict[str, RootField] = field(default_factory=dict)
+    #: entity name -> {GraphQL field name -> IR field}
+    fields: dict[str, dict[str, IrField]] = field(default_factory=dict)
+    #: entity name -> {GraphQL field name -> relation}
+    relations: dict[str, dict[str, Relation]] = field(default_factory=dict)
+    #: entity name -> {``<rel>Aggregate`` -> relation}
+    relation_aggregates: dict[str, dict[str, Relation]] = field(default_factory=dict)
+
+
+def list_field_name(entity: Entity) -> str:
+    return entity.list_field or pluralize(camel(entity.name))
+
+
+def by_key_field_name(entity: Entity) -> str | None:
+    if not entity.primary_key:
+        return None
+    return entity.by_key_field or camel(entity.name)
+
+
+def build_catalog(schema: IrSchema) -> Catalog:
+    cat = Catalog(schema=schema)
+    for e in schema.entities:
+        cat.entities[e.name] = e
+        cat.fields[e.name] = {f.name: f for f in e.fields}
+        cat.relations[e.name] = {r.name: r for r in e.relations}
+        cat.relation_aggregates[e.name] = {
+            f"{r.name}Aggregate": r for r in e.relations if r.kind == "many"
+        }
+        kinds = e.root_fields if e.root_fields is not None else ROOT_KINDS
+        lf = list_field_name(e)
+        names: dict[RootKind, str | None] = {
+            "list": lf,
+            "connection": f"{lf}Connection",
+            "aggregate": f"{lf}Aggregate",
+            "by_key": by_key_field_name(e),
+        }
+        for kind in ROOT_KINDS:
+            name = names[kind]
+            if kind in kinds and name:
+                cat.root_fields[name] = RootField(kind, e)
+    return cat
+
+
+def build_graphql_schema(schema: IrSchema) -> GraphQLSchema:
+    """The public GraphQL schema of ``schema``."""
+    return _Builder(build_catalog(schema)).build()
+
+
+class _Builder:
+    def __init__(self, catalog: Catalog) -> None:
+        self.cat = catalog
+        self.objects: dict[str, GraphQLObjectType] = {}
+        self.wheres: dict[str, GraphQLInputObjectType] = {}
+        self.order_bys: dict[str, GraphQLInputObjectType] = {}
+        self.list_filters: dict[str, GraphQLInputObjectType] = {}
+        self.aggregates: dict[str, GraphQLObjectType] = {}
+        self.scalar_filters: dict[Scalar, GraphQLInputObjectType] = {}
+        self.field_enums: dict[str, GraphQLEnumType] = {}
+        self.order_direction = GraphQLEnumType(
+            "OrderDirection",
+            {
+                name: GraphQLEnumValue(name, description=f"{d} with nulls {n.lower()}")
+                for name, (d, n) in ORDER_DIRECTIONS.items()
+            },
+            description="Sort direction. ASC puts nulls last and DESC puts them first.",
+        )
+        self.page_info = GraphQLObjectType(
+            "PageInfo",
+            {
+                "hasNextPage": GraphQLField(GraphQLNonNull(GraphQLBoolean)),
+                "hasPreviousPage": GraphQLField(GraphQLNonNull(GraphQLBoolean)),
+                "startCursor": GraphQLField(GraphQLString),
+                "endCursor": GraphQLField(GraphQLString),
+            },
+        )
+
+    def build(self) -> GraphQLSchema:
+        query_fields: dict[str, GraphQLField] = {}
+        for name, root in self.cat.root_fields.items():
+            e = root.entity
+            if root.kind == "list":
+                args = self.list_args(e.name)
+                if e.list_arguments is not None:
+                    args = {k: v for k, v in args.items() if k in e.list_arguments}
+                query_fields[name] = GraphQLField(_nn_list(self.object(e.name)), args=args)
+            elif root.kind == "by_key":
+                query_fields[name] = GraphQLField(
+                    self.object(e.name),
+                    args={
+                        self._pk_field(e, col).name: GraphQLArgument(
+                            GraphQLNonNull(graphql_scalar(self._pk_field(e, col).scalar))
+                        )
+                        for col in e.primary_key
+                    },
+                    description=f"One {e.name} by its key, or null.",
+                )
+            elif root.kind == "connection":
+                query_fields[name] = GraphQLField(
+                    GraphQLNonNull(self.connection(e.name)), args=self.connection_args(e.name)
+                )
+            else:
+                query_fields[name] = GraphQLField(
+                    GraphQLNonNull(self.aggregate(e.name)),
+                    args={"where": GraphQLArgument(self.where(e.name))},
+                )
+        if not query_fields:
+            query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
+        return GraphQLSchema(query=GraphQLObjectType("Query", lambda: query_fields))
+
+    @staticmethod
+    def _pk_field(e: Entity, column: str) -> IrField:
+        f = e.field_by_column(column)
+        if f is None:
+            raise ValueError(f"{e.name}: key column {column!r} is not a field")
+        return f
+
+    # ----- arguments -----
+    def list_args(self, entity: str) -> dict[str, GraphQLArgument]:
+        return {
+            "where": GraphQLArgument(self.where(entity), description="Rows to return."),
+            "orderBy": GraphQLArgument(
+                GraphQLList(GraphQLNonNull(self.order_by(entity))),
+                description="Sort keys, most significant first. Defaults to the primary key.",
+            ),
+            "limit": GraphQLArgument(GraphQLInt, description="Most rows to return."),
+            "offset": GraphQLArgument(GraphQLInt, description="Rows to skip."),
+        }
+
+    def connection_args(self, entity: str) -> dict[str, GraphQLArgument]:
+        return {
+            "where": GraphQLArgument(self.where(entity)),
+            "orderBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.order_by(entity)))),
+            "first": GraphQLArgument(GraphQLInt),
+            "after": GraphQLArgument(GraphQLString),
+            "last": GraphQLArgument(GraphQLInt),
+            "before": GraphQLArgument(GraphQLString),
+        }
+
+    # ----- output types -----
+    def object(self, name: str) -> GraphQLObjectType:
+        if name in self.objects:
+            return self.objects[name]
+        e = self.cat.entities[name]
+
+        def fields() -> dict[str, GraphQLField]:
+            out: dict[str, GraphQLField] = {}
+            for f in e.fields:
+                t: GraphQLOutputType = graphql_scalar(f.scalar)
+                out[f.name] = GraphQLField(
+                    t if f.nullable else GraphQLNonNull(t), description=f.description
+                )
+            for r in e.relations:
+                target = self.object(r.target)
+                if r.kind == "one":
+                    out[r.name] = GraphQLField(
+                        target if r.nullable else GraphQLNonNull(target), description=r.description
+                    )
+                else:
+                    out[r.name] = GraphQLField(
+                        _nn_list(target), args=self.list_args(r.target), description=r.description
+                    )
+                    out[f"{r.name}Aggregate"] = GraphQLField(
+                        GraphQLNonNull(self.aggregate(r.target)),
+                        args={"where": GraphQLArgument(self.where(r.target))},
+                    )
+            return out
+
+        obj = GraphQLObjectType(name, fields, description=e.description)
+        self.objects[name] = obj
+        return obj
+
+    def connection(self, name: str) -> GraphQLObjectType:
+        node = GraphQLNonNull(self.object(name))
+        edge = GraphQLObjectType(
+            f"{name}Edge",
+            {"cursor": GraphQLField(GraphQLNonNull(GraphQLString)), "node": GraphQLField(node)},
+        )
+        return GraphQLObjectType(
+            f"{name}Connection",
+            {
+                "edges": GraphQLField(_nn_list(edge)),
+                "nodes": GraphQLField(GraphQLNonNull(GraphQLList(node))),
+                "pageInfo": GraphQLField(GraphQLNonNull(self.page_info)),
+                "totalCount": GraphQLField(GraphQLNonNull(GraphQLInt)),
+            },
+        )
+
+    def field_enum(self, name: str) -> GraphQLEnumType:
+        if name not in self.field_enums:
+            e = self.cat.entities[name]
+            self.field_enums[name] = GraphQLEnumType(
+                f"{name}Field", {f.name: GraphQLEnumValue(f.name) for f in e.fields}
+            )
+        return self.field_enums[name]
+
+    def aggregate(self, name: str) -> GraphQLObjectType:
+        if name in self.aggregates:
+            return self.aggregates[name]
+        e = self.cat.entities[name]
+        numeric = [f for f in e.fields if f.scalar in NUMERIC_SCALARS]
+        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS]
+
+        def field_set(
+            suffix: str, fs: list[IrField], typ: Callable[[IrField], GraphQLOutputType]
+        ) -> GraphQLObjectType | None:
+            if not fs:
+                return None
+            return GraphQLObjectType(f"{name}{suffix}", {f.name: GraphQLField(typ(f)) for f in fs})
+
+        sets: dict[str, GraphQLObjectType | None] = {
+            "sum": field_set("SumFields", numeric, lambda f: graphql_scalar(f.scalar)),
+            "avg": field_set("AvgFields", numeric, lambda f: GraphQLFloat),
+            "min": field_set("MinFields", ordered, lambda f: graphql_scalar(f.scalar)),
+            "max": field_set("MaxFields", ordered, lambda f: graphql_scalar(f.scalar)),
+        }
+        base: dict[str, GraphQLField] = {"count": GraphQLField(GraphQLNonNull(GraphQLInt))}
+        for key, t in sets.items():
+            if t is not None:
+                base[key] = GraphQLField(GraphQLNonNull(t))
+        group_key = GraphQLObjectType(
+            f"{name}GroupKey", {f.name: GraphQLField(graphql_scalar(f.scalar)) for f in e.fields}
+        )
+        group = GraphQLObjectType(
+            f"{name}AggregateGroup", {"keys": GraphQLField(GraphQLNonNull(group_key)), **base}
+        )
+        agg = GraphQLObjectType(
+            f"{name}Aggregate",
+            {
+                **base,
+                "groupBy": GraphQLField(
+                    _nn_list(group),
+                    args={
+                        "fields": GraphQLArgument(
+                            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.field_enum(name))))
+                        )
+                    },
+                    description="One aggregate per distinct combination of the given fields.",
+                ),
+            },
+        )
+        self.aggregates[name] = agg
+        return agg
+
+    # ----- input types -----
+    def scalar_filter(self, scalar: Scalar) -> GraphQLInputObjectType:
+        if scalar in self.scalar_filters:
+            return self.scalar_filters[scalar]
+        t = graphql_scalar(scalar)
+        fields: dict[str, GraphQLInputField] = {
+            "isNull": GraphQLInputField(
+                GraphQLBoolean, description="true: is null; false: is not null"
+            )
+        }
+        if scalar != Scalar.JSON:
+            fields["eq"] = GraphQLInputField(t)
+            fields["neq"] = GraphQLInputField(t)
+            fields["in"] = GraphQLInputField(GraphQLList(GraphQLNonNull(t)))
+            fields["nin"] = GraphQLInputField(GraphQLList(GraphQLNonNull(t)))
+        if scalar in ORDERED_SCALARS:
+            for op in COMPARISON_OPERATORS:
+                fields[op] = GraphQLInputField(t)
+        if scalar in TEXT_SCALARS:
+            for op in STRING_OPERATORS:
+                fields[op] = GraphQLInputField(GraphQLString)
+        f = GraphQLInputObjectType(f"{scalar.value}Filter", fields)
+        self.scalar_filters[scalar] = f
+        return f
+
+    def where(self, name: str) -> GraphQLInputObjectType:
+        if name in self.wheres:
+            return self.wheres[name]
+        e = self.cat.entities[name]
+
+        def fields() -> dict[str, GraphQLInputField]:
+            out: dict[str, GraphQLInputField] = {
+                f.name: GraphQLInputField(self.scalar_filter(f.scalar)) for f in e.fields
+            }
+            for r in e.relations:
+                if r.kind == "one":
+                    out[r.name] = GraphQLInputField(self.where(r.target))
+                else:
+                    out[r.name] = GraphQLInputField(self.list_filter(r.target))
+            self_t = self.wheres[name]
+            out["and"] = GraphQLInputField(GraphQLList(GraphQLNonNull(self_t)))
+            out["or"] = GraphQLInputField(GraphQLList(GraphQLNonNull(self_t)))
+            out["not"] = GraphQLInputField(self_t)
+            return out
+
+        w = GraphQLInputObjectType(f"{name}Where", fields)
+        self.wheres[name] = w
+        return w
+
+    def list_filter(self, name: str) -> GraphQLInputObjectType:
+        if name not in self.list_filters:
+            w: GraphQLInputType = self.where(name)
+            self.list_filters[name] = GraphQLInputObjectType(
+                f"{name}ListFilter",
+                {
+                    "some": GraphQLInputField(w, description="At least one related row matches."),
+                    "every": GraphQLInputField(w, description="Every related row matches."),
+                    "none": GraphQLInputField(w, description="No related row matches."),
+                },
+            )
+        return self.list_filters[name]
+
+    def order_by(self, name: str) -> GraphQLInputObjectType:
+        if name in self.order_bys:
+            return self.order_bys[name]
+        e = self.cat.entities[name]
+
+        def fields() -> dict[str, GraphQLInputField]:
+            out: dict[str, GraphQLInputField] = {
+                f.name: GraphQLInputField(self.order_direction) for f in e.fields
+            }
+            for r in e.relations:
+                if r.kind == "one":
+                    out[r.name] = GraphQLInputField(self.order_by(r.target))
+            return out
+
+        o = GraphQLInputObjectType(f"{name}OrderBy", fields)
+        self.order_bys[name] = o
+        return o
+
+
+def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputType]]:
+    inner: Any = t if isinstance(t, GraphQLNonNull) else GraphQLNonNull(t)
+    return GraphQLNonNull(GraphQLList(inner))

@@ -1,0 +1,289 @@
+"""Connection pools that run one statement and hand back the JSON the database built.
+
+``fetch_json(text, params)`` returns the first column of the first row as UTF-8 bytes (or None),
+without decoding it: the engine splices those bytes into the HTTP response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from quiver.runtime.errors import QuiverError
+from quiver.sql.dialects import Dialect, dialect_for
+from quiver.sql.url import DatabaseUrl, parse_database_url
+
+__all__ = ["Database", "DatabaseError", "StatementTimeoutError", "open_database"]
+
+
+class DatabaseError(QuiverError):
+    """The database rejected or failed a statement."""
+
+
+class StatementTimeoutError(DatabaseError):
+    """A statement ran past the configured per-statement timeout."""
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+async def open_database(
+    url: str, *, pool_min: int = 1, pool_max: int = 10, statement_timeout_ms: int = 30_000
+) -> Database:
+    """Open a pool for ``url``. Unreachable databases raise a ConfigError-style QuiverError."""
+    parsed = parse_database_url(url)
+    if parsed.dialect == "postgresql":
+        return await _Postgres.open(parsed, pool_min, pool_max, statement_timeout_ms)
+    if parsed.dialect == "mysql":
+        return await _MySQL.open(parsed, pool_min, pool_max, statement_timeout_ms)
+    return await _Sqlite.open(parsed, pool_max, statement_timeout_ms)
+
+
+def _unreachable(url: DatabaseUrl, exc: BaseException) -> QuiverError:
+    return QuiverError.one(
+        f"cannot connect to {url.redacted()}: {exc}",
+        "database",
+        "check that the server runs and that the URL's host, port, user, password and database"
+        " are right",
+    )
+
+
+class _Postgres:
+    dialect = dialect_for("postgresql")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(
+        cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int
+    ) -> _Postgres:
+        import asyncpg
+
+        async def init(conn: Any) -> None:
+            # JSON arrives as raw bytes: no decoding, the engine passes it through.
+            await conn.set_type_codec(
+                "json",
+                encoder=lambda v: v,
+                decoder=lambda v: v,
+                schema="pg_catalog",
+                format="binary",
+            )
+
+        try:
+            pool = await asyncpg.create_pool(
+                host=url.host,
+                port=url.port,
+                user=url.user or None,
+                password=url.password or None,
+                database=url.database,
+                min_size=min(pool_min, pool_max),
+                max_size=pool_max,
+                init=init,
+                server_settings={
+                    "statement_timeout": str(timeout_ms),
+                    "application_name": "quiver",
+                },
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _unreachable(url, exc) from None
+        return cls(pool)
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        import asyncpg
+
+        try:
+            value = await self.pool.fetchval(text, *params)
+        except asyncpg.QueryCanceledError as exc:
+            raise StatementTimeoutError.one(
+                f"the statement was cancelled: {exc}",
+                "database",
+                "raise database.statement_timeout_ms",
+            ) from None
+        except asyncpg.PostgresError as exc:
+            raise DatabaseError.one(str(exc), "database") from exc
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+def _mysql_param(v: Any) -> Any:
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, list):
+        return [_mysql_param(x) for x in v]
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.UTC).replace(tzinfo=None)
+    return v
+
+
+class _MySQL:
+    dialect = dialect_for("mysql")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int) -> _MySQL:
+        import asyncmy
+
+        init = list(cls.dialect.extra_session_sql)
+        init.append("SET SESSION time_zone = '+00:00'")
+        if timeout_ms:
+            init.append(f"SET SESSION max_statement_time = {timeout_ms / 1000:.3f}")
+        try:
+            pool = await asyncmy.create_pool(
+                host=url.host,
+                port=url.port,
+                user=url.user or "root",
+                password=url.password,
+                db=url.database,
+                minsize=min(pool_min, pool_max),
+                maxsize=pool_max,
+                autocommit=True,
+                charset="utf8mb4",
+                init_command="; ".join(init),
+            )
+        except Exception as exc:  # asyncmy raises OperationalError and plain OSError
+            raise _unreachable(url, exc) from None
+        return cls(pool)
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        from asyncmy.errors import MySQLError
+
+        try:
+            async with self.pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(text, [_mysql_param(p) for p in params])
+                row = await cur.fetchone()
+        except MySQLError as exc:
+            code = exc.args[0] if exc.args else 0
+            if code in (1969, 3024):  # max_statement_time / max_execution_time exceeded
+                raise StatementTimeoutError.one(
+                    "the statement ran past its time limit",
+                    "database",
+                    "raise database.statement_timeout_ms",
+                ) from None
+            raise DatabaseError.one(str(exc), "database") from exc
+        if row is None or row[0] is None:
+            return None
+        value = row[0]
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    async def ping(self) -> None:
+        await self.fetch_json("SELECT 1", ())
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.pool.wait_closed()
+
+
+def _sqlite_param(v: Any) -> Any:
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v.isoformat(sep=" ")
+    if isinstance(v, dt.date | dt.time):
+        return v.isoformat()
+    if isinstance(v, list):
+        return [_sqlite_param(x) for x in v]
+    return v
+
+
+class _Sqlite:
+    """SQLite in worker threads, one connection per thread, read-only by default."""
+
+    dialect = dialect_for("sqlite")
+
+    def __init__(self, path: str, threads: int, timeout_ms: int) -> None:
+        self.path = path
+        self.timeout_ms = timeout_ms
+        self.local = threading.local()
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="quiver-sqlite")
+        self.connections: list[sqlite3.Connection] = []
+        self.lock = threading.Lock()
+
+    @classmethod
+    async def open(cls, url: DatabaseUrl, threads: int, timeout_ms: int) -> _Sqlite:
+        db = cls(url.database, max(1, threads), timeout_ms)
+        try:
+            await db.ping()
+        except sqlite3.Error as exc:
+            await db.close()
+            raise _unreachable(url, exc) from None
+        return db
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=rw", uri=True, check_same_thread=False, isolation_level=None
+            )
+            for stmt in self.dialect.extra_session_sql:
+                conn.execute(stmt)
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.local.conn = conn
+            with self.lock:
+                self.connections.append(conn)
+        return conn
+
+    def _run(self, text: str, params: Sequence[Any]) -> bytes | None:
+        conn = self._connection()
+        deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
+        if deadline is not None:
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            row = conn.execute(text, [_sqlite_param(p) for p in params]).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise StatementTimeoutError.one(
+                    "the statement ran past its time limit",
+                    "database",
+                    "raise database.statement_timeout_ms",
+                ) from None
+            raise DatabaseError.one(str(exc), "database") from exc
+        except sqlite3.Error as exc:
+            raise DatabaseError.one(str(exc), "database") from exc
+        finally:
+            if deadline is not None:
+                conn.set_progress_handler(None, 0)
+        if row is None or row[0] is None:
+            return None
+        value = row[0]
+        return value.encode() if isinstance(value, str) else str(value).encode()
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._run, text, params)
+
+    async def ping(self) -> None:
+        await self.fetch_json("SELECT 1", ())
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        with self.lock:
+            for conn in self.connections:
+                conn.close()
+            self.connections.clear()

@@ -1,0 +1,147 @@
+"""SQL fragment trees: SQL is built from trusted text, catalog identifiers and parameters.
+
+``compile_sql(fragment, dialect)`` turns a tree into ``(text, slots)``: the text uses the dialect's
+placeholders, and ``slots`` lists one :class:`Slot` per placeholder in order. A slot either holds a
+constant or knows how to read its value from the request's variables, so one compiled text serves
+every request whose variables have the same shape. User values never enter the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from quiver.sql.dialects import Dialect
+
+__all__ = [
+    "Fragment",
+    "Ident",
+    "Param",
+    "Slot",
+    "Text",
+    "compile_sql",
+    "ident",
+    "join",
+    "param",
+    "sql",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where a parameter's value comes from: a constant, or a path into the variables.
+
+    ``transform`` adapts the value for the database (e.g. escaping a LIKE pattern).
+    """
+
+    const: Any = None
+    path: tuple[str | int, ...] | None = None
+    transform: Callable[[Any], Any] | None = None
+    #: A list whose items have slots of their own (a list literal holding variables).
+    items: tuple[Slot, ...] | None = None
+
+    def value(self, variables: Mapping[str, Any]) -> Any:
+        if self.items is not None:
+            v: Any = [s.value(variables) for s in self.items]
+        elif self.path is None:
+            v = self.const
+        else:
+            cur: Any = variables
+            for step in self.path:
+                cur = cur[step]
+            v = cur
+        return self.transform(v) if self.transform is not None else v
+
+    def with_transform(self, fn: Callable[[Any], Any]) -> Slot:
+        inner = self.transform
+        if inner is None:
+            return Slot(self.const, self.path, fn, self.items)
+        return Slot(self.const, self.path, lambda v: fn(inner(v)), self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Trusted SQL text written in Quiver's own code (never a user value)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    """An identifier from the catalog, optionally qualified (``alias.column``)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A bound parameter."""
+
+    slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A sequence of parts, concatenated without separators."""
+
+    parts: tuple[Text | Ident | Param | Fragment, ...]
+
+    def __add__(self, other: Fragment | str) -> Fragment:
+        return Fragment((self, other if isinstance(other, Fragment) else sql(other)))
+
+    def __radd__(self, other: str) -> Fragment:
+        return Fragment((sql(other), self))
+
+
+Piece = Fragment | Text | Ident | Param | str
+
+
+def _piece(p: Piece) -> Text | Ident | Param | Fragment:
+    return Text(p) if isinstance(p, str) else p
+
+
+def sql(*pieces: Piece) -> Fragment:
+    """A fragment from trusted text pieces, identifiers, parameters and fragments."""
+    return Fragment(tuple(_piece(p) for p in pieces))
+
+
+def ident(*names: str) -> Ident:
+    return Ident(names)
+
+
+def param(slot: Slot | Any) -> Param:
+    return Param(slot if isinstance(slot, Slot) else Slot(const=slot))
+
+
+def join(separator: str, items: Iterable[Piece]) -> Fragment:
+    out: list[Text | Ident | Param | Fragment] = []
+    sep = Text(separator)
+    for i, item in enumerate(items):
+        if i:
+            out.append(sep)
+        out.append(_piece(item))
+    return Fragment(tuple(out))
+
+
+def compile_sql(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot]]:
+    """Render ``fragment`` for ``dialect``: the SQL text and the slots of its placeholders."""
+    chunks: list[str] = []
+    slots: list[Slot] = []
+    quote = dialect.quote_ident
+    placeholder = dialect.placeholder
+
+    def walk(parts: Sequence[Text | Ident | Param | Fragment]) -> None:
+        for p in parts:
+            if isinstance(p, Text):
+                chunks.append(p.text)
+            elif isinstance(p, Ident):
+                chunks.append(".".join(quote(n) for n in p.names))
+            elif isinstance(p, Param):
+                slots.append(p.slot)
+                chunks.append(placeholder(len(slots)))
+            else:
+                walk(p.parts)
+
+    walk(fragment.parts)
+    return "".join(chunks), slots
