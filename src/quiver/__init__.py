@@ -1,10 +1,58 @@
 """Quiver: compiled GraphQL over SQL databases, Arrow Flight, file and telemetry pipelines.
 
-The public authoring API lives here; everything else is reached through the ``quiver`` CLI.
+The public authoring API lives here (``@quiver.type``, ``quiver.field``, ``quiver.relation``,
+``@quiver.query`` and the annotation markers); everything else is reached through the
+``quiver`` CLI. The authoring module is imported on first use, so ``import quiver`` stays
+cheap for the CLI.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "ID",
+    "JSON",
+    "BigInt",
+    "OrderBy",
+    "Where",
+    "__version__",
+    "field",
+    "query",
+    "relation",
+    "type",
+]
+
+# Public name -> attribute of quiver.schema.authoring.
+_AUTHORING = {
+    "type": "object_type",
+    "field": "field",
+    "relation": "relation",
+    "query": "query",
+    "Where": "Where",
+    "OrderBy": "OrderBy",
+    "BigInt": "BigInt",
+    "ID": "ID",
+    "JSON": "JSON",
+}
+
+if TYPE_CHECKING:
+    from quiver.schema.authoring import ID, JSON, BigInt, OrderBy, Where, field, query, relation
+    from quiver.schema.authoring import object_type as type
+
+
+def __getattr__(name: str) -> Any:
+    target = _AUTHORING.get(name)
+    if target is None:
+        raise AttributeError(f"module 'quiver' has no attribute {name!r}")
+    from quiver.schema import authoring
+
+    value = getattr(authoring, target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
