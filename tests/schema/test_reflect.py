@@ -625,6 +625,15 @@ async def test_same_table_in_two_postgresql_schemas_gets_a_schema_prefix(
     assert entity(schema, "Artist").relation("artistChanges") is not None
 
 
+async def test_schema_qualified_pattern_selects_one_schema(pg_schemas: tuple[str, str]) -> None:
+    main, other = pg_schemas
+    schema = await reflect_database(PG_URL, schemas=[main, other], include=[f"{other}.*"])
+    assert [(e.name, e.db_schema) for e in schema.entities] == [
+        ("Artist", other),
+        ("ArtistChange", other),
+    ]
+
+
 async def test_postgresql_table_without_columns_is_skipped(pg_schemas: tuple[str, str]) -> None:
     main, _ = pg_schemas
     schema = await reflect_database(PG_URL, schemas=[main])
@@ -813,3 +822,11 @@ async def test_column_without_a_usable_name_is_reported_with_its_location(
     assert detail.where == "shop.名前"
     assert "no usable GraphQL name" in detail.message
     assert "view" in detail.fix
+
+
+async def test_sqlite_full_text_shadow_tables_are_not_entities(tmp_path: Path) -> None:
+    url = _sqlite_db(tmp_path, "CREATE VIRTUAL TABLE doc USING fts5(title, body)")
+    schema = await reflect_database(url)
+    assert [(e.name, [f.name for f in e.fields]) for e in schema.entities] == [
+        ("Doc", ["title", "body"])
+    ]

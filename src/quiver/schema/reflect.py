@@ -274,10 +274,8 @@ def _entity_names(
                     prefixed.add(t)
     for group in _collisions(names):
         for t in group:
-            unsingular = _type_name(pascal(t.name))
-            if unsingular != names[t] and unsingular != pascal(f"{t.schema}_{t.name}"):
-                prefix = pascal(t.schema or "") if t in prefixed else ""
-                names[t] = _type_name(prefix + pascal(t.name))
+            prefix = pascal(t.schema or "") if t in prefixed else ""
+            names[t] = _type_name(prefix + pascal(t.name))
     for t in tables:
         if names[t] in _RESERVED_TYPE_NAMES:
             names[t] += "Row"
@@ -938,6 +936,8 @@ def _read_sqlite(db: DatabaseUrl) -> list[CatalogTable]:
 
 def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
     objects = conn.execute(_SQLITE_OBJECTS).fetchall()
+    shadow = _sqlite_shadow_tables(conn)
+    objects = [o for o in objects if o[0] not in shadow]
     pk_of: dict[str, tuple[str, ...]] = {}
     raw: list[tuple[str, str, str, list[tuple[Any, ...]]]] = []
     for name, kind, sql in objects:
@@ -989,6 +989,15 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
             )
         )
     return tables
+
+
+def _sqlite_shadow_tables(conn: sqlite3.Connection) -> set[str]:
+    """Tables a virtual table (FTS5, R*Tree) keeps its data in; they are not user tables."""
+    try:
+        rows = conn.execute("PRAGMA main.table_list").fetchall()
+    except sqlite3.OperationalError:  # SQLite before 3.37 has no table_list
+        return set()
+    return {row[1] for row in rows if row[2] == "shadow"}
 
 
 def _sqlite_quote(name: str) -> str:
