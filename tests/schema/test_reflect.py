@@ -120,6 +120,16 @@ PG_PRELUDE = [
     "CREATE DOMAIN positive_int AS INTEGER NOT NULL CHECK (VALUE > 0)",
 ]
 
+# Comments become descriptions (SQLite has no comments).
+PG_COMMENTS = [
+    "COMMENT ON TABLE audit_note IS 'Free-form notes about changes'",
+    "COMMENT ON COLUMN audit_note.message IS 'What changed, in words'",
+]
+MYSQL_COMMENTS = [
+    "ALTER TABLE audit_note COMMENT = 'Free-form notes about changes'",
+    "ALTER TABLE audit_note MODIFY message VARCHAR(200) COMMENT 'What changed, in words'",
+]
+
 
 def type_sample_ddl(dialect: str) -> str:
     columns = ["id INTEGER PRIMARY KEY", *COMMON_TYPES, *DIALECT_TYPES[dialect]]
@@ -147,7 +157,8 @@ async def _create_postgresql() -> tuple[Database, str]:
     conn = await asyncpg.connect(PG_URL)
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
-        for stmt in [*PG_PRELUDE, *CHINOOK_DDL, type_sample_ddl("postgresql")]:
+        statements = [*PG_PRELUDE, *CHINOOK_DDL, type_sample_ddl("postgresql"), *PG_COMMENTS]
+        for stmt in statements:
             await conn.execute(stmt)
     finally:
         await conn.close()
@@ -176,7 +187,7 @@ async def _mysql_execute(statements: list[str], database: str | None = None) -> 
 async def _create_mysql() -> tuple[Database, str]:
     name = f"reflect_{_suffix()}"
     await _mysql_execute([f"CREATE DATABASE `{name}`"])
-    await _mysql_execute([*CHINOOK_DDL, type_sample_ddl("mysql")], name)
+    await _mysql_execute([*CHINOOK_DDL, type_sample_ddl("mysql"), *MYSQL_COMMENTS], name)
     return Database("mysql", f"mysql://root@127.0.0.1:3306/{name}"), name
 
 
@@ -454,6 +465,18 @@ async def test_table_without_primary_key_gets_only_a_list_field(db: Database) ->
     assert note.list_field == "auditNotes"
 
 
+async def test_comments_become_descriptions(db: Database) -> None:
+    note = entity(await reflect(db), "AuditNote")
+    message = note.field("message")
+    assert message is not None
+    if db.dialect == "sqlite":
+        assert (note.description, message.description) == (None, None)
+    else:
+        assert note.description == "Free-form notes about changes"
+        assert message.description == "What changed, in words"
+    assert entity(await reflect(db), "AlbumSummary").description is None
+
+
 async def test_self_reference_gives_forward_and_reverse_relation(db: Database) -> None:
     employee = entity(await reflect(db), "Employee")
     boss = employee.relation("employeeByReportsTo")
@@ -571,6 +594,16 @@ async def test_file_that_is_not_sqlite_is_rejected(tmp_path: Path) -> None:
     path.write_text("just some text, not a database " * 20)
     with pytest.raises(ConfigError, match="not a database"):
         await reflect_database(f"sqlite:///{path}")
+
+
+async def test_database_without_tables_is_rejected_unless_empty_is_allowed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()  # an empty file is an empty SQLite database
+    with pytest.raises(ConfigError, match="no tables or views to serve"):
+        await reflect_database(f"sqlite:///{path}")
+    assert await reflect_database(f"sqlite:///{path}", allow_empty=True) == Schema()
 
 
 async def test_schemas_option_is_rejected_outside_postgresql(tmp_path: Path) -> None:

@@ -66,6 +66,7 @@ class CatalogColumn:
     name: str
     scalar: Scalar
     nullable: bool
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class CatalogTable:
     columns: tuple[CatalogColumn, ...]
     primary_key: tuple[str, ...] = ()
     foreign_keys: tuple[CatalogForeignKey, ...] = ()
+    description: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -105,6 +107,7 @@ async def reflect_database(
     schemas: list[str] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
+    allow_empty: bool = False,
 ) -> Schema:
     """Reflect the tables and views of the database at ``url`` into a :class:`Schema`.
 
@@ -112,7 +115,9 @@ async def reflect_database(
     and SQLite read the database the URL names. ``include`` / ``exclude`` are glob patterns
     (``fnmatch``, case-sensitive) matched against the table name, or against
     ``schema.table`` when the pattern contains a dot. Raises :class:`ConfigError` when the
-    database cannot be reached, a schema does not exist or a pattern matches nothing.
+    database cannot be reached, a schema does not exist or a pattern matches nothing, and
+    when nothing is left to serve unless ``allow_empty`` (for callers that compare a database
+    with an authored schema, where an empty database is a finding rather than a failure).
     """
     db = parse_database_url(url)
     if db.dialect == "postgresql":
@@ -127,16 +132,17 @@ async def reflect_database(
         else:
             tables = await asyncio.to_thread(_read_sqlite, db)
     tables = _select_tables(tables, include or [], exclude or [])
-    if not tables:
+    schema = build_schema(tables, primary_schema=primary_schema)
+    if not schema.entities and not allow_empty:
         where = db.redacted()
         if db.dialect == "postgresql":
             where += f" (schemas {', '.join(pg_schemas)})"
         raise ConfigError.one(
             "the database has no tables or views to serve",
             where,
-            "create a table first, point the URL at another database, or widen --include/--schema",
+            "create a table first, point the URL at another database, or widen include/schemas",
         )
-    return build_schema(tables, primary_schema=primary_schema)
+    return schema
 
 
 def _check_single_database_schemas(db: DatabaseUrl, schemas: list[str] | None) -> None:
@@ -243,6 +249,7 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
                 relations=tuple(relations),
                 list_field=pluralize(camel(name)),
                 by_key_field=camel(name) if has_key else None,
+                description=table.description,
             )
         )
     if problems:
@@ -328,7 +335,15 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
             )
             continue
         used.add(name)
-        out.append(Field(name=name, column=col.name, scalar=col.scalar, nullable=col.nullable))
+        out.append(
+            Field(
+                name=name,
+                column=col.name,
+                scalar=col.scalar,
+                nullable=col.nullable,
+                description=col.description,
+            )
+        )
     if not _GRAPHQL_NAME.fullmatch(entity):
         problems.append(
             ErrorDetail(
@@ -582,7 +597,8 @@ def sqlite_scalar(declared: str) -> Scalar:
 # --------------------------------------------------------------------------------------------
 
 _PG_RELATIONS = """
-SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind
+SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind,
+       pg_catalog.obj_description(c.oid, 'pg_class') AS description
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1::text[])
@@ -591,7 +607,8 @@ WHERE n.nspname = ANY($1::text[])
 """
 
 _PG_COLUMNS = """
-SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid
+SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid,
+       pg_catalog.col_description(a.attrelid, a.attnum) AS description
 FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
@@ -667,6 +684,7 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
                 name=c["attname"],
                 scalar=postgresql_scalar(type_name),
                 nullable=bool(c["nullable"]) and not domain_not_null,
+                description=c["description"] or None,
             )
         )
     primary: dict[int, tuple[str, ...]] = {}
@@ -691,6 +709,7 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
             columns=tuple(columns[r["oid"]]),
             primary_key=primary.get(r["oid"], ()),
             foreign_keys=tuple(foreign[r["oid"]]),
+            description=r["description"] or None,
         )
         for r in rels
     ]
@@ -765,12 +784,12 @@ def _did_you_mean(value: str, choices: Iterable[str], fallback: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 _MYSQL_TABLES = """
-SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES
+SELECT TABLE_NAME, TABLE_TYPE, TABLE_COMMENT FROM information_schema.TABLES
 WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED')
 """
 
 _MYSQL_COLUMNS = """
-SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE
+SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s
 ORDER BY TABLE_NAME, ORDINAL_POSITION
 """
@@ -847,7 +866,7 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
             column = m.group(1).replace("``", "`") if m.group(1) else m.group(2)
             json_columns.add((table, column))
     columns: dict[str, list[CatalogColumn]] = defaultdict(list)
-    for table, name, data_type, column_type, is_nullable in cols:
+    for table, name, data_type, column_type, is_nullable, comment in cols:
         columns[table].append(
             CatalogColumn(
                 name=name,
@@ -855,6 +874,7 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
                     data_type, column_type, json_checked=(table, name) in json_columns
                 ),
                 nullable=is_nullable.upper() == "YES",
+                description=comment or None,
             )
         )
     primary: dict[str, list[str]] = defaultdict(list)
@@ -884,8 +904,10 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
             columns=tuple(columns[name]),
             primary_key=tuple(primary.get(name, ())),
             foreign_keys=tuple(foreign[name]),
+            # MySQL reports the comment of every view as "VIEW".
+            description=(comment or None) if kind != "VIEW" else None,
         )
-        for name, kind in tables
+        for name, kind, comment in tables
     ]
 
 
