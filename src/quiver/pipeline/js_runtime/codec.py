@@ -1,0 +1,293 @@
+"""RecordBatch <-> the columnar JSON the prelude's driver loop reads and writes.
+
+One ``orjson.dumps`` of the whole batch on the way in, one ``orjson.loads`` on the way out;
+typed columns are rebuilt with ``pyarrow.array`` against the step's output schema, or inferred
+(preferring the input column's type when a column keeps its name).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "FIELD_TYPES",
+    "LINE_COLUMN",
+    "DecodedBatch",
+    "OutputField",
+    "arrow_type",
+    "decode_output",
+    "encode_input",
+    "normalize_type",
+]
+
+LINE_COLUMN = "__line"
+
+#: Canonical output field types and their spellings (FlowEngine's and Arrow's), case-insensitive.
+FIELD_TYPES: dict[str, str] = {
+    "string": "string",
+    "str": "string",
+    "text": "string",
+    "integer": "integer",
+    "int": "integer",
+    "int32": "integer",
+    "long": "long",
+    "int64": "long",
+    "bigint": "long",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "money": "decimal",
+    "double": "double",
+    "float": "double",
+    "float64": "double",
+    "number": "double",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "datetime": "datetime",
+    "timestamp": "datetime",
+    "date": "date",
+    "time": "time",
+}
+
+DEFAULT_DECIMAL_PRECISION = 38
+DEFAULT_DECIMAL_SCALE = 6
+
+
+def normalize_type(name: str) -> str | None:
+    """The canonical type for a spelling, or None when the spelling is unknown."""
+    return FIELD_TYPES.get(name.strip().lower())
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """One declared output field: its canonical type and whether it may be empty."""
+
+    name: str
+    type: str
+    required: bool = False
+    precision: int = DEFAULT_DECIMAL_PRECISION
+    scale: int = DEFAULT_DECIMAL_SCALE
+
+    def to_js(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "required": self.required}
+
+
+def arrow_type(f: OutputField) -> pa.DataType:
+    """The Arrow type a declared output field is written as."""
+    simple: dict[str, pa.DataType] = {
+        "string": pa.string(),
+        "integer": pa.int32(),
+        "long": pa.int64(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "datetime": pa.timestamp("ms", tz="UTC"),
+        "date": pa.date32(),
+        "time": pa.time64("us"),
+    }
+    if f.type == "decimal":
+        return pa.decimal128(f.precision, f.scale)
+    return simple[f.type]
+
+
+def _type_label(t: pa.DataType) -> str:
+    if pa.types.is_integer(t):
+        return "long" if t.bit_width == 64 else "integer"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_timestamp(t):
+        return "datetime"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    return str(t)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot pass a value of type {type(value).__name__} to JavaScript")
+
+
+def _column_for_js(col: pa.Array) -> tuple[str, list[Any]]:
+    """(kind, values) of one column as JavaScript will see it."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.dictionary_decode()
+        t = col.type
+    if pa.types.is_timestamp(t):
+        ms = pc.cast(col, pa.timestamp("ms", tz=t.tz), safe=False).cast(pa.int64())
+        return "ts", ms.to_pylist()
+    if pa.types.is_decimal(t):
+        return "n", col.cast(pa.float64()).to_pylist()
+    if pa.types.is_date(t) or pa.types.is_time(t):
+        return "s", col.cast(pa.string()).to_pylist()
+    if pa.types.is_large_string(t):
+        return "s", col.cast(pa.string()).to_pylist()
+    return ("s" if pa.types.is_string(t) else "n"), col.to_pylist()
+
+
+def encode_input(
+    batch: pa.RecordBatch, typed: list[OutputField] | None = None
+) -> tuple[bytes, list[pa.DataType]]:
+    """The batch as the prelude's input JSON, and the Arrow types of its (non-line) columns.
+
+    ``passable`` tells the driver which input columns may come back by reference: all of them
+    for inferred output, and those whose type equals the declared type for typed output.
+    """
+    names: list[str] = []
+    kinds: list[str] = []
+    labels: list[str] = []
+    cols: list[list[Any]] = []
+    types: list[pa.DataType] = []
+    lines: list[Any] | None = None
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if name == LINE_COLUMN:
+            lines = col.to_pylist()
+            continue
+        kind, values = _column_for_js(col)
+        names.append(name)
+        kinds.append(kind)
+        labels.append(_type_label(col.type))
+        cols.append(values)
+        types.append(col.type)
+    passable: dict[str, int] = {}
+    declared = {f.name: arrow_type(f) for f in typed} if typed is not None else None
+    for j, (name, t) in enumerate(zip(names, types, strict=True)):
+        if declared is None or declared.get(name) == t:
+            passable[name] = j
+    doc = {
+        "n": batch.num_rows,
+        "passable": passable,
+        "names": names,
+        "kinds": kinds,
+        "types": labels,
+        "cols": cols,
+        "lines": lines,
+    }
+    return orjson.dumps(doc, default=_json_default), types
+
+
+@dataclass
+class DecodedBatch:
+    """What the driver returned for one batch, rebuilt as Arrow."""
+
+    batch: pa.RecordBatch
+    routes: dict[str, pa.RecordBatch]
+    errors: list[dict[str, Any]]
+    logs: list[tuple[str, str]]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class OutputTypeError(Exception):
+    """An inferred output column could not be built (mixed value types)."""
+
+
+def _decimal_array(values: list[Any], t: pa.Decimal128Type) -> pa.Array:
+    quantum = Decimal(1).scaleb(-t.scale)
+    out: list[Decimal | None] = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            out.append(Decimal(str(v)).quantize(quantum, rounding=ROUND_HALF_EVEN))
+        except InvalidOperation as exc:
+            raise OutputTypeError(f"{v!r} does not fit decimal({t.precision}, {t.scale})") from exc
+    return pa.array(out, type=t)
+
+
+def _typed_array(values: list[Any], t: pa.DataType) -> pa.Array:
+    if pa.types.is_decimal(t):
+        return _decimal_array(values, t)
+    return pa.array(values, type=t)
+
+
+def _inferred_array(
+    name: str, values: list[Any], kind: str | None, hint: pa.DataType | None
+) -> pa.Array:
+    if kind == "ts":
+        ms = pa.array(values, type=pa.timestamp("ms", tz="UTC"))
+        if hint is not None and pa.types.is_timestamp(hint):
+            return pc.cast(ms, hint, safe=False)
+        return ms
+    if hint is not None:
+        try:
+            if pa.types.is_date(hint) or pa.types.is_time(hint):
+                return pa.array(values, type=pa.string()).cast(hint)
+            return _typed_array(values, hint)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OutputTypeError, TypeError, OverflowError):
+            pass  # the script changed the column's kind: infer it from the values
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise OutputTypeError(
+            f"output column '{name}' holds values of different types ({exc}); "
+            "declare its type in output_schema"
+        ) from exc
+    return arr
+
+
+def _build(
+    part: dict[str, Any],
+    typed: list[OutputField] | None,
+    hints: dict[str, pa.DataType],
+    source: list[pa.Array],
+) -> pa.RecordBatch:
+    arrays: list[pa.Array] = []
+    names: list[str] = list(part["names"])
+    taken: pa.Array | None = None
+    for j, name in enumerate(names):
+        values = part["cols"][j]
+        src = part["from"][j]
+        if src >= 0:
+            if taken is None:
+                idx = part["idx"]
+                n = len(source[src]) if source else 0
+                identity = len(idx) == n and (n == 0 or (idx[0] == 0 and idx[-1] == n - 1))
+                taken = pa.array([] if identity else idx, type=pa.int64())
+            arrays.append(
+                source[src] if len(taken) == 0 and part["n"] > 0 else source[src].take(taken)
+            )
+            continue
+        if typed is not None:
+            arrays.append(_typed_array(values, arrow_type(typed[j])))
+        else:
+            arrays.append(_inferred_array(name, values, part["kinds"][j], hints.get(name)))
+    lines = part["lines"]
+    if any(v is not None for v in lines):
+        names.append(LINE_COLUMN)
+        arrays.append(pa.array(lines, type=pa.int64()))
+    if not names:
+        return pa.RecordBatch.from_pydict({})
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def decode_output(
+    raw: str | bytes,
+    batch: pa.RecordBatch,
+    typed: list[OutputField] | None,
+) -> DecodedBatch:
+    """Rebuild the driver's JSON answer for ``batch`` as Arrow batches."""
+    doc = orjson.loads(raw)
+    source = [c for n, c in zip(batch.schema.names, batch.columns, strict=True) if n != LINE_COLUMN]
+    names = [n for n in batch.schema.names if n != LINE_COLUMN]
+    hints = {n: c.type for n, c in zip(names, source, strict=True)}
+    main = _build(doc["main"], typed, hints, source)
+    routes = {name: _build(part, None, hints, source) for name, part in doc["routes"].items()}
+    logs = [(str(level), str(message)) for level, message in doc["logs"]]
+    return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]))

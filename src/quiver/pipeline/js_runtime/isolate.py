@@ -1,0 +1,224 @@
+"""One V8 isolate (through mini-racer) loaded with the prelude and one user script.
+
+An :class:`Isolate` runs whole batches: ``run(batch)`` encodes the batch once, calls the
+driver loop inside V8 once, and rebuilds Arrow from its answer. A batch that runs past the
+time limit or the heap limit raises :class:`ScriptAbortError` and the isolate is rebuilt, so the
+next batch starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import pyarrow as pa
+
+from quiver.pipeline.js_runtime.codec import (
+    DecodedBatch,
+    OutputField,
+    OutputTypeError,
+    decode_output,
+    encode_input,
+)
+
+__all__ = ["Isolate", "IsolateOptions", "ScriptAbortError", "ScriptLoadError"]
+
+
+@dataclass(frozen=True)
+class IsolateOptions:
+    """Everything an isolate needs to run a script; plain data so it can cross processes."""
+
+    source: str
+    script_name: str
+    style: str = "auto"
+    output_fields: tuple[OutputField, ...] | None = None
+    routes: tuple[str, ...] | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    lookups: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 30.0
+    heap_limit_mb: int = 512
+    max_logs: int = 100
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "script_name": self.script_name,
+            "style": self.style,
+            "output_fields": None
+            if self.output_fields is None
+            else [
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "required": f.required,
+                    "precision": f.precision,
+                    "scale": f.scale,
+                }
+                for f in self.output_fields
+            ],
+            "routes": None if self.routes is None else list(self.routes),
+            "variables": self.variables,
+            "lookups": self.lookups,
+            "timeout_seconds": self.timeout_seconds,
+            "heap_limit_mb": self.heap_limit_mb,
+            "max_logs": self.max_logs,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> IsolateOptions:
+        fields = doc["output_fields"]
+        return cls(
+            source=doc["source"],
+            script_name=doc["script_name"],
+            style=doc["style"],
+            output_fields=None if fields is None else tuple(OutputField(**f) for f in fields),
+            routes=None if doc["routes"] is None else tuple(doc["routes"]),
+            variables=dict(doc["variables"]),
+            lookups=dict(doc["lookups"]),
+            timeout_seconds=float(doc["timeout_seconds"]),
+            heap_limit_mb=int(doc["heap_limit_mb"]),
+            max_logs=int(doc["max_logs"]),
+        )
+
+
+class ScriptLoadError(Exception):
+    """The script could not be loaded: syntax error, top-level exception, no entry function."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+
+class ScriptAbortError(Exception):
+    """A batch was stopped: time limit, heap limit or an error outside any single row."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+_PRELUDE: str | None = None
+_HEADER = re.compile(r"^(?:<anonymous>|undefined|[^:\n]*):(\d+): (.*)$")
+_FRAME = re.compile(r"\(?([^()\s]+):(\d+):(\d+)\)?\s*$")
+
+
+def prelude_source() -> str:
+    global _PRELUDE
+    if _PRELUDE is None:
+        _PRELUDE = (
+            resources.files("quiver.pipeline.js_runtime").joinpath("prelude.js").read_text("utf-8")
+        )
+    return _PRELUDE
+
+
+def locate_js_error(text: str, script_name: str, line_offset: int = 0) -> tuple[str, str]:
+    """(message, "file:line:col") from a V8 error report, for syntax and load errors."""
+    lines = text.splitlines()
+    if not lines:
+        return "unknown JavaScript error", ""
+    head = _HEADER.match(lines[0])
+    if head is None:
+        return lines[0], ""
+    line = int(head.group(1)) - line_offset
+    message = head.group(2)
+    column = 1
+    if len(lines) > 2 and "^" in lines[2]:
+        column = lines[2].index("^") + 1
+    for text_line in lines[3:]:
+        frame = _FRAME.search(text_line.strip())
+        if text_line.strip().startswith("at ") and frame and frame.group(1) == script_name:
+            return message, f"{script_name}:{frame.group(2)}:{frame.group(3)}"
+    return message, f"{script_name}:{line}:{column}"
+
+
+class Isolate:
+    """A V8 context holding the prelude and the user script, ready to run batches."""
+
+    def __init__(self, options: IsolateOptions) -> None:
+        self.options = options
+        self.style = ""
+        self._ctx: Any = None
+        self._run: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        from py_mini_racer import JSEvalException, MiniRacer
+
+        opts = self.options
+        ctx = MiniRacer()
+        ctx.set_hard_memory_limit(opts.heap_limit_mb * 1024 * 1024)
+        ctx.eval(prelude_source())
+        try:
+            ctx.eval(
+                opts.source + f"\n//# sourceURL={opts.script_name}\n",
+                timeout_sec=opts.timeout_seconds,
+            )
+        except JSEvalException as exc:
+            message, where = locate_js_error(str(exc), opts.script_name)
+            ctx.close()
+            raise ScriptLoadError(message, where) from exc
+        init_doc = {
+            "scriptName": opts.script_name,
+            "style": opts.style,
+            "outputFields": None
+            if opts.output_fields is None
+            else [f.to_js() for f in opts.output_fields],
+            "routes": None if opts.routes is None else list(opts.routes),
+            "variables": opts.variables,
+            "lookups": opts.lookups,
+            "maxLogs": opts.max_logs,
+        }
+        answer = ctx.call("__quiver.init", json.dumps(init_doc))
+        if answer not in ("process", "transform"):
+            ctx.close()
+            raise ScriptLoadError(str(answer), opts.script_name)
+        self.style = str(answer)
+        self._ctx = ctx
+        self._run = ctx.eval("__quiver.run")
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+            self._run = None
+
+    def _restart(self) -> None:
+        self.close()
+        self._start()
+
+    def run(self, batch: pa.RecordBatch) -> DecodedBatch:
+        """Run the script over every row of ``batch``."""
+        from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException
+
+        opts = self.options
+        typed = None if opts.output_fields is None else list(opts.output_fields)
+        payload, _types = encode_input(batch, typed)
+        try:
+            raw = self._run(payload.decode("utf-8"), timeout_sec=opts.timeout_seconds)
+        except JSTimeoutException as exc:
+            self._restart()
+            raise ScriptAbortError(
+                "timeout",
+                f"the script ran longer than the time limit of {opts.timeout_seconds:g} s "
+                f"on a batch of {batch.num_rows} rows and was stopped",
+            ) from exc
+        except JSOOMException as exc:
+            self._restart()
+            raise ScriptAbortError(
+                "memory",
+                f"the script used more than the heap limit of {opts.heap_limit_mb} MB "
+                f"on a batch of {batch.num_rows} rows and was stopped",
+            ) from exc
+        except JSEvalException as exc:
+            self._restart()
+            message, where = locate_js_error(str(exc), opts.script_name)
+            raise ScriptAbortError("script", f"{where}: {message}" if where else message) from exc
+        try:
+            return decode_output(raw, batch, typed)
+        except (OutputTypeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ScriptAbortError("output", str(exc)) from exc

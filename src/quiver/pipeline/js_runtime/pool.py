@@ -1,0 +1,201 @@
+"""A pool of JavaScript worker processes, each with its own V8 isolate.
+
+V8 runs one script on one core, so a batch is cut into one slice per worker, the slices run
+side by side and the results are put back together in input order. Each worker enforces the
+per-batch time limit and heap limit inside V8; the pool adds a watchdog that kills a worker
+that stops answering (and starts a fresh one), so a run never hangs on a script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+
+from quiver.pipeline.js_runtime.codec import DecodedBatch
+from quiver.pipeline.js_runtime.isolate import IsolateOptions, ScriptAbortError, ScriptLoadError
+from quiver.pipeline.js_runtime.worker import from_ipc, to_ipc, write_frame
+
+__all__ = ["WorkerPool"]
+
+#: Extra seconds the watchdog waits beyond the script's own time limit before killing a worker.
+WATCHDOG_GRACE_SECONDS = 10.0
+#: How long a worker may take to start and load the script.
+STARTUP_SECONDS = 60.0
+
+
+class _WorkerGoneError(Exception):
+    pass
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    style: str = ""
+
+    def read_exactly(self, size: int, deadline: float) -> bytes:
+        fd = self.stdout.fileno()
+        chunks: list[bytes] = []
+        remaining = size
+        while remaining:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                raise _WorkerGoneError
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def read_frame(self, deadline: float) -> bytes:
+        head = self.read_exactly(4, deadline)
+        return self.read_exactly(int.from_bytes(head, "big"), deadline)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class WorkerPool:
+    """``size`` worker processes running the same script; thread-safe ``run(batch)``."""
+
+    def __init__(self, options: IsolateOptions, size: int) -> None:
+        self.options = options
+        self.size = max(1, size)
+        self.style = ""
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._init = orjson.dumps(options.to_json())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _spawn(self) -> _Worker:
+        env = dict(os.environ)
+        env["TZ"] = "UTC"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quiver.pipeline.js_runtime.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        worker = _Worker(proc, proc.stdin, proc.stdout)
+        write_frame(worker.stdin, self._init)
+        worker.stdin.flush()
+        return worker
+
+    def _handshake(self, worker: _Worker) -> None:
+        try:
+            header = orjson.loads(worker.read_frame(time.monotonic() + STARTUP_SECONDS))
+        except (TimeoutError, _WorkerGoneError) as exc:
+            code = worker.proc.poll()
+            worker.kill()
+            raise ScriptLoadError(
+                f"the JavaScript worker process did not start (exit code {code})"
+            ) from exc
+        if not header["ok"]:
+            worker.kill()
+            raise ScriptLoadError(header["message"], header.get("where", ""))
+        worker.style = header["style"]
+        self.style = worker.style
+
+    def start(self) -> None:
+        """Start every worker (in parallel) and load the script into each."""
+        workers = [self._spawn() for _ in range(self.size)]
+        try:
+            for w in workers:
+                self._handshake(w)
+        except ScriptLoadError:
+            for w in workers:
+                w.kill()
+            raise
+        with self._lock:
+            self._all.extend(workers)
+        for w in workers:
+            self._idle.put(w)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._all = self._all, []
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.stdin.close()
+        for w in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.proc.wait(timeout=5)
+            w.kill()
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+            if self._closed:
+                return
+        fresh = self._spawn()
+        self._handshake(fresh)
+        with self._lock:
+            self._all.append(fresh)
+        self._idle.put(fresh)
+
+    # ------------------------------------------------------------------ work
+
+    def run(self, batch: pa.RecordBatch) -> DecodedBatch:
+        """Run the script over ``batch`` on the next idle worker (blocks until one is free)."""
+        worker = self._idle.get()
+        deadline = time.monotonic() + self.options.timeout_seconds + WATCHDOG_GRACE_SECONDS
+        try:
+            write_frame(worker.stdin, memoryview(to_ipc(batch)))
+            worker.stdin.flush()
+            header: dict[str, Any] = orjson.loads(worker.read_frame(deadline))
+            if not header["ok"]:
+                self._idle.put(worker)
+                raise ScriptAbortError(header["kind"], header["message"])
+            main = from_ipc(worker.read_frame(deadline))
+            routes = {name: from_ipc(worker.read_frame(deadline)) for name in header["routes"]}
+        except TimeoutError as exc:
+            self._replace(worker)
+            raise ScriptAbortError(
+                "timeout",
+                f"the JavaScript worker did not answer within "
+                f"{self.options.timeout_seconds + WATCHDOG_GRACE_SECONDS:g} s and was restarted",
+            ) from exc
+        except (_WorkerGoneError, BrokenPipeError) as exc:
+            code = worker.proc.poll()
+            self._replace(worker)
+            raise ScriptAbortError(
+                "crash",
+                f"the JavaScript worker process exited unexpectedly (exit code {code}) "
+                f"on a batch of {batch.num_rows} rows and was restarted",
+            ) from exc
+        self._idle.put(worker)
+        logs = [(str(level), str(message)) for level, message in header["logs"]]
+        return DecodedBatch(main, routes, header["errors"], logs, dict(header["meta"]))
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.proc.pid for w in self._all]

@@ -1,0 +1,683 @@
+// Quiver JavaScript runtime prelude: the per-batch driver loop that runs inside V8.
+//
+// The host hands a batch over as columnar JSON, this driver builds one row object per row,
+// calls the user's function, and hands back columnar JSON with the kept rows, the rows sent
+// to named routes, per-row errors and log lines. Nothing here is visible to user scripts
+// except the `__quiver` global.
+(function (global) {
+  "use strict";
+
+  var LEVELS = {
+    trace: "debug", debug: "debug", verbose: "debug",
+    info: "info", information: "info",
+    warn: "warning", warning: "warning",
+    error: "error", critical: "error", fatal: "error",
+  };
+  var MS_PER_DAY = 86400000;
+
+  var opts = null;           // options given to init()
+  var userFn = null;         // the user's process(context) or transform(row, ctx)
+  var outFields = null;      // [{name, type, required, scale}] or null (inferred output)
+  var outIndex = null;       // name -> true, for setField checks
+  var routeNames = null;     // declared route names (object) or null (any name accepted)
+  var logs = [];
+  var logsDropped = 0;
+  var ruleCache = Object.create(null);
+  var scriptPattern = null;
+
+  // ---------------------------------------------------------------- errors
+
+  function UserError(message) {
+    this.name = "Error";
+    this.message = message;
+    this.stack = new Error(message).stack;
+  }
+  UserError.prototype = Object.create(Error.prototype);
+
+  function CoerceError(field, value, message) {
+    this.field = field;
+    this.value = value;
+    this.message = message;
+  }
+
+  function whereOf(err) {
+    var stack = err && typeof err.stack === "string" ? err.stack : "";
+    var m = scriptPattern.exec(stack);
+    return m ? opts.scriptName + ":" + m[1] + ":" + m[2] : "";
+  }
+
+  function messageOf(err) {
+    if (err instanceof Error || err instanceof UserError) {
+      return (err.name && err.name !== "Error" ? err.name + ": " : "") + err.message;
+    }
+    try {
+      return "uncaught value thrown: " + (typeof err === "string" ? err : JSON.stringify(err));
+    } catch (e) {
+      return "uncaught value thrown: " + String(err);
+    }
+  }
+
+  function escapeRegExp(text) {
+    return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  }
+
+  // ---------------------------------------------------------------- utilities
+
+  function pad(n, width) {
+    var s = String(n);
+    while (s.length < width) s = "0" + s;
+    return s;
+  }
+
+  function toDate(value, what) {
+    var d;
+    if (value instanceof Date) d = value;
+    else if (typeof value === "number") d = new Date(value);
+    else if (typeof value === "string") d = new Date(value.trim());
+    else d = new Date(NaN);
+    if (isNaN(d.getTime())) {
+      throw new UserError(what + ": " + JSON.stringify(value) + " is not a valid date");
+    }
+    return d;
+  }
+
+  var MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+    "September", "October", "November", "December"];
+  var DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+  var FORMAT_TOKENS = /yyyy|yy|MMMM|MMM|MM|M|dddd|ddd|dd|d|HH|H|hh|h|mm|m|ss|s|fff|ff|f|tt|zzz|'[^']*'|"[^"]*"|\\.|./g;
+
+  // .NET-style custom date format (yyyy-MM-dd HH:mm:ss.fff), evaluated in UTC.
+  function formatDate(value, format) {
+    var d = toDate(value, "formatDate");
+    if (format === undefined || format === null || format === "o" || format === "O") {
+      return d.toISOString();
+    }
+    if (typeof format !== "string") throw new UserError("formatDate: the format must be a string");
+    var Y = d.getUTCFullYear(), Mo = d.getUTCMonth(), D = d.getUTCDate(), wd = d.getUTCDay();
+    var H = d.getUTCHours(), Mi = d.getUTCMinutes(), S = d.getUTCSeconds(), ms = d.getUTCMilliseconds();
+    return format.replace(FORMAT_TOKENS, function (t) {
+      switch (t) {
+        case "yyyy": return pad(Y, 4);
+        case "yy": return pad(Y % 100, 2);
+        case "MMMM": return MONTHS[Mo];
+        case "MMM": return MONTHS[Mo].slice(0, 3);
+        case "MM": return pad(Mo + 1, 2);
+        case "M": return String(Mo + 1);
+        case "dddd": return DAYS[wd];
+        case "ddd": return DAYS[wd].slice(0, 3);
+        case "dd": return pad(D, 2);
+        case "d": return String(D);
+        case "HH": return pad(H, 2);
+        case "H": return String(H);
+        case "hh": return pad(H % 12 === 0 ? 12 : H % 12, 2);
+        case "h": return String(H % 12 === 0 ? 12 : H % 12);
+        case "mm": return pad(Mi, 2);
+        case "m": return String(Mi);
+        case "ss": return pad(S, 2);
+        case "s": return String(S);
+        case "fff": return pad(ms, 3);
+        case "ff": return pad(Math.floor(ms / 10), 2);
+        case "f": return String(Math.floor(ms / 100));
+        case "tt": return H < 12 ? "AM" : "PM";
+        case "zzz": return "+00:00";
+        default:
+          if (t.length >= 2 && (t[0] === "'" || t[0] === '"')) return t.slice(1, -1);
+          if (t.length === 2 && t[0] === "\\") return t[1];
+          return t;
+      }
+    });
+  }
+
+  function newGuid() {
+    var hex = "0123456789abcdef";
+    var out = "";
+    for (var i = 0; i < 36; i++) {
+      if (i === 8 || i === 13 || i === 18 || i === 23) out += "-";
+      else if (i === 14) out += "4";
+      else if (i === 19) out += hex[(Math.random() * 4) | 8];
+      else out += hex[(Math.random() * 16) | 0];
+    }
+    return out;
+  }
+
+  function log(a, b) {
+    var message = a, level = b;
+    if (typeof a === "string" && typeof b === "string" &&
+        LEVELS[a.toLowerCase()] !== undefined && LEVELS[b.toLowerCase()] === undefined) {
+      message = b;                  // FlowEngine scripts also call log(level, message)
+      level = a;
+    }
+    var norm = LEVELS[String(level === undefined ? "info" : level).toLowerCase()] || "info";
+    if (logs.length >= opts.maxLogs) {
+      logsDropped++;
+      return;
+    }
+    logs.push([norm, typeof message === "string" ? message : JSON.stringify(message)]);
+  }
+
+  // ---------------------------------------------------------------- typed output
+
+  function isBlank(v) {
+    return v === null || v === undefined || (typeof v === "string" && v.trim() === "");
+  }
+
+  function numberOf(field, v, type) {
+    if (typeof v === "number") return v;
+    if (typeof v === "string") {
+      var s = v.trim();
+      var n = Number(s);
+      if (s !== "" && !isNaN(n)) return n;
+    }
+    if (typeof v === "boolean") return v ? 1 : 0;
+    throw new CoerceError(field, v, "cannot convert " + JSON.stringify(v) + " to " + type);
+  }
+
+  var COERCE = {
+    string: function (f, v) {
+      if (v instanceof Date) return v.toISOString();
+      if (typeof v === "object") return JSON.stringify(v);
+      return String(v);
+    },
+    integer: function (f, v) {
+      var n = numberOf(f, v, "integer");
+      if (!Number.isInteger(n)) {
+        throw new CoerceError(f, v, JSON.stringify(v) + " is not a whole number (integer)");
+      }
+      if (n < -2147483648 || n > 2147483647) {
+        throw new CoerceError(f, v, JSON.stringify(v) + " is out of the 32-bit integer range; declare the field as long");
+      }
+      return n;
+    },
+    long: function (f, v) {
+      var n = numberOf(f, v, "long");
+      if (!Number.isInteger(n)) {
+        throw new CoerceError(f, v, JSON.stringify(v) + " is not a whole number (long)");
+      }
+      if (!Number.isSafeInteger(n)) {
+        throw new CoerceError(f, v, JSON.stringify(v) + " is beyond the exact integer range of JavaScript (2^53)");
+      }
+      return n;
+    },
+    double: function (f, v) {
+      var n = numberOf(f, v, "double");
+      if (!isFinite(n)) throw new CoerceError(f, v, String(n) + " is not a finite number");
+      return n;
+    },
+    decimal: function (f, v) {
+      if (typeof v === "string") {
+        var s = v.trim();
+        if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return s;
+        throw new CoerceError(f, v, "cannot convert " + JSON.stringify(v) + " to decimal");
+      }
+      var n = numberOf(f, v, "decimal");
+      if (!isFinite(n)) throw new CoerceError(f, v, String(n) + " is not a finite number");
+      return String(n);
+    },
+    boolean: function (f, v) {
+      if (typeof v === "boolean") return v;
+      if (v === 1 || v === 0) return v === 1;
+      if (typeof v === "string") {
+        var s = v.trim().toLowerCase();
+        if (s === "true" || s === "1" || s === "yes" || s === "y") return true;
+        if (s === "false" || s === "0" || s === "no" || s === "n") return false;
+      }
+      throw new CoerceError(f, v, "cannot convert " + JSON.stringify(v) + " to boolean");
+    },
+    datetime: function (f, v) {
+      var d = v instanceof Date ? v : typeof v === "number" ? new Date(v)
+        : typeof v === "string" ? new Date(v.trim()) : new Date(NaN);
+      var t = d.getTime();
+      if (isNaN(t)) throw new CoerceError(f, v, "cannot convert " + JSON.stringify(v) + " to datetime");
+      return t;
+    },
+    date: function (f, v) {
+      var t;
+      if (typeof v === "string" && /^\s*\d{4}-\d{2}-\d{2}\s*$/.test(v)) t = Date.parse(v.trim() + "T00:00:00Z");
+      else t = COERCE.datetime(f, v);
+      if (isNaN(t)) throw new CoerceError(f, v, "cannot convert " + JSON.stringify(v) + " to date");
+      return Math.floor(t / MS_PER_DAY);
+    },
+    time: function (f, v) {
+      if (v instanceof Date) {
+        return ((v.getUTCHours() * 60 + v.getUTCMinutes()) * 60 + v.getUTCSeconds()) * 1e6
+          + v.getUTCMilliseconds() * 1000;
+      }
+      var m = typeof v === "string" && /^\s*(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?\s*$/.exec(v);
+      if (!m || +m[1] > 23 || +m[2] > 59 || (m[3] !== undefined && +m[3] > 59)) {
+        throw new CoerceError(f, v, "cannot convert " + JSON.stringify(v) + " to time (HH:mm[:ss[.ffffff]])");
+      }
+      var frac = m[4] === undefined ? 0 : Number((m[4] + "000000").slice(0, 6));
+      return ((+m[1] * 60 + +m[2]) * 60 + (m[3] === undefined ? 0 : +m[3])) * 1e6 + frac;
+    },
+  };
+
+  // ---------------------------------------------------------------- columnar output
+
+  // Collects output rows column by column. With declared fields, values are converted to the
+  // declared types; otherwise the columns are the union of the row keys in first-seen order.
+  function Collector(fields, input) {
+    this.fields = fields;
+    this.input = input;
+    this.n = 0;
+    this.lines = [];
+    this.idx = [];
+    this.same = [];
+    this.from = [];
+    this.names = [];
+    this.cols = [];
+    this.kinds = [];
+    this.index = Object.create(null);
+    if (fields) {
+      for (var j = 0; j < fields.length; j++) {
+        this.names.push(fields[j].name);
+        this.cols.push([]);
+        this.kinds.push(fields[j].type);
+        var src = input.passable[fields[j].name];
+        this.from.push(src === undefined ? -1 : src);
+        this.same.push(src !== undefined);
+      }
+      this.tmp = new Array(fields.length);
+    }
+  }
+
+  // Typed add: value(name) gives the value of each declared field.
+  Collector.prototype.addTyped = function (get, line, at) {
+    var fields = this.fields, tmp = this.tmp;
+    for (var j = 0; j < fields.length; j++) {
+      var f = fields[j];
+      var v = get(f.name);
+      if (v === undefined || v === null || (f.type !== "string" && isBlank(v))) {
+        if (f.required) {
+          throw new CoerceError(f.name, v === undefined ? null : v,
+            "field '" + f.name + "' is required but has no value");
+        }
+        tmp[j] = null;
+      } else {
+        tmp[j] = COERCE[f.type](f.name, v);
+      }
+    }
+    var same = this.same, from = this.from, inCols = this.input.cols;
+    for (var k = 0; k < fields.length; k++) {
+      this.cols[k].push(tmp[k]);
+      if (same[k] && tmp[k] !== inCols[from[k]][at]) same[k] = false;
+    }
+    this.lines.push(line);
+    this.idx.push(at);
+    this.n++;
+  };
+
+  Collector.prototype.column = function (name) {
+    var j = this.index[name];
+    if (j === undefined) {
+      j = this.names.length;
+      this.index[name] = j;
+      this.names.push(name);
+      var col = new Array(this.n);
+      for (var i = 0; i < this.n; i++) col[i] = null;
+      this.cols.push(col);
+      this.kinds.push(null);
+      var src = this.input.passable[name];
+      this.from.push(src === undefined ? -1 : src);
+      this.same.push(src !== undefined && this.n === 0);
+    }
+    return j;
+  };
+
+  Collector.prototype.addObject = function (row, line, at) {
+    if (row === null || typeof row !== "object" || Array.isArray(row)) {
+      throw new UserError("a row must be an object, got " + (Array.isArray(row) ? "an array" : typeof row));
+    }
+    if (this.fields) {
+      this.addTyped(function (name) { return row[name]; }, line, at);
+      return;
+    }
+    var keys = Object.keys(row);
+    var n = this.n;
+    for (var k = 0; k < keys.length; k++) {
+      var v = row[keys[k]];
+      var j = this.column(keys[k]);
+      if (v === undefined || typeof v === "function" || typeof v === "symbol") v = null;
+      else if (v instanceof Date) {
+        v = v.getTime();
+        if (isNaN(v)) v = null;
+        this.kinds[j] = "ts";
+      } else if (typeof v === "bigint") v = v.toString();
+      this.cols[j][n] = v;
+      if (this.same[j] && v !== this.input.cols[this.from[j]][at]) this.same[j] = false;
+    }
+    var cols = this.cols, same = this.same, from = this.from, inCols = this.input.cols;
+    for (var c = 0; c < cols.length; c++) {
+      if (cols[c].length <= n) {
+        cols[c][n] = null;
+        if (same[c] && inCols[from[c]][at] !== null) same[c] = false;
+      }
+    }
+    this.lines.push(line);
+    this.idx.push(at);
+    this.n = n + 1;
+  };
+
+  // Columns whose every value equals the input column at the row it came from are not sent
+  // back: the host takes them from the input batch (`from`), by the source row indexes `idx`.
+  Collector.prototype.result = function () {
+    var cols = [], from = [];
+    for (var c = 0; c < this.cols.length; c++) {
+      if (this.same[c] && this.n > 0) {
+        cols.push(null);
+        from.push(this.from[c]);
+      } else {
+        cols.push(this.cols[c]);
+        from.push(-1);
+      }
+    }
+    return { n: this.n, names: this.names, cols: cols, kinds: this.kinds, lines: this.lines,
+      idx: this.idx, from: from };
+  };
+
+  // ---------------------------------------------------------------- input rows
+
+  var builderCache = Object.create(null);
+
+  function rowBuilder(names, kinds) {
+    var key = JSON.stringify([names, kinds]);
+    var b = builderCache[key];
+    if (b) return b;
+    var parts = [];
+    for (var j = 0; j < names.length; j++) {
+      var v = "c[" + j + "][i]";
+      if (kinds[j] === "ts") v = "(" + v + " == null ? null : new Date(" + v + "))";
+      var k = names[j] === "__proto__" ? '["__proto__"]' : JSON.stringify(names[j]);
+      parts.push(k + ": " + v);
+    }
+    b = new Function("c", "i", "return {" + parts.join(", ") + "};");
+    builderCache[key] = b;
+    return b;
+  }
+
+  // ---------------------------------------------------------------- the two script styles
+
+  function runProcessStyle(input, out, routes, errors) {
+    var build = rowBuilder(input.names, input.kinds);
+    var cols = input.cols, lines = input.lines;
+    var cur = null, line = null;
+    var sets = null, removed = null, sent = null, copies = null, vErrors = null, meta = null;
+    var schemaObj = null;
+
+    var context = {
+      input: {
+        current: function () { return cur; },
+        schema: function () {
+          if (schemaObj === null) {
+            var fs = [];
+            for (var j = 0; j < input.names.length; j++) {
+              fs.push({ Name: input.names[j], Type: input.types[j], IsNullable: true, Index: j });
+            }
+            schemaObj = { Fields: fs, FieldCount: fs.length };
+          }
+          return schemaObj;
+        },
+        getValue: function (name) { return cur[name] === undefined ? null : cur[name]; },
+      },
+      output: {
+        setField: function (name, value) {
+          if (outIndex !== null && outIndex[name] !== true) {
+            throw new UserError("Field '" + name + "' not found in output schema (declared: "
+              + outFields.map(function (f) { return f.name; }).join(", ") + ")");
+          }
+          if (sets === null) sets = Object.create(null);
+          sets[name] = value;
+          if (removed !== null) delete removed[name];
+        },
+        removeField: function (name) {
+          if (removed === null) removed = Object.create(null);
+          removed[name] = true;
+          if (sets !== null) delete sets[name];
+        },
+        addMetadata: function (key, value) {
+          if (meta === null) meta = Object.create(null);
+          meta[String(key)] = typeof value === "string" ? value : JSON.stringify(value);
+        },
+      },
+      validate: {
+        required: function (fields) {
+          var list = Array.isArray(fields) ? fields : Array.prototype.slice.call(arguments);
+          var ok = true;
+          for (var k = 0; k < list.length; k++) {
+            if (isBlank(cur[list[k]])) {
+              ok = false;
+              vErrors.push("required field '" + list[k] + "' is missing");
+            }
+          }
+          return ok;
+        },
+        businessRule: function (rule, message) {
+          var ok;
+          if (typeof rule === "boolean") ok = rule;
+          else if (typeof rule === "function") ok = !!rule(cur);
+          else if (typeof rule === "string") {
+            var fn = ruleCache[rule];
+            if (fn === undefined) {
+              try {
+                fn = new Function("__row", "with (__row) { return (" + rule + "\n); }");
+              } catch (e) {
+                throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
+              }
+              ruleCache[rule] = fn;
+            }
+            try {
+              ok = !!fn(cur);
+            } catch (e) {
+              throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
+            }
+          } else {
+            throw new UserError("businessRule expects an expression string, a boolean or a function");
+          }
+          if (!ok) vErrors.push(message ? String(message) : "business rule failed: " + rule);
+          return ok;
+        },
+        custom: function (fn, message) {
+          if (typeof fn !== "function") throw new UserError("validate.custom expects a function");
+          var r = fn(cur);
+          if (typeof r === "string") {
+            vErrors.push(r);
+            return false;
+          }
+          if (!r) vErrors.push(message ? String(message) : "custom validation failed");
+          return !!r;
+        },
+        errors: function () { return vErrors.slice(); },
+      },
+      route: {
+        send: function (name) { checkRoute(name); (sent || (sent = [])).push(String(name)); },
+        sendCopy: function (name) { checkRoute(name); (copies || (copies = [])).push(String(name)); },
+      },
+      utils: { now: function () { return new Date(); }, newGuid: newGuid, log: log, formatDate: formatDate },
+      variables: opts.variables,
+      lookups: opts.lookups,
+    };
+
+    function valueOf(name) {
+      if (removed !== null && removed[name] === true) return null;
+      if (sets !== null && name in sets) return sets[name];
+      return cur[name];
+    }
+
+    for (var i = 0; i < input.n; i++) {
+      cur = build(cols, i);
+      line = lines === null ? null : lines[i];
+      sets = removed = sent = copies = meta = null;
+      vErrors = [];
+      var rowErrorsBefore = errors.length;
+      try {
+        var r = userFn(context);
+        if (r !== true && r !== false) {
+          throw new UserError("process(context) must return true (keep the row) or false (skip it), got "
+            + (r === undefined ? "undefined" : JSON.stringify(r)));
+        }
+        if (r && sent === null) {
+          if (outFields !== null) out.addTyped(valueOf, line, i);
+          else if (sets === null && removed === null) out.addObject(cur, line, i);
+          else {
+            var o = {};
+            for (var key in cur) if (removed === null || removed[key] !== true) o[key] = cur[key];
+            if (sets !== null) for (var sk in sets) o[sk] = sets[sk];
+            out.addObject(o, line, i);
+          }
+          if (meta !== null) for (var mk in meta) out.meta[mk] = meta[mk];
+        }
+        var targets = sent === null ? copies : copies === null ? sent : sent.concat(copies);
+        if (targets !== null) {
+          for (var t = 0; t < targets.length; t++) routeCollector(routes, targets[t], input).addObject(cur, line, i);
+        }
+        if (!r && targets === null && vErrors.length > 0) {
+          errors.push({ i: i, line: line, message: vErrors.join("; "), where: "", kind: "validation", row: cur });
+        }
+      } catch (e) {
+        errors.length = rowErrorsBefore;
+        pushError(errors, e, i, line, cur);
+      }
+    }
+  }
+
+  function runTransformStyle(input, out, routes, errors) {
+    var build = rowBuilder(input.names, input.kinds);
+    var cols = input.cols, lines = input.lines;
+    var line = null, cur = null, rejected = null, emitted = null;
+    var ctx = {
+      variables: opts.variables,
+      lookups: opts.lookups,
+      line: null,
+      emit: function (route, row) {
+        checkRoute(route);
+        if (row !== undefined && (row === null || typeof row !== "object" || Array.isArray(row))) {
+          throw new UserError("ctx.emit(route, row): the row must be an object");
+        }
+        (emitted || (emitted = [])).push([String(route), row === undefined ? build(cols, ctx.__i) : row]);
+      },
+      reject: function (reason) { rejected = reason === undefined ? "rejected by the script" : String(reason); },
+      log: log,
+      now: function () { return new Date(); },
+      newGuid: newGuid,
+      formatDate: formatDate,
+      __i: 0,
+    };
+    Object.defineProperty(ctx, "__i", { enumerable: false, writable: true });
+
+    for (var i = 0; i < input.n; i++) {
+      cur = build(cols, i);
+      line = lines === null ? null : lines[i];
+      ctx.line = line;
+      ctx.__i = i;
+      rejected = emitted = null;
+      var mark = out.n;
+      try {
+        var r = userFn(cur, ctx);
+        if (rejected !== null) {
+          errors.push({ i: i, line: line, message: rejected, where: "", kind: "rejected", row: build(cols, i) });
+          continue;
+        }
+        if (r === undefined) {
+          throw new UserError("transform(row, ctx) returned undefined: return the row, null to drop it, or an array of rows");
+        }
+        if (Array.isArray(r)) {
+          for (var k = 0; k < r.length; k++) if (r[k] !== null && r[k] !== undefined) out.addObject(r[k], line, i);
+        } else if (r !== null) {
+          out.addObject(r, line, i);
+        }
+        if (emitted !== null) {
+          for (var t = 0; t < emitted.length; t++) routeCollector(routes, emitted[t][0], input).addObject(emitted[t][1], line, i);
+        }
+      } catch (e) {
+        out.truncate(mark);
+        pushError(errors, e, i, line, build(cols, i));
+      }
+    }
+  }
+
+  Collector.prototype.truncate = function (n) {
+    if (this.n === n) return;
+    for (var c = 0; c < this.cols.length; c++) this.cols[c].length = n;
+    this.lines.length = n;
+    this.idx.length = n;
+    this.n = n;
+  };
+
+  function checkRoute(name) {
+    if (typeof name !== "string" || name === "") throw new UserError("a route name must be a non-empty string");
+    if (routeNames !== null && routeNames[name] !== true) {
+      throw new UserError("unknown route '" + name + "'; this step declares: " + Object.keys(routeNames).join(", "));
+    }
+  }
+
+  function routeCollector(routes, name, input) {
+    var c = routes[name];
+    if (c === undefined) {
+      c = new Collector(null, input);
+      routes[name] = c;
+    }
+    return c;
+  }
+
+  function pushError(errors, e, i, line, row) {
+    if (e instanceof CoerceError) {
+      errors.push({ i: i, line: line, message: "output field '" + e.field + "': " + e.message, where: "",
+        kind: "type", field: e.field, value: e.value instanceof Date ? e.value.toISOString() : e.value, row: row });
+    } else {
+      errors.push({ i: i, line: line, message: messageOf(e), where: whereOf(e), kind: "script", row: row });
+    }
+  }
+
+  // ---------------------------------------------------------------- host entry points
+
+  global.__quiver = {
+    init: function (optionsJson) {
+      opts = JSON.parse(optionsJson);
+      scriptPattern = new RegExp(escapeRegExp(opts.scriptName) + ":(\\d+):(\\d+)");
+      var hasProcess = typeof global.process === "function";
+      var hasTransform = typeof global.transform === "function";
+      var style = opts.style;
+      if (style === "auto") {
+        if (hasProcess && hasTransform) {
+          return "the script defines both process(context) and transform(row, ctx); keep one, or set style";
+        }
+        style = hasTransform ? "transform" : hasProcess ? "process" : null;
+      }
+      if (style === null || (style === "process" && !hasProcess) || (style === "transform" && !hasTransform)) {
+        return style === null
+          ? "the script defines neither function process(context) nor function transform(row, ctx)"
+          : "the script does not define function " + (style === "process" ? "process(context)" : "transform(row, ctx)");
+      }
+      opts.style = style;
+      userFn = style === "process" ? global.process : global.transform;
+      outFields = opts.outputFields;
+      outIndex = null;
+      if (outFields !== null) {
+        outIndex = Object.create(null);
+        for (var j = 0; j < outFields.length; j++) outIndex[outFields[j].name] = true;
+      }
+      routeNames = null;
+      if (opts.routes !== null) {
+        routeNames = Object.create(null);
+        for (var r = 0; r < opts.routes.length; r++) routeNames[opts.routes[r]] = true;
+      }
+      return style;
+    },
+
+    run: function (inputJson) {
+      var input = JSON.parse(inputJson);
+      logs = [];
+      logsDropped = 0;
+      var out = new Collector(outFields, input);
+      out.meta = Object.create(null);
+      var routes = Object.create(null);
+      var errors = [];
+      if (opts.style === "process") runProcessStyle(input, out, routes, errors);
+      else runTransformStyle(input, out, routes, errors);
+      var routeOut = {};
+      for (var name in routes) routeOut[name] = routes[name].result();
+      if (logsDropped > 0) logs.push(["warning", logsDropped + " more log messages from this batch were dropped"]);
+      var result = out.result();
+      return JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta });
+    },
+  };
+})(globalThis);

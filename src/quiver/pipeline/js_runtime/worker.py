@@ -1,0 +1,116 @@
+"""A JavaScript worker process: one isolate, batches in over stdin, results out over stdout.
+
+Started by :class:`quiver.pipeline.js_runtime.pool.WorkerPool` as
+``python -m quiver.pipeline.js_runtime.worker``. Frames are a 4-byte big-endian length and a
+payload: the first frame in is the isolate options (JSON); each later frame is one batch as an
+Arrow IPC stream. Each answer is a JSON header frame followed by one IPC frame for the kept rows
+and one per named route. The process imports only pyarrow, orjson and mini-racer, so it starts
+in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+
+__all__ = ["from_ipc", "main", "read_frame", "to_ipc", "write_frame"]
+
+_LEN = struct.Struct(">I")
+
+
+def write_frame(out: IO[bytes], payload: bytes | memoryview) -> None:
+    out.write(_LEN.pack(len(payload)))
+    out.write(payload)
+
+
+def read_frame(inp: IO[bytes]) -> bytes | None:
+    head = inp.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    (size,) = _LEN.unpack(head)
+    data = inp.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def to_ipc(batch: pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def from_ipc(data: bytes | pa.Buffer) -> pa.RecordBatch:
+    reader = pa.ipc.open_stream(data)
+    for batch in reader:
+        return batch
+    return pa.RecordBatch.from_pylist([], schema=reader.schema)
+
+
+def _answer(out: IO[bytes], header: dict[str, Any], batches: list[pa.RecordBatch]) -> None:
+    write_frame(out, orjson.dumps(header))
+    for b in batches:
+        write_frame(out, memoryview(to_ipc(b)))
+    out.flush()
+
+
+def main() -> int:
+    from quiver.pipeline.js_runtime.isolate import (
+        Isolate,
+        IsolateOptions,
+        ScriptAbortError,
+        ScriptLoadError,
+    )
+
+    inp = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    # Anything printed by accident goes to stderr, never into the protocol stream.
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    first = read_frame(inp)
+    if first is None:
+        return 0
+    options = IsolateOptions.from_json(orjson.loads(first))
+    try:
+        isolate = Isolate(options)
+    except ScriptLoadError as exc:
+        _answer(out, {"ok": False, "kind": "load", "message": exc.message, "where": exc.where}, [])
+        return 0
+    _answer(out, {"ok": True, "style": isolate.style, "pid": os.getpid()}, [])
+
+    while True:
+        frame = read_frame(inp)
+        if frame is None:
+            isolate.close()
+            return 0
+        batch = from_ipc(frame)
+        try:
+            result = isolate.run(batch)
+        except ScriptAbortError as exc:
+            _answer(out, {"ok": False, "kind": exc.kind, "message": exc.message}, [])
+            continue
+        except ScriptLoadError as exc:  # the isolate could not be rebuilt after an abort
+            _answer(
+                out, {"ok": False, "kind": "load", "message": exc.message, "where": exc.where}, []
+            )
+            return 1
+        names = list(result.routes)
+        header = {
+            "ok": True,
+            "errors": result.errors,
+            "logs": result.logs,
+            "meta": result.metadata,
+            "routes": names,
+        }
+        _answer(out, header, [result.batch, *(result.routes[n] for n in names)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

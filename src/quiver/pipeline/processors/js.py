@@ -1,0 +1,500 @@
+"""The ``js`` processor: JavaScript transforms in V8, one batch per call, on every core.
+
+Two script styles run unchanged:
+
+* FlowEngine's ``function process(context)`` returning ``true`` (keep) or ``false`` (skip),
+  with ``context.input / validate / output / route / utils``;
+* the short form ``function transform(row, ctx)`` returning a row, ``null`` (drop) or an
+  array of rows.
+
+A batch is cut into one slice per worker process (each with its own isolate), the slices run
+side by side and come back in input order. See docs/pipelines/javascript.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+from pydantic import Field, field_validator, model_validator
+
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ComponentConfig,
+    ProcessorOutput,
+    RowError,
+    RunContext,
+    processor,
+)
+from quiver.pipeline.js_runtime.codec import FIELD_TYPES, DecodedBatch, OutputField, normalize_type
+from quiver.pipeline.js_runtime.isolate import (
+    Isolate,
+    IsolateOptions,
+    ScriptAbortError,
+    ScriptLoadError,
+)
+from quiver.pipeline.js_runtime.pool import WorkerPool
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+
+__all__ = ["JsFieldConfig", "JsLookupConfig", "JsProcessor", "JsProcessorConfig"]
+
+_CANONICAL_TYPES = sorted(set(FIELD_TYPES.values()))
+
+
+class JsFieldConfig(ComponentConfig):
+    """One output field: its type, and whether an empty value rejects the row."""
+
+    type: str = Field(
+        description="string, integer (32-bit), long (64-bit), decimal, double, boolean, "
+        "datetime (UTC), date or time."
+    )
+    required: bool = Field(
+        default=False, description="Reject the row when the script leaves this field empty."
+    )
+    precision: int = Field(default=38, ge=1, le=38, description="Decimal digits in total.")
+    scale: int = Field(default=6, ge=0, le=38, description="Decimal digits after the point.")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        canonical = normalize_type(value)
+        if canonical is None:
+            import difflib
+
+            close = difflib.get_close_matches(value.lower(), list(FIELD_TYPES), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(
+                f"unknown field type '{value}'{hint} (types: {', '.join(_CANONICAL_TYPES)})"
+            )
+        return canonical
+
+
+class JsLookupConfig(ComponentConfig):
+    """A lookup table scripts read as ``ctx.lookups.<name>[key]`` (or ``context.lookups``)."""
+
+    path: str | None = Field(
+        default=None,
+        description="CSV, TSV, JSON, JSONL or Parquet file, relative to the pipeline file.",
+    )
+    key: str | None = Field(
+        default=None, description="Column whose value (as text) indexes the rows of `path`."
+    )
+    values: dict[str, Any] | None = Field(
+        default=None, description="Inline table: `{key: value}` (instead of `path`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JsLookupConfig:
+        if (self.path is None) == (self.values is None):
+            raise ValueError("give either `path` (with `key`) or `values`")
+        return self
+
+
+class JsProcessorConfig(ComponentConfig):
+    """Options of the ``js`` processor."""
+
+    file: str | None = Field(
+        default=None, description="JavaScript file, relative to the pipeline file."
+    )
+    script: str | None = Field(default=None, description="Inline JavaScript (instead of `file`).")
+    style: Literal["auto", "process", "transform"] = Field(
+        default="auto",
+        description="`process`: FlowEngine's `process(context)`; `transform`: "
+        "`transform(row, ctx)`; `auto`: whichever the script defines.",
+    )
+    output_schema: dict[str, str | JsFieldConfig] | None = Field(
+        default=None,
+        description="Output fields in order, `name: type` or `name: {type, required, precision, "
+        "scale}`. Without it the output columns and their types are inferred.",
+    )
+    routes: list[str] | None = Field(
+        default=None,
+        description="Named outputs the script may send rows to; sending to another name is "
+        "a row error. Without it any name is accepted.",
+    )
+    lookups: dict[str, JsLookupConfig] = Field(
+        default_factory=dict, description="Lookup tables handed to the script."
+    )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Time limit for one batch slice; an endless loop is stopped.",
+    )
+    heap_limit_mb: int = Field(
+        default=512, ge=16, description="V8 heap limit of each isolate, in MiB."
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Worker processes (one isolate each); null: one per CPU core; "
+        "0: run in the pipeline's own process.",
+    )
+    min_rows_per_worker: int = Field(
+        default=4096, ge=1, description="Batches smaller than this go to a single worker."
+    )
+    max_logs_per_batch: int = Field(
+        default=100, ge=0, description="Log lines kept per batch slice; the rest are counted."
+    )
+
+    @model_validator(mode="after")
+    def _one_script(self) -> JsProcessorConfig:
+        if (self.file is None) == (self.script is None):
+            raise ValueError("give either `file` (a .js file) or `script` (inline JavaScript)")
+        return self
+
+    def fields(self) -> tuple[OutputField, ...] | None:
+        if self.output_schema is None:
+            return None
+        out: list[OutputField] = []
+        for name, spec in self.output_schema.items():
+            if isinstance(spec, str):
+                spec = JsFieldConfig(type=spec)
+            out.append(OutputField(name, spec.type, spec.required, spec.precision, spec.scale))
+        return tuple(out)
+
+    @field_validator("output_schema")
+    @classmethod
+    def _types(
+        cls, value: dict[str, str | JsFieldConfig] | None
+    ) -> dict[str, str | JsFieldConfig] | None:
+        if value is None:
+            return None
+        out: dict[str, str | JsFieldConfig] = {}
+        for name, spec in value.items():
+            if name == LINE_COLUMN:
+                raise ValueError(f"'{LINE_COLUMN}' is reserved for source line numbers")
+            out[name] = JsFieldConfig(type=spec) if isinstance(spec, str) else spec
+        return out
+
+
+def _load_lookup(name: str, cfg: JsLookupConfig, base_dir: str) -> Any:
+    if cfg.values is not None:
+        return orjson.loads(orjson.dumps(cfg.values, default=str))
+    assert cfg.path is not None
+    path = Path(cfg.path)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    where = f"lookups.{name}.path"
+    if not path.exists():
+        raise ConfigError.one(f"lookup file not found: {path}", where, "check the path")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = json.loads(path.read_text("utf-8"))
+        if isinstance(data, dict):
+            return data
+        rows = data
+    else:
+        if suffix in (".csv", ".tsv", ".txt"):
+            import pyarrow.csv as pacsv
+
+            delimiter = "\t" if suffix == ".tsv" else ","
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        elif suffix in (".jsonl", ".ndjson"):
+            import pyarrow.json as pajson
+
+            table = pajson.read_json(path)
+        elif suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            raise ConfigError.one(
+                f"unsupported lookup file type '{suffix}'",
+                where,
+                "use a .csv, .tsv, .json, .jsonl or .parquet file",
+            )
+        rows = table.to_pylist()
+    if not cfg.key:
+        raise ConfigError.one(
+            "a lookup file needs `key`", f"lookups.{name}.key", "name the key column"
+        )
+    table_out: dict[str, Any] = {}
+    for row in rows:
+        if not isinstance(row, dict) or cfg.key not in row:
+            raise ConfigError.one(
+                f"lookup rows have no column '{cfg.key}'",
+                f"lookups.{name}.key",
+                "name a column of the lookup file",
+            )
+        table_out[str(row[cfg.key])] = row
+    return orjson.loads(orjson.dumps(table_out, default=str))
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema, what: str) -> pa.RecordBatch:
+    """``batch`` with the columns and types of ``schema`` (established by earlier batches)."""
+    extra = [n for n in batch.schema.names if schema.get_field_index(n) < 0]
+    if extra:
+        raise PermanentError.one(
+            f"the script produced column(s) {', '.join(extra)} that earlier batches of {what} "
+            "did not have",
+            "",
+            "declare every output column in `output_schema` so all batches share one schema",
+        )
+    arrays: list[pa.Array] = []
+    for f in schema:
+        idx = batch.schema.get_field_index(f.name)
+        if idx < 0:
+            arrays.append(pa.nulls(batch.num_rows, f.type))
+            continue
+        col = batch.column(idx)
+        if col.type != f.type:
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise PermanentError.one(
+                    f"column '{f.name}' of {what} changed type from {f.type} to {col.type} "
+                    "between batches",
+                    "",
+                    f"declare '{f.name}' in `output_schema`",
+                ) from exc
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _unify(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch from the in-order slices of one output (schemas may differ when inferred)."""
+    if len(batches) == 1:
+        return batches[0]
+    tables = [pa.Table.from_batches([b]) for b in batches]
+    table = pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    return table.to_batches()[0]
+
+
+def _with_line_last(schema: pa.Schema) -> pa.Schema:
+    idx = schema.get_field_index(LINE_COLUMN)
+    if idx < 0 or idx == len(schema) - 1:
+        return schema
+    field = schema.field(idx)
+    return schema.remove(idx).append(field)
+
+
+class _InProcess:
+    """``workers: 0``: one isolate in this process, used from one thread."""
+
+    def __init__(self, options: IsolateOptions) -> None:
+        self.isolate = Isolate(options)
+        self.style = self.isolate.style
+        self.size = 1
+
+    def run(self, batch: pa.RecordBatch) -> DecodedBatch:
+        return self.isolate.run(batch)
+
+    def close(self) -> None:
+        self.isolate.close()
+
+
+_ABORT_FIXES = {
+    "timeout": "look for an endless loop in the script, or raise `timeout_seconds`",
+    "memory": "keep less data across rows in the script, or raise `heap_limit_mb`",
+    "crash": "check the script for runaway recursion or memory use; rerun with --debug",
+    "output": "declare the column in `output_schema` so every value is converted to one type",
+    "script": "fix the script",
+}
+
+
+@processor(
+    "js", config=JsProcessorConfig, summary="JavaScript transform (V8), FlowEngine compatible"
+)
+class JsProcessor:
+    """JavaScript transform (V8), FlowEngine compatible."""
+
+    def __init__(self, cfg: JsProcessorConfig) -> None:
+        self.cfg = cfg
+        self._runner: WorkerPool | _InProcess | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._start_lock = asyncio.Lock()
+        self._schemas: dict[str, pa.Schema] = {}
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    @property
+    def script_name(self) -> str:
+        return self.cfg.file if self.cfg.file is not None else "inline.js"
+
+    def options(self, base_dir: str, variables: dict[str, str] | None = None) -> IsolateOptions:
+        """The isolate options for this step (reads the script and the lookup tables)."""
+        cfg = self.cfg
+        if cfg.file is not None:
+            path = Path(cfg.file)
+            if not path.is_absolute():
+                path = Path(base_dir) / path
+            try:
+                source = path.read_text(encoding="utf-8")
+            except FileNotFoundError as exc:
+                siblings = (
+                    sorted(p.name for p in path.parent.glob("*.js")) if path.parent.is_dir() else []
+                )
+                import difflib
+
+                close = difflib.get_close_matches(path.name, siblings, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "check the path"
+                raise ConfigError.one(f"script file not found: {path}", "js.file", hint) from exc
+        else:
+            assert cfg.script is not None
+            source = cfg.script
+        lookups = {name: _load_lookup(name, spec, base_dir) for name, spec in cfg.lookups.items()}
+        return IsolateOptions(
+            source=source,
+            script_name=self.script_name.replace(" ", "_"),
+            style=cfg.style,
+            output_fields=cfg.fields(),
+            routes=None if cfg.routes is None else tuple(cfg.routes),
+            variables=dict(variables or {}),
+            lookups=lookups,
+            timeout_seconds=cfg.timeout_seconds,
+            heap_limit_mb=cfg.heap_limit_mb,
+            max_logs=cfg.max_logs_per_batch,
+        )
+
+    def check(self, base_dir: str) -> list[ErrorDetail]:
+        """Problems ``quiver validate`` reports: script file, syntax, top-level code, entry."""
+        from quiver.pipeline.js_runtime.syntax import check_script
+
+        try:
+            options = self.options(base_dir)
+        except ConfigError as exc:
+            return list(exc.details)
+        return check_script(options)
+
+    def _start(self, ctx: RunContext) -> WorkerPool | _InProcess:
+        options = self.options(ctx.base_dir, ctx.variables)
+        workers = self.cfg.workers if self.cfg.workers is not None else (os.cpu_count() or 1)
+        try:
+            runner: WorkerPool | _InProcess
+            if workers == 0:
+                runner = _InProcess(options)
+            else:
+                runner = WorkerPool(options, workers)
+                runner.start()
+        except ScriptLoadError as exc:
+            raise ConfigError.one(
+                exc.message,
+                exc.where or self.script_name,
+                "fix the script; `quiver validate` reports this without running",
+            ) from exc
+        self._threads = ThreadPoolExecutor(
+            max_workers=1 if workers == 0 else workers, thread_name_prefix="quiver-js"
+        )
+        self._finalizer = weakref.finalize(self, _shutdown, runner, self._threads)
+        return runner
+
+    async def start(self, ctx: RunContext) -> None:
+        """Start the workers and load the script (done by the first batch otherwise)."""
+        async with self._start_lock:
+            if self._runner is None:
+                self._runner = await asyncio.to_thread(self._start, ctx)
+
+    async def close(self) -> None:
+        """Stop the worker processes."""
+        if self._finalizer is not None:
+            await asyncio.to_thread(self._finalizer)
+        self._runner = None
+        self._threads = None
+        self._finalizer = None
+
+    @property
+    def style(self) -> str:
+        """`process` or `transform` once started, else ''."""
+        return "" if self._runner is None else self._runner.style
+
+    # ------------------------------------------------------------------ work
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        if self._runner is None:
+            await self.start(ctx)
+        runner, threads = self._runner, self._threads
+        assert runner is not None and threads is not None
+        n = batch.num_rows
+        parts = 1 if n == 0 else max(1, min(runner.size, n // self.cfg.min_rows_per_worker))
+        step = math.ceil(n / parts) if n else 0
+        slices = [batch.slice(i * step, step) for i in range(parts)] if n else [batch]
+        loop = asyncio.get_running_loop()
+        try:
+            results = await asyncio.gather(
+                *(loop.run_in_executor(threads, runner.run, s) for s in slices)
+            )
+        except ScriptAbortError as exc:
+            raise PermanentError.one(
+                exc.message,
+                f"js step ({self.script_name})",
+                _ABORT_FIXES.get(exc.kind, "fix the script"),
+            ) from exc
+        return self._combine(results, ctx)
+
+    def _combine(self, results: list[DecodedBatch], ctx: RunContext) -> ProcessorOutput:
+        main = self._settle("main output", [r.batch for r in results])
+        route_names: list[str] = []
+        for r in results:
+            route_names.extend(n for n in r.routes if n not in route_names)
+        routes = {
+            name: [
+                self._settle(
+                    f"route '{name}'", [r.routes[name] for r in results if name in r.routes]
+                )
+            ]
+            for name in route_names
+        }
+        errors: list[RowError] = []
+        for r in results:
+            for e in r.errors:
+                reason = str(e["message"])
+                if e.get("where"):
+                    reason += f" (at {e['where']})"
+                errors.append(
+                    RowError(
+                        line=e.get("line"),
+                        reason=reason,
+                        column=e.get("field"),
+                        value=e.get("value"),
+                        row=e.get("row") if isinstance(e.get("row"), dict) else None,
+                    )
+                )
+            for level, message in r.logs:
+                ctx.log(message, level)
+        metadata: dict[str, str] = {}
+        for r in results:
+            metadata.update(r.metadata)
+        if metadata and main.num_columns:
+            merged = dict(main.schema.metadata or {})
+            merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+            main = main.replace_schema_metadata(merged)
+        out_batch: pa.RecordBatch | None = main
+        if main.num_columns == 0:
+            out_batch = None
+        return ProcessorOutput(out_batch, routes, errors)
+
+    def _settle(self, what: str, parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+        """One batch for ``what``, with the schema the first batches established."""
+        nonempty = [p for p in parts if p.num_columns > 0]
+        known = self._schemas.get(what)
+        if not nonempty:
+            if known is not None:
+                return pa.RecordBatch.from_pylist([], schema=known)
+            return parts[0]
+        merged = _unify(nonempty)
+        if known is None:
+            if merged.num_rows == 0 and self.cfg.output_schema is None:
+                return merged
+            schema = _with_line_last(merged.schema.remove_metadata())
+            for i, f in enumerate(schema):
+                if pa.types.is_null(f.type):
+                    schema = schema.set(i, f.with_type(pa.string()))
+            self._schemas[what] = schema
+            known = schema
+        return _conform(merged, known, what)
+
+
+def _shutdown(runner: WorkerPool | _InProcess, threads: ThreadPoolExecutor) -> None:
+    threads.shutdown(wait=False, cancel_futures=True)
+    runner.close()
