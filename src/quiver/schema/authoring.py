@@ -637,6 +637,10 @@ class _Builder:
         for q in self.queries:
             self.add_query(q)
         roots = bool(self.queries)
+        if not roots:  # every type gets the root fields reflection would give it
+            for draft in self.drafts.values():
+                draft.list_field = pluralize(camel(draft.decl.name))
+                draft.by_key_field = camel(draft.decl.name) if draft.primary_key else None
         entities = tuple(self.drafts[id(d.cls)].entity(roots) for d in self.decls)
         return AuthoredApp(
             schema=Schema(entities=entities),
