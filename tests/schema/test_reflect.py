@@ -863,3 +863,36 @@ async def test_sqlite_full_text_shadow_tables_are_not_entities(tmp_path: Path) -
     assert [(e.name, [f.name for f in e.fields]) for e in schema.entities] == [
         ("Doc", ["title", "body"])
     ]
+
+
+async def test_names_the_graphql_layer_derives_are_not_taken_by_tables(tmp_path: Path) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        "CREATE TABLE node (node_id INTEGER PRIMARY KEY)",
+        "CREATE TABLE node_edge (edge_id INTEGER PRIMARY KEY)",
+        "CREATE TABLE int_filter (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE page_info (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE nodes_connection (id INTEGER PRIMARY KEY)",
+    )
+    schema = await reflect_database(url)
+    by_source = {e.source: e for e in schema.entities}
+    assert {source: e.name for source, e in by_source.items()} == {
+        "node": "Node",
+        "node_edge": "NodeEdgeRow",  # Node's connection edge type is NodeEdge
+        "int_filter": "IntFilterRow",
+        "page_info": "PageInfoRow",
+        "nodes_connection": "NodesConnection",
+    }
+    # Node's list field "nodes" also gives the root fields nodesConnection and nodesAggregate.
+    assert by_source["nodes_connection"].by_key_field == "nodesConnectionByKey"
+
+
+async def test_reverse_relation_leaves_room_for_its_aggregate_field(tmp_path: Path) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        "CREATE TABLE artist (artist_id INTEGER PRIMARY KEY, albums_aggregate TEXT)",
+        "CREATE TABLE album (album_id INTEGER PRIMARY KEY,"
+        " artist_id INTEGER REFERENCES artist (artist_id))",
+    )
+    artist = entity(await reflect_database(url), "Artist")
+    assert [r.name for r in artist.relations] == ["albumsByArtistId"]

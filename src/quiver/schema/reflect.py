@@ -49,8 +49,25 @@ DEFAULT_PG_SCHEMAS = ("public",)
 # Type names GraphQL (and the Quiver schema) already use: an entity may not take one of them.
 _RESERVED_TYPE_NAMES = frozenset(
     {"Query", "Mutation", "Subscription", "Int", "Float", "String", "Boolean", "ID"}
+    | {"PageInfo", "OrderDirection"}
     | {s.value for s in Scalar}
+    | {f"{s.value}Filter" for s in Scalar}
 )
+# Types the GraphQL layer derives from every entity name E (EWhere, EConnection...), and root
+# fields it derives from every list field L (LConnection, LAggregate): an entity named like
+# another one's derived type would clash with it.
+_DERIVED_TYPE_SUFFIXES = (
+    "Where",
+    "OrderBy",
+    "ListFilter",
+    "Field",
+    "Edge",
+    "Connection",
+    "Aggregate",
+    "AggregateGroup",
+    "GroupKey",
+)
+_DERIVED_ROOT_SUFFIXES = ("Connection", "Aggregate")
 _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
@@ -268,7 +285,8 @@ def _entity_names(
     2. within one schema, the table whose own name is already the singular keeps the name and
        the others use their table name unsingularized (``album`` -> ``Album``,
        ``albums`` -> ``Albums``);
-    3. a name GraphQL reserves (``Query``, ``String``, ``Date``...) gets the suffix ``Row``;
+    3. a name GraphQL reserves (``Query``, ``String``, ``Date``...) or one the GraphQL layer
+       derives from another entity (``AlbumWhere``, ``AlbumEdge``) gets the suffix ``Row``;
     4. anything still colliding gets a numeric suffix in table order (``Album2``).
     """
     names = {t: _type_name(pascal(singularize(t.name))) for t in tables}
@@ -283,8 +301,9 @@ def _entity_names(
         for t in group:
             prefix = pascal(t.schema or "") if t in prefixed else ""
             names[t] = _type_name(prefix + pascal(t.name))
+    derived = {names[t] + suffix for t in tables for suffix in _DERIVED_TYPE_SUFFIXES}
     for t in tables:
-        if names[t] in _RESERVED_TYPE_NAMES:
+        if names[t] in _RESERVED_TYPE_NAMES or names[t] in derived:
             names[t] += "Row"
     used: set[str] = set()
     for t in tables:
@@ -429,11 +448,17 @@ def _reverse_relations(
         used = set(taken)
         for base, (source, fk, _) in zip(bases, entity_links, strict=True):
             name = base
-            if sources[names[source]] > 1 or counts[base] > 1 or base in taken:
+            clash = base in taken or base + "Aggregate" in taken
+            if sources[names[source]] > 1 or counts[base] > 1 or clash:
                 name = base + "By" + _fk_label(fk.columns)
+            # A list relation also gets a ``<name>Aggregate`` field in GraphQL.
+            candidate, n = name, 2
+            while candidate in used or candidate + "Aggregate" in used:
+                candidate, n = f"{name}{n}", n + 1
+            used.update((candidate, candidate + "Aggregate"))
             out[entity].append(
                 Relation(
-                    name=_unique(name, used),
+                    name=candidate,
                     target=names[source],
                     kind="many",
                     local_columns=fk.target_columns,
@@ -456,13 +481,18 @@ def _unique(name: str, used: set[str]) -> str:
 def _unique_root_fields(entities: list[Entity]) -> list[Entity]:
     """List and by-key root fields must not collide across entities (``album`` vs ``albums``).
 
-    List fields are placed first; a by-key field that collides with another root field gets the
-    suffix ``ByKey``.
+    List fields (with the ``Connection`` / ``Aggregate`` root fields derived from them) are
+    placed first; a by-key field that collides with another root field gets the suffix
+    ``ByKey``.
     """
     used: set[str] = set()
     out: list[Entity] = []
     for e in sorted(entities, key=lambda e: e.name):
-        list_field = _unique(e.list_field or pluralize(camel(e.name)), used)
+        base = e.list_field or pluralize(camel(e.name))
+        list_field, n = base, 2
+        while any(list_field + s in used for s in ("", *_DERIVED_ROOT_SUFFIXES)):
+            list_field, n = f"{base}{n}", n + 1
+        used.update(list_field + s for s in ("", *_DERIVED_ROOT_SUFFIXES))
         out.append(e.model_copy(update={"list_field": list_field}))
     final: list[Entity] = []
     for e in out:
