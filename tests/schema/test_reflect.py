@@ -634,7 +634,15 @@ async def pg_schemas() -> AsyncIterator[tuple[str, str]]:
             f" change_id INTEGER PRIMARY KEY,"
             f' artist_id INTEGER REFERENCES "{main}".artist (artist_id))'
         )
-        await conn.execute(f'CREATE TABLE "{main}".placeholder ()')
+        await conn.execute(
+            f'SET search_path TO "{main}"; '
+            "CREATE TABLE placeholder (); "
+            "CREATE MATERIALIZED VIEW artist_names AS SELECT artist_id, name FROM artist; "
+            "CREATE TABLE measurement (id INTEGER, taken_on DATE, PRIMARY KEY (id, taken_on))"
+            " PARTITION BY RANGE (taken_on); "
+            "CREATE TABLE measurement_2024 PARTITION OF measurement"
+            " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
+        )
     finally:
         await conn.close()
     yield main, other
@@ -645,9 +653,11 @@ async def test_same_table_in_two_postgresql_schemas_gets_a_schema_prefix(
     pg_schemas: tuple[str, str],
 ) -> None:
     main, other = pg_schemas
-    schema = await reflect_database(PG_URL, schemas=[main, other])
+    schema = await reflect_database(PG_URL, schemas=[main, other], include=["artist*"])
     prefixed = pascal(f"{other}_artist")
-    assert [e.name for e in schema.entities] == sorted(["Artist", "ArtistChange", prefixed])
+    assert [e.name for e in schema.entities] == sorted(
+        ["Artist", "ArtistChange", "ArtistName", prefixed]
+    )
     assert (entity(schema, "Artist").db_schema, entity(schema, prefixed).db_schema) == (
         main,
         other,
@@ -667,10 +677,16 @@ async def test_schema_qualified_pattern_selects_one_schema(pg_schemas: tuple[str
     ]
 
 
-async def test_postgresql_table_without_columns_is_skipped(pg_schemas: tuple[str, str]) -> None:
+async def test_postgresql_relation_kinds(pg_schemas: tuple[str, str]) -> None:
     main, _ = pg_schemas
     schema = await reflect_database(PG_URL, schemas=[main])
-    assert [e.name for e in schema.entities] == ["Artist"]
+    # The table without columns is skipped, the partition is part of its parent.
+    assert [e.name for e in schema.entities] == ["Artist", "ArtistName", "Measurement"]
+    names = entity(schema, "ArtistName")
+    assert (names.by_key_field, names.list_field) == (None, "artistNames")
+    measurement = entity(schema, "Measurement")
+    assert measurement.primary_key == ("id", "taken_on")
+    assert measurement.by_key_field == "measurement"
 
 
 async def test_unknown_postgresql_schema_is_rejected_with_a_suggestion(
