@@ -638,7 +638,9 @@ async def pg_schemas() -> AsyncIterator[tuple[str, str]]:
             f'SET search_path TO "{main}"; '
             "CREATE TABLE placeholder (); "
             "CREATE MATERIALIZED VIEW artist_names AS SELECT artist_id, name FROM artist; "
-            "CREATE TABLE measurement (id INTEGER, taken_on DATE, PRIMARY KEY (id, taken_on))"
+            "CREATE DOMAIN reading AS REAL CHECK (VALUE >= 0); "
+            "CREATE TABLE measurement (id INTEGER, taken_on DATE, value reading,"
+            " PRIMARY KEY (id, taken_on))"
             " PARTITION BY RANGE (taken_on); "
             "CREATE TABLE measurement_2024 PARTITION OF measurement"
             " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
@@ -687,6 +689,9 @@ async def test_postgresql_relation_kinds(pg_schemas: tuple[str, str]) -> None:
     measurement = entity(schema, "Measurement")
     assert measurement.primary_key == ("id", "taken_on")
     assert measurement.by_key_field == "measurement"
+    # A domain maps as its base type, even when no column uses that type directly.
+    value = measurement.field("value")
+    assert value is not None and (value.scalar, value.nullable) == (Scalar.FLOAT, True)
 
 
 async def test_unknown_postgresql_schema_is_rejected_with_a_suggestion(

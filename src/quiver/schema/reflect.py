@@ -348,8 +348,8 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
                 ErrorDetail(
                     f"column {col.name!r} has no usable GraphQL name",
                     f"{table.qualified_name}.{col.name}",
-                    "exclude the table, or serve a view that renames the column to letters, "
-                    "digits and underscores",
+                    "exclude the table, or serve a view that renames the column to ASCII "
+                    "letters, digits and underscores",
                 )
             )
             continue
@@ -368,8 +368,7 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
             ErrorDetail(
                 f"table {table.name!r} has no usable GraphQL type name",
                 table.qualified_name,
-                "exclude it with --exclude, or serve a view named with letters, digits and "
-                "underscores",
+                "exclude it, or serve a view named with ASCII letters, digits and underscores",
             )
         )
     return out
@@ -648,6 +647,7 @@ _PG_TYPES = """
 SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull
 FROM pg_catalog.pg_type t
 WHERE t.oid = ANY($1::oid[]) OR t.typtype = 'd'
+   OR t.oid IN (SELECT d.typbasetype FROM pg_catalog.pg_type d WHERE d.typtype = 'd')
 """
 
 _PG_CONSTRAINTS = """
@@ -851,7 +851,7 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
         conn = await asyncmy.connect(
             host=db.host,
             port=db.port,
-            user=db.user or "root",
+            user=db.user or None,
             password=db.password,
             db=db.database,
             connect_timeout=CONNECT_TIMEOUT_S,
