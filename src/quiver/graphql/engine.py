@@ -75,6 +75,9 @@ class Prepared:
     variable_types: dict[str, GraphQLInputType] = field(default_factory=dict)
     plans: dict[Any, list[RootStep]] = field(default_factory=dict)
     static_body: bytes | None = None
+    #: (name, scalar name, non-null) of each variable when all are built-in scalars without
+    #: defaults: such variables are checked without graphql-core's general coercion.
+    simple_variables: list[tuple[str, str, bool]] | None = None
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -95,6 +98,49 @@ def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
 
 def _errors_body(errors: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"errors": errors})
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_SIMPLE = {"Int", "Float", "String", "Boolean", "ID"}
+
+
+def _coerce_simple(
+    spec: list[tuple[str, str, bool]] | None, variables: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Coerce built-in scalar variables, or None when graphql-core must do it (or report)."""
+    if spec is None or (variables is not None and not isinstance(variables, dict)):
+        return None
+    values = variables or {}
+    out: dict[str, Any] = {}
+    for name, kind, non_null in spec:
+        if name not in values:
+            if non_null:
+                return None
+            continue
+        v = values[name]
+        t = type(v)
+        if v is None:
+            if non_null:
+                return None
+        elif kind == "Int":
+            if t is not int or not _INT_MIN <= v <= _INT_MAX:
+                return None
+        elif kind == "String":
+            if t is not str:
+                return None
+        elif kind == "Boolean":
+            if t is not bool:
+                return None
+        elif kind == "Float":
+            if t is not float and t is not int:
+                return None
+            v = float(v)
+        elif t is str or t is int:  # ID
+            v = str(v)
+        else:
+            return None
+        out[name] = v
+    return out
 
 
 def _shape(value: Any, t: GraphQLInputType) -> Any:
@@ -202,10 +248,20 @@ class Engine:
         p.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
+        simple: list[tuple[str, str, bool]] | None = []
         for var in operation.variable_definitions or ():
             t = type_from_ast(self.graphql_schema, var.type)
-            if t is not None:
-                p.variable_types[var.variable.name.value] = t  # type: ignore[assignment]
+            if t is None:
+                continue
+            name = var.variable.name.value
+            p.variable_types[name] = t  # type: ignore[assignment]
+            inner = t.of_type if isinstance(t, GraphQLNonNull) else t
+            inner_name = getattr(inner, "name", None)
+            if simple is not None and var.default_value is None and inner_name in _SIMPLE:
+                simple.append((name, str(inner_name), isinstance(t, GraphQLNonNull)))
+            else:
+                simple = None
+        p.simple_variables = simple
         return p
 
     # ----- execute -----
@@ -216,8 +272,10 @@ class Engine:
             return Outcome(prepared.static_body, "data")
         operation = prepared.operation
         assert operation is not None
-        coerced: dict[str, Any] = {}
+        coerced: dict[str, Any] | None = {}
         if operation.variable_definitions:
+            coerced = _coerce_simple(prepared.simple_variables, variables)
+        if coerced is None:
             result = get_variable_values(
                 self.graphql_schema, operation.variable_definitions, dict(variables or {})
             )

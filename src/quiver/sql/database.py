@@ -61,6 +61,12 @@ def _unreachable(url: DatabaseUrl, exc: BaseException) -> QuiverError:
     )
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pool release hook: the engine only runs SELECTs and never changes session state, so
+    skip asyncpg's default reset query (one round trip per statement saved)."""
+    del conn
+
+
 class _Postgres:
     dialect = dialect_for("postgresql")
 
@@ -93,6 +99,7 @@ class _Postgres:
                 min_size=min(pool_min, pool_max),
                 max_size=pool_max,
                 init=init,
+                reset=_keep_session,
                 server_settings={
                     "statement_timeout": str(timeout_ms),
                     "application_name": "quiver",
