@@ -581,6 +581,7 @@ _SQLITE_SCALARS = {
     "SMALLINT": Scalar.INT,
     "MEDIUMINT": Scalar.INT,
     "INT2": Scalar.INT,
+    "INT4": Scalar.INT,
     "BIGINT": Scalar.BIGINT,
     "INT8": Scalar.BIGINT,
     "UNSIGNED BIG INT": Scalar.BIGINT,
@@ -590,6 +591,8 @@ _SQLITE_SCALARS = {
     "DOUBLE": Scalar.FLOAT,
     "DOUBLE PRECISION": Scalar.FLOAT,
     "FLOAT": Scalar.FLOAT,
+    "FLOAT4": Scalar.FLOAT,
+    "FLOAT8": Scalar.FLOAT,
     "BOOLEAN": Scalar.BOOLEAN,
     "BOOL": Scalar.BOOLEAN,
     "TIMESTAMP": Scalar.DATETIME,
@@ -606,18 +609,17 @@ _SQLITE_SCALARS = {
 def sqlite_scalar(declared: str) -> Scalar:
     """Scalar of a SQLite column from its declared type (``NUMERIC(10,2)`` -> Decimal).
 
-    Known names map exactly; other declarations follow SQLite's affinity rules for integers
-    (any name containing ``INT``) and floats (``REAL``/``FLOA``/``DOUB``); the rest is String.
+    The type is matched without its parameters, case-insensitively. Known names map exactly;
+    otherwise the first word that is a known name decides (``INTEGER UNSIGNED`` -> Int,
+    ``VARCHAR2`` -> String, ``TIMESTAMP WITH TIME ZONE`` -> DateTime); the rest is String.
     """
-    base = " ".join(re.sub(r"\(.*\)", " ", declared).upper().split())
+    words = re.sub(r"\(.*?\)", " ", declared).upper().split()
+    base = " ".join(words)
     if base in _SQLITE_SCALARS:
         return _SQLITE_SCALARS[base]
-    if base.startswith(("TIMESTAMP", "DATETIME")):
-        return Scalar.DATETIME
-    if "INT" in base:
-        return Scalar.INT
-    if any(k in base for k in ("REAL", "FLOA", "DOUB")):
-        return Scalar.FLOAT
+    for word in words:
+        if word in _SQLITE_SCALARS:
+            return _SQLITE_SCALARS[word]
     return Scalar.STRING
 
 
