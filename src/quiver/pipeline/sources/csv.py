@@ -1,0 +1,790 @@
+"""The ``csv`` source (also ``tsv`` and ``psv``): delimited text files, streamed in blocks.
+
+Files are read ``block_size`` bytes at a time, so memory stays bounded whatever the file size.
+Each block is cut at a record boundary found by a vectorised scan (NumPy over the block's bytes:
+line breaks outside quoted fields end a record), which also yields the exact 1-based line
+number of every record, even when quoted fields hold line breaks. The complete records are
+then parsed by ``pyarrow.csv`` in parallel. Rows that cannot be read (a wrong number of fields,
+an unterminated quote, bytes invalid in the file's encoding, a value that does not convert to
+its declared type) are found exactly, without slowing down the good rows, and handled by
+``on_malformed``:
+
+* ``reject`` (default): the row becomes a :class:`~quiver.pipeline.component.RowError` with its
+  line number and reason, which the engine writes to the rejects file; the rest flows on.
+* ``skip``: the row is dropped and counted (see :attr:`CsvSource.skipped`).
+* ``fail``: the run stops with a ``PermanentError`` naming ``file:line`` and the problem.
+
+Values are strings unless ``types`` declares a column's type or ``infer: true`` asks for type
+inference (from the first block of the first file; the types are then fixed for the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from pydantic import Field, field_validator, model_validator
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, RunContext, source
+from quiver.pipeline.files import (
+    Compression,
+    TextBlocks,
+    describe_bad_bytes,
+    display_path,
+    expand_paths,
+    normalize_encoding,
+    open_input,
+    parse_type,
+)
+from quiver.runtime.errors import ConfigError, PermanentError
+
+__all__ = ["CsvSource", "CsvSourceConfig", "MalformedPolicy"]
+
+MalformedPolicy = Literal["reject", "skip", "fail"]
+
+_NL = 10
+_CR = 13
+_MAX_RAW = 4096  # characters of a malformed record kept in its RowError
+
+
+def _one_char(value: str | None, what: str, allow_none: bool) -> str | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{what} cannot be null")
+    if len(value) != 1 or ord(value) > 127:
+        raise ValueError(
+            f"{what} must be a single ASCII character, got {value!r}"
+            + (' (write a tab as "\\t" in double quotes)' if value in ("\\t", "tab") else "")
+        )
+    if value in "\r\n":
+        raise ValueError(f"{what} cannot be a line break")
+    return value
+
+
+class CsvSourceConfig(ComponentConfig):
+    """Read delimited text files (CSV, TSV, PSV or any single-character delimiter)."""
+
+    path: str | list[str] = Field(
+        description="File, glob (`in/*.csv`, `logs/**/*.csv.gz`) or list of them, read in "
+        "sorted order; `-` reads standard input. Relative to the pipeline file."
+    )
+    delimiter: str = Field(",", description="Field separator: one ASCII character.")
+    quote: str | None = Field(
+        '"', description="Quote character around fields; null disables quoting."
+    )
+    double_quote: bool = Field(
+        True, description='A doubled quote inside a quoted field is a literal quote ("").'
+    )
+    escape: str | None = Field(
+        None,
+        description="Escape character (e.g. `\\`) that makes the next character literal; "
+        "off by default.",
+    )
+    header: bool = Field(
+        True,
+        description="The first record holds the column names. Without a header the columns "
+        "are named by `columns` or col1, col2, ...",
+    )
+    columns: list[str] | None = Field(
+        None,
+        description="Column names. With `header: true` they replace the names in the header "
+        "(whose record is skipped); their number must match the fields.",
+    )
+    types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column types by name (str, int, float, bool, date, datetime, time, "
+        "decimal(p,s), ...). Columns not listed are strings (or inferred with `infer`).",
+    )
+    infer: bool = Field(
+        False,
+        description="Infer the types of columns not listed in `types` from the first block "
+        "of the first file; they stay fixed for the whole run.",
+    )
+    null_values: list[str] = Field(
+        default_factory=lambda: [""],
+        description='Unquoted values read as null. A quoted empty field ("") stays an '
+        "empty string.",
+    )
+    true_values: list[str] | None = Field(
+        None, description="Values read as true in bool columns (default true, True, 1)."
+    )
+    false_values: list[str] | None = Field(
+        None, description="Values read as false in bool columns (default false, False, 0)."
+    )
+    timestamp_formats: list[str] | None = Field(
+        None,
+        description="strptime formats tried for datetime columns (default: ISO 8601).",
+    )
+    decimal_point: str = Field(".", description="Decimal separator of float/decimal columns.")
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding (utf-8, utf-8-sig, latin-1, cp1252, utf-16, ...). A "
+        "byte-order mark is dropped.",
+    )
+    compression: Compression = Field(
+        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
+    )
+    skip_lines: int = Field(0, ge=0, description="Lines skipped before the header (or data).")
+    on_malformed: MalformedPolicy = Field(
+        "reject",
+        description="What to do with a row that cannot be read: reject (to the rejects "
+        "file, with its line), skip (count it), fail (stop the run).",
+    )
+    block_size: int = Field(
+        4 << 20, ge=1, description="Bytes read and parsed at a time (bounds memory)."
+    )
+    max_record_bytes: int = Field(
+        64 << 20,
+        ge=1,
+        description="Longest record accepted. A longer one is taken for an unterminated "
+        "quote and rejected from its first line.",
+    )
+    batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
+
+    @field_validator("delimiter", "decimal_point")
+    @classmethod
+    def _single_char(cls, value: str) -> str:
+        checked = _one_char(value, "must be", allow_none=False)
+        assert checked is not None
+        return checked
+
+    @field_validator("quote", "escape")
+    @classmethod
+    def _optional_char(cls, value: str | None) -> str | None:
+        return _one_char(value, "must be", allow_none=True)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            normalize_encoding(value, "encoding")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, type_name in value.items():
+            try:
+                parse_type(type_name, f"types.{name}")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_characters(self) -> CsvSourceConfig:
+        chars = {"delimiter": self.delimiter, "quote": self.quote, "escape": self.escape}
+        used = {k: v for k, v in chars.items() if v is not None}
+        if len(set(used.values())) != len(used):
+            raise ValueError(f"delimiter, quote and escape must differ, got {used}")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise ValueError(f"columns: duplicate names {dupes}")
+        return self
+
+
+# -- the record scanner -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The structural bytes of a CSV file."""
+
+    delimiter: int
+    quote: int | None = 34
+    escape: int | None = None
+    double_quote: bool = True
+
+
+@dataclass
+class Scan:
+    """Complete records found in a buffer of UTF-8 bytes.
+
+    ``starts``/``ends`` are byte offsets (``ends`` just past the line break); ``lines`` is the
+    0-based line of each record's start relative to the buffer; ``consumed`` is where the last
+    complete record ends and ``consumed_lines`` the line breaks before it. ``open_quote``
+    says the bytes after ``consumed`` start a record whose quote is still open.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    lines: np.ndarray
+    consumed: int
+    consumed_lines: int
+    quoted_newlines: bool
+    open_quote: bool
+    has_quotes: bool = False
+    toggles: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    escaped: np.ndarray | None = None
+
+
+def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
+    """Offsets of characters made literal by an escape character (runs pair up)."""
+    esc = np.flatnonzero(a == escape)
+    if esc.size == 0:
+        return esc
+    run_breaks = np.flatnonzero(np.diff(esc) != 1) + 1
+    run_starts = esc[np.r_[0, run_breaks]]
+    run_ends = esc[np.r_[run_breaks - 1, esc.size - 1]]  # last escape of each run
+    lengths = run_ends - run_starts + 1
+    # In a run, escapes escape each other in pairs; an odd run escapes the following char.
+    targets = run_ends[lengths % 2 == 1] + 1
+    targets = targets[targets < a.size]
+    paired = esc[((esc - np.repeat(run_starts, lengths)) % 2) == 1]
+    return np.union1d(targets, paired)
+
+
+def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Dialect) -> bool:
+    """True when counting quotes pairwise gives the same quoting as a field-by-field read.
+
+    That holds when every opening quote starts a field (or continues a doubled quote) and
+    every closing quote ends one: the common case, checked here without a Python loop.
+    """
+    n = a.size
+    starts = (d.delimiter, _NL, _CR) + ((d.quote,) if d.double_quote and d.quote else ())
+    opens = q[0::2]
+    inner = opens[opens > 0]
+    if not np.isin(a[inner - 1], starts).all():
+        return False
+    closes = q[1::2]
+    inner = closes[closes < n - 1]
+    return bool(np.isin(a[inner + 1], starts).all())
+
+
+def _sequential_toggles(buf: bytes, q: np.ndarray, d: Dialect) -> np.ndarray:
+    """Quotes that open or close a quoted field, read field by field (slow path)."""
+    field_start = {d.delimiter, _NL, _CR}
+    toggles: list[int] = []
+    positions = q.tolist()
+    inside = False
+    i, m = 0, len(positions)
+    while i < m:
+        p = positions[i]
+        if not inside:
+            if p == 0 or buf[p - 1] in field_start:
+                toggles.append(p)
+                inside = True
+            i += 1
+        elif d.double_quote and i + 1 < m and positions[i + 1] == p + 1:
+            i += 2
+        else:
+            toggles.append(p)
+            inside = False
+            i += 1
+    return np.asarray(toggles, dtype=np.int64)
+
+
+def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
+    """Find the complete records of ``buf`` (all of them when ``final``)."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    n = a.size
+    line_breaks = np.flatnonzero(a == _NL)
+    if b"\r" in buf:
+        cr = np.flatnonzero(a == _CR)
+        following = cr + 1
+        bare = cr[following < n]
+        bare = bare[a[bare + 1] != _NL]
+        if final and cr.size and cr[-1] == n - 1:
+            bare = np.append(bare, n - 1)
+        if bare.size:
+            line_breaks = np.union1d(line_breaks, bare)
+    escaped: np.ndarray | None = None
+    if d.escape is not None and bytes([d.escape]) in buf:
+        escaped = _escaped_positions(a, d.escape)
+    terms = line_breaks
+    if escaped is not None and escaped.size:
+        terms = np.setdiff1d(terms, escaped, assume_unique=True)
+
+    toggles = np.empty(0, np.int64)
+    has_quotes = d.quote is not None and bytes([d.quote]) in buf
+    if has_quotes:
+        assert d.quote is not None
+        q = np.flatnonzero(a == d.quote)
+        if escaped is not None and escaped.size:
+            q = np.setdiff1d(q, escaped, assume_unique=True)
+        toggles = q if _parity_is_exact(a, q, d) else _sequential_toggles(buf, q, d)
+    quoted_newlines = False
+    open_quote = bool(toggles.size % 2)
+    if toggles.size:
+        inside = (np.searchsorted(toggles, terms) & 1).astype(bool)
+        quoted_newlines = bool(inside.any())
+        record_terms = terms[~inside]
+    else:
+        record_terms = terms
+    ends = record_terms + 1
+    if final and not open_quote and (ends.size == 0 or ends[-1] < n) and n > 0:
+        ends = np.append(ends, n)
+    starts = np.empty_like(ends)
+    if ends.size:
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+    consumed = int(ends[-1]) if ends.size else 0
+    if line_breaks.size == record_terms.size:
+        lines = np.arange(starts.size, dtype=np.int64)
+    else:
+        lines = np.searchsorted(line_breaks, starts).astype(np.int64)
+    consumed_lines = int(np.searchsorted(line_breaks, consumed)) if consumed else 0
+    return Scan(
+        starts=starts,
+        ends=ends,
+        lines=lines,
+        consumed=consumed,
+        consumed_lines=consumed_lines,
+        quoted_newlines=quoted_newlines,
+        open_quote=open_quote and final,
+        has_quotes=has_quotes,
+        toggles=toggles,
+        escaped=escaped,
+    )
+
+
+def field_counts(buf: bytes, scan: Scan, d: Dialect, records: np.ndarray) -> np.ndarray:
+    """Number of fields of each record in ``records`` (indices into ``scan``)."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    delims = np.flatnonzero(a == d.delimiter)
+    if scan.escaped is not None and scan.escaped.size:
+        delims = np.setdiff1d(delims, scan.escaped, assume_unique=True)
+    if scan.toggles.size:
+        delims = delims[(np.searchsorted(scan.toggles, delims) & 1) == 0]
+    starts, ends = scan.starts[records], scan.ends[records]
+    counts: np.ndarray = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+    return counts
+
+
+def empty_records(buf: bytes, scan: Scan) -> np.ndarray:
+    """Mask of records holding nothing but a line break (pyarrow skips those)."""
+    lengths = scan.ends - scan.starts
+    empty = lengths == 1
+    if b"\r" in buf:
+        a = np.frombuffer(buf, dtype=np.uint8)
+        two = np.flatnonzero(lengths == 2)
+        if two.size:
+            first = scan.starts[two]
+            empty[two[(a[first] == _CR) & (a[first + 1] == _NL)]] = True
+        one = np.flatnonzero(empty)
+        empty[one] = np.isin(a[scan.starts[one]], (_NL, _CR))
+    else:
+        one = np.flatnonzero(empty)
+        if one.size:
+            a = np.frombuffer(buf, dtype=np.uint8)
+            empty[one] = a[scan.starts[one]] == _NL
+    mask: np.ndarray = empty
+    return mask
+
+
+def gather(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryview:
+    """The bytes of the given records, concatenated (a view when they are contiguous)."""
+    view = memoryview(buf)
+    if starts.size == 0:
+        return b""
+    breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+    if breaks.size == 0:
+        return view[int(starts[0]) : int(ends[-1])]
+    seg_starts = starts[np.r_[0, breaks]].tolist()
+    seg_ends = ends[np.r_[breaks - 1, ends.size - 1]].tolist()
+    # only the last record of a file can lack its line break, and it always comes last
+    return b"".join([view[s:e] for s, e in zip(seg_starts, seg_ends, strict=True)])
+
+
+# -- the source -------------------------------------------------------------------------------
+
+
+_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+):")
+_INVALID_VALUE = re.compile(r"invalid value '(.*)'$", re.S)
+_FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+@dataclass
+class _FileState:
+    path: str
+    names: list[str] | None = None
+
+
+@source("csv", config=CsvSourceConfig)
+class CsvSource:
+    """Delimited text files (CSV/TSV/PSV), streamed in blocks with exact line numbers."""
+
+    def __init__(self, cfg: CsvSourceConfig) -> None:
+        self.cfg = cfg
+        self.encoding = normalize_encoding(cfg.encoding, "encoding")
+        self.dialect = Dialect(
+            delimiter=ord(cfg.delimiter),
+            quote=ord(cfg.quote) if cfg.quote is not None else None,
+            escape=ord(cfg.escape) if cfg.escape is not None else None,
+            double_quote=cfg.double_quote,
+        )
+        self.declared = {name: parse_type(t, f"types.{name}") for name, t in cfg.types.items()}
+        self.names: list[str] | None = None
+        self.column_types: dict[str, pa.DataType] | None = None
+        self.skipped = 0
+        self.rejected = 0
+        self.files_done: list[str] = []
+        self.skip_files: set[str] = set()
+        self._errors: list[RowError] = []
+        self._where = ""
+
+    # -- contract -----------------------------------------------------------------------------
+
+    def take_errors(self) -> list[RowError]:
+        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
+        errors, self._errors = self._errors, []
+        return errors
+
+    def paths(self, ctx: RunContext) -> list[str]:
+        """The input files this source will read, in order."""
+        return expand_paths(self.cfg.path, ctx.base_dir)
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        produced = self._produce(ctx)
+        try:
+            while True:
+                batch = await asyncio.to_thread(next, produced, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            await asyncio.to_thread(produced.close)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
+        for path in self.paths(ctx):
+            if path in self.skip_files:
+                continue
+            skipped_before = self.skipped
+            yield from self._read_file(path)
+            self.files_done.append(path)
+            if self.skipped > skipped_before:
+                ctx.log(
+                    f"{display_path(path)}: skipped {self.skipped - skipped_before} malformed rows",
+                    "warning",
+                )
+
+    def _read_file(self, path: str) -> Iterator[pa.RecordBatch]:
+        state = _FileState(path)
+        stream = open_input(path, self.cfg.compression)
+        try:
+            yield from self._read_stream(
+                state, iter(TextBlocks(stream, self.encoding, self.cfg.block_size))
+            )
+        finally:
+            stream.close()
+
+    def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
+        buf = b""
+        base = 0  # line breaks before buf
+        eof = False
+        to_skip = self.cfg.skip_lines
+        while True:
+            if not eof:
+                chunk = next(blocks, None)
+                if chunk is None:
+                    eof = True
+                else:
+                    buf = buf + chunk if buf else chunk
+            while to_skip and buf:
+                cut = _first_line_end(buf)
+                if cut < 0 and not eof:
+                    break
+                buf = buf[cut + 1 :] if cut >= 0 else b""
+                base += 1
+                to_skip -= 1
+            if to_skip and not eof:
+                continue
+            scan = scan_records(buf, self.dialect, final=eof)
+            if scan.ends.size:
+                yield from self._records(state, buf, scan, base)
+                buf = buf[scan.consumed :]
+                base += scan.consumed_lines
+            if scan.open_quote or (not eof and len(buf) > self.cfg.max_record_bytes):
+                reason = (
+                    "unterminated quoted field: a quote opened on this line is never closed"
+                    if scan.open_quote
+                    else f"record longer than max_record_bytes ({self.cfg.max_record_bytes}"
+                    " bytes): probably an unterminated quote"
+                )
+                cut = _first_line_end(buf)
+                raw = buf[: cut + 1] if cut >= 0 else buf
+                self._malformed(state, base + 1, reason, raw=raw)
+                buf = buf[cut + 1 :] if cut >= 0 else b""
+                base += 1
+                continue
+            if eof and not buf:
+                return
+
+    def _records(
+        self, state: _FileState, buf: bytes, scan: Scan, base: int
+    ) -> Iterator[pa.RecordBatch]:
+        records = np.flatnonzero(~empty_records(buf, scan))
+        if records.size == 0:
+            return
+        if state.names is None:
+            header = int(records[0])
+            self._start_file(state, buf, scan, header, base)
+            if self.cfg.header:
+                records = records[1:]
+            if records.size == 0:
+                return
+        names = state.names
+        assert names is not None
+        expected = len(names)
+        if self._may_be_ragged(buf, scan, records.size, expected):
+            counts = field_counts(buf, scan, self.dialect, records)
+            bad = counts != expected
+            for index, count in zip(records[bad].tolist(), counts[bad].tolist(), strict=True):
+                self._malformed(
+                    state,
+                    base + int(scan.lines[index]) + 1,
+                    f"expected {expected} fields, found {count}",
+                    raw=buf[scan.starts[index] : scan.ends[index]],
+                )
+            records = records[~bad]
+        if self.column_types is None:
+            self._lock_types(state, buf, scan, records)
+        for table, subset in self._parse(state, buf, scan, records, base):
+            lines = scan.lines[subset] + (base + 1)
+            table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
+            yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _may_be_ragged(self, buf: bytes, scan: Scan, count: int, expected: int) -> bool:
+        if scan.has_quotes or scan.escaped is not None:
+            return True
+        delimiters = buf.count(self.dialect.delimiter.to_bytes(1, "big"), 0, scan.consumed)
+        return delimiters != count * (expected - 1)
+
+    def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
+        where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
+        record = buf[scan.starts[first] : scan.ends[first]]
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(record),
+                read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+                parse_options=self._parse_options(scan.quoted_newlines),
+                convert_options=pacsv.ConvertOptions(
+                    null_values=[],
+                    strings_can_be_null=False,
+                    auto_dict_encode=False,
+                    column_types={f"f{i}": pa.string() for i in range(4096)},
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise PermanentError.one(
+                f"cannot read the first record: {_clean(str(exc))}",
+                where,
+                "check the delimiter, quote and encoding settings",
+            ) from exc
+        fields = (
+            [str(v) for v in table.slice(0, 1).to_pylist()[0].values()] if table.num_rows else []
+        )
+        if self.cfg.columns is not None:
+            if self.cfg.header and len(self.cfg.columns) != len(fields):
+                raise PermanentError.one(
+                    f"`columns` names {len(self.cfg.columns)} columns but the header has "
+                    f"{len(fields)}: {fields}",
+                    where,
+                    "list one name per field, or drop `columns` to use the header's names",
+                )
+            names = list(self.cfg.columns)
+        elif self.cfg.header:
+            names = [name if name else f"col{i + 1}" for i, name in enumerate(fields)]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise PermanentError.one(
+                    f"the header repeats column names {dupes}",
+                    where,
+                    "rename them in the file, or name all columns with `columns`",
+                )
+        else:
+            names = [f"col{i + 1}" for i in range(len(fields))]
+        if self.names is None:
+            unknown = sorted(set(self.declared) - set(names))
+            if unknown:
+                raise PermanentError.one(
+                    f"`types` names columns that the file does not have: {unknown}",
+                    where,
+                    f"the columns are {names}",
+                )
+            self.names = names
+        elif names != self.names:
+            raise PermanentError.one(
+                f"the columns {names} differ from those of the first file {self.names}",
+                where,
+                "read files with different layouts in separate sources",
+            )
+        state.names = names
+        self._where = display_path(state.path)
+
+    def _lock_types(self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray) -> None:
+        assert self.names is not None
+        types: dict[str, pa.DataType] = {name: pa.string() for name in self.names}
+        if self.cfg.infer and records.size:
+            sample = gather(buf, scan.starts[records], scan.ends[records])
+            try:
+                inferred = pacsv.read_csv(
+                    pa.py_buffer(sample),
+                    read_options=pacsv.ReadOptions(column_names=self.names),
+                    parse_options=self._parse_options(scan.quoted_newlines),
+                    convert_options=self._convert_options(None),
+                ).schema
+            except pa.ArrowInvalid:
+                inferred = None  # a bad row in the sample: keep strings for safety
+            if inferred is not None:
+                for f in inferred:
+                    if not (pa.types.is_null(f.type) or pa.types.is_binary(f.type)):
+                        types[f.name] = f.type
+        types.update(self.declared)
+        self.column_types = types
+
+    def _parse_options(self, newlines_in_values: bool) -> pacsv.ParseOptions:
+        d = self.cfg
+        return pacsv.ParseOptions(
+            delimiter=d.delimiter,
+            quote_char=d.quote if d.quote is not None else False,
+            double_quote=d.double_quote,
+            escape_char=d.escape if d.escape is not None else False,
+            newlines_in_values=newlines_in_values,
+            ignore_empty_lines=True,
+        )
+
+    def _convert_options(self, types: dict[str, pa.DataType] | None) -> pacsv.ConvertOptions:
+        d = self.cfg
+        options: dict[str, Any] = {
+            "null_values": d.null_values,
+            "strings_can_be_null": True,
+            "quoted_strings_can_be_null": False,
+            "decimal_point": d.decimal_point,
+        }
+        if types is not None:
+            options["column_types"] = types
+        if d.true_values is not None:
+            options["true_values"] = d.true_values
+        if d.false_values is not None:
+            options["false_values"] = d.false_values
+        if d.timestamp_formats is not None:
+            options["timestamp_parsers"] = d.timestamp_formats
+        return pacsv.ConvertOptions(**options)
+
+    def _read_block(self, data: bytes | memoryview, newlines: bool) -> pa.Table:
+        size = len(data)
+        return pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(
+                column_names=self.names, use_threads=True, block_size=max(1 << 20, size // 2 + 1)
+            ),
+            parse_options=self._parse_options(newlines),
+            convert_options=self._convert_options(self.column_types),
+        )
+
+    def _parse(
+        self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Parse ``records``; a failing group is halved until the bad records are isolated."""
+        if records.size == 0:
+            return
+        data = gather(buf, scan.starts[records], scan.ends[records])
+        try:
+            table = self._read_block(data, scan.quoted_newlines)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            if records.size == 1:
+                index = int(records[0])
+                raw = buf[scan.starts[index] : scan.ends[index]]
+                column, value, reason = self._explain(exc, raw)
+                self._malformed(
+                    state,
+                    base + int(scan.lines[index]) + 1,
+                    reason,
+                    raw=raw,
+                    column=column,
+                    value=value,
+                )
+                return
+            half = records.size // 2
+            yield from self._parse(state, buf, scan, records[:half], base)
+            yield from self._parse(state, buf, scan, records[half:], base)
+            return
+        if table.num_rows != records.size:
+            if records.size == 1:
+                index = int(records[0])
+                self._malformed(
+                    state,
+                    base + int(scan.lines[index]) + 1,
+                    f"record reads as {table.num_rows} rows",
+                    raw=buf[scan.starts[index] : scan.ends[index]],
+                )
+                return
+            half = records.size // 2
+            yield from self._parse(state, buf, scan, records[:half], base)
+            yield from self._parse(state, buf, scan, records[half:], base)
+            return
+        yield table, records
+
+    def _explain(self, exc: Exception, raw: bytes) -> tuple[str | None, Any, str]:
+        message = str(exc)
+        bad_bytes = describe_bad_bytes(raw, self.cfg.encoding)
+        if bad_bytes is not None:
+            return None, None, bad_bytes
+        if m := _FIELD_COUNT.search(message):
+            return None, None, f"expected {m[1]} fields, found {m[2]}"
+        if m := _COLUMN_ERROR.search(message):
+            assert self.names is not None
+            column = self.names[int(m[1])]
+            value_match = _INVALID_VALUE.search(message)
+            value = value_match[1] if value_match else None
+            return column, value, f"column '{column}': {value!r} is not a valid {m[2]}"
+        return None, None, _clean(message)
+
+    def _malformed(
+        self,
+        state: _FileState,
+        line: int,
+        reason: str,
+        *,
+        raw: bytes,
+        column: str | None = None,
+        value: Any = None,
+    ) -> None:
+        policy = self.cfg.on_malformed
+        where = f"{display_path(state.path)}:{line}"
+        if policy == "fail":
+            raise PermanentError.one(
+                reason,
+                where,
+                "fix the row, or set `on_malformed: reject` to send bad rows to the rejects "
+                "file (or `skip` to drop them)",
+            )
+        if policy == "skip":
+            self.skipped += 1
+            return
+        self.rejected += 1
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if len(text) > _MAX_RAW:
+            text = text[:_MAX_RAW] + "..."
+        self._errors.append(
+            RowError(
+                line=line,
+                reason=f"{where}: {reason}",
+                column=column,
+                value=value,
+                row={"__file": display_path(state.path), "__raw": text},
+            )
+        )
+
+
+def _first_line_end(buf: bytes) -> int:
+    nl = buf.find(b"\n")
+    cr = buf.find(b"\r")
+    if cr >= 0 and (nl < 0 or cr < nl):
+        return cr + 1 if cr + 1 == nl else cr
+    return nl
+
+
+def _clean(message: str) -> str:
+    return re.sub(r"^(CSV parse error|CSV conversion error): ", "", message).strip()
