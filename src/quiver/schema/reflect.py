@@ -113,6 +113,10 @@ class CatalogTable:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
+# A resolved foreign key: (table holding it, the key, the table it references).
+_Link = tuple[CatalogTable, CatalogForeignKey, CatalogTable]
+
+
 # --------------------------------------------------------------------------------------------
 # Public entry point
 # --------------------------------------------------------------------------------------------
@@ -233,7 +237,7 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
         fields[names[table]] = _fields(table, names[table], problems)
 
     # Resolve each foreign key to its target table; keys to tables not reflected are dropped.
-    links: list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]] = []
+    links: list[_Link] = []
     for table in kept:
         seen: set[tuple[tuple[str, ...], str | None, str, tuple[str, ...]]] = set()
         for fk in table.foreign_keys:
@@ -379,19 +383,24 @@ def _fk_label(columns: Sequence[str]) -> str:
     return "And".join(pascal(c) for c in columns)
 
 
+def _group_links(
+    links: Sequence[_Link], names: dict[CatalogTable, str], *, by_target: bool
+) -> dict[str, list[_Link]]:
+    """Links by the entity holding the key, or by the entity it references."""
+    grouped: dict[str, list[_Link]] = defaultdict(list)
+    for link in links:
+        grouped[names[link[2] if by_target else link[0]]].append(link)
+    return grouped
+
+
 def _forward_relations(
-    links: Sequence[tuple[CatalogTable, CatalogForeignKey, CatalogTable]],
+    links: Sequence[_Link],
     names: dict[CatalogTable, str],
     fields: dict[str, list[Field]],
 ) -> dict[str, list[Relation]]:
     """``album.artist_id -> artist`` gives ``Album.artist`` (kind "one")."""
-    per_entity: dict[str, list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]]] = defaultdict(
-        list
-    )
-    for link in links:
-        per_entity[names[link[0]]].append(link)
     out: dict[str, list[Relation]] = defaultdict(list)
-    for entity, entity_links in per_entity.items():
+    for entity, entity_links in _group_links(links, names, by_target=False).items():
         field_names = {f.name for f in fields[entity]}
         bases = [_forward_base(fk, names[target]) for _, fk, target in entity_links]
         counts = Counter(bases)
@@ -427,19 +436,14 @@ def _forward_base(fk: CatalogForeignKey, target_entity: str) -> str:
 
 
 def _reverse_relations(
-    links: Sequence[tuple[CatalogTable, CatalogForeignKey, CatalogTable]],
+    links: Sequence[_Link],
     names: dict[CatalogTable, str],
     fields: dict[str, list[Field]],
     forward: dict[str, list[Relation]],
 ) -> dict[str, list[Relation]]:
     """``album.artist_id -> artist`` gives ``Artist.albums`` (kind "many")."""
-    per_target: dict[str, list[tuple[CatalogTable, CatalogForeignKey, CatalogTable]]] = defaultdict(
-        list
-    )
-    for link in links:
-        per_target[names[link[2]]].append(link)
     out: dict[str, list[Relation]] = defaultdict(list)
-    for entity, entity_links in per_target.items():
+    for entity, entity_links in _group_links(links, names, by_target=True).items():
         taken = {f.name for f in fields[entity]} | {r.name for r in forward.get(entity, [])}
         sources = Counter(names[source] for source, _, _ in entity_links)
         bases = [pluralize(camel(names[source])) for source, _, _ in entity_links]
