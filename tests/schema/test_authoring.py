@@ -395,8 +395,8 @@ class Order:
     assert lines == [
         f"app.py:{reverse}: error: Customer.orders: column 'custmer_id' does not exist on "
         "Order; did you mean 'customer_id'? (fix the column name in fk= / references=)",
-        f"app.py:{key}: error: Order: key column 'order_no' is not a declared field (declare "
-        "it as a field or fix key= (fields: id, customerId, note))",
+        f"app.py:{key}: error: Order: key column 'order_no' is not a field (declare it as a "
+        "field or fix key= (fields: id, customerId, note))",
         f"app.py:{forward}: error: Order.customer: column 'customer_idd' does not exist on "
         "Order; did you mean 'customer_id'? (fix the column name in fk= / references=)",
     ]

@@ -773,19 +773,9 @@ class _Builder:
             default = draft.column("id")
             draft.primary_key = (default,) if default else ()
             return
-        columns: list[str] = []
-        for k in decl.key:
-            col = draft.column(k)
-            if col is None:
-                names = ", ".join(f.name for f in draft.fields) or "none"
-                self.error(
-                    f"{decl.name}: key column {k!r} is not a declared field",
-                    decl.location,
-                    f"declare it as a field or fix key= (fields: {names})",
-                )
-                continue
-            columns.append(col)
-        draft.primary_key = tuple(columns)
+        # A key that is no declared field may be a reflected column (--extend-db);
+        # validation reports it if it is still missing after merging.
+        draft.primary_key = tuple(draft.column(k) or k for k in decl.key)
 
     # ----- queries -----
     def add_query(self, q: QueryDeclaration) -> None:
@@ -1162,7 +1152,7 @@ async def compile_app(
         reflected = await reflect_database(extend_db, schemas=schemas)
         schema = merge(reflected, schema)
     schema = link_relations(schema)
-    report.extend(validate_schema(schema))
+    report.extend(validate_schema(schema, columns_checked=bool(check_db or extend_db)))
     if check_db:
         db_report, _ = await check_database(schema, check_db)
         report.extend(db_report)

@@ -114,8 +114,9 @@ def _name_problem(name: str) -> str | None:
 
 
 class _Validator:
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Schema, columns_checked: bool) -> None:
         self.schema = schema
+        self.columns_checked = columns_checked
         self.report = Report()
         self.entities = {e.name: e for e in schema.entities}
 
@@ -204,10 +205,11 @@ class _Validator:
                     "a key column must be served; remove hidden=True from its field",
                 )
             elif col not in visible:
+                listed = ", ".join(f.name for f in e.fields if not f.hidden) or "none"
                 self.error(
                     f"{e.name}: key column {col!r} is not a field{did_you_mean(col, visible)}",
                     where,
-                    "declare the key column as a field or fix key=",
+                    f"declare it as a field or fix key= (fields: {listed})",
                 )
         if not e.primary_key and e.root_fields and "by_key" in e.root_fields:
             self.error(f"{e.name} has a by-key query but no key", where, f"pass key= to {e.name}")
@@ -273,7 +275,7 @@ class _Validator:
     def check_columns(self, label: str, where: str, owner: Entity, columns: Iterable[str]) -> None:
         known = {f.column for f in owner.fields}
         for col in columns:
-            if col in known:
+            if col in known or self.columns_checked:
                 continue
             hint = did_you_mean(col, known)
             if hint:
@@ -308,9 +310,14 @@ def _joinable(a: Scalar, b: Scalar) -> bool:
     return a == b or frozenset({a, b}) in _JOINABLE
 
 
-def validate_schema(schema: Schema) -> Report:
-    """Every problem of ``schema`` on its own, with its location and a fix."""
-    return _Validator(schema).run()
+def validate_schema(schema: Schema, *, columns_checked: bool = False) -> Report:
+    """Every problem of ``schema`` on its own, with its location and a fix.
+
+    A relation column that is not a declared field is an error when it looks like a typo of
+    one and a warning otherwise (it may exist in the source); ``columns_checked=True`` leaves
+    both to :func:`check_against`, which knows the source's real columns.
+    """
+    return _Validator(schema, columns_checked).run()
 
 
 # Declared scalar -> database scalars it can serve without loss.
@@ -419,9 +426,11 @@ async def check_database(schema: Schema, url: str) -> tuple[Report, Schema]:
     from quiver.sql.url import parse_database_url
 
     dialect = parse_database_url(url).dialect
-    schemas = sorted({e.db_schema for e in schema.entities if e.db_schema})
-    database = await reflect_database(url)
-    if schemas:
-        extra = await reflect_database(url, schemas=schemas)
-        database = database.model_copy(update={"entities": database.entities + extra.entities})
+    explicit = sorted({e.db_schema for e in schema.entities if e.db_schema})
+    database = Schema()
+    if explicit:
+        database = await reflect_database(url, schemas=explicit)
+    if not explicit or any(e.db_schema is None for e in schema.entities):
+        default = await reflect_database(url)
+        database = database.model_copy(update={"entities": database.entities + default.entities})
     return check_against(schema, database, case_sensitive=dialect == "postgresql"), database
