@@ -8,6 +8,7 @@ next batch starts clean.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -182,12 +183,18 @@ class Isolate:
         self._run = ctx.eval("__quiver.run")
 
     def close(self) -> None:
+        # Release the function handle before its context: freeing a handle of a closed
+        # context crashes the process.
+        self._run = None
         if self._ctx is not None:
-            self._ctx.close()
-            self._ctx = None
-            self._run = None
+            ctx, self._ctx = self._ctx, None
+            ctx.close()
 
     def _restart(self) -> None:
+        # Let V8 finish unwinding the stopped call before the context goes away; its
+        # completion callback would otherwise arrive at a closed context.
+        with contextlib.suppress(Exception):
+            self._ctx.eval("0", timeout_sec=5)
         self.close()
         self._start()
 
@@ -207,14 +214,17 @@ class Isolate:
                 f"the script ran longer than the time limit of {opts.timeout_seconds:g} s "
                 f"on a batch of {batch.num_rows} rows and was stopped",
             ) from exc
-        except JSOOMException as exc:
-            self._restart()
-            raise ScriptAbortError(
-                "memory",
-                f"the script used more than the heap limit of {opts.heap_limit_mb} MB "
-                f"on a batch of {batch.num_rows} rows and was stopped",
-            ) from exc
         except JSEvalException as exc:
+            over_heap = isinstance(exc, JSOOMException)
+            with contextlib.suppress(Exception):
+                over_heap = over_heap or bool(self._ctx.was_hard_memory_limit_reached())
+            if over_heap:
+                self._restart()
+                raise ScriptAbortError(
+                    "memory",
+                    f"the script used more than the heap limit of {opts.heap_limit_mb} MB "
+                    f"on a batch of {batch.num_rows} rows and was stopped",
+                ) from exc
             self._restart()
             message, where = locate_js_error(str(exc), opts.script_name)
             raise ScriptAbortError("script", f"{where}: {message}" if where else message) from exc

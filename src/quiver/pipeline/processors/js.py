@@ -279,18 +279,28 @@ def _with_line_last(schema: pa.Schema) -> pa.Schema:
 
 
 class _InProcess:
-    """``workers: 0``: one isolate in this process, used from one thread."""
+    """``workers: 0``: one isolate in this process.
+
+    A V8 context must be created, used and closed on one thread (closing it from another
+    thread crashes the process), so the isolate lives on a thread of its own.
+    """
 
     def __init__(self, options: IsolateOptions) -> None:
-        self.isolate = Isolate(options)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiver-js-v8")
+        try:
+            self.isolate = self._thread.submit(Isolate, options).result()
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            raise
         self.style = self.isolate.style
         self.size = 1
 
     def run(self, batch: pa.RecordBatch) -> DecodedBatch:
-        return self.isolate.run(batch)
+        return self._thread.submit(self.isolate.run, batch).result()
 
     def close(self) -> None:
-        self.isolate.close()
+        self._thread.submit(self.isolate.close).result()
+        self._thread.shutdown(wait=True)
 
 
 _ABORT_FIXES = {

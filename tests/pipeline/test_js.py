@@ -1,0 +1,619 @@
+"""The ``js`` processor through its component API: both script styles, every context function,
+typed output, routes, row errors with line numbers, limits, and order across workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from quiver.pipeline.component import ProcessorOutput, RunContext, component_info
+from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
+from quiver.runtime.errors import ConfigError, PermanentError
+
+
+def orders(n: int = 4, first_line: int = 2) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array(range(1, n + 1), pa.int64()),
+            "name": pa.array([f"name{i}" for i in range(1, n + 1)]),
+            "total": pa.array([Decimal(f"{i}.50") for i in range(1, n + 1)], pa.decimal128(10, 2)),
+            "__line": pa.array(range(first_line, first_line + n), pa.int64()),
+        }
+    )
+
+
+class Run:
+    """A processor plus a RunContext that records log lines."""
+
+    def __init__(self, tmp_path: Path, **options: Any) -> None:
+        options.setdefault("workers", 0)
+        self.proc = JsProcessor(JsProcessorConfig(**options))
+        self.logs: list[tuple[str, str]] = []
+        self.ctx = RunContext(
+            run_id="t",
+            base_dir=str(tmp_path),
+            variables={"COUNTRY": "NL"},
+            log=lambda message, level: self.logs.append((level, message)),
+        )
+
+    async def __call__(self, batch: pa.RecordBatch) -> ProcessorOutput:
+        return await self.proc.process(batch, self.ctx)
+
+    async def close(self) -> None:
+        await self.proc.close()
+
+
+@pytest.fixture
+async def run_js(tmp_path: Path) -> Any:
+    made: list[Run] = []
+
+    def make(**options: Any) -> Run:
+        r = Run(tmp_path, **options)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        await r.close()
+
+
+def rows(batch: pa.RecordBatch | None) -> list[dict[str, Any]]:
+    assert batch is not None
+    got: list[dict[str, Any]] = batch.to_pylist()
+    return got
+
+
+# ------------------------------------------------------------------ the component
+
+
+def test_js_is_registered_as_a_processor_with_its_config() -> None:
+    info = component_info(JsProcessor)
+    assert (info.kind, info.name, info.config) == ("processor", "js", JsProcessorConfig)
+
+
+def test_config_needs_exactly_one_of_file_and_script() -> None:
+    with pytest.raises(ValidationError, match="either `file`"):
+        JsProcessorConfig()
+    with pytest.raises(ValidationError, match="either `file`"):
+        JsProcessorConfig(file="a.js", script="function transform(r){return r}")
+
+
+def test_unknown_output_type_is_rejected_with_a_suggestion() -> None:
+    with pytest.raises(ValidationError, match="unknown field type 'strng'; did you mean 'string'"):
+        JsProcessorConfig(script="x", output_schema={"a": "strng"})
+
+
+def test_unknown_config_key_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="timeout"):
+        JsProcessorConfig(script="x", timeout=3)  # type: ignore[call-arg]
+
+
+# ------------------------------------------------------------------ transform(row, ctx)
+
+
+async def test_transform_derives_fields_and_keeps_line_numbers(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function transform(row, ctx) {
+          row.gross = row.total * 2;
+          row.upper = row.name.toUpperCase();
+          row.country = ctx.variables.COUNTRY;
+          return row;
+        }"""
+    )
+    out = await js(orders(3, first_line=10))
+    got = rows(out.batch)
+    assert [r["upper"] for r in got] == ["NAME1", "NAME2", "NAME3"]
+    assert [r["gross"] for r in got] == [3.0, 5.0, 7.0]
+    assert {r["country"] for r in got} == {"NL"}
+    assert [r["__line"] for r in got] == [10, 11, 12]
+    # unchanged input columns keep their Arrow types
+    assert out.batch is not None
+    assert out.batch.schema.field("total").type == pa.decimal128(10, 2)
+    assert out.batch.schema.field("id").type == pa.int64()
+    assert out.errors == []
+
+
+async def test_transform_null_drops_and_array_fans_out(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function transform(row) {
+          if (row.id === 1) return null;
+          if (row.id === 2) return [{id: row.id, part: 'a'}, {id: row.id, part: 'b'}];
+          return {id: row.id, part: 'only'};
+        }"""
+    )
+    out = await js(orders(3))
+    assert [(r["id"], r["part"], r["__line"]) for r in rows(out.batch)] == [
+        (2, "a", 3),
+        (2, "b", 3),
+        (3, "only", 4),
+    ]
+
+
+async def test_transform_returning_undefined_is_a_row_error(run_js: Any) -> None:
+    js = run_js(script="function transform(row) { row.x = 1; }")
+    out = await js(orders(2))
+    assert out.batch is None or out.batch.num_rows == 0
+    assert [e.line for e in out.errors] == [2, 3]
+    assert "returned undefined" in out.errors[0].reason
+
+
+async def test_ctx_emit_reject_lookups_and_log(run_js: Any, tmp_path: Path) -> None:
+    (tmp_path / "names.csv").write_text("code,label\nname1,First\nname2,Second\n")
+    js = run_js(
+        script="""
+        function transform(row, ctx) {
+          if (row.id === 3) { ctx.reject('id 3 is not allowed'); return null; }
+          var hit = ctx.lookups.labels[row.name];
+          if (!hit) {
+            ctx.emit('unknown');
+            ctx.log('no label for ' + row.name, 'warn');
+            return null;
+          }
+          row.label = hit.label;
+          row.flag = ctx.lookups.flags[String(row.id)];
+          ctx.emit('audit', {id: row.id, at_line: ctx.line});
+          return row;
+        }""",
+        lookups={
+            "labels": {"path": "names.csv", "key": "code"},
+            "flags": {"values": {"1": "one", "2": "two"}},
+        },
+    )
+    out = await js(orders(4))
+    assert [(r["id"], r["label"], r["flag"]) for r in rows(out.batch)] == [
+        (1, "First", "one"),
+        (2, "Second", "two"),
+    ]
+    assert rows(out.routes["audit"][0]) == [
+        {"id": 1, "at_line": 2, "__line": 2},
+        {"id": 2, "at_line": 3, "__line": 3},
+    ]
+    unknown = rows(out.routes["unknown"][0])
+    assert [(r["id"], r["name"], r["__line"]) for r in unknown] == [(4, "name4", 5)]
+    assert [(e.line, e.reason) for e in out.errors] == [(4, "id 3 is not allowed")]
+    assert out.errors[0].row is not None and out.errors[0].row["id"] == 3
+    assert js.logs == [("warning", "no label for name4")]
+
+
+# ------------------------------------------------------------------ FlowEngine process(context)
+
+
+async def test_process_style_with_typed_output_schema(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          var c = context.input.current();
+          context.output.setField('full', c.name + '#' + c.id);
+          context.output.setField('amount', c.total * 3);
+          return c.id !== 2;
+        }""",
+        output_schema={
+            "id": "integer",
+            "full": "string",
+            "amount": {"type": "decimal", "scale": 2},
+        },
+    )
+    out = await js(orders(3))
+    assert out.batch is not None
+    assert out.batch.schema.field("id").type == pa.int32()
+    assert out.batch.schema.field("amount").type == pa.decimal128(38, 2)
+    assert rows(out.batch) == [
+        {"id": 1, "full": "name1#1", "amount": Decimal("4.50"), "__line": 2},
+        {"id": 3, "full": "name3#3", "amount": Decimal("10.50"), "__line": 4},
+    ]
+    assert out.errors == []
+
+
+async def test_set_field_outside_the_output_schema_is_a_row_error_at_the_call(
+    run_js: Any,
+) -> None:
+    js = run_js(
+        script=(
+            "function process(context) {\n  context.output.setField('nope', 1);\n  return true;\n}"
+        ),
+        output_schema={"id": "long"},
+    )
+    out = await js(orders(1))
+    assert len(out.errors) == 1
+    assert "Field 'nope' not found in output schema (declared: id)" in out.errors[0].reason
+    assert out.errors[0].reason.endswith("(at inline.js:2:18)")
+
+
+async def test_process_without_schema_keeps_input_and_applies_set_and_remove(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          context.output.setField('tag', 'x' + context.input.getValue('id'));
+          context.output.removeField('name');
+          return true;
+        }"""
+    )
+    out = await js(orders(2))
+    assert rows(out.batch) == [
+        {"id": 1, "total": Decimal("1.50"), "tag": "x1", "__line": 2},
+        {"id": 2, "total": Decimal("2.50"), "tag": "x2", "__line": 3},
+    ]
+
+
+async def test_process_must_return_a_boolean(run_js: Any) -> None:
+    js = run_js(script="function process(context) { }")
+    out = await js(orders(1))
+    assert (
+        "must return true (keep the row) or false (skip it), got undefined" in out.errors[0].reason
+    )
+
+
+async def test_input_schema_describes_the_columns(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          var s = context.input.schema();
+          context.output.setField('desc', s.FieldCount + ':' + s.Fields.map(function (f) {
+            return f.Name + '/' + f.Type + '/' + f.Index; }).join(','));
+          return true;
+        }""",
+        output_schema={"desc": "string"},
+    )
+    out = await js(orders(1))
+    assert rows(out.batch)[0]["desc"] == "3:id/long/0,name/string/1,total/decimal/2"
+
+
+async def test_validation_failures_reject_the_row_with_their_messages(run_js: Any) -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": [1, 2, 3, 4],
+            "email": ["a@x.org", "", "c@x.org", "bad"],
+            "amount": [10, 5, -1, 7],
+            "__line": [2, 3, 4, 5],
+        }
+    )
+    js = run_js(
+        script="""
+        function process(context) {
+          var c = context.input.current();
+          var ok = context.validate.required(['id', 'email']);
+          ok = context.validate.businessRule('amount >= 0', 'amount must not be negative') && ok;
+          ok = context.validate.custom(function (r) {
+            return r.email === '' || r.email.indexOf('@') > 0 || 'email has no @';
+          }) && ok;
+          return ok;
+        }"""
+    )
+    out = await js(batch)
+    assert [r["id"] for r in rows(out.batch)] == [1]
+    assert [(e.line, e.reason) for e in out.errors] == [
+        (3, "required field 'email' is missing"),
+        (4, "amount must not be negative"),
+        (5, "email has no @"),
+    ]
+
+
+async def test_business_rule_with_an_unknown_name_is_a_script_error(run_js: Any) -> None:
+    js = run_js(
+        script="function process(context) { return context.validate.businessRule('amout > 0'); }"
+    )
+    out = await js(orders(1))
+    assert 'businessRule("amout > 0"): ReferenceError: amout is not defined' in out.errors[0].reason
+
+
+async def test_route_send_moves_and_send_copy_copies(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          var c = context.input.current();
+          if (c.id === 1) context.route.send('review');
+          if (c.id === 2) context.route.sendCopy('audit');
+          if (c.id === 3) { context.route.send('invalid'); return false; }
+          return true;
+        }""",
+        routes=["review", "audit", "invalid"],
+    )
+    out = await js(orders(4))
+    assert [r["id"] for r in rows(out.batch)] == [2, 4]
+    assert [r["id"] for r in rows(out.routes["review"][0])] == [1]
+    assert [r["id"] for r in rows(out.routes["audit"][0])] == [2]
+    assert [r["id"] for r in rows(out.routes["invalid"][0])] == [3]
+    assert out.routes["invalid"][0].schema.field("total").type == pa.decimal128(10, 2)
+    assert out.errors == []
+
+
+async def test_sending_to_an_undeclared_route_is_a_row_error(run_js: Any) -> None:
+    js = run_js(
+        script="function process(context) { context.route.send('bad'); return true; }",
+        routes=["good"],
+    )
+    out = await js(orders(1))
+    assert "unknown route 'bad'; this step declares: good" in out.errors[0].reason
+
+
+async def test_utils_now_guid_format_date_and_log(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          var u = context.utils;
+          context.output.setField('at', u.now());
+          context.output.setField('guid', u.newGuid());
+          var at = '2024-03-05T07:08:09.123Z';
+          context.output.setField('day', u.formatDate(at, 'dd/MM/yyyy HH:mm:ss.fff tt'));
+          var jan2 = new Date(Date.UTC(2024, 0, 2));
+          context.output.setField('month', u.formatDate(jan2, "MMMM d, yyyy"));
+          u.log('row ' + context.input.current().id, 'debug');
+          u.log('warning', 'FlowEngine argument order');
+          return true;
+        }""",
+        output_schema={"at": "datetime", "guid": "string", "day": "string", "month": "string"},
+    )
+    before = dt.datetime.now(dt.UTC)
+    out = await js(orders(1))
+    got = rows(out.batch)[0]
+    assert before - dt.timedelta(seconds=1) <= got["at"] <= dt.datetime.now(dt.UTC)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", got["guid"]
+    )
+    assert got["day"] == "05/03/2024 07:08:09.123 AM"
+    assert got["month"] == "January 2, 2024"
+    assert js.logs == [("debug", "row 1"), ("warning", "FlowEngine argument order")]
+
+
+async def test_add_metadata_lands_in_the_batch_schema_metadata(run_js: Any) -> None:
+    js = run_js(
+        script="function process(c) { c.output.addMetadata('source', 'crm'); return true; }"
+    )
+    out = await js(orders(1))
+    assert out.batch is not None
+    assert out.batch.schema.metadata == {b"source": b"crm"}
+
+
+# ------------------------------------------------------------------ typed output
+
+
+async def test_every_output_type_is_converted(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          var o = context.output;
+          o.setField('s', 42); o.setField('i', '17'); o.setField('l', 9007199254740991);
+          o.setField('d', '12.345'); o.setField('f', '2.5'); o.setField('b', 'yes');
+          o.setField('ts', '2024-05-06T10:20:30Z'); o.setField('day', '2024-05-06');
+          o.setField('t', '10:20:30.5');
+          return true;
+        }""",
+        output_schema={
+            "s": "string",
+            "i": "integer",
+            "l": "long",
+            "d": {"type": "decimal", "precision": 10, "scale": 2},
+            "f": "double",
+            "b": "boolean",
+            "ts": "datetime",
+            "day": "date",
+            "t": "time",
+        },
+    )
+    out = await js(orders(1))
+    assert out.errors == []
+    assert out.batch is not None
+    types = {f.name: f.type for f in out.batch.schema}
+    assert types == {
+        "s": pa.string(),
+        "i": pa.int32(),
+        "l": pa.int64(),
+        "d": pa.decimal128(10, 2),
+        "f": pa.float64(),
+        "b": pa.bool_(),
+        "ts": pa.timestamp("ms", tz="UTC"),
+        "day": pa.date32(),
+        "t": pa.time64("us"),
+        "__line": pa.int64(),
+    }
+    got = rows(out.batch)[0]
+    assert got["s"] == "42" and got["i"] == 17 and got["l"] == 9007199254740991
+    assert got["d"] == Decimal("12.34") and got["f"] == 2.5 and got["b"] is True
+    assert got["ts"] == dt.datetime(2024, 5, 6, 10, 20, 30, tzinfo=dt.UTC)
+    assert got["day"] == dt.date(2024, 5, 6)
+    assert got["t"] == dt.time(10, 20, 30, 500000)
+
+
+async def test_a_value_that_does_not_fit_its_type_rejects_the_row_with_field_and_value(
+    run_js: Any,
+) -> None:
+    js = run_js(
+        script="function transform(row) { return {id: row.id, age: row.id === 2 ? 'old' : 40}; }",
+        output_schema={"id": "long", "age": {"type": "integer", "required": True}},
+    )
+    out = await js(orders(3, first_line=7))
+    assert [r["id"] for r in rows(out.batch)] == [1, 3]
+    (err,) = out.errors
+    assert (err.line, err.column, err.value) == (8, "age", "old")
+    assert 'cannot convert "old" to integer' in err.reason
+
+
+async def test_required_field_left_empty_rejects_the_row(run_js: Any) -> None:
+    js = run_js(
+        script="function transform(row) { return {id: row.id, note: row.id > 1 ? 'x' : null}; }",
+        output_schema={"id": "long", "note": {"type": "string", "required": True}},
+    )
+    out = await js(orders(2))
+    assert [e.reason for e in out.errors] == [
+        "output field 'note': field 'note' is required but has no value"
+    ]
+
+
+async def test_timestamp_input_columns_arrive_as_dates(run_js: Any) -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"at": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5)], pa.timestamp("us"))}
+    )
+    js = run_js(
+        script="""
+        function transform(row) {
+          return {y: row.at.getUTCFullYear(), iso: row.at.toISOString(), at: row.at};
+        }"""
+    )
+    out = await js(batch)
+    got = rows(out.batch)[0]
+    assert got["y"] == 2024 and got["iso"] == "2024-01-02T03:04:05.000Z"
+    assert got["at"] == dt.datetime(2024, 1, 2, 3, 4, 5)
+
+
+async def test_inferred_schema_stays_the_same_across_batches(run_js: Any) -> None:
+    js = run_js(
+        script="function transform(row) { return {id: row.id, x: row.id > 2 ? 1.5 : null}; }"
+    )
+    first = await js(orders(2))
+    second = await js(orders(4))
+    assert first.batch is not None and second.batch is not None
+    assert first.batch.schema == second.batch.schema
+    assert [r["x"] for r in rows(second.batch)] == [None, None, "1.5", "1.5"]
+
+
+async def test_a_column_appearing_in_a_later_batch_fails_with_a_fix(run_js: Any) -> None:
+    js = run_js(script="function transform(row) { if (row.id > 2) row.late = 1; return row; }")
+    await js(orders(2))
+    with pytest.raises(PermanentError, match="late") as info:
+        await js(orders(4))
+    assert "output_schema" in str(info.value)
+
+
+# ------------------------------------------------------------------ errors and limits
+
+
+async def test_script_error_names_source_line_and_script_position(
+    run_js: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "enrich.js").write_text(
+        "function transform(row) {\n"
+        "  if (row.id === 2) {\n"
+        "    return row.missing.field;\n"
+        "  }\n"
+        "  return row;\n"
+        "}\n"
+    )
+    js = run_js(file="enrich.js")
+    out = await js(orders(3, first_line=20))
+    assert [r["id"] for r in rows(out.batch)] == [1, 3]
+    (err,) = out.errors
+    assert err.line == 21
+    assert err.reason == (
+        "TypeError: Cannot read properties of undefined (reading 'field') (at enrich.js:3:24)"
+    )
+    assert err.row is not None and err.row["name"] == "name2"
+
+
+async def test_missing_script_file_is_a_config_error_with_a_suggestion(
+    run_js: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "enrich.js").write_text("function transform(r) { return r; }")
+    js = run_js(file="enrhic.js")
+    with pytest.raises(ConfigError, match=r"did you mean 'enrich\.js'"):
+        await js(orders(1))
+
+
+async def test_script_without_an_entry_function_is_a_config_error(run_js: Any) -> None:
+    js = run_js(script="function main() {}")
+    with pytest.raises(ConfigError, match="neither function process"):
+        await js(orders(1))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_endless_loop_is_stopped_by_the_time_limit_and_the_next_batch_runs(
+    run_js: Any, workers: int
+) -> None:
+    js = run_js(
+        script="function transform(row) { while (row.id === 99) {} return row; }",
+        timeout_seconds=0.5,
+        workers=workers,
+    )
+    looping = pa.RecordBatch.from_pydict({"id": [1, 99]})
+    with pytest.raises(PermanentError) as info:
+        await js(looping)
+    assert "time limit of 0.5 s" in str(info.value)
+    assert "timeout_seconds" in str(info.value)
+    out = await js(orders(2))
+    assert [r["id"] for r in rows(out.batch)] == [1, 2]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_heap_blow_up_is_stopped_by_the_heap_limit_and_the_next_batch_runs(
+    run_js: Any, workers: int
+) -> None:
+    js = run_js(
+        script="""
+        var keep = [];
+        function transform(row) {
+          if (row.id === 99) { while (true) keep.push(new Array(100000).fill(row.id)); }
+          return row;
+        }""",
+        heap_limit_mb=64,
+        timeout_seconds=20,
+        workers=workers,
+    )
+    with pytest.raises(PermanentError) as info:
+        await js(pa.RecordBatch.from_pydict({"id": [99]}))
+    assert "heap limit of 64 MB" in str(info.value)
+    out = await js(orders(2))
+    assert [r["id"] for r in rows(out.batch)] == [1, 2]
+
+
+async def test_batches_keep_their_order_across_several_workers(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function transform(row) {
+          var spin = (row.id * 7919) % 300;   // uneven work per row
+          for (var i = 0; i < spin; i++) {}
+          return {id: row.id, sq: row.id * row.id};
+        }""",
+        workers=2,
+        min_rows_per_worker=100,
+    )
+    assert js.proc.cfg.workers == 2
+    for start in (0, 5000):
+        n = 2500
+        batch = pa.RecordBatch.from_pydict(
+            {"id": list(range(start, start + n)), "__line": list(range(start + 2, start + 2 + n))}
+        )
+        out = await js(batch)
+        got = rows(out.batch)
+        assert [r["id"] for r in got] == list(range(start, start + n))
+        assert [r["__line"] for r in got] == list(range(start + 2, start + 2 + n))
+        assert all(r["sq"] == r["id"] * r["id"] for r in got)
+    assert js.proc.style == "transform"
+
+
+async def test_worker_pool_reports_script_load_errors_as_config_errors(run_js: Any) -> None:
+    js = run_js(script="var x = ;", workers=1)
+    with pytest.raises(ConfigError, match="SyntaxError"):
+        await js(orders(1))
+
+
+# ------------------------------------------------------------------ quiver validate
+
+
+def test_check_reports_syntax_errors_with_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "clean.js").write_text(
+        "function process(context) {\n  var x = 1;\n  return x +* 2;\n}\n"
+    )
+    proc = JsProcessor(JsProcessorConfig(file="clean.js"))
+    (detail,) = proc.check(str(tmp_path))
+    assert detail.message == "SyntaxError: Unexpected token '*'"
+    assert detail.where == "clean.js:3:13"
+
+
+def test_check_reports_top_level_errors_and_missing_entry_points(tmp_path: Path) -> None:
+    bad_top = JsProcessor(JsProcessorConfig(script="var a = 1;\nundefinedThing();\n"))
+    (detail,) = bad_top.check(str(tmp_path))
+    assert detail.message == "ReferenceError: undefinedThing is not defined"
+    assert detail.where == "inline.js:2:1"
+    no_entry = JsProcessor(JsProcessorConfig(script="function go() {}"))
+    (detail,) = no_entry.check(str(tmp_path))
+    assert "neither function process(context) nor function transform(row, ctx)" in detail.message
+    ok = JsProcessor(JsProcessorConfig(script="function transform(r) { return r; }"))
+    assert ok.check(str(tmp_path)) == []
