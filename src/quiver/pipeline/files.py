@@ -28,20 +28,26 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
+from pydantic import Field
 
-from quiver.pipeline.component import LINE_COLUMN
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
 __all__ = [
     "STDIO",
     "AtomicOutput",
     "Compression",
+    "FileSinkConfig",
     "TextBlocks",
     "describe_bad_bytes",
     "display_path",
     "drop_line_column",
     "expand_paths",
+    "json_default",
+    "json_strings",
+    "normalize_encoding",
     "open_input",
+    "open_output",
     "parse_type",
     "remove_stale_temps",
     "resolve_path",
@@ -248,7 +254,9 @@ def describe_bad_bytes(data: bytes, encoding: str) -> str | None:
         if match is not None:
             code = 0xD000 | (match[0][1] & 0x3F) << 6 | (match[0][2] & 0x3F)
             original = code - 0xDC00
-            return f"byte 0x{original:02x} is not valid {encoding} (byte {exc.start + 1} of the row)"
+            return (
+                f"byte 0x{original:02x} is not valid {encoding} (byte {exc.start + 1} of the row)"
+            )
         bad = data[exc.start : exc.end]
         return f"invalid {encoding} byte sequence {bad.hex(' ')} at byte {exc.start + 1} of the row"
     return None
@@ -509,3 +517,59 @@ def parse_type(name: str, where: str) -> pa.DataType:
         + "use one of: str, int, int32, float, bool, date, datetime, time, decimal, "
         "decimal(p,s), timestamp(unit[, tz]), binary",
     )
+
+
+def json_default(value: Any) -> Any:
+    """How values orjson does not know are written as JSON: exact decimals as strings, bytes
+    as base64, sets as lists."""
+    import base64
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+def json_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value of ``array`` (lists, structs, maps...) as its JSON text; nulls stay null."""
+    import orjson
+
+    values = array.to_pylist()
+    return pa.array(
+        [
+            None if v is None else orjson.dumps(v, default=json_default).decode("utf-8")
+            for v in values
+        ],
+        pa.string(),
+    )
+
+
+class FileSinkConfig(ComponentConfig):
+    """Options every file sink shares."""
+
+    path: str = Field(
+        description="Output file, relative to the pipeline file; `-` writes standard output."
+    )
+    compression: Compression = Field(
+        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
+    )
+    create_dirs: bool = Field(True, description="Create missing parent directories.")
+    overwrite: bool = Field(
+        True, description="Replace an existing file (atomically); false makes it an error."
+    )
+
+
+def open_output(cfg: FileSinkConfig, ctx: RunContext) -> tuple[AtomicOutput, pa.NativeFile]:
+    """The atomic output for a file sink's ``path`` and its open stream."""
+    output = AtomicOutput(
+        resolve_path(cfg.path, ctx.base_dir),
+        ctx.run_id,
+        compression=cfg.compression,
+        create_dirs=cfg.create_dirs,
+        overwrite=cfg.overwrite,
+    )
+    return output, output.open()

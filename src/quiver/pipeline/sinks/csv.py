@@ -1,0 +1,294 @@
+"""The ``csv`` sink (also ``tsv`` and ``psv``): delimited text, written atomically.
+
+Rows are serialised column-wise with ``pyarrow.compute`` (no per-row Python): every column is
+turned into text (lists, structs and maps as JSON), quoted as asked, joined with the delimiter
+and the line terminator. The output is lossless for the ``csv`` source's defaults: a null is
+written as ``null_string`` (empty by default) and an empty string as ``""``, and any value that
+equals ``null_string`` or holds a delimiter, quote or line break is quoted.
+
+The file is written as ``<name>.tmp-<run id>`` and renamed into place on commit; abort deletes
+it, so a failed run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
+from quiver.pipeline.files import (
+    AtomicOutput,
+    FileSinkConfig,
+    drop_line_column,
+    json_strings,
+    normalize_encoding,
+    open_output,
+)
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+
+__all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
+
+Quoting = Literal["minimal", "all", "none"]
+
+_TERMINATORS = {"\n": "\n", "\r\n": "\r\n", "\r": "\r", "lf": "\n", "crlf": "\r\n", "cr": "\r"}
+
+
+class CsvSinkConfig(FileSinkConfig):
+    """Write delimited text (CSV, TSV, PSV or any delimiter)."""
+
+    delimiter: str = Field(",", description="Field separator (one or more characters).")
+    quote: str = Field('"', description="Quote character.")
+    escape: str | None = Field(
+        None,
+        description='Write quotes inside quoted fields as escape+quote (e.g. \\") instead '
+        "of doubling them; with `quoting: none` the delimiter and line breaks are escaped.",
+    )
+    quoting: Quoting = Field(
+        "minimal",
+        description="minimal: quote only fields that need it (delimiter, quote, line break, "
+        "empty string, the null string); all: quote every non-null field; none: never quote "
+        "(a value that would need quotes is an error unless `escape` is set).",
+    )
+    header: bool = Field(True, description="Write the column names first.")
+    line_terminator: str = Field(
+        "\n", description='Line terminator: "\\n" (lf), "\\r\\n" (crlf) or "\\r" (cr).'
+    )
+    null_string: str = Field("", description="Text written for a null value.")
+    encoding: str = Field(
+        "utf-8", description="Output encoding (utf-8, utf-8-sig for a BOM, latin-1, cp1252...)."
+    )
+
+    @field_validator("line_terminator")
+    @classmethod
+    def _known_terminator(cls, value: str) -> str:
+        if value.lower() not in _TERMINATORS:
+            raise ValueError(f"line_terminator must be lf, crlf or cr, got {value!r}")
+        return _TERMINATORS[value.lower()]
+
+    @field_validator("quote")
+    @classmethod
+    def _one_quote(cls, value: str) -> str:
+        if len(value) != 1 or value in "\r\n":
+            raise ValueError(f"quote must be one character other than a line break: {value!r}")
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        if not value or "\n" in value or "\r" in value:
+            raise ValueError(f"delimiter must be non-empty and hold no line break: {value!r}")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            normalize_encoding(value, "encoding")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
+    """The column as strings, the way the CSV source reads them back."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_string(kind):
+        return column
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    if pa.types.is_dictionary(kind):
+        return _text(column.dictionary_decode(), name)
+    if pa.types.is_nested(kind):
+        return json_strings(column)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        try:
+            return column.cast(pa.string())
+        except pa.ArrowInvalid as exc:
+            raise PermanentError.one(
+                f"column {name!r} holds bytes that are not UTF-8 text",
+                f"column {name}",
+                "write binary data to parquet or arrow, or encode it first (sql: base64(...))",
+            ) from exc
+    if pa.types.is_null(kind):
+        return pa.nulls(len(column), pa.string())
+    return pc.cast(column, pa.string())
+
+
+def _structural_pattern(cfg: CsvSinkConfig) -> str:
+    chars = {cfg.quote, "\r", "\n"}
+    if cfg.escape:
+        chars.add(cfg.escape)
+    parts = [re.escape(c) for c in sorted(chars)] + [re.escape(cfg.delimiter)]
+    return "|".join(parts)
+
+
+class _Serializer:
+    def __init__(self, cfg: CsvSinkConfig) -> None:
+        self.cfg = cfg
+        self.pattern = _structural_pattern(cfg)
+        self.quote_scalar = pa.scalar(cfg.quote)
+
+    def _escape(self, values: pa.Array) -> pa.Array:
+        cfg = self.cfg
+        if cfg.escape:
+            values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
+            values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
+        else:
+            values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
+        return values
+
+    def field(self, values: pa.Array, name: str, lines: pa.Array | None) -> pa.Array:
+        cfg = self.cfg
+        if cfg.quoting == "none":
+            if len(values) and pc.any(pc.match_substring_regex(values, self.pattern)).as_py():
+                if not cfg.escape:
+                    bad = pc.index(pc.match_substring_regex(values, self.pattern), True).as_py()
+                    line = lines[bad].as_py() if lines is not None else None
+                    raise PermanentError.one(
+                        f"column {name!r}: value {values[bad].as_py()!r} holds the delimiter, "
+                        "the quote or a line break and cannot be written unquoted",
+                        f"row from line {line}" if line else f"column {name}",
+                        "use `quoting: minimal`, or set `escape`",
+                    )
+                values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
+                for char in (cfg.quote, cfg.delimiter, "\r", "\n"):
+                    values = pc.replace_substring(values, char, cfg.escape + char)
+            out = values
+        else:
+            quoted = pc.binary_join_element_wise(
+                self.quote_scalar, self._escape(values), self.quote_scalar, ""
+            )
+            if cfg.quoting == "all":
+                out = quoted
+            else:
+                needs = pc.or_(
+                    pc.match_substring_regex(values, self.pattern),
+                    pc.equal(values, pa.scalar(cfg.null_string)),
+                )
+                if cfg.null_string != "":
+                    needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
+                out = pc.if_else(needs, quoted, values)
+        return pc.fill_null(out, pa.scalar(cfg.null_string))
+
+    def header(self, names: list[str]) -> str:
+        values = pa.array(names, pa.string())
+        fields = self.field(values, "header", None).to_pylist()
+        return self.cfg.delimiter.join(fields) + self.cfg.line_terminator
+
+    def rows(self, batch: pa.RecordBatch) -> bytes:
+        lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
+        data: pa.RecordBatch = drop_line_column(batch)
+        if data.num_rows == 0:
+            return b""
+        fields = [
+            self.field(_text(data.column(i), name), name, lines)
+            for i, name in enumerate(data.schema.names)
+        ]
+        if not fields:
+            return self.cfg.line_terminator.encode() * data.num_rows
+        joined = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
+        rows = pc.binary_join_element_wise(joined, pa.scalar(self.cfg.line_terminator), "")
+        return _concatenated(rows)
+
+
+def _concatenated(strings: pa.Array) -> bytes:
+    """The bytes of every value of a string array, back to back (no copy per value)."""
+    if strings.null_count:
+        raise AssertionError("rows must not be null")
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    first, last = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
+    if data_buffer is None:
+        return b""
+    result: bytes = data_buffer.slice(first, last - first).to_pybytes()
+    return result
+
+
+def serialize_csv(batch: pa.RecordBatch, cfg: CsvSinkConfig, header: bool = False) -> str:
+    """A batch as CSV text with ``cfg``'s options (used by tests and the dry-run preview)."""
+    serializer = _Serializer(cfg)
+    head = serializer.header(drop_line_column(batch.schema).names) if header else ""
+    return head + serializer.rows(batch).decode("utf-8")
+
+
+@sink("csv", config=CsvSinkConfig)
+class CsvSink:
+    """Delimited text files, serialised column-wise and renamed into place on commit."""
+
+    def __init__(self, cfg: CsvSinkConfig) -> None:
+        self.cfg = cfg
+        self.encoding = normalize_encoding(cfg.encoding, "encoding")
+        self.serializer = _Serializer(cfg)
+        self.output: AtomicOutput | None = None
+        self.stream: pa.NativeFile | None = None
+        self.rows_written = 0
+        self._encoder: codecs.IncrementalEncoder | None = None
+        self._schema: pa.Schema | None = None
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        self._schema = drop_line_column(schema)
+        await asyncio.to_thread(self._open, ctx)
+
+    def _open(self, ctx: RunContext) -> None:
+        assert self._schema is not None
+        self.output, self.stream = open_output(self.cfg, ctx)
+        if self.encoding not in ("utf-8",):
+            self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
+        if self.cfg.header:
+            self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
+
+    def _write_text(self, data: bytes, batch: pa.RecordBatch | None) -> None:
+        assert self.stream is not None
+        if self._encoder is not None:
+            text = data.decode("utf-8")
+            try:
+                data = self._encoder.encode(text)
+            except UnicodeEncodeError as exc:
+                raise self._encoding_error(exc, text, batch) from exc
+        self.stream.write(data)
+
+    def _encoding_error(
+        self, exc: UnicodeEncodeError, text: str, batch: pa.RecordBatch | None
+    ) -> QuiverError:
+        row = text.count(self.cfg.line_terminator, 0, exc.start)
+        where = f"column names of {self.cfg.path}"
+        if batch is not None:
+            where = f"row {row + 1} of the batch"
+            if LINE_COLUMN in batch.schema.names and row < batch.num_rows:
+                where = f"row from line {batch.column(LINE_COLUMN)[row].as_py()}"
+        char = exc.object[exc.start : exc.end]
+        return PermanentError.one(
+            f"{char!r} cannot be written in {self.cfg.encoding}",
+            where,
+            "write utf-8 (the default), or replace the character in a processor",
+        )
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        await asyncio.to_thread(self._write, batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        data = self.serializer.rows(batch)
+        if data:
+            self._write_text(data, batch)
+        self.rows_written += batch.num_rows
+
+    async def commit(self) -> None:
+        if self.output is not None:
+            if self._encoder is not None and self.stream is not None:
+                tail = self._encoder.encode("", final=True)
+                if tail:
+                    self.stream.write(tail)
+            await asyncio.to_thread(self.output.commit)
+
+    async def abort(self) -> None:
+        if self.output is not None:
+            await asyncio.to_thread(self.output.abort)
