@@ -194,7 +194,7 @@ class _Serializer:
             for i, name in enumerate(data.schema.names)
         ]
         if not fields:
-            return self.cfg.line_terminator.encode() * data.num_rows
+            return self.cfg.line_terminator.encode() * int(data.num_rows)
         joined = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
         rows = pc.binary_join_element_wise(joined, pa.scalar(self.cfg.line_terminator), "")
         return _concatenated(rows)
