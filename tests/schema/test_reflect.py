@@ -152,8 +152,7 @@ def _suffix() -> str:
     return secrets.token_hex(4)
 
 
-async def _create_postgresql() -> tuple[Database, str]:
-    schema = f"reflect_{_suffix()}"
+async def _fill_postgresql(schema: str) -> None:
     conn = await asyncpg.connect(PG_URL)
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
@@ -162,7 +161,6 @@ async def _create_postgresql() -> tuple[Database, str]:
             await conn.execute(stmt)
     finally:
         await conn.close()
-    return Database("postgresql", PG_URL, schema), schema
 
 
 async def _drop_postgresql(*schemas: str) -> None:
@@ -184,11 +182,9 @@ async def _mysql_execute(statements: list[str], database: str | None = None) -> 
         conn.close()
 
 
-async def _create_mysql() -> tuple[Database, str]:
-    name = f"reflect_{_suffix()}"
+async def _fill_mysql(name: str) -> None:
     await _mysql_execute([f"CREATE DATABASE `{name}`"])
     await _mysql_execute([*CHINOOK_DDL, type_sample_ddl("mysql"), *MYSQL_COMMENTS], name)
-    return Database("mysql", f"mysql://root@127.0.0.1:3306/{name}"), name
 
 
 def _create_sqlite(directory: Path) -> Database:
@@ -207,22 +203,29 @@ def _create_sqlite(directory: Path) -> Database:
 async def db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Database]:
-    """The Chinook-like tables in a fresh database of each dialect."""
+    """The Chinook-like tables in a fresh database of each dialect, dropped afterwards."""
+    name = f"reflect_{_suffix()}"
     if request.param == "postgresql":
-        database, schema = await _create_postgresql()
-        yield database
-        await _drop_postgresql(schema)
+        try:
+            await _fill_postgresql(name)
+            yield Database("postgresql", PG_URL, name)
+        finally:
+            await _drop_postgresql(name)
     elif request.param == "mysql":
-        database, name = await _create_mysql()
-        yield database
-        await _mysql_execute([f"DROP DATABASE IF EXISTS `{name}`"])
+        try:
+            await _fill_mysql(name)
+            yield Database("mysql", f"mysql://root@127.0.0.1:3306/{name}")
+        finally:
+            await _mysql_execute([f"DROP DATABASE IF EXISTS `{name}`"])
     else:
         yield _create_sqlite(tmp_path_factory.mktemp("reflect"))
 
 
-async def reflect(db: Database, **kwargs: list[str]) -> Schema:
+async def reflect(
+    db: Database, *, include: list[str] | None = None, exclude: list[str] | None = None
+) -> Schema:
     schemas = [db.schema] if db.schema else None
-    return await reflect_database(db.url, schemas=kwargs.pop("schemas", schemas), **kwargs)
+    return await reflect_database(db.url, schemas=schemas, include=include, exclude=exclude)
 
 
 def entity(schema: Schema, name: str) -> Entity:
@@ -618,37 +621,39 @@ async def test_schemas_option_is_rejected_outside_postgresql(tmp_path: Path) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pg_schemas() -> AsyncIterator[tuple[str, str]]:
-    """Two fresh schemas that both hold a table named ``artist``."""
+    """Two fresh schemas that both hold a table named ``artist``, dropped afterwards."""
     main, other = f"reflect_{_suffix()}", f"reflect_{_suffix()}_audit"
-    conn = await asyncpg.connect(PG_URL)
     try:
-        for schema in (main, other):
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            for schema in (main, other):
+                await conn.execute(
+                    f'CREATE SCHEMA "{schema}"; '
+                    f'CREATE TABLE "{schema}".artist (artist_id INTEGER PRIMARY KEY, name TEXT)'
+                )
             await conn.execute(
-                f'CREATE SCHEMA "{schema}"; '
-                f'CREATE TABLE "{schema}".artist (artist_id INTEGER PRIMARY KEY, name TEXT)'
+                f'CREATE TABLE "{other}".artist_change ('
+                f" change_id INTEGER PRIMARY KEY,"
+                f' artist_id INTEGER REFERENCES "{main}".artist (artist_id))'
             )
-        await conn.execute(
-            f'CREATE TABLE "{other}".artist_change ('
-            f" change_id INTEGER PRIMARY KEY,"
-            f' artist_id INTEGER REFERENCES "{main}".artist (artist_id))'
-        )
-        await conn.execute(
-            f'SET search_path TO "{main}"; '
-            "CREATE TABLE placeholder (); "
-            "CREATE MATERIALIZED VIEW artist_names AS SELECT artist_id, name FROM artist; "
-            "CREATE DOMAIN reading AS REAL CHECK (VALUE >= 0); "
-            "CREATE TABLE measurement (id INTEGER, taken_on DATE, value reading,"
-            " PRIMARY KEY (id, taken_on))"
-            " PARTITION BY RANGE (taken_on); "
-            "CREATE TABLE measurement_2024 PARTITION OF measurement"
-            " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
-        )
+            await conn.execute(
+                f'SET search_path TO "{main}"; '
+                "CREATE TABLE placeholder (); "
+                "CREATE MATERIALIZED VIEW artist_names AS SELECT artist_id, name FROM artist; "
+                "CREATE DOMAIN reading AS REAL CHECK (VALUE >= 0); "
+                "CREATE TABLE measurement (id INTEGER, taken_on DATE, value reading,"
+                " PRIMARY KEY (id, taken_on))"
+                " PARTITION BY RANGE (taken_on); "
+                "CREATE TABLE measurement_2024 PARTITION OF measurement"
+                " FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
+            )
+        finally:
+            await conn.close()
+        yield main, other
     finally:
-        await conn.close()
-    yield main, other
-    await _drop_postgresql(main, other)
+        await _drop_postgresql(main, other)
 
 
 async def test_same_table_in_two_postgresql_schemas_gets_a_schema_prefix(
