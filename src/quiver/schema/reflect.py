@@ -9,7 +9,7 @@ in ``docs/reflection.md``; in short:
 * field    ``artist_id`` -> ``artistId``
 * forward  ``album.artist_id -> artist`` gives ``Album.artist``; reverse gives ``Artist.albums``
 
-Reading the catalog is dialect specific and produces plain :class:`_Table` records; naming is
+Reading the catalog is dialect specific and produces plain :class:`CatalogTable` records; naming is
 shared and lives in :func:`build_schema`.
 """
 
