@@ -161,6 +161,39 @@ def test_declaration_lines_are_recorded() -> None:
     assert lines[name_field.location.line - 1].strip() == "name: str"
 
 
+def test_inherited_annotations_are_fields_declared_at_the_base_class_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_app(
+        tmp_path,
+        """
+        from typing import Optional
+
+        class Audited:
+            created_by: Optional[str]  # base
+
+        import quiver
+
+        @quiver.type(source="thing")
+        class Thing(Audited):
+            id: int
+            name: "Optional[str]"
+        """,
+        name="base.py",
+    )
+    text = (tmp_path / "base.py").read_text()
+    app = load_app("base.py")
+    assert app.errors == []
+    fields = app.schema.entities[0].fields
+    assert [(f.name, f.nullable) for f in fields] == [
+        ("createdBy", True),
+        ("id", False),
+        ("name", True),
+    ]
+    assert str(fields[0].location) == f"base.py:{line_of(text, '# base')}"
+
+
 def test_forward_and_reverse_relations_join_on_the_keys() -> None:
     @quiver.type(source="customer", key="customer_id")
     class Customer:

@@ -548,6 +548,7 @@ class _Member:
     annotation: Any
     default: Any
     location: SourceLocation | None
+    module: str  # where string annotations are evaluated
 
 
 @dataclass
@@ -651,26 +652,26 @@ class _Builder:
 
     # ----- members -----
     def members(self, decl: TypeDeclaration) -> list[_Member]:
-        src = _source_of(decl.cls)
-        lines = src.member_lines() if src is not None else {}
         seen: dict[str, _Member] = {}
         for klass in reversed(decl.cls.__mro__):
-            if klass is object:
+            annotations = vars(klass).get("__annotations__", {})
+            if klass is object or not annotations:
                 continue
-            for attr, annotation in vars(klass).get("__annotations__", {}).items():
+            src = _source_of(klass)  # inherited attributes point at the base class's lines
+            lines = src.member_lines() if src is not None else {}
+            for attr, annotation in annotations.items():
                 if attr.startswith("_"):
                     continue
-                line = lines.get(attr) if klass is decl.cls else None
+                line = lines.get(attr)
                 loc = src.location(line) if src is not None and line else decl.location
-                seen[attr] = _Member(attr, annotation, vars(klass).get(attr), loc)
+                seen[attr] = _Member(attr, annotation, vars(klass).get(attr), loc, klass.__module__)
         return list(seen.values())
 
     def collect_members(self, decl: TypeDeclaration) -> None:
         draft = self.drafts[id(decl.cls)]
-        namespace = self.namespace(decl.cls.__module__)
         for m in self.members(decl):
             try:
-                tp = _evaluate(m.annotation, namespace)
+                tp = _evaluate(m.annotation, self.namespace(m.module))
             except _AnnotationError as exc:
                 self.error(f"{decl.name}.{m.attr}: {exc}", m.location, f"use {_SUPPORTED}")
                 continue
