@@ -473,6 +473,10 @@ async def test_unsupported_annotations_and_bad_names_are_reported(
         monkeypatch,
         MODELS
         + """
+@quiver.type(source="t2", name="Thing")
+class GoodThing:
+    id: int
+
 @quiver.type(source="t", name="Bad-Name")  # bad type name
 class Thing:
     id: int
@@ -485,6 +489,10 @@ class Thing:
 
 @quiver.type(source="q", name="Query")  # reserved
 class QueryType:
+    id: int
+
+@quiver.type(source="w", name="ThingWhere")  # generated
+class ThingFilter:
     id: int
 """,
     )
@@ -512,6 +520,9 @@ class QueryType:
         f"Decimal | str {fix}",
         f"app.py:{reserved}: error: type name 'Query' is reserved by the GraphQL schema (rename "
         "it, e.g. name='QueryRow')",
+        f"app.py:{line_of(text, '# generated') + 1}: error: type name 'ThingWhere' is also the "
+        "name of a type the GraphQL schema generates for Thing (rename one of the two types "
+        "with name=)",
     ]
 
 

@@ -34,6 +34,22 @@ RESERVED_TYPE_NAMES = frozenset(
     | {s.value for s in Scalar}
 )
 LIST_ARGUMENTS = ("where", "orderBy", "limit", "offset")
+# Suffixes of the types the GraphQL schema generates for each entity (quiver.graphql.schema).
+GENERATED_SUFFIXES = (
+    "Where",
+    "ListFilter",
+    "OrderBy",
+    "Field",
+    "Connection",
+    "Edge",
+    "Aggregate",
+    "AggregateGroup",
+    "GroupKey",
+    "SumFields",
+    "AvgFields",
+    "MinFields",
+    "MaxFields",
+)
 
 
 @dataclass
@@ -129,6 +145,11 @@ class _Validator:
     def run(self) -> Report:
         seen: dict[str, Entity] = {}
         roots: dict[str, tuple[Entity, str]] = {}
+        generated = {
+            f"{e.name}{suffix}": e.name
+            for e in self.schema.entities
+            for suffix in GENERATED_SUFFIXES
+        } | {f"{s.value}Filter": s.value for s in Scalar}
         for e in self.schema.entities:
             where = _where(e.location, e.name)
             problem = _name_problem(e.name)
@@ -143,6 +164,13 @@ class _Validator:
                     f"type name {e.name!r} is reserved by the GraphQL schema",
                     where,
                     f"rename it, e.g. name='{e.name}Row'",
+                )
+            elif e.name in generated:
+                self.error(
+                    f"type name {e.name!r} is also the name of a type the GraphQL schema "
+                    f"generates for {generated[e.name]}",
+                    where,
+                    "rename one of the two types with name=",
                 )
             if e.name in seen:
                 first = seen[e.name]
