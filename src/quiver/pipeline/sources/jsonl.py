@@ -1,0 +1,363 @@
+"""The ``jsonl`` source: one JSON object per line (JSON Lines / NDJSON), streamed in blocks.
+
+Blocks of whole lines are parsed by ``pyarrow.json`` in parallel; each row carries its 1-based
+line number in ``__line``. Nested objects become structs and arrays become lists. The schema is
+inferred from the first block of the first file (or declared with ``types``) and then fixed
+for the run, so every batch has the same columns. A line that is not a JSON object, does not
+match the schema or is too long is handled by ``on_malformed`` (reject / skip / fail), like the
+CSV source; blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.json as pajson
+from pydantic import Field, field_validator
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, RunContext, source
+from quiver.pipeline.files import (
+    Compression,
+    TextBlocks,
+    describe_bad_bytes,
+    display_path,
+    expand_paths,
+    normalize_encoding,
+    open_input,
+    parse_type,
+)
+from quiver.runtime.errors import ConfigError, PermanentError
+
+__all__ = ["JsonlSource", "JsonlSourceConfig"]
+
+_MAX_RAW = 4096
+_WHITESPACE = np.array([32, 9, 10, 13], dtype=np.uint8)
+
+
+class JsonlSourceConfig(ComponentConfig):
+    """Read JSON Lines files: one JSON object per line."""
+
+    path: str | list[str] = Field(
+        description="File, glob or list of them, read in sorted order; `-` reads standard "
+        "input. Relative to the pipeline file."
+    )
+    types: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field types by name (str, int, float, bool, date, datetime, decimal(p,s)"
+        ", ...); other fields are inferred from the first block.",
+    )
+    unexpected_fields: Literal["reject", "ignore"] = Field(
+        "reject",
+        description="A field that is not in the schema fixed from the first block: reject "
+        "the line (per on_malformed) or ignore the field.",
+    )
+    encoding: str = Field("utf-8", description="Text encoding; a byte-order mark is dropped.")
+    compression: Compression = Field(
+        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
+    )
+    on_malformed: Literal["reject", "skip", "fail"] = Field(
+        "reject",
+        description="What to do with a line that cannot be read: reject (to the rejects "
+        "file, with its line), skip (count it), fail (stop the run).",
+    )
+    block_size: int = Field(4 << 20, ge=1, description="Bytes read and parsed at a time.")
+    max_record_bytes: int = Field(
+        64 << 20, ge=1, description="Longest line accepted; a longer one is malformed."
+    )
+    batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            normalize_encoding(value, "encoding")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, type_name in value.items():
+            try:
+                parse_type(type_name, f"types.{name}")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+_ROW_IN_MESSAGE = re.compile(r"\s*in row \d+$")
+_CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
+
+
+@source("jsonl", config=JsonlSourceConfig)
+class JsonlSource:
+    """JSON Lines files, parsed in blocks by pyarrow with exact line numbers."""
+
+    def __init__(self, cfg: JsonlSourceConfig) -> None:
+        self.cfg = cfg
+        self.encoding = normalize_encoding(cfg.encoding, "encoding")
+        self.declared = pa.schema(
+            [(name, parse_type(t, f"types.{name}")) for name, t in cfg.types.items()]
+        )
+        self.schema: pa.Schema | None = None
+        self.skipped = 0
+        self.rejected = 0
+        self.files_done: list[str] = []
+        self.skip_files: set[str] = set()
+        self._errors: list[RowError] = []
+
+    def take_errors(self) -> list[RowError]:
+        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
+        errors, self._errors = self._errors, []
+        return errors
+
+    def paths(self, ctx: RunContext) -> list[str]:
+        """The input files this source will read, in order."""
+        return expand_paths(self.cfg.path, ctx.base_dir)
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        produced = self._produce(ctx)
+        try:
+            while True:
+                batch = await asyncio.to_thread(next, produced, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            await asyncio.to_thread(produced.close)
+
+    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
+        for path in self.paths(ctx):
+            if path in self.skip_files:
+                continue
+            before = self.skipped
+            stream = open_input(path, self.cfg.compression)
+            try:
+                blocks = TextBlocks(stream, self.encoding, self.cfg.block_size)
+                yield from self._read(path, iter(blocks))
+            finally:
+                stream.close()
+            self.files_done.append(path)
+            if self.skipped > before:
+                ctx.log(
+                    f"{display_path(path)}: skipped {self.skipped - before} malformed lines",
+                    "warning",
+                )
+
+    def _read(self, path: str, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
+        buf = b""
+        base = 0  # lines before buf
+        discarding = False  # inside an over-long line already reported
+        for chunk in blocks:
+            buf = buf + chunk if buf else chunk
+            if discarding:
+                cut = buf.find(b"\n")
+                if cut < 0:
+                    buf = b""
+                    continue
+                buf = buf[cut + 1 :]
+                base += 1
+                discarding = False
+            last = buf.rfind(b"\n")
+            if last >= 0:
+                yield from self._lines(path, buf[: last + 1], base)
+                base += buf.count(b"\n", 0, last + 1)
+                buf = buf[last + 1 :]
+            if len(buf) > self.cfg.max_record_bytes:
+                self._malformed(
+                    path,
+                    base + 1,
+                    f"line longer than max_record_bytes ({self.cfg.max_record_bytes} bytes)",
+                    buf[:200],
+                )
+                buf = b""
+                discarding = True
+        if buf and not discarding:
+            yield from self._lines(path, buf, base)
+
+    def _lines(self, path: str, block: bytes, base: int) -> Iterator[pa.RecordBatch]:
+        a = np.frombuffer(block, dtype=np.uint8)
+        breaks = np.flatnonzero(a == 10)
+        ends = breaks + 1
+        if ends.size == 0 or ends[-1] < a.size:
+            ends = np.append(ends, a.size)
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        content = np.flatnonzero(~np.isin(a, _WHITESPACE))
+        filled = np.searchsorted(content, ends) - np.searchsorted(content, starts) > 0
+        records = np.flatnonzero(filled)
+        if records.size == 0:
+            return
+        lines = records + (base + 1)
+        if self.schema is None:
+            self._lock_schema(path, block, starts, ends, records, lines)
+        for table, subset in self._parse(path, block, starts, ends, records, lines):
+            table = table.append_column(LINE_COLUMN, pa.array(lines[subset], pa.int64()))
+            yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _options(self, schema: pa.Schema | None) -> pajson.ParseOptions:
+        if schema is None:
+            return pajson.ParseOptions(
+                explicit_schema=self.declared if len(self.declared) else None,
+                unexpected_field_behavior="infer",
+            )
+        return pajson.ParseOptions(
+            explicit_schema=schema,
+            unexpected_field_behavior="error"
+            if self.cfg.unexpected_fields == "reject"
+            else "ignore",
+        )
+
+    def _read_json(self, data: bytes | memoryview, schema: pa.Schema | None) -> pa.Table:
+        return pajson.read_json(
+            pa.py_buffer(data),
+            read_options=pajson.ReadOptions(
+                use_threads=True, block_size=max(1 << 20, len(data) // 2 + 1)
+            ),
+            parse_options=self._options(schema),
+        )
+
+    def _lock_schema(
+        self,
+        path: str,
+        block: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        records: np.ndarray,
+        lines: np.ndarray,
+    ) -> None:
+        """Infer the schema from the well-formed lines of the first block."""
+        good = [
+            i
+            for i, index in enumerate(records.tolist())
+            if _json_problem(block[starts[index] : ends[index]]) is None
+        ]
+        if not good:
+            self.schema = self.declared
+            return
+        chosen = records[good]
+        data = _gather(block, starts[chosen], ends[chosen])
+        try:
+            inferred = self._read_json(data, None).schema
+        except pa.ArrowInvalid as exc:
+            message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
+            raise PermanentError.one(
+                f"cannot settle the types of the first lines: {message}",
+                display_path(path),
+                "declare the field's type under `types` so every line is read the same way",
+            ) from exc
+        fields = [
+            pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in inferred
+        ]
+        self.schema = pa.schema(fields)
+
+    def _parse(
+        self,
+        path: str,
+        block: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        records: np.ndarray,
+        lines: np.ndarray,
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Parse the lines ``records``; a failing group is halved to isolate bad lines."""
+        pending: list[np.ndarray] = [np.arange(records.size)]
+        while pending:
+            subset = pending.pop(0)
+            chosen = records[subset]
+            data = _gather(block, starts[chosen], ends[chosen])
+            try:
+                table = self._read_json(data, self.schema)
+                if table.num_rows != subset.size:
+                    raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                if subset.size == 1:
+                    index = int(chosen[0])
+                    raw = block[starts[index] : ends[index]]
+                    self._malformed(path, int(lines[subset[0]]), self._explain(exc, raw), raw)
+                    continue
+                half = subset.size // 2
+                pending[:0] = [subset[:half], subset[half:]]
+                continue
+            assert self.schema is not None
+            if table.schema != self.schema:
+                table = table.select(self.schema.names).cast(self.schema)
+            yield table, subset
+
+    def _explain(self, exc: Exception, raw: bytes) -> str:
+        bad = describe_bad_bytes(raw, self.cfg.encoding)
+        if bad is not None:
+            return bad
+        problem = _json_problem(raw)
+        if problem is not None:
+            return problem
+        message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
+        if m := _CHANGED.search(message):
+            return (
+                f"field '{m[1].strip('/').replace('/', '.')}' holds a {m[3]} here but a "
+                f"{m[2]} in the schema fixed from the first lines (declare its type under "
+                "`types` or fix the value)"
+            )
+        if "unexpected field" in message.lower():
+            assert self.schema is not None
+            known = set(self.schema.names)
+            extra = sorted(set(orjson.loads(raw)) - known)
+            return (
+                f"field(s) {extra} not in the schema fixed from the first lines "
+                "(declare them under `types`, or set `unexpected_fields: ignore`)"
+            )
+        return message
+
+    def _malformed(self, path: str, line: int, reason: str, raw: bytes) -> None:
+        where = f"{display_path(path)}:{line}"
+        if self.cfg.on_malformed == "fail":
+            raise PermanentError.one(
+                reason,
+                where,
+                "fix the line, or set `on_malformed: reject` to send bad lines to the rejects "
+                "file (or `skip` to drop them)",
+            )
+        if self.cfg.on_malformed == "skip":
+            self.skipped += 1
+            return
+        self.rejected += 1
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if len(text) > _MAX_RAW:
+            text = text[:_MAX_RAW] + "..."
+        self._errors.append(
+            RowError(
+                line=line,
+                reason=f"{where}: {reason}",
+                row={"__file": display_path(path), "__raw": text},
+            )
+        )
+
+
+def _json_problem(raw: bytes) -> str | None:
+    """Why a line is not a JSON object, or None when it is one."""
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, found {type(value).__name__}"
+    return None
+
+
+def _gather(block: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryview:
+    view = memoryview(block)
+    breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+    if breaks.size == 0:
+        return view[int(starts[0]) : int(ends[-1])]
+    seg_starts = starts[np.r_[0, breaks]].tolist()
+    seg_ends = ends[np.r_[breaks - 1, ends.size - 1]].tolist()
+    parts = [bytes(view[s:e]) for s, e in zip(seg_starts, seg_ends, strict=True)]
+    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts)
