@@ -4,6 +4,8 @@ Built-ins are listed as import strings in :mod:`quiver.pipeline.builtins`; plugi
 declared by installed distributions in the entry-point groups ``quiver.sources``,
 ``quiver.processors`` and ``quiver.sinks`` (``name = "package.module:Class"``). A module is
 imported only when a component in it is looked up, so a pipeline pays only for what it uses.
+A step may also name a component by import string (``my_package.module:MyClass``), which
+is handy for components that are not packaged yet.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def _import_component(spec: ComponentSpec) -> ComponentInfo:
             where,
             f"register it in the entry-point group {ENTRY_POINT_GROUPS[info.kind]}",
         )
-    if spec.origin != "builtin":
+    if spec.origin not in ("builtin", "import"):
         info = ComponentInfo(
             info.kind, spec.name, info.config, info.cls, version=spec.origin, summary=info.summary
         )
@@ -156,6 +158,9 @@ class Registry:
         spec = self._specs[kind].get(name)
         if spec is not None:
             return spec
+        if ":" in name:
+            # `package.module:Class` names a component by import string, without packaging
+            return ComponentSpec(kind, name, name, origin="import")
         known = self.names(kind)
         other = [k for k in KINDS if k != kind and name in self._specs[k]]
         hint = suggest(name, known)

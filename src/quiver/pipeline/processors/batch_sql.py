@@ -1,0 +1,109 @@
+"""DuckDB over one RecordBatch: the shared engine of the sql, filter, derive, validate and cast
+processors. The batch is visible as the table ``input``; nothing is copied into DuckDB.
+
+Each processor owns one in-memory DuckDB database; every call uses its own cursor, so calls
+may run in worker threads (DuckDB releases the GIL while it works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from quiver.runtime.errors import ErrorDetail, PermanentError
+
+Params = Sequence[Any] | dict[str, Any] | None
+
+__all__ = ["BatchSql", "parse_select", "quote_ident", "table_to_batch"]
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier, double-quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_to_batch(table: pa.Table) -> pa.RecordBatch:
+    """One RecordBatch holding all rows of ``table`` (an empty one when it has none)."""
+    table = table.combine_chunks()
+    batches = table.to_batches()
+    if not batches:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    return batches[0]
+
+
+def parse_select(query: str) -> list[ErrorDetail]:
+    """Syntax check of one SELECT statement, without running it."""
+    try:
+        statements = duckdb.connect().extract_statements(query)
+    except duckdb.Error as exc:
+        return [ErrorDetail(f"SQL syntax error: {exc}", "", "fix the query")]
+    if len(statements) != 1:
+        return [
+            ErrorDetail(
+                f"expected one SQL statement, found {len(statements)}",
+                "",
+                "keep a single SELECT; chain several sql steps for more",
+            )
+        ]
+    if statements[0].type != duckdb.StatementType.SELECT:
+        return [
+            ErrorDetail(
+                f"expected a SELECT statement, found {statements[0].type.name}",
+                "",
+                "write `select ... from input`",
+            )
+        ]
+    return []
+
+
+class BatchSql:
+    """Runs queries against a batch registered as ``input`` (plus optional extra tables)."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self._db = duckdb.connect()
+        self._tables: dict[str, Any] = {}
+
+    def add_table(self, name: str, table: pa.Table) -> None:
+        """A table every query can join (e.g. a lookup table), kept for the processor's life."""
+        self._tables[name] = table
+
+    def run(
+        self,
+        batch: pa.RecordBatch,
+        query: str,
+        params: Params = None,
+    ) -> pa.Table:
+        cursor = self._db.cursor()
+        try:
+            cursor.register("input", batch)
+            for name, table in self._tables.items():
+                cursor.register(name, table)
+            return cursor.sql(
+                query,
+                params=(params if isinstance(params, dict) else list(params)) if params else None,
+            ).to_arrow_table()
+        except duckdb.Error as exc:
+            raise PermanentError.one(
+                f"query failed: {exc}".strip(),
+                "",
+                "check the column names and types in the expression; the batch columns are "
+                + ", ".join(batch.schema.names),
+            ) from exc
+        finally:
+            cursor.close()
+
+    async def run_async(
+        self,
+        batch: pa.RecordBatch,
+        query: str,
+        params: Params = None,
+    ) -> pa.Table:
+        return await asyncio.to_thread(self.run, batch, query, params)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,79 @@
+"""The ``derive`` processor: add or replace columns computed by DuckDB SQL expressions.
+
+```yaml
+- derive:
+    columns:
+      gross: "total * 1.2"
+      email: "lower(trim(email))"          # replaces the existing column in place
+      label: "concat(country, '-', id)"
+      tier: "case when gross > 1000 then 'gold' else 'std' end"   # may use `gross` above
+```
+Expressions are evaluated in order, each seeing the columns derived before it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field
+
+from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, quote_ident, table_to_batch
+from quiver.runtime.errors import ErrorDetail
+
+__all__ = ["DeriveConfig", "DeriveProcessor"]
+
+
+class DeriveConfig(ComponentConfig):
+    """Computed columns."""
+
+    columns: dict[str, str] = Field(
+        description="New (or replaced) column name -> DuckDB SQL expression, evaluated in order."
+    )
+
+
+@processor("derive", config=DeriveConfig)
+class DeriveProcessor:
+    """Add or replace columns computed by SQL expressions."""
+
+    concurrent = True
+
+    def __init__(self, cfg: DeriveConfig) -> None:
+        self.cfg = cfg
+        self._sql = BatchSql("derive")
+        self._cache: dict[tuple[str, ...], str] = {}
+
+    def _query(self, names: list[str]) -> str:
+        key = tuple(names)
+        query = self._cache.get(key)
+        if query is None:
+            query = self._cache[key] = self._build(names)
+        return query
+
+    def _build(self, names: list[str]) -> str:
+        present = list(names)
+        ctes = ["s0 AS (SELECT * FROM input)"]
+        for i, (column, expr) in enumerate(self.cfg.columns.items(), start=1):
+            q = quote_ident(column)
+            if column in present:
+                body = f"SELECT * REPLACE (({expr}) AS {q}) FROM s{i - 1}"
+            else:
+                body = f"SELECT *, ({expr}) AS {q} FROM s{i - 1}"
+                present.append(column)
+            ctes.append(f"s{i} AS ({body})")
+        return f"WITH {', '.join(ctes)} SELECT * FROM s{len(self.cfg.columns)}"
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        del ctx
+        details = []
+        for column, expr in self.cfg.columns.items():
+            for d in parse_select(f"SELECT ({expr}) AS x FROM input"):
+                details.append(ErrorDetail(d.message, f"columns.{column}", "fix the expression"))
+        return details
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        del ctx
+        table = await self._sql.run_async(batch, self._query(batch.schema.names))
+        return ProcessorOutput(table_to_batch(table))
+
+    def close(self) -> None:
+        self._sql.close()

@@ -1,0 +1,97 @@
+"""The ``filter`` processor: keep the rows for which a DuckDB SQL expression is true.
+
+```yaml
+- filter: {expression: "total > 100 and country <> 'XX'"}
+- filter: {expression: "email like '%@%'", otherwise: invalid}   # others go to route `invalid`
+```
+The expression is any DuckDB expression over the batch's columns (a SQL ``WHERE`` clause).
+Rows where it is false or NULL are dropped, or sent to the route named by ``otherwise``
+(connect it as ``step.invalid``), or rejected with ``reject: true``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ComponentConfig,
+    ProcessorOutput,
+    RowError,
+    RunContext,
+    processor,
+)
+from quiver.pipeline.processors.batch_sql import BatchSql, parse_select
+from quiver.runtime.errors import ErrorDetail
+
+__all__ = ["FilterConfig", "FilterProcessor"]
+
+_KEEP = "__quiver_keep"
+
+
+class FilterConfig(ComponentConfig):
+    """Keep rows matching a condition."""
+
+    expression: str = Field(description="DuckDB SQL boolean expression, as in a WHERE clause.")
+    otherwise: str | None = Field(
+        default=None, description="Route name receiving the rows that do not match."
+    )
+    reject: bool = Field(
+        default=False, description="Reject the rows that do not match (error policy applies)."
+    )
+    reason: str = Field(
+        default="", description="Reason written for rejected rows (default: the expression)."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> FilterConfig:
+        if self.otherwise and self.reject:
+            raise ValueError("use either `otherwise` or `reject`, not both")
+        return self
+
+
+@processor("filter", config=FilterConfig)
+class FilterProcessor:
+    """Keep the rows for which a SQL expression is true."""
+
+    concurrent = True
+
+    def __init__(self, cfg: FilterConfig) -> None:
+        self.cfg = cfg
+        self._sql = BatchSql("filter")
+        self._query = f"SELECT coalesce(({cfg.expression}), false) AS {_KEEP} FROM input"
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        del ctx
+        return [
+            ErrorDetail(d.message, "expression", "write a SQL boolean expression")
+            for d in parse_select(self._query)
+        ]
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        del ctx
+        keep = (await self._sql.run_async(batch, self._query)).column(_KEEP).combine_chunks()
+        kept = batch.filter(keep)
+        if kept.num_rows == batch.num_rows:
+            return ProcessorOutput(batch)
+        dropped = batch.filter(pc.invert(keep))
+        if self.cfg.otherwise:
+            return ProcessorOutput(kept, routes={self.cfg.otherwise: [dropped]})
+        if self.cfg.reject:
+            reason = self.cfg.reason or f"does not satisfy: {self.cfg.expression}"
+            lines = (
+                dropped.column(LINE_COLUMN).to_pylist()
+                if LINE_COLUMN in dropped.schema.names
+                else [None] * dropped.num_rows
+            )
+            errors = [
+                RowError(line, reason, row=row)
+                for line, row in zip(lines, dropped.to_pylist(), strict=True)
+            ]
+            return ProcessorOutput(kept, errors=errors)
+        return ProcessorOutput(kept)
+
+    def close(self) -> None:
+        self._sql.close()

@@ -1,0 +1,46 @@
+"""The ``rename`` processor: give columns new names.
+
+```yaml
+- rename: {columns: {cust_id: customer_id, amt: amount}}
+```
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field
+
+from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.processors.select import require_columns
+from quiver.runtime.errors import PermanentError
+
+__all__ = ["RenameConfig", "RenameProcessor"]
+
+
+class RenameConfig(ComponentConfig):
+    """Rename columns."""
+
+    columns: dict[str, str] = Field(description="Old name -> new name.")
+
+
+@processor("rename", config=RenameConfig)
+class RenameProcessor:
+    """Give columns new names."""
+
+    concurrent = True
+
+    def __init__(self, cfg: RenameConfig) -> None:
+        self.cfg = cfg
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        del ctx
+        require_columns(batch, list(self.cfg.columns), "rename")
+        names = [self.cfg.columns.get(n, n) for n in batch.schema.names]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise PermanentError.one(
+                f"renaming would create duplicate column(s): {', '.join(dupes)}",
+                "",
+                "pick new names that are not already used, or drop the old column first",
+            )
+        return ProcessorOutput(batch.rename_columns(names))

@@ -1,0 +1,76 @@
+"""The ``select`` processor: keep (and order) some columns, or drop some.
+
+```yaml
+- select: {columns: [id, email, total]}     # keep these, in this order
+- select: {exclude: [internal_note]}        # keep everything else
+```
+The engine's ``__line`` column is always kept, so later errors still point at input lines.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ComponentConfig,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
+from quiver.pipeline.registry import suggest
+from quiver.runtime.errors import PermanentError
+
+__all__ = ["SelectConfig", "SelectProcessor", "require_columns"]
+
+
+class SelectConfig(ComponentConfig):
+    """Keep or drop columns."""
+
+    columns: list[str] | None = Field(default=None, description="Columns to keep, in order.")
+    exclude: list[str] | None = Field(default=None, description="Columns to drop.")
+
+    @model_validator(mode="after")
+    def _one(self) -> SelectConfig:
+        if (self.columns is None) == (self.exclude is None):
+            raise ValueError("set exactly one of `columns` or `exclude`")
+        return self
+
+
+def require_columns(batch: pa.RecordBatch, wanted: list[str], step: str) -> None:
+    """PermanentError naming every wanted column the batch lacks, with a did-you-mean."""
+    names = [n for n in batch.schema.names if n != LINE_COLUMN]
+    missing = [c for c in wanted if c not in batch.schema.names]
+    if missing:
+        hints = [h for h in (suggest(m, names) for m in missing) if h]
+        raise PermanentError.one(
+            f"column(s) {', '.join(missing)} not in the input"
+            + (f"; {' '.join(hints)}" if hints else ""),
+            "",
+            f"the input columns are: {', '.join(names)}",
+        )
+
+
+@processor("select", config=SelectConfig)
+class SelectProcessor:
+    """Keep (and order) some columns, or drop some."""
+
+    concurrent = True
+
+    def __init__(self, cfg: SelectConfig) -> None:
+        self.cfg = cfg
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        del ctx
+        if self.cfg.columns is not None:
+            require_columns(batch, self.cfg.columns, "select")
+            keep = list(self.cfg.columns)
+            if LINE_COLUMN in batch.schema.names and LINE_COLUMN not in keep:
+                keep.append(LINE_COLUMN)
+            return ProcessorOutput(batch.select(keep))
+        assert self.cfg.exclude is not None
+        require_columns(batch, self.cfg.exclude, "select")
+        return ProcessorOutput(
+            batch.drop_columns([c for c in self.cfg.exclude if c != LINE_COLUMN])
+        )

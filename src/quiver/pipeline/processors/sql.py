@@ -1,0 +1,79 @@
+"""The ``sql`` processor: a DuckDB SELECT over each batch, visible as the table ``input``.
+
+```yaml
+- sql: {query: "select *, total * 1.2 as gross from input where country <> 'XX'"}
+- sql: {file: transform.sql}
+```
+The query runs once per batch, so it sees one batch at a time: row-wise work (projections,
+filters, CASE, string and date functions, joins with ``lookup`` tables) is exact; aggregates
+apply per batch. ``quiver validate`` parses the query without running it. Keep ``__line`` in
+the output (``select *`` does) so that later row errors can point at input lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.config import resolve_path
+from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, table_to_batch
+from quiver.runtime.errors import ConfigError, ErrorDetail
+
+__all__ = ["SqlConfig", "SqlProcessor"]
+
+
+class SqlConfig(ComponentConfig):
+    """A DuckDB query over each batch."""
+
+    query: str | None = Field(default=None, description="SELECT statement reading `input`.")
+    file: str | None = Field(
+        default=None, description="File holding the query, relative to the pipeline file."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> SqlConfig:
+        if (self.query is None) == (self.file is None):
+            raise ValueError("set exactly one of `query` or `file`")
+        return self
+
+
+@processor("sql", config=SqlConfig)
+class SqlProcessor:
+    """Run a DuckDB SELECT over each batch (table `input`)."""
+
+    concurrent = True
+
+    def __init__(self, cfg: SqlConfig) -> None:
+        self.cfg = cfg
+        self._sql = BatchSql("sql")
+        self._query: str | None = cfg.query
+
+    def _load(self, ctx: RunContext) -> str:
+        if self._query is None:
+            assert self.cfg.file is not None
+            path = resolve_path(self.cfg.file, ctx.base_dir)
+            try:
+                self._query = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError.one(
+                    f"cannot read the query file: {exc.strerror}", path, "check `file`"
+                ) from exc
+        return self._query
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        try:
+            query = self._load(ctx)
+        except ConfigError as exc:
+            return exc.details
+        where = "query" if self.cfg.query is not None else f"file {self.cfg.file}"
+        return [ErrorDetail(d.message, where, d.fix) for d in parse_select(query)]
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        table = await self._sql.run_async(batch, self._load(ctx))
+        return ProcessorOutput(table_to_batch(table))
+
+    def close(self) -> None:
+        self._sql.close()
