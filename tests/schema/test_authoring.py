@@ -629,6 +629,21 @@ class Thing:
     assert lines == ["app.py:2: error: syntax error: invalid syntax"]
 
 
+async def test_a_missing_file_and_an_app_without_types_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = await compile_app("nope.py")
+    assert missing.lines() == [
+        "nope.py: error: no such file: nope.py (pass the path of a Python file)"
+    ]
+    lines, _ = await compile_lines(tmp_path, monkeypatch, "import quiver\n")
+    assert lines == [
+        "app.py:1: error: the app declares no @quiver.type classes (decorate at least one "
+        "class with @quiver.type)"
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # Merging authored types over reflected ones
 # --------------------------------------------------------------------------------------------

@@ -320,6 +320,9 @@ class Record:
 class Song:
     unit_price: Decimal = quiver.field(name="price")
     bytes: quiver.BigInt | None = quiver.field(hidden=True)
+
+@quiver.query
+def record(album_id: int) -> Record | None: ...
 """
 
 
@@ -340,8 +343,9 @@ async def test_extend_db_lays_authored_types_over_the_reflected_ones(
     tracks = record.relation("tracks")
     assert tracks is not None and tracks.target == "Song"
     assert record.description == "An album, as the shop calls it."
+    assert (record.root_fields, record.by_key_field) == (("by_key",), "record")
     artist = schema.entity("Artist")
-    assert artist is not None
+    assert artist is not None and artist.root_fields is None
     albums = artist.relation("albums")
     assert albums is not None and albums.target == "Record"
     song = schema.entity("Song")

@@ -540,6 +540,8 @@ class AuthoredApp:
     errors: list[ErrorDetail] = dataclass_field(default_factory=list)
     warnings: list[ErrorDetail] = dataclass_field(default_factory=list)
     declares_queries: bool = False
+    #: False when the app could not be imported (``errors`` says why).
+    imported: bool = True
 
 
 @dataclass
@@ -857,16 +859,6 @@ class _Builder:
             draft.root_fields.append("connection")
         if q.aggregate:
             draft.root_fields.append("aggregate")
-        if q.connection or q.aggregate:
-            default = pluralize(camel(draft.decl.name))
-            if q.name != default:
-                self.warnings.append(
-                    ErrorDetail(
-                        f"query {q.name}: its connection/aggregate fields are named "
-                        f"{q.name}Connection / {q.name}Aggregate",
-                        str(q.location or ""),
-                    )
-                )
         allowed: list[str] = []
         entity = draft.decl.name
         for p in params:
@@ -929,6 +921,8 @@ class _Builder:
             return
         draft.by_key_field = q.name
         key_fields = [f for c in draft.primary_key for f in draft.fields if f.column == c]
+        if len(key_fields) < len(draft.primary_key):
+            return  # the key comes from the reflected table (--extend-db): nothing to match
         by_param = {p.name: p for p in params}
         fix = "its parameters must be the key fields: " + ", ".join(
             f"{f.name}: {_python_name(f.scalar)}" for f in key_fields
@@ -1036,6 +1030,7 @@ def load_app(path: str | os.PathLike[str]) -> AuthoredApp:
         return AuthoredApp(
             Schema(),
             [ErrorDetail(f"no such file: {shown}", shown, "pass the path of a Python file")],
+            imported=False,
         )
     directory = str(file.resolve().parent)
     module_name = f"_quiver_app_{abs(hash((str(file.resolve()), os.getpid())))}"
@@ -1051,11 +1046,12 @@ def load_app(path: str | os.PathLike[str]) -> AuthoredApp:
                 spec.loader.exec_module(module)
             except SyntaxError as exc:
                 where = f"{shown}:{exc.lineno or 1}"
-                return AuthoredApp(Schema(), [ErrorDetail(f"syntax error: {exc.msg}", where)])
+                detail = ErrorDetail(f"syntax error: {exc.msg}", where)
+                return AuthoredApp(Schema(), [detail], imported=False)
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                return AuthoredApp(Schema(), [_import_error(exc, file)])
+                return AuthoredApp(Schema(), [_import_error(exc, file)], imported=False)
             types_ = _module_declarations(module, registry.types, _TYPE_ATTR, TypeDeclaration)
             queries = _module_declarations(module, registry.queries, _QUERY_ATTR, QueryDeclaration)
             return _Builder(types_, queries).build()
@@ -1134,7 +1130,7 @@ async def compile_app(
 
     app = load_app(path)
     report = Report(list(app.errors), list(app.warnings))
-    if not app.schema.entities and not app.errors:
+    if app.imported and not app.schema.entities and not app.errors:
         report.errors.append(
             ErrorDetail(
                 "the app declares no @quiver.type classes",
@@ -1142,7 +1138,7 @@ async def compile_app(
                 "decorate at least one class with @quiver.type",
             )
         )
-    if any(e.message.startswith(("importing the app failed", "syntax error")) for e in app.errors):
+    if not app.imported:
         return CompiledApp(None, report.errors, report.warnings)
     schema = app.schema
     reflected: Schema | None = None
