@@ -51,7 +51,7 @@ BUILTINS: list[Builtin] = [
     ("sink", "psv", f"{_K}.csv:CsvSink", {"delimiter": "|"}),
     ("sink", "jsonl", f"{_K}.jsonl:JsonlSink", {}),
     ("sink", "parquet", f"{_K}.parquet:ParquetSink", {}),
-    ("sink", "arrow", f"{_K}.arrow:ArrowIpcSink", {}),
+    ("sink", "arrow", f"{_K}.arrow_ipc:ArrowIpcSink", {}),
     ("sink", "database", f"{_K}.database:DatabaseSink", {}),
     ("sink", "rest", f"{_K}.rest:RestSink", {}),
     ("sink", "rabbitmq", f"{_K}.rabbitmq:RabbitMqSink", {}),

@@ -39,6 +39,7 @@ __all__ = [
     "Compression",
     "FileSinkConfig",
     "TextBlocks",
+    "TextSinkConfig",
     "describe_bad_bytes",
     "display_path",
     "drop_line_column",
@@ -554,21 +555,28 @@ class FileSinkConfig(ComponentConfig):
     path: str = Field(
         description="Output file, relative to the pipeline file; `-` writes standard output."
     )
-    compression: Compression = Field(
-        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
-    )
     create_dirs: bool = Field(True, description="Create missing parent directories.")
     overwrite: bool = Field(
         True, description="Replace an existing file (atomically); false makes it an error."
     )
 
 
-def open_output(cfg: FileSinkConfig, ctx: RunContext) -> tuple[AtomicOutput, pa.NativeFile]:
+class TextSinkConfig(FileSinkConfig):
+    """Options of sinks writing text, which may be compressed as a whole."""
+
+    compression: Compression = Field(
+        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
+    )
+
+
+def open_output(
+    cfg: FileSinkConfig, ctx: RunContext, compression: Compression = "none"
+) -> tuple[AtomicOutput, pa.NativeFile]:
     """The atomic output for a file sink's ``path`` and its open stream."""
     output = AtomicOutput(
         resolve_path(cfg.path, ctx.base_dir),
         ctx.run_id,
-        compression=cfg.compression,
+        compression=compression,
         create_dirs=cfg.create_dirs,
         overwrite=cfg.overwrite,
     )

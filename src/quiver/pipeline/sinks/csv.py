@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
 from quiver.pipeline.files import (
     AtomicOutput,
-    FileSinkConfig,
+    TextSinkConfig,
     drop_line_column,
     json_strings,
     normalize_encoding,
@@ -40,7 +40,7 @@ Quoting = Literal["minimal", "all", "none"]
 _TERMINATORS = {"\n": "\n", "\r\n": "\r\n", "\r": "\r", "lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 
-class CsvSinkConfig(FileSinkConfig):
+class CsvSinkConfig(TextSinkConfig):
     """Write delimited text (CSV, TSV, PSV or any delimiter)."""
 
     delimiter: str = Field(",", description="Field separator (one or more characters).")
@@ -240,7 +240,7 @@ class CsvSink:
 
     def _open(self, ctx: RunContext) -> None:
         assert self._schema is not None
-        self.output, self.stream = open_output(self.cfg, ctx)
+        self.output, self.stream = open_output(self.cfg, ctx, self.cfg.compression)
         if self.encoding not in ("utf-8",):
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
         if self.cfg.header:

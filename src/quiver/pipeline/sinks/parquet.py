@@ -1,0 +1,129 @@
+"""The ``parquet`` sink: columnar files with zstd (default), snappy, gzip, lz4 or brotli.
+
+Batches are gathered until ``row_group_rows`` rows, then written as one row group, so readers
+get row groups of a useful size whatever the batch size upstream; memory holds at most one row
+group. The file is renamed into place on commit and deleted on abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.files import AtomicOutput, FileSinkConfig, drop_line_column, open_output
+from quiver.runtime.errors import PermanentError
+
+__all__ = ["ParquetSink", "ParquetSinkConfig"]
+
+
+class ParquetSinkConfig(FileSinkConfig):
+    """Write a Parquet file."""
+
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"] = Field(
+        "zstd", description="Column chunk compression."
+    )
+    compression_level: int | None = Field(
+        None, description="Codec level (zstd 1-22, gzip 1-9, brotli 0-11); codec default if unset."
+    )
+    row_group_rows: int = Field(
+        262_144, ge=1, description="Rows per row group (also the most rows held in memory)."
+    )
+    dictionary: bool = Field(True, description="Dictionary-encode columns where it pays.")
+    statistics: bool = Field(True, description="Write min/max statistics for each column chunk.")
+
+
+@sink("parquet", config=ParquetSinkConfig)
+class ParquetSink:
+    """A Parquet file, written row group by row group and renamed into place on commit."""
+
+    def __init__(self, cfg: ParquetSinkConfig) -> None:
+        self.cfg = cfg
+        self.output: AtomicOutput | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.rows_written = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
+
+    def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        self.schema = schema
+        self.output, stream = open_output(self.cfg, ctx)
+        try:
+            self.writer = pq.ParquetWriter(
+                stream,
+                schema,
+                compression=self.cfg.compression,
+                compression_level=self.cfg.compression_level,
+                use_dictionary=self.cfg.dictionary,
+                write_statistics=self.cfg.statistics,
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            self.output.abort()
+            raise PermanentError.one(
+                f"cannot write this schema as Parquet: {exc}",
+                f"parquet sink {self.cfg.path}",
+                "cast the unsupported columns in a processor first",
+            ) from exc
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        data = drop_line_column(batch)
+        assert self.schema is not None
+        if data.schema != self.schema:
+            try:
+                data = data.select(self.schema.names).cast(self.schema)
+            except (KeyError, ValueError, pa.ArrowInvalid) as exc:
+                raise PermanentError.one(
+                    f"batch columns {data.schema.names} do not match the file's {self.schema}",
+                    f"parquet sink {self.cfg.path}",
+                    "make every batch reaching this sink have the same columns and types",
+                ) from exc
+        self._pending.append(data)
+        self._pending_rows += data.num_rows
+        if self._pending_rows >= self.cfg.row_group_rows:
+            await asyncio.to_thread(self._flush, False)
+
+    def _flush(self, final: bool) -> None:
+        assert self.writer is not None
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        size = self.cfg.row_group_rows
+        full = table.num_rows if final else table.num_rows - table.num_rows % size
+        if full:
+            self.writer.write_table(table.slice(0, full), row_group_size=size)
+            self.rows_written += full
+        rest = table.slice(full)
+        self._pending = rest.to_batches() if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    async def commit(self) -> None:
+        await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
+        if self.writer is not None:
+            self._flush(True)
+            self.writer.close()
+            self.writer = None
+        if self.output is not None:
+            self.output.commit()
+
+    async def abort(self) -> None:
+        await asyncio.to_thread(self._abort)
+
+    def _abort(self) -> None:
+        self._pending = []
+        if self.writer is not None:
+            with contextlib.suppress(Exception):  # the file is thrown away anyway
+                self.writer.close()
+            self.writer = None
+        if self.output is not None:
+            self.output.abort()
