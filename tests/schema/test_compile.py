@@ -432,6 +432,23 @@ def test_cli_compile_prints_every_error_and_keeps_the_previous_schema(tmp_path: 
     assert sorted(os.listdir(tmp_path)) == ["app.py", "schema.json"]
 
 
+def test_cli_debug_shows_the_traceback_of_a_failing_import(tmp_path: Path) -> None:
+    write(tmp_path / "helper.py", "def load():\n    return {}['missing']\n")
+    write(tmp_path / "app.py", "import helper\n\nCONFIG = helper.load()\n")
+    plain = run_quiver("compile", "app.py", cwd=tmp_path)
+    assert plain.returncode == 1
+    assert plain.stderr.splitlines() == [
+        "helper.py:2: error: importing the app failed: KeyError: 'missing' (fix the error (run "
+        "with --debug for the traceback))",
+        "1 error; nothing written",
+    ]
+    debug = run_quiver("compile", "app.py", "--debug", cwd=tmp_path)
+    assert debug.returncode == 1
+    assert debug.stderr.startswith("Traceback (most recent call last):")
+    assert 'app.py", line 3' in debug.stderr and 'helper.py", line 2' in debug.stderr
+    assert debug.stderr.splitlines()[-2:] == plain.stderr.splitlines()
+
+
 def test_cli_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
     write(tmp_path / "app.py", SUBSET_APP.format(db_schema=None))
     out = run_quiver(

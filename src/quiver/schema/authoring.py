@@ -542,6 +542,8 @@ class AuthoredApp:
     declares_queries: bool = False
     #: False when the app could not be imported (``errors`` says why).
     imported: bool = True
+    #: The traceback of the failed import, for ``--debug``.
+    import_traceback: str | None = None
 
 
 @dataclass
@@ -1051,7 +1053,12 @@ def load_app(path: str | os.PathLike[str]) -> AuthoredApp:
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                return AuthoredApp(Schema(), [_import_error(exc, file)], imported=False)
+                return AuthoredApp(
+                    Schema(),
+                    [_import_error(exc, file)],
+                    imported=False,
+                    import_traceback="".join(traceback.format_exception(exc)),
+                )
             types_ = _module_declarations(module, registry.types, _TYPE_ATTR, TypeDeclaration)
             queries = _module_declarations(module, registry.queries, _QUERY_ATTR, QueryDeclaration)
             return _Builder(types_, queries).build()
@@ -1109,6 +1116,8 @@ class CompiledApp:
     schema: Schema | None
     errors: list[ErrorDetail] = dataclass_field(default_factory=list)
     warnings: list[ErrorDetail] = dataclass_field(default_factory=list)
+    #: The traceback of the app's failed import, for ``--debug``.
+    import_traceback: str | None = None
 
     def lines(self) -> list[str]:
         """Every problem as ``file:line: error: message (fix)``, in file and line order."""
@@ -1139,7 +1148,7 @@ async def compile_app(
             )
         )
     if not app.imported:
-        return CompiledApp(None, report.errors, report.warnings)
+        return CompiledApp(None, report.errors, report.warnings, app.import_traceback)
     schema = app.schema
     reflected: Schema | None = None
     if extend_db:

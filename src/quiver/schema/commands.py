@@ -77,6 +77,8 @@ def compile_command(
         if debug:
             raise
         raise _fail(f"cannot reflect the database: {exc}") from None
+    if debug and result.import_traceback:
+        typer.echo(result.import_traceback, err=True, nl=False)
     for line in result.lines():
         typer.echo(line, err=True)
     if result.schema is None:
