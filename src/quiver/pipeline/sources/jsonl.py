@@ -254,10 +254,10 @@ class JsonlSource:
                 display_path(path),
                 "declare the field's type under `types` so every line is read the same way",
             ) from exc
-        fields = [
-            pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in inferred
-        ]
-        self.schema = pa.schema(fields)
+        declared = set(self.declared.names)
+        self.schema = pa.schema(
+            [f if f.name in declared else f.with_type(_as_json_typed(f.type)) for f in inferred]
+        )
 
     def _parse(
         self,
@@ -341,10 +341,22 @@ class JsonlSource:
         )
 
 
+def _as_json_typed(kind: pa.DataType) -> pa.DataType:
+    """The inferred type with JSON's own meaning: text that looks like a timestamp stays text
+    (JSON has no dates; declare them in `types`), and all-null fields become strings."""
+    if pa.types.is_null(kind) or pa.types.is_timestamp(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_as_json_typed(kind.value_type)))
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_as_json_typed(f.type)) for f in kind.fields])
+    return kind
+
+
 def _json_problem(raw: bytes) -> str | None:
     """Why a line is not a JSON object, or None when it is one."""
     try:
-        value: Any = orjson.loads(raw)
+        value: Any = orjson.loads(raw.rstrip(b"\r\n"))
     except orjson.JSONDecodeError as exc:
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
