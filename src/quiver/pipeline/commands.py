@@ -1,10 +1,413 @@
-"""CLI commands of this package. Only typer is imported at module level."""
+"""CLI commands of the pipeline package: ``quiver run``, ``quiver validate``, ``quiver plugins``.
+
+Only typer is imported at module level; the engine loads inside the command bodies.
+
+Exit codes of ``quiver run``: 0 success; 1 the run failed (nothing was written); 2 the
+pipeline file or a variable is invalid; 3 the run finished but rows were rejected and
+``--strict`` was given; 130 interrupted (SIGINT / SIGTERM, nothing was written).
+"""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from typer.core import TyperCommand
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "register",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_REJECTED = 3
+EXIT_INTERRUPTED = 130
+DEFAULT_DRY_RUN_ROWS = 10
+
+_Variables = Annotated[
+    list[str] | None,
+    typer.Option("--variable", "-v", help="Set ${KEY} in the pipeline: KEY=VALUE (repeatable)."),
+]
+
+
+class _OptionalValueCommand(TyperCommand):
+    """Lets ``--dry-run`` be given without a number (then it means the first 10 rows)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            fixed.append(arg)
+            if arg == "--dry-run":
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if nxt is None or not nxt.isdigit():
+                    fixed.append(str(DEFAULT_DRY_RUN_ROWS))
+        result: list[str] = super().parse_args(ctx, fixed)
+        return result
+
+
+def _parse_variables(values: list[str]) -> dict[str, str]:
+    from quiver.runtime.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError.one(
+                f"--variable {item!r} is not KEY=VALUE", "command line", "write --variable K=V"
+            )
+        out[key] = value
+    return out
+
+
+def _print_errors(err: Any, error: Any) -> None:
+    details = getattr(err, "details", None) or []
+    if not details:
+        error.print(f"[red]error:[/] {err}", highlight=False)
+        return
+    for d in details:
+        where = f"{d.where}: " if d.where else ""
+        fix = f"\n  [dim]fix:[/] {d.fix}" if d.fix else ""
+        error.print(f"[red]error:[/] {where}{d.message}{fix}", highlight=False, soft_wrap=True)
+
+
+def run_command(
+    file: str,
+    variables: list[str],
+    dry_run: int | None,
+    resume: bool,
+    report: str | None,
+    log_format: str,
+    workers: int,
+    strict: bool,
+    debug: bool,
+    quiet: bool,
+) -> int:
+    """Body of ``quiver run``; returns the exit code."""
+    import asyncio
+    import signal
+    import traceback
+    import uuid
+
+    from rich.console import Console
+
+    from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.engine import Engine
+    from quiver.pipeline.progress import RunProgress, print_summary
+    from quiver.pipeline.report import write_report
+    from quiver.pipeline.runlog import RunLog
+    from quiver.runtime.errors import ConfigError, QuiverError
+
+    error = Console(stderr=True)
+    out = Console()
+    if log_format not in ("text", "json"):
+        _print_errors(
+            ConfigError.one(
+                f"unknown log format {log_format!r}", "--log-format", "use text or json"
+            ),
+            error,
+        )
+        return EXIT_INVALID
+    run_id = uuid.uuid4().hex[:12]
+    try:
+        spec = load_pipeline(file, _parse_variables(variables))
+    except ConfigError as exc:
+        if log_format == "json":
+            RunLog(run_id, "json").event(
+                "invalid_pipeline",
+                str(exc),
+                level="error",
+                errors=[d.render() for d in exc.details],
+            )
+        else:
+            _print_errors(exc, error)
+        return EXIT_INVALID
+    log = RunLog(
+        run_id,
+        "json" if log_format == "json" else "text",
+        pipeline=spec.name,
+        level="warning" if quiet and log_format == "text" else "info",
+    )
+    if log_format == "text" and not debug:
+        log.level = 30  # text mode: progress bar and summary tell the story; warnings still show
+    progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
+    engine = Engine(
+        spec,
+        run_id=run_id,
+        log=log,
+        dry_run=dry_run,
+        resume=resume,
+        workers=workers,
+        progress=progress.update,
+    )
+    code = EXIT_OK
+    interrupted = False
+
+    async def main() -> None:
+        nonlocal interrupted
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def stop() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        try:
+            with progress:
+                await engine.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    try:
+        asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        error.print("[red]interrupted:[/] the run was stopped; no output was written")
+        code = EXIT_INTERRUPTED
+    except ConfigError as exc:
+        _print_errors(exc, error)
+        code = EXIT_INVALID
+    except QuiverError as exc:
+        if log_format == "text":
+            _print_errors(exc, error)
+        code = EXIT_FAILED
+        if debug:
+            error.print(traceback.format_exc())
+    result = engine.result
+    if code == EXIT_OK and result.rejected and strict:
+        code = EXIT_REJECTED
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    if dry_run is not None and code in (EXIT_OK, EXIT_REJECTED):
+        _print_dry_run(out, result, dry_run)
+    elif log_format == "text" and not quiet:
+        print_summary(error, result)
+    if report:
+        write_report(report, result, code)
+    return code
+
+
+def _print_dry_run(console: Any, result: Any, rows: int) -> None:
+    from rich.table import Table
+
+    for sink, table in result.dry_run.items():
+        view = Table(
+            title=f"{sink}: first {min(rows, table.num_rows)} row(s) (dry run, nothing written)"
+        )
+        for name in table.column_names:
+            view.add_column(name)
+        for row in table.slice(0, rows).to_pylist():
+            view.add_row(*["" if v is None else str(v) for v in row.values()])
+        console.print(view)
+    if result.dry_run_rejects:
+        view = Table(title=f"{result.rejected} rejected row(s)")
+        for col in ("step", "line", "column", "value", "reason"):
+            view.add_column(col)
+        for e in result.dry_run_rejects[:rows]:
+            view.add_row(e.step, str(e.line or ""), e.column or "", str(e.value or ""), e.reason)
+        console.print(view)
+
+
+def validate_command(file: str, variables: list[str]) -> int:
+    """Body of ``quiver validate``: every problem at once, no data processed."""
+    import uuid
+
+    from rich.console import Console
+
+    from quiver.pipeline.component import RunContext
+    from quiver.pipeline.config import load_pipeline
+    from quiver.runtime.errors import ConfigError, ErrorDetail
+
+    error = Console(stderr=True)
+    try:
+        spec = load_pipeline(file, _parse_variables(variables))
+    except ConfigError as exc:
+        _print_errors(exc, error)
+        error.print(f"{len(exc.details)} problem(s) found in {file}")
+        return EXIT_INVALID
+    ctx = RunContext(uuid.uuid4().hex[:12], spec.base_dir, dict(spec.variables))
+    details: list[ErrorDetail] = []
+    for step in spec.steps.values():
+        assert step.info is not None
+        try:
+            component = step.info.cls(step.config)
+        except ConfigError as exc:
+            details.extend(
+                ErrorDetail(d.message, f"{step.where} {d.where}".strip(), d.fix)
+                for d in exc.details
+            )
+            continue
+        except Exception as exc:
+            details.append(
+                ErrorDetail(f"{type(exc).__name__}: {exc}", step.where, "check the options")
+            )
+            continue
+        check = getattr(component, "check", None)
+        if check is None:
+            continue
+        try:
+            found = check(ctx)
+        except Exception as exc:
+            found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
+        for d in found or []:
+            where = f"{step.where} {step.name}"
+            if d.where:
+                where += f" ({d.where})"
+            details.append(ErrorDetail(d.message, where, d.fix))
+        close = getattr(component, "close", None)
+        if close is not None:
+            try:
+                res = close()
+                if hasattr(res, "close"):
+                    res.close()
+            except Exception:
+                pass
+    if details:
+        _print_errors(ConfigError(details), error)
+        error.print(f"{len(details)} problem(s) found in {file}")
+        return EXIT_INVALID
+    for w in spec.warnings:
+        error.print(f"[yellow]warning:[/] {w}")
+    sources = ", ".join(s.name for s in spec.sources())
+    sinks = ", ".join(s.name for s in spec.sinks())
+    error.print(f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})")
+    return EXIT_OK
+
+
+def plugins_list(kind: str | None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from quiver.pipeline.registry import KINDS, default_registry
+    from quiver.runtime.errors import ConfigError
+
+    registry = default_registry()
+    table = Table(title="pipeline components")
+    for col in ("kind", "name", "origin", "summary"):
+        table.add_column(col)
+    for k in KINDS:
+        if kind and k != kind:
+            continue
+        for spec in registry.specs(k):
+            try:
+                summary = spec.load().summary
+            except ConfigError as exc:
+                summary = f"[dim]unavailable: {exc.details[0].message}[/]"
+            table.add_row(spec.kind, spec.name, spec.origin, summary)
+    Console().print(table)
+    return EXIT_OK
+
+
+def plugins_describe(name: str) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from quiver.pipeline.describe import describe_fields
+    from quiver.pipeline.registry import KINDS, default_registry, suggest
+    from quiver.runtime.errors import ConfigError
+
+    console, error = Console(), Console(stderr=True)
+    registry = default_registry()
+    kind_part, _, bare = name.rpartition(":") if name.split(":")[0] in KINDS else ("", "", name)
+    kinds = [k for k in KINDS if (not kind_part or k == kind_part)]
+    found = [registry.find(k, bare) for k in kinds if bare in registry.names(k)]
+    if not found:
+        known = sorted({n for k in KINDS for n in registry.names(k)})
+        hint = suggest(bare, known)
+        _print_errors(
+            ConfigError.one(
+                f"no component named '{bare}'" + (f"; {hint}" if hint else ""),
+                "plugins describe",
+                f"known components: {', '.join(known)}",
+            ),
+            error,
+        )
+        return EXIT_INVALID
+    for spec in found:
+        try:
+            info = spec.load()
+        except ConfigError as exc:
+            _print_errors(exc, error)
+            return EXIT_INVALID
+        console.print(f"[bold]{spec.kind} {spec.name}[/] ({spec.origin}): {info.summary}")
+        if spec.preset:
+            console.print(f"preset: {spec.preset}")
+        table = Table()
+        for col in ("option", "type", "default", "description"):
+            table.add_column(col)
+        for f in describe_fields(info.config):
+            table.add_row(f.name, f.type, "required" if f.required else f.default, f.description)
+        console.print(table)
+    return EXIT_OK
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
-    del app
+
+    @app.command("run", cls=_OptionalValueCommand)
+    def run(
+        file: str = typer.Argument(..., help="Pipeline YAML file."),
+        variable: _Variables = None,
+        dry_run: int | None = typer.Option(
+            None,
+            "--dry-run",
+            help="Process only the first N rows (default 10), print what each sink would "
+            "receive, write nothing.",
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Skip input files a previous run completed (glob inputs)."
+        ),
+        report: str | None = typer.Option(
+            None, "--report", help="Write a JSON report (counts, rejects, timings) here."
+        ),
+        log_format: str = typer.Option("text", "--log-format", help="text or json."),
+        workers: int = typer.Option(
+            1, "--workers", min=1, help="Batches processed at once by parallel-safe processors."
+        ),
+        strict: bool = typer.Option(
+            False, "--strict", help="Exit with code 3 when any row was rejected."
+        ),
+        debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    ) -> None:
+        """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
+        with --strict, 130 interrupted."""
+        code = run_command(
+            file, variable or [], dry_run, resume, report, log_format, workers, strict, debug, quiet
+        )
+        raise typer.Exit(code)
+
+    @app.command("validate")
+    def validate(
+        file: str = typer.Argument(..., help="Pipeline YAML file."),
+        variable: _Variables = None,
+    ) -> None:
+        """Check a pipeline (config, scripts, SQL, schemas) without processing data."""
+        raise typer.Exit(validate_command(file, variable or []))
+
+    plugins = typer.Typer(help="Pipeline components: built-in and installed plugins.")
+
+    @plugins.command("list")
+    def plugins_list_cmd(
+        kind: str | None = typer.Option(None, "--kind", help="source, processor or sink."),
+    ) -> None:
+        """List every available source, processor and sink."""
+        raise typer.Exit(plugins_list(kind))
+
+    @plugins.command("describe")
+    def plugins_describe_cmd(
+        name: str = typer.Argument(..., help="Component name, e.g. csv or sink:csv."),
+    ) -> None:
+        """Show a component's summary and every config option."""
+        raise typer.Exit(plugins_describe(name))
+
+    app.add_typer(plugins, name="plugins")

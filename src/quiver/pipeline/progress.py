@@ -1,0 +1,108 @@
+"""The live progress bar (rows, rows/s, bytes, ETA) and the final summary of ``quiver run``."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from quiver.pipeline.engine import RunResult
+
+__all__ = ["RunProgress", "print_summary"]
+
+
+class RunProgress:
+    """A rich progress display on stderr; a no-op when stderr is not a terminal."""
+
+    def __init__(self, console: Console, label: str, *, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._label = label
+        self._start = time.perf_counter()
+        self._last = 0.0
+
+    def __enter__(self) -> RunProgress:
+        if self.enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[rows]:,} rows"),
+                TextColumn("{task.fields[rate]:,.0f} rows/s"),
+                DownloadColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._label, total=None, rows=0, rate=0.0)
+        return self
+
+    def update(self, rows: int, bytes_read: int, bytes_total: int | None) -> None:
+        """Engine callback after each source batch (redraws at most 10 times a second)."""
+        if self._progress is None or self._task is None:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        self._progress.update(
+            self._task,
+            completed=bytes_read,
+            total=bytes_total if bytes_read else None,
+            rows=rows,
+            rate=rows / elapsed,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def print_summary(console: Console, result: RunResult) -> None:
+    """Per-step counts and totals, printed after the run."""
+    table = Table(title=f"{result.pipeline} · run {result.run_id} · {result.status}")
+    for col in ("step", "kind", "component", "rows in", "rows out", "rejected", "routes", "busy s"):
+        table.add_column(col, justify="right" if col in ("rows in", "rows out") else "left")
+    for s in result.steps.values():
+        routes = ", ".join(f"{k}: {v:,}" for k, v in s.routes.items())
+        table.add_row(
+            s.name,
+            s.kind,
+            s.component,
+            f"{s.rows_in:,}" if s.kind != "source" else "",
+            f"{s.rows_out:,}" if s.kind != "sink" else "",
+            f"{s.rejected:,}" if s.rejected else "",
+            routes,
+            f"{s.busy_seconds:.2f}",
+        )
+    console.print(table)
+    line = (
+        f"{result.rows_read:,} rows read, {result.rows_written:,} written, "
+        f"{result.rejected:,} rejected in {result.seconds:.2f}s "
+        f"({result.rows_per_second:,.0f} rows/s)"
+    )
+    if result.rejected and result.rejects_file:
+        line += f"; rejects in {result.rejects_file}"
+    console.print(line)
