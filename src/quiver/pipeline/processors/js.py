@@ -60,7 +60,7 @@ class JsFieldConfig(ComponentConfig):
         default=False, description="Reject the row when the script leaves this field empty."
     )
     precision: int = Field(default=38, ge=1, le=38, description="Decimal digits in total.")
-    scale: int = Field(default=6, ge=0, le=38, description="Decimal digits after the point.")
+    scale: int = Field(default=9, ge=0, le=38, description="Decimal digits after the point.")
 
     @field_validator("type")
     @classmethod
@@ -317,6 +317,10 @@ _ABORT_FIXES = {
 )
 class JsProcessor:
     """JavaScript transform (V8), FlowEngine compatible."""
+
+    #: The engine may hand over the next batch before this one is done (``--workers``); the
+    #: worker pool keeps every core busy and the engine keeps the output order.
+    concurrent = True
 
     def __init__(self, cfg: JsProcessorConfig) -> None:
         self.cfg = cfg
