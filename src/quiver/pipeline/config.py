@@ -403,7 +403,7 @@ def parse_pipeline(
             positions.where(()),
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
-    if "pipeline" in data and "steps" not in data and "source" not in data:
+    if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
         flowengine = importlib.import_module("quiver.pipeline.flowengine")
         translated: tuple[dict[str, Any], list[str]] = flowengine.translate(data, file)
         data, fe_warnings = translated
