@@ -16,9 +16,9 @@ import contextlib
 import datetime as dt
 import importlib.util
 import inspect
+import linecache
 import os
 import sys
-import textwrap
 import traceback
 import types
 import typing
@@ -363,11 +363,10 @@ def display_path(path: str) -> str:
 class _Source:
     file: str
     node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef | None
-    offset: int
 
     def line_of(self, node: ast.AST | None) -> int | None:
         lineno = getattr(node, "lineno", None)
-        return None if lineno is None else int(lineno) + self.offset
+        return None if lineno is None else int(lineno)
 
     def location(self, line: int | None) -> SourceLocation | None:
         return SourceLocation(file=self.file, line=line) if line is not None else None
@@ -378,7 +377,7 @@ class _Source:
         if isinstance(self.node, ast.ClassDef):
             for stmt in self.node.body:
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                    out[stmt.target.id] = stmt.lineno + self.offset
+                    out[stmt.target.id] = stmt.lineno
         return out
 
     def argument_lines(self) -> dict[str, int]:
@@ -388,35 +387,66 @@ class _Source:
             a = self.node.args
             for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
                 if arg is not None:
-                    out[arg.arg] = arg.lineno + self.offset
+                    out[arg.arg] = arg.lineno
             if self.node.returns is not None:
-                out["return"] = self.node.returns.lineno + self.offset
+                out["return"] = self.node.returns.lineno
         return out
 
 
+_Definition = ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+# file -> (source text, qualified name -> definitions in source order); one parse per file.
+_INDEX: dict[str, tuple[str, dict[str, list[_Definition]]]] = {}
+
+
+def _definitions(file: str) -> dict[str, list[_Definition]]:
+    """Every class and function of ``file`` by ``__qualname__`` (``f.<locals>.C`` too)."""
+    linecache.checkcache(file)
+    text = "".join(linecache.getlines(file))
+    cached = _INDEX.get(file)
+    if cached is not None and cached[0] == text:
+        return cached[1]
+    index: dict[str, list[_Definition]] = {}
+
+    def walk(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _Definition):
+                qualname = prefix + child.name
+                index.setdefault(qualname, []).append(child)
+                inner = qualname + (".<locals>." if not isinstance(child, ast.ClassDef) else ".")
+                walk(child, inner)
+            else:
+                walk(child, prefix)
+
+    with contextlib.suppress(SyntaxError):
+        walk(ast.parse(text), "")
+    _INDEX[file] = (text, index)
+    return index
+
+
 def _source_of(obj: Any) -> _Source | None:
+    """Where ``obj`` (a class or function) is defined, with its syntax tree."""
     try:
         file = inspect.getsourcefile(obj)
-        lines, start = inspect.getsourcelines(obj)
-    except (OSError, TypeError):
+    except TypeError:
         return None
     if file is None:
         return None
-    try:
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except SyntaxError:
-        return _Source(display_path(file), None, start - 1)
-    node = tree.body[0] if tree.body else None
-    if not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-        node = None
-    return _Source(display_path(file), node, start - 1)
+    candidates = _definitions(file).get(getattr(obj, "__qualname__", ""), [])
+    code = getattr(obj, "__code__", None)
+    if code is not None:  # a function: pick the definition its code starts at
+        first = code.co_firstlineno
+        candidates = [
+            n for n in candidates if min([n.lineno, *(d.lineno for d in n.decorator_list)]) == first
+        ] or candidates
+    node = candidates[0] if candidates else None
+    return _Source(display_path(file), node)
 
 
 def _location_of(obj: Any) -> SourceLocation | None:
     src = _source_of(obj)
     if src is None:
         return None
-    return src.location(src.line_of(src.node) if src.node is not None else src.offset + 1)
+    return src.location(src.line_of(src.node))
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,7 +569,6 @@ class AuthoredApp:
     schema: Schema
     errors: list[ErrorDetail] = dataclass_field(default_factory=list)
     warnings: list[ErrorDetail] = dataclass_field(default_factory=list)
-    declares_queries: bool = False
     #: False when the app could not be imported (``errors`` says why).
     imported: bool = True
     #: The traceback of the failed import, for ``--debug``.
@@ -651,7 +680,6 @@ class _Builder:
             schema=Schema(entities=entities),
             errors=self.errors,
             warnings=self.warnings,
-            declares_queries=bool(self.queries),
         )
 
     # ----- members -----
