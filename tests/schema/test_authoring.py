@@ -352,7 +352,8 @@ class Order:
     n = line_of(text, "# typo")
     assert lines == [
         f"app.py:{n}: error: Order.customer: unknown relation target 'Custmer'; did you mean "
-        "'Customer'? (annotate it with a @quiver.type class (or a reflected type's name))"
+        "'Customer'? (annotate it with a @quiver.type class, or with a reflected type's name and "
+        "compile with --extend-db)"
     ]
 
 

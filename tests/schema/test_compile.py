@@ -424,7 +424,8 @@ def test_cli_compile_prints_every_error_and_keeps_the_previous_schema(tmp_path: 
         "bool, Decimal, datetime, date, time, uuid.UUID, quiver.BigInt, quiver.ID, quiver.JSON, "
         "a @quiver.type class or list[...] of one, each optionally '| None')",
         f"app.py:{second}: error: A.b: unknown relation target 'Brid'; did you mean 'Bird'? "
-        "(annotate it with a @quiver.type class (or a reflected type's name))",
+        "(annotate it with a @quiver.type class, or with a reflected type's name and compile with "
+        "--extend-db)",
         "2 errors; nothing written",
     ]
     assert "Traceback" not in out.stderr

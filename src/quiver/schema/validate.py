@@ -262,7 +262,8 @@ class _Validator:
                 f"{label}: unknown relation target {rel.target!r}"
                 f"{did_you_mean(rel.target, self.entities)}",
                 where,
-                "annotate it with a @quiver.type class (or a reflected type's name)",
+                "annotate it with a @quiver.type class, or with a reflected type's name and "
+                "compile with --extend-db",
             )
             return
         if rel.kind == "one" and not rel.target_columns:
