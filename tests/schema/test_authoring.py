@@ -233,6 +233,44 @@ def test_forward_and_reverse_relations_join_on_the_keys() -> None:
     assert validate_schema(schema).errors == []
 
 
+def test_composite_keys_join_column_by_column_and_must_match_in_length() -> None:
+    @quiver.type(source="invoice_line", key=["invoice_id", "line_no"])
+    class InvoiceLine:
+        invoice_id: int
+        line_no: int
+        notes: list[LineNote] = quiver.relation(fk=["invoice_id", "line_no"])
+
+    @quiver.type(source="line_note", key="id")
+    class LineNote:
+        id: int
+        invoice_id: int
+        line_no: int
+        line: InvoiceLine = quiver.relation(fk=["invoice_id", "line_no"])
+        half: InvoiceLine = quiver.relation(fk="invoice_id")
+
+    schema = link_relations(build_schema([InvoiceLine, LineNote]).schema)
+    line, note = schema.entities
+    assert line.primary_key == ("invoice_id", "line_no")
+    notes = line.relation("notes")
+    assert notes is not None
+    assert (notes.local_columns, notes.target_columns) == (
+        ("invoice_id", "line_no"),
+        ("invoice_id", "line_no"),
+    )
+    forward = note.relation("line")
+    assert forward is not None and forward.target_columns == ("invoice_id", "line_no")
+    report = validate_schema(schema)
+    half = note.relation("half")
+    assert half is not None and half.location is not None
+    assert [(d.where, d.message) for d in report.errors] == [
+        (
+            str(half.location),
+            "LineNote.half: 1 column(s) ['invoice_id'] cannot join 2 column(s) "
+            "['invoice_id', 'line_no'] of InvoiceLine",
+        )
+    ]
+
+
 def test_relation_fk_may_name_the_field_instead_of_the_column() -> None:
     @quiver.type(source="artist", key="ArtistId")
     class Artist:
