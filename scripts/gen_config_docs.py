@@ -1,0 +1,162 @@
+"""Generate docs/configuration.md from the settings models.
+
+python scripts/gen_config_docs.py          # rewrite docs/configuration.md
+python scripts/gen_config_docs.py --check  # exit 1 when the committed page is stale
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from quiver.config.settings import QuiverSettings
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+INTRO = """\
+# Configuration
+
+Quiver reads its settings from `quiver.yaml` in the working directory, or from the file given
+with `--config`. Every key is optional; an unknown key is an error that names the file, line and
+column and suggests the setting you probably meant:
+
+```
+quiver.yaml:7:3: graphql.max_dept: unknown setting (did you mean 'max_depth'? ...)
+```
+
+```yaml
+database:
+  url: ${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/shop}
+  pool_max: 20
+graphql:
+  introspection: false
+  max_depth: 10
+server:
+  host: 0.0.0.0
+  port: 8000
+  workers: 2
+```
+
+## Substitution
+
+String values may refer to the environment and to secret files:
+
+| Form | Value |
+|---|---|
+| `${NAME}` | the environment variable `NAME`; an error when it is not set |
+| `${NAME:-default}` | `NAME`, or `default` when it is unset or empty |
+| `${file:path}` | the content of the file (relative to the YAML file), trailing newline removed |
+| `$${` | a literal `${` |
+
+A value made entirely of a substitution is converted to the setting's type, so
+`port: ${PORT:-8000}` gives a number.
+
+## Command-line overrides
+
+`quiver serve` and `quiver check` accept `--set key.path=value` (repeatable); the value is read as
+YAML (`--set graphql.introspection=false`, `--set database.schemas=[sales,hr]`) and wins over the
+file. `--db URL` is short for `--set database.url=URL`.
+
+## Settings
+
+This reference is generated from the settings models by `scripts/gen_config_docs.py`.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(
+            "null" if a is type(None) else _type_name(a) for a in typing.get_args(annotation)
+        )
+    if origin is list:
+        (arg,) = typing.get_args(annotation)
+        return f"list of {_type_name(arg)}"
+    names = {int: "integer", str: "string", bool: "boolean", float: "number"}
+    if isinstance(annotation, type):
+        return names.get(annotation, annotation.__name__)
+    return str(annotation)
+
+
+def _default(field: Any) -> str:
+    if field.default is PydanticUndefined:
+        value = field.default_factory() if field.default_factory else None
+    else:
+        value = field.default
+    if value is None:
+        return "`null`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value == "":
+        return '`""`'
+    if value == []:
+        return "`[]`"
+    return f"`{value}`"
+
+
+def _section(name: str, model: type[BaseModel]) -> list[str]:
+    lines = [f"### `{name}`", ""]
+    lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
+    for key, field in model.model_fields.items():
+        desc = (field.description or "").replace("|", "\\|")
+        bounds = [
+            f"{label} {getattr(m, attr)}"
+            for m in field.metadata
+            for attr, label in (("ge", "≥"), ("le", "≤"), ("gt", ">"), ("lt", "<"))
+            if hasattr(m, attr)
+        ]
+        if bounds:
+            desc += f" ({', '.join(bounds)})"
+        lines.append(
+            f"| `{name}.{key}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |"
+        )
+    lines.append("")
+    return lines
+
+
+def render() -> str:
+    lines = [INTRO]
+    top: list[tuple[str, Any]] = []
+    for key, field in QuiverSettings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines += _section(key, ann)
+        else:
+            top.append((key, field))
+    if top:
+        lines += [
+            "### Top level",
+            "",
+            "| Key | Type | Default | Description |",
+            "|---|---|---|---|",
+        ]
+        for key, field in top:
+            lines.append(
+                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"{field.description or ''} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--check" in argv:
+        current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+        if current != text:
+            print(f"{DOC} is out of date: run python scripts/gen_config_docs.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
