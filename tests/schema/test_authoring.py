@@ -342,6 +342,34 @@ def test_a_load_sees_only_its_own_declarations(tmp_path: Path) -> None:
     assert "models" not in sys.modules
 
 
+def test_a_load_forgets_the_app_modules_but_not_installed_ones_below_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vendor = tmp_path / "vendor"
+    (tmp_path / "pkg").mkdir()
+    vendor.mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("ID = 1\n")
+    (vendor / "vendored_lib.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(vendor))
+    write_app(
+        tmp_path,
+        """
+        import pkg, vendored_lib
+        import quiver
+
+        @quiver.type(source="t")
+        class T:
+            id: int
+        """,
+    )
+    try:
+        assert load_app(tmp_path / "app.py").errors == []
+        assert "pkg" not in sys.modules
+        assert "vendored_lib" in sys.modules
+    finally:
+        sys.modules.pop("vendored_lib", None)
+
+
 def test_decorating_outside_a_collection_registers_nothing() -> None:
     @quiver.type(source="stray")
     class Stray:

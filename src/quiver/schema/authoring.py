@@ -1094,9 +1094,22 @@ def load_app(path: str | os.PathLike[str]) -> AuthoredApp:
         with contextlib.suppress(ValueError):
             sys.path.remove(directory)
         for name in set(sys.modules) - before:
-            mod_file = getattr(sys.modules[name], "__file__", None) or ""
-            if name == module_name or mod_file.startswith(directory + os.sep):
-                del sys.modules[name]
+            if name == module_name or _imported_from(name, directory):
+                sys.modules.pop(name, None)
+
+
+def _imported_from(name: str, directory: str) -> bool:
+    """Whether module ``name`` was found through the ``directory`` entry of ``sys.path``
+    (its top-level module or package sits right in it), not through an installed package
+    that merely lives below it."""
+    top = sys.modules.get(name.split(".", 1)[0])
+    file: str | None = getattr(top, "__file__", None)
+    if not file:
+        return False
+    location = os.path.dirname(os.path.abspath(file))
+    if os.path.basename(file).startswith("__init__."):
+        location = os.path.dirname(location)
+    return location == directory
 
 
 def _module_declarations(
