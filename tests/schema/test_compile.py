@@ -209,6 +209,12 @@ def comparable(schema: Schema) -> list[Entity]:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def run_quiver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     return subprocess.run(
@@ -389,6 +395,7 @@ def test_cli_compile_writes_the_schema_and_nothing_else(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip() == "wrote build/schema.json (4 types)"
     assert os.listdir(tmp_path / "build") == ["schema.json"]
+    assert (tmp_path / "build" / "schema.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
     schema = Schema.from_json((tmp_path / "build" / "schema.json").read_bytes())
     assert sorted(e.name for e in schema.entities) == ["Album", "Artist", "Genre", "Track"]
 
