@@ -136,6 +136,11 @@ class _Serializer:
         self.cfg = cfg
         self.pattern = _structural_pattern(cfg)
         self.quote_scalar = pa.scalar(cfg.quote)
+        self.null_scalar = pa.scalar(cfg.null_string)
+        parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
+        encoded = [part.encode() for part in parts]
+        self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
+        self.structural_texts = [e for e in encoded if len(e) > 1]
 
     def _escape(self, values: pa.Array) -> pa.Array:
         cfg = self.cfg
@@ -164,20 +169,44 @@ class _Serializer:
                     values = pc.replace_substring(values, char, cfg.escape + char)
             out = values
         else:
-            quoted = pc.binary_join_element_wise(
-                self.quote_scalar, self._escape(values), self.quote_scalar, ""
-            )
-            if cfg.quoting == "all":
-                out = quoted
+            if cfg.quoting == "minimal" and not self._may_need_quotes(values):
+                out = values
             else:
-                needs = pc.or_(
-                    pc.match_substring_regex(values, self.pattern),
-                    pc.equal(values, pa.scalar(cfg.null_string)),
+                quoted = pc.binary_join_element_wise(
+                    self.quote_scalar, self._escape(values), self.quote_scalar, ""
                 )
-                if cfg.null_string != "":
-                    needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
-                out = pc.if_else(needs, quoted, values)
+                if cfg.quoting == "all":
+                    out = quoted
+                else:
+                    needs = pc.or_(
+                        pc.match_substring_regex(values, self.pattern),
+                        pc.equal(values, self.null_scalar),
+                    )
+                    if cfg.null_string != "":
+                        needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
+                    out = pc.if_else(needs, quoted, values)
         return pc.fill_null(out, pa.scalar(cfg.null_string))
+
+    def _may_need_quotes(self, values: pa.Array) -> bool:
+        """Whether any value could need quotes, from one pass over the column's text buffer."""
+        if len(values) == 0 or values.null_count == len(values):
+            return False
+        _, offsets_buffer, data_buffer = values.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+        offsets = offsets[values.offset : values.offset + len(values) + 1]
+        if (np.diff(offsets) == 0).any():
+            return True  # an empty string, or a null: let the exact check decide
+        if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
+            return True
+        if data_buffer is None:
+            return False
+        data = np.frombuffer(data_buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+        if any((data == byte).any() for byte in self.structural_bytes):
+            return True
+        if self.structural_texts:
+            text = data.tobytes()
+            return any(part in text for part in self.structural_texts)
+        return False
 
     def header(self, names: list[str]) -> str:
         values = pa.array(names, pa.string())

@@ -313,10 +313,16 @@ def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
         toggles = q if _parity_is_exact(a, q, d) else _sequential_toggles(buf, q, d)
     quoted_newlines = False
     open_quote = bool(toggles.size % 2)
+    # index in line_breaks of each record's line break, when terms are all the line breaks
+    term_index: np.ndarray | None = None
     if toggles.size:
         inside = (np.searchsorted(toggles, terms) & 1).astype(bool)
         quoted_newlines = bool(inside.any())
-        record_terms = terms[~inside]
+        if quoted_newlines:
+            term_index = np.flatnonzero(~inside)
+            record_terms = terms[term_index]
+        else:
+            record_terms = terms
     else:
         record_terms = terms
     ends = record_terms + 1
@@ -329,9 +335,21 @@ def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
     consumed = int(ends[-1]) if ends.size else 0
     if line_breaks.size == record_terms.size:
         lines = np.arange(starts.size, dtype=np.int64)
+    elif term_index is not None and terms.size == line_breaks.size:
+        lines = np.empty(starts.size, dtype=np.int64)
+        if starts.size:
+            lines[0] = 0
+            lines[1:] = term_index[: starts.size - 1] + 1
     else:
         lines = np.searchsorted(line_breaks, starts).astype(np.int64)
-    consumed_lines = int(np.searchsorted(line_breaks, consumed)) if consumed else 0
+    if not consumed:
+        consumed_lines = 0
+    elif consumed == n:
+        consumed_lines = int(line_breaks.size)
+    elif term_index is not None and terms.size == line_breaks.size:
+        consumed_lines = int(term_index[record_terms.size - 1]) + 1
+    else:
+        consumed_lines = int(np.searchsorted(line_breaks, consumed))
     return Scan(
         starts=starts,
         ends=ends,
@@ -536,29 +554,12 @@ class CsvSource:
         names = state.names
         assert names is not None
         expected = len(names)
-        if self._may_be_ragged(buf, scan, records.size, expected):
-            counts = field_counts(buf, scan, self.dialect, records)
-            bad = counts != expected
-            for index, count in zip(records[bad].tolist(), counts[bad].tolist(), strict=True):
-                self._malformed(
-                    state,
-                    base + int(scan.lines[index]) + 1,
-                    f"expected {expected} fields, found {count}",
-                    raw=buf[scan.starts[index] : scan.ends[index]],
-                )
-            records = records[~bad]
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
-        for table, subset in self._parse(state, buf, scan, records, base):
+        for table, subset in self._parse(state, buf, scan, records, base, expected):
             lines = scan.lines[subset] + (base + 1)
             table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
-
-    def _may_be_ragged(self, buf: bytes, scan: Scan, count: int, expected: int) -> bool:
-        if scan.has_quotes or scan.escaped is not None:
-            return True
-        delimiters = buf.count(self.dialect.delimiter.to_bytes(1, "big"), 0, scan.consumed)
-        return delimiters != count * (expected - 1)
 
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
@@ -683,16 +684,53 @@ class CsvSource:
             convert_options=self._convert_options(self.column_types),
         )
 
+    def _drop_ragged(
+        self,
+        state: _FileState,
+        buf: bytes,
+        scan: Scan,
+        records: np.ndarray,
+        base: int,
+        expected: int,
+    ) -> np.ndarray:
+        """``records`` without those whose number of fields is wrong (reported)."""
+        counts = field_counts(buf, scan, self.dialect, records)
+        bad = counts != expected
+        for index, count in zip(records[bad].tolist(), counts[bad].tolist(), strict=True):
+            self._malformed(
+                state,
+                base + int(scan.lines[index]) + 1,
+                f"expected {expected} fields, found {count}",
+                raw=buf[scan.starts[index] : scan.ends[index]],
+            )
+        kept: np.ndarray = records[~bad]
+        return kept
+
     def _parse(
-        self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
+        self,
+        state: _FileState,
+        buf: bytes,
+        scan: Scan,
+        records: np.ndarray,
+        base: int,
+        expected: int | None = None,
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """Parse ``records``; a failing group is halved until the bad records are isolated."""
+        """Parse ``records``; a failing group is halved until the bad records are isolated.
+
+        On the first failure of a block (``expected`` set), records with a wrong number of
+        fields are found in one vectorised pass first, so ragged rows cost no halving.
+        """
         if records.size == 0:
             return
         data = gather(buf, scan.starts[records], scan.ends[records])
         try:
             table = self._read_block(data, scan.quoted_newlines)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            if expected is not None:
+                kept = self._drop_ragged(state, buf, scan, records, base, expected)
+                if kept.size != records.size:
+                    yield from self._parse(state, buf, scan, kept, base)
+                    return
             if records.size == 1:
                 index = int(records[0])
                 raw = buf[scan.starts[index] : scan.ends[index]]
