@@ -31,12 +31,14 @@ from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig
 from quiver.pipeline.sources.jsonl import JsonlSource, JsonlSourceConfig
 from quiver.pipeline.sources.parquet import ParquetSource, ParquetSourceConfig
 
+COLUMNS = ["id", "name", "email", "city", "country", "qty", "price", "total", "created", "note"]
+
 
 def make_csv(path: str, rows: int, quoted: bool) -> None:
     rng = random.Random(7)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
     with open(path, "w", encoding="utf-8") as out:
-        out.write("id,name,email,city,country,qty,price,total,created,note\n")
+        out.write(",".join(COLUMNS) + "\n")
         for i in range(rows):
             note = f'"said ""{rng.choice(words)}"",\nthen left"' if quoted and i % 10 == 0 else "ok"
             out.write(
@@ -85,10 +87,7 @@ def main() -> None:
             f"{rows} rows, 10 columns, {size / 1e6:.0f} MB",
             "(10% quoted newlines)" if args.quoted else "",
         )
-        all_text = {
-            n: pa.string()
-            for n in ["id", "name", "email", "city", "country", "qty", "price", "total", "created", "note"]
-        }
+        all_text = {name: pa.string() for name in COLUMNS}
 
         def arrow_read() -> pa.Table:
             return pacsv.read_csv(
