@@ -434,9 +434,16 @@ class Engine:
             except StopAsyncIteration:
                 return None
 
+        def take_source_errors() -> None:  # rows a file source could not read
+            take = getattr(src, "take_errors", None)
+            errors = take() if take is not None else []
+            if errors:
+                self._reject(step, errors, None)
+
         try:
             batch = await delivery.call(first, name=f"read '{step.name}'")
             while batch is not None:
+                take_source_errors()
                 if limit is not None:
                     batch = batch.slice(0, max(0, limit - stats.rows_out))
                 if batch.num_rows:
@@ -451,6 +458,7 @@ class Engine:
                     batch = await anext(gen)
                 except StopAsyncIteration:
                     batch = None
+            take_source_errors()
         finally:
             aclose = getattr(gen, "aclose", None)
             if aclose is not None:
