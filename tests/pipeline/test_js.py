@@ -602,18 +602,18 @@ def test_check_reports_syntax_errors_with_line_and_column(tmp_path: Path) -> Non
         "function process(context) {\n  var x = 1;\n  return x +* 2;\n}\n"
     )
     proc = JsProcessor(JsProcessorConfig(file="clean.js"))
-    (detail,) = proc.check(str(tmp_path))
+    (detail,) = proc.check(RunContext("t", str(tmp_path)))
     assert detail.message == "SyntaxError: Unexpected token '*'"
     assert detail.where == "clean.js:3:13"
 
 
 def test_check_reports_top_level_errors_and_missing_entry_points(tmp_path: Path) -> None:
     bad_top = JsProcessor(JsProcessorConfig(script="var a = 1;\nundefinedThing();\n"))
-    (detail,) = bad_top.check(str(tmp_path))
+    (detail,) = bad_top.check(RunContext("t", str(tmp_path)))
     assert detail.message == "ReferenceError: undefinedThing is not defined"
     assert detail.where == "inline.js:2:1"
     no_entry = JsProcessor(JsProcessorConfig(script="function go() {}"))
-    (detail,) = no_entry.check(str(tmp_path))
+    (detail,) = no_entry.check(RunContext("t", str(tmp_path)))
     assert "neither function process(context) nor function transform(row, ctx)" in detail.message
     ok = JsProcessor(JsProcessorConfig(script="function transform(r) { return r; }"))
-    assert ok.check(str(tmp_path)) == []
+    assert ok.check(RunContext("t", str(tmp_path))) == []

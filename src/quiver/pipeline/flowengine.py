@@ -62,6 +62,7 @@ def is_flowengine(doc: Any) -> bool:
 class _Ctx:
     file: str
     marks: Any  # quiver.pipeline.config.Positions, or None when the file cannot be read
+    lines: list[str] = field(default_factory=list)
     errors: list[ErrorDetail] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
@@ -320,6 +321,29 @@ def _csv_type(f: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- plugins
 
 
+def _script_origin(ctx: _Ctx, path: Path_) -> dict[str, Any]:
+    """Where a block-scalar script starts in the pipeline file, so its errors point there."""
+    if ctx.marks is None:
+        return {}
+    key_line = ctx.marks.line_of(path)
+    if key_line is None or key_line >= len(ctx.lines):
+        return {}
+    head = ctx.lines[key_line - 1].split(":", 1)[-1].strip()
+    if not head.startswith(("|", ">")):
+        return {}
+    first = key_line  # 0-based index of the line after the key
+    while first < len(ctx.lines) and not ctx.lines[first].strip():
+        first += 1
+    if first >= len(ctx.lines):
+        return {}
+    body = ctx.lines[first]
+    return {
+        "script_name": Path(ctx.file).name,
+        "script_line": first + 1,
+        "script_indent": len(body) - len(body.lstrip(" ")),
+    }
+
+
 def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     path = cfg.text("FilePath", "Path")
@@ -398,6 +422,7 @@ def _javascript_transform(ctx: _Ctx, cfg: _Section, routes: list[str]) -> dict[s
     script_file = cfg.text("ScriptFile", "ScriptPath")
     if script is not None:
         out["script"] = script.replace("$", "$$")
+        out.update(_script_origin(ctx, cfg.at("Script")))
     elif script_file is not None:
         out["file"] = _subst(ctx, script_file)
     else:
@@ -543,13 +568,16 @@ def translate(doc: dict[str, Any], source_file: str) -> tuple[dict[str, Any], li
     Raises ``ConfigError`` listing every problem, each with ``file:line:column``.
     """
     marks = None
+    lines: list[str] = []
     try:
         from quiver.pipeline.config import load_yaml
 
-        _, marks = load_yaml(Path(source_file).read_text(encoding="utf-8"), source_file)
+        text = Path(source_file).read_text(encoding="utf-8")
+        _, marks = load_yaml(text, source_file)
+        lines = text.splitlines()
     except (OSError, UnicodeDecodeError, ConfigError):
         marks = None
-    ctx = _Ctx(source_file, marks)
+    ctx = _Ctx(source_file, marks, lines)
     root = _Section(ctx, doc, (), "the pipeline file")
     if root.has("Variables"):
         _resolve_variables(ctx, root.get("Variables"), root.at("Variables"))

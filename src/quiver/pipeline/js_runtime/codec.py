@@ -56,7 +56,7 @@ FIELD_TYPES: dict[str, str] = {
 }
 
 DEFAULT_DECIMAL_PRECISION = 38
-DEFAULT_DECIMAL_SCALE = 6
+DEFAULT_DECIMAL_SCALE = 9
 
 
 def normalize_type(name: str) -> str | None:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +48,7 @@ from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 __all__ = ["JsFieldConfig", "JsLookupConfig", "JsProcessor", "JsProcessorConfig"]
 
 _CANONICAL_TYPES = sorted(set(FIELD_TYPES.values()))
+_WHERE = re.compile(r"^(.*):(\d+):(\d+)$")
 
 
 class JsFieldConfig(ComponentConfig):
@@ -105,6 +107,17 @@ class JsProcessorConfig(ComponentConfig):
         default=None, description="JavaScript file, relative to the pipeline file."
     )
     script: str | None = Field(default=None, description="Inline JavaScript (instead of `file`).")
+    script_name: str | None = Field(
+        default=None,
+        description="Name of an inline script in error messages (default `inline.js`); with "
+        "`script_line` it can be the pipeline file, so errors point into it.",
+    )
+    script_line: int = Field(
+        default=1, ge=1, description="Line of that file where the inline script starts."
+    )
+    script_indent: int = Field(
+        default=0, ge=0, description="Columns the inline script is indented by in that file."
+    )
     style: Literal["auto", "process", "transform"] = Field(
         default="auto",
         description="`process`: FlowEngine's `process(context)`; `transform`: "
@@ -334,7 +347,20 @@ class JsProcessor:
 
     @property
     def script_name(self) -> str:
-        return self.cfg.file if self.cfg.file is not None else "inline.js"
+        if self.cfg.file is not None:
+            return self.cfg.file
+        return (self.cfg.script_name or "inline.js").replace(" ", "_")
+
+    def place(self, where: str) -> str:
+        """``name:line:col`` in the script -> the same place in the file holding it."""
+        cfg = self.cfg
+        if cfg.file is not None or (cfg.script_line == 1 and cfg.script_indent == 0):
+            return where
+        m = _WHERE.match(where)
+        if m is None:
+            return where
+        line, col = int(m.group(2)), int(m.group(3))
+        return f"{m.group(1)}:{line + cfg.script_line - 1}:{col + cfg.script_indent}"
 
     def options(self, base_dir: str, variables: dict[str, str] | None = None) -> IsolateOptions:
         """The isolate options for this step (reads the script and the lookup tables)."""
@@ -360,7 +386,7 @@ class JsProcessor:
         lookups = {name: _load_lookup(name, spec, base_dir) for name, spec in cfg.lookups.items()}
         return IsolateOptions(
             source=source,
-            script_name=self.script_name.replace(" ", "_"),
+            script_name=self.script_name,
             style=cfg.style,
             output_fields=cfg.fields(),
             routes=None if cfg.routes is None else tuple(cfg.routes),
@@ -371,15 +397,18 @@ class JsProcessor:
             max_logs=cfg.max_logs_per_batch,
         )
 
-    def check(self, base_dir: str) -> list[ErrorDetail]:
-        """Problems ``quiver validate`` reports: script file, syntax, top-level code, entry."""
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        """Problems ``quiver validate`` reports: script file, syntax, top-level code, entry.
+
+        Nothing runs over data; the script's top-level code runs once in a fresh isolate.
+        """
         from quiver.pipeline.js_runtime.syntax import check_script
 
         try:
-            options = self.options(base_dir)
+            options = self.options(ctx.base_dir, ctx.variables)
         except ConfigError as exc:
             return list(exc.details)
-        return check_script(options)
+        return [ErrorDetail(d.message, self.place(d.where), d.fix) for d in check_script(options)]
 
     def _start(self, ctx: RunContext) -> WorkerPool | _InProcess:
         options = self.options(ctx.base_dir, ctx.variables)
@@ -394,7 +423,7 @@ class JsProcessor:
         except ScriptLoadError as exc:
             raise ConfigError.one(
                 exc.message,
-                exc.where or self.script_name,
+                self.place(exc.where) or self.script_name,
                 "fix the script; `quiver validate` reports this without running",
             ) from exc
         self._threads = ThreadPoolExecutor(
@@ -464,7 +493,7 @@ class JsProcessor:
             for e in r.errors:
                 reason = str(e["message"])
                 if e.get("where"):
-                    reason += f" (at {e['where']})"
+                    reason += f" (at {self.place(str(e['where']))})"
                 errors.append(
                     RowError(
                         line=e.get("line"),
