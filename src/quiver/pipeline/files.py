@@ -48,8 +48,10 @@ __all__ = [
     "json_strings",
     "normalize_encoding",
     "open_input",
+    "open_input_pair",
     "open_output",
     "parse_type",
+    "position",
     "remove_stale_temps",
     "resolve_path",
 ]
@@ -148,6 +150,14 @@ def _codec_for(path: str, compression: Compression) -> str | None:
 
 def open_input(path: str, compression: Compression = "auto") -> pa.NativeFile:
     """A binary input stream for ``path`` (``-`` is stdin), decompressed when needed."""
+    return open_input_pair(path, compression)[0]
+
+
+def open_input_pair(
+    path: str, compression: Compression = "auto"
+) -> tuple[pa.NativeFile, pa.NativeFile]:
+    """The (maybe decompressing) input stream for ``path`` and the raw file under it, whose
+    ``tell()`` says how many bytes of the file were read (for progress)."""
     codec = _codec_for(path, compression)
     try:
         raw: pa.NativeFile = (
@@ -162,8 +172,16 @@ def open_input(path: str, compression: Compression = "auto") -> pa.NativeFile:
     except OSError as exc:
         raise RetryableError.one(f"cannot open {path}: {exc}", path) from exc
     if codec is None:
-        return raw
-    return pa.CompressedInputStream(raw, codec)
+        return raw, raw
+    return pa.CompressedInputStream(raw, codec), raw
+
+
+def position(raw: pa.NativeFile) -> int:
+    """How far ``raw`` was read, or 0 when it cannot tell (a pipe)."""
+    try:
+        return int(raw.tell())
+    except (OSError, ValueError, pa.ArrowException):
+        return 0
 
 
 # -- text input in UTF-8 blocks -------------------------------------------------------------

@@ -39,8 +39,9 @@ from quiver.pipeline.files import (
     display_path,
     expand_paths,
     normalize_encoding,
-    open_input,
+    open_input_pair,
     parse_type,
+    position,
 )
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -443,6 +444,9 @@ class CsvSource:
         self.names: list[str] | None = None
         self.column_types: dict[str, pa.DataType] | None = None
         self.skipped = 0
+        self.bytes_read = 0
+        self._bytes_done = 0
+        self._raw: pa.NativeFile | None = None
         self.rejected = 0
         self.files_done: list[str] = []
         self.skip_files: set[str] = set()
@@ -488,12 +492,15 @@ class CsvSource:
 
     def _read_file(self, path: str) -> Iterator[pa.RecordBatch]:
         state = _FileState(path)
-        stream = open_input(path, self.cfg.compression)
+        stream, self._raw = open_input_pair(path, self.cfg.compression)
         try:
             yield from self._read_stream(
                 state, iter(TextBlocks(stream, self.encoding, self.cfg.block_size))
             )
         finally:
+            self._bytes_done += position(self._raw)
+            self.bytes_read = self._bytes_done
+            self._raw = None
             stream.close()
 
     def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
@@ -517,6 +524,8 @@ class CsvSource:
                 to_skip -= 1
             if to_skip and not eof:
                 continue
+            if self._raw is not None:
+                self.bytes_read = self._bytes_done + position(self._raw)
             scan = scan_records(buf, self.dialect, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
@@ -541,16 +550,23 @@ class CsvSource:
     def _records(
         self, state: _FileState, buf: bytes, scan: Scan, base: int
     ) -> Iterator[pa.RecordBatch]:
-        records = np.flatnonzero(~empty_records(buf, scan))
-        if records.size == 0:
+        empty = empty_records(buf, scan)
+        records = np.flatnonzero(~empty)
+        if records.size == 0 and (state.names is None or len(state.names) != 1):
             return
         if state.names is None:
             header = int(records[0])
             self._start_file(state, buf, scan, header, base)
             if self.cfg.header:
                 records = records[1:]
+            if len(self.names or ()) == 1:
+                # one column: an empty line is a null value, not a line to skip
+                first = header + 1 if self.cfg.header else header
+                records = np.arange(first, scan.starts.size)
             if records.size == 0:
                 return
+        elif len(state.names) == 1:
+            records = np.arange(scan.starts.size)
         names = state.names
         assert names is not None
         expected = len(names)
@@ -652,7 +668,7 @@ class CsvSource:
             double_quote=d.double_quote,
             escape_char=d.escape if d.escape is not None else False,
             newlines_in_values=newlines_in_values,
-            ignore_empty_lines=True,
+            ignore_empty_lines=len(self.names or ()) != 1,
         )
 
     def _convert_options(self, types: dict[str, pa.DataType] | None) -> pacsv.ConvertOptions:

@@ -29,8 +29,9 @@ from quiver.pipeline.files import (
     display_path,
     expand_paths,
     normalize_encoding,
-    open_input,
+    open_input_pair,
     parse_type,
+    position,
 )
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -108,6 +109,9 @@ class JsonlSource:
         )
         self.schema: pa.Schema | None = None
         self.skipped = 0
+        self.bytes_read = 0
+        self._bytes_done = 0
+        self._raw: pa.NativeFile | None = None
         self.rejected = 0
         self.files_done: list[str] = []
         self.skip_files: set[str] = set()
@@ -138,11 +142,14 @@ class JsonlSource:
             if path in self.skip_files:
                 continue
             before = self.skipped
-            stream = open_input(path, self.cfg.compression)
+            stream, self._raw = open_input_pair(path, self.cfg.compression)
             try:
                 blocks = TextBlocks(stream, self.encoding, self.cfg.block_size)
                 yield from self._read(path, iter(blocks))
             finally:
+                self._bytes_done += position(self._raw)
+                self.bytes_read = self._bytes_done
+                self._raw = None
                 stream.close()
             self.files_done.append(path)
             if self.skipped > before:
@@ -156,6 +163,8 @@ class JsonlSource:
         base = 0  # lines before buf
         discarding = False  # inside an over-long line already reported
         for chunk in blocks:
+            if self._raw is not None:
+                self.bytes_read = self._bytes_done + position(self._raw)
             buf = buf + chunk if buf else chunk
             if discarding:
                 cut = buf.find(b"\n")
