@@ -36,6 +36,7 @@ from graphql import (
     GraphQLString,
 )
 from quiver.graphql.scalars import graphql_scalar
+from quiver.schema.api_names import root_field_names
 from quiver.schema.ir import (
     NUMERIC_SCALARS,
     ORDERED_SCALARS,
@@ -47,11 +48,9 @@ from quiver.schema.ir import (
 )
 from quiver.schema.ir import Field as IrField
 from quiver.schema.ir import Schema as IrSchema
-from quiver.schema.naming import camel, pluralize
 
 __all__ = ["Catalog", "RootField", "build_catalog", "build_graphql_schema"]
 
-ROOT_KINDS: tuple[RootKind, ...] = ("list", "by_key", "connection", "aggregate")
 ORDER_DIRECTIONS = {
     "ASC": ("ASC", "LAST"),
     "DESC": ("DESC", "FIRST"),
@@ -85,16 +84,6 @@ class Catalog:
     relation_aggregates: dict[str, dict[str, Relation]] = field(default_factory=dict)
 
 
-def list_field_name(entity: Entity) -> str:
-    return entity.list_field or pluralize(camel(entity.name))
-
-
-def by_key_field_name(entity: Entity) -> str | None:
-    if not entity.primary_key:
-        return None
-    return entity.by_key_field or camel(entity.name)
-
-
 def build_catalog(schema: IrSchema) -> Catalog:
     cat = Catalog(schema=schema)
     for e in schema.entities:
@@ -104,18 +93,8 @@ def build_catalog(schema: IrSchema) -> Catalog:
         cat.relation_aggregates[e.name] = {
             f"{r.name}Aggregate": r for r in e.relations if r.kind == "many"
         }
-        kinds = e.root_fields if e.root_fields is not None else ROOT_KINDS
-        lf = list_field_name(e)
-        names: dict[RootKind, str | None] = {
-            "list": lf,
-            "connection": f"{lf}Connection",
-            "aggregate": f"{lf}Aggregate",
-            "by_key": by_key_field_name(e),
-        }
-        for kind in ROOT_KINDS:
-            name = names[kind]
-            if kind in kinds and name:
-                cat.root_fields[name] = RootField(kind, e)
+        for name, kind in root_field_names(e).items():
+            cat.root_fields[name] = RootField(kind, e)
     return cat
 
 

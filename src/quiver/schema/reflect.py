@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.schema.api_names import GENERATED_TYPE_SUFFIXES, RESERVED_TYPE_NAMES
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
 from quiver.sql.url import DatabaseUrl, parse_database_url
@@ -46,27 +47,6 @@ __all__ = [
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_PG_SCHEMAS = ("public",)
 
-# Type names GraphQL (and the Quiver schema) already use: an entity may not take one of them.
-_RESERVED_TYPE_NAMES = frozenset(
-    {"Query", "Mutation", "Subscription", "Int", "Float", "String", "Boolean", "ID"}
-    | {"PageInfo", "OrderDirection"}
-    | {s.value for s in Scalar}
-    | {f"{s.value}Filter" for s in Scalar}
-)
-# Types the GraphQL layer derives from every entity name E (EWhere, EConnection...), and root
-# fields it derives from every list field L (LConnection, LAggregate): an entity named like
-# another one's derived type would clash with it.
-_DERIVED_TYPE_SUFFIXES = (
-    "Where",
-    "OrderBy",
-    "ListFilter",
-    "Field",
-    "Edge",
-    "Connection",
-    "Aggregate",
-    "AggregateGroup",
-    "GroupKey",
-)
 _DERIVED_ROOT_SUFFIXES = ("Connection", "Aggregate")
 _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
@@ -305,9 +285,9 @@ def _entity_names(
         for t in group:
             prefix = pascal(t.schema or "") if t in prefixed else ""
             names[t] = _type_name(prefix + pascal(t.name))
-    derived = {names[t] + suffix for t in tables for suffix in _DERIVED_TYPE_SUFFIXES}
+    derived = {names[t] + suffix for t in tables for suffix in GENERATED_TYPE_SUFFIXES}
     for t in tables:
-        if names[t] in _RESERVED_TYPE_NAMES or names[t] in derived:
+        if names[t] in RESERVED_TYPE_NAMES or names[t] in derived:
             names[t] += "Row"
     used: set[str] = set()
     for t in tables:

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from quiver.runtime.errors import ErrorDetail
-from quiver.schema.ir import Entity, Field, Relation, RootKind, Scalar, Schema, SourceLocation
-from quiver.schema.naming import camel, pluralize
+from quiver.schema.api_names import GENERATED_TYPE_SUFFIXES, RESERVED_TYPE_NAMES, root_field_names
+from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema, SourceLocation
 
 __all__ = [
     "Report",
@@ -23,33 +23,11 @@ __all__ = [
     "check_database",
     "did_you_mean",
     "render",
-    "root_field_names",
     "validate_schema",
 ]
 
 _GRAPHQL_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
-RESERVED_TYPE_NAMES = frozenset(
-    {"Query", "Mutation", "Subscription", "PageInfo", "OrderDirection", "Int", "Float", "String"}
-    | {"Boolean", "ID"}
-    | {s.value for s in Scalar}
-)
 LIST_ARGUMENTS = ("where", "orderBy", "limit", "offset")
-# Suffixes of the types the GraphQL schema generates for each entity (quiver.graphql.schema).
-GENERATED_SUFFIXES = (
-    "Where",
-    "ListFilter",
-    "OrderBy",
-    "Field",
-    "Connection",
-    "Edge",
-    "Aggregate",
-    "AggregateGroup",
-    "GroupKey",
-    "SumFields",
-    "AvgFields",
-    "MinFields",
-    "MaxFields",
-)
 
 
 @dataclass
@@ -103,24 +81,6 @@ def _where(location: SourceLocation | None, path: str) -> str:
     return str(location) if location is not None else path
 
 
-def root_field_names(entity: Entity) -> dict[str, str]:
-    """Root field name -> kind, as the GraphQL schema serves them for ``entity``."""
-    all_kinds: tuple[RootKind, ...] = ("list", "connection", "aggregate", "by_key")
-    kinds = all_kinds if entity.root_fields is None else entity.root_fields
-    list_name = entity.list_field or pluralize(camel(entity.name))
-    names: dict[str, str] = {}
-    for kind in kinds:
-        if kind == "list":
-            names[list_name] = kind
-        elif kind == "connection":
-            names[f"{list_name}Connection"] = kind
-        elif kind == "aggregate":
-            names[f"{list_name}Aggregate"] = kind
-        elif entity.primary_key:
-            names[entity.by_key_field or camel(entity.name)] = kind
-    return names
-
-
 def _name_problem(name: str) -> str | None:
     if not _GRAPHQL_NAME.match(name):
         return "is not a valid GraphQL name"
@@ -148,7 +108,7 @@ class _Validator:
         generated = {
             f"{e.name}{suffix}": e.name
             for e in self.schema.entities
-            for suffix in GENERATED_SUFFIXES
+            for suffix in GENERATED_TYPE_SUFFIXES
         } | {f"{s.value}Filter": s.value for s in Scalar}
         for e in self.schema.entities:
             where = _where(e.location, e.name)

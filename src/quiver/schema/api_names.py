@@ -1,0 +1,70 @@
+"""Names the GraphQL API derives from the schema IR, in one place.
+
+Reflection avoids them, validation checks authored names against them, and the GraphQL schema
+builder uses them, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+from quiver.schema.ir import Entity, RootKind, Scalar
+from quiver.schema.naming import camel, pluralize
+
+__all__ = [
+    "GENERATED_TYPE_SUFFIXES",
+    "RESERVED_TYPE_NAMES",
+    "ROOT_KINDS",
+    "by_key_field_name",
+    "list_field_name",
+    "root_field_names",
+]
+
+ROOT_KINDS: tuple[RootKind, ...] = ("list", "by_key", "connection", "aggregate")
+
+#: Type names the GraphQL schema always has: an entity may not take one of them.
+RESERVED_TYPE_NAMES = frozenset(
+    {"Query", "Mutation", "Subscription", "Int", "Float", "String", "Boolean", "ID"}
+    | {"PageInfo", "OrderDirection"}
+    | {s.value for s in Scalar}
+    | {f"{s.value}Filter" for s in Scalar}
+)
+
+#: Suffixes of the types generated for every entity ``E`` (``EWhere``, ``EConnection``, ...).
+GENERATED_TYPE_SUFFIXES = (
+    "Where",
+    "ListFilter",
+    "OrderBy",
+    "Field",
+    "Connection",
+    "Edge",
+    "Aggregate",
+    "AggregateGroup",
+    "GroupKey",
+    "SumFields",
+    "AvgFields",
+    "MinFields",
+    "MaxFields",
+)
+
+
+def list_field_name(entity: Entity) -> str:
+    return entity.list_field or pluralize(camel(entity.name))
+
+
+def by_key_field_name(entity: Entity) -> str | None:
+    """The by-key root field, or None for entities without a primary key."""
+    if not entity.primary_key:
+        return None
+    return entity.by_key_field or camel(entity.name)
+
+
+def root_field_names(entity: Entity) -> dict[str, RootKind]:
+    """Root field name -> kind, as the GraphQL schema serves them for ``entity``."""
+    kinds = ROOT_KINDS if entity.root_fields is None else entity.root_fields
+    list_name = list_field_name(entity)
+    names: dict[RootKind, str | None] = {
+        "list": list_name,
+        "by_key": by_key_field_name(entity),
+        "connection": f"{list_name}Connection",
+        "aggregate": f"{list_name}Aggregate",
+    }
+    return {name: kind for kind in ROOT_KINDS if kind in kinds and (name := names[kind])}
