@@ -9,7 +9,6 @@ response, without decoding them.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
+from quiver.graphql.limits import validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
 from quiver.schema.ir import Schema
@@ -175,11 +175,7 @@ class Engine:
         self._cache_size = 1_000
 
     def _extra_rules(self) -> list[Any]:
-        try:
-            limits = importlib.import_module("quiver.graphql.limits")
-        except ModuleNotFoundError:
-            return []
-        return list(limits.validation_rules(self.settings.graphql))
+        return list(validation_rules(self.settings.graphql))
 
     @classmethod
     async def open(cls, schema: Schema, settings: QuiverSettings) -> Engine:
