@@ -101,13 +101,19 @@ def main() -> None:
             "read  duckdb read_csv (baseline)",
             rows,
             size,
-            lambda: duckdb.sql(f"select * from read_csv('{src}', all_varchar=true)").arrow(),
+            lambda: (
+                duckdb.connect()
+                .execute(f"select * from read_csv('{src}', all_varchar=true)")
+                .to_arrow_table()
+            ),
         )
         table: pa.Table = pa.table({})
 
         def quiver_read() -> None:
             nonlocal table
-            table = asyncio.run(drain(CsvSource(CsvSourceConfig(path=src)), ctx))
+            table = asyncio.run(
+                drain(CsvSource(CsvSourceConfig.model_validate({"path": src})), ctx)
+            )
 
         timed("read  quiver csv source (with __line)", rows, size, quiver_read)
         assert table.num_rows == rows, table.num_rows
@@ -131,31 +137,43 @@ def main() -> None:
             "write quiver csv sink",
             rows,
             size,
-            lambda: asyncio.run(write(CsvSink(CsvSinkConfig(path="out.csv")), data, ctx)),
+            lambda: asyncio.run(
+                write(CsvSink(CsvSinkConfig.model_validate({"path": "out.csv"})), data, ctx)
+            ),
         )
         timed(
             "write quiver parquet sink (zstd)",
             rows,
             size,
-            lambda: asyncio.run(write(ParquetSink(ParquetSinkConfig(path="o.parquet")), data, ctx)),
+            lambda: asyncio.run(
+                write(
+                    ParquetSink(ParquetSinkConfig.model_validate({"path": "o.parquet"})), data, ctx
+                )
+            ),
         )
         timed(
             "read  quiver parquet source",
             rows,
             size,
-            lambda: asyncio.run(drain(ParquetSource(ParquetSourceConfig(path="o.parquet")), ctx)),
+            lambda: asyncio.run(
+                drain(ParquetSource(ParquetSourceConfig.model_validate({"path": "o.parquet"})), ctx)
+            ),
         )
         timed(
             "write quiver jsonl sink",
             rows,
             size,
-            lambda: asyncio.run(write(JsonlSink(JsonlSinkConfig(path="o.jsonl")), data, ctx)),
+            lambda: asyncio.run(
+                write(JsonlSink(JsonlSinkConfig.model_validate({"path": "o.jsonl"})), data, ctx)
+            ),
         )
         timed(
             "read  quiver jsonl source",
             rows,
             size,
-            lambda: asyncio.run(drain(JsonlSource(JsonlSourceConfig(path="o.jsonl")), ctx)),
+            lambda: asyncio.run(
+                drain(JsonlSource(JsonlSourceConfig.model_validate({"path": "o.jsonl"})), ctx)
+            ),
         )
 
 
