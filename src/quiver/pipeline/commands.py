@@ -229,15 +229,16 @@ def validate_command(file: str, variables: list[str]) -> int:
 
     error = Console(stderr=True)
     try:
-        spec = load_pipeline(file, _parse_variables(variables))
+        spec = load_pipeline(file, _parse_variables(variables), collect=True)
     except ConfigError as exc:
         _print_errors(exc, error)
         error.print(f"{len(exc.details)} problem(s) found in {file}")
         return EXIT_INVALID
     ctx = RunContext(uuid.uuid4().hex[:12], spec.base_dir, dict(spec.variables))
-    details: list[ErrorDetail] = []
+    details: list[ErrorDetail] = list(spec.errors)
     for step in spec.steps.values():
-        assert step.info is not None
+        if step.info is None or step.config is None:
+            continue
         try:
             component = step.info.cls(step.config)
         except ConfigError as exc:

@@ -318,6 +318,7 @@ class PipelineSpec:
     variables: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     positions: Positions | None = None
+    errors: list[ErrorDetail] = field(default_factory=list)
 
     def sources(self) -> list[StepSpec]:
         return [s for s in self.steps.values() if s.kind == "source"]
@@ -365,8 +366,14 @@ def load_pipeline(
     *,
     registry: Registry | None = None,
     environ: Mapping[str, str] | None = None,
+    collect: bool = False,
 ) -> PipelineSpec:
-    """Read, substitute, validate and compile a pipeline file (ConfigError with every problem)."""
+    """Read, substitute, validate and compile a pipeline file (ConfigError with every problem).
+
+    With ``collect=True`` problems found in the steps are returned in ``spec.errors`` instead
+    of raised (``quiver validate`` then goes on to check the valid steps' scripts); problems
+    that leave no usable graph are raised either way.
+    """
     path = Path(file)
     try:
         text = path.read_text(encoding="utf-8")
@@ -379,7 +386,7 @@ def load_pipeline(
             f"cannot read the pipeline file: {exc}", str(path), "check the file"
         ) from exc
     return parse_pipeline(
-        text, str(path), variables, registry=registry, environ=environ, base_dir=None
+        text, str(path), variables, registry=registry, environ=environ, collect=collect
     )
 
 
@@ -391,6 +398,7 @@ def parse_pipeline(
     registry: Registry | None = None,
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
+    collect: bool = False,
 ) -> PipelineSpec:
     """Like :func:`load_pipeline` for YAML text already in memory."""
     registry = registry or default_registry()
@@ -459,8 +467,9 @@ def parse_pipeline(
     _check_on_error(doc, positions, errors)
     for step in steps.values():
         _resolve_component(step, registry, positions, errors)
-    if errors:
+    if errors and not collect:
         raise ConfigError(errors)
+    spec.errors = errors
     return spec
 
 
@@ -497,10 +506,11 @@ def _compile_linear(
             continue
         component, options = split
         if not name:
-            name = component
+            name = component.rsplit(":", 1)[-1]
+            base = name
             n = 2
             while name in steps or name in ("source", "sink"):
-                name = f"{component}_{n}"
+                name = f"{base}_{n}"
                 n += 1
         steps[name] = StepSpec(
             name, kind, component, options, (*path, component), positions.where(path)

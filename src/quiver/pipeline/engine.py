@@ -47,6 +47,7 @@ from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, Quiv
 __all__ = ["Engine", "RunFailedError", "RunResult", "StepStats", "run_pipeline"]
 
 _END = object()
+_ABORT_WAIT_SECONDS = 30.0
 ProgressCallback = Callable[[int, int, int | None], None]
 
 
@@ -346,6 +347,7 @@ class Engine:
             if step.kind != "source"
         }
         self._queues = queues
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
         opened: dict[str, Any] = {}
         rows_before = self.result.rows_read
         tasks: dict[asyncio.Task[None], str] = {}
@@ -389,6 +391,9 @@ class Engine:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            inflight = [c for c in self._inflight.values() if not c.done()]
+            if inflight:
+                await asyncio.wait(inflight, timeout=_ABORT_WAIT_SECONDS)
             for name, sink in opened.items():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(sink.abort())
@@ -596,6 +601,23 @@ class Engine:
                 code="TOO_MANY_ERRORS",
             )
 
+    async def _sink_call(
+        self,
+        step: str,
+        delivery: Delivery,
+        op: Callable[[], Awaitable[Any]],
+        name: str,
+        payload: Any = None,
+    ) -> None:
+        """Run a sink call so that cancelling the run waits for it before the sink is aborted.
+
+        Sinks often do their I/O in worker threads, which cancellation cannot stop; aborting
+        while such a call still runs could leave a file the abort did not see.
+        """
+        call = asyncio.ensure_future(delivery.call(op, name=name, payload=payload))
+        self._inflight[step] = call
+        await asyncio.shield(call)
+
     async def _sink_task(self, step: StepSpec, sink: Any, opened: dict[str, Any]) -> None:
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
@@ -605,18 +627,25 @@ class Engine:
             if schema is None:
                 schema = out.schema
                 opened[step.name] = sink
-                await delivery.call(_bind(sink.open, schema, self.ctx), name=f"open '{step.name}'")
+                await self._sink_call(
+                    step.name, delivery, _bind(sink.open, schema, self.ctx), f"open '{step.name}'"
+                )
             else:
                 out = _conform(out, schema, step.name)
             t0 = time.perf_counter()
-            await delivery.call(_bind(sink.write, out), name=f"write '{step.name}'", payload=out)
+            await self._sink_call(
+                step.name, delivery, _bind(sink.write, out), f"write '{step.name}'", out
+            )
             stats.busy_seconds += time.perf_counter() - t0
             stats.rows_in += out.num_rows
             stats.batches_in += 1
         if schema is None:
             opened[step.name] = sink
-            await delivery.call(
-                _bind(sink.open, pa.schema([]), self.ctx), name=f"open '{step.name}'"
+            await self._sink_call(
+                step.name,
+                delivery,
+                _bind(sink.open, pa.schema([]), self.ctx),
+                f"open '{step.name}'",
             )
 
     # ------------------------------------------------------------------ plumbing
