@@ -416,8 +416,8 @@ def gather(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryvi
 # -- the source -------------------------------------------------------------------------------
 
 
-_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to ([^:]+):")
-_INVALID_VALUE = re.compile(r"invalid value '(.*)'$", re.S)
+_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (.*)", re.S)
+_INVALID_VALUE = re.compile(r"(?:invalid value|The string) '(.*)'", re.S)
 _FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
@@ -790,9 +790,12 @@ class CsvSource:
         if m := _COLUMN_ERROR.search(message):
             assert self.names is not None
             column = self.names[int(m[1])]
-            value_match = _INVALID_VALUE.search(message)
-            value = value_match[1] if value_match else None
-            return column, value, f"column '{column}': {value!r} is not a valid {m[2]}"
+            value_match = _INVALID_VALUE.search(m[2])
+            if value_match is None:
+                return column, None, f"column '{column}': {_clean(m[2])}"
+            value = value_match[1]
+            kind = (self.column_types or {}).get(column, pa.string())
+            return column, value, f"column '{column}': {value!r} is not a valid {kind}"
         return None, None, _clean(message)
 
     def _malformed(

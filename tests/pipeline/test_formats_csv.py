@@ -1,0 +1,449 @@
+"""The csv source: line numbers, malformed rows, encodings, compression, globs, options."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig, Dialect, scan_records
+from quiver.runtime.errors import PermanentError
+
+from .conftest import build, read_all
+
+
+def source(**options: Any) -> CsvSource:
+    result: CsvSource = build(CsvSource, options)
+    return result
+
+
+async def read(
+    tmp_path: Path, ctx: RunContext, data: bytes, name: str = "in.csv", **options: Any
+) -> tuple[list[dict[str, Any]], list[tuple[int | None, str]], CsvSource]:
+    (tmp_path / name).write_bytes(data)
+    src = source(path=name, **options)
+    table = await read_all(src, ctx)
+    errors = [(e.line, e.reason) for e in src.take_errors()]
+    return table.to_pylist(), errors, src
+
+
+# -- line numbers -----------------------------------------------------------------------------
+
+
+async def test_line_numbers_count_the_header_and_line_breaks_inside_quotes(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'id,note\n1,plain\n2,"two\nlines"\n3,"three\r\nlines\nhere"\n4,last\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert errors == []
+    assert [(r["id"], r[LINE_COLUMN]) for r in rows] == [("1", 2), ("2", 3), ("3", 5), ("4", 8)]
+    assert rows[2]["note"] == "three\r\nlines\nhere"
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 64, 1 << 20])
+async def test_line_numbers_do_not_depend_on_the_block_size(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = b'a,b\n1,"x\n\ny"\n\n2,""""\n3,"q,""r"""\r\n4,z'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=block_size)
+    assert errors == []
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [
+        ("1", "x\n\ny", 2),
+        ("2", '"', 6),
+        ("3", 'q,"r"', 7),
+        ("4", "z", 8),
+    ]
+
+
+async def test_skip_lines_are_counted_in_line_numbers(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = b"report of the day\nexported by X\nid,v\n1,a\n2,b\n"
+    rows, _, _ = await read(tmp_path, run_ctx, data, skip_lines=2)
+    assert [(r["id"], r[LINE_COLUMN]) for r in rows] == [("1", 4), ("2", 5)]
+
+
+async def test_blank_lines_are_skipped_but_counted(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b"\n\na,b\n1,2\n\n\n3,4\n\n")
+    assert [(r["a"], r[LINE_COLUMN]) for r in rows] == [("1", 4), ("3", 7)]
+
+
+def test_scanner_finds_records_lines_and_an_open_quote_at_the_end() -> None:
+    scan = scan_records(b'a,b\n"x\ny",1\n"open', Dialect(ord(",")), final=False)
+    assert scan.starts.tolist() == [0, 4]
+    assert scan.ends.tolist() == [4, 12]
+    assert scan.lines.tolist() == [0, 1]
+    assert scan.consumed == 12 and scan.consumed_lines == 3
+    final = scan_records(b'"open\nrest', Dialect(ord(",")), final=True)
+    assert final.open_quote and final.consumed == 0
+
+
+# -- malformed rows ---------------------------------------------------------------------------
+
+
+RAGGED = b'id,name,city\n1,ann,paris\n2,bob\n3,"cy\nril",rome\n4,dan,oslo,extra\n5,eve,lima\n'
+
+
+async def test_ragged_rows_are_rejected_with_their_exact_lines(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, errors, src = await read(tmp_path, run_ctx, RAGGED)
+    assert [r["id"] for r in rows] == ["1", "3", "5"]
+    assert [line for line, _ in errors] == [3, 6]
+    assert "expected 3 fields, found 2" in errors[0][1]
+    assert "expected 3 fields, found 4" in errors[1][1]
+    assert errors[0][1].startswith(str(tmp_path / "in.csv") + ":3:")
+    assert src.rejected == 2
+
+
+async def test_rejected_rows_carry_the_raw_record(tmp_path: Path, run_ctx: RunContext) -> None:
+    (tmp_path / "in.csv").write_bytes(RAGGED)
+    src = source(path="in.csv")
+    await read_all(src, run_ctx)
+    first = src.take_errors()[0]
+    assert first.row == {"__file": str(tmp_path / "in.csv"), "__raw": "2,bob"}
+    assert src.take_errors() == []  # taken once
+
+
+async def test_skip_policy_drops_and_counts_malformed_rows(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, errors, src = await read(tmp_path, run_ctx, RAGGED, on_malformed="skip")
+    assert [r["id"] for r in rows] == ["1", "3", "5"]
+    assert errors == [] and src.skipped == 2
+    assert any("skipped 2 malformed rows" in m for _, m in run_ctx.logs)  # type: ignore[attr-defined]
+
+
+async def test_fail_policy_stops_at_the_first_bad_row_naming_file_and_line(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await read(tmp_path, run_ctx, RAGGED, on_malformed="fail")
+    detail = caught.value.details[0]
+    assert detail.where == f"{tmp_path / 'in.csv'}:3"
+    assert "expected 3 fields, found 2" in detail.message
+    assert "on_malformed" in detail.fix
+
+
+async def test_an_unterminated_quote_rejects_its_line_and_reading_goes_on(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'a,b\n1,"x\ny"\n2,"never closed\n3,fine\n4,plain\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=4)
+    assert errors == [(4, f"{tmp_path / 'in.csv'}:4: " + UNTERMINATED)]
+    # reading resumes on the next line
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [
+        ("1", "x\ny", 2),
+        ("3", "fine", 5),
+        ("4", "plain", 6),
+    ]
+
+
+async def test_a_quote_closed_lines_later_makes_one_record(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'a,b\n2,"never closed\n3,fine\n4,"also\nfine"\n5,"again\n6,end\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=4)
+    # lines 2-4 are one record (the quote closes on line 4), line 5 is ragged,
+    # the quote opened on line 6 never closes
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (5, "expected 2 fields, found 1"),
+        (6, UNTERMINATED),
+    ]
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [
+        ("2", "never closed\n3,fine\n4,also", 2),
+        ("6", "end", 7),
+    ]
+
+
+UNTERMINATED = "unterminated quoted field: a quote opened on this line is never closed"
+
+
+async def test_a_record_longer_than_max_record_bytes_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'a,b\n1,"' + b"x" * 300 + b"\n2,y\n3,z\n"
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=64, max_record_bytes=100)
+    assert errors[0][0] == 2 and "max_record_bytes" in errors[0][1]
+    assert [r["a"] for r in rows] == ["2", "3"]
+
+
+async def test_a_quote_inside_an_unquoted_field_is_a_literal(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'item,size\nscreen,27"\ncable,3" long\n"quoted, with comma",1\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert errors == []
+    assert [r["size"] for r in rows] == ['27"', '3" long', "1"]
+    assert [r[LINE_COLUMN] for r in rows] == [2, 3, 4]
+
+
+async def test_invalid_utf8_bytes_reject_only_their_row(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, errors, _ = await read(tmp_path, run_ctx, b"a,b\n1,ok\n2,bad\xff\xfe\n3,ok\n")
+    assert [r["a"] for r in rows] == ["1", "3"]
+    assert errors[0][0] == 3 and "invalid utf-8 byte sequence" in errors[0][1]
+
+
+async def test_bytes_invalid_in_cp1252_are_named_in_the_rejection(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = "a;b\n1;café\n".encode("cp1252") + b"2;\x81\n3;\x80\n"
+    rows, errors, _ = await read(tmp_path, run_ctx, data, delimiter=";", encoding="cp1252")
+    assert [(r["a"], r["b"]) for r in rows] == [("1", "café"), ("3", "€")]
+    assert errors[0][0] == 3 and "byte 0x81 is not valid cp1252" in errors[0][1]
+
+
+async def test_a_value_of_the_wrong_type_is_rejected_with_column_and_value(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "in.csv").write_bytes(b"id,total\n1,2.5\n2,abc\n3,4\n")
+    src = source(path="in.csv", types={"id": "int", "total": "decimal(10,2)"})
+    table = await read_all(src, run_ctx)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("total").type == pa.decimal128(10, 2)
+    assert table.column("id").to_pylist() == [1, 3]
+    (error,) = src.take_errors()
+    assert (error.line, error.column, error.value) == (3, "total", "abc")
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+async def test_without_a_header_columns_are_named_col1_col2(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b"1,a\n2,b\n", header=False)
+    assert rows == [
+        {"col1": "1", "col2": "a", LINE_COLUMN: 1},
+        {"col1": "2", "col2": "b", LINE_COLUMN: 2},
+    ]
+
+
+async def test_columns_rename_the_header_or_name_headerless_files(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b"x,y\n1,2\n", columns=["id", "v"])
+    assert rows == [{"id": "1", "v": "2", LINE_COLUMN: 2}]
+    rows, _, _ = await read(tmp_path, run_ctx, b"1,2\n", columns=["id", "v"], header=False)
+    assert rows == [{"id": "1", "v": "2", LINE_COLUMN: 1}]
+
+
+async def test_columns_that_do_not_match_the_header_are_an_error(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    with pytest.raises(PermanentError, match="names 3 columns but the header has 2"):
+        await read(tmp_path, run_ctx, b"x,y\n1,2\n", columns=["a", "b", "c"])
+
+
+async def test_duplicate_header_names_are_an_error(tmp_path: Path, run_ctx: RunContext) -> None:
+    with pytest.raises(PermanentError, match=r"repeats column names \['a'\]"):
+        await read(tmp_path, run_ctx, b"a,b,a\n1,2,3\n")
+
+
+async def test_values_are_strings_by_default_and_inferred_on_request(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b"id,price,ok,day\n1,2.5,true,2024-01-02\n2,3,false,2024-02-03\n"
+    rows, _, _ = await read(tmp_path, run_ctx, data)
+    assert rows[0] == {"id": "1", "price": "2.5", "ok": "true", "day": "2024-01-02", "__line": 2}
+    (tmp_path / "in.csv").write_bytes(data)
+    table = await read_all(source(path="in.csv", infer=True, types={"id": "str"}), run_ctx)
+    assert [f.type for f in table.schema][:4] == [
+        pa.string(),
+        pa.float64(),
+        pa.bool_(),
+        pa.date32(),
+    ]
+
+
+async def test_null_values_and_quoted_empty_strings(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b'a,b\n,""\nNA,x\n')
+    assert [(r["a"], r["b"]) for r in rows] == [(None, ""), ("NA", "x")]
+    rows, _, _ = await read(tmp_path, run_ctx, b'a,b\n,""\nNA,x\n', null_values=["NA"])
+    assert [(r["a"], r["b"]) for r in rows] == [("", ""), (None, "x")]
+
+
+async def test_backslash_escapes(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = b'a,b\n"say \\"hi\\"",1\nc\\,d,2\n"e\\\\",3\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, escape="\\", double_quote=False)
+    assert errors == []
+    assert [r["a"] for r in rows] == ['say "hi"', "c,d", "e\\"]
+
+
+async def test_quoting_can_be_turned_off(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b'a\tb\n"x\t"y"\n', delimiter="\t", quote=None)
+    assert rows == [{"a": '"x', "b": '"y"', LINE_COLUMN: 2}]
+
+
+@pytest.mark.parametrize(("preset", "delimiter"), [("tsv", "\t"), ("psv", "|"), ("semicolon", ";")])
+async def test_any_single_character_delimiter(
+    tmp_path: Path, run_ctx: RunContext, preset: str, delimiter: str
+) -> None:
+    d = delimiter.encode()
+    data = b"a" + d + b"b\n1" + d + b'"x' + d + b'y"\n'
+    rows, _, _ = await read(tmp_path, run_ctx, data, delimiter=delimiter)
+    assert rows == [{"a": "1", "b": f"x{delimiter}y", LINE_COLUMN: 2}]
+
+
+async def test_bare_carriage_returns_end_lines(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b"a,b\r1,2\r3,4\r")
+    assert [(r["a"], r[LINE_COLUMN]) for r in rows] == [("1", 2), ("3", 3)]
+
+
+# -- encodings and compression ----------------------------------------------------------------
+
+
+TEXT = [["name", "city"], ["Zoë", "Köln"], ["José", "São Paulo"], ["Łukasz", "Kraków"]]
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "utf-16-le", "utf-16-be"]
+)
+async def test_each_encoding_reads_the_same_rows(
+    tmp_path: Path, run_ctx: RunContext, encoding: str
+) -> None:
+    rows_in = TEXT if encoding not in ("latin-1",) else [r for r in TEXT if "Ł" not in r[0]]
+    if encoding == "cp1252":
+        rows_in = [r for r in TEXT if "Ł" not in r[0]] + [["€uro", "quote “x”"]]
+    text = "".join(",".join(r) + "\r\n" for r in rows_in)
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, text.encode(encoding), encoding=encoding, block_size=5
+    )
+    assert errors == []
+    assert [[r["name"], r["city"]] for r in rows] == rows_in[1:]
+    assert [r[LINE_COLUMN] for r in rows] == list(range(2, len(rows_in) + 1))
+
+
+async def test_a_utf8_byte_order_mark_is_dropped(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, src = await read(tmp_path, run_ctx, b"\xef\xbb\xbfid,v\n1,2\n")
+    assert src.names == ["id", "v"] and rows[0]["id"] == "1"
+
+
+def _zstd(data: bytes) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(data)
+    packed: bytes = sink.getvalue().to_pybytes()
+    return packed
+
+
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [("in.csv.gz", gzip.compress), ("in.csv.zst", _zstd), ("in.csv.bz2", bz2.compress)],
+)
+async def test_compressed_inputs_are_recognised_by_extension(
+    tmp_path: Path, run_ctx: RunContext, name: str, pack: Any
+) -> None:
+    data = b'a,b\n1,"x\ny"\n2,z\n'
+    rows, _, src = await read(tmp_path, run_ctx, pack(data), name=name, block_size=3)
+    assert [(r["a"], r[LINE_COLUMN]) for r in rows] == [("1", 2), ("2", 4)]
+    assert src.bytes_read == (tmp_path / name).stat().st_size
+
+
+async def test_compression_can_be_set_explicitly(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(
+        tmp_path, run_ctx, gzip.compress(b"a\n1\n"), name="data.bin", compression="gzip"
+    )
+    assert rows == [{"a": "1", LINE_COLUMN: 2}]
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+async def test_a_glob_reads_files_in_sorted_order_with_per_file_lines(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "in").mkdir()
+    for name, body in [("b.csv", b"id\n3\n4\n"), ("a.csv", b"id\n1\n2\n"), ("c.txt", b"id\n9\n")]:
+        (tmp_path / "in" / name).write_bytes(body)
+    src = source(path="in/*.csv")
+    rows = (await read_all(src, run_ctx)).to_pylist()
+    assert [(r["id"], r[LINE_COLUMN]) for r in rows] == [("1", 2), ("2", 3), ("3", 2), ("4", 3)]
+    assert src.files_done == [str(tmp_path / "in" / "a.csv"), str(tmp_path / "in" / "b.csv")]
+
+
+async def test_files_of_a_glob_must_share_their_columns(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "a.csv").write_bytes(b"id,v\n1,2\n")
+    (tmp_path / "b.csv").write_bytes(b"id,w\n1,2\n")
+    with pytest.raises(PermanentError, match="differ from those of the first file"):
+        await read_all(source(path="*.csv"), run_ctx)
+
+
+async def test_a_missing_file_is_reported_with_a_suggestion(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "orders.csv").write_bytes(b"a\n")
+    with pytest.raises(PermanentError) as caught:
+        await read_all(source(path="ordres.csv"), run_ctx)
+    assert "input file not found" in str(caught.value)
+    assert "did you mean" in caught.value.details[0].fix
+    with pytest.raises(PermanentError, match="no file matches"):
+        await read_all(source(path="nothing/*.csv"), run_ctx)
+
+
+async def test_files_marked_done_are_skipped(tmp_path: Path, run_ctx: RunContext) -> None:
+    (tmp_path / "a.csv").write_bytes(b"id\n1\n")
+    (tmp_path / "b.csv").write_bytes(b"id\n2\n")
+    src = source(path="*.csv")
+    src.skip_files = {str(tmp_path / "a.csv")}
+    assert (await read_all(src, run_ctx)).column("id").to_pylist() == ["2"]
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"delimiter": ",,"}, "single ASCII character"),
+        ({"delimiter": "\n"}, "line break"),
+        ({"delimiter": '"'}, "must differ"),
+        ({"encoding": "utf-42"}, "unknown encoding 'utf-42'"),
+        ({"types": {"a": "integr"}}, "unknown type 'integr'"),
+        ({"on_malformed": "ignore"}, "on_malformed"),
+        ({"delimter": ";"}, "delimter"),
+        ({"columns": ["a", "a"]}, "duplicate names"),
+    ],
+)
+def test_invalid_options_are_rejected_with_the_reason(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        CsvSourceConfig.model_validate({"path": "x.csv", **options})
+
+
+async def test_types_for_unknown_columns_are_an_error(tmp_path: Path, run_ctx: RunContext) -> None:
+    with pytest.raises(PermanentError, match=r"columns that the file does not have: \['nope'\]"):
+        await read(tmp_path, run_ctx, b"a\n1\n", types={"nope": "int"})
+
+
+# -- against Python's csv module --------------------------------------------------------------
+
+
+async def test_line_numbers_match_pythons_csv_reader(tmp_path: Path, run_ctx: RunContext) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "text"])
+    for i in range(500):
+        writer.writerow([i, "line\n" * (i % 4) + f'q"{i}",x'])
+    data = buffer.getvalue().encode()
+    expected = []
+    reader = csv.reader(io.StringIO(buffer.getvalue(), newline=""))
+    next(reader)
+    start = reader.line_num + 1
+    for row in reader:
+        expected.append((row[0], row[1], start))
+        start = reader.line_num + 1
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=97)
+    assert errors == []
+    assert [(r["id"], r["text"], r[LINE_COLUMN]) for r in rows] == expected
