@@ -92,7 +92,7 @@ class BatchSql:
                 f"query failed: {exc}".strip(),
                 "",
                 "check the column names and types in the expression; the batch columns are "
-                + ", ".join(batch.schema.names),
+                + ", ".join(n for n in batch.schema.names if n != "__line"),
             ) from exc
         finally:
             cursor.close()

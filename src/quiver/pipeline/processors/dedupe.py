@@ -136,6 +136,7 @@ class DedupeProcessor:
         if self.cfg.keep == "first" or self._writer is None or self._spool is None:
             return
         self._writer.close()
+        self._spool.flush()
         keep = await asyncio.to_thread(self._last_mask)
         offset = 0
         try:
