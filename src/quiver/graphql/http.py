@@ -1,0 +1,520 @@
+"""The GraphQL HTTP surface: a lean ASGI app following GraphQL over HTTP.
+
+``create_app(schema, settings)`` returns the ASGI application. Its lifespan opens the
+:class:`~quiver.graphql.engine.Engine` (one per server process). Routes:
+
+* ``GET|POST <graphql.path>``: GraphQL requests, JSON (and batched JSON arrays) over POST,
+  query-string parameters over GET; GraphiQL for browsers on GET with ``text/html``;
+* ``GET /healthz``: the process is up; ``GET /readyz``: the database answers;
+* ``GET /metrics``: Prometheus text format.
+
+Media types: responses are ``application/graphql-response+json`` or ``application/json`` as
+the ``Accept`` header asks (``application/json`` when it is absent or ``*/*``). GraphQL request
+errors (parse, validation, variable coercion) are 400 with the former and 200 with the latter;
+malformed HTTP requests are 400 with either. Internal failures are logged and answered with a
+generic message and ``extensions.code``, never the exception text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.apq import ApqError, ApqStore, resolve_persisted_query
+from quiver.graphql.engine import Engine, Outcome
+from quiver.graphql.graphiql import graphiql_page
+from quiver.schema.ir import Schema
+
+__all__ = ["GraphQLApp", "create_app"]
+
+log = logging.getLogger("quiver.graphql.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+_CT_GQL = b"application/graphql-response+json; charset=utf-8"
+_CT_JSON = b"application/json; charset=utf-8"
+_HTML = "text/html"
+_ALLOW = b"GET, POST"
+_MAX_ACCEPT_CACHE = 256
+
+
+def create_app(schema: Schema, settings: QuiverSettings) -> GraphQLApp:
+    """The ASGI app serving ``schema`` with ``settings``; the engine opens in its lifespan."""
+    return GraphQLApp(schema, settings)
+
+
+class _HttpError(Exception):
+    """A malformed HTTP request: answered with ``status`` whatever the media type."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "BAD_REQUEST",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or []
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "quiver_graphql_requests",
+            "GraphQL HTTP requests by method and result.",
+            ["method", "result"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "quiver_graphql_request_duration_seconds",
+            "Time to answer a GraphQL HTTP request.",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.errors = Counter(
+            "quiver_graphql_errors",
+            "GraphQL errors returned, by extensions.code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self._ok_post = self.requests.labels("POST", "data")
+        self._ok_get = self.requests.labels("GET", "data")
+
+    def observe(self, method: str, result: str, started: float) -> None:
+        if result == "data":
+            (self._ok_post if method == "POST" else self._ok_get).inc()
+        else:
+            self.requests.labels(method, result).inc()
+        self.duration.observe(time.perf_counter() - started)
+
+    def count_errors(self, body: bytes) -> None:
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        for item in decoded if isinstance(decoded, list) else [decoded]:
+            for err in item.get("errors") or ():
+                code = (err.get("extensions") or {}).get("code", "UNKNOWN")
+                self.errors.labels(str(code)).inc()
+
+
+def _error_body(message: str, code: str) -> bytes:
+    return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+_Negotiated = tuple[str | None, bool]
+
+
+def _media_type(raw: bytes | None, cache: dict[bytes | None, _Negotiated]) -> _Negotiated:
+    """The JSON media type to answer with (None: none acceptable), and whether HTML is preferred."""
+    hit = cache.get(raw)
+    if hit is not None:
+        return hit
+    chosen = _negotiate(raw.decode("latin-1") if raw is not None else None)
+    if len(cache) < _MAX_ACCEPT_CACHE:
+        cache[raw] = chosen
+    return chosen
+
+
+def _negotiate(accept: str | None) -> _Negotiated:
+    if accept is None or not accept.strip():
+        return JSON, False
+    scores: dict[str, tuple[float, int, int]] = {}
+    for index, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        media = pieces[0].lower()
+        if not media:
+            continue
+        q = 1.0
+        charset_ok = True
+        for param in pieces[1:]:
+            key, _, value = param.partition("=")
+            key, value = key.strip().lower(), value.strip().strip('"').lower()
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+            elif key == "charset" and value not in ("utf-8", "utf8"):
+                charset_ok = False
+        if q <= 0 or not charset_ok:
+            continue
+        for offer in (GRAPHQL_RESPONSE, JSON, _HTML):
+            if media == offer:
+                specificity = 2
+            elif media == "application/*" and offer != _HTML:
+                specificity = 1
+            elif media == "*/*" and offer == JSON:
+                # A wildcard means "anything": the widely understood application/json.
+                specificity = 0
+            else:
+                continue
+            score = (q, specificity, -index)
+            if offer not in scores or score > scores[offer]:
+                scores[offer] = score
+    best_json: str | None = None
+    for offer in (GRAPHQL_RESPONSE, JSON):  # ties go to graphql-response+json
+        if offer in scores and (best_json is None or scores[offer] > scores[best_json]):
+            best_json = offer
+    html = _HTML in scores and (best_json is None or scores[_HTML] >= scores[best_json])
+    return best_json, html
+
+
+class GraphQLApp:
+    """The ASGI application (see the module docs)."""
+
+    def __init__(self, schema: Schema, settings: QuiverSettings) -> None:
+        self.schema = schema
+        self.settings = settings
+        gql = settings.graphql
+        self.path = gql.path
+        self.max_bytes = gql.max_request_bytes
+        self.max_batch = gql.max_batch
+        self.apq: ApqStore | None = ApqStore() if gql.persisted_queries else None
+        self.graphiql = graphiql_page(gql.path) if gql.graphiql else None
+        self.engine: Engine | None = None
+        self.metrics = _Metrics()
+        self._accept_cache: dict[bytes | None, _Negotiated] = {}
+
+    # ----- ASGI -----
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path == self.path:
+                await self._graphql(scope, receive, send)
+            elif path == "/healthz":
+                await _respond(send, 200, b"text/plain; charset=utf-8", b"ok\n")
+            elif path == "/readyz":
+                await self._ready(send)
+            elif path == "/metrics":
+                body = generate_latest(self.metrics.registry)
+                await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body)
+            else:
+                await _respond(send, 404, _CT_JSON, _error_body(f"No route {path}.", "NOT_FOUND"))
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("GraphQL engine failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Open the engine (the lifespan calls this; call it yourself without a server)."""
+        if self.engine is None:
+            self.engine = await Engine.open(self.schema, self.settings)
+
+    async def shutdown(self) -> None:
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            await engine.close()
+
+    async def _ready(self, send: Send) -> None:
+        engine = self.engine
+        if engine is None:
+            await _respond(send, 503, b"text/plain; charset=utf-8", b"engine not started\n")
+            return
+        try:
+            await asyncio.wait_for(engine.database.ping(), timeout=5)
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            await _respond(send, 503, b"text/plain; charset=utf-8", b"database unavailable\n")
+            return
+        await _respond(send, 200, b"text/plain; charset=utf-8", b"ready\n")
+
+    # ----- GraphQL -----
+    async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        accept: bytes | None = None
+        content_type: bytes | None = None
+        length: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value if accept is None else accept + b"," + value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+        media, wants_html = _media_type(accept, self._accept_cache)
+        try:
+            if method == "POST":
+                if media is None:
+                    raise self._not_acceptable()
+                body = await self._read_body(receive, length)
+                status, payload, result = await self._post(body, content_type, media)
+            elif method == "GET":
+                if wants_html and self.graphiql is not None and not scope["query_string"]:
+                    await _respond(send, 200, b"text/html; charset=utf-8", self.graphiql)
+                    self.metrics.observe(method, "graphiql", started)
+                    return
+                if media is None:
+                    raise self._not_acceptable()
+                status, payload, result = await self._get(scope["query_string"], media)
+            else:
+                raise _HttpError(
+                    405,
+                    f"Method {method} is not allowed here; use GET or POST.",
+                    "METHOD_NOT_ALLOWED",
+                    [(b"allow", _ALLOW)],
+                )
+        except _HttpError as err:
+            await _respond(
+                send,
+                err.status,
+                _CT_JSON if media != GRAPHQL_RESPONSE else _CT_GQL,
+                _error_body(err.message, err.code),
+                err.headers,
+            )
+            self.metrics.errors.labels(err.code).inc()
+            self.metrics.observe(method, "http_error", started)
+            return
+        except Exception:
+            log.exception("unexpected failure answering a GraphQL request")
+            await _respond(
+                send,
+                500,
+                _CT_JSON if media != GRAPHQL_RESPONSE else _CT_GQL,
+                _error_body("Internal server error.", "INTERNAL_SERVER_ERROR"),
+            )
+            self.metrics.errors.labels("INTERNAL_SERVER_ERROR").inc()
+            self.metrics.observe(method, "internal_error", started)
+            return
+        await _respond(send, status, _CT_GQL if media == GRAPHQL_RESPONSE else _CT_JSON, payload)
+        if result != "data":
+            self.metrics.count_errors(payload)
+        self.metrics.observe(method, result, started)
+
+    def _not_acceptable(self) -> _HttpError:
+        return _HttpError(
+            406,
+            f"None of the media types in the Accept header can be served; accept "
+            f"{GRAPHQL_RESPONSE} or {JSON}.",
+            "NOT_ACCEPTABLE",
+        )
+
+    async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
+        limit = self.max_bytes
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise _HttpError(400, "Content-Length is not a number.") from None
+            if declared > limit:
+                raise self._too_large(declared)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _HttpError(400, "The client closed the connection mid-request.")
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_large(size)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int) -> _HttpError:
+        return _HttpError(
+            413,
+            f"The request body ({size} bytes or more) exceeds the limit of {self.max_bytes} "
+            "bytes; send a smaller request or raise graphql.max_request_bytes.",
+            "PAYLOAD_TOO_LARGE",
+        )
+
+    async def _post(
+        self, body: bytes, content_type: bytes | None, media: str
+    ) -> tuple[int, bytes, str]:
+        if content_type is None:
+            raise _HttpError(
+                415,
+                "The request has no Content-Type; send application/json.",
+                "UNSUPPORTED_MEDIA_TYPE",
+            )
+        _check_content_type(content_type)
+        if not body:
+            raise _HttpError(400, "The request body is empty; send a JSON object with a query.")
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _HttpError(
+                400, f"The request body is not valid JSON: {exc.args[0] if exc.args else exc}."
+            ) from None
+        if isinstance(decoded, list):
+            return await self._batch(decoded, media)
+        if not isinstance(decoded, dict):
+            raise _HttpError(400, "The request body must be a JSON object (or an array of them).")
+        return await self._one(decoded, media, allow_mutation=True)
+
+    async def _get(self, query_string: bytes, media: str) -> tuple[int, bytes, str]:
+        params: dict[str, Any] = {}
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            if key in params:
+                raise _HttpError(400, f"The query-string parameter {key!r} is given twice.")
+            params[key] = value
+        for key in ("variables", "extensions"):
+            raw = params.get(key)
+            if raw is None or raw == "":
+                params.pop(key, None)
+                continue
+            try:
+                params[key] = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise _HttpError(
+                    400, f"The {key} parameter must be URL-encoded JSON (an object)."
+                ) from None
+        if params.get("operationName") == "":
+            params["operationName"] = None
+        return await self._one(params, media, allow_mutation=False)
+
+    async def _batch(self, items: list[Any], media: str) -> tuple[int, bytes, str]:
+        if not items:
+            raise _HttpError(400, "The batch is empty; send at least one operation.")
+        if len(items) > self.max_batch:
+            raise _HttpError(
+                400,
+                f"The batch has {len(items)} operations; the limit is {self.max_batch}. "
+                "Send fewer, or raise graphql.max_batch.",
+                "BATCH_LIMIT_EXCEEDED",
+            )
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise _HttpError(400, f"Batch entry {i} must be a JSON object.")
+        results = await asyncio.gather(
+            *(
+                self._one(item, media, allow_mutation=True, where=f"[{i}].")
+                for i, item in enumerate(items)
+            ),
+            return_exceptions=True,
+        )
+        bodies: list[bytes] = []
+        kinds: set[str] = set()
+        for r in results:
+            if isinstance(r, _HttpError):
+                bodies.append(_error_body(r.message, r.code))
+                kinds.add("request_error")
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                bodies.append(r[1])
+                kinds.add(r[2])
+        result = "data" if kinds == {"data"} else "batch_with_errors"
+        return 200, b"[" + b",".join(bodies) + b"]", result
+
+    async def _one(
+        self, params: dict[str, Any], media: str, *, allow_mutation: bool, where: str = ""
+    ) -> tuple[int, bytes, str]:
+        engine = self.engine
+        if engine is None:
+            raise _HttpError(503, "The server is starting; retry shortly.", "SERVICE_UNAVAILABLE")
+        query = params.get("query")
+        operation_name = params.get("operationName")
+        variables = params.get("variables")
+        extensions = params.get("extensions")
+        if query is not None and not isinstance(query, str):
+            raise _HttpError(400, f"{where}query must be a string holding a GraphQL document.")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise _HttpError(400, f"{where}operationName must be a string or null.")
+        if variables is not None and not isinstance(variables, dict):
+            raise _HttpError(400, f"{where}variables must be a JSON object or null.")
+        if extensions is not None and not isinstance(extensions, dict):
+            raise _HttpError(400, f"{where}extensions must be a JSON object or null.")
+        remember: str | None = None
+        if extensions and "persistedQuery" in extensions:
+            query, remember, apq_error = resolve_persisted_query(
+                self.apq, extensions["persistedQuery"], query
+            )
+            if apq_error is not None:
+                return self._apq_failure(apq_error, media)
+        if query is None:
+            raise _HttpError(400, f"{where}query is missing: send the GraphQL document as query.")
+        prepared = engine.prepare(query, operation_name)
+        if not allow_mutation and prepared.operation_type == "mutation":
+            raise _HttpError(
+                405,
+                "Mutations cannot be sent with GET; use POST.",
+                "METHOD_NOT_ALLOWED",
+                [(b"allow", b"POST")],
+            )
+        if remember is not None and self.apq is not None and not prepared.errors:
+            self.apq.put(remember, query)
+        outcome: Outcome = await engine.execute(prepared, variables)
+        kind = outcome.kind
+        if kind == "request_error" and media == GRAPHQL_RESPONSE:
+            return 400, outcome.body, kind
+        return 200, outcome.body, kind
+
+    def _apq_failure(self, error: ApqError, media: str) -> tuple[int, bytes, str]:
+        body = orjson.dumps({"errors": [error.as_error()]})
+        status = error.status if media == GRAPHQL_RESPONSE or error.code == "BAD_REQUEST" else 200
+        return status, body, "request_error"
+
+
+def _check_content_type(raw: bytes) -> None:
+    text = raw.decode("latin-1")
+    media, *params = (p.strip() for p in text.split(";"))
+    if media.lower() != JSON:
+        raise _HttpError(
+            415,
+            f"Content-Type {media!r} is not supported; send application/json.",
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise _HttpError(
+                415,
+                f"Charset {value.strip()!r} is not supported; send UTF-8 JSON.",
+                "UNSUPPORTED_MEDIA_TYPE",
+            )
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
