@@ -247,31 +247,29 @@ def _build(
     typed: list[OutputField] | None,
     hints: dict[str, pa.DataType],
     source: list[pa.Array],
+    lines: pa.Array | None,
 ) -> pa.RecordBatch:
+    """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
+    row: columns the driver did not send back and the line numbers are taken from there."""
+    idx = part["idx"]
+    taken = None if idx is None else pa.array(idx, type=pa.int64())
+
+    def from_input(col: pa.Array) -> pa.Array:
+        return col if taken is None else col.take(taken)
+
     arrays: list[pa.Array] = []
     names: list[str] = list(part["names"])
-    taken: pa.Array | None = None
     for j, name in enumerate(names):
-        values = part["cols"][j]
         src = part["from"][j]
         if src >= 0:
-            if taken is None:
-                idx = part["idx"]
-                n = len(source[src]) if source else 0
-                identity = len(idx) == n and (n == 0 or (idx[0] == 0 and idx[-1] == n - 1))
-                taken = pa.array([] if identity else idx, type=pa.int64())
-            arrays.append(
-                source[src] if len(taken) == 0 and part["n"] > 0 else source[src].take(taken)
-            )
-            continue
-        if typed is not None:
-            arrays.append(_typed_array(values, arrow_type(typed[j])))
+            arrays.append(from_input(source[src]))
+        elif typed is not None:
+            arrays.append(_typed_array(part["cols"][j], arrow_type(typed[j])))
         else:
-            arrays.append(_inferred_array(name, values, part["kinds"][j], hints.get(name)))
-    lines = part["lines"]
-    if any(v is not None for v in lines):
+            arrays.append(_inferred_array(name, part["cols"][j], part["kinds"][j], hints.get(name)))
+    if lines is not None:
         names.append(LINE_COLUMN)
-        arrays.append(pa.array(lines, type=pa.int64()))
+        arrays.append(from_input(lines))
     if not names:
         return pa.RecordBatch.from_pydict({})
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -287,7 +285,11 @@ def decode_output(
     source = [c for n, c in zip(batch.schema.names, batch.columns, strict=True) if n != LINE_COLUMN]
     names = [n for n in batch.schema.names if n != LINE_COLUMN]
     hints = {n: c.type for n, c in zip(names, source, strict=True)}
-    main = _build(doc["main"], typed, hints, source)
-    routes = {name: _build(part, None, hints, source) for name, part in doc["routes"].items()}
+    at = batch.schema.get_field_index(LINE_COLUMN)
+    lines = batch.column(at) if at >= 0 else None
+    main = _build(doc["main"], typed, hints, source, lines)
+    routes = {
+        name: _build(part, None, hints, source, lines) for name, part in doc["routes"].items()
+    }
     logs = [(str(level), str(message)) for level, message in doc["logs"]]
     return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]))

@@ -24,7 +24,12 @@ import pyarrow as pa
 
 from quiver.pipeline.js_runtime.codec import DecodedBatch
 from quiver.pipeline.js_runtime.isolate import IsolateOptions, ScriptAbortError, ScriptLoadError
-from quiver.pipeline.js_runtime.worker import from_ipc, to_ipc, write_frame
+from quiver.pipeline.js_runtime.worker import (
+    exchange_dir,
+    read_batches,
+    write_batches,
+    write_frame,
+)
 
 __all__ = ["WorkerPool"]
 
@@ -88,6 +93,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._closed = False
         self._init = orjson.dumps(options.to_json())
+        self._dir = exchange_dir()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,15 +174,16 @@ class WorkerPool:
         """Run the script over ``batch`` on the next idle worker (blocks until one is free)."""
         worker = self._idle.get()
         deadline = time.monotonic() + self.options.timeout_seconds + WATCHDOG_GRACE_SECONDS
+        request = write_batches([batch], self._dir)
         try:
-            write_frame(worker.stdin, memoryview(to_ipc(batch)))
+            write_frame(worker.stdin, orjson.dumps(request))
             worker.stdin.flush()
             header: dict[str, Any] = orjson.loads(worker.read_frame(deadline))
             if not header["ok"]:
                 self._idle.put(worker)
                 raise ScriptAbortError(header["kind"], header["message"])
-            main = from_ipc(worker.read_frame(deadline))
-            routes = {name: from_ipc(worker.read_frame(deadline)) for name in header["routes"]}
+            main, *route_batches = read_batches(header["data"], unlink=True)
+            routes = dict(zip(header["routes"], route_batches, strict=True))
         except TimeoutError as exc:
             self._replace(worker)
             raise ScriptAbortError(
@@ -192,6 +199,9 @@ class WorkerPool:
                 f"the JavaScript worker process exited unexpectedly (exit code {code}) "
                 f"on a batch of {batch.num_rows} rows and was restarted",
             ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(request["file"])
         self._idle.put(worker)
         logs = [(str(level), str(message)) for level, message in header["logs"]]
         return DecodedBatch(main, routes, header["errors"], logs, dict(header["meta"]))

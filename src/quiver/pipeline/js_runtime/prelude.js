@@ -259,8 +259,11 @@
     this.fields = fields;
     this.input = input;
     this.n = 0;
-    this.lines = [];
     this.idx = [];
+    this.identity = true;     // row k came from input row k, for every k so far
+    this.prevKeys = null;     // the key list of the last row added (rows usually share it)
+    this.prevMap = null;      // its column indexes
+    this.prevFull = false;    // whether it set every column
     this.same = [];
     this.from = [];
     this.names = [];
@@ -301,10 +304,15 @@
       this.cols[k].push(tmp[k]);
       if (same[k] && tmp[k] !== inCols[from[k]][at]) same[k] = false;
     }
-    this.lines.push(line);
+    if (at !== this.n) this.identity = false;
     this.idx.push(at);
     this.n++;
   };
+
+  function sameKeys(a, b) {
+    for (var i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
 
   Collector.prototype.column = function (name) {
     var j = this.index[name];
@@ -333,9 +341,18 @@
     }
     var keys = Object.keys(row);
     var n = this.n;
+    var map = this.prevMap, prev = this.prevKeys, full = this.prevFull;
+    if (prev === null || prev.length !== keys.length || !sameKeys(prev, keys)) {
+      map = new Array(keys.length);
+      for (var m = 0; m < keys.length; m++) map[m] = this.column(keys[m]);
+      full = keys.length === this.names.length;
+      this.prevKeys = keys;
+      this.prevMap = map;
+      this.prevFull = full;
+    }
     for (var k = 0; k < keys.length; k++) {
       var v = row[keys[k]];
-      var j = this.column(keys[k]);
+      var j = map[k];
       if (v === undefined || typeof v === "function" || typeof v === "symbol") v = null;
       else if (v instanceof Date) {
         v = v.getTime();
@@ -345,14 +362,16 @@
       this.cols[j][n] = v;
       if (this.same[j] && v !== this.input.cols[this.from[j]][at]) this.same[j] = false;
     }
-    var cols = this.cols, same = this.same, from = this.from, inCols = this.input.cols;
-    for (var c = 0; c < cols.length; c++) {
-      if (cols[c].length <= n) {
-        cols[c][n] = null;
-        if (same[c] && inCols[from[c]][at] !== null) same[c] = false;
+    if (!full) {
+      var cols = this.cols, same = this.same, from = this.from, inCols = this.input.cols;
+      for (var c = 0; c < cols.length; c++) {
+        if (cols[c].length <= n) {
+          cols[c][n] = null;
+          if (same[c] && inCols[from[c]][at] !== null) same[c] = false;
+        }
       }
     }
-    this.lines.push(line);
+    if (at !== n) this.identity = false;
     this.idx.push(at);
     this.n = n + 1;
   };
@@ -370,8 +389,9 @@
         from.push(-1);
       }
     }
-    return { n: this.n, names: this.names, cols: cols, kinds: this.kinds, lines: this.lines,
-      idx: this.idx, from: from };
+    var identity = this.identity && this.n === this.input.n;
+    return { n: this.n, names: this.names, cols: cols, kinds: this.kinds,
+      idx: identity ? null : this.idx, from: from };
   };
 
   // ---------------------------------------------------------------- input rows
@@ -597,7 +617,6 @@
   Collector.prototype.truncate = function (n) {
     if (this.n === n) return;
     for (var c = 0; c < this.cols.length; c++) this.cols[c].length = n;
-    this.lines.length = n;
     this.idx.length = n;
     this.n = n;
   };

@@ -1,15 +1,18 @@
 """A JavaScript worker process: one isolate, batches in over stdin, results out over stdout.
 
 Started by :class:`quiver.pipeline.js_runtime.pool.WorkerPool` as
-``python -m quiver.pipeline.js_runtime.worker``. Frames are a 4-byte big-endian length and a
-payload: the first frame in is the isolate options (JSON); each later frame is one batch as an
-Arrow IPC stream. Each answer is a JSON header frame followed by one IPC frame for the kept rows
-and one per named route. The process imports only pyarrow, orjson and mini-racer, so it starts
-in a fraction of a second.
+``python -m quiver.pipeline.js_runtime.worker``. Frames on the pipes are a 4-byte big-endian
+length and a JSON payload: the first frame in holds the isolate options; each later frame names
+a file in shared memory (``/dev/shm``) holding one batch as an Arrow IPC stream. Each answer
+names a file holding the kept rows and the rows of each named route, one IPC stream after the
+other, with their offsets. Batches never go through the pipes: the reader maps the file. The
+process imports only pyarrow, orjson and mini-racer, so it starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import struct
 import sys
@@ -18,7 +21,16 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 
-__all__ = ["from_ipc", "main", "read_frame", "to_ipc", "write_frame"]
+__all__ = [
+    "exchange_dir",
+    "from_ipc",
+    "main",
+    "read_batches",
+    "read_frame",
+    "to_ipc",
+    "write_batches",
+    "write_frame",
+]
 
 _LEN = struct.Struct(">I")
 
@@ -53,10 +65,46 @@ def from_ipc(data: bytes | pa.Buffer) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=reader.schema)
 
 
+def exchange_dir() -> str:
+    """Where batches are handed over: shared memory when there is some, else the temp dir."""
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return "/dev/shm"
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+_SEQ = itertools.count()
+
+
+def write_batches(batches: list[pa.RecordBatch], directory: str) -> dict[str, Any]:
+    """Write batches (one IPC stream each) into a new file; its path and the stream offsets."""
+    path = os.path.join(directory, f"quiver-js-{os.getpid()}-{next(_SEQ)}.arrow")
+    parts: list[list[int]] = []
+    with pa.OSFile(path, "wb") as f:
+        for b in batches:
+            start = f.tell()
+            with pa.ipc.new_stream(f, b.schema) as writer:
+                writer.write_batch(b)
+            parts.append([start, f.tell() - start])
+    return {"file": path, "parts": parts}
+
+
+def read_batches(ref: dict[str, Any], *, unlink: bool) -> list[pa.RecordBatch]:
+    """The batches of a file written by :func:`write_batches` (mapped, not copied)."""
+    path = ref["file"]
+    with pa.memory_map(path, "r") as mm:
+        data = mm.read_buffer()
+    if unlink:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return [from_ipc(data.slice(start, size)) for start, size in ref["parts"]]
+
+
 def _answer(out: IO[bytes], header: dict[str, Any], batches: list[pa.RecordBatch]) -> None:
+    if batches:
+        header["data"] = write_batches(batches, exchange_dir())
     write_frame(out, orjson.dumps(header))
-    for b in batches:
-        write_frame(out, memoryview(to_ipc(b)))
     out.flush()
 
 
@@ -90,7 +138,7 @@ def main() -> int:
         if frame is None:
             isolate.close()
             return 0
-        batch = from_ipc(frame)
+        (batch,) = read_batches(orjson.loads(frame), unlink=False)
         try:
             result = isolate.run(batch)
         except ScriptAbortError as exc:
