@@ -666,12 +666,25 @@ def _resolve_component(
         errors.extend(_pydantic_details(exc, info.config, positions, step.path))
 
 
+def _is_union_tag(part: str | int) -> bool:
+    return isinstance(part, str) and ("[" in part or "(" in part)
+
+
 def _pydantic_details(
     exc: ValidationError, model: type[BaseModel], positions: Positions, prefix: Path_
 ) -> list[ErrorDetail]:
-    details: list[ErrorDetail] = []
+    # A value matching no member of a union yields one error per member; keep the most
+    # telling one per field (a literal's list of allowed values, else the first).
+    chosen: dict[Path_, Any] = {}
     for err in exc.errors():
-        loc: Path_ = tuple(p for p in err["loc"] if isinstance(p, str | int))
+        loc: Path_ = tuple(
+            p for p in err["loc"] if isinstance(p, str | int) and not _is_union_tag(p)
+        )
+        current = chosen.get(loc)
+        if current is None or (err["type"] == "literal_error" != current["type"]):
+            chosen[loc] = err
+    details: list[ErrorDetail] = []
+    for loc, err in chosen.items():
         full = (*prefix, *loc)
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -684,8 +697,8 @@ def _pydantic_details(
             fix = "add it"
         else:
             value = err.get("input")
-            shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-            message = f"{err['msg']} (got {shown})"
+            text = str(err["msg"]).removeprefix("Value error, ")
+            message = text if isinstance(value, dict | list) else f"{text} (got {value!r})"
             fix = _fix_for(err)
         details.append(ErrorDetail(message, positions.where(full), fix))
     return details
@@ -703,6 +716,8 @@ def _fix_for(err: Any) -> str:
         return "write a mapping of `key: value` lines"
     if err["type"] == "list_type":
         return "write a list (`- item` lines)"
+    if err["type"] == "value_error":
+        return "see `quiver plugins describe` for the options"
     return "correct the value"
 
 

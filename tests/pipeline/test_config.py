@@ -1,0 +1,206 @@
+"""Pipeline files: both forms, variables, graph checks and errors with file:line:column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quiver.pipeline.config import load_pipeline, parse_pipeline
+from quiver.pipeline.registry import ComponentSpec, Registry
+from quiver.runtime.errors import ConfigError
+
+
+def errors_of(text: str, tmp_path: Path, **kwargs: object) -> list[str]:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, environ={}, **kwargs)  # type: ignore[arg-type]
+    return [d.render() for d in err.value.details]
+
+
+def test_linear_form_compiles_to_a_chain_of_named_steps(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - validate: {schema: {id: int}}\n"
+        "  - validate: {schema: {id: long}}\n"
+        "  - sql: {query: select * from input}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    spec = load_pipeline(tmp_path / "p.yaml", environ={})
+    assert list(spec.steps) == ["source", "validate", "validate_2", "sql", "sink"]
+    assert [(c.source_step, c.target) for c in spec.connections] == [
+        ("source", "validate"),
+        ("validate", "validate_2"),
+        ("validate_2", "sql"),
+        ("sql", "sink"),
+    ]
+    assert [s.kind for s in spec.steps.values()] == ["source", *["processor"] * 3, "sink"]
+    assert spec.base_dir == str(tmp_path)
+    assert spec.on_error.policy == "fail_fast"
+
+
+def test_graph_form_infers_kinds_and_reads_route_outputs(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text(
+        "steps:\n"
+        "  read: {csv: {path: in.csv}}\n"
+        "  clean: {filter: {expression: 'id > 0', otherwise: invalid}}\n"
+        "  good: {csv: {path: good.csv}}\n"
+        "  bad: {csv: {path: bad.csv}}\n"
+        "connections:\n"
+        "  - {from: read, to: clean}\n"
+        "  - {from: clean, to: good}\n"
+        "  - {from: clean.invalid, to: bad}\n"
+        "taps: [{step: clean, sample: 3}]\n"
+    )
+    spec = load_pipeline(tmp_path / "g.yaml", environ={})
+    assert {n: s.kind for n, s in spec.steps.items()} == {
+        "read": "source",
+        "clean": "processor",
+        "good": "sink",
+        "bad": "sink",
+    }
+    assert [(c.source_step, c.output, c.target) for c in spec.connections][-1] == (
+        "clean",
+        "invalid",
+        "bad",
+    )
+    assert spec.order()[0] == "read"
+
+
+def test_variables_come_from_cli_then_environment_then_file_defaults(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(
+        "variables: {IN: from_file.csv, OUT: o.csv}\n"
+        "source: {csv: {path: '${IN}', delimiter: '${SEP:-;}'}}\n"
+        "sink: {csv: {path: 'out/${OUT}', null_string: '$${literal}'}}\n"
+    )
+    spec = load_pipeline(tmp_path / "v.yaml", {"OUT": "cli.csv"}, environ={"IN": "env.csv"})
+    src, sink = spec.steps["source"].config, spec.steps["sink"].config
+    assert src.path == "env.csv" and src.delimiter == ";"
+    assert sink.path == "out/cli.csv"
+    assert sink.null_string == "${literal}"
+
+
+def test_an_unset_variable_is_reported_where_it_is_used(tmp_path: Path) -> None:
+    errors = errors_of("source: {csv: {path: '${INPUT}'}}\nsink: {csv: {path: o.csv}}\n", tmp_path)
+    assert errors == [
+        f"{tmp_path}/pipe.yaml:1:16 source.csv.path: variable ${{INPUT}} is not set "
+        "(pass --variable INPUT=VALUE, export INPUT, add it under `variables:`, or write "
+        "${INPUT:-default})"
+    ]
+
+
+def test_every_problem_is_reported_at_once_with_positions_and_suggestions(
+    tmp_path: Path,
+) -> None:
+    errors = errors_of(
+        "source: {csv: {path: in.csv, delimitr: ';'}}\n"
+        "processors:\n"
+        "  - validate: {schema: {id: integer}}\n"
+        "  - filtr: {expression: 'x > 1'}\n"
+        "  - sql: {}\n"
+        "sink: {csv: {path: o.csv}}\n",
+        tmp_path,
+    )
+    where = f"{tmp_path}/pipe.yaml"
+    assert len(errors) == 4
+    assert errors[0].startswith(
+        f"{where}:1:30 source.csv.delimitr: unknown key 'delimitr'; did you mean 'delimiter'?"
+    )
+    assert errors[1].startswith(f"{where}:3:25 processors[0].validate.schema.id: Input should be")
+    assert "unknown processor 'filtr'; did you mean 'filter'?" in errors[2]
+    assert errors[2].startswith(f"{where}:4:5 processors[1].filtr")
+    assert errors[3].startswith(f"{where}:5:5 processors[2].sql")
+    assert "exactly one of `query` or `file`" in errors[3]
+
+
+def test_unknown_top_level_keys_are_rejected_with_a_suggestion(tmp_path: Path) -> None:
+    errors = errors_of(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: o.csv}}\non_eror: {policy: reject}\n",
+        tmp_path,
+    )
+    assert errors[0].startswith(
+        f"{tmp_path}/pipe.yaml:3:1 on_eror: unknown key 'on_eror'; did you mean 'on_error'?"
+    )
+
+
+def test_graph_errors_unknown_steps_cycles_and_lonely_steps(tmp_path: Path) -> None:
+    errors = errors_of(
+        "steps:\n"
+        "  read: {csv: {path: in.csv}}\n"
+        "  a: {select: {columns: [x]}}\n"
+        "  b: {select: {columns: [x]}}\n"
+        "  alone: {csv: {path: o.csv}}\n"
+        "  out: {csv: {path: o.csv}}\n"
+        "connections:\n"
+        "  - {from: read, to: a}\n"
+        "  - {from: a, to: b}\n"
+        "  - {from: b, to: a}\n"
+        "  - {from: b, to: ot}\n",
+        tmp_path,
+    )
+    text = "\n".join(errors)
+    assert "unknown step 'ot'; did you mean 'out'?" in text
+    assert ":11:" in text.split("unknown step 'ot'")[0].splitlines()[-1]
+    assert "step 'alone' is not connected to anything" in text
+    assert "cycle through" in text
+
+
+def test_reject_policy_needs_a_rejects_file(tmp_path: Path) -> None:
+    errors = errors_of(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: o.csv}}\non_error: {policy: reject}\n",
+        tmp_path,
+    )
+    assert errors == [
+        f"{tmp_path}/pipe.yaml:3:12 on_error.policy: `policy: reject` needs a rejects file "
+        "(add `rejects: out/rejects.csv` under on_error)"
+    ]
+
+
+def test_yaml_syntax_errors_point_at_the_problem(tmp_path: Path) -> None:
+    errors = errors_of("source: {csv: {path: in.csv}\nsink: [\n", tmp_path)
+    assert errors[0].startswith(f"{tmp_path}/pipe.yaml:2:")
+    assert "invalid YAML" in errors[0]
+
+
+def test_a_file_with_neither_form_says_what_is_expected(tmp_path: Path) -> None:
+    errors = errors_of("name: x\n", tmp_path)
+    assert "neither `source`/`sink` (linear form) nor `steps`/`connections`" in errors[0]
+
+
+def test_a_source_used_as_a_processor_is_named_as_such(tmp_path: Path) -> None:
+    registry = Registry(plugins=False)
+    with pytest.raises(ConfigError, match="'jsonl' is a source, not a processor"):
+        registry.find("processor", "jsonl")
+    errors = errors_of(
+        "source: {csv: {path: in.csv}}\nprocessors: [{csv: {}}]\nsink: {csv: {path: o.csv}}\n",
+        tmp_path,
+    )
+    assert "'csv' is a source, not a processor" in errors[0] or "is a sink" in errors[0]
+
+
+def test_registry_lists_builtins_and_takes_programmatic_components() -> None:
+    registry = Registry(plugins=False)
+    assert {"csv", "tsv", "psv", "jsonl", "parquet"} <= set(registry.names("source"))
+    assert {"validate", "sql", "python", "js", "dedupe", "lookup"} <= set(
+        registry.names("processor")
+    )
+    tsv = registry.find("source", "tsv")
+    assert tsv.preset == {"delimiter": "\t"} and tsv.load().name == "csv"
+    registry.add(
+        ComponentSpec("processor", "rows_split", "tests.pipeline.engine_components:SplitProcessor")
+    )
+    assert registry.get("processor", "rows_split").cls.__name__ == "SplitProcessor"
+    with pytest.raises(ConfigError, match="unknown sink 'parqet'; did you mean 'parquet'"):
+        registry.get("sink", "parqet")
+
+
+def test_tsv_alias_presets_the_delimiter_and_lets_options_override_it(tmp_path: Path) -> None:
+    spec = parse_pipeline(
+        "source: {tsv: {path: a.tsv}}\nsink: {psv: {path: b.psv}}\n",
+        str(tmp_path / "x.yaml"),
+        environ={},
+    )
+    assert spec.steps["source"].config.delimiter == "\t"
+    assert spec.steps["sink"].config.delimiter == "|"
