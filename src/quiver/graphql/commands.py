@@ -1,10 +1,254 @@
-"""CLI commands of this package. Only typer is imported at module level."""
+"""CLI commands of this package: ``quiver demo``, ``quiver serve`` and ``quiver check``.
+
+Only typer is imported at module level, so ``quiver --help`` stays fast; each command imports
+what it needs when it runs.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from quiver.config.settings import QuiverSettings
+    from quiver.schema.ir import Schema
+
+__all__ = ["register"]
+
+EXAMPLE_QUERY = """{
+  artists(limit: 3, orderBy: {name: ASC}) {
+    name
+    albums { title }
+  }
+}"""
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
-    del app
+    app.command("demo")(demo_command)
+    app.command("serve")(serve_command)
+    app.command("check")(check_command)
+
+
+Host = Annotated[str | None, typer.Option("--host", help="Address to bind (server.host).")]
+Port = Annotated[int | None, typer.Option("--port", help="Port to listen on (server.port).")]
+Config = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Settings file (default: quiver.yaml here, when present)."),
+]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", metavar="URL", help="Database URL (overrides database.url)."),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a setting, e.g. --set graphql.max_depth=8."
+    ),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")]
+
+
+def _fail(exc: BaseException, debug: bool) -> typer.Exit:
+    """Report ``exc`` on stderr as one line per problem (the traceback with --debug)."""
+    from quiver.runtime.errors import QuiverError
+
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, QuiverError):
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            typer.echo(f"error: {line}", err=True)
+    else:
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        typer.echo(
+            f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
+            err=True,
+        )
+    return typer.Exit(1)
+
+
+def _settings(
+    config: str | None, db: str | None, sets: list[str] | None, **server: Any
+) -> QuiverSettings:
+    from quiver.config.loader import load_settings, parse_override
+
+    overrides: dict[str, Any] = dict(parse_override(s) for s in sets or ())
+    if db is not None:
+        overrides["database.url"] = db
+    for key, value in server.items():
+        if value is not None:
+            overrides[key] = value
+    return load_settings(config, overrides)
+
+
+async def _schema_for(settings: QuiverSettings) -> Schema:
+    from quiver.schema.reflect import reflect_database
+
+    if settings.schema_file:
+        from quiver.graphql.server import load_schema_file
+
+        return load_schema_file(settings.schema_file)
+    if not settings.database.url:
+        raise _no_database()
+    return await reflect_database(settings.database.url, schemas=settings.database.schemas or None)
+
+
+def _no_database() -> Exception:
+    from quiver.runtime.errors import ConfigError
+
+    return ConfigError.one(
+        "no database to serve",
+        "database.url",
+        "pass --db postgresql://user@host/db (or sqlite:///file.db), or set database.url "
+        "in quiver.yaml",
+    )
+
+
+def _check_graphql(schema: Schema) -> None:
+    from quiver.graphql.schema import build_graphql_schema
+
+    build_graphql_schema(schema)
+
+
+def demo_command(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    debug: Debug = False,
+) -> None:
+    """Serve the Chinook music-store demo database with GraphiQL, no setup needed."""
+    import asyncio
+
+    try:
+        from quiver.config.settings import QuiverSettings
+        from quiver.demo.chinook import ensure_sqlite
+        from quiver.schema.reflect import reflect_database
+
+        path = ensure_sqlite()
+        url = f"sqlite:///{path.absolute()}"
+        settings = QuiverSettings.model_validate(
+            {"database": {"url": url}, "server": {"host": host, "port": port}}
+        )
+        schema = asyncio.run(reflect_database(url))
+        _check_graphql(schema)
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    endpoint = f"http://{shown}:{port}{settings.graphql.path}"
+    typer.echo(f"Quiver demo: the Chinook music store ({len(schema.entities)} types) from {path}")
+    typer.echo(f"GraphQL and GraphiQL: {endpoint}")
+    typer.echo("Try this query in GraphiQL, or with curl:")
+    typer.echo(EXAMPLE_QUERY)
+    typer.echo(
+        f"  curl -s {endpoint} -H 'content-type: application/json' "
+        '-d \'{"query": "{ artists(limit: 3) { name } }"}\''
+    )
+    typer.echo("Press Ctrl-C to stop.")
+    _serve(schema, settings, debug)
+
+
+def serve_command(
+    config: Config = None,
+    db: Db = None,
+    schema_file: Annotated[
+        str | None,
+        typer.Option(
+            "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
+        ),
+    ] = None,
+    host: Host = None,
+    port: Port = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", help="Server processes (server.workers).")
+    ] = None,
+    sets: Sets = None,
+    debug: Debug = False,
+) -> None:
+    """Serve GraphQL over HTTP for a database (reflected) or a compiled schema."""
+    import asyncio
+
+    try:
+        settings = _settings(
+            config,
+            db,
+            sets,
+            **{
+                "schema_file": schema_file,
+                "server.host": host,
+                "server.port": port,
+                "server.workers": workers,
+            },
+        )
+        if not settings.database.url:
+            raise _no_database()
+        schema = asyncio.run(_schema_for(settings))
+        _check_graphql(schema)
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+    server = settings.server
+    typer.echo(
+        f"Serving {len(schema.entities)} types at "
+        f"http://{server.host}:{server.port}{settings.graphql.path} "
+        f"({server.workers} worker{'s' if server.workers > 1 else ''})"
+    )
+    _serve(schema, settings, debug)
+
+
+def _serve(schema: Schema, settings: QuiverSettings, debug: bool) -> None:
+    from quiver.graphql.server import run_server
+
+    try:
+        run_server(schema, settings, log_level="debug" if debug else "info")
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+
+
+def check_command(
+    config: Config = None,
+    db: Db = None,
+    sets: Sets = None,
+    debug: Debug = False,
+) -> None:
+    """Validate the settings, connect to the database, reflect it and summarise the API."""
+    import asyncio
+
+    try:
+        settings = _settings(config, db, sets)
+        schema = asyncio.run(_check(settings))
+    except Exception as exc:
+        raise _fail(exc, debug) from None
+    from quiver.sql.url import parse_database_url
+
+    relations = sum(len(e.relations) for e in schema.entities)
+    where = parse_database_url(settings.database.url).redacted() if settings.database.url else ""
+    typer.echo("settings: ok")
+    if where:
+        typer.echo(f"database: {where} reachable")
+    typer.echo(f"schema: {len(schema.entities)} types, {relations} relations")
+    for entity in schema.entities:
+        keys = ", ".join(entity.primary_key) or "no primary key"
+        typer.echo(
+            f"  {entity.name} ({entity.source}): {len(entity.fields)} fields, "
+            f"{len(entity.relations)} relations, key {keys}"
+        )
+    typer.echo("ok")
+
+
+async def _check(settings: QuiverSettings) -> Schema:
+    schema = await _schema_for(settings)
+    _check_graphql(schema)
+    if settings.database.url:
+        from quiver.graphql.engine import Engine
+
+        engine = await Engine.open(schema, settings)
+        try:
+            await engine.database.ping()
+            engine.prepare("{ __typename }")
+        finally:
+            await engine.close()
+    return schema
