@@ -1,9 +1,9 @@
 """The ``jsonl`` source: one JSON object per line (JSON Lines / NDJSON), streamed in blocks.
 
 Blocks of whole lines are parsed by ``pyarrow.json`` in parallel; each row carries its 1-based
-line number in ``__line``. Nested objects become structs and arrays become lists. The schema is
-inferred from the first block of the first file (or declared with ``types``) and then fixed
-for the run, so every batch has the same columns. A line that is not a JSON object, does not
+line number in ``__line``. Nested objects become structs and arrays become lists. The schema
+is inferred from the first ``infer_bytes`` of the first file (or declared with ``types``) and
+then fixed for the run, so every batch has the same columns. A line that is not a JSON object, does not
 match the schema or is too long is handled by ``on_malformed`` (reject / skip / fail), like the
 CSV source; blank lines are ignored.
 """
@@ -68,6 +68,13 @@ class JsonlSourceConfig(ComponentConfig):
         "file, with its line), skip (count it), fail (stop the run).",
     )
     block_size: int = Field(4 << 20, ge=1, description="Bytes read and parsed at a time.")
+    infer_bytes: int = Field(
+        4 << 20,
+        ge=1,
+        description="Size of the sample at the start of the first file from which the types "
+        "of fields not in `types` are inferred. A field that is null throughout the sample "
+        "is read as text.",
+    )
     max_record_bytes: int = Field(
         64 << 20, ge=1, description="Longest line accepted; a longer one is malformed."
     )
@@ -174,6 +181,8 @@ class JsonlSource:
                 buf = buf[cut + 1 :]
                 base += 1
                 discarding = False
+            if self.schema is None and len(buf) < self.cfg.infer_bytes:
+                continue  # gather a sample big enough to settle the types
             last = buf.rfind(b"\n")
             if last >= 0:
                 yield from self._lines(path, buf[: last + 1], base)
