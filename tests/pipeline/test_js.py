@@ -184,6 +184,23 @@ async def test_ctx_emit_reject_lookups_and_log(run_js: Any, tmp_path: Path) -> N
     assert js.logs == [("warning", "no label for name4")]
 
 
+async def test_console_goes_to_the_run_log(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function transform(row) {
+          console.log('row', row.id, {ok: true});
+          if (row.id === 2) console.error('second');
+          return row;
+        }"""
+    )
+    await js(orders(2))
+    assert js.logs == [
+        ("info", 'row 1 {"ok":true}'),
+        ("info", 'row 2 {"ok":true}'),
+        ("error", "second"),
+    ]
+
+
 # ------------------------------------------------------------------ FlowEngine process(context)
 
 

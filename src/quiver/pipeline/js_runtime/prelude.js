@@ -646,6 +646,22 @@
     }
   }
 
+  // console.* goes to the run log, like ctx.log.
+  function consoleAt(level) {
+    return function () {
+      var parts = [];
+      for (var i = 0; i < arguments.length; i++) {
+        var a = arguments[i];
+        parts.push(typeof a === "string" ? a : a instanceof Error ? messageOf(a) : JSON.stringify(a));
+      }
+      log(parts.join(" "), level);
+    };
+  }
+  global.console = {
+    log: consoleAt("info"), info: consoleAt("info"), debug: consoleAt("debug"),
+    warn: consoleAt("warning"), error: consoleAt("error"),
+  };
+
   // ---------------------------------------------------------------- host entry points
 
   global.__quiver = {
