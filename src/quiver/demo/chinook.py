@@ -566,6 +566,12 @@ def ensure_sqlite(path: str | Path | None = None) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _build_sqlite(target)
+    except sqlite3.Error as exc:
+        raise QuiverError.one(
+            f"building the demo database failed: {exc}",
+            str(target),
+            "check free disk space; reinstall Quiver if the packaged data is damaged",
+        ) from None
     except OSError as exc:
         raise ConfigError.one(
             f"cannot write the demo database: {exc.strerror or exc}",
