@@ -1,0 +1,122 @@
+"""The ``rest`` sink: send rows to an HTTP endpoint as JSON, ``batch_rows`` rows per request.
+
+Bodies are a JSON array of row objects (``format: json``), the same wrapped in an object
+(``wrap: records`` -> ``{"records": [...]}``), or newline-delimited JSON (``format: jsonl``).
+Every request carries an ``Idempotency-Key`` header that is the same when the request is
+sent again, so a server that honours it applies each request once even when a retry follows
+a lost response.
+
+HTTP has no transactions: requests are sent as rows arrive, and rows sent before a later
+failure stay sent (at-least-once delivery). ``commit`` and ``abort`` only close the client.
+A 429, 5xx, timeout or connection error raises RetryableError (the engine retries the write;
+requests already accepted for that batch are not sent again); other 4xx raise PermanentError
+with the status and the start of the response body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+import orjson
+import pyarrow as pa
+from pydantic import Field
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
+from quiver.pipeline.sources.rest import HttpAuth, RateLimiter, http_error
+
+__all__ = ["RestSink", "RestSinkConfig"]
+
+
+class RestSinkConfig(ComponentConfig):
+    """Send rows to an HTTP endpoint."""
+
+    url: str = Field(description="Endpoint that receives the rows.")
+    method: Literal["POST", "PUT", "PATCH"] = Field("POST", description="HTTP method.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    auth: HttpAuth | None = Field(None, description="Authentication (bearer, basic or header).")
+    format: Literal["json", "jsonl"] = Field(
+        "json", description="json: an array of objects; jsonl: one object per line."
+    )
+    wrap: str | None = Field(
+        None, description="Send `{wrap: [rows]}` instead of a bare array (format json only)."
+    )
+    batch_rows: int = Field(500, ge=1, description="Rows per request.")
+    rate_limit: float | None = Field(
+        None, gt=0, description="At most this many requests per second."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for one response.")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)  # Decimal, timedelta, ... as exact text
+
+
+@sink("rest", config=RestSinkConfig)
+class RestSink:
+    """Rows as JSON requests to an HTTP endpoint (at-least-once)."""
+
+    def __init__(self, cfg: RestSinkConfig) -> None:
+        self.cfg = cfg
+        self.where = f"sink rest {cfg.url}"
+        self.client: httpx.AsyncClient | None = None
+        self.limiter = RateLimiter(cfg.rate_limit)
+        self.run_id = ""
+        self.requests = 0
+        # Progress inside the batch being written, so a retried write resumes after the
+        # requests that already succeeded.
+        self._current: tuple[int, int] = (0, 0)  # (id of batch, rows already sent)
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        headers = {**self.cfg.headers}
+        if self.cfg.auth is not None:
+            headers.update(self.cfg.auth.headers())
+        self.run_id = ctx.run_id
+        self.client = httpx.AsyncClient(headers=headers, timeout=self.cfg.timeout)
+
+    def _body(self, rows: list[dict[str, Any]]) -> tuple[bytes, str]:
+        if self.cfg.format == "jsonl":
+            lines = b"\n".join(orjson.dumps(r, default=_default) for r in rows) + b"\n"
+            return lines, "application/x-ndjson"
+        payload: Any = {self.cfg.wrap: rows} if self.cfg.wrap else rows
+        return orjson.dumps(payload, default=_default), "application/json"
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        assert self.client is not None, "write() before open()"
+        batch_id = id(batch)
+        done = self._current[1] if self._current[0] == batch_id else 0
+        self._current = (batch_id, done)
+        if LINE_COLUMN in batch.schema.names:
+            batch = batch.drop_columns([LINE_COLUMN])
+        size = self.cfg.batch_rows
+        for offset in range(done, batch.num_rows, size):
+            rows = batch.slice(offset, size).to_pylist()
+            body, content_type = self._body(rows)
+            key = f"{self.run_id}-{self.requests + 1}"
+            await self.limiter.wait()
+            try:
+                response = await self.client.request(
+                    self.cfg.method,
+                    self.cfg.url,
+                    content=body,
+                    headers={"Content-Type": content_type, "Idempotency-Key": key},
+                )
+            except httpx.HTTPError as exc:
+                raise http_error(exc, None, self.where) from exc
+            if response.status_code >= 300:
+                raise http_error(None, response, self.where)
+            self.requests += 1
+            self._current = (batch_id, offset + len(rows))
+
+    async def commit(self) -> None:
+        await self._close()
+
+    async def abort(self) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,522 @@
+"""The ``rest`` source: records from a paginated JSON HTTP API.
+
+One request per page, through :class:`quiver.runtime.delivery.Delivery`: 429, 5xx, timeouts
+and connection errors are retried with exponential backoff and jitter (``retry``), other 4xx
+fail at once with the status and the start of the response body. Records are found at a
+JSON path in each response (``records: data.items``); pagination follows a page number, an
+offset, a cursor read from the response, or the ``Link: <...>; rel="next"`` header.
+
+Records become Arrow columns: the first batch fixes the schema (or ``schema`` declares it);
+later values are cast to it, and a field that was not in the schema fails with its record
+number instead of being dropped. Each batch carries ``__line``, the 1-based record number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
+
+import httpx
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
+from quiver.runtime.delivery import Delivery, RetryPolicy
+from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+
+__all__ = [
+    "HttpAuth",
+    "JsonPath",
+    "RecordBatcher",
+    "RestSource",
+    "RestSourceConfig",
+    "arrow_type",
+    "http_error",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpAuth(_Model):
+    """Credentials sent with every request. Put secrets in the environment: ``${API_TOKEN}``."""
+
+    bearer: str | None = Field(None, description="Token sent as `Authorization: Bearer <token>`.")
+    basic: tuple[str, str] | None = Field(None, description="[user, password] for Basic auth.")
+    header: str | None = Field(None, description="Header name for an API key, e.g. X-Api-Key.")
+    value: str | None = Field(None, description="Value of `header`.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HttpAuth:
+        kinds = [self.bearer is not None, self.basic is not None, self.header is not None]
+        if sum(kinds) != 1:
+            raise ValueError("set exactly one of `bearer`, `basic` or `header` (+ `value`)")
+        if (self.header is None) != (self.value is None):
+            raise ValueError("`header` and `value` go together")
+        return self
+
+    def headers(self) -> dict[str, str]:
+        if self.bearer is not None:
+            return {"Authorization": f"Bearer {self.bearer}"}
+        if self.basic is not None:
+            token = base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+        assert self.header is not None and self.value is not None
+        return {self.header: self.value}
+
+
+class PagePagination(_Model):
+    """``?page=1``, ``?page=2``, ... until a page has fewer records than `size`."""
+
+    param: str = Field("page", description="Query parameter holding the page number.")
+    start: int = Field(1, description="Number of the first page.")
+    size_param: str | None = Field(None, description="Query parameter for the page size.")
+    size: int | None = Field(None, ge=1, description="Page size; a shorter page is the last.")
+
+
+class OffsetPagination(_Model):
+    """``?offset=0&limit=100``, ``?offset=100&limit=100``, ... until a short page."""
+
+    param: str = Field("offset", description="Query parameter holding the offset.")
+    limit_param: str = Field("limit", description="Query parameter holding the page size.")
+    limit: int = Field(100, ge=1, description="Records per page; a shorter page is the last.")
+    start: int = Field(0, ge=0, description="Offset of the first page.")
+
+
+class CursorPagination(_Model):
+    """The next page's cursor is read from the response; no cursor ends the listing."""
+
+    path: str = Field(description="JSON path of the next cursor in the response body.")
+    param: str = Field("cursor", description="Query parameter the cursor is sent in.")
+
+
+class LinkPagination(_Model):
+    """Follow the ``Link: <url>; rel="next"`` response header (GitHub style)."""
+
+    rel: str = Field("next", description="The relation to follow.")
+
+
+class Pagination(_Model):
+    """Exactly one pagination style."""
+
+    page: PagePagination | None = None
+    offset: OffsetPagination | None = None
+    cursor: CursorPagination | None = None
+    link: LinkPagination | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Pagination:
+        if sum(x is not None for x in (self.page, self.offset, self.cursor, self.link)) != 1:
+            raise ValueError("choose exactly one of `page`, `offset`, `cursor` or `link`")
+        return self
+
+
+class RestSourceConfig(ComponentConfig):
+    """Read records from a JSON API."""
+
+    url: str = Field(description="URL of the first page.")
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Query parameters sent with every page."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    body: dict[str, Any] | None = Field(None, description="JSON body of POST requests.")
+    auth: HttpAuth | None = Field(None, description="Authentication (bearer, basic or header).")
+    records: str = Field(
+        "$",
+        description="JSON path of the record list in each response: `$` (the body itself), "
+        "`data.items`, `$.results[*]`. A single object counts as one record.",
+    )
+    pagination: Pagination | None = Field(None, description="How to get the next page.")
+    max_pages: int | None = Field(None, ge=1, description="Stop after this many pages.")
+    rate_limit: float | None = Field(
+        None, gt=0, description="At most this many requests per second."
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for one response.")
+    schema_: dict[str, str] | None = Field(
+        None,
+        alias="schema",
+        description="Column types (int, float, str, bool, date, timestamp, json); "
+        "inferred from the first batch when left out.",
+    )
+    batch_rows: int = Field(10_000, ge=1, description="Records per batch.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retries of one page.")
+
+    @model_validator(mode="after")
+    def _known_types(self) -> RestSourceConfig:
+        for name, type_name in (self.schema_ or {}).items():
+            arrow_type(type_name, name)
+        JsonPath(self.records)
+        if self.pagination and self.pagination.cursor:
+            JsonPath(self.pagination.cursor.path)
+        return self
+
+
+# -- JSON paths --------------------------------------------------------------------------
+
+_STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]|\[\*\]|\[['\"]([^'\"]+)['\"]\]")
+
+
+class JsonPath:
+    """The dotted subset of JSONPath: ``$``, ``a.b``, ``$.a[0].b``, ``a['x y']``, ``a[*]``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        rest = text.strip()
+        if rest.startswith("$"):
+            rest = rest[1:]
+        if rest and not rest.startswith((".", "[")):
+            rest = "." + rest
+        self.steps: list[str | int | None] = []
+        pos = 0
+        shift = len(text) - len(rest)
+        while pos < len(rest):
+            m = _STEP.match(rest, pos)
+            if m is None:
+                raise ValueError(
+                    f"bad JSON path {text!r} at character {max(pos + shift, 0) + 1}: "
+                    "use `a.b`, `a[0]`, `a['key with spaces']` or `a[*]`"
+                )
+            if m.group(1) is not None:
+                self.steps.append(m.group(1))
+            elif m.group(2) is not None:
+                self.steps.append(int(m.group(2)))
+            elif m.group(3) is not None:
+                self.steps.append(m.group(3))
+            else:
+                self.steps.append(None)  # [*]: the list itself
+            pos = m.end()
+
+    def find(self, doc: Any) -> Any:
+        """The value at this path, or None when any step is missing."""
+        value = doc
+        for step in self.steps:
+            if step is None:
+                continue
+            if isinstance(step, int):
+                if not isinstance(value, list) or step >= len(value):
+                    return None
+                value = value[step]
+            else:
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(step)
+            if value is None:
+                return None
+        return value
+
+
+# -- records to Arrow --------------------------------------------------------------------
+
+_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+    "str": pa.string(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),
+}
+
+
+def arrow_type(name: str, column: str = "") -> pa.DataType:
+    """The Arrow type of a schema type name, or a ValueError naming the known ones."""
+    try:
+        return _TYPES[name.strip().lower()]
+    except KeyError:
+        known = ", ".join(sorted(_TYPES))
+        raise ValueError(
+            f"unknown type {name!r} for column {column!r}; use one of {known}"
+        ) from None
+
+
+class RecordBatcher:
+    """Turns lists of JSON records (dicts) into RecordBatches of one stable schema.
+
+    The schema is declared or taken from the first records; nested values of ``str``/``json``
+    columns are kept as JSON text. A value that cannot be cast, or a field the schema does
+    not know, raises a PermanentError naming the record number.
+    """
+
+    def __init__(self, where: str, declared: Mapping[str, str] | None = None) -> None:
+        self.where = where
+        self.schema: pa.Schema | None = None
+        if declared:
+            self.schema = pa.schema([(n, arrow_type(t, n)) for n, t in declared.items()])
+        self.records = 0
+
+    def to_batch(self, records: Sequence[Any]) -> pa.RecordBatch:
+        first = self.records + 1
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise PermanentError.one(
+                    f"record {first + i} is a {type(rec).__name__}, not a JSON object",
+                    self.where,
+                    "point `records` at a list of objects",
+                )
+        if self.schema is None:
+            self.schema = self._infer(records)
+        names = set(self.schema.names)
+        for i, rec in enumerate(records):
+            unknown = [k for k in rec if k not in names]
+            if unknown:
+                raise PermanentError.one(
+                    f"record {first + i} has field(s) {unknown} not in the schema "
+                    f"{self.schema.names}",
+                    self.where,
+                    "declare every field with its type in `schema:` (the schema is otherwise "
+                    "taken from the first records)",
+                )
+        arrays = [self._column(f, records, first) for f in self.schema]
+        lines = pa.array(range(first, first + len(records)), pa.int64())
+        self.records += len(records)
+        return pa.record_batch(
+            [*arrays, lines], schema=self.schema.append(pa.field(LINE_COLUMN, pa.int64()))
+        )
+
+    def _infer(self, records: Sequence[dict[str, Any]]) -> pa.Schema:
+        names: dict[str, None] = {}
+        for rec in records:
+            names.update(dict.fromkeys(rec))
+        fields = []
+        for name in names:
+            values = [_plain_json(r.get(name)) for r in records]
+            try:
+                inferred = pa.array(values).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                inferred = pa.string()  # mixed kinds: keep as text
+            if pa.types.is_null(inferred) or pa.types.is_nested(inferred):
+                inferred = pa.string()
+            fields.append(pa.field(name, inferred))
+        return pa.schema(fields)
+
+    def _column(self, f: pa.Field, records: Sequence[dict[str, Any]], first: int) -> pa.Array:
+        values = [r.get(f.name) for r in records]
+        if pa.types.is_string(f.type):
+            values = [
+                v
+                if v is None or isinstance(v, str)
+                else orjson.dumps(v).decode()
+                if isinstance(v, dict | list)
+                else _text(v)
+                for v in values
+            ]
+        try:
+            return pa.array(values, f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+        try:
+            return pc.cast(pa.array(values), f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            pass
+        for i, v in enumerate(values):
+            try:
+                pc.cast(pa.array([v]), f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                raise PermanentError.one(
+                    f"record {first + i} field {f.name!r}: value {v!r} is not a {f.type}",
+                    self.where,
+                    f"declare {f.name}: str (or json) in `schema:` to keep such values as text",
+                ) from None
+        raise PermanentError.one(
+            f"field {f.name!r} cannot be read as {f.type}", self.where, "declare it in `schema:`"
+        )
+
+
+def _plain_json(value: Any) -> Any:
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# -- HTTP --------------------------------------------------------------------------------
+
+
+def http_error(
+    exc: BaseException | None, response: httpx.Response | None, where: str
+) -> QuiverError:
+    """Map a transport failure or a non-2xx response onto Retryable / Permanent errors."""
+    if response is None:
+        return RetryableError.one(
+            f"request failed: {type(exc).__name__}: {exc}",
+            where,
+            "check that the server is reachable; the request is retried with backoff",
+        )
+    status = response.status_code
+    snippet = response.text[:200].strip()
+    message = f"HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet else "")
+    if status == 429 or status >= 500 or status == 408:
+        after = response.headers.get("retry-after")
+        return RetryableError.one(
+            message + (f" (Retry-After: {after})" if after else ""),
+            where,
+            "the server is overloaded or rate limiting; set `rate_limit` to send fewer "
+            "requests per second",
+        )
+    fix = {
+        401: "check the credentials in `auth` (e.g. the ${ENV} variable holding the token)",
+        403: "the credentials lack permission for this resource",
+        404: "check the URL",
+    }.get(status, "check the request options (url, params, body) against the API")
+    return PermanentError.one(message, where, fix)
+
+
+class RateLimiter:
+    """Spaces requests at least ``1 / rate`` seconds apart."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_at = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next_at > now:
+            await asyncio.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+def _next_link(header: str, rel: str) -> str | None:
+    for part in header.split(","):
+        m = re.match(r"\s*<([^>]*)>(.*)", part)
+        if m and re.search(rf'rel="?([^";]*\s)?{re.escape(rel)}(\s[^";]*)?"?', m.group(2)):
+            return m.group(1)
+    return None
+
+
+@source("rest", config=RestSourceConfig)
+class RestSource:
+    """Records from a paginated JSON HTTP API."""
+
+    def __init__(self, cfg: RestSourceConfig) -> None:
+        self.cfg = cfg
+        self.records_path = JsonPath(cfg.records)
+        self.where = f"source rest {cfg.url}"
+
+    def _client(self) -> httpx.AsyncClient:
+        headers = {"Accept": "application/json", **self.cfg.headers}
+        if self.cfg.auth is not None:
+            headers.update(self.cfg.auth.headers())
+        return httpx.AsyncClient(headers=headers, timeout=self.cfg.timeout, follow_redirects=True)
+
+    async def _fetch(
+        self, client: httpx.AsyncClient, url: str, params: dict[str, Any], limiter: RateLimiter
+    ) -> httpx.Response:
+        await limiter.wait()
+        try:
+            response = await client.request(
+                self.cfg.method,
+                url,
+                params=params or None,
+                content=orjson.dumps(self.cfg.body) if self.cfg.body is not None else None,
+                headers={"Content-Type": "application/json"} if self.cfg.body is not None else None,
+            )
+        except httpx.HTTPError as exc:
+            raise http_error(exc, None, f"{self.cfg.method} {url}") from exc
+        if response.status_code >= 300:
+            raise http_error(None, response, f"{self.cfg.method} {url}")
+        return response
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        cfg = self.cfg
+        batcher = RecordBatcher(self.where, cfg.schema_)
+        delivery = Delivery(
+            cfg.retry,
+            on_retry=lambda name, attempt, delay, exc: ctx.log(
+                f"{name}: attempt {attempt} failed ({exc}); retrying in {delay:.1f}s", "warning"
+            ),
+        )
+        limiter = RateLimiter(cfg.rate_limit)
+        pending: list[dict[str, Any]] = []
+        pagination = cfg.pagination
+        url: str | None = cfg.url
+        params: dict[str, Any] = dict(cfg.params)
+        if pagination and pagination.page:
+            params[pagination.page.param] = pagination.page.start
+            if pagination.page.size_param and pagination.page.size:
+                params[pagination.page.size_param] = pagination.page.size
+        if pagination and pagination.offset:
+            params[pagination.offset.param] = pagination.offset.start
+            params[pagination.offset.limit_param] = pagination.offset.limit
+        pages = 0
+        async with self._client() as client:
+            while url is not None:
+                response = await delivery.call(
+                    functools.partial(self._fetch, client, url, dict(params), limiter),
+                    name="source rest",
+                )
+                pages += 1
+                try:
+                    doc = orjson.loads(response.content)
+                except orjson.JSONDecodeError as exc:
+                    raise PermanentError.one(
+                        f"page {pages} is not JSON: {exc}",
+                        f"{self.where} ({response.url})",
+                        "check the URL and the Accept header; the source reads JSON APIs",
+                    ) from None
+                found = self.records_path.find(doc)
+                page_records = (
+                    [] if found is None else found if isinstance(found, list) else [found]
+                )
+                pending.extend(page_records)
+                while len(pending) >= cfg.batch_rows:
+                    chunk, pending = pending[: cfg.batch_rows], pending[cfg.batch_rows :]
+                    yield batcher.to_batch(chunk)
+                if cfg.max_pages is not None and pages >= cfg.max_pages:
+                    break
+                previous = (url, params)
+                url, params = self._next(response, doc, params, len(page_records))
+                if url is not None and (url, params) == previous:
+                    raise PermanentError.one(
+                        f"pagination does not advance: page {pages + 1} would request "
+                        f"{url} {params} again",
+                        self.where,
+                        "check the pagination settings against the API's paging fields",
+                    )
+        if pending:
+            yield batcher.to_batch(pending)
+
+    def _next(
+        self, response: httpx.Response, doc: Any, params: dict[str, Any], count: int
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The URL and parameters of the next page, or (None, ...) after the last."""
+        p = self.cfg.pagination
+        url = str(self.cfg.url)
+        if p is None or (count == 0 and (p.page or p.offset)):
+            return None, params
+        if p.page is not None:
+            if p.page.size is not None and count < p.page.size:
+                return None, params
+            return url, {**params, p.page.param: int(params[p.page.param]) + 1}
+        if p.offset is not None:
+            if count < p.offset.limit:
+                return None, params
+            return url, {**params, p.offset.param: int(params[p.offset.param]) + count}
+        if p.cursor is not None:
+            cursor = JsonPath(p.cursor.path).find(doc)
+            if cursor in (None, "", False):
+                return None, params
+            return url, {**params, p.cursor.param: cursor}
+        assert p.link is not None
+        link = _next_link(response.headers.get("link", ""), p.link.rel)
+        if not link:
+            return None, params
+        # The link carries its own query string; only the configured params are dropped.
+        return str(response.url.join(link)), {}
