@@ -1,0 +1,205 @@
+"""``quiver run`` / ``quiver validate`` / ``quiver plugins`` as a user runs them: real
+subprocesses, real signals, exit codes, reports and logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIVER = [str(Path(sys.executable).parent / "quiver")]
+C = "tests.pipeline.engine_components:"
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", "COLUMNS": "200"}
+
+
+def quiver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*QUIVER, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=120
+    )
+
+
+ORDERS = "id,email,total\n1,a@x.com,10\n2,bad,5\n3,c@x.com,-1\n4,d@x.com,7\n"
+PIPELINE = (
+    "source: {csv: {path: in.csv}}\n"
+    "processors:\n"
+    "  - validate: {schema: {email: {pattern: '.+@.+'}, total: {type: int, min: 0}}}\n"
+    "sink: {csv: {path: out/good.csv}}\n"
+    "on_error: {policy: reject, rejects: out/rejects.csv}\n"
+)
+
+
+@pytest.fixture
+def orders(tmp_path: Path) -> Path:
+    (tmp_path / "in.csv").write_text(ORDERS)
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    return tmp_path
+
+
+def test_run_exits_0_with_a_summary_and_writes_a_report(orders: Path) -> None:
+    done = quiver("run", "p.yaml", "--report", "report.json", cwd=orders)
+    assert done.returncode == 0, done.stderr
+    assert "4 rows read, 2 written, 2 rejected" in done.stderr
+    report = json.loads((orders / "report.json").read_text())
+    assert report["exit_code"] == 0 and report["rejected"] == 2
+    assert report["steps"]["validate"]["rows_out"] == 2
+    assert (orders / "out/good.csv").read_text().splitlines() == [
+        "id,email,total",
+        "1,a@x.com,10",
+        "4,d@x.com,7",
+    ]
+
+
+def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:
+    done = quiver("run", "p.yaml", "--strict", "--quiet", cwd=orders)
+    assert done.returncode == 3
+
+
+def test_a_failed_run_exits_1_and_writes_nothing(orders: Path) -> None:
+    (orders / "ff.yaml").write_text(
+        PIPELINE.replace("on_error: {policy: reject, rejects: out/rejects.csv}\n", "")
+    )
+    done = quiver("run", "ff.yaml", "--report", "r.json", cwd=orders)
+    assert done.returncode == 1
+    assert "line 3, column 'email', value 'bad'" in done.stderr
+    assert not (orders / "out").exists()
+    report = json.loads((orders / "r.json").read_text())
+    assert report["status"] == "failed" and report["error"]["code"] == "ROW_REJECTED"
+
+
+def test_an_invalid_pipeline_exits_2_with_every_problem(orders: Path) -> None:
+    (orders / "bad.yaml").write_text(
+        "source: {csv: {path: in.csv, delimitr: ';'}}\n"
+        "processors:\n"
+        "  - sql: {query: 'selec * from input'}\n"
+        "  - python: {file: t.py, function: go}\n"
+        "sink: {csv: {path: o.csv}}\n"
+    )
+    (orders / "t.py").write_text("def transform(row, ctx):\n    return row\n")
+    run = quiver("run", "bad.yaml", cwd=orders)
+    assert run.returncode == 2
+    assert "bad.yaml:1:30 source.csv.delimitr: unknown key 'delimitr'" in run.stderr
+    done = quiver("validate", "bad.yaml", cwd=orders)
+    assert done.returncode == 2
+    assert "bad.yaml:1:30 source.csv.delimitr" in done.stderr
+    assert "3 problem(s) found" in done.stderr
+
+
+def test_validate_checks_scripts_and_sql_without_running(orders: Path) -> None:
+    (orders / "v.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - sql: {query: 'selec * from input'}\n"
+        "  - python: {file: t.py, function: go}\n"
+        "  - filter: {expression: 'total >'}\n"
+        "sink: {csv: {path: o.csv}}\n"
+    )
+    (orders / "t.py").write_text("def transform(row, ctx):\n    return row\n")
+    done = quiver("validate", "v.yaml", cwd=orders)
+    assert done.returncode == 2
+    assert "v.yaml:3:5 processors[0] sql (query): SQL syntax error" in done.stderr
+    assert "v.yaml:4:5 processors[1] python" in done.stderr and "no function 'go'" in done.stderr
+    assert "v.yaml:5:5 processors[2] filter (expression)" in done.stderr
+    assert "3 problem(s) found" in done.stderr
+    assert not (orders / "o.csv").exists()
+    ok = quiver("validate", "p.yaml", cwd=orders)
+    assert ok.returncode == 0 and "ok (3 steps" in ok.stderr
+
+
+def test_dry_run_prints_rows_and_writes_nothing(orders: Path) -> None:
+    done = quiver("run", "p.yaml", "--dry-run", cwd=orders)
+    assert done.returncode == 0, done.stderr
+    assert "first 2 row(s)" in done.stdout and "a@x.com" in done.stdout
+    assert "does not match the pattern" in done.stdout
+    assert not (orders / "out").exists()
+    one = quiver("run", "--dry-run", "1", "p.yaml", cwd=orders)
+    assert "first 1 row(s)" in one.stdout
+
+
+def test_json_logs_carry_the_run_id(orders: Path) -> None:
+    done = quiver("run", "p.yaml", "--log-format", "json", cwd=orders)
+    assert done.returncode == 0
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert {e["event"] for e in events} >= {"run_started", "sink_committed", "run_finished"}
+    assert len({e["run_id"] for e in events}) == 1
+    finished = next(e for e in events if e["event"] == "run_finished")
+    assert finished["rows_read"] == 4 and finished["rejected"] == 2
+
+
+def test_variables_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id\n1\n2\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: '${IN}'}}\nsink: {csv: {path: '${OUT:-o.csv}'}}\n"
+    )
+    done = quiver("run", "p.yaml", "--variable", "IN=a.csv", "-v", "OUT=b.csv", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "b.csv").read_text() == "id\n1\n2\n"
+    missing = quiver("run", "p.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "variable ${IN} is not set" in missing.stderr
+
+
+def test_plugins_list_and_describe(tmp_path: Path) -> None:
+    listed = quiver("plugins", "list", "--kind", "processor", cwd=tmp_path)
+    assert listed.returncode == 0
+    for name in ("validate", "dedupe", "lookup", "sql", "python"):
+        assert name in listed.stdout
+    described = quiver("plugins", "describe", "dedupe", cwd=tmp_path)
+    assert described.returncode == 0
+    assert "max_keys" in described.stdout and "10000000" in described.stdout
+    unknown = quiver("plugins", "describe", "dedup", cwd=tmp_path)
+    assert unknown.returncode == 2 and "did you mean 'dedupe'" in unknown.stderr
+
+
+def slow_pipeline(tmp_path: Path) -> subprocess.Popen[str]:
+    (tmp_path / "slow.yaml").write_text(
+        f"source: {{'{C}RowsSource': {{rows: 100000, batch_rows: 10, delay: 0.01}}}}\n"
+        "sink: {csv: {path: out/data.csv}}\n"
+    )
+    return subprocess.Popen(
+        [*QUIVER, "run", "slow.yaml", "--quiet"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_temp_output(folder: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if folder.exists() and any(".tmp" in p.name for p in folder.iterdir()):
+            time.sleep(0.3)  # let it write a few batches
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run never started writing")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_run_exits_130_and_leaves_no_output(tmp_path: Path, sig: int) -> None:
+    proc = slow_pipeline(tmp_path)
+    wait_for_temp_output(tmp_path / "out", proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+def test_a_killed_run_never_leaves_a_final_output_file(tmp_path: Path) -> None:
+    proc = slow_pipeline(tmp_path)
+    wait_for_temp_output(tmp_path / "out", proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "out/data.csv").exists()
