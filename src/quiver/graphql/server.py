@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -79,9 +80,31 @@ def run_server(schema: Schema, settings: QuiverSettings, *, log_level: str = "in
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
-    if server.workers <= 1:
-        uvicorn.run(create_app(schema, settings), **common)  # type: ignore[arg-type]
-        return
+    # uvicorn re-raises SIGTERM once it has shut down gracefully; a graceful stop exits 0.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        if server.workers <= 1:
+            uvicorn.run(create_app(schema, settings), **common)  # type: ignore[arg-type]
+        else:
+            _run_workers(schema, settings, common)
+    except _TerminatedError:
+        log.info("stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _TerminatedError(Exception):
+    """SIGTERM arrived after the server shut down."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _TerminatedError
+
+
+def _run_workers(schema: Schema, settings: QuiverSettings, common: dict[str, object]) -> None:
+    import uvicorn
+
+    server = settings.server
     with tempfile.TemporaryDirectory(prefix="quiver-serve-") as tmp:
         schema_path = Path(tmp) / "schema.json"
         schema_path.write_text(schema.to_json(), encoding="utf-8")

@@ -1,0 +1,220 @@
+"""The serving commands run as a user runs them: the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+QUIVER = str(Path(sys.executable).with_name("quiver"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [QUIVER, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+        env={**os.environ, **(env or {})}, check=False,
+    )  # fmt: skip
+
+
+@contextmanager
+def serving(*args: str, port: int, cwd: Path | None = None) -> Iterator[str]:
+    """Run ``quiver <args>`` until it answers /readyz; stop it with SIGTERM afterwards."""
+    proc = subprocess.Popen(
+        [QUIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out, _ = proc.communicate()
+                pytest.fail(f"quiver {' '.join(args)} did not start:\n{out}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.absolute()}"
+
+
+def query(base: str, text: str) -> object:
+    r = httpx.post(f"{base}/graphql", json={"query": text}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_help_lists_the_serving_commands() -> None:
+    done = run("--help")
+    assert done.returncode == 0
+    for name in ("demo", "serve", "check"):
+        assert name in done.stdout
+
+
+def test_serve_a_sqlite_database(chinook_sqlite: Path) -> None:
+    port = _free_port()
+    with serving("serve", "--db", sqlite_url(chinook_sqlite), "--port", str(port),
+                 port=port) as base:  # fmt: skip
+        assert query(base, "{ artist(artistId: 1) { name albums { title } } }") == {
+            "data": {
+                "artist": {
+                    "name": "AC/DC",
+                    "albums": [
+                        {"title": "For Those About To Rock We Salute You"},
+                        {"title": "Let There Be Rock"},
+                    ],
+                }
+            }
+        }
+        page = httpx.get(f"{base}/graphql", headers={"accept": "text/html"})
+        assert "graphiql" in page.text.lower()
+
+
+def test_serve_postgresql_with_a_config_file_and_two_workers(
+    chinook_postgresql: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    (tmp_path / "db_url").write_text(chinook_postgresql + "\n")
+    (tmp_path / "quiver.yaml").write_text(
+        "database:\n  url: ${file:db_url}\n  pool_max: 2\n"
+        f"server:\n  port: {port}\n"
+        "graphql:\n  max_depth: 3\n"
+    )
+    with serving("serve", "--workers", "2", port=port, cwd=tmp_path) as base:
+        for _ in range(4):  # spread over both workers
+            assert query(base, "{ artistsAggregate { count } }") == {
+                "data": {"artistsAggregate": {"count": 275}}
+            }
+        deep = query(base, "{ artist(artistId: 1) { albums { artist { albums { title } } } } }")
+        assert deep["errors"][0]["extensions"]["code"] == "DEPTH_LIMIT_EXCEEDED"  # type: ignore[index]
+
+
+def test_serve_a_compiled_schema_file(chinook_sqlite: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from quiver.schema.reflect import reflect_database
+
+    url = sqlite_url(chinook_sqlite)
+    schema = asyncio.run(reflect_database(url, include=["artist", "album"]))
+    schema_file = tmp_path / "schema.json"
+    schema_file.write_text(schema.to_json())
+    port = _free_port()
+    with serving("serve", "--db", url, "--schema", str(schema_file), "--port", str(port),
+                 port=port) as base:  # fmt: skip
+        assert query(base, "{ artistsAggregate { count } }") == {
+            "data": {"artistsAggregate": {"count": 275}}
+        }
+        missing = httpx.post(f"{base}/graphql", json={"query": "{ tracks { name } }"})
+        assert "tracks" in missing.json()["errors"][0]["message"]
+
+
+def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
+    port = _free_port()
+    # The demo builds its database in the cache folder: use a private one.
+    env_cache = tmp_path / "cache"
+    proc_env = {"XDG_CACHE_HOME": str(env_cache)}
+    proc = subprocess.Popen(
+        [QUIVER, "demo", "--port", str(port)], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, **proc_env},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "quiver demo did not start"
+            time.sleep(0.3)
+        assert query(base, "{ artistsAggregate { count } }") == {
+            "data": {"artistsAggregate": {"count": 275}}
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}/graphql" in out
+    assert "artists(limit: 3" in out
+
+
+def test_check_summarises_a_reachable_database(chinook_sqlite: Path) -> None:
+    done = run("check", "--db", sqlite_url(chinook_sqlite))
+    assert done.returncode == 0, done.stderr
+    assert "reachable" in done.stdout
+    assert "Artist (artist)" in done.stdout
+    assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/nope", "cannot connect to the database"),
+        ("oracle://scott@db/x", "unsupported database URL scheme 'oracle'"),
+    ],
+)
+def test_check_with_a_bad_url_exits_non_zero_with_one_clear_line(url: str, phrase: str) -> None:
+    done = run("check", "--db", url)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    assert phrase in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_check_debug_prints_the_traceback() -> None:
+    done = run("check", "--db", "oracle://scott@db/x", "--debug")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+
+
+def test_check_reports_config_errors_with_their_location(tmp_path: Path) -> None:
+    (tmp_path / "quiver.yaml").write_text("server:\n  prot: 80\n")
+    done = run("check", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "quiver.yaml:2:3: server.prot: unknown setting (did you mean 'port'?" in done.stderr
+
+
+def test_serve_without_a_database_says_how_to_give_one(tmp_path: Path) -> None:
+    done = run("serve", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "no database to serve" in done.stderr
+    assert "--db" in done.stderr
+
+
+def test_set_overrides_reach_the_settings(tmp_path: Path) -> None:
+    done = run("check", "--set", "graphql.max_dept=3", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "command line override: graphql.max_dept: unknown setting" in done.stderr
