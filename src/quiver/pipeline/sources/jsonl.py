@@ -114,7 +114,11 @@ class JsonlSource:
         self.declared = pa.schema(
             [(name, parse_type(t, f"types.{name}")) for name, t in cfg.types.items()]
         )
+        # what pyarrow.json reads for declared fields: dates, times and decimals come as text
+        # and are cast afterwards
+        self.read_declared = pa.schema([f.with_type(_read_type(f.type)) for f in self.declared])
         self.schema: pa.Schema | None = None
+        self.read_schema: pa.Schema | None = None
         self.skipped = 0
         self.bytes_read = 0
         self._bytes_done = 0
@@ -224,7 +228,7 @@ class JsonlSource:
     def _options(self, schema: pa.Schema | None) -> pajson.ParseOptions:
         if schema is None:
             return pajson.ParseOptions(
-                explicit_schema=self.declared if len(self.declared) else None,
+                explicit_schema=self.read_declared if len(self.read_declared) else None,
                 unexpected_field_behavior="infer",
             )
         return pajson.ParseOptions(
@@ -252,7 +256,7 @@ class JsonlSource:
         records: np.ndarray,
         lines: np.ndarray,
     ) -> None:
-        """Infer the schema from the well-formed lines of the first block."""
+        """Infer the schema from the well-formed lines of the sample."""
         good = [
             i
             for i, index in enumerate(records.tolist())
@@ -260,22 +264,37 @@ class JsonlSource:
         ]
         if not good:
             self.schema = self.declared
+            self.read_schema = self.read_declared
             return
-        chosen = records[good]
-        data = _gather(block, starts[chosen], ends[chosen])
+        inferred = self._infer(block, starts[records[good]], ends[records[good]])
+        declared = {f.name: f.type for f in self.declared}
+        fields = [
+            pa.field(f.name, declared[f.name])
+            if f.name in declared
+            else f.with_type(_as_json_typed(f.type))
+            for f in inferred
+        ]
+        fields += [f for f in self.declared if f.name not in inferred.names]
+        self.schema = pa.schema(fields)
+        self.read_schema = pa.schema([f.with_type(_read_type(f.type)) for f in fields])
+
+    def _infer(self, block: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Schema:
+        """The schema of the given lines. When lines disagree on a field's type, the first
+        line that gives the field a type wins (the others are rejected when parsed)."""
         try:
-            inferred = self._read_json(data, None).schema
-        except pa.ArrowInvalid as exc:
-            message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
-            raise PermanentError.one(
-                f"cannot settle the types of the first lines: {message}",
-                display_path(path),
-                "declare the field's type under `types` so every line is read the same way",
-            ) from exc
-        declared = set(self.declared.names)
-        self.schema = pa.schema(
-            [f if f.name in declared else f.with_type(_as_json_typed(f.type)) for f in inferred]
-        )
+            schema: pa.Schema = self._read_json(_gather(block, starts, ends), None).schema
+            return schema
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if starts.size == 1:
+                return pa.schema([])
+        half = starts.size // 2
+        first = self._infer(block, starts[:half], ends[:half])
+        second = self._infer(block, starts[half:], ends[half:])
+        merged = {f.name: f for f in first}
+        for f in second:
+            if f.name not in merged or pa.types.is_null(merged[f.name].type):
+                merged[f.name] = f
+        return pa.schema(list(merged.values()))
 
     def _parse(
         self,
@@ -293,9 +312,12 @@ class JsonlSource:
             chosen = records[subset]
             data = _gather(block, starts[chosen], ends[chosen])
             try:
-                table = self._read_json(data, self.schema)
+                table = self._read_json(data, self.read_schema)
                 if table.num_rows != subset.size:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
+                assert self.schema is not None
+                if table.schema != self.schema:
+                    table = table.select(self.schema.names).cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
@@ -305,9 +327,6 @@ class JsonlSource:
                 half = subset.size // 2
                 pending[:0] = [subset[:half], subset[half:]]
                 continue
-            assert self.schema is not None
-            if table.schema != self.schema:
-                table = table.select(self.schema.names).cast(self.schema)
             yield table, subset
 
     def _explain(self, exc: Exception, raw: bytes) -> str:
@@ -357,6 +376,18 @@ class JsonlSource:
                 row={"__file": display_path(path), "__raw": text},
             )
         )
+
+
+def _read_type(kind: pa.DataType) -> pa.DataType:
+    """The type pyarrow.json reads for a declared type (text for what JSON has no type for)."""
+    if (
+        pa.types.is_date(kind)
+        or pa.types.is_time(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_binary(kind)
+    ):
+        return pa.string()
+    return kind
 
 
 def _as_json_typed(kind: pa.DataType) -> pa.DataType:

@@ -1,0 +1,188 @@
+"""The jsonl source and sink: line numbers, malformed lines, schema, nested values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.sinks.jsonl import JsonlSink, JsonlSinkConfig
+from quiver.pipeline.sources.jsonl import JsonlSource
+from quiver.runtime.errors import PermanentError
+
+from .conftest import build, read_all
+
+
+async def read(
+    tmp_path: Path, ctx: RunContext, data: bytes, name: str = "in.jsonl", **options: Any
+) -> tuple[list[dict[str, Any]], list[tuple[int | None, str]], JsonlSource]:
+    (tmp_path / name).write_bytes(data)
+    src: JsonlSource = build(JsonlSource, {"path": name, **options})
+    table = await read_all(src, ctx)
+    return table.to_pylist(), [(e.line, e.reason) for e in src.take_errors()], src
+
+
+MIXED = (
+    b'{"id": 1, "tags": ["a"], "geo": {"lat": 1.5}}\n'
+    b"\n"
+    b'{"id": 2, "tags": [], "geo": null}\n'
+    b'{"id": 3, "tags": ["b"]\n'
+    b"[1, 2]\n"
+    b'{"id": "four"}\n'
+    b'{"id": 5, "extra": true}\n'
+    b"   \n"
+    b'{"id": 6}'
+)
+
+
+async def test_rows_keep_their_line_numbers_and_nested_values(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, _, src = await read(tmp_path, run_ctx, MIXED)
+    # the whole file is the type sample: `extra` is a column, empty where a line lacks it
+    assert [(r["id"], r["extra"], r[LINE_COLUMN]) for r in rows] == [
+        (1, None, 1),
+        (2, None, 3),
+        (5, True, 7),
+        (6, None, 9),
+    ]
+    assert rows[0]["tags"] == ["a"] and rows[0]["geo"] == {"lat": 1.5}
+    assert src.schema is not None and src.schema.field("geo").type == pa.struct(
+        [("lat", pa.float64())]
+    )
+
+
+async def test_malformed_lines_are_rejected_with_the_reason(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # types settled from the first line only: `extra` (line 7) is not in the schema
+    _, errors, _ = await read(tmp_path, run_ctx, MIXED, block_size=16, infer_bytes=16)
+    reasons = {line: reason.split(": ", 1)[1] for line, reason in errors}
+    assert sorted(reasons) == [4, 5, 6, 7]
+    assert reasons[4].startswith("invalid JSON")
+    assert reasons[5] == "expected a JSON object, found list"
+    assert "field 'id' holds a string here but a number" in reasons[6]
+    assert "['extra'] not in the schema" in reasons[7]
+
+
+async def test_unexpected_fields_can_be_ignored(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = b'{"id": 1}\n{"id": 2, "extra": true}\n'
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, unexpected_fields="ignore", infer_bytes=1, block_size=1
+    )
+    assert errors == []
+    assert rows == [{"id": 1, LINE_COLUMN: 1}, {"id": 2, LINE_COLUMN: 2}]
+
+
+async def test_declared_types_win_over_inference(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = b'{"n": 1, "day": "2024-05-06"}\n{"n": 2.5, "day": "2024-05-07"}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"n": "float", "day": "date"})
+    assert errors == []
+    assert [(r["n"], r["day"]) for r in rows] == [
+        (1.0, dt.date(2024, 5, 6)),
+        (2.5, dt.date(2024, 5, 7)),
+    ]
+
+
+async def test_lines_that_disagree_on_a_type_in_the_sample_keep_the_first_type(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'{"id": 1}\n{"id": "two"}\n{"id": null}\n{"id": 4}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert [r["id"] for r in rows] == [1, None, 4]
+    assert [line for line, _ in errors] == [2]
+
+
+async def test_a_declared_date_that_does_not_parse_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'{"day": "2024-01-02"}\n{"day": "2024-13-45"}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"day": "date"})
+    assert [r["day"] for r in rows] == [dt.date(2024, 1, 2)]
+    assert errors[0][0] == 2 and "2024-13-45" in errors[0][1]
+
+
+async def test_text_that_looks_like_a_date_stays_text(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, _, _ = await read(tmp_path, run_ctx, b'{"when": "2024-05-06T10:00:00"}\n')
+    assert rows[0]["when"] == "2024-05-06T10:00:00"
+
+
+async def test_skip_and_fail_policies(tmp_path: Path, run_ctx: RunContext) -> None:
+    rows, errors, src = await read(
+        tmp_path, run_ctx, MIXED, on_malformed="skip", block_size=16, infer_bytes=16
+    )
+    assert errors == [] and src.skipped == 4 and len(rows) == 3
+    with pytest.raises(PermanentError) as caught:
+        await read(tmp_path, run_ctx, MIXED, on_malformed="fail", infer_bytes=16)
+    assert caught.value.details[0].where == f"{tmp_path / 'in.jsonl'}:4"
+
+
+async def test_a_line_longer_than_max_record_bytes_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'{"a": 1}\n{"a": "' + b"x" * 500 + b'"}\n{"a": 3}\n'
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=32, max_record_bytes=100, infer_bytes=1
+    )
+    assert [r["a"] for r in rows] == [1, 3]
+    assert errors[0][0] == 2 and "max_record_bytes" in errors[0][1]
+
+
+async def test_compressed_and_bom_prefixed_input(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = gzip.compress(b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n')
+    rows, errors, _ = await read(tmp_path, run_ctx, data, name="in.jsonl.gz")
+    assert errors == [] and [r["a"] for r in rows] == [1, 2]
+
+
+async def test_utf16_input_is_transcoded(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = '{"name": "Zoë 😀"}\n'.encode("utf-16")
+    rows, _, _ = await read(tmp_path, run_ctx, data, encoding="utf-16")
+    assert rows == [{"name": "Zoë 😀", LINE_COLUMN: 1}]
+
+
+def test_unknown_options_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="unexpected_feilds"):
+        JsonlSinkConfig.model_validate({"path": "x", "unexpected_feilds": "x"})
+
+
+# -- sink -------------------------------------------------------------------------------------
+
+
+async def test_sink_writes_json_types_and_drops_the_line_column(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    batch = pa.record_batch(
+        {
+            "id": [1, 2],
+            "price": pa.array([decimal.Decimal("1.10"), None], pa.decimal128(5, 2)),
+            "day": [dt.date(2024, 1, 2), dt.date(2024, 1, 3)],
+            "at": [dt.datetime(2024, 1, 2, 3, 4, 5), None],
+            "tags": [["a", "b"], []],
+            "raw": [b"\x00\x01", b""],
+            LINE_COLUMN: [7, 8],
+        }
+    )
+    sink = build(JsonlSink, {"path": "out/o.jsonl", "drop_nulls": True})
+    await sink.open(batch.schema, run_ctx)
+    await sink.write(batch)
+    await sink.commit()
+    lines = (tmp_path / "out" / "o.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {
+            "id": 1,
+            "price": "1.10",
+            "day": "2024-01-02",
+            "at": "2024-01-02T03:04:05",
+            "tags": ["a", "b"],
+            "raw": "AAE=",
+        },
+        {"id": 2, "day": "2024-01-03", "tags": [], "raw": ""},
+    ]
