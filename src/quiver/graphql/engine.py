@@ -300,6 +300,9 @@ class Engine:
             if not operation.variable_definitions and all(s.static is not None for s in steps):
                 prepared.static_body = _data_body([(s.key, s.static or b"null") for s in steps])
         try:
+            for s in steps:
+                for check in s.checks:
+                    check.value(coerced)
             params = [[slot.value(coerced) for slot in s.slots] for s in steps]
         except PlanError as err:
             return self._bad_input(err)

@@ -60,6 +60,9 @@ class RootStep:
     sql: str = ""
     slots: tuple[Slot, ...] = ()
     introspection: bool = False
+    #: Slots whose values must be valid even when the SQL does not use them (e.g. a cursor
+    #: given to a connection whose selection needs no page window).
+    checks: tuple[Slot, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ def plan_operation(
         planner.reset()
         frag = planner.root(root, query_type.fields[name], nodes, key)
         text, slots = compile_sql(frag, dialect)
-        steps.append(RootStep(key, sql=text, slots=tuple(slots)))
+        steps.append(RootStep(key, sql=text, slots=tuple(slots), checks=tuple(planner.checks)))
     return steps
 
 
@@ -150,9 +153,11 @@ class _Planner:
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: dict[str, Any]
     _alias_count: int = field(default=0)
+    checks: list[Slot] = field(default_factory=list)
 
     def reset(self) -> None:
         self._alias_count = 0
+        self.checks = []
 
     def alias(self) -> str:
         name = f"t{self._alias_count}"
@@ -687,7 +692,9 @@ class _Planner:
         total = sql("cnt.total")
 
         def int_param(leaf: Any, transform: Callable[[Any], Any]) -> Fragment:
-            return template(d.int_param, param(leaf.slot.with_transform(transform)))
+            slot = leaf.slot.with_transform(transform)
+            self.checks.append(slot)
+            return template(d.int_param, param(slot))
 
         after, before = args.get("after"), args.get("before")
         first, last = args.get("first"), args.get("last")

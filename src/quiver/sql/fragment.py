@@ -130,13 +130,15 @@ def compile_sql(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot]]:
     slots: list[Slot] = []
     quote = dialect.quote_ident
     placeholder = dialect.placeholder
+    percent = dialect.escape_percent
 
     def walk(parts: Sequence[Text | Ident | Param | Fragment]) -> None:
         for p in parts:
             if isinstance(p, Text):
-                chunks.append(p.text)
+                chunks.append(p.text.replace("%", "%%") if percent else p.text)
             elif isinstance(p, Ident):
-                chunks.append(".".join(quote(n) for n in p.names))
+                name = ".".join(quote(n) for n in p.names)
+                chunks.append(name.replace("%", "%%") if percent else name)
             elif isinstance(p, Param):
                 slots.append(p.slot)
                 chunks.append(placeholder(len(slots)))

@@ -49,6 +49,8 @@ class Dialect:
     int_param: str = "{}"
     #: Cast an aggregate to a double-precision float.
     float_cast: str = "CAST({} AS DOUBLE)"
+    #: The driver formats the statement with ``%``: literal percent signs are doubled.
+    escape_percent: bool = False
     false_literal: str = "FALSE"
     true_literal: str = "TRUE"
     like_escape_char: str = "!"
@@ -137,6 +139,7 @@ MYSQL = Dialect(
     ilike="LOWER({}) LIKE LOWER({}) ESCAPE '!'",
     like="{} LIKE BINARY {} ESCAPE '!'",
     in_list="expand",
+    escape_percent=True,
     extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
 )
 
