@@ -31,14 +31,13 @@ class RunLog:
         self.stream = stream if stream is not None else sys.stderr
         self.level = _LEVELS.get(level, 20)
         self.pipeline = pipeline
-        self.records: list[dict[str, Any]] = []
 
     def __call__(self, message: str, level: str = "info") -> None:
         self.event("component", message, level=level)
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
-        if _LEVELS.get(level, 20) < self.level:
-            return
+        if _LEVELS.get(level, 20) < self.level and event != "tap":
+            return  # taps are asked for explicitly, so they always show
         record: dict[str, Any] = {
             "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             "level": level,
