@@ -1,0 +1,238 @@
+"""Atomic output, the CSV sink's options, and standard input/output through ``quiver run``."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.files import AtomicOutput, expand_paths, parse_type, remove_stale_temps
+from quiver.pipeline.sinks.csv import CsvSink
+from quiver.pipeline.sources.csv import CsvSource
+from quiver.runtime.errors import ConfigError, PermanentError
+
+from .conftest import build, read_all
+
+QUIVER = str(Path(sys.executable).with_name("quiver"))
+
+
+async def write_csv(ctx: RunContext, batch: pa.RecordBatch, **options: Any) -> CsvSink:
+    sink: CsvSink = build(CsvSink, {"path": "out.csv", **options})
+    await sink.open(batch.schema, ctx)
+    await sink.write(batch)
+    await sink.commit()
+    return sink
+
+
+ROWS = pa.record_batch(
+    {
+        "id": [1, 2, 3],
+        "text": ["plain", 'has "quotes", commas', None],
+        "empty": ["", None, "NULL"],
+        LINE_COLUMN: [10, 11, 12],
+    }
+)
+
+
+# -- atomic output ----------------------------------------------------------------------------
+
+
+def test_abort_leaves_nothing_and_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("previous")
+    output = AtomicOutput(str(target), "run1")
+    stream = output.open()
+    stream.write(b"half written")
+    assert (tmp_path / "out.csv.tmp-run1").exists()
+    output.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    assert target.read_text() == "previous"
+
+
+def test_commit_replaces_the_file_in_one_step(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "dir" / "out.csv"
+    output = AtomicOutput(str(target), "run1")
+    output.open().write(b"new")
+    assert not target.exists()
+    output.commit()
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.csv"]
+
+
+def test_a_killed_writer_leaves_only_a_temp_file_that_the_next_run_removes(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "out.csv"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from quiver.pipeline.files import AtomicOutput
+        out = AtomicOutput({str(target)!r}, "killed")
+        out.open().write(b"partial" * 1000)
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        # while the writer lives, its temp file is left alone
+        assert remove_stale_temps(str(target)) == []
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv.tmp-killed"]
+    nxt = AtomicOutput(str(target), "next")
+    nxt.open().write(b"complete")
+    nxt.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    assert target.read_bytes() == b"complete"
+
+
+def test_overwrite_and_create_dirs_can_be_refused(tmp_path: Path) -> None:
+    (tmp_path / "out.csv").write_text("x")
+    with pytest.raises(PermanentError, match="already exists"):
+        AtomicOutput(str(tmp_path / "out.csv"), "r", overwrite=False).open()
+    with pytest.raises(PermanentError, match="output directory does not exist"):
+        AtomicOutput(str(tmp_path / "no" / "out.csv"), "r", create_dirs=False).open()
+
+
+def test_compression_follows_the_extension(tmp_path: Path) -> None:
+    output = AtomicOutput(str(tmp_path / "out.csv.gz"), "r")
+    output.open().write(b"a,b\n1,2\n")
+    output.commit()
+    assert gzip.decompress((tmp_path / "out.csv.gz").read_bytes()) == b"a,b\n1,2\n"
+
+
+def test_globs_expand_in_sorted_order_without_duplicates(tmp_path: Path) -> None:
+    for name in ["b.csv", "a.csv", "sub/c.csv"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    found = expand_paths(["*.csv", "**/*.csv"], str(tmp_path))
+    assert found == [str(tmp_path / n) for n in ["a.csv", "b.csv", "sub/c.csv"]]
+    with pytest.raises(PermanentError, match="is a directory"):
+        expand_paths("sub", str(tmp_path))
+
+
+def test_type_names() -> None:
+    assert parse_type("decimal(12, 3)", "t") == pa.decimal128(12, 3)
+    assert parse_type("timestamp(ms, Europe/Paris)", "t") == pa.timestamp("ms", "Europe/Paris")
+    with pytest.raises(ConfigError, match="did you mean 'float'"):
+        parse_type("flaot", "types.x")
+
+
+# -- csv sink options -------------------------------------------------------------------------
+
+
+async def test_minimal_quoting_quotes_only_what_needs_it(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    await write_csv(run_ctx, ROWS)
+    assert (tmp_path / "out.csv").read_text() == (
+        'id,text,empty\n1,plain,""\n2,"has ""quotes"", commas",\n3,,NULL\n'
+    )
+
+
+async def test_all_quoting_crlf_header_off_and_a_null_string(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    await write_csv(
+        run_ctx, ROWS, quoting="all", line_terminator="crlf", header=False, null_string="NULL"
+    )
+    assert (tmp_path / "out.csv").read_bytes() == (
+        b'"1","plain",""\r\n"2","has ""quotes"", commas",NULL\r\n"3",NULL,"NULL"\r\n'
+    )
+    src = build(
+        CsvSource,
+        {
+            "path": "out.csv",
+            "header": False,
+            "columns": ["id", "text", "empty"],
+            "null_values": ["NULL"],
+        },
+    )
+    back = await read_all(src, run_ctx)
+    assert back.column("text").to_pylist() == ["plain", 'has "quotes", commas', None]
+    assert back.column("empty").to_pylist() == ["", None, "NULL"]
+
+
+async def test_no_quoting_refuses_a_value_that_needs_quotes(run_ctx: RunContext) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await write_csv(run_ctx, ROWS, quoting="none")
+    assert caught.value.details[0].where == "row from line 11"
+    assert "quoting: minimal" in caught.value.details[0].fix
+
+
+async def test_no_quoting_with_an_escape_character(tmp_path: Path, run_ctx: RunContext) -> None:
+    batch = pa.record_batch({"a": ['x,"y"\\z', "plain"]})
+    await write_csv(run_ctx, batch, quoting="none", escape="\\")
+    assert (tmp_path / "out.csv").read_text() == 'a\nx\\,\\"y\\"\\\\z\nplain\n'
+    src = build(CsvSource, {"path": "out.csv", "quote": None, "escape": "\\"})
+    assert (await read_all(src, run_ctx)).column("a").to_pylist() == ['x,"y"\\z', "plain"]
+
+
+async def test_a_character_the_encoding_lacks_is_reported_with_its_line(
+    run_ctx: RunContext,
+) -> None:
+    batch = pa.record_batch({"a": ["café", "日本"], LINE_COLUMN: [4, 5]})
+    with pytest.raises(PermanentError) as caught:
+        await write_csv(run_ctx, batch, encoding="cp1252")
+    assert caught.value.details[0].where == "row from line 5"
+
+
+async def test_multi_character_delimiter_and_non_text_columns(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    batch = pa.record_batch(
+        {"n": [1.5, None], "ok": [True, False], "tags": [["a", "b"], None], "t": ["x||y", "z"]}
+    )
+    await write_csv(run_ctx, batch, delimiter="||")
+    assert (tmp_path / "out.csv").read_text() == (
+        'n||ok||tags||t\n1.5||true||"[""a"",""b""]"||"x||y"\n||false||||z\n'
+    )
+
+
+async def test_a_failed_sink_leaves_no_output(tmp_path: Path, run_ctx: RunContext) -> None:
+    sink = build(CsvSink, {"path": "out/data.csv"})
+    await sink.open(ROWS.schema, run_ctx)
+    await sink.write(ROWS)
+    await sink.abort()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# -- standard input and output ----------------------------------------------------------------
+
+
+def test_quiver_run_reads_stdin_and_writes_stdout(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipe.yaml"
+    pipeline.write_text(
+        textwrap.dedent(
+            """
+            source: {csv: {path: "-", delimiter: ";"}}
+            sink: {csv: {path: "-", delimiter: "|"}}
+            """
+        )
+    )
+    data = b'id;note\n1;"two\nlines"\n2;plain\n'
+    done = subprocess.run(
+        [QUIVER, "run", str(pipeline)],
+        input=data,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1", "QUIVER_RUN": uuid.uuid4().hex},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == 'id|note\n1|"two\nlines"\n2|plain\n'
