@@ -65,7 +65,7 @@ async def test_malformed_lines_are_rejected_with_the_reason(
 ) -> None:
     # types settled from the first line only: `extra` (line 7) is not in the schema
     _, errors, _ = await read(tmp_path, run_ctx, MIXED, block_size=16, infer_bytes=16)
-    reasons = {line: reason.split(": ", 1)[1] for line, reason in errors}
+    reasons = {line or 0: reason.split(": ", 1)[1] for line, reason in errors}
     assert sorted(reasons) == [4, 5, 6, 7]
     assert reasons[4].startswith("invalid JSON")
     assert reasons[5] == "expected a JSON object, found list"
