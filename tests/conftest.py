@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 import pytest
@@ -62,10 +62,11 @@ def run_isolated(coro: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coro).result()
 
 
-def _service_down(name: str, db: DatabaseUrl, exc: Exception) -> None:
+def _service_down(name: str, db: DatabaseUrl, exc: Exception) -> NoReturn:
+    reason = " ".join(str(exc).split())
     pytest.fail(
-        f"{name} is not reachable at {db.host}:{db.port} ({exc}); start it with: "
-        f"{START_COMMANDS[db.dialect]}",
+        f"{name} is not reachable at {db.host}:{db.port} ({reason}); "
+        f"start it with: {START_COMMANDS[db.dialect]}",
         pytrace=False,
     )
 
@@ -96,8 +97,8 @@ def _pg_connect(db: DatabaseUrl) -> Any:
             connect_timeout=5,
         )
     except psycopg.OperationalError as exc:
-        _service_down("PostgreSQL", db, exc)
-        raise
+        error = exc
+    _service_down("PostgreSQL", db, error)
 
 
 def _pg_create() -> str:
@@ -135,8 +136,8 @@ def _mysql_connect(db: DatabaseUrl, *, database: str | None = None) -> Any:
             connect_timeout=5,
         )
     except pymysql.err.OperationalError as exc:
-        _service_down("MariaDB", db, exc)
-        raise
+        error = exc
+    _service_down("MariaDB", db, error)
 
 
 def _mysql_create() -> str:
