@@ -482,3 +482,42 @@ async def test_queries_over_http_on_postgresql(chinook_postgresql: str) -> None:
             assert (await c.get("/readyz")).status_code == 200
     finally:
         await app.shutdown()
+
+
+# ----- the persisted-query store -----
+def test_the_persisted_query_store_evicts_the_least_recently_used() -> None:
+    from quiver.graphql.apq import ApqStore
+
+    store = ApqStore(max_entries=2)
+    store.put("a", "{ a }")
+    store.put("b", "{ b }")
+    assert store.get("a") == "{ a }"  # a is now the most recent
+    store.put("c", "{ c }")
+    assert store.get("b") is None
+    assert store.get("a") == "{ a }"
+    assert store.get("c") == "{ c }"
+    assert len(store) == 2
+
+
+async def test_a_browser_accept_header_on_post_gets_json(client: httpx.AsyncClient) -> None:
+    r = await post(client, {"query": "{ __typename }"}, "text/html,application/xhtml+xml,*/*;q=0.8")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json; charset=utf-8"
+
+
+async def test_uppercase_apq_hashes_are_accepted(client: httpx.AsyncClient) -> None:
+    query = "{ artist(artistId: 4) { name } }"
+    ext = apq(query)
+    ext["persistedQuery"]["sha256Hash"] = ext["persistedQuery"]["sha256Hash"].upper()
+    r = await post(client, {"query": query, "extensions": ext})
+    assert r.json() == {"data": {"artist": {"name": "Alanis Morissette"}}}
+    again = await post(client, {"extensions": ext})
+    assert again.json() == {"data": {"artist": {"name": "Alanis Morissette"}}}
+
+
+def test_the_graphiql_page_escapes_the_endpoint() -> None:
+    from quiver.graphql.graphiql import graphiql_page
+
+    page = graphiql_page('/api/</script><script>alert("x")</script>').decode()
+    assert "</script><script>alert" not in page
+    assert "\\u003c/script\\u003e" in page
