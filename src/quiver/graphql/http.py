@@ -365,7 +365,8 @@ class GraphQLApp:
                 "The request has no Content-Type; send application/json.",
                 "UNSUPPORTED_MEDIA_TYPE",
             )
-        _check_content_type(content_type)
+        if content_type != b"application/json":
+            _check_content_type(content_type)
         if not body:
             raise _HttpError(400, "The request body is empty; send a JSON object with a query.")
         try:
