@@ -181,3 +181,57 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# -- RabbitMQ ---------------------------------------------------------------------------------
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass
+class ScratchQueue:
+    """A queue of one test (with its own dead-letter queue), deleted afterwards."""
+
+    name: str
+    dead_letters: str
+    channel: Any
+
+    async def publish(self, *bodies: bytes) -> None:
+        import aio_pika
+
+        for body in bodies:
+            await self.channel.default_exchange.publish(aio_pika.Message(body), self.name)
+
+    async def depth(self, name: str | None = None) -> int:
+        queue = await self.channel.declare_queue(name or self.name, passive=True)
+        count: int = queue.declaration_result.message_count
+        return count
+
+    async def drain(self, name: str | None = None) -> list[bytes]:
+        queue = await self.channel.declare_queue(name or self.name, passive=True)
+        bodies = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            bodies.append(message.body)
+        return bodies
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def rabbit_queue() -> AsyncIterator[ScratchQueue]:
+    import aio_pika
+
+    name = unique("q")
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    dead = f"{name}.dead"
+    await channel.declare_queue(dead, durable=True)
+    await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead},
+    )
+    try:
+        yield ScratchQueue(name, dead, channel)
+    finally:
+        await channel.queue_delete(name)
+        await channel.queue_delete(dead)
+        await connection.close()
