@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import shutil
 import sqlite3
 import threading
 import uuid
@@ -228,10 +227,8 @@ class ChinookDb:
 
 @pytest.fixture(scope="session")
 def chinook_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the SQLite demo database (built once into the user cache)."""
-    path = tmp_path_factory.mktemp("chinook") / "chinook.sqlite"
-    shutil.copyfile(chinook.ensure_sqlite(), path)
-    return path
+    """The SQLite demo database, built for this session (a fraction of a second)."""
+    return chinook.ensure_sqlite(tmp_path_factory.mktemp("chinook") / "chinook.sqlite")
 
 
 @pytest.fixture(scope="session")

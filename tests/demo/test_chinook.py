@@ -422,6 +422,7 @@ def test_a_failed_sqlite_build_leaves_no_file_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "demo.sqlite"
+    chinook.data_version()  # computed (and cached) from the real schema, not the broken one
     # A view that cannot be created fails the build after every table is filled.
     monkeypatch.setattr(chinook, "VIEWS", {"broken": "SELECT FROM WHERE"})
     with pytest.raises(QuiverError) as info:
