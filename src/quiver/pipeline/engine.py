@@ -370,6 +370,10 @@ class Engine:
                 if name in opened:
                     await self._delivery(name).call(opened[name].commit, name=f"commit '{name}'")
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
+            for name, step in spec.steps.items():  # e.g. acknowledge queue messages
+                settle = "commit" if self.dry_run is None else "abort"  # a dry run takes nothing
+                if step.kind == "source" and hasattr(comps[name], settle):
+                    await getattr(comps[name], settle)()
             if self.dry_run is not None:
                 for name, sink in comps.items():
                     if isinstance(sink, _CollectSink):
@@ -394,6 +398,10 @@ class Engine:
             inflight = [c for c in self._inflight.values() if not c.done()]
             if inflight:
                 await asyncio.wait(inflight, timeout=_ABORT_WAIT_SECONDS)
+            for name, step in spec.steps.items():  # e.g. requeue messages
+                if step.kind == "source" and hasattr(comps[name], "abort"):
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(comps[name].abort())
             for name, sink in opened.items():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(sink.abort())
