@@ -127,14 +127,15 @@ def run_command(
         else:
             _print_errors(exc, error)
         return EXIT_INVALID
+    text = log_format == "text"
     log = RunLog(
         run_id,
-        "json" if log_format == "json" else "text",
+        "text" if text else "json",
         pipeline=spec.name,
-        level="warning" if quiet and log_format == "text" else "info",
+        level="debug" if debug else "warning" if text else "info",
+        # in text mode the command prints failures itself, with their fixes
+        hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )
-    if log_format == "text" and not debug:
-        log.level = 30  # text mode: progress bar and summary tell the story; warnings still show
     progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
     engine = Engine(
         spec,

@@ -25,17 +25,21 @@ class RunLog:
         stream: IO[str] | None = None,
         level: str = "info",
         pipeline: str = "",
+        hide: frozenset[str] = frozenset(),
     ) -> None:
         self.run_id = run_id
         self.fmt = fmt
         self.stream = stream if stream is not None else sys.stderr
         self.level = _LEVELS.get(level, 20)
         self.pipeline = pipeline
+        self.hide = hide
 
     def __call__(self, message: str, level: str = "info") -> None:
         self.event("component", message, level=level)
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
+        if event in self.hide:
+            return
         if _LEVELS.get(level, 20) < self.level and event != "tap":
             return  # taps are asked for explicitly, so they always show
         record: dict[str, Any] = {
