@@ -479,3 +479,15 @@ def test_an_unwritable_cache_directory_is_reported_with_a_fix(
 def test_the_sqlite_url_of_the_demo_database_parses(tmp_path: Path) -> None:
     path = chinook.ensure_sqlite(tmp_path / "demo.sqlite")
     assert parse_database_url(f"sqlite:///{path}").database == str(path)
+
+
+def test_a_build_that_died_long_ago_is_cleaned_up(tmp_path: Path) -> None:
+    target = tmp_path / "demo.sqlite"
+    stale = tmp_path / ".demo.sqlite.abc123.tmp"
+    recent = tmp_path / ".demo.sqlite.def456.tmp"
+    stale.write_bytes(b"half a database")
+    recent.write_bytes(b"another build, still running")
+    hour_ago = stale.stat().st_mtime - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    chinook.ensure_sqlite(target)
+    assert sorted(os.listdir(tmp_path)) == sorted([recent.name, target.name])

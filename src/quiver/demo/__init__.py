@@ -1,1 +1,1 @@
-"""demo: see docs/."""
+"""Demo data: the Chinook music store in SQLite, PostgreSQL and MariaDB (see docs/demo-data.md)."""

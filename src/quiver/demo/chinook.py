@@ -14,6 +14,7 @@ table (``scalar_sample``) holding every scalar the GraphQL engine serves. The ro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -21,6 +22,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time as time_module
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -495,7 +497,20 @@ def _is_current_demo_db(path: Path) -> bool:
         conn.close()
 
 
+#: A temporary file older than this was left by a build that died; it is removed.
+_STALE_BUILD_S = 600
+
+
+def _remove_stale_builds(target: Path) -> None:
+    now = time_module.time()
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > _STALE_BUILD_S:
+                leftover.unlink()
+
+
 def _build_sqlite(target: Path) -> None:
+    _remove_stale_builds(target)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
