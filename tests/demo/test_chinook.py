@@ -402,9 +402,11 @@ def test_ensure_sqlite_builds_into_the_user_cache_and_reuses_it(
 def test_ensure_sqlite_is_fast(tmp_path: Path) -> None:
     import time
 
-    started = time.perf_counter()
+    # CPU time of this process: the build runs in-process, and other load on the machine
+    # must not fail the test.
+    started = time.process_time()
     chinook.ensure_sqlite(tmp_path / "demo.sqlite")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_ensure_sqlite_builds_a_complete_database(tmp_path: Path) -> None:
