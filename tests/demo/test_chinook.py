@@ -100,8 +100,11 @@ def test_scalar_sample_covers_edge_values() -> None:
 def test_rows_are_the_same_on_every_call_and_cannot_be_corrupted_by_callers() -> None:
     first = chinook.rows()
     first["artist"][1].clear()
+    columns, samples = first["scalar_sample"]
+    samples[0][columns.index("doc")]["n"] = "changed"
     second = chinook.rows()
     assert len(second["artist"][1]) == PUBLISHED_COUNTS["artist"]
+    assert second["scalar_sample"][1][0][columns.index("doc")]["n"] == 1
 
 
 def test_ddl_for_an_unknown_dialect_names_the_supported_ones() -> None:

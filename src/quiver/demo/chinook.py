@@ -15,6 +15,7 @@ table (``scalar_sample``) holding every scalar the GraphQL engine serves. The ro
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gzip
 import hashlib
@@ -451,7 +452,15 @@ def rows() -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
     wall-clock), DATE :class:`~datetime.date`, TIME :class:`~datetime.time`, UUID a ``str``,
     BOOLEAN ``bool`` and JSON the decoded value (a ``dict``). Tables come in dependency order.
     """
-    return {name: (list(cols), list(rs)) for name, (cols, rs) in _decoded().items()}
+    out: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    for name, (cols, rs) in _decoded().items():
+        if any(c.kind == "json" for c in TABLES[name].columns):
+            # JSON values are mutable: each caller gets its own.
+            rs = tuple(
+                tuple(copy.deepcopy(v) if isinstance(v, dict | list) else v for v in r) for r in rs
+            )
+        out[name] = (list(cols), list(rs))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
