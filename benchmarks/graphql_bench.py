@@ -6,7 +6,8 @@ For each query it measures, with wrk (1 thread, 10 connections):
   - Quiver: ``quiver serve`` with N worker processes, POSTing the GraphQL document;
   - baseline: a minimal starlette + uvicorn + asyncpg app with the same number of workers that
     runs the very SQL Quiver generated for the query and returns the bytes.
-and prints rps, p50 and p99 for both and Quiver's rps over the baseline's.
+and prints rps, p50 and p99 for both and Quiver's rps over the baseline's. The two servers run
+alternately, ``--rounds`` times each, and the median run of each is kept.
 Everything (wrk, both servers, PostgreSQL) shares this machine's cores; nothing is pinned.
 """
 
@@ -52,7 +53,7 @@ QUERIES: dict[str, tuple[str, dict[str, Any] | None]] = {
 }
 
 BASELINE_APP = """
-import os
+import contextlib
 import asyncpg
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -61,12 +62,15 @@ from starlette.routing import Route
 STATEMENTS = {statements!r}
 pool = None
 
-async def startup():
+@contextlib.asynccontextmanager
+async def lifespan(app):
     global pool
     async def init(conn):
         await conn.set_type_codec("json", encoder=lambda v: v, decoder=lambda v: v,
                                   schema="pg_catalog", format="binary")
     pool = await asyncpg.create_pool({url!r}, min_size=5, max_size=10, init=init)
+    yield
+    await pool.close()
 
 def endpoint(name):
     key, text, params = STATEMENTS[name]
@@ -82,7 +86,7 @@ def endpoint(name):
     return run
 
 app = Starlette(routes=[Route("/" + n, endpoint(n), methods=["POST"]) for n in STATEMENTS],
-                on_startup=[startup])
+                lifespan=lifespan)
 """
 
 WRK_SCRIPT = """
@@ -166,15 +170,21 @@ def run_wrk(url: str, body: bytes, duration: int, connections: int) -> dict[str,
 
 
 def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    wait_port(port)
+    try:
+        wait_port(port)
+    except RuntimeError:
+        stop(proc)
+        log.seek(0)
+        raise RuntimeError(f"{cmd[0]} did not start:\n{log.read()[-3000:]}") from None
     return proc
 
 
@@ -192,6 +202,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="server processes, both servers")
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded database")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating runs per server; the median is kept"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -238,8 +251,20 @@ def main() -> None:
             # Warm both (connection pools, prepared statements, plan caches).
             run_wrk(f"http://127.0.0.1:{qport}/graphql", body, 2, args.connections)
             run_wrk(f"http://127.0.0.1:{bport}/{name}", body, 2, args.connections)
-            q = run_wrk(f"http://127.0.0.1:{qport}/graphql", body, args.duration, args.connections)
-            b = run_wrk(f"http://127.0.0.1:{bport}/{name}", body, args.duration, args.connections)
+            qs, bs = [], []
+            for _ in range(args.rounds):
+                qs.append(
+                    run_wrk(
+                        f"http://127.0.0.1:{qport}/graphql", body, args.duration, args.connections
+                    )
+                )
+                bs.append(
+                    run_wrk(
+                        f"http://127.0.0.1:{bport}/{name}", body, args.duration, args.connections
+                    )
+                )
+            q = sorted(qs, key=lambda r: r["rps"])[len(qs) // 2]
+            b = sorted(bs, key=lambda r: r["rps"])[len(bs) // 2]
             results[name] = {"quiver": q, "baseline": b, "ratio": q["rps"] / b["rps"]}
             print(
                 f"{name:28s} quiver {q['rps']:8.0f} rps p50 {q['p50_ms']:6.2f} ms"
