@@ -103,7 +103,7 @@ def main() -> None:
             size,
             lambda: (
                 duckdb.connect()
-                .execute(f"select * from read_csv('{src}', all_varchar=true)")
+                .sql(f"select * from read_csv('{src}', all_varchar=true)")
                 .to_arrow_table()
             ),
         )

@@ -38,7 +38,6 @@ from quiver.runtime.errors import ConfigError, PermanentError
 __all__ = ["JsonlSource", "JsonlSourceConfig"]
 
 _MAX_RAW = 4096
-_WHITESPACE = np.array([32, 9, 10, 13], dtype=np.uint8)
 
 
 class JsonlSourceConfig(ComponentConfig):
@@ -213,8 +212,11 @@ class JsonlSource:
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1]
-        content = np.flatnonzero(~np.isin(a, _WHITESPACE))
-        filled = np.searchsorted(content, ends) - np.searchsorted(content, starts) > 0
+        # a line starting with "{" has content; only the others need a closer look
+        filled = a[np.minimum(starts, a.size - 1)] == ord("{")
+        filled &= starts < ends
+        for index in np.flatnonzero(~filled).tolist():
+            filled[index] = bool(block[starts[index] : ends[index]].strip(b" \t\r\n"))
         records = np.flatnonzero(filled)
         if records.size == 0:
             return
@@ -257,16 +259,20 @@ class JsonlSource:
         lines: np.ndarray,
     ) -> None:
         """Infer the schema from the well-formed lines of the sample."""
-        good = [
-            i
-            for i, index in enumerate(records.tolist())
-            if _json_problem(block[starts[index] : ends[index]]) is None
-        ]
-        if not good:
-            self.schema = self.declared
-            self.read_schema = self.read_declared
-            return
-        inferred = self._infer(block, starts[records[good]], ends[records[good]])
+        try:
+            data = _gather(block, starts[records], ends[records])
+            inferred = self._read_json(data, None).schema
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            good = [
+                i
+                for i, index in enumerate(records.tolist())
+                if _json_problem(block[starts[index] : ends[index]]) is None
+            ]
+            if not good:
+                self.schema = self.declared
+                self.read_schema = self.read_declared
+                return
+            inferred = self._infer(block, starts[records[good]], ends[records[good]])
         declared = {f.name: f.type for f in self.declared}
         fields = [
             pa.field(f.name, declared[f.name])
