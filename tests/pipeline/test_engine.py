@@ -463,3 +463,20 @@ def test_processor_concurrency_keeps_batch_order(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "o.csv")
     assert [int(r["id"]) for r in rows] == list(range(1, 201))
     assert all(int(r["double"]) == int(r["id"]) * 20 for r in rows)
+
+
+def test_progress_reports_rows_and_bytes_of_the_input(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(ORDERS)
+    path = write_pipeline(
+        tmp_path, {"source": {"csv": {"path": "in.csv"}}, "sink": {"csv": {"path": "o.csv"}}}
+    )
+    calls: list[tuple[int, int, int | None]] = []
+    spec = load_pipeline(path)
+    engine = Engine(
+        spec,
+        log=RunLog("t", stream=io.StringIO()),
+        progress=lambda rows, done, total: calls.append((rows, done, total)),
+    )
+    asyncio.run(engine.run())
+    rows, done, total = calls[-1]
+    assert rows == 4 and total == len(ORDERS) and 0 < done <= total

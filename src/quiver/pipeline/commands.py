@@ -65,15 +65,30 @@ def _parse_variables(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _console(*, stderr: bool = False) -> Any:
+    """A rich console that prints text as given: no emoji codes, no guessed highlighting."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, emoji=False, highlight=False)
+
+
+def escape(text: str) -> str:
+    """Text shown verbatim by rich (square brackets are markup otherwise)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _print_errors(err: Any, error: Any) -> None:
     details = getattr(err, "details", None) or []
     if not details:
-        error.print(f"[red]error:[/] {err}", highlight=False)
+        error.print(f"[red]error:[/] {escape(str(err))}")
         return
     for d in details:
         where = f"{d.where}: " if d.where else ""
-        fix = f"\n  [dim]fix:[/] {d.fix}" if d.fix else ""
-        error.print(f"[red]error:[/] {where}{d.message}{fix}", highlight=False, soft_wrap=True)
+        fix = f"\n  [dim]fix:[/] {escape(d.fix)}" if d.fix else ""
+        text = escape(f"{where}{d.message}")
+        error.print(f"[red]error:[/] {text}{fix}", soft_wrap=True)
 
 
 def run_command(
@@ -94,8 +109,6 @@ def run_command(
     import traceback
     import uuid
 
-    from rich.console import Console
-
     from quiver.pipeline.config import load_pipeline
     from quiver.pipeline.engine import Engine
     from quiver.pipeline.progress import RunProgress, print_summary
@@ -103,8 +116,8 @@ def run_command(
     from quiver.pipeline.runlog import RunLog
     from quiver.runtime.errors import ConfigError, QuiverError
 
-    error = Console(stderr=True)
-    out = Console()
+    error = _console(stderr=True)
+    out = _console()
     if log_format not in ("text", "json"):
         _print_errors(
             ConfigError.one(
@@ -182,7 +195,7 @@ def run_command(
             _print_errors(exc, error)
         code = EXIT_FAILED
         if debug:
-            error.print(traceback.format_exc())
+            error.print(escape(traceback.format_exc()))
     result = engine.result
     if code == EXIT_OK and result.rejected and strict:
         code = EXIT_REJECTED
@@ -222,13 +235,11 @@ def validate_command(file: str, variables: list[str]) -> int:
     """Body of ``quiver validate``: every problem at once, no data processed."""
     import uuid
 
-    from rich.console import Console
-
     from quiver.pipeline.component import RunContext
     from quiver.pipeline.config import load_pipeline
     from quiver.runtime.errors import ConfigError, ErrorDetail
 
-    error = Console(stderr=True)
+    error = _console(stderr=True)
     try:
         spec = load_pipeline(file, _parse_variables(variables), collect=True)
     except ConfigError as exc:
@@ -278,15 +289,14 @@ def validate_command(file: str, variables: list[str]) -> int:
         error.print(f"{len(details)} problem(s) found in {file}")
         return EXIT_INVALID
     for w in spec.warnings:
-        error.print(f"[yellow]warning:[/] {w}")
+        error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     sources = ", ".join(s.name for s in spec.sources())
     sinks = ", ".join(s.name for s in spec.sinks())
-    error.print(f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})")
+    error.print(escape(f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})"))
     return EXIT_OK
 
 
 def plugins_list(kind: str | None) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from quiver.pipeline.registry import KINDS, default_registry
@@ -305,19 +315,18 @@ def plugins_list(kind: str | None) -> int:
             except ConfigError as exc:
                 summary = f"[dim]unavailable: {exc.details[0].message}[/]"
             table.add_row(spec.kind, spec.name, spec.origin, summary)
-    Console().print(table)
+    _console().print(table)
     return EXIT_OK
 
 
 def plugins_describe(name: str) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from quiver.pipeline.describe import describe_fields
     from quiver.pipeline.registry import KINDS, default_registry, suggest
     from quiver.runtime.errors import ConfigError
 
-    console, error = Console(), Console(stderr=True)
+    console, error = _console(), _console(stderr=True)
     registry = default_registry()
     kind_part, _, bare = name.rpartition(":") if name.split(":")[0] in KINDS else ("", "", name)
     kinds = [k for k in KINDS if (not kind_part or k == kind_part)]
@@ -340,9 +349,11 @@ def plugins_describe(name: str) -> int:
         except ConfigError as exc:
             _print_errors(exc, error)
             return EXIT_INVALID
-        console.print(f"[bold]{spec.kind} {spec.name}[/] ({spec.origin}): {info.summary}")
+        console.print(
+            f"[bold]{spec.kind} {escape(spec.name)}[/] ({spec.origin}): {escape(info.summary)}"
+        )
         if spec.preset:
-            console.print(f"preset: {spec.preset}")
+            console.print(escape(f"preset: {spec.preset}"))
         table = Table()
         for col in ("option", "type", "default", "description"):
             table.add_column(col)

@@ -197,7 +197,7 @@ class Engine:
         }
         self._tap_left = {t.step: t.sample for t in spec.taps}
         self._warned: set[str] = set()
-        self._bytes_read = 0
+        self._bytes_base = 0  # bytes of input files finished in earlier units (--resume)
         self._bytes_total: int | None = None
 
     # ------------------------------------------------------------------ public
@@ -266,6 +266,7 @@ class Engine:
             STEM in str(getattr(s.config, "path", "") or "") for s in self.spec.sinks()
         )
         if not per_file:
+            self._bytes_total = self._input_bytes()
             return [(None, None)]
         sources = self.spec.sources()
         pattern = str(getattr(sources[0].config, "path", "") or "") if len(sources) == 1 else ""
@@ -315,6 +316,22 @@ class Engine:
                 skipped=len(self.result.files_skipped),
             )
         return units
+
+    def _input_bytes(self) -> int | None:
+        """Total size of the local files the sources will read, when that is knowable."""
+        total = 0
+        for step in self.spec.sources():
+            path = getattr(step.config, "path", None)
+            paths = [path] if isinstance(path, str) else path if isinstance(path, list) else None
+            if not paths:
+                return None
+            for p in paths:
+                if not isinstance(p, str) or "://" in p:
+                    return None
+                full = resolve_path(p, self.spec.base_dir)
+                files = expand_glob(full) if has_glob(full) else [full]
+                total += sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+        return total or None
 
     # ------------------------------------------------------------------ one sub-run
 
@@ -388,6 +405,7 @@ class Engine:
                     self.result.outputs.append(path)
             if file is not None:
                 self.result.files_processed.append(file)
+                self._bytes_base += os.path.getsize(file) if os.path.exists(file) else 0
                 state: ResumeState | None = getattr(self, "_state", None)
                 if state is not None:
                     state.mark_done(file, self.result.rows_read - rows_before, [])
@@ -483,7 +501,8 @@ class Engine:
         if self.progress is None:
             return
         read = getattr(src, "bytes_read", None)
-        self.progress(self.result.rows_read, int(read or 0), self._bytes_total)
+        done = self._bytes_base + int(read or 0) if read is not None else 0
+        self.progress(self.result.rows_read, done, self._bytes_total)
 
     async def _inputs(self, name: str) -> AsyncIterator[pa.RecordBatch]:
         queue = self._queues[name]
