@@ -480,3 +480,34 @@ def test_progress_reports_rows_and_bytes_of_the_input(tmp_path: Path) -> None:
     asyncio.run(engine.run())
     rows, done, total = calls[-1]
     assert rows == 4 and total == len(ORDERS) and 0 < done <= total
+
+
+def test_per_file_runs_keep_a_rejects_file_per_input(tmp_path: Path) -> None:
+    three_inputs(tmp_path)
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in/*.csv"}},
+            "processors": [
+                {"validate": {"schema": {"id": {"type": "int", "enum": [0, 10, 11, 20]}}}}
+            ],
+            "sink": {"csv": {"path": "out/{stem}.csv"}},
+            "on_error": {"policy": "reject", "rejects": "out/rejects.csv", "max_errors": 3},
+        },
+    )
+    # a.csv rejects 2 rows, b.csv 1, c.csv 2: the run fails on c (more than 3 in total)
+    with pytest.raises(RunFailedError, match="more than 3 rows rejected"):
+        run(path, resume=True)
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert names == [".p.quiver-state.json", "a.csv", "b.csv", "rejects.a.csv", "rejects.b.csv"]
+    assert [r["line"] for r in read_csv(tmp_path / "out/rejects.a.csv")] == ["3", "4"]
+    assert [r["value"] for r in read_csv(tmp_path / "out/rejects.b.csv")] == ["12"]
+
+
+def test_a_glob_matching_nothing_is_a_config_error(tmp_path: Path) -> None:
+    path = write_pipeline(
+        tmp_path,
+        {"source": {"csv": {"path": "none/*.csv"}}, "sink": {"csv": {"path": "out/{stem}.csv"}}},
+    )
+    with pytest.raises(ConfigError, match="no input file matches"):
+        run(path, resume=True)

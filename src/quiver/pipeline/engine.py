@@ -87,6 +87,7 @@ class RunResult:
     steps: dict[str, StepStats] = field(default_factory=dict)
     rejected: int = 0
     rejects_file: str | None = None
+    rejects_files: list[str] = field(default_factory=list)
     error: QuiverError | None = None
     outputs: list[str] = field(default_factory=list)
     files_processed: list[str] = field(default_factory=list)
@@ -188,6 +189,8 @@ class Engine:
             if on_error.rejects and dry_run is None
             else None
         )
+        self._rejects_path = rejects_path
+        self._rejected_before = 0  # rows rejected in units already committed (--resume)
         self.rejects = RejectsWriter(rejects_path, self.run_id)
         self.result.rejects_file = rejects_path
         self.ctx = RunContext(self.run_id, spec.base_dir, dict(spec.variables), self.log)
@@ -219,7 +222,6 @@ class Engine:
             units = self._plan_units()
             for unit in units:
                 await self._run_unit(unit)
-            self.rejects.commit()
             result.status = "ok"
         except asyncio.CancelledError:
             result.status = "interrupted"
@@ -244,9 +246,7 @@ class Engine:
         finally:
             result.seconds = time.perf_counter() - start
             result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-            result.rejected = self.rejects.count
-            if self.dry_run is not None:
-                result.dry_run_rejects = list(self.rejects.kept)
+            result.rejected = self._rejected_before + self.rejects.count
         self.log.event(
             "run_finished",
             f"run {self.run_id} finished: {result.rows_read} rows read, "
@@ -278,6 +278,14 @@ class Engine:
             )
         pattern = resolve_path(pattern, self.spec.base_dir)
         files = expand_glob(pattern) if has_glob(pattern) else [pattern]
+        if not files or not all(os.path.isfile(f) for f in files):
+            raise ConfigError.one(
+                f"no input file matches {pattern}",
+                sources[0].where,
+                "check the source `path` (relative paths start at the pipeline file)",
+            )
+        if self.dry_run is not None:
+            files = files[:1]
         path_sinks = [s for s in self.spec.sinks() if getattr(s.config, "path", None)]
         if len(files) > 1:
             for s in path_sinks:
@@ -317,6 +325,16 @@ class Engine:
             )
         return units
 
+    def _unit_rejects_path(self, stem: str | None) -> str | None:
+        """The rejects file of one unit: per input file (``{stem}``) when running per file."""
+        path = self._rejects_path
+        if path is None or stem is None:
+            return path
+        if STEM in path:
+            return path.replace(STEM, stem)
+        root, ext = os.path.splitext(path)
+        return f"{root}.{stem}{ext}"
+
     def _input_bytes(self) -> int | None:
         """Total size of the local files the sources will read, when that is knowable."""
         total = 0
@@ -354,6 +372,7 @@ class Engine:
     async def _run_unit(self, unit: tuple[str | None, str | None]) -> None:
         file, stem = unit
         spec = self.spec
+        self.rejects = RejectsWriter(self._unit_rejects_path(stem), self.run_id)
         if file is not None:
             self.log.event("input_started", f"reading {file}", input=file)
         comps = {name: self._instantiate(step, file, stem) for name, step in spec.steps.items()}
@@ -391,7 +410,11 @@ class Engine:
                 settle = "commit" if self.dry_run is None else "abort"  # a dry run takes nothing
                 if step.kind == "source" and hasattr(comps[name], settle):
                     await getattr(comps[name], settle)()
+            self.rejects.commit()
+            if self.rejects.count and self.rejects.path:
+                self.result.rejects_files.append(self.rejects.path)
             if self.dry_run is not None:
+                self.result.dry_run_rejects.extend(self.rejects.kept)
                 for name, sink in comps.items():
                     if isinstance(sink, _CollectSink):
                         self.result.dry_run[name] = (
@@ -401,13 +424,15 @@ class Engine:
                 path = getattr(comps[name], "path", None) or getattr(
                     getattr(comps[name], "cfg", None), "path", None
                 )
-                if step.kind == "sink" and isinstance(path, str):
-                    self.result.outputs.append(path)
+                if step.kind == "sink" and isinstance(path, str) and self.dry_run is None:
+                    self.result.outputs.append(resolve_path(path, spec.base_dir))
+            self._rejected_before += self.rejects.count
+            self.rejects = RejectsWriter(None, self.run_id)
             if file is not None:
                 self.result.files_processed.append(file)
                 self._bytes_base += os.path.getsize(file) if os.path.exists(file) else 0
                 state: ResumeState | None = getattr(self, "_state", None)
-                if state is not None:
+                if state is not None and self.dry_run is None:
                     state.mark_done(file, self.result.rows_read - rows_before, [])
         except BaseException:
             for t in tasks:
@@ -615,7 +640,8 @@ class Engine:
                 code="ROW_REJECTED",
             )
         self.rejects.write(fixed)
-        if on_error.max_errors is not None and self.rejects.count > on_error.max_errors:
+        total = self._rejected_before + self.rejects.count
+        if on_error.max_errors is not None and total > on_error.max_errors:
             raise RunFailedError(
                 [
                     ErrorDetail(

@@ -30,6 +30,7 @@ def build_report(result: RunResult, exit_code: int | None = None) -> dict[str, A
         "rows_per_second": round(result.rows_per_second, 1),
         "rejected": result.rejected,
         "rejects_file": result.rejects_file if result.rejected else None,
+        "rejects_files": result.rejects_files,
         "outputs": result.outputs,
         "steps": {
             name: {
