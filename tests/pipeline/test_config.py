@@ -204,3 +204,18 @@ def test_tsv_alias_presets_the_delimiter_and_lets_options_override_it(tmp_path: 
     )
     assert spec.steps["source"].config.delimiter == "\t"
     assert spec.steps["sink"].config.delimiter == "|"
+
+
+def test_step_options_are_checked_even_when_top_level_keys_are_wrong(tmp_path: Path) -> None:
+    errors = errors_of(
+        "source: {csv: {path: in.csv, delimitr: ';'}}\n"
+        "processors: [{sql: {}}]\n"
+        "sink: {csv: {path: o.csv}}\n"
+        "on_eror: {policy: reject}\n",
+        tmp_path,
+    )
+    assert [e.split(": ")[0].rsplit(" ", 1)[-1] for e in errors] == [
+        "on_eror",
+        "source.csv.delimitr",
+        "processors[0].sql",
+    ]

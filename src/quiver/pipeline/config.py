@@ -458,6 +458,9 @@ def parse_pipeline(
         doc = model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_pydantic_details(exc, model, positions, ()))
+        # go on checking the steps that are well-formed, so one pass reports everything
+        for step in _loose_steps(data, registry):
+            _resolve_component(step, registry, positions, errors)
         raise ConfigError(errors) from None
 
     if isinstance(doc, LinearPipelineConfig):
@@ -487,6 +490,35 @@ def parse_pipeline(
         raise ConfigError(errors)
     spec.errors = errors
     return spec
+
+
+def _loose_steps(data: dict[str, Any], registry: Registry) -> list[StepSpec]:
+    """Well-formed steps of a document whose other parts are invalid (kinds guessed by name)."""
+    found: list[tuple[ComponentKind | None, Any, Path_]] = []
+    if "steps" in data and isinstance(data["steps"], dict):
+        found += [(None, body, ("steps", name)) for name, body in data["steps"].items()]
+    else:
+        found.append(("source", data.get("source"), ("source",)))
+        procs = data.get("processors")
+        if isinstance(procs, list):
+            found += [("processor", body, ("processors", i)) for i, body in enumerate(procs)]
+        found.append(("sink", data.get("sink"), ("sink",)))
+    steps: list[StepSpec] = []
+    for kind, body, path in found:
+        if not (isinstance(body, dict) and len(body) == 1):
+            continue
+        component, options = next(iter(body.items()))
+        if not isinstance(component, str) or not isinstance(options, dict | None):
+            continue
+        if kind is None:
+            kinds = registry.kinds_of(component)
+            if len(kinds) != 1:
+                continue
+            kind = kinds[0]
+        steps.append(
+            StepSpec(str(path[-1]), kind, component, dict(options or {}), (*path, component), "")
+        )
+    return steps
 
 
 def _split_body(
