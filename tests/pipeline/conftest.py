@@ -235,3 +235,72 @@ async def rabbit_queue() -> AsyncIterator[ScratchQueue]:
         await channel.queue_delete(name)
         await channel.queue_delete(dead)
         await connection.close()
+
+
+# -- S3 (a local moto server) -----------------------------------------------------------------
+
+S3_KEYS = {"access_key_id": "test", "secret_access_key": "test", "region": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP endpoint (moto's server) on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@dataclass
+class ScratchBucket:
+    """A bucket of one test; ``options`` are the s3 step options that reach it."""
+
+    name: str
+    client: Any
+    options: dict[str, Any]
+
+    def keys(self) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name)
+        return [item["Key"] for item in listing.get("Contents", [])]
+
+    def read(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        return body
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def open_uploads(self) -> list[Any]:
+        uploads: list[Any] = self.client.list_multipart_uploads(Bucket=self.name).get("Uploads", [])
+        return uploads
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[ScratchBucket]:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    name = unique("b").replace("_", "-")
+    client.create_bucket(Bucket=name)
+    options = {"bucket": name, "endpoint_url": s3_endpoint, **S3_KEYS}
+    try:
+        yield ScratchBucket(name, client, options)
+    finally:
+        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        for key in [i["Key"] for i in client.list_objects_v2(Bucket=name).get("Contents", [])]:
+            client.delete_object(Bucket=name, Key=key)
+        client.delete_bucket(Bucket=name)

@@ -1,0 +1,338 @@
+"""The ``s3`` source: objects from S3 or S3-compatible storage (MinIO, Ceph, R2, ...).
+
+Objects are chosen by ``key``, or by ``prefix`` and an optional ``glob`` over the whole key
+(``exports/2024-*/orders-*.csv.gz``; ``*`` also crosses ``/``), and read in key order. Each
+object is downloaded to a temporary file (the next one downloads while the current one is
+read) and parsed by the file source of its ``format`` (``csv``, ``tsv``, ``jsonl``,
+``parquet``, ``arrow`` or a plugin), with that source's own options: the formats are the
+ones of local files, compression included. ``__line`` is the line in the object; rows a
+format rejects carry the object's key. Every object must have the columns of the first one.
+
+Credentials come from the options or, when left out, from the usual AWS chain (environment
+variables, shared config files, instance roles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ComponentConfig,
+    ComponentKind,
+    RowError,
+    RunContext,
+    source,
+)
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
+
+__all__ = [
+    "S3Connection",
+    "S3Source",
+    "S3SourceConfig",
+    "build_format",
+    "s3_client",
+    "s3_error",
+]
+
+
+class S3Connection(BaseModel):
+    """Where the storage is and how to sign in (shared by the s3 source and sink)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(description="Bucket name.")
+    endpoint_url: str | None = Field(
+        None, description="Endpoint of S3-compatible storage, e.g. http://127.0.0.1:9000."
+    )
+    region: str | None = Field(None, description="Region, e.g. eu-west-1.")
+    access_key_id: str | None = Field(None, description="Access key; default: the AWS chain.")
+    secret_access_key: str | None = Field(None, description="Secret key (use `${ENV}`).")
+    session_token: str | None = Field(None, description="Session token of temporary keys.")
+    path_style: bool = Field(
+        False, description="Address buckets as endpoint/bucket (MinIO and most S3-compatibles)."
+    )
+
+
+FormatOption = str | dict[str, dict[str, Any]]
+
+
+def _format_field(kind: str) -> Any:
+    return Field(
+        description=f"Format of the objects: a {kind} name (`csv`, `jsonl`, `parquet`, ...) or "
+        f"`{{csv: {{delimiter: ';'}}}}` with that {kind}'s options (all but `path`)."
+    )
+
+
+class S3SourceConfig(ComponentConfig, S3Connection):
+    """Read objects from S3-compatible storage with a file format."""
+
+    key: str | None = Field(None, description="One object key. Exclusive with prefix/glob.")
+    prefix: str = Field("", description="List objects under this key prefix.")
+    glob: str | None = Field(None, description="Keep keys matching this pattern (fnmatch).")
+    format: FormatOption = _format_field("source")
+    key_column: str | None = Field(
+        None, description="Add a column of this name holding each row's object key."
+    )
+
+    @model_validator(mode="after")
+    def _key_or_listing(self) -> S3SourceConfig:
+        if self.key is not None and (self.prefix or self.glob):
+            raise ValueError("set either `key` or `prefix`/`glob`, not both")
+        return self
+
+
+def s3_client(cfg: S3Connection) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        s3={"addressing_style": "path" if cfg.path_style else "auto"},
+        retries={"max_attempts": 1},  # retries are the pipeline's (runtime.delivery)
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=cfg.endpoint_url,
+        region_name=cfg.region,
+        aws_access_key_id=cfg.access_key_id,
+        aws_secret_access_key=cfg.secret_access_key,
+        aws_session_token=cfg.session_token,
+        config=config,
+    )
+
+
+_RETRYABLE_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+}
+
+
+def s3_error(exc: BaseException, where: str, doing: str) -> QuiverError:
+    """Throttling, 5xx and connection failures are retryable; the rest is permanent."""
+    if isinstance(exc, QuiverError):
+        return exc
+    from botocore.exceptions import (
+        ClientError,
+        HTTPClientError,
+        NoCredentialsError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
+    )
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        message = f"S3 {code or status} while {doing}: {error.get('Message', exc)}"
+        if code in _RETRYABLE_CODES or status >= 500:
+            return RetryableError.one(message, where, "the storage is busy; retried with backoff")
+        fix = {
+            "NoSuchBucket": "check the bucket name (and endpoint_url / region)",
+            "NoSuchKey": "check the object key",
+            "AccessDenied": "check the credentials and the bucket policy",
+            "InvalidAccessKeyId": "check access_key_id",
+            "SignatureDoesNotMatch": "check secret_access_key",
+        }.get(code, "check the bucket, key and credentials")
+        return PermanentError.one(message, where, fix)
+    if isinstance(exc, NoCredentialsError):
+        return PermanentError.one(
+            f"no S3 credentials found while {doing}",
+            where,
+            "set access_key_id/secret_access_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        )
+    if isinstance(exc, BotoConnectionError | HTTPClientError | OSError):
+        return RetryableError.one(
+            f"S3 unreachable while {doing}: {exc}",
+            where,
+            "check endpoint_url and the network; retried with backoff",
+        )
+    return PermanentError.one(f"S3 error while {doing}: {type(exc).__name__}: {exc}", where)
+
+
+def build_format(kind: ComponentKind, fmt: FormatOption, local_path: str, where: str) -> Any:
+    """An instance of the file ``kind`` named by ``fmt`` reading or writing ``local_path``."""
+    from quiver.pipeline.registry import default_registry
+
+    options: dict[str, Any] = {}
+    if isinstance(fmt, str):
+        name = fmt
+    else:
+        if len(fmt) != 1:
+            raise ConfigError.one(
+                f"`format` names {len(fmt)} formats", f"{where}.format", "name exactly one"
+            )
+        name, options = next(iter(fmt.items()))
+        options = dict(options or {})
+    if "path" in options:
+        raise ConfigError.one(
+            "`path` is set by the s3 step", f"{where}.format.{name}.path", "remove it"
+        )
+    spec = default_registry().find(kind, name, f"{where}.format")
+    info = spec.load()
+    try:
+        cfg = info.config.model_validate({**spec.preset, **options, "path": local_path})
+    except Exception as exc:
+        raise ConfigError.one(
+            f"bad options for format {name!r}: {exc}", f"{where}.format.{name}", "see its docs"
+        ) from exc
+    return info.cls(cfg)
+
+
+def _literal_prefix(pattern: str) -> str:
+    m = re.search(r"[*?\[]", pattern)
+    return pattern if m is None else pattern[: m.start()]
+
+
+@source("s3", config=S3SourceConfig)
+class S3Source:
+    """Objects from S3-compatible storage, read with any file format."""
+
+    def __init__(self, cfg: S3SourceConfig) -> None:
+        self.cfg = cfg
+        self.where = f"source s3 s3://{cfg.bucket}/{cfg.key or cfg.glob or cfg.prefix}"
+        self._client: Any = None
+        self._inner: Any = None
+        self._key = ""
+        self._errors: list[RowError] = []
+        self.keys_done: list[str] = []
+        # Checked before any network call: an unknown format is a config error.
+        build_format("source", cfg.format, "probe", "source s3")
+
+    def _client_once(self) -> Any:
+        if self._client is None:
+            self._client = s3_client(self.cfg)
+        return self._client
+
+    def keys(self) -> list[str]:
+        """The object keys this source reads, in order."""
+        if self.cfg.key is not None:
+            return [self.cfg.key]
+        client = self._client_once()
+        prefix = self.cfg.prefix
+        if self.cfg.glob and not prefix:
+            prefix = _literal_prefix(self.cfg.glob)
+        keys: list[str] = []
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.cfg.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = str(item["Key"])
+                if key.endswith("/"):
+                    continue  # folder marker
+                if self.cfg.glob and not fnmatch.fnmatchcase(key, self.cfg.glob):
+                    continue
+                keys.append(key)
+        return sorted(keys)
+
+    def _download(self, key: str, folder: str) -> str:
+        # Keep the key's base name: its extension chooses the compression.
+        local = os.path.join(folder, f"{len(os.listdir(folder))}-{os.path.basename(key)}")
+        self._client_once().download_file(self.cfg.bucket, key, local)
+        return local
+
+    def take_errors(self) -> list[RowError]:
+        """Rows the format could not read, with the object's key in the reason."""
+        if self._inner is not None and hasattr(self._inner, "take_errors"):
+            for e in self._inner.take_errors():
+                self._errors.append(
+                    RowError(
+                        e.line,
+                        f"s3://{self.cfg.bucket}/{self._key}: {e.reason}",
+                        e.column,
+                        e.value,
+                        e.row,
+                        e.step,
+                    )
+                )
+        errors, self._errors = self._errors, []
+        return errors
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        try:
+            keys = await asyncio.to_thread(self.keys)
+        except Exception as exc:
+            raise s3_error(exc, self.where, "listing objects") from exc
+        if not keys:
+            raise PermanentError.one(
+                "no objects match", self.where, "check bucket, prefix and glob (case matters)"
+            )
+        folder = tempfile.mkdtemp(prefix="quiver-s3-")
+        schema: pa.Schema | None = None
+        try:
+            next_download = asyncio.ensure_future(
+                asyncio.to_thread(self._download, keys[0], folder)
+            )
+            for i, key in enumerate(keys):
+                try:
+                    local = await next_download
+                except Exception as exc:
+                    raise s3_error(exc, f"s3://{self.cfg.bucket}/{key}", "downloading") from exc
+                if i + 1 < len(keys):
+                    next_download = asyncio.ensure_future(
+                        asyncio.to_thread(self._download, keys[i + 1], folder)
+                    )
+                self.take_errors()  # keep what the previous object's reader left
+                self._key = key
+                self._inner = build_format("source", self.cfg.format, local, "source s3")
+                async for batch in self._inner.batches(ctx):
+                    out = self._with_key(batch, key)
+                    if schema is None:
+                        schema = out.schema
+                    elif not out.schema.equals(schema):
+                        out = self._conform(out, schema, key)
+                    yield out
+                self.take_errors()
+                self._inner = None
+                with contextlib.suppress(OSError):
+                    os.remove(local)
+                self.keys_done.append(key)
+        finally:
+            if "next_download" in locals() and not next_download.done():
+                next_download.cancel()
+                with contextlib.suppress(BaseException):
+                    await next_download
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _with_key(self, batch: pa.RecordBatch, key: str) -> pa.RecordBatch:
+        if not self.cfg.key_column:
+            return batch
+        column = pa.array([key] * batch.num_rows, pa.string())
+        if LINE_COLUMN in batch.schema.names:
+            at = batch.schema.get_field_index(LINE_COLUMN)
+            return batch.add_column(at, self.cfg.key_column, column)
+        return batch.append_column(self.cfg.key_column, column)
+
+    def _conform(self, batch: pa.RecordBatch, schema: pa.Schema, key: str) -> pa.RecordBatch:
+        if batch.schema.names != schema.names:
+            raise PermanentError.one(
+                f"columns {batch.schema.names} differ from those of the first object "
+                f"{schema.names}",
+                f"s3://{self.cfg.bucket}/{key}",
+                "read objects with different columns in separate steps",
+            )
+        try:
+            return batch.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise PermanentError.one(
+                f"column types differ from those of the first object: {exc}",
+                f"s3://{self.cfg.bucket}/{key}",
+                "declare the column types in the format's options (e.g. csv `types:`)",
+            ) from exc
