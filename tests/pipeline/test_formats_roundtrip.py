@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import math
 import tempfile
 import uuid
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sinks.csv import CsvSink
-from quiver.pipeline.sinks.jsonl import JsonlSink
+from quiver.pipeline.sinks.jsonl import JsonlSink, json_texts
 from quiver.pipeline.sources.csv import CsvSource
 from quiver.pipeline.sources.jsonl import JsonlSource
 
@@ -200,3 +201,19 @@ def test_jsonl_sink_then_source_is_lossless(table: pa.Table, block_size: int) ->
     for name in table.column_names:
         assert got.column(name).to_pylist() == table.column(name).to_pylist(), name
     assert back.column(LINE_COLUMN).to_pylist() == list(range(1, table.num_rows + 1))
+
+
+@SETTINGS
+@given(values=st.lists(st.one_of(st.none(), st.text(st.characters(exclude_categories=["Cs"])))))
+def test_jsonl_sink_escapes_any_text_as_valid_json(values: list[str | None]) -> None:
+    texts = json_texts(pa.array(values, pa.string())).to_pylist()
+    assert [json.loads(t) for t in texts] == values
+
+
+@SETTINGS
+@given(values=st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))))
+def test_jsonl_sink_writes_floats_exactly(values: list[float | None]) -> None:
+    texts = json_texts(pa.array(values, pa.float64())).to_pylist()
+    parsed = [json.loads(t) for t in texts]
+    assert parsed == values
+    assert all(isinstance(p, float) for p in parsed if p is not None)

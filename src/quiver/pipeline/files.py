@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
@@ -40,6 +41,7 @@ __all__ = [
     "FileSinkConfig",
     "TextBlocks",
     "TextSinkConfig",
+    "concatenated_text",
     "describe_bad_bytes",
     "display_path",
     "drop_line_column",
@@ -599,3 +601,16 @@ def open_output(
         overwrite=cfg.overwrite,
     )
     return output, output.open()
+
+
+def concatenated_text(strings: pa.Array) -> bytes:
+    """The bytes of every value of a string array, back to back (no copy per value)."""
+    if strings.null_count:
+        raise AssertionError("rows must not be null")
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    first, last = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
+    if data_buffer is None:
+        return b""
+    result: bytes = data_buffer.slice(first, last - first).to_pybytes()
+    return result

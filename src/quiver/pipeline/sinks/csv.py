@@ -26,6 +26,7 @@ from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
 from quiver.pipeline.files import (
     AtomicOutput,
     TextSinkConfig,
+    concatenated_text,
     drop_line_column,
     json_strings,
     normalize_encoding,
@@ -226,20 +227,7 @@ class _Serializer:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
         joined = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
         rows = pc.binary_join_element_wise(joined, pa.scalar(self.cfg.line_terminator), "")
-        return _concatenated(rows)
-
-
-def _concatenated(strings: pa.Array) -> bytes:
-    """The bytes of every value of a string array, back to back (no copy per value)."""
-    if strings.null_count:
-        raise AssertionError("rows must not be null")
-    _, offsets_buffer, data_buffer = strings.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
-    first, last = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
-    if data_buffer is None:
-        return b""
-    result: bytes = data_buffer.slice(first, last - first).to_pybytes()
-    return result
+        return concatenated_text(rows)
 
 
 def serialize_csv(batch: pa.RecordBatch, cfg: CsvSinkConfig, header: bool = False) -> str:

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from quiver.pipeline.component import RunContext, sink
 from quiver.pipeline.files import (
     AtomicOutput,
     TextSinkConfig,
+    concatenated_text,
     drop_line_column,
     json_default,
+    json_strings,
     open_output,
 )
 
-__all__ = ["JsonlSink", "JsonlSinkConfig"]
+__all__ = ["JsonlSink", "JsonlSinkConfig", "json_texts"]
 
 
 class JsonlSinkConfig(TextSinkConfig):
@@ -30,6 +34,68 @@ class JsonlSinkConfig(TextSinkConfig):
 
     drop_nulls: bool = Field(False, description="Leave out fields whose value is null.")
     sort_keys: bool = Field(False, description="Write each object's keys in sorted order.")
+
+
+_ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
+_QUOTE = pa.scalar('"')
+
+
+def _needs_escaping(text: pa.Array) -> np.ndarray:
+    """The distinct bytes of ``text`` that JSON strings must escape."""
+    _, offsets_buffer, data_buffer = text.buffers()
+    if data_buffer is None or len(text) == 0:
+        return np.empty(0, np.uint8)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    data = data[int(offsets[text.offset]) : int(offsets[text.offset + len(text)])]
+    special = data[(data < 0x20) | (data == 0x22) | (data == 0x5C)]
+    found: np.ndarray = np.unique(special)
+    return found
+
+
+def _json_string(text: pa.Array) -> pa.Array:
+    """Strings as JSON string literals, escaped column-wise."""
+    special = _needs_escaping(text).tolist()
+    if special:
+        if 0x5C in special:
+            text = pc.replace_substring(text, "\\", "\\\\")
+        if 0x22 in special:
+            text = pc.replace_substring(text, '"', '\\"')
+        for byte in special:
+            if byte < 0x20:
+                escape = _ESCAPES.get(byte, f"\\u{byte:04x}")
+                text = pc.replace_substring(text, chr(byte), escape)
+    return pc.binary_join_element_wise(_QUOTE, text, _QUOTE, "")
+
+
+def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each value of ``column`` as JSON text (``null`` for nulls), computed column-wise."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return json_texts(column.dictionary_decode())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        out = _json_string(column.cast(pa.string()))
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        out = pc.cast(column, pa.string())
+    elif pa.types.is_floating(kind):
+        finite = pc.is_finite(column)
+        text = pc.cast(column, pa.string())
+        integral = pc.invert(pc.match_substring_regex(text, "[.eEn]"))
+        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        out = pc.if_else(finite, text, pa.scalar(None, pa.string()))
+    elif pa.types.is_timestamp(kind):
+        text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
+        text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")  # as orjson writes them
+        out = pc.binary_join_element_wise(_QUOTE, text, _QUOTE, "")
+    elif pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_decimal(kind):
+        out = pc.binary_join_element_wise(_QUOTE, pc.cast(column, pa.string()), _QUOTE, "")
+    elif pa.types.is_null(kind):
+        out = pa.nulls(len(column), pa.string())
+    else:  # lists, structs, maps, binary...: through orjson, value by value
+        out = json_strings(column)
+    return pc.fill_null(out, pa.scalar("null"))
 
 
 @sink("jsonl", config=JsonlSinkConfig)
@@ -52,7 +118,26 @@ class JsonlSink:
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         """The batch as JSON Lines."""
-        rows = drop_line_column(batch).to_pylist()
+        data: pa.RecordBatch = drop_line_column(batch)
+        if data.num_rows == 0:
+            return b""
+        nested = any(pa.types.is_nested(f.type) for f in data.schema)
+        if self.cfg.drop_nulls or (self.cfg.sort_keys and nested):
+            return self._encode_rows(data)
+        names = data.schema.names
+        order = sorted(range(len(names)), key=lambda i: names[i]) if self.cfg.sort_keys else None
+        parts: list[pa.Array | pa.Scalar] = []
+        for position, index in enumerate(order or range(len(names))):
+            key = orjson.dumps(names[index]).decode("utf-8")
+            parts.append(pa.scalar(("{" if position == 0 else ",") + key + ":"))
+            parts.append(json_texts(data.column(index)))
+        if not parts:
+            return b"{}\n" * int(data.num_rows)
+        parts.append(pa.scalar("}\n"))
+        return concatenated_text(pc.binary_join_element_wise(*parts, ""))
+
+    def _encode_rows(self, data: pa.RecordBatch) -> bytes:
+        rows = data.to_pylist()
         if self.cfg.drop_nulls:
             rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
         dumps, option = orjson.dumps, self._option
