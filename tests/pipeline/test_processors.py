@@ -521,3 +521,33 @@ def test_python_batch_exception_fails_with_the_user_line(run_ctx: RunContext) ->
     with pytest.raises(PermanentError) as err:
         process(proc, batch(ORDERS), run_ctx)
     assert err.value.details[0].where.endswith("t.py:2")
+
+
+def test_validate_checks_typed_columns_without_going_through_text(run_ctx: RunContext) -> None:
+    proc = make(
+        ValidateProcessor,
+        {
+            "schema": {
+                "n": {"type": "int", "min": 0},
+                "x": {"type": "decimal", "scale": 1},
+                "ok": "bool",
+            }
+        },
+    )
+    b = pa.RecordBatch.from_pydict(
+        {
+            "n": pa.array([5, -1, 3_000_000_000, None], pa.int64()),
+            "x": pa.array([1.25, 2.0, 3.0, 4.0]),
+            "ok": pa.array([True, False, None, True]),
+            LINE_COLUMN: pa.array([2, 3, 4, 5], pa.int64()),
+        }
+    )
+    out = process(proc, b, run_ctx)
+    assert [(e.line, e.reason) for e in out.errors] == [
+        (3, "below the minimum 0"),
+        (4, "expected int"),
+    ]
+    assert rows_of(out) == [
+        {"n": 5, "x": decimal.Decimal("1.3"), "ok": True},
+        {"n": None, "x": decimal.Decimal("4.0"), "ok": True},
+    ]

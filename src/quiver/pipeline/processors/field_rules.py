@@ -143,9 +143,11 @@ class RuleSet:
         p = _Params()
         for i, (column, rule) in enumerate(self.rules.items()):
             q = quote_ident(column)
-            text = f"CAST({q} AS VARCHAR)"
-            blank = f"({q} IS NULL OR trim({text}) = '')"
-            conv = self._convert(text, rule, p)
+            arrow_type = schema.field(column).type
+            is_text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            text = q if is_text else f"CAST({q} AS VARCHAR)"
+            blank = f"({q} IS NULL OR trim({q}) = '')" if is_text else f"({q} IS NULL)"
+            conv = self._typed(q, arrow_type, rule) or self._convert(text, rule, p)
             selects.append(f"CASE WHEN {blank} THEN NULL ELSE {conv} END AS __v{i}")
             missing_reason = p("required value is missing") if rule.required else "NULL"
             cases = [f"WHEN {blank} THEN {missing_reason}"]
@@ -158,6 +160,26 @@ class RuleSet:
             selects.append(f"CASE {' '.join(cases)} END AS __r{i}")
         query = f"SELECT {', '.join(selects)} FROM input"
         return _Compiled(query, p.values, list(self.rules))
+
+    @staticmethod
+    def _typed(q: str, arrow_type: pa.DataType, rule: FieldRule) -> str | None:
+        """A conversion without going through text, for columns already of a fitting type."""
+        integer = pa.types.is_integer(arrow_type)
+        if rule.type in ("int", "long") and integer:
+            return f"TRY_CAST({q} AS {rule.sql_type()})"
+        if rule.type in ("float", "decimal") and (integer or pa.types.is_floating(arrow_type)):
+            return f"TRY_CAST({q} AS {rule.sql_type()})"
+        if rule.type in ("float", "decimal") and pa.types.is_decimal(arrow_type):
+            return f"TRY_CAST({q} AS {rule.sql_type()})"
+        if rule.type == "bool" and pa.types.is_boolean(arrow_type):
+            return q
+        if rule.type == "date" and pa.types.is_date(arrow_type):
+            return q
+        if rule.type == "datetime" and pa.types.is_timestamp(arrow_type):
+            return q
+        if rule.type == "time" and pa.types.is_time(arrow_type):
+            return q
+        return None
 
     @staticmethod
     def _convert(text: str, rule: FieldRule, p: _Params) -> str:
