@@ -54,6 +54,7 @@ __all__ = [
     "open_output",
     "parse_type",
     "position",
+    "raw_text",
     "remove_stale_temps",
     "resolve_path",
 ]
@@ -614,3 +615,17 @@ def concatenated_text(strings: pa.Array) -> bytes:
         return b""
     result: bytes = data_buffer.slice(first, last - first).to_pybytes()
     return result
+
+
+def raw_text(raw: bytes, limit: int = 4096) -> str:
+    """A record's bytes as text for a rejects file: bytes that were invalid in the source
+    encoding appear as ``\\xNN``, the line break is dropped, and long records are cut."""
+    try:
+        text = raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "backslashreplace")
+    text = _MARKED.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", text).rstrip("\r\n")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_MARKED = re.compile("[\udc00-\udcff]")

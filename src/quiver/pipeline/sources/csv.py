@@ -42,6 +42,7 @@ from quiver.pipeline.files import (
     open_input_pair,
     parse_type,
     position,
+    raw_text,
 )
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -821,9 +822,7 @@ class CsvSource:
             self.skipped += 1
             return
         self.rejected += 1
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(text) > _MAX_RAW:
-            text = text[:_MAX_RAW] + "..."
+        text = raw_text(raw, _MAX_RAW)
         self._errors.append(
             RowError(
                 line=line,
