@@ -265,7 +265,7 @@ def test_rename_renames_and_refuses_duplicates(run_ctx: RunContext) -> None:
 # -- filter / derive / sql --------------------------------------------------------------------
 
 
-ORDERS = [
+ORDERS: list[dict[str, Any]] = [
     {"id": 1, "total": 50.0, "country": "DE"},
     {"id": 2, "total": 150.0, "country": "XX"},
     {"id": 3, "total": 250.0, "country": "FR"},
