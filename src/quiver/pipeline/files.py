@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import fcntl
@@ -23,7 +24,7 @@ import glob
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ __all__ = [
     "FileSinkConfig",
     "TextBlocks",
     "TextSinkConfig",
+    "batches_in_thread",
     "concatenated_text",
     "describe_bad_bytes",
     "display_path",
@@ -629,3 +631,22 @@ def raw_text(raw: bytes, limit: int = 4096) -> str:
 
 
 _MARKED = re.compile("[\udc00-\udcff]")
+
+
+async def batches_in_thread(
+    produce: Generator[pa.RecordBatch, None, None],
+) -> AsyncIterator[pa.RecordBatch]:
+    """Run a blocking batch generator in a worker thread, one batch at a time, so file reads,
+    decompression and parsing never block the event loop (pyarrow releases the GIL, so this
+    also uses a second core). Closing the iterator closes the generator and its files."""
+    try:
+        while True:
+            batch = await asyncio.to_thread(next, produce, None)
+            if batch is None:
+                return
+            yield batch
+    finally:
+        # if a read is still running in its thread (the run was cancelled), the generator
+        # closes its files itself when that read returns
+        with contextlib.suppress(ValueError):
+            await asyncio.to_thread(produce.close)

@@ -8,7 +8,6 @@ columns. Each row carries its 1-based record number within its file in ``__line`
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Literal
 
@@ -24,7 +23,14 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.pipeline.files import STDIO, Compression, display_path, expand_paths, open_input
+from quiver.pipeline.files import (
+    STDIO,
+    Compression,
+    batches_in_thread,
+    display_path,
+    expand_paths,
+    open_input,
+)
 from quiver.pipeline.sources.parquet import conform
 from quiver.runtime.errors import PermanentError
 
@@ -69,16 +75,8 @@ class ArrowIpcSource:
         """Arrow rows are typed: nothing is ever rejected by this source."""
         return []
 
-    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        produced = self._produce(ctx)
-        try:
-            while True:
-                batch = await asyncio.to_thread(next, produced, None)
-                if batch is None:
-                    return
-                yield batch
-        finally:
-            await asyncio.to_thread(produced.close)
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
 
     def _batches(self, path: str) -> Iterator[pa.RecordBatch]:
         stream = open_input(path, self.cfg.compression)

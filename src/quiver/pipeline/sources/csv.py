@@ -20,7 +20,6 @@ inference (from the first block of the first file; the types are then fixed for 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, Ru
 from quiver.pipeline.files import (
     Compression,
     TextBlocks,
+    batches_in_thread,
     describe_bad_bytes,
     display_path,
     expand_paths,
@@ -465,16 +465,8 @@ class CsvSource:
         """The input files this source will read, in order."""
         return expand_paths(self.cfg.path, ctx.base_dir)
 
-    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        produced = self._produce(ctx)
-        try:
-            while True:
-                batch = await asyncio.to_thread(next, produced, None)
-                if batch is None:
-                    return
-                yield batch
-        finally:
-            await asyncio.to_thread(produced.close)
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
 
     # -- reading ------------------------------------------------------------------------------
 

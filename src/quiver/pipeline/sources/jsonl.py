@@ -10,7 +10,6 @@ like the CSV source; blank lines are ignored.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, Ru
 from quiver.pipeline.files import (
     Compression,
     TextBlocks,
+    batches_in_thread,
     describe_bad_bytes,
     display_path,
     expand_paths,
@@ -137,16 +137,8 @@ class JsonlSource:
         """The input files this source will read, in order."""
         return expand_paths(self.cfg.path, ctx.base_dir)
 
-    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        produced = self._produce(ctx)
-        try:
-            while True:
-                batch = await asyncio.to_thread(next, produced, None)
-                if batch is None:
-                    return
-                yield batch
-        finally:
-            await asyncio.to_thread(produced.close)
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
 
     def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
         for path in self.paths(ctx):

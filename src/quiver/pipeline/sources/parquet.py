@@ -9,7 +9,6 @@ first file's types (e.g. int32 to int64) is cast.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Generator
 
 import numpy as np
@@ -24,7 +23,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.pipeline.files import STDIO, display_path, expand_paths, open_input
+from quiver.pipeline.files import STDIO, batches_in_thread, display_path, expand_paths, open_input
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSource", "ParquetSourceConfig", "conform"]
@@ -83,16 +82,8 @@ class ParquetSource:
         """Parquet rows are typed: nothing is ever rejected by this source."""
         return []
 
-    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        produced = self._produce(ctx)
-        try:
-            while True:
-                batch = await asyncio.to_thread(next, produced, None)
-                if batch is None:
-                    return
-                yield batch
-        finally:
-            await asyncio.to_thread(produced.close)
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
 
     def _open(self, path: str) -> pq.ParquetFile:
         try:
