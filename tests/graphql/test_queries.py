@@ -360,3 +360,27 @@ async def test_wrong_variable_types_are_rejected_before_any_sql_runs(
     assert "was not provided" in errors[0]["message"]
     prepared = chinook_runner.engine.prepare(query, None)
     assert prepared.plans == {}
+
+
+async def test_group_by_inside_a_nested_aggregate(chinook_runner: Runner) -> None:
+    query = (
+        "{ genre(genreId: 1) { tracksAggregate(where: {milliseconds: {gt: 300000}}) {"
+        " groupBy(fields: [mediaTypeId]) { keys { mediaTypeId } count } } } }"
+    )
+    if chinook_runner.dialect == "mysql":
+        errors = await chinook_runner.errors(query)
+        assert "not supported on mysql" in errors[0]["message"]
+        return
+    data = await chinook_runner.data(query)
+    rows = chinook_runner.sql(
+        "SELECT media_type_id, COUNT(*) FROM track WHERE genre_id = 1 AND milliseconds > 300000"
+        " GROUP BY media_type_id ORDER BY media_type_id"
+    )
+    groups = data["genre"]["tracksAggregate"]["groupBy"]
+    assert [(g["keys"]["mediaTypeId"], g["count"]) for g in groups] == [tuple(r) for r in rows]
+
+
+async def test_group_by_with_no_fields_is_one_group_of_everything(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data("{ genresAggregate { count groupBy(fields: []) { count } } }")
+    total = chinook_runner.sql("SELECT COUNT(*) FROM genre")[0][0]
+    assert data["genresAggregate"] == {"count": total, "groupBy": [{"count": total}]}

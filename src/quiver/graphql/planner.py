@@ -236,14 +236,7 @@ class _Planner:
         if root.kind == "connection":
             return self.connection(e, a, nodes, args)
         where = self.where(e, a, _value(args.get("where")), ("where",))
-        return sql(
-            "SELECT ",
-            self.aggregate_json(e, a, nodes, where, None),
-            " FROM ",
-            self.table(e),
-            f" {a}",
-            sql(" WHERE ", where) if where is not None else "",
-        )
+        return sql("SELECT ", self.aggregate_select(e, a, nodes, where, None))
 
     def table(self, e: Entity) -> Fragment:
         return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
@@ -275,15 +268,8 @@ class _Planner:
                 corr = self.correlation(rel, a, b)
                 where = self.where(target, b, _value(args.get("where")), ("where",))
                 cond = _and([corr, where]) or corr
-                inner = sql(
-                    "SELECT ",
-                    self.aggregate_json(target, b, nodes, cond, (rel, a)),
-                    " FROM ",
-                    self.table(target),
-                    f" {b} WHERE ",
-                    cond,
-                )
-                pairs.append((key, template(self.dialect.embed_json, sql("(", inner, ")"))))
+                inner = self.aggregate_select(target, b, nodes, cond, (rel, a))
+                pairs.append((key, template(self.dialect.embed_json, sql("(SELECT ", inner, ")"))))
         if not pairs:
             pairs.append(("__typename", literal_string(typename or e.name)))
         return json_object(self.dialect, pairs)
@@ -354,10 +340,20 @@ class _Planner:
         limit: Leaf | None,
         offset: Leaf | None,
         correlated: bool,
+        group: list[Fragment] | None = None,
     ) -> Fragment:
+        # ``group`` (even empty) means obj holds aggregates: they are computed per group in a
+        # derived table, then gathered.
+        """``COALESCE(<array aggregate>, []) FROM ...``: the rows' ``obj`` as a JSON array.
+
+        The aggregate orders (and, on MariaDB, pages) inside its parentheses where the dialect
+        allows it; otherwise a derived table orders, pages or groups the rows first.
+        """
         d = self.dialect
         where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
         from_sql = sql(" FROM ", source, f" {a}", where_sql)
+        if group:
+            from_sql = sql(from_sql, " GROUP BY ", join(", ", group))
         paged = limit is not None or offset is not None
         limit_p = (
             param(limit.slot.with_transform(_non_negative("limit"))) if limit is not None else None
@@ -368,7 +364,7 @@ class _Planner:
             else None
         )
         empty = d.empty_json_array
-        if d.json_agg_orders and (not paged or d.json_agg_limits):
+        if d.json_agg_orders and (not paged or d.json_agg_limits) and group is None:
             inside = sql(obj)
             if order:
                 inside = sql(inside, " ORDER BY ", order_by_clause(d, order))
@@ -558,7 +554,7 @@ class _Planner:
         return sql("EXISTS (SELECT 1 FROM ", self.table(target), f" {b} WHERE ", cond, ")")
 
     # ----- aggregates -----
-    def aggregate_json(
+    def aggregate_select(
         self,
         e: Entity,
         a: str,
@@ -566,15 +562,27 @@ class _Planner:
         cond: Fragment | None,
         nested: tuple[Relation, str] | None,
     ) -> Fragment:
+        """The body of a SELECT yielding one aggregate object.
+
+        Totals (count, sum, ...) aggregate ``FROM <table> WHERE cond`` into one row; each
+        ``groupBy`` is a subquery reading the table itself, so a selection of only ``groupBy``
+        has no FROM (the table would otherwise multiply the single answer row by row).
+        """
         pairs: list[tuple[str, Fragment | str]] = []
+        totals = False
         agg_type = f"{e.name}Aggregate"
         for key, fnodes in self.sub_fields(nodes).items():
             name = fnodes[0].name.value
             if name == "groupBy":
                 pairs.append((key, self.group_by_json(e, a, fnodes, cond, nested)))
             else:
+                totals = totals or name != "__typename"
                 pairs.extend(self.aggregate_value(e, a, key, name, fnodes, agg_type))
-        return json_object(self.dialect, pairs)
+        obj = json_object(self.dialect, pairs)
+        if not totals:
+            return obj
+        where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
+        return sql(obj, " FROM ", self.table(e), f" {a}", where_sql)
 
     def aggregate_value(
         self, e: Entity, a: str, key: str, name: str, nodes: list[FieldNode], typename: str
@@ -643,33 +651,10 @@ class _Planner:
                     self.aggregate_value(e, a, key, name, fnodes, f"{e.name}AggregateGroup")
                 )
         obj = json_object(d, pairs)
-        order: list[OrderItem] = [(sql(ident(a, f.column)), "ASC", "LAST") for f in group_fields]
-        if not group_fields:
-            order = []
-        where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
-        group_sql = (
-            sql(" GROUP BY ", join(", ", (ident(a, f.column) for f in group_fields)))
-            if group_fields
-            else sql("")
-        )
-        cols = [sql(obj, " AS j")] + [sql(x[0], f" AS __o{i}") for i, x in enumerate(order)]
-        inner = sql(
-            "SELECT ", join(", ", cols), " FROM ", self.table(e), f" {a}", where_sql, group_sql
-        )
-        outer_order = [(sql(f"g.__o{i}"), di, nu) for i, (_, di, nu) in enumerate(order)]
-        element = template(d.embed_json, sql("g.j"))
-        if d.json_agg_orders and outer_order:
-            element = sql(element, " ORDER BY ", order_by_clause(d, outer_order))
-        elif outer_order:
-            inner = sql(inner, " ORDER BY ", order_by_clause(d, order))
-        body = sql(
-            f"SELECT COALESCE({d.json_agg_fn}(",
-            element,
-            f"), {d.empty_json_array}) FROM (",
-            inner,
-            ") g",
-        )
-        return template(d.embed_json, sql("(", body, ")"))
+        group = [sql(ident(a, f.column)) for f in group_fields]
+        order: list[OrderItem] = [(g, "ASC", "LAST") for g in group]
+        body = self.array_of(obj, self.table(e), a, cond, order, None, None, False, group)
+        return template(d.embed_json, sql("(SELECT ", body, ")"))
 
     # ----- Relay connections -----
     def connection(
@@ -756,36 +741,11 @@ class _Planner:
                         pp.append((k2, template(bool_tpl, sql("(", hi, " < ", total, ")"))))
                     elif pname == "hasPreviousPage":
                         pp.append((k2, template(bool_tpl, sql("(", lo, " > 0)"))))
-                    elif pname == "startCursor":
-                        pp.append(
-                            (
-                                k2,
-                                sql(
-                                    "CASE WHEN ",
-                                    lo,
-                                    " < ",
-                                    hi,
-                                    " THEN ",
-                                    template(d.concat_text_int, sql("'o'"), lo),
-                                    " END",
-                                ),
-                            )
-                        )
                     else:
-                        pp.append(
-                            (
-                                k2,
-                                sql(
-                                    "CASE WHEN ",
-                                    lo,
-                                    " < ",
-                                    hi,
-                                    " THEN ",
-                                    template(d.concat_text_int, sql("'o'"), sql("(", hi, " - 1)")),
-                                    " END",
-                                ),
-                            )
-                        )
+                        # startCursor / endCursor: the first / last edge's cursor, if any.
+                        pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")
+                        cursor = template(d.concat_text_int, sql("'o'"), pos)
+                        pp.append((k2, sql("CASE WHEN ", lo, " < ", hi, " THEN ", cursor, " END")))
                 pairs.append((key, json_object(d, pp)))
         return sql(
             "WITH base AS (",
