@@ -115,6 +115,17 @@ def test_validate_checks_scripts_and_sql_without_running(orders: Path) -> None:
     assert ok.returncode == 0 and "ok (3 steps" in ok.stderr
 
 
+def test_validate_reports_javascript_syntax_errors_with_their_position(orders: Path) -> None:
+    (orders / "bad.js").write_text("function transform(row, ctx) {\n  return row +;\n}\n")
+    (orders / "js.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nprocessors: [{js: {file: bad.js}}]\n"
+        "sink: {csv: {path: o.csv}}\n"
+    )
+    done = quiver("validate", "js.yaml", cwd=orders)
+    assert done.returncode == 2
+    assert "bad.js:2:" in done.stderr and "SyntaxError" in done.stderr
+
+
 def test_dry_run_prints_rows_and_writes_nothing(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--dry-run", cwd=orders)
     assert done.returncode == 0, done.stderr

@@ -231,8 +231,17 @@ def _print_dry_run(console: Any, result: Any, rows: int) -> None:
         console.print(view)
 
 
+def _settle(value: Any) -> Any:
+    """The value, or the result of running it when a component returned a coroutine."""
+    import asyncio
+    import inspect
+
+    return asyncio.run(value) if inspect.iscoroutine(value) else value
+
+
 def validate_command(file: str, variables: list[str]) -> int:
     """Body of ``quiver validate``: every problem at once, no data processed."""
+    import contextlib
     import uuid
 
     from quiver.pipeline.component import RunContext
@@ -265,25 +274,21 @@ def validate_command(file: str, variables: list[str]) -> int:
             )
             continue
         check = getattr(component, "check", None)
-        if check is None:
-            continue
-        try:
-            found = check(ctx)
-        except Exception as exc:
-            found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
-        for d in found or []:
+        found: list[ErrorDetail] = []
+        if check is not None:
+            try:
+                found = list(_settle(check(ctx)) or [])
+            except Exception as exc:
+                found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
+        for d in found:
             where = f"{step.where} {step.name}"
             if d.where:
                 where += f" ({d.where})"
             details.append(ErrorDetail(d.message, where, d.fix))
         close = getattr(component, "close", None)
         if close is not None:
-            try:
-                res = close()
-                if hasattr(res, "close"):
-                    res.close()
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                _settle(close())
     if details:
         _print_errors(ConfigError(details), error)
         error.print(f"{len(details)} problem(s) found in {file}")
@@ -292,7 +297,8 @@ def validate_command(file: str, variables: list[str]) -> int:
         error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     sources = ", ".join(s.name for s in spec.sources())
     sinks = ", ".join(s.name for s in spec.sinks())
-    error.print(escape(f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})"))
+    summary = f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})"
+    error.print(escape(summary), soft_wrap=True)
     return EXIT_OK
 
 
