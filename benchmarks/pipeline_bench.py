@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 
 VENV_BIN = Path(sys.executable).parent
 QUIVER = str(VENV_BIN / "quiver")
-DATA_VERSION = 1  # bump when the generated data changes, so stale caches are not reused
+DATA_VERSION = 2  # bump when the generated data changes, so stale caches are not reused
 COLUMNS = [
     "id",
     "customer",
@@ -139,11 +139,22 @@ def generate_csv(path: Path, rows: int) -> None:
     )
     tmp = path.with_suffix(".tmp")
     chunk = 250_000
-    with pacsv.CSVWriter(
-        tmp,
-        pa.schema([(c, pa.string()) for c in COLUMNS]),
-        write_options=pacsv.WriteOptions(quoting_style="needed"),
-    ) as writer:
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("customer", pa.string()),
+            ("email", pa.string()),
+            ("city", pa.string()),
+            ("country", pa.string()),
+            ("qty", pa.int64()),
+            ("price", pa.decimal128(10, 2)),
+            ("total", pa.decimal128(12, 2)),
+            ("ordered_on", pa.date32()),
+            ("note", pa.string()),
+        ]
+    )
+    # strings are quoted (as many exporters do), numbers and dates are not
+    with pacsv.CSVWriter(tmp, schema) as writer:
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
             ids = np.arange(start + 1, start + n + 1)
@@ -167,18 +178,18 @@ def generate_csv(path: Path, rows: int) -> None:
             dates = np.datetime64("2015-01-01") + days.astype("timedelta64[D]")
             batch = pa.record_batch(
                 [
-                    pa.array(ids.astype(str)),
+                    pa.array(ids),
                     pa.array(customer),
                     pa.array(email),
                     pa.array(cities[city]),
                     pa.array(countries[city]),
-                    pa.array(qty.astype(str)),
-                    pa.array(np.char.mod("%.2f", price)),
-                    pa.array(np.char.mod("%.2f", price * qty)),
-                    pa.array(dates.astype(str)),
+                    pa.array(qty),
+                    pa.array(np.char.mod("%.2f", price)).cast(schema.field("price").type),
+                    pa.array(np.char.mod("%.2f", price * qty)).cast(schema.field("total").type),
+                    pa.array(dates),
                     pa.array(notes[rng.integers(0, len(notes), n)]),
                 ],
-                names=COLUMNS,
+                schema=schema,
             )
             writer.write_batch(batch)
     os.replace(tmp, path)
