@@ -676,6 +676,7 @@ class Engine:
         delivery = self._delivery(step.name)
         schema: pa.Schema | None = None
         async for batch in self._inputs(step.name):
+            self._tap(step.name, DEFAULT_OUTPUT, batch)
             out = _drop_line(batch)
             if schema is None:
                 schema = out.schema

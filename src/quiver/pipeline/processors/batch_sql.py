@@ -14,16 +14,32 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from quiver.pipeline.component import LINE_COLUMN
+from quiver.pipeline.registry import suggest
 from quiver.runtime.errors import ErrorDetail, PermanentError
 
 Params = Sequence[Any] | dict[str, Any] | None
 
-__all__ = ["BatchSql", "parse_select", "quote_ident", "table_to_batch"]
+__all__ = ["BatchSql", "parse_select", "quote_ident", "require_columns", "table_to_batch"]
 
 
 def quote_ident(name: str) -> str:
     """A SQL identifier, double-quoted."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def require_columns(schema: pa.Schema, wanted: list[str]) -> None:
+    """PermanentError naming every wanted column the input lacks, with a did-you-mean."""
+    names = [n for n in schema.names if n != LINE_COLUMN]
+    missing = [c for c in wanted if c not in schema.names]
+    if missing:
+        hints = [h for h in (suggest(m, names) for m in missing) if h]
+        raise PermanentError.one(
+            f"column(s) {', '.join(missing)} not in the input"
+            + (f"; {' '.join(hints)}" if hints else ""),
+            "",
+            f"the input columns are: {', '.join(names)}",
+        )
 
 
 def table_to_batch(table: pa.Table) -> pa.RecordBatch:

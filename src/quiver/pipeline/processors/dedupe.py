@@ -30,8 +30,7 @@ import pyarrow.ipc as ipc
 from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
-from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident
-from quiver.pipeline.processors.select import require_columns
+from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident, require_columns
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["DedupeConfig", "DedupeProcessor", "HashSet"]
@@ -87,7 +86,7 @@ class DedupeProcessor:
         self._hashes: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
 
     def _hash(self, batch: pa.RecordBatch) -> np.ndarray[Any, np.dtype[np.uint64]]:
-        require_columns(batch, self.cfg.keys, "")
+        require_columns(batch.schema, self.cfg.keys)
         column = self._sql.run(batch, self._query).column("h")
         return np.asarray(column.to_numpy(), dtype=np.uint64)
 

@@ -16,9 +16,8 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError
-from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident
-from quiver.pipeline.registry import suggest
-from quiver.runtime.errors import ErrorDetail, PermanentError
+from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident, require_columns
+from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["TYPE_NAMES", "FieldRule", "RuleSet", "TypeName", "check_rules"]
 
@@ -128,17 +127,7 @@ class RuleSet:
         self._cache: dict[pa.Schema, _Compiled] = {}
 
     def _compile(self, schema: pa.Schema) -> _Compiled:
-        names = schema.names
-        missing = [c for c in self.rules if c not in names]
-        if missing:
-            visible = [n for n in names if n != LINE_COLUMN]
-            hints = [h for h in (suggest(m, visible) for m in missing) if h]
-            raise PermanentError.one(
-                f"column(s) {', '.join(missing)} not in the input"
-                + (f"; {' '.join(hints)}" if hints else ""),
-                "",
-                f"the input columns are: {', '.join(visible)}",
-            )
+        require_columns(schema, list(self.rules))
         selects: list[str] = []
         p = _Params()
         for i, (column, rule) in enumerate(self.rules.items()):

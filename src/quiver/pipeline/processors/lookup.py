@@ -35,8 +35,12 @@ from quiver.pipeline.component import (
     processor,
 )
 from quiver.pipeline.config import resolve_path
-from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident, table_to_batch
-from quiver.pipeline.processors.select import require_columns
+from quiver.pipeline.processors.batch_sql import (
+    BatchSql,
+    quote_ident,
+    require_columns,
+    table_to_batch,
+)
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["LookupConfig", "LookupProcessor"]
@@ -145,7 +149,7 @@ class LookupProcessor:
         query = self._queries.get(batch.schema)
         if query is not None:
             return query
-        require_columns(batch, [left for left, _ in self.pairs], "")
+        require_columns(batch.schema, [left for left, _ in self.pairs])
         clashes = [
             self.cfg.prefix + c for c in self._wanted if self.cfg.prefix + c in batch.schema.names
         ]

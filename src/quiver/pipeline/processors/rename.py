@@ -11,7 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
-from quiver.pipeline.processors.select import require_columns
+from quiver.pipeline.processors.batch_sql import require_columns
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["RenameConfig", "RenameProcessor"]
@@ -34,7 +34,7 @@ class RenameProcessor:
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
-        require_columns(batch, list(self.cfg.columns), "rename")
+        require_columns(batch.schema, list(self.cfg.columns))
         names = [self.cfg.columns.get(n, n) for n in batch.schema.names]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -19,10 +19,9 @@ from quiver.pipeline.component import (
     RunContext,
     processor,
 )
-from quiver.pipeline.registry import suggest
-from quiver.runtime.errors import PermanentError
+from quiver.pipeline.processors.batch_sql import require_columns
 
-__all__ = ["SelectConfig", "SelectProcessor", "require_columns"]
+__all__ = ["SelectConfig", "SelectProcessor"]
 
 
 class SelectConfig(ComponentConfig):
@@ -38,20 +37,6 @@ class SelectConfig(ComponentConfig):
         return self
 
 
-def require_columns(batch: pa.RecordBatch, wanted: list[str], step: str) -> None:
-    """PermanentError naming every wanted column the batch lacks, with a did-you-mean."""
-    names = [n for n in batch.schema.names if n != LINE_COLUMN]
-    missing = [c for c in wanted if c not in batch.schema.names]
-    if missing:
-        hints = [h for h in (suggest(m, names) for m in missing) if h]
-        raise PermanentError.one(
-            f"column(s) {', '.join(missing)} not in the input"
-            + (f"; {' '.join(hints)}" if hints else ""),
-            "",
-            f"the input columns are: {', '.join(names)}",
-        )
-
-
 @processor("select", config=SelectConfig)
 class SelectProcessor:
     """Keep (and order) some columns, or drop some."""
@@ -64,13 +49,13 @@ class SelectProcessor:
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         if self.cfg.columns is not None:
-            require_columns(batch, self.cfg.columns, "select")
+            require_columns(batch.schema, self.cfg.columns)
             keep = list(self.cfg.columns)
             if LINE_COLUMN in batch.schema.names and LINE_COLUMN not in keep:
                 keep.append(LINE_COLUMN)
             return ProcessorOutput(batch.select(keep))
         assert self.cfg.exclude is not None
-        require_columns(batch, self.cfg.exclude, "select")
+        require_columns(batch.schema, self.cfg.exclude)
         return ProcessorOutput(
             batch.drop_columns([c for c in self.cfg.exclude if c != LINE_COLUMN])
         )
