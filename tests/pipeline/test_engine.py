@@ -511,3 +511,20 @@ def test_a_glob_matching_nothing_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="no input file matches"):
         run(path, resume=True)
+
+
+def test_rows_a_source_cannot_read_go_to_the_rejects_file(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b,extra\n3,c\n")
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in.csv"}},
+            "sink": {"csv": {"path": "o.csv"}},
+            "on_error": {"policy": "reject", "rejects": "rej.csv"},
+        },
+    )
+    result = run(path)
+    assert [r["id"] for r in read_csv(tmp_path / "o.csv")] == ["1", "3"]
+    (rej,) = read_csv(tmp_path / "rej.csv")
+    assert rej["step"] == "source" and rej["line"] == "3"
+    assert result.steps["source"].rejected == 1

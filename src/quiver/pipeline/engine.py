@@ -269,10 +269,12 @@ class Engine:
             self._bytes_total = self._input_bytes()
             return [(None, None)]
         sources = self.spec.sources()
-        pattern = str(getattr(sources[0].config, "path", "") or "") if len(sources) == 1 else ""
+        raw = getattr(sources[0].config, "path", None) if len(sources) == 1 else None
+        pattern = raw if isinstance(raw, str) else ""
         if len(sources) != 1 or not pattern:
             raise ConfigError.one(
-                "--resume and {stem} outputs need exactly one source with a `path` option",
+                "--resume and {stem} outputs need exactly one source with one `path` (a file "
+                "or a glob)",
                 self.spec.file,
                 "use a file source such as csv with `path: in/*.csv`",
             )
