@@ -190,3 +190,36 @@ class SlowProcessor:
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         await asyncio.sleep(self.cfg.delay)
         return ProcessorOutput(batch)
+
+
+class HiccupConfig(ComponentConfig):
+    path: str
+    fail_writes: list[int] = Field(default_factory=list)
+
+
+@sink("hiccup", config=HiccupConfig)
+class HiccupSink:
+    """A CSV sink whose listed write calls (1-based) fail once with a reset connection."""
+
+    def __init__(self, cfg: HiccupConfig) -> None:
+        self.cfg = cfg
+        self.written = 0
+        self._failed: set[int] = set()
+        self._inner = DirCsvSink(DirSinkConfig(path=cfg.path))
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        await self._inner.open(schema, ctx)
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        n = self.written + 1
+        if n in self.cfg.fail_writes and n not in self._failed:
+            self._failed.add(n)
+            raise ConnectionResetError("connection reset by peer")
+        await self._inner.write(batch)
+        self.written = n
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+
+    async def abort(self) -> None:
+        await self._inner.abort()

@@ -528,3 +528,44 @@ def test_rows_a_source_cannot_read_go_to_the_rejects_file(tmp_path: Path) -> Non
     (rej,) = read_csv(tmp_path / "rej.csv")
     assert rej["step"] == "source" and rej["line"] == "3"
     assert result.steps["source"].rejected == 1
+
+
+def test_a_diamond_graph_joins_both_branches(tmp_path: Path) -> None:
+    path = write_pipeline(
+        tmp_path,
+        {
+            "steps": {
+                "read": {ROWS: {"rows": 12, "batch_rows": 5}},
+                "small": {"filter": {"expression": "id <= 6"}},
+                "big": {"derive": {"columns": {"value": "value + 1000"}}},
+                "both": {"filter": {"expression": "true"}},
+                "out": {"csv": {"path": "out.csv"}},
+            },
+            "connections": [
+                {"from": "read", "to": ["small", "big"]},
+                {"from": "small", "to": "both"},
+                {"from": "big", "to": "both"},
+                {"from": "both", "to": "out"},
+            ],
+        },
+    )
+    result = run(path)
+    rows = read_csv(tmp_path / "out.csv")
+    assert len(rows) == 18 and result.steps["both"].rows_in == 18
+    assert sorted(int(r["value"]) for r in rows if int(r["id"]) == 3) == [30, 1030]
+
+
+def test_a_write_that_hits_a_reset_connection_is_retried_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {ROWS: {"rows": 20, "batch_rows": 4}},
+            "sink": {f"{C}HiccupSink": {"path": "out.csv", "fail_writes": [2, 4]}},
+            "engine": {"retry": {"initial_delay": 0.001}},
+        },
+    )
+    result = run(path)
+    assert [int(r["id"]) for r in read_csv(tmp_path / "out.csv")] == list(range(1, 21))
+    assert result.steps["sink"].retries == 2

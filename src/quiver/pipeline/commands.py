@@ -98,7 +98,7 @@ def run_command(
     resume: bool,
     report: str | None,
     log_format: str,
-    workers: int,
+    workers: int | None,
     strict: bool,
     debug: bool,
     quiet: bool,
@@ -389,8 +389,11 @@ def register(app: typer.Typer) -> None:
             None, "--report", help="Write a JSON report (counts, rejects, timings) here."
         ),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
-        workers: int = typer.Option(
-            1, "--workers", min=1, help="Batches processed at once by parallel-safe processors."
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="Batches processed at once by parallel-safe processors (default: CPU count).",
         ),
         strict: bool = typer.Option(
             False, "--strict", help="Exit with code 3 when any row was rejected."

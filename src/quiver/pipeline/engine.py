@@ -169,7 +169,7 @@ class Engine:
         log: RunLog | None = None,
         dry_run: int | None = None,
         resume: bool = False,
-        workers: int = 1,
+        workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
         self.spec = spec
@@ -177,7 +177,7 @@ class Engine:
         self.log = log or RunLog(self.run_id, pipeline=spec.name)
         self.dry_run = dry_run
         self.resume = resume
-        self.workers = max(1, workers)
+        self.workers = max(1, workers if workers is not None else os.cpu_count() or 1)
         self.progress = progress
         self.result = RunResult(self.run_id, spec.name, spec.file)
         self.result.warnings.extend(spec.warnings)
