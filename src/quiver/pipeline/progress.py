@@ -83,8 +83,12 @@ class RunProgress:
 def print_summary(console: Console, result: RunResult) -> None:
     """Per-step counts and totals, printed after the run."""
     table = Table(title=f"{result.pipeline} · run {result.run_id} · {result.status}")
-    for col in ("step", "kind", "component", "rows in", "rows out", "rejected", "routes", "busy s"):
-        table.add_column(col, justify="right" if col in ("rows in", "rows out") else "left")
+    for col in ("step", "kind", "component"):
+        table.add_column(col, overflow="fold")
+    for col in ("rows in", "rows out", "rejected"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("routes", overflow="fold")
+    table.add_column("busy s", justify="right", no_wrap=True)
     for s in result.steps.values():
         routes = ", ".join(f"{k}: {v:,}" for k, v in s.routes.items())
         table.add_row(
