@@ -146,6 +146,16 @@ def test_json_logs_carry_the_run_id(orders: Path) -> None:
     assert finished["rows_read"] == 4 and finished["rejected"] == 2
 
 
+def test_json_logs_of_a_failed_run_carry_the_error_details(orders: Path) -> None:
+    (orders / "ff.yaml").write_text(PIPELINE.split("on_error")[0])
+    done = quiver("run", "ff.yaml", "--log-format", "json", cwd=orders)
+    assert done.returncode == 1
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    failed = next(e for e in events if e["event"] == "run_failed")
+    assert failed["code"] == "ROW_REJECTED"
+    assert "line 3" in failed["errors"][0]["message"]
+
+
 def test_variables_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("id\n1\n2\n")
     (tmp_path / "p.yaml").write_text(

@@ -478,7 +478,7 @@ def parse_pipeline(
         taps=doc.taps,
         on_error=doc.on_error,
         engine=doc.engine,
-        variables=merged if variables is None else {**merged},
+        variables=merged,
         warnings=warnings,
         positions=positions,
     )

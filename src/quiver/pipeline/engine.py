@@ -232,7 +232,15 @@ class Engine:
             result.status = "failed"
             result.error = exc
             self.rejects.abort()
-            self.log.event("run_failed", f"run failed: {exc}", level="error")
+            self.log.event(
+                "run_failed",
+                f"run failed: {exc}",
+                level="error",
+                code=exc.code,
+                errors=[
+                    {"message": d.message, "where": d.where, "fix": d.fix} for d in exc.details
+                ],
+            )
             raise
         except Exception as exc:
             result.status = "failed"
