@@ -360,12 +360,21 @@ def plugins_describe(name: str) -> int:
         )
         if spec.preset:
             console.print(escape(f"preset: {spec.preset}"))
-        table = Table()
-        for col in ("option", "type", "default", "description"):
-            table.add_column(col)
-        for f in describe_fields(info.config):
-            table.add_row(f.name, f.type, "required" if f.required else f.default, f.description)
-        console.print(table)
+        models: list[Any] = [info.config]
+        seen: set[Any] = set(models)
+        while models:
+            model = models.pop(0)
+            title = None if model is info.config else f"{model.__name__} (nested options)"
+            table = Table(title=title)
+            for col in ("option", "type", "default", "description"):
+                table.add_column(col)
+            for f in describe_fields(model):
+                default = "required" if f.required else f.default
+                table.add_row(*(escape(t) for t in (f.name, f.type, default, f.description)))
+                if f.nested is not None and f.nested not in seen:
+                    seen.add(f.nested)
+                    models.append(f.nested)
+            console.print(table)
     return EXIT_OK
 
 
