@@ -333,8 +333,11 @@ def measure(cmd: list[str], cwd: Path) -> Measure:
     return Measure(seconds, peak)
 
 
+ENGINE_ARGS: list[str] = []  # extra ``quiver run`` options (``--workers N``)
+
+
 def run_quiver(args: list[str], cwd: Path) -> Measure:
-    return measure([QUIVER, *args], cwd)
+    return measure([QUIVER, *args, *ENGINE_ARGS], cwd)
 
 
 def run_baseline(name: str, src: Path, out: Path) -> Measure:
@@ -663,6 +666,12 @@ def main() -> None:
         default=os.cpu_count() or 1,
         help="JavaScript worker processes (default: one per core)",
     )
+    parser.add_argument(
+        "--engine-workers",
+        type=int,
+        default=None,
+        help="pass --workers N to quiver run (default: the engine's own default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON summary here")
     parser.add_argument(
         "--baseline", nargs=3, metavar=("NAME", "SRC", "OUT"), help=argparse.SUPPRESS
@@ -673,6 +682,11 @@ def main() -> None:
         BASELINES[name](Path(src_arg), Path(out_arg))
         return
     wanted = set(args.only.split(","))
+    if args.engine_workers is not None:
+        ENGINE_ARGS.extend(["--workers", str(args.engine_workers)])
+    engine_workers = (
+        str(args.engine_workers) if args.engine_workers is not None else "engine default"
+    )
     info = machine()
     cores = info["nproc"]
     print(
@@ -683,6 +697,7 @@ def main() -> None:
         f"cores: the {cores} cores are shared by everything: in the JavaScript figure "
         f"{args.js_workers} V8 worker processes run the script while the engine's process "
         "reads and parses CSV (pyarrow threads) and writes the output; nothing is pinned. "
+        f"quiver run --workers: {engine_workers}. "
         "Other work on the machine competes for the same cores."
     )
     src = cached_input(args.cache_dir, args.rows)
@@ -717,6 +732,7 @@ def main() -> None:
         "cores": {
             "nproc": cores,
             "js_workers": args.js_workers,
+            "engine_workers": engine_workers,
             "sharing": "JavaScript workers and the engine process (CSV read/parse, CSV write) "
             "share all cores; nothing pinned",
         },
