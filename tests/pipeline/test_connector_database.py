@@ -104,6 +104,27 @@ async def test_replace_swaps_the_whole_table(test_db: ScratchDatabase, run_ctx: 
     assert await rows(test_db, "orders") == [(9, "new9")]
 
 
+async def test_truncate_keeps_the_table_definition_and_replaces_its_rows(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    table = test_db.table("t")
+    await test_db.query(
+        f"CREATE TABLE {table} (id INTEGER, name VARCHAR(20), note VARCHAR(5) DEFAULT 'kept')"
+    )
+    await test_db.query(f"INSERT INTO {table} (id, name) VALUES (1, 'old')")
+    options = {"url": test_db.url, "table": table, "mode": "truncate"}
+    batch = pa.record_batch({"id": [7, 8], "name": ["a", "b"]})
+    await write_all(build(DatabaseSink, options), [batch], run_ctx)
+    got = await test_db.query(f"SELECT id, name, note FROM {table} ORDER BY id")
+    assert [tuple(r) for r in got] == [(7, "a", "kept"), (8, "b", "kept")]
+
+    failed = build(DatabaseSink, options)
+    await failed.open(batch.schema, run_ctx)
+    await failed.write(pa.record_batch({"id": [9], "name": ["c"]}))
+    await failed.abort()
+    assert len(await test_db.query(f"SELECT id FROM {table}")) == 2
+
+
 async def test_upsert_updates_matching_keys_inserts_others_and_last_row_wins(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:

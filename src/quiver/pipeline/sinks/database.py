@@ -14,6 +14,9 @@ Modes:
 ``replace``
     the table is swapped for one holding exactly this run's rows (created from the
     incoming schema), atomically.
+``truncate``
+    the table keeps its definition (types, defaults, indexes, grants) and its rows are
+    replaced by this run's, in one transaction; it is created when missing.
 ``upsert``
     rows whose ``keys`` match an existing row update it (only the incoming columns),
     the others are inserted; within one run the last row for a key wins. The table is
@@ -54,10 +57,11 @@ class DatabaseSinkConfig(ComponentConfig):
         "(also mariadb://) or sqlite:///relative/file.db (resolved against the pipeline file)."
     )
     table: str = Field(description="Target table, optionally qualified: `schema.table`.")
-    mode: Literal["create", "append", "replace", "upsert"] = Field(
+    mode: Literal["create", "append", "replace", "truncate", "upsert"] = Field(
         "append",
         description="create (must not exist), append (create when missing), replace (swap "
-        "atomically) or upsert (update rows matching `keys`, insert the others).",
+        "for a new table atomically), truncate (empty the table, keeping its definition, and "
+        "insert) or upsert (update rows matching `keys`, insert the others).",
     )
     keys: list[str] = Field(
         default_factory=list, description="Key columns of `upsert` (required for that mode)."
@@ -310,6 +314,8 @@ class _AdbcBackend(_Backend):
         if existing is None:
             self._create_target()
         else:
+            if mode == "truncate":
+                self._sql(f"DELETE FROM {self._target()}")  # TRUNCATE would not roll back
             unknown = [c for c in self.s.columns if c not in existing]
             if unknown:
                 raise PermanentError.one(
@@ -554,6 +560,8 @@ class _MysqlBackend(_Backend):
                     f"sink database {self.s.url.redacted()}",
                     f"CREATE UNIQUE INDEX ... ON {self.s.cfg.table} ({keys})",
                 )
+            if mode == "truncate":  # DELETE, not TRUNCATE: that would commit implicitly
+                await self._sql(f"DELETE FROM {self._target()}")
             await self._sql(self._insert(self._target(), cols))
             await self.conn.commit()
             return
