@@ -447,3 +447,22 @@ async def test_line_numbers_match_pythons_csv_reader(tmp_path: Path, run_ctx: Ru
     rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=97)
     assert errors == []
     assert [(r["id"], r["text"], r[LINE_COLUMN]) for r in rows] == expected
+
+
+# -- bounded memory ---------------------------------------------------------------------------
+
+
+async def test_memory_stays_bounded_by_the_block_size_whatever_the_file_size(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    row = b'12345,"some text, with a comma",67.89,"two\nlines"\n'
+    (tmp_path / "big.csv").write_bytes(b"id,text,amount,note\n" + row * 200_000)  # ~10 MB
+    src = source(path="big.csv", block_size=256 * 1024, batch_rows=4096)
+    peak = rows = 0
+    async for batch in src.batches(run_ctx):
+        rows += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes())
+        del batch
+    assert rows == 200_000
+    # about one parsed block (a whole-file read peaks near 12 MB)
+    assert peak < 4 * 1024 * 1024, f"peak Arrow memory {peak} bytes for a 10 MB file"
