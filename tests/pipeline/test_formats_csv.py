@@ -466,3 +466,12 @@ async def test_memory_stays_bounded_by_the_block_size_whatever_the_file_size(
     assert rows == 200_000
     # about one parsed block (a whole-file read peaks near 12 MB)
     assert peak < 4 * 1024 * 1024, f"peak Arrow memory {peak} bytes for a 10 MB file"
+
+
+async def test_an_escaped_line_break_stays_in_the_value(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b"a,b\n1,x\\\ny\n2,z\n"
+    rows, errors, _ = await read(tmp_path, run_ctx, data, escape="\\", quote=None)
+    assert errors == []
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [("1", "x\ny", 2), ("2", "z", 4)]

@@ -358,7 +358,8 @@ def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
         lines=lines,
         consumed=consumed,
         consumed_lines=consumed_lines,
-        quoted_newlines=quoted_newlines,
+        # an escaped line break is inside a value too
+        quoted_newlines=quoted_newlines or terms.size != line_breaks.size,
         open_quote=open_quote and final,
         has_quotes=has_quotes,
         toggles=toggles,
