@@ -71,6 +71,15 @@ async def linked(request: Request) -> Response:
     return JSONResponse(ITEMS[(page - 1) * 10 : page * 10], headers=headers)
 
 
+async def drf(request: Request) -> Response:
+    page = int(request.query_params.get("page", "1"))
+    more = page * 10 < len(ITEMS)
+    nxt = f"{request.url.path}?page={page + 1}&kind={request.query_params['kind']}"
+    return JSONResponse(
+        {"next": nxt if more else None, "results": ITEMS[(page - 1) * 10 : page * 10]}
+    )
+
+
 async def flaky(request: Request) -> Response:
     if STATE.count("flaky") <= 2:
         return JSONResponse({"error": "busy"}, status_code=503)
@@ -114,6 +123,7 @@ APP = Starlette(
         Route("/cursor", cursor),
         Route("/linked", linked),
         Route("/flaky", flaky),
+        Route("/drf", drf),
         Route("/secured", secured),
         Route("/limited", limited),
         Route("/drifting", drifting),
@@ -170,6 +180,13 @@ async def test_offset_cursor_and_link_pagination(api: str, run_ctx: RunContext) 
     assert await ids(cursor, run_ctx) == everything
     link = {"url": f"{api}/linked", "pagination": {"link": {}}}
     assert await ids(link, run_ctx) == everything
+    next_url = {
+        "url": f"{api}/drf",
+        "params": {"kind": "all"},
+        "records": "results",
+        "pagination": {"next_url": {"path": "next"}},
+    }
+    assert await ids(next_url, run_ctx) == everything
 
 
 async def test_max_pages_stops_early(api: str, run_ctx: RunContext) -> None:

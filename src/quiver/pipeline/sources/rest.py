@@ -4,7 +4,8 @@ One request per page, through :class:`quiver.runtime.delivery.Delivery`: 429, 5x
 and connection errors are retried with exponential backoff and jitter (``retry``), other 4xx
 fail at once with the status and the start of the response body. Records are found at a
 JSON path in each response (``records: data.items``); pagination follows a page number, an
-offset, a cursor read from the response, or the ``Link: <...>; rel="next"`` header.
+offset, a cursor or a next-page URL read from the response, or the ``Link: <...>; rel="next"``
+header.
 
 Records become Arrow columns: the first batch fixes the schema (or ``schema`` declares it);
 later values are cast to it, and a field that was not in the schema fails with its record
@@ -104,18 +105,28 @@ class LinkPagination(_Model):
     rel: str = Field("next", description="The relation to follow.")
 
 
+class NextUrlPagination(_Model):
+    """The response holds the full URL of the next page (``{"next": "https://..."}``)."""
+
+    path: str = Field("next", description="JSON path of the next page's URL in the body.")
+
+
 class Pagination(_Model):
     """Exactly one pagination style."""
 
     page: PagePagination | None = None
     offset: OffsetPagination | None = None
     cursor: CursorPagination | None = None
+    next_url: NextUrlPagination | None = None
     link: LinkPagination | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Pagination:
-        if sum(x is not None for x in (self.page, self.offset, self.cursor, self.link)) != 1:
-            raise ValueError("choose exactly one of `page`, `offset`, `cursor` or `link`")
+        styles = (self.page, self.offset, self.cursor, self.next_url, self.link)
+        if sum(x is not None for x in styles) != 1:
+            raise ValueError(
+                "choose exactly one of `page`, `offset`, `cursor`, `next_url` or `link`"
+            )
         return self
 
 
@@ -157,6 +168,8 @@ class RestSourceConfig(ComponentConfig):
         JsonPath(self.records)
         if self.pagination and self.pagination.cursor:
             JsonPath(self.pagination.cursor.path)
+        if self.pagination and self.pagination.next_url:
+            JsonPath(self.pagination.next_url.path)
         return self
 
 
@@ -514,6 +527,12 @@ class RestSource:
             if cursor in (None, "", False):
                 return None, params
             return url, {**params, p.cursor.param: cursor}
+        if p.next_url is not None:
+            target = JsonPath(p.next_url.path).find(doc)
+            if not isinstance(target, str) or not target:
+                return None, params
+            # The URL carries its own query string (the configured params included).
+            return str(response.url.join(target)), {}
         assert p.link is not None
         link = _next_link(response.headers.get("link", ""), p.link.rel)
         if not link:
