@@ -195,8 +195,10 @@ class _Serializer:
         _, offsets_buffer, data_buffer = values.buffers()
         offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
         offsets = offsets[values.offset : values.offset + len(values) + 1]
-        if (np.diff(offsets) == 0).any():
-            return True  # an empty string, or a null: let the exact check decide
+        if (np.diff(offsets) == 0).any() and (
+            values.null_count == 0 or pc.any(pc.equal(values, "")).as_py()
+        ):
+            return True  # an empty string must be quoted to differ from a null
         if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
             return True
         if data_buffer is None:
