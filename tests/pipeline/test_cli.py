@@ -1,8 +1,13 @@
-"""``quiver run`` / ``quiver validate`` / ``quiver plugins`` as a user runs them: real
-subprocesses, real signals, exit codes, reports and logs."""
+"""``quiver run`` / ``quiver validate`` / ``quiver plugins`` as a user runs them: exit codes,
+reports, logs, and real subprocesses stopped by real signals.
+
+Most tests drive the command in-process (the same typer app, fresh consoles per call) to keep
+the suite fast; the signal tests and one end-to-end run use a real ``quiver`` subprocess.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +28,20 @@ def env() -> dict[str, str]:
 
 
 def quiver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the command in-process, as the console script would."""
+    from typer.testing import CliRunner
+
+    from quiver.cli import app
+
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+def quiver_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``quiver`` script in a subprocess."""
     return subprocess.run(
         [*QUIVER, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=120
     )
@@ -46,7 +65,7 @@ def orders(tmp_path: Path) -> Path:
 
 
 def test_run_exits_0_with_a_summary_and_writes_a_report(orders: Path) -> None:
-    done = quiver("run", "p.yaml", "--report", "report.json", cwd=orders)
+    done = quiver_process("run", "p.yaml", "--report", "report.json", cwd=orders)
     assert done.returncode == 0, done.stderr
     assert "4 rows read, 2 written, 2 rejected" in done.stderr
     report = json.loads((orders / "report.json").read_text())
