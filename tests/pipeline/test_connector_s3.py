@@ -155,6 +155,9 @@ async def test_objects_with_other_columns_are_refused(
 def test_unknown_format_is_a_config_error_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match="did you mean 'parquet'"):
         build(S3Source, {"bucket": "b", "key": "k", "format": "parket"})
+    with pytest.raises(ConfigError, match="does not read or write files") as err:
+        build(S3Sink, {"bucket": "b", "key": "k", "format": "database"})
+    assert "parquet" in err.value.details[0].fix and "rabbitmq" not in err.value.details[0].fix
     with pytest.raises(ConfigError, match="set by the s3 step"):
         build(S3Sink, {"bucket": "b", "key": "k", "format": {"csv": {"path": "x"}}})
 

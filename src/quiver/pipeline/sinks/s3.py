@@ -63,12 +63,12 @@ class S3Sink:
         self._local = ""
         self._inner: Any = None
         self.upload_id: str | None = None
-        build_format("sink", cfg.format, "probe", "sink s3")  # unknown formats fail early
+        build_format("sink", cfg.format, "probe", "s3")  # unknown formats fail early
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self._folder = tempfile.mkdtemp(prefix="quiver-s3-")
         self._local = os.path.join(self._folder, os.path.basename(self.cfg.key) or "object")
-        self._inner = build_format("sink", self.cfg.format, self._local, "sink s3")
+        self._inner = build_format("sink", self.cfg.format, self._local, "s3")
         await self._inner.open(schema, ctx)
 
     async def write(self, batch: pa.RecordBatch) -> None:

@@ -188,6 +188,13 @@ def build_format(kind: ComponentKind, fmt: FormatOption, local_path: str, where:
         )
     spec = default_registry().find(kind, name, f"{where}.format")
     info = spec.load()
+    if "path" not in info.config.model_fields:
+        files = [n for n in default_registry().names(kind) if _is_file_format(kind, n)]
+        raise ConfigError.one(
+            f"{kind} '{name}' does not read or write files",
+            f"{where}.format",
+            f"use a file format: {', '.join(files)}",
+        )
     try:
         cfg = info.config.model_validate({**spec.preset, **options, "path": local_path})
     except Exception as exc:
@@ -195,6 +202,15 @@ def build_format(kind: ComponentKind, fmt: FormatOption, local_path: str, where:
             f"bad options for format {name!r}: {exc}", f"{where}.format.{name}", "see its docs"
         ) from exc
     return info.cls(cfg)
+
+
+def _is_file_format(kind: ComponentKind, name: str) -> bool:
+    from quiver.pipeline.registry import default_registry
+
+    try:
+        return "path" in default_registry().get(kind, name).config.model_fields
+    except ConfigError:  # a plugin that does not import
+        return False
 
 
 def _literal_prefix(pattern: str) -> str:
@@ -215,7 +231,7 @@ class S3Source:
         self._errors: list[RowError] = []
         self.keys_done: list[str] = []
         # Checked before any network call: an unknown format is a config error.
-        build_format("source", cfg.format, "probe", "source s3")
+        build_format("source", cfg.format, "probe", "s3")
 
     def _client_once(self) -> Any:
         if self._client is None:
@@ -291,7 +307,7 @@ class S3Source:
                     )
                 self.take_errors()  # keep what the previous object's reader left
                 self._key = key
-                self._inner = build_format("source", self.cfg.format, local, "source s3")
+                self._inner = build_format("source", self.cfg.format, local, "s3")
                 async for batch in self._inner.batches(ctx):
                     out = self._with_key(batch, key)
                     if schema is None:
