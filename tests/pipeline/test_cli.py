@@ -195,6 +195,8 @@ def test_plugins_list_and_describe(tmp_path: Path) -> None:
     described = quiver("plugins", "describe", "dedupe", cwd=tmp_path)
     assert described.returncode == 0
     assert "max_keys" in described.stdout and "10000000" in described.stdout
+    bad_kind = quiver("plugins", "list", "--kind", "filter", cwd=tmp_path)
+    assert bad_kind.returncode == 2 and "use one of: source, processor, sink" in bad_kind.stderr
     unknown = quiver("plugins", "describe", "dedup", cwd=tmp_path)
     assert unknown.returncode == 2 and "did you mean 'dedupe'" in unknown.stderr
 

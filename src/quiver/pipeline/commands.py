@@ -308,6 +308,12 @@ def plugins_list(kind: str | None) -> int:
     from quiver.pipeline.registry import KINDS, default_registry
     from quiver.runtime.errors import ConfigError
 
+    if kind is not None and kind not in KINDS:
+        _print_errors(
+            ConfigError.one(f"unknown kind {kind!r}", "--kind", f"use one of: {', '.join(KINDS)}"),
+            _console(stderr=True),
+        )
+        return EXIT_INVALID
     registry = default_registry()
     table = Table(title="pipeline components")
     for col in ("kind", "name", "origin", "summary"):

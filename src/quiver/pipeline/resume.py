@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ def expand_glob(pattern: str) -> list[str]:
 
 
 def state_path_for(pipeline_name: str, output_dir: str) -> str:
-    return os.path.join(output_dir, f".{pipeline_name}.quiver-state.json")
+    """Where the state of ``pipeline_name`` lives (unsafe file-name characters become ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", pipeline_name).strip(".") or "pipeline"
+    return os.path.join(output_dir, f".{safe}.quiver-state.json")
 
 
 @dataclass
