@@ -136,6 +136,26 @@ async def test_jsonl_and_headerless_csv_bodies(
     assert table.column("code").to_pylist() == ["x", "y"]
 
 
+async def test_message_properties_become_columns_on_request(
+    rabbit_queue: ScratchQueue, run_ctx: RunContext
+) -> None:
+    import aio_pika
+
+    await rabbit_queue.channel.default_exchange.publish(
+        aio_pika.Message(b'[{"a": 1}, {"a": 2}]', message_id="m-1", correlation_id="c-9"),
+        rabbit_queue.name,
+    )
+    source = source_for(
+        rabbit_queue, metadata=["routing_key", "message_id", "correlation_id", "redelivered"]
+    )
+    table = pa.Table.from_batches([b async for b in source.batches(run_ctx)])
+    await source.commit()
+    assert table.column("amqp_message_id").to_pylist() == ["m-1", "m-1"]
+    assert table.column("amqp_correlation_id").to_pylist() == ["c-9", "c-9"]
+    assert table.column("amqp_routing_key").to_pylist() == [rabbit_queue.name] * 2
+    assert table.column("amqp_redelivered").to_pylist() == [False, False]
+
+
 async def test_missing_queue_is_permanent_with_a_fix(run_ctx: RunContext) -> None:
     source = build(RabbitMqSource, {"queue": "no-such-queue-here", **FAST})
     with pytest.raises(PermanentError) as err:

@@ -39,6 +39,19 @@ __all__ = ["RabbitMqSource", "RabbitMqSourceConfig", "amqp_error", "redact_amqp_
 _MAX_PREFETCH = 65_535  # basic.qos prefetch-count is a 16-bit number
 
 
+MetadataField = Literal[
+    "routing_key", "exchange", "message_id", "correlation_id", "timestamp", "redelivered"
+]
+_METADATA_TYPES = {
+    "routing_key": "str",
+    "exchange": "str",
+    "message_id": "str",
+    "correlation_id": "str",
+    "timestamp": "timestamp",
+    "redelivered": "bool",
+}
+
+
 class RabbitMqSourceConfig(ComponentConfig):
     """Consume a queue."""
 
@@ -60,6 +73,11 @@ class RabbitMqSourceConfig(ComponentConfig):
         alias="schema",
         description="Column types (int, float, str, bool, date, timestamp, json); "
         "inferred from the first batch when left out.",
+    )
+    metadata: list[MetadataField] = Field(
+        default_factory=list,
+        description="Message properties added to each row as `amqp_<name>` columns: "
+        "routing_key, exchange, message_id, correlation_id, timestamp, redelivered.",
     )
     batch_messages: int = Field(1_000, ge=1, description="Messages per batch, at most.")
     batch_seconds: float = Field(
@@ -144,7 +162,11 @@ class RabbitMqSource:
             raise amqp_error(exc, cfg.url, f"opening queue {cfg.queue!r}") from exc
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         tag = await queue.consume(inbox.put, no_ack=False)
-        batcher = RecordBatcher(self.where, cfg.schema_)
+        declared = None
+        if cfg.schema_ is not None:
+            declared = {**cfg.schema_}
+            declared.update({f"amqp_{m}": _METADATA_TYPES[m] for m in cfg.metadata})
+        batcher = RecordBatcher(self.where, declared)
         taken = 0
         try:
             while taken < cfg.max_messages:
@@ -216,7 +238,11 @@ class RabbitMqSource:
         parsed: list[tuple[Any, list[Any]]] = []
         for message in messages:
             try:
-                parsed.append((message, self._records(message.body)))
+                records = self._records(message.body)
+                if self.cfg.metadata:
+                    extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
+                    records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
+                parsed.append((message, records))
             except (ValueError, pa.ArrowInvalid) as exc:
                 await self._reject(message, f"unreadable {self.cfg.format} body: {exc}", ctx)
         self._pending += len(messages)
