@@ -42,6 +42,7 @@ __all__ = [
     "FileSinkConfig",
     "TextBlocks",
     "TextSinkConfig",
+    "as_value_error",
     "batches_in_thread",
     "concatenated_text",
     "describe_bad_bytes",
@@ -650,3 +651,11 @@ async def batches_in_thread(
         # closes its files itself when that read returns
         with contextlib.suppress(ValueError):
             await asyncio.to_thread(produce.close)
+
+
+def as_value_error(exc: ConfigError) -> ValueError:
+    """A ConfigError as the ValueError a pydantic validator raises (the field path is added
+    by the config loader, so only the message and the fix are kept)."""
+    return ValueError(
+        "; ".join(f"{d.message} ({d.fix})" if d.fix else d.message for d in exc.details)
+    )

@@ -26,6 +26,7 @@ from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
 from quiver.pipeline.files import (
     AtomicOutput,
     TextSinkConfig,
+    as_value_error,
     concatenated_text,
     drop_line_column,
     json_strings,
@@ -70,21 +71,21 @@ class CsvSinkConfig(TextSinkConfig):
     @classmethod
     def _known_terminator(cls, value: str) -> str:
         if value.lower() not in _TERMINATORS:
-            raise ValueError(f"line_terminator must be lf, crlf or cr, got {value!r}")
+            raise ValueError(f"must be lf, crlf or cr, got {value!r}")
         return _TERMINATORS[value.lower()]
 
     @field_validator("quote")
     @classmethod
     def _one_quote(cls, value: str) -> str:
         if len(value) != 1 or value in "\r\n":
-            raise ValueError(f"quote must be one character other than a line break: {value!r}")
+            raise ValueError(f"must be one character other than a line break, got {value!r}")
         return value
 
     @field_validator("delimiter")
     @classmethod
     def _delimiter(cls, value: str) -> str:
         if not value or "\n" in value or "\r" in value:
-            raise ValueError(f"delimiter must be non-empty and hold no line break: {value!r}")
+            raise ValueError(f"must be non-empty and hold no line break, got {value!r}")
         return value
 
     @field_validator("encoding")
@@ -93,7 +94,7 @@ class CsvSinkConfig(TextSinkConfig):
         try:
             normalize_encoding(value, "encoding")
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise as_value_error(exc) from None
         return value
 
 

@@ -34,6 +34,7 @@ from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, Ru
 from quiver.pipeline.files import (
     Compression,
     TextBlocks,
+    as_value_error,
     batches_in_thread,
     describe_bad_bytes,
     display_path,
@@ -55,18 +56,18 @@ _CR = 13
 _MAX_RAW = 4096  # characters of a malformed record kept in its RowError
 
 
-def _one_char(value: str | None, what: str, allow_none: bool) -> str | None:
+def _one_char(value: str | None, allow_none: bool) -> str | None:
     if value is None:
         if allow_none:
             return None
-        raise ValueError(f"{what} cannot be null")
+        raise ValueError("cannot be null")
     if len(value) != 1 or ord(value) > 127:
         raise ValueError(
-            f"{what} must be a single ASCII character, got {value!r}"
+            f"must be a single ASCII character, got {value!r}"
             + (' (write a tab as "\\t" in double quotes)' if value in ("\\t", "tab") else "")
         )
     if value in "\r\n":
-        raise ValueError(f"{what} cannot be a line break")
+        raise ValueError("cannot be a line break")
     return value
 
 
@@ -153,14 +154,14 @@ class CsvSourceConfig(ComponentConfig):
     @field_validator("delimiter", "decimal_point")
     @classmethod
     def _single_char(cls, value: str) -> str:
-        checked = _one_char(value, "must be", allow_none=False)
+        checked = _one_char(value, allow_none=False)
         assert checked is not None
         return checked
 
     @field_validator("quote", "escape")
     @classmethod
     def _optional_char(cls, value: str | None) -> str | None:
-        return _one_char(value, "must be", allow_none=True)
+        return _one_char(value, allow_none=True)
 
     @field_validator("encoding")
     @classmethod
@@ -168,7 +169,7 @@ class CsvSourceConfig(ComponentConfig):
         try:
             normalize_encoding(value, "encoding")
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise as_value_error(exc) from None
         return value
 
     @field_validator("types")
@@ -178,7 +179,7 @@ class CsvSourceConfig(ComponentConfig):
             try:
                 parse_type(type_name, f"types.{name}")
             except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+                raise ValueError(f"column {name!r}: {as_value_error(exc)}") from None
         return value
 
     @model_validator(mode="after")

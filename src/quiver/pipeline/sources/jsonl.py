@@ -24,6 +24,7 @@ from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, Ru
 from quiver.pipeline.files import (
     Compression,
     TextBlocks,
+    as_value_error,
     batches_in_thread,
     describe_bad_bytes,
     display_path,
@@ -86,7 +87,7 @@ class JsonlSourceConfig(ComponentConfig):
         try:
             normalize_encoding(value, "encoding")
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise as_value_error(exc) from None
         return value
 
     @field_validator("types")
@@ -96,7 +97,7 @@ class JsonlSourceConfig(ComponentConfig):
             try:
                 parse_type(type_name, f"types.{name}")
             except ConfigError as exc:
-                raise ValueError(str(exc)) from None
+                raise ValueError(f"column {name!r}: {as_value_error(exc)}") from None
         return value
 
 
