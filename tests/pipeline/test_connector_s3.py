@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,10 +127,13 @@ async def test_failed_upload_is_aborted_and_reported(
 ) -> None:
     options = {**s3_bucket.options, "bucket": "no-such-bucket-here", "key": "x.csv"}
     sink = build(S3Sink, {**options, "format": "csv"})
+    await sink.open(sales(2).schema, run_ctx)
+    await sink.write(sales(2))
+    folder = sink._folder
     with pytest.raises(PermanentError) as err:
-        await write_all(sink, [sales(2)], run_ctx)
+        await sink.commit()
     assert "NoSuchBucket" in str(err.value) and "bucket name" in err.value.details[0].fix
-    assert not [p for p in os.listdir(tempfile.gettempdir()) if p == sink._folder]
+    assert folder is not None and not os.path.exists(folder)
 
 
 async def test_no_matching_objects_is_an_error(
