@@ -711,7 +711,7 @@ class CsvSource:
             self._malformed(
                 state,
                 base + int(scan.lines[index]) + 1,
-                f"expected {expected} fields, found {count}",
+                _field_count_reason(expected, count),
                 raw=buf[scan.starts[index] : scan.ends[index]],
             )
         kept: np.ndarray = records[~bad]
@@ -781,7 +781,7 @@ class CsvSource:
         if bad_bytes is not None:
             return None, None, bad_bytes
         if m := _FIELD_COUNT.search(message):
-            return None, None, f"expected {m[1]} fields, found {m[2]}"
+            return None, None, _field_count_reason(int(m[1]), int(m[2]))
         if m := _COLUMN_ERROR.search(message):
             assert self.names is not None
             column = self.names[int(m[1])]
@@ -826,6 +826,10 @@ class CsvSource:
                 row={"__file": display_path(state.path), "__raw": text},
             )
         )
+
+
+def _field_count_reason(expected: int, found: int) -> str:
+    return f"expected {expected} field{'' if expected == 1 else 's'}, found {found}"
 
 
 def _first_line_end(buf: bytes) -> int:
