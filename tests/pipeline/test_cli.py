@@ -145,6 +145,19 @@ def test_validate_reports_javascript_syntax_errors_with_their_position(orders: P
     assert "bad.js:2:" in done.stderr and "SyntaxError" in done.stderr
 
 
+def test_run_checks_scripts_before_reading_any_data(orders: Path) -> None:
+    (orders / "t.py").write_text("def transform(row, ctx):\n    return row\n")
+    (orders / "r.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{python: {file: t.py, function: go}}]\n"
+        "sink: {csv: {path: out/o.csv}}\n"
+    )
+    done = quiver("run", "r.yaml", cwd=orders)
+    assert done.returncode == 2
+    assert "r.yaml:2:14 processors[0] python" in done.stderr and "no function 'go'" in done.stderr
+    assert not (orders / "out").exists()
+
+
 def test_dry_run_prints_rows_and_writes_nothing(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--dry-run", cwd=orders)
     assert done.returncode == 0, done.stderr

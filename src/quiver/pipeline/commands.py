@@ -111,6 +111,7 @@ def run_command(
 
     from quiver.pipeline.config import load_pipeline
     from quiver.pipeline.engine import Engine
+    from quiver.pipeline.preflight import check_pipeline
     from quiver.pipeline.progress import RunProgress, print_summary
     from quiver.pipeline.report import write_report
     from quiver.pipeline.runlog import RunLog
@@ -139,6 +140,18 @@ def run_command(
             )
         else:
             _print_errors(exc, error)
+        return EXIT_INVALID
+    problems = check_pipeline(spec)
+    if problems:
+        if log_format == "json":
+            RunLog(run_id, "json").event(
+                "invalid_pipeline",
+                f"{len(problems)} problem(s) found in {file}",
+                level="error",
+                errors=[d.render() for d in problems],
+            )
+        else:
+            _print_errors(ConfigError(problems), error)
         return EXIT_INVALID
     text = log_format == "text"
     log = RunLog(
@@ -231,21 +244,10 @@ def _print_dry_run(console: Any, result: Any, rows: int) -> None:
         console.print(view)
 
 
-def _settle(value: Any) -> Any:
-    """The value, or the result of running it when a component returned a coroutine."""
-    import asyncio
-    import inspect
-
-    return asyncio.run(value) if inspect.iscoroutine(value) else value
-
-
 def validate_command(file: str, variables: list[str]) -> int:
     """Body of ``quiver validate``: every problem at once, no data processed."""
-    import contextlib
-    import uuid
-
-    from quiver.pipeline.component import RunContext
     from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.preflight import check_pipeline
     from quiver.runtime.errors import ConfigError, ErrorDetail
 
     error = _console(stderr=True)
@@ -255,40 +257,7 @@ def validate_command(file: str, variables: list[str]) -> int:
         _print_errors(exc, error)
         error.print(f"{len(exc.details)} problem(s) found in {file}")
         return EXIT_INVALID
-    ctx = RunContext(uuid.uuid4().hex[:12], spec.base_dir, dict(spec.variables))
-    details: list[ErrorDetail] = list(spec.errors)
-    for step in spec.steps.values():
-        if step.info is None or step.config is None:
-            continue
-        try:
-            component = step.info.cls(step.config)
-        except ConfigError as exc:
-            details.extend(
-                ErrorDetail(d.message, f"{step.where} {d.where}".strip(), d.fix)
-                for d in exc.details
-            )
-            continue
-        except Exception as exc:
-            details.append(
-                ErrorDetail(f"{type(exc).__name__}: {exc}", step.where, "check the options")
-            )
-            continue
-        check = getattr(component, "check", None)
-        found: list[ErrorDetail] = []
-        if check is not None:
-            try:
-                found = list(_settle(check(ctx)) or [])
-            except Exception as exc:
-                found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
-        for d in found:
-            where = f"{step.where} {step.name}"
-            if d.where:
-                where += f" ({d.where})"
-            details.append(ErrorDetail(d.message, where, d.fix))
-        close = getattr(component, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                _settle(close())
+    details: list[ErrorDetail] = [*spec.errors, *check_pipeline(spec)]
     if details:
         _print_errors(ConfigError(details), error)
         error.print(f"{len(details)} problem(s) found in {file}")
