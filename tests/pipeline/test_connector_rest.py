@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sinks.rest import RestSink
-from quiver.pipeline.sources.rest import JsonPath, RestSource
+from quiver.pipeline.sources.rest import JsonPath, RestSource, retry_after_seconds
 from quiver.runtime.delivery import RetriesExhaustedError
 from quiver.runtime.errors import PermanentError, RetryableError
 
@@ -96,6 +96,13 @@ async def limited(request: Request) -> Response:
     return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "1"})
 
 
+async def busy_once(request: Request) -> Response:
+    STATE.times.append(time.monotonic())
+    if STATE.count("busy_once") == 1:
+        return JSONResponse({"error": "wait"}, status_code=429, headers={"Retry-After": "0.4"})
+    return JSONResponse(ITEMS[:1])
+
+
 async def drifting(request: Request) -> Response:
     return JSONResponse([{"id": 1}, {"id": 2, "surprise": True}])
 
@@ -127,6 +134,7 @@ APP = Starlette(
         Route("/secured", secured),
         Route("/limited", limited),
         Route("/drifting", drifting),
+        Route("/busy-once", busy_once),
         Route("/ingest", ingest, methods=["POST", "PUT"]),
     ]
 )
@@ -212,6 +220,18 @@ async def test_429_exhausts_retries_with_a_clear_error(api: str, run_ctx: RunCon
     with pytest.raises(RetriesExhaustedError) as err:
         await read_all(build(RestSource, options), run_ctx)
     assert "429" in str(err.value) and "Retry-After: 1" in str(err.value)
+
+
+async def test_retry_after_holds_the_next_attempt_back(api: str, run_ctx: RunContext) -> None:
+    options = {"url": f"{api}/busy-once", "retry": FAST_RETRY}
+    assert await ids(options, run_ctx) == [1]
+    assert len(STATE.times) == 2 and STATE.times[1] - STATE.times[0] >= 0.35
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after_seconds("2.5") == 2.5
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
 
 
 async def test_auth_header_comes_from_config_and_401_is_permanent(

@@ -106,6 +106,7 @@ class RestSink:
             except httpx.HTTPError as exc:
                 raise http_error(exc, None, self.where) from exc
             if response.status_code >= 300:
+                self.limiter.observe(response)
                 raise http_error(None, response, self.where)
             self.requests += 1
             self._current = (batch_id, offset + len(rows))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
+import email.utils
 import functools
 import re
 import time
@@ -35,11 +37,13 @@ from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 __all__ = [
     "HttpAuth",
     "JsonPath",
+    "RateLimiter",
     "RecordBatcher",
     "RestSource",
     "RestSourceConfig",
     "arrow_type",
     "http_error",
+    "retry_after_seconds",
 ]
 
 
@@ -391,19 +395,51 @@ def http_error(
 
 
 class RateLimiter:
-    """Spaces requests at least ``1 / rate`` seconds apart."""
+    """Spaces requests at least ``1 / rate`` seconds apart, and honours ``Retry-After``.
+
+    A 429 or 503 answer with ``Retry-After`` (seconds or an HTTP date, capped at
+    ``MAX_RETRY_AFTER``) holds the next request back until then; the retry itself is still
+    scheduled by :mod:`quiver.runtime.delivery`.
+    """
+
+    MAX_RETRY_AFTER = 300.0
 
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self.next_at = 0.0
 
     async def wait(self) -> None:
-        if not self.interval:
-            return
         now = time.monotonic()
         if self.next_at > now:
             await asyncio.sleep(self.next_at - now)
         self.next_at = max(now, self.next_at) + self.interval
+
+    def observe(self, response: httpx.Response) -> None:
+        """Note a ``Retry-After`` header of a 429/503 response."""
+        if response.status_code not in (429, 503):
+            return
+        delay = retry_after_seconds(response.headers.get("retry-after"))
+        if delay is not None:
+            until = time.monotonic() + min(delay, self.MAX_RETRY_AFTER)
+            self.next_at = max(self.next_at, until)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _next_link(header: str, rel: str) -> str | None:
@@ -444,6 +480,7 @@ class RestSource:
         except httpx.HTTPError as exc:
             raise http_error(exc, None, f"{self.cfg.method} {url}") from exc
         if response.status_code >= 300:
+            limiter.observe(response)
             raise http_error(None, response, f"{self.cfg.method} {url}")
         return response
 
