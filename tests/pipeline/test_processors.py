@@ -551,3 +551,23 @@ def test_validate_checks_typed_columns_without_going_through_text(run_ctx: RunCo
         {"n": 5, "x": decimal.Decimal("1.3"), "ok": True},
         {"n": None, "x": decimal.Decimal("4.0"), "ok": True},
     ]
+
+
+def test_sql_joins_extra_tables_loaded_from_files(run_ctx: RunContext, countries: str) -> None:
+    proc = make(
+        SqlProcessor,
+        {
+            "query": "select i.id, c.name as country_name from input i "
+            "left join countries c on i.country = c.code order by i.id",
+            "tables": {"countries": countries},
+        },
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [(r["id"], r["country_name"]) for r in rows_of(out)] == [
+        (1, "Germany"),
+        (2, None),
+        (3, "France"),
+        (4, "Germany"),
+    ]
+    missing = make(SqlProcessor, {"query": "select * from input", "tables": {"t": "no.csv"}})
+    assert "table 't' file not found" in missing.check(run_ctx)[0].message

@@ -8,19 +8,30 @@ may run in worker threads (DuckDB releases the GIL while it works).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from quiver.pipeline.component import LINE_COLUMN
 from quiver.pipeline.registry import suggest
-from quiver.runtime.errors import ErrorDetail, PermanentError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 
 Params = Sequence[Any] | dict[str, Any] | None
 
-__all__ = ["BatchSql", "parse_select", "quote_ident", "require_columns", "table_to_batch"]
+__all__ = [
+    "BatchSql",
+    "parse_select",
+    "quote_ident",
+    "read_table_file",
+    "require_columns",
+    "table_to_batch",
+]
 
 
 def quote_ident(name: str) -> str:
@@ -40,6 +51,31 @@ def require_columns(schema: pa.Schema, wanted: list[str]) -> None:
             "",
             f"the input columns are: {', '.join(names)}",
         )
+
+
+def read_table_file(
+    path: str, fmt: str = "auto", delimiter: str = ",", what: str = "table"
+) -> pa.Table:
+    """A whole CSV or Parquet file (``fmt`` ``auto`` goes by the extension) as a Table."""
+    if not os.path.exists(path):
+        folder = os.path.dirname(path) or "."
+        siblings = sorted(os.listdir(folder))[:20] if os.path.isdir(folder) else []
+        raise ConfigError.one(
+            f"{what} file not found",
+            path,
+            f"check the path (relative to the pipeline file); files there: "
+            f"{', '.join(siblings) or 'none'}",
+        )
+    if fmt == "auto":
+        fmt = "parquet" if Path(path).suffix.lower() in (".parquet", ".pq") else "csv"
+    try:
+        if fmt == "parquet":
+            return pq.read_table(path)
+        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigError.one(
+            f"cannot read the {what}: {exc}", path, "check the file format"
+        ) from exc
 
 
 def table_to_batch(table: pa.Table) -> pa.RecordBatch:

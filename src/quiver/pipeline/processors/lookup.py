@@ -17,13 +17,10 @@ unique. Row order is preserved. Keys of different types are compared as text.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from quiver.pipeline.component import (
@@ -38,6 +35,7 @@ from quiver.pipeline.config import resolve_path
 from quiver.pipeline.processors.batch_sql import (
     BatchSql,
     quote_ident,
+    read_table_file,
     require_columns,
     table_to_batch,
 )
@@ -92,27 +90,7 @@ class LookupProcessor:
         if self._table is not None:
             return self._table
         path = self._path(ctx)
-        if not os.path.exists(path):
-            siblings = sorted(os.listdir(os.path.dirname(path) or "."))[:20]
-            raise ConfigError.one(
-                "lookup file not found",
-                path,
-                f"check `file`; files there: {', '.join(siblings) or 'none'}",
-            )
-        fmt = self.cfg.format
-        if fmt == "auto":
-            fmt = "parquet" if Path(path).suffix.lower() in (".parquet", ".pq") else "csv"
-        try:
-            if fmt == "parquet":
-                table = pq.read_table(path)
-            else:
-                table = pacsv.read_csv(
-                    path, parse_options=pacsv.ParseOptions(delimiter=self.cfg.delimiter)
-                )
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ConfigError.one(
-                f"cannot read the lookup table: {exc}", path, "check the file format"
-            ) from exc
+        table = read_table_file(path, self.cfg.format, self.cfg.delimiter, "lookup table")
         right_keys = [r for _, r in self.pairs]
         missing = [k for k in right_keys if k not in table.schema.names]
         wanted = self.cfg.columns or [n for n in table.schema.names if n not in right_keys]

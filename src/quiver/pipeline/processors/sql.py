@@ -3,9 +3,14 @@
 ```yaml
 - sql: {query: "select *, total * 1.2 as gross from input where country <> 'XX'"}
 - sql: {file: transform.sql}
+- sql:
+    query: >
+      select i.*, c.name as country_name
+      from input i left join countries c on i.country = c.code
+    tables: {countries: countries.csv}
 ```
 The query runs once per batch, so it sees one batch at a time: row-wise work (projections,
-filters, CASE, string and date functions, joins with ``lookup`` tables) is exact; aggregates
+filters, CASE, string and date functions, joins with the extra ``tables``) is exact; aggregates
 apply per batch. ``quiver validate`` parses the query without running it. Keep ``__line`` in
 the output (``select *`` does) so that later row errors can point at input lines.
 """
@@ -19,7 +24,12 @@ from pydantic import Field, model_validator
 
 from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
 from quiver.pipeline.config import resolve_path
-from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, table_to_batch
+from quiver.pipeline.processors.batch_sql import (
+    BatchSql,
+    parse_select,
+    read_table_file,
+    table_to_batch,
+)
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["SqlConfig", "SqlProcessor"]
@@ -31,6 +41,11 @@ class SqlConfig(ComponentConfig):
     query: str | None = Field(default=None, description="SELECT statement reading `input`.")
     file: str | None = Field(
         default=None, description="File holding the query, relative to the pipeline file."
+    )
+    tables: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra tables the query may read: name -> CSV or Parquet file (loaded "
+        "once, into memory), e.g. `{countries: countries.csv}`.",
     )
 
     @model_validator(mode="after")
@@ -50,8 +65,14 @@ class SqlProcessor:
         self.cfg = cfg
         self._sql = BatchSql("sql")
         self._query: str | None = cfg.query
+        self._tables_loaded = False
 
     def _load(self, ctx: RunContext) -> str:
+        if not self._tables_loaded:
+            for name, file in self.cfg.tables.items():
+                path = resolve_path(file, ctx.base_dir)
+                self._sql.add_table(name, read_table_file(path, what=f"table '{name}'"))
+            self._tables_loaded = True
         if self._query is None:
             assert self.cfg.file is not None
             path = resolve_path(self.cfg.file, ctx.base_dir)
