@@ -165,7 +165,18 @@ class Registry:
         other = [k for k in KINDS if k != kind and name in self._specs[k]]
         hint = suggest(name, known)
         if other:
-            message = f"'{name}' is a {other[0]}, not a {kind}"
+            message = f"'{name}' is a {' and a '.join(other)}, not a {kind}"
+            roles = {
+                "source": "a step with no incoming connection is a source",
+                "processor": "a step with incoming and outgoing connections is a processor",
+                "sink": "a step with no outgoing connection is a sink",
+            }
+            raise ConfigError.one(
+                message,
+                where,
+                f"{roles[kind]}; use a {kind} here (known: {', '.join(known)}) or reconnect "
+                "the step",
+            )
         else:
             message = f"unknown {kind} '{name}'"
             if hint:
