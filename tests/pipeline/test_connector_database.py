@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -76,6 +77,37 @@ async def test_source_query_streams_in_batches_with_record_numbers(
     assert [b.num_rows for b in batches] == [300, 300, 300]
     assert batches[2].column(LINE_COLUMN).to_pylist()[-1] == 900
     assert batches[0].column("id").to_pylist()[0] == 101
+
+
+async def test_incremental_reads_only_rows_past_the_last_committed_value(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    table = test_db.table("events")
+    await test_db.query(f"CREATE TABLE {table} (id INTEGER, at TIMESTAMP, what VARCHAR(10))")
+    await test_db.query(
+        f"INSERT INTO {table} VALUES (1, '2024-01-01 10:00:00', 'a'), "
+        "(2, '2024-01-02 10:00:00', 'b')"
+    )
+    options = {
+        "url": test_db.url,
+        "query": f"SELECT id, at, what FROM {table} WHERE what <> '%'",
+        "incremental": {"column": "at", "state": "state/events.json"},
+    }
+
+    async def ids_read(commit: bool) -> list[int]:
+        source = build(DatabaseSource, options)
+        table_ = await read_all(source, run_ctx)
+        await (source.commit() if commit else source.abort())
+        return [int(v) for v in table_.column("id").to_pylist()] if table_.num_columns else []
+
+    assert await ids_read(commit=True) == [1, 2]
+    state = Path(run_ctx.base_dir) / "state" / "events.json"
+    assert "2024-01-02" in state.read_text()
+    await test_db.query(f"INSERT INTO {table} VALUES (3, '2024-01-03 10:00:00', 'c')")
+    assert await ids_read(commit=False) == [3]  # the run failed: the state stays
+    assert await ids_read(commit=True) == [3]
+    assert await ids_read(commit=True) == []
+    assert "2024-01-03" in state.read_text()
 
 
 async def test_create_refuses_an_existing_table_and_leaves_it_untouched(

@@ -88,6 +88,27 @@ sink: {{database: {{url: "${{DB}}", table: {table}, mode: replace}}}}
     assert await test_db.query(f"SELECT id, customer FROM {table}") == [(42, "kept")]
 
 
+async def test_incremental_export_writes_only_new_rows_each_run(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    table = test_db.table("events")
+    await test_db.query(f"CREATE TABLE {table} (id INTEGER, what VARCHAR(10))")
+    await test_db.query(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')")
+    yaml = f"""
+source:
+  database:
+    url: "${{DB}}"
+    table: {table}
+    incremental: {{column: id, state: state/events.json}}
+sink: {{jsonl: {{path: "out/${{N}}.jsonl"}}}}
+"""
+    first = await run(tmp_path, yaml, DB=test_db.url, N="1")
+    await test_db.query(f"INSERT INTO {table} VALUES (3, 'c')")
+    second = await run(tmp_path, yaml, DB=test_db.url, N="2")
+    assert (first.rows_written, second.rows_written) == (2, 1)
+    assert orjson.loads((tmp_path / "out" / "2.jsonl").read_text())["what"] == "c"
+
+
 async def test_queue_messages_are_acknowledged_only_when_the_run_commits(
     rabbit_queue: ScratchQueue, tmp_path: Path
 ) -> None:

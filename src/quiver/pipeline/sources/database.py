@@ -11,22 +11,42 @@ Each batch carries the ``__line`` column: the 1-based record number in the resul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
+import json
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
-__all__ = ["DatabaseSource", "DatabaseSourceConfig"]
+__all__ = ["DatabaseSource", "DatabaseSourceConfig", "IncrementalConfig"]
+
+
+class IncrementalConfig(BaseModel):
+    """Read only rows newer than the last run's: by an ever-growing cursor column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="Cursor column: an id, a timestamp, a version number.")
+    state: str = Field(
+        description="JSON file keeping the last value read, relative to the pipeline file; "
+        "written only when the run has committed."
+    )
+    inclusive: bool = Field(
+        False,
+        description="Read rows equal to the last value again (>=), for cursors that are not "
+        "unique; pair it with an upsert sink.",
+    )
 
 
 class DatabaseSourceConfig(ComponentConfig):
@@ -44,6 +64,9 @@ class DatabaseSourceConfig(ComponentConfig):
         None, description="SQL query whose rows are read. Exclusive with table."
     )
     batch_rows: int = Field(65_536, ge=1, description="Rows per batch handed to the next step.")
+    incremental: IncrementalConfig | None = Field(
+        None, description="Read only rows whose cursor column is past the last run's value."
+    )
 
     @model_validator(mode="after")
     def _table_or_query(self) -> DatabaseSourceConfig:
@@ -59,22 +82,71 @@ class DatabaseSource:
     def __init__(self, cfg: DatabaseSourceConfig) -> None:
         self.cfg = cfg
         self.url = parse_database_url(cfg.url)
+        self.state_path = ""
+        self.last: Any = None  # the cursor value of the previous run (incremental)
+        self.highest: Any = None  # the highest cursor value read in this run
 
-    def _query(self) -> str:
-        if self.cfg.query is not None:
-            return self.cfg.query
-        assert self.cfg.table is not None
+    def _query(self) -> tuple[str, tuple[Any, ...]]:
         quote_char = "`" if self.url.dialect == "mysql" else '"'
-        return f"SELECT * FROM {quote_table(self.cfg.table, quote_char)}"
+        if self.cfg.query is not None:
+            base = self.cfg.query
+        else:
+            assert self.cfg.table is not None
+            base = f"SELECT * FROM {quote_table(self.cfg.table, quote_char)}"
+        inc = self.cfg.incremental
+        if inc is None:
+            return base, ()
+        column = f"q.{quote_ident(inc.column, quote_char)}"
+        query = f"SELECT * FROM ({base}) q"
+        params: tuple[Any, ...] = ()
+        if self.last is not None:
+            if self.url.dialect == "mysql":  # with parameters, a literal % is written %%
+                query = query.replace("%", "%%")
+            mark = {"postgresql": "$1", "mysql": "%s", "sqlite": "?"}[self.url.dialect]
+            query += f" WHERE {column} {'>=' if inc.inclusive else '>'} {mark}"
+            params = (self.last,)
+        return f"{query} ORDER BY {column}", params
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        if self.cfg.incremental is not None:
+            self.state_path = os.path.join(ctx.base_dir, self.cfg.incremental.state)
+            self.last = read_cursor_state(self.state_path, self.cfg.incremental.column)
+            self.highest = self.last
         line = 0
         stream = self._mysql_batches() if self.url.dialect == "mysql" else self._adbc_batches(ctx)
         async for batch in stream:
+            if self.cfg.incremental is not None:
+                self._track(batch)
             for piece in _rebatch(batch, self.cfg.batch_rows):
                 numbers = pa.array(range(line + 1, line + piece.num_rows + 1), pa.int64())
                 line += piece.num_rows
                 yield piece.append_column(LINE_COLUMN, numbers)
+
+    def _track(self, batch: pa.RecordBatch) -> None:
+        assert self.cfg.incremental is not None
+        name = self.cfg.incremental.column
+        if name not in batch.schema.names:
+            raise PermanentError.one(
+                f"the incremental column {name!r} is not in the result {batch.schema.names}",
+                f"source database {self.url.redacted()}: incremental.column",
+                "name a column the table or query returns",
+            )
+        top = pc.max(batch.column(batch.schema.get_field_index(name))).as_py()
+        if top is not None and (self.highest is None or top > self.highest):
+            self.highest = top
+
+    async def commit(self) -> None:
+        """Remember the highest cursor value read: the sinks have committed these rows."""
+        if self.cfg.incremental is None or self.highest is None or self.highest == self.last:
+            return
+        await asyncio.to_thread(
+            write_cursor_state, self.state_path, self.cfg.incremental.column, self.highest
+        )
+        self.last = self.highest
+
+    async def abort(self) -> None:
+        """The run failed: the state file keeps the previous value, the rows are read again."""
+        self.highest = self.last
 
     # -- PostgreSQL and SQLite through ADBC -----------------------------------------------
 
@@ -82,9 +154,9 @@ class DatabaseSource:
         conn = await asyncio.to_thread(adbc_connect, self.url, ctx.base_dir)
         try:
             cur = conn.cursor()
-            query = self._query()
+            query, params = self._query()
             try:
-                await asyncio.to_thread(cur.execute, query)
+                await asyncio.to_thread(cur.execute, query, params or None)
                 reader = await asyncio.to_thread(cur.fetch_record_batch)
             except Exception as exc:
                 raise database_error(exc, self.url, f"query {query!r}") from exc
@@ -105,7 +177,7 @@ class DatabaseSource:
         import asyncmy
         from asyncmy.cursors import SSCursor
 
-        query = self._query()
+        query, params = self._query()
         try:
             conn = await asyncmy.connect(**mysql_connect_args(self.url))
         except Exception as exc:
@@ -113,7 +185,7 @@ class DatabaseSource:
         try:
             async with conn.cursor(SSCursor) as cur:
                 try:
-                    await cur.execute(query)
+                    await cur.execute(query, params or None)
                 except Exception as exc:
                     raise database_error(exc, self.url, f"query {query!r}") from exc
                 schema = mysql_result_schema(cur.description)
@@ -134,6 +206,80 @@ class DatabaseSource:
                     )
         finally:
             conn.close()
+
+
+# -- incremental state ------------------------------------------------------------------
+
+_ENCODE: list[tuple[type, str]] = [
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float"),
+    (decimal.Decimal, "decimal"),
+    (dt.datetime, "timestamp"),
+    (dt.date, "date"),
+    (str, "str"),
+]
+
+
+def read_cursor_state(path: str, column: str) -> Any:
+    """The cursor value saved by the last committed run, or None before the first one."""
+    if not os.path.exists(path):
+        return None
+    where = f"{path}: incremental state"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        kind, text = doc["type"], doc["value"]
+        saved_column = doc.get("column")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError.one(
+            f"unreadable state file: {exc}", where, "fix it, or delete it to read everything"
+        ) from None
+    if saved_column != column:
+        raise ConfigError.one(
+            f"the state file tracks column {saved_column!r}, not {column!r}",
+            where,
+            "delete the state file (the next run reads everything) or use another `state` path",
+        )
+    decode: dict[str, Any] = {
+        "bool": bool,
+        "int": int,
+        "float": float,
+        "decimal": decimal.Decimal,
+        "timestamp": dt.datetime.fromisoformat,
+        "date": dt.date.fromisoformat,
+        "str": str,
+    }
+    if kind not in decode:
+        raise ConfigError.one(f"unknown value type {kind!r}", where, "delete the state file")
+    return decode[kind](text)
+
+
+def write_cursor_state(path: str, column: str, value: Any) -> None:
+    """Save ``value`` atomically (write a temporary file, then rename it over the old one)."""
+    kind = next((name for t, name in _ENCODE if isinstance(value, t)), None)
+    if kind is None:
+        raise PermanentError.one(
+            f"cannot keep a cursor value of type {type(value).__name__}",
+            f"{path}: incremental state",
+            "use a numeric, date, timestamp or text column as the incremental column",
+        )
+    text = value.isoformat() if isinstance(value, dt.date) else value
+    if isinstance(value, decimal.Decimal):
+        text = str(value)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"column": column, "type": kind, "value": text}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 # -- shared database plumbing (the database sink uses the same rules) ----------------------
