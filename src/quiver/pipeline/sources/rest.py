@@ -118,11 +118,19 @@ class NextUrlPagination(_Model):
 class Pagination(_Model):
     """Exactly one pagination style."""
 
-    page: PagePagination | None = None
-    offset: OffsetPagination | None = None
-    cursor: CursorPagination | None = None
-    next_url: NextUrlPagination | None = None
-    link: LinkPagination | None = None
+    page: PagePagination | None = Field(None, description="Page numbers: ?page=1, 2, ...")
+    offset: OffsetPagination | None = Field(
+        None, description="Offsets: ?offset=0&limit=100, ?offset=100&limit=100, ..."
+    )
+    cursor: CursorPagination | None = Field(
+        None, description="A cursor read from each response, sent with the next request."
+    )
+    next_url: NextUrlPagination | None = Field(
+        None, description="The next page's URL, read from each response."
+    )
+    link: LinkPagination | None = Field(
+        None, description='The `Link: <url>; rel="next"` response header.'
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Pagination:
