@@ -475,3 +475,19 @@ async def test_an_escaped_line_break_stays_in_the_value(
     rows, errors, _ = await read(tmp_path, run_ctx, data, escape="\\", quote=None)
     assert errors == []
     assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [("1", "x\ny", 2), ("2", "z", 4)]
+
+
+async def test_select_keeps_some_columns_in_the_given_order(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b"id,name,total,note\n1,ann,2.5,x\n2,bob,oops,y\n3,cy,4\n"
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, select=["total", "id"], types={"total": "float"}
+    )
+    assert rows == [{"total": 2.5, "id": "1", LINE_COLUMN: 2}]
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (3, "column 'total': 'oops' is not a valid double"),
+        (4, "expected 4 fields, found 3"),
+    ]
+    with pytest.raises(PermanentError, match=r"did you mean 'total'\?"):
+        await read(tmp_path, run_ctx, data, select=["totl"])

@@ -100,6 +100,11 @@ class CsvSourceConfig(ComponentConfig):
         description="Column names. With `header: true` they replace the names in the header "
         "(whose record is skipped); their number must match the fields.",
     )
+    select: list[str] | None = Field(
+        None,
+        description="Columns to keep, in this order (all when unset); the others are "
+        "checked for the field count but never converted.",
+    )
     types: dict[str, str] = Field(
         default_factory=dict,
         description="Column types by name (str, int, float, bool, date, datetime, time, "
@@ -567,7 +572,10 @@ class CsvSource:
         expected = len(names)
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
-        for table, subset in self._parse(state, buf, scan, records, base, expected):
+        known = len(self._errors)
+        parsed = list(self._parse(state, buf, scan, records, base, expected))
+        self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
+        for table, subset in parsed:
             lines = scan.lines[subset] + (base + 1)
             table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
@@ -624,6 +632,16 @@ class CsvSource:
                     where,
                     f"the columns are {names}",
                 )
+            missing = [c for c in self.cfg.select or [] if c not in names]
+            if missing:
+                from quiver.pipeline.registry import suggest
+
+                hints = [h for h in (suggest(c, names) for c in missing) if h]
+                raise PermanentError.one(
+                    f"`select` names columns that the file does not have: {missing}",
+                    where,
+                    (hints[0] + " " if hints else "") + f"the columns are {names}",
+                )
             self.names = names
         elif names != self.names:
             raise PermanentError.one(
@@ -676,6 +694,8 @@ class CsvSource:
         }
         if types is not None:
             options["column_types"] = types
+        if d.select is not None:
+            options["include_columns"] = d.select
         if d.true_values is not None:
             options["true_values"] = d.true_values
         if d.false_values is not None:
