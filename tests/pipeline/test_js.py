@@ -634,3 +634,89 @@ def test_check_reports_top_level_errors_and_missing_entry_points(tmp_path: Path)
     assert "neither function process(context) nor function transform(row, ctx)" in detail.message
     ok = JsProcessor(JsProcessorConfig(script="function transform(r) { return r; }"))
     assert ok.check(RunContext("t", str(tmp_path))) == []
+
+
+# ------------------------------------------------------------------ more of the API
+
+
+async def test_validate_errors_lists_the_messages_so_far(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function process(context) {
+          context.validate.required(['missing_field']);
+          context.validate.businessRule(false, 'rule two');
+          context.output.setField('seen', context.validate.errors().join(' | '));
+          return true;
+        }""",
+        output_schema={"id": "long", "seen": "string"},
+    )
+    out = await js(orders(1))
+    assert rows(out.batch)[0]["seen"] == "required field 'missing_field' is missing | rule two"
+
+
+async def test_short_form_ctx_utilities(run_js: Any, tmp_path: Path) -> None:
+    (tmp_path / "codes.jsonl").write_text(
+        '{"code": 1, "label": "one"}\n{"code": 2, "label": "two"}\n'
+    )
+    js = run_js(
+        script="""
+        function transform(row, ctx) {
+          return {
+            id: row.id,
+            label: ctx.lookups.codes[String(row.id)].label,
+            guid_ok: /^[0-9a-f-]{36}$/.test(ctx.newGuid()),
+            year: ctx.formatDate(ctx.now(), 'yyyy'),
+            day: ctx.formatDate(Date.UTC(2020, 1, 29), 'ddd dd MMM'),
+          };
+        }""",
+        lookups={"codes": {"path": "codes.jsonl", "key": "code"}},
+    )
+    out = await js(orders(2))
+    got = rows(out.batch)
+    assert [(r["id"], r["label"], r["guid_ok"], r["day"]) for r in got] == [
+        (1, "one", True, "Sat 29 Feb"),
+        (2, "two", True, "Sat 29 Feb"),
+    ]
+    assert got[0]["year"] == str(dt.datetime.now(dt.UTC).year)
+
+
+async def test_a_killed_worker_is_replaced_and_the_next_batch_runs(run_js: Any) -> None:
+    import os
+    import signal
+
+    js = run_js(script="function transform(row) { return row; }", workers=1)
+    await js(orders(1))
+    runner = js.proc._runner
+    assert runner is not None
+    (pid,) = runner.pids()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(PermanentError, match="exited unexpectedly"):
+        await js(orders(2))
+    out = await js(orders(3))
+    assert [r["id"] for r in rows(out.batch)] == [1, 2, 3]
+    assert runner.pids() != [pid]
+
+
+async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_path: Path) -> None:
+    from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.engine import Engine
+
+    n = 6000
+    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(n)))
+    (tmp_path / "double.js").write_text(
+        "function transform(row) {\n"
+        "  for (var i = 0; i < (row.id * 31) % 500; i++) {}\n"
+        "  return {id: row.id, twice: row.id * 2};\n"
+        "}\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv, types: {id: int}, batch_rows: 700}}\n"
+        "processors:\n"
+        "  - js: {file: double.js, workers: 2, min_rows_per_worker: 100}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    result = await Engine(load_pipeline(tmp_path / "p.yaml"), workers=3).run()
+    assert result.status == "ok"
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "id,twice"
+    assert lines[1:] == [f"{i},{i * 2}" for i in range(n)]
