@@ -459,7 +459,6 @@ class CsvSource:
         self.files_done: list[str] = []
         self.skip_files: set[str] = set()
         self._errors: list[RowError] = []
-        self._where = ""
 
     # -- contract -----------------------------------------------------------------------------
 
@@ -583,6 +582,7 @@ class CsvSource:
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
         record = buf[scan.starts[first] : scan.ends[first]]
+        count = int(field_counts(buf, scan, self.dialect, np.array([first]))[0])
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(record),
@@ -592,7 +592,7 @@ class CsvSource:
                     null_values=[],
                     strings_can_be_null=False,
                     auto_dict_encode=False,
-                    column_types={f"f{i}": pa.string() for i in range(4096)},
+                    column_types={f"f{i}": pa.string() for i in range(count)},
                 ),
             )
         except pa.ArrowInvalid as exc:
@@ -650,7 +650,6 @@ class CsvSource:
                 "read files with different layouts in separate sources",
             )
         state.names = names
-        self._where = display_path(state.path)
 
     def _lock_types(self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray) -> None:
         assert self.names is not None
