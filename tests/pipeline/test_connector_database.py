@@ -15,7 +15,7 @@ from quiver.pipeline.sinks.database import DatabaseSink
 from quiver.pipeline.sources.database import DatabaseSource
 from quiver.runtime.errors import PermanentError, RetryableError
 
-from .conftest import ScratchDatabase, build, read_all, write_all
+from .conftest import PG_URL, ScratchDatabase, build, read_all, write_all
 
 
 def orders(ids: list[int], name: str = "n") -> pa.RecordBatch:
@@ -56,8 +56,23 @@ async def test_create_then_read_back_round_trips_types(
         decimal.Decimal("3.50"),
     ]
     assert table.column(LINE_COLUMN).to_pylist() == [1, 2, 3]
-    if test_db.dialect != "sqlite":  # SQLite has no timestamp type: it stores text
+    if test_db.dialect != "sqlite":  # SQLite has no timestamp or decimal type: it stores text
         assert table.column("placed").to_pylist()[0] == dt.datetime(2024, 1, 1, 12, 0, 1)
+        assert table.schema.field("total").type == pa.decimal128(10, 2)
+
+
+async def test_postgres_types_become_plain_arrow_types(run_ctx: RunContext) -> None:
+    query = (
+        "select 12.50::numeric(6,2) as price, 1.5::numeric as free, "
+        "'00000000-0000-0000-0000-00000000002a'::uuid as id, '{\"a\": 1}'::jsonb as doc"
+    )
+    source = build(DatabaseSource, {"url": PG_URL, "query": query})
+    table = await read_all(source, run_ctx)
+    assert table.schema.field("price").type == pa.decimal128(6, 2)
+    assert table.column("price").to_pylist() == [decimal.Decimal("12.50")]
+    assert table.column("free").to_pylist() == ["1.5"]
+    assert table.column("id").to_pylist() == ["00000000-0000-0000-0000-00000000002a"]
+    assert table.column("doc").to_pylist() == ['{"a": 1}']
 
 
 async def test_source_query_streams_in_batches_with_record_numbers(

@@ -17,6 +17,7 @@ import decimal
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -380,23 +381,38 @@ def _rebatch(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
 
 
 def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Turn driver extension types into plain Arrow types (PostgreSQL numeric -> decimal)."""
-    if not any(isinstance(f.type, pa.ExtensionType) for f in batch.schema):
+    """Turn driver extension types into plain Arrow types every sink can write.
+
+    PostgreSQL ``numeric(p,s)`` becomes a decimal (an unconstrained ``numeric`` stays exact
+    text), ``uuid`` its canonical text, ``json``/``jsonb`` text; other driver-specific types
+    keep their storage (cast them to text in the query when a sink cannot write bytes).
+    """
+    if not any(isinstance(f.type, pa.BaseExtensionType) for f in batch.schema):
         return batch
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     for array, f in zip(batch.columns, batch.schema, strict=True):
-        if isinstance(f.type, pa.ExtensionType):
-            storage = array.storage
-            target = _numeric_type(f)
-            if target is not None:
-                storage = pc.cast(storage, target)
-            arrays.append(storage)
-            fields.append(pa.field(f.name, storage.type, f.nullable))
+        if isinstance(f.type, pa.BaseExtensionType):
+            plain = _plain_array(array, f)
+            arrays.append(plain)
+            fields.append(pa.field(f.name, plain.type, f.nullable, f.metadata))
         else:
             arrays.append(array)
             fields.append(f)
     return pa.record_batch(arrays, schema=pa.schema(fields))
+
+
+def _plain_array(array: pa.Array, f: pa.Field) -> pa.Array:
+    storage = array.storage
+    if f.type.extension_name == "arrow.uuid":
+        return pa.array(
+            [None if b is None else str(uuid.UUID(bytes=b)) for b in storage.to_pylist()],
+            pa.string(),
+        )
+    target = _numeric_type(f)
+    if target is not None:
+        return pc.cast(storage, target)
+    return storage
 
 
 def _numeric_type(f: pa.Field) -> pa.DataType | None:
