@@ -192,6 +192,31 @@ def test_orders_report_counts_every_row_once(orders_run: OrdersRun) -> None:
     assert "rejected" in orders_run.run.stderr
 
 
+def test_rows_the_source_cannot_read_go_to_the_rejects_with_their_line(
+    tmp_path: Path, quiver: QuiverRunner
+) -> None:
+    (tmp_path / "in.csv").write_text(
+        'id,name,qty\n1,a,5\n2,"b, with comma",6\n3,c,7,EXTRA\n4,"multi\nline",8\n5,e\n6,f,9\n',
+        encoding="utf-8",
+    )
+    write_pipeline(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in.csv"}},
+            "sink": {"csv": {"path": "out/out.csv"}},
+            "on_error": {"policy": "reject", "rejects": "out/rejects.csv"},
+        },
+    )
+    run = quiver("run", "pipeline.yaml", "--strict")
+    assert run.code == 3, run.explain()
+    assert [r["id"] for r in read_csv(tmp_path / "out" / "out.csv")] == ["1", "2", "4", "6"]
+    rejects = read_csv(tmp_path / "out" / "rejects.csv")
+    assert [(r["step"], r["line"]) for r in rejects] == [("source", "4"), ("source", "7")]
+    assert "expected 3 fields, found 4" in rejects[0]["reason"]
+    assert "expected 3 fields, found 2" in rejects[1]["reason"]
+    assert "3,c,7,EXTRA" in rejects[0]["row"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Graph form: fan-out to two sinks and a named route output
 # ---------------------------------------------------------------------------------------------
