@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests: run the installed ``quiver`` command in a subprocess, as a
+"""Fixtures of the end-to-end tests: run the installed ``quiver`` command in a subprocess, as a
 user would, inside the test's own temporary directory, and read what it wrote.
 """
 
