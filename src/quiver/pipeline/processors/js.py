@@ -17,9 +17,12 @@ import asyncio
 import json
 import math
 import os
+import queue
 import re
+import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,25 +298,55 @@ class _InProcess:
     """``workers: 0``: one isolate in this process.
 
     A V8 context must be created, used and closed on one thread (closing it from another
-    thread crashes the process), so the isolate lives on a thread of its own.
+    thread crashes the process), so the isolate lives on a daemon thread of its own, which
+    stays available to close it even while the interpreter exits.
     """
 
     def __init__(self, options: IsolateOptions) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiver-js-v8")
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="quiver-js-v8", daemon=True)
+        self._thread.start()
         try:
-            self.isolate = self._thread.submit(Isolate, options).result()
+            self.isolate: Isolate = self._call(lambda: Isolate(options))
         except BaseException:
-            self._thread.shutdown(wait=False)
+            self._jobs.put(None)
             raise
         self.style = self.isolate.style
         self.size = 1
+        self._closed = False
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        future: Future[Any] = Future()
+        self._jobs.put((fn, future))
+        return future.result()
 
     def run(self, batch: pa.RecordBatch) -> DecodedBatch:
-        return self._thread.submit(self.isolate.run, batch).result()
+        result: DecodedBatch = self._call(lambda: self.isolate.run(batch))
+        return result
 
     def close(self) -> None:
-        self._thread.submit(self.isolate.close).result()
-        self._thread.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._call(self.isolate.close)
+            self._jobs.put(None)
+            self._thread.join(timeout=5)
 
 
 _ABORT_FIXES = {
