@@ -186,3 +186,13 @@ async def test_sink_writes_json_types_and_drops_the_line_column(
         },
         {"id": 2, "day": "2024-01-03", "tags": [], "raw": ""},
     ]
+
+
+async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: RunContext) -> None:
+    data = b'{"t": "07:30:00"}\n{"t": "25:00:00"}\n{"t": "7h30"}\n{"t": "23:59:59.5"}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"t": "time"})
+    assert [r["t"] for r in rows] == [dt.time(7, 30), dt.time(23, 59, 59, 500000)]
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (2, "'25:00:00' is not a valid time of day"),
+        (3, "'7h30' is not a valid time (HH:MM:SS[.fraction])"),
+    ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import math
 import os
 import tempfile
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +253,45 @@ def test_any_input_is_read_or_rejected_never_crashing(
     again = asyncio.run(read_all(whole, ctx))
     assert again.to_pylist() == back.to_pylist()
     assert [(e.line, e.reason) for e in whole.take_errors()] == [(e.line, e.reason) for e in errors]
+
+
+TYPED = pa.table(
+    {
+        "i": pa.array([1, None, -(2**63)], pa.int64()),
+        "f": [1.5, 1e300, -0.0],
+        "b": [True, False, None],
+        "d": [dt.date(2024, 1, 2), None, dt.date(1, 1, 1)],
+        "ts": [dt.datetime(2024, 1, 2, 3, 4, 5, 6), None, dt.datetime(1999, 12, 31)],
+        "dec": pa.array([Decimal("1.23"), None, Decimal("-0.01")], pa.decimal128(10, 2)),
+        "tm": [dt.time(1, 2, 3, 4), None, dt.time(0, 0)],
+        "tz": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5)] * 3, pa.timestamp("us", "UTC")),
+    }
+)
+TYPE_NAMES = {
+    "i": "int",
+    "f": "float",
+    "b": "bool",
+    "d": "date",
+    "ts": "datetime",
+    "dec": "decimal(10,2)",
+    "tm": "time",
+    "tz": "datetimetz",
+}
+
+
+def test_typed_columns_round_trip_through_csv_with_declared_types() -> None:
+    ctx, _ = context()
+    asyncio.run(write(build(CsvSink, {"path": "typed.csv"}), TYPED, ctx))
+    source = build(CsvSource, {"path": "typed.csv", "types": TYPE_NAMES})
+    back = asyncio.run(read_all(source, ctx))
+    assert source.take_errors() == []
+    assert without_line(back).equals(TYPED)
+
+
+def test_typed_columns_round_trip_through_jsonl_with_declared_types() -> None:
+    ctx, _ = context()
+    asyncio.run(write(build(JsonlSink, {"path": "typed.jsonl"}), TYPED, ctx))
+    source = build(JsonlSource, {"path": "typed.jsonl", "types": TYPE_NAMES})
+    back = asyncio.run(read_all(source, ctx))
+    assert source.take_errors() == []
+    assert without_line(back).equals(TYPED)

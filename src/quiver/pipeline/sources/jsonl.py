@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import Field, field_validator
 
@@ -317,7 +318,7 @@ class JsonlSource:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
                 if table.schema != self.schema:
-                    table = table.select(self.schema.names).cast(self.schema)
+                    table = _conform(table, self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
@@ -374,6 +375,48 @@ class JsonlSource:
                 row={"__file": display_path(path), "__raw": text},
             )
         )
+
+
+_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s column order and types (text to time parsed here, as
+    Arrow has no such cast); a value that does not convert raises ArrowInvalid."""
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if column.type != field.type:
+            if pa.types.is_time(field.type) and pa.types.is_string(column.type):
+                column = _parse_times(column.combine_chunks(), field.type)
+            else:
+                column = column.cast(field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parse_times(text: pa.Array, kind: pa.DataType) -> pa.Array:
+    ok = pc.match_substring_regex(text, _TIME.pattern)
+    if not pc.all(pc.or_kleene(ok, pc.is_null(text))).as_py():
+        bad = text.filter(pc.invert(pc.fill_null(ok, True)))[0].as_py()
+        raise pa.ArrowInvalid(f"{bad!r} is not a valid time (HH:MM:SS[.fraction])")
+
+    def part(start: int, stop: int) -> pa.Array:
+        return pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
+
+    fraction = pc.utf8_rpad(pc.utf8_slice_codeunits(text, 9, 18), 9, "0")
+    nanos = pc.add(
+        pc.multiply(
+            pc.add(pc.multiply(pc.add(pc.multiply(part(0, 2), 60), part(3, 5)), 60), part(6, 8)),
+            1_000_000_000,
+        ),
+        pc.cast(fraction, pa.int64()),
+    )
+    day = 86_400 * 1_000_000_000
+    if pc.any(pc.greater_equal(nanos, day)).as_py():
+        bad = text.filter(pc.fill_null(pc.greater_equal(nanos, day), False))[0].as_py()
+        raise pa.ArrowInvalid(f"{bad!r} is not a valid time of day")
+    return pc.cast(pc.cast(nanos, pa.time64("ns")), kind, safe=False)
 
 
 def _read_type(kind: pa.DataType) -> pa.DataType:
