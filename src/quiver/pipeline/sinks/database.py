@@ -115,6 +115,7 @@ class DatabaseSink:
         self._backend: _Backend | None = None
         self._seq = 0
         self.columns: list[str] = []
+        self.schema = pa.schema([])
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         names = [n for n in schema.names if n != LINE_COLUMN]
@@ -127,6 +128,7 @@ class DatabaseSink:
             )
         self.columns = names
         empty = _plain(schema.empty_table())
+        self.schema = empty.schema
         backend: _Backend = (
             _MysqlBackend(self) if self.url.dialect == "mysql" else _AdbcBackend(self, ctx)
         )
@@ -279,29 +281,27 @@ class _AdbcBackend(_Backend):
         return {r[0]: r[1] for r in rows} or None
 
     def _create_target(self) -> None:
-        empty = self._empty_target()
+        empty = self.s.schema.empty_table()
+        if self.sqlite:
+            empty = _sqlite_types(empty)
         cur = self.conn.cursor()
         try:
             cur.adbc_ingest(self.s.table, empty, mode="create", db_schema_name=self.s.db_schema)
         finally:
             cur.close()
+        if not self.sqlite:  # ADBC creates an unconstrained numeric: keep precision and scale
+            for f in self.s.schema:
+                if pa.types.is_decimal(f.type):
+                    self._sql(
+                        f"ALTER TABLE {self._target()} ALTER COLUMN {_pg(f.name)} "
+                        f"TYPE numeric({min(f.type.precision, 1000)}, {f.type.scale})"
+                    )
         if self.s.cfg.mode == "upsert":
             index = _pg(f"{self.s.table}_quiver_key")
             if self.sqlite and self.s.db_schema:
                 index = f"{_pg(self.s.db_schema)}.{index}"
             keys = ", ".join(_pg(k) for k in self.s.cfg.keys)
             self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
-
-    def _empty_target(self) -> pa.Table:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(f"SELECT * FROM {self._stage()} WHERE 1 = 0")
-            table: pa.Table = cur.fetch_arrow_table()
-        finally:
-            cur.close()
-        if _SEQ in table.column_names:
-            table = table.drop_columns([_SEQ])
-        return table
 
     def _commit(self) -> None:
         mode = self.s.cfg.mode

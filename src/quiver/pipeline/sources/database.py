@@ -189,7 +189,9 @@ class DatabaseSource:
                     await cur.execute(query, params or None)
                 except Exception as exc:
                     raise database_error(exc, self.url, f"query {query!r}") from exc
-                schema = mysql_result_schema(cur.description)
+                fields = getattr(getattr(cur, "_result", None), "fields", None) or []
+                unsigned = [bool(getattr(f, "flags", 0) & _UNSIGNED_FLAG) for f in fields]
+                schema = mysql_result_schema(cur.description, unsigned or None)
                 while True:
                     try:
                         rows = await cur.fetchmany(self.cfg.batch_rows)
@@ -426,19 +428,33 @@ def _numeric_type(f: pa.Field) -> pa.DataType | None:
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
 
 
-def mysql_result_schema(description: Sequence[Sequence[Any]]) -> pa.Schema:
-    """Arrow schema of a MySQL result from the cursor description (type codes, sizes)."""
+_UNSIGNED_FLAG = 32  # MySQL column flag
+
+
+def mysql_result_schema(
+    description: Sequence[Sequence[Any]], unsigned: Sequence[bool] | None = None
+) -> pa.Schema:
+    """Arrow schema of a MySQL result from the cursor description (type codes, sizes).
+
+    ``unsigned`` (from the column flags) makes DECIMAL precisions exact: the reported length
+    counts a sign character for signed columns and a decimal point when there is a scale.
+    """
     from asyncmy.constants import FIELD_TYPE as T
 
     fields = []
-    for name, type_code, _size, length, precision, scale, _null in description:
-        if type_code in (T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG, T.YEAR):
-            arrow: pa.DataType = pa.int64()
+    for i, (name, type_code, _size, length, precision, scale, _null) in enumerate(description):
+        if type_code == T.LONGLONG and unsigned is not None and unsigned[i]:
+            arrow: pa.DataType = pa.uint64()
+        elif type_code in (T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG, T.YEAR):
+            arrow = pa.int64()
         elif type_code in (T.FLOAT, T.DOUBLE):
             arrow = pa.float64()
         elif type_code in (T.DECIMAL, T.NEWDECIMAL):
-            digits = int(precision or length or 38)
-            arrow = pa.decimal128(min(max(digits, 1), 38), int(scale or 0))
+            digits = int(length or precision or 38) - (1 if scale else 0)
+            if unsigned is not None and not unsigned[i]:
+                digits -= 1  # the sign
+            digits = min(max(digits, int(scale or 0), 1), 76)
+            arrow = (pa.decimal128 if digits <= 38 else pa.decimal256)(digits, int(scale or 0))
         elif type_code in (T.DATE, T.NEWDATE):
             arrow = pa.date32()
         elif type_code in (T.DATETIME, T.TIMESTAMP):
