@@ -720,3 +720,25 @@ async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_pa
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "id,twice"
     assert lines[1:] == [f"{i},{i * 2}" for i in range(n)]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
+    run_js: Any, workers: int
+) -> None:
+    values = ["plain", "", "Zoë 🚀", None, 'quote " and \\ backslash', "x" * 40, "last"]
+    ascii_only = ["a", "", "bb", "ccc", 'q"\\', "d" * 30, "e"]
+    batch = pa.RecordBatch.from_pydict(
+        {"mixed": values, "ascii": ascii_only, "n": list(range(len(values)))}
+    )
+    js = run_js(
+        script="function transform(row) { return {n: row.n, m: row.mixed, a: row.ascii, "
+        "len: row.ascii.length}; }",
+        workers=workers,
+    )
+    for part in (batch, batch.slice(2, 4)):
+        out = await js(part)
+        got = rows(out.batch)
+        assert [r["m"] for r in got] == part.column(0).to_pylist()
+        assert [r["a"] for r in got] == part.column(1).to_pylist()
+        assert [r["len"] for r in got] == [len(v) for v in part.column(1).to_pylist()]

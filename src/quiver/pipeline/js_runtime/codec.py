@@ -123,7 +123,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot pass a value of type {type(value).__name__} to JavaScript")
 
 
-def _column_for_js(col: pa.Array) -> tuple[str, list[Any]]:
+def _column_for_js(col: pa.Array) -> tuple[str, Any]:
     """(kind, values) of one column as JavaScript will see it."""
     t = col.type
     if pa.types.is_dictionary(t):
@@ -137,8 +137,29 @@ def _column_for_js(col: pa.Array) -> tuple[str, list[Any]]:
     if pa.types.is_date(t) or pa.types.is_time(t):
         return "s", col.cast(pa.string()).to_pylist()
     if pa.types.is_large_string(t):
-        return "s", col.cast(pa.string()).to_pylist()
-    return ("s" if pa.types.is_string(t) else "n"), col.to_pylist()
+        col = col.cast(pa.string())
+        t = col.type
+    if pa.types.is_string(t):
+        slab = _ascii_slab(col)
+        return ("s", col.to_pylist()) if slab is None else ("s", slab)
+    if (pa.types.is_integer(t) or pa.types.is_floating(t)) and col.null_count == 0:
+        return "n", col.to_numpy()
+    return "n", col.to_pylist()
+
+
+def _ascii_slab(col: pa.Array) -> Any:
+    """An ASCII string column without nulls as ``{"d": all text, "l": lengths}``: one JSON
+    string instead of one per row (the driver cuts it back into values)."""
+    if col.null_count or len(col) == 0 or not pc.all(pc.string_is_ascii(col)).as_py():
+        return None
+    import numpy as np
+
+    all_offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
+    offsets = all_offsets[col.offset : col.offset + len(col) + 1]
+    data = col.buffers()[2]
+    first, last = int(offsets[0]), int(offsets[-1])
+    text = data.to_pybytes()[first:last].decode("ascii") if data is not None else ""
+    return {"d": text, "l": np.diff(offsets)}
 
 
 def encode_input(
@@ -152,7 +173,7 @@ def encode_input(
     names: list[str] = []
     kinds: list[str] = []
     labels: list[str] = []
-    cols: list[list[Any]] = []
+    cols: list[Any] = []
     types: list[pa.DataType] = []
     lines: list[Any] | None = None
     for name, col in zip(batch.schema.names, batch.columns, strict=True):
@@ -179,7 +200,7 @@ def encode_input(
         "cols": cols,
         "lines": lines,
     }
-    return orjson.dumps(doc, default=_json_default), types
+    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY), types
 
 
 @dataclass

@@ -700,6 +700,18 @@
 
     run: function (inputJson) {
       var input = JSON.parse(inputJson);
+      var cols = input.cols;
+      for (var c = 0; c < cols.length; c++) {
+        var slab = cols[c];
+        if (slab !== null && !Array.isArray(slab)) {   // {d: text, l: lengths}: cut it up
+          var d = slab.d, l = slab.l, n = l.length, values = new Array(n), at = 0;
+          for (var i = 0; i < n; i++) {
+            values[i] = d.substring(at, at + l[i]);
+            at += l[i];
+          }
+          cols[c] = values;
+        }
+      }
       logs = [];
       logsDropped = 0;
       var out = new Collector(outFields, input);
