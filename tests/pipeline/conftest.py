@@ -1,4 +1,4 @@
-"""Shared fixtures of the pipeline tests: a run context, per-test databases, helpers to drive
+"""Shared fixtures of the pipeline tests: a run context, per-test databases, functions that drive
 components directly through their contract (sources yield batches, sinks open/write/commit).
 """
 
