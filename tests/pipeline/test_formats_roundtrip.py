@@ -78,6 +78,7 @@ def without_line(table: pa.Table) -> pa.Table:
     encoding=st.sampled_from(["utf-8", "utf-16", "utf-8-sig"]),
     block_size=st.integers(1, 200),
     compressed=st.booleans(),
+    quote=st.sampled_from(['"', "'", "`"]),
 )
 def test_csv_sink_then_source_is_lossless(
     table: pa.Table,
@@ -87,10 +88,11 @@ def test_csv_sink_then_source_is_lossless(
     encoding: str,
     block_size: int,
     compressed: bool,
+    quote: str,
 ) -> None:
     ctx, _ = context()
     path = "out/data.csv" + (".zst" if compressed else "")
-    options = {"path": path, "delimiter": delimiter, "encoding": encoding}
+    options = {"path": path, "delimiter": delimiter, "encoding": encoding, "quote": quote}
     sink = build(CsvSink, {**options, "quoting": quoting, "line_terminator": terminator})
     asyncio.run(write(sink, table, ctx))
     source = build(CsvSource, {**options, "block_size": block_size})
