@@ -130,8 +130,11 @@ async def test_create_refuses_an_existing_table_and_leaves_it_untouched(
 ) -> None:
     options = {"url": test_db.url, "table": test_db.table("orders"), "mode": "create"}
     await write_all(build(DatabaseSink, options), [orders([1])], run_ctx)
+    again = build(DatabaseSink, options)
     with pytest.raises(PermanentError, match="already exists"):
-        await write_all(build(DatabaseSink, options), [orders([7])], run_ctx)
+        await write_all(again, [orders([7])], run_ctx)
+    with pytest.raises(PermanentError, match="nothing to commit"):
+        await again.commit()  # a retried commit cannot write what was rolled back
     assert await rows(test_db, "orders") == [(1, "n1")]
 
 

@@ -136,6 +136,25 @@ async def test_failed_upload_is_aborted_and_reported(
     assert folder is not None and not os.path.exists(folder)
 
 
+async def test_upload_retried_after_a_connection_failure_succeeds(
+    s3_bucket: ScratchBucket, run_ctx: RunContext
+) -> None:
+    endpoint = s3_bucket.options["endpoint_url"]
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    sink = build(
+        S3Sink, {**s3_bucket.options, "endpoint_url": unreachable, "key": "r.csv", "format": "csv"}
+    )
+    await sink.open(sales(3).schema, run_ctx)
+    await sink.write(sales(3))
+    with pytest.raises(RetryableError, match="unreachable"):
+        await sink.commit()
+    assert s3_bucket.keys() == []
+    sink.cfg.endpoint_url = endpoint  # the storage is back
+    await sink.commit()  # what the engine's retry of the commit does
+    assert s3_bucket.read("r.csv").decode().count("\n") == 4
+    assert sink._folder is None
+
+
 async def test_no_matching_objects_is_an_error(
     s3_bucket: ScratchBucket, run_ctx: RunContext
 ) -> None:

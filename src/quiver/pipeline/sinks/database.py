@@ -41,7 +41,13 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.runtime.errors import (
+    ConfigError,
+    ErrorDetail,
+    PermanentError,
+    QuiverError,
+    RetryableError,
+)
 from quiver.sql.url import parse_database_url
 
 __all__ = ["DatabaseSink", "DatabaseSinkConfig"]
@@ -159,9 +165,28 @@ class DatabaseSink:
             await self._backend.write(self._staged(table))
 
     async def commit(self) -> None:
-        assert self._backend is not None, "commit() before open()"
         backend, self._backend = self._backend, None
-        await backend.commit()
+        if backend is None:
+            raise PermanentError.one(
+                "nothing to commit: the run's staged rows are gone after a failed commit",
+                f"sink database {self.cfg.table}",
+                "check the table, then run the pipeline again",
+            )
+        try:
+            await backend.commit()
+        except RetryableError as exc:
+            # The staging table lived on the failed connection: retrying cannot help.
+            raise PermanentError(
+                [
+                    *exc.details,
+                    ErrorDetail(
+                        "the connection failed while moving the rows into the table; the "
+                        "transaction was not confirmed",
+                        f"sink database {self.cfg.table}",
+                        "check whether the rows arrived, then run the pipeline again",
+                    ),
+                ]
+            ) from exc
 
     async def abort(self) -> None:
         backend, self._backend = self._backend, None

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, RunContext, sink
 from quiver.pipeline.sources.s3 import FormatOption, S3Connection, build_format, s3_client, s3_error
+from quiver.runtime.errors import PermanentError, RetryableError
 
 __all__ = ["S3Sink", "S3SinkConfig"]
 
@@ -76,15 +77,27 @@ class S3Sink:
         await self._inner.write(batch)
 
     async def commit(self) -> None:
-        assert self._inner is not None, "commit() before open()"
-        inner, self._inner = self._inner, None
+        """Finish the file, then upload it; a failed upload may be retried by calling again."""
+        if self._inner is not None:
+            inner, self._inner = self._inner, None
+            try:
+                await inner.commit()
+            except BaseException:
+                await self._discard()
+                raise
+        if self._folder is None:
+            raise PermanentError.one(
+                "nothing to upload: the run was aborted", self.where, "run the pipeline again"
+            )
         try:
-            await inner.commit()
             await asyncio.to_thread(self._upload)
-        except BaseException as exc:
+        except Exception as exc:
+            error = s3_error(exc, self.where, "uploading")
+            if not isinstance(error, RetryableError):
+                await self._discard()
+            raise error from exc  # a retryable failure keeps the file for the next attempt
+        except BaseException:
             await self._discard()
-            if isinstance(exc, Exception):
-                raise s3_error(exc, self.where, "uploading") from exc
             raise
         await self._discard()
 
