@@ -2,7 +2,9 @@
 
 Runs the same script over the same in-memory batches with the isolate in this process
 (``workers: 0``, the single-isolate baseline), then with 1 and N worker processes, and prints
-rows/s for each, plus the worker start-up time. The batches are built before timing, so the
+rows/s for each, plus the worker start-up time. On a shared machine wall-clock rates depend on
+what else runs, so it also prints rows per CPU-second (this process and its workers, read
+from /proc) and the load average. The batches are built before timing, so the
 figure is the processor's own (JSON exchange + V8 + Arrow rebuild), not CSV parsing.
 
     .venv/bin/python benchmarks/js_bench.py [--rows 1000000] [--batch-rows 65536] [--workers N]
@@ -18,6 +20,7 @@ import time
 import pyarrow as pa
 
 from quiver.pipeline.component import RunContext
+from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
 
 SCRIPT = """
@@ -69,10 +72,23 @@ def make_batches(rows: int, batch_rows: int) -> list[pa.RecordBatch]:
     return out
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (Linux /proc); 0 where unavailable."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def measure(
     batches: list[pa.RecordBatch], workers: int, script: str, in_flight: int, **options: object
-) -> tuple[float, float]:
-    """(start-up seconds, rows per second) for one configuration."""
+) -> tuple[float, float, float]:
+    """(start-up seconds, rows per second, rows per CPU-second) for one configuration."""
     proc = JsProcessor(JsProcessorConfig(script=script, workers=workers, **options))  # type: ignore[arg-type]
     ctx = RunContext("bench", os.getcwd())
     t0 = time.perf_counter()
@@ -80,6 +96,8 @@ async def measure(
     startup = time.perf_counter() - t0
     await proc.process(batches[0], ctx)  # warm up V8's JIT
     rows = sum(b.num_rows for b in batches)
+    pids = [os.getpid()] + (proc._runner.pids() if isinstance(proc._runner, WorkerPool) else [])
+    cpu0 = _cpu_seconds(pids)
     t0 = time.perf_counter()
     pending: list[asyncio.Task[object]] = []
     for b in batches:
@@ -89,8 +107,9 @@ async def measure(
     for task in pending:
         await task
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds(pids) - cpu0
     await proc.close()
-    return startup, rows / seconds
+    return startup, rows / seconds, rows / cpu if cpu > 0 else 0.0
 
 
 async def main() -> None:
@@ -103,7 +122,8 @@ async def main() -> None:
     batches = make_batches(args.rows, args.batch_rows)
     print(
         f"js transform, 3 derived fields, {args.rows:,} rows x 10 columns, "
-        f"batches of {args.batch_rows:,}, {os.cpu_count()} cores"
+        f"batches of {args.batch_rows:,}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     cases = [
         ("one isolate in process (baseline)", 0, SCRIPT, 1),
@@ -125,8 +145,11 @@ async def main() -> None:
                 "full_name": "string",
                 "is_large": "boolean",
             }
-        startup, rate = await measure(batches, workers, script, in_flight, **options)
-        print(f"  {label:<48} {rate:>12,.0f} rows/s   (start-up {startup * 1000:,.0f} ms)")
+        startup, rate, per_cpu = await measure(batches, workers, script, in_flight, **options)
+        print(
+            f"  {label:<48} {rate:>10,.0f} rows/s  {per_cpu:>10,.0f} rows/CPU-s  "
+            f"(start-up {startup * 1000:,.0f} ms)"
+        )
 
 
 if __name__ == "__main__":
