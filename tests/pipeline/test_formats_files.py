@@ -236,3 +236,19 @@ def test_quiver_run_reads_stdin_and_writes_stdout(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode() == 'id|note\n1|"two\nlines"\n2|plain\n'
+
+
+def test_compressed_standard_output(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipe.yaml"
+    pipeline.write_text(
+        'source: {csv: {path: "-"}}\nsink: {jsonl: {path: "-", compression: gzip}}\n'
+    )
+    done = subprocess.run(
+        [QUIVER, "run", str(pipeline)],
+        input=b"a,b\n1,x\n",
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert gzip.decompress(done.stdout) == b'{"a":"1","b":"x"}\n'

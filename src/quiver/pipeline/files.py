@@ -21,6 +21,7 @@ import codecs
 import contextlib
 import fcntl
 import glob
+import io
 import os
 import re
 import sys
@@ -167,7 +168,9 @@ def open_input_pair(
     codec = _codec_for(path, compression)
     try:
         raw: pa.NativeFile = (
-            pa.PythonFile(sys.stdin.buffer, mode="r") if path == STDIO else pa.OSFile(path, "rb")
+            pa.PythonFile(_Unclosed(sys.stdin.buffer), mode="r")
+            if path == STDIO
+            else pa.OSFile(path, "rb")
         )
     except FileNotFoundError as exc:
         raise PermanentError.one(f"input file not found: {path}", path) from exc
@@ -180,6 +183,42 @@ def open_input_pair(
     if codec is None:
         return raw, raw
     return pa.CompressedInputStream(raw, codec), raw
+
+
+class _Unclosed(io.RawIOBase):
+    """Standard input or output seen through a stream whose close leaves it open (closing a
+    pyarrow stream closes what it wraps; the process may still print afterwards)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return bool(self.stream.readable())
+
+    def writable(self) -> bool:
+        return bool(self.stream.writable())
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        written: int = self.stream.write(data)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        if not self.closed and self.stream.writable():
+            self.stream.flush()
+        super().close()
 
 
 def position(raw: pa.NativeFile) -> int:
@@ -363,7 +402,7 @@ class AtomicOutput:
     def open(self) -> pa.NativeFile:
         """Create the temp file (and parent directories when allowed) and return its stream."""
         if self.is_stdout:
-            out: pa.NativeFile = pa.PythonFile(sys.stdout.buffer, mode="w")
+            out: pa.NativeFile = pa.PythonFile(_Unclosed(sys.stdout.buffer), mode="w")
             self._stdout = pa.CompressedOutputStream(out, self.codec) if self.codec else out
             return self._stdout
         directory = os.path.dirname(self.path) or "."
