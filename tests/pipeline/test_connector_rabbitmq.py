@@ -163,6 +163,22 @@ async def test_missing_queue_is_permanent_with_a_fix(run_ctx: RunContext) -> Non
     assert "declare: true" in err.value.details[0].fix
 
 
+async def test_retried_write_reconnects_and_skips_confirmed_messages(
+    rabbit_queue: ScratchQueue, run_ctx: RunContext
+) -> None:
+    sink = build(RabbitMqSink, {"routing_key": rabbit_queue.name})
+    batch = people(4)
+    await sink.open(batch.schema, run_ctx)
+    await sink.write(batch)
+    await sink._connection.close()  # the connection drops (e.g. the broker restarted)
+    sink._progress[1].discard(3)  # the broker's confirm of the last message was lost
+    await sink.write(batch)  # the engine retries the same batch
+    await sink.commit()
+    assert await rabbit_queue.depth() == 5  # four messages and one duplicate, nothing lost
+    bodies = await rabbit_queue.drain()
+    assert [orjson.loads(b)["id"] for b in bodies] == [1, 2, 3, 4, 4]
+
+
 async def test_unroutable_publish_fails_instead_of_vanishing(run_ctx: RunContext) -> None:
     sink = build(RabbitMqSink, {"exchange": "amq.direct", "routing_key": "nobody-listens"})
     with pytest.raises(PermanentError, match="publishing"):

@@ -6,8 +6,10 @@ messages) every message of the batch, and a message that no queue would receive 
 write instead of vanishing. Up to ``in_flight`` publishes await their confirms at once.
 
 Messages are published as rows arrive: messages confirmed before a later failure stay
-published (at-least-once; AMQP has no rollback compatible with confirms). ``commit`` and
-``abort`` only close the connection.
+published (at-least-once; AMQP has no rollback compatible with confirms). When the engine
+retries a write after a connection failure, the sink reconnects and publishes only the
+messages of that batch the broker had not confirmed. ``commit`` and ``abort`` only close
+the connection.
 
 ``rows_per_message: 1`` sends each row as one JSON object (``format: json``); a larger
 number sends a JSON array, JSON lines or a CSV document with a header row per message.
@@ -16,6 +18,7 @@ number sends a JSON array, JSON lines or a CSV document with a header row per me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from typing import Any, Literal
 
@@ -26,6 +29,7 @@ from pydantic import Field, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
 from quiver.pipeline.sources.rabbitmq import amqp_error
+from quiver.runtime.errors import RetryableError
 
 __all__ = ["RabbitMqSink", "RabbitMqSinkConfig"]
 
@@ -79,9 +83,13 @@ class RabbitMqSink:
         self.where = f"sink rabbitmq {cfg.exchange or '(default exchange)'}/{cfg.routing_key}"
         self._connection: Any = None
         self._exchange: Any = None
+        self._progress: tuple[int, set[int]] = (0, set())  # (batch id, confirmed messages)
         self.published = 0
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        await self._connect()
+
+    async def _connect(self) -> None:
         import aio_pika
 
         cfg = self.cfg
@@ -117,9 +125,15 @@ class RabbitMqSink:
         return [orjson.dumps(c, default=_default) for c in chunks]
 
     async def write(self, batch: pa.RecordBatch) -> None:
+        """Publish the batch; a retried write reconnects and skips confirmed messages."""
         import aio_pika
 
-        assert self._exchange is not None, "write() before open()"
+        batch_id = id(batch)
+        if self._progress[0] != batch_id:
+            self._progress = (batch_id, set())
+        confirmed = self._progress[1]
+        if self._connection is None or self._connection.is_closed:
+            await self._connect()  # after a failure: the engine retries the write
         if LINE_COLUMN in batch.schema.names:
             batch = batch.drop_columns([LINE_COLUMN])
         mode = (
@@ -128,8 +142,9 @@ class RabbitMqSink:
             else aio_pika.DeliveryMode.NOT_PERSISTENT
         )
         window = asyncio.Semaphore(self.cfg.in_flight)
+        exchange = self._exchange
 
-        async def publish(body: bytes) -> None:
+        async def publish(index: int, body: bytes) -> None:
             async with window:
                 message = aio_pika.Message(
                     body,
@@ -137,14 +152,19 @@ class RabbitMqSink:
                     delivery_mode=mode,
                     headers=dict(self.cfg.headers) or None,
                 )
-                await self._exchange.publish(message, self.cfg.routing_key, mandatory=True)
+                await exchange.publish(message, self.cfg.routing_key, mandatory=True)
+                confirmed.add(index)
 
         bodies = self._bodies(batch)
+        pending = [(i, b) for i, b in enumerate(bodies) if i not in confirmed]
         try:
-            await asyncio.gather(*(publish(b) for b in bodies))
+            await asyncio.gather(*(publish(i, b) for i, b in pending))
         except Exception as exc:
-            raise amqp_error(exc, self.cfg.url, f"publishing to {self.where}") from exc
-        self.published += len(bodies)
+            error = amqp_error(exc, self.cfg.url, f"publishing to {self.where}")
+            if isinstance(error, RetryableError):
+                await self._close()  # the next attempt opens a fresh connection
+            raise error from exc
+        self.published += len(pending)
 
     async def commit(self) -> None:
         await self._close()
@@ -155,4 +175,5 @@ class RabbitMqSink:
     async def _close(self) -> None:
         connection, self._connection, self._exchange = self._connection, None, None
         if connection is not None:
-            await connection.close()
+            with contextlib.suppress(Exception):  # it may be the thing that failed
+                await connection.close()
