@@ -491,3 +491,31 @@ async def test_select_keeps_some_columns_in_the_given_order(
     ]
     with pytest.raises(PermanentError, match=r"did you mean 'total'\?"):
         await read(tmp_path, run_ctx, data, select=["totl"])
+
+
+@pytest.mark.slow
+async def test_a_large_compressed_file_streams_with_exact_lines(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows = 3_000_000
+    with gzip.open(tmp_path / "big.csv.gz", "wb", compresslevel=1) as out:
+        out.write(b"id,text,note\n")
+        chunk = b"".join(
+            b'%d,"row ""%d""",%s\n' % (i, i, b'"a\nb"' if i % 7 == 0 else b"x")
+            for i in range(100_000)
+        )
+        for _ in range(rows // 100_000):
+            out.write(chunk)
+    src = source(path="big.csv.gz")
+    count = peak = 0
+    expected_line = 2
+    async for batch in src.batches(run_ctx):
+        lines = batch.column(LINE_COLUMN).to_pylist()
+        ids = [int(v) for v in batch.column("id").to_pylist()]
+        for row_id, line in zip(ids, lines, strict=True):
+            assert line == expected_line
+            expected_line += 2 if row_id % 7 == 0 else 1
+        count += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes())
+    assert count == rows and src.take_errors() == []
+    assert peak < 64 * 1024 * 1024
