@@ -694,7 +694,13 @@ async def test_a_killed_worker_is_replaced_and_the_next_batch_runs(run_js: Any) 
         await js(orders(2))
     out = await js(orders(3))
     assert [r["id"] for r in rows(out.batch)] == [1, 2, 3]
-    assert runner.pids() != [pid]
+    (new_pid,) = runner.pids()
+    assert new_pid != pid
+    await js.close()
+    from quiver.pipeline.js_runtime.worker import exchange_dir
+
+    left = [p.name for p in Path(exchange_dir()).glob("quiver-js-*.arrow")]
+    assert not [n for n in left if n.startswith((f"quiver-js-{pid}-", f"quiver-js-{new_pid}-"))]
 
 
 async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_path: Path) -> None:

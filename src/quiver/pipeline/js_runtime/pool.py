@@ -27,6 +27,7 @@ from quiver.pipeline.js_runtime.isolate import IsolateOptions, ScriptAbortError,
 from quiver.pipeline.js_runtime.worker import (
     exchange_dir,
     read_batches,
+    remove_exchange_files,
     write_batches,
     write_frame,
 )
@@ -79,6 +80,7 @@ class _Worker:
         for stream in (self.stdin, self.stdout):
             with contextlib.suppress(OSError):
                 stream.close()
+        remove_exchange_files(self.proc.pid)
 
 
 class WorkerPool:

@@ -27,6 +27,7 @@ __all__ = [
     "main",
     "read_batches",
     "read_frame",
+    "remove_exchange_files",
     "to_ipc",
     "write_batches",
     "write_frame",
@@ -90,6 +91,15 @@ def write_batches(batches: list[pa.RecordBatch], directory: str) -> dict[str, An
     return {"file": path, "parts": parts}
 
 
+def remove_exchange_files(pid: int) -> None:
+    """Delete the hand-over files a process left behind (it exited or was killed)."""
+    import glob
+
+    for path in glob.glob(os.path.join(exchange_dir(), f"quiver-js-{pid}-*.arrow")):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def read_batches(ref: dict[str, Any], *, unlink: bool) -> list[pa.RecordBatch]:
     """The batches of a file written by :func:`write_batches` (mapped, not copied)."""
     path = ref["file"]
@@ -137,6 +147,7 @@ def main() -> int:
         frame = read_frame(inp)
         if frame is None:
             isolate.close()
+            remove_exchange_files(os.getpid())
             return 0
         (batch,) = read_batches(orjson.loads(frame), unlink=False)
         try:
