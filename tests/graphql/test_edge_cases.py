@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
@@ -416,3 +417,265 @@ async def test_a_table_holding_only_its_key(awkward: Runner) -> None:
     assert [g["keys"]["id"] for g in agg["groupBy"]] == ids
     assert {g["__typename"] for g in agg["groupBy"]} == {"OnlyPkAggregateGroup"}
     assert {g["keys"]["__typename"] for g in agg["groupBy"]} == {"OnlyPkGroupKey"}
+
+
+# ============================================================================================
+# Every operator on every scalar of scalar_sample (Chinook)
+# ============================================================================================
+
+SAMPLE_COLUMNS = {
+    "id": "id",
+    "flag": "flag",
+    "big": "big",
+    "ratio": "ratio",
+    "amount": "amount",
+    "day": "day",
+    "atTime": "at_time",
+    "created": "created",
+    "uid": "uid",
+    "doc": "doc",
+    "label": "label",
+}
+
+
+def _norm(column: str, value: Any) -> Any:
+    """A value read by a driver, as the Python value the reference compares."""
+    if value is None:
+        return None
+    if column == "flag":
+        return bool(value)
+    if column in ("big", "id"):
+        return int(value)
+    if column == "ratio":
+        return float(value)
+    if column == "amount":
+        return Decimal(str(value))
+    if column == "day":
+        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    if column == "at_time":
+        if isinstance(value, dt.timedelta):
+            return (dt.datetime.min + value).time()
+        return value if isinstance(value, dt.time) else dt.time.fromisoformat(str(value))
+    if column == "created":
+        if isinstance(value, dt.datetime):
+            return value.replace(tzinfo=None)
+        return dt.datetime.fromisoformat(str(value).replace(" ", "T")[:19])
+    if column == "uid":
+        return str(value).lower()
+    return value
+
+
+def _sample_rows(runner: Runner) -> list[dict[str, Any]]:
+    cols = ", ".join(SAMPLE_COLUMNS.values())
+    rows = runner.sql(f"SELECT {cols} FROM scalar_sample ORDER BY id")
+    return [
+        {f: _norm(c, v) for (f, c), v in zip(SAMPLE_COLUMNS.items(), r, strict=True)}
+        for r in rows
+    ]
+
+
+def _like_regex(pattern: str, fold: bool) -> re.Pattern[str]:
+    out: list[str] = []
+    chars = iter(pattern)
+    for c in chars:
+        if c == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        elif c == "%":
+            out.append(".*")
+        elif c == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(c))
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if fold else 0))
+
+
+def _holds(value: Any, op: str, arg: Any) -> bool:
+    if op == "isNull":
+        return (value is None) == arg
+    if value is None:
+        return False
+    match op:
+        case "eq":
+            return bool(value == arg)
+        case "neq":
+            return bool(value != arg)
+        case "gt":
+            return bool(value > arg)
+        case "gte":
+            return bool(value >= arg)
+        case "lt":
+            return bool(value < arg)
+        case "lte":
+            return bool(value <= arg)
+        case "in":
+            return value in arg
+        case "nin":
+            return value not in arg
+        case "like":
+            return _like_regex(arg, False).fullmatch(value) is not None
+        case "ilike":
+            return _like_regex(arg, True).fullmatch(value) is not None
+        case "startsWith":
+            return bool(value.startswith(arg))
+        case "endsWith":
+            return bool(value.endswith(arg))
+        case "contains":
+            return arg in value
+    raise AssertionError(op)
+
+
+MAX64 = 2**63 - 1
+MIN64 = -(2**63)
+BIG_A = 3885017522865996339  # a value of row 1, beyond 2**53
+D = dt.date.fromisoformat
+T = dt.time.fromisoformat
+DT = dt.datetime.fromisoformat
+
+#: (field, operator, GraphQL literal, reference value)
+SCALAR_CASES: list[tuple[str, str, str, Any]] = [
+    ("big", "eq", f'"{MAX64}"', MAX64),
+    ("big", "eq", str(MAX64), MAX64),
+    ("big", "eq", f'"{MIN64}"', MIN64),
+    ("big", "neq", f'"{BIG_A}"', BIG_A),
+    ("big", "gt", str(2**53), 2**53),
+    ("big", "gte", f'"{BIG_A}"', BIG_A),
+    ("big", "lt", f'"{MIN64 + 1}"', MIN64 + 1),
+    ("big", "lte", str(-(2**53) - 1), -(2**53) - 1),
+    ("big", "in", f'["{MAX64}", {MIN64}, "{BIG_A}"]', [MAX64, MIN64, BIG_A]),
+    ("big", "nin", f'["{MAX64}", {BIG_A}]', [MAX64, BIG_A]),
+    ("amount", "eq", '"-30239439.5336"', Decimal("-30239439.5336")),
+    ("amount", "neq", '"-30239439.5336"', Decimal("-30239439.5336")),
+    ("amount", "gt", '"89328725.6741"', Decimal("89328725.6741")),
+    ("amount", "gte", '"89328725.6741"', Decimal("89328725.6741")),
+    ("amount", "lt", '"-90000000"', Decimal("-90000000")),
+    ("amount", "lte", '"0"', Decimal("0")),
+    ("amount", "in", '["97424893.776", "-30239439.5336"]', [Decimal("97424893.776"),
+                                                           Decimal("-30239439.5336")]),
+    ("amount", "nin", '["97424893.7760"]', [Decimal("97424893.776")]),
+    ("ratio", "gt", "1e10", 1e10),
+    ("ratio", "lt", "-0.5", -0.5),
+    ("ratio", "gte", "0", 0.0),
+    ("ratio", "lte", "-87936661028.6672", -87936661028.6672),
+    ("day", "eq", '"2021-07-18"', D("2021-07-18")),
+    ("day", "neq", '"2021-07-18"', D("2021-07-18")),
+    ("day", "gt", '"2090-09-19"', D("2090-09-19")),
+    ("day", "gte", '"2090-09-19"', D("2090-09-19")),
+    ("day", "lt", '"1975-01-01"', D("1975-01-01")),
+    ("day", "lte", '"1973-12-01"', D("1973-12-01")),
+    ("day", "in", '["2021-07-18", "1973-12-01", "1900-01-01"]',
+     [D("2021-07-18"), D("1973-12-01"), D("1900-01-01")]),
+    ("day", "nin", '["2021-07-18"]', [D("2021-07-18")]),
+    ("atTime", "eq", '"12:54:04"', T("12:54:04")),
+    ("atTime", "neq", '"12:54:04"', T("12:54:04")),
+    ("atTime", "gt", '"22:00:00"', T("22:00:00")),
+    ("atTime", "gte", '"23:35:16"', T("23:35:16")),
+    ("atTime", "lt", '"00:21:00"', T("00:21:00")),
+    ("atTime", "lte", '"00:20:32"', T("00:20:32")),
+    ("atTime", "in", '["12:54:04", "00:08:56"]', [T("12:54:04"), T("00:08:56")]),
+    ("atTime", "nin", '["12:54:04"]', [T("12:54:04")]),
+    ("created", "eq", '"2016-07-10T18:32:21"', DT("2016-07-10T18:32:21")),
+    ("created", "neq", '"2016-07-10T18:32:21"', DT("2016-07-10T18:32:21")),
+    ("created", "gt", '"2030-01-01T00:00:00"', DT("2030-01-01T00:00:00")),
+    ("created", "gte", '"2034-11-09T05:38:08"', DT("2034-11-09T05:38:08")),
+    ("created", "lt", '"1976-01-01T00:00:00"', DT("1976-01-01T00:00:00")),
+    ("created", "lte", '"1973-08-24T21:38:56"', DT("1973-08-24T21:38:56")),
+    ("created", "in", '["2016-07-10T18:32:21", "1973-08-24T21:38:56"]',
+     [DT("2016-07-10T18:32:21"), DT("1973-08-24T21:38:56")]),
+    ("created", "nin", '["2016-07-10T18:32:21"]', [DT("2016-07-10T18:32:21")]),
+    ("uid", "eq", '"e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"', "e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"),
+    ("uid", "neq", '"e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"',
+     "e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"),
+    ("uid", "in", '["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"]',
+     ["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"]),
+    ("flag", "eq", "true", True),
+    ("flag", "neq", "true", True),
+    ("flag", "eq", "false", False),
+    ("flag", "in", "[false]", [False]),
+    ("flag", "nin", "[false]", [False]),
+    ("label", "startsWith", '"quote \' and \\""', "quote ' and \""),
+    ("label", "endsWith", '"#1"', "#1"),
+    ("label", "contains", '"\\\\"', "\\"),
+    ("label", "contains", '"日本"', "日本"),
+    ("label", "contains", '"🎵"', "🎵"),
+    ("label", "startsWith", '"%"', "%"),
+    ("label", "contains", '"_"', "_"),
+    ("label", "like", '"%\\\\\\\\%"', "%\\\\%"),
+    ("label", "like", '"% #1_"', "% #1_"),
+    ("label", "like", '"_lpha%"', "_lpha%"),
+    ("label", "like", '"%!%"', "%!%"),
+    ("label", "like", '"Ünïcödé%"', "Ünïcödé%"),
+    ("label", "like", '"%\\\\_%"', "%\\_%"),
+    ("label", "ilike", '"ALPHA%"', "ALPHA%"),
+]
+for _field in SAMPLE_COLUMNS:
+    SCALAR_CASES.append((_field, "isNull", "true", True))
+    SCALAR_CASES.append((_field, "isNull", "false", False))
+for _field, _empty in (("big", "[]"), ("amount", "[]"), ("day", "[]"), ("atTime", "[]"),
+                       ("created", "[]"), ("uid", "[]"), ("flag", "[]"), ("label", "[]"),
+                       ("ratio", "[]")):
+    SCALAR_CASES.append((_field, "in", _empty, []))
+    SCALAR_CASES.append((_field, "nin", _empty, []))
+
+
+@pytest.mark.parametrize(
+    ("field", "op", "literal", "value"),
+    SCALAR_CASES,
+    ids=[f"{f}-{o}-{i}" for i, (f, o, _, _) in enumerate(SCALAR_CASES)],
+)
+async def test_every_operator_on_every_scalar(
+    chinook_runner: Runner, field: str, op: str, literal: str, value: Any
+) -> None:
+    data = await chinook_runner.data(
+        f"{{ scalarSamples(where: {{{field}: {{{op}: {literal}}}}}) {{ id }} }}"
+    )
+    rows = _sample_rows(chinook_runner)
+    expected = [r["id"] for r in rows if _holds(r[field], op, value)]
+    assert [r["id"] for r in data["scalarSamples"]] == expected
+
+
+# ----- scalar inputs the engine gets wrong -----
+
+
+def _is_client_error(kind: str, body: dict[str, Any], *needles: str) -> bool:
+    """A request error with a client code whose message names one of ``needles``."""
+    if kind == "data" or "errors" not in body:
+        return False
+    error = body["errors"][0]
+    code = error.get("extensions", {}).get("code")
+    return code in CLIENT_ERROR_CODES and any(n in error["message"] for n in needles)
+
+
+@pytest.mark.parametrize(
+    ("op", "literal"),
+    [
+        ("eq", '"9223372036854775808"'),
+        ("lt", '"9223372036854775808"'),
+        ("gt", "-9223372036854775809"),
+        ("in", '["1", "99999999999999999999"]'),
+    ],
+)
+async def test_a_bigint_beyond_64_bits_is_answered_exactly_or_rejected_clearly(
+    chinook_runner: Runner, request: pytest.FixtureRequest, op: str, literal: str
+) -> None:
+    xfail_on(
+        request,
+        chinook_runner.dialect,
+        ("sqlite", "postgresql"),
+        "a BigInt filter value beyond 64 bits reaches the driver: on SQLite Engine.execute"
+        " raises OverflowError ('Python int too large to convert to SQLite INTEGER'; HTTP 500),"
+        " on PostgreSQL it is DATABASE_ERROR ('value out of int64 range')",
+    )
+    try:
+        kind, body = await chinook_runner.raw(
+            f"{{ scalarSamples(where: {{big: {{{op}: {literal}}}}}) {{ id }} }}"
+        )
+    except Exception as exc:  # a crash is the defect this test looks for
+        pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
+    if kind == "data":
+        rows = _sample_rows(chinook_runner)
+        arg: Any = json.loads(literal)
+        arg = [int(a) for a in arg] if isinstance(arg, list) else int(arg)
+        expected = [r["id"] for r in rows if _holds(r["big"], op, arg)]
+        assert [r["id"] for r in body["data"]["scalarSamples"]] == expected
+    else:
+        assert _is_client_error(kind, body, "BigInt", "64", "range"), body
