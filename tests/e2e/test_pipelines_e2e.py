@@ -434,11 +434,6 @@ on_error: {policy: rejct}
     }, run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unknown key inside a validate rule mapping is reported twice: at the key, and "
-    "as a wrong type name at the rule (the other branch of the `type name | rule` union)",
-)
 def test_validate_reports_a_misspelled_rule_option_once_at_its_key(
     tmp_path: Path, quiver: QuiverRunner
 ) -> None:

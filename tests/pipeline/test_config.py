@@ -225,3 +225,63 @@ def test_step_options_are_checked_even_when_top_level_keys_are_wrong(tmp_path: P
         "source.csv.delimitr",
         "processors[0].sql",
     ]
+
+
+def _one_processor(step: str) -> str:
+    return (
+        "source: {csv: {path: in.csv}}\n"
+        f"processors:\n  - {step}\n"
+        "sink: {csv: {path: o.csv}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "where", "expected"),
+    [
+        pytest.param(
+            "validate: {schema: {qty: {type: int, minimum: 0}}}",
+            "pipe.yaml:3:42 processors[0].validate.schema.qty.minimum",
+            "unknown key 'minimum'; did you mean 'min'?",
+            id="validate-rule",
+        ),
+        pytest.param(
+            "cast: {columns: {qty: {type: decimal, precison: 5}}}",
+            "pipe.yaml:3:43 processors[0].cast.columns.qty.precison",
+            "unknown key 'precison'; did you mean 'precision'?",
+            id="cast-rule",
+        ),
+        pytest.param(
+            "validate: {schema: {qty: {type: int, scale: 50}}}",
+            "pipe.yaml:3:42 processors[0].validate.schema.qty.scale",
+            "less than or equal to 38 (got 50)",
+            id="bad-value-inside-a-rule",
+        ),
+        pytest.param(
+            "validate: {schema: {qty: {type: str, precision: 5, scale: 9}}}",
+            "pipe.yaml:3:25 processors[0].validate.schema.qty",
+            "scale must not exceed precision",
+            id="rule-level-check",
+        ),
+    ],
+)
+def test_a_mistake_inside_a_union_option_is_reported_once_where_it_is(
+    tmp_path: Path, step: str, where: str, expected: str
+) -> None:
+    errors = [e.removeprefix(f"{tmp_path}/") for e in errors_of(_one_processor(step), tmp_path)]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{where}: "), errors
+    assert expected in errors[0], errors
+    assert "Input should be 'int'" not in errors[0]
+
+
+def test_a_value_fitting_no_member_of_a_union_names_every_accepted_shape(tmp_path: Path) -> None:
+    errors = errors_of(
+        "source: {csv: {path: {file: in.csv}}}\nsink: {csv: {path: o.csv}}\n", tmp_path
+    )
+    assert [e.removeprefix(f"{tmp_path}/") for e in errors] == [
+        "pipe.yaml:1:16 source.csv.path: Input should be a valid string or a valid list "
+        "(correct the value)"
+    ]
+    errors = errors_of(_one_processor("validate: {schema: {qty: integer}}"), tmp_path)
+    assert len(errors) == 1 and "Input should be 'int', 'long'" in errors[0], errors
+    assert "(got 'integer')" in errors[0]

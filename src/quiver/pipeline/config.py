@@ -21,7 +21,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -718,25 +718,138 @@ def _is_union_tag(part: str | int) -> bool:
     return isinstance(part, str) and ("[" in part or "(" in part)
 
 
+# Errors saying the value has the wrong shape for a union member (a mapping where a type name
+# is expected, a number where a mapping is expected): noise when another member accepted it.
+_SHAPE_ERRORS = frozenset(
+    {
+        "model_type",
+        "model_attributes_type",
+        "dict_type",
+        "list_type",
+        "string_type",
+        "int_type",
+        "int_parsing",
+        "float_type",
+        "float_parsing",
+        "bool_type",
+        "bool_parsing",
+        "is_instance_of",
+    }
+)
+
+
+@dataclass(frozen=True)
+class _LocatedError:
+    """A pydantic error with union member tags taken out of its location."""
+
+    loc: Path_
+    err: Any
+    in_union: bool  # raised by one member of a union, at the union's own location
+    shape: bool  # the value's shape does not fit that member at all
+
+    @property
+    def rank(self) -> int:
+        """Lower is more telling: a real problem first, a list of allowed values next."""
+        if not self.shape:
+            return 0 if self.err["type"] != "literal_error" else 1
+        return 2
+
+
+def _member_types(tp: Any) -> list[Any]:
+    return [a for a in get_args(tp) if a is not type(None)]
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _union_member(members: list[Any], tag: str) -> Any:
+    """The member of a union that pydantic names ``tag`` in an error location."""
+    prefixes: dict[Any, str] = {list: "list[", dict: "dict[", Literal: "literal["}
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            name = member.__name__
+            if tag == name or tag.endswith((f", {name}]", f" {name}]")):
+                return member
+            continue
+        prefix = prefixes.get(get_origin(member))
+        if prefix is not None and tag.startswith(prefix):
+            return member
+    return None
+
+
+def _walk_loc(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path_, Any, bool]:
+    """Follow a pydantic error location through ``model``'s types.
+
+    Returns the field path without union member tags, the type reached (None when unknown)
+    and whether the last part of ``loc`` was a union member tag.
+    """
+    clean: list[str | int] = []
+    current: Any = model
+    ended_on_tag = False
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        tp = _strip_annotated(current)
+        if get_origin(tp) in (Union, types.UnionType):
+            members = _member_types(tp)
+            if len(members) == 1:
+                current = members[0]
+                continue
+            if isinstance(part, str):  # pydantic names the member it tried
+                current = _union_member(members, part)
+                ended_on_tag = True
+                i += 1
+                continue
+        ended_on_tag = False
+        if current is None:
+            if isinstance(part, str | int) and not _is_union_tag(part):
+                clean.append(part)
+            i += 1
+            continue
+        if isinstance(part, str | int):
+            clean.append(part)
+        current = _unwrap(tp, part)
+        i += 1
+    return tuple(clean), current, ended_on_tag
+
+
 def _pydantic_details(
     exc: ValidationError, model: type[BaseModel], positions: Positions, prefix: Path_
 ) -> list[ErrorDetail]:
-    # A value matching no member of a union yields one error per member; keep the most
-    # telling one per field (a literal's list of allowed values, else the first).
-    chosen: dict[Path_, Any] = {}
+    # A value matching no member of a union yields one error per member. When a member took
+    # the value's shape (a mapping into a rule model), only its errors are kept: they point at
+    # the key that is wrong. Otherwise the most telling error per field is kept.
+    located: list[_LocatedError] = []
     for err in exc.errors():
-        loc: Path_ = tuple(
-            p for p in err["loc"] if isinstance(p, str | int) and not _is_union_tag(p)
+        loc, _, in_union = _walk_loc(model, tuple(err["loc"]))
+        shape = err["type"] in _SHAPE_ERRORS or (
+            err["type"] == "literal_error" and isinstance(err.get("input"), dict | list)
         )
-        current = chosen.get(loc)
-        if current is None or (err["type"] == "literal_error" != current["type"]):
-            chosen[loc] = err
+        located.append(_LocatedError(loc, err, in_union, shape))
+    deeper = {e.loc[:n] for e in located for n in range(len(e.loc))}
+    chosen: dict[Path_, _LocatedError] = {}
+    expected: dict[Path_, list[str]] = {}  # what each union member wanted, if none fits
+    for e in located:
+        if e.in_union and e.loc in deeper:
+            continue  # another member of the union accepted the value and found what is wrong
+        if e.in_union and e.shape:
+            expected.setdefault(e.loc, []).append(
+                str(e.err["msg"]).removeprefix("Input should be ")
+            )
+        current = chosen.get(e.loc)
+        if current is None or e.rank < current.rank:
+            chosen[e.loc] = e
     details: list[ErrorDetail] = []
-    for loc, err in chosen.items():
+    for loc, located_err in chosen.items():
+        err = located_err.err
         full = (*prefix, *loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
+            known = _fields_at(model, tuple(err["loc"])[:-1])
             hint = suggest(str(loc[-1]), known) if loc else ""
             message = f"unknown key '{loc[-1]}'" + (f"; {hint}" if hint else "")
             fix = f"allowed keys: {', '.join(sorted(known))}" if known else "remove the key"
@@ -746,6 +859,9 @@ def _pydantic_details(
         else:
             value = err.get("input")
             text = str(err["msg"]).removeprefix("Value error, ")
+            wanted = expected.get(loc, [])
+            if located_err.shape and len(wanted) > 1:
+                text = f"Input should be {' or '.join(dict.fromkeys(wanted))}"
             message = text if isinstance(value, dict | list) else f"{text} (got {value!r})"
             fix = _fix_for(err)
         details.append(ErrorDetail(message, positions.where(full), fix))
@@ -769,13 +885,13 @@ def _fix_for(err: Any) -> str:
     return "correct the value"
 
 
-def _fields_at(model: type[BaseModel], loc: Path_) -> list[str]:
-    """Known keys of the (nested) model reached by ``loc``, for ``did you mean``."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current, part)
-        if current is None:
-            return []
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Known keys of the (nested) model reached by the pydantic location ``loc``."""
+    _, current, _ = _walk_loc(model, loc)
+    current = _strip_annotated(current)
+    if get_origin(current) in (Union, types.UnionType):
+        models = [m for m in _member_types(current) if isinstance(m, type)]
+        current = next((m for m in models if issubclass(m, BaseModel)), None)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
