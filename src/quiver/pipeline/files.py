@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import codecs
 import contextlib
@@ -27,25 +28,30 @@ import re
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, RunContext
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
 __all__ = [
     "STDIO",
     "AtomicOutput",
     "Compression",
+    "Encoding",
     "FileSinkConfig",
+    "FileSource",
+    "MalformedPolicy",
     "TextBlocks",
     "TextSinkConfig",
     "as_value_error",
     "batches_in_thread",
+    "checked_encoding",
     "concatenated_text",
+    "conform_batch",
     "describe_bad_bytes",
     "display_path",
     "drop_line_column",
@@ -53,6 +59,7 @@ __all__ = [
     "json_default",
     "json_strings",
     "normalize_encoding",
+    "numbered",
     "open_input",
     "open_input_pair",
     "open_output",
@@ -698,3 +705,153 @@ def as_value_error(exc: ConfigError) -> ValueError:
     return ValueError(
         "; ".join(f"{d.message} ({d.fix})" if d.fix else d.message for d in exc.details)
     )
+
+
+MalformedPolicy = Literal["reject", "skip", "fail"]
+_MAX_RAW = 4096  # characters of a malformed record kept in its RowError
+
+
+class FileSource(abc.ABC):
+    """What the file sources share: their input files, the rows they could not read, and
+    how far they got (for the progress bar). A subclass reads one file in ``_read_path``.
+
+    The engine calls :meth:`take_errors` after each batch and sends the rows to the rejects;
+    ``bytes_read`` feeds the progress bar; ``skip_files`` lists files to leave out.
+    """
+
+    #: how an unreadable record is called in messages ("row", "line")
+    unit = "row"
+
+    def __init__(self, path: str | list[str], on_malformed: MalformedPolicy = "reject") -> None:
+        self.path = path
+        self.on_malformed: MalformedPolicy = on_malformed
+        self.skipped = 0
+        self.rejected = 0
+        self.bytes_read = 0
+        self.files_done: list[str] = []
+        self.skip_files: set[str] = set()
+        self._errors: list[RowError] = []
+        self._bytes_done = 0
+        self._raw: pa.NativeFile | None = None
+
+    def take_errors(self) -> list[RowError]:
+        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
+        errors, self._errors = self._errors, []
+        return errors
+
+    def paths(self, ctx: RunContext) -> list[str]:
+        """The input files this source will read, in order."""
+        return expand_paths(self.path, ctx.base_dir)
+
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
+
+    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
+        for path in self.paths(ctx):
+            if path in self.skip_files:
+                continue
+            before = self.skipped
+            yield from self._read_path(path)
+            self.files_done.append(path)
+            if self.skipped > before:
+                ctx.log(
+                    f"{display_path(path)}: skipped {self.skipped - before} malformed {self.unit}s",
+                    "warning",
+                )
+
+    @abc.abstractmethod
+    def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
+        """The batches of one input file."""
+
+    def _text_blocks(
+        self, path: str, compression: Compression, encoding: str, block_size: int
+    ) -> Generator[bytes, None, None]:
+        """UTF-8 blocks of ``path``, keeping ``bytes_read`` up to date; closes the file."""
+        stream, self._raw = open_input_pair(path, compression)
+        try:
+            for block in TextBlocks(stream, encoding, block_size):
+                self.bytes_read = self._bytes_done + position(self._raw)
+                yield block
+        finally:
+            self._bytes_done += position(self._raw)
+            self.bytes_read = self._bytes_done
+            self._raw = None
+            stream.close()
+
+    def _malformed(
+        self,
+        path: str,
+        line: int,
+        reason: str,
+        raw: bytes,
+        *,
+        column: str | None = None,
+        value: Any = None,
+    ) -> None:
+        """Apply ``on_malformed`` to the record at ``path:line``."""
+        where = f"{display_path(path)}:{line}"
+        if self.on_malformed == "fail":
+            raise PermanentError.one(
+                reason,
+                where,
+                f"fix the {self.unit}, or set `on_malformed: reject` to send bad {self.unit}s "
+                "to the rejects file (or `skip` to drop them)",
+            )
+        if self.on_malformed == "skip":
+            self.skipped += 1
+            return
+        self.rejected += 1
+        self._errors.append(
+            RowError(
+                line=line,
+                reason=f"{where}: {reason}",
+                column=column,
+                value=value,
+                row={"__file": display_path(path), "__raw": raw_text(raw, _MAX_RAW)},
+            )
+        )
+
+
+def conform_batch(
+    batch: pa.RecordBatch, schema: pa.Schema, where: str, other: str
+) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns, in its order and types, or a PermanentError saying
+    what differs from ``other`` (what the schema came from, e.g. "the first file")."""
+    if batch.schema == schema:
+        return batch
+    missing = [n for n in schema.names if n not in batch.schema.names]
+    extra = [n for n in batch.schema.names if n not in schema.names]
+    if missing or extra:
+        raise PermanentError.one(
+            f"columns differ from those of {other}: missing {missing}, extra {extra}",
+            where,
+            "give every batch the same columns (read files of other layouts in another "
+            "source, or select columns)",
+        )
+    try:
+        return batch.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise PermanentError.one(
+            f"column types differ from those of {other}: {exc}",
+            where,
+            "give every batch the same column types (cast them in a processor)",
+        ) from exc
+
+
+def numbered(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
+    """``batch`` with the ``__line`` column numbering its rows from ``first``."""
+    numbers = np.arange(first, first + batch.num_rows, dtype=np.int64)
+    return batch.append_column(LINE_COLUMN, pa.array(numbers))
+
+
+def checked_encoding(value: str) -> str:
+    """``value`` if it names a text encoding, else the ValueError a config validator raises."""
+    try:
+        normalize_encoding(value, "encoding")
+    except ConfigError as exc:
+        raise as_value_error(exc) from None
+    return value
+
+
+#: A config field naming a text encoding, checked when the config is loaded.
+Encoding = Annotated[str, AfterValidator(checked_encoding)]

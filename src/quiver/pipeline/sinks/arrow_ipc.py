@@ -17,7 +17,14 @@ import pyarrow.ipc as ipc
 from pydantic import Field
 
 from quiver.pipeline.component import RunContext, sink
-from quiver.pipeline.files import STDIO, AtomicOutput, FileSinkConfig, drop_line_column, open_output
+from quiver.pipeline.files import (
+    STDIO,
+    AtomicOutput,
+    FileSinkConfig,
+    conform_batch,
+    drop_line_column,
+    open_output,
+)
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ArrowIpcSink", "ArrowIpcSinkConfig"]
@@ -80,15 +87,9 @@ class ArrowIpcSink:
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self.writer is not None and self.schema is not None
         data = drop_line_column(batch)
-        if data.schema != self.schema:
-            try:
-                data = data.select(self.schema.names).cast(self.schema)
-            except (KeyError, ValueError, pa.ArrowInvalid) as exc:
-                raise PermanentError.one(
-                    f"batch columns {data.schema.names} do not match the file's {self.schema}",
-                    f"arrow sink {self.cfg.path}",
-                    "make every batch reaching this sink have the same columns and types",
-                ) from exc
+        data = conform_batch(
+            data, self.schema, f"arrow sink {self.cfg.path}", "the file being written"
+        )
         self.writer.write_batch(data)
         self.rows_written += data.num_rows
 

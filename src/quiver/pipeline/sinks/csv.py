@@ -25,15 +25,15 @@ from pydantic import Field, field_validator
 from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
 from quiver.pipeline.files import (
     AtomicOutput,
+    Encoding,
     TextSinkConfig,
-    as_value_error,
     concatenated_text,
     drop_line_column,
     json_strings,
     normalize_encoding,
     open_output,
 )
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
 
@@ -63,7 +63,7 @@ class CsvSinkConfig(TextSinkConfig):
         "\n", description='Line terminator: "\\n" (lf), "\\r\\n" (crlf) or "\\r" (cr).'
     )
     null_string: str = Field("", description="Text written for a null value.")
-    encoding: str = Field(
+    encoding: Encoding = Field(
         "utf-8", description="Output encoding (utf-8, utf-8-sig for a BOM, latin-1, cp1252...)."
     )
 
@@ -86,15 +86,6 @@ class CsvSinkConfig(TextSinkConfig):
     def _delimiter(cls, value: str) -> str:
         if not value or "\n" in value or "\r" in value:
             raise ValueError(f"must be non-empty and hold no line break, got {value!r}")
-        return value
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            normalize_encoding(value, "encoding")
-        except ConfigError as exc:
-            raise as_value_error(exc) from None
         return value
 
 

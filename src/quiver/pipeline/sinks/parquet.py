@@ -16,7 +16,13 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from quiver.pipeline.component import RunContext, sink
-from quiver.pipeline.files import AtomicOutput, FileSinkConfig, drop_line_column, open_output
+from quiver.pipeline.files import (
+    AtomicOutput,
+    FileSinkConfig,
+    conform_batch,
+    drop_line_column,
+    open_output,
+)
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSink", "ParquetSinkConfig"]
@@ -77,15 +83,12 @@ class ParquetSink:
     async def write(self, batch: pa.RecordBatch) -> None:
         data = drop_line_column(batch)
         assert self.schema is not None
-        if data.schema != self.schema:
-            try:
-                data = data.select(self.schema.names).cast(self.schema)
-            except (KeyError, ValueError, pa.ArrowInvalid) as exc:
-                raise PermanentError.one(
-                    f"batch columns {data.schema.names} do not match the file's {self.schema}",
-                    f"parquet sink {self.cfg.path}",
-                    "make every batch reaching this sink have the same columns and types",
-                ) from exc
+        data = conform_batch(
+            data,
+            self.schema,
+            f"parquet sink {self.cfg.path}",
+            "the file being written",
+        )
         self._pending.append(data)
         self._pending_rows += data.num_rows
         if self._pending_rows >= self.cfg.row_group_rows:

@@ -8,30 +8,24 @@ columns. Each row carries its 1-based record number within its file in ``__line`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+import os
+from collections.abc import Iterator
 from typing import Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
-from quiver.pipeline.component import (
-    LINE_COLUMN,
-    ComponentConfig,
-    RowError,
-    RunContext,
-    source,
-)
+from quiver.pipeline.component import ComponentConfig, source
 from quiver.pipeline.files import (
     STDIO,
     Compression,
-    batches_in_thread,
+    FileSource,
+    conform_batch,
     display_path,
-    expand_paths,
+    numbered,
     open_input,
 )
-from quiver.pipeline.sources.parquet import conform
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ArrowIpcSource", "ArrowIpcSourceConfig"]
@@ -58,25 +52,14 @@ class ArrowIpcSourceConfig(ComponentConfig):
 
 
 @source("arrow", config=ArrowIpcSourceConfig)
-class ArrowIpcSource:
+class ArrowIpcSource(FileSource):
     """Arrow IPC files and streams, read batch by batch."""
 
     def __init__(self, cfg: ArrowIpcSourceConfig) -> None:
+        super().__init__(cfg.path)
         self.cfg = cfg
         self.schema: pa.Schema | None = None
-        self.files_done: list[str] = []
-        self.skip_files: set[str] = set()
-
-    def paths(self, ctx: RunContext) -> list[str]:
-        """The input files this source will read, in order."""
-        return expand_paths(self.cfg.path, ctx.base_dir)
-
-    def take_errors(self) -> list[RowError]:
-        """Arrow rows are typed: nothing is ever rejected by this source."""
-        return []
-
-    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        return batches_in_thread(self._produce(ctx))
+        self._first = ""
 
     def _batches(self, path: str) -> Iterator[pa.RecordBatch]:
         stream = open_input(path, self.cfg.compression)
@@ -111,27 +94,23 @@ class ArrowIpcSource:
         finally:
             stream.close()
 
-    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
-        first = ""
-        for path in self.paths(ctx):
-            if path in self.skip_files:
-                continue
-            line = 0
-            for raw in self._batches(path):
-                batch = raw
-                if self.cfg.columns is not None:
-                    unknown = [c for c in self.cfg.columns if c not in batch.schema.names]
-                    if unknown:
-                        raise PermanentError.one(
-                            f"columns {unknown} are not in the file",
-                            display_path(path),
-                            f"the file has {batch.schema.names}",
-                        )
-                    batch = batch.select(self.cfg.columns)
-                if self.schema is None:
-                    self.schema, first = batch.schema, path
-                batch = conform(batch, self.schema, path, first)
-                numbers = pa.array(np.arange(line + 1, line + batch.num_rows + 1, dtype=np.int64))
-                line += batch.num_rows
-                yield batch.append_column(LINE_COLUMN, numbers)
-            self.files_done.append(path)
+    def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
+        line = 1
+        for raw in self._batches(path):
+            batch = raw
+            if self.cfg.columns is not None:
+                unknown = [c for c in self.cfg.columns if c not in batch.schema.names]
+                if unknown:
+                    raise PermanentError.one(
+                        f"columns {unknown} are not in the file",
+                        display_path(path),
+                        f"the file has {batch.schema.names}",
+                    )
+                batch = batch.select(self.cfg.columns)
+            if self.schema is None:
+                self.schema, self._first = batch.schema, display_path(path)
+            batch = conform_batch(batch, self.schema, display_path(path), self._first)
+            yield numbered(batch, line)
+            line += batch.num_rows
+        if path != STDIO:
+            self.bytes_read += os.path.getsize(path)

@@ -21,39 +21,33 @@ inference (from the first block of the first file; the types are then fixed for 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, RunContext, source
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
 from quiver.pipeline.files import (
     Compression,
-    TextBlocks,
+    Encoding,
+    FileSource,
+    MalformedPolicy,
     as_value_error,
-    batches_in_thread,
     describe_bad_bytes,
     display_path,
-    expand_paths,
     normalize_encoding,
-    open_input_pair,
     parse_type,
-    position,
-    raw_text,
 )
 from quiver.runtime.errors import ConfigError, PermanentError
 
-__all__ = ["CsvSource", "CsvSourceConfig", "MalformedPolicy"]
-
-MalformedPolicy = Literal["reject", "skip", "fail"]
+__all__ = ["CsvSource", "CsvSourceConfig"]
 
 _NL = 10
 _CR = 13
-_MAX_RAW = 4096  # characters of a malformed record kept in its RowError
 
 
 def _one_char(value: str | None, allow_none: bool) -> str | None:
@@ -131,7 +125,7 @@ class CsvSourceConfig(ComponentConfig):
         description="strptime formats tried for datetime columns (default: ISO 8601).",
     )
     decimal_point: str = Field(".", description="Decimal separator of float/decimal columns.")
-    encoding: str = Field(
+    encoding: Encoding = Field(
         "utf-8",
         description="Text encoding (utf-8, utf-8-sig, latin-1, cp1252, utf-16, ...). A "
         "byte-order mark is dropped.",
@@ -167,15 +161,6 @@ class CsvSourceConfig(ComponentConfig):
     @classmethod
     def _optional_char(cls, value: str | None) -> str | None:
         return _one_char(value, allow_none=True)
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            normalize_encoding(value, "encoding")
-        except ConfigError as exc:
-            raise as_value_error(exc) from None
-        return value
 
     @field_validator("types")
     @classmethod
@@ -436,10 +421,13 @@ class _FileState:
 
 
 @source("csv", config=CsvSourceConfig)
-class CsvSource:
+class CsvSource(FileSource):
     """Delimited text files (CSV/TSV/PSV), streamed in blocks with exact line numbers."""
 
+    unit = "row"
+
     def __init__(self, cfg: CsvSourceConfig) -> None:
+        super().__init__(cfg.path, cfg.on_malformed)
         self.cfg = cfg
         self.encoding = normalize_encoding(cfg.encoding, "encoding")
         self.dialect = Dialect(
@@ -451,56 +439,13 @@ class CsvSource:
         self.declared = {name: parse_type(t, f"types.{name}") for name, t in cfg.types.items()}
         self.names: list[str] | None = None
         self.column_types: dict[str, pa.DataType] | None = None
-        self.skipped = 0
-        self.bytes_read = 0
-        self._bytes_done = 0
-        self._raw: pa.NativeFile | None = None
-        self.rejected = 0
-        self.files_done: list[str] = []
-        self.skip_files: set[str] = set()
-        self._errors: list[RowError] = []
 
-    # -- contract -----------------------------------------------------------------------------
-
-    def take_errors(self) -> list[RowError]:
-        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
-        errors, self._errors = self._errors, []
-        return errors
-
-    def paths(self, ctx: RunContext) -> list[str]:
-        """The input files this source will read, in order."""
-        return expand_paths(self.cfg.path, ctx.base_dir)
-
-    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        return batches_in_thread(self._produce(ctx))
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
-        for path in self.paths(ctx):
-            if path in self.skip_files:
-                continue
-            skipped_before = self.skipped
-            yield from self._read_file(path)
-            self.files_done.append(path)
-            if self.skipped > skipped_before:
-                ctx.log(
-                    f"{display_path(path)}: skipped {self.skipped - skipped_before} malformed rows",
-                    "warning",
-                )
-
-    def _read_file(self, path: str) -> Iterator[pa.RecordBatch]:
-        state = _FileState(path)
-        stream, self._raw = open_input_pair(path, self.cfg.compression)
+    def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
+        blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
         try:
-            yield from self._read_stream(
-                state, iter(TextBlocks(stream, self.encoding, self.cfg.block_size))
-            )
+            yield from self._read_stream(_FileState(path), blocks)
         finally:
-            self._bytes_done += position(self._raw)
-            self.bytes_read = self._bytes_done
-            self._raw = None
-            stream.close()
+            blocks.close()
 
     def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
@@ -523,8 +468,6 @@ class CsvSource:
                 to_skip -= 1
             if to_skip and not eof:
                 continue
-            if self._raw is not None:
-                self.bytes_read = self._bytes_done + position(self._raw)
             scan = scan_records(buf, self.dialect, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
@@ -539,7 +482,7 @@ class CsvSource:
                 )
                 cut = _first_line_end(buf)
                 raw = buf[: cut + 1] if cut >= 0 else buf
-                self._malformed(state, base + 1, reason, raw=raw)
+                self._malformed(state.path, base + 1, reason, raw)
                 buf = buf[cut + 1 :] if cut >= 0 else b""
                 base += 1
                 continue
@@ -728,7 +671,7 @@ class CsvSource:
         bad = counts != expected
         for index, count in zip(records[bad].tolist(), counts[bad].tolist(), strict=True):
             self._malformed(
-                state,
+                state.path,
                 base + int(scan.lines[index]) + 1,
                 _field_count_reason(expected, count),
                 raw=buf[scan.starts[index] : scan.ends[index]],
@@ -766,7 +709,7 @@ class CsvSource:
                 raw = buf[scan.starts[index] : scan.ends[index]]
                 column, value, reason = self._explain(exc, raw)
                 self._malformed(
-                    state,
+                    state.path,
                     base + int(scan.lines[index]) + 1,
                     reason,
                     raw=raw,
@@ -782,7 +725,7 @@ class CsvSource:
             if records.size == 1:
                 index = int(records[0])
                 self._malformed(
-                    state,
+                    state.path,
                     base + int(scan.lines[index]) + 1,
                     f"record reads as {table.num_rows} rows",
                     raw=buf[scan.starts[index] : scan.ends[index]],
@@ -811,40 +754,6 @@ class CsvSource:
             kind = (self.column_types or {}).get(column, pa.string())
             return column, value, f"column '{column}': {value!r} is not a valid {kind}"
         return None, None, _clean(message)
-
-    def _malformed(
-        self,
-        state: _FileState,
-        line: int,
-        reason: str,
-        *,
-        raw: bytes,
-        column: str | None = None,
-        value: Any = None,
-    ) -> None:
-        policy = self.cfg.on_malformed
-        where = f"{display_path(state.path)}:{line}"
-        if policy == "fail":
-            raise PermanentError.one(
-                reason,
-                where,
-                "fix the row, or set `on_malformed: reject` to send bad rows to the rejects "
-                "file (or `skip` to drop them)",
-            )
-        if policy == "skip":
-            self.skipped += 1
-            return
-        self.rejected += 1
-        text = raw_text(raw, _MAX_RAW)
-        self._errors.append(
-            RowError(
-                line=line,
-                reason=f"{where}: {reason}",
-                column=column,
-                value=value,
-                row={"__file": display_path(state.path), "__raw": text},
-            )
-        )
 
 
 def _field_count_reason(expected: int, found: int) -> str:

@@ -11,7 +11,7 @@ like the CSV source; blank lines are ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -21,26 +21,19 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import Field, field_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError, RunContext, source
+from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
 from quiver.pipeline.files import (
     Compression,
-    TextBlocks,
+    Encoding,
+    FileSource,
     as_value_error,
-    batches_in_thread,
     describe_bad_bytes,
-    display_path,
-    expand_paths,
     normalize_encoding,
-    open_input_pair,
     parse_type,
-    position,
-    raw_text,
 )
-from quiver.runtime.errors import ConfigError, PermanentError
+from quiver.runtime.errors import ConfigError
 
 __all__ = ["JsonlSource", "JsonlSourceConfig"]
-
-_MAX_RAW = 4096
 
 
 class JsonlSourceConfig(ComponentConfig):
@@ -60,7 +53,7 @@ class JsonlSourceConfig(ComponentConfig):
         description="A field that is not in the schema fixed from the first block: reject "
         "the line (per on_malformed) or ignore the field.",
     )
-    encoding: str = Field("utf-8", description="Text encoding; a byte-order mark is dropped.")
+    encoding: Encoding = Field("utf-8", description="Text encoding; a byte-order mark is dropped.")
     compression: Compression = Field(
         "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
     )
@@ -82,15 +75,6 @@ class JsonlSourceConfig(ComponentConfig):
     )
     batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
 
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            normalize_encoding(value, "encoding")
-        except ConfigError as exc:
-            raise as_value_error(exc) from None
-        return value
-
     @field_validator("types")
     @classmethod
     def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
@@ -107,10 +91,13 @@ _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
 
 @source("jsonl", config=JsonlSourceConfig)
-class JsonlSource:
+class JsonlSource(FileSource):
     """JSON Lines files, parsed in blocks by pyarrow with exact line numbers."""
 
+    unit = "line"
+
     def __init__(self, cfg: JsonlSourceConfig) -> None:
+        super().__init__(cfg.path, cfg.on_malformed)
         self.cfg = cfg
         self.encoding = normalize_encoding(cfg.encoding, "encoding")
         self.declared = pa.schema(
@@ -121,55 +108,19 @@ class JsonlSource:
         self.read_declared = pa.schema([f.with_type(_read_type(f.type)) for f in self.declared])
         self.schema: pa.Schema | None = None
         self.read_schema: pa.Schema | None = None
-        self.skipped = 0
-        self.bytes_read = 0
-        self._bytes_done = 0
-        self._raw: pa.NativeFile | None = None
-        self.rejected = 0
-        self.files_done: list[str] = []
-        self.skip_files: set[str] = set()
-        self._errors: list[RowError] = []
 
-    def take_errors(self) -> list[RowError]:
-        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
-        errors, self._errors = self._errors, []
-        return errors
-
-    def paths(self, ctx: RunContext) -> list[str]:
-        """The input files this source will read, in order."""
-        return expand_paths(self.cfg.path, ctx.base_dir)
-
-    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        return batches_in_thread(self._produce(ctx))
-
-    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
-        for path in self.paths(ctx):
-            if path in self.skip_files:
-                continue
-            before = self.skipped
-            stream, self._raw = open_input_pair(path, self.cfg.compression)
-            try:
-                blocks = TextBlocks(stream, self.encoding, self.cfg.block_size)
-                yield from self._read(path, iter(blocks))
-            finally:
-                self._bytes_done += position(self._raw)
-                self.bytes_read = self._bytes_done
-                self._raw = None
-                stream.close()
-            self.files_done.append(path)
-            if self.skipped > before:
-                ctx.log(
-                    f"{display_path(path)}: skipped {self.skipped - before} malformed lines",
-                    "warning",
-                )
+    def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
+        blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
+        try:
+            yield from self._read(path, blocks)
+        finally:
+            blocks.close()
 
     def _read(self, path: str, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
         base = 0  # lines before buf
         discarding = False  # inside an over-long line already reported
         for chunk in blocks:
-            if self._raw is not None:
-                self.bytes_read = self._bytes_done + position(self._raw)
             buf = buf + chunk if buf else chunk
             if discarding:
                 cut = buf.find(b"\n")
@@ -353,28 +304,6 @@ class JsonlSource:
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
-
-    def _malformed(self, path: str, line: int, reason: str, raw: bytes) -> None:
-        where = f"{display_path(path)}:{line}"
-        if self.cfg.on_malformed == "fail":
-            raise PermanentError.one(
-                reason,
-                where,
-                "fix the line, or set `on_malformed: reject` to send bad lines to the rejects "
-                "file (or `skip` to drop them)",
-            )
-        if self.cfg.on_malformed == "skip":
-            self.skipped += 1
-            return
-        self.rejected += 1
-        text = raw_text(raw, _MAX_RAW)
-        self._errors.append(
-            RowError(
-                line=line,
-                reason=f"{where}: {reason}",
-                row={"__file": display_path(path), "__raw": text},
-            )
-        )
 
 
 _TIME = re.compile(r"^\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
