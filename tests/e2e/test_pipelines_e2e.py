@@ -663,11 +663,6 @@ def test_javascript_workers_exit_promptly_when_the_engine_is_killed(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rejects file's temporary file (<rejects>.<run id>.tmp) of a killed run is never "
-    "removed; outputs' <name>.tmp-<run id> files are cleaned up by the next run",
-)
 def test_a_run_after_a_killed_one_leaves_no_temporary_files(
     tmp_path: Path, quiver: QuiverRunner, stalled_run: StalledRun
 ) -> None:

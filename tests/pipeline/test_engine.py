@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
 import io
 import json
 import os
@@ -569,3 +570,35 @@ def test_a_write_that_hits_a_reset_connection_is_retried_without_duplicates(
     result = run(path)
     assert [int(r["id"]) for r in read_csv(tmp_path / "out.csv")] == list(range(1, 21))
     assert result.steps["sink"].retries == 2
+
+
+@pytest.mark.parametrize("rejects_rows", [True, False], ids=["with-rejects", "without-rejects"])
+def test_a_run_removes_the_rejects_temp_file_a_killed_run_left(
+    tmp_path: Path, rejects_rows: bool
+) -> None:
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {ROWS: {"rows": 6}},
+            "processors": [{f"{C}RejectIdsProcessor": {"ids": [5] if rejects_rows else []}}],
+            "sink": {"csv": {"path": "out/out.csv"}},
+            "on_error": {"policy": "reject", "rejects": "out/rej.csv"},
+        },
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    # left by runs killed mid-way: the current name and the name earlier versions used
+    (out / "rej.csv.tmp-0123456789ab").write_text("step,line\nvalidate,3\n")
+    (out / "rej.csv.0123456789ab.tmp").write_text("step,line\nvalidate,3\n")
+    # the temporary file of a run still going on is locked and must survive
+    live = out / "rej.csv.tmp-ba9876543210"
+    with live.open("w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        run(path)
+        assert sorted(os.listdir(out)) == [
+            "out.csv",
+            *(["rej.csv"] if rejects_rows else []),
+            "rej.csv.tmp-ba9876543210",
+        ]
+    if rejects_rows:
+        assert [r["line"] for r in read_csv(out / "rej.csv")] == ["5"]

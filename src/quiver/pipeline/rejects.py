@@ -2,22 +2,28 @@
 
 Columns: ``step, line, column, value, reason, row``. ``line`` is the 1-based line (or record)
 number in the source input, ``row`` the original row as JSON. Rows go to a temporary file
-beside the target; :meth:`RejectsWriter.commit` renames it into place and
-:meth:`RejectsWriter.abort` deletes it, so a failed run leaves no half-written rejects file.
+beside the target (``<rejects>.tmp-<run id>``, locked while it is written, like every file
+output); :meth:`RejectsWriter.commit` renames it into place and :meth:`RejectsWriter.abort`
+deletes it, so a failed run leaves no half-written rejects file. The temporary file of a run
+that was killed is removed by the next run writing the same rejects file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import decimal
+import fcntl
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from quiver.pipeline.component import RowError
+from quiver.pipeline.files import remove_stale_temps
 
 __all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
 
@@ -59,9 +65,38 @@ class RejectsWriter:
         self.path = path
         self.count = 0
         self.kept: list[RowError] = []
-        self._tmp = f"{path}.{run_id}.tmp" if path else None
+        safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) or "run"
+        self._tmp = f"{path}.tmp-{safe_run}" if path else None
         self._file: IO[str] | None = None
         self._writer: Any = None
+
+    @property
+    def temp_path(self) -> str | None:
+        """Where rows go until :meth:`commit` (None without a rejects file)."""
+        return self._tmp
+
+    def _open(self, tmp: str) -> IO[str]:
+        Path(tmp).parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # tells other runs this temporary file is alive
+        return open(fd, "w", encoding="utf-8", newline="")  # closed by commit/abort
+
+    def _remove_stale(self) -> None:
+        """Delete temporary rejects files of runs that died before commit or abort."""
+        if self.path is None:
+            return
+        remove_stale_temps(self.path)
+        # the name used by earlier versions: <rejects>.<run id>.tmp
+        directory = os.path.dirname(self.path) or "."
+        legacy = re.compile(re.escape(os.path.basename(self.path)) + r"\.[0-9a-f]{12}\.tmp")
+        try:
+            names = [n for n in os.listdir(directory) if legacy.fullmatch(n)]
+        except OSError:
+            return
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
 
     def write(self, errors: list[RowError]) -> None:
         self.count += len(errors)
@@ -69,8 +104,7 @@ class RejectsWriter:
             self.kept.extend(errors[: max(0, 1000 - len(self.kept))])
             return
         if self._writer is None:
-            Path(self._tmp).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._file = self._open(self._tmp)
             self._writer = csv.writer(self._file)
             self._writer.writerow(REJECT_COLUMNS)
         for e in errors:
@@ -90,13 +124,16 @@ class RejectsWriter:
         if self._file is not None and self._tmp is not None and self.path is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
             os.replace(self._tmp, self.path)
+            self._file.close()  # releases the lock once the file has its final name
+            self._file = None
+        else:
+            self._remove_stale()
 
     def abort(self) -> None:
+        """Delete the temporary file: a failed run publishes no rejects file."""
+        if self._tmp is not None and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
