@@ -40,6 +40,7 @@ from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 __all__ = [
     "STDIO",
     "AtomicOutput",
+    "ColumnTypes",
     "Compression",
     "Encoding",
     "FileSinkConfig",
@@ -50,6 +51,7 @@ __all__ = [
     "as_value_error",
     "batches_in_thread",
     "checked_encoding",
+    "checked_types",
     "concatenated_text",
     "conform_batch",
     "describe_bad_bytes",
@@ -855,3 +857,17 @@ def checked_encoding(value: str) -> str:
 
 #: A config field naming a text encoding, checked when the config is loaded.
 Encoding = Annotated[str, AfterValidator(checked_encoding)]
+
+
+def checked_types(value: dict[str, str]) -> dict[str, str]:
+    """``value`` (column name to type name) if every type name is known, else a ValueError."""
+    for name, type_name in value.items():
+        try:
+            parse_type(type_name, f"types.{name}")
+        except ConfigError as exc:
+            raise ValueError(f"column {name!r}: {as_value_error(exc)}") from None
+    return value
+
+
+#: A config field of column types by name, checked when the config is loaded.
+ColumnTypes = Annotated[dict[str, str], AfterValidator(checked_types)]

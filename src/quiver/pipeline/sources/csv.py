@@ -32,17 +32,17 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
 from quiver.pipeline.files import (
+    ColumnTypes,
     Compression,
     Encoding,
     FileSource,
     MalformedPolicy,
-    as_value_error,
     describe_bad_bytes,
     display_path,
     normalize_encoding,
     parse_type,
 )
-from quiver.runtime.errors import ConfigError, PermanentError
+from quiver.runtime.errors import PermanentError
 
 __all__ = ["CsvSource", "CsvSourceConfig"]
 
@@ -99,7 +99,7 @@ class CsvSourceConfig(ComponentConfig):
         description="Columns to keep, in this order (all when unset); the others are "
         "checked for the field count but never converted.",
     )
-    types: dict[str, str] = Field(
+    types: ColumnTypes = Field(
         default_factory=dict,
         description="Column types by name (str, int, float, bool, date, datetime, time, "
         "decimal(p,s), ...). Columns not listed are strings (or inferred with `infer`).",
@@ -161,16 +161,6 @@ class CsvSourceConfig(ComponentConfig):
     @classmethod
     def _optional_char(cls, value: str | None) -> str | None:
         return _one_char(value, allow_none=True)
-
-    @field_validator("types")
-    @classmethod
-    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, type_name in value.items():
-            try:
-                parse_type(type_name, f"types.{name}")
-            except ConfigError as exc:
-                raise ValueError(f"column {name!r}: {as_value_error(exc)}") from None
-        return value
 
     @model_validator(mode="after")
     def _distinct_characters(self) -> CsvSourceConfig:
