@@ -45,7 +45,7 @@ class JsonlSourceConfig(ComponentConfig):
     types: ColumnTypes = Field(
         default_factory=dict,
         description="Field types by name (str, int, float, bool, date, datetime, decimal(p,s)"
-        ", ...); other fields are inferred from the first block.",
+        ", ...); other fields are inferred from the `infer_bytes` sample.",
     )
     unexpected_fields: Literal["reject", "ignore"] = Field(
         "reject",
