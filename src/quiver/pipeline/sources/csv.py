@@ -115,10 +115,10 @@ class CsvSourceConfig(ComponentConfig):
         "empty string.",
     )
     true_values: list[str] | None = Field(
-        None, description="Values read as true in bool columns (default true, True, 1)."
+        None, description="Values read as true in bool columns (default 1, true, True, TRUE)."
     )
     false_values: list[str] | None = Field(
-        None, description="Values read as false in bool columns (default false, False, 0)."
+        None, description="Values read as false in bool columns (default 0, false, False, FALSE)."
     )
     timestamp_formats: list[str] | None = Field(
         None,
