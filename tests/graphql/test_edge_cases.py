@@ -1039,3 +1039,286 @@ async def test_a_forged_cursor_is_rejected_cleanly(
         pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
     assert "cursor" in errors[0]["message"], errors
+
+
+# ============================================================================================
+# Filter combinations
+# ============================================================================================
+
+
+def _tracks(runner: Runner) -> list[dict[str, Any]]:
+    rows = runner.sql(
+        "SELECT t.track_id, t.name, t.composer, t.milliseconds, t.album_id, t.genre_id,"
+        " g.name, al.artist_id FROM track t LEFT JOIN genre g ON g.genre_id = t.genre_id"
+        " LEFT JOIN album al ON al.album_id = t.album_id ORDER BY t.track_id"
+    )
+    keys = ("id", "name", "composer", "ms", "album", "genre", "genreName", "artist")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+async def test_empty_and_or_not_and_deep_nesting(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data(
+        "{ andEmpty: tracksAggregate(where: {and: []}) { count }"
+        "  orEmpty: tracksAggregate(where: {or: []}) { count }"
+        "  notEmpty: tracksAggregate(where: {not: {}}) { count }"
+        "  notOrEmpty: tracksAggregate(where: {not: {or: []}}) { count }"
+        "  emptyWhere: tracksAggregate(where: {}) { count }"
+        "  andOfEmpty: tracksAggregate(where: {and: [{}, {}]}) { count }"
+        "  orOfEmpty: tracksAggregate(where: {or: [{}, {milliseconds: {lt: 0}}]}) { count }"
+        "  deep: tracks(where: {not: {not: {or: [{and: [{composer: {isNull: true}},"
+        "    {milliseconds: {gt: 400000}}]}, {not: {or: [{milliseconds: {gte: 1000}},"
+        '    {composer: {isNull: true}}]}}, {and: [{name: {startsWith: "A"}}, {not: {}}]}]}}})'
+        "    { trackId } }"
+    )
+    tracks = _tracks(chinook_runner)
+    total = len(tracks)
+    assert data["andEmpty"]["count"] == total
+    assert data["orEmpty"]["count"] == 0
+    assert data["notEmpty"]["count"] == 0
+    assert data["notOrEmpty"]["count"] == total
+    assert data["emptyWhere"]["count"] == total
+    assert data["andOfEmpty"]["count"] == total
+    assert data["orOfEmpty"]["count"] == total
+    expected = [
+        t["id"]
+        for t in tracks
+        if (t["composer"] is None and t["ms"] > 400000)
+        or not (t["ms"] >= 1000 or t["composer"] is None)
+    ]
+    assert [t["trackId"] for t in data["deep"]] == expected
+    assert expected
+
+
+async def test_relation_filters_two_levels_deep_each_way(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data(
+        '{ up: tracks(where: {album: {artist: {name: {startsWith: "Iron"}}}}) { trackId }'
+        '  down: artists(where: {albums: {some: {tracks: {some: {genre: {name: {eq: "Jazz"}}}}}}})'
+        "    { artistId }"
+        '  every: artists(where: {albums: {every: {tracks: {every: {milliseconds: {gt: 200000}}}}}})'
+        "    { artistId }"
+        '  none: genres(where: {tracks: {none: {album: {artist: {name: {contains: "a"}}}}}})'
+        "    { genreId } }"
+    )
+    tracks = _tracks(chinook_runner)
+    artists = dict(chinook_runner.sql("SELECT artist_id, name FROM artist"))
+    albums = dict(chinook_runner.sql("SELECT album_id, artist_id FROM album"))
+    genres = [r[0] for r in chinook_runner.sql("SELECT genre_id FROM genre ORDER BY genre_id")]
+    assert [t["trackId"] for t in data["up"]] == [
+        t["id"] for t in tracks if t["artist"] is not None and artists[t["artist"]].startswith("Iron")
+    ]
+
+    def album_tracks(album: int) -> list[dict[str, Any]]:
+        return [t for t in tracks if t["album"] == album]
+
+    def artist_albums(artist: int) -> list[int]:
+        return [a for a, ar in albums.items() if ar == artist]
+
+    assert [a["artistId"] for a in data["down"]] == sorted(
+        ar
+        for ar in artists
+        if any(t["genreName"] == "Jazz" for al in artist_albums(ar) for t in album_tracks(al))
+    )
+    assert [a["artistId"] for a in data["every"]] == sorted(
+        ar
+        for ar in artists
+        if all(t["ms"] > 200000 for al in artist_albums(ar) for t in album_tracks(al))
+    )
+    assert [g["genreId"] for g in data["none"]] == [
+        g
+        for g in genres
+        if not any(
+            t["genre"] == g and t["artist"] is not None and "a" in artists[t["artist"]]
+            for t in tracks
+        )
+    ]
+    assert data["up"] and data["down"] and data["every"]
+
+
+async def test_every_over_related_rows_with_null_columns(chinook_runner: Runner) -> None:
+    """A null composer fails eq/neq/startsWith, so ``every`` is false for an album with one."""
+    data = await chinook_runner.data(
+        '{ neq: albums(where: {tracks: {every: {composer: {neq: "nobody"}}}}) { albumId }'
+        "  isNull: albums(where: {tracks: {every: {composer: {isNull: true}}}}) { albumId }"
+        "  notEvery: albumsAggregate(where: {not: {tracks: {every: {composer: {isNull: false}}}}})"
+        "    { count } }"
+    )
+    tracks = _tracks(chinook_runner)
+    albums = [r[0] for r in chinook_runner.sql("SELECT album_id FROM album ORDER BY album_id")]
+
+    def composers(album: int) -> list[Any]:
+        return [t["composer"] for t in tracks if t["album"] == album]
+
+    assert [a["albumId"] for a in data["neq"]] == [
+        a for a in albums if all(c is not None and c != "nobody" for c in composers(a))
+    ]
+    assert [a["albumId"] for a in data["isNull"]] == [
+        a for a in albums if all(c is None for c in composers(a))
+    ]
+    assert data["notEvery"]["count"] == sum(
+        1 for a in albums if not all(c is not None for c in composers(a))
+    )
+
+
+# ============================================================================================
+# Documents: fragments, aliases, directives, __typename, variables
+# ============================================================================================
+
+
+async def test_nested_and_repeated_fragments_with_directives_at_several_levels(
+    chinook_runner: Runner,
+) -> None:
+    query = """
+      query($s: Boolean!, $i: Boolean!) {
+        a: albums(limit: 2) { ...A }
+        b: albums(limit: 1, offset: 5) { ...A title @include(if: $i) }
+        c: albums(limit: 1) @skip(if: $s) { albumId }
+      }
+      fragment A on Album {
+        albumId
+        ... on Album { title @skip(if: $s) artist { ...R ...R } }
+        artist @include(if: $i) { name }
+        ... @include(if: $i) { tracks(limit: 2) { ...T } }
+      }
+      fragment R on Artist { artistId ... { name @skip(if: $s) } }
+      fragment T on Track { trackId ... { __typename } }
+    """
+    rows = chinook_runner.sql(
+        "SELECT al.album_id, al.title, ar.artist_id, ar.name FROM album al"
+        " JOIN artist ar ON ar.artist_id = al.artist_id ORDER BY al.album_id"
+    )
+
+    def tracks(album: int) -> list[dict[str, Any]]:
+        ids = chinook_runner.sql(
+            "SELECT track_id FROM track WHERE album_id = ? ORDER BY track_id LIMIT 2", (album,)
+        )
+        return [{"trackId": r[0], "__typename": "Track"} for r in ids]
+
+    def album(row: tuple[Any, ...], s: bool, i: bool, title_too: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"albumId": row[0]}
+        if not s or (i and title_too):
+            out["title"] = row[1]
+        artist: dict[str, Any] = {"artistId": row[2]}
+        if not s or i:
+            artist["name"] = row[3]
+        out["artist"] = artist
+        if i:
+            out["tracks"] = tracks(row[0])
+        return out
+
+    for s in (True, False):
+        for i in (True, False):
+            data = await chinook_runner.data(query, {"s": s, "i": i})
+            assert data["a"] == [album(r, s, i, False) for r in rows[:2]], (s, i)
+            assert data["b"] == [album(r, s, i, True) for r in rows[5:6]], (s, i)
+            assert ("c" in data) == (not s)
+            assert list(data["b"][0])[0] == "albumId"
+
+
+async def test_aliases_of_one_field_with_different_arguments(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data(
+        "{ album(albumId: 1) { t1: tracks(limit: 1) { name } t2: tracks(limit: 1, offset: 1)"
+        " { name } all: tracksAggregate { count } one: tracksAggregate(where: {trackId: {eq: 1}})"
+        " { count } same: tracks(limit: 1) { name } same: tracks(limit: 1) { trackId } }"
+        "  x: album(albumId: 2) { title } y: album(albumId: 3) { title } }"
+    )
+    names = chinook_runner.sql(
+        "SELECT track_id, name FROM track WHERE album_id = 1 ORDER BY track_id"
+    )
+    titles = dict(chinook_runner.sql("SELECT album_id, title FROM album WHERE album_id IN (2, 3)"))
+    a = data["album"]
+    assert a["t1"] == [{"name": names[0][1]}] and a["t2"] == [{"name": names[1][1]}]
+    assert a["all"] == {"count": len(names)} and a["one"] == {"count": 1}
+    assert a["same"] == [{"name": names[0][1], "trackId": names[0][0]}]
+    assert data["x"] == {"title": titles[2]} and data["y"] == {"title": titles[3]}
+
+
+async def test_typename_everywhere(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data(
+        "{ __typename genresConnection(first: 1) { __typename totalCount"
+        "    edges { __typename node { __typename } } pageInfo { __typename } nodes { __typename } }"
+        "  genresAggregate { __typename count sum { __typename } avg { __typename }"
+        "    min { __typename } max { __typename genreId }"
+        "    groupBy(fields: [name]) { __typename keys { __typename } } }"
+        "  genre(genreId: 1) { __typename tracksAggregate { __typename count } } }"
+    )
+    c = data["genresConnection"]
+    assert data["__typename"] == "Query"
+    assert c["__typename"] == "GenreConnection"
+    assert c["edges"] == [{"__typename": "GenreEdge", "node": {"__typename": "Genre"}}]
+    assert c["pageInfo"] == {"__typename": "PageInfo"} and c["nodes"] == [{"__typename": "Genre"}]
+    agg = data["genresAggregate"]
+    assert agg["__typename"] == "GenreAggregate"
+    for key in ("sum", "avg", "min", "max"):
+        assert agg[key]["__typename"].startswith("Genre"), agg[key]
+    count = chinook_runner.sql("SELECT COUNT(*) FROM genre")[0][0]
+    assert agg["count"] == count == len(agg["groupBy"]) == c["totalCount"]
+    assert {g["__typename"] for g in agg["groupBy"]} == {"GenreAggregateGroup"}
+    assert {g["keys"]["__typename"] for g in agg["groupBy"]} == {"GenreGroupKey"}
+    assert data["genre"]["__typename"] == "Genre"
+    assert data["genre"]["tracksAggregate"]["__typename"] == "TrackAggregate"
+
+
+async def test_variables_inside_lists_and_nested_input_objects(chinook_runner: Runner) -> None:
+    query = """
+      query($n: String!, $ids: [Int!]!, $ms: Int!, $g: String!) {
+        tracksAggregate(where: {
+          or: [{name: {eq: $n}}, {trackId: {in: $ids}}, {trackId: {in: [$ms, 3]}}]
+          genre: {name: {in: [$g, "Metal"]}}
+        }) { count }
+      }"""
+    tracks = _tracks(chinook_runner)
+    for variables in (
+        {"n": "Balls to the Wall", "ids": [1, 2, 3], "ms": 4, "g": "Rock"},
+        {"n": "Balls to the Wall", "ids": [], "ms": 5, "g": "Jazz"},
+        {"n": "x", "ids": list(range(1, 300)), "ms": 3000, "g": "Rock"},
+    ):
+        data = await chinook_runner.data(query, variables)
+        expected = sum(
+            1
+            for t in tracks
+            if (
+                t["name"] == variables["n"]
+                or t["id"] in variables["ids"]
+                or t["id"] in (variables["ms"], 3)
+            )
+            and t["genreName"] in (variables["g"], "Metal")
+        )
+        assert data["tracksAggregate"]["count"] == expected, variables
+
+
+async def test_one_document_with_variables_of_input_object_type_and_many_shapes(
+    chinook_runner: Runner,
+) -> None:
+    query = """
+      query($w: TrackWhere, $o: [TrackOrderBy!], $l: Int) {
+        tracks(where: $w, orderBy: $o, limit: $l) { trackId }
+        both: tracksAggregate(where: $w) { count }
+      }"""
+    tracks = _tracks(chinook_runner)
+    cases: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
+        ({"w": None}, lambda t: True),
+        ({"w": {}}, lambda t: True),
+        ({"w": {"name": {"startsWith": "A"}}}, lambda t: t["name"].startswith("A")),
+        (
+            {"w": {"composer": {"isNull": True}, "not": {"milliseconds": {"lt": 300000}}}},
+            lambda t: t["composer"] is None and not t["ms"] < 300000,
+        ),
+        (
+            {"w": {"trackId": {"in": [5, 1, 700]}, "or": [{"milliseconds": {"gt": 1}}]}},
+            lambda t: t["id"] in (5, 1, 700),
+        ),
+        ({"w": {"trackId": {"in": []}}}, lambda t: False),
+        ({"w": {"trackId": {"nin": []}}}, lambda t: True),
+        ({"w": {"genre": {"name": {"eq": "Jazz"}}}}, lambda t: t["genreName"] == "Jazz"),
+        ({"w": {"name": {"startsWith": "A"}}}, lambda t: t["name"].startswith("A")),
+    ]
+    for variables, pred in cases:
+        for order, key in (
+            (None, lambda t: t["id"]),
+            ([{"milliseconds": "DESC"}], lambda t: (-t["ms"], t["id"])),
+        ):
+            data = await chinook_runner.data(query, {**variables, "o": order, "l": 50})
+            matching = [t for t in tracks if pred(t)]
+            expected = [t["id"] for t in sorted(matching, key=key)][:50]
+            assert [t["trackId"] for t in data["tracks"]] == expected, (variables, order)
+            assert data["both"]["count"] == len(matching)
