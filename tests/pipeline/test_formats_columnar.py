@@ -11,10 +11,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sinks.arrow_ipc import ArrowIpcSink
-from quiver.pipeline.sinks.parquet import ParquetSink
+from quiver.pipeline.sinks.parquet import ParquetSink, ParquetSinkConfig
 from quiver.pipeline.sources.arrow_ipc import ArrowIpcSource
 from quiver.pipeline.sources.parquet import ParquetSource
 from quiver.runtime.errors import PermanentError
@@ -168,3 +169,22 @@ async def test_a_batch_with_other_columns_is_refused_by_the_sink(
             await sink.write(pa.record_batch({"other": [1]}))
         await sink.abort()
         assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"compression": "snappy", "compression_level": 3}, "does not apply to snappy"),
+        ({"compression": "zstd", "compression_level": 40}, "must be 1..22"),
+        ({"compresion": "zstd"}, "compresion"),
+    ],
+)
+def test_parquet_sink_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ParquetSinkConfig.model_validate({"path": "x.parquet", **options})
+
+
+async def test_a_compression_level_is_used(tmp_path: Path, run_ctx: RunContext) -> None:
+    options = {"path": "t.parquet", "compression": "zstd", "compression_level": 19}
+    await write(build(ParquetSink, options), sample(50), run_ctx)
+    assert pq.read_table(tmp_path / "t.parquet").num_rows == 50

@@ -13,7 +13,7 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from quiver.pipeline.component import RunContext, sink
 from quiver.pipeline.files import (
@@ -42,6 +42,24 @@ class ParquetSinkConfig(FileSinkConfig):
     )
     dictionary: bool = Field(True, description="Dictionary-encode columns where it pays.")
     statistics: bool = Field(True, description="Write min/max statistics for each column chunk.")
+
+    @model_validator(mode="after")
+    def _level_fits_codec(self) -> ParquetSinkConfig:
+        if self.compression_level is not None and self.compression not in _LEVELS:
+            raise ValueError(
+                f"compression_level does not apply to {self.compression}; "
+                f"it does to {', '.join(sorted(_LEVELS))}"
+            )
+        low, high = _LEVELS.get(self.compression, (0, 0))
+        if self.compression_level is not None and not low <= self.compression_level <= high:
+            raise ValueError(
+                f"compression_level for {self.compression} must be {low}..{high}, "
+                f"got {self.compression_level}"
+            )
+        return self
+
+
+_LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "brotli": (0, 11)}
 
 
 @sink("parquet", config=ParquetSinkConfig)
