@@ -252,3 +252,13 @@ def test_compressed_standard_output(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert gzip.decompress(done.stdout) == b'{"a":"1","b":"x"}\n'
+
+
+def test_a_huge_batch_is_serialised_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quiver.pipeline.sinks import csv as csv_sink
+
+    batch = pa.record_batch({"a": [str(i) * 20 for i in range(50)], "b": list(range(50))})
+    whole = csv_sink.serialize_csv(batch, csv_sink.CsvSinkConfig.model_validate({"path": "x"}))
+    monkeypatch.setattr(csv_sink, "_SLICE_BYTES", 100)
+    sliced = csv_sink.serialize_csv(batch, csv_sink.CsvSinkConfig.model_validate({"path": "x"}))
+    assert sliced == whole and whole.count("\n") == 50

@@ -39,6 +39,7 @@ __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
 
 Quoting = Literal["minimal", "all", "none"]
 
+_SLICE_BYTES = 256 << 20
 _TERMINATORS = {"\n": "\n", "\r\n": "\r\n", "\r": "\r", "lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 
@@ -209,6 +210,16 @@ class _Serializer:
         return self.cfg.delimiter.join(fields) + self.cfg.line_terminator
 
     def rows(self, batch: pa.RecordBatch) -> bytes:
+        """The batch's rows as CSV bytes (UTF-8)."""
+        if batch.nbytes > _SLICE_BYTES and batch.num_rows > 1:
+            # Arrow strings hold at most 2 GiB: serialise a huge batch in slices
+            step = max(1, batch.num_rows * _SLICE_BYTES // batch.nbytes)
+            return b"".join(
+                self._rows(batch.slice(start, step)) for start in range(0, batch.num_rows, step)
+            )
+        return self._rows(batch)
+
+    def _rows(self, batch: pa.RecordBatch) -> bytes:
         lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
         data: pa.RecordBatch = drop_line_column(batch)
         if data.num_rows == 0:
