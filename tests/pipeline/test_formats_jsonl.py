@@ -196,3 +196,13 @@ async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: Ru
         (2, "'25:00:00' is not a valid time of day"),
         (3, "'7h30' is not a valid time (HH:MM:SS[.fraction])"),
     ]
+
+
+def test_a_huge_batch_is_encoded_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quiver.pipeline.sinks import jsonl as jsonl_sink
+
+    batch = pa.record_batch({"a": [str(i) * 20 for i in range(50)], "b": list(range(50))})
+    sink = JsonlSink(JsonlSinkConfig.model_validate({"path": "x"}))
+    whole = sink.encode(batch)
+    monkeypatch.setattr(jsonl_sink, "_SLICE_BYTES", 100)
+    assert sink.encode(batch) == whole and whole.count(b"\n") == 50

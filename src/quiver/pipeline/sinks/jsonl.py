@@ -36,6 +36,7 @@ class JsonlSinkConfig(TextSinkConfig):
     sort_keys: bool = Field(False, description="Write each object's keys in sorted order.")
 
 
+_SLICE_BYTES = 128 << 20
 _ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
 _QUOTE = pa.scalar('"')
 
@@ -118,6 +119,15 @@ class JsonlSink:
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         """The batch as JSON Lines."""
+        if batch.nbytes > _SLICE_BYTES and batch.num_rows > 1:
+            # Arrow strings hold at most 2 GiB: encode a huge batch in slices
+            step = max(1, batch.num_rows * _SLICE_BYTES // batch.nbytes)
+            return b"".join(
+                self._encode(batch.slice(start, step)) for start in range(0, batch.num_rows, step)
+            )
+        return self._encode(batch)
+
+    def _encode(self, batch: pa.RecordBatch) -> bytes:
         data: pa.RecordBatch = drop_line_column(batch)
         if data.num_rows == 0:
             return b""
