@@ -802,11 +802,6 @@ def test_orders_example_runs_from_any_directory_with_paths_relative_to_its_file(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a row rejected by a later step (lookup) carries its converted values in the "
-    "rejects file's `row` column (order_id 1008 as a number), not the original row as read",
-)
 def test_rejects_of_every_step_carry_the_original_row(tmp_path: Path, quiver: QuiverRunner) -> None:
     folder = copy_example("pipelines/orders", tmp_path)
     source = {r["order_id"]: r for r in read_csv(folder / "orders.csv")}

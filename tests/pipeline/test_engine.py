@@ -602,3 +602,37 @@ def test_a_run_removes_the_rejects_temp_file_a_killed_run_left(
         ]
     if rejects_rows:
         assert [r["line"] for r in read_csv(out / "rej.csv")] == ["5"]
+
+
+def test_a_row_rejected_by_a_later_step_is_written_as_the_source_read_it(tmp_path: Path) -> None:
+    lines = ["id,total,note"] + [f"{i},{i}.50,n{i}" for i in range(1, 41)] + ["41,,"]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in.csv", "batch_rows": 8}},
+            "processors": [
+                {"validate": {"schema": {"id": "int", "total": "decimal"}}},
+                {"derive": {"columns": {"total": "total * 2"}}},
+                {f"{C}RejectIdsProcessor": {"ids": [3, 17, 41]}},
+            ],
+            "sink": {"csv": {"path": "out.csv"}},
+            "on_error": {"policy": "reject", "rejects": "rej.csv"},
+        },
+    )
+    result = run(path)
+    assert result.rejected == 3
+    rejects = read_csv(tmp_path / "rej.csv")
+    assert [(r["step"], r["line"], r["value"]) for r in rejects] == [
+        ("RejectIdsProcessor", "4", "3"),
+        ("RejectIdsProcessor", "18", "17"),
+        ("RejectIdsProcessor", "42", "41"),
+    ]
+    # the text as read, not the validated and derived values (id 3, total 7.00)
+    assert [json.loads(r["row"]) for r in rejects] == [
+        {"id": "3", "total": "3.50", "note": "n3"},
+        {"id": "17", "total": "17.50", "note": "n17"},
+        {"id": "41", "total": None, "note": None},
+    ]
+    assert len(read_csv(tmp_path / "out.csv")) == 38
+    assert leftovers(tmp_path) == []

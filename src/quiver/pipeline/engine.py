@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -128,6 +129,65 @@ class _CollectSink:
         self.batches.clear()
 
 
+class _OriginalRows:
+    """The batches a source emitted, kept in an unlinked temporary file by line number.
+
+    A row rejected by a step after the first has been converted on its way (validated types,
+    lookups, derived columns); the rejects file must carry it as it was read, so a user can
+    fix and re-feed it. Batches are spilled in Arrow IPC form (a memory copy, no parsing),
+    so memory stays bounded however long the input; a rejected row is read back by its line.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="quiver-rows-")  # noqa: SIM115 (see close)
+        # (first line, last line, offset, size, schema) per spilled batch
+        self._index: list[tuple[int, int, int, int, pa.Schema]] = []
+        self._usable = True
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not self._usable or not batch.num_rows or LINE_COLUMN not in batch.schema.names:
+            return
+        import pyarrow.compute as pc
+
+        try:
+            bounds = pc.min_max(batch.column(LINE_COLUMN)).as_py()
+            data = batch.serialize()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            self._usable = False  # e.g. dictionary columns: rejects keep the step's values
+            return
+        if bounds["min"] is None:
+            return
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(memoryview(data))
+        self._index.append((bounds["min"], bounds["max"], offset, data.size, batch.schema))
+
+    def rows(self, lines: set[int]) -> dict[int, dict[str, Any]]:
+        """The rows read at ``lines`` (a line the source emitted twice is left out)."""
+        import pyarrow.ipc as ipc
+
+        found: dict[int, dict[str, Any]] = {}
+        seen_twice: set[int] = set()
+        if not self._usable:
+            return found
+        for first, last, offset, size, schema in self._index:
+            wanted = {n for n in lines if first <= n <= last}
+            if not wanted:
+                continue
+            self._file.seek(offset)
+            batch = ipc.read_record_batch(pa.py_buffer(self._file.read(size)), schema)
+            for i, line in enumerate(batch.column(LINE_COLUMN).to_pylist()):
+                if line in wanted:
+                    if line in found:
+                        seen_twice.add(line)
+                    found[line] = batch.slice(i, 1).to_pylist()[0]
+        for line in seen_twice:  # e.g. several input files: the line alone is ambiguous
+            del found[line]
+        return found
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _drop_line(batch: pa.RecordBatch) -> pa.RecordBatch:
     if LINE_COLUMN in batch.schema.names:
         return batch.drop_columns([LINE_COLUMN])
@@ -202,6 +262,7 @@ class Engine:
         self._warned: set[str] = set()
         self._bytes_base = 0  # bytes of input files finished in earlier units (--resume)
         self._bytes_total: int | None = None
+        self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
 
     # ------------------------------------------------------------------ public
 
@@ -363,6 +424,20 @@ class Engine:
 
     # ------------------------------------------------------------------ one sub-run
 
+    def _keeps_original_rows(self) -> bool:
+        """Whether rows rejected after the first step need the source's rows kept aside."""
+        spec = self.spec
+        if self.dry_run is not None or self.rejects.path is None or len(spec.sources()) != 1:
+            return False
+        return any(
+            not self._fed_by_sources(s.name) for s in spec.steps.values() if s.kind == "processor"
+        )
+
+    def _fed_by_sources(self, step: str) -> bool:
+        return all(
+            self.spec.steps[c.source_step].kind == "source" for c in self.spec.incoming(step)
+        )
+
     def _instantiate(self, step: StepSpec, file: str | None, stem: str | None) -> Any:
         assert step.info is not None and step.config is not None
         config: ComponentConfig = step.config
@@ -394,6 +469,7 @@ class Engine:
         }
         self._queues = queues
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Any] = {}
         rows_before = self.result.rows_read
         tasks: dict[asyncio.Task[None], str] = {}
@@ -461,6 +537,9 @@ class Engine:
                 self.log.event("sink_aborted", f"sink '{name}' aborted", step=name, level="debug")
             raise
         finally:
+            if self._originals is not None:
+                self._originals.close()
+                self._originals = None
             for comp in comps.values():
                 close = getattr(comp, "close", None)
                 if close is not None:
@@ -515,6 +594,8 @@ class Engine:
                 if batch.num_rows:
                     stats.rows_out += batch.num_rows
                     stats.batches_out += 1
+                    if self._originals is not None:
+                        self._originals.add(batch)
                     self._report_progress(src)
                     await self._emit(step.name, DEFAULT_OUTPUT, batch)
                 if limit is not None and stats.rows_out >= limit:
@@ -615,21 +696,14 @@ class Engine:
         self, step: StepSpec, errors: list[RowError], source: pa.RecordBatch | None
     ) -> None:
         stats = self.result.steps[step.name]
-        rows_by_line: dict[int, dict[str, Any]] = {}
-        if source is not None and LINE_COLUMN in source.schema.names:
-            wanted = {e.line for e in errors if e.row is None and e.line is not None}
-            if wanted:
-                lines = source.column(LINE_COLUMN).to_pylist()
-                for i, line in enumerate(lines):
-                    if line in wanted:
-                        rows_by_line[line] = source.slice(i, 1).to_pylist()[0]
+        originals = self._original_rows(step, errors, source)
         fixed = [
             RowError(
                 e.line,
                 e.reason,
                 e.column,
                 e.value,
-                e.row if e.row is not None else rows_by_line.get(e.line or -1),
+                originals.get(e.line, e.row) if e.line is not None else e.row,
                 e.step or step.name,
             )
             for e in errors
@@ -663,6 +737,34 @@ class Engine:
                 ],
                 code="TOO_MANY_ERRORS",
             )
+
+    def _original_rows(
+        self, step: StepSpec, errors: list[RowError], source: pa.RecordBatch | None
+    ) -> dict[int, dict[str, Any]]:
+        """The rejected rows as the source read them, by line.
+
+        A step fed by the source sees those rows in its input batch; later steps find them
+        among the source's spilled batches. A row found in neither keeps the values the step
+        gave (or, if none, its input row).
+        """
+        if step.kind == "source":
+            return {}  # the source gives the raw text of what it could not read
+        lines = {e.line for e in errors if e.line is not None}
+        if not lines:
+            return {}
+        if self._originals is not None and not self._fed_by_sources(step.name):
+            found = self._originals.rows(lines)
+            lines -= found.keys()
+        else:
+            found = {}
+        if lines and source is not None and LINE_COLUMN in source.schema.names:
+            keep = {e.line for e in errors if e.line in lines and e.row is None}
+            if self._fed_by_sources(step.name):
+                keep = lines
+            for i, line in enumerate(source.column(LINE_COLUMN).to_pylist()):
+                if line in keep:
+                    found[line] = source.slice(i, 1).to_pylist()[0]
+        return found
 
     async def _sink_call(
         self,
