@@ -258,3 +258,39 @@ def test_a_killed_run_never_leaves_a_final_output_file(tmp_path: Path) -> None:
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "out/data.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "message"),
+    [
+        pytest.param(
+            PIPELINE.replace("on_error: {policy: reject, rejects: out/rejects.csv}\n", ""),
+            "line 3, column 'email', value 'bad'",
+            id="rejected-row",
+        ),
+        pytest.param(
+            PIPELINE.replace("in.csv", "missing.csv"),
+            "input file not found",
+            id="missing-input",
+        ),
+        pytest.param(
+            PIPELINE.replace(
+                "  - validate:", "  - python: {file: boom.py, mode: batch}\n  - validate:"
+            ),
+            "transform raised ValueError: boom",
+            id="failing-step",
+        ),
+    ],
+)
+def test_a_failed_run_prints_its_error_once_with_the_fix(
+    orders: Path, pipeline: str, message: str
+) -> None:
+    (orders / "boom.py").write_text("def transform(batch, ctx):\n    raise ValueError('boom')\n")
+    (orders / "f.yaml").write_text(pipeline)
+    done = quiver("run", "f.yaml", "--quiet", cwd=orders)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count(message) == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len([x for x in lines if x.startswith("error:")]) == 1, done.stderr
+    assert len([x for x in lines if x.strip().startswith("fix:")]) == 1, done.stderr
+    assert "run failed" not in done.stderr
