@@ -9,13 +9,16 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,8 +56,20 @@ def string_tables(draw: st.DrawFn) -> pa.Table:
     return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
 
 
+_DIRECTORIES: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_directories() -> Iterator[None]:
+    """Each example gets its own directory; all are removed when the test ends."""
+    yield
+    while _DIRECTORIES:
+        shutil.rmtree(_DIRECTORIES.pop(), ignore_errors=True)
+
+
 def context() -> tuple[RunContext, Path]:
     directory = Path(tempfile.mkdtemp(prefix="quiver-roundtrip-"))
+    _DIRECTORIES.append(directory)
     return RunContext(run_id=uuid.uuid4().hex, base_dir=str(directory)), directory
 
 
