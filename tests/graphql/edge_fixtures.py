@@ -29,7 +29,10 @@ def quote(dialect: Dialect, name: str) -> str:
 
 def statements(dialect: Dialect) -> list[str]:
     """CREATE and INSERT statements of the awkward database, in order."""
-    q = lambda name: quote(dialect, name)  # noqa: E731
+
+    def q(name: str) -> str:
+        return quote(dialect, name)
+
     text = "VARCHAR(100)" if dialect == "mysql" else "TEXT"
     return [
         f"CREATE TABLE {q('Mixed Case')} ({q('Id')} INTEGER PRIMARY KEY, {q('order')} {text},"

@@ -18,7 +18,6 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -208,7 +207,8 @@ async def test_non_ascii_column_names_get_a_readable_field_name(awkward: Runner)
 async def test_by_key_lookup_with_a_composite_primary_key(awkward: Runner) -> None:
     data = await awkward.data(
         "query($a: Int!, $b: Int!) { pair(a: $a, b: $b) { a b label"
-        " pairChildren { id note } pairChildrenAggregate { count } } none: pair(a: 2, b: 2) { a } }",
+        " pairChildren { id note } pairChildrenAggregate { count } }"
+        " none: pair(a: 2, b: 2) { a } }",
         {"a": 1, "b": 2},
     )
     (label,) = awkward.sql("SELECT label FROM pair WHERE a = 1 AND b = 2")[0]
@@ -251,7 +251,8 @@ async def test_every_some_none_over_a_composite_relation_with_nulls(awkward: Run
         '{ every: pairs(where: {pairChildren: {every: {note: {eq: "c1"}}}}) { a b }'
         "  some: pairs(where: {pairChildren: {some: {note: {isNull: true}}}}) { a b }"
         "  none: pairs(where: {pairChildren: {none: {}}}) { a b }"
-        '  notEvery: pairs(where: {not: {pairChildren: {every: {note: {startsWith: "c"}}}}}) { a b } }'
+        "  notEvery: pairs(where: {not: {pairChildren:"
+        ' {every: {note: {startsWith: "c"}}}}}) { a b } }'
     )
     pairs = awkward.sql("SELECT a, b FROM pair ORDER BY a, b")
     kids = awkward.sql("SELECT pa, pb, note FROM pair_child")
@@ -469,8 +470,7 @@ def _sample_rows(runner: Runner) -> list[dict[str, Any]]:
     cols = ", ".join(SAMPLE_COLUMNS.values())
     rows = runner.sql(f"SELECT {cols} FROM scalar_sample ORDER BY id")
     return [
-        {f: _norm(c, v) for (f, c), v in zip(SAMPLE_COLUMNS.items(), r, strict=True)}
-        for r in rows
+        {f: _norm(c, v) for (f, c), v in zip(SAMPLE_COLUMNS.items(), r, strict=True)} for r in rows
     ]
 
 
@@ -491,7 +491,7 @@ def _like_regex(pattern: str, fold: bool) -> re.Pattern[str]:
 
 def _holds(value: Any, op: str, arg: Any) -> bool:
     if op == "isNull":
-        return (value is None) == arg
+        return bool((value is None) == arg)
     if value is None:
         return False
     match op:
@@ -549,8 +549,12 @@ SCALAR_CASES: list[tuple[str, str, str, Any]] = [
     ("amount", "gte", '"89328725.6741"', Decimal("89328725.6741")),
     ("amount", "lt", '"-90000000"', Decimal("-90000000")),
     ("amount", "lte", '"0"', Decimal("0")),
-    ("amount", "in", '["97424893.776", "-30239439.5336"]', [Decimal("97424893.776"),
-                                                           Decimal("-30239439.5336")]),
+    (
+        "amount",
+        "in",
+        '["97424893.776", "-30239439.5336"]',
+        [Decimal("97424893.776"), Decimal("-30239439.5336")],
+    ),
     ("amount", "nin", '["97424893.7760"]', [Decimal("97424893.776")]),
     ("ratio", "gt", "1e10", 1e10),
     ("ratio", "lt", "-0.5", -0.5),
@@ -562,8 +566,12 @@ SCALAR_CASES: list[tuple[str, str, str, Any]] = [
     ("day", "gte", '"2090-09-19"', D("2090-09-19")),
     ("day", "lt", '"1975-01-01"', D("1975-01-01")),
     ("day", "lte", '"1973-12-01"', D("1973-12-01")),
-    ("day", "in", '["2021-07-18", "1973-12-01", "1900-01-01"]',
-     [D("2021-07-18"), D("1973-12-01"), D("1900-01-01")]),
+    (
+        "day",
+        "in",
+        '["2021-07-18", "1973-12-01", "1900-01-01"]',
+        [D("2021-07-18"), D("1973-12-01"), D("1900-01-01")],
+    ),
     ("day", "nin", '["2021-07-18"]', [D("2021-07-18")]),
     ("atTime", "eq", '"12:54:04"', T("12:54:04")),
     ("atTime", "neq", '"12:54:04"', T("12:54:04")),
@@ -579,14 +587,26 @@ SCALAR_CASES: list[tuple[str, str, str, Any]] = [
     ("created", "gte", '"2034-11-09T05:38:08"', DT("2034-11-09T05:38:08")),
     ("created", "lt", '"1976-01-01T00:00:00"', DT("1976-01-01T00:00:00")),
     ("created", "lte", '"1973-08-24T21:38:56"', DT("1973-08-24T21:38:56")),
-    ("created", "in", '["2016-07-10T18:32:21", "1973-08-24T21:38:56"]',
-     [DT("2016-07-10T18:32:21"), DT("1973-08-24T21:38:56")]),
+    (
+        "created",
+        "in",
+        '["2016-07-10T18:32:21", "1973-08-24T21:38:56"]',
+        [DT("2016-07-10T18:32:21"), DT("1973-08-24T21:38:56")],
+    ),
     ("created", "nin", '["2016-07-10T18:32:21"]', [DT("2016-07-10T18:32:21")]),
     ("uid", "eq", '"e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"', "e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"),
-    ("uid", "neq", '"e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"',
-     "e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"),
-    ("uid", "in", '["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"]',
-     ["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"]),
+    (
+        "uid",
+        "neq",
+        '"e1ab3e01-a524-4b60-a0d0-b29c0cf197f4"',
+        "e1ab3e01-a524-4b60-a0d0-b29c0cf197f4",
+    ),
+    (
+        "uid",
+        "in",
+        '["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"]',
+        ["e1ab3e01-a524-4b60-a0d0-b29c0cf197f4", "00000000-0000-0000-0000-000000000000"],
+    ),
     ("flag", "eq", "true", True),
     ("flag", "neq", "true", True),
     ("flag", "eq", "false", False),
@@ -610,9 +630,17 @@ SCALAR_CASES: list[tuple[str, str, str, Any]] = [
 for _field in SAMPLE_COLUMNS:
     SCALAR_CASES.append((_field, "isNull", "true", True))
     SCALAR_CASES.append((_field, "isNull", "false", False))
-for _field, _empty in (("big", "[]"), ("amount", "[]"), ("day", "[]"), ("atTime", "[]"),
-                       ("created", "[]"), ("uid", "[]"), ("flag", "[]"), ("label", "[]"),
-                       ("ratio", "[]")):
+for _field, _empty in (
+    ("big", "[]"),
+    ("amount", "[]"),
+    ("day", "[]"),
+    ("atTime", "[]"),
+    ("created", "[]"),
+    ("uid", "[]"),
+    ("flag", "[]"),
+    ("label", "[]"),
+    ("ratio", "[]"),
+):
     SCALAR_CASES.append((_field, "in", _empty, []))
     SCALAR_CASES.append((_field, "nin", _empty, []))
 
@@ -682,7 +710,8 @@ async def test_a_bigint_beyond_64_bits_is_answered_exactly_or_rejected_clearly(
 
 
 @pytest.mark.parametrize(
-    "literal", ['"2016-07-10T18:32:21Z"', '"2016-07-10T20:32:21+02:00"', '"2016-07-10T13:32:21-05:00"']
+    "literal",
+    ['"2016-07-10T18:32:21Z"', '"2016-07-10T20:32:21+02:00"', '"2016-07-10T13:32:21-05:00"'],
 )
 async def test_a_datetime_with_an_offset_selects_the_same_instant(
     chinook_runner: Runner, request: pytest.FixtureRequest, literal: str
@@ -767,7 +796,7 @@ async def test_a_malformed_uuid_in_a_filter_is_rejected(
         request,
         chinook_runner.dialect,
         ("sqlite", "mysql"),
-        "CHAR(36) uuid columns of SQLite and MariaDB reflect as String: uid: {eq: \"nope\"} is"
+        'CHAR(36) uuid columns of SQLite and MariaDB reflect as String: uid: {eq: "nope"} is'
         " accepted and silently matches nothing (PostgreSQL says \"UUID cannot represent 'nope'\")",
     )
     kind, body = await chinook_runner.raw('{ scalarSamples(where: {uid: {eq: "nope"}}) { id } }')
@@ -798,7 +827,7 @@ async def test_ilike_ignores_case_but_not_accents(
         request,
         chinook_runner.dialect,
         ("mysql",),
-        "ilike on MariaDB also ignores accents: tracks(where: {name: {ilike: \"%ü%\"}}) returns"
+        'ilike on MariaDB also ignores accents: tracks(where: {name: {ilike: "%ü%"}}) returns'
         " 'For Those About To Rock (We Salute You)' and every other name with a plain 'u'"
         " (SQLite and PostgreSQL return only the names containing ü/Ü)",
     )
@@ -812,8 +841,8 @@ async def test_ilike_ignores_case_but_not_accents(
 @pytest.mark.xfail(
     strict=True,
     reason="docs/querying.md says 'BigInt and Decimal also accept JSON numbers', but"
-    " query($a: Decimal) with {\"a\": 97424893.776} is rejected with BAD_USER_INPUT 'Decimal"
-    " cannot represent 97424893.776: give a string such as \"12.50\"'",
+    ' query($a: Decimal) with {"a": 97424893.776} is rejected with BAD_USER_INPUT \'Decimal'
+    ' cannot represent 97424893.776: give a string such as "12.50"\'',
 )
 async def test_a_decimal_variable_accepts_a_json_number(chinook_runner: Runner) -> None:
     kind, body = await chinook_runner.raw(
@@ -858,7 +887,8 @@ async def test_limit_zero_offset_beyond_the_end_and_nested_limits(chinook_runner
         "{ zero: genres(limit: 0) { genreId } past: genres(offset: 1000) { genreId }"
         "  edge: genres(offset: 24, limit: 5) { genreId }"
         "  album(albumId: 1) { none: tracks(limit: 0) { trackId }"
-        "    past: tracks(offset: 100) { trackId } last: tracks(offset: 9, limit: 10) { trackId } } }"
+        "    past: tracks(offset: 100) { trackId }"
+        "    last: tracks(offset: 9, limit: 10) { trackId } } }"
     )
     genres = [r[0] for r in chinook_runner.sql("SELECT genre_id FROM genre ORDER BY genre_id")]
     tracks = [
@@ -1094,7 +1124,8 @@ async def test_relation_filters_two_levels_deep_each_way(chinook_runner: Runner)
         '{ up: tracks(where: {album: {artist: {name: {startsWith: "Iron"}}}}) { trackId }'
         '  down: artists(where: {albums: {some: {tracks: {some: {genre: {name: {eq: "Jazz"}}}}}}})'
         "    { artistId }"
-        '  every: artists(where: {albums: {every: {tracks: {every: {milliseconds: {gt: 200000}}}}}})'
+        "  every: artists(where: {albums: {every:"
+        " {tracks: {every: {milliseconds: {gt: 200000}}}}}})"
         "    { artistId }"
         '  none: genres(where: {tracks: {none: {album: {artist: {name: {contains: "a"}}}}}})'
         "    { genreId } }"
@@ -1104,7 +1135,9 @@ async def test_relation_filters_two_levels_deep_each_way(chinook_runner: Runner)
     albums = dict(chinook_runner.sql("SELECT album_id, artist_id FROM album"))
     genres = [r[0] for r in chinook_runner.sql("SELECT genre_id FROM genre ORDER BY genre_id")]
     assert [t["trackId"] for t in data["up"]] == [
-        t["id"] for t in tracks if t["artist"] is not None and artists[t["artist"]].startswith("Iron")
+        t["id"]
+        for t in tracks
+        if t["artist"] is not None and artists[t["artist"]].startswith("Iron")
     ]
 
     def album_tracks(album: int) -> list[dict[str, Any]]:
@@ -1211,7 +1244,7 @@ async def test_nested_and_repeated_fragments_with_directives_at_several_levels(
             assert data["a"] == [album(r, s, i, False) for r in rows[:2]], (s, i)
             assert data["b"] == [album(r, s, i, True) for r in rows[5:6]], (s, i)
             assert ("c" in data) == (not s)
-            assert list(data["b"][0])[0] == "albumId"
+            assert next(iter(data["b"][0])) == "albumId"
 
 
 async def test_aliases_of_one_field_with_different_arguments(chinook_runner: Runner) -> None:
@@ -1235,7 +1268,8 @@ async def test_aliases_of_one_field_with_different_arguments(chinook_runner: Run
 async def test_typename_everywhere(chinook_runner: Runner) -> None:
     data = await chinook_runner.data(
         "{ __typename genresConnection(first: 1) { __typename totalCount"
-        "    edges { __typename node { __typename } } pageInfo { __typename } nodes { __typename } }"
+        "    edges { __typename node { __typename } } pageInfo { __typename }"
+        "    nodes { __typename } }"
         "  genresAggregate { __typename count sum { __typename } avg { __typename }"
         "    min { __typename } max { __typename genreId }"
         "    groupBy(fields: [name]) { __typename keys { __typename } } }"
@@ -1267,11 +1301,12 @@ async def test_variables_inside_lists_and_nested_input_objects(chinook_runner: R
         }) { count }
       }"""
     tracks = _tracks(chinook_runner)
-    for variables in (
+    cases: list[dict[str, Any]] = [
         {"n": "Balls to the Wall", "ids": [1, 2, 3], "ms": 4, "g": "Rock"},
         {"n": "Balls to the Wall", "ids": [], "ms": 5, "g": "Jazz"},
         {"n": "x", "ids": list(range(1, 300)), "ms": 3000, "g": "Rock"},
-    ):
+    ]
+    for variables in cases:
         data = await chinook_runner.data(query, variables)
         expected = sum(
             1
@@ -1343,7 +1378,9 @@ async def test_sum_and_avg_of_bigints_beyond_64_bits_are_exact(
     data = await chinook_runner.data(
         "{ scalarSamplesAggregate(where: {big: {gt: 0}}) { count sum { big } avg { big } } }"
     )
-    values = [r["big"] for r in _sample_rows(chinook_runner) if r["big"] is not None and r["big"] > 0]
+    values = [
+        r["big"] for r in _sample_rows(chinook_runner) if r["big"] is not None and r["big"] > 0
+    ]
     agg = data["scalarSamplesAggregate"]
     assert agg["count"] == len(values)
     assert int(agg["sum"]["big"]) == sum(values) > 2**63
@@ -1450,8 +1487,11 @@ async def test_a_batch_mixing_good_and_bad_operations_answers_each_in_order(
             {"query": "{ genres(limit: 1) { name"},
             {"query": genre, "variables": {"n": "x"}},
             {"query": genre},
-            {"query": "query A { genres(limit: 1) { name } } query B { genre(genreId: 3) { name } }",
-             "operationName": "B"},
+            {
+                "query": "query A { genres(limit: 1) { name } }"
+                " query B { genre(genreId: 3) { name } }",
+                "operationName": "B",
+            },
             {"query": "{ genres(limit: -1) { name } }"},
             {"query": genre, "variables": {"n": 999999}},
         ],
@@ -1551,7 +1591,9 @@ async def test_automatic_persisted_queries_round_trip_over_post_and_get(
     assert r.json() == [expected, expected]
 
     bad = f"{{ genres {{ nope }} }} # {id(runner)}-{runner.dialect}"
-    bad_ext = {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(bad.encode()).hexdigest()}}
+    bad_ext = {
+        "persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(bad.encode()).hexdigest()}
+    }
     r = await _post(client, {"query": bad, "extensions": bad_ext})
     assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     r = await _post(client, {"extensions": bad_ext})
