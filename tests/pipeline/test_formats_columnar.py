@@ -188,3 +188,20 @@ async def test_a_compression_level_is_used(tmp_path: Path, run_ctx: RunContext) 
     options = {"path": "t.parquet", "compression": "zstd", "compression_level": 19}
     await write(build(ParquetSink, options), sample(50), run_ctx)
     assert pq.read_table(tmp_path / "t.parquet").num_rows == 50
+
+
+@pytest.mark.parametrize("path", ["d.arrow", "d.arrows", "d.parquet"])
+async def test_batches_with_different_dictionaries(
+    tmp_path: Path, run_ctx: RunContext, path: str
+) -> None:
+    first = pa.record_batch({"c": pa.array(["a", "b"]).dictionary_encode()})
+    second = pa.record_batch({"c": pa.array(["x", "a"]).dictionary_encode()})
+    cls = ParquetSink if path.endswith("parquet") else ArrowIpcSink
+    sink = build(cls, {"path": path})
+    await sink.open(first.schema, run_ctx)
+    await sink.write(first)
+    await sink.write(second)
+    await sink.commit()
+    source = ParquetSource if path.endswith("parquet") else ArrowIpcSource
+    back = await read_all(build(source, {"path": path}), run_ctx)
+    assert back.column("c").to_pylist() == ["a", "b", "x", "a"]

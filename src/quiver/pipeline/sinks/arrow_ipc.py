@@ -65,6 +65,16 @@ class ArrowIpcSink:
         await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        if self._format() == "file":
+            # a file holds one dictionary per column, but each batch may bring its own:
+            # write dictionary-encoded columns as plain values
+            schema = pa.schema(
+                [
+                    f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                    for f in schema
+                ],
+                metadata=schema.metadata,
+            )
         self.schema = schema
         if self._format() == "file" and self.cfg.path == STDIO:
             raise PermanentError.one(
@@ -74,7 +84,8 @@ class ArrowIpcSink:
             )
         self.output, stream = open_output(self.cfg, ctx)
         options = ipc.IpcWriteOptions(
-            compression=None if self.cfg.compression == "none" else self.cfg.compression
+            compression=None if self.cfg.compression == "none" else self.cfg.compression,
+            emit_dictionary_deltas=True,
         )
         if self._format() == "file":
             self.writer = ipc.new_file(stream, schema, options=options)
