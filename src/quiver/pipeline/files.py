@@ -12,6 +12,8 @@
   ``fsync`` and renamed over the destination on commit, or deleted on abort: a reader never
   sees a half-written file. The writer holds an exclusive lock on its temp file; a temp file
   nobody holds (left by a killed run) is removed by the next run writing the same path.
+* :class:`FileSource` is the base of the file sources: inputs, rows they could not read
+  (``take_errors``, sent to the rejects by the engine) and progress (``bytes_read``).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def resolve_path(path: str, base_dir: str) -> str:
 
 
 def display_path(path: str) -> str:
-    """How a path appears in messages: ``<stdin>`` / ``<stdout>`` for ``-``, else as given."""
+    """How a path appears in messages: ``<stdio>`` for ``-`` (standard input or output)."""
     return "<stdio>" if path == STDIO else path
 
 
