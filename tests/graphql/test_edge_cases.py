@@ -1598,3 +1598,98 @@ async def test_automatic_persisted_queries_round_trip_over_post_and_get(
     assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     r = await _post(client, {"extensions": bad_ext})
     assert r.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+
+
+# ============================================================================================
+# Unicode, NUL and surrogates in string filters
+# ============================================================================================
+
+
+@pytest.mark.parametrize(
+    ("op", "pattern"),
+    [
+        ("like", "_nïcödé%"),
+        ("like", "日本_ #%"),
+        ("like", "emoji _ #44"),
+        ("ilike", "_NÏCÖDÉ%"),
+    ],
+)
+async def test_an_underscore_in_like_matches_one_character_not_one_byte(
+    chinook_runner: Runner, request: pytest.FixtureRequest, op: str, pattern: str
+) -> None:
+    if op == "like":
+        xfail_on(
+            request,
+            chinook_runner.dialect,
+            ("mysql",),
+            "like on MariaDB compares bytes, so '_' matches one byte of UTF-8, not one"
+            " character: label like '_nïcödé%' misses 'Ünïcödé #19', '日本_ #%' misses"
+            " '日本語 #21', 'emoji _ #44' misses 'emoji 🎵 #44' (SQLite and PostgreSQL match)",
+        )
+    if op == "ilike":
+        xfail_on(
+            request,
+            chinook_runner.dialect,
+            ("sqlite",),
+            "ilike folds only ASCII letters on SQLite: label ilike '_NÏCÖDÉ%' does not match"
+            " 'Ünïcödé #19'",
+        )
+    data = await chinook_runner.data(
+        f"query($p: String!) {{ scalarSamples(where: {{label: {{{op}: $p}}}}) {{ id }} }}",
+        {"p": pattern},
+    )
+    rows = _sample_rows(chinook_runner)
+    expected = [r["id"] for r in rows if _holds(r["label"], op, pattern)]
+    assert [r["id"] for r in data["scalarSamples"]] == expected
+    assert expected
+
+
+@pytest.mark.parametrize(("op", "value"), [("eq", "a\x00b"), ("contains", "\x00")])
+async def test_a_nul_character_in_a_string_filter(
+    chinook_runner: Runner, request: pytest.FixtureRequest, op: str, value: str
+) -> None:
+    """No text in Chinook holds NUL: the filter matches nothing, or is rejected clearly."""
+    if op == "contains":
+        xfail_on(
+            request,
+            chinook_runner.dialect,
+            ("sqlite",),
+            'on SQLite name: {contains: "\\u0000"} matches every track (3503 rows): the'
+            " LIKE pattern is cut at the NUL and becomes '%'",
+        )
+    xfail_on(
+        request,
+        chinook_runner.dialect,
+        ("postgresql",),
+        "on PostgreSQL a string filter value holding NUL ('a\\u0000b') gives DATABASE_ERROR"
+        " ('invalid byte sequence for encoding \"UTF8\": 0x00') instead of no rows or a"
+        " BAD_USER_INPUT error",
+    )
+    kind, body = await chinook_runner.raw(
+        f"query($n: String!) {{ tracks(where: {{name: {{{op}: $n}}}}) {{ trackId }} }}",
+        {"n": value},
+    )
+    if kind == "data":
+        assert body["data"]["tracks"] == []
+    else:
+        assert _is_client_error(kind, body, "NUL", "\\u0000", "null character"), body
+
+
+async def test_a_lone_surrogate_in_a_variable_is_rejected_cleanly(
+    chinook_runner: Runner, request: pytest.FixtureRequest
+) -> None:
+    """Engine.execute takes Python values; a str holding a lone surrogate cannot be encoded."""
+    xfail_on(
+        request,
+        chinook_runner.dialect,
+        DIALECTS,
+        "a String variable holding a lone surrogate ('\\ud800') passed to Engine.execute raises"
+        " UnicodeEncodeError out of it on SQLite and MariaDB, and is DATABASE_ERROR on PostgreSQL",
+    )
+    try:
+        kind, body = await chinook_runner.raw(
+            "query($n: String!) { tracks(where: {name: {eq: $n}}) { trackId } }", {"n": "\ud800"}
+        )
+    except Exception as exc:  # a crash is the defect this test looks for
+        pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
+    assert _is_client_error(kind, body, "$n", "surrogate", "UTF-8"), body
