@@ -1693,3 +1693,66 @@ async def test_a_lone_surrogate_in_a_variable_is_rejected_cleanly(
     except Exception as exc:  # a crash is the defect this test looks for
         pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
     assert _is_client_error(kind, body, "$n", "surrogate", "UTF-8"), body
+
+
+# ============================================================================================
+# Deep nesting within the default limits (max_depth 15)
+# ============================================================================================
+
+
+def _children_tree(rows: dict[int, Any], node: int, levels: int) -> dict[str, Any]:
+    kids = sorted(k for k, p in rows.items() if p == node)[:2]
+    if levels == 0:
+        return {"id": node}
+    return {"id": node, "nodes": [_children_tree(rows, k, levels - 1) for k in kids]}
+
+
+@pytest.mark.parametrize("levels", [3, 5, 8, 12])
+async def test_to_many_relations_nested_many_levels(
+    awkward: Runner, request: pytest.FixtureRequest, levels: int
+) -> None:
+    if levels >= 5:
+        xfail_on(
+            request,
+            awkward.dialect,
+            ("sqlite",),
+            "on SQLite a query nesting a to-many relation 6 or more levels deep (well inside"
+            " max_depth 15), e.g. { nodes(limit: 2) { id nodes(limit: 2) { id nodes ... } } },"
+            " fails with DATABASE_ERROR ('parser stack overflow')",
+        )
+    selection = "id"
+    for _ in range(levels):
+        selection = f"id nodes(limit: 2) {{ {selection} }}"
+    data = await awkward.data(f"{{ nodes(limit: 1) {{ {selection} }} }}")
+    rows = dict(awkward.sql("SELECT id, parent_id FROM node"))
+    assert data["nodes"] == [_children_tree(rows, 1, levels)]
+
+
+@pytest.mark.parametrize("levels", [3, 6, 8, 13])
+async def test_to_one_relations_nested_many_levels(
+    awkward: Runner, request: pytest.FixtureRequest, levels: int
+) -> None:
+    if levels >= 7:
+        xfail_on(
+            request,
+            awkward.dialect,
+            ("sqlite",),
+            "on SQLite a chain of 7 or more to-one relations (well inside max_depth 15), e.g."
+            " { node(id: 5) { id parent { id parent { ... } } } }, fails with DATABASE_ERROR"
+            " ('parser stack overflow')",
+        )
+    selection = "id"
+    for _ in range(levels):
+        selection = f"id parent {{ {selection} }}"
+    data = await awkward.data(f"{{ node(id: 5) {{ {selection} }} }}")
+    rows = dict(awkward.sql("SELECT id, parent_id FROM node"))
+
+    def chain(node: int | None, left: int) -> dict[str, Any] | None:
+        if node is None:
+            return None
+        out: dict[str, Any] = {"id": node}
+        if left:
+            out["parent"] = chain(rows[node], left - 1)
+        return out
+
+    assert data["node"] == chain(5, levels)
