@@ -2,7 +2,8 @@
 
 Tables with mixed case, spaces, reserved words, ``%`` and quote characters, non-ASCII and very
 long names; a composite primary key with a composite foreign key onto it; a self reference; two
-foreign keys onto one table; a view without a key; an empty table; a table holding only its key.
+foreign keys onto one table; a view without a key; an empty table; a table holding only its key;
+columns named like the filter combinators (``and``, ``or``, ``not``).
 Expected results are read back with plain SQL through :class:`tests.conftest.ChinookDb`, whose
 drivers (sqlite3, psycopg, PyMySQL) are not the ones Quiver uses.
 """
@@ -77,6 +78,9 @@ def statements(dialect: Dialect) -> list[str]:
         " (6, 4, 2)",
         "INSERT INTO only_pk VALUES (1), (2)",
         f"INSERT INTO {q('order')} VALUES (1, 5, 'w'), (2, NULL, 'x')",
+        f"CREATE TABLE logic (id INTEGER PRIMARY KEY, {q('and')} {text}, {q('or')} {text},"
+        f" {q('not')} {text})",
+        "INSERT INTO logic VALUES (1, 'a', 'o', 'n'), (2, NULL, 'x', NULL), (3, 'b', NULL, 'n')",
     ]
 
 
