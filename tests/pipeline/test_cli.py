@@ -294,3 +294,26 @@ def test_a_failed_run_prints_its_error_once_with_the_fix(
     assert len([x for x in lines if x.startswith("error:")]) == 1, done.stderr
     assert len([x for x in lines if x.strip().startswith("fix:")]) == 1, done.stderr
     assert "run failed" not in done.stderr
+
+
+def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
+    """DuckDB, Parquet and the progress bar load only for the pipelines that need them."""
+    (tmp_path / "in.csv").write_text("id,qty\n1,5\n2,7\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n  - select: {columns: [qty]}\n  - rename: {columns: {qty: amount}}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    heavy = ["duckdb", "pyarrow.parquet", "rich.progress", "py_mini_racer", "pandas"]
+    script = (
+        "import sys\nfrom quiver.cli import app\n"
+        "try:\n    app(['run', 'p.yaml', '--quiet'])\nexcept SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+    assert (tmp_path / "out.csv").read_text().splitlines() == ["amount", "5", "7"]

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from quiver.pipeline.engine import RunResult
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 __all__ = ["RunProgress", "print_summary"]
 
@@ -36,7 +29,17 @@ class RunProgress:
         self._last = 0.0
 
     def __enter__(self) -> RunProgress:
-        if self.enabled:
+        if self.enabled:  # rich.progress is imported only when a bar is shown
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
@@ -82,6 +85,8 @@ class RunProgress:
 
 def print_summary(console: Console, result: RunResult) -> None:
     """Per-step counts and totals, printed after the run."""
+    from rich.table import Table
+
     table = Table(title=f"{result.pipeline} · run {result.run_id} · {result.status}")
     for col in ("step", "kind", "component"):
         table.add_column(col, overflow="fold")

@@ -2,25 +2,28 @@
 processors. The batch is visible as the table ``input``; nothing is copied into DuckDB.
 
 Each processor owns one in-memory DuckDB database; every call uses its own cursor, so calls
-may run in worker threads (DuckDB releases the GIL while it works).
+may run in worker threads (DuckDB releases the GIL while it works). DuckDB is imported and the
+database opened on first use: processors that only need the helpers here (``select``,
+``rename``) and pipelines that never reach a query do not pay for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from quiver.pipeline.component import LINE_COLUMN
 from quiver.pipeline.registry import suggest
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+
+if TYPE_CHECKING:
+    import duckdb
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -68,6 +71,9 @@ def read_table_file(
         )
     if fmt == "auto":
         fmt = "parquet" if Path(path).suffix.lower() in (".parquet", ".pq") else "csv"
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     try:
         if fmt == "parquet":
             return pq.read_table(path)
@@ -89,6 +95,8 @@ def table_to_batch(table: pa.Table) -> pa.RecordBatch:
 
 def parse_select(query: str) -> list[ErrorDetail]:
     """Syntax check of one SELECT statement, without running it."""
+    import duckdb
+
     try:
         statements = duckdb.connect().extract_statements(query)
     except duckdb.Error as exc:
@@ -117,8 +125,18 @@ class BatchSql:
 
     def __init__(self, step: str) -> None:
         self.step = step
-        self._db = duckdb.connect()
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._opening = threading.Lock()
         self._tables: dict[str, Any] = {}
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        """The in-memory database, opened by the first query (calls may come from threads)."""
+        with self._opening:
+            if self._db is None:
+                import duckdb
+
+                self._db = duckdb.connect()
+            return self._db
 
     def add_table(self, name: str, table: pa.Table) -> None:
         """A table every query can join (e.g. a lookup table), kept for the processor's life."""
@@ -130,7 +148,9 @@ class BatchSql:
         query: str,
         params: Params = None,
     ) -> pa.Table:
-        cursor = self._db.cursor()
+        import duckdb
+
+        cursor = self._database().cursor()
         try:
             cursor.register("input", batch)
             for name, table in self._tables.items():
@@ -158,4 +178,7 @@ class BatchSql:
         return await asyncio.to_thread(self.run, batch, query, params)
 
     def close(self) -> None:
-        self._db.close()
+        with self._opening:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

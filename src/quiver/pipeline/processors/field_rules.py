@@ -250,11 +250,14 @@ class RuleSet:
 
 def check_rules(rules: dict[str, FieldRule]) -> list[ErrorDetail]:
     """Rule problems found before any data flows (regular expressions DuckDB cannot compile)."""
+    details: list[ErrorDetail] = []
+    patterns = {column: rule for column, rule in rules.items() if rule.pattern is not None}
+    if not patterns:
+        return details
     import duckdb
 
-    details: list[ErrorDetail] = []
     con = duckdb.connect()
-    for column, rule in rules.items():
+    for column, rule in patterns.items():
         if rule.pattern is not None:
             try:
                 con.execute("SELECT regexp_full_match('', ?)", [rule.pattern])
@@ -266,4 +269,5 @@ def check_rules(rules: dict[str, FieldRule]) -> list[ErrorDetail]:
                         "write an RE2 regular expression",
                     )
                 )
+    con.close()
     return details
