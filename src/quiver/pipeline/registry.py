@@ -130,12 +130,18 @@ class Registry:
         self._specs: dict[ComponentKind, dict[str, ComponentSpec]] = {k: {} for k in KINDS}
         for kind, name, target, preset in BUILTINS:
             self._specs[kind][name] = ComponentSpec(kind, name, target, dict(preset))
-        if plugins:
-            self._load_entry_points()
+        # Installed plugins are looked up when first needed (a name that is not built in, or a
+        # listing): scanning every installed distribution costs tens of milliseconds, and
+        # built-ins win over plugins of the same name anyway.
+        self._plugins_pending = plugins
 
     def _load_entry_points(self) -> None:
+        if not self._plugins_pending:
+            return
+        self._plugins_pending = False
+        installed = metadata.entry_points()
         for kind, group in ENTRY_POINT_GROUPS.items():
-            for ep in metadata.entry_points(group=group):
+            for ep in installed.select(group=group):
                 if ep.name in self._specs[kind]:
                     continue
                 dist = ep.dist
@@ -147,15 +153,20 @@ class Registry:
         self._specs[spec.kind][spec.name] = spec
 
     def names(self, kind: ComponentKind) -> list[str]:
+        self._load_entry_points()
         return sorted(self._specs[kind])
 
     def specs(self, kind: ComponentKind | None = None) -> list[ComponentSpec]:
+        self._load_entry_points()
         kinds = KINDS if kind is None else (kind,)
         return [self._specs[k][n] for k in kinds for n in sorted(self._specs[k])]
 
     def find(self, kind: ComponentKind, name: str, where: str = "") -> ComponentSpec:
         """The spec of ``name`` or a ConfigError listing the known names."""
         spec = self._specs[kind].get(name)
+        if spec is None:
+            self._load_entry_points()
+            spec = self._specs[kind].get(name)
         if spec is not None:
             return spec
         if ":" in name:
@@ -193,6 +204,7 @@ class Registry:
         return self.find(kind, name, where).load()
 
     def kinds_of(self, name: str) -> list[ComponentKind]:
+        self._load_entry_points()
         return [k for k in KINDS if name in self._specs[k]]
 
 
