@@ -12,6 +12,7 @@ the defect shows, with the defect in its reason, so it starts failing as soon as
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -1874,3 +1875,46 @@ async def test_computed_view_columns_filter_and_sum_as_numbers(
 
 def _dec4(v: Any) -> Decimal:
     return Decimal(str(v)).quantize(Decimal("0.0001"))
+
+
+async def test_one_prepared_document_run_concurrently_with_different_shapes(
+    chinook_runner: Runner,
+) -> None:
+    """Plans are cached per variable shape; concurrent runs must not see each other's plans."""
+    query = (
+        "query($w: TrackWhere, $l: Int, $o: Int, $s: Boolean!) {"
+        " tracks(where: $w, limit: $l, offset: $o) { trackId name @skip(if: $s) } }"
+    )
+    engine = chinook_runner.engine
+    prepared = engine.prepare(query, None)
+    tracks = _tracks(chinook_runner)
+    cases: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for i in range(24):
+        where: dict[str, Any] | None = (
+            None,
+            {"albumId": {"eq": i + 1}},
+            {"trackId": {"in": list(range(i, i + 5))}},
+            {"name": {"startsWith": "A"}, "not": {"composer": {"isNull": True}}},
+        )[i % 4]
+        limit = (None, 3, 0)[i % 3]
+        offset = (None, 2)[i % 2]
+        skip = i % 5 == 0
+        rows = [t for t in tracks if where is None or _track_matches(t, where)]
+        rows = rows[offset or 0 :]
+        rows = rows if limit is None else rows[:limit]
+        expected = [
+            {"trackId": t["id"]} if skip else {"trackId": t["id"], "name": t["name"]} for t in rows
+        ]
+        cases.append(({"w": where, "l": limit, "o": offset, "s": skip}, expected))
+    outcomes = await asyncio.gather(*(engine.execute(prepared, v) for v, _ in cases))
+    for (variables, expected), outcome in zip(cases, outcomes, strict=True):
+        assert outcome.kind == "data", outcome.body
+        assert orjson.loads(outcome.body)["data"]["tracks"] == expected, variables
+
+
+def _track_matches(t: dict[str, Any], where: dict[str, Any]) -> bool:
+    if "albumId" in where:
+        return bool(t["album"] == where["albumId"]["eq"])
+    if "trackId" in where:
+        return bool(t["id"] in where["trackId"]["in"])
+    return bool(t["name"].startswith("A") and t["composer"] is not None)
