@@ -1918,3 +1918,39 @@ def _track_matches(t: dict[str, Any], where: dict[str, Any]) -> bool:
     if "trackId" in where:
         return bool(t["id"] in where["trackId"]["in"])
     return bool(t["name"].startswith("A") and t["composer"] is not None)
+
+
+async def test_to_one_relation_filters_need_the_related_row(awkward: Runner) -> None:
+    data = await awkward.data(
+        "{ has: pairChildren(where: {pair: {}}) { id }"
+        "  hasNot: pairChildren(where: {not: {pair: {}}}) { id }"
+        "  nullLabel: pairChildren(where: {pair: {label: {isNull: true}}}) { id }"
+        "  destNullCode: flights(where: {dest: {code: {isNull: true}}}) { id }"
+        '  notAAA: flights(where: {not: {dest: {code: {eq: "AAA"}}}}) { id }'
+        '  everyFromB: airports(where: {flightsByDestId: {every: {origin: {code: {eq: "BBB"}}}}})'
+        "    { id } }"
+    )
+    kids = awkward.sql(
+        "SELECT c.id, p.a, p.label FROM pair_child c"
+        " LEFT JOIN pair p ON p.a = c.pa AND p.b = c.pb ORDER BY c.id"
+    )
+    flights = awkward.sql(
+        "SELECT f.id, f.dest_id, d.code, o.code FROM flight f LEFT JOIN airport d"
+        " ON d.id = f.dest_id JOIN airport o ON o.id = f.origin_id ORDER BY f.id"
+    )
+    airports = [r[0] for r in awkward.sql("SELECT id FROM airport ORDER BY id")]
+    assert [r["id"] for r in data["has"]] == [i for i, a, _ in kids if a is not None]
+    assert [r["id"] for r in data["hasNot"]] == [i for i, a, _ in kids if a is None]
+    assert [r["id"] for r in data["nullLabel"]] == [
+        i for i, a, lab in kids if a is not None and lab is None
+    ]
+    assert [r["id"] for r in data["destNullCode"]] == [
+        i for i, d, code, _ in flights if d is not None and code is None
+    ]
+    assert [r["id"] for r in data["notAAA"]] == [
+        i for i, d, code, _ in flights if not (d is not None and code == "AAA")
+    ]
+    assert [r["id"] for r in data["everyFromB"]] == [
+        a for a in airports if all(o == "BBB" for i, d, _, o in flights if d == a)
+    ]
+    assert data["destNullCode"] and data["notAAA"]
