@@ -1973,3 +1973,20 @@ async def test_a_limit_given_by_a_variable_cannot_step_around_max_cost(
         "query($n: Int!) { tracks(limit: $n) { trackId } }", {"n": 100000}
     )
     assert errors[0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+
+
+async def test_json_values_round_trip_with_quotes_backslashes_and_unicode(
+    chinook_runner: Runner,
+) -> None:
+    data = await chinook_runner.data("{ scalarSamples { id doc label } }")
+    rows = chinook_runner.sql("SELECT id, doc, label FROM scalar_sample ORDER BY id")
+    expected = [
+        {
+            "id": i,
+            "doc": None if doc is None else (json.loads(doc) if isinstance(doc, str) else doc),
+            "label": label,
+        }
+        for i, doc, label in rows
+    ]
+    assert data["scalarSamples"] == expected
+    assert any(d["doc"] for d in expected)
