@@ -25,7 +25,15 @@ from quiver.pipeline.js_runtime.codec import (
     encode_input,
 )
 
-__all__ = ["Isolate", "IsolateOptions", "ScriptAbortError", "ScriptLoadError"]
+__all__ = [
+    "Isolate",
+    "IsolateOptions",
+    "ScriptAbortError",
+    "ScriptLoadError",
+    "clamp_position",
+    "locate_js_error",
+    "script_code",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,9 @@ class ScriptAbortError(Exception):
 
 
 _PRELUDE: str | None = None
-_HEADER = re.compile(r"^(?:<anonymous>|undefined|[^:\n]*):(\d+): (.*)$")
+_HEADER = re.compile(r"^(<anonymous>|undefined|[^:\n]*):(\d+): (.*)$")
+#: How the driver prelude is named in V8's stacks, so its frames are never taken for the script.
+PRELUDE_NAME = "quiver-driver.js"
 _FRAME = re.compile(r"\(?([^()\s]+):(\d+):(\d+)\)?\s*$")
 
 
@@ -117,23 +127,61 @@ def prelude_source() -> str:
     return _PRELUDE
 
 
-def locate_js_error(text: str, script_name: str, line_offset: int = 0) -> tuple[str, str]:
-    """(message, "file:line:col") from a V8 error report, for syntax and load errors."""
+def clamp_position(source: str, line: int, column: int) -> tuple[int, int]:
+    """``(line, column)`` moved inside ``source`` (1-based).
+
+    V8 reports errors at the end of input (an unclosed brace, an unterminated string) past the
+    user's last line: the code it compiles ends with a ``sourceURL`` comment. Such a position
+    becomes the end of the last line that holds code.
+    """
+    lines = source.splitlines() or [""]
+    last = len(lines)
+    while last > 1 and not lines[last - 1].strip():
+        last -= 1
+    if line < 1:
+        return 1, 1
+    if line > last:
+        return last, len(lines[last - 1].rstrip()) + 1
+    return line, max(1, min(column, len(lines[line - 1]) + 1))
+
+
+def script_code(source: str, script_name: str) -> str:
+    """The code an isolate compiles: the script, then the comment that names it in stacks."""
+    return f"{source}\n//# sourceURL={script_name}"
+
+
+def locate_js_error(
+    text: str, script_name: str, source: str | None = None, *, loading: bool = False
+) -> tuple[str, str]:
+    """(message, "file:line:col") from a V8 error report; "" when it is not in the script.
+
+    ``loading``: the report comes from compiling the script itself, so its first line is a
+    place in the script whatever V8 calls it. With ``source``, the position is kept inside
+    it (see :func:`clamp_position`).
+    """
     lines = text.splitlines()
     if not lines:
         return "unknown JavaScript error", ""
     head = _HEADER.match(lines[0])
     if head is None:
         return lines[0], ""
-    line = int(head.group(1)) - line_offset
-    message = head.group(2)
-    column = 1
-    if len(lines) > 2 and "^" in lines[2]:
-        column = lines[2].index("^") + 1
+    message = head.group(3)
+    place: tuple[int, int] | None = None
     for text_line in lines[3:]:
         frame = _FRAME.search(text_line.strip())
         if text_line.strip().startswith("at ") and frame and frame.group(1) == script_name:
-            return message, f"{script_name}:{frame.group(2)}:{frame.group(3)}"
+            place = int(frame.group(2)), int(frame.group(3))
+            break
+    if place is None and (loading or head.group(1) == script_name):
+        column = 1
+        if len(lines) > 2 and "^" in lines[2]:
+            column = lines[2].index("^") + 1
+        place = int(head.group(2)), column
+    if place is None:
+        return message, ""
+    line, column = place
+    if source is not None:
+        line, column = clamp_position(source, line, column)
     return message, f"{script_name}:{line}:{column}"
 
 
@@ -153,14 +201,11 @@ class Isolate:
         opts = self.options
         ctx = MiniRacer()
         ctx.set_hard_memory_limit(opts.heap_limit_mb * 1024 * 1024)
-        ctx.eval(prelude_source())
+        ctx.eval(script_code(prelude_source(), PRELUDE_NAME))
         try:
-            ctx.eval(
-                opts.source + f"\n//# sourceURL={opts.script_name}\n",
-                timeout_sec=opts.timeout_seconds,
-            )
+            ctx.eval(script_code(opts.source, opts.script_name), timeout_sec=opts.timeout_seconds)
         except JSEvalException as exc:
-            message, where = locate_js_error(str(exc), opts.script_name)
+            message, where = locate_js_error(str(exc), opts.script_name, opts.source, loading=True)
             ctx.close()
             raise ScriptLoadError(message, where) from exc
         init_doc = {
@@ -226,7 +271,7 @@ class Isolate:
                     f"on a batch of {batch.num_rows} rows and was stopped",
                 ) from exc
             self._restart()
-            message, where = locate_js_error(str(exc), opts.script_name)
+            message, where = locate_js_error(str(exc), opts.script_name, opts.source)
             raise ScriptAbortError("script", f"{where}: {message}" if where else message) from exc
         try:
             return decode_output(raw, batch, typed)
