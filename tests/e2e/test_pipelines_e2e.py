@@ -396,11 +396,6 @@ def test_validate_reports_every_problem_at_once_with_file_line_column(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a JavaScript syntax error at the very end of a script file (an extra closing "
-    "brace on line 3 of 3) is reported at a line past the end of the file (5:1)",
-)
 def test_validate_points_at_a_stray_closing_brace_in_a_script(
     tmp_path: Path, quiver: QuiverRunner
 ) -> None:
@@ -648,12 +643,6 @@ def test_sigkill_mid_run_leaves_no_partial_output(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a JavaScript worker busy in a script keeps running (and burning a core) after the "
-    "engine is killed, until its batch ends or times out; it notices only when it next reads "
-    "its stdin",
-)
 def test_javascript_workers_exit_promptly_when_the_engine_is_killed(
     stalled_run: StalledRun,
 ) -> None:

@@ -3,6 +3,7 @@ typed output, routes, row errors with line numbers, limits, and order across wor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from decimal import Decimal
@@ -748,3 +749,171 @@ async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
         assert [r["m"] for r in got] == part.column(0).to_pylist()
         assert [r["a"] for r in got] == part.column(1).to_pylist()
         assert [r["len"] for r in got] == [len(v) for v in part.column(1).to_pylist()]
+
+
+# ------------------------------------------------------------------ script positions
+
+
+@pytest.mark.parametrize(
+    ("source", "where", "message"),
+    [
+        ("function transform(row, ctx) {\n  return row;\n}}\n", "s.js:3:2", "Unexpected token '}'"),
+        ("function transform(row, ctx) {\n  return row;\n\n\n", "s.js:2:14", "end of input"),
+        ("function transform(row) {\n  return `x", "s.js:2:12", "end of input"),
+        ("function transform(row) {\n  return row; /* open", "s.js:2:15", "Invalid or unexpected"),
+        ("var a = 1;\nthrow new Error('top');", "s.js:2:7", "Error: top"),
+    ],
+)
+def test_script_errors_at_the_end_of_a_file_point_inside_it(
+    tmp_path: Path, source: str, where: str, message: str
+) -> None:
+    (tmp_path / "s.js").write_text(source)
+    (detail,) = JsProcessor(JsProcessorConfig(file="s.js")).check(RunContext("t", str(tmp_path)))
+    assert message in detail.message
+    assert detail.where == where
+    line, column = (int(x) for x in where.split(":")[1:])
+    assert line <= len(source.splitlines()) and column <= len(source.splitlines()[line - 1]) + 1
+
+
+def test_inline_script_errors_point_into_the_file_holding_the_script(tmp_path: Path) -> None:
+    proc = JsProcessor(
+        JsProcessorConfig(
+            script="function transform(row) {\n  return row;\n}}\n",
+            script_name="pipeline.yaml",
+            script_line=7,
+            script_indent=6,
+        )
+    )
+    (detail,) = proc.check(RunContext("t", str(tmp_path)))
+    assert detail.where == "pipeline.yaml:9:8"
+
+
+async def test_a_thrown_value_at_the_top_level_is_reported_at_its_line(run_js: Any) -> None:
+    broken = run_js(script="function transform(row) {\n  return null;\n}\nthrow 'x';\n")
+    with pytest.raises(ConfigError) as info:
+        await broken(orders(1))
+    assert info.value.details[0].where == "inline.js:4:1"
+
+
+# ------------------------------------------------------------------ worker life cycle
+
+
+def _exchange_files(pid: int) -> list[Path]:
+    from quiver.pipeline.js_runtime.worker import exchange_dir
+
+    return sorted(Path(exchange_dir()).glob(f"quiver-js-{pid}-*.arrow"))
+
+
+def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_later(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from quiver.pipeline.js_runtime.isolate import IsolateOptions
+    from quiver.pipeline.js_runtime.pool import WorkerPool
+
+    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - js:\n"
+        "      workers: 2\n"
+        "      min_rows_per_worker: 10\n"
+        "      timeout_seconds: 600\n"
+        "      script: 'function transform(row) { while (true) {} }'\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    engine = subprocess.Popen(
+        [str(Path(sys.executable).with_name("quiver")), "run", "p.yaml", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 30
+        # both slices handed over (one file each) and both workers spinning in the loop
+        while len(_exchange_files(engine.pid)) < 2 or not workers:
+            assert engine.poll() is None, engine.stderr.read() if engine.stderr else ""
+            assert time.monotonic() < deadline, "the run never reached its JavaScript step"
+            time.sleep(0.05)
+            workers = psutil.Process(engine.pid).children()
+        assert len(workers) == 2
+        time.sleep(0.3)
+        assert all(w.cpu_times().user > 0.1 for w in workers)
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(timeout=10)
+        _, alive = psutil.wait_procs(workers, timeout=3)
+        assert alive == [], "JavaScript workers outlived the killed engine"
+        left = _exchange_files(engine.pid)
+        assert len(left) == 2  # the killed engine could not remove them ...
+        WorkerPool(IsolateOptions("function transform(r) { return r; }", "t.js"), 1).start()
+        assert not any(p.exists() for p in left)  # ... the next pool start does
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+        for w in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                w.kill()
+        if engine.stderr is not None:
+            engine.stderr.close()
+
+
+def test_pool_start_removes_only_hand_over_files_whose_writer_is_gone(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from quiver.pipeline.js_runtime.worker import process_start, remove_stale_exchange_files
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = int(done.stdout)
+    me, my_start = os.getpid(), process_start(os.getpid())
+    assert process_start(dead) is None and my_start
+    names = {
+        f"quiver-js-{dead}-12345-0.arrow": False,  # writer gone
+        f"quiver-js-{dead}-3.arrow": False,  # older naming, writer gone
+        f"quiver-js-{me}-{my_start + 1}-0.arrow": False,  # id reused by a later process
+        f"quiver-js-{me}-{my_start}-9999.arrow": True,  # this process: still in use
+        "quiver-js-notes.arrow": True,  # not a hand-over file
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale_exchange_files(str(tmp_path))
+    assert sorted(Path(p).name for p in removed) == sorted(n for n, k in names.items() if not k)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, k in names.items() if k)
+
+
+async def test_workers_outlive_the_thread_that_started_them(run_js: Any) -> None:
+    import threading
+
+    js = run_js(script="function transform(row) { return row; }", workers=1)
+    started = threading.Thread(target=lambda: asyncio_run(js.proc.start(js.ctx)))
+    started.start()
+    started.join()
+    runner = js.proc._runner
+    assert runner is not None
+    (pid,) = runner.pids()
+    import time
+
+    time.sleep(0.5)  # a worker tied to the ended thread would be killed by now
+    out = await js(orders(2))
+    assert [r["id"] for r in rows(out.batch)] == [1, 2]
+    assert runner.pids() == [pid]
+
+
+def asyncio_run(coro: Any) -> None:
+    import asyncio
+
+    asyncio.run(coro)

@@ -4,6 +4,10 @@ V8 runs one script on one core, so a batch is cut into one slice per worker, the
 side by side and the results are put back together in input order. Each worker enforces the
 per-batch time limit and heap limit inside V8; the pool adds a watchdog that kills a worker
 that stops answering (and starts a fresh one), so a run never hangs on a script.
+
+Workers end with the process that started them (see :mod:`.worker`). Linux ties that to the
+*thread* that started a worker, so every worker is started by one thread that lives as long
+as the process.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -25,9 +31,11 @@ import pyarrow as pa
 from quiver.pipeline.js_runtime.codec import DecodedBatch
 from quiver.pipeline.js_runtime.isolate import IsolateOptions, ScriptAbortError, ScriptLoadError
 from quiver.pipeline.js_runtime.worker import (
+    PARENT_ENV,
     exchange_dir,
     read_batches,
     remove_exchange_files,
+    remove_stale_exchange_files,
     write_batches,
     write_frame,
 )
@@ -42,6 +50,39 @@ STARTUP_SECONDS = 60.0
 
 class _WorkerGoneError(Exception):
     pass
+
+
+_T = TypeVar("_T")
+_spawn_jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _serve_spawns() -> None:
+    while True:
+        fn, future = _spawn_jobs.get()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+def _on_spawner_thread(fn: Callable[[], _T]) -> _T:
+    """Run ``fn`` on the thread that starts every worker.
+
+    A worker's parent-death signal fires when the thread that forked it ends, not the
+    process; this thread lasts as long as the process, so a worker started from a
+    short-lived thread is not killed with that thread.
+    """
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_serve_spawns, name="quiver-js-spawner", daemon=True)
+            _spawner.start()
+    future: Future[_T] = Future()
+    _spawn_jobs.put((fn, future))
+    return future.result()
 
 
 @dataclass
@@ -102,12 +143,15 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         env = dict(os.environ)
         env["TZ"] = "UTC"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quiver.pipeline.js_runtime.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
+        env[PARENT_ENV] = str(os.getpid())
+        proc = _on_spawner_thread(
+            lambda: subprocess.Popen(
+                [sys.executable, "-m", "quiver.pipeline.js_runtime.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+            )
         )
         assert proc.stdin is not None and proc.stdout is not None
         worker = _Worker(proc, proc.stdin, proc.stdout)
@@ -131,7 +175,11 @@ class WorkerPool:
         self.style = worker.style
 
     def start(self) -> None:
-        """Start every worker (in parallel) and load the script into each."""
+        """Start every worker (in parallel) and load the script into each.
+
+        Hand-over files left behind by runs that were killed are removed first.
+        """
+        remove_stale_exchange_files(self._dir)
         workers = [self._spawn() for _ in range(self.size)]
         try:
             for w in workers:

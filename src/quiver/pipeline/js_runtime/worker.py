@@ -7,6 +7,12 @@ a file in shared memory (``/dev/shm``) holding one batch as an Arrow IPC stream.
 names a file holding the kept rows and the rows of each named route, one IPC stream after the
 other, with their offsets. Batches never go through the pipes: the reader maps the file. The
 process imports only pyarrow, orjson and mini-racer, so it starts in a fraction of a second.
+
+A worker dies with the process that started it, even in the middle of a script: on Linux the
+kernel sends it SIGKILL when its parent goes (``prctl(PR_SET_PDEATHSIG)``), and a watchdog
+thread that checks the parent every quarter second covers the other platforms. Hand-over files
+are named ``quiver-js-<pid>-<process start>-<n>.arrow`` after the process that wrote them, so a
+pool that starts removes those whose writer is gone (:func:`remove_stale_exchange_files`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import signal
 import struct
 import sys
+import threading
+import time
 from typing import IO, Any
 
 import orjson
@@ -28,6 +38,7 @@ __all__ = [
     "read_batches",
     "read_frame",
     "remove_exchange_files",
+    "remove_stale_exchange_files",
     "to_ipc",
     "write_batches",
     "write_frame",
@@ -76,11 +87,52 @@ def exchange_dir() -> str:
 
 
 _SEQ = itertools.count()
+#: ``quiver-js-<pid>-<process start>-<n>.arrow`` (older releases: ``quiver-js-<pid>-<n>.arrow``).
+_EXCHANGE_NAME = re.compile(r"^quiver-js-(\d+)-(?:(\d+)-)?\d+\.arrow$")
+#: Environment variable naming the pool's process id, read by the worker at start.
+PARENT_ENV = "QUIVER_JS_PARENT"
+#: How often the worker's watchdog checks that its parent is still there.
+PARENT_CHECK_SECONDS = 0.25
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), 0 where unknown, None if gone.
+
+    A process id alone is not an owner: ids are reused. With the start time, a file of a
+    process that is gone is told apart from one of a new process with the same id.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        stat = b""
+    if stat:
+        return int(stat.rsplit(b")", 1)[1].split()[19])
+    try:  # no /proc: only whether the id is in use
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return 0
+
+
+_OWN_START: int | None = None
+
+
+def _own_start() -> int:
+    global _OWN_START
+    if _OWN_START is None:
+        _OWN_START = process_start(os.getpid()) or 0
+    return _OWN_START
 
 
 def write_batches(batches: list[pa.RecordBatch], directory: str) -> dict[str, Any]:
     """Write batches (one IPC stream each) into a new file; its path and the stream offsets."""
-    path = os.path.join(directory, f"quiver-js-{os.getpid()}-{next(_SEQ)}.arrow")
+    name = f"quiver-js-{os.getpid()}-{_own_start()}-{next(_SEQ)}.arrow"
+    path = os.path.join(directory, name)
     parts: list[list[int]] = []
     with pa.OSFile(path, "wb") as f:
         for b in batches:
@@ -98,6 +150,33 @@ def remove_exchange_files(pid: int) -> None:
     for path in glob.glob(os.path.join(exchange_dir(), f"quiver-js-{pid}-*.arrow")):
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def remove_stale_exchange_files(directory: str | None = None) -> list[str]:
+    """Delete hand-over files whose writer is gone (killed mid-batch); the paths removed."""
+    directory = directory or exchange_dir()
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    starts: dict[int, int | None] = {}
+    for name in names:
+        m = _EXCHANGE_NAME.match(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid not in starts:
+            starts[pid] = process_start(pid)
+        start = starts[pid]
+        alive = start is not None and (m.group(2) is None or start == 0 or start == int(m.group(2)))
+        if alive:
+            continue
+        path = os.path.join(directory, name)
+        with contextlib.suppress(OSError):  # e.g. another user's file
+            os.unlink(path)
+            removed.append(path)
+    return removed
 
 
 def read_batches(ref: dict[str, Any], *, unlink: bool) -> list[pa.RecordBatch]:
@@ -118,7 +197,36 @@ def _answer(out: IO[bytes], header: dict[str, Any], batches: list[pa.RecordBatch
     out.flush()
 
 
+def _die_with_parent() -> None:
+    """Make this process end when the pool's process ends, even while V8 is busy."""
+    try:
+        parent = int(os.environ.get(PARENT_ENV, ""))
+    except ValueError:
+        parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    def orphaned() -> bool:
+        return os.getppid() != parent
+
+    if orphaned():  # the parent was gone before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while not orphaned():
+            time.sleep(PARENT_CHECK_SECONDS)
+        remove_exchange_files(os.getpid())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="quiver-js-parent-watch", daemon=True).start()
+
+
 def main() -> int:
+    _die_with_parent()
     from quiver.pipeline.js_runtime.isolate import (
         Isolate,
         IsolateOptions,
