@@ -44,7 +44,14 @@ from quiver.graphql.limits import validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
 from quiver.schema.ir import Schema
-from quiver.sql.database import Database, DatabaseError, StatementTimeoutError, open_database
+from quiver.sql.database import (
+    Database,
+    DatabaseError,
+    ParameterError,
+    QueryTooComplexError,
+    StatementTimeoutError,
+    open_database,
+)
 from quiver.sql.dialects import Dialect
 
 __all__ = ["Engine", "Outcome", "Prepared"]
@@ -262,6 +269,15 @@ class Engine:
 
     # ----- execute -----
     async def execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+        try:
+            return await self._execute(prepared, variables)
+        except Exception:
+            # Never a traceback to the client: log it, answer with a code.
+            log.exception("unexpected failure running an operation")
+            body = _error("Internal server error.", "INTERNAL_SERVER_ERROR")
+            return Outcome(orjson.dumps({"errors": [body], "data": None}), "field_error")
+
+    async def _execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
         if prepared.errors:
             return Outcome(_errors_body(prepared.errors), "request_error")
         if prepared.static_body is not None:
@@ -351,6 +367,16 @@ class Engine:
         if isinstance(err, StatementTimeoutError):
             return _error(
                 "The query ran past the statement time limit.", "STATEMENT_TIMEOUT", path=[key]
+            )
+        if isinstance(err, QueryTooComplexError | ParameterError):
+            code = (
+                "QUERY_TOO_COMPLEX" if isinstance(err, QueryTooComplexError) else "BAD_USER_INPUT"
+            )
+            detail = err.details[0]
+            return _error(
+                f"{detail.message} ({detail.fix})" if detail.fix else detail.message,
+                code,
+                path=[key],
             )
         log.error("database error on root field %s: %s", key, err)
         return _error("The database could not run this query.", "DATABASE_ERROR", path=[key])

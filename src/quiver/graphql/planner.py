@@ -10,6 +10,8 @@ request with the same shape.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ from graphql import (
     VariableNode,
 )
 from quiver.graphql.schema import ORDER_DIRECTIONS, Catalog, RootField
-from quiver.schema.ir import Entity, Relation
+from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
 from quiver.sql.dialects import Dialect
@@ -130,10 +132,40 @@ _LIKE_TRANSFORMS: dict[str, Callable[[str], str]] = {
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def _parse_cursor(value: Any) -> int:
-    if isinstance(value, str) and value.startswith("o") and value[1:].isdigit():
-        return int(value[1:])
-    raise PlanError(f"invalid cursor {value!r}: pass a cursor returned by this connection")
+_CURSOR = re.compile(r"o(0|[1-9][0-9]{0,17})_([0-9a-f]{8})", re.ASCII)
+
+
+def _cursor_parser(tag: str) -> Callable[[Any], int]:
+    """Cursors are ``o<offset>_<tag>``; the tag names the connection and its ordering."""
+
+    def parse(value: Any) -> int:
+        m = _CURSOR.fullmatch(value) if isinstance(value, str) else None
+        if m is None:
+            raise PlanError(f"invalid cursor {value!r}: pass a cursor returned by this connection")
+        if m.group(2) != tag:
+            raise PlanError(
+                f"the cursor {value!r} was issued by another connection or ordering: page with"
+                " the cursors this connection returns, with the same orderBy"
+            )
+        return int(m.group(1))
+
+    return parse
+
+
+def _reject_nul(value: Any) -> Any:
+    """Text values must be valid UTF-8 without NUL: databases cut or refuse anything else."""
+    for t in value if isinstance(value, list) else [value]:
+        if not isinstance(t, str):
+            continue
+        if "\x00" in t:
+            raise PlanError("strings cannot contain the NUL character (\\u0000); remove it")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PlanError(
+                f"the string {t!r} is not valid Unicode (a lone surrogate); send UTF-8 text"
+            ) from None
+    return value
 
 
 def _non_negative(name: str) -> Callable[[Any], Any]:
@@ -393,7 +425,9 @@ class _Planner:
         for spec in _value(order_by) or []:
             items.extend(self._order_spec(e, a, spec))
         present = {str(x[0]) for x in items}
-        for col in e.primary_key:
+        # The key breaks ties, so pages are stable; without a key every orderable column does.
+        ties = e.primary_key or tuple(f.column for f in e.fields if f.scalar != Scalar.JSON)
+        for col in ties:
             expr = sql(ident(a, col))
             if str(expr) not in present:
                 items.append((expr, "ASC", "LAST"))
@@ -478,6 +512,7 @@ class _Planner:
     ) -> Iterator[Fragment]:
         col = sql(ident(a, f.column))
         d = self.dialect
+        text = f.scalar in TEXT_SCALARS
         for op, leaf in ops.items():
             v = _value(leaf)
             p = (*path, op)
@@ -487,13 +522,15 @@ class _Planner:
                 # (col IS NULL) = ? keeps the text the same for true and false.
                 yield sql("((", col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
+            slot = leaf.slot.with_transform(_reject_nul) if text else leaf.slot
             if op in _COMPARISONS:
-                pred = sql(col, f" {_COMPARISONS[op]} ", param(leaf.slot))
+                pred = sql(col, f" {_COMPARISONS[op]} ", param(slot))
             elif op in ("in", "nin"):
                 if d.in_list == "array":
-                    pred = sql(col, " = ANY(", param(leaf.slot), ")")
+                    pred = sql(col, " = ANY(", param(slot), ")")
                 elif v:
-                    pred = sql(col, " IN (", join(", ", (param(x.slot) for x in v)), ")")
+                    items = (x.slot.with_transform(_reject_nul) if text else x.slot for x in v)
+                    pred = sql(col, " IN (", join(", ", (param(i) for i in items)), ")")
                 else:
                     pred = sql(d.false_literal)
                 if op == "nin":
@@ -502,7 +539,10 @@ class _Planner:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
                 tpl = d.ilike if op == "ilike" else d.like
-                pred = template(tpl, col, param(leaf.slot.with_transform(_LIKE_TRANSFORMS[op])))
+                # Pattern operators compare text: UUID and ID columns are read as text.
+                target = template(d.text_cast, col) if f.scalar != Scalar.STRING else col
+                pattern = leaf.slot.with_transform(_reject_nul)
+                pred = template(tpl, target, param(pattern.with_transform(_LIKE_TRANSFORMS[op])))
             if negated and f.nullable:
                 pred = sql("COALESCE(", pred, f", {d.false_literal})")
             yield sql("(", pred, ")")
@@ -675,6 +715,14 @@ class _Planner:
             sql(" WHERE ", where) if where is not None else "",
         )
         total = sql("cnt.total")
+        order_text = compile_sql(order_by_clause(d, order), d)[0] if order else ""
+        tag = hashlib.sha256(f"{e.name}|{order_text}".encode()).hexdigest()[:8]
+        parse_cursor = _cursor_parser(tag)
+
+        def cursor_at(pos: Fragment) -> Fragment:
+            return template(
+                d.concat_text_int, template(d.concat_text_int, sql("'o'"), pos), f"'_{tag}'"
+            )
 
         def int_param(leaf: Any, transform: Callable[[Any], Any]) -> Fragment:
             slot = leaf.slot.with_transform(transform)
@@ -686,9 +734,9 @@ class _Planner:
         lo: Fragment = sql("0")
         hi: Fragment = total
         if _value(after) is not None:
-            lo = sql("(", int_param(after, _parse_cursor), " + 1)")
+            lo = sql("(", int_param(after, parse_cursor), " + 1)")
         if _value(before) is not None:
-            hi = sql(f"{d.least_fn}(", int_param(before, _parse_cursor), ", ", total, ")")
+            hi = sql(f"{d.least_fn}(", int_param(before, parse_cursor), ", ", total, ")")
         if _value(first) is not None:
             hi = sql(
                 f"{d.least_fn}(", hi, ", ", lo, " + ", int_param(first, _non_negative("first")), ")"
@@ -724,7 +772,7 @@ class _Planner:
                     if ename == "__typename":
                         ep.append((k2, literal_string(f"{e.name}Edge")))
                     elif ename == "cursor":
-                        ep.append((k2, template(d.concat_text_int, sql("'o'"), sql("b.__rn"))))
+                        ep.append((k2, cursor_at(sql("b.__rn"))))
                     else:
                         ep.append((k2, self.object_json(e, "b", self.sub_fields(en))))
                 arr = self.array_of(
@@ -744,7 +792,7 @@ class _Planner:
                     else:
                         # startCursor / endCursor: the first / last edge's cursor, if any.
                         pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")
-                        cursor = template(d.concat_text_int, sql("'o'"), pos)
+                        cursor = cursor_at(pos)
                         pp.append((k2, sql("CASE WHEN ", lo, " < ", hi, " THEN ", cursor, " END")))
                 pairs.append((key, json_object(d, pp)))
         return sql(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql.language import IntValueNode, StringValueNode
+from graphql.language import FloatValueNode, IntValueNode, StringValueNode
 
 from graphql import (
     GraphQLBoolean,
@@ -34,34 +35,49 @@ __all__ = ["SCALAR_TYPES", "graphql_scalar"]
 
 
 def _literal_parser(
-    parse: Callable[[Any], Any], kinds: tuple[type[ValueNode], ...]
+    name: str, parse: Callable[[Any], Any], kinds: tuple[type[ValueNode], ...]
 ) -> Callable[..., Any]:
+    expected = " or ".join(_KIND_NAMES[k] for k in kinds)
+    numeric = (IntValueNode, FloatValueNode)
+
     def parse_literal(node: ValueNode, _variables: Any = None) -> Any:
         if not isinstance(node, kinds):
-            raise GraphQLError(f"expected a string literal, got {print_ast(node)}")
-        return parse(node.value)  # type: ignore[attr-defined]
+            raise GraphQLError(f"{name} expects {expected}, got {print_ast(node)}")
+        value = node.value  # type: ignore[attr-defined]
+        return parse(value if not isinstance(node, numeric) else _number(value))
 
     return parse_literal
 
 
+def _number(text: str) -> int | decimal.Decimal:
+    """A numeric literal as an exact value (never a binary float)."""
+    return int(text) if text.lstrip("-").isdigit() else decimal.Decimal(text)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _parse_bigint(value: Any) -> int:
-    if isinstance(value, bool):
-        raise GraphQLError(f"BigInt cannot represent {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise GraphQLError(f"BigInt cannot represent {value!r}: give an integer or a string of digits")
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
+        number = int(value)
+    if number is None:
+        raise GraphQLError(
+            f"BigInt cannot represent {value!r}: give an integer or a string of digits"
+        )
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise GraphQLError(f"BigInt cannot represent {value!r}: it is outside the 64-bit range")
+    return number
 
 
 def _parse_decimal(value: Any) -> decimal.Decimal:
     if isinstance(value, bool):
         raise GraphQLError(f"Decimal cannot represent {value!r}")
-    if isinstance(value, int | str):
+    if isinstance(value, int | str | float | decimal.Decimal):
         try:
+            # str(float) is the shortest text that round-trips: 12.5 -> "12.5".
             d = decimal.Decimal(str(value).strip())
         except decimal.InvalidOperation:
             pass
@@ -116,11 +132,16 @@ def _scalar(
         description=description,
         serialize=_serialize_passthrough,
         parse_value=parse,
-        parse_literal=_literal_parser(parse, literal_kinds),
+        parse_literal=_literal_parser(name, parse, literal_kinds),
     )
 
 
 _STR = (StringValueNode,)
+_KIND_NAMES: dict[type[ValueNode], str] = {
+    StringValueNode: "a string",
+    IntValueNode: "an integer",
+    FloatValueNode: "a number",
+}
 BIGINT = _scalar(
     "BigInt",
     "A 64-bit integer, serialised as a string so JSON readers lose no precision.",
@@ -131,7 +152,7 @@ DECIMAL = _scalar(
     "Decimal",
     'An exact decimal number, serialised as a string ("12.50").',
     _parse_decimal,
-    (StringValueNode, IntValueNode),
+    (StringValueNode, IntValueNode, FloatValueNode),
 )
 DATETIME = _scalar(
     "DateTime", "A date and time in ISO 8601.", _iso_parser("DateTime", _parse_datetime), _STR

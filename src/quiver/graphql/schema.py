@@ -246,7 +246,9 @@ class _Builder:
         if name not in self.field_enums:
             e = self.cat.entities[name]
             self.field_enums[name] = GraphQLEnumType(
-                f"{name}Field", {f.name: GraphQLEnumValue(f.name) for f in e.fields}
+                f"{name}Field",
+                {f.name: GraphQLEnumValue(f.name) for f in e.fields if _sortable(f)},
+                description="A field to group by (JSON fields cannot be grouped or sorted).",
             )
         return self.field_enums[name]
 
@@ -255,7 +257,8 @@ class _Builder:
             return self.aggregates[name]
         e = self.cat.entities[name]
         numeric = [f for f in e.fields if f.scalar in NUMERIC_SCALARS]
-        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS]
+        # No min/max over UUIDs: PostgreSQL has no such aggregate.
+        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS and f.scalar != Scalar.UUID]
 
         def field_set(
             suffix: str, fs: list[IrField], typ: Callable[[IrField], GraphQLOutputType]
@@ -367,7 +370,7 @@ class _Builder:
 
         def fields() -> dict[str, GraphQLInputField]:
             out: dict[str, GraphQLInputField] = {
-                f.name: GraphQLInputField(self.order_direction) for f in e.fields
+                f.name: GraphQLInputField(self.order_direction) for f in e.fields if _sortable(f)
             }
             for r in e.relations:
                 if r.kind == "one":
@@ -377,6 +380,11 @@ class _Builder:
         o = GraphQLInputObjectType(f"{name}OrderBy", fields)
         self.order_bys[name] = o
         return o
+
+
+def _sortable(f: IrField) -> bool:
+    """Whether a field can be sorted and grouped on (PostgreSQL's json type cannot)."""
+    return f.scalar != Scalar.JSON
 
 
 def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputType]]:

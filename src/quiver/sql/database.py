@@ -21,7 +21,14 @@ from quiver.runtime.errors import QuiverError
 from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
-__all__ = ["Database", "DatabaseError", "StatementTimeoutError", "open_database"]
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "ParameterError",
+    "QueryTooComplexError",
+    "StatementTimeoutError",
+    "open_database",
+]
 
 
 class DatabaseError(QuiverError):
@@ -30,6 +37,14 @@ class DatabaseError(QuiverError):
 
 class StatementTimeoutError(DatabaseError):
     """A statement ran past the configured per-statement timeout."""
+
+
+class QueryTooComplexError(DatabaseError):
+    """The database refused the statement's size or depth, or a value overflowed in it."""
+
+
+class ParameterError(DatabaseError):
+    """A value could not be bound as a parameter of this database."""
 
 
 class Database(Protocol):
@@ -113,15 +128,19 @@ class _Postgres:
         import asyncpg
 
         try:
-            value = await self.pool.fetchval(text, *params)
+            value = await self.pool.fetchval(text, *[_pg_param(p) for p in params])
         except asyncpg.QueryCanceledError as exc:
             raise StatementTimeoutError.one(
                 f"the statement was cancelled: {exc}",
                 "database",
                 "raise database.statement_timeout_ms",
             ) from None
+        except asyncpg.CharacterNotInRepertoireError as exc:
+            raise ParameterError.one(str(exc), "database") from None
         except asyncpg.PostgresError as exc:
             raise DatabaseError.one(str(exc), "database") from exc
+        except (asyncpg.DataError, OverflowError, UnicodeError) as exc:
+            raise ParameterError.one(str(exc), "parameter") from None
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
@@ -131,6 +150,15 @@ class _Postgres:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def _pg_param(v: Any) -> Any:
+    # timestamp columns take naive values; an aware one becomes UTC (what timestamptz stores).
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.UTC).replace(tzinfo=None)
+    if isinstance(v, list):
+        return [_pg_param(x) for x in v]
+    return v
 
 
 def _mysql_param(v: Any) -> Any:
@@ -190,6 +218,8 @@ class _MySQL:
                     "raise database.statement_timeout_ms",
                 ) from None
             raise DatabaseError.one(str(exc), "database") from exc
+        except (UnicodeError, OverflowError) as exc:
+            raise ParameterError.one(str(exc), "parameter") from None
         if row is None or row[0] is None:
             return None
         value = row[0]
@@ -217,6 +247,10 @@ def _sqlite_param(v: Any) -> Any:
     if isinstance(v, list):
         return [_sqlite_param(x) for x in v]
     return v
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
 
 
 class _Sqlite:
@@ -250,6 +284,7 @@ class _Sqlite:
             )
             for stmt in self.dialect.extra_session_sql:
                 conn.execute(stmt)
+            conn.create_function("quiver_lower", 1, _lower, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:
@@ -270,7 +305,19 @@ class _Sqlite:
                     "database",
                     "raise database.statement_timeout_ms",
                 ) from None
+            if "parser stack overflow" in str(exc) or "too many" in str(exc):
+                raise QueryTooComplexError.one(
+                    "the query nests relations too deeply for SQLite's SQL parser",
+                    "database",
+                    "nest fewer levels in one query, or serve the data from PostgreSQL or MariaDB",
+                ) from None
+            if "integer overflow" in str(exc):
+                raise QueryTooComplexError.one(
+                    "a sum overflowed SQLite's 64-bit integers", "database", "aggregate fewer rows"
+                ) from None
             raise DatabaseError.one(str(exc), "database") from exc
+        except (OverflowError, UnicodeError, sqlite3.ProgrammingError) as exc:
+            raise ParameterError.one(str(exc), "parameter") from None
         except sqlite3.Error as exc:
             raise DatabaseError.one(str(exc), "database") from exc
         finally:

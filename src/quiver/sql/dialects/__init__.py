@@ -47,6 +47,8 @@ class Dialect:
     in_list: Literal["array", "expand"]
     #: An integer parameter used in arithmetic (PostgreSQL needs its type spelled out).
     int_param: str = "{}"
+    #: Read a column as text (pattern operators on UUID and ID columns).
+    text_cast: str = "CAST({} AS TEXT)"
     #: Cast an aggregate to a double-precision float.
     float_cast: str = "CAST({} AS DOUBLE)"
     #: The driver formats the statement with ``%``: literal percent signs are doubled.
@@ -136,8 +138,10 @@ MYSQL = Dialect(
     greatest_fn="GREATEST",
     concat_text_int="CONCAT({}, {})",
     limit_all="18446744073709551615",
-    ilike="LOWER({}) LIKE LOWER({}) ESCAPE '!'",
-    like="{} LIKE BINARY {} ESCAPE '!'",
+    # utf8mb4_bin compares characters exactly: case- and accent-sensitive, `_` is one character.
+    ilike="LOWER({}) LIKE LOWER({}) COLLATE utf8mb4_bin ESCAPE '!'",
+    like="{} LIKE {} COLLATE utf8mb4_bin ESCAPE '!'",
+    text_cast="CAST({} AS CHAR)",
     in_list="expand",
     escape_percent=True,
     extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
@@ -169,7 +173,9 @@ SQLITE = Dialect(
     greatest_fn="max",
     concat_text_int="({} || {})",
     limit_all="-1",
-    ilike="lower({}) LIKE lower({}) ESCAPE '!'",
+    # SQLite's lower() folds ASCII only; quiver_lower is Python's str.lower, registered on
+    # every connection (see quiver.sql.database).
+    ilike="quiver_lower({}) LIKE quiver_lower({}) ESCAPE '!'",
     like="{} LIKE {} ESCAPE '!'",
     in_list="expand",
     float_cast="CAST({} AS REAL)",
