@@ -1,27 +1,86 @@
-"""Naming rules shared by reflection and authoring: table/column names to GraphQL names."""
+"""Naming rules shared by reflection and authoring: table/column names to GraphQL names.
+
+Names are built from the words of a database identifier. Letters outside ASCII are
+transliterated first (``ünïcödé`` -> ``unicode``, ``Straße`` -> ``Strasse``); characters with no
+ASCII form (``日本``) separate words like spaces do. A result that would start with a digit gets a
+leading underscore (``2024_sales`` -> ``_2024Sales``), since GraphQL names may not.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["camel", "pascal", "pluralize", "singularize"]
+__all__ = ["ascii_fold", "camel", "pascal", "pluralize", "singularize"]
 
 _IRREGULAR_PLURALS = {"person": "people", "child": "children", "man": "men", "woman": "women"}
 _IRREGULAR_SINGULARS = {v: k for k, v in _IRREGULAR_PLURALS.items()}
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
+# Latin letters that Unicode does not decompose into an ASCII letter plus accents.
+_LATIN_LETTERS = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "Ss",
+        "æ": "ae",
+        "Æ": "Ae",
+        "œ": "oe",
+        "Œ": "Oe",
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "Th",
+        "ħ": "h",
+        "Ħ": "H",
+        "ı": "i",
+    }
+)
+
+
+def ascii_fold(name: str) -> str:
+    """Transliterate letters to ASCII where Unicode allows: ``ünïcödé`` -> ``unicode``.
+
+    Compatibility decomposition (NFKD) splits accented letters into a base letter and combining
+    marks, which are dropped, and turns compatibility forms into plain ones (``ﬁ`` -> ``fi``,
+    full-width ``Ａ`` -> ``A``); a few Latin letters without a decomposition are spelled out
+    (``ß`` -> ``ss``, ``æ`` -> ``ae``, ``ø`` -> ``o``). Everything else, CJK for instance, is
+    left as it is.
+    """
+    if name.isascii():
+        return name
+    decomposed = unicodedata.normalize("NFKD", name.translate(_LATIN_LETTERS))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def _words(name: str) -> list[str]:
-    return [w.lower() for part in re.split(r"[^0-9A-Za-z]+", name) for w in _WORD.findall(part)]
+    return [
+        w.lower()
+        for part in re.split(r"[^0-9A-Za-z]+", ascii_fold(name))
+        for w in _WORD.findall(part)
+    ]
 
 
 def pascal(name: str) -> str:
-    """``invoice_line`` / ``InvoiceLine`` / ``invoice-line`` -> ``InvoiceLine``."""
-    return "".join(w[:1].upper() + w[1:] for w in _words(name)) or name
+    """``invoice_line`` / ``InvoiceLine`` / ``invoice-line`` -> ``InvoiceLine``.
+
+    ``1st table`` -> ``_1StTable`` (a GraphQL name may not start with a digit). A name with no
+    letters or digits to build from (``名前``) is returned unchanged.
+    """
+    p = "".join(w[:1].upper() + w[1:] for w in _words(name))
+    if not p:
+        return name
+    return "_" + p if p[0].isdigit() else p
 
 
 def camel(name: str) -> str:
-    """``artist_id`` / ``ArtistId`` -> ``artistId``."""
+    """``artist_id`` / ``ArtistId`` -> ``artistId``; ``2fa`` -> ``_2Fa``."""
     p = pascal(name)
     return p[:1].lower() + p[1:]
 

@@ -20,6 +20,7 @@ import difflib
 import fnmatch
 import re
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from quiver.schema.naming import camel, pascal, pluralize, singularize
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [
+    "RESERVED_MEMBER_NAMES",
+    "SQLITE_SAMPLE_ROWS",
+    "SQLITE_SAMPLE_SECONDS",
     "CatalogColumn",
     "CatalogForeignKey",
     "CatalogTable",
@@ -49,6 +53,16 @@ DEFAULT_PG_SCHEMAS = ("public",)
 
 _DERIVED_ROOT_SUFFIXES = ("Connection", "Aggregate")
 _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+#: Names a field or relation may not take: the combinators of the entity's where input, and the
+#: words GraphQL forbids as enum values (every field is also a value of the ``EField`` enum).
+#: Such a name gets a trailing underscore: column ``and`` -> field ``and_``.
+RESERVED_MEMBER_NAMES = frozenset({"and", "or", "not", "true", "false", "null"})
+
+#: Rows sampled per SQLite view column without a declared type to infer its scalar.
+SQLITE_SAMPLE_ROWS = 1000
+#: Time budget for sampling one SQLite view column; past it the column stays String.
+SQLITE_SAMPLE_SECONDS = 2.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +262,7 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
                 fields=tuple(fields[name]),
                 primary_key=table.primary_key if has_key else (),
                 relations=tuple(relations),
-                list_field=pluralize(camel(name)),
+                list_field=_list_field(name),
                 by_key_field=camel(name) if has_key else None,
                 description=table.description,
             )
@@ -310,9 +324,24 @@ def _type_name(name: str) -> str:
     return name if not name[:1].isdigit() else "_" + name
 
 
+def _list_field(entity: str) -> str:
+    """``Album`` -> ``albums``; an entity still named in the plural -> ``itemsList``.
+
+    An entity keeps a plural name when its table's singular is taken (``items`` beside
+    ``item`` gives ``Items``); pluralizing it again would give ``itemses``.
+    """
+    if singularize(entity) != entity:
+        return camel(entity) + "List"
+    return pluralize(camel(entity))
+
+
+def _member_name(name: str) -> str:
+    """A field or relation name that is a where combinator or an enum keyword gets ``_``."""
+    return name + "_" if name in RESERVED_MEMBER_NAMES else name
+
+
 def _field_name(column: str) -> str:
-    name = camel(column)
-    return "_" + name if name[:1].isdigit() else name
+    return _member_name(camel(column))
 
 
 def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> list[Field]:
@@ -320,8 +349,9 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
     used: set[str] = set()
     for col in table.columns:
         name = _field_name(col.name)
-        if name in used and _GRAPHQL_NAME.fullmatch(col.name) and col.name not in used:
-            name = col.name  # two columns camel-case alike (``artist_id`` / ``ArtistId``)
+        own = _member_name(col.name)
+        if name in used and _GRAPHQL_NAME.fullmatch(col.name) and own not in used:
+            name = own  # two columns camel-case alike (``artist_id`` / ``ArtistId``)
         n = 2
         base = name
         while name in used:
@@ -360,7 +390,7 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
 
 def _fk_label(columns: Sequence[str]) -> str:
     """``("support_rep_id",)`` -> ``SupportRepId``; composite keys join with ``And``."""
-    return "And".join(pascal(c) for c in columns)
+    return "And".join(pascal(c).lstrip("_") for c in columns)
 
 
 def _group_links(
@@ -408,11 +438,11 @@ def _forward_relations(
 
 def _forward_base(fk: CatalogForeignKey, target_entity: str) -> str:
     if len(fk.columns) > 1:
-        return camel(target_entity)
-    name = _field_name(fk.columns[0])
+        return _member_name(camel(target_entity))
+    name = camel(fk.columns[0])
     if name.endswith("Id") and len(name) > 2:
         name = name[:-2]
-    return name
+    return _member_name(name)
 
 
 def _reverse_relations(
@@ -426,7 +456,7 @@ def _reverse_relations(
     for entity, entity_links in _group_links(links, names, by_target=True).items():
         taken = {f.name for f in fields[entity]} | {r.name for r in forward.get(entity, [])}
         sources = Counter(names[source] for source, _, _ in entity_links)
-        bases = [pluralize(camel(names[source])) for source, _, _ in entity_links]
+        bases = [_list_field(names[source]) for source, _, _ in entity_links]
         counts = Counter(bases)
         used = set(taken)
         for base, (source, fk, _) in zip(bases, entity_links, strict=True):
@@ -994,9 +1024,10 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
             # (INTEGER PRIMARY KEY) or the table is WITHOUT ROWID.
             rowid_alias = len(pk) == 1 and pk_pos == 1 and (declared or "").upper() == "INTEGER"
             not_null = bool(notnull) or (pk_pos > 0 and (rowid_alias or without_rowid))
-            columns.append(
-                CatalogColumn(name=col, scalar=sqlite_scalar(declared or ""), nullable=not not_null)
-            )
+            scalar = sqlite_scalar(declared or "")
+            if is_view and not (declared or "").strip():
+                scalar = _sqlite_stored_scalar(conn, name, col)
+            columns.append(CatalogColumn(name=col, scalar=scalar, nullable=not not_null))
         foreign: list[CatalogForeignKey] = []
         if not is_view:
             by_id: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
@@ -1027,6 +1058,36 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
             )
         )
     return tables
+
+
+def _sqlite_stored_scalar(conn: sqlite3.Connection, view: str, column: str) -> Scalar:
+    """Scalar of a view column without a declared type (an expression), from what it holds.
+
+    SQLite gives a view column a type only when it names a table column; ``COUNT(*)``,
+    ``SUM(x)`` or ``a * b`` have none. Up to :data:`SQLITE_SAMPLE_ROWS` non-null values are
+    read: all integers -> BigInt (SQLite integers are 64-bit, and PostgreSQL and MariaDB type
+    ``COUNT``/``SUM`` of integers as bigint too), integers and reals -> Float, anything else
+    (text, blobs, no non-null value, or sampling that takes over
+    :data:`SQLITE_SAMPLE_SECONDS`) -> String.
+    """
+    quoted = _sqlite_quote(column)
+    sql = (
+        f"SELECT DISTINCT typeof(v) FROM (SELECT {quoted} AS v FROM {_sqlite_quote(view)}"
+        f" WHERE {quoted} IS NOT NULL LIMIT {SQLITE_SAMPLE_ROWS:d})"
+    )
+    deadline = time.monotonic() + SQLITE_SAMPLE_SECONDS
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        kinds = {str(row[0]) for row in conn.execute(sql)}
+    except sqlite3.OperationalError:  # interrupted past the budget, or the view is broken
+        return Scalar.STRING
+    finally:
+        conn.set_progress_handler(None, 0)
+    if kinds == {"integer"}:
+        return Scalar.BIGINT
+    if kinds and kinds <= {"integer", "real"}:
+        return Scalar.FLOAT
+    return Scalar.STRING
 
 
 def _sqlite_shadow_tables(conn: sqlite3.Connection) -> set[str]:
