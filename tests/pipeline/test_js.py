@@ -917,3 +917,21 @@ def asyncio_run(coro: Any) -> None:
     import asyncio
 
     asyncio.run(coro)
+
+
+async def test_rows_of_different_shapes_and_odd_keys_land_in_their_columns(run_js: Any) -> None:
+    js = run_js(
+        script="""
+        function transform(row) {
+          if (row.id % 2) return {'id': row.id, 'a "quoted"\\nkey': 'odd', 'big': 10n ** 20n};
+          return {'big': undefined, 'id': row.id, 'when': new Date(Date.UTC(2024, 0, row.id))};
+        }"""
+    )
+    out = await js(orders(4))
+    got = rows(out.batch)
+    assert [r["id"] for r in got] == [1, 2, 3, 4]
+    assert [r['a "quoted"\nkey'] for r in got] == ["odd", None, "odd", None]
+    assert [r["big"] for r in got] == ["100000000000000000000", None] * 2
+    assert [r["when"] for r in got][1::2] == [
+        dt.datetime(2024, 1, d, tzinfo=dt.UTC) for d in (2, 4)
+    ]

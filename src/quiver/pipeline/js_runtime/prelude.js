@@ -264,6 +264,7 @@
     this.prevKeys = null;     // the key list of the last row added (rows usually share it)
     this.prevMap = null;      // its column indexes
     this.prevFull = false;    // whether it set every column
+    this.prevPut = null;      // its rowWriter
     this.same = [];
     this.from = [];
     this.names = [];
@@ -341,27 +342,18 @@
     }
     var keys = Object.keys(row);
     var n = this.n;
-    var map = this.prevMap, prev = this.prevKeys, full = this.prevFull;
+    var map = this.prevMap, prev = this.prevKeys, full = this.prevFull, put = this.prevPut;
     if (prev === null || prev.length !== keys.length || !sameKeys(prev, keys)) {
       map = new Array(keys.length);
       for (var m = 0; m < keys.length; m++) map[m] = this.column(keys[m]);
       full = keys.length === this.names.length;
+      put = rowWriter(keys, map, this.from);
       this.prevKeys = keys;
       this.prevMap = map;
       this.prevFull = full;
+      this.prevPut = put;
     }
-    for (var k = 0; k < keys.length; k++) {
-      var v = row[keys[k]];
-      var j = map[k];
-      if (v === undefined || typeof v === "function" || typeof v === "symbol") v = null;
-      else if (v instanceof Date) {
-        v = v.getTime();
-        if (isNaN(v)) v = null;
-        this.kinds[j] = "ts";
-      } else if (typeof v === "bigint") v = v.toString();
-      this.cols[j][n] = v;
-      if (this.same[j] && v !== this.input.cols[this.from[j]][at]) this.same[j] = false;
-    }
+    put(row, this, this.cols, this.same, this.input.cols, n, at);
     if (!full) {
       var cols = this.cols, same = this.same, from = this.from, inCols = this.input.cols;
       for (var c = 0; c < cols.length; c++) {
@@ -375,6 +367,42 @@
     this.idx.push(at);
     this.n = n + 1;
   };
+
+  // A value that is not a number, string or boolean, as it is stored in an output column.
+  Collector.prototype.plain = function (v, j) {
+    if (v === undefined || typeof v === "function" || typeof v === "symbol") return null;
+    if (v instanceof Date) {
+      this.kinds[j] = "ts";
+      v = v.getTime();
+      return isNaN(v) ? null : v;
+    }
+    if (typeof v === "bigint") return v.toString();
+    return v;
+  };
+
+  // Copies the values of a row with the keys `keys` into the output columns `map`: code made
+  // for that key list, so each property read is a plain named load (rows of one batch
+  // nearly always share their keys). Unchanged columns are tracked against the input.
+  var writerCache = Object.create(null);
+
+  function rowWriter(keys, map, from) {
+    var key = JSON.stringify([keys, map, from]);
+    var w = writerCache[key];
+    if (w) return w;
+    var body = ["var v, t;"];
+    for (var k = 0; k < keys.length; k++) {
+      var j = map[k];
+      body.push("v = row[" + JSON.stringify(keys[k]) + "]; t = typeof v;");
+      body.push('if (t !== "number" && t !== "string" && t !== "boolean") v = self.plain(v, ' + j + ");");
+      body.push("cols[" + j + "][n] = v;");
+      if (from[j] >= 0) {
+        body.push("if (same[" + j + "] && v !== inCols[" + from[j] + "][at]) same[" + j + "] = false;");
+      }
+    }
+    w = new Function("row", "self", "cols", "same", "inCols", "n", "at", body.join("\n"));
+    writerCache[key] = w;
+    return w;
+  }
 
   // Columns whose every value equals the input column at the row it came from are not sent
   // back: the host takes them from the input batch (`from`), by the source row indexes `idx`.
