@@ -8,8 +8,10 @@ primary key and one column of every type.
 
 from __future__ import annotations
 
+import re
 import secrets
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from graphql import GraphQLInputObjectType
+from quiver.graphql.schema import build_graphql_schema
 from quiver.runtime.errors import ConfigError
+from quiver.schema import reflect as reflect_module
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
-from quiver.schema.naming import pascal
+from quiver.schema.naming import ascii_fold, camel, pascal
 from quiver.schema.reflect import mysql_scalar, reflect_database, sqlite_scalar
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -926,3 +931,195 @@ async def test_reverse_relation_leaves_room_for_its_aggregate_field(tmp_path: Pa
     )
     artist = entity(await reflect_database(url), "Artist")
     assert [r.name for r in artist.relations] == ["albumsByArtistId"]
+
+
+# Names that are not GraphQL names as they stand, and typeless SQLite view columns
+# ---------------------------------------------------------------------------------------------
+
+
+def _graphql_names(schema: Schema) -> list[str]:
+    """Every name reflection gave: types, root fields, fields and relations."""
+    names: list[str] = []
+    for e in schema.entities:
+        names += [e.name, e.list_field or "", e.by_key_field or e.list_field or ""]
+        names += [f.name for f in e.fields] + [r.name for r in e.relations]
+    return names
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ünïcödé", "Unicode"),
+        ("Ünï cödé", "UniCode"),
+        ("Straße", "Strasse"),
+        ("Ærø_købing", "AeroKobing"),
+        ("ﬁle_ＩＤ", "FileId"),
+        ("日本_total", "Total"),
+        ("1st table", "_1StTable"),
+        ("2024_sales", "_2024Sales"),
+        ("_2024Sale", "_2024Sale"),
+        ("名前", "名前"),  # nothing to build from: returned as is, and rejected by reflection
+    ],
+)
+def test_pascal_transliterates_and_never_starts_with_a_digit(name: str, expected: str) -> None:
+    assert pascal(name) == expected
+    assert camel(name) == expected[:1].lower() + expected[1:]
+
+
+def test_ascii_fold_drops_accents_and_keeps_what_has_no_ascii_form() -> None:
+    assert ascii_fold("Ünïcödé") == "Unicode"
+    assert ascii_fold("smørrebrød") == "smorrebrod"
+    assert ascii_fold("日本") == "日本"
+    assert ascii_fold("plain") == "plain"
+
+
+async def test_non_ascii_table_and_column_names_are_transliterated(tmp_path: Path) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        'CREATE TABLE "Bücher" (id INTEGER PRIMARY KEY, "ünïcödé" TEXT, "Größe" INTEGER,'
+        ' "日本_code" TEXT)',
+    )
+    (book,) = (await reflect_database(url)).entities
+    assert (book.name, book.source, book.list_field) == ("Bucher", "Bücher", "buchers")
+    assert [(f.name, f.column) for f in book.fields] == [
+        ("id", "id"),
+        ("unicode", "ünïcödé"),
+        ("grosse", "Größe"),
+        ("code", "日本_code"),
+    ]
+
+
+async def test_digit_leading_names_are_valid_graphql_names_everywhere(tmp_path: Path) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        'CREATE TABLE "1st table" ("2nd col" INTEGER PRIMARY KEY, val INTEGER)',
+        'CREATE TABLE "3rd" (id INTEGER PRIMARY KEY,'
+        ' "1st_id" INTEGER REFERENCES "1st table" ("2nd col"))',
+    )
+    schema = await reflect_database(url)
+    first, third = entity(schema, "_1StTable"), entity(schema, "_3Rd")
+    assert (first.list_field, first.by_key_field) == ("_1StTables", "_1StTable")
+    assert [f.name for f in first.fields] == ["_2NdCol", "val"]
+    assert [r.name for r in third.relations] == ["_1St"]
+    assert [r.name for r in first.relations] == ["_3Rds"]
+    assert all(re.fullmatch(r"[_A-Za-z][_0-9A-Za-z]*", n) for n in _graphql_names(schema))
+    build_graphql_schema(schema)  # graphql-core accepts every name
+
+
+async def test_columns_named_like_combinators_or_enum_keywords_get_a_trailing_underscore(
+    tmp_path: Path,
+) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        'CREATE TABLE "not" (id INTEGER PRIMARY KEY)',
+        'CREATE TABLE logic (id INTEGER PRIMARY KEY, "and" TEXT, "OR" TEXT, "not" TEXT,'
+        ' "true" BOOLEAN, "false" BOOLEAN, "null" TEXT, "_and" TEXT,'
+        ' "or_id" INTEGER REFERENCES "not" (id))',
+        'CREATE TABLE gate (id INTEGER PRIMARY KEY, and_id INTEGER REFERENCES "not" (id))',
+    )
+    schema = await reflect_database(url)
+    logic = entity(schema, "Logic")
+    assert [(f.name, f.column) for f in logic.fields] == [
+        ("id", "id"),
+        ("and_", "and"),
+        ("or_", "OR"),
+        ("not_", "not"),
+        ("true_", "true"),
+        ("false_", "false"),
+        ("null_", "null"),
+        ("_and", "_and"),  # camel-cases like 'and': keeps its own (valid, unreserved) name
+        ("orId", "or_id"),
+    ]
+    # 'or_' is the field of column "OR", so the relation of or_id takes the By form.
+    assert [r.name for r in logic.relations] == ["notByOrId"]
+    assert [r.name for r in entity(schema, "Gate").relations] == ["and_"]
+    assert [r.name for r in entity(schema, "Not").relations] == ["gates", "logics"]
+    graphql = build_graphql_schema(schema)
+    where = graphql.get_type("LogicWhere")
+    assert isinstance(where, GraphQLInputObjectType)
+    assert {"and", "or", "not", "and_", "or_", "not_"} <= set(where.fields)
+    filter_type = where.fields["and_"].type
+    assert isinstance(filter_type, GraphQLInputObjectType) and filter_type.name == "StringFilter"
+
+
+async def test_a_plural_table_beside_its_singular_lists_with_a_list_suffix(
+    tmp_path: Path,
+) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        "CREATE TABLE item (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, item_id INTEGER REFERENCES item (id))",
+    )
+    schema = await reflect_database(url)
+    item, items = entity(schema, "Item"), entity(schema, "Items")
+    assert (item.list_field, item.by_key_field) == ("items", "item")
+    assert (items.list_field, items.by_key_field) == ("itemsList", "itemsByKey")
+    assert [r.name for r in item.relations] == ["itemsList"]
+    build_graphql_schema(schema)
+
+
+SPEND_VIEW = """
+CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, country TEXT);
+CREATE TABLE invoice (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customer (id),
+                      total NUMERIC(10, 2), at TEXT);
+INSERT INTO customer VALUES (1, 'Ann', 'NO'), (2, 'Bob', 'SE'), (3, 'Cy', NULL);
+INSERT INTO invoice VALUES (1, 1, 1.98, '2024-01-02'), (2, 1, 5, '2024-02-03'),
+                           (3, 2, 3.96, '2024-03-04');
+CREATE VIEW customer_spend AS
+SELECT c.id, c.name,
+       COUNT(i.id) AS invoice_count,
+       COALESCE(SUM(i.total), 0) AS total_spent,
+       MAX(i.id) * 4294967296 AS big_number,
+       MAX(i.at) AS last_invoice,
+       upper(c.country) AS country_code,
+       NULL AS no_value,
+       CASE WHEN c.id = 1 THEN 1 WHEN c.id = 2 THEN 'two' END AS mixed
+FROM customer c LEFT JOIN invoice i ON i.customer_id = c.id
+GROUP BY c.id, c.name
+"""
+
+
+async def test_sqlite_view_expression_columns_take_the_scalar_of_their_values(
+    tmp_path: Path,
+) -> None:
+    url = _sqlite_db(tmp_path, *SPEND_VIEW.strip().split(";\n"))
+    view = entity(await reflect_database(url), "CustomerSpend")
+    assert {f.column: f.scalar for f in view.fields} == {
+        "id": Scalar.INT,  # names a table column: its declared type
+        "name": Scalar.STRING,
+        "invoice_count": Scalar.BIGINT,
+        "total_spent": Scalar.FLOAT,  # 1.98 + 5 is real, Cy's 0 an integer
+        "big_number": Scalar.BIGINT,
+        "last_invoice": Scalar.STRING,
+        "country_code": Scalar.STRING,
+        "no_value": Scalar.STRING,  # no value to go by
+        "mixed": Scalar.STRING,  # an integer and a text
+    }
+    assert all(f.nullable for f in view.fields)
+
+
+async def test_sqlite_table_columns_without_a_type_stay_strings(tmp_path: Path) -> None:
+    url = _sqlite_db(
+        tmp_path, "CREATE TABLE t (id INTEGER PRIMARY KEY, n)", "INSERT INTO t VALUES (1, 5)"
+    )
+    (t,) = (await reflect_database(url)).entities
+    n = t.field("n")
+    assert n is not None and n.scalar == Scalar.STRING
+
+
+async def test_sampling_a_slow_sqlite_view_gives_up_within_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        "CREATE VIEW endless AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+        " SELECT (SELECT COUNT(*) FROM c) AS n",
+        "CREATE VIEW quick AS SELECT 1 + 1 AS two",
+    )
+    monkeypatch.setattr(reflect_module, "SQLITE_SAMPLE_SECONDS", 0.2)
+    started = time.monotonic()
+    schema = await reflect_database(url)
+    assert time.monotonic() - started < 5
+    # The endless view is given up on; the next one is still sampled.
+    assert [(f.name, f.scalar) for f in entity(schema, "Endless").fields] == [("n", Scalar.STRING)]
+    assert [(f.name, f.scalar) for f in entity(schema, "Quick").fields] == [("two", Scalar.BIGINT)]
