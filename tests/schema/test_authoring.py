@@ -803,3 +803,22 @@ def test_an_authored_type_without_a_reflected_source_is_added() -> None:
 
     merged = merge(_reflected(), build_schema([TopAlbum]).schema)
     assert [e.name for e in merged.entities] == ["Album", "Artist", "TopAlbum"]
+
+
+@pytest.mark.parametrize("name", ["and", "or", "not", "true", "false", "null"])
+def test_a_field_named_like_a_filter_combinator_or_literal_is_rejected(name: str) -> None:
+    from quiver.schema.ir import Entity, Field, Scalar, Schema
+
+    entity = Entity(
+        name="Thing",
+        source="thing",
+        primary_key=("id",),
+        fields=(
+            Field(name="id", column="id", scalar=Scalar.INT, nullable=False),
+            Field(name=name, column="c", scalar=Scalar.STRING),
+        ),
+    )
+    errors = validate_schema(Schema(entities=(entity,))).errors
+    assert len(errors) == 1
+    assert f"field name {name!r} is reserved" in errors[0].message
+    assert "name=" in errors[0].fix

@@ -11,6 +11,7 @@ from quiver.schema.naming import camel, pluralize
 
 __all__ = [
     "GENERATED_TYPE_SUFFIXES",
+    "RESERVED_MEMBER_NAMES",
     "RESERVED_TYPE_NAMES",
     "ROOT_KINDS",
     "by_key_field_name",
@@ -27,6 +28,10 @@ RESERVED_TYPE_NAMES = frozenset(
     | {s.value for s in Scalar}
     | {f"{s.value}Filter" for s in Scalar}
 )
+
+#: Names a field or relation may not take: the combinators of the entity's where input, and the
+#: words GraphQL forbids as enum values (every field is also a value of the ``EField`` enum).
+RESERVED_MEMBER_NAMES = frozenset({"and", "or", "not", "true", "false", "null"})
 
 #: Suffixes of the types generated for every entity ``E`` (``EWhere``, ``EConnection``, ...).
 GENERATED_TYPE_SUFFIXES = (

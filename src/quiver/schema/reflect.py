@@ -29,13 +29,16 @@ from typing import Any
 from urllib.parse import quote
 
 from quiver.runtime.errors import ConfigError, ErrorDetail
-from quiver.schema.api_names import GENERATED_TYPE_SUFFIXES, RESERVED_TYPE_NAMES
+from quiver.schema.api_names import (
+    GENERATED_TYPE_SUFFIXES,
+    RESERVED_MEMBER_NAMES,
+    RESERVED_TYPE_NAMES,
+)
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [
-    "RESERVED_MEMBER_NAMES",
     "SQLITE_SAMPLE_ROWS",
     "SQLITE_SAMPLE_SECONDS",
     "CatalogColumn",
@@ -54,10 +57,8 @@ DEFAULT_PG_SCHEMAS = ("public",)
 _DERIVED_ROOT_SUFFIXES = ("Connection", "Aggregate")
 _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
-#: Names a field or relation may not take: the combinators of the entity's where input, and the
-#: words GraphQL forbids as enum values (every field is also a value of the ``EField`` enum).
-#: Such a name gets a trailing underscore: column ``and`` -> field ``and_``.
-RESERVED_MEMBER_NAMES = frozenset({"and", "or", "not", "true", "false", "null"})
+# A field or relation named like a RESERVED_MEMBER_NAMES word gets a trailing underscore:
+# column ``and`` -> field ``and_``.
 
 #: Rows sampled per SQLite view column without a declared type to infer its scalar.
 SQLITE_SAMPLE_ROWS = 1000

@@ -14,7 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from quiver.runtime.errors import ErrorDetail
-from quiver.schema.api_names import GENERATED_TYPE_SUFFIXES, RESERVED_TYPE_NAMES, root_field_names
+from quiver.schema.api_names import (
+    GENERATED_TYPE_SUFFIXES,
+    RESERVED_MEMBER_NAMES,
+    RESERVED_TYPE_NAMES,
+    root_field_names,
+)
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema, SourceLocation
 
 __all__ = [
@@ -169,6 +174,8 @@ class _Validator:
                 continue
             iwhere = _where(item.location, f"{e.name}.{item.name}")
             problem = _name_problem(item.name)
+            if problem is None and item.name in RESERVED_MEMBER_NAMES:
+                problem = "is reserved: filters use it as a combinator or GraphQL as a literal"
             if problem:
                 self.error(
                     f"{e.name}: field name {item.name!r} {problem}",
