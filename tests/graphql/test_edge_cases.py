@@ -1305,14 +1305,6 @@ async def test_sum_and_avg_of_bigints_beyond_64_bits_are_exact(
 async def test_min_and_max_of_every_ordered_scalar(
     chinook_runner: Runner, request: pytest.FixtureRequest, field: str
 ) -> None:
-    if field == "uid":
-        xfail_on(
-            request,
-            chinook_runner.dialect,
-            ("postgresql",),
-            "min/max of a uuid column fail on PostgreSQL with DATABASE_ERROR ('function"
-            " min(uuid) does not exist'): the aggregate needs a cast to text",
-        )
     data = await chinook_runner.data(
         f"{{ scalarSamplesAggregate {{ min {{ {field} }} max {{ {field} }} }} }}"
     )

@@ -647,7 +647,10 @@ class _Planner:
                     inner.append((k2, literal_string(f"{e.name}{suffix[name]}")))
                     continue
                 f = fmap[fname]
-                expr = sql(f"{name.upper()}(", ident(a, f.column), ")")
+                col = sql(ident(a, f.column))
+                if f.scalar == Scalar.UUID:
+                    col = template(d.text_cast, col)  # PostgreSQL has no min/max over uuid
+                expr = sql(f"{name.upper()}(", col, ")")
                 if name == "avg":
                     expr = template(d.float_cast, expr)
                 tpl = d.scalar_output.get(f.scalar.value)

@@ -257,8 +257,7 @@ class _Builder:
             return self.aggregates[name]
         e = self.cat.entities[name]
         numeric = [f for f in e.fields if f.scalar in NUMERIC_SCALARS]
-        # No min/max over UUIDs: PostgreSQL has no such aggregate.
-        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS and f.scalar != Scalar.UUID]
+        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS]
 
         def field_set(
             suffix: str, fs: list[IrField], typ: Callable[[IrField], GraphQLOutputType]
