@@ -7,6 +7,11 @@ what else runs, so it also prints rows per CPU-second (this process and its work
 from /proc) and the load average. The batches are built before timing, so the
 figure is the processor's own (JSON exchange + V8 + Arrow rebuild), not CSV parsing.
 
+First it shows where the time of a batch goes, one isolate in this process: encoding the
+batch as JSON (Python), the call into V8 (split into JSON.parse, cutting text columns, the
+row loop, JSON.stringify, and the rest: handing the strings over), and decoding the answer
+into Arrow (Python).
+
     .venv/bin/python benchmarks/js_bench.py [--rows 1000000] [--batch-rows 65536] [--workers N]
 """
 
@@ -20,6 +25,7 @@ import time
 import pyarrow as pa
 
 from quiver.pipeline.component import RunContext
+from quiver.pipeline.js_runtime.isolate import Isolate, IsolateOptions
 from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
 
@@ -85,6 +91,38 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def stages(batches: list[pa.RecordBatch], script: str) -> None:
+    """Print the mean time per batch of each stage, one isolate in this process."""
+    iso = Isolate(IsolateOptions(script, "bench.js"))
+    iso.run(batches[0])  # warm up V8's JIT
+    totals: dict[str, float] = {}
+    for b in batches:
+        iso.run(b)
+        inside = iso.stage_timings()
+        step = dict(iso.last_timings)
+        step.update(inside)
+        step["hand-over"] = max(0.0, step["v8"] - sum(inside.values()))
+        for k, v in step.items():
+            totals[k] = totals.get(k, 0.0) + v
+    iso.close()
+    rows = sum(b.num_rows for b in batches)
+    per_batch = rows / len(batches)
+    order = [
+        ("encode", "encode the batch as JSON (Python, orjson)"),
+        ("v8", "call into V8, of which:"),
+        ("parse", "  JSON.parse"),
+        ("cut", "  cut text columns into values"),
+        ("loop", "  row objects, the script, output columns"),
+        ("stringify", "  JSON.stringify"),
+        ("hand-over", "  strings into and out of V8"),
+        ("decode", "decode the answer into Arrow (Python)"),
+    ]
+    print(f"  where a batch of {per_batch:,.0f} rows goes (one isolate in process, mean):")
+    for key, label in order:
+        ms = totals[key] / len(batches) * 1000
+        print(f"    {label:<44} {ms:8.1f} ms  {totals[key] / rows * 1e9:8.0f} ns/row")
+
+
 async def measure(
     batches: list[pa.RecordBatch], workers: int, script: str, in_flight: int, **options: object
 ) -> tuple[float, float, float]:
@@ -125,6 +163,7 @@ async def main() -> None:
         f"batches of {args.batch_rows:,}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    await asyncio.to_thread(stages, batches, SCRIPT)  # mini-racer wants no running loop
     cases = [
         ("one isolate in process (baseline)", 0, SCRIPT, 1),
         ("1 worker process", 1, SCRIPT, 1),

@@ -935,3 +935,27 @@ async def test_rows_of_different_shapes_and_odd_keys_land_in_their_columns(run_j
     assert [r["when"] for r in got][1::2] == [
         dt.datetime(2024, 1, d, tzinfo=dt.UTC) for d in (2, 4)
     ]
+
+
+def test_an_isolate_reports_where_the_time_of_a_batch_went() -> None:
+    from quiver.pipeline.js_runtime.isolate import Isolate, IsolateOptions
+
+    iso = Isolate(
+        IsolateOptions(
+            "function transform(row) {\n"
+            "  var t = Date.now(); while (Date.now() - t < 60) {}\n"
+            "  return row;\n"
+            "}\n",
+            "slow.js",
+        )
+    )
+    try:
+        assert iso.stage_timings() == {}
+        iso.run(orders(1))
+        inside = iso.stage_timings()
+        assert set(inside) == {"parse", "cut", "loop", "stringify"}
+        assert inside["loop"] >= 0.06
+        assert set(iso.last_timings) == {"encode", "v8", "decode"}
+        assert iso.last_timings["v8"] >= inside["loop"] - 0.002
+    finally:
+        iso.close()

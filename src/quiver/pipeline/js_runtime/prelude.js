@@ -24,6 +24,7 @@
   var logsDropped = 0;
   var ruleCache = Object.create(null);
   var scriptPattern = null;
+  var timings = null;        // where the last batch's time went, see __quiver.timings
 
   // ---------------------------------------------------------------- errors
 
@@ -726,8 +727,14 @@
       return style;
     },
 
+    // Milliseconds of the last run() in JSON.parse, cutting text slabs, the row loop and
+    // JSON.stringify (benchmarks/js_bench.py prints them).
+    timings: function () { return JSON.stringify(timings); },
+
     run: function (inputJson) {
+      var t0 = Date.now();
       var input = JSON.parse(inputJson);
+      var t1 = Date.now();
       var cols = input.cols;
       for (var c = 0; c < cols.length; c++) {
         var slab = cols[c];
@@ -740,6 +747,7 @@
           cols[c] = values;
         }
       }
+      var t2 = Date.now();
       logs = [];
       logsDropped = 0;
       var out = new Collector(outFields, input);
@@ -752,7 +760,10 @@
       for (var name in routes) routeOut[name] = routes[name].result();
       if (logsDropped > 0) logs.push(["warning", logsDropped + " more log messages from this batch were dropped"]);
       var result = out.result();
-      return JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta });
+      var t3 = Date.now();
+      var text = JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta });
+      timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
+      return text;
     },
   };
 })(globalThis);
