@@ -1779,14 +1779,6 @@ async def test_to_one_relation_filters_need_the_related_row(awkward: Runner) -> 
     assert data["destNullCode"] and data["notAAA"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="max_cost is only checked when a document is prepared, with 100 rows assumed for a"
-    " limit given by a variable: { tracks(limit: 100000) { trackId } } is COST_LIMIT_EXCEEDED,"
-    " but query($n: Int!) { tracks(limit: $n) { trackId } } with n = 100000 runs and returns"
-    " every row, so any client can step around graphql.max_cost (docs/http.md describes the"
-    " assumption, not the bypass)",
-)
 async def test_a_limit_given_by_a_variable_cannot_step_around_max_cost(
     chinook_runner: Runner,
 ) -> None:
@@ -1796,6 +1788,9 @@ async def test_a_limit_given_by_a_variable_cannot_step_around_max_cost(
         "query($n: Int!) { tracks(limit: $n) { trackId } }", {"n": 100000}
     )
     assert errors[0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+    assert errors[0]["extensions"]["cost"] > errors[0]["extensions"]["limit"]
+    data = await chinook_runner.data("query($n: Int!) { tracks(limit: $n) { trackId } }", {"n": 3})
+    assert len(data["tracks"]) == 3
 
 
 async def test_json_values_round_trip_with_quotes_backslashes_and_unicode(

@@ -40,7 +40,7 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.limits import validation_rules
+from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
 from quiver.schema.ir import Schema
@@ -85,6 +85,8 @@ class Prepared:
     #: (name, scalar name, non-null) of each variable when all are built-in scalars without
     #: defaults: such variables are checked without graphql-core's general coercion.
     simple_variables: list[tuple[str, str, bool]] | None = None
+    #: Row counts (limit/first/last) come from variables: cost is checked again per request.
+    variable_row_counts: bool = False
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -265,6 +267,7 @@ class Engine:
             else:
                 simple = None
         p.simple_variables = simple
+        p.variable_row_counts = row_counts_from_variables(document)
         return p
 
     # ----- execute -----
@@ -297,6 +300,20 @@ class Engine:
                     "request_error",
                 )
             coerced = result
+        if prepared.variable_row_counts and prepared.document is not None:
+            limit = self.settings.graphql.max_cost
+            cost = operation_cost(
+                self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
+            )
+            if cost > limit:
+                message = (
+                    f"The query's estimated cost with these variables is {cost}; the limit is"
+                    f" {limit}. Ask for fewer rows (limit/first) or fields, or raise"
+                    " graphql.max_cost."
+                )
+                body = _error(message, "COST_LIMIT_EXCEEDED")
+                body["extensions"].update(limit=limit, cost=cost)
+                return Outcome(_errors_body([body]), "request_error")
         shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
         steps = prepared.plans.get(shape)
         if steps is None:

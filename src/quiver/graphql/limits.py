@@ -45,7 +45,12 @@ from graphql import (
 )
 from quiver.config.settings import GraphQLSettings
 
-__all__ = ["DEFAULT_LIST_SIZE", "validation_rules"]
+__all__ = [
+    "DEFAULT_LIST_SIZE",
+    "operation_cost",
+    "row_counts_from_variables",
+    "validation_rules",
+]
 
 #: Rows assumed for a list field without a ``limit``/``first`` and without a configured default.
 DEFAULT_LIST_SIZE = 100
@@ -241,6 +246,8 @@ def _rows(
             value = variables.get(value.name.value)
         if isinstance(value, IntValueNode):
             return max(int(value.value), 0)
+        if isinstance(value, int) and not isinstance(value, bool):  # a variable's run-time value
+            return max(value, 0)
         return w.settings.default_list_limit or DEFAULT_LIST_SIZE
     if fdef is None or not is_list_type(get_nullable_type(fdef.type)):  # type: ignore[arg-type]
         return 1
@@ -283,6 +290,43 @@ def _cost(
             inner = _cost(w, node.selection_set, child_type, seen, variables, memo)
             total += _rows(w, node, fdef, parent, variables) * inner
     return total
+
+
+def row_counts_from_variables(document: DocumentNode) -> bool:
+    """Whether a ``limit``/``first``/``last`` argument anywhere in ``document`` is a variable.
+
+    Validation assumes a default row count for those; such documents are costed again with the
+    variables' values when they run (:func:`operation_cost`).
+    """
+
+    def walk(selection_set: SelectionSetNode | None) -> bool:
+        for sel in selection_set.selections if selection_set is not None else ():
+            if isinstance(sel, FieldNode) and any(
+                a.name.value in _ROW_ARGS and isinstance(a.value, VariableNode)
+                for a in sel.arguments or ()
+            ):
+                return True
+            if walk(getattr(sel, "selection_set", None)):
+                return True
+        return False
+
+    return any(
+        walk(d.selection_set)
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
+    )
+
+
+def operation_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    settings: GraphQLSettings,
+    variables: dict[str, Any],
+) -> int:
+    """The estimated cost of ``operation`` with the variables' run-time values."""
+    w = _Walk(schema, document, settings)
+    return _cost(w, operation.selection_set, w.root_type(operation), frozenset(), variables, {})
 
 
 # ----- introspection -----
