@@ -395,14 +395,18 @@ class _Planner:
             if offset is not None
             else None
         )
-        empty = d.empty_json_array
+
+        def gather(element: Fragment) -> Fragment:
+            agg = sql(f"{d.json_agg_fn}(", element, ")")
+            return sql("COALESCE(", agg, f", {d.empty_json_array})") if d.empty_json_array else agg
+
         if d.json_agg_orders and (not paged or d.json_agg_limits) and group is None:
             inside = sql(obj)
             if order:
                 inside = sql(inside, " ORDER BY ", order_by_clause(d, order))
             if paged:
                 inside = sql(inside, " LIMIT ", limit_p or d.limit_all, " OFFSET ", offset_p or "0")
-            return sql(f"COALESCE({d.json_agg_fn}(", inside, f"), {empty})", from_sql)
+            return sql(gather(inside), from_sql)
         if correlated and not d.derived_tables_see_outer:
             raise PlanError(f"paging a nested list is not supported on {d.name}")
         cols = [sql(obj, " AS j")] + [
@@ -417,7 +421,7 @@ class _Planner:
         element = template(d.embed_json, sql("s.j"))
         if d.json_agg_orders and outer_order:
             element = sql(element, " ORDER BY ", order_by_clause(d, outer_order))
-        return sql(f"COALESCE({d.json_agg_fn}(", element, f"), {empty}) FROM (", inner, ") s")
+        return sql(gather(element), " FROM (", inner, ") s")
 
     # ----- ordering -----
     def order(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[OrderItem]:

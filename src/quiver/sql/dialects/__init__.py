@@ -28,6 +28,7 @@ class Dialect:
     json_agg_limits: bool
     #: Whether a derived table in a scalar subquery may reference the outer query's columns.
     derived_tables_see_outer: bool
+    #: What the array aggregate's NULL over no rows becomes; empty when it already gives ``[]``.
     empty_json_array: str
     #: Wraps a scalar subquery's JSON so a parent JSON object embeds it as JSON, not as a string.
     embed_json: str
@@ -156,7 +157,7 @@ SQLITE = Dialect(
     json_agg_orders=False,
     json_agg_limits=False,
     derived_tables_see_outer=True,
-    empty_json_array="json('[]')",
+    empty_json_array="",  # json_group_array over no rows is already []
     embed_json="json({})",
     scalar_output={
         "BigInt": "CAST({} AS TEXT)",
