@@ -959,3 +959,32 @@ def test_an_isolate_reports_where_the_time_of_a_batch_went() -> None:
         assert iso.last_timings["v8"] >= inside["loop"] - 0.002
     finally:
         iso.close()
+
+
+def test_a_worker_whose_parent_is_gone_exits_instead_of_waiting_for_work() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from quiver.pipeline.js_runtime.worker import PARENT_ENV
+
+    dead = subprocess.Popen(
+        [sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE, text=True
+    )
+    out, _ = dead.communicate()
+    env = {**os.environ, PARENT_ENV: out.strip()}  # its parent is not the process it names
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "quiver.pipeline.js_runtime.worker"],
+        stdin=subprocess.PIPE,  # held open: only the parent check can end it
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert worker.wait(timeout=10) == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.close()
+        worker.stdout.close()
