@@ -223,3 +223,43 @@ class HiccupSink:
 
     async def abort(self) -> None:
         await self._inner.abort()
+
+
+class StartRecorderConfig(ComponentConfig):
+    log: str
+
+
+@processor("start_recorder", config=StartRecorderConfig)
+class StartRecorder:
+    """Has the optional ``start`` hook; appends "start" / "process" to a log file."""
+
+    def __init__(self, cfg: StartRecorderConfig) -> None:
+        self.cfg = cfg
+
+    def _note(self, what: str) -> None:
+        with open(self.cfg.log, "a") as f:
+            f.write(what + "\n")
+
+    async def start(self, ctx: RunContext) -> None:
+        self._note("start")
+
+    async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
+        self._note("process")
+        return ProcessorOutput(batch)
+
+
+class NotingRowsConfig(RowsConfig):
+    log: str
+
+
+@source("noting_rows", config=NotingRowsConfig)
+class NotingRowsSource(RowsSource):
+    """RowsSource that appends "batch" to a log file as it yields each batch."""
+
+    cfg: NotingRowsConfig
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        async for batch in super().batches(ctx):
+            with open(self.cfg.log, "a") as f:
+                f.write("batch\n")
+            yield batch

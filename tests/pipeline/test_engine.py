@@ -636,3 +636,22 @@ def test_a_row_rejected_by_a_later_step_is_written_as_the_source_read_it(tmp_pat
     ]
     assert len(read_csv(tmp_path / "out.csv")) == 38
     assert leftovers(tmp_path) == []
+
+
+def test_a_processor_start_hook_runs_once_while_the_source_reads(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {C + "NotingRowsSource": {"rows": 8, "delay": 0.2, "log": str(log)}},
+            "processors": [{C + "StartRecorder": {"log": str(log)}}],
+            "sink": {"csv": {"path": "out.csv"}},
+        },
+    )
+    run(path)
+    events = log.read_text().split()
+    # start ran before the (slow) source produced anything, and only once.
+    assert events[0] == "start"
+    assert events.count("start") == 1
+    assert events.count("process") == events.count("batch") == 2
+    assert len(read_csv(tmp_path / "out.csv")) == 8

@@ -631,6 +631,11 @@ class Engine:
             yield item
 
     async def _processor_task(self, step: StepSpec, proc: Any) -> None:
+        # Optional start hook: each step is its own task, so a processor's start-up (e.g. the
+        # JS worker processes) overlaps the source reading its first batch.
+        start: Callable[[RunContext], Awaitable[None]] | None = getattr(proc, "start", None)
+        if start is not None:
+            await start(self.ctx)
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
         concurrent = bool(getattr(proc, "concurrent", False)) and self.workers > 1
