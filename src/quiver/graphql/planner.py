@@ -97,7 +97,7 @@ def plan_operation(
             continue
         root = catalog.root_fields[name]
         planner.reset()
-        frag = planner.root(root, query_type.fields[name], nodes, key)
+        frag = planner.root(root, query_type.fields[name], nodes)
         text, slots = compile_sql(frag, dialect)
         steps.append(RootStep(key, sql=text, slots=tuple(slots), checks=tuple(planner.checks)))
     return steps
@@ -243,9 +243,7 @@ class _Planner:
         return {k: _wrap(v, nodes.get(k), None) for k, v in values.items()}
 
     # ----- root fields -----
-    def root(
-        self, root: RootField, definition: GraphQLField, nodes: list[FieldNode], key: str
-    ) -> Fragment:
+    def root(self, root: RootField, definition: GraphQLField, nodes: list[FieldNode]) -> Fragment:
         e = root.entity
         args = self.args(definition, nodes[0])
         a = self.alias()
@@ -290,7 +288,7 @@ class _Planner:
             elif name in fmap:
                 pairs.append((key, self.column_json(fmap[name], a)))
             elif name in rmap:
-                pairs.append((key, self.relation_json(e, a, rmap[name], nodes, obj_type)))
+                pairs.append((key, self.relation_json(a, rmap[name], nodes, obj_type)))
             else:
                 rel = amap[name]
                 target = self.catalog.entities[rel.target]
@@ -321,7 +319,7 @@ class _Planner:
         )
 
     def relation_json(
-        self, e: Entity, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
+        self, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
     ) -> Fragment:
         target = self.catalog.entities[rel.target]
         b = self.alias()
@@ -508,7 +506,7 @@ class _Planner:
             else:
                 if val is None:
                     raise PlanError(f"{key}: null is not allowed; omit the relation filter", p)
-                parts.append(self.relation_filter(rmap[key], a, val, p, negated))
+                parts.append(self.relation_filter(rmap[key], a, val, p))
         return _and(parts)
 
     def field_filter(
@@ -557,8 +555,8 @@ class _Planner:
         a: str,
         val: Mapping[str, Any],
         path: tuple[str | int, ...],
-        negated: bool,
     ) -> Fragment:
+        """EXISTS tests are true or false, never null, so negation needs no care here."""
         target = self.catalog.entities[rel.target]
         if rel.kind == "one":
             return self.exists(rel, a, target, val, path, False)
