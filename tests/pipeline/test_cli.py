@@ -145,6 +145,33 @@ def test_validate_reports_javascript_syntax_errors_with_their_position(orders: P
     assert "bad.js:2:" in done.stderr and "SyntaxError" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("step", "where"),
+    [
+        # a block scalar: the script's line 2 is the file's line 7; the ";" is at column 23
+        (
+            "  - js:\n      script: |\n        function transform(row, ctx) {\n"
+            "          return row +;\n        }\n",
+            "inline.yaml:7:23",
+        ),
+        # a one-line quoted script: column counted from the start of the file's line
+        (
+            '  - js: {script: "function transform(row, ctx) { return row +; }"}\n',
+            "inline.yaml:4:62",
+        ),
+    ],
+)
+def test_inline_script_errors_point_into_the_pipeline_file(
+    orders: Path, step: str, where: str
+) -> None:
+    (orders / "inline.yaml").write_text(
+        f"source: {{csv: {{path: in.csv}}}}\nprocessors:\n\n{step}sink: {{csv: {{path: o.csv}}}}\n"
+    )
+    done = quiver("validate", "inline.yaml", cwd=orders)
+    assert done.returncode == 2
+    assert where in done.stderr and "SyntaxError" in done.stderr, done.stderr
+
+
 def test_run_checks_scripts_before_reading_any_data(orders: Path) -> None:
     (orders / "t.py").write_text("def transform(row, ctx):\n    return row\n")
     (orders / "r.yaml").write_text(

@@ -175,6 +175,43 @@ class Positions:
         return mark[0] if mark else None
 
 
+def _locate_inline_scripts(data: Any, positions: Positions, lines: list[str], file: str) -> None:
+    """Tell each ``js`` step with an inline ``script:`` where that script starts in the file,
+    so its syntax and run-time errors point at the pipeline file's own line and column."""
+    found: list[tuple[Path_, dict[str, Any]]] = []
+    if isinstance(data.get("processors"), list):
+        found += [(("processors", i), p) for i, p in enumerate(data["processors"])]
+    if isinstance(data.get("steps"), dict):
+        found += [(("steps", k), v) for k, v in data["steps"].items()]
+    for base, step in found:
+        js = step.get("js") if isinstance(step, dict) else None
+        if not isinstance(js, dict) or not isinstance(js.get("script"), str):
+            continue
+        if {"script_line", "script_name"} & set(js):
+            continue
+        key_line = positions.line_of((*base, "js", "script"))
+        if key_line is None or key_line > len(lines):
+            continue
+        text = lines[key_line - 1]
+        head = text.split("script:", 1)[-1] if "script:" in text else ""
+        value = head.lstrip()
+        if value.startswith(("|", ">")):  # block scalar: the script starts on a later line
+            first = key_line
+            while first < len(lines) and not lines[first].strip():
+                first += 1
+            if first >= len(lines):
+                continue
+            body = lines[first]
+            line, indent = first + 1, len(body) - len(body.lstrip(" "))
+        elif value:
+            quoted = value[0] in "'\""
+            line = key_line
+            indent = len(text) - len(value) + (1 if quoted else 0)
+        else:
+            continue
+        js.update(script_name=Path(file).name, script_line=line, script_indent=indent)
+
+
 def format_path(path: Path_ | list[str | int]) -> str:
     out = ""
     for part in path:
@@ -441,6 +478,7 @@ def parse_pipeline(
     merged.update({k: v for k, v in env.items()})
     merged.update(variables or {})
     data = substitute_variables(data, merged, positions, errors)
+    _locate_inline_scripts(data, positions, text.splitlines(), file)
 
     model: type[_Common]
     if "steps" in data or "connections" in data:
