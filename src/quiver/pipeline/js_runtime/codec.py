@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -152,7 +153,6 @@ def _ascii_slab(col: pa.Array) -> Any:
     string instead of one per row (the driver cuts it back into values)."""
     if col.null_count or len(col) == 0 or not pc.all(pc.string_is_ascii(col)).as_py():
         return None
-    import numpy as np
 
     all_offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
     offsets = all_offsets[col.offset : col.offset + len(col) + 1]
@@ -263,12 +263,62 @@ def _inferred_array(
     return arr
 
 
+def _unpack(spec: dict[str, Any], packed: np.ndarray[Any, Any] | None, n: int) -> pa.Array:
+    """A packed output column (see ``packParts`` in the prelude) as its natural Arrow array:
+    int64 ("i"), float64 ("f"), bool ("b") or string ("s")."""
+    if packed is None:
+        raise OutputTypeError("the script's answer refers to packed columns that were not sent")
+    kind, at, at_mask = spec["k"], int(spec["b"]), int(spec["v"])
+    valid = None if at_mask < 0 else packed[at_mask : at_mask + n].astype(np.bool_)
+    if kind == "s":
+        lengths = packed[at : at + 4 * n].view(np.int32)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        bitmap = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        return pa.StringArray.from_buffers(
+            n,
+            pa.py_buffer(offsets),
+            pa.py_buffer(str(spec["d"]).encode("ascii")),
+            bitmap,
+            0 if valid is None else int(n - np.count_nonzero(valid)),
+        )
+    mask = None if valid is None else ~valid
+    if kind == "b":
+        return pa.array(packed[at : at + n].astype(np.bool_), mask=mask)
+    values = packed[at : at + 8 * n].view(np.float64)
+    if kind == "i":
+        return pa.array(values.astype(np.int64), mask=mask)
+    return pa.array(values, mask=mask)
+
+
+def _json_values(spec: dict[str, Any], arr: pa.Array) -> list[Any]:
+    """A packed column's values as the JSON answer would have held them (whole numbers below
+    1e21 as ints)."""
+    values: list[Any] = arr.to_pylist()
+    if spec["k"] == "f":
+        return [int(v) if v is not None and v.is_integer() and abs(v) < 1e21 else v for v in values]
+    return values
+
+
+def _typed_packed(spec: dict[str, Any], arr: pa.Array, target: pa.DataType) -> pa.Array:
+    if arr.type == target:
+        return arr
+    numeric = pa.types.is_integer(target) or pa.types.is_floating(target)
+    if pa.types.is_int64(arr.type) and numeric:
+        try:
+            return arr.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return _typed_array(_json_values(spec, arr), target)
+
+
 def _build(
     part: dict[str, Any],
     typed: list[OutputField] | None,
     hints: dict[str, pa.DataType],
     source: list[pa.Array],
     lines: pa.Array | None,
+    packed: np.ndarray[Any, Any] | None = None,
 ) -> pa.RecordBatch:
     """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
     row: columns the driver did not send back and the line numbers are taken from there."""
@@ -282,8 +332,18 @@ def _build(
     names: list[str] = list(part["names"])
     for j, name in enumerate(names):
         src = part["from"][j]
+        col = part["cols"][j]
         if src >= 0:
             arrays.append(from_input(source[src]))
+        elif isinstance(col, dict):
+            arr = _unpack(col, packed, int(part["n"]))
+            hint = arrow_type(typed[j]) if typed is not None else hints.get(name)
+            if typed is not None and hint is not None:
+                arrays.append(_typed_packed(col, arr, hint))
+            elif hint is None or hint == arr.type:
+                arrays.append(arr)
+            else:
+                arrays.append(_inferred_array(name, _json_values(col, arr), part["kinds"][j], hint))
         elif typed is not None:
             arrays.append(_typed_array(part["cols"][j], arrow_type(typed[j])))
         else:
@@ -300,17 +360,20 @@ def decode_output(
     raw: str | bytes,
     batch: pa.RecordBatch,
     typed: list[OutputField] | None,
+    packed: Any = None,
 ) -> DecodedBatch:
-    """Rebuild the driver's JSON answer for ``batch`` as Arrow batches."""
+    """Rebuild the driver's JSON answer for ``batch`` as Arrow batches; ``packed`` is the
+    buffer of its packed output columns (any object with the buffer protocol, copied here)."""
     doc = orjson.loads(raw)
+    buf = None if packed is None else np.frombuffer(packed, dtype=np.uint8).copy()
     source = [c for n, c in zip(batch.schema.names, batch.columns, strict=True) if n != LINE_COLUMN]
     names = [n for n in batch.schema.names if n != LINE_COLUMN]
     hints = {n: c.type for n, c in zip(names, source, strict=True)}
     at = batch.schema.get_field_index(LINE_COLUMN)
     lines = batch.column(at) if at >= 0 else None
-    main = _build(doc["main"], typed, hints, source, lines)
+    main = _build(doc["main"], typed, hints, source, lines, buf)
     routes = {
-        name: _build(part, None, hints, source, lines) for name, part in doc["routes"].items()
+        name: _build(part, None, hints, source, lines, buf) for name, part in doc["routes"].items()
     }
     logs = [(str(level), str(message)) for level, message in doc["logs"]]
     return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]))

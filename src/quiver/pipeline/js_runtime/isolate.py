@@ -194,6 +194,7 @@ class Isolate:
         self.style = ""
         self._ctx: Any = None
         self._run: Any = None
+        self._packed: Any = None
         #: Seconds the last batch spent encoding, in V8 (the call, hand-over included) and
         #: decoding; see :meth:`stage_timings` for the split inside V8.
         self.last_timings: dict[str, float] = {}
@@ -230,11 +231,13 @@ class Isolate:
         self.style = str(answer)
         self._ctx = ctx
         self._run = ctx.eval("__quiver.run")
+        self._packed = ctx.eval("__quiver.packed")
 
     def close(self) -> None:
         # Release the function handle before its context: freeing a handle of a closed
         # context crashes the process.
         self._run = None
+        self._packed = None
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             ctx.close()
@@ -258,6 +261,7 @@ class Isolate:
         t1 = time.perf_counter()
         try:
             raw = self._run(payload.decode("utf-8"), timeout_sec=opts.timeout_seconds)
+            packed = self._packed()
         except JSTimeoutException as exc:
             self._restart()
             raise ScriptAbortError(
@@ -281,7 +285,7 @@ class Isolate:
             raise ScriptAbortError("script", f"{where}: {message}" if where else message) from exc
         t2 = time.perf_counter()
         try:
-            decoded = decode_output(raw, batch, typed)
+            decoded = decode_output(raw, batch, typed, packed)
         except (OutputTypeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ScriptAbortError("output", str(exc)) from exc
         self.last_timings = {"encode": t1 - t0, "v8": t2 - t1, "decode": time.perf_counter() - t2}

@@ -423,6 +423,93 @@
       idx: identity ? null : this.idx, from: from };
   };
 
+  // ---------------------------------------------------------------- packed output columns
+
+  // Output columns of plain numbers, booleans or ASCII strings (nulls allowed) leave V8 in one
+  // ArrayBuffer instead of JSON text: numbers as float64, booleans as bytes, strings as one
+  // joined string plus int32 lengths, each with a byte mask of valid values when it has nulls.
+  // The column's entry in the answer becomes {k, b, v[, d]}: kind ("f" numbers, "i" numbers
+  // that are all safe integers, "b" booleans, "s" strings), byte offsets of the values and the
+  // mask (-1: no nulls) and the joined text. The host rebuilds exactly what JSON would give.
+  var PACKABLE_TYPES = { double: true, long: true, integer: true, boolean: true, string: true };
+  var NON_ASCII = /[^\x00-\x7f]/;
+  var packed = null;          // the last batch's ArrayBuffer, see __quiver.packed
+
+  function scanColumn(col, n) {
+    var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
+    for (var i = 0; i < n; i++) {
+      var v = col[i], t = typeof v;
+      if (t === "number") {
+        if (v !== v || v === Infinity || v === -Infinity) return null;
+        if (!Number.isInteger(v)) ints = false;
+        else if (v > 9007199254740991 || v < -9007199254740991) return null;  // JSON keeps its digits
+        nums++;
+      } else if (t === "string") strs++;
+      else if (t === "boolean") bools++;
+      else if (v === null) nulls++;
+      else return null;
+    }
+    var kind = nums === n - nulls ? (ints ? "i" : "f") : bools === n - nulls ? "b" : strs === n - nulls ? "s" : null;
+    if (kind === null || nulls === n) return null;
+    return { kind: kind, nulls: nulls };
+  }
+
+  function packParts(parts) {
+    var plan = [], size = 0;
+    for (var p = 0; p < parts.length; p++) {
+      var part = parts[p], n = part.n;
+      if (n === 0) continue;
+      for (var c = 0; c < part.cols.length; c++) {
+        var col = part.cols[c], kind = part.kinds[c];
+        if (col === null || (kind !== null && PACKABLE_TYPES[kind] !== true)) continue;
+        var scan = scanColumn(col, n);
+        if (scan === null) continue;
+        var text = null;
+        if (scan.kind === "s") {
+          text = col.join("");
+          if (NON_ASCII.test(text)) continue;
+        }
+        var width = scan.kind === "b" ? 1 : scan.kind === "s" ? 4 : 8;
+        size = (size + 7) & ~7;
+        var at = size;
+        size += width * n;
+        var mask = -1;
+        if (scan.nulls > 0) {
+          mask = size;
+          size += n;
+        }
+        plan.push({ part: part, c: c, kind: scan.kind, at: at, mask: mask, text: text });
+      }
+    }
+    packed = null;
+    if (plan.length === 0) return;
+    var buf = new ArrayBuffer((size + 7) & ~7);
+    for (var k = 0; k < plan.length; k++) {
+      var e = plan[k], vals = e.part.cols[e.c], m = e.part.n, i;
+      if (e.kind === "b") {
+        var bytes = new Uint8Array(buf, e.at, m);
+        for (i = 0; i < m; i++) bytes[i] = vals[i] === true ? 1 : 0;
+      } else if (e.kind === "s") {
+        var lens = new Int32Array(buf, e.at, m);
+        for (i = 0; i < m; i++) lens[i] = vals[i] === null ? 0 : vals[i].length;
+      } else {
+        var nums = new Float64Array(buf, e.at, m);
+        for (i = 0; i < m; i++) {
+          var x = vals[i];
+          nums[i] = x === null || x === 0 ? 0 : x;   // -0 is written as 0, as JSON would
+        }
+      }
+      if (e.mask >= 0) {
+        var valid = new Uint8Array(buf, e.mask, m);
+        for (i = 0; i < m; i++) valid[i] = vals[i] === null ? 0 : 1;
+      }
+      var spec = { k: e.kind, b: e.at, v: e.mask };
+      if (e.text !== null) spec.d = e.text;
+      e.part.cols[e.c] = spec;
+    }
+    packed = buf;
+  }
+
   // ---------------------------------------------------------------- input rows
 
   var builderCache = Object.create(null);
@@ -731,6 +818,9 @@
     // JSON.stringify (benchmarks/js_bench.py prints them).
     timings: function () { return JSON.stringify(timings); },
 
+    // The ArrayBuffer of the last run()'s packed output columns, or null (read once).
+    packed: function () { var b = packed; packed = null; return b; },
+
     run: function (inputJson) {
       var t0 = Date.now();
       var input = JSON.parse(inputJson);
@@ -760,6 +850,9 @@
       for (var name in routes) routeOut[name] = routes[name].result();
       if (logsDropped > 0) logs.push(["warning", logsDropped + " more log messages from this batch were dropped"]);
       var result = out.result();
+      var parts = [result];
+      for (var rn in routeOut) parts.push(routeOut[rn]);
+      packParts(parts);
       var t3 = Date.now();
       var text = JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta });
       timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
