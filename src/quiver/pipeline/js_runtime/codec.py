@@ -162,14 +162,43 @@ def _ascii_slab(col: pa.Array) -> Any:
     return {"d": text, "l": np.diff(offsets)}
 
 
+def _numbers_for_js(col: pa.Array) -> np.ndarray[Any, Any] | None:
+    """An integer or float column without nulls, NaN or infinities as float64 (the numbers
+    JavaScript sees), or None when it must go as JSON."""
+    t = col.type
+    if col.null_count or len(col) == 0 or not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return None
+    values: np.ndarray[Any, Any] = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if pa.types.is_floating(t) and not np.isfinite(values).all():
+        return None  # JSON turns them into null
+    return values
+
+
 def encode_input(
-    batch: pa.RecordBatch, typed: list[OutputField] | None = None
+    batch: pa.RecordBatch,
+    typed: list[OutputField] | None = None,
+    numbers: list[np.ndarray[Any, Any]] | None = None,
 ) -> tuple[bytes, list[pa.DataType]]:
     """The batch as the prelude's input JSON, and the Arrow types of its (non-line) columns.
 
     ``passable`` tells the driver which input columns may come back by reference: all of them
     for inferred output, and those whose type equals the declared type for typed output.
+
+    With ``numbers``, number columns without nulls (and the line numbers) are not written as
+    JSON: their float64 values are appended to it and the JSON holds ``{"a": byte offset}``
+    into the buffer of all of them laid end to end, which the caller hands to V8; so are the
+    value lengths of ASCII text slabs.
     """
+
+    def packed(col: pa.Array) -> Any:
+        if numbers is None:
+            return None
+        values = _numbers_for_js(col)
+        if values is None:
+            return None
+        numbers.append(values)
+        return {"a": 8 * batch.num_rows * (len(numbers) - 1)}
+
     names: list[str] = []
     kinds: list[str] = []
     labels: list[str] = []
@@ -178,9 +207,13 @@ def encode_input(
     lines: list[Any] | None = None
     for name, col in zip(batch.schema.names, batch.columns, strict=True):
         if name == LINE_COLUMN:
-            lines = col.to_pylist()
+            lines = packed(col) or col.to_pylist()
             continue
-        kind, values = _column_for_js(col)
+        spec = packed(col)
+        kind, values = ("n", spec) if spec is not None else _column_for_js(col)
+        if numbers is not None and isinstance(values, dict) and "l" in values:  # slab lengths
+            numbers.append(values["l"].astype(np.float64))
+            values = {"d": values["d"], "l": {"a": 8 * batch.num_rows * (len(numbers) - 1)}}
         names.append(name)
         kinds.append(kind)
         labels.append(_type_label(col.type))

@@ -434,6 +434,7 @@
   var PACKABLE_TYPES = { double: true, long: true, integer: true, boolean: true, string: true };
   var NON_ASCII = /[^\x00-\x7f]/;
   var packed = null;          // the last batch's ArrayBuffer, see __quiver.packed
+  var inbuf = null;           // this batch's number columns, see __quiver.alloc
 
   function scanColumn(col, n) {
     var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
@@ -821,15 +822,26 @@
     // The ArrayBuffer of the last run()'s packed output columns, or null (read once).
     packed: function () { var b = packed; packed = null; return b; },
 
+    // A fresh ArrayBuffer of `size` bytes that the host fills with the next run()'s number
+    // columns (float64, at the byte offsets the input JSON gives as {a: offset}).
+    alloc: function (size) { inbuf = new ArrayBuffer(size); return inbuf; },
+
     run: function (inputJson) {
       var t0 = Date.now();
       var input = JSON.parse(inputJson);
       var t1 = Date.now();
       var cols = input.cols;
+      if (input.lines !== null && !Array.isArray(input.lines)) {
+        input.lines = new Float64Array(inbuf, input.lines.a, input.n);
+      }
       for (var c = 0; c < cols.length; c++) {
         var slab = cols[c];
-        if (slab !== null && !Array.isArray(slab)) {   // {d: text, l: lengths}: cut it up
-          var d = slab.d, l = slab.l, n = l.length, values = new Array(n), at = 0;
+        if (slab !== null && !Array.isArray(slab) && slab.a !== undefined) {
+          cols[c] = new Float64Array(inbuf, slab.a, input.n);   // numbers the host wrote
+        } else if (slab !== null && !Array.isArray(slab)) {   // {d: text, l: lengths}: cut it up
+          var d = slab.d, l = slab.l;
+          if (!Array.isArray(l)) l = new Float64Array(inbuf, l.a, input.n);
+          var n = l.length, values = new Array(n), at = 0;
           for (var i = 0; i < n; i++) {
             values[i] = d.substring(at, at + l[i]);
             at += l[i];
