@@ -163,11 +163,16 @@ def _ascii_slab(col: pa.Array) -> Any:
 
 
 def _numbers_for_js(col: pa.Array) -> np.ndarray[Any, Any] | None:
-    """An integer or float column without nulls, NaN or infinities as float64 (the numbers
-    JavaScript sees), or None when it must go as JSON."""
+    """An integer or float column without nulls, NaN or infinities as int32 (integers that
+    fit) or float64 (the numbers JavaScript sees), or None when it must go as JSON."""
     t = col.type
     if col.null_count or len(col) == 0 or not (pa.types.is_integer(t) or pa.types.is_floating(t)):
         return None
+    if pa.types.is_integer(t):
+        low, high = pc.min_max(col).values()
+        if low.as_py() >= -(2**31) and high.as_py() < 2**31:  # V8 keeps them as small ints
+            small: np.ndarray[Any, Any] = col.to_numpy().astype(np.int32, copy=False)
+            return small
     values: np.ndarray[Any, Any] = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     if pa.types.is_floating(t) and not np.isfinite(values).all():
         return None  # JSON turns them into null
@@ -185,9 +190,9 @@ def encode_input(
     for inferred output, and those whose type equals the declared type for typed output.
 
     With ``numbers``, number columns without nulls (and the line numbers) are not written as
-    JSON: their float64 values are appended to it and the JSON holds ``{"a": byte offset}``
-    into the buffer of all of them laid end to end, which the caller hands to V8; so are the
-    value lengths of ASCII text slabs.
+    JSON: their int32 or float64 values are appended to it and the JSON holds ``{"a": byte
+    offset}`` (plus ``"t": "i"`` for int32) into one buffer where each takes 8 bytes a row,
+    which the caller hands to V8; so are the value lengths of ASCII text slabs.
     """
 
     def packed(col: pa.Array) -> Any:
@@ -197,7 +202,11 @@ def encode_input(
         if values is None:
             return None
         numbers.append(values)
-        return {"a": 8 * batch.num_rows * (len(numbers) - 1)}
+        return _slot(values, len(numbers) - 1)
+
+    def _slot(values: np.ndarray[Any, Any], k: int) -> dict[str, Any]:
+        at = 8 * batch.num_rows * k
+        return {"a": at, "t": "i"} if values.dtype == np.int32 else {"a": at}
 
     names: list[str] = []
     kinds: list[str] = []
@@ -212,8 +221,8 @@ def encode_input(
         spec = packed(col)
         kind, values = ("n", spec) if spec is not None else _column_for_js(col)
         if numbers is not None and isinstance(values, dict) and "l" in values:  # slab lengths
-            numbers.append(values["l"].astype(np.float64))
-            values = {"d": values["d"], "l": {"a": 8 * batch.num_rows * (len(numbers) - 1)}}
+            numbers.append(values["l"].astype(np.int32))
+            values = {"d": values["d"], "l": _slot(numbers[-1], len(numbers) - 1)}
         names.append(name)
         kinds.append(kind)
         labels.append(_type_label(col.type))

@@ -267,9 +267,10 @@ class Isolate:
         try:
             if numbers:
                 # Number columns go straight into an ArrayBuffer V8 allocated for them.
-                view = np.frombuffer(self._alloc(8 * batch.num_rows * len(numbers)), np.float64)
+                slot = 8 * batch.num_rows
+                view = np.frombuffer(self._alloc(slot * len(numbers)), np.uint8)
                 for k, values in enumerate(numbers):
-                    view[k * batch.num_rows : (k + 1) * batch.num_rows] = values
+                    view[k * slot : k * slot + values.nbytes] = values.view(np.uint8)
                 del view
             raw = self._run(payload.decode("utf-8"), timeout_sec=opts.timeout_seconds)
             packed = self._packed()

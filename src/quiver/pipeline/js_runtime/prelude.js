@@ -436,6 +436,11 @@
   var packed = null;          // the last batch's ArrayBuffer, see __quiver.packed
   var inbuf = null;           // this batch's number columns, see __quiver.alloc
 
+  // {a: byte offset[, t: "i"]}: n int32 ("i") or float64 values the host wrote into inbuf.
+  function hostNumbers(spec, n) {
+    return spec.t === "i" ? new Int32Array(inbuf, spec.a, n) : new Float64Array(inbuf, spec.a, n);
+  }
+
   function scanColumn(col, n) {
     var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
     for (var i = 0; i < n; i++) {
@@ -823,7 +828,7 @@
     packed: function () { var b = packed; packed = null; return b; },
 
     // A fresh ArrayBuffer of `size` bytes that the host fills with the next run()'s number
-    // columns (float64, at the byte offsets the input JSON gives as {a: offset}).
+    // columns (int32 or float64, at the byte offsets the input JSON gives as {a: offset}).
     alloc: function (size) { inbuf = new ArrayBuffer(size); return inbuf; },
 
     run: function (inputJson) {
@@ -832,15 +837,15 @@
       var t1 = Date.now();
       var cols = input.cols;
       if (input.lines !== null && !Array.isArray(input.lines)) {
-        input.lines = new Float64Array(inbuf, input.lines.a, input.n);
+        input.lines = hostNumbers(input.lines, input.n);
       }
       for (var c = 0; c < cols.length; c++) {
         var slab = cols[c];
         if (slab !== null && !Array.isArray(slab) && slab.a !== undefined) {
-          cols[c] = new Float64Array(inbuf, slab.a, input.n);   // numbers the host wrote
+          cols[c] = hostNumbers(slab, input.n);   // numbers the host wrote
         } else if (slab !== null && !Array.isArray(slab)) {   // {d: text, l: lengths}: cut it up
           var d = slab.d, l = slab.l;
-          if (!Array.isArray(l)) l = new Float64Array(inbuf, l.a, input.n);
+          if (!Array.isArray(l)) l = hostNumbers(l, input.n);
           var n = l.length, values = new Array(n), at = 0;
           for (var i = 0; i < n; i++) {
             values[i] = d.substring(at, at + l[i]);
