@@ -5,11 +5,13 @@ Runs the same script over the same in-memory batches with the isolate in this pr
 rows/s for each, plus the worker start-up time. On a shared machine wall-clock rates depend on
 what else runs, so it also prints rows per CPU-second (this process and its workers, read
 from /proc) and the load average. The batches are built before timing, so the
-figure is the processor's own (JSON exchange + V8 + Arrow rebuild), not CSV parsing.
+figure is the processor's own (JSON and ArrayBuffer exchange + V8 + Arrow rebuild), not CSV
+parsing.
 
 First it shows where the time of a batch goes, one isolate in this process: encoding the
-batch as JSON (Python), the call into V8 (split into JSON.parse, cutting text columns, the
-row loop, JSON.stringify, and the rest: handing the strings over), and decoding the answer
+batch (Python: the JSON text and the number columns), the call into V8 (split into
+JSON.parse, cutting text columns, the row loop with packing the output columns,
+JSON.stringify, and the rest: handing the strings and buffers over), and decoding the answer
 into Arrow (Python).
 
     .venv/bin/python benchmarks/js_bench.py [--rows 1000000] [--batch-rows 65536] [--workers N]
@@ -108,13 +110,13 @@ def stages(batches: list[pa.RecordBatch], script: str) -> None:
     rows = sum(b.num_rows for b in batches)
     per_batch = rows / len(batches)
     order = [
-        ("encode", "encode the batch as JSON (Python, orjson)"),
+        ("encode", "encode the batch (Python: JSON, numbers)"),
         ("v8", "call into V8, of which:"),
         ("parse", "  JSON.parse"),
         ("cut", "  cut text columns into values"),
-        ("loop", "  row objects, the script, output columns"),
+        ("loop", "  rows, the script, packed output columns"),
         ("stringify", "  JSON.stringify"),
-        ("hand-over", "  strings into and out of V8"),
+        ("hand-over", "  strings and buffers into and out of V8"),
         ("decode", "decode the answer into Arrow (Python)"),
     ]
     print(f"  where a batch of {per_batch:,.0f} rows goes (one isolate in process, mean):")

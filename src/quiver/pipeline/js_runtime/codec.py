@@ -1,8 +1,10 @@
-"""RecordBatch <-> the columnar JSON the prelude's driver loop reads and writes.
+"""RecordBatch <-> the columnar JSON and ArrayBuffers the prelude's driver loop reads and writes.
 
-One ``orjson.dumps`` of the whole batch on the way in, one ``orjson.loads`` on the way out;
-typed columns are rebuilt with ``pyarrow.array`` against the step's output schema, or inferred
-(preferring the input column's type when a column keeps its name).
+One ``orjson.dumps`` of the batch on the way in (number columns without nulls and text lengths
+go as int32/float64 into a buffer V8 allocates), one ``orjson.loads`` on the way out plus one
+buffer of packed number, boolean and ASCII string columns; typed columns are rebuilt against
+the step's output schema, or inferred (preferring the input column's type when a column keeps
+its name), exactly as their JSON values would be.
 """
 
 from __future__ import annotations

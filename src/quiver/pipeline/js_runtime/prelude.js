@@ -1,8 +1,9 @@
 // Quiver JavaScript runtime prelude: the per-batch driver loop that runs inside V8.
 //
-// The host hands a batch over as columnar JSON, this driver builds one row object per row,
-// calls the user's function, and hands back columnar JSON with the kept rows, the rows sent
-// to named routes, per-row errors and log lines. Nothing here is visible to user scripts
+// The host hands a batch over as columnar JSON (number columns and text lengths in an
+// ArrayBuffer, see __quiver.alloc), this driver builds one row object per row, calls the
+// user's function, and hands back columnar JSON with the kept rows (plain columns packed in
+// an ArrayBuffer, see packParts), the rows sent to named routes, per-row errors and log lines. Nothing here is visible to user scripts
 // except the `__quiver` global.
 (function (global) {
   "use strict";
