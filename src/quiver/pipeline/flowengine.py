@@ -344,14 +344,17 @@ def _script_origin(ctx: _Ctx, path: Path_) -> dict[str, Any]:
     }
 
 
-def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[str, Any]:
+def _delimited_file(
+    ctx: _Ctx, cfg: _Section, plugin: str, example: str, header_keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """The settings DelimitedSource and DelimitedSink share: file, header, delimiter, encoding."""
     out: dict[str, Any] = {}
     path = cfg.text("FilePath", "Path")
     if path is None:
-        ctx.error(cfg.path, "DelimitedSource needs FilePath", "add `FilePath: data/input.csv`")
+        ctx.error(cfg.path, f"{plugin} needs FilePath", f"add `FilePath: {example}`")
     else:
         out["path"] = _subst(ctx, path)
-    header = cfg.flag("HasHeaders", "HasHeader")
+    header = cfg.flag(*header_keys)
     if header is not None:
         out["header"] = header
     delimiter = cfg.text("Delimiter")
@@ -360,6 +363,13 @@ def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[
     encoding = cfg.text("Encoding")
     if encoding is not None:
         out["encoding"] = encoding.lower()
+    return out
+
+
+def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[str, Any]:
+    out = _delimited_file(
+        ctx, cfg, "DelimitedSource", "data/input.csv", ("HasHeaders", "HasHeader")
+    )
     chunk = cfg.number("ChunkSize")
     if chunk is not None:
         out["batch_rows"] = int(chunk)
@@ -376,7 +386,7 @@ def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[
     if cfg.has("OutputSchema"):
         fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema"))
         out["types"] = {f["name"]: _csv_type(f) for f in fields}
-        if header is False:
+        if out.get("header") is False:
             out["columns"] = [f["name"] for f in fields]
     skip = cfg.flag("SkipMalformedRows", "ContinueOnError")
     max_errors = cfg.number("MaxErrors", "MaxErrorCount")
@@ -470,21 +480,9 @@ def _javascript_transform(ctx: _Ctx, cfg: _Section, routes: list[str]) -> dict[s
 
 
 def _delimited_sink(ctx: _Ctx, cfg: _Section) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    path = cfg.text("FilePath", "Path")
-    if path is None:
-        ctx.error(cfg.path, "DelimitedSink needs FilePath", "add `FilePath: out/result.csv`")
-    else:
-        out["path"] = _subst(ctx, path)
-    header = cfg.flag("HasHeaders", "IncludeHeaders", "HasHeader")
-    if header is not None:
-        out["header"] = header
-    delimiter = cfg.text("Delimiter")
-    if delimiter is not None:
-        out["delimiter"] = _subst(ctx, delimiter)
-    encoding = cfg.text("Encoding")
-    if encoding is not None:
-        out["encoding"] = encoding.lower()
+    out = _delimited_file(
+        ctx, cfg, "DelimitedSink", "out/result.csv", ("HasHeaders", "IncludeHeaders", "HasHeader")
+    )
     create = cfg.flag("CreateDirectory", "CreateDirectories")
     if create is not None:
         out["create_dirs"] = create
