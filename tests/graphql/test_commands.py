@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-QUIVER = str(Path(sys.executable).with_name("quiver"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.graphql.servers import QUIVER, free_port, serving
 
 
 def run(
@@ -31,37 +21,6 @@ def run(
         [QUIVER, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
         env={**os.environ, **(env or {})}, check=False,
     )  # fmt: skip
-
-
-@contextmanager
-def serving(*args: str, port: int, cwd: Path | None = None) -> Iterator[str]:
-    """Run ``quiver <args>`` until it answers /readyz; stop it with SIGTERM afterwards."""
-    proc = subprocess.Popen(
-        [QUIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out, _ = proc.communicate()
-                pytest.fail(f"quiver {' '.join(args)} did not start:\n{out}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
 
 
 def sqlite_url(path: Path) -> str:
@@ -82,7 +41,7 @@ def test_help_lists_the_serving_commands() -> None:
 
 
 def test_serve_a_sqlite_database(chinook_sqlite: Path) -> None:
-    port = _free_port()
+    port = free_port()
     with serving("serve", "--db", sqlite_url(chinook_sqlite), "--port", str(port),
                  port=port) as base:  # fmt: skip
         assert query(base, "{ artist(artistId: 1) { name albums { title } } }") == {
@@ -103,7 +62,7 @@ def test_serve_a_sqlite_database(chinook_sqlite: Path) -> None:
 def test_serve_postgresql_with_a_config_file_and_two_workers(
     chinook_postgresql: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     (tmp_path / "db_url").write_text(chinook_postgresql + "\n")
     (tmp_path / "quiver.yaml").write_text(
         "database:\n  url: ${file:db_url}\n  pool_max: 2\n"
@@ -128,7 +87,7 @@ def test_serve_a_compiled_schema_file(chinook_sqlite: Path, tmp_path: Path) -> N
     schema = asyncio.run(reflect_database(url, include=["artist", "album"]))
     schema_file = tmp_path / "schema.json"
     schema_file.write_text(schema.to_json())
-    port = _free_port()
+    port = free_port()
     with serving("serve", "--db", url, "--schema", str(schema_file), "--port", str(port),
                  port=port) as base:  # fmt: skip
         assert query(base, "{ artistsAggregate { count } }") == {
@@ -139,7 +98,7 @@ def test_serve_a_compiled_schema_file(chinook_sqlite: Path, tmp_path: Path) -> N
 
 
 def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     # The demo builds its database in the cache folder: use a private one.
     env_cache = tmp_path / "cache"
     proc_env = {"XDG_CACHE_HOME": str(env_cache)}

@@ -10,15 +10,13 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.graphql.servers import free_port, serving
 
 GRAPHQL_HTTP_VERSION = "1.23.1"
 
@@ -64,43 +62,12 @@ def graphql_http() -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server_url(chinook_sqlite: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("audit") / "server.log"
-    quiver = Path(sys.executable).with_name("quiver")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(quiver), "serve", "--db", f"sqlite:///{chinook_sqlite.absolute()}",
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"quiver serve did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield f"{url}/graphql"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def server_url(chinook_sqlite: Path) -> Iterator[str]:
+    port = free_port()
+    db = f"sqlite:///{chinook_sqlite.absolute()}"
+    with serving("serve", "--db", db, "--port", str(port), port=port) as base:
+        yield f"{base}/graphql"
 
 
 def test_every_graphql_http_audit_passes(graphql_http: Path, server_url: str) -> None:
