@@ -1566,9 +1566,9 @@ async def test_to_many_relations_nested_many_levels(
             request,
             awkward.dialect,
             ("sqlite",),
-            "on SQLite a query nesting a to-many relation 6 or more levels deep (well inside"
+            "on SQLite a query nesting a to-many relation 5 or more levels deep (well inside"
             " max_depth 15), e.g. { nodes(limit: 2) { id nodes(limit: 2) { id nodes ... } } },"
-            " fails with DATABASE_ERROR ('parser stack overflow')",
+            " exceeds SQLite's parser stack (a QUERY_TOO_COMPLEX error; documented limit)",
         )
     selection = "id"
     for _ in range(levels):
@@ -1576,6 +1576,17 @@ async def test_to_many_relations_nested_many_levels(
     data = await awkward.data(f"{{ nodes(limit: 1) {{ {selection} }} }}")
     rows = dict(awkward.sql("SELECT id, parent_id FROM node"))
     assert data["nodes"] == [_children_tree(rows, 1, levels)]
+
+
+async def test_sqlite_says_clearly_when_a_query_nests_too_deep(awkward: Runner) -> None:
+    if awkward.dialect != "sqlite":
+        pytest.skip("only SQLite's parser bounds the nesting depth")
+    selection = "id"
+    for _ in range(12):
+        selection = f"id nodes(limit: 2) {{ {selection} }}"
+    errors = await awkward.errors(f"{{ nodes(limit: 1) {{ {selection} }} }}")
+    assert errors[0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", errors
+    assert "nest" in errors[0]["message"] and "PostgreSQL" in errors[0]["message"], errors
 
 
 @pytest.mark.parametrize("levels", [3, 6, 8, 13])
@@ -1588,8 +1599,8 @@ async def test_to_one_relations_nested_many_levels(
             awkward.dialect,
             ("sqlite",),
             "on SQLite a chain of 7 or more to-one relations (well inside max_depth 15), e.g."
-            " { node(id: 5) { id parent { id parent { ... } } } }, fails with DATABASE_ERROR"
-            " ('parser stack overflow')",
+            " { node(id: 5) { id parent { id parent { ... } } } }, exceeds SQLite's parser stack"
+            " (a QUERY_TOO_COMPLEX error; documented limit)",
         )
     selection = "id"
     for _ in range(levels):
