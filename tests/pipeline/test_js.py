@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ def orders(n: int = 4, first_line: int = 2) -> pa.RecordBatch:
             "__line": pa.array(range(first_line, first_line + n), pa.int64()),
         }
     )
+
+
+#: How isolates run: one in this process, two on threads of this process, one worker process.
+RUNNERS = pytest.mark.parametrize(
+    ("workers", "isolation"),
+    [(0, "thread"), (2, "thread"), (1, "process")],
+    ids=["one-isolate", "threads", "process"],
+)
 
 
 class Run:
@@ -541,14 +550,16 @@ async def test_script_without_an_entry_function_is_a_config_error(run_js: Any) -
         await js(orders(1))
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@RUNNERS
 async def test_endless_loop_is_stopped_by_the_time_limit_and_the_next_batch_runs(
-    run_js: Any, workers: int
+    run_js: Any, workers: int, isolation: str
 ) -> None:
     js = run_js(
         script="function transform(row) { while (row.id === 99) {} return row; }",
         timeout_seconds=0.5,
         workers=workers,
+        isolation=isolation,
+        min_rows_per_worker=1,
     )
     looping = pa.RecordBatch.from_pydict({"id": [1, 99]})
     with pytest.raises(PermanentError) as info:
@@ -559,9 +570,9 @@ async def test_endless_loop_is_stopped_by_the_time_limit_and_the_next_batch_runs
     assert [r["id"] for r in rows(out.batch)] == [1, 2]
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@RUNNERS
 async def test_heap_blow_up_is_stopped_by_the_heap_limit_and_the_next_batch_runs(
-    run_js: Any, workers: int
+    run_js: Any, workers: int, isolation: str
 ) -> None:
     js = run_js(
         script="""
@@ -573,6 +584,7 @@ async def test_heap_blow_up_is_stopped_by_the_heap_limit_and_the_next_batch_runs
         heap_limit_mb=64,
         timeout_seconds=20,
         workers=workers,
+        isolation=isolation,
     )
     with pytest.raises(PermanentError) as info:
         await js(pa.RecordBatch.from_pydict({"id": [99]}))
@@ -581,7 +593,8 @@ async def test_heap_blow_up_is_stopped_by_the_heap_limit_and_the_next_batch_runs
     assert [r["id"] for r in rows(out.batch)] == [1, 2]
 
 
-async def test_batches_keep_their_order_across_several_workers(run_js: Any) -> None:
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_batches_keep_their_order_across_several_workers(run_js: Any, isolation: str) -> None:
     js = run_js(
         script="""
         function transform(row) {
@@ -590,6 +603,7 @@ async def test_batches_keep_their_order_across_several_workers(run_js: Any) -> N
           return {id: row.id, sq: row.id * row.id};
         }""",
         workers=2,
+        isolation=isolation,
         min_rows_per_worker=100,
     )
     assert js.proc.cfg.workers == 2
@@ -604,6 +618,74 @@ async def test_batches_keep_their_order_across_several_workers(run_js: Any) -> N
         assert [r["__line"] for r in got] == list(range(start + 2, start + 2 + n))
         assert all(r["sq"] == r["id"] * r["id"] for r in got)
     assert js.proc.style == "transform"
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+@pytest.mark.parametrize(
+    ("keep", "kept"),
+    [
+        ("true", lambda i: True),
+        ("row.id % 7 !== 0", lambda i: i % 7 != 0),
+        ("row.id < 1300", lambda i: i < 1300),
+    ],
+    ids=["all-rows", "drops-in-every-slice", "drops-in-the-second-slice-only"],
+)
+async def test_slices_are_put_back_together_whether_or_not_they_keep_every_row(
+    run_js: Any, isolation: str, keep: str, kept: Callable[[int], bool]
+) -> None:
+    js = run_js(
+        script=f"""
+        function transform(row) {{
+          if (!({keep})) return null;
+          row.name = row.name.toUpperCase();
+          row.twice = row.id * 2;
+          return row;
+        }}""",
+        workers=2,
+        isolation=isolation,
+        min_rows_per_worker=10,
+    )
+    batch = orders(2000, first_line=10)
+    expected = [
+        {**r, "name": r["name"].upper(), "twice": r["id"] * 2}
+        for r in batch.to_pylist()
+        if kept(r["id"])
+    ]
+    out = await js(batch)
+    assert rows(out.batch) == [{k: r[k] for k in out.batch.schema.names} for r in expected]
+    assert out.batch.schema.names == ["id", "name", "total", "twice", "__line"]
+
+
+async def test_thread_isolation_runs_the_isolates_side_by_side_in_this_process(
+    run_js: Any,
+) -> None:
+    import psutil
+
+    js = run_js(
+        script="""
+        function transform(row, ctx) {
+          if (row.first) {
+            var t0 = Date.now();
+            while (Date.now() - t0 < 400) {}
+            ctx.log("busy " + t0 + " " + Date.now());
+          }
+          return {id: row.id};
+        }""",
+        workers=2,
+        isolation="thread",
+        min_rows_per_worker=1,
+    )
+    n = 10
+    batch = pa.RecordBatch.from_pydict(
+        {"id": list(range(n)), "first": [i % 5 == 0 for i in range(n)]}
+    )
+    out = await js(batch)
+    assert [r["id"] for r in rows(out.batch)] == list(range(n))
+    spans = [tuple(int(x) for x in m.split()[1:]) for _, m in js.logs if m.startswith("busy")]
+    assert len(spans) == 2
+    # both slices were inside V8 at the same time: Python's lock does not serialise them
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    assert psutil.Process().children() == []
 
 
 async def test_worker_pool_reports_script_load_errors_as_config_errors(run_js: Any) -> None:
@@ -685,7 +767,7 @@ async def test_a_killed_worker_is_replaced_and_the_next_batch_runs(run_js: Any) 
     import os
     import signal
 
-    js = run_js(script="function transform(row) { return row; }", workers=1)
+    js = run_js(script="function transform(row) { return row; }", workers=1, isolation="process")
     await js(orders(1))
     runner = js.proc._runner
     assert runner is not None
@@ -729,9 +811,9 @@ async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_pa
     assert lines[1:] == [f"{i},{i * 2}" for i in range(n)]
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@RUNNERS
 async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
-    run_js: Any, workers: int
+    run_js: Any, workers: int, isolation: str
 ) -> None:
     values = ["plain", "", "Zoë 🚀", None, 'quote " and \\ backslash', "x" * 40, "last"]
     ascii_only = ["a", "", "bb", "ccc", 'q"\\', "d" * 30, "e"]
@@ -742,6 +824,8 @@ async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
         script="function transform(row) { return {n: row.n, m: row.mixed, a: row.ascii, "
         "len: row.ascii.length}; }",
         workers=workers,
+        isolation=isolation,
+        min_rows_per_worker=1,
     )
     for part in (batch, batch.slice(2, 4)):
         out = await js(part)
@@ -823,6 +907,7 @@ def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_la
         "processors:\n"
         "  - js:\n"
         "      workers: 2\n"
+        "      isolation: process\n"
         "      min_rows_per_worker: 10\n"
         "      timeout_seconds: 600\n"
         "      script: 'function transform(row) { while (true) {} }'\n"
@@ -901,7 +986,7 @@ def test_pool_start_removes_only_hand_over_files_whose_writer_is_gone(tmp_path: 
 async def test_workers_outlive_the_thread_that_started_them(run_js: Any) -> None:
     import threading
 
-    js = run_js(script="function transform(row) { return row; }", workers=1)
+    js = run_js(script="function transform(row) { return row; }", workers=1, isolation="process")
     started = threading.Thread(target=lambda: asyncio_run(js.proc.start(js.ctx)))
     started.start()
     started.join()

@@ -256,6 +256,9 @@ class DecodedBatch:
     errors: list[dict[str, Any]]
     logs: list[tuple[str, str]]
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Columns of ``batch`` that are input columns unchanged, row for row (output name ->
+    #: input name): the caller may use its own copy of them instead.
+    passthrough: dict[str, str] = field(default_factory=dict)
 
 
 class OutputTypeError(Exception):
@@ -363,9 +366,13 @@ def _build(
     source: list[pa.Array],
     lines: pa.Array | None,
     packed: np.ndarray[Any, Any] | None = None,
+    passthrough: tuple[list[str], dict[str, str]] | None = None,
 ) -> pa.RecordBatch:
     """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
-    row: columns the driver did not send back and the line numbers are taken from there."""
+    row: columns the driver did not send back and the line numbers are taken from there.
+
+    ``passthrough`` is (the input column names, a dict): the output columns that are input
+    columns row for row are noted in the dict (output name -> input name)."""
     idx = part["idx"]
     taken = None if idx is None else pa.array(idx, type=pa.int64())
 
@@ -379,6 +386,8 @@ def _build(
         col = part["cols"][j]
         if src >= 0:
             arrays.append(from_input(source[src]))
+            if passthrough is not None and taken is None:
+                passthrough[1][name] = passthrough[0][src]
         elif isinstance(col, dict):
             arr = _unpack(col, packed, int(part["n"]))
             hint = arrow_type(typed[j]) if typed is not None else hints.get(name)
@@ -395,6 +404,8 @@ def _build(
     if lines is not None:
         names.append(LINE_COLUMN)
         arrays.append(from_input(lines))
+        if passthrough is not None and taken is None:
+            passthrough[1][LINE_COLUMN] = LINE_COLUMN
     if not names:
         return pa.RecordBatch.from_pydict({})
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -415,9 +426,10 @@ def decode_output(
     hints = {n: c.type for n, c in zip(names, source, strict=True)}
     at = batch.schema.get_field_index(LINE_COLUMN)
     lines = batch.column(at) if at >= 0 else None
-    main = _build(doc["main"], typed, hints, source, lines, buf)
+    passthrough: dict[str, str] = {}
+    main = _build(doc["main"], typed, hints, source, lines, buf, (names, passthrough))
     routes = {
         name: _build(part, None, hints, source, lines, buf) for name, part in doc["routes"].items()
     }
     logs = [(str(level), str(message)) for level, message in doc["logs"]]
-    return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]))
+    return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]), passthrough)

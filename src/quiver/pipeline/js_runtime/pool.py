@@ -124,6 +124,17 @@ class _Worker:
         remove_exchange_files(self.proc.pid)
 
 
+def _with_input_columns(
+    sent: pa.RecordBatch, names: list[str], passthrough: dict[str, str], batch: pa.RecordBatch
+) -> pa.RecordBatch:
+    """The worker's main output with the columns it passed through taken from ``batch``."""
+    arrays = [
+        batch.column(passthrough[name]) if name in passthrough else sent.column(name)
+        for name in names
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
 class WorkerPool:
     """``size`` worker processes running the same script; thread-safe ``run(batch)``."""
 
@@ -234,6 +245,9 @@ class WorkerPool:
                 raise ScriptAbortError(header["kind"], header["message"])
             main, *route_batches = read_batches(header["data"], unlink=True)
             routes = dict(zip(header["routes"], route_batches, strict=True))
+            passthrough: dict[str, str] = header["passthrough"]
+            if passthrough:
+                main = _with_input_columns(main, header["columns"], passthrough, batch)
         except TimeoutError as exc:
             self._replace(worker)
             raise ScriptAbortError(
@@ -254,7 +268,7 @@ class WorkerPool:
                 os.unlink(request["file"])
         self._idle.put(worker)
         logs = [(str(level), str(message)) for level, message in header["logs"]]
-        return DecodedBatch(main, routes, header["errors"], logs, dict(header["meta"]))
+        return DecodedBatch(main, routes, header["errors"], logs, dict(header["meta"]), passthrough)
 
     def pids(self) -> list[int]:
         with self._lock:

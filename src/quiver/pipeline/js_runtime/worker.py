@@ -5,8 +5,10 @@ Started by :class:`quiver.pipeline.js_runtime.pool.WorkerPool` as
 length and a JSON payload: the first frame in holds the isolate options; each later frame names
 a file in shared memory (``/dev/shm``) holding one batch as an Arrow IPC stream. Each answer
 names a file holding the kept rows and the rows of each named route, one IPC stream after the
-other, with their offsets. Batches never go through the pipes: the reader maps the file. The
-process imports only pyarrow, orjson and mini-racer, so it starts in a fraction of a second.
+other, with their offsets; columns of the kept rows that are input columns unchanged, row for
+row, are named in the answer instead of sent. Batches never go through the pipes: the reader
+maps the file. The process imports only pyarrow, orjson and mini-racer, so it starts in a
+fraction of a second.
 
 A worker dies with the process that started it, even in the middle of a script: on Linux the
 kernel sends it SIGKILL when its parent goes (``prctl(PR_SET_PDEATHSIG)``), and a watchdog
@@ -269,14 +271,21 @@ def main() -> int:
             )
             return 1
         names = list(result.routes)
+        main = result.batch
+        # Columns passed through unchanged stay behind: the pool has them already.
+        sent = [n for n in main.schema.names if n not in result.passthrough]
         header = {
             "ok": True,
             "errors": result.errors,
             "logs": result.logs,
             "meta": result.metadata,
             "routes": names,
+            "columns": main.schema.names,
+            "passthrough": result.passthrough,
         }
-        _answer(out, header, [result.batch, *(result.routes[n] for n in names)])
+        if len(sent) < main.num_columns:
+            main = main.select(sent)
+        _answer(out, header, [main, *(result.routes[n] for n in names)])
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ Two script styles run unchanged:
 * the short form ``function transform(row, ctx)`` returning a row, ``null`` (drop) or an
   array of rows.
 
-A batch is cut into one slice per worker process (each with its own isolate), the slices run
-side by side and come back in input order. See docs/pipelines/javascript.md.
+A batch is cut into one slice per isolate, the slices run side by side and come back in input
+order. The isolates live in the pipeline's own process, one thread each (``isolation:
+thread``, the default: V8 runs outside Python's lock, so they use every core), or in worker
+processes of their own (``isolation: process``). See docs/pipelines/javascript.md.
 """
 
 from __future__ import annotations
@@ -150,8 +152,16 @@ class JsProcessorConfig(ComponentConfig):
     workers: int | None = Field(
         default=None,
         ge=0,
-        description="Worker processes (one isolate each); null: one per CPU core; "
-        "0: run in the pipeline's own process.",
+        description="V8 isolates that run slices of each batch side by side; null: one per "
+        "CPU core; 0: one isolate in the pipeline's own process, whatever `isolation` says.",
+    )
+    isolation: Literal["thread", "process"] = Field(
+        default="thread",
+        description="thread: the isolates run in the pipeline's own process, one thread each "
+        "(V8 runs outside Python's lock, so they use every core; no start-up or copying); "
+        "process: each isolate runs in a worker process of its own, so even a crash inside "
+        "V8 cannot stop the run (the worker is replaced), at the cost of starting the "
+        "processes and copying every batch to them and back.",
     )
     min_rows_per_worker: int = Field(
         default=4096, ge=1, description="Batches smaller than this go to a single worker."
@@ -286,6 +296,26 @@ def _unify(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return table.to_batches()[0]
 
 
+def _reassemble(batch: pa.RecordBatch, results: list[DecodedBatch]) -> pa.RecordBatch | None:
+    """The main outputs of the slices of ``batch`` as one batch, without copying the columns
+    they pass through unchanged: those are ``batch``'s own. None unless every slice kept its
+    rows in order (its output rows are its input rows) with the same columns and types."""
+    first = results[0]
+    if len(results) < 2 or not first.passthrough or first.batch.num_columns == 0:
+        return None
+    schema = first.batch.schema
+    for r in results[1:]:
+        if r.passthrough != first.passthrough or not r.batch.schema.equals(schema):
+            return None
+    arrays = [
+        batch.column(first.passthrough[name])
+        if name in first.passthrough
+        else pa.concat_arrays([r.batch.column(j) for r in results])
+        for j, name in enumerate(schema.names)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _with_line_last(schema: pa.Schema) -> pa.Schema:
     idx = schema.get_field_index(LINE_COLUMN)
     if idx < 0 or idx == len(schema) - 1:
@@ -295,7 +325,7 @@ def _with_line_last(schema: pa.Schema) -> pa.Schema:
 
 
 class _InProcess:
-    """``workers: 0``: one isolate in this process.
+    """One isolate in this process, on a thread of its own.
 
     A V8 context must be created, used and closed on one thread (closing it from another
     thread crashes the process), so the isolate lives on a daemon thread of its own, which
@@ -349,6 +379,40 @@ class _InProcess:
             self._thread.join(timeout=5)
 
 
+class _IsolateThreads:
+    """``isolation: thread``: ``size`` isolates in this process, each on a thread of its own.
+
+    V8 runs a script without holding Python's lock, so the isolates run side by side on every
+    core; only encoding a slice for V8 and rebuilding Arrow from its answer take the lock.
+    ``run(batch)`` is thread-safe: it takes the next idle isolate.
+    """
+
+    def __init__(self, options: IsolateOptions, size: int) -> None:
+        self.size = max(1, size)
+        self._idle: queue.SimpleQueue[_InProcess] = queue.SimpleQueue()
+        self._all: list[_InProcess] = []
+        try:
+            for _ in range(self.size):
+                self._all.append(_InProcess(options))
+        except BaseException:
+            self.close()
+            raise
+        for isolate in self._all:
+            self._idle.put(isolate)
+        self.style = self._all[0].style
+
+    def run(self, batch: pa.RecordBatch) -> DecodedBatch:
+        isolate = self._idle.get()
+        try:
+            return isolate.run(batch)
+        finally:
+            self._idle.put(isolate)
+
+    def close(self) -> None:
+        for isolate in self._all:
+            isolate.close()
+
+
 _ABORT_FIXES = {
     "timeout": "look for an endless loop in the script, or raise `timeout_seconds`",
     "memory": "keep less data across rows in the script, or raise `heap_limit_mb`",
@@ -370,7 +434,7 @@ class JsProcessor:
 
     def __init__(self, cfg: JsProcessorConfig) -> None:
         self.cfg = cfg
-        self._runner: WorkerPool | _InProcess | None = None
+        self._runner: WorkerPool | _IsolateThreads | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._start_lock = asyncio.Lock()
         self._schemas: dict[str, pa.Schema] = {}
@@ -443,13 +507,13 @@ class JsProcessor:
             return list(exc.details)
         return [ErrorDetail(d.message, self.place(d.where), d.fix) for d in check_script(options)]
 
-    def _start(self, ctx: RunContext) -> WorkerPool | _InProcess:
+    def _start(self, ctx: RunContext) -> WorkerPool | _IsolateThreads:
         options = self.options(ctx.base_dir, ctx.variables)
         workers = self.cfg.workers if self.cfg.workers is not None else (os.cpu_count() or 1)
         try:
-            runner: WorkerPool | _InProcess
-            if workers == 0:
-                runner = _InProcess(options)
+            runner: WorkerPool | _IsolateThreads
+            if workers == 0 or self.cfg.isolation == "thread":
+                runner = _IsolateThreads(options, workers)
             else:
                 runner = WorkerPool(options, workers)
                 runner.start()
@@ -459,9 +523,7 @@ class JsProcessor:
                 self.place(exc.where) or self.script_name,
                 "fix the script; `quiver validate` reports this without running",
             ) from exc
-        self._threads = ThreadPoolExecutor(
-            max_workers=1 if workers == 0 else workers, thread_name_prefix="quiver-js"
-        )
+        self._threads = ThreadPoolExecutor(max_workers=runner.size, thread_name_prefix="quiver-js")
         self._finalizer = weakref.finalize(self, _shutdown, runner, self._threads)
         return runner
 
@@ -506,10 +568,12 @@ class JsProcessor:
                 f"js step ({self.script_name})",
                 _ABORT_FIXES.get(exc.kind, "fix the script"),
             ) from exc
-        return self._combine(results, ctx)
+        return self._combine(batch, results, ctx)
 
-    def _combine(self, results: list[DecodedBatch], ctx: RunContext) -> ProcessorOutput:
-        main = self._settle("main output", [r.batch for r in results])
+    def _combine(
+        self, batch: pa.RecordBatch, results: list[DecodedBatch], ctx: RunContext
+    ) -> ProcessorOutput:
+        main = self._settle("main output", [r.batch for r in results], _reassemble(batch, results))
         route_names: list[str] = []
         for r in results:
             route_names.extend(n for n in r.routes if n not in route_names)
@@ -550,15 +614,19 @@ class JsProcessor:
             out_batch = None
         return ProcessorOutput(out_batch, routes, errors)
 
-    def _settle(self, what: str, parts: list[pa.RecordBatch]) -> pa.RecordBatch:
-        """One batch for ``what``, with the schema the first batches established."""
+    def _settle(
+        self, what: str, parts: list[pa.RecordBatch], merged: pa.RecordBatch | None = None
+    ) -> pa.RecordBatch:
+        """One batch for ``what``, with the schema the first batches established; ``merged``:
+        the parts already put together."""
         nonempty = [p for p in parts if p.num_columns > 0]
         known = self._schemas.get(what)
         if not nonempty:
             if known is not None:
                 return pa.RecordBatch.from_pylist([], schema=known)
             return parts[0]
-        merged = _unify(nonempty)
+        if merged is None:
+            merged = _unify(nonempty)
         if known is None:
             if merged.num_rows == 0 and self.cfg.output_schema is None:
                 return merged
@@ -571,6 +639,6 @@ class JsProcessor:
         return _conform(merged, known, what)
 
 
-def _shutdown(runner: WorkerPool | _InProcess, threads: ThreadPoolExecutor) -> None:
+def _shutdown(runner: WorkerPool | _IsolateThreads, threads: ThreadPoolExecutor) -> None:
     threads.shutdown(wait=False, cancel_futures=True)
     runner.close()
