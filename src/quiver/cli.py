@@ -6,6 +6,8 @@ the heavy imports happen inside the command bodies.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from quiver import __version__
@@ -48,4 +50,7 @@ _register()
 
 
 def main() -> None:
+    # Quiver does no linear algebra: without this, importing numpy starts an OpenBLAS thread
+    # per core that spins after use and takes CPU from the pipeline's own threads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     app()

@@ -131,6 +131,7 @@ class _Serializer:
         self.pattern = _structural_pattern(cfg)
         self.quote_scalar = pa.scalar(cfg.quote)
         self.null_scalar = pa.scalar(cfg.null_string)
+        self.terminator_scalar = pa.scalar(cfg.line_terminator)
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         encoded = [part.encode() for part in parts]
         self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
@@ -230,8 +231,9 @@ class _Serializer:
         ]
         if not fields:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
-        joined = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
-        rows = pc.binary_join_element_wise(joined, pa.scalar(self.cfg.line_terminator), "")
+        # The line terminator goes onto the last field, so the rows are joined in one pass.
+        fields[-1] = pc.binary_join_element_wise(fields[-1], self.terminator_scalar, "")
+        rows = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
         return concatenated_text(rows)
 
 
