@@ -1,8 +1,9 @@
 """Throughput of the ``js`` processor: a 3-derived-field transform over 10-column batches.
 
-Runs the same script over the same in-memory batches with the isolate in this process
-(``workers: 0``, the single-isolate baseline), then with 1 and N worker processes, and prints
-rows/s for each, plus the worker start-up time. On a shared machine wall-clock rates depend on
+Runs the same script over the same in-memory batches with one isolate in this process
+(``workers: 0``, the single-isolate baseline), then with N isolates on threads (the default
+``isolation: thread``), 1 and N worker processes (``isolation: process``), and prints rows/s
+for each, plus the start-up time. On a shared machine wall-clock rates depend on
 what else runs, so it also prints rows per CPU-second (this process and its workers, read
 from /proc) and the load average. The batches are built before timing, so the
 figure is the processor's own (JSON and ArrayBuffer exchange + V8 + Arrow rebuild), not CSV
@@ -166,19 +167,22 @@ async def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     await asyncio.to_thread(stages, batches, SCRIPT)  # mini-racer wants no running loop
+    n = args.workers
     cases = [
-        ("one isolate in process (baseline)", 0, SCRIPT, 1),
-        ("1 worker process", 1, SCRIPT, 1),
-        (f"{args.workers} worker processes", args.workers, SCRIPT, 2),
+        ("one isolate in process (baseline)", 0, "thread", SCRIPT, 1),
+        (f"{n} isolates on threads (the default)", n, "thread", SCRIPT, 2),
+        ("1 worker process", 1, "process", SCRIPT, 1),
+        (f"{n} worker processes", n, "process", SCRIPT, 2),
         (
-            f"{args.workers} workers, FlowEngine process(context)",
-            args.workers,
+            f"{n} isolates on threads, FlowEngine process(context)",
+            n,
+            "thread",
             FLOWENGINE_SCRIPT,
             2,
         ),
     ]
-    for label, workers, script, in_flight in cases:
-        options: dict[str, object] = {}
+    for label, workers, isolation, script, in_flight in cases:
+        options: dict[str, object] = {"isolation": isolation}
         if script is FLOWENGINE_SCRIPT:
             options["output_schema"] = {
                 "id": "long",

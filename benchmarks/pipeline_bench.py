@@ -462,7 +462,13 @@ def write_pipeline(directory: Path, name: str, text: str) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_js(src: Path, work: Path, exp: Expected, workers: int) -> Figure:
+def sharing_of(isolation: str) -> str:
+    if isolation == "thread":
+        return "each on a thread of the engine's process"
+    return "each in a worker process of its own"
+
+
+def bench_js(src: Path, work: Path, exp: Expected, workers: int, isolation: str) -> Figure:
     (work / "enrich.js").write_text(ENRICH_JS, encoding="utf-8")
     write_pipeline(
         work,
@@ -470,7 +476,7 @@ def bench_js(src: Path, work: Path, exp: Expected, workers: int) -> Figure:
         f"""\
         source: {{csv: {{path: "{src}"}}}}
         processors:
-          - js: {{file: enrich.js, workers: {workers}}}
+          - js: {{file: enrich.js, workers: {workers}, isolation: {isolation}}}
         sink: {{csv: {{path: out/js.csv}}}}
         """,
     )
@@ -486,7 +492,7 @@ def bench_js(src: Path, work: Path, exp: Expected, workers: int) -> Figure:
         base,
         "same script, one mini-racer isolate, columnar JSON batches, one process",
         check,
-        [f"JavaScript workers: {workers} (one V8 isolate each, separate processes)"],
+        [f"V8 isolates: {workers}, {sharing_of(isolation)}"],
         engine_report(work / "out" / "js.report.json"),
     )
 
@@ -669,7 +675,14 @@ def main() -> None:
         "--js-workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="JavaScript worker processes (default: one per core)",
+        help="V8 isolates of the js step (default: one per core)",
+    )
+    parser.add_argument(
+        "--js-isolation",
+        choices=["thread", "process"],
+        default="thread",
+        help="where the isolates run: threads of the engine's process (the default) or "
+        "worker processes",
     )
     parser.add_argument(
         "--engine-workers",
@@ -700,8 +713,9 @@ def main() -> None:
     )
     print(
         f"cores: the {cores} cores are shared by everything: in the JavaScript figure "
-        f"{args.js_workers} V8 worker processes run the script while the engine's process "
-        "reads and parses CSV (pyarrow threads) and writes the output; nothing is pinned. "
+        f"{args.js_workers} V8 isolates ({sharing_of(args.js_isolation)}) run the script while "
+        "the engine reads and parses CSV (pyarrow threads) and writes the output; nothing is "
+        "pinned. "
         f"quiver run --workers: {engine_workers}. "
         "Other work on the machine competes for the same cores."
     )
@@ -714,7 +728,7 @@ def main() -> None:
         work = Path(tmp)
         (work / "out").mkdir()
         steps: list[tuple[str, Callable[[], Figure]]] = [
-            ("js", lambda: bench_js(src, work, exp, args.js_workers)),
+            ("js", lambda: bench_js(src, work, exp, args.js_workers, args.js_isolation)),
             ("passthrough", lambda: bench_passthrough(src, work, exp)),
             ("python", lambda: bench_python(src, work, exp)),
         ]
@@ -737,9 +751,10 @@ def main() -> None:
         "cores": {
             "nproc": cores,
             "js_workers": args.js_workers,
+            "js_isolation": args.js_isolation,
             "engine_workers": engine_workers,
-            "sharing": "JavaScript workers and the engine process (CSV read/parse, CSV write) "
-            "share all cores; nothing pinned",
+            "sharing": f"the V8 isolates ({sharing_of(args.js_isolation)}) and the engine "
+            "(CSV read/parse, CSV write) share all cores; nothing pinned",
         },
         "input": {"rows": exp.rows, "columns": len(COLUMNS), "bytes": src.stat().st_size},
         "figures": {f.name: f.summary() for f in figures},
