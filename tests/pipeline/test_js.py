@@ -817,12 +817,15 @@ async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
 ) -> None:
     values = ["plain", "", "Zoë 🚀", None, 'quote " and \\ backslash', "x" * 40, "last"]
     ascii_only = ["a", "", "bb", "ccc", 'q"\\', "d" * 30, "e"]
+    # no nulls, not ASCII: characters of 2, 3 and 4 UTF-8 bytes, one or two UTF-16 units
+    unicode = ["Zoë 🚀", "", "日本語", 'a"b\\c\u2028', "𝄞𝄞x", "plain", "é\n"]
     batch = pa.RecordBatch.from_pydict(
-        {"mixed": values, "ascii": ascii_only, "n": list(range(len(values)))}
+        {"mixed": values, "ascii": ascii_only, "uni": unicode, "n": list(range(len(values)))}
     )
     js = run_js(
         script="function transform(row) { return {n: row.n, m: row.mixed, a: row.ascii, "
-        "len: row.ascii.length}; }",
+        "len: row.ascii.length, u: row.uni, ulen: row.uni.length, "
+        "last: row.uni.charCodeAt(row.uni.length - 1) || 0}; }",
         workers=workers,
         isolation=isolation,
         min_rows_per_worker=1,
@@ -833,6 +836,12 @@ async def test_text_columns_arrive_intact_ascii_unicode_empty_null_and_sliced(
         assert [r["m"] for r in got] == part.column(0).to_pylist()
         assert [r["a"] for r in got] == part.column(1).to_pylist()
         assert [r["len"] for r in got] == [len(v) for v in part.column(1).to_pylist()]
+        uni = part.column(2).to_pylist()
+        assert [r["u"] for r in got] == uni
+        assert [r["ulen"] for r in got] == [len(v.encode("utf-16-le")) // 2 for v in uni]
+        assert [r["last"] for r in got] == [
+            int.from_bytes(v.encode("utf-16-le")[-2:], "little") if v else 0 for v in uni
+        ]
 
 
 # ------------------------------------------------------------------ script positions
