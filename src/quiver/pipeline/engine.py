@@ -632,7 +632,7 @@ class Engine:
 
     async def _processor_task(self, step: StepSpec, proc: Any) -> None:
         # Optional start hook: each step is its own task, so a processor's start-up (e.g. the
-        # JS worker processes) overlaps the source reading its first batch.
+        # JS isolates) overlaps the source reading its first batch.
         start: Callable[[RunContext], Awaitable[None]] | None = getattr(proc, "start", None)
         if start is not None:
             await start(self.ctx)

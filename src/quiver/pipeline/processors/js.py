@@ -528,13 +528,13 @@ class JsProcessor:
         return runner
 
     async def start(self, ctx: RunContext) -> None:
-        """Start the workers and load the script (done by the first batch otherwise)."""
+        """Start the isolates and load the script (done by the first batch otherwise)."""
         async with self._start_lock:
             if self._runner is None:
                 self._runner = await asyncio.to_thread(self._start, ctx)
 
     async def close(self) -> None:
-        """Stop the worker processes."""
+        """Stop the isolates (and their worker processes)."""
         if self._finalizer is not None:
             await asyncio.to_thread(self._finalizer)
         self._runner = None
