@@ -962,6 +962,57 @@ def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_la
             engine.stderr.close()
 
 
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_interrupting_a_run_stops_a_script_in_the_middle_of_a_batch_at_once(
+    tmp_path: Path, isolation: str
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - js:\n"
+        f"      isolation: {isolation}\n"
+        "      timeout_seconds: 600\n"
+        "      script: 'function transform(row) { while (true) {} }'\n"
+        "sink: {csv: {path: out/out.csv}}\n"
+    )
+    run = subprocess.Popen(
+        [str(Path(sys.executable).with_name("quiver")), "run", "p.yaml", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tree = psutil.Process(run.pid)
+        deadline = time.monotonic() + 30
+
+        def busy() -> float:  # CPU seconds of the run and its workers
+            procs = [tree, *tree.children(recursive=True)]
+            return sum(p.cpu_times().user for p in procs if p.is_running())
+
+        while busy() < 1.0:  # imports and start-up take well under 1 CPU-second
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the script never started looping"
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=15)  # not the script's 600 s time limit
+        assert run.returncode == 130, stderr
+        assert "interrupted" in stderr
+        assert not (tmp_path / "out" / "out.csv").exists()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 def test_pool_start_removes_only_hand_over_files_whose_writer_is_gone(tmp_path: Path) -> None:
     import os
     import subprocess

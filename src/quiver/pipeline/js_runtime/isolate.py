@@ -8,9 +8,12 @@ next batch starts clean.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -105,7 +108,8 @@ class ScriptLoadError(Exception):
 
 
 class ScriptAbortError(Exception):
-    """A batch was stopped: time limit, heap limit or an error outside any single row."""
+    """A batch was stopped: time limit, heap limit, cancelled (the run is stopping) or an
+    error outside any single row."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -194,6 +198,12 @@ class Isolate:
         self.options = options
         self.style = ""
         self._ctx: Any = None
+        self._maker: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._inflight: concurrent.futures.Future[Any] | None = None
+        self._cancel_lock = threading.Lock()
+        self._cancelled = False
         self._run: Any = None
         self._packed: Any = None
         self._alloc: Any = None
@@ -203,17 +213,25 @@ class Isolate:
         self._start()
 
     def _start(self) -> None:
-        from py_mini_racer import JSEvalException, MiniRacer
+        from py_mini_racer import JSEvalException, mini_racer
 
         opts = self.options
-        ctx = MiniRacer()
+        # The context runs its calls on an event loop of ours, so a call in flight can be
+        # cancelled from another thread (see cancel()).
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="quiver-js-loop", daemon=True)
+        thread.start()
+        self._loop, self._loop_thread = loop, thread
+        self._maker = mini_racer(event_loop=loop)
+        ctx = self._maker.__enter__()
+        self._ctx = ctx
         ctx.set_hard_memory_limit(opts.heap_limit_mb * 1024 * 1024)
         ctx.eval(script_code(prelude_source(), PRELUDE_NAME))
         try:
             ctx.eval(script_code(opts.source, opts.script_name), timeout_sec=opts.timeout_seconds)
         except JSEvalException as exc:
             message, where = locate_js_error(str(exc), opts.script_name, opts.source, loading=True)
-            ctx.close()
+            self.close()
             raise ScriptLoadError(message, where) from exc
         init_doc = {
             "scriptName": opts.script_name,
@@ -228,11 +246,10 @@ class Isolate:
         }
         answer = ctx.call("__quiver.init", json.dumps(init_doc))
         if answer not in ("process", "transform"):
-            ctx.close()
+            self.close()
             raise ScriptLoadError(str(answer), opts.script_name)
         self.style = str(answer)
-        self._ctx = ctx
-        self._run = ctx.eval("__quiver.run")
+        self._run = ctx.eval("__quiver.run").cancelable()
         self._packed = ctx.eval("__quiver.packed")
         self._alloc = ctx.eval("__quiver.alloc")
 
@@ -242,9 +259,47 @@ class Isolate:
         self._run = None
         self._packed = None
         self._alloc = None
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            ctx.close()
+        maker, self._maker, self._ctx = self._maker, None, None
+        if maker is not None:
+            maker.__exit__(None, None, None)
+        loop, thread = self._loop, self._loop_thread
+        self._loop = self._loop_thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+
+    def cancel(self) -> None:
+        """Stop the batch running now, if any, and refuse the next ones (thread-safe): the run
+        is stopping. The stopped ``run()`` raises :class:`ScriptAbortError` ("cancelled")."""
+        with self._cancel_lock:
+            self._cancelled = True
+            inflight = self._inflight
+        if inflight is not None:
+            inflight.cancel()
+
+    def _call(self, payload: str) -> Any:
+        """The driver's run(payload), stopped at the time limit or by :meth:`cancel`."""
+        from py_mini_racer import JSTimeoutException
+
+        assert self._loop is not None
+        run, limit = self._run, self.options.timeout_seconds
+
+        async def call() -> Any:
+            return await asyncio.wait_for(run(payload), timeout=limit)
+
+        with self._cancel_lock:
+            if self._cancelled:
+                raise concurrent.futures.CancelledError
+            inflight = asyncio.run_coroutine_threadsafe(call(), self._loop)
+            self._inflight = inflight
+        try:
+            return inflight.result()
+        except TimeoutError as exc:
+            raise JSTimeoutException from exc
+        finally:
+            self._inflight = None
 
     def _restart(self) -> None:
         # Let V8 finish unwinding the stopped call before the context goes away; its
@@ -272,8 +327,13 @@ class Isolate:
                 for k, values in enumerate(numbers):
                     view[k * slot : k * slot + values.nbytes] = values.view(np.uint8)
                 del view
-            raw = self._run(payload.decode("utf-8"), timeout_sec=opts.timeout_seconds)
+            raw = self._call(payload.decode("utf-8"))
             packed = self._packed()
+        except concurrent.futures.CancelledError as exc:
+            # let V8 finish unwinding the stopped call before anything closes the context
+            with contextlib.suppress(Exception):
+                self._ctx.eval("0", timeout_sec=5)
+            raise ScriptAbortError("cancelled", "the run is stopping") from exc
         except JSTimeoutException as exc:
             self._restart()
             raise ScriptAbortError(

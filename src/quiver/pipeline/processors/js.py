@@ -374,6 +374,8 @@ class _InProcess:
             return
         self._closed = True
         if self._thread.is_alive():
+            # Stop a batch still in V8 first: closing must not wait for its time limit.
+            self.isolate.cancel()
             self._call(self.isolate.close)
             self._jobs.put(None)
             self._thread.join(timeout=5)
@@ -419,6 +421,7 @@ _ABORT_FIXES = {
     "crash": "check the script for runaway recursion or memory use; rerun with --debug",
     "output": "declare the column in `output_schema` so every value is converted to one type",
     "script": "fix the script",
+    "cancelled": "nothing to fix: the run was stopping",
 }
 
 
