@@ -169,7 +169,7 @@ def _text_slab(col: pa.Array) -> Any:
         return {"d": raw.decode("ascii"), "l": np.diff(offsets)}
     lengths = pc.utf8_length(col).to_numpy().astype(np.int32)
     if np.frombuffer(raw, dtype=np.uint8).max() >= 0xF0:  # beyond U+FFFF: two code units
-        astral = pc.count_substring_regex(col, "[\U00010000-\U0010FFFF]")
+        astral = pc.count_substring_regex(col, "[\U00010000-\U0010ffff]")
         lengths += astral.to_numpy().astype(np.int32)
     return {"d": orjson.Fragment(json.dumps(raw.decode("utf-8"))), "l": lengths}
 
