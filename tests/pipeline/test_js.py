@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -897,12 +899,32 @@ def _exchange_files(pid: int) -> list[Path]:
     return sorted(Path(exchange_dir()).glob(f"quiver-js-{pid}-*.arrow"))
 
 
+def start_endless_run(tmp_path: Path, options: str) -> subprocess.Popen[str]:
+    """``quiver run`` of a pipeline whose script loops forever (600 s time limit) on its first
+    batch; ``options``: more lines of the js step's options."""
+    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - js:\n"
+        f"{options}"
+        "      timeout_seconds: 600\n"
+        "      script: 'function transform(row) { while (true) {} }'\n"
+        "sink: {csv: {path: out/out.csv}}\n"
+    )
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("quiver")), "run", "p.yaml", "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_later(
     tmp_path: Path,
 ) -> None:
     import signal
-    import subprocess
-    import sys
     import time
 
     import psutil
@@ -910,23 +932,8 @@ def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_la
     from quiver.pipeline.js_runtime.isolate import IsolateOptions
     from quiver.pipeline.js_runtime.pool import WorkerPool
 
-    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
-    (tmp_path / "p.yaml").write_text(
-        "source: {csv: {path: in.csv}}\n"
-        "processors:\n"
-        "  - js:\n"
-        "      workers: 2\n"
-        "      isolation: process\n"
-        "      min_rows_per_worker: 10\n"
-        "      timeout_seconds: 600\n"
-        "      script: 'function transform(row) { while (true) {} }'\n"
-        "sink: {csv: {path: out.csv}}\n"
-    )
-    engine = subprocess.Popen(
-        [str(Path(sys.executable).with_name("quiver")), "run", "p.yaml", "--quiet"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    engine = start_endless_run(
+        tmp_path, "      workers: 2\n      isolation: process\n      min_rows_per_worker: 10\n"
     )
     workers: list[psutil.Process] = []
     try:
@@ -967,29 +974,11 @@ def test_interrupting_a_run_stops_a_script_in_the_middle_of_a_batch_at_once(
     tmp_path: Path, isolation: str
 ) -> None:
     import signal
-    import subprocess
-    import sys
     import time
 
     import psutil
 
-    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
-    (tmp_path / "p.yaml").write_text(
-        "source: {csv: {path: in.csv}}\n"
-        "processors:\n"
-        "  - js:\n"
-        f"      isolation: {isolation}\n"
-        "      timeout_seconds: 600\n"
-        "      script: 'function transform(row) { while (true) {} }'\n"
-        "sink: {csv: {path: out/out.csv}}\n"
-    )
-    run = subprocess.Popen(
-        [str(Path(sys.executable).with_name("quiver")), "run", "p.yaml", "--quiet"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_endless_run(tmp_path, f"      isolation: {isolation}\n")
     try:
         tree = psutil.Process(run.pid)
         deadline = time.monotonic() + 30
@@ -1015,8 +1004,6 @@ def test_interrupting_a_run_stops_a_script_in_the_middle_of_a_batch_at_once(
 
 def test_pool_start_removes_only_hand_over_files_whose_writer_is_gone(tmp_path: Path) -> None:
     import os
-    import subprocess
-    import sys
 
     from quiver.pipeline.js_runtime.worker import process_start, remove_stale_exchange_files
 
@@ -1111,8 +1098,6 @@ def test_an_isolate_reports_where_the_time_of_a_batch_went() -> None:
 
 def test_a_worker_whose_parent_is_gone_exits_instead_of_waiting_for_work() -> None:
     import os
-    import subprocess
-    import sys
 
     from quiver.pipeline.js_runtime.worker import PARENT_ENV
 
