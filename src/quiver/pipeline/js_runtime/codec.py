@@ -437,7 +437,10 @@ def decode_output(
     at = batch.schema.get_field_index(LINE_COLUMN)
     lines = batch.column(at) if at >= 0 else None
     passthrough: dict[str, str] = {}
-    main = _build(doc["main"], typed, hints, source, lines, buf, (names, passthrough))
+    unique = len(set(batch.schema.names)) == batch.num_columns  # else names are ambiguous
+    main = _build(
+        doc["main"], typed, hints, source, lines, buf, (names, passthrough) if unique else None
+    )
     routes = {
         name: _build(part, None, hints, source, lines, buf) for name, part in doc["routes"].items()
     }
