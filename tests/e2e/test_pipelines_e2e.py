@@ -533,6 +533,7 @@ processors:
   - validate: {schema: {id: int}}
   - js:
       timeout_seconds: 120
+      isolation: ${ISOLATION:-thread}
       script: |
         function transform(row, ctx) {
           if (row.id == ${STALL_AT:-0}) {
@@ -561,17 +562,31 @@ class StalledRun:
     log: Path
 
 
+#: Where the stalled run's JavaScript isolates run (its ``isolation``), as test ids.
+BOTH_ISOLATIONS = pytest.mark.parametrize("stalled_run", ["thread", "process"], indirect=True)
+
+
 @pytest.fixture
-def stalled_run(tmp_path: Path) -> Iterator[StalledRun]:
-    """A run that stalls in its JavaScript step at row 300, once output is under way.
+def stalled_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StalledRun]:
+    """A run that stalls in its JavaScript step at row 300, once output is under way; its
+    isolates run on threads, or in worker processes with the parameter "process".
 
     Whatever the test does, the run and its worker processes are gone afterwards.
     """
+    isolation = getattr(request, "param", "thread")
     stalling_input(tmp_path)
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*quiver_command(), "run", "pipeline.yaml", "--variable", "STALL_AT=300"],
+            [
+                *quiver_command(),
+                "run",
+                "pipeline.yaml",
+                "--variable",
+                "STALL_AT=300",
+                "--variable",
+                f"ISOLATION={isolation}",
+            ],
             cwd=tmp_path,
             env=quiver_env(),
             stdout=out,
@@ -621,10 +636,10 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@BOTH_ISOLATIONS
 def test_sigkill_mid_run_leaves_no_partial_output(
     tmp_path: Path, quiver: QuiverRunner, stalled_run: StalledRun
 ) -> None:
-    assert stalled_run.workers, "the JavaScript step runs in worker processes"
     stalled_run.proc.send_signal(signal.SIGKILL)
     assert stalled_run.proc.wait(timeout=30) == -signal.SIGKILL
     names = os.listdir(tmp_path / "out")
@@ -643,15 +658,18 @@ def test_sigkill_mid_run_leaves_no_partial_output(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stalled_run", ["process"], indirect=True)
 def test_javascript_workers_exit_promptly_when_the_engine_is_killed(
     stalled_run: StalledRun,
 ) -> None:
+    assert stalled_run.workers, "with isolation: process the isolates run in worker processes"
     stalled_run.proc.send_signal(signal.SIGKILL)
     stalled_run.proc.wait(timeout=30)
     assert wait_gone(stalled_run.workers, 5) == []
 
 
 @pytest.mark.slow
+@BOTH_ISOLATIONS
 def test_a_run_after_a_killed_one_leaves_no_temporary_files(
     tmp_path: Path, quiver: QuiverRunner, stalled_run: StalledRun
 ) -> None:
@@ -663,6 +681,7 @@ def test_a_run_after_a_killed_one_leaves_no_temporary_files(
 
 
 @pytest.mark.slow
+@BOTH_ISOLATIONS
 def test_sigint_stops_the_run_with_130_and_writes_nothing(
     tmp_path: Path, stalled_run: StalledRun
 ) -> None:
