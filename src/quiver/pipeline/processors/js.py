@@ -147,7 +147,10 @@ class JsProcessorConfig(ComponentConfig):
         description="Time limit for one batch slice; an endless loop is stopped.",
     )
     heap_limit_mb: int = Field(
-        default=512, ge=16, description="V8 heap limit of each isolate, in MiB."
+        default=512,
+        ge=16,
+        description="V8 heap limit of each isolate, in MiB (ArrayBuffers and typed arrays "
+        "live outside the heap and are not bounded by it).",
     )
     workers: int | None = Field(
         default=None,
