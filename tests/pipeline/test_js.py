@@ -658,6 +658,40 @@ async def test_slices_are_put_back_together_whether_or_not_they_keep_every_row(
     assert out.batch.schema.names == ["id", "name", "total", "twice", "__line"]
 
 
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_buffers_kept_between_batches_never_leak_one_batch_into_the_next(
+    run_js: Any, isolation: str
+) -> None:
+    # number columns go in, and packed columns come out, through ArrayBuffers an isolate
+    # keeps while they are big enough: batches that shrink and grow must not see stale bytes
+    js = run_js(
+        script="""
+        function transform(row) {
+          return {id: row.id, x: row.v * 2, big: row.v > 500,
+                  tag: row.v % 3 === 0 ? null : "t" + row.v,
+                  half: row.v % 2 ? null : row.v / 2};
+        }""",
+        workers=1,
+        isolation=isolation,
+    )
+    start = 0
+    for n in (10, 1000, 5, 3000, 7, 3000, 1):
+        ids = list(range(start, start + n))
+        values = [(i * 7919) % 1000 for i in ids]
+        out = await js(pa.RecordBatch.from_pydict({"id": ids, "v": values}))
+        assert rows(out.batch) == [
+            {
+                "id": i,
+                "x": v * 2,
+                "big": v > 500,
+                "tag": None if v % 3 == 0 else f"t{v}",
+                "half": None if v % 2 else v / 2,
+            }
+            for i, v in zip(ids, values, strict=True)
+        ]
+        start += n
+
+
 async def test_thread_isolation_runs_the_isolates_side_by_side_in_this_process(
     run_js: Any,
 ) -> None:

@@ -422,15 +422,14 @@ def _build(
 
 
 def decode_output(
-    raw: str | bytes,
+    doc: dict[str, Any],
     batch: pa.RecordBatch,
     typed: list[OutputField] | None,
-    packed: Any = None,
+    packed: np.ndarray[Any, Any] | None = None,
 ) -> DecodedBatch:
-    """Rebuild the driver's JSON answer for ``batch`` as Arrow batches; ``packed`` is the
-    buffer of its packed output columns (any object with the buffer protocol, copied here)."""
-    doc = orjson.loads(raw)
-    buf = None if packed is None else np.frombuffer(packed, dtype=np.uint8).copy()
+    """Rebuild the driver's answer for ``batch`` (its JSON, parsed) as Arrow batches;
+    ``packed``: the bytes of its packed output columns, which the batches may keep using."""
+    buf = packed
     source = [c for n, c in zip(batch.schema.names, batch.columns, strict=True) if n != LINE_COLUMN]
     names = [n for n in batch.schema.names if n != LINE_COLUMN]
     hints = {n: c.type for n, c in zip(names, source, strict=True)}

@@ -434,7 +434,8 @@
   // mask (-1: no nulls) and the joined text. The host rebuilds exactly what JSON would give.
   var PACKABLE_TYPES = { double: true, long: true, integer: true, boolean: true, string: true };
   var NON_ASCII = /[^\x00-\x7f]/;
-  var packed = null;          // the last batch's ArrayBuffer, see __quiver.packed
+  var packed = null;          // the packed output ArrayBuffer, reused while it is big enough
+  var packedInfo = null;      // {n: bytes used, fresh: a new buffer (the host must fetch it)}
   var inbuf = null;           // this batch's number columns, see __quiver.alloc
 
   // {a: byte offset[, t: "i"]}: n int32 ("i") or float64 values the host wrote into inbuf.
@@ -488,9 +489,11 @@
         plan.push({ part: part, c: c, kind: scan.kind, at: at, mask: mask, text: text });
       }
     }
-    packed = null;
+    packedInfo = null;
     if (plan.length === 0) return;
-    var buf = new ArrayBuffer((size + 7) & ~7);
+    var used = (size + 7) & ~7, fresh = packed === null || packed.byteLength < used;
+    if (fresh) packed = new ArrayBuffer(packed === null ? used : Math.max(used, 2 * packed.byteLength));
+    var buf = packed;   // every byte a column uses is written below; the rest is never read
     for (var k = 0; k < plan.length; k++) {
       var e = plan[k], vals = e.part.cols[e.c], m = e.part.n, i;
       if (e.kind === "b") {
@@ -514,7 +517,7 @@
       if (e.text !== null) spec.d = e.text;
       e.part.cols[e.c] = spec;
     }
-    packed = buf;
+    packedInfo = { n: used, fresh: fresh };
   }
 
   // ---------------------------------------------------------------- input rows
@@ -825,11 +828,14 @@
     // JSON.stringify (benchmarks/js_bench.py prints them).
     timings: function () { return JSON.stringify(timings); },
 
-    // The ArrayBuffer of the last run()'s packed output columns, or null (read once).
-    packed: function () { var b = packed; packed = null; return b; },
+    // The ArrayBuffer holding the packed output columns. run()'s answer says how many bytes
+    // of it hold the last batch's ({n}), and whether it is a new buffer ({fresh}) that the
+    // host must fetch with this call; otherwise the host reads the one it holds.
+    packed: function () { return packed; },
 
-    // A fresh ArrayBuffer of `size` bytes that the host fills with the next run()'s number
-    // columns (int32 or float64, at the byte offsets the input JSON gives as {a: offset}).
+    // A fresh ArrayBuffer of `size` bytes that the host fills with the number columns of the
+    // next run() calls (int32 or float64, at the byte offsets the input JSON gives as {a:
+    // offset}); the host keeps it and asks for a bigger one only when a batch needs more.
     alloc: function (size) { inbuf = new ArrayBuffer(size); return inbuf; },
 
     run: function (inputJson) {
@@ -872,7 +878,8 @@
       for (var rn in routeOut) parts.push(routeOut[rn]);
       packParts(parts);
       var t3 = Date.now();
-      var text = JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta });
+      var text = JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta,
+        pk: packedInfo });
       timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
       return text;
     },
