@@ -53,4 +53,8 @@ def main() -> None:
     # Quiver does no linear algebra: without this, importing numpy starts an OpenBLAS thread
     # per core that spins after use and takes CPU from the pipeline's own threads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Arrow buffers from the system allocator: mimalloc, Arrow's default, gives freed memory
+    # back after each batch, to be faulted in and zeroed again by the next one (see
+    # docs/pipelines/engine.md, "Memory"). Read when pyarrow first allocates.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     app()

@@ -78,6 +78,38 @@ def test_run_exits_0_with_a_summary_and_writes_a_report(orders: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(("chosen", "used"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_allocates_arrow_buffers_with_the_system_allocator_unless_told(
+    tmp_path: Path, chosen: str | None, used: str
+) -> None:
+    (tmp_path / "in.csv").write_text("id\n1\n2\n")
+    (tmp_path / "pool.py").write_text(
+        "import pyarrow as pa\n\n"
+        "def go(batch, ctx):\n"
+        "    name = pa.default_memory_pool().backend_name\n"
+        "    return batch.append_column('pool', pa.array([name] * batch.num_rows))\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{python: {file: pool.py, function: go, mode: batch}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    variables = env()
+    variables.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+    if chosen is not None:
+        variables["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    done = subprocess.run(
+        [*QUIVER, "run", "p.yaml", "--quiet"],
+        cwd=tmp_path,
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:] == [f"1,{used}", f"2,{used}"]
+
+
 def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--strict", "--quiet", cwd=orders)
     assert done.returncode == 3
