@@ -79,15 +79,18 @@ def test_run_exits_0_with_a_summary_and_writes_a_report(orders: Path) -> None:
 
 
 @pytest.mark.parametrize(("chosen", "used"), [(None, "system"), ("mimalloc", "mimalloc")])
-def test_the_command_allocates_arrow_buffers_with_the_system_allocator_unless_told(
+def test_a_run_uses_the_system_allocator_unless_told_and_freezes_what_imports_made(
     tmp_path: Path, chosen: str | None, used: str
 ) -> None:
     (tmp_path / "in.csv").write_text("id\n1\n2\n")
     (tmp_path / "pool.py").write_text(
+        "import gc\n\n"
         "import pyarrow as pa\n\n"
         "def go(batch, ctx):\n"
         "    name = pa.default_memory_pool().backend_name\n"
-        "    return batch.append_column('pool', pa.array([name] * batch.num_rows))\n"
+        "    frozen = 'frozen' if gc.get_freeze_count() > 10000 else 'not frozen'\n"
+        "    batch = batch.append_column('pool', pa.array([name] * batch.num_rows))\n"
+        "    return batch.append_column('gc', pa.array([frozen] * batch.num_rows))\n"
     )
     (tmp_path / "p.yaml").write_text(
         "source: {csv: {path: in.csv}}\n"
@@ -107,7 +110,10 @@ def test_the_command_allocates_arrow_buffers_with_the_system_allocator_unless_to
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out.csv").read_text().splitlines()[1:] == [f"1,{used}", f"2,{used}"]
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:] == [
+        f"1,{used},frozen",
+        f"2,{used},frozen",
+    ]
 
 
 def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:

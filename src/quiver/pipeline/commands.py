@@ -105,6 +105,7 @@ def run_command(
 ) -> int:
     """Body of ``quiver run``; returns the exit code."""
     import asyncio
+    import gc
     import signal
     import traceback
     import uuid
@@ -117,6 +118,9 @@ def run_command(
     from quiver.pipeline.runlog import RunLog
     from quiver.runtime.errors import ConfigError, QuiverError
 
+    # What the imports made (modules, classes, config schemas) lives as long as the process:
+    # the garbage collector need not walk it again, during the run or at exit.
+    gc.freeze()
     error = _console(stderr=True)
     out = _console()
     if log_format not in ("text", "json"):
