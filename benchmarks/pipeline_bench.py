@@ -3,12 +3,12 @@
 Run by hand (not a test):
 
     .venv/bin/python benchmarks/pipeline_bench.py [--rows 1000000] [--only js,passthrough]
-        [--cache-dir DIR] [--json results.json]
+        [--js-workers N] [--js-isolation thread|process] [--cache-dir DIR] [--json results.json]
 
 Generates (once, deterministically, cached outside the repository) a 10-column CSV of orders:
 ints, decimals, strings with quotes and commas, dates, emails. Then, each as ``quiver run`` in
 a subprocess (wall time from spawn to exit, rows/s, peak RSS of the whole process tree: the
-engine and its JavaScript workers, polled with psutil):
+engine and any JavaScript worker processes, polled with psutil):
 
   js           CSV -> JavaScript deriving 3 fields -> CSV (goal >= 300K rows/s), beside the same
                script in ONE mini-racer isolate over columnar JSON batches, in-process;
