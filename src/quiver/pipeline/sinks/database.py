@@ -259,11 +259,15 @@ class _AdbcBackend(_Backend):
         from quiver.pipeline.sources.database import adbc_connect
 
         self.conn = adbc_connect(self.s.url, self.ctx.base_dir, autocommit=False)
-        cur = self.conn.cursor()
+        self._stage_rows(empty, "create")
+
+    def _stage_rows(self, table: pa.Table, mode: str) -> None:
+        """Create the temporary staging table (``create``) or add rows to it (``append``)."""
         if self.sqlite:
-            empty = _sqlite_types(empty)
+            table = _sqlite_types(table)
+        cur = self.conn.cursor()
         try:
-            cur.adbc_ingest(self.s.stage, empty, mode="create", temporary=True)
+            cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
         finally:
             cur.close()
 
@@ -274,18 +278,9 @@ class _AdbcBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    def _write(self, table: pa.Table) -> None:
-        if self.sqlite:
-            table = _sqlite_types(table)
-        cur = self.conn.cursor()
-        try:
-            cur.adbc_ingest(self.s.stage, table, mode="append", temporary=True)
-        finally:
-            cur.close()
-
     async def write(self, table: pa.Table) -> None:
         try:
-            await asyncio.to_thread(self._write, table)
+            await asyncio.to_thread(self._stage_rows, table, "append")
         except Exception as exc:
             raise _error(exc, self.s, "staging rows for") from exc
 
