@@ -5,6 +5,8 @@ Only typer is imported at module level; everything else inside the command bodie
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +31,23 @@ def register(app: typer.Typer) -> None:
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _failures_reported(debug: bool) -> Iterator[None]:
+    """Quiver's errors and the system's as one ``error:`` line (re-raised with --debug)."""
+    from quiver.runtime.errors import QuiverError
+
+    try:
+        yield
+    except QuiverError as exc:
+        if debug:
+            raise
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        if debug:
+            raise
+        raise _fail(f"cannot reflect the database: {exc}") from None
 
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
@@ -64,19 +83,10 @@ def compile_command(
     """
     import asyncio
 
-    from quiver.runtime.errors import QuiverError
     from quiver.schema.authoring import compile_app
 
-    try:
+    with _failures_reported(debug):
         result = asyncio.run(compile_app(app_file, check_db=check_db, extend_db=extend_db))
-    except QuiverError as exc:
-        if debug:
-            raise
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        if debug:
-            raise
-        raise _fail(f"cannot reflect the database: {exc}") from None
     if debug and result.import_traceback:
         typer.echo(result.import_traceback, err=True, nl=False)
     for line in result.lines():
@@ -143,13 +153,11 @@ def print_command(
     """Print the GraphQL schema (SDL) that 'quiver serve' would serve."""
     import asyncio
 
-    from quiver.runtime.errors import QuiverError
-
     given = (("--schema", schema_file), ("--db", db), ("--app", app_file))
     chosen = [name for name, value in given if value]
     if len(chosen) > 1:
         raise _fail(f"give only one of {', '.join(chosen)}")
-    try:
+    with _failures_reported(debug):
         if db:
             from quiver.schema.reflect import reflect_database
 
@@ -165,14 +173,6 @@ def print_command(
             schema = result.schema
         else:
             schema = _read_schema(schema_file or Path("schema.json"))
-    except QuiverError as exc:
-        if debug:
-            raise
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        if debug:
-            raise
-        raise _fail(f"cannot reflect the database: {exc}") from None
 
     from graphql import print_schema
     from quiver.graphql.schema import build_graphql_schema
