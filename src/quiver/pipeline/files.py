@@ -28,7 +28,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -655,6 +655,17 @@ def open_output(
         overwrite=cfg.overwrite,
     )
     return output, output.open()
+
+
+def serialized_in_slices(
+    batch: pa.RecordBatch, serialize: Callable[[pa.RecordBatch], bytes], most_bytes: int
+) -> bytes:
+    """``serialize(batch)``, done on slices of about ``most_bytes`` of the batch each when it is
+    bigger: the text of one Arrow string array holds at most 2 GiB."""
+    if batch.nbytes <= most_bytes or batch.num_rows <= 1:
+        return serialize(batch)
+    step = max(1, batch.num_rows * most_bytes // batch.nbytes)
+    return b"".join(serialize(batch.slice(start, step)) for start in range(0, batch.num_rows, step))
 
 
 def concatenated_text(strings: pa.Array) -> bytes:

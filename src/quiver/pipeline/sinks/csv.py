@@ -32,6 +32,7 @@ from quiver.pipeline.files import (
     json_strings,
     normalize_encoding,
     open_output,
+    serialized_in_slices,
 )
 from quiver.runtime.errors import PermanentError, QuiverError
 
@@ -212,13 +213,7 @@ class _Serializer:
 
     def rows(self, batch: pa.RecordBatch) -> bytes:
         """The batch's rows as CSV bytes (UTF-8)."""
-        if batch.nbytes > _SLICE_BYTES and batch.num_rows > 1:
-            # Arrow strings hold at most 2 GiB: serialise a huge batch in slices
-            step = max(1, batch.num_rows * _SLICE_BYTES // batch.nbytes)
-            return b"".join(
-                self._rows(batch.slice(start, step)) for start in range(0, batch.num_rows, step)
-            )
-        return self._rows(batch)
+        return serialized_in_slices(batch, self._rows, _SLICE_BYTES)
 
     def _rows(self, batch: pa.RecordBatch) -> bytes:
         lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None

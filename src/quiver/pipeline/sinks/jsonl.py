@@ -24,6 +24,7 @@ from quiver.pipeline.files import (
     json_default,
     json_strings,
     open_output,
+    serialized_in_slices,
 )
 
 __all__ = ["JsonlSink", "JsonlSinkConfig", "json_texts"]
@@ -119,13 +120,7 @@ class JsonlSink:
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         """The batch as JSON Lines."""
-        if batch.nbytes > _SLICE_BYTES and batch.num_rows > 1:
-            # Arrow strings hold at most 2 GiB: encode a huge batch in slices
-            step = max(1, batch.num_rows * _SLICE_BYTES // batch.nbytes)
-            return b"".join(
-                self._encode(batch.slice(start, step)) for start in range(0, batch.num_rows, step)
-            )
-        return self._encode(batch)
+        return serialized_in_slices(batch, self._encode, _SLICE_BYTES)
 
     def _encode(self, batch: pa.RecordBatch) -> bytes:
         data: pa.RecordBatch = drop_line_column(batch)
