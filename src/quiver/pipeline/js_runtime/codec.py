@@ -376,13 +376,9 @@ def _build(
     source: list[pa.Array],
     lines: pa.Array | None,
     packed: np.ndarray[Any, Any] | None = None,
-    passthrough: tuple[list[str], dict[str, str]] | None = None,
 ) -> pa.RecordBatch:
     """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
-    row: columns the driver did not send back and the line numbers are taken from there.
-
-    ``passthrough`` is (the input column names, a dict): the output columns that are input
-    columns row for row are noted in the dict (output name -> input name)."""
+    row: columns the driver did not send back and the line numbers are taken from there."""
     idx = part["idx"]
     taken = None if idx is None else pa.array(idx, type=pa.int64())
 
@@ -396,8 +392,6 @@ def _build(
         col = part["cols"][j]
         if src >= 0:
             arrays.append(from_input(source[src]))
-            if passthrough is not None and taken is None:
-                passthrough[1][name] = passthrough[0][src]
         elif isinstance(col, dict):
             arr = _unpack(col, packed, int(part["n"]))
             hint = arrow_type(typed[j]) if typed is not None else hints.get(name)
@@ -414,8 +408,6 @@ def _build(
     if lines is not None:
         names.append(LINE_COLUMN)
         arrays.append(from_input(lines))
-        if passthrough is not None and taken is None:
-            passthrough[1][LINE_COLUMN] = LINE_COLUMN
     if not names:
         return pa.RecordBatch.from_pydict({})
     return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -435,13 +427,18 @@ def decode_output(
     hints = {n: c.type for n, c in zip(names, source, strict=True)}
     at = batch.schema.get_field_index(LINE_COLUMN)
     lines = batch.column(at) if at >= 0 else None
-    passthrough: dict[str, str] = {}
-    unique = len(set(batch.schema.names)) == batch.num_columns  # else names are ambiguous
-    main = _build(
-        doc["main"], typed, hints, source, lines, buf, (names, passthrough) if unique else None
-    )
+    main = _build(doc["main"], typed, hints, source, lines, buf)
     routes = {
         name: _build(part, None, hints, source, lines, buf) for name, part in doc["routes"].items()
     }
     logs = [(str(level), str(message)) for level, message in doc["logs"]]
+    passthrough: dict[str, str] = {}
+    part = doc["main"]
+    unique = len(set(batch.schema.names)) == batch.num_columns  # else names are ambiguous
+    if part["idx"] is None and unique:  # output row k is input row k
+        passthrough = {
+            n: names[j] for n, j in zip(part["names"], part["from"], strict=True) if j >= 0
+        }
+        if lines is not None:
+            passthrough[LINE_COLUMN] = LINE_COLUMN
     return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]), passthrough)
