@@ -17,7 +17,7 @@ from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig, Dialect, scan_records
 from quiver.runtime.errors import PermanentError
 
-from .conftest import build, read_all
+from ..conftest import build, read_all
 
 
 def source(**options: Any) -> CsvSource:

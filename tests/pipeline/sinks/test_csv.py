@@ -21,7 +21,7 @@ from quiver.pipeline.sinks.csv import CsvSink
 from quiver.pipeline.sources.csv import CsvSource
 from quiver.runtime.errors import ConfigError, PermanentError
 
-from .conftest import build, read_all
+from ..conftest import build, read_all
 
 QUIVER = str(Path(sys.executable).with_name("quiver"))
 

@@ -20,7 +20,7 @@ from quiver.pipeline.sources.rest import JsonPath, RestSource, retry_after_secon
 from quiver.runtime.delivery import RetriesExhaustedError
 from quiver.runtime.errors import PermanentError, RetryableError
 
-from .conftest import build, read_all, serve_app, write_all
+from ..conftest import build, read_all, serve_app, write_all
 
 ITEMS = [{"id": i, "name": f"item{i}", "price": i * 1.5} for i in range(1, 24)]
 TOKEN = "s3cret"
@@ -273,7 +273,7 @@ async def test_field_missing_from_the_schema_fails_with_its_record_number(
 
 
 async def test_unreachable_server_is_retryable(run_ctx: RunContext) -> None:
-    from .conftest import free_port
+    from ..conftest import free_port
 
     options = {"url": f"http://127.0.0.1:{free_port()}/x", "retry": FAST_RETRY}
     with pytest.raises(RetriesExhaustedError) as err:

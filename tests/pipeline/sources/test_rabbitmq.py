@@ -15,7 +15,7 @@ from quiver.pipeline.sinks.rabbitmq import RabbitMqSink
 from quiver.pipeline.sources.rabbitmq import RabbitMqSource
 from quiver.runtime.errors import PermanentError, RetryableError
 
-from .conftest import AMQP_URL, ScratchQueue, build, free_port, write_all
+from ..conftest import AMQP_URL, ScratchQueue, build, free_port, write_all
 
 FAST = {"idle_timeout": 0.5, "batch_seconds": 0.2}
 

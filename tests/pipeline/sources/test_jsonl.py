@@ -18,7 +18,7 @@ from quiver.pipeline.sinks.jsonl import JsonlSink, JsonlSinkConfig
 from quiver.pipeline.sources.jsonl import JsonlSource
 from quiver.runtime.errors import PermanentError
 
-from .conftest import build, read_all
+from ..conftest import build, read_all
 
 
 async def read(

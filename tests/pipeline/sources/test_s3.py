@@ -15,7 +15,7 @@ from quiver.pipeline.sinks.s3 import S3Sink
 from quiver.pipeline.sources.s3 import S3Source
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
-from .conftest import S3_KEYS, ScratchBucket, build, free_port, read_all, write_all
+from ..conftest import S3_KEYS, ScratchBucket, build, free_port, read_all, write_all
 
 
 def sales(n: int, start: int = 1) -> pa.RecordBatch:
