@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, model_validator
 
+from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
-from quiver.pipeline.sources.rabbitmq import amqp_error
 from quiver.runtime.errors import RetryableError
 
 __all__ = ["RabbitMqSink", "RabbitMqSinkConfig"]
@@ -38,7 +38,7 @@ class RabbitMqSinkConfig(ComponentConfig):
     """Publish rows to an exchange or queue."""
 
     url: str = Field(
-        "amqp://guest:guest@127.0.0.1:5672/",
+        DEFAULT_AMQP_URL,
         description="AMQP URL: amqp://user:password@host:5672/vhost (amqps:// for TLS).",
     )
     exchange: str = Field("", description="Exchange to publish to; empty: the default exchange.")

@@ -22,8 +22,8 @@ import orjson
 import pyarrow as pa
 from pydantic import Field
 
+from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
-from quiver.pipeline.sources.rest import HttpAuth, RateLimiter, http_error
 
 __all__ = ["RestSink", "RestSinkConfig"]
 

@@ -20,8 +20,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from quiver.pipeline.clients.s3 import S3Connection, s3_client, s3_error
 from quiver.pipeline.component import ComponentConfig, RunContext, sink
-from quiver.pipeline.sources.s3 import FormatOption, S3Connection, build_format, s3_client, s3_error
+from quiver.pipeline.formats import FormatOption, build_format
 from quiver.runtime.errors import PermanentError, RetryableError
 
 __all__ = ["S3Sink", "S3SinkConfig"]

@@ -30,11 +30,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field
 
+from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
 from quiver.pipeline.component import ComponentConfig, RunContext, source
-from quiver.pipeline.sources.rest import RecordBatcher
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.pipeline.records import RecordBatcher
+from quiver.runtime.errors import PermanentError
 
-__all__ = ["RabbitMqSource", "RabbitMqSourceConfig", "amqp_error", "redact_amqp_url"]
+__all__ = ["RabbitMqSource", "RabbitMqSourceConfig"]
 
 _MAX_PREFETCH = 65_535  # basic.qos prefetch-count is a 16-bit number
 
@@ -56,7 +57,7 @@ class RabbitMqSourceConfig(ComponentConfig):
     """Consume a queue."""
 
     url: str = Field(
-        "amqp://guest:guest@127.0.0.1:5672/",
+        DEFAULT_AMQP_URL,
         description="AMQP URL: amqp://user:password@host:5672/vhost (amqps:// for TLS).",
     )
     queue: str = Field(description="Queue to consume.")
@@ -91,43 +92,6 @@ class RabbitMqSourceConfig(ComponentConfig):
         ge=1,
         le=_MAX_PREFETCH,
         description="Messages taken per run at most (all held unacknowledged until commit).",
-    )
-
-
-def redact_amqp_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    auth, _, host = rest.rpartition("@")
-    user = auth.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
-
-
-def amqp_error(exc: BaseException, url: str, doing: str) -> QuiverError:
-    """Connection trouble is retryable; a missing queue or refused login is not."""
-    if isinstance(exc, QuiverError):
-        return exc
-    import aio_pika.exceptions as errors
-
-    text = str(exc) or type(exc).__name__
-    where = redact_amqp_url(url)
-    if isinstance(exc, errors.ProbableAuthenticationError | errors.AuthenticationError):
-        return PermanentError.one(
-            f"RabbitMQ refused the login while {doing}: {text}",
-            where,
-            "check the user and password in the URL",
-        )
-    if isinstance(exc, errors.AMQPChannelError | errors.DeliveryError | errors.PublishError):
-        fix = (
-            "create the queue first or set `declare: true`"
-            if "NOT_FOUND" in text
-            else "check the queue/exchange names and the user's permissions"
-        )
-        return PermanentError.one(f"RabbitMQ error while {doing}: {text}", where, fix)
-    return RetryableError.one(
-        f"RabbitMQ unavailable while {doing}: {type(exc).__name__}: {text}",
-        where,
-        "check that the broker is running and reachable; the run retries with backoff",
     )
 
 

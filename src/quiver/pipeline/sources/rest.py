@@ -14,68 +14,27 @@ number instead of being dropped. Each batch carries ``__line``, the 1-based reco
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import datetime as dt
-import email.utils
 import functools
 import re
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import httpx
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
+from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
+from quiver.pipeline.component import ComponentConfig, RunContext, source
+from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.runtime.delivery import Delivery, RetryPolicy
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import PermanentError
 
-__all__ = [
-    "HttpAuth",
-    "JsonPath",
-    "RateLimiter",
-    "RecordBatcher",
-    "RestSource",
-    "RestSourceConfig",
-    "arrow_type",
-    "http_error",
-    "retry_after_seconds",
-]
+__all__ = ["JsonPath", "RestSource", "RestSourceConfig"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class HttpAuth(_Model):
-    """Credentials sent with every request. Put secrets in the environment: ``${API_TOKEN}``."""
-
-    bearer: str | None = Field(None, description="Token sent as `Authorization: Bearer <token>`.")
-    basic: tuple[str, str] | None = Field(None, description="[user, password] for Basic auth.")
-    header: str | None = Field(None, description="Header name for an API key, e.g. X-Api-Key.")
-    value: str | None = Field(None, description="Value of `header`.")
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> HttpAuth:
-        kinds = [self.bearer is not None, self.basic is not None, self.header is not None]
-        if sum(kinds) != 1:
-            raise ValueError("set exactly one of `bearer`, `basic` or `header` (+ `value`)")
-        if (self.header is None) != (self.value is None):
-            raise ValueError("`header` and `value` go together")
-        return self
-
-    def headers(self) -> dict[str, str]:
-        if self.bearer is not None:
-            return {"Authorization": f"Bearer {self.bearer}"}
-        if self.basic is not None:
-            token = base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
-            return {"Authorization": f"Basic {token}"}
-        assert self.header is not None and self.value is not None
-        return {self.header: self.value}
 
 
 class PagePagination(_Model):
@@ -237,217 +196,6 @@ class JsonPath:
             if value is None:
                 return None
         return value
-
-
-# -- records to Arrow --------------------------------------------------------------------
-
-_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "integer": pa.int64(),
-    "float": pa.float64(),
-    "double": pa.float64(),
-    "str": pa.string(),
-    "string": pa.string(),
-    "bool": pa.bool_(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),
-}
-
-
-def arrow_type(name: str, column: str = "") -> pa.DataType:
-    """The Arrow type of a schema type name, or a ValueError naming the known ones."""
-    try:
-        return _TYPES[name.strip().lower()]
-    except KeyError:
-        known = ", ".join(sorted(_TYPES))
-        raise ValueError(
-            f"unknown type {name!r} for column {column!r}; use one of {known}"
-        ) from None
-
-
-class RecordBatcher:
-    """Turns lists of JSON records (dicts) into RecordBatches of one stable schema.
-
-    The schema is declared or taken from the first records; nested values of ``str``/``json``
-    columns are kept as JSON text. A value that cannot be cast, or a field the schema does
-    not know, raises a PermanentError naming the record number.
-    """
-
-    def __init__(self, where: str, declared: Mapping[str, str] | None = None) -> None:
-        self.where = where
-        self.schema: pa.Schema | None = None
-        if declared:
-            self.schema = pa.schema([(n, arrow_type(t, n)) for n, t in declared.items()])
-        self.records = 0
-
-    def to_batch(self, records: Sequence[Any]) -> pa.RecordBatch:
-        first = self.records + 1
-        for i, rec in enumerate(records):
-            if not isinstance(rec, dict):
-                raise PermanentError.one(
-                    f"record {first + i} is a {type(rec).__name__}, not a JSON object",
-                    self.where,
-                    "point `records` at a list of objects",
-                )
-        if self.schema is None:
-            self.schema = self._infer(records)
-        names = set(self.schema.names)
-        for i, rec in enumerate(records):
-            unknown = [k for k in rec if k not in names]
-            if unknown:
-                raise PermanentError.one(
-                    f"record {first + i} has field(s) {unknown} not in the schema "
-                    f"{self.schema.names}",
-                    self.where,
-                    "declare every field with its type in `schema:` (the schema is otherwise "
-                    "taken from the first records)",
-                )
-        arrays = [self._column(f, records, first) for f in self.schema]
-        lines = pa.array(range(first, first + len(records)), pa.int64())
-        self.records += len(records)
-        return pa.record_batch(
-            [*arrays, lines], schema=self.schema.append(pa.field(LINE_COLUMN, pa.int64()))
-        )
-
-    def _infer(self, records: Sequence[dict[str, Any]]) -> pa.Schema:
-        names: dict[str, None] = {}
-        for rec in records:
-            names.update(dict.fromkeys(rec))
-        fields = []
-        for name in names:
-            values = [_plain_json(r.get(name)) for r in records]
-            try:
-                inferred = pa.array(values).type
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                inferred = pa.string()  # mixed kinds: keep as text
-            if pa.types.is_null(inferred) or pa.types.is_nested(inferred):
-                inferred = pa.string()
-            fields.append(pa.field(name, inferred))
-        return pa.schema(fields)
-
-    def _column(self, f: pa.Field, records: Sequence[dict[str, Any]], first: int) -> pa.Array:
-        values = [r.get(f.name) for r in records]
-        if pa.types.is_string(f.type):
-            values = [
-                v
-                if v is None or isinstance(v, str)
-                else orjson.dumps(v).decode()
-                if isinstance(v, dict | list)
-                else _text(v)
-                for v in values
-            ]
-        try:
-            return pa.array(values, f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-        try:
-            return pc.cast(pa.array(values), f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-            pass
-        for i, v in enumerate(values):
-            try:
-                pc.cast(pa.array([v]), f.type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-                raise PermanentError.one(
-                    f"record {first + i} field {f.name!r}: value {v!r} is not a {f.type}",
-                    self.where,
-                    f"declare {f.name}: str (or json) in `schema:` to keep such values as text",
-                ) from None
-        raise PermanentError.one(
-            f"field {f.name!r} cannot be read as {f.type}", self.where, "declare it in `schema:`"
-        )
-
-
-def _plain_json(value: Any) -> Any:
-    return orjson.dumps(value).decode() if isinstance(value, dict | list) else value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-# -- HTTP --------------------------------------------------------------------------------
-
-
-def http_error(
-    exc: BaseException | None, response: httpx.Response | None, where: str
-) -> QuiverError:
-    """Map a transport failure or a non-2xx response onto Retryable / Permanent errors."""
-    if response is None:
-        return RetryableError.one(
-            f"request failed: {type(exc).__name__}: {exc}",
-            where,
-            "check that the server is reachable; the request is retried with backoff",
-        )
-    status = response.status_code
-    snippet = response.text[:200].strip()
-    message = f"HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet else "")
-    if status == 429 or status >= 500 or status == 408:
-        after = response.headers.get("retry-after")
-        return RetryableError.one(
-            message + (f" (Retry-After: {after})" if after else ""),
-            where,
-            "the server is overloaded or rate limiting; set `rate_limit` to send fewer "
-            "requests per second",
-        )
-    fix = {
-        401: "check the credentials in `auth` (e.g. the ${ENV} variable holding the token)",
-        403: "the credentials lack permission for this resource",
-        404: "check the URL",
-    }.get(status, "check the request options (url, params, body) against the API")
-    return PermanentError.one(message, where, fix)
-
-
-class RateLimiter:
-    """Spaces requests at least ``1 / rate`` seconds apart, and honours ``Retry-After``.
-
-    A 429 or 503 answer with ``Retry-After`` (seconds or an HTTP date, capped at
-    ``MAX_RETRY_AFTER``) holds the next request back until then; the retry itself is still
-    scheduled by :mod:`quiver.runtime.delivery`.
-    """
-
-    MAX_RETRY_AFTER = 300.0
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self.next_at = 0.0
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        if self.next_at > now:
-            await asyncio.sleep(self.next_at - now)
-        self.next_at = max(now, self.next_at) + self.interval
-
-    def observe(self, response: httpx.Response) -> None:
-        """Note a ``Retry-After`` header of a 429/503 response."""
-        if response.status_code not in (429, 503):
-            return
-        delay = retry_after_seconds(response.headers.get("retry-after"))
-        if delay is not None:
-            until = time.monotonic() + min(delay, self.MAX_RETRY_AFTER)
-            self.next_at = max(self.next_at, until)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _next_link(header: str, rel: str) -> str | None:

@@ -25,47 +25,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from quiver.pipeline.clients.s3 import S3Connection, s3_client, s3_error
 from quiver.pipeline.component import (
     LINE_COLUMN,
     ComponentConfig,
-    ComponentKind,
     RowError,
     RunContext,
     source,
 )
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
+from quiver.pipeline.formats import FormatOption, build_format
+from quiver.runtime.errors import PermanentError
 
-__all__ = [
-    "S3Connection",
-    "S3Source",
-    "S3SourceConfig",
-    "build_format",
-    "s3_client",
-    "s3_error",
-]
-
-
-class S3Connection(BaseModel):
-    """Where the storage is and how to sign in (shared by the s3 source and sink)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    bucket: str = Field(description="Bucket name.")
-    endpoint_url: str | None = Field(
-        None, description="Endpoint of S3-compatible storage, e.g. http://127.0.0.1:9000."
-    )
-    region: str | None = Field(None, description="Region, e.g. eu-west-1.")
-    access_key_id: str | None = Field(None, description="Access key; default: the AWS chain.")
-    secret_access_key: str | None = Field(None, description="Secret key (use `${ENV}`).")
-    session_token: str | None = Field(None, description="Session token of temporary keys.")
-    path_style: bool = Field(
-        False, description="Address buckets as endpoint/bucket (MinIO and most S3-compatibles)."
-    )
-
-
-FormatOption = str | dict[str, dict[str, Any]]
+__all__ = ["S3Source", "S3SourceConfig"]
 
 
 def _format_field(kind: str) -> Any:
@@ -91,126 +64,6 @@ class S3SourceConfig(ComponentConfig, S3Connection):
         if self.key is not None and (self.prefix or self.glob):
             raise ValueError("set either `key` or `prefix`/`glob`, not both")
         return self
-
-
-def s3_client(cfg: S3Connection) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        s3={"addressing_style": "path" if cfg.path_style else "auto"},
-        retries={"max_attempts": 1},  # retries are the pipeline's (runtime.delivery)
-        connect_timeout=10,
-        read_timeout=60,
-    )
-    return boto3.client(
-        "s3",
-        endpoint_url=cfg.endpoint_url,
-        region_name=cfg.region,
-        aws_access_key_id=cfg.access_key_id,
-        aws_secret_access_key=cfg.secret_access_key,
-        aws_session_token=cfg.session_token,
-        config=config,
-    )
-
-
-_RETRYABLE_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "InternalError",
-    "ServiceUnavailable",
-}
-
-
-def s3_error(exc: BaseException, where: str, doing: str) -> QuiverError:
-    """Throttling, 5xx and connection failures are retryable; the rest is permanent."""
-    if isinstance(exc, QuiverError):
-        return exc
-    from botocore.exceptions import (
-        ClientError,
-        HTTPClientError,
-        NoCredentialsError,
-    )
-    from botocore.exceptions import (
-        ConnectionError as BotoConnectionError,
-    )
-
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = f"S3 {code or status} while {doing}: {error.get('Message', exc)}"
-        if code in _RETRYABLE_CODES or status >= 500:
-            return RetryableError.one(message, where, "the storage is busy; retried with backoff")
-        fix = {
-            "NoSuchBucket": "check the bucket name (and endpoint_url / region)",
-            "NoSuchKey": "check the object key",
-            "AccessDenied": "check the credentials and the bucket policy",
-            "InvalidAccessKeyId": "check access_key_id",
-            "SignatureDoesNotMatch": "check secret_access_key",
-        }.get(code, "check the bucket, key and credentials")
-        return PermanentError.one(message, where, fix)
-    if isinstance(exc, NoCredentialsError):
-        return PermanentError.one(
-            f"no S3 credentials found while {doing}",
-            where,
-            "set access_key_id/secret_access_key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-        )
-    if isinstance(exc, BotoConnectionError | HTTPClientError | OSError):
-        return RetryableError.one(
-            f"S3 unreachable while {doing}: {exc}",
-            where,
-            "check endpoint_url and the network; retried with backoff",
-        )
-    return PermanentError.one(f"S3 error while {doing}: {type(exc).__name__}: {exc}", where)
-
-
-def build_format(kind: ComponentKind, fmt: FormatOption, local_path: str, where: str) -> Any:
-    """An instance of the file ``kind`` named by ``fmt`` reading or writing ``local_path``."""
-    from quiver.pipeline.registry import default_registry
-
-    options: dict[str, Any] = {}
-    if isinstance(fmt, str):
-        name = fmt
-    else:
-        if len(fmt) != 1:
-            raise ConfigError.one(
-                f"`format` names {len(fmt)} formats", f"{where}.format", "name exactly one"
-            )
-        name, options = next(iter(fmt.items()))
-        options = dict(options or {})
-    if "path" in options:
-        raise ConfigError.one(
-            "`path` is set by the s3 step", f"{where}.format.{name}.path", "remove it"
-        )
-    spec = default_registry().find(kind, name, f"{where}.format")
-    info = spec.load()
-    if "path" not in info.config.model_fields:
-        files = [n for n in default_registry().names(kind) if _is_file_format(kind, n)]
-        raise ConfigError.one(
-            f"{kind} '{name}' does not read or write files",
-            f"{where}.format",
-            f"use a file format: {', '.join(files)}",
-        )
-    try:
-        cfg = info.config.model_validate({**spec.preset, **options, "path": local_path})
-    except Exception as exc:
-        raise ConfigError.one(
-            f"bad options for format {name!r}: {exc}", f"{where}.format.{name}", "see its docs"
-        ) from exc
-    return info.cls(cfg)
-
-
-def _is_file_format(kind: ComponentKind, name: str) -> bool:
-    from quiver.pipeline.registry import default_registry
-
-    try:
-        return "path" in default_registry().get(kind, name).config.model_fields
-    except ConfigError:  # a plugin that does not import
-        return False
 
 
 def _literal_prefix(pattern: str) -> str:
