@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 from quiver.pipeline.component import RowError
-from quiver.pipeline.files import remove_stale_temps
+from quiver.pipeline.output import remove_stale_temps
 
 __all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
 

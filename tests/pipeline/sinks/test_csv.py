@@ -16,9 +16,11 @@ import pyarrow as pa
 import pytest
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.files import AtomicOutput, expand_paths, parse_type, remove_stale_temps
+from quiver.pipeline.output import AtomicOutput, remove_stale_temps
+from quiver.pipeline.paths import expand_paths
 from quiver.pipeline.sinks.csv import CsvSink
 from quiver.pipeline.sources.csv import CsvSource
+from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import ConfigError, PermanentError
 
 from ..conftest import build, read_all
@@ -76,7 +78,7 @@ def test_a_killed_writer_leaves_only_a_temp_file_that_the_next_run_removes(
     script = textwrap.dedent(
         f"""
         import sys, time
-        from quiver.pipeline.files import AtomicOutput
+        from quiver.pipeline.output import AtomicOutput
         out = AtomicOutput({str(target)!r}, "killed")
         out.open().write(b"partial" * 1000)
         print("ready", flush=True)

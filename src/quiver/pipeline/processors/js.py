@@ -40,6 +40,7 @@ from quiver.pipeline.component import (
     RunContext,
     processor,
 )
+from quiver.pipeline.conform import conform
 from quiver.pipeline.js_runtime.codec import FIELD_TYPES, DecodedBatch, OutputField, normalize_type
 from quiver.pipeline.js_runtime.isolate import (
     Isolate,
@@ -255,37 +256,6 @@ def _load_lookup(name: str, cfg: JsLookupConfig, base_dir: str) -> Any:
             )
         table_out[str(row[cfg.key])] = row
     return orjson.loads(orjson.dumps(table_out, default=str))
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema, what: str) -> pa.RecordBatch:
-    """``batch`` with the columns and types of ``schema`` (established by earlier batches)."""
-    extra = [n for n in batch.schema.names if schema.get_field_index(n) < 0]
-    if extra:
-        raise PermanentError.one(
-            f"the script produced column(s) {', '.join(extra)} that earlier batches of {what} "
-            "did not have",
-            "",
-            "declare every output column in `output_schema` so all batches share one schema",
-        )
-    arrays: list[pa.Array] = []
-    for f in schema:
-        idx = batch.schema.get_field_index(f.name)
-        if idx < 0:
-            arrays.append(pa.nulls(batch.num_rows, f.type))
-            continue
-        col = batch.column(idx)
-        if col.type != f.type:
-            try:
-                col = col.cast(f.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise PermanentError.one(
-                    f"column '{f.name}' of {what} changed type from {f.type} to {col.type} "
-                    "between batches",
-                    "",
-                    f"declare '{f.name}' in `output_schema`",
-                ) from exc
-        arrays.append(col)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _unify(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -642,7 +612,16 @@ class JsProcessor:
                     schema = schema.set(i, f.with_type(pa.string()))
             self._schemas[what] = schema
             known = schema
-        return _conform(merged, known, what)
+        return conform(
+            merged,
+            known,
+            where="",
+            origin=f"earlier batches of {what}",
+            missing="null",
+            fix_columns="declare every output column in `output_schema` so all batches share "
+            "one schema",
+            fix_types="declare the column's type in `output_schema`",
+        )
 
 
 def _shutdown(runner: WorkerPool | _IsolateThreads, threads: ThreadPoolExecutor) -> None:

@@ -17,14 +17,10 @@ import pyarrow.ipc as ipc
 from pydantic import Field
 
 from quiver.pipeline.component import RunContext, sink
-from quiver.pipeline.files import (
-    STDIO,
-    AtomicOutput,
-    FileSinkConfig,
-    conform_batch,
-    drop_line_column,
-    open_output,
-)
+from quiver.pipeline.conform import conform
+from quiver.pipeline.line_numbers import drop_line_column
+from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
+from quiver.pipeline.paths import STDIO
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ArrowIpcSink", "ArrowIpcSinkConfig"]
@@ -98,8 +94,8 @@ class ArrowIpcSink:
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self.writer is not None and self.schema is not None
         data = drop_line_column(batch)
-        data = conform_batch(
-            data, self.schema, f"arrow sink {self.cfg.path}", "the file being written"
+        data = conform(
+            data, self.schema, where=f"arrow sink {self.cfg.path}", origin="the file being written"
         )
         self.writer.write_batch(data)
         self.rows_written += data.num_rows

@@ -23,14 +23,14 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
-from quiver.pipeline.files import (
+from quiver.pipeline.config_fields import Encoding
+from quiver.pipeline.encodings import normalize_encoding
+from quiver.pipeline.json_text import json_strings
+from quiver.pipeline.line_numbers import drop_line_column
+from quiver.pipeline.output import (
     AtomicOutput,
-    Encoding,
     TextSinkConfig,
     concatenated_text,
-    drop_line_column,
-    json_strings,
-    normalize_encoding,
     open_output,
     serialized_in_slices,
 )

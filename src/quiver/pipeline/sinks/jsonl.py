@@ -16,13 +16,12 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from quiver.pipeline.component import RunContext, sink
-from quiver.pipeline.files import (
+from quiver.pipeline.json_text import json_default, json_strings
+from quiver.pipeline.line_numbers import drop_line_column
+from quiver.pipeline.output import (
     AtomicOutput,
     TextSinkConfig,
     concatenated_text,
-    drop_line_column,
-    json_default,
-    json_strings,
     open_output,
     serialized_in_slices,
 )

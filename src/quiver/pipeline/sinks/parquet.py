@@ -16,13 +16,9 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from quiver.pipeline.component import RunContext, sink
-from quiver.pipeline.files import (
-    AtomicOutput,
-    FileSinkConfig,
-    conform_batch,
-    drop_line_column,
-    open_output,
-)
+from quiver.pipeline.conform import conform
+from quiver.pipeline.line_numbers import drop_line_column
+from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSink", "ParquetSinkConfig"]
@@ -101,11 +97,11 @@ class ParquetSink:
     async def write(self, batch: pa.RecordBatch) -> None:
         data = drop_line_column(batch)
         assert self.schema is not None
-        data = conform_batch(
+        data = conform(
             data,
             self.schema,
-            f"parquet sink {self.cfg.path}",
-            "the file being written",
+            where=f"parquet sink {self.cfg.path}",
+            origin="the file being written",
         )
         self._pending.append(data)
         self._pending_rows += data.num_rows

@@ -31,17 +31,12 @@ import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
-from quiver.pipeline.files import (
-    ColumnTypes,
-    Compression,
-    Encoding,
-    FileSource,
-    MalformedPolicy,
-    describe_bad_bytes,
-    display_path,
-    normalize_encoding,
-    parse_type,
-)
+from quiver.pipeline.config_fields import ColumnTypes, Encoding
+from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.paths import display_path
+from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
+from quiver.pipeline.streams import Compression
+from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["CsvSource", "CsvSourceConfig"]

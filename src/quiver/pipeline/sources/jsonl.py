@@ -17,20 +17,17 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import Field
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
-from quiver.pipeline.files import (
-    ColumnTypes,
-    Compression,
-    Encoding,
-    FileSource,
-    describe_bad_bytes,
-    normalize_encoding,
-    parse_type,
-)
+from quiver.pipeline.config_fields import ColumnTypes, Encoding
+from quiver.pipeline.conform import SchemaMismatchError, conform
+from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.paths import display_path
+from quiver.pipeline.sources.file_source import FileSource
+from quiver.pipeline.streams import Compression
+from quiver.pipeline.type_names import parse_type
 
 __all__ = ["JsonlSource", "JsonlSourceConfig"]
 
@@ -257,13 +254,14 @@ class JsonlSource(FileSource):
                 if table.num_rows != subset.size:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
-                if table.schema != self.schema:
-                    table = _conform(table, self.schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                table = conform(table, self.schema, where=display_path(path), origin="the schema")
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, SchemaMismatchError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
                     raw = block[starts[index] : ends[index]]
-                    self._malformed(path, int(lines[subset[0]]), self._explain(exc, raw), raw)
+                    cause = exc.__cause__ if isinstance(exc, SchemaMismatchError) else None
+                    reason = self._explain(cause if isinstance(cause, Exception) else exc, raw)
+                    self._malformed(path, int(lines[subset[0]]), reason, raw)
                     continue
                 half = subset.size // 2
                 pending[:0] = [subset[:half], subset[half:]]
@@ -293,48 +291,6 @@ class JsonlSource(FileSource):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
-
-
-_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with ``schema``'s column order and types (text to time parsed here, as
-    Arrow has no such cast); a value that does not convert raises ArrowInvalid."""
-    columns = []
-    for field in schema:
-        column = table.column(field.name)
-        if column.type != field.type:
-            if pa.types.is_time(field.type) and pa.types.is_string(column.type):
-                column = _parse_times(column.combine_chunks(), field.type)
-            else:
-                column = column.cast(field.type)
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _parse_times(text: pa.Array, kind: pa.DataType) -> pa.Array:
-    ok = pc.match_substring_regex(text, _TIME.pattern)
-    if not pc.all(pc.or_kleene(ok, pc.is_null(text))).as_py():
-        bad = text.filter(pc.invert(pc.fill_null(ok, True)))[0].as_py()
-        raise pa.ArrowInvalid(f"{bad!r} is not a valid time (HH:MM:SS[.fraction])")
-
-    def part(start: int, stop: int) -> pa.Array:
-        return pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
-
-    fraction = pc.utf8_rpad(pc.utf8_slice_codeunits(text, 9, 18), 9, "0")
-    nanos = pc.add(
-        pc.multiply(
-            pc.add(pc.multiply(pc.add(pc.multiply(part(0, 2), 60), part(3, 5)), 60), part(6, 8)),
-            1_000_000_000,
-        ),
-        pc.cast(fraction, pa.int64()),
-    )
-    day = 86_400 * 1_000_000_000
-    if pc.any(pc.greater_equal(nanos, day)).as_py():
-        bad = text.filter(pc.fill_null(pc.greater_equal(nanos, day), False))[0].as_py()
-        raise pa.ArrowInvalid(f"{bad!r} is not a valid time of day")
-    return pc.cast(pc.cast(nanos, pa.time64("ns")), kind, safe=False)
 
 
 def _read_type(kind: pa.DataType) -> pa.DataType:

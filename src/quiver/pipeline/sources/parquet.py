@@ -17,14 +17,11 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, source
-from quiver.pipeline.files import (
-    STDIO,
-    FileSource,
-    conform_batch,
-    display_path,
-    numbered,
-    open_input,
-)
+from quiver.pipeline.conform import conform
+from quiver.pipeline.line_numbers import numbered
+from quiver.pipeline.paths import STDIO, display_path
+from quiver.pipeline.sources.file_source import SAME_COLUMNS_FIX, FileSource
+from quiver.pipeline.streams import open_input
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSource", "ParquetSourceConfig"]
@@ -83,7 +80,13 @@ class ParquetSource(FileSource):
             ):
                 if self.schema is None:
                     self.schema, self._first = batch.schema, display_path(path)
-                batch = conform_batch(batch, self.schema, display_path(path), self._first)
+                batch = conform(
+                    batch,
+                    self.schema,
+                    where=display_path(path),
+                    origin=self._first,
+                    fix_columns=SAME_COLUMNS_FIX,
+                )
                 yield numbered(batch, line)
                 line += batch.num_rows
             if path != STDIO:

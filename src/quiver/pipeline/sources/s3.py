@@ -35,6 +35,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
+from quiver.pipeline.conform import conform
 from quiver.pipeline.formats import FormatOption, build_format
 from quiver.runtime.errors import PermanentError
 
@@ -166,7 +167,15 @@ class S3Source:
                     if schema is None:
                         schema = out.schema
                     elif not out.schema.equals(schema):
-                        out = self._conform(out, schema, key)
+                        out = conform(
+                            out,
+                            schema,
+                            where=f"s3://{self.cfg.bucket}/{key}",
+                            origin="the first object",
+                            fix_columns="read objects with different columns in separate steps",
+                            fix_types="declare the column types in the format's options "
+                            "(e.g. csv `types:`)",
+                        )
                     yield out
                 self.take_errors()
                 self._inner = None
@@ -188,20 +197,3 @@ class S3Source:
             at = batch.schema.get_field_index(LINE_COLUMN)
             return batch.add_column(at, self.cfg.key_column, column)
         return batch.append_column(self.cfg.key_column, column)
-
-    def _conform(self, batch: pa.RecordBatch, schema: pa.Schema, key: str) -> pa.RecordBatch:
-        if batch.schema.names != schema.names:
-            raise PermanentError.one(
-                f"columns {batch.schema.names} differ from those of the first object "
-                f"{schema.names}",
-                f"s3://{self.cfg.bucket}/{key}",
-                "read objects with different columns in separate steps",
-            )
-        try:
-            return batch.cast(schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise PermanentError.one(
-                f"column types differ from those of the first object: {exc}",
-                f"s3://{self.cfg.bucket}/{key}",
-                "declare the column types in the format's options (e.g. csv `types:`)",
-            ) from exc

@@ -1,0 +1,275 @@
+"""What file sinks write through: atomic output files and the options every file sink shares.
+
+Outputs are written to ``<name>.tmp-<run id>`` in the destination directory, flushed with
+``fsync`` and renamed over the destination on commit, or deleted on abort: a reader never
+sees a half-written file. The writer holds an exclusive lock on its temp file; a temp file
+nobody holds (left by a killed run) is removed by the next run writing the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from quiver.pipeline.component import ComponentConfig, RunContext
+from quiver.pipeline.paths import STDIO, resolve_path
+from quiver.pipeline.streams import Compression, UnclosingStream, codec_for
+from quiver.runtime.errors import PermanentError, RetryableError
+
+__all__ = [
+    "AtomicOutput",
+    "FileSinkConfig",
+    "TextSinkConfig",
+    "concatenated_text",
+    "open_output",
+    "remove_stale_temps",
+    "serialized_in_slices",
+]
+
+
+def remove_stale_temps(final_path: str) -> list[str]:
+    """Delete ``<name>.tmp-*`` files next to ``final_path`` that no running writer holds."""
+    directory = os.path.dirname(final_path) or "."
+    prefix = os.path.basename(final_path) + ".tmp-"
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        temp = os.path.join(directory, name)
+        try:
+            fd = os.open(temp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live writer holds it
+        try:
+            os.unlink(temp)
+            removed.append(temp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+@dataclass
+class _Open:
+    fd: int
+    raw: pa.NativeFile
+    stream: pa.NativeFile
+
+
+class AtomicOutput:
+    """A file written under a temporary name and renamed into place on :meth:`commit`.
+
+    ``-`` writes to standard output directly (nothing to rename; abort cannot take back what
+    was already written, so pipelines writing to stdout should run with ``fail_fast``).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        run_id: str,
+        *,
+        compression: Compression = "auto",
+        create_dirs: bool = True,
+        overwrite: bool = True,
+        where: str = "path",
+    ) -> None:
+        self.path = path
+        self.where = where
+        self.codec = codec_for(path, compression)
+        safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id) or "run"
+        self.temp_path = f"{path}.tmp-{safe_run}"
+        self.create_dirs = create_dirs
+        self.overwrite = overwrite
+        self._open: _Open | None = None
+        self._stdout: pa.NativeFile | None = None
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.path == STDIO
+
+    def open(self) -> pa.NativeFile:
+        """Create the temp file (and parent directories when allowed) and return its stream."""
+        if self.is_stdout:
+            out: pa.NativeFile = pa.PythonFile(UnclosingStream(sys.stdout.buffer), mode="w")
+            self._stdout = pa.CompressedOutputStream(out, self.codec) if self.codec else out
+            return self._stdout
+        directory = os.path.dirname(self.path) or "."
+        if not os.path.isdir(directory):
+            if not self.create_dirs:
+                raise PermanentError.one(
+                    f"output directory does not exist: {directory}",
+                    self.where,
+                    "create it, or set `create_dirs: true`",
+                )
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                raise RetryableError.one(
+                    f"cannot create output directory {directory}: {exc}", self.where
+                ) from exc
+        if not self.overwrite and os.path.exists(self.path):
+            raise PermanentError.one(
+                f"output file already exists: {self.path}",
+                self.where,
+                "delete it, choose another path, or set `overwrite: true`",
+            )
+        remove_stale_temps(self.path)
+        try:
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except PermissionError as exc:
+            raise PermanentError.one(
+                f"cannot write in {directory}: permission denied",
+                self.where,
+                "check the directory's permissions or choose another path",
+            ) from exc
+        except OSError as exc:
+            raise RetryableError.one(f"cannot create {self.temp_path}: {exc}", self.where) from exc
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = pa.PythonFile(os.fdopen(os.dup(fd), "wb", buffering=1 << 20), mode="w")
+        stream = pa.CompressedOutputStream(raw, self.codec) if self.codec else raw
+        self._open = _Open(fd, raw, stream)
+        return stream
+
+    def commit(self) -> None:
+        """Flush, fsync and rename the temp file over the destination."""
+        if self.is_stdout:
+            if self._stdout is not None:
+                if self.codec:
+                    self._stdout.close()
+                else:
+                    self._stdout.flush()
+                sys.stdout.buffer.flush()
+                self._stdout = None
+            return
+        state = self._open
+        if state is None:
+            return
+        try:
+            _close_stream(state)
+            os.fsync(state.fd)
+            os.replace(self.temp_path, self.path)
+            _fsync_dir(os.path.dirname(self.path) or ".")
+        except OSError as exc:
+            self.abort()
+            raise RetryableError.one(
+                f"cannot finish writing {self.path}: {exc}", self.where
+            ) from exc
+        finally:
+            if self._open is not None:
+                os.close(state.fd)
+                self._open = None
+
+    def abort(self) -> None:
+        """Delete the temp file; the destination keeps whatever it held before the run."""
+        if self.is_stdout:
+            self._stdout = None
+            return
+        state = self._open
+        self._open = None
+        if state is None:
+            return
+        with contextlib.suppress(Exception):  # the file is being thrown away
+            _close_stream(state)
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(state.fd)
+
+
+def _close_stream(state: _Open) -> None:
+    if not state.stream.closed:
+        state.stream.close()
+    if not state.raw.closed:
+        state.raw.close()
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class FileSinkConfig(ComponentConfig):
+    """Options every file sink shares."""
+
+    path: str = Field(
+        description="Output file, relative to the pipeline file; `-` writes standard output."
+    )
+    create_dirs: bool = Field(True, description="Create missing parent directories.")
+    overwrite: bool = Field(
+        True, description="Replace an existing file (atomically); false makes it an error."
+    )
+
+
+class TextSinkConfig(FileSinkConfig):
+    """Options of sinks writing text, which may be compressed as a whole."""
+
+    compression: Compression = Field(
+        "auto", description="auto (from the extension: .gz, .zst, .bz2), none, gzip, zstd, bz2."
+    )
+
+
+def open_output(
+    cfg: FileSinkConfig, ctx: RunContext, compression: Compression = "none"
+) -> tuple[AtomicOutput, pa.NativeFile]:
+    """The atomic output for a file sink's ``path`` and its open stream."""
+    output = AtomicOutput(
+        resolve_path(cfg.path, ctx.base_dir),
+        ctx.run_id,
+        compression=compression,
+        create_dirs=cfg.create_dirs,
+        overwrite=cfg.overwrite,
+    )
+    return output, output.open()
+
+
+def serialized_in_slices(
+    batch: pa.RecordBatch, serialize: Callable[[pa.RecordBatch], bytes], most_bytes: int
+) -> bytes:
+    """``serialize(batch)``, done on slices of about ``most_bytes`` of the batch each when it is
+    bigger: the text of one Arrow string array holds at most 2 GiB."""
+    if batch.nbytes <= most_bytes or batch.num_rows <= 1:
+        return serialize(batch)
+    step = max(1, batch.num_rows * most_bytes // batch.nbytes)
+    return b"".join(serialize(batch.slice(start, step)) for start in range(0, batch.num_rows, step))
+
+
+def concatenated_text(strings: pa.Array) -> bytes:
+    """The bytes of every value of a string array, back to back (no copy per value)."""
+    if strings.null_count:
+        raise AssertionError("rows must not be null")
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    first, last = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
+    if data_buffer is None:
+        return b""
+    result: bytes = data_buffer.slice(first, last - first).to_pybytes()
+    return result

@@ -1,0 +1,154 @@
+"""The base of the file sources: their inputs, the rows they could not read (``take_errors``,
+sent to the rejects by the engine) and progress (``bytes_read``).
+
+Inputs are a path, a glob or a list of them (see :mod:`quiver.pipeline.paths`); a blocking
+reader runs in a worker thread so file reads never block the event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from quiver.pipeline.component import RowError, RunContext
+from quiver.pipeline.encodings import TextBlocks, raw_text
+from quiver.pipeline.paths import display_path, expand_paths
+from quiver.pipeline.streams import Compression, open_input_pair, position
+from quiver.runtime.errors import PermanentError
+
+__all__ = ["SAME_COLUMNS_FIX", "FileSource", "MalformedPolicy", "batches_in_thread"]
+
+#: The fix of a file whose columns differ from those of the first file.
+SAME_COLUMNS_FIX = (
+    "give every batch the same columns (read files of other layouts in another source, or "
+    "select columns)"
+)
+
+
+async def batches_in_thread(
+    produce: Generator[pa.RecordBatch, None, None],
+) -> AsyncIterator[pa.RecordBatch]:
+    """Run a blocking batch generator in a worker thread, one batch at a time, so file reads,
+    decompression and parsing never block the event loop (pyarrow releases the GIL, so this
+    also uses a second core). Closing the iterator closes the generator and its files."""
+    try:
+        while True:
+            batch = await asyncio.to_thread(next, produce, None)
+            if batch is None:
+                return
+            yield batch
+    finally:
+        # if a read is still running in its thread (the run was cancelled), the generator
+        # closes its files itself when that read returns
+        with contextlib.suppress(ValueError):
+            await asyncio.to_thread(produce.close)
+
+
+MalformedPolicy = Literal["reject", "skip", "fail"]
+_MAX_RAW = 4096  # characters of a malformed record kept in its RowError
+
+
+class FileSource(abc.ABC):
+    """What the file sources share: their input files, the rows they could not read, and
+    how far they got (for the progress bar). A subclass reads one file in ``_read_path``.
+
+    The engine calls :meth:`take_errors` after each batch and sends the rows to the rejects;
+    ``bytes_read`` feeds the progress bar; ``skip_files`` lists files to leave out.
+    """
+
+    #: how an unreadable record is called in messages ("row", "line")
+    unit = "row"
+
+    def __init__(self, path: str | list[str], on_malformed: MalformedPolicy = "reject") -> None:
+        self.path = path
+        self.on_malformed: MalformedPolicy = on_malformed
+        self.skipped = 0
+        self.rejected = 0
+        self.bytes_read = 0
+        self.files_done: list[str] = []
+        self.skip_files: set[str] = set()
+        self._errors: list[RowError] = []
+        self._bytes_done = 0
+        self._raw: pa.NativeFile | None = None
+
+    def take_errors(self) -> list[RowError]:
+        """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
+        errors, self._errors = self._errors, []
+        return errors
+
+    def paths(self, ctx: RunContext) -> list[str]:
+        """The input files this source will read, in order."""
+        return expand_paths(self.path, ctx.base_dir)
+
+    def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        return batches_in_thread(self._produce(ctx))
+
+    def _produce(self, ctx: RunContext) -> Generator[pa.RecordBatch, None, None]:
+        for path in self.paths(ctx):
+            if path in self.skip_files:
+                continue
+            before = self.skipped
+            yield from self._read_path(path)
+            self.files_done.append(path)
+            if self.skipped > before:
+                ctx.log(
+                    f"{display_path(path)}: skipped {self.skipped - before} malformed {self.unit}s",
+                    "warning",
+                )
+
+    @abc.abstractmethod
+    def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
+        """The batches of one input file."""
+
+    def _text_blocks(
+        self, path: str, compression: Compression, encoding: str, block_size: int
+    ) -> Generator[bytes, None, None]:
+        """UTF-8 blocks of ``path``, keeping ``bytes_read`` up to date; closes the file."""
+        stream, self._raw = open_input_pair(path, compression)
+        try:
+            for block in TextBlocks(stream, encoding, block_size):
+                self.bytes_read = self._bytes_done + position(self._raw)
+                yield block
+        finally:
+            self._bytes_done += position(self._raw)
+            self.bytes_read = self._bytes_done
+            self._raw = None
+            stream.close()
+
+    def _malformed(
+        self,
+        path: str,
+        line: int,
+        reason: str,
+        raw: bytes,
+        *,
+        column: str | None = None,
+        value: Any = None,
+    ) -> None:
+        """Apply ``on_malformed`` to the record at ``path:line``."""
+        where = f"{display_path(path)}:{line}"
+        if self.on_malformed == "fail":
+            raise PermanentError.one(
+                reason,
+                where,
+                f"fix the {self.unit}, or set `on_malformed: reject` to send bad {self.unit}s "
+                "to the rejects file (or `skip` to drop them)",
+            )
+        if self.on_malformed == "skip":
+            self.skipped += 1
+            return
+        self.rejected += 1
+        self._errors.append(
+            RowError(
+                line=line,
+                reason=f"{where}: {reason}",
+                column=column,
+                value=value,
+                row={"__file": display_path(path), "__raw": raw_text(raw, _MAX_RAW)},
+            )
+        )

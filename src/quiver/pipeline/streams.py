@@ -1,0 +1,113 @@
+"""Binary input and output streams of the file steps: compression chosen from the extension
+(``.gz``, ``.zst``/``.zstd``, ``.bz2``) unless set, standard input and output behind ``-``, and
+how far a stream was read (for progress)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from quiver.pipeline.paths import STDIO
+from quiver.runtime.errors import PermanentError, RetryableError
+
+__all__ = [
+    "Compression",
+    "UnclosingStream",
+    "codec_for",
+    "open_input",
+    "open_input_pair",
+    "position",
+]
+
+Compression = Literal["auto", "none", "gzip", "zstd", "bz2"]
+_EXTENSIONS: dict[str, str] = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+_EXTENSIONS[".bz2"] = "bz2"
+
+
+def codec_for(path: str, compression: Compression) -> str | None:
+    """The pyarrow codec that ``compression`` means for ``path``, or None for plain bytes."""
+    if compression == "none":
+        return None
+    if compression != "auto":
+        return compression
+    if path == STDIO:
+        return None
+    return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
+
+def open_input(path: str, compression: Compression = "auto") -> pa.NativeFile:
+    """A binary input stream for ``path`` (``-`` is stdin), decompressed when needed."""
+    return open_input_pair(path, compression)[0]
+
+
+def open_input_pair(
+    path: str, compression: Compression = "auto"
+) -> tuple[pa.NativeFile, pa.NativeFile]:
+    """The (maybe decompressing) input stream for ``path`` and the raw file under it, whose
+    ``tell()`` says how many bytes of the file were read (for progress)."""
+    codec = codec_for(path, compression)
+    try:
+        raw: pa.NativeFile = (
+            pa.PythonFile(UnclosingStream(sys.stdin.buffer), mode="r")
+            if path == STDIO
+            else pa.OSFile(path, "rb")
+        )
+    except FileNotFoundError as exc:
+        raise PermanentError.one(f"input file not found: {path}", path) from exc
+    except PermissionError as exc:
+        raise PermanentError.one(
+            f"cannot read {path}: permission denied", path, "check the file's permissions"
+        ) from exc
+    except OSError as exc:
+        raise RetryableError.one(f"cannot open {path}: {exc}", path) from exc
+    if codec is None:
+        return raw, raw
+    return pa.CompressedInputStream(raw, codec), raw
+
+
+class UnclosingStream(io.RawIOBase):
+    """Standard input or output seen through a stream whose close leaves it open (closing a
+    pyarrow stream closes what it wraps; the process may still print afterwards)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return bool(self.stream.readable())
+
+    def writable(self) -> bool:
+        return bool(self.stream.writable())
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        written: int = self.stream.write(data)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        if not self.closed and self.stream.writable():
+            self.stream.flush()
+        super().close()
+
+
+def position(raw: pa.NativeFile) -> int:
+    """How far ``raw`` was read, or 0 when it cannot tell (a pipe)."""
+    try:
+        return int(raw.tell())
+    except (OSError, ValueError, pa.ArrowException):
+        return 0

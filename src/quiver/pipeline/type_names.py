@@ -1,0 +1,72 @@
+"""The column type names of pipeline files (``int``, ``decimal(10,2)``, ``timestamp(ms, UTC)``)
+and their Arrow types."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+from quiver.runtime.errors import ConfigError
+from quiver.runtime.hints import did_you_mean
+
+__all__ = ["parse_type"]
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "str": pa.string(),
+    "string": pa.string(),
+    "text": pa.string(),
+    "large_string": pa.large_string(),
+    "int": pa.int64(),
+    "long": pa.int64(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "int16": pa.int16(),
+    "int8": pa.int8(),
+    "uint64": pa.uint64(),
+    "uint32": pa.uint32(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+    "float64": pa.float64(),
+    "float32": pa.float32(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us"),
+    "timestamp": pa.timestamp("us"),
+    "datetimetz": pa.timestamp("us", tz="UTC"),
+    "time": pa.time64("us"),
+    "decimal": pa.decimal128(38, 9),
+    "binary": pa.binary(),
+}
+_DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+_TIMESTAMP = re.compile(r"timestamp\(\s*(s|ms|us|ns)\s*(?:,\s*([^)]+?)\s*)?\)")
+
+
+def parse_type(name: str, where: str) -> pa.DataType:
+    """The Arrow type for a type name used in pipeline files (``int``, ``decimal(10,2)``...)."""
+    key = name.strip().lower()
+    if key in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[key]
+    if m := _DECIMAL.fullmatch(key):
+        precision, scale = int(m[1]), int(m[2])
+        if not 1 <= precision <= 76 or scale > precision:
+            raise ConfigError.one(
+                f"invalid decimal type {name!r}",
+                where,
+                "precision must be 1..76 and scale at most the precision",
+            )
+        return (
+            pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+        )
+    if m := _TIMESTAMP.fullmatch(name.strip()):
+        return pa.timestamp(m[1], tz=m[2])
+    hint = did_you_mean(key, _SIMPLE_TYPES)
+    raise ConfigError.one(
+        f"unknown type {name!r}",
+        where,
+        (hint + " " if hint else "")
+        + "use one of: str, int, int32, float, bool, date, datetime, time, decimal, "
+        "decimal(p,s), timestamp(unit[, tz]), binary",
+    )
