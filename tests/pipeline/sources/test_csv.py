@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig, Dialect, scan_records
+from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig, Delimiters, scan_records
 from quiver.runtime.errors import PermanentError
 
 from ..conftest import build, read_all
@@ -75,12 +75,12 @@ async def test_blank_lines_are_skipped_but_counted(tmp_path: Path, run_ctx: RunC
 
 
 def test_scanner_finds_records_lines_and_an_open_quote_at_the_end() -> None:
-    scan = scan_records(b'a,b\n"x\ny",1\n"open', Dialect(ord(",")), final=False)
+    scan = scan_records(b'a,b\n"x\ny",1\n"open', Delimiters(ord(",")), final=False)
     assert scan.starts.tolist() == [0, 4]
     assert scan.ends.tolist() == [4, 12]
     assert scan.lines.tolist() == [0, 1]
     assert scan.consumed == 12 and scan.consumed_lines == 3
-    final = scan_records(b'"open\nrest', Dialect(ord(",")), final=True)
+    final = scan_records(b'"open\nrest', Delimiters(ord(",")), final=True)
     assert final.open_quote and final.consumed == 0
 
 

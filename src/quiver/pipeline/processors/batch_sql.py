@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN
-from quiver.pipeline.registry import suggest
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+from quiver.runtime.hints import did_you_mean
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,7 +47,7 @@ def require_columns(schema: pa.Schema, wanted: list[str]) -> None:
     names = [n for n in schema.names if n != LINE_COLUMN]
     missing = [c for c in wanted if c not in schema.names]
     if missing:
-        hints = [h for h in (suggest(m, names) for m in missing) if h]
+        hints = [h for h in (did_you_mean(m, names) for m in missing) if h]
         raise PermanentError.one(
             f"column(s) {', '.join(missing)} not in the input"
             + (f"; {' '.join(hints)}" if hints else ""),

@@ -50,6 +50,7 @@ from quiver.pipeline.js_runtime.isolate import (
 )
 from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+from quiver.runtime.hints import did_you_mean
 
 __all__ = ["JsFieldConfig", "JsLookupConfig", "JsProcessor", "JsProcessorConfig"]
 
@@ -75,10 +76,8 @@ class JsFieldConfig(ComponentConfig):
     def _known_type(cls, value: str) -> str:
         canonical = normalize_type(value)
         if canonical is None:
-            import difflib
-
-            close = difflib.get_close_matches(value.lower(), list(FIELD_TYPES), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = did_you_mean(value.lower(), FIELD_TYPES)
+            hint = f"; {close}" if close else ""
             raise ValueError(
                 f"unknown field type '{value}'{hint} (types: {', '.join(_CANONICAL_TYPES)})"
             )
@@ -448,10 +447,7 @@ class JsProcessor:
                 siblings = (
                     sorted(p.name for p in path.parent.glob("*.js")) if path.parent.is_dir() else []
                 )
-                import difflib
-
-                close = difflib.get_close_matches(path.name, siblings, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else "check the path"
+                hint = did_you_mean(path.name, siblings, fallback="check the path")
                 raise ConfigError.one(f"script file not found: {path}", "js.file", hint) from exc
         else:
             assert cfg.script is not None

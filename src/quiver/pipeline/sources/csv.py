@@ -38,8 +38,9 @@ from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import PermanentError
+from quiver.runtime.hints import did_you_mean
 
-__all__ = ["CsvSource", "CsvSourceConfig"]
+__all__ = ["CsvSource", "CsvSourceConfig", "Delimiters", "scan_records"]
 
 _NL = 10
 _CR = 13
@@ -173,7 +174,7 @@ class CsvSourceConfig(ComponentConfig):
 
 
 @dataclass(frozen=True)
-class Dialect:
+class Delimiters:
     """The structural bytes of a CSV file."""
 
     delimiter: int
@@ -220,7 +221,7 @@ def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
     return np.union1d(targets, paired)
 
 
-def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Dialect) -> bool:
+def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Delimiters) -> bool:
     """True when counting quotes pairwise gives the same quoting as a field-by-field read.
 
     That holds when every opening quote starts a field (or continues a doubled quote) and
@@ -237,7 +238,7 @@ def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Dialect) -> bool:
     return bool(np.isin(a[inner + 1], starts).all())
 
 
-def _sequential_toggles(buf: bytes, q: np.ndarray, d: Dialect) -> np.ndarray:
+def _sequential_toggles(buf: bytes, q: np.ndarray, d: Delimiters) -> np.ndarray:
     """Quotes that open or close a quoted field, read field by field (slow path)."""
     field_start = {d.delimiter, _NL, _CR}
     toggles: list[int] = []
@@ -260,7 +261,7 @@ def _sequential_toggles(buf: bytes, q: np.ndarray, d: Dialect) -> np.ndarray:
     return np.asarray(toggles, dtype=np.int64)
 
 
-def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
+def scan_records(buf: bytes, d: Delimiters, final: bool) -> Scan:
     """Find the complete records of ``buf`` (all of them when ``final``)."""
     a = np.frombuffer(buf, dtype=np.uint8)
     n = a.size
@@ -343,7 +344,7 @@ def scan_records(buf: bytes, d: Dialect, final: bool) -> Scan:
     )
 
 
-def field_counts(buf: bytes, scan: Scan, d: Dialect, records: np.ndarray) -> np.ndarray:
+def field_counts(buf: bytes, scan: Scan, d: Delimiters, records: np.ndarray) -> np.ndarray:
     """Number of fields of each record in ``records`` (indices into ``scan``)."""
     a = np.frombuffer(buf, dtype=np.uint8)
     delims = np.flatnonzero(a == d.delimiter)
@@ -415,7 +416,7 @@ class CsvSource(FileSource):
         super().__init__(cfg.path, cfg.on_malformed)
         self.cfg = cfg
         self.encoding = normalize_encoding(cfg.encoding, "encoding")
-        self.dialect = Dialect(
+        self.delimiters = Delimiters(
             delimiter=ord(cfg.delimiter),
             quote=ord(cfg.quote) if cfg.quote is not None else None,
             escape=ord(cfg.escape) if cfg.escape is not None else None,
@@ -453,7 +454,7 @@ class CsvSource(FileSource):
                 to_skip -= 1
             if to_skip and not eof:
                 continue
-            scan = scan_records(buf, self.dialect, final=eof)
+            scan = scan_records(buf, self.delimiters, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
                 buf = buf[scan.consumed :]
@@ -510,7 +511,7 @@ class CsvSource(FileSource):
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
         record = buf[scan.starts[first] : scan.ends[first]]
-        count = int(field_counts(buf, scan, self.dialect, np.array([first]))[0])
+        count = int(field_counts(buf, scan, self.delimiters, np.array([first]))[0])
         try:
             table = pacsv.read_csv(
                 pa.py_buffer(record),
@@ -562,9 +563,7 @@ class CsvSource(FileSource):
                 )
             missing = [c for c in self.cfg.select or [] if c not in names]
             if missing:
-                from quiver.pipeline.registry import suggest
-
-                hints = [h for h in (suggest(c, names) for c in missing) if h]
+                hints = [h for h in (did_you_mean(c, names) for c in missing) if h]
                 raise PermanentError.one(
                     f"`select` names columns that the file does not have: {missing}",
                     where,
@@ -652,7 +651,7 @@ class CsvSource(FileSource):
         expected: int,
     ) -> np.ndarray:
         """``records`` without those whose number of fields is wrong (reported)."""
-        counts = field_counts(buf, scan, self.dialect, records)
+        counts = field_counts(buf, scan, self.delimiters, records)
         bad = counts != expected
         for index, count in zip(records[bad].tolist(), counts[bad].tolist(), strict=True):
             self._malformed(
