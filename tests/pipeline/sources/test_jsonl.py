@@ -1,11 +1,9 @@
-"""The jsonl source and sink: line numbers, malformed lines, schema, nested values."""
+"""The jsonl source: line numbers, malformed lines, schema, nested values."""
 
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import gzip
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sinks.jsonl import JsonlSink, JsonlSinkConfig
+from quiver.pipeline.sinks.jsonl import JsonlSinkConfig
 from quiver.pipeline.sources.jsonl import JsonlSource
 from quiver.runtime.errors import PermanentError
 
@@ -156,38 +154,6 @@ def test_unknown_options_are_rejected() -> None:
 # -- sink -------------------------------------------------------------------------------------
 
 
-async def test_sink_writes_json_types_and_drops_the_line_column(
-    tmp_path: Path, run_ctx: RunContext
-) -> None:
-    batch = pa.record_batch(
-        {
-            "id": [1, 2],
-            "price": pa.array([decimal.Decimal("1.10"), None], pa.decimal128(5, 2)),
-            "day": [dt.date(2024, 1, 2), dt.date(2024, 1, 3)],
-            "at": [dt.datetime(2024, 1, 2, 3, 4, 5), None],
-            "tags": [["a", "b"], []],
-            "raw": [b"\x00\x01", b""],
-            LINE_COLUMN: [7, 8],
-        }
-    )
-    sink = build(JsonlSink, {"path": "out/o.jsonl", "drop_nulls": True})
-    await sink.open(batch.schema, run_ctx)
-    await sink.write(batch)
-    await sink.commit()
-    lines = (tmp_path / "out" / "o.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {
-            "id": 1,
-            "price": "1.10",
-            "day": "2024-01-02",
-            "at": "2024-01-02T03:04:05",
-            "tags": ["a", "b"],
-            "raw": "AAE=",
-        },
-        {"id": 2, "day": "2024-01-03", "tags": [], "raw": ""},
-    ]
-
-
 async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: RunContext) -> None:
     data = b'{"t": "07:30:00"}\n{"t": "25:00:00"}\n{"t": "7h30"}\n{"t": "23:59:59.5"}\n'
     rows, errors, _ = await read(tmp_path, run_ctx, data, types={"t": "time"})
@@ -196,13 +162,3 @@ async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: Ru
         (2, "'25:00:00' is not a valid time of day"),
         (3, "'7h30' is not a valid time (HH:MM:SS[.fraction])"),
     ]
-
-
-def test_a_huge_batch_is_encoded_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    from quiver.pipeline.sinks import jsonl as jsonl_sink
-
-    batch = pa.record_batch({"a": [str(i) * 20 for i in range(50)], "b": list(range(50))})
-    sink = JsonlSink(JsonlSinkConfig.model_validate({"path": "x"}))
-    whole = sink.encode(batch)
-    monkeypatch.setattr(jsonl_sink, "_SLICE_BYTES", 100)
-    assert sink.encode(batch) == whole and whole.count(b"\n") == 50

@@ -1,0 +1,48 @@
+"""The filter processor: keep, route or reject rows by a condition."""
+
+from __future__ import annotations
+
+import pytest
+
+from quiver.pipeline.component import RunContext
+from quiver.pipeline.processors.filter import FilterProcessor
+from quiver.runtime.errors import PermanentError
+
+from .contract import ORDERS, batch, make, process, rows_of
+
+
+def test_filter_keeps_matching_rows_and_drops_false_and_null(run_ctx: RunContext) -> None:
+    out = process(
+        make(FilterProcessor, {"expression": "total > 100 and country <> 'XX'"}),
+        batch(ORDERS),
+        run_ctx,
+    )
+    assert [r["id"] for r in rows_of(out)] == [3]
+
+
+def test_filter_otherwise_routes_the_other_rows(run_ctx: RunContext) -> None:
+    out = process(
+        make(FilterProcessor, {"expression": "total > 100", "otherwise": "small"}),
+        batch(ORDERS),
+        run_ctx,
+    )
+    assert [r["id"] for r in rows_of(out)] == [2, 3]
+    assert [r["id"] for r in out.routes["small"][0].to_pylist()] == [1, 4]
+
+
+def test_filter_reject_turns_other_rows_into_row_errors(run_ctx: RunContext) -> None:
+    proc = make(
+        FilterProcessor, {"expression": "country <> 'XX'", "reject": True, "reason": "embargo"}
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [(e.line, e.reason) for e in out.errors] == [(3, "embargo")]
+
+
+def test_filter_with_an_unknown_column_fails_with_the_batch_columns(run_ctx: RunContext) -> None:
+    with pytest.raises(PermanentError, match=r"the batch columns are id, total, country\)$"):
+        process(make(FilterProcessor, {"expression": "amount > 1"}), batch(ORDERS), run_ctx)
+
+
+def test_filter_check_reports_syntax_errors(run_ctx: RunContext) -> None:
+    problems = make(FilterProcessor, {"expression": "total >> > 1"}).check(run_ctx)
+    assert problems and "syntax error" in problems[0].message

@@ -1,0 +1,72 @@
+"""The python processor: row and batch functions, checks, errors at the user's line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.processors.python import PythonProcessor
+from quiver.runtime.errors import PermanentError
+
+from .contract import ORDERS, batch, make, process, rows_of
+
+
+def py(run_ctx: RunContext, code: str, **options: Any) -> PythonProcessor:
+    Path(run_ctx.base_dir, "t.py").write_text(code)
+    proc: PythonProcessor = make(PythonProcessor, {"file": "t.py", **options})
+    return proc
+
+
+def test_python_row_function_maps_splits_drops_and_rejects(run_ctx: RunContext) -> None:
+    proc = py(
+        run_ctx,
+        "def transform(row, ctx):\n"
+        "    if row['id'] == 1: return {**row, 'run': ctx.run_id[:0] + 'x'}\n"
+        "    if row['id'] == 2: return None\n"
+        "    if row['id'] == 3: return [{**row, 'run': 'a'}, {**row, 'run': 'b'}]\n"
+        "    raise ValueError('bad id')\n",
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [(r["id"], r["run"]) for r in rows_of(out)] == [(1, "x"), (3, "a"), (3, "b")]
+    assert out.batch is not None and out.batch.column(LINE_COLUMN).to_pylist() == [2, 4, 4]
+    (e,) = out.errors
+    assert (e.line, e.reason) == (5, "ValueError: bad id")
+
+
+def test_python_batch_function_gets_and_returns_arrow(run_ctx: RunContext) -> None:
+    proc = py(
+        run_ctx,
+        "import pyarrow.compute as pc\n"
+        "def double(batch, ctx):\n"
+        "    return batch.set_column(0, 'id', pc.multiply(batch.column('id'), 2))\n",
+        function="double",
+        mode="batch",
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [r["id"] for r in rows_of(out)] == [2, 4, 6, 8]
+    assert out.batch is not None and out.batch.column(LINE_COLUMN).to_pylist() == [2, 3, 4, 5]
+
+
+def test_python_check_reports_syntax_errors_with_their_line(run_ctx: RunContext) -> None:
+    proc = py(run_ctx, "def transform(row, ctx):\n    return row\n\ndef broken(:\n")
+    (problem,) = proc.check(run_ctx)
+    assert problem.where.endswith("t.py:4:12") and "syntax error" in problem.message
+
+
+def test_python_check_reports_a_missing_function_and_failed_imports(run_ctx: RunContext) -> None:
+    proc = py(run_ctx, "def other(row, ctx):\n    return row\n")
+    (problem,) = proc.check(run_ctx)
+    assert "no function 'transform'" in problem.message and "other" in problem.fix
+    broken = py(run_ctx, "import quiver_no_such_module\n")
+    (problem,) = broken.check(run_ctx)
+    assert "import failed" in problem.message and problem.where.endswith("t.py:1")
+
+
+def test_python_batch_exception_fails_with_the_user_line(run_ctx: RunContext) -> None:
+    proc = py(run_ctx, "def transform(batch, ctx):\n    raise KeyError('nope')\n", mode="batch")
+    with pytest.raises(PermanentError) as err:
+        process(proc, batch(ORDERS), run_ctx)
+    assert err.value.details[0].where.endswith("t.py:2")
