@@ -17,10 +17,9 @@ import pyarrow.ipc as ipc
 from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, source
-from quiver.pipeline.conform import conform
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
-from quiver.pipeline.sources.file_source import SAME_COLUMNS_FIX, FileSource
+from quiver.pipeline.sources.file_source import FileSource
 from quiver.pipeline.streams import Compression, open_input
 from quiver.runtime.errors import PermanentError
 
@@ -54,8 +53,6 @@ class ArrowIpcSource(FileSource):
     def __init__(self, cfg: ArrowIpcSourceConfig) -> None:
         super().__init__(cfg.path)
         self.cfg = cfg
-        self.schema: pa.Schema | None = None
-        self._first = ""
 
     def _batches(self, path: str) -> Iterator[pa.RecordBatch]:
         stream = open_input(path, self.cfg.compression)
@@ -103,15 +100,7 @@ class ArrowIpcSource(FileSource):
                         f"the file has {batch.schema.names}",
                     )
                 batch = batch.select(self.cfg.columns)
-            if self.schema is None:
-                self.schema, self._first = batch.schema, display_path(path)
-            batch = conform(
-                batch,
-                self.schema,
-                where=display_path(path),
-                origin=self._first,
-                fix_columns=SAME_COLUMNS_FIX,
-            )
+            batch = self._like_first_file(batch, path)
             yield numbered(batch, line)
             line += batch.num_rows
         if path != STDIO:

@@ -16,15 +16,15 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from quiver.pipeline.component import RowError, RunContext
+from quiver.pipeline.conform import conform
 from quiver.pipeline.encodings import TextBlocks, raw_text
 from quiver.pipeline.paths import display_path, expand_paths
 from quiver.pipeline.streams import Compression, open_input_pair, position
 from quiver.runtime.errors import PermanentError
 
-__all__ = ["SAME_COLUMNS_FIX", "FileSource", "MalformedPolicy", "batches_in_thread"]
+__all__ = ["FileSource", "MalformedPolicy", "batches_in_thread"]
 
-#: The fix of a file whose columns differ from those of the first file.
-SAME_COLUMNS_FIX = (
+_SAME_COLUMNS_FIX = (
     "give every batch the same columns (read files of other layouts in another source, or "
     "select columns)"
 )
@@ -75,6 +75,7 @@ class FileSource(abc.ABC):
         self._errors: list[RowError] = []
         self._bytes_done = 0
         self._raw: pa.NativeFile | None = None
+        self._first_file: tuple[pa.Schema, str] | None = None
 
     def take_errors(self) -> list[RowError]:
         """Rows rejected since the last call (``on_malformed: reject``), oldest first."""
@@ -104,6 +105,20 @@ class FileSource(abc.ABC):
     @abc.abstractmethod
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         """The batches of one input file."""
+
+    def _like_first_file(self, batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
+        """``batch`` of ``path`` with the columns and types of the first batch read (from the
+        first file), or a SchemaMismatchError saying what differs."""
+        if self._first_file is None:
+            self._first_file = (batch.schema, display_path(path))
+        schema, first = self._first_file
+        return conform(
+            batch,
+            schema,
+            where=display_path(path),
+            origin=first,
+            fix_columns=_SAME_COLUMNS_FIX,
+        )
 
     def _text_blocks(
         self, path: str, compression: Compression, encoding: str, block_size: int

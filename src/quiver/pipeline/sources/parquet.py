@@ -17,10 +17,9 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from quiver.pipeline.component import ComponentConfig, source
-from quiver.pipeline.conform import conform
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
-from quiver.pipeline.sources.file_source import SAME_COLUMNS_FIX, FileSource
+from quiver.pipeline.sources.file_source import FileSource
 from quiver.pipeline.streams import open_input
 from quiver.runtime.errors import PermanentError
 
@@ -47,8 +46,6 @@ class ParquetSource(FileSource):
     def __init__(self, cfg: ParquetSourceConfig) -> None:
         super().__init__(cfg.path)
         self.cfg = cfg
-        self.schema: pa.Schema | None = None
-        self._first = ""
 
     def _open(self, path: str) -> pq.ParquetFile:
         try:
@@ -78,15 +75,7 @@ class ParquetSource(FileSource):
             for batch in parquet.iter_batches(
                 batch_size=self.cfg.batch_rows, columns=self.cfg.columns, use_threads=True
             ):
-                if self.schema is None:
-                    self.schema, self._first = batch.schema, display_path(path)
-                batch = conform(
-                    batch,
-                    self.schema,
-                    where=display_path(path),
-                    origin=self._first,
-                    fix_columns=SAME_COLUMNS_FIX,
-                )
+                batch = self._like_first_file(batch, path)
                 yield numbered(batch, line)
                 line += batch.num_rows
             if path != STDIO:
