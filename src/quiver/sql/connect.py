@@ -258,7 +258,7 @@ def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverEr
         return PermanentError.one(
             f"the database refused the credentials while {doing}: {text}", where, _CREDENTIALS_FIX
         )
-    if _is_transient(exc, text, sqlstate, code):
+    if _is_transient(exc, url, text, sqlstate, code):
         return RetryableError.one(f"database unavailable while {doing}: {text}", where, _SERVER_FIX)
     return PermanentError.one(f"database error while {doing}: {text}", where, _SQL_FIX)
 
@@ -273,7 +273,11 @@ def _connect_error(exc: BaseException, url: DatabaseUrl) -> QuiverError:
     return database_error(exc, url, "connecting")
 
 
-def _is_transient(exc: BaseException, text: str, sqlstate: str, code: int | None) -> bool:
+def _is_transient(
+    exc: BaseException, url: DatabaseUrl, text: str, sqlstate: str, code: int | None
+) -> bool:
+    if url.dialect == "sqlite":  # no server to lose: only a lock held by another writer passes
+        return "database is locked" in text or "busy" in text.lower()
     if isinstance(exc, OSError | ConnectionError | TimeoutError):
         return True
     if code in _MYSQL_TRANSIENT:

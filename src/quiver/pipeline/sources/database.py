@@ -116,7 +116,7 @@ class DatabaseSource:
         params: tuple[Any, ...] = ()
         if self.last is not None:
             if dialect.escape_percent:  # with parameters, a literal % is written %%
-                query = query.replace("%", "%%")
+                query, column = query.replace("%", "%%"), column.replace("%", "%%")
             mark = dialect.placeholder(1)
             query += f" WHERE {column} {'>=' if inc.inclusive else '>'} {mark}"
             params = (self.last,)

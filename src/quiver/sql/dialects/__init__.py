@@ -79,11 +79,18 @@ class Dialect:
     true_literal: str = "TRUE"
     like_escape_char: str = "!"
     extra_session_sql: tuple[str, ...] = field(default=())
+    #: Identifiers hold only Basic Multilingual Plane characters (no emoji) and do not end in a
+    #: space: MariaDB/MySQL refuse others, so quoting refuses them first, with the fix.
+    narrow_identifiers: bool = False
 
     def quote_ident(self, name: str) -> str:
         """One identifier, quoted: the quote character inside it is doubled, so any name (dots,
         spaces, quotes, unicode) stays one identifier. Empty names and NUL are refused."""
         check_identifier(name)
+        if self.narrow_identifiers and not name.isascii():
+            _check_narrow(name)
+        elif self.narrow_identifiers and name.endswith(" "):
+            raise _narrow_error(name, "ends with a space")
         q = self.quote_char
         return q + name.replace(q, q + q) + q
 
@@ -97,6 +104,26 @@ def check_identifier(name: str) -> str:
     if not name or "\x00" in name:
         raise _bad_identifier(name)
     return name
+
+
+def _check_narrow(name: str) -> None:
+    wide = next((c for c in name if ord(c) > 0xFFFF), None)
+    if wide is not None:
+        raise _narrow_error(name, f"holds {wide!r}, outside the Basic Multilingual Plane")
+    if name.endswith(" "):
+        raise _narrow_error(name, "ends with a space")
+
+
+def _narrow_error(name: str, problem: str) -> IdentifierError:
+    return IdentifierError(
+        [
+            ErrorDetail(
+                f"the identifier {name!r} {problem}, which MariaDB/MySQL do not allow",
+                "identifier",
+                "rename the column or table, e.g. with the rename processor",
+            )
+        ]
+    )
 
 
 def split_table_name(name: str) -> tuple[str, ...]:
@@ -208,6 +235,7 @@ MYSQL = Dialect(
     in_list="expand",
     escape_percent=True,
     extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
+    narrow_identifiers=True,
 )
 
 SQLITE = Dialect(
