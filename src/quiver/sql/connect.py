@@ -246,15 +246,20 @@ def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverEr
     text = _first_line(exc)
     sqlstate = str(getattr(exc, "sqlstate", None) or "")
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    libpq = not sqlstate and code is None  # a failed connect through ADBC: only its text
     if (
         code == _MYSQL_UNKNOWN_DATABASE
         or sqlstate == "3D000"
-        or _LIBPQ_UNKNOWN_DATABASE.search(text)
+        or (libpq and _LIBPQ_UNKNOWN_DATABASE.search(text))
     ):
         return PermanentError.one(
             f"database {url.database!r} does not exist ({doing}): {text}", where, _DATABASE_FIX
         )
-    if code in _MYSQL_CREDENTIALS or sqlstate.startswith("28") or _LIBPQ_CREDENTIALS.search(text):
+    if (
+        code in _MYSQL_CREDENTIALS
+        or sqlstate.startswith("28")
+        or (libpq and _LIBPQ_CREDENTIALS.search(text))
+    ):
         return PermanentError.one(
             f"the database refused the credentials while {doing}: {text}", where, _CREDENTIALS_FIX
         )

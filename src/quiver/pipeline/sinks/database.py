@@ -250,7 +250,8 @@ class _AdbcBackend(_Backend):
         self.s = sink_
         self.ctx = ctx
         self.sqlite = sink_.url.dialect == "sqlite"
-        self.q = dialect_for(sink_.url.dialect).quote_ident
+        self.dialect = dialect_for(sink_.url.dialect)
+        self.q = self.dialect.quote_ident
         self.conn: Any = None
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -263,7 +264,7 @@ class _AdbcBackend(_Backend):
             cur.close()
 
     def _target(self) -> str:
-        return ".".join(self.q(p) for p in (self.s.db_schema, self.s.table) if p)
+        return self.dialect.quote_table(self.s.cfg.table)
 
     def _stage(self) -> str:
         return ("temp." if self.sqlite else "") + self.q(self.s.stage)
@@ -490,12 +491,13 @@ class _MysqlBackend(_Backend):
 
     def __init__(self, sink_: DatabaseSink) -> None:
         self.s = sink_
-        self.q = dialect_for(sink_.url.dialect).quote_ident
+        self.dialect = dialect_for(sink_.url.dialect)
+        self.q = self.dialect.quote_ident
         self.conn: Any = None
         self.fields: list[pa.Field] = []
 
     def _target(self) -> str:
-        return ".".join(self.q(p) for p in (self.s.db_schema, self.s.table) if p)
+        return self.dialect.quote_table(self.s.cfg.table)
 
     def _named(self, name: str) -> str:
         return ".".join(self.q(p) for p in (self.s.db_schema, name) if p)
