@@ -32,7 +32,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError, RetryableError
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
+from quiver.sql.connect import connect_mysql, connect_postgresql, connect_sqlite
+from quiver.sql.dialects import dialect_for
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [
@@ -318,9 +320,7 @@ _GENERATED = {
 
 
 def _q(dialect: Dialect, name: str) -> str:
-    if dialect == "mysql":
-        return "`" + name.replace("`", "``") + "`"
-    return '"' + name.replace('"', '""') + '"'
+    return dialect_for(dialect).quote_ident(name)
 
 
 def _column_sql(dialect: Dialect, table: Table, col: Column) -> str:
@@ -493,8 +493,8 @@ def _sqlite_version_stamp() -> int:
 
 def _is_current_demo_db(path: Path) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
+        conn = connect_sqlite(DatabaseUrl("sqlite", str(path)), mode="ro")
+    except QuiverError:
         return False
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -523,7 +523,7 @@ def _build_sqlite(target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
+        conn = connect_sqlite(DatabaseUrl("sqlite", tmp), isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = OFF")
             conn.execute("PRAGMA synchronous = OFF")
@@ -536,7 +536,7 @@ def _build_sqlite(target: Path) -> None:
             for name, (columns, table_rows) in _decoded().items():
                 marks = ", ".join("?" * len(columns))
                 conn.executemany(
-                    f'INSERT INTO "{name}" VALUES ({marks})',
+                    f"INSERT INTO {_q('sqlite', name)} VALUES ({marks})",
                     ([_sqlite_value(v) for v in r] for r in table_rows),
                 )
             for statement in statements[len(TABLES) :]:
@@ -650,17 +650,8 @@ async def load_postgresql(dsn: str) -> None:
     import asyncpg
 
     db = _url(dsn, "postgresql", "load_postgresql")
-    try:
-        conn = await asyncpg.connect(
-            host=db.host, port=db.port, user=db.user or None, password=db.password or None,
-            database=db.database, timeout=10,
-        )  # fmt: skip
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise RetryableError.one(
-            f"cannot connect to PostgreSQL: {exc}",
-            db.redacted(),
-            "check that the server runs and the database exists",
-        ) from None
+    q = functools.partial(_q, "postgresql")
+    conn = await connect_postgresql(db)
     try:
         wanted = [*TABLES, *VIEWS]
         existing = await conn.fetch(
@@ -685,11 +676,11 @@ async def load_postgresql(dsn: str) -> None:
                     key = table.primary_key[0]
                     await conn.execute(
                         f"SELECT setval(pg_get_serial_sequence('{name}', '{key}'),"
-                        f' (SELECT COALESCE(MAX("{key}"), 0) + 1 FROM "{name}"), false)'
+                        f" (SELECT COALESCE(MAX({q(key)}), 0) + 1 FROM {q(name)}), false)"
                     )
             for statement in statements[len(TABLES) :]:
                 await conn.execute(statement)
-        await conn.execute("ANALYZE " + ", ".join(f'"{n}"' for n in TABLES))
+        await conn.execute("ANALYZE " + ", ".join(q(n) for n in TABLES))
     except asyncpg.PostgresError as exc:
         raise QuiverError.one(
             f"loading the demo data failed: {exc}", db.redacted(), "load into an empty database"
@@ -712,21 +703,11 @@ async def load_mysql(url: str) -> None:
     MariaDB commits each CREATE on its own, so a failure drops whatever the load created
     before the error is raised: the database is left as empty as it was found.
     """
-    import asyncmy
     from asyncmy.errors import MySQLError
 
     db = _url(url, "mysql", "load_mysql")
-    try:
-        conn = await asyncmy.connect(
-            host=db.host, port=db.port, user=db.user or "root", password=db.password,
-            database=db.database, charset="utf8mb4", autocommit=False, connect_timeout=10,
-        )  # fmt: skip
-    except (OSError, MySQLError) as exc:
-        raise RetryableError.one(
-            f"cannot connect to MariaDB/MySQL: {exc}",
-            db.redacted(),
-            "check that the server runs and the database exists",
-        ) from None
+    q = functools.partial(_q, "mysql")
+    conn = await connect_mysql(db)
     created: list[tuple[str, str]] = []
     try:
         async with conn.cursor() as cur:
@@ -750,16 +731,16 @@ async def load_mysql(url: str) -> None:
                 await cur.execute(statement)
                 created.append(("TABLE", name))
             for name, (columns, table_rows) in _decoded().items():
-                cols = ", ".join(f"`{c}`" for c in columns)
+                cols = ", ".join(q(c) for c in columns)
                 marks = ", ".join(["%s"] * len(columns))
-                insert = f"INSERT INTO `{name}` ({cols}) VALUES ({marks})"
+                insert = f"INSERT INTO {q(name)} ({cols}) VALUES ({marks})"
                 for chunk in _chunks(table_rows, 2_000):
                     await cur.executemany(insert, [[_mysql_value(v) for v in r] for r in chunk])
             await conn.commit()
             created.extend(("VIEW", name) for name in VIEWS)
             for statement in statements[len(TABLES) :]:
                 await cur.execute(statement)
-            await cur.execute("ANALYZE TABLE " + ", ".join(f"`{n}`" for n in TABLES))
+            await cur.execute("ANALYZE TABLE " + ", ".join(q(n) for n in TABLES))
             await cur.fetchall()
     except BaseException as exc:
         await _drop_mysql(conn, created)
@@ -784,7 +765,7 @@ async def _drop_mysql(conn: Any, created: list[tuple[str, str]]) -> None:
         async with conn.cursor() as cur:
             await cur.execute("SET SESSION foreign_key_checks = 0")
             for kind, name in reversed(created):
-                await cur.execute(f"DROP {kind} IF EXISTS `{name}`")
+                await cur.execute(f"DROP {kind} IF EXISTS {_q('mysql', name)}")
             await cur.execute("SET SESSION foreign_key_checks = 1")
     except Exception:  # the load's own error is the one worth reporting
         return

@@ -1,7 +1,8 @@
 """Connection pools that run one statement and hand back the JSON the database built.
 
 ``fetch_json(text, params)`` returns the first column of the first row as UTF-8 bytes (or None),
-without decoding it: the engine splices those bytes into the HTTP response.
+without decoding it: the engine splices those bytes into the HTTP response. The pools and
+connections themselves are opened by :mod:`quiver.sql.connect`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from quiver.runtime.errors import QuiverError
+from quiver.sql.connect import connect_sqlite, open_mysql_pool, open_postgresql_pool
 from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
@@ -58,22 +60,14 @@ class Database(Protocol):
 async def open_database(
     url: str, *, pool_min: int = 1, pool_max: int = 10, statement_timeout_ms: int = 30_000
 ) -> Database:
-    """Open a pool for ``url``. Unreachable databases raise a ConfigError-style QuiverError."""
+    """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
+    credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`)."""
     parsed = parse_database_url(url)
     if parsed.dialect == "postgresql":
         return await _Postgres.open(parsed, pool_min, pool_max, statement_timeout_ms)
     if parsed.dialect == "mysql":
         return await _MySQL.open(parsed, pool_min, pool_max, statement_timeout_ms)
     return await _Sqlite.open(parsed, pool_max, statement_timeout_ms)
-
-
-def _unreachable(url: DatabaseUrl, exc: BaseException) -> QuiverError:
-    return QuiverError.one(
-        f"cannot connect to {url.redacted()}: {exc}",
-        "database",
-        "check that the server runs and that the URL's host, port, user, password and database"
-        " are right",
-    )
 
 
 async def _keep_session(conn: Any) -> None:
@@ -92,8 +86,6 @@ class _Postgres:
     async def open(
         cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int
     ) -> _Postgres:
-        import asyncpg
-
         async def init(conn: Any) -> None:
             # JSON arrives as raw bytes: no decoding, the engine passes it through.
             await conn.set_type_codec(
@@ -104,24 +96,14 @@ class _Postgres:
                 format="binary",
             )
 
-        try:
-            pool = await asyncpg.create_pool(
-                host=url.host,
-                port=url.port,
-                user=url.user or None,
-                password=url.password or None,
-                database=url.database,
-                min_size=min(pool_min, pool_max),
-                max_size=pool_max,
-                init=init,
-                reset=_keep_session,
-                server_settings={
-                    "statement_timeout": str(timeout_ms),
-                    "application_name": "quiver",
-                },
-            )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise _unreachable(url, exc) from None
+        pool = await open_postgresql_pool(
+            url,
+            min_size=pool_min,
+            max_size=pool_max,
+            init=init,
+            reset=_keep_session,
+            server_settings={"statement_timeout": str(timeout_ms)},
+        )
         return cls(pool)
 
     async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
@@ -179,27 +161,11 @@ class _MySQL:
 
     @classmethod
     async def open(cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int) -> _MySQL:
-        import asyncmy
-
         init = list(cls.dialect.extra_session_sql)
         init.append("SET SESSION time_zone = '+00:00'")
         if timeout_ms:
             init.append(f"SET SESSION max_statement_time = {timeout_ms / 1000:.3f}")
-        try:
-            pool = await asyncmy.create_pool(
-                host=url.host,
-                port=url.port,
-                user=url.user or "root",
-                password=url.password,
-                db=url.database,
-                minsize=min(pool_min, pool_max),
-                maxsize=pool_max,
-                autocommit=True,
-                charset="utf8mb4",
-                init_command="; ".join(init),
-            )
-        except Exception as exc:  # asyncmy raises OperationalError and plain OSError
-            raise _unreachable(url, exc) from None
+        pool = await open_mysql_pool(url, min_size=pool_min, max_size=pool_max, session_sql=init)
         return cls(pool)
 
     async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
@@ -258,8 +224,8 @@ class _Sqlite:
 
     dialect = dialect_for("sqlite")
 
-    def __init__(self, path: str, threads: int, timeout_ms: int) -> None:
-        self.path = path
+    def __init__(self, url: DatabaseUrl, threads: int, timeout_ms: int) -> None:
+        self.url = url
         self.timeout_ms = timeout_ms
         self.local = threading.local()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="quiver-sqlite")
@@ -268,19 +234,19 @@ class _Sqlite:
 
     @classmethod
     async def open(cls, url: DatabaseUrl, threads: int, timeout_ms: int) -> _Sqlite:
-        db = cls(url.database, max(1, threads), timeout_ms)
+        db = cls(url, max(1, threads), timeout_ms)
         try:
             await db.ping()
-        except sqlite3.Error as exc:
+        except QuiverError:
             await db.close()
-            raise _unreachable(url, exc) from None
+            raise
         return db
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw", uri=True, check_same_thread=False, isolation_level=None
+            conn = connect_sqlite(
+                self.url, mode="rw", isolation_level=None, check_same_thread=False
             )
             for stmt in self.dialect.extra_session_sql:
                 conn.execute(stmt)

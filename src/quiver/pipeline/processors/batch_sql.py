@@ -21,6 +21,7 @@ import pyarrow as pa
 from quiver.pipeline.component import LINE_COLUMN
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
+from quiver.sql.dialects import DUCKDB
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,9 +38,8 @@ __all__ = [
 ]
 
 
-def quote_ident(name: str) -> str:
-    """A SQL identifier, double-quoted."""
-    return '"' + name.replace('"', '""') + '"'
+#: A DuckDB identifier, quoted by the DuckDB dialect (empty names are refused).
+quote_ident = DUCKDB.quote_ident
 
 
 def require_columns(schema: pa.Schema, wanted: list[str]) -> None:

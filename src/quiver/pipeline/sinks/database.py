@@ -38,7 +38,7 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
 from quiver.runtime.errors import (
@@ -48,6 +48,8 @@ from quiver.runtime.errors import (
     QuiverError,
     RetryableError,
 )
+from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
 
 __all__ = ["DatabaseSink", "DatabaseSinkConfig"]
@@ -74,6 +76,17 @@ class DatabaseSinkConfig(ComponentConfig):
     )
     batch_rows: int = Field(5_000, ge=1, description="Rows per INSERT statement on MariaDB/MySQL.")
 
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        _split_table(table)  # an IdentifierError is a ValueError: pydantic reports it
+        return table
+
+    @field_validator("keys")
+    @classmethod
+    def _key_names(cls, keys: list[str]) -> list[str]:
+        return [check_identifier(k) for k in keys]
+
     @model_validator(mode="after")
     def _keys_for_upsert(self) -> DatabaseSinkConfig:
         if self.mode == "upsert" and not self.keys:
@@ -84,18 +97,19 @@ class DatabaseSinkConfig(ComponentConfig):
 
 
 def _split_table(name: str) -> tuple[str | None, str]:
-    schema, _, table = name.rpartition(".")
-    return (schema or None), table
-
-
-def _pg(name: str) -> str:
-    """Quote an identifier for PostgreSQL and SQLite."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _my(name: str) -> str:
-    """Quote an identifier for MariaDB/MySQL."""
-    return "`" + name.replace("`", "``") + "`"
+    """``schema.table`` -> ``("schema", "table")``; ``table`` -> ``(None, "table")``."""
+    parts = split_table_name(name)
+    if len(parts) > 2:
+        raise IdentifierError(
+            [
+                ErrorDetail(
+                    f"the table name {name!r} has {len(parts)} parts",
+                    "table name",
+                    "write `table` or `schema.table`",
+                )
+            ]
+        )
+    return (parts[0] if len(parts) == 2 else None), parts[-1]
 
 
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
@@ -210,8 +224,6 @@ class _Backend:
 
 
 def _error(exc: BaseException, sink_: DatabaseSink, doing: str) -> QuiverError:
-    from quiver.pipeline.sources.database import database_error
-
     return database_error(exc, sink_.url, f"{doing} table {sink_.cfg.table!r}")
 
 
@@ -238,6 +250,8 @@ class _AdbcBackend(_Backend):
         self.s = sink_
         self.ctx = ctx
         self.sqlite = sink_.url.dialect == "sqlite"
+        self.dialect = dialect_for(sink_.url.dialect)
+        self.q = self.dialect.quote_ident
         self.conn: Any = None
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -250,15 +264,13 @@ class _AdbcBackend(_Backend):
             cur.close()
 
     def _target(self) -> str:
-        return ".".join(_pg(p) for p in (self.s.db_schema, self.s.table) if p)
+        return self.dialect.quote_table(self.s.cfg.table)
 
     def _stage(self) -> str:
-        return ("temp." if self.sqlite else "") + _pg(self.s.stage)
+        return ("temp." if self.sqlite else "") + self.q(self.s.stage)
 
     def _open(self, empty: pa.Table) -> None:
-        from quiver.pipeline.sources.database import adbc_connect
-
-        self.conn = adbc_connect(self.s.url, self.ctx.base_dir, autocommit=False)
+        self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
         self._stage_rows(empty, "create")
 
     def _stage_rows(self, table: pa.Table, mode: str) -> None:
@@ -313,14 +325,14 @@ class _AdbcBackend(_Backend):
             for f in self.s.schema:
                 if pa.types.is_decimal(f.type):
                     self._sql(
-                        f"ALTER TABLE {self._target()} ALTER COLUMN {_pg(f.name)} "
+                        f"ALTER TABLE {self._target()} ALTER COLUMN {self.q(f.name)} "
                         f"TYPE numeric({min(f.type.precision, 1000)}, {f.type.scale})"
                     )
         if self.s.cfg.mode == "upsert":
-            index = _pg(f"{self.s.table}_quiver_key")
+            index = self.q(f"{self.s.table}_quiver_key")
             if self.sqlite and self.s.db_schema:
-                index = f"{_pg(self.s.db_schema)}.{index}"
-            keys = ", ".join(_pg(k) for k in self.s.cfg.keys)
+                index = f"{self.q(self.s.db_schema)}.{index}"
+            keys = ", ".join(self.q(k) for k in self.s.cfg.keys)
             self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
 
     def _commit(self) -> None:
@@ -349,12 +361,12 @@ class _AdbcBackend(_Backend):
         cols = self.s.columns
 
         def value(c: str, alias: str) -> str:
-            ref = f"{alias}.{_pg(c)}"
+            ref = f"{alias}.{self.q(c)}"
             if types and not self.sqlite:
                 return f"CAST({ref} AS {types[c]})"
             return ref
 
-        col_list = ", ".join(_pg(c) for c in cols)
+        col_list = ", ".join(self.q(c) for c in cols)
         if mode != "upsert":
             select = ", ".join(value(c, "s") for c in cols)
             self._sql(
@@ -367,30 +379,32 @@ class _AdbcBackend(_Backend):
     def _upsert(self, cols: list[str], value: Any) -> None:
         keys = self.s.cfg.keys
         stage = self._stage()
-        key_list = ", ".join(_pg(k) for k in keys)
-        index = _pg(f"{self.s.stage}_key")
+        key_list = ", ".join(self.q(k) for k in keys)
+        index = self.q(f"{self.s.stage}_key")
         if self.sqlite:
-            self._sql(f"CREATE INDEX temp.{index} ON {_pg(self.s.stage)} ({key_list}, {_pg(_SEQ)})")
+            self._sql(
+                f"CREATE INDEX temp.{index} ON {self.q(self.s.stage)} ({key_list}, {self.q(_SEQ)})"
+            )
         else:
-            self._sql(f"CREATE INDEX {index} ON {stage} ({key_list}, {_pg(_SEQ)})")
+            self._sql(f"CREATE INDEX {index} ON {stage} ({key_list}, {self.q(_SEQ)})")
             self._sql(f"ANALYZE {stage}")
 
         def match(a: str, b: str) -> str:
-            return " AND ".join(f"{a}.{_pg(k)} = {b}.{_pg(k)}" for k in keys)
+            return " AND ".join(f"{a}.{self.q(k)} = {b}.{self.q(k)}" for k in keys)
 
         latest = (
             f"(SELECT * FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM {stage} s2 "
-            f"WHERE {match('s2', 's')} AND s2.{_pg(_SEQ)} > s.{_pg(_SEQ)}))"
+            f"WHERE {match('s2', 's')} AND s2.{self.q(_SEQ)} > s.{self.q(_SEQ)}))"
         )
         target = self._target()
         others = [c for c in cols if c not in keys]
         if others:
-            sets = ", ".join(f"{_pg(c)} = {value(c, 'd')}" for c in others)
-            where = " AND ".join(f"{target}.{_pg(k)} = {value(k, 'd')}" for k in keys)
+            sets = ", ".join(f"{self.q(c)} = {value(c, 'd')}" for c in others)
+            where = " AND ".join(f"{target}.{self.q(k)} = {value(k, 'd')}" for k in keys)
             self._sql(f"UPDATE {target} SET {sets} FROM {latest} d WHERE {where}")
         select = ", ".join(value(c, "d") for c in cols)
-        exists = " AND ".join(f"t.{_pg(k)} = {value(k, 'd')}" for k in keys)
-        col_list = ", ".join(_pg(c) for c in cols)
+        exists = " AND ".join(f"t.{self.q(k)} = {value(k, 'd')}" for k in keys)
+        col_list = ", ".join(self.q(c) for c in cols)
         self._sql(
             f"INSERT INTO {target} ({col_list}) SELECT {select} FROM {latest} d "
             f"WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {exists})"
@@ -477,14 +491,16 @@ class _MysqlBackend(_Backend):
 
     def __init__(self, sink_: DatabaseSink) -> None:
         self.s = sink_
+        self.dialect = dialect_for(sink_.url.dialect)
+        self.q = self.dialect.quote_ident
         self.conn: Any = None
         self.fields: list[pa.Field] = []
 
     def _target(self) -> str:
-        return ".".join(_my(p) for p in (self.s.db_schema, self.s.table) if p)
+        return self.dialect.quote_table(self.s.cfg.table)
 
     def _named(self, name: str) -> str:
-        return ".".join(_my(p) for p in (self.s.db_schema, name) if p)
+        return ".".join(self.q(p) for p in (self.s.db_schema, name) if p)
 
     async def _sql(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
         async with self.conn.cursor() as cur:
@@ -493,28 +509,25 @@ class _MysqlBackend(_Backend):
 
     def _ddl_columns(self, fields: list[pa.Field]) -> str:
         return ", ".join(
-            f"{_my(f.name)} {_mysql_type(f, f.name in self.s.cfg.keys)}" for f in fields
+            f"{self.q(f.name)} {_mysql_type(f, f.name in self.s.cfg.keys)}" for f in fields
         )
 
     async def open(self, empty: pa.Table) -> None:
-        import asyncmy
-
-        from quiver.pipeline.sources.database import mysql_connect_args
-
         try:
-            self.conn = await asyncmy.connect(**mysql_connect_args(self.s.url))
+            self.conn = await connect_mysql(self.s.url)
             self.fields = list(empty.schema)
             await self._sql(
-                f"CREATE TEMPORARY TABLE {_my(self.s.stage)} ({self._ddl_columns(self.fields)})"
+                f"CREATE TEMPORARY TABLE {self.q(self.s.stage)} ({self._ddl_columns(self.fields)})"
             )
         except Exception as exc:
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
     async def write(self, table: pa.Table) -> None:
-        names = ", ".join(_my(f.name) for f in self.fields)
+        # The statement takes parameters: a literal % (in a column name) is written %%.
+        names = ", ".join(self.q(f.name) for f in self.fields).replace("%", "%%")
         marks = ", ".join(["%s"] * len(self.fields))
-        statement = f"INSERT INTO {_my(self.s.stage)} ({names}) VALUES ({marks})"
+        statement = f"INSERT INTO {self.q(self.s.stage)} ({names}) VALUES ({marks})"
         size = self.s.cfg.batch_rows
         try:
             for offset in range(0, table.num_rows, size):
@@ -545,14 +558,16 @@ class _MysqlBackend(_Backend):
         return any(set(str(r[1]).split(",")) == wanted for r in rows)
 
     def _insert(self, into: str, cols: list[str]) -> str:
-        names = ", ".join(_my(c) for c in cols)
-        order = f" ORDER BY {_my(_SEQ)}" if self.s.cfg.mode == "upsert" else ""
-        statement = f"INSERT INTO {into} ({names}) SELECT {names} FROM {_my(self.s.stage)}{order}"
+        names = ", ".join(self.q(c) for c in cols)
+        order = f" ORDER BY {self.q(_SEQ)}" if self.s.cfg.mode == "upsert" else ""
+        statement = (
+            f"INSERT INTO {into} ({names}) SELECT {names} FROM {self.q(self.s.stage)}{order}"
+        )
         others = [c for c in cols if c not in self.s.cfg.keys]
         if self.s.cfg.mode == "upsert":
             updates = others or self.s.cfg.keys[:1]
             statement += " ON DUPLICATE KEY UPDATE " + ", ".join(
-                f"{_my(c)} = VALUES({_my(c)})" for c in updates
+                f"{self.q(c)} = VALUES({self.q(c)})" for c in updates
             )
         return statement
 
@@ -590,7 +605,7 @@ class _MysqlBackend(_Backend):
         fields = [f for f in self.fields if f.name != _SEQ]
         key = ""
         if mode == "upsert":
-            key = ", PRIMARY KEY (" + ", ".join(_my(k) for k in self.s.cfg.keys) + ")"
+            key = ", PRIMARY KEY (" + ", ".join(self.q(k) for k in self.s.cfg.keys) + ")"
         await self._sql(f"CREATE TABLE {self._named(fresh)} ({self._ddl_columns(fields)}{key})")
         try:
             await self._sql(self._insert(self._named(fresh), cols))

@@ -20,15 +20,16 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
-from quiver.sql.url import DatabaseUrl, parse_database_url
+from quiver.runtime.errors import ConfigError, PermanentError
+from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
+from quiver.sql.url import parse_database_url
 
 __all__ = ["DatabaseSource", "DatabaseSourceConfig", "IncrementalConfig"]
 
@@ -48,6 +49,11 @@ class IncrementalConfig(BaseModel):
         description="Read rows equal to the last value again (>=), for cursors that are not "
         "unique; pair it with an upsert sink.",
     )
+
+    @field_validator("column")
+    @classmethod
+    def _named(cls, column: str) -> str:
+        return check_identifier(column)  # an IdentifierError is a ValueError for pydantic
 
 
 class DatabaseSourceConfig(ComponentConfig):
@@ -69,6 +75,13 @@ class DatabaseSourceConfig(ComponentConfig):
         None, description="Read only rows whose cursor column is past the last run's value."
     )
 
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str | None) -> str | None:
+        if table is not None:
+            split_table_name(table)  # an IdentifierError is a ValueError: pydantic reports it
+        return table
+
     @model_validator(mode="after")
     def _table_or_query(self) -> DatabaseSourceConfig:
         if (self.table is None) == (self.query is None):
@@ -83,27 +96,28 @@ class DatabaseSource:
     def __init__(self, cfg: DatabaseSourceConfig) -> None:
         self.cfg = cfg
         self.url = parse_database_url(cfg.url)
+        self.dialect = dialect_for(self.url.dialect)
         self.state_path = ""
         self.last: Any = None  # the cursor value of the previous run (incremental)
         self.highest: Any = None  # the highest cursor value read in this run
 
     def _query(self) -> tuple[str, tuple[Any, ...]]:
-        quote_char = "`" if self.url.dialect == "mysql" else '"'
+        dialect = self.dialect
         if self.cfg.query is not None:
             base = self.cfg.query
         else:
             assert self.cfg.table is not None
-            base = f"SELECT * FROM {quote_table(self.cfg.table, quote_char)}"
+            base = f"SELECT * FROM {dialect.quote_table(self.cfg.table)}"
         inc = self.cfg.incremental
         if inc is None:
             return base, ()
-        column = f"q.{quote_ident(inc.column, quote_char)}"
+        column = f"q.{dialect.quote_ident(inc.column)}"
         query = f"SELECT * FROM ({base}) q"
         params: tuple[Any, ...] = ()
         if self.last is not None:
-            if self.url.dialect == "mysql":  # with parameters, a literal % is written %%
-                query = query.replace("%", "%%")
-            mark = {"postgresql": "$1", "mysql": "%s", "sqlite": "?"}[self.url.dialect]
+            if dialect.escape_percent:  # with parameters, a literal % is written %%
+                query, column = query.replace("%", "%%"), column.replace("%", "%%")
+            mark = dialect.placeholder(1)
             query += f" WHERE {column} {'>=' if inc.inclusive else '>'} {mark}"
             params = (self.last,)
         return f"{query} ORDER BY {column}", params
@@ -152,7 +166,7 @@ class DatabaseSource:
     # -- PostgreSQL and SQLite through ADBC -----------------------------------------------
 
     async def _adbc_batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
-        conn = await asyncio.to_thread(adbc_connect, self.url, ctx.base_dir)
+        conn = await asyncio.to_thread(connect_adbc, self.url, ctx.base_dir)
         try:
             cur = conn.cursor()
             query, params = self._query()
@@ -175,14 +189,10 @@ class DatabaseSource:
     # -- MariaDB / MySQL through asyncmy ---------------------------------------------------
 
     async def _mysql_batches(self) -> AsyncIterator[pa.RecordBatch]:
-        import asyncmy
         from asyncmy.cursors import SSCursor
 
         query, params = self._query()
-        try:
-            conn = await asyncmy.connect(**mysql_connect_args(self.url))
-        except Exception as exc:
-            raise database_error(exc, self.url, "connecting") from exc
+        conn = await connect_mysql(self.url)
         try:
             async with conn.cursor(SSCursor) as cur:
                 try:
@@ -283,90 +293,6 @@ def write_cursor_state(path: str, column: str, value: Any) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
-
-
-# -- shared database plumbing (the database sink uses the same rules) ----------------------
-
-
-def quote_table(name: str, quote_char: str) -> str:
-    """Quote a possibly schema-qualified table name: ``a.b`` -> ``"a"."b"``."""
-    return ".".join(quote_ident(part, quote_char) for part in name.split("."))
-
-
-def quote_ident(name: str, quote_char: str) -> str:
-    return quote_char + name.replace(quote_char, quote_char * 2) + quote_char
-
-
-def adbc_connect(url: DatabaseUrl, base_dir: str, *, autocommit: bool = True) -> Any:
-    """An ADBC DB-API connection to a PostgreSQL or SQLite URL."""
-    try:
-        if url.dialect == "sqlite":
-            import adbc_driver_sqlite.dbapi as sqlite_dbapi
-
-            path = url.database
-            if path != ":memory:" and not os.path.isabs(path):
-                path = os.path.join(base_dir, path)
-            return sqlite_dbapi.connect(path, autocommit=autocommit)
-        import adbc_driver_postgresql.dbapi as pg_dbapi
-
-        return pg_dbapi.connect(postgres_uri(url), autocommit=autocommit)
-    except Exception as exc:
-        raise database_error(exc, url, "connecting") from exc
-
-
-def postgres_uri(url: DatabaseUrl) -> str:
-    auth = ""
-    if url.user:
-        auth = quote(url.user, safe="")
-        if url.password:
-            auth += ":" + quote(url.password, safe="")
-        auth += "@"
-    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in url.options)
-    return f"postgresql://{auth}{url.host}:{url.port}/{quote(url.database, safe='')}" + (
-        f"?{query}" if query else ""
-    )
-
-
-def mysql_connect_args(url: DatabaseUrl) -> dict[str, Any]:
-    return {
-        "host": url.host,
-        "port": url.port,
-        "user": url.user or "root",
-        "password": url.password,
-        "db": url.database,
-        "autocommit": False,
-    }
-
-
-_TRANSIENT_MYSQL_CODES = {1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013}
-
-
-def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverError:
-    """Map a driver exception onto Retryable (connection trouble) or Permanent (bad SQL)."""
-    if isinstance(exc, QuiverError):
-        return exc
-    where = url.redacted()
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    kind = type(exc).__name__
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    transient = isinstance(exc, OSError | ConnectionError | TimeoutError) or (
-        code in _TRANSIENT_MYSQL_CODES
-    )
-    if kind == "OperationalError" and (
-        code is None or code in _TRANSIENT_MYSQL_CODES or "connect" in text.lower()
-    ):
-        transient = True
-    if transient:
-        return RetryableError.one(
-            f"database unavailable while {doing}: {text}",
-            where,
-            "check that the server is running and reachable; the run retries with backoff",
-        )
-    return PermanentError.one(
-        f"database error while {doing}: {text}",
-        where,
-        "check the table and column names and the SQL against the database",
-    )
 
 
 def _read_next(reader: Any) -> pa.RecordBatch | None:

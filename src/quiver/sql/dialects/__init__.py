@@ -1,7 +1,10 @@
-"""SQL dialects as data: what differs between PostgreSQL, MariaDB/MySQL and SQLite.
+"""SQL dialects as data: what differs between PostgreSQL, MariaDB/MySQL, SQLite and DuckDB.
 
 Planners never branch on a dialect's name; they read these fields. Templates use ``{}`` for the
 fragments they wrap (see :func:`quiver.sql.build.template`).
+
+Identifiers are quoted here and nowhere else: :meth:`Dialect.quote_ident` for one name,
+:meth:`Dialect.quote_table` for a table name that may carry its schema (``schema.table``).
 """
 
 from __future__ import annotations
@@ -10,14 +13,32 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Dialect", "dialect_for"]
+from quiver.runtime.errors import ConfigError, ErrorDetail
+
+__all__ = [
+    "DUCKDB",
+    "MYSQL",
+    "POSTGRESQL",
+    "SQLITE",
+    "Dialect",
+    "IdentifierError",
+    "check_identifier",
+    "dialect_for",
+    "split_table_name",
+]
 
 ScalarName = str
 
 
+class IdentifierError(ConfigError, ValueError):
+    """An identifier or table name that no quoting can express (empty, a NUL character).
+
+    Also a ValueError, so a config validator may let it through to pydantic."""
+
+
 @dataclass(frozen=True)
 class Dialect:
-    name: Literal["postgresql", "mysql", "sqlite"]
+    name: Literal["postgresql", "mysql", "sqlite", "duckdb"]
     quote_char: str
     placeholder: Callable[[int], str]
     json_object_fn: str
@@ -58,10 +79,78 @@ class Dialect:
     true_literal: str = "TRUE"
     like_escape_char: str = "!"
     extra_session_sql: tuple[str, ...] = field(default=())
+    #: Identifiers hold only Basic Multilingual Plane characters (no emoji) and do not end in a
+    #: space: MariaDB/MySQL refuse others, so quoting refuses them first, with the fix.
+    narrow_identifiers: bool = False
 
     def quote_ident(self, name: str) -> str:
+        """One identifier, quoted: the quote character inside it is doubled, so any name (dots,
+        spaces, quotes, unicode) stays one identifier. Empty names and NUL are refused."""
+        check_identifier(name)
+        if self.narrow_identifiers and not name.isascii():
+            _check_narrow(name)
+        elif self.narrow_identifiers and name.endswith(" "):
+            raise _narrow_error(name, "ends with a space")
         q = self.quote_char
         return q + name.replace(q, q + q) + q
+
+    def quote_table(self, name: str) -> str:
+        """A table name, optionally qualified (``schema.table``), quoted part by part."""
+        return ".".join(self.quote_ident(part) for part in split_table_name(name))
+
+
+def check_identifier(name: str) -> str:
+    """``name`` when quoting can express it in every dialect; else an IdentifierError."""
+    if not name or "\x00" in name:
+        raise _bad_identifier(name)
+    return name
+
+
+def _check_narrow(name: str) -> None:
+    wide = next((c for c in name if ord(c) > 0xFFFF), None)
+    if wide is not None:
+        raise _narrow_error(name, f"holds {wide!r}, outside the Basic Multilingual Plane")
+    if name.endswith(" "):
+        raise _narrow_error(name, "ends with a space")
+
+
+def _narrow_error(name: str, problem: str) -> IdentifierError:
+    return IdentifierError(
+        [
+            ErrorDetail(
+                f"the identifier {name!r} {problem}, which MariaDB/MySQL do not allow",
+                "identifier",
+                "rename the column or table, e.g. with the rename processor",
+            )
+        ]
+    )
+
+
+def split_table_name(name: str) -> tuple[str, ...]:
+    """The parts of a possibly qualified table name: ``sales.orders`` -> ``("sales", "orders")``.
+
+    A dot always separates parts; an empty part (``a..b``, ``.a``, an empty name) is refused.
+    """
+    parts = tuple(name.split("."))
+    if any(not part or "\x00" in part for part in parts):
+        raise _bad_identifier(name, table=True)
+    return parts
+
+
+def _bad_identifier(name: str, *, table: bool = False) -> IdentifierError:
+    what = "table name" if table else "identifier"
+    if "\x00" in name:
+        problem = f"the {what} {name!r} contains a NUL character"
+    elif not name:
+        problem = f"the {what} is empty"
+    else:
+        problem = f"the {what} {name!r} has an empty part"
+    fix = (
+        "write `table` or `schema.table`, each part non-empty"
+        if table
+        else "name a column or table with at least one character and no NUL"
+    )
+    return IdentifierError([ErrorDetail(problem, what, fix)])
 
 
 def _pg_placeholder(n: int) -> str:
@@ -146,6 +235,7 @@ MYSQL = Dialect(
     in_list="expand",
     escape_percent=True,
     extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
+    narrow_identifiers=True,
 )
 
 SQLITE = Dialect(
@@ -183,8 +273,39 @@ SQLITE = Dialect(
     extra_session_sql=("PRAGMA case_sensitive_like = ON",),
 )
 
-_DIALECTS: dict[str, Dialect] = {d.name: d for d in (POSTGRESQL, MYSQL, SQLITE)}
+#: DuckDB, the engine of the pipeline's batch processors (sql, filter, derive, ...): they take
+#: their quoting and placeholders from here. No GraphQL schema is served from DuckDB.
+DUCKDB = Dialect(
+    name="duckdb",
+    quote_char='"',
+    placeholder=_qmark,
+    json_object_fn="json_object",
+    json_agg_fn="json_group_array",
+    json_agg_orders=True,
+    json_agg_limits=False,
+    derived_tables_see_outer=True,
+    empty_json_array="CAST('[]' AS JSON)",
+    embed_json="{}",
+    scalar_output={
+        "BigInt": "CAST({} AS VARCHAR)",
+        "Decimal": "CAST({} AS VARCHAR)",
+        "ID": "CAST({} AS VARCHAR)",
+        "UUID": "CAST({} AS VARCHAR)",
+    },
+    supports_nulls_order=True,
+    least_fn="LEAST",
+    greatest_fn="GREATEST",
+    concat_text_int="({} || CAST({} AS VARCHAR))",
+    limit_all="ALL",
+    ilike="{} ILIKE {} ESCAPE '!'",
+    like="{} LIKE {} ESCAPE '!'",
+    in_list="expand",
+    text_cast="CAST({} AS VARCHAR)",
+)
+
+_DIALECTS: dict[str, Dialect] = {d.name: d for d in (POSTGRESQL, MYSQL, SQLITE, DUCKDB)}
 
 
 def dialect_for(name: str) -> Dialect:
+    """The dialect called ``name``: postgresql, mysql, sqlite or duckdb."""
     return _DIALECTS[name]

@@ -1,0 +1,302 @@
+"""Every database connection Quiver opens, for every dialect, and what its failures mean.
+
+* :func:`open_postgresql_pool`, :func:`open_mysql_pool`: asyncpg / asyncmy pools (the GraphQL
+  engine's executor, :mod:`quiver.sql.database`).
+* :func:`connect_postgresql`, :func:`connect_mysql`: one asyncpg / asyncmy connection.
+* :func:`connect_adbc`: an ADBC DB-API connection to PostgreSQL or SQLite, which reads and
+  writes Arrow batches directly (the pipeline's database source and sink).
+* :func:`connect_sqlite`: a ``sqlite3`` DB-API connection.
+
+Each raises a typed error when the database cannot be reached or refuses the connection, and
+:func:`database_error` sorts any driver exception the same way:
+
+* :class:`RetryableError`: the server is unreachable, a timeout, the connection dropped, the
+  server is starting up or out of connections, a deadlock or serialization failure;
+* :class:`PermanentError`: refused credentials, an unknown database, a missing SQLite file, bad
+  SQL, a missing table. Retrying cannot help; the message says which, with the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import quote
+
+from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.sql.url import DatabaseUrl
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "connect_adbc",
+    "connect_mysql",
+    "connect_postgresql",
+    "connect_sqlite",
+    "database_error",
+    "open_mysql_pool",
+    "open_postgresql_pool",
+    "sqlite_path",
+]
+
+#: Seconds to wait for a server to accept a connection.
+CONNECT_TIMEOUT_S = 10.0
+
+_SERVER_FIX = "check that the server is running and that the host and port in the URL are right"
+_CREDENTIALS_FIX = "check the user and password in the URL (or the ${VAR} it reads them from)"
+_DATABASE_FIX = "create the database, or fix its name in the URL"
+_SQL_FIX = "check the table and column names and the SQL against the database"
+_SQLITE_FIX = "check the path in sqlite:///relative.db or sqlite:////absolute/path.db"
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+async def open_postgresql_pool(
+    url: DatabaseUrl,
+    *,
+    min_size: int,
+    max_size: int,
+    init: Callable[[Any], Awaitable[None]] | None = None,
+    reset: Callable[[Any], Awaitable[None]] | None = None,
+    server_settings: Mapping[str, str] | None = None,
+) -> Any:
+    """An asyncpg pool of ``min_size``..``max_size`` connections (``asyncpg.Pool``)."""
+    import asyncpg
+
+    try:
+        return await asyncpg.create_pool(
+            **_postgresql_args(url, server_settings),
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            init=init,
+            reset=reset,
+        )
+    except Exception as exc:
+        raise _connect_error(exc, url) from exc
+
+
+async def connect_postgresql(
+    url: DatabaseUrl, *, server_settings: Mapping[str, str] | None = None
+) -> Any:
+    """One asyncpg connection (``asyncpg.Connection``)."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(**_postgresql_args(url, server_settings))
+    except Exception as exc:
+        raise _connect_error(exc, url) from exc
+
+
+def _postgresql_args(url: DatabaseUrl, server_settings: Mapping[str, str] | None) -> dict[str, Any]:
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.user or None,
+        "password": url.password or None,
+        "database": url.database,
+        "timeout": CONNECT_TIMEOUT_S,
+        "server_settings": {"application_name": "quiver", **(server_settings or {})},
+    }
+
+
+async def open_mysql_pool(
+    url: DatabaseUrl, *, min_size: int, max_size: int, session_sql: Sequence[str] = ()
+) -> Any:
+    """An asyncmy pool in autocommit mode; every connection first runs ``session_sql``."""
+    import asyncmy
+
+    try:
+        return await asyncmy.create_pool(
+            **_mysql_args(url),
+            minsize=min(min_size, max_size),
+            maxsize=max_size,
+            autocommit=True,
+            init_command="; ".join(session_sql) or None,
+        )
+    except Exception as exc:  # asyncmy raises OperationalError and plain OSError
+        raise _connect_error(exc, url) from exc
+
+
+async def connect_mysql(url: DatabaseUrl, *, autocommit: bool = False) -> Any:
+    """One asyncmy connection (``asyncmy.Connection``), in a transaction unless ``autocommit``."""
+    import asyncmy
+
+    try:
+        return await asyncmy.connect(**_mysql_args(url), autocommit=autocommit)
+    except Exception as exc:
+        raise _connect_error(exc, url) from exc
+
+
+def _mysql_args(url: DatabaseUrl) -> dict[str, Any]:
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.user or "root",
+        "password": url.password,
+        "db": url.database,
+        "charset": "utf8mb4",
+        "connect_timeout": CONNECT_TIMEOUT_S,
+    }
+
+
+def connect_adbc(url: DatabaseUrl, base_dir: str = "", *, autocommit: bool = True) -> Any:
+    """An ADBC DB-API connection to a PostgreSQL or SQLite URL (blocking: run it in a thread).
+
+    A relative SQLite path is resolved against ``base_dir`` (a pipeline's folder).
+    """
+    try:
+        if url.dialect == "sqlite":
+            import adbc_driver_sqlite.dbapi as sqlite_dbapi
+
+            return sqlite_dbapi.connect(sqlite_path(url, base_dir), autocommit=autocommit)
+        if url.dialect != "postgresql":
+            raise PermanentError.one(
+                f"ADBC connects to PostgreSQL and SQLite, not {url.dialect}",
+                url.redacted(),
+                "use connect_mysql for MariaDB/MySQL",
+            )
+        import adbc_driver_postgresql.dbapi as pg_dbapi
+
+        return pg_dbapi.connect(_postgresql_uri(url), autocommit=autocommit)
+    except Exception as exc:
+        raise _connect_error(exc, url) from exc
+
+
+def _postgresql_uri(url: DatabaseUrl) -> str:
+    auth = ""
+    if url.user:
+        auth = quote(url.user, safe="")
+        if url.password:
+            auth += ":" + quote(url.password, safe="")
+        auth += "@"
+    options = [*url.options]
+    if not any(k == "connect_timeout" for k, _ in options):
+        options.append(("connect_timeout", f"{CONNECT_TIMEOUT_S:g}"))
+    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in options)
+    return f"postgresql://{auth}{url.host}:{url.port}/{quote(url.database, safe='')}?{query}"
+
+
+def sqlite_path(url: DatabaseUrl, base_dir: str = "") -> str:
+    """The SQLite file of ``url``; a relative path is resolved against ``base_dir``."""
+    path = url.database
+    if base_dir and path != ":memory:" and not os.path.isabs(path):
+        path = os.path.join(base_dir, path)
+    return path
+
+
+def connect_sqlite(
+    url: DatabaseUrl,
+    base_dir: str = "",
+    *,
+    mode: Literal["ro", "rw", "rwc"] = "rwc",
+    isolation_level: Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"] | None = "DEFERRED",
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """A ``sqlite3`` connection: ``ro`` reads an existing file, ``rw`` also writes it, ``rwc``
+    creates it when missing. ``isolation_level=None`` is autocommit."""
+    path = sqlite_path(url, base_dir)
+    if mode != "rwc" and path != ":memory:" and not os.path.isfile(path):
+        raise PermanentError.one(
+            f"the SQLite file {path!r} does not exist", url.redacted(), _SQLITE_FIX
+        )
+    try:
+        return sqlite3.connect(
+            f"file:{quote(path)}?mode={mode}",
+            uri=True,
+            timeout=CONNECT_TIMEOUT_S,
+            isolation_level=isolation_level,
+            check_same_thread=check_same_thread,
+        )
+    except sqlite3.Error as exc:
+        raise _connect_error(exc, url) from exc
+
+
+# -- what a failure means ---------------------------------------------------------------------
+
+#: MariaDB/MySQL error codes of connection trouble, lock waits and deadlocks.
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013}
+_MYSQL_CREDENTIALS = {1044, 1045, 1698}
+_MYSQL_UNKNOWN_DATABASE = 1049
+
+#: SQLSTATE classes and codes worth retrying: connection exceptions, insufficient resources,
+#: operator intervention (shutdown, "cannot connect now"), serialization failure, deadlock.
+_SQLSTATE_TRANSIENT_CLASSES = ("08", "53")
+_SQLSTATE_TRANSIENT = {"57P01", "57P02", "57P03", "40001", "40P01"}
+
+#: libpq's connection failures carry no SQLSTATE through ADBC: recognised by their text.
+_LIBPQ_UNKNOWN_DATABASE = re.compile(r'database "[^"]*" does not exist')
+_LIBPQ_CREDENTIALS = re.compile(
+    r'password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry'
+    r"|authentication failed|password is required"
+)
+
+
+def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverError:
+    """Map a driver exception raised while ``doing`` something onto a typed Quiver error.
+
+    Connection trouble becomes a :class:`RetryableError`; refused credentials, an unknown
+    database and bad SQL a :class:`PermanentError` that says how to fix it. Quiver errors pass
+    through unchanged. Messages name the URL with its password hidden.
+    """
+    if isinstance(exc, QuiverError):
+        return exc
+    where = url.redacted()
+    text = _first_line(exc)
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    libpq = not sqlstate and code is None  # a failed connect through ADBC: only its text
+    if (
+        code == _MYSQL_UNKNOWN_DATABASE
+        or sqlstate == "3D000"
+        or (libpq and _LIBPQ_UNKNOWN_DATABASE.search(text))
+    ):
+        return PermanentError.one(
+            f"database {url.database!r} does not exist ({doing}): {text}", where, _DATABASE_FIX
+        )
+    if (
+        code in _MYSQL_CREDENTIALS
+        or sqlstate.startswith("28")
+        or (libpq and _LIBPQ_CREDENTIALS.search(text))
+    ):
+        return PermanentError.one(
+            f"the database refused the credentials while {doing}: {text}", where, _CREDENTIALS_FIX
+        )
+    if _is_transient(exc, url, text, sqlstate, code):
+        return RetryableError.one(f"database unavailable while {doing}: {text}", where, _SERVER_FIX)
+    return PermanentError.one(f"database error while {doing}: {text}", where, _SQL_FIX)
+
+
+def _connect_error(exc: BaseException, url: DatabaseUrl) -> QuiverError:
+    if url.dialect == "sqlite" and not isinstance(exc, QuiverError):
+        return PermanentError.one(
+            f"cannot open the SQLite file {url.database!r}: {_first_line(exc)}",
+            url.redacted(),
+            _SQLITE_FIX,
+        )
+    return database_error(exc, url, "connecting")
+
+
+def _is_transient(
+    exc: BaseException, url: DatabaseUrl, text: str, sqlstate: str, code: int | None
+) -> bool:
+    if url.dialect == "sqlite":  # no server to lose: only a lock held by another writer passes
+        return "database is locked" in text or "busy" in text.lower()
+    if isinstance(exc, OSError | ConnectionError | TimeoutError):
+        return True
+    if code in _MYSQL_TRANSIENT:
+        return True
+    if sqlstate in _SQLSTATE_TRANSIENT or sqlstate.startswith(_SQLSTATE_TRANSIENT_CLASSES):
+        return True
+    # ADBC and asyncpg report a failed connect as an OperationalError without a code.
+    return type(exc).__name__ == "OperationalError" and (code is None or "connect" in text.lower())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError) and not text:
+        return f"no answer within {CONNECT_TIMEOUT_S:g}s"
+    return text.splitlines()[0] if text else type(exc).__name__
