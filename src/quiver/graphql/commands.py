@@ -110,8 +110,9 @@ def _no_database() -> Exception:
 
 def _check_graphql(schema: Schema) -> None:
     from quiver.graphql.schema import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
 
-    build_graphql_schema(schema)
+    build_graphql_schema(build_catalog(schema))
 
 
 def demo_command(

@@ -42,7 +42,8 @@ from graphql import (
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
-from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
+from quiver.graphql.schema import build_graphql_schema
+from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.database import (
     Database,
@@ -178,7 +179,7 @@ class Engine:
         self.dialect: Dialect = database.dialect
         self.settings = settings
         self.catalog: Catalog = build_catalog(schema)
-        self.graphql_schema: GraphQLSchema = build_graphql_schema(schema)
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000

@@ -176,8 +176,9 @@ def print_command(
 
     from graphql import print_schema
     from quiver.graphql.schema import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
 
-    typer.echo(print_schema(build_graphql_schema(schema)))
+    typer.echo(print_schema(build_graphql_schema(build_catalog(schema))))
 
 
 def _read_schema(path: Path) -> Schema:
