@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
 from tests.graphql.edge_fixtures import build_sqlite, statements
@@ -20,7 +20,7 @@ from tests.graphql.edge_fixtures import build_sqlite, statements
 class Runner:
     """Runs GraphQL documents through an engine and decodes the response."""
 
-    def __init__(self, engine: Engine, db: Any) -> None:
+    def __init__(self, engine: GraphQLEngine, db: Any) -> None:
         self.engine = engine
         self.db = db
         self.dialect: str = db.dialect
@@ -56,7 +56,7 @@ class Runner:
 async def chinook_runner(chinook_db: Any) -> AsyncIterator[Runner]:
     schema = await reflect_database(chinook_db.url)
     settings = QuiverSettings.model_validate({"database": {"url": chinook_db.url, "pool_max": 4}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         yield Runner(engine, chinook_db)
     finally:
@@ -98,11 +98,11 @@ async def awkward(
         db = ChinookDb(dialect, url)
         for statement in statements(dialect):
             db.query(statement)
-    engine: Engine | None = None
+    engine: GraphQLEngine | None = None
     try:
         schema = await reflect_database(url)
         settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
-        engine = await Engine.open(schema, settings)
+        engine = await GraphQLEngine.open(schema, settings)
         yield Runner(engine, db)
     finally:
         if engine is not None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.runtime.errors import QuiverError
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb
@@ -153,7 +153,7 @@ async def test_a_table_and_column_whose_names_start_with_a_digit(
     request: pytest.FixtureRequest, dialect: str
 ) -> None:
     """Either the API serves the table under a valid GraphQL name, or reflection refuses it
-    with a QuiverError that names it; never a GraphQLError traceback out of Engine.open."""
+    with a QuiverError that names it; never a GraphQLError traceback out of GraphQLEngine.open."""
     url: str = request.getfixturevalue(f"fresh_{dialect}")
     db = ChinookDb(dialect, url)  # type: ignore[arg-type]
     try:
@@ -163,7 +163,7 @@ async def test_a_table_and_column_whose_names_start_with_a_digit(
         schema = await reflect_database(url)
         settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 1}})
         try:
-            engine = await Engine.open(schema, settings)
+            engine = await GraphQLEngine.open(schema, settings)
         except QuiverError as exc:
             assert "1st table" in str(exc)
             return

@@ -167,7 +167,7 @@ async def test_a_forged_cursor_is_rejected_cleanly(
             {"c": cursor},
         )
     except Exception as exc:  # a crash is the defect this test looks for
-        pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
+        pytest.fail(f"GraphQLEngine.execute raised {type(exc).__name__}: {exc}")
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
     assert "cursor" in errors[0]["message"], errors
 

@@ -180,7 +180,7 @@ async def test_a_bigint_beyond_64_bits_is_answered_exactly_or_rejected_clearly(
             f"{{ scalarSamples(where: {{big: {{{op}: {literal}}}}}) {{ id }} }}"
         )
     except Exception as exc:  # a crash is the defect this test looks for
-        pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
+        pytest.fail(f"GraphQLEngine.execute raised {type(exc).__name__}: {exc}")
     if kind == "data":
         rows = sample_rows(chinook_runner)
         arg: Any = json.loads(literal)
@@ -354,13 +354,13 @@ async def test_a_nul_character_in_a_string_filter(
 async def test_a_lone_surrogate_in_a_variable_is_rejected_cleanly(
     chinook_runner: Runner, request: pytest.FixtureRequest
 ) -> None:
-    """Engine.execute takes Python values; a str holding a lone surrogate cannot be encoded."""
+    """GraphQLEngine.execute takes Python values; a str with a lone surrogate cannot be encoded."""
     try:
         kind, body = await chinook_runner.raw(
             "query($n: String!) { tracks(where: {name: {eq: $n}}) { trackId } }", {"n": "\ud800"}
         )
     except Exception as exc:  # a crash is the defect this test looks for
-        pytest.fail(f"Engine.execute raised {type(exc).__name__}: {exc}")
+        pytest.fail(f"GraphQLEngine.execute raised {type(exc).__name__}: {exc}")
     assert is_client_error(kind, body, "$n", "surrogate", "UTF-8"), body
 
 

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.authoring import compile_app
 from quiver.schema.ir import Entity, Schema
 from quiver.schema.reflect import reflect_database
@@ -267,7 +267,7 @@ async def test_extend_db_lays_authored_types_over_the_reflected_ones(
     assert song is not None and song.field("price") is not None and song.field("bytes") is None
 
     settings = QuiverSettings.model_validate({"database": {"url": sqlite_subset.url}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         prepared = engine.prepare(
             "{ record(albumId: 1) { headline performer { name } tracks { name price } } }", None
@@ -401,7 +401,7 @@ async def test_example_app_compiles_against_its_database_and_serves(tmp_path: Pa
     assert schema.entity("Album") is not None and schema.entity("Album").root_fields == ()  # type: ignore[union-attr]
 
     settings = QuiverSettings.model_validate({"database": {"url": url}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         query = """{
           artist(id: 1) { name albums { title tracks { name durationMs } } }

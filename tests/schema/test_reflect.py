@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from graphql import GraphQLInputObjectType
-from quiver.graphql.schema import build_graphql_schema
+from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError
 from quiver.schema import reflect as reflect_module
 from quiver.schema.catalog import build_catalog

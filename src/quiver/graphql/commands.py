@@ -121,7 +121,7 @@ def _no_database() -> Exception:
 
 
 def _check_graphql(schema: Schema) -> None:
-    from quiver.graphql.schema import build_graphql_schema
+    from quiver.graphql.typesystem import build_graphql_schema
     from quiver.schema.catalog import build_catalog
 
     build_graphql_schema(build_catalog(schema))
@@ -256,9 +256,9 @@ async def _check(settings: QuiverSettings) -> Schema:
     schema = await _schema_for(settings)
     _check_graphql(schema)
     if settings.database.url:
-        from quiver.graphql.engine import Engine
+        from quiver.graphql.engine import GraphQLEngine
 
-        engine = await Engine.open(schema, settings)
+        engine = await GraphQLEngine.open(schema, settings)
         try:
             await engine.database.ping()
             engine.prepare("{ __typename }")
@@ -309,7 +309,7 @@ def print_command(
             schema = _read_schema(schema_file or Path("schema.json"))
 
     from graphql import print_schema
-    from quiver.graphql.schema import build_graphql_schema
+    from quiver.graphql.typesystem import build_graphql_schema
     from quiver.schema.catalog import build_catalog
 
     typer.echo(print_schema(build_graphql_schema(build_catalog(schema))))

@@ -34,7 +34,7 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
-from quiver.graphql.schema import ORDER_DIRECTIONS
+from quiver.graphql.typesystem import ORDER_DIRECTIONS
 from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
