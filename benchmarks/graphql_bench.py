@@ -128,11 +128,13 @@ async def prepare_database() -> None:
 async def generated_sql() -> dict[str, tuple[str, str | None, list[Any]]]:
     """The SQL Quiver runs for each query, with its parameters bound for the benchmark."""
     from quiver.config.settings import QuiverSettings
-    from quiver.graphql.engine import Engine
+    from quiver.graphql.engine import GraphQLEngine
     from quiver.schema.reflect import reflect_database
 
     schema = await reflect_database(DB_URL)
-    engine = await Engine.open(schema, QuiverSettings.model_validate({"database": {"url": DB_URL}}))
+    engine = await GraphQLEngine.open(
+        schema, QuiverSettings.model_validate({"database": {"url": DB_URL}})
+    )
     out: dict[str, tuple[str, str | None, list[Any]]] = {}
     try:
         for name, (query, variables) in QUERIES.items():

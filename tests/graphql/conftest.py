@@ -1,22 +1,26 @@
-"""Engines over the Chinook database in each dialect, and a helper to run documents."""
+"""Engines over the Chinook database and the awkward database in each dialect, a helper to run
+documents, and the checks the edge-case tests share."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
 import pytest
+import pytest_asyncio
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
+from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
+from tests.graphql.edge_fixtures import build_sqlite, statements
 
 
 class Runner:
     """Runs GraphQL documents through an engine and decodes the response."""
 
-    def __init__(self, engine: Engine, db: Any) -> None:
+    def __init__(self, engine: GraphQLEngine, db: Any) -> None:
         self.engine = engine
         self.db = db
         self.dialect: str = db.dialect
@@ -52,8 +56,57 @@ class Runner:
 async def chinook_runner(chinook_db: Any) -> AsyncIterator[Runner]:
     schema = await reflect_database(chinook_db.url)
     settings = QuiverSettings.model_validate({"database": {"url": chinook_db.url, "pool_max": 4}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         yield Runner(engine, chinook_db)
     finally:
         await engine.close()
+
+
+#: Codes of an error that tells the client its request is wrong (never a crash).
+CLIENT_ERROR_CODES = {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}
+
+
+def xfail_on(
+    request: pytest.FixtureRequest, dialect: str, dialects: Iterable[str], reason: str
+) -> None:
+    """Mark the running test as a known, strict failure when it runs on one of ``dialects``."""
+    if dialect in set(dialects):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def is_client_error(kind: str, body: dict[str, Any], *needles: str) -> bool:
+    """A request error with a client code whose message names one of ``needles``."""
+    if kind == "data" or "errors" not in body:
+        return False
+    error = body["errors"][0]
+    code = error.get("extensions", {}).get("code")
+    return code in CLIENT_ERROR_CODES and any(n in error["message"] for n in needles)
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session", params=DIALECTS)
+async def awkward(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Runner]:
+    """An engine over the awkward database (tests/graphql/edge_fixtures.py) in each dialect."""
+    dialect: Dialect = request.param
+    if dialect == "sqlite":
+        url = build_sqlite(tmp_path_factory.mktemp("awkward") / "awkward.sqlite")
+        db = ChinookDb(dialect, url)
+    else:
+        url = create_empty_database(dialect)
+        db = ChinookDb(dialect, url)
+        for statement in statements(dialect):
+            db.query(statement)
+    engine: GraphQLEngine | None = None
+    try:
+        schema = await reflect_database(url)
+        settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
+        engine = await GraphQLEngine.open(schema, settings)
+        yield Runner(engine, db)
+    finally:
+        if engine is not None:
+            await engine.close()
+        db.close()
+        if dialect != "sqlite":
+            drop_database(url)

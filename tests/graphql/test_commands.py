@@ -1,4 +1,5 @@
-"""The serving commands run as a user runs them: the real CLI in a subprocess."""
+"""The serving commands and ``quiver schema print`` run as a user runs them: the real CLI in a
+subprocess."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.graphql.servers import QUIVER, free_port, serving
+from tests.schema.subset import SUBSET_APP, build_sqlite_subset
 
 
 def run(
@@ -177,3 +179,40 @@ def test_set_overrides_reach_the_settings(tmp_path: Path) -> None:
     done = run("check", "--set", "graphql.max_dept=3", cwd=tmp_path)
     assert done.returncode == 1
     assert "command line override: graphql.max_dept: unknown setting" in done.stderr
+
+
+def test_schema_print_shows_the_sdl_of_a_file_an_app_and_a_database(tmp_path: Path) -> None:
+    subset = build_sqlite_subset(tmp_path)
+    (tmp_path / "app.py").write_text(SUBSET_APP.format(db_schema=None))
+    assert run("compile", "app.py", cwd=tmp_path).returncode == 0
+    from_file = run("schema", "print", cwd=tmp_path)
+    assert from_file.returncode == 0, from_file.stderr
+    assert "type Album {" in from_file.stdout
+    assert "albums(" in from_file.stdout and "album(albumId: Int!): Album" in from_file.stdout
+    from_app = run("schema", "print", "--app", "app.py", cwd=tmp_path)
+    assert from_app.stdout == from_file.stdout
+    from_db = run("schema", "print", "--db", subset.url, cwd=tmp_path)
+    assert from_db.returncode == 0, from_db.stderr
+    # Reflection orders types by name, the app by declaration: the same SDL otherwise.
+    assert sorted(from_db.stdout.splitlines()) == sorted(from_file.stdout.splitlines())
+
+
+def test_schema_print_rejects_a_broken_schema_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text('{"version": 1, "entities": [{"name": "A"}]}')
+    out = run("schema", "print", "--schema", "bad.json", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == (
+        "error: bad.json: entities.0.source: Field required (compile it with "
+        "'quiver compile app.py -o FILE')"
+    )
+    assert "bad.json: entities.0.fields: Field required" in lines[1]
+    missing = run("schema", "print", "--schema", "nope.json", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "error: nope.json: no such schema file: nope.json (compile it with "
+        "'quiver compile app.py -o FILE')"
+    )
+    both = run("schema", "print", "--schema", "x.json", "--db", "sqlite:///x", cwd=tmp_path)
+    assert (both.returncode, both.stderr.strip()) == (1, "error: give only one of --schema, --db")

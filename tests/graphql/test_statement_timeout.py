@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
 from quiver.sql.url import parse_database_url
 
@@ -64,7 +64,7 @@ async def test_slow_statement_is_cancelled_with_a_timeout_error(empty_database: 
     settings = QuiverSettings.model_validate(
         {"database": {"url": url, "statement_timeout_ms": 200, "pool_max": 2}}
     )
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         outcome = await engine.execute(engine.prepare("{ slowViews { id note } }", None), None)
         body = orjson.loads(outcome.body)

@@ -1,4 +1,4 @@
-"""``quiver compile`` and ``quiver schema print`` against real databases, and the example app.
+"""``quiver compile`` against real databases, and the example app.
 
 Every test gets its own SQLite file, PostgreSQL schema or MariaDB database (random name,
 dropped afterwards).
@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncmy
@@ -22,106 +21,16 @@ import orjson
 import pytest
 
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import Engine
+from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.authoring import compile_app
 from quiver.schema.ir import Entity, Schema
 from quiver.schema.reflect import reflect_database
+from tests.schema.subset import SUBSET_APP, SUBSET_DDL, Database, build_sqlite_subset
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "authoring"
 QUIVER = str(Path(sys.executable).parent / "quiver")
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-SUBSET_DDL = [
-    "CREATE TABLE artist (artist_id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(120))",
-    "CREATE TABLE genre (genre_id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(120))",
-    """CREATE TABLE album (
-        album_id INTEGER NOT NULL PRIMARY KEY,
-        title VARCHAR(160) NOT NULL,
-        artist_id INTEGER NOT NULL REFERENCES artist (artist_id))""",
-    """CREATE TABLE track (
-        track_id INTEGER NOT NULL PRIMARY KEY,
-        name VARCHAR(200) NOT NULL,
-        album_id INTEGER REFERENCES album (album_id),
-        genre_id INTEGER REFERENCES genre (genre_id),
-        milliseconds INTEGER NOT NULL,
-        bytes BIGINT,
-        unit_price NUMERIC(10, 2) NOT NULL,
-        added_at TIMESTAMP)""",
-    "INSERT INTO artist VALUES (1, 'AC/DC'), (2, 'Accept')",
-    "INSERT INTO genre VALUES (1, 'Rock')",
-    "INSERT INTO album VALUES (1, 'Let There Be Rock', 1), (2, 'Balls to the Wall', 2)",
-    """INSERT INTO track VALUES
-        (1, 'Go Down', 1, 1, 331180, 10847611, 0.99, NULL),
-        (2, 'Dog Eat Dog', 1, 1, 215196, 7032162, 0.99, NULL),
-        (3, 'Balls to the Wall', 2, 1, 342562, 5510424, 0.99, NULL)""",
-]
-
-# The same tables, authored: what reflection must reproduce field for field.
-SUBSET_APP = """
-from __future__ import annotations
-
-from datetime import datetime
-from decimal import Decimal
-
-import quiver
-
-DB_SCHEMA = {db_schema!r}
-
-
-@quiver.type(source="artist", key="artist_id", db_schema=DB_SCHEMA)
-class Artist:
-    artist_id: int
-    name: str | None
-    albums: list[Album] = quiver.relation(fk="artist_id")
-
-
-@quiver.type(source="genre", key="genre_id", db_schema=DB_SCHEMA)
-class Genre:
-    genre_id: int
-    name: str | None
-    tracks: list[Track] = quiver.relation(fk="genre_id")
-
-
-@quiver.type(source="album", key="album_id", db_schema=DB_SCHEMA)
-class Album:
-    album_id: int
-    title: str
-    artist_id: int
-    artist: Artist = quiver.relation(fk="artist_id")
-    tracks: list[Track] = quiver.relation(fk="album_id")
-
-
-@quiver.type(source="track", key="track_id", db_schema=DB_SCHEMA)
-class Track:
-    track_id: int
-    name: str
-    album_id: int | None
-    genre_id: int | None
-    milliseconds: int
-    bytes: quiver.BigInt | None
-    unit_price: Decimal
-    added_at: datetime | None
-    album: Album | None = quiver.relation(fk="album_id")
-    genre: Genre | None = quiver.relation(fk="genre_id")
-"""
-
-
-@dataclass
-class Database:
-    dialect: str
-    url: str
-    db_schema: str | None
-
-
-def _sqlite(tmp_path: Path) -> Database:
-    path = tmp_path / f"subset_{secrets.token_hex(4)}.db"
-    conn = sqlite3.connect(path)
-    for stmt in SUBSET_DDL:
-        conn.execute(stmt)
-    conn.commit()
-    conn.close()
-    return Database("sqlite", f"sqlite:///{path}", None)
 
 
 @pytest.fixture
@@ -160,14 +69,14 @@ async def mysql_subset() -> AsyncIterator[Database]:
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def subset(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param == "sqlite":
-        return _sqlite(tmp_path)
+        return build_sqlite_subset(tmp_path)
     db: Database = request.getfixturevalue(f"{request.param}_subset")
     return db
 
 
 @pytest.fixture
 def sqlite_subset(tmp_path: Path) -> Database:
-    return _sqlite(tmp_path)
+    return build_sqlite_subset(tmp_path)
 
 
 @pytest.fixture
@@ -358,7 +267,7 @@ async def test_extend_db_lays_authored_types_over_the_reflected_ones(
     assert song is not None and song.field("price") is not None and song.field("bytes") is None
 
     settings = QuiverSettings.model_validate({"database": {"url": sqlite_subset.url}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         prepared = engine.prepare(
             "{ record(albumId: 1) { headline performer { name } tracks { name price } } }", None
@@ -469,44 +378,6 @@ def test_cli_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> None
     assert not (tmp_path / "schema.json").exists()
 
 
-def test_schema_print_shows_the_sdl_of_a_file_an_app_and_a_database(
-    sqlite_subset: Database, tmp_path: Path
-) -> None:
-    write(tmp_path / "app.py", SUBSET_APP.format(db_schema=None))
-    assert run_quiver("compile", "app.py", cwd=tmp_path).returncode == 0
-    from_file = run_quiver("schema", "print", cwd=tmp_path)
-    assert from_file.returncode == 0, from_file.stderr
-    assert "type Album {" in from_file.stdout
-    assert "albums(" in from_file.stdout and "album(albumId: Int!): Album" in from_file.stdout
-    from_app = run_quiver("schema", "print", "--app", "app.py", cwd=tmp_path)
-    assert from_app.stdout == from_file.stdout
-    from_db = run_quiver("schema", "print", "--db", sqlite_subset.url, cwd=tmp_path)
-    assert from_db.returncode == 0, from_db.stderr
-    # Reflection orders types by name, the app by declaration: the same SDL otherwise.
-    assert sorted(from_db.stdout.splitlines()) == sorted(from_file.stdout.splitlines())
-
-
-def test_schema_print_rejects_a_broken_schema_file(tmp_path: Path) -> None:
-    (tmp_path / "bad.json").write_text('{"version": 1, "entities": [{"name": "A"}]}')
-    out = run_quiver("schema", "print", "--schema", "bad.json", cwd=tmp_path)
-    assert out.returncode == 1
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert lines[0] == (
-        "error: bad.json: entities.0.source: Field required (compile it with "
-        "'quiver compile app.py -o FILE')"
-    )
-    assert "bad.json: entities.0.fields: Field required" in lines[1]
-    missing = run_quiver("schema", "print", "--schema", "nope.json", cwd=tmp_path)
-    assert missing.returncode == 1
-    assert missing.stderr.strip() == (
-        "error: nope.json: no such schema file: nope.json (compile it with "
-        "'quiver compile app.py -o FILE')"
-    )
-    both = run_quiver("schema", "print", "--schema", "x.json", "--db", "sqlite:///x", cwd=tmp_path)
-    assert (both.returncode, both.stderr.strip()) == (1, "error: give only one of --schema, --db")
-
-
 # --------------------------------------------------------------------------------------------
 # The example app
 # --------------------------------------------------------------------------------------------
@@ -530,7 +401,7 @@ async def test_example_app_compiles_against_its_database_and_serves(tmp_path: Pa
     assert schema.entity("Album") is not None and schema.entity("Album").root_fields == ()  # type: ignore[union-attr]
 
     settings = QuiverSettings.model_validate({"database": {"url": url}})
-    engine = await Engine.open(schema, settings)
+    engine = await GraphQLEngine.open(schema, settings)
     try:
         query = """{
           artist(id: 1) { name albums { title tracks { name durationMs } } }

@@ -22,9 +22,10 @@ import pytest
 import pytest_asyncio
 
 from graphql import GraphQLInputObjectType
-from quiver.graphql.schema import build_graphql_schema
+from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError
 from quiver.schema import reflect as reflect_module
+from quiver.schema.catalog import build_catalog
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import ascii_fold, camel, pascal
 from quiver.schema.reflect import mysql_scalar, reflect_database, sqlite_scalar
@@ -1003,7 +1004,7 @@ async def test_digit_leading_names_are_valid_graphql_names_everywhere(tmp_path: 
     assert [r.name for r in third.relations] == ["_1St"]
     assert [r.name for r in first.relations] == ["_3Rds"]
     assert all(re.fullmatch(r"[_A-Za-z][_0-9A-Za-z]*", n) for n in _graphql_names(schema))
-    build_graphql_schema(schema)  # graphql-core accepts every name
+    build_graphql_schema(build_catalog(schema))  # graphql-core accepts every name
 
 
 async def test_columns_named_like_combinators_or_enum_keywords_get_a_trailing_underscore(
@@ -1034,7 +1035,7 @@ async def test_columns_named_like_combinators_or_enum_keywords_get_a_trailing_un
     assert [r.name for r in logic.relations] == ["notByOrId"]
     assert [r.name for r in entity(schema, "Gate").relations] == ["and_"]
     assert [r.name for r in entity(schema, "Not").relations] == ["gates", "logics"]
-    graphql = build_graphql_schema(schema)
+    graphql = build_graphql_schema(build_catalog(schema))
     where = graphql.get_type("LogicWhere")
     assert isinstance(where, GraphQLInputObjectType)
     assert {"and", "or", "not", "and_", "or_", "not_"} <= set(where.fields)
@@ -1055,7 +1056,7 @@ async def test_a_plural_table_beside_its_singular_lists_with_a_list_suffix(
     assert (item.list_field, item.by_key_field) == ("items", "item")
     assert (items.list_field, items.by_key_field) == ("itemsList", "itemsByKey")
     assert [r.name for r in item.relations] == ["itemsList"]
-    build_graphql_schema(schema)
+    build_graphql_schema(build_catalog(schema))
 
 
 SPEND_VIEW = """

@@ -1,15 +1,19 @@
-"""CLI commands of this package: ``quiver demo``, ``quiver serve`` and ``quiver check``.
+"""CLI commands of this package: ``quiver demo``, ``quiver serve``, ``quiver check`` and
+``quiver schema print``.
 
-Only typer is imported at module level, so ``quiver --help`` stays fast; each command imports
-what it needs when it runs.
+Only typer (and the typer-only command module of quiver.schema) is imported at module level, so
+``quiver --help`` stays fast; each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from quiver.schema import commands as schema_commands
 
 if TYPE_CHECKING:
     from quiver.config.settings import QuiverSettings
@@ -25,11 +29,19 @@ EXAMPLE_QUERY = """{
 }"""
 
 
+schema_app = typer.Typer(
+    name="schema",
+    help="Inspect the GraphQL schema an app or a database produces.",
+    no_args_is_help=True,
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
     app.command("demo")(demo_command)
     app.command("serve")(serve_command)
     app.command("check")(check_command)
+    app.add_typer(schema_app, name="schema")
 
 
 Host = Annotated[str | None, typer.Option("--host", help="Address to bind (server.host).")]
@@ -89,7 +101,7 @@ async def _schema_for(settings: QuiverSettings) -> Schema:
     from quiver.schema.reflect import reflect_database
 
     if settings.schema_file:
-        from quiver.graphql.server import load_schema_file
+        from quiver.schema.ir import load_schema_file
 
         return load_schema_file(settings.schema_file)
     if not settings.database.url:
@@ -109,9 +121,10 @@ def _no_database() -> Exception:
 
 
 def _check_graphql(schema: Schema) -> None:
-    from quiver.graphql.schema import build_graphql_schema
+    from quiver.graphql.typesystem import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
 
-    build_graphql_schema(schema)
+    build_graphql_schema(build_catalog(schema))
 
 
 def demo_command(
@@ -243,12 +256,87 @@ async def _check(settings: QuiverSettings) -> Schema:
     schema = await _schema_for(settings)
     _check_graphql(schema)
     if settings.database.url:
-        from quiver.graphql.engine import Engine
+        from quiver.graphql.engine import GraphQLEngine
 
-        engine = await Engine.open(schema, settings)
+        engine = await GraphQLEngine.open(schema, settings)
         try:
             await engine.database.ping()
             engine.prepare("{ __typename }")
         finally:
             await engine.close()
     return schema
+
+
+@schema_app.command("print")
+def print_command(
+    schema_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema", metavar="FILE", help="A compiled schema.json (default: ./schema.json)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", metavar="URL", help="Reflect this database instead.")
+    ] = None,
+    app_file: Annotated[
+        Path | None,
+        typer.Option("--app", metavar="FILE", help="Compile this authored app instead."),
+    ] = None,
+    debug: schema_commands.Debug = False,
+) -> None:
+    """Print the GraphQL schema (SDL) that 'quiver serve' would serve."""
+    import asyncio
+
+    given = (("--schema", schema_file), ("--db", db), ("--app", app_file))
+    chosen = [name for name, value in given if value]
+    if len(chosen) > 1:
+        raise schema_commands.fail(f"give only one of {', '.join(chosen)}")
+    with schema_commands.failures_reported(debug):
+        if db:
+            from quiver.schema.reflect import reflect_database
+
+            schema = asyncio.run(reflect_database(db))
+        elif app_file is not None:
+            from quiver.schema.authoring import compile_app
+
+            result = asyncio.run(compile_app(app_file))
+            for line in result.lines():
+                typer.echo(line, err=True)
+            if result.schema is None:
+                raise typer.Exit(1)
+            schema = result.schema
+        else:
+            schema = _read_schema(schema_file or Path("schema.json"))
+
+    from graphql import print_schema
+    from quiver.graphql.typesystem import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
+
+    typer.echo(print_schema(build_graphql_schema(build_catalog(schema))))
+
+
+def _read_schema(path: Path) -> Schema:
+    from pydantic import ValidationError
+
+    from quiver.runtime.errors import ConfigError, ErrorDetail
+    from quiver.schema.ir import Schema
+
+    fix = "compile it with 'quiver compile app.py -o FILE'"
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError.one(f"no such schema file: {path}", str(path), fix) from None
+    except OSError as exc:
+        raise ConfigError.one(f"cannot read {path}: {exc.strerror}", str(path), fix) from None
+    try:
+        return Schema.from_json(text)
+    except ValidationError as exc:
+        details = [
+            ErrorDetail(
+                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}",
+                str(path),
+                fix,
+            )
+            for err in exc.errors()
+        ]
+        raise ConfigError(details) from None

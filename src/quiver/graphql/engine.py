@@ -42,7 +42,8 @@ from graphql import (
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
-from quiver.graphql.schema import Catalog, build_catalog, build_graphql_schema
+from quiver.graphql.typesystem import build_graphql_schema
+from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.database import (
     Database,
@@ -54,7 +55,7 @@ from quiver.sql.database import (
 )
 from quiver.sql.dialects import Dialect
 
-__all__ = ["Engine", "Outcome", "Prepared"]
+__all__ = ["GraphQLEngine", "Outcome", "Prepared"]
 
 log = logging.getLogger("quiver.graphql")
 
@@ -169,7 +170,7 @@ def _shape(value: Any, t: GraphQLInputType) -> Any:
     return 1
 
 
-class Engine:
+class GraphQLEngine:
     """Runs GraphQL operations against one database."""
 
     def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
@@ -178,7 +179,7 @@ class Engine:
         self.dialect: Dialect = database.dialect
         self.settings = settings
         self.catalog: Catalog = build_catalog(schema)
-        self.graphql_schema: GraphQLSchema = build_graphql_schema(schema)
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
@@ -187,7 +188,7 @@ class Engine:
         return list(validation_rules(self.settings.graphql))
 
     @classmethod
-    async def open(cls, schema: Schema, settings: QuiverSettings) -> Engine:
+    async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
         db = settings.database
         database = await open_database(
             db.url,

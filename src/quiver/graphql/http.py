@@ -1,7 +1,7 @@
 """The GraphQL HTTP surface: a lean ASGI app following GraphQL over HTTP.
 
 ``create_app(schema, settings)`` returns the ASGI application. Its lifespan opens the
-:class:`~quiver.graphql.engine.Engine` (one per server process). Routes:
+:class:`~quiver.graphql.engine.GraphQLEngine` (one per server process). Routes:
 
 * ``GET|POST <graphql.path>``: GraphQL requests, JSON (and batched JSON arrays) over POST,
   query-string parameters over GET; GraphiQL for browsers on GET with ``text/html``;
@@ -30,7 +30,7 @@ from prometheus_client.exposition import generate_latest
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.apq import ApqError, ApqStore, resolve_persisted_query
-from quiver.graphql.engine import Engine, Outcome
+from quiver.graphql.engine import GraphQLEngine, Outcome
 from quiver.graphql.graphiql import graphiql_page
 from quiver.schema.ir import Schema
 
@@ -190,7 +190,7 @@ class GraphQLApp:
         self.max_batch = gql.max_batch
         self.apq: ApqStore | None = ApqStore() if gql.persisted_queries else None
         self.graphiql = graphiql_page(gql.path) if gql.graphiql else None
-        self.engine: Engine | None = None
+        self.engine: GraphQLEngine | None = None
         self.metrics = _Metrics()
         self._accept_cache: dict[bytes | None, _Negotiated] = {}
 
@@ -232,7 +232,7 @@ class GraphQLApp:
     async def startup(self) -> None:
         """Open the engine (the lifespan calls this; call it yourself without a server)."""
         if self.engine is None:
-            self.engine = await Engine.open(self.schema, self.settings)
+            self.engine = await GraphQLEngine.open(self.schema, self.settings)
 
     async def shutdown(self) -> None:
         if self.engine is not None:

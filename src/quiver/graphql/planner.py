@@ -34,7 +34,8 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
-from quiver.graphql.schema import ORDER_DIRECTIONS, Catalog, RootField
+from quiver.graphql.typesystem import ORDER_DIRECTIONS
+from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template

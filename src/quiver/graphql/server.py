@@ -19,35 +19,13 @@ import orjson
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
 from quiver.runtime.errors import ConfigError
-from quiver.schema.ir import Schema
+from quiver.schema.ir import Schema, load_schema_file
 
-__all__ = ["SERVE_SPEC_ENV", "app_from_environment", "load_schema_file", "run_server"]
+__all__ = ["SERVE_SPEC_ENV", "app_from_environment", "run_server"]
 
 SERVE_SPEC_ENV = "QUIVER_SERVE_SPEC"
 
 log = logging.getLogger("quiver.graphql.server")
-
-
-def load_schema_file(path: str | Path) -> Schema:
-    """A compiled ``schema.json`` (from ``quiver compile`` or ``quiver schema print``)."""
-    file = Path(path)
-    try:
-        text = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError.one(
-            f"cannot read schema file: {exc.strerror or exc}",
-            str(file),
-            "give the path of a schema.json written by quiver compile",
-        ) from None
-    try:
-        return Schema.from_json(text)
-    except ValueError as exc:
-        first = str(exc).splitlines()
-        raise ConfigError.one(
-            f"not a Quiver schema file: {first[0] if first else exc}",
-            str(file),
-            "regenerate it with quiver compile",
-        ) from None
 
 
 def app_from_environment() -> GraphQLApp:

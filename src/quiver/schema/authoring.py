@@ -2,7 +2,7 @@
 attributes and ``@quiver.query`` root fields, collected into the schema IR.
 
 Decorators only attach a declaration to the object they decorate (and add it to the
-:class:`Registry` that is collecting, if any): importing an app twice, or two apps in one
+:class:`TypeRegistry` that is collecting, if any): importing an app twice, or two apps in one
 process, never mixes their declarations. :func:`load_app` imports an app from its file
 inside a fresh registry and :func:`build_schema` turns the declarations into a
 :class:`~quiver.schema.ir.Schema`, collecting every problem with its ``file:line``.
@@ -43,8 +43,8 @@ __all__ = [
     "CompiledApp",
     "OrderBy",
     "QueryDeclaration",
-    "Registry",
     "TypeDeclaration",
+    "TypeRegistry",
     "Where",
     "build_schema",
     "collecting",
@@ -164,7 +164,7 @@ _TYPE_ATTR = "__quiver_type__"
 _QUERY_ATTR = "__quiver_query__"
 
 
-class Registry:
+class TypeRegistry:
     """Declarations made while this registry is collecting, in declaration order."""
 
     def __init__(self) -> None:
@@ -178,13 +178,13 @@ class Registry:
             self.queries.append(decl)
 
 
-_ACTIVE: ContextVar[Registry | None] = ContextVar("quiver_authoring_registry", default=None)
+_ACTIVE: ContextVar[TypeRegistry | None] = ContextVar("quiver_authoring_registry", default=None)
 
 
 @contextlib.contextmanager
-def collecting() -> Iterator[Registry]:
+def collecting() -> Iterator[TypeRegistry]:
     """Collect the declarations made inside the ``with`` block into a new registry."""
-    registry = Registry()
+    registry = TypeRegistry()
     token = _ACTIVE.set(registry)
     try:
         yield registry

@@ -1,4 +1,4 @@
-"""CLI commands of this package: ``quiver compile`` and ``quiver schema print``.
+"""CLI command of this package: ``quiver compile``.
 
 Only typer is imported at module level; everything else inside the command bodies.
 """
@@ -8,33 +8,26 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from quiver.schema.ir import Schema
-
-schema_app = typer.Typer(
-    name="schema",
-    help="Inspect the GraphQL schema an app or a database produces.",
-    no_args_is_help=True,
-)
+__all__ = ["Debug", "compile_command", "fail", "failures_reported", "register"]
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
     app.command("compile")(compile_command)
-    app.add_typer(schema_app, name="schema")
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; the exit (status 1) for the caller to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
 
 
 @contextlib.contextmanager
-def _failures_reported(debug: bool) -> Iterator[None]:
+def failures_reported(debug: bool) -> Iterator[None]:
     """Quiver's errors and the system's as one ``error:`` line (re-raised with --debug)."""
     from quiver.runtime.errors import QuiverError
 
@@ -43,11 +36,11 @@ def _failures_reported(debug: bool) -> Iterator[None]:
     except QuiverError as exc:
         if debug:
             raise
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except OSError as exc:
         if debug:
             raise
-        raise _fail(f"cannot reflect the database: {exc}") from None
+        raise fail(f"cannot reflect the database: {exc}") from None
 
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
@@ -85,7 +78,7 @@ def compile_command(
 
     from quiver.schema.authoring import compile_app
 
-    with _failures_reported(debug):
+    with failures_reported(debug):
         result = asyncio.run(compile_app(app_file, check_db=check_db, extend_db=extend_db))
     if debug and result.import_traceback:
         typer.echo(result.import_traceback, err=True, nl=False)
@@ -102,7 +95,7 @@ def compile_command(
     try:
         _write_atomically(output, text)
     except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     entities = len(result.schema.entities)
     typer.echo(f"wrote {output} ({entities} type{'s' if entities != 1 else ''})", err=True)
 
@@ -131,77 +124,3 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-@schema_app.command("print")
-def print_command(
-    schema_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--schema", metavar="FILE", help="A compiled schema.json (default: ./schema.json)."
-        ),
-    ] = None,
-    db: Annotated[
-        str | None, typer.Option("--db", metavar="URL", help="Reflect this database instead.")
-    ] = None,
-    app_file: Annotated[
-        Path | None,
-        typer.Option("--app", metavar="FILE", help="Compile this authored app instead."),
-    ] = None,
-    debug: Debug = False,
-) -> None:
-    """Print the GraphQL schema (SDL) that 'quiver serve' would serve."""
-    import asyncio
-
-    given = (("--schema", schema_file), ("--db", db), ("--app", app_file))
-    chosen = [name for name, value in given if value]
-    if len(chosen) > 1:
-        raise _fail(f"give only one of {', '.join(chosen)}")
-    with _failures_reported(debug):
-        if db:
-            from quiver.schema.reflect import reflect_database
-
-            schema = asyncio.run(reflect_database(db))
-        elif app_file is not None:
-            from quiver.schema.authoring import compile_app
-
-            result = asyncio.run(compile_app(app_file))
-            for line in result.lines():
-                typer.echo(line, err=True)
-            if result.schema is None:
-                raise typer.Exit(1)
-            schema = result.schema
-        else:
-            schema = _read_schema(schema_file or Path("schema.json"))
-
-    from graphql import print_schema
-    from quiver.graphql.schema import build_graphql_schema
-
-    typer.echo(print_schema(build_graphql_schema(schema)))
-
-
-def _read_schema(path: Path) -> Schema:
-    from pydantic import ValidationError
-
-    from quiver.runtime.errors import ConfigError, ErrorDetail
-    from quiver.schema.ir import Schema
-
-    fix = "compile it with 'quiver compile app.py -o FILE'"
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError.one(f"no such schema file: {path}", str(path), fix) from None
-    except OSError as exc:
-        raise ConfigError.one(f"cannot read {path}: {exc.strerror}", str(path), fix) from None
-    try:
-        return Schema.from_json(text)
-    except ValidationError as exc:
-        details = [
-            ErrorDetail(
-                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}",
-                str(path),
-                fix,
-            )
-            for err in exc.errors()
-        ]
-        raise ConfigError(details) from None

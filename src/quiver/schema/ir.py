@@ -8,10 +8,13 @@ Names here are GraphQL names; ``column`` / ``source`` are database identifiers.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
+
+from quiver.runtime.errors import ConfigError
 
 __all__ = [
     "Entity",
@@ -21,6 +24,7 @@ __all__ = [
     "Scalar",
     "Schema",
     "SourceLocation",
+    "load_schema_file",
 ]
 
 SCHEMA_FORMAT_VERSION = 1
@@ -156,3 +160,25 @@ class Schema(_Model):
     @classmethod
     def from_json(cls, text: str | bytes) -> Schema:
         return cls.model_validate_json(text)
+
+
+def load_schema_file(path: str | Path) -> Schema:
+    """A compiled ``schema.json`` (from ``quiver compile`` or ``quiver schema print``)."""
+    file = Path(path)
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError.one(
+            f"cannot read schema file: {exc.strerror or exc}",
+            str(file),
+            "give the path of a schema.json written by quiver compile",
+        ) from None
+    try:
+        return Schema.from_json(text)
+    except ValueError as exc:
+        first = str(exc).splitlines()
+        raise ConfigError.one(
+            f"not a Quiver schema file: {first[0] if first else exc}",
+            str(file),
+            "regenerate it with quiver compile",
+        ) from None

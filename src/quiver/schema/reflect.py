@@ -16,7 +16,6 @@ shared and lives in :func:`build_schema`.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import fnmatch
 import re
 import sqlite3
@@ -29,6 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.api_names import (
     GENERATED_TYPE_SUFFIXES,
     RESERVED_MEMBER_NAMES,
@@ -183,13 +183,16 @@ def _select_tables(
     for option, patterns in (("include", include), ("exclude", exclude)):
         for i, pattern in enumerate(patterns):
             if not any(_matches(pattern, t) for t in tables):
-                close = difflib.get_close_matches(pattern, names, n=3)
-                hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else ""
                 problems.append(
                     ErrorDetail(
                         f"pattern {pattern!r} matches no table or view",
                         f"{option}[{i}]",
-                        hint or "list the tables with a database client and fix the pattern",
+                        did_you_mean(
+                            pattern,
+                            names,
+                            most=3,
+                            fallback="list the tables with a database client and fix the pattern",
+                        ),
                     )
                 )
     if problems:
@@ -702,7 +705,9 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
                     ErrorDetail(
                         f"schema {s!r} does not exist in database {db.database!r}",
                         "database.schemas",
-                        _did_you_mean(s, existing, "list existing schemas with \\dn in psql"),
+                        did_you_mean(
+                            s, existing, most=3, fallback="list existing schemas with \\dn in psql"
+                        ),
                     )
                     for s in missing
                 ]
@@ -819,11 +824,6 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return str(exc) or type(exc).__name__
-
-
-def _did_you_mean(value: str, choices: Iterable[str], fallback: str) -> str:
-    close = difflib.get_close_matches(value, sorted(choices), n=3)
-    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else fallback
 
 
 # --------------------------------------------------------------------------------------------

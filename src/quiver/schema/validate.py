@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from quiver.runtime.errors import ErrorDetail
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.api_names import (
     GENERATED_TYPE_SUFFIXES,
     RESERVED_MEMBER_NAMES,
@@ -26,7 +26,6 @@ __all__ = [
     "Report",
     "check_against",
     "check_database",
-    "did_you_mean",
     "render",
     "validate_schema",
 ]
@@ -72,14 +71,10 @@ def render(detail: ErrorDetail, severity: str = "error") -> str:
     return text
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def _suggestion(name: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
-    pool = list(candidates)
-    folded = {c.casefold(): c for c in pool}
-    if name.casefold() in folded:
-        return f"; did you mean {folded[name.casefold()]!r}?"
-    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, candidates)
+    return f"; {hint}" if hint else ""
 
 
 def _where(location: SourceLocation | None, path: str) -> str:
@@ -202,7 +197,7 @@ class _Validator:
             elif col not in visible:
                 listed = ", ".join(f.name for f in e.fields if not f.hidden) or "none"
                 self.error(
-                    f"{e.name}: key column {col!r} is not a field{did_you_mean(col, visible)}",
+                    f"{e.name}: key column {col!r} is not a field{_suggestion(col, visible)}",
                     where,
                     f"declare it as a field or fix key= (fields: {listed})",
                 )
@@ -227,7 +222,7 @@ class _Validator:
         if target is None:
             self.error(
                 f"{label}: unknown relation target {rel.target!r}"
-                f"{did_you_mean(rel.target, self.entities)}",
+                f"{_suggestion(rel.target, self.entities)}",
                 where,
                 "annotate it with a @quiver.type class, or with a reflected type's name and "
                 "compile with --extend-db",
@@ -273,7 +268,7 @@ class _Validator:
         for col in columns:
             if col in known or self.columns_checked:
                 continue
-            hint = did_you_mean(col, known)
+            hint = _suggestion(col, known)
             if hint:
                 self.error(
                     f"{label}: column {col!r} does not exist on {owner.name}{hint}",
@@ -349,7 +344,7 @@ def check_against(schema: Schema, database: Schema, *, case_sensitive: bool = Tr
             report.errors.append(
                 ErrorDetail(
                     f"{e.name}: source {qualified!r} does not exist in the database"
-                    f"{did_you_mean(e.source, sorted({d.source for d in database.entities}))}",
+                    f"{_suggestion(e.source, sorted({d.source for d in database.entities}))}",
                     where,
                     "fix source= (a table or view) or create it",
                 )
@@ -364,7 +359,7 @@ def check_against(schema: Schema, database: Schema, *, case_sensitive: bool = Tr
                 report.errors.append(
                     ErrorDetail(
                         f"{e.name}.{f.name}: column {f.column!r} does not exist in "
-                        f"{db.source!r}{did_you_mean(f.column, [c.column for c in db.fields])}",
+                        f"{db.source!r}{_suggestion(f.column, [c.column for c in db.fields])}",
                         fwhere,
                         "fix column= or the attribute name",
                     )
@@ -407,7 +402,7 @@ def check_against(schema: Schema, database: Schema, *, case_sensitive: bool = Tr
                         report.errors.append(
                             ErrorDetail(
                                 f"{e.name}.{rel.name}: column {col!r} does not exist in "
-                                f"{db.source!r}{did_you_mean(col, [f.column for f in db.fields])}",
+                                f"{db.source!r}{_suggestion(col, [f.column for f in db.fields])}",
                                 where,
                                 "fix fk= / references=",
                             )

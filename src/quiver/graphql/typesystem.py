@@ -1,4 +1,4 @@
-"""Build the public GraphQL schema, and the catalog the planner reads, from the schema IR.
+"""The GraphQL type system of the API, built from the catalog.
 
 For every entity ``E`` (list field ``es``, by-key field ``e``) the API has:
 
@@ -14,7 +14,6 @@ For every entity ``E`` (list field ``es``, by-key field ``e``) the API has:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -36,20 +35,11 @@ from graphql import (
     GraphQLString,
 )
 from quiver.graphql.scalars import graphql_scalar
-from quiver.schema.api_names import root_field_names
-from quiver.schema.ir import (
-    NUMERIC_SCALARS,
-    ORDERED_SCALARS,
-    TEXT_SCALARS,
-    Entity,
-    Relation,
-    RootKind,
-    Scalar,
-)
+from quiver.schema.catalog import Catalog
+from quiver.schema.ir import NUMERIC_SCALARS, ORDERED_SCALARS, TEXT_SCALARS, Scalar
 from quiver.schema.ir import Field as IrField
-from quiver.schema.ir import Schema as IrSchema
 
-__all__ = ["Catalog", "RootField", "build_catalog", "build_graphql_schema"]
+__all__ = ["ORDER_DIRECTIONS", "build_graphql_schema"]
 
 ORDER_DIRECTIONS = {
     "ASC": ("ASC", "LAST"),
@@ -63,44 +53,9 @@ STRING_OPERATORS = ("like", "ilike", "startsWith", "endsWith", "contains")
 COMPARISON_OPERATORS = ("gt", "gte", "lt", "lte")
 
 
-@dataclass(frozen=True)
-class RootField:
-    kind: RootKind
-    entity: Entity
-
-
-@dataclass
-class Catalog:
-    """What the planner needs to know about the schema, by GraphQL names."""
-
-    schema: IrSchema
-    entities: dict[str, Entity] = field(default_factory=dict)
-    root_fields: dict[str, RootField] = field(default_factory=dict)
-    #: entity name -> {GraphQL field name -> IR field}
-    fields: dict[str, dict[str, IrField]] = field(default_factory=dict)
-    #: entity name -> {GraphQL field name -> relation}
-    relations: dict[str, dict[str, Relation]] = field(default_factory=dict)
-    #: entity name -> {``<rel>Aggregate`` -> relation}
-    relation_aggregates: dict[str, dict[str, Relation]] = field(default_factory=dict)
-
-
-def build_catalog(schema: IrSchema) -> Catalog:
-    cat = Catalog(schema=schema)
-    for e in schema.entities:
-        cat.entities[e.name] = e
-        cat.fields[e.name] = {f.name: f for f in e.fields}
-        cat.relations[e.name] = {r.name: r for r in e.relations}
-        cat.relation_aggregates[e.name] = {
-            f"{r.name}Aggregate": r for r in e.relations if r.kind == "many"
-        }
-        for name, kind in root_field_names(e).items():
-            cat.root_fields[name] = RootField(kind, e)
-    return cat
-
-
-def build_graphql_schema(schema: IrSchema) -> GraphQLSchema:
-    """The public GraphQL schema of ``schema``."""
-    return _Builder(build_catalog(schema)).build()
+def build_graphql_schema(catalog: Catalog) -> GraphQLSchema:
+    """The public GraphQL schema of the entities and root fields in ``catalog``."""
+    return _Builder(catalog).build()
 
 
 class _Builder:
@@ -144,10 +99,8 @@ class _Builder:
                 query_fields[name] = GraphQLField(
                     self.object(e.name),
                     args={
-                        self._pk_field(e, col).name: GraphQLArgument(
-                            GraphQLNonNull(graphql_scalar(self._pk_field(e, col).scalar))
-                        )
-                        for col in e.primary_key
+                        f.name: GraphQLArgument(GraphQLNonNull(graphql_scalar(f.scalar)))
+                        for f in self.cat.key_fields(e)
                     },
                     description=f"One {e.name} by its key, or null.",
                 )
@@ -163,13 +116,6 @@ class _Builder:
         if not query_fields:
             query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
         return GraphQLSchema(query=GraphQLObjectType("Query", lambda: query_fields))
-
-    @staticmethod
-    def _pk_field(e: Entity, column: str) -> IrField:
-        f = e.field_by_column(column)
-        if f is None:
-            raise ValueError(f"{e.name}: key column {column!r} is not a field")
-        return f
 
     # ----- arguments -----
     def list_args(self, entity: str) -> dict[str, GraphQLArgument]:
