@@ -45,17 +45,41 @@ server:
 
 ## Substitution
 
-String values may refer to the environment and to secret files:
+String values may refer to the environment and to secret files. `quiver.yaml` and pipeline
+files follow this one rule:
 
 | Form | Value |
 |---|---|
-| `${NAME}` | the environment variable `NAME`; an error when it is not set |
-| `${NAME:-default}` | `NAME`, or `default` when it is unset or empty |
-| `${file:path}` | the content of the file (relative to the YAML file), trailing newline removed |
+| `${NAME}` | the environment variable `NAME` (in a pipeline file: its variable `NAME`, see [pipeline variables](pipelines/quickstart.md#6-variables)); an error when it is not set |
+| `${env:NAME}` | the environment variable `NAME`, in every file |
+| `${NAME:-default}` | `NAME`, or `default` when it is unset or empty (also `${env:NAME:-default}`) |
+| `${file:path}` | the content of the file (relative to the YAML file's folder), trailing newline removed |
 | `$${` | a literal `${` |
 
+Any other `$` is a literal `$`: `pa$$word` stays `pa$$word`, `$5` stays `$5`. Only the two
+characters that start a reference need escaping, so a password or a shell snippet pasted into a
+value keeps its dollars as written; this is why `$${` is the one escape of every Quiver file.
+
+```yaml
+database:
+  url: postgresql://app:${file:secrets/db_password}@${env:DB_HOST:-127.0.0.1}/shop
+graphql:
+  path: /api/$${raw}          # the path is /api/${raw}
+```
+
 A value made entirely of a substitution is converted to the setting's type, so
-`port: ${PORT:-8000}` gives a number.
+`port: ${PORT:-8000}` gives a number. Keys are never substituted.
+
+A reference that cannot be resolved is an error at its own line and column, all of them at
+once: an unset variable (with the closest set name, if one is near), a `${` never closed, `${}`
+naming nothing, an unknown form such as `${a.b}`, or a file that cannot be read:
+
+```
+quiver.yaml:2:8: database.url: environment variable DATABSE_URL is not set; did you mean 'DATABASE_URL'? (export DATABSE_URL, or give a default with ${DATABSE_URL:-value})
+```
+
+Booleans follow YAML 1.2, as in pipeline files: `true` and `false`; `yes`, `no`, `on` and `off`
+are strings, which boolean settings still accept.
 
 ## Command-line overrides
 

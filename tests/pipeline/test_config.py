@@ -91,7 +91,7 @@ def test_variables_come_from_cli_then_environment_then_file_defaults(tmp_path: P
 def test_an_unset_variable_is_reported_where_it_is_used(tmp_path: Path) -> None:
     errors = errors_of("source: {csv: {path: '${INPUT}'}}\nsink: {csv: {path: o.csv}}\n", tmp_path)
     assert errors == [
-        f"{tmp_path}/pipe.yaml:1:16 source.csv.path: variable ${{INPUT}} is not set "
+        f"{tmp_path}/pipe.yaml:1:23 source.csv.path: variable ${{INPUT}} is not set "
         "(pass --variable INPUT=VALUE, export INPUT, add it under `variables:`, or write "
         "${INPUT:-default})"
     ]

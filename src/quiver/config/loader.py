@@ -5,22 +5,14 @@ them at once, and an unknown key comes with a "did you mean" suggestion::
 
     quiver.yaml:7:3: graphql.max_dept: unknown setting (did you mean 'max_depth'?)
 
-Substitution happens inside string scalars only:
-
-* ``${NAME}`` is the environment variable ``NAME`` (an error when it is not set);
-* ``${NAME:-default}`` falls back to ``default`` when ``NAME`` is unset or empty;
-* ``${file:path}`` is the content of a secret file (relative to the YAML file), without its
-  trailing newline;
-* ``$${`` is a literal ``${``.
+Reading and substitution are those of every Quiver file (:mod:`quiver.config.yaml_source`);
+in ``quiver.yaml``, ``${NAME}`` is the environment variable ``NAME``.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,140 +20,22 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quiver.config.settings import QuiverSettings
+from quiver.config.yaml_source import (
+    FieldPath,
+    Positions,
+    Variables,
+    format_path,
+    load_yaml,
+    substitute,
+)
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 
 __all__ = ["DEFAULT_CONFIG_FILE", "load_settings", "parse_override"]
 
 DEFAULT_CONFIG_FILE = "quiver.yaml"
 
-_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class _Mark:
-    file: str
-    line: int
-    column: int
-
-    def render(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-class _Document:
-    """Plain values built from a YAML node tree, with the mark of every key and value."""
-
-    def __init__(self, file: str, base_dir: Path) -> None:
-        self.file = file
-        self.base_dir = base_dir
-        self.key_marks: dict[Loc, _Mark] = {}
-        self.value_marks: dict[Loc, _Mark] = {}
-        self.errors: list[ErrorDetail] = []
-        self._constructor = yaml.SafeLoader("")
-
-    def mark(self, node: yaml.Node) -> _Mark:
-        m = node.start_mark
-        return _Mark(self.file, m.line + 1, m.column + 1)
-
-    def build(self, node: yaml.Node, loc: Loc) -> Any:
-        self.value_marks[loc] = self.mark(node)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    self.errors.append(
-                        ErrorDetail(
-                            f"{_dotted(loc) or 'top level'}: keys must be strings, got {key!r}",
-                            self.mark(key_node).render(),
-                            "quote the key or use a setting name",
-                        )
-                    )
-                    continue
-                child = (*loc, key)
-                if key in out:
-                    self.errors.append(
-                        ErrorDetail(
-                            f"{_dotted(child)}: key given twice",
-                            self.mark(key_node).render(),
-                            f"keep one '{key}' (the first is at {self.key_marks[child].render()})",
-                        )
-                    )
-                    continue
-                self.key_marks[child] = self.mark(key_node)
-                out[key] = self.build(value_node, child)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)
-        value = self._constructor.construct_object(node, deep=True)
-        if isinstance(value, str) and "$" in value:
-            return self._substitute(value, node, loc)
-        return value
-
-    def _substitute(self, text: str, node: yaml.Node, loc: Loc) -> str:
-        where = self.mark(node).render()
-
-        def replace(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            ref = match.group(1)
-            if ref.startswith("file:"):
-                return self._read_secret(ref[5:], where, loc)
-            name, sep, default = ref.partition(":-")
-            if not _ENV_NAME.match(name):
-                self.errors.append(
-                    ErrorDetail(
-                        f"{_dotted(loc)}: '${{{ref}}}' is not a valid reference",
-                        where,
-                        "write ${NAME}, ${NAME:-default} or ${file:path}; $${ is a literal ${",
-                    )
-                )
-                return ""
-            value = os.environ.get(name)
-            if sep and not value:
-                return default
-            if value is None:
-                self.errors.append(
-                    ErrorDetail(
-                        f"{_dotted(loc)}: environment variable {name} is not set",
-                        where,
-                        f"export {name}, or give a default with ${{{name}:-value}}",
-                    )
-                )
-                return ""
-            return value
-
-        return _REF.sub(replace, text)
-
-    def _read_secret(self, raw: str, where: str, loc: Loc) -> str:
-        path = Path(raw.strip())
-        if not path.is_absolute():
-            path = self.base_dir / path
-        try:
-            content = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.errors.append(
-                ErrorDetail(
-                    f"{_dotted(loc)}: cannot read secret file {str(path)!r}: {exc.strerror or exc}",
-                    where,
-                    "check the path (relative paths start at the configuration file's folder)",
-                )
-            )
-            return ""
-        return content[:-1] if content.endswith("\n") else content
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
+Loc = FieldPath
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -190,7 +64,8 @@ def load_settings(
     :class:`ConfigError` listing every problem with its location.
     """
     data: dict[str, Any] = {}
-    doc: _Document | None = None
+    positions: Positions | None = None
+    errors: list[ErrorDetail] = []
     file: Path | None
     if path is None:
         file = Path(DEFAULT_CONFIG_FILE) if Path(DEFAULT_CONFIG_FILE).is_file() else None
@@ -203,8 +78,7 @@ def load_settings(
                 "check the --config path, or run without it to use the defaults",
             )
     if file is not None:
-        doc, data = _read(file)
-    errors = list(doc.errors) if doc else []
+        positions, data, errors = _read(file)
     override_keys: set[Loc] = set()
     for dotted, value in (overrides or {}).items():
         err = _apply_override(data, dotted, value)
@@ -217,10 +91,13 @@ def load_settings(
     try:
         return QuiverSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_explain(e, doc, override_keys, data) for e in exc.errors()]) from None
+        raise ConfigError(
+            [_explain(e, positions, override_keys, data) for e in exc.errors()]
+        ) from None
 
 
-def _read(file: Path) -> tuple[_Document, dict[str, Any]]:
+def _read(file: Path) -> tuple[Positions, dict[str, Any], list[ErrorDetail]]:
+    """The file's data with references substituted, its positions, and its problems."""
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
@@ -228,29 +105,43 @@ def _read(file: Path) -> tuple[_Document, dict[str, Any]]:
         raise ConfigError.one(
             f"cannot read configuration file: {exc}", name, "check the file and its permissions"
         ) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError.one(
-            f"invalid YAML: {problem}", where, "fix the YAML syntax at this position"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError.one(f"invalid YAML: {exc}", name, "fix the YAML syntax") from None
-    doc = _Document(name, file.resolve().parent)
-    if node is None:
-        return doc, {}
-    if not isinstance(node, yaml.MappingNode):
+    doc = load_yaml(text, name)
+    positions = doc.positions
+    if doc.data is None:
+        return positions, {}, []
+    if not isinstance(doc.data, dict):
         raise ConfigError.one(
             "the configuration must be a mapping of sections (database:, graphql:, server:)",
-            doc.mark(node).render(),
+            positions.where(()),
             "start the file with a section name, e.g. 'database:'",
         )
-    data = doc.build(node, ())
+    errors: list[ErrorDetail] = []
+    for odd in doc.non_string_keys:
+        errors.append(
+            ErrorDetail(
+                f"{format_path(odd.path[:-1]) or 'top level'}: keys must be strings, "
+                f"got {odd.key!r}",
+                odd.mark.render(),
+                "quote the key or use a setting name",
+            )
+        )
+    for twice in doc.duplicate_keys:
+        errors.append(
+            ErrorDetail(
+                f"{format_path(twice.path)}: key given twice",
+                twice.again.render(),
+                f"keep one '{twice.path[-1]}' (the first is at {twice.first.render()})",
+            )
+        )
+    env = dict(os.environ)
+    done = substitute(doc.data, Variables(env, file.resolve().parent), positions)
+    for issue in done.errors:
+        errors.append(
+            ErrorDetail(f"{format_path(issue.path)}: {issue.message}", issue.where(name), issue.fix)
+        )
+    data = done.data
     assert isinstance(data, dict)
-    return doc, data
+    return positions, data, errors
 
 
 def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> ErrorDetail | None:
@@ -299,26 +190,26 @@ def _lookup(data: Any, loc: Loc) -> tuple[bool, Any]:
 
 
 def _explain(
-    err: Any, doc: _Document | None, override_keys: set[Loc], data: dict[str, Any]
+    err: Any, positions: Positions | None, override_keys: set[Loc], data: dict[str, Any]
 ) -> ErrorDetail:
     loc: Loc = tuple(err["loc"])
-    name = _dotted(loc)
+    name = format_path(loc)
     if loc in override_keys:
         where = "command line override"
-    elif doc is None:
+    elif positions is None:
         where = "defaults"
     else:
         mark = None
-        marks = doc.key_marks if err["type"] == "extra_forbidden" else doc.value_marks
         for n in range(len(loc), -1, -1):
-            mark = marks.get(loc[:n]) or doc.key_marks.get(loc[:n])
+            if err["type"] != "extra_forbidden":
+                mark = positions.value(loc[:n])
+            mark = mark or positions.key(loc[:n])
             if mark:
                 break
-        where = mark.render() if mark else doc.file
+        where = mark.render() if mark else positions.file
     if err["type"] == "extra_forbidden":
         known = _model_fields_at(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        fix = f"did you mean '{close[0]}'?" if close else ""
+        fix = did_you_mean(str(loc[-1]), known)
         if known:
             fix = (fix + " " if fix else "") + "known settings here: " + ", ".join(known)
         return ErrorDetail(f"{name}: unknown setting", where, fix)

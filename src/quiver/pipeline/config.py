@@ -16,16 +16,15 @@ from __future__ import annotations
 import importlib
 import itertools
 import os
-import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from quiver.config.yaml_source import Positions, Variables, load_yaml, substitute
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
 from quiver.pipeline.registry import Registry, default_registry, suggest
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
@@ -39,13 +38,10 @@ __all__ = [
     "LinearPipelineConfig",
     "OnErrorConfig",
     "PipelineSpec",
-    "Positions",
     "StepSpec",
     "TapConfig",
     "load_pipeline",
-    "load_yaml",
     "parse_pipeline",
-    "substitute_variables",
 ]
 
 Path_ = tuple[str | int, ...]
@@ -149,32 +145,6 @@ class GraphPipelineConfig(_Common):
 # --------------------------------------------------------------------------- YAML + positions
 
 
-class Positions:
-    """``file:line:column`` of every key and item of a YAML document, by field path."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self._marks: dict[Path_, tuple[int, int]] = {}
-
-    def add(self, path: Path_, line: int, column: int) -> None:
-        self._marks.setdefault(path, (line, column))
-
-    def where(self, path: Path_ | list[str | int]) -> str:
-        """Location of the nearest known ancestor of ``path``, plus the dotted field path."""
-        path = tuple(path)
-        probe = path
-        while probe and probe not in self._marks:
-            probe = probe[:-1]
-        mark = self._marks.get(probe)
-        loc = f"{self.file}:{mark[0]}:{mark[1]}" if mark else self.file
-        dotted = format_path(path)
-        return f"{loc} {dotted}" if dotted else loc
-
-    def line_of(self, path: Path_) -> int | None:
-        mark = self._marks.get(path)
-        return mark[0] if mark else None
-
-
 def _locate_inline_scripts(data: Any, positions: Positions, lines: list[str], file: str) -> None:
     """Tell each ``js`` step with an inline ``script:`` where that script starts in the file,
     so its syntax and run-time errors point at the pipeline file's own line and column."""
@@ -210,123 +180,6 @@ def _locate_inline_scripts(data: Any, positions: Positions, lines: list[str], fi
         else:
             continue
         js.update(script_name=Path(file).name, script_line=line, script_indent=indent)
-
-
-def format_path(path: Path_ | list[str | int]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false. ``on``, ``off``, ``yes``, ``no`` stay strings, so
-    keys such as ``lookup: {on: ...}`` and values such as ``country: NO`` mean what they say."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def load_yaml(text: str, file: str) -> tuple[Any, Positions]:
-    """Parse YAML, recording the position of every mapping key and sequence item."""
-    positions = Positions(file)
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        raise ConfigError.one(
-            f"invalid YAML: {exc.problem or exc}",
-            where,
-            "check indentation, quoting and that `key: value` pairs have a space after ':'",
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError.one(f"invalid YAML: {exc}", file, "fix the YAML syntax") from exc
-    if node is not None:
-        positions.add((), node.start_mark.line + 1, node.start_mark.column + 1)
-        _walk(node, (), positions)
-    return data, positions
-
-
-def _walk(node: yaml.Node, path: Path_, positions: Positions) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = _key_of(key_node)
-            child = (*path, key)
-            positions.add(child, key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            _walk(value_node, child, positions)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            positions.add(child, item.start_mark.line + 1, item.start_mark.column + 1)
-            _walk(item, child, positions)
-
-
-def _key_of(node: yaml.Node) -> str | int:
-    value = node.value if isinstance(node, yaml.ScalarNode) else str(node.value)
-    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":int"):
-        try:
-            return int(value)
-        except ValueError:
-            return str(value)
-    return str(value)
-
-
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def substitute_variables(
-    data: Any,
-    variables: Mapping[str, str],
-    positions: Positions,
-    errors: list[ErrorDetail],
-    path: Path_ = (),
-) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string value; ``$$`` is a ``$``."""
-    if isinstance(data, dict):
-        return {
-            k: substitute_variables(v, variables, positions, errors, (*path, k))
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [
-            substitute_variables(v, variables, positions, errors, (*path, i))
-            for i, v in enumerate(data)
-        ]
-    if not isinstance(data, str) or "$" not in data:
-        return data
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in variables:
-            return variables[name]
-        if default is not None:
-            return default
-        errors.append(
-            ErrorDetail(
-                f"variable ${{{name}}} is not set",
-                positions.where(path),
-                f"pass --variable {name}=VALUE, export {name}, add it under `variables:`, "
-                f"or write ${{{name}:-default}}",
-            )
-        )
-        return match.group(0)
-
-    return _VAR.sub(replace, data)
 
 
 # --------------------------------------------------------------------------- the graph
@@ -456,8 +309,10 @@ def parse_pipeline(
     """Like :func:`load_pipeline` for YAML text already in memory."""
     registry = registry or default_registry()
     base = base_dir or str(Path(file).resolve().parent)
-    data, positions = load_yaml(text, file)
+    source = load_yaml(text, file)
+    data, positions = source.data, source.positions
     warnings: list[str] = []
+    from_flowengine = False
     if not isinstance(data, dict):
         raise ConfigError.one(
             "a pipeline file must be a mapping",
@@ -470,6 +325,7 @@ def parse_pipeline(
         data, fe_warnings = translated
         warnings.extend(fe_warnings)
         positions = Positions(file)
+        from_flowengine = True
 
     errors: list[ErrorDetail] = []
     env = os.environ if environ is None else environ
@@ -477,7 +333,17 @@ def parse_pipeline(
     merged: dict[str, str] = {str(k): str(v) for k, v in (defaults or {}).items()}
     merged.update({k: v for k, v in env.items()})
     merged.update(variables or {})
-    data = substitute_variables(data, merged, positions, errors)
+    done = substitute(
+        data,
+        Variables(env, Path(base), names=merged, how_to_set=_how_to_set, legacy_escapes=True),
+        positions,
+    )
+    data = done.data
+    errors.extend(ErrorDetail(i.message, i.located(file), i.fix) for i in done.errors)
+    if not from_flowengine:
+        # A translated FlowEngine document writes a literal '$' as '$$' (flowengine._subst):
+        # its author never wrote the deprecated escape, so nothing to warn about.
+        warnings.extend(i.render(file) for i in done.deprecations)
     _locate_inline_scripts(data, positions, text.splitlines(), file)
 
     model: type[_Common]
@@ -528,6 +394,13 @@ def parse_pipeline(
         raise ConfigError(errors)
     spec.errors = errors
     return spec
+
+
+def _how_to_set(name: str) -> str:
+    return (
+        f"pass --variable {name}=VALUE, export {name}, add it under `variables:`, "
+        f"or write ${{{name}:-default}}"
+    )
 
 
 def _loose_steps(data: dict[str, Any], registry: Registry) -> list[StepSpec]:

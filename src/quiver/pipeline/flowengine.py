@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quiver.config.yaml_source import Positions, format_path, load_yaml
 from quiver.pipeline.js_runtime.codec import normalize_type
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
@@ -61,7 +62,7 @@ def is_flowengine(doc: Any) -> bool:
 @dataclass
 class _Ctx:
     file: str
-    marks: Any  # quiver.pipeline.config.Positions, or None when the file cannot be read
+    marks: Positions | None  # None when the file cannot be read
     lines: list[str] = field(default_factory=list)
     errors: list[ErrorDetail] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -70,8 +71,6 @@ class _Ctx:
     def where(self, path: Path_) -> str:
         if self.marks is not None:
             return str(self.marks.where(path))
-        from quiver.pipeline.config import format_path
-
         return f"{self.file} {format_path(path)}"
 
     def error(self, path: Path_, message: str, fix: str) -> None:
@@ -568,10 +567,8 @@ def translate(doc: dict[str, Any], source_file: str) -> tuple[dict[str, Any], li
     marks = None
     lines: list[str] = []
     try:
-        from quiver.pipeline.config import load_yaml
-
         text = Path(source_file).read_text(encoding="utf-8")
-        _, marks = load_yaml(text, source_file)
+        marks = load_yaml(text, source_file).positions
         lines = text.splitlines()
     except (OSError, UnicodeDecodeError, ConfigError):
         marks = None
