@@ -27,9 +27,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
-from quiver.pipeline.registry import Registry, default_registry, suggest
+from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 
 __all__ = [
     "ConnectionConfig",
@@ -417,7 +418,7 @@ def load_pipeline(
     file: str | os.PathLike[str],
     variables: Mapping[str, str] | None = None,
     *,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     collect: bool = False,
 ) -> PipelineSpec:
@@ -448,7 +449,7 @@ def parse_pipeline(
     file: str,
     variables: Mapping[str, str] | None = None,
     *,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
     collect: bool = False,
@@ -530,7 +531,7 @@ def parse_pipeline(
     return spec
 
 
-def _loose_steps(data: dict[str, Any], registry: Registry) -> list[StepSpec]:
+def _loose_steps(data: dict[str, Any], registry: ComponentRegistry) -> list[StepSpec]:
     """Well-formed steps of a document whose other parts are invalid (kinds guessed by name)."""
     found: list[tuple[ComponentKind | None, Any, Path_]] = []
     if "steps" in data and isinstance(data["steps"], dict):
@@ -627,7 +628,7 @@ def _compile_graph(
             )
             for ref, ref_path in ((step, ("connections", i, "from")), (target, to_path)):
                 if ref not in doc.steps:
-                    hint = suggest(ref, names)
+                    hint = did_you_mean(ref, names)
                     errors.append(
                         ErrorDetail(
                             f"unknown step '{ref}'" + (f"; {hint}" if hint else ""),
@@ -713,7 +714,7 @@ def _check_graph(
     for i, tap in enumerate(doc.taps):
         step = tap.step.partition(".")[0]
         if step not in spec.steps:
-            hint = suggest(step, list(spec.steps))
+            hint = did_you_mean(step, list(spec.steps))
             errors.append(
                 ErrorDetail(
                     f"tap on unknown step '{step}'" + (f"; {hint}" if hint else ""),
@@ -735,7 +736,7 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
 
 
 def _resolve_component(
-    step: StepSpec, registry: Registry, positions: Positions, errors: list[ErrorDetail]
+    step: StepSpec, registry: ComponentRegistry, positions: Positions, errors: list[ErrorDetail]
 ) -> None:
     where = positions.where(step.path)
     try:
@@ -888,7 +889,7 @@ def _pydantic_details(
         kind = err["type"]
         if kind == "extra_forbidden":
             known = _fields_at(model, tuple(err["loc"])[:-1])
-            hint = suggest(str(loc[-1]), known) if loc else ""
+            hint = did_you_mean(str(loc[-1]), known) if loc else ""
             message = f"unknown key '{loc[-1]}'" + (f"; {hint}" if hint else "")
             fix = f"allowed keys: {', '.join(sorted(known))}" if known else "remove the key"
         elif kind == "missing":

@@ -45,7 +45,7 @@ from quiver.pipeline.runlog import RunLog
 from quiver.runtime.delivery import CircuitBreaker, Delivery
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 
-__all__ = ["Engine", "RunFailedError", "RunResult", "StepStats", "run_pipeline"]
+__all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats", "run_pipeline"]
 
 _END = object()
 _ABORT_WAIT_SECONDS = 30.0
@@ -218,7 +218,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, step: str) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-class Engine:
+class PipelineEngine:
     """Runs one :class:`PipelineSpec`. Create one engine per run."""
 
     def __init__(
@@ -898,4 +898,4 @@ async def run_pipeline(
     log: RunLog | None = None,
 ) -> RunResult:
     """Convenience: run ``spec`` with default settings and return the result."""
-    return await Engine(spec, dry_run=dry_run, resume=resume, log=log).run()
+    return await PipelineEngine(spec, dry_run=dry_run, resume=resume, log=log).run()

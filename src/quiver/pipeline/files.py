@@ -582,7 +582,7 @@ def parse_type(name: str, where: str) -> pa.DataType:
         )
     if m := _TIMESTAMP.fullmatch(name.strip()):
         return pa.timestamp(m[1], tz=m[2])
-    from quiver.pipeline.registry import suggest
+    from quiver.runtime.hints import did_you_mean as suggest
 
     hint = suggest(key, list(_SIMPLE_TYPES))
     raise ConfigError.one(

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN
-from quiver.pipeline.registry import suggest
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+from quiver.runtime.hints import did_you_mean as suggest
 
 if TYPE_CHECKING:
     import duckdb

@@ -567,7 +567,7 @@ class CsvSource(FileSource):
                 )
             missing = [c for c in self.cfg.select or [] if c not in names]
             if missing:
-                from quiver.pipeline.registry import suggest
+                from quiver.runtime.hints import did_you_mean as suggest
 
                 hints = [h for h in (suggest(c, names) for c in missing) if h]
                 raise PermanentError.one(
