@@ -13,7 +13,6 @@ FlowEngine files (top-level ``pipeline:``) are translated by ``quiver.pipeline.f
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
 import re
@@ -27,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
+from quiver.pipeline.flowengine import translate as translate_flowengine
 from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -466,9 +466,7 @@ def parse_pipeline(
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
     if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
-        flowengine = importlib.import_module("quiver.pipeline.flowengine")
-        translated: tuple[dict[str, Any], list[str]] = flowengine.translate(data, file)
-        data, fe_warnings = translated
+        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines())
         warnings.extend(fe_warnings)
         positions = Positions(file)
 
