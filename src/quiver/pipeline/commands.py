@@ -112,6 +112,7 @@ def run_command(
 
     from quiver.pipeline.config import load_pipeline
     from quiver.pipeline.engine import PipelineEngine
+    from quiver.pipeline.planner import compile_plan
     from quiver.pipeline.preflight import check_pipeline
     from quiver.pipeline.progress import RunProgress, print_summary
     from quiver.pipeline.report import write_report
@@ -168,7 +169,7 @@ def run_command(
     )
     progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
     engine = PipelineEngine(
-        spec,
+        compile_plan(spec),
         run_id=run_id,
         log=log,
         dry_run=dry_run,

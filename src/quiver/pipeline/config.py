@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
 from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.plan import DEFAULT_OUTPUT
 from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 Path_ = tuple[str | int, ...]
-DEFAULT_OUTPUT = "default"
 
 
 class _Model(BaseModel):

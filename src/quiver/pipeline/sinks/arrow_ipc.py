@@ -16,13 +16,18 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import (
+    FileWriting,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.pipeline.files import (
     STDIO,
     AtomicOutput,
     FileSinkConfig,
     conform_batch,
-    drop_line_column,
     open_output,
 )
 from quiver.runtime.errors import PermanentError
@@ -44,7 +49,7 @@ class ArrowIpcSinkConfig(FileSinkConfig):
 
 
 @sink("arrow", config=ArrowIpcSinkConfig)
-class ArrowIpcSink:
+class ArrowIpcSink(FileWriting):
     """Arrow IPC files or streams, renamed into place on commit."""
 
     def __init__(self, cfg: ArrowIpcSinkConfig) -> None:
@@ -62,7 +67,7 @@ class ArrowIpcSink:
         return "file"
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
+        await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         if self._format() == "file":
@@ -97,7 +102,7 @@ class ArrowIpcSink:
 
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self.writer is not None and self.schema is not None
-        data = drop_line_column(batch)
+        data = without_line(batch)
         data = conform_batch(
             data, self.schema, f"arrow sink {self.cfg.path}", "the file being written"
         )

@@ -15,12 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import FileWriting, RunContext, sink, without_line
 from quiver.pipeline.files import (
     AtomicOutput,
     TextSinkConfig,
     concatenated_text,
-    drop_line_column,
     json_default,
     json_strings,
     open_output,
@@ -101,7 +100,7 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 @sink("jsonl", config=JsonlSinkConfig)
-class JsonlSink:
+class JsonlSink(FileWriting):
     """JSON Lines files, one object per row, renamed into place on commit."""
 
     def __init__(self, cfg: JsonlSinkConfig) -> None:
@@ -123,7 +122,7 @@ class JsonlSink:
         return serialized_in_slices(batch, self._encode, _SLICE_BYTES)
 
     def _encode(self, batch: pa.RecordBatch) -> bytes:
-        data: pa.RecordBatch = drop_line_column(batch)
+        data: pa.RecordBatch = without_line(batch)
         if data.num_rows == 0:
             return b""
         nested = any(pa.types.is_nested(f.type) for f in data.schema)

@@ -15,12 +15,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import (
+    FileWriting,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.pipeline.files import (
     AtomicOutput,
     FileSinkConfig,
     conform_batch,
-    drop_line_column,
     open_output,
 )
 from quiver.runtime.errors import PermanentError
@@ -63,7 +68,7 @@ _LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "brotli": (0, 11)}
 
 
 @sink("parquet", config=ParquetSinkConfig)
-class ParquetSink:
+class ParquetSink(FileWriting):
     """A Parquet file, written row group by row group and renamed into place on commit."""
 
     def __init__(self, cfg: ParquetSinkConfig) -> None:
@@ -76,7 +81,7 @@ class ParquetSink:
         self._pending_rows = 0
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
+        await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self.schema = schema
@@ -99,7 +104,7 @@ class ParquetSink:
             ) from exc
 
     async def write(self, batch: pa.RecordBatch) -> None:
-        data = drop_line_column(batch)
+        data = without_line(batch)
         assert self.schema is not None
         data = conform_batch(
             data,

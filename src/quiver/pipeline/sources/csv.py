@@ -30,7 +30,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.files import (
     ColumnTypes,
     Compression,
@@ -411,7 +418,7 @@ class _FileState:
 
 
 @source("csv", config=CsvSourceConfig)
-class CsvSource(FileSource):
+class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """Delimited text files (CSV/TSV/PSV), streamed in blocks with exact line numbers."""
 
     unit = "row"

@@ -26,7 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    Acknowledging,
+    ComponentConfig,
+    RunContext,
+    source,
+)
 from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
@@ -77,7 +83,7 @@ class DatabaseSourceConfig(ComponentConfig):
 
 
 @source("database", config=DatabaseSourceConfig)
-class DatabaseSource:
+class DatabaseSource(Acknowledging):
     """Rows of a table or query from PostgreSQL, MariaDB/MySQL or SQLite, streamed in batches."""
 
     def __init__(self, cfg: DatabaseSourceConfig) -> None:

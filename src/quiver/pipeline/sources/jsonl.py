@@ -21,7 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import Field
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.files import (
     ColumnTypes,
     Compression,
@@ -80,7 +87,7 @@ _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
 
 @source("jsonl", config=JsonlSourceConfig)
-class JsonlSource(FileSource):
+class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """JSON Lines files, parsed in blocks by pyarrow with exact line numbers."""
 
     unit = "line"

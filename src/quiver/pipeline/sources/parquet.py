@@ -16,7 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, source
+from quiver.pipeline.component import (
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.files import (
     STDIO,
     FileSource,
@@ -44,7 +50,7 @@ class ParquetSourceConfig(ComponentConfig):
 
 
 @source("parquet", config=ParquetSourceConfig)
-class ParquetSource(FileSource):
+class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """Parquet files, streamed row group by row group with column projection."""
 
     def __init__(self, cfg: ParquetSourceConfig) -> None:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, RunContext, source
+from quiver.pipeline.component import Acknowledging, ComponentConfig, RunContext, source
 from quiver.pipeline.sources.rest import RecordBatcher
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 
@@ -132,7 +132,7 @@ def amqp_error(exc: BaseException, url: str, doing: str) -> QuiverError:
 
 
 @source("rabbitmq", config=RabbitMqSourceConfig)
-class RabbitMqSource:
+class RabbitMqSource(Acknowledging):
     """Messages from a RabbitMQ queue, acknowledged only after the run commits."""
 
     def __init__(self, cfg: RabbitMqSourceConfig) -> None:

@@ -32,6 +32,7 @@ from quiver.pipeline.component import (
     ComponentConfig,
     ComponentKind,
     RowError,
+    RowRejecting,
     RunContext,
     source,
 )
@@ -219,7 +220,7 @@ def _literal_prefix(pattern: str) -> str:
 
 
 @source("s3", config=S3SourceConfig)
-class S3Source:
+class S3Source(RowRejecting):
     """Objects from S3-compatible storage, read with any file format."""
 
     def __init__(self, cfg: S3SourceConfig) -> None:
