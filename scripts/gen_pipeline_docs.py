@@ -24,7 +24,7 @@ from quiver.pipeline.config import (
     TapConfig,
 )
 from quiver.pipeline.describe import describe_fields
-from quiver.pipeline.registry import KINDS, Registry
+from quiver.pipeline.registry import KINDS, ComponentRegistry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 from quiver.runtime.errors import ConfigError
 
@@ -85,7 +85,7 @@ def render() -> str:
     for title, model in sections:
         out += [f"### {title}", "", (model.__doc__ or "").strip().splitlines()[0], ""]
         out += model_table(model, seen)
-    registry = Registry(plugins=False)
+    registry = ComponentRegistry(plugins=False)
     for kind in KINDS:
         out += [f"## {kind.capitalize()}s", ""]
         for spec in registry.specs(kind):

@@ -19,12 +19,15 @@ from pydantic import Field
 from quiver.pipeline.component import (
     LINE_COLUMN,
     ComponentConfig,
+    FileWriting,
     ProcessorOutput,
     RowError,
     RunContext,
+    Starting,
     processor,
     sink,
     source,
+    without_line,
 )
 from quiver.runtime.errors import PermanentError, RetryableError
 
@@ -85,7 +88,7 @@ class DirSinkConfig(ComponentConfig):
 
 
 @sink("dir_csv", config=DirSinkConfig)
-class DirCsvSink:
+class DirCsvSink(FileWriting):
     """Writes CSV to a temp file in an existing directory; RetryableError while it is missing."""
 
     def __init__(self, cfg: DirSinkConfig) -> None:
@@ -107,7 +110,7 @@ class DirCsvSink:
 
     async def write(self, batch: pa.RecordBatch) -> None:
         assert self._writer is not None
-        self._writer.write_batch(batch)
+        self._writer.write_batch(without_line(batch))
 
     async def commit(self) -> None:
         assert self._writer is not None
@@ -198,7 +201,7 @@ class HiccupConfig(ComponentConfig):
 
 
 @sink("hiccup", config=HiccupConfig)
-class HiccupSink:
+class HiccupSink(FileWriting):
     """A CSV sink whose listed write calls (1-based) fail once with a reset connection."""
 
     def __init__(self, cfg: HiccupConfig) -> None:
@@ -230,7 +233,7 @@ class StartRecorderConfig(ComponentConfig):
 
 
 @processor("start_recorder", config=StartRecorderConfig)
-class StartRecorder:
+class StartRecorder(Starting):
     """Has the optional ``start`` hook; appends "start" / "process" to a log file."""
 
     def __init__(self, cfg: StartRecorderConfig) -> None:

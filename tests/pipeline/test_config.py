@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from quiver.pipeline.config import load_pipeline, parse_pipeline
-from quiver.pipeline.registry import ComponentSpec, Registry
+from quiver.pipeline.registry import ComponentRegistry, ComponentSpec
 from quiver.runtime.errors import ConfigError
 
 
@@ -176,7 +176,7 @@ def test_a_file_with_neither_form_says_what_is_expected(tmp_path: Path) -> None:
 
 
 def test_a_source_used_as_a_processor_is_named_as_such(tmp_path: Path) -> None:
-    registry = Registry(plugins=False)
+    registry = ComponentRegistry(plugins=False)
     with pytest.raises(ConfigError, match="'jsonl' is a source and a sink, not a processor"):
         registry.find("processor", "jsonl")
     errors = errors_of(
@@ -187,7 +187,7 @@ def test_a_source_used_as_a_processor_is_named_as_such(tmp_path: Path) -> None:
 
 
 def test_registry_lists_builtins_and_takes_programmatic_components() -> None:
-    registry = Registry(plugins=False)
+    registry = ComponentRegistry(plugins=False)
     assert {"csv", "tsv", "psv", "jsonl", "parquet"} <= set(registry.names("source"))
     assert {"validate", "sql", "python", "js", "dedupe", "lookup"} <= set(
         registry.names("processor")

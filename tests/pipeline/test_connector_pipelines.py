@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import Engine, RunResult
+from quiver.pipeline.engine import PipelineEngine, RunResult
+from quiver.pipeline.planner import compile_plan
 from quiver.pipeline.runlog import RunLog
 
 from .conftest import ScratchBucket, ScratchDatabase, ScratchQueue, serve_app
@@ -27,7 +28,7 @@ ORDERS = "id,customer,total\n1,ann,10.50\n2,bob,7.25\n3,cid,99.00\n"
 async def run(folder: Path, yaml: str, **variables: str) -> RunResult:
     (folder / "pipeline.yaml").write_text(yaml)
     spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
-    engine = Engine(spec, log=RunLog("t", "json", stream=io.StringIO()))
+    engine = PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
     return await engine.run()
 
 
@@ -142,7 +143,9 @@ sink: {jsonl: {path: out/m.jsonl}}
 """
     (tmp_path / "pipeline.yaml").write_text(yaml)
     spec = load_pipeline(tmp_path / "pipeline.yaml", {"Q": rabbit_queue.name}, environ={})
-    await Engine(spec, log=RunLog("t", "json", stream=io.StringIO()), dry_run=10).run()
+    await PipelineEngine(
+        compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()), dry_run=10
+    ).run()
     assert await rabbit_queue.depth() == 2
 
 

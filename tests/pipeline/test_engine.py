@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import Engine, RunFailedError, RunResult
+from quiver.pipeline.engine import PipelineEngine, RunFailedError, RunResult
+from quiver.pipeline.planner import compile_plan
 from quiver.pipeline.report import build_report, write_report
 from quiver.pipeline.runlog import RunLog
 from quiver.runtime.errors import ConfigError, QuiverError
@@ -35,7 +36,7 @@ def write_pipeline(tmp_path: Path, doc: dict[str, Any], name: str = "p.yaml") ->
 def run(path: str, **kwargs: Any) -> RunResult:
     spec = load_pipeline(path, kwargs.pop("variables", None))
     log = kwargs.pop("log", None) or RunLog("t", stream=io.StringIO())
-    return asyncio.run(Engine(spec, log=log, **kwargs).run())
+    return asyncio.run(PipelineEngine(compile_plan(spec), log=log, **kwargs).run())
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -252,7 +253,7 @@ def test_bounded_queues_keep_a_fast_source_close_to_a_slow_consumer(tmp_path: Pa
         },
     )
     spec = load_pipeline(path)
-    engine = Engine(spec, log=RunLog("t", stream=io.StringIO()))
+    engine = PipelineEngine(compile_plan(spec), log=RunLog("t", stream=io.StringIO()))
     ahead: list[int] = []
 
     async def main() -> None:
@@ -473,8 +474,8 @@ def test_progress_reports_rows_and_bytes_of_the_input(tmp_path: Path) -> None:
     )
     calls: list[tuple[int, int, int | None]] = []
     spec = load_pipeline(path)
-    engine = Engine(
-        spec,
+    engine = PipelineEngine(
+        compile_plan(spec),
         log=RunLog("t", stream=io.StringIO()),
         progress=lambda rows, done, total: calls.append((rows, done, total)),
     )

@@ -15,11 +15,13 @@ C = "tests.pipeline.engine_components:"
 MEASURE = """
 import asyncio, json, resource, sys
 from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import Engine
+from quiver.pipeline.engine import PipelineEngine
+from quiver.pipeline.planner import compile_plan
 from quiver.pipeline.runlog import RunLog
 import io
 spec = load_pipeline(sys.argv[1])
-result = asyncio.run(Engine(spec, log=RunLog("soak", stream=io.StringIO())).run())
+engine = PipelineEngine(compile_plan(spec), log=RunLog("soak", stream=io.StringIO()))
+result = asyncio.run(engine.run())
 print(json.dumps({"rows": result.rows_written,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

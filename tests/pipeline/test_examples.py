@@ -15,7 +15,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import Engine, RunResult
+from quiver.pipeline.engine import PipelineEngine, RunResult
+from quiver.pipeline.planner import compile_plan
 from quiver.pipeline.runlog import RunLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,9 @@ def run_example(name: str, tmp_path: Path) -> tuple[Path, RunResult, str]:
     shutil.copytree(EXAMPLES / name, folder)
     stream = io.StringIO()
     spec = load_pipeline(folder / "pipeline.yaml", environ={})
-    result = asyncio.run(Engine(spec, log=RunLog("ex", "json", stream=stream)).run())
+    result = asyncio.run(
+        PipelineEngine(compile_plan(spec), log=RunLog("ex", "json", stream=stream)).run()
+    )
     return folder, result, stream.getvalue()
 
 

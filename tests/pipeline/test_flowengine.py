@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from quiver.config.yaml_source import load_yaml
 from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.flowengine import is_flowengine, translate
 from quiver.runtime.errors import ConfigError
@@ -26,9 +26,10 @@ def fe(tmp_path: Path, text: str, name: str = "pipeline.yaml") -> tuple[dict[str
     """Write a FlowEngine file and translate it."""
     path = tmp_path / name
     path.write_text(textwrap.dedent(text).lstrip())
-    doc = yaml.safe_load(path.read_text())
-    assert is_flowengine(doc)
-    return translate(doc, str(path))
+    text = path.read_text()
+    loaded = load_yaml(text, str(path))
+    assert is_flowengine(loaded.data)
+    return translate(loaded.data, str(path), loaded.positions, text.splitlines())
 
 
 def line_of(text: str, needle: str) -> int:

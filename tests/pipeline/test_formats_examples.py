@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import Engine
+from quiver.pipeline.engine import PipelineEngine
+from quiver.pipeline.planner import compile_plan
 from quiver.pipeline.runlog import RunLog
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "formats"
@@ -25,7 +26,7 @@ def test_formats_example_reads_a_cp1252_export_and_writes_three_formats(tmp_path
     shutil.copytree(EXAMPLE, folder)
     spec = load_pipeline(folder / "pipeline.yaml", environ={})
     log = RunLog("formats", "json", stream=io.StringIO())
-    result = asyncio.run(Engine(spec, log=log).run())
+    result = asyncio.run(PipelineEngine(compile_plan(spec), log=log).run())
     assert result.steps["read"].rejected == 3
 
     rows = pq.read_table(folder / "out/orders.parquet").to_pylist()

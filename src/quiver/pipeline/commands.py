@@ -111,7 +111,8 @@ def run_command(
     import uuid
 
     from quiver.pipeline.config import load_pipeline
-    from quiver.pipeline.engine import Engine
+    from quiver.pipeline.engine import PipelineEngine
+    from quiver.pipeline.planner import compile_plan
     from quiver.pipeline.preflight import check_pipeline
     from quiver.pipeline.progress import RunProgress, print_summary
     from quiver.pipeline.report import write_report
@@ -167,8 +168,8 @@ def run_command(
         hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )
     progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
-    engine = Engine(
-        spec,
+    engine = PipelineEngine(
+        compile_plan(spec),
         run_id=run_id,
         log=log,
         dry_run=dry_run,
@@ -308,8 +309,9 @@ def plugins_describe(name: str) -> int:
     from rich.table import Table
 
     from quiver.pipeline.describe import describe_fields
-    from quiver.pipeline.registry import KINDS, default_registry, suggest
+    from quiver.pipeline.registry import KINDS, default_registry
     from quiver.runtime.errors import ConfigError
+    from quiver.runtime.hints import did_you_mean
 
     console, error = _console(), _console(stderr=True)
     registry = default_registry()
@@ -318,7 +320,7 @@ def plugins_describe(name: str) -> int:
     found = [registry.find(k, bare) for k in kinds if bare in registry.names(k)]
     if not found:
         known = sorted({n for k in KINDS for n in registry.names(k)})
-        hint = suggest(bare, known)
+        hint = did_you_mean(bare, known)
         _print_errors(
             ConfigError.one(
                 f"no component named '{bare}'" + (f"; {hint}" if hint else ""),

@@ -8,38 +8,76 @@ listed in ``quiver.pipeline.builtins`` and plugins arrive through the entry-poin
 Data moves as ``pyarrow.RecordBatch``. A component handles one batch and raises a typed
 error (``RetryableError`` / ``PermanentError`` from ``quiver.runtime.errors``); the engine
 owns retries, rejects, metrics and the progress display.
+
+Optional capabilities are declared, never probed: a component subclasses the hook Protocols
+it implements (``class MySource(Acknowledging): ...``), the pipeline plan reads them once with
+:func:`capabilities_of`, and the engine calls exactly the declared hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from quiver.runtime.errors import ErrorDetail
+
 __all__ = [
+    "HOOKS",
+    "LINE_COLUMN",
+    "Acknowledging",
+    "ByteCounting",
+    "Checking",
+    "Closing",
     "ComponentConfig",
     "ComponentInfo",
     "ComponentKind",
+    "Concurrent",
+    "FileReading",
+    "FileWriting",
+    "Flushing",
     "Processor",
     "ProcessorOutput",
     "RowError",
+    "RowRejecting",
     "RunContext",
     "Sink",
     "Source",
+    "Starting",
+    "capabilities_of",
     "component_info",
     "processor",
+    "schema_without_line",
     "sink",
     "source",
+    "without_line",
 ]
 
 ComponentKind = Literal["source", "processor", "sink"]
 
 #: Name of the column a source may add with the 1-based line (or record) number of each row
-#: in its input, so row-level errors can point at it. Sinks drop it before writing.
+#: in its input, so row-level errors can point at it. It reaches the sinks, which leave it out
+#: of what they write (:func:`without_line`) but may name it in their errors.
 LINE_COLUMN = "__line"
+
+
+_Rows = TypeVar("_Rows", pa.RecordBatch, pa.Table)
+
+
+def without_line(rows: _Rows) -> _Rows:
+    """``rows`` (a batch or a table) without the line column: what a sink writes."""
+    if LINE_COLUMN in rows.schema.names:
+        return rows.drop_columns([LINE_COLUMN])
+    return rows
+
+
+def schema_without_line(schema: pa.Schema) -> pa.Schema:
+    """``schema`` without the line column: what a sink is opened with."""
+    index = schema.get_field_index(LINE_COLUMN)
+    return schema.remove(index) if index >= 0 else schema
 
 
 class ComponentConfig(BaseModel):
@@ -111,6 +149,113 @@ class Sink(Protocol):
     async def write(self, batch: pa.RecordBatch) -> None: ...
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------- optional hooks
+#
+# A component subclasses the Protocols below for the hooks it implements; the engine calls a
+# hook only when the component's class declares it (see ``capabilities_of``).
+
+
+class Starting(Protocol):
+    """A processor preparing before its first batch (e.g. starting JavaScript isolates).
+
+    Each step runs as its own task, so the start-up overlaps the source reading its first batch.
+    """
+
+    async def start(self, ctx: RunContext) -> None: ...
+
+
+class Flushing(Protocol):
+    """A processor holding rows back (e.g. ``dedupe``) that hands them on once its input ends."""
+
+    def flush(self, ctx: RunContext) -> AsyncIterator[ProcessorOutput]: ...
+
+
+class Concurrent(Protocol):
+    """A processor whose ``process`` may run on several batches at once (``--workers``).
+
+    Outputs are still delivered in input order.
+    """
+
+
+class Closing(Protocol):
+    """A component holding resources (threads, connections) freed after the run, ok or not."""
+
+    def close(self) -> Awaitable[None] | None: ...
+
+
+class Checking(Protocol):
+    """A component checking its own options and files before any data is read.
+
+    ``quiver validate`` reports the problems; ``quiver run`` stops on them before starting.
+    """
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]: ...
+
+
+class Acknowledging(Protocol):
+    """A source that settles what it read once the run is decided (a broker, a cursor).
+
+    ``commit`` is called after every sink committed: acknowledge the messages, store the new
+    position. ``abort`` is called when the run failed or was interrupted, and after a dry run:
+    hand the work back (requeue) so a later run reads it again.
+    """
+
+    async def commit(self) -> None: ...
+    async def abort(self) -> None: ...
+
+
+class RowRejecting(Protocol):
+    """A source setting aside rows it could not read (malformed lines), for the rejects file.
+
+    The engine takes them after every batch and at the end of the input.
+    """
+
+    def take_errors(self) -> list[RowError]: ...
+
+
+class ByteCounting(Protocol):
+    """A source counting the bytes of input it has read so far (the progress display)."""
+
+    bytes_read: int
+
+
+class FileReading(Protocol):
+    """A source reading the local file(s) or glob named by its config's ``path`` option.
+
+    The engine may run it once per input file (``--resume``, ``{stem}`` in sink paths) with
+    ``path`` set to that file, and sums the files' sizes for the progress display.
+    """
+
+
+class FileWriting(Protocol):
+    """A sink writing the file named by its config's ``path`` option.
+
+    ``{stem}`` in that path is replaced by the input file's name per input file; the written
+    path is listed among the run's outputs.
+    """
+
+
+#: Every optional hook, in the order ``quiver plugins describe`` would list them.
+HOOKS: tuple[type[Any], ...] = (
+    Starting,
+    Flushing,
+    Concurrent,
+    Closing,
+    Checking,
+    Acknowledging,
+    RowRejecting,
+    ByteCounting,
+    FileReading,
+    FileWriting,
+)
+
+
+def capabilities_of(cls: type[Any]) -> frozenset[type[Any]]:
+    """The hook Protocols a component class declares (subclasses), from :data:`HOOKS`."""
+    bases = cls.__mro__
+    return frozenset(hook for hook in HOOKS if hook in bases)
 
 
 _C = TypeVar("_C", bound=type[Any])

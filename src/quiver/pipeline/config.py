@@ -13,7 +13,6 @@ FlowEngine files (top-level ``pipeline:``) are translated by ``quiver.pipeline.f
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
 import types
@@ -26,9 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quiver.config.yaml_source import Positions, Variables, load_yaml, substitute
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
-from quiver.pipeline.registry import Registry, default_registry, suggest
+from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.plan import DEFAULT_OUTPUT
+from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 
 __all__ = [
     "ConnectionConfig",
@@ -45,7 +47,6 @@ __all__ = [
 ]
 
 Path_ = tuple[str | int, ...]
-DEFAULT_OUTPUT = "default"
 
 
 class _Model(BaseModel):
@@ -270,7 +271,7 @@ def load_pipeline(
     file: str | os.PathLike[str],
     variables: Mapping[str, str] | None = None,
     *,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     collect: bool = False,
 ) -> PipelineSpec:
@@ -301,7 +302,7 @@ def parse_pipeline(
     file: str,
     variables: Mapping[str, str] | None = None,
     *,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
     collect: bool = False,
@@ -320,9 +321,7 @@ def parse_pipeline(
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
     if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
-        flowengine = importlib.import_module("quiver.pipeline.flowengine")
-        translated: tuple[dict[str, Any], list[str]] = flowengine.translate(data, file)
-        data, fe_warnings = translated
+        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines())
         warnings.extend(fe_warnings)
         positions = Positions(file)
         from_flowengine = True
@@ -403,7 +402,7 @@ def _how_to_set(name: str) -> str:
     )
 
 
-def _loose_steps(data: dict[str, Any], registry: Registry) -> list[StepSpec]:
+def _loose_steps(data: dict[str, Any], registry: ComponentRegistry) -> list[StepSpec]:
     """Well-formed steps of a document whose other parts are invalid (kinds guessed by name)."""
     found: list[tuple[ComponentKind | None, Any, Path_]] = []
     if "steps" in data and isinstance(data["steps"], dict):
@@ -500,7 +499,7 @@ def _compile_graph(
             )
             for ref, ref_path in ((step, ("connections", i, "from")), (target, to_path)):
                 if ref not in doc.steps:
-                    hint = suggest(ref, names)
+                    hint = did_you_mean(ref, names)
                     errors.append(
                         ErrorDetail(
                             f"unknown step '{ref}'" + (f"; {hint}" if hint else ""),
@@ -586,7 +585,7 @@ def _check_graph(
     for i, tap in enumerate(doc.taps):
         step = tap.step.partition(".")[0]
         if step not in spec.steps:
-            hint = suggest(step, list(spec.steps))
+            hint = did_you_mean(step, list(spec.steps))
             errors.append(
                 ErrorDetail(
                     f"tap on unknown step '{step}'" + (f"; {hint}" if hint else ""),
@@ -608,7 +607,7 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
 
 
 def _resolve_component(
-    step: StepSpec, registry: Registry, positions: Positions, errors: list[ErrorDetail]
+    step: StepSpec, registry: ComponentRegistry, positions: Positions, errors: list[ErrorDetail]
 ) -> None:
     where = positions.where(step.path)
     try:
@@ -761,7 +760,7 @@ def _pydantic_details(
         kind = err["type"]
         if kind == "extra_forbidden":
             known = _fields_at(model, tuple(err["loc"])[:-1])
-            hint = suggest(str(loc[-1]), known) if loc else ""
+            hint = did_you_mean(str(loc[-1]), known) if loc else ""
             message = f"unknown key '{loc[-1]}'" + (f"; {hint}" if hint else "")
             fix = f"allowed keys: {', '.join(sorted(known))}" if known else "remove the key"
         elif kind == "missing":

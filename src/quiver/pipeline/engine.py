@@ -1,4 +1,4 @@
-"""The pipeline engine: builds the step graph and streams RecordBatches through it.
+"""The pipeline engine: runs a compiled :class:`~quiver.pipeline.plan.PipelinePlan`.
 
 Every step runs as its own asyncio task. Steps are joined by bounded queues
 (``engine.queue_batches`` batches per incoming edge), so a fast source waits for a slow sink
@@ -13,6 +13,11 @@ atomic rename for files). If anything fails, or the run is cancelled (SIGINT / S
 every sink is aborted and the rejects file is deleted: a failed run leaves no partial output.
 Source reads, processor calls and sink calls go through :mod:`quiver.runtime.delivery`
 (retry with backoff and jitter, a circuit breaker per sink).
+
+The engine calls a component's optional hooks (``start``, ``flush``, ``close``, a source's
+``commit`` / ``abort`` ...) only when its class declares them (see
+:mod:`quiver.pipeline.component`); the plan resolved them once. Running per input file
+(``--resume``, ``{stem}`` outputs) is scheduled by :mod:`quiver.pipeline.units`.
 """
 
 from __future__ import annotations
@@ -25,27 +30,37 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
-    ComponentConfig,
+    Acknowledging,
+    ByteCounting,
+    Closing,
+    Flushing,
+    Processor,
     ProcessorOutput,
     RowError,
+    RowRejecting,
     RunContext,
+    Sink,
+    Source,
+    Starting,
+    schema_without_line,
+    without_line,
 )
-from quiver.pipeline.config import DEFAULT_OUTPUT, PipelineSpec, StepSpec, resolve_path
+from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
-from quiver.pipeline.resume import STEM, ResumeState, expand_glob, has_glob, state_path_for
 from quiver.pipeline.runlog import RunLog
+from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
 from quiver.runtime.delivery import CircuitBreaker, Delivery
-from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 
-__all__ = ["Engine", "RunFailedError", "RunResult", "StepStats", "run_pipeline"]
+__all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
 
 _END = object()
 _ABORT_WAIT_SECONDS = 30.0
@@ -120,7 +135,7 @@ class _CollectSink:
         del schema, ctx
 
     async def write(self, batch: pa.RecordBatch) -> None:
-        self.batches.append(batch)
+        self.batches.append(without_line(batch))
 
     async def commit(self) -> None:
         return None
@@ -188,10 +203,29 @@ class _OriginalRows:
         self._file.close()
 
 
-def _drop_line(batch: pa.RecordBatch) -> pa.RecordBatch:
-    if LINE_COLUMN in batch.schema.names:
-        return batch.drop_columns([LINE_COLUMN])
-    return batch
+def _line_as(batch: pa.RecordBatch, with_line: bool) -> pa.RecordBatch:
+    """``batch`` with the line column present (nulls if it had none) or absent, as wanted.
+
+    A sink is fed by several steps (fan-in) or a processor may drop the line numbers: every
+    batch a sink receives keeps the shape of its first one.
+    """
+    if (LINE_COLUMN in batch.schema.names) == with_line:
+        return batch
+    if with_line:
+        return batch.append_column(LINE_COLUMN, pa.nulls(batch.num_rows, pa.int64()))
+    return batch.drop_columns([LINE_COLUMN])
+
+
+def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
+    """A source's rows carry one line column: a user column of that name would be taken
+    for the line numbers (and left out of every output), so it is rejected."""
+    if len(schema.get_all_field_indices(LINE_COLUMN)) > 1:
+        raise PermanentError.one(
+            f"the input has a column named '{LINE_COLUMN}', a name Quiver reserves for the "
+            "line number of each row",
+            f"source '{step.name}'",
+            f"rename the column '{LINE_COLUMN}' in the input",
+        )
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema, step: str) -> pa.RecordBatch:
@@ -218,12 +252,12 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, step: str) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-class Engine:
-    """Runs one :class:`PipelineSpec`. Create one engine per run."""
+class PipelineEngine:
+    """Runs one :class:`PipelinePlan`. Create one engine per run."""
 
     def __init__(
         self,
-        spec: PipelineSpec,
+        plan: PipelinePlan,
         *,
         run_id: str | None = None,
         log: RunLog | None = None,
@@ -232,36 +266,31 @@ class Engine:
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.spec = spec
+        self.plan = plan
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.log = log or RunLog(self.run_id, pipeline=spec.name)
+        self.log = log or RunLog(self.run_id, pipeline=plan.name)
         self.dry_run = dry_run
         self.resume = resume
         self.workers = max(1, workers if workers is not None else os.cpu_count() or 1)
         self.progress = progress
-        self.result = RunResult(self.run_id, spec.name, spec.file)
-        self.result.warnings.extend(spec.warnings)
-        for name, step in spec.steps.items():
+        self.result = RunResult(self.run_id, plan.name, plan.file)
+        self.result.warnings.extend(plan.warnings)
+        for name, step in plan.steps.items():
             self.result.steps[name] = StepStats(name, step.kind, step.component)
-        on_error = spec.on_error
-        rejects_path = (
-            resolve_path(on_error.rejects, spec.base_dir)
-            if on_error.rejects and dry_run is None
-            else None
-        )
-        self._rejects_path = rejects_path
+        self._rejects_path = plan.on_error.rejects if dry_run is None else None
         self._rejected_before = 0  # rows rejected in units already committed (--resume)
-        self.rejects = RejectsWriter(rejects_path, self.run_id)
-        self.result.rejects_file = rejects_path
-        self.ctx = RunContext(self.run_id, spec.base_dir, dict(spec.variables), self.log)
+        self.rejects = RejectsWriter(self._rejects_path, self.run_id)
+        self.result.rejects_file = self._rejects_path
+        self.ctx = RunContext(self.run_id, plan.base_dir, dict(plan.variables), self.log)
         self._breakers = {
-            s.name: CircuitBreaker(spec.engine.circuit_breaker, name=f"sink '{s.name}'")
-            for s in spec.sinks()
+            s.name: CircuitBreaker(plan.circuit_breaker, name=f"sink '{s.name}'")
+            for s in plan.sinks
         }
-        self._tap_left = {t.step: t.sample for t in spec.taps}
+        self._tap_left = dict(plan.taps)
         self._warned: set[str] = set()
-        self._bytes_base = 0  # bytes of input files finished in earlier units (--resume)
-        self._bytes_total: int | None = None
+        self._schedule = UnitSchedule([])
+        self._queues: dict[str, asyncio.Queue[Any]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
 
     # ------------------------------------------------------------------ public
@@ -269,19 +298,30 @@ class Engine:
     async def run(self) -> RunResult:
         """Run to the end. Raises RunFailedError / QuiverError on failure (sinks aborted)."""
         result = self.result
+        plan = self.plan
         start = time.perf_counter()
         result.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         self.log.event(
             "run_started",
-            f"run {self.run_id}: {self.spec.name} ({len(self.spec.steps)} steps)",
-            file=self.spec.file,
+            f"run {self.run_id}: {plan.name} ({len(plan.steps)} steps)",
+            file=plan.file,
             dry_run=self.dry_run,
         )
-        for w in self.spec.warnings:
+        for w in plan.warnings:
             self.log.event("warning", w, level="warning")
         try:
-            units = self._plan_units()
-            for unit in units:
+            self._schedule = schedule_units(
+                plan, resume=self.resume, dry_run=self.dry_run is not None
+            )
+            if self._schedule.skipped:
+                result.files_skipped.extend(self._schedule.skipped)
+                self.log.event(
+                    "resume",
+                    f"resuming: {len(self._schedule.skipped)} input file(s) already done, "
+                    f"{len(self._schedule.units)} to go",
+                    skipped=len(self._schedule.skipped),
+                )
+            for unit in self._schedule.units:
                 await self._run_unit(unit)
             result.status = "ok"
         except asyncio.CancelledError:
@@ -306,7 +346,7 @@ class Engine:
         except Exception as exc:
             result.status = "failed"
             err = RunFailedError.one(
-                f"{type(exc).__name__}: {exc}", self.spec.file, "run with --debug for details"
+                f"{type(exc).__name__}: {exc}", plan.file, "run with --debug for details"
             )
             result.error = err
             self.rejects.abort()
@@ -327,153 +367,37 @@ class Engine:
         )
         return result
 
-    # ------------------------------------------------------------------ units (resume)
-
-    def _plan_units(self) -> list[tuple[str | None, str | None]]:
-        """``(input file, stem)`` per sub-run; ``(None, None)`` is one run over everything."""
-        per_file = self.resume or any(
-            STEM in str(getattr(s.config, "path", "") or "") for s in self.spec.sinks()
-        )
-        if not per_file:
-            self._bytes_total = self._input_bytes()
-            return [(None, None)]
-        sources = self.spec.sources()
-        raw = getattr(sources[0].config, "path", None) if len(sources) == 1 else None
-        pattern = raw if isinstance(raw, str) else ""
-        if len(sources) != 1 or not pattern:
-            raise ConfigError.one(
-                "--resume and {stem} outputs need exactly one source with one `path` (a file "
-                "or a glob)",
-                self.spec.file,
-                "use a file source such as csv with `path: in/*.csv`",
-            )
-        pattern = resolve_path(pattern, self.spec.base_dir)
-        files = expand_glob(pattern) if has_glob(pattern) else [pattern]
-        if not files or not all(os.path.isfile(f) for f in files):
-            raise ConfigError.one(
-                f"no input file matches {pattern}",
-                sources[0].where,
-                "check the source `path` (relative paths start at the pipeline file)",
-            )
-        if self.dry_run is not None:
-            files = files[:1]
-        path_sinks = [s for s in self.spec.sinks() if getattr(s.config, "path", None)]
-        if len(files) > 1:
-            for s in path_sinks:
-                if STEM not in str(getattr(s.config, "path", "")):
-                    raise ConfigError.one(
-                        f"{len(files)} input files match {pattern} but sink '{s.name}' writes "
-                        "one file, so each input would overwrite the previous output",
-                        s.where,
-                        "put {stem} in the sink path, e.g. out/{stem}.parquet",
-                    )
-        self._bytes_total = sum(os.path.getsize(f) for f in files)
-        state: ResumeState | None = None
-        if self.resume:
-            out_dir = self.spec.base_dir
-            if path_sinks:
-                first = resolve_path(
-                    str(getattr(path_sinks[0].config, "path", "")), self.spec.base_dir
-                )
-                out_dir = os.path.dirname(first)
-            state = ResumeState.load(
-                state_path_for(self.spec.name, out_dir), self.spec.file, pattern
-            )
-            self._state = state
-        units: list[tuple[str | None, str | None]] = []
-        for f in files:
-            if state is not None and state.is_done(f):
-                self.result.files_skipped.append(f)
-                self._bytes_total -= os.path.getsize(f)
-                continue
-            units.append((f, os.path.splitext(os.path.basename(f))[0]))
-        if self.result.files_skipped:
-            self.log.event(
-                "resume",
-                f"resuming: {len(self.result.files_skipped)} input file(s) already done, "
-                f"{len(units)} to go",
-                skipped=len(self.result.files_skipped),
-            )
-        return units
-
-    def _unit_rejects_path(self, stem: str | None) -> str | None:
-        """The rejects file of one unit: per input file (``{stem}``) when running per file."""
-        path = self._rejects_path
-        if path is None or stem is None:
-            return path
-        if STEM in path:
-            return path.replace(STEM, stem)
-        root, ext = os.path.splitext(path)
-        return f"{root}.{stem}{ext}"
-
-    def _input_bytes(self) -> int | None:
-        """Total size of the local files the sources will read, when that is knowable."""
-        total = 0
-        for step in self.spec.sources():
-            path = getattr(step.config, "path", None)
-            paths = [path] if isinstance(path, str) else path if isinstance(path, list) else None
-            if not paths:
-                return None
-            for p in paths:
-                if not isinstance(p, str) or "://" in p:
-                    return None
-                full = resolve_path(p, self.spec.base_dir)
-                files = expand_glob(full) if has_glob(full) else [full]
-                total += sum(os.path.getsize(f) for f in files if os.path.isfile(f))
-        return total or None
-
-    # ------------------------------------------------------------------ one sub-run
+    # ------------------------------------------------------------------ one unit
 
     def _keeps_original_rows(self) -> bool:
         """Whether rows rejected after the first step need the source's rows kept aside."""
-        spec = self.spec
-        if self.dry_run is not None or self.rejects.path is None or len(spec.sources()) != 1:
+        plan = self.plan
+        if self.dry_run is not None or self.rejects.path is None or len(plan.sources) != 1:
             return False
-        return any(
-            not self._fed_by_sources(s.name) for s in spec.steps.values() if s.kind == "processor"
-        )
+        return any(not s.fed_by_sources for s in plan.steps.values() if s.kind == "processor")
 
-    def _fed_by_sources(self, step: str) -> bool:
-        return all(
-            self.spec.steps[c.source_step].kind == "source" for c in self.spec.incoming(step)
-        )
-
-    def _instantiate(self, step: StepSpec, file: str | None, stem: str | None) -> Any:
-        assert step.info is not None and step.config is not None
-        config: ComponentConfig = step.config
-        updates: dict[str, Any] = {}
-        if file is not None and step.kind == "source":
-            updates["path"] = file
-        if stem is not None and step.kind == "sink":
-            path = getattr(config, "path", None)
-            if isinstance(path, str) and STEM in path:
-                updates["path"] = path.replace(STEM, stem)
-        if updates:
-            config = config.model_copy(update=updates)
+    def _instantiate(self, step: PlanStep, unit: RunUnit) -> Any:
         if step.kind == "sink" and self.dry_run is not None:
             return _CollectSink()
-        return step.info.cls(config)
+        return step.cls(unit.config_of(step))
 
-    async def _run_unit(self, unit: tuple[str | None, str | None]) -> None:
-        file, stem = unit
-        spec = self.spec
-        self.rejects = RejectsWriter(self._unit_rejects_path(stem), self.run_id)
-        if file is not None:
-            self.log.event("input_started", f"reading {file}", input=file)
-        comps = {name: self._instantiate(step, file, stem) for name, step in spec.steps.items()}
-        cap = spec.engine.queue_batches
-        queues: dict[str, asyncio.Queue[Any]] = {
-            name: asyncio.Queue(maxsize=cap * max(1, len(spec.incoming(name))))
-            for name, step in spec.steps.items()
+    async def _run_unit(self, unit: RunUnit) -> None:
+        plan = self.plan
+        self.rejects = RejectsWriter(unit.rejects_path(self._rejects_path), self.run_id)
+        if unit.file is not None:
+            self.log.event("input_started", f"reading {unit.file}", input=unit.file)
+        comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
+        self._queues = {
+            name: asyncio.Queue(maxsize=plan.queue_batches * max(1, step.inputs))
+            for name, step in plan.steps.items()
             if step.kind != "source"
         }
-        self._queues = queues
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._inflight = {}
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
-        opened: dict[str, Any] = {}
+        opened: dict[str, Sink] = {}
         rows_before = self.result.rows_read
         tasks: dict[asyncio.Task[None], str] = {}
-        for name, step in spec.steps.items():
+        for name, step in plan.steps.items():
             if step.kind == "source":
                 coro = self._source_task(step, comps[name])
             elif step.kind == "processor":
@@ -488,14 +412,15 @@ class Engine:
                 for t in done:
                     if t.exception() is not None:
                         raise _step_error(tasks[t], t.exception())
-            for name in spec.steps:
+            for name in plan.steps:
                 if name in opened:
                     await self._delivery(name).call(opened[name].commit, name=f"commit '{name}'")
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
-            for name, step in spec.steps.items():  # e.g. acknowledge queue messages
-                settle = "commit" if self.dry_run is None else "abort"  # a dry run takes nothing
-                if step.kind == "source" and hasattr(comps[name], settle):
-                    await getattr(comps[name], settle)()
+            for step in plan.sources:  # e.g. acknowledge queue messages
+                if step.acknowledges:
+                    source = cast(Acknowledging, comps[step.name])
+                    # a dry run takes nothing: what it read is handed back
+                    await (source.commit() if self.dry_run is None else source.abort())
             self.rejects.commit()
             if self.rejects.count and self.rejects.path:
                 self.result.rejects_files.append(self.rejects.path)
@@ -506,20 +431,18 @@ class Engine:
                         self.result.dry_run[name] = (
                             pa.Table.from_batches(sink.batches) if (sink.batches) else pa.table({})
                         )
-            for name, step in spec.steps.items():
-                path = getattr(comps[name], "path", None) or getattr(
-                    getattr(comps[name], "cfg", None), "path", None
-                )
-                if step.kind == "sink" and isinstance(path, str) and self.dry_run is None:
-                    self.result.outputs.append(resolve_path(path, spec.base_dir))
+            else:
+                for step in plan.sinks:
+                    output = unit.output_path(step)
+                    if output is not None:
+                        self.result.outputs.append(output)
             self._rejected_before += self.rejects.count
             self.rejects = RejectsWriter(None, self.run_id)
-            if file is not None:
-                self.result.files_processed.append(file)
-                self._bytes_base += os.path.getsize(file) if os.path.exists(file) else 0
-                state: ResumeState | None = getattr(self, "_state", None)
-                if state is not None and self.dry_run is None:
-                    state.mark_done(file, self.result.rows_read - rows_before, [])
+            if unit.file is not None:
+                self.result.files_processed.append(unit.file)
+                self._schedule.finish(
+                    unit, self.result.rows_read - rows_before, record=self.dry_run is None
+                )
         except BaseException:
             for t in tasks:
                 t.cancel()
@@ -527,10 +450,10 @@ class Engine:
             inflight = [c for c in self._inflight.values() if not c.done()]
             if inflight:
                 await asyncio.wait(inflight, timeout=_ABORT_WAIT_SECONDS)
-            for name, step in spec.steps.items():  # e.g. requeue messages
-                if step.kind == "source" and hasattr(comps[name], "abort"):
+            for step in plan.sources:  # e.g. requeue messages
+                if step.acknowledges:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(comps[name].abort())
+                        await asyncio.shield(cast(Acknowledging, comps[step.name]).abort())
             for name, sink in opened.items():
                 with contextlib.suppress(Exception):
                     await asyncio.shield(sink.abort())
@@ -540,12 +463,11 @@ class Engine:
             if self._originals is not None:
                 self._originals.close()
                 self._originals = None
-            for comp in comps.values():
-                close = getattr(comp, "close", None)
-                if close is not None:
+            for name, step in plan.steps.items():
+                if step.closes and not isinstance(comps[name], _CollectSink):
                     with contextlib.suppress(Exception):
-                        res = close()
-                        if asyncio.iscoroutine(res):
+                        res = cast(Closing, comps[name]).close()
+                        if res is not None:
                             await res
 
     # ------------------------------------------------------------------ steps
@@ -563,13 +485,15 @@ class Engine:
                 attempt=attempt,
             )
 
-        return Delivery(self.spec.engine.retry, breaker=self._breakers.get(step), on_retry=on_retry)
+        return Delivery(self.plan.retry, breaker=self._breakers.get(step), on_retry=on_retry)
 
-    async def _source_task(self, step: StepSpec, src: Any) -> None:
+    async def _source_task(self, step: PlanStep, src: Source) -> None:
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
         gen: AsyncIterator[pa.RecordBatch] | None = None
         limit = self.dry_run
+        rejecting = cast(RowRejecting, src) if step.rejects_rows else None
+        counting = cast(ByteCounting, src) if step.counts_bytes else None
 
         async def first() -> pa.RecordBatch | None:
             nonlocal gen
@@ -580,14 +504,14 @@ class Engine:
                 return None
 
         def take_source_errors() -> None:  # rows a file source could not read
-            take = getattr(src, "take_errors", None)
-            errors = take() if take is not None else []
+            errors = rejecting.take_errors() if rejecting is not None else []
             if errors:
                 self._reject(step, errors, None)
 
         try:
             batch = await delivery.call(first, name=f"read '{step.name}'")
             while batch is not None:
+                _check_line_column(batch.schema, step)
                 take_source_errors()
                 if limit is not None:
                     batch = batch.slice(0, max(0, limit - stats.rows_out))
@@ -596,8 +520,8 @@ class Engine:
                     stats.batches_out += 1
                     if self._originals is not None:
                         self._originals.add(batch)
-                    self._report_progress(src)
-                    await self._emit(step.name, DEFAULT_OUTPUT, batch)
+                    self._report_progress(counting)
+                    await self._emit(step, DEFAULT_OUTPUT, batch)
                 if limit is not None and stats.rows_out >= limit:
                     break
                 assert gen is not None
@@ -607,22 +531,20 @@ class Engine:
                     batch = None
             take_source_errors()
         finally:
-            aclose = getattr(gen, "aclose", None)
-            if aclose is not None:
+            if isinstance(gen, AsyncGenerator):
                 with contextlib.suppress(Exception):
-                    await aclose()
-        await self._finish(step.name)
+                    await gen.aclose()
+        await self._finish(step)
 
-    def _report_progress(self, src: Any) -> None:
+    def _report_progress(self, src: ByteCounting | None) -> None:
         if self.progress is None:
             return
-        read = getattr(src, "bytes_read", None)
-        done = self._bytes_base + int(read or 0) if read is not None else 0
-        self.progress(self.result.rows_read, done, self._bytes_total)
+        done = self._schedule.bytes_done + src.bytes_read if src is not None else 0
+        self.progress(self.result.rows_read, done, self._schedule.bytes_total)
 
-    async def _inputs(self, name: str) -> AsyncIterator[pa.RecordBatch]:
-        queue = self._queues[name]
-        remaining = len(self.spec.incoming(name))
+    async def _inputs(self, step: PlanStep) -> AsyncIterator[pa.RecordBatch]:
+        queue = self._queues[step.name]
+        remaining = step.inputs
         while remaining:
             item = await queue.get()
             if item is _END:
@@ -630,21 +552,17 @@ class Engine:
                 continue
             yield item
 
-    async def _processor_task(self, step: StepSpec, proc: Any) -> None:
-        # Optional start hook: each step is its own task, so a processor's start-up (e.g. the
-        # JS isolates) overlaps the source reading its first batch.
-        start: Callable[[RunContext], Awaitable[None]] | None = getattr(proc, "start", None)
-        if start is not None:
-            await start(self.ctx)
+    async def _processor_task(self, step: PlanStep, proc: Processor) -> None:
+        if step.starts:
+            await cast(Starting, proc).start(self.ctx)
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
-        concurrent = bool(getattr(proc, "concurrent", False)) and self.workers > 1
+        concurrent = step.concurrent and self.workers > 1
         inflight: deque[tuple[pa.RecordBatch, asyncio.Task[ProcessorOutput]]] = deque()
 
         async def call(batch: pa.RecordBatch) -> ProcessorOutput:
             async def once() -> ProcessorOutput:
-                out: ProcessorOutput = await proc.process(batch, self.ctx)
-                return out
+                return await proc.process(batch, self.ctx)
 
             t0 = time.perf_counter()
             try:
@@ -653,7 +571,7 @@ class Engine:
                 stats.busy_seconds += time.perf_counter() - t0
 
         try:
-            async for batch in self._inputs(step.name):
+            async for batch in self._inputs(step):
                 stats.rows_in += batch.num_rows
                 stats.batches_in += 1
                 if not concurrent:
@@ -669,20 +587,13 @@ class Engine:
         finally:
             for _, task in inflight:
                 task.cancel()
-        flush: Callable[[RunContext], Any] | None = getattr(proc, "flush", None)
-        if flush is not None:
-            flushed = flush(self.ctx)
-            if hasattr(flushed, "__aiter__"):
-                async for out in flushed:
-                    await self._handle_output(step, out, None)
-            else:
-                out = await flushed
-                if out is not None:
-                    await self._handle_output(step, out, None)
-        await self._finish(step.name)
+        if step.flushes:
+            async for out in cast(Flushing, proc).flush(self.ctx):
+                await self._handle_output(step, out, None)
+        await self._finish(step)
 
     async def _handle_output(
-        self, step: StepSpec, out: ProcessorOutput, source: pa.RecordBatch | None
+        self, step: PlanStep, out: ProcessorOutput, source: pa.RecordBatch | None
     ) -> None:
         stats = self.result.steps[step.name]
         if out.errors:
@@ -690,15 +601,15 @@ class Engine:
         if out.batch is not None and out.batch.num_rows:
             stats.rows_out += out.batch.num_rows
             stats.batches_out += 1
-            await self._emit(step.name, DEFAULT_OUTPUT, out.batch)
+            await self._emit(step, DEFAULT_OUTPUT, out.batch)
         for route, batches in out.routes.items():
             for b in batches:
                 if b.num_rows:
                     stats.routes[route] = stats.routes.get(route, 0) + b.num_rows
-                    await self._emit(step.name, route, b)
+                    await self._emit(step, route, b)
 
     def _reject(
-        self, step: StepSpec, errors: list[RowError], source: pa.RecordBatch | None
+        self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
     ) -> None:
         stats = self.result.steps[step.name]
         originals = self._original_rows(step, errors, source)
@@ -714,7 +625,7 @@ class Engine:
             for e in errors
         ]
         stats.rejected += len(fixed)
-        on_error = self.spec.on_error
+        on_error = self.plan.on_error
         if on_error.policy == "fail_fast" and self.dry_run is None:
             first = fixed[0]
             raise RunFailedError(
@@ -744,7 +655,7 @@ class Engine:
             )
 
     def _original_rows(
-        self, step: StepSpec, errors: list[RowError], source: pa.RecordBatch | None
+        self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
     ) -> dict[int, dict[str, Any]]:
         """The rejected rows as the source read them, by line.
 
@@ -757,14 +668,14 @@ class Engine:
         lines = {e.line for e in errors if e.line is not None}
         if not lines:
             return {}
-        if self._originals is not None and not self._fed_by_sources(step.name):
+        if self._originals is not None and not step.fed_by_sources:
             found = self._originals.rows(lines)
             lines -= found.keys()
         else:
             found = {}
         if lines and source is not None and LINE_COLUMN in source.schema.names:
             keep = {e.line for e in errors if e.line in lines and e.row is None}
-            if self._fed_by_sources(step.name):
+            if step.fed_by_sources:
                 keep = lines
             for i, line in enumerate(source.column(LINE_COLUMN).to_pylist()):
                 if line in keep:
@@ -788,27 +699,33 @@ class Engine:
         self._inflight[step] = call
         await asyncio.shield(call)
 
-    async def _sink_task(self, step: StepSpec, sink: Any, opened: dict[str, Any]) -> None:
+    async def _sink_task(self, step: PlanStep, sink: Sink, opened: dict[str, Sink]) -> None:
+        # The sink receives the line column (to name input lines in its errors) and is opened
+        # with the schema without it: what it writes.
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
         schema: pa.Schema | None = None
-        async for batch in self._inputs(step.name):
+        with_line = False
+        async for batch in self._inputs(step):
             self._tap(step.name, DEFAULT_OUTPUT, batch)
-            out = _drop_line(batch)
             if schema is None:
-                schema = out.schema
+                schema = batch.schema
+                with_line = LINE_COLUMN in schema.names
                 opened[step.name] = sink
                 await self._sink_call(
-                    step.name, delivery, _bind(sink.open, schema, self.ctx), f"open '{step.name}'"
+                    step.name,
+                    delivery,
+                    _bind(sink.open, schema_without_line(schema), self.ctx),
+                    f"open '{step.name}'",
                 )
             else:
-                out = _conform(out, schema, step.name)
+                batch = _conform(_line_as(batch, with_line), schema, step.name)
             t0 = time.perf_counter()
             await self._sink_call(
-                step.name, delivery, _bind(sink.write, out), f"write '{step.name}'", out
+                step.name, delivery, _bind(sink.write, batch), f"write '{step.name}'", batch
             )
             stats.busy_seconds += time.perf_counter() - t0
-            stats.rows_in += out.num_rows
+            stats.rows_in += batch.num_rows
             stats.batches_in += 1
         if schema is None:
             opened[step.name] = sink
@@ -821,33 +738,34 @@ class Engine:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _emit(self, step: str, output: str, batch: pa.RecordBatch) -> None:
-        self._tap(step, output, batch)
-        targets = [c.target for c in self.spec.outgoing(step) if c.output == output]
+    async def _emit(self, step: PlanStep, output: str, batch: pa.RecordBatch) -> None:
+        self._tap(step.name, output, batch)
+        targets = step.targets.get(output)
         if not targets:
-            stats = self.result.steps[step]
+            stats = self.result.steps[step.name]
             stats.unconnected_rows += batch.num_rows
-            key = f"{step}.{output}"
+            key = f"{step.name}.{output}"
             if key not in self._warned:
                 self._warned.add(key)
-                label = step if output == DEFAULT_OUTPUT else key
+                label = step.name if output == DEFAULT_OUTPUT else key
                 message = f"output '{label}' is not connected; its rows are dropped"
                 self.result.warnings.append(message)
-                self.log.event("unconnected_output", message, level="warning", step=step)
+                self.log.event("unconnected_output", message, level="warning", step=step.name)
             return
         for target in targets:
             await self._queues[target].put(batch)
 
-    async def _finish(self, step: str) -> None:
-        for c in self.spec.outgoing(step):
-            await self._queues[c.target].put(_END)
+    async def _finish(self, step: PlanStep) -> None:
+        for targets in step.targets.values():
+            for target in targets:
+                await self._queues[target].put(_END)
 
     def _tap(self, step: str, output: str, batch: pa.RecordBatch) -> None:
         key = step if output == DEFAULT_OUTPUT else f"{step}.{output}"
         left = self._tap_left.get(key, 0)
         if left <= 0:
             return
-        rows = _drop_line(batch.slice(0, left)).to_pylist()
+        rows = without_line(batch.slice(0, left)).to_pylist()
         self._tap_left[key] = left - len(rows)
         for row in rows:
             self.log.event("tap", f"tap {key}: {row}", tap=key, row=row)
@@ -888,14 +806,3 @@ def _step_error(step: str, exc: BaseException | None) -> BaseException:
     )
     err.__cause__ = exc
     return err
-
-
-async def run_pipeline(
-    spec: PipelineSpec,
-    *,
-    dry_run: int | None = None,
-    resume: bool = False,
-    log: RunLog | None = None,
-) -> RunResult:
-    """Convenience: run ``spec`` with default settings and return the result."""
-    return await Engine(spec, dry_run=dry_run, resume=resume, log=log).run()

@@ -22,17 +22,16 @@ dropped with a warning naming each key; a key FlowEngine does not have is an err
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from quiver.config.yaml_source import Positions, format_path, load_yaml
 from quiver.pipeline.js_runtime.codec import normalize_type
 from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 
-__all__ = ["is_flowengine", "translate"]
+__all__ = ["Marks", "is_flowengine", "translate"]
 
 Path_ = tuple[str | int, ...]
 
@@ -59,19 +58,24 @@ def is_flowengine(doc: Any) -> bool:
     )
 
 
+class Marks(Protocol):
+    """Where each field path of the document is in its file (the loader's YAML positions)."""
+
+    def where(self, path: Path_) -> str: ...
+    def line_of(self, path: Path_) -> int | None: ...
+
+
 @dataclass
 class _Ctx:
     file: str
-    marks: Positions | None  # None when the file cannot be read
+    marks: Marks
     lines: list[str] = field(default_factory=list)
     errors: list[ErrorDetail] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
 
     def where(self, path: Path_) -> str:
-        if self.marks is not None:
-            return str(self.marks.where(path))
-        return f"{self.file} {format_path(path)}"
+        return self.marks.where(path)
 
     def error(self, path: Path_, message: str, fix: str) -> None:
         self.errors.append(ErrorDetail(message, self.where(path), fix))
@@ -185,14 +189,10 @@ class _Section:
         for low, original in self.keys.items():
             if low in self.read:
                 continue
-            close = difflib.get_close_matches(low, [k.lower() for k in known], n=1, cutoff=0.6)
-            hint = ""
-            if close:
-                hint = next(k for k in known if k.lower() == close[0])
+            hint = did_you_mean(original, known)
             self.ctx.error(
                 (*self.path, original),
-                f"unknown key '{original}' in {self.what}"
-                + (f"; did you mean '{hint}'?" if hint else ""),
+                f"unknown key '{original}' in {self.what}" + (f"; {hint}" if hint else ""),
                 f"known keys: {', '.join(known)}",
             )
 
@@ -290,10 +290,10 @@ def _schema_fields(ctx: _Ctx, raw: Any, path: Path_) -> list[dict[str, Any]]:
             continue
         canonical = normalize_type(type_name or "string")
         if canonical is None:
-            close = difflib.get_close_matches((type_name or "").lower(), list(_CSV_TYPES), n=1)
+            hint = did_you_mean((type_name or "").lower(), _CSV_TYPES)
             ctx.error(
                 col.at("Type"),
-                f"unknown type '{type_name}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+                f"unknown type '{type_name}'" + (f"; {hint}" if hint else ""),
                 "use string, integer, long, decimal, double, boolean, datetime, date or time",
             )
             continue
@@ -322,8 +322,6 @@ def _csv_type(f: dict[str, Any]) -> str:
 
 def _script_origin(ctx: _Ctx, path: Path_) -> dict[str, Any]:
     """Where a block-scalar script starts in the pipeline file, so its errors point there."""
-    if ctx.marks is None:
-        return {}
     key_line = ctx.marks.line_of(path)
     if key_line is None or key_line >= len(ctx.lines):
         return {}
@@ -559,19 +557,15 @@ class _Plugin:
     config_path: Path_
 
 
-def translate(doc: dict[str, Any], source_file: str) -> tuple[dict[str, Any], list[str]]:
+def translate(
+    doc: dict[str, Any], source_file: str, marks: Marks, lines: list[str]
+) -> tuple[dict[str, Any], list[str]]:
     """A FlowEngine pipeline document -> (native graph-form document, warnings).
 
-    Raises ``ConfigError`` listing every problem, each with ``file:line:column``.
+    ``marks`` and ``lines`` are the positions and the text lines of the loaded file, so every
+    problem is reported with ``file:line:column``: a ``ConfigError`` lists them all. The
+    translation knows nothing of Quiver's own pipeline model; the loader validates the result.
     """
-    marks = None
-    lines: list[str] = []
-    try:
-        text = Path(source_file).read_text(encoding="utf-8")
-        marks = load_yaml(text, source_file).positions
-        lines = text.splitlines()
-    except (OSError, UnicodeDecodeError, ConfigError):
-        marks = None
     ctx = _Ctx(source_file, marks, lines)
     root = _Section(ctx, doc, (), "the pipeline file")
     if root.has("Variables"):
@@ -691,13 +685,10 @@ def _read_plugins(ctx: _Ctx, pipe: _Section) -> list[_Plugin]:
             continue
         kind = _plugin_kind(type_name)
         if kind is None:
-            close = difflib.get_close_matches(
-                type_name, list(_PLUGIN_TYPES.values()), n=1, cutoff=0.5
-            )
+            hint = did_you_mean(type_name, _PLUGIN_TYPES.values())
             ctx.error(
                 sec.at("Type"),
-                f"unknown FlowEngine plugin type '{type_name}'"
-                + (f"; did you mean '{close[0]}'?" if close else ""),
+                f"unknown FlowEngine plugin type '{type_name}'" + (f"; {hint}" if hint else ""),
                 "Quiver translates DelimitedSource, JavaScriptTransform and DelimitedSink; "
                 "write other steps in Quiver's native form",
             )
@@ -736,11 +727,11 @@ def _read_connections(ctx: _Ctx, raw: Any, path: Path_, names: set[str]) -> list
                 continue
             step = value.split(".", 1)[0] if label == "From" else value
             if step not in names:
-                close = difflib.get_close_matches(step, sorted(names), n=1)
+                hint = did_you_mean(step, names)
                 ctx.error(
                     sec.at(label),
                     f"connection {label.lower()} unknown plugin '{step}'"
-                    + (f"; did you mean '{close[0]}'?" if close else ""),
+                    + (f"; {hint}" if hint else ""),
                     f"plugins: {', '.join(sorted(names))}",
                 )
         if src and dst:

@@ -3,23 +3,12 @@ sink writes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN
 
-__all__ = ["drop_line_column", "numbered"]
-
-
-def drop_line_column(data: Any) -> Any:
-    """``data`` (a RecordBatch, Table or Schema) without the ``__line`` column."""
-    if isinstance(data, pa.Schema):
-        index = data.get_field_index(LINE_COLUMN)
-        return data if index < 0 else data.remove(index)
-    index = data.schema.get_field_index(LINE_COLUMN)
-    return data if index < 0 else data.remove_column(index)
+__all__ = ["numbered"]
 
 
 def numbered(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:

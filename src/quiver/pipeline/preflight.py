@@ -1,5 +1,8 @@
 """Checks made before any data is read: each component's own ``check(ctx)``.
 
+Only components declaring :class:`~quiver.pipeline.component.Checking` are asked; those
+declaring :class:`~quiver.pipeline.component.Closing` are closed again afterwards.
+
 ``quiver validate`` reports them; ``quiver run`` makes them first and stops with exit code 2,
 so a SQL typo or a missing Python function is found before a long run starts rather than at
 its first batch.
@@ -11,18 +14,19 @@ import asyncio
 import contextlib
 import inspect
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from quiver.pipeline.component import RunContext
+from quiver.pipeline.component import Checking, Closing, RunContext, capabilities_of
 from quiver.pipeline.config import PipelineSpec
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["check_pipeline"]
 
 
-def _settle(value: Any) -> Any:
-    """The value, or the result of running it when a component returned a coroutine."""
-    return asyncio.run(value) if inspect.iscoroutine(value) else value
+def _settle(value: Any) -> None:
+    """Wait for what an asynchronous ``close`` returned."""
+    if inspect.iscoroutine(value):
+        asyncio.run(value)
 
 
 def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
@@ -45,11 +49,11 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
                 ErrorDetail(f"{type(exc).__name__}: {exc}", step.where, "check the options")
             )
             continue
-        check = getattr(component, "check", None)
+        capabilities = capabilities_of(step.info.cls)
         found: list[ErrorDetail] = []
-        if check is not None:
+        if Checking in capabilities:
             try:
-                found = list(_settle(check(ctx)) or [])
+                found = list(cast(Checking, component).check(ctx) or [])
             except Exception as exc:
                 found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
         for d in found:
@@ -57,8 +61,7 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
             if d.where:
                 where += f" ({d.where})"
             details.append(ErrorDetail(d.message, where, d.fix))
-        close = getattr(component, "close", None)
-        if close is not None:
+        if Closing in capabilities:
             with contextlib.suppress(Exception):
-                _settle(close())
+                _settle(cast(Closing, component).close())
     return details

@@ -10,7 +10,6 @@ is handy for components that are not packaged yet.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from typing import Any
 from quiver.pipeline.builtins import BUILTINS
 from quiver.pipeline.component import ComponentInfo, ComponentKind, component_info
 from quiver.runtime.errors import ConfigError
+from quiver.runtime.hints import did_you_mean
 
 __all__ = [
     "ENTRY_POINT_GROUPS",
+    "ComponentRegistry",
     "ComponentSpec",
-    "Registry",
     "default_registry",
-    "suggest",
 ]
 
 ENTRY_POINT_GROUPS: dict[ComponentKind, str] = {
@@ -37,12 +36,6 @@ ENTRY_POINT_GROUPS: dict[ComponentKind, str] = {
 }
 
 KINDS: tuple[ComponentKind, ...] = ("source", "processor", "sink")
-
-
-def suggest(name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
-    """A ``did you mean 'x'?`` phrase for the closest known name, or an empty string."""
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else ""
 
 
 @dataclass
@@ -123,7 +116,7 @@ def _base_name(spec: ComponentSpec) -> str:
     return module
 
 
-class Registry:
+class ComponentRegistry:
     """Components by kind and name. Built-ins win over plugins of the same name."""
 
     def __init__(self, *, plugins: bool = True) -> None:
@@ -174,7 +167,7 @@ class Registry:
             return ComponentSpec(kind, name, name, origin="import")
         known = self.names(kind)
         other = [k for k in KINDS if k != kind and name in self._specs[k]]
-        hint = suggest(name, known)
+        hint = did_you_mean(name, known)
         if other:
             message = f"'{name}' is a {' and a '.join(other)}, not a {kind}"
             roles = {
@@ -209,6 +202,6 @@ class Registry:
 
 
 @cache
-def default_registry() -> Registry:
+def default_registry() -> ComponentRegistry:
     """The process-wide registry with built-ins and installed plugins."""
-    return Registry()
+    return ComponentRegistry()

@@ -824,7 +824,8 @@ async def test_a_killed_worker_is_replaced_and_the_next_batch_runs(run_js: Any) 
 
 async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_path: Path) -> None:
     from quiver.pipeline.config import load_pipeline
-    from quiver.pipeline.engine import Engine
+    from quiver.pipeline.engine import PipelineEngine
+    from quiver.pipeline.planner import compile_plan
 
     n = 6000
     (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(n)))
@@ -840,7 +841,7 @@ async def test_engine_keeps_row_order_with_concurrent_batches_and_workers(tmp_pa
         "  - js: {file: double.js, workers: 2, min_rows_per_worker: 100}\n"
         "sink: {csv: {path: out.csv}}\n"
     )
-    result = await Engine(load_pipeline(tmp_path / "p.yaml"), workers=3).run()
+    result = await PipelineEngine(compile_plan(load_pipeline(tmp_path / "p.yaml")), workers=3).run()
     assert result.status == "ok"
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "id,twice"

@@ -16,7 +16,14 @@ import asyncio
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    Closing,
+    ComponentConfig,
+    Concurrent,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.processors.field_rules import FieldRule, RuleSet, TypeName
 
 __all__ = ["CastConfig", "CastProcessor"]
@@ -42,10 +49,8 @@ class CastConfig(ComponentConfig):
 
 
 @processor("cast", config=CastConfig)
-class CastProcessor:
+class CastProcessor(Concurrent, Closing):
     """Convert columns to other types; rows whose values do not convert are rejected."""
-
-    concurrent = True
 
     def __init__(self, cfg: CastConfig) -> None:
         rules = {

@@ -29,7 +29,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    Closing,
+    ComponentConfig,
+    Flushing,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident, require_columns
 from quiver.runtime.errors import PermanentError
 
@@ -73,7 +80,7 @@ class HashSet:
 
 
 @processor("dedupe", config=DedupeConfig)
-class DedupeProcessor:
+class DedupeProcessor(Flushing, Closing):
     """Drop rows whose key columns repeat those of another row."""
 
     def __init__(self, cfg: DedupeConfig) -> None:

@@ -16,7 +16,15 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    Checking,
+    Closing,
+    ComponentConfig,
+    Concurrent,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, quote_ident, table_to_batch
 from quiver.runtime.errors import ErrorDetail
 
@@ -32,10 +40,8 @@ class DeriveConfig(ComponentConfig):
 
 
 @processor("derive", config=DeriveConfig)
-class DeriveProcessor:
+class DeriveProcessor(Concurrent, Checking, Closing):
     """Add or replace columns computed by SQL expressions."""
-
-    concurrent = True
 
     def __init__(self, cfg: DeriveConfig) -> None:
         self.cfg = cfg

@@ -17,7 +17,10 @@ from pydantic import Field, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    Checking,
+    Closing,
     ComponentConfig,
+    Concurrent,
     ProcessorOutput,
     RowError,
     RunContext,
@@ -53,10 +56,8 @@ class FilterConfig(ComponentConfig):
 
 
 @processor("filter", config=FilterConfig)
-class FilterProcessor:
+class FilterProcessor(Concurrent, Checking, Closing):
     """Keep the rows for which a SQL expression is true."""
-
-    concurrent = True
 
     def __init__(self, cfg: FilterConfig) -> None:
         self.cfg = cfg

@@ -34,10 +34,14 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    Checking,
+    Closing,
     ComponentConfig,
+    Concurrent,
     ProcessorOutput,
     RowError,
     RunContext,
+    Starting,
     processor,
 )
 from quiver.pipeline.conform import conform
@@ -400,12 +404,11 @@ _ABORT_FIXES = {
 @processor(
     "js", config=JsProcessorConfig, summary="JavaScript transform (V8), FlowEngine compatible"
 )
-class JsProcessor:
+class JsProcessor(Concurrent, Starting, Checking, Closing):
     """JavaScript transform (V8), FlowEngine compatible."""
 
     #: The engine may hand over the next batch before this one is done (``--workers``); the
     #: worker pool keeps every core busy and the engine keeps the output order.
-    concurrent = True
 
     def __init__(self, cfg: JsProcessorConfig) -> None:
         self.cfg = cfg

@@ -25,7 +25,10 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    Checking,
+    Closing,
     ComponentConfig,
+    Concurrent,
     ProcessorOutput,
     RowError,
     RunContext,
@@ -71,10 +74,8 @@ class LookupConfig(ComponentConfig):
 
 
 @processor("lookup", config=LookupConfig)
-class LookupProcessor:
+class LookupProcessor(Concurrent, Checking, Closing):
     """Join a small CSV or Parquet table on key columns."""
-
-    concurrent = True
 
     def __init__(self, cfg: LookupConfig) -> None:
         self.cfg = cfg

@@ -33,6 +33,7 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    Checking,
     ComponentConfig,
     ProcessorOutput,
     RowError,
@@ -131,7 +132,7 @@ def _arity(fn: Callable[..., Any]) -> int:
 
 
 @processor("python", config=PythonConfig)
-class PythonProcessor:
+class PythonProcessor(Checking):
     """Run your Python function on each row or each batch."""
 
     def __init__(self, cfg: PythonConfig) -> None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    ComponentConfig,
+    Concurrent,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.processors.batch_sql import require_columns
 from quiver.runtime.errors import PermanentError
 
@@ -24,10 +30,8 @@ class RenameConfig(ComponentConfig):
 
 
 @processor("rename", config=RenameConfig)
-class RenameProcessor:
+class RenameProcessor(Concurrent):
     """Give columns new names."""
-
-    concurrent = True
 
     def __init__(self, cfg: RenameConfig) -> None:
         self.cfg = cfg

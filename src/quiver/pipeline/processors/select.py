@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from quiver.pipeline.component import (
     LINE_COLUMN,
     ComponentConfig,
+    Concurrent,
     ProcessorOutput,
     RunContext,
     processor,
@@ -38,10 +39,8 @@ class SelectConfig(ComponentConfig):
 
 
 @processor("select", config=SelectConfig)
-class SelectProcessor:
+class SelectProcessor(Concurrent):
     """Keep (and order) some columns, or drop some."""
-
-    concurrent = True
 
     def __init__(self, cfg: SelectConfig) -> None:
         self.cfg = cfg

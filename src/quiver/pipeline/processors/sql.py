@@ -22,7 +22,15 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    Checking,
+    Closing,
+    ComponentConfig,
+    Concurrent,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.config import resolve_path
 from quiver.pipeline.processors.batch_sql import (
     BatchSql,
@@ -56,10 +64,8 @@ class SqlConfig(ComponentConfig):
 
 
 @processor("sql", config=SqlConfig)
-class SqlProcessor:
+class SqlProcessor(Concurrent, Checking, Closing):
     """Run a DuckDB SELECT over each batch (table `input`)."""
-
-    concurrent = True
 
     def __init__(self, cfg: SqlConfig) -> None:
         self.cfg = cfg

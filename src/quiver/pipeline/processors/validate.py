@@ -21,7 +21,15 @@ import asyncio
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, ProcessorOutput, RunContext, processor
+from quiver.pipeline.component import (
+    Checking,
+    Closing,
+    ComponentConfig,
+    Concurrent,
+    ProcessorOutput,
+    RunContext,
+    processor,
+)
 from quiver.pipeline.processors.field_rules import FieldRule, RuleSet, TypeName, check_rules
 from quiver.runtime.errors import ErrorDetail
 
@@ -49,10 +57,8 @@ class ValidateConfig(ComponentConfig):
 
 
 @processor("validate", config=ValidateConfig)
-class ValidateProcessor:
+class ValidateProcessor(Concurrent, Checking, Closing):
     """Check each row against a schema; rows that fail are rejected with line, column and reason."""
-
-    concurrent = True
 
     def __init__(self, cfg: ValidateConfig) -> None:
         self.cfg = cfg

@@ -16,9 +16,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import (
+    FileWriting,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.pipeline.conform import conform
-from quiver.pipeline.line_numbers import drop_line_column
 from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
 from quiver.pipeline.paths import STDIO
 from quiver.runtime.errors import PermanentError
@@ -40,7 +45,7 @@ class ArrowIpcSinkConfig(FileSinkConfig):
 
 
 @sink("arrow", config=ArrowIpcSinkConfig)
-class ArrowIpcSink:
+class ArrowIpcSink(FileWriting):
     """Arrow IPC files or streams, renamed into place on commit."""
 
     def __init__(self, cfg: ArrowIpcSinkConfig) -> None:
@@ -58,7 +63,7 @@ class ArrowIpcSink:
         return "file"
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
+        await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         if self._format() == "file":
@@ -93,7 +98,7 @@ class ArrowIpcSink:
 
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self.writer is not None and self.schema is not None
-        data = drop_line_column(batch)
+        data = without_line(batch)
         data = conform(
             data, self.schema, where=f"arrow sink {self.cfg.path}", origin="the file being written"
         )

@@ -22,11 +22,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from quiver.pipeline.component import LINE_COLUMN, RunContext, sink
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    FileWriting,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.pipeline.config_fields import Encoding
 from quiver.pipeline.encodings import normalize_encoding
 from quiver.pipeline.json_text import json_strings
-from quiver.pipeline.line_numbers import drop_line_column
 from quiver.pipeline.output import (
     AtomicOutput,
     TextSinkConfig,
@@ -217,7 +223,7 @@ class _Serializer:
 
     def _rows(self, batch: pa.RecordBatch) -> bytes:
         lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
-        data: pa.RecordBatch = drop_line_column(batch)
+        data: pa.RecordBatch = without_line(batch)
         if data.num_rows == 0:
             return b""
         fields = [
@@ -235,12 +241,12 @@ class _Serializer:
 def serialize_csv(batch: pa.RecordBatch, cfg: CsvSinkConfig, header: bool = False) -> str:
     """A batch as CSV text with ``cfg``'s options (used by tests and the dry-run preview)."""
     serializer = _Serializer(cfg)
-    head = serializer.header(drop_line_column(batch.schema).names) if header else ""
+    head = serializer.header(schema_without_line(batch.schema).names) if header else ""
     return head + serializer.rows(batch).decode("utf-8")
 
 
 @sink("csv", config=CsvSinkConfig)
-class CsvSink:
+class CsvSink(FileWriting):
     """Delimited text files, serialised column-wise and renamed into place on commit."""
 
     def __init__(self, cfg: CsvSinkConfig) -> None:
@@ -254,7 +260,7 @@ class CsvSink:
         self._schema: pa.Schema | None = None
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        self._schema = drop_line_column(schema)
+        self._schema = schema_without_line(schema)
         await asyncio.to_thread(self._open, ctx)
 
     def _open(self, ctx: RunContext) -> None:

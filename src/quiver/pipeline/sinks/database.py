@@ -40,7 +40,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ComponentConfig,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.runtime.errors import (
     ConfigError,
     ErrorDetail,
@@ -115,8 +122,7 @@ def _split_table(name: str) -> tuple[str | None, str]:
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     """Drop ``__line`` and decode dictionary columns: what the database receives."""
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-    if LINE_COLUMN in table.column_names:
-        table = table.drop_columns([LINE_COLUMN])
+    table = without_line(table)
     for i, f in enumerate(table.schema):
         if pa.types.is_dictionary(f.type):
             table = table.set_column(i, f.name, pc.cast(table.column(i), f.type.value_type))
@@ -138,7 +144,7 @@ class DatabaseSink:
         self.schema = pa.schema([])
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        names = [n for n in schema.names if n != LINE_COLUMN]
+        names = schema_without_line(schema).names
         missing = [k for k in self.cfg.keys if k not in names]
         if missing:
             raise ConfigError.one(

@@ -15,9 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import (
+    FileWriting,
+    RunContext,
+    sink,
+    without_line,
+)
 from quiver.pipeline.json_text import json_default, json_strings
-from quiver.pipeline.line_numbers import drop_line_column
 from quiver.pipeline.output import (
     AtomicOutput,
     TextSinkConfig,
@@ -100,7 +104,7 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 @sink("jsonl", config=JsonlSinkConfig)
-class JsonlSink:
+class JsonlSink(FileWriting):
     """JSON Lines files, one object per row, renamed into place on commit."""
 
     def __init__(self, cfg: JsonlSinkConfig) -> None:
@@ -122,7 +126,7 @@ class JsonlSink:
         return serialized_in_slices(batch, self._encode, _SLICE_BYTES)
 
     def _encode(self, batch: pa.RecordBatch) -> bytes:
-        data: pa.RecordBatch = drop_line_column(batch)
+        data: pa.RecordBatch = without_line(batch)
         if data.num_rows == 0:
             return b""
         nested = any(pa.types.is_nested(f.type) for f in data.schema)

@@ -15,9 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from quiver.pipeline.component import RunContext, sink
+from quiver.pipeline.component import (
+    FileWriting,
+    RunContext,
+    schema_without_line,
+    sink,
+    without_line,
+)
 from quiver.pipeline.conform import conform
-from quiver.pipeline.line_numbers import drop_line_column
 from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
 from quiver.runtime.errors import PermanentError
 
@@ -59,7 +64,7 @@ _LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "brotli": (0, 11)}
 
 
 @sink("parquet", config=ParquetSinkConfig)
-class ParquetSink:
+class ParquetSink(FileWriting):
     """A Parquet file, written row group by row group and renamed into place on commit."""
 
     def __init__(self, cfg: ParquetSinkConfig) -> None:
@@ -72,7 +77,7 @@ class ParquetSink:
         self._pending_rows = 0
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        await asyncio.to_thread(self._open, drop_line_column(schema), ctx)
+        await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self.schema = schema
@@ -95,7 +100,7 @@ class ParquetSink:
             ) from exc
 
     async def write(self, batch: pa.RecordBatch) -> None:
-        data = drop_line_column(batch)
+        data = without_line(batch)
         assert self.schema is not None
         data = conform(
             data,

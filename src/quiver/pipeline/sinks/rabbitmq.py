@@ -28,7 +28,12 @@ import pyarrow.csv as pacsv
 from pydantic import Field, model_validator
 
 from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
+from quiver.pipeline.component import (
+    ComponentConfig,
+    RunContext,
+    sink,
+    without_line,
+)
 from quiver.runtime.errors import RetryableError
 
 __all__ = ["RabbitMqSink", "RabbitMqSinkConfig"]
@@ -134,8 +139,7 @@ class RabbitMqSink:
         confirmed = self._progress[1]
         if self._connection is None or self._connection.is_closed:
             await self._connect()  # after a failure: the engine retries the write
-        if LINE_COLUMN in batch.schema.names:
-            batch = batch.drop_columns([LINE_COLUMN])
+        batch = without_line(batch)
         mode = (
             aio_pika.DeliveryMode.PERSISTENT
             if self.cfg.persistent

@@ -23,7 +23,12 @@ import pyarrow as pa
 from pydantic import Field
 
 from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, sink
+from quiver.pipeline.component import (
+    ComponentConfig,
+    RunContext,
+    sink,
+    without_line,
+)
 
 __all__ = ["RestSink", "RestSinkConfig"]
 
@@ -88,8 +93,7 @@ class RestSink:
         batch_id = id(batch)
         done = self._current[1] if self._current[0] == batch_id else 0
         self._current = (batch_id, done)
-        if LINE_COLUMN in batch.schema.names:
-            batch = batch.drop_columns([LINE_COLUMN])
+        batch = without_line(batch)
         size = self.cfg.batch_rows
         for offset in range(done, batch.num_rows, size):
             rows = batch.slice(offset, size).to_pylist()

@@ -16,7 +16,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, source
+from quiver.pipeline.component import (
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
 from quiver.pipeline.sources.file_source import FileSource
@@ -47,7 +53,7 @@ class ArrowIpcSourceConfig(ComponentConfig):
 
 
 @source("arrow", config=ArrowIpcSourceConfig)
-class ArrowIpcSource(FileSource):
+class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """Arrow IPC files and streams, read batch by batch."""
 
     def __init__(self, cfg: ArrowIpcSourceConfig) -> None:

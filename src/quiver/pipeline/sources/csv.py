@@ -30,7 +30,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.paths import display_path
@@ -407,7 +414,7 @@ class _FileState:
 
 
 @source("csv", config=CsvSourceConfig)
-class CsvSource(FileSource):
+class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """Delimited text files (CSV/TSV/PSV), streamed in blocks with exact line numbers."""
 
     unit = "row"

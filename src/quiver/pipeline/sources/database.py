@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RunContext, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    Acknowledging,
+    ComponentConfig,
+    RunContext,
+    source,
+)
 from quiver.runtime.errors import ConfigError, PermanentError
 from quiver.sql.connect import connect_adbc, connect_mysql, database_error
 from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
@@ -90,7 +96,7 @@ class DatabaseSourceConfig(ComponentConfig):
 
 
 @source("database", config=DatabaseSourceConfig)
-class DatabaseSource:
+class DatabaseSource(Acknowledging):
     """Rows of a table or query from PostgreSQL, MariaDB/MySQL or SQLite, streamed in batches."""
 
     def __init__(self, cfg: DatabaseSourceConfig) -> None:

@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.json as pajson
 from pydantic import Field
 
-from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, source
+from quiver.pipeline.component import (
+    LINE_COLUMN,
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
@@ -77,7 +84,7 @@ _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
 
 @source("jsonl", config=JsonlSourceConfig)
-class JsonlSource(FileSource):
+class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """JSON Lines files, parsed in blocks by pyarrow with exact line numbers."""
 
     unit = "line"

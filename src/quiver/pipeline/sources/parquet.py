@@ -16,7 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from quiver.pipeline.component import ComponentConfig, source
+from quiver.pipeline.component import (
+    ByteCounting,
+    ComponentConfig,
+    FileReading,
+    RowRejecting,
+    source,
+)
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
 from quiver.pipeline.sources.file_source import FileSource
@@ -40,7 +46,7 @@ class ParquetSourceConfig(ComponentConfig):
 
 
 @source("parquet", config=ParquetSourceConfig)
-class ParquetSource(FileSource):
+class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
     """Parquet files, streamed row group by row group with column projection."""
 
     def __init__(self, cfg: ParquetSourceConfig) -> None:

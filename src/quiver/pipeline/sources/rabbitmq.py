@@ -31,7 +31,12 @@ import pyarrow.csv as pacsv
 from pydantic import Field
 
 from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
-from quiver.pipeline.component import ComponentConfig, RunContext, source
+from quiver.pipeline.component import (
+    Acknowledging,
+    ComponentConfig,
+    RunContext,
+    source,
+)
 from quiver.pipeline.records import RecordBatcher
 from quiver.runtime.errors import PermanentError
 
@@ -96,7 +101,7 @@ class RabbitMqSourceConfig(ComponentConfig):
 
 
 @source("rabbitmq", config=RabbitMqSourceConfig)
-class RabbitMqSource:
+class RabbitMqSource(Acknowledging):
     """Messages from a RabbitMQ queue, acknowledged only after the run commits."""
 
     def __init__(self, cfg: RabbitMqSourceConfig) -> None:

@@ -32,6 +32,7 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     ComponentConfig,
     RowError,
+    RowRejecting,
     RunContext,
     source,
 )
@@ -73,7 +74,7 @@ def _literal_prefix(pattern: str) -> str:
 
 
 @source("s3", config=S3SourceConfig)
-class S3Source:
+class S3Source(RowRejecting):
     """Objects from S3-compatible storage, read with any file format."""
 
     def __init__(self, cfg: S3SourceConfig) -> None:

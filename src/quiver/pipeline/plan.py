@@ -1,0 +1,110 @@
+"""The compiled form of a pipeline: what the engine runs.
+
+A pipeline file is parsed and validated once (:mod:`quiver.pipeline.config`) and compiled once
+(:func:`quiver.pipeline.planner.compile_plan`) into a :class:`PipelinePlan`: every step with
+its component class, its validated config and the hooks it declares, the targets of each of
+its outputs, and the paths it reads or writes made absolute. The engine only schedules steps
+and delivers batches along the plan; it never goes back to the parsed file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from quiver.pipeline.component import (
+    Acknowledging,
+    ByteCounting,
+    Closing,
+    ComponentConfig,
+    ComponentKind,
+    Concurrent,
+    FileReading,
+    FileWriting,
+    Flushing,
+    RowRejecting,
+    Starting,
+)
+from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
+
+__all__ = ["DEFAULT_OUTPUT", "PipelinePlan", "PlanStep", "RejectPolicy"]
+
+#: The name of a step's main output (the others are routes, ``step.route``).
+DEFAULT_OUTPUT = "default"
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step, resolved: its component, config, declared hooks and where its outputs go."""
+
+    name: str
+    kind: ComponentKind
+    component: str
+    where: str
+    cls: type[Any]
+    config: ComponentConfig
+    capabilities: frozenset[type[Any]]
+    inputs: int  # incoming connections; the step ends when all of them have ended
+    targets: Mapping[str, tuple[str, ...]]  # output name -> the steps it feeds
+    fed_by_sources: bool  # every incoming connection comes from a source
+    path_option: str | list[str] | None = None  # `path` of a FileReading/FileWriting step
+    paths: tuple[str, ...] = ()  # that `path`, absolute (one item per listed path)
+    # the declared hooks, read once here so the engine tests a flag, not a class
+    starts: bool = field(init=False)
+    flushes: bool = field(init=False)
+    concurrent: bool = field(init=False)
+    closes: bool = field(init=False)
+    acknowledges: bool = field(init=False)
+    rejects_rows: bool = field(init=False)
+    counts_bytes: bool = field(init=False)
+    reads_files: bool = field(init=False)
+    writes_files: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        caps = self.capabilities
+        for flag, hook in (
+            ("starts", Starting),
+            ("flushes", Flushing),
+            ("concurrent", Concurrent),
+            ("closes", Closing),
+            ("acknowledges", Acknowledging),
+            ("rejects_rows", RowRejecting),
+            ("counts_bytes", ByteCounting),
+            ("reads_files", FileReading),
+            ("writes_files", FileWriting),
+        ):
+            object.__setattr__(self, flag, hook in caps)
+
+
+@dataclass(frozen=True)
+class RejectPolicy:
+    """What happens to rejected rows (``on_error``), with the rejects file made absolute."""
+
+    policy: Literal["fail_fast", "reject"] = "fail_fast"
+    rejects: str | None = None
+    max_errors: int | None = None
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """A compiled pipeline: its steps in file order and the settings of the run."""
+
+    file: str
+    base_dir: str
+    name: str
+    steps: Mapping[str, PlanStep]
+    on_error: RejectPolicy
+    queue_batches: int
+    retry: RetryPolicy
+    circuit_breaker: CircuitBreakerPolicy
+    taps: Mapping[str, int]  # `step` or `step.route` -> rows to show
+    variables: Mapping[str, str]
+    warnings: tuple[str, ...] = ()
+    sources: tuple[PlanStep, ...] = field(init=False)
+    sinks: tuple[PlanStep, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        steps = self.steps.values()
+        object.__setattr__(self, "sources", tuple(s for s in steps if s.kind == "source"))
+        object.__setattr__(self, "sinks", tuple(s for s in steps if s.kind == "sink"))
