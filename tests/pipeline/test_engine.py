@@ -171,6 +171,36 @@ def test_fan_in_merges_several_sources_into_one_sink(tmp_path: Path) -> None:
     assert ids == [1, 2, 3, 4, 5, *range(100, 107)]
 
 
+def test_a_batch_with_other_columns_than_the_first_stops_the_sink_and_says_which(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.csv").write_text("id,name\n1,x\n")
+    (tmp_path / "b.csv").write_text("id,colour\n2,red\n")
+    path = write_pipeline(
+        tmp_path,
+        {
+            "steps": {
+                "a": {"csv": {"path": "a.csv"}},
+                "b": {"csv": {"path": "b.csv"}},
+                "slow": {f"{C}SlowProcessor": {"delay": 0.2}},
+                "all": {"csv": {"path": "all.csv"}},
+            },
+            "connections": [
+                {"from": "a", "to": "all"},
+                {"from": "b", "to": "slow"},
+                {"from": "slow", "to": "all"},
+            ],
+        },
+    )
+    with pytest.raises(QuiverError) as info:
+        run(path)
+    message = str(info.value)
+    assert "sink 'all'" in message
+    assert "missing ['name'], extra ['colour']" in message
+    assert "same columns for every batch" in message
+    assert not (tmp_path / "all.csv").exists()
+
+
 def test_named_route_outputs_feed_their_own_steps(tmp_path: Path) -> None:
     path = write_pipeline(
         tmp_path,

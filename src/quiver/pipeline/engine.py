@@ -53,6 +53,7 @@ from quiver.pipeline.component import (
     schema_without_line,
     without_line,
 )
+from quiver.pipeline.conform import conform
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
 from quiver.pipeline.runlog import RunLog
@@ -226,30 +227,6 @@ def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
             f"source '{step.name}'",
             f"rename the column '{LINE_COLUMN}' in the input",
         )
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema, step: str) -> pa.RecordBatch:
-    """Make a later batch match the schema the sink was opened with."""
-    if batch.schema.equals(schema):
-        return batch
-    missing = [n for n in schema.names if n not in batch.schema.names]
-    extra = [n for n in batch.schema.names if n not in schema.names]
-    if missing or extra:
-        raise PermanentError.one(
-            f"a batch has different columns than the first one (missing: {missing or '-'}, "
-            f"extra: {extra or '-'})",
-            f"sink '{step}'",
-            "make the steps before this sink produce the same columns for every batch",
-        )
-    try:
-        columns = [batch.column(n).cast(schema.field(n).type) for n in schema.names]
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise PermanentError.one(
-            f"a batch's column types differ from the first batch and cannot be converted: {exc}",
-            f"sink '{step}'",
-            "add a `cast` step before the sink to fix the column types",
-        ) from exc
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 class PipelineEngine:
@@ -719,7 +696,15 @@ class PipelineEngine:
                     f"open '{step.name}'",
                 )
             else:
-                batch = _conform(_line_as(batch, with_line), schema, step.name)
+                batch = conform(
+                    _line_as(batch, with_line),
+                    schema,
+                    where=f"sink '{step.name}'",
+                    origin="the first batch",
+                    fix_columns="make the steps before this sink produce the same columns "
+                    "for every batch",
+                    fix_types="add a `cast` step before the sink to fix the column types",
+                )
             t0 = time.perf_counter()
             await self._sink_call(
                 step.name, delivery, _bind(sink.write, batch), f"write '{step.name}'", batch
