@@ -571,8 +571,8 @@ async def test_pattern_matching_nothing_is_rejected_with_a_suggestion(db: Databa
     [
         ("postgresql://postgres:s3cret@127.0.0.1:1/test", "connection refused"),
         ("mysql://root:s3cret@127.0.0.1:1/test", "Can't connect"),
-        ("postgresql://nobody_here:s3cret@127.0.0.1:5432/test", "authentication failed"),
-        ("mysql://nobody_here:s3cret@127.0.0.1:3306/test", "authentication failed"),
+        ("postgresql://nobody_here:s3cret@127.0.0.1:5432/test", "refused the credentials"),
+        ("mysql://nobody_here:s3cret@127.0.0.1:3306/test", "refused the credentials"),
         ("postgresql://postgres:s3cret@127.0.0.1:5432/no_such_db_q", "does not exist"),
         ("mysql://root@127.0.0.1:3306/no_such_db_q", "does not exist"),
     ],

@@ -25,9 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 from quiver.runtime.hints import did_you_mean
 from quiver.schema.api_names import (
     GENERATED_TYPE_SUFFIXES,
@@ -36,6 +35,7 @@ from quiver.schema.api_names import (
 )
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
+from quiver.sql.connect import connect_mysql, connect_postgresql, connect_sqlite
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "sqlite_scalar",
 ]
 
-CONNECT_TIMEOUT_S = 10.0
 DEFAULT_PG_SCHEMAS = ("public",)
 
 _DERIVED_ROOT_SUFFIXES = ("Connection", "Aggregate")
@@ -782,48 +781,26 @@ def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[str, bool]:
 
 
 async def _connect_postgresql(db: DatabaseUrl) -> Any:
-    import asyncpg
-
-    options = dict(db.options)
     try:
-        return await asyncpg.connect(
-            host=db.host,
-            port=db.port,
-            user=db.user or None,
-            password=db.password or None,
-            database=db.database,
-            timeout=CONNECT_TIMEOUT_S,
-            ssl=options.get("sslmode"),
-            server_settings={"application_name": "quiver-reflect"},
-        )
-    except asyncpg.InvalidCatalogNameError:
-        raise _unreachable(
-            db, f"database {db.database!r} does not exist", "create it or fix the database name"
-        ) from None
-    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        raise _unreachable(db, f"authentication failed: {exc}", _CREDENTIALS_FIX) from None
-    except asyncpg.PostgresError as exc:
-        raise _unreachable(db, str(exc), _SERVER_FIX) from None
-    except (OSError, TimeoutError) as exc:
-        raise _unreachable(db, _os_reason(exc), _SERVER_FIX) from None
+        return await connect_postgresql(db, server_settings={"application_name": "quiver-reflect"})
+    except QuiverError as exc:
+        raise _unreachable_from(exc) from None
 
 
-_SERVER_FIX = "check that the server is running and that the host and port in the URL are right"
-_CREDENTIALS_FIX = "check the user and password in the URL (or the ${ENV} it reads them from)"
+def _unreachable_from(exc: QuiverError) -> ConfigError:
+    """A connection failure of sql/connect as the one ConfigError reflection reports."""
+    return ConfigError(
+        [
+            ErrorDetail(f"cannot connect to the database: {d.message}", d.where, d.fix)
+            for d in exc.details
+        ]
+    )
 
 
 def _unreachable(db: DatabaseUrl, reason: str, fix: str) -> ConfigError:
     return ConfigError(
         [ErrorDetail(f"cannot connect to the database: {reason}", db.redacted(), fix)]
     )
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {CONNECT_TIMEOUT_S:g}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return str(exc) or type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -861,30 +838,12 @@ _MYSQL_UNKNOWN_DB = 1049
 
 
 async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
-    import asyncmy
     from asyncmy.errors import MySQLError
 
     try:
-        conn = await asyncmy.connect(
-            host=db.host,
-            port=db.port,
-            user=db.user or None,
-            password=db.password,
-            db=db.database,
-            connect_timeout=CONNECT_TIMEOUT_S,
-        )
-    except MySQLError as exc:
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        if code in _MYSQL_AUTH_ERRORS:
-            raise _unreachable(db, f"authentication failed: {message}", _CREDENTIALS_FIX) from None
-        if code == _MYSQL_UNKNOWN_DB:
-            raise _unreachable(
-                db, f"database {db.database!r} does not exist", "create it or fix the name"
-            ) from None
-        raise _unreachable(db, message, _SERVER_FIX) from None
-    except (OSError, TimeoutError) as exc:
-        raise _unreachable(db, _os_reason(exc), _SERVER_FIX) from None
+        conn = await connect_mysql(db)
+    except QuiverError as exc:
+        raise _unreachable_from(exc) from None
     try:
         async with conn.cursor() as cur:
             await cur.execute("SELECT VERSION()")
@@ -988,11 +947,10 @@ def _read_sqlite(db: DatabaseUrl) -> list[CatalogTable]:
     fix = "check the path in sqlite:///relative.db or sqlite:////absolute/path.db"
     if not path.is_file():
         raise _unreachable(db, f"the SQLite file {str(path)!r} does not exist", fix)
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_S)
-    except sqlite3.Error as exc:
-        raise _unreachable(db, str(exc), fix) from None
+        conn = connect_sqlite(db, mode="ro")
+    except QuiverError as exc:
+        raise _unreachable_from(exc) from None
     try:
         return _read_sqlite_catalog(conn)
     except sqlite3.DatabaseError as exc:
