@@ -207,3 +207,14 @@ async def test_the_graphql_pools_open_through_the_same_errors(
 async def test_a_graphql_pool_on_a_missing_sqlite_file_is_permanent(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="does not exist"):
         await open_database(f"sqlite:///{tmp_path}/missing.db")
+
+
+def test_each_duckdb_connection_is_a_database_of_its_own() -> None:
+    from quiver.sql.connect import connect_duckdb
+
+    first, second = connect_duckdb(), connect_duckdb()
+    first.execute("CREATE TABLE t AS SELECT 42 AS answer")
+    assert first.execute("SELECT answer FROM t").fetchall() == [(42,)]
+    assert second.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'"
+    ).fetchall() == [(0,)]

@@ -31,6 +31,7 @@ from quiver.sql.url import DatabaseUrl
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "connect_adbc",
+    "connect_duckdb",
     "connect_mysql",
     "connect_postgresql",
     "connect_sqlite",
@@ -184,6 +185,14 @@ def sqlite_path(url: DatabaseUrl, base_dir: str = "") -> str:
     if base_dir and path != ":memory:" and not os.path.isabs(path):
         path = os.path.join(base_dir, path)
     return path
+
+
+def connect_duckdb() -> Any:
+    """A new in-memory DuckDB database (``duckdb.DuckDBPyConnection``), private to its caller:
+    the pipeline's SQL steps run their queries over Arrow batches in one."""
+    import duckdb
+
+    return duckdb.connect()
 
 
 def connect_sqlite(

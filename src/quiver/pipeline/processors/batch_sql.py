@@ -21,6 +21,7 @@ import pyarrow as pa
 from quiver.pipeline.component import LINE_COLUMN
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
+from quiver.sql.connect import connect_duckdb
 from quiver.sql.dialects import DUCKDB
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def parse_select(query: str) -> list[ErrorDetail]:
     import duckdb
 
     try:
-        statements = duckdb.connect().extract_statements(query)
+        statements = connect_duckdb().extract_statements(query)
     except duckdb.Error as exc:
         return [ErrorDetail(f"SQL syntax error: {exc}", "", "fix the query")]
     if len(statements) != 1:
@@ -133,9 +134,7 @@ class BatchSql:
         """The in-memory database, opened by the first query (calls may come from threads)."""
         with self._opening:
             if self._db is None:
-                import duckdb
-
-                self._db = duckdb.connect()
+                self._db = connect_duckdb()
             return self._db
 
     def add_table(self, name: str, table: pa.Table) -> None:

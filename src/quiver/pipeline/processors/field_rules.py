@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from quiver.pipeline.component import LINE_COLUMN, ComponentConfig, RowError
 from quiver.pipeline.processors.batch_sql import BatchSql, quote_ident, require_columns
 from quiver.runtime.errors import ErrorDetail
+from quiver.sql.connect import connect_duckdb
 
 __all__ = ["TYPE_NAMES", "FieldRule", "RuleSet", "TypeName", "check_rules"]
 
@@ -256,7 +257,7 @@ def check_rules(rules: dict[str, FieldRule]) -> list[ErrorDetail]:
         return details
     import duckdb
 
-    con = duckdb.connect()
+    con = connect_duckdb()
     for column, rule in patterns.items():
         if rule.pattern is not None:
             try:
