@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from quiver.config.loader import setting_env_names
 from quiver.config.settings import QuiverSettings
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -85,7 +86,23 @@ are strings, which boolean settings still accept.
 
 `quiver serve` and `quiver check` accept `--set key.path=value` (repeatable); the value is read as
 YAML (`--set graphql.introspection=false`, `--set database.schemas=[sales,hr]`) and wins over the
-file. `--db URL` is short for `--set database.url=URL`.
+file and the environment. `--db URL` is short for `--set database.url=URL`.
+
+## Environment variables
+
+Every setting can be given by an environment variable named after it: `QUIVER_`, the section and
+the key in capitals, joined by `_` (the table below lists each name). `server.port` is
+`QUIVER_SERVER_PORT`, `database.url` is `QUIVER_DATABASE_URL`, `schema_file` is
+`QUIVER_SCHEMA_FILE`. A string setting takes the value as written; any other reads it as YAML
+(`QUIVER_GRAPHQL_MAX_DEPTH=8`, `QUIVER_DATABASE_SCHEMAS='[sales, hr]'`,
+`QUIVER_CORS_ALLOW_ORIGINS='["https://app.example.com"]'`).
+
+The order is: defaults, then `quiver.yaml`, then `QUIVER_*` variables, then the command line. A
+setting that the environment or the command line gives needs nothing from the file: with
+`url: ${DATABASE_URL}` in `quiver.yaml` and `DATABASE_URL` unset, `quiver serve --db URL` (or
+`QUIVER_DATABASE_URL=URL`) still starts. A variable that starts like a setting but names none
+(`QUIVER_SERVER_PROT`) is an error that suggests the closest name; other `QUIVER_*` variables
+are left alone.
 
 ## Settings
 
@@ -102,6 +119,8 @@ def _type_name(annotation: Any) -> str:
     if origin is list:
         (arg,) = typing.get_args(annotation)
         return f"list of {_type_name(arg)}"
+    if origin is typing.Literal:
+        return " or ".join(f"`{a}`" for a in typing.get_args(annotation))
     names = {int: "integer", str: "string", bool: "boolean", float: "number"}
     if isinstance(annotation, type):
         return names.get(annotation, annotation.__name__)
@@ -124,6 +143,9 @@ def _default(field: Any) -> str:
     return f"`{value}`"
 
 
+ENV = {dotted: variable for variable, dotted in setting_env_names().items()}
+
+
 def _section(name: str, model: type[BaseModel]) -> list[str]:
     lines = [f"### `{name}`", ""]
     lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
@@ -138,7 +160,8 @@ def _section(name: str, model: type[BaseModel]) -> list[str]:
         if bounds:
             desc += f" ({', '.join(bounds)})"
         lines.append(
-            f"| `{name}.{key}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |"
+            f"| `{name}.{key}` <br> `{ENV[f'{name}.{key}']}` | {_type_name(field.annotation)} "
+            f"| {_default(field)} | {desc} |"
         )
     lines.append("")
     return lines
@@ -162,7 +185,7 @@ def render() -> str:
         ]
         for key, field in top:
             lines.append(
-                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"| `{key}` <br> `{ENV[key]}` | {_type_name(field.annotation)} | {_default(field)} | "
                 f"{field.description or ''} |"
             )
         lines.append("")

@@ -7,11 +7,19 @@ them at once, and an unknown key comes with a "did you mean" suggestion::
 
 Reading and substitution are those of every Quiver file (:mod:`quiver.config.yaml_source`);
 in ``quiver.yaml``, ``${NAME}`` is the environment variable ``NAME``.
+
+Every setting can also come from an environment variable named after it: ``server.port`` is
+``QUIVER_SERVER_PORT``, ``schema_file`` is ``QUIVER_SCHEMA_FILE`` (:func:`setting_env_names`).
+They win over the file; the command line's overrides win over both. A setting given by either
+needs no value from the file, so an unset ``${DATABASE_URL}`` under ``database.url`` is no error
+when ``--db`` (or ``QUIVER_DATABASE_URL``) gives the URL.
 """
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,9 +39,16 @@ from quiver.config.yaml_source import (
 from quiver.runtime.errors import ConfigError, ErrorDetail
 from quiver.runtime.hints import did_you_mean
 
-__all__ = ["DEFAULT_CONFIG_FILE", "load_settings", "parse_override"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "load_settings",
+    "parse_override",
+    "setting_env_names",
+]
 
 DEFAULT_CONFIG_FILE = "quiver.yaml"
+ENV_PREFIX = "QUIVER_"
 
 Loc = FieldPath
 
@@ -56,16 +71,25 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_settings(
-    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> QuiverSettings:
     """Read the settings from ``path`` (default ``quiver.yaml`` here, when present).
 
-    ``overrides`` maps dotted keys (``server.port``) to values applied over the file. Raises
-    :class:`ConfigError` listing every problem with its location.
+    ``QUIVER_*`` variables of ``environ`` (default: the process environment) apply over the
+    file, and ``overrides`` (dotted keys such as ``server.port`` mapped to values) over both.
+    Raises :class:`ConfigError` listing every problem with its location.
     """
+    env = os.environ if environ is None else environ
+    from_env, errors = _settings_from_env(env)
+    given: dict[Loc, str] = {
+        tuple(k.split(".")): f"environment variable {n}" for k, (n, _) in from_env.items()
+    }
+    for dotted in overrides or {}:
+        given[tuple(dotted.split("."))] = "command line override"
     data: dict[str, Any] = {}
     positions: Positions | None = None
-    errors: list[ErrorDetail] = []
     file: Path | None
     if path is None:
         file = Path(DEFAULT_CONFIG_FILE) if Path(DEFAULT_CONFIG_FILE).is_file() else None
@@ -78,26 +102,98 @@ def load_settings(
                 "check the --config path, or run without it to use the defaults",
             )
     if file is not None:
-        positions, data, errors = _read(file)
-    override_keys: set[Loc] = set()
-    for dotted, value in (overrides or {}).items():
+        positions, data, file_errors = _read(file, env, set(given))
+        errors = file_errors + errors
+    layers = [(k, v) for k, (_, v) in from_env.items()] + list((overrides or {}).items())
+    for dotted, value in layers:
         err = _apply_override(data, dotted, value)
         if err:
             errors.append(err)
-        else:
-            override_keys.add(tuple(dotted.split(".")))
     if errors:
         raise ConfigError(errors)
     try:
         return QuiverSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            [_explain(e, positions, override_keys, data) for e in exc.errors()]
-        ) from None
+        raise ConfigError([_explain(e, positions, given, data) for e in exc.errors()]) from None
 
 
-def _read(file: Path) -> tuple[Positions, dict[str, Any], list[ErrorDetail]]:
-    """The file's data with references substituted, its positions, and its problems."""
+def setting_env_names() -> dict[str, str]:
+    """Every setting's environment variable: ``QUIVER_SERVER_PORT`` -> ``server.port``."""
+    names: dict[str, str] = {}
+    for key, info in QuiverSettings.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            for inner in sub.model_fields:
+                names[f"{ENV_PREFIX}{key}_{inner}".upper()] = f"{key}.{inner}"
+        else:
+            names[f"{ENV_PREFIX}{key}".upper()] = key
+    return names
+
+
+def _settings_from_env(
+    env: Mapping[str, str],
+) -> tuple[dict[str, tuple[str, Any]], list[ErrorDetail]]:
+    """The settings given by ``QUIVER_*`` variables (dotted key -> (variable, value)), and the
+    variables that look like a setting but name none."""
+    names = setting_env_names()
+    sections = {
+        f"{ENV_PREFIX}{key}_".upper()
+        for key, info in QuiverSettings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    }
+    found: dict[str, tuple[str, Any]] = {}
+    errors: list[ErrorDetail] = []
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        dotted = names.get(variable)
+        if dotted is None:
+            if any(variable.startswith(prefix) for prefix in sections):
+                hint = did_you_mean(variable, list(names))
+                errors.append(
+                    ErrorDetail(
+                        f"{variable} names no setting",
+                        f"environment variable {variable}",
+                        (hint + " " if hint else "")
+                        + "see docs/configuration.md for the QUIVER_* names, or unset it",
+                    )
+                )
+            continue
+        found[dotted] = (variable, _env_value(dotted, env[variable]))
+    return found, errors
+
+
+def _env_value(dotted: str, raw: str) -> Any:
+    """A string setting takes the variable as written; any other reads it as YAML (8080, [a, b])."""
+    model: type[BaseModel] = QuiverSettings
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        sub = model.model_fields[part].annotation
+        assert isinstance(sub, type) and issubclass(sub, BaseModel)
+        model = sub
+    annotation = model.model_fields[parts[-1]].annotation
+    args = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation)
+        in (
+            typing.Union,
+            types.UnionType,
+        )
+        else (annotation,)
+    )
+    if str in args:
+        return raw
+    return parse_override(f"{dotted}={raw}")[1]
+
+
+def _read(
+    file: Path, environ: Mapping[str, str], given: set[Loc]
+) -> tuple[Positions, dict[str, Any], list[ErrorDetail]]:
+    """The file's data with references substituted, its positions, and its problems.
+
+    A reference under a setting in ``given`` (which the environment or the command line
+    replaces) is not an error when it cannot be resolved.
+    """
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
@@ -133,9 +229,10 @@ def _read(file: Path) -> tuple[Positions, dict[str, Any], list[ErrorDetail]]:
                 f"keep one '{twice.path[-1]}' (the first is at {twice.first.render()})",
             )
         )
-    env = dict(os.environ)
-    done = substitute(doc.data, Variables(env, file.resolve().parent), positions)
+    done = substitute(doc.data, Variables(dict(environ), file.resolve().parent), positions)
     for issue in done.errors:
+        if any(tuple(issue.path[: len(loc)]) == loc for loc in given):
+            continue
         errors.append(
             ErrorDetail(f"{format_path(issue.path)}: {issue.message}", issue.where(name), issue.fix)
         )
@@ -190,12 +287,12 @@ def _lookup(data: Any, loc: Loc) -> tuple[bool, Any]:
 
 
 def _explain(
-    err: Any, positions: Positions | None, override_keys: set[Loc], data: dict[str, Any]
+    err: Any, positions: Positions | None, given: dict[Loc, str], data: dict[str, Any]
 ) -> ErrorDetail:
     loc: Loc = tuple(err["loc"])
     name = format_path(loc)
-    if loc in override_keys:
-        where = "command line override"
+    if loc in given:
+        where = given[loc]
     elif positions is None:
         where = "defaults"
     else:

@@ -6,11 +6,15 @@ Loading (files, ``${ENV}`` / ``${file:path}`` substitution, CLI overrides) lives
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "CorsSettings",
     "DatabaseSettings",
     "GraphQLSettings",
+    "LogSettings",
     "QuiverSettings",
     "ServerSettings",
 ]
@@ -54,10 +58,44 @@ class GraphQLSettings(_Settings):
     )
 
 
+class CorsSettings(_Settings):
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins that browsers may call the API from (e.g. https://app.example.com); "
+        "['*'] allows any; empty turns CORS off.",
+    )
+    allow_origin_regex: str | None = Field(
+        default=None, description="A regular expression that allowed origins match in full."
+    )
+    allow_credentials: bool = Field(
+        default=False, description="Let browsers send cookies and Authorization headers."
+    )
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["content-type", "authorization", "x-request-id"],
+        description="Request headers a browser may send besides the CORS-safelisted ones.",
+    )
+    max_age: int = Field(
+        default=600, ge=0, description="Seconds a browser may cache a preflight answer."
+    )
+
+
 class ServerSettings(_Settings):
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port.")
+
+
+class LogSettings(_Settings):
+    format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json for one object per line."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe level written."
+    )
+    access: bool = Field(
+        default=False,
+        description="Write one line per HTTP request (method, path, status, milliseconds).",
+    )
 
 
 class QuiverSettings(_Settings):
@@ -66,6 +104,8 @@ class QuiverSettings(_Settings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     schema_file: str | None = Field(
         default=None,
         description="Compiled schema.json to serve instead of reflecting the database.",

@@ -1,0 +1,99 @@
+"""Settings from QUIVER_* environment variables, and the command line over an unset ${VAR}."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from quiver.config.loader import load_settings, setting_env_names
+from quiver.config.settings import QuiverSettings
+from quiver.runtime.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "quiver.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def unset_name() -> str:
+    return f"QUIVER_TEST_UNSET_{uuid.uuid4().hex[:8].upper()}"
+
+
+def test_db_on_the_command_line_overrides_an_unset_variable_in_the_file(tmp_path: Path) -> None:
+    variable = unset_name()
+    path = write(tmp_path, f"database:\n  url: ${{{variable}}}\n  pool_max: 4\n")
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(path, environ={})
+    s = load_settings(path, {"database.url": "sqlite:///x.db"}, environ={})
+    assert s.database.url == "sqlite:///x.db"
+    assert s.database.pool_max == 4
+
+
+def test_an_environment_setting_also_covers_an_unset_variable_in_the_file(tmp_path: Path) -> None:
+    variable = unset_name()
+    path = write(tmp_path, f"database:\n  url: ${{{variable}}}\n")
+    s = load_settings(path, environ={"QUIVER_DATABASE_URL": "sqlite:///y.db"})
+    assert s.database.url == "sqlite:///y.db"
+
+
+def test_every_setting_has_a_quiver_environment_variable() -> None:
+    names = setting_env_names()
+    expected: set[str] = set()
+    for key, info in QuiverSettings.model_fields.items():
+        fields = getattr(info.annotation, "model_fields", None)
+        if fields is None:
+            expected.add(key)
+        else:
+            expected.update(f"{key}.{inner}" for inner in fields)
+    assert set(names.values()) == expected
+    assert names["QUIVER_SERVER_PORT"] == "server.port"
+    assert names["QUIVER_SCHEMA_FILE"] == "schema_file"
+    assert len(names) == len(expected)  # no two settings share a name
+
+
+def test_environment_variables_set_values_of_every_type(tmp_path: Path) -> None:
+    env = {
+        "QUIVER_SERVER_PORT": "9123",
+        "QUIVER_GRAPHQL_INTROSPECTION": "false",
+        "QUIVER_DATABASE_SCHEMAS": "[sales, hr]",
+        "QUIVER_DATABASE_URL": "postgresql://u:p#1@127.0.0.1/db?x=1",
+        "QUIVER_CORS_ALLOW_ORIGINS": '["https://app.example.com"]',
+        "QUIVER_LOG_FORMAT": "json",
+        "QUIVER_GRAPHQL_PATH": "/api: graphql",
+    }
+    s = load_settings(write(tmp_path, "server:\n  port: 8001\n"), environ=env)
+    assert s.server.port == 9123
+    assert s.graphql.introspection is False
+    assert s.database.schemas == ["sales", "hr"]
+    assert s.database.url == "postgresql://u:p#1@127.0.0.1/db?x=1"
+    assert s.cors.allow_origins == ["https://app.example.com"]
+    assert s.log.format == "json"
+    assert s.graphql.path == "/api: graphql"
+
+
+def test_the_command_line_wins_over_the_environment(tmp_path: Path) -> None:
+    s = load_settings(None, {"server.port": 7001}, environ={"QUIVER_SERVER_PORT": "9123"})
+    assert s.server.port == 7001
+
+
+def test_a_bad_environment_value_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"QUIVER_SERVER_PORT": "eighty"})
+    assert "environment variable QUIVER_SERVER_PORT" in str(info.value)
+    assert "server.port" in str(info.value)
+
+
+def test_a_misspelt_environment_setting_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"QUIVER_SERVER_PROT": "80"})
+    text = str(info.value)
+    assert "QUIVER_SERVER_PROT names no setting" in text
+    assert "QUIVER_SERVER_PORT" in text
+
+
+def test_other_quiver_variables_are_left_alone() -> None:
+    s = load_settings(None, environ={"QUIVER_SERVE_SPEC": "{}", "QUIVER_TEST_X": "1"})
+    assert s.server.port == 8000
