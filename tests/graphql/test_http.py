@@ -368,7 +368,8 @@ async def test_browsers_get_graphiql(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/html; charset=utf-8"
     assert "graphiql.min.js" in r.text
-    assert '"/graphql"' in r.text
+    assert '"./graphql"' in r.text  # the endpoint, relative to the page
+    assert "unpkg.com" not in r.text and "https://" not in r.text
 
 
 async def test_introspection_can_be_disabled(sqlite_url: str) -> None:
@@ -518,6 +519,7 @@ async def test_uppercase_apq_hashes_are_accepted(client: httpx.AsyncClient) -> N
 def test_the_graphiql_page_escapes_the_endpoint() -> None:
     from quiver.graphql.graphiql import graphiql_page
 
-    page = graphiql_page('/api/</script><script>alert("x")</script>').decode()
-    assert "</script><script>alert" not in page
-    assert "\\u003c/script\\u003e" in page
+    page = graphiql_page('/api/<b onclick="alert(1)">x').decode()
+    assert "<b onclick" not in page
+    assert '"./\\u003cb onclick=\\"alert(1)\\"\\u003ex"' in page  # in the script
+    assert "./&lt;b onclick=&quot;alert(1)&quot;&gt;x/static/" in page  # in the asset URLs

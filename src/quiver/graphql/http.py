@@ -5,20 +5,27 @@
 
 * ``GET|POST <graphql.path>``: GraphQL requests, JSON (and batched JSON arrays) over POST,
   query-string parameters over GET; GraphiQL for browsers on GET with ``text/html``;
+* ``GET <graphql.path>/static/<package>-<version>/<file>``: GraphiQL's assets, cached for good;
 * ``GET /healthz``: the process is up; ``GET /readyz``: the database answers;
 * ``GET /metrics``: Prometheus text format.
 
 Media types: responses are ``application/graphql-response+json`` or ``application/json`` as
 the ``Accept`` header asks (``application/json`` when it is absent or ``*/*``). GraphQL request
 errors (parse, validation, variable coercion) are 400 with the former and 200 with the latter;
-malformed HTTP requests are 400 with either. Internal failures are logged and answered with a
-generic message and ``extensions.code``, never the exception text.
+malformed HTTP requests are 400 with either. Internal failures are logged and answered 500 with
+a generic message and ``extensions.code``, never the exception text.
+
+Every answer carries ``X-Request-Id``: the client's, when it sent a usable one, else a new one;
+log records written while the request runs carry it too. With ``cors.allow_origins`` set,
+Starlette's ``CORSMiddleware`` answers preflights and adds the CORS headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,7 +38,13 @@ from prometheus_client.exposition import generate_latest
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.apq import ApqError, ApqStore, resolve_persisted_query
 from quiver.graphql.engine import GraphQLEngine, Outcome
-from quiver.graphql.graphiql import graphiql_page
+from quiver.graphql.graphiql import (
+    ASSET_CACHE_CONTROL,
+    graphiql_asset,
+    graphiql_page,
+    static_prefix,
+)
+from quiver.runtime.logs import request_id
 from quiver.schema.ir import Schema
 
 __all__ = ["GraphQLApp", "create_app"]
@@ -50,6 +63,9 @@ _CT_JSON = b"application/json; charset=utf-8"
 _HTML = "text/html"
 _ALLOW = b"GET, POST"
 _MAX_ACCEPT_CACHE = 256
+_REQUEST_ID = b"x-request-id"
+_USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(schema: Schema, settings: QuiverSettings) -> GraphQLApp:
@@ -190,28 +206,117 @@ class GraphQLApp:
         self.max_batch = gql.max_batch
         self.apq: ApqStore | None = ApqStore() if gql.persisted_queries else None
         self.graphiql = graphiql_page(gql.path) if gql.graphiql else None
+        self.static_prefix = static_prefix(gql.path)
         self.engine: GraphQLEngine | None = None
         self.metrics = _Metrics()
         self._accept_cache: dict[bytes | None, _Negotiated] = {}
+        self._access_log = settings.log.access
+        self._http: ASGIApp = self._with_request_id
+        cors = settings.cors
+        if cors.allow_origins or cors.allow_origin_regex:
+            from starlette.middleware.cors import CORSMiddleware
+
+            self._http = CORSMiddleware(
+                self._with_request_id,
+                allow_origins=cors.allow_origins,
+                allow_origin_regex=cors.allow_origin_regex,
+                allow_methods=["GET", "POST"],
+                allow_headers=cors.allow_headers,
+                allow_credentials=cors.allow_credentials,
+                expose_headers=["x-request-id"],
+                max_age=cors.max_age,
+            )
 
     # ----- ASGI -----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            if path == self.path:
-                await self._graphql(scope, receive, send)
-            elif path == "/healthz":
-                await _respond(send, 200, b"text/plain; charset=utf-8", b"ok\n")
-            elif path == "/readyz":
-                await self._ready(send)
-            elif path == "/metrics":
-                body = generate_latest(self.metrics.registry)
-                await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body)
-            else:
-                await _respond(send, 404, _CT_JSON, _error_body(f"No route {path}.", "NOT_FOUND"))
+            await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route the request with its id set for the log and added to the answer."""
+        rid: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID:
+                rid = value if _USABLE_REQUEST_ID.fullmatch(value) else None
+                break
+        if rid is None:
+            rid = os.urandom(12).hex().encode()
+        header = (_REQUEST_ID, rid)
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+                status = message["status"]
+            await send(message)
+
+        token = request_id.set(rid.decode())
+        started = time.perf_counter()
+        try:
+            await self._route(scope, receive, send_with_id)
+        finally:
+            if self._access_log:
+                log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "fields": {
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "ms": round((time.perf_counter() - started) * 1000, 3),
+                        }
+                    },
+                )
+            request_id.reset(token)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :]  # mounted inside another app, or behind --root-path
+        if path == self.path:
+            await self._graphql(scope, receive, send)
+        elif path == "/healthz":
+            await _respond(send, 200, b"text/plain; charset=utf-8", b"ok\n")
+        elif path == "/readyz":
+            await self._ready(send)
+        elif path == "/metrics":
+            body = generate_latest(self.metrics.registry)
+            await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body)
+        elif self.graphiql is not None and path.startswith(self.static_prefix):
+            await self._asset(scope, send, path[len(self.static_prefix) :])
+        else:
+            await _respond(send, 404, _CT_JSON, _error_body(f"No route {path}.", "NOT_FOUND"))
+
+    async def _asset(self, scope: Scope, send: Send, name: str) -> None:
+        """A GraphiQL asset: one version per URL, so browsers keep it for good."""
+        asset = graphiql_asset(name)
+        if asset is None:
+            await _respond(send, 404, _CT_JSON, _error_body(f"No asset {name}.", "NOT_FOUND"))
+            return
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _respond(
+                send,
+                405,
+                _CT_JSON,
+                _error_body("Assets are read with GET.", "METHOD_NOT_ALLOWED"),
+                [(b"allow", b"GET, HEAD")],
+            )
+            return
+        gzipped = any(n == b"accept-encoding" and b"gzip" in v.lower() for n, v in scope["headers"])
+        extra = [(b"cache-control", ASSET_CACHE_CONTROL), (b"vary", b"accept-encoding")]
+        if gzipped:
+            extra.append((b"content-encoding", b"gzip"))
+        body = asset.gzipped if gzipped else asset.body
+        await _respond(send, 200, asset.content_type, body, extra, head=method == "HEAD")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -475,6 +580,8 @@ class GraphQLApp:
             self.apq.put(remember, query)
         outcome: Outcome = await engine.execute(prepared, variables)
         kind = outcome.kind
+        if kind == "internal_error":
+            return 500, outcome.body, kind
         if kind == "request_error" and media == GRAPHQL_RESPONSE:
             return 400, outcome.body, kind
         return 200, outcome.body, kind
@@ -513,9 +620,11 @@ async def _respond(
     content_type: bytes,
     body: bytes,
     extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    head: bool = False,
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
