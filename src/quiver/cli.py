@@ -16,7 +16,7 @@ app = typer.Typer(
     name="quiver",
     help="Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 

@@ -61,6 +61,10 @@ Sets = Annotated[
     ),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")]
+LogFormat = Annotated[
+    str | None,
+    typer.Option("--log-format", metavar="text|json", help="Log format (log.format)."),
+]
 
 
 def _fail(exc: BaseException, debug: bool) -> typer.Exit:
@@ -143,7 +147,11 @@ def demo_command(
         path = ensure_sqlite()
         url = f"sqlite:///{path.absolute()}"
         settings = QuiverSettings.model_validate(
-            {"database": {"url": url}, "server": {"host": host, "port": port}}
+            {
+                "database": {"url": url},
+                "server": {"host": host, "port": port},
+                "log": {"level": "debug" if debug else "info"},
+            }
         )
         schema = asyncio.run(reflect_database(url))
         _check_graphql(schema)
@@ -178,6 +186,7 @@ def serve_command(
         int | None, typer.Option("--workers", "-w", help="Server processes (server.workers).")
     ] = None,
     sets: Sets = None,
+    log_format: LogFormat = None,
     debug: Debug = False,
 ) -> None:
     """Serve GraphQL over HTTP for a database (reflected) or a compiled schema."""
@@ -193,6 +202,8 @@ def serve_command(
                 "server.host": host,
                 "server.port": port,
                 "server.workers": workers,
+                "log.format": log_format,
+                "log.level": "debug" if debug else None,
             },
         )
         if not settings.database.url:
@@ -214,7 +225,7 @@ def _serve(schema: Schema, settings: QuiverSettings, debug: bool) -> None:
     from quiver.graphql.server import run_server
 
     try:
-        run_server(schema, settings, log_level="debug" if debug else "info")
+        run_server(schema, settings)
     except KeyboardInterrupt:
         pass
     except Exception as exc:

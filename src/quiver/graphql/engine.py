@@ -59,7 +59,7 @@ __all__ = ["GraphQLEngine", "Outcome", "Prepared"]
 
 log = logging.getLogger("quiver.graphql")
 
-OutcomeKind = Literal["data", "request_error", "field_error"]
+OutcomeKind = Literal["data", "request_error", "field_error", "internal_error"]
 _PLAN_CACHE_PER_DOCUMENT = 64
 
 
@@ -279,7 +279,7 @@ class GraphQLEngine:
             # Never a traceback to the client: log it, answer with a code.
             log.exception("unexpected failure running an operation")
             body = _error("Internal server error.", "INTERNAL_SERVER_ERROR")
-            return Outcome(orjson.dumps({"errors": [body], "data": None}), "field_error")
+            return Outcome(orjson.dumps({"errors": [body]}), "internal_error")
 
     async def _execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
         if prepared.errors:

@@ -4,13 +4,19 @@ With ``workers > 1`` uvicorn starts each worker from an import string, so the sc
 settings travel to the workers through a file and the ``QUIVER_SERVE_SPEC`` environment variable;
 each worker then builds its own app (and opens its own database pool) in
 :func:`app_from_environment`.
+
+Quiver binds the listening socket itself before uvicorn starts, so a port that is taken (or an
+address that is not this machine's) is one ``error:`` line with a fix, not uvicorn's log and
+exit code 3. uvicorn's own log records go through Quiver's log format (``log.format``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -18,10 +24,11 @@ import orjson
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
-from quiver.runtime.errors import ConfigError
+from quiver.runtime.errors import ConfigError, QuiverError
+from quiver.runtime.logs import configure_logging
 from quiver.schema.ir import Schema, load_schema_file
 
-__all__ = ["SERVE_SPEC_ENV", "app_from_environment", "run_server"]
+__all__ = ["SERVE_SPEC_ENV", "ServerStartError", "app_from_environment", "run_server"]
 
 SERVE_SPEC_ENV = "QUIVER_SERVE_SPEC"
 
@@ -39,18 +46,28 @@ def app_from_environment() -> GraphQLApp:
         )
     spec = orjson.loads(raw)
     settings = QuiverSettings.model_validate(spec["settings"])
+    configure_logging(settings.log.format, settings.log.level)
     return create_app(load_schema_file(spec["schema_path"]), settings)
 
 
-def run_server(schema: Schema, settings: QuiverSettings, *, log_level: str = "info") -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM), with ``settings.server.workers`` processes."""
+class ServerStartError(QuiverError):
+    """The HTTP server could not start: the port is taken, the address is not ours, ..."""
+
+
+def run_server(schema: Schema, settings: QuiverSettings) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM), with ``settings.server.workers`` processes.
+
+    Raises :class:`ServerStartError` when the server cannot listen or its app cannot start.
+    """
     import uvicorn
 
+    configure_logging(settings.log.format, settings.log.level)
     server = settings.server
     common: dict[str, object] = {
         "host": server.host,
         "port": server.port,
-        "log_level": log_level,
+        "log_level": settings.log.level,
+        "log_config": None,
         "access_log": False,
         "lifespan": "on",
         "loop": "uvloop",
@@ -59,16 +76,77 @@ def run_server(schema: Schema, settings: QuiverSettings, *, log_level: str = "in
         "timeout_graceful_shutdown": 10,
     }
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a graceful stop exits 0.
+    sock = bind_socket(server.host, server.port)
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         if server.workers <= 1:
-            uvicorn.run(create_app(schema, settings), **common)  # type: ignore[arg-type]
+            config = uvicorn.Config(create_app(schema, settings), **common)  # type: ignore[arg-type]
+            single = uvicorn.Server(config)
+            single.run(sockets=[sock])
+            if not single.started:
+                raise _did_not_start()
         else:
+            sock.close()  # uvicorn binds again for its workers, a moment later
             _run_workers(schema, settings, common)
     except _TerminatedError:
         log.info("stopped")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise _did_not_start() from None
     finally:
+        sock.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as uvicorn binds it, or a :class:`ServerStartError`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, exc) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        raise _bind_error(host, port, OSError(errno.EADDRNOTAVAIL, str(exc))) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
+    other = 8080 if port != 8080 else 8081
+    choose = (
+        f"choose another port with --port {other} (server.port in quiver.yaml, "
+        "or QUIVER_SERVER_PORT)"
+    )
+    if exc.errno == errno.EADDRINUSE:
+        return ServerStartError.one(  # type: ignore[return-value]
+            f"port {port} on {host} is already in use by another program",
+            "server.port",
+            f"stop that program, or {choose}",
+        )
+    if exc.errno == errno.EACCES:
+        return ServerStartError.one(  # type: ignore[return-value]
+            f"no permission to listen on port {port} of {host} (ports below 1024 need root)",
+            "server.port",
+            choose,
+        )
+    return ServerStartError.one(  # type: ignore[return-value]
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        "server.host",
+        "give an address of this machine with --host (server.host, QUIVER_SERVER_HOST): "
+        "127.0.0.1 for this machine only, 0.0.0.0 for every interface",
+    )
+
+
+def _did_not_start() -> ServerStartError:
+    return ServerStartError.one(  # type: ignore[return-value]
+        "the server did not start; the log above says why",
+        "quiver serve",
+        "fix the cause shown there; run with --debug for more detail",
+    )
 
 
 class _TerminatedError(Exception):

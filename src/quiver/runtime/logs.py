@@ -24,6 +24,7 @@ __all__ = [
     "configure_logging",
     "json_line",
     "request_id",
+    "reset_logging",
     "timestamp",
 ]
 
@@ -113,3 +114,12 @@ def configure_logging(
             logger.propagate = False
         else:
             logger.propagate = True  # to "uvicorn", which holds the handler
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: the loggers pass their records on as before."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+            logger.removeHandler(old)
+        logger.propagate = True

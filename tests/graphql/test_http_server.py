@@ -1,0 +1,276 @@
+"""The HTTP server around the GraphQL app: CORS, request ids, logs, unexpected failures, and
+starting on a port that is taken."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.http import GraphQLApp, create_app
+from quiver.runtime.logs import configure_logging, reset_logging
+from quiver.schema.reflect import reflect_database
+from tests.graphql.servers import QUIVER, free_port
+
+ORIGIN = "https://app.example.com"
+QUERY = {"query": "{ artists(limit: 1, orderBy: {artistId: ASC}) { name } }"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sqlite_url(chinook_sqlite: Path) -> str:
+    return f"sqlite:///{chinook_sqlite.absolute()}"
+
+
+async def open_app(url: str, **sections: Any) -> GraphQLApp:
+    settings = QuiverSettings.model_validate({"database": {"url": url}, **sections})
+    app = create_app(await reflect_database(url), settings)
+    await app.startup()
+    return app
+
+
+def client_for(app: GraphQLApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://quiver")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cors_app(sqlite_url: str) -> AsyncIterator[GraphQLApp]:
+    app = await open_app(sqlite_url, cors={"allow_origins": [ORIGIN]})
+    try:
+        yield app
+    finally:
+        await app.shutdown()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def plain_app(sqlite_url: str) -> AsyncIterator[GraphQLApp]:
+    app = await open_app(sqlite_url)
+    try:
+        yield app
+    finally:
+        await app.shutdown()
+
+
+# ----- CORS -----
+async def test_a_preflight_from_an_allowed_origin_is_answered(cors_app: GraphQLApp) -> None:
+    async with client_for(cors_app) as c:
+        r = await c.options(
+            "/graphql",
+            headers={
+                "origin": ORIGIN,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert "content-type" in r.headers["access-control-allow-headers"].lower()
+    assert r.headers["access-control-max-age"] == "600"
+
+
+async def test_a_request_from_an_allowed_origin_gets_the_cors_headers(
+    cors_app: GraphQLApp,
+) -> None:
+    async with client_for(cors_app) as c:
+        r = await c.post("/graphql", json=QUERY, headers={"origin": ORIGIN})
+    assert r.status_code == 200
+    assert r.json()["data"]["artists"] == [{"name": "AC/DC"}]
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
+
+
+async def test_another_origin_gets_no_cors_headers(cors_app: GraphQLApp) -> None:
+    async with client_for(cors_app) as c:
+        pre = await c.options(
+            "/graphql",
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+        )
+        r = await c.post("/graphql", json=QUERY, headers={"origin": "https://evil.example"})
+    assert pre.status_code == 400
+    assert "access-control-allow-origin" not in pre.headers
+    assert "access-control-allow-origin" not in r.headers
+
+
+async def test_without_allowed_origins_there_is_no_cors(plain_app: GraphQLApp) -> None:
+    async with client_for(plain_app) as c:
+        pre = await c.options(
+            "/graphql", headers={"origin": ORIGIN, "access-control-request-method": "POST"}
+        )
+        r = await c.post("/graphql", json=QUERY, headers={"origin": ORIGIN})
+    assert pre.status_code == 405
+    assert "access-control-allow-origin" not in r.headers
+
+
+# ----- request ids -----
+async def test_each_answer_carries_a_new_request_id(plain_app: GraphQLApp) -> None:
+    async with client_for(plain_app) as c:
+        ids = {(await c.post("/graphql", json=QUERY)).headers["x-request-id"] for _ in range(3)}
+        ids.add((await c.get("/healthz")).headers["x-request-id"])
+    assert len(ids) == 4
+    assert all(len(i) == 24 for i in ids)
+
+
+async def test_the_clients_request_id_is_returned(plain_app: GraphQLApp) -> None:
+    async with client_for(plain_app) as c:
+        r = await c.post("/graphql", json=QUERY, headers={"x-request-id": "trace-42.a:b"})
+        bad = await c.post("/graphql", json=QUERY, headers={"x-request-id": "a b\tc"})
+    assert r.headers["x-request-id"] == "trace-42.a:b"
+    assert bad.headers["x-request-id"] != "a b\tc"
+    assert len(bad.headers["x-request-id"]) == 24
+
+
+# ----- unexpected failures -----
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure_logging("json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        reset_logging()
+
+
+def _records(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+async def test_a_failure_inside_the_engine_is_a_500_logged_with_its_request_id(
+    sqlite_url: str, log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch, accept: str
+) -> None:
+    app = await open_app(sqlite_url)
+    try:
+        assert app.engine is not None
+
+        async def broken(*args: Any) -> Any:
+            raise RuntimeError("secret detail of the failure")
+
+        # Fault injection: the engine's execution raises something nobody expected.
+        monkeypatch.setattr(app.engine, "_execute", broken)
+        async with client_for(app) as c:
+            r = await c.post(
+                "/graphql", json=QUERY, headers={"accept": accept, "x-request-id": "req-500"}
+            )
+    finally:
+        await app.shutdown()
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith(accept)
+    body = r.json()
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "secret" not in r.text
+    failures = [rec for rec in _records(log_lines) if rec["level"] == "error"]
+    assert failures, log_lines.getvalue()
+    assert failures[0]["request_id"] == "req-500"
+    assert "secret detail of the failure" in failures[0]["exception"]
+
+
+async def test_a_failure_outside_the_engine_is_a_500_too(
+    sqlite_url: str, log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await open_app(sqlite_url)
+    try:
+        assert app.engine is not None
+
+        def broken(*args: Any) -> Any:
+            raise ValueError("while preparing")
+
+        monkeypatch.setattr(app.engine, "prepare", broken)
+        async with client_for(app) as c:
+            r = await c.post("/graphql", json=QUERY, headers={"x-request-id": "req-prep"})
+    finally:
+        await app.shutdown()
+    assert r.status_code == 500
+    assert r.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert any(rec.get("request_id") == "req-prep" for rec in _records(log_lines))
+
+
+# ----- the real server: JSON logs, the port in use -----
+def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"the server did not start:\n{out}\n{err}")
+
+
+def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    env["QUIVER_LOG_ACCESS"] = "true"
+    proc = subprocess.Popen(
+        [QUIVER, "serve", "--db", sqlite_url, "--port", str(port), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, proc)
+        r = httpx.post(f"{base}/graphql", json=QUERY, headers={"x-request-id": "from-client-1"})
+        assert r.headers["x-request-id"] == "from-client-1"
+        other = httpx.post(f"{base}/graphql", json=QUERY).headers["x-request-id"]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
+    assert records, err  # every stderr line is one JSON object
+    for rec in records:
+        assert {"ts", "level", "message", "logger"} <= rec.keys()
+    assert any(rec["logger"].startswith("uvicorn") for rec in records)  # the server's own lines
+    access = [rec for rec in records if rec.get("path") == "/graphql"]
+    assert [a["request_id"] for a in access] == ["from-client-1", other]
+    assert all(a["status"] == 200 and a["method"] == "POST" for a in access)
+
+
+def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [QUIVER, "serve", "--db", sqlite_url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: server.port: port {port} on 127.0.0.1 is already in use by another program "
+        "(stop that program, or choose another port with --port 8080 (server.port in "
+        "quiver.yaml, or QUIVER_SERVER_PORT))"
+    ]
+
+
+def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> None:
+    result = subprocess.run(
+        [QUIVER, "serve", "--db", sqlite_url, "--host", "192.0.2.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: server.host: cannot listen on 192.0.2.1:0")
+    assert "--host" in line
