@@ -1,16 +1,17 @@
-"""Run logs: human text on stderr, or one JSON object per line carrying the run id."""
+"""Run logs: human text on stderr, or one JSON object per line carrying the run id.
+
+The JSON lines are those of every Quiver surface (:mod:`quiver.runtime.logs`): ``ts``,
+``level``, ``message`` and the run's context (``run_id``, ``pipeline``, ``event``).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-import orjson
+from quiver.runtime.logs import LogFormat, json_line, timestamp
 
 __all__ = ["LogFormat", "RunLog"]
-
-LogFormat = Literal["text", "json"]
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -43,16 +44,16 @@ class RunLog:
         if _LEVELS.get(level, 20) < self.level and event != "tap":
             return  # taps are asked for explicitly, so they always show
         record: dict[str, Any] = {
-            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "ts": timestamp(),
             "level": level,
+            "message": message,
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "event": event,
-            "message": message,
             **fields,
         }
         if self.fmt == "json":
-            line = orjson.dumps(record, default=str).decode()
+            line = json_line(record)
         else:
             prefix = {"warning": "warning: ", "error": "error: "}.get(level, "")
             line = f"{prefix}{message}"
