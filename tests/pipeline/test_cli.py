@@ -148,7 +148,7 @@ def test_an_invalid_pipeline_exits_2_with_every_problem(orders: Path) -> None:
     done = quiver("validate", "bad.yaml", cwd=orders)
     assert done.returncode == 2
     assert "bad.yaml:1:30 source.csv.delimitr" in done.stderr
-    assert "3 problem(s) found" in done.stderr
+    assert "3 problems found" in done.stderr
 
 
 def test_validate_checks_scripts_and_sql_without_running(orders: Path) -> None:
@@ -166,7 +166,7 @@ def test_validate_checks_scripts_and_sql_without_running(orders: Path) -> None:
     assert "v.yaml:3:5 processors[0] sql (query): SQL syntax error" in done.stderr
     assert "v.yaml:4:5 processors[1] python" in done.stderr and "no function 'go'" in done.stderr
     assert "v.yaml:5:5 processors[2] filter (expression)" in done.stderr
-    assert "3 problem(s) found" in done.stderr
+    assert "3 problems found" in done.stderr
     assert not (orders / "o.csv").exists()
     ok = quiver("validate", "p.yaml", cwd=orders)
     assert ok.returncode == 0 and "ok (3 steps" in ok.stderr

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quiver.runtime.wording import plural
 from quiver.schema import commands as schema_commands
 
 if TYPE_CHECKING:
@@ -159,7 +160,9 @@ def demo_command(
         raise _fail(exc, debug) from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     endpoint = f"http://{shown}:{port}{settings.graphql.path}"
-    typer.echo(f"Quiver demo: the Chinook music store ({len(schema.entities)} types) from {path}")
+    typer.echo(
+        f"Quiver demo: the Chinook music store ({plural(len(schema.entities), 'type')}) from {path}"
+    )
     typer.echo(f"GraphQL and GraphiQL: {endpoint}")
     typer.echo("Try this query in GraphiQL, or with curl:")
     typer.echo(EXAMPLE_QUERY)
@@ -214,9 +217,9 @@ def serve_command(
         raise _fail(exc, debug) from None
     server = settings.server
     typer.echo(
-        f"Serving {len(schema.entities)} types at "
+        f"Serving {plural(len(schema.entities), 'type')} at "
         f"http://{server.host}:{server.port}{settings.graphql.path} "
-        f"({server.workers} worker{'s' if server.workers > 1 else ''})"
+        f"({plural(server.workers, 'worker')})"
     )
     _serve(schema, settings, debug)
 
@@ -253,12 +256,12 @@ def check_command(
     typer.echo("settings: ok")
     if where:
         typer.echo(f"database: {where} reachable")
-    typer.echo(f"schema: {len(schema.entities)} types, {relations} relations")
+    typer.echo(f"schema: {plural(len(schema.entities), 'type')}, {plural(relations, 'relation')}")
     for entity in schema.entities:
         keys = ", ".join(entity.primary_key) or "no primary key"
         typer.echo(
-            f"  {entity.name} ({entity.source}): {len(entity.fields)} fields, "
-            f"{len(entity.relations)} relations, key {keys}"
+            f"  {entity.name} ({entity.source}): {plural(len(entity.fields), 'field')}, "
+            f"{plural(len(entity.relations), 'relation')}, key {keys}"
         )
     typer.echo("ok")
 

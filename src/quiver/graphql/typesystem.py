@@ -120,19 +120,37 @@ class _Builder:
     # ----- arguments -----
     def list_args(self, entity: str) -> dict[str, GraphQLArgument]:
         return {
-            "where": GraphQLArgument(self.where(entity), description="Rows to return."),
+            "where": GraphQLArgument(self.where(entity), description=_WHERE),
             "orderBy": GraphQLArgument(
                 GraphQLList(GraphQLNonNull(self.order_by(entity))),
-                description="Sort keys, most significant first. Defaults to the primary key.",
+                description=self.order_by_description(entity),
             ),
             "limit": GraphQLArgument(GraphQLInt, description="Most rows to return."),
             "offset": GraphQLArgument(GraphQLInt, description="Rows to skip."),
         }
 
+    def order_by_description(self, entity: str) -> str:
+        """What ``orderBy`` does for ``entity``: what breaks ties depends on its key."""
+        e = self.cat.entities[entity]
+        if e.primary_key:
+            key = ", ".join(f.name for f in self.cat.key_fields(e))
+            return (
+                "Sort keys, most significant first. Rows that tie, and all rows when orderBy is "
+                f"omitted, are in primary-key order ({key})."
+            )
+        return (
+            f"Sort keys, most significant first. {entity} has no primary key: rows that tie, and "
+            "all rows when orderBy is omitted, are ordered by its fields' values in turn (JSON "
+            "fields excepted); give orderBy for the order you need."
+        )
+
     def connection_args(self, entity: str) -> dict[str, GraphQLArgument]:
         return {
-            "where": GraphQLArgument(self.where(entity)),
-            "orderBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.order_by(entity)))),
+            "where": GraphQLArgument(self.where(entity), description=_WHERE),
+            "orderBy": GraphQLArgument(
+                GraphQLList(GraphQLNonNull(self.order_by(entity))),
+                description=self.order_by_description(entity),
+            ),
             "first": GraphQLArgument(GraphQLInt),
             "after": GraphQLArgument(GraphQLString),
             "last": GraphQLArgument(GraphQLInt),
@@ -335,3 +353,10 @@ def _sortable(f: IrField) -> bool:
 def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputType]]:
     inner: Any = t if isinstance(t, GraphQLNonNull) else GraphQLNonNull(t)
     return GraphQLNonNull(GraphQLList(inner))
+
+
+_WHERE = (
+    "Keep only the rows that match: each field takes operators (eq, in, lt, contains, isNull, "
+    "...), a relation takes a filter on its rows, and and/or/not combine filters. "
+    "Omitted: every row."
+)

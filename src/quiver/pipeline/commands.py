@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from quiver.runtime.wording import plural
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -260,18 +262,18 @@ def validate_command(file: str, variables: list[str]) -> int:
         spec = load_pipeline(file, _parse_variables(variables), collect=True)
     except ConfigError as exc:
         _print_errors(exc, error)
-        error.print(f"{len(exc.details)} problem(s) found in {file}")
+        error.print(f"{plural(len(exc.details), 'problem')} found in {file}")
         return EXIT_INVALID
     details: list[ErrorDetail] = [*spec.errors, *check_pipeline(spec)]
     if details:
         _print_errors(ConfigError(details), error)
-        error.print(f"{len(details)} problem(s) found in {file}")
+        error.print(f"{plural(len(details), 'problem')} found in {file}")
         return EXIT_INVALID
     for w in spec.warnings:
         error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     sources = ", ".join(s.name for s in spec.sources())
     sinks = ", ".join(s.name for s in spec.sinks())
-    summary = f"{file}: ok ({len(spec.steps)} steps; sources: {sources}; sinks: {sinks})"
+    summary = f"{file}: ok ({plural(len(spec.steps), 'step')}; sources: {sources}; sinks: {sinks})"
     error.print(escape(summary), soft_wrap=True)
     return EXIT_OK
 

@@ -60,6 +60,7 @@ from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
 from quiver.runtime.delivery import CircuitBreaker, Delivery
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.wording import plural
 
 __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
 
@@ -280,7 +281,7 @@ class PipelineEngine:
         result.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         self.log.event(
             "run_started",
-            f"run {self.run_id}: {plan.name} ({len(plan.steps)} steps)",
+            f"run {self.run_id}: {plan.name} ({plural(len(plan.steps), 'step')})",
             file=plan.file,
             dry_run=self.dry_run,
         )
@@ -335,7 +336,7 @@ class PipelineEngine:
             result.rejected = self._rejected_before + self.rejects.count
         self.log.event(
             "run_finished",
-            f"run {self.run_id} finished: {result.rows_read} rows read, "
+            f"run {self.run_id} finished: {plural(result.rows_read, 'row')} read, "
             f"{result.rows_written} written, {result.rejected} rejected in {result.seconds:.2f}s",
             rows_read=result.rows_read,
             rows_written=result.rows_written,
