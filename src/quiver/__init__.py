@@ -1,9 +1,10 @@
 """Quiver: compiled GraphQL over SQL databases, Arrow Flight, file and telemetry pipelines.
 
-The public authoring API lives here (``@quiver.type``, ``quiver.field``, ``quiver.relation``,
-``@quiver.query`` and the annotation markers); everything else is reached through the
-``quiver`` CLI. The authoring module is imported on first use, so ``import quiver`` stays
-cheap for the CLI.
+The public API lives here: authoring (``@quiver.type``, ``quiver.field``, ``quiver.relation``,
+``@quiver.query`` and the annotation markers) and embedding (``quiver.create_app`` returns the
+GraphQL ASGI app, ``await quiver.reflect(url)`` the schema of a database); everything else is
+reached through the ``quiver`` CLI. Each module is imported on first use, so ``import quiver``
+stays cheap for the CLI.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ __all__ = [
     "OrderBy",
     "Where",
     "__version__",
+    "create_app",
     "field",
     "query",
+    "reflect",
     "relation",
     "type",
 ]
@@ -38,12 +41,22 @@ _AUTHORING = {
     "JSON": "JSON",
 }
 
+# Public name -> attribute of quiver.graphql.embedding.
+_EMBEDDING = {"create_app": "create_app", "reflect": "reflect"}
+
 if TYPE_CHECKING:
+    from quiver.graphql.embedding import create_app, reflect
     from quiver.schema.authoring import ID, JSON, BigInt, OrderBy, Where, field, query, relation
     from quiver.schema.authoring import object_type as type
 
 
 def __getattr__(name: str) -> Any:
+    if name in _EMBEDDING:
+        from quiver.graphql import embedding
+
+        value = getattr(embedding, _EMBEDDING[name])
+        globals()[name] = value
+        return value
     target = _AUTHORING.get(name)
     if target is None:
         raise AttributeError(f"module 'quiver' has no attribute {name!r}")

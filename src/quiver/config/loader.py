@@ -17,6 +17,7 @@ when ``--db`` (or ``QUIVER_DATABASE_URL``) gives the URL.
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 import typing
@@ -74,12 +75,14 @@ def load_settings(
     path: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    base: Mapping[str, Any] | None = None,
 ) -> QuiverSettings:
     """Read the settings from ``path`` (default ``quiver.yaml`` here, when present).
 
     ``QUIVER_*`` variables of ``environ`` (default: the process environment) apply over the
     file, and ``overrides`` (dotted keys such as ``server.port`` mapped to values) over both.
-    Raises :class:`ConfigError` listing every problem with its location.
+    ``base``, sections of settings given in Python, stands in for the file (``path`` is then
+    ignored). Raises :class:`ConfigError` listing every problem with its location.
     """
     env = os.environ if environ is None else environ
     from_env, errors = _settings_from_env(env)
@@ -91,7 +94,10 @@ def load_settings(
     data: dict[str, Any] = {}
     positions: Positions | None = None
     file: Path | None
-    if path is None:
+    if base is not None:
+        file = None
+        data = copy.deepcopy(dict(base))
+    elif path is None:
         file = Path(DEFAULT_CONFIG_FILE) if Path(DEFAULT_CONFIG_FILE).is_file() else None
     else:
         file = Path(path)
@@ -114,7 +120,13 @@ def load_settings(
     try:
         return QuiverSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_explain(e, positions, given, data) for e in exc.errors()]) from None
+        details = [_explain(e, positions, given, data) for e in exc.errors()]
+        if base is not None:
+            details = [
+                ErrorDetail(d.message, "settings", d.fix) if d.where == "defaults" else d
+                for d in details
+            ]
+        raise ConfigError(details) from None
 
 
 def setting_env_names() -> dict[str, str]:

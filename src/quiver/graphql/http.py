@@ -46,6 +46,7 @@ from quiver.graphql.graphiql import (
 )
 from quiver.runtime.logs import request_id
 from quiver.schema.ir import Schema
+from quiver.schema.reflect import reflect_database
 
 __all__ = ["GraphQLApp", "create_app"]
 
@@ -197,7 +198,7 @@ def _negotiate(accept: str | None) -> _Negotiated:
 class GraphQLApp:
     """The ASGI application (see the module docs)."""
 
-    def __init__(self, schema: Schema, settings: QuiverSettings) -> None:
+    def __init__(self, schema: Schema | None, settings: QuiverSettings) -> None:
         self.schema = schema
         self.settings = settings
         gql = settings.graphql
@@ -335,7 +336,13 @@ class GraphQLApp:
                 return
 
     async def startup(self) -> None:
-        """Open the engine (the lifespan calls this; call it yourself without a server)."""
+        """Open the engine (the lifespan calls this; call it yourself without a server).
+
+        Without a schema, the database is reflected first.
+        """
+        if self.schema is None:
+            db = self.settings.database
+            self.schema = await reflect_database(db.url, schemas=db.schemas or None)
         if self.engine is None:
             self.engine = await GraphQLEngine.open(self.schema, self.settings)
 
