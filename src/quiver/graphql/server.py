@@ -24,7 +24,7 @@ import orjson
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
-from quiver.runtime.errors import ConfigError, QuiverError
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 from quiver.runtime.logs import configure_logging
 from quiver.schema.ir import Schema, load_schema_file
 
@@ -77,6 +77,9 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
     }
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a graceful stop exits 0.
     sock = bind_socket(server.host, server.port)
+    bound = sock.getsockname()[1]
+    shown = f"[{server.host}]" if ":" in server.host else server.host
+    log.info("listening on http://%s:%d (press Ctrl-C to stop)", shown, bound)
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         if server.workers <= 1:
@@ -122,18 +125,18 @@ def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
         "or QUIVER_SERVER_PORT)"
     )
     if exc.errno == errno.EADDRINUSE:
-        return ServerStartError.one(  # type: ignore[return-value]
+        return _start_error(
             f"port {port} on {host} is already in use by another program",
             "server.port",
             f"stop that program, or {choose}",
         )
     if exc.errno == errno.EACCES:
-        return ServerStartError.one(  # type: ignore[return-value]
+        return _start_error(
             f"no permission to listen on port {port} of {host} (ports below 1024 need root)",
             "server.port",
             choose,
         )
-    return ServerStartError.one(  # type: ignore[return-value]
+    return _start_error(
         f"cannot listen on {host}:{port}: {exc.strerror or exc}",
         "server.host",
         "give an address of this machine with --host (server.host, QUIVER_SERVER_HOST): "
@@ -141,8 +144,12 @@ def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
     )
 
 
+def _start_error(message: str, where: str, fix: str) -> ServerStartError:
+    return ServerStartError([ErrorDetail(message, where, fix)])
+
+
 def _did_not_start() -> ServerStartError:
-    return ServerStartError.one(  # type: ignore[return-value]
+    return _start_error(
         "the server did not start; the log above says why",
         "quiver serve",
         "fix the cause shown there; run with --debug for more detail",
