@@ -97,3 +97,31 @@ def test_a_misspelt_environment_setting_is_refused_with_a_suggestion() -> None:
 def test_other_quiver_variables_are_left_alone() -> None:
     s = load_settings(None, environ={"QUIVER_SERVE_SPEC": "{}", "QUIVER_TEST_X": "1"})
     assert s.server.port == 8000
+
+
+def test_quiver_check_with_db_starts_although_the_file_leaves_its_variable_unset(
+    tmp_path: Path, chinook_sqlite: Path
+) -> None:
+    import os
+    import subprocess
+
+    from tests.graphql.servers import QUIVER
+
+    variable = unset_name()
+    write(tmp_path, f"database:\n  url: ${{{variable}}}\ngraphql:\n  max_depth: 9\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    refused = subprocess.run(
+        [QUIVER, "check"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1
+    assert f"environment variable {variable} is not set" in refused.stderr
+    done = subprocess.run(
+        [QUIVER, "check", "--db", f"sqlite:///{chinook_sqlite.absolute()}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "schema: 13 types" in done.stdout

@@ -391,7 +391,7 @@ def test_validate_reports_every_problem_at_once_with_file_line_column(
     assert "did you mean 'compression'" in run.stderr
     assert "broken.js:2:16" in run.stderr, run.stderr
     assert "selec" in run.stderr
-    assert re.search(r"^\d+ problem\(s\) found in pipeline\.yaml$", run.stderr, re.M)
+    assert re.search(r"^\d+ problems? found in pipeline\.yaml$", run.stderr, re.M)
     assert "Traceback" not in run.output
     assert not (tmp_path / "out").exists()
 
