@@ -237,45 +237,40 @@ class GraphQLApp:
             await self._lifespan(receive, send)
 
     async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route the request with its id set for the log and added to the answer."""
-        rid: bytes | None = None
+        """Route the request with its id set: every answer (``_respond``) and log record has it."""
+        rid: str | None = None
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
-                rid = value if _USABLE_REQUEST_ID.fullmatch(value) else None
+                if _USABLE_REQUEST_ID.fullmatch(value):
+                    rid = value.decode("ascii")
                 break
-        if rid is None:
-            rid = os.urandom(12).hex().encode()
-        header = (_REQUEST_ID, rid)
+        token = request_id.set(rid or os.urandom(12).hex())
+        try:
+            if self._access_log:
+                await self._logged(scope, receive, send)
+            else:
+                await self._route(scope, receive, send)
+        finally:
+            request_id.reset(token)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route the request and write its access-log line."""
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        async def send_noting_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
                 status = message["status"]
             await send(message)
 
-        token = request_id.set(rid.decode())
         started = time.perf_counter()
         try:
-            await self._route(scope, receive, send_with_id)
+            await self._route(scope, receive, send_noting_status)
         finally:
-            if self._access_log:
-                log.info(
-                    "%s %s %d",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "fields": {
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "status": status,
-                            "ms": round((time.perf_counter() - started) * 1000, 3),
-                        }
-                    },
-                )
-            request_id.reset(token)
+            method, path = scope["method"], scope["path"]
+            ms = round((time.perf_counter() - started) * 1000, 3)
+            fields = {"method": method, "path": path, "status": status, "ms": ms}
+            log.info("%s %s %d", method, path, status, extra={"fields": fields})
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -633,5 +628,8 @@ async def _respond(
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)
+    rid = request_id.get()
+    if rid is not None:
+        headers.append((_REQUEST_ID, rid.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
