@@ -269,6 +269,8 @@ class PipelineEngine:
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
+        # per unit: (step, output) -> an empty batch, or None once rows went out (see _emit)
+        self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -370,6 +372,7 @@ class PipelineEngine:
             if step.kind != "source"
         }
         self._inflight = {}
+        self._empty = {}
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Sink] = {}
         rows_before = self.result.rows_read
@@ -498,7 +501,7 @@ class PipelineEngine:
                     if self._originals is not None:
                         self._originals.add(batch)
                     self._report_progress(counting)
-                    await self._emit(step, DEFAULT_OUTPUT, batch)
+                await self._emit(step, DEFAULT_OUTPUT, batch)
                 if limit is not None and stats.rows_out >= limit:
                     break
                 assert gen is not None
@@ -575,15 +578,16 @@ class PipelineEngine:
         stats = self.result.steps[step.name]
         if out.errors:
             self._reject(step, out.errors, source)
-        if out.batch is not None and out.batch.num_rows:
-            stats.rows_out += out.batch.num_rows
-            stats.batches_out += 1
+        if out.batch is not None:
+            if out.batch.num_rows:
+                stats.rows_out += out.batch.num_rows
+                stats.batches_out += 1
             await self._emit(step, DEFAULT_OUTPUT, out.batch)
         for route, batches in out.routes.items():
             for b in batches:
                 if b.num_rows:
                     stats.routes[route] = stats.routes.get(route, 0) + b.num_rows
-                    await self._emit(step, route, b)
+                await self._emit(step, route, b)
 
     def _reject(
         self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
@@ -683,7 +687,11 @@ class PipelineEngine:
         delivery = self._delivery(step.name)
         schema: pa.Schema | None = None
         with_line = False
+        columns: pa.Schema = pa.schema([])  # of an empty output (see _emit)
         async for batch in self._inputs(step):
+            if not batch.num_rows:
+                columns = schema_without_line(batch.schema) if schema is None else columns
+                continue
             self._tap(step.name, DEFAULT_OUTPUT, batch)
             if schema is None:
                 schema = batch.schema
@@ -717,13 +725,22 @@ class PipelineEngine:
             await self._sink_call(
                 step.name,
                 delivery,
-                _bind(sink.open, pa.schema([]), self.ctx),
+                _bind(sink.open, columns, self.ctx),
                 f"open '{step.name}'",
             )
 
     # ------------------------------------------------------------------ plumbing
 
     async def _emit(self, step: PlanStep, output: str, batch: pa.RecordBatch) -> None:
+        # An empty batch is held back: if the output sends no rows at all, the last one goes
+        # on at the end (_finish), so the sinks still learn the columns (a header-only CSV
+        # file, a step that rejected every row) and write an empty output that has them.
+        held = (step.name, output)
+        if not batch.num_rows:
+            if self._empty.get(held, batch) is not None:
+                self._empty[held] = batch
+            return
+        self._empty[held] = None
         self._tap(step.name, output, batch)
         targets = step.targets.get(output)
         if not targets:
@@ -741,6 +758,10 @@ class PipelineEngine:
             await self._queues[target].put(batch)
 
     async def _finish(self, step: PlanStep) -> None:
+        for output, targets in step.targets.items():
+            empty = self._empty.pop((step.name, output), None)
+            for target in targets if empty is not None else ():
+                await self._queues[target].put(empty)
         for targets in step.targets.values():
             for target in targets:
                 await self._queues[target].put(_END)

@@ -435,10 +435,25 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
+        state = _FileState(path)
         try:
-            yield from self._read_stream(_FileState(path), blocks)
+            rows = 0
+            for batch in self._read_stream(state, blocks):
+                rows += batch.num_rows
+                yield batch
+            if not rows and state.names is not None:
+                # a header and no rows: no rows, but the columns are known
+                yield self._empty_batch()
         finally:
             blocks.close()
+
+    def _empty_batch(self) -> pa.RecordBatch:
+        """No rows, with the columns (and types) the rows of this source have."""
+        assert self.names is not None
+        types = self.column_types or {n: self.declared.get(n, pa.string()) for n in self.names}
+        fields = [pa.field(n, types[n]) for n in self.cfg.select or self.names]
+        fields.append(pa.field(LINE_COLUMN, pa.int64()))
+        return pa.RecordBatch.from_pylist([], schema=pa.schema(fields))
 
     def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
@@ -518,6 +533,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
         record = buf[scan.starts[first] : scan.ends[first]]
+        if not record.endswith((b"\n", b"\r")):
+            record += b"\n"  # a file of one line without a final line break
         count = int(field_counts(buf, scan, self.delimiters, np.array([first]))[0])
         try:
             table = pacsv.read_csv(

@@ -105,9 +105,15 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
         try:
-            yield from self._read(path, blocks)
+            rows = 0
+            for batch in self._read(path, blocks):
+                rows += batch.num_rows
+                yield batch
         finally:
             blocks.close()
+        schema = self.schema if self.schema is not None else self.declared
+        if not rows and len(schema):  # no rows, but the columns are known (`types`)
+            yield pa.RecordBatch.from_pylist([], schema.append(pa.field(LINE_COLUMN, pa.int64())))
 
     def _read(self, path: str, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
