@@ -218,14 +218,14 @@ def _line_as(batch: pa.RecordBatch, with_line: bool) -> pa.RecordBatch:
 
 
 def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
-    """A source's rows carry one line column: a user column of that name would be taken
-    for the line numbers (and left out of every output), so it is rejected."""
+    """A source's rows carry one line column, whose name no user column can have unless it
+    was written by hand with its control character: such a column is rejected."""
     if len(schema.get_all_field_indices(LINE_COLUMN)) > 1:
         raise PermanentError.one(
-            f"the input has a column named '{LINE_COLUMN}', a name Quiver reserves for the "
+            f"the input has a column named {LINE_COLUMN!r}, a name Quiver reserves for the "
             "line number of each row",
             f"source '{step.name}'",
-            f"rename the column '{LINE_COLUMN}' in the input",
+            "rename the column in the input (names holding control characters are reserved)",
         )
 
 

@@ -253,7 +253,7 @@ async def test_values_are_strings_by_default_and_inferred_on_request(
 ) -> None:
     data = b"id,price,ok,day\n1,2.5,true,2024-01-02\n2,3,false,2024-02-03\n"
     rows, _, _ = await read(tmp_path, run_ctx, data)
-    assert rows[0] == {"id": "1", "price": "2.5", "ok": "true", "day": "2024-01-02", "__line": 2}
+    assert rows[0] == {"id": "1", "price": "2.5", "ok": "true", "day": "2024-01-02", LINE_COLUMN: 2}
     (tmp_path / "in.csv").write_bytes(data)
     table = await read_all(source(path="in.csv", infer=True, types={"id": "str"}), run_ctx)
     assert [f.type for f in table.schema][:4] == [

@@ -163,7 +163,7 @@ class BatchSql:
                 f"query failed: {exc}".strip(),
                 "",
                 "check the column names and types in the expression; the batch columns are "
-                + ", ".join(n for n in batch.schema.names if n != "__line"),
+                + ", ".join(n for n in batch.schema.names if n != LINE_COLUMN),
             ) from exc
         finally:
             cursor.close()

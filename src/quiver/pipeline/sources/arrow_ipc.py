@@ -3,7 +3,7 @@
 The format is recognised from the data (a file starts with ``ARROW1``), so ``format`` rarely
 needs setting. Files are memory-mapped and read batch by batch; streams (also compressed ones,
 ``.arrows.zst``, and standard input) are read as they arrive. ``columns`` keeps only the named
-columns. Each row carries its 1-based record number within its file in ``__line``.
+columns. Each row carries its 1-based record number within its file in the line column.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``jsonl`` source: one JSON object per line (JSON Lines / NDJSON), streamed in blocks.
 
 Blocks of whole lines are parsed by ``pyarrow.json`` in parallel; each row carries its 1-based
-line number in ``__line``. Nested objects become structs and arrays become lists. The schema
+line number in the line column. Nested objects become structs and arrays become lists. The schema
 is inferred from the first ``infer_bytes`` of the first file (or declared with ``types``) and
 then fixed for the run, so every batch has the same columns. A line that is not a JSON object,
 does not match the schema or is too long is handled by ``on_malformed`` (reject / skip / fail),

@@ -3,7 +3,7 @@
 Only the columns listed in ``columns`` are read (column projection happens in the reader, so
 unread columns cost nothing), and batches are produced as the row groups are decoded: memory
 holds about one row group. Each row carries its 1-based record number within its file in
-``__line``. Files of a glob must share a schema; a later file whose columns can be cast to the
+the line column. Files of a glob must share a schema; a later file whose columns can be cast to the
 first file's types (e.g. int32 to int64) is cast.
 """
 
