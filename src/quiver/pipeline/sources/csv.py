@@ -148,8 +148,9 @@ class CsvSourceConfig(ComponentConfig):
     max_record_bytes: int = Field(
         64 << 20,
         ge=1,
-        description="Longest record accepted. A longer one is taken for an unterminated "
-        "quote and rejected from its first line.",
+        description="Longest record accepted, in bytes, line breaks inside quotes "
+        "included. A longer one is malformed (rejected whole, with its first line); a quote "
+        "left open that would make the rest of the file one record is reported as such.",
     )
     batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
 
@@ -460,6 +461,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         base = 0  # line breaks before buf
         eof = False
         to_skip = self.cfg.skip_lines
+        long: _LongRecord | None = None  # a record over max_record_bytes, passed over
         while True:
             if not eof:
                 chunk = next(blocks, None)
@@ -467,6 +469,11 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     eof = True
                 else:
                     buf = buf + chunk if buf else chunk
+            if long is not None:
+                buf, base, passed = self._pass_over(state, long, buf, base, eof)
+                if not passed:
+                    continue
+                long = None
             while to_skip and buf:
                 cut = _first_line_end(buf)
                 if cut < 0 and not eof:
@@ -481,18 +488,24 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 yield from self._records(state, buf, scan, base)
                 buf = buf[scan.consumed :]
                 base += scan.consumed_lines
-            if scan.open_quote or (not eof and len(buf) > self.cfg.max_record_bytes):
-                reason = (
-                    "unterminated quoted field: a quote opened on this line is never closed"
-                    if scan.open_quote
-                    else f"record longer than max_record_bytes ({self.cfg.max_record_bytes}"
-                    " bytes): probably an unterminated quote"
-                )
+            if scan.open_quote:
+                reason = "unterminated quoted field: a quote opened on this line is never closed"
                 cut = _first_line_end(buf)
                 raw = buf[: cut + 1] if cut >= 0 else buf
                 self._malformed(state.path, base + 1, reason, raw)
                 buf = buf[cut + 1 :] if cut >= 0 else b""
                 base += 1
+                continue
+            if len(buf) > self.cfg.max_record_bytes:
+                # the record under way is already too long: pass over the rest of it, with
+                # the quote state at the end of what was read, holding no more of it
+                opened = int(np.searchsorted(scan.toggles, scan.consumed))
+                inside = bool((scan.toggles.size - opened) % 2)
+                long = _LongRecord(base + 1, buf[:_RAW_KEPT], inside)
+                held = _held_cr(buf)  # a CR may be the first half of a CRLF
+                long.size = len(buf) - len(held)
+                base += _line_breaks(buf[: long.size])
+                buf = held
                 continue
             if eof and not buf:
                 return
@@ -520,6 +533,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         names = state.names
         assert names is not None
         expected = len(names)
+        records = self._drop_long(state, buf, scan, records, base)
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
         known = len(self._errors)
@@ -529,6 +543,69 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             lines = scan.lines[subset] + (base + 1)
             table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _drop_long(
+        self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
+    ) -> np.ndarray:
+        """``records`` without those longer than ``max_record_bytes`` (reported)."""
+        sizes = scan.ends[records] - scan.starts[records]
+        long = sizes > self.cfg.max_record_bytes
+        if not long.any():
+            return records
+        for index in records[long].tolist():
+            start, end = int(scan.starts[index]), int(scan.ends[index])
+            first = base + int(scan.lines[index]) + 1
+            last = first + _line_breaks(buf[start:end].rstrip(b"\r\n"))
+            self._malformed(
+                state.path,
+                first,
+                self._too_long(end - start, first, last),
+                raw=buf[start : min(end, start + _RAW_KEPT)],
+            )
+        kept: np.ndarray = records[~long]
+        return kept
+
+    def _too_long(self, size: int, first: int, last: int) -> str:
+        limit = self.cfg.max_record_bytes
+        lines = f"line {first}" if last == first else f"lines {first}-{last}"
+        return (
+            f"record of {size} bytes ({lines}) is longer than max_record_bytes ({limit} bytes); "
+            "if such records are genuine, raise `max_record_bytes` in the source's options"
+        )
+
+    def _pass_over(
+        self, state: _FileState, long: _LongRecord, buf: bytes, base: int, eof: bool
+    ) -> tuple[bytes, int, bool]:
+        """Pass over the next bytes of an over-long record: ``(rest, base, passed)``, where
+        ``rest`` follows the record once it ended (``passed``). Only the quote state is kept
+        between blocks, so memory stays bounded however long the record is."""
+        quote = self.delimiters.quote
+        data = bytes([quote]) + buf if long.inside and quote is not None else buf
+        scan = scan_records(data, self.delimiters, final=eof)
+        extra = len(data) - len(buf)
+        if scan.ends.size:
+            end = int(scan.ends[0])
+            record = data[:end]
+            long.size += end - extra
+            last = base + _line_breaks(record.rstrip(b"\r\n")) + 1
+            reason = self._too_long(long.size, long.line, last)
+            self._malformed(state.path, long.line, reason, raw=long.raw)
+            return data[end:], base + _line_breaks(record), True
+        held = b"" if eof else _held_cr(buf)  # a CR may be the first half of a CRLF
+        base += _line_breaks(buf[: len(buf) - len(held)])
+        long.size += len(buf) - len(held)
+        if eof:
+            reason = (
+                f"unterminated quoted field: a quote opened on this line is never closed, so "
+                f"the rest of the file (to line {base + 1}) would be one record longer than "
+                f"max_record_bytes ({self.cfg.max_record_bytes} bytes)"
+                if long.inside or scan.open_quote
+                else self._too_long(long.size, long.line, base + 1)
+            )
+            self._malformed(state.path, long.line, reason, raw=long.raw)
+            return b"", base, True
+        long.inside = bool(scan.toggles.size % 2)
+        return held, base, False
 
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
@@ -766,6 +843,30 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
 def _field_count_reason(expected: int, found: int) -> str:
     return f"expected {expected} field{'' if expected == 1 else 's'}, found {found}"
+
+
+_RAW_KEPT = 4096  # bytes of an over-long record kept for its reject
+
+
+@dataclass
+class _LongRecord:
+    """A record over ``max_record_bytes`` being passed over: its first line, its first
+    bytes, whether a quoted field is open where reading stopped, and its size so far."""
+
+    line: int
+    raw: bytes
+    inside: bool
+    size: int = 0
+
+
+def _held_cr(data: bytes) -> bytes:
+    """The CR ending ``data``, kept until the next block says whether an LF follows."""
+    return b"\r" if data.endswith(b"\r") else b""
+
+
+def _line_breaks(data: bytes) -> int:
+    """Line breaks in ``data``: LF, CRLF and a lone CR each count once."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
 def _first_line_end(buf: bytes) -> int:

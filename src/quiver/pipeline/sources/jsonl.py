@@ -74,11 +74,15 @@ class JsonlSourceConfig(ComponentConfig):
         "is read as text.",
     )
     max_record_bytes: int = Field(
-        64 << 20, ge=1, description="Longest line accepted; a longer one is malformed."
+        64 << 20,
+        ge=1,
+        description="Longest line accepted, in bytes; a longer one is malformed (rejected "
+        "with its line number).",
     )
     batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
 
 
+_RAW_KEPT = 4096  # bytes of an over-long line kept for its reject
 _ROW_IN_MESSAGE = re.compile(r"\s*in row \d+$")
 _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
@@ -137,12 +141,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 base += buf.count(b"\n", 0, last + 1)
                 buf = buf[last + 1 :]
             if len(buf) > self.cfg.max_record_bytes:
-                self._malformed(
-                    path,
-                    base + 1,
-                    f"line longer than max_record_bytes ({self.cfg.max_record_bytes} bytes)",
-                    buf[:200],
-                )
+                self._malformed(path, base + 1, self._too_long(None), buf[:_RAW_KEPT])
                 buf = b""
                 discarding = True
         if buf and not discarding:
@@ -162,6 +161,11 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         filled &= starts < ends
         for index in np.flatnonzero(~filled).tolist():
             filled[index] = bool(block[starts[index] : ends[index]].strip(b" \t\r\n"))
+        sizes = ends - starts
+        for index in np.flatnonzero(filled & (sizes > self.cfg.max_record_bytes)).tolist():
+            raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
+            self._malformed(path, base + index + 1, self._too_long(int(sizes[index])), raw)
+            filled[index] = False
         records = np.flatnonzero(filled)
         if records.size == 0:
             return
@@ -171,6 +175,14 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         for table, subset in self._parse(path, block, starts, ends, records, lines):
             table = table.append_column(LINE_COLUMN, pa.array(lines[subset], pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _too_long(self, size: int | None) -> str:
+        limit = self.cfg.max_record_bytes
+        length = f"of {size} bytes" if size is not None else f"of more than {limit} bytes"
+        return (
+            f"line {length} is longer than max_record_bytes ({limit} bytes); if such lines "
+            "are genuine, raise `max_record_bytes` in the source's options"
+        )
 
     def _options(self, schema: pa.Schema | None) -> pajson.ParseOptions:
         if schema is None:
