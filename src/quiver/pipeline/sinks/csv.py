@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
@@ -96,6 +96,16 @@ class CsvSinkConfig(TextSinkConfig):
             raise ValueError(f"must be non-empty and hold no line break, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _delimiter_apart_from_quote(self) -> CsvSinkConfig:
+        clash = [c for c in (self.quote, self.escape) if c and c in self.delimiter]
+        if clash:
+            raise ValueError(
+                f"the delimiter {self.delimiter!r} holds the quote or escape character "
+                f"{clash[0]!r}, so values could not be told apart; choose another delimiter"
+            )
+        return self
+
 
 def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
     """The column as strings, the way the CSV source reads them back."""
@@ -125,11 +135,26 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
 
 
 def _structural_pattern(cfg: CsvSinkConfig) -> str:
+    """What makes a value need quotes: the quote, a line break, the escape, the delimiter, and
+    for a delimiter of several characters, a value ending with its beginning or starting with
+    its end, which would merge with the delimiter beside it (``a|`` + ``||``)."""
     chars = {cfg.quote, "\r", "\n"}
     if cfg.escape:
         chars.add(cfg.escape)
     parts = [re.escape(c) for c in sorted(chars)] + [re.escape(cfg.delimiter)]
+    parts += [re.escape(head) + "$" for head in _delimiter_heads(cfg.delimiter)]
+    parts += ["^" + re.escape(tail) for tail in _delimiter_tails(cfg.delimiter)]
     return "|".join(parts)
+
+
+def _delimiter_heads(delimiter: str) -> list[str]:
+    """The proper beginnings of a delimiter of several characters (``;`` of ``;;``)."""
+    return [delimiter[:i] for i in range(1, len(delimiter))]
+
+
+def _delimiter_tails(delimiter: str) -> list[str]:
+    """The proper ends of a delimiter of several characters."""
+    return [delimiter[i:] for i in range(1, len(delimiter))]
 
 
 class _Serializer:
@@ -140,6 +165,8 @@ class _Serializer:
         self.null_scalar = pa.scalar(cfg.null_string)
         self.terminator_scalar = pa.scalar(cfg.line_terminator)
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
+        if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
+            parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
         encoded = [part.encode() for part in parts]
         self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
         self.structural_texts = [e for e in encoded if len(e) > 1]
@@ -167,7 +194,8 @@ class _Serializer:
                         "use `quoting: minimal`, or set `escape`",
                     )
                 values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
-                for char in (cfg.quote, cfg.delimiter, "\r", "\n"):
+                # every character of the delimiter, so no part of one merges with the next
+                for char in dict.fromkeys((cfg.quote, *cfg.delimiter, "\r", "\n")):
                     values = pc.replace_substring(values, char, cfg.escape + char)
             out = values
         else:

@@ -644,7 +644,15 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 )
             names = list(self.cfg.columns)
         elif self.cfg.header:
-            names = [name if name else f"col{i + 1}" for i, name in enumerate(fields)]
+            names = fields  # an empty name stays empty, so the header is written back as read
+            blanks = [i + 1 for i, n in enumerate(names) if not n]
+            if len(blanks) > 1:
+                raise PermanentError.one(
+                    f"the header has {len(blanks)} empty column names (fields "
+                    f"{', '.join(map(str, blanks))}), and columns need distinct names",
+                    where,
+                    "name them in the header, or name all columns with `columns`",
+                )
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise PermanentError.one(
