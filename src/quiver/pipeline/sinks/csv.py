@@ -40,6 +40,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
+from quiver.pipeline.streams import DestinationGuard
 from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
@@ -286,6 +287,7 @@ class CsvSink(FileWriting):
         self.rows_written = 0
         self._encoder: codecs.IncrementalEncoder | None = None
         self._schema: pa.Schema | None = None
+        self.guard = DestinationGuard(cfg.path)
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self._schema = schema_without_line(schema)
@@ -294,6 +296,7 @@ class CsvSink(FileWriting):
     def _open(self, ctx: RunContext) -> None:
         assert self._schema is not None
         self.output, self.stream = open_output(self.cfg, ctx, self.cfg.compression)
+        self.guard.path = self.output.path
         if self.encoding not in ("utf-8",):
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
         if self.cfg.header:
@@ -307,7 +310,8 @@ class CsvSink(FileWriting):
                 data = self._encoder.encode(text)
             except UnicodeEncodeError as exc:
                 raise self._encoding_error(exc, text, batch) from exc
-        self.stream.write(data)
+        with self.guard.writing():
+            self.stream.write(data)
 
     def _encoding_error(
         self, exc: UnicodeEncodeError, text: str, batch: pa.RecordBatch | None
@@ -336,11 +340,16 @@ class CsvSink(FileWriting):
 
     async def commit(self) -> None:
         if self.output is not None:
+            await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
+        assert self.output is not None
+        with self.guard.writing():
             if self._encoder is not None and self.stream is not None:
                 tail = self._encoder.encode("", final=True)
                 if tail:
                     self.stream.write(tail)
-            await asyncio.to_thread(self.output.commit)
+            self.output.commit()
 
     async def abort(self) -> None:
         if self.output is not None:
