@@ -167,3 +167,19 @@ def test_an_input_column_with_the_internal_name_itself_is_refused(tmp_path: Path
         )
     assert "reserve" in str(caught.value)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_sql_refuses_an_empty_column_name_instead_of_renaming_it(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("a,,c\n1,2,3\n")
+    doc: dict[str, Any] = {
+        "source": {"csv": {"path": "in.csv"}},
+        "processors": [{"sql": {"query": "select * from input"}}],
+        "sink": {"csv": {"path": "out.csv"}},
+    }
+    with pytest.raises(QuiverError) as caught:
+        run(tmp_path, doc)
+    assert "column 2 of the input has an empty name" in str(caught.value)
+    assert "rename" in str(caught.value)
+    doc["processors"].insert(0, {"rename": {"columns": {"": "b"}}})
+    run(tmp_path, doc)
+    assert (tmp_path / "out.csv").read_text() == "a,b,c\n1,2,3\n"
