@@ -218,3 +218,25 @@ def test_an_empty_jsonl_file_with_declared_types_passes_them_on(tmp_path: Path) 
         },
     )
     assert (tmp_path / "out.csv").read_text() == "id,name\n"
+
+
+def test_a_step_that_needs_rows_to_know_its_columns_does_not_fail_an_empty_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in.csv").write_text("id,name\n")
+    (tmp_path / "f.py").write_text(
+        "import pyarrow as pa\n"
+        "def transform(batch):\n"
+        "    first = batch.column(0)[0].as_py()  # fails without rows\n"
+        "    return batch.append_column('first', pa.array([first] * batch.num_rows))\n"
+    )
+    result = run(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in.csv"}},
+            "processors": [{"python": {"file": "f.py", "mode": "batch"}}],
+            "sink": {"csv": {"path": "out.csv"}},
+        },
+    )
+    assert result.status == "ok"
+    assert (tmp_path / "out.csv").read_text() == ""

@@ -552,6 +552,9 @@ class PipelineEngine:
 
         try:
             async for batch in self._inputs(step):
+                if not batch.num_rows:
+                    await self._pass_columns(step, proc, batch)
+                    continue
                 stats.rows_in += batch.num_rows
                 stats.batches_in += 1
                 if not concurrent:
@@ -571,6 +574,20 @@ class PipelineEngine:
             async for out in cast(Flushing, proc).flush(self.ctx):
                 await self._handle_output(step, out, None)
         await self._finish(step)
+
+    async def _pass_columns(self, step: PlanStep, proc: Processor, empty: pa.RecordBatch) -> None:
+        """Let a step say which columns it would give for no rows (see _emit). A step that
+        cannot (a script that needs rows) passes nothing on, and its sinks write an empty
+        output without columns: a question about columns never fails a run."""
+        try:
+            out = await proc.process(empty, self.ctx)
+        except Exception:
+            return
+        if out.batch is not None:
+            await self._emit(step, DEFAULT_OUTPUT, out.batch.slice(0, 0))
+        for route, batches in out.routes.items():
+            for b in batches:
+                await self._emit(step, route, b.slice(0, 0))
 
     async def _handle_output(
         self, step: PlanStep, out: ProcessorOutput, source: pa.RecordBatch | None

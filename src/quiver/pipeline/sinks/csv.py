@@ -299,7 +299,7 @@ class CsvSink(FileWriting):
         self.guard.path = self.output.path
         if self.encoding not in ("utf-8",):
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
-        if self.cfg.header:
+        if self.cfg.header and self._schema.names:  # no columns known: an empty file
             self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
 
     def _write_text(self, data: bytes, batch: pa.RecordBatch | None) -> None:
