@@ -19,6 +19,7 @@ from quiver.pipeline.component import LINE_COLUMN
 from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine, RunResult
 from quiver.pipeline.planner import compile_plan
+from quiver.pipeline.records import RecordBatcher
 from quiver.pipeline.runlog import RunLog
 from quiver.runtime.errors import QuiverError
 
@@ -183,3 +184,19 @@ def test_sql_refuses_an_empty_column_name_instead_of_renaming_it(tmp_path: Path)
     doc["processors"].insert(0, {"rename": {"columns": {"": "b"}}})
     run(tmp_path, doc)
     assert (tmp_path / "out.csv").read_text() == "a,b,c\n1,2,3\n"
+
+
+def test_a_json_lines_field_named___line_is_ordinary_data(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "__line": "x"}\n{"id": 2, "__line": null}\n')
+    run(
+        tmp_path,
+        {"source": {"jsonl": {"path": "in.jsonl"}}, "sink": {"jsonl": {"path": "out.jsonl"}}},
+    )
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows == [{"id": 1, "__line": "x"}, {"id": 2, "__line": None}]
+
+
+def test_records_received_with_a___line_field_keep_it_beside_their_numbers() -> None:
+    batch = RecordBatcher("test").to_batch([{"__line": "a", "n": 1}, {"__line": "b", "n": 2}])
+    assert batch.column("__line").to_pylist() == ["a", "b"]
+    assert batch.column(LINE_COLUMN).to_pylist() == [1, 2]
