@@ -22,7 +22,8 @@ from typing import IO, Any
 
 import orjson
 
-from quiver.pipeline.component import LINE_COLUMN, RowError
+from quiver.pipeline import component
+from quiver.pipeline.component import RowError
 from quiver.pipeline.output import remove_stale_temps
 
 __all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
@@ -44,7 +45,7 @@ def row_json(row: dict[str, Any] | None) -> str:
     """The original row as compact JSON (without the engine's line column)."""
     if row is None:
         return ""
-    clean = {k: v for k, v in row.items() if k != LINE_COLUMN}
+    clean = {k: v for k, v in row.items() if k != component.LINE_COLUMN}
     return orjson.dumps(clean, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -26,7 +27,6 @@ from quiver.pipeline.component import (
 from quiver.pipeline.conform import conform
 from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
 from quiver.pipeline.paths import STDIO
-from quiver.pipeline.streams import DestinationGuard
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ArrowIpcSink", "ArrowIpcSinkConfig"]
@@ -55,7 +55,7 @@ class ArrowIpcSink(FileWriting):
         self.writer: ipc.RecordBatchFileWriter | ipc.RecordBatchStreamWriter | None = None
         self.schema: pa.Schema | None = None
         self.rows_written = 0
-        self.guard = DestinationGuard(cfg.path)
+        self.guard = streams.DestinationGuard(cfg.path)
 
     def _format(self) -> str:
         if self.cfg.format != "auto":

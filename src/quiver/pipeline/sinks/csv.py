@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     LINE_COLUMN,
     FileWriting,
@@ -40,7 +41,6 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
-from quiver.pipeline.streams import DestinationGuard
 from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
@@ -287,7 +287,7 @@ class CsvSink(FileWriting):
         self.rows_written = 0
         self._encoder: codecs.IncrementalEncoder | None = None
         self._schema: pa.Schema | None = None
-        self.guard = DestinationGuard(cfg.path)
+        self.guard = streams.DestinationGuard(cfg.path)
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self._schema = schema_without_line(schema)

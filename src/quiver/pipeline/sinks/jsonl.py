@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -29,7 +30,6 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
-from quiver.pipeline.streams import DestinationGuard
 
 __all__ = ["JsonlSink", "JsonlSinkConfig", "json_texts"]
 
@@ -113,7 +113,7 @@ class JsonlSink(FileWriting):
         self.output: AtomicOutput | None = None
         self.stream: pa.NativeFile | None = None
         self.rows_written = 0
-        self.guard = DestinationGuard(cfg.path)
+        self.guard = streams.DestinationGuard(cfg.path)
         self._option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
         if cfg.sort_keys:
             self._option |= orjson.OPT_SORT_KEYS

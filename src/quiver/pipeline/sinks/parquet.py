@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -24,7 +25,6 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.conform import conform
 from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
-from quiver.pipeline.streams import DestinationGuard
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSink", "ParquetSinkConfig"]
@@ -76,7 +76,7 @@ class ParquetSink(FileWriting):
         self.rows_written = 0
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self.guard = DestinationGuard(cfg.path)
+        self.guard = streams.DestinationGuard(cfg.path)
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
