@@ -573,3 +573,16 @@ async def test_a_large_compressed_file_streams_with_exact_lines(
         peak = max(peak, pa.total_allocated_bytes())
     assert count == rows and src.take_errors() == []
     assert peak < 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 1 << 20])
+async def test_a_quote_after_an_escaped_quote_reads_the_same_whatever_the_blocks(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    # line 3: an escaped quote, then a quote that does not start a field: both literal
+    data = b'h1,h2\na"\n\\"",\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=block_size, escape="\\")
+    assert [(r["h1"], r["h2"], r[LINE_COLUMN]) for r in rows] == [('""', None, 3)]
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (2, "expected 2 fields, found 1")
+    ]

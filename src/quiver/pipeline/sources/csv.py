@@ -229,12 +229,17 @@ def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
     return np.union1d(targets, paired)
 
 
-def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Delimiters) -> bool:
+def _parity_is_exact(
+    a: np.ndarray, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
+) -> bool:
     """True when counting quotes pairwise gives the same quoting as a field-by-field read.
 
     That holds when every opening quote starts a field (or continues a doubled quote) and
-    every closing quote ends one: the common case, checked here without a Python loop.
+    every closing quote ends one: the common case, checked here without a Python loop. A
+    quote next to an escaped character (``\\""``) is left to the field-by-field read.
     """
+    if escaped is not None and escaped.size and np.isin(np.r_[q - 1, q + 1], escaped).any():
+        return False
     n = a.size
     starts = (d.delimiter, _NL, _CR) + ((d.quote,) if d.double_quote and d.quote else ())
     opens = q[0::2]
@@ -246,9 +251,12 @@ def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Delimiters) -> bool:
     return bool(np.isin(a[inner + 1], starts).all())
 
 
-def _sequential_toggles(buf: bytes, q: np.ndarray, d: Delimiters) -> np.ndarray:
+def _sequential_toggles(
+    buf: bytes, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
+) -> np.ndarray:
     """Quotes that open or close a quoted field, read field by field (slow path)."""
     field_start = {d.delimiter, _NL, _CR}
+    literal = set(escaped.tolist()) if escaped is not None else set()
     toggles: list[int] = []
     positions = q.tolist()
     inside = False
@@ -256,7 +264,7 @@ def _sequential_toggles(buf: bytes, q: np.ndarray, d: Delimiters) -> np.ndarray:
     while i < m:
         p = positions[i]
         if not inside:
-            if p == 0 or buf[p - 1] in field_start:
+            if p == 0 or (buf[p - 1] in field_start and p - 1 not in literal):
                 toggles.append(p)
                 inside = True
             i += 1
@@ -297,7 +305,8 @@ def scan_records(buf: bytes, d: Delimiters, final: bool) -> Scan:
         q = np.flatnonzero(a == d.quote)
         if escaped is not None and escaped.size:
             q = np.setdiff1d(q, escaped, assume_unique=True)
-        toggles = q if _parity_is_exact(a, q, d) else _sequential_toggles(buf, q, d)
+        exact = _parity_is_exact(a, q, d, escaped)
+        toggles = q if exact else _sequential_toggles(buf, q, d, escaped)
     quoted_newlines = False
     open_quote = bool(toggles.size % 2)
     # index in line_breaks of each record's line break, when terms are all the line breaks
