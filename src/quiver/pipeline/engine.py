@@ -754,7 +754,8 @@ class PipelineEngine:
         # file, a step that rejected every row) and write an empty output that has them.
         held = (step.name, output)
         if not batch.num_rows:
-            if self._empty.get(held, batch) is not None:
+            rows_went_out = held in self._empty and self._empty[held] is None
+            if not rows_went_out:
                 self._empty[held] = batch
             return
         self._empty[held] = None
@@ -777,8 +778,9 @@ class PipelineEngine:
     async def _finish(self, step: PlanStep) -> None:
         for output, targets in step.targets.items():
             empty = self._empty.pop((step.name, output), None)
-            for target in targets if empty is not None else ():
-                await self._queues[target].put(empty)
+            if empty is not None:  # the output sent no rows: its columns go on
+                for target in targets:
+                    await self._queues[target].put(empty)
         for targets in step.targets.values():
             for target in targets:
                 await self._queues[target].put(_END)
