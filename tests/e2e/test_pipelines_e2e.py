@@ -22,6 +22,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from quiver.pipeline.component import LINE_COLUMN
 from tests.e2e.conftest import (
     QuiverRunner,
     Run,
@@ -159,7 +160,7 @@ def test_orders_rejects_carry_source_line_column_value_and_reason(orders_run: Or
 
 def test_orders_parquet_holds_exactly_the_valid_rows_transformed(orders_run: OrdersRun) -> None:
     table = pq.read_table(orders_run.directory / "out" / "orders.parquet")
-    assert "__line" not in table.column_names
+    assert LINE_COLUMN not in table.column_names
     assert table.column_names == [*ORDER_COLUMNS, "email_domain", "tier", "gross"]
     expected = [
         o.values for o in orders_run.orders if not o.bad_column and o.values["country"] != "XX"

@@ -60,8 +60,11 @@ ComponentKind = Literal["source", "processor", "sink"]
 
 #: Name of the column a source may add with the 1-based line (or record) number of each row
 #: in its input, so row-level errors can point at it. It reaches the sinks, which leave it out
-#: of what they write (:func:`without_line`) but may name it in their errors.
-LINE_COLUMN = "__line"
+#: of what they write (:func:`without_line`) but may name it in their errors. The name starts
+#: with a control character (U+001F, the unit separator), which no column name a user can
+#: write holds: a user column called ``__line`` or ``line`` is ordinary data, and an input
+#: column with this very name is refused.
+LINE_COLUMN = "\x1fline"
 
 
 _Rows = TypeVar("_Rows", pa.RecordBatch, pa.Table)

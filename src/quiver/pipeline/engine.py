@@ -219,14 +219,14 @@ def _line_as(batch: pa.RecordBatch, with_line: bool) -> pa.RecordBatch:
 
 
 def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
-    """A source's rows carry one line column: a user column of that name would be taken
-    for the line numbers (and left out of every output), so it is rejected."""
+    """A source's rows carry one line column, whose name no user column can have unless it
+    was written by hand with its control character: such a column is rejected."""
     if len(schema.get_all_field_indices(LINE_COLUMN)) > 1:
         raise PermanentError.one(
-            f"the input has a column named '{LINE_COLUMN}', a name Quiver reserves for the "
+            f"the input has a column named {LINE_COLUMN!r}, a name Quiver reserves for the "
             "line number of each row",
             f"source '{step.name}'",
-            f"rename the column '{LINE_COLUMN}' in the input",
+            "rename the column in the input (names holding control characters are reserved)",
         )
 
 
@@ -270,6 +270,8 @@ class PipelineEngine:
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
+        # per unit: (step, output) -> an empty batch, or None once rows went out (see _emit)
+        self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -371,6 +373,7 @@ class PipelineEngine:
             if step.kind != "source"
         }
         self._inflight = {}
+        self._empty = {}
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Sink] = {}
         rows_before = self.result.rows_read
@@ -499,7 +502,7 @@ class PipelineEngine:
                     if self._originals is not None:
                         self._originals.add(batch)
                     self._report_progress(counting)
-                    await self._emit(step, DEFAULT_OUTPUT, batch)
+                await self._emit(step, DEFAULT_OUTPUT, batch)
                 if limit is not None and stats.rows_out >= limit:
                     break
                 assert gen is not None
@@ -550,6 +553,9 @@ class PipelineEngine:
 
         try:
             async for batch in self._inputs(step):
+                if not batch.num_rows:
+                    await self._pass_columns(step, proc, batch)
+                    continue
                 stats.rows_in += batch.num_rows
                 stats.batches_in += 1
                 if not concurrent:
@@ -570,21 +576,36 @@ class PipelineEngine:
                 await self._handle_output(step, out, None)
         await self._finish(step)
 
+    async def _pass_columns(self, step: PlanStep, proc: Processor, empty: pa.RecordBatch) -> None:
+        """Let a step say which columns it would give for no rows (see _emit). A step that
+        cannot (a script that needs rows) passes nothing on, and its sinks write an empty
+        output without columns: a question about columns never fails a run."""
+        try:
+            out = await proc.process(empty, self.ctx)
+        except Exception:
+            return
+        if out.batch is not None:
+            await self._emit(step, DEFAULT_OUTPUT, out.batch.slice(0, 0))
+        for route, batches in out.routes.items():
+            for b in batches:
+                await self._emit(step, route, b.slice(0, 0))
+
     async def _handle_output(
         self, step: PlanStep, out: ProcessorOutput, source: pa.RecordBatch | None
     ) -> None:
         stats = self.result.steps[step.name]
         if out.errors:
             self._reject(step, out.errors, source)
-        if out.batch is not None and out.batch.num_rows:
-            stats.rows_out += out.batch.num_rows
-            stats.batches_out += 1
+        if out.batch is not None:
+            if out.batch.num_rows:
+                stats.rows_out += out.batch.num_rows
+                stats.batches_out += 1
             await self._emit(step, DEFAULT_OUTPUT, out.batch)
         for route, batches in out.routes.items():
             for b in batches:
                 if b.num_rows:
                     stats.routes[route] = stats.routes.get(route, 0) + b.num_rows
-                    await self._emit(step, route, b)
+                await self._emit(step, route, b)
 
     def _reject(
         self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
@@ -684,7 +705,11 @@ class PipelineEngine:
         delivery = self._delivery(step.name)
         schema: pa.Schema | None = None
         with_line = False
+        columns: pa.Schema = pa.schema([])  # of an empty output (see _emit)
         async for batch in self._inputs(step):
+            if not batch.num_rows:
+                columns = schema_without_line(batch.schema) if schema is None else columns
+                continue
             self._tap(step.name, DEFAULT_OUTPUT, batch)
             if schema is None:
                 schema = batch.schema
@@ -718,13 +743,23 @@ class PipelineEngine:
             await self._sink_call(
                 step.name,
                 delivery,
-                _bind(sink.open, pa.schema([]), self.ctx),
+                _bind(sink.open, columns, self.ctx),
                 f"open '{step.name}'",
             )
 
     # ------------------------------------------------------------------ plumbing
 
     async def _emit(self, step: PlanStep, output: str, batch: pa.RecordBatch) -> None:
+        # An empty batch is held back: if the output sends no rows at all, the last one goes
+        # on at the end (_finish), so the sinks still learn the columns (a header-only CSV
+        # file, a step that rejected every row) and write an empty output that has them.
+        held = (step.name, output)
+        if not batch.num_rows:
+            rows_went_out = held in self._empty and self._empty[held] is None
+            if not rows_went_out:
+                self._empty[held] = batch
+            return
+        self._empty[held] = None
         self._tap(step.name, output, batch)
         targets = step.targets.get(output)
         if not targets:
@@ -742,6 +777,11 @@ class PipelineEngine:
             await self._queues[target].put(batch)
 
     async def _finish(self, step: PlanStep) -> None:
+        for output, targets in step.targets.items():
+            empty = self._empty.pop((step.name, output), None)
+            if empty is not None:  # the output sent no rows: its columns go on
+                for target in targets:
+                    await self._queues[target].put(empty)
         for targets in step.targets.values():
             for target in targets:
                 await self._queues[target].put(_END)

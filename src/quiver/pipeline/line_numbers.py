@@ -1,5 +1,5 @@
-"""The ``__line`` column: numbering the rows a source reads, and leaving it out of what a
-sink writes."""
+"""The line column (``LINE_COLUMN``): numbering the rows a source reads, and leaving it out
+of what a sink writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ __all__ = ["numbered"]
 
 
 def numbered(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
-    """``batch`` with the ``__line`` column numbering its rows from ``first``."""
+    """``batch`` with the line column numbering its rows from ``first``."""
     numbers = np.arange(first, first + batch.num_rows, dtype=np.int64)
     return batch.append_column(LINE_COLUMN, pa.array(numbers))

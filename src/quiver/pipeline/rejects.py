@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import orjson
 
+from quiver.pipeline import component
 from quiver.pipeline.component import RowError
 from quiver.pipeline.output import remove_stale_temps
 
@@ -41,10 +42,10 @@ def _default(value: Any) -> Any:
 
 
 def row_json(row: dict[str, Any] | None) -> str:
-    """The original row as compact JSON (without the engine's ``__line`` column)."""
+    """The original row as compact JSON (without the engine's line column)."""
     if row is None:
         return ""
-    clean = {k: v for k, v in row.items() if k != "__line"}
+    clean = {k: v for k, v in row.items() if k != component.LINE_COLUMN}
     return orjson.dumps(clean, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -1,12 +1,15 @@
 """Binary input and output streams of the file steps: compression chosen from the extension
-(``.gz``, ``.zst``/``.zstd``, ``.bz2``) unless set, standard input and output behind ``-``, and
-how far a stream was read (for progress)."""
+(``.gz``, ``.zst``/``.zstd``, ``.bz2``) unless set, standard input and output behind ``-``,
+how far a stream was read (for progress), and the errors of writing one
+(:class:`DestinationGuard`)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -16,6 +19,7 @@ from quiver.runtime.errors import PermanentError, RetryableError
 
 __all__ = [
     "Compression",
+    "DestinationGuard",
     "UnclosingStream",
     "codec_for",
     "open_input",
@@ -111,3 +115,46 @@ def position(raw: pa.NativeFile) -> int:
         return int(raw.tell())
     except (OSError, ValueError, pa.ArrowException):
         return 0
+
+
+class DestinationGuard:
+    """What a file sink's writes go through: an operating-system error of writing (a full
+    disk, a read-only file system, an I/O error) is raised again as the same kind of
+    ``OSError``, its errno kept, naming the destination (not its temporary file). A failure is
+    remembered: once a write or a commit failed (the temporary file may hold part of a batch,
+    or was already thrown away), every later one raises it again, so a retry can never
+    publish an output that lost or doubled data::
+
+        with self.guard.writing():
+            self.stream.write(data)
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.failed: Exception | None = None
+
+    @property
+    def name(self) -> str:
+        """The destination as error messages name it."""
+        return "standard output" if self.path == STDIO else self.path
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        if self.failed is not None:
+            raise self.failed
+        try:
+            yield
+        except OSError as exc:
+            self.failed = self._named(exc)
+            if self.failed is exc:
+                raise
+            raise self.failed from exc
+        except Exception as exc:
+            self.failed = exc
+            raise
+
+    def _named(self, exc: OSError) -> OSError:
+        if exc.errno is None or exc.filename == self.name:
+            return exc
+        reason = exc.strerror or os.strerror(exc.errno)
+        return OSError(exc.errno, reason, self.name)  # OSError picks the subclass for errno

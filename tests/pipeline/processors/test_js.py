@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from quiver.pipeline.component import ProcessorOutput, RunContext, component_info
+from quiver.pipeline.component import LINE_COLUMN, ProcessorOutput, RunContext, component_info
 from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -28,7 +28,7 @@ def orders(n: int = 4, first_line: int = 2) -> pa.RecordBatch:
             "id": pa.array(range(1, n + 1), pa.int64()),
             "name": pa.array([f"name{i}" for i in range(1, n + 1)]),
             "total": pa.array([Decimal(f"{i}.50") for i in range(1, n + 1)], pa.decimal128(10, 2)),
-            "__line": pa.array(range(first_line, first_line + n), pa.int64()),
+            LINE_COLUMN: pa.array(range(first_line, first_line + n), pa.int64()),
         }
     )
 
@@ -125,7 +125,7 @@ async def test_transform_derives_fields_and_keeps_line_numbers(run_js: Any) -> N
     assert [r["upper"] for r in got] == ["NAME1", "NAME2", "NAME3"]
     assert [r["gross"] for r in got] == [3.0, 5.0, 7.0]
     assert {r["country"] for r in got} == {"NL"}
-    assert [r["__line"] for r in got] == [10, 11, 12]
+    assert [r[LINE_COLUMN] for r in got] == [10, 11, 12]
     # unchanged input columns keep their Arrow types
     assert out.batch is not None
     assert out.batch.schema.field("total").type == pa.decimal128(10, 2)
@@ -143,7 +143,7 @@ async def test_transform_null_drops_and_array_fans_out(run_js: Any) -> None:
         }"""
     )
     out = await js(orders(3))
-    assert [(r["id"], r["part"], r["__line"]) for r in rows(out.batch)] == [
+    assert [(r["id"], r["part"], r[LINE_COLUMN]) for r in rows(out.batch)] == [
         (2, "a", 3),
         (2, "b", 3),
         (3, "only", 4),
@@ -186,11 +186,11 @@ async def test_ctx_emit_reject_lookups_and_log(run_js: Any, tmp_path: Path) -> N
         (2, "Second", "two"),
     ]
     assert rows(out.routes["audit"][0]) == [
-        {"id": 1, "at_line": 2, "__line": 2},
-        {"id": 2, "at_line": 3, "__line": 3},
+        {"id": 1, "at_line": 2, LINE_COLUMN: 2},
+        {"id": 2, "at_line": 3, LINE_COLUMN: 3},
     ]
     unknown = rows(out.routes["unknown"][0])
-    assert [(r["id"], r["name"], r["__line"]) for r in unknown] == [(4, "name4", 5)]
+    assert [(r["id"], r["name"], r[LINE_COLUMN]) for r in unknown] == [(4, "name4", 5)]
     assert [(e.line, e.reason) for e in out.errors] == [(4, "id 3 is not allowed")]
     assert out.errors[0].row is not None and out.errors[0].row["id"] == 3
     assert js.logs == [("warning", "no label for name4")]
@@ -236,8 +236,8 @@ async def test_process_style_with_typed_output_schema(run_js: Any) -> None:
     assert out.batch.schema.field("id").type == pa.int32()
     assert out.batch.schema.field("amount").type == pa.decimal128(38, 2)
     assert rows(out.batch) == [
-        {"id": 1, "full": "name1#1", "amount": Decimal("4.50"), "__line": 2},
-        {"id": 3, "full": "name3#3", "amount": Decimal("10.50"), "__line": 4},
+        {"id": 1, "full": "name1#1", "amount": Decimal("4.50"), LINE_COLUMN: 2},
+        {"id": 3, "full": "name3#3", "amount": Decimal("10.50"), LINE_COLUMN: 4},
     ]
     assert out.errors == []
 
@@ -268,8 +268,8 @@ async def test_process_without_schema_keeps_input_and_applies_set_and_remove(run
     )
     out = await js(orders(2))
     assert rows(out.batch) == [
-        {"id": 1, "total": Decimal("1.50"), "tag": "x1", "__line": 2},
-        {"id": 2, "total": Decimal("2.50"), "tag": "x2", "__line": 3},
+        {"id": 1, "total": Decimal("1.50"), "tag": "x1", LINE_COLUMN: 2},
+        {"id": 2, "total": Decimal("2.50"), "tag": "x2", LINE_COLUMN: 3},
     ]
 
 
@@ -302,7 +302,7 @@ async def test_validation_failures_reject_the_row_with_their_messages(run_js: An
             "id": [1, 2, 3, 4],
             "email": ["a@x.org", "", "c@x.org", "bad"],
             "amount": [10, 5, -1, 7],
-            "__line": [2, 3, 4, 5],
+            LINE_COLUMN: [2, 3, 4, 5],
         }
     )
     js = run_js(
@@ -442,7 +442,7 @@ async def test_every_output_type_is_converted(run_js: Any) -> None:
         "ts": pa.timestamp("ms", tz="UTC"),
         "day": pa.date32(),
         "t": pa.time64("us"),
-        "__line": pa.int64(),
+        LINE_COLUMN: pa.int64(),
     }
     got = rows(out.batch)[0]
     assert got["s"] == "42" and got["i"] == 17 and got["l"] == 9007199254740991
@@ -612,12 +612,15 @@ async def test_batches_keep_their_order_across_several_workers(run_js: Any, isol
     for start in (0, 5000):
         n = 2500
         batch = pa.RecordBatch.from_pydict(
-            {"id": list(range(start, start + n)), "__line": list(range(start + 2, start + 2 + n))}
+            {
+                "id": list(range(start, start + n)),
+                LINE_COLUMN: list(range(start + 2, start + 2 + n)),
+            }
         )
         out = await js(batch)
         got = rows(out.batch)
         assert [r["id"] for r in got] == list(range(start, start + n))
-        assert [r["__line"] for r in got] == list(range(start + 2, start + 2 + n))
+        assert [r[LINE_COLUMN] for r in got] == list(range(start + 2, start + 2 + n))
         assert all(r["sq"] == r["id"] * r["id"] for r in got)
     assert js.proc.style == "transform"
 
@@ -655,7 +658,7 @@ async def test_slices_are_put_back_together_whether_or_not_they_keep_every_row(
     ]
     out = await js(batch)
     assert rows(out.batch) == [{k: r[k] for k in out.batch.schema.names} for r in expected]
-    assert out.batch.schema.names == ["id", "name", "total", "twice", "__line"]
+    assert out.batch.schema.names == ["id", "name", "total", "twice", LINE_COLUMN]
 
 
 @pytest.mark.parametrize("isolation", ["thread", "process"])

@@ -165,13 +165,67 @@ async def test_a_quote_closed_lines_later_makes_one_record(
 UNTERMINATED = "unterminated quoted field: a quote opened on this line is never closed"
 
 
-async def test_a_record_longer_than_max_record_bytes_is_rejected(
+async def test_an_unterminated_quote_longer_than_max_record_bytes_is_one_reject(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:
     data = b'a,b\n1,"' + b"x" * 300 + b"\n2,y\n3,z\n"
     rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=64, max_record_bytes=100)
-    assert errors[0][0] == 2 and "max_record_bytes" in errors[0][1]
-    assert [r["a"] for r in rows] == ["2", "3"]
+    [(line, reason)] = errors
+    assert line == 2
+    assert "unterminated quoted field" in reason and "max_record_bytes (100 bytes)" in reason
+    assert rows == []
+
+
+LONG = b"y" * 150
+
+
+@pytest.mark.parametrize("block_size", [7, 64, 100, 1 << 20])
+async def test_a_quoted_record_over_max_record_bytes_is_rejected_whole(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    # line 3 starts a record of 3 lines whose quoted field holds 2 line breaks and a "" quote
+    data = b'a,b\n1,x\n2,"' + LONG + b'\n""' + LONG + b'\r\nend"\n3,z\n4,"short\nquote"\n'
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=block_size, max_record_bytes=100
+    )
+    [(line, reason)] = errors
+    assert line == 3
+    size = len(b'2,"' + LONG + b'\n""' + LONG + b'\r\nend"\n')
+    assert reason.endswith(
+        f"record of {size} bytes (lines 3-5) is longer than max_record_bytes (100 bytes); "
+        "if such records are genuine, raise `max_record_bytes` in the source's options"
+    )
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [
+        ("1", "x", 2),
+        ("3", "z", 6),
+        ("4", "short\nquote", 7),
+    ]
+
+
+@pytest.mark.parametrize("block_size", [16, 1 << 20])
+async def test_an_unquoted_line_over_max_record_bytes_is_rejected(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = b"a,b\n1," + LONG + b"\n2,z\n3," + LONG
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=block_size, max_record_bytes=100
+    )
+    assert [line for line, _ in errors] == [2, 4]
+    assert all("longer than max_record_bytes (100 bytes)" in reason for _, reason in errors)
+    assert [(r["a"], r[LINE_COLUMN]) for r in rows] == [("2", 3)]
+
+
+async def test_a_record_over_max_record_bytes_fails_the_run_with_the_fix(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'a,b\n1,"' + LONG + b'"\n'
+    with pytest.raises(PermanentError) as caught:
+        await read(
+            tmp_path, run_ctx, data, max_record_bytes=100, on_malformed="fail", block_size=32
+        )
+    text = str(caught.value)
+    assert "in.csv:2" in text and "max_record_bytes (100 bytes)" in text
+    assert "raise `max_record_bytes`" in text
 
 
 async def test_a_quote_inside_an_unquoted_field_is_a_literal(
@@ -253,7 +307,7 @@ async def test_values_are_strings_by_default_and_inferred_on_request(
 ) -> None:
     data = b"id,price,ok,day\n1,2.5,true,2024-01-02\n2,3,false,2024-02-03\n"
     rows, _, _ = await read(tmp_path, run_ctx, data)
-    assert rows[0] == {"id": "1", "price": "2.5", "ok": "true", "day": "2024-01-02", "__line": 2}
+    assert rows[0] == {"id": "1", "price": "2.5", "ok": "true", "day": "2024-01-02", LINE_COLUMN: 2}
     (tmp_path / "in.csv").write_bytes(data)
     table = await read_all(source(path="in.csv", infer=True, types={"id": "str"}), run_ctx)
     assert [f.type for f in table.schema][:4] == [
@@ -519,3 +573,16 @@ async def test_a_large_compressed_file_streams_with_exact_lines(
         peak = max(peak, pa.total_allocated_bytes())
     assert count == rows and src.take_errors() == []
     assert peak < 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 1 << 20])
+async def test_a_quote_after_an_escaped_quote_reads_the_same_whatever_the_blocks(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    # line 3: an escaped quote, then a quote that does not start a field: both literal
+    data = b'h1,h2\na"\n\\"",\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=block_size, escape="\\")
+    assert [(r["h1"], r["h2"], r[LINE_COLUMN]) for r in rows] == [('""', None, 3)]
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (2, "expected 2 fields, found 1")
+    ]

@@ -134,6 +134,25 @@ async def test_a_line_longer_than_max_record_bytes_is_rejected(
     assert errors[0][0] == 2 and "max_record_bytes" in errors[0][1]
 
 
+@pytest.mark.parametrize("block_size", [32, 1 << 20])
+@pytest.mark.parametrize("final_newline", [True, False])
+async def test_every_line_over_max_record_bytes_is_rejected_whatever_the_blocks(
+    tmp_path: Path, run_ctx: RunContext, block_size: int, final_newline: bool
+) -> None:
+    long = b'{"a": "' + b"x" * 120 + b'"}'
+    data = b'{"a": "1"}\n' + long + b'\n{"a": "3"}\n' + long + (b"\n" if final_newline else b"")
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=block_size, max_record_bytes=100, infer_bytes=1
+    )
+    assert [r["a"] for r in rows] == ["1", "3"]
+    assert [line for line, _ in errors] == [2, 4]
+    for _, reason in errors:
+        assert "is longer than max_record_bytes (100 bytes)" in reason
+        assert "raise `max_record_bytes`" in reason
+    if block_size > len(data):  # whole lines in one block: their size is known
+        assert f"line of {len(long) + 1} bytes" in errors[0][1]
+
+
 async def test_compressed_and_bom_prefixed_input(tmp_path: Path, run_ctx: RunContext) -> None:
     data = gzip.compress(b'\xef\xbb\xbf{"a": 1}\r\n{"a": 2}\r\n')
     rows, errors, _ = await read(tmp_path, run_ctx, data, name="in.jsonl.gz")

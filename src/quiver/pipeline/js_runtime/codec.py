@@ -21,6 +21,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quiver.pipeline.component import LINE_COLUMN
+
 __all__ = [
     "FIELD_TYPES",
     "LINE_COLUMN",
@@ -32,7 +34,6 @@ __all__ = [
     "normalize_type",
 ]
 
-LINE_COLUMN = "__line"
 
 #: Canonical output field types and their spellings (FlowEngine's and Arrow's), case-insensitive.
 FIELD_TYPES: dict[str, str] = {

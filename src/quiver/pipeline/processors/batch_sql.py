@@ -149,6 +149,14 @@ class BatchSql:
     ) -> pa.Table:
         import duckdb
 
+        if "" in batch.schema.names:  # DuckDB would rename it (to v1) without a word
+            raise PermanentError.one(
+                f"column {batch.schema.names.index('') + 1} of the input has an empty name, "
+                "which SQL cannot refer to",
+                "",
+                "name it: `rename: {columns: {'': name}}` before this step, or the source's "
+                "`columns`",
+            )
         cursor = self._database().cursor()
         try:
             cursor.register("input", batch)
@@ -163,7 +171,7 @@ class BatchSql:
                 f"query failed: {exc}".strip(),
                 "",
                 "check the column names and types in the expression; the batch columns are "
-                + ", ".join(n for n in batch.schema.names if n != "__line"),
+                + ", ".join(n for n in batch.schema.names if n != LINE_COLUMN),
             ) from exc
         finally:
             cursor.close()

@@ -4,7 +4,7 @@
 - select: {columns: [id, email, total]}     # keep these, in this order
 - select: {exclude: [internal_note]}        # keep everything else
 ```
-The engine's ``__line`` column is always kept, so later errors still point at input lines.
+The engine's line column is always kept, so later errors still point at input lines.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@
 ```
 The query runs once per batch, so it sees one batch at a time: row-wise work (projections,
 filters, CASE, string and date functions, joins with the extra ``tables``) is exact; aggregates
-apply per batch. ``quiver validate`` parses the query without running it. Keep ``__line`` in
-the output (``select *`` does) so that later row errors can point at input lines.
+apply per batch. ``quiver validate`` parses the query without running it. Keep the line numbers
+in the output (``select *`` does, ``select * exclude (...)`` too) so that later row errors can
+point at input lines.
 """
 
 from __future__ import annotations

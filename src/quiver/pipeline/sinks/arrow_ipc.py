@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import Field
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -54,6 +55,7 @@ class ArrowIpcSink(FileWriting):
         self.writer: ipc.RecordBatchFileWriter | ipc.RecordBatchStreamWriter | None = None
         self.schema: pa.Schema | None = None
         self.rows_written = 0
+        self.guard = streams.DestinationGuard(cfg.path)
 
     def _format(self) -> str:
         if self.cfg.format != "auto":
@@ -84,14 +86,16 @@ class ArrowIpcSink(FileWriting):
                 "set `format: stream`",
             )
         self.output, stream = open_output(self.cfg, ctx)
+        self.guard.path = self.output.path
         options = ipc.IpcWriteOptions(
             compression=None if self.cfg.compression == "none" else self.cfg.compression,
             emit_dictionary_deltas=True,
         )
-        if self._format() == "file":
-            self.writer = ipc.new_file(stream, schema, options=options)
-        else:
-            self.writer = ipc.new_stream(stream, schema, options=options)
+        with self.guard.writing():
+            if self._format() == "file":
+                self.writer = ipc.new_file(stream, schema, options=options)
+            else:
+                self.writer = ipc.new_stream(stream, schema, options=options)
 
     async def write(self, batch: pa.RecordBatch) -> None:
         await asyncio.to_thread(self._write, batch)
@@ -102,18 +106,20 @@ class ArrowIpcSink(FileWriting):
         data = conform(
             data, self.schema, where=f"arrow sink {self.cfg.path}", origin="the file being written"
         )
-        self.writer.write_batch(data)
+        with self.guard.writing():
+            self.writer.write_batch(data)
         self.rows_written += data.num_rows
 
     async def commit(self) -> None:
         await asyncio.to_thread(self._commit)
 
     def _commit(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        if self.output is not None:
-            self.output.commit()
+        with self.guard.writing():
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+            if self.output is not None:
+                self.output.commit()
 
     async def abort(self) -> None:
         await asyncio.to_thread(self._abort)

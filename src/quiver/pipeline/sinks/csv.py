@@ -20,8 +20,9 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     LINE_COLUMN,
     FileWriting,
@@ -96,6 +97,16 @@ class CsvSinkConfig(TextSinkConfig):
             raise ValueError(f"must be non-empty and hold no line break, got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _delimiter_apart_from_quote(self) -> CsvSinkConfig:
+        clash = [c for c in (self.quote, self.escape) if c and c in self.delimiter]
+        if clash:
+            raise ValueError(
+                f"the delimiter {self.delimiter!r} holds the quote or escape character "
+                f"{clash[0]!r}, so values could not be told apart; choose another delimiter"
+            )
+        return self
+
 
 def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
     """The column as strings, the way the CSV source reads them back."""
@@ -125,11 +136,26 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
 
 
 def _structural_pattern(cfg: CsvSinkConfig) -> str:
+    """What makes a value need quotes: the quote, a line break, the escape, the delimiter, and
+    for a delimiter of several characters, a value ending with its beginning or starting with
+    its end, which would merge with the delimiter beside it (``a|`` + ``||``)."""
     chars = {cfg.quote, "\r", "\n"}
     if cfg.escape:
         chars.add(cfg.escape)
     parts = [re.escape(c) for c in sorted(chars)] + [re.escape(cfg.delimiter)]
+    parts += [re.escape(head) + "$" for head in _delimiter_heads(cfg.delimiter)]
+    parts += ["^" + re.escape(tail) for tail in _delimiter_tails(cfg.delimiter)]
     return "|".join(parts)
+
+
+def _delimiter_heads(delimiter: str) -> list[str]:
+    """The proper beginnings of a delimiter of several characters (``;`` of ``;;``)."""
+    return [delimiter[:i] for i in range(1, len(delimiter))]
+
+
+def _delimiter_tails(delimiter: str) -> list[str]:
+    """The proper ends of a delimiter of several characters."""
+    return [delimiter[i:] for i in range(1, len(delimiter))]
 
 
 class _Serializer:
@@ -140,6 +166,8 @@ class _Serializer:
         self.null_scalar = pa.scalar(cfg.null_string)
         self.terminator_scalar = pa.scalar(cfg.line_terminator)
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
+        if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
+            parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
         encoded = [part.encode() for part in parts]
         self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
         self.structural_texts = [e for e in encoded if len(e) > 1]
@@ -167,7 +195,8 @@ class _Serializer:
                         "use `quoting: minimal`, or set `escape`",
                     )
                 values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
-                for char in (cfg.quote, cfg.delimiter, "\r", "\n"):
+                # every character of the delimiter, so no part of one merges with the next
+                for char in dict.fromkeys((cfg.quote, *cfg.delimiter, "\r", "\n")):
                     values = pc.replace_substring(values, char, cfg.escape + char)
             out = values
         else:
@@ -258,6 +287,7 @@ class CsvSink(FileWriting):
         self.rows_written = 0
         self._encoder: codecs.IncrementalEncoder | None = None
         self._schema: pa.Schema | None = None
+        self.guard = streams.DestinationGuard(cfg.path)
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self._schema = schema_without_line(schema)
@@ -266,9 +296,10 @@ class CsvSink(FileWriting):
     def _open(self, ctx: RunContext) -> None:
         assert self._schema is not None
         self.output, self.stream = open_output(self.cfg, ctx, self.cfg.compression)
+        self.guard.path = self.output.path
         if self.encoding not in ("utf-8",):
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
-        if self.cfg.header:
+        if self.cfg.header and self._schema.names:  # no columns known: an empty file
             self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
 
     def _write_text(self, data: bytes, batch: pa.RecordBatch | None) -> None:
@@ -279,7 +310,8 @@ class CsvSink(FileWriting):
                 data = self._encoder.encode(text)
             except UnicodeEncodeError as exc:
                 raise self._encoding_error(exc, text, batch) from exc
-        self.stream.write(data)
+        with self.guard.writing():
+            self.stream.write(data)
 
     def _encoding_error(
         self, exc: UnicodeEncodeError, text: str, batch: pa.RecordBatch | None
@@ -308,11 +340,16 @@ class CsvSink(FileWriting):
 
     async def commit(self) -> None:
         if self.output is not None:
+            await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
+        assert self.output is not None
+        with self.guard.writing():
             if self._encoder is not None and self.stream is not None:
                 tail = self._encoder.encode("", final=True)
                 if tail:
                     self.stream.write(tail)
-            await asyncio.to_thread(self.output.commit)
+            self.output.commit()
 
     async def abort(self) -> None:
         if self.output is not None:

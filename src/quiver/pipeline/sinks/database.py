@@ -120,7 +120,7 @@ def _split_table(name: str) -> tuple[str | None, str]:
 
 
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
-    """Drop ``__line`` and decode dictionary columns: what the database receives."""
+    """Drop the line column and decode dictionary columns: what the database receives."""
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     table = without_line(table)
     for i, f in enumerate(table.schema):

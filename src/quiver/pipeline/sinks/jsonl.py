@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -112,14 +113,17 @@ class JsonlSink(FileWriting):
         self.output: AtomicOutput | None = None
         self.stream: pa.NativeFile | None = None
         self.rows_written = 0
+        self.guard = streams.DestinationGuard(cfg.path)
         self._option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
         if cfg.sort_keys:
             self._option |= orjson.OPT_SORT_KEYS
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
-        self.output, self.stream = await asyncio.to_thread(
+        output, self.stream = await asyncio.to_thread(
             open_output, self.cfg, ctx, self.cfg.compression
         )
+        self.output = output
+        self.guard.path = output.path
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         """The batch as JSON Lines."""
@@ -156,12 +160,19 @@ class JsonlSink(FileWriting):
 
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self.stream is not None
-        self.stream.write(self.encode(batch))
+        data = self.encode(batch)
+        with self.guard.writing():
+            self.stream.write(data)
         self.rows_written += batch.num_rows
 
     async def commit(self) -> None:
         if self.output is not None:
-            await asyncio.to_thread(self.output.commit)
+            await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
+        assert self.output is not None
+        with self.guard.writing():
+            self.output.commit()
 
     async def abort(self) -> None:
         if self.output is not None:

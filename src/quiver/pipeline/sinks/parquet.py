@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from quiver.pipeline import streams
 from quiver.pipeline.component import (
     FileWriting,
     RunContext,
@@ -75,6 +76,7 @@ class ParquetSink(FileWriting):
         self.rows_written = 0
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self.guard = streams.DestinationGuard(cfg.path)
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
@@ -82,15 +84,10 @@ class ParquetSink(FileWriting):
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self.schema = schema
         self.output, stream = open_output(self.cfg, ctx)
+        self.guard.path = self.output.path
         try:
-            self.writer = pq.ParquetWriter(
-                stream,
-                schema,
-                compression=self.cfg.compression,
-                compression_level=self.cfg.compression_level,
-                use_dictionary=self.cfg.dictionary,
-                write_statistics=self.cfg.statistics,
-            )
+            with self.guard.writing():
+                self.writer = self._writer(stream, schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             self.output.abort()
             raise PermanentError.one(
@@ -98,6 +95,16 @@ class ParquetSink(FileWriting):
                 f"parquet sink {self.cfg.path}",
                 "cast the unsupported columns in a processor first",
             ) from exc
+
+    def _writer(self, stream: pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            stream,
+            schema,
+            compression=self.cfg.compression,
+            compression_level=self.cfg.compression_level,
+            use_dictionary=self.cfg.dictionary,
+            write_statistics=self.cfg.statistics,
+        )
 
     async def write(self, batch: pa.RecordBatch) -> None:
         data = without_line(batch)
@@ -121,7 +128,8 @@ class ParquetSink(FileWriting):
         size = self.cfg.row_group_rows
         full = table.num_rows if final else table.num_rows - table.num_rows % size
         if full:
-            self.writer.write_table(table.slice(0, full), row_group_size=size)
+            with self.guard.writing():
+                self.writer.write_table(table.slice(0, full), row_group_size=size)
             self.rows_written += full
         rest = table.slice(full)
         self._pending = rest.to_batches() if rest.num_rows else []
@@ -131,12 +139,13 @@ class ParquetSink(FileWriting):
         await asyncio.to_thread(self._commit)
 
     def _commit(self) -> None:
-        if self.writer is not None:
-            self._flush(True)
-            self.writer.close()
-            self.writer = None
-        if self.output is not None:
-            self.output.commit()
+        with self.guard.writing():
+            if self.writer is not None:
+                self._flush(True)
+                self.writer.close()
+                self.writer = None
+            if self.output is not None:
+                self.output.commit()
 
     async def abort(self) -> None:
         await asyncio.to_thread(self._abort)

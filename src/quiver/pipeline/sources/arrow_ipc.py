@@ -3,13 +3,13 @@
 The format is recognised from the data (a file starts with ``ARROW1``), so ``format`` rarely
 needs setting. Files are memory-mapped and read batch by batch; streams (also compressed ones,
 ``.arrows.zst``, and standard input) are read as they arrive. ``columns`` keeps only the named
-columns. Each row carries its 1-based record number within its file in ``__line``.
+columns. Each row carries its 1-based record number within its file in the line column.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Literal
 
 import pyarrow as pa
@@ -60,7 +60,8 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
         super().__init__(cfg.path)
         self.cfg = cfg
 
-    def _batches(self, path: str) -> Iterator[pa.RecordBatch]:
+    def _batches(self, path: str) -> Generator[pa.RecordBatch, None, pa.Schema]:
+        """The batches of ``path``; returns its schema."""
         stream = open_input(path, self.cfg.compression)
         try:
             fmt = self.cfg.format
@@ -81,8 +82,11 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     reader = ipc.open_file(stream)
                 for i in range(reader.num_record_batches):
                     yield reader.get_batch(i)
+                return reader.schema
             else:
-                yield from ipc.open_stream(stream)
+                streamed = ipc.open_stream(stream)
+                yield from streamed
+                return streamed.schema
         except pa.ArrowInvalid as exc:
             raise PermanentError.one(
                 f"not a readable Arrow IPC {self.cfg.format if self.cfg.format != 'auto' else ''}"
@@ -95,19 +99,28 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         line = 1
-        for raw in self._batches(path):
-            batch = raw
-            if self.cfg.columns is not None:
-                unknown = [c for c in self.cfg.columns if c not in batch.schema.names]
-                if unknown:
-                    raise PermanentError.one(
-                        f"columns {unknown} are not in the file",
-                        display_path(path),
-                        f"the file has {batch.schema.names}",
-                    )
-                batch = batch.select(self.cfg.columns)
-            batch = self._like_first_file(batch, path)
-            yield numbered(batch, line)
+        batches = self._batches(path)
+        while True:
+            try:
+                batch = self._numbered(next(batches), path, line)
+            except StopIteration as end:
+                if line == 1:  # no rows, but the columns are known
+                    yield self._numbered(pa.RecordBatch.from_pylist([], end.value), path, 1)
+                break
             line += batch.num_rows
+            yield batch
         if path != STDIO:
             self.bytes_read += os.path.getsize(path)
+
+    def _numbered(self, batch: pa.RecordBatch, path: str, line: int) -> pa.RecordBatch:
+        """``batch`` with the wanted columns, like the first file's, numbered from ``line``."""
+        if self.cfg.columns is not None:
+            unknown = [c for c in self.cfg.columns if c not in batch.schema.names]
+            if unknown:
+                raise PermanentError.one(
+                    f"columns {unknown} are not in the file",
+                    display_path(path),
+                    f"the file has {batch.schema.names}",
+                )
+            batch = batch.select(self.cfg.columns)
+        return numbered(self._like_first_file(batch, path), line)

@@ -148,8 +148,9 @@ class CsvSourceConfig(ComponentConfig):
     max_record_bytes: int = Field(
         64 << 20,
         ge=1,
-        description="Longest record accepted. A longer one is taken for an unterminated "
-        "quote and rejected from its first line.",
+        description="Longest record accepted, in bytes, line breaks inside quotes "
+        "included. A longer one is malformed (rejected whole, with its first line); a quote "
+        "left open that would make the rest of the file one record is reported as such.",
     )
     batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
 
@@ -228,12 +229,17 @@ def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
     return np.union1d(targets, paired)
 
 
-def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Delimiters) -> bool:
+def _parity_is_exact(
+    a: np.ndarray, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
+) -> bool:
     """True when counting quotes pairwise gives the same quoting as a field-by-field read.
 
     That holds when every opening quote starts a field (or continues a doubled quote) and
-    every closing quote ends one: the common case, checked here without a Python loop.
+    every closing quote ends one: the common case, checked here without a Python loop. A
+    quote next to an escaped character (``\\""``) is left to the field-by-field read.
     """
+    if escaped is not None and escaped.size and np.isin(np.r_[q - 1, q + 1], escaped).any():
+        return False
     n = a.size
     starts = (d.delimiter, _NL, _CR) + ((d.quote,) if d.double_quote and d.quote else ())
     opens = q[0::2]
@@ -245,9 +251,12 @@ def _parity_is_exact(a: np.ndarray, q: np.ndarray, d: Delimiters) -> bool:
     return bool(np.isin(a[inner + 1], starts).all())
 
 
-def _sequential_toggles(buf: bytes, q: np.ndarray, d: Delimiters) -> np.ndarray:
+def _sequential_toggles(
+    buf: bytes, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
+) -> np.ndarray:
     """Quotes that open or close a quoted field, read field by field (slow path)."""
     field_start = {d.delimiter, _NL, _CR}
+    literal = set(escaped.tolist()) if escaped is not None else set()
     toggles: list[int] = []
     positions = q.tolist()
     inside = False
@@ -255,7 +264,7 @@ def _sequential_toggles(buf: bytes, q: np.ndarray, d: Delimiters) -> np.ndarray:
     while i < m:
         p = positions[i]
         if not inside:
-            if p == 0 or buf[p - 1] in field_start:
+            if p == 0 or (buf[p - 1] in field_start and p - 1 not in literal):
                 toggles.append(p)
                 inside = True
             i += 1
@@ -296,7 +305,8 @@ def scan_records(buf: bytes, d: Delimiters, final: bool) -> Scan:
         q = np.flatnonzero(a == d.quote)
         if escaped is not None and escaped.size:
             q = np.setdiff1d(q, escaped, assume_unique=True)
-        toggles = q if _parity_is_exact(a, q, d) else _sequential_toggles(buf, q, d)
+        exact = _parity_is_exact(a, q, d, escaped)
+        toggles = q if exact else _sequential_toggles(buf, q, d, escaped)
     quoted_newlines = False
     open_quote = bool(toggles.size % 2)
     # index in line_breaks of each record's line break, when terms are all the line breaks
@@ -435,16 +445,32 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
+        state = _FileState(path)
         try:
-            yield from self._read_stream(_FileState(path), blocks)
+            rows = 0
+            for batch in self._read_stream(state, blocks):
+                rows += batch.num_rows
+                yield batch
+            if not rows and state.names is not None:
+                # a header and no rows: no rows, but the columns are known
+                yield self._empty_batch()
         finally:
             blocks.close()
+
+    def _empty_batch(self) -> pa.RecordBatch:
+        """No rows, with the columns (and types) the rows of this source have."""
+        assert self.names is not None
+        types = self.column_types or {n: self.declared.get(n, pa.string()) for n in self.names}
+        fields = [pa.field(n, types[n]) for n in self.cfg.select or self.names]
+        fields.append(pa.field(LINE_COLUMN, pa.int64()))
+        return pa.RecordBatch.from_pylist([], schema=pa.schema(fields))
 
     def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
         base = 0  # line breaks before buf
         eof = False
         to_skip = self.cfg.skip_lines
+        long: _LongRecord | None = None  # a record over max_record_bytes, passed over
         while True:
             if not eof:
                 chunk = next(blocks, None)
@@ -452,6 +478,11 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     eof = True
                 else:
                     buf = buf + chunk if buf else chunk
+            if long is not None:
+                buf, base, passed = self._pass_over(state, long, buf, base, eof)
+                if not passed:
+                    continue
+                long = None
             while to_skip and buf:
                 cut = _first_line_end(buf)
                 if cut < 0 and not eof:
@@ -466,18 +497,24 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 yield from self._records(state, buf, scan, base)
                 buf = buf[scan.consumed :]
                 base += scan.consumed_lines
-            if scan.open_quote or (not eof and len(buf) > self.cfg.max_record_bytes):
-                reason = (
-                    "unterminated quoted field: a quote opened on this line is never closed"
-                    if scan.open_quote
-                    else f"record longer than max_record_bytes ({self.cfg.max_record_bytes}"
-                    " bytes): probably an unterminated quote"
-                )
+            if scan.open_quote:
+                reason = "unterminated quoted field: a quote opened on this line is never closed"
                 cut = _first_line_end(buf)
                 raw = buf[: cut + 1] if cut >= 0 else buf
                 self._malformed(state.path, base + 1, reason, raw)
                 buf = buf[cut + 1 :] if cut >= 0 else b""
                 base += 1
+                continue
+            if len(buf) > self.cfg.max_record_bytes:
+                # the record under way is already too long: pass over the rest of it, with
+                # the quote state at the end of what was read, holding no more of it
+                opened = int(np.searchsorted(scan.toggles, scan.consumed))
+                inside = bool((scan.toggles.size - opened) % 2)
+                long = _LongRecord(base + 1, buf[:_RAW_KEPT], inside)
+                held = _held_cr(buf)  # a CR may be the first half of a CRLF
+                long.size = len(buf) - len(held)
+                base += _line_breaks(buf[: long.size])
+                buf = held
                 continue
             if eof and not buf:
                 return
@@ -505,6 +542,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         names = state.names
         assert names is not None
         expected = len(names)
+        records = self._drop_long(state, buf, scan, records, base)
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
         known = len(self._errors)
@@ -515,9 +553,74 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
+    def _drop_long(
+        self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
+    ) -> np.ndarray:
+        """``records`` without those longer than ``max_record_bytes`` (reported)."""
+        sizes = scan.ends[records] - scan.starts[records]
+        long = sizes > self.cfg.max_record_bytes
+        if not long.any():
+            return records
+        for index in records[long].tolist():
+            start, end = int(scan.starts[index]), int(scan.ends[index])
+            first = base + int(scan.lines[index]) + 1
+            last = first + _line_breaks(buf[start:end].rstrip(b"\r\n"))
+            self._malformed(
+                state.path,
+                first,
+                self._too_long(end - start, first, last),
+                raw=buf[start : min(end, start + _RAW_KEPT)],
+            )
+        kept: np.ndarray = records[~long]
+        return kept
+
+    def _too_long(self, size: int, first: int, last: int) -> str:
+        limit = self.cfg.max_record_bytes
+        lines = f"line {first}" if last == first else f"lines {first}-{last}"
+        return (
+            f"record of {size} bytes ({lines}) is longer than max_record_bytes ({limit} bytes); "
+            "if such records are genuine, raise `max_record_bytes` in the source's options"
+        )
+
+    def _pass_over(
+        self, state: _FileState, long: _LongRecord, buf: bytes, base: int, eof: bool
+    ) -> tuple[bytes, int, bool]:
+        """Pass over the next bytes of an over-long record: ``(rest, base, passed)``, where
+        ``rest`` follows the record once it ended (``passed``). Only the quote state is kept
+        between blocks, so memory stays bounded however long the record is."""
+        quote = self.delimiters.quote
+        data = bytes([quote]) + buf if long.inside and quote is not None else buf
+        scan = scan_records(data, self.delimiters, final=eof)
+        extra = len(data) - len(buf)
+        if scan.ends.size:
+            end = int(scan.ends[0])
+            record = data[:end]
+            long.size += end - extra
+            last = base + _line_breaks(record.rstrip(b"\r\n")) + 1
+            reason = self._too_long(long.size, long.line, last)
+            self._malformed(state.path, long.line, reason, raw=long.raw)
+            return data[end:], base + _line_breaks(record), True
+        held = b"" if eof else _held_cr(buf)  # a CR may be the first half of a CRLF
+        base += _line_breaks(buf[: len(buf) - len(held)])
+        long.size += len(buf) - len(held)
+        if eof:
+            reason = (
+                f"unterminated quoted field: a quote opened on this line is never closed, so "
+                f"the rest of the file (to line {base + 1}) would be one record longer than "
+                f"max_record_bytes ({self.cfg.max_record_bytes} bytes)"
+                if long.inside or scan.open_quote
+                else self._too_long(long.size, long.line, base + 1)
+            )
+            self._malformed(state.path, long.line, reason, raw=long.raw)
+            return b"", base, True
+        long.inside = bool(scan.toggles.size % 2)
+        return held, base, False
+
     def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
         record = buf[scan.starts[first] : scan.ends[first]]
+        if not record.endswith((b"\n", b"\r")):
+            record += b"\n"  # a file of one line without a final line break
         count = int(field_counts(buf, scan, self.delimiters, np.array([first]))[0])
         try:
             table = pacsv.read_csv(
@@ -550,7 +653,15 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 )
             names = list(self.cfg.columns)
         elif self.cfg.header:
-            names = [name if name else f"col{i + 1}" for i, name in enumerate(fields)]
+            names = fields  # an empty name stays empty, so the header is written back as read
+            blanks = [i + 1 for i, n in enumerate(names) if not n]
+            if len(blanks) > 1:
+                raise PermanentError.one(
+                    f"the header has {len(blanks)} empty column names (fields "
+                    f"{', '.join(map(str, blanks))}), and columns need distinct names",
+                    where,
+                    "name them in the header, or name all columns with `columns`",
+                )
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise PermanentError.one(
@@ -749,6 +860,30 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
 def _field_count_reason(expected: int, found: int) -> str:
     return f"expected {expected} field{'' if expected == 1 else 's'}, found {found}"
+
+
+_RAW_KEPT = 4096  # bytes of an over-long record kept for its reject
+
+
+@dataclass
+class _LongRecord:
+    """A record over ``max_record_bytes`` being passed over: its first line, its first
+    bytes, whether a quoted field is open where reading stopped, and its size so far."""
+
+    line: int
+    raw: bytes
+    inside: bool
+    size: int = 0
+
+
+def _held_cr(data: bytes) -> bytes:
+    """The CR ending ``data``, kept until the next block says whether an LF follows."""
+    return b"\r" if data.endswith(b"\r") else b""
+
+
+def _line_breaks(data: bytes) -> int:
+    """Line breaks in ``data``: LF, CRLF and a lone CR each count once."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
 def _first_line_end(buf: bytes) -> int:

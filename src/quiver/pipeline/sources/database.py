@@ -5,7 +5,7 @@ directly (no per-row Python objects); MariaDB/MySQL is read with asyncmy through
 unbuffered server-side cursor, ``batch_rows`` rows at a time, into a schema fixed from the
 result's column types. Either way the whole result is never held in memory.
 
-Each batch carries the ``__line`` column: the 1-based record number in the result.
+Each batch carries the line column: the 1-based record number in the result.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``jsonl`` source: one JSON object per line (JSON Lines / NDJSON), streamed in blocks.
 
 Blocks of whole lines are parsed by ``pyarrow.json`` in parallel; each row carries its 1-based
-line number in ``__line``. Nested objects become structs and arrays become lists. The schema
+line number in the line column. Nested objects become structs and arrays become lists. The schema
 is inferred from the first ``infer_bytes`` of the first file (or declared with ``types``) and
 then fixed for the run, so every batch has the same columns. A line that is not a JSON object,
 does not match the schema or is too long is handled by ``on_malformed`` (reject / skip / fail),
@@ -74,11 +74,15 @@ class JsonlSourceConfig(ComponentConfig):
         "is read as text.",
     )
     max_record_bytes: int = Field(
-        64 << 20, ge=1, description="Longest line accepted; a longer one is malformed."
+        64 << 20,
+        ge=1,
+        description="Longest line accepted, in bytes; a longer one is malformed (rejected "
+        "with its line number).",
     )
     batch_rows: int = Field(65_536, ge=1, description="Most rows per batch handed on.")
 
 
+_RAW_KEPT = 4096  # bytes of an over-long line kept for its reject
 _ROW_IN_MESSAGE = re.compile(r"\s*in row \d+$")
 _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
@@ -105,9 +109,15 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
         try:
-            yield from self._read(path, blocks)
+            rows = 0
+            for batch in self._read(path, blocks):
+                rows += batch.num_rows
+                yield batch
         finally:
             blocks.close()
+        schema = self.schema if self.schema is not None else self.declared
+        if not rows and len(schema):  # no rows, but the columns are known (`types`)
+            yield pa.RecordBatch.from_pylist([], schema.append(pa.field(LINE_COLUMN, pa.int64())))
 
     def _read(self, path: str, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
@@ -131,12 +141,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 base += buf.count(b"\n", 0, last + 1)
                 buf = buf[last + 1 :]
             if len(buf) > self.cfg.max_record_bytes:
-                self._malformed(
-                    path,
-                    base + 1,
-                    f"line longer than max_record_bytes ({self.cfg.max_record_bytes} bytes)",
-                    buf[:200],
-                )
+                self._malformed(path, base + 1, self._too_long(None), buf[:_RAW_KEPT])
                 buf = b""
                 discarding = True
         if buf and not discarding:
@@ -156,6 +161,11 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         filled &= starts < ends
         for index in np.flatnonzero(~filled).tolist():
             filled[index] = bool(block[starts[index] : ends[index]].strip(b" \t\r\n"))
+        sizes = ends - starts
+        for index in np.flatnonzero(filled & (sizes > self.cfg.max_record_bytes)).tolist():
+            raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
+            self._malformed(path, base + index + 1, self._too_long(int(sizes[index])), raw)
+            filled[index] = False
         records = np.flatnonzero(filled)
         if records.size == 0:
             return
@@ -165,6 +175,14 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         for table, subset in self._parse(path, block, starts, ends, records, lines):
             table = table.append_column(LINE_COLUMN, pa.array(lines[subset], pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _too_long(self, size: int | None) -> str:
+        limit = self.cfg.max_record_bytes
+        length = f"of {size} bytes" if size is not None else f"of more than {limit} bytes"
+        return (
+            f"line {length} is longer than max_record_bytes ({limit} bytes); if such lines "
+            "are genuine, raise `max_record_bytes` in the source's options"
+        )
 
     def _options(self, schema: pa.Schema | None) -> pajson.ParseOptions:
         if schema is None:

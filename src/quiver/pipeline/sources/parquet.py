@@ -3,7 +3,7 @@
 Only the columns listed in ``columns`` are read (column projection happens in the reader, so
 unread columns cost nothing), and batches are produced as the row groups are decoded: memory
 holds about one row group. Each row carries its 1-based record number within its file in
-``__line``. Files of a glob must share a schema; a later file whose columns can be cast to the
+the line column. Files of a glob must share a schema; a later file whose columns can be cast to the
 first file's types (e.g. int32 to int64) is cast.
 """
 
@@ -84,7 +84,16 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 batch = self._like_first_file(batch, path)
                 yield numbered(batch, line)
                 line += batch.num_rows
+            if line == 1:  # no rows, but the columns are known
+                schema = parquet.schema_arrow
+                if self.cfg.columns is not None:
+                    schema = pa.schema([schema.field(c) for c in self.cfg.columns])
+                yield numbered(self._like_first_file(_no_rows(schema), path), 1)
             if path != STDIO:
                 self.bytes_read += os.path.getsize(path)
         finally:
             parquet.close()
+
+
+def _no_rows(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)

@@ -9,7 +9,7 @@ header.
 
 Records become Arrow columns: the first batch fixes the schema (or ``schema`` declares it);
 later values are cast to it, and a field that was not in the schema fails with its record
-number instead of being dropped. Each batch carries ``__line``, the 1-based record number.
+number instead of being dropped. Each batch carries the line column: the 1-based record number.
 """
 
 from __future__ import annotations

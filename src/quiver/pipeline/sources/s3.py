@@ -5,7 +5,7 @@ Objects are chosen by ``key``, or by ``prefix`` and an optional ``glob`` over th
 object is downloaded to a temporary file (the next one downloads while the current one is
 read) and parsed by the file source of its ``format`` (``csv``, ``tsv``, ``jsonl``,
 ``parquet``, ``arrow`` or a plugin), with that source's own options: the formats are the
-ones of local files, compression included. ``__line`` is the line in the object; rows a
+ones of local files, compression included. The line column holds the line in the object; rows a
 format rejects carry the object's key. Every object must have the columns of the first one.
 
 Credentials come from the options or, when left out, from the usual AWS chain (environment
