@@ -123,8 +123,9 @@ def every_type() -> pa.RecordBatch:
 def values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     """The values of a column; timestamps as their counts of the unit (nanoseconds included)."""
     if pa.types.is_timestamp(column.type):
-        return column.cast(pa.int64()).to_pylist()
-    return column.to_pylist()
+        column = column.cast(pa.int64())
+    out: list[Any] = column.to_pylist()
+    return out
 
 
 def expected() -> dict[str, list[Any]]:
