@@ -147,9 +147,11 @@ def same(got: list[Any], want: list[Any]) -> bool:
     return len(got) == len(want) and all(eq(a, b) for a, b in zip(got, want, strict=True))
 
 
-def check(table: pa.Table) -> None:
+def check(table: pa.Table, names: list[str] | None = None) -> None:
     want = expected()
     for name, type_name in TYPES.items():
+        if names is not None and name not in names:
+            continue
         column = table.column(name)
         assert type_name == "json" or column.type == parse_type(type_name, name), name
         got = values(column)
@@ -286,3 +288,20 @@ async def test_s3_sink_to_source_keeps_every_value(
         got, want = table.column(name), batch.column(name)
         assert got.type == want.type, name
         assert same(values(got), values(want)), name
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_s3_text_formats_keep_every_value(
+    s3_bucket: ScratchBucket, run_ctx: RunContext, fmt: str
+) -> None:
+    key = f"round/trip.{fmt}"
+    batch = every_type()
+    if fmt == "csv":  # the CSV sink refuses binary values (CSV has no bytes)
+        batch = batch.drop_columns(["blob"])
+    sink = build(S3Sink, {**s3_bucket.options, "key": key, "format": fmt})
+    await write_all(sink, [batch], run_ctx)
+    types = {n: ("str" if t == "json" else t) for n, t in TYPES.items() if n in batch.schema.names}
+    source = build(S3Source, {**s3_bucket.options, "key": key, "format": {fmt: {"types": types}}})
+    table = await read_all(source, run_ctx)
+    assert source.take_errors() == []
+    check(table, list(types))

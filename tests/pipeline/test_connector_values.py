@@ -312,3 +312,46 @@ async def test_s3_glob_over_partitions_with_the_same_file_name_reads_each_in_key
     table = pa.Table.from_batches(batches)
     assert table.column("month").to_pylist() == [m for m in sorted(months) for _ in range(rows)]
     assert source.keys_done == [f"{m}/part-0000.csv.gz" for m in sorted(months)]
+
+
+# -- JSON Lines files follow the same value rules ------------------------------------------------
+
+
+async def test_jsonl_file_reads_nan_strings_epoch_numbers_and_whole_floats(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    from quiver.pipeline.sources.jsonl import JsonlSource
+
+    (tmp_path / "in.jsonl").write_text(
+        '{"x": 1.5, "at": "2024-01-01T10:00:00", "ms": 0, "n": 1}\n'
+        '{"x": "NaN", "at": 1704103200, "ms": 1704103200123, "n": 3.0}\n'
+        '{"x": "-Infinity", "at": 1704103200.5, "ms": 1, "n": 2.5}\n'
+    )
+    types = {"x": "float", "at": "timestamp", "ms": "timestamp(ms)", "n": "int"}
+    source = build(JsonlSource, {"path": "in.jsonl", "types": types})
+    rows = (await read_all(source, run_ctx)).to_pylist()
+    ten = dt.datetime(2024, 1, 1, 10, 0)
+    assert [r["at"] for r in rows] == [ten, ten]
+    assert rows[1]["ms"] == dt.datetime(2024, 1, 1, 10, 0, 0, 123_000)
+    assert math.isnan(rows[1]["x"]) and [r["n"] for r in rows] == [1, 3]
+    [error] = source.take_errors()
+    assert error.line == 3 and "2.5" in error.reason
+
+
+async def test_jsonl_file_keeps_nan_and_infinity_through_sink_and_source(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    from quiver.pipeline.sinks.jsonl import JsonlSink
+    from quiver.pipeline.sources.jsonl import JsonlSource
+
+    batch = pa.record_batch({"x": [math.nan, math.inf, -math.inf, None, 0.5]})
+    await write_all(build(JsonlSink, {"path": "out.jsonl"}), [batch], run_ctx)
+    assert (tmp_path / "out.jsonl").read_text().splitlines()[:3] == [
+        '{"x":"NaN"}',
+        '{"x":"Infinity"}',
+        '{"x":"-Infinity"}',
+    ]
+    source = build(JsonlSource, {"path": "out.jsonl", "types": {"x": "float"}})
+    values = (await read_all(source, run_ctx)).column("x").to_pylist()
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, None, 0.5]
+    assert source.take_errors() == []
