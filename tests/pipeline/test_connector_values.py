@@ -355,3 +355,16 @@ async def test_jsonl_file_keeps_nan_and_infinity_through_sink_and_source(
     values = (await read_all(source, run_ctx)).column("x").to_pylist()
     assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, None, 0.5]
     assert source.take_errors() == []
+
+
+async def test_jsonl_binary_fields_are_read_from_base64(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    from quiver.pipeline.sources.jsonl import JsonlSource
+
+    (tmp_path / "in.jsonl").write_text('{"b": "AAH//g=="}\n{"b": "not base64!"}\n{"b": null}\n')
+    source = build(JsonlSource, {"path": "in.jsonl", "types": {"b": "binary"}})
+    table = await read_all(source, run_ctx)
+    assert table.column("b").to_pylist() == [b"\x00\x01\xff\xfe", None]
+    [error] = source.take_errors()
+    assert error.line == 2 and "not base64" in error.reason

@@ -10,6 +10,8 @@ like the CSV source; blank lines are ignored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -262,6 +264,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 if table.num_rows != subset.size:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
+                table = _base64_decoded(table, self.schema)
                 table = conform(table, self.schema, where=display_path(path), origin="the schema")
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, SchemaMismatchError) as exc:
                 if subset.size == 1:
@@ -337,6 +340,26 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
+
+
+def _base64_decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Binary fields, read as base64 text, as their bytes (how binary values travel in JSON);
+    text that is not base64 raises ArrowInvalid."""
+    for f in schema:
+        if not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
+            continue
+        at = table.schema.get_field_index(f.name)
+        if at < 0 or not pa.types.is_string(table.schema.field(at).type):
+            continue
+        try:
+            values = [
+                None if v is None else base64.b64decode(v, validate=True)
+                for v in table.column(at).to_pylist()
+            ]
+        except (binascii.Error, ValueError) as exc:
+            raise pa.ArrowInvalid(f"field '{f.name}' is not base64 text: {exc}") from None
+        table = table.set_column(at, f.name, pa.array(values, f.type))
+    return table
 
 
 def _read_type(kind: pa.DataType) -> pa.DataType:
