@@ -368,3 +368,18 @@ async def test_jsonl_binary_fields_are_read_from_base64(
     assert table.column("b").to_pylist() == [b"\x00\x01\xff\xfe", None]
     [error] = source.take_errors()
     assert error.line == 2 and "not base64" in error.reason
+
+
+async def test_s3_csv_objects_keep_their_text_unless_typed(
+    s3_bucket: ScratchBucket, run_ctx: RunContext
+) -> None:
+    s3_bucket.put("in/odd.csv", ODD)
+    source = build(S3Source, {**s3_bucket.options, "key": "in/odd.csv", "format": "csv"})
+    row = (await read_all(source, run_ctx)).to_pylist()[0]
+    assert (row["code"], row["amount"], row["big"]) == ("00123", "1e3", "12345678901234567890")
+    typed = build(
+        S3Source,
+        {**s3_bucket.options, "key": "in/odd.csv", "format": {"csv": {"types": {"code": "int"}}}},
+    )
+    row = (await read_all(typed, run_ctx)).to_pylist()[0]
+    assert (row["code"], row["amount"]) == (123, "1e3")
