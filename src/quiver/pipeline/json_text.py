@@ -6,10 +6,11 @@ the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``; decimals are strings 
 digit; binary values are base64; dates, times and timestamps are ISO 8601 strings with every
 digit of their unit, zoned timestamps with their UTC offset; lists and structs nest.
 
-Reading (:func:`parse_json`, :func:`json_array`): numbers are kept as their text
-(:class:`JsonNumber`) until the declared type of their column is known, so nothing is rounded
-on the way: ``2.5`` in an integer column is refused, not truncated; a decimal keeps every
-digit; a number in a text column keeps its text (``1e3`` stays ``1e3``). A number in a
+Reading (:func:`parse_json`, :func:`json_array`): integers are exact Python ints, and other
+numbers are kept as their text (:class:`JsonNumber`) until the declared type of their column
+is known, so nothing is rounded on the way: ``2.5`` in an integer column is refused, not
+truncated; a decimal keeps every digit; a number in a text column keeps its text (``1e3``
+stays ``1e3``). A number in a
 timestamp column counts seconds since 1970-01-01 UTC, or the unit of an explicit
 ``timestamp(ms)`` (see :func:`quiver.pipeline.type_names.epoch_unit`).
 """
@@ -203,7 +204,7 @@ class JsonNumber:
 
 
 _DECODER = json.JSONDecoder(
-    parse_int=JsonNumber,
+    # integers are exact as Python ints; fractions and exponents keep their text
     parse_float=JsonNumber,
     parse_constant=lambda name: JsonNumber(name),  # NaN, Infinity, -Infinity
 )
@@ -264,6 +265,9 @@ def json_array(
     """``values`` (as :func:`parse_json` or a CSV reader gives them) as an Arrow array of the
     declared ``kind``, and the values refused, by index, with the reason. A refused value is
     null in the array. ``epoch_unit`` is what a number in a timestamp column counts."""
+    fast = _fast_array(values, kind)
+    if fast is not None:
+        return fast, {}
     convert = _converter(kind, epoch_unit)
     out: list[Any] = []
     refused: dict[int, str] = {}
@@ -290,6 +294,32 @@ def json_array(
             refused[i] = f"{_show(values[i])} does not fit {kind} ({exc})"
             out[i] = None
     return pa.array(out, kind), refused
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+
+def _fast_array(values: Sequence[Any], kind: pa.DataType) -> pa.Array | None:
+    """``values`` as ``kind`` when they are all of the Python type the column holds (or text
+    Arrow parses by the same rules): the common case, converted by Arrow in one go. None when
+    a value needs a closer look."""
+    kinds = {type(v) for v in values if v is not None}
+    try:
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return pa.array(values, kind) if kinds <= {str} else None
+        if pa.types.is_integer(kind):
+            return pa.array(values, kind) if kinds <= {int} else None
+        if pa.types.is_boolean(kind):
+            return pa.array(values, kind) if kinds <= {bool} else None
+        if pa.types.is_floating(kind):
+            return pa.array(values, kind) if kinds <= {float} else None
+        if (pa.types.is_timestamp(kind) or pa.types.is_date(kind)) and kinds == {str}:
+            # Arrow's ISO 8601 parser agrees with ours where it accepts a value; it refuses
+            # text without an offset in a zoned column and extra digits, which we look at
+            return pc.cast(pa.array(values, pa.string()), kind)
+    except _ARROW_ERRORS:
+        return None
+    return None
 
 
 def _show(value: Any) -> str:
