@@ -379,3 +379,17 @@ async def test_s3_csv_objects_keep_their_text_unless_typed(
     )
     row = (await read_all(typed, run_ctx)).to_pylist()[0]
     assert (row["code"], row["amount"]) == (123, "1e3")
+
+
+async def test_an_unreadable_first_message_does_not_fix_an_empty_schema(
+    rabbit_queue: ScratchQueue, run_ctx: RunContext
+) -> None:
+    await rabbit_queue.publish(b"not json", b'{"n": 1}', b'{"n": 2}')
+    source = build(
+        RabbitMqSource,
+        {"queue": rabbit_queue.name, "batch_messages": 1, "idle_timeout": 0.5},
+    )
+    table = await read_all(source, run_ctx)
+    await source.commit()
+    assert table.column("n").to_pylist() == [1, 2]
+    assert [e.row for e in source.take_errors()] == [{"body": "not json"}]

@@ -76,7 +76,11 @@ class RecordBatcher:
                 )
         objects = [r if isinstance(r, dict) else {} for r in records]
         if self.schema is None:
-            self.schema = self._infer([r for i, r in enumerate(objects) if i not in bad])
+            good = [r for i, r in enumerate(objects) if i not in bad]
+            if not good:  # nothing to take the schema from: leave it to later records
+                lines = pa.array([], pa.int64())
+                return pa.record_batch([lines], names=[LINE_COLUMN]), [bad[i] for i in sorted(bad)]
+            self.schema = self._infer(good)
         names = set(self.schema.names)
         for i, rec in enumerate(objects):
             unknown = [k for k in rec if k not in names]

@@ -234,6 +234,8 @@ class RabbitMqSource(Acknowledging, RowRejecting):
                 extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
                 records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
             parsed.append((message, records))
+        if not any(records for _, records in parsed):
+            return None
         if batcher is None:
             batcher = self._batcher = RecordBatcher(self.where, self._declared())
         first = batcher.records + 1

@@ -312,7 +312,9 @@ class RestSource(RowRejecting):
                 pending.extend(page_records)
                 while len(pending) >= cfg.batch_rows:
                     chunk, pending = pending[: cfg.batch_rows], pending[cfg.batch_rows :]
-                    yield self._batch(batcher, chunk)
+                    batch = self._batch(batcher, chunk)
+                    if batch.num_rows:
+                        yield batch
                 if cfg.max_pages is not None and pages >= cfg.max_pages:
                     break
                 previous = (url, params)
@@ -324,8 +326,8 @@ class RestSource(RowRejecting):
                         self.where,
                         "check the pagination settings against the API's paging fields",
                     )
-        if pending:
-            yield self._batch(batcher, pending)
+        if pending and (batch := self._batch(batcher, pending)).num_rows:
+            yield batch
 
     def _next(
         self, response: httpx.Response, doc: Any, params: dict[str, Any], count: int
