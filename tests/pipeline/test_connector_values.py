@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import gzip
-import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,31 +22,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from quiver.pipeline.component import RunContext
-from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import PipelineEngine, RunFailedError, RunResult
+from quiver.pipeline.engine import RunFailedError
 from quiver.pipeline.json_text import parse_json
-from quiver.pipeline.planner import compile_plan
-from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.sinks.rabbitmq import RabbitMqSink
 from quiver.pipeline.sources.rabbitmq import RabbitMqSource
 from quiver.pipeline.sources.rest import RestSource
 from quiver.pipeline.sources.s3 import S3Source
 
 from .conftest import ScratchBucket, ScratchQueue, build, read_all, serve_app, write_all
+from .test_connector_pipelines import read_csv, run
 
 FAST = "idle_timeout: 0.5, batch_seconds: 0.2"
-
-
-async def run(folder: Path, yaml: str, **variables: str) -> RunResult:
-    (folder / "pipeline.yaml").write_text(yaml)
-    spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
-    engine = PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
-    return await engine.run()
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 # -- rejected messages ------------------------------------------------------------------------
