@@ -60,9 +60,11 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
-def dump_json(value: Any, option: int = 0) -> bytes:
-    """``value`` as JSON bytes; non-finite floats as their string forms (never ``null``)."""
-    return orjson.dumps(_finite(value), default=json_default, option=option)
+def dump_json(value: Any, option: int = 0, *, from_rows: bool = False) -> bytes:
+    """``value`` as JSON bytes; non-finite floats as their string forms (never ``null``).
+    ``from_rows``: the value is made of :func:`json_rows` rows, which hold no such float, so
+    it is not walked again."""
+    return orjson.dumps(value if from_rows else _finite(value), default=json_default, option=option)
 
 
 def json_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:

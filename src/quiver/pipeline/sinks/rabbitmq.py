@@ -122,10 +122,10 @@ class RabbitMqSink:
         rows = json_rows(batch)
         chunks = [rows[i : i + n] for i in range(0, len(rows), n)]
         if fmt == "jsonl":
-            return [b"\n".join(dump_json(r) for r in c) for c in chunks]
+            return [b"\n".join(dump_json(r, from_rows=True) for r in c) for c in chunks]
         if n == 1:
-            return [dump_json(c[0]) for c in chunks]
-        return [dump_json(c) for c in chunks]
+            return [dump_json(c[0], from_rows=True) for c in chunks]
+        return [dump_json(c, from_rows=True) for c in chunks]
 
     async def write(self, batch: pa.RecordBatch) -> None:
         """Publish the batch; a retried write reconnects and skips confirmed messages."""

@@ -81,10 +81,10 @@ class RestSink:
 
     def _body(self, rows: list[dict[str, Any]]) -> tuple[bytes, str]:
         if self.cfg.format == "jsonl":
-            lines = b"".join(dump_json(r, orjson.OPT_APPEND_NEWLINE) for r in rows)
+            lines = b"".join(dump_json(r, orjson.OPT_APPEND_NEWLINE, from_rows=True) for r in rows)
             return lines, "application/x-ndjson"
         payload: Any = {self.cfg.wrap: rows} if self.cfg.wrap else rows
-        return dump_json(payload), "application/json"
+        return dump_json(payload, from_rows=True), "application/json"
 
     async def write(self, batch: pa.RecordBatch) -> None:
         assert self.client is not None, "write() before open()"
