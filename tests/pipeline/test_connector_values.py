@@ -377,3 +377,17 @@ async def test_an_unreadable_first_message_does_not_fix_an_empty_schema(
     await source.commit()
     assert table.column("n").to_pylist() == [1, 2]
     assert [e.row for e in source.take_errors()] == [{"body": "not json"}]
+
+
+async def test_a_message_holding_no_record_is_acknowledged(
+    rabbit_queue: ScratchQueue, run_ctx: RunContext
+) -> None:
+    await rabbit_queue.publish(b"[]", b'{"n": 1}', b"[]")
+    source = build(
+        RabbitMqSource,
+        {"queue": rabbit_queue.name, "batch_messages": 1, "idle_timeout": 0.5},
+    )
+    table = await read_all(source, run_ctx)
+    await source.commit()
+    assert table.column("n").to_pylist() == [1]
+    assert source.acknowledged == 3 and await rabbit_queue.depth() == 0

@@ -234,13 +234,15 @@ class RabbitMqSource(Acknowledging, RowRejecting):
                 extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
                 records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
             parsed.append((message, records))
-        if not any(records for _, records in parsed):
-            return None
-        if batcher is None:
-            batcher = self._batcher = RecordBatcher(self.where, self._declared())
-        first = batcher.records + 1
-        batch, errors = batcher.split([r for _, rs in parsed for r in rs])
-        by_line = {e.line: e for e in errors}
+        batch: pa.RecordBatch | None = None
+        by_line: dict[int | None, RowError] = {}
+        first = 0
+        if any(records for _, records in parsed):  # a message may hold no record ([])
+            if batcher is None:
+                batcher = self._batcher = RecordBatcher(self.where, self._declared())
+            first = batcher.records + 1
+            batch, errors = batcher.split([r for _, rs in parsed for r in rs])
+            by_line = {e.line: e for e in errors}
         refused_lines: list[int] = []
         for message, records in parsed:
             lines = range(first, first + len(records))
@@ -253,10 +255,10 @@ class RabbitMqSource(Acknowledging, RowRejecting):
             else:
                 self._last = message
                 self._pending += 1
-        if refused_lines:
+        if batch is not None and refused_lines:
             drop = pa.array(refused_lines, pa.int64())
             batch = batch.filter(pc.invert(pc.is_in(batch.column(LINE_COLUMN), drop)))
-        return batch if batch.num_rows else None
+        return batch if batch is not None and batch.num_rows else None
 
     def _declared(self) -> dict[str, str] | None:
         if self._csv_types is not None:
