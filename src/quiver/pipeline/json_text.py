@@ -1,22 +1,58 @@
-"""Values as JSON text, for sinks writing JSON and for nested columns in text formats."""
+"""Values as JSON text and back, one set of rules for every sink writing JSON and every source
+reading it (``rest``, ``rabbitmq``, nested columns in text formats).
+
+Writing (:func:`json_rows`): numbers stay numbers, and the floats JSON has no number for are
+the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``; decimals are strings with every
+digit; binary values are base64; dates, times and timestamps are ISO 8601 strings with every
+digit of their unit, zoned timestamps with their UTC offset; lists and structs nest.
+
+Reading (:func:`parse_json`, :func:`json_array`): integers are exact Python ints, and other
+numbers are kept as their text (:class:`JsonNumber`) until the declared type of their column
+is known, so nothing is rounded on the way: ``2.5`` in an integer column is refused, not
+truncated; a decimal keeps every digit; a number in a text column keeps its text (``1e3``
+stays ``1e3``). A number in a
+timestamp column counts seconds since 1970-01-01 UTC, or the unit of an explicit
+``timestamp(ms)`` (see :func:`quiver.pipeline.type_names.epoch_unit`).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import decimal
+import json
+import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["json_default", "json_strings"]
+__all__ = [
+    "JsonNumber",
+    "dump_json",
+    "json_array",
+    "json_default",
+    "json_rows",
+    "json_strings",
+    "parse_json",
+    "plain_json",
+    "text_columns",
+]
+
+NAN, INFINITY, MINUS_INFINITY = "NaN", "Infinity", "-Infinity"
 
 
 def json_default(value: Any) -> Any:
     """How values orjson does not know are written as JSON: exact decimals as strings, bytes
-    as base64, sets as lists."""
-    import base64
-    import decimal
-
+    as base64, sets as lists, numbers read by :func:`parse_json` as their own text."""
+    if isinstance(value, JsonNumber):
+        return orjson.Fragment(value.text)
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return _decimal_text(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, set | frozenset):
@@ -24,15 +60,474 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
+def dump_json(value: Any, option: int = 0, *, from_rows: bool = False) -> bytes:
+    """``value`` as JSON bytes; non-finite floats as their string forms (never ``null``).
+    ``from_rows``: the value is made of :func:`json_rows` rows, which hold no such float, so
+    it is not walked again."""
+    return orjson.dumps(value if from_rows else _finite(value), default=json_default, option=option)
+
+
 def json_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value of ``array`` (lists, structs, maps...) as its JSON text; nulls stay null."""
-    import orjson
-
     values = array.to_pylist()
     return pa.array(
-        [
-            None if v is None else orjson.dumps(v, default=json_default).decode("utf-8")
-            for v in values
-        ],
+        [None if v is None else dump_json(v).decode("utf-8") for v in values],
         pa.string(),
     )
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def json_rows(batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:
+    """The rows of ``batch`` as dicts of values orjson writes without changing any of them."""
+    columns = [_json_values(batch.column(i)) for i in range(batch.num_columns)]
+    names = batch.schema.names
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def text_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with every column as text, each value written as in JSON (strings as
+    themselves, NaN as ``NaN``, nested values as JSON text), nulls left null: what a text
+    format such as a CSV message carries so that the sources read the same values back."""
+    arrays = [
+        pa.array([None if v is None else _text_of(v) for v in _json_values(column)], pa.string())
+        for column in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return dump_json(value).decode("utf-8")
+
+
+def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _json_values(column.dictionary_decode())
+    if pa.types.is_floating(kind):
+        return [_float(v) for v in column.to_pylist()]
+    if pa.types.is_timestamp(kind):
+        text = pc.cast(column, pa.string())
+        text = pc.replace_substring(text, " ", "T", max_replacements=1)
+        # "+0100" -> "+01:00": the ISO 8601 extended form every reader takes
+        text = pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
+        values: list[Any] = text.to_pylist()
+        return values
+    if (
+        pa.types.is_date(kind)
+        or pa.types.is_time(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_duration(kind)
+    ):
+        if pa.types.is_decimal(kind):
+            return [None if v is None else _decimal_text(v) for v in column.to_pylist()]
+        if pa.types.is_duration(kind):
+            counts: list[Any] = column.cast(pa.int64()).to_pylist()  # of the type's unit
+            return counts
+        values = pc.cast(column, pa.string()).to_pylist()
+        return values
+    if (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+    ):
+        return [
+            None if v is None else base64.b64encode(v).decode("ascii") for v in column.to_pylist()
+        ]
+    if pa.types.is_nested(kind):
+        return [_finite(v) for v in column.to_pylist()]
+    values = column.to_pylist()
+    return values
+
+
+def _float(value: float | None) -> Any:
+    if value is None or math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return NAN
+    return INFINITY if value > 0 else MINUS_INFINITY
+
+
+def _finite(value: Any) -> Any:
+    """Nested values with non-finite floats as their string forms, bytes as base64 and
+    timestamps as ISO text."""
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return _decimal_text(value)
+    return value
+
+
+def _decimal_text(value: decimal.Decimal) -> str:
+    return format(value, "f") if value.is_finite() else str(value)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+class JsonNumber:
+    """A JSON number as the text it was written with, until its column's type is known."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonNumber) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    @property
+    def is_integer(self) -> bool:
+        return _INTEGER.fullmatch(self.text) is not None
+
+
+_DECODER = json.JSONDecoder(
+    # integers are exact as Python ints; fractions and exponents keep their text
+    parse_float=JsonNumber,
+    parse_constant=lambda name: JsonNumber(name),  # NaN, Infinity, -Infinity
+)
+
+
+def parse_json(text: bytes | str) -> Any:
+    """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
+    not JSON (the message says where)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    return _DECODER.decode(text)
+
+
+def plain_json(value: Any) -> Any:
+    """A value of :func:`parse_json` with its numbers as Python ints and floats (for
+    inference and messages)."""
+    if isinstance(value, JsonNumber):
+        return int(value.text) if value.is_integer else float(value.text)
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_json(v) for v in value]
+    return value
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_NON_FINITE = {
+    "nan": math.nan,
+    "+nan": math.nan,
+    "-nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-inf": -math.inf,
+    "-infinity": -math.inf,
+}
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?")
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+)
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+class _RefusedError(ValueError):
+    """A value that is not of its column's type; the message says why."""
+
+
+def json_array(
+    values: Sequence[Any], kind: pa.DataType, epoch_unit: str = "s"
+) -> tuple[pa.Array, dict[int, str]]:
+    """``values`` (as :func:`parse_json` or a CSV reader gives them) as an Arrow array of the
+    declared ``kind``, and the values refused, by index, with the reason. A refused value is
+    null in the array. ``epoch_unit`` is what a number in a timestamp column counts."""
+    fast = _fast_array(values, kind)
+    if fast is not None:
+        return fast, {}
+    convert = _converter(kind, epoch_unit)
+    out: list[Any] = []
+    refused: dict[int, str] = {}
+    for i, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(convert(value))
+        except _RefusedError as exc:
+            refused[i] = str(exc)
+            out.append(None)
+    try:
+        return pa.array(out, kind), refused
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    # a value out of the type's range: find it, value by value
+    for i, value in enumerate(out):
+        if value is None:
+            continue
+        try:
+            pa.array([value], kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            refused[i] = f"{_show(values[i])} does not fit {kind} ({exc})"
+            out[i] = None
+    return pa.array(out, kind), refused
+
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+
+def _fast_array(values: Sequence[Any], kind: pa.DataType) -> pa.Array | None:
+    """``values`` as ``kind`` when they are all of the Python type the column holds (or text
+    Arrow parses by the same rules): the common case, converted by Arrow in one go. None when
+    a value needs a closer look."""
+    kinds = {type(v) for v in values if v is not None}
+    try:
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return pa.array(values, kind) if kinds <= {str} else None
+        if pa.types.is_integer(kind):
+            return pa.array(values, kind) if kinds <= {int} else None
+        if pa.types.is_boolean(kind):
+            return pa.array(values, kind) if kinds <= {bool} else None
+        if pa.types.is_floating(kind):
+            return pa.array(values, kind) if kinds <= {float} else None
+        if (pa.types.is_timestamp(kind) or pa.types.is_date(kind)) and kinds == {str}:
+            # Arrow's ISO 8601 parser agrees with ours where it accepts a value; it refuses
+            # text without an offset in a zoned column and extra digits, which we look at
+            return pc.cast(pa.array(values, pa.string()), kind)
+    except _ARROW_ERRORS:
+        return None
+    return None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, JsonNumber):
+        return value.text
+    if isinstance(value, dict | list):
+        return dump_json(value).decode("utf-8")
+    return repr(value)
+
+
+def _converter(kind: pa.DataType, epoch_unit: str) -> Any:
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _to_text
+    if pa.types.is_boolean(kind):
+        return _to_bool
+    if pa.types.is_integer(kind):
+        return _to_int
+    if pa.types.is_floating(kind):
+        return _to_float
+    if pa.types.is_decimal(kind):
+        return _to_decimal
+    if pa.types.is_timestamp(kind):
+        return lambda v: _to_timestamp(v, kind, epoch_unit)
+    if pa.types.is_date(kind):
+        return _to_date
+    if pa.types.is_time(kind):
+        return lambda v: _to_time(v, kind)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _to_binary
+    return lambda v: plain_json(v)
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, JsonNumber):
+        return value.text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return dump_json(value).decode("utf-8")
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _number_text(value: Any, what: str) -> str:
+    if isinstance(value, JsonNumber):
+        return value.text
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    raise _RefusedError(f"{_show(value)} is not {what}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _RefusedError(f"{_show(value)} is not a boolean (true or false)")
+
+
+def _to_int(value: Any) -> int:
+    text = _number_text(value, "a whole number")
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _NUMBER.fullmatch(text):
+        number = decimal.Decimal(text)
+        if number == number.to_integral_value():
+            return int(number)
+        raise _RefusedError(f"{text} is not a whole number (declare the column float or decimal)")
+    raise _RefusedError(f"{_show(value)} is not a whole number")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    text = _number_text(value, "a number")
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    special = _NON_FINITE.get(text.lower())
+    if special is not None:
+        return special
+    raise _RefusedError(f"{_show(value)} is not a number")
+
+
+def _to_decimal(value: Any) -> decimal.Decimal:
+    text = _number_text(value, "a decimal number")
+    if _NUMBER.fullmatch(text):
+        return decimal.Decimal(text)
+    raise _RefusedError(f"{_show(value)} is not a decimal number")
+
+
+def _to_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise _RefusedError(f"{value.isoformat()} is a timestamp, not a date")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and (m := _DATE.fullmatch(value.strip())):
+        try:
+            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError as exc:
+            raise _RefusedError(f"{value!r} is not a valid date: {exc}") from None
+    raise _RefusedError(f"{_show(value)} is not a date (YYYY-MM-DD)")
+
+
+def _fraction(digits: str | None, per_second: int) -> int:
+    """The fraction ``.digits`` of a second in units of 1/per_second, refused if not whole."""
+    if not digits:
+        return 0
+    scaled = int(digits) * per_second
+    whole, rest = divmod(scaled, int(10 ** len(digits)))
+    if rest:
+        raise _RefusedError(f"has more digits after the second than the column keeps (.{digits})")
+    return whole
+
+
+def _unit_of(kind: pa.DataType) -> str:
+    return str(kind.unit)
+
+
+def _to_time(value: Any, kind: pa.DataType) -> int:
+    per_second = _PER_SECOND[_unit_of(kind)]
+    if isinstance(value, dt.time):
+        value = value.isoformat()
+    if not isinstance(value, str) or not (m := _TIME.fullmatch(value.strip())):
+        raise _RefusedError(f"{_show(value)} is not a time of day (HH:MM:SS[.fraction])")
+    hours, minutes, seconds = int(m[1]), int(m[2]), int(m[3] or 0)
+    if hours > 23 or minutes > 59 or seconds > 59:
+        raise _RefusedError(f"{value!r} is not a valid time of day")
+    try:
+        fraction = _fraction(m[4], per_second)
+    except _RefusedError as exc:
+        raise _RefusedError(f"{value!r} {exc}; declare a finer time") from None
+    return ((hours * 60 + minutes) * 60 + seconds) * per_second + fraction
+
+
+def _to_binary(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise _RefusedError(f"{_show(value)} is not base64 text (how binary values travel in JSON)")
+
+
+def _zone_offset(zone: str, local: dt.datetime) -> dt.timedelta:
+    """The UTC offset of the time zone ``zone`` (a name or ``+HH:MM``) at the wall time
+    ``local``."""
+    if zone.upper() in {"UTC", "Z", "ETC/UTC", "GMT"}:
+        return dt.timedelta(0)
+    if m := re.fullmatch(r"([+-])(\d{2}):?(\d{2})", zone):
+        sign = 1 if m[1] == "+" else -1
+        return sign * dt.timedelta(hours=int(m[2]), minutes=int(m[3]))
+    import zoneinfo
+
+    offset = local.replace(tzinfo=zoneinfo.ZoneInfo(zone)).utcoffset()
+    return offset or dt.timedelta(0)
+
+
+def _to_timestamp(value: Any, kind: pa.DataType, epoch_unit: str) -> int:
+    """The timestamp as a count of the column's unit since 1970-01-01 UTC (or since that wall
+    time, for a naive column)."""
+    per_second = _PER_SECOND[_unit_of(kind)]
+    zone: str | None = kind.tz
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    if isinstance(value, JsonNumber) or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    ):
+        text = value.text if isinstance(value, JsonNumber) else repr(value)
+        if not _NUMBER.fullmatch(text):
+            raise _RefusedError(f"{text} is not a time")
+        count = decimal.Decimal(text) * per_second / _PER_SECOND[epoch_unit]
+        if count != count.to_integral_value():
+            raise _RefusedError(
+                f"{text} ({epoch_unit} since 1970-01-01) has more precision than the column "
+                f"({kind}); declare timestamp(ns) or a coarser epoch unit"
+            )
+        return int(count)
+    if not isinstance(value, str) or not (m := _TIMESTAMP.fullmatch(value.strip())):
+        raise _RefusedError(
+            f"{_show(value)} is not a timestamp (ISO 8601 text such as 2024-01-01T12:00:00Z, "
+            "or a number of seconds since 1970-01-01)"
+        )
+    try:
+        wall = dt.datetime(
+            int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0), int(m[5] or 0), int(m[6] or 0)
+        )
+    except ValueError as exc:
+        raise _RefusedError(f"{value!r} is not a valid timestamp: {exc}") from None
+    try:
+        fraction = _fraction(m[7], per_second)
+    except _RefusedError as exc:
+        raise _RefusedError(f"{value!r} {exc}; declare timestamp(ns)") from None
+    written = m[8]
+    if written is not None:
+        offset = _zone_offset(written, wall)  # the instant: UTC wall time for naive columns
+    elif zone is not None:
+        offset = _zone_offset(zone, wall)  # a wall time in the column's zone
+    else:
+        offset = dt.timedelta(0)
+    delta = wall - _EPOCH - offset
+    seconds = delta.days * 86_400 + delta.seconds
+    return seconds * per_second + fraction

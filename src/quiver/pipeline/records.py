@@ -1,90 +1,119 @@
 """JSON records (dicts) as Arrow RecordBatches of one stable schema, for the sources that
-receive records one message or one page at a time (``rest``, ``rabbitmq``)."""
+receive records one message or one page at a time (``rest``, ``rabbitmq``).
+
+Values are converted by the rules of :mod:`quiver.pipeline.json_text`: a declared type is
+never guessed, a value that is not of its column's type is refused with its record number and
+field, never rounded or truncated.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from quiver.pipeline.component import LINE_COLUMN
-from quiver.runtime.errors import PermanentError
+from quiver.pipeline.component import LINE_COLUMN, RowError
+from quiver.pipeline.json_text import JsonNumber, json_array, plain_json
+from quiver.pipeline.type_names import epoch_unit, parse_type
+from quiver.runtime.errors import ConfigError, PermanentError
 
 __all__ = ["RecordBatcher", "arrow_type"]
 
-
-_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(),
-    "integer": pa.int64(),
-    "float": pa.float64(),
-    "double": pa.float64(),
-    "str": pa.string(),
-    "string": pa.string(),
-    "bool": pa.bool_(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),
-}
+#: Names the JSON sources know beside the types of pipeline files: ``json`` keeps nested
+#: values as their JSON text.
+_JSON_TYPES: dict[str, pa.DataType] = {"json": pa.string(), "integer": pa.int64()}
 
 
 def arrow_type(name: str, column: str = "") -> pa.DataType:
     """The Arrow type of a schema type name, or a ValueError naming the known ones."""
+    key = name.strip().lower()
+    if key in _JSON_TYPES:
+        return _JSON_TYPES[key]
     try:
-        return _TYPES[name.strip().lower()]
-    except KeyError:
-        known = ", ".join(sorted(_TYPES))
-        raise ValueError(
-            f"unknown type {name!r} for column {column!r}; use one of {known}"
-        ) from None
+        return parse_type(name, f"schema.{column}")
+    except ConfigError as exc:
+        detail = exc.details[0]
+        raise ValueError(f"column {column!r}: {detail.message}; {detail.fix}, json") from None
 
 
 class RecordBatcher:
     """Turns lists of JSON records (dicts) into RecordBatches of one stable schema.
 
     The schema is declared or taken from the first records; nested values of ``str``/``json``
-    columns are kept as JSON text. A value that cannot be cast, or a field the schema does
-    not know, raises a PermanentError naming the record number.
+    columns are kept as JSON text. Records are numbered from 1 across the run (the line column).
     """
 
     def __init__(self, where: str, declared: Mapping[str, str] | None = None) -> None:
         self.where = where
         self.schema: pa.Schema | None = None
+        self.units: dict[str, str] = {}
         if declared:
             self.schema = pa.schema([(n, arrow_type(t, n)) for n, t in declared.items()])
+            self.units = {n: epoch_unit(t) for n, t in declared.items()}
         self.records = 0
 
     def to_batch(self, records: Sequence[Any]) -> pa.RecordBatch:
+        """The records as a batch; the first record that does not fit raises PermanentError."""
+        batch, errors = self.split(records)
+        if errors:
+            first = errors[0]
+            raise PermanentError.one(first.reason, self.where, _fix(first))
+        return batch
+
+    def split(self, records: Sequence[Any]) -> tuple[pa.RecordBatch, list[RowError]]:
+        """The records that fit the schema as a batch, and one RowError per record that does
+        not (by record number, with the field and its value)."""
         first = self.records + 1
+        self.records += len(records)
+        bad: dict[int, RowError] = {}
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
-                raise PermanentError.one(
+                bad[i] = RowError(
+                    first + i,
                     f"record {first + i} is a {type(rec).__name__}, not a JSON object",
-                    self.where,
-                    "point `records` at a list of objects",
+                    value=plain_json(rec),
                 )
+        objects = [r if isinstance(r, dict) else {} for r in records]
         if self.schema is None:
-            self.schema = self._infer(records)
+            good = [r for i, r in enumerate(objects) if i not in bad]
+            if not good:  # nothing to take the schema from: leave it to later records
+                lines = pa.array([], pa.int64())
+                return pa.record_batch([lines], names=[LINE_COLUMN]), [bad[i] for i in sorted(bad)]
+            self.schema = self._infer(good)
         names = set(self.schema.names)
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(objects):
             unknown = [k for k in rec if k not in names]
-            if unknown:
-                raise PermanentError.one(
+            if unknown and i not in bad:
+                bad[i] = RowError(
+                    first + i,
                     f"record {first + i} has field(s) {unknown} not in the schema "
                     f"{self.schema.names}",
-                    self.where,
-                    "declare every field with its type in `schema:` (the schema is otherwise "
-                    "taken from the first records)",
+                    unknown[0],
+                    row=_row(rec),
                 )
-        arrays = [self._column(f, records, first) for f in self.schema]
+        arrays = []
+        for f in self.schema:
+            values = [r.get(f.name) for r in objects]
+            array, refused = json_array(values, f.type, self.units.get(f.name, "s"))
+            for i, reason in refused.items():
+                if i not in bad:
+                    bad[i] = RowError(
+                        first + i,
+                        f"record {first + i} field {f.name!r}: {reason}",
+                        f.name,
+                        str(values[i]),
+                        _row(objects[i]),
+                    )
+            arrays.append(array)
         lines = pa.array(range(first, first + len(records)), pa.int64())
-        self.records += len(records)
-        return pa.record_batch(
+        batch = pa.record_batch(
             [*arrays, lines], schema=self.schema.append(pa.field(LINE_COLUMN, pa.int64()))
         )
+        if bad:
+            keep = pa.array([i not in bad for i in range(len(records))])
+            batch = batch.filter(keep)
+        return batch, [bad[i] for i in sorted(bad)]
 
     def _infer(self, records: Sequence[dict[str, Any]]) -> pa.Schema:
         names: dict[str, None] = {}
@@ -92,7 +121,7 @@ class RecordBatcher:
             names.update(dict.fromkeys(rec))
         fields = []
         for name in names:
-            values = [_plain_json(r.get(name)) for r in records]
+            values = [_plain(r.get(name)) for r in records]
             try:
                 inferred = pa.array(values).type
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -102,44 +131,26 @@ class RecordBatcher:
             fields.append(pa.field(name, inferred))
         return pa.schema(fields)
 
-    def _column(self, f: pa.Field, records: Sequence[dict[str, Any]], first: int) -> pa.Array:
-        values = [r.get(f.name) for r in records]
-        if pa.types.is_string(f.type):
-            values = [
-                v
-                if v is None or isinstance(v, str)
-                else orjson.dumps(v).decode()
-                if isinstance(v, dict | list)
-                else _text(v)
-                for v in values
-            ]
-        try:
-            return pa.array(values, f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            pass
-        try:
-            return pc.cast(pa.array(values), f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-            pass
-        for i, v in enumerate(values):
-            try:
-                pc.cast(pa.array([v]), f.type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-                raise PermanentError.one(
-                    f"record {first + i} field {f.name!r}: value {v!r} is not a {f.type}",
-                    self.where,
-                    f"declare {f.name}: str (or json) in `schema:` to keep such values as text",
-                ) from None
-        raise PermanentError.one(
-            f"field {f.name!r} cannot be read as {f.type}", self.where, "declare it in `schema:`"
+
+def _plain(value: Any) -> Any:
+    """What inference sees: numbers as numbers, nested values as their JSON text."""
+    if isinstance(value, JsonNumber):
+        return plain_json(value)
+    if isinstance(value, dict | list):
+        return str(plain_json(value))
+    return value
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, JsonNumber) else plain_json(v) for k, v in record.items()}
+
+
+def _fix(error: RowError) -> str:
+    if error.column is not None and "not in the schema" in error.reason:
+        return (
+            "declare every field with its type in `schema:` (the schema is otherwise "
+            "taken from the first records)"
         )
-
-
-def _plain_json(value: Any) -> Any:
-    return orjson.dumps(value).decode() if isinstance(value, dict | list) else value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    if error.column is not None:
+        return f"fix the value, or declare {error.column}: str (or json) in `schema:`"
+    return "point `records` at a list of objects"

@@ -10,7 +10,7 @@ import pyarrow as pa
 from quiver.runtime.errors import ConfigError
 from quiver.runtime.hints import did_you_mean
 
-__all__ = ["parse_type"]
+__all__ = ["epoch_unit", "parse_type"]
 
 
 _SIMPLE_TYPES: dict[str, pa.DataType] = {
@@ -70,3 +70,12 @@ def parse_type(name: str, where: str) -> pa.DataType:
         + "use one of: str, int, int32, float, bool, date, datetime, time, decimal, "
         "decimal(p,s), timestamp(unit[, tz]), binary",
     )
+
+
+def epoch_unit(name: str) -> str:
+    """What a number in a column of the type ``name`` counts when the column holds times: the
+    unit written in ``timestamp(ms)``, else seconds (``timestamp``, ``datetime``: epoch
+    seconds, as JSON APIs mean them)."""
+    if m := _TIMESTAMP.fullmatch(name.strip()):
+        return m[1]
+    return "s"

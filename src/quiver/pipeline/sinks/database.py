@@ -181,8 +181,38 @@ class DatabaseSink:
                     f"sink database {self.cfg.table}",
                     "filter out or fill rows without a key before this sink",
                 )
+        self._refuse_unstorable_floats(batch)
         if table.num_rows:
             await self._backend.write(self._staged(table))
+
+    def _refuse_unstorable_floats(self, batch: pa.RecordBatch) -> None:
+        """A float the database cannot store (SQLite turns NaN into NULL; MariaDB has neither
+        NaN nor infinities) fails the write with its record, instead of becoming NULL."""
+        refused = _UNSTORABLE_FLOATS.get(self.url.dialect, ())
+        if not refused:
+            return
+        for i, f in enumerate(batch.schema):
+            if not pa.types.is_floating(f.type):
+                continue
+            column = batch.column(i)
+            for name in refused:
+                mask = pc.is_nan(column) if name == "NaN" else pc.is_inf(column)
+                if not pc.any(mask).as_py():
+                    continue
+                where = pc.index(pc.fill_null(mask, False), True).as_py()
+                line = (
+                    batch.column(LINE_COLUMN)[where].as_py()
+                    if LINE_COLUMN in batch.schema.names
+                    else where + 1
+                )
+                raise PermanentError.one(
+                    f"column {f.name!r} holds {name} at record {line}, which "
+                    f"{self.url.dialect} cannot store (it is not turned into NULL)",
+                    f"sink database {self.cfg.table}",
+                    "replace or filter such values before this sink (a processor), or "
+                    "write them to a database or format that keeps them (PostgreSQL, "
+                    "Parquet, JSON)",
+                )
 
     async def commit(self) -> None:
         backend, self._backend = self._backend, None
@@ -212,6 +242,14 @@ class DatabaseSink:
         backend, self._backend = self._backend, None
         if backend is not None:
             await backend.abort()
+
+
+#: Floats a dialect cannot store: SQLite stores NaN as NULL; MariaDB/MySQL refuse NaN and
+#: infinities with a message that names no row.
+_UNSTORABLE_FLOATS: dict[str, tuple[str, ...]] = {
+    "sqlite": ("NaN",),
+    "mysql": ("NaN", "Infinity"),
+}
 
 
 def _first_null_line(batch: pa.RecordBatch, key: str) -> int | None:

@@ -2,7 +2,9 @@
 
 Values keep their JSON types: numbers, strings, booleans, null; lists and structs nest; dates
 and times are ISO 8601 strings; decimals are written as strings so no digit is lost; binary
-values are base64. The file is renamed into place on commit and deleted on abort.
+values are base64; NaN and infinities are the strings ``"NaN"``, ``"Infinity"`` and
+``"-Infinity"``, which the JSON sources read back into floats. The file is renamed into place
+on commit and deleted on abort.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from quiver.pipeline.component import (
     sink,
     without_line,
 )
-from quiver.pipeline.json_text import json_default, json_strings
+from quiver.pipeline.json_text import dump_json, json_strings
 from quiver.pipeline.output import (
     AtomicOutput,
     TextSinkConfig,
@@ -90,7 +92,14 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         text = pc.cast(column, pa.string())
         integral = pc.invert(pc.match_substring_regex(text, "[.eEn]"))
         text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
-        out = pc.if_else(finite, text, pa.scalar(None, pa.string()))
+        # NaN and the infinities have no JSON number: their documented string forms, which
+        # the JSON sources read back into floats (never null, which would lose them)
+        special = pc.if_else(
+            pc.is_nan(column),
+            pa.scalar('"NaN"'),
+            pc.if_else(pc.greater(column, 0), pa.scalar('"Infinity"'), pa.scalar('"-Infinity"')),
+        )
+        out = pc.if_else(finite, text, special)
     elif pa.types.is_timestamp(kind):
         text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
         text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")  # as orjson writes them
@@ -152,8 +161,8 @@ class JsonlSink(FileWriting):
         rows = data.to_pylist()
         if self.cfg.drop_nulls:
             rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
-        dumps, option = orjson.dumps, self._option
-        return b"".join([dumps(row, default=json_default, option=option) for row in rows])
+        option = self._option
+        return b"".join([dump_json(row, option) for row in rows])
 
     async def write(self, batch: pa.RecordBatch) -> None:
         await asyncio.to_thread(self._write, batch)

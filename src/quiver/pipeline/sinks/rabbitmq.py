@@ -13,6 +13,10 @@ the connection.
 
 ``rows_per_message: 1`` sends each row as one JSON object (``format: json``); a larger
 number sends a JSON array, JSON lines or a CSV document with a header row per message.
+Values are written by the rules of :mod:`quiver.pipeline.json_text`, which the ``rabbitmq``
+source reads back value for value: decimals as exact strings, binary as base64, times as ISO
+8601 text, NaN and infinities as ``"NaN"``/``"Infinity"``/``"-Infinity"``; CSV cells hold the
+same text, with an empty unquoted cell for null and ``""`` for the empty string.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import contextlib
 import io
 from typing import Any, Literal
 
-import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, model_validator
@@ -34,6 +37,7 @@ from quiver.pipeline.component import (
     sink,
     without_line,
 )
+from quiver.pipeline.json_text import dump_json, json_rows, text_columns
 from quiver.runtime.errors import RetryableError
 
 __all__ = ["RabbitMqSink", "RabbitMqSinkConfig"]
@@ -71,12 +75,6 @@ class RabbitMqSinkConfig(ComponentConfig):
 
 
 _CONTENT_TYPES = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv"}
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 @sink("rabbitmq", config=RabbitMqSinkConfig)
@@ -118,16 +116,16 @@ class RabbitMqSink:
             bodies = []
             for offset in range(0, batch.num_rows, n):
                 out = io.BytesIO()
-                pacsv.write_csv(batch.slice(offset, n), out)
+                pacsv.write_csv(text_columns(batch.slice(offset, n)), out)
                 bodies.append(out.getvalue())
             return bodies
-        rows = batch.to_pylist()
+        rows = json_rows(batch)
         chunks = [rows[i : i + n] for i in range(0, len(rows), n)]
         if fmt == "jsonl":
-            return [b"\n".join(orjson.dumps(r, default=_default) for r in c) for c in chunks]
+            return [b"\n".join(dump_json(r, from_rows=True) for r in c) for c in chunks]
         if n == 1:
-            return [orjson.dumps(c[0], default=_default) for c in chunks]
-        return [orjson.dumps(c, default=_default) for c in chunks]
+            return [dump_json(c[0], from_rows=True) for c in chunks]
+        return [dump_json(c, from_rows=True) for c in chunks]
 
     async def write(self, batch: pa.RecordBatch) -> None:
         """Publish the batch; a retried write reconnects and skips confirmed messages."""

@@ -2,6 +2,9 @@
 
 Bodies are a JSON array of row objects (``format: json``), the same wrapped in an object
 (``wrap: records`` -> ``{"records": [...]}``), or newline-delimited JSON (``format: jsonl``).
+Values are written by the rules of :mod:`quiver.pipeline.json_text` (what the ``rest`` and
+``rabbitmq`` sources read back, value for value): decimals as exact strings, binary as
+base64, times as ISO 8601 text, NaN and infinities as ``"NaN"``/``"Infinity"``/``"-Infinity"``.
 Every request carries an ``Idempotency-Key`` header that is the same when the request is
 sent again, so a server that honours it applies each request once even when a retry follows
 a lost response.
@@ -29,6 +32,7 @@ from quiver.pipeline.component import (
     sink,
     without_line,
 )
+from quiver.pipeline.json_text import dump_json, json_rows
 
 __all__ = ["RestSink", "RestSinkConfig"]
 
@@ -51,12 +55,6 @@ class RestSinkConfig(ComponentConfig):
         None, gt=0, description="At most this many requests per second."
     )
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for one response.")
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)  # Decimal, timedelta, ... as exact text
 
 
 @sink("rest", config=RestSinkConfig)
@@ -83,10 +81,10 @@ class RestSink:
 
     def _body(self, rows: list[dict[str, Any]]) -> tuple[bytes, str]:
         if self.cfg.format == "jsonl":
-            lines = b"\n".join(orjson.dumps(r, default=_default) for r in rows) + b"\n"
+            lines = b"".join(dump_json(r, orjson.OPT_APPEND_NEWLINE, from_rows=True) for r in rows)
             return lines, "application/x-ndjson"
         payload: Any = {self.cfg.wrap: rows} if self.cfg.wrap else rows
-        return orjson.dumps(payload, default=_default), "application/json"
+        return dump_json(payload, from_rows=True), "application/json"
 
     async def write(self, batch: pa.RecordBatch) -> None:
         assert self.client is not None, "write() before open()"
@@ -96,7 +94,7 @@ class RestSink:
         batch = without_line(batch)
         size = self.cfg.batch_rows
         for offset in range(done, batch.num_rows, size):
-            rows = batch.slice(offset, size).to_pylist()
+            rows = json_rows(batch.slice(offset, size))
             body, content_type = self._body(rows)
             key = f"{self.run_id}-{self.requests + 1}"
             await self.limiter.wait()

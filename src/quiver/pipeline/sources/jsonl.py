@@ -10,6 +10,8 @@ like the CSV source; blank lines are ignored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -31,10 +33,11 @@ from quiver.pipeline.component import (
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.json_text import json_array, parse_json, plain_json
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
 from quiver.pipeline.streams import Compression
-from quiver.pipeline.type_names import parse_type
+from quiver.pipeline.type_names import epoch_unit, parse_type
 
 __all__ = ["JsonlSource", "JsonlSourceConfig"]
 
@@ -279,19 +282,58 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 if table.num_rows != subset.size:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
+                table = _base64_decoded(table, self.schema)
                 table = conform(table, self.schema, where=display_path(path), origin="the schema")
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, SchemaMismatchError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
                     raw = block[starts[index] : ends[index]]
+                    value_table, refused = self._by_value_rules(raw)
+                    if value_table is not None:
+                        yield value_table, subset
+                        continue
                     cause = exc.__cause__ if isinstance(exc, SchemaMismatchError) else None
                     reason = self._explain(cause if isinstance(cause, Exception) else exc, raw)
+                    if refused is not None and not any(part in reason for part in refused[1:]):
+                        reason = refused[0]  # Arrow's complaint was about another field
                     self._malformed(path, int(lines[subset[0]]), reason, raw)
                     continue
                 half = subset.size // 2
                 pending[:0] = [subset[:half], subset[half:]]
                 continue
             yield table, subset
+
+    def _by_value_rules(self, raw: bytes) -> tuple[pa.Table | None, tuple[str, str, str] | None]:
+        """A line pyarrow.json refused, read by the value rules every JSON source shares
+        (:mod:`quiver.pipeline.json_text`): ``"NaN"`` and ``"Infinity"`` in float fields,
+        epoch seconds (or the unit of ``timestamp(ms)``) in timestamp fields, ``3.0`` in an
+        int field. Else no table and, when a value breaks those rules, why (with the field's
+        name and the value, as they appear in messages)."""
+        assert self.schema is not None
+        try:
+            record = parse_json(raw)
+        except ValueError:
+            return None, None
+        if not isinstance(record, dict):
+            return None, None
+        if self.cfg.unexpected_fields == "reject" and set(record) - set(self.schema.names):
+            return None, None
+        arrays = []
+        for f in self.schema:
+            value = record.get(f.name)
+            if pa.types.is_nested(f.type):
+                try:
+                    arrays.append(pa.array([plain_json(value)], f.type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                    return None, None
+                continue
+            unit = epoch_unit(self.cfg.types[f.name]) if f.name in self.cfg.types else "s"
+            array, refused = json_array([value], f.type, unit)
+            if refused:
+                why = f"field {f.name!r}: {refused[0]}"
+                return None, (why, f"'{f.name}'", str(value))
+            arrays.append(array)
+        return pa.Table.from_arrays(arrays, schema=self.schema), None
 
     def _explain(self, exc: Exception, raw: bytes) -> str:
         bad = describe_bad_bytes(raw, self.cfg.encoding)
@@ -316,6 +358,26 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
+
+
+def _base64_decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Binary fields, read as base64 text, as their bytes (how binary values travel in JSON);
+    text that is not base64 raises ArrowInvalid."""
+    for f in schema:
+        if not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
+            continue
+        at = table.schema.get_field_index(f.name)
+        if at < 0 or not pa.types.is_string(table.schema.field(at).type):
+            continue
+        try:
+            values = [
+                None if v is None else base64.b64decode(v, validate=True)
+                for v in table.column(at).to_pylist()
+            ]
+        except (binascii.Error, ValueError) as exc:
+            raise pa.ArrowInvalid(f"field '{f.name}' is not base64 text: {exc}") from None
+        table = table.set_column(at, f.name, pa.array(values, f.type))
+    return table
 
 
 def _read_type(kind: pa.DataType) -> pa.DataType:

@@ -14,31 +14,38 @@ unacknowledged until the run commits, so the broker's prefetch is set to that nu
 
 A message body is a JSON object or an array of objects (``format: json``), JSON lines
 (``jsonl``), or a CSV document (``csv``: with a header row, or ``columns`` for bare rows).
-A message that cannot be read is rejected without requeueing, so the broker moves it to
-the queue's dead-letter exchange when one is configured, and the reason is logged.
+A message that cannot be read (a bad body, a value that is not of its column's type) is a
+rejected row for the engine, exactly like a bad CSV line: it fails a ``fail_fast`` run (and
+the message goes back to the queue), or with ``on_error: {policy: reject}`` it goes to the
+rejects file (its body in ``row``) and, when the run commits, is rejected without requeueing,
+so the broker moves it to the queue's dead-letter exchange when one is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field
 
 from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
 from quiver.pipeline.component import (
+    LINE_COLUMN,
     Acknowledging,
     ComponentConfig,
+    RowError,
+    RowRejecting,
     RunContext,
     source,
 )
+from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.records import RecordBatcher
-from quiver.runtime.errors import PermanentError
 
 __all__ = ["RabbitMqSource", "RabbitMqSourceConfig"]
 
@@ -77,8 +84,15 @@ class RabbitMqSourceConfig(ComponentConfig):
     schema_: dict[str, str] | None = Field(
         None,
         alias="schema",
-        description="Column types (int, float, str, bool, date, timestamp, json); "
-        "inferred from the first batch when left out.",
+        description="Column types (int, float, decimal(p,s), str, bool, date, time, timestamp, "
+        "timestamp(ms, UTC), binary, json). JSON: inferred from the first batch when left "
+        "out. CSV: columns not listed are text (or inferred with `infer`). A number in a "
+        "timestamp column counts seconds since 1970-01-01, or the unit in timestamp(s|ms|us|ns).",
+    )
+    infer: bool = Field(
+        False,
+        description="CSV: infer the types of the columns `schema` does not list from the "
+        "first message (they are text otherwise).",
     )
     metadata: list[MetadataField] = Field(
         default_factory=list,
@@ -101,7 +115,7 @@ class RabbitMqSourceConfig(ComponentConfig):
 
 
 @source("rabbitmq", config=RabbitMqSourceConfig)
-class RabbitMqSource(Acknowledging):
+class RabbitMqSource(Acknowledging, RowRejecting):
     """Messages from a RabbitMQ queue, acknowledged only after the run commits."""
 
     def __init__(self, cfg: RabbitMqSourceConfig) -> None:
@@ -111,6 +125,10 @@ class RabbitMqSource(Acknowledging):
         self._channel: Any = None
         self._last: Any = None  # last message handed on and not yet acknowledged
         self._pending = 0  # messages handed on and not yet acknowledged
+        self._refused: list[Any] = []  # messages set aside, rejected on commit
+        self._errors: list[RowError] = []  # their errors, for the engine's rejects
+        self._batcher: RecordBatcher | None = None
+        self._csv_types: dict[str, str] | None = None  # CSV columns, from the first message
         self._finished = False
         self.acknowledged = 0
         self.rejected = 0
@@ -131,11 +149,6 @@ class RabbitMqSource(Acknowledging):
             raise amqp_error(exc, cfg.url, f"opening queue {cfg.queue!r}") from exc
         inbox: asyncio.Queue[Any] = asyncio.Queue()
         tag = await queue.consume(inbox.put, no_ack=False)
-        declared = None
-        if cfg.schema_ is not None:
-            declared = {**cfg.schema_}
-            declared.update({f"amqp_{m}": _METADATA_TYPES[m] for m in cfg.metadata})
-        batcher = RecordBatcher(self.where, declared)
         taken = 0
         try:
             while taken < cfg.max_messages:
@@ -143,7 +156,7 @@ class RabbitMqSource(Acknowledging):
                 if not messages:
                     break
                 taken += len(messages)
-                batch = await self._to_batch(messages, batcher, ctx)
+                batch = await self._to_batch(messages, self._batcher, ctx)
                 if batch is not None:
                     yield batch
         finally:
@@ -176,82 +189,126 @@ class RabbitMqSource(Acknowledging):
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.cfg.format
         if fmt == "json":
-            doc = orjson.loads(body)
+            doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
-        read = pacsv.ReadOptions(column_names=self.cfg.columns) if self.cfg.columns else None
+            return [parse_json(line) for line in body.splitlines() if line.strip()]
+        return self._csv_records(body)
+
+    def _csv_records(self, body: bytes) -> list[Any]:
+        """The rows of a CSV message as dicts of text (null for an empty unquoted cell);
+        columns are typed only by `schema`, or inferred when `infer` asks for it."""
+        cfg = self.cfg
+        names = cfg.columns or _header(body, cfg.delimiter)
+        declared = cfg.schema_ or {}
+        if cfg.infer:
+            types = {n: pa.string() for n in names if n in declared}
+        else:
+            types = {n: pa.string() for n in names}
         table = pacsv.read_csv(
             pa.py_buffer(body),
-            read_options=read,
-            parse_options=pacsv.ParseOptions(delimiter=self.cfg.delimiter),
+            read_options=pacsv.ReadOptions(column_names=cfg.columns) if cfg.columns else None,
+            parse_options=pacsv.ParseOptions(delimiter=cfg.delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
         )
+        if self._csv_types is None:
+            self._csv_types = {
+                f.name: declared.get(f.name) or _type_name(f.type) for f in table.schema
+            }
         records: list[Any] = table.to_pylist()
         return records
 
     async def _to_batch(
-        self, messages: list[Any], batcher: RecordBatcher, ctx: RunContext
-    ) -> pa.RecordBatch | None:
-        try:
-            return await self._convert(messages, batcher, ctx)
-        finally:
-            # The last message still to acknowledge: ack(multiple) settles it and every
-            # earlier one; rejected messages are already settled.
-            kept = [m for m in messages if not m.processed]
-            if kept:
-                self._last = kept[-1]
-
-    async def _convert(
-        self, messages: list[Any], batcher: RecordBatcher, ctx: RunContext
+        self, messages: list[Any], batcher: RecordBatcher | None, ctx: RunContext
     ) -> pa.RecordBatch | None:
         parsed: list[tuple[Any, list[Any]]] = []
         for message in messages:
             try:
                 records = self._records(message.body)
-                if self.cfg.metadata:
-                    extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
-                    records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
-                parsed.append((message, records))
             except (ValueError, pa.ArrowInvalid) as exc:
-                await self._reject(message, f"unreadable {self.cfg.format} body: {exc}", ctx)
-        self._pending += len(messages)
-        records = [r for _, rs in parsed for r in rs]
-        if not records:
-            return None
-        try:
-            return batcher.to_batch(records)
-        except PermanentError:
-            pass
-        # One message is bad: keep the others, reject the bad ones.
-        good: list[pa.RecordBatch] = []
-        for message, rs in parsed:
-            try:
-                good.append(batcher.to_batch(rs))
-            except PermanentError as exc:
-                await self._reject(message, str(exc), ctx)
-        if not good:
-            return None
-        table = pa.Table.from_batches(good).combine_chunks()
-        return table.to_batches()[0]
+                self._refuse(message, f"unreadable {self.cfg.format} body: {exc}", ctx)
+                continue
+            if self.cfg.metadata:
+                extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
+                records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
+            parsed.append((message, records))
+        batch: pa.RecordBatch | None = None
+        by_line: dict[int | None, RowError] = {}
+        first = 0
+        if any(records for _, records in parsed):  # a message may hold no record ([])
+            if batcher is None:
+                batcher = self._batcher = RecordBatcher(self.where, self._declared())
+            first = batcher.records + 1
+            batch, errors = batcher.split([r for _, rs in parsed for r in rs])
+            by_line = {e.line: e for e in errors}
+        refused_lines: list[int] = []
+        for message, records in parsed:
+            lines = range(first, first + len(records))
+            first += len(records)
+            bad = [by_line[n] for n in lines if n in by_line]
+            if bad:
+                reason = bad[0].reason + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                self._refuse(message, reason, ctx, bad[0])
+                refused_lines.extend(lines)
+            else:
+                self._last = message
+                self._pending += 1
+        if batch is not None and refused_lines:
+            drop = pa.array(refused_lines, pa.int64())
+            batch = batch.filter(pc.invert(pc.is_in(batch.column(LINE_COLUMN), drop)))
+        return batch if batch is not None and batch.num_rows else None
 
-    async def _reject(self, message: Any, reason: str, ctx: RunContext) -> None:
+    def _declared(self) -> dict[str, str] | None:
+        if self._csv_types is not None:
+            declared: dict[str, str] | None = dict(self._csv_types)
+        elif self.cfg.schema_ is not None:
+            declared = dict(self.cfg.schema_)
+        else:
+            return None
+        assert declared is not None
+        declared.update({f"amqp_{m}": _METADATA_TYPES[m] for m in self.cfg.metadata})
+        return declared
+
+    def _refuse(
+        self, message: Any, reason: str, ctx: RunContext, error: RowError | None = None
+    ) -> None:
+        """Set a message aside: it is reported as rejected and, once the run commits,
+        rejected without requeueing (to the queue's dead-letter exchange, if it has one)."""
         self.rejected += 1
-        self._pending -= 1
-        ctx.log(
-            f"{self.where}: message {message.message_id or message.delivery_tag} rejected "
-            f"(dead-lettered if the queue has a dead-letter exchange): {reason}",
-            "warning",
+        self._refused.append(message)
+        label = message.message_id or f"#{message.delivery_tag}"
+        ctx.log(f"{self.where}: message {label} rejected: {reason}", "warning")
+        self._errors.append(
+            RowError(
+                error.line if error is not None else None,
+                f"message {label}: {reason}",
+                error.column if error is not None else None,
+                error.value if error is not None else None,
+                {"body": message.body.decode("utf-8", "replace")},
+            )
         )
-        await message.reject(requeue=False)
+
+    def take_errors(self) -> list[RowError]:
+        """The messages set aside since the last call, one error each."""
+        errors, self._errors = self._errors, []
+        return errors
 
     async def commit(self) -> None:
-        """Acknowledge every message handed on so far: the sinks have committed them.
+        """Settle every message handed on so far: the sinks have committed them.
 
-        The engine calls this after the sinks committed; it may call it after each batch
-        in a long-running pipeline. The connection closes once the source has finished.
+        Messages set aside as rejected are rejected without requeueing (the rejects file
+        holds them, and the queue's dead-letter exchange receives them); the others are
+        acknowledged. The engine calls this after the sinks committed; it may call it after
+        each batch in a long-running pipeline. The connection closes once the source has
+        finished.
         """
         last, self._last = self._last, None
+        refused, self._refused = self._refused, []
         try:
+            for message in refused:
+                await message.reject(requeue=False)
             if last is not None:
                 await last.ack(multiple=True)
                 self.acknowledged += self._pending
@@ -263,12 +320,16 @@ class RabbitMqSource(Acknowledging):
             await self._close()
 
     async def abort(self) -> None:
-        """Hand every unacknowledged message back to the queue."""
+        """Hand every unsettled message back to the queue, rejected ones included."""
         last, self._last = self._last, None
+        refused, self._refused = self._refused, []
         self._pending = 0
         try:
-            if last is not None and self._channel is not None and not self._channel.is_closed:
-                await last.nack(multiple=True, requeue=True)
+            if self._channel is not None and not self._channel.is_closed:
+                for message in refused:
+                    await message.nack(requeue=True)
+                if last is not None:
+                    await last.nack(multiple=True, requeue=True)
         except Exception:  # closing the connection requeues them as well
             pass
         finally:
@@ -278,3 +339,24 @@ class RabbitMqSource(Acknowledging):
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             await connection.close()
+
+
+def _header(body: bytes, delimiter: str) -> list[str]:
+    """The column names in the first line of a CSV message."""
+    first = body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+    return next(csv.reader([first], delimiter=delimiter), [])
+
+
+def _type_name(kind: pa.DataType) -> str:
+    """A type inferred from a CSV message, as a schema type name."""
+    if pa.types.is_integer(kind):
+        return "int"
+    if pa.types.is_floating(kind):
+        return "float"
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_timestamp(kind):
+        return "timestamp" if kind.tz is None else f"timestamp({kind.unit}, {kind.tz})"
+    if pa.types.is_date(kind):
+        return "date"
+    return "str"

@@ -7,9 +7,12 @@ JSON path in each response (``records: data.items``); pagination follows a page 
 offset, a cursor or a next-page URL read from the response, or the ``Link: <...>; rel="next"``
 header.
 
-Records become Arrow columns: the first batch fixes the schema (or ``schema`` declares it);
-later values are cast to it, and a field that was not in the schema fails with its record
-number instead of being dropped. Each batch carries the line column: the 1-based record number.
+Records become Arrow columns: the first batch fixes the schema (or ``schema`` declares it).
+Values are read by the rules of :mod:`quiver.pipeline.json_text`: a value that is not of its
+column's type (``2.5`` in an ``int`` column) or a field that is not in the schema rejects the
+record with its number and field, as a bad CSV row is rejected; numbers in timestamp columns
+are seconds since 1970-01-01 unless the type names another unit (``timestamp(ms)``). Each
+batch carries the line column: the 1-based record number.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
-from quiver.pipeline.component import ComponentConfig, RunContext, source
+from quiver.pipeline.component import (
+    ComponentConfig,
+    RowError,
+    RowRejecting,
+    RunContext,
+    source,
+)
+from quiver.pipeline.json_text import JsonNumber, parse_json
 from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.runtime.delivery import Delivery, RetryPolicy
 from quiver.runtime.errors import PermanentError
@@ -126,8 +136,10 @@ class RestSourceConfig(ComponentConfig):
     schema_: dict[str, str] | None = Field(
         None,
         alias="schema",
-        description="Column types (int, float, str, bool, date, timestamp, json); "
-        "inferred from the first batch when left out.",
+        description="Column types (int, float, decimal(p,s), str, bool, date, time, timestamp, "
+        "timestamp(ms, UTC), binary, json); inferred from the first batch when left out. "
+        "A number in a timestamp column counts seconds since 1970-01-01, or the unit in "
+        "timestamp(s|ms|us|ns).",
     )
     batch_rows: int = Field(10_000, ge=1, description="Records per batch.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy, description="Retries of one page.")
@@ -198,6 +210,11 @@ class JsonPath:
         return value
 
 
+def _json_text(value: Any) -> Any:
+    """A value found in a response as it can go into a query string."""
+    return str(value) if isinstance(value, JsonNumber) else value
+
+
 def _next_link(header: str, rel: str) -> str | None:
     for part in header.split(","):
         m = re.match(r"\s*<([^>]*)>(.*)", part)
@@ -207,13 +224,24 @@ def _next_link(header: str, rel: str) -> str | None:
 
 
 @source("rest", config=RestSourceConfig)
-class RestSource:
+class RestSource(RowRejecting):
     """Records from a paginated JSON HTTP API."""
 
     def __init__(self, cfg: RestSourceConfig) -> None:
         self.cfg = cfg
         self.records_path = JsonPath(cfg.records)
         self.where = f"source rest {cfg.url}"
+        self._errors: list[RowError] = []
+
+    def take_errors(self) -> list[RowError]:
+        """Records that did not fit the schema, by record number."""
+        errors, self._errors = self._errors, []
+        return errors
+
+    def _batch(self, batcher: RecordBatcher, records: list[Any]) -> pa.RecordBatch:
+        batch, errors = batcher.split(records)
+        self._errors.extend(errors)
+        return batch
 
     def _client(self) -> httpx.AsyncClient:
         headers = {"Accept": "application/json", **self.cfg.headers}
@@ -270,8 +298,8 @@ class RestSource:
                 )
                 pages += 1
                 try:
-                    doc = orjson.loads(response.content)
-                except orjson.JSONDecodeError as exc:
+                    doc = parse_json(response.content)
+                except ValueError as exc:
                     raise PermanentError.one(
                         f"page {pages} is not JSON: {exc}",
                         f"{self.where} ({response.url})",
@@ -284,7 +312,9 @@ class RestSource:
                 pending.extend(page_records)
                 while len(pending) >= cfg.batch_rows:
                     chunk, pending = pending[: cfg.batch_rows], pending[cfg.batch_rows :]
-                    yield batcher.to_batch(chunk)
+                    batch = self._batch(batcher, chunk)
+                    if batch.num_rows:
+                        yield batch
                 if cfg.max_pages is not None and pages >= cfg.max_pages:
                     break
                 previous = (url, params)
@@ -296,8 +326,8 @@ class RestSource:
                         self.where,
                         "check the pagination settings against the API's paging fields",
                     )
-        if pending:
-            yield batcher.to_batch(pending)
+        if pending and (batch := self._batch(batcher, pending)).num_rows:
+            yield batch
 
     def _next(
         self, response: httpx.Response, doc: Any, params: dict[str, Any], count: int
@@ -319,7 +349,7 @@ class RestSource:
             cursor = JsonPath(p.cursor.path).find(doc)
             if cursor in (None, "", False):
                 return None, params
-            return url, {**params, p.cursor.param: cursor}
+            return url, {**params, p.cursor.param: _json_text(cursor)}
         if p.next_url is not None:
             target = JsonPath(p.next_url.path).find(doc)
             if not isinstance(target, str) or not target:

@@ -113,9 +113,10 @@ class S3Source(RowRejecting):
                 keys.append(key)
         return sorted(keys)
 
-    def _download(self, key: str, folder: str) -> str:
-        # Keep the key's base name: its extension chooses the compression.
-        local = os.path.join(folder, f"{len(os.listdir(folder))}-{os.path.basename(key)}")
+    def _download(self, index: int, key: str, folder: str) -> str:
+        # Named by the key's place in the listing, so objects of the same base name in other
+        # folders never share a file; the base name's extension chooses the compression.
+        local = os.path.join(folder, f"{index:06d}-{os.path.basename(key)}")
         self._client_once().download_file(self.cfg.bucket, key, local)
         return local
 
@@ -149,7 +150,7 @@ class S3Source(RowRejecting):
         schema: pa.Schema | None = None
         try:
             next_download = asyncio.ensure_future(
-                asyncio.to_thread(self._download, keys[0], folder)
+                asyncio.to_thread(self._download, 0, keys[0], folder)
             )
             for i, key in enumerate(keys):
                 try:
@@ -158,7 +159,7 @@ class S3Source(RowRejecting):
                     raise s3_error(exc, f"s3://{self.cfg.bucket}/{key}", "downloading") from exc
                 if i + 1 < len(keys):
                     next_download = asyncio.ensure_future(
-                        asyncio.to_thread(self._download, keys[i + 1], folder)
+                        asyncio.to_thread(self._download, i + 1, keys[i + 1], folder)
                     )
                 self.take_errors()  # keep what the previous object's reader left
                 self._key = key
