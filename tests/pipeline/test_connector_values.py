@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from quiver.pipeline.component import RunContext
+from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.engine import RunFailedError
 from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.sinks.rabbitmq import RabbitMqSink
@@ -137,7 +137,7 @@ async def test_csv_message_with_a_string_schema_keeps_its_text(
         "code": "00123",
         "amount": "1e3",
         "big": "12345678901234567890",
-        "__line": 1,
+        LINE_COLUMN: 1,
     }
 
 
