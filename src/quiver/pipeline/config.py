@@ -23,7 +23,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quiver.config.yaml_source import Positions, Variables, load_yaml, substitute
+from quiver.config.yaml_source import (
+    Positions,
+    Variables,
+    YamlDocument,
+    format_path,
+    load_yaml,
+    substitute,
+)
 from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
 from quiver.pipeline.flowengine import translate as translate_flowengine
 from quiver.pipeline.plan import DEFAULT_OUTPUT
@@ -312,6 +319,7 @@ def parse_pipeline(
     base = base_dir or str(Path(file).resolve().parent)
     source = load_yaml(text, file)
     data, positions = source.data, source.positions
+    errors: list[ErrorDetail] = _key_problems(source)
     warnings: list[str] = []
     from_flowengine = False
     if not isinstance(data, dict):
@@ -326,7 +334,6 @@ def parse_pipeline(
         positions = Positions(file)
         from_flowengine = True
 
-    errors: list[ErrorDetail] = []
     env = os.environ if environ is None else environ
     defaults = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     merged: dict[str, str] = {str(k): str(v) for k, v in (defaults or {}).items()}
@@ -361,10 +368,13 @@ def parse_pipeline(
         doc = model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_pydantic_details(exc, model, positions, ()))
-        # go on checking the steps that are well-formed, so one pass reports everything
-        for step in _loose_steps(data, registry):
-            _resolve_component(step, registry, positions, errors)
-        raise ConfigError(errors) from None
+        # go on with the parts that are well-formed, so one pass reports everything
+        salvaged = _salvage(data, model, exc)
+        if salvaged is None:
+            for step in _loose_steps(data, registry):
+                _resolve_component(step, registry, positions, errors)
+            raise ConfigError(errors) from None
+        doc = salvaged
 
     if isinstance(doc, LinearPipelineConfig):
         steps, connections = _compile_linear(doc, positions, errors)
@@ -393,6 +403,77 @@ def parse_pipeline(
         raise ConfigError(errors)
     spec.errors = errors
     return spec
+
+
+def _salvage(data: dict[str, Any], model: type[_Common], exc: ValidationError) -> _Common | None:
+    """The document without the parts pydantic refused (their errors are reported already),
+    so the graph and the steps of an otherwise valid file are checked in the same pass.
+
+    A refused connection or processor is left out; a refused step is left out with the
+    connections naming it; any other refused key is left out whole. None when what is
+    refused is needed to make a graph at all (a missing `steps`, `source` ...).
+    """
+    current = dict(data)
+    for _ in range(4):
+        broken_steps: set[str] = set()
+        drop_items: dict[str, set[int]] = {}
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if not loc:
+                return None
+            top = loc[0]
+            if err["type"] == "missing" and len(loc) == 1:
+                return None
+            if top in ("connections", "processors") and len(loc) > 1 and isinstance(loc[1], int):
+                drop_items.setdefault(str(top), set()).add(loc[1])
+            elif top == "steps" and len(loc) > 1:
+                broken_steps.add(str(loc[1]))
+            elif isinstance(top, str):
+                if top in ("steps", "connections", "source", "sink", "processors"):
+                    return None
+                current.pop(top, None)
+        for key, indexes in drop_items.items():
+            items = current.get(key)
+            if isinstance(items, list):
+                current[key] = [v for i, v in enumerate(items) if i not in indexes]
+        if broken_steps and isinstance(current.get("steps"), dict):
+            current["steps"] = {k: v for k, v in current["steps"].items() if k not in broken_steps}
+            conns = current.get("connections")
+            if isinstance(conns, list):
+                current["connections"] = [c for c in conns if not _names_any(c, broken_steps)]
+        try:
+            return model.model_validate(current)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _names_any(connection: Any, steps: set[str]) -> bool:
+    """Whether a (raw) connection mentions one of ``steps``."""
+    if not isinstance(connection, dict):
+        return False
+    names = {str(connection.get("from", "")).partition(".")[0]}
+    to = connection.get("to")
+    names.update(map(str, to) if isinstance(to, list) else [str(to)])
+    return bool(names & steps)
+
+
+def _key_problems(source: YamlDocument) -> list[ErrorDetail]:
+    """Every key written twice in one mapping (YAML would keep only the last), with both
+    positions."""
+    errors: list[ErrorDetail] = []
+    for twice in source.duplicate_keys:
+        dotted = format_path(twice.path)
+        errors.append(
+            ErrorDetail(
+                f"key '{twice.path[-1]}' is written twice in the same mapping (first at "
+                f"{twice.first.render()}, again at {twice.again.render()}); YAML would keep "
+                "only the last one",
+                f"{twice.again.render()} {dotted}",
+                f"keep one '{twice.path[-1]}': merge the two, or remove one of them",
+            )
+        )
+    return errors
 
 
 def _how_to_set(name: str) -> str:
