@@ -364,6 +364,7 @@ def parse_pipeline(
             positions.where(()),
             "see docs/pipelines/quickstart.md for both forms",
         )
+    doc: _Common
     try:
         doc = model.model_validate(data)
     except ValidationError as exc:
