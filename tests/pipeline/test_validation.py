@@ -76,3 +76,83 @@ def test_unknown_keys_and_graph_errors_are_reported_in_one_pass(tmp_path: Path) 
     assert "unknown key 'form'" in text
     assert "unknown step 'outt'; did you mean 'out'?" in text
     assert "tap on unknown step 'nope'" in text
+
+
+# --------------------------------------------------------------------------- colliding paths
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_two_sinks_writing_one_file_are_refused_even_through_a_symlink(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "out", target_is_directory=True)
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        "  a: {csv: {path: out/x.csv}}\n"
+        "  b: {jsonl: {path: alias/../out/x.csv}}\n"
+        "connections:\n"
+        "  - {from: src, to: [a, b]}\n",
+    )
+    assert len(found) == 1
+    assert "sink 'a' and sink 'b' both write " + str(tmp_path / "out/x.csv") in found[0]
+    assert found[0].startswith(str(tmp_path / "pipe.yaml") + ":4:")
+
+
+def test_rejects_written_to_a_sink_path_or_over_the_input_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    base = (
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{validate: {schema: {a: int}}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    found = problems(tmp_path, base + "on_error: {policy: reject, rejects: ./out.csv}\n")
+    assert [f for f in found if "the rejects file " + str(tmp_path / "out.csv") in f]
+    found = problems(tmp_path, base + "on_error: {policy: reject, rejects: in.csv}\n")
+    assert [
+        f
+        for f in found
+        if "the rejects file would write over the input " + str(tmp_path / "in.csv") in f
+        and "on_error.rejects" in f
+    ]
+
+
+def test_a_sink_over_an_input_matched_by_a_glob_or_a_stem_pattern_is_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "data/jan.csv", "a\n1\n")
+    write(tmp_path, "data/feb.csv", "a\n2\n")
+    found = problems(
+        tmp_path, "source: {csv: {path: 'data/*.csv'}}\nsink: {csv: {path: 'data/{stem}.csv'}}\n"
+    )
+    assert len(found) == 1 and "would write over the input" in found[0]
+    found = problems(
+        tmp_path, "source: {csv: {path: 'data/*.csv'}}\nsink: {csv: {path: data/feb.csv}}\n"
+    )
+    assert len(found) == 1 and str(tmp_path / "data/feb.csv") in found[0]
+
+
+def test_outputs_of_their_own_pass(tmp_path: Path) -> None:
+    write(tmp_path, "data/jan.csv", "a\n1\n")
+    spec = load_pipeline(
+        write(
+            tmp_path,
+            "ok.yaml",
+            "steps:\n"
+            "  src: {csv: {path: 'data/*.csv'}}\n"
+            "  a: {csv: {path: 'out/{stem}.csv'}}\n"
+            "  b: {parquet: {path: 'out/{stem}.parquet'}}\n"
+            "connections:\n"
+            "  - {from: src, to: [a, b]}\n"
+            "on_error: {policy: reject, rejects: 'out/{stem}.rejects.csv'}\n",
+        ),
+        environ={},
+    )
+    assert sorted(spec.steps) == ["a", "b", "src"]

@@ -13,6 +13,7 @@ FlowEngine files (top-level ``pipeline:``) are translated by ``quiver.pipeline.f
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import types
@@ -31,8 +32,16 @@ from quiver.config.yaml_source import (
     load_yaml,
     substitute,
 )
-from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
+from quiver.pipeline.component import (
+    ComponentConfig,
+    ComponentInfo,
+    ComponentKind,
+    FileReading,
+    FileWriting,
+    capabilities_of,
+)
 from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
 from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
@@ -400,6 +409,7 @@ def parse_pipeline(
     _check_on_error(doc, positions, errors)
     for step in steps.values():
         _resolve_component(step, registry, positions, errors)
+    errors.extend(_check_paths(spec, positions))
     if errors and not collect:
         raise ConfigError(errors)
     spec.errors = errors
@@ -675,6 +685,49 @@ def _check_graph(
                     f"steps are: {', '.join(spec.steps)}",
                 )
             )
+
+
+def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
+    """Files written twice, or written over an input, in one run (see ``path_collisions``)."""
+    named: list[NamedPath] = []
+    readers: list[tuple[StepSpec, list[str]]] = []
+    for step in spec.steps.values():
+        if step.info is None or step.config is None:
+            continue
+        caps = capabilities_of(step.info.cls)
+        kind: Literal["input", "output"]
+        if step.kind == "source" and FileReading in caps:
+            kind = "input"
+        elif step.kind == "sink" and FileWriting in caps:
+            kind = "output"
+        else:
+            continue
+        option = getattr(step.config, "path", None)
+        listed = [option] if isinstance(option, str) else list(option or [])
+        full = [spec.resolve(p) for p in listed if isinstance(p, str) and p != STDIO]
+        if kind == "input":
+            readers.append((step, full))
+        where = positions.where((*step.path, "path"))
+        named += [NamedPath(kind, f"{step.kind} '{step.name}'", p, where) for p in full]
+    if spec.on_error.rejects:
+        named.append(
+            NamedPath(
+                "rejects",
+                "the rejects file",
+                spec.resolve(spec.on_error.rejects),
+                positions.where(("on_error", "rejects")),
+            )
+        )
+    stems: list[str] | None = None
+    if len(readers) == 1 and len(readers[0][1]) == 1:
+        pattern = readers[0][1][0]
+        files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
+        stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    return path_collisions(named, stems)
+
+
+def _has_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
 
 
 def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail]) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import os
 import tempfile
 import time
@@ -58,7 +59,7 @@ from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
 from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
-from quiver.runtime.delivery import CircuitBreaker, Delivery
+from quiver.runtime.delivery import CircuitBreaker, Delivery, file_error
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 
 __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
@@ -388,10 +389,16 @@ class PipelineEngine:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
                 for t in done:
                     if t.exception() is not None:
-                        raise _step_error(tasks[t], t.exception())
+                        name = tasks[t]
+                        raise _step_error(name, t.exception(), unit.path_of(plan.steps[name]))
             for name in plan.steps:
                 if name in opened:
-                    await self._delivery(name).call(opened[name].commit, name=f"commit '{name}'")
+                    try:
+                        await self._delivery(name).call(
+                            opened[name].commit, name=f"commit '{name}'"
+                        )
+                    except OSError as exc:
+                        raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
             for step in plan.sources:  # e.g. acknowledge queue messages
                 if step.acknowledges:
@@ -777,7 +784,14 @@ def _describe_row_error(e: RowError) -> str:
     return f"{where}: {e.reason}" if where else e.reason
 
 
-def _step_error(step: str, exc: BaseException | None) -> BaseException:
+def _step_error(step: str, exc: BaseException | None, path: str | None = None) -> BaseException:
+    """The error of a failed step as the run reports it: a file system error says what went
+    wrong with which file (``path``: the file the step reads or writes)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        named = exc.filename if exc.filename is not None and exc.errno != errno.ENOSPC else None
+        err = file_error(exc, str(named) if named is not None else path, f"step '{step}'")
+        err.__cause__ = exc
+        return err
     if isinstance(exc, QuiverError):
         if not any(d.where for d in exc.details):
             exc.details = [ErrorDetail(d.message, f"step '{step}'", d.fix) for d in exc.details]

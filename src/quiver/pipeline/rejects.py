@@ -14,7 +14,6 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
-import fcntl
 import os
 import re
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import IO, Any
 import orjson
 
 from quiver.pipeline.component import RowError
-from quiver.pipeline.output import remove_stale_temps
+from quiver.pipeline.output import lock_exclusively, remove_stale_temps
+from quiver.runtime.delivery import file_error
 
 __all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
 
@@ -76,10 +76,14 @@ class RejectsWriter:
         return self._tmp
 
     def _open(self, tmp: str) -> IO[str]:
-        Path(tmp).parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # tells other runs this temporary file is alive
+        try:
+            Path(tmp).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise file_error(exc, tmp, "on_error.rejects") from exc
+        lock_exclusively(fd, tmp, "on_error.rejects")  # tells other runs the file is alive
+        os.ftruncate(fd, 0)
         return open(fd, "w", encoding="utf-8", newline="")  # closed by commit/abort
 
     def _remove_stale(self) -> None:
