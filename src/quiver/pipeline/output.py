@@ -29,9 +29,9 @@ from quiver.runtime.errors import PermanentError
 __all__ = [
     "AtomicOutput",
     "FileSinkConfig",
-    "lock_exclusively",
     "TextSinkConfig",
     "concatenated_text",
+    "lock_exclusively",
     "open_output",
     "remove_stale_temps",
     "serialized_in_slices",
@@ -205,8 +205,7 @@ def lock_exclusively(fd: int, path: str, where: str) -> None:
         raise PermanentError.one(
             f"{path} is being written by another writer at the same time",
             where,
-            "give each sink, the rejects file and each concurrent run an output path of "
-            "its own",
+            "give each sink, the rejects file and each concurrent run an output path of its own",
         ) from exc
 
 

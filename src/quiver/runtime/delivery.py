@@ -258,7 +258,11 @@ def file_error(exc: OSError, path: str | None = None, where: str = "") -> Quiver
         )
     reason = exc.strerror or str(exc) or type(exc).__name__
     return RetryableError(
-        [ErrorDetail(f"{target}: {reason}", where, "check the file system; the operation is retried")],
+        [
+            ErrorDetail(
+                f"{target}: {reason}", where, "check the file system; the operation is retried"
+            )
+        ],
         code="FILE_ERROR",
     )
 
