@@ -4,7 +4,8 @@ Only typer is imported at module level; the engine loads inside the command bodi
 
 Exit codes of ``quiver run``: 0 success; 1 the run failed (nothing was written); 2 the
 pipeline file or a variable is invalid; 3 the run finished but rows were rejected and
-``--strict`` was given; 130 interrupted (SIGINT / SIGTERM, nothing was written).
+``--strict`` was given; 130 interrupted by SIGINT, 143 stopped by SIGTERM (within a second,
+nothing was written).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_OK",
     "EXIT_REJECTED",
+    "EXIT_TERMINATED",
     "register",
 ]
 
@@ -27,7 +29,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_REJECTED = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM exits with 143 (128 + the signal number)
+EXIT_TERMINATED = 143
 DEFAULT_DRY_RUN_ROWS = 10
 
 _Variables = Annotated[
@@ -103,10 +106,45 @@ def run_command(
     debug: bool,
     quiet: bool,
 ) -> int:
-    """Body of ``quiver run``; returns the exit code."""
+    """Body of ``quiver run``; returns the exit code.
+
+    SIGINT and SIGTERM are watched from the start (:mod:`quiver.pipeline.interrupts`).
+    """
+    from quiver.pipeline.interrupts import StopSignals
+
+    with StopSignals() as stops:
+        code = _run(
+            stops,
+            file,
+            variables,
+            dry_run,
+            resume,
+            report,
+            log_format,
+            workers,
+            strict,
+            debug,
+            quiet,
+        )
+        stops.leave()
+        return code
+
+
+def _run(
+    stops: Any,
+    file: str,
+    variables: list[str],
+    dry_run: int | None,
+    resume: bool,
+    report: str | None,
+    log_format: str,
+    workers: int | None,
+    strict: bool,
+    debug: bool,
+    quiet: bool,
+) -> int:
     import asyncio
     import gc
-    import signal
     import traceback
     import uuid
 
@@ -178,33 +216,22 @@ def run_command(
         progress=progress.update,
     )
     code = EXIT_OK
-    interrupted = False
 
     async def main() -> None:
-        nonlocal interrupted
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-
-        def stop() -> None:
-            nonlocal interrupted
-            interrupted = True
-            task.cancel()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+        stops.attach(task)
         try:
             with progress:
                 await engine.run()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            stops.detach()
 
     try:
         asyncio.run(main())
     except (asyncio.CancelledError, KeyboardInterrupt):
         error.print("[red]interrupted:[/] the run was stopped; no output was written")
-        code = EXIT_INTERRUPTED
+        code = stops.exit_code or EXIT_INTERRUPTED
     except ConfigError as exc:
         _print_errors(exc, error)
         code = EXIT_INVALID
@@ -217,14 +244,15 @@ def run_command(
     result = engine.result
     if code == EXIT_OK and result.rejected and strict:
         code = EXIT_REJECTED
-    if interrupted:
-        code = EXIT_INTERRUPTED
+    if stops.exit_code is not None:
+        code = stops.exit_code
     if dry_run is not None and code in (EXIT_OK, EXIT_REJECTED):
         _print_dry_run(out, result, dry_run)
     elif log_format == "text" and not quiet:
         print_summary(error, result)
     if report:
         write_report(report, result, code)
+    stops.leave()
     return code
 
 
@@ -392,7 +420,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     ) -> None:
         """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
-        with --strict, 130 interrupted."""
+        with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM)."""
         code = run_command(
             file, variable or [], dry_run, resume, report, log_format, workers, strict, debug, quiet
         )

@@ -66,6 +66,7 @@ __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
 
 _END = object()
 _ABORT_WAIT_SECONDS = 30.0
+_STOP_WAIT_SECONDS = 0.4  # after a stop signal: for a sink call in flight, then for each abort
 ProgressCallback = Callable[[int, int, int | None], None]
 
 
@@ -427,20 +428,22 @@ class PipelineEngine:
                 self._schedule.finish(
                     unit, self.result.rows_read - rows_before, record=self.dry_run is None
                 )
-        except BaseException:
+        except BaseException as exc:
+            # a stop signal leaves a second for everything; a failure may wait for a write
+            wait = _STOP_WAIT_SECONDS if isinstance(exc, asyncio.CancelledError) else None
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             inflight = [c for c in self._inflight.values() if not c.done()]
             if inflight:
-                await asyncio.wait(inflight, timeout=_ABORT_WAIT_SECONDS)
+                await asyncio.wait(inflight, timeout=wait or _ABORT_WAIT_SECONDS)
             for step in plan.sources:  # e.g. requeue messages
                 if step.acknowledges:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(cast(Acknowledging, comps[step.name]).abort())
             for name, sink in opened.items():
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(sink.abort())
+                    await asyncio.wait_for(asyncio.shield(sink.abort()), wait)
                 self.log.event("sink_aborted", f"sink '{name}' aborted", step=name, level="debug")
             raise
         finally:
