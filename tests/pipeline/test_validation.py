@@ -156,3 +156,113 @@ def test_outputs_of_their_own_pass(tmp_path: Path) -> None:
         environ={},
     )
     assert sorted(spec.steps) == ["a", "b", "src"]
+
+
+# --------------------------------------------------------------------------- validate = run
+
+
+def validate(tmp_path: Path, text: str) -> tuple[int, str]:
+    from tests.pipeline.test_cli import quiver
+
+    (tmp_path / "v.yaml").write_text(text)
+    done = quiver("validate", "v.yaml", cwd=tmp_path)
+    return done.returncode, " ".join(done.stderr.split())
+
+
+def test_validate_reports_a_missing_input_file_with_a_near_name(tmp_path: Path) -> None:
+    write(tmp_path, "orders.csv", "id\n1\n")
+    code, err = validate(
+        tmp_path, "source: {csv: {path: order.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    assert code == 2
+    assert f"v.yaml:1:16 source.csv.path: input file not found: {tmp_path / 'order.csv'}" in err
+    assert f"did you mean '{tmp_path / 'orders.csv'}'?" in err
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("filter: {expression: 'totl > 1'}", 'Referenced column "totl" not found'),
+        ("sql: {query: 'select id, totl from input'}", 'Referenced column "totl" not found'),
+        ("select: {columns: [id, totl]}", "column(s) totl not in the input; did you mean 'total'?"),
+    ],
+)
+def test_validate_binds_column_names_against_the_input(
+    tmp_path: Path, step: str, message: str
+) -> None:
+    write(tmp_path, "in.csv", "id,total\n1,5\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        f"processors:\n  - {step}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 2, err
+    assert message in err
+    assert "v.yaml:3:5 processors[0]" in err
+
+
+def test_validate_binds_each_step_against_the_columns_the_previous_one_gives(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "in.csv", "id,total\n1,5\n")
+    text = (
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - sql: {query: 'select id, cast(total as integer) * 2 as doubled from input'}\n"
+        "  - filter: {expression: 'doubled > 2'}\n"
+        "  - select: {columns: [COLUMNS]}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    code, err = validate(tmp_path, text.replace("COLUMNS", "id, doubled"))
+    assert code == 0, err
+    code, err = validate(tmp_path, text.replace("COLUMNS", "id, total"))
+    assert code == 2
+    assert "v.yaml:5:5 processors[2] select: column(s) total not in the input" in err
+
+
+def test_a_misspelt_route_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        "  check:\n"
+        "    js:\n"
+        "      script: |\n"
+        "        function process(c) { if (c.current.a > 1) c.route.send('small'); return true; }\n"
+        "  big: {csv: {path: big.csv}}\n"
+        "  small: {csv: {path: small.csv}}\n"
+        "  odd: {csv: {path: odd.csv}}\n"
+        "  keep: {filter: {expression: 'a > 0', otherwise: dropped}}\n"
+        "connections:\n"
+        "  - {from: src, to: [check, keep]}\n"
+        "  - {from: check, to: big}\n"
+        "  - {from: check.smal, to: small}\n"
+        "  - {from: keep.droped, to: odd}\n",
+    )
+    assert len(found) == 2, found
+    assert "pipe.yaml:14:5 connections[2]: step 'check' has no route output 'smal'; " in found[0]
+    assert "did you mean 'small'?" in found[0]
+    assert "step 'keep' has no route output 'droped'; did you mean 'dropped'?" in found[1]
+
+
+def test_routes_named_at_run_time_are_accepted(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    spec = load_pipeline(
+        write(
+            tmp_path,
+            "ok.yaml",
+            "steps:\n"
+            "  src: {csv: {path: in.csv}}\n"
+            "  check: {js: {script: 'function process(c) { c.route.send(c.current.kind); }'}}\n"
+            "  out: {csv: {path: out.csv}}\n"
+            "  small: {csv: {path: small.csv}}\n"
+            "connections:\n"
+            "  - {from: src, to: check}\n"
+            "  - {from: check, to: out}\n"
+            "  - {from: check.small, to: small}\n",
+        ),
+        environ={},
+    )
+    assert "small" in spec.steps

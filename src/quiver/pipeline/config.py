@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -410,6 +411,7 @@ def parse_pipeline(
     for step in steps.values():
         _resolve_component(step, registry, positions, errors)
     errors.extend(_check_paths(spec, positions))
+    errors.extend(_check_routes(spec))
     if errors and not collect:
         raise ConfigError(errors)
     spec.errors = errors
@@ -724,6 +726,69 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
         stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     return path_collisions(named, stems)
+
+
+_ROUTE_CALL = re.compile(
+    r"\b(?:route\s*\.\s*send(?:Copy)?|emit)\s*\(\s*(['\"`])([^'\"`\\$]*)\1\s*[,)]"
+)
+_ROUTE_WORD = re.compile(r"\b(?:route|emit)\b")
+
+
+def _check_routes(spec: PipelineSpec) -> list[ErrorDetail]:
+    """Connections from a route output the step never sends to (a misspelt name would drop
+    every row sent to the real one)."""
+    errors: list[ErrorDetail] = []
+    for c in spec.connections:
+        step = spec.steps.get(c.source_step)
+        if c.output == DEFAULT_OUTPUT or step is None or step.kind != "processor":
+            continue
+        known = _declared_routes(step, spec.base_dir)
+        if known is None or c.output in known:
+            continue
+        hint = did_you_mean(c.output, sorted(known))
+        errors.append(
+            ErrorDetail(
+                f"step '{step.name}' has no route output '{c.output}'"
+                + (f"; {hint}" if hint else ""),
+                c.where,
+                f"its route outputs are: {', '.join(sorted(known))}"
+                if known
+                else f"'{step.name}' sends rows to its default output only: connect from "
+                f"'{step.name}'",
+            )
+        )
+    return errors
+
+
+def _declared_routes(step: StepSpec, base_dir: str) -> set[str] | None:
+    """The route outputs a built-in processor may send rows to (None when not knowable: a
+    plugin, or a script choosing route names at run time)."""
+    if step.info is None or step.config is None:
+        return None
+    if not step.info.cls.__module__.startswith("quiver.pipeline.processors."):
+        return None
+    config = step.config
+    if step.component == "filter":
+        otherwise = getattr(config, "otherwise", None)
+        return {otherwise} if otherwise else set()
+    if step.component != "js":
+        return set()
+    routes = getattr(config, "routes", None)
+    if routes is not None:
+        return set(routes)
+    script = getattr(config, "script", None)
+    file = getattr(config, "file", None)
+    if script is None and isinstance(file, str):
+        try:
+            script = Path(resolve_path(file, base_dir)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None  # the script's own check reports it
+    if not isinstance(script, str):
+        return None
+    calls = _ROUTE_CALL.findall(script)
+    if len(calls) != len(_ROUTE_WORD.findall(script)):
+        return None  # a name computed at run time, or the route object passed around
+    return {name for _, name in calls}
 
 
 def _has_glob(path: str) -> bool:
