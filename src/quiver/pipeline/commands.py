@@ -105,6 +105,8 @@ def run_command(
     strict: bool,
     debug: bool,
     quiet: bool,
+    max_rejects: int | None = None,
+    max_reject_ratio: float | None = None,
 ) -> int:
     """Body of ``quiver run``; returns the exit code.
 
@@ -125,6 +127,7 @@ def run_command(
             strict,
             debug,
             quiet,
+            (max_rejects, max_reject_ratio),
         )
         stops.leave()
         return code
@@ -142,6 +145,7 @@ def _run(
     strict: bool,
     debug: bool,
     quiet: bool,
+    limits: tuple[int | None, float | None],
 ) -> int:
     import asyncio
     import gc
@@ -184,7 +188,7 @@ def _run(
         else:
             _print_errors(exc, error)
         return EXIT_INVALID
-    problems = check_pipeline(spec)
+    problems = _override_reject_limits(spec, *limits) or check_pipeline(spec)
     if problems:
         if log_format == "json":
             RunLog(run_id, "json").event(
@@ -254,6 +258,33 @@ def _run(
         write_report(report, result, code)
     stops.leave()
     return code
+
+
+def _override_reject_limits(
+    spec: Any, max_rejects: int | None, max_reject_ratio: float | None
+) -> list[Any]:
+    """``--max-rejects`` / ``--max-reject-ratio`` in place of the file's ``on_error`` limits;
+    the problems found (they need ``policy: reject``)."""
+    from quiver.runtime.errors import ErrorDetail
+
+    if max_rejects is None and max_reject_ratio is None:
+        return []
+    if spec.on_error.policy != "reject":
+        return [
+            ErrorDetail(
+                "--max-rejects and --max-reject-ratio need `on_error: {policy: reject}`: "
+                "with fail_fast the first rejected row fails the run",
+                "command line",
+                "add `on_error: {policy: reject, rejects: rejects.csv}` to the pipeline file",
+            )
+        ]
+    update: dict[str, Any] = {}
+    if max_rejects is not None:
+        update.update(max_rejects=max_rejects, max_errors=None)
+    if max_reject_ratio is not None:
+        update["max_reject_ratio"] = max_reject_ratio
+    spec.on_error = spec.on_error.model_copy(update=update)
+    return []
 
 
 def _print_dry_run(console: Any, result: Any, rows: int) -> None:
@@ -418,11 +449,37 @@ def register(app: typer.Typer) -> None:
         ),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        max_rejects: int | None = typer.Option(
+            None,
+            "--max-rejects",
+            min=0,
+            help="Fail (writing nothing) once more than N rows are rejected; overrides "
+            "on_error.max_rejects.",
+        ),
+        max_reject_ratio: float | None = typer.Option(
+            None,
+            "--max-reject-ratio",
+            min=0.0,
+            max=1.0,
+            help="Fail (writing nothing) when more than this share of the rows read is "
+            "rejected (0.05: 5%); overrides on_error.max_reject_ratio.",
+        ),
     ) -> None:
         """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
         with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM)."""
         code = run_command(
-            file, variable or [], dry_run, resume, report, log_format, workers, strict, debug, quiet
+            file,
+            variable or [],
+            dry_run,
+            resume,
+            report,
+            log_format,
+            workers,
+            strict,
+            debug,
+            quiet,
+            max_rejects,
+            max_reject_ratio,
         )
         raise typer.Exit(code)
 

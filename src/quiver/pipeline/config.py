@@ -86,9 +86,29 @@ class OnErrorConfig(_Model):
     max_errors: int | None = Field(
         default=None,
         ge=0,
-        description="With `policy: reject`: fail the run once more than this many rows are "
-        "rejected (null: no limit).",
+        description="The former name of `max_rejects`.",
     )
+    max_rejects: int | None = Field(
+        default=None,
+        ge=0,
+        description="With `policy: reject`: fail the run (writing nothing) once more than this "
+        "many rows are rejected (null: no limit). `quiver run --max-rejects` overrides it.",
+    )
+    max_reject_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="With `policy: reject`: fail the run (writing nothing) when more than this "
+        "share of the rows read (0.05: 5%) was rejected, checked when the input is read "
+        "and before anything is written (null: no limit). `quiver run --max-reject-ratio` "
+        "overrides it.",
+    )
+
+    @property
+    def reject_limit(self) -> int | None:
+        """The most rows that may be rejected (``max_rejects``, or its former name)."""
+        limits = [n for n in (self.max_rejects, self.max_errors) if n is not None]
+        return min(limits) if limits else None
 
 
 class TapConfig(_Model):
@@ -796,7 +816,8 @@ def _has_glob(path: str) -> bool:
 
 
 def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail]) -> None:
-    if doc.on_error.policy == "reject" and not doc.on_error.rejects:
+    on_error = doc.on_error
+    if on_error.policy == "reject" and not on_error.rejects:
         errors.append(
             ErrorDetail(
                 "`policy: reject` needs a rejects file",
@@ -804,6 +825,17 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
                 "add `rejects: out/rejects.csv` under on_error",
             )
         )
+    if on_error.policy == "fail_fast":
+        for name in ("max_rejects", "max_reject_ratio", "max_errors"):
+            if getattr(on_error, name) is not None:
+                errors.append(
+                    ErrorDetail(
+                        f"`{name}` has no effect with `policy: fail_fast`: the first rejected "
+                        "row fails the run",
+                        positions.where(("on_error", name)),
+                        "set `policy: reject` with a `rejects:` file, or remove the limit",
+                    )
+                )
 
 
 def _resolve_component(

@@ -392,6 +392,7 @@ class PipelineEngine:
                     if t.exception() is not None:
                         name = tasks[t]
                         raise _step_error(name, t.exception(), unit.path_of(plan.steps[name]))
+            self._check_reject_ratio()
             for name in plan.steps:
                 if name in opened:
                     try:
@@ -635,11 +636,35 @@ class PipelineEngine:
                         f"more than {on_error.max_errors} rows rejected "
                         f"(last: {_describe_row_error(fixed[-1])})",
                         f"step '{step.name}'",
-                        "fix the input, or raise on_error.max_errors",
+                        "fix the input, or raise on_error.max_rejects (--max-rejects)",
                     )
                 ],
                 code="TOO_MANY_ERRORS",
             )
+
+    def _check_reject_ratio(self) -> None:
+        """Fail before anything is committed when more than ``max_reject_ratio`` of the rows
+        read so far (rows a source could not read included) were rejected."""
+        ratio = self.plan.on_error.max_reject_ratio
+        if ratio is None or self.dry_run is not None:
+            return
+        rejected = self._rejected_before + self.rejects.count
+        unreadable = sum(s.rejected for s in self.result.steps.values() if s.kind == "source")
+        seen = self.result.rows_read + unreadable
+        if not seen or rejected / seen <= ratio:
+            return
+        raise RunFailedError(
+            [
+                ErrorDetail(
+                    f"{rejected:,} of {seen:,} rows rejected ({rejected / seen:.1%}), more than "
+                    f"the {ratio:.1%} on_error.max_reject_ratio allows; nothing was written",
+                    self.plan.file,
+                    "fix the input (run with --dry-run to see rejected rows and their reasons), "
+                    "or raise on_error.max_reject_ratio (--max-reject-ratio)",
+                )
+            ],
+            code="TOO_MANY_ERRORS",
+        )
 
     def _original_rows(
         self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
