@@ -12,9 +12,7 @@ import pytest
 from tests.pipeline.test_cli import quiver
 
 # 20 rows, 3 of them (lines 3, 8 and 15) with a total that is not a number
-ROWS = "id,total\n" + "".join(
-    f"{i},{'x' if i in (2, 7, 14) else i * 10}\n" for i in range(1, 21)
-)
+ROWS = "id,total\n" + "".join(f"{i},{'x' if i in (2, 7, 14) else i * 10}\n" for i in range(1, 21))
 
 
 def pipeline(tmp_path: Path, limits: str = "") -> Path:

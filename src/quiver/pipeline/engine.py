@@ -83,6 +83,7 @@ class StepStats:
     component: str
     rows_in: int = 0
     rows_out: int = 0
+    rows_written: int = 0  # a sink's rows committed (rows_in counts those handed to it)
     batches_in: int = 0
     batches_out: int = 0
     rejected: int = 0
@@ -121,7 +122,13 @@ class RunResult:
 
     @property
     def rows_written(self) -> int:
-        return sum(s.rows_in for s in self.steps.values() if s.kind == "sink")
+        """Rows committed by the sinks, summed over them (a row copied to three sinks is
+        three rows written); a failed unit's rows count nowhere."""
+        return sum(self.rows_written_by_sink.values())
+
+    @property
+    def rows_written_by_sink(self) -> dict[str, int]:
+        return {n: s.rows_written for n, s in self.steps.items() if s.kind == "sink"}
 
     @property
     def rows_per_second(self) -> float:
@@ -334,7 +341,9 @@ class PipelineEngine:
         finally:
             result.seconds = time.perf_counter() - start
             result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-            result.rejected = self._rejected_before + self.rejects.count
+            # every row a step rejected, the one failing a fail_fast run included, so the
+            # summary line agrees with the table of steps
+            result.rejected = sum(s.rejected for s in result.steps.values())
         self.log.event(
             "run_finished",
             f"run {self.run_id} finished: {result.rows_read} rows read, "
@@ -375,6 +384,7 @@ class PipelineEngine:
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Sink] = {}
         rows_before = self.result.rows_read
+        sink_rows_before = {s.name: self.result.steps[s.name].rows_in for s in plan.sinks}
         tasks: dict[asyncio.Task[None], str] = {}
         for name, step in plan.steps.items():
             if step.kind == "source":
@@ -401,6 +411,8 @@ class PipelineEngine:
                         )
                     except OSError as exc:
                         raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
+                    stats = self.result.steps[name]
+                    stats.rows_written += stats.rows_in - sink_rows_before[name]
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
             for step in plan.sources:  # e.g. acknowledge queue messages
                 if step.acknowledges:
