@@ -107,7 +107,10 @@ def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list
         if step.info is None or step.config is None or name in failed:
             continue
         if step.kind == "source":
-            schema = _source_columns(spec, step, ctx, details)
+            bound = any(
+                spec.steps[c.target].component in _BOUND_PROCESSORS for c in spec.outgoing(name)
+            )
+            schema = _source_columns(spec, step, ctx, details, read=bound)
             if schema is not None:
                 schemas[(name, DEFAULT_OUTPUT)] = schema
             continue
@@ -134,9 +137,10 @@ def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list
 
 
 def _source_columns(
-    spec: PipelineSpec, step: StepSpec, ctx: RunContext, details: list[ErrorDetail]
+    spec: PipelineSpec, step: StepSpec, ctx: RunContext, details: list[ErrorDetail], *, read: bool
 ) -> pa.Schema | None:
-    """The columns of a local file source's first batch (None when not knowable here)."""
+    """Whether a local file source's input exists, and the columns of its first batch when
+    ``read`` (None when not read or not knowable here)."""
     assert step.info is not None
     if FileReading not in capabilities_of(step.info.cls):
         return None
@@ -149,6 +153,8 @@ def _source_columns(
         expand_paths(listed, spec.base_dir, where=where)
     except QuiverError as exc:
         details.extend(exc.details)
+        return None
+    if not read:
         return None
     try:
         source = cast(Source, step.info.cls(step.config))
