@@ -107,7 +107,9 @@ class StopSignals:
     def _wait(self) -> None:
         while not self._done.is_set():
             info = signal.sigtimedwait(_SIGNALS, 0.05)
-            if info is not None:
+            # a wait interrupted otherwise (a debugger or profiler attaching) may come back
+            # with no signal in it
+            if info is not None and info.si_signo in _SIGNALS:
                 self._stop(info.si_signo)
                 return
 
@@ -124,7 +126,8 @@ class StopSignals:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            if signal.sigtimedwait(_SIGNALS, min(left, 0.05)) is not None:
+            again = signal.sigtimedwait(_SIGNALS, min(left, 0.05))
+            if again is not None and again.si_signo in _SIGNALS:
                 break  # a second signal: stop now
         else:
             return
