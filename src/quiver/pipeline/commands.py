@@ -248,15 +248,16 @@ def _run(
     result = engine.result
     if code == EXIT_OK and result.rejected and strict:
         code = EXIT_REJECTED
-    if stops.exit_code is not None:
+    if stops.exit_code is not None and result.status in ("running", "interrupted"):
         code = stops.exit_code
+    else:  # the run had ended when the signal came: it keeps its outcome
+        stops.outcome(code)
     if dry_run is not None and code in (EXIT_OK, EXIT_REJECTED):
         _print_dry_run(out, result, dry_run)
     elif log_format == "text" and not quiet:
         print_summary(error, result)
     if report:
         write_report(report, result, code)
-    stops.leave()
     return code
 
 

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import NoReturn
 
 __all__ = ["STOP_SECONDS", "StopSignals", "exit_code_of"]
 
@@ -47,6 +48,7 @@ class StopSignals:
         self._task: asyncio.Task[object] | None = None
         self._thread: threading.Thread | None = None
         self._previous_mask: set[int | signal.Signals] = set()
+        self._outcome: int | None = None
 
     @property
     def exit_code(self) -> int | None:
@@ -67,12 +69,18 @@ class StopSignals:
             self._loop = None
             self._task = None
 
+    def outcome(self, code: int) -> None:
+        """The run has ended with ``code`` (a stop signal coming now came too late to stop
+        it): if the process must be ended before the command finishes, it ends with it."""
+        with self._lock:
+            self._outcome = code
+
     def leave(self) -> None:
         """Called by the command once it has cleaned up and reported: after a stop signal the
         process ends here, without waiting for worker threads stuck where no cancellation
         reaches them."""
         self._finished.set()
-        code = self.exit_code
+        code = self.exit_code if self._outcome is None else self._outcome
         if code is None:
             return
         others = [
@@ -131,10 +139,14 @@ class StopSignals:
                 break  # a second signal: stop now
         else:
             return
-        _exit_now(exit_code_of(signum), _MESSAGE)
+        with self._lock:
+            outcome = self._outcome
+        if outcome is None:
+            _exit_now(exit_code_of(signum), _MESSAGE)
+        _exit_now(outcome, b"")
 
 
-def _exit_now(code: int, message: bytes) -> None:
+def _exit_now(code: int, message: bytes) -> NoReturn:
     """Leave at once: a worker thread may be stuck where no cancellation reaches it."""
     try:
         sys.stderr.flush()
