@@ -10,10 +10,13 @@ nothing was written).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
+
+if TYPE_CHECKING:
+    from quiver.pipeline.interrupts import StopSignals
 
 __all__ = [
     "EXIT_FAILED",
@@ -134,7 +137,7 @@ def run_command(
 
 
 def _run(
-    stops: Any,
+    stops: StopSignals,
     file: str,
     variables: list[str],
     dry_run: int | None,

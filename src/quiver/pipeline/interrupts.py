@@ -80,9 +80,10 @@ class StopSignals:
         process ends here, without waiting for worker threads stuck where no cancellation
         reaches them."""
         self._finished.set()
-        code = self.exit_code if self._outcome is None else self._outcome
-        if code is None:
+        if self.received is None:
             return
+        code = self.exit_code if self._outcome is None else self._outcome
+        assert code is not None
         others = [
             t
             for t in threading.enumerate()
