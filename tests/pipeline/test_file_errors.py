@@ -78,3 +78,23 @@ def test_an_output_path_naming_a_directory_fails_at_once(tmp_path: Path) -> None
     assert code == 1
     assert f"{tmp_path / 'out.csv'} is a directory" in " ".join(stderr.split())
     assert report["steps"]["sink"]["retries"] == 0  # type: ignore[index]
+
+
+def test_a_full_disk_under_the_rejects_file_names_the_rejects_file(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    rows = "".join(f"{i},{'not a number ' * 20}\n" for i in range(2_000))
+    (tmp_path / "in.csv").write_text("id,total\n" + rows)
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{validate: {schema: {total: int}}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+        "on_error: {policy: reject, rejects: tiny/rejects.csv}\n"
+    )
+    done = quiver("run", "p.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    text = " ".join(done.stderr.split())
+    assert f"no space left on {tiny_disk / 'rejects.csv'}" in text
+    assert "unexpected error" not in text and "--debug" not in text
+    assert list(tiny_disk.iterdir()) == []
+    assert not (tmp_path / "out.csv").exists()

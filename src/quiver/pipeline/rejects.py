@@ -103,6 +103,12 @@ class RejectsWriter:
                 os.unlink(os.path.join(directory, name))
 
     def write(self, errors: list[RowError]) -> None:
+        try:
+            self._write(errors)
+        except OSError as exc:  # a full disk, a file system gone read-only ...
+            raise file_error(exc, self.path, "on_error.rejects") from exc
+
+    def _write(self, errors: list[RowError]) -> None:
         self.count += len(errors)
         if self._tmp is None:
             self.kept.extend(errors[: max(0, 1000 - len(self.kept))])
@@ -126,9 +132,12 @@ class RejectsWriter:
     def commit(self) -> None:
         """Publish the rejects file (only when at least one row was rejected)."""
         if self._file is not None and self._tmp is not None and self.path is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            os.replace(self._tmp, self.path)
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                os.replace(self._tmp, self.path)
+            except OSError as exc:
+                raise file_error(exc, self.path, "on_error.rejects") from exc
             self._file.close()  # releases the lock once the file has its final name
             self._file = None
         else:
@@ -139,5 +148,6 @@ class RejectsWriter:
         if self._tmp is not None and os.path.exists(self._tmp):
             os.unlink(self._tmp)
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # what is still buffered is thrown away
+                self._file.close()
             self._file = None
