@@ -266,3 +266,14 @@ def test_routes_named_at_run_time_are_accepted(tmp_path: Path) -> None:
         environ={},
     )
     assert "small" in spec.steps
+
+
+def test_a_huge_pipeline_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # sparse: 64 MiB that cost no disk
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, environ={})
+    (detail,) = err.value.details
+    assert "67,108,864 bytes, more than the 4,194,304 a pipeline file may have" in detail.message
+    assert detail.where == str(path)

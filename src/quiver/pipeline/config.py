@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quiver.config.yaml_source import (
+    MAX_YAML_BYTES,
     Positions,
     Variables,
     YamlDocument,
@@ -320,6 +321,14 @@ def load_pipeline(
     """
     path = Path(file)
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_YAML_BYTES:  # refused before it is read into memory
+            raise ConfigError.one(
+                f"the file is {size:,} bytes, more than the {MAX_YAML_BYTES:,} a pipeline file "
+                "may have",
+                str(path),
+                "keep large data (scripts, lookup tables) in files of their own and name them",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError.one(
