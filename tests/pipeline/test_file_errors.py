@@ -98,3 +98,21 @@ def test_a_full_disk_under_the_rejects_file_names_the_rejects_file(
     assert "unexpected error" not in text and "--debug" not in text
     assert list(tiny_disk.iterdir()) == []
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_second_writer_of_one_temporary_file_fails_at_once_without_truncating_it(
+    tmp_path: Path,
+) -> None:
+    from quiver.pipeline.output import AtomicOutput
+    from quiver.runtime.errors import PermanentError
+
+    first = AtomicOutput(str(tmp_path / "out.csv"), "run1", where="sink 'a'")
+    stream = first.open()
+    stream.write(b"a\n1\n")
+    stream.flush()
+    second = AtomicOutput(str(tmp_path / "out.csv"), "run1", where="sink 'b'")
+    with pytest.raises(PermanentError) as err:
+        second.open()
+    assert "is being written by another writer at the same time" in str(err.value)
+    first.commit()
+    assert (tmp_path / "out.csv").read_bytes() == b"a\n1\n"
