@@ -277,3 +277,24 @@ def test_a_huge_pipeline_file_is_refused_before_it_is_read(tmp_path: Path) -> No
     (detail,) = err.value.details
     assert "67,108,864 bytes, more than the 4,194,304 a pipeline file may have" in detail.message
     assert detail.where == str(path)
+
+
+def test_a_refused_step_does_not_make_its_neighbours_look_unconnected(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "steps:\n  a: 5\n  b: {csv: {path: o.csv}}\nconnections:\n  - {from: a, to: b}\n  - 7\n",
+    )
+    assert len(found) == 2, found
+    assert "steps.a: Input should be a valid dictionary" in found[0]
+    assert "connections[1]" in found[1]
+
+
+def test_a_step_with_a_typo_in_its_options_still_counts_for_colliding_paths(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    found = problems(
+        tmp_path, "source: {csv: {path: in.csv, delimter: ';'}}\nsink: {csv: {path: in.csv}}\n"
+    )
+    assert any("unknown key 'delimter'; did you mean 'delimiter'?" in f for f in found)
+    assert any("sink 'sink' would write over the input" in f for f in found)

@@ -404,12 +404,13 @@ def parse_pipeline(
             "see docs/pipelines/quickstart.md for both forms",
         )
     doc: _Common
+    dropped: set[str] = set()  # steps refused whole: their neighbours' links are not missing
     try:
         doc = model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_pydantic_details(exc, model, positions, ()))
         # go on with the parts that are well-formed, so one pass reports everything
-        salvaged = _salvage(data, model, exc)
+        salvaged = _salvage(data, model, exc, dropped)
         if salvaged is None:
             for step in _loose_steps(data, registry):
                 _resolve_component(step, registry, positions, errors)
@@ -421,6 +422,13 @@ def parse_pipeline(
     else:
         assert isinstance(doc, GraphPipelineConfig)
         steps, connections = _compile_graph(doc, positions, errors)
+        if dropped:
+            linked = _linked_to(data.get("connections"), dropped)
+            errors[:] = [
+                e
+                for e in errors
+                if not any(e.message == f"step '{n}' is not connected to anything" for n in linked)
+            ]
 
     spec = PipelineSpec(
         file=file,
@@ -447,7 +455,9 @@ def parse_pipeline(
     return spec
 
 
-def _salvage(data: dict[str, Any], model: type[_Common], exc: ValidationError) -> _Common | None:
+def _salvage(
+    data: dict[str, Any], model: type[_Common], exc: ValidationError, dropped: set[str]
+) -> _Common | None:
     """The document without the parts pydantic refused (their errors are reported already),
     so the graph and the steps of an otherwise valid file are checked in the same pass.
 
@@ -478,6 +488,7 @@ def _salvage(data: dict[str, Any], model: type[_Common], exc: ValidationError) -
             items = current.get(key)
             if isinstance(items, list):
                 current[key] = [v for i, v in enumerate(items) if i not in indexes]
+        dropped.update(broken_steps)
         if broken_steps and isinstance(current.get("steps"), dict):
             current["steps"] = {k: v for k, v in current["steps"].items() if k not in broken_steps}
             conns = current.get("connections")
@@ -490,14 +501,27 @@ def _salvage(data: dict[str, Any], model: type[_Common], exc: ValidationError) -
     return None
 
 
+def _linked_to(connections: Any, steps: set[str]) -> set[str]:
+    """The steps a (raw) list of connections links to one of ``steps``."""
+    linked: set[str] = set()
+    for c in connections if isinstance(connections, list) else []:
+        if _names_any(c, steps):
+            linked.update(_names_of(c))
+    return linked - steps
+
+
+def _names_of(connection: dict[str, Any]) -> set[str]:
+    names = {str(connection.get("from", "")).partition(".")[0]}
+    to = connection.get("to")
+    names.update(map(str, to) if isinstance(to, list) else [str(to)])
+    return names
+
+
 def _names_any(connection: Any, steps: set[str]) -> bool:
     """Whether a (raw) connection mentions one of ``steps``."""
     if not isinstance(connection, dict):
         return False
-    names = {str(connection.get("from", "")).partition(".")[0]}
-    to = connection.get("to")
-    names.update(map(str, to) if isinstance(to, list) else [str(to)])
-    return bool(names & steps)
+    return bool(_names_of(connection) & steps)
 
 
 def _key_problems(source: YamlDocument) -> list[ErrorDetail]:
@@ -723,7 +747,7 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
     named: list[NamedPath] = []
     readers: list[tuple[StepSpec, list[str]]] = []
     for step in spec.steps.values():
-        if step.info is None or step.config is None:
+        if step.info is None:
             continue
         caps = capabilities_of(step.info.cls)
         kind: Literal["input", "output"]
@@ -733,7 +757,8 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
             kind = "output"
         else:
             continue
-        option = getattr(step.config, "path", None)
+        # a step whose other options are wrong still names its file
+        option = getattr(step.config, "path", None) if step.config else step.options.get("path")
         listed = [option] if isinstance(option, str) else list(option or [])
         full = [spec.resolve(p) for p in listed if isinstance(p, str) and p != STDIO]
         if kind == "input":
