@@ -444,6 +444,8 @@ class PipelineEngine:
         except BaseException as exc:
             # a stop signal leaves a second for everything; a failure may wait for a write
             wait = _STOP_WAIT_SECONDS if isinstance(exc, asyncio.CancelledError) else None
+            with contextlib.suppress(Exception):
+                self.rejects.abort()  # first: it takes no time, whatever the steps still do
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,13 +1,15 @@
 """Stop signals of ``quiver run``: SIGINT and SIGTERM stop a run within a second.
 
-The signals are blocked in the thread running the pipeline (and so in every thread it starts)
-and received by a thread of their own, so they are seen even while the event loop waits in a
-component's C code or a worker thread hangs on a lock, a full pipe or a stuck database. On
-the first signal the run is cancelled: sinks abort, temporary files are deleted and the
-command exits with 130 (SIGINT) or 143 (SIGTERM). If the run has not finished its clean-up
-:data:`STOP_SECONDS` after the signal (or on a second signal) the process exits at once with
-the same code; no final output has been written then either (outputs are renamed into place
-only on commit), and the next run writing the same paths removes the temporary files left.
+The signals are caught by a thread of their own: the operating system's handler writes the
+signal's number to a pipe (``signal.set_wakeup_fd``) that this thread reads, so a signal is
+seen at once even while the event loop waits in a component's C code or a worker thread hangs
+on a lock, a full pipe or a stuck database. No signal mask is changed, so processes the run
+starts receive signals as usual. On the first signal the run is cancelled: sinks abort,
+temporary files are deleted and the command exits with 130 (SIGINT) or 143 (SIGTERM). If the
+run has not finished its clean-up :data:`STOP_SECONDS` after the signal (or on a second
+signal) the process exits at once with the same code; no final output has been written then
+either (outputs are renamed into place only on commit), and the next run writing the same
+paths removes the temporary files left.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import sys
 import threading
 import time
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["STOP_SECONDS", "StopSignals", "exit_code_of"]
 
@@ -47,7 +50,9 @@ class StopSignals:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._thread: threading.Thread | None = None
-        self._previous_mask: set[int | signal.Signals] = set()
+        self._previous: dict[int, Any] = {}
+        self._previous_fd = -1
+        self._pipe: tuple[int, int] | None = None
         self._outcome: int | None = None
 
     @property
@@ -95,7 +100,13 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return self  # signals reach the main thread only; nothing to take over here
-        self._previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        self._pipe = (read_end, write_end)
+        self._previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for signum in _SIGNALS:
+            # the Python-level handler does nothing: the wakeup pipe carries the signal
+            self._previous[signum] = signal.signal(signum, _noted)
         self._thread = threading.Thread(target=self._wait, name="quiver-stop", daemon=True)
         self._thread.start()
         return self
@@ -106,20 +117,35 @@ class StopSignals:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._thread is None:
+        if self._thread is None or self._pipe is None:
             return
         self._done.set()
-        if self.received is None:
-            self._thread.join()
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._previous_mask)
+        if self.received is not None:
+            return  # the stop thread may still have to end the process
+        self._thread.join()
+        signal.set_wakeup_fd(self._previous_fd)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        for fd in self._pipe:
+            os.close(fd)
+        self._pipe = None
+
+    def _next_signal(self, timeout: float) -> int | None:
+        """A stop signal written to the wakeup pipe within ``timeout`` seconds (else None)."""
+        assert self._pipe is not None
+        ready, _, _ = select.select([self._pipe[0]], [], [], timeout)
+        if not ready:
+            return None
+        for signum in os.read(self._pipe[0], 64):
+            if signum in _SIGNALS:
+                return signum
+        return None
 
     def _wait(self) -> None:
         while not self._done.is_set():
-            info = signal.sigtimedwait(_SIGNALS, 0.05)
-            # a wait interrupted otherwise (a debugger or profiler attaching) may come back
-            # with no signal in it
-            if info is not None and info.si_signo in _SIGNALS:
-                self._stop(info.si_signo)
+            signum = self._next_signal(0.05)
+            if signum is not None:
+                self._stop(signum)
                 return
 
     def _stop(self, signum: int) -> None:
@@ -135,8 +161,7 @@ class StopSignals:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            again = signal.sigtimedwait(_SIGNALS, min(left, 0.05))
-            if again is not None and again.si_signo in _SIGNALS:
+            if self._next_signal(min(left, 0.05)) is not None:
                 break  # a second signal: stop now
         else:
             return
@@ -147,8 +172,46 @@ class StopSignals:
         _exit_now(outcome, b"")
 
 
+def _noted(signum: int, frame: object) -> None:
+    """The Python-level handler of a stop signal: the stop thread has it from the pipe."""
+    del signum, frame
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, and theirs (Linux ``/proc``; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _exit_now(code: int, message: bytes) -> NoReturn:
-    """Leave at once: a worker thread may be stuck where no cancellation reaches it."""
+    """Leave at once: a worker thread may be stuck where no cancellation reaches it. The
+    processes the run started (JavaScript workers ...) are killed first: nobody would stop
+    them afterwards."""
+    for child in _descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
     try:
         sys.stderr.flush()
         sys.stdout.flush()
