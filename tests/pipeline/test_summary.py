@@ -76,3 +76,23 @@ def test_the_summary_is_not_wrapped_when_not_on_a_terminal(tmp_path: Path) -> No
     assert any(long in line and "source" in line and "csv" in line for line in lines), lines
     assert max(len(line) for line in lines) > 80
     assert "1 rows read, 1 written, 0 rejected" in done.stderr
+
+
+def test_dry_run_tables_are_not_wrapped_when_not_on_a_terminal(tmp_path: Path) -> None:
+    wide = "a_column_with_a_name_long_enough_to_push_the_dry_run_table_past_eighty"
+    (tmp_path / "in.csv").write_text(f"{wide},{wide}_too\n1,2\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    plain = {k: v for k, v in env().items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run(
+        [*QUIVER, "run", "p.yaml", "--dry-run"],
+        cwd=tmp_path,
+        env=plain,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(wide in line and f"{wide}_too" in line for line in done.stdout.splitlines())

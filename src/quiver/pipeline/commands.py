@@ -72,10 +72,20 @@ def _parse_variables(values: list[str]) -> dict[str, str]:
 
 
 def _console(*, stderr: bool = False) -> Any:
-    """A rich console that prints text as given: no emoji codes, no guessed highlighting."""
+    """A rich console that prints text as given: no emoji codes, no guessed highlighting.
+
+    Output that is not a terminal (a file, a pipe, a scheduler's log) is never wrapped at 80
+    columns: tables and lines keep one line per row.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, emoji=False, highlight=False)
+    console = Console(stderr=stderr, emoji=False, highlight=False)
+    if not console.is_terminal:
+        console.width = _UNWRAPPED_WIDTH
+    return console
+
+
+_UNWRAPPED_WIDTH = 10_000
 
 
 def escape(text: str) -> str:
