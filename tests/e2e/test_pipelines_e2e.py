@@ -440,6 +440,7 @@ processors:
 sink: {csv: {path: out.csv}}
 """
     write_pipeline(tmp_path, text)
+    write_csv(tmp_path / "in.csv", ["qty"], [["1"]])
     run = quiver("validate", "pipeline.yaml")
     assert run.code == 2, run.explain()
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
@@ -454,11 +455,12 @@ def test_validate_accepts_a_correct_pipeline_without_touching_data(
 ) -> None:
     (tmp_path / "enrich.js").write_text(ENRICH_JS, encoding="utf-8")
     write_pipeline(tmp_path, ORDERS_PIPELINE)
-    # the input does not even exist: validate checks the pipeline, not the data
+    write_csv(tmp_path / "orders.csv", ORDER_COLUMNS, [["1", "a@x.com", "5", "DE", ""]])
+    # validate reads the input's columns (to bind the SQL) and writes nothing
     run = quiver("validate", "pipeline.yaml", "--variable", "INPUT=orders.csv")
     assert run.code == 0, run.explain()
     assert "ok" in run.stderr
-    assert sorted(os.listdir(tmp_path)) == ["enrich.js", "pipeline.yaml"]
+    assert sorted(os.listdir(tmp_path)) == ["enrich.js", "orders.csv", "pipeline.yaml"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +482,7 @@ on_error: {policy: "${POLICY:-reject}", rejects: out/rejects.csv}
         pytest.param([], 0, ["out.csv", "rejects.csv"], id="rejects-without-strict-is-ok"),
         pytest.param(["--strict"], 3, ["out.csv", "rejects.csv"], id="rejects-with-strict"),
         pytest.param(["--variable", "POLICY=fail_fast"], 1, [], id="fail-fast-bad-row"),
-        pytest.param(["--variable", "INPUT=missing.csv"], 1, [], id="missing-input"),
+        pytest.param(["--variable", "INPUT=missing.csv"], 2, [], id="missing-input"),
         pytest.param(["--variable", "POLICY=rejekt"], 2, [], id="invalid-config"),
         pytest.param(["--variable", "POLICY"], 2, [], id="malformed-variable"),
         pytest.param(["--log-format", "xml"], 2, [], id="unknown-log-format"),

@@ -305,13 +305,15 @@ def wait_for_temp_output(folder: Path, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("the run never started writing")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupting_a_run_exits_130_and_leaves_no_output(tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_a_run_exits_130_or_143_and_leaves_no_output(
+    tmp_path: Path, sig: int, code: int
+) -> None:
     proc = slow_pipeline(tmp_path)
     wait_for_temp_output(tmp_path / "out", proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "interrupted" in stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
@@ -326,16 +328,18 @@ def test_a_killed_run_never_leaves_a_final_output_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "message"),
+    ("pipeline", "message", "code"),
     [
         pytest.param(
             PIPELINE.replace("on_error: {policy: reject, rejects: out/rejects.csv}\n", ""),
             "line 3, column 'email', value 'bad'",
+            1,
             id="rejected-row",
         ),
         pytest.param(
             PIPELINE.replace("in.csv", "missing.csv"),
             "input file not found",
+            2,  # found before the run starts, as `quiver validate` finds it
             id="missing-input",
         ),
         pytest.param(
@@ -343,17 +347,18 @@ def test_a_killed_run_never_leaves_a_final_output_file(tmp_path: Path) -> None:
                 "  - validate:", "  - python: {file: boom.py, mode: batch}\n  - validate:"
             ),
             "transform raised ValueError: boom",
+            1,
             id="failing-step",
         ),
     ],
 )
 def test_a_failed_run_prints_its_error_once_with_the_fix(
-    orders: Path, pipeline: str, message: str
+    orders: Path, pipeline: str, message: str, code: int
 ) -> None:
     (orders / "boom.py").write_text("def transform(batch, ctx):\n    raise ValueError('boom')\n")
     (orders / "f.yaml").write_text(pipeline)
     done = quiver("run", "f.yaml", "--quiet", cwd=orders)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == code, done.stderr
     assert done.stderr.count(message) == 1, done.stderr
     lines = done.stderr.splitlines()
     assert len([x for x in lines if x.startswith("error:")]) == 1, done.stderr
@@ -382,3 +387,73 @@ def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
     assert (tmp_path / "out.csv").read_text().splitlines() == ["amount", "5", "7"]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_ends_a_run_stuck_in_a_sink_within_a_second(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    """The database sink's final insert waits for a table lock held by another session: the
+    thread doing it cannot be cancelled, and the run still stops at once, leaving nothing."""
+    import uuid
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    schema = f"stuck_{uuid.uuid4().hex[:10]}"
+    url = "postgresql://postgres@127.0.0.1:5432/test"
+    holder = pg.connect(url, autocommit=True)
+    try:
+        with holder.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA {schema}")
+            cur.execute(f"CREATE TABLE {schema}.orders (id BIGINT, name TEXT)")
+        holder.adbc_connection.set_autocommit(False)
+        with holder.cursor() as cur:
+            cur.execute(f"LOCK TABLE {schema}.orders IN ACCESS EXCLUSIVE MODE")
+        (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b\n")
+        (tmp_path / "p.yaml").write_text(
+            "source: {csv: {path: in.csv}}\n"
+            f"sink: {{database: {{url: '{url}', table: {schema}.orders, mode: append}}}}\n"
+        )
+        proc = subprocess.Popen(
+            [*QUIVER, "run", "p.yaml", "--quiet"],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        watcher = pg.connect(url, autocommit=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the run never waited for the lock"
+                with watcher.cursor() as cur:
+                    cur.execute(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        f"WHERE NOT l.granted AND c.relname = 'orders' "
+                        f"AND c.relnamespace = '{schema}'::regnamespace"
+                    )
+                    waiting = cur.fetchone()
+                if waiting and waiting[0]:
+                    break
+                time.sleep(0.05)
+            signalled = time.monotonic()
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=30)
+            took = time.monotonic() - signalled
+        finally:
+            watcher.close()
+        assert proc.returncode == code, stderr
+        assert "interrupted" in stderr
+        assert took < 1.5, f"the run took {took:.2f}s to stop"
+        holder.rollback()
+        with holder.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {schema}.orders")
+            assert cur.fetchone() == (0,)
+    finally:
+        holder.rollback()
+        holder.adbc_connection.set_autocommit(True)
+        with holder.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        holder.close()

@@ -35,6 +35,8 @@ from quiver.runtime.errors import ConfigError
 from quiver.runtime.hints import did_you_mean
 
 __all__ = [
+    "MAX_ALIAS_EXPANSION",
+    "MAX_YAML_BYTES",
     "DuplicateKey",
     "FieldPath",
     "Issue",
@@ -53,6 +55,13 @@ __all__ = [
 FieldPath = tuple[str | int, ...]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+#: The largest YAML file read, in bytes: a configuration file is far smaller.
+MAX_YAML_BYTES = 4 * 1024 * 1024
+#: The most values a document may hold once its aliases (``*name``) are expanded: anchors
+#: referring to anchors grow exponentially ("billion laughs"), and every reader of the data
+#: (positions, substitution, validation) walks the expanded form.
+MAX_ALIAS_EXPANSION = 100_000
 
 
 @dataclass(frozen=True)
@@ -199,11 +208,22 @@ class YamlDocument:
 def load_yaml(text: str, file: str) -> YamlDocument:
     """Parse YAML text, noting where every key, item and value is written.
 
-    Raises :class:`ConfigError` with the position of a syntax error.
+    Raises :class:`ConfigError` with the position of a syntax error, for a file larger than
+    :data:`MAX_YAML_BYTES`, and for aliases expanding to more than :data:`MAX_ALIAS_EXPANSION`
+    values.
     """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise ConfigError.one(
+            f"the file is {size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML file may have",
+            file,
+            "keep large data (scripts, lookup tables) in files of their own and name them",
+        )
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, file)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -222,6 +242,51 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         doc.positions.add((), node.start_mark.line + 1, node.start_mark.column + 1)
         _walk(node, (), doc, text.splitlines(), set())
     return doc
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse a document whose aliases expand to more than :data:`MAX_ALIAS_EXPANSION` values.
+
+    The expanded size of each distinct node is computed once (children before parents), so
+    the check costs the size of the file, not of its expansion.
+    """
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1
+            for child in _children(node):
+                total += sizes.get(id(child), 1)  # an alias of an ancestor counts once
+            sizes[key] = total
+            order.append(node)
+            if total > MAX_ALIAS_EXPANSION:
+                mark = _mark(file, node)
+                raise ConfigError.one(
+                    f"aliases (*name) expand this document to more than "
+                    f"{MAX_ALIAS_EXPANSION:,} values",
+                    mark.render(),
+                    "write the values out, or use fewer levels of anchors (&name) that "
+                    "refer to other anchors",
+                )
+            continue
+        if key in sizes or key in on_path:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _mark(file: str, node: yaml.Node) -> Mark:
@@ -257,7 +322,7 @@ def _walk(
                 pass
             elif not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR_TAG):
                 doc.non_string_keys.append(OddKey(child, _construct_key(key_node), mark))
-            elif first is not None:
+            elif first is not None and not _under_duplicate(child, doc.duplicate_keys):
                 doc.duplicate_keys.append(DuplicateKey(child, first, mark))
             positions.add(child, mark.line, mark.column)
             _walk(value_node, child, doc, lines, on)
@@ -267,6 +332,12 @@ def _walk(
             mark = _mark(file, item)
             positions.add(child, mark.line, mark.column)
             _walk(item, child, doc, lines, on)
+
+
+def _under_duplicate(path: FieldPath, found: list[DuplicateKey]) -> bool:
+    """Whether ``path`` lies inside the value of a key already found written twice (its keys
+    repeat the first value's keys without being written twice themselves)."""
+    return any(path[: len(d.path)] == d.path for d in found)
 
 
 def _key_of(node: yaml.Node) -> str | int:

@@ -4,17 +4,21 @@ Only typer is imported at module level; the engine loads inside the command bodi
 
 Exit codes of ``quiver run``: 0 success; 1 the run failed (nothing was written); 2 the
 pipeline file or a variable is invalid; 3 the run finished but rows were rejected and
-``--strict`` was given; 130 interrupted (SIGINT / SIGTERM, nothing was written).
+``--strict`` was given; 130 interrupted by SIGINT, 143 stopped by SIGTERM (within a second,
+nothing was written).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
 from quiver.runtime.wording import plural
+
+if TYPE_CHECKING:
+    from quiver.pipeline.interrupts import StopSignals
 
 __all__ = [
     "EXIT_FAILED",
@@ -22,6 +26,7 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_OK",
     "EXIT_REJECTED",
+    "EXIT_TERMINATED",
     "register",
 ]
 
@@ -29,7 +34,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_REJECTED = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM exits with 143 (128 + the signal number)
+EXIT_TERMINATED = 143
 DEFAULT_DRY_RUN_ROWS = 10
 
 _Variables = Annotated[
@@ -68,10 +74,20 @@ def _parse_variables(values: list[str]) -> dict[str, str]:
 
 
 def _console(*, stderr: bool = False) -> Any:
-    """A rich console that prints text as given: no emoji codes, no guessed highlighting."""
+    """A rich console that prints text as given: no emoji codes, no guessed highlighting.
+
+    Output that is not a terminal (a file, a pipe, a scheduler's log) is never wrapped at 80
+    columns: tables and lines keep one line per row.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, emoji=False, highlight=False)
+    console = Console(stderr=stderr, emoji=False, highlight=False)
+    if not console.is_terminal:
+        console.width = _UNWRAPPED_WIDTH
+    return console
+
+
+_UNWRAPPED_WIDTH = 10_000
 
 
 def escape(text: str) -> str:
@@ -104,11 +120,50 @@ def run_command(
     strict: bool,
     debug: bool,
     quiet: bool,
+    max_rejects: int | None = None,
+    max_reject_ratio: float | None = None,
 ) -> int:
-    """Body of ``quiver run``; returns the exit code."""
+    """Body of ``quiver run``; returns the exit code.
+
+    SIGINT and SIGTERM are watched from the start (:mod:`quiver.pipeline.interrupts`).
+    """
+    from quiver.pipeline.interrupts import StopSignals
+
+    with StopSignals() as stops:
+        code = _run(
+            stops,
+            file,
+            variables,
+            dry_run,
+            resume,
+            report,
+            log_format,
+            workers,
+            strict,
+            debug,
+            quiet,
+            (max_rejects, max_reject_ratio),
+        )
+        stops.leave()
+        return code
+
+
+def _run(
+    stops: StopSignals,
+    file: str,
+    variables: list[str],
+    dry_run: int | None,
+    resume: bool,
+    report: str | None,
+    log_format: str,
+    workers: int | None,
+    strict: bool,
+    debug: bool,
+    quiet: bool,
+    limits: tuple[int | None, float | None],
+) -> int:
     import asyncio
     import gc
-    import signal
     import traceback
     import uuid
 
@@ -148,12 +203,12 @@ def run_command(
         else:
             _print_errors(exc, error)
         return EXIT_INVALID
-    problems = check_pipeline(spec)
+    problems = _override_reject_limits(spec, *limits) or check_pipeline(spec)
     if problems:
         if log_format == "json":
             RunLog(run_id, "json").event(
                 "invalid_pipeline",
-                f"{len(problems)} problem(s) found in {file}",
+                f"{plural(len(problems), 'problem')} found in {file}",
                 level="error",
                 errors=[d.render() for d in problems],
             )
@@ -180,33 +235,22 @@ def run_command(
         progress=progress.update,
     )
     code = EXIT_OK
-    interrupted = False
 
     async def main() -> None:
-        nonlocal interrupted
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-
-        def stop() -> None:
-            nonlocal interrupted
-            interrupted = True
-            task.cancel()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+        stops.attach(task)
         try:
             with progress:
                 await engine.run()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            stops.detach()
 
     try:
         asyncio.run(main())
     except (asyncio.CancelledError, KeyboardInterrupt):
         error.print("[red]interrupted:[/] the run was stopped; no output was written")
-        code = EXIT_INTERRUPTED
+        code = stops.exit_code or EXIT_INTERRUPTED
     except ConfigError as exc:
         _print_errors(exc, error)
         code = EXIT_INVALID
@@ -219,8 +263,10 @@ def run_command(
     result = engine.result
     if code == EXIT_OK and result.rejected and strict:
         code = EXIT_REJECTED
-    if interrupted:
-        code = EXIT_INTERRUPTED
+    if stops.exit_code is not None and result.status in ("running", "interrupted"):
+        code = stops.exit_code
+    else:  # the run had ended when the signal came: it keeps its outcome
+        stops.outcome(code)
     if dry_run is not None and code in (EXIT_OK, EXIT_REJECTED):
         _print_dry_run(out, result, dry_run)
     elif log_format == "text" and not quiet:
@@ -228,6 +274,33 @@ def run_command(
     if report:
         write_report(report, result, code)
     return code
+
+
+def _override_reject_limits(
+    spec: Any, max_rejects: int | None, max_reject_ratio: float | None
+) -> list[Any]:
+    """``--max-rejects`` / ``--max-reject-ratio`` in place of the file's ``on_error`` limits;
+    the problems found (they need ``policy: reject``)."""
+    from quiver.runtime.errors import ErrorDetail
+
+    if max_rejects is None and max_reject_ratio is None:
+        return []
+    if spec.on_error.policy != "reject":
+        return [
+            ErrorDetail(
+                "--max-rejects and --max-reject-ratio need `on_error: {policy: reject}`: "
+                "with fail_fast the first rejected row fails the run",
+                "command line",
+                "add `on_error: {policy: reject, rejects: rejects.csv}` to the pipeline file",
+            )
+        ]
+    update: dict[str, Any] = {}
+    if max_rejects is not None:
+        update.update(max_rejects=max_rejects, max_errors=None)
+    if max_reject_ratio is not None:
+        update["max_reject_ratio"] = max_reject_ratio
+    spec.on_error = spec.on_error.model_copy(update=update)
+    return []
 
 
 def _print_dry_run(console: Any, result: Any, rows: int) -> None:
@@ -392,11 +465,37 @@ def register(app: typer.Typer) -> None:
         ),
         debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+        max_rejects: int | None = typer.Option(
+            None,
+            "--max-rejects",
+            min=0,
+            help="Fail (writing nothing) once more than N rows are rejected; overrides "
+            "on_error.max_rejects.",
+        ),
+        max_reject_ratio: float | None = typer.Option(
+            None,
+            "--max-reject-ratio",
+            min=0.0,
+            max=1.0,
+            help="Fail (writing nothing) when more than this share of the rows read is "
+            "rejected (0.05: 5%); overrides on_error.max_reject_ratio.",
+        ),
     ) -> None:
         """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
-        with --strict, 130 interrupted."""
+        with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM)."""
         code = run_command(
-            file, variable or [], dry_run, resume, report, log_format, workers, strict, debug, quiet
+            file,
+            variable or [],
+            dry_run,
+            resume,
+            report,
+            log_format,
+            workers,
+            strict,
+            debug,
+            quiet,
+            max_rejects,
+            max_reject_ratio,
         )
         raise typer.Exit(code)
 

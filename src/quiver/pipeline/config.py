@@ -13,8 +13,10 @@ FlowEngine files (top-level ``pipeline:``) are translated by ``quiver.pipeline.f
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +25,25 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quiver.config.yaml_source import Positions, Variables, load_yaml, substitute
-from quiver.pipeline.component import ComponentConfig, ComponentInfo, ComponentKind
+from quiver.config.yaml_source import (
+    MAX_YAML_BYTES,
+    Positions,
+    Variables,
+    YamlDocument,
+    format_path,
+    load_yaml,
+    substitute,
+)
+from quiver.pipeline.component import (
+    ComponentConfig,
+    ComponentInfo,
+    ComponentKind,
+    FileReading,
+    FileWriting,
+    capabilities_of,
+)
 from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
 from quiver.pipeline.registry import ComponentRegistry, default_registry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
@@ -69,9 +87,29 @@ class OnErrorConfig(_Model):
     max_errors: int | None = Field(
         default=None,
         ge=0,
-        description="With `policy: reject`: fail the run once more than this many rows are "
-        "rejected (null: no limit).",
+        description="The former name of `max_rejects`.",
     )
+    max_rejects: int | None = Field(
+        default=None,
+        ge=0,
+        description="With `policy: reject`: fail the run (writing nothing) once more than this "
+        "many rows are rejected (null: no limit). `quiver run --max-rejects` overrides it.",
+    )
+    max_reject_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="With `policy: reject`: fail the run (writing nothing) when more than this "
+        "share of the rows read (0.05: 5%) was rejected, checked when the input is read "
+        "and before anything is written (null: no limit). `quiver run --max-reject-ratio` "
+        "overrides it.",
+    )
+
+    @property
+    def reject_limit(self) -> int | None:
+        """The most rows that may be rejected (``max_rejects``, or its former name)."""
+        limits = [n for n in (self.max_rejects, self.max_errors) if n is not None]
+        return min(limits) if limits else None
 
 
 class TapConfig(_Model):
@@ -283,6 +321,14 @@ def load_pipeline(
     """
     path = Path(file)
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_YAML_BYTES:  # refused before it is read into memory
+            raise ConfigError.one(
+                f"the file is {size:,} bytes, more than the {MAX_YAML_BYTES:,} a pipeline file "
+                "may have",
+                str(path),
+                "keep large data (scripts, lookup tables) in files of their own and name them",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError.one(
@@ -312,6 +358,7 @@ def parse_pipeline(
     base = base_dir or str(Path(file).resolve().parent)
     source = load_yaml(text, file)
     data, positions = source.data, source.positions
+    errors: list[ErrorDetail] = _key_problems(source)
     warnings: list[str] = []
     from_flowengine = False
     if not isinstance(data, dict):
@@ -326,7 +373,6 @@ def parse_pipeline(
         positions = Positions(file)
         from_flowengine = True
 
-    errors: list[ErrorDetail] = []
     env = os.environ if environ is None else environ
     defaults = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     merged: dict[str, str] = {str(k): str(v) for k, v in (defaults or {}).items()}
@@ -357,20 +403,32 @@ def parse_pipeline(
             positions.where(()),
             "see docs/pipelines/quickstart.md for both forms",
         )
+    doc: _Common
+    dropped: set[str] = set()  # steps refused whole: their neighbours' links are not missing
     try:
         doc = model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_pydantic_details(exc, model, positions, ()))
-        # go on checking the steps that are well-formed, so one pass reports everything
-        for step in _loose_steps(data, registry):
-            _resolve_component(step, registry, positions, errors)
-        raise ConfigError(errors) from None
+        # go on with the parts that are well-formed, so one pass reports everything
+        salvaged = _salvage(data, model, exc, dropped)
+        if salvaged is None:
+            for step in _loose_steps(data, registry):
+                _resolve_component(step, registry, positions, errors)
+            raise ConfigError(errors) from None
+        doc = salvaged
 
     if isinstance(doc, LinearPipelineConfig):
         steps, connections = _compile_linear(doc, positions, errors)
     else:
         assert isinstance(doc, GraphPipelineConfig)
         steps, connections = _compile_graph(doc, positions, errors)
+        if dropped:
+            linked = _linked_to(data.get("connections"), dropped)
+            errors[:] = [
+                e
+                for e in errors
+                if not any(e.message == f"step '{n}' is not connected to anything" for n in linked)
+            ]
 
     spec = PipelineSpec(
         file=file,
@@ -389,10 +447,99 @@ def parse_pipeline(
     _check_on_error(doc, positions, errors)
     for step in steps.values():
         _resolve_component(step, registry, positions, errors)
+    errors.extend(_check_paths(spec, positions))
+    errors.extend(_check_routes(spec))
     if errors and not collect:
         raise ConfigError(errors)
     spec.errors = errors
     return spec
+
+
+def _salvage(
+    data: dict[str, Any], model: type[_Common], exc: ValidationError, dropped: set[str]
+) -> _Common | None:
+    """The document without the parts pydantic refused (their errors are reported already),
+    so the graph and the steps of an otherwise valid file are checked in the same pass.
+
+    A refused connection or processor is left out; a refused step is left out with the
+    connections naming it; any other refused key is left out whole. None when what is
+    refused is needed to make a graph at all (a missing `steps`, `source` ...).
+    """
+    current = dict(data)
+    for _ in range(4):
+        broken_steps: set[str] = set()
+        drop_items: dict[str, set[int]] = {}
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if not loc:
+                return None
+            top = loc[0]
+            if err["type"] == "missing" and len(loc) == 1:
+                return None
+            if top in ("connections", "processors") and len(loc) > 1 and isinstance(loc[1], int):
+                drop_items.setdefault(str(top), set()).add(loc[1])
+            elif top == "steps" and len(loc) > 1:
+                broken_steps.add(str(loc[1]))
+            elif isinstance(top, str):
+                if top in ("steps", "connections", "source", "sink", "processors"):
+                    return None
+                current.pop(top, None)
+        for key, indexes in drop_items.items():
+            items = current.get(key)
+            if isinstance(items, list):
+                current[key] = [v for i, v in enumerate(items) if i not in indexes]
+        dropped.update(broken_steps)
+        if broken_steps and isinstance(current.get("steps"), dict):
+            current["steps"] = {k: v for k, v in current["steps"].items() if k not in broken_steps}
+            conns = current.get("connections")
+            if isinstance(conns, list):
+                current["connections"] = [c for c in conns if not _names_any(c, broken_steps)]
+        try:
+            return model.model_validate(current)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _linked_to(connections: Any, steps: set[str]) -> set[str]:
+    """The steps a (raw) list of connections links to one of ``steps``."""
+    linked: set[str] = set()
+    for c in connections if isinstance(connections, list) else []:
+        if _names_any(c, steps):
+            linked.update(_names_of(c))
+    return linked - steps
+
+
+def _names_of(connection: dict[str, Any]) -> set[str]:
+    names = {str(connection.get("from", "")).partition(".")[0]}
+    to = connection.get("to")
+    names.update(map(str, to) if isinstance(to, list) else [str(to)])
+    return names
+
+
+def _names_any(connection: Any, steps: set[str]) -> bool:
+    """Whether a (raw) connection mentions one of ``steps``."""
+    if not isinstance(connection, dict):
+        return False
+    return bool(_names_of(connection) & steps)
+
+
+def _key_problems(source: YamlDocument) -> list[ErrorDetail]:
+    """Every key written twice in one mapping (YAML would keep only the last), with both
+    positions."""
+    errors: list[ErrorDetail] = []
+    for twice in source.duplicate_keys:
+        dotted = format_path(twice.path)
+        errors.append(
+            ErrorDetail(
+                f"key '{twice.path[-1]}' is written twice in the same mapping (first at "
+                f"{twice.first.render()}, again at {twice.again.render()}); YAML would keep "
+                "only the last one",
+                f"{twice.again.render()} {dotted}",
+                f"keep one '{twice.path[-1]}': merge the two, or remove one of them",
+            )
+        )
+    return errors
 
 
 def _how_to_set(name: str) -> str:
@@ -595,8 +742,116 @@ def _check_graph(
             )
 
 
+def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
+    """Files written twice, or written over an input, in one run (see ``path_collisions``)."""
+    named: list[NamedPath] = []
+    readers: list[tuple[StepSpec, list[str]]] = []
+    for step in spec.steps.values():
+        if step.info is None:
+            continue
+        caps = capabilities_of(step.info.cls)
+        kind: Literal["input", "output"]
+        if step.kind == "source" and FileReading in caps:
+            kind = "input"
+        elif step.kind == "sink" and FileWriting in caps:
+            kind = "output"
+        else:
+            continue
+        # a step whose other options are wrong still names its file
+        option = getattr(step.config, "path", None) if step.config else step.options.get("path")
+        listed = [option] if isinstance(option, str) else list(option or [])
+        full = [spec.resolve(p) for p in listed if isinstance(p, str) and p != STDIO]
+        if kind == "input":
+            readers.append((step, full))
+        where = positions.where((*step.path, "path"))
+        named += [NamedPath(kind, f"{step.kind} '{step.name}'", p, where) for p in full]
+    if spec.on_error.rejects:
+        named.append(
+            NamedPath(
+                "rejects",
+                "the rejects file",
+                spec.resolve(spec.on_error.rejects),
+                positions.where(("on_error", "rejects")),
+            )
+        )
+    stems: list[str] | None = None
+    if len(readers) == 1 and len(readers[0][1]) == 1:
+        pattern = readers[0][1][0]
+        files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
+        stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    return path_collisions(named, stems)
+
+
+_ROUTE_CALL = re.compile(
+    r"\b(?:route\s*\.\s*send(?:Copy)?|emit)\s*\(\s*(['\"`])([^'\"`\\$]*)\1\s*[,)]"
+)
+_ROUTE_WORD = re.compile(r"\b(?:route|emit)\b")
+
+
+def _check_routes(spec: PipelineSpec) -> list[ErrorDetail]:
+    """Connections from a route output the step never sends to (a misspelt name would drop
+    every row sent to the real one)."""
+    errors: list[ErrorDetail] = []
+    for c in spec.connections:
+        step = spec.steps.get(c.source_step)
+        if c.output == DEFAULT_OUTPUT or step is None or step.kind != "processor":
+            continue
+        known = _declared_routes(step, spec.base_dir)
+        if known is None or c.output in known:
+            continue
+        hint = did_you_mean(c.output, sorted(known))
+        errors.append(
+            ErrorDetail(
+                f"step '{step.name}' has no route output '{c.output}'"
+                + (f"; {hint}" if hint else ""),
+                c.where,
+                f"its route outputs are: {', '.join(sorted(known))}"
+                if known
+                else f"'{step.name}' sends rows to its default output only: connect from "
+                f"'{step.name}'",
+            )
+        )
+    return errors
+
+
+def _declared_routes(step: StepSpec, base_dir: str) -> set[str] | None:
+    """The route outputs a built-in processor may send rows to (None when not knowable: a
+    plugin, or a script choosing route names at run time)."""
+    if step.info is None or step.config is None:
+        return None
+    if not step.info.cls.__module__.startswith("quiver.pipeline.processors."):
+        return None
+    config = step.config
+    if step.component == "filter":
+        otherwise = getattr(config, "otherwise", None)
+        return {otherwise} if otherwise else set()
+    if step.component != "js":
+        return set()
+    routes = getattr(config, "routes", None)
+    if routes is not None:
+        return set(routes)
+    script = getattr(config, "script", None)
+    file = getattr(config, "file", None)
+    if script is None and isinstance(file, str):
+        try:
+            script = Path(resolve_path(file, base_dir)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None  # the script's own check reports it
+    if not isinstance(script, str):
+        return None
+    calls = _ROUTE_CALL.findall(script)
+    if len(calls) != len(_ROUTE_WORD.findall(script)):
+        return None  # a name computed at run time, or the route object passed around
+    return {name for _, name in calls}
+
+
+def _has_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
 def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail]) -> None:
-    if doc.on_error.policy == "reject" and not doc.on_error.rejects:
+    on_error = doc.on_error
+    if on_error.policy == "reject" and not on_error.rejects:
         errors.append(
             ErrorDetail(
                 "`policy: reject` needs a rejects file",
@@ -604,6 +859,17 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
                 "add `rejects: out/rejects.csv` under on_error",
             )
         )
+    if on_error.policy == "fail_fast":
+        for name in ("max_rejects", "max_reject_ratio", "max_errors"):
+            if getattr(on_error, name) is not None:
+                errors.append(
+                    ErrorDetail(
+                        f"`{name}` has no effect with `policy: fail_fast`: the first rejected "
+                        "row fails the run",
+                        positions.where(("on_error", name)),
+                        "set `policy: reject` with a `rejects:` file, or remove the limit",
+                    )
+                )
 
 
 def _resolve_component(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import os
 import tempfile
 import time
@@ -58,7 +59,7 @@ from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
 from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
-from quiver.runtime.delivery import CircuitBreaker, Delivery
+from quiver.runtime.delivery import CircuitBreaker, Delivery, file_error
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.wording import plural
 
@@ -66,6 +67,7 @@ __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
 
 _END = object()
 _ABORT_WAIT_SECONDS = 30.0
+_STOP_WAIT_SECONDS = 0.4  # after a stop signal: for a sink call in flight, then for each abort
 ProgressCallback = Callable[[int, int, int | None], None]
 
 
@@ -82,6 +84,7 @@ class StepStats:
     component: str
     rows_in: int = 0
     rows_out: int = 0
+    rows_written: int = 0  # a sink's rows committed (rows_in counts those handed to it)
     batches_in: int = 0
     batches_out: int = 0
     rejected: int = 0
@@ -120,7 +123,13 @@ class RunResult:
 
     @property
     def rows_written(self) -> int:
-        return sum(s.rows_in for s in self.steps.values() if s.kind == "sink")
+        """Rows committed by the sinks, summed over them (a row copied to three sinks is
+        three rows written); a failed unit's rows count nowhere."""
+        return sum(self.rows_written_by_sink.values())
+
+    @property
+    def rows_written_by_sink(self) -> dict[str, int]:
+        return {n: s.rows_written for n, s in self.steps.items() if s.kind == "sink"}
 
     @property
     def rows_per_second(self) -> float:
@@ -335,7 +344,9 @@ class PipelineEngine:
         finally:
             result.seconds = time.perf_counter() - start
             result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-            result.rejected = self._rejected_before + self.rejects.count
+            # every row a step rejected, the one failing a fail_fast run included, so the
+            # summary line agrees with the table of steps
+            result.rejected = sum(s.rejected for s in result.steps.values())
         self.log.event(
             "run_finished",
             f"run {self.run_id} finished: {plural(result.rows_read, 'row')} read, "
@@ -377,6 +388,7 @@ class PipelineEngine:
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Sink] = {}
         rows_before = self.result.rows_read
+        sink_rows_before = {s.name: self.result.steps[s.name].rows_in for s in plan.sinks}
         tasks: dict[asyncio.Task[None], str] = {}
         for name, step in plan.steps.items():
             if step.kind == "source":
@@ -392,10 +404,19 @@ class PipelineEngine:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
                 for t in done:
                     if t.exception() is not None:
-                        raise _step_error(tasks[t], t.exception())
+                        name = tasks[t]
+                        raise _step_error(name, t.exception(), unit.path_of(plan.steps[name]))
+            self._check_reject_ratio()
             for name in plan.steps:
                 if name in opened:
-                    await self._delivery(name).call(opened[name].commit, name=f"commit '{name}'")
+                    try:
+                        await self._delivery(name).call(
+                            opened[name].commit, name=f"commit '{name}'"
+                        )
+                    except OSError as exc:
+                        raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
+                    stats = self.result.steps[name]
+                    stats.rows_written += stats.rows_in - sink_rows_before[name]
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
             for step in plan.sources:  # e.g. acknowledge queue messages
                 if step.acknowledges:
@@ -424,20 +445,24 @@ class PipelineEngine:
                 self._schedule.finish(
                     unit, self.result.rows_read - rows_before, record=self.dry_run is None
                 )
-        except BaseException:
+        except BaseException as exc:
+            # a stop signal leaves a second for everything; a failure may wait for a write
+            wait = _STOP_WAIT_SECONDS if isinstance(exc, asyncio.CancelledError) else None
+            with contextlib.suppress(Exception):
+                self.rejects.abort()  # first: it takes no time, whatever the steps still do
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             inflight = [c for c in self._inflight.values() if not c.done()]
             if inflight:
-                await asyncio.wait(inflight, timeout=_ABORT_WAIT_SECONDS)
+                await asyncio.wait(inflight, timeout=wait or _ABORT_WAIT_SECONDS)
             for step in plan.sources:  # e.g. requeue messages
                 if step.acknowledges:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(cast(Acknowledging, comps[step.name]).abort())
             for name, sink in opened.items():
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(sink.abort())
+                    await asyncio.wait_for(asyncio.shield(sink.abort()), wait)
                 self.log.event("sink_aborted", f"sink '{name}' aborted", step=name, level="debug")
             raise
         finally:
@@ -647,11 +672,35 @@ class PipelineEngine:
                         f"more than {on_error.max_errors} rows rejected "
                         f"(last: {_describe_row_error(fixed[-1])})",
                         f"step '{step.name}'",
-                        "fix the input, or raise on_error.max_errors",
+                        "fix the input, or raise on_error.max_rejects (--max-rejects)",
                     )
                 ],
                 code="TOO_MANY_ERRORS",
             )
+
+    def _check_reject_ratio(self) -> None:
+        """Fail before anything is committed when more than ``max_reject_ratio`` of the rows
+        read so far (rows a source could not read included) were rejected."""
+        ratio = self.plan.on_error.max_reject_ratio
+        if ratio is None or self.dry_run is not None:
+            return
+        rejected = self._rejected_before + self.rejects.count
+        unreadable = sum(s.rejected for s in self.result.steps.values() if s.kind == "source")
+        seen = self.result.rows_read + unreadable
+        if not seen or rejected / seen <= ratio:
+            return
+        raise RunFailedError(
+            [
+                ErrorDetail(
+                    f"{rejected:,} of {seen:,} rows rejected ({rejected / seen:.1%}), more than "
+                    f"the {ratio:.1%} on_error.max_reject_ratio allows; nothing was written",
+                    self.plan.file,
+                    "fix the input (run with --dry-run to see rejected rows and their reasons), "
+                    "or raise on_error.max_reject_ratio (--max-reject-ratio)",
+                )
+            ],
+            code="TOO_MANY_ERRORS",
+        )
 
     def _original_rows(
         self, step: PlanStep, errors: list[RowError], source: pa.RecordBatch | None
@@ -818,7 +867,14 @@ def _describe_row_error(e: RowError) -> str:
     return f"{where}: {e.reason}" if where else e.reason
 
 
-def _step_error(step: str, exc: BaseException | None) -> BaseException:
+def _step_error(step: str, exc: BaseException | None, path: str | None = None) -> BaseException:
+    """The error of a failed step as the run reports it: a file system error says what went
+    wrong with which file (``path``: the file the step reads or writes)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        named = exc.filename if exc.filename is not None and exc.errno != errno.ENOSPC else None
+        err = file_error(exc, str(named) if named is not None else path, f"step '{step}'")
+        err.__cause__ = exc
+        return err
     if isinstance(exc, QuiverError):
         if not any(d.where for d in exc.details):
             exc.details = [ErrorDetail(d.message, f"step '{step}'", d.fix) for d in exc.details]

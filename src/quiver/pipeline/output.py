@@ -23,13 +23,15 @@ from pydantic import Field
 from quiver.pipeline.component import ComponentConfig, RunContext
 from quiver.pipeline.paths import STDIO, resolve_path
 from quiver.pipeline.streams import Compression, UnclosingStream, codec_for
-from quiver.runtime.errors import PermanentError, RetryableError
+from quiver.runtime.delivery import file_error
+from quiver.runtime.errors import PermanentError
 
 __all__ = [
     "AtomicOutput",
     "FileSinkConfig",
     "TextSinkConfig",
     "concatenated_text",
+    "lock_exclusively",
     "open_output",
     "remove_stale_temps",
     "serialized_in_slices",
@@ -123,9 +125,7 @@ class AtomicOutput:
             try:
                 os.makedirs(directory, exist_ok=True)
             except OSError as exc:
-                raise RetryableError.one(
-                    f"cannot create output directory {directory}: {exc}", self.where
-                ) from exc
+                raise file_error(exc, directory, self.where) from exc
         if not self.overwrite and os.path.exists(self.path):
             raise PermanentError.one(
                 f"output file already exists: {self.path}",
@@ -133,17 +133,16 @@ class AtomicOutput:
                 "delete it, choose another path, or set `overwrite: true`",
             )
         remove_stale_temps(self.path)
-        try:
-            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        except PermissionError as exc:
+        if os.path.isdir(self.path):
             raise PermanentError.one(
-                f"cannot write in {directory}: permission denied",
-                self.where,
-                "check the directory's permissions or choose another path",
-            ) from exc
+                f"{self.path} is a directory", self.where, "name a file, not a directory"
+            )
+        try:
+            fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise RetryableError.one(f"cannot create {self.temp_path}: {exc}", self.where) from exc
-        fcntl.flock(fd, fcntl.LOCK_EX)
+            raise file_error(exc, self.path, self.where) from exc
+        lock_exclusively(fd, self.temp_path, self.where)
+        os.ftruncate(fd, 0)
         raw = pa.PythonFile(os.fdopen(os.dup(fd), "wb", buffering=1 << 20), mode="w")
         stream = pa.CompressedOutputStream(raw, self.codec) if self.codec else raw
         self._open = _Open(fd, raw, stream)
@@ -170,9 +169,7 @@ class AtomicOutput:
             _fsync_dir(os.path.dirname(self.path) or ".")
         except OSError as exc:
             self.abort()
-            raise RetryableError.one(
-                f"cannot finish writing {self.path}: {exc}", self.where
-            ) from exc
+            raise file_error(exc, self.path, self.where) from exc
         finally:
             if self._open is not None:
                 os.close(state.fd)
@@ -195,6 +192,21 @@ class AtomicOutput:
             pass
         finally:
             os.close(state.fd)
+
+
+def lock_exclusively(fd: int, path: str, where: str) -> None:
+    """Take the exclusive lock of a temporary output file without waiting: a file locked
+    already is being written by another writer (another sink, or another run, with the same
+    destination), and waiting for it would wait for that writer to finish."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise PermanentError.one(
+            f"{path} is being written by another writer at the same time",
+            where,
+            "give each sink, the rejects file and each concurrent run an output path of its own",
+        ) from exc
 
 
 def _close_stream(state: _Open) -> None:

@@ -83,7 +83,8 @@ class RejectPolicy:
 
     policy: Literal["fail_fast", "reject"] = "fail_fast"
     rejects: str | None = None
-    max_errors: int | None = None
+    max_errors: int | None = None  # the most rows that may be rejected (`max_rejects`)
+    max_reject_ratio: float | None = None  # the largest share of the rows read
 
 
 @dataclass(frozen=True)

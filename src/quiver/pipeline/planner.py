@@ -44,7 +44,8 @@ def compile_plan(spec: PipelineSpec) -> PipelinePlan:
         on_error=RejectPolicy(
             on_error.policy,
             resolve_path(on_error.rejects, spec.base_dir) if on_error.rejects else None,
-            on_error.max_errors,
+            on_error.reject_limit,
+            on_error.max_reject_ratio,
         ),
         queue_batches=spec.engine.queue_batches,
         retry=spec.engine.retry,

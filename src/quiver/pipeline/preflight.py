@@ -1,7 +1,14 @@
-"""Checks made before any data is read: each component's own ``check(ctx)``.
+"""Checks made before any data is processed: each component's own ``check(ctx)``, the input
+files, and the column names of the SQL steps bound against the input's real columns.
 
 Only components declaring :class:`~quiver.pipeline.component.Checking` are asked; those
 declaring :class:`~quiver.pipeline.component.Closing` are closed again afterwards.
+
+Every local input file must exist. The columns a file source gives are learnt from its first
+batch; the ``sql``, ``filter`` and ``select`` steps it feeds are then run once on an empty
+batch of those columns, so DuckDB binds every column name and type of their SQL (and
+``select`` checks its names) as the run would, and their output columns feed the next such
+step. Steps of other kinds end that chain: what they give is only known once they run.
 
 ``quiver validate`` reports them; ``quiver run`` makes them first and stops with exit code 2,
 so a SQL typo or a missing Python function is found before a long run starts rather than at
@@ -16,9 +23,26 @@ import inspect
 import uuid
 from typing import Any, cast
 
-from quiver.pipeline.component import Checking, Closing, RunContext, capabilities_of
-from quiver.pipeline.config import PipelineSpec
-from quiver.runtime.errors import ConfigError, ErrorDetail
+import pyarrow as pa
+
+from quiver.pipeline.component import (
+    Checking,
+    Closing,
+    FileReading,
+    Processor,
+    RunContext,
+    Source,
+    Starting,
+    capabilities_of,
+)
+from quiver.pipeline.config import PipelineSpec, StepSpec
+from quiver.pipeline.paths import STDIO, expand_paths
+from quiver.pipeline.plan import DEFAULT_OUTPUT
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
+
+#: Processors whose output columns follow from their input columns and options alone, and
+#: that have no effect outside the run: run on an empty batch at validation.
+_BOUND_PROCESSORS = frozenset({"sql", "filter", "select"})
 
 __all__ = ["check_pipeline"]
 
@@ -33,9 +57,11 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
     """Every problem the components find in their own options and files, with positions."""
     ctx = RunContext(uuid.uuid4().hex[:12], spec.base_dir, dict(spec.variables))
     details: list[ErrorDetail] = []
+    failed: set[str] = set()  # steps with problems of their own: not bound to columns
     for step in spec.steps.values():
         if step.info is None or step.config is None:
             continue
+        before = len(details)
         try:
             component = step.info.cls(step.config)
         except ConfigError as exc:
@@ -43,11 +69,13 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
                 ErrorDetail(d.message, f"{step.where} {d.where}".strip(), d.fix)
                 for d in exc.details
             )
+            failed.add(step.name)
             continue
         except Exception as exc:
             details.append(
                 ErrorDetail(f"{type(exc).__name__}: {exc}", step.where, "check the options")
             )
+            failed.add(step.name)
             continue
         capabilities = capabilities_of(step.info.cls)
         found: list[ErrorDetail] = []
@@ -64,4 +92,112 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
         if Closing in capabilities:
             with contextlib.suppress(Exception):
                 _settle(cast(Closing, component).close())
+        if len(details) > before:
+            failed.add(step.name)
+    details.extend(_bind_columns(spec, ctx, failed))
     return details
+
+
+def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list[ErrorDetail]:
+    """Missing input files, and column names the SQL steps use that their input lacks."""
+    details: list[ErrorDetail] = []
+    schemas: dict[tuple[str, str], pa.Schema] = {}  # (step, output) -> the columns it gives
+    for name in spec.order():
+        step = spec.steps[name]
+        if step.info is None or step.config is None or name in failed:
+            continue
+        if step.kind == "source":
+            bound = any(
+                spec.steps[c.target].component in _BOUND_PROCESSORS for c in spec.outgoing(name)
+            )
+            schema = _source_columns(spec, step, ctx, details, read=bound)
+            if schema is not None:
+                schemas[(name, DEFAULT_OUTPUT)] = schema
+            continue
+        if step.kind != "processor" or step.component not in _BOUND_PROCESSORS:
+            continue
+        feeding = [schemas.get((c.source_step, c.output)) for c in spec.incoming(name)]
+        first = feeding[0] if feeding else None
+        if first is None or any(f is None or not f.equals(first) for f in feeding):
+            continue
+        try:
+            outputs = _run_on_empty(step, first, ctx)
+        except QuiverError as exc:
+            details.extend(
+                ErrorDetail(d.message, f"{step.where} {name}", d.fix or "check the column names")
+                for d in exc.details
+            )
+            continue
+        except Exception as exc:  # a component's own failure: the run would meet it too
+            details.append(ErrorDetail(f"{type(exc).__name__}: {exc}", f"{step.where} {name}", ""))
+            continue
+        for output, schema in outputs.items():
+            schemas[(name, output)] = schema
+    return details
+
+
+def _source_columns(
+    spec: PipelineSpec, step: StepSpec, ctx: RunContext, details: list[ErrorDetail], *, read: bool
+) -> pa.Schema | None:
+    """Whether a local file source's input exists, and the columns of its first batch when
+    ``read`` (None when not read or not knowable here)."""
+    assert step.info is not None
+    if FileReading not in capabilities_of(step.info.cls):
+        return None
+    option = getattr(step.config, "path", None)
+    listed = [option] if isinstance(option, str) else list(option or [])
+    if not listed or any(not isinstance(p, str) or p == STDIO or "://" in p for p in listed):
+        return None
+    where = f"{spec.positions.where((*step.path, 'path')) if spec.positions else step.where}"
+    try:
+        expand_paths(listed, spec.base_dir, where=where)
+    except QuiverError as exc:
+        details.extend(exc.details)
+        return None
+    if not read:
+        return None
+    try:
+        source = cast(Source, step.info.cls(step.config))
+        closes = Closing in capabilities_of(step.info.cls)
+        return asyncio.run(_first_schema(source, closes, ctx))
+    except Exception:  # a bad file is reported by the run, with its line
+        return None
+
+
+async def _first_schema(source: Source, closes: bool, ctx: RunContext) -> pa.Schema | None:
+    gen = source.batches(ctx)
+    try:
+        async for batch in gen:
+            return batch.schema
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await gen.aclose()  # type: ignore[attr-defined]
+        if closes:
+            with contextlib.suppress(Exception):
+                res = cast(Closing, source).close()
+                if inspect.isawaitable(res):
+                    await res
+
+
+def _run_on_empty(step: StepSpec, schema: pa.Schema, ctx: RunContext) -> dict[str, pa.Schema]:
+    """The columns of each output of ``step`` run on an empty batch of ``schema``."""
+    assert step.info is not None
+    processor = cast(Processor, step.info.cls(step.config))
+    capabilities = capabilities_of(step.info.cls)
+
+    async def once() -> dict[str, pa.Schema]:
+        if Starting in capabilities:
+            await cast(Starting, processor).start(ctx)
+        out = await processor.process(pa.RecordBatch.from_pylist([], schema), ctx)
+        found = {name: batches[0].schema for name, batches in out.routes.items() if batches}
+        if out.batch is not None:
+            found[DEFAULT_OUTPUT] = out.batch.schema
+        return found
+
+    try:
+        return asyncio.run(once())
+    finally:
+        if Closing in capabilities:
+            with contextlib.suppress(Exception):
+                _settle(cast(Closing, processor).close())

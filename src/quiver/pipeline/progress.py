@@ -13,7 +13,7 @@ from quiver.pipeline.engine import RunResult
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-__all__ = ["RunProgress", "print_summary"]
+__all__ = ["RunProgress", "print_summary", "summary_line"]
 
 
 class RunProgress:
@@ -84,7 +84,12 @@ class RunProgress:
 
 
 def print_summary(console: Console, result: RunResult) -> None:
-    """Per-step counts and totals, printed after the run."""
+    """Per-step counts and totals, printed after the run.
+
+    A sink's "rows out" are the rows it wrote (committed); the line below the table names the
+    rows written per sink when there are several. Output that is not a terminal (a log file,
+    a pipe) is never wrapped: each row of the table and the line stay on one line.
+    """
     from rich.table import Table
 
     table = Table(title=f"{result.pipeline} · run {result.run_id} · {result.status}")
@@ -101,17 +106,43 @@ def print_summary(console: Console, result: RunResult) -> None:
             s.kind,
             s.component,
             f"{s.rows_in:,}" if s.kind != "source" else "",
-            f"{s.rows_out:,}" if s.kind != "sink" else "",
+            f"{s.rows_out if s.kind != 'sink' else s.rows_written:,}",
             f"{s.rejected:,}" if s.rejected else "",
             routes,
             f"{s.busy_seconds:.2f}",
         )
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        console.print(summary_line(result))
+        return
+    width = console.width
+    console.width = _UNWRAPPED_WIDTH  # rich never prints wider than its console
+    try:
+        console.print(table)
+        console.print(summary_line(result), soft_wrap=True)
+    finally:
+        console.width = width
+
+
+#: The width tables get when the output is not a terminal: wide enough never to wrap.
+_UNWRAPPED_WIDTH = 10_000
+
+
+def summary_line(result: RunResult) -> str:
+    """``N rows read, M written, K rejected in S s``, with the rows written per sink when
+    there are several (a row copied to three sinks is written three times, read once)."""
+    by_sink = result.rows_written_by_sink
+    if result.status != "ok" and not result.rows_written:
+        written = "nothing written"
+    elif len(by_sink) > 1:
+        written = "written: " + ", ".join(f"{n:,} to {name}" for name, n in by_sink.items())
+    else:
+        written = f"{result.rows_written:,} written"
     line = (
-        f"{result.rows_read:,} rows read, {result.rows_written:,} written, "
+        f"{result.rows_read:,} rows read, {written}, "
         f"{result.rejected:,} rejected in {result.seconds:.2f}s "
         f"({result.rows_per_second:,.0f} rows/s)"
     )
-    if result.rejected and result.rejects_file:
+    if result.rejected and result.rejects_file and result.status == "ok":
         line += f"; rejects in {result.rejects_file}"
-    console.print(line)
+    return line

@@ -14,7 +14,6 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
-import fcntl
 import os
 import re
 from pathlib import Path
@@ -24,7 +23,8 @@ import orjson
 
 from quiver.pipeline import component
 from quiver.pipeline.component import RowError
-from quiver.pipeline.output import remove_stale_temps
+from quiver.pipeline.output import lock_exclusively, remove_stale_temps
+from quiver.runtime.delivery import file_error
 
 __all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
 
@@ -77,10 +77,14 @@ class RejectsWriter:
         return self._tmp
 
     def _open(self, tmp: str) -> IO[str]:
-        Path(tmp).parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # tells other runs this temporary file is alive
+        try:
+            Path(tmp).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise file_error(exc, tmp, "on_error.rejects") from exc
+        lock_exclusively(fd, tmp, "on_error.rejects")  # tells other runs the file is alive
+        os.ftruncate(fd, 0)
         return open(fd, "w", encoding="utf-8", newline="")  # closed by commit/abort
 
     def _remove_stale(self) -> None:
@@ -100,6 +104,12 @@ class RejectsWriter:
                 os.unlink(os.path.join(directory, name))
 
     def write(self, errors: list[RowError]) -> None:
+        try:
+            self._write(errors)
+        except OSError as exc:  # a full disk, a file system gone read-only ...
+            raise file_error(exc, self.path, "on_error.rejects") from exc
+
+    def _write(self, errors: list[RowError]) -> None:
         self.count += len(errors)
         if self._tmp is None:
             self.kept.extend(errors[: max(0, 1000 - len(self.kept))])
@@ -123,9 +133,12 @@ class RejectsWriter:
     def commit(self) -> None:
         """Publish the rejects file (only when at least one row was rejected)."""
         if self._file is not None and self._tmp is not None and self.path is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            os.replace(self._tmp, self.path)
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                os.replace(self._tmp, self.path)
+            except OSError as exc:
+                raise file_error(exc, self.path, "on_error.rejects") from exc
             self._file.close()  # releases the lock once the file has its final name
             self._file = None
         else:
@@ -136,5 +149,6 @@ class RejectsWriter:
         if self._tmp is not None and os.path.exists(self._tmp):
             os.unlink(self._tmp)
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # what is still buffered is thrown away
+                self._file.close()
             self._file = None

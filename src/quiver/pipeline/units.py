@@ -48,6 +48,14 @@ class RunUnit:
         path = step.paths[0]
         return path.replace(STEM, self.stem) if self.stem is not None else path
 
+    def path_of(self, step: PlanStep) -> str | None:
+        """The file a file step reads or writes in this unit (None for other steps)."""
+        if step.writes_files:
+            return self.output_path(step)
+        if step.reads_files:
+            return self.file or (step.paths[0] if step.paths else None)
+        return None
+
     def rejects_path(self, path: str | None) -> str | None:
         """The rejects file of this unit: one per input file when running per file."""
         if path is None or self.stem is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ __all__ = [
     "Delivery",
     "RetriesExhaustedError",
     "RetryPolicy",
+    "file_error",
     "is_retryable",
 ]
 
@@ -199,6 +201,70 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, QuiverError):
         return False
     return isinstance(exc, ConnectionError | TimeoutError)
+
+
+# errno -> (message with {path}, fix): failures of a file operation that no retry can cure.
+_PERMANENT_FILE_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: (
+        "no space left on {path}",
+        "free space on that file system, or write the output elsewhere",
+    ),
+    errno.EDQUOT: (
+        "disk quota exceeded writing {path}",
+        "free space within the quota, or write the output elsewhere",
+    ),
+    errno.EROFS: (
+        "{path} is on a read-only file system",
+        "write the output to a writable directory",
+    ),
+    errno.EACCES: (
+        "permission denied: {path}",
+        "check the permissions of the file and its directory, or choose another path",
+    ),
+    errno.EPERM: (
+        "operation not permitted: {path}",
+        "check the permissions of the file and its directory, or choose another path",
+    ),
+    errno.ENOENT: (
+        "no such file or directory: {path}",
+        "check the path; a missing parent directory is created only with `create_dirs: true`",
+    ),
+    errno.ENOTDIR: (
+        "a part of {path} is a file, not a directory",
+        "check the path",
+    ),
+    errno.EISDIR: (
+        "{path} is a directory",
+        "name a file, not a directory",
+    ),
+    errno.ENAMETOOLONG: ("the name {path} is too long", "choose a shorter path"),
+    errno.ELOOP: ("too many symbolic links in {path}", "check the symbolic links of the path"),
+    errno.EFBIG: ("{path} grew larger than the file system allows", "write smaller files"),
+    errno.EEXIST: ("{path} already exists", "remove it or choose another path"),
+}
+
+
+def file_error(exc: OSError, path: str | None = None, where: str = "") -> QuiverError:
+    """An operating-system error of a file operation as a typed error: permanent (full disk,
+    read-only file system, permissions, a missing parent, a directory where a file should
+    be ...) fails at once; anything else (an interrupted call, a busy resource, an I/O
+    error of a network file system) may be retried."""
+    target = path or (str(exc.filename) if exc.filename is not None else "the file")
+    known = _PERMANENT_FILE_ERRORS.get(exc.errno or 0)
+    if known is not None:
+        message, fix = known
+        return PermanentError(
+            [ErrorDetail(message.format(path=target), where, fix)], code="FILE_ERROR"
+        )
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return RetryableError(
+        [
+            ErrorDetail(
+                f"{target}: {reason}", where, "check the file system; the operation is retried"
+            )
+        ],
+        code="FILE_ERROR",
+    )
 
 
 class Delivery:

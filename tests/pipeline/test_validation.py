@@ -1,0 +1,300 @@
+"""`quiver validate` and the loading of pipeline files: every problem in one pass, duplicate
+keys, colliding paths, missing inputs, column names bound against the input, routes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from quiver.pipeline.config import load_pipeline
+from quiver.runtime.errors import ConfigError
+
+
+def problems(tmp_path: Path, text: str, name: str = "pipe.yaml") -> list[str]:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, environ={})
+    return [d.render() for d in err.value.details]
+
+
+def test_a_key_written_twice_is_refused_with_both_positions(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  read: {csv: {path: a.csv}}\n"
+        "  out: {csv: {path: out.csv}}\n"
+        "  read: {csv: {path: b.csv}}\n"
+        "connections:\n"
+        "  - {from: read, to: out}\n",
+    )
+    assert len(found) == 1
+    assert "key 'read' is written twice" in found[0]
+    assert "first at " + str(tmp_path / "pipe.yaml") + ":2:3" in found[0]
+    assert "again at " + str(tmp_path / "pipe.yaml") + ":4:3" in found[0]
+
+
+def test_a_duplicate_option_inside_a_step_is_refused(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "source:\n  csv:\n    path: a.csv\n    path: b.csv\nsink: {csv: {path: out.csv}}\n",
+    )
+    assert any("key 'path' is written twice" in f and ":3:5" in f and ":4:5" in f for f in found)
+
+
+def test_nested_anchors_in_a_pipeline_file_are_refused_quickly(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    previous = "a"
+    for name in "bcdefg":
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    started = time.perf_counter()
+    found = problems(tmp_path, "\n".join(lines) + "\n")
+    assert time.perf_counter() - started < 1.0
+    assert "aliases (*name) expand this document" in found[0]
+
+
+def test_unknown_keys_and_graph_errors_are_reported_in_one_pass(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        "  out: {csv: {path: out.csv}}\n"
+        "connections:\n"
+        "  - {from: src, to: outt}\n"
+        "  - {form: src, to: out}\n"
+        "unknown_top: 1\n"
+        "on_error: {polcy: reject}\n"
+        "taps:\n"
+        "  - {step: nope}\n",
+    )
+    text = "\n".join(found)
+    assert "unknown key 'unknown_top'" in text
+    assert "unknown key 'polcy'" in text
+    assert "unknown key 'form'" in text
+    assert "unknown step 'outt'; did you mean 'out'?" in text
+    assert "tap on unknown step 'nope'" in text
+
+
+# --------------------------------------------------------------------------- colliding paths
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_two_sinks_writing_one_file_are_refused_even_through_a_symlink(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "out", target_is_directory=True)
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        "  a: {csv: {path: out/x.csv}}\n"
+        "  b: {jsonl: {path: alias/../out/x.csv}}\n"
+        "connections:\n"
+        "  - {from: src, to: [a, b]}\n",
+    )
+    assert len(found) == 1
+    assert "sink 'a' and sink 'b' both write " + str(tmp_path / "out/x.csv") in found[0]
+    assert found[0].startswith(str(tmp_path / "pipe.yaml") + ":4:")
+
+
+def test_rejects_written_to_a_sink_path_or_over_the_input_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    base = (
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{validate: {schema: {a: int}}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    found = problems(tmp_path, base + "on_error: {policy: reject, rejects: ./out.csv}\n")
+    assert [f for f in found if "the rejects file " + str(tmp_path / "out.csv") in f]
+    found = problems(tmp_path, base + "on_error: {policy: reject, rejects: in.csv}\n")
+    assert [
+        f
+        for f in found
+        if "the rejects file would write over the input " + str(tmp_path / "in.csv") in f
+        and "on_error.rejects" in f
+    ]
+
+
+def test_a_sink_over_an_input_matched_by_a_glob_or_a_stem_pattern_is_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "data/jan.csv", "a\n1\n")
+    write(tmp_path, "data/feb.csv", "a\n2\n")
+    found = problems(
+        tmp_path, "source: {csv: {path: 'data/*.csv'}}\nsink: {csv: {path: 'data/{stem}.csv'}}\n"
+    )
+    assert len(found) == 1 and "would write over the input" in found[0]
+    found = problems(
+        tmp_path, "source: {csv: {path: 'data/*.csv'}}\nsink: {csv: {path: data/feb.csv}}\n"
+    )
+    assert len(found) == 1 and str(tmp_path / "data/feb.csv") in found[0]
+
+
+def test_outputs_of_their_own_pass(tmp_path: Path) -> None:
+    write(tmp_path, "data/jan.csv", "a\n1\n")
+    spec = load_pipeline(
+        write(
+            tmp_path,
+            "ok.yaml",
+            "steps:\n"
+            "  src: {csv: {path: 'data/*.csv'}}\n"
+            "  a: {csv: {path: 'out/{stem}.csv'}}\n"
+            "  b: {parquet: {path: 'out/{stem}.parquet'}}\n"
+            "connections:\n"
+            "  - {from: src, to: [a, b]}\n"
+            "on_error: {policy: reject, rejects: 'out/{stem}.rejects.csv'}\n",
+        ),
+        environ={},
+    )
+    assert sorted(spec.steps) == ["a", "b", "src"]
+
+
+# --------------------------------------------------------------------------- validate = run
+
+
+def validate(tmp_path: Path, text: str) -> tuple[int, str]:
+    from tests.pipeline.test_cli import quiver
+
+    (tmp_path / "v.yaml").write_text(text)
+    done = quiver("validate", "v.yaml", cwd=tmp_path)
+    return done.returncode, " ".join(done.stderr.split())
+
+
+def test_validate_reports_a_missing_input_file_with_a_near_name(tmp_path: Path) -> None:
+    write(tmp_path, "orders.csv", "id\n1\n")
+    code, err = validate(
+        tmp_path, "source: {csv: {path: order.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    assert code == 2
+    assert f"v.yaml:1:16 source.csv.path: input file not found: {tmp_path / 'order.csv'}" in err
+    assert f"did you mean '{tmp_path / 'orders.csv'}'?" in err
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("filter: {expression: 'totl > 1'}", 'Referenced column "totl" not found'),
+        ("sql: {query: 'select id, totl from input'}", 'Referenced column "totl" not found'),
+        ("select: {columns: [id, totl]}", "column(s) totl not in the input; did you mean 'total'?"),
+    ],
+)
+def test_validate_binds_column_names_against_the_input(
+    tmp_path: Path, step: str, message: str
+) -> None:
+    write(tmp_path, "in.csv", "id,total\n1,5\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        f"processors:\n  - {step}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 2, err
+    assert message in err
+    assert "v.yaml:3:5 processors[0]" in err
+
+
+def test_validate_binds_each_step_against_the_columns_the_previous_one_gives(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "in.csv", "id,total\n1,5\n")
+    text = (
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - sql: {query: 'select id, cast(total as integer) * 2 as doubled from input'}\n"
+        "  - filter: {expression: 'doubled > 2'}\n"
+        "  - select: {columns: [COLUMNS]}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    code, err = validate(tmp_path, text.replace("COLUMNS", "id, doubled"))
+    assert code == 0, err
+    code, err = validate(tmp_path, text.replace("COLUMNS", "id, total"))
+    assert code == 2
+    assert "v.yaml:5:5 processors[2] select: column(s) total not in the input" in err
+
+
+def test_a_misspelt_route_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    found = problems(
+        tmp_path,
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        "  check:\n"
+        "    js:\n"
+        "      script: |\n"
+        "        function process(c) { if (c.current.a > 1) c.route.send('small'); return true; }\n"
+        "  big: {csv: {path: big.csv}}\n"
+        "  small: {csv: {path: small.csv}}\n"
+        "  odd: {csv: {path: odd.csv}}\n"
+        "  keep: {filter: {expression: 'a > 0', otherwise: dropped}}\n"
+        "connections:\n"
+        "  - {from: src, to: [check, keep]}\n"
+        "  - {from: check, to: big}\n"
+        "  - {from: check.smal, to: small}\n"
+        "  - {from: keep.droped, to: odd}\n",
+    )
+    assert len(found) == 2, found
+    assert "pipe.yaml:14:5 connections[2]: step 'check' has no route output 'smal'; " in found[0]
+    assert "did you mean 'small'?" in found[0]
+    assert "step 'keep' has no route output 'droped'; did you mean 'dropped'?" in found[1]
+
+
+def test_routes_named_at_run_time_are_accepted(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    spec = load_pipeline(
+        write(
+            tmp_path,
+            "ok.yaml",
+            "steps:\n"
+            "  src: {csv: {path: in.csv}}\n"
+            "  check: {js: {script: 'function process(c) { c.route.send(c.current.kind); }'}}\n"
+            "  out: {csv: {path: out.csv}}\n"
+            "  small: {csv: {path: small.csv}}\n"
+            "connections:\n"
+            "  - {from: src, to: check}\n"
+            "  - {from: check, to: out}\n"
+            "  - {from: check.small, to: small}\n",
+        ),
+        environ={},
+    )
+    assert "small" in spec.steps
+
+
+def test_a_huge_pipeline_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # sparse: 64 MiB that cost no disk
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, environ={})
+    (detail,) = err.value.details
+    assert "67,108,864 bytes, more than the 4,194,304 a pipeline file may have" in detail.message
+    assert detail.where == str(path)
+
+
+def test_a_refused_step_does_not_make_its_neighbours_look_unconnected(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "steps:\n  a: 5\n  b: {csv: {path: o.csv}}\nconnections:\n  - {from: a, to: b}\n  - 7\n",
+    )
+    assert len(found) == 2, found
+    assert "steps.a: Input should be a valid dictionary" in found[0]
+    assert "connections[1]" in found[1]
+
+
+def test_a_step_with_a_typo_in_its_options_still_counts_for_colliding_paths(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "in.csv", "a\n1\n")
+    found = problems(
+        tmp_path, "source: {csv: {path: in.csv, delimter: ';'}}\nsink: {csv: {path: in.csv}}\n"
+    )
+    assert any("unknown key 'delimter'; did you mean 'delimiter'?" in f for f in found)
+    assert any("sink 'sink' would write over the input" in f for f in found)
