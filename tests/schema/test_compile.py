@@ -105,7 +105,9 @@ def comparable(schema: Schema) -> list[Entity]:
                 update={
                     "location": None,
                     "description": None,
-                    "fields": tuple(f.model_copy(update={"location": None}) for f in e.fields),
+                    "fields": tuple(
+                        f.model_copy(update={"location": None, "db_type": None}) for f in e.fields
+                    ),
                     "relations": tuple(
                         r.model_copy(update={"location": None})
                         for r in sorted(e.relations, key=lambda r: r.name)

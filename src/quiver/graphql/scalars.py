@@ -1,12 +1,15 @@
-"""Custom GraphQL scalars: BigInt, Decimal, DateTime, Date, Time, UUID and JSON.
+"""Custom GraphQL scalars: BigInt, Decimal, DateTime, Date, Time, UUID, JSON and Base64.
 
 Inputs are parsed into Python values (int, Decimal, datetime, ...) that become SQL parameters;
 outputs are produced by the database (see ``Dialect.scalar_output``): BigInt and Decimal travel as
-strings so no precision is lost in JSON, date and time values as ISO 8601 strings.
+strings so no precision is lost in JSON, date and time values as ISO 8601 strings, binary
+values as standard Base64 (RFC 4648, with padding, no line breaks).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import decimal
 import re
@@ -113,6 +116,18 @@ def _parse_uuid(value: Any) -> uuid.UUID:
     raise GraphQLError(f"UUID cannot represent {value!r}")
 
 
+def _parse_base64(value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            pass
+    raise GraphQLError(
+        f"Base64 cannot represent {value!r}: give standard Base64 (A-Z a-z 0-9 + /, padded"
+        ' with =), e.g. "/w==" for the byte 0xFF'
+    )
+
+
 def _serialize_passthrough(value: Any) -> Any:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -164,6 +179,12 @@ TIME = _scalar(
     "Time", "A time of day in ISO 8601.", _iso_parser("Time", dt.time.fromisoformat), _STR
 )
 UUID = _scalar("UUID", "A UUID in its canonical text form.", _parse_uuid, _STR)
+BASE64 = _scalar(
+    "Base64",
+    "Binary data as standard Base64 (RFC 4648 with padding, no line breaks).",
+    _parse_base64,
+    _STR,
+)
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
@@ -191,6 +212,7 @@ SCALAR_TYPES: dict[Scalar, GraphQLScalarType] = {
     Scalar.TIME: TIME,
     Scalar.UUID: UUID,
     Scalar.JSON: JSON,
+    Scalar.BASE64: BASE64,
 }
 
 

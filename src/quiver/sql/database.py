@@ -8,6 +8,7 @@ connections themselves are opened by :mod:`quiver.sql.connect`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import decimal
 import sqlite3
@@ -219,6 +220,14 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
 
+def _base64(value: bytes | str | float | None) -> str | None:
+    """Standard Base64 of a BLOB (text is encoded as UTF-8 first, numbers as their text)."""
+    if value is None:
+        return None
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+    return base64.b64encode(raw).decode("ascii")
+
+
 class _Sqlite:
     """SQLite in worker threads, one connection per thread, read-only by default."""
 
@@ -251,6 +260,7 @@ class _Sqlite:
             for stmt in self.dialect.extra_session_sql:
                 conn.execute(stmt)
             conn.create_function("quiver_lower", 1, _lower, deterministic=True)
+            conn.create_function("quiver_base64", 1, _base64, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:

@@ -9,8 +9,10 @@ Identifiers are quoted here and nowhere else: :meth:`Dialect.quote_ident` for on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -82,6 +84,47 @@ class Dialect:
     #: Identifiers hold only Basic Multilingual Plane characters (no emoji) and do not end in a
     #: space: MariaDB/MySQL refuse others, so quoting refuses them first, with the fix.
     narrow_identifiers: bool = False
+    #: Output per database type, before ``scalar_output``: (pattern matched against the whole
+    #: lower-cased type name, template). ``<1>`` in a template takes the pattern's first group
+    #: (digits only, e.g. a width).
+    type_output: tuple[tuple[str, str], ...] = ()
+    #: Database types that compare as text as they are; a String column of another type
+    #: (interval, inet, money) is compared in its output text, through ``text_of``. Empty
+    #: when every column compares as it is (SQLite).
+    text_types: str = ""
+    text_of: str = "{}"
+    #: An array column as a JSON list whose elements are ``{1}`` over the element ``__e.x``;
+    #: empty when the dialect has no arrays.
+    list_output: str = ""
+    #: Array operators: contains, is contained by, overlaps (``{0}`` column, ``{1}`` array).
+    array_contains: str = ""
+    array_contained_by: str = ""
+    array_overlaps: str = ""
+    #: Longest LIKE pattern the database accepts, in bytes (None: no limit of its own).
+    max_like_pattern_bytes: int | None = None
+    #: Substring tests that need no pattern (``{0}`` column, ``{1}`` the text), used instead
+    #: of LIKE where LIKE limits the pattern's length.
+    contains_text: str = ""
+    starts_with_text: str = ""
+    ends_with_text: str = ""
+    #: The decimals the database can compare: at most this many digits before the decimal
+    #: point and after it (None: any decimal compares).
+    decimal_digits: tuple[int, int] | None = None
+
+    def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
+        """The output template of a column of database type ``db_type`` and GraphQL
+        ``scalar``, or None when the column's own JSON is already right."""
+        if db_type:
+            found = _type_output(self.type_output, db_type.lower())
+            if found is not None:
+                return found
+        return self.scalar_output.get(scalar)
+
+    def compares_as_text(self, db_type: str | None) -> bool:
+        """Whether a String column of type ``db_type`` compares with text as it is."""
+        if not self.text_types or not db_type:
+            return True
+        return re.fullmatch(self.text_types, db_type.lower()) is not None
 
     def quote_ident(self, name: str) -> str:
         """One identifier, quoted: the quote character inside it is doubled, so any name (dots,
@@ -97,6 +140,15 @@ class Dialect:
     def quote_table(self, name: str) -> str:
         """A table name, optionally qualified (``schema.table``), quoted part by part."""
         return ".".join(self.quote_ident(part) for part in split_table_name(name))
+
+
+@lru_cache(maxsize=1024)
+def _type_output(table: tuple[tuple[str, str], ...], db_type: str) -> str | None:
+    for pattern, tpl in table:
+        m = re.fullmatch(pattern, db_type)
+        if m is not None:
+            return tpl.replace("<1>", m.group(1)) if m.groups() else tpl
+    return None
 
 
 def check_identifier(name: str) -> str:
@@ -186,7 +238,19 @@ POSTGRESQL = Dialect(
         "DateTime": "to_json({})",
         "Date": "to_json({})",
         "Time": "to_json({})",
+        # encode() breaks base64 lines every 76 characters.
+        "Base64": "translate(encode({}, 'base64'), chr(10), '')",
     },
+    text_types="text|varchar|bpchar|name|citext|char",
+    text_of="(json_build_array({})->>0)",
+    list_output=(
+        "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
+        " FROM unnest({0}) WITH ORDINALITY AS __e(x, n)), '[]'::json) END"
+    ),
+    array_contains="{0} @> {1}",
+    array_contained_by="{0} <@ {1}",
+    array_overlaps="{0} && {1}",
+    decimal_digits=(131072, 16383),
     supports_nulls_order=True,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -222,7 +286,20 @@ MYSQL = Dialect(
             " '$')"
         ),
         "JSON": "JSON_EXTRACT({}, '$')",
+        # TO_BASE64 breaks lines every 76 characters.
+        "Base64": "REPLACE(TO_BASE64({}), CHAR(10), '')",
     },
+    type_output=(
+        # BIT(1) is Boolean; wider BITs are strings of binary digits.
+        (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
+        (
+            r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
+            r"|geometrycollection",
+            "JSON_EXTRACT(ST_AsGeoJSON({}), '$')",
+        ),
+    ),
+    text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
+    text_of="CAST({} AS CHAR)",
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -258,7 +335,24 @@ SQLITE = Dialect(
             "CASE WHEN {0} IS NULL THEN NULL WHEN {0} THEN json('true') ELSE json('false') END"
         ),
         "JSON": "json({})",
+        # quiver_base64 is registered on every connection (see quiver.sql.database).
+        "Base64": "quiver_base64({})",
+        # SQLite's JSON writes infinities as Inf, which is not JSON, and reals with 15
+        # significant digits, which may not round-trip (1.7976931348623157e308 would become
+        # infinite): a real is written with 15 digits when they read back as the same
+        # value, else with 17.
+        "Float": (
+            "CASE WHEN typeof({0}) <> 'real' THEN {0}"
+            " WHEN {0} > 1.7976931348623157e308 THEN 'Infinity'"
+            " WHEN {0} < -1.7976931348623157e308 THEN '-Infinity'"
+            " WHEN CAST(printf('%!.15g', {0}) AS REAL) = {0} THEN json(printf('%!.15g', {0}))"
+            " ELSE json(printf('%!.17g', {0})) END"
+        ),
     },
+    max_like_pattern_bytes=50_000,
+    contains_text="(instr({0}, {1}) > 0)",
+    starts_with_text="(substr({0}, 1, length({1})) = {1})",
+    ends_with_text=("({0} IS NOT NULL AND (length({1}) = 0 OR substr({0}, -length({1})) = {1}))"),
     supports_nulls_order=True,
     least_fn="min",
     greatest_fn="max",
