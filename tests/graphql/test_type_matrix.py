@@ -10,6 +10,7 @@ independent driver reads with plain SQL.
 from __future__ import annotations
 
 import base64
+import decimal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -184,3 +185,238 @@ def _named(t: Any) -> str:
     while isinstance(t, GraphQLNonNull | GraphQLList):
         t = t.of_type
     return "enum" if isinstance(t, GraphQLEnumType) else str(t.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays (PostgreSQL)
+# --------------------------------------------------------------------------------------------
+
+ARRAY_OPERATORS = [("contains", "@>"), ("containedBy", "<@"), ("overlaps", "&&")]
+
+
+@pytest.mark.parametrize(("op", "sql_op"), ARRAY_OPERATORS)
+@pytest.mark.parametrize(
+    ("field", "gql_type", "sql_type", "values"),
+    [
+        ("ai", "Int", "integer[]", [[1], [1, 3], [3, 99], [], [99]]),
+        ("at", "String", "text[]", [["a"], ["b c", "a"], ["zz"], []]),
+        ("ab", "BigInt", "bigint[]", [["9223372036854775807"], ["-9223372036854775808", "1"]]),
+    ],
+)
+async def test_array_filters_match_plain_sql(
+    matrix: Matrix,
+    op: str,
+    sql_op: str,
+    field: str,
+    gql_type: str,
+    sql_type: str,
+    values: list[list[Any]],
+) -> None:
+    if matrix.dialect != "postgresql":
+        pytest.skip("only PostgreSQL has array columns")
+    query = f"query($v: [{gql_type}!]) {{ cells(where: {{{field}: {{{op}: $v}}}}) {{ id }} }}"
+    for v in values:
+        rows = await matrix.rows(query, {"v": v})
+        params = [int(x) for x in v] if gql_type == "BigInt" else v
+        truth = matrix.sql(
+            f"SELECT id FROM {matrix.table} WHERE {field} {sql_op} ?::{sql_type} ORDER BY id",
+            (params,),
+        )
+        assert sorted(r["id"] for r in rows) == [t[0] for t in truth], (field, op, v)
+
+
+async def test_arrays_are_lists_of_their_element_type(matrix: Matrix) -> None:
+    if matrix.dialect != "postgresql":
+        pytest.skip("only PostgreSQL has array columns")
+    types = tm.field_types(matrix.gql, "Cell")
+    assert str(types["ai"]) == "[Int]"
+    assert str(types["ab"]) == "[BigInt]"
+    assert str(types["abin"]) == "[Base64]"
+    assert str(types["ae"]) == "[Mood]"
+    rows = await matrix.rows("{ cells(orderBy: {id: ASC}) { id ai ab an abin ae af } }")
+    truth = {r[0]: r[1:] for r in matrix.sql(f"SELECT id, ai, ab, abin FROM {matrix.table}")}
+    first = rows[0]
+    assert first["ai"] == truth[1][0] == [1, None, 3]
+    assert [int(x) for x in first["ab"]] == truth[1][1]
+    assert [base64.b64decode(x) for x in first["abin"]] == [bytes(b) for b in truth[1][2]]
+    assert first["an"] == ["1.5", "NaN"]
+    assert first["ae"] == ["happy", "in_progress", "_1st"]
+    assert first["af"] == ["NaN", 1.5, "Infinity"]
+    assert rows[1]["ai"] == [] and rows[-1]["ai"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# Enums
+# --------------------------------------------------------------------------------------------
+
+
+async def test_enum_columns_are_graphql_enums_with_valid_value_names(matrix: Matrix) -> None:
+    if matrix.dialect == "sqlite":
+        pytest.skip("SQLite has no enum type")
+    enum_type = tm.field_types(matrix.gql, "Cell")["e"]
+    assert isinstance(enum_type, GraphQLEnumType)
+    names = {name: v.value for name, v in enum_type.values.items()}
+    expected = {"happy": "happy", "in_progress": "in progress", "_1st": "1st", "true_": "true"}
+    assert expected.items() <= names.items()
+    rows = await matrix.rows("{ cells(orderBy: {id: ASC}) { id e } }")
+    truth = dict(matrix.sql(f"SELECT id, e FROM {matrix.table}"))
+    back = {v: k for k, v in names.items()}
+    assert {r["id"]: r["e"] for r in rows} == {
+        i: None if v is None else back[v] for i, v in truth.items()
+    }
+
+
+@pytest.mark.parametrize("value", ["in_progress", "_1st", "true_", "happy"])
+async def test_enum_filters_match_plain_sql(matrix: Matrix, value: str) -> None:
+    if matrix.dialect == "sqlite":
+        pytest.skip("SQLite has no enum type")
+    enum_type = tm.field_types(matrix.gql, "Cell")["e"]
+    stored = enum_type.values[value].value
+    for op, sql_op in (("eq", "= ?"), ("neq", "<> ?"), ("in", "IN (?)")):
+        literal = await matrix.rows(f"{{ cells(where: {{e: {{{op}: {value}}}}}) {{ id }} }}")
+        var_type = f"[{enum_type.name}!]" if op == "in" else f"{enum_type.name}!"
+        variable = await matrix.rows(
+            f"query($v: {var_type}) {{ cells(where: {{e: {{{op}: $v}}}}) {{ id }} }}",
+            {"v": [value] if op == "in" else value},
+        )
+        truth = matrix.sql(f"SELECT id FROM {matrix.table} WHERE e {sql_op} ORDER BY id", (stored,))
+        assert sorted(r["id"] for r in literal) == [t[0] for t in truth], op
+        assert sorted(r["id"] for r in variable) == [t[0] for t in truth], op
+
+
+async def test_a_wrong_enum_value_is_a_validation_error(matrix: Matrix) -> None:
+    if matrix.dialect == "sqlite":
+        pytest.skip("SQLite has no enum type")
+    enum_name = tm.field_types(matrix.gql, "Cell")["e"].name
+    body = await matrix.body("{ cells(where: {e: {eq: sad}}) { id } }")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "sad" in error["message"] and enum_name in error["message"]
+    body = await matrix.body(
+        f"query($v: {enum_name}) {{ cells(where: {{e: {{eq: $v}}}}) {{ id }} }}", {"v": "sad"}
+    )
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "sad" in error["message"]
+    # The database's spelling is not a GraphQL value either: the API's name is.
+    body = await matrix.body('{ cells(where: {e: {eq: "in progress"}}) { id } }')
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers beyond a database's range
+# --------------------------------------------------------------------------------------------
+
+DECIMAL_COLUMN = {"postgresql": "n", "mysql": "decWide", "sqlite": "n"}
+FLOAT_COLUMN = {"postgresql": "f8", "mysql": "dbl", "sqlite": "dbl"}
+HUGE = ["1e999999", "-1e999999", "1e-999999", "1E+131072"]
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize("op", ["eq", "neq", "gt", "gte", "lt", "lte", "in", "nin"])
+async def test_decimals_beyond_the_range_compare_or_are_refused(
+    matrix: Matrix, value: str, op: str
+) -> None:
+    field = DECIMAL_COLUMN[matrix.dialect]
+    column = matrix.app.engine.catalog.fields["Cell"][field].column
+    arg = f"[{value}]" if op in ("in", "nin") else value
+    literal = await matrix.body(f"{{ cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}")
+    gql_type = "[Decimal!]" if op in ("in", "nin") else "Decimal"
+    variable = await matrix.body(
+        f"query($v: {gql_type}) {{ cells(where: {{{field}: {{{op}: $v}}}}) {{ id }} }}",
+        {"v": [value] if op in ("in", "nin") else value},
+    )
+    stored = {
+        i: None if v is None else decimal.Decimal(str(v))
+        for i, v in matrix.sql(f"SELECT id, {column} FROM {matrix.table}")
+    }
+    x = decimal.Decimal(value)
+    compare = {
+        "eq": lambda v: v == x,
+        "neq": lambda v: v != x,
+        "gt": lambda v: v > x,
+        "gte": lambda v: v >= x,
+        "lt": lambda v: v < x,
+        "lte": lambda v: v <= x,
+        "in": lambda v: v == x,
+        "nin": lambda v: v != x,
+    }[op]
+    if matrix.dialect == "sqlite" and op in ("eq", "neq", "in", "nin"):
+        # SQLite compares decimals as doubles: 1e-999999 is 0.0 there, documented.
+        x = decimal.Decimal(float(x))
+    truth = sorted(i for i, v in stored.items() if v is not None and v.is_finite() and compare(v))
+    for body in (literal, variable):
+        if matrix.dialect == "postgresql":
+            error = body["errors"][0]
+            assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+            assert "numeric" in error["message"] and "digits" in error["message"]
+        else:
+            assert "errors" not in body, body
+            assert sorted(r["id"] for r in body["data"]["cells"]) == truth
+
+
+@pytest.mark.parametrize("op", ["eq", "gt", "lt", "in"])
+async def test_floats_beyond_the_double_range_are_refused(matrix: Matrix, op: str) -> None:
+    field = FLOAT_COLUMN[matrix.dialect]
+    arg = "[1e999]" if op == "in" else "-1e999"
+    body = await matrix.body(f"{{ cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"), body
+    assert "finite" in error["message"] or "Float" in error["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# Long texts in pattern operators
+# --------------------------------------------------------------------------------------------
+
+LONG = "x" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("op", "text", "like"),
+    [
+        ("contains", "é", "%é%"),
+        ("startsWith", "line", "line%"),
+        ("endsWith", "c", "%c"),
+        ("endsWith", "", "%"),
+        ("contains", LONG, None),
+        ("startsWith", "abc" + LONG, None),
+        ("endsWith", LONG + "abc", None),
+    ],
+)
+async def test_substring_operators_take_texts_of_any_length(
+    matrix: Matrix, op: str, text: str, like: str | None
+) -> None:
+    field = "t" if op != "endsWith" else "c"
+    rows = await matrix.rows(
+        f"query($v: String) {{ cells(where: {{{field}: {{{op}: $v}}}}) {{ id }} }}", {"v": text}
+    )
+    column = "t" if op != "endsWith" else "c"
+    truth = (
+        matrix.sql(f"SELECT id FROM {matrix.table} WHERE {column} LIKE ? ORDER BY id", (like,))
+        if like is not None
+        else []
+    )
+    assert sorted(r["id"] for r in rows) == [t[0] for t in truth]
+    negated = await matrix.rows(
+        f"query($v: String) {{ cells(where: {{not: {{{field}: {{{op}: $v}}}}}}) {{ id }} }}",
+        {"v": text},
+    )
+    every = [t[0] for t in matrix.sql(f"SELECT id FROM {matrix.table}")]
+    assert sorted(r["id"] for r in negated) == sorted(set(every) - {t[0] for t in truth})
+
+
+@pytest.mark.parametrize("op", ["like", "ilike"])
+async def test_a_long_like_pattern_is_answered_or_refused_with_the_limit(
+    matrix: Matrix, op: str
+) -> None:
+    body = await matrix.body(
+        f"query($v: String) {{ cells(where: {{t: {{{op}: $v}}}}) {{ id }} }}",
+        {"v": "%" + LONG + "%"},
+    )
+    if matrix.dialect == "sqlite":
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert "50000 bytes" in error["message"] and "contains" in error["message"]
+    else:
+        assert body == {"data": {"cells": []}}
