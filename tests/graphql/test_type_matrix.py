@@ -420,3 +420,99 @@ async def test_a_long_like_pattern_is_answered_or_refused_with_the_limit(
         assert "50000 bytes" in error["message"] and "contains" in error["message"]
     else:
         assert body == {"data": {"cells": []}}
+
+
+# --------------------------------------------------------------------------------------------
+# Every served value is also an input that finds its row
+# --------------------------------------------------------------------------------------------
+
+
+async def test_each_served_value_filters_back_to_its_row(matrix: Matrix) -> None:
+    """``eq`` with the value a field was served as finds the row it came from (the output
+    form is a valid input and compares equal in the database)."""
+    where = matrix.gql.get_type("CellWhere").fields
+    types = tm.field_types(matrix.gql, "Cell")
+    rows = await matrix.rows(f"{{ cells(orderBy: {{id: ASC}}) {{ {' '.join(types)} }} }}")
+    failures: list[str] = []
+    for name, t in types.items():
+        if "eq" not in where[name].type.fields:
+            continue  # JSON and arrays have no equality
+        input_type = str(where[name].type.fields["eq"].type)
+        for row in rows:
+            value = row[name]
+            if value is None or value in tm.NON_FINITE or value in tm.INFINITE_DATES:
+                continue
+            body = await matrix.body(
+                f"query($v: {input_type}) {{ cells(where: {{{name}: {{eq: $v}}}}) {{ id }} }}",
+                {"v": value},
+            )
+            found = [r["id"] for r in (body.get("data") or {}).get("cells") or []]
+            if _driver_infinity(matrix, t, value):
+                # asyncpg sends these as infinities: refused, with the way out.
+                if "infinity" not in str(body["errors"][0]["message"]):
+                    failures.append(f"{name} = {value!r} should be refused: {body}")
+            elif row["id"] not in found:
+                failures.append(f"{name} = {value!r} (row {row['id']}): {body}")
+    assert not failures, "\n".join(failures)
+
+
+def _driver_infinity(matrix: Matrix, t: Any, value: Any) -> bool:
+    named = _named(t)
+    return (
+        matrix.dialect == "postgresql"
+        and named in ("Date", "DateTime")
+        and str(value).startswith(("0001-01-01", "9999-12-31"))
+        and str(value) in ("0001-01-01", "9999-12-31", "0001-01-01T00:00:00")
+    )
+
+
+@pytest.mark.parametrize("value", ["infinity", "-infinity"])
+async def test_infinite_dates_filter_on_postgresql_and_are_refused_elsewhere(
+    matrix: Matrix, value: str
+) -> None:
+    field = {"postgresql": "ts", "mysql": "dtm", "sqlite": "dtm"}[matrix.dialect]
+    for op in ("eq", "gte", "in"):
+        arg = f'["{value}"]' if op == "in" else f'"{value}"'
+        body = await matrix.body(f"{{ cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}")
+        if matrix.dialect != "postgresql":
+            assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+            assert "only PostgreSQL" in body["errors"][0]["message"]
+            continue
+        sql_op = {"eq": "=", "gte": ">=", "in": "="}[op]
+        truth = matrix.sql(
+            f"SELECT id FROM {matrix.table} WHERE ts {sql_op} ?::timestamp ORDER BY id", (value,)
+        )
+        assert "errors" not in body, body
+        assert sorted(r["id"] for r in body["data"]["cells"]) == [t[0] for t in truth]
+
+
+async def test_every_field_sorts_groups_and_aggregates_as_declared(matrix: Matrix) -> None:
+    order_fields = matrix.gql.get_type("CellOrderBy").fields
+    for name in order_fields:
+        body = await matrix.body(f"{{ cells(orderBy: {{{name}: DESC}}) {{ id }} }}")
+        assert "errors" not in body, (name, body)
+        assert len(body["data"]["cells"]) == len(matrix.sql(f"SELECT id FROM {matrix.table}"))
+    aggregate = matrix.gql.get_type("CellAggregate").fields
+    parts = []
+    for kind in ("sum", "avg", "min", "max"):
+        if kind in aggregate:
+            inner = aggregate[kind].type.of_type
+            parts.append(f"{kind} {{ {' '.join(inner.fields)} }}")
+    body = await matrix.body(f"{{ cellsAggregate {{ count {' '.join(parts)} }} }}")
+    assert "errors" not in body, body
+    result = body["data"]["cellsAggregate"]
+    problems = []
+    for kind in ("sum", "avg", "min", "max"):
+        if kind in aggregate:
+            inner = aggregate[kind].type.of_type
+            for fname, fdef in inner.fields.items():
+                problems += tm.type_problems(result[kind][fname], fdef.type, f"{kind}.{fname}")
+    assert not problems, "\n".join(problems)
+    keys = matrix.gql.get_type("CellGroupKey").fields
+    for name in matrix.gql.get_type("CellField").values:
+        body = await matrix.body(
+            f"{{ cellsAggregate {{ groupBy(fields: [{name}]) {{ count keys {{ {name} }} }} }} }}"
+        )
+        assert "errors" not in body, (name, body)
+        for group in body["data"]["cellsAggregate"]["groupBy"]:
+            assert not tm.type_problems(group["keys"][name], keys[name].type, name), group

@@ -10,6 +10,7 @@ request with the same shape.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import hashlib
 import math
@@ -208,6 +209,39 @@ def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
     return check
 
 
+def _infinite_dates(scalar: Scalar, dialect: Dialect) -> Callable[[Any], Any]:
+    """``"infinity"`` and ``"-infinity"`` as the values the driver sends as infinite dates,
+    where the database has them; the values the driver spends on them are refused."""
+    kind = dt.datetime if scalar == Scalar.DATETIME else dt.date
+    ends = {"infinity": kind.max, "-infinity": kind.min}
+
+    def one(value: Any) -> Any:
+        if isinstance(value, str):
+            if not dialect.infinite_dates:
+                raise PlanError(
+                    f"{scalar.value} {value!r}: only PostgreSQL has infinite dates;"
+                    " give an ISO 8601 value"
+                )
+            return ends[value]
+        if (
+            dialect.infinite_dates
+            and isinstance(value, kind)
+            and (value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value)
+            in (kind.min, kind.max)
+        ):
+            raise PlanError(
+                f"{scalar.value} {value.isoformat()} cannot be compared on PostgreSQL: its"
+                f" driver sends it as {'-' if value.year == 1 else ''}infinity; compare with"
+                ' the next value (e.g. gt/lt) or with "-infinity"/"infinity"'
+            )
+        return value
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform
+
+
 def _pattern_limit(limit: int) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if isinstance(value, str) and len(value.encode("utf-8")) > limit:
@@ -404,6 +438,8 @@ class _Planner:
             return _each(_check_finite)
         if f.scalar == Scalar.DECIMAL and self.dialect.decimal_digits is not None:
             return _each(_decimal_range(self.dialect.decimal_digits))
+        if f.scalar in (Scalar.DATE, Scalar.DATETIME):
+            return _infinite_dates(f.scalar, self.dialect)
         return None
 
     def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
@@ -525,7 +561,9 @@ class _Planner:
             items.extend(self._order_spec(e, a, spec))
         present = {str(x[0]) for x in items}
         # The key breaks ties, so pages are stable; without a key every orderable column does.
-        ties = e.primary_key or tuple(f.column for f in e.fields if f.scalar != Scalar.JSON)
+        ties = e.primary_key or tuple(
+            f.column for f in e.fields if f.scalar != Scalar.JSON and f.sortable
+        )
         for col in ties:
             expr = sql(ident(a, col))
             if str(expr) not in present:
@@ -613,6 +651,17 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
+        cast = d.column_input(f.db_type) if not f.is_list else None
+
+        compare_tpl = d.scalar_compare.get(f.scalar.value) if not f.is_list else None
+
+        def value_in(p: Fragment | Any) -> Fragment:
+            out = template(cast, p) if cast else sql(p)
+            return template(compare_tpl, out) if compare_tpl else out
+
+        def compared(c: Fragment) -> Fragment:
+            return template(compare_tpl, c) if compare_tpl else c
+
         arrays = {
             "contains": d.array_contains,
             "containedBy": d.array_contained_by,
@@ -631,13 +680,14 @@ class _Planner:
             if f.is_list:
                 pred = template(arrays[op], raw_col, param(slot))
             elif op in _COMPARISONS:
-                pred = sql(col, f" {_COMPARISONS[op]} ", param(slot))
+                pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
             elif op in ("in", "nin"):
                 if d.in_list == "array":
                     pred = sql(col, " = ANY(", param(slot), ")")
                 elif v:
                     items = (x.slot.with_transform(check) if check else x.slot for x in v)
-                    pred = sql(col, " IN (", join(", ", (param(i) for i in items)), ")")
+                    values = (value_in(param(i)) for i in items)
+                    pred = sql(compared(col), " IN (", join(", ", values), ")")
                 else:
                     pred = sql(d.false_literal)
                 if op == "nin":
@@ -766,10 +816,21 @@ class _Planner:
                     continue
                 f = fmap[fname]
                 col = sql(ident(a, f.column))
+                by_text = False
                 if f.scalar == Scalar.UUID:
                     col = template(d.text_cast, col)  # PostgreSQL has no min/max over uuid
+                elif (
+                    name in ("min", "max")
+                    and f.enum_values is None
+                    and not d.has_min_max(f.db_type, f.scalar.value)
+                ):
+                    col, by_text = template(d.text_of, col), True
                 expr = sql(f"{name.upper()}(", col, ")")
-                if name == "avg":
+                if name == "avg" and f.scalar == Scalar.FLOAT and d.float_avg:
+                    expr = template(d.float_avg, col)
+                if by_text:
+                    pass  # already the text the field is served as
+                elif name == "avg":
                     expr = template(d.float_cast, expr)
                     tpl = d.scalar_output.get(Scalar.FLOAT.value)
                     expr = template(tpl, expr) if tpl else expr

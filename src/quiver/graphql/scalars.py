@@ -90,8 +90,16 @@ def _parse_decimal(value: Any) -> decimal.Decimal:
     raise GraphQLError(f'Decimal cannot represent {value!r}: give a string such as "12.50"')
 
 
-def _iso_parser(kind: str, parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+#: PostgreSQL's infinite dates and timestamps, served and taken as these strings.
+INFINITE = ("infinity", "-infinity")
+
+
+def _iso_parser(
+    kind: str, parse: Callable[[str], Any], *, infinite: bool = False
+) -> Callable[[Any], Any]:
     def parse_value(value: Any) -> Any:
+        if infinite and value in INFINITE:
+            return value
         if isinstance(value, str):
             try:
                 return parse(value)
@@ -170,10 +178,16 @@ DECIMAL = _scalar(
     (StringValueNode, IntValueNode, FloatValueNode),
 )
 DATETIME = _scalar(
-    "DateTime", "A date and time in ISO 8601.", _iso_parser("DateTime", _parse_datetime), _STR
+    "DateTime",
+    'A date and time in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
+    _iso_parser("DateTime", _parse_datetime, infinite=True),
+    _STR,
 )
 DATE = _scalar(
-    "Date", "A calendar date in ISO 8601.", _iso_parser("Date", dt.date.fromisoformat), _STR
+    "Date",
+    'A calendar date in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
+    _iso_parser("Date", dt.date.fromisoformat, infinite=True),
+    _STR,
 )
 TIME = _scalar(
     "Time", "A time of day in ISO 8601.", _iso_parser("Time", dt.time.fromisoformat), _STR

@@ -438,8 +438,8 @@ class _Builder:
 
 
 def _sortable(f: IrField) -> bool:
-    """Whether a field can be sorted and grouped on (PostgreSQL's json type cannot)."""
-    return f.scalar != Scalar.JSON
+    """Whether a field can be sorted and grouped on (PostgreSQL's json, point, xml cannot)."""
+    return f.scalar != Scalar.JSON and f.sortable
 
 
 def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputType]]:

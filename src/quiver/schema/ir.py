@@ -87,6 +87,8 @@ class Field(_Model):
     #: An enum column: the GraphQL enum type's name and the database's values, in order.
     enum_name: str | None = None
     enum_values: tuple[str, ...] | None = None
+    #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
+    sortable: bool = True
 
 
 class Relation(_Model):

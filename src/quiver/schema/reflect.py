@@ -87,6 +87,7 @@ class CatalogColumn:
     #: the GraphQL name of the type; MariaDB's inline ENUMs are named after the column.
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
+    sortable: bool = True
 
 
 @dataclass(frozen=True)
@@ -395,6 +396,7 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
                 is_list=col.is_list,
                 enum_name=enum_name,
                 enum_values=col.enum_values,
+                sortable=col.sortable,
             )
         )
     if not _GRAPHQL_NAME.fullmatch(entity):
@@ -591,6 +593,13 @@ _PG_SCALARS = {
     "timetz": Scalar.TIME,
     "bytea": Scalar.BASE64,
 }
+
+
+#: PostgreSQL types without a default btree ordering: they cannot be sorted or grouped.
+_PG_UNORDERED = frozenset(
+    {"point", "line", "lseg", "box", "path", "polygon", "circle", "xml", "aclitem"}
+    | {"txid_snapshot", "pg_snapshot", "json"}
+)
 
 
 def postgresql_scalar(type_name: str) -> Scalar:
@@ -878,6 +887,7 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         enum_name = pascal(type_name)
     scalar = Scalar.JSON if row["typtype"] == "c" else postgresql_scalar(type_name)
     return CatalogColumn(
+        sortable=type_name not in _PG_UNORDERED,
         name=c["attname"],
         scalar=scalar,
         nullable=nullable,

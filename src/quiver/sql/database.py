@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime as dt
 import decimal
+import math
 import sqlite3
 import threading
 import time
@@ -120,6 +121,12 @@ class _Postgres:
             ) from None
         except asyncpg.CharacterNotInRepertoireError as exc:
             raise ParameterError.one(str(exc), "database") from None
+        except asyncpg.NumericValueOutOfRangeError:
+            raise QueryTooComplexError.one(
+                "a sum or average overflowed the database's numbers",
+                "database",
+                "aggregate fewer rows, or cast the column to numeric in a view",
+            ) from None
         except asyncpg.PostgresError as exc:
             raise DatabaseError.one(str(exc), "database") from exc
         except (asyncpg.DataError, OverflowError, UnicodeError) as exc:
@@ -220,6 +227,16 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
 
+def _real_json(value: float | None) -> str | None:
+    """A real as JSON: the shortest text that reads back as the same double (SQLite's own
+    JSON keeps 15 digits), infinities as the strings "Infinity" and "-Infinity"."""
+    if value is None or value != value:  # SQLite stores NaN as NULL
+        return None
+    if value in (math.inf, -math.inf):
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    return repr(float(value))
+
+
 def _base64(value: bytes | str | float | None) -> str | None:
     """Standard Base64 of a BLOB (text is encoded as UTF-8 first, numbers as their text)."""
     if value is None:
@@ -261,6 +278,7 @@ class _Sqlite:
                 conn.execute(stmt)
             conn.create_function("quiver_lower", 1, _lower, deterministic=True)
             conn.create_function("quiver_base64", 1, _base64, deterministic=True)
+            conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:

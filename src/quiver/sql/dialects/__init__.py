@@ -110,6 +110,21 @@ class Dialect:
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
+    #: Dates and timestamps may be infinite; the driver sends the largest and smallest
+    #: Python values as infinity and -infinity (asyncpg).
+    infinite_dates: bool = False
+    #: Both sides of a comparison of a scalar go through this (SQLite keeps timestamps as
+    #: text in several forms: ``2024-01-02T03:04:05.678`` equals ``2024-01-02 03:04:05.678``).
+    scalar_compare: Mapping[ScalarName, str] = field(default_factory=dict)
+    #: Types of String columns that have min and max of their own; others (PostgreSQL's
+    #: bit, macaddr, ranges) take the min and max of their text. Empty: every type has them.
+    min_max_types: str = ""
+    #: The average of a floating-point column, when AVG cannot take every value (PostgreSQL's
+    #: AVG of double precision also sums squares, which overflow past 1.3e154).
+    float_avg: str = ""
+    #: Input per database type, as ``type_output``: how a filter value is cast to compare
+    #: with a column of that type (MariaDB's single-precision FLOAT).
+    type_input: tuple[tuple[str, str], ...] = ()
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -119,6 +134,16 @@ class Dialect:
             if found is not None:
                 return found
         return self.scalar_output.get(scalar)
+
+    def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
+        """Whether MIN and MAX take a column of ``db_type`` served as ``scalar`` as it is."""
+        if scalar != "String" or not self.min_max_types or not db_type:
+            return True
+        return re.fullmatch(self.min_max_types, db_type.lower()) is not None
+
+    def column_input(self, db_type: str | None) -> str | None:
+        """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
+        return _type_output(self.type_input, db_type.lower()) if db_type else None
 
     def compares_as_text(self, db_type: str | None) -> bool:
         """Whether a String column of type ``db_type`` compares with text as it is."""
@@ -242,6 +267,7 @@ POSTGRESQL = Dialect(
         "Base64": "translate(encode({}, 'base64'), chr(10), '')",
     },
     text_types="text|varchar|bpchar|name|citext|char",
+    min_max_types="text|varchar|bpchar|name|citext|char|interval|money|inet|cidr|oid|pg_lsn",
     text_of="(json_build_array({})->>0)",
     list_output=(
         "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
@@ -251,6 +277,8 @@ POSTGRESQL = Dialect(
     array_contained_by="{0} <@ {1}",
     array_overlaps="{0} && {1}",
     decimal_digits=(131072, 16383),
+    infinite_dates=True,
+    float_avg="(SUM({0}) / NULLIF(COUNT({0}), 0))",
     supports_nulls_order=True,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -290,6 +318,9 @@ MYSQL = Dialect(
         "Base64": "REPLACE(TO_BASE64({}), CHAR(10), '')",
     },
     type_output=(
+        # Fractional seconds, when the column keeps them.
+        (r"(datetime|timestamp)\([1-6]\)", "DATE_FORMAT({}, '%Y-%m-%dT%H:%i:%s.%f')"),
+        (r"time\([1-6]\)", "TIME_FORMAT({}, '%H:%i:%s.%f')"),
         # BIT(1) is Boolean; wider BITs are strings of binary digits.
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
         (
@@ -300,6 +331,8 @@ MYSQL = Dialect(
     ),
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
     text_of="CAST({} AS CHAR)",
+    # A FLOAT column holds single-precision values: a double compares equal to none of them.
+    type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -338,18 +371,13 @@ SQLITE = Dialect(
         # quiver_base64 is registered on every connection (see quiver.sql.database).
         "Base64": "quiver_base64({})",
         # SQLite's JSON writes infinities as Inf, which is not JSON, and reals with 15
-        # significant digits, which may not round-trip (1.7976931348623157e308 would become
-        # infinite): a real is written with 15 digits when they read back as the same
-        # value, else with 17.
-        "Float": (
-            "CASE WHEN typeof({0}) <> 'real' THEN {0}"
-            " WHEN {0} > 1.7976931348623157e308 THEN 'Infinity'"
-            " WHEN {0} < -1.7976931348623157e308 THEN '-Infinity'"
-            " WHEN CAST(printf('%!.15g', {0}) AS REAL) = {0} THEN json(printf('%!.15g', {0}))"
-            " ELSE json(printf('%!.17g', {0})) END"
-        ),
+        # significant digits, which need not read back as the same double (its printf is
+        # not exact at 17): quiver_real writes the shortest exact text, infinities as strings.
+        "Float": "CASE WHEN typeof({0}) = 'real' THEN json(quiver_real({0})) ELSE {0} END",
     },
     max_like_pattern_bytes=50_000,
+    # julianday reads every form SQLite's date functions know, to the millisecond.
+    scalar_compare={"DateTime": "julianday({})"},
     contains_text="(instr({0}, {1}) > 0)",
     starts_with_text="(substr({0}, 1, length({1})) = {1})",
     ends_with_text=("({0} IS NOT NULL AND (length({1}) = 0 OR substr({0}, -length({1})) = {1}))"),
