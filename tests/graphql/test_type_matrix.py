@@ -26,6 +26,7 @@ from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
 from tests.graphql import type_matrix as tm
+from tests.graphql.conftest import Runner
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -516,3 +517,17 @@ async def test_every_field_sorts_groups_and_aggregates_as_declared(matrix: Matri
         assert "errors" not in body, (name, body)
         for group in body["data"]["cellsAggregate"]["groupBy"]:
             assert not tm.type_problems(group["keys"][name], keys[name].type, name), group
+
+
+async def test_a_sum_of_int_beyond_32_bits_is_a_bigint(chinook_runner: Runner) -> None:
+    data = await chinook_runner.data("{ tracksAggregate { sum { bytes milliseconds } } }")
+    (total_bytes, total_ms), *_ = chinook_runner.sql(
+        "SELECT SUM(bytes), SUM(milliseconds) FROM track"
+    )
+    assert int(total_bytes) > 2**31  # beyond Int: the reason the sum is a BigInt
+    assert data["tracksAggregate"]["sum"] == {
+        "bytes": str(int(total_bytes)),
+        "milliseconds": str(int(total_ms)),
+    }
+    sum_type = chinook_runner.engine.graphql_schema.get_type("TrackSumFields")
+    assert str(sum_type.fields["bytes"].type) == "BigInt"  # type: ignore[union-attr]

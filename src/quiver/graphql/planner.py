@@ -37,7 +37,7 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
-from quiver.graphql.typesystem import ORDER_DIRECTIONS, enum_value_names
+from quiver.graphql.typesystem import ORDER_DIRECTIONS, enum_value_names, sum_scalar
 from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
@@ -833,6 +833,9 @@ class _Planner:
                 elif name == "avg":
                     expr = template(d.float_cast, expr)
                     tpl = d.scalar_output.get(Scalar.FLOAT.value)
+                    expr = template(tpl, expr) if tpl else expr
+                elif name == "sum":
+                    tpl = d.scalar_output.get(sum_scalar(f).value)
                     expr = template(tpl, expr) if tpl else expr
                 else:
                     expr = self.render(f, expr)

@@ -44,7 +44,7 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import NUMERIC_SCALARS, ORDERED_SCALARS, TEXT_SCALARS, Scalar
 from quiver.schema.ir import Field as IrField
 
-__all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names"]
+__all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
 
 ORDER_DIRECTIONS = {
     "ASC": ("ASC", "LAST"),
@@ -284,7 +284,7 @@ class _Builder:
             return GraphQLObjectType(f"{name}{suffix}", {f.name: GraphQLField(typ(f)) for f in fs})
 
         sets: dict[str, GraphQLObjectType | None] = {
-            "sum": field_set("SumFields", numeric, lambda f: graphql_scalar(f.scalar)),
+            "sum": field_set("SumFields", numeric, lambda f: graphql_scalar(sum_scalar(f))),
             "avg": field_set("AvgFields", numeric, lambda f: GraphQLFloat),
             "min": field_set("MinFields", ordered, self.field_type),
             "max": field_set("MaxFields", ordered, self.field_type),
@@ -435,6 +435,11 @@ class _Builder:
         o = GraphQLInputObjectType(f"{name}OrderBy", fields)
         self.order_bys[name] = o
         return o
+
+
+def sum_scalar(f: IrField) -> Scalar:
+    """A sum of 32-bit integers outgrows Int: it is a BigInt (as PostgreSQL's sum is bigint)."""
+    return Scalar.BIGINT if f.scalar == Scalar.INT else f.scalar
 
 
 def _sortable(f: IrField) -> bool:
