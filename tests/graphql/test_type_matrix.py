@@ -531,3 +531,32 @@ async def test_a_sum_of_int_beyond_32_bits_is_a_bigint(chinook_runner: Runner) -
     }
     sum_type = chinook_runner.engine.graphql_schema.get_type("TrackSumFields")
     assert str(sum_type.fields["bytes"].type) == "BigInt"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stored", [2**40, -(2**31) - 1, "'abc'", "x'ff'"])
+async def test_a_sqlite_int_column_holding_what_int_cannot_carry_says_so(
+    fresh_sqlite: str, stored: Any
+) -> None:
+    db = ChinookDb("sqlite", fresh_sqlite)
+    try:
+        db.query("CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER)")
+        db.query(f"INSERT INTO counters VALUES (1, 7), (2, {stored})")
+        reflected = await reflect_database(fresh_sqlite)
+        settings = QuiverSettings.model_validate({"database": {"url": fresh_sqlite}})
+        app = create_app(reflected, settings)
+        await app.startup()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as client:
+                ok = await client.post("/graphql", json={"query": "{ counter(id: 1) { n } }"})
+                assert ok.json() == {"data": {"counter": {"n": 7}}}
+                bad = await client.post("/graphql", json={"query": "{ counters { id n } }"})
+        finally:
+            await app.shutdown()
+    finally:
+        db.close()
+    body = orjson.loads(bad.content)
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "DATABASE_ERROR"
+    assert "not a 32-bit integer" in error["message"] and "BIGINT" in error["message"]
+    assert body["data"] is None

@@ -31,6 +31,7 @@ __all__ = [
     "ParameterError",
     "QueryTooComplexError",
     "StatementTimeoutError",
+    "StoredValueError",
     "open_database",
 ]
 
@@ -49,6 +50,25 @@ class QueryTooComplexError(DatabaseError):
 
 class ParameterError(DatabaseError):
     """A value could not be bound as a parameter of this database."""
+
+
+class StoredValueError(DatabaseError):
+    """A stored value the field's GraphQL type cannot carry (SQLite lets any column hold
+    any value): its message names the value and the fix, and may be shown to clients."""
+
+
+#: What the last SQL function that refused a value said, per thread (SQLite drops the text
+#: of an exception raised in a user function).
+_refused = threading.local()
+
+
+def _not_int(value: object) -> None:
+    """Called by the SQLite output of Int fields for a value that is not a 32-bit integer."""
+    _refused.message = (
+        f"an Int field holds {value!r}, which is not a 32-bit integer (SQLite lets an INTEGER"
+        " column hold any value)"
+    )
+    raise ValueError(_refused.message)
 
 
 class Database(Protocol):
@@ -279,6 +299,7 @@ class _Sqlite:
             conn.create_function("quiver_lower", 1, _lower, deterministic=True)
             conn.create_function("quiver_base64", 1, _base64, deterministic=True)
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
+            conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:
@@ -293,6 +314,15 @@ class _Sqlite:
         try:
             row = conn.execute(text, [_sqlite_param(p) for p in params]).fetchone()
         except sqlite3.OperationalError as exc:
+            refused = getattr(_refused, "message", None)
+            if refused is not None and "user-defined function" in str(exc):
+                _refused.message = None
+                raise StoredValueError.one(
+                    refused,
+                    "database",
+                    "declare the column BIGINT (a BigInt field) for 64-bit integers, or"
+                    " correct the stored value",
+                ) from None
             if "interrupted" in str(exc):
                 raise StatementTimeoutError.one(
                     "the statement ran past its time limit",
