@@ -416,11 +416,12 @@ def _name_enums(fields: dict[str, list[Field]], entities: Iterable[str]) -> None
     An enum named like an entity or a type the API generates gets ``Enum`` appended; two
     different enums under one name (the same type name in two schemas) are numbered.
     """
-    taken = set(RESERVED_TYPE_NAMES)
+    taken = set(RESERVED_TYPE_NAMES) | {f"{s.value}ArrayFilter" for s in Scalar}
     for e in entities:
         taken.add(e)
         taken.update(e + suffix for suffix in GENERATED_TYPE_SUFFIXES)
     chosen: dict[tuple[str, tuple[str, ...]], str] = {}
+    enums: set[str] = set()
     for entity in sorted(fields):
         for i, f in enumerate(fields[entity]):
             if f.enum_name is None or f.enum_values is None:
@@ -429,13 +430,15 @@ def _name_enums(fields: dict[str, list[Field]], entities: Iterable[str]) -> None
             if key not in chosen:
                 base = f.enum_name if _GRAPHQL_NAME.fullmatch(f.enum_name) else "Enum"
                 name = base
-                if name in taken or name + "Filter" in taken:
+                derived = ("", "Filter", "ArrayFilter")
+                if any(name + x in taken for x in derived) and name not in enums:
                     name = base = base + "Enum"
                 n = 2
-                while name in taken or name + "Filter" in taken:
+                while any(name + x in taken for x in derived):
                     name = f"{base}{n}"
                     n += 1
-                taken.update((name, name + "Filter"))
+                taken.update(name + x for x in derived)
+                enums.add(name)
                 chosen[key] = name
             fields[entity][i] = f.model_copy(update={"enum_name": chosen[key]})
 
