@@ -84,6 +84,7 @@ def test_every_scalar_annotation_maps_to_its_ir_scalar_and_nullability() -> None
         day: date
         at: time
         u: UUID
+        raw: bytes
         big: quiver.BigInt
         ident: quiver.ID
         doc: quiver.JSON
@@ -98,6 +99,7 @@ def test_every_scalar_annotation_maps_to_its_ir_scalar_and_nullability() -> None
     assert fields == {
         "i": (Scalar.INT, False),
         "f": (Scalar.FLOAT, False),
+        "raw": (Scalar.BASE64, False),
         "s": (Scalar.STRING, False),
         "b": (Scalar.BOOLEAN, False),
         "d": (Scalar.DECIMAL, False),
@@ -564,9 +566,9 @@ class ThingFilter:
 """,
     )
     fix = (
-        "(use int, float, str, bool, Decimal, datetime, date, time, uuid.UUID, quiver.BigInt, "
-        "quiver.ID, quiver.JSON, a @quiver.type class or list[...] of one, each optionally "
-        "'| None')"
+        "(use int, float, str, bool, Decimal, datetime, date, time, uuid.UUID, bytes, "
+        "quiver.BigInt, quiver.ID, quiver.JSON, a @quiver.type class or list[...] of one, each "
+        "optionally '| None')"
     )
     at = {m: line_of(text, m) for m in ("# unsupported list", "# unsupported set", "# dunder")}
     at.update({m: line_of(text, m) for m in ("# spaced", "# union", "# reserved")})

@@ -105,7 +105,9 @@ def comparable(schema: Schema) -> list[Entity]:
                 update={
                     "location": None,
                     "description": None,
-                    "fields": tuple(f.model_copy(update={"location": None}) for f in e.fields),
+                    "fields": tuple(
+                        f.model_copy(update={"location": None, "db_type": None}) for f in e.fields
+                    ),
                     "relations": tuple(
                         r.model_copy(update={"location": None})
                         for r in sorted(e.relations, key=lambda r: r.name)
@@ -337,8 +339,8 @@ def test_cli_compile_prints_every_error_and_keeps_the_previous_schema(tmp_path: 
     first, second = line_of(text, "# first"), line_of(text, "# second")
     assert out.stderr.splitlines() == [
         f"app.py:{first}: error: A.tags: unsupported annotation set[str] (use int, float, str, "
-        "bool, Decimal, datetime, date, time, uuid.UUID, quiver.BigInt, quiver.ID, quiver.JSON, "
-        "a @quiver.type class or list[...] of one, each optionally '| None')",
+        "bool, Decimal, datetime, date, time, uuid.UUID, bytes, quiver.BigInt, quiver.ID, "
+        "quiver.JSON, a @quiver.type class or list[...] of one, each optionally '| None')",
         f"app.py:{second}: error: A.b: unknown relation target 'Brid'; did you mean 'Bird'? "
         "(annotate it with a @quiver.type class, or with a reflected type's name and compile with "
         "--extend-db)",

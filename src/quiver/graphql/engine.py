@@ -51,6 +51,7 @@ from quiver.sql.database import (
     ParameterError,
     QueryTooComplexError,
     StatementTimeoutError,
+    StoredValueError,
     open_database,
 )
 from quiver.sql.dialects import Dialect
@@ -396,6 +397,10 @@ class GraphQLEngine:
                 code,
                 path=[key],
             )
+        if isinstance(err, StoredValueError):
+            detail = err.details[0]
+            log.error("stored value on root field %s: %s", key, detail.message)
+            return _error(f"{detail.message} ({detail.fix})", "DATABASE_ERROR", path=[key])
         log.error("database error on root field %s: %s", key, err)
         return _error("The database could not run this query.", "DATABASE_ERROR", path=[key])
 

@@ -10,7 +10,10 @@ request with the same shape.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from graphql import (
     ValueNode,
     VariableNode,
 )
-from quiver.graphql.typesystem import ORDER_DIRECTIONS
+from quiver.graphql.typesystem import ORDER_DIRECTIONS, enum_value_names, sum_scalar
 from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
@@ -169,6 +172,89 @@ def _reject_nul(value: Any) -> Any:
     return value
 
 
+def _each(check: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """A slot transform applying ``check`` to a value, or to each item of a list."""
+
+    def transform(value: Any) -> Any:
+        for v in value if isinstance(value, list) else [value]:
+            check(v)
+        return value
+
+    return transform
+
+
+def _check_finite(value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PlanError(
+            f"{value} is not a finite Float: GraphQL floats are finite; give a number within"
+            " ±1.7976931348623157e308"
+        )
+
+
+def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
+    before, after = digits
+
+    def check(value: Any) -> None:
+        if not isinstance(value, decimal.Decimal) or value.is_zero():
+            return
+        exponent = value.normalize().as_tuple().exponent
+        assert isinstance(exponent, int)
+        if value.adjusted() >= before or exponent < -after:
+            raise PlanError(
+                f"the Decimal {value} is beyond what the database's numeric type can compare"
+                f" (at most {before} digits before the decimal point and {after} after):"
+                " give a value within that range"
+            )
+
+    return check
+
+
+def _infinite_dates(scalar: Scalar, dialect: Dialect) -> Callable[[Any], Any]:
+    """``"infinity"`` and ``"-infinity"`` as the values the driver sends as infinite dates,
+    where the database has them; the values the driver spends on them are refused."""
+    kind = dt.datetime if scalar == Scalar.DATETIME else dt.date
+    ends = {"infinity": kind.max, "-infinity": kind.min}
+
+    def one(value: Any) -> Any:
+        if isinstance(value, str):
+            if not dialect.infinite_dates:
+                raise PlanError(
+                    f"{scalar.value} {value!r}: only PostgreSQL has infinite dates;"
+                    " give an ISO 8601 value"
+                )
+            return ends[value]
+        if (
+            dialect.infinite_dates
+            and isinstance(value, kind)
+            and (value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value)
+            in (kind.min, kind.max)
+        ):
+            raise PlanError(
+                f"{scalar.value} {value.isoformat()} cannot be compared on PostgreSQL: its"
+                f" driver sends it as {'-' if value.year == 1 else ''}infinity; compare with"
+                ' the next value (e.g. gt/lt) or with "-infinity"/"infinity"'
+            )
+        return value
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform
+
+
+def _pattern_limit(limit: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value.encode("utf-8")) > limit:
+            raise PlanError(
+                f"the pattern is {len(value.encode('utf-8'))} bytes long; this database compares"
+                f" LIKE patterns of at most {limit} bytes: shorten it, or use contains,"
+                " startsWith or endsWith, which take text of any length"
+            )
+        return value
+
+    return check
+
+
 def _non_negative(name: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value < 0:
@@ -255,7 +341,11 @@ class _Planner:
             for col in e.primary_key:
                 f = e.field_by_column(col)
                 assert f is not None
-                conds.append(sql(ident(a, col), " = ", param(args[f.name].slot)))
+                slot = args[f.name].slot
+                check = self.value_check(f)
+                if check is not None:
+                    slot = slot.with_transform(check)
+                conds.append(sql(ident(a, col), " = ", param(slot)))
             return sql(
                 "SELECT ",
                 self.object_json(e, a, self.sub_fields(nodes)),
@@ -306,9 +396,51 @@ class _Planner:
         return json_object(self.dialect, pairs)
 
     def column_json(self, f: IrField, a: str) -> Fragment:
-        col = sql(ident(a, f.column))
-        tpl = self.dialect.scalar_output.get(f.scalar.value)
-        return template(tpl, col) if tpl else col
+        return self.render(f, sql(ident(a, f.column)))
+
+    def render(self, f: IrField, expr: Fragment) -> Fragment:
+        """``expr``, a value of column ``f``, as the JSON value of its GraphQL type."""
+        if f.is_list:
+            elem = self.render_value(f, sql(ident("__e", "x")))
+            return template(self.dialect.list_output, expr, elem) if elem is not None else expr
+        out = self.render_value(f, expr)
+        return out if out is not None else expr
+
+    def render_value(self, f: IrField, expr: Fragment) -> Fragment | None:
+        """One value of ``f``'s scalar or enum as JSON; None when the database's own is right."""
+        d = self.dialect
+        if f.enum_values is not None:
+            names = enum_value_names(f.enum_values)
+            renamed = [(db, gql) for db, gql in names.items() if db != gql]
+            if not renamed:
+                return None
+            cases = [sql(" WHEN ", param(db), f" THEN {literal_string(g)}") for db, g in renamed]
+            return sql("CASE ", expr, *cases, " ELSE ", template(d.text_of, expr), " END")
+        tpl = d.column_output(f.db_type, f.scalar.value)
+        return template(tpl, expr) if tpl else None
+
+    def filter_operand(self, f: IrField, col: Fragment) -> Fragment:
+        """The column as filters compare it: a String column of a type that is not text (an
+        interval, a MariaDB BIT) compares in the text it is served as."""
+        d = self.dialect
+        if f.scalar != Scalar.STRING or f.enum_values is not None or f.is_list:
+            return col
+        tpl = d.column_output(f.db_type, f.scalar.value)
+        if tpl:
+            return template(tpl, col)
+        return col if d.compares_as_text(f.db_type) else template(d.text_of, col)
+
+    def value_check(self, f: IrField) -> Callable[[Any], Any] | None:
+        """What a filter value of ``f`` must satisfy before it reaches the database."""
+        if f.scalar in TEXT_SCALARS:
+            return _reject_nul
+        if f.scalar == Scalar.FLOAT:
+            return _each(_check_finite)
+        if f.scalar == Scalar.DECIMAL and self.dialect.decimal_digits is not None:
+            return _each(_decimal_range(self.dialect.decimal_digits))
+        if f.scalar in (Scalar.DATE, Scalar.DATETIME):
+            return _infinite_dates(f.scalar, self.dialect)
+        return None
 
     def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
         return join(
@@ -429,7 +561,9 @@ class _Planner:
             items.extend(self._order_spec(e, a, spec))
         present = {str(x[0]) for x in items}
         # The key breaks ties, so pages are stable; without a key every orderable column does.
-        ties = e.primary_key or tuple(f.column for f in e.fields if f.scalar != Scalar.JSON)
+        ties = e.primary_key or tuple(
+            f.column for f in e.fields if f.scalar != Scalar.JSON and f.sortable
+        )
         for col in ties:
             expr = sql(ident(a, col))
             if str(expr) not in present:
@@ -513,9 +647,26 @@ class _Planner:
     def field_filter(
         self, f: IrField, a: str, ops: Mapping[str, Any], path: tuple[str | int, ...], negated: bool
     ) -> Iterator[Fragment]:
-        col = sql(ident(a, f.column))
+        raw_col = sql(ident(a, f.column))
+        col = self.filter_operand(f, raw_col)
         d = self.dialect
-        text = f.scalar in TEXT_SCALARS
+        check = self.value_check(f)
+        cast = d.column_input(f.db_type) if not f.is_list else None
+
+        compare_tpl = d.scalar_compare.get(f.scalar.value) if not f.is_list else None
+
+        def value_in(p: Fragment | Any) -> Fragment:
+            out = template(cast, p) if cast else sql(p)
+            return template(compare_tpl, out) if compare_tpl else out
+
+        def compared(c: Fragment) -> Fragment:
+            return template(compare_tpl, c) if compare_tpl else c
+
+        arrays = {
+            "contains": d.array_contains,
+            "containedBy": d.array_contained_by,
+            "overlaps": d.array_overlaps,
+        }
         for op, leaf in ops.items():
             v = _value(leaf)
             p = (*path, op)
@@ -523,17 +674,20 @@ class _Planner:
                 raise PlanError(f"{op}: null is not allowed; use isNull to test for null", p)
             if op == "isNull":
                 # (col IS NULL) = ? keeps the text the same for true and false.
-                yield sql("((", col, " IS NULL) = ", param(leaf.slot), ")")
+                yield sql("((", raw_col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
-            slot = leaf.slot.with_transform(_reject_nul) if text else leaf.slot
-            if op in _COMPARISONS:
-                pred = sql(col, f" {_COMPARISONS[op]} ", param(slot))
+            slot = leaf.slot.with_transform(check) if check is not None else leaf.slot
+            if f.is_list:
+                pred = template(arrays[op], raw_col, param(slot))
+            elif op in _COMPARISONS:
+                pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
             elif op in ("in", "nin"):
                 if d.in_list == "array":
                     pred = sql(col, " = ANY(", param(slot), ")")
                 elif v:
-                    items = (x.slot.with_transform(_reject_nul) if text else x.slot for x in v)
-                    pred = sql(col, " IN (", join(", ", (param(i) for i in items)), ")")
+                    items = (x.slot.with_transform(check) if check else x.slot for x in v)
+                    values = (value_in(param(i)) for i in items)
+                    pred = sql(compared(col), " IN (", join(", ", values), ")")
                 else:
                     pred = sql(d.false_literal)
                 if op == "nin":
@@ -541,11 +695,22 @@ class _Planner:
                     if f.nullable:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
-                tpl = d.ilike if op == "ilike" else d.like
                 # Pattern operators compare text: UUID and ID columns are read as text.
                 target = template(d.text_cast, col) if f.scalar != Scalar.STRING else col
                 pattern = leaf.slot.with_transform(_reject_nul)
-                pred = template(tpl, target, param(pattern.with_transform(_LIKE_TRANSFORMS[op])))
+                text_test = {
+                    "contains": d.contains_text,
+                    "startsWith": d.starts_with_text,
+                    "endsWith": d.ends_with_text,
+                }.get(op, "")
+                if text_test:
+                    pred = template(text_test, target, param(pattern))
+                else:
+                    tpl = d.ilike if op == "ilike" else d.like
+                    pattern = pattern.with_transform(_LIKE_TRANSFORMS[op])
+                    if d.max_like_pattern_bytes is not None:
+                        pattern = pattern.with_transform(_pattern_limit(d.max_like_pattern_bytes))
+                    pred = template(tpl, target, param(pattern))
             if negated and f.nullable:
                 pred = sql("COALESCE(", pred, f", {d.false_literal})")
             yield sql("(", pred, ")")
@@ -651,14 +816,29 @@ class _Planner:
                     continue
                 f = fmap[fname]
                 col = sql(ident(a, f.column))
+                by_text = False
                 if f.scalar == Scalar.UUID:
                     col = template(d.text_cast, col)  # PostgreSQL has no min/max over uuid
+                elif (
+                    name in ("min", "max")
+                    and f.enum_values is None
+                    and not d.has_min_max(f.db_type, f.scalar.value)
+                ):
+                    col, by_text = template(d.text_of, col), True
                 expr = sql(f"{name.upper()}(", col, ")")
-                if name == "avg":
+                if name == "avg" and f.scalar == Scalar.FLOAT and d.float_avg:
+                    expr = template(d.float_avg, col)
+                if by_text:
+                    pass  # already the text the field is served as
+                elif name == "avg":
                     expr = template(d.float_cast, expr)
-                tpl = d.scalar_output.get(f.scalar.value)
-                if tpl and name != "avg":
-                    expr = template(tpl, expr)
+                    tpl = d.scalar_output.get(Scalar.FLOAT.value)
+                    expr = template(tpl, expr) if tpl else expr
+                elif name == "sum":
+                    tpl = d.scalar_output.get(sum_scalar(f).value)
+                    expr = template(tpl, expr) if tpl else expr
+                else:
+                    expr = self.render(f, expr)
                 inner.append((k2, expr))
             yield key, json_object(d, inner)
 

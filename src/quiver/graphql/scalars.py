@@ -1,12 +1,15 @@
-"""Custom GraphQL scalars: BigInt, Decimal, DateTime, Date, Time, UUID and JSON.
+"""Custom GraphQL scalars: BigInt, Decimal, DateTime, Date, Time, UUID, JSON and Base64.
 
 Inputs are parsed into Python values (int, Decimal, datetime, ...) that become SQL parameters;
 outputs are produced by the database (see ``Dialect.scalar_output``): BigInt and Decimal travel as
-strings so no precision is lost in JSON, date and time values as ISO 8601 strings.
+strings so no precision is lost in JSON, date and time values as ISO 8601 strings, binary
+values as standard Base64 (RFC 4648, with padding, no line breaks).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import decimal
 import re
@@ -87,8 +90,16 @@ def _parse_decimal(value: Any) -> decimal.Decimal:
     raise GraphQLError(f'Decimal cannot represent {value!r}: give a string such as "12.50"')
 
 
-def _iso_parser(kind: str, parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+#: PostgreSQL's infinite dates and timestamps, served and taken as these strings.
+INFINITE = ("infinity", "-infinity")
+
+
+def _iso_parser(
+    kind: str, parse: Callable[[str], Any], *, infinite: bool = False
+) -> Callable[[Any], Any]:
     def parse_value(value: Any) -> Any:
+        if infinite and value in INFINITE:
+            return value
         if isinstance(value, str):
             try:
                 return parse(value)
@@ -111,6 +122,18 @@ def _parse_uuid(value: Any) -> uuid.UUID:
         except ValueError:
             pass
     raise GraphQLError(f"UUID cannot represent {value!r}")
+
+
+def _parse_base64(value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            pass
+    raise GraphQLError(
+        f"Base64 cannot represent {value!r}: give standard Base64 (A-Z a-z 0-9 + /, padded"
+        ' with =), e.g. "/w==" for the byte 0xFF'
+    )
 
 
 def _serialize_passthrough(value: Any) -> Any:
@@ -155,15 +178,27 @@ DECIMAL = _scalar(
     (StringValueNode, IntValueNode, FloatValueNode),
 )
 DATETIME = _scalar(
-    "DateTime", "A date and time in ISO 8601.", _iso_parser("DateTime", _parse_datetime), _STR
+    "DateTime",
+    'A date and time in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
+    _iso_parser("DateTime", _parse_datetime, infinite=True),
+    _STR,
 )
 DATE = _scalar(
-    "Date", "A calendar date in ISO 8601.", _iso_parser("Date", dt.date.fromisoformat), _STR
+    "Date",
+    'A calendar date in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
+    _iso_parser("Date", dt.date.fromisoformat, infinite=True),
+    _STR,
 )
 TIME = _scalar(
     "Time", "A time of day in ISO 8601.", _iso_parser("Time", dt.time.fromisoformat), _STR
 )
 UUID = _scalar("UUID", "A UUID in its canonical text form.", _parse_uuid, _STR)
+BASE64 = _scalar(
+    "Base64",
+    "Binary data as standard Base64 (RFC 4648 with padding, no line breaks).",
+    _parse_base64,
+    _STR,
+)
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
@@ -191,6 +226,7 @@ SCALAR_TYPES: dict[Scalar, GraphQLScalarType] = {
     Scalar.TIME: TIME,
     Scalar.UUID: UUID,
     Scalar.JSON: JSON,
+    Scalar.BASE64: BASE64,
 }
 
 

@@ -9,11 +9,16 @@ For every entity ``E`` (list field ``es``, by-key field ``e``) the API has:
   ``<relation>Aggregate(where)`` for each to-many relation
 - inputs ``EWhere`` (per-column filters, ``and``/``or``/``not``, nested to-one filters and
   ``some``/``every``/``none`` on to-many) and ``EOrderBy``.
+
+An array column is a list of its element type, filtered with ``<T>ArrayFilter``; an enum column
+is a GraphQL enum whose values are the database's, made into GraphQL names where needed
+(:func:`enum_value_names`), filtered with ``<Enum>Filter``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from graphql import (
@@ -39,7 +44,7 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import NUMERIC_SCALARS, ORDERED_SCALARS, TEXT_SCALARS, Scalar
 from quiver.schema.ir import Field as IrField
 
-__all__ = ["ORDER_DIRECTIONS", "build_graphql_schema"]
+__all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
 
 ORDER_DIRECTIONS = {
     "ASC": ("ASC", "LAST"),
@@ -51,6 +56,44 @@ ORDER_DIRECTIONS = {
 }
 STRING_OPERATORS = ("like", "ilike", "startsWith", "endsWith", "contains")
 COMPARISON_OPERATORS = ("gt", "gte", "lt", "lte")
+ARRAY_OPERATORS = {
+    "contains": "The array holds every given value.",
+    "containedBy": "Every value of the array is among the given values.",
+    "overlaps": "The array holds at least one of the given values.",
+}
+
+_ENUM_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+_NOT_NAME = re.compile(r"[^_0-9A-Za-z]+")
+
+
+def enum_value_names(values: Sequence[str]) -> dict[str, str]:
+    """The GraphQL name of each database enum value.
+
+    A value that is already a GraphQL name (other than ``true``, ``false``, ``null``) keeps
+    it; in others every run of characters a name cannot hold becomes ``_``, a leading digit
+    gets ``_`` before it and ``true``/``false``/``null`` get ``_`` after; a name taken by an
+    earlier value is numbered (``in_progress_2``).
+    """
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    valid = [v for v in values if _ENUM_NAME.fullmatch(v) and v not in ("true", "false", "null")]
+    used.update(valid)
+    for v in values:
+        if v in used and v in valid:
+            out[v] = v
+            continue
+        name = _NOT_NAME.sub("_", v) or "_"
+        if not _ENUM_NAME.fullmatch(name):
+            name = "_" + name
+        if name in ("true", "false", "null"):
+            name += "_"
+        base, n = name, 2
+        while name in used:
+            name = f"{base}_{n}"
+            n += 1
+        used.add(name)
+        out[v] = name
+    return out
 
 
 def build_graphql_schema(catalog: Catalog) -> GraphQLSchema:
@@ -68,6 +111,9 @@ class _Builder:
         self.aggregates: dict[str, GraphQLObjectType] = {}
         self.scalar_filters: dict[Scalar, GraphQLInputObjectType] = {}
         self.field_enums: dict[str, GraphQLEnumType] = {}
+        self.value_enums: dict[str, GraphQLEnumType] = {}
+        self.value_enum_filters: dict[str, GraphQLInputObjectType] = {}
+        self.array_filters: dict[str, GraphQLInputObjectType] = {}
         self.order_direction = GraphQLEnumType(
             "OrderDirection",
             {
@@ -166,7 +212,7 @@ class _Builder:
         def fields() -> dict[str, GraphQLField]:
             out: dict[str, GraphQLField] = {}
             for f in e.fields:
-                t: GraphQLOutputType = graphql_scalar(f.scalar)
+                t: GraphQLOutputType = self.field_type(f)
                 out[f.name] = GraphQLField(
                     t if f.nullable else GraphQLNonNull(t), description=f.description
                 )
@@ -189,6 +235,27 @@ class _Builder:
         obj = GraphQLObjectType(name, fields, description=e.description)
         self.objects[name] = obj
         return obj
+
+    def field_type(self, f: IrField) -> Any:
+        """A column's GraphQL type: its scalar or enum, in a list for an array."""
+        t: Any = self.value_enum(f) if f.enum_values is not None else graphql_scalar(f.scalar)
+        return GraphQLList(t) if f.is_list else t
+
+    def value_enum(self, f: IrField) -> GraphQLEnumType:
+        assert f.enum_values is not None
+        name = f.enum_name or f"{f.name}Enum"
+        if name not in self.value_enums:
+            names = enum_value_names(f.enum_values)
+            self.value_enums[name] = GraphQLEnumType(
+                name,
+                {
+                    gql: GraphQLEnumValue(
+                        db, description=None if gql == db else f"The database value {db!r}."
+                    )
+                    for db, gql in names.items()
+                },
+            )
+        return self.value_enums[name]
 
     def connection(self, name: str) -> GraphQLObjectType:
         node = GraphQLNonNull(self.object(name))
@@ -220,8 +287,12 @@ class _Builder:
         if name in self.aggregates:
             return self.aggregates[name]
         e = self.cat.entities[name]
-        numeric = [f for f in e.fields if f.scalar in NUMERIC_SCALARS]
-        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS]
+        numeric = [
+            f
+            for f in e.fields
+            if f.scalar in NUMERIC_SCALARS and not f.is_list and f.enum_values is None
+        ]
+        ordered = [f for f in e.fields if f.scalar in ORDERED_SCALARS and not f.is_list]
 
         def field_set(
             suffix: str, fs: list[IrField], typ: Callable[[IrField], GraphQLOutputType]
@@ -231,17 +302,17 @@ class _Builder:
             return GraphQLObjectType(f"{name}{suffix}", {f.name: GraphQLField(typ(f)) for f in fs})
 
         sets: dict[str, GraphQLObjectType | None] = {
-            "sum": field_set("SumFields", numeric, lambda f: graphql_scalar(f.scalar)),
+            "sum": field_set("SumFields", numeric, lambda f: graphql_scalar(sum_scalar(f))),
             "avg": field_set("AvgFields", numeric, lambda f: GraphQLFloat),
-            "min": field_set("MinFields", ordered, lambda f: graphql_scalar(f.scalar)),
-            "max": field_set("MaxFields", ordered, lambda f: graphql_scalar(f.scalar)),
+            "min": field_set("MinFields", ordered, self.field_type),
+            "max": field_set("MaxFields", ordered, self.field_type),
         }
         base: dict[str, GraphQLField] = {"count": GraphQLField(GraphQLNonNull(GraphQLInt))}
         for key, t in sets.items():
             if t is not None:
                 base[key] = GraphQLField(GraphQLNonNull(t))
         group_key = GraphQLObjectType(
-            f"{name}GroupKey", {f.name: GraphQLField(graphql_scalar(f.scalar)) for f in e.fields}
+            f"{name}GroupKey", {f.name: GraphQLField(self.field_type(f)) for f in e.fields}
         )
         group = GraphQLObjectType(
             f"{name}AggregateGroup", {"keys": GraphQLField(GraphQLNonNull(group_key)), **base}
@@ -289,6 +360,45 @@ class _Builder:
         self.scalar_filters[scalar] = f
         return f
 
+    def field_filter(self, f: IrField) -> GraphQLInputObjectType:
+        if f.is_list:
+            return self.array_filter(f)
+        if f.enum_values is not None:
+            return self.value_enum_filter(f)
+        return self.scalar_filter(f.scalar)
+
+    def value_enum_filter(self, f: IrField) -> GraphQLInputObjectType:
+        t = self.value_enum(f)
+        if t.name not in self.value_enum_filters:
+            self.value_enum_filters[t.name] = GraphQLInputObjectType(
+                f"{t.name}Filter",
+                {
+                    "isNull": GraphQLInputField(
+                        GraphQLBoolean, description="true: is null; false: is not null"
+                    ),
+                    "eq": GraphQLInputField(t),
+                    "neq": GraphQLInputField(t),
+                    "in": GraphQLInputField(GraphQLList(GraphQLNonNull(t))),
+                    "nin": GraphQLInputField(GraphQLList(GraphQLNonNull(t))),
+                },
+            )
+        return self.value_enum_filters[t.name]
+
+    def array_filter(self, f: IrField) -> GraphQLInputObjectType:
+        t: Any = self.value_enum(f) if f.enum_values is not None else graphql_scalar(f.scalar)
+        if t.name not in self.array_filters:
+            items = GraphQLList(GraphQLNonNull(t))
+            fields = {
+                "isNull": GraphQLInputField(
+                    GraphQLBoolean, description="true: is null; false: is not null"
+                )
+            }
+            if f.scalar != Scalar.JSON:
+                for op, description in ARRAY_OPERATORS.items():
+                    fields[op] = GraphQLInputField(items, description=description)
+            self.array_filters[t.name] = GraphQLInputObjectType(f"{t.name}ArrayFilter", fields)
+        return self.array_filters[t.name]
+
     def where(self, name: str) -> GraphQLInputObjectType:
         if name in self.wheres:
             return self.wheres[name]
@@ -296,7 +406,7 @@ class _Builder:
 
         def fields() -> dict[str, GraphQLInputField]:
             out: dict[str, GraphQLInputField] = {
-                f.name: GraphQLInputField(self.scalar_filter(f.scalar)) for f in e.fields
+                f.name: GraphQLInputField(self.field_filter(f)) for f in e.fields
             }
             for r in e.relations:
                 if r.kind == "one":
@@ -345,9 +455,14 @@ class _Builder:
         return o
 
 
+def sum_scalar(f: IrField) -> Scalar:
+    """A sum of 32-bit integers outgrows Int: it is a BigInt (as PostgreSQL's sum is bigint)."""
+    return Scalar.BIGINT if f.scalar == Scalar.INT else f.scalar
+
+
 def _sortable(f: IrField) -> bool:
-    """Whether a field can be sorted and grouped on (PostgreSQL's json type cannot)."""
-    return f.scalar != Scalar.JSON
+    """Whether a field can be sorted and grouped on (PostgreSQL's json, point, xml cannot)."""
+    return f.scalar != Scalar.JSON and f.sortable
 
 
 def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputType]]:

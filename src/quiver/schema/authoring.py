@@ -89,11 +89,12 @@ _PYTHON_SCALARS: dict[Any, Scalar] = {
     dt.date: Scalar.DATE,
     dt.time: Scalar.TIME,
     uuid.UUID: Scalar.UUID,
+    bytes: Scalar.BASE64,
     dict: Scalar.JSON,
 }
 _SUPPORTED = (
-    "int, float, str, bool, Decimal, datetime, date, time, uuid.UUID, quiver.BigInt, quiver.ID, "
-    "quiver.JSON, a @quiver.type class or list[...] of one, each optionally '| None'"
+    "int, float, str, bool, Decimal, datetime, date, time, uuid.UUID, bytes, quiver.BigInt, "
+    "quiver.ID, quiver.JSON, a @quiver.type class or list[...] of one, each optionally '| None'"
 )
 
 

@@ -45,6 +45,7 @@ class Scalar(StrEnum):
     TIME = "Time"
     UUID = "UUID"
     JSON = "JSON"
+    BASE64 = "Base64"
 
 
 NUMERIC_SCALARS = frozenset({Scalar.INT, Scalar.FLOAT, Scalar.BIGINT, Scalar.DECIMAL})
@@ -78,6 +79,16 @@ class Field(_Model):
     #: Authored ``quiver.field(hidden=True)``: the column exists but is not served. Compiled
     #: schemas never contain hidden fields; merging uses them to hide reflected columns.
     hidden: bool = False
+    #: The column's type as the database names it (``bytea``, ``bit(8)``, ``_int4``), as
+    #: reflection read it: the dialect renders some types in a form of their own from it.
+    db_type: str | None = None
+    #: An array column: a list of ``scalar`` values (PostgreSQL arrays).
+    is_list: bool = False
+    #: An enum column: the GraphQL enum type's name and the database's values, in order.
+    enum_name: str | None = None
+    enum_values: tuple[str, ...] | None = None
+    #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
+    sortable: bool = True
 
 
 class Relation(_Model):

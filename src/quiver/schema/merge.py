@@ -82,8 +82,12 @@ def _overlay(r: Entity, a: Entity) -> Entity:
             fields.append(f)
             continue
         used.add(over.column.casefold())
-        # The authored field speaks of the column as the database spells it.
-        fields.append(over.model_copy(update={"column": f.column}))
+        # The authored field speaks of the column as the database spells it; declared with
+        # the reflected scalar, it keeps the database type the column is rendered from.
+        update: dict[str, object] = {"column": f.column}
+        if over.scalar == f.scalar and over.db_type is None:
+            update["db_type"] = f.db_type
+        fields.append(over.model_copy(update=update))
     fields.extend(f for f in a.fields if f.column.casefold() not in used)
 
     hidden_names = {f.name for f in a.fields if f.hidden} | {

@@ -45,6 +45,7 @@ __all__ = [
     "CatalogForeignKey",
     "CatalogTable",
     "build_schema",
+    "mysql_enum_values",
     "mysql_scalar",
     "postgresql_scalar",
     "reflect_database",
@@ -78,6 +79,15 @@ class CatalogColumn:
     scalar: Scalar
     nullable: bool
     description: str | None = None
+    #: The database's name of the column's type (``bytea``, ``bit(8)``, ``BLOB``).
+    db_type: str | None = None
+    #: An array of ``scalar`` values.
+    is_list: bool = False
+    #: An enum: its values in the database's order and, when the type is named (PostgreSQL),
+    #: the GraphQL name of the type; MariaDB's inline ENUMs are named after the column.
+    enum_values: tuple[str, ...] | None = None
+    enum_name: str | None = None
+    sortable: bool = True
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,7 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
             seen.add(key)
             links.append((table, fk, target))
 
+    _name_enums(fields, names.values())
     forward = _forward_relations(links, names, fields)
     reverse = _reverse_relations(links, names, fields, forward)
 
@@ -371,6 +382,9 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
             )
             continue
         used.add(name)
+        enum_name = col.enum_name
+        if col.enum_values is not None and enum_name is None:
+            enum_name = entity + pascal(name)
         out.append(
             Field(
                 name=name,
@@ -378,6 +392,11 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
                 scalar=col.scalar,
                 nullable=col.nullable,
                 description=col.description,
+                db_type=col.db_type,
+                is_list=col.is_list,
+                enum_name=enum_name,
+                enum_values=col.enum_values,
+                sortable=col.sortable,
             )
         )
     if not _GRAPHQL_NAME.fullmatch(entity):
@@ -389,6 +408,39 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
             )
         )
     return out
+
+
+def _name_enums(fields: dict[str, list[Field]], entities: Iterable[str]) -> None:
+    """Give every distinct enum a GraphQL type name of its own.
+
+    An enum named like an entity or a type the API generates gets ``Enum`` appended; two
+    different enums under one name (the same type name in two schemas) are numbered.
+    """
+    taken = set(RESERVED_TYPE_NAMES) | {f"{s.value}ArrayFilter" for s in Scalar}
+    for e in entities:
+        taken.add(e)
+        taken.update(e + suffix for suffix in GENERATED_TYPE_SUFFIXES)
+    chosen: dict[tuple[str, tuple[str, ...]], str] = {}
+    enums: set[str] = set()
+    for entity in sorted(fields):
+        for i, f in enumerate(fields[entity]):
+            if f.enum_name is None or f.enum_values is None:
+                continue
+            key = (f.enum_name, f.enum_values)
+            if key not in chosen:
+                base = f.enum_name if _GRAPHQL_NAME.fullmatch(f.enum_name) else "Enum"
+                name = base
+                derived = ("", "Filter", "ArrayFilter")
+                if any(name + x in taken for x in derived) and name not in enums:
+                    name = base = base + "Enum"
+                n = 2
+                while any(name + x in taken for x in derived):
+                    name = f"{base}{n}"
+                    n += 1
+                taken.update(name + x for x in derived)
+                enums.add(name)
+                chosen[key] = name
+            fields[entity][i] = f.model_copy(update={"enum_name": chosen[key]})
 
 
 def _fk_label(columns: Sequence[str]) -> str:
@@ -542,7 +594,15 @@ _PG_SCALARS = {
     "date": Scalar.DATE,
     "time": Scalar.TIME,
     "timetz": Scalar.TIME,
+    "bytea": Scalar.BASE64,
 }
+
+
+#: PostgreSQL types without a default btree ordering: they cannot be sorted or grouped.
+_PG_UNORDERED = frozenset(
+    {"point", "line", "lseg", "box", "path", "polygon", "circle", "xml", "aclitem"}
+    | {"txid_snapshot", "pg_snapshot", "json"}
+)
 
 
 def postgresql_scalar(type_name: str) -> Scalar:
@@ -566,6 +626,21 @@ _MYSQL_SCALARS = {
     "numeric": Scalar.DECIMAL,
     "json": Scalar.JSON,
     "uuid": Scalar.UUID,
+    "binary": Scalar.BASE64,
+    "varbinary": Scalar.BASE64,
+    "tinyblob": Scalar.BASE64,
+    "blob": Scalar.BASE64,
+    "mediumblob": Scalar.BASE64,
+    "longblob": Scalar.BASE64,
+    # Spatial values are served as GeoJSON.
+    "geometry": Scalar.JSON,
+    "point": Scalar.JSON,
+    "linestring": Scalar.JSON,
+    "polygon": Scalar.JSON,
+    "multipoint": Scalar.JSON,
+    "multilinestring": Scalar.JSON,
+    "multipolygon": Scalar.JSON,
+    "geometrycollection": Scalar.JSON,
     "datetime": Scalar.DATETIME,
     "timestamp": Scalar.DATETIME,
     "date": Scalar.DATE,
@@ -586,9 +661,27 @@ def mysql_scalar(data_type: str, column_type: str, *, json_checked: bool = False
         return Scalar.BOOLEAN
     if data_type in ("int", "integer") and "unsigned" in column_type:
         return Scalar.BIGINT
+    if data_type == "bigint" and "unsigned" in column_type:
+        return Scalar.DECIMAL  # up to 2^64 - 1: beyond a signed 64-bit BigInt
+    if data_type == "bit":
+        return Scalar.BOOLEAN if column_type in ("bit(1)", "bit") else Scalar.STRING
     if json_checked and data_type in ("longtext", "text", "mediumtext", "tinytext", "varchar"):
         return Scalar.JSON
     return _MYSQL_SCALARS.get(data_type, Scalar.STRING)
+
+
+_MYSQL_ENUM_VALUE = re.compile(r"'((?:[^'\\]|''|\\.)*)'")
+
+
+def mysql_enum_values(column_type: str) -> tuple[str, ...] | None:
+    """The values of ``enum('a','b')`` as MariaDB's ``COLUMN_TYPE`` spells it, else None."""
+    if not column_type.lower().startswith("enum("):
+        return None
+    values = [
+        m.group(1).replace("''", "'").replace("\\\\", "\\")
+        for m in _MYSQL_ENUM_VALUE.finditer(column_type[5:-1])
+    ]
+    return tuple(values)
 
 
 _SQLITE_SCALARS = {
@@ -620,6 +713,7 @@ _SQLITE_SCALARS = {
     "UUID": Scalar.UUID,
     "JSON": Scalar.JSON,
     "JSONB": Scalar.JSON,
+    "BLOB": Scalar.BASE64,
 }
 
 
@@ -663,10 +757,14 @@ ORDER BY a.attrelid, a.attnum
 """
 
 _PG_TYPES = """
-SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull
+SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull,
+       t.typelem, t.typcategory::text AS typcategory,
+       ARRAY(SELECT e.enumlabel FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid
+             ORDER BY e.enumsortorder) AS labels
 FROM pg_catalog.pg_type t
-WHERE t.oid = ANY($1::oid[]) OR t.typtype = 'd'
+WHERE t.oid = ANY($1::oid[]) OR t.typtype IN ('d', 'e')
    OR t.oid IN (SELECT d.typbasetype FROM pg_catalog.pg_type d WHERE d.typtype = 'd')
+   OR t.oid IN (SELECT a.typelem FROM pg_catalog.pg_type a WHERE a.oid = ANY($1::oid[]))
 """
 
 _PG_CONSTRAINTS = """
@@ -729,14 +827,9 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
 
     columns: dict[int, list[CatalogColumn]] = defaultdict(list)
     for c in cols:
-        type_name, domain_not_null = _pg_base_type(c["atttypid"], types)
+        base_oid, domain_not_null = _pg_base_type(c["atttypid"], types)
         columns[c["attrelid"]].append(
-            CatalogColumn(
-                name=c["attname"],
-                scalar=postgresql_scalar(type_name),
-                nullable=bool(c["nullable"]) and not domain_not_null,
-                description=c["description"] or None,
-            )
+            _pg_column(c, base_oid, types, nullable=bool(c["nullable"]) and not domain_not_null)
         )
     primary: dict[int, tuple[str, ...]] = {}
     foreign: dict[int, list[CatalogForeignKey]] = defaultdict(list)
@@ -766,18 +859,47 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
     ]
 
 
-def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[str, bool]:
+def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[int, bool]:
     """Follow domains down to their base type; a NOT NULL domain makes the column not null."""
     not_null = False
     for _ in range(32):  # domains over domains, bounded
         row = types.get(oid)
-        if row is None:
-            return "", not_null
-        if row["typtype"] != "d":
-            return str(row["typname"]), not_null
+        if row is None or row["typtype"] != "d":
+            return oid, not_null
         not_null = not_null or bool(row["typnotnull"])
         oid = row["typbasetype"]
-    return "", not_null
+    return 0, not_null
+
+
+def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> CatalogColumn:
+    """A column of base type ``oid``: arrays list their element type, enums their labels,
+    composite types are JSON objects."""
+    row = types.get(oid)
+    is_list = False
+    if row is not None and row["typcategory"] == "A" and row["typelem"]:
+        is_list = True
+        elem, _ = _pg_base_type(row["typelem"], types)
+        row = types.get(elem)
+    if row is None:
+        return CatalogColumn(c["attname"], Scalar.STRING, nullable, c["description"] or None)
+    type_name = str(row["typname"])
+    enum_values: tuple[str, ...] | None = None
+    enum_name: str | None = None
+    if row["typtype"] == "e":
+        enum_values = tuple(row["labels"])
+        enum_name = pascal(type_name)
+    scalar = Scalar.JSON if row["typtype"] == "c" else postgresql_scalar(type_name)
+    return CatalogColumn(
+        sortable=type_name not in _PG_UNORDERED,
+        name=c["attname"],
+        scalar=scalar,
+        nullable=nullable,
+        description=c["description"] or None,
+        db_type=type_name,
+        is_list=is_list,
+        enum_values=enum_values,
+        enum_name=enum_name,
+    )
 
 
 async def _connect_postgresql(db: DatabaseUrl) -> Any:
@@ -881,6 +1003,8 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
                 ),
                 nullable=is_nullable.upper() == "YES",
                 description=comment or None,
+                db_type=column_type.lower(),
+                enum_values=mysql_enum_values(column_type),
             )
         )
     primary: dict[str, list[str]] = defaultdict(list)
@@ -986,7 +1110,14 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
             scalar = sqlite_scalar(declared or "")
             if is_view and not (declared or "").strip():
                 scalar = _sqlite_stored_scalar(conn, name, col)
-            columns.append(CatalogColumn(name=col, scalar=scalar, nullable=not not_null))
+            columns.append(
+                CatalogColumn(
+                    name=col,
+                    scalar=scalar,
+                    nullable=not not_null,
+                    db_type=(declared or "").strip() or None,
+                )
+            )
         foreign: list[CatalogForeignKey] = []
         if not is_view:
             by_id: dict[int, list[tuple[Any, ...]]] = defaultdict(list)

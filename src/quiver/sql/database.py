@@ -8,8 +8,10 @@ connections themselves are opened by :mod:`quiver.sql.connect`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import decimal
+import math
 import sqlite3
 import threading
 import time
@@ -29,6 +31,7 @@ __all__ = [
     "ParameterError",
     "QueryTooComplexError",
     "StatementTimeoutError",
+    "StoredValueError",
     "open_database",
 ]
 
@@ -47,6 +50,25 @@ class QueryTooComplexError(DatabaseError):
 
 class ParameterError(DatabaseError):
     """A value could not be bound as a parameter of this database."""
+
+
+class StoredValueError(DatabaseError):
+    """A stored value the field's GraphQL type cannot carry (SQLite lets any column hold
+    any value): its message names the value and the fix, and may be shown to clients."""
+
+
+#: What the last SQL function that refused a value said, per thread (SQLite drops the text
+#: of an exception raised in a user function).
+_refused = threading.local()
+
+
+def _not_int(value: object) -> None:
+    """Called by the SQLite output of Int fields for a value that is not a 32-bit integer."""
+    _refused.message = (
+        f"an Int field holds {value!r}, which is not a 32-bit integer (SQLite lets an INTEGER"
+        " column hold any value)"
+    )
+    raise ValueError(_refused.message)
 
 
 class Database(Protocol):
@@ -119,6 +141,12 @@ class _Postgres:
             ) from None
         except asyncpg.CharacterNotInRepertoireError as exc:
             raise ParameterError.one(str(exc), "database") from None
+        except asyncpg.NumericValueOutOfRangeError:
+            raise QueryTooComplexError.one(
+                "a sum or average overflowed the database's numbers",
+                "database",
+                "aggregate fewer rows, or cast the column to numeric in a view",
+            ) from None
         except asyncpg.PostgresError as exc:
             raise DatabaseError.one(str(exc), "database") from exc
         except (asyncpg.DataError, OverflowError, UnicodeError) as exc:
@@ -219,6 +247,24 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
 
+def _real_json(value: float | None) -> str | None:
+    """A real as JSON: the shortest text that reads back as the same double (SQLite's own
+    JSON keeps 15 digits), infinities as the strings "Infinity" and "-Infinity"."""
+    if value is None or value != value:  # SQLite stores NaN as NULL
+        return None
+    if value in (math.inf, -math.inf):
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    return repr(float(value))
+
+
+def _base64(value: bytes | str | float | None) -> str | None:
+    """Standard Base64 of a BLOB (text is encoded as UTF-8 first, numbers as their text)."""
+    if value is None:
+        return None
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+    return base64.b64encode(raw).decode("ascii")
+
+
 class _Sqlite:
     """SQLite in worker threads, one connection per thread, read-only by default."""
 
@@ -251,6 +297,9 @@ class _Sqlite:
             for stmt in self.dialect.extra_session_sql:
                 conn.execute(stmt)
             conn.create_function("quiver_lower", 1, _lower, deterministic=True)
+            conn.create_function("quiver_base64", 1, _base64, deterministic=True)
+            conn.create_function("quiver_real", 1, _real_json, deterministic=True)
+            conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:
@@ -265,6 +314,15 @@ class _Sqlite:
         try:
             row = conn.execute(text, [_sqlite_param(p) for p in params]).fetchone()
         except sqlite3.OperationalError as exc:
+            refused = getattr(_refused, "message", None)
+            if refused is not None and "user-defined function" in str(exc):
+                _refused.message = None
+                raise StoredValueError.one(
+                    refused,
+                    "database",
+                    "declare the column BIGINT (a BigInt field) for 64-bit integers, or"
+                    " correct the stored value",
+                ) from None
             if "interrupted" in str(exc):
                 raise StatementTimeoutError.one(
                     "the statement ran past its time limit",

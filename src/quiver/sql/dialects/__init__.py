@@ -9,8 +9,10 @@ Identifiers are quoted here and nowhere else: :meth:`Dialect.quote_ident` for on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -82,6 +84,72 @@ class Dialect:
     #: Identifiers hold only Basic Multilingual Plane characters (no emoji) and do not end in a
     #: space: MariaDB/MySQL refuse others, so quoting refuses them first, with the fix.
     narrow_identifiers: bool = False
+    #: Output per database type, before ``scalar_output``: (pattern matched against the whole
+    #: lower-cased type name, template). ``<1>`` in a template takes the pattern's first group
+    #: (digits only, e.g. a width).
+    type_output: tuple[tuple[str, str], ...] = ()
+    #: Database types that compare as text as they are; a String column of another type
+    #: (interval, inet, money) is compared in its output text, through ``text_of``. Empty
+    #: when every column compares as it is (SQLite).
+    text_types: str = ""
+    text_of: str = "{}"
+    #: An array column as a JSON list whose elements are ``{1}`` over the element ``__e.x``;
+    #: empty when the dialect has no arrays.
+    list_output: str = ""
+    #: Array operators: contains, is contained by, overlaps (``{0}`` column, ``{1}`` array).
+    array_contains: str = ""
+    array_contained_by: str = ""
+    array_overlaps: str = ""
+    #: Longest LIKE pattern the database accepts, in bytes (None: no limit of its own).
+    max_like_pattern_bytes: int | None = None
+    #: Substring tests that need no pattern (``{0}`` column, ``{1}`` the text), used instead
+    #: of LIKE where LIKE limits the pattern's length.
+    contains_text: str = ""
+    starts_with_text: str = ""
+    ends_with_text: str = ""
+    #: The decimals the database can compare: at most this many digits before the decimal
+    #: point and after it (None: any decimal compares).
+    decimal_digits: tuple[int, int] | None = None
+    #: Dates and timestamps may be infinite; the driver sends the largest and smallest
+    #: Python values as infinity and -infinity (asyncpg).
+    infinite_dates: bool = False
+    #: Both sides of a comparison of a scalar go through this (SQLite keeps timestamps as
+    #: text in several forms: ``2024-01-02T03:04:05.678`` equals ``2024-01-02 03:04:05.678``).
+    scalar_compare: Mapping[ScalarName, str] = field(default_factory=dict)
+    #: Types of String columns that have min and max of their own; others (PostgreSQL's
+    #: bit, macaddr, ranges) take the min and max of their text. Empty: every type has them.
+    min_max_types: str = ""
+    #: The average of a floating-point column, when AVG cannot take every value (PostgreSQL's
+    #: AVG of double precision also sums squares, which overflow past 1.3e154).
+    float_avg: str = ""
+    #: Input per database type, as ``type_output``: how a filter value is cast to compare
+    #: with a column of that type (MariaDB's single-precision FLOAT).
+    type_input: tuple[tuple[str, str], ...] = ()
+
+    def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
+        """The output template of a column of database type ``db_type`` and GraphQL
+        ``scalar``, or None when the column's own JSON is already right."""
+        if db_type:
+            found = _type_output(self.type_output, db_type.lower())
+            if found is not None:
+                return found
+        return self.scalar_output.get(scalar)
+
+    def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
+        """Whether MIN and MAX take a column of ``db_type`` served as ``scalar`` as it is."""
+        if scalar != "String" or not self.min_max_types or not db_type:
+            return True
+        return re.fullmatch(self.min_max_types, db_type.lower()) is not None
+
+    def column_input(self, db_type: str | None) -> str | None:
+        """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
+        return _type_output(self.type_input, db_type.lower()) if db_type else None
+
+    def compares_as_text(self, db_type: str | None) -> bool:
+        """Whether a String column of type ``db_type`` compares with text as it is."""
+        if not self.text_types or not db_type:
+            return True
+        return re.fullmatch(self.text_types, db_type.lower()) is not None
 
     def quote_ident(self, name: str) -> str:
         """One identifier, quoted: the quote character inside it is doubled, so any name (dots,
@@ -97,6 +165,15 @@ class Dialect:
     def quote_table(self, name: str) -> str:
         """A table name, optionally qualified (``schema.table``), quoted part by part."""
         return ".".join(self.quote_ident(part) for part in split_table_name(name))
+
+
+@lru_cache(maxsize=1024)
+def _type_output(table: tuple[tuple[str, str], ...], db_type: str) -> str | None:
+    for pattern, tpl in table:
+        m = re.fullmatch(pattern, db_type)
+        if m is not None:
+            return tpl.replace("<1>", m.group(1)) if m.groups() else tpl
+    return None
 
 
 def check_identifier(name: str) -> str:
@@ -186,7 +263,22 @@ POSTGRESQL = Dialect(
         "DateTime": "to_json({})",
         "Date": "to_json({})",
         "Time": "to_json({})",
+        # encode() breaks base64 lines every 76 characters.
+        "Base64": "translate(encode({}, 'base64'), chr(10), '')",
     },
+    text_types="text|varchar|bpchar|name|citext|char",
+    min_max_types="text|varchar|bpchar|name|citext|char|interval|money|inet|cidr|oid|pg_lsn",
+    text_of="(json_build_array({})->>0)",
+    list_output=(
+        "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
+        " FROM unnest({0}) WITH ORDINALITY AS __e(x, n)), '[]'::json) END"
+    ),
+    array_contains="{0} @> {1}",
+    array_contained_by="{0} <@ {1}",
+    array_overlaps="{0} && {1}",
+    decimal_digits=(131072, 16383),
+    infinite_dates=True,
+    float_avg="(SUM({0}) / NULLIF(COUNT({0}), 0))",
     supports_nulls_order=True,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -222,7 +314,25 @@ MYSQL = Dialect(
             " '$')"
         ),
         "JSON": "JSON_EXTRACT({}, '$')",
+        # TO_BASE64 breaks lines every 76 characters.
+        "Base64": "REPLACE(TO_BASE64({}), CHAR(10), '')",
     },
+    type_output=(
+        # Fractional seconds, when the column keeps them.
+        (r"(datetime|timestamp)\([1-6]\)", "DATE_FORMAT({}, '%Y-%m-%dT%H:%i:%s.%f')"),
+        (r"time\([1-6]\)", "TIME_FORMAT({}, '%H:%i:%s.%f')"),
+        # BIT(1) is Boolean; wider BITs are strings of binary digits.
+        (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
+        (
+            r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
+            r"|geometrycollection",
+            "JSON_EXTRACT(ST_AsGeoJSON({}), '$')",
+        ),
+    ),
+    text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
+    text_of="CAST({} AS CHAR)",
+    # A FLOAT column holds single-precision values: a double compares equal to none of them.
+    type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",
@@ -258,7 +368,26 @@ SQLITE = Dialect(
             "CASE WHEN {0} IS NULL THEN NULL WHEN {0} THEN json('true') ELSE json('false') END"
         ),
         "JSON": "json({})",
+        # quiver_base64 is registered on every connection (see quiver.sql.database).
+        "Base64": "quiver_base64({})",
+        # SQLite's JSON writes infinities as Inf, which is not JSON, and reals with 15
+        # significant digits, which need not read back as the same double (its printf is
+        # not exact at 17): quiver_real writes the shortest exact text, infinities as strings.
+        "Float": "CASE WHEN typeof({0}) = 'real' THEN json(quiver_real({0})) ELSE {0} END",
+        # Any column may hold any value: an Int is checked to be within 32 bits (text and
+        # blobs compare above every number, so they fail too). Checking that it is not a
+        # fractional real as well would cost a third more per value.
+        "Int": (
+            "CASE WHEN {0} BETWEEN -2147483648 AND 2147483647 THEN {0}"
+            " WHEN {0} IS NULL THEN NULL ELSE quiver_not_int({0}) END"
+        ),
     },
+    max_like_pattern_bytes=50_000,
+    # julianday reads every form SQLite's date functions know, to the millisecond.
+    scalar_compare={"DateTime": "julianday({})"},
+    contains_text="(instr({0}, {1}) > 0)",
+    starts_with_text="(substr({0}, 1, length({1})) = {1})",
+    ends_with_text=("({0} IS NOT NULL AND (length({1}) = 0 OR substr({0}, -length({1})) = {1}))"),
     supports_nulls_order=True,
     least_fn="min",
     greatest_fn="max",
