@@ -1,9 +1,12 @@
 """The ``database`` sink: write rows into a PostgreSQL, MariaDB/MySQL or SQLite table.
 
-Rows never land in the target table one batch at a time. Every batch goes into a private
-staging table (a temporary table of the run's own connection); ``commit`` then moves the
-whole run into the target in one transaction, and ``abort`` drops the staging table. A
-failed or interrupted run therefore leaves the target exactly as it was.
+The whole run is one transaction of the run's own connection: ``commit`` commits it and
+``abort`` rolls it back, so a failed or interrupted run leaves the target exactly as it was.
+An ``append`` loads every batch straight into the target inside that transaction (PostgreSQL
+``COPY``, MariaDB/MySQL ``LOAD DATA LOCAL INFILE``, SQLite bulk insert), creating the table
+first when it is missing. The other modes, and appends the target's column types cannot take
+as they are, go through a private staging table (a temporary table of the same connection)
+that ``commit`` moves into the target.
 
 Modes:
 
@@ -23,8 +26,13 @@ Modes:
     created when missing, with a unique index on ``keys``. On MariaDB/MySQL an existing
     table needs a unique index on exactly ``keys``.
 
-PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL) into the staging
-table; MariaDB/MySQL uses batched multi-row INSERTs through asyncmy.
+PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL); MariaDB/MySQL loads a
+tab-separated file the run writes with Arrow compute functions (``LOAD DATA LOCAL INFILE``)
+and checks the server's warnings, so no value is changed on the way.
+
+Values a database cannot hold are refused with their input line: NaN in SQLite (infinities
+are kept), NaN and infinities in MariaDB/MySQL. A lost connection ends the run: its
+transaction is gone, so nothing was written and nothing is retried on it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import re
+import tempfile
 import uuid
 from typing import Any, Literal
 
@@ -55,7 +66,7 @@ from quiver.runtime.errors import (
     QuiverError,
     RetryableError,
 )
-from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
 
@@ -174,15 +185,46 @@ class DatabaseSink:
         for key in self.cfg.keys:
             nulls = table.column(key).null_count
             if nulls:
-                first = _first_null_line(batch, key)
                 raise PermanentError.one(
                     f"upsert key column {key!r} is null in {nulls} row(s)"
-                    + (f", first at record {first}" if first else ""),
+                    + _at_lines(batch, pc.is_null(table.column(key))),
                     f"sink database {self.cfg.table}",
                     "filter out or fill rows without a key before this sink",
                 )
+        self._refuse_unstorable_floats(batch, table)
         if table.num_rows:
-            await self._backend.write(self._staged(table))
+            lines = (
+                batch.column(batch.schema.get_field_index(LINE_COLUMN))
+                if LINE_COLUMN in batch.schema.names
+                else None
+            )
+            await self._backend.write(self._staged(table), lines)
+
+    def _refuse_unstorable_floats(self, batch: pa.RecordBatch, table: pa.Table) -> None:
+        """NaN in SQLite (which stores it as NULL), NaN and infinities in MariaDB/MySQL (which
+        cannot store them): refused with the input lines, never turned into something else."""
+        dialect = self.url.dialect
+        if dialect == "postgresql":
+            return  # double precision and real hold both
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if not pa.types.is_floating(column.type):
+                continue
+            if dialect == "sqlite":
+                bad, what = pc.is_nan(column), "NaN"
+            else:
+                bad, what = pc.invert(pc.is_finite(column)), "NaN or infinity"
+            bad = pc.fill_null(bad, False)
+            count = pc.sum(bad).as_py() or 0
+            if count:
+                first = pc.filter(column, bad)[0].as_py()
+                raise PermanentError.one(
+                    f"column {name!r} holds {first} in {count} row(s)"
+                    + _at_lines(batch, bad)
+                    + f"; {_DIALECT_NAMES[dialect]} cannot store {what}",
+                    f"sink database {self.cfg.table}",
+                    "replace or filter these values before this sink (e.g. a `derive` "
+                    "setting them to null), or write to PostgreSQL, which stores them",
+                )
 
     async def commit(self) -> None:
         backend, self._backend = self._backend, None
@@ -214,23 +256,68 @@ class DatabaseSink:
             await backend.abort()
 
 
-def _first_null_line(batch: pa.RecordBatch, key: str) -> int | None:
+_DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MariaDB/MySQL", "postgresql": "PostgreSQL"}
+_LINES_SHOWN = 10
+
+
+def _at_lines(batch: pa.RecordBatch, mask: Any) -> str:
+    """ ", at input line(s) 3, 9" for the rows of ``batch`` selected by ``mask``."""
     if LINE_COLUMN not in batch.schema.names:
-        return None
-    mask = pc.is_null(batch.column(batch.schema.get_field_index(key)))
-    lines = pc.filter(batch.column(batch.schema.get_field_index(LINE_COLUMN)), mask)
-    return int(lines[0].as_py()) if len(lines) else None
+        return ""
+    lines = [
+        n
+        for n in pc.filter(batch.column(batch.schema.get_field_index(LINE_COLUMN)), mask)
+        .slice(0, _LINES_SHOWN + 1)
+        .to_pylist()
+        if n is not None
+    ]
+    if not lines:
+        return ""
+    shown = ", ".join(str(n) for n in lines[:_LINES_SHOWN])
+    more = ", ..." if len(lines) > _LINES_SHOWN else ""
+    return f", at input line(s) {shown}{more}"
 
 
 class _Backend:
     async def open(self, empty: pa.Table) -> None: ...
-    async def write(self, table: pa.Table) -> None: ...
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None: ...
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
 
 
-def _error(exc: BaseException, sink_: DatabaseSink, doing: str) -> QuiverError:
-    return database_error(exc, sink_.url, f"{doing} table {sink_.cfg.table!r}")
+def _error(
+    exc: BaseException, sink_: DatabaseSink, doing: str, *, in_transaction: bool = False
+) -> QuiverError:
+    return database_error(
+        exc, sink_.url, f"{doing} table {sink_.cfg.table!r}", in_transaction=in_transaction
+    )
+
+
+#: PostgreSQL column types (``format_type``) that ADBC's binary COPY writes each Arrow type as.
+_PG_AS_IS: list[tuple[Any, str]] = [
+    (pa.types.is_int64, r"bigint"),
+    (pa.types.is_int32, r"integer"),
+    (pa.types.is_int16, r"smallint"),
+    (pa.types.is_float64, r"double precision"),
+    (pa.types.is_float32, r"real"),
+    (pa.types.is_boolean, r"boolean"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), r"text|character varying.*"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), r"bytea"),
+    (pa.types.is_date32, r"date"),
+    (lambda t: pa.types.is_time64(t), r"time(\(\d\))? without time zone"),
+    (
+        lambda t: pa.types.is_timestamp(t) and t.tz is None,
+        r"timestamp(\(\d\))? without time zone",
+    ),
+    (
+        lambda t: pa.types.is_timestamp(t) and t.tz is not None,
+        r"timestamp(\(\d\))? with time zone",
+    ),
+]
+
+
+def _pg_takes_as_is(arrow: pa.DataType, column_type: str) -> bool:
+    return any(test(arrow) and re.fullmatch(sql, column_type) for test, sql in _PG_AS_IS)
 
 
 def _exists_error(sink_: DatabaseSink) -> QuiverError:
@@ -259,6 +346,7 @@ class _AdbcBackend(_Backend):
         self.dialect = dialect_for(sink_.url.dialect)
         self.q = self.dialect.quote_ident
         self.conn: Any = None
+        self.direct = False  # appending straight into the target
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -277,15 +365,48 @@ class _AdbcBackend(_Backend):
 
     def _open(self, empty: pa.Table) -> None:
         self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        if self.s.cfg.mode == "append" and self._can_load_directly():
+            self.direct = True
+            return
         self._stage_rows(empty, "create")
 
+    def _can_load_directly(self) -> bool:
+        """Whether appended batches can go straight into the target: it is missing (and is
+        created now, inside the run's transaction) or every incoming column has the type the
+        bulk load writes it as. Otherwise the staging table casts them at commit."""
+        existing = self._target_columns()
+        if existing is None:
+            self._create_target()
+            return True
+        self._check_columns(existing)
+        if self.sqlite:
+            return True
+        return all(
+            _pg_takes_as_is(f.type, existing[f.name]) for f in self.s.schema if f.name != _SEQ
+        )
+
+    def _check_columns(self, existing: dict[str, str]) -> None:
+        unknown = [c for c in self.s.columns if c not in existing]
+        if unknown:
+            raise PermanentError.one(
+                f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                f"(it has {list(existing)})",
+                f"sink database {self.s.url.redacted()}",
+                "rename or drop them with `rename`/`select`, add them to the table, "
+                "or use mode: replace",
+            )
+
     def _stage_rows(self, table: pa.Table, mode: str) -> None:
-        """Create the temporary staging table (``create``) or add rows to it (``append``)."""
+        """Create the temporary staging table (``create``) or add rows to it (``append``);
+        in direct mode, add the rows to the target itself."""
         if self.sqlite:
             table = _sqlite_types(table)
         cur = self.conn.cursor()
         try:
-            cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
+            if self.direct:
+                cur.adbc_ingest(self.s.table, table, mode="append", db_schema_name=self.s.db_schema)
+            else:
+                cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
         finally:
             cur.close()
 
@@ -296,11 +417,14 @@ class _AdbcBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    async def write(self, table: pa.Table) -> None:
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
+        del lines  # the driver's error names the value
         try:
             await asyncio.to_thread(self._stage_rows, table, "append")
         except Exception as exc:
-            raise _error(exc, self.s, "staging rows for") from exc
+            # A failed statement ends the transaction (PostgreSQL) or the connection is
+            # gone: the rows written so far cannot be kept, a retry cannot help.
+            raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
 
     def _target_columns(self) -> dict[str, str] | None:
         """Existing target columns and their SQL types, or None when there is no table."""
@@ -342,6 +466,9 @@ class _AdbcBackend(_Backend):
             self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
 
     def _commit(self) -> None:
+        if self.direct:
+            self.conn.commit()
+            return
         mode = self.s.cfg.mode
         existing = self._target_columns()
         if existing is not None and mode == "create":
@@ -354,15 +481,7 @@ class _AdbcBackend(_Backend):
         else:
             if mode == "truncate":
                 self._sql(f"DELETE FROM {self._target()}")  # TRUNCATE would not roll back
-            unknown = [c for c in self.s.columns if c not in existing]
-            if unknown:
-                raise PermanentError.one(
-                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
-                    f"(it has {list(existing)})",
-                    f"sink database {self.s.url.redacted()}",
-                    "rename or drop them with `rename`/`select`, add them to the table, "
-                    "or use mode: replace",
-                )
+            self._check_columns(existing)
         types = existing or {}
         cols = self.s.columns
 
@@ -421,21 +540,23 @@ class _AdbcBackend(_Backend):
             await asyncio.to_thread(self._commit)
         except Exception as exc:
             await self.abort()
-            raise _error(exc, self.s, "writing") from exc
+            raise _error(exc, self.s, "writing", in_transaction=True) from exc
         await asyncio.to_thread(self._close)
 
     def _rollback(self) -> None:
         if self.conn is None:
             return
         try:
-            self.conn.rollback()
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                self.conn.rollback()
         finally:
             self._close()
 
     def _close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     async def abort(self) -> None:
         await asyncio.to_thread(self._rollback)
@@ -469,23 +590,65 @@ def _mysql_type(f: pa.Field, is_key: bool) -> str:
     return _MYSQL_TEXT_KEY if is_key else "LONGTEXT"
 
 
-def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
+#: LOAD DATA's default text format: tab-separated fields, newline-ended lines, ``\\`` escapes,
+#: ``\\N`` for NULL. Values are escaped so that none of these characters is taken for syntax.
+_LOAD_ESCAPES = [(b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\x00", b"\\0")]
+_LOAD_NULL = b"\\N"
+_LOAD_FORMAT = (
+    "CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+)
+
+
+def _load_field(values: pa.ChunkedArray) -> pa.Array:
+    """One column as LOAD DATA fields: binary text of each value, escaped, NULL as ``\\N``."""
     t = values.type
     if pa.types.is_nested(t):
-        return [None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()]
-    if pa.types.is_timestamp(t) and t.tz is not None:
-        values = pc.cast(values, pa.timestamp(t.unit))  # stored as UTC wall time
-    if pa.types.is_time(t):
-        return [
-            None
-            if v is None
-            else dt.timedelta(
-                hours=v.hour, minutes=v.minute, seconds=v.second, microseconds=v.microsecond
-            )
-            for v in values.to_pylist()
-        ]
-    result: list[Any] = values.to_pylist()
-    return result
+        text: Any = pa.array(
+            [None if v is None else orjson.dumps(v) for v in values.to_pylist()], pa.binary()
+        )
+    elif pa.types.is_duration(t):
+        text = pa.array([_mysql_time(v) for v in values.to_pylist()], pa.binary())
+    else:
+        if pa.types.is_timestamp(t):
+            # DATETIME(6) holds microseconds and no zone: zoned values as UTC wall time
+            values = pc.cast(values, pa.timestamp("us"))
+        elif pa.types.is_boolean(t):
+            values = pc.cast(values, pa.int8())
+        elif pa.types.is_dictionary(t):
+            values = pc.cast(values, t.value_type)
+        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+            values = pc.cast(pc.cast(values, pa.string()), pa.binary())
+        text = values
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(values.type):
+            for raw, escaped in _LOAD_ESCAPES:
+                text = pc.replace_substring(text, raw, escaped)
+    text = pc.fill_null(pc.cast(text, pa.binary()), pa.scalar(_LOAD_NULL, pa.binary()))
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return text
+
+
+def _mysql_time(value: dt.timedelta | None) -> bytes | None:
+    if value is None:
+        return None
+    sign = "-" if value < dt.timedelta(0) else ""
+    micros = abs(value) // dt.timedelta(microseconds=1)
+    seconds, micros = divmod(micros, 1_000_000)
+    return (
+        f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{micros:06d}".encode()
+    )
+
+
+def _load_file(table: pa.Table, path: str) -> None:
+    """Write ``table`` to ``path`` in LOAD DATA's text format (Arrow compute, no Python rows)."""
+    fields = [_load_field(c) for c in table.columns]
+    joined = pc.binary_join_element_wise(*fields, b"\t")
+    lines = pc.binary_join_element_wise(joined, pa.scalar(b"\n", pa.binary()), b"")
+    offsets, data = lines.buffers()[1], lines.buffers()[2]
+    bounds = memoryview(offsets).cast("i")
+    first, last = bounds[lines.offset], bounds[lines.offset + len(lines)]
+    with open(path, "wb") as fh:
+        fh.write(memoryview(data)[first:last] if data is not None else b"")
 
 
 class _MysqlBackend(_Backend):
@@ -501,6 +664,7 @@ class _MysqlBackend(_Backend):
         self.q = self.dialect.quote_ident
         self.conn: Any = None
         self.fields: list[pa.Field] = []
+        self.direct = False  # appending straight into the existing target
 
     def _target(self) -> str:
         return self.dialect.quote_table(self.s.cfg.table)
@@ -508,10 +672,13 @@ class _MysqlBackend(_Backend):
     def _named(self, name: str) -> str:
         return ".".join(self.q(p) for p in (self.s.db_schema, name) if p)
 
+    def _run(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
+        with self.conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall())
+
     async def _sql(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
-        async with self.conn.cursor() as cur:
-            await cur.execute(statement, params)
-            return list(await cur.fetchall())
+        return await asyncio.to_thread(self._run, statement, params)
 
     def _ddl_columns(self, fields: list[pa.Field]) -> str:
         return ", ".join(
@@ -520,8 +687,14 @@ class _MysqlBackend(_Backend):
 
     async def open(self, empty: pa.Table) -> None:
         try:
-            self.conn = await connect_mysql(self.s.url)
+            self.conn = await asyncio.to_thread(connect_mysql_bulk, self.s.url)
             self.fields = list(empty.schema)
+            if self.s.cfg.mode == "append":
+                existing = await self._target_columns()
+                if existing is not None:
+                    self._check_columns(existing)
+                    self.direct = True  # InnoDB rolls the loaded rows back on abort
+                    return
             await self._sql(
                 f"CREATE TEMPORARY TABLE {self.q(self.s.stage)} ({self._ddl_columns(self.fields)})"
             )
@@ -529,20 +702,63 @@ class _MysqlBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    async def write(self, table: pa.Table) -> None:
-        # The statement takes parameters: a literal % (in a column name) is written %%.
-        names = ", ".join(self.q(f.name) for f in self.fields).replace("%", "%%")
-        marks = ", ".join(["%s"] * len(self.fields))
-        statement = f"INSERT INTO {self.q(self.s.stage)} ({names}) VALUES ({marks})"
-        size = self.s.cfg.batch_rows
+    def _check_columns(self, existing: list[str]) -> None:
+        unknown = [c for c in self.s.columns if c not in existing]
+        if unknown:
+            raise PermanentError.one(
+                f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                f"(it has {existing})",
+                f"sink database {self.s.url.redacted()}",
+                "rename or drop them with `rename`/`select`, add them to the table, "
+                "or use mode: replace",
+            )
+
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
+        into = self._target() if self.direct else self.q(self.s.stage)
+        names = ", ".join(self.q(f.name) for f in self.fields)
+        fd, path = tempfile.mkstemp(prefix="quiver-load-", suffix=".tsv")
+        os.close(fd)
         try:
-            for offset in range(0, table.num_rows, size):
-                chunk = table.slice(offset, size)
-                rows = list(zip(*(_mysql_column(c) for c in chunk.columns), strict=True))
-                async with self.conn.cursor() as cur:
-                    await cur.executemany(statement, rows)
+            await asyncio.to_thread(_load_file, table, path)
+            quoted = "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            statement = (
+                f"LOAD DATA LOCAL INFILE {quoted} INTO TABLE {into} {_LOAD_FORMAT} ({names})"
+            )
+            await self._sql(statement)
+            # With LOCAL, a value the server cannot take (text in a number column, a date out
+            # of range, a duplicate key) is a warning, not an error: the row is changed or
+            # skipped. Any such warning refuses the load.
+            warnings = [
+                (str(r[0]), int(r[1]), str(r[2]))
+                for r in await self._sql("SHOW WARNINGS LIMIT 10")
+                if r[0] != "Note"
+            ]
         except Exception as exc:
-            raise _error(exc, self.s, "staging rows for") from exc
+            raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        if warnings:
+            raise self._refused(warnings, lines)
+
+    def _refused(self, warnings: list[tuple[str, int, str]], lines: pa.Array | None) -> QuiverError:
+        details = []
+        for _level, code, message in warnings:
+            row = re.search(r"\bat row (\d+)", message)
+            where = f"sink database {self.s.cfg.table}"
+            if row and lines is not None and 0 < int(row.group(1)) <= len(lines):
+                line = lines[int(row.group(1)) - 1].as_py()
+                if line is not None:
+                    where += f", input line {line}"
+            details.append(
+                ErrorDetail(
+                    f"the database would change or skip a value: {message} (code {code})",
+                    where,
+                    "fix the value in the input, or add a `cast`/`validate` step before this "
+                    "sink; nothing was written",
+                )
+            )
+        return PermanentError(details)
 
     async def _target_columns(self) -> list[str] | None:
         rows = await self._sql(
@@ -578,21 +794,16 @@ class _MysqlBackend(_Backend):
         return statement
 
     async def _commit(self) -> None:
+        if self.direct:
+            await asyncio.to_thread(self.conn.commit)
+            return
         mode = self.s.cfg.mode
         cols = self.s.columns
         existing = await self._target_columns()
         if existing is not None and mode == "create":
             raise _exists_error(self.s)
         if existing is not None and mode != "replace":
-            unknown = [c for c in cols if c not in existing]
-            if unknown:
-                raise PermanentError.one(
-                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
-                    f"(it has {existing})",
-                    f"sink database {self.s.url.redacted()}",
-                    "rename or drop them with `rename`/`select`, add them to the table, "
-                    "or use mode: replace",
-                )
+            self._check_columns(existing)
             if mode == "upsert" and not await self._has_unique_key():
                 keys = ", ".join(self.s.cfg.keys)
                 raise PermanentError.one(
@@ -604,7 +815,7 @@ class _MysqlBackend(_Backend):
             if mode == "truncate":  # DELETE, not TRUNCATE: that would commit implicitly
                 await self._sql(f"DELETE FROM {self._target()}")
             await self._sql(self._insert(self._target(), cols))
-            await self.conn.commit()
+            await asyncio.to_thread(self.conn.commit)
             return
         # Build the table under a private name, then move it into place atomically.
         fresh = f"{self.s.table}__quiver_new_{uuid.uuid4().hex[:8]}"
@@ -615,7 +826,7 @@ class _MysqlBackend(_Backend):
         await self._sql(f"CREATE TABLE {self._named(fresh)} ({self._ddl_columns(fields)}{key})")
         try:
             await self._sql(self._insert(self._named(fresh), cols))
-            await self.conn.commit()
+            await asyncio.to_thread(self.conn.commit)
             if existing is not None:  # replace
                 old = f"{self.s.table}__quiver_old_{uuid.uuid4().hex[:8]}"
                 await self._sql(
@@ -634,16 +845,17 @@ class _MysqlBackend(_Backend):
             await self._commit()
         except Exception as exc:
             await self.abort()
-            raise _error(exc, self.s, "writing") from exc
+            raise _error(exc, self.s, "writing", in_transaction=True) from exc
         self._close()
 
     def _close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(Exception):  # already closed by a lost connection
+                conn.close()
 
     async def abort(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):  # the connection may be what failed
-                await self.conn.rollback()
+                await asyncio.to_thread(self.conn.rollback)
         self._close()

@@ -32,8 +32,8 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.runtime.errors import ConfigError, PermanentError
-from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.sql.connect import connect_adbc, connect_mysql, connection_lost, database_error
 from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
 
@@ -173,6 +173,7 @@ class DatabaseSource(Acknowledging):
 
     async def _adbc_batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
         conn = await asyncio.to_thread(connect_adbc, self.url, ctx.base_dir)
+        read = 0
         try:
             cur = conn.cursor()
             query, params = self._query()
@@ -185,12 +186,31 @@ class DatabaseSource(Acknowledging):
                 try:
                     batch = await asyncio.to_thread(_read_next, reader)
                 except Exception as exc:
-                    raise database_error(exc, self.url, "reading rows") from exc
+                    raise self._reading_error(exc, read) from exc
                 if batch is None:
                     break
+                read += batch.num_rows
                 yield _plain_types(batch)
         finally:
-            await asyncio.to_thread(conn.close)
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                await asyncio.to_thread(conn.close)
+
+    def _reading_error(self, exc: BaseException, read: int) -> QuiverError:
+        """What a failure while fetching rows means, ``read`` rows into the result.
+
+        Before the first row, a lost connection is retryable: the engine reads again from the
+        start on a fresh connection. After it, the rows read so far are already on their way
+        to the sinks: the run must stop (its sinks write nothing) and be started again.
+        """
+        if read and connection_lost(exc):
+            return PermanentError.one(
+                f"the connection to the database was lost while reading rows, after record "
+                f"{read}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+                self.url.redacted(),
+                "the run stopped and its sinks wrote nothing: check why the server ended the "
+                "connection (a restart, a killed session, a timeout), then run the pipeline again",
+            )
+        return database_error(exc, self.url, "reading rows")
 
     # -- MariaDB / MySQL through asyncmy ---------------------------------------------------
 
@@ -199,31 +219,38 @@ class DatabaseSource(Acknowledging):
 
         query, params = self._query()
         conn = await connect_mysql(self.url)
+        read = 0
         try:
-            async with conn.cursor(SSCursor) as cur:
+            cur = conn.cursor(SSCursor)
+            try:
+                await cur.execute(query, params or None)
+            except Exception as exc:
+                raise database_error(exc, self.url, f"query {query!r}") from exc
+            fields = getattr(getattr(cur, "_result", None), "fields", None) or []
+            unsigned = [bool(getattr(f, "flags", 0) & _UNSIGNED_FLAG) for f in fields]
+            binary = [getattr(f, "charsetnr", 0) == _BINARY_CHARSET for f in fields]
+            schema = mysql_result_schema(cur.description, unsigned or None, binary or None)
+            while True:
                 try:
-                    await cur.execute(query, params or None)
+                    rows = await cur.fetchmany(self.cfg.batch_rows)
                 except Exception as exc:
-                    raise database_error(exc, self.url, f"query {query!r}") from exc
-                fields = getattr(getattr(cur, "_result", None), "fields", None) or []
-                unsigned = [bool(getattr(f, "flags", 0) & _UNSIGNED_FLAG) for f in fields]
-                schema = mysql_result_schema(cur.description, unsigned or None)
-                while True:
-                    try:
-                        rows = await cur.fetchmany(self.cfg.batch_rows)
-                    except Exception as exc:
-                        raise database_error(exc, self.url, "reading rows") from exc
-                    if not rows:
-                        break
-                    columns = list(zip(*rows, strict=True))
-                    yield pa.record_batch(
-                        [
-                            pa.array(_mysql_values(col, f.type), f.type)
-                            for col, f in zip(columns, schema, strict=True)
-                        ],
-                        schema=schema,
-                    )
+                    raise self._reading_error(exc, read) from exc
+                if not rows:
+                    break
+                read += len(rows)
+                columns = list(zip(*rows, strict=True))
+                yield pa.record_batch(
+                    [
+                        pa.array(_mysql_values(col, f.type), f.type)
+                        for col, f in zip(columns, schema, strict=True)
+                    ],
+                    schema=schema,
+                )
+            with contextlib.suppress(Exception):
+                await cur.close()
         finally:
+            # Closing an unfinished unbuffered result would read the rest of it first; a
+            # failed or abandoned read just drops the connection.
             conn.close()
 
 
@@ -361,15 +388,20 @@ def _numeric_type(f: pa.Field) -> pa.DataType | None:
 
 
 _UNSIGNED_FLAG = 32  # MySQL column flag
+_BINARY_CHARSET = 63  # the "binary" character set: BINARY, VARBINARY, BLOB, BIT, GEOMETRY
 
 
 def mysql_result_schema(
-    description: Sequence[Sequence[Any]], unsigned: Sequence[bool] | None = None
+    description: Sequence[Sequence[Any]],
+    unsigned: Sequence[bool] | None = None,
+    binary: Sequence[bool] | None = None,
 ) -> pa.Schema:
     """Arrow schema of a MySQL result from the cursor description (type codes, sizes).
 
     ``unsigned`` (from the column flags) makes DECIMAL precisions exact: the reported length
     counts a sign character for signed columns and a decimal point when there is a scale.
+    ``binary`` (the column's character set is ``binary``) tells BINARY, VARBINARY and BLOB
+    columns, read as bytes, from CHAR, VARCHAR and TEXT, which report the same type codes.
     """
     from asyncmy.constants import FIELD_TYPE as T
 
@@ -397,8 +429,13 @@ def mysql_result_schema(
             arrow = pa.binary()
         elif type_code == T.NULL:
             arrow = pa.null()
-        elif type_code in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.GEOMETRY):
-            arrow = pa.string()  # text columns report as BLOB; binary ones decode below
+        elif type_code == T.GEOMETRY or (
+            binary is not None
+            and binary[i]
+            and type_code
+            in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.STRING, T.VAR_STRING, T.VARCHAR)
+        ):
+            arrow = pa.binary()
         else:
             arrow = pa.string()
         fields.append(pa.field(str(name), arrow))
@@ -407,9 +444,9 @@ def mysql_result_schema(
 
 def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
     if pa.types.is_string(arrow):
-        return [
-            v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else v for v in values
-        ]
+        return [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values]
+    if pa.types.is_binary(arrow):
+        return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if pa.types.is_decimal(arrow):
         return [decimal.Decimal(v) if isinstance(v, str) else v for v in values]
     if pa.types.is_timestamp(arrow):
