@@ -41,9 +41,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import queue
 import re
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import orjson
@@ -329,11 +332,93 @@ def _exists_error(sink_: DatabaseSink) -> QuiverError:
 
 
 def _sqlite_types(table: pa.Table) -> pa.Table:
-    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them)."""
+    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them),
+    and times of day as ``HH:MM:SS.ffffff`` text, the form its time functions read."""
     for i, f in enumerate(table.schema):
-        if pa.types.is_decimal(f.type):
+        if pa.types.is_decimal(f.type) or pa.types.is_time(f.type):
             table = table.set_column(i, f.name, pc.cast(table.column(i), pa.string()))
     return table
+
+
+class _LoadCancelledError(Exception):
+    """Ends a bulk load that the run abandons (the transaction is rolled back)."""
+
+
+class _IngestStream:
+    """One bulk load fed batch by batch: ADBC runs a single ``COPY`` (PostgreSQL) or insert
+    statement (SQLite) in a thread of its own, reading batches from a small queue as
+    ``write`` hands them over. One statement for the run rather than one per batch: each
+    ingest call costs a round of catalog queries and statement set-up."""
+
+    _END = object()
+
+    def __init__(
+        self, conn: Any, schema: pa.Schema, table: str, db_schema: str | None, temporary: bool
+    ) -> None:
+        self.schema = schema
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.thread = threading.Thread(
+            target=self._run, args=(conn, table, db_schema, temporary), daemon=True
+        )
+        self.thread.start()
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if self.cancelled:
+                raise _LoadCancelledError("the run was abandoned")
+            yield from item.to_batches()
+
+    def _run(self, conn: Any, table: str, db_schema: str | None, temporary: bool) -> None:
+        cur = conn.cursor()
+        try:
+            reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
+            if temporary:
+                cur.adbc_ingest(table, reader, mode="append", temporary=True)
+            else:
+                cur.adbc_ingest(table, reader, mode="append", db_schema_name=db_schema)
+        except BaseException as exc:  # handed to the caller of put/finish
+            self.error = exc
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def _hand(self, item: Any) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            if not self.thread.is_alive():
+                raise RuntimeError("the bulk load ended before all rows were handed over")
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def put(self, table: pa.Table) -> None:
+        if table.schema != self.schema:
+            table = table.cast(self.schema)
+        self._hand(table)
+
+    def finish(self) -> None:
+        """Wait for the load to take every row handed over; raise its error, if any."""
+        self._hand(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        with contextlib.suppress(Exception):
+            while True:
+                self.queue.get_nowait()
+        with contextlib.suppress(Exception):
+            self.queue.put(pa.table({}), timeout=1)  # wakes the load, which then gives up
+        self.thread.join(timeout=30)
 
 
 class _AdbcBackend(_Backend):
@@ -347,6 +432,7 @@ class _AdbcBackend(_Backend):
         self.q = self.dialect.quote_ident
         self.conn: Any = None
         self.direct = False  # appending straight into the target
+        self.stream: _IngestStream | None = None  # the bulk load of this run's rows
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -397,16 +483,12 @@ class _AdbcBackend(_Backend):
             )
 
     def _stage_rows(self, table: pa.Table, mode: str) -> None:
-        """Create the temporary staging table (``create``) or add rows to it (``append``);
-        in direct mode, add the rows to the target itself."""
+        """Create the temporary staging table (``create``) or add rows to it (``append``)."""
         if self.sqlite:
             table = _sqlite_types(table)
         cur = self.conn.cursor()
         try:
-            if self.direct:
-                cur.adbc_ingest(self.s.table, table, mode="append", db_schema_name=self.s.db_schema)
-            else:
-                cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
+            cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
         finally:
             cur.close()
 
@@ -417,14 +499,30 @@ class _AdbcBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
+    def _load(self, table: pa.Table) -> None:
+        if self.sqlite:
+            table = _sqlite_types(table)
+        if self.stream is None:
+            if self.direct:
+                into, db_schema, temporary = self.s.table, self.s.db_schema, False
+            else:
+                into, db_schema, temporary = self.s.stage, None, True
+            self.stream = _IngestStream(self.conn, table.schema, into, db_schema, temporary)
+        self.stream.put(table)
+
     async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
         del lines  # the driver's error names the value
         try:
-            await asyncio.to_thread(self._stage_rows, table, "append")
+            await asyncio.to_thread(self._load, table)
         except Exception as exc:
             # A failed statement ends the transaction (PostgreSQL) or the connection is
             # gone: the rows written so far cannot be kept, a retry cannot help.
             raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
+
+    def _end_load(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.finish()
 
     def _target_columns(self) -> dict[str, str] | None:
         """Existing target columns and their SQL types, or None when there is no table."""
@@ -466,6 +564,7 @@ class _AdbcBackend(_Backend):
             self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
 
     def _commit(self) -> None:
+        self._end_load()
         if self.direct:
             self.conn.commit()
             return
@@ -544,6 +643,9 @@ class _AdbcBackend(_Backend):
         await asyncio.to_thread(self._close)
 
     def _rollback(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.cancel()
         if self.conn is None:
             return
         try:
