@@ -340,6 +340,29 @@ def _sqlite_types(table: pa.Table) -> pa.Table:
     return table
 
 
+def _sqlite_type(t: pa.DataType) -> str:
+    """The declared type of a new SQLite column: its affinity stores the value as the sink
+    writes it, and its name tells the database source the Arrow type to read it back as
+    (decimals are text: a NUMERIC affinity would round them through REAL)."""
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "REAL"
+    if pa.types.is_decimal(t):
+        return f"TEXT_DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    return "TEXT"
+
+
 class _LoadCancelledError(Exception):
     """Ends a bulk load that the run abandons (the transaction is rolled back)."""
 
@@ -541,14 +564,20 @@ class _AdbcBackend(_Backend):
         return {r[0]: r[1] for r in rows} or None
 
     def _create_target(self) -> None:
-        empty = self.s.schema.empty_table()
-        if self.sqlite:
-            empty = _sqlite_types(empty)
-        cur = self.conn.cursor()
-        try:
-            cur.adbc_ingest(self.s.table, empty, mode="create", db_schema_name=self.s.db_schema)
-        finally:
-            cur.close()
+        if self.sqlite:  # declared types, so that the source reads the values back as written
+            columns = ", ".join(f"{self.q(f.name)} {_sqlite_type(f.type)}" for f in self.s.schema)
+            self._sql(f"CREATE TABLE {self._target()} ({columns})")
+        else:
+            cur = self.conn.cursor()
+            try:
+                cur.adbc_ingest(
+                    self.s.table,
+                    self.s.schema.empty_table(),
+                    mode="create",
+                    db_schema_name=self.s.db_schema,
+                )
+            finally:
+                cur.close()
         if not self.sqlite:  # ADBC creates an unconstrained numeric: keep precision and scale
             for f in self.s.schema:
                 if pa.types.is_decimal(f.type):

@@ -16,6 +16,7 @@ import datetime as dt
 import decimal
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -189,6 +190,7 @@ class DatabaseSource(Acknowledging):
                 reader = await asyncio.to_thread(cur.fetch_record_batch)
             except Exception as exc:
                 raise database_error(exc, self.url, f"query {query!r}") from exc
+            declared = await asyncio.to_thread(self._sqlite_declared_types, conn)
             while True:
                 try:
                     batch = await asyncio.to_thread(_read_next, reader)
@@ -197,10 +199,42 @@ class DatabaseSource(Acknowledging):
                 if batch is None:
                     break
                 read += batch.num_rows
-                yield _plain_types(batch)
+                yield _sqlite_typed(batch, declared) if declared else _plain_types(batch)
         finally:
             with contextlib.suppress(Exception):  # the connection may be what failed
                 await asyncio.to_thread(conn.close)
+
+    def _check_booleans(
+        self, columns: Sequence[Sequence[Any]], schema: pa.Schema, before: int
+    ) -> None:
+        """A TINYINT(1) column reads as a boolean: a value other than 0 and 1 in one is refused
+        rather than turned into true."""
+        for values, f in zip(columns, schema, strict=True):
+            if not pa.types.is_boolean(f.type):
+                continue
+            for i, v in enumerate(values):
+                if v is not None and v not in (0, 1):
+                    raise PermanentError.one(
+                        f"column {f.name!r} is TINYINT(1), read as a boolean, but holds {v} "
+                        f"at record {before + i + 1}",
+                        f"source database {self.url.redacted()}",
+                        f"cast it in a query to read numbers: CAST({f.name} AS SIGNED)",
+                    )
+
+    def _sqlite_declared_types(self, conn: Any) -> dict[str, str]:
+        """The declared column types of the SQLite table read (none for a query)."""
+        if self.url.dialect != "sqlite" or self.cfg.table is None:
+            return {}
+        parts = split_table_name(self.cfg.table)
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                "SELECT name, type FROM pragma_table_info(?, ?)",
+                (parts[-1], parts[0] if len(parts) == 2 else "main"),
+            )
+            return {str(r[0]): str(r[1]).upper() for r in cur.fetchall()}
+        finally:
+            cur.close()
 
     def _reading_error(self, exc: BaseException, read: int) -> QuiverError:
         """What a failure while fetching rows means, ``read`` rows into the result.
@@ -246,6 +280,7 @@ class DatabaseSource(Acknowledging):
                     break
                 read += len(rows)
                 columns = list(zip(*rows, strict=True))
+                self._check_booleans(columns, schema, read - len(rows))
                 yield pa.record_batch(
                     [
                         pa.array(_mysql_values(col, f.type), f.type)
@@ -348,6 +383,45 @@ def _rebatch(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
         yield batch.slice(offset, size)
 
 
+_SQLITE_DECIMAL = re.compile(r"(?:TEXT_)?(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+
+
+def _sqlite_typed(batch: pa.RecordBatch, declared: dict[str, str]) -> pa.RecordBatch:
+    """SQLite keeps dates, times, timestamps and decimals as text and booleans as integers:
+    read them back as the Arrow types their declared column types name (the types the
+    database sink declares). Values that do not parse keep their stored form."""
+    arrays = []
+    for f, array in zip(batch.schema, batch.columns, strict=True):
+        arrays.append(_sqlite_value(array, declared.get(f.name, "")))
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _sqlite_value(array: pa.Array, decl: str) -> pa.Array:
+    t = array.type
+    try:
+        if decl == "BOOLEAN" and pa.types.is_integer(t):
+            return pc.not_equal(array, 0)
+        if not pa.types.is_string(t):
+            return array
+        if decl == "DATE":
+            return pc.cast(array, pa.date32())
+        if decl in ("TIMESTAMP", "DATETIME"):
+            return pc.cast(array, pa.timestamp("us"))
+        if decl in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
+            return pc.cast(pc.cast(array, pa.timestamp("us")), pa.timestamp("us", "UTC"))
+        if decl == "TIME":
+            stamps = pc.binary_join_element_wise("1970-01-01T", array, "")
+            return pc.cast(pc.cast(stamps, pa.timestamp("us")), pa.time64("us"))
+        match = _SQLITE_DECIMAL.fullmatch(decl)
+        if match:
+            precision, scale = int(match.group(1)), int(match.group(2))
+            kind = pa.decimal128 if precision <= 38 else pa.decimal256
+            return pc.cast(array, kind(precision, scale))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return array  # e.g. a value of another form: nothing is guessed
+    return array
+
+
 def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Turn driver extension types into plain Arrow types every sink can write.
 
@@ -415,8 +489,10 @@ def mysql_result_schema(
 
     fields = []
     for i, (name, type_code, _size, length, precision, scale, _null) in enumerate(description):
-        if type_code == T.LONGLONG and unsigned is not None and unsigned[i]:
-            arrow: pa.DataType = pa.uint64()
+        if type_code == T.TINY and length == 1 and not (unsigned is not None and unsigned[i]):
+            arrow: pa.DataType = pa.bool_()  # BOOLEAN is TINYINT(1)
+        elif type_code == T.LONGLONG and unsigned is not None and unsigned[i]:
+            arrow = pa.uint64()
         elif type_code in (T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG, T.YEAR):
             arrow = pa.int64()
         elif type_code in (T.FLOAT, T.DOUBLE):
@@ -453,6 +529,8 @@ def mysql_result_schema(
 def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
     if pa.types.is_string(arrow):
         return [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values]
+    if pa.types.is_boolean(arrow):
+        return [None if v is None else bool(v) for v in values]
     if pa.types.is_binary(arrow):
         return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if pa.types.is_decimal(arrow):
