@@ -1,0 +1,169 @@
+"""The database source and sink when things go wrong mid-run: a connection killed by the server
+while loading or reading, a bad row late in an append, rows without an upsert key."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.config import load_pipeline
+from quiver.pipeline.engine import PipelineEngine, RunResult
+from quiver.pipeline.planner import compile_plan
+from quiver.pipeline.runlog import RunLog
+from quiver.pipeline.sinks.database import DatabaseSink
+from quiver.pipeline.sources.database import DatabaseSource
+from quiver.runtime.errors import PermanentError, QuiverError
+
+from .conftest import ScratchDatabase, build, unique
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def run(folder: Path, yaml: str, **variables: str) -> RunResult:
+    (folder / "pipeline.yaml").write_text(yaml)
+    spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
+    engine = PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
+    return await engine.run()
+
+
+def rows(first: int, count: int) -> pa.RecordBatch:
+    ids = list(range(first, first + count))
+    return pa.record_batch(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": [f"n{i}" for i in ids],
+            LINE_COLUMN: pa.array([i + 1 for i in ids], pa.int64()),
+        }
+    )
+
+
+async def kill_session(db: ScratchDatabase, marker: str) -> None:
+    """End, from a second connection, the session of the run: on MariaDB the connection
+    using this test's own database, on PostgreSQL the one whose statement names ``marker``."""
+    if db.dialect == "mysql":
+        found = await db.query(
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        assert len(found) == 1, found
+        await db.query(f"KILL {found[0][0]}")
+    else:
+        found = await db.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE pid <> pg_backend_pid() AND query LIKE '%{marker}%'"
+        )
+        assert found == [(True,)], found
+
+
+def assert_names_the_lost_server(err: QuiverError, db: ScratchDatabase) -> None:
+    detail = err.details[0]
+    assert "connection to the database was lost" in detail.message
+    assert detail.where.startswith(db.url.split("@")[0].split("//")[0])
+    assert "127.0.0.1" in detail.where
+
+
+@pytest.mark.parametrize("test_db", ["postgresql", "mysql"], indirect=True)
+async def test_a_load_whose_connection_is_killed_fails_at_once_and_writes_nothing(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    name = unique("killed")
+    table = test_db.table(name)
+    await test_db.query(f"CREATE TABLE {table} (id BIGINT, name VARCHAR(20))")
+    await test_db.query(f"INSERT INTO {table} VALUES (0, 'kept')")
+    sink = build(DatabaseSink, {"url": test_db.url, "table": table, "mode": "append"})
+    await sink.open(rows(1, 1).schema, run_ctx)
+    await sink.write(rows(1, 1000))
+    await asyncio.sleep(0.2)  # the first rows are on their way into the table
+
+    await kill_session(test_db, name)
+
+    with pytest.raises(PermanentError) as err:  # permanent: the transaction went with it
+        for start in range(1001, 200_001, 20_000):
+            await sink.write(rows(start, 20_000))
+        await sink.commit()
+    await sink.abort()
+    assert_names_the_lost_server(err.value, test_db)
+    assert "nothing was written" in err.value.details[0].fix
+    assert "Not connected" not in str(err.value)
+    assert await test_db.query(f"SELECT id, name FROM {table}") == [(0, "kept")]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql", "mysql"], indirect=True)
+async def test_a_read_whose_connection_is_killed_names_the_server_and_the_record(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    name = unique("big")
+    table = test_db.table(name)
+    if test_db.dialect == "mysql":
+        await test_db.query(
+            f"CREATE TABLE {table} AS SELECT seq AS id, REPEAT('x', 200) AS pad "
+            "FROM seq_1_to_300000"
+        )
+    else:
+        await test_db.query(
+            f"CREATE TABLE {table} AS SELECT g AS id, repeat('x', 200) AS pad "
+            "FROM generate_series(1, 300000) g"
+        )
+    source = build(
+        DatabaseSource,
+        {
+            "url": test_db.url,
+            "query": f"SELECT id, pad FROM {table} /* {name} */",
+            "batch_rows": 500,
+        },
+    )
+    batches = source.batches(run_ctx)
+    first = await anext(batches)
+    assert first.num_rows == 500
+
+    await kill_session(test_db, name)
+
+    with pytest.raises(PermanentError) as err:
+        async for _ in batches:
+            pass
+    await batches.aclose()
+    assert_names_the_lost_server(err.value, test_db)
+    assert "after record" in err.value.details[0].message
+    assert "run the pipeline again" in err.value.details[0].fix
+
+
+async def test_a_late_bad_row_in_an_append_writes_nothing_and_names_its_line(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """Appends load straight into the table inside the run's transaction: a failure on the
+    last row still leaves the table as it was."""
+    table = test_db.table(unique("late"))
+    await test_db.query(f"CREATE TABLE {table} (id BIGINT NOT NULL, qty BIGINT)")
+    await test_db.query(f"INSERT INTO {table} VALUES (42, 1)")
+    body = "".join(f"{i},{i}\n" for i in range(1, 3000))
+    (tmp_path / "in.csv").write_text("id,qty\n" + body + ",7\n")  # line 3001: no id
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int, qty: int}}, batch_rows: 500}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: append}}}}
+"""
+    with pytest.raises(QuiverError) as err:
+        await run(tmp_path, yaml, DB=test_db.url)
+    assert "null" in str(err.value).lower()
+    if test_db.dialect == "mysql":  # LOAD DATA's warning, tied back to the input line
+        assert "input line 3001" in str(err.value)
+    assert await test_db.query(f"SELECT id, qty FROM {table}") == [(42, 1)]
+
+
+async def test_rows_without_an_upsert_key_are_refused_naming_their_input_lines(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n,b\n3,c\n,d\n")
+    table = test_db.table(unique("keys"))
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int}}}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: upsert, keys: [id]}}}}
+"""
+    with pytest.raises(PermanentError) as err:
+        await run(tmp_path, yaml, DB=test_db.url)
+    message = err.value.details[0].message
+    assert "key column 'id' is null in 2 row(s), at input line(s) 3, 5" in message
