@@ -1,0 +1,160 @@
+"""How driver errors are sorted: a refused login is permanent and points at the credentials
+whatever the driver; a connection lost mid-way says so, and is permanent inside a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from quiver.runtime.errors import PermanentError, RetryableError
+from quiver.sql.connect import (
+    connect_adbc,
+    connect_mysql,
+    connect_mysql_bulk,
+    connect_postgresql,
+    database_error,
+)
+from quiver.sql.url import parse_database_url
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL = "mysql://root@127.0.0.1:3306/mysql"
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def pg_role_without_login() -> AsyncIterator[str]:
+    """A PostgreSQL role that exists but may not log in: the server refuses it."""
+    role = f"nologin_{uuid.uuid4().hex[:8]}"
+    admin = await connect_postgresql(parse_database_url(PG))
+    await admin.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        yield role
+    finally:
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def mysql_user_with_password() -> AsyncIterator[str]:
+    """A MariaDB user whose password is ``right-pw``."""
+    user = f"pw_{uuid.uuid4().hex[:8]}"
+    admin = await connect_mysql(parse_database_url(MYSQL), autocommit=True)
+    async with admin.cursor() as cur:
+        await cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'right-pw'")
+    try:
+        yield user
+    finally:
+        async with admin.cursor() as cur:
+            await cur.execute(f"DROP USER '{user}'@'%'")
+        admin.close()
+
+
+async def _adbc(url: str) -> Any:
+    return await asyncio.to_thread(connect_adbc, parse_database_url(url))
+
+
+async def _asyncpg(url: str) -> Any:
+    return await connect_postgresql(parse_database_url(url))
+
+
+@pytest.mark.parametrize("opener", [_adbc, _asyncpg], ids=["adbc", "asyncpg"])
+async def test_a_role_that_may_not_log_in_is_refused_at_once_pointing_at_the_credentials(
+    opener: Any, pg_role_without_login: str
+) -> None:
+    url = PG.replace("//postgres@", f"//{pg_role_without_login}:s3cret-pw@")
+    with pytest.raises(PermanentError) as err:
+        await opener(url)
+    detail = err.value.details[0]
+    assert "refused the credentials" in detail.message
+    assert "not permitted to log in" in detail.message
+    assert "user and password" in detail.fix and "server is running" not in detail.fix
+    assert "s3cret-pw" not in str(err.value) and "***" in detail.where
+
+
+async def _asyncmy(url: str) -> Any:
+    return await connect_mysql(parse_database_url(url))
+
+
+async def _pymysql(url: str) -> Any:
+    return await asyncio.to_thread(connect_mysql_bulk, parse_database_url(url))
+
+
+@pytest.mark.parametrize("opener", [_asyncmy, _pymysql], ids=["asyncmy", "pymysql"])
+async def test_a_wrong_mariadb_password_is_refused_pointing_at_the_credentials(
+    opener: Any, mysql_user_with_password: str
+) -> None:
+    url = MYSQL.replace("//root@", f"//{mysql_user_with_password}:wrong-pw@").replace(
+        "/mysql",
+        "/information_schema",  # a database every user may open
+    )
+    with pytest.raises(PermanentError) as err:
+        await opener(url)
+    detail = err.value.details[0]
+    assert "refused the credentials" in detail.message
+    assert "user and password" in detail.fix
+    assert "wrong-pw" not in str(err.value) and "***" in detail.where
+    conn = await opener(url.replace("wrong-pw", "right-pw"))  # the right one gets in
+    conn.close()
+
+
+async def _terminated_postgresql_error() -> BaseException:
+    """The error asyncpg raises on a connection the server terminated."""
+    url = parse_database_url(PG)
+    victim = await connect_postgresql(url)
+    admin = await connect_postgresql(url)
+    try:
+        pid = await victim.fetchval("SELECT pg_backend_pid()")
+        await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.sleep(0.1)
+        with pytest.raises(Exception) as err:
+            await victim.fetchval("SELECT 1")
+        return err.value
+    finally:
+        await admin.close()
+        victim.terminate()
+
+
+async def _killed_mariadb_error() -> BaseException:
+    """The error asyncmy raises on a connection MariaDB killed."""
+    url = parse_database_url(MYSQL)
+    victim = await connect_mysql(url, autocommit=True)
+    admin = await connect_mysql(url, autocommit=True)
+    try:
+        async with victim.cursor() as cur:
+            await cur.execute("SELECT CONNECTION_ID()")
+            (victim_id,) = await cur.fetchone()
+        async with admin.cursor() as cur:
+            await cur.execute(f"KILL {victim_id}")
+        with pytest.raises(Exception) as err:
+            async with victim.cursor() as cur:
+                await cur.execute("SELECT 1")
+        return err.value
+    finally:
+        admin.close()
+        victim.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "lose"),
+    [(PG, _terminated_postgresql_error), (MYSQL, _killed_mariadb_error)],
+    ids=["postgresql", "mariadb"],
+)
+async def test_a_lost_connection_says_so_and_is_permanent_inside_a_transaction(
+    url: str, lose: Any
+) -> None:
+    exc = await lose()
+    where = parse_database_url(url.replace("@", ":pw@"))
+
+    outside = database_error(exc, where, "reading rows")
+    assert isinstance(outside, RetryableError)  # a fresh connection may read again
+    assert "connection to the database was lost while reading rows" in outside.details[0].message
+    assert outside.details[0].where == where.redacted() and "pw@" not in str(outside)
+
+    inside = database_error(exc, where, "loading rows", in_transaction=True)
+    assert isinstance(inside, PermanentError)  # the transaction is gone with the connection
+    assert "rolled back" in inside.details[0].message
+    assert "nothing was written" in inside.details[0].fix
