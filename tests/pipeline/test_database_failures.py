@@ -144,7 +144,7 @@ async def test_a_late_bad_row_in_an_append_writes_nothing_and_names_its_line(
     (tmp_path / "in.csv").write_text("id,qty\n" + body + ",7\n")  # line 3001: no id
     yaml = f"""
 source: {{csv: {{path: in.csv, types: {{id: int, qty: int}}, batch_rows: 500}}}}
-sink: {{database: {{url: "${{DB}}", table: {table}, mode: append}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: append, batch_rows: 700}}}}
 """
     with pytest.raises(QuiverError) as err:
         await run(tmp_path, yaml, DB=test_db.url)
@@ -167,3 +167,52 @@ sink: {{database: {{url: "${{DB}}", table: {table}, mode: upsert, keys: [id]}}}}
         await run(tmp_path, yaml, DB=test_db.url)
     message = err.value.details[0].message
     assert "key column 'id' is null in 2 row(s), at input line(s) 3, 5" in message
+
+
+async def test_an_integer_out_of_the_columns_range_is_refused_with_its_line(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """Integers are narrowed to an INTEGER column on the way into a direct COPY; a value that
+    does not fit is refused, never wrapped."""
+    table = test_db.table(unique("narrow"))
+    await test_db.query(f"CREATE TABLE {table} (id INTEGER, qty SMALLINT)")
+    (tmp_path / "in.csv").write_text("id,qty\n1,1\n2,2\n3,40000\n")
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int, qty: int}}}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: append}}}}
+"""
+    if test_db.dialect == "sqlite":  # INTEGER holds 64 bits whatever the declared type
+        await run(tmp_path, yaml, DB=test_db.url)
+        assert await test_db.query(f"SELECT qty FROM {table} ORDER BY id") == [(1,), (2,), (40000,)]
+        return
+    with pytest.raises(QuiverError) as err:
+        await run(tmp_path, yaml, DB=test_db.url)
+    assert "40000" in str(err.value)
+    if test_db.dialect == "postgresql":
+        assert "at input line 4" in str(err.value) and "32767" in str(err.value)
+    else:
+        assert "input line 4" in str(err.value)
+    assert await test_db.query(f"SELECT * FROM {table}") == []
+
+
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
+async def test_an_append_into_a_table_that_cannot_roll_back_goes_through_staging(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """MyISAM keeps rows a failed transaction loaded: the rows wait in the staging table and
+    reach the target in one statement at commit, so a late failure still writes nothing."""
+    table = test_db.table(unique("myisam"))
+    await test_db.query(f"CREATE TABLE {table} (id BIGINT NOT NULL, v DOUBLE) ENGINE=MyISAM")
+    body = "".join(f"{i},{i}.5\n" for i in range(1, 3000))
+    (tmp_path / "in.csv").write_text("id,v\n" + body + "3000,nan\n")
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int, v: float}}, batch_rows: 500}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: append}}}}
+"""
+    with pytest.raises(QuiverError, match=r"input line\(s\) 3001"):
+        await run(tmp_path, yaml, DB=test_db.url)
+    assert await test_db.query(f"SELECT COUNT(*) FROM {table}") == [(0,)]
+
+    (tmp_path / "in.csv").write_text("id,v\n" + body)
+    await run(tmp_path, yaml, DB=test_db.url)
+    assert await test_db.query(f"SELECT COUNT(*), SUM(v) FROM {table}") == [(2999, 4499999.5)]

@@ -49,6 +49,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,7 +96,12 @@ class DatabaseSinkConfig(ComponentConfig):
     keys: list[str] = Field(
         default_factory=list, description="Key columns of `upsert` (required for that mode)."
     )
-    batch_rows: int = Field(5_000, ge=1, description="Rows per INSERT statement on MariaDB/MySQL.")
+    batch_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Most rows per bulk-load statement on MariaDB/MySQL (`LOAD DATA LOCAL "
+        "INFILE`, or multi-row INSERTs where the server refuses local files).",
+    )
 
     @field_validator("table")
     @classmethod
@@ -319,8 +325,18 @@ _PG_AS_IS: list[tuple[Any, str]] = [
 ]
 
 
-def _pg_takes_as_is(arrow: pa.DataType, column_type: str) -> bool:
-    return any(test(arrow) and re.fullmatch(sql, column_type) for test, sql in _PG_AS_IS)
+#: Integer columns an Arrow integer is narrowed to (a value out of range is refused).
+_PG_INTEGERS = {"bigint": pa.int64(), "integer": pa.int32(), "smallint": pa.int16()}
+
+
+def _pg_copy_type(arrow: pa.DataType, column_type: str) -> pa.DataType | None:
+    """The Arrow type to COPY a column as into a PostgreSQL column of ``column_type``, or
+    None when only a cast inside the database converts it (text into a number column)."""
+    if pa.types.is_integer(arrow) and column_type in _PG_INTEGERS:
+        return _PG_INTEGERS[column_type]
+    if any(test(arrow) and re.fullmatch(sql, column_type) for test, sql in _PG_AS_IS):
+        return arrow
+    return None
 
 
 def _exists_error(sink_: DatabaseSink) -> QuiverError:
@@ -456,6 +472,7 @@ class _AdbcBackend(_Backend):
         self.conn: Any = None
         self.direct = False  # appending straight into the target
         self.stream: _IngestStream | None = None  # the bulk load of this run's rows
+        self.casts: dict[str, pa.DataType] = {}  # integers narrowed to the target's columns
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -490,9 +507,13 @@ class _AdbcBackend(_Backend):
         self._check_columns(existing)
         if self.sqlite:
             return True
-        return all(
-            _pg_takes_as_is(f.type, existing[f.name]) for f in self.s.schema if f.name != _SEQ
-        )
+        for f in self.s.schema:
+            target = _pg_copy_type(f.type, existing[f.name])
+            if target is None:
+                return False
+            if target != f.type:
+                self.casts[f.name] = target
+        return True
 
     def _check_columns(self, existing: dict[str, str]) -> None:
         unknown = [c for c in self.s.columns if c not in existing]
@@ -522,9 +543,13 @@ class _AdbcBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    def _load(self, table: pa.Table) -> None:
+    def _load(self, table: pa.Table, lines: pa.Array | None) -> None:
         if self.sqlite:
             table = _sqlite_types(table)
+        for name, target in self.casts.items():
+            table = table.set_column(
+                table.schema.get_field_index(name), name, self._narrow(table, name, target, lines)
+            )
         if self.stream is None:
             if self.direct:
                 into, db_schema, temporary = self.s.table, self.s.db_schema, False
@@ -533,10 +558,33 @@ class _AdbcBackend(_Backend):
             self.stream = _IngestStream(self.conn, table.schema, into, db_schema, temporary)
         self.stream.put(table)
 
-    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
-        del lines  # the driver's error names the value
+    def _narrow(
+        self, table: pa.Table, name: str, target: pa.DataType, lines: pa.Array | None
+    ) -> pa.ChunkedArray:
+        column = table.column(name)
         try:
-            await asyncio.to_thread(self._load, table)
+            return pc.cast(column, target)
+        except pa.ArrowInvalid:
+            bounds = pc.min_max(column).as_py()
+            low, high = bounds["min"], bounds["max"]
+            info = np.iinfo(target.to_pandas_dtype())
+            bad = pc.or_(pc.less(column, int(info.min)), pc.greater(column, int(info.max)))
+            first = pc.filter(column, pc.fill_null(bad, False))[0].as_py()
+            at = ""
+            if lines is not None:
+                hit = pc.filter(lines, pc.fill_null(bad, False).combine_chunks())
+                at = f" at input line {hit[0].as_py()}" if len(hit) else ""
+            raise PermanentError.one(
+                f"column {name!r} holds {first}{at}, out of the range of the table's column "
+                f"type ({low}..{high} given, {info.min}..{info.max} fit)",
+                f"sink database {self.s.cfg.table}",
+                "widen the column (e.g. bigint), or filter the rows before this sink; "
+                "nothing was written",
+            ) from None
+
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
+        try:
+            await asyncio.to_thread(self._load, table, lines)
         except Exception as exc:
             # A failed statement ends the transaction (PostgreSQL) or the connection is
             # gone: the rows written so far cannot be kept, a retry cannot help.
@@ -759,6 +807,35 @@ def _load_field(values: pa.ChunkedArray) -> pa.Array:
     return text
 
 
+def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
+    """One column as Python values for INSERT parameters."""
+    t = values.type
+    if pa.types.is_nested(t):
+        return [None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()]
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        values = pc.cast(values, pa.timestamp(t.unit))  # stored as UTC wall time
+    if pa.types.is_time(t):
+        return [
+            None
+            if v is None
+            else dt.timedelta(
+                hours=v.hour, minutes=v.minute, seconds=v.second, microseconds=v.microsecond
+            )
+            for v in values.to_pylist()
+        ]
+    result: list[Any] = values.to_pylist()
+    return result
+
+
+#: The server or client refuses LOAD DATA LOCAL: MySQL's ER_NOT_ALLOWED_COMMAND and
+#: ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED.
+_LOCAL_FILES_REFUSED = {1148, 3948, 4166}
+
+
+def _local_files_refused(exc: BaseException) -> bool:
+    return bool(exc.args) and exc.args[0] in _LOCAL_FILES_REFUSED
+
+
 def _mysql_time(value: dt.timedelta | None) -> bytes | None:
     if value is None:
         return None
@@ -796,6 +873,7 @@ class _MysqlBackend(_Backend):
         self.conn: Any = None
         self.fields: list[pa.Field] = []
         self.direct = False  # appending straight into the existing target
+        self.local_files = True  # LOAD DATA LOCAL INFILE, until the server refuses it
 
     def _target(self) -> str:
         return self.dialect.quote_table(self.s.cfg.table)
@@ -824,8 +902,9 @@ class _MysqlBackend(_Backend):
                 existing = await self._target_columns()
                 if existing is not None:
                     self._check_columns(existing)
-                    self.direct = True  # InnoDB rolls the loaded rows back on abort
-                    return
+                    if await self._transactional():
+                        self.direct = True  # the loaded rows roll back on abort
+                        return
             await self._sql(
                 f"CREATE TEMPORARY TABLE {self.q(self.s.stage)} ({self._ddl_columns(self.fields)})"
             )
@@ -845,51 +924,107 @@ class _MysqlBackend(_Backend):
             )
 
     async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
+        size = self.s.cfg.batch_rows
+        for offset in range(0, table.num_rows, size):
+            part = lines.slice(offset, size) if lines is not None else None
+            await self._write_part(table.slice(offset, size), part)
+
+    async def _write_part(self, table: pa.Table, lines: pa.Array | None) -> None:
         into = self._target() if self.direct else self.q(self.s.stage)
-        names = ", ".join(self.q(f.name) for f in self.fields)
-        fd, path = tempfile.mkstemp(prefix="quiver-load-", suffix=".tsv")
-        os.close(fd)
         try:
-            await asyncio.to_thread(_load_file, table, path)
-            quoted = "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
-            statement = (
-                f"LOAD DATA LOCAL INFILE {quoted} INTO TABLE {into} {_LOAD_FORMAT} ({names})"
-            )
-            await self._sql(statement)
+            if self.local_files:
+                try:
+                    await asyncio.to_thread(self._load_data, table, into)
+                except Exception as exc:
+                    if not _local_files_refused(exc):
+                        raise
+                    self.local_files = False  # the server does not take files: INSERT
+            if not self.local_files:
+                await asyncio.to_thread(self._insert_rows, table, into)
             # With LOCAL, a value the server cannot take (text in a number column, a date out
             # of range, a duplicate key) is a warning, not an error: the row is changed or
             # skipped. Any such warning refuses the load.
-            warnings = [
-                (str(r[0]), int(r[1]), str(r[2]))
-                for r in await self._sql("SHOW WARNINGS LIMIT 10")
-                if r[0] != "Note"
-            ]
+            warnings = await self._warnings()
         except Exception as exc:
             raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
+        if warnings:
+            raise self._refused(warnings, table, lines)
+
+    async def _warnings(self) -> list[tuple[str, int, str]]:
+        return [
+            (str(r[0]), int(r[1]), str(r[2]))
+            for r in await self._sql("SHOW WARNINGS LIMIT 10")
+            if r[0] != "Note"
+        ]
+
+    async def _refuse_warnings(self) -> None:
+        """Moving the staged rows: outside strict mode, or into a table that cannot roll back,
+        the server adjusts a value it cannot take with a warning instead of failing."""
+        warnings = await self._warnings()
+        if warnings:
+            raise self._refused(warnings, None, None)
+
+    def _column_list(self) -> str:
+        return ", ".join(self.q(f.name) for f in self.fields)
+
+    def _load_data(self, table: pa.Table, into: str) -> None:
+        fd, path = tempfile.mkstemp(prefix="quiver-load-", suffix=".tsv")
+        os.close(fd)
+        try:
+            _load_file(table, path)
+            quoted = "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            self._run(
+                f"LOAD DATA LOCAL INFILE {quoted} INTO TABLE {into} {_LOAD_FORMAT} "
+                f"({self._column_list()})"
+            )
         finally:
             with contextlib.suppress(OSError):
                 os.remove(path)
-        if warnings:
-            raise self._refused(warnings, lines)
 
-    def _refused(self, warnings: list[tuple[str, int, str]], lines: pa.Array | None) -> QuiverError:
+    def _insert_rows(self, table: pa.Table, into: str) -> None:
+        """Multi-row INSERTs, for a server that refuses ``LOAD DATA LOCAL INFILE``."""
+        # The statement takes parameters: a literal % (in a column name) is written %%.
+        names = self._column_list().replace("%", "%%")
+        marks = ", ".join(["%s"] * len(self.fields))
+        rows = list(zip(*(_mysql_column(c) for c in table.columns), strict=True))
+        with self.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {into} ({names}) VALUES ({marks})", rows)
+
+    def _refused(
+        self,
+        warnings: list[tuple[str, int, str]],
+        table: pa.Table | None,
+        lines: pa.Array | None,
+    ) -> QuiverError:
         details = []
         for _level, code, message in warnings:
-            row = re.search(r"\bat row (\d+)", message)
+            found = re.search(r"\bat row (\d+)", message)
+            row = int(found.group(1)) - 1 if found else -1
             where = f"sink database {self.s.cfg.table}"
-            if row and lines is not None and 0 < int(row.group(1)) <= len(lines):
-                line = lines[int(row.group(1)) - 1].as_py()
-                if line is not None:
-                    where += f", input line {line}"
+            if lines is not None and 0 <= row < len(lines) and lines[row].as_py() is not None:
+                where += f", input line {lines[row].as_py()}"
+            values = ""
+            if table is not None and 0 <= row < table.num_rows:
+                values = f"; the row: {table.slice(row, 1).to_pylist()[0]}"
             details.append(
                 ErrorDetail(
-                    f"the database would change or skip a value: {message} (code {code})",
+                    f"the database would change or skip a value: {message} (code {code})" + values,
                     where,
                     "fix the value in the input, or add a `cast`/`validate` step before this "
                     "sink; nothing was written",
                 )
             )
         return PermanentError(details)
+
+    async def _transactional(self) -> bool:
+        """Whether the target's storage engine rolls rows back (InnoDB); into any other
+        (MyISAM, Aria) rows go through the staging table and one statement at commit."""
+        rows = await self._sql(
+            "SELECT engine FROM information_schema.tables "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s",
+            (self.s.db_schema, self.s.table),
+        )
+        return bool(rows) and str(rows[0][0]).lower() == "innodb"
 
     async def _target_columns(self) -> list[str] | None:
         rows = await self._sql(
@@ -946,6 +1081,7 @@ class _MysqlBackend(_Backend):
             if mode == "truncate":  # DELETE, not TRUNCATE: that would commit implicitly
                 await self._sql(f"DELETE FROM {self._target()}")
             await self._sql(self._insert(self._target(), cols))
+            await self._refuse_warnings()
             await asyncio.to_thread(self.conn.commit)
             return
         # Build the table under a private name, then move it into place atomically.
@@ -957,6 +1093,7 @@ class _MysqlBackend(_Backend):
         await self._sql(f"CREATE TABLE {self._named(fresh)} ({self._ddl_columns(fields)}{key})")
         try:
             await self._sql(self._insert(self._named(fresh), cols))
+            await self._refuse_warnings()
             await asyncio.to_thread(self.conn.commit)
             if existing is not None:  # replace
                 old = f"{self.s.table}__quiver_old_{uuid.uuid4().hex[:8]}"
