@@ -4,13 +4,24 @@ whatever the driver; a connection lost mid-way says so, and is permanent inside 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from quiver.pipeline.config import load_pipeline
+from quiver.pipeline.engine import PipelineEngine
+from quiver.pipeline.planner import compile_plan
+from quiver.pipeline.runlog import RunLog
 from quiver.runtime.errors import PermanentError, RetryableError
 from quiver.sql.connect import (
     connect_adbc,
@@ -18,11 +29,112 @@ from quiver.sql.connect import (
     connect_mysql_bulk,
     connect_postgresql,
     database_error,
+    open_postgresql_pool,
 )
 from quiver.sql.url import parse_database_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql://root@127.0.0.1:3306/mysql"
+
+
+PASSWORD = "right-pw"
+
+
+@pytest.fixture(scope="module")
+def password_postgresql() -> Iterator[str]:
+    """A private PostgreSQL server that checks passwords (scram-sha-256) on a free port: the
+    shared server of this machine trusts every local login, so it cannot refuse a password.
+    Yields its URL with the right password."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("needs PostgreSQL's initdb and pg_ctl")
+    as_root = os.geteuid() == 0  # the server refuses to run as root: run it as postgres
+    run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
+    folder = Path(tempfile.mkdtemp(prefix="quiver-pgauth-"))
+    if as_root:
+        shutil.chown(folder, "postgres")
+    (folder / "pw").write_text(PASSWORD + "\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = folder / "data"
+    subprocess.run(
+        [
+            *run_as,
+            initdb,
+            "-N",
+            "-A",
+            "scram-sha-256",
+            "--pwfile",
+            str(folder / "pw"),
+            "-U",
+            "postgres",
+            "-D",
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*run_as, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _asyncpg_pool(url: str) -> Any:
+    return await open_postgresql_pool(parse_database_url(url), min_size=1, max_size=1)
+
+
+async def _close(conn: Any) -> None:
+    result = conn.close()
+    if asyncio.iscoroutine(result):
+        await result
+
+
+@pytest.mark.parametrize(
+    "opener",
+    [
+        pytest.param(lambda url: _adbc(url), id="adbc"),
+        pytest.param(lambda url: _asyncpg(url), id="asyncpg"),
+        pytest.param(lambda url: _asyncpg_pool(url), id="asyncpg-pool"),
+    ],
+)
+async def test_a_wrong_postgresql_password_is_refused_at_once_pointing_at_the_credentials(
+    opener: Any, password_postgresql: str
+) -> None:
+    wrong = password_postgresql.replace(PASSWORD, "wrong-pw")
+    with pytest.raises(PermanentError) as err:
+        await opener(wrong)
+    detail = err.value.details[0]
+    assert "refused the credentials" in detail.message
+    assert "password authentication failed" in detail.message
+    assert "user and password" in detail.fix and "server is running" not in detail.fix
+    assert "wrong-pw" not in str(err.value) and "***" in detail.where
+    await _close(await opener(password_postgresql))  # the right password gets in
+
+
+async def test_a_pipeline_with_a_wrong_password_fails_without_a_single_retry(
+    password_postgresql: str, tmp_path: Path
+) -> None:
+    wrong = password_postgresql.replace(PASSWORD, "wrong-pw")
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    (tmp_path / "pipeline.yaml").write_text(
+        'source: {csv: {path: in.csv}}\nsink: {database: {url: "${DB}", table: t}}\n'
+    )
+    log = io.StringIO()
+    spec = load_pipeline(tmp_path / "pipeline.yaml", {"DB": wrong}, environ={})
+    with pytest.raises(PermanentError, match="refused the credentials"):
+        await PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=log)).run()
+    assert "retrying" not in log.getvalue() and "wrong-pw" not in log.getvalue()
 
 
 @pytest_asyncio.fixture(loop_scope="function")
