@@ -4,31 +4,18 @@ while loading or reading, a bad row late in an append, rows without an upsert ke
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.config import load_pipeline
-from quiver.pipeline.engine import PipelineEngine, RunResult
-from quiver.pipeline.planner import compile_plan
-from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.sinks.database import DatabaseSink
 from quiver.pipeline.sources.database import DatabaseSource
 from quiver.runtime.errors import PermanentError, QuiverError
 
 from .conftest import ScratchDatabase, build, unique
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-async def run(folder: Path, yaml: str, **variables: str) -> RunResult:
-    (folder / "pipeline.yaml").write_text(yaml)
-    spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
-    engine = PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
-    return await engine.run()
+from .test_connector_pipelines import run
 
 
 def rows(first: int, count: int) -> pa.RecordBatch:
@@ -216,3 +203,29 @@ sink: {{database: {{url: "${{DB}}", table: {table}, mode: append}}}}
     (tmp_path / "in.csv").write_text("id,v\n" + body)
     await run(tmp_path, yaml, DB=test_db.url)
     assert await test_db.query(f"SELECT COUNT(*), SUM(v) FROM {table}") == [(2999, 4499999.5)]
+
+
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
+async def test_a_commit_on_a_killed_connection_is_not_retried_and_says_to_check(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """Killed between the last rows and the COMMIT: whether a COMMIT reached the server
+    cannot be known from the client, so the message says to check rather than guess."""
+    name = unique("commit")
+    table = test_db.table(name)
+    await test_db.query(f"CREATE TABLE {table} (id BIGINT, name VARCHAR(20))")
+    sink = build(DatabaseSink, {"url": test_db.url, "table": table, "mode": "append"})
+    await sink.open(rows(1, 1).schema, run_ctx)
+    await sink.write(rows(1, 100))
+
+    await kill_session(test_db, name)
+
+    with pytest.raises(PermanentError) as err:
+        await sink.commit()
+    details = err.value.details
+    assert "connection to the database was lost while committing" in details[0].message
+    assert "not confirmed" in details[-1].message
+    assert "check whether the rows arrived" in details[-1].fix
+    assert await test_db.query(f"SELECT COUNT(*) FROM {table}") == [(0,)]
+    with pytest.raises(PermanentError, match="nothing to commit"):
+        await sink.commit()  # a retry of the commit cannot bring the rows back

@@ -270,3 +270,39 @@ async def test_a_lost_connection_says_so_and_is_permanent_inside_a_transaction(
     assert isinstance(inside, PermanentError)  # the transaction is gone with the connection
     assert "rolled back" in inside.details[0].message
     assert "nothing was written" in inside.details[0].fix
+
+
+async def test_a_deadlock_inside_a_transaction_is_permanent_and_says_to_run_again() -> None:
+    """Two real transactions waiting on each other's row: the server picks one to fail."""
+    url = parse_database_url(PG)
+    table = f"deadlock_{uuid.uuid4().hex[:8]}"
+    a, b = await connect_postgresql(url), await connect_postgresql(url)
+    try:
+        await a.execute(f"CREATE TABLE {table} (id int primary key, n int)")
+        await a.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        await a.execute(f"UPDATE {table} SET n = 1 WHERE id = 1")
+        await b.execute(f"UPDATE {table} SET n = 1 WHERE id = 2")
+        results = await asyncio.gather(
+            a.execute(f"UPDATE {table} SET n = 2 WHERE id = 2"),
+            b.execute(f"UPDATE {table} SET n = 2 WHERE id = 1"),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert len(failures) == 1, results
+        await ta.rollback()
+        await tb.rollback()
+    finally:
+        await a.execute(f"DROP TABLE IF EXISTS {table}")
+        await a.close()
+        await b.close()
+
+    outside = database_error(failures[0], url, "writing")
+    assert isinstance(outside, RetryableError)
+    inside = database_error(failures[0], url, "loading rows", in_transaction=True)
+    assert isinstance(inside, PermanentError)
+    assert "deadlock" in inside.details[0].message and "rolled back" in inside.details[0].message
+    assert "run the pipeline again" in inside.details[0].fix
+    assert "server is running" not in inside.details[0].fix

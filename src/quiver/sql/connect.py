@@ -57,6 +57,10 @@ _RERUN_FIX = (
     "nothing was written: check why the server ended the connection (a restart, a killed "
     "session, a network timeout), then run the pipeline again"
 )
+_BUSY_RERUN_FIX = (
+    "nothing was written: run the pipeline again once the database is available (a deadlock, "
+    "lock wait or serialization failure clears on its own)"
+)
 _CREDENTIALS_FIX = "check the user and password in the URL (or the ${VAR} it reads them from)"
 _DATABASE_FIX = "create the database, or fix its name in the URL"
 _SQL_FIX = "check the table and column names and the SQL against the database"
@@ -333,7 +337,7 @@ def database_error(
             return PermanentError.one(
                 f"database unavailable while {doing}: {text}; the transaction was rolled back",
                 where,
-                _RERUN_FIX,
+                _BUSY_RERUN_FIX,
             )
         return RetryableError.one(f"database unavailable while {doing}: {text}", where, _SERVER_FIX)
     return PermanentError.one(f"database error while {doing}: {text}", where, _SQL_FIX)

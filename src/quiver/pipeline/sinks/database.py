@@ -68,7 +68,6 @@ from quiver.runtime.errors import (
     ErrorDetail,
     PermanentError,
     QuiverError,
-    RetryableError,
 )
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
@@ -243,21 +242,9 @@ class DatabaseSink:
                 f"sink database {self.cfg.table}",
                 "check the table, then run the pipeline again",
             )
-        try:
-            await backend.commit()
-        except RetryableError as exc:
-            # The staging table lived on the failed connection: retrying cannot help.
-            raise PermanentError(
-                [
-                    *exc.details,
-                    ErrorDetail(
-                        "the connection failed while moving the rows into the table; the "
-                        "transaction was not confirmed",
-                        f"sink database {self.cfg.table}",
-                        "check whether the rows arrived, then run the pipeline again",
-                    ),
-                ]
-            ) from exc
+        # Every failure here is permanent: the transaction is gone with it, a retry of the
+        # commit alone cannot bring the rows back.
+        await backend.commit()
 
     async def abort(self) -> None:
         backend, self._backend = self._backend, None
@@ -299,6 +286,31 @@ def _error(
 ) -> QuiverError:
     return database_error(
         exc, sink_.url, f"{doing} table {sink_.cfg.table!r}", in_transaction=in_transaction
+    )
+
+
+class _UnconfirmedCommitError(Exception):
+    """The COMMIT itself failed: whether the server applied it is unknown."""
+
+
+def _confirm(commit: Any) -> None:
+    try:
+        commit()
+    except Exception as exc:
+        raise _UnconfirmedCommitError from exc
+
+
+def _unconfirmed(exc: _UnconfirmedCommitError, sink_: DatabaseSink) -> QuiverError:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return PermanentError(
+        [
+            *database_error(cause, sink_.url, f"committing table {sink_.cfg.table!r}").details,
+            ErrorDetail(
+                "the commit was sent but not confirmed: the rows may or may not be in the table",
+                f"sink database {sink_.cfg.table}",
+                "check whether the rows arrived, then run the pipeline again if they did not",
+            ),
+        ]
     )
 
 
@@ -643,7 +655,7 @@ class _AdbcBackend(_Backend):
     def _commit(self) -> None:
         self._end_load()
         if self.direct:
-            self.conn.commit()
+            _confirm(self.conn.commit)
             return
         mode = self.s.cfg.mode
         existing = self._target_columns()
@@ -675,7 +687,7 @@ class _AdbcBackend(_Backend):
             )
         else:
             self._upsert(cols, value)
-        self.conn.commit()
+        _confirm(self.conn.commit)
 
     def _upsert(self, cols: list[str], value: Any) -> None:
         keys = self.s.cfg.keys
@@ -714,6 +726,9 @@ class _AdbcBackend(_Backend):
     async def commit(self) -> None:
         try:
             await asyncio.to_thread(self._commit)
+        except _UnconfirmedCommitError as exc:
+            await self.abort()
+            raise _unconfirmed(exc, self.s) from exc.__cause__
         except Exception as exc:
             await self.abort()
             raise _error(exc, self.s, "writing", in_transaction=True) from exc
@@ -1061,7 +1076,7 @@ class _MysqlBackend(_Backend):
 
     async def _commit(self) -> None:
         if self.direct:
-            await asyncio.to_thread(self.conn.commit)
+            await asyncio.to_thread(_confirm, self.conn.commit)
             return
         mode = self.s.cfg.mode
         cols = self.s.columns
@@ -1082,7 +1097,7 @@ class _MysqlBackend(_Backend):
                 await self._sql(f"DELETE FROM {self._target()}")
             await self._sql(self._insert(self._target(), cols))
             await self._refuse_warnings()
-            await asyncio.to_thread(self.conn.commit)
+            await asyncio.to_thread(_confirm, self.conn.commit)
             return
         # Build the table under a private name, then move it into place atomically.
         fresh = f"{self.s.table}__quiver_new_{uuid.uuid4().hex[:8]}"
@@ -1094,7 +1109,7 @@ class _MysqlBackend(_Backend):
         try:
             await self._sql(self._insert(self._named(fresh), cols))
             await self._refuse_warnings()
-            await asyncio.to_thread(self.conn.commit)
+            await asyncio.to_thread(self.conn.commit)  # of the private table only
             if existing is not None:  # replace
                 old = f"{self.s.table}__quiver_old_{uuid.uuid4().hex[:8]}"
                 await self._sql(
@@ -1105,12 +1120,16 @@ class _MysqlBackend(_Backend):
             else:
                 await self._sql(f"RENAME TABLE {self._named(fresh)} TO {self._target()}")
         except Exception:
-            await self._sql(f"DROP TABLE IF EXISTS {self._named(fresh)}")
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                await self._sql(f"DROP TABLE IF EXISTS {self._named(fresh)}")
             raise
 
     async def commit(self) -> None:
         try:
             await self._commit()
+        except _UnconfirmedCommitError as exc:
+            await self.abort()
+            raise _unconfirmed(exc, self.s) from exc.__cause__
         except Exception as exc:
             await self.abort()
             raise _error(exc, self.s, "writing", in_transaction=True) from exc
