@@ -235,3 +235,35 @@ async def test_mariadb_refuses_nan_and_infinities_with_their_lines(
     assert "cannot store NaN or infinity" in message
     with pytest.raises(Exception):  # noqa: B017 - the table was never created
         await test_db.query(f"SELECT * FROM {table}")
+
+
+async def test_a_sqlite_cursor_column_is_compared_as_stored_yet_read_as_declared(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """A TIMESTAMP column holding '2024-01-02 11:00:00' (space, no fraction) reads as a
+    timestamp, and the incremental cursor keeps SQLite's own text, so a later row of the same
+    day is not skipped by comparing it with another text form of the last value."""
+    if test_db.dialect != "sqlite":
+        pytest.skip("SQLite keeps timestamps as text")
+    table = test_db.table(unique("events"))
+    await test_db.query(f"CREATE TABLE {table} (id INTEGER, at TIMESTAMP)")
+    await test_db.query(f"INSERT INTO {table} VALUES (1, '2024-01-02 10:00:00')")
+    options = {
+        "url": test_db.url,
+        "table": table,
+        "incremental": {"column": "at", "state": "state.json"},
+    }
+
+    async def read() -> pa.Table:
+        source = build(DatabaseSource, options)
+        got = await read_all(source, run_ctx)
+        await source.commit()
+        return got
+
+    first = await read()
+    assert first.column("at").to_pylist() == [dt.datetime(2024, 1, 2, 10)]
+    await test_db.query(f"INSERT INTO {table} VALUES (2, '2024-01-02 11:00:00')")
+    second = await read()
+    assert second.column("id").to_pylist() == [2]
+    assert second.column("at").to_pylist() == [dt.datetime(2024, 1, 2, 11)]
+    assert (await read()).num_rows == 0

@@ -108,6 +108,7 @@ class DatabaseSource(Acknowledging):
         self.state_path = ""
         self.last: Any = None  # the cursor value of the previous run (incremental)
         self.highest: Any = None  # the highest cursor value read in this run
+        self.declared: dict[str, str] = {}  # a SQLite table's declared column types
 
     def _query(self) -> tuple[str, tuple[Any, ...]]:
         dialect = self.dialect
@@ -137,9 +138,12 @@ class DatabaseSource(Acknowledging):
             self.highest = self.last
         line = 0
         stream = self._mysql_batches() if self.url.dialect == "mysql" else self._adbc_batches(ctx)
-        async for batch in stream:
+        async for stored in stream:
             if self.cfg.incremental is not None:
-                self._track(batch)
+                # The cursor keeps the value as the database compares it: SQLite's text,
+                # before it is read as the declared type.
+                self._track(stored)
+            batch = _sqlite_typed(stored, self.declared) if self.declared else stored
             for piece in _rebatch(batch, self.cfg.batch_rows):
                 numbers = pa.array(np.arange(line + 1, line + piece.num_rows + 1, dtype=np.int64))
                 line += piece.num_rows
@@ -190,7 +194,7 @@ class DatabaseSource(Acknowledging):
                 reader = await asyncio.to_thread(cur.fetch_record_batch)
             except Exception as exc:
                 raise database_error(exc, self.url, f"query {query!r}") from exc
-            declared = await asyncio.to_thread(self._sqlite_declared_types, conn)
+            self.declared = await asyncio.to_thread(self._sqlite_declared_types, conn)
             while True:
                 try:
                     batch = await asyncio.to_thread(_read_next, reader)
@@ -199,7 +203,7 @@ class DatabaseSource(Acknowledging):
                 if batch is None:
                     break
                 read += batch.num_rows
-                yield _sqlite_typed(batch, declared) if declared else _plain_types(batch)
+                yield batch if self.declared else _plain_types(batch)
         finally:
             with contextlib.suppress(Exception):  # the connection may be what failed
                 await asyncio.to_thread(conn.close)
