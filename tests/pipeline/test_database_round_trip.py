@@ -267,3 +267,31 @@ async def test_a_sqlite_cursor_column_is_compared_as_stored_yet_read_as_declared
     assert second.column("id").to_pylist() == [2]
     assert second.column("at").to_pylist() == [dt.datetime(2024, 1, 2, 11)]
     assert (await read()).num_rows == 0
+
+
+async def test_a_sqlite_value_not_of_its_declared_type_is_refused_with_its_record(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    if test_db.dialect != "sqlite":
+        pytest.skip("SQLite stores any value in any column")
+    table = test_db.table(unique("dates"))
+    await test_db.query(f"CREATE TABLE {table} (id INTEGER, day DATE, ok BOOLEAN)")
+    await test_db.query(
+        f"INSERT INTO {table} VALUES (1, NULL, NULL), (2, NULL, NULL), (3, '2024-01-02', 1), "
+        "(4, 'soon', 0)"
+    )
+    options = {"url": test_db.url, "table": table}
+
+    query = {"url": test_db.url, "query": f"SELECT * FROM {table} WHERE id <= 3"}
+    got = await read_all(build(DatabaseSource, query), run_ctx)
+    assert got.column("day").to_pylist()[2] == "2024-01-02"  # a query reads stored values
+
+    with pytest.raises(PermanentError) as err:
+        await read_all(build(DatabaseSource, options), run_ctx)
+    assert "column 'day' is declared DATE but holds 'soon' at record 4" in str(err.value)
+
+    await test_db.query(f"DELETE FROM {table} WHERE id = 4")
+    got = await read_all(build(DatabaseSource, options), run_ctx)
+    assert got.schema.field("day").type == pa.date32()
+    assert got.column("day").to_pylist() == [None, None, dt.date(2024, 1, 2)]
+    assert got.column("ok").to_pylist() == [None, None, True]

@@ -143,7 +143,10 @@ class DatabaseSource(Acknowledging):
                 # The cursor keeps the value as the database compares it: SQLite's text,
                 # before it is read as the declared type.
                 self._track(stored)
-            batch = _sqlite_typed(stored, self.declared) if self.declared else stored
+            batch = stored
+            if self.declared:
+                where = f"source database {self.url.redacted()}"
+                batch = _sqlite_typed(stored, self.declared, line + 1, where)
             for piece in _rebatch(batch, self.cfg.batch_rows):
                 numbers = pa.array(np.arange(line + 1, line + piece.num_rows + 1, dtype=np.int64))
                 line += piece.num_rows
@@ -390,40 +393,83 @@ def _rebatch(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
 _SQLITE_DECIMAL = re.compile(r"(?:TEXT_)?(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 
 
-def _sqlite_typed(batch: pa.RecordBatch, declared: dict[str, str]) -> pa.RecordBatch:
+def _sqlite_typed(
+    batch: pa.RecordBatch, declared: dict[str, str], first_record: int, where: str
+) -> pa.RecordBatch:
     """SQLite keeps dates, times, timestamps and decimals as text and booleans as integers:
     read them back as the Arrow types their declared column types name (the types the
-    database sink declares). Values that do not parse keep their stored form."""
+    database sink declares), the same type in every batch. A value that is not of its
+    declared type is refused with its record number: a query reads the stored values."""
     arrays = []
     for f, array in zip(batch.schema, batch.columns, strict=True):
-        arrays.append(_sqlite_value(array, declared.get(f.name, "")))
+        decl = declared.get(f.name, "")
+        target = _sqlite_declared_arrow(decl)
+        if target is None:
+            arrays.append(array)
+            continue
+        try:
+            arrays.append(_sqlite_value(array, decl, target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise _not_declared_type(array, f.name, decl, target, first_record, where) from None
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
-def _sqlite_value(array: pa.Array, decl: str) -> pa.Array:
+def _sqlite_declared_arrow(decl: str) -> pa.DataType | None:
+    if decl == "BOOLEAN":
+        return pa.bool_()
+    if decl == "DATE":
+        return pa.date32()
+    if decl in ("TIMESTAMP", "DATETIME"):
+        return pa.timestamp("us")
+    if decl in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
+        return pa.timestamp("us", "UTC")
+    if decl == "TIME":
+        return pa.time64("us")
+    match = _SQLITE_DECIMAL.fullmatch(decl)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
+    return None
+
+
+def _sqlite_value(array: pa.Array, decl: str, target: pa.DataType) -> pa.Array:
     t = array.type
-    try:
-        if decl == "BOOLEAN" and pa.types.is_integer(t):
-            return pc.not_equal(array, 0)
-        if not pa.types.is_string(t):
-            return array
-        if decl == "DATE":
-            return pc.cast(array, pa.date32())
-        if decl in ("TIMESTAMP", "DATETIME"):
-            return pc.cast(array, pa.timestamp("us"))
-        if decl in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
-            return pc.cast(pc.cast(array, pa.timestamp("us")), pa.timestamp("us", "UTC"))
-        if decl == "TIME":
-            stamps = pc.binary_join_element_wise("1970-01-01T", array, "")
-            return pc.cast(pc.cast(stamps, pa.timestamp("us")), pa.time64("us"))
-        match = _SQLITE_DECIMAL.fullmatch(decl)
-        if match:
-            precision, scale = int(match.group(1)), int(match.group(2))
-            kind = pa.decimal128 if precision <= 38 else pa.decimal256
-            return pc.cast(array, kind(precision, scale))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return array  # e.g. a value of another form: nothing is guessed
-    return array
+    if array.null_count == len(array):
+        return pa.nulls(len(array), target)
+    if decl == "BOOLEAN":
+        values = pc.drop_null(array)
+        if not pa.types.is_integer(t) or not pc.all(pc.is_in(values, pa.array([0, 1]))).as_py():
+            raise pa.ArrowInvalid("not 0 or 1")
+        return pc.not_equal(array, 0)
+    if not pa.types.is_string(t):
+        raise pa.ArrowTypeError(f"stored as {t}")
+    if decl == "TIME":
+        stamps = pc.binary_join_element_wise("1970-01-01T", array, "")
+        return pc.cast(pc.cast(stamps, pa.timestamp("us")), target)
+    if pa.types.is_timestamp(target) and target.tz is not None:
+        return pc.cast(pc.cast(array, pa.timestamp("us")), target)
+    return pc.cast(array, target)
+
+
+def _not_declared_type(
+    array: pa.Array, name: str, decl: str, target: pa.DataType, first_record: int, where: str
+) -> QuiverError:
+    """The error for the first value of ``array`` that does not read as ``target``."""
+    for i in range(len(array)):
+        one = array.slice(i, 1)
+        try:
+            _sqlite_value(one, decl, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            value = one[0].as_py()
+            break
+    else:
+        value, i = None, 0
+    return PermanentError.one(
+        f"column {name!r} is declared {decl} but holds {value!r} at record {first_record + i}",
+        where,
+        "fix the value in the table, or read the table with a `query` (which gives the stored "
+        "values as they are)",
+    )
 
 
 def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
