@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import math
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -295,3 +296,22 @@ async def test_a_sqlite_value_not_of_its_declared_type_is_refused_with_its_recor
     assert got.schema.field("day").type == pa.date32()
     assert got.column("day").to_pylist() == [None, None, dt.date(2024, 1, 2)]
     assert got.column("ok").to_pylist() == [None, None, True]
+
+
+async def test_nested_values_reach_mariadb_as_json_with_every_character_intact(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    if test_db.dialect != "mysql":
+        pytest.skip("the MariaDB/MySQL sink writes lists and structs as JSON")
+    table = test_db.table(unique("nested"))
+    docs = [{"k": 'q"\\\n\t', "n": [1, 2.5]}, None, {"k": "é 😀", "n": []}]
+    batch = pa.record_batch({"doc": pa.array(docs), LINE_COLUMN: _lines(3)})
+    for mode in ("append", "append"):  # created through staging, then loaded straight in
+        await write_all(
+            build(DatabaseSink, {"url": test_db.url, "table": table, "mode": mode}),
+            [batch],
+            run_ctx,
+        )
+    got = await read_all(build(DatabaseSource, {"url": test_db.url, "table": table}), run_ctx)
+    parsed = [None if v is None else orjson.loads(v) for v in got.column("doc").to_pylist()]
+    assert parsed == docs + docs

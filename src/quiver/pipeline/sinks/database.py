@@ -462,7 +462,8 @@ class _IngestStream:
         if self.error is not None:
             raise self.error
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        """Abandon the load; whether it has ended (within 30 s)."""
         self.cancelled = True
         with contextlib.suppress(Exception):
             while True:
@@ -470,6 +471,7 @@ class _IngestStream:
         with contextlib.suppress(Exception):
             self.queue.put(pa.table({}), timeout=1)  # wakes the load, which then gives up
         self.thread.join(timeout=30)
+        return not self.thread.is_alive()
 
 
 class _AdbcBackend(_Backend):
@@ -736,8 +738,12 @@ class _AdbcBackend(_Backend):
 
     def _rollback(self) -> None:
         stream, self.stream = self.stream, None
-        if stream is not None:
-            stream.cancel()
+        if stream is not None and not stream.cancel():
+            # The driver is still inside the load (a server that does not answer): closing
+            # the connection under it is unsafe. The transaction ends with the connection,
+            # when the server notices or the process exits; nothing is committed.
+            self.conn = None
+            return
         if self.conn is None:
             return
         try:
@@ -793,30 +799,45 @@ _LOAD_FORMAT = (
 )
 
 
+def _is_text_or_bytes(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+    )
+
+
 def _load_field(values: pa.ChunkedArray) -> pa.Array:
     """One column as LOAD DATA fields: binary text of each value, escaped, NULL as ``\\N``."""
     t = values.type
+    if pa.types.is_dictionary(t):
+        values = pc.cast(values, t.value_type)
+        t = values.type
+    # Only text, bytes and JSON can hold a tab, a newline, a backslash or a NUL byte.
+    escape = True
     if pa.types.is_nested(t):
         text: Any = pa.array(
             [None if v is None else orjson.dumps(v) for v in values.to_pylist()], pa.binary()
         )
     elif pa.types.is_duration(t):
-        text = pa.array([_mysql_time(v) for v in values.to_pylist()], pa.binary())
+        text, escape = pa.array([_mysql_time(v) for v in values.to_pylist()], pa.binary()), False
+    elif _is_text_or_bytes(t):
+        text = pc.cast(values, pa.large_binary())
     else:
+        escape = False
         if pa.types.is_timestamp(t):
             # DATETIME(6) holds microseconds and no zone: zoned values as UTC wall time
             values = pc.cast(values, pa.timestamp("us"))
         elif pa.types.is_boolean(t):
             values = pc.cast(values, pa.int8())
-        elif pa.types.is_dictionary(t):
-            values = pc.cast(values, t.value_type)
-        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
-            values = pc.cast(pc.cast(values, pa.string()), pa.binary())
-        text = values
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(values.type):
-            for raw, escaped in _LOAD_ESCAPES:
-                text = pc.replace_substring(text, raw, escaped)
-    text = pc.fill_null(pc.cast(text, pa.binary()), pa.scalar(_LOAD_NULL, pa.binary()))
+        text = pc.cast(values, pa.string())
+    text = pc.cast(text, pa.large_binary())
+    if escape:
+        for raw, escaped in _LOAD_ESCAPES:
+            text = pc.replace_substring(text, raw, escaped)
+    text = pc.fill_null(text, pa.scalar(_LOAD_NULL, pa.large_binary()))
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     return text
@@ -865,10 +886,11 @@ def _mysql_time(value: dt.timedelta | None) -> bytes | None:
 def _load_file(table: pa.Table, path: str) -> None:
     """Write ``table`` to ``path`` in LOAD DATA's text format (Arrow compute, no Python rows)."""
     fields = [_load_field(c) for c in table.columns]
-    joined = pc.binary_join_element_wise(*fields, b"\t")
-    lines = pc.binary_join_element_wise(joined, pa.scalar(b"\n", pa.binary()), b"")
+    tab, newline = pa.scalar(b"\t", pa.large_binary()), pa.scalar(b"\n", pa.large_binary())
+    joined = pc.binary_join_element_wise(*fields, tab)
+    lines = pc.binary_join_element_wise(joined, newline, pa.scalar(b"", pa.large_binary()))
     offsets, data = lines.buffers()[1], lines.buffers()[2]
-    bounds = memoryview(offsets).cast("i")
+    bounds = memoryview(offsets).cast("q")  # large_binary: 64-bit offsets
     first, last = bounds[lines.offset], bounds[lines.offset + len(lines)]
     with open(path, "wb") as fh:
         fh.write(memoryview(data)[first:last] if data is not None else b"")
