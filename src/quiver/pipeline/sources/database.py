@@ -299,8 +299,9 @@ class DatabaseSource(Acknowledging):
                 await cur.close()
         finally:
             # Closing an unfinished unbuffered result would read the rest of it first; a
-            # failed or abandoned read just drops the connection.
-            conn.close()
+            # failed or abandoned read just drops the connection (which may be gone already).
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 # -- incremental state ------------------------------------------------------------------
