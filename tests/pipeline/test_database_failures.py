@@ -229,3 +229,26 @@ async def test_a_commit_on_a_killed_connection_is_not_retried_and_says_to_check(
     assert await test_db.query(f"SELECT COUNT(*) FROM {table}") == [(0,)]
     with pytest.raises(PermanentError, match="nothing to commit"):
         await sink.commit()  # a retry of the commit cannot bring the rows back
+
+
+@pytest.mark.parametrize("test_db", ["postgresql", "sqlite"], indirect=True)
+async def test_an_append_into_a_view_inserts_through_it_rather_than_bulk_loading(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """A view that takes INSERTs (PostgreSQL's simple views, SQLite's INSTEAD OF triggers)
+    cannot take a COPY or bulk insert: its rows go through the staging table."""
+    base, view = test_db.table(unique("base")), test_db.table(unique("v"))
+    await test_db.query(f"CREATE TABLE {base} (id BIGINT, name VARCHAR(10))")
+    await test_db.query(f"CREATE VIEW {view} AS SELECT id, name FROM {base}")
+    if test_db.dialect == "sqlite":
+        await test_db.query(
+            f"CREATE TRIGGER {unique('t')} INSTEAD OF INSERT ON {view} "
+            f"BEGIN INSERT INTO {base} VALUES (NEW.id, NEW.name); END"
+        )
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b\n")
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int}}}}}}
+sink: {{database: {{url: "${{DB}}", table: {view}, mode: append}}}}
+"""
+    await run(tmp_path, yaml, DB=test_db.url)
+    assert await test_db.query(f"SELECT id, name FROM {base} ORDER BY id") == [(1, "a"), (2, "b")]

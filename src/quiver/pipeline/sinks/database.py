@@ -519,6 +519,8 @@ class _AdbcBackend(_Backend):
             self._create_target()
             return True
         self._check_columns(existing)
+        if not self._is_plain_table():
+            return False  # a view (with its triggers or rules) takes INSERT, not a bulk load
         if self.sqlite:
             return True
         for f in self.s.schema:
@@ -528,6 +530,18 @@ class _AdbcBackend(_Backend):
             if target != f.type:
                 self.casts[f.name] = target
         return True
+
+    def _is_plain_table(self) -> bool:
+        if self.sqlite:
+            schema = self.q(self.s.db_schema or "main")
+            rows = self._sql(
+                f"SELECT type FROM {schema}.sqlite_master WHERE name = ?", (self.s.table,)
+            )
+            return bool(rows) and rows[0][0] == "table"
+        rows = self._sql(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", (self._target(),)
+        )
+        return bool(rows) and rows[0][0] in ("r", "p")  # a table, or a partitioned one
 
     def _check_columns(self, existing: dict[str, str]) -> None:
         unknown = [c for c in self.s.columns if c not in existing]
