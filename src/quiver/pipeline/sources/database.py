@@ -248,14 +248,14 @@ class DatabaseSource(Acknowledging):
 
         Before the first row, a lost connection is retryable: the engine reads again from the
         start on a fresh connection. After it, the rows read so far are already on their way
-        to the sinks: the run must stop (its sinks write nothing) and be started again.
+        to the sinks: the run must stop before they commit, and be started again.
         """
         if read and connection_lost(exc):
             return PermanentError.one(
                 f"the connection to the database was lost while reading rows, after record "
                 f"{read}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
                 self.url.redacted(),
-                "the run stopped and its sinks wrote nothing: check why the server ended the "
+                "the run stopped before its sinks committed: check why the server ended the "
                 "connection (a restart, a killed session, a timeout), then run the pipeline again",
             )
         return database_error(exc, self.url, "reading rows")
