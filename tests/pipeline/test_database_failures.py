@@ -252,3 +252,27 @@ sink: {{database: {{url: "${{DB}}", table: {view}, mode: append}}}}
 """
     await run(tmp_path, yaml, DB=test_db.url)
     assert await test_db.query(f"SELECT id, name FROM {base} ORDER BY id") == [(1, "a"), (2, "b")]
+
+
+async def test_a_truncate_that_fails_late_keeps_the_old_rows(
+    test_db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """`truncate` empties the table inside the run's transaction and loads straight into it:
+    a failure on the last row rolls both back."""
+    table = test_db.table(unique("trunc"))
+    await test_db.query(f"CREATE TABLE {table} (id BIGINT NOT NULL, qty BIGINT)")
+    await test_db.query(f"INSERT INTO {table} VALUES (42, 1), (43, 2)")
+    body = "".join(f"{i},{i}\n" for i in range(1, 3000))
+    (tmp_path / "in.csv").write_text("id,qty\n" + body + ",7\n")  # line 3001: no id
+    yaml = f"""
+source: {{csv: {{path: in.csv, types: {{id: int, qty: int}}, batch_rows: 500}}}}
+sink: {{database: {{url: "${{DB}}", table: {table}, mode: truncate}}}}
+"""
+    with pytest.raises(QuiverError):
+        await run(tmp_path, yaml, DB=test_db.url)
+    assert await test_db.query(f"SELECT id, qty FROM {table} ORDER BY id") == [(42, 1), (43, 2)]
+
+    (tmp_path / "in.csv").write_text("id,qty\n" + body)
+    await run(tmp_path, yaml, DB=test_db.url)
+    [(count, total)] = await test_db.query(f"SELECT COUNT(*), SUM(qty) FROM {table}")
+    assert (int(count), int(total)) == (2999, 4498500)

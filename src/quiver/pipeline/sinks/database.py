@@ -76,6 +76,10 @@ from quiver.sql.url import parse_database_url
 __all__ = ["DatabaseSink", "DatabaseSinkConfig"]
 
 _SEQ = "__quiver_seq"
+#: Modes whose rows go straight into the target (where its type allows): the others build
+#: a new table (``replace``, swapped in at commit so readers are not locked out meanwhile)
+#: or merge (``upsert``) from the staging table.
+_DIRECT_MODES = ("append", "truncate", "create")
 
 
 class DatabaseSinkConfig(ComponentConfig):
@@ -505,30 +509,34 @@ class _AdbcBackend(_Backend):
 
     def _open(self, empty: pa.Table) -> None:
         self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
-        if self.s.cfg.mode == "append" and self._can_load_directly():
+        if self.s.cfg.mode in _DIRECT_MODES and self._can_load_directly():
             self.direct = True
             return
         self._stage_rows(empty, "create")
 
     def _can_load_directly(self) -> bool:
-        """Whether appended batches can go straight into the target: it is missing (and is
-        created now, inside the run's transaction) or every incoming column has the type the
-        bulk load writes it as. Otherwise the staging table casts them at commit."""
+        """Whether the batches can go straight into the target, inside the run's transaction:
+        it is missing (and is created now) or it is a table whose column types take every
+        incoming column as the bulk load writes it (a ``truncate`` then empties it now).
+        Otherwise the staging table casts them at commit."""
         existing = self._target_columns()
         if existing is None:
             self._create_target()
             return True
+        if self.s.cfg.mode == "create":
+            raise _exists_error(self.s)
         self._check_columns(existing)
         if not self._is_plain_table():
             return False  # a view (with its triggers or rules) takes INSERT, not a bulk load
-        if self.sqlite:
-            return True
-        for f in self.s.schema:
-            target = _pg_copy_type(f.type, existing[f.name])
-            if target is None:
-                return False
-            if target != f.type:
-                self.casts[f.name] = target
+        if not self.sqlite:
+            for f in self.s.schema:
+                target = _pg_copy_type(f.type, existing[f.name])
+                if target is None:
+                    return False
+                if target != f.type:
+                    self.casts[f.name] = target
+        if self.s.cfg.mode == "truncate":
+            self._sql(f"DELETE FROM {self._target()}")  # TRUNCATE would not roll back
         return True
 
     def _is_plain_table(self) -> bool:
@@ -949,11 +957,13 @@ class _MysqlBackend(_Backend):
         try:
             self.conn = await asyncio.to_thread(connect_mysql_bulk, self.s.url)
             self.fields = list(empty.schema)
-            if self.s.cfg.mode == "append":
+            if self.s.cfg.mode in ("append", "truncate"):  # CREATE TABLE would commit
                 existing = await self._target_columns()
                 if existing is not None:
                     self._check_columns(existing)
                     if await self._transactional():
+                        if self.s.cfg.mode == "truncate":  # not TRUNCATE: it would commit
+                            await self._sql(f"DELETE FROM {self._target()}")
                         self.direct = True  # the loaded rows roll back on abort
                         return
             await self._sql(
