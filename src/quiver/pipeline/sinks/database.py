@@ -2,11 +2,11 @@
 
 The whole run is one transaction of the run's own connection: ``commit`` commits it and
 ``abort`` rolls it back, so a failed or interrupted run leaves the target exactly as it was.
-An ``append`` loads every batch straight into the target inside that transaction (PostgreSQL
-``COPY``, MariaDB/MySQL ``LOAD DATA LOCAL INFILE``, SQLite bulk insert), creating the table
-first when it is missing. The other modes, and appends the target's column types cannot take
-as they are, go through a private staging table (a temporary table of the same connection)
-that ``commit`` moves into the target.
+``append``, ``truncate`` and ``create`` load every batch straight into the target inside that
+transaction (PostgreSQL ``COPY``, MariaDB/MySQL ``LOAD DATA LOCAL INFILE``, SQLite bulk
+insert), creating the table first when it is missing. ``replace`` and ``upsert``, and loads
+the target's column types cannot take as they are, go through a private staging table (a
+temporary table of the same connection) that ``commit`` moves into the target.
 
 Modes:
 
