@@ -109,6 +109,7 @@ async def test_every_column_type_comes_back_value_for_value(
         assert got.schema.field("zoned").type.tz is not None
 
 
+@pytest.mark.parametrize("test_db", ["sqlite"], indirect=True)
 async def test_appending_again_keeps_every_value_on_the_bulk_load_path(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
@@ -149,11 +150,10 @@ async def test_json_text_round_trips_into_a_json_column(
     assert got.column("doc").to_pylist() == docs
 
 
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
 async def test_mariadb_binary_columns_are_bytes_both_ways(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "mysql":
-        pytest.skip("BINARY/VARBINARY/BLOB columns of MariaDB/MySQL")
     table = test_db.table(unique("bin"))
     await test_db.query(
         f"CREATE TABLE {table} (id INT, fixed BINARY(4), var VARBINARY(16), blob_ BLOB, "
@@ -187,11 +187,10 @@ async def test_mariadb_binary_columns_are_bytes_both_ways(
 SPECIAL = [1.5, math.inf, -math.inf, math.nan]
 
 
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
 async def test_postgresql_keeps_nan_and_infinities(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "postgresql":
-        pytest.skip("double precision holds NaN and infinities")
     table = test_db.table(unique("special"))
     batch = pa.record_batch({"v": SPECIAL, LINE_COLUMN: _lines(4)})
     await write_all(build(DatabaseSink, {"url": test_db.url, "table": table}), [batch], run_ctx)
@@ -200,11 +199,10 @@ async def test_postgresql_keeps_nan_and_infinities(
     assert values[:3] == SPECIAL[:3] and math.isnan(values[3])
 
 
+@pytest.mark.parametrize("test_db", ["sqlite"], indirect=True)
 async def test_sqlite_keeps_infinities_and_refuses_nan_with_its_line(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "sqlite":
-        pytest.skip("SQLite REAL holds infinities, not NaN")
     table = test_db.table(unique("special"))
     options = {"url": test_db.url, "table": table}
     finite = pa.record_batch({"v": SPECIAL[:3], LINE_COLUMN: _lines(3)})
@@ -222,11 +220,10 @@ async def test_sqlite_keeps_infinities_and_refuses_nan_with_its_line(
     assert got.num_rows == 3  # nothing of the refused run was written
 
 
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
 async def test_mariadb_refuses_nan_and_infinities_with_their_lines(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "mysql":
-        pytest.skip("MariaDB/MySQL DOUBLE holds neither NaN nor infinities")
     table = test_db.table(unique("special"))
     batch = pa.record_batch({"v": SPECIAL, LINE_COLUMN: _lines(4)})
     with pytest.raises(PermanentError) as err:
@@ -244,8 +241,6 @@ async def test_a_sqlite_cursor_column_is_compared_as_stored_yet_read_as_declared
     """A TIMESTAMP column holding '2024-01-02 11:00:00' (space, no fraction) reads as a
     timestamp, and the incremental cursor keeps SQLite's own text, so a later row of the same
     day is not skipped by comparing it with another text form of the last value."""
-    if test_db.dialect != "sqlite":
-        pytest.skip("SQLite keeps timestamps as text")
     table = test_db.table(unique("events"))
     await test_db.query(f"CREATE TABLE {table} (id INTEGER, at TIMESTAMP)")
     await test_db.query(f"INSERT INTO {table} VALUES (1, '2024-01-02 10:00:00')")
@@ -270,11 +265,10 @@ async def test_a_sqlite_cursor_column_is_compared_as_stored_yet_read_as_declared
     assert (await read()).num_rows == 0
 
 
+@pytest.mark.parametrize("test_db", ["sqlite"], indirect=True)
 async def test_a_sqlite_value_not_of_its_declared_type_is_refused_with_its_record(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "sqlite":
-        pytest.skip("SQLite stores any value in any column")
     table = test_db.table(unique("dates"))
     await test_db.query(f"CREATE TABLE {table} (id INTEGER, day DATE, ok BOOLEAN)")
     await test_db.query(
@@ -298,11 +292,10 @@ async def test_a_sqlite_value_not_of_its_declared_type_is_refused_with_its_recor
     assert got.column("ok").to_pylist() == [None, None, True]
 
 
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
 async def test_nested_values_reach_mariadb_as_json_with_every_character_intact(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
-    if test_db.dialect != "mysql":
-        pytest.skip("the MariaDB/MySQL sink writes lists and structs as JSON")
     table = test_db.table(unique("nested"))
     docs = [{"k": 'q"\\\n\t', "n": [1, 2.5]}, None, {"k": "é 😀", "n": []}]
     batch = pa.record_batch({"doc": pa.array(docs), LINE_COLUMN: _lines(3)})
