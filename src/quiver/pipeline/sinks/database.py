@@ -168,6 +168,13 @@ class DatabaseSink:
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         names = schema_without_line(schema).names
+        if not names:  # no batch reached the sink: no rows, and no columns to build a table of
+            ctx.log(
+                f"sink database {self.cfg.table}: no rows arrived; the table is left as it was",
+                "warning",
+            )
+            self._backend = _NothingToWrite()
+            return
         missing = [k for k in self.cfg.keys if k not in names]
         if missing:
             raise ConfigError.one(
@@ -283,6 +290,10 @@ class _Backend:
     async def write(self, table: pa.Table, lines: pa.Array | None) -> None: ...
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
+
+
+class _NothingToWrite(_Backend):
+    """The run's input was empty: nothing is connected to, written or committed."""
 
 
 def _error(
