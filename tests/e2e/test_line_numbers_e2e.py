@@ -97,6 +97,6 @@ def test_a_database_sink_names_the_input_line_of_a_null_key(
     run = quiver("run", "pipeline.yaml")
     assert run.code == 1, run.explain()
     # the third row, read from line 4 of the file (after the header)
-    assert "upsert key column 'id' is null in 1 row(s), first at record 4" in run.stderr, (
+    assert "upsert key column 'id' is null in 1 row(s), at input line(s) 4" in run.stderr, (
         run.explain()
     )

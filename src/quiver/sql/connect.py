@@ -6,6 +6,8 @@
 * :func:`connect_adbc`: an ADBC DB-API connection to PostgreSQL or SQLite, which reads and
   writes Arrow batches directly (the pipeline's database source and sink).
 * :func:`connect_sqlite`: a ``sqlite3`` DB-API connection.
+* :func:`connect_mysql_bulk`: a PyMySQL DB-API connection that can ``LOAD DATA LOCAL INFILE``
+  (the pipeline's database sink).
 
 Each raises a typed error when the database cannot be reached or refuses the connection, and
 :func:`database_error` sorts any driver exception the same way:
@@ -33,8 +35,10 @@ __all__ = [
     "connect_adbc",
     "connect_duckdb",
     "connect_mysql",
+    "connect_mysql_bulk",
     "connect_postgresql",
     "connect_sqlite",
+    "connection_lost",
     "database_error",
     "open_mysql_pool",
     "open_postgresql_pool",
@@ -45,6 +49,18 @@ __all__ = [
 CONNECT_TIMEOUT_S = 10.0
 
 _SERVER_FIX = "check that the server is running and that the host and port in the URL are right"
+_LOST_FIX = (
+    "check why the server ended the connection (a restart, a killed session, a network "
+    "timeout), then run again"
+)
+_RERUN_FIX = (
+    "nothing was written: check why the server ended the connection (a restart, a killed "
+    "session, a network timeout), then run the pipeline again"
+)
+_BUSY_RERUN_FIX = (
+    "nothing was written: run the pipeline again once the database is available (a deadlock, "
+    "lock wait or serialization failure clears on its own)"
+)
 _CREDENTIALS_FIX = "check the user and password in the URL (or the ${VAR} it reads them from)"
 _DATABASE_FIX = "create the database, or fix its name in the URL"
 _SQL_FIX = "check the table and column names and the SQL against the database"
@@ -126,6 +142,20 @@ async def connect_mysql(url: DatabaseUrl, *, autocommit: bool = False) -> Any:
 
     try:
         return await asyncmy.connect(**_mysql_args(url), autocommit=autocommit)
+    except Exception as exc:
+        raise _connect_error(exc, url) from exc
+
+
+def connect_mysql_bulk(url: DatabaseUrl) -> Any:
+    """A PyMySQL DB-API connection in a transaction that may send files the client wrote
+    with ``LOAD DATA LOCAL INFILE`` (blocking: run it in a thread). The database sink loads
+    through it; asyncmy cannot send local files."""
+    import pymysql
+
+    try:
+        args = _mysql_args(url)
+        args["database"] = args.pop("db")
+        return pymysql.connect(**args, autocommit=False, local_infile=True)
     except Exception as exc:
         raise _connect_error(exc, url) from exc
 
@@ -225,7 +255,11 @@ def connect_sqlite(
 # -- what a failure means ---------------------------------------------------------------------
 
 #: MariaDB/MySQL error codes of connection trouble, lock waits and deadlocks.
-_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 2002, 2003, 2005, 2006, 2013}
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2005, 2006, 2013}
+#: ... of a connection that was open and is gone: server gone away, lost during a query,
+#: killed (MariaDB's 1927), server shutdown; asyncmy says ``(0, 'Not connected')`` or
+#: ``(0, '')`` once its socket is closed.
+_MYSQL_LOST = {1053, 1927, 2006, 2013}
 _MYSQL_CREDENTIALS = {1044, 1045, 1698}
 _MYSQL_UNKNOWN_DATABASE = 1049
 
@@ -238,16 +272,31 @@ _SQLSTATE_TRANSIENT = {"57P01", "57P02", "57P03", "40001", "40P01"}
 _LIBPQ_UNKNOWN_DATABASE = re.compile(r'database "[^"]*" does not exist')
 _LIBPQ_CREDENTIALS = re.compile(
     r'password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry'
-    r"|authentication failed|password is required"
+    r"|authentication failed|password is required|no password supplied"
+    r"|is not permitted to log in"
+)
+#: ... and a connection that was open and is gone (terminated, server restarted).
+_LIBPQ_LOST = re.compile(
+    r"server closed the connection unexpectedly|terminating connection"
+    r"|no connection to the server|connection to server was lost|could not receive data"
+    r"|could not send data|SSL SYSCALL error"
 )
 
 
-def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverError:
+def database_error(
+    exc: BaseException, url: DatabaseUrl, doing: str, *, in_transaction: bool = False
+) -> QuiverError:
     """Map a driver exception raised while ``doing`` something onto a typed Quiver error.
 
-    Connection trouble becomes a :class:`RetryableError`; refused credentials, an unknown
-    database and bad SQL a :class:`PermanentError` that says how to fix it. Quiver errors pass
-    through unchanged. Messages name the URL with its password hidden.
+    Connection trouble becomes a :class:`RetryableError`; refused credentials (a wrong user or
+    password, a role that may not log in), an unknown database and bad SQL a
+    :class:`PermanentError` that says how to fix it. Quiver errors pass through unchanged.
+    Messages name the URL with its password hidden.
+
+    A connection that was open and is gone says so ("the connection ... was lost"). With
+    ``in_transaction`` the caller's transaction went with it: retrying the statement on that
+    connection cannot work and would lose the earlier rows, so every failure is permanent and
+    a lost connection says that nothing was written.
     """
     if isinstance(exc, QuiverError):
         return exc
@@ -256,6 +305,17 @@ def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverEr
     sqlstate = str(getattr(exc, "sqlstate", None) or "")
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     libpq = not sqlstate and code is None  # a failed connect through ADBC: only its text
+    if connection_lost(exc):
+        if in_transaction:
+            return PermanentError.one(
+                f"the connection to the database was lost while {doing} ({text}); the "
+                "transaction was rolled back",
+                where,
+                _RERUN_FIX,
+            )
+        return RetryableError.one(
+            f"the connection to the database was lost while {doing}: {text}", where, _LOST_FIX
+        )
     if (
         code == _MYSQL_UNKNOWN_DATABASE
         or sqlstate == "3D000"
@@ -273,8 +333,34 @@ def database_error(exc: BaseException, url: DatabaseUrl, doing: str) -> QuiverEr
             f"the database refused the credentials while {doing}: {text}", where, _CREDENTIALS_FIX
         )
     if _is_transient(exc, url, text, sqlstate, code):
+        if in_transaction:
+            return PermanentError.one(
+                f"database unavailable while {doing}: {text}; the transaction was rolled back",
+                where,
+                _BUSY_RERUN_FIX,
+            )
         return RetryableError.one(f"database unavailable while {doing}: {text}", where, _SERVER_FIX)
     return PermanentError.one(f"database error while {doing}: {text}", where, _SQL_FIX)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a connection which was open is gone (killed, terminated,
+    the server restarted or went away), as opposed to one that could not be opened."""
+    if isinstance(exc, QuiverError):
+        return False
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code in _MYSQL_LOST:
+        return True
+    text = str(exc)
+    if code == 0 and type(exc).__name__ in ("InterfaceError", "OperationalError"):
+        return True  # asyncmy on a connection it already found closed
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    if sqlstate in ("57P01", "57P02", "08006", "08003", "08007"):
+        return True  # terminated by an administrator, crash, connection failure / gone
+    name = type(exc).__name__
+    if name in ("ConnectionDoesNotExistError", "InterfaceError") and "closed" in text:
+        return True  # asyncpg
+    return bool(_LIBPQ_LOST.search(text))
 
 
 def _connect_error(exc: BaseException, url: DatabaseUrl) -> QuiverError:

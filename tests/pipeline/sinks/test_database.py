@@ -133,7 +133,7 @@ async def test_null_upsert_key_is_rejected_with_its_record_number(
 ) -> None:
     options = {"url": test_db.url, "table": test_db.table("t"), "mode": "upsert", "keys": ["id"]}
     batch = pa.record_batch({"id": [1, None], LINE_COLUMN: pa.array([4, 5], pa.int64())})
-    with pytest.raises(PermanentError, match="record 5"):
+    with pytest.raises(PermanentError, match=r"input line\(s\) 5"):
         await write_all(build(DatabaseSink, options), [batch], run_ctx)
 
 

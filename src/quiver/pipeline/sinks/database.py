@@ -1,9 +1,12 @@
 """The ``database`` sink: write rows into a PostgreSQL, MariaDB/MySQL or SQLite table.
 
-Rows never land in the target table one batch at a time. Every batch goes into a private
-staging table (a temporary table of the run's own connection); ``commit`` then moves the
-whole run into the target in one transaction, and ``abort`` drops the staging table. A
-failed or interrupted run therefore leaves the target exactly as it was.
+The whole run is one transaction of the run's own connection: ``commit`` commits it and
+``abort`` rolls it back, so a failed or interrupted run leaves the target exactly as it was.
+``append``, ``truncate`` and ``create`` load every batch straight into the target inside that
+transaction (PostgreSQL ``COPY``, MariaDB/MySQL ``LOAD DATA LOCAL INFILE``, SQLite bulk
+insert), creating the table first when it is missing. ``replace`` and ``upsert``, and loads
+the target's column types cannot take as they are, go through a private staging table (a
+temporary table of the same connection) that ``commit`` moves into the target.
 
 Modes:
 
@@ -23,8 +26,13 @@ Modes:
     created when missing, with a unique index on ``keys``. On MariaDB/MySQL an existing
     table needs a unique index on exactly ``keys``.
 
-PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL) into the staging
-table; MariaDB/MySQL uses batched multi-row INSERTs through asyncmy.
+PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL); MariaDB/MySQL loads a
+tab-separated file the run writes with Arrow compute functions (``LOAD DATA LOCAL INFILE``)
+and checks the server's warnings, so no value is changed on the way.
+
+Values a database cannot hold are refused with their input line: NaN in SQLite (infinities
+are kept), NaN and infinities in MariaDB/MySQL. A lost connection ends the run: its
+transaction is gone, so nothing was written and nothing is retried on it.
 """
 
 from __future__ import annotations
@@ -32,9 +40,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import queue
+import re
+import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,15 +68,18 @@ from quiver.runtime.errors import (
     ErrorDetail,
     PermanentError,
     QuiverError,
-    RetryableError,
 )
-from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
 
 __all__ = ["DatabaseSink", "DatabaseSinkConfig"]
 
 _SEQ = "__quiver_seq"
+#: Modes whose rows go straight into the target (where its type allows): the others build
+#: a new table (``replace``, swapped in at commit so readers are not locked out meanwhile)
+#: or merge (``upsert``) from the staging table.
+_DIRECT_MODES = ("append", "truncate", "create")
 
 
 class DatabaseSinkConfig(ComponentConfig):
@@ -81,7 +99,12 @@ class DatabaseSinkConfig(ComponentConfig):
     keys: list[str] = Field(
         default_factory=list, description="Key columns of `upsert` (required for that mode)."
     )
-    batch_rows: int = Field(5_000, ge=1, description="Rows per INSERT statement on MariaDB/MySQL.")
+    batch_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Most rows per bulk-load statement on MariaDB/MySQL (`LOAD DATA LOCAL "
+        "INFILE`, or multi-row INSERTs where the server refuses local files).",
+    )
 
     @field_validator("table")
     @classmethod
@@ -145,6 +168,13 @@ class DatabaseSink:
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         names = schema_without_line(schema).names
+        if not names:  # no batch reached the sink: no rows, and no columns to build a table of
+            ctx.log(
+                f"sink database {self.cfg.table}: no rows arrived; the table is left as it was",
+                "warning",
+            )
+            self._backend = _NothingToWrite()
+            return
         missing = [k for k in self.cfg.keys if k not in names]
         if missing:
             raise ConfigError.one(
@@ -174,44 +204,45 @@ class DatabaseSink:
         for key in self.cfg.keys:
             nulls = table.column(key).null_count
             if nulls:
-                first = _first_null_line(batch, key)
                 raise PermanentError.one(
                     f"upsert key column {key!r} is null in {nulls} row(s)"
-                    + (f", first at record {first}" if first else ""),
+                    + _at_lines(batch, pc.is_null(table.column(key))),
                     f"sink database {self.cfg.table}",
                     "filter out or fill rows without a key before this sink",
                 )
-        self._refuse_unstorable_floats(batch)
+        self._refuse_unstorable_floats(batch, table)
         if table.num_rows:
-            await self._backend.write(self._staged(table))
+            lines = (
+                batch.column(batch.schema.get_field_index(LINE_COLUMN))
+                if LINE_COLUMN in batch.schema.names
+                else None
+            )
+            await self._backend.write(self._staged(table), lines)
 
-    def _refuse_unstorable_floats(self, batch: pa.RecordBatch) -> None:
-        """A float the database cannot store (SQLite turns NaN into NULL; MariaDB has neither
-        NaN nor infinities) fails the write with its record, instead of becoming NULL."""
-        refused = _UNSTORABLE_FLOATS.get(self.url.dialect, ())
-        if not refused:
-            return
-        for i, f in enumerate(batch.schema):
-            if not pa.types.is_floating(f.type):
+    def _refuse_unstorable_floats(self, batch: pa.RecordBatch, table: pa.Table) -> None:
+        """NaN in SQLite (which stores it as NULL), NaN and infinities in MariaDB/MySQL (which
+        cannot store them): refused with the input lines, never turned into something else."""
+        dialect = self.url.dialect
+        if dialect == "postgresql":
+            return  # double precision and real hold both
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if not pa.types.is_floating(column.type):
                 continue
-            column = batch.column(i)
-            for name in refused:
-                mask = pc.is_nan(column) if name == "NaN" else pc.is_inf(column)
-                if not pc.any(mask).as_py():
-                    continue
-                where = pc.index(pc.fill_null(mask, False), True).as_py()
-                line = (
-                    batch.column(LINE_COLUMN)[where].as_py()
-                    if LINE_COLUMN in batch.schema.names
-                    else where + 1
-                )
+            if dialect == "sqlite":
+                bad, what = pc.is_nan(column), "NaN"
+            else:
+                bad, what = pc.invert(pc.is_finite(column)), "NaN or infinity"
+            bad = pc.fill_null(bad, False)
+            count = pc.sum(bad).as_py() or 0
+            if count:
+                first = pc.filter(column, bad)[0].as_py()
                 raise PermanentError.one(
-                    f"column {f.name!r} holds {name} at record {line}, which "
-                    f"{self.url.dialect} cannot store (it is not turned into NULL)",
+                    f"column {name!r} holds {first} in {count} row(s)"
+                    + _at_lines(batch, bad)
+                    + f"; {_DIALECT_NAMES[dialect]} cannot store {what}",
                     f"sink database {self.cfg.table}",
-                    "replace or filter such values before this sink (a processor), or "
-                    "write them to a database or format that keeps them (PostgreSQL, "
-                    "Parquet, JSON)",
+                    "replace or filter these values before this sink (e.g. a `derive` "
+                    "setting them to null), or write to PostgreSQL, which stores them",
                 )
 
     async def commit(self) -> None:
@@ -222,21 +253,9 @@ class DatabaseSink:
                 f"sink database {self.cfg.table}",
                 "check the table, then run the pipeline again",
             )
-        try:
-            await backend.commit()
-        except RetryableError as exc:
-            # The staging table lived on the failed connection: retrying cannot help.
-            raise PermanentError(
-                [
-                    *exc.details,
-                    ErrorDetail(
-                        "the connection failed while moving the rows into the table; the "
-                        "transaction was not confirmed",
-                        f"sink database {self.cfg.table}",
-                        "check whether the rows arrived, then run the pipeline again",
-                    ),
-                ]
-            ) from exc
+        # Every failure here is permanent: the transaction is gone with it, a retry of the
+        # commit alone cannot bring the rows back.
+        await backend.commit()
 
     async def abort(self) -> None:
         backend, self._backend = self._backend, None
@@ -244,31 +263,107 @@ class DatabaseSink:
             await backend.abort()
 
 
-#: Floats a dialect cannot store: SQLite stores NaN as NULL; MariaDB/MySQL refuse NaN and
-#: infinities with a message that names no row.
-_UNSTORABLE_FLOATS: dict[str, tuple[str, ...]] = {
-    "sqlite": ("NaN",),
-    "mysql": ("NaN", "Infinity"),
-}
+_DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MariaDB/MySQL", "postgresql": "PostgreSQL"}
+_LINES_SHOWN = 10
 
 
-def _first_null_line(batch: pa.RecordBatch, key: str) -> int | None:
+def _at_lines(batch: pa.RecordBatch, mask: Any) -> str:
+    """ ", at input line(s) 3, 9" for the rows of ``batch`` selected by ``mask``."""
     if LINE_COLUMN not in batch.schema.names:
-        return None
-    mask = pc.is_null(batch.column(batch.schema.get_field_index(key)))
-    lines = pc.filter(batch.column(batch.schema.get_field_index(LINE_COLUMN)), mask)
-    return int(lines[0].as_py()) if len(lines) else None
+        return ""
+    lines = [
+        n
+        for n in pc.filter(batch.column(batch.schema.get_field_index(LINE_COLUMN)), mask)
+        .slice(0, _LINES_SHOWN + 1)
+        .to_pylist()
+        if n is not None
+    ]
+    if not lines:
+        return ""
+    shown = ", ".join(str(n) for n in lines[:_LINES_SHOWN])
+    more = ", ..." if len(lines) > _LINES_SHOWN else ""
+    return f", at input line(s) {shown}{more}"
 
 
 class _Backend:
     async def open(self, empty: pa.Table) -> None: ...
-    async def write(self, table: pa.Table) -> None: ...
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None: ...
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
 
 
-def _error(exc: BaseException, sink_: DatabaseSink, doing: str) -> QuiverError:
-    return database_error(exc, sink_.url, f"{doing} table {sink_.cfg.table!r}")
+class _NothingToWrite(_Backend):
+    """The run's input was empty: nothing is connected to, written or committed."""
+
+
+def _error(
+    exc: BaseException, sink_: DatabaseSink, doing: str, *, in_transaction: bool = False
+) -> QuiverError:
+    return database_error(
+        exc, sink_.url, f"{doing} table {sink_.cfg.table!r}", in_transaction=in_transaction
+    )
+
+
+class _UnconfirmedCommitError(Exception):
+    """The COMMIT itself failed: whether the server applied it is unknown."""
+
+
+def _confirm(commit: Any) -> None:
+    try:
+        commit()
+    except Exception as exc:
+        raise _UnconfirmedCommitError from exc
+
+
+def _unconfirmed(exc: _UnconfirmedCommitError, sink_: DatabaseSink) -> QuiverError:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return PermanentError(
+        [
+            *database_error(cause, sink_.url, f"committing table {sink_.cfg.table!r}").details,
+            ErrorDetail(
+                "the commit was sent but not confirmed: the rows may or may not be in the table",
+                f"sink database {sink_.cfg.table}",
+                "check whether the rows arrived, then run the pipeline again if they did not",
+            ),
+        ]
+    )
+
+
+#: PostgreSQL column types (``format_type``) that ADBC's binary COPY writes each Arrow type as.
+_PG_AS_IS: list[tuple[Any, str]] = [
+    (pa.types.is_int64, r"bigint"),
+    (pa.types.is_int32, r"integer"),
+    (pa.types.is_int16, r"smallint"),
+    (pa.types.is_float64, r"double precision"),
+    (pa.types.is_float32, r"real"),
+    (pa.types.is_boolean, r"boolean"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), r"text|character varying.*"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), r"bytea"),
+    (pa.types.is_date32, r"date"),
+    (lambda t: pa.types.is_time64(t), r"time(\(\d\))? without time zone"),
+    (
+        lambda t: pa.types.is_timestamp(t) and t.tz is None,
+        r"timestamp(\(\d\))? without time zone",
+    ),
+    (
+        lambda t: pa.types.is_timestamp(t) and t.tz is not None,
+        r"timestamp(\(\d\))? with time zone",
+    ),
+]
+
+
+#: Integer columns an Arrow integer is narrowed to (a value out of range is refused).
+_PG_INTEGERS = {"bigint": pa.int64(), "integer": pa.int32(), "smallint": pa.int16()}
+
+
+def _pg_copy_type(arrow: pa.DataType, column_type: str) -> pa.DataType | None:
+    """The Arrow type to COPY a column as into a PostgreSQL column of ``column_type``, or
+    None when only a cast inside the database converts it (text into a number column)."""
+    if pa.types.is_integer(arrow) and column_type in _PG_INTEGERS:
+        return _PG_INTEGERS[column_type]
+    if any(test(arrow) and re.fullmatch(sql, column_type) for test, sql in _PG_AS_IS):
+        return arrow
+    return None
 
 
 def _exists_error(sink_: DatabaseSink) -> QuiverError:
@@ -280,11 +375,118 @@ def _exists_error(sink_: DatabaseSink) -> QuiverError:
 
 
 def _sqlite_types(table: pa.Table) -> pa.Table:
-    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them)."""
+    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them),
+    and times of day as ``HH:MM:SS.ffffff`` text, the form its time functions read."""
     for i, f in enumerate(table.schema):
-        if pa.types.is_decimal(f.type):
+        if pa.types.is_decimal(f.type) or pa.types.is_time(f.type):
             table = table.set_column(i, f.name, pc.cast(table.column(i), pa.string()))
     return table
+
+
+def _sqlite_type(t: pa.DataType) -> str:
+    """The declared type of a new SQLite column: its affinity stores the value as the sink
+    writes it, and its name tells the database source the Arrow type to read it back as
+    (decimals are text: a NUMERIC affinity would round them through REAL)."""
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "REAL"
+    if pa.types.is_decimal(t):
+        return f"TEXT_DECIMAL({t.precision}, {t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    return "TEXT"
+
+
+class _LoadCancelledError(Exception):
+    """Ends a bulk load that the run abandons (the transaction is rolled back)."""
+
+
+class _IngestStream:
+    """One bulk load fed batch by batch: ADBC runs a single ``COPY`` (PostgreSQL) or insert
+    statement (SQLite) in a thread of its own, reading batches from a small queue as
+    ``write`` hands them over. One statement for the run rather than one per batch: each
+    ingest call costs a round of catalog queries and statement set-up."""
+
+    _END = object()
+
+    def __init__(
+        self, conn: Any, schema: pa.Schema, table: str, db_schema: str | None, temporary: bool
+    ) -> None:
+        self.schema = schema
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.thread = threading.Thread(
+            target=self._run, args=(conn, table, db_schema, temporary), daemon=True
+        )
+        self.thread.start()
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if self.cancelled:
+                raise _LoadCancelledError("the run was abandoned")
+            yield from item.to_batches()
+
+    def _run(self, conn: Any, table: str, db_schema: str | None, temporary: bool) -> None:
+        cur = conn.cursor()
+        try:
+            reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
+            if temporary:
+                cur.adbc_ingest(table, reader, mode="append", temporary=True)
+            else:
+                cur.adbc_ingest(table, reader, mode="append", db_schema_name=db_schema)
+        except BaseException as exc:  # handed to the caller of put/finish
+            self.error = exc
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def _hand(self, item: Any) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            if not self.thread.is_alive():
+                raise RuntimeError("the bulk load ended before all rows were handed over")
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def put(self, table: pa.Table) -> None:
+        if table.schema != self.schema:
+            table = table.cast(self.schema)
+        self._hand(table)
+
+    def finish(self) -> None:
+        """Wait for the load to take every row handed over; raise its error, if any."""
+        self._hand(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def cancel(self) -> bool:
+        """Abandon the load; whether it has ended (within 30 s)."""
+        self.cancelled = True
+        with contextlib.suppress(Exception):
+            while True:
+                self.queue.get_nowait()
+        with contextlib.suppress(Exception):
+            self.queue.put(pa.table({}), timeout=1)  # wakes the load, which then gives up
+        self.thread.join(timeout=30)
+        return not self.thread.is_alive()
 
 
 class _AdbcBackend(_Backend):
@@ -297,6 +499,9 @@ class _AdbcBackend(_Backend):
         self.dialect = dialect_for(sink_.url.dialect)
         self.q = self.dialect.quote_ident
         self.conn: Any = None
+        self.direct = False  # appending straight into the target
+        self.stream: _IngestStream | None = None  # the bulk load of this run's rows
+        self.casts: dict[str, pa.DataType] = {}  # integers narrowed to the target's columns
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -315,7 +520,58 @@ class _AdbcBackend(_Backend):
 
     def _open(self, empty: pa.Table) -> None:
         self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        if self.s.cfg.mode in _DIRECT_MODES and self._can_load_directly():
+            self.direct = True
+            return
         self._stage_rows(empty, "create")
+
+    def _can_load_directly(self) -> bool:
+        """Whether the batches can go straight into the target, inside the run's transaction:
+        it is missing (and is created now) or it is a table whose column types take every
+        incoming column as the bulk load writes it (a ``truncate`` then empties it now).
+        Otherwise the staging table casts them at commit."""
+        existing = self._target_columns()
+        if existing is None:
+            self._create_target()
+            return True
+        if self.s.cfg.mode == "create":
+            raise _exists_error(self.s)
+        self._check_columns(existing)
+        if not self._is_plain_table():
+            return False  # a view (with its triggers or rules) takes INSERT, not a bulk load
+        if not self.sqlite:
+            for f in self.s.schema:
+                target = _pg_copy_type(f.type, existing[f.name])
+                if target is None:
+                    return False
+                if target != f.type:
+                    self.casts[f.name] = target
+        if self.s.cfg.mode == "truncate":
+            self._sql(f"DELETE FROM {self._target()}")  # TRUNCATE would not roll back
+        return True
+
+    def _is_plain_table(self) -> bool:
+        if self.sqlite:
+            schema = self.q(self.s.db_schema or "main")
+            rows = self._sql(
+                f"SELECT type FROM {schema}.sqlite_master WHERE name = ?", (self.s.table,)
+            )
+            return bool(rows) and rows[0][0] == "table"
+        rows = self._sql(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", (self._target(),)
+        )
+        return bool(rows) and rows[0][0] in ("r", "p")  # a table, or a partitioned one
+
+    def _check_columns(self, existing: dict[str, str]) -> None:
+        unknown = [c for c in self.s.columns if c not in existing]
+        if unknown:
+            raise PermanentError.one(
+                f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                f"(it has {list(existing)})",
+                f"sink database {self.s.url.redacted()}",
+                "rename or drop them with `rename`/`select`, add them to the table, "
+                "or use mode: replace",
+            )
 
     def _stage_rows(self, table: pa.Table, mode: str) -> None:
         """Create the temporary staging table (``create``) or add rows to it (``append``)."""
@@ -334,11 +590,57 @@ class _AdbcBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    async def write(self, table: pa.Table) -> None:
+    def _load(self, table: pa.Table, lines: pa.Array | None) -> None:
+        if self.sqlite:
+            table = _sqlite_types(table)
+        for name, target in self.casts.items():
+            table = table.set_column(
+                table.schema.get_field_index(name), name, self._narrow(table, name, target, lines)
+            )
+        if self.stream is None:
+            if self.direct:
+                into, db_schema, temporary = self.s.table, self.s.db_schema, False
+            else:
+                into, db_schema, temporary = self.s.stage, None, True
+            self.stream = _IngestStream(self.conn, table.schema, into, db_schema, temporary)
+        self.stream.put(table)
+
+    def _narrow(
+        self, table: pa.Table, name: str, target: pa.DataType, lines: pa.Array | None
+    ) -> pa.ChunkedArray:
+        column = table.column(name)
         try:
-            await asyncio.to_thread(self._stage_rows, table, "append")
+            return pc.cast(column, target)
+        except pa.ArrowInvalid:
+            bounds = pc.min_max(column).as_py()
+            low, high = bounds["min"], bounds["max"]
+            info = np.iinfo(target.to_pandas_dtype())
+            bad = pc.or_(pc.less(column, int(info.min)), pc.greater(column, int(info.max)))
+            first = pc.filter(column, pc.fill_null(bad, False))[0].as_py()
+            at = ""
+            if lines is not None:
+                hit = pc.filter(lines, pc.fill_null(bad, False).combine_chunks())
+                at = f" at input line {hit[0].as_py()}" if len(hit) else ""
+            raise PermanentError.one(
+                f"column {name!r} holds {first}{at}, out of the range of the table's column "
+                f"type ({low}..{high} given, {info.min}..{info.max} fit)",
+                f"sink database {self.s.cfg.table}",
+                "widen the column (e.g. bigint), or filter the rows before this sink; "
+                "nothing was written",
+            ) from None
+
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
+        try:
+            await asyncio.to_thread(self._load, table, lines)
         except Exception as exc:
-            raise _error(exc, self.s, "staging rows for") from exc
+            # A failed statement ends the transaction (PostgreSQL) or the connection is
+            # gone: the rows written so far cannot be kept, a retry cannot help.
+            raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
+
+    def _end_load(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.finish()
 
     def _target_columns(self) -> dict[str, str] | None:
         """Existing target columns and their SQL types, or None when there is no table."""
@@ -357,14 +659,20 @@ class _AdbcBackend(_Backend):
         return {r[0]: r[1] for r in rows} or None
 
     def _create_target(self) -> None:
-        empty = self.s.schema.empty_table()
-        if self.sqlite:
-            empty = _sqlite_types(empty)
-        cur = self.conn.cursor()
-        try:
-            cur.adbc_ingest(self.s.table, empty, mode="create", db_schema_name=self.s.db_schema)
-        finally:
-            cur.close()
+        if self.sqlite:  # declared types, so that the source reads the values back as written
+            columns = ", ".join(f"{self.q(f.name)} {_sqlite_type(f.type)}" for f in self.s.schema)
+            self._sql(f"CREATE TABLE {self._target()} ({columns})")
+        else:
+            cur = self.conn.cursor()
+            try:
+                cur.adbc_ingest(
+                    self.s.table,
+                    self.s.schema.empty_table(),
+                    mode="create",
+                    db_schema_name=self.s.db_schema,
+                )
+            finally:
+                cur.close()
         if not self.sqlite:  # ADBC creates an unconstrained numeric: keep precision and scale
             for f in self.s.schema:
                 if pa.types.is_decimal(f.type):
@@ -380,6 +688,10 @@ class _AdbcBackend(_Backend):
             self._sql(f"CREATE UNIQUE INDEX {index} ON {self._target()} ({keys})")
 
     def _commit(self) -> None:
+        self._end_load()
+        if self.direct:
+            _confirm(self.conn.commit)
+            return
         mode = self.s.cfg.mode
         existing = self._target_columns()
         if existing is not None and mode == "create":
@@ -392,15 +704,7 @@ class _AdbcBackend(_Backend):
         else:
             if mode == "truncate":
                 self._sql(f"DELETE FROM {self._target()}")  # TRUNCATE would not roll back
-            unknown = [c for c in self.s.columns if c not in existing]
-            if unknown:
-                raise PermanentError.one(
-                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
-                    f"(it has {list(existing)})",
-                    f"sink database {self.s.url.redacted()}",
-                    "rename or drop them with `rename`/`select`, add them to the table, "
-                    "or use mode: replace",
-                )
+            self._check_columns(existing)
         types = existing or {}
         cols = self.s.columns
 
@@ -418,7 +722,7 @@ class _AdbcBackend(_Backend):
             )
         else:
             self._upsert(cols, value)
-        self.conn.commit()
+        _confirm(self.conn.commit)
 
     def _upsert(self, cols: list[str], value: Any) -> None:
         keys = self.s.cfg.keys
@@ -457,23 +761,35 @@ class _AdbcBackend(_Backend):
     async def commit(self) -> None:
         try:
             await asyncio.to_thread(self._commit)
+        except _UnconfirmedCommitError as exc:
+            await self.abort()
+            raise _unconfirmed(exc, self.s) from exc.__cause__
         except Exception as exc:
             await self.abort()
-            raise _error(exc, self.s, "writing") from exc
+            raise _error(exc, self.s, "writing", in_transaction=True) from exc
         await asyncio.to_thread(self._close)
 
     def _rollback(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None and not stream.cancel():
+            # The driver is still inside the load (a server that does not answer): closing
+            # the connection under it is unsafe. The transaction ends with the connection,
+            # when the server notices or the process exits; nothing is committed.
+            self.conn = None
+            return
         if self.conn is None:
             return
         try:
-            self.conn.rollback()
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                self.conn.rollback()
         finally:
             self._close()
 
     def _close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     async def abort(self) -> None:
         await asyncio.to_thread(self._rollback)
@@ -507,7 +823,61 @@ def _mysql_type(f: pa.Field, is_key: bool) -> str:
     return _MYSQL_TEXT_KEY if is_key else "LONGTEXT"
 
 
+#: LOAD DATA's default text format: tab-separated fields, newline-ended lines, ``\\`` escapes,
+#: ``\\N`` for NULL. Values are escaped so that none of these characters is taken for syntax.
+_LOAD_ESCAPES = [(b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\x00", b"\\0")]
+_LOAD_NULL = b"\\N"
+_LOAD_FORMAT = (
+    "CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+)
+
+
+def _is_text_or_bytes(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+    )
+
+
+def _load_field(values: pa.ChunkedArray) -> pa.Array:
+    """One column as LOAD DATA fields: binary text of each value, escaped, NULL as ``\\N``."""
+    t = values.type
+    if pa.types.is_dictionary(t):
+        values = pc.cast(values, t.value_type)
+        t = values.type
+    # Only text, bytes and JSON can hold a tab, a newline, a backslash or a NUL byte.
+    escape = True
+    if pa.types.is_nested(t):
+        text: Any = pa.array(
+            [None if v is None else orjson.dumps(v) for v in values.to_pylist()], pa.binary()
+        )
+    elif pa.types.is_duration(t):
+        text, escape = pa.array([_mysql_time(v) for v in values.to_pylist()], pa.binary()), False
+    elif _is_text_or_bytes(t):
+        text = pc.cast(values, pa.large_binary())
+    else:
+        escape = False
+        if pa.types.is_timestamp(t):
+            # DATETIME(6) holds microseconds and no zone: zoned values as UTC wall time
+            values = pc.cast(values, pa.timestamp("us"))
+        elif pa.types.is_boolean(t):
+            values = pc.cast(values, pa.int8())
+        text = pc.cast(values, pa.string())
+    text = pc.cast(text, pa.large_binary())
+    if escape:
+        for raw, escaped in _LOAD_ESCAPES:
+            text = pc.replace_substring(text, raw, escaped)
+    text = pc.fill_null(text, pa.scalar(_LOAD_NULL, pa.large_binary()))
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return text
+
+
 def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
+    """One column as Python values for INSERT parameters."""
     t = values.type
     if pa.types.is_nested(t):
         return [None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()]
@@ -526,6 +896,39 @@ def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
     return result
 
 
+#: The server or client refuses LOAD DATA LOCAL: MySQL's ER_NOT_ALLOWED_COMMAND and
+#: ER_CLIENT_LOCAL_FILES_DISABLED, MariaDB's ER_LOAD_INFILE_CAPABILITY_DISABLED.
+_LOCAL_FILES_REFUSED = {1148, 3948, 4166}
+
+
+def _local_files_refused(exc: BaseException) -> bool:
+    return bool(exc.args) and exc.args[0] in _LOCAL_FILES_REFUSED
+
+
+def _mysql_time(value: dt.timedelta | None) -> bytes | None:
+    if value is None:
+        return None
+    sign = "-" if value < dt.timedelta(0) else ""
+    micros = abs(value) // dt.timedelta(microseconds=1)
+    seconds, micros = divmod(micros, 1_000_000)
+    return (
+        f"{sign}{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{micros:06d}".encode()
+    )
+
+
+def _load_file(table: pa.Table, path: str) -> None:
+    """Write ``table`` to ``path`` in LOAD DATA's text format (Arrow compute, no Python rows)."""
+    fields = [_load_field(c) for c in table.columns]
+    tab, newline = pa.scalar(b"\t", pa.large_binary()), pa.scalar(b"\n", pa.large_binary())
+    joined = pc.binary_join_element_wise(*fields, tab)
+    lines = pc.binary_join_element_wise(joined, newline, pa.scalar(b"", pa.large_binary()))
+    offsets, data = lines.buffers()[1], lines.buffers()[2]
+    bounds = memoryview(offsets).cast("q")  # large_binary: 64-bit offsets
+    first, last = bounds[lines.offset], bounds[lines.offset + len(lines)]
+    with open(path, "wb") as fh:
+        fh.write(memoryview(data)[first:last] if data is not None else b"")
+
+
 class _MysqlBackend(_Backend):
     """MariaDB/MySQL: staging in a TEMPORARY table (which commits nothing implicitly).
 
@@ -539,6 +942,8 @@ class _MysqlBackend(_Backend):
         self.q = self.dialect.quote_ident
         self.conn: Any = None
         self.fields: list[pa.Field] = []
+        self.direct = False  # appending straight into the existing target
+        self.local_files = True  # LOAD DATA LOCAL INFILE, until the server refuses it
 
     def _target(self) -> str:
         return self.dialect.quote_table(self.s.cfg.table)
@@ -546,10 +951,13 @@ class _MysqlBackend(_Backend):
     def _named(self, name: str) -> str:
         return ".".join(self.q(p) for p in (self.s.db_schema, name) if p)
 
+    def _run(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
+        with self.conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall())
+
     async def _sql(self, statement: str, params: tuple[Any, ...] | None = None) -> list[Any]:
-        async with self.conn.cursor() as cur:
-            await cur.execute(statement, params)
-            return list(await cur.fetchall())
+        return await asyncio.to_thread(self._run, statement, params)
 
     def _ddl_columns(self, fields: list[pa.Field]) -> str:
         return ", ".join(
@@ -558,8 +966,17 @@ class _MysqlBackend(_Backend):
 
     async def open(self, empty: pa.Table) -> None:
         try:
-            self.conn = await connect_mysql(self.s.url)
+            self.conn = await asyncio.to_thread(connect_mysql_bulk, self.s.url)
             self.fields = list(empty.schema)
+            if self.s.cfg.mode in ("append", "truncate"):  # CREATE TABLE would commit
+                existing = await self._target_columns()
+                if existing is not None:
+                    self._check_columns(existing)
+                    if await self._transactional():
+                        if self.s.cfg.mode == "truncate":  # not TRUNCATE: it would commit
+                            await self._sql(f"DELETE FROM {self._target()}")
+                        self.direct = True  # the loaded rows roll back on abort
+                        return
             await self._sql(
                 f"CREATE TEMPORARY TABLE {self.q(self.s.stage)} ({self._ddl_columns(self.fields)})"
             )
@@ -567,20 +984,119 @@ class _MysqlBackend(_Backend):
             await self.abort()
             raise _error(exc, self.s, "preparing") from exc
 
-    async def write(self, table: pa.Table) -> None:
-        # The statement takes parameters: a literal % (in a column name) is written %%.
-        names = ", ".join(self.q(f.name) for f in self.fields).replace("%", "%%")
-        marks = ", ".join(["%s"] * len(self.fields))
-        statement = f"INSERT INTO {self.q(self.s.stage)} ({names}) VALUES ({marks})"
+    def _check_columns(self, existing: list[str]) -> None:
+        unknown = [c for c in self.s.columns if c not in existing]
+        if unknown:
+            raise PermanentError.one(
+                f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
+                f"(it has {existing})",
+                f"sink database {self.s.url.redacted()}",
+                "rename or drop them with `rename`/`select`, add them to the table, "
+                "or use mode: replace",
+            )
+
+    async def write(self, table: pa.Table, lines: pa.Array | None) -> None:
         size = self.s.cfg.batch_rows
+        for offset in range(0, table.num_rows, size):
+            part = lines.slice(offset, size) if lines is not None else None
+            await self._write_part(table.slice(offset, size), part)
+
+    async def _write_part(self, table: pa.Table, lines: pa.Array | None) -> None:
+        into = self._target() if self.direct else self.q(self.s.stage)
         try:
-            for offset in range(0, table.num_rows, size):
-                chunk = table.slice(offset, size)
-                rows = list(zip(*(_mysql_column(c) for c in chunk.columns), strict=True))
-                async with self.conn.cursor() as cur:
-                    await cur.executemany(statement, rows)
+            if self.local_files:
+                try:
+                    await asyncio.to_thread(self._load_data, table, into)
+                except Exception as exc:
+                    if not _local_files_refused(exc):
+                        raise
+                    self.local_files = False  # the server does not take files: INSERT
+            if not self.local_files:
+                await asyncio.to_thread(self._insert_rows, table, into)
+            # With LOCAL, a value the server cannot take (text in a number column, a date out
+            # of range, a duplicate key) is a warning, not an error: the row is changed or
+            # skipped. Any such warning refuses the load.
+            warnings = await self._warnings()
         except Exception as exc:
-            raise _error(exc, self.s, "staging rows for") from exc
+            raise _error(exc, self.s, "loading rows into", in_transaction=True) from exc
+        if warnings:
+            raise self._refused(warnings, table, lines)
+
+    async def _warnings(self) -> list[tuple[str, int, str]]:
+        return [
+            (str(r[0]), int(r[1]), str(r[2]))
+            for r in await self._sql("SHOW WARNINGS LIMIT 10")
+            if r[0] != "Note"
+        ]
+
+    async def _refuse_warnings(self) -> None:
+        """Moving the staged rows: outside strict mode, or into a table that cannot roll back,
+        the server adjusts a value it cannot take with a warning instead of failing."""
+        warnings = await self._warnings()
+        if warnings:
+            raise self._refused(warnings, None, None)
+
+    def _column_list(self) -> str:
+        return ", ".join(self.q(f.name) for f in self.fields)
+
+    def _load_data(self, table: pa.Table, into: str) -> None:
+        fd, path = tempfile.mkstemp(prefix="quiver-load-", suffix=".tsv")
+        os.close(fd)
+        try:
+            _load_file(table, path)
+            quoted = "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            self._run(
+                f"LOAD DATA LOCAL INFILE {quoted} INTO TABLE {into} {_LOAD_FORMAT} "
+                f"({self._column_list()})"
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+    def _insert_rows(self, table: pa.Table, into: str) -> None:
+        """Multi-row INSERTs, for a server that refuses ``LOAD DATA LOCAL INFILE``."""
+        # The statement takes parameters: a literal % (in a column name) is written %%.
+        names = self._column_list().replace("%", "%%")
+        marks = ", ".join(["%s"] * len(self.fields))
+        rows = list(zip(*(_mysql_column(c) for c in table.columns), strict=True))
+        with self.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {into} ({names}) VALUES ({marks})", rows)
+
+    def _refused(
+        self,
+        warnings: list[tuple[str, int, str]],
+        table: pa.Table | None,
+        lines: pa.Array | None,
+    ) -> QuiverError:
+        details = []
+        for _level, code, message in warnings:
+            found = re.search(r"\bat row (\d+)", message)
+            row = int(found.group(1)) - 1 if found else -1
+            where = f"sink database {self.s.cfg.table}"
+            if lines is not None and 0 <= row < len(lines) and lines[row].as_py() is not None:
+                where += f", input line {lines[row].as_py()}"
+            values = ""
+            if table is not None and 0 <= row < table.num_rows:
+                values = f"; the row: {table.slice(row, 1).to_pylist()[0]}"
+            details.append(
+                ErrorDetail(
+                    f"the database would change or skip a value: {message} (code {code})" + values,
+                    where,
+                    "fix the value in the input, or add a `cast`/`validate` step before this "
+                    "sink; nothing was written",
+                )
+            )
+        return PermanentError(details)
+
+    async def _transactional(self) -> bool:
+        """Whether the target's storage engine rolls rows back (InnoDB); into any other
+        (MyISAM, Aria) rows go through the staging table and one statement at commit."""
+        rows = await self._sql(
+            "SELECT engine FROM information_schema.tables "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s",
+            (self.s.db_schema, self.s.table),
+        )
+        return bool(rows) and str(rows[0][0]).lower() == "innodb"
 
     async def _target_columns(self) -> list[str] | None:
         rows = await self._sql(
@@ -616,21 +1132,16 @@ class _MysqlBackend(_Backend):
         return statement
 
     async def _commit(self) -> None:
+        if self.direct:
+            await asyncio.to_thread(_confirm, self.conn.commit)
+            return
         mode = self.s.cfg.mode
         cols = self.s.columns
         existing = await self._target_columns()
         if existing is not None and mode == "create":
             raise _exists_error(self.s)
         if existing is not None and mode != "replace":
-            unknown = [c for c in cols if c not in existing]
-            if unknown:
-                raise PermanentError.one(
-                    f"column(s) {unknown} do not exist in table {self.s.cfg.table!r} "
-                    f"(it has {existing})",
-                    f"sink database {self.s.url.redacted()}",
-                    "rename or drop them with `rename`/`select`, add them to the table, "
-                    "or use mode: replace",
-                )
+            self._check_columns(existing)
             if mode == "upsert" and not await self._has_unique_key():
                 keys = ", ".join(self.s.cfg.keys)
                 raise PermanentError.one(
@@ -642,7 +1153,8 @@ class _MysqlBackend(_Backend):
             if mode == "truncate":  # DELETE, not TRUNCATE: that would commit implicitly
                 await self._sql(f"DELETE FROM {self._target()}")
             await self._sql(self._insert(self._target(), cols))
-            await self.conn.commit()
+            await self._refuse_warnings()
+            await asyncio.to_thread(_confirm, self.conn.commit)
             return
         # Build the table under a private name, then move it into place atomically.
         fresh = f"{self.s.table}__quiver_new_{uuid.uuid4().hex[:8]}"
@@ -653,7 +1165,8 @@ class _MysqlBackend(_Backend):
         await self._sql(f"CREATE TABLE {self._named(fresh)} ({self._ddl_columns(fields)}{key})")
         try:
             await self._sql(self._insert(self._named(fresh), cols))
-            await self.conn.commit()
+            await self._refuse_warnings()
+            await asyncio.to_thread(self.conn.commit)  # of the private table only
             if existing is not None:  # replace
                 old = f"{self.s.table}__quiver_old_{uuid.uuid4().hex[:8]}"
                 await self._sql(
@@ -664,24 +1177,29 @@ class _MysqlBackend(_Backend):
             else:
                 await self._sql(f"RENAME TABLE {self._named(fresh)} TO {self._target()}")
         except Exception:
-            await self._sql(f"DROP TABLE IF EXISTS {self._named(fresh)}")
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                await self._sql(f"DROP TABLE IF EXISTS {self._named(fresh)}")
             raise
 
     async def commit(self) -> None:
         try:
             await self._commit()
+        except _UnconfirmedCommitError as exc:
+            await self.abort()
+            raise _unconfirmed(exc, self.s) from exc.__cause__
         except Exception as exc:
             await self.abort()
-            raise _error(exc, self.s, "writing") from exc
+            raise _error(exc, self.s, "writing", in_transaction=True) from exc
         self._close()
 
     def _close(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.close()
+            with contextlib.suppress(Exception):  # already closed by a lost connection
+                conn.close()
 
     async def abort(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):  # the connection may be what failed
-                await self.conn.rollback()
+                await asyncio.to_thread(self.conn.rollback)
         self._close()

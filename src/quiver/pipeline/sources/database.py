@@ -16,11 +16,13 @@ import datetime as dt
 import decimal
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,8 +34,8 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.runtime.errors import ConfigError, PermanentError
-from quiver.sql.connect import connect_adbc, connect_mysql, database_error
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.sql.connect import connect_adbc, connect_mysql, connection_lost, database_error
 from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
 
@@ -106,6 +108,7 @@ class DatabaseSource(Acknowledging):
         self.state_path = ""
         self.last: Any = None  # the cursor value of the previous run (incremental)
         self.highest: Any = None  # the highest cursor value read in this run
+        self.declared: dict[str, str] = {}  # a SQLite table's declared column types
 
     def _query(self) -> tuple[str, tuple[Any, ...]]:
         dialect = self.dialect
@@ -135,11 +138,17 @@ class DatabaseSource(Acknowledging):
             self.highest = self.last
         line = 0
         stream = self._mysql_batches() if self.url.dialect == "mysql" else self._adbc_batches(ctx)
-        async for batch in stream:
+        async for stored in stream:
             if self.cfg.incremental is not None:
-                self._track(batch)
+                # The cursor keeps the value as the database compares it: SQLite's text,
+                # before it is read as the declared type.
+                self._track(stored)
+            batch = stored
+            if self.declared:
+                where = f"source database {self.url.redacted()}"
+                batch = _sqlite_typed(stored, self.declared, line + 1, where)
             for piece in _rebatch(batch, self.cfg.batch_rows):
-                numbers = pa.array(range(line + 1, line + piece.num_rows + 1), pa.int64())
+                numbers = pa.array(np.arange(line + 1, line + piece.num_rows + 1, dtype=np.int64))
                 line += piece.num_rows
                 yield piece.append_column(LINE_COLUMN, numbers)
 
@@ -173,24 +182,83 @@ class DatabaseSource(Acknowledging):
 
     async def _adbc_batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
         conn = await asyncio.to_thread(connect_adbc, self.url, ctx.base_dir)
+        read = 0
         try:
             cur = conn.cursor()
+            if self.url.dialect == "postgresql":
+                # Batches of a few MB rather than the driver's 16 MB: the first rows reach the
+                # next steps sooner, so reading and writing overlap.
+                cur.adbc_statement.set_options(
+                    **{"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)}
+                )
             query, params = self._query()
             try:
                 await asyncio.to_thread(cur.execute, query, params or None)
                 reader = await asyncio.to_thread(cur.fetch_record_batch)
             except Exception as exc:
                 raise database_error(exc, self.url, f"query {query!r}") from exc
+            self.declared = await asyncio.to_thread(self._sqlite_declared_types, conn)
             while True:
                 try:
                     batch = await asyncio.to_thread(_read_next, reader)
                 except Exception as exc:
-                    raise database_error(exc, self.url, "reading rows") from exc
+                    raise self._reading_error(exc, read) from exc
                 if batch is None:
                     break
-                yield _plain_types(batch)
+                read += batch.num_rows
+                yield batch if self.declared else _plain_types(batch)
         finally:
-            await asyncio.to_thread(conn.close)
+            with contextlib.suppress(Exception):  # the connection may be what failed
+                await asyncio.to_thread(conn.close)
+
+    def _check_booleans(
+        self, columns: Sequence[Sequence[Any]], schema: pa.Schema, before: int
+    ) -> None:
+        """A TINYINT(1) column reads as a boolean: a value other than 0 and 1 in one is refused
+        rather than turned into true."""
+        for values, f in zip(columns, schema, strict=True):
+            if not pa.types.is_boolean(f.type):
+                continue
+            for i, v in enumerate(values):
+                if v is not None and v not in (0, 1):
+                    raise PermanentError.one(
+                        f"column {f.name!r} is TINYINT(1), read as a boolean, but holds {v} "
+                        f"at record {before + i + 1}",
+                        f"source database {self.url.redacted()}",
+                        f"cast it in a query to read numbers: CAST({f.name} AS SIGNED)",
+                    )
+
+    def _sqlite_declared_types(self, conn: Any) -> dict[str, str]:
+        """The declared column types of the SQLite table read (none for a query)."""
+        if self.url.dialect != "sqlite" or self.cfg.table is None:
+            return {}
+        parts = split_table_name(self.cfg.table)
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                "SELECT name, type FROM pragma_table_info(?, ?)",
+                (parts[-1], parts[0] if len(parts) == 2 else "main"),
+            )
+            return {str(r[0]): str(r[1]).upper() for r in cur.fetchall()}
+        finally:
+            cur.close()
+
+    def _reading_error(self, exc: BaseException, read: int) -> QuiverError:
+        """What a failure while fetching rows means, ``read`` rows into the result.
+
+        Before the first row, a lost connection is retryable: the engine reads again from the
+        start on a fresh connection. After it, the rows read so far are already on their way
+        to the sinks: the run must stop before they commit, and be started again.
+        """
+        if read and connection_lost(exc):
+            return PermanentError.one(
+                f"the connection to the database was lost while reading rows, after record "
+                f"{read}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+                self.url.redacted(),
+                "the run stopped before its sinks committed: check why the server ended the "
+                "connection (a restart, a killed session, a timeout), then run the pipeline again",
+            )
+        return database_error(exc, self.url, "reading rows")
 
     # -- MariaDB / MySQL through asyncmy ---------------------------------------------------
 
@@ -199,32 +267,41 @@ class DatabaseSource(Acknowledging):
 
         query, params = self._query()
         conn = await connect_mysql(self.url)
+        read = 0
         try:
-            async with conn.cursor(SSCursor) as cur:
+            cur = conn.cursor(SSCursor)
+            try:
+                await cur.execute(query, params or None)
+            except Exception as exc:
+                raise database_error(exc, self.url, f"query {query!r}") from exc
+            fields = getattr(getattr(cur, "_result", None), "fields", None) or []
+            unsigned = [bool(getattr(f, "flags", 0) & _UNSIGNED_FLAG) for f in fields]
+            binary = [getattr(f, "charsetnr", 0) == _BINARY_CHARSET for f in fields]
+            schema = mysql_result_schema(cur.description, unsigned or None, binary or None)
+            while True:
                 try:
-                    await cur.execute(query, params or None)
+                    rows = await cur.fetchmany(self.cfg.batch_rows)
                 except Exception as exc:
-                    raise database_error(exc, self.url, f"query {query!r}") from exc
-                fields = getattr(getattr(cur, "_result", None), "fields", None) or []
-                unsigned = [bool(getattr(f, "flags", 0) & _UNSIGNED_FLAG) for f in fields]
-                schema = mysql_result_schema(cur.description, unsigned or None)
-                while True:
-                    try:
-                        rows = await cur.fetchmany(self.cfg.batch_rows)
-                    except Exception as exc:
-                        raise database_error(exc, self.url, "reading rows") from exc
-                    if not rows:
-                        break
-                    columns = list(zip(*rows, strict=True))
-                    yield pa.record_batch(
-                        [
-                            pa.array(_mysql_values(col, f.type), f.type)
-                            for col, f in zip(columns, schema, strict=True)
-                        ],
-                        schema=schema,
-                    )
+                    raise self._reading_error(exc, read) from exc
+                if not rows:
+                    break
+                read += len(rows)
+                columns = list(zip(*rows, strict=True))
+                self._check_booleans(columns, schema, read - len(rows))
+                yield pa.record_batch(
+                    [
+                        pa.array(_mysql_values(col, f.type), f.type)
+                        for col, f in zip(columns, schema, strict=True)
+                    ],
+                    schema=schema,
+                )
+            with contextlib.suppress(Exception):
+                await cur.close()
         finally:
-            conn.close()
+            # Closing an unfinished unbuffered result would read the rest of it first; a
+            # failed or abandoned read just drops the connection (which may be gone already).
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 # -- incremental state ------------------------------------------------------------------
@@ -314,6 +391,88 @@ def _rebatch(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
         yield batch.slice(offset, size)
 
 
+_SQLITE_DECIMAL = re.compile(r"(?:TEXT_)?(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+
+
+def _sqlite_typed(
+    batch: pa.RecordBatch, declared: dict[str, str], first_record: int, where: str
+) -> pa.RecordBatch:
+    """SQLite keeps dates, times, timestamps and decimals as text and booleans as integers:
+    read them back as the Arrow types their declared column types name (the types the
+    database sink declares), the same type in every batch. A value that is not of its
+    declared type is refused with its record number: a query reads the stored values."""
+    arrays = []
+    for f, array in zip(batch.schema, batch.columns, strict=True):
+        decl = declared.get(f.name, "")
+        target = _sqlite_declared_arrow(decl)
+        if target is None:
+            arrays.append(array)
+            continue
+        try:
+            arrays.append(_sqlite_value(array, decl, target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise _not_declared_type(array, f.name, decl, target, first_record, where) from None
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _sqlite_declared_arrow(decl: str) -> pa.DataType | None:
+    if decl == "BOOLEAN":
+        return pa.bool_()
+    if decl == "DATE":
+        return pa.date32()
+    if decl in ("TIMESTAMP", "DATETIME"):
+        return pa.timestamp("us")
+    if decl in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
+        return pa.timestamp("us", "UTC")
+    if decl == "TIME":
+        return pa.time64("us")
+    match = _SQLITE_DECIMAL.fullmatch(decl)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
+    return None
+
+
+def _sqlite_value(array: pa.Array, decl: str, target: pa.DataType) -> pa.Array:
+    t = array.type
+    if array.null_count == len(array):
+        return pa.nulls(len(array), target)
+    if decl == "BOOLEAN":
+        values = pc.drop_null(array)
+        if not pa.types.is_integer(t) or not pc.all(pc.is_in(values, pa.array([0, 1]))).as_py():
+            raise pa.ArrowInvalid("not 0 or 1")
+        return pc.not_equal(array, 0)
+    if not pa.types.is_string(t):
+        raise pa.ArrowTypeError(f"stored as {t}")
+    if decl == "TIME":
+        stamps = pc.binary_join_element_wise("1970-01-01T", array, "")
+        return pc.cast(pc.cast(stamps, pa.timestamp("us")), target)
+    if pa.types.is_timestamp(target) and target.tz is not None:
+        return pc.cast(pc.cast(array, pa.timestamp("us")), target)
+    return pc.cast(array, target)
+
+
+def _not_declared_type(
+    array: pa.Array, name: str, decl: str, target: pa.DataType, first_record: int, where: str
+) -> QuiverError:
+    """The error for the first value of ``array`` that does not read as ``target``."""
+    for i in range(len(array)):
+        one = array.slice(i, 1)
+        try:
+            _sqlite_value(one, decl, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            value = one[0].as_py()
+            break
+    else:
+        value, i = None, 0
+    return PermanentError.one(
+        f"column {name!r} is declared {decl} but holds {value!r} at record {first_record + i}",
+        where,
+        "fix the value in the table, or read the table with a `query` (which gives the stored "
+        "values as they are)",
+    )
+
+
 def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Turn driver extension types into plain Arrow types every sink can write.
 
@@ -360,23 +519,31 @@ def _numeric_type(f: pa.Field) -> pa.DataType | None:
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
 
 
+_PG_BATCH_BYTES = 4 << 20
 _UNSIGNED_FLAG = 32  # MySQL column flag
+_BINARY_CHARSET = 63  # the "binary" character set: BINARY, VARBINARY, BLOB, BIT, GEOMETRY
 
 
 def mysql_result_schema(
-    description: Sequence[Sequence[Any]], unsigned: Sequence[bool] | None = None
+    description: Sequence[Sequence[Any]],
+    unsigned: Sequence[bool] | None = None,
+    binary: Sequence[bool] | None = None,
 ) -> pa.Schema:
     """Arrow schema of a MySQL result from the cursor description (type codes, sizes).
 
     ``unsigned`` (from the column flags) makes DECIMAL precisions exact: the reported length
     counts a sign character for signed columns and a decimal point when there is a scale.
+    ``binary`` (the column's character set is ``binary``) tells BINARY, VARBINARY and BLOB
+    columns, read as bytes, from CHAR, VARCHAR and TEXT, which report the same type codes.
     """
     from asyncmy.constants import FIELD_TYPE as T
 
     fields = []
     for i, (name, type_code, _size, length, precision, scale, _null) in enumerate(description):
-        if type_code == T.LONGLONG and unsigned is not None and unsigned[i]:
-            arrow: pa.DataType = pa.uint64()
+        if type_code == T.TINY and length == 1 and not (unsigned is not None and unsigned[i]):
+            arrow: pa.DataType = pa.bool_()  # BOOLEAN is TINYINT(1)
+        elif type_code == T.LONGLONG and unsigned is not None and unsigned[i]:
+            arrow = pa.uint64()
         elif type_code in (T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG, T.YEAR):
             arrow = pa.int64()
         elif type_code in (T.FLOAT, T.DOUBLE):
@@ -397,8 +564,13 @@ def mysql_result_schema(
             arrow = pa.binary()
         elif type_code == T.NULL:
             arrow = pa.null()
-        elif type_code in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.GEOMETRY):
-            arrow = pa.string()  # text columns report as BLOB; binary ones decode below
+        elif type_code == T.GEOMETRY or (
+            binary is not None
+            and binary[i]
+            and type_code
+            in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.STRING, T.VAR_STRING, T.VARCHAR)
+        ):
+            arrow = pa.binary()
         else:
             arrow = pa.string()
         fields.append(pa.field(str(name), arrow))
@@ -407,9 +579,11 @@ def mysql_result_schema(
 
 def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
     if pa.types.is_string(arrow):
-        return [
-            v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else v for v in values
-        ]
+        return [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values]
+    if pa.types.is_boolean(arrow):
+        return [None if v is None else bool(v) for v in values]
+    if pa.types.is_binary(arrow):
+        return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if pa.types.is_decimal(arrow):
         return [decimal.Decimal(v) if isinstance(v, str) else v for v in values]
     if pa.types.is_timestamp(arrow):
