@@ -41,7 +41,9 @@ async def test_nan_is_stored_or_refused_with_its_record_never_made_null(
         assert values[0] == 1.5 and values[2] == 2.5
         assert values[1] is not None and math.isnan(values[1])
         return
-    with pytest.raises(PermanentError, match=r"column 'x' holds NaN at record 11"):
+    with pytest.raises(
+        PermanentError, match=r"column 'x' holds NaN in 1 row\(s\), at input line\(s\) 11;"
+    ):
         await write_all(sink, [batch], run_ctx)
     assert await _rows_if_any(test_db) == []  # nothing written, no NULL in place of NaN
 
@@ -55,7 +57,9 @@ async def test_infinities_are_stored_or_refused_with_their_record(
         await write_all(sink, [batch], run_ctx)
         assert await stored(test_db) == [math.inf, -math.inf, 0.5]
         return
-    with pytest.raises(PermanentError, match=r"column 'x' holds Infinity at record 10"):
+    with pytest.raises(
+        PermanentError, match=r"column 'x' holds Infinity in 2 row\(s\), at input line\(s\) 10, 11;"
+    ):
         await write_all(sink, [batch], run_ctx)
 
 

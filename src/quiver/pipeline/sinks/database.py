@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import os
 import queue
 import re
@@ -236,8 +237,9 @@ class DatabaseSink:
             count = pc.sum(bad).as_py() or 0
             if count:
                 first = pc.filter(column, bad)[0].as_py()
+                shown = "NaN" if math.isnan(first) else ("Infinity" if first > 0 else "-Infinity")
                 raise PermanentError.one(
-                    f"column {name!r} holds {first} in {count} row(s)"
+                    f"column {name!r} holds {shown} in {count} row(s)"
                     + _at_lines(batch, bad)
                     + f"; {_DIALECT_NAMES[dialect]} cannot store {what}",
                     f"sink database {self.cfg.table}",
