@@ -214,7 +214,7 @@ async def test_sqlite_keeps_infinities_and_refuses_nan_with_its_line(
     with pytest.raises(PermanentError) as err:
         await write_all(build(DatabaseSink, {**options, "mode": "append"}), [nan], run_ctx)
     message = err.value.details[0].message
-    assert "'v'" in message and "nan" in message and "input line(s) 5" in message
+    assert "'v'" in message and "NaN" in message and "input line(s) 5" in message
     assert "SQLite cannot store NaN" in message
     got = await read_all(build(DatabaseSource, options), run_ctx)
     assert got.num_rows == 3  # nothing of the refused run was written
