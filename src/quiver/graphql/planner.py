@@ -692,7 +692,9 @@ class _Planner:
                     pred = sql(d.false_literal)
                 if op == "nin":
                     pred = sql("NOT (", pred, ")")
-                    if f.nullable:
+                    # A null is in no list, yet a comparison with null is false: a non-empty
+                    # nin leaves null rows out, and an empty nin (no condition) keeps every row.
+                    if f.nullable and v:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
                 # Pattern operators compare text: UUID and ID columns are read as text.
