@@ -56,6 +56,12 @@ class GraphQLSettings(_Settings):
     default_list_limit: int | None = Field(
         default=None, ge=1, description="Limit applied to list fields that give none; null = none."
     )
+    cursor_secret: str | None = Field(
+        default=None,
+        description="Key that signs connection cursors (HMAC-SHA256). Unset: a random key per "
+        "process, so cursors end with the process and do not pass between workers; set it "
+        "(e.g. from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when several workers or restarts must accept them.",
+    )
 
 
 class CorsSettings(_Settings):

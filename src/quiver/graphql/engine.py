@@ -40,6 +40,7 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
+from quiver.graphql.cursors import CursorCodec, sign_cursors
 from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
@@ -179,6 +180,7 @@ class GraphQLEngine:
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
+        self.cursors = CursorCodec(settings.graphql.cursor_secret)
         self.catalog: Catalog = build_catalog(schema)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
         self._rules = list(specified_rules) + self._extra_rules()
@@ -327,6 +329,7 @@ class GraphQLEngine:
                     operation,
                     prepared.fragments,
                     coerced,
+                    self.cursors,
                 )
             except PlanError as err:
                 return self._bad_input(err)
@@ -370,6 +373,8 @@ class GraphQLEngine:
             if isinstance(r, DatabaseError):
                 errors.append(self._database_error(r, s.key))
                 values[i] = b"null"
+            elif r is not None and s.cursors is not None:
+                values[i] = sign_cursors(r, s.cursors, self.cursors)
             else:
                 values[i] = r if r is not None else b"null"
         for i, s in enumerate(steps):
