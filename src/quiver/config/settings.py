@@ -60,7 +60,8 @@ class GraphQLSettings(_Settings):
         default=None,
         description="Key that signs connection cursors (HMAC-SHA256). Unset: a random key per "
         "process, so cursors end with the process and do not pass between workers; set it "
-        "(e.g. from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when several workers or restarts must accept them.",
+        "(e.g. from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when several workers or "
+        "restarts must accept them.",
     )
 
 
