@@ -58,10 +58,10 @@ class GraphQLSettings(_Settings):
     )
     cursor_secret: str | None = Field(
         default=None,
-        description="Key that signs connection cursors (HMAC-SHA256). Unset: a random key per "
-        "process, so cursors end with the process and do not pass between workers; set it "
-        "(e.g. from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when several workers or "
-        "restarts must accept them.",
+        description="Key that signs connection cursors (HMAC-SHA256). Unset: a random key drawn "
+        "when the server starts (shared by its workers), so cursors end with it; set it (e.g. "
+        "from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when cursors must survive a "
+        "restart or pass between servers.",
     )
 
 
