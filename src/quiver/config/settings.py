@@ -17,6 +17,7 @@ __all__ = [
     "LogSettings",
     "QuiverSettings",
     "ServerSettings",
+    "TableNames",
 ]
 
 
@@ -105,6 +106,25 @@ class LogSettings(_Settings):
     )
 
 
+class TableNames(_Settings):
+    """GraphQL names for one reflected table or view, replacing the derived ones."""
+
+    type: str | None = Field(
+        default=None, description="The GraphQL type name (e.g. Movie for the table movies)."
+    )
+    plural: str | None = Field(
+        default=None,
+        description="The list root field; the connection and aggregate root fields follow it "
+        "(films: filmsConnection, filmsAggregate).",
+    )
+    by_key: str | None = Field(
+        default=None, description="The root field that reads one row by its primary key."
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Column name -> GraphQL field name."
+    )
+
+
 class QuiverSettings(_Settings):
     """The whole ``quiver.yaml``."""
 
@@ -113,6 +133,11 @@ class QuiverSettings(_Settings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    names: dict[str, TableNames] = Field(
+        default_factory=dict,
+        description="GraphQL names of reflected tables, by table name (schema.table on "
+        "PostgreSQL when the name alone is ambiguous); see docs/reflection.md.",
+    )
     schema_file: str | None = Field(
         default=None,
         description="Compiled schema.json to serve instead of reflecting the database.",

@@ -111,7 +111,9 @@ async def _schema_for(settings: QuiverSettings) -> Schema:
         return load_schema_file(settings.schema_file)
     if not settings.database.url:
         raise _no_database()
-    return await reflect_database(settings.database.url, schemas=settings.database.schemas or None)
+    return await reflect_database(
+        settings.database.url, schemas=settings.database.schemas or None, names=settings.names
+    )
 
 
 def _no_database() -> Exception:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quiver.config.loader import load_settings
-from quiver.config.settings import QuiverSettings
+from quiver.config.settings import QuiverSettings, TableNames
 from quiver.graphql.http import GraphQLApp
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
@@ -69,11 +69,19 @@ async def reflect(
     schemas: list[str] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
+    names: Mapping[str, TableNames | Mapping[str, Any]] | None = None,
 ) -> Schema:
     """The schema of the database at ``database``: its tables, views, keys and relations.
 
     ``schemas`` lists the PostgreSQL schemas to read (default ``public``); ``include`` and
     ``exclude`` are glob patterns over table names. Pass the result to :func:`create_app`
-    (``schema=``) or save it with ``schema.to_json()``.
+    (``schema=``) or save it with ``schema.to_json()``. ``names`` sets GraphQL names as the
+    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``).
     """
-    return await reflect_database(database, schemas=schemas, include=include, exclude=exclude)
+    chosen = {
+        table: n if isinstance(n, TableNames) else TableNames.model_validate(n)
+        for table, n in (names or {}).items()
+    }
+    return await reflect_database(
+        database, schemas=schemas, include=include, exclude=exclude, names=chosen
+    )

@@ -337,7 +337,9 @@ class GraphQLApp:
         """
         if self.schema is None:
             db = self.settings.database
-            self.schema = await reflect_database(db.url, schemas=db.schemas or None)
+            self.schema = await reflect_database(
+                db.url, schemas=db.schemas or None, names=self.settings.names
+            )
         if self.engine is None:
             self.engine = await GraphQLEngine.open(self.schema, self.settings)
 
