@@ -43,6 +43,7 @@ from quiver.pipeline.component import (
     capabilities_of,
 )
 from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.path_map import PathMap
 from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
 from quiver.pipeline.registry import ComponentRegistry, default_registry
@@ -312,6 +313,7 @@ def load_pipeline(
     registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     collect: bool = False,
+    path_map: PathMap | None = None,
 ) -> PipelineSpec:
     """Read, substitute, validate and compile a pipeline file (ConfigError with every problem).
 
@@ -339,7 +341,13 @@ def load_pipeline(
             f"cannot read the pipeline file: {exc}", str(path), "check the file"
         ) from exc
     return parse_pipeline(
-        text, str(path), variables, registry=registry, environ=environ, collect=collect
+        text,
+        str(path),
+        variables,
+        registry=registry,
+        environ=environ,
+        collect=collect,
+        path_map=path_map,
     )
 
 
@@ -352,8 +360,11 @@ def parse_pipeline(
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
     collect: bool = False,
+    path_map: PathMap | None = None,
 ) -> PipelineSpec:
-    """Like :func:`load_pipeline` for YAML text already in memory."""
+    """Like :func:`load_pipeline` for YAML text already in memory.
+
+    ``path_map`` maps the Windows paths of FlowEngine files (``--path-map``)."""
     registry = registry or default_registry()
     base = base_dir or str(Path(file).resolve().parent)
     source = load_yaml(text, file)
@@ -368,7 +379,7 @@ def parse_pipeline(
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
     if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
-        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines())
+        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines(), path_map)
         warnings.extend(fe_warnings)
         positions = Positions(file)
         from_flowengine = True
