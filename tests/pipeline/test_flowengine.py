@@ -98,11 +98,13 @@ def test_plugins_form_translates_to_the_graph_form(tmp_path: Path) -> None:
             "Source": {
                 "csv": {
                     "path": "in.csv",
-                    "header": True,
+                    "header": False,
                     "delimiter": ";",
                     "encoding": "utf-8-sig",
                     "batch_rows": 500,
                     "types": {"id": "int32", "amount": "decimal"},
+                    "columns": ["id", "amount"],
+                    "skip_lines": 1,
                     "on_malformed": "reject",
                 }
             },

@@ -22,6 +22,7 @@ dropped with a warning naming each key; a key FlowEngine does not have is an err
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -451,8 +452,13 @@ def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[
     if cfg.has("OutputSchema"):
         fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema")) or []
         out["types"] = {f["name"]: _csv_type(f) for f in fields}
-        if out.get("header") is False:
+        if fields:
+            # FlowEngine skips the header line and takes the fields by position, named by
+            # the schema: a header that disagrees with the data changes nothing
             out["columns"] = [f["name"] for f in fields]
+            if out.get("header", True):
+                out["header"] = False
+                out["skip_lines"] = 1
     skip = cfg.flag("SkipMalformedRows", "ContinueOnError")
     max_errors = cfg.number("MaxErrors", "MaxErrorCount")
     if skip is not None:
@@ -747,6 +753,8 @@ def translate(
 
     names = {p.name for p in plugins}
     connections = _read_connections(ctx, connections_raw, pipe.at("Connections"), names)
+    if not connections and len(plugins) > 1:
+        connections = _linear_chain(ctx, plugins, pipe)
     routing = _read_routing(ctx, routing_raw, pipe.at("Routing"), plugins)
 
     # Route names each JavaScriptTransform may send to: those wired by connections or routing.
@@ -784,6 +792,24 @@ def translate(
         f"{stem}.rejects.csv beside the pipeline file"
     )
     return out, ctx.warnings
+
+
+def _linear_chain(ctx: _Ctx, plugins: list[_Plugin], pipe: _Section) -> list[tuple[str, str]]:
+    """No connections: the plugins in the order listed, as FlowEngine's validator assumes
+    ("No explicit connections defined"), when that order is a source, transforms, a sink."""
+    kinds = [p.kind for p in plugins]
+    if (
+        kinds[0] != "DelimitedSource"
+        or kinds[-1] != "DelimitedSink"
+        or any(k != "JavaScriptTransform" for k in kinds[1:-1])
+    ):
+        return []  # _check_downstream says what is missing
+    ctx.warnings.append(
+        f"{ctx.where(pipe.path)}: no connections: the plugins run in the order listed ("
+        + " -> ".join(p.name for p in plugins)
+        + "); write `connections:` to say so"
+    )
+    return [(a.name, b.name) for a, b in itertools.pairwise(plugins)]
 
 
 def _check_downstream(ctx: _Ctx, plugins: list[_Plugin], edges: list[tuple[str, str]]) -> None:
