@@ -184,7 +184,7 @@ def _run(
     from quiver.pipeline.path_map import parse_path_map
     from quiver.pipeline.planner import compile_plan
     from quiver.pipeline.preflight import check_pipeline
-    from quiver.pipeline.progress import RunProgress, print_summary
+    from quiver.pipeline.progress import RunProgress, print_summary, script_error_notes
     from quiver.pipeline.report import write_report
     from quiver.pipeline.runlog import RunLog
     from quiver.runtime.errors import ConfigError, QuiverError
@@ -284,6 +284,9 @@ def _run(
         _print_dry_run(out, result, dry_run)
     elif log_format == "text" and not quiet:
         print_summary(error, result)
+    elif log_format == "text":
+        for note in script_error_notes(result):
+            error.print(escape(note), soft_wrap=True)
     if report:
         write_report(report, result, code)
     return code

@@ -379,7 +379,72 @@
       return isNaN(v) ? null : v;
     }
     if (typeof v === "bigint") return v.toString();
+    if (v !== null && typeof v === "object") this.objects = true;
     return v;
+  };
+
+  // Rows whose values cannot leave V8 — an object that refers to itself ("Converting circular
+  // structure to JSON"), a BigInt inside an object, a string holding half of a surrogate pair
+  // ("\uD800", which UTF-8 cannot write) — are taken out of every collector and rejected with
+  // their line, like any other row error, instead of failing the whole batch. Only columns the
+  // script changed are looked at; objects only when a row stored one.
+  function dropUnwritableRows(collectors, input, errors) {
+    var bad = Object.create(null), count = 0;
+    for (var p = 0; p < collectors.length; p++) {
+      var c = collectors[p];
+      for (var j = 0; j < c.cols.length; j++) {
+        if (c.same[j] && c.n > 0) continue;     // the input's own values
+        var col = c.cols[j], n = c.n;
+        var strings = col.join("\n");          // "\n" keeps halves of values from pairing
+        var broken = !strings.isWellFormed();
+        if (!broken && c.objects !== true) continue;
+        for (var k = 0; k < n; k++) {
+          var v = col[k], why = null;
+          if (typeof v === "string") {
+            if (broken && !v.isWellFormed()) why = "holds a lone UTF-16 surrogate (half of a \\uD800-\\uDFFF pair), which UTF-8 cannot write";
+          } else if (v !== null && typeof v === "object") {
+            try {
+              var text = JSON.stringify(v);
+              if (text !== undefined && !text.isWellFormed()) why = "holds a lone UTF-16 surrogate, which UTF-8 cannot write";
+            } catch (e) {
+              why = "cannot be written: " + messageOf(e).split("\n")[0];
+            }
+          }
+          if (why !== null) {
+            var at = c.idx[k];
+            if (bad[at] === undefined) {
+              bad[at] = ["output field '" + c.names[j] + "' " + why, c.names[j]];
+              count++;
+            }
+          }
+        }
+      }
+    }
+    if (count === 0) return;
+    for (var q = 0; q < collectors.length; q++) collectors[q].dropRows(bad);
+    var lines = input.lines;
+    for (var key in bad) {
+      var i = +key;
+      errors.push({ i: i, line: lines === null ? null : lines[i], message: bad[key][0], where: "",
+        kind: "script", field: bad[key][1], row: rowBuilder(input.names, input.kinds)(input.cols, i) });
+    }
+    errors.sort(function (a, b) { return a.i - b.i; });
+  }
+
+  Collector.prototype.dropRows = function (bad) {
+    var keep = [];
+    for (var k = 0; k < this.n; k++) if (bad[this.idx[k]] === undefined) keep.push(k);
+    if (keep.length === this.n) return;
+    for (var c = 0; c < this.cols.length; c++) {
+      var col = this.cols[c], kept = new Array(keep.length);
+      for (var m = 0; m < keep.length; m++) kept[m] = col[keep[m]];
+      this.cols[c] = kept;
+    }
+    var idx = new Array(keep.length);
+    for (var r = 0; r < keep.length; r++) idx[r] = this.idx[keep[r]];
+    this.idx = idx;
+    this.n = keep.length;
+    this.identity = false;
   };
 
   // Copies the values of a row with the keys `keys` into the output columns `map`: code made
@@ -549,98 +614,113 @@
     var sets = null, removed = null, sent = null, copies = null, vErrors = null, meta = null;
     var schemaObj = null;
 
-    var context = {
-      input: {
-        current: function () { return cur; },
-        schema: function () {
-          if (schemaObj === null) {
-            var fs = [];
-            for (var j = 0; j < input.names.length; j++) {
-              fs.push({ Name: input.names[j], Type: input.types[j], IsNullable: true, Index: j });
-            }
-            schemaObj = { Fields: fs, FieldCount: fs.length };
+    // The functions of the context are made once per batch; the objects holding them are
+    // made afresh for every row, as FlowEngine gives each row a context of its own: a script
+    // that assigns to them (context.output = null, context.seen = true, a replaced
+    // utils.now) changes its own row only, whatever the batch boundaries.
+    var input_ = {
+      current: function () { return build(cols, i); },   // a copy, as FlowEngine's
+      schema: function () {
+        if (schemaObj === null) {
+          var fs = [];
+          for (var j = 0; j < input.names.length; j++) {
+            fs.push({ Name: input.names[j], Type: input.types[j], IsNullable: true, Index: j });
           }
-          return schemaObj;
-        },
-        getValue: function (name) { return cur[name] === undefined ? null : cur[name]; },
+          schemaObj = { Fields: fs, FieldCount: fs.length };
+        }
+        return JSON.parse(JSON.stringify(schemaObj));
       },
-      output: {
-        setField: function (name, value) {
-          if (outIndex !== null && outIndex[name] !== true) {
-            throw new UserError("Field '" + name + "' not found in output schema (declared: "
-              + outFields.map(function (f) { return f.name; }).join(", ") + ")");
-          }
-          if (sets === null) sets = Object.create(null);
-          sets[name] = value;
-          if (removed !== null) delete removed[name];
-        },
-        removeField: function (name) {
-          if (removed === null) removed = Object.create(null);
-          removed[name] = true;
-          if (sets !== null) delete sets[name];
-        },
-        addMetadata: function (key, value) {
-          if (meta === null) meta = Object.create(null);
-          meta[String(key)] = typeof value === "string" ? value : JSON.stringify(value);
-        },
+      getValue: function (name) { return cur[name] === undefined ? null : cur[name]; },
+    };
+    var output_ = {
+      setField: function (name, value) {
+        if (outIndex !== null && outIndex[name] !== true) {
+          throw new UserError("Field '" + name + "' not found in output schema (declared: "
+            + outFields.map(function (f) { return f.name; }).join(", ") + ")");
+        }
+        if (sets === null) sets = Object.create(null);
+        sets[name] = value;
+        if (removed !== null) delete removed[name];
       },
-      validate: {
-        required: function (fields) {
-          var list = Array.isArray(fields) ? fields : Array.prototype.slice.call(arguments);
-          var ok = true;
-          for (var k = 0; k < list.length; k++) {
-            if (isBlank(cur[list[k]])) {
-              ok = false;
-              vErrors.push("required field '" + list[k] + "' is missing");
-            }
+      removeField: function (name) {
+        if (removed === null) removed = Object.create(null);
+        removed[name] = true;
+        if (sets !== null) delete sets[name];
+      },
+      addMetadata: function (key, value) {
+        if (meta === null) meta = Object.create(null);
+        meta[String(key)] = typeof value === "string" ? value : JSON.stringify(value);
+      },
+    };
+    var validate_ = {
+      required: function (fields) {
+        var list = Array.isArray(fields) ? fields : Array.prototype.slice.call(arguments);
+        var ok = true;
+        for (var k = 0; k < list.length; k++) {
+          if (isBlank(cur[list[k]])) {
+            ok = false;
+            vErrors.push("required field '" + list[k] + "' is missing");
           }
-          return ok;
-        },
-        businessRule: function (rule, message) {
-          var ok;
-          if (typeof rule === "boolean") ok = rule;
-          else if (typeof rule === "function") ok = !!rule(cur);
-          else if (typeof rule === "string") {
-            var fn = ruleCache[rule];
-            if (fn === undefined) {
-              try {
-                fn = new Function("__row", "with (__row) { return (" + rule + "\n); }");
-              } catch (e) {
-                throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
-              }
-              ruleCache[rule] = fn;
-            }
+        }
+        return ok;
+      },
+      businessRule: function (rule, message) {
+        var ok;
+        if (typeof rule === "boolean") ok = rule;
+        else if (typeof rule === "function") ok = !!rule(build(cols, i));
+        else if (typeof rule === "string") {
+          var fn = ruleCache[rule];
+          if (fn === undefined) {
             try {
-              ok = !!fn(cur);
+              fn = new Function("__row", "with (__row) { return (" + rule + "\n); }");
             } catch (e) {
               throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
             }
-          } else {
-            throw new UserError("businessRule expects an expression string, a boolean or a function");
+            ruleCache[rule] = fn;
           }
-          if (!ok) vErrors.push(message ? String(message) : "business rule failed: " + rule);
-          return ok;
-        },
-        custom: function (fn, message) {
-          if (typeof fn !== "function") throw new UserError("validate.custom expects a function");
-          var r = fn(cur);
-          if (typeof r === "string") {
-            vErrors.push(r);
-            return false;
+          try {
+            ok = !!fn(build(cols, i));
+          } catch (e) {
+            throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
           }
-          if (!r) vErrors.push(message ? String(message) : "custom validation failed");
-          return !!r;
-        },
-        errors: function () { return vErrors.slice(); },
+        } else {
+          throw new UserError("businessRule expects an expression string, a boolean or a function");
+        }
+        if (!ok) vErrors.push(message ? String(message) : "business rule failed: " + rule);
+        return ok;
       },
-      route: {
-        send: function (name) { checkRoute(name); (sent || (sent = [])).push(String(name)); },
-        sendCopy: function (name) { checkRoute(name); (copies || (copies = [])).push(String(name)); },
+      custom: function (fn, message) {
+        if (typeof fn !== "function") throw new UserError("validate.custom expects a function");
+        var r = fn(build(cols, i));
+        if (typeof r === "string") {
+          vErrors.push(r);
+          return false;
+        }
+        if (!r) vErrors.push(message ? String(message) : "custom validation failed");
+        return !!r;
       },
-      utils: { now: function () { return new Date(); }, newGuid: newGuid, log: log, formatDate: formatDate },
-      variables: opts.variables,
-      lookups: opts.lookups,
+      errors: function () { return vErrors.slice(); },
     };
+    var route_ = {
+      send: function (name) { checkRoute(name); (sent || (sent = [])).push(String(name)); },
+      sendCopy: function (name) { checkRoute(name); (copies || (copies = [])).push(String(name)); },
+    };
+    var now_ = function () { return new Date(); };
+    var variables_ = opts.variables, lookups_ = opts.lookups;
+
+    function rowContext() {
+      return {
+        input: { current: input_.current, schema: input_.schema, getValue: input_.getValue },
+        output: { setField: output_.setField, removeField: output_.removeField,
+          addMetadata: output_.addMetadata },
+        validate: { required: validate_.required, businessRule: validate_.businessRule,
+          custom: validate_.custom, errors: validate_.errors },
+        route: { send: route_.send, sendCopy: route_.sendCopy },
+        utils: { now: now_, newGuid: newGuid, log: log, formatDate: formatDate },
+        variables: variables_,
+        lookups: lookups_,
+      };
+    }
 
     function valueOf(name) {
       if (removed !== null && removed[name] === true) return null;
@@ -648,14 +728,15 @@
       return cur[name];
     }
 
-    for (var i = 0; i < input.n; i++) {
+    var i;
+    for (i = 0; i < input.n; i++) {
       cur = build(cols, i);
       line = lines === null ? null : lines[i];
       sets = removed = sent = copies = meta = null;
       vErrors = [];
       var rowErrorsBefore = errors.length;
       try {
-        var r = userFn(context);
+        var r = userFn(rowContext());
         if (r !== true && r !== false) {
           throw new UserError("process(context) must return true (keep the row) or false (skip it), got "
             + (r === undefined ? "undefined" : JSON.stringify(r)));
@@ -870,6 +951,9 @@
       var errors = [];
       if (opts.style === "process") runProcessStyle(input, out, routes, errors);
       else runTransformStyle(input, out, routes, errors);
+      var collectors = [out];
+      for (var rname in routes) collectors.push(routes[rname]);
+      dropUnwritableRows(collectors, input, errors);
       var routeOut = {};
       for (var name in routes) routeOut[name] = routes[name].result();
       if (logsDropped > 0) logs.push(["warning", logsDropped + " more log messages from this batch were dropped"]);
