@@ -651,16 +651,21 @@ def _input_schema(ctx: _Ctx, raw: Any, path: Path_) -> None:
     ctx.ignored(path, "the sink writes the columns it receives, as they arrive")
 
 
+def _items(
+    ctx: _Ctx, raw: Any, path: Path_, what: str, example: str, item: str
+) -> list[tuple[Path_, _Section]]:
+    """The mappings of a FlowEngine list, each with its path; an error if it is no list."""
+    if not isinstance(raw, list):
+        ctx.error(path, f"{what} must be a list", f"write `{example}` items")
+        return []
+    return [((*path, i), _Section(ctx, value, (*path, i), item)) for i, value in enumerate(raw)]
+
+
 def _column_mappings(ctx: _Ctx, raw: Any, path: Path_) -> list[tuple[str, str]]:
     """DelimitedSink ColumnMappings -> (source column, output column) pairs, in order: the
     sink writes only these columns, in this order, under their output names."""
-    if not isinstance(raw, list):
-        ctx.error(path, "ColumnMappings must be a list", "write `- SourceColumn: a` items")
-        return []
     out: list[tuple[str, str]] = []
-    for i, item in enumerate(raw):
-        ipath = (*path, i)
-        sec = _Section(ctx, item, ipath, "a column mapping")
+    for ipath, sec in _items(ctx, raw, path, "ColumnMappings", "- SourceColumn: a", "a mapping"):
         src = sec.text("SourceColumn")
         dst = sec.text("OutputColumn")
         if sec.has("Format"):
@@ -931,13 +936,8 @@ def _read_plugins(ctx: _Ctx, pipe: _Section) -> list[_Plugin]:
 def _read_connections(ctx: _Ctx, raw: Any, path: Path_, names: set[str]) -> list[tuple[str, str]]:
     if raw is None:
         return []
-    if not isinstance(raw, list):
-        ctx.error(path, "connections must be a list", "write `- from: a` / `to: b` items")
-        return []
     out: list[tuple[str, str]] = []
-    for i, item in enumerate(raw):
-        ipath = (*path, i)
-        sec = _Section(ctx, item, ipath, "a connection")
+    for ipath, sec in _items(ctx, raw, path, "connections", "- from: a` / `to: b", "a connection"):
         src = sec.text("From")
         dst = sec.text("To")
         sec.ignore({"Channel": "FlowEngine channel tuning (buffer, back-pressure, timeout)"})
