@@ -67,3 +67,9 @@ def test_the_csv_sink_writes_decimals_read_as_text_back_as_that_text() -> None:
 def test_the_jsonl_sink_writes_decimals_as_their_shortest_exact_text() -> None:
     column = pa.array([Decimal("202099.640000000"), None], pa.decimal128(38, 9))
     assert [json.loads(t) for t in json_texts(column).to_pylist()] == ["202099.64", None]
+
+
+def test_a_slice_of_a_decimal_column_is_written_by_its_own_values() -> None:
+    column = pa.array([Decimal("0.000000001"), Decimal("2.50"), Decimal("3")], pa.decimal128(38, 9))
+    assert decimal_text(column.slice(1)).to_pylist() == ["2.5", "3"]
+    assert decimal_text(column.slice(0, 1)).to_pylist() == ["0.000000001"]

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["decimal_text", "plain_decimal", "scalar_texts"]
-
-_TRAILING_ZEROS = r"(\.[0-9]*?)0+$"
-_BARE_POINT = r"\.$"
 
 
 def plain_decimal(value: decimal.Decimal) -> str:
@@ -31,18 +29,27 @@ def plain_decimal(value: decimal.Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def _has_exponent(text: pa.Array) -> bool:
+    """Whether Arrow wrote any value of ``text`` with an exponent (one pass over its bytes)."""
+    data = text.buffers()[2] if len(text) else None
+    if data is None:
+        return False
+    offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset : text.offset + len(text) + 1]
+    used = np.frombuffer(data, np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    return bool((used == ord("E")).any())
+
+
 def decimal_text(column: pa.Array) -> pa.Array:
     """A decimal column as strings in their shortest exact form (see the module's text)."""
     text = pc.cast(column, pa.string())
-    if len(text) and pc.any(pc.match_substring(text, "E")).as_py():
+    if _has_exponent(text):
         # Arrow writes very small or scaled values with an exponent: rare, so value by value
         values = column.to_pylist()
         return pa.array([None if v is None else plain_decimal(v) for v in values], pa.string())
     if column.type.scale <= 0:
         return text
-    text = pc.replace_substring_regex(text, _TRAILING_ZEROS, r"\1")
-    text = pc.replace_substring_regex(text, _BARE_POINT, "")
-    return pc.if_else(pc.equal(text, "-0"), pa.scalar("0"), text)
+    # with a positive scale Arrow always writes the point: zeros after it, then a bare point
+    return pc.ascii_rtrim(pc.ascii_rtrim(text, "0"), ".")
 
 
 def scalar_texts(column: pa.Array) -> pa.Array:
