@@ -42,6 +42,7 @@ __all__ = [
     "Processor",
     "ProcessorOutput",
     "RowError",
+    "RowErrorKind",
     "RowRejecting",
     "RunContext",
     "Sink",
@@ -101,9 +102,17 @@ class ComponentInfo:
     summary: str = ""
 
 
+#: Whose fault a rejected row is: its values (``data``) or the script that handled it.
+RowErrorKind = Literal["data", "script"]
+
+
 @dataclass(frozen=True)
 class RowError:
-    """One rejected row: where it came from, what was wrong with it, and its values."""
+    """One rejected row: where it came from, what was wrong with it, and its values.
+
+    ``kind`` says whose fault it is: ``data`` (the row's values: fix the input) or ``script``
+    (a script threw or produced what cannot be written: fix the script).
+    """
 
     line: int | None
     reason: str
@@ -111,6 +120,7 @@ class RowError:
     value: Any = None
     row: dict[str, Any] | None = None
     step: str = ""
+    kind: RowErrorKind = "data"
 
 
 @dataclass

@@ -111,17 +111,36 @@ def print_summary(console: Console, result: RunResult) -> None:
             routes,
             f"{s.busy_seconds:.2f}",
         )
+    notes = script_error_notes(result)
     if console.is_terminal:
         console.print(table)
         console.print(summary_line(result))
+        for note in notes:
+            console.print(note, markup=False)
         return
     width = console.width
     console.width = _UNWRAPPED_WIDTH  # rich never prints wider than its console
     try:
         console.print(table)
         console.print(summary_line(result), soft_wrap=True)
+        for note in notes:
+            console.print(note, soft_wrap=True, markup=False)
     finally:
         console.width = width
+
+
+def script_error_notes(result: RunResult) -> list[str]:
+    """One line per step whose script failed on rows: those rows were rejected because of
+    the script, not of their data, so the fix is in the script. A failed run's error says so
+    already."""
+    if result.status != "ok":
+        return []
+    return [
+        f"warning: {s.script_errors:,} of the rejected rows were rejected because the script of "
+        f"step '{s.name}' failed on them (first: {s.first_script_error}); fix the script"
+        for s in result.steps.values()
+        if s.script_errors
+    ]
 
 
 #: The width tables get when the output is not a terminal: wide enough never to wrap.

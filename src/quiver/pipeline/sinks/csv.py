@@ -41,6 +41,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
+from quiver.pipeline.value_text import scalar_texts
 from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
@@ -132,7 +133,7 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
             ) from exc
     if pa.types.is_null(kind):
         return pa.nulls(len(column), pa.string())
-    return pc.cast(column, pa.string())
+    return scalar_texts(column)
 
 
 def _structural_pattern(cfg: CsvSinkConfig) -> str:
