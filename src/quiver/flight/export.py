@@ -209,8 +209,8 @@ def _mysql_batches(
 
     lease = pool.acquire()
     done = False
+    cursor = lease.connection.cursor(pymysql.cursors.SSCursor)
     try:
-        cursor = lease.connection.cursor(pymysql.cursors.SSCursor)
         try:
             cursor.execute(plan.sql, driver_params("mysql", plan.params))
         except Exception as exc:
@@ -225,7 +225,12 @@ def _mysql_batches(
         done = True
     finally:
         if not done:
-            lease.broken = True  # an unbuffered result cannot be left half read: drop it
+            # An unbuffered result left half read would be drained row by row: the connection
+            # is closed instead, which ends the query on the server.
+            result = getattr(cursor, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            lease.broken = True
         pool.release(lease)
 
 

@@ -10,7 +10,9 @@ credentials (any name, the key as password) for a Bearer token in the handshake.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -301,6 +303,29 @@ def _read(path: str | None, key: str) -> bytes:
         ) from None
 
 
+def _check_port(host: str, port: int) -> None:
+    """A clear error when the Flight port is taken (gRPC itself only says it did not start)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            raise ConfigError.one(
+                f"port {port} on {host} is already in use by another program"
+                if taken
+                else f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                "flight.port" if taken else "flight.host",
+                "stop that program, or choose another port with --set flight.port=N "
+                "(flight.port in quiver.yaml)"
+                if taken
+                else "give an address of this machine (flight.host)",
+            ) from None
+
+
 class FlightHandle:
     """A Flight server serving in a thread of its own; :meth:`stop` ends it."""
 
@@ -323,9 +348,18 @@ class FlightHandle:
 
 def start_flight_server(schema: Schema, settings: QuiverSettings) -> FlightHandle:
     """Start the Flight server of ``settings.flight`` beside whatever else runs."""
+    _check_port(settings.flight.host, settings.flight.port)
     bridge = GraphQLArrow.start(schema, settings)
     try:
         server = QuiverFlightServer(schema, settings, graphql=bridge)
+    except pa.ArrowException as exc:
+        bridge.stop()
+        fs = settings.flight
+        raise ConfigError.one(
+            f"the Flight server could not listen on {fs.host}:{fs.port}: {exc}",
+            "flight",
+            "check flight.host, flight.port and the TLS files",
+        ) from None
     except Exception:
         bridge.stop()
         raise
