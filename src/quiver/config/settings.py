@@ -11,8 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ApiKey",
+    "AuthSettings",
     "CorsSettings",
     "DatabaseSettings",
+    "FlightSettings",
     "GraphQLSettings",
     "LogSettings",
     "QuiverSettings",
@@ -93,6 +96,44 @@ class ServerSettings(_Settings):
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port.")
 
 
+class FlightSettings(_Settings):
+    enabled: bool = Field(
+        default=True, description="Start the Arrow Flight server beside HTTP in quiver serve."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the Flight server binds.")
+    port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
+    batch_rows: int = Field(
+        default=65_536, ge=1, description="Most rows in one Arrow record batch of a stream."
+    )
+    pool_size: int = Field(
+        default=4, ge=1, description="Database connections kept open for Flight streams."
+    )
+    writable: bool = Field(
+        default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
+    )
+    tls_cert: str | None = Field(
+        default=None, description="PEM certificate file: serve Flight over TLS (grpc+tls)."
+    )
+    tls_key: str | None = Field(default=None, description="PEM private key of tls_cert.")
+    tls_client_ca: str | None = Field(
+        default=None,
+        description="PEM CA file: require client certificates signed by it (mutual TLS).",
+    )
+
+
+class ApiKey(_Settings):
+    name: str = Field(description="Who holds the key: shown in logs, never the key itself.")
+    key: str = Field(min_length=16, description="The secret; use ${env:VAR} or ${file:path}.")
+
+
+class AuthSettings(_Settings):
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Static API keys accepted as 'Authorization: Bearer <key>' by HTTP and "
+        "Flight; empty leaves both open.",
+    )
+
+
 class LogSettings(_Settings):
     format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for one object per line."
@@ -132,6 +173,8 @@ class QuiverSettings(_Settings):
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    flight: FlightSettings = Field(default_factory=FlightSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     names: dict[str, TableNames] = Field(
         default_factory=dict,

@@ -47,7 +47,7 @@ from quiver.sql.build import OrderItem, json_object, literal_string, order_by_cl
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, Param, Slot, compile_sql, ident, join, param, sql
 
-__all__ = ["PlanError", "RootStep", "plan_operation"]
+__all__ = ["PlanError", "RootStep", "plan_filter", "plan_operation"]
 
 
 class PlanError(Exception):
@@ -118,6 +118,21 @@ def plan_operation(
             )
         )
     return steps
+
+
+def plan_filter(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    alias: str,
+    where: Mapping[str, Any],
+) -> Fragment | None:
+    """The condition of a coerced ``<Entity>Where`` value over rows of ``entity`` named
+    ``alias``: the same filter tree a list field's ``where`` argument builds, every value a
+    parameter. Raises :class:`PlanError` for values that cannot run (``eq: null``)."""
+    planner = _Planner(catalog, graphql_schema, dialect, {}, {})
+    return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
 
 
 # ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----

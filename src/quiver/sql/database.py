@@ -32,6 +32,7 @@ __all__ = [
     "QueryTooComplexError",
     "StatementTimeoutError",
     "StoredValueError",
+    "driver_params",
     "open_database",
 ]
 
@@ -160,6 +161,13 @@ class _Postgres:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def driver_params(dialect: str, params: Sequence[Any]) -> list[Any]:
+    """``params`` as the dialect's drivers take them (aware datetimes in UTC, SQLite's text
+    dates and times, ...), for statements run outside :class:`Database`."""
+    convert = {"postgresql": _pg_param, "mysql": _mysql_param, "sqlite": _sqlite_param}[dialect]
+    return [convert(p) for p in params]
 
 
 def _pg_param(v: Any) -> Any:
