@@ -40,7 +40,12 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
+from quiver.graphql.limits import (
+    cost_message,
+    operation_cost,
+    row_counts_from_variables,
+    validation_rules,
+)
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.schema.catalog import Catalog, build_catalog
@@ -101,10 +106,27 @@ def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
     if err.path:
         out["path"] = list(err.path)
-    ext = dict(err.extensions or {})
+    ext = {str(k): _json_safe(v) for k, v in (err.extensions or {}).items()}
     ext.setdefault("code", code)
     out["extensions"] = ext
     return out
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as something orjson always writes: an integer beyond 64 bits or an object it
+    does not know becomes its text, so an error body can always be sent."""
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 def _errors_body(errors: list[dict[str, Any]]) -> bytes:
@@ -308,12 +330,7 @@ class GraphQLEngine:
                 self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
             )
             if cost > limit:
-                message = (
-                    f"The query's estimated cost with these variables is {cost}; the limit is"
-                    f" {limit}. Ask for fewer rows (limit/first) or fields, or raise"
-                    " graphql.max_cost."
-                )
-                body = _error(message, "COST_LIMIT_EXCEEDED")
+                body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
                 body["extensions"].update(limit=limit, cost=cost)
                 return Outcome(_errors_body([body]), "request_error")
         shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
