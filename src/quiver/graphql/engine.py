@@ -52,6 +52,7 @@ from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.database import (
     Database,
+    DatabaseBusyError,
     DatabaseError,
     ParameterError,
     QueryTooComplexError,
@@ -65,7 +66,7 @@ __all__ = ["GraphQLEngine", "Outcome", "Prepared"]
 
 log = logging.getLogger("quiver.graphql")
 
-OutcomeKind = Literal["data", "request_error", "field_error", "internal_error"]
+OutcomeKind = Literal["data", "request_error", "field_error", "internal_error", "busy"]
 _PLAN_CACHE_PER_DOCUMENT = 64
 
 
@@ -94,6 +95,8 @@ class Prepared:
     simple_variables: list[tuple[str, str, bool]] | None = None
     #: Row counts (limit/first/last) come from variables: cost is checked again per request.
     variable_row_counts: bool = False
+    #: The operation's estimated cost (with variables' defaults where row counts are variables).
+    cost: int = 0
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -218,6 +221,8 @@ class GraphQLEngine:
             pool_min=db.pool_min,
             pool_max=db.pool_max,
             statement_timeout_ms=db.statement_timeout_ms,
+            pool_timeout_ms=db.pool_timeout_ms,
+            pool_reserved=db.reserved_connections,
         )
         return cls(schema, database, settings)
 
@@ -292,6 +297,12 @@ class GraphQLEngine:
                 simple = None
         p.simple_variables = simple
         p.variable_row_counts = row_counts_from_variables(document)
+        defaults = {
+            v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
+        }
+        p.cost = operation_cost(
+            self.graphql_schema, document, operation, self.settings.graphql, defaults
+        )
         return p
 
     # ----- execute -----
@@ -324,6 +335,7 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        cost = prepared.cost
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(
@@ -358,7 +370,8 @@ class GraphQLEngine:
             params = [[slot.value(coerced) for slot in s.slots] for s in steps]
         except PlanError as err:
             return self._bad_input(err)
-        return await self._run(prepared, steps, params, coerced)
+        cheap = cost <= self.settings.graphql.cheap_cost
+        return await self._run(prepared, steps, params, coerced, cheap)
 
     def _bad_input(self, err: PlanError) -> Outcome:
         body = _error(err.message, "BAD_USER_INPUT")
@@ -372,17 +385,30 @@ class GraphQLEngine:
         steps: list[RootStep],
         params: list[list[Any]],
         variables: dict[str, Any],
+        cheap: bool,
     ) -> Outcome:
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
         if len(sql_steps) == 1:
             i, s = sql_steps[0]
-            results: list[Any] = [await _guard(self.database.fetch_json(s.sql, params[i]))]
+            results: list[Any] = [
+                await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+            ]
         else:
             results = await asyncio.gather(
-                *(_guard(self.database.fetch_json(s.sql, params[i])) for i, s in sql_steps)
+                *(
+                    _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+                    for i, s in sql_steps
+                )
             )
+        busy = next((r for r in results if isinstance(r, DatabaseBusyError)), None)
+        if busy is not None:
+            detail = busy.details[0]
+            body = _error(
+                f"The database is busy: {detail.message}. Retry shortly.", "DATABASE_BUSY"
+            )
+            return Outcome(_errors_body([body]), "busy")
         for (i, s), r in zip(sql_steps, results, strict=True):
             if isinstance(r, DatabaseError):
                 errors.append(self._database_error(r, s.key))
