@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ApiKey",
@@ -35,10 +35,37 @@ class DatabaseSettings(_Settings):
     statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="Per-statement timeout in milliseconds; 0 disables it."
     )
+    pool_timeout_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description="Longest wait for a free connection, in milliseconds; a query that waits "
+        "longer is answered 503 DATABASE_BUSY with Retry-After.",
+    )
+    pool_reserved: int | None = Field(
+        default=None,
+        ge=0,
+        description="Connections kept for cheap queries (estimated cost at most "
+        "graphql.cheap_cost), so slow queries cannot take the whole pool; null = a fifth of "
+        "pool_max, rounded down. Must be below pool_max.",
+    )
     schemas: list[str] = Field(
         default_factory=list,
         description="Database schemas to reflect (PostgreSQL); empty means the default schema.",
     )
+
+    @model_validator(mode="after")
+    def _reserved_below_pool_max(self) -> DatabaseSettings:
+        if self.pool_reserved is not None and self.pool_reserved >= self.pool_max:
+            raise ValueError(
+                f"pool_reserved ({self.pool_reserved}) must be below pool_max ({self.pool_max}):"
+                " lower pool_reserved or raise pool_max"
+            )
+        return self
+
+    @property
+    def reserved_connections(self) -> int:
+        """Connections kept for cheap queries (``pool_reserved``, or a fifth of the pool)."""
+        return self.pool_max // 5 if self.pool_reserved is None else self.pool_reserved
 
 
 class GraphQLSettings(_Settings):
@@ -66,6 +93,12 @@ class GraphQLSettings(_Settings):
         "when the server starts (shared by its workers), so cursors end with it; set it (e.g. "
         "from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when cursors must survive a "
         "restart or pass between servers.",
+    )
+    cheap_cost: int = Field(
+        default=200,
+        ge=0,
+        description="Queries whose estimated cost is at most this are cheap: they may use the "
+        "connections kept by database.pool_reserved.",
     )
 
 

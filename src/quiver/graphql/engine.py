@@ -41,13 +41,19 @@ from graphql import (
 )
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.cursors import CursorCodec, sign_cursors
-from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
+from quiver.graphql.limits import (
+    cost_message,
+    operation_cost,
+    row_counts_from_variables,
+    validation_rules,
+)
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.database import (
     Database,
+    DatabaseBusyError,
     DatabaseError,
     ParameterError,
     QueryTooComplexError,
@@ -61,7 +67,7 @@ __all__ = ["GraphQLEngine", "Outcome", "Prepared"]
 
 log = logging.getLogger("quiver.graphql")
 
-OutcomeKind = Literal["data", "request_error", "field_error", "internal_error"]
+OutcomeKind = Literal["data", "request_error", "field_error", "internal_error", "busy"]
 _PLAN_CACHE_PER_DOCUMENT = 64
 
 
@@ -90,6 +96,8 @@ class Prepared:
     simple_variables: list[tuple[str, str, bool]] | None = None
     #: Row counts (limit/first/last) come from variables: cost is checked again per request.
     variable_row_counts: bool = False
+    #: The operation's estimated cost (with variables' defaults where row counts are variables).
+    cost: int = 0
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -102,10 +110,27 @@ def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
     if err.path:
         out["path"] = list(err.path)
-    ext = dict(err.extensions or {})
+    ext = {str(k): _json_safe(v) for k, v in (err.extensions or {}).items()}
     ext.setdefault("code", code)
     out["extensions"] = ext
     return out
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as something orjson always writes: an integer beyond 64 bits or an object it
+    does not know becomes its text, so an error body can always be sent."""
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 def _errors_body(errors: list[dict[str, Any]]) -> bytes:
@@ -198,6 +223,8 @@ class GraphQLEngine:
             pool_min=db.pool_min,
             pool_max=db.pool_max,
             statement_timeout_ms=db.statement_timeout_ms,
+            pool_timeout_ms=db.pool_timeout_ms,
+            pool_reserved=db.reserved_connections,
         )
         return cls(schema, database, settings)
 
@@ -272,6 +299,12 @@ class GraphQLEngine:
                 simple = None
         p.simple_variables = simple
         p.variable_row_counts = row_counts_from_variables(document)
+        defaults = {
+            v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
+        }
+        p.cost = operation_cost(
+            self.graphql_schema, document, operation, self.settings.graphql, defaults
+        )
         return p
 
     # ----- execute -----
@@ -304,18 +337,14 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        cost = prepared.cost
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(
                 self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
             )
             if cost > limit:
-                message = (
-                    f"The query's estimated cost with these variables is {cost}; the limit is"
-                    f" {limit}. Ask for fewer rows (limit/first) or fields, or raise"
-                    " graphql.max_cost."
-                )
-                body = _error(message, "COST_LIMIT_EXCEEDED")
+                body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
                 body["extensions"].update(limit=limit, cost=cost)
                 return Outcome(_errors_body([body]), "request_error")
         shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
@@ -344,7 +373,8 @@ class GraphQLEngine:
             params = [[slot.value(coerced) for slot in s.slots] for s in steps]
         except PlanError as err:
             return self._bad_input(err)
-        return await self._run(prepared, steps, params, coerced)
+        cheap = cost <= self.settings.graphql.cheap_cost
+        return await self._run(prepared, steps, params, coerced, cheap)
 
     def _bad_input(self, err: PlanError) -> Outcome:
         body = _error(err.message, "BAD_USER_INPUT")
@@ -358,17 +388,30 @@ class GraphQLEngine:
         steps: list[RootStep],
         params: list[list[Any]],
         variables: dict[str, Any],
+        cheap: bool,
     ) -> Outcome:
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
         if len(sql_steps) == 1:
             i, s = sql_steps[0]
-            results: list[Any] = [await _guard(self.database.fetch_json(s.sql, params[i]))]
+            results: list[Any] = [
+                await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+            ]
         else:
             results = await asyncio.gather(
-                *(_guard(self.database.fetch_json(s.sql, params[i])) for i, s in sql_steps)
+                *(
+                    _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+                    for i, s in sql_steps
+                )
             )
+        busy = next((r for r in results if isinstance(r, DatabaseBusyError)), None)
+        if busy is not None:
+            detail = busy.details[0]
+            body = _error(
+                f"The database is busy: {detail.message}. Retry shortly.", "DATABASE_BUSY"
+            )
+            return Outcome(_errors_body([body]), "busy")
         for (i, s), r in zip(sql_steps, results, strict=True):
             if isinstance(r, DatabaseError):
                 errors.append(self._database_error(r, s.key))

@@ -13,7 +13,9 @@ Media types: responses are ``application/graphql-response+json`` or ``applicatio
 the ``Accept`` header asks (``application/json`` when it is absent or ``*/*``). GraphQL request
 errors (parse, validation, variable coercion) are 400 with the former and 200 with the latter;
 malformed HTTP requests are 400 with either. Internal failures are logged and answered 500 with
-a generic message and ``extensions.code``, never the exception text.
+a generic message and ``extensions.code``, never the exception text. A query that found no free
+database connection within ``database.pool_timeout_ms`` is answered 503 with ``Retry-After``
+and ``DATABASE_BUSY``.
 
 Every answer carries ``X-Request-Id``: the client's, when it sent a usable one, else a new one;
 log records written while the request runs carry it too. With ``cors.allow_origins`` set,
@@ -66,6 +68,8 @@ _HTML = "text/html"
 _ALLOW = b"GET, POST"
 _MAX_ACCEPT_CACHE = 256
 _REQUEST_ID = b"x-request-id"
+#: Seconds a client told DATABASE_BUSY should wait before it tries again.
+_RETRY_AFTER = b"1"
 _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -446,7 +450,10 @@ class GraphQLApp:
             self.metrics.errors.labels("INTERNAL_SERVER_ERROR").inc()
             self.metrics.observe(method, "internal_error", started)
             return
-        await _respond(send, status, _CT_GQL if media == GRAPHQL_RESPONSE else _CT_JSON, payload)
+        extra = [(b"retry-after", _RETRY_AFTER)] if result == "busy" else None
+        await _respond(
+            send, status, _CT_GQL if media == GRAPHQL_RESPONSE else _CT_JSON, payload, extra
+        )
         if result != "data":
             self.metrics.count_errors(payload)
         self.metrics.observe(method, result, started)
@@ -613,6 +620,8 @@ class GraphQLApp:
         kind = outcome.kind
         if kind == "internal_error":
             return 500, outcome.body, kind
+        if kind == "busy":
+            return 503, outcome.body, kind
         if kind == "request_error" and media == GRAPHQL_RESPONSE:
             return 400, outcome.body, kind
         return 200, outcome.body, kind
