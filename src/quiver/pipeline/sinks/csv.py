@@ -162,9 +162,11 @@ class _Serializer:
     def __init__(self, cfg: CsvSinkConfig) -> None:
         self.cfg = cfg
         self.pattern = _structural_pattern(cfg)
-        self.quote_scalar = pa.scalar(cfg.quote)
-        self.null_scalar = pa.scalar(cfg.null_string)
-        self.terminator_scalar = pa.scalar(cfg.line_terminator)
+        self.quote_scalar = pa.scalar(cfg.quote, pa.string())
+        self.null_scalar = pa.scalar(cfg.null_string, pa.string())
+        self.terminator_scalar = pa.scalar(cfg.line_terminator, pa.string())
+        self.empty_scalar = pa.scalar("", pa.string())
+        self.delimiter_scalar = pa.scalar(cfg.delimiter, pa.string())
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
             parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
@@ -204,7 +206,7 @@ class _Serializer:
                 out = values
             else:
                 quoted = pc.binary_join_element_wise(
-                    self.quote_scalar, self._escape(values), self.quote_scalar, ""
+                    self.quote_scalar, self._escape(values), self.quote_scalar, self.empty_scalar
                 )
                 if cfg.quoting == "all":
                     out = quoted
@@ -214,9 +216,9 @@ class _Serializer:
                         pc.equal(values, self.null_scalar),
                     )
                     if cfg.null_string != "":
-                        needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
+                        needs = pc.or_(needs, pc.equal(values, self.empty_scalar))
                     out = pc.if_else(needs, quoted, values)
-        return pc.fill_null(out, pa.scalar(cfg.null_string))
+        return pc.fill_null(out, self.null_scalar)
 
     def _may_need_quotes(self, values: pa.Array) -> bool:
         """Whether any value could need quotes, from one pass over the column's text buffer."""
@@ -226,7 +228,7 @@ class _Serializer:
         offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
         offsets = offsets[values.offset : values.offset + len(values) + 1]
         if (np.diff(offsets) == 0).any() and (
-            values.null_count == 0 or pc.any(pc.equal(values, "")).as_py()
+            values.null_count == 0 or pc.any(pc.equal(values, self.empty_scalar)).as_py()
         ):
             return True  # an empty string must be quoted to differ from a null
         if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
@@ -262,8 +264,10 @@ class _Serializer:
         if not fields:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
         # The line terminator goes onto the last field, so the rows are joined in one pass.
-        fields[-1] = pc.binary_join_element_wise(fields[-1], self.terminator_scalar, "")
-        rows = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
+        fields[-1] = pc.binary_join_element_wise(
+            fields[-1], self.terminator_scalar, self.empty_scalar
+        )
+        rows = pc.binary_join_element_wise(*fields, self.delimiter_scalar)
         return concatenated_text(rows)
 
 

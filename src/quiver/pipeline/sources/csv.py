@@ -549,8 +549,10 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         parsed = list(self._parse(state, buf, scan, records, base, expected))
         self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
         for table, subset in parsed:
-            lines = scan.lines[subset] + (base + 1)
-            table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
+            lines = np.ascontiguousarray(scan.lines[subset] + (base + 1), dtype=np.int64)
+            # from the buffer: pa.array(ndarray) would import numpy.ma on the first batch
+            column = pa.Array.from_buffers(pa.int64(), lines.size, [None, pa.py_buffer(lines)])
+            table = table.append_column(LINE_COLUMN, column)
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
     def _drop_long(
