@@ -199,8 +199,8 @@ def _run(
     # What the imports made (modules, classes, config schemas) lives as long as the process:
     # the garbage collector need not walk it again, during the run or at exit.
     gc.freeze()
-    error = _ConsoleOnFirstUse(stderr=True)
-    out = _ConsoleOnFirstUse()
+    error: Any = _ConsoleOnFirstUse(stderr=True)
+    out: Any = _ConsoleOnFirstUse()
     if log_format not in ("text", "json"):
         _print_errors(
             ConfigError.one(
