@@ -252,3 +252,40 @@ def test_no_quoting_through_arrow_names_the_line_of_a_value_that_needs_quotes() 
         serializer.rows(batch)
     assert caught.value.details[0].where == "row from line 8"
     assert "'not, fine'" in caught.value.details[0].message
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.none(), st.sampled_from(_TRICKY), st.text()), max_size=12),
+    start=st.integers(0, 3),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    quote=st.sampled_from(['"', "'"]),
+    null_string=st.sampled_from(["", "NULL", "\\N"]),
+)
+def test_minimal_quoting_finds_by_bytes_the_values_the_pattern_finds(
+    texts: list[str | None], start: int, delimiter: str, quote: str, null_string: str
+) -> None:
+    """The scan of the text buffer quotes exactly the values that hold a structural character
+    or equal the empty or the null string, in a sliced array too."""
+    cfg = CsvSinkConfig(path="x.csv", delimiter=delimiter, quote=quote, null_string=null_string)
+    serializer = _Serializer(cfg)
+    values = pa.array(["x"] * start + texts, pa.string()).slice(start)
+    found = serializer._rows_needing_quotes(values)
+    assert found is not None
+    expected = [
+        v is not None
+        and (v in ("", null_string) or any(c in v for c in (delimiter, quote, "\r", "\n")))
+        for v in texts
+    ]
+    valid = [v is not None for v in texts]
+    assert [bool(f) for f, ok in zip(found, valid, strict=True) if ok] == [
+        e for e, ok in zip(expected, valid, strict=True) if ok
+    ]
+    quoted = serializer.field(values, "text", None).to_pylist()
+    for value, text, needs in zip(texts, quoted, expected, strict=True):
+        if value is None:
+            assert text == null_string
+        elif needs:
+            assert text == quote + value.replace(quote, quote * 2) + quote
+        else:
+            assert text == value

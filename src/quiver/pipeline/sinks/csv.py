@@ -190,6 +190,17 @@ def _arrow_options(cfg: CsvSinkConfig) -> pacsv.WriteOptions | None:
 _ARROW_BATCH_ROWS = 1 << 16
 
 
+def _offsets_and_text(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (``len + 1`` of them) and the bytes of its values, as views."""
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    offsets = offsets[values.offset : values.offset + len(values) + 1]
+    if data_buffer is None:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    return offsets, data
+
+
 class _Serializer:
     def __init__(self, cfg: CsvSinkConfig, *, arrow_writer: bool = True) -> None:
         self.cfg = cfg
@@ -199,6 +210,7 @@ class _Serializer:
         self.null_scalar = pa.scalar(cfg.null_string, pa.string())
         self.terminator_scalar = pa.scalar(cfg.line_terminator, pa.string())
         self.empty_scalar = pa.scalar("", pa.string())
+        self.quote_bytes = cfg.quote.encode()
         self.delimiter_scalar = pa.scalar(cfg.delimiter, pa.string())
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
@@ -206,15 +218,6 @@ class _Serializer:
         encoded = [part.encode() for part in parts]
         self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
         self.structural_texts = [e for e in encoded if len(e) > 1]
-
-    def _escape(self, values: pa.Array) -> pa.Array:
-        cfg = self.cfg
-        if cfg.escape:
-            values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
-            values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
-        else:
-            values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
-        return values
 
     def _unquotable(self, values: pa.Array) -> bool:
         """Whether a value holds what ``quoting: none`` cannot write as it is."""
@@ -246,40 +249,77 @@ class _Serializer:
                     values = pc.replace_substring(values, char, cfg.escape + char)
             out = values
         else:
-            if cfg.quoting == "minimal" and not self._may_need_quotes(values):
+            if cfg.quoting == "all":
+                out = self._quoted(values)
+            elif not self._may_need_quotes(values):
                 out = values
             else:
-                quoted = pc.binary_join_element_wise(
-                    self.quote_scalar, self._escape(values), self.quote_scalar, self.empty_scalar
-                )
-                if cfg.quoting == "all":
-                    out = quoted
-                else:
-                    needs = pc.or_(
-                        pc.match_substring_regex(values, self.pattern),
-                        pc.equal(values, self.null_scalar),
-                    )
-                    if cfg.null_string != "":
-                        needs = pc.or_(needs, pc.equal(values, self.empty_scalar))
-                    out = pc.if_else(needs, quoted, values)
+                out = self._quoted_where_needed(values)
         return pc.fill_null(out, self.null_scalar)
+
+    def _quoted(self, values: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(
+            self.quote_scalar, self._escape(values), self.quote_scalar, self.empty_scalar
+        )
+
+    def _quoted_where_needed(self, values: pa.Array) -> pa.Array:
+        needs = self._rows_needing_quotes(values)
+        if needs is None:
+            found = pc.or_(
+                pc.match_substring_regex(values, self.pattern),
+                pc.equal(values, self.null_scalar),
+            )
+            if self.cfg.null_string != "":
+                found = pc.or_(found, pc.equal(values, self.empty_scalar))
+            return pc.if_else(found, self._quoted(values), values)
+        count = int(np.count_nonzero(needs))
+        if count == 0:
+            return values
+        if count == len(values):  # a null is null in both, and written as the null string
+            return self._quoted(values)
+        return pc.if_else(pa.array(needs), self._quoted(values), values)
+
+    def _rows_needing_quotes(self, values: pa.Array) -> np.ndarray | None:
+        """Which values need quotes (the empty string, the null string, or a structural
+        character), found in the text buffer with NumPy when every structural character is
+        one byte; None otherwise (the caller matches the pattern)."""
+        if self.structural_texts:
+            return None
+        offsets, data = _offsets_and_text(values)
+        needs: np.ndarray = offsets[1:] == offsets[:-1]  # empty; a null stays null either way
+        if self.cfg.null_string:
+            same = pc.fill_null(pc.equal(values, self.null_scalar), False)
+            needs |= same.to_numpy(zero_copy_only=False)
+        if data.size:
+            hit = data == self.structural_bytes[0]
+            for byte in self.structural_bytes[1:]:
+                hit |= data == byte
+            at = np.flatnonzero(hit) + offsets[0]
+            needs[np.searchsorted(offsets, at, side="right") - 1] = True
+        return needs
+
+    def _escape(self, values: pa.Array) -> pa.Array:
+        cfg = self.cfg
+        if cfg.escape:
+            values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
+            values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
+        elif (
+            len(self.quote_bytes) > 1 or (_offsets_and_text(values)[1] == self.quote_bytes[0]).any()
+        ):
+            values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
+        return values
 
     def _may_need_quotes(self, values: pa.Array) -> bool:
         """Whether any value could need quotes, from one pass over the column's text buffer."""
         if len(values) == 0 or values.null_count == len(values):
             return False
-        _, offsets_buffer, data_buffer = values.buffers()
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
-        offsets = offsets[values.offset : values.offset + len(values) + 1]
+        offsets, data = _offsets_and_text(values)
         if (np.diff(offsets) == 0).any() and (
             values.null_count == 0 or pc.any(pc.equal(values, self.empty_scalar)).as_py()
         ):
             return True  # an empty string must be quoted to differ from a null
         if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
             return True
-        if data_buffer is None:
-            return False
-        data = np.frombuffer(data_buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
         if any((data == byte).any() for byte in self.structural_bytes):
             return True
         if self.structural_texts:
