@@ -241,14 +241,18 @@ def _parity_is_exact(
     if escaped is not None and escaped.size and np.isin(np.r_[q - 1, q + 1], escaped).any():
         return False
     n = a.size
-    starts = (d.delimiter, _NL, _CR) + ((d.quote,) if d.double_quote and d.quote else ())
+    # which bytes may stand beside a quote, as a table looked up byte by byte (np.isin sorts)
+    starts = np.zeros(256, dtype=bool)
+    starts[[d.delimiter, _NL, _CR]] = True
+    if d.double_quote and d.quote:
+        starts[d.quote] = True
     opens = q[0::2]
     inner = opens[opens > 0]
-    if not np.isin(a[inner - 1], starts).all():
+    if not starts[a[inner - 1]].all():
         return False
     closes = q[1::2]
     inner = closes[closes < n - 1]
-    return bool(np.isin(a[inner + 1], starts).all())
+    return bool(starts[a[inner + 1]].all())
 
 
 def _sequential_toggles(
