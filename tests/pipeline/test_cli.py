@@ -367,14 +367,25 @@ def test_a_failed_run_prints_its_error_once_with_the_fix(
 
 
 def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
-    """DuckDB, Parquet and the progress bar load only for the pipelines that need them."""
+    """DuckDB, Parquet, the progress bar, rich (nothing is printed), the FlowEngine translator
+    and its JavaScript codec load only for the pipelines that need them."""
     (tmp_path / "in.csv").write_text("id,qty\n1,5\n2,7\n")
     (tmp_path / "p.yaml").write_text(
         "source: {csv: {path: in.csv}}\n"
         "processors:\n  - select: {columns: [qty]}\n  - rename: {columns: {qty: amount}}\n"
         "sink: {csv: {path: out.csv}}\n"
     )
-    heavy = ["duckdb", "pyarrow.parquet", "rich.progress", "py_mini_racer", "pandas"]
+    heavy = [
+        "duckdb",
+        "pyarrow.parquet",
+        "rich",
+        "py_mini_racer",
+        "pandas",
+        "quiver.pipeline.flowengine",
+        "quiver.pipeline.js_runtime.codec",
+        "dateutil",
+        "numpy.ma",
+    ]
     script = (
         "import sys\nfrom quiver.cli import app\n"
         "try:\n    app(['run', 'p.yaml', '--quiet'])\nexcept SystemExit as exc:\n"

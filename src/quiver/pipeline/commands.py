@@ -99,6 +99,26 @@ def _console(*, stderr: bool = False) -> Any:
 _UNWRAPPED_WIDTH = 10_000
 
 
+class _ConsoleOnFirstUse:
+    """A :func:`_console` made when something is first printed: a quiet run that prints
+    nothing never imports rich."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_made", None)
+
+    def _console(self) -> Any:
+        if self._made is None:
+            object.__setattr__(self, "_made", _console(stderr=self._stderr))
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._console(), name, value)
+
+
 def escape(text: str) -> str:
     """Text shown verbatim by rich (square brackets are markup otherwise)."""
     from rich.markup import escape as rich_escape
@@ -192,8 +212,8 @@ def _run(
     # What the imports made (modules, classes, config schemas) lives as long as the process:
     # the garbage collector need not walk it again, during the run or at exit.
     gc.freeze()
-    error = _console(stderr=True)
-    out = _console()
+    error: Any = _ConsoleOnFirstUse(stderr=True)
+    out: Any = _ConsoleOnFirstUse()
     if log_format not in ("text", "json"):
         _print_errors(
             ConfigError.one(

@@ -42,7 +42,6 @@ from quiver.pipeline.component import (
     FileWriting,
     capabilities_of,
 )
-from quiver.pipeline.flowengine import translate as translate_flowengine
 from quiver.pipeline.path_map import PathMap, is_windows_path
 from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
@@ -379,6 +378,10 @@ def parse_pipeline(
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
     if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
+        # imported here: the translator and the JavaScript codec it uses load only for
+        # FlowEngine files
+        from quiver.pipeline.flowengine import translate as translate_flowengine
+
         data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines(), path_map)
         warnings.extend(fe_warnings)
         positions = Positions(file)

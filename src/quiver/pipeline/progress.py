@@ -6,11 +6,10 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from quiver.pipeline.engine import RunResult
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
 __all__ = ["RunProgress", "print_summary", "summary_line"]
