@@ -5,7 +5,11 @@ persistent session named by ``client_id``: messages published while it is away a
 broker for that session (QoS 1 and 2). Each QoS 1/2 message is acknowledged (PUBACK / PUBCOMP)
 only after the run's sinks committed it; a run that is killed before that acknowledges nothing,
 and the broker sends those messages again when the same ``client_id`` comes back. QoS 0
-messages are never sent again by a broker: what a killed run held of them is lost.
+messages are never sent again by a broker: what a killed run held of them is lost. Neither
+are QoS 2 messages a killed run held: in the QoS 2 handshake the receiver takes over a message
+before it can acknowledge it (PUBREC), so the broker only finishes the handshake. Subscribe
+with ``qos: 1`` (QoS 2 publications are then delivered as QoS 1) when a killed run must lose
+nothing.
 
 ``topic_field`` adds the topic of each message as a column, and ``topic_fields`` routes parts
 of the topic into columns of their own: the pattern ``sensors/{site}/{device}/#`` turns a
@@ -17,30 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import ssl
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
+from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig, TlsOptions
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import PermanentError, RetryableError
 
-__all__ = ["MqttReceiver", "MqttReceiverConfig", "MqttTls"]
+__all__ = ["MqttReceiver", "MqttReceiverConfig"]
 
 _NAME = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-
-
-class MqttTls(BaseModel):
-    """TLS to the broker."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ca_file: str | None = Field(None, description="CA certificates (PEM) to verify the broker.")
-    cert_file: str | None = Field(None, description="Client certificate (PEM).")
-    key_file: str | None = Field(None, description="Client key (PEM).")
-    insecure: bool = Field(False, description="Do not verify the broker's certificate.")
 
 
 class MqttReceiverConfig(ReceiverConfig):
@@ -60,7 +52,7 @@ class MqttReceiverConfig(ReceiverConfig):
     )
     username: str | None = Field(None, description="User name.")
     password: str | None = Field(None, description="Password.")
-    tls: MqttTls | None = Field(None, description="TLS settings (off when left out).")
+    tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
     keepalive: int = Field(60, ge=5, description="Seconds between keep-alive pings.")
     topic_field: str | None = Field(
         "mqtt_topic", description="Column holding each message's topic (null: none)."
@@ -153,13 +145,7 @@ class MqttReceiver(BrokerReceiver):
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=cfg.tls.ca_file,
-                certfile=cfg.tls.cert_file,
-                keyfile=cfg.tls.key_file,
-                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
+            client.tls_set_context(cfg.tls.context(ctx.base_dir))
         connected: asyncio.Future[Any] = loop.create_future()
         subscribed: asyncio.Future[Any] = loop.create_future()
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import ssl
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
@@ -36,7 +37,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
@@ -53,7 +54,7 @@ from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
 from quiver.runtime.errors import ConfigError
 
-__all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig"]
+__all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
 
 BodyFormat = Literal["json", "jsonl", "csv", "avro"]
 
@@ -67,6 +68,43 @@ class Message:
     label: str
     fields: dict[str, Any] = field(default_factory=dict)
     handle: Any = None
+
+
+class TlsOptions(BaseModel):
+    """TLS to a broker: the CA to verify it, and a client certificate when it asks for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: str | None = Field(
+        None, description="CA certificates (PEM) to verify the server; default: the system's."
+    )
+    cert_file: str | None = Field(None, description="Client certificate (PEM).")
+    key_file: str | None = Field(None, description="Client private key (PEM).")
+    insecure: bool = Field(False, description="Do not verify the server's certificate.")
+
+    def context(self, base_dir: str, *, server: bool = False) -> ssl.SSLContext:
+        """The SSL context (files relative to ``base_dir``); ConfigError naming a bad file."""
+        purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
+        try:
+            ctx = ssl.create_default_context(
+                purpose,
+                cafile=resolve_path(self.ca_file, base_dir) if self.ca_file else None,
+            )
+            if self.cert_file:
+                ctx.load_cert_chain(
+                    resolve_path(self.cert_file, base_dir),
+                    resolve_path(self.key_file, base_dir) if self.key_file else None,
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError.one(
+                f"cannot load the TLS files: {exc}",
+                "tls",
+                "check ca_file, cert_file and key_file (PEM files, relative to the pipeline)",
+            ) from exc
+        if self.insecure and not server:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
 
 class ReceiverConfig(ComponentConfig):
