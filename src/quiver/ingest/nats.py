@@ -4,7 +4,10 @@ With ``stream`` the receiver reads a JetStream stream through the durable pull c
 ``durable``: the server remembers how far it got, each message is acknowledged only after the
 run's sinks committed it, and what a killed run held is delivered again to the next run with
 the same ``durable`` (after ``ack_wait``, or at once for a run that failed: those messages are
-negatively acknowledged). Messages refused as bad rows are terminated (never redelivered).
+negatively acknowledged). While a run holds messages it tells the server it is still working
+on them every third of ``ack_wait``, so a long run gets no duplicates and a killed run's
+messages come back within ``ack_wait``. Messages refused as bad rows are terminated (never
+redelivered).
 
 Without ``stream`` it subscribes to core NATS subjects (``*`` and ``>`` wildcards, an optional
 ``queue`` group to share the work between receivers). Core NATS keeps nothing for a subscriber:
@@ -42,10 +45,10 @@ class NatsReceiverConfig(ReceiverConfig):
         None, description="JetStream: name of the durable consumer (needed with `stream`)."
     )
     ack_wait: float = Field(
-        3_600.0,
-        gt=0,
-        description="JetStream: seconds before an unacknowledged message is delivered again. "
-        "A run holds its messages until it commits, so keep it longer than a run.",
+        60.0,
+        ge=1,
+        description="JetStream: seconds after which the server delivers again a message that "
+        "a receiver that went away had not acknowledged.",
     )
     fetch_messages: int = Field(
         256, ge=1, description="JetStream: messages asked for in one pull request."
@@ -85,6 +88,8 @@ class NatsReceiver(BrokerReceiver):
         self._nc: Any = None
         self._sub: Any = None
         self._puller: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._pulling = False
 
     def _message(self, msg: Any) -> Message:
         fields = {self.cfg.subject_field: msg.subject} if self.cfg.subject_field else {}
@@ -138,14 +143,18 @@ class NatsReceiver(BrokerReceiver):
             )
         except Exception as exc:
             raise _nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
+        self._pulling = True
         self._puller = asyncio.create_task(self._pull(), name=f"{self.where} pull")
+        self._keeper = asyncio.create_task(self._keep(), name=f"{self.where} in progress")
 
-    async def _pull(self) -> None:
+    async def _pull(self, timeout: float = 1.0) -> None:
+        """Fetch messages until stopped. A fetch is never cancelled half-way: a pull request
+        the server still holds would take messages nobody reads (until ``ack_wait``)."""
         import nats.errors
 
-        while True:
+        while self._pulling:
             try:
-                batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=1.0)
+                batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=timeout)
             except nats.errors.TimeoutError:
                 continue
             except Exception:  # a reconnect in progress: try again
@@ -154,12 +163,25 @@ class NatsReceiver(BrokerReceiver):
             for msg in batch:
                 self._deliver(self._message(msg))
 
+    async def _keep(self) -> None:
+        """Tell the server the messages held are still being worked on (resets ack_wait)."""
+        while True:
+            await asyncio.sleep(self.cfg.ack_wait / 3)
+            for message in list(self._held):
+                with contextlib.suppress(Exception):
+                    await message.handle.in_progress()
+
     async def _unsubscribe(self) -> None:
         puller, self._puller = self._puller, None
         if puller is not None:
-            puller.cancel()
-            with contextlib.suppress(BaseException):
-                await puller
+            self._pulling = False
+            await puller
+            # what reached the subscription after the last fetch; then let that last pull
+            # request expire, so no message the receiver hands back goes to it
+            with contextlib.suppress(Exception):
+                for msg in await self._sub.fetch(self.cfg.fetch_messages, timeout=0.1):
+                    self._deliver(self._message(msg))
+            await asyncio.sleep(0.2)
         if self._sub is not None and self.cfg.stream is None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -184,10 +206,15 @@ class NatsReceiver(BrokerReceiver):
         await self._nc.flush()
 
     async def _disconnect(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
         nc, self._nc = self._nc, None
         if nc is not None:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.close()
 
 
 def _nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:
