@@ -33,12 +33,15 @@ async def test_offsets_are_committed_only_after_commit(
     topic, group = unique("t"), unique("g")
     await kafka_topic(kafka_broker, topic)
     await kafka_produce(kafka_broker, topic, [b'{"n": %d}' % i for i in range(25)])
-    opts = {"topics": [topic], "group_id": group, "metadata": ["topic", "offset"]}
+    opts = {"topics": [topic], "group_id": group, "metadata": ["topic", "offset", "timestamp"]}
 
     first = receiver(kafka_broker, **opts)
     table = await take(first, run_ctx)
     assert table.column("n").to_pylist() == list(range(25))
     assert table.column("kafka_offset").to_pylist() == list(range(25))
+    assert set(table.column("kafka_topic").to_pylist()) == {topic}
+    stamps = table.column("kafka_timestamp")
+    assert stamps.type == pa.timestamp("ms", "UTC") and stamps.null_count == 0
     await first.abort()
     await first.close()
 

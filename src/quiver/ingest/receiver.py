@@ -357,7 +357,9 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
         first = 0
         if any(records for _, records in parsed):
             if self._batcher is None:
-                self._batcher = RecordBatcher(self.where, self._csv_declared(parsed))
+                self._batcher = RecordBatcher(
+                    self.where, self._csv_declared(parsed), known=self.extra_types
+                )
             first = self._batcher.records + 1
             batch, errors = self._batcher.split([r for _, rs in parsed for r in rs])
             by_line = {e.line: e for e in errors}
