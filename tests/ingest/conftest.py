@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from ..pipeline.conftest import build, free_port, run_ctx, unique
+from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 
-__all__ = ["build", "free_port", "run_ctx", "unique"]
+__all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
 
 
 def _listening(port: int) -> bool:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pyarrow as pa
 import pytest_asyncio
 
 from quiver.ingest.amqp import AmqpReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
 from .conftest import build, unique
+from .conftest import read_all as take
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -54,11 +54,6 @@ async def prepare(names: dict[str, str], ctx: RunContext, **options: Any) -> Non
     r = receiver(names, idle_timeout=0.1, **options)
     await take(r, ctx)
     await r.close()
-
-
-async def take(r: AmqpReceiver, ctx: RunContext) -> pa.Table:
-    batches = [b async for b in r.batches(ctx)]
-    return pa.Table.from_batches(batches) if batches else pa.table({})
 
 
 async def test_bindings_route_into_the_queue_and_acks_follow_the_commit(

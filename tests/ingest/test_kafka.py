@@ -12,6 +12,7 @@ from quiver.ingest.kafka import KafkaReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
 from .conftest import build, kafka_produce, kafka_topic, unique
+from .conftest import read_all as take
 
 
 def receiver(servers: str, **options: Any) -> KafkaReceiver:
@@ -20,11 +21,6 @@ def receiver(servers: str, **options: Any) -> KafkaReceiver:
         {"bootstrap_servers": [servers], "idle_timeout": 3.0, "batch_seconds": 0.3, **options},
     )
     return r
-
-
-async def take(r: KafkaReceiver, ctx: RunContext) -> pa.Table:
-    batches = [b async for b in r.batches(ctx)]
-    return pa.Table.from_batches(batches) if batches else pa.table({})
 
 
 async def test_offsets_are_committed_only_after_commit(

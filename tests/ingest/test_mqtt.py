@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pyarrow as pa
 import pytest
 
 from quiver.ingest.mqtt import MqttReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
 from .conftest import build, mqtt_publish, unique
+from .conftest import read_all as take
 
 FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
 
@@ -18,11 +18,6 @@ FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
 def receiver(prefix: str, **options: object) -> MqttReceiver:
     r: MqttReceiver = build(MqttReceiver, {"topics": [f"{prefix}/#"], **FAST, **options})
     return r
-
-
-async def take(r: MqttReceiver, ctx: RunContext) -> pa.Table:
-    batches = [b async for b in r.batches(ctx)]
-    return pa.Table.from_batches(batches) if batches else pa.table({})
 
 
 async def open_session(prefix: str, client_id: str, ctx: RunContext, **options: object) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
 from .conftest import build, js_publish, unique
+from .conftest import read_all as take
 
 FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
 
@@ -19,11 +19,6 @@ FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
 def receiver(**options: Any) -> NatsReceiver:
     r: NatsReceiver = build(NatsReceiver, {**FAST, **options})
     return r
-
-
-async def take(r: NatsReceiver, ctx: RunContext) -> pa.Table:
-    batches = [b async for b in r.batches(ctx)]
-    return pa.Table.from_batches(batches) if batches else pa.table({})
 
 
 async def test_jetstream_durable_acknowledges_after_commit(

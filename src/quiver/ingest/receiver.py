@@ -31,16 +31,14 @@ import io
 import ssl
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.pipeline.component import (
-    LINE_COLUMN,
     Acknowledging,
     Closing,
     ComponentConfig,
@@ -50,6 +48,7 @@ from quiver.pipeline.component import (
     RunContext,
 )
 from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.messages import MessageRows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
 from quiver.runtime.errors import ConfigError
@@ -166,7 +165,7 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
         self._held: list[Message] = []  # handed on, not yet acknowledged
         self._refused: list[Message] = []  # set aside as rejected, not yet settled
         self._errors: list[RowError] = []
-        self._batcher: RecordBatcher | None = None
+        self._rows: MessageRows[Message] = MessageRows(self._batcher)
         self._avro: Any = None
         self._connected = False
 
@@ -352,39 +351,21 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
             if message.fields:
                 records = [{**r, **message.fields} if isinstance(r, dict) else r for r in records]
             parsed.append((message, records))
-        batch: pa.RecordBatch | None = None
-        by_line: dict[int | None, RowError] = {}
-        first = 0
-        if any(records for _, records in parsed):
-            if self._batcher is None:
-                self._batcher = RecordBatcher(
-                    self.where, self._csv_declared(parsed), known=self.extra_types
-                )
-            first = self._batcher.records + 1
-            batch, errors = self._batcher.split([r for _, rs in parsed for r in rs])
-            by_line = {e.line: e for e in errors}
-        refused_lines: list[int] = []
-        for message, records in parsed:
-            lines = range(first, first + len(records))
-            first += len(records)
-            bad = [by_line[n] for n in lines if n in by_line]
-            if bad:
-                reason = bad[0].reason + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-                self._refuse(message, reason, ctx, bad[0])
-                refused_lines.extend(lines)
-            else:
-                self._held.append(message)
-        if batch is not None and refused_lines:
-            drop = pa.array(refused_lines, pa.int64())
-            batch = batch.filter(pc.invert(pc.is_in(batch.column(LINE_COLUMN), drop)))
-        return batch if batch is not None and batch.num_rows else None
+        batch, taken, refused = self._rows.split(parsed)
+        self._held.extend(taken)
+        for message, error in refused:
+            self._refuse(message, error.reason, ctx, error)
+        return batch
 
-    def _csv_declared(self, parsed: list[tuple[Message, list[Any]]]) -> dict[str, str] | None:
+    def _batcher(self, records: Sequence[Any]) -> RecordBatcher:
+        return RecordBatcher(self.where, self._csv_declared(records), known=self.extra_types)
+
+    def _csv_declared(self, records: Sequence[Any]) -> dict[str, str] | None:
         """The declared columns; for CSV with a header row, the header's names as text."""
         declared = self._declared()
         if self.rcfg.format != "csv" or self.rcfg.columns:
             return declared
-        header = next((r for _, rs in parsed for r in rs if isinstance(r, dict)), {})
+        header = next((r for r in records if isinstance(r, dict)), {})
         types = dict(declared or {})
         return {n: types.get(n, "str") for n in header} | types
 
@@ -394,15 +375,7 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
         self.rejected += 1
         self._refused.append(message)
         ctx.log(f"{self.where}: message {message.label} rejected: {reason}", "warning")
-        self._errors.append(
-            RowError(
-                error.line if error is not None else None,
-                f"message {message.label}: {reason}",
-                error.column if error is not None else None,
-                error.value if error is not None else None,
-                {"body": message.body.decode("utf-8", "replace")},
-            )
-        )
+        self._errors.append(refusal(message.label, message.body, reason, error))
 
     def take_errors(self) -> list[RowError]:
         errors, self._errors = self._errors, []
