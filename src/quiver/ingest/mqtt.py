@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig, TlsOptions
+from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import PermanentError, RetryableError
 
@@ -52,7 +52,6 @@ class MqttReceiverConfig(ReceiverConfig):
     )
     username: str | None = Field(None, description="User name.")
     password: str | None = Field(None, description="Password.")
-    tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
     keepalive: int = Field(60, ge=5, description="Seconds between keep-alive pings.")
     topic_field: str | None = Field(
         "mqtt_topic", description="Column holding each message's topic (null: none)."

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig, TlsOptions
+from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 
@@ -62,7 +62,6 @@ class NatsReceiverConfig(ReceiverConfig):
     token: str | None = Field(None, description="Authentication token.")
     creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
     nkeys_seed: str | None = Field(None, description="NKey seed file.")
-    tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
 
     @model_validator(mode="after")
     def _durable_with_stream(self) -> NatsReceiverConfig:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import os
 import ssl
 import time
 from abc import abstractmethod
@@ -40,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.pipeline.component import (
     Acknowledging,
+    Checking,
     Closing,
     ComponentConfig,
     Draining,
@@ -51,7 +53,7 @@ from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.messages import MessageRows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
-from quiver.runtime.errors import ConfigError
+from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
 
@@ -136,6 +138,7 @@ class ReceiverConfig(ComponentConfig):
         description="End the run when no message comes for this many seconds (default: "
         "wait until stopped).",
     )
+    tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
     max_messages: int | None = Field(
         None,
         ge=1,
@@ -144,7 +147,7 @@ class ReceiverConfig(ComponentConfig):
     )
 
 
-class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
+class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
     """Base of the broker receivers; see the module's doc.
 
     A subclass sets ``where`` and implements :meth:`_subscribe` (connect and start delivering
@@ -222,6 +225,26 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
             if left:
                 await self._release(left)
 
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        """The Avro schema file and the TLS files, read before any message is taken."""
+        problems: list[ErrorDetail] = []
+        try:
+            self._load_avro(ctx)
+        except ConfigError as exc:
+            problems.extend(exc.details)
+        tls = self.rcfg.tls
+        files = (tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else ()
+        for option, name in zip(("ca_file", "cert_file", "key_file"), files, strict=False):
+            if name and not os.path.isfile(resolve_path(name, ctx.base_dir)):
+                problems.append(
+                    ErrorDetail(
+                        f"tls.{option}: file not found: {resolve_path(name, ctx.base_dir)}",
+                        "",
+                        "point it at a PEM file (relative paths start at the pipeline file)",
+                    )
+                )
+        return problems
+
     def drain(self) -> None:
         """Stop taking messages: the batches end with what was received so far."""
         self._stopped.set()
@@ -279,8 +302,8 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing):
                 self._avro = fastavro.parse_schema(orjson.loads(fh.read()))
         except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
             raise ConfigError.one(
-                f"cannot read the Avro schema {path}: {exc}",
-                f"{self.where}: avro_schema",
+                f"avro_schema: cannot read the Avro schema {path}: {exc}",
+                "",
                 "point avro_schema at a valid .avsc file (JSON)",
             ) from exc
 
