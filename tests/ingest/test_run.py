@@ -198,3 +198,40 @@ def test_a_killed_run_loses_nothing(broker: Broker, tmp_path: Path) -> None:
     _, stderr = again.communicate(timeout=90)
     assert again.returncode == 0, stderr
     assert numbers(tmp_path / "out/again.jsonl") == list(range(50))
+
+
+def test_websocket_clients_get_their_ack_when_sigterm_commits(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    from .conftest import free_port
+
+    port = free_port()
+    (tmp_path / "ws.yaml").write_text(
+        f"source: {{websocket: {{port: {port}, batch_seconds: 0.2}}}}\n"
+        "sink: {jsonl: {path: out/ws.jsonl}}\n"
+    )
+    proc = subprocess.Popen(
+        [*QUIVER, "run", "ws.yaml", "--quiet"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ws = connect(f"ws://127.0.0.1:{port}/")
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+    with ws:
+        ws.send("\n".join(json.dumps({"n": i}) for i in range(10)))
+        ws.send(json.dumps({"n": 10}))
+        settle(1.0)
+        proc.send_signal(signal.SIGTERM)
+        assert json.loads(ws.recv(timeout=30)) == {"acked": 2}
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert numbers(tmp_path / "out/ws.jsonl") == list(range(11))
