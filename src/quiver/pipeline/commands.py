@@ -272,7 +272,7 @@ def _run(
     async def main() -> None:
         task = asyncio.current_task()
         assert task is not None
-        stops.attach(task)
+        stops.attach(task, engine.drain if engine.drains else None)
         try:
             with progress:
                 await engine.run()

@@ -36,6 +36,7 @@ __all__ = [
     "ComponentInfo",
     "ComponentKind",
     "Concurrent",
+    "Draining",
     "FileReading",
     "FileWriting",
     "Flushing",
@@ -219,6 +220,19 @@ class Acknowledging(Protocol):
     async def abort(self) -> None: ...
 
 
+class Draining(Protocol):
+    """A source reading an input with no end of its own (a broker, a socket) that can end it.
+
+    On SIGINT / SIGTERM ``quiver run`` calls ``drain`` instead of cancelling the run when every
+    source of the pipeline declares it: the source stops taking input, hands on what it holds
+    and ends its batches. The run then finishes as if the input had ended: the sinks commit,
+    then ``commit`` (:class:`Acknowledging`) settles what was read. ``drain`` is called on the
+    event loop and returns at once.
+    """
+
+    def drain(self) -> None: ...
+
+
 class RowRejecting(Protocol):
     """A source setting aside rows it could not read (malformed lines), for the rejects file.
 
@@ -258,6 +272,7 @@ HOOKS: tuple[type[Any], ...] = (
     Closing,
     Checking,
     Acknowledging,
+    Draining,
     RowRejecting,
     ByteCounting,
     FileReading,

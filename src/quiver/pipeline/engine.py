@@ -42,6 +42,7 @@ from quiver.pipeline.component import (
     Acknowledging,
     ByteCounting,
     Closing,
+    Draining,
     Flushing,
     Processor,
     ProcessorOutput,
@@ -283,8 +284,27 @@ class PipelineEngine:
         self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
         # per unit: (step, output) -> an empty batch, or None once rows went out (see _emit)
         self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
+        self._sources: dict[str, Any] = {}  # the current unit's source components
+        self._draining = False
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def drains(self) -> bool:
+        """Whether a stop signal can end this run gracefully: every source declares
+        :class:`~quiver.pipeline.component.Draining` (brokers, sockets) and this is no dry run."""
+        sources = self.plan.sources
+        return bool(sources) and self.dry_run is None and all(s.drains for s in sources)
+
+    def drain(self) -> None:
+        """End the run as if its input had ended: each source stops taking input and hands on
+        what it holds; then the sinks commit and the sources acknowledge. Call on the loop."""
+        if not self._draining:
+            self._draining = True
+            self.log.event("run_draining", "stop requested: draining the sources", level="info")
+        for name, component in self._sources.items():
+            if self.plan.steps[name].drains:
+                cast(Draining, component).drain()
 
     async def run(self) -> RunResult:
         """Run to the end. Raises RunFailedError / QuiverError on failure (sinks aborted)."""
@@ -380,6 +400,9 @@ class PipelineEngine:
         if unit.file is not None:
             self.log.event("input_started", f"reading {unit.file}", input=unit.file)
         comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
+        self._sources = {s.name: comps[s.name] for s in plan.sources}
+        if self._draining:  # a stop came between two units
+            self.drain()
         self._queues = {
             name: asyncio.Queue(maxsize=plan.queue_batches * max(1, step.inputs))
             for name, step in plan.steps.items()
