@@ -20,6 +20,7 @@ Builtin = tuple[ComponentKind, str, str, dict[str, Any]]
 _S = "quiver.pipeline.sources"
 _P = "quiver.pipeline.processors"
 _K = "quiver.pipeline.sinks"
+_I = "quiver.ingest"
 
 BUILTINS: list[Builtin] = [
     # sources
@@ -33,6 +34,8 @@ BUILTINS: list[Builtin] = [
     ("source", "rest", f"{_S}.rest:RestSource", {}),
     ("source", "rabbitmq", f"{_S}.rabbitmq:RabbitMqSource", {}),
     ("source", "s3", f"{_S}.s3:S3Source", {}),
+    # telemetry receivers
+    ("source", "otlp", f"{_I}.otlp.source:OtlpSource", {}),
     # processors
     ("processor", "validate", f"{_P}.validate:ValidateProcessor", {}),
     ("processor", "select", f"{_P}.select:SelectProcessor", {}),

@@ -239,7 +239,7 @@ def _run(
     async def main() -> None:
         task = asyncio.current_task()
         assert task is not None
-        stops.attach(task)
+        stops.attach(task, engine.stop if engine.stops_gracefully else None)
         try:
             with progress:
                 await engine.run()

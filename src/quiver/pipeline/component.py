@@ -47,6 +47,7 @@ __all__ = [
     "Sink",
     "Source",
     "Starting",
+    "Stopping",
     "capabilities_of",
     "component_info",
     "processor",
@@ -209,6 +210,17 @@ class Acknowledging(Protocol):
     async def abort(self) -> None: ...
 
 
+class Stopping(Protocol):
+    """A source that runs until it is stopped (a network receiver).
+
+    On the first SIGINT / SIGTERM the engine calls ``stop`` instead of cancelling the run: the
+    source stops taking data, hands on what it took and ends its batches; the sinks then
+    commit as at the end of any run. A second signal cancels the run.
+    """
+
+    def stop(self) -> None: ...
+
+
 class RowRejecting(Protocol):
     """A source setting aside rows it could not read (malformed lines), for the rejects file.
 
@@ -248,6 +260,7 @@ HOOKS: tuple[type[Any], ...] = (
     Closing,
     Checking,
     Acknowledging,
+    Stopping,
     RowRejecting,
     ByteCounting,
     FileReading,

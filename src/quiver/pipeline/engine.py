@@ -51,6 +51,7 @@ from quiver.pipeline.component import (
     Sink,
     Source,
     Starting,
+    Stopping,
     schema_without_line,
     without_line,
 )
@@ -281,8 +282,23 @@ class PipelineEngine:
         self._originals: _OriginalRows | None = None  # per unit, see _keeps_original_rows
         # per unit: (step, output) -> an empty batch, or None once rows went out (see _emit)
         self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
+        self._comps: dict[str, Any] = {}
+        self._stopping = False
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def stops_gracefully(self) -> bool:
+        """Whether a source runs until stopped (:class:`Stopping`): a stop signal then calls
+        :meth:`stop` instead of cancelling the run."""
+        return any(s.stops for s in self.plan.sources)
+
+    def stop(self) -> None:
+        """Ask the sources that run until stopped to finish; the run then commits."""
+        self._stopping = True
+        for step in self.plan.sources:
+            if step.stops and step.name in self._comps:
+                cast(Stopping, self._comps[step.name]).stop()
 
     async def run(self) -> RunResult:
         """Run to the end. Raises RunFailedError / QuiverError on failure (sinks aborted)."""
@@ -378,6 +394,9 @@ class PipelineEngine:
         if unit.file is not None:
             self.log.event("input_started", f"reading {unit.file}", input=unit.file)
         comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
+        self._comps = comps
+        if self._stopping:
+            self.stop()
         self._queues = {
             name: asyncio.Queue(maxsize=plan.queue_batches * max(1, step.inputs))
             for name, step in plan.steps.items()

@@ -10,6 +10,10 @@ run has not finished its clean-up :data:`STOP_SECONDS` after the signal (or on a
 signal) the process exits at once with the same code; no final output has been written then
 either (outputs are renamed into place only on commit), and the next run writing the same
 paths removes the temporary files left.
+
+A run whose source runs until stopped (a network receiver) is not cancelled by the first
+signal: the source is asked to finish (``graceful``), and the run commits what it took, with
+:data:`GRACEFUL_STOP_SECONDS` to do so; a second signal ends the process at once.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NoReturn
 
-__all__ = ["STOP_SECONDS", "StopSignals", "exit_code_of"]
+__all__ = ["GRACEFUL_STOP_SECONDS", "STOP_SECONDS", "StopSignals", "exit_code_of"]
 
 #: Seconds between a stop signal and the end of the process, clean-up included.
 STOP_SECONDS = 0.9
+#: The same for a run stopped gracefully (a receiver finishing its requests and committing).
+GRACEFUL_STOP_SECONDS = 60.0
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _MESSAGE = b"interrupted: the run was stopped; no output was written\n"
 
@@ -49,6 +56,7 @@ class StopSignals:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
+        self._graceful: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._previous: dict[int, Any] = {}
         self._previous_fd = -1
@@ -60,14 +68,21 @@ class StopSignals:
         """130 / 143 once a stop signal came, else None."""
         return None if self.received is None else exit_code_of(self.received)
 
-    def attach(self, task: asyncio.Task[object]) -> None:
-        """The task to cancel on a stop signal (the run); cancelled at once if one came."""
+    def attach(
+        self, task: asyncio.Task[object], graceful: Callable[[], None] | None = None
+    ) -> None:
+        """The task to cancel on a stop signal (the run); cancelled at once if one came.
+
+        With ``graceful``, the first signal calls it (in the task's loop) instead, and the run
+        has :data:`GRACEFUL_STOP_SECONDS` to end by itself.
+        """
         with self._lock:
             self._loop = task.get_loop()
             self._task = task
+            self._graceful = graceful
             late = self.received is not None
         if late:
-            task.cancel()
+            graceful() if graceful is not None else task.cancel()
 
     def detach(self) -> None:
         with self._lock:
@@ -151,12 +166,15 @@ class StopSignals:
     def _stop(self, signum: int) -> None:
         with self._lock:
             self.received = signum
-            loop, task = self._loop, self._task
+            loop, task, graceful = self._loop, self._task, self._graceful
+        seconds = self.seconds
         if loop is not None and task is not None:
+            if graceful is not None:
+                seconds = max(seconds, GRACEFUL_STOP_SECONDS)
             # RuntimeError: the loop has closed, the command is finishing already
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-        deadline = time.monotonic() + self.seconds
+                loop.call_soon_threadsafe(graceful or task.cancel)
+        deadline = time.monotonic() + seconds
         while not self._finished.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
