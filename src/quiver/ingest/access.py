@@ -52,6 +52,15 @@ class TlsConfig(ComponentConfig):
         None, description="PEM CA bundle; when set, clients must present a certificate it signed."
     )
 
+    def resolved(self, base_dir: str) -> TlsConfig:
+        """The same options with relative paths taken from ``base_dir`` (the pipeline's)."""
+        update = {
+            name: os.path.join(base_dir, path)
+            for name in ("cert_file", "key_file", "client_ca_file")
+            if (path := getattr(self, name)) is not None
+        }
+        return self.model_copy(update=update)
+
     def check_files(self, where: str) -> list[tuple[str, str]]:
         """``(where, problem)`` for each file that cannot be read."""
         problems = []

@@ -52,12 +52,22 @@ class OtlpSource(Acknowledging, Checking, Stopping):
 
     # ------------------------------------------------------------------ hooks
 
+    def _resolve_paths(self, base_dir: str) -> None:
+        """TLS files named relative to the pipeline file's directory."""
+        update = {}
+        for name in ("grpc", "http"):
+            listener = getattr(self.cfg, name)
+            if listener is not None and listener.tls is not None:
+                update[name] = listener.model_copy(update={"tls": listener.tls.resolved(base_dir)})
+        self.cfg = self.cfg.model_copy(update=update)
+
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        self._resolve_paths(ctx.base_dir)
         problems = []
         for name in ("grpc", "http"):
             listener = getattr(self.cfg, name)
             if listener is not None and listener.tls is not None:
-                for where, problem in listener.tls.check_files(name):
+                for where, problem in listener.tls.check_files(f"otlp.{name}"):
                     problems.append(
                         ErrorDetail(problem, where, "give the path of a readable PEM file")
                     )
@@ -88,6 +98,7 @@ class OtlpSource(Acknowledging, Checking, Stopping):
         return os.path.join(ctx.base_dir, path)
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        self._resolve_paths(ctx.base_dir)
         cfg = self.cfg
         spool = Spool(
             self.spool_path(ctx),
