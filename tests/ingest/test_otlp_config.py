@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from quiver.runtime.errors import QuiverError
 from tests.e2e.conftest import QuiverRunner, quiver
+from tests.ingest.conftest import Receiver
 
 __all__ = ["quiver"]
 
@@ -67,3 +73,26 @@ def test_a_malformed_endpoint_is_refused(quiver: QuiverRunner, tmp_path: Path) -
         "source:\n  otlp: {http: {endpoint: 'localhost'}}\nsink:\n  parquet: {path: t.parquet}\n",
     )
     assert "'localhost' is not host:port (e.g. 127.0.0.1:4318)" in output
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_port_in_use_fails_the_run_naming_the_endpoint(
+    receiver: Callable[..., Receiver], transport: str
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        endpoint = f"127.0.0.1:{busy.getsockname()[1]}"
+        try:  # the run fails while starting, or right after its other port opened
+            rec = receiver(**{transport: {"endpoint": endpoint}})
+            assert rec.done.wait(30), "the run went on although its port is taken"
+            error = rec.error
+        except QuiverError as exc:
+            error = exc
+    assert isinstance(error, QuiverError)
+    [detail] = error.details
+    assert detail.where == f"source otlp.{transport}.endpoint"
+    assert detail.message.endswith(f"cannot listen on {endpoint}: the address is in use") or (
+        detail.message.endswith(f"cannot listen on {endpoint}: Address already in use")
+    )
+    assert "choose another endpoint" in detail.fix

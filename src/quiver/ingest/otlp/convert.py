@@ -95,6 +95,10 @@ def value_text(value: AnyValue) -> str | None:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
     if kind is None:
         return None
     if kind == "bytes_value":
@@ -159,74 +163,101 @@ _COMMON = (
 # ----------------------------------------------------------------------------- traces
 
 
+_SPAN_COLUMNS = (
+    *_COMMON,
+    "trace_id",
+    "span_id",
+    "flags",
+    "parent_span_id",
+    "trace_state",
+    "span_name",
+    "span_kind",
+    "end_time",
+    "duration_ns",
+    "status_code",
+    "status_message",
+    "events",
+    "links",
+    "dropped_events_count",
+    "dropped_links_count",
+)
+
+
 def _spans(request: ExportTraceServiceRequest) -> Conversion:
     out = Conversion(None)
-    cols = _Columns(
-        (
-            *_COMMON,
-            "trace_id",
-            "span_id",
-            "flags",
-            "parent_span_id",
-            "trace_state",
-            "span_name",
-            "span_kind",
-            "end_time",
-            "duration_ns",
-            "status_code",
-            "status_message",
-            "events",
-            "links",
-            "dropped_events_count",
-            "dropped_links_count",
-        )
+    cols = _Columns(_SPAN_COLUMNS)
+    c = {name: values.append for name, values in cols.data.items()}
+    signal, time, service_name = c["signal"], c["time"], c["service_name"]
+    resource_attributes, scope_name = c["resource_attributes"], c["scope_name"]
+    scope_version, scope_attributes = c["scope_version"], c["scope_attributes"]
+    attributes, dropped_attributes = c["attributes"], c["dropped_attributes_count"]
+    trace_id, span_id, flags, parent_span_id = (
+        c["trace_id"],
+        c["span_id"],
+        c["flags"],
+        c["parent_span_id"],
     )
+    trace_state, span_name, span_kind = c["trace_state"], c["span_name"], c["span_kind"]
+    end_time, duration, status_code = c["end_time"], c["duration_ns"], c["status_code"]
+    status_message, events, links = c["status_message"], c["events"], c["links"]
+    dropped_events, dropped_links = c["dropped_events_count"], c["dropped_links_count"]
     for r, rs in enumerate(request.resource_spans):
         res_attrs = _attrs(rs.resource.attributes)
         service = _service(rs.resource.attributes)
         for s, ss in enumerate(rs.scope_spans):
             scope = ss.scope
             scope_attrs = _attrs(scope.attributes)
+            sname, sversion = scope.name or None, scope.version or None
             for i, span in enumerate(ss.spans):
-                problem = (
-                    _id_problem("trace_id", span.trace_id, 16, True)
-                    or _id_problem("span_id", span.span_id, 8, True)
-                    or _id_problem("parent_span_id", span.parent_span_id, 8, False)
-                )
-                if problem:
-                    out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", problem)
+                tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
+                if (
+                    len(tid) != 16
+                    or tid == _ZERO_TRACE
+                    or len(sid) != 8
+                    or sid == _ZERO_SPAN
+                    or (pid and len(pid) != 8)
+                ):
+                    problem = (
+                        _id_problem("trace_id", tid, 16, True)
+                        or _id_problem("span_id", sid, 8, True)
+                        or _id_problem("parent_span_id", pid, 8, False)
+                    )
+                    out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                cols.add(
-                    signal="traces",
-                    time=start,
-                    service_name=service,
-                    resource_attributes=res_attrs,
-                    scope_name=scope.name or None,
-                    scope_version=scope.version or None,
-                    scope_attributes=scope_attrs,
-                    attributes=_attrs(span.attributes),
-                    dropped_attributes_count=span.dropped_attributes_count,
-                    trace_id=span.trace_id.hex(),
-                    span_id=span.span_id.hex(),
-                    flags=span.flags,
-                    parent_span_id=_hex(span.parent_span_id),
-                    trace_state=span.trace_state or None,
-                    span_name=span.name,
-                    span_kind=_name(_SPAN_KINDS, span.kind),
-                    end_time=end,
-                    duration_ns=end - start if start and end else None,
-                    status_code=_name(_STATUS_CODES, span.status.code),
-                    status_message=span.status.message or None,
-                    events=[
+                signal("traces")
+                time(start)
+                service_name(service)
+                resource_attributes(res_attrs)
+                scope_name(sname)
+                scope_version(sversion)
+                scope_attributes(scope_attrs)
+                attributes(_attrs(span.attributes))
+                dropped_attributes(span.dropped_attributes_count)
+                trace_id(tid.hex())
+                span_id(sid.hex())
+                flags(span.flags)
+                parent_span_id(pid.hex() if pid else None)
+                trace_state(span.trace_state or None)
+                span_name(span.name)
+                span_kind(_name(_SPAN_KINDS, span.kind))
+                end_time(end)
+                duration(end - start if start and end else None)
+                status = span.status
+                status_code(_name(_STATUS_CODES, status.code))
+                status_message(status.message or None)
+                events(
+                    [
                         {
                             "time": e.time_unix_nano or None,
                             "name": e.name,
                             "attributes": _attrs(e.attributes),
                         }
                         for e in span.events
-                    ],
-                    links=[
+                    ]
+                )
+                links(
+                    [
                         {
                             "trace_id": _hex(link.trace_id),
                             "span_id": _hex(link.span_id),
@@ -234,10 +265,11 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
                             "attributes": _attrs(link.attributes),
                         }
                         for link in span.links
-                    ],
-                    dropped_events_count=span.dropped_events_count,
-                    dropped_links_count=span.dropped_links_count,
+                    ]
                 )
+                dropped_events(span.dropped_events_count)
+                dropped_links(span.dropped_links_count)
+                cols.rows += 1
     return _finish(out, cols)
 
 

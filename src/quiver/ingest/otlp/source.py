@@ -135,8 +135,8 @@ class OtlpSource(Acknowledging, Checking, Stopping):
             self.grpc = GrpcReceiver(self.intake, cfg.grpc, cfg.auth, cfg.signals)
             try:
                 port = self.grpc.bind()
-            except RuntimeError as exc:
-                raise _bind_error("grpc", cfg.grpc.endpoint, str(exc)) from exc
+            except RuntimeError as exc:  # grpc says no more than "Failed to bind"
+                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use") from exc
             if not port:
                 raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use")
             self.grpc_port = port
@@ -147,7 +147,8 @@ class OtlpSource(Acknowledging, Checking, Stopping):
             try:
                 sock = socket.create_server((host, port), reuse_port=False)
             except OSError as exc:
-                raise _bind_error("http", cfg.http.endpoint, exc.strerror or str(exc)) from exc
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise _bind_error("http", cfg.http.endpoint, reason) from exc
             self.http_port = sock.getsockname()[1]
             app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals)
             self.http = HttpReceiver(app, cfg.http, sock)
