@@ -93,6 +93,15 @@ METRICS: dict[str, Any] = {
                                         "startTimeUnixNano": T0,
                                         "timeUnixNano": str(T1),
                                         "attributes": [_str("my.counter.attr", "v")],
+                                        "exemplars": [
+                                            {
+                                                "timeUnixNano": str(T0),
+                                                "asInt": "4",
+                                                "traceId": TRACE_ID,
+                                                "spanId": SPAN_ID,
+                                                "filteredAttributes": [_str("user", "u1")],
+                                            }
+                                        ],
                                     }
                                 ],
                             },

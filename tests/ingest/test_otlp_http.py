@@ -117,6 +117,16 @@ def test_the_specifications_json_payloads_are_read_field_by_field(
         True,
     )
     assert (m["my.counter"]["start_time"], m["my.counter"]["time"]) == (payloads.T0, payloads.T1)
+    [exemplar] = m["my.counter"]["exemplars"]
+    assert exemplar == {
+        "time": payloads.T0,
+        "value_double": None,
+        "value_int": 4,
+        "trace_id": payloads.TRACE_ID.lower(),
+        "span_id": payloads.SPAN_ID.lower(),
+        "filtered_attributes": [("user", "u1")],
+    }
+    assert m["my.gauge"]["exemplars"] == [] and m["my.summary"]["exemplars"] is None
     assert (m["my.gauge"]["metric_type"], m["my.gauge"]["value_int"]) == ("gauge", 10)
     hist = m["my.histogram"]
     assert (hist["count"], hist["sum"], hist["bucket_counts"], hist["explicit_bounds"]) == (

@@ -44,6 +44,16 @@ _LINK = pa.struct(
         pa.field("attributes", _ATTRS),
     ]
 )
+_EXEMPLAR = pa.struct(
+    [
+        pa.field("time", _TS),
+        pa.field("value_double", pa.float64()),
+        pa.field("value_int", pa.int64()),
+        pa.field("trace_id", pa.string()),
+        pa.field("span_id", pa.string()),
+        pa.field("filtered_attributes", _ATTRS),
+    ]
+)
 _QUANTILE = pa.struct([pa.field("quantile", pa.float64()), pa.field("value", pa.float64())])
 
 #: Every column, in order. The comments say which signal fills it.
@@ -98,6 +108,7 @@ TELEMETRY_SCHEMA = pa.schema(
         pa.field("negative_offset", pa.int32()),
         pa.field("negative_bucket_counts", pa.list_(pa.int64())),
         pa.field("quantile_values", pa.list_(_QUANTILE)),  # summary
+        pa.field("exemplars", pa.list_(_EXEMPLAR)),  # gauge / sum / histogram points
         # logs
         pa.field("observed_time", _TS),
         pa.field("severity_number", pa.int32()),

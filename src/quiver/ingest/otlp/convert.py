@@ -312,6 +312,7 @@ _METRIC_COLUMNS = (
     "negative_offset",
     "negative_bucket_counts",
     "quantile_values",
+    "exemplars",
 )
 
 
@@ -366,6 +367,8 @@ def _point(kind: str, p: Any) -> dict[str, Any]:
         "attributes": _attrs(p.attributes),
         "flags": p.flags,
     }
+    if kind != "summary":
+        row["exemplars"] = [_exemplar(e) for e in p.exemplars]
     if kind in ("gauge", "sum"):
         which = p.WhichOneof("value")
         if which == "as_double":
@@ -394,6 +397,18 @@ def _point(kind: str, p: Any) -> dict[str, Any]:
     row["negative_offset"] = p.negative.offset
     row["negative_bucket_counts"] = list(p.negative.bucket_counts)
     return row
+
+
+def _exemplar(e: Any) -> dict[str, Any]:
+    which = e.WhichOneof("value")
+    return {
+        "time": e.time_unix_nano or None,
+        "value_double": e.as_double if which == "as_double" else None,
+        "value_int": e.as_int if which == "as_int" else None,
+        "trace_id": _hex(e.trace_id),
+        "span_id": _hex(e.span_id),
+        "filtered_attributes": _attrs(e.filtered_attributes),
+    }
 
 
 # ----------------------------------------------------------------------------- logs
