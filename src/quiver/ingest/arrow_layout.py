@@ -121,8 +121,9 @@ TELEMETRY_SCHEMA = pa.schema(
 _TIME_COLUMNS = frozenset(f.name for f in TELEMETRY_SCHEMA if pa.types.is_timestamp(f.type))
 
 
-def telemetry_batch(columns: Mapping[str, list[Any]], rows: int) -> pa.RecordBatch:
-    """A RecordBatch of :data:`TELEMETRY_SCHEMA` from ``columns`` (name -> ``rows`` values).
+def telemetry_batch(columns: Mapping[str, list[Any] | pa.Array], rows: int) -> pa.RecordBatch:
+    """A RecordBatch of :data:`TELEMETRY_SCHEMA` from ``columns`` (name -> ``rows`` values,
+    as a list or an Arrow array of the column's type).
 
     Columns left out are all null. Times are integers of nanoseconds since the epoch, and 0
     (unset in OTLP) becomes null.
@@ -138,6 +139,9 @@ def telemetry_batch(columns: Mapping[str, list[Any]], rows: int) -> pa.RecordBat
             continue
         if len(values) != rows:
             raise ValueError(f"column {f.name!r} has {len(values)} values for {rows} rows")
+        if isinstance(values, pa.Array):
+            arrays.append(values)
+            continue
         if f.name in _TIME_COLUMNS:
             values = [v or None for v in values]
         arrays.append(pa.array(values, f.type))

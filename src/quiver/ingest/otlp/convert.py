@@ -110,6 +110,53 @@ def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:
     return [(kv.key, value_text(kv.value)) for kv in kvs]
 
 
+class _AttributeColumn:
+    """A ``map<string, string>`` column built flat (offsets, keys, values): no tuple or list
+    per row, and one Arrow conversion per batch."""
+
+    def __init__(self) -> None:
+        self.offsets = [0]
+        self.keys: list[str] = []
+        self.values: list[str | None] = []
+
+    def add(self, kvs: Iterable[KeyValue]) -> None:
+        keys, values = self.keys, self.values
+        for kv in kvs:
+            keys.append(kv.key)
+            value = kv.value
+            if value.WhichOneof("value") == "string_value":
+                values.append(value.string_value)
+            else:
+                values.append(value_text(value))
+        self.offsets.append(len(keys))
+
+    def finish(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, pa.string()),
+        )
+
+
+class _Repeated:
+    """A column whose values repeat (resource and scope fields): each distinct value is
+    converted once and the rows take it by index."""
+
+    def __init__(self) -> None:
+        self.distinct: list[Any] = []
+        self.rows: list[int] = []
+
+    def new(self, value: Any) -> None:
+        self.distinct.append(value)
+
+    def add(self, rows: int) -> None:
+        """``rows`` more rows take the last distinct value."""
+        self.rows.extend([len(self.distinct) - 1] * rows)
+
+    def finish(self, kind: pa.DataType) -> pa.Array:
+        return pa.array(self.distinct, kind).take(pa.array(self.rows, pa.int32()))
+
+
 def _service(kvs: Iterable[KeyValue]) -> str | None:
     for kv in kvs:
         if kv.key == "service.name":
@@ -163,6 +210,12 @@ _COMMON = (
 # ----------------------------------------------------------------------------- traces
 
 
+_ATTRS_TYPE = pa.map_(pa.string(), pa.string())
+_RESOURCE_TYPE = pa.struct([("service_name", pa.string()), ("attributes", _ATTRS_TYPE)])
+_SCOPE_TYPE = pa.struct(
+    [("name", pa.string()), ("version", pa.string()), ("attributes", _ATTRS_TYPE)]
+)
+
 _SPAN_COLUMNS = (
     *_COMMON,
     "trace_id",
@@ -185,12 +238,12 @@ _SPAN_COLUMNS = (
 
 def _spans(request: ExportTraceServiceRequest) -> Conversion:
     out = Conversion(None)
-    cols = _Columns(_SPAN_COLUMNS)
+    cols = _Columns(
+        c for c in _SPAN_COLUMNS if c not in _COMMON or c in ("time", "dropped_attributes_count")
+    )
     c = {name: values.append for name, values in cols.data.items()}
-    signal, time, service_name = c["signal"], c["time"], c["service_name"]
-    resource_attributes, scope_name = c["resource_attributes"], c["scope_name"]
-    scope_version, scope_attributes = c["scope_version"], c["scope_attributes"]
-    attributes, dropped_attributes = c["attributes"], c["dropped_attributes_count"]
+    time, dropped_attributes = c["time"], c["dropped_attributes_count"]
+    resources, scopes, attrs = _Repeated(), _Repeated(), _AttributeColumn()
     trace_id, span_id, flags, parent_span_id = (
         c["trace_id"],
         c["span_id"],
@@ -202,12 +255,12 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
     status_message, events, links = c["status_message"], c["events"], c["links"]
     dropped_events, dropped_links = c["dropped_events_count"], c["dropped_links_count"]
     for r, rs in enumerate(request.resource_spans):
-        res_attrs = _attrs(rs.resource.attributes)
-        service = _service(rs.resource.attributes)
+        resource = rs.resource.attributes
+        resources.new((_service(resource), _attrs(resource)))
         for s, ss in enumerate(rs.scope_spans):
             scope = ss.scope
-            scope_attrs = _attrs(scope.attributes)
-            sname, sversion = scope.name or None, scope.version or None
+            scopes.new((scope.name or None, scope.version or None, _attrs(scope.attributes)))
+            rows_before = cols.rows
             for i, span in enumerate(ss.spans):
                 tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
                 if (
@@ -225,14 +278,8 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
                     out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                signal("traces")
                 time(start)
-                service_name(service)
-                resource_attributes(res_attrs)
-                scope_name(sname)
-                scope_version(sversion)
-                scope_attributes(scope_attrs)
-                attributes(_attrs(span.attributes))
+                attrs.add(span.attributes)
                 dropped_attributes(span.dropped_attributes_count)
                 trace_id(tid.hex())
                 span_id(sid.hex())
@@ -270,7 +317,20 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
                 dropped_events(span.dropped_events_count)
                 dropped_links(span.dropped_links_count)
                 cols.rows += 1
-    return _finish(out, cols)
+            resources.add(cols.rows - rows_before)
+            scopes.add(cols.rows - rows_before)
+    if cols.rows:
+        data: dict[str, Any] = dict(cols.data)
+        data["signal"] = pa.array(["traces"] * cols.rows, pa.string())
+        data["attributes"] = attrs.finish()
+        res = resources.finish(_RESOURCE_TYPE)
+        data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
+        scope_rows = scopes.finish(_SCOPE_TYPE)
+        data["scope_name"], data["scope_version"] = scope_rows.field(0), scope_rows.field(1)
+        data["scope_attributes"] = scope_rows.field(2)
+        out.batch = telemetry_batch(data, cols.rows)
+    out.accepted = cols.rows
+    return out
 
 
 def _name(names: tuple[str, ...], number: int) -> str:
