@@ -194,17 +194,40 @@ class _Columns:
         self.rows += 1
 
 
-_COMMON = (
-    "signal",
-    "time",
-    "service_name",
-    "resource_attributes",
-    "scope_name",
-    "scope_version",
-    "scope_attributes",
-    "attributes",
-    "dropped_attributes_count",
-)
+class _Envelope:
+    """The columns every signal shares: resource and scope fields, converted once per scope
+    and taken by index, and the items' attributes, built flat."""
+
+    def __init__(self) -> None:
+        self.resources = _Repeated()
+        self.scopes = _Repeated()
+        self.attributes = _AttributeColumn()
+
+    def resource(self, kvs: Iterable[KeyValue]) -> None:
+        self.resources.new((_service(kvs), _attrs(kvs)))
+
+    def scope(self, scope: Any) -> None:
+        self.scopes.new((scope.name or None, scope.version or None, _attrs(scope.attributes)))
+
+    def rows_added(self, rows: int) -> None:
+        """``rows`` items of the current scope were kept."""
+        self.resources.add(rows)
+        self.scopes.add(rows)
+
+    def finish(self, out: Conversion, cols: _Columns, signal: Signal) -> Conversion:
+        out.accepted = cols.rows
+        if not cols.rows:
+            return out
+        data: dict[str, Any] = dict(cols.data)
+        data["signal"] = pa.array([signal] * cols.rows, pa.string())
+        data["attributes"] = self.attributes.finish()
+        res = self.resources.finish(_RESOURCE_TYPE)
+        data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
+        scope_rows = self.scopes.finish(_SCOPE_TYPE)
+        data["scope_name"], data["scope_version"] = scope_rows.field(0), scope_rows.field(1)
+        data["scope_attributes"] = scope_rows.field(2)
+        out.batch = telemetry_batch(data, cols.rows)
+        return out
 
 
 # ----------------------------------------------------------------------------- traces
@@ -217,7 +240,8 @@ _SCOPE_TYPE = pa.struct(
 )
 
 _SPAN_COLUMNS = (
-    *_COMMON,
+    "time",
+    "dropped_attributes_count",
     "trace_id",
     "span_id",
     "flags",
@@ -238,12 +262,11 @@ _SPAN_COLUMNS = (
 
 def _spans(request: ExportTraceServiceRequest) -> Conversion:
     out = Conversion(None)
-    cols = _Columns(
-        c for c in _SPAN_COLUMNS if c not in _COMMON or c in ("time", "dropped_attributes_count")
-    )
+    cols = _Columns(_SPAN_COLUMNS)
+    envelope = _Envelope()
+    attrs = envelope.attributes
     c = {name: values.append for name, values in cols.data.items()}
     time, dropped_attributes = c["time"], c["dropped_attributes_count"]
-    resources, scopes, attrs = _Repeated(), _Repeated(), _AttributeColumn()
     trace_id, span_id, flags, parent_span_id = (
         c["trace_id"],
         c["span_id"],
@@ -255,11 +278,9 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
     status_message, events, links = c["status_message"], c["events"], c["links"]
     dropped_events, dropped_links = c["dropped_events_count"], c["dropped_links_count"]
     for r, rs in enumerate(request.resource_spans):
-        resource = rs.resource.attributes
-        resources.new((_service(resource), _attrs(resource)))
+        envelope.resource(rs.resource.attributes)
         for s, ss in enumerate(rs.scope_spans):
-            scope = ss.scope
-            scopes.new((scope.name or None, scope.version or None, _attrs(scope.attributes)))
+            envelope.scope(ss.scope)
             rows_before = cols.rows
             for i, span in enumerate(ss.spans):
                 tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
@@ -317,38 +338,19 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
                 dropped_events(span.dropped_events_count)
                 dropped_links(span.dropped_links_count)
                 cols.rows += 1
-            resources.add(cols.rows - rows_before)
-            scopes.add(cols.rows - rows_before)
-    if cols.rows:
-        data: dict[str, Any] = dict(cols.data)
-        data["signal"] = pa.array(["traces"] * cols.rows, pa.string())
-        data["attributes"] = attrs.finish()
-        res = resources.finish(_RESOURCE_TYPE)
-        data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
-        scope_rows = scopes.finish(_SCOPE_TYPE)
-        data["scope_name"], data["scope_version"] = scope_rows.field(0), scope_rows.field(1)
-        data["scope_attributes"] = scope_rows.field(2)
-        out.batch = telemetry_batch(data, cols.rows)
-    out.accepted = cols.rows
-    return out
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "traces")
 
 
 def _name(names: tuple[str, ...], number: int) -> str:
     return names[number] if 0 <= number < len(names) else str(number)
 
 
-def _finish(out: Conversion, cols: _Columns) -> Conversion:
-    out.accepted = cols.rows
-    if cols.rows:
-        out.batch = telemetry_batch(cols.data, cols.rows)
-    return out
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
 _METRIC_COLUMNS = (
-    *_COMMON,
+    "time",
     "metric_name",
     "metric_description",
     "metric_unit",
@@ -379,19 +381,12 @@ _METRIC_COLUMNS = (
 def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
     out = Conversion(None)
     cols = _Columns(_METRIC_COLUMNS)
+    envelope = _Envelope()
     for r, rm in enumerate(request.resource_metrics):
-        res_attrs = _attrs(rm.resource.attributes)
-        service = _service(rm.resource.attributes)
+        envelope.resource(rm.resource.attributes)
         for s, sm in enumerate(rm.scope_metrics):
-            scope = sm.scope
-            base = {
-                "signal": "metrics",
-                "service_name": service,
-                "resource_attributes": res_attrs,
-                "scope_name": scope.name or None,
-                "scope_version": scope.version or None,
-                "scope_attributes": _attrs(scope.attributes),
-            }
+            envelope.scope(sm.scope)
+            rows_before = cols.rows
             for m, metric in enumerate(sm.metrics):
                 kind = metric.WhichOneof("data")
                 where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
@@ -403,7 +398,6 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                         out.reject(where, "the metric has no name")
                     continue
                 head = {
-                    **base,
                     "metric_name": metric.name,
                     "metric_description": metric.description or None,
                     "metric_unit": metric.unit or None,
@@ -416,15 +410,16 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                 if kind == "sum":
                     head["is_monotonic"] = data.is_monotonic
                 for p in data.data_points:
+                    envelope.attributes.add(p.attributes)
                     cols.add(**head, **_point(kind, p))
-    return _finish(out, cols)
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "metrics")
 
 
 def _point(kind: str, p: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "time": p.time_unix_nano,
         "start_time": p.start_time_unix_nano,
-        "attributes": _attrs(p.attributes),
         "flags": p.flags,
     }
     if kind != "summary":
@@ -478,7 +473,8 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
     out = Conversion(None)
     cols = _Columns(
         (
-            *_COMMON,
+            "time",
+            "dropped_attributes_count",
             "trace_id",
             "span_id",
             "flags",
@@ -489,12 +485,12 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
             "event_name",
         )
     )
+    envelope = _Envelope()
     for r, rl in enumerate(request.resource_logs):
-        res_attrs = _attrs(rl.resource.attributes)
-        service = _service(rl.resource.attributes)
+        envelope.resource(rl.resource.attributes)
         for s, sl in enumerate(rl.scope_logs):
-            scope = sl.scope
-            scope_attrs = _attrs(scope.attributes)
+            envelope.scope(sl.scope)
+            rows_before = cols.rows
             for i, log in enumerate(sl.log_records):
                 problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
                     "span_id", log.span_id, 8, False
@@ -502,15 +498,9 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
                 if problem:
                     out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
                     continue
+                envelope.attributes.add(log.attributes)
                 cols.add(
-                    signal="logs",
                     time=log.time_unix_nano,
-                    service_name=service,
-                    resource_attributes=res_attrs,
-                    scope_name=scope.name or None,
-                    scope_version=scope.version or None,
-                    scope_attributes=scope_attrs,
-                    attributes=_attrs(log.attributes),
                     dropped_attributes_count=log.dropped_attributes_count,
                     trace_id=_hex(log.trace_id),
                     span_id=_hex(log.span_id),
@@ -521,4 +511,5 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
                     body=value_text(log.body) if log.HasField("body") else None,
                     event_name=log.event_name or None,
                 )
-    return _finish(out, cols)
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "logs")
