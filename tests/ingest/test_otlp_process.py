@@ -5,8 +5,11 @@ next run delivers it."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +114,49 @@ def test_spans_acknowledged_before_sigkill_reach_the_sink_after_restart(
     names = [r["span_name"] for r in plain(pq.read_table(service.out)).to_pylist()]
     assert sorted(names) == sorted([*acknowledged, *[s.name for s in after]])
     assert not [n for n in os.listdir(service.dir / ".quiver" / "spool" / "otlp") if "tmp" in n]
+
+
+@pytest.mark.slow
+def test_every_acknowledged_span_survives_repeated_sigkills(service: Service) -> None:
+    """A client streams spans while the receiver is SIGKILLed again and again (at random
+    moments, mid-request included); after a last clean stop, the sink holds every span that
+    was ever acknowledged."""
+    rng = random.Random(13)
+    acknowledged: set[str] = set()
+    next_id = 0
+    for _round in range(8):
+        service.start()
+        stop_at = time.monotonic() + rng.uniform(0.3, 1.5)
+        url = f"http://127.0.0.1:{service.http_port}/v1/traces"
+        with httpx.Client(timeout=5) as client:
+            killer = threading.Timer(stop_at - time.monotonic(), service_kill, (service,))
+            killer.start()
+            try:
+                while True:
+                    ids = [next_id + k for k in range(200)]
+                    next_id += 200
+                    body = trace_request(
+                        *[span(f"s{n}", span_id=(n + 1).to_bytes(8, "big")) for n in ids]
+                    ).SerializeToString()
+                    try:
+                        response = client.post(url, content=body, headers=PROTOBUF)
+                    except httpx.HTTPError:
+                        break  # killed mid-request: not acknowledged
+                    assert response.status_code == 200
+                    acknowledged.update(f"{n + 1:016x}" for n in ids)
+            finally:
+                killer.join()
+        assert service.proc is not None
+        service.proc.wait(30)
+        service.proc = None
+    service.start()
+    code, output = stop(service, signal.SIGTERM)
+    assert code == 0, output
+    written = set(pq.read_table(service.out, columns=["span_id"]).column(0).to_pylist())
+    assert len(acknowledged) > 1000
+    assert acknowledged <= written
+
+
+def service_kill(svc: Service) -> None:
+    if svc.proc is not None:
+        svc.proc.send_signal(signal.SIGKILL)
