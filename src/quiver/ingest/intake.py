@@ -44,6 +44,7 @@ class Intake:
         self.max_queued_batches = max_queued_batches
         self.retry_after = retry_after
         self.accepted_rows = 0
+        self.rejected_items = 0  # refused item by item (answered as partial success)
         self._queue: asyncio.Queue[tuple[Position, pa.RecordBatch]] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._handed: Position | None = None  # the last batch handed to the pipeline

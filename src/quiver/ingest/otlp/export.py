@@ -32,6 +32,7 @@ async def export(intake: Intake, signal: Signal, request: Request) -> Any:
         await intake.accept(conversion.batch)
     response = RESPONSE_TYPES[signal]()
     if conversion.rejected:
+        intake.rejected_items += conversion.rejected
         partial = response.partial_success
         setattr(partial, _REJECTED_FIELD[signal], conversion.rejected)
         partial.error_message = conversion.error_message

@@ -124,6 +124,12 @@ class OtlpSource(Acknowledging, Checking, Stopping):
             await self._stop_servers()
             for batch in intake.drain():
                 yield batch
+            if intake.rejected_items:
+                ctx.log(
+                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
+                    "or no metric name (answered as partial_success)",
+                    "warning",
+                )
         finally:
             with contextlib.suppress(Exception):
                 await self._stop_servers()
