@@ -113,7 +113,9 @@ def test_spans_acknowledged_before_sigkill_reach_the_sink_after_restart(
     assert code == 0, output
     names = [r["span_name"] for r in plain(pq.read_table(service.out)).to_pylist()]
     assert sorted(names) == sorted([*acknowledged, *[s.name for s in after]])
-    assert not [n for n in os.listdir(service.dir / ".quiver" / "spool" / "otlp") if "tmp" in n]
+    assert not [
+        n for n in os.listdir(service.dir / ".quiver" / "spool" / "pipeline" / "otlp") if "tmp" in n
+    ]
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 from collections.abc import AsyncIterator
 
@@ -94,7 +95,9 @@ class OtlpSource(Acknowledging, Checking, Stopping):
     # ------------------------------------------------------------------ batches
 
     def spool_path(self, ctx: RunContext) -> str:
-        path = self.cfg.spool.path or os.path.join(".quiver", "spool", "otlp")
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", ctx.pipeline).strip(".") or "pipeline"
+        default = os.path.join(".quiver", "spool", name, "otlp")
+        path = self.cfg.spool.path or default
         return os.path.join(ctx.base_dir, path)
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
