@@ -61,7 +61,7 @@ class SpoolConfig(ComponentConfig):
     path: str | None = Field(
         None,
         description="Spool directory (relative to the pipeline file); default "
-        ".quiver/spool/<step name>.",
+        ".quiver/spool/<pipeline name>/otlp.",
     )
     max_bytes: int = Field(
         1 << 30, ge=1, description="Bytes held before the receivers push back (429)."
