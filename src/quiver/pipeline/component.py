@@ -139,12 +139,14 @@ class ProcessorOutput:
 
 @dataclass
 class RunContext:
-    """Per-run facts every component may read: variables, base directory, run id, logger."""
+    """Per-run facts every component may read: variables, base directory, run id, logger,
+    pipeline name."""
 
     run_id: str
     base_dir: str
     variables: dict[str, str] = field(default_factory=dict)
     log: Callable[[str, str], None] = lambda message, level: None
+    pipeline: str = ""  # the pipeline's name (its file's stem unless it names itself)
 
 
 @runtime_checkable

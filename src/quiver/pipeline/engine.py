@@ -271,7 +271,9 @@ class PipelineEngine:
         self._rejected_before = 0  # rows rejected in units already committed (--resume)
         self.rejects = RejectsWriter(self._rejects_path, self.run_id)
         self.result.rejects_file = self._rejects_path
-        self.ctx = RunContext(self.run_id, plan.base_dir, dict(plan.variables), self.log)
+        self.ctx = RunContext(
+            self.run_id, plan.base_dir, dict(plan.variables), self.log, pipeline=plan.name
+        )
         self._breakers = {
             s.name: CircuitBreaker(plan.circuit_breaker, name=f"sink '{s.name}'")
             for s in plan.sinks
