@@ -131,7 +131,8 @@ def plan_filter(
     """The condition of a coerced ``<Entity>Where`` value over rows of ``entity`` named
     ``alias``: the same filter tree a list field's ``where`` argument builds, every value a
     parameter. Raises :class:`PlanError` for values that cannot run (``eq: null``)."""
-    planner = _Planner(catalog, graphql_schema, dialect, {}, {})
+    # a filter reads no cursor: the process key is as good as any
+    planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
     return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
 
 
