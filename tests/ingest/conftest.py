@@ -216,7 +216,7 @@ class Receiver:
     def stop(self) -> pa.Table:
         """Finish the run as a stop signal does; the rows the sink committed."""
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.engine.stop)
+        self.loop.call_soon_threadsafe(self.engine.drain)
         self.thread.join(60)
         assert not self.thread.is_alive(), "the run did not finish after stop"
         if self.error is not None:
@@ -266,5 +266,5 @@ def receiver(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
     yield start
     for rec in started:
         if rec.thread.is_alive() and rec.loop is not None:
-            rec.loop.call_soon_threadsafe(rec.engine.stop)
+            rec.loop.call_soon_threadsafe(rec.engine.drain)
             rec.thread.join(30)
