@@ -89,6 +89,23 @@ class Field(_Model):
     enum_values: tuple[str, ...] | None = None
     #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
     sortable: bool = True
+    #: The column has a default that the database fills in when an insert omits it.
+    has_default: bool = False
+    #: The database numbers new rows in this column (identity, serial, AUTO_INCREMENT, SQLite's
+    #: INTEGER PRIMARY KEY): an insert may omit it.
+    is_identity: bool = False
+    #: A generated (computed) column: the database writes it, never a client.
+    is_generated: bool = False
+
+    @property
+    def writable(self) -> bool:
+        """Whether a mutation may set the column."""
+        return not self.is_generated
+
+    @property
+    def required_on_insert(self) -> bool:
+        """Whether an insert must give a value: NOT NULL without a default or identity."""
+        return not (self.nullable or self.has_default or self.is_identity or self.is_generated)
 
 
 class Relation(_Model):
