@@ -3,7 +3,11 @@ column, a unique column, a foreign key, a NOT NULL column and a CHECK."""
 
 from __future__ import annotations
 
-from tests.conftest import Dialect
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.engine import GraphQLEngine
+from quiver.schema.reflect import reflect_database
+from tests.conftest import ChinookDb, Dialect
+from tests.graphql.conftest import Runner
 
 _DDL: dict[Dialect, tuple[str, ...]] = {
     "postgresql": (
@@ -39,3 +43,15 @@ _DDL: dict[Dialect, tuple[str, ...]] = {
 def bookshop_statements(dialect: Dialect) -> tuple[str, ...]:
     """The statements that create the bookshop's tables in ``dialect``."""
     return _DDL[dialect]
+
+
+async def open_bookshop(dialect: Dialect, url: str, **mutations: object) -> Runner:
+    """An engine over a new bookshop database at ``url`` (created empty by a fixture)."""
+    db = ChinookDb(dialect, url)
+    for statement in bookshop_statements(dialect):
+        db.query(statement)
+    schema = await reflect_database(url)
+    settings = QuiverSettings.model_validate(
+        {"database": {"url": url, "pool_max": 2}, "mutations": mutations}
+    )
+    return Runner(await GraphQLEngine.open(schema, settings), db)

@@ -58,6 +58,25 @@ class GraphQLSettings(_Settings):
     )
 
 
+class MutationSettings(_Settings):
+    enabled: bool = Field(
+        default=True,
+        description="Serve create, update and delete mutations for tables with a primary key.",
+    )
+    change_log: bool = Field(
+        default=True,
+        description="Record every row a mutation writes in the change-log table, in the"
+        " mutation's own transaction.",
+    )
+    change_log_table: str = Field(
+        default="quiver_change_log",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the change-log table; Quiver creates it when it is missing.",
+    )
+
+
 class CorsSettings(_Settings):
     allow_origins: list[str] = Field(
         default_factory=list,
@@ -103,6 +122,7 @@ class QuiverSettings(_Settings):
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    mutations: MutationSettings = Field(default_factory=MutationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -41,8 +41,10 @@ from graphql import (
 )
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
+from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
+from quiver.runtime.context import RequestContext
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.database import (
@@ -175,12 +177,20 @@ class GraphQLEngine:
     """Runs GraphQL operations against one database."""
 
     def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
+        log_table = settings.mutations.change_log_table
+        # The change log is Quiver's own table, never an entity of the API.
+        schema = schema.model_copy(
+            update={"entities": tuple(e for e in schema.entities if e.source != log_table)}
+        )
         self.schema = schema
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
-        self.catalog: Catalog = build_catalog(schema)
+        self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
+        self.mutations = MutationRunner(
+            self.catalog, self.graphql_schema, self.dialect, settings.mutations
+        )
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
@@ -242,7 +252,10 @@ class GraphQLEngine:
                 msg = "The document contains no operation to run."
             p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
             return p
-        if operation.operation != OperationType.QUERY:
+        mutation = operation.operation == OperationType.MUTATION
+        if operation.operation != OperationType.QUERY and not (
+            mutation and self.graphql_schema.mutation_type is not None
+        ):
             p.errors = [
                 _error(
                     f"This API has no {operation.operation.value} operations; send a query.",
@@ -273,16 +286,27 @@ class GraphQLEngine:
         return p
 
     # ----- execute -----
-    async def execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None = None,
+    ) -> Outcome:
+        """Run ``prepared``; ``context`` says who asks (recorded in the change log)."""
         try:
-            return await self._execute(prepared, variables)
+            return await self._execute(prepared, variables, context)
         except Exception:
             # Never a traceback to the client: log it, answer with a code.
             log.exception("unexpected failure running an operation")
             body = _error("Internal server error.", "INTERNAL_SERVER_ERROR")
             return Outcome(orjson.dumps({"errors": [body]}), "internal_error")
 
-    async def _execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def _execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None,
+    ) -> Outcome:
         if prepared.errors:
             return Outcome(_errors_body(prepared.errors), "request_error")
         if prepared.static_body is not None:
@@ -302,6 +326,11 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        if operation.operation == OperationType.MUTATION:
+            written, ok = await self.mutations.run(
+                self.database, operation, prepared.fragments, coerced, context
+            )
+            return Outcome(written, "data" if ok else "field_error")
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(

@@ -15,7 +15,7 @@ import decimal
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,15 @@ from quiver.sql.build import OrderItem, json_object, literal_string, order_by_cl
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, Slot, compile_sql, ident, join, param, sql
 
-__all__ = ["PlanError", "RootStep", "plan_operation"]
+__all__ = [
+    "PlanError",
+    "RootStep",
+    "collect_root_fields",
+    "plan_keys_where",
+    "plan_operation",
+    "plan_rows_by_key",
+    "write_value_check",
+]
 
 
 class PlanError(Exception):
@@ -105,6 +113,93 @@ def plan_operation(
         text, slots = compile_sql(frag, dialect)
         steps.append(RootStep(key, sql=text, slots=tuple(slots), checks=tuple(planner.checks)))
     return steps
+
+
+def collect_root_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The root fields of ``operation`` by response key, fragments spread, @skip/@include
+    applied, in document order."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.collect(operation.selection_set)
+
+
+def plan_rows_by_key(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    keys: Sequence[tuple[Any, ...]],
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
+    (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
+    (nested relations included). Returns the text and its parameter values; ``keys`` must not
+    be empty (no key: the answer is ``[]`` without asking the database)."""
+    if not keys:
+        raise ValueError("plan_rows_by_key needs at least one key")
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    obj = planner.object_json(entity, a, planner.sub_fields(nodes))
+    matches = [
+        _and(
+            [sql(ident(a, c), " = ", param(v)) for c, v in zip(entity.primary_key, k, strict=True)]
+        )
+        for k in keys
+    ]
+    cond = sql("(", join(" OR ", (m for m in matches if m is not None)), ")")
+    order: list[OrderItem] = []
+    if len(keys) > 1:
+        cases = [sql(" WHEN ", m, f" THEN {i}") for i, m in enumerate(matches) if m is not None]
+        order.append((sql("CASE", *cases, " END"), "ASC", "LAST"))
+    body = planner.array_of(obj, planner.table(entity), a, cond, order, None, None, False)
+    text, slots = compile_sql(sql("SELECT ", body), dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def plan_keys_where(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    definition: GraphQLField,
+    node: FieldNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of the primary keys of the rows of ``entity`` matching the ``where`` argument
+    of ``node``, in key order, locked until the transaction ends where the dialect can."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    args = planner.args(definition, node)
+    where = planner.where(entity, a, _value(args.get("where")), ("where",))
+    keys = [sql(ident(a, c)) for c in entity.primary_key]
+    frag = sql(
+        "SELECT ",
+        join(", ", keys),
+        " FROM ",
+        planner.table(entity),
+        f" {a}",
+        sql(" WHERE ", where) if where is not None else "",
+        " ORDER BY ",
+        join(", ", keys),
+        dialect.lock_rows,
+    )
+    text, slots = compile_sql(frag, dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    """What a value written to ``f`` must satisfy before it reaches the database (the same
+    rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
+    return _value_check(dialect, f)
 
 
 # ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----
@@ -262,6 +357,18 @@ def _non_negative(name: str) -> Callable[[Any], Any]:
         return value
 
     return check
+
+
+def _value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    if f.scalar in TEXT_SCALARS:
+        return _reject_nul
+    if f.scalar == Scalar.FLOAT:
+        return _each(_check_finite)
+    if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
+        return _each(_decimal_range(dialect.decimal_digits))
+    if f.scalar in (Scalar.DATE, Scalar.DATETIME):
+        return _infinite_dates(f.scalar, dialect)
+    return None
 
 
 @dataclass
@@ -432,15 +539,7 @@ class _Planner:
 
     def value_check(self, f: IrField) -> Callable[[Any], Any] | None:
         """What a filter value of ``f`` must satisfy before it reaches the database."""
-        if f.scalar in TEXT_SCALARS:
-            return _reject_nul
-        if f.scalar == Scalar.FLOAT:
-            return _each(_check_finite)
-        if f.scalar == Scalar.DECIMAL and self.dialect.decimal_digits is not None:
-            return _each(_decimal_range(self.dialect.decimal_digits))
-        if f.scalar in (Scalar.DATE, Scalar.DATETIME):
-            return _infinite_dates(f.scalar, self.dialect)
-        return None
+        return _value_check(self.dialect, f)
 
     def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
         return join(

@@ -114,6 +114,7 @@ class _Builder:
         self.value_enums: dict[str, GraphQLEnumType] = {}
         self.value_enum_filters: dict[str, GraphQLInputObjectType] = {}
         self.array_filters: dict[str, GraphQLInputObjectType] = {}
+        self.inputs: dict[str, GraphQLInputObjectType] = {}
         self.order_direction = GraphQLEnumType(
             "OrderDirection",
             {
@@ -161,7 +162,102 @@ class _Builder:
                 )
         if not query_fields:
             query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
-        return GraphQLSchema(query=GraphQLObjectType("Query", lambda: query_fields))
+        mutation_fields = {
+            name: self.mutation_field(m.kind, m.entity.name)
+            for name, m in self.cat.mutation_fields.items()
+        }
+        return GraphQLSchema(
+            query=GraphQLObjectType("Query", lambda: query_fields),
+            mutation=GraphQLObjectType("Mutation", mutation_fields) if mutation_fields else None,
+        )
+
+    # ----- mutations -----
+    def mutation_field(self, kind: str, entity: str) -> GraphQLField:
+        e = self.cat.entities[entity]
+        obj = self.object(entity)
+        key_args = {
+            f.name: GraphQLArgument(GraphQLNonNull(graphql_scalar(f.scalar)))
+            for f in self.cat.key_fields(e)
+        }
+        set_arg = GraphQLArgument(
+            GraphQLNonNull(self.set_input(entity)),
+            description="The fields to change; a field given null is set to null.",
+        )
+        where_arg = GraphQLArgument(
+            GraphQLNonNull(self.where(entity)),
+            description="Which rows to change ({} for all of them).",
+        )
+        if kind == "create":
+            return GraphQLField(
+                GraphQLNonNull(obj),
+                args={"input": GraphQLArgument(GraphQLNonNull(self.create_input(entity)))},
+                description=f"Insert one {entity} and return it.",
+            )
+        if kind == "create_many":
+            items = GraphQLNonNull(GraphQLList(GraphQLNonNull(self.create_input(entity))))
+            return GraphQLField(
+                _nn_list(obj),
+                args={"inputs": GraphQLArgument(items)},
+                description=f"Insert {entity} rows, all or none, and return them in input order.",
+            )
+        if kind == "update":
+            return GraphQLField(
+                obj,
+                args={**key_args, "set": set_arg},
+                description=f"Change one {entity} by its key and return it; NOT_FOUND if none.",
+            )
+        if kind == "update_many":
+            return GraphQLField(
+                _nn_list(obj),
+                args={"where": where_arg, "set": set_arg},
+                description=f"Change every {entity} matching where and return them.",
+            )
+        if kind == "delete":
+            return GraphQLField(
+                obj,
+                args=key_args,
+                description=f"Delete one {entity} by its key and return it; NOT_FOUND if none.",
+            )
+        return GraphQLField(
+            _nn_list(obj),
+            args={"where": GraphQLArgument(GraphQLNonNull(self.where(entity)))},
+            description=f"Delete every {entity} matching where and return them as they were.",
+        )
+
+    def create_input(self, name: str) -> GraphQLInputObjectType:
+        key = f"{name}CreateInput"
+        if key not in self.inputs:
+            e = self.cat.entities[name]
+            fields: dict[str, GraphQLInputField] = {}
+            for f in e.fields:
+                if not f.writable:
+                    continue
+                t = self.field_type(f)
+                fields[f.name] = GraphQLInputField(
+                    GraphQLNonNull(t) if f.required_on_insert else t, description=f.description
+                )
+            self.inputs[key] = GraphQLInputObjectType(
+                key,
+                fields,
+                description=f"A new {name}: fields the database fills in (defaults, identities)"
+                " may be omitted.",
+            )
+        return self.inputs[key]
+
+    def set_input(self, name: str) -> GraphQLInputObjectType:
+        key = f"{name}SetInput"
+        if key not in self.inputs:
+            e = self.cat.entities[name]
+            self.inputs[key] = GraphQLInputObjectType(
+                key,
+                {
+                    f.name: GraphQLInputField(self.field_type(f), description=f.description)
+                    for f in e.fields
+                    if f.writable
+                },
+                description=f"Changes to {name} rows: only the fields given are written.",
+            )
+        return self.inputs[key]
 
     # ----- arguments -----
     def list_args(self, entity: str) -> dict[str, GraphQLArgument]:
