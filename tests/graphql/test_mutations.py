@@ -140,3 +140,17 @@ async def test_several_mutation_fields_run_in_order_in_one_operation(shop: Runne
         }"""
     )
     assert data == {"a": {"name": "First"}, "b": [{"name": "Renamed"}], "__typename": "Mutation"}
+
+
+async def test_with_mutations_disabled_a_mutation_is_not_supported(
+    request: pytest.FixtureRequest,
+) -> None:
+    url: str = request.getfixturevalue("fresh_sqlite")
+    runner = await open_bookshop("sqlite", url, enabled=False)
+    try:
+        errors = await runner.errors(CREATE_AUTHOR, {"input": {"name": "A", "email": "a@x"}})
+        assert errors[0]["extensions"]["code"] == "OPERATION_NOT_SUPPORTED"
+        assert runner.sql("SELECT COUNT(*) FROM authors") == [(0,)]
+    finally:
+        await runner.engine.close()
+        runner.db.close()
