@@ -3,28 +3,12 @@ where filters, and the written rows returned with nested selections."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 
-from tests.conftest import DIALECTS, Dialect
 from tests.graphql.conftest import Runner
 from tests.graphql.mutation_fixtures import open_bookshop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
-    dialect: Dialect = request.param
-    url: str = request.getfixturevalue(f"fresh_{dialect}")
-    runner = await open_bookshop(dialect, url)
-    try:
-        yield runner
-    finally:
-        await runner.engine.close()
-        runner.db.close()
 
 
 CREATE_AUTHOR = """

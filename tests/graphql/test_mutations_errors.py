@@ -3,29 +3,13 @@ of the operation is kept."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.conftest import DIALECTS, Dialect
 from tests.graphql.conftest import Runner
-from tests.graphql.mutation_fixtures import open_bookshop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
-    dialect: Dialect = request.param
-    url: str = request.getfixturevalue(f"fresh_{dialect}")
-    runner = await open_bookshop(dialect, url)
-    try:
-        yield runner
-    finally:
-        await runner.engine.close()
-        runner.db.close()
 
 
 async def _author(shop: Runner, name: str = "Ann", email: str = "ann@x") -> int:

@@ -234,6 +234,15 @@ class GraphQLEngine:
         operation = get_operation_ast(document, operation_name)
         if operation is not None:
             p.operation_type = operation.operation.value
+        # Before validation: an operation type the API lacks says so, not "unknown type".
+        if operation is not None and not self._serves(operation.operation):
+            p.errors = [
+                _error(
+                    f"This API has no {operation.operation.value} operations; send a query.",
+                    "OPERATION_NOT_SUPPORTED",
+                )
+            ]
+            return p
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
             p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
@@ -251,17 +260,6 @@ class GraphQLEngine:
             else:
                 msg = "The document contains no operation to run."
             p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
-            return p
-        mutation = operation.operation == OperationType.MUTATION
-        if operation.operation != OperationType.QUERY and not (
-            mutation and self.graphql_schema.mutation_type is not None
-        ):
-            p.errors = [
-                _error(
-                    f"This API has no {operation.operation.value} operations; send a query.",
-                    "OPERATION_NOT_SUPPORTED",
-                )
-            ]
             return p
         p.document = document
         p.operation = operation
@@ -284,6 +282,11 @@ class GraphQLEngine:
         p.simple_variables = simple
         p.variable_row_counts = row_counts_from_variables(document)
         return p
+
+    def _serves(self, kind: OperationType) -> bool:
+        if kind == OperationType.MUTATION:
+            return self.graphql_schema.mutation_type is not None
+        return kind == OperationType.QUERY
 
     # ----- execute -----
     async def execute(

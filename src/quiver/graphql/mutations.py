@@ -171,24 +171,22 @@ class MutationRunner:
         kind = field.mutation.kind
         e = field.mutation.entity
         try:
+            answer: bytes | None = None
             if kind in ("create", "create_many"):
                 keys, changes = await self._create(tx, field)
             elif kind in ("update", "update_many"):
                 keys, changes = await self._update(tx, field, fragments, variables)
             else:
                 keys = await self._keys(tx, field, fragments, variables)
+                # A deleted row is answered as it was: read before the delete.
                 answer = await self._rows(tx, e, keys, field.nodes, fragments, variables)
                 changes = await self._delete(tx, e, keys)
-                if self.settings.change_log:
-                    await write_changes(
-                        tx, self.dialect, self.settings.change_log_table, changes, context
-                    )
-                return _one(answer) if kind == "delete" else answer
             if self.settings.change_log:
                 await write_changes(
                     tx, self.dialect, self.settings.change_log_table, changes, context
                 )
-            answer = await self._rows(tx, e, keys, field.nodes, fragments, variables)
+            if answer is None:
+                answer = await self._rows(tx, e, keys, field.nodes, fragments, variables)
         except PlanError as err:
             error = _error(err.message, "BAD_USER_INPUT", field.key)
             if err.path:
@@ -198,7 +196,7 @@ class MutationRunner:
             raise _FailedError(_violation_error(err.violation, field, e)) from None
         except DatabaseError as err:
             raise _FailedError(_database_error(err, field.key)) from None
-        return _one(answer) if kind in ("create", "update") else answer
+        return _one(answer) if kind in ("create", "update", "delete") else answer
 
     # ----- create -----
     async def _create(self, tx: Transaction, field: _Field) -> tuple[list[Key], list[Change]]:
