@@ -18,6 +18,10 @@ _DDL: dict[Dialect, tuple[str, ...]] = {
         " author_id integer NOT NULL REFERENCES authors(id), title text NOT NULL,"
         " pages integer CHECK (pages > 0),"
         " title_length integer GENERATED ALWAYS AS (length(title)) STORED)",
+        "CREATE TYPE gadget_kind AS ENUM ('small', 'big')",
+        "CREATE TABLE gadgets (id serial PRIMARY KEY, price numeric(10,2),"
+        " made_at timestamptz, released date, active boolean NOT NULL DEFAULT true,"
+        " meta jsonb, kind gadget_kind, data bytea, big bigint, score double precision)",
     ),
     "mysql": (
         "CREATE TABLE authors (id INT AUTO_INCREMENT PRIMARY KEY, name TEXT NOT NULL,"
@@ -27,6 +31,9 @@ _DDL: dict[Dialect, tuple[str, ...]] = {
         " title TEXT NOT NULL, pages INT CHECK (pages > 0),"
         " title_length INT AS (CHAR_LENGTH(title)) STORED,"
         " FOREIGN KEY (author_id) REFERENCES authors(id)) ENGINE=InnoDB",
+        "CREATE TABLE gadgets (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(10,2),"
+        " made_at DATETIME(6), released DATE, active BOOLEAN NOT NULL DEFAULT TRUE,"
+        " meta JSON, kind ENUM('small', 'big'), data BLOB, big BIGINT, score DOUBLE)",
     ),
     "sqlite": (
         "CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
@@ -36,6 +43,9 @@ _DDL: dict[Dialect, tuple[str, ...]] = {
         " author_id INTEGER NOT NULL REFERENCES authors(id), title TEXT NOT NULL,"
         " pages INTEGER CHECK (pages > 0),"
         " title_length INTEGER GENERATED ALWAYS AS (length(title)) STORED)",
+        "CREATE TABLE gadgets (id INTEGER PRIMARY KEY, price DECIMAL(10,2),"
+        " made_at DATETIME, released DATE, active BOOLEAN NOT NULL DEFAULT 1,"
+        " meta JSON, kind TEXT, data BLOB, big BIGINT, score DOUBLE)",
     ),
 }
 

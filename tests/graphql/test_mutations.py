@@ -138,3 +138,43 @@ async def test_with_mutations_disabled_a_mutation_is_not_supported(
     finally:
         await runner.engine.close()
         runner.db.close()
+
+
+async def test_values_of_every_scalar_are_written_and_read_back_alike(shop: Runner) -> None:
+    fields = await shop.data('{ __type(name: "GadgetCreateInput") { inputFields { name } } }')
+    names = {f["name"] for f in fields["__type"]["inputFields"]}
+    values: dict[str, object] = {
+        "price": "12.50",
+        "madeAt": "2024-05-06T07:08:09Z",
+        "released": "2024-05-06",
+        "active": False,
+        "meta": {"a": [1, 2], "b": "x"},
+        "data": "AAEC/w==",
+        "big": "9007199254740993",
+        "score": 1.5,
+    }
+    if shop.dialect != "sqlite":
+        values["kind"] = "big"
+    assert set(values) <= names
+    selection = " ".join(values)
+    data = await shop.data(
+        f"mutation($i: GadgetCreateInput!) {{ createGadget(input: $i) {{ id {selection} }} }}",
+        {"i": values},
+    )
+    row = data["createGadget"]
+    for name, value in values.items():
+        got = row[name]
+        if name == "madeAt":
+            assert str(got).replace("+00:00", "Z").startswith("2024-05-06T07:08:09"), got
+        elif name == "price":
+            assert str(got) in ("12.50", "12.5"), got
+        else:
+            assert got == value, (name, got)
+    again = await shop.data(f"{{ gadget(id: {row['id']}) {{ {selection} }} }}")
+    assert again["gadget"] == {k: row[k] for k in values}
+    updated = await shop.data(
+        "mutation($id: Int!) { updateGadget(id: $id, set: {active: true, meta: null}) "
+        "{ active meta } }",
+        {"id": row["id"]},
+    )
+    assert updated["updateGadget"] == {"active": True, "meta": None}
