@@ -153,3 +153,26 @@ async def test_wrongly_typed_input_is_refused_before_any_write(shop: Runner) -> 
     assert nul["extensions"]["code"] == "BAD_USER_INPUT"
     assert nul["extensions"]["argumentPath"] == ["input", "name"]
     assert shop.sql("SELECT COUNT(*) FROM authors") == [(0,)]
+
+
+async def test_more_rows_than_the_limit_write_nothing(request: pytest.FixtureRequest) -> None:
+    from tests.graphql.mutation_fixtures import open_bookshop
+
+    url: str = request.getfixturevalue("fresh_sqlite")
+    runner = await open_bookshop("sqlite", url, max_rows=2)
+    try:
+        inputs = [{"name": f"N{i}", "email": f"{i}@x"} for i in range(3)]
+        query = "mutation($i: [AuthorCreateInput!]!) { createAuthors(inputs: $i) { id } }"
+        error = _one(await runner.errors(query, {"i": inputs}))
+        assert error["extensions"]["code"] == "TOO_MANY_ROWS"
+        assert "mutations.max_rows" in error["message"]
+        await runner.data(query, {"i": inputs[:2]})
+        await runner.data(query, {"i": inputs[2:]})
+        error = _one(
+            await runner.errors('mutation { updateAuthors(where: {}, set: {bio: "b"}) { id } }')
+        )
+        assert error["extensions"]["code"] == "TOO_MANY_ROWS"
+        assert runner.sql("SELECT COUNT(*) FROM authors WHERE bio IS NOT NULL") == [(0,)]
+    finally:
+        await runner.engine.close()
+        runner.db.close()

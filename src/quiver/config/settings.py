@@ -68,6 +68,12 @@ class MutationSettings(_Settings):
         description="Record every row a mutation writes in the change-log table, in the"
         " mutation's own transaction.",
     )
+    max_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Most rows one mutation field may write (a batch's inputs, the rows an"
+        " update or delete where matches); past it nothing is written.",
+    )
     change_log_table: str = Field(
         default="quiver_change_log",
         min_length=1,

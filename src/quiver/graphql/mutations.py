@@ -207,6 +207,7 @@ class MutationRunner:
             ]
         else:
             rows = [(("inputs", i), r) for i, r in enumerate(field.args["inputs"])]
+            self._check_rows(field, len(rows), "inputs were given")
         keys: list[Key] = []
         for path, row in rows:
             field.at = path
@@ -300,7 +301,9 @@ class MutationRunner:
                 fragments,
                 variables,
             )
-            return await tx.fetch_rows(text, params)
+            keys = await tx.fetch_rows(text, params)
+            self._check_rows(field, len(keys), "rows match where")
+            return keys
         key = tuple(field.args[f.name] for f in self.catalog.key_fields(e))
         found = await self._fetch(
             tx,
@@ -325,6 +328,19 @@ class MutationRunner:
             )
             raise _FailedError(error)
         return [found[0]]
+
+    def _check_rows(self, field: _Field, count: int, what: str) -> None:
+        limit = self.settings.max_rows
+        if count > limit:
+            raise _FailedError(
+                _error(
+                    f"{field.mutation.name}: {count} {what}; one mutation writes at most"
+                    f" {limit} rows, and nothing was written. Narrow where or send smaller"
+                    " batches, or raise mutations.max_rows.",
+                    "TOO_MANY_ROWS",
+                    field.key,
+                )
+            )
 
     async def _images(self, tx: Transaction, e: Entity, keys: list[Key]) -> list[dict[str, Any]]:
         """Every field of the rows of ``keys``, as the API serves them, in the order of keys."""
