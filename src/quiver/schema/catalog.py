@@ -98,5 +98,10 @@ def build_catalog(schema: Schema, *, mutations: bool = False) -> Catalog:
             cat.root_fields[name] = RootField(name=name, kind=kind, entity=e)
         if mutations:
             for name, mkind in mutation_field_names(e).items():
-                cat.mutation_fields[name] = MutationField(name=name, kind=mkind, entity=e)
+                # Entities named like another's batch (Author's createAuthors and an entity
+                # Authors) keep both mutations: the later one is numbered.
+                unique, n = name, 2
+                while unique in cat.mutation_fields:
+                    unique, n = f"{name}{n}", n + 1
+                cat.mutation_fields[unique] = MutationField(name=unique, kind=mkind, entity=e)
     return cat
