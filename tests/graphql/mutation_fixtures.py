@@ -3,6 +3,8 @@ column, a unique column, a foreign key, a NOT NULL column and a CHECK."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
@@ -55,10 +57,13 @@ def bookshop_statements(dialect: Dialect) -> tuple[str, ...]:
     return _DDL[dialect]
 
 
-async def open_bookshop(dialect: Dialect, url: str, **mutations: object) -> Runner:
-    """An engine over a new bookshop database at ``url`` (created empty by a fixture)."""
+async def open_bookshop(
+    dialect: Dialect, url: str, before: Sequence[str] = (), **mutations: object
+) -> Runner:
+    """An engine over a new bookshop database at ``url`` (created empty by a fixture), after
+    running ``before`` there too."""
     db = ChinookDb(dialect, url)
-    for statement in bookshop_statements(dialect):
+    for statement in (*bookshop_statements(dialect), *before):
         db.query(statement)
     schema = await reflect_database(url)
     settings = QuiverSettings.model_validate(

@@ -58,6 +58,21 @@ class GraphQLSettings(_Settings):
     )
 
 
+class FunctionMutationSettings(_Settings):
+    name: str = Field(
+        pattern=r"^[_A-Za-z][_A-Za-z0-9]*$", description="GraphQL name of the mutation."
+    )
+    function: str = Field(
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$",
+        description="PostgreSQL function it calls (optionally schema-qualified); it returns"
+        " status, message, entity_key and errors.",
+    )
+    entity: str | None = Field(
+        default=None, description="Entity whose row entity_key names, served as entity."
+    )
+    description: str | None = Field(default=None, description="Description of the mutation.")
+
+
 class MutationSettings(_Settings):
     enabled: bool = Field(
         default=True,
@@ -73,6 +88,10 @@ class MutationSettings(_Settings):
         ge=1,
         description="Most rows one mutation field may write (a batch's inputs, the rows an"
         " update or delete where matches); past it nothing is written.",
+    )
+    functions: list[FunctionMutationSettings] = Field(
+        default_factory=list,
+        description="Mutations that call a PostgreSQL function, in the mutation's transaction.",
     )
     change_log_table: str = Field(
         default="quiver_change_log",

@@ -201,6 +201,13 @@ class GraphQLEngine:
     @classmethod
     async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
         db = settings.database
+        functions = settings.mutations.functions
+        if functions and settings.mutations.enabled:
+            from quiver.schema.functions import FunctionSpec, reflect_functions
+
+            specs = [FunctionSpec(f.name, f.function, f.entity, f.description) for f in functions]
+            found = await reflect_functions(db.url, specs, db.schemas or ("public",))
+            schema = schema.model_copy(update={"mutations": found})
         database = await open_database(
             db.url,
             pool_min=db.pool_min,

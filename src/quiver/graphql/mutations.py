@@ -31,13 +31,14 @@ from quiver.config.settings import MutationSettings
 from quiver.graphql.planner import (
     PlanError,
     collect_root_fields,
+    collect_sub_fields,
     plan_keys_where,
     plan_rows_by_key,
     write_value_check,
 )
 from quiver.runtime.context import RequestContext
 from quiver.schema.catalog import Catalog, MutationField
-from quiver.schema.ir import Entity, Scalar
+from quiver.schema.ir import Entity, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import template
 from quiver.sql.changelog import Change, ChangeContext, ensure_change_log, write_changes
@@ -124,15 +125,15 @@ class MutationRunner:
         roots = collect_root_fields(
             self.catalog, self.gql, self.dialect, operation, fragments, variables
         )
-        if self.settings.change_log and not self._change_log_ready:
-            # Its own transaction: MariaDB commits a transaction at any CREATE TABLE.
-            async with database.transaction() as tx:
-                await ensure_change_log(tx, self.dialect, self.settings.change_log_table)
-            self._change_log_ready = True
         who = context or RequestContext()
         changes = ChangeContext(str(uuid.uuid4()), who.user_id, who.tenant_id)
         values: list[tuple[str, bytes]] = []
         try:
+            if self.settings.change_log and not self._change_log_ready:
+                # Its own transaction: MariaDB commits a transaction at any CREATE TABLE.
+                async with database.transaction() as tx:
+                    await ensure_change_log(tx, self.dialect, self.settings.change_log_table)
+                self._change_log_ready = True
             async with database.transaction() as tx:
                 for key, nodes in roots.items():
                     name = nodes[0].name.value
@@ -141,6 +142,13 @@ class MutationRunner:
                         continue
                     definition = mutation_type.fields[name]
                     args = get_argument_values(definition, nodes[0], variables)
+                    fm = self.catalog.function_mutations.get(name)
+                    if fm is not None:
+                        answer = await self._function(
+                            tx, key, fm, nodes, args, fragments, variables
+                        )
+                        values.append((key, answer))
+                        continue
                     field = _Field(key, self.catalog.mutation_fields[name], nodes, args)
                     values.append(
                         (key, await self._field(tx, field, fragments, variables, changes))
@@ -197,6 +205,100 @@ class MutationRunner:
         except DatabaseError as err:
             raise _FailedError(_database_error(err, field.key)) from None
         return _one(answer) if kind in ("create", "update", "delete") else answer
+
+    # ----- database functions -----
+    async def _function(
+        self,
+        tx: Transaction,
+        key: str,
+        fm: FunctionMutation,
+        nodes: list[FieldNode],
+        args: dict[str, Any],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> bytes:
+        """Call ``fm``'s function with the given arguments (named, so omitted ones take their
+        defaults). A status starting with ``failed`` or ``error``, or any errors, end the
+        operation: nothing of it is kept."""
+        given = [
+            sql(ident(a.parameter), " => ", param(args[a.name]))
+            for a in fm.arguments
+            if a.name in args
+        ]
+        function = sql(ident(fm.db_schema, fm.function) if fm.db_schema else ident(fm.function))
+        statement = sql(
+            "SELECT CAST(status AS TEXT), CAST(message AS TEXT), CAST(entity_key AS TEXT),"
+            " CAST(errors AS TEXT) FROM ",
+            function,
+            "(",
+            join(", ", given),
+            ")",
+        )
+        try:
+            rows = await self._fetch(tx, statement)
+        except ConstraintError as err:
+            raise _FailedError(_violation_error(err.violation, None, None)) from None
+        except DatabaseError as err:
+            raise _FailedError(_database_error(err, key)) from None
+        if len(rows) != 1:
+            raise _FailedError(
+                _error(
+                    f"{fm.function} returned {len(rows)} rows; it must return one.",
+                    "DATABASE_ERROR",
+                    key,
+                )
+            )
+        status, message, entity_key, errors_text = rows[0]
+        errors = orjson.loads(errors_text) if errors_text else []
+        if not isinstance(errors, list):
+            errors = [errors]
+        status = status or ""
+        if errors or status.lower().startswith(("failed", "error")):
+            error = _error(message or f"{fm.name} failed: {status}", "MUTATION_FAILED", key)
+            error["extensions"].update(status=status, errors=errors)
+            raise _FailedError(error)
+        plain: dict[str, Any] = {"status": status, "message": message}
+        typename = f"{fm.name[:1].upper()}{fm.name[1:]}Result"
+        parts = []
+        for out_key, sub in self._select(nodes, fragments, variables).items():
+            name = sub[0].name.value
+            value: Any
+            if name == "entity" and fm.entity is not None:
+                raw = b"null"
+                if entity_key:
+                    e = self.catalog.entities[fm.entity]
+                    named = orjson.loads(entity_key)
+                    row_key = tuple(
+                        named.get(f.name, named.get(f.column)) for f in self.catalog.key_fields(e)
+                    )
+                    raw = _one(await self._rows(tx, e, [row_key], sub, fragments, variables))
+                parts.append(orjson.dumps(out_key) + b":" + raw)
+                continue
+            if name == "__typename":
+                value = typename
+            elif name == "errors":
+                picked = self._select(sub, fragments, variables)
+                value = [
+                    {
+                        k: "MutationError"
+                        if n[0].name.value == "__typename"
+                        else (problem if isinstance(problem, dict) else {}).get(n[0].name.value)
+                        for k, n in picked.items()
+                    }
+                    for problem in errors
+                ]
+            else:
+                value = plain.get(name)
+            parts.append(orjson.dumps(out_key) + b":" + orjson.dumps(value))
+        return b"{" + b",".join(parts) + b"}"
+
+    def _select(
+        self,
+        nodes: list[FieldNode],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> dict[str, list[FieldNode]]:
+        return collect_sub_fields(self.catalog, self.gql, self.dialect, nodes, fragments, variables)
 
     # ----- create -----
     async def _create(self, tx: Transaction, field: _Field) -> tuple[list[Key], list[Change]]:

@@ -49,6 +49,7 @@ __all__ = [
     "PlanError",
     "RootStep",
     "collect_root_fields",
+    "collect_sub_fields",
     "plan_keys_where",
     "plan_operation",
     "plan_rows_by_key",
@@ -127,6 +128,19 @@ def collect_root_fields(
     applied, in document order."""
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
     return planner.collect(operation.selection_set)
+
+
+def collect_sub_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The fields selected under ``nodes`` by response key, as :func:`collect_root_fields`."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.sub_fields(nodes)
 
 
 def plan_rows_by_key(

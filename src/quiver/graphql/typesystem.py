@@ -41,7 +41,13 @@ from graphql import (
 )
 from quiver.graphql.scalars import graphql_scalar
 from quiver.schema.catalog import Catalog
-from quiver.schema.ir import NUMERIC_SCALARS, ORDERED_SCALARS, TEXT_SCALARS, Scalar
+from quiver.schema.ir import (
+    NUMERIC_SCALARS,
+    ORDERED_SCALARS,
+    TEXT_SCALARS,
+    FunctionMutation,
+    Scalar,
+)
 from quiver.schema.ir import Field as IrField
 
 __all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
@@ -115,6 +121,7 @@ class _Builder:
         self.value_enum_filters: dict[str, GraphQLInputObjectType] = {}
         self.array_filters: dict[str, GraphQLInputObjectType] = {}
         self.inputs: dict[str, GraphQLInputObjectType] = {}
+        self.mutation_error: GraphQLObjectType | None = None
         self.order_direction = GraphQLEnumType(
             "OrderDirection",
             {
@@ -166,6 +173,8 @@ class _Builder:
             name: self.mutation_field(m.kind, m.entity.name)
             for name, m in self.cat.mutation_fields.items()
         }
+        for name, fm in self.cat.function_mutations.items():
+            mutation_fields[name] = self.function_mutation(fm)
         return GraphQLSchema(
             query=GraphQLObjectType("Query", lambda: query_fields),
             mutation=GraphQLObjectType("Mutation", mutation_fields) if mutation_fields else None,
@@ -222,6 +231,41 @@ class _Builder:
             _nn_list(obj),
             args={"where": GraphQLArgument(GraphQLNonNull(self.where(entity)))},
             description=f"Delete every {entity} matching where and return them as they were.",
+        )
+
+    def function_mutation(self, fm: FunctionMutation) -> GraphQLField:
+        if self.mutation_error is None:
+            self.mutation_error = GraphQLObjectType(
+                "MutationError",
+                {
+                    "field": GraphQLField(GraphQLString, description="The field at fault."),
+                    "code": GraphQLField(GraphQLString),
+                    "message": GraphQLField(GraphQLNonNull(GraphQLString)),
+                },
+                description="A problem a database function reported.",
+            )
+        fields: dict[str, GraphQLField] = {
+            "status": GraphQLField(GraphQLNonNull(GraphQLString)),
+            "message": GraphQLField(GraphQLString),
+            "errors": GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.mutation_error)))
+            ),
+        }
+        if fm.entity is not None:
+            fields["entity"] = GraphQLField(
+                self.object(fm.entity), description="The row the function wrote, if any."
+            )
+        result = GraphQLObjectType(f"{fm.name[:1].upper()}{fm.name[1:]}Result", fields)
+        args = {
+            a.name: GraphQLArgument(
+                GraphQLNonNull(graphql_scalar(a.scalar)) if a.required else graphql_scalar(a.scalar)
+            )
+            for a in fm.arguments
+        }
+        return GraphQLField(
+            GraphQLNonNull(result),
+            args=args,
+            description=fm.description or f"Calls the database function {fm.function}.",
         )
 
     def create_input(self, name: str) -> GraphQLInputObjectType:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from quiver.schema.api_names import MutationKind, mutation_field_names, root_field_names
-from quiver.schema.ir import Entity, Field, Relation, RootKind, Scalar, Schema
+from quiver.schema.ir import Entity, Field, FunctionMutation, Relation, RootKind, Scalar, Schema
 
 __all__ = [
     "Catalog",
@@ -65,6 +65,8 @@ class Catalog:
     root_fields: dict[str, RootField] = field(default_factory=dict)
     #: mutation field name -> mutation field (empty when mutations are not served)
     mutation_fields: dict[str, MutationField] = field(default_factory=dict)
+    #: mutation field name -> the database function it calls
+    function_mutations: dict[str, FunctionMutation] = field(default_factory=dict)
     #: entity name -> {field name -> field}
     fields: dict[str, dict[str, Field]] = field(default_factory=dict)
     #: entity name -> {relation name -> relation}
@@ -104,4 +106,6 @@ def build_catalog(schema: Schema, *, mutations: bool = False) -> Catalog:
                 while unique in cat.mutation_fields:
                     unique, n = f"{name}{n}", n + 1
                 cat.mutation_fields[unique] = MutationField(name=unique, kind=mkind, entity=e)
+    for fm in schema.mutations:
+        cat.function_mutations[fm.name] = fm
     return cat

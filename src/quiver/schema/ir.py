@@ -19,6 +19,8 @@ from quiver.runtime.errors import ConfigError
 __all__ = [
     "Entity",
     "Field",
+    "FunctionArgument",
+    "FunctionMutation",
     "Relation",
     "RootKind",
     "Scalar",
@@ -170,11 +172,34 @@ class Entity(_Model):
         return None
 
 
+class FunctionArgument(_Model):
+    """A parameter of a database function, as a GraphQL argument."""
+
+    name: str
+    parameter: str
+    scalar: Scalar
+    #: False when the function gives the parameter a default.
+    required: bool = True
+
+
+class FunctionMutation(_Model):
+    """A mutation that calls a database function returning status, message, entity_key
+    (JSON object of the key of the row it wrote) and errors (JSON array)."""
+
+    name: str
+    function: str
+    db_schema: str | None = None
+    entity: str | None = None
+    arguments: tuple[FunctionArgument, ...] = ()
+    description: str | None = None
+
+
 class Schema(_Model):
     """Every entity the API serves. Serialised as the compiled ``schema.json``."""
 
     version: int = SCHEMA_FORMAT_VERSION
     entities: tuple[Entity, ...] = PydanticField(default_factory=tuple)
+    mutations: tuple[FunctionMutation, ...] = PydanticField(default_factory=tuple)
 
     def entity(self, name: str) -> Entity | None:
         for e in self.entities:
