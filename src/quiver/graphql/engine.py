@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +47,7 @@ from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.context import RequestContext
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
+from quiver.schema.resolvers import resolver_of
 from quiver.sql.database import (
     Database,
     DatabaseError,
@@ -176,7 +177,14 @@ def _shape(value: Any, t: GraphQLInputType) -> Any:
 class GraphQLEngine:
     """Runs GraphQL operations against one database."""
 
-    def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        database: Database,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> None:
+        """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own."""
         log_table = settings.mutations.change_log_table
         # The change log is Quiver's own table, never an entity of the API.
         schema = schema.model_copy(
@@ -187,9 +195,10 @@ class GraphQLEngine:
         self.dialect: Dialect = database.dialect
         self.settings = settings
         self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
-        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
+        declared = [resolver_of(r) for r in resolvers]
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
         self.mutations = MutationRunner(
-            self.catalog, self.graphql_schema, self.dialect, settings.mutations
+            self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
         )
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
@@ -199,7 +208,12 @@ class GraphQLEngine:
         return list(validation_rules(self.settings.graphql))
 
     @classmethod
-    async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
+    async def open(
+        cls,
+        schema: Schema,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> GraphQLEngine:
         db = settings.database
         functions = settings.mutations.functions
         if functions and settings.mutations.enabled:
@@ -214,7 +228,7 @@ class GraphQLEngine:
             pool_max=db.pool_max,
             statement_timeout_ms=db.statement_timeout_ms,
         )
-        return cls(schema, database, settings)
+        return cls(schema, database, settings, resolvers)
 
     async def close(self) -> None:
         await self.database.close()

@@ -40,6 +40,7 @@ from quiver.runtime.context import RequestContext
 from quiver.schema.catalog import Catalog, MutationField
 from quiver.schema.ir import Entity, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
+from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
 from quiver.sql.changelog import Change, ChangeContext, ensure_change_log, write_changes
 from quiver.sql.database import (
@@ -104,8 +105,10 @@ class MutationRunner:
         graphql_schema: GraphQLSchema,
         dialect: Dialect,
         settings: MutationSettings,
+        resolvers: Sequence[ResolverMutation] = (),
     ) -> None:
         self.catalog = catalog
+        self.resolvers = {r.name: r for r in resolvers}
         self.gql = graphql_schema
         self.dialect = dialect
         self.settings = settings
@@ -142,6 +145,13 @@ class MutationRunner:
                         continue
                     definition = mutation_type.fields[name]
                     args = get_argument_values(definition, nodes[0], variables)
+                    resolver = self.resolvers.get(name)
+                    if resolver is not None:
+                        answer = await self._resolver(
+                            tx, key, resolver, nodes, args, fragments, variables
+                        )
+                        values.append((key, answer))
+                        continue
                     fm = self.catalog.function_mutations.get(name)
                     if fm is not None:
                         answer = await self._function(
@@ -291,6 +301,46 @@ class MutationRunner:
                 value = plain.get(name)
             parts.append(orjson.dumps(out_key) + b":" + orjson.dumps(value))
         return b"{" + b",".join(parts) + b"}"
+
+    # ----- Python mutations -----
+    async def _resolver(
+        self,
+        tx: Transaction,
+        key: str,
+        resolver: ResolverMutation,
+        nodes: list[FieldNode],
+        args: dict[str, Any],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> bytes:
+        """Run ``resolver`` in the transaction and answer the rows whose keys it returns."""
+        given = {a.parameter: args[a.name] for a in resolver.arguments if a.name in args}
+        try:
+            returned = await resolver.func(tx, **given)
+        except MutationRefusedError as refused:
+            error = _error(refused.message, refused.code, key)
+            if refused.field:
+                error["extensions"]["field"] = refused.field
+            raise _FailedError(error) from None
+        except ConstraintError as err:
+            e = self.catalog.entities[resolver.entity]
+            raise _FailedError(_violation_error(err.violation, None, e)) from None
+        except DatabaseError as err:
+            raise _FailedError(_database_error(err, key)) from None
+        e = self.catalog.entities[resolver.entity]
+        items = list(returned or []) if resolver.many else [returned]
+        keys = [self._key_of(e, k) for k in items if k is not None]
+        answer = await self._rows(tx, e, keys, nodes, fragments, variables)
+        return answer if resolver.many else _one(answer)
+
+    def _key_of(self, e: Entity, value: Any) -> Key:
+        """A key as a resolver returns it: a value, a tuple in key order, a mapping by field."""
+        fields = self.catalog.key_fields(e)
+        if isinstance(value, Mapping):
+            return tuple(value.get(f.name, value.get(f.column)) for f in fields)
+        if isinstance(value, tuple):
+            return value
+        return (value,)
 
     def _select(
         self,

@@ -45,10 +45,12 @@ from quiver.schema.ir import (
     NUMERIC_SCALARS,
     ORDERED_SCALARS,
     TEXT_SCALARS,
+    FunctionArgument,
     FunctionMutation,
     Scalar,
 )
 from quiver.schema.ir import Field as IrField
+from quiver.schema.resolvers import ResolverMutation
 
 __all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
 
@@ -102,14 +104,18 @@ def enum_value_names(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def build_graphql_schema(catalog: Catalog) -> GraphQLSchema:
-    """The public GraphQL schema of the entities and root fields in ``catalog``."""
-    return _Builder(catalog).build()
+def build_graphql_schema(
+    catalog: Catalog, resolvers: Sequence[ResolverMutation] = ()
+) -> GraphQLSchema:
+    """The public GraphQL schema of the entities, root fields and mutations in ``catalog``,
+    with the Python mutations ``resolvers``."""
+    return _Builder(catalog, resolvers).build()
 
 
 class _Builder:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, resolvers: Sequence[ResolverMutation] = ()) -> None:
         self.cat = catalog
+        self.resolvers = resolvers
         self.objects: dict[str, GraphQLObjectType] = {}
         self.wheres: dict[str, GraphQLInputObjectType] = {}
         self.order_bys: dict[str, GraphQLInputObjectType] = {}
@@ -175,6 +181,13 @@ class _Builder:
         }
         for name, fm in self.cat.function_mutations.items():
             mutation_fields[name] = self.function_mutation(fm)
+        for r in self.resolvers:
+            obj = self.object(r.entity)
+            mutation_fields[r.name] = GraphQLField(
+                _nn_list(obj) if r.many else obj,
+                args=self.arguments(r.arguments),
+                description=r.description,
+            )
         return GraphQLSchema(
             query=GraphQLObjectType("Query", lambda: query_fields),
             mutation=GraphQLObjectType("Mutation", mutation_fields) if mutation_fields else None,
@@ -256,17 +269,19 @@ class _Builder:
                 self.object(fm.entity), description="The row the function wrote, if any."
             )
         result = GraphQLObjectType(f"{fm.name[:1].upper()}{fm.name[1:]}Result", fields)
-        args = {
+        return GraphQLField(
+            GraphQLNonNull(result),
+            args=self.arguments(fm.arguments),
+            description=fm.description or f"Calls the database function {fm.function}.",
+        )
+
+    def arguments(self, arguments: Sequence[FunctionArgument]) -> dict[str, GraphQLArgument]:
+        return {
             a.name: GraphQLArgument(
                 GraphQLNonNull(graphql_scalar(a.scalar)) if a.required else graphql_scalar(a.scalar)
             )
-            for a in fm.arguments
+            for a in arguments
         }
-        return GraphQLField(
-            GraphQLNonNull(result),
-            args=args,
-            description=fm.description or f"Calls the database function {fm.function}.",
-        )
 
     def create_input(self, name: str) -> GraphQLInputObjectType:
         key = f"{name}CreateInput"
