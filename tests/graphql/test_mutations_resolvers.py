@@ -129,3 +129,29 @@ async def test_an_embedded_app_serves_python_mutations(fresh_sqlite: str) -> Non
     finally:
         await app.shutdown()
         db.close()
+
+
+async def test_a_python_mutation_named_like_another_or_for_no_entity_is_refused(
+    fresh_sqlite: str,
+) -> None:
+    db = ChinookDb("sqlite", fresh_sqlite)
+    for statement in bookshop_statements("sqlite"):
+        db.query(statement)
+    db.close()
+
+    @quiver.mutation(entity="Author")
+    async def create_author(tx: Transaction, name: str) -> int:
+        return 1
+
+    @quiver.mutation(entity="Autor")
+    async def rename(tx: Transaction, name: str) -> int:
+        return 1
+
+    settings = QuiverSettings.model_validate({"database": {"url": fresh_sqlite}})
+    schema = await reflect_database(fresh_sqlite)
+    with pytest.raises(ConfigError) as caught:
+        await GraphQLEngine.open(schema, settings, [create_author, rename])
+    text = str(caught.value)
+    assert "'createAuthor' has the name of a generated mutation" in text
+    assert "unknown entity 'Autor'" in text and "'Author'" in text
+    assert "test_mutations_resolvers.py" in text

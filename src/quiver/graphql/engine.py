@@ -45,9 +45,11 @@ from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.context import RequestContext
+from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
-from quiver.schema.resolvers import resolver_of
+from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.sql.database import (
     Database,
     DatabaseError,
@@ -196,6 +198,7 @@ class GraphQLEngine:
         self.settings = settings
         self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
         declared = [resolver_of(r) for r in resolvers]
+        _check_mutation_names(self.catalog, declared)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
         self.mutations = MutationRunner(
             self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
@@ -228,7 +231,11 @@ class GraphQLEngine:
             pool_max=db.pool_max,
             statement_timeout_ms=db.statement_timeout_ms,
         )
-        return cls(schema, database, settings, resolvers)
+        try:
+            return cls(schema, database, settings, resolvers)
+        except BaseException:
+            await database.close()
+            raise
 
     async def close(self) -> None:
         await self.database.close()
@@ -477,6 +484,51 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation]) -> None:
+    """Every mutation has a name of its own and answers an entity the schema serves."""
+    taken: dict[str, str] = {name: "a generated mutation" for name in catalog.mutation_fields}
+    problems: list[ErrorDetail] = []
+    for fm in catalog.function_mutations.values():
+        if fm.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} has the name of {taken[fm.name]}",
+                    "mutations.functions",
+                    "give it another name",
+                )
+            )
+        if fm.entity is not None and fm.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} answers unknown entity {fm.entity!r}",
+                    "mutations.functions",
+                    did_you_mean(fm.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[fm.name] = "a function mutation"
+    for r in resolvers:
+        where = str(r.location) if r.location else r.name
+        if r.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} has the name of {taken[r.name]}",
+                    where,
+                    "pass another name: @quiver.mutation(name=...)",
+                )
+            )
+        if r.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} answers unknown entity {r.entity!r}",
+                    where,
+                    did_you_mean(r.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[r.name] = "a Python mutation"
+    if problems:
+        raise ConfigError(problems)
 
 
 async def _guard(awaitable: Any) -> Any:
