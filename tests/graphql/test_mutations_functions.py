@@ -21,6 +21,9 @@ DECLARE new_id integer;
 BEGIN
   INSERT INTO books (author_id, title, pages) VALUES (p_author_id, p_title, p_pages)
   RETURNING id INTO new_id;
+  IF p_title = 'raise' THEN
+    RAISE EXCEPTION 'titles may not be raise';
+  END IF;
   IF p_title = '' THEN
     RETURN QUERY SELECT 'failed:validation', 'A title is required',
       NULL::jsonb, jsonb_build_array(jsonb_build_object(
@@ -79,6 +82,9 @@ async def test_a_failed_function_mutation_keeps_nothing_and_says_why(shop: Runne
     assert errors[0]["extensions"]["errors"][0]["field"] == "title"
     assert errors[0]["message"] == "A title is required"
     assert shop.sql("SELECT COUNT(*) FROM books") == [(0,)]
+    raised = await shop.errors(PUBLISH, {"a": author, "t": "raise"})
+    assert raised[0]["extensions"]["code"] == "MUTATION_FAILED"
+    assert raised[0]["message"] == "titles may not be raise"
     fk = await shop.errors(PUBLISH, {"a": 999, "t": "X"})
     assert fk[0]["extensions"]["code"] == "FOREIGN_KEY_VIOLATION"
 

@@ -47,6 +47,7 @@ from quiver.sql.database import (
     ConstraintError,
     Database,
     DatabaseError,
+    RaisedError,
     StatementTimeoutError,
     Transaction,
 )
@@ -605,6 +606,8 @@ def _error(message: str, code: str, key: str | None) -> dict[str, Any]:
 
 
 def _database_error(err: DatabaseError, key: str | None) -> dict[str, Any]:
+    if isinstance(err, RaisedError):
+        return _error(err.details[0].message, "MUTATION_FAILED", key)
     if isinstance(err, StatementTimeoutError):
         return _error("The mutation ran past the statement time limit.", "STATEMENT_TIMEOUT", key)
     log.error("database error in a mutation: %s", err)

@@ -48,6 +48,7 @@ __all__ = [
     "DatabaseError",
     "ParameterError",
     "QueryTooComplexError",
+    "RaisedError",
     "StatementTimeoutError",
     "StoredValueError",
     "Transaction",
@@ -90,6 +91,11 @@ class ConstraintError(DatabaseError):
         assert isinstance(err, ConstraintError)
         err.violation = violation
         return err
+
+
+class RaisedError(DatabaseError):
+    """SQL code refused the statement on purpose (PostgreSQL ``RAISE EXCEPTION``, MariaDB
+    ``SIGNAL``): its message is written for the client."""
 
 
 #: What the last SQL function that refused a value said, per thread (SQLite drops the text
@@ -248,6 +254,8 @@ def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
             "database",
             "aggregate fewer rows, or cast the column to numeric in a view",
         )
+    if isinstance(exc, asyncpg.RaiseError):
+        return RaisedError.one(str(getattr(exc, "message", "") or exc), "database")
     if isinstance(exc, asyncpg.PostgresError):
         violation = postgresql_violation(exc)
         if violation is not None:
@@ -358,6 +366,8 @@ def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
                 "database",
                 "raise database.statement_timeout_ms",
             )
+        if code == 1644:  # SIGNAL SQLSTATE '45000'
+            return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
         violation = mysql_violation(exc) if writing else None
         if violation is not None:
             return ConstraintError.of(violation)
