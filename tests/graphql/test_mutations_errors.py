@@ -176,3 +176,37 @@ async def test_more_rows_than_the_limit_write_nothing(request: pytest.FixtureReq
     finally:
         await runner.engine.close()
         runner.db.close()
+
+
+_TRIGGERS = {
+    "postgresql": (
+        "CREATE FUNCTION no_blocked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.name = 'blocked' THEN RAISE EXCEPTION 'this name is blocked'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER no_blocked BEFORE INSERT ON authors FOR EACH ROW"
+        " EXECUTE FUNCTION no_blocked()",
+    ),
+    "mysql": (
+        "CREATE TRIGGER no_blocked BEFORE INSERT ON authors FOR EACH ROW"
+        " IF NEW.name = 'blocked' THEN"
+        " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'this name is blocked'; END IF",
+    ),
+    "sqlite": (
+        "CREATE TRIGGER no_blocked BEFORE INSERT ON authors WHEN NEW.name = 'blocked'"
+        " BEGIN SELECT RAISE(ABORT, 'this name is blocked'); END",
+    ),
+}
+
+
+async def test_a_trigger_refusing_a_write_answers_its_own_message(shop: Runner) -> None:
+    for statement in _TRIGGERS[shop.dialect]:
+        shop.sql(statement)
+    error = _one(
+        await shop.errors(
+            """mutation { createAuthors(inputs: [{name: "ok", email: "o@x"},
+            {name: "blocked", email: "b@x"}]) { id } }"""
+        )
+    )
+    assert error["extensions"]["code"] == "MUTATION_FAILED"
+    assert error["message"] == "this name is blocked"
+    assert shop.sql("SELECT COUNT(*) FROM authors") == [(0,)]

@@ -496,6 +496,8 @@ class _Sqlite:
         try:
             return work(conn)
         except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_TRIGGER":
+                raise RaisedError.one(str(exc), "database") from None  # RAISE(ABORT, ...)
             violation = sqlite_violation(exc)
             if violation is None:
                 raise DatabaseError.one(str(exc), "database") from exc
