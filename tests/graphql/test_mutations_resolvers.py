@@ -49,11 +49,12 @@ def _resolvers(dialect: str) -> list[Any]:
         return {"id": rows[0][0]}
 
     @quiver.mutation(entity="Author", many=True)
-    async def authors_from(tx: Transaction, country: str) -> list[int]:
+    async def authors_from(tx: Transaction, country: str, newest_first: bool = False) -> list[int]:
         rows = await tx.fetch_rows(
             _sql(dialect, "SELECT id FROM authors WHERE country = ? ORDER BY id"), [country]
         )
-        return [r[0] for r in rows]
+        keys = [r[0] for r in rows]
+        return keys[::-1] if newest_first else keys
 
     return [sign_author, authors_from]
 
@@ -87,6 +88,11 @@ async def test_a_python_mutation_writes_in_the_transaction_and_answers_its_row(
     }
     many = await shop.data('mutation { authorsFrom(country: "NZ") { email } }')
     assert many["authorsFrom"] == [{"email": "a@x"}]
+    await shop.data('mutation { signAuthor(name: "Bo", email: "b@x") { id } }')
+    await shop.data('mutation { signAuthor(name: "Cy", email: "c@x") { id } }')
+    # Rows come back in the order of the keys returned, not in key order.
+    newest = await shop.data('mutation { authorsFrom(country: "NZ", newestFirst: true) { name } }')
+    assert [a["name"] for a in newest["authorsFrom"]] == ["Cy", "Bo", "Ann"]
 
 
 async def test_a_refused_or_failing_python_mutation_keeps_nothing(shop: Runner) -> None:
