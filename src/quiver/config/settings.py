@@ -102,6 +102,50 @@ class GraphQLSettings(_Settings):
     )
 
 
+class FunctionMutationSettings(_Settings):
+    name: str = Field(
+        pattern=r"^[_A-Za-z][_A-Za-z0-9]*$", description="GraphQL name of the mutation."
+    )
+    function: str = Field(
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$",
+        description="PostgreSQL function it calls (optionally schema-qualified); it returns"
+        " status, message, entity_key and errors.",
+    )
+    entity: str | None = Field(
+        default=None, description="Entity whose row entity_key names, served as entity."
+    )
+    description: str | None = Field(default=None, description="Description of the mutation.")
+
+
+class MutationSettings(_Settings):
+    enabled: bool = Field(
+        default=True,
+        description="Serve create, update and delete mutations for tables with a primary key.",
+    )
+    change_log: bool = Field(
+        default=True,
+        description="Record every row a mutation writes in the change-log table, in the"
+        " mutation's own transaction.",
+    )
+    max_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Most rows one mutation field may write (a batch's inputs, the rows an"
+        " update or delete where matches); past it nothing is written.",
+    )
+    functions: list[FunctionMutationSettings] = Field(
+        default_factory=list,
+        description="Mutations that call a PostgreSQL function, in the mutation's transaction.",
+    )
+    change_log_table: str = Field(
+        default="quiver_change_log",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the change-log table; Quiver creates it when it is missing.",
+    )
+
+
 class CorsSettings(_Settings):
     allow_origins: list[str] = Field(
         default_factory=list,
@@ -204,6 +248,7 @@ class QuiverSettings(_Settings):
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    mutations: MutationSettings = Field(default_factory=MutationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     flight: FlightSettings = Field(default_factory=FlightSettings)

@@ -8,7 +8,7 @@ given, the app reflects its database when it starts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from quiver.config.loader import load_settings
@@ -27,6 +27,7 @@ def create_app(
     schema: Schema | None = None,
     settings: QuiverSettings | Mapping[str, Any] | None = None,
     config: str | os.PathLike[str] | None = None,
+    mutations: Sequence[Callable[..., Any]] = (),
 ) -> GraphQLApp:
     """The GraphQL ASGI app for ``database`` (a URL such as ``postgresql://user@host/db``).
 
@@ -35,6 +36,7 @@ def create_app(
     with ``QUIVER_*`` environment variables over it, as ``quiver serve`` does. ``database``
     wins over ``database.url``. ``schema`` (from :func:`reflect`, or a compiled ``schema.json``
     read with ``quiver.schema.ir.load_schema_file``) skips reflection at start-up.
+    ``mutations`` are ``@quiver.mutation`` functions served beside the generated mutations.
 
     The app opens its database pool in its ASGI lifespan; mounted inside another app, call
     ``await app.startup()`` and ``await app.shutdown()`` from the host's lifespan. Raises
@@ -60,7 +62,7 @@ def create_app(
             "pass a database URL, e.g. create_app('sqlite:///chinook.db'), or settings with "
             "database.url",
         )
-    return GraphQLApp(schema, resolved)
+    return GraphQLApp(schema, resolved, mutations)
 
 
 async def reflect(

@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -203,9 +203,15 @@ def _negotiate(accept: str | None) -> _Negotiated:
 class GraphQLApp:
     """The ASGI application (see the module docs)."""
 
-    def __init__(self, schema: Schema | None, settings: QuiverSettings) -> None:
+    def __init__(
+        self,
+        schema: Schema | None,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> None:
         self.schema = schema
         self.settings = settings
+        self.resolvers = resolvers
         gql = settings.graphql
         self.path = gql.path
         self.max_bytes = gql.max_request_bytes
@@ -372,7 +378,7 @@ class GraphQLApp:
                 db.url, schemas=db.schemas or None, names=self.settings.names
             )
         if self.engine is None:
-            self.engine = await GraphQLEngine.open(self.schema, self.settings)
+            self.engine = await GraphQLEngine.open(self.schema, self.settings, self.resolvers)
 
     async def shutdown(self) -> None:
         if self.engine is not None:

@@ -14,7 +14,7 @@ import datetime as dt
 import decimal
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,17 @@ from quiver.sql.build import OrderItem, json_object, literal_string, order_by_cl
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, Param, Slot, compile_sql, ident, join, param, sql
 
-__all__ = ["PlanError", "RootStep", "plan_filter", "plan_operation"]
+__all__ = [
+    "PlanError",
+    "RootStep",
+    "collect_root_fields",
+    "collect_sub_fields",
+    "plan_filter",
+    "plan_keys_where",
+    "plan_operation",
+    "plan_rows_by_key",
+    "write_value_check",
+]
 
 
 class PlanError(Exception):
@@ -134,6 +144,106 @@ def plan_filter(
     # a filter reads no cursor: the process key is as good as any
     planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
     return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
+
+
+def collect_root_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The root fields of ``operation`` by response key, fragments spread, @skip/@include
+    applied, in document order."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.collect(operation.selection_set)
+
+
+def collect_sub_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The fields selected under ``nodes`` by response key, as :func:`collect_root_fields`."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.sub_fields(nodes)
+
+
+def plan_rows_by_key(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    keys: Sequence[tuple[Any, ...]],
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
+    (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
+    (nested relations included). Returns the text and its parameter values; ``keys`` must not
+    be empty (no key: the answer is ``[]`` without asking the database)."""
+    if not keys:
+        raise ValueError("plan_rows_by_key needs at least one key")
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    obj = planner.object_json(entity, a, planner.sub_fields(nodes))
+    matches = [
+        _and(
+            [sql(ident(a, c), " = ", param(v)) for c, v in zip(entity.primary_key, k, strict=True)]
+        )
+        for k in keys
+    ]
+    cond = sql("(", join(" OR ", (m for m in matches if m is not None)), ")")
+    order: list[OrderItem] = []
+    if len(keys) > 1:
+        cases = [sql(" WHEN ", m, f" THEN {i}") for i, m in enumerate(matches) if m is not None]
+        order.append((sql("CASE", *cases, " END"), "ASC", "LAST"))
+    body = planner.array_of(obj, planner.table(entity), a, cond, order, None, None, False)
+    text, slots = compile_sql(sql("SELECT ", body), dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def plan_keys_where(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    definition: GraphQLField,
+    node: FieldNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of the primary keys of the rows of ``entity`` matching the ``where`` argument
+    of ``node``, in key order, locked until the transaction ends where the dialect can."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    args = planner.args(definition, node)
+    where = planner.where(entity, a, _value(args.get("where")), ("where",))
+    keys = [sql(ident(a, c)) for c in entity.primary_key]
+    frag = sql(
+        "SELECT ",
+        join(", ", keys),
+        " FROM ",
+        planner.table(entity),
+        f" {a}",
+        sql(" WHERE ", where) if where is not None else "",
+        " ORDER BY ",
+        join(", ", keys),
+        dialect.lock_rows,
+    )
+    text, slots = compile_sql(frag, dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    """What a value written to ``f`` must satisfy before it reaches the database (the same
+    rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
+    return _value_check(dialect, f)
 
 
 # ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----
@@ -304,6 +414,18 @@ def _non_negative(name: str) -> Callable[[Any], Any]:
     return check
 
 
+def _value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    if f.scalar in TEXT_SCALARS:
+        return _reject_nul
+    if f.scalar == Scalar.FLOAT:
+        return _each(_check_finite)
+    if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
+        return _each(_decimal_range(dialect.decimal_digits))
+    if f.scalar in (Scalar.DATE, Scalar.DATETIME):
+        return _infinite_dates(f.scalar, dialect)
+    return None
+
+
 @dataclass
 class _Planner:
     catalog: Catalog
@@ -311,7 +433,8 @@ class _Planner:
     dialect: Dialect
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: dict[str, Any]
-    cursor_codec: CursorCodec
+    # connections' cursors; a planner that serves none (filters, written rows) keeps the default
+    cursor_codec: CursorCodec = field(default_factory=lambda: CursorCodec(None))
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
     placement: CursorPlacement | None = None
@@ -475,15 +598,7 @@ class _Planner:
 
     def value_check(self, f: IrField) -> Callable[[Any], Any] | None:
         """What a filter value of ``f`` must satisfy before it reaches the database."""
-        if f.scalar in TEXT_SCALARS:
-            return _reject_nul
-        if f.scalar == Scalar.FLOAT:
-            return _each(_check_finite)
-        if f.scalar == Scalar.DECIMAL and self.dialect.decimal_digits is not None:
-            return _each(_decimal_range(self.dialect.decimal_digits))
-        if f.scalar in (Scalar.DATE, Scalar.DATETIME):
-            return _infinite_dates(f.scalar, self.dialect)
-        return None
+        return _value_check(self.dialect, f)
 
     def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
         return join(

@@ -90,6 +90,10 @@ class CatalogColumn:
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
     sortable: bool = True
+    #: Written by the database when an insert omits it: a default, an identity, a generation.
+    has_default: bool = False
+    is_identity: bool = False
+    is_generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -566,6 +570,9 @@ def _field(col: CatalogColumn, name: str, entity: str) -> Field:
         enum_name=enum_name,
         enum_values=col.enum_values,
         sortable=col.sortable,
+        has_default=col.has_default,
+        is_identity=col.is_identity,
+        is_generated=col.is_generated,
     )
 
 
@@ -999,7 +1006,9 @@ WHERE n.nspname = ANY($1::text[])
 
 _PG_COLUMNS = """
 SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid,
-       pg_catalog.col_description(a.attrelid, a.attnum) AS description
+       pg_catalog.col_description(a.attrelid, a.attnum) AS description,
+       a.atthasdef AS has_default, a.attidentity::text AS identity,
+       a.attgenerated::text AS generated
 FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
@@ -1123,6 +1132,9 @@ def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[int, bool]:
 def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> CatalogColumn:
     """A column of base type ``oid``: arrays list their element type, enums their labels,
     composite types are JSON objects."""
+    generated = bool(c["generated"])
+    has_default = bool(c["has_default"]) and not generated
+    identity = bool(c["identity"])
     row = types.get(oid)
     is_list = False
     if row is not None and row["typcategory"] == "A" and row["typelem"]:
@@ -1130,7 +1142,15 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         elem, _ = _pg_base_type(row["typelem"], types)
         row = types.get(elem)
     if row is None:
-        return CatalogColumn(c["attname"], Scalar.STRING, nullable, c["description"] or None)
+        return CatalogColumn(
+            c["attname"],
+            Scalar.STRING,
+            nullable,
+            c["description"] or None,
+            has_default=has_default,
+            is_identity=identity,
+            is_generated=generated,
+        )
     type_name = str(row["typname"])
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
@@ -1148,6 +1168,9 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         is_list=is_list,
         enum_values=enum_values,
         enum_name=enum_name,
+        has_default=has_default,
+        is_identity=identity,
+        is_generated=generated,
     )
 
 
@@ -1184,7 +1207,8 @@ WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSION
 """
 
 _MYSQL_COLUMNS = """
-SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT
+SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT,
+       COLUMN_DEFAULT, EXTRA, IS_GENERATED
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s
 ORDER BY TABLE_NAME, ORDINAL_POSITION
 """
@@ -1243,7 +1267,9 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
             column = m.group(1).replace("``", "`") if m.group(1) else m.group(2)
             json_columns.add((table, column))
     columns: dict[str, list[CatalogColumn]] = defaultdict(list)
-    for table, name, data_type, column_type, is_nullable, comment in cols:
+    for table, name, data_type, column_type, is_nullable, comment, default, extra, gen in cols:
+        # MariaDB reports no default as NULL (read here as "") and DEFAULT NULL as 'NULL'.
+        generated = gen.upper() == "ALWAYS" or "GENERATED" in extra.upper()
         columns[table].append(
             CatalogColumn(
                 name=name,
@@ -1254,6 +1280,9 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
                 description=comment or None,
                 db_type=column_type.lower(),
                 enum_values=mysql_enum_values(column_type),
+                has_default=default not in ("", "NULL") and not generated,
+                is_identity="auto_increment" in extra.lower(),
+                is_generated=generated,
             )
         )
     primary: dict[str, list[str]] = defaultdict(list)
@@ -1351,7 +1380,7 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
         without_rowid = bool(_WITHOUT_ROWID.search(sql))
         pk = pk_of[name.lower()]
         columns = []
-        for _cid, col, declared, notnull, _default, pk_pos, _hidden in info:
+        for _cid, col, declared, notnull, default, pk_pos, hidden in info:
             # PRIMARY KEY columns may hold NULL in SQLite unless the key is the rowid
             # (INTEGER PRIMARY KEY) or the table is WITHOUT ROWID.
             rowid_alias = len(pk) == 1 and pk_pos == 1 and (declared or "").upper() == "INTEGER"
@@ -1365,6 +1394,10 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
                     scalar=scalar,
                     nullable=not not_null,
                     db_type=(declared or "").strip() or None,
+                    # table_xinfo marks generated columns hidden 2 (virtual) or 3 (stored).
+                    has_default=default is not None,
+                    is_identity=rowid_alias and not is_view,
+                    is_generated=hidden in (2, 3),
                 )
             )
         foreign: list[CatalogForeignKey] = []

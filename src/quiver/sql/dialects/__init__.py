@@ -125,6 +125,11 @@ class Dialect:
     #: Input per database type, as ``type_output``: how a filter value is cast to compare
     #: with a column of that type (MariaDB's single-precision FLOAT).
     type_input: tuple[tuple[str, str], ...] = ()
+    #: Writes: what locks the rows a SELECT reads until the transaction ends; how an INSERT
+    #: gives no column; how a JSON value is written (``{}``: the text, ``{1}``: column type).
+    lock_rows: str = ""
+    insert_no_columns: str = " DEFAULT VALUES"
+    json_input: str = "{}"
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -245,6 +250,8 @@ def _format(n: int) -> str:
 
 
 POSTGRESQL = Dialect(
+    lock_rows=" FOR UPDATE",
+    json_input="CAST(CAST({0} AS TEXT) AS {1})",
     name="postgresql",
     quote_char='"',
     placeholder=_pg_placeholder,
@@ -292,6 +299,8 @@ POSTGRESQL = Dialect(
 )
 
 MYSQL = Dialect(
+    lock_rows=" FOR UPDATE",
+    insert_no_columns=" () VALUES ()",
     name="mysql",
     quote_char="`",
     placeholder=_format,
