@@ -272,3 +272,38 @@ async def test_a_bad_cursor_is_refused_even_when_no_page_window_is_selected(
         {"c": "forged"},
     )
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_paging_by_an_enum_follows_the_enum_order(dialect: Dialect) -> None:
+    """Enums sort by their declared order, not by their text, and cursors compare the same."""
+    url = create_empty_database(dialect)
+    db = ChinookDb(dialect, url)
+    engine: GraphQLEngine | None = None
+    try:
+        if dialect == "mysql":
+            db.query("CREATE TABLE item (id INT PRIMARY KEY, kind ENUM('b', 'a', 'c'))")
+        else:
+            db.query("CREATE TYPE kind AS ENUM ('b', 'a', 'c')")
+            db.query("CREATE TABLE item (id INT PRIMARY KEY, kind kind)")
+        db.query(
+            "INSERT INTO item VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'a'), (5, 'b'),"
+            " (6, NULL), (7, 'c'), (8, 'a')"
+        )
+        engine = await _engine(url)
+        runner = Runner(engine, db)
+        for direction, expected in (
+            ("ASC", [2, 5, 1, 4, 8, 3, 7, 6]),
+            ("DESC", [6, 3, 7, 1, 4, 8, 2, 5]),
+        ):
+            query = (
+                "query($first: Int, $after: String) { itemsConnection(first: $first,"
+                f" after: $after, orderBy: [{{kind: {direction}}}]) {{ edges {{ node {{ id }} }}"
+                " pageInfo { hasNextPage endCursor } } }"
+            )
+            assert await _forward(runner, query, 2) == expected
+    finally:
+        if engine is not None:
+            await engine.close()
+        db.close()
+        drop_database(url)

@@ -125,6 +125,10 @@ class Dialect:
     #: Input per database type, as ``type_output``: how a filter value is cast to compare
     #: with a column of that type (MariaDB's single-precision FLOAT).
     type_input: tuple[tuple[str, str], ...] = ()
+    #: An enum column as its 1-based position among the enum's values, where ORDER BY sorts
+    #: enums by position but ``=``/``<`` compare them as text (MariaDB); empty: the enum
+    #: compares as it sorts (PostgreSQL), or is text (SQLite).
+    enum_position: str = ""
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -333,6 +337,7 @@ MYSQL = Dialect(
     text_of="CAST({} AS CHAR)",
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
     type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
+    enum_position="({} + 0)",
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",
