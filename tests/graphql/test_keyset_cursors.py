@@ -307,3 +307,10 @@ async def test_paging_by_an_enum_follows_the_enum_order(dialect: Dialect) -> Non
             await engine.close()
         db.close()
         drop_database(url)
+
+
+async def test_the_paging_arguments_say_what_they_take(items: Runner) -> None:
+    conn = items.engine.graphql_schema.query_type.fields["itemsConnection"]  # type: ignore[union-attr]
+    described = {name: arg.description or "" for name, arg in conn.args.items()}
+    assert "cursor" in described["after"] and "cursor" in described["before"]
+    assert "at most" in described["first"] and "at most" in described["last"]
