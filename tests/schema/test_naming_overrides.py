@@ -174,3 +174,12 @@ def test_quiver_compile_refuses_names_of_unknown_tables_and_columns(
     assert done.returncode == 1 and "Traceback" not in done.stderr, done
     assert "names.studio: no table or view 'studio' is reflected" in done.stderr, done.stderr
     assert not (tmp_path / "schema.json").exists()
+
+
+async def test_quiver_reflect_takes_names_as_plain_mappings(movies_db: str) -> None:
+    import quiver
+
+    schema = await quiver.reflect(movies_db, names={"movies": {"type": "Film"}})
+    assert "Film" in {e.name for e in schema.entities}
+    with pytest.raises(ConfigError, match=r"names\.movies\.fields\.nope"):
+        await quiver.reflect(movies_db, names={"movies": {"fields": {"nope": "x"}}})
