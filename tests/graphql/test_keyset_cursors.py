@@ -314,3 +314,27 @@ async def test_the_paging_arguments_say_what_they_take(items: Runner) -> None:
     described = {name: arg.description or "" for name, arg in conn.args.items()}
     assert "cursor" in described["after"] and "cursor" in described["before"]
     assert "at most" in described["first"] and "at most" in described["last"]
+
+
+async def test_paging_by_a_single_precision_float_on_mariadb_keeps_every_row() -> None:
+    """MariaDB serves a FLOAT with 6 digits; a cursor must hold the exact value."""
+    url = create_empty_database("mysql")
+    db = ChinookDb("mysql", url)
+    engine: GraphQLEngine | None = None
+    try:
+        db.query("CREATE TABLE item (id INT PRIMARY KEY, f FLOAT)")
+        values = [1.2345671, 1.2345675, 1.2345679, 1.2345675, 123456789.0, 123456795.0, 0.1]
+        for i, v in enumerate(values, 1):
+            db.query("INSERT INTO item VALUES (%s, %s)", (i, v))
+        expected = [r[0] for r in db.query("SELECT id FROM item ORDER BY f, id")]
+        engine = await _engine(url)
+        query = (
+            "query($first: Int, $after: String) { itemsConnection(first: $first, after: $after,"
+            " orderBy: [{f: ASC}]) { edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+        )
+        assert await _forward(Runner(engine, db), query, 1) == expected
+    finally:
+        if engine is not None:
+            await engine.close()
+        db.close()
+        drop_database(url)

@@ -1088,10 +1088,13 @@ class _Planner:
             )
 
         def cursor_json(alias: str) -> Fragment:
-            values = [
-                (f"k{i}", self.render(k.field, sql(ident(alias, f"__k{i}"))))
-                for i, k in enumerate(keys)
-            ]
+            values: list[tuple[str, Fragment | str]] = []
+            for i, k in enumerate(keys):
+                col = sql(ident(alias, f"__k{i}"))
+                exact = d.key_output_of(k.field.db_type)
+                values.append(
+                    (f"k{i}", template(exact, col) if exact else self.render(k.field, col))
+                )
             return json_object(d, values)
 
         window = sql("b.__rn >= ", lo, " AND b.__rn < ", hi)
