@@ -272,3 +272,69 @@ async def test_a_bad_cursor_is_refused_even_when_no_page_window_is_selected(
         {"c": "forged"},
     )
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_paging_by_an_enum_follows_the_enum_order(dialect: Dialect) -> None:
+    """Enums sort by their declared order, not by their text, and cursors compare the same."""
+    url = create_empty_database(dialect)
+    db = ChinookDb(dialect, url)
+    engine: GraphQLEngine | None = None
+    try:
+        if dialect == "mysql":
+            db.query("CREATE TABLE item (id INT PRIMARY KEY, kind ENUM('b', 'a', 'c'))")
+        else:
+            db.query("CREATE TYPE kind AS ENUM ('b', 'a', 'c')")
+            db.query("CREATE TABLE item (id INT PRIMARY KEY, kind kind)")
+        db.query(
+            "INSERT INTO item VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'a'), (5, 'b'),"
+            " (6, NULL), (7, 'c'), (8, 'a')"
+        )
+        engine = await _engine(url)
+        runner = Runner(engine, db)
+        for direction, expected in (
+            ("ASC", [2, 5, 1, 4, 8, 3, 7, 6]),
+            ("DESC", [6, 3, 7, 1, 4, 8, 2, 5]),
+        ):
+            query = (
+                "query($first: Int, $after: String) { itemsConnection(first: $first,"
+                f" after: $after, orderBy: [{{kind: {direction}}}]) {{ edges {{ node {{ id }} }}"
+                " pageInfo { hasNextPage endCursor } } }"
+            )
+            assert await _forward(runner, query, 2) == expected
+    finally:
+        if engine is not None:
+            await engine.close()
+        db.close()
+        drop_database(url)
+
+
+async def test_the_paging_arguments_say_what_they_take(items: Runner) -> None:
+    conn = items.engine.graphql_schema.query_type.fields["itemsConnection"]  # type: ignore[union-attr]
+    described = {name: arg.description or "" for name, arg in conn.args.items()}
+    assert "cursor" in described["after"] and "cursor" in described["before"]
+    assert "at most" in described["first"] and "at most" in described["last"]
+
+
+async def test_paging_by_a_single_precision_float_on_mariadb_keeps_every_row() -> None:
+    """MariaDB serves a FLOAT with 6 digits; a cursor must hold the exact value."""
+    url = create_empty_database("mysql")
+    db = ChinookDb("mysql", url)
+    engine: GraphQLEngine | None = None
+    try:
+        db.query("CREATE TABLE item (id INT PRIMARY KEY, f FLOAT)")
+        values = [1.2345671, 1.2345675, 1.2345679, 1.2345675, 123456789.0, 123456795.0, 0.1]
+        for i, v in enumerate(values, 1):
+            db.query("INSERT INTO item VALUES (%s, %s)", (i, v))
+        expected = [r[0] for r in db.query("SELECT id FROM item ORDER BY f, id")]
+        engine = await _engine(url)
+        query = (
+            "query($first: Int, $after: String) { itemsConnection(first: $first, after: $after,"
+            " orderBy: [{f: ASC}]) { edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+        )
+        assert await _forward(Runner(engine, db), query, 1) == expected
+    finally:
+        if engine is not None:
+            await engine.close()
+        db.close()
+        drop_database(url)

@@ -136,3 +136,50 @@ def test_quiver_check_serves_the_named_types(movies_db: str, tmp_path: Path) -> 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Film (movies)" in done.stdout
+
+
+FILM_APP = """
+import quiver
+
+@quiver.type(source="movies", key="id")
+class Film:
+    movie_title: str | None = quiver.field(name="title")
+"""
+
+
+def _compile(tmp_path: Path, url: str, names_yaml: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "app.py").write_text(FILM_APP, encoding="utf-8")
+    (tmp_path / "quiver.yaml").write_text(f"names:\n{names_yaml}", encoding="utf-8")
+    return subprocess.run(
+        [QUIVER, "compile", "app.py", "--extend-db", url, "-o", "schema.json"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=dict(os.environ),
+        check=False,
+    )  # fmt: skip
+
+
+def test_quiver_compile_names_the_reflected_tables_it_extends(
+    movies_db: str, tmp_path: Path
+) -> None:
+    done = _compile(tmp_path, movies_db, "  studios:\n    type: Company\n    plural: companies\n")
+    assert done.returncode == 0, done.stderr
+    schema = orjson.loads((tmp_path / "schema.json").read_bytes())
+    company = next(e for e in schema["entities"] if e["source"] == "studios")
+    assert (company["name"], company["list_field"]) == ("Company", "companies")
+
+
+def test_quiver_compile_refuses_names_of_unknown_tables_and_columns(
+    movies_db: str, tmp_path: Path
+) -> None:
+    done = _compile(tmp_path, movies_db, "  studio:\n    type: Company\n")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done
+    assert "names.studio: no table or view 'studio' is reflected" in done.stderr, done.stderr
+    assert not (tmp_path / "schema.json").exists()
+
+
+async def test_quiver_reflect_takes_names_as_plain_mappings(movies_db: str) -> None:
+    import quiver
+
+    schema = await quiver.reflect(movies_db, names={"movies": {"type": "Film"}})
+    assert "Film" in {e.name for e in schema.entities}
+    with pytest.raises(ConfigError, match=r"names\.movies\.fields\.nope"):
+        await quiver.reflect(movies_db, names={"movies": {"fields": {"nope": "x"}}})

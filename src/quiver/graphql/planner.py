@@ -1057,6 +1057,8 @@ class _Planner:
     # ----- Relay connections -----
     def key_operand(self, k: _Key, expr: Fragment) -> Fragment:
         """An order key's value ``expr`` in the form both the ORDER BY and cursors compare."""
+        if k.field.enum_values is not None and self.dialect.enum_position:
+            return template(self.dialect.enum_position, expr)
         return self.compared(k.field, self.filter_operand(k.field, expr))
 
     def cursor_value(
@@ -1083,6 +1085,9 @@ class _Planner:
                     ) from None
             return check(v) if check is not None else v
 
+        values = k.field.enum_values
+        if values is not None and self.dialect.enum_position:
+            return lambda cursor: _position(values, value(cursor))
         return value
 
     def keyset(
@@ -1214,10 +1219,13 @@ class _Planner:
             )
 
         def cursor_json(alias: str) -> Fragment:
-            values = [
-                (f"k{i}", self.render(k.field, sql(ident(alias, f"__k{i}"))))
-                for i, k in enumerate(keys)
-            ]
+            values: list[tuple[str, Fragment | str]] = []
+            for i, k in enumerate(keys):
+                col = sql(ident(alias, f"__k{i}"))
+                exact = d.key_output_of(k.field.db_type)
+                values.append(
+                    (f"k{i}", template(exact, col) if exact else self.render(k.field, col))
+                )
             return json_object(d, values)
 
         window = sql("b.__rn >= ", lo, " AND b.__rn < ", hi)
@@ -1288,6 +1296,18 @@ class _Planner:
             json_object(d, pairs),
             " FROM cnt",
         )
+
+
+def _position(values: tuple[str, ...] | list[str], value: Any) -> Any:
+    """An enum value's 1-based position among ``values`` (None stays None)."""
+    if value is None:
+        return None
+    if value not in values:
+        raise PlanError(
+            "a cursor holds a value its enum no longer has: the schema changed since it was"
+            " issued; start again from the first page"
+        )
+    return list(values).index(value) + 1
 
 
 def _and(parts: list[Fragment | None]) -> Fragment | None:

@@ -352,10 +352,23 @@ class _Builder:
                 GraphQLList(GraphQLNonNull(self.order_by(entity))),
                 description=self.order_by_description(entity),
             ),
-            "first": GraphQLArgument(GraphQLInt),
-            "after": GraphQLArgument(GraphQLString),
-            "last": GraphQLArgument(GraphQLInt),
-            "before": GraphQLArgument(GraphQLString),
+            "first": GraphQLArgument(
+                GraphQLInt, description="Return at most this many rows from the start."
+            ),
+            "after": GraphQLArgument(
+                GraphQLString,
+                description="Start after the row of this cursor (an edge's cursor or endCursor "
+                "of this connection with the same orderBy); rows added or removed meanwhile "
+                "never repeat or skip one.",
+            ),
+            "last": GraphQLArgument(
+                GraphQLInt, description="Return at most this many rows from the end."
+            ),
+            "before": GraphQLArgument(
+                GraphQLString,
+                description="End before the row of this cursor (an edge's cursor or "
+                "startCursor of this connection with the same orderBy).",
+            ),
         }
 
     # ----- output types -----

@@ -130,6 +130,13 @@ class Dialect:
     lock_rows: str = ""
     insert_no_columns: str = " DEFAULT VALUES"
     json_input: str = "{}"
+    #: An enum column as its 1-based position among the enum's values, where ORDER BY sorts
+    #: enums by position but ``=``/``<`` compare them as text (MariaDB); empty: the enum
+    #: compares as it sorts (PostgreSQL), or is text (SQLite).
+    enum_position: str = ""
+    #: How an order key of a database type is written into a cursor, where the form it is
+    #: served in loses precision (MariaDB serves a FLOAT with 6 digits): (pattern, template).
+    key_output: tuple[tuple[str, str], ...] = ()
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -145,6 +152,10 @@ class Dialect:
         if scalar != "String" or not self.min_max_types or not db_type:
             return True
         return re.fullmatch(self.min_max_types, db_type.lower()) is not None
+
+    def key_output_of(self, db_type: str | None) -> str | None:
+        """How a cursor holds an order key of type ``db_type`` (None: as it is served)."""
+        return _type_output(self.key_output, db_type.lower()) if db_type else None
 
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
@@ -342,6 +353,9 @@ MYSQL = Dialect(
     text_of="CAST({} AS CHAR)",
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
     type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
+    enum_position="({} + 0)",
+    # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
+    key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",
