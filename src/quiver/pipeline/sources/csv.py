@@ -40,6 +40,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.line_numbers import line_column
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
@@ -553,10 +554,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         parsed = list(self._parse(state, buf, scan, records, base, expected))
         self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
         for table, subset in parsed:
-            lines = np.ascontiguousarray(scan.lines[subset] + (base + 1), dtype=np.int64)
-            # from the buffer: pa.array(ndarray) would import numpy.ma on the first batch
-            column = pa.Array.from_buffers(pa.int64(), lines.size, [None, pa.py_buffer(lines)])
-            table = table.append_column(LINE_COLUMN, column)
+            lines = line_column(scan.lines[subset] + (base + 1))
+            table = table.append_column(LINE_COLUMN, lines)
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
     def _drop_long(
