@@ -369,10 +369,11 @@ def test_a_failed_run_prints_its_error_once_with_the_fix(
 def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
     """DuckDB, Parquet, the progress bar, rich (nothing is printed), the FlowEngine translator
     and its JavaScript codec load only for the pipelines that need them."""
-    (tmp_path / "in.csv").write_text("id,qty\n1,5\n2,7\n")
+    (tmp_path / "in.csv").write_text('id,qty,note\n1,5,"a, b"\n2,7,plain\n')
     (tmp_path / "p.yaml").write_text(
         "source: {csv: {path: in.csv}}\n"
-        "processors:\n  - select: {columns: [qty]}\n  - rename: {columns: {qty: amount}}\n"
+        "processors:\n  - select: {columns: [qty, note]}\n"
+        "  - rename: {columns: {qty: amount}}\n"
         "sink: {csv: {path: out.csv}}\n"
     )
     heavy = [
@@ -397,7 +398,11 @@ def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
-    assert (tmp_path / "out.csv").read_text().splitlines() == ["amount", "5", "7"]
+    assert (tmp_path / "out.csv").read_text().splitlines() == [
+        "amount,note",
+        '5,"a, b"',
+        "7,plain",
+    ]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
