@@ -107,16 +107,17 @@ class _ConsoleOnFirstUse:
         object.__setattr__(self, "_stderr", stderr)
         object.__setattr__(self, "_made", None)
 
-    def _console(self) -> Any:
+    def made(self) -> Any:
+        """The console, made now if it was not yet."""
         if self._made is None:
             object.__setattr__(self, "_made", _console(stderr=self._stderr))
         return self._made
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._console(), name)
+        return getattr(self.made(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._console(), name, value)
+        setattr(self.made(), name, value)
 
 
 def escape(text: str) -> str:
@@ -257,7 +258,9 @@ def _run(
         # in text mode the command prints failures itself, with their fixes
         hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )
-    progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
+    shown = log_format == "text" and not quiet
+    # rich's live display needs the console itself (it enters it as a context manager)
+    progress = RunProgress(error.made() if shown else error, spec.name, enabled=shown)
     engine = PipelineEngine(
         compile_plan(spec),
         run_id=run_id,

@@ -278,7 +278,10 @@ class _Serializer:
             return values
         if count == len(values):  # a null is null in both, and written as the null string
             return self._quoted(values)
-        return pc.if_else(pa.array(needs), self._quoted(values), values)
+        # a boolean array from the packed bits (pa.array of an ndarray imports numpy.ma)
+        bits = pa.py_buffer(np.packbits(needs, bitorder="little"))
+        mask = pa.Array.from_buffers(pa.bool_(), len(needs), [None, bits])
+        return pc.if_else(mask, self._quoted(values), values)
 
     def _rows_needing_quotes(self, values: pa.Array) -> np.ndarray | None:
         """Which values need quotes (the empty string, the null string, or a structural
