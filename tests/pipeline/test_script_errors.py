@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,12 @@ def test_a_circular_object_or_lone_surrogate_rejects_only_its_row(tmp_path: Path
     assert [r["line"] for r in rejects] == ["3", "4"]
     assert "Converting circular structure to JSON" in rejects[0]["reason"]
     assert "lone UTF-16 surrogate" in rejects[1]["reason"]
+
+
+def test_the_report_counts_script_errors_per_step(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = quiver_run(write_pipeline(tmp_path, THROWS, REJECT), "--report", str(report))
+    assert result.returncode == 0
+    steps = json.loads(report.read_text())["steps"]
+    assert (steps["js"]["rejected"], steps["js"]["script_errors"]) == (3, 3)
+    assert steps["src"]["script_errors"] == 0
