@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ REJECT = "{policy: reject, rejects: rejects.csv}"
 def test_a_script_failing_on_every_row_says_to_fix_the_script(tmp_path: Path) -> None:
     result = quiver_run(write_pipeline(tmp_path, THROWS, REJECT))
     assert result.returncode == 0
-    assert "3 of the rejected rows were rejected because the script of step 'js'" in result.stderr
+    assert "the script of step 'js' failed on 3 rows, so they were rejected" in result.stderr
     assert "fix the script" in result.stderr
     assert "fix the input" not in result.stderr
 
@@ -81,3 +82,27 @@ def test_a_circular_object_or_lone_surrogate_rejects_only_its_row(tmp_path: Path
     assert [r["line"] for r in rejects] == ["3", "4"]
     assert "Converting circular structure to JSON" in rejects[0]["reason"]
     assert "lone UTF-16 surrogate" in rejects[1]["reason"]
+
+
+def test_the_report_counts_script_errors_per_step(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = quiver_run(write_pipeline(tmp_path, THROWS, REJECT), "--report", str(report))
+    assert result.returncode == 0
+    steps = json.loads(report.read_text())["steps"]
+    assert (steps["js"]["rejected"], steps["js"]["script_errors"]) == (3, 3)
+    assert steps["src"]["script_errors"] == 0
+
+
+def test_a_lone_surrogate_in_an_error_or_log_message_is_replaced_not_fatal(tmp_path: Path) -> None:
+    script = (
+        "function transform(row, ctx) {"
+        " ctx.log('note ' + String.fromCharCode(0xDC00));"
+        " if (row.id === 2) throw new Error('bad ' + String.fromCharCode(0xD800));"
+        " return row; }"
+    )
+    result = quiver_run(write_pipeline(tmp_path, script, REJECT))
+    assert result.returncode == 0, result.stderr
+    assert "the script of step 'js' failed on 1 row, so it was rejected" in result.stderr
+    with (tmp_path / "rejects.csv").open(newline="", encoding="utf-8") as f:
+        (reject,) = list(csv.DictReader(f))
+    assert reject["line"] == "3" and reject["reason"].startswith("bad \ufffd")

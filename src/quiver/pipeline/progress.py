@@ -135,8 +135,13 @@ def script_error_notes(result: RunResult) -> list[str]:
     if result.status != "ok":
         return []
     return [
-        f"warning: {s.script_errors:,} of the rejected rows were rejected because the script of "
-        f"step '{s.name}' failed on them (first: {s.first_script_error}); fix the script"
+        f"warning: the script of step '{s.name}' failed on "
+        + (
+            "1 row, so it was rejected"
+            if s.script_errors == 1
+            else f"{s.script_errors:,} rows, so they were rejected"
+        )
+        + f" (first: {s.first_script_error}); fix the script"
         for s in result.steps.values()
         if s.script_errors
     ]

@@ -912,6 +912,13 @@
   // The answer to run(): the main output, the routes, errors and logs as JSON text, with
   // the plain columns packed (see packParts).
   function answer(out, routes, errors) {
+    // messages hold what scripts wrote: half a surrogate pair becomes U+FFFD, as UTF-8 needs
+    for (var q = 0; q < errors.length; q++) {
+      var e = errors[q];
+      e.message = String(e.message).toWellFormed();
+      if (typeof e.value === "string") e.value = e.value.toWellFormed();
+    }
+    for (var g = 0; g < logs.length; g++) logs[g][1] = String(logs[g][1]).toWellFormed();
     var routeOut = {};
     for (var name in routes) routeOut[name] = routes[name].result();
     var result = out.result();

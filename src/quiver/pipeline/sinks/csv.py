@@ -393,6 +393,7 @@ class CsvSink(FileWriting):
         self.stream: pa.NativeFile | None = None
         self.rows_written = 0
         self._encoder: codecs.IncrementalEncoder | None = None
+        self._bom = b""
         self._schema: pa.Schema | None = None
         self.guard = streams.DestinationGuard(cfg.path)
 
@@ -404,7 +405,9 @@ class CsvSink(FileWriting):
         assert self._schema is not None
         self.output, self.stream = open_output(self.cfg, ctx, self.cfg.compression)
         self.guard.path = self.output.path
-        if self.encoding not in ("utf-8",):
+        if self.encoding == "utf-8-sig":  # the byte order mark, then the UTF-8 as it is
+            self._bom = codecs.BOM_UTF8
+        elif self.encoding != "utf-8":
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
         if self.cfg.header and self._schema.names:  # no columns known: an empty file
             self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
@@ -417,6 +420,8 @@ class CsvSink(FileWriting):
                 data = self._encoder.encode(text)
             except UnicodeEncodeError as exc:
                 raise self._encoding_error(exc, text, batch) from exc
+        if self._bom:  # before the first bytes written, as an encoder would
+            data, self._bom = self._bom + data, b""
         with self.guard.writing():
             self.stream.write(data)
 
