@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.ingest.conftest import Receiver
+from tests.ingest.sdk_clients import send_traces
 from tests.ingest.test_otlp_http import rows_of, span, trace_request
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -97,3 +98,15 @@ def test_an_oversize_message_is_refused_and_the_receiver_stays_up(
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     call(rec, TRACES, trace_request(span("small")).SerializeToString())
     assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["small"]
+
+
+def test_gzip_compressed_exports_of_both_sdk_exporters_are_read(
+    receiver: Callable[..., Receiver],
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    rec = receiver()
+    by_grpc = send_traces("grpc", rec.grpc_port, compression=grpc.Compression.Gzip)
+    by_http = send_traces("http", rec.http_port, compression=Compression.Gzip)
+    written = {r["span_id"] for r in rows_of(rec.stop(), "traces")}
+    assert written == {s.span_id for s in [*by_grpc, *by_http]}

@@ -335,3 +335,30 @@ def test_signals_not_taken_are_404(receiver: Callable[..., Receiver]) -> None:
     assert response.status_code == 404
     assert "does not take traces" in proto_status(response)
     assert rec.stop().num_rows == 0
+
+
+def test_data_points_of_a_metric_without_a_name_are_rejected_and_charset_is_accepted(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    doc = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {"gauge": {"dataPoints": [{"asInt": "1"}, {"asInt": "2"}]}},
+                            {"name": "kept", "gauge": {"dataPoints": [{"asDouble": 0.5}]}},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    headers = {"content-type": "application/json; charset=utf-8"}
+    response = post(rec, "/v1/metrics", orjson.dumps(doc), headers)
+    assert response.status_code == 200
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedDataPoints"] == "2"
+    assert "metrics[0]: the metric has no name" in partial["errorMessage"]
+    assert [r["metric_name"] for r in rows_of(rec.stop(), "metrics")] == ["kept"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -162,3 +163,36 @@ def test_every_acknowledged_span_survives_repeated_sigkills(service: Service) ->
 def service_kill(svc: Service) -> None:
     if svc.proc is not None:
         svc.proc.send_signal(signal.SIGKILL)
+
+
+def test_a_second_signal_ends_a_stopping_receiver_at_once_and_loses_nothing(
+    service: Service,
+) -> None:
+    doc = pipeline_doc(
+        service.grpc_port, service.http_port, "out/telemetry.parquet", stop_seconds=45
+    )
+    (service.dir / "pipeline.yaml").write_text(yaml.safe_dump(doc))
+    service.start()
+    acknowledged = send_traces("http", service.http_port)
+    # a request whose body never arrives holds the graceful stop (up to stop_seconds)
+    with socket.create_connection(("127.0.0.1", service.http_port)) as stuck:
+        stuck.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\npartial"
+        )
+        time.sleep(0.3)
+        assert service.proc is not None
+        proc = service.proc
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the first signal should wait for the request in flight"
+        code, output = stop(service, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, output
+    assert "no output was written" in output
+    assert not service.out.exists()
+
+    service.start()
+    code, output = stop(service, signal.SIGTERM)
+    assert code == 0, output
+    written = plain(pq.read_table(service.out)).to_pylist()
+    assert sorted(r["span_id"] for r in written) == sorted(s.span_id for s in acknowledged)

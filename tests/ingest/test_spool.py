@@ -91,3 +91,11 @@ def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
     with pytest.raises(SpoolFullError, match="max_bytes 100"):
         append_all(spool, batch(1))
     spool.close()
+
+
+def test_a_thousand_appends_at_once_are_written_in_one_group(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path))
+    spool.open()
+    append_all(spool, *(batch(i) for i in range(1000)))  # more buffers than one writev takes
+    spool.close()
+    assert replayed(tmp_path) == [[i] for i in range(1000)]

@@ -42,6 +42,7 @@ _MAGIC = b"QVSPOOL1"
 _HEAD = struct.Struct("<II")
 _SUFFIX = ".seg"
 _COMMITTED = "committed"
+_IOV_MAX = 1020  # buffers per writev call (POSIX guarantees 16, Linux takes 1024)
 
 
 @dataclass(frozen=True, order=True)
@@ -209,18 +210,21 @@ class Spool:
             return positions
 
     def _record(self, kind: bytes, payload: pa.Buffer) -> list[bytes | memoryview]:
-        body = kind + payload.to_pybytes()
-        self._offset += _HEAD.size + len(body)
-        return [_HEAD.pack(len(body), zlib.crc32(body)), body]
+        data = memoryview(payload)  # no copy: the batch's own serialized buffer
+        length = len(kind) + len(data)
+        self._offset += _HEAD.size + length
+        return [_HEAD.pack(length, zlib.crc32(data, zlib.crc32(kind))), kind, data]
 
     def _flush(self, parts: list[bytes | memoryview]) -> None:
         if not parts:
             return
-        data = b"".join(parts)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._file, view)
-            view = view[written:]
+        for start in range(0, len(parts), _IOV_MAX):
+            chunk = parts[start : start + _IOV_MAX]
+            written = os.writev(self._file, chunk)
+            if written < sum(len(p) for p in chunk):  # a short write: the rest in one piece
+                rest = memoryview(b"".join(chunk))[written:]
+                while rest:
+                    rest = rest[os.write(self._file, rest) :]
         if self.fsync:
             os.fsync(self._file)
         self._sizes[self._segment] = self._offset

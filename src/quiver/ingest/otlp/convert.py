@@ -112,22 +112,28 @@ def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:
 
 class _AttributeColumn:
     """A ``map<string, string>`` column built flat (offsets, keys, values): no tuple or list
-    per row, and one Arrow conversion per batch."""
+    per row, and one Arrow conversion per batch. Attributes repeat a lot (``http.method:
+    GET``): each distinct encoded key-value pair of a request is read once."""
 
     def __init__(self) -> None:
         self.offsets = [0]
         self.keys: list[str] = []
         self.values: list[str | None] = []
+        self._seen: dict[bytes, tuple[str, str | None]] = {}
 
     def add(self, kvs: Iterable[KeyValue]) -> None:
-        keys, values = self.keys, self.values
+        keys, values, seen = self.keys, self.values, self._seen
         for kv in kvs:
-            keys.append(kv.key)
-            value = kv.value
-            if value.WhichOneof("value") == "string_value":
-                values.append(value.string_value)
-            else:
-                values.append(value_text(value))
+            raw = kv.SerializeToString()
+            pair = seen.get(raw)
+            if pair is None:
+                value = kv.value
+                if value.WhichOneof("value") == "string_value":
+                    pair = seen[raw] = (kv.key, value.string_value)
+                else:
+                    pair = seen[raw] = (kv.key, value_text(value))
+            keys.append(pair[0])
+            values.append(pair[1])
         self.offsets.append(len(keys))
 
     def finish(self) -> pa.Array:
