@@ -24,6 +24,7 @@ import pyarrow.flight as flight
 
 from quiver.auth import AuthenticationError, Authenticator, Principal, authenticator_for
 from quiver.config.settings import QuiverSettings
+from quiver.flight import flight_sql
 from quiver.flight.arrow_types import arrow_schema
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
 from quiver.flight.graphql_arrow import GraphQLArrow
@@ -191,6 +192,60 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
 
+    # ----- Flight SQL -----
+    def _sql_command(self, raw: bytes) -> flight_sql.SqlCommand | None:
+        try:
+            return flight_sql.parse_command(raw)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _sql_export(self, query: str | None) -> ExportTicket:
+        try:
+            return flight_sql.sql_to_ticket(query or "")
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _sql_result(self, command: flight_sql.SqlCommand) -> pa.Table:
+        """The answer of a catalog command (GetTables, GetSqlInfo, ...)."""
+        from quiver import __version__
+
+        name = command.name
+        if name == "CommandGetCatalogs":
+            return flight_sql.catalogs()
+        if name == "CommandGetDbSchemas":
+            return flight_sql.db_schemas(command)
+        if name == "CommandGetTables":
+            return flight_sql.tables(self.catalog, command)
+        if name == "CommandGetTableTypes":
+            return flight_sql.table_types()
+        if name == "CommandGetSqlInfo":
+            return flight_sql.sql_info(command, __version__)
+        if name in ("CommandStatementUpdate", "CommandPreparedStatementUpdate"):
+            raise flight.FlightUnauthorizedError(
+                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut)"
+            )
+        raise _invalid(
+            f"the Flight SQL command {name} is not served",
+            "Flight SQL",
+            "statement queries, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes and "
+            "GetSqlInfo are",
+        )
+
+    def _sql_info(
+        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand
+    ) -> flight.FlightInfo:
+        if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
+            if command.name == "CommandStatementQuery":
+                ticket: Ticket = self._sql_export(command.text(1))
+            else:
+                ticket = self._ticket(command.raw(1))
+            schema = self._schema_of(ticket)
+            raw = flight_sql.statement_ticket(ticket.to_json())
+        else:
+            schema = self._sql_result(command).schema
+            raw = descriptor.command
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(raw, [])], -1, -1)
+
     def _info(self, descriptor: flight.FlightDescriptor, ticket: Ticket) -> flight.FlightInfo:
         raw = ticket.to_json()
         endpoint = flight.FlightEndpoint(raw, [self.location])
@@ -207,13 +262,27 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def get_flight_info(
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command = self._sql_command(descriptor.command)
+            if command is not None:
+                return self._sql_info(descriptor, command)
         return self._info(descriptor, self._descriptor_ticket(descriptor))
 
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command = self._sql_command(descriptor.command)
+            if command is not None:
+                return flight.SchemaResult(self._sql_info(descriptor, command).schema)
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
 
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
-        parsed = self._ticket(ticket.ticket)
+        raw = ticket.ticket
+        command = self._sql_command(raw)
+        if command is not None:
+            if command.name != "TicketStatementQuery":
+                return flight.RecordBatchStream(self._sql_result(command))
+            raw = flight_sql.ticket_statement(command)
+        parsed = self._ticket(raw)
         if isinstance(parsed, GraphQLTicket):
             return flight.RecordBatchStream(self._graphql_answer(parsed))
         plan = self._plan(parsed)
@@ -251,9 +320,22 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         writer.write(pa.py_buffer(orjson.dumps({"rows": rows})))
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        return [("list-tables", "The exportable tables, their columns and Arrow types, as JSON.")]
+        return [
+            ("list-tables", "The exportable tables, their columns and Arrow types, as JSON."),
+            ("CreatePreparedStatement", "Flight SQL: prepare a SELECT (no parameters)."),
+            ("ClosePreparedStatement", "Flight SQL: forget a prepared statement."),
+        ]
 
     def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        if action.type == "CreatePreparedStatement":
+            command = self._sql_command(action.body.to_pybytes())
+            if command is None:
+                raise _invalid("the action body is not a Flight SQL request", "action", "")
+            ticket = self._sql_export(command.text(1))
+            yield flight_sql.prepared_result(ticket.to_json(), self._schema_of(ticket))
+            return
+        if action.type == "ClosePreparedStatement":
+            return
         if action.type != "list-tables":
             raise _invalid(
                 f"unknown action {action.type!r}", "action", "ListActions lists the actions"

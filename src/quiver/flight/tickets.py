@@ -59,6 +59,8 @@ class ExportTicket:
     columns: tuple[str, ...] = ()
     #: The where values are text from the compact form, read by each field's scalar.
     text_values: bool = False
+    #: Most rows to stream (None: all).
+    limit: int | None = None
 
     def to_json(self) -> bytes:
         body: dict[str, Any] = {"table": self.table}
@@ -68,6 +70,8 @@ class ExportTicket:
             body["columns"] = list(self.columns)
         if self.text_values:
             body["textValues"] = True
+        if self.limit is not None:
+            body["limit"] = self.limit
         return orjson.dumps({"export": body}, option=orjson.OPT_SORT_KEYS)
 
 
@@ -150,7 +154,7 @@ def _check_keys(value: dict[str, Any], kind: str, allowed: set[str]) -> None:
 
 
 def _json_export(value: dict[str, Any]) -> ExportTicket:
-    _check_keys(value, "export", {"table", "where", "columns", "textValues"})
+    _check_keys(value, "export", {"table", "where", "columns", "textValues", "limit"})
     table = value.get("table")
     if not isinstance(table, str) or not table:
         raise _bad("ticket.export.table must be a table or type name", "ticket.export.table")
@@ -163,7 +167,10 @@ def _json_export(value: dict[str, Any]) -> ExportTicket:
     text_values = value.get("textValues", False)
     if not isinstance(text_values, bool):
         raise _bad("ticket.export.textValues must be true or false")
-    return ExportTicket(table, where, _columns(columns), text_values)
+    limit = value.get("limit")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise _bad("ticket.export.limit must be a whole number of rows, 0 or more")
+    return ExportTicket(table, where, _columns(columns), text_values, limit)
 
 
 def _json_graphql(value: dict[str, Any]) -> GraphQLTicket:
