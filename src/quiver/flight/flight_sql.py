@@ -282,14 +282,6 @@ def _matches(name: str, pattern: str | None) -> bool:
 def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
     include_schema = command.flag(5)
     types = [v.decode() for v in command.fields.get(4, []) if isinstance(v, bytes)]
-    fields = [
-        pa.field("catalog_name", pa.string()),
-        pa.field("db_schema_name", pa.string()),
-        pa.field("table_name", pa.string(), False),
-        pa.field("table_type", pa.string(), False),
-    ]
-    if include_schema:
-        fields.append(pa.field("table_schema", pa.binary(), False))
     names: list[str] = []
     schemas: list[bytes] = []
     if (
@@ -309,7 +301,7 @@ def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
     }
     if include_schema:
         columns["table_schema"] = schemas
-    return pa.table(columns, schema=pa.schema(fields))
+    return pa.table(columns, schema=tables_schema(include_schema))
 
 
 def tables_schema(include_schema: bool) -> pa.Schema:

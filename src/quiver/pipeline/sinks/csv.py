@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline import streams
+from quiver.pipeline.arrow_build import text_array, text_scalar
 from quiver.pipeline.component import (
     LINE_COLUMN,
     FileWriting,
@@ -158,13 +159,17 @@ def _delimiter_tails(delimiter: str) -> list[str]:
     return [delimiter[i:] for i in range(1, len(delimiter))]
 
 
+_EMPTY = text_scalar("")
+
+
 class _Serializer:
     def __init__(self, cfg: CsvSinkConfig) -> None:
         self.cfg = cfg
         self.pattern = _structural_pattern(cfg)
-        self.quote_scalar = pa.scalar(cfg.quote)
-        self.null_scalar = pa.scalar(cfg.null_string)
-        self.terminator_scalar = pa.scalar(cfg.line_terminator)
+        self.quote_scalar = text_scalar(cfg.quote)
+        self.null_scalar = text_scalar(cfg.null_string)
+        self.terminator_scalar = text_scalar(cfg.line_terminator)
+        self.delimiter_scalar = text_scalar(cfg.delimiter)
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
             parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
@@ -214,9 +219,9 @@ class _Serializer:
                         pc.equal(values, self.null_scalar),
                     )
                     if cfg.null_string != "":
-                        needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
+                        needs = pc.or_(needs, pc.equal(values, _EMPTY))
                     out = pc.if_else(needs, quoted, values)
-        return pc.fill_null(out, pa.scalar(cfg.null_string))
+        return pc.fill_null(out, self.null_scalar)
 
     def _may_need_quotes(self, values: pa.Array) -> bool:
         """Whether any value could need quotes, from one pass over the column's text buffer."""
@@ -226,7 +231,7 @@ class _Serializer:
         offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
         offsets = offsets[values.offset : values.offset + len(values) + 1]
         if (np.diff(offsets) == 0).any() and (
-            values.null_count == 0 or pc.any(pc.equal(values, "")).as_py()
+            values.null_count == 0 or pc.any(pc.equal(values, _EMPTY)).as_py()
         ):
             return True  # an empty string must be quoted to differ from a null
         if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
@@ -242,7 +247,7 @@ class _Serializer:
         return False
 
     def header(self, names: list[str]) -> str:
-        values = pa.array(names, pa.string())
+        values = text_array(list(names))
         fields = self.field(values, "header", None).to_pylist()
         return self.cfg.delimiter.join(fields) + self.cfg.line_terminator
 
@@ -262,8 +267,8 @@ class _Serializer:
         if not fields:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
         # The line terminator goes onto the last field, so the rows are joined in one pass.
-        fields[-1] = pc.binary_join_element_wise(fields[-1], self.terminator_scalar, "")
-        rows = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
+        fields[-1] = pc.binary_join_element_wise(fields[-1], self.terminator_scalar, _EMPTY)
+        rows = pc.binary_join_element_wise(*fields, self.delimiter_scalar)
         return concatenated_text(rows)
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
+from quiver.pipeline.arrow_build import int64_array
 from quiver.pipeline.component import (
     LINE_COLUMN,
     ByteCounting,
@@ -550,7 +551,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
         for table, subset in parsed:
             lines = scan.lines[subset] + (base + 1)
-            table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
+            table = table.append_column(LINE_COLUMN, int64_array(lines))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
     def _drop_long(
