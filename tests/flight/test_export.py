@@ -200,3 +200,24 @@ def test_pandas_and_polars_read_a_stream(served: Served, client: flight.FlightCl
     assert isinstance(polars_frame, pl.DataFrame)
     assert polars_frame.height == count
     assert polars_frame.schema["albumId"] == pl.Int32
+
+
+def test_a_stored_value_arrow_cannot_read_fails_the_call_in_one_line(fresh_sqlite: str) -> None:
+    import sqlite3
+
+    from quiver.sql.url import parse_database_url
+    from tests.flight.conftest import reflect, start
+
+    with sqlite3.connect(parse_database_url(fresh_sqlite).database) as conn:
+        conn.execute("CREATE TABLE event (id INTEGER PRIMARY KEY, at TIMESTAMP)")
+        conn.execute("INSERT INTO event VALUES (1, 'yesterday'), (2, '2026-01-01 00:00:00')")
+    handle = start(fresh_sqlite, reflect(fresh_sqlite))
+    try:
+        client = flight.FlightClient(handle.location)
+        with pytest.raises(flight.FlightInternalError) as caught:
+            read(client, "export:Event::")
+        assert "yesterday" in str(caught.value)
+        assert "Traceback" not in str(caught.value)
+        assert read(client, "export:Event:id=2:id").num_rows == 1
+    finally:
+        handle.stop()

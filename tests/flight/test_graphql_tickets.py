@@ -69,3 +69,24 @@ def test_a_graphql_ticket_the_engine_refuses_gets_its_message(
         client.do_get(flight.Ticket(ticket(query))).read_all()
     assert says in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_every_scalar_reads_the_same_as_a_graphql_ticket_and_as_an_export(
+    served: Served, client: flight.FlightClient
+) -> None:
+    entity = next(e for e in served.schema.entities if e.name == "ScalarSample")
+    names = [f.name for f in entity.fields]
+    query = "{ scalarSamples(orderBy: {id: ASC}) { " + " ".join(names) + " } }"
+    via_graphql = client.do_get(flight.Ticket(ticket(query))).read_all()
+    exported = client.do_get(flight.Ticket(b"export:ScalarSample::")).read_all()
+    exported = exported.sort_by("id")
+    assert via_graphql.column_names == exported.column_names == names
+    assert via_graphql.num_rows == exported.num_rows > 0
+    json_fields = {f.name for f in entity.fields if f.scalar.value == "JSON"}
+    for name in names:
+        left = via_graphql.column(name).to_pylist()
+        right = exported.column(name).to_pylist()
+        if name in json_fields:
+            left = [orjson.loads(v) if v is not None else None for v in left]
+            right = [orjson.loads(v) if v is not None else None for v in right]
+        assert left == right, name

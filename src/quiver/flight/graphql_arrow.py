@@ -55,6 +55,37 @@ _SCALARS: dict[str, pa.DataType] = {
 }
 
 
+#: Field metadata marking a JSON scalar: its values travel as their JSON text.
+_JSON_MARK = {b"quiver.scalar": b"JSON"}
+
+
+def _is_json(t: GraphQLOutputType) -> bool:
+    while isinstance(t, GraphQLNonNull | GraphQLList):
+        t = t.of_type
+    return isinstance(t, GraphQLScalarType) and t.name == "JSON"
+
+
+def _json_text(value: Any, t: pa.DataType, json: bool = False) -> Any:
+    """``value`` (decoded from the engine's JSON) with every JSON scalar made its text again."""
+    if value is None:
+        return None
+    if pa.types.is_list(t) and isinstance(value, list):
+        return [_json_text(v, t.value_type, json) for v in value]
+    if json:
+        return orjson.dumps(value).decode()
+    if pa.types.is_struct(t) and isinstance(value, dict):
+        return {f.name: _json_text(value.get(f.name), f.type, f.metadata == _JSON_MARK) for f in t}
+    return value
+
+
+def _has_json(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return any(f.metadata == _JSON_MARK or _has_json(f.type) for f in t)
+    if pa.types.is_list(t):
+        return _has_json(t.value_type)
+    return False
+
+
 def _bad(message: str, fix: str) -> TicketError:
     return TicketError.one(message, "ticket.graphql", fix)  # type: ignore[return-value]
 
@@ -95,10 +126,10 @@ def _arrow_of(
             if child.name.value == "__typename":
                 members.append(pa.field(key, pa.string(), nullable=False))
                 continue
-            child_type, child_nullable = _arrow_of(
-                t.fields[child.name.value].type, child, fragments
-            )
-            members.append(pa.field(key, child_type, nullable=child_nullable))
+            child_def = t.fields[child.name.value].type
+            child_type, child_nullable = _arrow_of(child_def, child, fragments)
+            mark = _JSON_MARK if _is_json(child_def) else None
+            members.append(pa.field(key, child_type, nullable=child_nullable, metadata=mark))
         return pa.struct(members), nullable
     if isinstance(t, GraphQLEnumType):
         return pa.string(), nullable
@@ -192,6 +223,8 @@ class GraphQLArrow:
         value: Any = (body.get("data") or {}).get(key)
         rows = value if isinstance(value, list) else [] if value is None else [value]
         struct = pa.struct(list(schema))
+        if _has_json(struct):
+            rows = [_json_text(row, struct) for row in rows]
         carried = pa.array(rows, type=json_carrier(struct))
         array = conform_array(carried, struct)
         batch = pa.RecordBatch.from_struct_array(array)

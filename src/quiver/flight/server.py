@@ -11,6 +11,8 @@ credentials (any name, the key as password) for a Bearer token in the handshake.
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
 import socket
 import threading
@@ -105,6 +107,40 @@ def _client_error(err: QuiverError) -> Exception:
     else:
         error = flight.FlightServerError(f"{code}: {_text(err)}", info)
     return error
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An RPC whose unexpected failures reach the client as one line, never a traceback (the
+    traceback goes to the log)."""
+
+    def translated(exc: Exception) -> Exception:
+        if isinstance(exc, QuiverError):
+            return _client_error(exc)
+        if isinstance(exc, flight.FlightError):
+            passed: Exception = exc
+            return passed
+        log.error("unexpected failure in %s", method.__name__, exc_info=exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        internal: Exception = flight.FlightInternalError(
+            f"INTERNAL: {method.__name__} failed: {first} (the server log has the details)"
+        )
+        return internal
+
+    def iterate(items: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from items
+        except Exception as exc:
+            raise translated(exc) from None
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(*args, **kwargs)
+        except Exception as exc:
+            raise translated(exc) from None
+        return iterate(result) if inspect.isgenerator(result) else result
+
+    return call
 
 
 def _invalid(message: str, where: str, fix: str) -> Exception:
@@ -252,6 +288,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return flight.FlightInfo(self._schema_of(ticket), descriptor, [endpoint], -1, -1)
 
     # ----- RPCs -----
+    @_guarded
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
         for entity in self.catalog.entities.values():
             ticket = ExportTicket(entity.name)
@@ -259,6 +296,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
 
+    @_guarded
     def get_flight_info(
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
@@ -268,6 +306,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 return self._sql_info(descriptor, command)
         return self._info(descriptor, self._descriptor_ticket(descriptor))
 
+    @_guarded
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
@@ -275,6 +314,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 return flight.SchemaResult(self._sql_info(descriptor, command).schema)
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
 
+    @_guarded
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
         raw = ticket.ticket
         command = self._sql_command(raw)
@@ -295,6 +335,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             raise _client_error(err) from None
         return flight.RecordBatchStream(_prepend(first, reader))
 
+    @_guarded
     def do_put(
         self,
         context: Any,
@@ -326,6 +367,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             ("ClosePreparedStatement", "Flight SQL: forget a prepared statement."),
         ]
 
+    @_guarded
     def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
         if action.type == "CreatePreparedStatement":
             command = self._sql_command(action.body.to_pybytes())
