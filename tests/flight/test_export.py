@@ -214,8 +214,10 @@ def test_a_stored_value_arrow_cannot_read_fails_the_call_in_one_line(fresh_sqlit
     handle = start(fresh_sqlite, reflect(fresh_sqlite))
     try:
         client = flight.FlightClient(handle.location)
-        with pytest.raises(flight.FlightInternalError) as caught:
+        with pytest.raises(flight.FlightServerError) as caught:
             read(client, "export:Event::")
+        assert "STORED_VALUE" in str(caught.value)
+        assert "column 'at' holds a value that cannot be read as timestamp" in str(caught.value)
         assert "yesterday" in str(caught.value)
         assert "Traceback" not in str(caught.value)
         assert read(client, "export:Event:id=2:id").num_rows == 1

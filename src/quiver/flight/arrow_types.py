@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.runtime.errors import PermanentError
+from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.ir import Field, Scalar
 
 __all__ = ["arrow_schema", "arrow_type", "conform_array", "conform_batch", "json_carrier"]
@@ -77,12 +77,13 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             columns.append(_conform(column, target.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise PermanentError.one(
+            detail = ErrorDetail(
                 f"column {target.name!r} holds a value that cannot be read as {target.type} "
                 f"(the database gave {column.type}): {first}",
                 target.name,
                 "fix the stored value, or leave the column out of the ticket",
-            ) from None
+            )
+            raise PermanentError([detail], code="STORED_VALUE") from None
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
