@@ -185,6 +185,12 @@ def test_a_client_that_leaves_mid_stream_frees_its_connection(
     while pool.open_count > pool.size and time.monotonic() < deadline:
         time.sleep(0.1)
     assert pool.open_count <= pool.size
+    if served.db.dialect == "postgresql":
+        running = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        running += "AND state = 'active' AND pid <> pg_backend_pid()"
+        while sql(served, running)[0][0] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sql(served, running)[0][0] == 0
     assert read(client, "export:Genre::").num_rows > 0
 
 
