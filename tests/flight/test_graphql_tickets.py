@@ -90,3 +90,21 @@ def test_every_scalar_reads_the_same_as_a_graphql_ticket_and_as_an_export(
             left = [orjson.loads(v) if v is not None else None for v in left]
             right = [orjson.loads(v) if v is not None else None for v in right]
         assert left == right, name
+
+
+def test_a_query_run_once_runs_again_from_its_hash(client: flight.FlightClient) -> None:
+    import hashlib
+
+    query = "{ mediaTypes(orderBy: {mediaTypeId: ASC}) { mediaTypeId name } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    first = client.do_get(flight.Ticket(ticket(query))).read_all()
+    again = client.do_get(flight.Ticket(f"graphql:{digest}".encode())).read_all()
+    assert again.equals(first) and again.num_rows == 5
+    unknown = "0" * 64
+    with pytest.raises(flight.FlightServerError, match=f"no query with the hash {unknown}"):
+        client.do_get(flight.Ticket(f"graphql:{unknown}".encode())).read_all()
+    with pytest.raises(flight.FlightServerError, match="hex SHA-256"):
+        client.do_get(flight.Ticket(b"graphql:abc")).read_all()
+    wrong = orjson.dumps({"graphql": {"query": query, "sha256Hash": unknown}})
+    with pytest.raises(flight.FlightServerError, match="is not the SHA-256 of the query"):
+        client.do_get(flight.Ticket(wrong)).read_all()

@@ -33,6 +33,7 @@ from graphql import (
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import conform_array, json_carrier
 from quiver.flight.tickets import GraphQLTicket, TicketError
+from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
 from quiver.schema.ir import Schema
 
@@ -165,6 +166,8 @@ class GraphQLArrow:
     def __init__(self, engine: GraphQLEngine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self._loop = loop
+        #: Every query run here, by its SHA-256: ``graphql:<hash>`` runs one again.
+        self.persisted = ApqStore()
 
     @classmethod
     def start(cls, schema: Schema, settings: QuiverSettings) -> GraphQLArrow:
@@ -186,8 +189,25 @@ class GraphQLArrow:
         asyncio.run_coroutine_threadsafe(self.engine.close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
+    def _query_text(self, ticket: GraphQLTicket) -> str:
+        if ticket.query and ticket.sha256_hash and sha256_hex(ticket.query) != ticket.sha256_hash:
+            raise _bad(
+                "sha256Hash is not the SHA-256 of the query",
+                "send the hex SHA-256 of the query's UTF-8 text",
+            )
+        if ticket.query:
+            return ticket.query
+        known = self.persisted.get(ticket.sha256_hash)
+        if known is None:
+            raise _bad(
+                f"no query with the hash {ticket.sha256_hash} has run on this server",
+                "send the query text once; graphql:<hash> runs it again after that",
+            )
+        return known
+
     def _prepared(self, ticket: GraphQLTicket) -> tuple[Prepared, str]:
-        prepared = self.engine.prepare(ticket.query, ticket.operation_name)
+        query = self._query_text(ticket)
+        prepared = self.engine.prepare(query, ticket.operation_name)
         if prepared.errors:
             raise _bad(
                 "; ".join(e["message"] for e in prepared.errors[:3]),
@@ -201,6 +221,7 @@ class GraphQLArrow:
         key = ticket.field or keys[0]
         if key not in keys:
             raise _bad(f"the query has no root field {key!r}", f"name one of {keys}")
+        self.persisted.put(sha256_hex(query), query)
         return prepared, key
 
     def schema(self, ticket: GraphQLTicket) -> pa.Schema:

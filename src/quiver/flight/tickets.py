@@ -7,6 +7,8 @@
   made into the same input (``{"field": {"gt": "value"}}``).
 - ``{"graphql": {"query": "...", "variables": {...}, "operationName": "..."}}``: a GraphQL
   query answered as Arrow, one stream per root field (the first unless ``field`` names one).
+  ``graphql:<sha256>`` (or ``"sha256Hash"`` without ``query``) runs a query this server has
+  run before.
 
 Nothing in a ticket is ever SQL: names are checked against the catalog, values become
 parameters (see :mod:`quiver.flight.export`).
@@ -33,6 +35,7 @@ __all__ = [
 MAX_TICKET_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
 _OPS = {"=": "eq", "!=": "neq", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _FORMS = (
     'send JSON such as {"export": {"table": "Track", "columns": ["name"]}} or '
@@ -84,9 +87,13 @@ class GraphQLTicket:
     operation_name: str | None = None
     #: The root field (response key) to stream; the first one when empty.
     field: str = ""
+    #: SHA-256 (hex) of a query the server has run before: sent instead of the text.
+    sha256_hash: str = ""
 
     def to_json(self) -> bytes:
-        body: dict[str, Any] = {"query": self.query}
+        body: dict[str, Any] = {"query": self.query} if self.query else {}
+        if self.sha256_hash:
+            body["sha256Hash"] = self.sha256_hash
         if self.variables:
             body["variables"] = self.variables
         if self.operation_name:
@@ -118,11 +125,7 @@ def parse_ticket(raw: bytes) -> Ticket:
     if kind == "export" and sep:
         return _compact_export(rest)
     if kind == "graphql" and sep:
-        raise _bad(
-            "persisted query hashes are not served over Flight yet",
-            "ticket",
-            'send the query text: {"graphql": {"query": "..."}}',
-        )
+        return GraphQLTicket("", sha256_hash=_hash(rest.strip()))
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
 
 
@@ -173,10 +176,21 @@ def _json_export(value: dict[str, Any]) -> ExportTicket:
     return ExportTicket(table, where, _columns(columns), text_values, limit)
 
 
+def _hash(value: Any) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise _bad(
+            "a persisted query hash is the hex SHA-256 of the query's text (64 characters)",
+            "ticket.graphql.sha256Hash",
+            "send the query once with its text; graphql:<hash> then runs it again",
+        )
+    return value.lower()
+
+
 def _json_graphql(value: dict[str, Any]) -> GraphQLTicket:
-    _check_keys(value, "graphql", {"query", "variables", "operationName", "field"})
-    query = value.get("query")
-    if not isinstance(query, str) or not query.strip():
+    _check_keys(value, "graphql", {"query", "variables", "operationName", "field", "sha256Hash"})
+    query = value.get("query", "")
+    digest = _hash(value["sha256Hash"]) if "sha256Hash" in value else ""
+    if not isinstance(query, str) or not (query.strip() or digest):
         raise _bad("ticket.graphql.query must be the text of a GraphQL query")
     variables = value.get("variables") or {}
     if not isinstance(variables, dict):
@@ -187,7 +201,7 @@ def _json_graphql(value: dict[str, Any]) -> GraphQLTicket:
     root = value.get("field") or ""
     if not isinstance(root, str):
         raise _bad("ticket.graphql.field must be the response key of a root field")
-    return GraphQLTicket(query, variables, name, root)
+    return GraphQLTicket(query, variables, name, root, digest)
 
 
 def _columns(names: list[str]) -> tuple[str, ...]:
