@@ -229,3 +229,51 @@ def test_a_stored_value_arrow_cannot_read_fails_the_call_in_one_line(fresh_sqlit
         assert read(client, "export:Event:id=2:id").num_rows == 1
     finally:
         handle.stop()
+
+
+def test_actions_are_listed_and_list_tables_describes_every_table(
+    served: Served, client: flight.FlightClient
+) -> None:
+    kinds = {a.type for a in client.list_actions()}
+    assert {"list-tables", "cancel", "CreatePreparedStatement"} <= kinds
+    (result,) = list(client.do_action(flight.Action("list-tables", b"")))
+    tables = {t["name"]: t for t in orjson.loads(result.body.to_pybytes())}
+    assert set(tables) == {e.name for e in served.schema.entities}
+    genre = {c["name"]: c["type"] for c in tables["Genre"]["columns"]}
+    assert genre == {"genreId": "int32", "name": "string"}
+    with pytest.raises(flight.FlightServerError, match="unknown action 'drop'"):
+        list(client.do_action(flight.Action("drop", b"")))
+
+
+def test_a_cancel_action_ends_the_running_streams_of_its_ticket(fresh_sqlite: str) -> None:
+    import sqlite3
+
+    from quiver.sql.url import parse_database_url
+    from tests.flight.conftest import reflect, start
+
+    # 20 MB in batches of 1,000 rows: far more than gRPC buffers, so the stream is still
+    # running when the action arrives.
+    with sqlite3.connect(parse_database_url(fresh_sqlite).database) as conn:
+        conn.execute("CREATE TABLE line (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+            "INSERT INTO line SELECT i, printf('%0100d', i) FROM n"
+        )
+    handle = start(fresh_sqlite, reflect(fresh_sqlite), flight={"batch_rows": 1000})
+    try:
+        client = flight.FlightClient(handle.location)
+        ticket = b"export:Line::"
+        reader = client.do_get(flight.Ticket(ticket))
+        reader.read_chunk()
+        (answer,) = list(client.do_action(flight.Action("cancel", ticket)))
+        assert orjson.loads(answer.body.to_pybytes()) == {"cancelled": 1}
+        read_rows = 1000
+        with pytest.raises(flight.FlightError, match="cancelled"):
+            while True:
+                read_rows += reader.read_chunk().data.num_rows
+        assert read_rows < 200000
+        (again,) = list(client.do_action(flight.Action("cancel", ticket)))
+        assert orjson.loads(again.body.to_pybytes()) == {"cancelled": 0}
+        assert read(client, "export:Line:id<=5:id").num_rows == 5
+    finally:
+        handle.stop()

@@ -187,6 +187,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
         self._graphql = graphql
+        self._lock = threading.Lock()
+        #: ticket -> the stop signals of the streams of it now running (the cancel action)
+        self._running: dict[bytes, set[threading.Event]] = {}
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -333,7 +336,33 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
         except QuiverError as err:
             raise _client_error(err) from None
-        return flight.RecordBatchStream(_prepend(first, reader))
+        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
+
+    def _cancellable(
+        self, raw: bytes, first: pa.RecordBatch, rest: pa.RecordBatchReader
+    ) -> pa.RecordBatchReader:
+        """The stream with its first batch read ahead (a query that cannot start fails the call
+        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket."""
+        stop = threading.Event()
+        with self._lock:
+            self._running.setdefault(raw, set()).add(stop)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield first
+                for batch in rest:
+                    if stop.is_set():
+                        raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
+                    yield batch
+            finally:
+                rest.close()
+                with self._lock:
+                    streams = self._running.get(raw, set())
+                    streams.discard(stop)
+                    if not streams:
+                        self._running.pop(raw, None)
+
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
 
     @_guarded
     def do_put(
@@ -363,6 +392,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         return [
             ("list-tables", "The exportable tables, their columns and Arrow types, as JSON."),
+            ("cancel", "End the running streams of the ticket given as the body."),
             ("CreatePreparedStatement", "Flight SQL: prepare a SELECT (no parameters)."),
             ("ClosePreparedStatement", "Flight SQL: forget a prepared statement."),
         ]
@@ -377,6 +407,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             yield flight_sql.prepared_result(ticket.to_json(), self._schema_of(ticket))
             return
         if action.type == "ClosePreparedStatement":
+            return
+        if action.type == "cancel":
+            with self._lock:
+                stops = list(self._running.get(action.body.to_pybytes(), ()))
+            for stop in stops:
+                stop.set()
+            yield orjson.dumps({"cancelled": len(stops)})
             return
         if action.type != "list-tables":
             raise _invalid(
@@ -398,20 +435,6 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def shutdown(self) -> None:
         super().shutdown()
         self.pool.close()
-
-
-def _prepend(first: pa.RecordBatch, rest: pa.RecordBatchReader) -> pa.RecordBatchReader:
-    """The stream with its first batch read ahead: a query that cannot start fails the call
-    with its own error, not a broken stream."""
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        yield first
-        try:
-            yield from rest
-        finally:
-            rest.close()
-
-    return pa.RecordBatchReader.from_batches(first.schema, batches())
 
 
 def _read(path: str | None, key: str) -> bytes:
