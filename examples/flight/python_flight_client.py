@@ -21,7 +21,9 @@ from quiver.flight import connect
 def main(location: str = "grpc://127.0.0.1:8815", api_key: str | None = None) -> None:
     with connect(location, api_key=api_key) as client:
         # Every exportable table, with the schema its stream has.
-        names = [info.descriptor.path[0].decode() for info in client.tables()]
+        names = [
+            info.descriptor.path[0].decode() for info in client.tables() if info.descriptor.path
+        ]
         print(f"{len(names)} tables:", ", ".join(names))
 
         # A bulk export: long rock tracks, three columns, straight from the database.

@@ -98,7 +98,7 @@ def test_a_filter_on_a_timestamp_compares_as_a_time(
 def test_every_table_is_listed_with_the_schema_its_stream_has(
     served: Served, client: flight.FlightClient
 ) -> None:
-    infos = {i.descriptor.path[0].decode(): i for i in client.list_flights()}
+    infos = {i.descriptor.path[0].decode(): i for i in client.list_flights() if i.descriptor.path}
     assert set(infos) == {e.name for e in served.schema.entities}
     info = infos["Genre"]
     streamed = client.do_get(info.endpoints[0].ticket).read_all()

@@ -100,6 +100,10 @@ def test_a_query_run_once_runs_again_from_its_hash(client: flight.FlightClient) 
     first = client.do_get(flight.Ticket(ticket(query))).read_all()
     again = client.do_get(flight.Ticket(f"graphql:{digest}".encode())).read_all()
     assert again.equals(first) and again.num_rows == 5
+    listed = {i.descriptor.command: i for i in client.list_flights() if i.descriptor.command}
+    info = listed[f"graphql:{digest}".encode()]
+    assert info.schema.equals(first.schema)
+    assert client.do_get(info.endpoints[0].ticket).read_all().equals(first)
     unknown = "0" * 64
     with pytest.raises(flight.FlightServerError, match=f"no query with the hash {unknown}"):
         client.do_get(flight.Ticket(f"graphql:{unknown}".encode())).read_all()

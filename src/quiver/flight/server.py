@@ -293,11 +293,24 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     # ----- RPCs -----
     @_guarded
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        """Every exportable table (a path descriptor), then every GraphQL query this server has
+        run (a command descriptor holding its ``graphql:<hash>`` ticket)."""
         for entity in self.catalog.entities.values():
             ticket = ExportTicket(entity.name)
             descriptor = flight.FlightDescriptor.for_path(entity.name)
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
+        if self._graphql is None:
+            return
+        for digest, query in self._graphql.persisted.items():
+            persisted = f"graphql:{digest}".encode()
+            try:
+                schema = self._graphql.schema(GraphQLTicket(query))
+            except QuiverError:
+                continue
+            descriptor = flight.FlightDescriptor.for_command(persisted)
+            endpoint = flight.FlightEndpoint(persisted, [self.location])
+            yield flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
     @_guarded
     def get_flight_info(
