@@ -53,7 +53,7 @@ def main(location: str = "grpc://127.0.0.1:8815", api_key: str | None = None) ->
         assert isinstance(genres, pl.DataFrame)
         print(f"{genres.height} genres, first: {genres['name'][0]}")
 
-        # pyarrow's own client is there too, for the RPCs the helper does not wrap.
+        # pyarrow's own client is there too, for the RPCs QuiverFlightClient does not wrap.
         schema = client.flight.get_schema(
             flight.FlightDescriptor.for_path("Album"), client.options
         ).schema

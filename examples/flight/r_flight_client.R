@@ -6,7 +6,7 @@
 #   Rscript examples/flight/r_flight_client.R
 #
 # This example is documentation: the tests run the Python client, not this one. With API keys,
-# use the Python helper quiver.flight.connect through reticulate, which sends the header.
+# use quiver.flight.connect from Python through reticulate, which sends the header.
 
 library(arrow)
 
