@@ -523,5 +523,6 @@ def start_flight_server(schema: Schema, settings: QuiverSettings) -> FlightHandl
     except Exception:
         bridge.stop()
         raise
+    threading.Thread(target=server.pool.warm, name="quiver-flight-warm", daemon=True).start()
     log.info("Arrow Flight listening on %s", server.location)
     return FlightHandle(server, bridge.stop)
