@@ -21,7 +21,9 @@ from quiver.flight import connect
 def main(location: str = "grpc://127.0.0.1:8815", api_key: str | None = None) -> None:
     with connect(location, api_key=api_key) as client:
         # Every exportable table, with the schema its stream has.
-        names = [info.descriptor.path[0].decode() for info in client.tables()]
+        names = [
+            info.descriptor.path[0].decode() for info in client.tables() if info.descriptor.path
+        ]
         print(f"{len(names)} tables:", ", ".join(names))
 
         # A bulk export: long rock tracks, three columns, straight from the database.
@@ -51,7 +53,7 @@ def main(location: str = "grpc://127.0.0.1:8815", api_key: str | None = None) ->
         assert isinstance(genres, pl.DataFrame)
         print(f"{genres.height} genres, first: {genres['name'][0]}")
 
-        # pyarrow's own client is there too, for the RPCs the helper does not wrap.
+        # pyarrow's own client is there too, for the RPCs QuiverFlightClient does not wrap.
         schema = client.flight.get_schema(
             flight.FlightDescriptor.for_path("Album"), client.options
         ).schema

@@ -98,3 +98,29 @@ def test_a_taken_flight_port_is_one_clear_error(chinook_sqlite: Path) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def test_serve_answers_http_when_the_flight_port_is_taken(chinook_sqlite: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        flight_port = taken.getsockname()[1]
+        http_port = free_port()
+        db = f"sqlite:///{chinook_sqlite.absolute()}"
+        args = [
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(http_port),
+            "--set",
+            f"flight.port={flight_port}",
+        ]
+        with serving(*args, port=http_port) as base:
+            body = {"query": "{ genresAggregate { count } }"}
+            answer = httpx.post(f"{base}/graphql", json=body).json()
+            assert answer == {"data": {"genresAggregate": {"count": 25}}}

@@ -69,3 +69,46 @@ def test_a_graphql_ticket_the_engine_refuses_gets_its_message(
         client.do_get(flight.Ticket(ticket(query))).read_all()
     assert says in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_every_scalar_reads_the_same_as_a_graphql_ticket_and_as_an_export(
+    served: Served, client: flight.FlightClient
+) -> None:
+    entity = next(e for e in served.schema.entities if e.name == "ScalarSample")
+    names = [f.name for f in entity.fields]
+    query = "{ scalarSamples(orderBy: {id: ASC}) { " + " ".join(names) + " } }"
+    via_graphql = client.do_get(flight.Ticket(ticket(query))).read_all()
+    exported = client.do_get(flight.Ticket(b"export:ScalarSample::")).read_all()
+    exported = exported.sort_by("id")
+    assert via_graphql.column_names == exported.column_names == names
+    assert via_graphql.num_rows == exported.num_rows > 0
+    json_fields = {f.name for f in entity.fields if f.scalar.value == "JSON"}
+    for name in names:
+        left = via_graphql.column(name).to_pylist()
+        right = exported.column(name).to_pylist()
+        if name in json_fields:
+            left = [orjson.loads(v) if v is not None else None for v in left]
+            right = [orjson.loads(v) if v is not None else None for v in right]
+        assert left == right, name
+
+
+def test_a_query_run_once_runs_again_from_its_hash(client: flight.FlightClient) -> None:
+    import hashlib
+
+    query = "{ mediaTypes(orderBy: {mediaTypeId: ASC}) { mediaTypeId name } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    first = client.do_get(flight.Ticket(ticket(query))).read_all()
+    again = client.do_get(flight.Ticket(f"graphql:{digest}".encode())).read_all()
+    assert again.equals(first) and again.num_rows == 5
+    listed = {i.descriptor.command: i for i in client.list_flights() if i.descriptor.command}
+    info = listed[f"graphql:{digest}".encode()]
+    assert info.schema.equals(first.schema)
+    assert client.do_get(info.endpoints[0].ticket).read_all().equals(first)
+    unknown = "0" * 64
+    with pytest.raises(flight.FlightServerError, match=f"no query with the hash {unknown}"):
+        client.do_get(flight.Ticket(f"graphql:{unknown}".encode())).read_all()
+    with pytest.raises(flight.FlightServerError, match="hex SHA-256"):
+        client.do_get(flight.Ticket(b"graphql:abc")).read_all()
+    wrong = orjson.dumps({"graphql": {"query": query, "sha256Hash": unknown}})
+    with pytest.raises(flight.FlightServerError, match="is not the SHA-256 of the query"):
+        client.do_get(flight.Ticket(wrong)).read_all()

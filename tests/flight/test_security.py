@@ -183,3 +183,29 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(
             anonymous.read("export:Genre::name")
     finally:
         handle.stop()
+
+
+def test_flight_sql_clients_send_the_key_as_a_header(locked: FlightHandle) -> None:
+    import warnings
+
+    import adbc_driver_flightsql.dbapi as flightsql
+    import adbc_driver_manager
+
+    location = locked.location.replace("grpc+tcp://", "grpc://")
+    header = {"adbc.flight.sql.authorization_header": f"Bearer {KEY}"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conn = flightsql.connect(location, db_kwargs=header)
+        anonymous = flightsql.connect(location)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT name FROM Genre LIMIT 3")
+            assert cur.fetch_arrow_table().num_rows == 3
+        with (
+            anonymous.cursor() as cur,
+            pytest.raises(adbc_driver_manager.Error, match="no credentials"),
+        ):
+            cur.execute("SELECT name FROM Genre")
+    finally:
+        conn.close()
+        anonymous.close()

@@ -1,4 +1,4 @@
-"""flight: the Arrow Flight server and its client helper; see docs/flight.md.
+"""flight: the Arrow Flight server and its Python client (connect); see docs/flight.md.
 
 Importing this package loads nothing heavy; :func:`connect` and the server load pyarrow.flight
 when used.

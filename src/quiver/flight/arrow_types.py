@@ -10,11 +10,13 @@ column is a list of its element type. Nulls are kept.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.ir import Field, Scalar
 
 __all__ = ["arrow_schema", "arrow_type", "conform_array", "conform_batch", "json_carrier"]
@@ -69,9 +71,19 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with its columns cast to ``schema`` (the database's own types may differ)."""
     if batch.schema.equals(schema):
         return batch
-    columns = [
-        _conform(column, target.type) for column, target in zip(batch.columns, schema, strict=True)
-    ]
+    columns = []
+    for column, target in zip(batch.columns, schema, strict=True):
+        try:
+            columns.append(_conform(column, target.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            detail = ErrorDetail(
+                f"column {target.name!r} holds a value that cannot be read as {target.type} "
+                f"(the database gave {column.type}): {first}",
+                target.name,
+                "fix the stored value, or leave the column out of the ticket",
+            )
+            raise PermanentError([detail], code="STORED_VALUE") from None
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
@@ -111,6 +123,11 @@ def _conform(column: pa.Array, target: pa.DataType) -> pa.Array:
     source = column.type
     if source.equals(target):
         return column
+    if isinstance(source, pa.BaseExtensionType):  # ADBC's arrow.uuid and arrow.json
+        uuid_like = pa.types.is_fixed_size_binary(source.storage_type)
+        if uuid_like and pa.types.is_string(target):
+            return pa.array([None if v is None else str(v) for v in column.to_pylist()], target)
+        return _conform(column.storage, target)
     text = pa.types.is_string(source) or pa.types.is_large_string(source)
     if pa.types.is_timestamp(target) and target.tz is not None:
         if text:
@@ -121,6 +138,14 @@ def _conform(column: pa.Array, target: pa.DataType) -> pa.Array:
         return _time_of_text(column)
     if pa.types.is_boolean(target) and pa.types.is_integer(source):
         return pc.not_equal(column, 0)
+    if (
+        pa.types.is_fixed_size_binary(source)
+        and source.byte_width == 16
+        and pa.types.is_string(target)
+    ):
+        return pa.array(
+            [None if v is None else str(uuid.UUID(bytes=v)) for v in column.to_pylist()], target
+        )
     return column.cast(target)
 
 

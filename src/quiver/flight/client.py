@@ -42,7 +42,8 @@ class QuiverFlightClient:
         return self.read({"graphql": {"query": query, "variables": variables or {}}})
 
     def tables(self) -> list[flight.FlightInfo]:
-        return list(self.flight.list_flights(options=self.options))
+        """The exportable tables (ListFlights' path descriptors)."""
+        return [i for i in self.flight.list_flights(options=self.options) if i.descriptor.path]
 
     def close(self) -> None:
         self.flight.close()

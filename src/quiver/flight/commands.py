@@ -37,12 +37,26 @@ def register(app: typer.Typer) -> None:
 
 
 def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
-    """Start the Flight server unless ``flight.enabled`` is false; returns what stops it."""
+    """Start the Flight server unless ``flight.enabled`` is false; returns what stops it.
+
+    A Flight port that is taken does not keep HTTP from serving: it is one warning line with
+    the fix, and HTTP starts alone (``quiver flight`` fails instead).
+    """
     if not settings.flight.enabled:
         return lambda: None
     from quiver.flight.server import start_flight_server
+    from quiver.runtime.errors import ConfigError
 
-    handle = start_flight_server(schema, settings)
+    try:
+        handle = start_flight_server(schema, settings)
+    except ConfigError as err:
+        detail = err.details[0]
+        typer.echo(
+            f"warning: Arrow Flight not started: {detail.message} ({detail.fix}; "
+            "flight.enabled: false turns it off)",
+            err=True,
+        )
+        return lambda: None
     typer.echo(f"Arrow Flight at {handle.location}")
     return handle.stop
 

@@ -33,6 +33,7 @@ from graphql import (
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import conform_array, json_carrier
 from quiver.flight.tickets import GraphQLTicket, TicketError
+from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
 from quiver.schema.ir import Schema
 
@@ -53,6 +54,37 @@ _SCALARS: dict[str, pa.DataType] = {
     "Time": pa.time64("us"),
     "Base64": pa.string(),
 }
+
+
+#: Field metadata marking a JSON scalar: its values travel as their JSON text.
+_JSON_MARK = {b"quiver.scalar": b"JSON"}
+
+
+def _is_json(t: GraphQLOutputType) -> bool:
+    while isinstance(t, GraphQLNonNull | GraphQLList):
+        t = t.of_type
+    return isinstance(t, GraphQLScalarType) and t.name == "JSON"
+
+
+def _json_text(value: Any, t: pa.DataType, json: bool = False) -> Any:
+    """``value`` (decoded from the engine's JSON) with every JSON scalar made its text again."""
+    if value is None:
+        return None
+    if pa.types.is_list(t) and isinstance(value, list):
+        return [_json_text(v, t.value_type, json) for v in value]
+    if json:
+        return orjson.dumps(value).decode()
+    if pa.types.is_struct(t) and isinstance(value, dict):
+        return {f.name: _json_text(value.get(f.name), f.type, f.metadata == _JSON_MARK) for f in t}
+    return value
+
+
+def _has_json(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        return any(f.metadata == _JSON_MARK or _has_json(f.type) for f in t)
+    if pa.types.is_list(t):
+        return _has_json(t.value_type)
+    return False
 
 
 def _bad(message: str, fix: str) -> TicketError:
@@ -95,10 +127,10 @@ def _arrow_of(
             if child.name.value == "__typename":
                 members.append(pa.field(key, pa.string(), nullable=False))
                 continue
-            child_type, child_nullable = _arrow_of(
-                t.fields[child.name.value].type, child, fragments
-            )
-            members.append(pa.field(key, child_type, nullable=child_nullable))
+            child_def = t.fields[child.name.value].type
+            child_type, child_nullable = _arrow_of(child_def, child, fragments)
+            mark = _JSON_MARK if _is_json(child_def) else None
+            members.append(pa.field(key, child_type, nullable=child_nullable, metadata=mark))
         return pa.struct(members), nullable
     if isinstance(t, GraphQLEnumType):
         return pa.string(), nullable
@@ -134,6 +166,8 @@ class GraphQLArrow:
     def __init__(self, engine: GraphQLEngine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self._loop = loop
+        #: Every query run here, by its SHA-256: ``graphql:<hash>`` runs one again.
+        self.persisted = ApqStore()
 
     @classmethod
     def start(cls, schema: Schema, settings: QuiverSettings) -> GraphQLArrow:
@@ -155,8 +189,25 @@ class GraphQLArrow:
         asyncio.run_coroutine_threadsafe(self.engine.close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
+    def _query_text(self, ticket: GraphQLTicket) -> str:
+        if ticket.query and ticket.sha256_hash and sha256_hex(ticket.query) != ticket.sha256_hash:
+            raise _bad(
+                "sha256Hash is not the SHA-256 of the query",
+                "send the hex SHA-256 of the query's UTF-8 text",
+            )
+        if ticket.query:
+            return ticket.query
+        known = self.persisted.get(ticket.sha256_hash)
+        if known is None:
+            raise _bad(
+                f"no query with the hash {ticket.sha256_hash} has run on this server",
+                "send the query text once; graphql:<hash> runs it again after that",
+            )
+        return known
+
     def _prepared(self, ticket: GraphQLTicket) -> tuple[Prepared, str]:
-        prepared = self.engine.prepare(ticket.query, ticket.operation_name)
+        query = self._query_text(ticket)
+        prepared = self.engine.prepare(query, ticket.operation_name)
         if prepared.errors:
             raise _bad(
                 "; ".join(e["message"] for e in prepared.errors[:3]),
@@ -170,6 +221,7 @@ class GraphQLArrow:
         key = ticket.field or keys[0]
         if key not in keys:
             raise _bad(f"the query has no root field {key!r}", f"name one of {keys}")
+        self.persisted.put(sha256_hex(query), query)
         return prepared, key
 
     def schema(self, ticket: GraphQLTicket) -> pa.Schema:
@@ -192,6 +244,8 @@ class GraphQLArrow:
         value: Any = (body.get("data") or {}).get(key)
         rows = value if isinstance(value, list) else [] if value is None else [value]
         struct = pa.struct(list(schema))
+        if _has_json(struct):
+            rows = [_json_text(row, struct) for row in rows]
         carried = pa.array(rows, type=json_carrier(struct))
         array = conform_array(carried, struct)
         batch = pa.RecordBatch.from_struct_array(array)

@@ -9,6 +9,8 @@ INSERTs for MariaDB. A failure part-way rolls everything back.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -102,12 +104,20 @@ def _load_adbc(
         target = stored(pa.RecordBatch.from_pylist([], schema=target)).schema
 
     conn = connect_adbc(pool.url, pool.base_dir, autocommit=False)
+    with _all_or_nothing(conn, pool, entity, refused), conn.cursor() as cursor:
+        stream = pa.RecordBatchReader.from_batches(target, batches())
+        cursor.adbc_ingest(entity.source, stream, mode="append", db_schema_name=entity.db_schema)
+    return count
+
+
+@contextmanager
+def _all_or_nothing(
+    conn: Any, pool: ConnectionPool, entity: Entity, refused: list[QuiverError]
+) -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back and raise what went wrong: the
+    refusal of a batch (``refused``), or the database's error. The connection is closed."""
     try:
-        with conn.cursor() as cursor:
-            stream = pa.RecordBatchReader.from_batches(target, batches())
-            cursor.adbc_ingest(
-                entity.source, stream, mode="append", db_schema_name=entity.db_schema
-            )
+        yield
         conn.commit()
     except QuiverError:
         conn.rollback()
@@ -119,7 +129,6 @@ def _load_adbc(
         raise database_error(exc, pool.url, f"loading {entity.name}", in_transaction=True) from None
     finally:
         conn.close()
-    return count
 
 
 def _sqlite_storage(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -149,21 +158,11 @@ def _load_mysql(
     statement = f"INSERT INTO {table} ({names}) VALUES ({marks})"
     conn = connect_mysql_bulk(pool.url)
     count = 0
-    try:
-        with conn.cursor() as cursor:
-            for batch in reader:
-                checked = _checked(batch, fields)
-                rows = list(zip(*(c.to_pylist() for c in checked.columns), strict=True))
-                if rows:
-                    cursor.executemany(statement, rows)
-                count += checked.num_rows
-        conn.commit()
-    except QuiverError:
-        conn.rollback()
-        raise
-    except Exception as exc:
-        conn.rollback()
-        raise database_error(exc, pool.url, f"loading {entity.name}", in_transaction=True) from None
-    finally:
-        conn.close()
+    with _all_or_nothing(conn, pool, entity, []), conn.cursor() as cursor:
+        for batch in reader:
+            checked = _checked(batch, fields)
+            rows = list(zip(*(c.to_pylist() for c in checked.columns), strict=True))
+            if rows:
+                cursor.executemany(statement, rows)
+            count += checked.num_rows
     return count

@@ -8,6 +8,7 @@ whose stream ended early or failed is closed instead of returned.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from quiver.sql.connect import connect_adbc, connect_mysql_bulk
 from quiver.sql.url import DatabaseUrl
 
 __all__ = ["ConnectionPool", "Lease"]
+
+log = logging.getLogger("quiver.flight")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ConnectionPool:
         self.arrow_native = url.dialect in ("postgresql", "sqlite")
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        self._closed = False
         self.open_count = 0
 
     def _connect(self) -> Any:
@@ -57,7 +61,7 @@ class ConnectionPool:
     def release(self, lease: Lease) -> None:
         if not lease.broken:
             with self._lock:
-                if len(self._idle) < self.size:
+                if not self._closed and len(self._idle) < self.size:
                     self._idle.append(lease.connection)
                     return
         self._close(lease.connection)
@@ -68,8 +72,17 @@ class ConnectionPool:
         with contextlib.suppress(Exception):  # a connection already gone has nothing to free
             conn.close()
 
+    def warm(self) -> None:
+        """Open one connection ahead of the first stream (a first connect costs a noticeable
+        fraction of a second); a failure is left for that stream to report."""
+        try:
+            self.release(self.acquire())
+        except Exception:  # the first stream meets the same error, with its fix
+            log.debug("opening a first Flight connection failed", exc_info=True)
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             self._close(conn)

@@ -11,6 +11,8 @@ credentials (any name, the key as password) for a Bearer token in the handshake.
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
 import socket
 import threading
@@ -24,6 +26,7 @@ import pyarrow.flight as flight
 
 from quiver.auth import AuthenticationError, Authenticator, Principal, authenticator_for
 from quiver.config.settings import QuiverSettings
+from quiver.flight import flight_sql
 from quiver.flight.arrow_types import arrow_schema
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
 from quiver.flight.graphql_arrow import GraphQLArrow
@@ -106,6 +109,40 @@ def _client_error(err: QuiverError) -> Exception:
     return error
 
 
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """An RPC whose unexpected failures reach the client as one line, never a traceback (the
+    traceback goes to the log)."""
+
+    def translated(exc: Exception) -> Exception:
+        if isinstance(exc, QuiverError):
+            return _client_error(exc)
+        if isinstance(exc, flight.FlightError):
+            passed: Exception = exc
+            return passed
+        log.error("unexpected failure in %s", method.__name__, exc_info=exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        internal: Exception = flight.FlightInternalError(
+            f"INTERNAL: {method.__name__} failed: {first} (the server log has the details)"
+        )
+        return internal
+
+    def iterate(items: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from items
+        except Exception as exc:
+            raise translated(exc) from None
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = method(*args, **kwargs)
+        except Exception as exc:
+            raise translated(exc) from None
+        return iterate(result) if inspect.isgenerator(result) else result
+
+    return call
+
+
 def _invalid(message: str, where: str, fix: str) -> Exception:
     return _client_error(TicketError.one(message, where, fix))
 
@@ -150,6 +187,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
         self._graphql = graphql
+        self._lock = threading.Lock()
+        #: ticket -> the stop signals of the streams of it now running (the cancel action)
+        self._running: dict[bytes, set[threading.Event]] = {}
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -191,29 +231,114 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
 
+    # ----- Flight SQL -----
+    def _sql_command(self, raw: bytes) -> flight_sql.SqlCommand | None:
+        try:
+            return flight_sql.parse_command(raw)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _sql_export(self, query: str | None) -> ExportTicket:
+        try:
+            return flight_sql.sql_to_ticket(query or "")
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _sql_result(self, command: flight_sql.SqlCommand) -> pa.Table:
+        """The answer of a catalog command (GetTables, GetSqlInfo, ...)."""
+        from quiver import __version__
+
+        name = command.name
+        if name == "CommandGetCatalogs":
+            return flight_sql.catalogs()
+        if name == "CommandGetDbSchemas":
+            return flight_sql.db_schemas(command)
+        if name == "CommandGetTables":
+            return flight_sql.tables(self.catalog, command)
+        if name == "CommandGetTableTypes":
+            return flight_sql.table_types()
+        if name == "CommandGetSqlInfo":
+            return flight_sql.sql_info(command, __version__)
+        if name in ("CommandStatementUpdate", "CommandPreparedStatementUpdate"):
+            raise flight.FlightUnauthorizedError(
+                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut)"
+            )
+        raise _invalid(
+            f"the Flight SQL command {name} is not served",
+            "Flight SQL",
+            "statement queries, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes and "
+            "GetSqlInfo are",
+        )
+
+    def _sql_info(
+        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand
+    ) -> flight.FlightInfo:
+        if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
+            if command.name == "CommandStatementQuery":
+                ticket: Ticket = self._sql_export(command.text(1))
+            else:
+                ticket = self._ticket(command.raw(1))
+            schema = self._schema_of(ticket)
+            raw = flight_sql.statement_ticket(ticket.to_json())
+        else:
+            schema = self._sql_result(command).schema
+            raw = descriptor.command
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(raw, [])], -1, -1)
+
     def _info(self, descriptor: flight.FlightDescriptor, ticket: Ticket) -> flight.FlightInfo:
         raw = ticket.to_json()
         endpoint = flight.FlightEndpoint(raw, [self.location])
         return flight.FlightInfo(self._schema_of(ticket), descriptor, [endpoint], -1, -1)
 
     # ----- RPCs -----
+    @_guarded
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        """Every exportable table (a path descriptor), then every GraphQL query this server has
+        run (a command descriptor holding its ``graphql:<hash>`` ticket)."""
         for entity in self.catalog.entities.values():
             ticket = ExportTicket(entity.name)
             descriptor = flight.FlightDescriptor.for_path(entity.name)
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
+        if self._graphql is None:
+            return
+        for digest, query in self._graphql.persisted.items():
+            persisted = f"graphql:{digest}".encode()
+            try:
+                schema = self._graphql.schema(GraphQLTicket(query))
+            except QuiverError:
+                continue
+            descriptor = flight.FlightDescriptor.for_command(persisted)
+            endpoint = flight.FlightEndpoint(persisted, [self.location])
+            yield flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
+    @_guarded
     def get_flight_info(
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command = self._sql_command(descriptor.command)
+            if command is not None:
+                return self._sql_info(descriptor, command)
         return self._info(descriptor, self._descriptor_ticket(descriptor))
 
+    @_guarded
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command = self._sql_command(descriptor.command)
+            if command is not None:
+                return flight.SchemaResult(self._sql_info(descriptor, command).schema)
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
 
+    @_guarded
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
-        parsed = self._ticket(ticket.ticket)
+        raw = ticket.ticket
+        command = self._sql_command(raw)
+        if command is not None:
+            if command.name != "TicketStatementQuery":
+                return flight.RecordBatchStream(self._sql_result(command))
+            raw = flight_sql.ticket_statement(command)
+        parsed = self._ticket(raw)
         if isinstance(parsed, GraphQLTicket):
             return flight.RecordBatchStream(self._graphql_answer(parsed))
         plan = self._plan(parsed)
@@ -224,8 +349,35 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
         except QuiverError as err:
             raise _client_error(err) from None
-        return flight.RecordBatchStream(_prepend(first, reader))
+        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
 
+    def _cancellable(
+        self, raw: bytes, first: pa.RecordBatch, rest: pa.RecordBatchReader
+    ) -> pa.RecordBatchReader:
+        """The stream with its first batch read ahead (a query that cannot start fails the call
+        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket."""
+        stop = threading.Event()
+        with self._lock:
+            self._running.setdefault(raw, set()).add(stop)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield first
+                for batch in rest:
+                    if stop.is_set():
+                        raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
+                    yield batch
+            finally:
+                rest.close()
+                with self._lock:
+                    streams = self._running.get(raw, set())
+                    streams.discard(stop)
+                    if not streams:
+                        self._running.pop(raw, None)
+
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+    @_guarded
     def do_put(
         self,
         context: Any,
@@ -251,9 +403,31 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         writer.write(pa.py_buffer(orjson.dumps({"rows": rows})))
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        return [("list-tables", "The exportable tables, their columns and Arrow types, as JSON.")]
+        return [
+            ("list-tables", "The exportable tables, their columns and Arrow types, as JSON."),
+            ("cancel", "End the running streams of the ticket given as the body."),
+            ("CreatePreparedStatement", "Flight SQL: prepare a SELECT (no parameters)."),
+            ("ClosePreparedStatement", "Flight SQL: forget a prepared statement."),
+        ]
 
+    @_guarded
     def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        if action.type == "CreatePreparedStatement":
+            command = self._sql_command(action.body.to_pybytes())
+            if command is None:
+                raise _invalid("the action body is not a Flight SQL request", "action", "")
+            ticket = self._sql_export(command.text(1))
+            yield flight_sql.prepared_result(ticket.to_json(), self._schema_of(ticket))
+            return
+        if action.type == "ClosePreparedStatement":
+            return
+        if action.type == "cancel":
+            with self._lock:
+                stops = list(self._running.get(action.body.to_pybytes(), ()))
+            for stop in stops:
+                stop.set()
+            yield orjson.dumps({"cancelled": len(stops)})
+            return
         if action.type != "list-tables":
             raise _invalid(
                 f"unknown action {action.type!r}", "action", "ListActions lists the actions"
@@ -274,20 +448,6 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def shutdown(self) -> None:
         super().shutdown()
         self.pool.close()
-
-
-def _prepend(first: pa.RecordBatch, rest: pa.RecordBatchReader) -> pa.RecordBatchReader:
-    """The stream with its first batch read ahead: a query that cannot start fails the call
-    with its own error, not a broken stream."""
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        yield first
-        try:
-            yield from rest
-        finally:
-            rest.close()
-
-    return pa.RecordBatchReader.from_batches(first.schema, batches())
 
 
 def _read(path: str | None, key: str) -> bytes:
@@ -363,5 +523,6 @@ def start_flight_server(schema: Schema, settings: QuiverSettings) -> FlightHandl
     except Exception:
         bridge.stop()
         raise
+    threading.Thread(target=server.pool.warm, name="quiver-flight-warm", daemon=True).start()
     log.info("Arrow Flight listening on %s", server.location)
     return FlightHandle(server, bridge.stop)

@@ -7,6 +7,8 @@
   made into the same input (``{"field": {"gt": "value"}}``).
 - ``{"graphql": {"query": "...", "variables": {...}, "operationName": "..."}}``: a GraphQL
   query answered as Arrow, one stream per root field (the first unless ``field`` names one).
+  ``graphql:<sha256>`` (or ``"sha256Hash"`` without ``query``) runs a query this server has
+  run before.
 
 Nothing in a ticket is ever SQL: names are checked against the catalog, values become
 parameters (see :mod:`quiver.flight.export`).
@@ -33,6 +35,7 @@ __all__ = [
 MAX_TICKET_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
 _OPS = {"=": "eq", "!=": "neq", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _FORMS = (
     'send JSON such as {"export": {"table": "Track", "columns": ["name"]}} or '
@@ -59,6 +62,8 @@ class ExportTicket:
     columns: tuple[str, ...] = ()
     #: The where values are text from the compact form, read by each field's scalar.
     text_values: bool = False
+    #: Most rows to stream (None: all).
+    limit: int | None = None
 
     def to_json(self) -> bytes:
         body: dict[str, Any] = {"table": self.table}
@@ -68,6 +73,8 @@ class ExportTicket:
             body["columns"] = list(self.columns)
         if self.text_values:
             body["textValues"] = True
+        if self.limit is not None:
+            body["limit"] = self.limit
         return orjson.dumps({"export": body}, option=orjson.OPT_SORT_KEYS)
 
 
@@ -80,9 +87,13 @@ class GraphQLTicket:
     operation_name: str | None = None
     #: The root field (response key) to stream; the first one when empty.
     field: str = ""
+    #: SHA-256 (hex) of a query the server has run before: sent instead of the text.
+    sha256_hash: str = ""
 
     def to_json(self) -> bytes:
-        body: dict[str, Any] = {"query": self.query}
+        body: dict[str, Any] = {"query": self.query} if self.query else {}
+        if self.sha256_hash:
+            body["sha256Hash"] = self.sha256_hash
         if self.variables:
             body["variables"] = self.variables
         if self.operation_name:
@@ -114,11 +125,7 @@ def parse_ticket(raw: bytes) -> Ticket:
     if kind == "export" and sep:
         return _compact_export(rest)
     if kind == "graphql" and sep:
-        raise _bad(
-            "persisted query hashes are not served over Flight yet",
-            "ticket",
-            'send the query text: {"graphql": {"query": "..."}}',
-        )
+        return GraphQLTicket("", sha256_hash=_hash(rest.strip()))
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
 
 
@@ -150,7 +157,7 @@ def _check_keys(value: dict[str, Any], kind: str, allowed: set[str]) -> None:
 
 
 def _json_export(value: dict[str, Any]) -> ExportTicket:
-    _check_keys(value, "export", {"table", "where", "columns", "textValues"})
+    _check_keys(value, "export", {"table", "where", "columns", "textValues", "limit"})
     table = value.get("table")
     if not isinstance(table, str) or not table:
         raise _bad("ticket.export.table must be a table or type name", "ticket.export.table")
@@ -163,13 +170,27 @@ def _json_export(value: dict[str, Any]) -> ExportTicket:
     text_values = value.get("textValues", False)
     if not isinstance(text_values, bool):
         raise _bad("ticket.export.textValues must be true or false")
-    return ExportTicket(table, where, _columns(columns), text_values)
+    limit = value.get("limit")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise _bad("ticket.export.limit must be a whole number of rows, 0 or more")
+    return ExportTicket(table, where, _columns(columns), text_values, limit)
+
+
+def _hash(value: Any) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise _bad(
+            "a persisted query hash is the hex SHA-256 of the query's text (64 characters)",
+            "ticket.graphql.sha256Hash",
+            "send the query once with its text; graphql:<hash> then runs it again",
+        )
+    return value.lower()
 
 
 def _json_graphql(value: dict[str, Any]) -> GraphQLTicket:
-    _check_keys(value, "graphql", {"query", "variables", "operationName", "field"})
-    query = value.get("query")
-    if not isinstance(query, str) or not query.strip():
+    _check_keys(value, "graphql", {"query", "variables", "operationName", "field", "sha256Hash"})
+    query = value.get("query", "")
+    digest = _hash(value["sha256Hash"]) if "sha256Hash" in value else ""
+    if not isinstance(query, str) or not (query.strip() or digest):
         raise _bad("ticket.graphql.query must be the text of a GraphQL query")
     variables = value.get("variables") or {}
     if not isinstance(variables, dict):
@@ -180,7 +201,7 @@ def _json_graphql(value: dict[str, Any]) -> GraphQLTicket:
     root = value.get("field") or ""
     if not isinstance(root, str):
         raise _bad("ticket.graphql.field must be the response key of a root field")
-    return GraphQLTicket(query, variables, name, root)
+    return GraphQLTicket(query, variables, name, root, digest)
 
 
 def _columns(names: list[str]) -> tuple[str, ...]:

@@ -59,6 +59,10 @@ class ApqStore:
             self._queries.move_to_end(sha256)
         return query
 
+    def items(self) -> list[tuple[str, str]]:
+        """Every (hash, query) held, least recently used first."""
+        return list(self._queries.items())
+
     def put(self, sha256: str, query: str) -> None:
         self._queries[sha256] = query
         self._queries.move_to_end(sha256)

@@ -40,10 +40,11 @@ schema_app = typer.Typer(
 
 #: Starts a server that runs beside HTTP for ``quiver serve`` and ``quiver demo`` (the Flight
 #: server); returns what stops it. Given by the command line, which sits above both.
-_companions: list[Any] = []
+Companion = Callable[["Schema", "QuiverSettings"], Callable[[], None]]
+_companions: list[Companion] = []
 
 
-def register(app: typer.Typer, companions: Sequence[Any] = ()) -> None:
+def register(app: typer.Typer, companions: Sequence[Companion] = ()) -> None:
     """Add this package's commands to the ``quiver`` app; ``companions`` start beside HTTP."""
     _companions[:] = list(companions)
     app.command("demo")(demo_command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from quiver.pipeline.arrow_build import int64_array
 from quiver.pipeline.component import LINE_COLUMN
 
 __all__ = ["line_column", "numbered"]
@@ -20,5 +21,4 @@ def numbered(batch: pa.RecordBatch, first: int) -> pa.RecordBatch:
 def line_column(numbers: np.ndarray) -> pa.Array:
     """Line numbers as the line column's int64 array, sharing their buffer (``pa.array`` of
     an ndarray would import ``numpy.ma`` on first use, tens of milliseconds)."""
-    numbers = np.ascontiguousarray(numbers, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), numbers.size, [None, pa.py_buffer(numbers)])
+    return int64_array(numbers)

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import pyarrow as pa
 
+from quiver.pipeline.arrow_build import empty_batch
 from quiver.pipeline.component import (
     Checking,
     Closing,
@@ -189,7 +190,7 @@ def _run_on_empty(step: StepSpec, schema: pa.Schema, ctx: RunContext) -> dict[st
     async def once() -> dict[str, pa.Schema]:
         if Starting in capabilities:
             await cast(Starting, processor).start(ctx)
-        out = await processor.process(pa.RecordBatch.from_pylist([], schema), ctx)
+        out = await processor.process(empty_batch(schema), ctx)
         found = {name: batches[0].schema for name, batches in out.routes.items() if batches}
         if out.batch is not None:
             found[DEFAULT_OUTPUT] = out.batch.schema

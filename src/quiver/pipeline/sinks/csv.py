@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline import streams
+from quiver.pipeline.arrow_build import text_array, text_scalar
 from quiver.pipeline.component import (
     LINE_COLUMN,
     FileWriting,
@@ -207,12 +208,12 @@ class _Serializer:
         self.cfg = cfg
         self.arrow_options = _arrow_options(cfg) if arrow_writer else None
         self.pattern = _structural_pattern(cfg)
-        self.quote_scalar = pa.scalar(cfg.quote, pa.string())
-        self.null_scalar = pa.scalar(cfg.null_string, pa.string())
-        self.terminator_scalar = pa.scalar(cfg.line_terminator, pa.string())
-        self.empty_scalar = pa.scalar("", pa.string())
+        self.quote_scalar = text_scalar(cfg.quote)
+        self.null_scalar = text_scalar(cfg.null_string)
+        self.terminator_scalar = text_scalar(cfg.line_terminator)
+        self.empty_scalar = text_scalar("")
         self.quote_bytes = cfg.quote.encode()
-        self.delimiter_scalar = pa.scalar(cfg.delimiter, pa.string())
+        self.delimiter_scalar = text_scalar(cfg.delimiter)
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
             parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
@@ -332,7 +333,7 @@ class _Serializer:
         return False
 
     def header(self, names: list[str]) -> str:
-        values = pa.array(names, pa.string())
+        values = text_array(list(names))
         fields = self.field(values, "header", None).to_pylist()
         return self.cfg.delimiter.join(fields) + self.cfg.line_terminator
 

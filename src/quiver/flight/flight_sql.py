@@ -1,0 +1,372 @@
+"""A Flight SQL subset, so that ``adbc-driver-flightsql``, ``pandas.read_sql`` and
+``polars.read_database`` can query Quiver.
+
+Served: statement queries (``CommandStatementQuery``, also prepared without parameters),
+``GetCatalogs``, ``GetDbSchemas``, ``GetTables``, ``GetTableTypes`` and ``GetSqlInfo``. A query
+is parsed with sqlglot and must be a ``SELECT`` of columns of one catalog table, with an
+optional ``WHERE`` (comparisons, ``IN``, ``IS [NOT] NULL``, ``LIKE``, ``BETWEEN`` joined by
+``AND`` / ``OR`` / ``NOT``) and ``LIMIT``; it becomes an :class:`ExportTicket`, so it runs
+exactly as an export does (names from the catalog, values as parameters). Everything else is
+refused with what is not supported. Read-only: updates are refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
+from quiver.flight.tickets import ExportTicket, TicketError
+from quiver.schema.catalog import Catalog
+
+__all__ = [
+    "CATALOG",
+    "SqlCommand",
+    "catalogs",
+    "db_schemas",
+    "parse_command",
+    "sql_info",
+    "statement_ticket",
+    "table_types",
+    "tables",
+    "ticket_statement",
+]
+
+_PREFIX = "arrow.flight.protocol.sql."
+CATALOG = "quiver"
+SCHEMA = "main"
+_FIX = (
+    "write SELECT <columns or *> FROM <table> [WHERE <column> <op> <value> ...] [LIMIT n]; "
+    "joins, grouping, ordering and functions are not served"
+)
+
+
+def _refuse(message: str, fix: str = _FIX) -> TicketError:
+    return TicketError.one(message, "Flight SQL", fix)  # type: ignore[return-value]
+
+
+class SqlCommand:
+    """A decoded Flight SQL command: its message name and fields."""
+
+    def __init__(self, name: str, fields: dict[int, list[int | bytes]]) -> None:
+        self.name = name
+        self.fields = fields
+
+    def text(self, number: int) -> str | None:
+        values = self.fields.get(number)
+        if not values or not isinstance(values[0], bytes):
+            return None
+        return values[0].decode("utf-8")
+
+    def raw(self, number: int) -> bytes:
+        values = self.fields.get(number)
+        return values[0] if values and isinstance(values[0], bytes) else b""
+
+    def flag(self, number: int) -> bool:
+        values = self.fields.get(number)
+        return bool(values and values[0])
+
+    def numbers(self, number: int) -> list[int]:
+        out: list[int] = []
+        for v in self.fields.get(number, []):
+            if isinstance(v, int):
+                out.append(v)
+            else:  # packed repeated varints
+                packed = decode(b"".join(_tagged(v)))
+                out.extend(int(x) for x in packed.get(1, []) if isinstance(x, int))
+        return out
+
+
+def _tagged(packed: bytes) -> list[bytes]:
+    """Packed varints re-read as repeated field 1 (each varint behind a field-1 tag)."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(packed):
+        end = pos
+        while packed[end] & 0x80:
+            end += 1
+        out.append(b"\x08" + packed[pos : end + 1])
+        pos = end + 1
+    return out
+
+
+def parse_command(raw: bytes) -> SqlCommand | None:
+    """The Flight SQL command ``raw`` holds, or None when it is not one (a Quiver ticket)."""
+    unpacked = unpack_any(raw)
+    if unpacked is None or not unpacked[0].startswith(_PREFIX):
+        return None
+    name, body = unpacked
+    try:
+        return SqlCommand(name[len(_PREFIX) :], decode(body))
+    except ProtobufError as exc:
+        raise _refuse(f"the {name} message cannot be read: {exc}", "send a valid message") from None
+
+
+def statement_ticket(handle: bytes) -> bytes:
+    """A ``TicketStatementQuery`` wrapping ``handle`` (an export ticket's JSON)."""
+    return pack_any(_PREFIX + "TicketStatementQuery", encode([(1, handle)]))
+
+
+def ticket_statement(command: SqlCommand) -> bytes:
+    return command.raw(1)
+
+
+def prepared_result(handle: bytes, schema: pa.Schema) -> bytes:
+    body = encode([(1, handle), (2, schema.serialize().to_pybytes())])
+    return pack_any(_PREFIX + "ActionCreatePreparedStatementResult", body)
+
+
+# ----- SQL -> export ticket -----------------------------------------------------------------
+
+_COMPARE: dict[type[exp.Expression], tuple[str, str]] = {
+    exp.EQ: ("eq", "eq"),
+    exp.NEQ: ("neq", "neq"),
+    exp.GT: ("gt", "lt"),
+    exp.GTE: ("gte", "lte"),
+    exp.LT: ("lt", "gt"),
+    exp.LTE: ("lte", "gte"),
+}
+
+
+def sql_to_ticket(query: str) -> ExportTicket:
+    """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
+    try:
+        statements = sqlglot.parse(query)
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0]
+        raise _refuse(f"the SQL cannot be parsed: {first}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise _refuse("send exactly one statement")
+    tree: Any = statements[0]
+    if not isinstance(tree, exp.Select):
+        raise _refuse("only SELECT is served (this server is read-only)")
+    for unsupported in ("joins", "group", "having", "order", "distinct", "with", "offset"):
+        if tree.args.get(unsupported):
+            raise _refuse(f"{unsupported.upper()} is not supported")
+    source = tree.args.get("from") or tree.args.get("from_")
+    table = source.this if source is not None else None
+    if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+        raise _refuse("the query must read one table: FROM <table>")
+    columns: list[str] = []
+    for projection in tree.expressions:
+        if isinstance(projection, exp.Star):
+            columns = []
+            break
+        if isinstance(projection, exp.Column) and isinstance(projection.this, exp.Identifier):
+            columns.append(projection.name)
+            continue
+        raise _refuse(f"{projection.sql()} is not a column; select columns or *")
+    where_node = tree.args.get("where")
+    where = _condition(where_node.this) if where_node is not None else {}
+    limit: int | None = None
+    limit_node = tree.args.get("limit")
+    if limit_node is not None:
+        value = limit_node.expression
+        if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+            raise _refuse("LIMIT takes a whole number")
+        limit = int(value.this)
+    return ExportTicket(table.name, where, tuple(columns), False, limit)
+
+
+def _literal(node: Any) -> Any:
+    if isinstance(node, exp.Paren):
+        return _literal(node.this)
+    if isinstance(node, exp.Neg):
+        value = _literal(node.this)
+        if isinstance(value, int | float):
+            return -value
+    if isinstance(node, exp.Boolean):
+        return node.this
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        text = node.this
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    if isinstance(node, exp.Placeholder | exp.Parameter):
+        raise _refuse("parameters are not supported", "write the values into the query")
+    if isinstance(node, exp.Null):
+        raise _refuse("compare with NULL through IS NULL / IS NOT NULL")
+    raise _refuse(f"{node.sql()} is not a value")
+
+
+def _column(node: Any) -> str:
+    if isinstance(node, exp.Column) and isinstance(node.this, exp.Identifier):
+        return node.name
+    raise _refuse(f"{node.sql()} is not a column")
+
+
+def _condition(node: Any) -> dict[str, Any]:
+    if node.args.get("negate"):  # NOT LIKE, NOT BETWEEN, ...
+        plain = node.copy()
+        plain.set("negate", None)
+        return {"not": _condition(plain)}
+    if isinstance(node, exp.Paren):
+        return _condition(node.this)
+    if isinstance(node, exp.And):
+        return {"and": [_condition(node.left), _condition(node.right)]}
+    if isinstance(node, exp.Or):
+        return {"or": [_condition(node.left), _condition(node.right)]}
+    if isinstance(node, exp.Not):
+        inner = node.this
+        if isinstance(inner, exp.Is):
+            return {_column(inner.this): {"isNull": False}}
+        return {"not": _condition(inner)}
+    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+        return {_column(node.this): {"isNull": True}}
+    ops = _COMPARE.get(type(node))
+    if ops is not None:
+        left, right = node.left, node.right
+        if isinstance(left, exp.Column):
+            return {_column(left): {ops[0]: _literal(right)}}
+        return {_column(right): {ops[1]: _literal(left)}}
+    if isinstance(node, exp.In):
+        if node.args.get("query"):
+            raise _refuse("IN (SELECT ...) is not supported")
+        return {_column(node.this): {"in": [_literal(v) for v in node.expressions]}}
+    if isinstance(node, exp.Like | exp.ILike):
+        op = "like" if isinstance(node, exp.Like) else "ilike"
+        return {_column(node.this): {op: _literal(node.expression)}}
+    if isinstance(node, exp.Between):
+        return {
+            _column(node.this): {
+                "gte": _literal(node.args["low"]),
+                "lte": _literal(node.args["high"]),
+            }
+        }
+    raise _refuse(f"the condition {node.sql()} is not supported")
+
+
+# ----- catalog commands -----------------------------------------------------------------------
+
+
+def catalogs() -> pa.Table:
+    return pa.table(
+        {"catalog_name": pa.array([CATALOG], pa.string())},
+        schema=pa.schema([pa.field("catalog_name", pa.string(), False)]),
+    )
+
+
+def db_schemas(command: SqlCommand) -> pa.Table:
+    schema = pa.schema(
+        [pa.field("catalog_name", pa.string()), pa.field("db_schema_name", pa.string(), False)]
+    )
+    pattern = command.text(2)
+    rows = [SCHEMA] if _matches(SCHEMA, pattern) and command.text(1) in (None, CATALOG) else []
+    return pa.table({"catalog_name": [CATALOG] * len(rows), "db_schema_name": rows}, schema=schema)
+
+
+def table_types() -> pa.Table:
+    return pa.table(
+        {"table_type": pa.array(["TABLE"], pa.string())},
+        schema=pa.schema([pa.field("table_type", pa.string(), False)]),
+    )
+
+
+def _matches(name: str, pattern: str | None) -> bool:
+    """SQL LIKE (``%``, ``_``) as Flight SQL's filter patterns use it."""
+    if pattern is None:
+        return True
+    glob = pattern.replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
+    return fnmatch.fnmatchcase(name, glob)
+
+
+def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
+    include_schema = command.flag(5)
+    types = [v.decode() for v in command.fields.get(4, []) if isinstance(v, bytes)]
+    names: list[str] = []
+    schemas: list[bytes] = []
+    if (
+        command.text(1) in (None, CATALOG)
+        and _matches(SCHEMA, command.text(2))
+        and (not types or "TABLE" in types)
+    ):
+        for entity in catalog.entities.values():
+            if _matches(entity.name, command.text(3)):
+                names.append(entity.name)
+                schemas.append(arrow_schema(entity.fields).serialize().to_pybytes())
+    columns: dict[str, Any] = {
+        "catalog_name": [CATALOG] * len(names),
+        "db_schema_name": [SCHEMA] * len(names),
+        "table_name": names,
+        "table_type": ["TABLE"] * len(names),
+    }
+    if include_schema:
+        columns["table_schema"] = schemas
+    return pa.table(columns, schema=tables_schema(include_schema))
+
+
+def tables_schema(include_schema: bool) -> pa.Schema:
+    fields = [
+        pa.field("catalog_name", pa.string()),
+        pa.field("db_schema_name", pa.string()),
+        pa.field("table_name", pa.string(), False),
+        pa.field("table_type", pa.string(), False),
+    ]
+    if include_schema:
+        fields.append(pa.field("table_schema", pa.binary(), False))
+    return pa.schema(fields)
+
+
+_INFO_VALUE = pa.dense_union(
+    [
+        pa.field("string_value", pa.string()),
+        pa.field("bool_value", pa.bool_()),
+        pa.field("bigint_value", pa.int64()),
+        pa.field("int32_bitmask", pa.int32()),
+        pa.field("string_list", pa.list_(pa.string())),
+        pa.field("int32_to_int32_list_map", pa.map_(pa.int32(), pa.list_(pa.int32()))),
+    ]
+)
+SQL_INFO_SCHEMA = pa.schema(
+    [pa.field("info_name", pa.uint32(), False), pa.field("value", _INFO_VALUE, False)]
+)
+
+
+def sql_info(command: SqlCommand, version: str) -> pa.Table:
+    """What the server is: name, version, Arrow version, read-only (FLIGHT_SQL_SERVER_*)."""
+    known: dict[int, str | bool] = {
+        0: "Quiver",
+        1: version,
+        2: pa.__version__,
+        3: True,
+    }
+    wanted = command.numbers(1) or sorted(known)
+    ids = [i for i in wanted if i in known]
+    strings = [v for i in ids if isinstance(v := known[i], str)]
+    bools = [v for i in ids if isinstance(v := known[i], bool)]
+    type_ids: list[int] = []
+    offsets: list[int] = []
+    s = b = 0
+    for i in ids:
+        if isinstance(known[i], bool):
+            type_ids.append(1)
+            offsets.append(b)
+            b += 1
+        else:
+            type_ids.append(0)
+            offsets.append(s)
+            s += 1
+    children = [
+        pa.array(strings, pa.string()),
+        pa.array(bools, pa.bool_()),
+        pa.array([], pa.int64()),
+        pa.array([], pa.int32()),
+        pa.array([], pa.list_(pa.string())),
+        pa.array([], pa.map_(pa.int32(), pa.list_(pa.int32()))),
+    ]
+    value = pa.UnionArray.from_dense(
+        pa.array(type_ids, pa.int8()),
+        pa.array(offsets, pa.int32()),
+        children,
+        [f.name for f in _INFO_VALUE],
+    )
+    return pa.Table.from_arrays([pa.array(ids, pa.uint32()), value], schema=SQL_INFO_SCHEMA)

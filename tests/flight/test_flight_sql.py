@@ -1,0 +1,116 @@
+"""The Flight SQL subset through adbc-driver-flightsql, pandas and polars."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.flight.conftest import Served
+
+
+@pytest.fixture
+def conn(served: Served) -> Iterator[Any]:
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    location = served.location.replace("grpc+tcp://", "grpc://")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Cannot disable autocommit": read-only anyway
+        connection = flightsql.connect(location)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def sql(served: Served, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if served.db.dialect != "sqlite":
+        text = text.replace("?", "%s")
+    return served.db.query(text, params)
+
+
+def test_a_select_runs_through_the_adbc_flight_sql_driver(served: Served, conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT trackId, name FROM Track WHERE genreId = 1 AND milliseconds > 300000 "
+            "AND name NOT LIKE 'Z%' LIMIT 500"
+        )
+        table = cur.fetch_arrow_table()
+    expected = sql(
+        served,
+        "SELECT track_id FROM track WHERE genre_id = 1 AND milliseconds > 300000 "
+        "AND name NOT LIKE ?",
+        ("Z%",),
+    )
+    assert sorted(table.column("trackId").to_pylist()) == sorted(r[0] for r in expected)
+    assert table.column_names == ["trackId", "name"]
+
+
+def test_table_names_and_conditions_of_sql_are_the_catalogs(served: Served, conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT * FROM invoice WHERE (billing_country IN ('Canada', 'France') OR total >= 20)"
+            " AND billing_state IS NOT NULL"
+        )
+        table = cur.fetch_arrow_table()
+    expected = sql(
+        served,
+        "SELECT count(*) FROM invoice WHERE (billing_country IN ('Canada', 'France') "
+        "OR total >= 20) AND billing_state IS NOT NULL",
+    )
+    assert table.num_rows == expected[0][0] > 0
+    assert "invoiceDate" in table.column_names
+
+
+def test_pandas_and_polars_read_sql_through_flight_sql(served: Served, conn: Any) -> None:
+    import pandas as pd
+    import polars as pl
+
+    frame = pd.read_sql("SELECT name FROM Genre WHERE genreId BETWEEN 1 AND 3", conn)
+    assert sorted(frame["name"]) == sorted(
+        r[0] for r in sql(served, "SELECT name FROM genre WHERE genre_id BETWEEN 1 AND 3")
+    )
+    polars_frame = pl.read_database("SELECT albumId, title FROM Album LIMIT 7", conn)
+    assert polars_frame.height == 7
+    assert polars_frame.columns == ["albumId", "title"]
+
+
+def test_the_catalog_is_listed_through_get_objects(served: Served, conn: Any) -> None:
+    objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    assert [c["catalog_name"] for c in objects] == ["quiver"]
+    names = {
+        t["table_name"] for s in objects[0]["catalog_db_schemas"] for t in s["db_schema_tables"]
+    }
+    assert names == {e.name for e in served.schema.entities}
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "Quiver"
+    schema = conn.adbc_get_table_schema("Genre")
+    assert schema.names == ["genreId", "name"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("DELETE FROM Track", "only SELECT is served"),
+        ("SELECT count(*) FROM Track", "is not a column"),
+        ("SELECT name FROM Track JOIN Album ON 1 = 1", "JOINS is not supported"),
+        ("SELECT name FROM Nope", "no table or type 'Nope'"),
+        ("SELECT nope FROM Track", "Track has no column 'nope'"),
+        ("SELECT name FROM Track WHERE name = 'a' OR 1 = 1", "is not a column"),
+        ("SELECT name FROM Track; DROP TABLE track", "exactly one statement"),
+        ("SELEC name", "only SELECT is served"),
+        ("SELECT name FROM (SELECT", "cannot be parsed"),
+    ],
+)
+def test_sql_outside_the_subset_is_refused_with_what_is_not_served(
+    served: Served, conn: Any, statement: str, says: str
+) -> None:
+    import adbc_driver_manager
+
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as caught:
+        cur.execute(statement)
+        cur.fetch_arrow_table()
+    assert says in str(caught.value)
+    assert sql(served, "SELECT count(*) FROM track")[0][0] > 3000
