@@ -23,6 +23,7 @@ import asyncio
 import base64
 import datetime as dt
 import decimal
+import functools
 import logging
 import math
 import sqlite3
@@ -219,7 +220,7 @@ class _Postgres(_Gated):
         try:
             conn = await self.pool.acquire(timeout=self.gate.wait_s)
         except BaseException as exc:
-            self.gate.leave()
+            self.gate.leave(cheap)
             if isinstance(exc, TimeoutError):
                 raise self._busy("cheap" if cheap else "expensive") from None
             if isinstance(exc, asyncpg.PostgresError | OSError):
@@ -232,7 +233,7 @@ class _Postgres(_Gated):
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
             # connection (and its slot) back once the server has let go of it.
-            self._release_later(conn)
+            self._release_later(conn, cheap)
             conn = None
             raise _timed_out() from None
         except asyncpg.QueryCanceledError as exc:
@@ -258,17 +259,17 @@ class _Postgres(_Gated):
                 try:
                     await self.pool.release(conn)
                 finally:
-                    self.gate.leave()
+                    self.gate.leave(cheap)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
 
-    def _release_later(self, conn: Any) -> None:
+    def _release_later(self, conn: Any, cheap: bool) -> None:
         async def release() -> None:
             try:
                 await self.pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
             finally:
-                self.gate.leave()
+                self.gate.leave(cheap)
 
         task = asyncio.get_running_loop().create_task(release())
         self._releasing.add(task)
@@ -358,7 +359,7 @@ class _MySQL(_Gated):
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
-            self.gate.leave()
+            self.gate.leave(cheap)
         if row is None or row[0] is None:
             return None
         value = row[0]
@@ -531,9 +532,9 @@ class _Sqlite(_Gated):
                 self.executor, self._run, text, params, running
             )
         except BaseException:
-            self.gate.leave()
+            self.gate.leave(cheap)
             raise
-        work.add_done_callback(self._done)
+        work.add_done_callback(functools.partial(self._done, cheap))
         if self.deadline_s is None:
             return await asyncio.shield(work)
         try:
@@ -545,8 +546,8 @@ class _Sqlite(_Gated):
                 conn.interrupt()
             raise _timed_out() from None
 
-    def _done(self, work: asyncio.Future[bytes | None]) -> None:
-        self.gate.leave()
+    def _done(self, cheap: bool, work: asyncio.Future[bytes | None]) -> None:
+        self.gate.leave(cheap)
         if not work.cancelled():
             work.exception()  # retrieved: a statement nobody awaits any more is not an error
 

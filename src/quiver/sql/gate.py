@@ -1,8 +1,8 @@
 """How many statements may hold a database connection at once, and for how long one waits.
 
-A :class:`ConnectionGate` admits at most ``size`` statements (the pool's size). ``reserved`` of
-those slots are kept for cheap statements: an expensive statement waits while only reserved
-slots are free, so a burst of slow queries cannot make a trivial one queue behind them. A
+A :class:`ConnectionGate` admits at most ``size`` statements (the pool's size), of which at most
+``size - reserved`` expensive ones: the other ``reserved`` slots are kept for cheap statements,
+so a burst of slow queries cannot make a trivial one queue behind them. A
 statement that finds no slot within ``wait_s`` seconds is told so (:meth:`ConnectionGate.enter`
 returns False), to be refused instead of waiting for as long as the slow ones run.
 """
@@ -25,6 +25,7 @@ class ConnectionGate:
         self.reserved = reserved
         self.wait_s = wait_s
         self._free = size
+        self._expensive = 0  # expensive statements holding a slot
         self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
 
     @property
@@ -33,12 +34,17 @@ class ConnectionGate:
         return self._free
 
     def _admits(self, cheap: bool) -> bool:
-        return self._free > (0 if cheap else self.reserved)
+        return self._free > 0 and (cheap or self._expensive < self.size - self.reserved)
+
+    def _take(self, cheap: bool) -> None:
+        self._free -= 1
+        if not cheap:
+            self._expensive += 1
 
     async def enter(self, cheap: bool) -> bool:
         """Take a slot, waiting up to ``wait_s``; False when none came free in that time."""
         if not self._waiters and self._admits(cheap):
-            self._free -= 1
+            self._take(cheap)
             return True
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = (fut, cheap)
@@ -48,7 +54,7 @@ class ConnectionGate:
             await asyncio.wait_for(fut, self.wait_s)
         except BaseException as exc:
             if fut.done() and not fut.cancelled():
-                self.leave()  # granted as the wait ended: hand the slot on
+                self.leave(cheap)  # granted as the wait ended: hand the slot on
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
@@ -56,9 +62,11 @@ class ConnectionGate:
             raise
         return True
 
-    def leave(self) -> None:
-        """Give a slot back (once per successful :meth:`enter`)."""
+    def leave(self, cheap: bool) -> None:
+        """Give a slot back (once per successful :meth:`enter`, with the same ``cheap``)."""
         self._free += 1
+        if not cheap:
+            self._expensive -= 1
         self._wake()
 
     def _wake(self) -> None:
@@ -70,7 +78,7 @@ class ConnectionGate:
             if fut.done():
                 continue
             if self._admits(cheap):
-                self._free -= 1
+                self._take(cheap)
                 fut.set_result(None)
             else:
                 kept.append((fut, cheap))
