@@ -15,7 +15,7 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
 from quiver.schema.reflect import reflect_database
 from quiver.sql.gate import ConnectionGate
-from tests.graphql.test_statement_timeout import _execute
+from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,8 +30,8 @@ TRIVIAL = "{ item(id: 1) { id } }"  # cost 2: cheap
 @pytest.fixture(params=["postgresql", "mysql"])
 def database(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"fresh_{request.param}")
-    _execute(url, ["CREATE TABLE items (id int PRIMARY KEY)", SLEEP[request.param]])
-    _execute(url, ["INSERT INTO items VALUES (1)"])
+    execute_statements(url, ["CREATE TABLE items (id int PRIMARY KEY)", SLEEP[request.param]])
+    execute_statements(url, ["INSERT INTO items VALUES (1)"])
     return url
 
 

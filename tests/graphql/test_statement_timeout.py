@@ -52,7 +52,7 @@ LONG_TEXT_ROWS = {
 }
 
 
-def _execute(url: str, statements: list[str]) -> None:
+def execute_statements(url: str, statements: list[str]) -> None:
     parsed = parse_database_url(url)
     if parsed.dialect == "sqlite":
         with sqlite3.connect(parsed.database) as conn:
@@ -82,7 +82,7 @@ def _execute(url: str, statements: list[str]) -> None:
 
 
 def _create_view(url: str) -> None:
-    _execute(url, [SLOW_VIEWS[parse_database_url(url).dialect]])
+    execute_statements(url, [SLOW_VIEWS[parse_database_url(url).dialect]])
 
 
 async def _open(url: str, timeout_ms: int) -> GraphQLEngine:
@@ -124,7 +124,7 @@ async def test_slow_statement_is_cancelled_with_a_timeout_error(empty_database: 
 
 async def test_a_pathological_filter_ends_within_the_timeout(empty_database: Any) -> None:
     url = str(empty_database)
-    _execute(url, LONG_TEXT_ROWS[parse_database_url(url).dialect])
+    execute_statements(url, LONG_TEXT_ROWS[parse_database_url(url).dialect])
     needles = ", ".join(f'{{body: {{contains: "{i:04d}zz{i}"}}}}' for i in range(300))
     query = f"{{ notes(where: {{or: [{needles}]}}) {{ id }} }}"
     engine = await _open(url, 1000)
@@ -143,7 +143,7 @@ async def test_a_pathological_filter_ends_within_the_timeout(empty_database: Any
 async def test_postgresql_sessions_run_without_jit(fresh_postgresql: str) -> None:
     """JIT compilation cannot be interrupted: with it, a large filter ran far past the
     statement timeout while the server compiled it."""
-    _execute(fresh_postgresql, ["CREATE TABLE t (id int PRIMARY KEY)"])
+    execute_statements(fresh_postgresql, ["CREATE TABLE t (id int PRIMARY KEY)"])
     engine = await _open(fresh_postgresql, 1000)
     try:
         database: Any = engine.database
@@ -176,7 +176,7 @@ STUBBORN_POSTGRESQL = [
 async def test_postgresql_answers_at_the_deadline_when_the_server_cannot_stop(
     fresh_postgresql: str,
 ) -> None:
-    _execute(fresh_postgresql, STUBBORN_POSTGRESQL)
+    execute_statements(fresh_postgresql, STUBBORN_POSTGRESQL)
     engine = await _open(fresh_postgresql, 500)
     try:
         prepared = engine.prepare("{ stubbornViews { id } }", None)
@@ -194,7 +194,7 @@ async def test_postgresql_answers_at_the_deadline_when_the_server_cannot_stop(
 
 
 async def test_mariadb_kills_a_statement_its_own_timeout_does_not_cover(fresh_mysql: str) -> None:
-    _execute(fresh_mysql, ["CREATE TABLE t (id int PRIMARY KEY)"])
+    execute_statements(fresh_mysql, ["CREATE TABLE t (id int PRIMARY KEY)"])
     engine = await _open(fresh_mysql, 500)
     try:
         started = time.monotonic()

@@ -50,6 +50,7 @@ from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
+from quiver.schema.statistics import Statistics, read_statistics
 from quiver.sql.database import (
     Database,
     DatabaseBusyError,
@@ -199,19 +200,26 @@ def _shape(value: Any, t: GraphQLInputType) -> Any:
 class GraphQLEngine:
     """Runs GraphQL operations against one database."""
 
-    def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        database: Database,
+        settings: QuiverSettings,
+        statistics: Statistics | None = None,
+    ) -> None:
         self.schema = schema
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
         self.catalog: Catalog = build_catalog(schema)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
+        self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
 
     def _extra_rules(self) -> list[Any]:
-        return list(validation_rules(self.settings.graphql))
+        return list(validation_rules(self.settings.graphql, self.list_sizes))
 
     @classmethod
     async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
@@ -224,7 +232,7 @@ class GraphQLEngine:
             pool_timeout_ms=db.pool_timeout_ms,
             pool_reserved=db.reserved_connections,
         )
-        return cls(schema, database, settings)
+        return cls(schema, database, settings, await read_statistics(db.url, schema))
 
     async def close(self) -> None:
         await self.database.close()
@@ -301,7 +309,12 @@ class GraphQLEngine:
             v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
         }
         p.cost = operation_cost(
-            self.graphql_schema, document, operation, self.settings.graphql, defaults
+            self.graphql_schema,
+            document,
+            operation,
+            self.settings.graphql,
+            defaults,
+            self.list_sizes,
         )
         return p
 
@@ -339,7 +352,12 @@ class GraphQLEngine:
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(
-                self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
+                self.graphql_schema,
+                prepared.document,
+                operation,
+                self.settings.graphql,
+                coerced,
+                self.list_sizes,
             )
             if cost > limit:
                 body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
@@ -467,6 +485,19 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _list_sizes(catalog: Catalog, statistics: Statistics) -> dict[tuple[str, str], int]:
+    """Expected lengths of lists without a row count, by (GraphQL type, field): a root list or
+    connection has its table's rows, a to-many relation its children per parent row."""
+    sizes: dict[tuple[str, str], int] = {}
+    for name, root in catalog.root_fields.items():
+        rows = statistics.rows.get(root.entity.name)
+        if rows is not None and root.kind in ("list", "connection"):
+            sizes[("Query", name)] = rows
+    for (entity, relation), fanout in statistics.fanout.items():
+        sizes[(entity, relation)] = fanout
+    return sizes
 
 
 async def _guard(awaitable: Any) -> Any:
