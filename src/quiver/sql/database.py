@@ -92,12 +92,13 @@ class _Gated:
 
     async def _admit(self, cheap: bool) -> None:
         if not await self.gate.enter(cheap):
-            raise self._busy("cheap" if cheap else "expensive")
+            raise self._busy(cheap)
 
-    def _busy(self, kind: str) -> DatabaseBusyError:
+    def _busy(self, cheap: bool) -> DatabaseBusyError:
         gate = self.gate
+        kind = "a cheap" if cheap else "an expensive"
         return DatabaseBusyError.one(  # type: ignore[return-value]
-            f"every database connection a {kind} query may use stayed busy for "
+            f"every database connection {kind} query may use stayed busy for "
             f"{gate.wait_s:g} s ({gate.size} in the pool, {gate.reserved} kept for cheap "
             "queries)",
             "database",
@@ -222,7 +223,7 @@ class _Postgres(_Gated):
         except BaseException as exc:
             self.gate.leave(cheap)
             if isinstance(exc, TimeoutError):
-                raise self._busy("cheap" if cheap else "expensive") from None
+                raise self._busy(cheap) from None
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise DatabaseError.one(str(exc), "database") from exc
             raise
