@@ -129,3 +129,29 @@ async def test_the_gate_refuses_after_its_wait() -> None:
     gate.leave(cheap=True)
     assert gate.free == 1
     assert await gate.enter(cheap=True)
+
+
+async def test_sqlite_keeps_a_thread_for_cheap_statements(fresh_sqlite: str) -> None:
+    from quiver.sql.database import DatabaseBusyError, StatementTimeoutError, open_database
+
+    db = await open_database(
+        fresh_sqlite, pool_max=2, pool_reserved=1, pool_timeout_ms=300, statement_timeout_ms=1500
+    )
+    busy_loop = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000)"
+        " SELECT count(*) FROM c"
+    )
+    try:
+        slow = asyncio.ensure_future(db.fetch_json(busy_loop, ()))
+        await asyncio.sleep(0.1)  # the one thread expensive statements may use is taken
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusyError):
+            await db.fetch_json("SELECT 'queued'", ())
+        assert time.monotonic() - started < 1.2
+        started = time.monotonic()
+        assert await db.fetch_json("SELECT 'cheap'", (), cheap=True) == b"cheap"
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(StatementTimeoutError):
+            await slow
+    finally:
+        await db.close()

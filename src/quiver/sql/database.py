@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import decimal
-import functools
 import logging
 import math
 import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from quiver.runtime.errors import QuiverError
@@ -392,6 +392,19 @@ class _MySQL(_Gated):
         await self.pool.wait_closed()
 
 
+def _deliver(job: _SqliteJob, result: Any, failed: bool) -> None:
+    """On the event loop: a worker finished ``job``; answer with its result unless the
+    deadline (or a refusal) answered first."""
+    if job.timer is not None:
+        job.timer.cancel()
+    if job.answer.done():
+        return
+    if failed:
+        job.answer.set_exception(result)
+    else:
+        job.answer.set_result(result)
+
+
 def _sqlite_param(v: Any) -> Any:
     if isinstance(v, decimal.Decimal):
         return float(v)
@@ -430,21 +443,59 @@ def _base64(value: bytes | str | float | None) -> str | None:
     return base64.b64encode(raw).decode("ascii")
 
 
+class _SqliteJob:
+    """One statement for the SQLite worker threads, and what the event loop knows of it."""
+
+    __slots__ = ("answer", "cheap", "conn", "params", "queued_at", "started", "text", "timer")
+
+    def __init__(
+        self, text: str, params: Sequence[Any], cheap: bool, answer: asyncio.Future[bytes | None]
+    ) -> None:
+        self.text = text
+        self.params = params
+        self.cheap = cheap
+        self.answer = answer
+        self.queued_at = time.monotonic()
+        self.started: float | None = None  # set by the worker that takes it
+        self.conn: sqlite3.Connection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class _Sqlite(_Gated):
-    """SQLite in worker threads, one connection per thread, read-only by default."""
+    """SQLite in worker threads, one connection per thread, read-only by default.
+
+    The threads take statements from two queues, as a pool of connections would: ``gate.size
+    - gate.reserved`` threads take cheap statements first and expensive ones after them, the
+    other ``gate.reserved`` threads only cheap ones. A statement still queued after
+    ``gate.wait_s`` is refused (busy); one running past the client-side deadline is
+    interrupted and answered at once.
+    """
 
     dialect = dialect_for("sqlite")
 
     def __init__(self, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> None:
         self.url = url
         self.gate = gate
-        threads = gate.size
         self.timeout_ms = timeout_ms
         self.local = threading.local()
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="quiver-sqlite")
         self.connections: list[sqlite3.Connection] = []
         self.lock = threading.Lock()
         self.deadline_s = _client_deadline(timeout_ms)
+        self.ready = threading.Condition()
+        self.cheap_jobs: deque[_SqliteJob] = deque()
+        self.expensive_jobs: deque[_SqliteJob] = deque()
+        self.closing = False
+        self.threads = [
+            threading.Thread(
+                target=self._work,
+                args=(i >= gate.size - gate.reserved,),
+                name=f"quiver-sqlite-{i}",
+                daemon=True,
+            )
+            for i in range(gate.size)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     @classmethod
     async def open(cls, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> _Sqlite:
@@ -474,11 +525,9 @@ class _Sqlite(_Gated):
                 self.connections.append(conn)
         return conn
 
-    def _run(
-        self, text: str, params: Sequence[Any], running: list[sqlite3.Connection]
-    ) -> bytes | None:
+    def _run(self, text: str, params: Sequence[Any], job: _SqliteJob) -> bytes | None:
         conn = self._connection()
-        running.append(conn)
+        job.conn = conn
         deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
         if deadline is not None:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
@@ -526,37 +575,91 @@ class _Sqlite(_Gated):
     async def fetch_json(
         self, text: str, params: Sequence[Any], *, cheap: bool = False
     ) -> bytes | None:
-        await self._admit(cheap)
-        running: list[sqlite3.Connection] = []
+        loop = asyncio.get_running_loop()
+        job = _SqliteJob(text, params, cheap, loop.create_future())
+        with self.ready:
+            if self.closing:
+                raise DatabaseError.one("the database is closed", "database")
+            (self.cheap_jobs if cheap else self.expensive_jobs).append(job)
+            self.ready.notify_all()
+        first = self.gate.wait_s
+        if self.deadline_s is not None:
+            first = min(first, self.deadline_s)
+        job.timer = loop.call_later(first, self._check, job)
         try:
-            work = asyncio.get_running_loop().run_in_executor(
-                self.executor, self._run, text, params, running
-            )
-        except BaseException:
-            self.gate.leave(cheap)
+            return await job.answer
+        except asyncio.CancelledError:
+            self._unqueue(job)
             raise
-        work.add_done_callback(functools.partial(self._done, cheap))
-        if self.deadline_s is None:
-            return await asyncio.shield(work)
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)
-        except TimeoutError:
-            # The progress handler did not stop it (a long sort, a slow function): interrupt
-            # it and answer now; the thread's slot comes back when the statement ends.
-            for conn in running:
-                conn.interrupt()
-            raise _timed_out() from None
 
-    def _done(self, cheap: bool, work: asyncio.Future[bytes | None]) -> None:
-        self.gate.leave(cheap)
-        if not work.cancelled():
-            work.exception()  # retrieved: a statement nobody awaits any more is not an error
+    def _unqueue(self, job: _SqliteJob) -> bool:
+        """Take a job that no worker has started off its queue (True), else leave it (False)."""
+        with self.ready:
+            if job.started is not None:
+                return False
+            (self.cheap_jobs if job.cheap else self.expensive_jobs).remove(job)
+            return True
+
+    def _check(self, job: _SqliteJob) -> None:
+        """On the event loop: refuse a job queued too long, interrupt one running too long."""
+        if job.answer.done():
+            return
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        started = job.started
+        if started is None:
+            due = job.queued_at + self.gate.wait_s
+            if now < due:
+                job.timer = loop.call_later(due - now, self._check, job)
+            elif self._unqueue(job):
+                job.answer.set_exception(self._busy(job.cheap))
+                return
+            else:
+                started = job.started
+        if started is None or self.deadline_s is None:
+            return
+        due = started + self.deadline_s
+        if now < due:
+            job.timer = loop.call_later(due - now, self._check, job)
+            return
+        # The progress handler did not stop it (a long sort, a slow function): interrupt it
+        # and answer now; its thread takes the next statement when this one ends.
+        if job.conn is not None:
+            job.conn.interrupt()
+        job.answer.set_exception(_timed_out())
+
+    def _work(self, only_cheap: bool) -> None:
+        """A worker thread: run queued statements until the database closes."""
+        while True:
+            with self.ready:
+                while True:
+                    if self.closing:
+                        return
+                    if self.cheap_jobs:
+                        job = self.cheap_jobs.popleft()
+                        break
+                    if not only_cheap and self.expensive_jobs:
+                        job = self.expensive_jobs.popleft()
+                        break
+                    self.ready.wait()
+                job.started = time.monotonic()
+            try:
+                result: Any = self._run(job.text, job.params, job)
+                failed = False
+            except BaseException as exc:
+                result, failed = exc, True
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
 
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", ())
 
     async def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        with self.ready:
+            self.closing = True
+            self.ready.notify_all()
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join)
         with self.lock:
             for conn in self.connections:
                 conn.close()

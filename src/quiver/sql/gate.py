@@ -26,7 +26,10 @@ class ConnectionGate:
         self.wait_s = wait_s
         self._free = size
         self._expensive = 0  # expensive statements holding a slot
-        self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
+        # Waiters in arrival order, one queue per kind: (arrival number, future)
+        self._cheap_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._expensive_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._arrivals = 0
 
     @property
     def free(self) -> int:
@@ -43,23 +46,25 @@ class ConnectionGate:
 
     async def enter(self, cheap: bool) -> bool:
         """Take a slot, waiting up to ``wait_s``; False when none came free in that time."""
-        if not self._waiters and self._admits(cheap):
+        queue = self._cheap_waiters if cheap else self._expensive_waiters
+        if not queue and self._admits(cheap):
             self._take(cheap)
             return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (fut, cheap)
-        self._waiters.append(waiter)
-        self._wake()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._arrivals += 1
+        queue.append((self._arrivals, fut))
+        expiry = loop.call_later(self.wait_s, _expire, fut)
         try:
-            await asyncio.wait_for(fut, self.wait_s)
+            await fut
         except BaseException as exc:
-            if fut.done() and not fut.cancelled():
-                self.leave(cheap)  # granted as the wait ended: hand the slot on
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.leave(cheap)  # granted as the caller was cancelled: hand the slot on
             if isinstance(exc, TimeoutError):
                 return False
             raise
+        finally:
+            expiry.cancel()
         return True
 
     def leave(self, cheap: bool) -> None:
@@ -70,16 +75,24 @@ class ConnectionGate:
         self._wake()
 
     def _wake(self) -> None:
-        if not self._waiters:
-            return
-        kept: deque[tuple[asyncio.Future[None], bool]] = deque()
-        while self._waiters:
-            fut, cheap = self._waiters.popleft()
-            if fut.done():
-                continue
-            if self._admits(cheap):
-                self._take(cheap)
-                fut.set_result(None)
+        """Hand free slots to the waiters they admit, oldest first."""
+        cheap_q, expensive_q = self._cheap_waiters, self._expensive_waiters
+        while self._free > 0:
+            while cheap_q and cheap_q[0][1].done():
+                cheap_q.popleft()
+            while expensive_q and expensive_q[0][1].done():
+                expensive_q.popleft()
+            expensive_ok = bool(expensive_q) and self._admits(False)
+            if expensive_ok and (not cheap_q or expensive_q[0][0] < cheap_q[0][0]):
+                expensive_q.popleft()[1].set_result(None)
+                self._take(False)
+            elif cheap_q:
+                cheap_q.popleft()[1].set_result(None)
+                self._take(True)
             else:
-                kept.append((fut, cheap))
-        self._waiters = kept
+                return
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
