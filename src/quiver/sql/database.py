@@ -219,11 +219,11 @@ class _Postgres(_Gated):
 
         await self._admit(cheap)
         try:
-            conn = await self.pool.acquire(timeout=self.gate.wait_s)
+            # The gate admits no more statements than the pool holds: a connection is free
+            # (asyncpg's own acquire timeout would cost a task per statement).
+            conn = await self.pool.acquire()
         except BaseException as exc:
             self.gate.leave(cheap)
-            if isinstance(exc, TimeoutError):
-                raise self._busy(cheap) from None
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise DatabaseError.one(str(exc), "database") from exc
             raise
@@ -277,7 +277,7 @@ class _Postgres(_Gated):
         task.add_done_callback(self._releasing.discard)
 
     async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         if self._releasing:
@@ -385,7 +385,7 @@ class _MySQL(_Gated):
             conn.close()
 
     async def ping(self) -> None:
-        await self.fetch_json("SELECT 1", ())
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         self.pool.close()
@@ -652,7 +652,7 @@ class _Sqlite(_Gated):
                 job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
 
     async def ping(self) -> None:
-        await self.fetch_json("SELECT 1", ())
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         with self.ready:
