@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,16 +40,22 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
+from quiver.graphql.cursors import CursorCodec, sign_cursors
 from quiver.graphql.limits import (
     cost_message,
     operation_cost,
     row_counts_from_variables,
     validation_rules,
 )
+from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
+from quiver.runtime.context import RequestContext
+from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
+from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.schema.statistics import Statistics, read_statistics
 from quiver.sql.database import (
     Database,
@@ -205,14 +211,28 @@ class GraphQLEngine:
         schema: Schema,
         database: Database,
         settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
         statistics: Statistics | None = None,
     ) -> None:
+        """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own;
+        ``statistics``: the tables' rows and relations' fan-out that cost lists by."""
+        log_table = settings.mutations.change_log_table
+        # The change log is Quiver's own table, never an entity of the API.
+        schema = schema.model_copy(
+            update={"entities": tuple(e for e in schema.entities if e.source != log_table)}
+        )
         self.schema = schema
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
-        self.catalog: Catalog = build_catalog(schema)
-        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
+        self.cursors = CursorCodec(settings.graphql.cursor_secret)
+        self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
+        declared = [resolver_of(r) for r in resolvers]
+        _check_mutation_names(self.catalog, declared)
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
+        self.mutations = MutationRunner(
+            self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
+        )
         self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
@@ -222,8 +242,20 @@ class GraphQLEngine:
         return list(validation_rules(self.settings.graphql, self.list_sizes))
 
     @classmethod
-    async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
+    async def open(
+        cls,
+        schema: Schema,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> GraphQLEngine:
         db = settings.database
+        functions = settings.mutations.functions
+        if functions and settings.mutations.enabled:
+            from quiver.schema.functions import FunctionSpec, reflect_functions
+
+            specs = [FunctionSpec(f.name, f.function, f.entity, f.description) for f in functions]
+            found = await reflect_functions(db.url, specs, db.schemas or ("public",))
+            schema = schema.model_copy(update={"mutations": found})
         database = await open_database(
             db.url,
             pool_min=db.pool_min,
@@ -232,7 +264,12 @@ class GraphQLEngine:
             pool_timeout_ms=db.pool_timeout_ms,
             pool_reserved=db.reserved_connections,
         )
-        return cls(schema, database, settings, await read_statistics(db.url, schema))
+        try:
+            statistics = await read_statistics(db.url, schema)
+            return cls(schema, database, settings, resolvers, statistics)
+        except BaseException:
+            await database.close()
+            raise
 
     async def close(self) -> None:
         await self.database.close()
@@ -259,6 +296,15 @@ class GraphQLEngine:
         operation = get_operation_ast(document, operation_name)
         if operation is not None:
             p.operation_type = operation.operation.value
+        # Before validation: an operation type the API lacks says so, not "unknown type".
+        if operation is not None and not self._serves(operation.operation):
+            p.errors = [
+                _error(
+                    f"This API has no {operation.operation.value} operations; send a query.",
+                    "OPERATION_NOT_SUPPORTED",
+                )
+            ]
+            return p
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
             p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
@@ -276,14 +322,6 @@ class GraphQLEngine:
             else:
                 msg = "The document contains no operation to run."
             p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
-            return p
-        if operation.operation != OperationType.QUERY:
-            p.errors = [
-                _error(
-                    f"This API has no {operation.operation.value} operations; send a query.",
-                    "OPERATION_NOT_SUPPORTED",
-                )
-            ]
             return p
         p.document = document
         p.operation = operation
@@ -318,17 +356,33 @@ class GraphQLEngine:
         )
         return p
 
+    def _serves(self, kind: OperationType) -> bool:
+        if kind == OperationType.MUTATION:
+            return self.graphql_schema.mutation_type is not None
+        return kind == OperationType.QUERY
+
     # ----- execute -----
-    async def execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None = None,
+    ) -> Outcome:
+        """Run ``prepared``; ``context`` says who asks (recorded in the change log)."""
         try:
-            return await self._execute(prepared, variables)
+            return await self._execute(prepared, variables, context)
         except Exception:
             # Never a traceback to the client: log it, answer with a code.
             log.exception("unexpected failure running an operation")
             body = _error("Internal server error.", "INTERNAL_SERVER_ERROR")
             return Outcome(orjson.dumps({"errors": [body]}), "internal_error")
 
-    async def _execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def _execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None,
+    ) -> Outcome:
         if prepared.errors:
             return Outcome(_errors_body(prepared.errors), "request_error")
         if prepared.static_body is not None:
@@ -348,6 +402,11 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        if operation.operation == OperationType.MUTATION:
+            written, ok = await self.mutations.run(
+                self.database, operation, prepared.fragments, coerced, context
+            )
+            return Outcome(written, "data" if ok else "field_error")
         cost = prepared.cost
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
@@ -374,6 +433,7 @@ class GraphQLEngine:
                     operation,
                     prepared.fragments,
                     coerced,
+                    self.cursors,
                 )
             except PlanError as err:
                 return self._bad_input(err)
@@ -431,6 +491,8 @@ class GraphQLEngine:
             if isinstance(r, DatabaseError):
                 errors.append(self._database_error(r, s.key))
                 values[i] = b"null"
+            elif r is not None and s.cursors is not None:
+                values[i] = sign_cursors(r, s.cursors, self.cursors)
             else:
                 values[i] = r if r is not None else b"null"
         for i, s in enumerate(steps):
@@ -498,6 +560,51 @@ def _list_sizes(catalog: Catalog, statistics: Statistics) -> dict[tuple[str, str
     for (entity, relation), fanout in statistics.fanout.items():
         sizes[(entity, relation)] = fanout
     return sizes
+
+
+def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation]) -> None:
+    """Every mutation has a name of its own and answers an entity the schema serves."""
+    taken: dict[str, str] = {name: "a generated mutation" for name in catalog.mutation_fields}
+    problems: list[ErrorDetail] = []
+    for fm in catalog.function_mutations.values():
+        if fm.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} has the name of {taken[fm.name]}",
+                    "mutations.functions",
+                    "give it another name",
+                )
+            )
+        if fm.entity is not None and fm.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} answers unknown entity {fm.entity!r}",
+                    "mutations.functions",
+                    did_you_mean(fm.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[fm.name] = "a function mutation"
+    for r in resolvers:
+        where = str(r.location) if r.location else r.name
+        if r.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} has the name of {taken[r.name]}",
+                    where,
+                    "pass another name: @quiver.mutation(name=...)",
+                )
+            )
+        if r.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} answers unknown entity {r.entity!r}",
+                    where,
+                    did_you_mean(r.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[r.name] = "a Python mutation"
+    if problems:
+        raise ConfigError(problems)
 
 
 async def _guard(awaitable: Any) -> Any:

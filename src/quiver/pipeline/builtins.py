@@ -20,6 +20,7 @@ Builtin = tuple[ComponentKind, str, str, dict[str, Any]]
 _S = "quiver.pipeline.sources"
 _P = "quiver.pipeline.processors"
 _K = "quiver.pipeline.sinks"
+_I = "quiver.ingest"
 
 BUILTINS: list[Builtin] = [
     # sources
@@ -33,6 +34,14 @@ BUILTINS: list[Builtin] = [
     ("source", "rest", f"{_S}.rest:RestSource", {}),
     ("source", "rabbitmq", f"{_S}.rabbitmq:RabbitMqSource", {}),
     ("source", "s3", f"{_S}.s3:S3Source", {}),
+    # receivers
+    ("source", "mqtt", f"{_I}.mqtt:MqttReceiver", {}),
+    ("source", "amqp", f"{_I}.amqp:AmqpReceiver", {}),
+    ("source", "nats", f"{_I}.nats:NatsReceiver", {}),
+    ("source", "kafka", f"{_I}.kafka:KafkaReceiver", {}),
+    ("source", "websocket", f"{_I}.websocket:WebSocketReceiver", {}),
+    # telemetry receivers
+    ("source", "otlp", f"{_I}.otlp.source:OtlpSource", {}),
     # processors
     ("processor", "validate", f"{_P}.validate:ValidateProcessor", {}),
     ("processor", "select", f"{_P}.select:SelectProcessor", {}),

@@ -36,12 +36,14 @@ __all__ = [
     "ComponentInfo",
     "ComponentKind",
     "Concurrent",
+    "Draining",
     "FileReading",
     "FileWriting",
     "Flushing",
     "Processor",
     "ProcessorOutput",
     "RowError",
+    "RowErrorKind",
     "RowRejecting",
     "RunContext",
     "Sink",
@@ -101,9 +103,17 @@ class ComponentInfo:
     summary: str = ""
 
 
+#: Whose fault a rejected row is: its values (``data``) or the script that handled it.
+RowErrorKind = Literal["data", "script"]
+
+
 @dataclass(frozen=True)
 class RowError:
-    """One rejected row: where it came from, what was wrong with it, and its values."""
+    """One rejected row: where it came from, what was wrong with it, and its values.
+
+    ``kind`` says whose fault it is: ``data`` (the row's values: fix the input) or ``script``
+    (a script threw or produced what cannot be written: fix the script).
+    """
 
     line: int | None
     reason: str
@@ -111,6 +121,7 @@ class RowError:
     value: Any = None
     row: dict[str, Any] | None = None
     step: str = ""
+    kind: RowErrorKind = "data"
 
 
 @dataclass
@@ -128,12 +139,14 @@ class ProcessorOutput:
 
 @dataclass
 class RunContext:
-    """Per-run facts every component may read: variables, base directory, run id, logger."""
+    """Per-run facts every component may read: variables, base directory, run id, logger,
+    pipeline name."""
 
     run_id: str
     base_dir: str
     variables: dict[str, str] = field(default_factory=dict)
     log: Callable[[str, str], None] = lambda message, level: None
+    pipeline: str = ""  # the pipeline's name (its file's stem unless it names itself)
 
 
 @runtime_checkable
@@ -209,6 +222,19 @@ class Acknowledging(Protocol):
     async def abort(self) -> None: ...
 
 
+class Draining(Protocol):
+    """A source reading an input with no end of its own (a broker, a socket) that can end it.
+
+    On SIGINT / SIGTERM ``quiver run`` calls ``drain`` instead of cancelling the run when every
+    source of the pipeline declares it: the source stops taking input, hands on what it holds
+    and ends its batches. The run then finishes as if the input had ended: the sinks commit,
+    then ``commit`` (:class:`Acknowledging`) settles what was read. ``drain`` is called on the
+    event loop and returns at once.
+    """
+
+    def drain(self) -> None: ...
+
+
 class RowRejecting(Protocol):
     """A source setting aside rows it could not read (malformed lines), for the rejects file.
 
@@ -248,6 +274,7 @@ HOOKS: tuple[type[Any], ...] = (
     Closing,
     Checking,
     Acknowledging,
+    Draining,
     RowRejecting,
     ByteCounting,
     FileReading,

@@ -10,6 +10,12 @@ run has not finished its clean-up :data:`STOP_SECONDS` after the signal (or on a
 signal) the process exits at once with the same code; no final output has been written then
 either (outputs are renamed into place only on commit), and the next run writing the same
 paths removes the temporary files left.
+
+A run whose sources read an endless input (brokers, sockets: the ``Draining`` hook) is not
+cancelled by the first signal but drained: its sources stop taking input, the run commits
+what they handed on and acknowledges it, within :data:`DRAIN_SECONDS`. A second signal, or
+that time running out, ends the process at once; nothing unacknowledged is lost then, as the
+broker hands it out again.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NoReturn
 
-__all__ = ["STOP_SECONDS", "StopSignals", "exit_code_of"]
+__all__ = ["DRAIN_SECONDS", "STOP_SECONDS", "StopSignals", "exit_code_of"]
 
 #: Seconds between a stop signal and the end of the process, clean-up included.
 STOP_SECONDS = 0.9
+#: Seconds a drained run has after the first stop signal to commit and acknowledge.
+DRAIN_SECONDS = 30.0
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _MESSAGE = b"interrupted: the run was stopped; no output was written\n"
 
@@ -49,6 +58,7 @@ class StopSignals:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
+        self._drain: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._previous: dict[int, Any] = {}
         self._previous_fd = -1
@@ -60,19 +70,27 @@ class StopSignals:
         """130 / 143 once a stop signal came, else None."""
         return None if self.received is None else exit_code_of(self.received)
 
-    def attach(self, task: asyncio.Task[object]) -> None:
-        """The task to cancel on a stop signal (the run); cancelled at once if one came."""
+    def attach(self, task: asyncio.Task[object], drain: Callable[[], None] | None = None) -> None:
+        """The task to cancel on a stop signal (the run); cancelled at once if one came.
+
+        With ``drain``, the first signal calls it on the task's loop instead, and the run has
+        :data:`DRAIN_SECONDS` to finish."""
         with self._lock:
             self._loop = task.get_loop()
             self._task = task
+            self._drain = drain
             late = self.received is not None
         if late:
-            task.cancel()
+            if drain is not None:
+                drain()
+            else:
+                task.cancel()
 
     def detach(self) -> None:
         with self._lock:
             self._loop = None
             self._task = None
+            self._drain = None
 
     def outcome(self, code: int) -> None:
         """The run has ended with ``code`` (a stop signal coming now came too late to stop
@@ -151,12 +169,12 @@ class StopSignals:
     def _stop(self, signum: int) -> None:
         with self._lock:
             self.received = signum
-            loop, task = self._loop, self._task
+            loop, task, drain = self._loop, self._task, self._drain
         if loop is not None and task is not None:
             # RuntimeError: the loop has closed, the command is finishing already
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-        deadline = time.monotonic() + self.seconds
+                loop.call_soon_threadsafe(drain or task.cancel)
+        deadline = time.monotonic() + (DRAIN_SECONDS if drain is not None else self.seconds)
         while not self._finished.is_set():
             left = deadline - time.monotonic()
             if left <= 0:

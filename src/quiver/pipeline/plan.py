@@ -20,6 +20,7 @@ from quiver.pipeline.component import (
     ComponentConfig,
     ComponentKind,
     Concurrent,
+    Draining,
     FileReading,
     FileWriting,
     Flushing,
@@ -56,6 +57,7 @@ class PlanStep:
     concurrent: bool = field(init=False)
     closes: bool = field(init=False)
     acknowledges: bool = field(init=False)
+    drains: bool = field(init=False)
     rejects_rows: bool = field(init=False)
     counts_bytes: bool = field(init=False)
     reads_files: bool = field(init=False)
@@ -69,6 +71,7 @@ class PlanStep:
             ("concurrent", Concurrent),
             ("closes", Closing),
             ("acknowledges", Acknowledging),
+            ("drains", Draining),
             ("rejects_rows", RowRejecting),
             ("counts_bytes", ByteCounting),
             ("reads_files", FileReading),

@@ -44,10 +44,19 @@ class RecordBatcher:
     columns are kept as JSON text. Records are numbered from 1 across the run (the line column).
     """
 
-    def __init__(self, where: str, declared: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        where: str,
+        declared: Mapping[str, str] | None = None,
+        *,
+        known: Mapping[str, str] | None = None,
+    ) -> None:
+        """``declared``: the whole schema; ``known``: the types of some columns when the
+        others are taken from the first records (fields a source adds to every record)."""
         self.where = where
         self.schema: pa.Schema | None = None
         self.units: dict[str, str] = {}
+        self._known = dict(known or {})
         if declared:
             self.schema = pa.schema([(n, arrow_type(t, n)) for n, t in declared.items()])
             self.units = {n: epoch_unit(t) for n, t in declared.items()}
@@ -128,6 +137,9 @@ class RecordBatcher:
                 inferred = pa.string()  # mixed kinds: keep as text
             if pa.types.is_null(inferred) or pa.types.is_nested(inferred):
                 inferred = pa.string()
+            if name in self._known:
+                inferred = arrow_type(self._known[name], name)
+                self.units[name] = epoch_unit(self._known[name])
             fields.append(pa.field(name, inferred))
         return pa.schema(fields)
 

@@ -15,6 +15,16 @@ Two bounds hold on every database:
   SQLite a progress handler), and a client-side deadline a little later that cancels the
   statement from outside (asyncpg's cancel request, MariaDB ``KILL QUERY``, SQLite
   ``interrupt()``) and answers :class:`StatementTimeoutError` without waiting for the server.
+
+``transaction()`` holds one connection for a unit of writes::
+
+    async with database.transaction() as tx:
+        keys = await tx.fetch_rows("INSERT ... RETURNING id", params)
+        body = await tx.fetch_json("SELECT ...", params)
+
+It commits when the block ends and rolls back when it raises, so a failed statement leaves
+nothing of the unit behind. A write refused because of its values raises
+:class:`ConstraintError` (what it broke: :class:`quiver.sql.violations.Violation`).
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from quiver.runtime.errors import QuiverError
 from quiver.sql.connect import (
@@ -44,19 +56,31 @@ from quiver.sql.connect import (
 from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.gate import ConnectionGate
 from quiver.sql.url import DatabaseUrl, parse_database_url
+from quiver.sql.violations import (
+    Violation,
+    mysql_violation,
+    postgresql_violation,
+    sqlite_violation,
+)
 
 log = logging.getLogger("quiver.sql")
 
 __all__ = [
+    "ConstraintError",
     "Database",
     "DatabaseBusyError",
     "DatabaseError",
     "ParameterError",
     "QueryTooComplexError",
+    "RaisedError",
     "StatementTimeoutError",
     "StoredValueError",
+    "Transaction",
+    "driver_params",
     "open_database",
 ]
+
+_T = TypeVar("_T")
 
 
 class DatabaseError(QuiverError):
@@ -120,6 +144,25 @@ class StoredValueError(DatabaseError):
     any value): its message names the value and the fix, and may be shown to clients."""
 
 
+class ConstraintError(DatabaseError):
+    """A write refused because of the values written: a unique, foreign key, NOT NULL or CHECK
+    constraint, or a value the column's type cannot hold. ``violation`` says which."""
+
+    violation: Violation = Violation("value", "")
+
+    @classmethod
+    def of(cls, violation: Violation) -> ConstraintError:
+        err = cls.one(violation.message, "database")
+        assert isinstance(err, ConstraintError)
+        err.violation = violation
+        return err
+
+
+class RaisedError(DatabaseError):
+    """SQL code refused the statement on purpose (PostgreSQL ``RAISE EXCEPTION``, MariaDB
+    ``SIGNAL``): its message is written for the client."""
+
+
 #: What the last SQL function that refused a value said, per thread (SQLite drops the text
 #: of an exception raised in a user function).
 _refused = threading.local()
@@ -134,6 +177,13 @@ def _not_int(value: object) -> None:
     raise ValueError(_refused.message)
 
 
+class Transaction(Protocol):
+    """Statements on the one connection of an open transaction."""
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None: ...
+
+
 class Database(Protocol):
     dialect: Dialect
     gate: ConnectionGate
@@ -141,8 +191,17 @@ class Database(Protocol):
     async def fetch_json(
         self, text: str, params: Sequence[Any], *, cheap: bool = False
     ) -> bytes | None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+
+
+def _json_bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else str(value).encode()
 
 
 async def open_database(
@@ -237,24 +296,11 @@ class _Postgres(_Gated):
             self._release_later(conn, cheap)
             conn = None
             raise _timed_out() from None
-        except asyncpg.QueryCanceledError as exc:
-            raise StatementTimeoutError.one(
-                f"the statement was cancelled: {exc}",
-                "database",
-                "raise database.statement_timeout_ms",
-            ) from None
-        except asyncpg.CharacterNotInRepertoireError as exc:
-            raise ParameterError.one(str(exc), "database") from None
-        except asyncpg.NumericValueOutOfRangeError:
-            raise QueryTooComplexError.one(
-                "a sum or average overflowed the database's numbers",
-                "database",
-                "aggregate fewer rows, or cast the column to numeric in a view",
-            ) from None
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError.one(str(exc), "database") from exc
-        except (asyncpg.DataError, OverflowError, UnicodeError) as exc:
-            raise ParameterError.one(str(exc), "parameter") from None
+        except Exception as exc:
+            mapped = _pg_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         finally:
             if conn is not None:
                 try:
@@ -276,6 +322,31 @@ class _Postgres(_Gated):
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        await self._admit(False)
+        try:
+            try:
+                conn = await self.pool.acquire()  # the gate admitted it: a connection is free
+            except Exception as exc:
+                raise _pg_error(exc) from exc
+            try:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    yield _PostgresTransaction(conn)
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                try:
+                    await tx.commit()
+                except Exception as exc:
+                    raise _pg_error(exc, writing=True) from exc
+            finally:
+                await self.pool.release(conn)
+        finally:
+            self.gate.leave(False)
+
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", (), cheap=True)
 
@@ -285,8 +356,67 @@ class _Postgres(_Gated):
         await self.pool.close()
 
 
+def driver_params(dialect: str, params: Sequence[Any]) -> list[Any]:
+    """``params`` as the dialect's drivers take them (aware datetimes in UTC, SQLite's text
+    dates and times, ...), for statements run outside :class:`Database`."""
+    convert = {"postgresql": _pg_param, "mysql": _mysql_param, "sqlite": _sqlite_param}[dialect]
+    return [convert(p) for p in params]
+
+
 #: Seconds a cancelled statement's connection may take to come back before it is closed.
 _RELEASE_TIMEOUT_S = 30.0
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            rows = await self.conn.fetch(text, *[_pg_param(p) for p in params])
+        except Exception as exc:
+            raise _pg_error(exc, writing=True) from exc
+        return [tuple(r) for r in rows]
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        try:
+            value = await self.conn.fetchval(text, *[_pg_param(p) for p in params])
+        except Exception as exc:
+            raise _pg_error(exc, writing=True) from exc
+        return _json_bytes(value)
+
+
+def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
+    """An asyncpg failure as the DatabaseError it means (anything else unchanged). While
+    ``writing``, a number out of its column's range is the value's fault, not the query's."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return StatementTimeoutError.one(
+            f"the statement was cancelled: {exc}",
+            "database",
+            "raise database.statement_timeout_ms",
+        )
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
+        return ParameterError.one(str(exc), "database")
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing:
+        return QueryTooComplexError.one(
+            "a sum or average overflowed the database's numbers",
+            "database",
+            "aggregate fewer rows, or cast the column to numeric in a view",
+        )
+    if isinstance(exc, asyncpg.RaiseError):
+        return RaisedError.one(str(getattr(exc, "message", "") or exc), "database")
+    if isinstance(exc, asyncpg.PostgresError):
+        violation = postgresql_violation(exc)
+        if violation is not None:
+            return ConstraintError.of(violation)
+        return DatabaseError.one(str(exc), "database")
+    if isinstance(exc, asyncpg.DataError | OverflowError | UnicodeError):
+        if writing:
+            return ConstraintError.of(Violation("value", str(exc)))
+        return ParameterError.one(str(exc), "parameter")
+    return exc
 
 
 def _pg_param(v: Any) -> Any:
@@ -356,7 +486,7 @@ class _MySQL(_Gated):
             # max_statement_time / max_execution_time exceeded, or our KILL QUERY
             if code in (1969, 3024, 1317):
                 raise _timed_out() from None
-            raise DatabaseError.one(str(exc), "database") from exc
+            raise _mysql_error(exc) from exc
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
@@ -384,12 +514,71 @@ class _MySQL(_Gated):
         finally:
             conn.close()
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        await self._admit(False)
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.begin()
+                try:
+                    yield _MySQLTransaction(conn)
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                try:
+                    await conn.commit()
+                except Exception as exc:
+                    raise _mysql_error(exc, writing=True) from exc
+        finally:
+            self.gate.leave(False)
+
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         self.pool.close()
         await self.pool.wait_closed()
+
+
+class _MySQLTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            async with self.conn.cursor() as cur:
+                await cur.execute(text, [_mysql_param(p) for p in params])
+                rows = await cur.fetchall()
+        except Exception as exc:
+            raise _mysql_error(exc, writing=True) from exc
+        return [tuple(r) for r in rows or ()]
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        rows = await self.fetch_rows(text, params)
+        return _json_bytes(rows[0][0]) if rows else None
+
+
+def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
+    """An asyncmy failure as the DatabaseError it means (anything else unchanged)."""
+    from asyncmy.errors import MySQLError
+
+    if isinstance(exc, MySQLError):
+        code = exc.args[0] if exc.args else 0
+        if code in (1969, 3024):  # max_statement_time / max_execution_time exceeded
+            return StatementTimeoutError.one(
+                "the statement ran past its time limit",
+                "database",
+                "raise database.statement_timeout_ms",
+            )
+        if code == 1644:  # SIGNAL SQLSTATE '45000'
+            return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
+        violation = mysql_violation(exc) if writing else None
+        if violation is not None:
+            return ConstraintError.of(violation)
+        return DatabaseError.one(str(exc), "database")
+    if isinstance(exc, UnicodeError | OverflowError):
+        return ParameterError.one(str(exc), "parameter")
+    return exc
 
 
 def _deliver(job: _SqliteJob, result: Any, failed: bool) -> None:
@@ -421,6 +610,23 @@ def _sqlite_param(v: Any) -> Any:
     return v
 
 
+def _sqlite_params(params: Sequence[Any]) -> list[Any]:
+    return [_sqlite_param(p) for p in params]
+
+
+class _SqliteTransaction:
+    def __init__(self, db: _Sqlite) -> None:
+        self.db = db
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.db.writer, self.db._rows, text, params)
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.db.writer, self.db._run, text, params)
+
+
 def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
@@ -446,7 +652,7 @@ def _base64(value: bytes | str | float | None) -> str | None:
 class _SqliteJob:
     """One statement for the SQLite worker threads, and what the event loop knows of it."""
 
-    __slots__ = ("answer", "cheap", "conn", "params", "queued_at", "started", "text", "timer")
+    __slots__ = ("answer", "cheap", "params", "queued_at", "running", "started", "text", "timer")
 
     def __init__(
         self, text: str, params: Sequence[Any], cheap: bool, answer: asyncio.Future[bytes | None]
@@ -457,7 +663,8 @@ class _SqliteJob:
         self.answer = answer
         self.queued_at = time.monotonic()
         self.started: float | None = None  # set by the worker that takes it
-        self.conn: sqlite3.Connection | None = None
+        #: The connection running it, once a worker has it (to interrupt it)
+        self.running: list[sqlite3.Connection] = []
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -496,6 +703,9 @@ class _Sqlite(_Gated):
         ]
         for thread in self.threads:
             thread.start()
+        #: Transactions run on this one thread, one at a time.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiver-sqlite-write")
+        self.write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> _Sqlite:
@@ -525,14 +735,46 @@ class _Sqlite(_Gated):
                 self.connections.append(conn)
         return conn
 
-    def _run(self, text: str, params: Sequence[Any], job: _SqliteJob) -> bytes | None:
+    def _run(
+        self,
+        text: str,
+        params: Sequence[Any],
+        running: list[sqlite3.Connection] | None = None,
+    ) -> bytes | None:
+        row = self._guarded(
+            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running
+        )
+        if row is None or row[0] is None:
+            return None
+        value = row[0]
+        return value.encode() if isinstance(value, str) else str(value).encode()
+
+    def _rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        rows = self._guarded(lambda conn: conn.execute(text, _sqlite_params(params)).fetchall())
+        return [tuple(r) for r in rows]
+
+    def _guarded(
+        self,
+        work: Callable[[sqlite3.Connection], _T],
+        running: list[sqlite3.Connection] | None = None,
+    ) -> _T:
+        """``work`` on this thread's connection, within the time limit, its failures typed;
+        the connection goes into ``running`` so that a late statement can be interrupted."""
         conn = self._connection()
-        job.conn = conn
+        if running is not None:
+            running.append(conn)
         deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
         if deadline is not None:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
-            row = conn.execute(text, [_sqlite_param(p) for p in params]).fetchone()
+            return work(conn)
+        except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_TRIGGER":
+                raise RaisedError.one(str(exc), "database") from None  # RAISE(ABORT, ...)
+            violation = sqlite_violation(exc)
+            if violation is None:
+                raise DatabaseError.one(str(exc), "database") from exc
+            raise ConstraintError.of(violation) from None
         except sqlite3.OperationalError as exc:
             refused = getattr(_refused, "message", None)
             if refused is not None and "user-defined function" in str(exc):
@@ -567,10 +809,6 @@ class _Sqlite(_Gated):
         finally:
             if deadline is not None:
                 conn.set_progress_handler(None, 0)
-        if row is None or row[0] is None:
-            return None
-        value = row[0]
-        return value.encode() if isinstance(value, str) else str(value).encode()
 
     async def fetch_json(
         self, text: str, params: Sequence[Any], *, cheap: bool = False
@@ -624,8 +862,8 @@ class _Sqlite(_Gated):
             return
         # The progress handler did not stop it (a long sort, a slow function): interrupt it
         # and answer now; its thread takes the next statement when this one ends.
-        if job.conn is not None:
-            job.conn.interrupt()
+        for conn in job.running:
+            conn.interrupt()
         job.answer.set_exception(_timed_out())
 
     def _work(self, only_cheap: bool) -> None:
@@ -644,12 +882,34 @@ class _Sqlite(_Gated):
                     self.ready.wait()
                 job.started = time.monotonic()
             try:
-                result: Any = self._run(job.text, job.params, job)
+                result: Any = self._run(job.text, job.params, job.running)
                 failed = False
             except BaseException as exc:
                 result, failed = exc, True
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """SQLite has one writer: transactions take turns on one thread and its connection,
+        which holds the write lock from BEGIN IMMEDIATE to the end."""
+        loop = asyncio.get_running_loop()
+
+        def run(statement: str) -> None:
+            self._guarded(lambda conn: conn.execute(statement))
+
+        async with self.write_lock:
+            await loop.run_in_executor(self.writer, run, "BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(self)
+            except BaseException:
+                await loop.run_in_executor(self.writer, run, "ROLLBACK")
+                raise
+            try:
+                await loop.run_in_executor(self.writer, run, "COMMIT")
+            except BaseException:
+                await loop.run_in_executor(self.writer, run, "ROLLBACK")
+                raise
 
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", (), cheap=True)
@@ -660,6 +920,7 @@ class _Sqlite(_Gated):
             self.ready.notify_all()
         for thread in self.threads:
             await asyncio.to_thread(thread.join)
+        self.writer.shutdown(wait=True)
         with self.lock:
             for conn in self.connections:
                 conn.close()

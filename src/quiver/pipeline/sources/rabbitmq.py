@@ -30,13 +30,11 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field
 
 from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
 from quiver.pipeline.component import (
-    LINE_COLUMN,
     Acknowledging,
     ComponentConfig,
     RowError,
@@ -45,6 +43,7 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.messages import MessageRows, refusal
 from quiver.pipeline.records import RecordBatcher
 
 __all__ = ["RabbitMqSource", "RabbitMqSourceConfig"]
@@ -127,7 +126,9 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         self._pending = 0  # messages handed on and not yet acknowledged
         self._refused: list[Any] = []  # messages set aside, rejected on commit
         self._errors: list[RowError] = []  # their errors, for the engine's rejects
-        self._batcher: RecordBatcher | None = None
+        self._rows: MessageRows[Any] = MessageRows(
+            lambda records: RecordBatcher(self.where, self._declared())
+        )
         self._csv_types: dict[str, str] | None = None  # CSV columns, from the first message
         self._finished = False
         self.acknowledged = 0
@@ -156,7 +157,7 @@ class RabbitMqSource(Acknowledging, RowRejecting):
                 if not messages:
                     break
                 taken += len(messages)
-                batch = await self._to_batch(messages, self._batcher, ctx)
+                batch = await self._to_batch(messages, ctx)
                 if batch is not None:
                     yield batch
         finally:
@@ -220,9 +221,7 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         records: list[Any] = table.to_pylist()
         return records
 
-    async def _to_batch(
-        self, messages: list[Any], batcher: RecordBatcher | None, ctx: RunContext
-    ) -> pa.RecordBatch | None:
+    async def _to_batch(self, messages: list[Any], ctx: RunContext) -> pa.RecordBatch | None:
         parsed: list[tuple[Any, list[Any]]] = []
         for message in messages:
             try:
@@ -234,31 +233,13 @@ class RabbitMqSource(Acknowledging, RowRejecting):
                 extra = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
                 records = [{**r, **extra} if isinstance(r, dict) else r for r in records]
             parsed.append((message, records))
-        batch: pa.RecordBatch | None = None
-        by_line: dict[int | None, RowError] = {}
-        first = 0
-        if any(records for _, records in parsed):  # a message may hold no record ([])
-            if batcher is None:
-                batcher = self._batcher = RecordBatcher(self.where, self._declared())
-            first = batcher.records + 1
-            batch, errors = batcher.split([r for _, rs in parsed for r in rs])
-            by_line = {e.line: e for e in errors}
-        refused_lines: list[int] = []
-        for message, records in parsed:
-            lines = range(first, first + len(records))
-            first += len(records)
-            bad = [by_line[n] for n in lines if n in by_line]
-            if bad:
-                reason = bad[0].reason + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-                self._refuse(message, reason, ctx, bad[0])
-                refused_lines.extend(lines)
-            else:
-                self._last = message
-                self._pending += 1
-        if batch is not None and refused_lines:
-            drop = pa.array(refused_lines, pa.int64())
-            batch = batch.filter(pc.invert(pc.is_in(batch.column(LINE_COLUMN), drop)))
-        return batch if batch is not None and batch.num_rows else None
+        batch, taken, refused = self._rows.split(parsed)
+        for message, error in refused:
+            self._refuse(message, error.reason, ctx, error)
+        if taken:
+            self._last = taken[-1]
+            self._pending += len(taken)
+        return batch
 
     def _declared(self) -> dict[str, str] | None:
         if self._csv_types is not None:
@@ -280,15 +261,7 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         self._refused.append(message)
         label = message.message_id or f"#{message.delivery_tag}"
         ctx.log(f"{self.where}: message {label} rejected: {reason}", "warning")
-        self._errors.append(
-            RowError(
-                error.line if error is not None else None,
-                f"message {label}: {reason}",
-                error.column if error is not None else None,
-                error.value if error is not None else None,
-                {"body": message.body.decode("utf-8", "replace")},
-            )
-        )
+        self._errors.append(refusal(label, message.body, reason, error))
 
     def take_errors(self) -> list[RowError]:
         """The messages set aside since the last call, one error each."""

@@ -1,0 +1,247 @@
+"""The ``nats`` receiver: messages of NATS subjects, or of a JetStream stream, as rows.
+
+With ``stream`` the receiver reads a JetStream stream through the durable pull consumer
+``durable``: the server remembers how far it got, each message is acknowledged only after the
+run's sinks committed it, and what a killed run held is delivered again to the next run with
+the same ``durable`` (after ``ack_wait``, or at once for a run that failed: those messages are
+negatively acknowledged). While a run holds messages it tells the server it is still working
+on them every third of ``ack_wait``, so a long run gets no duplicates and a killed run's
+messages come back within ``ack_wait``. Messages refused as bad rows are terminated (never
+redelivered).
+
+Without ``stream`` it subscribes to core NATS subjects (``*`` and ``>`` wildcards, an optional
+``queue`` group to share the work between receivers). Core NATS keeps nothing for a subscriber:
+messages published while no run listens, or held by a run that is killed, are not seen again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
+from quiver.pipeline.component import RunContext, source
+from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+
+__all__ = ["NatsReceiver", "NatsReceiverConfig"]
+
+
+class NatsReceiverConfig(ReceiverConfig):
+    """Subscribe to NATS subjects or consume a JetStream stream."""
+
+    servers: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"],
+        min_length=1,
+        description="Server URLs (nats://host:4222, tls://host:4222).",
+    )
+    subject: str = Field(min_length=1, description="Subject (* and > wildcards allowed).")
+    stream: str | None = Field(
+        None, description="JetStream stream to consume (durable, acknowledged); core NATS if none."
+    )
+    durable: str | None = Field(
+        None, description="JetStream: name of the durable consumer (needed with `stream`)."
+    )
+    ack_wait: float = Field(
+        60.0,
+        ge=1,
+        description="JetStream: seconds after which the server delivers again a message that "
+        "a receiver that went away had not acknowledged.",
+    )
+    fetch_messages: int = Field(
+        256, ge=1, description="JetStream: messages asked for in one pull request."
+    )
+    queue: str | None = Field(None, description="Core NATS: queue group to join.")
+    subject_field: str | None = Field(
+        "nats_subject", description="Column holding each message's subject (null: none)."
+    )
+    user: str | None = Field(None, description="User name.")
+    password: str | None = Field(None, description="Password.")
+    token: str | None = Field(None, description="Authentication token.")
+    creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
+    nkeys_seed: str | None = Field(None, description="NKey seed file.")
+
+    @model_validator(mode="after")
+    def _durable_with_stream(self) -> NatsReceiverConfig:
+        if self.stream is not None and not self.durable:
+            raise ValueError(
+                "`stream` needs `durable`: the name under which the server remembers what "
+                "this receiver has acknowledged"
+            )
+        if self.stream is None and self.durable is not None:
+            raise ValueError("`durable` needs `stream` (core NATS keeps nothing for a consumer)")
+        return self
+
+
+@source("nats", config=NatsReceiverConfig)
+class NatsReceiver(BrokerReceiver):
+    """Messages of NATS subjects or a JetStream stream; JetStream messages are acknowledged
+    after the run's sinks committed them."""
+
+    def __init__(self, cfg: NatsReceiverConfig) -> None:
+        super().__init__(cfg, f"source nats {cfg.stream or cfg.subject}")
+        self.cfg = cfg
+        self.extra_types = {cfg.subject_field: "str"} if cfg.subject_field else {}
+        self._nc: Any = None
+        self._sub: Any = None
+        self._puller: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._pulling = False
+
+    def _message(self, msg: Any) -> Message:
+        fields = {self.cfg.subject_field: msg.subject} if self.cfg.subject_field else {}
+        label = msg.subject
+        if self.cfg.stream is not None:
+            label = f"{msg.subject}#{msg.metadata.sequence.stream}"
+        return Message(msg.data, label, fields, msg)
+
+    async def _subscribe(self, ctx: RunContext) -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        cfg = self.cfg
+        where = f"{self.where} ({', '.join(cfg.servers)})"
+        try:
+            self._nc = await nats.connect(
+                cfg.servers,
+                user=cfg.user,
+                password=cfg.password,
+                token=cfg.token,
+                user_credentials=cfg.creds_file,
+                nkeys_seed=cfg.nkeys_seed,
+                tls=cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                connect_timeout=5,
+            )
+        except QuiverError:
+            raise
+        except Exception as exc:
+            raise _nats_error(exc, where, "connecting") from exc
+        try:
+            if cfg.stream is None:
+
+                async def on_message(msg: Any) -> None:
+                    self._deliver(self._message(msg))
+
+                self._sub = await self._nc.subscribe(cfg.subject, cfg.queue or "", on_message)
+                return
+            js = self._nc.jetstream()
+            self._sub = await js.pull_subscribe(
+                cfg.subject,
+                durable=cfg.durable,
+                stream=cfg.stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=cfg.ack_wait,
+                    max_ack_pending=-1,
+                    filter_subject=cfg.subject,
+                ),
+            )
+        except Exception as exc:
+            raise _nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
+        self._pulling = True
+        self._puller = asyncio.create_task(self._pull(), name=f"{self.where} pull")
+        self._keeper = asyncio.create_task(self._keep(), name=f"{self.where} in progress")
+
+    async def _pull(self, timeout: float = 1.0) -> None:
+        """Fetch messages until stopped. A fetch is never cancelled half-way: a pull request
+        the server still holds would take messages nobody reads (until ``ack_wait``)."""
+        import nats.errors
+
+        while self._pulling:
+            try:
+                batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=timeout)
+            except nats.errors.TimeoutError:
+                continue
+            except Exception:  # a reconnect in progress: try again
+                await asyncio.sleep(0.2)
+                continue
+            for msg in batch:
+                self._deliver(self._message(msg))
+
+    async def _keep(self) -> None:
+        """Tell the server the messages held are still being worked on (resets ack_wait)."""
+        while True:
+            await asyncio.sleep(self.cfg.ack_wait / 3)
+            for message in list(self._held):
+                with contextlib.suppress(Exception):
+                    await message.handle.in_progress()
+
+    async def _unsubscribe(self) -> None:
+        puller, self._puller = self._puller, None
+        if puller is not None:
+            self._pulling = False
+            await puller
+            # what reached the subscription after the last fetch; then let that last pull
+            # request expire, so no message the receiver hands back goes to it
+            with contextlib.suppress(Exception):
+                for msg in await self._sub.fetch(self.cfg.fetch_messages, timeout=0.1):
+                    self._deliver(self._message(msg))
+            await asyncio.sleep(0.2)
+        if self._sub is not None and self.cfg.stream is None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _acknowledge(self, accepted: list[Message], refused: list[Message]) -> None:
+        if self.cfg.stream is None:
+            return
+        try:
+            for message in refused:
+                await message.handle.term()
+            for message in accepted:
+                await message.handle.ack()
+            await self._nc.flush()
+        except Exception as exc:
+            raise _nats_error(exc, self.where, "acknowledging messages") from exc
+
+    async def _release(self, messages: list[Message]) -> None:
+        if self.cfg.stream is None or self._nc is None:
+            return
+        for message in messages:
+            await message.handle.nak()
+        await self._nc.flush()
+
+    async def _disconnect(self) -> None:
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+
+def _nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:
+    """A missing stream, a refused login or a bad subject is permanent; the rest retryable."""
+    import nats.errors
+    import nats.js.errors
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, nats.js.errors.NotFoundError):
+        return PermanentError.one(
+            f"NATS error while {doing}: stream not found ({text})",
+            where,
+            "create the stream first (nats stream add) or check `stream`",
+        )
+    if isinstance(exc, nats.errors.AuthorizationError | nats.errors.BadSubjectError):
+        return PermanentError.one(
+            f"NATS refused {doing}: {text}",
+            where,
+            "check user, password, token or credentials, and the subject",
+        )
+    if isinstance(exc, nats.js.errors.APIError):
+        return PermanentError.one(
+            f"JetStream error while {doing}: {text}",
+            where,
+            "check the stream, durable and subject (a durable keeps the subject it was made with)",
+        )
+    return RetryableError.one(
+        f"NATS unavailable while {doing}: {type(exc).__name__}: {text}",
+        where,
+        "check that the server is running and reachable; the run retries with backoff",
+    )

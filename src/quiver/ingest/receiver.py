@@ -1,0 +1,429 @@
+"""What every broker receiver shares: message bodies as rows, batching, and settling.
+
+A receiver (``mqtt``, ``amqp``, ``nats``, ``kafka``, ``websocket``) is a pipeline source that
+takes messages from a broker or a socket and hands them on as RecordBatches. Each receiver says
+how to subscribe, how to acknowledge and how to hand messages back; this module does the rest:
+
+* **Bodies** are JSON objects or arrays of objects (``json``), JSON lines (``jsonl``), CSV
+  (``csv``: a header row, or ``columns`` for bare rows) or Avro (``avro``: a bare record
+  written with the schema file ``avro_schema``, or an Avro object container file). Columns
+  are typed by ``schema`` or taken from the first messages. A receiver may add fields of its
+  own to each row (the topic, the subject ...).
+* **Batches** close after ``batch_messages`` messages or ``batch_seconds`` after their first
+  message. The input ends after ``max_messages`` messages, when no message came for
+  ``idle_timeout`` seconds, or on a stop signal (:class:`~quiver.pipeline.component.Draining`):
+  with neither limit set, a receiver runs until it is stopped.
+* **Acknowledgement** comes last: the engine calls :meth:`BrokerReceiver.commit` once every
+  sink has committed, and only then are the messages acknowledged. A run that fails, or a
+  process that is killed, acknowledges nothing, and the broker hands the messages out again:
+  delivery is at-least-once.
+* **Bad messages** (an unreadable body, a value not of its column's type) are rejected rows:
+  they fail a ``fail_fast`` run, or go to the rejects file with ``on_error: {policy: reject}``
+  and are then acknowledged (settled as refused where the broker has a way to say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import os
+import ssl
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from quiver.pipeline.component import (
+    Acknowledging,
+    Checking,
+    Closing,
+    ComponentConfig,
+    Draining,
+    RowError,
+    RowRejecting,
+    RunContext,
+)
+from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.messages import MessageRows, refusal
+from quiver.pipeline.paths import resolve_path
+from quiver.pipeline.records import RecordBatcher
+from quiver.runtime.errors import ConfigError, ErrorDetail
+
+__all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
+
+BodyFormat = Literal["json", "jsonl", "csv", "avro"]
+
+
+@dataclass
+class Message:
+    """One message taken from a broker: its body, the fields it adds to each of its rows,
+    how errors name it, and what the receiver needs to settle it."""
+
+    body: bytes
+    label: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    handle: Any = None
+
+
+class TlsOptions(BaseModel):
+    """TLS to a broker: the CA to verify it, and a client certificate when it asks for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: str | None = Field(
+        None, description="CA certificates (PEM) to verify the server; default: the system's."
+    )
+    cert_file: str | None = Field(None, description="Client certificate (PEM).")
+    key_file: str | None = Field(None, description="Client private key (PEM).")
+    insecure: bool = Field(False, description="Do not verify the server's certificate.")
+
+    def context(self, base_dir: str, *, server: bool = False) -> ssl.SSLContext:
+        """The SSL context (files relative to ``base_dir``); ConfigError naming a bad file."""
+        purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
+        try:
+            ctx = ssl.create_default_context(
+                purpose,
+                cafile=resolve_path(self.ca_file, base_dir) if self.ca_file else None,
+            )
+            if self.cert_file:
+                ctx.load_cert_chain(
+                    resolve_path(self.cert_file, base_dir),
+                    resolve_path(self.key_file, base_dir) if self.key_file else None,
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError.one(
+                f"cannot load the TLS files: {exc}",
+                "tls",
+                "check ca_file, cert_file and key_file (PEM files, relative to the pipeline)",
+            ) from exc
+        if self.insecure and not server:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+class ReceiverConfig(ComponentConfig):
+    """The options every receiver has: the body format, batching and when the input ends."""
+
+    format: BodyFormat = Field("json", description="Message body format: json, jsonl, csv, avro.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field delimiter.")
+    columns: list[str] | None = Field(
+        None, description="CSV column names when messages carry no header row."
+    )
+    avro_schema: str | None = Field(
+        None,
+        description="Avro: the schema file (.avsc, relative to the pipeline file) bodies are "
+        "written with. Without it each body must be an Avro object container file.",
+    )
+    schema_: dict[str, str] | None = Field(
+        None,
+        alias="schema",
+        description="Column types (int, float, decimal(p,s), str, bool, date, time, timestamp, "
+        "binary, json). Taken from the first messages when left out; CSV columns not listed "
+        "are text.",
+    )
+    batch_messages: int = Field(1_000, ge=1, description="Messages per batch, at most.")
+    batch_seconds: float = Field(
+        1.0, gt=0, description="A batch is handed on this long after its first message."
+    )
+    idle_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="End the run when no message comes for this many seconds (default: "
+        "wait until stopped).",
+    )
+    tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
+    max_messages: int | None = Field(
+        None,
+        ge=1,
+        description="End the run after this many messages (default: no limit). Every message "
+        "of a run is held unacknowledged until the run commits.",
+    )
+
+
+class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
+    """Base of the broker receivers; see the module's doc.
+
+    A subclass sets ``where`` and implements :meth:`_subscribe` (connect and start delivering
+    messages with :meth:`_deliver`), :meth:`_unsubscribe` (stop the delivery),
+    :meth:`_acknowledge`, :meth:`_release` and :meth:`_disconnect`.
+    """
+
+    #: Fields a receiver adds to rows, with their types (e.g. ``{"mqtt_topic": "str"}``).
+    extra_types: Mapping[str, str] = {}
+
+    def __init__(self, cfg: ReceiverConfig, where: str) -> None:
+        self.rcfg = cfg
+        self.where = where
+        self.acknowledged = 0  # messages acknowledged by commits so far
+        self.rejected = 0  # messages refused (bad bodies) so far
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._stopped = asyncio.Event()
+        self._held: list[Message] = []  # handed on, not yet acknowledged
+        self._refused: list[Message] = []  # set aside as rejected, not yet settled
+        self._errors: list[RowError] = []
+        self._rows: MessageRows[Message] = MessageRows(self._batcher)
+        self._avro: Any = None
+        self._connected = False
+
+    # ---------------------------------------------------------------- for subclasses
+
+    @abstractmethod
+    async def _subscribe(self, ctx: RunContext) -> None:
+        """Connect and start delivering messages with :meth:`_deliver`."""
+
+    @abstractmethod
+    async def _unsubscribe(self) -> None:
+        """Stop delivering messages; the connection stays open for acknowledgements."""
+
+    @abstractmethod
+    async def _acknowledge(self, accepted: list[Message], refused: list[Message]) -> None:
+        """Settle messages the sinks hold (``accepted``) and bad ones (``refused``)."""
+
+    @abstractmethod
+    async def _release(self, messages: list[Message]) -> None:
+        """Hand messages back to the broker so a later run receives them again."""
+
+    @abstractmethod
+    async def _disconnect(self) -> None:
+        """Close the connection (messages still unacknowledged go back to the broker)."""
+
+    def _deliver(self, message: Message) -> None:
+        """Called by a subclass for each message received."""
+        self._inbox.put_nowait(message)
+
+    # ---------------------------------------------------------------- the source
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        cfg = self.rcfg
+        self._load_avro(ctx)
+        self._connected = True
+        await self._subscribe(ctx)
+        taken = 0
+        try:
+            while cfg.max_messages is None or taken < cfg.max_messages:
+                room = None if cfg.max_messages is None else cfg.max_messages - taken
+                messages = await self._collect(room)
+                if not messages:
+                    break
+                taken += len(messages)
+                batch = self._to_batch(messages, ctx)
+                if batch is not None:
+                    yield batch
+        finally:
+            await self._unsubscribe()
+            # taken from the broker after the input ended: give them back at once
+            left = []
+            while not self._inbox.empty():
+                left.append(self._inbox.get_nowait())
+            if left:
+                await self._release(left)
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        """The Avro schema file and the TLS files, read before any message is taken."""
+        problems: list[ErrorDetail] = []
+        try:
+            self._load_avro(ctx)
+        except ConfigError as exc:
+            problems.extend(exc.details)
+        tls = self.rcfg.tls
+        files = (tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else ()
+        for option, name in zip(("ca_file", "cert_file", "key_file"), files, strict=False):
+            if name and not os.path.isfile(resolve_path(name, ctx.base_dir)):
+                problems.append(
+                    ErrorDetail(
+                        f"tls.{option}: file not found: {resolve_path(name, ctx.base_dir)}",
+                        "",
+                        "point it at a PEM file (relative paths start at the pipeline file)",
+                    )
+                )
+        return problems
+
+    def drain(self) -> None:
+        """Stop taking messages: the batches end with what was received so far."""
+        self._stopped.set()
+
+    async def _collect(self, room: int | None) -> list[Message]:
+        """The next batch of messages: [] once the input has ended."""
+        cfg = self.rcfg
+        first = await self._next(cfg.idle_timeout)
+        if first is None:
+            return []
+        messages = [first]
+        deadline = time.monotonic() + cfg.batch_seconds
+        limit = cfg.batch_messages if room is None else min(cfg.batch_messages, room)
+        while len(messages) < limit:
+            if not self._inbox.empty():
+                messages.append(self._inbox.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopped.is_set():
+                break
+            message = await self._next(remaining)
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
+    async def _next(self, timeout: float | None) -> Message | None:
+        """The next message, or None after ``timeout`` seconds or once stopped."""
+        if self._stopped.is_set():
+            return self._inbox.get_nowait() if not self._inbox.empty() else None
+        getting = asyncio.ensure_future(self._inbox.get())
+        stopping = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({getting, stopping}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            stopping.cancel()
+            if not getting.done():
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
+
+    # ---------------------------------------------------------------- bodies to rows
+
+    def _load_avro(self, ctx: RunContext) -> None:
+        cfg = self.rcfg
+        if cfg.format != "avro" or cfg.avro_schema is None or self._avro is not None:
+            return
+        import fastavro
+        import orjson
+
+        path = resolve_path(cfg.avro_schema, ctx.base_dir)
+        try:
+            with open(path, "rb") as fh:
+                self._avro = fastavro.parse_schema(orjson.loads(fh.read()))
+        except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+            raise ConfigError.one(
+                f"avro_schema: cannot read the Avro schema {path}: {exc}",
+                "",
+                "point avro_schema at a valid .avsc file (JSON)",
+            ) from exc
+
+    def _records(self, body: bytes) -> list[Any]:
+        fmt = self.rcfg.format
+        if fmt == "json":
+            doc = parse_json(body)
+            return doc if isinstance(doc, list) else [doc]
+        if fmt == "jsonl":
+            return [parse_json(line) for line in body.splitlines() if line.strip()]
+        if fmt == "csv":
+            return self._csv_records(body)
+        return self._avro_records(body)
+
+    def _csv_records(self, body: bytes) -> list[Any]:
+        cfg = self.rcfg
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8")), delimiter=cfg.delimiter))
+        rows = [r for r in rows if r]
+        names = cfg.columns
+        if names is None:
+            if not rows:
+                return []
+            names, rows = rows[0], rows[1:]
+        records = []
+        for number, row in enumerate(rows, 1):
+            if len(row) != len(names):
+                raise ValueError(
+                    f"CSV row {number} has {len(row)} field(s), the header {len(names)}"
+                )
+            records.append({n: (v if v != "" else None) for n, v in zip(names, row, strict=True)})
+        return records
+
+    def _avro_records(self, body: bytes) -> list[Any]:
+        import fastavro
+
+        try:
+            if self._avro is None:
+                return list(fastavro.reader(io.BytesIO(body)))
+            stream = io.BytesIO(body)
+            record = fastavro.schemaless_reader(stream, self._avro, None)
+            if stream.tell() != len(body):
+                raise ValueError(
+                    f"{len(body) - stream.tell()} byte(s) left after the record: the body was "
+                    "not written with this schema"
+                )
+            return [record]
+        except (EOFError, StopIteration, IndexError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not an Avro body for this schema ({type(exc).__name__})") from exc
+
+    def _declared(self) -> dict[str, str] | None:
+        cfg = self.rcfg
+        if cfg.schema_ is None and cfg.format != "csv":
+            return None
+        declared = dict(cfg.schema_ or {})
+        if cfg.format == "csv" and cfg.columns:
+            declared = {n: declared.get(n, "str") for n in cfg.columns} | declared
+        declared.update({k: v for k, v in self.extra_types.items() if k not in declared})
+        return declared
+
+    def _to_batch(self, messages: list[Message], ctx: RunContext) -> pa.RecordBatch | None:
+        parsed: list[tuple[Message, list[Any]]] = []
+        for message in messages:
+            try:
+                records = self._records(message.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._refuse(message, f"unreadable {self.rcfg.format} body: {exc}", ctx)
+                continue
+            if message.fields:
+                records = [{**r, **message.fields} if isinstance(r, dict) else r for r in records]
+            parsed.append((message, records))
+        batch, taken, refused = self._rows.split(parsed)
+        self._held.extend(taken)
+        for message, error in refused:
+            self._refuse(message, error.reason, ctx, error)
+        return batch
+
+    def _batcher(self, records: Sequence[Any]) -> RecordBatcher:
+        return RecordBatcher(self.where, self._csv_declared(records), known=self.extra_types)
+
+    def _csv_declared(self, records: Sequence[Any]) -> dict[str, str] | None:
+        """The declared columns; for CSV with a header row, the header's names as text."""
+        declared = self._declared()
+        if self.rcfg.format != "csv" or self.rcfg.columns:
+            return declared
+        header = next((r for r in records if isinstance(r, dict)), {})
+        types = dict(declared or {})
+        return {n: types.get(n, "str") for n in header} | types
+
+    def _refuse(
+        self, message: Message, reason: str, ctx: RunContext, error: RowError | None = None
+    ) -> None:
+        self.rejected += 1
+        self._refused.append(message)
+        ctx.log(f"{self.where}: message {message.label} rejected: {reason}", "warning")
+        self._errors.append(refusal(message.label, message.body, reason, error))
+
+    def take_errors(self) -> list[RowError]:
+        errors, self._errors = self._errors, []
+        return errors
+
+    # ---------------------------------------------------------------- settling
+
+    async def commit(self) -> None:
+        """Acknowledge every message handed on so far: the sinks have committed them."""
+        held, self._held = self._held, []
+        refused, self._refused = self._refused, []
+        if held or refused:
+            await self._acknowledge(held, refused)
+        self.acknowledged += len(held)
+
+    async def abort(self) -> None:
+        """Hand every unsettled message back to the broker."""
+        held, self._held = self._held, []
+        refused, self._refused = self._refused, []
+        if (held or refused) and self._connected:
+            # when this fails, the closed connection hands them back as well
+            with contextlib.suppress(Exception):
+                await self._release(held + refused)
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self._disconnect()

@@ -1,0 +1,115 @@
+"""The kafka receiver against a Kafka-protocol broker (Tansu) started for the session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from quiver.ingest.kafka import KafkaReceiver
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+
+from .conftest import build, kafka_produce, kafka_topic, unique
+from .conftest import read_all as take
+
+
+def receiver(servers: str, **options: Any) -> KafkaReceiver:
+    r: KafkaReceiver = build(
+        KafkaReceiver,
+        {"bootstrap_servers": [servers], "idle_timeout": 3.0, "batch_seconds": 0.3, **options},
+    )
+    return r
+
+
+async def test_offsets_are_committed_only_after_commit(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    topic, group = unique("t"), unique("g")
+    await kafka_topic(kafka_broker, topic)
+    await kafka_produce(kafka_broker, topic, [b'{"n": %d}' % i for i in range(25)])
+    opts = {"topics": [topic], "group_id": group, "metadata": ["topic", "offset", "timestamp"]}
+
+    first = receiver(kafka_broker, **opts)
+    table = await take(first, run_ctx)
+    assert table.column("n").to_pylist() == list(range(25))
+    assert table.column("kafka_offset").to_pylist() == list(range(25))
+    assert set(table.column("kafka_topic").to_pylist()) == {topic}
+    stamps = table.column("kafka_timestamp")
+    assert stamps.type == pa.timestamp("ms", "UTC") and stamps.null_count == 0
+    await first.abort()
+    await first.close()
+
+    again = receiver(kafka_broker, **opts)
+    assert (await take(again, run_ctx)).column("n").to_pylist() == list(range(25))
+    await again.commit()
+    await again.close()
+
+    await kafka_produce(kafka_broker, topic, [b'{"n": 25}'])
+    after = receiver(kafka_broker, **opts)
+    assert (await take(after, run_ctx)).column("n").to_pylist() == [25]
+    await after.commit()
+    await after.close()
+
+
+async def test_csv_values_typed_by_the_schema(kafka_broker: str, run_ctx: RunContext) -> None:
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    await kafka_produce(kafka_broker, topic, [b"id,name\n1,ann\n2,bob\n", b"id,name\n3,\n"])
+    r = receiver(
+        kafka_broker, topics=[topic], group_id=unique("g"), format="csv", schema={"id": "int"}
+    )
+    table = await take(r, run_ctx)
+    await r.commit()
+    await r.close()
+    assert table.drop_columns([LINE_COLUMN]).to_pylist() == [
+        {"id": 1, "name": "ann"},
+        {"id": 2, "name": "bob"},
+        {"id": 3, "name": None},
+    ]
+
+
+async def test_avro_values_with_a_schema_file(
+    kafka_broker: str, run_ctx: RunContext, tmp_path: Path
+) -> None:
+    import io
+
+    import fastavro
+
+    schema = {
+        "type": "record",
+        "name": "Reading",
+        "fields": [{"name": "sensor", "type": "string"}, {"name": "value", "type": "double"}],
+    }
+    (tmp_path / "reading.avsc").write_text(json.dumps(schema))
+    parsed = fastavro.parse_schema(schema)
+
+    def encode(record: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, parsed, record)
+        return out.getvalue()
+
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    await kafka_produce(
+        kafka_broker,
+        topic,
+        [encode({"sensor": "a", "value": 1.5}), b"\x07junk", encode({"sensor": "b", "value": 2.0})],
+    )
+    r = receiver(
+        kafka_broker,
+        topics=[topic],
+        group_id=unique("g"),
+        format="avro",
+        avro_schema="reading.avsc",
+    )
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.drop_columns([LINE_COLUMN]).to_pylist() == [
+        {"sensor": "a", "value": 1.5},
+        {"sensor": "b", "value": 2.0},
+    ]
+    assert len(errors) == 1 and "unreadable avro body" in errors[0].reason

@@ -1,0 +1,130 @@
+"""The mqtt receiver against Mosquitto at 127.0.0.1:1883."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from quiver.ingest.mqtt import MqttReceiver
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+
+from .conftest import build, mqtt_publish, unique
+from .conftest import read_all as take
+
+FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
+
+
+def receiver(prefix: str, **options: object) -> MqttReceiver:
+    r: MqttReceiver = build(MqttReceiver, {"topics": [f"{prefix}/#"], **FAST, **options})
+    return r
+
+
+async def open_session(prefix: str, client_id: str, ctx: RunContext, **options: object) -> None:
+    """Connect once so the broker keeps messages for the session from now on."""
+    r = receiver(prefix, client_id=client_id, idle_timeout=0.2, **options)
+    await take(r, ctx)
+    await r.close()
+
+
+async def test_qos1_messages_are_acknowledged_only_after_commit(run_ctx: RunContext) -> None:
+    prefix, cid, qos = unique("m"), unique("c"), 1
+    await open_session(prefix, cid, run_ctx, qos=qos)
+    await asyncio.to_thread(
+        mqtt_publish, [(f"{prefix}/a", b'{"n": %d}' % i) for i in range(50)], qos
+    )
+
+    first = receiver(prefix, client_id=cid, qos=qos)
+    assert (await take(first, run_ctx)).column("n").to_pylist() == list(range(50))
+    await first.abort()  # a sink failed: nothing acknowledged
+    await first.close()
+
+    again = receiver(prefix, client_id=cid, qos=qos)
+    assert sorted((await take(again, run_ctx)).column("n").to_pylist()) == list(range(50))
+    await again.commit()
+    await again.close()
+    assert again.acknowledged == 50
+
+    after = receiver(prefix, client_id=cid, qos=qos)
+    assert (await take(after, run_ctx)).num_rows == 0
+    await after.close()
+
+
+async def test_qos2_messages_are_completed_on_commit(run_ctx: RunContext) -> None:
+    prefix, cid = unique("m"), unique("c")
+    await open_session(prefix, cid, run_ctx, qos=2)
+    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b'{"n": %d}' % i) for i in range(20)], 2)
+    r = receiver(prefix, client_id=cid, qos=2)
+    assert (await take(r, run_ctx)).column("n").to_pylist() == list(range(20))
+    await r.commit()
+    await r.close()
+    after = receiver(prefix, client_id=cid, qos=2)
+    assert (await take(after, run_ctx)).num_rows == 0
+    await after.close()
+
+
+async def test_qos0_messages_arrive_with_their_topic(run_ctx: RunContext) -> None:
+    prefix = unique("m")
+    r = receiver(prefix, qos=0)
+    stream = r.batches(run_ctx)
+    reading = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/x/y", b'{"v": 1.5}')], 0)
+    batch = await reading
+    await stream.aclose()
+    await r.commit()
+    await r.close()
+    assert batch.to_pylist() == [{"v": 1.5, "mqtt_topic": f"{prefix}/x/y", LINE_COLUMN: 1}]
+
+
+async def test_wildcards_and_topic_levels_routed_into_fields(run_ctx: RunContext) -> None:
+    prefix, cid = unique("m"), unique("c")
+    options = {
+        "topics": [f"{prefix}/+/+/temp", f"{prefix}/alerts/#"],
+        "topic_fields": [f"{prefix}/{{site}}/{{device}}/temp", f"{prefix}/alerts/#"],
+        "topic_field": None,
+        "client_id": cid,
+    }
+    r = build(MqttReceiver, {**FAST, **options, "idle_timeout": 0.2})
+    await take(r, run_ctx)
+    await r.close()
+    await asyncio.to_thread(
+        mqtt_publish,
+        [
+            (f"{prefix}/paris/t1/temp", b'{"c": 20}'),
+            (f"{prefix}/lyon/t7/temp", b'{"c": 18}'),
+            (f"{prefix}/paris/t1/humidity", b'{"c": 99}'),  # matches no subscription
+            (f"{prefix}/alerts/fire/now", b'{"c": 500}'),
+        ],
+    )
+    r = build(MqttReceiver, {**FAST, **options})
+    rows = (await take(r, run_ctx)).drop_columns([LINE_COLUMN]).to_pylist()
+    await r.commit()
+    await r.close()
+    assert sorted(rows, key=lambda x: x["c"]) == [
+        {"c": 18, "site": "lyon", "device": "t7"},
+        {"c": 20, "site": "paris", "device": "t1"},
+        {"c": 500, "site": None, "device": None},
+    ]
+
+
+async def test_a_field_that_is_not_a_whole_topic_level_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="a field takes a whole level"):
+        build(MqttReceiver, {"topics": ["a/#"], "topic_fields": ["a/x{site}/#"]})
+
+
+async def test_drain_ends_the_input_with_what_was_received(run_ctx: RunContext) -> None:
+    prefix = unique("m")
+    r = receiver(prefix, idle_timeout=None)
+    stream = r.batches(run_ctx)
+    reading = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b'{"n": 1}')])
+    first = await reading
+    r.drain()
+    rest = [b async for b in stream]
+    await r.commit()
+    await r.close()
+    assert first.num_rows == 1 and rest == []

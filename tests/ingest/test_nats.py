@@ -1,0 +1,92 @@
+"""The nats receiver against NATS with JetStream at 127.0.0.1:4222."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from quiver.ingest.nats import NatsReceiver
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+
+from .conftest import build, js_publish, unique
+from .conftest import read_all as take
+
+FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
+
+
+def receiver(**options: Any) -> NatsReceiver:
+    r: NatsReceiver = build(NatsReceiver, {**FAST, **options})
+    return r
+
+
+async def test_jetstream_durable_acknowledges_after_commit(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    stream, prefix = js_stream
+    await js_publish(f"{prefix}.a", [b'{"n": %d}' % i for i in range(40)])
+    opts = {"subject": f"{prefix}.>", "stream": stream, "durable": unique("d")}
+
+    first = receiver(**opts)
+    assert (await take(first, run_ctx)).column("n").to_pylist() == list(range(40))
+    await first.abort()  # negatively acknowledged: delivered again at once
+    await first.close()
+
+    again = receiver(**opts)
+    table = await take(again, run_ctx)
+    assert sorted(table.column("n").to_pylist()) == list(range(40))
+    assert set(table.column("nats_subject").to_pylist()) == {f"{prefix}.a"}
+    await again.commit()
+    await again.close()
+
+    await js_publish(f"{prefix}.b", [b'{"n": 40}'])
+    after = receiver(**opts)
+    assert (await take(after, run_ctx)).column("n").to_pylist() == [40]
+    await after.commit()
+    await after.close()
+
+
+async def test_jetstream_messages_of_a_killed_run_come_again_after_ack_wait(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    stream, prefix = js_stream
+    await js_publish(f"{prefix}.a", [b'{"n": 1}', b'{"n": 2}'])
+    opts = {"subject": f"{prefix}.>", "stream": stream, "durable": unique("d"), "ack_wait": 1.0}
+    killed = receiver(**opts)
+    assert (await take(killed, run_ctx)).num_rows == 2
+    await killed.close()  # no commit, no abort
+    await asyncio.sleep(1.2)
+    again = receiver(**opts)
+    assert sorted((await take(again, run_ctx)).column("n").to_pylist()) == [1, 2]
+    await again.commit()
+    await again.close()
+
+
+async def test_core_subjects_with_wildcards(run_ctx: RunContext) -> None:
+    import nats
+
+    prefix = unique("core")
+    r = receiver(subject=f"{prefix}.*.temp", idle_timeout=None)
+    stream = r.batches(run_ctx)
+    reading = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.3)
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    await nc.publish(f"{prefix}.paris.temp", b'{"c": 20}')
+    await nc.publish(f"{prefix}.paris.wind", b'{"c": 99}')
+    await nc.flush()
+    await nc.close()
+    batch = await reading
+    r.drain()
+    rest = [b async for b in stream]
+    await r.commit()
+    await r.close()
+    assert batch.to_pylist() == [{"c": 20, "nats_subject": f"{prefix}.paris.temp", LINE_COLUMN: 1}]
+    assert rest == []
+
+
+def test_stream_without_durable_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="`stream` needs `durable`"):
+        build(NatsReceiver, {"subject": "a.>", "stream": "S"})

@@ -1,0 +1,237 @@
+"""``quiver run`` with a receiver as a user runs it: a real subprocess reading a real broker,
+stopped by SIGTERM (it commits what it holds and acknowledges it) or killed (nothing
+acknowledged, so the next run receives it: nothing is lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import js_publish, kafka_produce, kafka_topic, mqtt_publish, unique
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIVER = [str(Path(sys.executable).parent / "quiver")]
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+
+
+@dataclass
+class Broker:
+    """One receiver's broker, with names of one test."""
+
+    kind: str
+    names: dict[str, str]
+    kafka: str = ""
+
+    def source(self, idle: float | None) -> str:
+        n = self.names
+        opts: dict[str, Any] = {"batch_seconds": 0.2, "idle_timeout": idle}
+        if self.kind == "mqtt":
+            opts |= {"topics": [f"{n['prefix']}/#"], "client_id": n["id"], "qos": 1}
+        elif self.kind == "amqp":
+            opts |= {"queue": n["queue"], "exchange": n["exchange"]}
+        elif self.kind == "nats":
+            opts |= {
+                "subject": f"{n['prefix']}.>",
+                "stream": n["stream"],
+                "durable": n["id"],
+                "ack_wait": 1,
+            }
+        else:
+            opts |= {"topics": [n["topic"]], "group_id": n["id"], "bootstrap_servers": [self.kafka]}
+        if self.kind in ("mqtt", "nats"):  # rows hold the message's number only
+            opts["topic_field" if self.kind == "mqtt" else "subject_field"] = None
+        return json.dumps({self.kind: opts})
+
+    async def prepare(self) -> None:
+        """What must exist before messages are published (a session, a queue, a stream)."""
+        n = self.names
+        if self.kind == "mqtt":
+            from quiver.ingest.mqtt import MqttReceiver, MqttReceiverConfig
+            from quiver.pipeline.component import RunContext
+
+            cfg = {"topics": [f"{n['prefix']}/#"], "client_id": n["id"], "idle_timeout": 0.1}
+            r = MqttReceiver(MqttReceiverConfig.model_validate(cfg))
+            _ = [b async for b in r.batches(RunContext("prepare", "."))]
+            await r.close()
+        elif self.kind == "amqp":
+            import aio_pika
+
+            connection = await aio_pika.connect(AMQP_URL)
+            channel = await connection.channel()
+            queue = await channel.declare_queue(n["queue"], durable=True)
+            exchange = await channel.declare_exchange(n["exchange"], "topic", durable=True)
+            await queue.bind(exchange, "#")
+            await connection.close()
+        elif self.kind == "nats":
+            import nats
+
+            nc = await nats.connect("nats://127.0.0.1:4222")
+            await nc.jetstream().add_stream(name=n["stream"], subjects=[f"{n['prefix']}.>"])
+            await nc.close()
+        else:
+            await kafka_topic(self.kafka, n["topic"])
+
+    async def publish(self, numbers: range) -> None:
+        n = self.names
+        bodies = [b'{"n": %d}' % i for i in numbers]
+        if self.kind == "mqtt":
+            await asyncio.to_thread(mqtt_publish, [(f"{n['prefix']}/a", b) for b in bodies], 1)
+        elif self.kind == "amqp":
+            import aio_pika
+
+            connection = await aio_pika.connect(AMQP_URL)
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(n["exchange"])
+            for body in bodies:
+                await exchange.publish(aio_pika.Message(body), "k")
+            await connection.close()
+        elif self.kind == "nats":
+            await js_publish(f"{n['prefix']}.a", bodies)
+        else:
+            await kafka_produce(self.kafka, n["topic"], bodies)
+
+    async def clean(self) -> None:
+        n = self.names
+        if self.kind == "amqp":
+            import aio_pika
+
+            connection = await aio_pika.connect(AMQP_URL)
+            channel = await connection.channel()
+            await channel.queue_delete(n["queue"])
+            await channel.exchange_delete(n["exchange"])
+            await connection.close()
+        elif self.kind == "nats":
+            import nats
+
+            nc = await nats.connect("nats://127.0.0.1:4222")
+            await nc.jetstream().delete_stream(n["stream"])
+            await nc.close()
+
+
+@pytest.fixture(params=["mqtt", "amqp", "nats", "kafka"])
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    names = {
+        "prefix": unique("run"),
+        "id": unique("id"),
+        "queue": unique("q"),
+        "exchange": unique("x"),
+        "stream": unique("S"),
+        "topic": unique("t"),
+    }
+    kafka = request.getfixturevalue("kafka_broker") if request.param == "kafka" else ""
+    b = Broker(request.param, names, kafka)
+    asyncio.run(b.prepare())
+    yield b
+    asyncio.run(b.clean())
+
+
+def start(folder: Path, b: Broker, out: str, idle: float | None) -> subprocess.Popen[str]:
+    (folder / f"{out}.yaml").write_text(
+        f"source: {b.source(idle)}\nsink: {{jsonl: {{path: out/{out}.jsonl}}}}\n"
+    )
+    return subprocess.Popen(
+        [*QUIVER, "run", f"{out}.yaml", "--quiet"],
+        cwd=folder,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def numbers(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    return sorted(json.loads(line)["n"] for line in path.read_text().splitlines())
+
+
+def settle(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_sigterm_commits_what_the_run_received_and_acknowledges_it(
+    broker: Broker, tmp_path: Path
+) -> None:
+    proc = start(tmp_path, broker, "first", None)
+    settle(1.5 if broker.kind != "kafka" else 6)  # subscribed (a Kafka group takes longer)
+    asyncio.run(broker.publish(range(40)))
+    settle(2.0)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert numbers(tmp_path / "out/first.jsonl") == list(range(40))
+
+    again = start(tmp_path, broker, "again", 3.0 if broker.kind != "kafka" else 8.0)
+    _, stderr = again.communicate(timeout=90)
+    assert again.returncode == 0, stderr
+    assert numbers(tmp_path / "out/again.jsonl") == []  # all of it was acknowledged
+
+
+def test_a_killed_run_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+    proc = start(tmp_path, broker, "killed", None)
+    settle(1.5 if broker.kind != "kafka" else 6)
+    asyncio.run(broker.publish(range(30)))
+    settle(2.0)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert not (tmp_path / "out/killed.jsonl").exists()
+    asyncio.run(broker.publish(range(30, 50)))
+    settle(1.2)  # JetStream: past ack_wait
+
+    again = start(tmp_path, broker, "again", 3.0 if broker.kind != "kafka" else 8.0)
+    _, stderr = again.communicate(timeout=90)
+    assert again.returncode == 0, stderr
+    assert numbers(tmp_path / "out/again.jsonl") == list(range(50))
+
+
+def test_websocket_clients_get_their_ack_when_sigterm_commits(tmp_path: Path) -> None:
+    from websockets.sync.client import connect
+
+    from .conftest import free_port
+
+    port = free_port()
+    (tmp_path / "ws.yaml").write_text(
+        f"source: {{websocket: {{port: {port}, batch_seconds: 0.2}}}}\n"
+        "sink: {jsonl: {path: out/ws.jsonl}}\n"
+    )
+    proc = subprocess.Popen(
+        [*QUIVER, "run", "ws.yaml", "--quiet"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ws = connect(f"ws://127.0.0.1:{port}/")
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+    with ws:
+        ws.send("\n".join(json.dumps({"n": i}) for i in range(10)))
+        ws.send(json.dumps({"n": 10}))
+        settle(1.0)
+        proc.send_signal(signal.SIGTERM)
+        assert json.loads(ws.recv(timeout=30)) == {"acked": 2}
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert numbers(tmp_path / "out/ws.jsonl") == list(range(11))
