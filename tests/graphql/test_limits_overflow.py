@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 
 from graphql import parse, specified_rules, validate
-from quiver.config.settings import GraphQLSettings, QuiverSettings
-from quiver.graphql.http import GraphQLApp, create_app
+from quiver.config.settings import GraphQLSettings
+from quiver.graphql.http import GraphQLApp
 from quiver.graphql.limits import MAX_REPORTED_COST, validation_rules
-from quiver.schema.reflect import reflect_database
+from tests.graphql.test_http import open_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -45,12 +45,7 @@ def fragment_chain(length: int, spreads: int = 5) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def app(chinook_sqlite: Path) -> AsyncIterator[GraphQLApp]:
-    url = f"sqlite:///{chinook_sqlite.absolute()}"
-    settings = QuiverSettings.model_validate(
-        {"database": {"url": url, "pool_max": 2}, "graphql": {"max_depth": 100}}
-    )
-    app = create_app(await reflect_database(url), settings)
-    await app.startup()
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}", max_depth=100)
     try:
         yield app
     finally:
@@ -91,10 +86,7 @@ async def test_a_cost_beyond_64_bits_is_a_cost_limit_error(app: GraphQLApp, quer
 async def test_fifty_levels_are_refused_for_depth_with_the_default_limit(
     chinook_sqlite: Path,
 ) -> None:
-    url = f"sqlite:///{chinook_sqlite.absolute()}"
-    settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 1}})
-    app = create_app(await reflect_database(url), settings)
-    await app.startup()
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}")
     try:
         r = await _post(app, nested_lists(50))
     finally:

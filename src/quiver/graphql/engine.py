@@ -56,6 +56,7 @@ from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.schema.resolvers import ResolverMutation, resolver_of
+from quiver.schema.statistics import Statistics, read_statistics
 from quiver.sql.database import (
     Database,
     DatabaseBusyError,
@@ -211,8 +212,10 @@ class GraphQLEngine:
         database: Database,
         settings: QuiverSettings,
         resolvers: Sequence[Callable[..., Any]] = (),
+        statistics: Statistics | None = None,
     ) -> None:
-        """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own."""
+        """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own;
+        ``statistics``: the tables' rows and relations' fan-out that cost lists by."""
         log_table = settings.mutations.change_log_table
         # The change log is Quiver's own table, never an entity of the API.
         schema = schema.model_copy(
@@ -230,12 +233,13 @@ class GraphQLEngine:
         self.mutations = MutationRunner(
             self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
         )
+        self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
 
     def _extra_rules(self) -> list[Any]:
-        return list(validation_rules(self.settings.graphql))
+        return list(validation_rules(self.settings.graphql, self.list_sizes))
 
     @classmethod
     async def open(
@@ -261,7 +265,8 @@ class GraphQLEngine:
             pool_reserved=db.reserved_connections,
         )
         try:
-            return cls(schema, database, settings, resolvers)
+            statistics = await read_statistics(db.url, schema)
+            return cls(schema, database, settings, resolvers, statistics)
         except BaseException:
             await database.close()
             raise
@@ -342,7 +347,12 @@ class GraphQLEngine:
             v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
         }
         p.cost = operation_cost(
-            self.graphql_schema, document, operation, self.settings.graphql, defaults
+            self.graphql_schema,
+            document,
+            operation,
+            self.settings.graphql,
+            defaults,
+            self.list_sizes,
         )
         return p
 
@@ -401,7 +411,12 @@ class GraphQLEngine:
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(
-                self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
+                self.graphql_schema,
+                prepared.document,
+                operation,
+                self.settings.graphql,
+                coerced,
+                self.list_sizes,
             )
             if cost > limit:
                 body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
@@ -532,6 +547,19 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _list_sizes(catalog: Catalog, statistics: Statistics) -> dict[tuple[str, str], int]:
+    """Expected lengths of lists without a row count, by (GraphQL type, field): a root list or
+    connection has its table's rows, a to-many relation its children per parent row."""
+    sizes: dict[tuple[str, str], int] = {}
+    for name, root in catalog.root_fields.items():
+        rows = statistics.rows.get(root.entity.name)
+        if rows is not None and root.kind in ("list", "connection"):
+            sizes[("Query", name)] = rows
+    for (entity, relation), fanout in statistics.fanout.items():
+        sizes[(entity, relation)] = fanout
+    return sizes
 
 
 def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation]) -> None:

@@ -6,8 +6,10 @@ rules when a document is prepared (so each distinct document is checked once):
 * depth: the deepest field nesting, following fragment spreads (cycles are cut);
 * aliases: how many aliases the document uses;
 * cost: each field counts 1; the selections under a list field count once per row, and the
-  rows are the field's ``limit`` / ``first`` / ``last`` argument, or
-  ``graphql.default_list_limit``, or 100; the sum saturates at :data:`MAX_REPORTED_COST`
+  rows are the field's ``limit`` / ``first`` / ``last`` argument; without one, the list's
+  expected length from the database's statistics (``list_sizes``: a root list's table rows, a
+  relation's children per parent row), capped by ``graphql.default_list_limit``; without
+  statistics, ``graphql.default_list_limit`` or 100; the sum saturates at :data:`MAX_REPORTED_COST`
   (2**53 - 1, the largest integer every JSON reader carries exactly), so a document that asks
   for more (a huge ``first``, fifty nested lists, a chain of fragments) reports "at least" that;
 * introspection: ``__schema`` and ``__type`` are refused when ``graphql.introspection`` is
@@ -20,7 +22,7 @@ Each error says the limit, what the document reached and which setting raises th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -50,6 +52,7 @@ from quiver.config.settings import GraphQLSettings
 __all__ = [
     "DEFAULT_LIST_SIZE",
     "MAX_REPORTED_COST",
+    "ListSizes",
     "cost_message",
     "operation_cost",
     "row_counts_from_variables",
@@ -64,23 +67,33 @@ _ROW_ARGS = ("limit", "first", "last")
 _INTROSPECTION = frozenset({"__schema", "__type"})
 
 
-def validation_rules(settings: GraphQLSettings) -> list[type[ASTValidationRule]]:
-    """The rule classes enforcing ``settings``' depth, alias, cost and introspection limits."""
+#: (parent type name, field name) -> expected rows of a list field that gives no row count.
+ListSizes = Mapping[tuple[str, str], int]
+
+
+def validation_rules(
+    settings: GraphQLSettings, list_sizes: ListSizes | None = None
+) -> list[type[ASTValidationRule]]:
+    """The rule classes enforcing ``settings``' depth, alias, cost and introspection limits;
+    ``list_sizes`` are the expected lengths of lists that give no row count."""
+    sizes = list_sizes or {}
     rules: list[type[ASTValidationRule]] = [
-        _rule("MaxDepthRule", _check_depth, settings),
-        _rule("MaxAliasesRule", _check_aliases, settings),
-        _rule("MaxCostRule", _check_cost, settings),
+        _rule("MaxDepthRule", _check_depth, settings, sizes),
+        _rule("MaxAliasesRule", _check_aliases, settings, sizes),
+        _rule("MaxCostRule", _check_cost, settings, sizes),
     ]
     if not settings.introspection:
-        rules.append(_rule("NoIntrospectionRule", _check_introspection, settings))
+        rules.append(_rule("NoIntrospectionRule", _check_introspection, settings, sizes))
     return rules
 
 
-def _rule(name: str, check: Any, settings: GraphQLSettings) -> type[ASTValidationRule]:
+def _rule(
+    name: str, check: Any, settings: GraphQLSettings, sizes: ListSizes
+) -> type[ASTValidationRule]:
     def enter_document(self: ASTValidationRule, node: DocumentNode, *_args: Any) -> Any:
         context = self.context
         assert isinstance(context, ValidationContext)
-        for error in check(_Walk(context.schema, node, settings)):
+        for error in check(_Walk(context.schema, node, settings, sizes)):
             self.report_error(error)
         return self.BREAK
 
@@ -94,10 +107,17 @@ def _error(message: str, nodes: Any, code: str, **extensions: Any) -> GraphQLErr
 class _Walk:
     """The document's operations and fragments, with the schema to type their fields."""
 
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode, s: GraphQLSettings) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        s: GraphQLSettings,
+        sizes: ListSizes | None = None,
+    ) -> None:
         self.schema = schema
         self.document = document
         self.settings = s
+        self.sizes = sizes or {}
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
@@ -264,6 +284,11 @@ def _rows(
         if isinstance(value, int) and not isinstance(value, bool):  # a variable's run-time value
             return min(max(value, 0), MAX_REPORTED_COST)
         return w.settings.default_list_limit or DEFAULT_LIST_SIZE
+    if parent is not None:
+        expected = w.sizes.get((parent.name, node.name.value))
+        if expected is not None:
+            cap = w.settings.default_list_limit
+            return min(expected, cap) if cap else expected
     if fdef is None or not is_list_type(get_nullable_type(fdef.type)):  # type: ignore[arg-type]
         return 1
     if parent is not None and parent.name.endswith("Connection"):
@@ -339,9 +364,10 @@ def operation_cost(
     operation: OperationDefinitionNode,
     settings: GraphQLSettings,
     variables: dict[str, Any],
+    list_sizes: ListSizes | None = None,
 ) -> int:
     """The estimated cost of ``operation`` with the variables' run-time values."""
-    w = _Walk(schema, document, settings)
+    w = _Walk(schema, document, settings, list_sizes)
     return _cost(w, operation.selection_set, w.root_type(operation), frozenset(), variables, {})
 
 

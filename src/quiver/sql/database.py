@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import logging
@@ -39,6 +40,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -114,12 +116,13 @@ class _Gated:
 
     async def _admit(self, cheap: bool) -> None:
         if not await self.gate.enter(cheap):
-            raise self._busy("cheap" if cheap else "expensive")
+            raise self._busy(cheap)
 
-    def _busy(self, kind: str) -> DatabaseBusyError:
+    def _busy(self, cheap: bool) -> DatabaseBusyError:
         gate = self.gate
+        kind = "a cheap" if cheap else "an expensive"
         return DatabaseBusyError.one(  # type: ignore[return-value]
-            f"every database connection a {kind} query may use stayed busy for "
+            f"every database connection {kind} query may use stayed busy for "
             f"{gate.wait_s:g} s ({gate.size} in the pool, {gate.reserved} kept for cheap "
             "queries)",
             "database",
@@ -275,11 +278,11 @@ class _Postgres(_Gated):
 
         await self._admit(cheap)
         try:
-            conn = await self.pool.acquire(timeout=self.gate.wait_s)
+            # The gate admits no more statements than the pool holds: a connection is free
+            # (asyncpg's own acquire timeout would cost a task per statement).
+            conn = await self.pool.acquire()
         except BaseException as exc:
-            self.gate.leave()
-            if isinstance(exc, TimeoutError):
-                raise self._busy("cheap" if cheap else "expensive") from None
+            self.gate.leave(cheap)
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise DatabaseError.one(str(exc), "database") from exc
             raise
@@ -290,7 +293,7 @@ class _Postgres(_Gated):
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
             # connection (and its slot) back once the server has let go of it.
-            self._release_later(conn)
+            self._release_later(conn, cheap)
             conn = None
             raise _timed_out() from None
         except Exception as exc:
@@ -303,17 +306,17 @@ class _Postgres(_Gated):
                 try:
                     await self.pool.release(conn)
                 finally:
-                    self.gate.leave()
+                    self.gate.leave(cheap)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
 
-    def _release_later(self, conn: Any) -> None:
+    def _release_later(self, conn: Any, cheap: bool) -> None:
         async def release() -> None:
             try:
                 await self.pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
             finally:
-                self.gate.leave()
+                self.gate.leave(cheap)
 
         task = asyncio.get_running_loop().create_task(release())
         self._releasing.add(task)
@@ -324,9 +327,7 @@ class _Postgres(_Gated):
         await self._admit(False)
         try:
             try:
-                conn = await self.pool.acquire(timeout=self.gate.wait_s)
-            except TimeoutError:
-                raise self._busy("expensive") from None
+                conn = await self.pool.acquire()  # the gate admitted it: a connection is free
             except Exception as exc:
                 raise _pg_error(exc) from exc
             try:
@@ -344,10 +345,10 @@ class _Postgres(_Gated):
             finally:
                 await self.pool.release(conn)
         finally:
-            self.gate.leave()
+            self.gate.leave(False)
 
     async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         if self._releasing:
@@ -489,7 +490,7 @@ class _MySQL(_Gated):
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
-            self.gate.leave()
+            self.gate.leave(cheap)
         if row is None or row[0] is None:
             return None
         value = row[0]
@@ -529,10 +530,10 @@ class _MySQL(_Gated):
                 except Exception as exc:
                     raise _mysql_error(exc, writing=True) from exc
         finally:
-            self.gate.leave()
+            self.gate.leave(False)
 
     async def ping(self) -> None:
-        await self.fetch_json("SELECT 1", ())
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
         self.pool.close()
@@ -578,6 +579,19 @@ def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
     if isinstance(exc, UnicodeError | OverflowError):
         return ParameterError.one(str(exc), "parameter")
     return exc
+
+
+def _deliver(job: _SqliteJob, result: Any, failed: bool) -> None:
+    """On the event loop: a worker finished ``job``; answer with its result unless the
+    deadline (or a refusal) answered first."""
+    if job.timer is not None:
+        job.timer.cancel()
+    if job.answer.done():
+        return
+    if failed:
+        job.answer.set_exception(result)
+    else:
+        job.answer.set_result(result)
 
 
 def _sqlite_param(v: Any) -> Any:
@@ -635,21 +649,60 @@ def _base64(value: bytes | str | float | None) -> str | None:
     return base64.b64encode(raw).decode("ascii")
 
 
+class _SqliteJob:
+    """One statement for the SQLite worker threads, and what the event loop knows of it."""
+
+    __slots__ = ("answer", "cheap", "params", "queued_at", "running", "started", "text", "timer")
+
+    def __init__(
+        self, text: str, params: Sequence[Any], cheap: bool, answer: asyncio.Future[bytes | None]
+    ) -> None:
+        self.text = text
+        self.params = params
+        self.cheap = cheap
+        self.answer = answer
+        self.queued_at = time.monotonic()
+        self.started: float | None = None  # set by the worker that takes it
+        #: The connection running it, once a worker has it (to interrupt it)
+        self.running: list[sqlite3.Connection] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class _Sqlite(_Gated):
-    """SQLite in worker threads, one connection per thread, read-only by default."""
+    """SQLite in worker threads, one connection per thread, read-only by default.
+
+    The threads take statements from two queues, as a pool of connections would: ``gate.size
+    - gate.reserved`` threads take cheap statements first and expensive ones after them, the
+    other ``gate.reserved`` threads only cheap ones. A statement still queued after
+    ``gate.wait_s`` is refused (busy); one running past the client-side deadline is
+    interrupted and answered at once.
+    """
 
     dialect = dialect_for("sqlite")
 
     def __init__(self, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> None:
         self.url = url
         self.gate = gate
-        threads = gate.size
         self.timeout_ms = timeout_ms
         self.local = threading.local()
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="quiver-sqlite")
         self.connections: list[sqlite3.Connection] = []
         self.lock = threading.Lock()
         self.deadline_s = _client_deadline(timeout_ms)
+        self.ready = threading.Condition()
+        self.cheap_jobs: deque[_SqliteJob] = deque()
+        self.expensive_jobs: deque[_SqliteJob] = deque()
+        self.closing = False
+        self.threads = [
+            threading.Thread(
+                target=self._work,
+                args=(i >= gate.size - gate.reserved,),
+                name=f"quiver-sqlite-{i}",
+                daemon=True,
+            )
+            for i in range(gate.size)
+        ]
+        for thread in self.threads:
+            thread.start()
         #: Transactions run on this one thread, one at a time.
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiver-sqlite-write")
         self.write_lock = asyncio.Lock()
@@ -760,31 +813,81 @@ class _Sqlite(_Gated):
     async def fetch_json(
         self, text: str, params: Sequence[Any], *, cheap: bool = False
     ) -> bytes | None:
-        await self._admit(cheap)
-        running: list[sqlite3.Connection] = []
+        loop = asyncio.get_running_loop()
+        job = _SqliteJob(text, params, cheap, loop.create_future())
+        with self.ready:
+            if self.closing:
+                raise DatabaseError.one("the database is closed", "database")
+            (self.cheap_jobs if cheap else self.expensive_jobs).append(job)
+            self.ready.notify_all()
+        first = self.gate.wait_s
+        if self.deadline_s is not None:
+            first = min(first, self.deadline_s)
+        job.timer = loop.call_later(first, self._check, job)
         try:
-            work = asyncio.get_running_loop().run_in_executor(
-                self.executor, self._run, text, params, running
-            )
-        except BaseException:
-            self.gate.leave()
+            return await job.answer
+        except asyncio.CancelledError:
+            self._unqueue(job)
             raise
-        work.add_done_callback(self._done)
-        if self.deadline_s is None:
-            return await asyncio.shield(work)
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)
-        except TimeoutError:
-            # The progress handler did not stop it (a long sort, a slow function): interrupt
-            # it and answer now; the thread's slot comes back when the statement ends.
-            for conn in running:
-                conn.interrupt()
-            raise _timed_out() from None
 
-    def _done(self, work: asyncio.Future[bytes | None]) -> None:
-        self.gate.leave()
-        if not work.cancelled():
-            work.exception()  # retrieved: a statement nobody awaits any more is not an error
+    def _unqueue(self, job: _SqliteJob) -> bool:
+        """Take a job that no worker has started off its queue (True), else leave it (False)."""
+        with self.ready:
+            if job.started is not None:
+                return False
+            (self.cheap_jobs if job.cheap else self.expensive_jobs).remove(job)
+            return True
+
+    def _check(self, job: _SqliteJob) -> None:
+        """On the event loop: refuse a job queued too long, interrupt one running too long."""
+        if job.answer.done():
+            return
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        started = job.started
+        if started is None:
+            due = job.queued_at + self.gate.wait_s
+            if now < due:
+                job.timer = loop.call_later(due - now, self._check, job)
+            elif self._unqueue(job):
+                job.answer.set_exception(self._busy(job.cheap))
+                return
+            else:
+                started = job.started
+        if started is None or self.deadline_s is None:
+            return
+        due = started + self.deadline_s
+        if now < due:
+            job.timer = loop.call_later(due - now, self._check, job)
+            return
+        # The progress handler did not stop it (a long sort, a slow function): interrupt it
+        # and answer now; its thread takes the next statement when this one ends.
+        for conn in job.running:
+            conn.interrupt()
+        job.answer.set_exception(_timed_out())
+
+    def _work(self, only_cheap: bool) -> None:
+        """A worker thread: run queued statements until the database closes."""
+        while True:
+            with self.ready:
+                while True:
+                    if self.closing:
+                        return
+                    if self.cheap_jobs:
+                        job = self.cheap_jobs.popleft()
+                        break
+                    if not only_cheap and self.expensive_jobs:
+                        job = self.expensive_jobs.popleft()
+                        break
+                    self.ready.wait()
+                job.started = time.monotonic()
+            try:
+                result: Any = self._run(job.text, job.params, job.running)
+                failed = False
+            except BaseException as exc:
+                result, failed = exc, True
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -809,10 +912,14 @@ class _Sqlite(_Gated):
                 raise
 
     async def ping(self) -> None:
-        await self.fetch_json("SELECT 1", ())
+        await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        with self.ready:
+            self.closing = True
+            self.ready.notify_all()
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join)
         self.writer.shutdown(wait=True)
         with self.lock:
             for conn in self.connections:

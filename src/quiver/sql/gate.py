@@ -1,8 +1,8 @@
 """How many statements may hold a database connection at once, and for how long one waits.
 
-A :class:`ConnectionGate` admits at most ``size`` statements (the pool's size). ``reserved`` of
-those slots are kept for cheap statements: an expensive statement waits while only reserved
-slots are free, so a burst of slow queries cannot make a trivial one queue behind them. A
+A :class:`ConnectionGate` admits at most ``size`` statements (the pool's size), of which at most
+``size - reserved`` expensive ones: the other ``reserved`` slots are kept for cheap statements,
+so a burst of slow queries cannot make a trivial one queue behind them. A
 statement that finds no slot within ``wait_s`` seconds is told so (:meth:`ConnectionGate.enter`
 returns False), to be refused instead of waiting for as long as the slow ones run.
 """
@@ -25,7 +25,11 @@ class ConnectionGate:
         self.reserved = reserved
         self.wait_s = wait_s
         self._free = size
-        self._waiters: deque[tuple[asyncio.Future[None], bool]] = deque()
+        self._expensive = 0  # expensive statements holding a slot
+        # Waiters in arrival order, one queue per kind: (arrival number, future)
+        self._cheap_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._expensive_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._arrivals = 0
 
     @property
     def free(self) -> int:
@@ -33,45 +37,62 @@ class ConnectionGate:
         return self._free
 
     def _admits(self, cheap: bool) -> bool:
-        return self._free > (0 if cheap else self.reserved)
+        return self._free > 0 and (cheap or self._expensive < self.size - self.reserved)
+
+    def _take(self, cheap: bool) -> None:
+        self._free -= 1
+        if not cheap:
+            self._expensive += 1
 
     async def enter(self, cheap: bool) -> bool:
         """Take a slot, waiting up to ``wait_s``; False when none came free in that time."""
-        if not self._waiters and self._admits(cheap):
-            self._free -= 1
+        queue = self._cheap_waiters if cheap else self._expensive_waiters
+        if not queue and self._admits(cheap):
+            self._take(cheap)
             return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (fut, cheap)
-        self._waiters.append(waiter)
-        self._wake()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._arrivals += 1
+        queue.append((self._arrivals, fut))
+        expiry = loop.call_later(self.wait_s, _expire, fut)
         try:
-            await asyncio.wait_for(fut, self.wait_s)
+            await fut
         except BaseException as exc:
-            if fut.done() and not fut.cancelled():
-                self.leave()  # granted as the wait ended: hand the slot on
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.leave(cheap)  # granted as the caller was cancelled: hand the slot on
             if isinstance(exc, TimeoutError):
                 return False
             raise
+        finally:
+            expiry.cancel()
         return True
 
-    def leave(self) -> None:
-        """Give a slot back (once per successful :meth:`enter`)."""
+    def leave(self, cheap: bool) -> None:
+        """Give a slot back (once per successful :meth:`enter`, with the same ``cheap``)."""
         self._free += 1
+        if not cheap:
+            self._expensive -= 1
         self._wake()
 
     def _wake(self) -> None:
-        if not self._waiters:
-            return
-        kept: deque[tuple[asyncio.Future[None], bool]] = deque()
-        while self._waiters:
-            fut, cheap = self._waiters.popleft()
-            if fut.done():
-                continue
-            if self._admits(cheap):
-                self._free -= 1
-                fut.set_result(None)
+        """Hand free slots to the waiters they admit, oldest first."""
+        cheap_q, expensive_q = self._cheap_waiters, self._expensive_waiters
+        while self._free > 0:
+            while cheap_q and cheap_q[0][1].done():
+                cheap_q.popleft()
+            while expensive_q and expensive_q[0][1].done():
+                expensive_q.popleft()
+            expensive_ok = bool(expensive_q) and self._admits(False)
+            if expensive_ok and (not cheap_q or expensive_q[0][0] < cheap_q[0][0]):
+                expensive_q.popleft()[1].set_result(None)
+                self._take(False)
+            elif cheap_q:
+                cheap_q.popleft()[1].set_result(None)
+                self._take(True)
             else:
-                kept.append((fut, cheap))
-        self._waiters = kept
+                return
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
