@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
+    Checkpointing,
     Closing,
     ComponentConfig,
     Draining,
@@ -139,6 +140,18 @@ class ReceiverConfig(ComponentConfig):
         "wait until stopped).",
     )
     tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
+    commit_every: int | None = Field(
+        None,
+        ge=1,
+        description="Commit a checkpoint after this many messages: the sinks publish what it "
+        "read (one output per checkpoint, {stem} in file sink paths) and the messages are "
+        "acknowledged; the run goes on. Default: one commit at the end of the run.",
+    )
+    commit_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Commit a checkpoint this many seconds after its first message.",
+    )
     max_messages: int | None = Field(
         None,
         ge=1,
@@ -147,7 +160,7 @@ class ReceiverConfig(ComponentConfig):
     )
 
 
-class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
+class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closing, Checking):
     """Base of the broker receivers; see the module's doc.
 
     A subclass sets ``where`` and implements :meth:`_subscribe` (connect and start delivering
@@ -171,6 +184,8 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
         self._rows: MessageRows[Message] = MessageRows(self._batcher)
         self._avro: Any = None
         self._connected = False
+        self._taken = 0  # messages taken in the run
+        self._ended = False  # the input has ended (no checkpoint follows)
 
     # ---------------------------------------------------------------- for subclasses
 
@@ -201,29 +216,64 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
     # ---------------------------------------------------------------- the source
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        """The messages of the run, or of one checkpoint (then called again for the next)."""
         cfg = self.rcfg
-        self._load_avro(ctx)
-        self._connected = True
-        await self._subscribe(ctx)
-        taken = 0
+        if not self._connected:
+            self._load_avro(ctx)
+            self._connected = True
+            await self._subscribe(ctx)
+        held = 0  # messages of this checkpoint
+        started = 0.0  # when its first message came
+        ended = True
         try:
-            while cfg.max_messages is None or taken < cfg.max_messages:
-                room = None if cfg.max_messages is None else cfg.max_messages - taken
-                messages = await self._collect(room)
+            while cfg.max_messages is None or self._taken < cfg.max_messages:
+                room = None if cfg.max_messages is None else cfg.max_messages - self._taken
+                if cfg.commit_every is not None:
+                    room = min(room or cfg.commit_every, cfg.commit_every - held)
+                wait = cfg.idle_timeout
+                if held and cfg.commit_seconds is not None:
+                    left = max(0.0, started + cfg.commit_seconds - time.monotonic())
+                    wait = left if wait is None else min(wait, left)
+                messages = await self._collect(room, wait)
                 if not messages:
+                    ended = self._stopped.is_set() or not self._checkpoint_due(held, started)
                     break
-                taken += len(messages)
+                if not held:
+                    started = time.monotonic()
+                held += len(messages)
+                self._taken += len(messages)
                 batch = self._to_batch(messages, ctx)
                 if batch is not None:
                     yield batch
+                if self._checkpoint_due(held, started) and not self._stopped.is_set():
+                    ended = False
+                    break
         finally:
-            await self._unsubscribe()
-            # taken from the broker after the input ended: give them back at once
-            left = []
-            while not self._inbox.empty():
-                left.append(self._inbox.get_nowait())
-            if left:
-                await self._release(left)
+            if ended:
+                self._ended = True
+                await self._unsubscribe()
+                # taken from the broker after the input ended: give them back at once
+                left_over = []
+                while not self._inbox.empty():
+                    left_over.append(self._inbox.get_nowait())
+                if left_over:
+                    await self._release(left_over)
+
+    def _checkpoint_due(self, held: int, started: float) -> bool:
+        cfg = self.rcfg
+        if not held:
+            return False
+        if cfg.commit_every is not None and held >= cfg.commit_every:
+            return True
+        return cfg.commit_seconds is not None and time.monotonic() >= started + cfg.commit_seconds
+
+    def checkpoints(self) -> bool:
+        """Whether this receiver commits in checkpoints (``commit_every`` / ``commit_seconds``)."""
+        return self.rcfg.commit_every is not None or self.rcfg.commit_seconds is not None
+
+    def more(self) -> bool:
+        """Whether another checkpoint follows the one just committed."""
+        return not self._ended
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         """The Avro schema file and the TLS files, read before any message is taken."""
@@ -249,10 +299,11 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
         """Stop taking messages: the batches end with what was received so far."""
         self._stopped.set()
 
-    async def _collect(self, room: int | None) -> list[Message]:
-        """The next batch of messages: [] once the input has ended."""
+    async def _collect(self, room: int | None, wait: float | None) -> list[Message]:
+        """The next batch of messages: [] when none came within ``wait`` seconds or once
+        stopped."""
         cfg = self.rcfg
-        first = await self._next(cfg.idle_timeout)
+        first = await self._next(wait)
         if first is None:
             return []
         messages = [first]
