@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +136,97 @@ async def eventually(check: Any, seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it (ca.pem, server.pem, server.key),
+    made with the openssl command."""
+    folder = tmp_path_factory.mktemp("certs")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=quiver test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    return folder
+
+
+@pytest.fixture
+def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto of one test on a free port: TLS with the test CA's certificate and a user
+    `ingest` with the password `s3cret` (anonymous clients refused)."""
+    port = free_port()
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "ingest", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {certificates / 'ca.pem'}\n"
+        f"certfile {certificates / 'server.pem'}\n"
+        f"keyfile {certificates / 'server.key'}\n"
+        "allow_anonymous false\n"
+        f"password_file {tmp_path / 'passwd'}\n"
+        "persistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
+        # started as root it would switch to the mosquitto user, who cannot read tmp_path
+    )
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while not _listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"mosquitto did not start on port {port} (exit {proc.poll()})")
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,47 @@ async def test_drain_ends_the_input_with_what_was_received(run_ctx: RunContext) 
     await r.commit()
     await r.close()
     assert first.num_rows == 1 and rest == []
+
+
+async def test_tls_and_a_password(
+    private_mosquitto: int, certificates: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import paho.mqtt.publish as publish
+
+    from quiver.runtime.errors import PermanentError
+
+    shutil.copy(certificates / "ca.pem", tmp_path / "ca.pem")
+    ctx = RunContext("tls", str(tmp_path))
+    options = {
+        "port": private_mosquitto,
+        "tls": {"ca_file": "ca.pem"},  # relative to the pipeline's folder
+        "username": "ingest",
+        "idle_timeout": None,
+    }
+    r = receiver("secure", **options, password="s3cret")
+    stream = r.batches(ctx)
+    reading = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(
+        publish.single,
+        "secure/a",
+        b'{"ok": 1}',
+        qos=1,
+        hostname="127.0.0.1",
+        port=private_mosquitto,
+        auth={"username": "ingest", "password": "s3cret"},
+        tls={"ca_certs": str(certificates / "ca.pem")},
+    )
+    batch = await reading
+    r.drain()
+    _ = [b async for b in stream]
+    await r.commit()
+    await r.close()
+    assert batch.column("ok").to_pylist() == [1]
+
+    wrong = receiver("secure", **options, password="nope")
+    with pytest.raises(PermanentError, match="refused the connection"):
+        await anext(wrong.batches(ctx))
+    await wrong.close()
