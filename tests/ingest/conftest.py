@@ -21,7 +21,7 @@ from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -55,7 +55,7 @@ def kafka_broker() -> Iterator[str]:
         env=env,
     )
     deadline = time.monotonic() + 20
-    while not _listening(port):
+    while not listening(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"the Kafka-protocol broker {binary} did not start (exit {proc.poll()})")
@@ -220,7 +220,7 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
         ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 10
-    while not _listening(port):
+    while not listening(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"mosquitto did not start on port {port} (exit {proc.poll()})")

@@ -54,7 +54,7 @@ from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.messages import MessageRows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
-from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 
 __all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
 
@@ -185,6 +185,7 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
         self._avro: Any = None
         self._connected = False
         self._taken = 0  # messages taken in the run
+        self._failure: QuiverError | None = None
         self._ended = False  # the input has ended (no checkpoint follows)
 
     # ---------------------------------------------------------------- for subclasses
@@ -208,6 +209,13 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
     @abstractmethod
     async def _disconnect(self) -> None:
         """Close the connection (messages still unacknowledged go back to the broker)."""
+
+    def _fail(self, error: QuiverError) -> None:
+        """Called by a subclass when the connection is lost for good: the run fails with
+        ``error`` (and hands back what it held) instead of waiting for messages forever."""
+        if self._failure is None:
+            self._failure = error
+            self._stopped.set()
 
     def _deliver(self, message: Message) -> None:
         """Called by a subclass for each message received."""
@@ -235,6 +243,8 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
                     left = max(0.0, started + cfg.commit_seconds - time.monotonic())
                     wait = left if wait is None else min(wait, left)
                 messages = await self._collect(room, wait)
+                if self._failure is not None:
+                    raise self._failure
                 if not messages:
                     ended = self._stopped.is_set() or not self._checkpoint_due(held, started)
                     break
