@@ -3,6 +3,7 @@ naming the address (the engine retries with backoff), or a permanent one saying 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +104,38 @@ async def test_a_connection_lost_for_good_fails_the_run(run_ctx: RunContext) -> 
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+async def test_a_read_retried_after_the_broker_came_up_subscribes_anew(
+    run_ctx: RunContext, tmp_path: Path
+) -> None:
+    """The engine retries a source's first read on a retryable error, on the same instance."""
+    import asyncio
+    import subprocess
+
+    import paho.mqtt.publish as publish
+
+    port = free_port()
+    r = build(MqttReceiver, {"topics": ["a/#"], "port": port, "idle_timeout": 0.5})
+    with pytest.raises(RetryableError):
+        await anext(r.batches(run_ctx))
+    (tmp_path / "m.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+    )
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(tmp_path / "m.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await eventually(lambda: listening(port))
+        reading = asyncio.ensure_future(anext(r.batches(run_ctx)))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(publish.single, "a/b", b'{"n": 1}', hostname="127.0.0.1", port=port)
+        batch = await asyncio.wait_for(reading, 10)
+        assert batch.column("n").to_pylist() == [1]
+        await r.commit()
+        await r.close()
+    finally:
+        broker.terminate()
+        broker.wait(10)

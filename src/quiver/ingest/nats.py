@@ -110,7 +110,7 @@ class NatsReceiver(BrokerReceiver):
 
         cfg = self.cfg
         where = f"{self.where} ({', '.join(cfg.servers)})"
-        closing = self._closing
+        closing = self._closing = asyncio.Event()
 
         async def on_closed() -> None:
             if not closing.is_set():

@@ -185,6 +185,7 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
         self._avro: Any = None
         self._connected = False
         self._taken = 0  # messages taken in the run
+        self._subscribed = False
         self._failure: QuiverError | None = None
         self._ended = False  # the input has ended (no checkpoint follows)
 
@@ -226,10 +227,15 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
         """The messages of the run, or of one checkpoint (then called again for the next)."""
         cfg = self.rcfg
-        if not self._connected:
+        if not self._subscribed:
             self._load_avro(ctx)
             self._connected = True
-            await self._subscribe(ctx)
+            try:
+                await self._subscribe(ctx)
+            except BaseException:
+                await self.close()  # a retry of the read subscribes anew
+                raise
+            self._subscribed = True
         held = 0  # messages of this checkpoint
         started = 0.0  # when its first message came
         ended = True
