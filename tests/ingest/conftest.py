@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +230,16 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def publish_until_read(
+    reading: asyncio.Future[Any], publish: Callable[[], Awaitable[Any]], seconds: float = 15
+) -> Any:
+    """Await ``publish()`` until ``reading`` is done, and return its result: for brokers that
+    keep nothing for a subscriber still subscribing (MQTT without a session, core NATS)."""
+    deadline = time.monotonic() + seconds
+    while not reading.done():
+        assert time.monotonic() < deadline, "the receiver got nothing"
+        await publish()
+        await asyncio.wait({reading}, timeout=0.3)
+    return reading.result()

@@ -178,12 +178,16 @@ def test_sigterm_commits_what_the_run_received_and_acknowledges_it(
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert numbers(tmp_path / "out/first.jsonl") == list(range(40))
+    first = numbers(tmp_path / "out/first.jsonl")
+    assert first  # what the run had received before the signal was committed
 
     again = start(tmp_path, broker, "again", 3.0 if broker.kind != "kafka" else 8.0)
     _, stderr = again.communicate(timeout=90)
     assert again.returncode == 0, stderr
-    assert numbers(tmp_path / "out/again.jsonl") == []  # all of it was acknowledged
+    rest = numbers(tmp_path / "out/again.jsonl")
+    # what the first run committed was acknowledged (not delivered again); the rest, if the
+    # signal came before it arrived, was not lost
+    assert sorted(first + rest) == list(range(40))
 
 
 def test_a_killed_run_loses_nothing(broker: Broker, tmp_path: Path) -> None:
@@ -200,7 +204,7 @@ def test_a_killed_run_loses_nothing(broker: Broker, tmp_path: Path) -> None:
     again = start(tmp_path, broker, "again", 3.0 if broker.kind != "kafka" else 8.0)
     _, stderr = again.communicate(timeout=90)
     assert again.returncode == 0, stderr
-    assert numbers(tmp_path / "out/again.jsonl") == list(range(50))
+    assert sorted(set(numbers(tmp_path / "out/again.jsonl"))) == list(range(50))
 
 
 def test_websocket_clients_get_their_ack_when_sigterm_commits(tmp_path: Path) -> None:
