@@ -155,8 +155,8 @@ class ReceiverConfig(ComponentConfig):
     max_messages: int | None = Field(
         None,
         ge=1,
-        description="End the run after this many messages (default: no limit). Every message "
-        "of a run is held unacknowledged until the run commits.",
+        description="End the run after this many messages (default: no limit). Messages are "
+        "held unacknowledged until the run (or its checkpoint) commits.",
     )
 
 
