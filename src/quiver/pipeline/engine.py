@@ -286,6 +286,7 @@ class PipelineEngine:
         self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
         self._sources: dict[str, Any] = {}  # the current unit's source components
         self._kept: dict[str, Any] = {}  # sources that live across units (checkpoints)
+        self._checkpoint = False  # the current unit is a checkpoint
         self._draining = False
 
     # ------------------------------------------------------------------ public
@@ -406,7 +407,7 @@ class PipelineEngine:
         while True:
             number += 1
             stem = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{number:06d}"
-            await self._run_unit(RunUnit(stem=stem))
+            await self._run_unit(RunUnit(stem=stem, checkpoint=True))
             self.log.event("checkpoint", f"checkpoint {stem} committed", checkpoint=stem)
             if not source.more():
                 return
@@ -446,6 +447,7 @@ class PipelineEngine:
             self.log.event("input_started", f"reading {unit.file}", input=unit.file)
         comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
         self._sources = {s.name: comps[s.name] for s in plan.sources}
+        self._checkpoint = unit.checkpoint
         if self._draining:  # a stop came between two units
             self.drain()
         self._queues = {
@@ -861,7 +863,7 @@ class PipelineEngine:
             stats.busy_seconds += time.perf_counter() - t0
             stats.rows_in += batch.num_rows
             stats.batches_in += 1
-        if schema is None:
+        if schema is None and not self._checkpoint:  # a checkpoint with no rows writes nothing
             opened[step.name] = sink
             await self._sink_call(
                 step.name,
