@@ -27,6 +27,16 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_started(proc: subprocess.Popen[bytes], port: int, name: str, seconds: float) -> None:
+    """Wait until the server ``proc`` listens on ``port``; fail the test if it does not."""
+    deadline = time.monotonic() + seconds
+    while not listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{name} did not start on port {port} (exit {proc.poll()})")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
     """A Tansu broker (memory storage) on a free port of 127.0.0.1, for the whole session."""
@@ -54,12 +64,7 @@ def kafka_broker() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.monotonic() + 20
-    while not listening(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the Kafka-protocol broker {binary} did not start (exit {proc.poll()})")
-        time.sleep(0.1)
+    wait_started(proc, port, f"the Kafka-protocol broker {binary}", 20)
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -219,12 +224,7 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
     proc = subprocess.Popen(
         ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 10
-    while not listening(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mosquitto did not start on port {port} (exit {proc.poll()})")
-        time.sleep(0.05)
+    wait_started(proc, port, "mosquitto", 10)
     try:
         yield port
     finally:
