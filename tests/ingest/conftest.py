@@ -211,6 +211,8 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
         capture_output=True,
     )
     conf = tmp_path / "mosquitto.conf"
+    # started as root it would switch to the mosquitto user, who cannot read tmp_path
+    as_root = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
         f"cafile {certificates / 'ca.pem'}\n"
@@ -218,8 +220,7 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
         f"keyfile {certificates / 'server.key'}\n"
         "allow_anonymous false\n"
         f"password_file {tmp_path / 'passwd'}\n"
-        "persistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
-        # started as root it would switch to the mosquitto user, who cannot read tmp_path
+        "persistence false\n" + as_root
     )
     proc = subprocess.Popen(
         ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
