@@ -44,6 +44,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline_bench import compile_quiver  # a sibling script, not a package
+
 VENV_BIN = Path(sys.executable).parent
 QUIVER = str(VENV_BIN / "quiver")
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -130,6 +134,7 @@ def main() -> None:
     parser.add_argument("--only", default="pg,mysql,export")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    compile_quiver()
     print(f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, {args.rows:,} rows")
     with tempfile.TemporaryDirectory(prefix="quiver-dbbench-") as tmp:
         folder = Path(tmp)

@@ -44,6 +44,7 @@ from pipeline_bench import (  # a sibling script, not a package
     Measure,
     cached_input,
     check_csv_output,
+    compile_quiver,
     machine,
     measure,
     run_quiver,
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the JSON summary here")
     args = parser.parse_args()
 
+    compile_quiver()
     info = machine()
     before = load()
     print(f"{info['date']}  {info['nproc']} cores ({info['cpu']}), Python {info['python']}")

@@ -27,7 +27,9 @@ context. Prints a table, then a JSON summary (also written to ``--json``).
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -334,6 +336,16 @@ def measure(cmd: list[str], cwd: Path) -> Measure:
 
 
 ENGINE_ARGS: list[str] = []  # extra ``quiver run`` options (``--workers N``)
+
+
+def compile_quiver() -> None:
+    """Write the bytecode of Quiver's modules first, as installing a wheel does. From a source
+    checkout with PYTHONDONTWRITEBYTECODE set, every ``quiver run`` would otherwise compile
+    each module it imports again (about 65 ms on a 2-core machine), a cost no install pays."""
+    spec = importlib.util.find_spec("quiver")
+    assert spec is not None and spec.submodule_search_locations
+    for folder in spec.submodule_search_locations:
+        compileall.compile_dir(folder, quiet=1)
 
 
 def run_quiver(args: list[str], cwd: Path) -> Measure:
@@ -699,6 +711,7 @@ def main() -> None:
         name, src_arg, out_arg = args.baseline
         BASELINES[name](Path(src_arg), Path(out_arg))
         return
+    compile_quiver()
     wanted = set(args.only.split(","))
     if args.engine_workers is not None:
         ENGINE_ARGS.extend(["--workers", str(args.engine_workers)])

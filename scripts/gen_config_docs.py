@@ -119,6 +119,9 @@ def _type_name(annotation: Any) -> str:
     if origin is list:
         (arg,) = typing.get_args(annotation)
         return f"list of {_type_name(arg)}"
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        return f"mapping of {_type_name(key)} to {_type_name(value)}"
     if origin is typing.Literal:
         return " or ".join(f"`{a}`" for a in typing.get_args(annotation))
     names = {int: "integer", str: "string", bool: "boolean", float: "number"}
@@ -140,6 +143,8 @@ def _default(field: Any) -> str:
         return '`""`'
     if value == []:
         return "`[]`"
+    if value == {}:
+        return "`{}`"
     return f"`{value}`"
 
 
@@ -159,10 +164,9 @@ def _section(name: str, model: type[BaseModel]) -> list[str]:
         ]
         if bounds:
             desc += f" ({', '.join(bounds)})"
-        lines.append(
-            f"| `{name}.{key}` <br> `{ENV[f'{name}.{key}']}` | {_type_name(field.annotation)} "
-            f"| {_default(field)} | {desc} |"
-        )
+        env = ENV.get(f"{name}.{key}")
+        shown = f"`{name}.{key}` <br> `{env}`" if env else f"`{name}.{key}`"
+        lines.append(f"| {shown} | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
     lines.append("")
     return lines
 
@@ -170,12 +174,17 @@ def _section(name: str, model: type[BaseModel]) -> list[str]:
 def render() -> str:
     lines = [INTRO]
     top: list[tuple[str, Any]] = []
+    entries: list[tuple[str, type[BaseModel]]] = []
     for key, field in QuiverSettings.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             lines += _section(key, ann)
-        else:
-            top.append((key, field))
+            continue
+        top.append((key, field))
+        args = typing.get_args(ann)
+        if typing.get_origin(ann) is dict and isinstance(args[1], type):
+            if issubclass(args[1], BaseModel):
+                entries.append((f"{key}.<table>", args[1]))
     if top:
         lines += [
             "### Top level",
@@ -189,6 +198,8 @@ def render() -> str:
                 f"{field.description or ''} |"
             )
         lines.append("")
+    for name, model in entries:
+        lines += _section(name, model)
     return "\n".join(lines)
 
 

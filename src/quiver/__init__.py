@@ -1,10 +1,10 @@
 """Quiver: compiled GraphQL over SQL databases, Arrow Flight, file and telemetry pipelines.
 
 The public API lives here: authoring (``@quiver.type``, ``quiver.field``, ``quiver.relation``,
-``@quiver.query`` and the annotation markers) and embedding (``quiver.create_app`` returns the
-GraphQL ASGI app, ``await quiver.reflect(url)`` the schema of a database); everything else is
-reached through the ``quiver`` CLI. Each module is imported on first use, so ``import quiver``
-stays cheap for the CLI.
+``@quiver.query``, ``@quiver.mutation`` and the annotation markers) and embedding
+(``quiver.create_app`` returns the GraphQL ASGI app, ``await quiver.reflect(url)`` the schema
+of a database); everything else is reached through the ``quiver`` CLI. Each module is imported
+on first use, so ``import quiver`` stays cheap for the CLI.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ __all__ = [
     "ID",
     "JSON",
     "BigInt",
+    "MutationRefusedError",
     "OrderBy",
     "Where",
     "__version__",
     "create_app",
     "field",
+    "mutation",
     "query",
     "reflect",
     "relation",
@@ -41,6 +43,9 @@ _AUTHORING = {
     "JSON": "JSON",
 }
 
+# Public name -> attribute of quiver.schema.resolvers.
+_RESOLVERS = {"mutation": "mutation", "MutationRefusedError": "MutationRefusedError"}
+
 # Public name -> attribute of quiver.graphql.embedding.
 _EMBEDDING = {"create_app": "create_app", "reflect": "reflect"}
 
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from quiver.graphql.embedding import create_app, reflect
     from quiver.schema.authoring import ID, JSON, BigInt, OrderBy, Where, field, query, relation
     from quiver.schema.authoring import object_type as type
+    from quiver.schema.resolvers import MutationRefusedError, mutation
 
 
 def __getattr__(name: str) -> Any:
@@ -55,6 +61,12 @@ def __getattr__(name: str) -> Any:
         from quiver.graphql import embedding
 
         value = getattr(embedding, _EMBEDDING[name])
+        globals()[name] = value
+        return value
+    if name in _RESOLVERS:
+        from quiver.schema import resolvers
+
+        value = getattr(resolvers, _RESOLVERS[name])
         globals()[name] = value
         return value
     target = _AUTHORING.get(name)

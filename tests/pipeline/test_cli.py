@@ -305,6 +305,48 @@ def wait_for_temp_output(folder: Path, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("the run never started writing")
 
 
+def test_a_run_on_a_terminal_shows_its_progress_and_summary_there(tmp_path: Path) -> None:
+    """With stderr a terminal, the progress display and the summary go to it (the consoles
+    are made on first use; rich's live display gets the console itself)."""
+    import pty
+    import select
+
+    (tmp_path / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(1000)))
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*QUIVER, "run", "p.yaml"],
+            cwd=tmp_path,
+            env={**env(), "TERM": "xterm", "COLUMNS": "200"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        proc.wait(timeout=60)
+    finally:
+        os.close(leader)
+    text = shown.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "1,000 rows read, 1,000 written" in text, text
+    assert (tmp_path / "out.csv").read_text().splitlines()[-1] == "999"
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupting_a_run_exits_130_or_143_and_leaves_no_output(
     tmp_path: Path, sig: int, code: int
@@ -367,14 +409,26 @@ def test_a_failed_run_prints_its_error_once_with_the_fix(
 
 
 def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
-    """DuckDB, Parquet and the progress bar load only for the pipelines that need them."""
-    (tmp_path / "in.csv").write_text("id,qty\n1,5\n2,7\n")
+    """DuckDB, Parquet, the progress bar, rich (nothing is printed), the FlowEngine translator
+    and its JavaScript codec load only for the pipelines that need them."""
+    (tmp_path / "in.csv").write_text('id,qty,note\n1,5,"a, b"\n2,7,plain\n')
     (tmp_path / "p.yaml").write_text(
         "source: {csv: {path: in.csv}}\n"
-        "processors:\n  - select: {columns: [qty]}\n  - rename: {columns: {qty: amount}}\n"
+        "processors:\n  - select: {columns: [qty, note]}\n"
+        "  - rename: {columns: {qty: amount}}\n"
         "sink: {csv: {path: out.csv}}\n"
     )
-    heavy = ["duckdb", "pyarrow.parquet", "rich.progress", "py_mini_racer", "pandas"]
+    heavy = [
+        "duckdb",
+        "pyarrow.parquet",
+        "rich",
+        "py_mini_racer",
+        "pandas",
+        "quiver.pipeline.flowengine",
+        "quiver.pipeline.js_runtime.codec",
+        "dateutil",
+        "numpy.ma",
+    ]
     script = (
         "import sys\nfrom quiver.cli import app\n"
         "try:\n    app(['run', 'p.yaml', '--quiet'])\nexcept SystemExit as exc:\n"
@@ -386,7 +440,11 @@ def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
-    assert (tmp_path / "out.csv").read_text().splitlines() == ["amount", "5", "7"]
+    assert (tmp_path / "out.csv").read_text().splitlines() == [
+        "amount,note",
+        '5,"a, b"',
+        "7,plain",
+    ]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

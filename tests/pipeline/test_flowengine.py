@@ -98,11 +98,13 @@ def test_plugins_form_translates_to_the_graph_form(tmp_path: Path) -> None:
             "Source": {
                 "csv": {
                     "path": "in.csv",
-                    "header": True,
+                    "header": False,
                     "delimiter": ";",
-                    "encoding": "utf-8",
+                    "encoding": "utf-8-sig",
                     "batch_rows": 500,
                     "types": {"id": "int32", "amount": "decimal"},
+                    "columns": ["id", "amount"],
+                    "skip_lines": 1,
                     "on_malformed": "reject",
                 }
             },
@@ -124,6 +126,7 @@ def test_plugins_form_translates_to_the_graph_form(tmp_path: Path) -> None:
                 "csv": {
                     "path": "out/result.csv",
                     "header": True,
+                    "encoding": "utf-8-sig",
                     "create_dirs": True,
                     "overwrite": True,
                 }
@@ -186,9 +189,13 @@ def test_steps_and_routing_form_with_nested_variables(tmp_path: Path) -> None:
     )
     assert doc["name"] == "Risk prod"
     assert doc["variables"] == {"Env": "prod", "Base": "/data/prod"}
-    assert doc["steps"]["source"] == {"csv": {"path": "${Base}/in.csv"}}
-    assert doc["steps"]["sink"] == {"csv": {"path": "${Base}/out.csv", "header": False}}
-    assert doc["steps"]["review"] == {"csv": {"path": "${Base}/review.csv"}}
+    assert doc["steps"]["source"] == {"csv": {"path": "${Base}/in.csv", "encoding": "utf-8-sig"}}
+    assert doc["steps"]["sink"] == {
+        "csv": {"path": "${Base}/out.csv", "header": False, "encoding": "utf-8-sig"}
+    }
+    assert doc["steps"]["review"] == {
+        "csv": {"path": "${Base}/review.csv", "encoding": "utf-8-sig"}
+    }
     assert doc["steps"]["transform"]["js"]["timeout_seconds"] == 2.5
     assert doc["steps"]["transform"]["js"]["routes"] == ["review"]
     assert {"from": "transform.review", "to": "review"} in doc["connections"]
@@ -213,18 +220,15 @@ def test_dotnet_only_keys_become_warnings_naming_key_and_position(tmp_path: Path
 
 
 def test_unknown_key_is_an_error_with_position_and_suggestion(tmp_path: Path) -> None:
-    errors = fe_errors(
-        tmp_path,
-        MINIMAL.replace(
-            "HasHeaders: true\n        Delimiter", "HasHeader5: true\n        Delimiter"
-        ),
-    )
+    # JavaScriptTransform's schema allows no further properties: a typo there is an error
+    errors = fe_errors(tmp_path, MINIMAL.replace("TimeoutSeconds: 10", "TimeoutSecond5: 10"))
     assert len(errors) == 1
-    line = line_of(MINIMAL, "HasHeaders")
+    line = line_of(MINIMAL, "TimeoutSeconds")
     assert errors[0].startswith(
-        f"{tmp_path / 'pipeline.yaml'}:{line}:9 Pipeline.Plugins[0].Config.HasHeader5: "
+        f"{tmp_path / 'pipeline.yaml'}:{line}:9 Pipeline.Plugins[1].Config.TimeoutSecond5: "
     )
-    assert "unknown key 'HasHeader5'" in errors[0] and "did you mean 'HasHeaders'?" in errors[0]
+    assert "unknown key 'TimeoutSecond5'" in errors[0]
+    assert "did you mean 'TimeoutSeconds'?" in errors[0]
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -296,7 +300,8 @@ def test_dollar_signs_in_scripts_survive_variable_substitution(tmp_path: Path) -
         [QUIVER, "run", str(tmp_path / "p.yaml"), "--quiet"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "out.csv").read_text().splitlines() == ["id,name,label", "1,ada,ada-$1"]
+    text = (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
+    assert text.splitlines() == ["id,name,label", "1,ada,ada-$1"]
 
 
 # ------------------------------------------------------------------ quiver run / validate
@@ -309,7 +314,7 @@ def examples(tmp_path: Path) -> Path:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
 
 
@@ -328,7 +333,7 @@ def test_quiver_run_customer_pipeline_end_to_end(examples: Path) -> None:
         "age": "36",
         "age_category": "Adult",
         "email_domain": "analytical.org",
-        "account_value": "125000.50",
+        "account_value": "125000.5",
         "value_category": "Premium",
     }
     premium = read_csv(examples / "output" / "premium-customers.csv")

@@ -97,6 +97,10 @@ def line_of(text: str, marker: str) -> int:
     return hits[0]
 
 
+#: Facts of a column only reflection knows: what the database writes by itself.
+_WRITTEN = {"has_default": False, "is_identity": False, "is_generated": False}
+
+
 def comparable(schema: Schema) -> list[Entity]:
     """Entities without source locations and descriptions, relations in name order."""
     return sorted(
@@ -106,7 +110,8 @@ def comparable(schema: Schema) -> list[Entity]:
                     "location": None,
                     "description": None,
                     "fields": tuple(
-                        f.model_copy(update={"location": None, "db_type": None}) for f in e.fields
+                        f.model_copy(update={"location": None, "db_type": None, **_WRITTEN})
+                        for f in e.fields
                     ),
                     "relations": tuple(
                         r.model_copy(update={"location": None})

@@ -420,13 +420,24 @@ async def test_reflection_equals_the_authored_entities(db: Database) -> None:
 
 
 def _without_db_types(schema: Schema) -> Schema:
-    """``schema`` without the database type names reflection records beside each scalar."""
+    """``schema`` without the database type names reflection records beside each scalar, and
+    without what the database writes by itself (defaults, identities), which authoring omits."""
     return schema.model_copy(
         update={
             "entities": tuple(
                 e.model_copy(
                     update={
-                        "fields": tuple(f.model_copy(update={"db_type": None}) for f in e.fields)
+                        "fields": tuple(
+                            f.model_copy(
+                                update={
+                                    "db_type": None,
+                                    "has_default": False,
+                                    "is_identity": False,
+                                    "is_generated": False,
+                                }
+                            )
+                            for f in e.fields
+                        )
                     }
                 )
                 for e in schema.entities

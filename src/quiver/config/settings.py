@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ApiKey",
+    "AuthSettings",
     "CorsSettings",
     "DatabaseSettings",
+    "FlightSettings",
     "GraphQLSettings",
     "LogSettings",
     "QuiverSettings",
     "ServerSettings",
+    "TableNames",
 ]
 
 
@@ -31,10 +35,37 @@ class DatabaseSettings(_Settings):
     statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="Per-statement timeout in milliseconds; 0 disables it."
     )
+    pool_timeout_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description="Longest wait for a free connection, in milliseconds; a query that waits "
+        "longer is answered 503 DATABASE_BUSY with Retry-After.",
+    )
+    pool_reserved: int | None = Field(
+        default=None,
+        ge=0,
+        description="Connections kept for cheap queries (estimated cost at most "
+        "graphql.cheap_cost), so slow queries cannot take the whole pool; null = a fifth of "
+        "pool_max, rounded down. Must be below pool_max.",
+    )
     schemas: list[str] = Field(
         default_factory=list,
         description="Database schemas to reflect (PostgreSQL); empty means the default schema.",
     )
+
+    @model_validator(mode="after")
+    def _reserved_below_pool_max(self) -> DatabaseSettings:
+        if self.pool_reserved is not None and self.pool_reserved >= self.pool_max:
+            raise ValueError(
+                f"pool_reserved ({self.pool_reserved}) must be below pool_max ({self.pool_max}):"
+                " lower pool_reserved or raise pool_max"
+            )
+        return self
+
+    @property
+    def reserved_connections(self) -> int:
+        """Connections kept for cheap queries (``pool_reserved``, or a fifth of the pool)."""
+        return self.pool_max // 5 if self.pool_reserved is None else self.pool_reserved
 
 
 class GraphQLSettings(_Settings):
@@ -55,6 +86,63 @@ class GraphQLSettings(_Settings):
     )
     default_list_limit: int | None = Field(
         default=None, ge=1, description="Limit applied to list fields that give none; null = none."
+    )
+    cursor_secret: str | None = Field(
+        default=None,
+        description="Key that signs connection cursors (HMAC-SHA256). Unset: a random key drawn "
+        "when the server starts (shared by its workers), so cursors end with it; set it (e.g. "
+        "from ${CURSOR_SECRET} or QUIVER_GRAPHQL_CURSOR_SECRET) when cursors must survive a "
+        "restart or pass between servers.",
+    )
+    cheap_cost: int = Field(
+        default=200,
+        ge=0,
+        description="Queries whose estimated cost is at most this are cheap: they may use the "
+        "connections kept by database.pool_reserved.",
+    )
+
+
+class FunctionMutationSettings(_Settings):
+    name: str = Field(
+        pattern=r"^[_A-Za-z][_A-Za-z0-9]*$", description="GraphQL name of the mutation."
+    )
+    function: str = Field(
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$",
+        description="PostgreSQL function it calls (optionally schema-qualified); it returns"
+        " status, message, entity_key and errors.",
+    )
+    entity: str | None = Field(
+        default=None, description="Entity whose row entity_key names, served as entity."
+    )
+    description: str | None = Field(default=None, description="Description of the mutation.")
+
+
+class MutationSettings(_Settings):
+    enabled: bool = Field(
+        default=True,
+        description="Serve create, update and delete mutations for tables with a primary key.",
+    )
+    change_log: bool = Field(
+        default=True,
+        description="Record every row a mutation writes in the change-log table, in the"
+        " mutation's own transaction.",
+    )
+    max_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="Most rows one mutation field may write (a batch's inputs, the rows an"
+        " update or delete where matches); past it nothing is written.",
+    )
+    functions: list[FunctionMutationSettings] = Field(
+        default_factory=list,
+        description="Mutations that call a PostgreSQL function, in the mutation's transaction.",
+    )
+    change_log_table: str = Field(
+        default="quiver_change_log",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the change-log table; Quiver creates it when it is missing.",
     )
 
 
@@ -85,6 +173,44 @@ class ServerSettings(_Settings):
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port.")
 
 
+class FlightSettings(_Settings):
+    enabled: bool = Field(
+        default=True, description="Start the Arrow Flight server beside HTTP in quiver serve."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the Flight server binds.")
+    port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
+    batch_rows: int = Field(
+        default=65_536, ge=1, description="Most rows in one Arrow record batch of a stream."
+    )
+    pool_size: int = Field(
+        default=4, ge=1, description="Database connections kept open for Flight streams."
+    )
+    writable: bool = Field(
+        default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
+    )
+    tls_cert: str | None = Field(
+        default=None, description="PEM certificate file: serve Flight over TLS (grpc+tls)."
+    )
+    tls_key: str | None = Field(default=None, description="PEM private key of tls_cert.")
+    tls_client_ca: str | None = Field(
+        default=None,
+        description="PEM CA file: require client certificates signed by it (mutual TLS).",
+    )
+
+
+class ApiKey(_Settings):
+    name: str = Field(description="Who holds the key: shown in logs, never the key itself.")
+    key: str = Field(min_length=16, description="The secret; use ${env:VAR} or ${file:path}.")
+
+
+class AuthSettings(_Settings):
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Static API keys accepted as 'Authorization: Bearer <key>' by HTTP and "
+        "Flight; empty leaves both open.",
+    )
+
+
 class LogSettings(_Settings):
     format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for one object per line."
@@ -98,14 +224,41 @@ class LogSettings(_Settings):
     )
 
 
+class TableNames(_Settings):
+    """GraphQL names for one reflected table or view, replacing the derived ones."""
+
+    type: str | None = Field(
+        default=None, description="The GraphQL type name (e.g. Movie for the table movies)."
+    )
+    plural: str | None = Field(
+        default=None,
+        description="The list root field; the connection and aggregate root fields follow it "
+        "(films: filmsConnection, filmsAggregate).",
+    )
+    by_key: str | None = Field(
+        default=None, description="The root field that reads one row by its primary key."
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Column name -> GraphQL field name."
+    )
+
+
 class QuiverSettings(_Settings):
     """The whole ``quiver.yaml``."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    mutations: MutationSettings = Field(default_factory=MutationSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    flight: FlightSettings = Field(default_factory=FlightSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    names: dict[str, TableNames] = Field(
+        default_factory=dict,
+        description="GraphQL names of reflected tables, by table name (schema.table on "
+        "PostgreSQL when the name alone is ambiguous); see docs/reflection.md.",
+    )
     schema_file: str | None = Field(
         default=None,
         description="Compiled schema.json to serve instead of reflecting the database.",

@@ -8,6 +8,7 @@ Only typer (and the typer-only command module of quiver.schema) is imported at m
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,8 +38,14 @@ schema_app = typer.Typer(
 )
 
 
-def register(app: typer.Typer) -> None:
-    """Add this package's commands to the ``quiver`` app."""
+#: Starts a server that runs beside HTTP for ``quiver serve`` and ``quiver demo`` (the Flight
+#: server); returns what stops it. Given by the command line, which sits above both.
+_companions: list[Any] = []
+
+
+def register(app: typer.Typer, companions: Sequence[Any] = ()) -> None:
+    """Add this package's commands to the ``quiver`` app; ``companions`` start beside HTTP."""
+    _companions[:] = list(companions)
     app.command("demo")(demo_command)
     app.command("serve")(serve_command)
     app.command("check")(check_command)
@@ -111,7 +118,9 @@ async def _schema_for(settings: QuiverSettings) -> Schema:
         return load_schema_file(settings.schema_file)
     if not settings.database.url:
         raise _no_database()
-    return await reflect_database(settings.database.url, schemas=settings.database.schemas or None)
+    return await reflect_database(
+        settings.database.url, schemas=settings.database.schemas or None, names=settings.names
+    )
 
 
 def _no_database() -> Exception:
@@ -227,12 +236,18 @@ def serve_command(
 def _serve(schema: Schema, settings: QuiverSettings, debug: bool) -> None:
     from quiver.graphql.server import run_server
 
+    stops: list[Callable[[], None]] = []
     try:
+        for start in _companions:
+            stops.append(start(schema, settings))
         run_server(schema, settings)
     except KeyboardInterrupt:
         pass
     except Exception as exc:
         raise _fail(exc, debug) from None
+    finally:
+        for stop in reversed(stops):
+            stop()
 
 
 def check_command(

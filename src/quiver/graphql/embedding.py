@@ -8,11 +8,11 @@ given, the app reflects its database when it starts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from quiver.config.loader import load_settings
-from quiver.config.settings import QuiverSettings
+from quiver.config.settings import QuiverSettings, TableNames
 from quiver.graphql.http import GraphQLApp
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
@@ -27,6 +27,7 @@ def create_app(
     schema: Schema | None = None,
     settings: QuiverSettings | Mapping[str, Any] | None = None,
     config: str | os.PathLike[str] | None = None,
+    mutations: Sequence[Callable[..., Any]] = (),
 ) -> GraphQLApp:
     """The GraphQL ASGI app for ``database`` (a URL such as ``postgresql://user@host/db``).
 
@@ -35,6 +36,7 @@ def create_app(
     with ``QUIVER_*`` environment variables over it, as ``quiver serve`` does. ``database``
     wins over ``database.url``. ``schema`` (from :func:`reflect`, or a compiled ``schema.json``
     read with ``quiver.schema.ir.load_schema_file``) skips reflection at start-up.
+    ``mutations`` are ``@quiver.mutation`` functions served beside the generated mutations.
 
     The app opens its database pool in its ASGI lifespan; mounted inside another app, call
     ``await app.startup()`` and ``await app.shutdown()`` from the host's lifespan. Raises
@@ -60,7 +62,7 @@ def create_app(
             "pass a database URL, e.g. create_app('sqlite:///chinook.db'), or settings with "
             "database.url",
         )
-    return GraphQLApp(schema, resolved)
+    return GraphQLApp(schema, resolved, mutations)
 
 
 async def reflect(
@@ -69,11 +71,19 @@ async def reflect(
     schemas: list[str] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
+    names: Mapping[str, TableNames | Mapping[str, Any]] | None = None,
 ) -> Schema:
     """The schema of the database at ``database``: its tables, views, keys and relations.
 
     ``schemas`` lists the PostgreSQL schemas to read (default ``public``); ``include`` and
     ``exclude`` are glob patterns over table names. Pass the result to :func:`create_app`
-    (``schema=``) or save it with ``schema.to_json()``.
+    (``schema=``) or save it with ``schema.to_json()``. ``names`` sets GraphQL names as the
+    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``).
     """
-    return await reflect_database(database, schemas=schemas, include=include, exclude=exclude)
+    chosen = {
+        table: n if isinstance(n, TableNames) else TableNames.model_validate(n)
+        for table, n in (names or {}).items()
+    }
+    return await reflect_database(
+        database, schemas=schemas, include=include, exclude=exclude, names=chosen
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,13 +40,25 @@ from graphql import (
     validate,
 )
 from quiver.config.settings import QuiverSettings
-from quiver.graphql.limits import operation_cost, row_counts_from_variables, validation_rules
+from quiver.graphql.cursors import CursorCodec, sign_cursors
+from quiver.graphql.limits import (
+    cost_message,
+    operation_cost,
+    row_counts_from_variables,
+    validation_rules,
+)
+from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
 from quiver.graphql.typesystem import build_graphql_schema
+from quiver.runtime.context import RequestContext
+from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
+from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.sql.database import (
     Database,
+    DatabaseBusyError,
     DatabaseError,
     ParameterError,
     QueryTooComplexError,
@@ -60,7 +72,7 @@ __all__ = ["GraphQLEngine", "Outcome", "Prepared"]
 
 log = logging.getLogger("quiver.graphql")
 
-OutcomeKind = Literal["data", "request_error", "field_error", "internal_error"]
+OutcomeKind = Literal["data", "request_error", "field_error", "internal_error", "busy"]
 _PLAN_CACHE_PER_DOCUMENT = 64
 
 
@@ -89,6 +101,8 @@ class Prepared:
     simple_variables: list[tuple[str, str, bool]] | None = None
     #: Row counts (limit/first/last) come from variables: cost is checked again per request.
     variable_row_counts: bool = False
+    #: The operation's estimated cost (with variables' defaults where row counts are variables).
+    cost: int = 0
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -101,10 +115,27 @@ def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in err.locations]
     if err.path:
         out["path"] = list(err.path)
-    ext = dict(err.extensions or {})
+    ext = {str(k): _json_safe(v) for k, v in (err.extensions or {}).items()}
     ext.setdefault("code", code)
     out["extensions"] = ext
     return out
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as something orjson always writes: an integer beyond 64 bits or an object it
+    does not know becomes its text, so an error body can always be sent."""
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 def _errors_body(errors: list[dict[str, Any]]) -> bytes:
@@ -174,13 +205,31 @@ def _shape(value: Any, t: GraphQLInputType) -> Any:
 class GraphQLEngine:
     """Runs GraphQL operations against one database."""
 
-    def __init__(self, schema: Schema, database: Database, settings: QuiverSettings) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        database: Database,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> None:
+        """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own."""
+        log_table = settings.mutations.change_log_table
+        # The change log is Quiver's own table, never an entity of the API.
+        schema = schema.model_copy(
+            update={"entities": tuple(e for e in schema.entities if e.source != log_table)}
+        )
         self.schema = schema
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
-        self.catalog: Catalog = build_catalog(schema)
-        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog)
+        self.cursors = CursorCodec(settings.graphql.cursor_secret)
+        self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
+        declared = [resolver_of(r) for r in resolvers]
+        _check_mutation_names(self.catalog, declared)
+        self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
+        self.mutations = MutationRunner(
+            self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
+        )
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
@@ -189,15 +238,33 @@ class GraphQLEngine:
         return list(validation_rules(self.settings.graphql))
 
     @classmethod
-    async def open(cls, schema: Schema, settings: QuiverSettings) -> GraphQLEngine:
+    async def open(
+        cls,
+        schema: Schema,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> GraphQLEngine:
         db = settings.database
+        functions = settings.mutations.functions
+        if functions and settings.mutations.enabled:
+            from quiver.schema.functions import FunctionSpec, reflect_functions
+
+            specs = [FunctionSpec(f.name, f.function, f.entity, f.description) for f in functions]
+            found = await reflect_functions(db.url, specs, db.schemas or ("public",))
+            schema = schema.model_copy(update={"mutations": found})
         database = await open_database(
             db.url,
             pool_min=db.pool_min,
             pool_max=db.pool_max,
             statement_timeout_ms=db.statement_timeout_ms,
+            pool_timeout_ms=db.pool_timeout_ms,
+            pool_reserved=db.reserved_connections,
         )
-        return cls(schema, database, settings)
+        try:
+            return cls(schema, database, settings, resolvers)
+        except BaseException:
+            await database.close()
+            raise
 
     async def close(self) -> None:
         await self.database.close()
@@ -224,6 +291,15 @@ class GraphQLEngine:
         operation = get_operation_ast(document, operation_name)
         if operation is not None:
             p.operation_type = operation.operation.value
+        # Before validation: an operation type the API lacks says so, not "unknown type".
+        if operation is not None and not self._serves(operation.operation):
+            p.errors = [
+                _error(
+                    f"This API has no {operation.operation.value} operations; send a query.",
+                    "OPERATION_NOT_SUPPORTED",
+                )
+            ]
+            return p
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
             p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
@@ -241,14 +317,6 @@ class GraphQLEngine:
             else:
                 msg = "The document contains no operation to run."
             p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
-            return p
-        if operation.operation != OperationType.QUERY:
-            p.errors = [
-                _error(
-                    f"This API has no {operation.operation.value} operations; send a query.",
-                    "OPERATION_NOT_SUPPORTED",
-                )
-            ]
             return p
         p.document = document
         p.operation = operation
@@ -270,19 +338,41 @@ class GraphQLEngine:
                 simple = None
         p.simple_variables = simple
         p.variable_row_counts = row_counts_from_variables(document)
+        defaults = {
+            v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
+        }
+        p.cost = operation_cost(
+            self.graphql_schema, document, operation, self.settings.graphql, defaults
+        )
         return p
 
+    def _serves(self, kind: OperationType) -> bool:
+        if kind == OperationType.MUTATION:
+            return self.graphql_schema.mutation_type is not None
+        return kind == OperationType.QUERY
+
     # ----- execute -----
-    async def execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None = None,
+    ) -> Outcome:
+        """Run ``prepared``; ``context`` says who asks (recorded in the change log)."""
         try:
-            return await self._execute(prepared, variables)
+            return await self._execute(prepared, variables, context)
         except Exception:
             # Never a traceback to the client: log it, answer with a code.
             log.exception("unexpected failure running an operation")
             body = _error("Internal server error.", "INTERNAL_SERVER_ERROR")
             return Outcome(orjson.dumps({"errors": [body]}), "internal_error")
 
-    async def _execute(self, prepared: Prepared, variables: Mapping[str, Any] | None) -> Outcome:
+    async def _execute(
+        self,
+        prepared: Prepared,
+        variables: Mapping[str, Any] | None,
+        context: RequestContext | None,
+    ) -> Outcome:
         if prepared.errors:
             return Outcome(_errors_body(prepared.errors), "request_error")
         if prepared.static_body is not None:
@@ -302,18 +392,19 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        if operation.operation == OperationType.MUTATION:
+            written, ok = await self.mutations.run(
+                self.database, operation, prepared.fragments, coerced, context
+            )
+            return Outcome(written, "data" if ok else "field_error")
+        cost = prepared.cost
         if prepared.variable_row_counts and prepared.document is not None:
             limit = self.settings.graphql.max_cost
             cost = operation_cost(
                 self.graphql_schema, prepared.document, operation, self.settings.graphql, coerced
             )
             if cost > limit:
-                message = (
-                    f"The query's estimated cost with these variables is {cost}; the limit is"
-                    f" {limit}. Ask for fewer rows (limit/first) or fields, or raise"
-                    " graphql.max_cost."
-                )
-                body = _error(message, "COST_LIMIT_EXCEEDED")
+                body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
                 body["extensions"].update(limit=limit, cost=cost)
                 return Outcome(_errors_body([body]), "request_error")
         shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
@@ -327,6 +418,7 @@ class GraphQLEngine:
                     operation,
                     prepared.fragments,
                     coerced,
+                    self.cursors,
                 )
             except PlanError as err:
                 return self._bad_input(err)
@@ -341,7 +433,8 @@ class GraphQLEngine:
             params = [[slot.value(coerced) for slot in s.slots] for s in steps]
         except PlanError as err:
             return self._bad_input(err)
-        return await self._run(prepared, steps, params, coerced)
+        cheap = cost <= self.settings.graphql.cheap_cost
+        return await self._run(prepared, steps, params, coerced, cheap)
 
     def _bad_input(self, err: PlanError) -> Outcome:
         body = _error(err.message, "BAD_USER_INPUT")
@@ -355,21 +448,36 @@ class GraphQLEngine:
         steps: list[RootStep],
         params: list[list[Any]],
         variables: dict[str, Any],
+        cheap: bool,
     ) -> Outcome:
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
         if len(sql_steps) == 1:
             i, s = sql_steps[0]
-            results: list[Any] = [await _guard(self.database.fetch_json(s.sql, params[i]))]
+            results: list[Any] = [
+                await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+            ]
         else:
             results = await asyncio.gather(
-                *(_guard(self.database.fetch_json(s.sql, params[i])) for i, s in sql_steps)
+                *(
+                    _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+                    for i, s in sql_steps
+                )
             )
+        busy = next((r for r in results if isinstance(r, DatabaseBusyError)), None)
+        if busy is not None:
+            detail = busy.details[0]
+            body = _error(
+                f"The database is busy: {detail.message}. Retry shortly.", "DATABASE_BUSY"
+            )
+            return Outcome(_errors_body([body]), "busy")
         for (i, s), r in zip(sql_steps, results, strict=True):
             if isinstance(r, DatabaseError):
                 errors.append(self._database_error(r, s.key))
                 values[i] = b"null"
+            elif r is not None and s.cursors is not None:
+                values[i] = sign_cursors(r, s.cursors, self.cursors)
             else:
                 values[i] = r if r is not None else b"null"
         for i, s in enumerate(steps):
@@ -424,6 +532,51 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation]) -> None:
+    """Every mutation has a name of its own and answers an entity the schema serves."""
+    taken: dict[str, str] = {name: "a generated mutation" for name in catalog.mutation_fields}
+    problems: list[ErrorDetail] = []
+    for fm in catalog.function_mutations.values():
+        if fm.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} has the name of {taken[fm.name]}",
+                    "mutations.functions",
+                    "give it another name",
+                )
+            )
+        if fm.entity is not None and fm.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} answers unknown entity {fm.entity!r}",
+                    "mutations.functions",
+                    did_you_mean(fm.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[fm.name] = "a function mutation"
+    for r in resolvers:
+        where = str(r.location) if r.location else r.name
+        if r.name in taken:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} has the name of {taken[r.name]}",
+                    where,
+                    "pass another name: @quiver.mutation(name=...)",
+                )
+            )
+        if r.entity not in catalog.entities:
+            problems.append(
+                ErrorDetail(
+                    f"the Python mutation {r.name!r} answers unknown entity {r.entity!r}",
+                    where,
+                    did_you_mean(r.entity, catalog.entities, most=3, fallback="name an entity"),
+                )
+            )
+        taken[r.name] = "a Python mutation"
+    if problems:
+        raise ConfigError(problems)
 
 
 async def _guard(awaitable: Any) -> Any:

@@ -13,7 +13,9 @@ Media types: responses are ``application/graphql-response+json`` or ``applicatio
 the ``Accept`` header asks (``application/json`` when it is absent or ``*/*``). GraphQL request
 errors (parse, validation, variable coercion) are 400 with the former and 200 with the latter;
 malformed HTTP requests are 400 with either. Internal failures are logged and answered 500 with
-a generic message and ``extensions.code``, never the exception text.
+a generic message and ``extensions.code``, never the exception text. A query that found no free
+database connection within ``database.pool_timeout_ms`` is answered 503 with ``Retry-After``
+and ``DATABASE_BUSY``.
 
 Every answer carries ``X-Request-Id``: the client's, when it sent a usable one, else a new one;
 log records written while the request runs carry it too. With ``cors.allow_origins`` set,
@@ -27,7 +29,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,6 +37,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from quiver.auth import AuthenticationError, Authenticator, authenticator_for
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.apq import ApqError, ApqStore, resolve_persisted_query
 from quiver.graphql.engine import GraphQLEngine, Outcome
@@ -65,6 +68,8 @@ _HTML = "text/html"
 _ALLOW = b"GET, POST"
 _MAX_ACCEPT_CACHE = 256
 _REQUEST_ID = b"x-request-id"
+#: Seconds a client told DATABASE_BUSY should wait before it tries again.
+_RETRY_AFTER = b"1"
 _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -198,9 +203,15 @@ def _negotiate(accept: str | None) -> _Negotiated:
 class GraphQLApp:
     """The ASGI application (see the module docs)."""
 
-    def __init__(self, schema: Schema | None, settings: QuiverSettings) -> None:
+    def __init__(
+        self,
+        schema: Schema | None,
+        settings: QuiverSettings,
+        resolvers: Sequence[Callable[..., Any]] = (),
+    ) -> None:
         self.schema = schema
         self.settings = settings
+        self.resolvers = resolvers
         gql = settings.graphql
         self.path = gql.path
         self.max_bytes = gql.max_request_bytes
@@ -212,6 +223,7 @@ class GraphQLApp:
         self.metrics = _Metrics()
         self._accept_cache: dict[bytes | None, _Negotiated] = {}
         self._access_log = settings.log.access
+        self.auth: Authenticator = authenticator_for(settings.auth)
         self._http: ASGIApp = self._with_request_id
         cors = settings.cors
         if cors.allow_origins or cors.allow_origin_regex:
@@ -277,6 +289,10 @@ class GraphQLApp:
         root = scope.get("root_path")
         if root and path.startswith(root):
             path = path[len(root) :]  # mounted inside another app, or behind --root-path
+        if path in ("/healthz", "/readyz") or path.startswith(self.static_prefix):
+            pass  # probes and GraphiQL's static assets stay open
+        elif self.auth.required and not await self._authenticated(scope, send):
+            return
         if path == self.path:
             await self._graphql(scope, receive, send)
         elif path == "/healthz":
@@ -290,6 +306,27 @@ class GraphQLApp:
             await self._asset(scope, send, path[len(self.static_prefix) :])
         else:
             await _respond(send, 404, _CT_JSON, _error_body(f"No route {path}.", "NOT_FOUND"))
+
+    async def _authenticated(self, scope: Scope, send: Send) -> bool:
+        """Whether the request's credentials pass the authentication hook; answers 401 if not."""
+        header: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        try:
+            scope.setdefault("state", {})["principal"] = self.auth.authenticate(header)
+        except AuthenticationError as err:
+            detail = err.details[0]
+            await _respond(
+                send,
+                401,
+                _CT_JSON,
+                _error_body(f"{detail.message} ({detail.fix})", "UNAUTHENTICATED"),
+                [(b"www-authenticate", b'Bearer realm="quiver"')],
+            )
+            return False
+        return True
 
     async def _asset(self, scope: Scope, send: Send, name: str) -> None:
         """A GraphiQL asset: one version per URL, so browsers keep it for good."""
@@ -337,9 +374,11 @@ class GraphQLApp:
         """
         if self.schema is None:
             db = self.settings.database
-            self.schema = await reflect_database(db.url, schemas=db.schemas or None)
+            self.schema = await reflect_database(
+                db.url, schemas=db.schemas or None, names=self.settings.names
+            )
         if self.engine is None:
-            self.engine = await GraphQLEngine.open(self.schema, self.settings)
+            self.engine = await GraphQLEngine.open(self.schema, self.settings, self.resolvers)
 
     async def shutdown(self) -> None:
         if self.engine is not None:
@@ -417,7 +456,10 @@ class GraphQLApp:
             self.metrics.errors.labels("INTERNAL_SERVER_ERROR").inc()
             self.metrics.observe(method, "internal_error", started)
             return
-        await _respond(send, status, _CT_GQL if media == GRAPHQL_RESPONSE else _CT_JSON, payload)
+        extra = [(b"retry-after", _RETRY_AFTER)] if result == "busy" else None
+        await _respond(
+            send, status, _CT_GQL if media == GRAPHQL_RESPONSE else _CT_JSON, payload, extra
+        )
         if result != "data":
             self.metrics.count_errors(payload)
         self.metrics.observe(method, result, started)
@@ -584,6 +626,8 @@ class GraphQLApp:
         kind = outcome.kind
         if kind == "internal_error":
             return 500, outcome.body, kind
+        if kind == "busy":
+            return 503, outcome.body, kind
         if kind == "request_error" and media == GRAPHQL_RESPONSE:
             return 400, outcome.body, kind
         return 200, outcome.body, kind

@@ -7,7 +7,9 @@ rules when a document is prepared (so each distinct document is checked once):
 * aliases: how many aliases the document uses;
 * cost: each field counts 1; the selections under a list field count once per row, and the
   rows are the field's ``limit`` / ``first`` / ``last`` argument, or
-  ``graphql.default_list_limit``, or 100;
+  ``graphql.default_list_limit``, or 100; the sum saturates at :data:`MAX_REPORTED_COST`
+  (2**53 - 1, the largest integer every JSON reader carries exactly), so a document that asks
+  for more (a huge ``first``, fifty nested lists, a chain of fragments) reports "at least" that;
 * introspection: ``__schema`` and ``__type`` are refused when ``graphql.introspection`` is
   false (``__typename`` is always allowed).
 
@@ -47,6 +49,8 @@ from quiver.config.settings import GraphQLSettings
 
 __all__ = [
     "DEFAULT_LIST_SIZE",
+    "MAX_REPORTED_COST",
+    "cost_message",
     "operation_cost",
     "row_counts_from_variables",
     "validation_rules",
@@ -54,6 +58,8 @@ __all__ = [
 
 #: Rows assumed for a list field without a ``limit``/``first`` and without a configured default.
 DEFAULT_LIST_SIZE = 100
+#: Where cost arithmetic stops: the largest integer JSON readers carry exactly.
+MAX_REPORTED_COST = 2**53 - 1
 _ROW_ARGS = ("limit", "first", "last")
 _INTROSPECTION = frozenset({"__schema", "__type"})
 
@@ -221,13 +227,22 @@ def _check_cost(w: _Walk) -> Iterator[GraphQLError]:
         cost = _cost(w, op.selection_set, w.root_type(op), frozenset(), variables, {})
         if cost > limit:
             yield _error(
-                f"The query's estimated cost is {cost}; the limit is {limit}. "
-                "Ask for fewer rows (limit/first) or fields, or raise graphql.max_cost.",
+                cost_message(cost, limit),
                 op,
                 "COST_LIMIT_EXCEEDED",
                 limit=limit,
                 cost=cost,
             )
+
+
+def cost_message(cost: int, limit: int, *, with_variables: bool = False) -> str:
+    """What a COST_LIMIT_EXCEEDED error says (a saturated cost is "at least" the cap)."""
+    amount = f"at least {MAX_REPORTED_COST}" if cost >= MAX_REPORTED_COST else str(cost)
+    these = " with these variables" if with_variables else ""
+    return (
+        f"The query's estimated cost{these} is {amount}; the limit is {limit}. "
+        "Ask for fewer rows (limit/first) or fields, or raise graphql.max_cost."
+    )
 
 
 def _rows(
@@ -245,9 +260,9 @@ def _rows(
         if isinstance(value, VariableNode):
             value = variables.get(value.name.value)
         if isinstance(value, IntValueNode):
-            return max(int(value.value), 0)
+            return min(max(int(value.value), 0), MAX_REPORTED_COST)
         if isinstance(value, int) and not isinstance(value, bool):  # a variable's run-time value
-            return max(value, 0)
+            return min(max(value, 0), MAX_REPORTED_COST)
         return w.settings.default_list_limit or DEFAULT_LIST_SIZE
     if fdef is None or not is_list_type(get_nullable_type(fdef.type)):  # type: ignore[arg-type]
         return 1
@@ -279,7 +294,7 @@ def _cost(
                     variables,
                     memo,
                 )
-            total += memo[name]
+            total = min(total + memo[name], MAX_REPORTED_COST)
             continue
         node, fdef = item
         if node.name.value in _INTROSPECTION:
@@ -289,6 +304,7 @@ def _cost(
             child_type = get_named_type(fdef.type) if fdef else None
             inner = _cost(w, node.selection_set, child_type, seen, variables, memo)
             total += _rows(w, node, fdef, parent, variables) * inner
+        total = min(total, MAX_REPORTED_COST)  # saturate: never beyond what JSON carries
     return total
 
 

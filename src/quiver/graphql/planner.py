@@ -14,8 +14,7 @@ import datetime as dt
 import decimal
 import hashlib
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
@@ -36,16 +36,28 @@ from graphql import (
     SelectionSetNode,
     ValueNode,
     VariableNode,
+    get_named_type,
 )
+from quiver.graphql.cursors import CursorCodec, CursorError, CursorPlacement
 from quiver.graphql.typesystem import ORDER_DIRECTIONS, enum_value_names, sum_scalar
 from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
 from quiver.sql.dialects import Dialect
-from quiver.sql.fragment import Fragment, Slot, compile_sql, ident, join, param, sql
+from quiver.sql.fragment import Fragment, Param, Slot, compile_sql, ident, join, param, sql
 
-__all__ = ["PlanError", "RootStep", "plan_operation"]
+__all__ = [
+    "PlanError",
+    "RootStep",
+    "collect_root_fields",
+    "collect_sub_fields",
+    "plan_filter",
+    "plan_keys_where",
+    "plan_operation",
+    "plan_rows_by_key",
+    "write_value_check",
+]
 
 
 class PlanError(Exception):
@@ -69,6 +81,8 @@ class RootStep:
     #: Slots whose values must be valid even when the SQL does not use them (e.g. a cursor
     #: given to a connection whose selection needs no page window).
     checks: tuple[Slot, ...] = ()
+    #: Where the JSON holds cursors to sign (a connection selecting cursors).
+    cursors: CursorPlacement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +100,9 @@ def plan_operation(
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
+    cursors: CursorCodec,
 ) -> list[RootStep]:
-    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables, cursors)
     steps: list[RootStep] = []
     query_type = graphql_schema.query_type
     assert query_type is not None
@@ -103,8 +118,132 @@ def plan_operation(
         planner.reset()
         frag = planner.root(root, query_type.fields[name], nodes)
         text, slots = compile_sql(frag, dialect)
-        steps.append(RootStep(key, sql=text, slots=tuple(slots), checks=tuple(planner.checks)))
+        steps.append(
+            RootStep(
+                key,
+                sql=text,
+                slots=tuple(slots),
+                checks=tuple(planner.checks),
+                cursors=planner.placement,
+            )
+        )
     return steps
+
+
+def plan_filter(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    alias: str,
+    where: Mapping[str, Any],
+) -> Fragment | None:
+    """The condition of a coerced ``<Entity>Where`` value over rows of ``entity`` named
+    ``alias``: the same filter tree a list field's ``where`` argument builds, every value a
+    parameter. Raises :class:`PlanError` for values that cannot run (``eq: null``)."""
+    # a filter reads no cursor: the process key is as good as any
+    planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
+    return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
+
+
+def collect_root_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The root fields of ``operation`` by response key, fragments spread, @skip/@include
+    applied, in document order."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.collect(operation.selection_set)
+
+
+def collect_sub_fields(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> dict[str, list[FieldNode]]:
+    """The fields selected under ``nodes`` by response key, as :func:`collect_root_fields`."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    return planner.sub_fields(nodes)
+
+
+def plan_rows_by_key(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    keys: Sequence[tuple[Any, ...]],
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
+    (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
+    (nested relations included). Returns the text and its parameter values; ``keys`` must not
+    be empty (no key: the answer is ``[]`` without asking the database)."""
+    if not keys:
+        raise ValueError("plan_rows_by_key needs at least one key")
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    obj = planner.object_json(entity, a, planner.sub_fields(nodes))
+    matches = [
+        _and(
+            [sql(ident(a, c), " = ", param(v)) for c, v in zip(entity.primary_key, k, strict=True)]
+        )
+        for k in keys
+    ]
+    cond = sql("(", join(" OR ", (m for m in matches if m is not None)), ")")
+    order: list[OrderItem] = []
+    if len(keys) > 1:
+        cases = [sql(" WHEN ", m, f" THEN {i}") for i, m in enumerate(matches) if m is not None]
+        order.append((sql("CASE", *cases, " END"), "ASC", "LAST"))
+    body = planner.array_of(obj, planner.table(entity), a, cond, order, None, None, False)
+    text, slots = compile_sql(sql("SELECT ", body), dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def plan_keys_where(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    definition: GraphQLField,
+    node: FieldNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT of the primary keys of the rows of ``entity`` matching the ``where`` argument
+    of ``node``, in key order, locked until the transaction ends where the dialect can."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    args = planner.args(definition, node)
+    where = planner.where(entity, a, _value(args.get("where")), ("where",))
+    keys = [sql(ident(a, c)) for c in entity.primary_key]
+    frag = sql(
+        "SELECT ",
+        join(", ", keys),
+        " FROM ",
+        planner.table(entity),
+        f" {a}",
+        sql(" WHERE ", where) if where is not None else "",
+        " ORDER BY ",
+        join(", ", keys),
+        dialect.lock_rows,
+    )
+    text, slots = compile_sql(frag, dialect)
+    return text, [slot.value(variables) for slot in slots]
+
+
+def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    """What a value written to ``f`` must satisfy before it reaches the database (the same
+    rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
+    return _value_check(dialect, f)
 
 
 # ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----
@@ -136,24 +275,35 @@ _LIKE_TRANSFORMS: dict[str, Callable[[str], str]] = {
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-_CURSOR = re.compile(r"o(0|[1-9][0-9]{0,17})_([0-9a-f]{8})", re.ASCII)
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One ORDER BY key: its expression, direction, null placement and the field it reads."""
+
+    expr: Fragment
+    direction: str
+    nulls: str
+    field: IrField
+    #: The GraphQL type whose field ``field`` is.
+    entity: str
 
 
-def _cursor_parser(tag: str) -> Callable[[Any], int]:
-    """Cursors are ``o<offset>_<tag>``; the tag names the connection and its ordering."""
+def _cursor_reader(
+    codec: CursorCodec, tag: str, count: int, name: str
+) -> Callable[[Any], list[Any]]:
+    """A slot transform: a cursor argument as its order-key values, or a PlanError."""
 
-    def parse(value: Any) -> int:
-        m = _CURSOR.fullmatch(value) if isinstance(value, str) else None
-        if m is None:
-            raise PlanError(f"invalid cursor {value!r}: pass a cursor returned by this connection")
-        if m.group(2) != tag:
+    def read(value: Any) -> list[Any]:
+        try:
+            return codec.decode(tag, value, count)
+        except CursorError as err:
+            shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
             raise PlanError(
-                f"the cursor {value!r} was issued by another connection or ordering: page with"
-                " the cursors this connection returns, with the same orderBy"
-            )
-        return int(m.group(1))
+                f"invalid cursor {shown!r} for {name}: {err}; page with the cursors this"
+                " connection returns, with the same orderBy",
+                (name,),
+            ) from None
 
-    return parse
+    return read
 
 
 def _reject_nul(value: Any) -> Any:
@@ -264,6 +414,18 @@ def _non_negative(name: str) -> Callable[[Any], Any]:
     return check
 
 
+def _value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+    if f.scalar in TEXT_SCALARS:
+        return _reject_nul
+    if f.scalar == Scalar.FLOAT:
+        return _each(_check_finite)
+    if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
+        return _each(_decimal_range(dialect.decimal_digits))
+    if f.scalar in (Scalar.DATE, Scalar.DATETIME):
+        return _infinite_dates(f.scalar, dialect)
+    return None
+
+
 @dataclass
 class _Planner:
     catalog: Catalog
@@ -271,12 +433,16 @@ class _Planner:
     dialect: Dialect
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: dict[str, Any]
+    # connections' cursors; a planner that serves none (filters, written rows) keeps the default
+    cursor_codec: CursorCodec = field(default_factory=lambda: CursorCodec(None))
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
+    placement: CursorPlacement | None = None
 
     def reset(self) -> None:
         self._alias_count = 0
         self.checks = []
+        self.placement = None
 
     def alias(self) -> str:
         name = f"t{self._alias_count}"
@@ -432,15 +598,7 @@ class _Planner:
 
     def value_check(self, f: IrField) -> Callable[[Any], Any] | None:
         """What a filter value of ``f`` must satisfy before it reaches the database."""
-        if f.scalar in TEXT_SCALARS:
-            return _reject_nul
-        if f.scalar == Scalar.FLOAT:
-            return _each(_check_finite)
-        if f.scalar == Scalar.DECIMAL and self.dialect.decimal_digits is not None:
-            return _each(_decimal_range(self.dialect.decimal_digits))
-        if f.scalar in (Scalar.DATE, Scalar.DATETIME):
-            return _infinite_dates(f.scalar, self.dialect)
-        return None
+        return _value_check(self.dialect, f)
 
     def correlation(self, rel: Relation, outer: str, inner: str) -> Fragment:
         return join(
@@ -556,21 +714,25 @@ class _Planner:
 
     # ----- ordering -----
     def order(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[OrderItem]:
-        items: list[OrderItem] = []
+        return [(k.expr, k.direction, k.nulls) for k in self.order_keys(e, a, order_by)]
+
+    def order_keys(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[_Key]:
+        items: list[_Key] = []
         for spec in _value(order_by) or []:
             items.extend(self._order_spec(e, a, spec))
-        present = {str(x[0]) for x in items}
+        present = {str(x.expr) for x in items}
         # The key breaks ties, so pages are stable; without a key every orderable column does.
         ties = e.primary_key or tuple(
             f.column for f in e.fields if f.scalar != Scalar.JSON and f.sortable
         )
         for col in ties:
             expr = sql(ident(a, col))
-            if str(expr) not in present:
-                items.append((expr, "ASC", "LAST"))
+            f = e.field_by_column(col)
+            if str(expr) not in present and f is not None:
+                items.append(_Key(expr, "ASC", "LAST", f, e.name))
         return items
 
-    def _order_spec(self, e: Entity, a: str, spec: Mapping[str, Any]) -> Iterator[OrderItem]:
+    def _order_spec(self, e: Entity, a: str, spec: Mapping[str, Any]) -> Iterator[_Key]:
         fmap = self.catalog.fields[e.name]
         rmap = self.catalog.relations[e.name]
         for name, val in spec.items():
@@ -579,17 +741,17 @@ class _Planner:
                 continue
             if name in fmap:
                 direction, nulls = ORDER_DIRECTIONS[v]
-                yield sql(ident(a, fmap[name].column)), direction, nulls
+                yield _Key(sql(ident(a, fmap[name].column)), direction, nulls, fmap[name], e.name)
             else:
                 rel = rmap[name]
                 target = self.catalog.entities[rel.target]
                 b = self.alias()
                 corr = self.correlation(rel, a, b)
-                for expr, direction, nulls in self._order_spec(target, b, v):
+                for k in self._order_spec(target, b, v):
                     sub = sql(
-                        "(SELECT ", expr, " FROM ", self.table(target), f" {b} WHERE ", corr, ")"
+                        "(SELECT ", k.expr, " FROM ", self.table(target), f" {b} WHERE ", corr, ")"
                     )
-                    yield sub, direction, nulls
+                    yield _Key(sub, k.direction, k.nulls, k.field, k.entity)
 
     # ----- filtering -----
     def where(
@@ -644,6 +806,18 @@ class _Planner:
                 parts.append(self.relation_filter(rmap[key], a, val, p))
         return _and(parts)
 
+    def compared_value(self, f: IrField, p: Fragment | Param) -> Fragment:
+        """A filter value of ``f`` as comparisons take it (cast to the column's type)."""
+        d = self.dialect
+        cast = d.column_input(f.db_type) if not f.is_list else None
+        out = template(cast, p) if cast else sql(p)
+        return self.compared(f, out)
+
+    def compared(self, f: IrField, expr: Fragment) -> Fragment:
+        """``expr`` (a column of ``f`` or a value) in the form the dialect compares it in."""
+        tpl = self.dialect.scalar_compare.get(f.scalar.value) if not f.is_list else None
+        return template(tpl, expr) if tpl else expr
+
     def field_filter(
         self, f: IrField, a: str, ops: Mapping[str, Any], path: tuple[str | int, ...], negated: bool
     ) -> Iterator[Fragment]:
@@ -651,16 +825,12 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
-        cast = d.column_input(f.db_type) if not f.is_list else None
 
-        compare_tpl = d.scalar_compare.get(f.scalar.value) if not f.is_list else None
-
-        def value_in(p: Fragment | Any) -> Fragment:
-            out = template(cast, p) if cast else sql(p)
-            return template(compare_tpl, out) if compare_tpl else out
+        def value_in(p: Fragment | Param) -> Fragment:
+            return self.compared_value(f, p)
 
         def compared(c: Fragment) -> Fragment:
-            return template(compare_tpl, c) if compare_tpl else c
+            return self.compared(f, c)
 
         arrays = {
             "contains": d.array_contains,
@@ -692,7 +862,9 @@ class _Planner:
                     pred = sql(d.false_literal)
                 if op == "nin":
                     pred = sql("NOT (", pred, ")")
-                    if f.nullable:
+                    # A null is in no list, yet a comparison with null is false: a non-empty
+                    # nin leaves null rows out, and an empty nin (no condition) keeps every row.
+                    if f.nullable and v:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
                 # Pattern operators compare text: UUID and ID columns are read as text.
@@ -883,46 +1055,154 @@ class _Planner:
         return template(d.embed_json, sql("(SELECT ", body, ")"))
 
     # ----- Relay connections -----
+    def key_operand(self, k: _Key, expr: Fragment) -> Fragment:
+        """An order key's value ``expr`` in the form both the ORDER BY and cursors compare."""
+        if k.field.enum_values is not None and self.dialect.enum_position:
+            return template(self.dialect.enum_position, expr)
+        return self.compared(k.field, self.filter_operand(k.field, expr))
+
+    def cursor_value(
+        self, k: _Key, read: Callable[[Any], list[Any]], i: int
+    ) -> Callable[[Any], Any]:
+        """A cursor as the value of its key ``i`` for the database (null stays null)."""
+        obj_type = self.gql.get_type(k.entity)
+        named = None
+        if isinstance(obj_type, GraphQLObjectType) and k.field.name in obj_type.fields:
+            named = get_named_type(obj_type.fields[k.field.name].type)
+        check = self.value_check(k.field)
+
+        def value(cursor: Any) -> Any:
+            v = read(cursor)[i]
+            if v is None:
+                return None
+            if named is not None and not (k.field.scalar == Scalar.ID and isinstance(v, int)):
+                try:
+                    v = named.parse_value(v)
+                except (GraphQLError, TypeError, ValueError):
+                    raise PlanError(
+                        "a cursor holds a value its field no longer takes: the schema changed"
+                        " since it was issued; start again from the first page"
+                    ) from None
+            return check(v) if check is not None else v
+
+        values = k.field.enum_values
+        if values is not None and self.dialect.enum_position:
+            return lambda cursor: _position(values, value(cursor))
+        return value
+
+    def keyset(
+        self, keys: list[_Key], cursor: Leaf, read: Callable[[Any], list[Any]], forward: bool
+    ) -> Fragment:
+        """Rows of ``base b`` strictly after (``forward``) or before the cursor's row.
+
+        Row order is lexicographic over the keys: a row is after the cursor when it equals it
+        on the first keys and is after it on the next one. Nulls compare through a 0/1 flag, so
+        one statement serves cursors with and without nulls.
+        """
+        d = self.dialect
+        alternatives: list[Fragment] = []
+        equal: list[Fragment] = []
+        for i, k in enumerate(keys):
+            raw = sql(ident("b", f"__k{i}"))
+            x = self.key_operand(k, raw)
+            x_null = sql("(CASE WHEN ", raw, " IS NULL THEN 1 ELSE 0 END)")
+
+            def is_null(c: Any, i: int = i) -> int:
+                return 1 if read(c)[i] is None else 0
+
+            def c_null() -> Fragment:
+                return template(d.int_param, param(cursor.slot.with_transform(is_null)))
+
+            def value(i: int = i, k: _Key = k) -> Fragment:
+                slot = cursor.slot.with_transform(self.cursor_value(k, read, i))
+                return self.compared_value(k.field, param(slot))
+
+            ascending = (k.direction == "ASC") == forward
+            nulls_after = (k.nulls == "LAST") == forward
+            strictly = sql(
+                "(",
+                x_null,
+                " > " if nulls_after else " < ",
+                c_null(),
+                " OR (",
+                x_null,
+                " = 0 AND ",
+                c_null(),
+                " = 0 AND ",
+                x,
+                " > " if ascending else " < ",
+                value(),
+                "))",
+            )
+            alternatives.append(_and([*equal, strictly]) or strictly)
+            equal.append(
+                sql(
+                    "(",
+                    x_null,
+                    " = ",
+                    c_null(),
+                    " AND (",
+                    x_null,
+                    " = 1 OR ",
+                    x,
+                    " = ",
+                    value(),
+                    "))",
+                )
+            )
+        return sql("(", join(" OR ", alternatives), ")")
+
     def connection(
         self, e: Entity, a: str, nodes: list[FieldNode], args: Mapping[str, Any]
     ) -> Fragment:
         d = self.dialect
         where = self.where(e, a, _value(args.get("where")), ("where",))
-        order = self.order(e, a, args.get("orderBy"))
+        keys = self.order_keys(e, a, args.get("orderBy"))
+        order: list[OrderItem] = [(self.key_operand(k, k.expr), k.direction, k.nulls) for k in keys]
         over = sql("ORDER BY ", order_by_clause(d, order)) if order else sql("")
         base = sql(
             "SELECT ",
             ident(a),
             ".*, ROW_NUMBER() OVER (",
             over,
-            ") - 1 AS __rn FROM ",
+            ") - 1 AS __rn",
+            *(sql(", ", k.expr, f" AS __k{i}") for i, k in enumerate(keys)),
+            " FROM ",
             self.table(e),
             f" {a}",
             sql(" WHERE ", where) if where is not None else "",
         )
         total = sql("cnt.total")
         order_text = compile_sql(order_by_clause(d, order), d)[0] if order else ""
-        tag = hashlib.sha256(f"{e.name}|{order_text}".encode()).hexdigest()[:8]
-        parse_cursor = _cursor_parser(tag)
-
-        def cursor_at(pos: Fragment) -> Fragment:
-            return template(
-                d.concat_text_int, template(d.concat_text_int, sql("'o'"), pos), f"'_{tag}'"
-            )
+        tag = hashlib.sha256(f"{e.name}|{order_text}".encode()).hexdigest()[:12]
+        counts: list[Fragment] = [sql("COUNT(*) AS total")]
 
         def int_param(leaf: Any, transform: Callable[[Any], Any]) -> Fragment:
             slot = leaf.slot.with_transform(transform)
             self.checks.append(slot)
             return template(d.int_param, param(slot))
 
-        after, before = args.get("after"), args.get("before")
+        def rows_where(pred: Fragment) -> Fragment:
+            return sql("COALESCE(SUM(CASE WHEN ", pred, " THEN 1 ELSE 0 END), 0)")
+
+        after: Leaf | None = args.get("after")
+        before: Leaf | None = args.get("before")
         first, last = args.get("first"), args.get("last")
         lo: Fragment = sql("0")
         hi: Fragment = total
-        if _value(after) is not None:
-            lo = sql("(", int_param(after, parse_cursor), " + 1)")
-        if _value(before) is not None:
-            hi = sql(f"{d.least_fn}(", int_param(before, parse_cursor), ", ", total, ")")
+        # Rows after a cursor are a suffix of the order, rows before one a prefix: counting
+        # them places the window, whether or not the cursor's own row still exists.
+        if after is not None and after.value is not None:
+            read = _cursor_reader(self.cursor_codec, tag, len(keys), "after")
+            self.checks.append(after.slot.with_transform(read))
+            later = self.keyset(keys, after, read, True)
+            counts.append(sql("COUNT(*) - ", rows_where(later), " AS lo"))
+            lo = sql("cnt.lo")
+        if before is not None and before.value is not None:
+            read = _cursor_reader(self.cursor_codec, tag, len(keys), "before")
+            self.checks.append(before.slot.with_transform(read))
+            counts.append(sql(rows_where(self.keyset(keys, before, read, False)), " AS hi"))
+            hi = sql("cnt.hi")
         if _value(first) is not None:
             hi = sql(
                 f"{d.least_fn}(", hi, ", ", lo, " + ", int_param(first, _non_negative("first")), ")"
@@ -937,9 +1217,22 @@ class _Planner:
                 int_param(last, _non_negative("last")),
                 ")",
             )
+
+        def cursor_json(alias: str) -> Fragment:
+            values: list[tuple[str, Fragment | str]] = []
+            for i, k in enumerate(keys):
+                col = sql(ident(alias, f"__k{i}"))
+                exact = d.key_output_of(k.field.db_type)
+                values.append(
+                    (f"k{i}", template(exact, col) if exact else self.render(k.field, col))
+                )
+            return json_object(d, values)
+
         window = sql("b.__rn >= ", lo, " AND b.__rn < ", hi)
         rn_order: list[OrderItem] = [(sql("b.__rn"), "ASC", "LAST")]
         pairs: list[tuple[str, Fragment | str]] = []
+        edge_cursors: list[tuple[str, tuple[str, ...]]] = []
+        page_cursors: list[tuple[str, tuple[str, ...]]] = []
         bool_tpl = d.scalar_output.get("Boolean", "{}")
         for key, fnodes in self.sub_fields(nodes).items():
             name = fnodes[0].name.value
@@ -953,20 +1246,25 @@ class _Planner:
                 pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
             elif name == "edges":
                 ep: list[tuple[str, Fragment | str]] = []
+                cursor_keys: list[str] = []
                 for k2, en in self.sub_fields(fnodes).items():
                     ename = en[0].name.value
                     if ename == "__typename":
                         ep.append((k2, literal_string(f"{e.name}Edge")))
                     elif ename == "cursor":
-                        ep.append((k2, cursor_at(sql("b.__rn"))))
+                        ep.append((k2, cursor_json("b")))
+                        cursor_keys.append(k2)
                     else:
                         ep.append((k2, self.object_json(e, "b", self.sub_fields(en))))
+                if cursor_keys:
+                    edge_cursors.append((key, tuple(cursor_keys)))
                 arr = self.array_of(
                     json_object(d, ep), sql("base"), "b", window, rn_order, None, None, True
                 )
                 pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
             elif name == "pageInfo":
                 pp: list[tuple[str, Fragment | str]] = []
+                page_keys: list[str] = []
                 for k2, pn in self.sub_fields(fnodes).items():
                     pname = pn[0].name.value
                     if pname == "__typename":
@@ -978,16 +1276,38 @@ class _Planner:
                     else:
                         # startCursor / endCursor: the first / last edge's cursor, if any.
                         pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")
-                        cursor = cursor_at(pos)
+                        row = sql(
+                            "(SELECT ", cursor_json("b"), " FROM base b WHERE b.__rn = ", pos, ")"
+                        )
+                        cursor = template(d.embed_json, row)
                         pp.append((k2, sql("CASE WHEN ", lo, " < ", hi, " THEN ", cursor, " END")))
+                        page_keys.append(k2)
+                if page_keys:
+                    page_cursors.append((key, tuple(page_keys)))
                 pairs.append((key, json_object(d, pp)))
+        if edge_cursors or page_cursors:
+            self.placement = CursorPlacement(tag, tuple(edge_cursors), tuple(page_cursors))
         return sql(
             "WITH base AS (",
             base,
-            "), cnt AS (SELECT COUNT(*) AS total FROM base) SELECT ",
+            "), cnt AS (SELECT ",
+            join(", ", counts),
+            " FROM base b) SELECT ",
             json_object(d, pairs),
             " FROM cnt",
         )
+
+
+def _position(values: tuple[str, ...] | list[str], value: Any) -> Any:
+    """An enum value's 1-based position among ``values`` (None stays None)."""
+    if value is None:
+        return None
+    if value not in values:
+        raise PlanError(
+            "a cursor holds a value its enum no longer has: the schema changed since it was"
+            " issued; start again from the first page"
+        )
+    return list(values).index(value) + 1
 
 
 def _and(parts: list[Fragment | None]) -> Fragment | None:

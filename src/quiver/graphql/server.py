@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import signal
 import socket
 import tempfile
@@ -171,7 +172,12 @@ def _run_workers(schema: Schema, settings: QuiverSettings, common: dict[str, obj
     with tempfile.TemporaryDirectory(prefix="quiver-serve-") as tmp:
         schema_path = Path(tmp) / "schema.json"
         schema_path.write_text(schema.to_json(), encoding="utf-8")
-        spec = {"settings": settings.model_dump(mode="json"), "schema_path": str(schema_path)}
+        dumped = settings.model_dump(mode="json")
+        if not settings.graphql.cursor_secret:
+            # The workers of one server share the secret drawn here, so each takes the
+            # cursors the others issue.
+            dumped["graphql"]["cursor_secret"] = secrets.token_urlsafe(32)
+        spec = {"settings": dumped, "schema_path": str(schema_path)}
         os.environ[SERVE_SPEC_ENV] = orjson.dumps(spec).decode()
         try:
             uvicorn.run(

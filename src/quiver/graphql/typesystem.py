@@ -41,8 +41,16 @@ from graphql import (
 )
 from quiver.graphql.scalars import graphql_scalar
 from quiver.schema.catalog import Catalog
-from quiver.schema.ir import NUMERIC_SCALARS, ORDERED_SCALARS, TEXT_SCALARS, Scalar
+from quiver.schema.ir import (
+    NUMERIC_SCALARS,
+    ORDERED_SCALARS,
+    TEXT_SCALARS,
+    FunctionArgument,
+    FunctionMutation,
+    Scalar,
+)
 from quiver.schema.ir import Field as IrField
+from quiver.schema.resolvers import ResolverMutation
 
 __all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
 
@@ -96,14 +104,18 @@ def enum_value_names(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def build_graphql_schema(catalog: Catalog) -> GraphQLSchema:
-    """The public GraphQL schema of the entities and root fields in ``catalog``."""
-    return _Builder(catalog).build()
+def build_graphql_schema(
+    catalog: Catalog, resolvers: Sequence[ResolverMutation] = ()
+) -> GraphQLSchema:
+    """The public GraphQL schema of the entities, root fields and mutations in ``catalog``,
+    with the Python mutations ``resolvers``."""
+    return _Builder(catalog, resolvers).build()
 
 
 class _Builder:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, resolvers: Sequence[ResolverMutation] = ()) -> None:
         self.cat = catalog
+        self.resolvers = resolvers
         self.objects: dict[str, GraphQLObjectType] = {}
         self.wheres: dict[str, GraphQLInputObjectType] = {}
         self.order_bys: dict[str, GraphQLInputObjectType] = {}
@@ -114,6 +126,8 @@ class _Builder:
         self.value_enums: dict[str, GraphQLEnumType] = {}
         self.value_enum_filters: dict[str, GraphQLInputObjectType] = {}
         self.array_filters: dict[str, GraphQLInputObjectType] = {}
+        self.inputs: dict[str, GraphQLInputObjectType] = {}
+        self.mutation_error: GraphQLObjectType | None = None
         self.order_direction = GraphQLEnumType(
             "OrderDirection",
             {
@@ -161,7 +175,148 @@ class _Builder:
                 )
         if not query_fields:
             query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
-        return GraphQLSchema(query=GraphQLObjectType("Query", lambda: query_fields))
+        mutation_fields = {
+            name: self.mutation_field(m.kind, m.entity.name)
+            for name, m in self.cat.mutation_fields.items()
+        }
+        for name, fm in self.cat.function_mutations.items():
+            mutation_fields[name] = self.function_mutation(fm)
+        for r in self.resolvers:
+            obj = self.object(r.entity)
+            mutation_fields[r.name] = GraphQLField(
+                _nn_list(obj) if r.many else obj,
+                args=self.arguments(r.arguments),
+                description=r.description,
+            )
+        return GraphQLSchema(
+            query=GraphQLObjectType("Query", lambda: query_fields),
+            mutation=GraphQLObjectType("Mutation", mutation_fields) if mutation_fields else None,
+        )
+
+    # ----- mutations -----
+    def mutation_field(self, kind: str, entity: str) -> GraphQLField:
+        e = self.cat.entities[entity]
+        obj = self.object(entity)
+        key_args = {
+            f.name: GraphQLArgument(GraphQLNonNull(graphql_scalar(f.scalar)))
+            for f in self.cat.key_fields(e)
+        }
+        set_arg = GraphQLArgument(
+            GraphQLNonNull(self.set_input(entity)),
+            description="The fields to change; a field given null is set to null.",
+        )
+        where_arg = GraphQLArgument(
+            GraphQLNonNull(self.where(entity)),
+            description="Which rows to change ({} for all of them).",
+        )
+        if kind == "create":
+            return GraphQLField(
+                GraphQLNonNull(obj),
+                args={"input": GraphQLArgument(GraphQLNonNull(self.create_input(entity)))},
+                description=f"Insert one {entity} and return it.",
+            )
+        if kind == "create_many":
+            items = GraphQLNonNull(GraphQLList(GraphQLNonNull(self.create_input(entity))))
+            return GraphQLField(
+                _nn_list(obj),
+                args={"inputs": GraphQLArgument(items)},
+                description=f"Insert {entity} rows, all or none, and return them in input order.",
+            )
+        if kind == "update":
+            return GraphQLField(
+                obj,
+                args={**key_args, "set": set_arg},
+                description=f"Change one {entity} by its key and return it; NOT_FOUND if none.",
+            )
+        if kind == "update_many":
+            return GraphQLField(
+                _nn_list(obj),
+                args={"where": where_arg, "set": set_arg},
+                description=f"Change every {entity} matching where and return them.",
+            )
+        if kind == "delete":
+            return GraphQLField(
+                obj,
+                args=key_args,
+                description=f"Delete one {entity} by its key and return it; NOT_FOUND if none.",
+            )
+        return GraphQLField(
+            _nn_list(obj),
+            args={"where": GraphQLArgument(GraphQLNonNull(self.where(entity)))},
+            description=f"Delete every {entity} matching where and return them as they were.",
+        )
+
+    def function_mutation(self, fm: FunctionMutation) -> GraphQLField:
+        if self.mutation_error is None:
+            self.mutation_error = GraphQLObjectType(
+                "MutationError",
+                {
+                    "field": GraphQLField(GraphQLString, description="The field at fault."),
+                    "code": GraphQLField(GraphQLString),
+                    "message": GraphQLField(GraphQLNonNull(GraphQLString)),
+                },
+                description="A problem a database function reported.",
+            )
+        fields: dict[str, GraphQLField] = {
+            "status": GraphQLField(GraphQLNonNull(GraphQLString)),
+            "message": GraphQLField(GraphQLString),
+            "errors": GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.mutation_error)))
+            ),
+        }
+        if fm.entity is not None:
+            fields["entity"] = GraphQLField(
+                self.object(fm.entity), description="The row the function wrote, if any."
+            )
+        result = GraphQLObjectType(f"{fm.name[:1].upper()}{fm.name[1:]}Result", fields)
+        return GraphQLField(
+            GraphQLNonNull(result),
+            args=self.arguments(fm.arguments),
+            description=fm.description or f"Calls the database function {fm.function}.",
+        )
+
+    def arguments(self, arguments: Sequence[FunctionArgument]) -> dict[str, GraphQLArgument]:
+        return {
+            a.name: GraphQLArgument(
+                GraphQLNonNull(graphql_scalar(a.scalar)) if a.required else graphql_scalar(a.scalar)
+            )
+            for a in arguments
+        }
+
+    def create_input(self, name: str) -> GraphQLInputObjectType:
+        key = f"{name}CreateInput"
+        if key not in self.inputs:
+            e = self.cat.entities[name]
+            fields: dict[str, GraphQLInputField] = {}
+            for f in e.fields:
+                if not f.writable:
+                    continue
+                t = self.field_type(f)
+                fields[f.name] = GraphQLInputField(
+                    GraphQLNonNull(t) if f.required_on_insert else t, description=f.description
+                )
+            self.inputs[key] = GraphQLInputObjectType(
+                key,
+                fields,
+                description=f"A new {name}: fields the database fills in (defaults, identities)"
+                " may be omitted.",
+            )
+        return self.inputs[key]
+
+    def set_input(self, name: str) -> GraphQLInputObjectType:
+        key = f"{name}SetInput"
+        if key not in self.inputs:
+            e = self.cat.entities[name]
+            self.inputs[key] = GraphQLInputObjectType(
+                key,
+                {
+                    f.name: GraphQLInputField(self.field_type(f), description=f.description)
+                    for f in e.fields
+                    if f.writable
+                },
+                description=f"Changes to {name} rows: only the fields given are written.",
+            )
+        return self.inputs[key]
 
     # ----- arguments -----
     def list_args(self, entity: str) -> dict[str, GraphQLArgument]:
@@ -197,10 +352,23 @@ class _Builder:
                 GraphQLList(GraphQLNonNull(self.order_by(entity))),
                 description=self.order_by_description(entity),
             ),
-            "first": GraphQLArgument(GraphQLInt),
-            "after": GraphQLArgument(GraphQLString),
-            "last": GraphQLArgument(GraphQLInt),
-            "before": GraphQLArgument(GraphQLString),
+            "first": GraphQLArgument(
+                GraphQLInt, description="Return at most this many rows from the start."
+            ),
+            "after": GraphQLArgument(
+                GraphQLString,
+                description="Start after the row of this cursor (an edge's cursor or endCursor "
+                "of this connection with the same orderBy); rows added or removed meanwhile "
+                "never repeat or skip one.",
+            ),
+            "last": GraphQLArgument(
+                GraphQLInt, description="Return at most this many rows from the end."
+            ),
+            "before": GraphQLArgument(
+                GraphQLString,
+                description="End before the row of this cursor (an edge's cursor or "
+                "startCursor of this connection with the same orderBy).",
+            ),
         }
 
     # ----- output types -----

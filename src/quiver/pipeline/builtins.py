@@ -40,6 +40,8 @@ BUILTINS: list[Builtin] = [
     ("source", "nats", f"{_I}.nats:NatsReceiver", {}),
     ("source", "kafka", f"{_I}.kafka:KafkaReceiver", {}),
     ("source", "websocket", f"{_I}.websocket:WebSocketReceiver", {}),
+    # telemetry receivers
+    ("source", "otlp", f"{_I}.otlp.source:OtlpSource", {}),
     # processors
     ("processor", "validate", f"{_P}.validate:ValidateProcessor", {}),
     ("processor", "select", f"{_P}.select:SelectProcessor", {}),

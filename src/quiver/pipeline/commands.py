@@ -43,6 +43,15 @@ _Variables = Annotated[
     typer.Option("--variable", "-v", help="Set ${KEY} in the pipeline: KEY=VALUE (repeatable)."),
 ]
 
+_PathMaps = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--path-map",
+        help="Map a Windows path prefix of a FlowEngine file to a local folder: "
+        "'C:\\data=/srv/data' (repeatable).",
+    ),
+]
+
 
 class _OptionalValueCommand(TyperCommand):
     """Lets ``--dry-run`` be given without a number (then it means the first 10 rows)."""
@@ -90,6 +99,27 @@ def _console(*, stderr: bool = False) -> Any:
 _UNWRAPPED_WIDTH = 10_000
 
 
+class _ConsoleOnFirstUse:
+    """A :func:`_console` made when something is first printed: a quiet run that prints
+    nothing never imports rich."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_made", None)
+
+    def made(self) -> Any:
+        """The console, made now if it was not yet."""
+        if self._made is None:
+            object.__setattr__(self, "_made", _console(stderr=self._stderr))
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.made(), name, value)
+
+
 def escape(text: str) -> str:
     """Text shown verbatim by rich (square brackets are markup otherwise)."""
     from rich.markup import escape as rich_escape
@@ -122,6 +152,7 @@ def run_command(
     quiet: bool,
     max_rejects: int | None = None,
     max_reject_ratio: float | None = None,
+    path_map: list[str] | None = None,
 ) -> int:
     """Body of ``quiver run``; returns the exit code.
 
@@ -143,6 +174,7 @@ def run_command(
             debug,
             quiet,
             (max_rejects, max_reject_ratio),
+            path_map or [],
         )
         stops.leave()
         return code
@@ -161,6 +193,7 @@ def _run(
     debug: bool,
     quiet: bool,
     limits: tuple[int | None, float | None],
+    path_maps: list[str],
 ) -> int:
     import asyncio
     import gc
@@ -169,9 +202,10 @@ def _run(
 
     from quiver.pipeline.config import load_pipeline
     from quiver.pipeline.engine import PipelineEngine
+    from quiver.pipeline.path_map import parse_path_map
     from quiver.pipeline.planner import compile_plan
     from quiver.pipeline.preflight import check_pipeline
-    from quiver.pipeline.progress import RunProgress, print_summary
+    from quiver.pipeline.progress import RunProgress, print_summary, script_error_notes
     from quiver.pipeline.report import write_report
     from quiver.pipeline.runlog import RunLog
     from quiver.runtime.errors import ConfigError, QuiverError
@@ -179,8 +213,8 @@ def _run(
     # What the imports made (modules, classes, config schemas) lives as long as the process:
     # the garbage collector need not walk it again, during the run or at exit.
     gc.freeze()
-    error = _console(stderr=True)
-    out = _console()
+    error: Any = _ConsoleOnFirstUse(stderr=True)
+    out: Any = _ConsoleOnFirstUse()
     if log_format not in ("text", "json"):
         _print_errors(
             ConfigError.one(
@@ -191,7 +225,7 @@ def _run(
         return EXIT_INVALID
     run_id = uuid.uuid4().hex[:12]
     try:
-        spec = load_pipeline(file, _parse_variables(variables))
+        spec = load_pipeline(file, _parse_variables(variables), path_map=parse_path_map(path_maps))
     except ConfigError as exc:
         if log_format == "json":
             RunLog(run_id, "json").event(
@@ -224,7 +258,9 @@ def _run(
         # in text mode the command prints failures itself, with their fixes
         hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )
-    progress = RunProgress(error, spec.name, enabled=log_format == "text" and not quiet)
+    shown = log_format == "text" and not quiet
+    # rich's live display needs the console itself (it enters it as a context manager)
+    progress = RunProgress(error.made() if shown else error, spec.name, enabled=shown)
     engine = PipelineEngine(
         compile_plan(spec),
         run_id=run_id,
@@ -271,6 +307,9 @@ def _run(
         _print_dry_run(out, result, dry_run)
     elif log_format == "text" and not quiet:
         print_summary(error, result)
+    elif log_format == "text":
+        for note in script_error_notes(result):
+            error.print(escape(note), soft_wrap=True)
     if report:
         write_report(report, result, code)
     return code
@@ -324,15 +363,21 @@ def _print_dry_run(console: Any, result: Any, rows: int) -> None:
         console.print(view)
 
 
-def validate_command(file: str, variables: list[str]) -> int:
+def validate_command(file: str, variables: list[str], path_maps: list[str] | None = None) -> int:
     """Body of ``quiver validate``: every problem at once, no data processed."""
     from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.path_map import parse_path_map
     from quiver.pipeline.preflight import check_pipeline
     from quiver.runtime.errors import ConfigError, ErrorDetail
 
     error = _console(stderr=True)
     try:
-        spec = load_pipeline(file, _parse_variables(variables), collect=True)
+        spec = load_pipeline(
+            file,
+            _parse_variables(variables),
+            collect=True,
+            path_map=parse_path_map(path_maps or []),
+        )
     except ConfigError as exc:
         _print_errors(exc, error)
         error.print(f"{plural(len(exc.details), 'problem')} found in {file}")
@@ -480,6 +525,7 @@ def register(app: typer.Typer) -> None:
             help="Fail (writing nothing) when more than this share of the rows read is "
             "rejected (0.05: 5%); overrides on_error.max_reject_ratio.",
         ),
+        path_map: _PathMaps = None,
     ) -> None:
         """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
         with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM)."""
@@ -496,6 +542,7 @@ def register(app: typer.Typer) -> None:
             quiet,
             max_rejects,
             max_reject_ratio,
+            path_map or [],
         )
         raise typer.Exit(code)
 
@@ -503,9 +550,10 @@ def register(app: typer.Typer) -> None:
     def validate(
         file: str = typer.Argument(..., help="Pipeline YAML file."),
         variable: _Variables = None,
+        path_map: _PathMaps = None,
     ) -> None:
         """Check a pipeline (config, scripts, SQL, schemas) without processing data."""
-        raise typer.Exit(validate_command(file, variable or []))
+        raise typer.Exit(validate_command(file, variable or [], path_map or []))
 
     plugins = typer.Typer(help="Pipeline components: built-in and installed plugins.")
 

@@ -44,6 +44,7 @@ __all__ = [
     "Processor",
     "ProcessorOutput",
     "RowError",
+    "RowErrorKind",
     "RowRejecting",
     "RunContext",
     "Sink",
@@ -103,9 +104,17 @@ class ComponentInfo:
     summary: str = ""
 
 
+#: Whose fault a rejected row is: its values (``data``) or the script that handled it.
+RowErrorKind = Literal["data", "script"]
+
+
 @dataclass(frozen=True)
 class RowError:
-    """One rejected row: where it came from, what was wrong with it, and its values."""
+    """One rejected row: where it came from, what was wrong with it, and its values.
+
+    ``kind`` says whose fault it is: ``data`` (the row's values: fix the input) or ``script``
+    (a script threw or produced what cannot be written: fix the script).
+    """
 
     line: int | None
     reason: str
@@ -113,6 +122,7 @@ class RowError:
     value: Any = None
     row: dict[str, Any] | None = None
     step: str = ""
+    kind: RowErrorKind = "data"
 
 
 @dataclass
@@ -130,12 +140,14 @@ class ProcessorOutput:
 
 @dataclass
 class RunContext:
-    """Per-run facts every component may read: variables, base directory, run id, logger."""
+    """Per-run facts every component may read: variables, base directory, run id, logger,
+    pipeline name."""
 
     run_id: str
     base_dir: str
     variables: dict[str, str] = field(default_factory=dict)
     log: Callable[[str, str], None] = lambda message, level: None
+    pipeline: str = ""  # the pipeline's name (its file's stem unless it names itself)
 
 
 @runtime_checkable

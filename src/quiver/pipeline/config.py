@@ -42,7 +42,7 @@ from quiver.pipeline.component import (
     FileWriting,
     capabilities_of,
 )
-from quiver.pipeline.flowengine import translate as translate_flowengine
+from quiver.pipeline.path_map import PathMap, is_windows_path
 from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
 from quiver.pipeline.registry import ComponentRegistry, default_registry
@@ -312,6 +312,7 @@ def load_pipeline(
     registry: ComponentRegistry | None = None,
     environ: Mapping[str, str] | None = None,
     collect: bool = False,
+    path_map: PathMap | None = None,
 ) -> PipelineSpec:
     """Read, substitute, validate and compile a pipeline file (ConfigError with every problem).
 
@@ -339,7 +340,13 @@ def load_pipeline(
             f"cannot read the pipeline file: {exc}", str(path), "check the file"
         ) from exc
     return parse_pipeline(
-        text, str(path), variables, registry=registry, environ=environ, collect=collect
+        text,
+        str(path),
+        variables,
+        registry=registry,
+        environ=environ,
+        collect=collect,
+        path_map=path_map,
     )
 
 
@@ -352,8 +359,11 @@ def parse_pipeline(
     environ: Mapping[str, str] | None = None,
     base_dir: str | None = None,
     collect: bool = False,
+    path_map: PathMap | None = None,
 ) -> PipelineSpec:
-    """Like :func:`load_pipeline` for YAML text already in memory."""
+    """Like :func:`load_pipeline` for YAML text already in memory.
+
+    ``path_map`` maps the Windows paths of FlowEngine files (``--path-map``)."""
     registry = registry or default_registry()
     base = base_dir or str(Path(file).resolve().parent)
     source = load_yaml(text, file)
@@ -368,7 +378,11 @@ def parse_pipeline(
             "start with `source:` / `processors:` / `sink:` or `steps:` / `connections:`",
         )
     if any(str(k).lower() == "pipeline" for k in data) and not {"steps", "source"} & set(data):
-        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines())
+        # imported here: the translator and the JavaScript codec it uses load only for
+        # FlowEngine files
+        from quiver.pipeline.flowengine import translate as translate_flowengine
+
+        data, fe_warnings = translate_flowengine(data, file, positions, text.splitlines(), path_map)
         warnings.extend(fe_warnings)
         positions = Positions(file)
         from_flowengine = True
@@ -743,7 +757,9 @@ def _check_graph(
 
 
 def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
-    """Files written twice, or written over an input, in one run (see ``path_collisions``)."""
+    """Files written twice, or written over an input, in one run (see ``path_collisions``),
+    and Windows paths on a system that would take them for relative file names."""
+    problems: list[ErrorDetail] = []
     named: list[NamedPath] = []
     readers: list[tuple[StepSpec, list[str]]] = []
     for step in spec.steps.values():
@@ -760,6 +776,17 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         # a step whose other options are wrong still names its file
         option = getattr(step.config, "path", None) if step.config else step.options.get("path")
         listed = [option] if isinstance(option, str) else list(option or [])
+        windows = [p for p in listed if isinstance(p, str) and is_windows_path(p)]
+        for p in windows:
+            problems.append(
+                ErrorDetail(
+                    f"{p!r} is a Windows path, which names no file on this system",
+                    positions.where((*step.path, "path")),
+                    "write a path of this system (relative paths are relative to the pipeline "
+                    "file), or name the folder with a variable: ${DATA_DIR}/in.csv",
+                )
+            )
+        listed = [p for p in listed if p not in windows]
         full = [spec.resolve(p) for p in listed if isinstance(p, str) and p != STDIO]
         if kind == "input":
             readers.append((step, full))
@@ -779,7 +806,7 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         pattern = readers[0][1][0]
         files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
         stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
-    return path_collisions(named, stems)
+    return problems + path_collisions(named, stems)
 
 
 _ROUTE_CALL = re.compile(

@@ -91,6 +91,8 @@ class StepStats:
     batches_in: int = 0
     batches_out: int = 0
     rejected: int = 0
+    script_errors: int = 0  # of the rejected rows, those a script failed on (RowError.kind)
+    first_script_error: str | None = None
     routes: dict[str, int] = field(default_factory=dict)
     unconnected_rows: int = 0
     busy_seconds: float = 0.0
@@ -271,7 +273,9 @@ class PipelineEngine:
         self._rejected_before = 0  # rows rejected in units already committed (--resume)
         self.rejects = RejectsWriter(self._rejects_path, self.run_id)
         self.result.rejects_file = self._rejects_path
-        self.ctx = RunContext(self.run_id, plan.base_dir, dict(plan.variables), self.log)
+        self.ctx = RunContext(
+            self.run_id, plan.base_dir, dict(plan.variables), self.log, pipeline=plan.name
+        )
         self._breakers = {
             s.name: CircuitBreaker(plan.circuit_breaker, name=f"sink '{s.name}'")
             for s in plan.sinks
@@ -721,10 +725,15 @@ class PipelineEngine:
                 e.value,
                 originals.get(e.line, e.row) if e.line is not None else e.row,
                 e.step or step.name,
+                e.kind,
             )
             for e in errors
         ]
         stats.rejected += len(fixed)
+        script_errors = [e for e in fixed if e.kind == "script"]
+        stats.script_errors += len(script_errors)
+        if script_errors and stats.first_script_error is None:
+            stats.first_script_error = _describe_row_error(script_errors[0])
         on_error = self.plan.on_error
         if on_error.policy == "fail_fast" and self.dry_run is None:
             first = fixed[0]
@@ -733,8 +742,14 @@ class PipelineEngine:
                     ErrorDetail(
                         _describe_row_error(first),
                         f"step '{first.step}'",
-                        "fix the input row, or set `on_error: {policy: reject, rejects: "
-                        "rejects.csv}` to set bad rows aside and go on",
+                        (
+                            "fix the script: it failed on this row (a script that fails on "
+                            "every row rejects them all)"
+                            if first.kind == "script"
+                            else "fix the input row"
+                        )
+                        + ", or set `on_error: {policy: reject, rejects: rejects.csv}` to set "
+                        "bad rows aside and go on",
                     )
                 ],
                 code="ROW_REJECTED",
@@ -748,11 +763,25 @@ class PipelineEngine:
                         f"more than {on_error.max_errors} rows rejected "
                         f"(last: {_describe_row_error(fixed[-1])})",
                         f"step '{step.name}'",
-                        "fix the input, or raise on_error.max_rejects (--max-rejects)",
+                        f"{self._fix_rejects()}, or raise on_error.max_rejects (--max-rejects)",
                     )
                 ],
                 code="TOO_MANY_ERRORS",
             )
+
+    def _fix_rejects(self) -> str:
+        """What to fix for the rows rejected so far: the script when a script failed on most
+        of them (its errors are not the data's), else the input."""
+        steps = self.result.steps.values()
+        rejected = sum(s.rejected for s in steps)
+        failing = [s for s in steps if s.script_errors]
+        if failing and sum(s.script_errors for s in failing) * 2 >= rejected:
+            worst = max(failing, key=lambda s: s.script_errors)
+            return (
+                f"fix the script of step '{worst.name}' (it failed on {worst.script_errors:,} "
+                f"rows; first: {worst.first_script_error})"
+            )
+        return "fix the input"
 
     def _check_reject_ratio(self) -> None:
         """Fail before anything is committed when more than ``max_reject_ratio`` of the rows
@@ -771,8 +800,8 @@ class PipelineEngine:
                     f"{rejected:,} of {seen:,} rows rejected ({rejected / seen:.1%}), more than "
                     f"the {ratio:.1%} on_error.max_reject_ratio allows; nothing was written",
                     self.plan.file,
-                    "fix the input (run with --dry-run to see rejected rows and their reasons), "
-                    "or raise on_error.max_reject_ratio (--max-reject-ratio)",
+                    f"{self._fix_rejects()} (run with --dry-run to see rejected rows and their "
+                    "reasons), or raise on_error.max_reject_ratio (--max-reject-ratio)",
                 )
             ],
             code="TOO_MANY_ERRORS",

@@ -22,12 +22,15 @@ dropped with a warning naming each key; a key FlowEngine does not have is an err
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from quiver.pipeline.js_runtime.codec import normalize_type
+from quiver.pipeline.path_map import PathMap, is_windows_path, map_windows_path, path_map_hint
 from quiver.runtime.errors import ConfigError, ErrorDetail
 from quiver.runtime.hints import did_you_mean
 
@@ -73,6 +76,9 @@ class _Ctx:
     errors: list[ErrorDetail] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    path_map: list[tuple[str, str]] = field(default_factory=list)
+    #: connection (from, to) -> the SQL condition of its `filter:`
+    filters: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def where(self, path: Path_) -> str:
         return self.marks.where(path)
@@ -184,12 +190,23 @@ class _Section:
             if name.lower() in self.data:
                 self.read.add(name.lower())
 
-    def finish(self, known: list[str]) -> None:
-        """Every key not read is an error, with the closest known key as a suggestion."""
+    def finish(self, known: list[str], *, open_schema: bool = False) -> None:
+        """Every key not read is an error, with the closest known key as a suggestion.
+
+        With ``open_schema`` (FlowEngine's plugin schemas that allow further properties, which
+        FlowEngine then ignores) such a key is ignored with a warning that names it instead.
+        """
         for low, original in self.keys.items():
             if low in self.read:
                 continue
             hint = did_you_mean(original, known)
+            if open_schema:
+                self.ctx.ignored(
+                    (*self.path, original),
+                    f"not a setting of {self.what}; FlowEngine accepts and ignores it, "
+                    "and so does Quiver" + (f"; {hint}" if hint else ""),
+                )
+                continue
             self.ctx.error(
                 (*self.path, original),
                 f"unknown key '{original}' in {self.what}" + (f"; {hint}" if hint else ""),
@@ -209,6 +226,26 @@ def _subst(ctx: _Ctx, value: str) -> str:
         return "${" + name + "}" if name in ctx.variables else m.group(0)
 
     return _FE_VAR.sub(repl, value)
+
+
+def _local_path(ctx: _Ctx, value: str, at: Path_) -> str:
+    """A FlowEngine file path for this system: a Windows path through ``--path-map``.
+
+    FlowEngine files name ``C:\\source\\...``; unmapped, such a path is an error saying how
+    to map it (on POSIX it would otherwise become a file literally named ``C:\\...``).
+    """
+    expanded = _FE_VAR.sub(lambda m: ctx.variables.get(m.group(1), m.group(0)), value)
+    if not is_windows_path(expanded):
+        return _subst(ctx, value)
+    mapped = map_windows_path(expanded, ctx.path_map)
+    if mapped is None:
+        ctx.error(
+            at,
+            f"{expanded!r} is a Windows path, which names no file on this system",
+            path_map_hint(expanded),
+        )
+        return _subst(ctx, value)
+    return mapped.replace("$", "$$")
 
 
 def _resolve_variables(ctx: _Ctx, raw: Any, path: Path_) -> None:
@@ -239,8 +276,14 @@ def _resolve_variables(ctx: _Ctx, raw: Any, path: Path_) -> None:
 # ---------------------------------------------------------------------------- schemas
 
 
-def _schema_fields(ctx: _Ctx, raw: Any, path: Path_) -> list[dict[str, Any]]:
-    """FlowEngine OutputSchema (``Columns`` with Index or ``Fields``) -> ordered field specs."""
+def _schema_fields(
+    ctx: _Ctx, raw: Any, path: Path_, *, script: bool = False
+) -> list[dict[str, Any]] | None:
+    """FlowEngine OutputSchema (``Columns`` with Index or ``Fields``) -> ordered field specs.
+
+    A JavaScriptTransform's schema may say ``InferFromScript: true`` instead of listing its
+    fields: None then, and the output holds the fields the script sets.
+    """
     schema = _Section(ctx, raw, path, "OutputSchema")
     schema.accept("Name", "Description")
     schema.ignore(
@@ -253,7 +296,13 @@ def _schema_fields(ctx: _Ctx, raw: Any, path: Path_) -> list[dict[str, Any]]:
     )
     items = schema.get("Columns", "Fields")
     list_key = schema.key_of("Columns", "Fields") or "Columns"
-    schema.finish(["Name", "Description", "Columns", "Fields", "Strict", "AllowExtraFields"])
+    infer = schema.flag("InferFromScript") if script else None
+    schema.finish(
+        ["Name", "Description", "Columns", "Fields", "Strict", "AllowExtraFields"]
+        + (["InferFromScript"] if script else [])
+    )
+    if items is None and infer:
+        return None  # the fields are those the script sets, as without an OutputSchema
     if items is None:
         ctx.error(path, "OutputSchema has no Columns (or Fields)", "list the columns")
         return []
@@ -350,7 +399,7 @@ def _delimited_file(
     if path is None:
         ctx.error(cfg.path, f"{plugin} needs FilePath", f"add `FilePath: {example}`")
     else:
-        out["path"] = _subst(ctx, path)
+        out["path"] = _local_path(ctx, path, cfg.at(cfg.key_of("FilePath", "Path") or "FilePath"))
     header = cfg.flag(*header_keys)
     if header is not None:
         out["header"] = header
@@ -361,6 +410,17 @@ def _delimited_file(
     if encoding is not None:
         out["encoding"] = encoding.lower()
     return out
+
+
+def _dotnet_encoding(name: str | None, *, writing: bool) -> str:
+    """The codec .NET uses for an Encoding name: UTF-8 and UTF-16 write a byte order mark
+    (and reading UTF-8 skips one); FlowEngine's default is UTF-8."""
+    low = re.sub(r"[^a-z0-9]", "", (name or "utf-8").lower())
+    if low == "utf8":
+        return "utf-8-sig"
+    if low in ("utf16", "unicode") and writing:
+        return "utf-16"
+    return (name or "utf-8").lower()
 
 
 def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[str, Any]:
@@ -377,14 +437,27 @@ def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[
     if escape is not None and escape != (quote or '"'):
         out["escape"] = escape
         out["double_quote"] = False
+    out["encoding"] = _dotnet_encoding(cfg.text("Encoding"), writing=False)
     infer = cfg.flag("InferSchema")
     if infer:
         out["infer"] = True
+    sample = cfg.number("InferenceSampleRows")
+    if sample is not None:
+        ctx.ignored(
+            cfg.at("InferenceSampleRows"),
+            "Quiver infers the types from the first block of the file"
+            + ("" if infer else "; InferSchema is not true, so nothing is inferred"),
+        )
     if cfg.has("OutputSchema"):
-        fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema"))
+        fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema")) or []
         out["types"] = {f["name"]: _csv_type(f) for f in fields}
-        if out.get("header") is False:
+        if fields:
+            # FlowEngine skips the header line and takes the fields by position, named by
+            # the schema: a header that disagrees with the data changes nothing
             out["columns"] = [f["name"] for f in fields]
+            if out.get("header", True):
+                out["header"] = False
+                out["skip_lines"] = 1
     skip = cfg.flag("SkipMalformedRows", "ContinueOnError")
     max_errors = cfg.number("MaxErrors", "MaxErrorCount")
     if skip is not None:
@@ -418,7 +491,9 @@ def _delimited_source(ctx: _Ctx, cfg: _Section, policy: dict[str, Any]) -> dict[
             "QuoteChar",
             "EscapeChar",
             "BufferSize",
-        ]
+            "InferenceSampleRows",
+        ],
+        open_schema=True,
     )
     return {"csv": out}
 
@@ -431,11 +506,14 @@ def _javascript_transform(ctx: _Ctx, cfg: _Section, routes: list[str]) -> dict[s
         out["script"] = script.replace("$", "$$")
         out.update(_script_origin(ctx, cfg.at("Script")))
     elif script_file is not None:
-        out["file"] = _subst(ctx, script_file)
+        key = cfg.key_of("ScriptFile", "ScriptPath") or "ScriptFile"
+        out["file"] = _local_path(ctx, script_file, cfg.at(key))
     else:
         ctx.error(cfg.path, "JavaScriptTransform needs Script", "add `Script: |` with the code")
+    fields = None
     if cfg.has("OutputSchema"):
-        fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema"))
+        fields = _schema_fields(ctx, cfg.get("OutputSchema"), cfg.at("OutputSchema"), script=True)
+    if fields is not None:
         schema: dict[str, Any] = {}
         for f in fields:
             spec: dict[str, Any] = {"type": f["type"]}
@@ -480,6 +558,31 @@ def _delimited_sink(ctx: _Ctx, cfg: _Section) -> dict[str, Any]:
     out = _delimited_file(
         ctx, cfg, "DelimitedSink", "out/result.csv", ("HasHeaders", "IncludeHeaders", "HasHeader")
     )
+    out["encoding"] = _dotnet_encoding(cfg.text("Encoding"), writing=True)
+    ending = cfg.text("LineEnding")
+    if ending is not None:
+        terminator = _LINE_ENDINGS.get(ending.strip().lower())
+        if terminator is None:
+            ctx.error(
+                cfg.at("LineEnding"),
+                f"unknown LineEnding {ending!r}",
+                "use System, CRLF, LF or CR",
+            )
+        else:
+            out["line_terminator"] = terminator
+    overwrite_alias = cfg.flag("Overwrite")
+    if overwrite_alias is not None:
+        ctx.ignored(
+            cfg.at("Overwrite"),
+            "FlowEngine's DelimitedSink does not read it and replaces the file unless "
+            "OverwriteExisting: false; so does Quiver",
+        )
+    if cfg.has("InputSchema"):
+        _input_schema(ctx, cfg.get("InputSchema"), cfg.at("InputSchema"))
+    if cfg.has("ColumnMappings"):
+        mapping = _column_mappings(ctx, cfg.get("ColumnMappings"), cfg.at("ColumnMappings"))
+        if mapping:
+            out["_columns"] = mapping
     create = cfg.flag("CreateDirectory", "CreateDirectories")
     if create is not None:
         out["create_dirs"] = create
@@ -525,9 +628,57 @@ def _delimited_sink(ctx: _Ctx, cfg: _Section) -> dict[str, Any]:
             "QuoteAllFields",
             "BufferSize",
             "FlushInterval",
-        ]
+            "LineEnding",
+            "InputSchema",
+            "ColumnMappings",
+        ],
+        open_schema=True,
     )
     return {"csv": out}
+
+
+#: DelimitedSink LineEnding -> line terminator ("System" is this system's, as in .NET).
+_LINE_ENDINGS = {"system": os.linesep, "crlf": "\r\n", "lf": "\n", "cr": "\r"}
+
+
+def _input_schema(ctx: _Ctx, raw: Any, path: Path_) -> None:
+    """DelimitedSink InputSchema: FlowEngine checks its columns against the sink's input
+    before the run; Quiver writes the columns it receives, so it is read and ignored."""
+    if isinstance(raw, dict) and any(str(k).lower() == "columns" for k in raw):
+        _schema_fields(ctx, raw, path)  # its mistakes are still reported
+    ctx.ignored(path, "the sink writes the columns it receives, as they arrive")
+
+
+def _items(
+    ctx: _Ctx, raw: Any, path: Path_, what: str, example: str, item: str
+) -> list[tuple[Path_, _Section]]:
+    """The mappings of a FlowEngine list, each with its path; an error if it is no list."""
+    if not isinstance(raw, list):
+        ctx.error(path, f"{what} must be a list", f"write `{example}` items")
+        return []
+    return [((*path, i), _Section(ctx, value, (*path, i), item)) for i, value in enumerate(raw)]
+
+
+def _column_mappings(ctx: _Ctx, raw: Any, path: Path_) -> list[tuple[str, str]]:
+    """DelimitedSink ColumnMappings -> (source column, output column) pairs, in order: the
+    sink writes only these columns, in this order, under their output names."""
+    out: list[tuple[str, str]] = []
+    for ipath, sec in _items(ctx, raw, path, "ColumnMappings", "- SourceColumn: a", "a mapping"):
+        src = sec.text("SourceColumn")
+        dst = sec.text("OutputColumn")
+        if sec.has("Format"):
+            sec.get("Format")
+            ctx.ignored(
+                sec.at("Format"),
+                ".NET format strings are not applied; values are written in their shortest "
+                "exact form (add a js or sql step to format them)",
+            )
+        sec.finish(["SourceColumn", "OutputColumn", "Format"])
+        if not src:
+            ctx.error(ipath, "a column mapping needs SourceColumn", "add `SourceColumn: name`")
+            continue
+        out.append((src, dst or src))
+    return out
 
 
 _PLUGIN_TYPES = {
@@ -558,7 +709,11 @@ class _Plugin:
 
 
 def translate(
-    doc: dict[str, Any], source_file: str, marks: Marks, lines: list[str]
+    doc: dict[str, Any],
+    source_file: str,
+    marks: Marks,
+    lines: list[str],
+    path_map: PathMap | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """A FlowEngine pipeline document -> (native graph-form document, warnings).
 
@@ -566,7 +721,7 @@ def translate(
     problem is reported with ``file:line:column``: a ``ConfigError`` lists them all. The
     translation knows nothing of Quiver's own pipeline model; the loader validates the result.
     """
-    ctx = _Ctx(source_file, marks, lines)
+    ctx = _Ctx(source_file, marks, lines, path_map=list(path_map or []))
     root = _Section(ctx, doc, (), "the pipeline file")
     if root.has("Variables"):
         _resolve_variables(ctx, root.get("Variables"), root.at("Variables"))
@@ -601,6 +756,8 @@ def translate(
 
     names = {p.name for p in plugins}
     connections = _read_connections(ctx, connections_raw, pipe.at("Connections"), names)
+    if not connections and len(plugins) > 1:
+        connections = _linear_chain(ctx, plugins, pipe)
     routing = _read_routing(ctx, routing_raw, pipe.at("Routing"), plugins)
 
     # Route names each JavaScriptTransform may send to: those wired by connections or routing.
@@ -624,10 +781,13 @@ def translate(
     for target_name, body in routing[0].items():
         steps[target_name] = body
 
+    edges = connections + routing[1]
+    _check_downstream(ctx, plugins, edges)
     if ctx.errors:
         raise ConfigError(ctx.errors)
+    edges = _insert_steps(ctx, steps, edges)
     out["steps"] = steps
-    out["connections"] = [{"from": s, "to": d} for s, d in connections + routing[1]]
+    out["connections"] = [{"from": s, "to": d} for s, d in edges]
     stem = Path(source_file).stem
     out["on_error"] = {"policy": "reject", "rejects": f"{stem}.rejects.csv", **policy}
     ctx.warnings.append(
@@ -635,6 +795,77 @@ def translate(
         f"{stem}.rejects.csv beside the pipeline file"
     )
     return out, ctx.warnings
+
+
+def _linear_chain(ctx: _Ctx, plugins: list[_Plugin], pipe: _Section) -> list[tuple[str, str]]:
+    """No connections: the plugins in the order listed, as FlowEngine's validator assumes
+    ("No explicit connections defined"), when that order is a source, transforms, a sink."""
+    kinds = [p.kind for p in plugins]
+    if (
+        kinds[0] != "DelimitedSource"
+        or kinds[-1] != "DelimitedSink"
+        or any(k != "JavaScriptTransform" for k in kinds[1:-1])
+    ):
+        return []  # _check_downstream says what is missing
+    ctx.warnings.append(
+        f"{ctx.where(pipe.path)}: no connections: the plugins run in the order listed ("
+        + " -> ".join(p.name for p in plugins)
+        + "); write `connections:` to say so"
+    )
+    return [(a.name, b.name) for a, b in itertools.pairwise(plugins)]
+
+
+def _check_downstream(ctx: _Ctx, plugins: list[_Plugin], edges: list[tuple[str, str]]) -> None:
+    """FlowEngine stops a run whose source feeds nothing ("No downstream plugin found for
+    source"): so does the translation, before anything runs."""
+    feeding = {src.split(".", 1)[0] for src, _dst in edges}
+    for p in plugins:
+        if p.kind == "DelimitedSource" and p.name not in feeding:
+            ctx.error(
+                p.path,
+                f"source '{p.name}' feeds no plugin: the pipeline has no connection from it "
+                "(FlowEngine stops such a run with 'No downstream plugin found')",
+                f"add `connections:` with `- from: {p.name}` and `to:` the plugin that "
+                "takes its rows",
+            )
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    return candidate
+
+
+def _insert_steps(
+    ctx: _Ctx, steps: dict[str, Any], edges: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Steps FlowEngine performs inside a connection or a sink: a connection's `filter:`
+    becomes a `filter` step on it, a sink's ColumnMappings `select` and `rename` steps
+    before it."""
+    out: list[tuple[str, str]] = []
+    for src, dst in edges:
+        condition = ctx.filters.get((src, dst))
+        if condition is None:
+            out.append((src, dst))
+            continue
+        name = _unique(f"{src.split('.', 1)[0]}_to_{dst}_filter", steps)
+        steps[name] = {"filter": {"expression": condition}}
+        out += [(src, name), (name, dst)]
+    for sink_name in list(steps):
+        body = steps[sink_name].get("csv") if isinstance(steps[sink_name], dict) else None
+        if not isinstance(body, dict) or "_columns" not in body:
+            continue
+        mapping: list[tuple[str, str]] = body.pop("_columns")
+        chain = [_unique(f"{sink_name}_columns", steps)]
+        steps[chain[0]] = {"select": {"columns": [src for src, _ in mapping]}}
+        renames = {src: dst for src, dst in mapping if src != dst}
+        if renames:
+            chain.append(_unique(f"{sink_name}_names", steps))
+            steps[chain[1]] = {"rename": {"columns": renames}}
+        out = [(s, chain[0] if d == sink_name else d) for s, d in out]
+        out += list(zip(chain, [*chain[1:], sink_name], strict=True))
+    return out
 
 
 def _read_plugins(ctx: _Ctx, pipe: _Section) -> list[_Plugin]:
@@ -703,20 +934,18 @@ def _read_plugins(ctx: _Ctx, pipe: _Section) -> list[_Plugin]:
 def _read_connections(ctx: _Ctx, raw: Any, path: Path_, names: set[str]) -> list[tuple[str, str]]:
     if raw is None:
         return []
-    if not isinstance(raw, list):
-        ctx.error(path, "connections must be a list", "write `- from: a` / `to: b` items")
-        return []
     out: list[tuple[str, str]] = []
-    for i, item in enumerate(raw):
-        ipath = (*path, i)
-        sec = _Section(ctx, item, ipath, "a connection")
+    for ipath, sec in _items(ctx, raw, path, "connections", "- from: a` / `to: b", "a connection"):
         src = sec.text("From")
         dst = sec.text("To")
         sec.ignore({"Channel": "FlowEngine channel tuning (buffer, back-pressure, timeout)"})
         sec.ignore(
             {"SourcePort": "ports are `step.route` in `from`", "TargetPort": "one input per step"}
         )
-        sec.finish(["From", "To", "Channel"])
+        condition = None
+        if sec.has("Filter"):
+            condition = _connection_filter(ctx, sec.get("Filter"), sec.at("Filter"))
+        sec.finish(["From", "To", "Channel", "Filter"])
         for label, value in (("From", src), ("To", dst)):
             if value is None:
                 ctx.error(
@@ -735,8 +964,30 @@ def _read_connections(ctx: _Ctx, raw: Any, path: Path_, names: set[str]) -> list
                     f"plugins: {', '.join(sorted(names))}",
                 )
         if src and dst:
+            if condition is not None:
+                ctx.filters[(src, dst)] = condition
             out.append((src, dst))
     return out
+
+
+def _connection_filter(ctx: _Ctx, raw: Any, path: Path_) -> str | None:
+    """A connection's ``filter: {field, value}`` -> the SQL condition of a ``filter`` step:
+    only rows whose field equals the value (compared as text) pass along the connection."""
+    sec = _Section(ctx, raw, path, "a connection filter")
+    name = sec.text("Field")
+    value = sec.get("Value")
+    sec.finish(["Field", "Value"])
+    if not name:
+        ctx.error(path, "a connection filter needs a field", "add `field: column_name`")
+        return None
+    if isinstance(value, dict | list):
+        ctx.error(sec.at("Value"), "a filter value must be a single value", "write a value")
+        return None
+    column = '"' + name.replace('"', '""') + '"'
+    if value is None:
+        return f"{column} IS NULL"
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"CAST({column} AS VARCHAR) = '" + text.replace("'", "''").replace("$", "$$") + "'"
 
 
 def _read_routing(

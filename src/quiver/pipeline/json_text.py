@@ -31,6 +31,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quiver.pipeline.value_text import plain_decimal
+
 __all__ = [
     "JsonNumber",
     "dump_json",
@@ -174,7 +176,7 @@ def _finite(value: Any) -> Any:
 
 
 def _decimal_text(value: decimal.Decimal) -> str:
-    return format(value, "f") if value.is_finite() else str(value)
+    return plain_decimal(value)
 
 
 # -- reading --------------------------------------------------------------------------------

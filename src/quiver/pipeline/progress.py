@@ -6,11 +6,10 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from quiver.pipeline.engine import RunResult
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
 
 __all__ = ["RunProgress", "print_summary", "summary_line"]
@@ -111,17 +110,41 @@ def print_summary(console: Console, result: RunResult) -> None:
             routes,
             f"{s.busy_seconds:.2f}",
         )
+    notes = script_error_notes(result)
     if console.is_terminal:
         console.print(table)
         console.print(summary_line(result))
+        for note in notes:
+            console.print(note, markup=False)
         return
     width = console.width
     console.width = _UNWRAPPED_WIDTH  # rich never prints wider than its console
     try:
         console.print(table)
         console.print(summary_line(result), soft_wrap=True)
+        for note in notes:
+            console.print(note, soft_wrap=True, markup=False)
     finally:
         console.width = width
+
+
+def script_error_notes(result: RunResult) -> list[str]:
+    """One line per step whose script failed on rows: those rows were rejected because of
+    the script, not of their data, so the fix is in the script. A failed run's error says so
+    already."""
+    if result.status != "ok":
+        return []
+    return [
+        f"warning: the script of step '{s.name}' failed on "
+        + (
+            "1 row, so it was rejected"
+            if s.script_errors == 1
+            else f"{s.script_errors:,} rows, so they were rejected"
+        )
+        + f" (first: {s.first_script_error}); fix the script"
+        for s in result.steps.values()
+        if s.script_errors
+    ]
 
 
 #: The width tables get when the output is not a terminal: wide enough never to wrap.

@@ -43,6 +43,7 @@ def build_report(result: RunResult, exit_code: int | None = None) -> dict[str, A
                 "batches_in": s.batches_in,
                 "batches_out": s.batches_out,
                 "rejected": s.rejected,
+                "script_errors": s.script_errors,
                 "routes": s.routes,
                 "unconnected_rows": s.unconnected_rows,
                 "busy_seconds": round(s.busy_seconds, 6),

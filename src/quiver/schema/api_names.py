@@ -6,18 +6,25 @@ builder uses them, so the three can never disagree.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from quiver.schema.ir import Entity, RootKind, Scalar
-from quiver.schema.naming import camel, pluralize
+from quiver.schema.naming import camel, pascal, pluralize
 
 __all__ = [
     "GENERATED_TYPE_SUFFIXES",
     "RESERVED_MEMBER_NAMES",
     "RESERVED_TYPE_NAMES",
     "ROOT_KINDS",
+    "MutationKind",
     "by_key_field_name",
     "list_field_name",
+    "mutation_field_names",
     "root_field_names",
 ]
+
+#: The mutations of an entity with a primary key: one row (by key, or one input) or many.
+MutationKind = Literal["create", "create_many", "update", "update_many", "delete", "delete_many"]
 
 ROOT_KINDS: tuple[RootKind, ...] = ("list", "by_key", "connection", "aggregate")
 
@@ -48,6 +55,8 @@ GENERATED_TYPE_SUFFIXES = (
     "AvgFields",
     "MinFields",
     "MaxFields",
+    "CreateInput",
+    "SetInput",
 )
 
 
@@ -73,3 +82,22 @@ def root_field_names(entity: Entity) -> dict[str, RootKind]:
         "aggregate": f"{list_name}Aggregate",
     }
     return {name: kind for kind in ROOT_KINDS if kind in kinds and (name := names[kind])}
+
+
+def mutation_field_names(entity: Entity) -> dict[str, MutationKind]:
+    """Mutation field name -> kind for ``entity``: none without a primary key or a writable
+    field. ``createAuthor`` / ``createAuthors``, ``updateAuthor`` / ``updateAuthors``, ..."""
+    if not entity.primary_key or not any(f.writable for f in entity.fields):
+        return {}
+    one = entity.name
+    many = pascal(list_field_name(entity))
+    if many == one:
+        many = f"{one}Batch"
+    return {
+        f"create{one}": "create",
+        f"create{many}": "create_many",
+        f"update{one}": "update",
+        f"update{many}": "update_many",
+        f"delete{one}": "delete",
+        f"delete{many}": "delete_many",
+    }

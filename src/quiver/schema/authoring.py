@@ -31,6 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ForwardRef, Generic, TypeAlias, TypeVar, overload
 
+from quiver.config.settings import TableNames
 from quiver.runtime.errors import ErrorDetail
 from quiver.schema.ir import Entity, Field, Relation, RootKind, Scalar, Schema, SourceLocation
 from quiver.schema.naming import camel, pascal, pluralize
@@ -1169,10 +1170,15 @@ class CompiledApp:
 
 
 async def compile_app(
-    path: str | os.PathLike[str], *, check_db: str | None = None, extend_db: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    check_db: str | None = None,
+    extend_db: str | None = None,
+    names: Mapping[str, TableNames] | None = None,
 ) -> CompiledApp:
     """Load the app at ``path``, merge it over the reflected ``extend_db`` if given, validate
-    it (against the live ``check_db`` too) and return the schema to serve.
+    it (against the live ``check_db`` too) and return the schema to serve. ``names`` name the
+    reflected tables as the ``names:`` section of ``quiver.yaml`` does.
 
     ``schema`` is ``None`` when there are errors; all of them are collected.
     """
@@ -1197,7 +1203,7 @@ async def compile_app(
         from quiver.schema.reflect import reflect_database
 
         schemas = sorted({e.db_schema for e in schema.entities if e.db_schema}) or None
-        reflected = await reflect_database(extend_db, schemas=schemas)
+        reflected = await reflect_database(extend_db, schemas=schemas, names=names)
         schema = merge(reflected, schema)
     schema = link_relations(schema)
     report.extend(validate_schema(schema, columns_checked=bool(check_db or extend_db)))

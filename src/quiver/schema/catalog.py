@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quiver.schema.api_names import root_field_names
-from quiver.schema.ir import Entity, Field, Relation, RootKind, Scalar, Schema
+from quiver.schema.api_names import MutationKind, mutation_field_names, root_field_names
+from quiver.schema.ir import Entity, Field, FunctionMutation, Relation, RootKind, Scalar, Schema
 
 __all__ = [
     "Catalog",
     "Entity",
     "Field",
+    "MutationField",
+    "MutationKind",
     "Relation",
     "RootField",
     "RootKind",
@@ -43,6 +45,15 @@ class RootField:
     entity: Entity
 
 
+@dataclass(frozen=True)
+class MutationField:
+    """A mutation the API serves: its name, what it does, which entity it writes."""
+
+    name: str
+    kind: MutationKind
+    entity: Entity
+
+
 @dataclass
 class Catalog:
     """Every entity, column, key, relation and root field, by API names."""
@@ -52,6 +63,10 @@ class Catalog:
     entities: dict[str, Entity] = field(default_factory=dict)
     #: root field name -> root field, in the order the API lists them
     root_fields: dict[str, RootField] = field(default_factory=dict)
+    #: mutation field name -> mutation field (empty when mutations are not served)
+    mutation_fields: dict[str, MutationField] = field(default_factory=dict)
+    #: mutation field name -> the database function it calls
+    function_mutations: dict[str, FunctionMutation] = field(default_factory=dict)
     #: entity name -> {field name -> field}
     fields: dict[str, dict[str, Field]] = field(default_factory=dict)
     #: entity name -> {relation name -> relation}
@@ -70,8 +85,9 @@ class Catalog:
         return tuple(out)
 
 
-def build_catalog(schema: Schema) -> Catalog:
-    """The catalog of ``schema``, with the root fields named as the API serves them."""
+def build_catalog(schema: Schema, *, mutations: bool = False) -> Catalog:
+    """The catalog of ``schema``, with the root fields named as the API serves them, and
+    with ``mutations`` the create/update/delete mutations of every keyed table."""
     cat = Catalog(schema=schema)
     for e in schema.entities:
         cat.entities[e.name] = e
@@ -82,4 +98,14 @@ def build_catalog(schema: Schema) -> Catalog:
         }
         for name, kind in root_field_names(e).items():
             cat.root_fields[name] = RootField(name=name, kind=kind, entity=e)
+        if mutations:
+            for name, mkind in mutation_field_names(e).items():
+                # Entities named like another's batch (Author's createAuthors and an entity
+                # Authors) keep both mutations: the later one is numbered.
+                unique, n = name, 2
+                while unique in cat.mutation_fields:
+                    unique, n = f"{name}{n}", n + 1
+                cat.mutation_fields[unique] = MutationField(name=unique, kind=mkind, entity=e)
+    for fm in schema.mutations:
+        cat.function_mutations[fm.name] = fm
     return cat

@@ -67,6 +67,15 @@ def compile_command(
             help="Reflect this database and lay the authored types over it.",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="quiver.yaml whose names: section names the --extend-db tables "
+            "(default: ./quiver.yaml when present).",
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Compile an authored API (@quiver.type classes, @quiver.query functions) to schema.json.
@@ -79,7 +88,14 @@ def compile_command(
     from quiver.schema.authoring import compile_app
 
     with failures_reported(debug):
-        result = asyncio.run(compile_app(app_file, check_db=check_db, extend_db=extend_db))
+        names = None
+        if extend_db:
+            from quiver.config.loader import load_settings
+
+            names = load_settings(config, {"database.url": extend_db}).names
+        result = asyncio.run(
+            compile_app(app_file, check_db=check_db, extend_db=extend_db, names=names)
+        )
     if debug and result.import_traceback:
         typer.echo(result.import_traceback, err=True, nl=False)
     for line in result.lines():

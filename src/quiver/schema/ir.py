@@ -19,6 +19,8 @@ from quiver.runtime.errors import ConfigError
 __all__ = [
     "Entity",
     "Field",
+    "FunctionArgument",
+    "FunctionMutation",
     "Relation",
     "RootKind",
     "Scalar",
@@ -89,6 +91,23 @@ class Field(_Model):
     enum_values: tuple[str, ...] | None = None
     #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
     sortable: bool = True
+    #: The column has a default that the database fills in when an insert omits it.
+    has_default: bool = False
+    #: The database numbers new rows in this column (identity, serial, AUTO_INCREMENT, SQLite's
+    #: INTEGER PRIMARY KEY): an insert may omit it.
+    is_identity: bool = False
+    #: A generated (computed) column: the database writes it, never a client.
+    is_generated: bool = False
+
+    @property
+    def writable(self) -> bool:
+        """Whether a mutation may set the column."""
+        return not self.is_generated
+
+    @property
+    def required_on_insert(self) -> bool:
+        """Whether an insert must give a value: NOT NULL without a default or identity."""
+        return not (self.nullable or self.has_default or self.is_identity or self.is_generated)
 
 
 class Relation(_Model):
@@ -153,11 +172,34 @@ class Entity(_Model):
         return None
 
 
+class FunctionArgument(_Model):
+    """A parameter of a database function, as a GraphQL argument."""
+
+    name: str
+    parameter: str
+    scalar: Scalar
+    #: False when the function gives the parameter a default.
+    required: bool = True
+
+
+class FunctionMutation(_Model):
+    """A mutation that calls a database function returning status, message, entity_key
+    (JSON object of the key of the row it wrote) and errors (JSON array)."""
+
+    name: str
+    function: str
+    db_schema: str | None = None
+    entity: str | None = None
+    arguments: tuple[FunctionArgument, ...] = ()
+    description: str | None = None
+
+
 class Schema(_Model):
     """Every entity the API serves. Serialised as the compiled ``schema.json``."""
 
     version: int = SCHEMA_FORMAT_VERSION
     entities: tuple[Entity, ...] = PydanticField(default_factory=tuple)
+    mutations: tuple[FunctionMutation, ...] = PydanticField(default_factory=tuple)
 
     def entity(self, name: str) -> Entity | None:
         for e in self.entities:

@@ -84,7 +84,14 @@ def _overlay(r: Entity, a: Entity) -> Entity:
         used.add(over.column.casefold())
         # The authored field speaks of the column as the database spells it; declared with
         # the reflected scalar, it keeps the database type the column is rendered from.
-        update: dict[str, object] = {"column": f.column}
+        # What the database writes by itself (defaults, identities, generated columns) is a
+        # fact of the column, known only to reflection.
+        update: dict[str, object] = {
+            "column": f.column,
+            "has_default": f.has_default,
+            "is_identity": f.is_identity,
+            "is_generated": f.is_generated,
+        }
         if over.scalar == f.scalar and over.db_type is None:
             update["db_type"] = f.db_type
         fields.append(over.model_copy(update=update))

@@ -4,6 +4,10 @@ Names are built from the words of a database identifier. Letters outside ASCII a
 transliterated first (``ünïcödé`` -> ``unicode``, ``Straße`` -> ``Strasse``); characters with no
 ASCII form (``日本``) separate words like spaces do. A result that would start with a digit gets a
 leading underscore (``2024_sales`` -> ``_2024Sales``), since GraphQL names may not.
+
+Singular and plural forms come from the ``inflection`` library (the Rails inflector's rules:
+``movies`` -> ``movie``, ``statuses`` -> ``status``, ``series`` and ``news`` stay as they are),
+applied to the last word of a name.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import inflection
+
 __all__ = ["ascii_fold", "camel", "pascal", "pluralize", "singularize"]
 
-_IRREGULAR_PLURALS = {"person": "people", "child": "children", "man": "men", "woman": "women"}
-_IRREGULAR_SINGULARS = {v: k for k, v in _IRREGULAR_PLURALS.items()}
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
@@ -86,35 +90,24 @@ def camel(name: str) -> str:
 
 
 def pluralize(word: str) -> str:
-    """English plural of the last word of a camel/Pascal-case name: ``album`` -> ``albums``."""
+    """English plural of the last word of a camel/Pascal/snake-case name: ``album`` ->
+    ``albums``, ``mediaType`` -> ``mediaTypes``, ``status`` -> ``statuses``."""
     head, last = _split_last(word)
-    low = last.lower()
-    if low in _IRREGULAR_PLURALS:
-        plural = _IRREGULAR_PLURALS[low]
-    elif low.endswith(("s", "x", "z", "ch", "sh")):
-        plural = low + "es"
-    elif low.endswith("y") and low[-2:-1] not in ("a", "e", "i", "o", "u"):
-        plural = low[:-1] + "ies"
-    else:
-        plural = low + "s"
-    return head + (plural[:1].upper() + plural[1:] if last[:1].isupper() else plural)
+    return head + _same_case(inflection.pluralize(last.lower()), last)
 
 
 def singularize(word: str) -> str:
-    """English singular of the last word: ``tracks`` -> ``track``."""
+    """English singular of the last word: ``tracks`` -> ``track``, ``movies`` -> ``movie``,
+    ``series`` -> ``series``."""
     head, last = _split_last(word)
-    low = last.lower()
-    if low in _IRREGULAR_SINGULARS:
-        single = _IRREGULAR_SINGULARS[low]
-    elif low.endswith("ies") and len(low) > 3:
-        single = low[:-3] + "y"
-    elif low.endswith(("sses", "xes", "zes", "ches", "shes")):
-        single = low[:-2]
-    elif low.endswith("s") and not low.endswith(("ss", "us", "is")):
-        single = low[:-1]
-    else:
-        single = low
-    return head + (single[:1].upper() + single[1:] if last[:1].isupper() else single)
+    return head + _same_case(inflection.singularize(last.lower()), last)
+
+
+def _same_case(new: str, old: str) -> str:
+    """``new`` with ``old``'s capital first letter (``Movies`` -> ``Movie``) or all capitals."""
+    if len(old) > 1 and old.isupper():
+        return new.upper()
+    return new[:1].upper() + new[1:] if old[:1].isupper() else new
 
 
 def _split_last(word: str) -> tuple[str, str]:

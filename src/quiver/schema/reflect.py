@@ -21,17 +21,19 @@ import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quiver.config.settings import TableNames
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 from quiver.runtime.hints import did_you_mean
 from quiver.schema.api_names import (
     GENERATED_TYPE_SUFFIXES,
     RESERVED_MEMBER_NAMES,
     RESERVED_TYPE_NAMES,
+    root_field_names,
 )
 from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
@@ -88,6 +90,10 @@ class CatalogColumn:
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
     sortable: bool = True
+    #: Written by the database when an insert omits it: a default, an identity, a generation.
+    has_default: bool = False
+    is_identity: bool = False
+    is_generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,12 @@ async def reflect_database(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     allow_empty: bool = False,
+    names: Mapping[str, TableNames] | None = None,
 ) -> Schema:
     """Reflect the tables and views of the database at ``url`` into a :class:`Schema`.
+
+    ``names`` (the ``names:`` section of ``quiver.yaml``) sets GraphQL names of tables, their
+    root fields and their columns' fields in place of the derived ones.
 
     ``schemas`` lists the PostgreSQL schemas to read (default ``["public"]``); MariaDB/MySQL
     and SQLite read the database the URL names. ``include`` / ``exclude`` are glob patterns
@@ -157,7 +167,7 @@ async def reflect_database(
         else:
             tables = await asyncio.to_thread(_read_sqlite, db)
     tables = _select_tables(tables, include or [], exclude or [])
-    schema = build_schema(tables, primary_schema=primary_schema)
+    schema = build_schema(tables, primary_schema=primary_schema, overrides=names)
     if not schema.entities and not allow_empty:
         where = db.redacted()
         if db.dialect == "postgresql":
@@ -224,15 +234,23 @@ def _matches(pattern: str, table: CatalogTable) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None = None) -> Schema:
+def build_schema(
+    tables: Iterable[CatalogTable],
+    *,
+    primary_schema: str | None = None,
+    overrides: Mapping[str, TableNames] | None = None,
+) -> Schema:
     """Name every table, column and foreign key of ``tables`` and return the IR.
 
     ``primary_schema`` is the PostgreSQL schema whose tables keep unprefixed names when two
-    schemas hold tables that map to the same entity name.
+    schemas hold tables that map to the same entity name. ``overrides`` are the user's names,
+    by table (see :func:`reflect_database`).
     """
     kept = sorted((t for t in tables if t.columns), key=lambda t: (t.schema or "", t.name))
-    names = _entity_names(kept, primary_schema)
     problems: list[ErrorDetail] = []
+    chosen = _chosen_names(kept, overrides or {}, problems)
+    names = _entity_names(kept, primary_schema)
+    _rename_types(names, chosen, problems)
     by_key: dict[tuple[str | None, str], CatalogTable] = {(t.schema, t.name): t for t in kept}
     # SQLite and MariaDB (on case-insensitive setups) accept foreign keys in any letter case.
     by_folded: dict[tuple[str | None, str], CatalogTable] = {
@@ -241,7 +259,7 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
 
     fields: dict[str, list[Field]] = {}
     for table in kept:
-        fields[names[table]] = _fields(table, names[table], problems)
+        fields[names[table]] = _fields(table, names[table], problems, chosen.get(table))
 
     # Resolve each foreign key to its target table; keys to tables not reflected are dropped.
     links: list[_Link] = []
@@ -281,10 +299,189 @@ def build_schema(tables: Iterable[CatalogTable], *, primary_schema: str | None =
                 description=table.description,
             )
         )
+    entities = _root_field_overrides(entities, kept, chosen, problems)
+    if problems:
+        raise ConfigError(problems)
+    _check_root_fields_free(entities, kept, chosen, problems)
     if problems:
         raise ConfigError(problems)
     entities = _unique_root_fields(entities)
+    _check_root_fields_kept(entities, chosen, problems)
+    if problems:
+        raise ConfigError(problems)
     return Schema(entities=tuple(sorted(entities, key=lambda e: e.name)))
+
+
+# The user's names (``names:`` in quiver.yaml): (its key there, the names) per table.
+_Chosen = dict[CatalogTable, tuple[str, TableNames]]
+
+
+def _chosen_names(
+    tables: Sequence[CatalogTable], overrides: Mapping[str, TableNames], problems: list[ErrorDetail]
+) -> _Chosen:
+    """Each ``names:`` key's table: a table name, or ``schema.table`` where that is ambiguous."""
+    chosen: _Chosen = {}
+    known = sorted({t.name for t in tables} | {t.qualified_name for t in tables})
+    for key, table_names in overrides.items():
+        matches = [t for t in tables if t.qualified_name == key] or [
+            t for t in tables if t.name == key
+        ]
+        if len(matches) == 1:
+            chosen[matches[0]] = (key, table_names)
+        elif matches:
+            places = ", ".join(repr(t.qualified_name) for t in matches)
+            problems.append(
+                ErrorDetail(
+                    f"{key!r} names {len(matches)} tables ({places})",
+                    f"names.{key}",
+                    "write the table as schema.table",
+                )
+            )
+        else:
+            problems.append(
+                ErrorDetail(
+                    f"no table or view {key!r} is reflected",
+                    f"names.{key}",
+                    did_you_mean(
+                        key, known, fallback="name a table that include/schemas let through"
+                    ),
+                )
+            )
+    return chosen
+
+
+def _bad_name(name: str, what: str, where: str) -> ErrorDetail | None:
+    if _GRAPHQL_NAME.fullmatch(name) and not name.startswith("__"):
+        return None
+    return ErrorDetail(
+        f"{name!r} is not a GraphQL {what} name",
+        where,
+        "use ASCII letters, digits and _, not starting with a digit or __",
+    )
+
+
+def _rename_types(
+    names: dict[CatalogTable, str], chosen: _Chosen, problems: list[ErrorDetail]
+) -> None:
+    """Give the tables the user named their type names; a clash is an error, never a rename."""
+    for table, (_, table_names) in chosen.items():
+        if table_names.type is not None:
+            names[table] = table_names.type
+    derived = {names[t] + suffix: t for t in names for suffix in GENERATED_TYPE_SUFFIXES}
+    for table, (key, table_names) in chosen.items():
+        name, where = table_names.type, f"names.{key}.type"
+        if name is None:
+            continue
+        bad = _bad_name(name, "type", where)
+        others = [t for t in names if names[t] == name and t is not table]
+        if bad is not None:
+            problems.append(bad)
+        elif name in RESERVED_TYPE_NAMES:
+            problems.append(
+                ErrorDetail(
+                    f"{name!r} is a type GraphQL or Quiver already has", where, "pick another name"
+                )
+            )
+        elif others:
+            problems.append(
+                ErrorDetail(
+                    f"type {name!r} is also the type of table {others[0].qualified_name!r}",
+                    where,
+                    f"pick another name, or name {others[0].qualified_name!r} too under names",
+                )
+            )
+        elif name in derived:
+            problems.append(
+                ErrorDetail(
+                    f"type {name!r} is a type Quiver derives for table"
+                    f" {derived[name].qualified_name!r}",
+                    where,
+                    "pick another name",
+                )
+            )
+
+
+def _root_field_overrides(
+    entities: list[Entity],
+    tables: Sequence[CatalogTable],
+    chosen: _Chosen,
+    problems: list[ErrorDetail],
+) -> list[Entity]:
+    out: list[Entity] = []
+    for entity, table in zip(entities, tables, strict=True):
+        key, table_names = chosen.get(table, ("", TableNames()))
+        update: dict[str, str] = {}
+        if table_names.plural is not None:
+            bad = _bad_name(table_names.plural, "field", f"names.{key}.plural")
+            if bad is not None:
+                problems.append(bad)
+            update["list_field"] = table_names.plural
+        if table_names.by_key is not None:
+            where = f"names.{key}.by_key"
+            bad = _bad_name(table_names.by_key, "field", where)
+            if bad is not None:
+                problems.append(bad)
+            elif entity.by_key_field is None:
+                problems.append(
+                    ErrorDetail(
+                        f"{table.qualified_name!r} has no primary key, so it has no by-key field",
+                        where,
+                        "remove by_key, or give the table a primary key",
+                    )
+                )
+            update["by_key_field"] = table_names.by_key
+        out.append(entity.model_copy(update=update) if update else entity)
+    return out
+
+
+def _check_root_fields_free(
+    entities: list[Entity],
+    tables: Sequence[CatalogTable],
+    chosen: _Chosen,
+    problems: list[ErrorDetail],
+) -> None:
+    """A root field the user named may not be one another table serves."""
+    fields = [set(root_field_names(e)) for e in entities]
+    for i, table in enumerate(tables):
+        if table not in chosen:
+            continue
+        key, table_names = chosen[table]
+        others = set().union(*(f for j, f in enumerate(fields) if j != i))
+        for option, wanted, suffixes in (
+            ("plural", table_names.plural, ("", "Connection", "Aggregate")),
+            ("by_key", table_names.by_key, ("",)),
+        ):
+            taken = [wanted + x for x in suffixes if wanted is not None and wanted + x in others]
+            if taken:
+                problems.append(
+                    ErrorDetail(
+                        f"root field {taken[0]!r} clashes with a root field of another table",
+                        f"names.{key}.{option}",
+                        "pick another name, or rename the other table's fields under names",
+                    )
+                )
+
+
+def _check_root_fields_kept(
+    entities: list[Entity], chosen: _Chosen, problems: list[ErrorDetail]
+) -> None:
+    """A root field the user named must be served under that name, or it clashes."""
+    by_source = {(e.db_schema, e.source): e for e in entities}
+    for table, (key, table_names) in chosen.items():
+        entity = by_source[(table.schema, table.name)]
+        for option, wanted, got in (
+            ("plural", table_names.plural, entity.list_field),
+            ("by_key", table_names.by_key, entity.by_key_field),
+        ):
+            if wanted is not None and got != wanted:
+                problems.append(
+                    ErrorDetail(
+                        f"root field {wanted!r} clashes with another root field (with its"
+                        " Connection and Aggregate fields)",
+                        f"names.{key}.{option}",
+                        "pick another name, or rename the other table's fields under names",
+                    )
+                )
 
 
 def _entity_names(
@@ -358,10 +555,85 @@ def _field_name(column: str) -> str:
     return _member_name(camel(column))
 
 
-def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> list[Field]:
+def _field(col: CatalogColumn, name: str, entity: str) -> Field:
+    enum_name = col.enum_name
+    if col.enum_values is not None and enum_name is None:
+        enum_name = entity + pascal(name)
+    return Field(
+        name=name,
+        column=col.name,
+        scalar=col.scalar,
+        nullable=col.nullable,
+        description=col.description,
+        db_type=col.db_type,
+        is_list=col.is_list,
+        enum_name=enum_name,
+        enum_values=col.enum_values,
+        sortable=col.sortable,
+        has_default=col.has_default,
+        is_identity=col.is_identity,
+        is_generated=col.is_generated,
+    )
+
+
+def _field_overrides(
+    table: CatalogTable, key: str, given: Mapping[str, str], problems: list[ErrorDetail]
+) -> dict[str, str]:
+    """The user's field names of ``table`` by column, each checked; bad ones are left out."""
+    columns = [c.name for c in table.columns]
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for column, name in given.items():
+        where = f"names.{key}.fields.{column}"
+        bad = _bad_name(name, "field", where)
+        if column not in columns:
+            problems.append(
+                ErrorDetail(
+                    f"table {table.qualified_name!r} has no column {column!r}",
+                    where,
+                    did_you_mean(column, columns, fallback=f"its columns: {', '.join(columns)}"),
+                )
+            )
+        elif bad is not None:
+            problems.append(bad)
+        elif name in RESERVED_MEMBER_NAMES:
+            problems.append(
+                ErrorDetail(
+                    f"{name!r} is reserved (a filter combinator or an enum keyword)",
+                    where,
+                    "pick another name",
+                )
+            )
+        elif name in seen:
+            problems.append(
+                ErrorDetail(
+                    f"field {name!r} is also the name given to column {seen[name]!r}",
+                    where,
+                    "give each column its own name",
+                )
+            )
+        else:
+            seen[name] = column
+            out[column] = name
+    return out
+
+
+def _fields(
+    table: CatalogTable,
+    entity: str,
+    problems: list[ErrorDetail],
+    chosen: tuple[str, TableNames] | None = None,
+) -> list[Field]:
     out: list[Field] = []
-    used: set[str] = set()
+    key, table_names = chosen or ("", TableNames())
+    given = _field_overrides(table, key, table_names.fields, problems)
+    used: set[str] = set(given.values())
     for col in table.columns:
+        if col.name in given:
+            name = given[col.name]
+            used.add(name)
+            out.append(_field(col, name, entity))
+            continue
         name = _field_name(col.name)
         own = _member_name(col.name)
         if name in used and _GRAPHQL_NAME.fullmatch(col.name) and own not in used:
@@ -382,23 +654,7 @@ def _fields(table: CatalogTable, entity: str, problems: list[ErrorDetail]) -> li
             )
             continue
         used.add(name)
-        enum_name = col.enum_name
-        if col.enum_values is not None and enum_name is None:
-            enum_name = entity + pascal(name)
-        out.append(
-            Field(
-                name=name,
-                column=col.name,
-                scalar=col.scalar,
-                nullable=col.nullable,
-                description=col.description,
-                db_type=col.db_type,
-                is_list=col.is_list,
-                enum_name=enum_name,
-                enum_values=col.enum_values,
-                sortable=col.sortable,
-            )
-        )
+        out.append(_field(col, name, entity))
     if not _GRAPHQL_NAME.fullmatch(entity):
         problems.append(
             ErrorDetail(
@@ -750,7 +1006,9 @@ WHERE n.nspname = ANY($1::text[])
 
 _PG_COLUMNS = """
 SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid,
-       pg_catalog.col_description(a.attrelid, a.attnum) AS description
+       pg_catalog.col_description(a.attrelid, a.attnum) AS description,
+       a.atthasdef AS has_default, a.attidentity::text AS identity,
+       a.attgenerated::text AS generated
 FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
@@ -874,6 +1132,9 @@ def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[int, bool]:
 def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> CatalogColumn:
     """A column of base type ``oid``: arrays list their element type, enums their labels,
     composite types are JSON objects."""
+    generated = bool(c["generated"])
+    has_default = bool(c["has_default"]) and not generated
+    identity = bool(c["identity"])
     row = types.get(oid)
     is_list = False
     if row is not None and row["typcategory"] == "A" and row["typelem"]:
@@ -881,7 +1142,15 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         elem, _ = _pg_base_type(row["typelem"], types)
         row = types.get(elem)
     if row is None:
-        return CatalogColumn(c["attname"], Scalar.STRING, nullable, c["description"] or None)
+        return CatalogColumn(
+            c["attname"],
+            Scalar.STRING,
+            nullable,
+            c["description"] or None,
+            has_default=has_default,
+            is_identity=identity,
+            is_generated=generated,
+        )
     type_name = str(row["typname"])
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
@@ -899,6 +1168,9 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         is_list=is_list,
         enum_values=enum_values,
         enum_name=enum_name,
+        has_default=has_default,
+        is_identity=identity,
+        is_generated=generated,
     )
 
 
@@ -935,7 +1207,8 @@ WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSION
 """
 
 _MYSQL_COLUMNS = """
-SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT
+SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT,
+       COLUMN_DEFAULT, EXTRA, IS_GENERATED
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s
 ORDER BY TABLE_NAME, ORDINAL_POSITION
 """
@@ -994,7 +1267,9 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
             column = m.group(1).replace("``", "`") if m.group(1) else m.group(2)
             json_columns.add((table, column))
     columns: dict[str, list[CatalogColumn]] = defaultdict(list)
-    for table, name, data_type, column_type, is_nullable, comment in cols:
+    for table, name, data_type, column_type, is_nullable, comment, default, extra, gen in cols:
+        # MariaDB reports no default as NULL (read here as "") and DEFAULT NULL as 'NULL'.
+        generated = gen.upper() == "ALWAYS" or "GENERATED" in extra.upper()
         columns[table].append(
             CatalogColumn(
                 name=name,
@@ -1005,6 +1280,9 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
                 description=comment or None,
                 db_type=column_type.lower(),
                 enum_values=mysql_enum_values(column_type),
+                has_default=default not in ("", "NULL") and not generated,
+                is_identity="auto_increment" in extra.lower(),
+                is_generated=generated,
             )
         )
     primary: dict[str, list[str]] = defaultdict(list)
@@ -1102,7 +1380,7 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
         without_rowid = bool(_WITHOUT_ROWID.search(sql))
         pk = pk_of[name.lower()]
         columns = []
-        for _cid, col, declared, notnull, _default, pk_pos, _hidden in info:
+        for _cid, col, declared, notnull, default, pk_pos, hidden in info:
             # PRIMARY KEY columns may hold NULL in SQLite unless the key is the rowid
             # (INTEGER PRIMARY KEY) or the table is WITHOUT ROWID.
             rowid_alias = len(pk) == 1 and pk_pos == 1 and (declared or "").upper() == "INTEGER"
@@ -1116,6 +1394,10 @@ def _read_sqlite_catalog(conn: sqlite3.Connection) -> list[CatalogTable]:
                     scalar=scalar,
                     nullable=not not_null,
                     db_type=(declared or "").strip() or None,
+                    # table_xinfo marks generated columns hidden 2 (virtual) or 3 (stored).
+                    has_default=default is not None,
+                    is_identity=rowid_alias and not is_view,
+                    is_generated=hidden in (2, 3),
                 )
             )
         foreign: list[CatalogForeignKey] = []

@@ -3,6 +3,28 @@
 ``fetch_json(text, params)`` returns the first column of the first row as UTF-8 bytes (or None),
 without decoding it: the engine splices those bytes into the HTTP response. The pools and
 connections themselves are opened by :mod:`quiver.sql.connect`.
+
+Two bounds hold on every database:
+
+* waiting for a connection: a :class:`~quiver.sql.gate.ConnectionGate` admits as many
+  statements as the pool holds, keeps ``pool_reserved`` connections for statements the caller
+  marks ``cheap`` and refuses one that waited ``pool_timeout_ms`` with
+  :class:`DatabaseBusyError`;
+* running: the database's own statement timeout (PostgreSQL ``statement_timeout``, with JIT
+  compilation off because the server cannot interrupt it; MariaDB ``max_statement_time``;
+  SQLite a progress handler), and a client-side deadline a little later that cancels the
+  statement from outside (asyncpg's cancel request, MariaDB ``KILL QUERY``, SQLite
+  ``interrupt()``) and answers :class:`StatementTimeoutError` without waiting for the server.
+
+``transaction()`` holds one connection for a unit of writes::
+
+    async with database.transaction() as tx:
+        keys = await tx.fetch_rows("INSERT ... RETURNING id", params)
+        body = await tx.fetch_json("SELECT ...", params)
+
+It commits when the block ends and rolls back when it raises, so a failed statement leaves
+nothing of the unit behind. A write refused because of its values raises
+:class:`ConstraintError` (what it broke: :class:`quiver.sql.violations.Violation`).
 """
 
 from __future__ import annotations
@@ -11,29 +33,52 @@ import asyncio
 import base64
 import datetime as dt
 import decimal
+import logging
 import math
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from quiver.runtime.errors import QuiverError
-from quiver.sql.connect import connect_sqlite, open_mysql_pool, open_postgresql_pool
+from quiver.sql.connect import (
+    connect_mysql,
+    connect_sqlite,
+    open_mysql_pool,
+    open_postgresql_pool,
+)
 from quiver.sql.dialects import Dialect, dialect_for
+from quiver.sql.gate import ConnectionGate
 from quiver.sql.url import DatabaseUrl, parse_database_url
+from quiver.sql.violations import (
+    Violation,
+    mysql_violation,
+    postgresql_violation,
+    sqlite_violation,
+)
+
+log = logging.getLogger("quiver.sql")
 
 __all__ = [
+    "ConstraintError",
     "Database",
+    "DatabaseBusyError",
     "DatabaseError",
     "ParameterError",
     "QueryTooComplexError",
+    "RaisedError",
     "StatementTimeoutError",
     "StoredValueError",
+    "Transaction",
+    "driver_params",
     "open_database",
 ]
+
+_T = TypeVar("_T")
 
 
 class DatabaseError(QuiverError):
@@ -42,6 +87,45 @@ class DatabaseError(QuiverError):
 
 class StatementTimeoutError(DatabaseError):
     """A statement ran past the configured per-statement timeout."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """No connection the statement may use came free within ``pool_timeout_ms``."""
+
+
+def _timed_out() -> StatementTimeoutError:
+    return StatementTimeoutError.one(  # type: ignore[return-value]
+        "the statement ran past its time limit", "database", "raise database.statement_timeout_ms"
+    )
+
+
+def _client_deadline(timeout_ms: int) -> float | None:
+    """Seconds after which the client cancels a statement itself: a little after the server's
+    own timeout, which reports first whenever the server can interrupt the statement."""
+    if not timeout_ms:
+        return None
+    return timeout_ms / 1000 * 1.1 + 0.1
+
+
+class _Gated:
+    """What every pool shares: the gate in front of its connections."""
+
+    gate: ConnectionGate
+
+    async def _admit(self, cheap: bool) -> None:
+        if not await self.gate.enter(cheap):
+            raise self._busy("cheap" if cheap else "expensive")
+
+    def _busy(self, kind: str) -> DatabaseBusyError:
+        gate = self.gate
+        return DatabaseBusyError.one(  # type: ignore[return-value]
+            f"every database connection a {kind} query may use stayed busy for "
+            f"{gate.wait_s:g} s ({gate.size} in the pool, {gate.reserved} kept for cheap "
+            "queries)",
+            "database",
+            "retry shortly; if it persists raise database.pool_max or "
+            "database.pool_timeout_ms, or ask for fewer rows",
+        )
 
 
 class QueryTooComplexError(DatabaseError):
@@ -55,6 +139,25 @@ class ParameterError(DatabaseError):
 class StoredValueError(DatabaseError):
     """A stored value the field's GraphQL type cannot carry (SQLite lets any column hold
     any value): its message names the value and the fix, and may be shown to clients."""
+
+
+class ConstraintError(DatabaseError):
+    """A write refused because of the values written: a unique, foreign key, NOT NULL or CHECK
+    constraint, or a value the column's type cannot hold. ``violation`` says which."""
+
+    violation: Violation = Violation("value", "")
+
+    @classmethod
+    def of(cls, violation: Violation) -> ConstraintError:
+        err = cls.one(violation.message, "database")
+        assert isinstance(err, ConstraintError)
+        err.violation = violation
+        return err
+
+
+class RaisedError(DatabaseError):
+    """SQL code refused the statement on purpose (PostgreSQL ``RAISE EXCEPTION``, MariaDB
+    ``SIGNAL``): its message is written for the client."""
 
 
 #: What the last SQL function that refused a value said, per thread (SQLite drops the text
@@ -71,25 +174,56 @@ def _not_int(value: object) -> None:
     raise ValueError(_refused.message)
 
 
+class Transaction(Protocol):
+    """Statements on the one connection of an open transaction."""
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None: ...
+
+
 class Database(Protocol):
     dialect: Dialect
+    gate: ConnectionGate
 
-    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None: ...
+    async def fetch_json(
+        self, text: str, params: Sequence[Any], *, cheap: bool = False
+    ) -> bytes | None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
 
 
+def _json_bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else str(value).encode()
+
+
 async def open_database(
-    url: str, *, pool_min: int = 1, pool_max: int = 10, statement_timeout_ms: int = 30_000
+    url: str,
+    *,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    statement_timeout_ms: int = 30_000,
+    pool_timeout_ms: int = 5_000,
+    pool_reserved: int = 0,
 ) -> Database:
     """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
-    credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`)."""
+    credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`).
+
+    At most ``pool_max`` statements run at once; ``pool_reserved`` of the connections are kept
+    for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
+    connection raises :class:`DatabaseBusyError`.
+    """
     parsed = parse_database_url(url)
+    gate = ConnectionGate(pool_max, pool_reserved, pool_timeout_ms / 1000)
     if parsed.dialect == "postgresql":
-        return await _Postgres.open(parsed, pool_min, pool_max, statement_timeout_ms)
+        return await _Postgres.open(parsed, pool_min, gate, statement_timeout_ms)
     if parsed.dialect == "mysql":
-        return await _MySQL.open(parsed, pool_min, pool_max, statement_timeout_ms)
-    return await _Sqlite.open(parsed, pool_max, statement_timeout_ms)
+        return await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
+    return await _Sqlite.open(parsed, gate, statement_timeout_ms)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -98,15 +232,19 @@ async def _keep_session(conn: Any) -> None:
     del conn
 
 
-class _Postgres:
+class _Postgres(_Gated):
     dialect = dialect_for("postgresql")
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, gate: ConnectionGate, timeout_ms: int) -> None:
         self.pool = pool
+        self.gate = gate
+        self.deadline_s = _client_deadline(timeout_ms)
+        #: Releases of connections whose statement was cancelled, still under way.
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
-        cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int
+        cls, url: DatabaseUrl, pool_min: int, gate: ConnectionGate, timeout_ms: int
     ) -> _Postgres:
         async def init(conn: Any) -> None:
             # JSON arrives as raw bytes: no decoding, the engine passes it through.
@@ -121,45 +259,163 @@ class _Postgres:
         pool = await open_postgresql_pool(
             url,
             min_size=pool_min,
-            max_size=pool_max,
+            max_size=gate.size,
             init=init,
             reset=_keep_session,
-            server_settings={"statement_timeout": str(timeout_ms)},
+            # JIT compilation cannot be interrupted: with it, a statement with a large filter
+            # ran many times past statement_timeout while the server compiled it.
+            server_settings={"statement_timeout": str(timeout_ms), "jit": "off"},
         )
-        return cls(pool)
+        return cls(pool, gate, timeout_ms)
 
-    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+    async def fetch_json(
+        self, text: str, params: Sequence[Any], *, cheap: bool = False
+    ) -> bytes | None:
         import asyncpg
 
+        await self._admit(cheap)
         try:
-            value = await self.pool.fetchval(text, *[_pg_param(p) for p in params])
-        except asyncpg.QueryCanceledError as exc:
-            raise StatementTimeoutError.one(
-                f"the statement was cancelled: {exc}",
-                "database",
-                "raise database.statement_timeout_ms",
-            ) from None
-        except asyncpg.CharacterNotInRepertoireError as exc:
-            raise ParameterError.one(str(exc), "database") from None
-        except asyncpg.NumericValueOutOfRangeError:
-            raise QueryTooComplexError.one(
-                "a sum or average overflowed the database's numbers",
-                "database",
-                "aggregate fewer rows, or cast the column to numeric in a view",
-            ) from None
-        except asyncpg.PostgresError as exc:
-            raise DatabaseError.one(str(exc), "database") from exc
-        except (asyncpg.DataError, OverflowError, UnicodeError) as exc:
-            raise ParameterError.one(str(exc), "parameter") from None
+            conn = await self.pool.acquire(timeout=self.gate.wait_s)
+        except BaseException as exc:
+            self.gate.leave()
+            if isinstance(exc, TimeoutError):
+                raise self._busy("cheap" if cheap else "expensive") from None
+            if isinstance(exc, asyncpg.PostgresError | OSError):
+                raise DatabaseError.one(str(exc), "database") from exc
+            raise
+        try:
+            value = await conn.fetchval(
+                text, *[_pg_param(p) for p in params], timeout=self.deadline_s
+            )
+        except TimeoutError:
+            # asyncpg has asked the server to cancel the statement: answer now, and hand the
+            # connection (and its slot) back once the server has let go of it.
+            self._release_later(conn)
+            conn = None
+            raise _timed_out() from None
+        except Exception as exc:
+            mapped = _pg_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        finally:
+            if conn is not None:
+                try:
+                    await self.pool.release(conn)
+                finally:
+                    self.gate.leave()
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
+
+    def _release_later(self, conn: Any) -> None:
+        async def release() -> None:
+            try:
+                await self.pool.release(conn, timeout=_RELEASE_TIMEOUT_S)
+            finally:
+                self.gate.leave()
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        await self._admit(False)
+        try:
+            try:
+                conn = await self.pool.acquire(timeout=self.gate.wait_s)
+            except TimeoutError:
+                raise self._busy("expensive") from None
+            except Exception as exc:
+                raise _pg_error(exc) from exc
+            try:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    yield _PostgresTransaction(conn)
+                except BaseException:
+                    await tx.rollback()
+                    raise
+                try:
+                    await tx.commit()
+                except Exception as exc:
+                    raise _pg_error(exc, writing=True) from exc
+            finally:
+                await self.pool.release(conn)
+        finally:
+            self.gate.leave()
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        if self._releasing:
+            await asyncio.wait(self._releasing, timeout=_RELEASE_TIMEOUT_S)
         await self.pool.close()
+
+
+def driver_params(dialect: str, params: Sequence[Any]) -> list[Any]:
+    """``params`` as the dialect's drivers take them (aware datetimes in UTC, SQLite's text
+    dates and times, ...), for statements run outside :class:`Database`."""
+    convert = {"postgresql": _pg_param, "mysql": _mysql_param, "sqlite": _sqlite_param}[dialect]
+    return [convert(p) for p in params]
+
+
+#: Seconds a cancelled statement's connection may take to come back before it is closed.
+_RELEASE_TIMEOUT_S = 30.0
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            rows = await self.conn.fetch(text, *[_pg_param(p) for p in params])
+        except Exception as exc:
+            raise _pg_error(exc, writing=True) from exc
+        return [tuple(r) for r in rows]
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        try:
+            value = await self.conn.fetchval(text, *[_pg_param(p) for p in params])
+        except Exception as exc:
+            raise _pg_error(exc, writing=True) from exc
+        return _json_bytes(value)
+
+
+def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
+    """An asyncpg failure as the DatabaseError it means (anything else unchanged). While
+    ``writing``, a number out of its column's range is the value's fault, not the query's."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return StatementTimeoutError.one(
+            f"the statement was cancelled: {exc}",
+            "database",
+            "raise database.statement_timeout_ms",
+        )
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
+        return ParameterError.one(str(exc), "database")
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing:
+        return QueryTooComplexError.one(
+            "a sum or average overflowed the database's numbers",
+            "database",
+            "aggregate fewer rows, or cast the column to numeric in a view",
+        )
+    if isinstance(exc, asyncpg.RaiseError):
+        return RaisedError.one(str(getattr(exc, "message", "") or exc), "database")
+    if isinstance(exc, asyncpg.PostgresError):
+        violation = postgresql_violation(exc)
+        if violation is not None:
+            return ConstraintError.of(violation)
+        return DatabaseError.one(str(exc), "database")
+    if isinstance(exc, asyncpg.DataError | OverflowError | UnicodeError):
+        if writing:
+            return ConstraintError.of(Violation("value", str(exc)))
+        return ParameterError.one(str(exc), "parameter")
+    return exc
 
 
 def _pg_param(v: Any) -> Any:
@@ -181,43 +437,99 @@ def _mysql_param(v: Any) -> Any:
     return v
 
 
-class _MySQL:
+class _MySQL(_Gated):
     dialect = dialect_for("mysql")
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> None:
         self.pool = pool
+        self.url = url
+        self.gate = gate
+        self.deadline_s = _client_deadline(timeout_ms)
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, pool_min: int, pool_max: int, timeout_ms: int) -> _MySQL:
+    async def open(
+        cls, url: DatabaseUrl, pool_min: int, gate: ConnectionGate, timeout_ms: int
+    ) -> _MySQL:
         init = list(cls.dialect.extra_session_sql)
         init.append("SET SESSION time_zone = '+00:00'")
         if timeout_ms:
             init.append(f"SET SESSION max_statement_time = {timeout_ms / 1000:.3f}")
-        pool = await open_mysql_pool(url, min_size=pool_min, max_size=pool_max, session_sql=init)
-        return cls(pool)
+        pool = await open_mysql_pool(url, min_size=pool_min, max_size=gate.size, session_sql=init)
+        return cls(pool, url, gate, timeout_ms)
 
-    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+    async def fetch_json(
+        self, text: str, params: Sequence[Any], *, cheap: bool = False
+    ) -> bytes | None:
         from asyncmy.errors import MySQLError
 
+        await self._admit(cheap)
         try:
-            async with self.pool.acquire() as conn, conn.cursor() as cur:
-                await cur.execute(text, [_mysql_param(p) for p in params])
-                row = await cur.fetchone()
+            async with self.pool.acquire() as conn:
+                kill: list[asyncio.Task[None]] = []
+                timer = None
+                if self.deadline_s is not None:
+                    timer = asyncio.get_running_loop().call_later(
+                        self.deadline_s, self._kill_soon, conn.thread_id(), kill
+                    )
+                try:
+                    async with conn.cursor() as cur:
+                        await cur.execute(text, [_mysql_param(p) for p in params])
+                        row = await cur.fetchone()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    if kill:  # never let the KILL reach the connection's next statement
+                        await asyncio.wait(kill)
         except MySQLError as exc:
             code = exc.args[0] if exc.args else 0
-            if code in (1969, 3024):  # max_statement_time / max_execution_time exceeded
-                raise StatementTimeoutError.one(
-                    "the statement ran past its time limit",
-                    "database",
-                    "raise database.statement_timeout_ms",
-                ) from None
-            raise DatabaseError.one(str(exc), "database") from exc
+            # max_statement_time / max_execution_time exceeded, or our KILL QUERY
+            if code in (1969, 3024, 1317):
+                raise _timed_out() from None
+            raise _mysql_error(exc) from exc
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
+        finally:
+            self.gate.leave()
         if row is None or row[0] is None:
             return None
         value = row[0]
         return value if isinstance(value, bytes) else str(value).encode()
+
+    def _kill_soon(self, thread_id: int, tasks: list[asyncio.Task[None]]) -> None:
+        """The client-side deadline passed: stop the statement from another connection."""
+        tasks.append(asyncio.get_running_loop().create_task(self._kill_query(thread_id)))
+
+    async def _kill_query(self, thread_id: int) -> None:
+        try:
+            conn = await connect_mysql(self.url, autocommit=True)
+        except QuiverError as exc:
+            log.warning("could not cancel a statement past its deadline: %s", exc)
+            return
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(f"KILL QUERY {int(thread_id)}")
+        except Exception as exc:  # the statement may have ended meanwhile
+            log.debug("KILL QUERY %d: %s", thread_id, exc)
+        finally:
+            conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        await self._admit(False)
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.begin()
+                try:
+                    yield _MySQLTransaction(conn)
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                try:
+                    await conn.commit()
+                except Exception as exc:
+                    raise _mysql_error(exc, writing=True) from exc
+        finally:
+            self.gate.leave()
 
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", ())
@@ -225,6 +537,47 @@ class _MySQL:
     async def close(self) -> None:
         self.pool.close()
         await self.pool.wait_closed()
+
+
+class _MySQLTransaction:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            async with self.conn.cursor() as cur:
+                await cur.execute(text, [_mysql_param(p) for p in params])
+                rows = await cur.fetchall()
+        except Exception as exc:
+            raise _mysql_error(exc, writing=True) from exc
+        return [tuple(r) for r in rows or ()]
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        rows = await self.fetch_rows(text, params)
+        return _json_bytes(rows[0][0]) if rows else None
+
+
+def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
+    """An asyncmy failure as the DatabaseError it means (anything else unchanged)."""
+    from asyncmy.errors import MySQLError
+
+    if isinstance(exc, MySQLError):
+        code = exc.args[0] if exc.args else 0
+        if code in (1969, 3024):  # max_statement_time / max_execution_time exceeded
+            return StatementTimeoutError.one(
+                "the statement ran past its time limit",
+                "database",
+                "raise database.statement_timeout_ms",
+            )
+        if code == 1644:  # SIGNAL SQLSTATE '45000'
+            return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
+        violation = mysql_violation(exc) if writing else None
+        if violation is not None:
+            return ConstraintError.of(violation)
+        return DatabaseError.one(str(exc), "database")
+    if isinstance(exc, UnicodeError | OverflowError):
+        return ParameterError.one(str(exc), "parameter")
+    return exc
 
 
 def _sqlite_param(v: Any) -> Any:
@@ -241,6 +594,23 @@ def _sqlite_param(v: Any) -> Any:
     if isinstance(v, list):
         return [_sqlite_param(x) for x in v]
     return v
+
+
+def _sqlite_params(params: Sequence[Any]) -> list[Any]:
+    return [_sqlite_param(p) for p in params]
+
+
+class _SqliteTransaction:
+    def __init__(self, db: _Sqlite) -> None:
+        self.db = db
+
+    async def fetch_rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.db.writer, self.db._rows, text, params)
+
+    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.db.writer, self.db._run, text, params)
 
 
 def _lower(value: str | None) -> str | None:
@@ -265,22 +635,28 @@ def _base64(value: bytes | str | float | None) -> str | None:
     return base64.b64encode(raw).decode("ascii")
 
 
-class _Sqlite:
+class _Sqlite(_Gated):
     """SQLite in worker threads, one connection per thread, read-only by default."""
 
     dialect = dialect_for("sqlite")
 
-    def __init__(self, url: DatabaseUrl, threads: int, timeout_ms: int) -> None:
+    def __init__(self, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> None:
         self.url = url
+        self.gate = gate
+        threads = gate.size
         self.timeout_ms = timeout_ms
         self.local = threading.local()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="quiver-sqlite")
         self.connections: list[sqlite3.Connection] = []
         self.lock = threading.Lock()
+        self.deadline_s = _client_deadline(timeout_ms)
+        #: Transactions run on this one thread, one at a time.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiver-sqlite-write")
+        self.write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: DatabaseUrl, threads: int, timeout_ms: int) -> _Sqlite:
-        db = cls(url, max(1, threads), timeout_ms)
+    async def open(cls, url: DatabaseUrl, gate: ConnectionGate, timeout_ms: int) -> _Sqlite:
+        db = cls(url, gate, timeout_ms)
         try:
             await db.ping()
         except QuiverError:
@@ -306,13 +682,46 @@ class _Sqlite:
                 self.connections.append(conn)
         return conn
 
-    def _run(self, text: str, params: Sequence[Any]) -> bytes | None:
+    def _run(
+        self,
+        text: str,
+        params: Sequence[Any],
+        running: list[sqlite3.Connection] | None = None,
+    ) -> bytes | None:
+        row = self._guarded(
+            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running
+        )
+        if row is None or row[0] is None:
+            return None
+        value = row[0]
+        return value.encode() if isinstance(value, str) else str(value).encode()
+
+    def _rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        rows = self._guarded(lambda conn: conn.execute(text, _sqlite_params(params)).fetchall())
+        return [tuple(r) for r in rows]
+
+    def _guarded(
+        self,
+        work: Callable[[sqlite3.Connection], _T],
+        running: list[sqlite3.Connection] | None = None,
+    ) -> _T:
+        """``work`` on this thread's connection, within the time limit, its failures typed;
+        the connection goes into ``running`` so that a late statement can be interrupted."""
         conn = self._connection()
+        if running is not None:
+            running.append(conn)
         deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
         if deadline is not None:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
-            row = conn.execute(text, [_sqlite_param(p) for p in params]).fetchone()
+            return work(conn)
+        except sqlite3.IntegrityError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_TRIGGER":
+                raise RaisedError.one(str(exc), "database") from None  # RAISE(ABORT, ...)
+            violation = sqlite_violation(exc)
+            if violation is None:
+                raise DatabaseError.one(str(exc), "database") from exc
+            raise ConstraintError.of(violation) from None
         except sqlite3.OperationalError as exc:
             refused = getattr(_refused, "message", None)
             if refused is not None and "user-defined function" in str(exc):
@@ -347,20 +756,64 @@ class _Sqlite:
         finally:
             if deadline is not None:
                 conn.set_progress_handler(None, 0)
-        if row is None or row[0] is None:
-            return None
-        value = row[0]
-        return value.encode() if isinstance(value, str) else str(value).encode()
 
-    async def fetch_json(self, text: str, params: Sequence[Any]) -> bytes | None:
+    async def fetch_json(
+        self, text: str, params: Sequence[Any], *, cheap: bool = False
+    ) -> bytes | None:
+        await self._admit(cheap)
+        running: list[sqlite3.Connection] = []
+        try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self.executor, self._run, text, params, running
+            )
+        except BaseException:
+            self.gate.leave()
+            raise
+        work.add_done_callback(self._done)
+        if self.deadline_s is None:
+            return await asyncio.shield(work)
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), self.deadline_s)
+        except TimeoutError:
+            # The progress handler did not stop it (a long sort, a slow function): interrupt
+            # it and answer now; the thread's slot comes back when the statement ends.
+            for conn in running:
+                conn.interrupt()
+            raise _timed_out() from None
+
+    def _done(self, work: asyncio.Future[bytes | None]) -> None:
+        self.gate.leave()
+        if not work.cancelled():
+            work.exception()  # retrieved: a statement nobody awaits any more is not an error
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """SQLite has one writer: transactions take turns on one thread and its connection,
+        which holds the write lock from BEGIN IMMEDIATE to the end."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._run, text, params)
+
+        def run(statement: str) -> None:
+            self._guarded(lambda conn: conn.execute(statement))
+
+        async with self.write_lock:
+            await loop.run_in_executor(self.writer, run, "BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(self)
+            except BaseException:
+                await loop.run_in_executor(self.writer, run, "ROLLBACK")
+                raise
+            try:
+                await loop.run_in_executor(self.writer, run, "COMMIT")
+            except BaseException:
+                await loop.run_in_executor(self.writer, run, "ROLLBACK")
+                raise
 
     async def ping(self) -> None:
         await self.fetch_json("SELECT 1", ())
 
     async def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.writer.shutdown(wait=True)
         with self.lock:
             for conn in self.connections:
                 conn.close()

@@ -33,7 +33,7 @@ def test_python_row_function_maps_splits_drops_and_rejects(run_ctx: RunContext) 
     assert [(r["id"], r["run"]) for r in rows_of(out)] == [(1, "x"), (3, "a"), (3, "b")]
     assert out.batch is not None and out.batch.column(LINE_COLUMN).to_pylist() == [2, 4, 4]
     (e,) = out.errors
-    assert (e.line, e.reason) == (5, "ValueError: bad id")
+    assert (e.line, e.reason, e.kind) == (5, "ValueError: bad id", "script")
 
 
 def test_python_batch_function_gets_and_returns_arrow(run_ctx: RunContext) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 import subprocess
@@ -13,9 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sinks.csv import CsvSink
+from quiver.pipeline.sinks.csv import CsvSink, CsvSinkConfig, _Serializer
 from quiver.pipeline.sources.csv import CsvSource
 from quiver.runtime.errors import PermanentError
 
@@ -171,3 +174,118 @@ def test_a_huge_batch_is_serialised_in_slices(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(csv_sink, "_SLICE_BYTES", 100)
     sliced = csv_sink.serialize_csv(batch, csv_sink.CsvSinkConfig.model_validate({"path": "x"}))
     assert sliced == whole and whole.count("\n") == 50
+
+
+# -- Arrow's CSV writer for quoting all / none -------------------------------------------------
+
+_TRICKY = ["", " ", "plain", 'a "quoted" word', "a,b", "a;b", "a\tb", "a|b", "NULL", "\\N"]
+_TRICKY += ["line\nbreak", "cr\rlf\r\n", '"', "é ü 漢字", "trailing\\"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.none(), st.sampled_from(_TRICKY), st.text()), max_size=12),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    quoting=st.sampled_from(["all", "none"]),
+    terminator=st.sampled_from(["\n", "\r\n", "\r"]),
+    null_string=st.sampled_from(["", "NULL", "\\N"]),
+)
+def test_arrow_writer_writes_what_the_column_wise_path_writes(
+    texts: list[str | None], delimiter: str, quoting: str, terminator: str, null_string: str
+) -> None:
+    """With ``quoting: all`` or ``none``, Arrow's CSV writer does the quoting and joining; its
+    bytes equal those of the column-wise path, and it refuses the same values the same way."""
+    n = len(texts)
+    batch = pa.record_batch(
+        {
+            "text": pa.array(texts, pa.string()),
+            "id": pa.array([i if i % 3 else None for i in range(n)], pa.int64()),
+            "price": pa.array([i / 7 for i in range(n)], pa.float64()),
+            "day": pa.array([dt.date(2024, 1, 1 + i % 28) for i in range(n)], pa.date32()),
+            "tags": pa.array([["x", "y,z"] if i % 2 else None for i in range(n)]),
+            LINE_COLUMN: pa.array(range(2, n + 2), pa.int64()),
+        }
+    )
+    cfg = CsvSinkConfig(
+        path="x.csv",
+        delimiter=delimiter,
+        quoting=quoting,
+        line_terminator=terminator,
+        null_string=null_string,
+    )
+    arrow = _Serializer(cfg)
+    assert arrow.arrow_options is not None
+    column_wise = _Serializer(cfg, arrow_writer=False)
+    try:
+        expected = column_wise.rows(batch)
+    except PermanentError as exc:
+        with pytest.raises(PermanentError) as caught:
+            arrow.rows(batch)
+        assert caught.value.details == exc.details
+        return
+    assert arrow.rows(batch) == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"quoting": "minimal"},
+        {"quoting": "all", "quote": "'"},
+        {"quoting": "all", "delimiter": "||"},
+        {"quoting": "all", "delimiter": "§"},
+        {"quoting": "none", "escape": "\\"},
+        {"quoting": "all", "escape": "\\"},
+        {"quoting": "all", "null_string": '"null"'},
+    ],
+)
+def test_options_arrow_cannot_write_keep_the_column_wise_path(options: dict[str, Any]) -> None:
+    assert _Serializer(CsvSinkConfig(path="x.csv", **options)).arrow_options is None
+
+
+def test_no_quoting_through_arrow_names_the_line_of_a_value_that_needs_quotes() -> None:
+    batch = pa.record_batch(
+        {"id": [1, 2], "text": ["fine", "not, fine"], LINE_COLUMN: pa.array([7, 8], pa.int64())}
+    )
+    serializer = _Serializer(CsvSinkConfig(path="x.csv", quoting="none"))
+    assert serializer.arrow_options is not None
+    with pytest.raises(PermanentError) as caught:
+        serializer.rows(batch)
+    assert caught.value.details[0].where == "row from line 8"
+    assert "'not, fine'" in caught.value.details[0].message
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.none(), st.sampled_from(_TRICKY), st.text()), max_size=12),
+    start=st.integers(0, 3),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    quote=st.sampled_from(['"', "'"]),
+    null_string=st.sampled_from(["", "NULL", "\\N"]),
+)
+def test_minimal_quoting_finds_by_bytes_the_values_the_pattern_finds(
+    texts: list[str | None], start: int, delimiter: str, quote: str, null_string: str
+) -> None:
+    """The scan of the text buffer quotes exactly the values that hold a structural character
+    or equal the empty or the null string, in a sliced array too."""
+    cfg = CsvSinkConfig(path="x.csv", delimiter=delimiter, quote=quote, null_string=null_string)
+    serializer = _Serializer(cfg)
+    values = pa.array(["x"] * start + texts, pa.string()).slice(start)
+    found = serializer._rows_needing_quotes(values)
+    assert found is not None
+    expected = [
+        v is not None
+        and (v in ("", null_string) or any(c in v for c in (delimiter, quote, "\r", "\n")))
+        for v in texts
+    ]
+    valid = [v is not None for v in texts]
+    assert [bool(f) for f, ok in zip(found, valid, strict=True) if ok] == [
+        e for e, ok in zip(expected, valid, strict=True) if ok
+    ]
+    quoted = serializer.field(values, "text", None).to_pylist()
+    for value, text, needs in zip(texts, quoted, expected, strict=True):
+        if value is None:
+            assert text == null_string
+        elif needs:
+            assert text == quote + value.replace(quote, quote * 2) + quote
+        else:
+            assert text == value

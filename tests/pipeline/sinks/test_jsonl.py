@@ -38,7 +38,7 @@ async def test_sink_writes_json_types_and_drops_the_line_column(
     assert [json.loads(line) for line in lines] == [
         {
             "id": 1,
-            "price": "1.10",
+            "price": "1.1",
             "day": "2024-01-02",
             "at": "2024-01-02T03:04:05",
             "tags": ["a", "b"],

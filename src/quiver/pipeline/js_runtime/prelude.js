@@ -379,7 +379,73 @@
       return isNaN(v) ? null : v;
     }
     if (typeof v === "bigint") return v.toString();
+    if (v !== null && typeof v === "object") this.objects = true;
     return v;
+  };
+
+  // Rows whose values cannot leave V8 — an object that refers to itself ("Converting circular
+  // structure to JSON"), a BigInt inside an object, a string holding half of a surrogate pair
+  // ("\uD800", which UTF-8 cannot write) — are taken out of every collector and rejected with
+  // their line, like any other row error, instead of failing the whole batch. Only columns the
+  // script changed are looked at; objects only when a row stored one.
+  function dropUnwritableRows(collectors, input, errors) {
+    var bad = Object.create(null), count = 0;
+    for (var p = 0; p < collectors.length; p++) {
+      var c = collectors[p];
+      for (var j = 0; j < c.cols.length; j++) {
+        if (c.same[j] && c.n > 0) continue;     // the input's own values
+        var col = c.cols[j], n = c.n;
+        var strings = col.join("\n");          // "\n" keeps halves of values from pairing
+        var broken = !strings.isWellFormed();
+        if (!broken && c.objects !== true) continue;
+        for (var k = 0; k < n; k++) {
+          var v = col[k], why = null;
+          if (typeof v === "string") {
+            if (broken && !v.isWellFormed()) why = "holds a lone UTF-16 surrogate (half of a \\uD800-\\uDFFF pair), which UTF-8 cannot write";
+          } else if (v !== null && typeof v === "object") {
+            try {
+              var text = JSON.stringify(v);
+              if (text !== undefined && !text.isWellFormed()) why = "holds a lone UTF-16 surrogate, which UTF-8 cannot write";
+            } catch (e) {
+              why = "cannot be written: " + messageOf(e).split("\n")[0];
+            }
+          }
+          if (why !== null) {
+            var at = c.idx[k];
+            if (bad[at] === undefined) {
+              bad[at] = ["output field '" + c.names[j] + "' " + why, c.names[j]];
+              count++;
+            }
+          }
+        }
+      }
+    }
+    if (count === 0) return false;
+    for (var q = 0; q < collectors.length; q++) collectors[q].dropRows(bad);
+    var lines = input.lines;
+    for (var key in bad) {
+      var i = +key;
+      errors.push({ i: i, line: lines === null ? null : lines[i], message: bad[key][0], where: "",
+        kind: "script", field: bad[key][1], row: rowBuilder(input.names, input.kinds)(input.cols, i) });
+    }
+    errors.sort(function (a, b) { return a.i - b.i; });
+    return true;
+  }
+
+  Collector.prototype.dropRows = function (bad) {
+    var keep = [];
+    for (var k = 0; k < this.n; k++) if (bad[this.idx[k]] === undefined) keep.push(k);
+    if (keep.length === this.n) return;
+    for (var c = 0; c < this.cols.length; c++) {
+      var col = this.cols[c], kept = new Array(keep.length);
+      for (var m = 0; m < keep.length; m++) kept[m] = col[keep[m]];
+      this.cols[c] = kept;
+    }
+    var idx = new Array(keep.length);
+    for (var r = 0; r < keep.length; r++) idx[r] = this.idx[keep[r]];
+    this.idx = idx;
+    this.n = keep.length;
+    this.identity = false;
   };
 
   // Copies the values of a row with the keys `keys` into the output columns `map`: code made
@@ -540,132 +606,184 @@
     return b;
   }
 
-  // ---------------------------------------------------------------- the two script styles
+
+  // ---------------------------------------------------------------- process(context) rows
+
+  // The row a process(context) script is handling, read by the context's functions. They
+  // and the prototypes below are made once, so every row's context has the same shape.
+  var pInput = null, pBuild = null, pCols = null, pAt = 0, pIndex = null, pKinds = null;
+  var pSets = null, pRemoved = null, pSent = null, pCopies = null, pVErrors = null;
+  var pMeta = null, pSchema = null;
+
+  // The input row's values are read from the columns; an object of them is built only where
+  // one is handed out (context.input.current(), routes, rejects).
+  function inputValue(name) {
+    var j = pIndex[name];
+    if (j === undefined) return undefined;
+    var v = pCols[j][pAt];
+    return v !== null && pKinds[j] === "ts" ? new Date(v) : v;
+  }
+
+  function outputValue(name) {
+    if (pRemoved !== null && pRemoved[name] === true) return null;
+    if (pSets !== null && name in pSets) return pSets[name];
+    return inputValue(name);
+  }
+
+  var INPUT_PART = {
+    current: function () { return pBuild(pCols, pAt); },   // a copy, as FlowEngine's
+    schema: function () {
+      if (pSchema === null) {
+        var fs = [];
+        for (var j = 0; j < pInput.names.length; j++) {
+          fs.push({ Name: pInput.names[j], Type: pInput.types[j], IsNullable: true, Index: j });
+        }
+        pSchema = JSON.stringify({ Fields: fs, FieldCount: fs.length });
+      }
+      return JSON.parse(pSchema);
+    },
+    getValue: function (name) { var v = inputValue(name); return v === undefined ? null : v; },
+  };
+  var OUTPUT_PART = {
+    setField: function (name, value) {
+      if (outIndex !== null && outIndex[name] !== true) {
+        throw new UserError("Field '" + name + "' not found in output schema (declared: "
+          + outFields.map(function (f) { return f.name; }).join(", ") + ")");
+      }
+      if (pSets === null) pSets = Object.create(null);
+      pSets[name] = value;
+      if (pRemoved !== null) delete pRemoved[name];
+    },
+    removeField: function (name) {
+      if (pRemoved === null) pRemoved = Object.create(null);
+      pRemoved[name] = true;
+      if (pSets !== null) delete pSets[name];
+    },
+    addMetadata: function (key, value) {
+      if (pMeta === null) pMeta = Object.create(null);
+      pMeta[String(key)] = typeof value === "string" ? value : JSON.stringify(value);
+    },
+  };
+  var VALIDATE_PART = {
+    required: function (fields) {
+      var list = Array.isArray(fields) ? fields : Array.prototype.slice.call(arguments);
+      var ok = true;
+      for (var k = 0; k < list.length; k++) {
+        if (isBlank(inputValue(list[k]))) {
+          ok = false;
+          pVErrors.push("required field '" + list[k] + "' is missing");
+        }
+      }
+      return ok;
+    },
+    businessRule: function (rule, message) {
+      var ok;
+      if (typeof rule === "boolean") ok = rule;
+      else if (typeof rule === "function") ok = !!rule(pBuild(pCols, pAt));
+      else if (typeof rule === "string") {
+        var fn = ruleCache[rule];
+        if (fn === undefined) {
+          try {
+            fn = new Function("__row", "with (__row) { return (" + rule + "\n); }");
+          } catch (e) {
+            throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
+          }
+          ruleCache[rule] = fn;
+        }
+        try {
+          ok = !!fn(pBuild(pCols, pAt));
+        } catch (e) {
+          throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
+        }
+      } else {
+        throw new UserError("businessRule expects an expression string, a boolean or a function");
+      }
+      if (!ok) pVErrors.push(message ? String(message) : "business rule failed: " + rule);
+      return ok;
+    },
+    custom: function (fn, message) {
+      if (typeof fn !== "function") throw new UserError("validate.custom expects a function");
+      var r = fn(pBuild(pCols, pAt));
+      if (typeof r === "string") {
+        pVErrors.push(r);
+        return false;
+      }
+      if (!r) pVErrors.push(message ? String(message) : "custom validation failed");
+      return !!r;
+    },
+    errors: function () { return pVErrors.slice(); },
+  };
+  var ROUTE_PART = {
+    send: function (name) { checkRoute(name); (pSent || (pSent = [])).push(String(name)); },
+    sendCopy: function (name) { checkRoute(name); (pCopies || (pCopies = [])).push(String(name)); },
+  };
+  var UTILS_PART = {
+    now: function () { return new Date(); }, newGuid: newGuid, log: log, formatDate: formatDate,
+  };
+
+  // FlowEngine gives each row a context of its own: a script that assigns to it or its parts
+  // (context.output = null, context.seen = true, a replaced utils.now) changes its own row
+  // only, whatever the batch boundaries. Each part is a new empty object over a shared
+  // prototype, so a row's context costs a few small allocations of one shape.
+  function InputPart() {}
+  InputPart.prototype = INPUT_PART;
+  function OutputPart() {}
+  OutputPart.prototype = OUTPUT_PART;
+  function ValidatePart() {}
+  ValidatePart.prototype = VALIDATE_PART;
+  function RoutePart() {}
+  RoutePart.prototype = ROUTE_PART;
+  function UtilsPart() {}
+  UtilsPart.prototype = UTILS_PART;
+  function RowContext() {
+    this.input = new InputPart();
+    this.output = new OutputPart();
+    this.validate = new ValidatePart();
+    this.route = new RoutePart();
+    this.utils = new UtilsPart();
+    this.variables = opts.variables;
+    this.lookups = opts.lookups;
+  }
+
+  var indexCache = Object.create(null);
 
   function runProcessStyle(input, out, routes, errors) {
     var build = rowBuilder(input.names, input.kinds);
-    var cols = input.cols, lines = input.lines;
-    var cur = null, line = null;
-    var sets = null, removed = null, sent = null, copies = null, vErrors = null, meta = null;
-    var schemaObj = null;
-
-    var context = {
-      input: {
-        current: function () { return cur; },
-        schema: function () {
-          if (schemaObj === null) {
-            var fs = [];
-            for (var j = 0; j < input.names.length; j++) {
-              fs.push({ Name: input.names[j], Type: input.types[j], IsNullable: true, Index: j });
-            }
-            schemaObj = { Fields: fs, FieldCount: fs.length };
-          }
-          return schemaObj;
-        },
-        getValue: function (name) { return cur[name] === undefined ? null : cur[name]; },
-      },
-      output: {
-        setField: function (name, value) {
-          if (outIndex !== null && outIndex[name] !== true) {
-            throw new UserError("Field '" + name + "' not found in output schema (declared: "
-              + outFields.map(function (f) { return f.name; }).join(", ") + ")");
-          }
-          if (sets === null) sets = Object.create(null);
-          sets[name] = value;
-          if (removed !== null) delete removed[name];
-        },
-        removeField: function (name) {
-          if (removed === null) removed = Object.create(null);
-          removed[name] = true;
-          if (sets !== null) delete sets[name];
-        },
-        addMetadata: function (key, value) {
-          if (meta === null) meta = Object.create(null);
-          meta[String(key)] = typeof value === "string" ? value : JSON.stringify(value);
-        },
-      },
-      validate: {
-        required: function (fields) {
-          var list = Array.isArray(fields) ? fields : Array.prototype.slice.call(arguments);
-          var ok = true;
-          for (var k = 0; k < list.length; k++) {
-            if (isBlank(cur[list[k]])) {
-              ok = false;
-              vErrors.push("required field '" + list[k] + "' is missing");
-            }
-          }
-          return ok;
-        },
-        businessRule: function (rule, message) {
-          var ok;
-          if (typeof rule === "boolean") ok = rule;
-          else if (typeof rule === "function") ok = !!rule(cur);
-          else if (typeof rule === "string") {
-            var fn = ruleCache[rule];
-            if (fn === undefined) {
-              try {
-                fn = new Function("__row", "with (__row) { return (" + rule + "\n); }");
-              } catch (e) {
-                throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
-              }
-              ruleCache[rule] = fn;
-            }
-            try {
-              ok = !!fn(cur);
-            } catch (e) {
-              throw new UserError("businessRule(" + JSON.stringify(rule) + "): " + messageOf(e));
-            }
-          } else {
-            throw new UserError("businessRule expects an expression string, a boolean or a function");
-          }
-          if (!ok) vErrors.push(message ? String(message) : "business rule failed: " + rule);
-          return ok;
-        },
-        custom: function (fn, message) {
-          if (typeof fn !== "function") throw new UserError("validate.custom expects a function");
-          var r = fn(cur);
-          if (typeof r === "string") {
-            vErrors.push(r);
-            return false;
-          }
-          if (!r) vErrors.push(message ? String(message) : "custom validation failed");
-          return !!r;
-        },
-        errors: function () { return vErrors.slice(); },
-      },
-      route: {
-        send: function (name) { checkRoute(name); (sent || (sent = [])).push(String(name)); },
-        sendCopy: function (name) { checkRoute(name); (copies || (copies = [])).push(String(name)); },
-      },
-      utils: { now: function () { return new Date(); }, newGuid: newGuid, log: log, formatDate: formatDate },
-      variables: opts.variables,
-      lookups: opts.lookups,
-    };
-
-    function valueOf(name) {
-      if (removed !== null && removed[name] === true) return null;
-      if (sets !== null && name in sets) return sets[name];
-      return cur[name];
+    var cols = input.cols, lines = input.lines, line = null, cur = null;
+    var key = JSON.stringify(input.names);
+    var index = indexCache[key];
+    if (index === undefined) {
+      index = Object.create(null);
+      for (var c = 0; c < input.names.length; c++) index[input.names[c]] = c;
+      indexCache[key] = index;
     }
+    pInput = input;
+    pBuild = build;
+    pCols = cols;
+    pIndex = index;
+    pKinds = input.kinds;
+    pSchema = null;
 
     for (var i = 0; i < input.n; i++) {
-      cur = build(cols, i);
+      pAt = i;
       line = lines === null ? null : lines[i];
-      sets = removed = sent = copies = meta = null;
-      vErrors = [];
+      pSets = pRemoved = pSent = pCopies = pMeta = null;
+      pVErrors = [];
       var rowErrorsBefore = errors.length;
       try {
-        var r = userFn(context);
+        var r = userFn(new RowContext());
         if (r !== true && r !== false) {
           throw new UserError("process(context) must return true (keep the row) or false (skip it), got "
             + (r === undefined ? "undefined" : JSON.stringify(r)));
         }
+        var sets = pSets, removed = pRemoved, sent = pSent, copies = pCopies, meta = pMeta;
         if (r && sent === null) {
-          if (outFields !== null) out.addTyped(valueOf, line, i);
-          else if (sets === null && removed === null) out.addObject(cur, line, i);
+          if (outFields !== null) out.addTyped(outputValue, line, i);
+          else if (sets === null && removed === null) out.addObject(build(cols, i), line, i);
           else {
             var o = {};
-            for (var key in cur) if (removed === null || removed[key] !== true) o[key] = cur[key];
+            cur = build(cols, i);
+            for (var k in cur) if (removed === null || removed[k] !== true) o[k] = cur[k];
             if (sets !== null) for (var sk in sets) o[sk] = sets[sk];
             out.addObject(o, line, i);
           }
@@ -673,14 +791,15 @@
         }
         var targets = sent === null ? copies : copies === null ? sent : sent.concat(copies);
         if (targets !== null) {
+          cur = build(cols, i);
           for (var t = 0; t < targets.length; t++) routeCollector(routes, targets[t], input).addObject(cur, line, i);
         }
-        if (!r && targets === null && vErrors.length > 0) {
-          errors.push({ i: i, line: line, message: vErrors.join("; "), where: "", kind: "validation", row: cur });
+        if (!r && targets === null && pVErrors.length > 0) {
+          errors.push({ i: i, line: line, message: pVErrors.join("; "), where: "", kind: "validation", row: build(cols, i) });
         }
       } catch (e) {
         errors.length = rowErrorsBefore;
-        pushError(errors, e, i, line, cur);
+        pushError(errors, e, i, line, build(cols, i));
       }
     }
   }
@@ -790,6 +909,26 @@
 
   // ---------------------------------------------------------------- host entry points
 
+  // The answer to run(): the main output, the routes, errors and logs as JSON text, with
+  // the plain columns packed (see packParts).
+  function answer(out, routes, errors) {
+    // messages hold what scripts wrote: half a surrogate pair becomes U+FFFD, as UTF-8 needs
+    for (var q = 0; q < errors.length; q++) {
+      var e = errors[q];
+      e.message = String(e.message).toWellFormed();
+      if (typeof e.value === "string") e.value = e.value.toWellFormed();
+    }
+    for (var g = 0; g < logs.length; g++) logs[g][1] = String(logs[g][1]).toWellFormed();
+    var routeOut = {};
+    for (var name in routes) routeOut[name] = routes[name].result();
+    var result = out.result();
+    var parts = [result];
+    for (var rn in routeOut) parts.push(routeOut[rn]);
+    packParts(parts);
+    return JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta,
+      pk: packedInfo });
+  }
+
   global.__quiver = {
     init: function (optionsJson) {
       opts = JSON.parse(optionsJson);
@@ -870,16 +1009,25 @@
       var errors = [];
       if (opts.style === "process") runProcessStyle(input, out, routes, errors);
       else runTransformStyle(input, out, routes, errors);
-      var routeOut = {};
-      for (var name in routes) routeOut[name] = routes[name].result();
       if (logsDropped > 0) logs.push(["warning", logsDropped + " more log messages from this batch were dropped"]);
-      var result = out.result();
-      var parts = [result];
-      for (var rn in routeOut) parts.push(routeOut[rn]);
-      packParts(parts);
       var t3 = Date.now();
-      var text = JSON.stringify({ main: result, routes: routeOut, errors: errors, logs: logs, meta: out.meta,
-        pk: packedInfo });
+      var text = null, failure = null;
+      try {
+        text = answer(out, routes, errors);
+      } catch (e) {
+        failure = e;
+      }
+      // JSON.stringify escapes a lone surrogate as \udXXX (a pair it writes as it is), and
+      // throws on a circular object: then the rows at fault are found and rejected alone.
+      if (failure !== null || text.indexOf("\\ud") >= 0) {
+        var collectors = [out];
+        for (var rname in routes) collectors.push(routes[rname]);
+        if (dropUnwritableRows(collectors, input, errors) || failure === null) {
+          text = answer(out, routes, errors);
+        } else {
+          throw failure;
+        }
+      }
       timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
       return text;
     },

@@ -573,6 +573,7 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
                         column=e.get("field"),
                         value=e.get("value"),
                         row=e.get("row") if isinstance(e.get("row"), dict) else None,
+                        kind="script" if e.get("kind") == "script" else "data",
                     )
                 )
             for level, message in r.logs:

@@ -214,7 +214,9 @@ class PythonProcessor(Checking):
             try:
                 result = self._call(fn, dict(row), ctx)
             except Exception as exc:
-                errors.append(RowError(line, f"{type(exc).__name__}: {exc}", row=row))
+                errors.append(
+                    RowError(line, f"{type(exc).__name__}: {exc}", row=row, kind="script")
+                )
                 continue
             if result is None:
                 continue

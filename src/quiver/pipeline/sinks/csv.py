@@ -2,7 +2,9 @@
 
 Rows are serialised column-wise with ``pyarrow.compute`` (no per-row Python): every column is
 turned into text (lists, structs and maps as JSON), quoted as asked, joined with the delimiter
-and the line terminator. The output is lossless for the ``csv`` source's defaults: a null is
+and the line terminator (with ``quoting: all`` or ``none``, a quote of ``"`` and a one-byte
+delimiter, Arrow's CSV writer quotes and joins the text columns in one pass and writes the same
+bytes). The output is lossless for the ``csv`` source's defaults: a null is
 written as ``null_string`` (empty by default) and an empty string as ``""``, and any value that
 equals ``null_string`` or holds a delimiter, quote or line break is quoted.
 
@@ -15,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline import streams
@@ -41,6 +44,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
+from quiver.pipeline.value_text import scalar_texts
 from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
@@ -132,7 +136,7 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
             ) from exc
     if pa.types.is_null(kind):
         return pa.nulls(len(column), pa.string())
-    return pc.cast(column, pa.string())
+    return scalar_texts(column)
 
 
 def _structural_pattern(cfg: CsvSinkConfig) -> str:
@@ -158,13 +162,57 @@ def _delimiter_tails(delimiter: str) -> list[str]:
     return [delimiter[i:] for i in range(1, len(delimiter))]
 
 
+_ARROW_STYLES: dict[Quoting, str] = {"all": "all_valid", "none": "none"}
+
+
+def _arrow_options(cfg: CsvSinkConfig) -> pacsv.WriteOptions | None:
+    """Options with which Arrow's CSV writer writes exactly what the column-wise path writes
+    for text columns, or None: Arrow always quotes with ``"`` and doubles it inside, takes a
+    one-byte delimiter and a null string without quotes, and quotes every string or none."""
+    style = _ARROW_STYLES.get(cfg.quoting)
+    if (
+        style is None
+        or cfg.quote != '"'
+        or cfg.escape is not None
+        or len(cfg.delimiter.encode()) != 1
+        or '"' in cfg.null_string
+    ):
+        return None
+    return pacsv.WriteOptions(
+        include_header=False,
+        batch_size=_ARROW_BATCH_ROWS,
+        delimiter=cfg.delimiter,
+        eol=cfg.line_terminator,
+        null_string=cfg.null_string,
+        quoting_style=style,
+    )
+
+
+_ARROW_BATCH_ROWS = 1 << 16
+
+
+def _offsets_and_text(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (``len + 1`` of them) and the bytes of its values, as views."""
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    offsets = offsets[values.offset : values.offset + len(values) + 1]
+    if data_buffer is None:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    return offsets, data
+
+
 class _Serializer:
-    def __init__(self, cfg: CsvSinkConfig) -> None:
+    def __init__(self, cfg: CsvSinkConfig, *, arrow_writer: bool = True) -> None:
         self.cfg = cfg
+        self.arrow_options = _arrow_options(cfg) if arrow_writer else None
         self.pattern = _structural_pattern(cfg)
-        self.quote_scalar = pa.scalar(cfg.quote)
-        self.null_scalar = pa.scalar(cfg.null_string)
-        self.terminator_scalar = pa.scalar(cfg.line_terminator)
+        self.quote_scalar = pa.scalar(cfg.quote, pa.string())
+        self.null_scalar = pa.scalar(cfg.null_string, pa.string())
+        self.terminator_scalar = pa.scalar(cfg.line_terminator, pa.string())
+        self.empty_scalar = pa.scalar("", pa.string())
+        self.quote_bytes = cfg.quote.encode()
+        self.delimiter_scalar = pa.scalar(cfg.delimiter, pa.string())
         parts = {cfg.quote, "\r", "\n", cfg.delimiter} | ({cfg.escape} if cfg.escape else set())
         if len(cfg.delimiter) > 1:  # a value may end with its first or start with its last
             parts |= {cfg.delimiter[0], cfg.delimiter[-1]}
@@ -172,68 +220,110 @@ class _Serializer:
         self.structural_bytes = [e[0] for e in encoded if len(e) == 1]
         self.structural_texts = [e for e in encoded if len(e) > 1]
 
-    def _escape(self, values: pa.Array) -> pa.Array:
-        cfg = self.cfg
-        if cfg.escape:
-            values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
-            values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
-        else:
-            values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
-        return values
+    def _unquotable(self, values: pa.Array) -> bool:
+        """Whether a value holds what ``quoting: none`` cannot write as it is."""
+        return (
+            len(values) > 0
+            and self._may_need_quotes(values)
+            and pc.any(pc.match_substring_regex(values, self.pattern)).as_py()
+        )
+
+    def _refuse_unquotable(self, values: pa.Array, name: str, lines: pa.Array | None) -> NoReturn:
+        bad = pc.index(pc.match_substring_regex(values, self.pattern), True).as_py()
+        line = lines[bad].as_py() if lines is not None else None
+        raise PermanentError.one(
+            f"column {name!r}: value {values[bad].as_py()!r} holds the delimiter, "
+            "the quote or a line break and cannot be written unquoted",
+            f"row from line {line}" if line else f"column {name}",
+            "use `quoting: minimal`, or set `escape`",
+        )
 
     def field(self, values: pa.Array, name: str, lines: pa.Array | None) -> pa.Array:
         cfg = self.cfg
         if cfg.quoting == "none":
-            if len(values) and pc.any(pc.match_substring_regex(values, self.pattern)).as_py():
+            if self._unquotable(values):
                 if not cfg.escape:
-                    bad = pc.index(pc.match_substring_regex(values, self.pattern), True).as_py()
-                    line = lines[bad].as_py() if lines is not None else None
-                    raise PermanentError.one(
-                        f"column {name!r}: value {values[bad].as_py()!r} holds the delimiter, "
-                        "the quote or a line break and cannot be written unquoted",
-                        f"row from line {line}" if line else f"column {name}",
-                        "use `quoting: minimal`, or set `escape`",
-                    )
+                    self._refuse_unquotable(values, name, lines)
                 values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
                 # every character of the delimiter, so no part of one merges with the next
                 for char in dict.fromkeys((cfg.quote, *cfg.delimiter, "\r", "\n")):
                     values = pc.replace_substring(values, char, cfg.escape + char)
             out = values
         else:
-            if cfg.quoting == "minimal" and not self._may_need_quotes(values):
+            if cfg.quoting == "all":
+                out = self._quoted(values)
+            elif not self._may_need_quotes(values):
                 out = values
             else:
-                quoted = pc.binary_join_element_wise(
-                    self.quote_scalar, self._escape(values), self.quote_scalar, ""
-                )
-                if cfg.quoting == "all":
-                    out = quoted
-                else:
-                    needs = pc.or_(
-                        pc.match_substring_regex(values, self.pattern),
-                        pc.equal(values, self.null_scalar),
-                    )
-                    if cfg.null_string != "":
-                        needs = pc.or_(needs, pc.equal(values, pa.scalar("")))
-                    out = pc.if_else(needs, quoted, values)
-        return pc.fill_null(out, pa.scalar(cfg.null_string))
+                out = self._quoted_where_needed(values)
+        return pc.fill_null(out, self.null_scalar)
+
+    def _quoted(self, values: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise(
+            self.quote_scalar, self._escape(values), self.quote_scalar, self.empty_scalar
+        )
+
+    def _quoted_where_needed(self, values: pa.Array) -> pa.Array:
+        needs = self._rows_needing_quotes(values)
+        if needs is None:
+            found = pc.or_(
+                pc.match_substring_regex(values, self.pattern),
+                pc.equal(values, self.null_scalar),
+            )
+            if self.cfg.null_string != "":
+                found = pc.or_(found, pc.equal(values, self.empty_scalar))
+            return pc.if_else(found, self._quoted(values), values)
+        count = int(np.count_nonzero(needs))
+        if count == 0:
+            return values
+        if count == len(values):  # a null is null in both, and written as the null string
+            return self._quoted(values)
+        # a boolean array from the packed bits (pa.array of an ndarray imports numpy.ma)
+        bits = pa.py_buffer(np.packbits(needs, bitorder="little"))
+        mask = pa.Array.from_buffers(pa.bool_(), len(needs), [None, bits])
+        return pc.if_else(mask, self._quoted(values), values)
+
+    def _rows_needing_quotes(self, values: pa.Array) -> np.ndarray | None:
+        """Which values need quotes (the empty string, the null string, or a structural
+        character), found in the text buffer with NumPy when every structural character is
+        one byte; None otherwise (the caller matches the pattern)."""
+        if self.structural_texts:
+            return None
+        offsets, data = _offsets_and_text(values)
+        needs: np.ndarray = offsets[1:] == offsets[:-1]  # empty; a null stays null either way
+        if self.cfg.null_string:
+            same = pc.fill_null(pc.equal(values, self.null_scalar), False)
+            needs |= same.to_numpy(zero_copy_only=False)
+        if data.size:
+            hit = data == self.structural_bytes[0]
+            for byte in self.structural_bytes[1:]:
+                hit |= data == byte
+            at = np.flatnonzero(hit) + offsets[0]
+            needs[np.searchsorted(offsets, at, side="right") - 1] = True
+        return needs
+
+    def _escape(self, values: pa.Array) -> pa.Array:
+        cfg = self.cfg
+        if cfg.escape:
+            values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
+            values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
+        elif (
+            len(self.quote_bytes) > 1 or (_offsets_and_text(values)[1] == self.quote_bytes[0]).any()
+        ):
+            values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
+        return values
 
     def _may_need_quotes(self, values: pa.Array) -> bool:
         """Whether any value could need quotes, from one pass over the column's text buffer."""
         if len(values) == 0 or values.null_count == len(values):
             return False
-        _, offsets_buffer, data_buffer = values.buffers()
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
-        offsets = offsets[values.offset : values.offset + len(values) + 1]
+        offsets, data = _offsets_and_text(values)
         if (np.diff(offsets) == 0).any() and (
-            values.null_count == 0 or pc.any(pc.equal(values, "")).as_py()
+            values.null_count == 0 or pc.any(pc.equal(values, self.empty_scalar)).as_py()
         ):
             return True  # an empty string must be quoted to differ from a null
         if self.cfg.null_string and pc.any(pc.equal(values, self.null_scalar)).as_py():
             return True
-        if data_buffer is None:
-            return False
-        data = np.frombuffer(data_buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
         if any((data == byte).any() for byte in self.structural_bytes):
             return True
         if self.structural_texts:
@@ -255,6 +345,8 @@ class _Serializer:
         data: pa.RecordBatch = without_line(batch)
         if data.num_rows == 0:
             return b""
+        if self.arrow_options is not None and data.num_columns:
+            return self._rows_by_arrow(data, lines)
         fields = [
             self.field(_text(data.column(i), name), name, lines)
             for i, name in enumerate(data.schema.names)
@@ -262,9 +354,24 @@ class _Serializer:
         if not fields:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
         # The line terminator goes onto the last field, so the rows are joined in one pass.
-        fields[-1] = pc.binary_join_element_wise(fields[-1], self.terminator_scalar, "")
-        rows = pc.binary_join_element_wise(*fields, self.cfg.delimiter)
+        fields[-1] = pc.binary_join_element_wise(
+            fields[-1], self.terminator_scalar, self.empty_scalar
+        )
+        rows = pc.binary_join_element_wise(*fields, self.delimiter_scalar)
         return concatenated_text(rows)
+
+    def _rows_by_arrow(self, data: pa.RecordBatch, lines: pa.Array | None) -> bytes:
+        """The rows written by Arrow's CSV writer from the same text columns."""
+        columns = [_text(data.column(i), name) for i, name in enumerate(data.schema.names)]
+        if self.cfg.quoting == "none":
+            for values, name in zip(columns, data.schema.names, strict=True):
+                if self._unquotable(values):
+                    self._refuse_unquotable(values, name, lines)
+        text = pa.RecordBatch.from_arrays(columns, names=[str(i) for i in range(len(columns))])
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(text, out, self.arrow_options)
+        result: bytes = out.getvalue().to_pybytes()
+        return result
 
 
 def serialize_csv(batch: pa.RecordBatch, cfg: CsvSinkConfig, header: bool = False) -> str:
@@ -286,6 +393,7 @@ class CsvSink(FileWriting):
         self.stream: pa.NativeFile | None = None
         self.rows_written = 0
         self._encoder: codecs.IncrementalEncoder | None = None
+        self._bom = b""
         self._schema: pa.Schema | None = None
         self.guard = streams.DestinationGuard(cfg.path)
 
@@ -297,7 +405,9 @@ class CsvSink(FileWriting):
         assert self._schema is not None
         self.output, self.stream = open_output(self.cfg, ctx, self.cfg.compression)
         self.guard.path = self.output.path
-        if self.encoding not in ("utf-8",):
+        if self.encoding == "utf-8-sig":  # the byte order mark, then the UTF-8 as it is
+            self._bom = codecs.BOM_UTF8
+        elif self.encoding != "utf-8":
             self._encoder = codecs.getincrementalencoder(self.encoding)(errors="strict")
         if self.cfg.header and self._schema.names:  # no columns known: an empty file
             self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
@@ -310,6 +420,8 @@ class CsvSink(FileWriting):
                 data = self._encoder.encode(text)
             except UnicodeEncodeError as exc:
                 raise self._encoding_error(exc, text, batch) from exc
+        if self._bom:  # before the first bytes written, as an encoder would
+            data, self._bom = self._bom + data, b""
         with self.guard.writing():
             self.stream.write(data)
 

@@ -32,6 +32,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
+from quiver.pipeline.value_text import scalar_texts
 
 __all__ = ["JsonlSink", "JsonlSinkConfig", "json_texts"]
 
@@ -105,7 +106,7 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")  # as orjson writes them
         out = pc.binary_join_element_wise(_QUOTE, text, _QUOTE, "")
     elif pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_decimal(kind):
-        out = pc.binary_join_element_wise(_QUOTE, pc.cast(column, pa.string()), _QUOTE, "")
+        out = pc.binary_join_element_wise(_QUOTE, scalar_texts(column), _QUOTE, "")
     elif pa.types.is_null(kind):
         out = pa.nulls(len(column), pa.string())
     else:  # lists, structs, maps, binary...: through orjson, value by value

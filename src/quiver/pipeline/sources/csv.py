@@ -40,6 +40,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.line_numbers import line_column
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
@@ -241,14 +242,18 @@ def _parity_is_exact(
     if escaped is not None and escaped.size and np.isin(np.r_[q - 1, q + 1], escaped).any():
         return False
     n = a.size
-    starts = (d.delimiter, _NL, _CR) + ((d.quote,) if d.double_quote and d.quote else ())
+    # which bytes may stand beside a quote, as a table looked up byte by byte (np.isin sorts)
+    starts = np.zeros(256, dtype=bool)
+    starts[[d.delimiter, _NL, _CR]] = True
+    if d.double_quote and d.quote:
+        starts[d.quote] = True
     opens = q[0::2]
     inner = opens[opens > 0]
-    if not np.isin(a[inner - 1], starts).all():
+    if not starts[a[inner - 1]].all():
         return False
     closes = q[1::2]
     inner = closes[closes < n - 1]
-    return bool(np.isin(a[inner + 1], starts).all())
+    return bool(starts[a[inner + 1]].all())
 
 
 def _sequential_toggles(
@@ -549,8 +554,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         parsed = list(self._parse(state, buf, scan, records, base, expected))
         self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
         for table, subset in parsed:
-            lines = scan.lines[subset] + (base + 1)
-            table = table.append_column(LINE_COLUMN, pa.array(lines, pa.int64()))
+            lines = line_column(scan.lines[subset] + (base + 1))
+            table = table.append_column(LINE_COLUMN, lines)
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
     def _drop_long(

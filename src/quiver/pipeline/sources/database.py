@@ -34,6 +34,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
+from quiver.pipeline.line_numbers import line_column
 from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
 from quiver.sql.connect import connect_adbc, connect_mysql, connection_lost, database_error
 from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
@@ -148,7 +149,7 @@ class DatabaseSource(Acknowledging):
                 where = f"source database {self.url.redacted()}"
                 batch = _sqlite_typed(stored, self.declared, line + 1, where)
             for piece in _rebatch(batch, self.cfg.batch_rows):
-                numbers = pa.array(np.arange(line + 1, line + piece.num_rows + 1, dtype=np.int64))
+                numbers = line_column(np.arange(line + 1, line + piece.num_rows + 1))
                 line += piece.num_rows
                 yield piece.append_column(LINE_COLUMN, numbers)
 

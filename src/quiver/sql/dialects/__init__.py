@@ -125,6 +125,18 @@ class Dialect:
     #: Input per database type, as ``type_output``: how a filter value is cast to compare
     #: with a column of that type (MariaDB's single-precision FLOAT).
     type_input: tuple[tuple[str, str], ...] = ()
+    #: Writes: what locks the rows a SELECT reads until the transaction ends; how an INSERT
+    #: gives no column; how a JSON value is written (``{}``: the text, ``{1}``: column type).
+    lock_rows: str = ""
+    insert_no_columns: str = " DEFAULT VALUES"
+    json_input: str = "{}"
+    #: An enum column as its 1-based position among the enum's values, where ORDER BY sorts
+    #: enums by position but ``=``/``<`` compare them as text (MariaDB); empty: the enum
+    #: compares as it sorts (PostgreSQL), or is text (SQLite).
+    enum_position: str = ""
+    #: How an order key of a database type is written into a cursor, where the form it is
+    #: served in loses precision (MariaDB serves a FLOAT with 6 digits): (pattern, template).
+    key_output: tuple[tuple[str, str], ...] = ()
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -140,6 +152,10 @@ class Dialect:
         if scalar != "String" or not self.min_max_types or not db_type:
             return True
         return re.fullmatch(self.min_max_types, db_type.lower()) is not None
+
+    def key_output_of(self, db_type: str | None) -> str | None:
+        """How a cursor holds an order key of type ``db_type`` (None: as it is served)."""
+        return _type_output(self.key_output, db_type.lower()) if db_type else None
 
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
@@ -245,6 +261,8 @@ def _format(n: int) -> str:
 
 
 POSTGRESQL = Dialect(
+    lock_rows=" FOR UPDATE",
+    json_input="CAST(CAST({0} AS TEXT) AS {1})",
     name="postgresql",
     quote_char='"',
     placeholder=_pg_placeholder,
@@ -292,6 +310,8 @@ POSTGRESQL = Dialect(
 )
 
 MYSQL = Dialect(
+    lock_rows=" FOR UPDATE",
+    insert_no_columns=" () VALUES ()",
     name="mysql",
     quote_char="`",
     placeholder=_format,
@@ -333,6 +353,9 @@ MYSQL = Dialect(
     text_of="CAST({} AS CHAR)",
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
     type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
+    enum_position="({} + 0)",
+    # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
+    key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
     least_fn="LEAST",
     greatest_fn="GREATEST",

@@ -1,0 +1,137 @@
+"""Arrow types of the catalog's fields, and batches made to match them.
+
+Every stream a Flight client reads has the schema :func:`arrow_schema` gives, whatever the
+database: Int is int32, BigInt int64, Float float64, Decimal decimal128 (precision and scale of
+the column when the database states them), DateTime timestamp[us, UTC], Date date32, Time
+time64[us], Base64 binary, everything else (String, ID, UUID, JSON, enums) utf8; an array
+column is a list of its element type. Nulls are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quiver.schema.ir import Field, Scalar
+
+__all__ = ["arrow_schema", "arrow_type", "conform_array", "conform_batch", "json_carrier"]
+
+_DECIMAL = re.compile(r"(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.IGNORECASE)
+_DEFAULT_DECIMAL = pa.decimal128(38, 10)
+
+_SCALARS: dict[Scalar, pa.DataType] = {
+    Scalar.INT: pa.int32(),
+    Scalar.BIGINT: pa.int64(),
+    Scalar.FLOAT: pa.float64(),
+    Scalar.BOOLEAN: pa.bool_(),
+    Scalar.STRING: pa.string(),
+    Scalar.ID: pa.string(),
+    Scalar.UUID: pa.string(),
+    Scalar.JSON: pa.string(),
+    Scalar.DATETIME: pa.timestamp("us", tz="UTC"),
+    Scalar.DATE: pa.date32(),
+    Scalar.TIME: pa.time64("us"),
+    Scalar.BASE64: pa.binary(),
+}
+
+
+def arrow_type(f: Field) -> pa.DataType:
+    """The Arrow type a field's values travel as."""
+    if f.enum_values is not None:
+        t: pa.DataType = pa.string()
+    elif f.scalar == Scalar.DECIMAL:
+        t = _decimal(f.db_type)
+    else:
+        t = _SCALARS[f.scalar]
+    return pa.list_(t) if f.is_list else t
+
+
+def _decimal(db_type: str | None) -> pa.DataType:
+    m = _DECIMAL.search(db_type or "")
+    if m is None:
+        return _DEFAULT_DECIMAL
+    precision = int(m.group(1))
+    scale = int(m.group(2) or 0)
+    if not 1 <= precision <= 38 or scale > precision:
+        return _DEFAULT_DECIMAL
+    return pa.decimal128(precision, scale)
+
+
+def arrow_schema(fields: Iterable[Field]) -> pa.Schema:
+    """The schema of a stream of ``fields``, named by their API names."""
+    return pa.schema([pa.field(f.name, arrow_type(f), nullable=f.nullable) for f in fields])
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with its columns cast to ``schema`` (the database's own types may differ)."""
+    if batch.schema.equals(schema):
+        return batch
+    columns = [
+        _conform(column, target.type) for column, target in zip(batch.columns, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def json_carrier(target: pa.DataType) -> pa.DataType:
+    """The type ``target``'s values have in GraphQL's JSON: BigInt, Decimal, dates and times
+    travel as strings there."""
+    if pa.types.is_struct(target):
+        return pa.struct([pa.field(f.name, json_carrier(f.type), f.nullable) for f in target])
+    if pa.types.is_list(target):
+        return pa.list_(json_carrier(target.value_type))
+    if pa.types.is_int64(target) or pa.types.is_decimal(target) or pa.types.is_temporal(target):
+        return pa.string()
+    return target
+
+
+def conform_array(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """``column`` cast to ``target``, field by field inside structs and lists."""
+    if pa.types.is_struct(target) and pa.types.is_struct(column.type):
+        children = [
+            conform_array(column.field(i), target.field(i).type) for i in range(target.num_fields)
+        ]
+        return pa.StructArray.from_arrays(
+            children, fields=list(target), mask=column.is_null() if column.null_count else None
+        )
+    if pa.types.is_list(target) and pa.types.is_list(column.type):
+        values = conform_array(column.values, target.value_type)
+        return pa.ListArray.from_arrays(
+            column.offsets,
+            values,
+            type=target,
+            mask=column.is_null() if column.null_count else None,
+        )
+    return _conform(column, target)
+
+
+def _conform(column: pa.Array, target: pa.DataType) -> pa.Array:
+    source = column.type
+    if source.equals(target):
+        return column
+    text = pa.types.is_string(source) or pa.types.is_large_string(source)
+    if pa.types.is_timestamp(target) and target.tz is not None:
+        if text:
+            return pc.cast(_iso_text(column), pa.timestamp("us")).cast(target)
+        if pa.types.is_timestamp(source) and source.tz is None:
+            return column.cast(pa.timestamp("us")).cast(target)
+    if pa.types.is_time(target) and text:
+        return _time_of_text(column)
+    if pa.types.is_boolean(target) and pa.types.is_integer(source):
+        return pc.not_equal(column, 0)
+    return column.cast(target)
+
+
+def _iso_text(column: pa.Array) -> pa.Array:
+    """ISO timestamps as pyarrow parses them: a space or ``T`` between date and time, a ``Z``
+    or zero offset dropped (SQLite stores text)."""
+    spaced = pc.replace_substring_regex(column, r"^(\d{4}-\d{2}-\d{2})T", r"\1 ")
+    return pc.replace_substring_regex(spaced, r"(Z|[+-]00:?00)$", "")
+
+
+def _time_of_text(column: pa.Array) -> pa.Array:
+    """``HH:MM:SS[.ffffff]`` text as time64[us]."""
+    stamp = pc.cast(pc.binary_join_element_wise("1970-01-01 ", column, ""), pa.timestamp("us"))
+    return pc.cast(pc.cast(stamp, pa.int64()), pa.time64("us"))

@@ -1,0 +1,261 @@
+"""Bulk exports: one table's rows, planned from the catalog and streamed as Arrow batches.
+
+:func:`plan_export` checks every name in an :class:`ExportTicket` against the catalog and builds
+``SELECT <columns> FROM <table> WHERE <filter>`` from the fragment tree: the filter is the
+GraphQL ``<Entity>Where`` input, coerced by graphql-core and planned by the GraphQL planner, so
+every value is a parameter. :func:`stream_export` runs it on a pooled connection and hands out
+a RecordBatchReader: ADBC's own Arrow batches for PostgreSQL and SQLite, unbuffered fetches made
+into batches for MariaDB. The whole result is never held; a reader closed early cancels the
+query and drops its connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from graphql.utilities import coerce_input_value
+
+from graphql import GraphQLError, GraphQLInputObjectType, GraphQLSchema
+from quiver.flight.arrow_types import arrow_schema, conform_batch
+from quiver.flight.pool import ConnectionPool
+from quiver.flight.tickets import ExportTicket, TicketError
+from quiver.graphql.planner import PlanError, plan_filter
+from quiver.schema.catalog import Catalog
+from quiver.schema.ir import Entity, Field, Scalar
+from quiver.sql.connect import database_error
+from quiver.sql.database import driver_params
+from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import compile_sql, ident, join, sql
+
+__all__ = ["ExportPlan", "find_entity", "plan_export", "stream_export"]
+
+log = logging.getLogger("quiver.flight")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export reads: its entity and fields, the stream's schema, the SQL to run."""
+
+    entity: Entity
+    fields: tuple[Field, ...]
+    schema: pa.Schema
+    sql: str
+    params: tuple[Any, ...]
+
+
+def find_entity(catalog: Catalog, name: str) -> Entity:
+    """The entity ``name`` stands for: its type name, its table, or its list field."""
+    if name in catalog.entities:
+        return catalog.entities[name]
+    root = catalog.root_fields.get(name)
+    if root is not None:
+        return root.entity
+    lowered = name.lower()
+    for e in catalog.entities.values():
+        if e.source.lower() == lowered or e.name.lower() == lowered:
+            return e
+    known = ", ".join(sorted(catalog.entities)[:20])
+    raise TicketError.one(
+        f"there is no table or type {name!r}",
+        "ticket table",
+        f"name one of the exportable types ({known}); ListFlights lists them all",
+    )
+
+
+def _field(entity: Entity, name: str, where: str) -> Field:
+    f = entity.field(name) or entity.field_by_column(name)
+    if f is None:
+        lowered = name.lower()
+        f = next((x for x in entity.fields if x.column.lower() == lowered), None)
+    if f is None:
+        names = ", ".join(x.name for x in entity.fields)
+        raise TicketError.one(
+            f"{entity.name} has no column {name!r}", where, f"the columns are: {names}"
+        )
+    return f
+
+
+def plan_export(
+    catalog: Catalog, graphql_schema: GraphQLSchema, dialect: Dialect, ticket: ExportTicket
+) -> ExportPlan:
+    """Check ``ticket`` against the catalog and build its statement (nothing runs)."""
+    entity = find_entity(catalog, ticket.table)
+    if ticket.columns:
+        seen: dict[str, Field] = {}
+        for name in ticket.columns:
+            f = _field(entity, name, "ticket columns")
+            seen.setdefault(f.name, f)
+        fields = tuple(seen.values())
+    else:
+        fields = entity.fields
+    where = _coerced_where(entity, graphql_schema, ticket)
+    alias = "t0"
+    try:
+        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where)
+    except PlanError as err:
+        raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
+    table = ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source)
+    columns = join(", ", (sql(ident(alias, f.column), " AS ", ident(f.name)) for f in fields))
+    statement = sql("SELECT ", columns, " FROM ", table, f" AS {alias}")
+    if condition is not None:
+        statement = sql(statement, " WHERE ", condition)
+    text, slots = compile_sql(statement, dialect)
+    params = tuple(slot.value({}) for slot in slots)
+    return ExportPlan(entity, fields, arrow_schema(fields), text, params)
+
+
+def _coerced_where(
+    entity: Entity, graphql_schema: GraphQLSchema, ticket: ExportTicket
+) -> dict[str, Any]:
+    if not ticket.where:
+        return {}
+    where: dict[str, Any] = {}
+    for key, value in ticket.where.items():
+        if key in ("and", "or", "not") or entity.relation(key) is not None:
+            where[key] = value
+            continue
+        f = _field(entity, key, "ticket filter")
+        if ticket.text_values and isinstance(value, dict):
+            value = {op: _typed_text(f, v) for op, v in value.items()}
+        where[f.name] = value
+    where_type = graphql_schema.get_type(f"{entity.name}Where")
+    assert isinstance(where_type, GraphQLInputObjectType)
+    problems: list[str] = []
+
+    def on_error(path: Sequence[str | int], invalid: Any, error: GraphQLError) -> None:
+        at = ".".join(str(p) for p in path)
+        problems.append(f"{at}: {error.message}" if at else error.message)
+
+    coerced = coerce_input_value(where, where_type, on_error)
+    if problems:
+        raise TicketError.one(
+            "the filter does not fit the table: " + "; ".join(problems[:5]),
+            "ticket filter",
+            "compare columns of the table with values of their type",
+        )
+    return dict(coerced)
+
+
+def _typed_text(f: Field, value: Any) -> Any:
+    """A compact-form value, read as its field's scalar would be written in JSON."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if f.scalar == Scalar.INT:
+        return int(text) if text.lstrip("-").isdigit() else text
+    if f.scalar == Scalar.FLOAT:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if f.scalar == Scalar.BOOLEAN:
+        return {"true": True, "false": False}.get(text.lower(), text)
+    return value
+
+
+def stream_export(plan: ExportPlan, pool: ConnectionPool, batch_rows: int) -> pa.RecordBatchReader:
+    """A reader of ``plan``'s rows in batches of at most ``batch_rows``, read as it goes."""
+    batches = _adbc_batches if pool.arrow_native else _mysql_batches
+    return pa.RecordBatchReader.from_batches(plan.schema, batches(plan, pool, batch_rows))
+
+
+def _adbc_batches(
+    plan: ExportPlan, pool: ConnectionPool, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    lease = pool.acquire()
+    done = False
+    cursor = None
+    try:
+        cursor = lease.connection.cursor()
+        try:
+            cursor.execute(plan.sql, driver_params(pool.url.dialect, plan.params) or None)
+            reader = cursor.fetch_record_batch()
+        except Exception as exc:
+            lease.broken = True
+            raise database_error(exc, pool.url, "starting an export") from None
+        for batch in reader:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield conform_batch(batch.slice(start, batch_rows), plan.schema)
+        done = True
+    finally:
+        if not done:
+            lease.broken = True
+            if cursor is not None:
+                _cancel(cursor)
+        if cursor is not None:
+            try:
+                cursor.close()
+            except Exception:
+                lease.broken = True
+        pool.release(lease)
+
+
+def _cancel(cursor: Any) -> None:
+    try:
+        cursor.adbc_cancel()
+    except Exception:
+        log.debug("cancelling an export's query failed", exc_info=True)
+
+
+def _mysql_batches(
+    plan: ExportPlan, pool: ConnectionPool, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    import pymysql.cursors
+
+    lease = pool.acquire()
+    done = False
+    cursor = lease.connection.cursor(pymysql.cursors.SSCursor)
+    try:
+        try:
+            cursor.execute(plan.sql, driver_params("mysql", plan.params))
+        except Exception as exc:
+            lease.broken = True
+            raise database_error(exc, pool.url, "starting an export") from None
+        while True:
+            rows = cursor.fetchmany(batch_rows)
+            if not rows:
+                break
+            yield _batch_of_rows(rows, plan.schema)
+        cursor.close()
+        done = True
+    finally:
+        if not done:
+            # An unbuffered result left half read would be drained row by row: the connection
+            # is closed instead, which ends the query on the server.
+            result = getattr(cursor, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            lease.broken = True
+        pool.release(lease)
+
+
+def _batch_of_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    arrays = []
+    for values, target in zip(columns, schema, strict=True):
+        arrays.append(_array(list(values), target.type))
+    return conform_batch(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema)
+
+
+def _array(values: list[Any], target: pa.DataType) -> pa.Array:
+    if pa.types.is_time(target):
+        values = [_time_of(v) for v in values]
+    elif pa.types.is_timestamp(target):
+        return pa.array(values, type=pa.timestamp("us"))
+    elif pa.types.is_boolean(target):
+        values = [None if v is None else bool(v) for v in values]
+    try:
+        return pa.array(values, type=target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values)
+
+
+def _time_of(value: Any) -> Any:
+    if isinstance(value, dt.timedelta):
+        return (dt.datetime.min + value).time()
+    return value

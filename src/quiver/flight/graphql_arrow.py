@@ -1,0 +1,198 @@
+"""GraphQL tickets: a query run by the GraphQL engine (same planner, same limits), its root
+field answered as Arrow.
+
+The Arrow schema comes from the selection set alone, so GetSchema never runs the query: each
+selected scalar maps as :mod:`quiver.flight.arrow_types` says, an object to a struct of its
+selection, a list to a list. The engine runs on an event loop of its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+from quiver.config.settings import QuiverSettings
+from quiver.flight.arrow_types import conform_array, json_carrier
+from quiver.flight.tickets import GraphQLTicket, TicketError
+from quiver.graphql.engine import GraphQLEngine, Prepared
+from quiver.schema.ir import Schema
+
+__all__ = ["GraphQLArrow", "selection_schema"]
+
+_SCALARS: dict[str, pa.DataType] = {
+    "Int": pa.int32(),
+    "BigInt": pa.int64(),
+    "Float": pa.float64(),
+    "Boolean": pa.bool_(),
+    "String": pa.string(),
+    "ID": pa.string(),
+    "UUID": pa.string(),
+    "JSON": pa.string(),
+    "Decimal": pa.decimal128(38, 10),
+    "DateTime": pa.timestamp("us", tz="UTC"),
+    "Date": pa.date32(),
+    "Time": pa.time64("us"),
+    "Base64": pa.string(),
+}
+
+
+def _bad(message: str, fix: str) -> TicketError:
+    return TicketError.one(message, "ticket.graphql", fix)  # type: ignore[return-value]
+
+
+def _fields(
+    selection: SelectionSetNode | None, fragments: Mapping[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    out: list[FieldNode] = []
+    for s in selection.selections if selection else ():
+        if isinstance(s, FieldNode):
+            out.append(s)
+        elif isinstance(s, InlineFragmentNode):
+            out.extend(_fields(s.selection_set, fragments))
+        elif isinstance(s, FragmentSpreadNode):
+            frag = fragments.get(s.name.value)
+            if frag is not None:
+                out.extend(_fields(frag.selection_set, fragments))
+    return out
+
+
+def _arrow_of(
+    t: GraphQLOutputType, node: FieldNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> tuple[pa.DataType, bool]:
+    nullable = True
+    if isinstance(t, GraphQLNonNull):
+        t, nullable = t.of_type, False
+    if isinstance(t, GraphQLList):
+        inner, _ = _arrow_of(t.of_type, node, fragments)
+        return pa.list_(inner), nullable
+    if isinstance(t, GraphQLObjectType):
+        members: list[pa.Field] = []
+        seen: set[str] = set()
+        for child in _fields(node.selection_set, fragments):
+            key = child.alias.value if child.alias else child.name.value
+            if key in seen:
+                continue
+            seen.add(key)
+            if child.name.value == "__typename":
+                members.append(pa.field(key, pa.string(), nullable=False))
+                continue
+            child_type, child_nullable = _arrow_of(
+                t.fields[child.name.value].type, child, fragments
+            )
+            members.append(pa.field(key, child_type, nullable=child_nullable))
+        return pa.struct(members), nullable
+    if isinstance(t, GraphQLEnumType):
+        return pa.string(), nullable
+    assert isinstance(t, GraphQLScalarType)
+    return _SCALARS.get(t.name, pa.string()), nullable
+
+
+def selection_schema(engine: GraphQLEngine, prepared: Prepared, key: str) -> pa.Schema:
+    """The Arrow schema of root field ``key``'s rows: one column per selected field."""
+    operation = prepared.operation
+    assert operation is not None
+    roots = {
+        (n.alias.value if n.alias else n.name.value): n
+        for n in _fields(operation.selection_set, prepared.fragments)
+    }
+    node = roots[key]
+    query_type = engine.graphql_schema.query_type
+    assert query_type is not None
+    t, _ = _arrow_of(query_type.fields[node.name.value].type, node, prepared.fragments)
+    while pa.types.is_list(t):
+        t = t.value_type
+    if not pa.types.is_struct(t):
+        raise _bad(
+            f"the root field {key!r} is not a list or object of rows",
+            "ask for a list field such as { tracks { name } }",
+        )
+    return pa.schema([t.field(i) for i in range(t.num_fields)])
+
+
+class GraphQLArrow:
+    """A GraphQL engine on an event loop thread, answering tickets with Arrow readers."""
+
+    def __init__(self, engine: GraphQLEngine, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self._loop = loop
+
+    @classmethod
+    def start(cls, schema: Schema, settings: QuiverSettings) -> GraphQLArrow:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="quiver-flight-graphql")
+        thread.daemon = True
+        thread.start()
+        opened: Future[GraphQLEngine] = asyncio.run_coroutine_threadsafe(
+            GraphQLEngine.open(schema, settings), loop
+        )
+        try:
+            engine = opened.result()
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            raise
+        return cls(engine, loop)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.engine.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _prepared(self, ticket: GraphQLTicket) -> tuple[Prepared, str]:
+        prepared = self.engine.prepare(ticket.query, ticket.operation_name)
+        if prepared.errors:
+            raise _bad(
+                "; ".join(e["message"] for e in prepared.errors[:3]),
+                "fix the query; GraphiQL on the HTTP server shows the schema",
+            )
+        assert prepared.operation is not None
+        keys = [
+            n.alias.value if n.alias else n.name.value
+            for n in _fields(prepared.operation.selection_set, prepared.fragments)
+        ]
+        key = ticket.field or keys[0]
+        if key not in keys:
+            raise _bad(f"the query has no root field {key!r}", f"name one of {keys}")
+        return prepared, key
+
+    def schema(self, ticket: GraphQLTicket) -> pa.Schema:
+        prepared, key = self._prepared(ticket)
+        return selection_schema(self.engine, prepared, key)
+
+    def reader(self, ticket: GraphQLTicket) -> pa.RecordBatchReader:
+        prepared, key = self._prepared(ticket)
+        schema = selection_schema(self.engine, prepared, key)
+        run = asyncio.run_coroutine_threadsafe(
+            self.engine.execute(prepared, ticket.variables), self._loop
+        )
+        outcome = run.result()
+        body = orjson.loads(outcome.body)
+        if body.get("errors"):
+            raise _bad(
+                "; ".join(e.get("message", "") for e in body["errors"][:3]),
+                "fix the query or its variables",
+            )
+        value: Any = (body.get("data") or {}).get(key)
+        rows = value if isinstance(value, list) else [] if value is None else [value]
+        struct = pa.struct(list(schema))
+        carried = pa.array(rows, type=json_carrier(struct))
+        array = conform_array(carried, struct)
+        batch = pa.RecordBatch.from_struct_array(array)
+        return pa.RecordBatchReader.from_batches(schema, [batch.cast(schema)])

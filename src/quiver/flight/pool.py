@@ -1,0 +1,75 @@
+"""A small pool of blocking database connections for Flight streams.
+
+PostgreSQL and SQLite connections are ADBC's (Arrow-native); MariaDB's are PyMySQL's. A first
+connect costs a noticeable fraction of a second, so connections are kept between streams; one
+whose stream ended early or failed is closed instead of returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from quiver.sql.connect import connect_adbc, connect_mysql_bulk
+from quiver.sql.url import DatabaseUrl
+
+__all__ = ["ConnectionPool", "Lease"]
+
+
+@dataclass
+class Lease:
+    """A connection lent to one stream; set ``broken`` to have it closed on release."""
+
+    connection: Any
+    broken: bool = False
+
+
+class ConnectionPool:
+    """At most ``size`` idle connections to ``url``, opened on demand."""
+
+    def __init__(self, url: DatabaseUrl, size: int, base_dir: str = "") -> None:
+        self.url = url
+        self.size = size
+        self.base_dir = base_dir
+        self.arrow_native = url.dialect in ("postgresql", "sqlite")
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self.open_count = 0
+
+    def _connect(self) -> Any:
+        if self.arrow_native:
+            return connect_adbc(self.url, self.base_dir)
+        conn = connect_mysql_bulk(self.url)
+        conn.autocommit(True)
+        return conn
+
+    def acquire(self) -> Lease:
+        with self._lock:
+            if self._idle:
+                return Lease(self._idle.pop())
+        conn = self._connect()
+        with self._lock:
+            self.open_count += 1
+        return Lease(conn)
+
+    def release(self, lease: Lease) -> None:
+        if not lease.broken:
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(lease.connection)
+                    return
+        self._close(lease.connection)
+
+    def _close(self, conn: Any) -> None:
+        with self._lock:
+            self.open_count -= 1
+        with contextlib.suppress(Exception):  # a connection already gone has nothing to free
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close(conn)

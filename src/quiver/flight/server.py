@@ -1,0 +1,367 @@
+"""The Arrow Flight server: tickets in, Arrow streams out (see docs/flight.md).
+
+RPCs: ListFlights (every exportable table with its schema), GetFlightInfo and GetSchema (the
+schema of a ticket or a ``[table]`` path without running it), DoGet (export and GraphQL
+tickets), DoPut (bulk load into a table in one transaction; only with ``flight.writable``),
+DoAction / ListActions (``list-tables``). Every call passes the authentication hook of
+:mod:`quiver.auth` through :class:`AuthMiddlewareFactory`; a client may trade Basic
+credentials (any name, the key as password) for a Bearer token in the handshake.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from quiver.auth import AuthenticationError, Authenticator, Principal, authenticator_for
+from quiver.config.settings import QuiverSettings
+from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
+from quiver.flight.graphql_arrow import GraphQLArrow
+from quiver.flight.load import load_table
+from quiver.flight.pool import ConnectionPool
+from quiver.flight.tickets import ExportTicket, GraphQLTicket, Ticket, TicketError, parse_ticket
+from quiver.graphql.typesystem import build_graphql_schema
+from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
+from quiver.schema.catalog import build_catalog
+from quiver.schema.ir import Schema
+from quiver.sql.dialects import dialect_for
+from quiver.sql.url import parse_database_url
+
+__all__ = ["AuthMiddlewareFactory", "FlightHandle", "QuiverFlightServer", "start_flight_server"]
+
+log = logging.getLogger("quiver.flight")
+
+
+class _AuthMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
+    def __init__(self, principal: Principal, answer_bearer: bool) -> None:
+        self.principal = principal
+        self._answer_bearer = answer_bearer
+
+    def sending_headers(self) -> dict[str, str]:
+        if self._answer_bearer and self.principal.token:
+            return {"authorization": f"Bearer {self.principal.token}"}
+        return {}
+
+
+class _Handshake(flight.ServerAuthHandler):  # type: ignore[misc]
+    """Answers the Handshake RPC; the credentials it carries were checked by the middleware,
+    which sends the Bearer token back."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        return None
+
+    def is_valid(self, token: bytes) -> bytes:
+        return b""
+
+
+class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Runs the shared authentication hook on every call's ``authorization`` header."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        super().__init__()
+        self.auth = auth
+
+    def start_call(self, info: Any, headers: dict[str, list[str]]) -> _AuthMiddleware:
+        values = headers.get("authorization") or headers.get("Authorization") or []
+        header = values[0] if values else None
+        try:
+            principal = self.auth.authenticate(header)
+        except AuthenticationError as err:
+            raise flight.FlightUnauthenticatedError(_text(err)) from None
+        basic = bool(header and header.lower().startswith("basic "))
+        return _AuthMiddleware(principal, answer_bearer=basic)
+
+
+def _text(err: QuiverError) -> str:
+    return "; ".join(d.render() for d in err.details) or str(err)
+
+
+def _client_error(err: QuiverError) -> Exception:
+    """The Flight error a client sees for a Quiver error: its message, where, and fix (and the
+    same as JSON in ``extra_info``), never a traceback."""
+    code = "INVALID_TICKET" if isinstance(err, TicketError | ConfigError) else err.code
+    if isinstance(err, RetryableError):
+        code = "UNAVAILABLE"
+    info = orjson.dumps(
+        {
+            "code": code,
+            "errors": [{"message": d.message, "where": d.where, "fix": d.fix} for d in err.details],
+        }
+    )
+    error: Exception
+    if isinstance(err, RetryableError):
+        error = flight.FlightUnavailableError(f"{code}: {_text(err)}", info)
+    else:
+        error = flight.FlightServerError(f"{code}: {_text(err)}", info)
+    return error
+
+
+def _invalid(message: str, where: str, fix: str) -> Exception:
+    return _client_error(TicketError.one(message, where, fix))
+
+
+class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
+    """Serves one catalog's tables and queries from one database."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        settings: QuiverSettings,
+        *,
+        auth: Authenticator | None = None,
+        graphql: GraphQLArrow | None = None,
+    ) -> None:
+        fs = settings.flight
+        scheme = "grpc+tls" if fs.tls_cert else "grpc+tcp"
+        location = f"{scheme}://{fs.host}:{fs.port}"
+        tls: dict[str, Any] = {}
+        if fs.tls_cert:
+            tls["tls_certificates"] = [
+                (_read(fs.tls_cert, "tls_cert"), _read(fs.tls_key, "tls_key"))
+            ]
+            if fs.tls_client_ca:
+                tls["verify_client"] = True
+                tls["root_certificates"] = _read(fs.tls_client_ca, "tls_client_ca")
+        self.auth = auth or authenticator_for(settings.auth)
+        super().__init__(
+            location,
+            auth_handler=_Handshake(),
+            middleware={"auth": AuthMiddlewareFactory(self.auth)},
+            **tls,
+        )
+        self.settings = settings
+        self.catalog = build_catalog(schema)
+        self.graphql_schema = build_graphql_schema(self.catalog)
+        url = parse_database_url(settings.database.url)
+        self.dialect = dialect_for(url.dialect)
+        self.pool = ConnectionPool(url, fs.pool_size)
+        self.batch_rows = fs.batch_rows
+        self.location = (
+            f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
+        )
+        self._graphql = graphql
+
+    # ----- tickets -----
+    def _ticket(self, raw: bytes) -> Ticket:
+        try:
+            return parse_ticket(raw)
+        except TicketError as err:
+            raise _client_error(err) from None
+
+    def _descriptor_ticket(self, descriptor: flight.FlightDescriptor) -> Ticket:
+        if descriptor.descriptor_type == flight.DescriptorType.PATH:
+            parts = [p.decode() if isinstance(p, bytes) else p for p in descriptor.path]
+            if len(parts) != 1:
+                raise _invalid(
+                    "a path descriptor names one table",
+                    "descriptor",
+                    "send ['Track'], or a command descriptor holding a ticket",
+                )
+            return ExportTicket(parts[0])
+        return self._ticket(descriptor.command)
+
+    def _plan(self, ticket: ExportTicket) -> ExportPlan:
+        try:
+            return plan_export(self.catalog, self.graphql_schema, self.dialect, ticket)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _schema_of(self, ticket: Ticket) -> pa.Schema:
+        if isinstance(ticket, ExportTicket):
+            return self._plan(ticket).schema
+        return self._graphql_answer(ticket, schema_only=True).schema
+
+    def _graphql_answer(self, ticket: GraphQLTicket, *, schema_only: bool = False) -> Any:
+        if self._graphql is None:
+            raise flight.FlightServerError("GraphQL tickets are not served by this server")
+        try:
+            if schema_only:
+                return flight.SchemaResult(self._graphql.schema(ticket))
+            return self._graphql.reader(ticket)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _info(self, descriptor: flight.FlightDescriptor, ticket: Ticket) -> flight.FlightInfo:
+        raw = ticket.to_json()
+        endpoint = flight.FlightEndpoint(raw, [self.location])
+        return flight.FlightInfo(self._schema_of(ticket), descriptor, [endpoint], -1, -1)
+
+    # ----- RPCs -----
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        for entity in self.catalog.entities.values():
+            ticket = ExportTicket(entity.name)
+            descriptor = flight.FlightDescriptor.for_path(entity.name)
+            endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
+            yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
+
+    def get_flight_info(
+        self, context: Any, descriptor: flight.FlightDescriptor
+    ) -> flight.FlightInfo:
+        return self._info(descriptor, self._descriptor_ticket(descriptor))
+
+    def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
+        return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+        parsed = self._ticket(ticket.ticket)
+        if isinstance(parsed, GraphQLTicket):
+            return flight.RecordBatchStream(self._graphql_answer(parsed))
+        plan = self._plan(parsed)
+        reader = stream_export(plan, self.pool, self.batch_rows)
+        try:
+            first = reader.read_next_batch()
+        except StopIteration:
+            return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
+        except QuiverError as err:
+            raise _client_error(err) from None
+        return flight.RecordBatchStream(_prepend(first, reader))
+
+    def do_put(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+    ) -> None:
+        if not self.settings.flight.writable:
+            raise flight.FlightUnauthorizedError(
+                "this server is read-only (set flight.writable: true in quiver.yaml to accept "
+                "bulk loads)"
+            )
+        ticket = self._descriptor_ticket(descriptor)
+        if not isinstance(ticket, ExportTicket):
+            raise _invalid(
+                "DoPut loads a table, not a query", "descriptor", "send a path such as ['Track']"
+            )
+        try:
+            entity = find_entity(self.catalog, ticket.table)
+            rows = load_table(entity, self.pool, reader.to_reader())
+        except QuiverError as err:
+            raise _client_error(err) from None
+        writer.write(pa.py_buffer(orjson.dumps({"rows": rows})))
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return [("list-tables", "The exportable tables, their columns and Arrow types, as JSON.")]
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        if action.type != "list-tables":
+            raise _invalid(
+                f"unknown action {action.type!r}", "action", "ListActions lists the actions"
+            )
+        tables = [
+            {
+                "name": e.name,
+                "table": e.source,
+                "columns": [
+                    {"name": f.name, "column": f.column, "type": str(t.type)}
+                    for f, t in zip(e.fields, arrow_schema(e.fields), strict=True)
+                ],
+            }
+            for e in self.catalog.entities.values()
+        ]
+        yield orjson.dumps(tables)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.pool.close()
+
+
+def _prepend(first: pa.RecordBatch, rest: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The stream with its first batch read ahead: a query that cannot start fails the call
+    with its own error, not a broken stream."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield first
+        try:
+            yield from rest
+        finally:
+            rest.close()
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
+
+
+def _read(path: str | None, key: str) -> bytes:
+    if not path:
+        raise ConfigError.one(
+            f"flight.{key} is missing", f"flight.{key}", "give tls_cert and tls_key together"
+        )
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError.one(
+            f"cannot read {path}: {exc.strerror or exc}", f"flight.{key}", "give a PEM file"
+        ) from None
+
+
+def _check_port(host: str, port: int) -> None:
+    """A clear error when the Flight port is taken (gRPC itself only says it did not start)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            raise ConfigError.one(
+                f"port {port} on {host} is already in use by another program"
+                if taken
+                else f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                "flight.port" if taken else "flight.host",
+                "stop that program, or choose another port with --set flight.port=N "
+                "(flight.port in quiver.yaml)"
+                if taken
+                else "give an address of this machine (flight.host)",
+            ) from None
+
+
+class FlightHandle:
+    """A Flight server serving in a thread of its own; :meth:`stop` ends it."""
+
+    def __init__(self, server: QuiverFlightServer, on_stop: Callable[[], None] | None = None):
+        self.server = server
+        self._on_stop = on_stop
+        self._thread = threading.Thread(target=server.serve, name="quiver-flight", daemon=True)
+        self._thread.start()
+
+    @property
+    def location(self) -> str:
+        return self.server.location
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self._thread.join(timeout=10)
+        if self._on_stop is not None:
+            self._on_stop()
+
+
+def start_flight_server(schema: Schema, settings: QuiverSettings) -> FlightHandle:
+    """Start the Flight server of ``settings.flight`` beside whatever else runs."""
+    _check_port(settings.flight.host, settings.flight.port)
+    bridge = GraphQLArrow.start(schema, settings)
+    try:
+        server = QuiverFlightServer(schema, settings, graphql=bridge)
+    except pa.ArrowException as exc:
+        bridge.stop()
+        fs = settings.flight
+        raise ConfigError.one(
+            f"the Flight server could not listen on {fs.host}:{fs.port}: {exc}",
+            "flight",
+            "check flight.host, flight.port and the TLS files",
+        ) from None
+    except Exception:
+        bridge.stop()
+        raise
+    log.info("Arrow Flight listening on %s", server.location)
+    return FlightHandle(server, bridge.stop)

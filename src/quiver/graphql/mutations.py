@@ -1,0 +1,651 @@
+"""Run a mutation operation: every root field in order, all in one transaction.
+
+Each create, update or delete writes its rows, records one change-log row per row written
+(:mod:`quiver.sql.changelog`) and answers with the rows it wrote, selected with the request's
+nested selection (:func:`quiver.graphql.planner.plan_rows_by_key`) inside the same transaction.
+The first refused write ends the operation: the transaction rolls back, so nothing of it is
+kept, and the answer is ``data: null`` with one error naming the code and the field at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql.execution.values import get_argument_values
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    NameNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from quiver.config.settings import MutationSettings
+from quiver.graphql.planner import (
+    PlanError,
+    collect_root_fields,
+    collect_sub_fields,
+    plan_keys_where,
+    plan_rows_by_key,
+    write_value_check,
+)
+from quiver.runtime.context import RequestContext
+from quiver.schema.catalog import Catalog, MutationField
+from quiver.schema.ir import Entity, FunctionMutation, Scalar
+from quiver.schema.ir import Field as IrField
+from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
+from quiver.sql.build import template
+from quiver.sql.changelog import Change, ChangeContext, ensure_change_log, write_changes
+from quiver.sql.database import (
+    ConstraintError,
+    Database,
+    DatabaseError,
+    RaisedError,
+    StatementTimeoutError,
+    Transaction,
+)
+from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import Fragment, compile_sql, ident, join, param, sql
+from quiver.sql.violations import Violation
+
+__all__ = ["MutationRunner"]
+
+log = logging.getLogger("quiver.graphql")
+
+Key = tuple[Any, ...]
+
+_CODES = {
+    "unique": "UNIQUE_VIOLATION",
+    "foreign_key": "FOREIGN_KEY_VIOLATION",
+    "not_null": "NOT_NULL_VIOLATION",
+    "check": "CHECK_VIOLATION",
+    "value": "INVALID_VALUE",
+}
+_EXPLAIN = {
+    "unique": "another row already has this value",
+    "foreign_key": "the referenced row does not exist, or other rows still reference this one",
+    "not_null": "a value is required",
+    "check": "the value fails a check of the table",
+    "value": "the value does not fit the column's type",
+}
+
+
+class _FailedError(Exception):
+    """Ends the operation: the transaction rolls back and ``error`` is the answer."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+@dataclass
+class _Field:
+    """One mutation field of the request being run."""
+
+    key: str
+    mutation: MutationField
+    nodes: list[FieldNode]
+    args: dict[str, Any]
+    #: The argument being written (``("inputs", 2)``, ``("set",)``), to trace a refused write.
+    at: tuple[str | int, ...] = ()
+
+
+class MutationRunner:
+    """Runs mutation operations against one database."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        graphql_schema: GraphQLSchema,
+        dialect: Dialect,
+        settings: MutationSettings,
+        resolvers: Sequence[ResolverMutation] = (),
+    ) -> None:
+        self.catalog = catalog
+        self.resolvers = {r.name: r for r in resolvers}
+        self.gql = graphql_schema
+        self.dialect = dialect
+        self.settings = settings
+        self._change_log_ready = False
+
+    async def run(
+        self,
+        database: Database,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+        context: RequestContext | None,
+    ) -> tuple[bytes, bool]:
+        """The response body, and whether it holds data (False: errors, nothing written)."""
+        mutation_type = self.gql.mutation_type
+        assert mutation_type is not None
+        roots = collect_root_fields(
+            self.catalog, self.gql, self.dialect, operation, fragments, variables
+        )
+        who = context or RequestContext()
+        changes = ChangeContext(str(uuid.uuid4()), who.user_id, who.tenant_id)
+        values: list[tuple[str, bytes]] = []
+        try:
+            if self.settings.change_log and not self._change_log_ready:
+                # Its own transaction: MariaDB commits a transaction at any CREATE TABLE.
+                async with database.transaction() as tx:
+                    await ensure_change_log(tx, self.dialect, self.settings.change_log_table)
+                self._change_log_ready = True
+            async with database.transaction() as tx:
+                for key, nodes in roots.items():
+                    name = nodes[0].name.value
+                    if name == "__typename":
+                        values.append((key, b'"Mutation"'))
+                        continue
+                    definition = mutation_type.fields[name]
+                    args = get_argument_values(definition, nodes[0], variables)
+                    resolver = self.resolvers.get(name)
+                    if resolver is not None:
+                        answer = await self._resolver(
+                            tx, key, resolver, nodes, args, fragments, variables
+                        )
+                        values.append((key, answer))
+                        continue
+                    fm = self.catalog.function_mutations.get(name)
+                    if fm is not None:
+                        answer = await self._function(
+                            tx, key, fm, nodes, args, fragments, variables
+                        )
+                        values.append((key, answer))
+                        continue
+                    field = _Field(key, self.catalog.mutation_fields[name], nodes, args)
+                    values.append(
+                        (key, await self._field(tx, field, fragments, variables, changes))
+                    )
+        except _FailedError as failure:
+            return orjson.dumps({"errors": [failure.error], "data": None}), False
+        except ConstraintError as err:  # at commit (deferred constraints)
+            error = _violation_error(err.violation, None, None)
+            return orjson.dumps({"errors": [error], "data": None}), False
+        except DatabaseError as err:
+            return orjson.dumps({"errors": [_database_error(err, None)], "data": None}), False
+        parts = [b'{"data":{']
+        for i, (key, value) in enumerate(values):
+            parts.append(b"," if i else b"")
+            parts.append(orjson.dumps(key) + b":" + value)
+        parts.append(b"}}")
+        return b"".join(parts), True
+
+    # ----- one field -----
+    async def _field(
+        self,
+        tx: Transaction,
+        field: _Field,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+        context: ChangeContext,
+    ) -> bytes:
+        kind = field.mutation.kind
+        e = field.mutation.entity
+        try:
+            answer: bytes | None = None
+            if kind in ("create", "create_many"):
+                keys, changes = await self._create(tx, field)
+            elif kind in ("update", "update_many"):
+                keys, changes = await self._update(tx, field, fragments, variables)
+            else:
+                keys = await self._keys(tx, field, fragments, variables)
+                # A deleted row is answered as it was: read before the delete.
+                answer = await self._rows(tx, e, keys, field.nodes, fragments, variables)
+                changes = await self._delete(tx, e, keys)
+            if self.settings.change_log:
+                await write_changes(
+                    tx, self.dialect, self.settings.change_log_table, changes, context
+                )
+            if answer is None:
+                answer = await self._rows(tx, e, keys, field.nodes, fragments, variables)
+        except PlanError as err:
+            error = _error(err.message, "BAD_USER_INPUT", field.key)
+            if err.path:
+                error["extensions"]["argumentPath"] = list(err.path)
+            raise _FailedError(error) from None
+        except ConstraintError as err:
+            raise _FailedError(_violation_error(err.violation, field, e)) from None
+        except DatabaseError as err:
+            raise _FailedError(_database_error(err, field.key)) from None
+        return _one(answer) if kind in ("create", "update", "delete") else answer
+
+    # ----- database functions -----
+    async def _function(
+        self,
+        tx: Transaction,
+        key: str,
+        fm: FunctionMutation,
+        nodes: list[FieldNode],
+        args: dict[str, Any],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> bytes:
+        """Call ``fm``'s function with the given arguments (named, so omitted ones take their
+        defaults). A status starting with ``failed`` or ``error``, or any errors, end the
+        operation: nothing of it is kept."""
+        given = [
+            sql(ident(a.parameter), " => ", param(args[a.name]))
+            for a in fm.arguments
+            if a.name in args
+        ]
+        function = sql(ident(fm.db_schema, fm.function) if fm.db_schema else ident(fm.function))
+        statement = sql(
+            "SELECT CAST(status AS TEXT), CAST(message AS TEXT), CAST(entity_key AS TEXT),"
+            " CAST(errors AS TEXT) FROM ",
+            function,
+            "(",
+            join(", ", given),
+            ")",
+        )
+        try:
+            rows = await self._fetch(tx, statement)
+        except ConstraintError as err:
+            raise _FailedError(_violation_error(err.violation, None, None)) from None
+        except DatabaseError as err:
+            raise _FailedError(_database_error(err, key)) from None
+        if len(rows) != 1:
+            raise _FailedError(
+                _error(
+                    f"{fm.function} returned {len(rows)} rows; it must return one.",
+                    "DATABASE_ERROR",
+                    key,
+                )
+            )
+        status, message, entity_key, errors_text = rows[0]
+        errors = orjson.loads(errors_text) if errors_text else []
+        if not isinstance(errors, list):
+            errors = [errors]
+        status = status or ""
+        if errors or status.lower().startswith(("failed", "error")):
+            error = _error(message or f"{fm.name} failed: {status}", "MUTATION_FAILED", key)
+            error["extensions"].update(status=status, errors=errors)
+            raise _FailedError(error)
+        plain: dict[str, Any] = {"status": status, "message": message}
+        typename = f"{fm.name[:1].upper()}{fm.name[1:]}Result"
+        parts = []
+        for out_key, sub in self._select(nodes, fragments, variables).items():
+            name = sub[0].name.value
+            value: Any
+            if name == "entity" and fm.entity is not None:
+                raw = b"null"
+                if entity_key:
+                    e = self.catalog.entities[fm.entity]
+                    named = orjson.loads(entity_key)
+                    row_key = tuple(
+                        named.get(f.name, named.get(f.column)) for f in self.catalog.key_fields(e)
+                    )
+                    raw = _one(await self._rows(tx, e, [row_key], sub, fragments, variables))
+                parts.append(orjson.dumps(out_key) + b":" + raw)
+                continue
+            if name == "__typename":
+                value = typename
+            elif name == "errors":
+                picked = self._select(sub, fragments, variables)
+                value = [
+                    {
+                        k: "MutationError"
+                        if n[0].name.value == "__typename"
+                        else (problem if isinstance(problem, dict) else {}).get(n[0].name.value)
+                        for k, n in picked.items()
+                    }
+                    for problem in errors
+                ]
+            else:
+                value = plain.get(name)
+            parts.append(orjson.dumps(out_key) + b":" + orjson.dumps(value))
+        return b"{" + b",".join(parts) + b"}"
+
+    # ----- Python mutations -----
+    async def _resolver(
+        self,
+        tx: Transaction,
+        key: str,
+        resolver: ResolverMutation,
+        nodes: list[FieldNode],
+        args: dict[str, Any],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> bytes:
+        """Run ``resolver`` in the transaction and answer the rows whose keys it returns."""
+        given = {a.parameter: args[a.name] for a in resolver.arguments if a.name in args}
+        try:
+            returned = await resolver.func(tx, **given)
+        except MutationRefusedError as refused:
+            error = _error(refused.message, refused.code, key)
+            if refused.field:
+                error["extensions"]["field"] = refused.field
+            raise _FailedError(error) from None
+        except ConstraintError as err:
+            e = self.catalog.entities[resolver.entity]
+            raise _FailedError(_violation_error(err.violation, None, e)) from None
+        except DatabaseError as err:
+            raise _FailedError(_database_error(err, key)) from None
+        e = self.catalog.entities[resolver.entity]
+        items = list(returned or []) if resolver.many else [returned]
+        keys = [self._key_of(e, k) for k in items if k is not None]
+        answer = await self._rows(tx, e, keys, nodes, fragments, variables)
+        return answer if resolver.many else _one(answer)
+
+    def _key_of(self, e: Entity, value: Any) -> Key:
+        """A key as a resolver returns it: a value, a tuple in key order, a mapping by field."""
+        fields = self.catalog.key_fields(e)
+        if isinstance(value, Mapping):
+            return tuple(value.get(f.name, value.get(f.column)) for f in fields)
+        if isinstance(value, tuple):
+            return value
+        return (value,)
+
+    def _select(
+        self,
+        nodes: list[FieldNode],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> dict[str, list[FieldNode]]:
+        return collect_sub_fields(self.catalog, self.gql, self.dialect, nodes, fragments, variables)
+
+    # ----- create -----
+    async def _create(self, tx: Transaction, field: _Field) -> tuple[list[Key], list[Change]]:
+        e = field.mutation.entity
+        if field.mutation.kind == "create":
+            rows: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [
+                (("input",), field.args["input"])
+            ]
+        else:
+            rows = [(("inputs", i), r) for i, r in enumerate(field.args["inputs"])]
+            self._check_rows(field, len(rows), "inputs were given")
+        keys: list[Key] = []
+        for path, row in rows:
+            field.at = path
+            columns: list[Fragment] = []
+            values: list[Fragment] = []
+            for name, value in row.items():
+                f = self.catalog.fields[e.name][name]
+                columns.append(sql(ident(f.column)))
+                values.append(self._value(f, value, (*path, name)))
+            returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
+            if columns:
+                body = sql(" (", join(", ", columns), ") VALUES (", join(", ", values), ")")
+            else:
+                body = sql(self.dialect.insert_no_columns)
+            got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
+            keys.append(got[0])
+        field.at = ()
+        after = await self._images(tx, e, keys)
+        changes = [
+            _change(e, "insert", None, image, [n for n, v in image.items() if v is not None])
+            for image in after
+        ]
+        return keys, changes
+
+    # ----- update -----
+    async def _update(
+        self,
+        tx: Transaction,
+        field: _Field,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> tuple[list[Key], list[Change]]:
+        e = field.mutation.entity
+        keys = await self._keys(tx, field, fragments, variables)
+        changes_set: Mapping[str, Any] = field.args["set"]
+        if not keys or not changes_set:
+            return keys, []
+        before = await self._images(tx, e, keys)
+        assignments = []
+        new_values: dict[str, Any] = {}
+        for name, value in changes_set.items():
+            f = self.catalog.fields[e.name][name]
+            assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
+            new_values[f.column] = value
+        field.at = ("set",)
+        await self._fetch(
+            tx,
+            sql("UPDATE ", _table(e), " SET ", join(", ", assignments), " WHERE ", _match(e, keys)),
+        )
+        field.at = ()
+        # A key changed by the update is the row's key from now on.
+        new_keys = [
+            tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
+        ]
+        after = await self._images(tx, e, new_keys)
+        changes = []
+        for old, new in zip(before, after, strict=True):
+            changed = [n for n in new if old.get(n) != new.get(n)]
+            if changed:
+                changes.append(_change(e, "update", old, new, changed))
+        return new_keys, changes
+
+    # ----- delete -----
+    async def _delete(self, tx: Transaction, e: Entity, keys: list[Key]) -> list[Change]:
+        if not keys:
+            return []
+        before = await self._images(tx, e, keys)
+        await self._fetch(tx, sql("DELETE FROM ", _table(e), " WHERE ", _match(e, keys)))
+        return [_change(e, "delete", image, None, list(image)) for image in before]
+
+    # ----- rows -----
+    async def _keys(
+        self,
+        tx: Transaction,
+        field: _Field,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> list[Key]:
+        """The keys of the rows the field writes, locked; NOT_FOUND for a missing key."""
+        e = field.mutation.entity
+        if field.mutation.kind in ("update_many", "delete_many"):
+            mutation_type = self.gql.mutation_type
+            assert mutation_type is not None
+            text, params = plan_keys_where(
+                self.catalog,
+                self.gql,
+                self.dialect,
+                e,
+                mutation_type.fields[field.mutation.name],
+                field.nodes[0],
+                fragments,
+                variables,
+            )
+            keys = await tx.fetch_rows(text, params)
+            self._check_rows(field, len(keys), "rows match where")
+            return keys
+        key = tuple(field.args[f.name] for f in self.catalog.key_fields(e))
+        found = await self._fetch(
+            tx,
+            sql(
+                "SELECT ",
+                join(", ", (ident(c) for c in e.primary_key)),
+                " FROM ",
+                _table(e),
+                " WHERE ",
+                _match(e, [key]),
+                self.dialect.lock_rows,
+            ),
+        )
+        if not found:
+            shown = ", ".join(
+                f"{f.name}: {field.args[f.name]!r}" for f in self.catalog.key_fields(e)
+            )
+            error = _error(
+                f"No {e.name} has the key {{{shown}}}; nothing was changed.",
+                "NOT_FOUND",
+                field.key,
+            )
+            raise _FailedError(error)
+        return [found[0]]
+
+    def _check_rows(self, field: _Field, count: int, what: str) -> None:
+        limit = self.settings.max_rows
+        if count > limit:
+            raise _FailedError(
+                _error(
+                    f"{field.mutation.name}: {count} {what}; one mutation writes at most"
+                    f" {limit} rows, and nothing was written. Narrow where or send smaller"
+                    " batches, or raise mutations.max_rows.",
+                    "TOO_MANY_ROWS",
+                    field.key,
+                )
+            )
+
+    async def _images(self, tx: Transaction, e: Entity, keys: list[Key]) -> list[dict[str, Any]]:
+        """Every field of the rows of ``keys``, as the API serves them, in the order of keys."""
+        if not keys:
+            return []
+        every = FieldNode(
+            name=NameNode(value="_"),
+            selection_set=SelectionSetNode(
+                selections=tuple(FieldNode(name=NameNode(value=f.name)) for f in e.fields)
+            ),
+        )
+        text, params = plan_rows_by_key(
+            self.catalog, self.gql, self.dialect, e, keys, [every], {}, {}
+        )
+        body = await tx.fetch_json(text, params)
+        images: list[dict[str, Any]] = orjson.loads(body or b"[]")
+        return images
+
+    async def _rows(
+        self,
+        tx: Transaction,
+        e: Entity,
+        keys: Sequence[Key],
+        nodes: list[FieldNode],
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+    ) -> bytes:
+        if not keys:
+            return b"[]"
+        text, params = plan_rows_by_key(
+            self.catalog, self.gql, self.dialect, e, keys, nodes, fragments, variables
+        )
+        return await tx.fetch_json(text, params) or b"[]"
+
+    async def _fetch(self, tx: Transaction, statement: Fragment) -> list[Key]:
+        text, slots = compile_sql(statement, self.dialect)
+        return await tx.fetch_rows(text, [s.value({}) for s in slots])
+
+    def _value(self, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
+        """A value written to ``f``, checked, as a parameter of the column's type."""
+        if value is None:
+            return sql(param(None))
+        check = write_value_check(self.dialect, f)
+        if check is not None:
+            try:
+                value = check(value)
+            except PlanError as err:
+                raise PlanError(err.message, path) from None
+        if f.scalar == Scalar.JSON and not f.is_list:
+            text = orjson.dumps(value).decode()
+            if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
+                return template(self.dialect.json_input, param(text), (f.db_type or "").upper())
+            return sql(param(text))
+        return sql(param(value))
+
+
+def _table(e: Entity) -> Fragment:
+    return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
+
+
+def _match(e: Entity, keys: Sequence[Key]) -> Fragment:
+    """Rows whose primary key is one of ``keys``."""
+    alternatives = [
+        sql(
+            "(",
+            join(
+                " AND ",
+                (sql(ident(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)),
+            ),
+            ")",
+        )
+        for k in keys
+    ]
+    return sql("(", join(" OR ", alternatives), ")")
+
+
+def _change(
+    e: Entity,
+    operation: Any,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    changed: list[str],
+) -> Change:
+    image = after if after is not None else before
+    assert image is not None
+    names = [f.name for c in e.primary_key if (f := e.field_by_column(c)) is not None]
+    key = {n: image.get(n) for n in names}
+    return Change(
+        entity=e.name,
+        key=orjson.dumps(key).decode(),
+        operation=operation,
+        before=orjson.dumps(before).decode() if before is not None else None,
+        after=orjson.dumps(after).decode() if after is not None else None,
+        changed_fields=orjson.dumps(changed).decode(),
+    )
+
+
+def _one(array: bytes) -> bytes:
+    """The one element of a JSON array of one element (``null`` when empty)."""
+    inner = array.strip()[1:-1].strip()
+    return inner or b"null"
+
+
+def _error(message: str, code: str, key: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"message": message}
+    if key is not None:
+        out["path"] = [key]
+    out["extensions"] = {"code": code}
+    return out
+
+
+def _database_error(err: DatabaseError, key: str | None) -> dict[str, Any]:
+    if isinstance(err, RaisedError):
+        return _error(err.details[0].message, "MUTATION_FAILED", key)
+    if isinstance(err, StatementTimeoutError):
+        return _error("The mutation ran past the statement time limit.", "STATEMENT_TIMEOUT", key)
+    log.error("database error in a mutation: %s", err)
+    return _error(
+        "The database could not run this mutation; nothing was written.", "DATABASE_ERROR", key
+    )
+
+
+def _violation_error(
+    violation: Violation, field: _Field | None, e: Entity | None
+) -> dict[str, Any]:
+    """A refused write as a GraphQL error naming the code and, when known, the field."""
+    names = _fields_at_fault(violation, e) if e is not None else []
+    where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
+    message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
+    message += f"; nothing was written. The database said: {violation.message}"
+    error = _error(message, _CODES[violation.kind], field.key if field else None)
+    ext = error["extensions"]
+    if names:
+        ext["field"] = names[0] if len(names) == 1 else names
+    if violation.constraint:
+        ext["constraint"] = violation.constraint
+    if field is not None and field.at:
+        path = list(field.at)
+        if len(names) == 1:
+            path.append(names[0])
+        ext["argumentPath"] = path
+    return error
+
+
+def _fields_at_fault(violation: Violation, e: Entity) -> list[str]:
+    """The API names of the columns the database named; failing that, the columns a
+    constraint's name or expression mentions, when it mentions exactly one."""
+    out = [f.name for c in violation.columns if (f := e.field_by_column(c)) is not None]
+    if out:
+        return out
+    text = " ".join([*violation.columns, violation.constraint or ""])
+    mentioned = [
+        f.name for f in e.fields if re.search(rf"(?<![\w]){re.escape(f.column)}(?![\w])", text)
+    ]
+    return mentioned if len(mentioned) == 1 else []

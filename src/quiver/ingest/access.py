@@ -1,0 +1,109 @@
+"""Who may send to a receiver: API keys and bearer tokens, and the TLS options of a listener.
+
+A request is let in when it carries one of the configured API keys in the ``api_key_header``
+(``x-api-key`` by default) or one of the bearer tokens as ``Authorization: Bearer <token>``.
+Keys are compared in constant time. Write them as ``${env:NAME}`` or ``${file:path}`` in the
+pipeline file rather than in clear.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import ssl
+from collections.abc import Mapping
+
+from pydantic import Field, model_validator
+
+from quiver.pipeline.component import ComponentConfig
+
+__all__ = ["AuthConfig", "TlsConfig", "authorized", "server_ssl_context"]
+
+
+class AuthConfig(ComponentConfig):
+    """Require an API key or a bearer token on every request."""
+
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys, sent in `api_key_header`."
+    )
+    bearer_tokens: list[str] = Field(
+        default_factory=list, description="Accepted tokens, sent as `Authorization: Bearer …`."
+    )
+    api_key_header: str = Field("x-api-key", description="Header (gRPC metadata key) of the key.")
+
+    @model_validator(mode="after")
+    def _something_accepted(self) -> AuthConfig:
+        if not self.api_keys and not self.bearer_tokens:
+            raise ValueError(
+                "auth needs api_keys or bearer_tokens (without either nobody could send)"
+            )
+        if any(not k for k in [*self.api_keys, *self.bearer_tokens]):
+            raise ValueError("an empty API key or token would let anyone in")
+        self.api_key_header = self.api_key_header.lower()
+        return self
+
+
+class TlsConfig(ComponentConfig):
+    """Serve over TLS (and with ``client_ca_file``, require client certificates)."""
+
+    cert_file: str = Field(description="PEM certificate chain of the server.")
+    key_file: str = Field(description="PEM private key of the server.")
+    client_ca_file: str | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed."
+    )
+
+    def resolved(self, base_dir: str) -> TlsConfig:
+        """The same options with relative paths taken from ``base_dir`` (the pipeline's)."""
+        update = {
+            name: os.path.join(base_dir, path)
+            for name in ("cert_file", "key_file", "client_ca_file")
+            if (path := getattr(self, name)) is not None
+        }
+        return self.model_copy(update=update)
+
+    def check_files(self, where: str) -> list[tuple[str, str]]:
+        """``(where, problem)`` for each file that cannot be read."""
+        problems = []
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                problems.append((f"{where}.tls.{name}", f"cannot read {path}"))
+        return problems
+
+    def read(self) -> tuple[bytes, bytes, bytes | None]:
+        """The certificate chain, key and client CA bundle, as bytes."""
+
+        def load(path: str) -> bytes:
+            with open(path, "rb") as fh:
+                return fh.read()
+
+        ca = load(self.client_ca_file) if self.client_ca_file else None
+        return load(self.cert_file), load(self.key_file), ca
+
+
+def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """An SSL context serving ``tls``'s certificate (requiring client ones with a CA)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.load_verify_locations(tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def authorized(auth: AuthConfig | None, headers: Mapping[str, str]) -> bool:
+    """Whether ``headers`` (lowercase names) carry an accepted key or token."""
+    if auth is None:
+        return True
+    key = headers.get(auth.api_key_header)
+    if key is not None and any(_same(key, k) for k in auth.api_keys):
+        return True
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return any(_same(token.strip(), t) for t in auth.bearer_tokens)
+    return False
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,1 @@
+"""The ``otlp`` source: OTLP/gRPC (port 4317) and OTLP/HTTP (port 4318) receivers."""

@@ -1,0 +1,521 @@
+"""OTLP export requests -> rows of the telemetry layout (:mod:`quiver.ingest.arrow_layout`).
+
+One row per span, per metric data point and per log record; resource and scope fields are
+repeated on each row. Items whose ids cannot be right (a trace id that is not 16 bytes or is
+all zeros, a span id that is not 8 bytes ...) and metrics without a name are rejected one by
+one: the rest of the request is kept, and the receiver answers with ``partial_success``
+carrying the count and the first reasons.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from quiver.ingest.arrow_layout import Signal, telemetry_batch
+
+__all__ = ["Conversion", "convert_request"]
+
+_SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+_STATUS_CODES = ("unset", "ok", "error")
+_TEMPORALITIES = ("unspecified", "delta", "cumulative")
+_MAX_REASONS = 3
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+Request = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
+
+
+@dataclass
+class Conversion:
+    """The rows of one request and what was rejected from it."""
+
+    batch: pa.RecordBatch | None  # None: nothing accepted
+    accepted: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < _MAX_REASONS:
+            self.reasons.append(f"{where}: {reason}")
+
+    @property
+    def error_message(self) -> str:
+        """The ``partial_success.error_message``: how many were rejected and why."""
+        if not self.rejected:
+            return ""
+        more = self.rejected - len(self.reasons)
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{self.rejected} rejected: " + "; ".join(self.reasons) + tail
+
+
+def convert_request(signal: Signal, request: Request) -> Conversion:
+    """Rows of the telemetry layout for one decoded export request of ``signal``."""
+    if signal == "traces":
+        assert isinstance(request, ExportTraceServiceRequest)
+        return _spans(request)
+    if signal == "metrics":
+        assert isinstance(request, ExportMetricsServiceRequest)
+        return _metrics(request)
+    assert isinstance(request, ExportLogsServiceRequest)
+    return _logs(request)
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _plain(value: AnyValue) -> Any:
+    """An AnyValue as a JSON-able Python value (bytes as base64)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, kind)
+
+
+def value_text(value: AnyValue) -> str | None:
+    """An AnyValue as the text a map column holds: strings as they are, the rest as JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind is None:
+        return None
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return orjson.dumps(_plain(value)).decode()
+
+
+def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:
+    return [(kv.key, value_text(kv.value)) for kv in kvs]
+
+
+class _AttributeColumn:
+    """A ``map<string, string>`` column built flat (offsets, keys, values): no tuple or list
+    per row, and one Arrow conversion per batch. Attributes repeat a lot (``http.method:
+    GET``): each distinct encoded key-value pair of a request is read once."""
+
+    def __init__(self) -> None:
+        self.offsets = [0]
+        self.keys: list[str] = []
+        self.values: list[str | None] = []
+        self._seen: dict[bytes, tuple[str, str | None]] = {}
+
+    def add(self, kvs: Iterable[KeyValue]) -> None:
+        keys, values, seen = self.keys, self.values, self._seen
+        for kv in kvs:
+            raw = kv.SerializeToString()
+            pair = seen.get(raw)
+            if pair is None:
+                value = kv.value
+                if value.WhichOneof("value") == "string_value":
+                    pair = seen[raw] = (kv.key, value.string_value)
+                else:
+                    pair = seen[raw] = (kv.key, value_text(value))
+            keys.append(pair[0])
+            values.append(pair[1])
+        self.offsets.append(len(keys))
+
+    def finish(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, pa.string()),
+        )
+
+
+class _Repeated:
+    """A column whose values repeat (resource and scope fields): each distinct value is
+    converted once and the rows take it by index."""
+
+    def __init__(self) -> None:
+        self.distinct: list[Any] = []
+        self.rows: list[int] = []
+
+    def new(self, value: Any) -> None:
+        self.distinct.append(value)
+
+    def add(self, rows: int) -> None:
+        """``rows`` more rows take the last distinct value."""
+        self.rows.extend([len(self.distinct) - 1] * rows)
+
+    def finish(self, kind: pa.DataType) -> pa.Array:
+        return pa.array(self.distinct, kind).take(pa.array(self.rows, pa.int32()))
+
+
+def _service(kvs: Iterable[KeyValue]) -> str | None:
+    for kv in kvs:
+        if kv.key == "service.name":
+            return value_text(kv.value)
+    return None
+
+
+def _hex(raw: bytes) -> str | None:
+    return raw.hex() if raw else None
+
+
+def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
+    """Why an id cannot be right, or None."""
+    if not raw:
+        return f"{name} is missing" if required else None
+    if len(raw) != size:
+        return (
+            f"{name} is {len(raw)} bytes ({raw.hex()!r}); it must be {size} ({size * 2} hex digits)"
+        )
+    if required and raw == bytes(size):
+        return f"{name} is all zeros, which OTLP defines as invalid"
+    return None
+
+
+class _Columns:
+    """Column lists appended row by row."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.data: dict[str, list[Any]] = {n: [] for n in names}
+        self.rows = 0
+
+    def add(self, **values: Any) -> None:
+        for name, column in self.data.items():
+            column.append(values.get(name))
+        self.rows += 1
+
+
+class _Envelope:
+    """The columns every signal shares: resource and scope fields, converted once per scope
+    and taken by index, and the items' attributes, built flat."""
+
+    def __init__(self) -> None:
+        self.resources = _Repeated()
+        self.scopes = _Repeated()
+        self.attributes = _AttributeColumn()
+
+    def resource(self, kvs: Iterable[KeyValue]) -> None:
+        self.resources.new((_service(kvs), _attrs(kvs)))
+
+    def scope(self, scope: Any) -> None:
+        self.scopes.new((scope.name or None, scope.version or None, _attrs(scope.attributes)))
+
+    def rows_added(self, rows: int) -> None:
+        """``rows`` items of the current scope were kept."""
+        self.resources.add(rows)
+        self.scopes.add(rows)
+
+    def finish(self, out: Conversion, cols: _Columns, signal: Signal) -> Conversion:
+        out.accepted = cols.rows
+        if not cols.rows:
+            return out
+        data: dict[str, Any] = dict(cols.data)
+        data["signal"] = pa.array([signal] * cols.rows, pa.string())
+        data["attributes"] = self.attributes.finish()
+        res = self.resources.finish(_RESOURCE_TYPE)
+        data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
+        scope_rows = self.scopes.finish(_SCOPE_TYPE)
+        data["scope_name"], data["scope_version"] = scope_rows.field(0), scope_rows.field(1)
+        data["scope_attributes"] = scope_rows.field(2)
+        out.batch = telemetry_batch(data, cols.rows)
+        return out
+
+
+# ----------------------------------------------------------------------------- traces
+
+
+_ATTRS_TYPE = pa.map_(pa.string(), pa.string())
+_RESOURCE_TYPE = pa.struct([("service_name", pa.string()), ("attributes", _ATTRS_TYPE)])
+_SCOPE_TYPE = pa.struct(
+    [("name", pa.string()), ("version", pa.string()), ("attributes", _ATTRS_TYPE)]
+)
+
+_SPAN_COLUMNS = (
+    "time",
+    "dropped_attributes_count",
+    "trace_id",
+    "span_id",
+    "flags",
+    "parent_span_id",
+    "trace_state",
+    "span_name",
+    "span_kind",
+    "end_time",
+    "duration_ns",
+    "status_code",
+    "status_message",
+    "events",
+    "links",
+    "dropped_events_count",
+    "dropped_links_count",
+)
+
+
+def _spans(request: ExportTraceServiceRequest) -> Conversion:
+    out = Conversion(None)
+    cols = _Columns(_SPAN_COLUMNS)
+    envelope = _Envelope()
+    attrs = envelope.attributes
+    c = {name: values.append for name, values in cols.data.items()}
+    time, dropped_attributes = c["time"], c["dropped_attributes_count"]
+    trace_id, span_id, flags, parent_span_id = (
+        c["trace_id"],
+        c["span_id"],
+        c["flags"],
+        c["parent_span_id"],
+    )
+    trace_state, span_name, span_kind = c["trace_state"], c["span_name"], c["span_kind"]
+    end_time, duration, status_code = c["end_time"], c["duration_ns"], c["status_code"]
+    status_message, events, links = c["status_message"], c["events"], c["links"]
+    dropped_events, dropped_links = c["dropped_events_count"], c["dropped_links_count"]
+    for r, rs in enumerate(request.resource_spans):
+        envelope.resource(rs.resource.attributes)
+        for s, ss in enumerate(rs.scope_spans):
+            envelope.scope(ss.scope)
+            rows_before = cols.rows
+            for i, span in enumerate(ss.spans):
+                tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
+                if (
+                    len(tid) != 16
+                    or tid == _ZERO_TRACE
+                    or len(sid) != 8
+                    or sid == _ZERO_SPAN
+                    or (pid and len(pid) != 8)
+                ):
+                    problem = (
+                        _id_problem("trace_id", tid, 16, True)
+                        or _id_problem("span_id", sid, 8, True)
+                        or _id_problem("parent_span_id", pid, 8, False)
+                    )
+                    out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
+                    continue
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                time(start)
+                attrs.add(span.attributes)
+                dropped_attributes(span.dropped_attributes_count)
+                trace_id(tid.hex())
+                span_id(sid.hex())
+                flags(span.flags)
+                parent_span_id(pid.hex() if pid else None)
+                trace_state(span.trace_state or None)
+                span_name(span.name)
+                span_kind(_name(_SPAN_KINDS, span.kind))
+                end_time(end)
+                duration(end - start if start and end else None)
+                status = span.status
+                status_code(_name(_STATUS_CODES, status.code))
+                status_message(status.message or None)
+                events(
+                    [
+                        {
+                            "time": e.time_unix_nano or None,
+                            "name": e.name,
+                            "attributes": _attrs(e.attributes),
+                        }
+                        for e in span.events
+                    ]
+                )
+                links(
+                    [
+                        {
+                            "trace_id": _hex(link.trace_id),
+                            "span_id": _hex(link.span_id),
+                            "trace_state": link.trace_state or None,
+                            "attributes": _attrs(link.attributes),
+                        }
+                        for link in span.links
+                    ]
+                )
+                dropped_events(span.dropped_events_count)
+                dropped_links(span.dropped_links_count)
+                cols.rows += 1
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "traces")
+
+
+def _name(names: tuple[str, ...], number: int) -> str:
+    return names[number] if 0 <= number < len(names) else str(number)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+_METRIC_COLUMNS = (
+    "time",
+    "metric_name",
+    "metric_description",
+    "metric_unit",
+    "metric_type",
+    "aggregation_temporality",
+    "is_monotonic",
+    "start_time",
+    "flags",
+    "value_double",
+    "value_int",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "bucket_counts",
+    "explicit_bounds",
+    "scale",
+    "zero_count",
+    "positive_offset",
+    "positive_bucket_counts",
+    "negative_offset",
+    "negative_bucket_counts",
+    "quantile_values",
+    "exemplars",
+)
+
+
+def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
+    out = Conversion(None)
+    cols = _Columns(_METRIC_COLUMNS)
+    envelope = _Envelope()
+    for r, rm in enumerate(request.resource_metrics):
+        envelope.resource(rm.resource.attributes)
+        for s, sm in enumerate(rm.scope_metrics):
+            envelope.scope(sm.scope)
+            rows_before = cols.rows
+            for m, metric in enumerate(sm.metrics):
+                kind = metric.WhichOneof("data")
+                where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
+                if kind is None:
+                    continue  # a metric without data points has no rows
+                data = getattr(metric, kind)
+                if not metric.name:
+                    for _ in data.data_points:
+                        out.reject(where, "the metric has no name")
+                    continue
+                head = {
+                    "metric_name": metric.name,
+                    "metric_description": metric.description or None,
+                    "metric_unit": metric.unit or None,
+                    "metric_type": kind,
+                }
+                if kind in ("sum", "histogram", "exponential_histogram"):
+                    head["aggregation_temporality"] = _name(
+                        _TEMPORALITIES, data.aggregation_temporality
+                    )
+                if kind == "sum":
+                    head["is_monotonic"] = data.is_monotonic
+                for p in data.data_points:
+                    envelope.attributes.add(p.attributes)
+                    cols.add(**head, **_point(kind, p))
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "metrics")
+
+
+def _point(kind: str, p: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "time": p.time_unix_nano,
+        "start_time": p.start_time_unix_nano,
+        "flags": p.flags,
+    }
+    if kind != "summary":
+        row["exemplars"] = [_exemplar(e) for e in p.exemplars]
+    if kind in ("gauge", "sum"):
+        which = p.WhichOneof("value")
+        if which == "as_double":
+            row["value_double"] = p.as_double
+        elif which == "as_int":
+            row["value_int"] = p.as_int
+        return row
+    row["count"] = p.count
+    if kind == "summary":
+        row["sum"] = p.sum
+        row["quantile_values"] = [
+            {"quantile": q.quantile, "value": q.value} for q in p.quantile_values
+        ]
+        return row
+    row["sum"] = p.sum if p.HasField("sum") else None
+    row["min"] = p.min if p.HasField("min") else None
+    row["max"] = p.max if p.HasField("max") else None
+    if kind == "histogram":
+        row["bucket_counts"] = list(p.bucket_counts)
+        row["explicit_bounds"] = list(p.explicit_bounds)
+        return row
+    row["scale"] = p.scale
+    row["zero_count"] = p.zero_count
+    row["positive_offset"] = p.positive.offset
+    row["positive_bucket_counts"] = list(p.positive.bucket_counts)
+    row["negative_offset"] = p.negative.offset
+    row["negative_bucket_counts"] = list(p.negative.bucket_counts)
+    return row
+
+
+def _exemplar(e: Any) -> dict[str, Any]:
+    which = e.WhichOneof("value")
+    return {
+        "time": e.time_unix_nano or None,
+        "value_double": e.as_double if which == "as_double" else None,
+        "value_int": e.as_int if which == "as_int" else None,
+        "trace_id": _hex(e.trace_id),
+        "span_id": _hex(e.span_id),
+        "filtered_attributes": _attrs(e.filtered_attributes),
+    }
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def _logs(request: ExportLogsServiceRequest) -> Conversion:
+    out = Conversion(None)
+    cols = _Columns(
+        (
+            "time",
+            "dropped_attributes_count",
+            "trace_id",
+            "span_id",
+            "flags",
+            "observed_time",
+            "severity_number",
+            "severity_text",
+            "body",
+            "event_name",
+        )
+    )
+    envelope = _Envelope()
+    for r, rl in enumerate(request.resource_logs):
+        envelope.resource(rl.resource.attributes)
+        for s, sl in enumerate(rl.scope_logs):
+            envelope.scope(sl.scope)
+            rows_before = cols.rows
+            for i, log in enumerate(sl.log_records):
+                problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
+                    "span_id", log.span_id, 8, False
+                )
+                if problem:
+                    out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
+                    continue
+                envelope.attributes.add(log.attributes)
+                cols.add(
+                    time=log.time_unix_nano,
+                    dropped_attributes_count=log.dropped_attributes_count,
+                    trace_id=_hex(log.trace_id),
+                    span_id=_hex(log.span_id),
+                    flags=log.flags,
+                    observed_time=log.observed_time_unix_nano,
+                    severity_number=log.severity_number,
+                    severity_text=log.severity_text or None,
+                    body=value_text(log.body) if log.HasField("body") else None,
+                    event_name=log.event_name or None,
+                )
+            envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols, "logs")

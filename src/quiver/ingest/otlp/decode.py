@@ -1,0 +1,156 @@
+"""Request bodies -> OTLP export request messages: binary protobuf or OTLP/JSON, gzip.
+
+OTLP/JSON is the proto3 JSON mapping with the specification's differences: trace and span
+ids are hex strings (not base64), enums are integers (names are accepted too), unknown fields
+are ignored, 64-bit integers may be strings or numbers. Everything that cannot be decoded
+raises :class:`BadRequestError` naming what is wrong, which the receivers answer with HTTP 400 /
+gRPC INVALID_ARGUMENT (or 413 / 415 where the specification says so).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from quiver.ingest.arrow_layout import Signal
+from quiver.ingest.otlp.convert import Request
+
+__all__ = [
+    "REQUEST_TYPES",
+    "RESPONSE_TYPES",
+    "BadRequestError",
+    "decode_body",
+    "decompress",
+]
+
+REQUEST_TYPES: dict[Signal, type[Request]] = {
+    "traces": ExportTraceServiceRequest,
+    "metrics": ExportMetricsServiceRequest,
+    "logs": ExportLogsServiceRequest,
+}
+RESPONSE_TYPES: dict[Signal, Any] = {
+    "traces": ExportTraceServiceResponse,
+    "metrics": ExportMetricsServiceResponse,
+    "logs": ExportLogsServiceResponse,
+}
+
+
+class BadRequestError(Exception):
+    """A request that can never succeed as sent: the client must not retry it."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status  # 400, 413 (too large) or 415 (unsupported type / encoding)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` without its Content-Encoding (``gzip``/``deflate``/none), at most ``limit``
+    bytes once decompressed."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequestError(
+            f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding", 415
+        )
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequestError(f"the body is not valid {encoding} data: {exc}") from exc
+    if len(data) > limit:
+        raise BadRequestError(
+            f"the body is larger than {limit:,} bytes once decompressed; send smaller batches",
+            413,
+        )
+    if not inflater.eof:
+        raise BadRequestError(f"the {encoding} body is truncated")
+    return data
+
+
+def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
+    """The export request of ``signal`` in ``body`` (protobuf, or OTLP/JSON when ``json``)."""
+    cls = REQUEST_TYPES[signal]
+    if not json:
+        try:
+            parsed: Request = cls.FromString(body)
+            return parsed
+        except DecodeError as exc:
+            raise BadRequestError(
+                f"the body is not a valid {cls.__name__} protobuf message ({exc}); "
+                "send Content-Type: application/json for OTLP/JSON"
+            ) from exc
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise BadRequestError(
+            f"the body must be a JSON object (an {cls.__name__}), not {_kind(doc)}"
+        )
+    _ids_to_base64(doc, "")
+    message = cls()
+    try:
+        json_format.ParseDict(doc, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BadRequestError(f"the body is not a valid OTLP/JSON {cls.__name__}: {exc}") from exc
+    return message
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+
+
+def _ids_to_base64(node: Any, where: str) -> None:
+    """Turn OTLP/JSON's hex ids into the base64 the proto3 JSON mapping reads, in place.
+
+    Ids sit in spans, links, log records and exemplars; no other OTLP field has these names,
+    so every object is searched (``attributes`` values are skipped: they are user data).
+    """
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _ids_to_base64(item, f"{where}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in _ID_KEYS:
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise BadRequestError(
+                    f"{where}.{key}: an id must be a hex string, not {_kind(value)}"
+                )
+            try:
+                raw = binascii.unhexlify(value)
+            except (binascii.Error, ValueError) as exc:
+                raise BadRequestError(
+                    f"{where}.{key}: {value!r} is not a hex string (OTLP/JSON ids are hex, "
+                    "e.g. 5b8efff798038103d269b633813fc60c)"
+                ) from exc
+            node[key] = base64.b64encode(raw).decode("ascii")
+        elif key not in ("attributes", "body", "value") and isinstance(value, dict | list):
+            _ids_to_base64(value, f"{where}.{key}" if where else key)

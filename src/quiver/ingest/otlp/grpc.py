@@ -1,0 +1,119 @@
+"""The OTLP/gRPC receiver: the TraceService, MetricsService and LogsService ``Export`` calls.
+
+Request messages are decoded here (not by grpc), so a malformed one is answered
+INVALID_ARGUMENT with what is wrong. Status codes follow the OTLP specification:
+INVALID_ARGUMENT for bad data (not retried), UNAUTHENTICATED without a valid key,
+UNIMPLEMENTED for a signal the receiver does not take, RESOURCE_EXHAUSTED with a RetryInfo
+detail when too much waits (retried after that delay), UNAVAILABLE with RetryInfo while
+stopping or when the disk refuses a write. Compression (gzip) is grpc's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from quiver.ingest.access import AuthConfig, authorized
+from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
+from quiver.ingest.otlp.config import GrpcReceiverConfig
+from quiver.ingest.otlp.decode import RESPONSE_TYPES, BadRequestError, decode_body
+from quiver.ingest.otlp.export import bad_request_status, export, retry_status
+
+__all__ = ["GrpcReceiver"]
+
+_SERVICES: dict[Signal, str] = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+_DETAILS_KEY = "grpc-status-details-bin"
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def _handler(signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: bool) -> Handler:
+    async def call(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        metadata = {
+            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+        }
+        if not authorized(auth, metadata):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong credentials: send the API key in the "
+                f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
+                "authorization: Bearer <token>",
+            )
+        if not enabled:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
+            )
+        try:
+            request = decode_body(signal, body, json=False)
+            return await export(intake, signal, request)
+        except BadRequestError as exc:
+            status = bad_request_status(grpc.StatusCode.INVALID_ARGUMENT.value[0], exc.message)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                exc.message,
+                ((_DETAILS_KEY, status.SerializeToString()),),
+            )
+        except BackpressureError as exc:
+            code = (
+                grpc.StatusCode.UNAVAILABLE
+                if isinstance(exc, UnavailableError)
+                else grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
+            status = retry_status(code.value[0], exc.message, exc.retry_after)
+            await context.abort(code, exc.message, ((_DETAILS_KEY, status.SerializeToString()),))
+
+    return call
+
+
+class GrpcReceiver:
+    """A grpc.aio server with the three OTLP services."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        cfg: GrpcReceiverConfig,
+        auth: AuthConfig | None,
+        signals: list[Signal],
+    ) -> None:
+        self.cfg = cfg
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        for signal in SIGNALS:
+            handler = grpc.unary_unary_rpc_method_handler(
+                _handler(signal, intake, auth, signal in signals),
+                request_deserializer=None,
+                response_serializer=RESPONSE_TYPES[signal].SerializeToString,
+            )
+            self.server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(_SERVICES[signal], {"Export": handler}),)
+            )
+
+    def bind(self) -> int:
+        """Listen on the endpoint; returns the port (0 if it could not be bound)."""
+        endpoint = self.cfg.endpoint
+        if self.cfg.tls is None:
+            return int(self.server.add_insecure_port(endpoint))
+        cert, key, ca = self.cfg.tls.read()
+        credentials = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+        )
+        return int(self.server.add_secure_port(endpoint, credentials))
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, seconds: float) -> None:
+        """Stop accepting; calls in flight get up to ``seconds`` to finish."""
+        await self.server.stop(seconds)

@@ -1,0 +1,204 @@
+"""The OTLP/HTTP receiver: a Starlette app served by uvicorn.
+
+``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` take ``application/x-protobuf`` or
+``application/json`` bodies, plain or ``Content-Encoding: gzip``. Answers follow the OTLP
+specification: 200 with the Export*ServiceResponse in the request's encoding
+(``partial_success`` set when items were rejected); 400 for data that cannot be decoded, 413
+for a body over ``max_body_bytes`` (after decompression too), 415 for another content type or
+encoding, 401 without a valid key, 404 / 405 for other paths and methods, all with a
+google.rpc.Status body; 429 (too much waiting) and 503 (stopping, disk error) with
+``Retry-After``, which clients retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from quiver.ingest.access import AuthConfig, authorized, server_ssl_context
+from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
+from quiver.ingest.otlp.config import HttpReceiverConfig
+from quiver.ingest.otlp.decode import BadRequestError, decode_body, decompress
+from quiver.ingest.otlp.export import bad_request_status, export
+
+__all__ = ["HttpReceiver", "otlp_http_app"]
+
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+_CONTENT_TYPES = {_PROTOBUF: False, "application/protobuf": False, _JSON: True}
+_GRPC_CODE = {400: 3, 401: 16, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
+
+
+def _encode(message: Message, json: bool) -> bytes:
+    if not json:
+        data: bytes = message.SerializeToString()
+        return data
+    text: str = json_format.MessageToJson(message, indent=None)
+    return text.encode()
+
+
+def _status(
+    status: int, message: str, json: bool, headers: dict[str, str] | None = None
+) -> Response:
+    body = bad_request_status(_GRPC_CODE.get(status, 2), message)
+    return Response(
+        _encode(body, json),
+        status_code=status,
+        media_type=_JSON if json else _PROTOBUF,
+        headers=headers,
+    )
+
+
+def otlp_http_app(
+    intake: Intake, cfg: HttpReceiverConfig, auth: AuthConfig | None, signals: list[Signal]
+) -> Starlette:
+    """The ASGI app of the receiver."""
+
+    def endpoint(signal: Signal) -> Any:
+        async def handle(request: Request) -> Response:
+            return await _handle(request, signal, intake, cfg, auth, signal in signals)
+
+        return handle
+
+    routes = [Route(f"/v1/{s}", endpoint(s), methods=["POST"]) for s in SIGNALS]
+    app = Starlette(routes=routes)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _status(
+            404,
+            f"no OTLP endpoint at {request.url.path}; use /v1/traces, /v1/metrics or /v1/logs",
+            False,
+        )
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _status(
+            405, f"{request.method} is not allowed; OTLP/HTTP takes POST", False, {"Allow": "POST"}
+        )
+
+    app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, not_allowed)
+    return app
+
+
+async def _handle(
+    request: Request,
+    signal: Signal,
+    intake: Intake,
+    cfg: HttpReceiverConfig,
+    auth: AuthConfig | None,
+    enabled: bool,
+) -> Response:
+    raw_type = request.headers.get("content-type", "")
+    media = raw_type.split(";", 1)[0].strip().lower()
+    json = _CONTENT_TYPES.get(media, media.endswith("json"))
+    if not authorized(auth, request.headers):
+        return _status(
+            401,
+            "missing or wrong credentials: send the API key in the "
+            f"{auth.api_key_header if auth else 'x-api-key'} header or "
+            "Authorization: Bearer <token>",
+            json,
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if not enabled:
+        return _status(404, f"this receiver does not take {signal}", json)
+    if media not in _CONTENT_TYPES:
+        return _status(
+            415,
+            f"Content-Type {raw_type or '(none)'!r} is not supported; send "
+            "application/x-protobuf or application/json",
+            json,
+        )
+    limit = cfg.max_body_bytes
+    try:
+        declared = int(request.headers.get("content-length", "0") or 0)
+    except ValueError:
+        return _status(400, "Content-Length is not a number", json)
+    if declared > limit:
+        return _status(413, f"the body is {declared:,} bytes, over the {limit:,} accepted", json)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _status(413, f"the body is over the {limit:,} bytes accepted", json)
+        chunks.append(chunk)
+    try:
+        body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
+        message = decode_body(signal, body, json)
+        response = await export(intake, signal, message)
+    except BadRequestError as exc:
+        return _status(exc.status, exc.message, json)
+    except BackpressureError as exc:
+        code = 503 if isinstance(exc, UnavailableError) else 429
+        return _status(code, exc.message, json, {"Retry-After": str(int(exc.retry_after))})
+    return Response(_encode(response, json), media_type=_JSON if json else _PROTOBUF)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: ``quiver run`` owns SIGINT / SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpReceiver:
+    """The listening socket and the uvicorn server around :func:`otlp_http_app`."""
+
+    def __init__(self, app: Starlette, cfg: HttpReceiverConfig, sock: socket.socket) -> None:
+        self.cfg = cfg
+        self.sock = sock
+        kwargs: dict[str, Any] = {}
+        if cfg.tls is not None:
+            kwargs.update(
+                ssl_certfile=cfg.tls.cert_file,
+                ssl_keyfile=cfg.tls.key_file,
+                ssl_ca_certs=cfg.tls.client_ca_file,
+                ssl_cert_reqs=2 if cfg.tls.client_ca_file else 0,
+            )
+            server_ssl_context(cfg.tls)  # a bad certificate fails here, with its reason
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=None,
+            **kwargs,
+        )
+        self.server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                return
+            await asyncio.sleep(0.01)
+
+    async def stop(self, seconds: float) -> None:
+        """Stop accepting, let requests in flight finish (up to ``seconds``)."""
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), seconds)
+        except TimeoutError:
+            self.server.force_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 1.0)
+        finally:
+            self.sock.close()

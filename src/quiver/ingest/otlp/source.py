@@ -1,0 +1,185 @@
+"""The ``otlp`` source: an OpenTelemetry receiver (OTLP/gRPC and OTLP/HTTP) as a pipeline
+source, running until the run is stopped.
+
+Every accepted request becomes one batch of the telemetry layout
+(:mod:`quiver.ingest.arrow_layout`), written and ``fsync``'d to the spool
+(:mod:`quiver.ingest.spool`) before the client is answered. On the first SIGINT / SIGTERM the
+receivers stop accepting, requests in flight finish, everything accepted is handed on, and the
+sinks commit; then the spool is emptied. If the process dies instead (SIGKILL, a crash, a
+failed sink), what was accepted stays in the spool and the next run on it sends it on first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+from collections.abc import AsyncIterator
+
+import pyarrow as pa
+
+from quiver.ingest.intake import Intake
+from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
+from quiver.ingest.otlp.grpc import GrpcReceiver
+from quiver.ingest.otlp.http import HttpReceiver, otlp_http_app
+from quiver.ingest.spool import Spool
+from quiver.pipeline.component import (
+    Acknowledging,
+    Checking,
+    Draining,
+    RunContext,
+    source,
+)
+from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+
+__all__ = ["OtlpSource"]
+
+
+@source("otlp", config=OtlpSourceConfig)
+class OtlpSource(Acknowledging, Checking, Draining):
+    """OTLP traces, metrics and logs received over gRPC and/or HTTP until stopped."""
+
+    def __init__(self, cfg: OtlpSourceConfig) -> None:
+        self.cfg = cfg
+        self.intake: Intake | None = None
+        self.grpc: GrpcReceiver | None = None
+        self.http: HttpReceiver | None = None
+        self.grpc_port: int | None = None  # the ports bound (an endpoint may say :0)
+        self.http_port: int | None = None
+        self._spool: Spool | None = None
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ hooks
+
+    def _resolve_paths(self, base_dir: str) -> None:
+        """TLS files named relative to the pipeline file's directory."""
+        update = {}
+        for name in ("grpc", "http"):
+            listener = getattr(self.cfg, name)
+            if listener is not None and listener.tls is not None:
+                update[name] = listener.model_copy(update={"tls": listener.tls.resolved(base_dir)})
+        self.cfg = self.cfg.model_copy(update=update)
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        self._resolve_paths(ctx.base_dir)
+        problems = []
+        for name in ("grpc", "http"):
+            listener = getattr(self.cfg, name)
+            if listener is not None and listener.tls is not None:
+                for where, problem in listener.tls.check_files(f"otlp.{name}"):
+                    problems.append(
+                        ErrorDetail(problem, where, "give the path of a readable PEM file")
+                    )
+        return problems
+
+    def drain(self) -> None:
+        self._stop_requested = True
+        if self.intake is not None:
+            self.intake.stop()
+
+    async def commit(self) -> None:
+        if self.intake is not None:
+            await self.intake.commit()
+        self._close_spool()
+
+    async def abort(self) -> None:
+        self._close_spool()  # what was not committed stays in the spool for the next run
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    # ------------------------------------------------------------------ batches
+
+    def spool_path(self, ctx: RunContext) -> str:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", ctx.pipeline).strip(".") or "pipeline"
+        default = os.path.join(".quiver", "spool", name, "otlp")
+        path = self.cfg.spool.path or default
+        return os.path.join(ctx.base_dir, path)
+
+    async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        self._resolve_paths(ctx.base_dir)
+        cfg = self.cfg
+        spool = Spool(
+            self.spool_path(ctx),
+            max_bytes=cfg.spool.max_bytes,
+            segment_bytes=cfg.spool.segment_bytes,
+            fsync=cfg.spool.fsync,
+        )
+        await asyncio.to_thread(spool.open)
+        self._spool = spool
+        intake = self.intake = Intake(
+            spool,
+            max_queued_batches=cfg.max_queued_batches,
+            retry_after=cfg.retry_after_seconds,
+        )
+        if self._stop_requested:
+            intake.stop()
+        try:
+            async for batch in intake.replayed():
+                yield batch
+            await self._start(ctx)
+            async for batch in intake.arriving():
+                yield batch
+            await self._stop_servers()
+            for batch in intake.drain():
+                yield batch
+            if intake.rejected_items:
+                ctx.log(
+                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
+                    "or no metric name (answered as partial_success)",
+                    "warning",
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await self._stop_servers()
+
+    async def _start(self, ctx: RunContext) -> None:
+        cfg = self.cfg
+        assert self.intake is not None
+        if cfg.grpc is not None:
+            self.grpc = GrpcReceiver(self.intake, cfg.grpc, cfg.auth, cfg.signals)
+            try:
+                port = self.grpc.bind()
+            except RuntimeError as exc:  # grpc says no more than "Failed to bind"
+                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use") from exc
+            if not port:
+                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use")
+            self.grpc_port = port
+            await self.grpc.start()
+            ctx.log(f"OTLP/gRPC receiver listening on {cfg.grpc.endpoint} (port {port})", "info")
+        if cfg.http is not None:
+            host, port = split_endpoint(cfg.http.endpoint)
+            try:
+                sock = socket.create_server((host, port), reuse_port=False)
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise _bind_error("http", cfg.http.endpoint, reason) from exc
+            self.http_port = sock.getsockname()[1]
+            app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals)
+            self.http = HttpReceiver(app, cfg.http, sock)
+            await self.http.start()
+            ctx.log(
+                f"OTLP/HTTP receiver listening on {cfg.http.endpoint} (port {self.http_port})",
+                "info",
+            )
+
+    async def _stop_servers(self) -> None:
+        seconds = self.cfg.stop_seconds
+        grpc_server, http_server = self.grpc, self.http
+        self.grpc = self.http = None
+        stops = [s.stop(seconds) for s in (grpc_server, http_server) if s is not None]
+        if stops:
+            await asyncio.gather(*stops)
+
+
+def _bind_error(name: str, endpoint: str, reason: str) -> QuiverError:
+    return PermanentError.one(
+        f"the OTLP/{name.upper() if name == 'http' else 'gRPC'} receiver cannot listen on "
+        f"{endpoint}: {reason}",
+        f"source otlp.{name}.endpoint",
+        "stop the process using that port, or choose another endpoint",
+    )

@@ -1,0 +1,142 @@
+"""The change log: one row per row written, inserted in the writing transaction (an outbox).
+
+Whatever writes rows (GraphQL mutations today) calls :func:`write_changes` inside its own
+transaction, so a change is recorded exactly when the write commits. Readers (observers,
+subscriptions) read the table in ``id`` order; ``transaction_id`` groups the rows of one
+transaction. The table is created by :func:`ensure_change_log` when missing:
+
+=================  ==========================================================================
+id                 increasing number of the change
+entity             the entity's API name (``Author``)
+entity_key         JSON object of the key fields (``{"id": 7}``)
+operation          ``insert``, ``update`` or ``delete``
+before_image       JSON object of every field before the write (null for an insert)
+after_image        JSON object of every field after the write (null for a delete)
+changed_fields     JSON array of the names of the fields whose value changed
+actor              the user id of the request, if any
+tenant_id          the tenant of the request, if any
+transaction_id     one id per transaction
+changed_at         when the change was written (UTC)
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from quiver.sql.build import template
+from quiver.sql.database import Transaction
+from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import compile_sql, ident, join, param, sql
+
+__all__ = ["Change", "ChangeContext", "ensure_change_log", "write_changes"]
+
+Operation = Literal["insert", "update", "delete"]
+
+_DDL = {
+    "postgresql": (
+        "CREATE TABLE IF NOT EXISTS {t} (id BIGSERIAL PRIMARY KEY, entity TEXT NOT NULL,"
+        " entity_key JSONB NOT NULL, operation TEXT NOT NULL, before_image JSONB,"
+        " after_image JSONB, changed_fields JSONB NOT NULL, actor TEXT, tenant_id TEXT,"
+        " transaction_id TEXT NOT NULL, changed_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ),
+    "mysql": (
+        "CREATE TABLE IF NOT EXISTS {t} (id BIGINT AUTO_INCREMENT PRIMARY KEY,"
+        " entity VARCHAR(255) NOT NULL, entity_key JSON NOT NULL, operation VARCHAR(6) NOT NULL,"
+        " before_image JSON, after_image JSON, changed_fields JSON NOT NULL,"
+        " actor VARCHAR(255), tenant_id VARCHAR(255), transaction_id VARCHAR(36) NOT NULL,"
+        " changed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
+    ),
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " entity TEXT NOT NULL, entity_key TEXT NOT NULL, operation TEXT NOT NULL,"
+        " before_image TEXT, after_image TEXT, changed_fields TEXT NOT NULL, actor TEXT,"
+        " tenant_id TEXT, transaction_id TEXT NOT NULL,"
+        " changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+    ),
+}
+_JSON_COLUMNS = ("entity_key", "before_image", "after_image", "changed_fields")
+_COLUMNS = (
+    "entity",
+    "entity_key",
+    "operation",
+    "before_image",
+    "after_image",
+    "changed_fields",
+    "actor",
+    "tenant_id",
+    "transaction_id",
+)
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    """Who made the changes of one transaction, and which transaction it is."""
+
+    transaction_id: str
+    actor: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row written. Images and key are JSON text, as the database built them."""
+
+    entity: str
+    key: str
+    operation: Operation
+    before: str | None
+    after: str | None
+    changed_fields: str
+
+
+async def ensure_change_log(tx: Transaction, dialect: Dialect, table: str) -> None:
+    """Create the change-log table ``table`` when it does not exist."""
+    if dialect.name not in _DDL:
+        raise ValueError(f"no change log for {dialect.name}")
+    await tx.fetch_rows(_DDL[dialect.name].format(t=dialect.quote_ident(table)), ())
+
+
+async def write_changes(
+    tx: Transaction,
+    dialect: Dialect,
+    table: str,
+    changes: Sequence[Change],
+    context: ChangeContext,
+) -> None:
+    """Insert one change-log row per change, in order, inside ``tx``."""
+    if not changes:
+        return
+    rows = []
+    for c in changes:
+        values: dict[str, Any] = {
+            "entity": c.entity,
+            "entity_key": c.key,
+            "operation": c.operation,
+            "before_image": c.before,
+            "after_image": c.after,
+            "changed_fields": c.changed_fields,
+            "actor": context.actor,
+            "tenant_id": context.tenant_id,
+            "transaction_id": context.transaction_id,
+        }
+        cells = []
+        for column in _COLUMNS:
+            p = param(values[column])
+            if column in _JSON_COLUMNS and dialect.json_input != "{}":
+                cells.append(template(dialect.json_input, p, "JSONB"))
+            else:
+                cells.append(sql(p))
+        rows.append(sql("(", join(", ", cells), ")"))
+    statement = sql(
+        "INSERT INTO ",
+        ident(table),
+        " (",
+        join(", ", (ident(c) for c in _COLUMNS)),
+        ") VALUES ",
+        join(", ", rows),
+    )
+    text, slots = compile_sql(statement, dialect)
+    await tx.fetch_rows(text, [s.value({}) for s in slots])

@@ -1,0 +1,364 @@
+"""OTLP/HTTP: the specification's JSON payloads, protobuf and gzip bodies, and every bad request
+answered with the status code the specification names and a Status saying what is wrong,
+while the receiver stays up and keeps exactly the good data."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tests.ingest import otlp_payloads as payloads
+from tests.ingest.conftest import Receiver, plain
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+JSON = {"content-type": "application/json"}
+
+
+def post(rec: Receiver, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{rec.http_url}{path}", content=body, headers=headers, timeout=10)
+
+
+def json_status(response: httpx.Response) -> str:
+    assert response.headers["content-type"] == "application/json"
+    message: str = response.json()["message"]
+    return message
+
+
+def proto_status(response: httpx.Response) -> str:
+    assert response.headers["content-type"] == "application/x-protobuf"
+    return str(status_pb2.Status.FromString(response.content).message)
+
+
+def trace_request(*spans: Span, service: str = "svc") -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    attr = rs.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", service
+    rs.scope_spans.add().spans.extend(spans)
+    return request
+
+
+def span(name: str, trace_id: bytes = b"\x01" * 16, span_id: bytes = b"\x02" * 8) -> Span:
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_500_000_000,
+    )
+
+
+def rows_of(table: Any, signal: str) -> list[dict[str, Any]]:
+    return [r for r in plain(table).to_pylist() if r["signal"] == signal]
+
+
+def test_the_specifications_json_payloads_are_read_field_by_field(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    for path, doc in (
+        ("/v1/traces", payloads.TRACES),
+        ("/v1/metrics", payloads.METRICS),
+        ("/v1/logs", payloads.LOGS),
+    ):
+        response = post(rec, path, orjson.dumps(doc), JSON)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {}  # partial_success left unset on full success
+    table = rec.stop()
+
+    [s] = rows_of(table, "traces")
+    assert (s["trace_id"], s["span_id"], s["parent_span_id"]) == (
+        payloads.TRACE_ID.lower(),
+        payloads.SPAN_ID.lower(),
+        payloads.PARENT_ID,
+    )
+    assert (s["span_kind"], s["status_code"], s["status_message"]) == ("server", "error", "boom")
+    assert (s["time"], s["end_time"], s["duration_ns"]) == (
+        payloads.T0,
+        payloads.T1,
+        payloads.T1 - payloads.T0,
+    )
+    assert dict(s["attributes"]) == {
+        "my.span.attr": "some value",
+        "retries": "3",
+        "ratio": "0.5",
+        "cached": "true",
+        "tags": '["a",2]',
+        "user": '{"id":"u1"}',
+    }
+    assert dict(s["resource_attributes"]) == {"service.name": "my.service", "host.cpus": "8"}
+    assert (s["service_name"], s["scope_name"], s["scope_version"]) == (
+        "my.service",
+        "my.library",
+        "1.0.0",
+    )
+    assert dict(s["scope_attributes"]) == {"my.scope": "x"}
+    assert [(lk["trace_id"], lk["span_id"]) for lk in s["links"]] == [
+        (payloads.TRACE_ID.lower(), payloads.PARENT_ID)
+    ]
+
+    m = {r["metric_name"]: r for r in rows_of(table, "metrics")}
+    assert m["my.counter"]["value_double"] == 5.0
+    assert (m["my.counter"]["aggregation_temporality"], m["my.counter"]["is_monotonic"]) == (
+        "delta",
+        True,
+    )
+    assert (m["my.counter"]["start_time"], m["my.counter"]["time"]) == (payloads.T0, payloads.T1)
+    [exemplar] = m["my.counter"]["exemplars"]
+    assert exemplar == {
+        "time": payloads.T0,
+        "value_double": None,
+        "value_int": 4,
+        "trace_id": payloads.TRACE_ID.lower(),
+        "span_id": payloads.SPAN_ID.lower(),
+        "filtered_attributes": [("user", "u1")],
+    }
+    assert m["my.gauge"]["exemplars"] == [] and m["my.summary"]["exemplars"] is None
+    assert (m["my.gauge"]["metric_type"], m["my.gauge"]["value_int"]) == ("gauge", 10)
+    hist = m["my.histogram"]
+    assert (hist["count"], hist["sum"], hist["bucket_counts"], hist["explicit_bounds"]) == (
+        3,
+        3.0,
+        [1, 1, 1],
+        [1.0, 2.0],
+    )
+    assert hist["aggregation_temporality"] == "cumulative"
+    expo = m["my.exponential"]
+    assert (expo["scale"], expo["zero_count"], expo["positive_offset"]) == (2, 1, -1)
+    assert expo["positive_bucket_counts"] == [2, 1] and expo["negative_bucket_counts"] == []
+    summary = m["my.summary"]
+    assert (summary["count"], summary["sum"]) == (10, 55.5)
+    assert summary["quantile_values"] == [
+        {"quantile": 0.5, "value": 5.0},
+        {"quantile": 0.99, "value": 9.9},
+    ]
+
+    logs = rows_of(table, "logs")
+    assert [(r["severity_number"], r["body"]) for r in logs] == [
+        (10, "Example log record"),
+        (17, "{}"),
+    ]
+    assert (logs[0]["trace_id"], logs[0]["span_id"], logs[0]["severity_text"]) == (
+        payloads.TRACE_ID.lower(),
+        payloads.SPAN_ID.lower(),
+        "Information",
+    )
+    assert (logs[0]["time"], logs[0]["observed_time"]) == (payloads.T0, payloads.T1)
+    assert logs[1]["trace_id"] is None and logs[1]["time"] is None
+
+
+def test_protobuf_and_gzip_bodies_are_answered_in_protobuf(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    plain_body = trace_request(span("plain")).SerializeToString()
+    zipped = gzip.compress(trace_request(span("zipped", span_id=b"\x03" * 8)).SerializeToString())
+    first = post(rec, "/v1/traces", plain_body, PROTOBUF)
+    second = post(rec, "/v1/traces", zipped, {**PROTOBUF, "content-encoding": "gzip"})
+    for response in (first, second):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/x-protobuf"
+        reply = ExportTraceServiceResponse.FromString(response.content)
+        assert not reply.HasField("partial_success")
+    assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["plain", "zipped"]
+
+
+def test_spans_with_impossible_ids_are_rejected_one_by_one_with_partial_success(
+    receiver: Callable[..., Receiver], capfd: pytest.CaptureFixture[str]
+) -> None:
+    rec = receiver()
+    request = trace_request(
+        span("good"),
+        span("short trace id", trace_id=b"\x01" * 15),
+        span("zero span id", span_id=bytes(8)),
+    )
+    response = post(rec, "/v1/traces", request.SerializeToString(), PROTOBUF)
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 2
+    assert "spans[1]: trace_id is 15 bytes" in partial.error_message
+    assert "spans[2]: span_id is all zeros" in partial.error_message
+
+    logs = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "abcd"}, {}]}]}]}
+    response = post(rec, "/v1/logs", orjson.dumps(logs), JSON)
+    assert response.status_code == 200
+    assert response.json()["partialSuccess"]["rejectedLogRecords"] == "1"
+    table = rec.stop()
+    assert [r["span_name"] for r in rows_of(table, "traces")] == ["good"]
+    assert len(rows_of(table, "logs")) == 1
+    assert "OTLP receivers refused 3 item(s)" in capfd.readouterr().err
+
+
+BAD_REQUESTS = [
+    pytest.param(
+        "/v1/traces",
+        b"\xff\xff\xff garbage",
+        PROTOBUF,
+        400,
+        "not a valid ExportTraceServiceRequest",
+        id="malformed-protobuf",
+    ),
+    pytest.param("/v1/traces", b"{not json", JSON, 400, "not valid JSON", id="malformed-json"),
+    pytest.param("/v1/traces", b"[1, 2]", JSON, 400, "must be a JSON object", id="json-array"),
+    pytest.param(
+        "/v1/traces",
+        orjson.dumps(
+            {
+                "resourceSpans": [
+                    {"scopeSpans": [{"spans": [{"traceId": "not-hex!", "spanId": ""}]}]}
+                ]
+            }
+        ),
+        JSON,
+        400,
+        "resourceSpans[0].scopeSpans[0].spans[0].traceId: 'not-hex!' is not a hex string",
+        id="id-not-hex",
+    ),
+    pytest.param(
+        "/v1/metrics",
+        orjson.dumps({"resourceMetrics": [{"scopeMetrics": "nope"}]}),
+        JSON,
+        400,
+        "not a valid OTLP/JSON ExportMetricsServiceRequest",
+        id="json-wrong-shape",
+    ),
+    pytest.param(
+        "/v1/logs",
+        b"hello",
+        {"content-type": "text/plain"},
+        415,
+        "Content-Type 'text/plain'",
+        id="wrong-content-type",
+    ),
+    pytest.param(
+        "/v1/logs",
+        b"x",
+        {**PROTOBUF, "content-encoding": "br"},
+        415,
+        "Content-Encoding 'br'",
+        id="unsupported-encoding",
+    ),
+    pytest.param(
+        "/v1/logs",
+        b"not gzip",
+        {**PROTOBUF, "content-encoding": "gzip"},
+        400,
+        "not valid gzip data",
+        id="corrupt-gzip",
+    ),
+    pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "status", "message"), BAD_REQUESTS)
+def test_bad_requests_get_the_specified_status_and_the_receiver_stays_up(
+    receiver: Callable[..., Receiver],
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    rec = receiver()
+    response = post(rec, path, body, headers)
+    assert response.status_code == status, response.text
+    text = (
+        json_status(response)
+        if "json" in response.headers["content-type"]
+        else proto_status(response)
+    )
+    assert message in text
+    ok = post(rec, "/v1/traces", trace_request(span("after")).SerializeToString(), PROTOBUF)
+    assert ok.status_code == 200
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["after"]
+
+
+def test_get_is_405_with_allow_post(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver()
+    response = httpx.get(f"{rec.http_url}/v1/traces")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "OTLP/HTTP takes POST" in proto_status(response)
+    rec.stop()
+
+
+def test_oversize_bodies_are_413_before_and_after_decompression(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(http={"max_body_bytes": 1000})
+    big = trace_request(
+        *[span(f"s{i}", span_id=bytes([1, 2, 3, 4, 5, 6, 7, i + 1])) for i in range(40)]
+    )
+    raw = big.SerializeToString()
+    assert len(raw) > 1000
+    response = post(rec, "/v1/traces", raw, PROTOBUF)
+    assert response.status_code == 413
+    assert "over the 1,000 accepted" in proto_status(response)
+    bomb = gzip.compress(b"\x00" * 500_000)
+    assert len(bomb) < 1000
+    response = post(rec, "/v1/traces", bomb, {**PROTOBUF, "content-encoding": "gzip"})
+    assert response.status_code == 413
+    assert "larger than 1,000 bytes once decompressed" in proto_status(response)
+    small = post(rec, "/v1/traces", trace_request(span("fits")).SerializeToString(), PROTOBUF)
+    assert small.status_code == 200
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["fits"]
+
+
+def test_a_full_spool_answers_429_with_retry_after_and_keeps_what_it_took(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(spool={"max_bytes": 1}, retry_after_seconds=7)
+    first = post(rec, "/v1/traces", trace_request(span("taken")).SerializeToString(), PROTOBUF)
+    assert first.status_code == 200
+    second = post(rec, "/v1/traces", trace_request(span("refused")).SerializeToString(), PROTOBUF)
+    assert second.status_code == 429
+    assert second.headers["retry-after"] == "7"
+    assert "max_bytes 1" in proto_status(second)
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["taken"]
+
+
+def test_signals_not_taken_are_404(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(signals=["logs"])
+    response = post(rec, "/v1/traces", trace_request(span("x")).SerializeToString(), PROTOBUF)
+    assert response.status_code == 404
+    assert "does not take traces" in proto_status(response)
+    assert rec.stop().num_rows == 0
+
+
+def test_data_points_of_a_metric_without_a_name_are_rejected_and_charset_is_accepted(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    doc = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {"gauge": {"dataPoints": [{"asInt": "1"}, {"asInt": "2"}]}},
+                            {"name": "kept", "gauge": {"dataPoints": [{"asDouble": 0.5}]}},
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    headers = {"content-type": "application/json; charset=utf-8"}
+    response = post(rec, "/v1/metrics", orjson.dumps(doc), headers)
+    assert response.status_code == 200
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedDataPoints"] == "2"
+    assert "metrics[0]: the metric has no name" in partial["errorMessage"]
+    assert [r["metric_name"] for r in rows_of(rec.stop(), "metrics")] == ["kept"]

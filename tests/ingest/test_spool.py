@@ -1,0 +1,101 @@
+"""The spool keeps every batch appended until committed, survives being reopened, ignores a
+torn write at the end, and refuses a second process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from quiver.ingest.spool import Position, Spool, SpoolFullError
+from quiver.runtime.errors import QuiverError
+
+
+def batch(*values: int) -> pa.RecordBatch:
+    return pa.record_batch({"n": pa.array(values, pa.int64())})
+
+
+def replayed(path: Path) -> list[list[int]]:
+    spool = Spool(str(path))
+    spool.open()
+    try:
+        return [b.column("n").to_pylist() for _, b in spool.replay()]
+    finally:
+        spool.close()
+
+
+def append_all(spool: Spool, *batches: pa.RecordBatch) -> list[Position]:
+    async def run() -> list[Position]:
+        return list(await asyncio.gather(*(spool.append(b) for b in batches)))
+
+    return asyncio.run(run())
+
+
+def test_appended_batches_are_replayed_after_reopening_until_committed(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), segment_bytes=4096)
+    spool.open()
+    positions = append_all(spool, *(batch(i, i + 1) for i in range(0, 200, 2)))
+    assert positions == sorted(positions)
+    assert len({p.segment for p in positions}) > 1  # several segment files were written
+    spool.close()
+    assert replayed(tmp_path) == [[i, i + 1] for i in range(0, 200, 2)]
+
+    spool = Spool(str(tmp_path), segment_bytes=4096)
+    spool.open()
+    seen = list(spool.replay())
+    spool.commit(seen[59][0])  # the sinks hold the first 60 batches
+    spool.close()
+    assert replayed(tmp_path) == [[i, i + 1] for i in range(120, 200, 2)]
+    spool = Spool(str(tmp_path))
+    spool.open()
+    spool.commit(list(spool.replay())[-1][0])
+    spool.close()
+    assert replayed(tmp_path) == []
+    assert len([n for n in os.listdir(tmp_path) if n.endswith(".seg")]) <= 1
+
+
+def test_a_torn_last_record_is_ignored_and_later_appends_are_kept(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path))
+    spool.open()
+    append_all(spool, batch(1), batch(2))
+    spool.close()
+    [segment] = [n for n in os.listdir(tmp_path) if n.endswith(".seg")]
+    with open(tmp_path / segment, "r+b") as fh:  # a crash in the middle of the last write
+        fh.truncate(os.path.getsize(tmp_path / segment) - 5)
+    spool = Spool(str(tmp_path))
+    spool.open()
+    assert [b.column("n").to_pylist() for _, b in spool.replay()] == [[1]]
+    append_all(spool, batch(3))
+    spool.close()
+    assert replayed(tmp_path) == [[1], [3]]
+
+
+def test_a_second_process_cannot_open_the_same_spool(tmp_path: Path) -> None:
+    first = Spool(str(tmp_path))
+    first.open()
+    second = Spool(str(tmp_path))
+    with pytest.raises(QuiverError, match="in use by another running process"):
+        second.open()
+    first.close()
+    second.open()
+    second.close()
+
+
+def test_a_full_spool_refuses_appends(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), max_bytes=100)
+    spool.open()
+    append_all(spool, batch(*range(100)))
+    with pytest.raises(SpoolFullError, match="max_bytes 100"):
+        append_all(spool, batch(1))
+    spool.close()
+
+
+def test_a_thousand_appends_at_once_are_written_in_one_group(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path))
+    spool.open()
+    append_all(spool, *(batch(i) for i in range(1000)))  # more buffers than one writev takes
+    spool.close()
+    assert replayed(tmp_path) == [[i] for i in range(1000)]

@@ -1,0 +1,157 @@
+"""The ``js`` processor gives each row of a ``process(context)`` script a context of its own, as
+FlowEngine does, and rejects (instead of failing the batch) a row whose output cannot leave V8;
+script errors are told apart from data errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from quiver.pipeline.component import LINE_COLUMN, ProcessorOutput, RunContext
+from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
+
+
+def people(n: int = 3) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array(range(1, n + 1), pa.int64()),
+            "name": pa.array([f"name{i}" for i in range(1, n + 1)]),
+            LINE_COLUMN: pa.array(range(2, n + 2), pa.int64()),
+        }
+    )
+
+
+@pytest.fixture
+async def js(tmp_path: Path) -> Any:
+    made: list[JsProcessor] = []
+    ctx = RunContext(run_id="t", base_dir=str(tmp_path), variables={}, log=lambda m, lv: None)
+
+    async def run(script: str, batch: pa.RecordBatch, **options: Any) -> ProcessorOutput:
+        proc = JsProcessor(JsProcessorConfig(script=script, workers=0, **options))
+        made.append(proc)
+        return await proc.process(batch, ctx)
+
+    yield run
+    for proc in made:
+        await proc.close()
+
+
+def ids(out: ProcessorOutput) -> list[int]:
+    assert out.batch is not None
+    return [int(v) for v in out.batch.column("id").to_pylist()]
+
+
+async def test_replacing_context_output_on_one_row_leaves_the_next_rows_their_own(js: Any) -> None:
+    out = await js(
+        """
+        function process(c) {
+          var row = c.input.current();
+          c.output.setField('tag', 'seen ' + row.id);
+          if (row.id === 1) c.output = null;
+          return true;
+        }""",
+        people(3),
+    )
+    assert out.errors == []
+    assert ids(out) == [1, 2, 3]
+    assert out.batch is not None
+    assert out.batch.column("tag").to_pylist() == ["seen 1", "seen 2", "seen 3"]
+
+
+async def test_properties_set_on_the_context_do_not_carry_over_to_later_rows(js: Any) -> None:
+    out = await js(
+        """
+        function process(c) {
+          var first = c.seen !== true;
+          c.seen = true;
+          c.output.setField('first', first);
+          var fixed = c.utils.now().getUTCFullYear() === 1999;
+          c.utils.now = function () { return new Date(Date.UTC(1999, 0, 1)); };
+          c.output.setField('fixed_clock', fixed);
+          return true;
+        }""",
+        people(3),
+    )
+    assert out.batch is not None
+    assert out.batch.column("first").to_pylist() == [True, True, True]
+    assert out.batch.column("fixed_clock").to_pylist() == [False, False, False]
+
+
+async def test_input_current_returns_a_copy_that_leaves_output_and_routes_alone(js: Any) -> None:
+    out = await js(
+        """
+        function process(c) {
+          var row = c.input.current();
+          row.name = 'changed';
+          if (row.id === 2) c.route.sendCopy('audit');
+          return c.input.current().name !== 'changed';
+        }""",
+        people(3),
+        routes=["audit"],
+    )
+    assert out.errors == []
+    assert out.batch is not None
+    assert out.batch.column("name").to_pylist() == ["name1", "name2", "name3"]
+    audit = out.routes["audit"][0]
+    assert audit.column("name").to_pylist() == ["name2"]
+
+
+async def test_a_circular_object_rejects_its_row_with_its_line(js: Any) -> None:
+    out = await js(
+        """
+        function process(c) {
+          if (c.input.getValue('id') === 2) {
+            var o = {}; o.self = o;
+            c.output.setField('extra', o);
+          }
+          return true;
+        }""",
+        people(3),
+    )
+    assert ids(out) == [1, 3]
+    assert len(out.errors) == 1
+    error = out.errors[0]
+    assert error.line == 3 and error.column == "extra" and error.kind == "script"
+    assert "Converting circular structure to JSON" in error.reason
+    assert "\n" not in error.reason
+
+
+async def test_a_lone_surrogate_rejects_its_row_with_its_line(js: Any) -> None:
+    out = await js(
+        """
+        function transform(row, ctx) {
+          if (row.id === 3) row.name = 'x\\uD800';
+          return row;
+        }""",
+        people(3),
+    )
+    assert ids(out) == [1, 2]
+    assert [(e.line, e.column, e.kind) for e in out.errors] == [(4, "name", "script")]
+    assert "lone UTF-16 surrogate" in out.errors[0].reason
+
+
+async def test_an_emoji_is_not_mistaken_for_a_lone_surrogate(js: Any) -> None:
+    out = await js(
+        "function transform(row, ctx) { row.name = '\\uD83D\\uDE00' + row.id; return row; }",
+        people(2),
+    )
+    assert out.errors == []
+    assert out.batch is not None
+    assert out.batch.column("name").to_pylist() == ["\U0001f600" + "1", "\U0001f600" + "2"]
+
+
+async def test_a_throwing_script_is_a_script_error_and_a_bad_value_a_data_error(js: Any) -> None:
+    out = await js(
+        """
+        function process(c) {
+          if (c.input.getValue('id') === 1) throw new Error('boom');
+          c.output.setField('n', c.input.getValue('name'));
+          return true;
+        }""",
+        people(2),
+        output_schema={"n": "integer"},
+    )
+    assert [(e.line, e.kind) for e in out.errors] == [(2, "script"), (3, "data")]

@@ -1,0 +1,75 @@
+"""Type and field names from table names: English singulars and plurals from ``inflection``."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from quiver.schema.api_names import root_field_names
+from quiver.schema.naming import pluralize, singularize
+from quiver.schema.reflect import reflect_database
+
+
+@pytest.mark.parametrize(
+    ("plural", "single"),
+    [
+        ("movies", "movie"),
+        ("series", "series"),
+        ("statuses", "status"),
+        ("news", "news"),
+        ("datas", "data"),
+        ("invoice_lines", "invoice_line"),
+        ("mediaTypes", "mediaType"),
+        ("addresses", "address"),
+        ("analyses", "analysis"),
+        ("people", "person"),
+        ("Quizzes", "Quiz"),
+    ],
+)
+def test_singular_of_table_names(plural: str, single: str) -> None:
+    assert singularize(plural) == single
+
+
+@pytest.mark.parametrize(
+    ("single", "plural"),
+    [
+        ("movie", "movies"),
+        ("status", "statuses"),
+        ("series", "series"),
+        ("mediaType", "mediaTypes"),
+        ("person", "people"),
+        ("box", "boxes"),
+        ("category", "categories"),
+    ],
+)
+def test_plural_of_type_names(single: str, plural: str) -> None:
+    assert pluralize(single) == plural
+
+
+async def test_reflected_tables_get_english_type_and_root_field_names(tmp_path: Path) -> None:
+    path = tmp_path / "names.sqlite"
+    with sqlite3.connect(path) as conn:
+        for table in ("movies", "series", "statuses", "news", "datas"):
+            conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, title TEXT)")
+    schema = await reflect_database(f"sqlite:///{path}")
+    by_source = {e.source: e for e in schema.entities}
+    assert {t: e.name for t, e in by_source.items()} == {
+        "movies": "Movie",
+        "series": "Series",
+        "statuses": "Status",
+        "news": "News",
+        "datas": "Data",
+    }
+    assert root_field_names(by_source["movies"]) == {
+        "movies": "list",
+        "movie": "by_key",
+        "moviesConnection": "connection",
+        "moviesAggregate": "aggregate",
+    }
+    assert root_field_names(by_source["statuses"])["status"] == "by_key"
+    # A word whose plural is itself serves its list under the word and its row by key apart.
+    series = root_field_names(by_source["series"])
+    assert series["series"] == "list" and list(series.values()).count("by_key") == 1
+    assert "seriesByKey" in series
