@@ -236,6 +236,7 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
                 await self.close()  # a retry of the read subscribes anew
                 raise
             self._subscribed = True
+            ctx.log(f"{self.where}: subscribed, receiving", "info")
         held = 0  # messages of this checkpoint
         started = 0.0  # when its first message came
         ended = True
