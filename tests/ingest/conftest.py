@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,20 @@ from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_started(proc: subprocess.Popen[bytes], port: int, name: str, seconds: float) -> None:
+    """Wait until the server ``proc`` listens on ``port``; fail the test if it does not."""
+    deadline = time.monotonic() + seconds
+    while not listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{name} did not start on port {port} (exit {proc.poll()})")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +81,7 @@ def kafka_broker() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.monotonic() + 20
-    while not _listening(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the Kafka-protocol broker {binary} did not start (exit {proc.poll()})")
-        time.sleep(0.1)
+    wait_started(proc, port, f"the Kafka-protocol broker {binary}", 20)
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -153,6 +158,109 @@ async def eventually(check: Any, seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it (ca.pem, server.pem, server.key),
+    made with the openssl command."""
+    folder = tmp_path_factory.mktemp("certs")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=quiver test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    return folder
+
+
+@pytest.fixture
+def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
+    """A Mosquitto of one test on a free port: TLS with the test CA's certificate and a user
+    `ingest` with the password `s3cret` (anonymous clients refused)."""
+    port = free_port()
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "ingest", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    conf = tmp_path / "mosquitto.conf"
+    # started as root it would switch to the mosquitto user, who cannot read tmp_path
+    as_root = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {certificates / 'ca.pem'}\n"
+        f"certfile {certificates / 'server.pem'}\n"
+        f"keyfile {certificates / 'server.key'}\n"
+        "allow_anonymous false\n"
+        f"password_file {tmp_path / 'passwd'}\n"
+        "persistence false\n" + as_root
+    )
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_started(proc, port, "mosquitto", 10)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def publish_until_read(
+    reading: asyncio.Future[Any], publish: Callable[[], Awaitable[Any]], seconds: float = 15
+) -> Any:
+    """Await ``publish()`` until ``reading`` is done, and return its result: for brokers that
+    keep nothing for a subscriber still subscribing (MQTT without a session, core NATS)."""
+    deadline = time.monotonic() + seconds
+    while not reading.done():
+        assert time.monotonic() < deadline, "the receiver got nothing"
+        await publish()
+        await asyncio.wait({reading}, timeout=0.3)
+    return reading.result()
 
 
 def plain(table: pa.Table) -> pa.Table:

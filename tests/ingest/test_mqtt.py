@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from quiver.ingest.mqtt import MqttReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
-from .conftest import build, mqtt_publish, unique
+from .conftest import build, mqtt_publish, publish_until_read, unique
 from .conftest import read_all as take
 
 FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
@@ -65,16 +67,16 @@ async def test_qos2_messages_are_completed_on_commit(run_ctx: RunContext) -> Non
 
 async def test_qos0_messages_arrive_with_their_topic(run_ctx: RunContext) -> None:
     prefix = unique("m")
-    r = receiver(prefix, qos=0)
+    r = receiver(prefix, qos=0, idle_timeout=None)
     stream = r.batches(run_ctx)
     reading = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/x/y", b'{"v": 1.5}')], 0)
-    batch = await reading
+    batch = await publish_until_read(
+        reading, lambda: asyncio.to_thread(mqtt_publish, [(f"{prefix}/x/y", b'{"v": 1.5}')], 0)
+    )
     await stream.aclose()
     await r.commit()
     await r.close()
-    assert batch.to_pylist() == [{"v": 1.5, "mqtt_topic": f"{prefix}/x/y", LINE_COLUMN: 1}]
+    assert batch.to_pylist()[0] == {"v": 1.5, "mqtt_topic": f"{prefix}/x/y", LINE_COLUMN: 1}
 
 
 async def test_wildcards_and_topic_levels_routed_into_fields(run_ctx: RunContext) -> None:
@@ -117,14 +119,60 @@ async def test_a_field_that_is_not_a_whole_topic_level_is_refused() -> None:
 
 async def test_drain_ends_the_input_with_what_was_received(run_ctx: RunContext) -> None:
     prefix = unique("m")
-    r = receiver(prefix, idle_timeout=None)
+    r = receiver(prefix, idle_timeout=None, batch_seconds=0.1)
     stream = r.batches(run_ctx)
     reading = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b'{"n": 1}')])
-    first = await reading
+    first = await publish_until_read(
+        reading, lambda: asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b'{"n": 1}')])
+    )
     r.drain()
-    rest = [b async for b in stream]
+    rest = [b async for b in stream]  # ends at once, with what came meanwhile
     await r.commit()
     await r.close()
-    assert first.num_rows == 1 and rest == []
+    assert first.num_rows >= 1
+    assert set(pa.Table.from_batches([first, *rest]).column("n").to_pylist()) == {1}
+
+
+async def test_tls_and_a_password(
+    private_mosquitto: int, certificates: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import paho.mqtt.publish as publish
+
+    from quiver.runtime.errors import PermanentError
+
+    shutil.copy(certificates / "ca.pem", tmp_path / "ca.pem")
+    ctx = RunContext("tls", str(tmp_path))
+    options = {
+        "port": private_mosquitto,
+        "tls": {"ca_file": "ca.pem"},  # relative to the pipeline's folder
+        "username": "ingest",
+        "idle_timeout": None,
+    }
+    r = receiver("secure", **options, password="s3cret")
+    stream = r.batches(ctx)
+    reading = asyncio.ensure_future(anext(stream))
+    batch = await publish_until_read(
+        reading,
+        lambda: asyncio.to_thread(
+            publish.single,
+            "secure/a",
+            b'{"ok": 1}',
+            qos=1,
+            hostname="127.0.0.1",
+            port=private_mosquitto,
+            auth={"username": "ingest", "password": "s3cret"},
+            tls={"ca_certs": str(certificates / "ca.pem")},
+        ),
+    )
+    r.drain()
+    _ = [b async for b in stream]
+    await r.commit()
+    await r.close()
+    assert set(batch.column("ok").to_pylist()) == {1}
+
+    wrong = receiver("secure", **options, password="nope")
+    with pytest.raises(PermanentError, match="refused the connection"):
+        await anext(wrong.batches(ctx))
+    await wrong.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -119,3 +120,29 @@ async def test_a_port_in_use_is_a_clear_error(run_ctx: RunContext) -> None:
     await reading
     await first.close()
     await second.close()
+
+
+async def test_wss_with_the_servers_certificate(certificates: Path, run_ctx: RunContext) -> None:
+    import ssl
+
+    from websockets.asyncio.client import connect
+
+    r = receiver(
+        tls={
+            "cert_file": str(certificates / "server.pem"),
+            "key_file": str(certificates / "server.key"),
+        }
+    )
+    batches, reading = await started(r, run_ctx)
+    trust = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
+    with pytest.raises(ssl.SSLCertVerificationError):  # a client that does not trust it
+        async with connect(f"wss://127.0.0.1:{r.port}/", ssl=ssl.create_default_context()):
+            pass
+    async with connect(f"wss://127.0.0.1:{r.port}/", ssl=trust) as ws:
+        await ws.send('{"secure": true}')
+        await eventually(lambda: sum(b.num_rows for b in batches) == 1)
+        r.drain()
+        await reading
+        await r.commit()
+        assert orjson.loads(await ws.recv()) == {"acked": 1}
+    await r.close()

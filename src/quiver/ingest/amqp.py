@@ -93,6 +93,7 @@ class AmqpReceiver(BrokerReceiver):
         ssl_context = cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None
         try:
             self._connection = await aio_pika.connect(cfg.url, ssl_context=ssl_context)
+            self._connection.close_callbacks.add(self._on_close)
             self._channel = await self._connection.channel()
             await self._channel.set_qos(prefetch_count=cfg.prefetch)
             queue = await self._channel.declare_queue(cfg.queue, durable=True, arguments=arguments)
@@ -106,6 +107,11 @@ class AmqpReceiver(BrokerReceiver):
             self._tag = await queue.consume(self._on_message, no_ack=False)
         except Exception as exc:
             raise amqp_error(exc, cfg.url, f"subscribing queue {cfg.queue!r}") from exc
+
+    def _on_close(self, sender: Any, exc: BaseException | None = None) -> None:
+        if self._connection is not None:  # not closed by this receiver
+            lost = exc or ConnectionError("the broker closed the connection")
+            self._fail(amqp_error(lost, self.cfg.url, f"consuming queue {self.cfg.queue!r}"))
 
     async def _on_message(self, message: Any) -> None:
         fields = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}

@@ -123,9 +123,13 @@ class KafkaReceiver(BrokerReceiver):
 
     async def _poll(self) -> None:
         while True:
-            batches = await self._consumer.getmany(
-                timeout_ms=500, max_records=self.cfg.fetch_records
-            )
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=500, max_records=self.cfg.fetch_records
+                )
+            except Exception as exc:
+                self._fail(_kafka_error(exc, self.where, "fetching records"))
+                return
             for records in batches.values():
                 for record in records:
                     self._deliver(self._message(record))
@@ -170,7 +174,8 @@ def _kafka_error(exc: BaseException, where: str, doing: str) -> QuiverError:
         errors.GroupAuthorizationFailedError
         | errors.TopicAuthorizationFailedError
         | errors.UnsupportedSaslMechanismError
-        | errors.SaslAuthenticationFailedError,
+        | errors.SaslAuthenticationFailed
+        | errors.AuthenticationFailedError,
     ):
         return PermanentError.one(
             f"Kafka refused {doing}: {text}",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 import uuid
 from typing import Any, Literal
 
@@ -222,6 +223,10 @@ class MqttReceiver(BrokerReceiver):
             mid, qos = message.handle
             if qos:
                 client.ack(mid, qos)
+        # the network thread writes them: the commit is done once they are on the wire
+        deadline = time.monotonic() + 10
+        while client.want_write() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     async def _release(self, messages: list[Message]) -> None:
         """MQTT has no negative acknowledgement: unacknowledged messages of a persistent

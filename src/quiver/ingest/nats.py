@@ -54,6 +54,12 @@ class NatsReceiverConfig(ReceiverConfig):
         256, ge=1, description="JetStream: messages asked for in one pull request."
     )
     queue: str | None = Field(None, description="Core NATS: queue group to join.")
+    reconnect_attempts: int = Field(
+        60,
+        ge=0,
+        description="Attempts (a second apart) to reconnect to a lost server before the run "
+        "fails; JetStream delivers again what it held.",
+    )
     subject_field: str | None = Field(
         "nats_subject", description="Column holding each message's subject (null: none)."
     )
@@ -89,6 +95,7 @@ class NatsReceiver(BrokerReceiver):
         self._puller: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._pulling = False
+        self._closing = asyncio.Event()  # set when this receiver closes the connection
 
     def _message(self, msg: Any) -> Message:
         fields = {self.cfg.subject_field: msg.subject} if self.cfg.subject_field else {}
@@ -103,18 +110,39 @@ class NatsReceiver(BrokerReceiver):
 
         cfg = self.cfg
         where = f"{self.where} ({', '.join(cfg.servers)})"
+        closing = self._closing = asyncio.Event()
+
+        async def on_closed() -> None:
+            if not closing.is_set():
+                self._fail(
+                    RetryableError.one(
+                        f"the NATS connection was lost ({cfg.reconnect_attempts} attempts to "
+                        "reconnect failed)",
+                        where,
+                        "check that the server is running and reachable",
+                    )
+                )
+
+        async def on_error(exc: Exception) -> None:
+            del exc  # the reconnect attempts go on; on_closed reports the end of them
+
         try:
-            self._nc = await nats.connect(
-                cfg.servers,
-                user=cfg.user,
-                password=cfg.password,
-                token=cfg.token,
-                user_credentials=cfg.creds_file,
-                nkeys_seed=cfg.nkeys_seed,
-                tls=cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                connect_timeout=5,
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    cfg.servers,
+                    user=cfg.user,
+                    password=cfg.password,
+                    token=cfg.token,
+                    user_credentials=cfg.creds_file,
+                    nkeys_seed=cfg.nkeys_seed,
+                    tls=cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None,
+                    max_reconnect_attempts=cfg.reconnect_attempts,
+                    reconnect_time_wait=1,
+                    connect_timeout=5,
+                    closed_cb=on_closed,
+                    error_cb=on_error,
+                ),
+                10,
             )
         except QuiverError:
             raise
@@ -205,6 +233,7 @@ class NatsReceiver(BrokerReceiver):
         await self._nc.flush()
 
     async def _disconnect(self) -> None:
+        self._closing.set()
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.cancel()

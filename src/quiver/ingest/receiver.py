@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
+    Checkpointing,
     Closing,
     ComponentConfig,
     Draining,
@@ -53,7 +54,7 @@ from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.messages import MessageRows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
-from quiver.runtime.errors import ConfigError, ErrorDetail
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 
 __all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
 
@@ -139,15 +140,27 @@ class ReceiverConfig(ComponentConfig):
         "wait until stopped).",
     )
     tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
+    commit_every: int | None = Field(
+        None,
+        ge=1,
+        description="Commit a checkpoint after this many messages: the sinks publish what it "
+        "read (one output per checkpoint, {stem} in file sink paths) and the messages are "
+        "acknowledged; the run goes on. Default: one commit at the end of the run.",
+    )
+    commit_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Commit a checkpoint this many seconds after its first message.",
+    )
     max_messages: int | None = Field(
         None,
         ge=1,
-        description="End the run after this many messages (default: no limit). Every message "
-        "of a run is held unacknowledged until the run commits.",
+        description="End the run after this many messages (default: no limit). Messages are "
+        "held unacknowledged until the run (or its checkpoint) commits.",
     )
 
 
-class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
+class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closing, Checking):
     """Base of the broker receivers; see the module's doc.
 
     A subclass sets ``where`` and implements :meth:`_subscribe` (connect and start delivering
@@ -171,6 +184,10 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
         self._rows: MessageRows[Message] = MessageRows(self._batcher)
         self._avro: Any = None
         self._connected = False
+        self._taken = 0  # messages taken in the run
+        self._subscribed = False
+        self._failure: QuiverError | None = None
+        self._ended = False  # the input has ended (no checkpoint follows)
 
     # ---------------------------------------------------------------- for subclasses
 
@@ -194,6 +211,13 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
     async def _disconnect(self) -> None:
         """Close the connection (messages still unacknowledged go back to the broker)."""
 
+    def _fail(self, error: QuiverError) -> None:
+        """Called by a subclass when the connection is lost for good: the run fails with
+        ``error`` (and hands back what it held) instead of waiting for messages forever."""
+        if self._failure is None:
+            self._failure = error
+            self._stopped.set()
+
     def _deliver(self, message: Message) -> None:
         """Called by a subclass for each message received."""
         self._inbox.put_nowait(message)
@@ -201,29 +225,72 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
     # ---------------------------------------------------------------- the source
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        """The messages of the run, or of one checkpoint (then called again for the next)."""
         cfg = self.rcfg
-        self._load_avro(ctx)
-        self._connected = True
-        await self._subscribe(ctx)
-        taken = 0
+        if not self._subscribed:
+            self._load_avro(ctx)
+            self._connected = True
+            try:
+                await self._subscribe(ctx)
+            except BaseException:
+                await self.close()  # a retry of the read subscribes anew
+                raise
+            self._subscribed = True
+            ctx.log(f"{self.where}: subscribed, receiving", "info")
+        held = 0  # messages of this checkpoint
+        started = 0.0  # when its first message came
+        ended = True
         try:
-            while cfg.max_messages is None or taken < cfg.max_messages:
-                room = None if cfg.max_messages is None else cfg.max_messages - taken
-                messages = await self._collect(room)
+            while cfg.max_messages is None or self._taken < cfg.max_messages:
+                room = None if cfg.max_messages is None else cfg.max_messages - self._taken
+                if cfg.commit_every is not None:
+                    room = min(room or cfg.commit_every, cfg.commit_every - held)
+                wait = cfg.idle_timeout
+                if held and cfg.commit_seconds is not None:
+                    left = max(0.0, started + cfg.commit_seconds - time.monotonic())
+                    wait = left if wait is None else min(wait, left)
+                messages = await self._collect(room, wait)
+                if self._failure is not None:
+                    raise self._failure
                 if not messages:
+                    ended = self._stopped.is_set() or not self._checkpoint_due(held, started)
                     break
-                taken += len(messages)
+                if not held:
+                    started = time.monotonic()
+                held += len(messages)
+                self._taken += len(messages)
                 batch = self._to_batch(messages, ctx)
                 if batch is not None:
                     yield batch
+                if self._checkpoint_due(held, started) and not self._stopped.is_set():
+                    ended = False
+                    break
         finally:
-            await self._unsubscribe()
-            # taken from the broker after the input ended: give them back at once
-            left = []
-            while not self._inbox.empty():
-                left.append(self._inbox.get_nowait())
-            if left:
-                await self._release(left)
+            if ended:
+                self._ended = True
+                await self._unsubscribe()
+                # taken from the broker after the input ended: give them back at once
+                left_over = []
+                while not self._inbox.empty():
+                    left_over.append(self._inbox.get_nowait())
+                if left_over:
+                    await self._release(left_over)
+
+    def _checkpoint_due(self, held: int, started: float) -> bool:
+        cfg = self.rcfg
+        if not held:
+            return False
+        if cfg.commit_every is not None and held >= cfg.commit_every:
+            return True
+        return cfg.commit_seconds is not None and time.monotonic() >= started + cfg.commit_seconds
+
+    def checkpoints(self) -> bool:
+        """Whether this receiver commits in checkpoints (``commit_every`` / ``commit_seconds``)."""
+        return self.rcfg.commit_every is not None or self.rcfg.commit_seconds is not None
+
+    def more(self) -> bool:
+        """Whether another checkpoint follows the one just committed."""
+        return not self._ended
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         """The Avro schema file and the TLS files, read before any message is taken."""
@@ -249,10 +316,11 @@ class BrokerReceiver(Acknowledging, Draining, RowRejecting, Closing, Checking):
         """Stop taking messages: the batches end with what was received so far."""
         self._stopped.set()
 
-    async def _collect(self, room: int | None) -> list[Message]:
-        """The next batch of messages: [] once the input has ended."""
+    async def _collect(self, room: int | None, wait: float | None) -> list[Message]:
+        """The next batch of messages: [] when none came within ``wait`` seconds or once
+        stopped."""
         cfg = self.rcfg
-        first = await self._next(cfg.idle_timeout)
+        first = await self._next(wait)
         if first is None:
             return []
         messages = [first]

@@ -31,6 +31,7 @@ __all__ = [
     "Acknowledging",
     "ByteCounting",
     "Checking",
+    "Checkpointing",
     "Closing",
     "ComponentConfig",
     "ComponentInfo",
@@ -235,6 +236,21 @@ class Draining(Protocol):
     def drain(self) -> None: ...
 
 
+class Checkpointing(Protocol):
+    """A source whose endless input is committed in checkpoints (a receiver's
+    ``commit_every`` / ``commit_seconds``), so a long run settles what it read as it goes.
+
+    When ``checkpoints()`` says so, the same source instance runs unit after unit: its batches
+    end at each checkpoint, the engine commits the sinks, then the source (``commit`` of
+    :class:`Acknowledging`), and starts the next unit while ``more()`` is true. ``{stem}`` in a
+    sink path names each checkpoint's output (its UTC start and number), so file sinks write
+    one file per checkpoint; the source is closed after the last one.
+    """
+
+    def checkpoints(self) -> bool: ...
+    def more(self) -> bool: ...
+
+
 class RowRejecting(Protocol):
     """A source setting aside rows it could not read (malformed lines), for the rejects file.
 
@@ -275,6 +291,7 @@ HOOKS: tuple[type[Any], ...] = (
     Checking,
     Acknowledging,
     Draining,
+    Checkpointing,
     RowRejecting,
     ByteCounting,
     FileReading,

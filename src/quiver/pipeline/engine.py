@@ -41,6 +41,7 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     Acknowledging,
     ByteCounting,
+    Checkpointing,
     Closing,
     Draining,
     Flushing,
@@ -58,10 +59,11 @@ from quiver.pipeline.component import (
 from quiver.pipeline.conform import conform
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
+from quiver.pipeline.resume import STEM
 from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
 from quiver.runtime.delivery import CircuitBreaker, Delivery, file_error
-from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.wording import plural
 
 __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
@@ -287,6 +289,8 @@ class PipelineEngine:
         # per unit: (step, output) -> an empty batch, or None once rows went out (see _emit)
         self._empty: dict[tuple[str, str], pa.RecordBatch | None] = {}
         self._sources: dict[str, Any] = {}  # the current unit's source components
+        self._kept: dict[str, Any] = {}  # sources that live across units (checkpoints)
+        self._checkpoint = False  # the current unit is a checkpoint
         self._draining = False
 
     # ------------------------------------------------------------------ public
@@ -323,19 +327,11 @@ class PipelineEngine:
         for w in plan.warnings:
             self.log.event("warning", w, level="warning")
         try:
-            self._schedule = schedule_units(
-                plan, resume=self.resume, dry_run=self.dry_run is not None
-            )
-            if self._schedule.skipped:
-                result.files_skipped.extend(self._schedule.skipped)
-                self.log.event(
-                    "resume",
-                    f"resuming: {len(self._schedule.skipped)} input file(s) already done, "
-                    f"{len(self._schedule.units)} to go",
-                    skipped=len(self._schedule.skipped),
-                )
-            for unit in self._schedule.units:
-                await self._run_unit(unit)
+            checkpointer = self._checkpointer()
+            if checkpointer is not None:
+                await self._run_checkpoints(checkpointer)
+            else:
+                await self._run_units()
             result.status = "ok"
         except asyncio.CancelledError:
             result.status = "interrupted"
@@ -371,6 +367,56 @@ class PipelineEngine:
             # every row a step rejected, the one failing a fail_fast run included, so the
             # summary line agrees with the table of steps
             result.rejected = sum(s.rejected for s in result.steps.values())
+        return self._finished(result)
+
+    async def _run_units(self) -> None:
+        """The units of a run: the whole input, or one input file after the other."""
+        plan, result = self.plan, self.result
+        self._schedule = schedule_units(plan, resume=self.resume, dry_run=self.dry_run is not None)
+        if self._schedule.skipped:
+            result.files_skipped.extend(self._schedule.skipped)
+            self.log.event(
+                "resume",
+                f"resuming: {len(self._schedule.skipped)} input file(s) already done, "
+                f"{len(self._schedule.units)} to go",
+                skipped=len(self._schedule.skipped),
+            )
+        for unit in self._schedule.units:
+            await self._run_unit(unit)
+
+    def _checkpointer(self) -> Checkpointing | None:
+        """The run's one source when it commits in checkpoints (kept across units), else None."""
+        sources = self.plan.sources
+        if self.dry_run is not None or len(sources) != 1 or not sources[0].checkpoints:
+            return None
+        step = sources[0]
+        source = cast(Checkpointing, step.cls(step.config))
+        if not source.checkpoints():
+            return None
+        self._kept[step.name] = source
+        return source
+
+    async def _run_checkpoints(self, source: Checkpointing) -> None:
+        """One unit per checkpoint of ``source``, until its input ends or it is drained."""
+        for s in self.plan.sinks:
+            if s.writes_files and s.path_option and STEM not in str(s.path_option):
+                raise ConfigError.one(
+                    f"sink '{s.name}' writes one file, but the source commits in checkpoints: "
+                    "each checkpoint would replace the previous one's output",
+                    s.where,
+                    "put {stem} in the sink path, e.g. out/{stem}.parquet (one file per "
+                    "checkpoint), or leave out commit_every / commit_seconds",
+                )
+        number = 0
+        while True:
+            number += 1
+            stem = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{number:06d}"
+            await self._run_unit(RunUnit(stem=stem, checkpoint=True))
+            self.log.event("checkpoint", f"checkpoint {stem} committed", checkpoint=stem)
+            if not source.more():
+                return
+
+    def _finished(self, result: RunResult) -> RunResult:
         self.log.event(
             "run_finished",
             f"run {self.run_id} finished: {plural(result.rows_read, 'row')} read, "
@@ -392,6 +438,8 @@ class PipelineEngine:
         return any(not s.fed_by_sources for s in plan.steps.values() if s.kind == "processor")
 
     def _instantiate(self, step: PlanStep, unit: RunUnit) -> Any:
+        if step.name in self._kept:
+            return self._kept[step.name]
         if step.kind == "sink" and self.dry_run is not None:
             return _CollectSink()
         return step.cls(unit.config_of(step))
@@ -403,6 +451,7 @@ class PipelineEngine:
             self.log.event("input_started", f"reading {unit.file}", input=unit.file)
         comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
         self._sources = {s.name: comps[s.name] for s in plan.sources}
+        self._checkpoint = unit.checkpoint
         if self._draining:  # a stop came between two units
             self.drain()
         self._queues = {
@@ -417,6 +466,7 @@ class PipelineEngine:
         rows_before = self.result.rows_read
         sink_rows_before = {s.name: self.result.steps[s.name].rows_in for s in plan.sinks}
         tasks: dict[asyncio.Task[None], str] = {}
+        settled = False  # committed: a kept source stays open for the next unit
         for name, step in plan.steps.items():
             if step.kind == "source":
                 coro = self._source_task(step, comps[name])
@@ -467,6 +517,7 @@ class PipelineEngine:
                         self.result.outputs.append(output)
             self._rejected_before += self.rejects.count
             self.rejects = RejectsWriter(None, self.run_id)
+            settled = True
             if unit.file is not None:
                 self.result.files_processed.append(unit.file)
                 self._schedule.finish(
@@ -497,6 +548,8 @@ class PipelineEngine:
                 self._originals.close()
                 self._originals = None
             for name, step in plan.steps.items():
+                if settled and name in self._kept and cast(Checkpointing, comps[name]).more():
+                    continue  # reads the next checkpoint
                 if step.closes and not isinstance(comps[name], _CollectSink):
                     with contextlib.suppress(Exception):
                         res = cast(Closing, comps[name]).close()
@@ -839,7 +892,7 @@ class PipelineEngine:
             stats.busy_seconds += time.perf_counter() - t0
             stats.rows_in += batch.num_rows
             stats.batches_in += 1
-        if schema is None:
+        if schema is None and not self._checkpoint:  # a checkpoint with no rows writes nothing
             opened[step.name] = sink
             await self._sink_call(
                 step.name,

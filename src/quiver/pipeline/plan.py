@@ -16,6 +16,7 @@ from typing import Any, Literal
 from quiver.pipeline.component import (
     Acknowledging,
     ByteCounting,
+    Checkpointing,
     Closing,
     ComponentConfig,
     ComponentKind,
@@ -58,6 +59,7 @@ class PlanStep:
     closes: bool = field(init=False)
     acknowledges: bool = field(init=False)
     drains: bool = field(init=False)
+    checkpoints: bool = field(init=False)
     rejects_rows: bool = field(init=False)
     counts_bytes: bool = field(init=False)
     reads_files: bool = field(init=False)
@@ -72,6 +74,7 @@ class PlanStep:
             ("closes", Closing),
             ("acknowledges", Acknowledging),
             ("drains", Draining),
+            ("checkpoints", Checkpointing),
             ("rejects_rows", RowRejecting),
             ("counts_bytes", ByteCounting),
             ("reads_files", FileReading),

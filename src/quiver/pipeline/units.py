@@ -29,6 +29,7 @@ class RunUnit:
 
     file: str | None = None
     stem: str | None = None
+    checkpoint: bool = False  # a checkpoint of an endless source: no rows, no output
 
     def config_of(self, step: PlanStep) -> ComponentConfig:
         """The step's config for this unit: the source reads ``file``, sinks get ``{stem}``."""
