@@ -59,7 +59,8 @@ def test_get_schema_of_a_graphql_ticket_matches_its_stream(client: flight.Flight
     [
         ("{ tracks { nope } }", "Cannot query field 'nope'"),
         ("{ tracks(limit: -1) { name } }", "limit"),
-        ("mutation { x }", "mutation"),
+        ("mutation { x }", "Cannot query field 'x' on type 'Mutation'"),
+        ("mutation { __typename }", "a Flight ticket runs a query, not a mutation"),
     ],
 )
 def test_a_graphql_ticket_the_engine_refuses_gets_its_message(

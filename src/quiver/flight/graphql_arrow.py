@@ -214,6 +214,12 @@ class GraphQLArrow:
                 "fix the query; GraphiQL on the HTTP server shows the schema",
             )
         assert prepared.operation is not None
+        kind = prepared.operation.operation.value
+        if kind != "query":
+            raise _bad(
+                f"a Flight ticket runs a query, not a {kind}",
+                f"send the {kind} to the HTTP endpoint /graphql",
+            )
         keys = [
             n.alias.value if n.alias else n.name.value
             for n in _fields(prepared.operation.selection_set, prepared.fragments)
