@@ -48,6 +48,7 @@ BUILTINS: list[Builtin] = [
     ("processor", "rename", f"{_P}.rename:RenameProcessor", {}),
     ("processor", "cast", f"{_P}.cast:CastProcessor", {}),
     ("processor", "filter", f"{_P}.filter:FilterProcessor", {}),
+    ("processor", "transform", f"{_P}.transform:TransformProcessor", {}),
     ("processor", "derive", f"{_P}.derive:DeriveProcessor", {}),
     ("processor", "dedupe", f"{_P}.dedupe:DedupeProcessor", {}),
     ("processor", "lookup", f"{_P}.lookup:LookupProcessor", {}),
