@@ -49,6 +49,7 @@ BUILTINS: list[Builtin] = [
     ("processor", "cast", f"{_P}.cast:CastProcessor", {}),
     ("processor", "filter", f"{_P}.filter:FilterProcessor", {}),
     ("processor", "transform", f"{_P}.transform:TransformProcessor", {}),
+    ("processor", "redact", f"{_P}.redact:RedactProcessor", {}),
     ("processor", "derive", f"{_P}.derive:DeriveProcessor", {}),
     ("processor", "dedupe", f"{_P}.dedupe:DedupeProcessor", {}),
     ("processor", "lookup", f"{_P}.lookup:LookupProcessor", {}),
