@@ -51,6 +51,7 @@ BUILTINS: list[Builtin] = [
     ("processor", "transform", f"{_P}.transform:TransformProcessor", {}),
     ("processor", "redact", f"{_P}.redact:RedactProcessor", {}),
     ("processor", "enrich", f"{_P}.enrich:EnrichProcessor", {}),
+    ("processor", "aggregate", f"{_P}.aggregate:AggregateProcessor", {}),
     ("processor", "derive", f"{_P}.derive:DeriveProcessor", {}),
     ("processor", "dedupe", f"{_P}.dedupe:DedupeProcessor", {}),
     ("processor", "lookup", f"{_P}.lookup:LookupProcessor", {}),
