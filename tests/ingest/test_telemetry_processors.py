@@ -1,0 +1,136 @@
+"""Telemetry from the OpenTelemetry SDK through the telemetry processors, as a user runs them:
+spans converted to the telemetry layout, then YAML pipelines that filter on attributes, redact,
+transform, enrich and aggregate them into Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from quiver.ingest.otlp.convert import convert_request
+from tests.pipeline.test_cli import quiver
+
+_T0 = 1_700_000_000_000_000_000
+_S = 1_000_000_000
+#: (start s, service, method, status, duration ms, user e-mail)
+_CALLS = [
+    (0, "checkout", "GET", 200, 12, "ann@example.com"),
+    (2, "checkout", "POST", 500, 80, "bob@example.org"),
+    (4, "checkout", "GET", 200, 20, "card 4111 1111 1111 1111"),
+    (12, "checkout", "GET", 404, 30, "cy@example.net"),
+    (5, "cart", "GET", 200, 5, "dee@example.com"),
+]
+
+
+def _spans_parquet(path: Path) -> None:
+    batches = []
+    for service in ("checkout", "cart"):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("shop")
+        for start, svc, method, status, ms, user in _CALLS:
+            if svc != service:
+                continue
+            span = tracer.start_span(
+                f"{method} /api",
+                start_time=_T0 + start * _S,
+                attributes={"http.method": method, "http.status_code": status, "user": user},
+            )
+            span.end(end_time=_T0 + start * _S + ms * 1_000_000)
+        conversion = convert_request("traces", encode_spans(exporter.get_finished_spans()))
+        assert conversion.batch is not None and conversion.rejected == 0
+        batches.append(conversion.batch)
+        provider.shutdown()
+    pq.write_table(pa.Table.from_batches(batches), path)
+
+
+SPANS_PIPELINE = """\
+source: {parquet: {path: spans.parquet}}
+processors:
+  - filter: {expression: "resource.service.name = 'checkout' and attributes['http.method'] = 'GET'"}
+  - redact: {fields: [attributes], patterns: [email, card]}
+  - transform:
+      set: {attributes.route: "{attributes.http.method} {span_name}"}
+      rename: {attributes.http.status_code: attributes.status}
+      delete: [events, links]
+  - enrich:
+      static: {resource.deployment.environment: test}
+      lookup: {file: owners.csv, key: service_name, on: service, fields: {owner: owner}}
+sink: {parquet: {path: out/spans.parquet}}
+"""
+
+WINDOWS_PIPELINE = """\
+source: {parquet: {path: spans.parquet}}
+processors:
+  - aggregate:
+      window: 10s
+      group_by: [resource.service.name]
+      metrics:
+        spans: count
+        slowest_ns: {fn: max, field: duration_ns}
+        p50_ns: {fn: percentile, field: duration_ns, q: 0.5}
+sink: {parquet: {path: out/windows.parquet}}
+"""
+
+
+def test_sdk_spans_run_through_filter_redact_transform_and_enrich(tmp_path: Path) -> None:
+    _spans_parquet(tmp_path / "spans.parquet")
+    (tmp_path / "owners.csv").write_text("service,owner\ncheckout,payments\n")
+    (tmp_path / "spans.yaml").write_text(SPANS_PIPELINE)
+    done = quiver("run", "spans.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(tmp_path / "out" / "spans.parquet").to_pylist()
+    assert sorted(r["span_name"] for r in rows) == ["GET /api"] * 3
+    attrs = [dict(r["attributes"]) for r in rows]
+    assert sorted(a["user"] for a in attrs) == ["[email]", "[email]", "card [card]"]
+    assert sorted(a["status"] for a in attrs) == ["200", "200", "404"]
+    assert all(a["route"] == "GET GET /api" and "http.status_code" not in a for a in attrs)
+    assert all(dict(r["resource_attributes"])["deployment.environment"] == "test" for r in rows)
+    assert {r["owner"] for r in rows} == {"payments"}
+    assert "events" not in rows[0]
+
+
+def test_sdk_spans_are_aggregated_in_windows_per_service(tmp_path: Path) -> None:
+    _spans_parquet(tmp_path / "spans.parquet")
+    (tmp_path / "windows.yaml").write_text(WINDOWS_PIPELINE)
+    done = quiver("run", "windows.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(tmp_path / "out" / "windows.parquet").to_pylist()
+    got = {
+        (r["window_start"].timestamp() - _T0 / _S, r["service.name"]): (r["spans"], r["slowest_ns"])
+        for r in rows
+    }
+    assert got == {
+        (0, "checkout"): (3, 80_000_000),
+        (10, "checkout"): (1, 30_000_000),
+        (0, "cart"): (1, 5_000_000),
+    }
+
+
+def test_a_bad_pattern_in_a_pipeline_file_is_reported_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "spans.parquet").write_bytes(b"")
+    (tmp_path / "bad.yaml").write_text(
+        "source: {parquet: {path: spans.parquet}}\n"
+        "processors:\n"
+        "  - redact:\n"
+        "      fields: [body]\n"
+        "      custom: {id: 'a(b'}\n"
+        '  - filter: {expression: "attributes[\'x = 1"}\n'
+        "  - aggregate: {window: 10 parsecs, metrics: {n: count}}\n"
+        "sink: {parquet: {path: out.parquet}}\n"
+    )
+    done = quiver("validate", "bad.yaml", cwd=tmp_path)
+    err = " ".join(done.stderr.split())
+    assert done.returncode == 2
+    assert "bad.yaml:5:7 processors[0].redact.custom" in err, err
+    assert "bad regular expression 'a(b'" in err
+    assert "bad.yaml:7:17 processors[2].aggregate.window: '10 parsecs' is not a duration" in err
+    assert "bad.yaml:6:5 processors[1] filter (expression): SQL syntax error" in err
