@@ -1,9 +1,10 @@
 """Telemetry from the OpenTelemetry SDK through the telemetry processors, as a user runs them:
-spans converted to the telemetry layout, then YAML pipelines that filter on attributes, redact,
-transform, enrich and aggregate them into Parquet."""
+spans converted to the telemetry layout, then the YAML pipelines docs/ingest.md shows, which
+filter on attributes, redact, transform, enrich and aggregate them into Parquet."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,39 +53,22 @@ def _spans_parquet(path: Path) -> None:
     pq.write_table(pa.Table.from_batches(batches), path)
 
 
-SPANS_PIPELINE = """\
-source: {parquet: {path: spans.parquet}}
-processors:
-  - filter: {expression: "resource.service.name = 'checkout' and attributes['http.method'] = 'GET'"}
-  - redact: {fields: [attributes], patterns: [email, card]}
-  - transform:
-      set: {attributes.route: "{attributes.http.method} {span_name}"}
-      rename: {attributes.http.status_code: attributes.status}
-      delete: [events, links]
-  - enrich:
-      static: {resource.deployment.environment: test}
-      lookup: {file: owners.csv, key: service_name, on: service, fields: {owner: owner}}
-sink: {parquet: {path: out/spans.parquet}}
-"""
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ingest.md"
 
-WINDOWS_PIPELINE = """\
-source: {parquet: {path: spans.parquet}}
-processors:
-  - aggregate:
-      window: 10s
-      group_by: [resource.service.name]
-      metrics:
-        spans: count
-        slowest_ns: {fn: max, field: duration_ns}
-        p50_ns: {fn: percentile, field: duration_ns, q: 0.5}
-sink: {parquet: {path: out/windows.parquet}}
-"""
+
+def _doc_file(name: str) -> str:
+    """A pipeline file shown in docs/ingest.md (the block marked ``<!-- pipeline: NAME -->``)."""
+    found = re.search(
+        rf"<!-- pipeline: {re.escape(name)} -->\n```yaml\n(.*?)```", DOC.read_text(), re.S
+    )
+    assert found is not None, f"docs/ingest.md shows no {name}"
+    return found.group(1)
 
 
 def test_sdk_spans_run_through_filter_redact_transform_and_enrich(tmp_path: Path) -> None:
     _spans_parquet(tmp_path / "spans.parquet")
     (tmp_path / "owners.csv").write_text("service,owner\ncheckout,payments\n")
-    (tmp_path / "spans.yaml").write_text(SPANS_PIPELINE)
+    (tmp_path / "spans.yaml").write_text(_doc_file("telemetry-spans.yaml"))
     done = quiver("run", "spans.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = pq.read_table(tmp_path / "out" / "spans.parquet").to_pylist()
@@ -100,7 +84,7 @@ def test_sdk_spans_run_through_filter_redact_transform_and_enrich(tmp_path: Path
 
 def test_sdk_spans_are_aggregated_in_windows_per_service(tmp_path: Path) -> None:
     _spans_parquet(tmp_path / "spans.parquet")
-    (tmp_path / "windows.yaml").write_text(WINDOWS_PIPELINE)
+    (tmp_path / "windows.yaml").write_text(_doc_file("telemetry-windows.yaml"))
     done = quiver("run", "windows.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = pq.read_table(tmp_path / "out" / "windows.parquet").to_pylist()
