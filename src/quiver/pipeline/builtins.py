@@ -52,6 +52,7 @@ BUILTINS: list[Builtin] = [
     ("processor", "redact", f"{_P}.redact:RedactProcessor", {}),
     ("processor", "enrich", f"{_P}.enrich:EnrichProcessor", {}),
     ("processor", "aggregate", f"{_P}.aggregate:AggregateProcessor", {}),
+    ("processor", "batch", f"{_P}.batch:BatchProcessor", {}),
     ("processor", "derive", f"{_P}.derive:DeriveProcessor", {}),
     ("processor", "dedupe", f"{_P}.dedupe:DedupeProcessor", {}),
     ("processor", "lookup", f"{_P}.lookup:LookupProcessor", {}),
