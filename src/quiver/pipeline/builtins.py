@@ -53,6 +53,7 @@ BUILTINS: list[Builtin] = [
     ("processor", "enrich", f"{_P}.enrich:EnrichProcessor", {}),
     ("processor", "aggregate", f"{_P}.aggregate:AggregateProcessor", {}),
     ("processor", "batch", f"{_P}.batch:BatchProcessor", {}),
+    ("processor", "memory_limiter", f"{_P}.memory_limiter:MemoryLimiterProcessor", {}),
     ("processor", "derive", f"{_P}.derive:DeriveProcessor", {}),
     ("processor", "dedupe", f"{_P}.dedupe:DedupeProcessor", {}),
     ("processor", "lookup", f"{_P}.lookup:LookupProcessor", {}),
