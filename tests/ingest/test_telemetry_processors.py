@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -118,3 +119,32 @@ def test_a_bad_pattern_in_a_pipeline_file_is_reported_with_its_line(tmp_path: Pa
     assert "bad regular expression 'a(b'" in err
     assert "bad.yaml:7:17 processors[2].aggregate.window: '10 parsecs' is not a duration" in err
     assert "bad.yaml:6:5 processors[1] filter (expression): SQL syntax error" in err
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("transform: {rename: {'atributes[\"x\"]': y}}", "did you mean 'attributes'?"),
+        ("filter: {expression: \"atributes['x'] = '1'\"}", "did you mean 'attributes'?"),
+        ("redact: {fields: [duration_ns]}", "cannot redact duration_ns: it is int64, not text"),
+        (
+            "aggregate: {window: 1s, group_by: [servce_name], metrics: {n: count}}",
+            "did you mean 'service_name'?",
+        ),
+        ("enrich: {lookup: {file: owners.csv, key: k, on: k}}", "lookup table file not found"),
+    ],
+)
+def test_unknown_field_paths_are_found_by_validate_with_the_step(
+    tmp_path: Path, step: str, message: str
+) -> None:
+    _spans_parquet(tmp_path / "spans.parquet")
+    (tmp_path / "v.yaml").write_text(
+        "source: {parquet: {path: spans.parquet}}\n"
+        f"processors:\n  - {step}\n"
+        "sink: {parquet: {path: out.parquet}}\n"
+    )
+    done = quiver("validate", "v.yaml", cwd=tmp_path)
+    err = " ".join(done.stderr.split())
+    assert done.returncode == 2, err
+    assert "v.yaml:3:5 processors[0]" in err
+    assert message in err

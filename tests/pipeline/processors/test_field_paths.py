@@ -88,6 +88,9 @@ def test_paths_inside_string_literals_are_left_alone() -> None:
     text, paths = rewrite_paths("attributes.http.method = 'attributes.x' or resource.a = 'b'")
     assert paths == [FieldPath("attributes", "http.method"), FieldPath("resource_attributes", "a")]
     assert "'attributes.x'" in text
+    text, paths = rewrite_paths("attributes['a'] = 'it''s attributes.b' and labels[\"c\"] > 1")
+    assert paths == [FieldPath("attributes", "a"), FieldPath("labels", "c")]
+    assert text == "\"__quiver_path_0\" = 'it''s attributes.b' and \"__quiver_path_1\" > 1"
 
 
 def test_filter_addresses_attributes_and_resource_attributes(run_ctx: RunContext) -> None:

@@ -189,28 +189,24 @@ def delete_path(batch: pa.RecordBatch, path: FieldPath) -> pa.RecordBatch:
     return _replace(batch, path.column, rebuilt)
 
 
-_LITERAL = re.compile(r"'(?:[^']|'')*'")
+#: A SQL string literal, or a map-key path: scanned together, so a literal is skipped whole.
+_LITERAL_OR_PATH = re.compile(rf"(?P<lit>'(?:[^']|'')*')|{PATH_IN_TEXT.pattern}")
 
 
 def rewrite_paths(expression: str, prefix: str = "__quiver_path_") -> tuple[str, list[FieldPath]]:
     """``expression`` with every map-key path outside string literals replaced by a column
     name ``prefix0``, ``prefix1``...; and the paths, in that order (see :func:`with_paths`)."""
     paths: list[FieldPath] = []
-    out: list[str] = []
 
     def swap(m: re.Match[str]) -> str:
+        if m.group("lit") is not None:
+            return m.group(0)
         path = _from_match(m)
         if path not in paths:
             paths.append(path)
         return f'"{prefix}{paths.index(path)}"'
 
-    pos = 0
-    for lit in _LITERAL.finditer(expression):
-        out.append(PATH_IN_TEXT.sub(swap, expression[pos : lit.start()]))
-        out.append(lit.group(0))
-        pos = lit.end()
-    out.append(PATH_IN_TEXT.sub(swap, expression[pos:]))
-    return "".join(out), paths
+    return _LITERAL_OR_PATH.sub(swap, expression), paths
 
 
 def with_paths(
