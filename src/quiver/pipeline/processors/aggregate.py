@@ -41,7 +41,7 @@ from quiver.pipeline.component import (
     RunContext,
     processor,
 )
-from quiver.pipeline.processors.field_paths import FieldPath, parse_path, read_path
+from quiver.pipeline.processors.field_paths import FieldPath, PathText, parse_path, read_path
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["AggregateConfig", "AggregateProcessor", "MetricSpec", "parse_duration"]
@@ -67,17 +67,10 @@ class MetricSpec(ComponentConfig):
     fn: Literal["count", "sum", "avg", "min", "max", "percentile"] = Field(
         description="Aggregate function."
     )
-    field: str | None = Field(
+    field: PathText | None = Field(
         default=None, description="Field path it reads (none for `count`: every row)."
     )
     q: float | None = Field(default=None, description="Percentile: the quantile, 0 to 1.")
-
-    @field_validator("field")
-    @classmethod
-    def _field(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_path(value)
-        return value
 
     @model_validator(mode="after")
     def _complete(self) -> MetricSpec:
@@ -98,7 +91,7 @@ class AggregateConfig(ComponentConfig):
     slide: str | None = Field(
         default=None, description="Sliding windows: how often a new window starts."
     )
-    group_by: list[str] = Field(default_factory=list, description="Field paths to group by.")
+    group_by: list[PathText] = Field(default_factory=list, description="Field paths to group by.")
     metrics: dict[str, MetricSpec | Literal["count"]] = Field(
         description="Output column -> metric (`count`, or {fn, field, q})."
     )
@@ -114,13 +107,6 @@ class AggregateConfig(ComponentConfig):
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
             parse_duration(value)
-        return value
-
-    @field_validator("group_by")
-    @classmethod
-    def _groups(cls, value: list[str]) -> list[str]:
-        for v in value:
-            parse_path(v)
         return value
 
     @model_validator(mode="after")

@@ -24,7 +24,7 @@ import socket
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from quiver.pipeline.component import (
     Checking,
@@ -36,53 +36,40 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config import resolve_path
 from quiver.pipeline.processors.batch_sql import read_table_file
-from quiver.pipeline.processors.field_paths import FieldPath, parse_path, read_path, write_path
+from quiver.pipeline.processors.field_paths import (
+    FieldPath,
+    PathText,
+    parse_path,
+    read_path,
+    write_path,
+)
 from quiver.pipeline.processors.transform import constant
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["EnrichConfig", "EnrichLookup", "EnrichProcessor"]
 
 
-def _path(value: str | None) -> str | None:
-    if value is not None:
-        parse_path(value)
-    return value
-
-
 class EnrichLookup(ComponentConfig):
     """A table joined on one key."""
 
     file: str = Field(description="CSV or Parquet file, relative to the pipeline file.")
-    key: str = Field(description="Field path whose value is looked up.")
+    key: PathText = Field(description="Field path whose value is looked up.")
     on: str = Field(description="Column of the file holding the keys (unique).")
-    fields: dict[str, str] = Field(
+    fields: dict[str, PathText] = Field(
         default_factory=dict,
         description="File column -> field path it is written to (default: every other column, "
         "under its own name).",
     )
     delimiter: str = Field(default=",", description="CSV delimiter.")
 
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        parse_path(value)
-        return value
-
-    @field_validator("fields")
-    @classmethod
-    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
-        for target in value.values():
-            parse_path(target)
-        return value
-
 
 class EnrichConfig(ComponentConfig):
     """Add static, host, service, time and looked-up values."""
 
-    static: dict[str, str | int | float | bool] = Field(
+    static: dict[PathText, str | int | float | bool] = Field(
         default_factory=dict, description="Field path -> value written to every row."
     )
-    host_name: str | None = Field(
+    host_name: PathText | None = Field(
         default=None, description="Field path receiving this machine's host name."
     )
     service: str | None = Field(
@@ -90,24 +77,10 @@ class EnrichConfig(ComponentConfig):
         description="Service name written to `service_name` and `resource.service.name` "
         "where they are unset (the latter only if the rows have resource attributes).",
     )
-    timestamp: str | None = Field(
+    timestamp: PathText | None = Field(
         default=None, description="Field path receiving the time the batch was processed."
     )
     lookup: EnrichLookup | None = Field(default=None, description="A table joined on a key.")
-
-    @field_validator("static")
-    @classmethod
-    def _static(
-        cls, value: dict[str, str | int | float | bool]
-    ) -> dict[str, str | int | float | bool]:
-        for target in value:
-            parse_path(target)
-        return value
-
-    @field_validator("host_name", "timestamp")
-    @classmethod
-    def _target(cls, value: str | None) -> str | None:
-        return _path(value)
 
 
 @processor("enrich", config=EnrichConfig)

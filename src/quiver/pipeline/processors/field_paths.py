@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import AfterValidator
 
 from quiver.pipeline.processors.batch_sql import require_columns
 from quiver.runtime.errors import PermanentError
@@ -29,6 +31,7 @@ from quiver.runtime.errors import PermanentError
 __all__ = [
     "PATH_IN_TEXT",
     "FieldPath",
+    "PathText",
     "delete_path",
     "parse_path",
     "read_path",
@@ -92,6 +95,15 @@ def parse_path(text: str) -> FieldPath:
     if "." in text and head in _ALIASES and text.endswith("."):
         raise ValueError(f"field path {text!r} has no key after the dot")
     return FieldPath(text.strip())
+
+
+def _checked(text: str) -> str:
+    parse_path(text)
+    return text
+
+
+#: A config option holding a field path: refused at load time when malformed.
+PathText = Annotated[str, AfterValidator(_checked)]
 
 
 def _map_column(batch: pa.RecordBatch, path: FieldPath) -> pa.MapArray:

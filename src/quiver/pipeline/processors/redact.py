@@ -33,7 +33,13 @@ from quiver.pipeline.component import (
     processor,
 )
 from quiver.pipeline.processors.batch_sql import BatchSql
-from quiver.pipeline.processors.field_paths import FieldPath, parse_path, read_path, write_path
+from quiver.pipeline.processors.field_paths import (
+    FieldPath,
+    PathText,
+    parse_path,
+    read_path,
+    write_path,
+)
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["PATTERNS", "RedactConfig", "RedactProcessor", "luhn_valid"]
@@ -71,7 +77,7 @@ def _valid_regex(pattern: str) -> None:
 class RedactConfig(ComponentConfig):
     """Mask or hash personal data in text fields."""
 
-    fields: list[str] = Field(
+    fields: list[PathText] = Field(
         description="Field paths of text columns or map keys; a map column means all its values."
     )
     patterns: list[PatternName] = Field(
@@ -85,13 +91,6 @@ class RedactConfig(ComponentConfig):
     )
     mask: str = Field(default="[{kind}]", description="Mask text; {kind} is the pattern name.")
     salt: str = Field(default="", description="Hash mode: text hashed before each match.")
-
-    @field_validator("fields")
-    @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
-        for v in value:
-            parse_path(v)
-        return value
 
     @field_validator("custom")
     @classmethod

@@ -37,6 +37,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.processors.field_paths import (
     FieldPath,
+    PathText,
     delete_path,
     parse_path,
     read_path,
@@ -87,43 +88,25 @@ def constant(value: Any, rows: int) -> pa.Array:
     return pc.fill_null(pa.nulls(rows, scalar.type), scalar)
 
 
-def _check_paths(values: list[str]) -> list[str]:
-    for v in values:
-        parse_path(v)
-    return values
-
-
 class TransformConfig(ComponentConfig):
     """Set, rename and delete columns and map keys."""
 
-    set: dict[str, Any] = Field(
+    set: dict[PathText, Any] = Field(
         default_factory=dict,
         description="Field path -> literal value, or a text template with {path} placeholders.",
     )
-    rename: dict[str, str] = Field(
+    rename: dict[PathText, PathText] = Field(
         default_factory=dict, description="Field path -> new field path."
     )
-    delete: list[str] = Field(default_factory=list, description="Field paths to remove.")
+    delete: list[PathText] = Field(default_factory=list, description="Field paths to remove.")
 
     @field_validator("set")
     @classmethod
     def _set_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_paths(list(value))
         for v in value.values():
             if isinstance(v, str):
                 parse_template(v)
         return value
-
-    @field_validator("rename")
-    @classmethod
-    def _rename_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        _check_paths([*value, *value.values()])
-        return value
-
-    @field_validator("delete")
-    @classmethod
-    def _delete_paths(cls, value: list[str]) -> list[str]:
-        return _check_paths(value)
 
 
 @processor("transform", config=TransformConfig)
