@@ -148,3 +148,28 @@ def test_unknown_field_paths_are_found_by_validate_with_the_step(
     assert done.returncode == 2, err
     assert "v.yaml:3:5 processors[0]" in err
     assert message in err
+
+
+def test_late_spans_go_to_the_route_named_by_late(tmp_path: Path) -> None:
+    _spans_parquet(tmp_path / "spans.parquet")
+    # one span per batch, in file order: checkout's spans at 0, 2, 4, 12 s, then cart's at 5 s,
+    # which arrives after the window 0-10 s was written (nothing may be late by more than 1 s)
+    (tmp_path / "late.yaml").write_text(
+        "steps:\n"
+        "  spans: {parquet: {path: spans.parquet, batch_rows: 1}}\n"
+        "  windows:\n"
+        "    aggregate:\n"
+        "      {window: 10s, allowed_lateness: 1s, late: stragglers, metrics: {n: count}}\n"
+        "  out: {parquet: {path: out/windows.parquet}}\n"
+        "  late: {parquet: {path: out/late.parquet}}\n"
+        "connections:\n"
+        "  - {from: spans, to: windows}\n"
+        "  - {from: windows, to: out}\n"
+        "  - {from: windows.stragglers, to: late}\n"
+    )
+    done = quiver("run", "late.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    windows = pq.read_table(tmp_path / "out" / "windows.parquet").to_pylist()
+    assert sorted(r["n"] for r in windows) == [1, 3]
+    late = pq.read_table(tmp_path / "out" / "late.parquet").to_pylist()
+    assert [r["service_name"] for r in late] == ["cart"]
