@@ -96,3 +96,8 @@ def test_a_bad_custom_regex_is_refused_with_its_location() -> None:
     error = info.value.errors()[0]
     assert error["loc"] == ("custom",)
     assert "bad regular expression 'a(b'" in error["msg"]
+
+
+def test_text_holding_control_characters_is_still_split_right(run_ctx: RunContext) -> None:
+    out = _redact({"patterns": ["card"]}, ["a\x00b 4111111111111111 \x00c"], run_ctx)
+    assert out == ["a\x00b [card] \x00c"]

@@ -61,7 +61,20 @@ PATTERNS: dict[str, str] = {
         r"|\+\d{1,3}(?:[ .-]?\d{2,4}){2,5}\b"
     ),
 }
-_MARK = "\x00"
+_MARKS = ("\x00", "\x01", "\x02", "\x1e")
+
+
+def _marker(text: pa.Array) -> str:
+    """A character no value of ``text`` holds, to wrap matches in."""
+    for mark in _MARKS:
+        if not pc.any(pc.match_substring(text, mark)).as_py():
+            return mark
+    raise PermanentError.one(
+        "cannot redact text holding the control characters U+0000, U+0001, U+0002 and U+001E",
+        "",
+        "remove control characters first (transform or derive), or use mode: mask without card",
+    )
+
 
 PatternName = Literal["email", "card", "phone", "ipv4", "ipv6"]
 _BUILT_IN: list[PatternName] = ["email", "card", "phone", "ipv4", "ipv6"]
@@ -150,8 +163,9 @@ class RedactProcessor(Concurrent, Closing):
                 text = pc.replace_substring_regex(text, pattern, mask)
                 continue
             # wrap each match in markers, split on them: odd pieces are the matches
-            marked = pc.replace_substring_regex(text, pattern, f"{_MARK}\\0{_MARK}")
-            pieces = pc.split_pattern(marked, _MARK)
+            mark = _marker(text)
+            marked = pc.replace_substring_regex(text, pattern, f"{mark}\\0{mark}")
+            pieces = pc.split_pattern(marked, mark)
             offsets = pieces.offsets.to_numpy()
             flat = pieces.flatten()
             counts = np.diff(offsets)
