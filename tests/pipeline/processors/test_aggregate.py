@@ -139,6 +139,7 @@ def test_a_non_timestamp_time_field_is_refused(run_ctx: RunContext) -> None:
         ({"window": "10s", "slide": "3s"}, ()),
         ({"window": "10s", "group_by": ["attributes[x"]}, ("group_by",)),
         ({"window": "1s", "metrics": {"p": {"fn": "percentile", "field": "d"}}}, ("metrics", "p")),
+        ({"window": "1s", "group_by": ["resource.n"], "metrics": {"n": "count"}}, ()),
     ],
 )
 def test_bad_aggregate_configs_are_refused_with_their_location(

@@ -61,6 +61,10 @@ def parse_duration(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def _out_name(path: FieldPath) -> str:
+    return path.column if path.key is None else path.key
+
+
 class MetricSpec(ComponentConfig):
     """One metric: a function over a field."""
 
@@ -118,11 +122,14 @@ class AggregateConfig(ComponentConfig):
             slide = parse_duration(self.slide)
             if slide <= 0 or slide > size or size % slide:
                 raise ValueError("`slide` must be above 0 and divide `window` (e.g. 10s by 5s)")
+        names = [_START, _END, *(_out_name(parse_path(g)) for g in self.group_by), *self.metrics]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise ValueError(
+                f"output column(s) {', '.join(clashes)} named twice (window_start, window_end, "
+                "the group fields and the metrics share the output); rename the metric"
+            )
         return self
-
-
-def _out_name(path: FieldPath) -> str:
-    return path.column if path.key is None else path.key
 
 
 @processor("aggregate", config=AggregateConfig)
