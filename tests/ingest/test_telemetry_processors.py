@@ -5,6 +5,7 @@ filter on attributes, redact, transform, enrich and aggregate them into Parquet.
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from quiver.ingest.otlp.convert import convert_request
+from tests.ingest.sdk_clients import send_traces
+from tests.ingest.test_ingest_docs import run_until_stopped
+from tests.pipeline.conftest import free_port
 from tests.pipeline.test_cli import quiver
 
 _T0 = 1_700_000_000_000_000_000
@@ -173,3 +177,33 @@ def test_late_spans_go_to_the_route_named_by_late(tmp_path: Path) -> None:
     assert sorted(r["n"] for r in windows) == [1, 3]
     late = pq.read_table(tmp_path / "out" / "late.parquet").to_pylist()
     assert [r["service_name"] for r in late] == ["cart"]
+
+
+def test_an_otlp_receiver_pipeline_limits_batches_filters_and_redacts(tmp_path: Path) -> None:
+    """Spans sent by the SDK exporter over OTLP/gRPC and OTLP/HTTP, through the processors,
+    into Parquet; the run is stopped by SIGTERM as a service would be."""
+    grpc_port, http_port = free_port(), free_port()
+    (tmp_path / "pipeline.yaml").write_text(
+        "source:\n"
+        "  otlp:\n"
+        f"    grpc: {{endpoint: '127.0.0.1:{grpc_port}'}}\n"
+        f"    http: {{endpoint: '127.0.0.1:{http_port}'}}\n"
+        "processors:\n"
+        "  - memory_limiter: {limit_mib: 100000}\n"
+        "  - batch: {size: 1000, timeout: 1}\n"
+        "  - filter: {expression: \"signal = 'traces' and resource.service.name <> 'noise'\"}\n"
+        "  - transform: {set: {attributes.checked: 'yes'}, delete: [events]}\n"
+        "  - redact: {fields: [status_message], patterns: [], custom: {reason: 'card \\w+'}}\n"
+        "sink: {parquet: {path: out/spans.parquet}}\n"
+    )
+    proc = run_until_stopped(tmp_path, (grpc_port, http_port))
+    sent = send_traces("grpc", grpc_port)
+    send_traces("http", http_port, service="noise")
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output.decode()
+    rows = pq.read_table(tmp_path / "out" / "spans.parquet").to_pylist()
+    assert sorted(r["span_id"] for r in rows) == sorted(s.span_id for s in sent)
+    assert all(dict(r["attributes"])["checked"] == "yes" for r in rows)
+    assert "events" not in rows[0]
+    assert sorted(str(r["status_message"]) for r in rows) == ["None", "None", "[reason]"]
