@@ -852,6 +852,9 @@ def _declared_routes(step: StepSpec, base_dir: str) -> set[str] | None:
     if step.component == "filter":
         otherwise = getattr(config, "otherwise", None)
         return {otherwise} if otherwise else set()
+    if step.component == "aggregate":
+        late = getattr(config, "late", "drop")
+        return set() if late == "drop" else {late}
     if step.component != "js":
         return set()
     routes = getattr(config, "routes", None)

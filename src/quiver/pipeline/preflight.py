@@ -5,9 +5,10 @@ Only components declaring :class:`~quiver.pipeline.component.Checking` are asked
 declaring :class:`~quiver.pipeline.component.Closing` are closed again afterwards.
 
 Every local input file must exist. The columns a file source gives are learnt from its first
-batch; the ``sql``, ``filter`` and ``select`` steps it feeds are then run once on an empty
-batch of those columns, so DuckDB binds every column name and type of their SQL (and
-``select`` checks its names) as the run would, and their output columns feed the next such
+batch; the ``sql``, ``filter`` and ``select`` steps it feeds (and ``transform``, ``redact``,
+``enrich`` and ``aggregate``, which check their field paths) are then run once on an empty
+batch of those columns, so DuckDB binds every column name and type of their SQL (and the
+others check their names) as the run would, and their output columns feed the next such
 step. Steps of other kinds end that chain: what they give is only known once they run.
 
 ``quiver validate`` reports them; ``quiver run`` makes them first and stops with exit code 2,
@@ -43,7 +44,9 @@ from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 
 #: Processors whose output columns follow from their input columns and options alone, and
 #: that have no effect outside the run: run on an empty batch at validation.
-_BOUND_PROCESSORS = frozenset({"sql", "filter", "select"})
+_BOUND_PROCESSORS = frozenset(
+    {"sql", "filter", "select", "transform", "redact", "enrich", "aggregate"}
+)
 
 __all__ = ["check_pipeline"]
 

@@ -5,6 +5,8 @@
 - filter: {expression: "email like '%@%'", otherwise: invalid}   # others go to route `invalid`
 ```
 The expression is any DuckDB expression over the batch's columns (a SQL ``WHERE`` clause).
+It may name keys of map columns by field path (see ``field_paths``), e.g. on telemetry rows
+``attributes["http.method"] = 'GET' and resource.service.name = 'checkout'``.
 Rows where it is false or NULL are dropped, or sent to the route named by ``otherwise``
 (connect it as ``step.invalid``), or rejected with ``reject: true``.
 """
@@ -27,6 +29,7 @@ from quiver.pipeline.component import (
     processor,
 )
 from quiver.pipeline.processors.batch_sql import BatchSql, parse_select
+from quiver.pipeline.processors.field_paths import rewrite_paths, with_paths
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["FilterConfig", "FilterProcessor"]
@@ -62,7 +65,8 @@ class FilterProcessor(Concurrent, Checking, Closing):
     def __init__(self, cfg: FilterConfig) -> None:
         self.cfg = cfg
         self._sql = BatchSql("filter")
-        self._query = f"SELECT coalesce(({cfg.expression}), false) AS {_KEEP} FROM input"
+        expression, self._paths = rewrite_paths(cfg.expression)
+        self._query = f"SELECT coalesce(({expression}), false) AS {_KEEP} FROM input"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx
@@ -73,7 +77,8 @@ class FilterProcessor(Concurrent, Checking, Closing):
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
-        keep = (await self._sql.run_async(batch, self._query)).column(_KEEP).combine_chunks()
+        table = await self._sql.run_async(with_paths(batch, self._paths), self._query)
+        keep = table.column(_KEEP).combine_chunks()
         kept = batch.filter(keep)
         if kept.num_rows == batch.num_rows:
             return ProcessorOutput(batch)
