@@ -44,6 +44,11 @@ POSTGRESQL_ADMIN_URL = os.environ.get(
 )
 MYSQL_ADMIN_URL = os.environ.get("QUIVER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
+# Every `quiver serve` a test starts also starts Arrow Flight: on an ephemeral port, so that
+# servers started side by side (and a Quiver already serving on this machine) never contend
+# for the default 8815. Tests of Flight's own port give it explicitly.
+os.environ.setdefault("QUIVER_FLIGHT_PORT", "0")
+
 #: How to start each local service when it is down.
 START_COMMANDS = {
     "postgresql": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
