@@ -28,6 +28,7 @@ from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
 __all__ = [
     "decimal_text",
     "decimals_from_text",
+    "kept_text",
     "plain_decimal",
     "scalar_texts",
     "with_kept_decimal_text",
@@ -99,9 +100,13 @@ def decimals_from_text(
             text = pc.utf8_trim(text, " \t")  # the blanks Arrow's CSV reader allows around numbers
             values = pc.cast(text, kind)
         rows = rows.set_column(at, pa.field(name, kind), values)
-        plain = pc.if_else(pc.match_substring_regex(text, _PLAIN), text, pa.scalar(None, pa.string()))
-        rows = rows.append_column(pa.field(kept_text_column(name), pa.string()), plain)
+        rows = rows.append_column(pa.field(kept_text_column(name), pa.string()), kept_text(text))
     return rows
+
+
+def kept_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The text of decimal values as kept beside them: plain notation only, else null."""
+    return pc.if_else(pc.match_substring_regex(text, _PLAIN), text, pa.scalar(None, pa.string()))
 
 
 def without_decimal_text(rows: pa.Table, names: list[str]) -> pa.Table:

@@ -299,13 +299,13 @@ def _with_kept_text(
     main: pa.RecordBatch, batch: pa.RecordBatch, results: list[DecodedBatch]
 ) -> pa.RecordBatch:
     """``main`` with the kept text of ``batch``'s decimal columns beside the output columns
-    they became, when each output row is its input row (the sinks write the text only where
-    the value is still the same); else ``main`` as it is: its decimals get the shortest form."""
+    that pass them through untouched by the script (each output row its input row); a value
+    the script set is a JavaScript number, written in its shortest exact form."""
     if main.num_rows != batch.num_rows or not all(r.passthrough for r in results):
         return main
     for name in main.schema.names:
-        source = results[0].passthrough.get(name, name)
-        if all(r.passthrough.get(name, name) == source for r in results):
+        source = results[0].passthrough.get(name)
+        if source is not None and all(r.passthrough.get(name) == source for r in results):
             at = batch.schema.get_field_index(kept_text_column(source))
             if at >= 0 and pa.types.is_decimal(main.schema.field(name).type):
                 main = main.append_column(kept_text_column(name), batch.column(at))
