@@ -32,11 +32,11 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
-    kept_text_column,
     ByteCounting,
     ComponentConfig,
     FileReading,
     RowRejecting,
+    kept_text_column,
     source,
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding

@@ -24,11 +24,11 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
-    kept_text_column,
     ByteCounting,
     ComponentConfig,
     FileReading,
     RowRejecting,
+    kept_text_column,
     source,
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
@@ -294,9 +294,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
                 table = _base64_decoded(table, self.schema)
-                texts = [
-                    (n, table.column(n)) for n in self._decimals if n in table.schema.names
-                ]
+                texts = [(n, table.column(n)) for n in self._decimals if n in table.schema.names]
                 table = conform(table, self.schema, where=display_path(path), origin="the schema")
                 for name, text in texts:
                     if pa.types.is_string(text.type):
