@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
@@ -65,24 +66,25 @@ def test_parquet_output_holds_decimals_and_no_kept_text(tmp_path: Path) -> None:
     assert table.column("amount").to_pylist()[:2] == [Decimal("1.5"), Decimal("310")]
 
 
-def test_a_decimal_changed_by_a_js_step_is_written_in_shortest_form(tmp_path: Path) -> None:
-    script = "function transform(r) { if (r.id === 1) { r.amount = 3; } return r; }"
+@pytest.mark.parametrize(
+    ("script", "written"),
+    [
+        # a value the script sets is a number: its shortest exact form
+        ("function transform(r) { if (r.id === 1) { r.amount = 3; } return r; }", ["3", "310"]),
+        # a column the script passes through untouched keeps its text
+        ("function transform(r) { r.extra = r.id * 2; return r; }", ["1.50", "310.00"]),
+    ],
+    ids=["changed", "untouched"],
+)
+def test_a_js_step_keeps_the_text_only_of_decimals_it_leaves_alone(
+    tmp_path: Path, script: str, written: list[str]
+) -> None:
     run(
         tmp_path,
         f"  js: {{js: {{script: {script!r}}}}}\n  csv: {{csv: {{path: out.csv}}}}\n",
         "  - {from: read, to: js}\n  - {from: js, to: csv}\n",
     )
-    assert amounts(tmp_path / "out.csv")[:2] == ["3", "310"]
-
-
-def test_a_decimal_a_js_step_leaves_alone_keeps_its_text(tmp_path: Path) -> None:
-    script = "function transform(r) { r.extra = r.id * 2; return r; }"
-    run(
-        tmp_path,
-        f"  js: {{js: {{script: {script!r}}}}}\n  csv: {{csv: {{path: out.csv}}}}\n",
-        "  - {from: read, to: js}\n  - {from: js, to: csv}\n",
-    )
-    assert amounts(tmp_path / "out.csv")[:2] == ["1.50", "310.00"]
+    assert amounts(tmp_path / "out.csv")[:2] == written
 
 
 def test_renamed_and_selected_decimals_keep_their_text(tmp_path: Path) -> None:
