@@ -135,6 +135,8 @@ def with_kept_decimal_text(batch: pa.RecordBatch) -> pa.RecordBatch:
         text = columns[internal]
         if column is None or not pa.types.is_decimal(column.type) or text.null_count == len(text):
             continue
+        if not pa.types.is_string(text.type):  # e.g. a query's string_view
+            text = text.cast(pa.string())
         try:
             same = pc.fill_null(pc.equal(pc.cast(text, column.type), column), False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
