@@ -79,17 +79,9 @@ def test_simple_pipeline_writes_flowengine_output(flowengine: Path) -> None:
     theirs = expected("simple-output.csv")
     ours_rows, their_rows = rows_of(ours), rows_of(theirs)
     assert len(ours_rows) == len(their_rows) == 10_001
-    assert ours_rows[0] == their_rows[0]
-    value_column = their_rows[0].index("account_value")
-    for mine, their in zip(ours_rows[1:], their_rows[1:], strict=True):
-        assert mine[:value_column] == their[:value_column]
-        assert Decimal(mine[value_column]) == Decimal(their[value_column])
-        # shortest exact form: never padded to the column's scale
-        assert len(mine[value_column]) <= len(their[value_column])
-    same_text = sum(m == t for m, t in zip(ours_rows, their_rows, strict=True))
-    assert same_text == 10_001 - sum(
-        1 for row in their_rows[1:] if row[value_column].endswith(".0")
-    )
+    # decimals keep the text they were read with: 56244.0 stays 56244.0, 202099.64 stays
+    assert any(row[-1].endswith(".0") for row in their_rows[1:])
+    assert ours == theirs
 
 
 def test_complex_pipeline_writes_flowengine_output_but_its_run_time(flowengine: Path) -> None:

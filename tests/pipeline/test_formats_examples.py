@@ -43,8 +43,8 @@ def test_formats_example_reads_a_cp1252_export_and_writes_three_formats(tmp_path
 
     excel = (folder / "out/orders-excel.csv").read_bytes()
     assert excel.startswith(b"\xef\xbb\xbforder_id;customer;total;note\r\n")
-    # decimals are written in their shortest exact form, whatever the column's scale
-    assert b'1004;Dijkstra B.V.;310;"Rabatt ""Treue"" 5 \xe2\x82\xac"\r\n' in excel
+    # a decimal keeps the text it was read with (its decimal comma read as a point)
+    assert b'1004;Dijkstra B.V.;310.00;"Rabatt ""Treue"" 5 \xe2\x82\xac"\r\n' in excel
 
     with open(folder / "out/orders.rejects.csv", newline="", encoding="utf-8") as fh:
         rejects = list(csv.DictReader(fh))

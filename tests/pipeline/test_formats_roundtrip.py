@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quiver.pipeline import component
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sinks.csv import CsvSink
 from quiver.pipeline.sinks.jsonl import JsonlSink, json_texts
@@ -81,7 +82,8 @@ async def write(sink: Any, table: pa.Table, ctx: RunContext) -> None:
 
 
 def without_line(table: pa.Table) -> pa.Table:
-    return table.drop_columns([LINE_COLUMN]) if LINE_COLUMN in table.column_names else table
+    """The columns a sink writes: no line numbers, no kept decimal text."""
+    return component.without_line(table)
 
 
 @SETTINGS

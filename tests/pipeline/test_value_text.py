@@ -9,9 +9,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from quiver.pipeline.component import kept_text_column
 from quiver.pipeline.sinks.csv import CsvSinkConfig, serialize_csv
 from quiver.pipeline.sinks.jsonl import json_texts
-from quiver.pipeline.value_text import decimal_text, plain_decimal, scalar_texts
+from quiver.pipeline.value_text import (
+    decimal_text,
+    plain_decimal,
+    scalar_texts,
+    with_kept_decimal_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,3 +79,31 @@ def test_a_slice_of_a_decimal_column_is_written_by_its_own_values() -> None:
     column = pa.array([Decimal("0.000000001"), Decimal("2.50"), Decimal("3")], pa.decimal128(38, 9))
     assert decimal_text(column.slice(1)).to_pylist() == ["2.5", "3"]
     assert decimal_text(column.slice(0, 1)).to_pylist() == ["0.000000001"]
+
+
+def test_kept_text_is_written_only_where_the_value_still_equals_it() -> None:
+    values = [Decimal("1.5"), Decimal("7"), Decimal("2"), None]
+    batch = pa.record_batch(
+        {
+            "a": pa.array(values, pa.decimal128(10, 2)),
+            kept_text_column("a"): pa.array(["1.50", "7.0", "3.00", None], pa.string_view()),
+        }
+    )
+    out = with_kept_decimal_text(batch)
+    assert out.schema.names == ["a"]
+    assert out.column("a").to_pylist() == ["1.50", "7.0", "2", None]
+
+
+def test_kept_text_that_no_longer_fits_the_column_is_not_written() -> None:
+    # the column was cast to scale 1 after its text was read at scale 2
+    batch = pa.record_batch(
+        {
+            "a": pa.array([Decimal("1.2")], pa.decimal128(10, 1)),
+            kept_text_column("a"): pa.array(["1.25"]),
+            kept_text_column("gone"): pa.array(["1.0"]),
+        }
+    )
+    out = with_kept_decimal_text(batch)
+    assert out.schema.names == ["a"]
+    assert pa.types.is_decimal(out.schema.field("a").type)  # left to its shortest form
+    assert scalar_texts(out.column("a")).to_pylist() == ["1.2"]

@@ -27,6 +27,7 @@ from quiver.runtime.errors import ErrorDetail
 
 __all__ = [
     "HOOKS",
+    "KEPT_TEXT_PREFIX",
     "LINE_COLUMN",
     "Acknowledging",
     "ByteCounting",
@@ -52,10 +53,14 @@ __all__ = [
     "Starting",
     "capabilities_of",
     "component_info",
+    "is_internal",
+    "kept_text_column",
+    "kept_text_of",
     "processor",
     "schema_without_line",
     "sink",
     "source",
+    "without_kept_text",
     "without_line",
 ]
 
@@ -69,21 +74,46 @@ ComponentKind = Literal["source", "processor", "sink"]
 #: column with this very name is refused.
 LINE_COLUMN = "\x1fline"
 
+#: Prefix of the internal columns that keep, beside a decimal column read from text, the text
+#: each value was read from (``310.00`` where the column holds ``310.000000000``): the text
+#: sinks write it back as it was while the value still equals it. Same reserved namespace as
+#: :data:`LINE_COLUMN`; every sink leaves these columns out of what it writes.
+KEPT_TEXT_PREFIX = "\x1ftext\x1f"
+
+
+def kept_text_column(name: str) -> str:
+    """The internal column holding the text the decimal column ``name`` was read from."""
+    return KEPT_TEXT_PREFIX + name
+
+
+def kept_text_of(name: str) -> str | None:
+    """The column whose text the internal column ``name`` keeps, or None for other names."""
+    return name[len(KEPT_TEXT_PREFIX) :] if name.startswith(KEPT_TEXT_PREFIX) else None
+
+
+def is_internal(name: str) -> bool:
+    """Whether ``name`` is one of Quiver's internal columns (line numbers, kept text)."""
+    return name.startswith("\x1f")
+
 
 _Rows = TypeVar("_Rows", pa.RecordBatch, pa.Table)
 
 
 def without_line(rows: _Rows) -> _Rows:
-    """``rows`` (a batch or a table) without the line column: what a sink writes."""
-    if LINE_COLUMN in rows.schema.names:
-        return rows.drop_columns([LINE_COLUMN])
-    return rows
+    """``rows`` (a batch or a table) without its internal columns: what a sink writes."""
+    internal = [n for n in rows.schema.names if is_internal(n)]
+    return rows.drop_columns(internal) if internal else rows
+
+
+def without_kept_text(rows: _Rows) -> _Rows:
+    """``rows`` without the kept text of its decimal columns (the line column stays)."""
+    kept = [n for n in rows.schema.names if n.startswith(KEPT_TEXT_PREFIX)]
+    return rows.drop_columns(kept) if kept else rows
 
 
 def schema_without_line(schema: pa.Schema) -> pa.Schema:
-    """``schema`` without the line column: what a sink is opened with."""
-    index = schema.get_field_index(LINE_COLUMN)
-    return schema.remove(index) if index >= 0 else schema
+    """``schema`` without its internal columns: what a sink is opened with."""
+    return pa.schema([f for f in schema if not is_internal(f.name)], schema.metadata)
 
 
 class ComponentConfig(BaseModel):

@@ -53,7 +53,9 @@ from quiver.pipeline.component import (
     Sink,
     Source,
     Starting,
+    is_internal,
     schema_without_line,
+    without_kept_text,
     without_line,
 )
 from quiver.pipeline.conform import conform
@@ -210,7 +212,7 @@ class _OriginalRows:
                 if line in wanted:
                     if line in found:
                         seen_twice.add(line)
-                    found[line] = batch.slice(i, 1).to_pylist()[0]
+                    found[line] = without_kept_text(batch.slice(i, 1)).to_pylist()[0]
         for line in seen_twice:  # e.g. several input files: the line alone is ambiguous
             del found[line]
         return found
@@ -219,17 +221,21 @@ class _OriginalRows:
         self._file.close()
 
 
-def _line_as(batch: pa.RecordBatch, with_line: bool) -> pa.RecordBatch:
-    """``batch`` with the line column present (nulls if it had none) or absent, as wanted.
+def _internal_as(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the internal columns of ``schema`` (nulls for those it lacks) and no
+    others: the line column, and the kept text of decimal columns.
 
     A sink is fed by several steps (fan-in) or a processor may drop the line numbers: every
     batch a sink receives keeps the shape of its first one.
     """
-    if (LINE_COLUMN in batch.schema.names) == with_line:
-        return batch
-    if with_line:
-        return batch.append_column(LINE_COLUMN, pa.nulls(batch.num_rows, pa.int64()))
-    return batch.drop_columns([LINE_COLUMN])
+    names = batch.schema.names
+    extra = [n for n in names if is_internal(n) and n not in schema.names]
+    if extra:
+        batch = batch.drop_columns(extra)
+    for f in schema:
+        if is_internal(f.name) and f.name not in names:
+            batch = batch.append_column(f, pa.nulls(batch.num_rows, f.type))
+    return batch
 
 
 def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
@@ -858,7 +864,6 @@ class PipelineEngine:
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
         schema: pa.Schema | None = None
-        with_line = False
         columns: pa.Schema = pa.schema([])  # of an empty output (see _emit)
         async for batch in self._inputs(step):
             if not batch.num_rows:
@@ -867,7 +872,6 @@ class PipelineEngine:
             self._tap(step.name, DEFAULT_OUTPUT, batch)
             if schema is None:
                 schema = batch.schema
-                with_line = LINE_COLUMN in schema.names
                 opened[step.name] = sink
                 await self._sink_call(
                     step.name,
@@ -877,7 +881,7 @@ class PipelineEngine:
                 )
             else:
                 batch = conform(
-                    _line_as(batch, with_line),
+                    _internal_as(batch, schema),
                     schema,
                     where=f"sink '{step.name}'",
                     origin="the first batch",

@@ -42,10 +42,10 @@ def _default(value: Any) -> Any:
 
 
 def row_json(row: dict[str, Any] | None) -> str:
-    """The original row as compact JSON (without the engine's line column)."""
+    """The original row as compact JSON (without the engine's internal columns)."""
     if row is None:
         return ""
-    clean = {k: v for k, v in row.items() if k != component.LINE_COLUMN}
+    clean = {k: v for k, v in row.items() if not component.is_internal(k)}
     return orjson.dumps(clean, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -6,6 +6,13 @@ places), but ``202099.64`` read from text is written back as ``202099.64``, neve
 point too when nothing follows it, and no exponent is ever used. Floats are written as the
 shortest text that reads back to the same float (``0.1``, ``56244``); integers, dates and times
 as Arrow writes them. The CSV and JSON Lines sinks share these rules, computed column-wise.
+
+A decimal read from text keeps its text: a text source (CSV, JSON Lines) that converts a column
+to a decimal type keeps the text of each value in an internal column beside it
+(:func:`decimals_from_text`), and the text sinks write that text back, ``310.00`` or
+``56244.0`` as it was read, for every row whose value still equals it
+(:func:`with_kept_decimal_text`); a value a step changed is written in its shortest exact form.
+Only text in plain notation (``-12.50``, never ``1.25E+1``) is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +23,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["decimal_text", "plain_decimal", "scalar_texts"]
+from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
+
+__all__ = [
+    "decimal_text",
+    "decimals_from_text",
+    "kept_text",
+    "plain_decimal",
+    "scalar_texts",
+    "with_kept_decimal_text",
+    "without_decimal_text",
+]
+
+_PLAIN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def plain_decimal(value: decimal.Decimal) -> str:
@@ -57,3 +76,73 @@ def scalar_texts(column: pa.Array) -> pa.Array:
     if pa.types.is_decimal(column.type):
         return decimal_text(column)
     return pc.cast(column, pa.string())
+
+
+def decimals_from_text(
+    rows: pa.Table, types: dict[str, pa.DataType], decimal_point: str = "."
+) -> pa.Table:
+    """``rows`` with its text columns named in ``types`` cast to those decimal types, and the
+    text of each kept in an internal column (see the module's text).
+
+    Raises ``pyarrow.ArrowInvalid`` when a value is not a decimal of its type: the caller reads
+    the values its own way then (and :func:`without_decimal_text` keeps the shape).
+    """
+    for name, kind in types.items():
+        at = rows.schema.get_field_index(name)
+        if at < 0:
+            continue
+        text = rows.column(at)
+        if decimal_point != ".":
+            text = pc.replace_substring(text, decimal_point, ".")
+        try:
+            values = pc.cast(text, kind)
+        except pa.ArrowInvalid:
+            text = pc.utf8_trim(text, " \t")  # the blanks Arrow's CSV reader allows around numbers
+            values = pc.cast(text, kind)
+        rows = rows.set_column(at, pa.field(name, kind), values)
+        rows = rows.append_column(pa.field(kept_text_column(name), pa.string()), kept_text(text))
+    return rows
+
+
+def kept_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The text of decimal values as kept beside them: plain notation only, else null."""
+    return pc.if_else(pc.match_substring_regex(text, _PLAIN), text, pa.scalar(None, pa.string()))
+
+
+def without_decimal_text(rows: pa.Table, names: list[str]) -> pa.Table:
+    """``rows`` with an empty kept-text column for each decimal column of ``names`` it has:
+    the shape :func:`decimals_from_text` gives, for rows whose text was not kept."""
+    for name in names:
+        if name in rows.schema.names:
+            rows = rows.append_column(
+                pa.field(kept_text_column(name), pa.string()), pa.nulls(rows.num_rows, pa.string())
+            )
+    return rows
+
+
+def with_kept_decimal_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with each decimal column that has kept text replaced by the text to write:
+    the text it was read from where the value still equals it, else the shortest exact form.
+    The kept-text columns are dropped; a batch without them is returned as it is."""
+    names = batch.schema.names
+    kept = [n for n in names if n.startswith(KEPT_TEXT_PREFIX)]
+    if not kept:
+        return batch
+    columns = dict(zip(names, batch.columns, strict=True))
+    for internal in kept:
+        name = internal[len(KEPT_TEXT_PREFIX) :]
+        column = columns.get(name)
+        text = columns[internal]
+        if column is None or not pa.types.is_decimal(column.type) or text.null_count == len(text):
+            continue
+        if not pa.types.is_string(text.type):  # e.g. a query's string_view
+            text = text.cast(pa.string())
+        try:
+            same = pc.fill_null(pc.equal(pc.cast(text, column.type), column), False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # the column's scale changed under the text: shortest form
+        columns[name] = pc.if_else(same, text, decimal_text(column))
+    return pa.RecordBatch.from_arrays(
+        [c for n, c in columns.items() if n not in kept],
+        names=[n for n in names if n not in kept],
+    )

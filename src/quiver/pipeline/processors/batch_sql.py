@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from quiver.pipeline.component import LINE_COLUMN
+from quiver.pipeline.component import is_internal
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
 from quiver.sql.connect import connect_duckdb
@@ -45,7 +45,7 @@ quote_ident = DUCKDB.quote_ident
 
 def require_columns(schema: pa.Schema, wanted: list[str]) -> None:
     """PermanentError naming every wanted column the input lacks, with a did-you-mean."""
-    names = [n for n in schema.names if n != LINE_COLUMN]
+    names = [n for n in schema.names if not is_internal(n)]
     missing = [c for c in wanted if c not in schema.names]
     if missing:
         hints = [h for h in (did_you_mean(m, names) for m in missing) if h]
@@ -171,7 +171,7 @@ class BatchSql:
                 f"query failed: {exc}".strip(),
                 "",
                 "check the column names and types in the expression; the batch columns are "
-                + ", ".join(n for n in batch.schema.names if n != LINE_COLUMN),
+                + ", ".join(n for n in batch.schema.names if not is_internal(n)),
             ) from exc
         finally:
             cursor.close()

@@ -16,6 +16,7 @@ processes of their own (``isolation: process``). See docs/pipelines/javascript.m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -42,7 +43,9 @@ from quiver.pipeline.component import (
     RowError,
     RunContext,
     Starting,
+    kept_text_column,
     processor,
+    without_kept_text,
 )
 from quiver.pipeline.conform import conform
 from quiver.pipeline.js_runtime.codec import FIELD_TYPES, DecodedBatch, OutputField, normalize_type
@@ -292,6 +295,23 @@ def _reassemble(batch: pa.RecordBatch, results: list[DecodedBatch]) -> pa.Record
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _with_kept_text(
+    main: pa.RecordBatch, batch: pa.RecordBatch, results: list[DecodedBatch]
+) -> pa.RecordBatch:
+    """``main`` with the kept text of ``batch``'s decimal columns beside the output columns
+    that pass them through untouched by the script (each output row its input row); a value
+    the script set is a JavaScript number, written in its shortest exact form."""
+    if main.num_rows != batch.num_rows or not all(r.passthrough for r in results):
+        return main
+    for name in main.schema.names:
+        source = results[0].passthrough.get(name)
+        if source is not None and all(r.passthrough.get(name) == source for r in results):
+            at = batch.schema.get_field_index(kept_text_column(source))
+            if at >= 0 and pa.types.is_decimal(main.schema.field(name).type):
+                main = main.append_column(kept_text_column(name), batch.column(at))
+    return main
+
+
 def _with_line_last(schema: pa.Schema) -> pa.Schema:
     idx = schema.get_field_index(LINE_COLUMN)
     if idx < 0 or idx == len(schema) - 1:
@@ -531,6 +551,8 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
         n = batch.num_rows
         parts = 1 if n == 0 else max(1, min(runner.size, n // self.cfg.min_rows_per_worker))
         step = math.ceil(n / parts) if n else 0
+        kept = batch
+        batch = without_kept_text(batch)  # the script sees no internal columns
         slices = [batch.slice(i * step, step) for i in range(parts)] if n else [batch]
         loop = asyncio.get_running_loop()
         try:
@@ -543,7 +565,10 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
                 f"js step ({self.script_name})",
                 _ABORT_FIXES.get(exc.kind, "fix the script"),
             ) from exc
-        return self._combine(batch, results, ctx)
+        out = self._combine(batch, results, ctx)
+        if out.batch is not None and kept is not batch:
+            out = dataclasses.replace(out, batch=_with_kept_text(out.batch, kept, results))
+        return out
 
     def _combine(
         self, batch: pa.RecordBatch, results: list[DecodedBatch], ctx: RunContext

@@ -39,6 +39,8 @@ from quiver.pipeline.component import (
     RowError,
     RunContext,
     processor,
+    without_kept_text,
+    without_line,
 )
 from quiver.pipeline.config import resolve_path
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
@@ -175,7 +177,7 @@ class PythonProcessor(Checking):
         self, fn: Callable[..., Any], batch: pa.RecordBatch, ctx: RunContext
     ) -> ProcessorOutput:
         has_line = LINE_COLUMN in batch.schema.names
-        given = batch.drop_columns([LINE_COLUMN]) if has_line else batch
+        given = without_line(batch)  # no internal columns: line numbers, kept decimal text
         try:
             result = self._call(fn, given, ctx)
         except Exception as exc:
@@ -209,7 +211,7 @@ class PythonProcessor(Checking):
     ) -> ProcessorOutput:
         out: list[dict[str, Any]] = []
         errors: list[RowError] = []
-        for row in batch.to_pylist():
+        for row in without_kept_text(batch).to_pylist():
             line = row.pop(LINE_COLUMN, None)
             try:
                 result = self._call(fn, dict(row), ctx)

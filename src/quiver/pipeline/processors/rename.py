@@ -15,6 +15,8 @@ from quiver.pipeline.component import (
     Concurrent,
     ProcessorOutput,
     RunContext,
+    kept_text_column,
+    kept_text_of,
     processor,
 )
 from quiver.pipeline.processors.batch_sql import require_columns
@@ -39,7 +41,7 @@ class RenameProcessor(Concurrent):
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         require_columns(batch.schema, list(self.cfg.columns))
-        names = [self.cfg.columns.get(n, n) for n in batch.schema.names]
+        names = [self._renamed(n) for n in batch.schema.names]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise PermanentError.one(
@@ -48,3 +50,10 @@ class RenameProcessor(Concurrent):
                 "pick new names that are not already used, or drop the old column first",
             )
         return ProcessorOutput(batch.rename_columns(names))
+
+    def _renamed(self, name: str) -> str:
+        """The new name of column ``name``; the kept text of a column follows the column."""
+        of = kept_text_of(name)
+        if of is not None:
+            return kept_text_column(self.cfg.columns.get(of, of))
+        return self.cfg.columns.get(name, name)

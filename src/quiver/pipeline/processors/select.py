@@ -18,6 +18,7 @@ from quiver.pipeline.component import (
     Concurrent,
     ProcessorOutput,
     RunContext,
+    kept_text_of,
     processor,
 )
 from quiver.pipeline.processors.batch_sql import require_columns
@@ -50,11 +51,15 @@ class SelectProcessor(Concurrent):
         if self.cfg.columns is not None:
             require_columns(batch.schema, self.cfg.columns)
             keep = list(self.cfg.columns)
-            if LINE_COLUMN in batch.schema.names and LINE_COLUMN not in keep:
-                keep.append(LINE_COLUMN)
-            return ProcessorOutput(batch.select(keep))
+            # internal columns stay: the line numbers, and the kept text of kept columns
+            keep += [
+                n
+                for n in batch.schema.names
+                if n == LINE_COLUMN or kept_text_of(n) in self.cfg.columns
+            ]
+            return ProcessorOutput(batch.select(list(dict.fromkeys(keep))))
         assert self.cfg.exclude is not None
         require_columns(batch.schema, self.cfg.exclude)
-        return ProcessorOutput(
-            batch.drop_columns([c for c in self.cfg.exclude if c != LINE_COLUMN])
-        )
+        dropped = [c for c in self.cfg.exclude if c != LINE_COLUMN]
+        dropped += [n for n in batch.schema.names if kept_text_of(n) in self.cfg.exclude]
+        return ProcessorOutput(batch.drop_columns(dropped))

@@ -45,7 +45,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
-from quiver.pipeline.value_text import scalar_texts
+from quiver.pipeline.value_text import scalar_texts, with_kept_decimal_text
 from quiver.runtime.errors import PermanentError, QuiverError
 
 __all__ = ["CsvSink", "CsvSinkConfig", "serialize_csv"]
@@ -343,7 +343,7 @@ class _Serializer:
 
     def _rows(self, batch: pa.RecordBatch) -> bytes:
         lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
-        data: pa.RecordBatch = without_line(batch)
+        data: pa.RecordBatch = without_line(with_kept_decimal_text(batch))
         if data.num_rows == 0:
             return b""
         if self.arrow_options is not None and data.num_columns:

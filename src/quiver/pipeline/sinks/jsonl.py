@@ -32,7 +32,7 @@ from quiver.pipeline.output import (
     open_output,
     serialized_in_slices,
 )
-from quiver.pipeline.value_text import scalar_texts
+from quiver.pipeline.value_text import scalar_texts, with_kept_decimal_text
 
 __all__ = ["JsonlSink", "JsonlSinkConfig", "json_texts"]
 
@@ -140,7 +140,7 @@ class JsonlSink(FileWriting):
         return serialized_in_slices(batch, self._encode, _SLICE_BYTES)
 
     def _encode(self, batch: pa.RecordBatch) -> bytes:
-        data: pa.RecordBatch = without_line(batch)
+        data: pa.RecordBatch = without_line(with_kept_decimal_text(batch))
         if data.num_rows == 0:
             return b""
         nested = any(pa.types.is_nested(f.type) for f in data.schema)

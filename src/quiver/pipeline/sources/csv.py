@@ -36,6 +36,7 @@ from quiver.pipeline.component import (
     ComponentConfig,
     FileReading,
     RowRejecting,
+    kept_text_column,
     source,
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
@@ -45,6 +46,7 @@ from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import parse_type
+from quiver.pipeline.value_text import decimals_from_text, without_decimal_text
 from quiver.runtime.errors import PermanentError
 from quiver.runtime.hints import did_you_mean
 
@@ -467,6 +469,11 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         assert self.names is not None
         types = self.column_types or {n: self.declared.get(n, pa.string()) for n in self.names}
         fields = [pa.field(n, types[n]) for n in self.cfg.select or self.names]
+        fields += [
+            pa.field(kept_text_column(f.name), pa.string())
+            for f in list(fields)
+            if pa.types.is_decimal(f.type)
+        ]
         fields.append(pa.field(LINE_COLUMN, pa.int64()))
         return pa.RecordBatch.from_pylist([], schema=pa.schema(fields))
 
@@ -754,6 +761,25 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         return pacsv.ConvertOptions(**options)
 
     def _read_block(self, data: bytes | memoryview, newlines: bool) -> pa.Table:
+        """The rows of ``data``; a decimal column keeps the text of each value beside it."""
+        types = self.column_types or {}
+        decimals = {n: t for n, t in types.items() if pa.types.is_decimal(t)}
+        if self.cfg.select is not None:
+            decimals = {n: t for n, t in decimals.items() if n in self.cfg.select}
+        if not decimals:
+            return self._read_table(data, newlines, self.column_types)
+        as_text = {**types, **dict.fromkeys(decimals, pa.string())}
+        try:
+            table = self._read_table(data, newlines, as_text)
+            return decimals_from_text(table, decimals, self.cfg.decimal_point)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # a value the text cast refuses (e.g. padded with spaces): read as Arrow converts
+            # it, which also raises the error that names a bad value; no text kept
+            return without_decimal_text(self._read_table(data, newlines, types), list(decimals))
+
+    def _read_table(
+        self, data: bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
+    ) -> pa.Table:
         size = len(data)
         return pacsv.read_csv(
             pa.py_buffer(data),
@@ -761,7 +787,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 column_names=self.names, use_threads=True, block_size=max(1 << 20, size // 2 + 1)
             ),
             parse_options=self._parse_options(newlines),
-            convert_options=self._convert_options(self.column_types),
+            convert_options=self._convert_options(types),
         )
 
     def _drop_ragged(

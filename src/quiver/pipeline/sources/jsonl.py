@@ -28,6 +28,7 @@ from quiver.pipeline.component import (
     ComponentConfig,
     FileReading,
     RowRejecting,
+    kept_text_column,
     source,
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
@@ -38,6 +39,7 @@ from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import epoch_unit, parse_type
+from quiver.pipeline.value_text import kept_text, without_decimal_text
 
 __all__ = ["JsonlSource", "JsonlSourceConfig"]
 
@@ -120,7 +122,16 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             blocks.close()
         schema = self.schema if self.schema is not None else self.declared
         if not rows and len(schema):  # no rows, but the columns are known (`types`)
-            yield pa.RecordBatch.from_pylist([], schema.append(pa.field(LINE_COLUMN, pa.int64())))
+            empty = without_decimal_text(schema.empty_table(), self._decimals)
+            yield pa.RecordBatch.from_pylist(
+                [], empty.schema.append(pa.field(LINE_COLUMN, pa.int64()))
+            )
+
+    @property
+    def _decimals(self) -> list[str]:
+        """The decimal columns, whose text is kept beside them."""
+        schema = self.schema if self.schema is not None else self.declared
+        return [f.name for f in schema if pa.types.is_decimal(f.type)]
 
     def _read(self, path: str, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
         buf = b""
@@ -283,14 +294,21 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
                 table = _base64_decoded(table, self.schema)
+                texts = [(n, table.column(n)) for n in self._decimals if n in table.schema.names]
                 table = conform(table, self.schema, where=display_path(path), origin="the schema")
+                for name, text in texts:
+                    if pa.types.is_string(text.type):
+                        text = kept_text(text)
+                    else:
+                        text = pa.nulls(len(text), pa.string())
+                    table = table.append_column(kept_text_column(name), text)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, SchemaMismatchError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
                     raw = block[starts[index] : ends[index]]
                     value_table, refused = self._by_value_rules(raw)
                     if value_table is not None:
-                        yield value_table, subset
+                        yield without_decimal_text(value_table, self._decimals), subset
                         continue
                     cause = exc.__cause__ if isinstance(exc, SchemaMismatchError) else None
                     reason = self._explain(cause if isinstance(cause, Exception) else exc, raw)
