@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from quiver.pipeline.component import LINE_COLUMN
+from quiver.pipeline.component import LINE_COLUMN, kept_text_column
 from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine, RunResult
 from quiver.pipeline.planner import compile_plan
@@ -167,6 +167,32 @@ def test_an_input_column_with_the_internal_name_itself_is_refused(tmp_path: Path
             },
         )
     assert "reserve" in str(caught.value)
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        (kept_text_column("id"), "the text a decimal value was read from"),
+        (kept_text_column("nothing"), "the text a decimal value was read from"),
+        ("\x1fother", "its own columns"),
+    ],
+)
+def test_an_input_column_in_the_internal_namespace_is_refused_not_dropped(
+    tmp_path: Path, name: str, what: str
+) -> None:
+    # a sink leaves internal columns out of what it writes: such a column would vanish
+    table = pa.table({"id": [1], name: ["1.50"]})
+    pq.write_table(table, tmp_path / "in.parquet")
+    with pytest.raises(QuiverError) as caught:
+        run(
+            tmp_path,
+            {
+                "source": {"parquet": {"path": "in.parquet"}},
+                "sink": {"csv": {"path": "out.csv"}},
+            },
+        )
+    assert f"reserves for {what}" in str(caught.value)
     assert not (tmp_path / "out.csv").exists()
 
 

@@ -54,6 +54,7 @@ from quiver.pipeline.component import (
     Source,
     Starting,
     is_internal,
+    kept_text_of,
     schema_without_line,
     without_kept_text,
     without_line,
@@ -239,12 +240,32 @@ def _internal_as(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _check_line_column(schema: pa.Schema, step: PlanStep) -> None:
-    """A source's rows carry one line column, whose name no user column can have unless it
-    was written by hand with its control character: such a column is rejected."""
-    if len(schema.get_all_field_indices(LINE_COLUMN)) > 1:
+    """A source's rows carry Quiver's internal columns (the line number, the text of decimals
+    read from text), whose names start with a control character no user column name holds
+    unless written by hand with it. An input column with such a name is refused: one that
+    doubles an internal column, and one that no internal column of this source explains (a
+    sink would leave it out of what it writes)."""
+    names = schema.names
+    for name in dict.fromkeys(n for n in names if is_internal(n)):
+        kept = kept_text_of(name)
+        doubled = len(schema.get_all_field_indices(name)) > 1
+        explained = name == LINE_COLUMN or (
+            kept is not None
+            and kept in names
+            and pa.types.is_decimal(schema.field(kept).type)
+            and pa.types.is_string(schema.field(name).type)
+        )
+        if explained and not doubled:
+            continue
+        what = (
+            "the line number of each row"
+            if name == LINE_COLUMN
+            else "the text a decimal value was read from"
+            if kept is not None
+            else "its own columns"
+        )
         raise PermanentError.one(
-            f"the input has a column named {LINE_COLUMN!r}, a name Quiver reserves for the "
-            "line number of each row",
+            f"the input has a column named {name!r}, a name Quiver reserves for {what}",
             f"source '{step.name}'",
             "rename the column in the input (names holding control characters are reserved)",
         )
