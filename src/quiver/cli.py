@@ -39,6 +39,7 @@ def _root(
 def _register() -> None:
     from quiver.flight import commands as flight_commands
     from quiver.graphql import commands as graphql_commands
+    from quiver.observers import commands as observer_commands
     from quiver.pipeline import commands as pipeline_commands
     from quiver.schema import commands as schema_commands
 
@@ -46,6 +47,7 @@ def _register() -> None:
     flight_commands.register(app)
     schema_commands.register(app)
     pipeline_commands.register(app)
+    observer_commands.register(app)
 
 
 _register()

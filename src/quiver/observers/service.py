@@ -1,0 +1,74 @@
+"""Opening the dispatcher of a configuration: its database, its checked observers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from quiver.config.settings import QuiverSettings
+from quiver.observers.catalog import Observer, build_observers
+from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.store import DispatchStore
+from quiver.runtime.errors import ConfigError
+from quiver.schema.ir import Schema
+from quiver.sql.database import open_database
+
+__all__ = ["check_observers", "load_schema", "open_dispatcher"]
+
+
+async def load_schema(settings: QuiverSettings) -> Schema:
+    """The schema the observers are checked against: the compiled file, or the database."""
+    if settings.schema_file:
+        from quiver.schema.ir import load_schema_file
+
+        return load_schema_file(settings.schema_file)
+    from quiver.schema.reflect import reflect_database
+
+    return await reflect_database(
+        _url(settings), schemas=settings.database.schemas or None, names=settings.names
+    )
+
+
+def _url(settings: QuiverSettings) -> str:
+    if not settings.database.url:
+        raise ConfigError.one(
+            "no database for the observers",
+            "database.url",
+            "set database.url in quiver.yaml or pass --db",
+        )
+    return settings.database.url
+
+
+def check_observers(
+    settings: QuiverSettings, schema: Schema, declared: Sequence[Any] = ()
+) -> list[Observer]:
+    """The observers of ``settings`` (and ``declared``), checked against ``schema``."""
+    fields = {e.name: [f.name for f in e.fields] for e in schema.entities}
+    return build_observers(settings.observers, fields, declared)
+
+
+async def open_dispatcher(
+    settings: QuiverSettings, declared: Sequence[Any] = (), schema: Schema | None = None
+) -> Dispatcher:
+    """A dispatcher over the settings' database, its tables created when missing."""
+    if schema is None:
+        schema = await load_schema(settings)
+    observers = check_observers(settings, schema, declared)
+    db = settings.database
+    database = await open_database(
+        _url(settings),
+        pool_min=1,
+        pool_max=max(2, min(db.pool_max, settings.dispatcher.concurrency + 1)),
+        statement_timeout_ms=db.statement_timeout_ms,
+        pool_timeout_ms=db.pool_timeout_ms,
+    )
+    d = settings.dispatcher
+    store = DispatchStore(
+        database, settings.mutations.change_log_table, d.ledger_table, d.dead_letter_table
+    )
+    try:
+        await store.ensure()
+    except BaseException:
+        await database.close()
+        raise
+    return Dispatcher(store, observers, d)

@@ -1,0 +1,178 @@
+"""Mutations through the GraphQL engine reach a real webhook receiver through the dispatcher,
+with a signature, a stable idempotency key, retries, a dead-letter table and redelivery after
+a dispatcher stopped between delivery and its ledger row."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.observers.conftest import Receiver, Shop
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SECRET = "s3cret"
+
+
+def _hook(receiver: Receiver, **kw: Any) -> dict[str, Any]:
+    return {
+        "name": "bio-set",
+        "entity": "Author",
+        "on": ["update"],
+        "when": "changed(bio) && bio != null && country == 'NZ'",
+        "actions": [{"type": "webhook", "url": receiver.url, "secret": SECRET, "timeout": 5}],
+        **kw,
+    }
+
+
+def _verify(headers: dict[str, str], body: bytes) -> None:
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-quiver-signature"] == f"sha256={expected}"
+
+
+async def _seed(shop: Shop) -> None:
+    await shop.mutate(
+        'mutation { createAuthors(inputs: [{name: "A", email: "a@x"},'
+        ' {name: "B", email: "b@x", country: "AU"}]) { id } }'
+    )
+
+
+async def test_a_mutation_is_delivered_signed_to_the_webhook(
+    shop: Shop, receiver: Receiver
+) -> None:
+    dispatcher = await shop.dispatcher([_hook(receiver)])
+    try:
+        await _seed(shop)
+        await shop.mutate('mutation { updateAuthors(where: {}, set: {bio: "hi"}) { id } }')
+        await dispatcher.run_once()
+        [got] = receiver.received  # B is in AU, the inserts are not updates
+        _verify(got.headers, got.body)
+        event = orjson.loads(got.body)
+        assert event["entity"] == "Author" and event["operation"] == "update"
+        assert event["after"]["name"] == "A" and event["after"]["bio"] == "hi"
+        assert event["before"]["bio"] is None and event["changed_fields"] == ["bio"]
+        assert got.headers["idempotency-key"] == f"{event['event_id']}:bio-set:webhook0"
+        # Nothing is delivered twice once the ledger has it.
+        assert await dispatcher.run_once() == 0
+        assert len(receiver.received) == 1
+        assert dispatcher.delivered == 1
+    finally:
+        await dispatcher.close()
+
+
+async def test_a_false_condition_delivers_nothing_and_finishes_the_event(
+    shop: Shop, receiver: Receiver
+) -> None:
+    dispatcher = await shop.dispatcher([_hook(receiver, when="bio == 'never'")])
+    try:
+        await _seed(shop)
+        await shop.mutate('mutation { updateAuthors(where: {}, set: {bio: "hi"}) { id } }')
+        assert await dispatcher.run_once() == 4  # two inserts, two updates
+        assert await dispatcher.run_once() == 0
+        assert receiver.received == []
+    finally:
+        await dispatcher.close()
+
+
+async def test_server_errors_are_retried_then_dead_lettered_and_dlq_retry_delivers(
+    shop: Shop, receiver: Receiver
+) -> None:
+    receiver.statuses = [500, 503, 500]
+    dispatcher = await shop.dispatcher([_hook(receiver)])
+    try:
+        await _seed(shop)
+        await shop.mutate('mutation { updateAuthor(id: 1, set: {bio: "hi"}) { id } }')
+        await dispatcher.run_once()
+        assert len(receiver.received) == 3  # max_attempts
+        keys = {r.headers["idempotency-key"] for r in receiver.received}
+        assert len(keys) == 1
+        [dead] = await dispatcher.store.dead_letters()
+        assert dead.attempts == 3 and "500" in dead.error
+        assert dead.idempotency_key == keys.pop()
+        assert await dispatcher.run_once() == 0  # dead is final: no further delivery
+        assert len(receiver.received) == 3
+        await dispatcher.redeliver(dead)
+        assert len(receiver.received) == 4
+        last = receiver.received[-1]
+        _verify(last.headers, last.body)
+        assert last.headers["idempotency-key"] == dead.idempotency_key
+        assert await dispatcher.store.dead_letters() == []
+    finally:
+        await dispatcher.close()
+
+
+async def test_a_client_error_is_dead_lettered_without_retry(
+    shop: Shop, receiver: Receiver
+) -> None:
+    receiver.statuses = [400]
+    dispatcher = await shop.dispatcher([_hook(receiver)])
+    try:
+        await _seed(shop)
+        await shop.mutate('mutation { updateAuthor(id: 1, set: {bio: "hi"}) { id } }')
+        await dispatcher.run_once()
+        assert len(receiver.received) == 1
+        [dead] = await dispatcher.store.dead_letters()
+        assert dead.attempts == 1 and "400" in dead.error
+        assert await dispatcher.store.purge(dead.id) == 1
+        assert await dispatcher.store.dead_letters() == []
+    finally:
+        await dispatcher.close()
+
+
+async def test_a_dispatcher_stopped_before_its_ledger_write_redelivers_with_the_same_key(
+    shop: Shop, receiver: Receiver
+) -> None:
+    first = await shop.dispatcher([_hook(receiver)])
+    await _seed(shop)
+    await shop.mutate('mutation { updateAuthor(id: 1, set: {bio: "hi"}) { id } }')
+    receiver.hold = True
+    run = asyncio.create_task(first.run_once())
+    await asyncio.wait_for(receiver.arrived.wait(), 10)
+    run.cancel()  # the receiver has the event; the ledger does not
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await first.close()
+    receiver.hold = False
+    receiver.release.set()
+    second = await shop.dispatcher([_hook(receiver)])
+    try:
+        assert await second.run_once() >= 1  # the update, and inserts the first had not marked
+        assert len(receiver.received) == 2
+        a, b = receiver.received
+        assert a.headers["idempotency-key"] == b.headers["idempotency-key"]
+        assert a.body == b.body
+        assert await second.run_once() == 0
+    finally:
+        await second.close()
+
+
+async def test_changes_of_other_entities_and_operations_are_not_delivered(
+    shop: Shop, receiver: Receiver
+) -> None:
+    hooks = [
+        _hook(receiver, name="deleted", on=["delete"], when="name == 'B'"),
+        _hook(receiver, name="books", entity="Book", on=["insert"], when="pages > 100"),
+    ]
+    dispatcher = await shop.dispatcher(hooks)
+    try:
+        await _seed(shop)
+        await shop.mutate(
+            'mutation { createBooks(inputs: [{authorId: 1, title: "T", pages: 50},'
+            ' {authorId: 1, title: "U", pages: 500}]) { id } }'
+        )
+        await shop.mutate('mutation { deleteAuthors(where: {country: {eq: "AU"}}) { id } }')
+        await dispatcher.run_once()
+        events = sorted(
+            (orjson.loads(r.body)["observer"], orjson.loads(r.body)["operation"])
+            for r in receiver.received
+        )
+        assert events == [("books", "insert"), ("deleted", "delete")]
+        book = next(orjson.loads(r.body) for r in receiver.received if b'"books"' in r.body)
+        assert book["after"]["title"] == "U"
+    finally:
+        await dispatcher.close()
