@@ -42,7 +42,7 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookAction:
     def __init__(self, cfg: WebhookConfig) -> None:
         self.cfg = cfg
-        self._client = httpx.AsyncClient(timeout=cfg.timeout)
+        self._client: httpx.AsyncClient | None = None
 
     async def run(self, job: Job) -> None:
         body = job.body()
@@ -55,6 +55,8 @@ class WebhookAction:
         if self.cfg.secret:
             headers[self.cfg.signature_header] = sign(self.cfg.secret, body)
         where = f"webhook {self.cfg.url}"
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.cfg.timeout)
         try:
             response = await self._client.post(self.cfg.url, content=body, headers=headers)
         except httpx.TimeoutException:
@@ -80,4 +82,6 @@ class WebhookAction:
         raise PermanentError([detail], code="WEBHOOK_STATUS")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
