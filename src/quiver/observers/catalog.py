@@ -49,7 +49,7 @@ class _CallableAction:
         self.fn = fn
 
     async def run(self, job: Job) -> None:
-        await self.fn({**job.payload, "idempotency_key": job.idempotency_key})
+        await self.fn(job.document())
 
     async def close(self) -> None:
         return None
@@ -75,7 +75,8 @@ def build_observers(
             errors.append(ErrorDetail(f"a second observer named {cfg.name!r}", where, "rename it"))
         seen.add(cfg.name)
         for j, raw in enumerate(cfg.actions):
-            bound = _action(raw, f"{where}.actions[{j}]", j, errors)
+            fields = entity_fields.get(cfg.entity)
+            bound = _action(raw, f"{where}.actions[{j}]", j, fields, errors)
             if bound is not None:
                 if any(b.name == bound.name for b in observer.actions):
                     errors.append(
@@ -126,7 +127,11 @@ def _observer(
 
 
 def _action(
-    raw: Mapping[str, Any], where: str, index: int, errors: list[ErrorDetail]
+    raw: Mapping[str, Any],
+    where: str,
+    index: int,
+    fields: Sequence[str] | None,
+    errors: list[ErrorDetail],
 ) -> BoundAction | None:
     kind = raw.get("type")
     entry = ACTIONS.get(kind) if isinstance(kind, str) else None
@@ -139,7 +144,7 @@ def _action(
             )
         )
         return None
-    model, make = entry
+    model, build = entry
     try:
         cfg: BaseModel = model.model_validate(raw)
     except ValidationError as exc:
@@ -149,4 +154,4 @@ def _action(
             errors.append(ErrorDetail(e["msg"], f"{where}.{loc}", fix))
         return None
     name = getattr(cfg, "name", None) or f"{kind}{index}"
-    return BoundAction(name, make(cfg))
+    return BoundAction(name, build(cfg, fields, where, errors))

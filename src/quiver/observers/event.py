@@ -67,6 +67,10 @@ class Job:
     def body(self) -> bytes:
         return orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)
 
+    def document(self) -> dict[str, Any]:
+        """What templates read: the event document and the idempotency key."""
+        return {**self.payload, "idempotency_key": self.idempotency_key}
+
 
 class Action(Protocol):
     """What an action does with one job. It raises RetryableError when a later attempt may

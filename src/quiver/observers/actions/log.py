@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
+from quiver.runtime.errors import ErrorDetail
 
-__all__ = ["LogAction", "LogConfig"]
+__all__ = ["LogAction", "LogConfig", "build_log"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 
@@ -38,3 +40,10 @@ class LogAction:
 
     async def close(self) -> None:
         return None
+
+
+def build_log(
+    cfg: LogConfig, fields: Iterable[str] | None, where: str, errors: list[ErrorDetail]
+) -> LogAction:
+    del fields, where, errors
+    return LogAction(cfg)

@@ -1,25 +1,25 @@
-"""The webhook action: POST the event as JSON, signed with HMAC-SHA256.
+"""The webhook action: POST the event as JSON (or a templated body), signed with HMAC-SHA256.
 
-Headers: ``Content-Type: application/json``, ``Idempotency-Key`` (event id, observer and
-action: the same on every redelivery), ``X-Quiver-Event`` (the event id) and, when a secret
-is configured, ``X-Quiver-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>``.
-2xx is delivered; 408, 429, 5xx, timeouts and connection failures are retried; any other
-status fails at once (no retry can cure it).
+Headers: ``Content-Type``, ``Idempotency-Key`` (event id, observer and action: the same on
+every redelivery), ``X-Quiver-Event`` (the event id) and, when a secret is configured,
+``X-Quiver-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
-from quiver.runtime.errors import ErrorDetail, PermanentError, RetryableError
+from quiver.observers.posting import Poster
+from quiver.observers.template import Template, parse_template
+from quiver.runtime.errors import ErrorDetail
 
-__all__ = ["WebhookAction", "WebhookConfig", "sign"]
+__all__ = ["WebhookAction", "WebhookConfig", "build_webhook", "sign"]
 
 
 class WebhookConfig(BaseModel):
@@ -32,6 +32,10 @@ class WebhookConfig(BaseModel):
     timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the response.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers.")
     signature_header: str = Field(default="X-Quiver-Signature")
+    body: str | None = Field(
+        default=None, description="Template of the body; default: the event document."
+    )
+    content_type: str = Field(default="application/json")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -40,48 +44,32 @@ def sign(secret: str, body: bytes) -> str:
 
 
 class WebhookAction:
-    def __init__(self, cfg: WebhookConfig) -> None:
+    def __init__(self, cfg: WebhookConfig, body: Template | None = None) -> None:
         self.cfg = cfg
-        self._client: httpx.AsyncClient | None = None
+        self.template = body
+        self._poster = Poster(cfg.timeout)
 
     async def run(self, job: Job) -> None:
-        body = job.body()
+        if self.template is None:
+            body = job.body()
+        else:
+            body = self.template.render(job.document()).encode()
         headers = {
             **self.cfg.headers,
-            "Content-Type": "application/json",
+            "Content-Type": self.cfg.content_type,
             "Idempotency-Key": job.idempotency_key,
             "X-Quiver-Event": str(job.event_id),
         }
         if self.cfg.secret:
             headers[self.cfg.signature_header] = sign(self.cfg.secret, body)
-        where = f"webhook {self.cfg.url}"
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.cfg.timeout)
-        try:
-            response = await self._client.post(self.cfg.url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise RetryableError(
-                [ErrorDetail(f"no response within {self.cfg.timeout}s", where, "")],
-                code="WEBHOOK_TIMEOUT",
-            ) from None
-        except httpx.HTTPError as exc:
-            raise RetryableError(
-                [ErrorDetail(f"cannot reach the receiver: {exc}", where, "")],
-                code="WEBHOOK_UNREACHABLE",
-            ) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        detail = ErrorDetail(
-            f"the receiver answered {status}: {response.text[:200]}",
-            where,
-            "check the receiver's logs",
-        )
-        if status in (408, 429) or status >= 500:
-            raise RetryableError([detail], code="WEBHOOK_STATUS")
-        raise PermanentError([detail], code="WEBHOOK_STATUS")
+        await self._poster.post(self.cfg.url, body, headers, f"webhook {self.cfg.url}")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._poster.close()
+
+
+def build_webhook(
+    cfg: WebhookConfig, fields: Iterable[str] | None, where: str, errors: list[ErrorDetail]
+) -> WebhookAction:
+    body = None if cfg.body is None else parse_template(cfg.body, f"{where}.body", fields, errors)
+    return WebhookAction(cfg, body)
