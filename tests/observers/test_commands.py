@@ -59,6 +59,9 @@ async def test_check_reports_an_unknown_field_with_its_location(
     code, _, err = await quiver("observers", "check", "-c", cfg)
     assert code == 1
     assert "observers[0] (renamed).when: Author has no field 'nme' (column 9" in err
+    # Placed in the file: the line and column of the condition's value.
+    when_line = Path(cfg).read_text().splitlines().index("  when: changed(nme) && name != ''") + 1
+    assert f"{cfg}:{when_line}:9 observers[0] (renamed).when" in err
     assert "Traceback" not in err
     code, _, err = await quiver("check", "-c", cfg)
     assert code == 1 and "Author has no field 'nme'" in err

@@ -8,6 +8,7 @@ each with its location (``observers[0].when``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from quiver.observers.condition import Condition, ConditionError, check_fields, 
 from quiver.observers.event import Action, Job
 from quiver.runtime.errors import ErrorDetail, QuiverError
 
-__all__ = ["BoundAction", "Observer", "ObserverConfigError", "build_observers"]
+__all__ = ["BoundAction", "Locate", "Observer", "ObserverConfigError", "build_observers"]
 
 
 class ObserverConfigError(QuiverError):
@@ -55,21 +56,28 @@ class _CallableAction:
         return None
 
 
+Locate = Callable[[tuple[str | int, ...]], str | None]
+
+
 def build_observers(
     configured: Sequence[ObserverSettings],
     entity_fields: Mapping[str, Sequence[str]],
     declared: Sequence[Any] = (),
+    locate: Locate | None = None,
 ) -> list[Observer]:
     """Observers ready to run, or ObserverConfigError listing every problem.
 
     ``entity_fields`` maps each entity's name to its field names; ``declared`` holds the
-    specs of ``@quiver.observer`` functions.
+    specs of ``@quiver.observer`` functions; ``locate`` gives the ``file:line:column`` of a
+    setting of ``quiver.yaml`` by its path, put before each problem's location.
     """
     errors: list[ErrorDetail] = []
     observers: list[Observer] = []
     seen: set[str] = set()
     for i, cfg in enumerate(configured):
         where = f"observers[{i}] ({cfg.name})"
+        mark = locate(("observers", i)) if locate is not None else None
+        first = len(errors)
         observer = _observer(cfg.name, cfg.entity, cfg.on, cfg.when, where, entity_fields, errors)
         if cfg.name in seen:
             errors.append(ErrorDetail(f"a second observer named {cfg.name!r}", where, "rename it"))
@@ -88,6 +96,8 @@ def build_observers(
                     )
                 observer.actions.append(bound)
         observers.append(observer)
+        if mark:
+            errors[first:] = [_placed(d, where, i, locate) for d in errors[first:]]
     for spec in declared:
         where = f"{spec.location} (@quiver.observer {spec.name})"
         observer = _observer(
@@ -101,6 +111,18 @@ def build_observers(
     if errors:
         raise ObserverConfigError(errors, code="INVALID_OBSERVER")
     return observers
+
+
+def _placed(detail: ErrorDetail, where: str, index: int, locate: Locate | None) -> ErrorDetail:
+    """``detail`` with the ``file:line:column`` of the setting it is about in front."""
+    if locate is None or not detail.where.startswith(where):
+        return detail
+    rest = detail.where[len(where) :]
+    loc: list[str | int] = ["observers", index]
+    for name, item in re.findall(r"\.([A-Za-z_]\w*)|\[(\d+)\]", rest):
+        loc.append(name if name else int(item))
+    mark = locate(tuple(loc)) or locate(("observers", index))
+    return ErrorDetail(detail.message, f"{mark} {detail.where}", detail.fix) if mark else detail
 
 
 def _observer(

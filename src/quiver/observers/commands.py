@@ -60,9 +60,11 @@ def _declared(app_file: Path | None) -> list[Any]:
 
 
 async def _open(config: Path | None, db: str | None, app_file: Path | None) -> Dispatcher:
+    from quiver.config.loader import setting_locator
     from quiver.observers.service import open_dispatcher
 
-    return await open_dispatcher(_settings(config, db), _declared(app_file))
+    settings = _settings(config, db)
+    return await open_dispatcher(settings, _declared(app_file), locate=setting_locator(config))
 
 
 @observers_app.command("check")
@@ -70,12 +72,13 @@ def check_command(
     config: Config = None, db: Db = None, app_file: App = None, debug: Debug = False
 ) -> None:
     """Check every observer against the entities it watches; print them."""
+    from quiver.config.loader import setting_locator
     from quiver.observers.service import check_observers, load_schema
 
     with failures_reported(debug):
         settings = _settings(config, db)
         schema = asyncio.run(load_schema(settings))
-        observers = check_observers(settings, schema, _declared(app_file))
+        observers = check_observers(settings, schema, _declared(app_file), setting_locator(config))
     for o in observers:
         ops = ", ".join(sorted(o.on))
         actions = ", ".join(a.name for a in o.actions)

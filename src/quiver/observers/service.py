@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quiver.config.settings import QuiverSettings
-from quiver.observers.catalog import Observer, build_observers
+from quiver.observers.catalog import Locate, Observer, build_observers
 from quiver.observers.dispatcher import Dispatcher
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
@@ -40,20 +40,27 @@ def _url(settings: QuiverSettings) -> str:
 
 
 def check_observers(
-    settings: QuiverSettings, schema: Schema, declared: Sequence[Any] = ()
+    settings: QuiverSettings,
+    schema: Schema,
+    declared: Sequence[Any] = (),
+    locate: Locate | None = None,
 ) -> list[Observer]:
-    """The observers of ``settings`` (and ``declared``), checked against ``schema``."""
+    """The observers of ``settings`` (and ``declared``), checked against ``schema``;
+    ``locate`` places problems in the settings file (see :func:`setting_locator`)."""
     fields = {e.name: [f.name for f in e.fields] for e in schema.entities}
-    return build_observers(settings.observers, fields, declared)
+    return build_observers(settings.observers, fields, declared, locate)
 
 
 async def open_dispatcher(
-    settings: QuiverSettings, declared: Sequence[Any] = (), schema: Schema | None = None
+    settings: QuiverSettings,
+    declared: Sequence[Any] = (),
+    schema: Schema | None = None,
+    locate: Locate | None = None,
 ) -> Dispatcher:
     """A dispatcher over the settings' database, its tables created when missing."""
     if schema is None:
         schema = await load_schema(settings)
-    observers = check_observers(settings, schema, declared)
+    observers = check_observers(settings, schema, declared, locate)
     db = settings.database
     database = await open_database(
         _url(settings),
