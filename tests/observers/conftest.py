@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from quiver.observers.service import open_dispatcher
 from tests.conftest import DIALECTS, Dialect
 from tests.graphql.conftest import Runner
 from tests.graphql.mutation_fixtures import open_bookshop
+from tests.graphql.servers import free_port
 
 
 @dataclass
@@ -51,17 +51,11 @@ class Receiver:
         return Response(b"ok" if status < 300 else b"boom", status_code=status)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = Starlette(routes=[Route("/hook", rec.handle, methods=["POST"])])
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

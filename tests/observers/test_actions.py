@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from quiver.config.settings import ObserverSettings
 from quiver.observers.actions.email import message_id
 from quiver.observers.catalog import ObserverConfigError, build_observers
+from tests.graphql.servers import free_port
 from tests.observers.conftest import Receiver, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,16 +40,10 @@ class Mailbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     try:

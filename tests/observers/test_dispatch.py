@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import signal
+import sys
 from typing import Any
 
 import orjson
@@ -175,5 +177,38 @@ async def test_changes_of_other_entities_and_operations_are_not_delivered(
         assert events == [("books", "insert"), ("deleted", "delete")]
         book = next(orjson.loads(r.body) for r in receiver.received if b'"books"' in r.body)
         assert book["after"]["title"] == "U"
+    finally:
+        await dispatcher.close()
+
+
+async def test_the_dispatcher_starts_after_a_writer_died_mid_transaction(
+    shop: Shop, receiver: Receiver
+) -> None:
+    if shop.dialect != "sqlite":
+        pytest.skip("a rollback journal left behind is SQLite's")
+    await _seed(shop)
+    path = shop.url.removeprefix("sqlite:///")
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA cache_size = 1')\n"  # spill to the file: the journal is hot
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "c.execute(\"UPDATE authors SET bio = 'half'\")\n"
+        "c.execute('CREATE TABLE filler (b BLOB)')\n"
+        "c.executemany('INSERT INTO filler VALUES (?)', [(b'x' * 4000,)] * 500)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n",
+        path, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert writer.stdout is not None
+    assert await asyncio.wait_for(writer.stdout.readline(), 30) == b"ready\n"
+    writer.send_signal(signal.SIGKILL)
+    await writer.wait()
+    dispatcher = await shop.dispatcher([_hook(receiver, on=["insert"], when="")])
+    try:
+        assert await dispatcher.run_once() == 2
+        assert len(receiver.received) == 2
+        assert shop.runner.sql("SELECT COUNT(*) FROM authors WHERE bio = 'half'") == [(0,)]
     finally:
         await dispatcher.close()

@@ -57,10 +57,12 @@ async def open_dispatcher(
     schema: Schema | None = None,
     locate: Locate | None = None,
 ) -> Dispatcher:
-    """A dispatcher over the settings' database, its tables created when missing."""
-    if schema is None:
-        schema = await load_schema(settings)
-    observers = check_observers(settings, schema, declared, locate)
+    """A dispatcher over the settings' database, its tables created when missing.
+
+    The database is opened for writing before the schema is reflected: after a crash in the
+    middle of a write, SQLite's rollback journal is only undone by a writing connection, and
+    reflection reads with a read-only one.
+    """
     db = settings.database
     database = await open_database(
         _url(settings),
@@ -75,6 +77,9 @@ async def open_dispatcher(
     )
     try:
         await store.ensure()
+        if schema is None:
+            schema = await load_schema(settings)
+        observers = check_observers(settings, schema, declared, locate)
     except BaseException:
         await database.close()
         raise
