@@ -43,7 +43,9 @@ def _register() -> None:
     from quiver.pipeline import commands as pipeline_commands
     from quiver.schema import commands as schema_commands
 
-    graphql_commands.register(app, companions=[flight_commands.start_beside_http])
+    graphql_commands.register(
+        app, companions=[flight_commands.start_beside_http, observer_commands.start_beside_http]
+    )
     flight_commands.register(app)
     schema_commands.register(app)
     pipeline_commands.register(app)

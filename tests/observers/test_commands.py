@@ -10,11 +10,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import yaml
 
-from tests.graphql.servers import QUIVER
+from tests.graphql.servers import QUIVER, free_port
 from tests.observers.conftest import Receiver, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -133,3 +134,45 @@ async def test_dlq_list_show_retry_and_purge(
     assert len(receiver.received) == 5
     code, _, err = await quiver("dlq", "show", "999", "-c", cfg)
     assert code == 1 and "no dead letter 999" in err
+
+
+async def test_quiver_serve_dispatches_in_process_when_asked(
+    shop: Shop, receiver: Receiver, tmp_path: Path
+) -> None:
+    if shop.dialect != "sqlite":
+        pytest.skip("the same dispatcher as quiver observers run, tested on every dialect")
+    port = free_port()
+    cfg = Path(_config(tmp_path, shop, [_hook(receiver)]))
+    doc = yaml.safe_load(cfg.read_text())
+    doc["dispatcher"]["in_process"] = True
+    doc["server"] = {"port": port, "host": "127.0.0.1"}
+    cfg.write_text(yaml.safe_dump(doc))
+    proc = await asyncio.create_subprocess_exec(
+        QUIVER, "serve", "-c", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                try:
+                    if (await client.get(f"{base}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.returncode is None, "quiver serve exited"
+                await asyncio.sleep(0.2)
+            for query in (
+                'mutation { createAuthor(input: {name: "A", email: "a@x"}) { id } }',
+                'mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }',
+            ):
+                r = await client.post(f"{base}/graphql", json={"query": query})
+                assert r.status_code == 200 and "errors" not in r.json(), r.text
+        await asyncio.wait_for(receiver.arrived.wait(), 30)
+        [got] = receiver.received
+        assert orjson.loads(got.body)["after"]["name"] == "Z"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out.decode()
+    assert "Observers: 1 dispatched in this process" in out.decode()

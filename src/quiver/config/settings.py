@@ -175,6 +175,11 @@ class ObserverSettings(_Settings):
 
 
 class DispatcherSettings(_Settings):
+    in_process: bool = Field(
+        default=False,
+        description="Also dispatch inside `quiver serve` (one dispatcher per server), besides"
+        " `quiver observers run`.",
+    )
     poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between scans of the change log when idle."
     )

@@ -15,10 +15,13 @@ import typer
 from quiver.schema.commands import Debug, fail, failures_reported
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from quiver.config.settings import QuiverSettings
     from quiver.observers.dispatcher import Dispatcher
+    from quiver.schema.ir import Schema
 
-__all__ = ["register"]
+__all__ = ["register", "start_beside_http"]
 
 observers_app = typer.Typer(
     name="observers", help="Run actions on committed changes.", no_args_is_help=True
@@ -43,6 +46,57 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
     app.add_typer(observers_app)
     app.add_typer(dlq_app)
+
+
+def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
+    """With ``dispatcher.in_process`` and observers configured, dispatch in a thread of the
+    serving process; returns what stops it (after the scan under way)."""
+    if not (settings.dispatcher.in_process and settings.observers):
+        return lambda: None
+    import logging
+    import threading
+
+    from quiver.observers.service import open_dispatcher
+
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    opened: list[BaseException | None] = []
+    ready = threading.Event()
+
+    async def main() -> None:
+        try:
+            dispatcher = await open_dispatcher(settings, schema=schema)
+        except BaseException as exc:  # reported by the serving thread
+            opened.append(exc)
+            ready.set()
+            return
+        opened.append(None)
+        ready.set()
+        try:
+            await dispatcher.run(stop)
+        except Exception:
+            logging.getLogger("quiver.observers").exception("the dispatcher stopped")
+        finally:
+            await dispatcher.close()
+
+    def work() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+        loop.close()
+
+    thread = threading.Thread(target=work, name="quiver-observers", daemon=True)
+    thread.start()
+    ready.wait()
+    if opened[0] is not None:
+        raise opened[0]
+    typer.echo(f"Observers: {len(settings.observers)} dispatched in this process")
+
+    def halt() -> None:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=30)
+
+    return halt
 
 
 def _settings(config: Path | None, db: str | None) -> QuiverSettings:
