@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from quiver.runtime.errors import ErrorDetail, QuiverError
+from quiver.runtime.hints import did_you_mean
 
 __all__ = [
     "And",
@@ -309,8 +310,7 @@ def check_fields(
     errors = []
     for ref in condition.fields():
         if ref.name not in names:
-            close = sorted(n for n in names if n.lower() == ref.name.lower())
-            fix = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(sorted(names))}"
+            fix = did_you_mean(ref.name, names, fallback=f"fields: {', '.join(sorted(names))}")
             errors.append(
                 ErrorDetail(
                     f"{entity} has no field {ref.name!r} (column {ref.column} of "

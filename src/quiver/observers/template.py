@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from quiver.runtime.errors import ErrorDetail
+from quiver.runtime.hints import did_you_mean
 
 __all__ = ["ROOTS", "Template", "parse_template"]
 
@@ -105,7 +106,7 @@ def parse_template(
                 ErrorDetail(
                     f"unknown name {path[0]!r} in {m.group(0)!r}",
                     where,
-                    f"use one of: {', '.join(ROOTS)}",
+                    did_you_mean(path[0], ROOTS, fallback=f"use one of: {', '.join(ROOTS)}"),
                 )
             )
         elif path[0] in _IMAGES and len(path) > 1 and known is not None and path[1] not in known:
@@ -113,7 +114,7 @@ def parse_template(
                 ErrorDetail(
                     f"the entity has no field {path[1]!r} (in {m.group(0)!r})",
                     where,
-                    f"fields: {', '.join(sorted(known))}",
+                    did_you_mean(path[1], known, fallback=f"fields: {', '.join(sorted(known))}"),
                 )
             )
         parts.append(_Slot(path, found.group(2) is not None))
