@@ -212,3 +212,22 @@ async def test_the_dispatcher_starts_after_a_writer_died_mid_transaction(
         assert shop.runner.sql("SELECT COUNT(*) FROM authors WHERE bio = 'half'") == [(0,)]
     finally:
         await dispatcher.close()
+
+
+async def test_ledger_rows_older_than_twice_the_lookback_are_pruned(
+    shop: Shop, receiver: Receiver
+) -> None:
+    dispatcher = await shop.dispatcher([_hook(receiver)], lookback=3600)
+    try:
+        await _seed(shop)
+        assert await dispatcher.run_once() == 2
+        ledger = dispatcher.settings.ledger_table
+        shop.runner.sql(
+            f"UPDATE {ledger} SET updated_at = ? WHERE event_id = 1",
+            ("2020-01-01T00:00:00.000000+00:00",),
+        )
+        assert await dispatcher.store.prune(3600) == 1
+        rows = shop.runner.sql(f"SELECT event_id FROM {ledger} ORDER BY event_id")
+        assert [r[0] for r in rows] == [2]
+    finally:
+        await dispatcher.close()

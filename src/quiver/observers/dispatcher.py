@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from quiver.config.settings import DispatcherSettings
@@ -26,6 +27,7 @@ from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, Retrie
 __all__ = ["Dispatcher"]
 
 _log = logging.getLogger("quiver.observers")
+_PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
 
 
 class Dispatcher:
@@ -55,9 +57,15 @@ class Dispatcher:
         return len(events)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle."""
+        """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle; once an hour,
+        drop the ledger rows of events older than twice the lookback."""
         stop = stop or asyncio.Event()
+        pruned_at: float | None = None
         while not stop.is_set():
+            now = time.monotonic()
+            if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
+                await self.store.prune(self.settings.lookback)
+                pruned_at = now
             read = await self.run_once()
             if read < self.settings.batch_size:
                 with contextlib.suppress(TimeoutError):

@@ -149,10 +149,15 @@ class DispatchStore:
             return await tx.fetch_rows(self._text(text), list(params))
 
     async def ensure(self) -> None:
-        """Create the change log, ledger and dead-letter tables when missing."""
+        """Create the change log (with an index on ``changed_at`` for the scans), ledger and
+        dead-letter tables when missing."""
         name = self.dialect.name
         async with self.db.transaction() as tx:
             await ensure_change_log(tx, self.dialect, self._change_log_table)
+            index = self.dialect.quote_ident(f"{self._change_log_table}_changed_at")
+            await tx.fetch_rows(
+                f"CREATE INDEX IF NOT EXISTS {index} ON {self.changes} (changed_at)", []
+            )
             await tx.fetch_rows(_LEDGER_DDL[name].format(t=self.ledger), [])
             await tx.fetch_rows(_DLQ_DDL[name].format(t=self.dlq), [])
 
@@ -289,6 +294,18 @@ class DispatchStore:
             f"UPDATE {self.dlq} SET error = ?, attempts = ?, failed_at = ? WHERE id = ?",
             [error, row.attempts + attempts, _now(), row.id],
         )
+
+    async def prune(self, lookback: float) -> int:
+        """Delete ledger rows last written more than twice ``lookback`` ago: their events are
+        outside every scan's window, so nothing reads them again. How many were deleted."""
+        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2 * lookback)).isoformat(
+            timespec="microseconds"
+        )
+        count = await self._run(
+            f"SELECT COUNT(*) FROM {self.ledger} WHERE updated_at < ?", [cutoff]
+        )
+        await self._run(f"DELETE FROM {self.ledger} WHERE updated_at < ?", [cutoff])
+        return int(count[0][0])
 
     async def purge(self, dead_id: int | None = None) -> int:
         """Delete one dead letter (or all); how many were deleted. Their ledger rows stay
