@@ -152,12 +152,16 @@ def run_command(
     debug: Debug = False,
 ) -> None:
     """Read the change log and run the matching observers' actions until stopped."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from quiver.config.loader import setting_locator
+    from quiver.observers.service import open_dispatcher
+    from quiver.runtime.logs import configure_logging
 
     async def main() -> None:
-        dispatcher = await _open(config, db, app_file)
+        settings = _settings(config, db)
+        configure_logging(settings.log.format, settings.log.level)
+        dispatcher = await open_dispatcher(
+            settings, _declared(app_file), locate=setting_locator(config)
+        )
         try:
             if once:
                 while await dispatcher.run_once() >= dispatcher.settings.batch_size:
