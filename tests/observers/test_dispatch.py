@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import ChinookDb
 from tests.observers.conftest import Receiver, Shop
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -230,4 +231,36 @@ async def test_ledger_rows_older_than_twice_the_lookback_are_pruned(
         rows = shop.runner.sql(f"SELECT event_id FROM {ledger} ORDER BY event_id")
         assert [r[0] for r in rows] == [2]
     finally:
+        await dispatcher.close()
+
+
+async def test_a_change_committed_after_a_later_one_is_still_delivered(
+    shop: Shop, receiver: Receiver
+) -> None:
+    if shop.dialect == "sqlite":
+        pytest.skip("SQLite commits one writing transaction at a time")
+    dispatcher = await shop.dispatcher([_hook(receiver, on=["insert"], when="")])
+    slow = ChinookDb(shop.dialect, shop.url)._connect()
+    try:
+        with slow.cursor() as cur:
+            cur.execute("BEGIN" if shop.dialect == "postgresql" else "START TRANSACTION")
+            cur.execute(
+                "INSERT INTO quiver_change_log (entity, entity_key, operation, after_image,"
+                " changed_fields, transaction_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                ("Author", '{"id": 99}', "insert", '{"id": 99, "name": "late"}', '["name"]', "t"),
+            )
+            await _seed(shop)  # larger ids, committed first
+            await dispatcher.run_once()
+            assert sorted(orjson.loads(r.body)["after"]["name"] for r in receiver.received) == [
+                "A",
+                "B",
+            ]
+            cur.execute("COMMIT")
+        await dispatcher.run_once()
+        late = orjson.loads(receiver.received[-1].body)
+        assert late["after"]["name"] == "late" and len(receiver.received) == 3
+        first_seen = min(orjson.loads(r.body)["event_id"] for r in receiver.received[:2])
+        assert late["event_id"] < first_seen
+    finally:
+        slow.close()
         await dispatcher.close()
