@@ -264,3 +264,17 @@ async def test_a_change_committed_after_a_later_one_is_still_delivered(
     finally:
         slow.close()
         await dispatcher.close()
+
+
+async def test_ordered_dispatch_delivers_in_change_order(shop: Shop, receiver: Receiver) -> None:
+    dispatcher = await shop.dispatcher(
+        [_hook(receiver, on=["insert"], when="")], ordered=True, concurrency=8
+    )
+    try:
+        inputs = ", ".join(f'{{name: "n{i}", email: "{i}@x"}}' for i in range(12))
+        await shop.mutate(f"mutation {{ createAuthors(inputs: [{inputs}]) {{ id }} }}")
+        assert await dispatcher.run_once() == 12
+        ids = [orjson.loads(r.body)["event_id"] for r in receiver.received]
+        assert ids == sorted(ids) and len(ids) == 12
+    finally:
+        await dispatcher.close()

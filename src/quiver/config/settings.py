@@ -190,6 +190,11 @@ class DispatcherSettings(_Settings):
         description="Seconds back from now a scan looks for change rows not yet dispatched.",
     )
     concurrency: int = Field(default=8, ge=1, description="Most actions delivered at once.")
+    ordered: bool = Field(
+        default=False,
+        description="Dispatch one event at a time, in change order (receivers see each"
+        " entity's changes in order), instead of up to `concurrency` at once.",
+    )
     ledger_table: str = Field(
         default="quiver_observer_ledger",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

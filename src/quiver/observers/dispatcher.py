@@ -53,7 +53,11 @@ class Dispatcher:
         events = await self.store.pending(
             self._entities(), self.settings.lookback, self.settings.batch_size
         )
-        await asyncio.gather(*(self._dispatch(event) for event in events))
+        if self.settings.ordered:
+            for event in events:
+                await self._dispatch(event)
+        else:
+            await asyncio.gather(*(self._dispatch(event) for event in events))
         return len(events)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
