@@ -278,3 +278,25 @@ async def test_ordered_dispatch_delivers_in_change_order(shop: Shop, receiver: R
         assert ids == sorted(ids) and len(ids) == 12
     finally:
         await dispatcher.close()
+
+
+async def test_an_event_whose_dead_letter_cannot_be_written_stays_pending(
+    shop: Shop, receiver: Receiver
+) -> None:
+    dispatcher = await shop.dispatcher([_hook(receiver)])
+    try:
+        await _seed(shop)
+        await dispatcher.run_once()
+        await shop.mutate('mutation { updateAuthor(id: 1, set: {bio: "hi"}) { id } }')
+        receiver.statuses = [500, 500, 500]
+        shop.runner.sql(f"DROP TABLE {dispatcher.settings.dead_letter_table}")
+        with pytest.raises(Exception, match=dispatcher.settings.dead_letter_table):
+            await dispatcher.run_once()
+        assert len(receiver.received) == 3
+        await dispatcher.store.ensure()
+        assert await dispatcher.run_once() == 1  # still pending: delivered now
+        assert len(receiver.received) == 4
+        assert await dispatcher.store.dead_letters() == []
+        assert await dispatcher.run_once() == 0
+    finally:
+        await dispatcher.close()

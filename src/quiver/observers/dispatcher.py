@@ -28,6 +28,7 @@ __all__ = ["Dispatcher"]
 
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
+_PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
 
 
 class Dispatcher:
@@ -57,7 +58,15 @@ class Dispatcher:
             for event in events:
                 await self._dispatch(event)
         else:
-            await asyncio.gather(*(self._dispatch(event) for event in events))
+            outcomes = await asyncio.gather(
+                *(self._dispatch(event) for event in events), return_exceptions=True
+            )
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            for failure in failures:
+                if not isinstance(failure, Exception):
+                    raise failure
+            if failures:
+                raise failures[0]
         return len(events)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -70,7 +79,13 @@ class Dispatcher:
             if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
                 await self.store.prune(self.settings.lookback)
                 pruned_at = now
-            read = await self.run_once()
+            try:
+                read = await self.run_once()
+            except Exception as exc:  # the database or the ledger: the events stay pending
+                _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
+                read = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _PAUSE)
             if read < self.settings.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
@@ -90,7 +105,8 @@ class Dispatcher:
                     await self._deliver(Job(event.id, observer.name, bound.name, payload), bound)
             await self.store.finish(event.id)
 
-    def _delivery(self, job: Job) -> Delivery:
+    def _delivery(self, job: Job, dead: list[bool]) -> Delivery:
+        """A delivery of ``job``; a dead letter written appends True to ``dead``."""
         breaker = self._breakers.setdefault(
             (job.observer, job.action), CircuitBreaker(name=f"{job.observer}.{job.action}")
         )
@@ -100,6 +116,7 @@ class Dispatcher:
             if isinstance(error, RetriesExhaustedError) and error.last_error is not None:
                 error = error.last_error
             await self.store.dead_letter(job, str(error), letter.attempts)
+            dead.append(True)
             self.dead += 1
             _log.warning(
                 "observer %s action %s: event %s dead-lettered after %s attempts: %s",
@@ -120,14 +137,15 @@ class Dispatcher:
             attempts += 1
             await bound.action.run(job)
 
+        dead: list[bool] = []
         try:
-            await self._delivery(job).call(
+            await self._delivery(job, dead).call(
                 attempt, name=f"{job.observer}.{job.action}", payload=job
             )
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # recorded in the dead-letter table by the hook
-            return
+        except Exception:
+            if dead:  # in the dead-letter table: a final outcome
+                return
+            raise  # not recorded anywhere: the event stays pending
         await self.store.record(job, "delivered", attempts)
         self.delivered += 1
 
