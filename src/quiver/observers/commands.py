@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from quiver.config.settings import QuiverSettings
     from quiver.observers.dispatcher import Dispatcher
+    from quiver.observers.store import DispatchStore
     from quiver.schema.ir import Schema
 
 __all__ = ["register", "start_beside_http"]
@@ -189,6 +190,20 @@ def _with_dispatcher(
         return asyncio.run(main())
 
 
+def _with_store(config: Path | None, db: str | None, work: Any, debug: bool) -> Any:
+    from quiver.observers.service import open_store
+
+    async def main() -> Any:
+        store = await open_store(_settings(config, db))
+        try:
+            return await work(store)
+        finally:
+            await store.db.close()
+
+    with failures_reported(debug):
+        return asyncio.run(main())
+
+
 @dlq_app.command("list")
 def list_command(
     config: Config = None,
@@ -198,8 +213,8 @@ def list_command(
 ) -> None:
     """One line per dead letter: id, event, observer.action, attempts, error."""
 
-    async def work(d: Dispatcher) -> None:
-        rows = await d.store.dead_letters(limit)
+    async def work(store: DispatchStore) -> None:
+        rows = await store.dead_letters(limit)
         for r in rows:
             typer.echo(
                 f"{r.id}\tevent {r.event_id}\t{r.observer}.{r.action}\t"
@@ -207,7 +222,7 @@ def list_command(
             )
         typer.echo(f"{len(rows)} dead letter{'s' if len(rows) != 1 else ''}", err=True)
 
-    _with_dispatcher(config, db, None, work, debug)
+    _with_store(config, db, work, debug)
 
 
 @dlq_app.command("show")
@@ -220,8 +235,8 @@ def show_command(
     """Everything about one dead letter, its payload included, as JSON."""
     import orjson
 
-    async def work(d: Dispatcher) -> None:
-        row = await d.store.dead_letter_by_id(dead_id)
+    async def work(store: DispatchStore) -> None:
+        row = await store.dead_letter_by_id(dead_id)
         if row is None:
             raise fail(f"no dead letter {dead_id}; see quiver dlq list")
         doc = {
@@ -237,7 +252,7 @@ def show_command(
         }
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
-    _with_dispatcher(config, db, None, work, debug)
+    _with_store(config, db, work, debug)
 
 
 @dlq_app.command("retry")
@@ -292,8 +307,8 @@ def purge_command(
     if (dead_id is None) == (not every):
         raise fail("give the id of one dead letter, or --all")
 
-    async def work(d: Dispatcher) -> None:
-        count = await d.store.purge(None if every else dead_id)
+    async def work(store: DispatchStore) -> None:
+        count = await store.purge(None if every else dead_id)
         typer.echo(f"purged {count} dead letter{'s' if count != 1 else ''}")
 
-    _with_dispatcher(config, db, None, work, debug)
+    _with_store(config, db, work, debug)

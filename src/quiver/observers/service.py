@@ -13,7 +13,7 @@ from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
 from quiver.sql.database import open_database
 
-__all__ = ["check_observers", "load_schema", "open_dispatcher"]
+__all__ = ["check_observers", "load_schema", "open_dispatcher", "open_store"]
 
 
 async def load_schema(settings: QuiverSettings) -> Schema:
@@ -51,18 +51,9 @@ def check_observers(
     return build_observers(settings.observers, fields, declared, locate)
 
 
-async def open_dispatcher(
-    settings: QuiverSettings,
-    declared: Sequence[Any] = (),
-    schema: Schema | None = None,
-    locate: Locate | None = None,
-) -> Dispatcher:
-    """A dispatcher over the settings' database, its tables created when missing.
-
-    The database is opened for writing before the schema is reflected: after a crash in the
-    middle of a write, SQLite's rollback journal is only undone by a writing connection, and
-    reflection reads with a read-only one.
-    """
+async def open_store(settings: QuiverSettings) -> DispatchStore:
+    """The ledger and dead-letter tables of the settings' database, created when missing
+    (no observer is checked: the dead-letter commands work whatever the observers say)."""
     db = settings.database
     database = await open_database(
         _url(settings),
@@ -77,6 +68,28 @@ async def open_dispatcher(
     )
     try:
         await store.ensure()
+    except BaseException:
+        await database.close()
+        raise
+    return store
+
+
+async def open_dispatcher(
+    settings: QuiverSettings,
+    declared: Sequence[Any] = (),
+    schema: Schema | None = None,
+    locate: Locate | None = None,
+) -> Dispatcher:
+    """A dispatcher over the settings' database, its tables created when missing.
+
+    The database is opened for writing before the schema is reflected: after a crash in the
+    middle of a write, SQLite's rollback journal is only undone by a writing connection, and
+    reflection reads with a read-only one.
+    """
+    store = await open_store(settings)
+    database = store.db
+    d = settings.dispatcher
+    try:
         if schema is None:
             schema = await load_schema(settings)
         observers = check_observers(settings, schema, declared, locate)
