@@ -1,10 +1,10 @@
 """Quiver: compiled GraphQL over SQL databases, Arrow Flight, file and telemetry pipelines.
 
 The public API lives here: authoring (``@quiver.type``, ``quiver.field``, ``quiver.relation``,
-``@quiver.query``, ``@quiver.mutation`` and the annotation markers) and embedding
-(``quiver.create_app`` returns the GraphQL ASGI app, ``await quiver.reflect(url)`` the schema
-of a database); everything else is reached through the ``quiver`` CLI. Each module is imported
-on first use, so ``import quiver`` stays cheap for the CLI.
+``@quiver.query``, ``@quiver.mutation``, ``@quiver.observer`` and the annotation markers) and
+embedding (``quiver.create_app`` returns the GraphQL ASGI app, ``await quiver.reflect(url)``
+the schema of a database); everything else is reached through the ``quiver`` CLI. Each module
+is imported on first use, so ``import quiver`` stays cheap for the CLI.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "create_app",
     "field",
     "mutation",
+    "observer",
     "query",
     "reflect",
     "relation",
@@ -46,11 +47,15 @@ _AUTHORING = {
 # Public name -> attribute of quiver.schema.resolvers.
 _RESOLVERS = {"mutation": "mutation", "MutationRefusedError": "MutationRefusedError"}
 
+# Public name -> attribute of quiver.observers.authoring.
+_OBSERVERS = {"observer": "observer"}
+
 # Public name -> attribute of quiver.graphql.embedding.
 _EMBEDDING = {"create_app": "create_app", "reflect": "reflect"}
 
 if TYPE_CHECKING:
     from quiver.graphql.embedding import create_app, reflect
+    from quiver.observers.authoring import observer
     from quiver.schema.authoring import ID, JSON, BigInt, OrderBy, Where, field, query, relation
     from quiver.schema.authoring import object_type as type
     from quiver.schema.resolvers import MutationRefusedError, mutation
@@ -61,6 +66,12 @@ def __getattr__(name: str) -> Any:
         from quiver.graphql import embedding
 
         value = getattr(embedding, _EMBEDDING[name])
+        globals()[name] = value
+        return value
+    if name in _OBSERVERS:
+        from quiver.observers import authoring as observer_authoring
+
+        value = getattr(observer_authoring, _OBSERVERS[name])
         globals()[name] = value
         return value
     if name in _RESOLVERS:

@@ -39,13 +39,17 @@ def _root(
 def _register() -> None:
     from quiver.flight import commands as flight_commands
     from quiver.graphql import commands as graphql_commands
+    from quiver.observers import commands as observer_commands
     from quiver.pipeline import commands as pipeline_commands
     from quiver.schema import commands as schema_commands
 
-    graphql_commands.register(app, companions=[flight_commands.start_beside_http])
+    graphql_commands.register(
+        app, companions=[flight_commands.start_beside_http, observer_commands.start_beside_http]
+    )
     flight_commands.register(app)
     schema_commands.register(app)
     pipeline_commands.register(app)
+    observer_commands.register(app)
 
 
 _register()

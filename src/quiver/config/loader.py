@@ -21,7 +21,7 @@ import copy
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "load_settings",
     "parse_override",
     "setting_env_names",
+    "setting_locator",
 ]
 
 DEFAULT_CONFIG_FILE = "quiver.yaml"
@@ -127,6 +128,24 @@ def load_settings(
                 for d in details
             ]
         raise ConfigError(details) from None
+
+
+def setting_locator(
+    path: str | os.PathLike[str] | None = None,
+) -> Callable[[Loc], str | None]:
+    """``file:line:column`` of a setting of the file (default ``quiver.yaml`` here, when
+    present), by field path, for errors found after loading; None where it is not written."""
+    file = Path(path) if path is not None else Path(DEFAULT_CONFIG_FILE)
+    try:
+        positions = load_yaml(file.read_text(encoding="utf-8"), str(file)).positions
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return lambda loc: None
+
+    def locate(loc: Loc) -> str | None:
+        mark = positions.value(loc) or positions.nearest_key(loc)
+        return mark.render() if mark else None
+
+    return locate
 
 
 def setting_env_names() -> dict[str, str]:

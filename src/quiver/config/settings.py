@@ -6,18 +6,22 @@ Loading (files, ``${ENV}`` / ``${file:path}`` substitution, CLI overrides) lives
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from quiver.runtime.delivery import RetryPolicy
 
 __all__ = [
     "ApiKey",
     "AuthSettings",
     "CorsSettings",
     "DatabaseSettings",
+    "DispatcherSettings",
     "FlightSettings",
     "GraphQLSettings",
     "LogSettings",
+    "ObserverSettings",
     "QuiverSettings",
     "ServerSettings",
     "TableNames",
@@ -146,6 +150,68 @@ class MutationSettings(_Settings):
     )
 
 
+class ObserverSettings(_Settings):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        max_length=120,
+        description="Name of the observer, unique; part of every idempotency key.",
+    )
+    entity: str = Field(description="Entity whose changes the observer watches (`Order`).")
+    on: list[Literal["insert", "update", "delete"]] = Field(
+        default=["insert", "update", "delete"],
+        min_length=1,
+        description="Operations that trigger it.",
+    )
+    when: str | None = Field(
+        default=None,
+        description="Condition over the changed row (`total > 100 && changed(status)`);"
+        " see docs/observers.md. Empty: every change.",
+    )
+    actions: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="What to do with each matching change: `{type: webhook, url: ...}`,"
+        " `{type: log}`, ...; see docs/observers.md for every action and its keys.",
+    )
+
+
+class DispatcherSettings(_Settings):
+    in_process: bool = Field(
+        default=False,
+        description="Also dispatch inside `quiver serve` (one dispatcher per server), besides"
+        " `quiver observers run`.",
+    )
+    poll_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between scans of the change log when idle."
+    )
+    batch_size: int = Field(default=100, ge=1, description="Most change rows read by one scan.")
+    lookback: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Seconds back from now a scan looks for change rows not yet dispatched.",
+    )
+    concurrency: int = Field(default=8, ge=1, description="Most actions delivered at once.")
+    ordered: bool = Field(
+        default=False,
+        description="Dispatch one event at a time, in change order (receivers see each"
+        " entity's changes in order), instead of up to `concurrency` at once.",
+    )
+    ledger_table: str = Field(
+        default="quiver_observer_ledger",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=60,
+        description="Table recording what each observer's actions delivered.",
+    )
+    dead_letter_table: str = Field(
+        default="quiver_observer_dead_letters",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=60,
+        description="Table of deliveries that failed for good.",
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries of a failed action before the DLQ."
+    )
+
+
 class CorsSettings(_Settings):
     allow_origins: list[str] = Field(
         default_factory=list,
@@ -254,6 +320,14 @@ class QuiverSettings(_Settings):
     flight: FlightSettings = Field(default_factory=FlightSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    observers: list[ObserverSettings] = Field(
+        default_factory=list,
+        description="Actions run on committed changes; see docs/observers.md.",
+    )
+    dispatcher: DispatcherSettings = Field(
+        default_factory=DispatcherSettings,
+        description="How `quiver observers run` reads the change log and delivers.",
+    )
     names: dict[str, TableNames] = Field(
         default_factory=dict,
         description="GraphQL names of reflected tables, by table name (schema.table on "

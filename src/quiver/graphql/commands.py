@@ -142,6 +142,14 @@ def _check_graphql(schema: Schema) -> None:
     build_graphql_schema(build_catalog(schema))
 
 
+def _check_observers(settings: QuiverSettings, schema: Schema) -> None:
+    """The observers of quiver.yaml must name fields their entities have."""
+    if settings.observers:
+        from quiver.observers.service import check_observers
+
+        check_observers(settings, schema)
+
+
 def demo_command(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
@@ -223,6 +231,7 @@ def serve_command(
             raise _no_database()
         schema = asyncio.run(_schema_for(settings))
         _check_graphql(schema)
+        _check_observers(settings, schema)
     except Exception as exc:
         raise _fail(exc, debug) from None
     server = settings.server
@@ -285,6 +294,7 @@ def check_command(
 async def _check(settings: QuiverSettings) -> Schema:
     schema = await _schema_for(settings)
     _check_graphql(schema)
+    _check_observers(settings, schema)
     if settings.database.url:
         from quiver.graphql.engine import GraphQLEngine
 

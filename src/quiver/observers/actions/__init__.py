@@ -1,0 +1,1 @@
+"""Observer actions, one per module; :mod:`.builtins` lists them."""

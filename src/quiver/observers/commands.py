@@ -1,0 +1,314 @@
+"""CLI commands of this package: ``quiver observers run|check`` and ``quiver dlq ...``.
+
+Only typer is imported at module level; everything else inside the command bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from quiver.schema.commands import Debug, fail, failures_reported
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from quiver.config.settings import QuiverSettings
+    from quiver.observers.dispatcher import Dispatcher
+    from quiver.observers.store import DispatchStore
+    from quiver.schema.ir import Schema
+
+__all__ = ["register", "start_beside_http"]
+
+observers_app = typer.Typer(
+    name="observers", help="Run actions on committed changes.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    name="dlq",
+    help="Deliveries that failed for good: list, show, retry, purge.",
+    no_args_is_help=True,
+)
+
+Config = Annotated[
+    Path | None, typer.Option("--config", "-c", help="quiver.yaml (default: ./quiver.yaml).")
+]
+Db = Annotated[str | None, typer.Option("--db", metavar="URL", help="Database URL.")]
+App = Annotated[
+    Path | None,
+    typer.Option("--app", help="Python file whose @quiver.observer functions run too."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the ``quiver`` app."""
+    app.add_typer(observers_app)
+    app.add_typer(dlq_app)
+
+
+def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
+    """With ``dispatcher.in_process`` and observers configured, dispatch in a thread of the
+    serving process; returns what stops it (after the scan under way)."""
+    if not (settings.dispatcher.in_process and settings.observers):
+        return lambda: None
+    import logging
+    import threading
+
+    from quiver.observers.service import open_dispatcher
+
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    opened: list[BaseException | None] = []
+    ready = threading.Event()
+
+    async def main() -> None:
+        try:
+            dispatcher = await open_dispatcher(settings, schema=schema)
+        except BaseException as exc:  # reported by the serving thread
+            opened.append(exc)
+            ready.set()
+            return
+        opened.append(None)
+        ready.set()
+        try:
+            await dispatcher.run(stop)
+        except Exception:
+            logging.getLogger("quiver.observers").exception("the dispatcher stopped")
+        finally:
+            await dispatcher.close()
+
+    def work() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main())
+        loop.close()
+
+    thread = threading.Thread(target=work, name="quiver-observers", daemon=True)
+    thread.start()
+    ready.wait()
+    if opened[0] is not None:
+        raise opened[0]
+    typer.echo(f"Observers: {len(settings.observers)} dispatched in this process")
+
+    def halt() -> None:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=30)
+
+    return halt
+
+
+def _settings(config: Path | None, db: str | None) -> QuiverSettings:
+    from quiver.config.loader import load_settings
+
+    return load_settings(config, {"database.url": db} if db else None)
+
+
+def _declared(app_file: Path | None) -> list[Any]:
+    if app_file is None:
+        return []
+    from quiver.observers.authoring import declared_in
+
+    return list(declared_in(app_file))
+
+
+async def _open(config: Path | None, db: str | None, app_file: Path | None) -> Dispatcher:
+    from quiver.config.loader import setting_locator
+    from quiver.observers.service import open_dispatcher
+
+    settings = _settings(config, db)
+    return await open_dispatcher(settings, _declared(app_file), locate=setting_locator(config))
+
+
+@observers_app.command("check")
+def check_command(
+    config: Config = None, db: Db = None, app_file: App = None, debug: Debug = False
+) -> None:
+    """Check every observer against the entities it watches; print them."""
+    from quiver.config.loader import setting_locator
+    from quiver.observers.service import check_observers, load_schema
+
+    with failures_reported(debug):
+        settings = _settings(config, db)
+        schema = asyncio.run(load_schema(settings))
+        observers = check_observers(settings, schema, _declared(app_file), setting_locator(config))
+    for o in observers:
+        ops = ", ".join(sorted(o.on))
+        actions = ", ".join(a.name for a in o.actions)
+        when = f" when {o.condition.text}" if o.condition.text else ""
+        typer.echo(f"{o.name}: {o.entity} on {ops}{when} -> {actions}")
+    typer.echo("ok")
+
+
+@observers_app.command("run")
+def run_command(
+    config: Config = None,
+    db: Db = None,
+    app_file: App = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Dispatch what is pending, then stop.")
+    ] = False,
+    debug: Debug = False,
+) -> None:
+    """Read the change log and run the matching observers' actions until stopped."""
+    from quiver.config.loader import setting_locator
+    from quiver.observers.service import open_dispatcher
+    from quiver.runtime.logs import configure_logging
+
+    async def main() -> None:
+        settings = _settings(config, db)
+        configure_logging(settings.log.format, settings.log.level)
+        dispatcher = await open_dispatcher(
+            settings, _declared(app_file), locate=setting_locator(config)
+        )
+        try:
+            if once:
+                while await dispatcher.run_once() >= dispatcher.settings.batch_size:
+                    pass
+            else:
+                await dispatcher.run()
+        finally:
+            await dispatcher.close()
+
+    with failures_reported(debug), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def _with_dispatcher(
+    config: Path | None, db: str | None, app_file: Path | None, work: Any, debug: bool
+) -> Any:
+    async def main() -> Any:
+        dispatcher = await _open(config, db, app_file)
+        try:
+            return await work(dispatcher)
+        finally:
+            await dispatcher.close()
+
+    with failures_reported(debug):
+        return asyncio.run(main())
+
+
+def _with_store(config: Path | None, db: str | None, work: Any, debug: bool) -> Any:
+    from quiver.observers.service import open_store
+
+    async def main() -> Any:
+        store = await open_store(_settings(config, db))
+        try:
+            return await work(store)
+        finally:
+            await store.db.close()
+
+    with failures_reported(debug):
+        return asyncio.run(main())
+
+
+@dlq_app.command("list")
+def list_command(
+    config: Config = None,
+    db: Db = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most rows shown.")] = 100,
+    debug: Debug = False,
+) -> None:
+    """One line per dead letter: id, event, observer.action, attempts, error."""
+
+    async def work(store: DispatchStore) -> None:
+        rows = await store.dead_letters(limit)
+        for r in rows:
+            typer.echo(
+                f"{r.id}\tevent {r.event_id}\t{r.observer}.{r.action}\t"
+                f"{r.attempts} attempts\t{r.failed_at}\t{r.error[:120]}"
+            )
+        typer.echo(f"{len(rows)} dead letter{'s' if len(rows) != 1 else ''}", err=True)
+
+    _with_store(config, db, work, debug)
+
+
+@dlq_app.command("show")
+def show_command(
+    dead_id: Annotated[int, typer.Argument(help="Id of the dead letter (quiver dlq list).")],
+    config: Config = None,
+    db: Db = None,
+    debug: Debug = False,
+) -> None:
+    """Everything about one dead letter, its payload included, as JSON."""
+    import orjson
+
+    async def work(store: DispatchStore) -> None:
+        row = await store.dead_letter_by_id(dead_id)
+        if row is None:
+            raise fail(f"no dead letter {dead_id}; see quiver dlq list")
+        doc = {
+            "id": row.id,
+            "event_id": row.event_id,
+            "observer": row.observer,
+            "action": row.action,
+            "idempotency_key": row.idempotency_key,
+            "attempts": row.attempts,
+            "failed_at": row.failed_at,
+            "error": row.error,
+            "payload": row.payload,
+        }
+        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+    _with_store(config, db, work, debug)
+
+
+@dlq_app.command("retry")
+def retry_command(
+    dead_id: Annotated[
+        int | None, typer.Argument(help="Id of the dead letter; omit with --all.")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
+    config: Config = None,
+    db: Db = None,
+    app_file: App = None,
+    debug: Debug = False,
+) -> None:
+    """Deliver dead letters again (same idempotency key); delivered ones leave the DLQ."""
+    if (dead_id is None) == (not every):
+        raise fail("give the id of one dead letter, or --all")
+
+    async def work(d: Dispatcher) -> int:
+        if every:
+            rows = await d.store.dead_letters(1_000_000)
+        else:
+            row = await d.store.dead_letter_by_id(dead_id or 0)
+            if row is None:
+                raise fail(f"no dead letter {dead_id}; see quiver dlq list")
+            rows = [row]
+        failed = 0
+        for row in rows:
+            try:
+                await d.redeliver(row)
+                typer.echo(f"{row.id}: delivered")
+            except Exception as exc:
+                failed += 1
+                typer.echo(f"{row.id}: failed again: {exc}", err=True)
+        return failed
+
+    failed = _with_dispatcher(config, db, app_file, work, debug)
+    if failed:
+        raise typer.Exit(1)
+
+
+@dlq_app.command("purge")
+def purge_command(
+    dead_id: Annotated[
+        int | None, typer.Argument(help="Id of the dead letter; omit with --all.")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Purge every dead letter.")] = False,
+    config: Config = None,
+    db: Db = None,
+    debug: Debug = False,
+) -> None:
+    """Delete dead letters for good; they are never delivered."""
+    if (dead_id is None) == (not every):
+        raise fail("give the id of one dead letter, or --all")
+
+    async def work(store: DispatchStore) -> None:
+        count = await store.purge(None if every else dead_id)
+        typer.echo(f"purged {count} dead letter{'s' if count != 1 else ''}")
+
+    _with_store(config, db, work, debug)

@@ -1,0 +1,422 @@
+"""Observer conditions: a small expression language, parsed to an AST and evaluated safely.
+
+::
+
+    total > 100 && changed(status) && status == 'paid'
+    before.status != after.status || not active
+    country in ['NZ', 'AU']
+
+A bare field name reads the row after the write (before it, for a delete); ``before.f`` and
+``after.f`` name an image explicitly. ``changed(f)`` is true when the write changed ``f``.
+Operators: ``&&`` / ``and``, ``||`` / ``or``, ``!`` / ``not``, ``==``, ``!=``, ``<``, ``<=``,
+``>``, ``>=``, ``in [...]``; literals: numbers, ``'text'`` or ``"text"``, ``true``, ``false``,
+``null``. Nothing is ever handed to ``eval``: the parser builds the node classes below and
+:func:`evaluate` walks them.
+
+A comparison whose sides cannot be compared (a missing value, text against a number that is not
+numeric text) is false; ``==`` / ``!=`` against ``null`` test for a missing value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from quiver.runtime.errors import ErrorDetail, QuiverError
+from quiver.runtime.hints import did_you_mean
+
+__all__ = [
+    "And",
+    "Changed",
+    "Compare",
+    "Condition",
+    "ConditionError",
+    "Constant",
+    "FieldRef",
+    "Images",
+    "ListOf",
+    "Node",
+    "Not",
+    "Or",
+    "check_fields",
+    "evaluate",
+    "fields_of",
+    "parse_condition",
+]
+
+
+class ConditionError(QuiverError):
+    """A condition that cannot be parsed, or names a field its entity does not have."""
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    name: str
+    image: Literal["current", "before", "after"] = "current"
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Changed:
+    field: FieldRef
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class And:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class ListOf:
+    items: tuple[Node, ...]
+
+
+Node = FieldRef | Constant | Changed | Compare | And | Or | Not | ListOf
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition and the text it came from."""
+
+    text: str
+    root: Node | None
+
+    def fields(self) -> list[FieldRef]:
+        return list(fields_of(self.root)) if self.root is not None else []
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+    | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+    | (?P<op>&&|\|\||==|!=|<=|>=|<|>|!|\(|\)|\[|\]|,|\.)
+    | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"and": "&&", "or": "||", "not": "!"}
+_COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    column: int
+
+
+def _tokens(text: str, where: str) -> list[_Token]:
+    out: list[_Token] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            col = pos + len(text[pos:]) - len(text[pos:].lstrip()) + 1
+            raise _error(
+                text, where, col, f"unexpected character {text[col - 1]!r}", "remove or quote it"
+            )
+        kind = m.lastgroup or ""
+        value = m.group(kind)
+        column = m.start(kind) + 1
+        if kind == "name" and value in _KEYWORDS:
+            kind, value = "op", _KEYWORDS[value]
+        elif kind == "name" and value == "in":
+            kind = "op"
+        out.append(_Token(kind, value, column))
+        pos = m.end()
+    out.append(_Token("end", "", len(text) + 1))
+    return out
+
+
+def _error(text: str, where: str, column: int, message: str, fix: str) -> ConditionError:
+    return ConditionError(
+        [ErrorDetail(f"{message} at column {column} of {text!r}", where, fix)],
+        code="INVALID_CONDITION",
+    )
+
+
+class _Parser:
+    def __init__(self, text: str, where: str) -> None:
+        self.text = text
+        self.where = where
+        self.tokens = _tokens(text, where)
+        self.pos = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def take(self) -> _Token:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        token = self.take()
+        if token.text != text or token.kind not in ("op",):
+            raise self.fail(token, f"expected {text!r}", f"add {text!r}")
+
+    def fail(self, token: _Token, message: str, fix: str) -> ConditionError:
+        found = "the end" if token.kind == "end" else repr(token.text)
+        return _error(self.text, self.where, token.column, f"{message}, found {found}", fix)
+
+    def parse(self) -> Node:
+        node = self.or_()
+        if self.peek().kind != "end":
+            raise self.fail(self.peek(), "expected && or || between terms", "join terms with &&")
+        return node
+
+    def or_(self) -> Node:
+        node = self.and_()
+        while self.peek().text == "||" and self.peek().kind == "op":
+            self.take()
+            node = Or(node, self.and_())
+        return node
+
+    def and_(self) -> Node:
+        node = self.not_()
+        while self.peek().text == "&&" and self.peek().kind == "op":
+            self.take()
+            node = And(node, self.not_())
+        return node
+
+    def not_(self) -> Node:
+        if self.peek().text == "!" and self.peek().kind == "op":
+            self.take()
+            return Not(self.not_())
+        return self.comparison()
+
+    def comparison(self) -> Node:
+        left = self.operand()
+        token = self.peek()
+        if token.kind == "op" and token.text in _COMPARISONS:
+            self.take()
+            return Compare(token.text, left, self.operand())
+        if token.kind == "op" and token.text == "in":
+            self.take()
+            return Compare("in", left, self.list_())
+        return left
+
+    def list_(self) -> ListOf:
+        self.expect("[")
+        items: list[Node] = []
+        while not (self.peek().kind == "op" and self.peek().text == "]"):
+            items.append(self.operand())
+            if self.peek().kind == "op" and self.peek().text == ",":
+                self.take()
+            elif not (self.peek().kind == "op" and self.peek().text == "]"):
+                raise self.fail(self.peek(), "expected ',' or ']'", "close the list with ]")
+        self.take()
+        return ListOf(tuple(items))
+
+    def operand(self) -> Node:
+        token = self.take()
+        if token.kind == "num":
+            exact = token.text.isdigit()
+            return Constant(int(token.text) if exact else Decimal(token.text))
+        if token.kind == "str":
+            return Constant(_unquote(token.text))
+        if token.kind == "op" and token.text == "(":
+            node = self.or_()
+            self.expect(")")
+            return node
+        if token.kind == "name":
+            if token.text in ("true", "false", "null"):
+                return Constant({"true": True, "false": False, "null": None}[token.text])
+            if token.text == "changed":
+                self.expect("(")
+                ref = self.field_ref(self.take())
+                self.expect(")")
+                return Changed(ref)
+            return self.field_ref(token)
+        raise self.fail(token, "expected a field, a literal or '('", "complete the expression")
+
+    def field_ref(self, token: _Token) -> FieldRef:
+        if token.kind != "name":
+            raise self.fail(token, "expected a field name", "name a field of the entity")
+        if token.text in ("before", "after") and self.peek().text == ".":
+            self.take()
+            inner = self.take()
+            if inner.kind != "name":
+                raise self.fail(inner, "expected a field name after '.'", "write before.field")
+            image: Literal["before", "after"] = "before" if token.text == "before" else "after"
+            return FieldRef(inner.text, image, inner.column)
+        return FieldRef(token.text, "current", token.column)
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+    return re.sub(r"\\(.)", lambda m: m.group(1), body)
+
+
+def parse_condition(text: str | None, where: str = "when") -> Condition:
+    """Parse ``text`` (None or blank: always true); a syntax error raises ConditionError."""
+    if text is None or not text.strip():
+        return Condition(text or "", None)
+    return Condition(text, _Parser(text, where).parse())
+
+
+def fields_of(node: Node | None) -> Iterable[FieldRef]:
+    """Every field a condition reads, in order."""
+    if node is None or isinstance(node, Constant):
+        return
+    if isinstance(node, FieldRef):
+        yield node
+    elif isinstance(node, Changed):
+        yield node.field
+    elif isinstance(node, Not):
+        yield from fields_of(node.operand)
+    elif isinstance(node, ListOf):
+        for item in node.items:
+            yield from fields_of(item)
+    else:
+        yield from fields_of(node.left)
+        yield from fields_of(node.right)
+
+
+def check_fields(
+    condition: Condition, known: Iterable[str], entity: str, where: str
+) -> list[ErrorDetail]:
+    """One error per field the condition reads that ``entity`` does not have."""
+    names = set(known)
+    errors = []
+    for ref in condition.fields():
+        if ref.name not in names:
+            fix = did_you_mean(ref.name, names, fallback=f"fields: {', '.join(sorted(names))}")
+            errors.append(
+                ErrorDetail(
+                    f"{entity} has no field {ref.name!r} (column {ref.column} of "
+                    f"{condition.text!r})",
+                    where,
+                    fix,
+                )
+            )
+    return errors
+
+
+@dataclass(frozen=True)
+class Images:
+    """What a condition reads: the row before and after the write, and what changed."""
+
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    changed: frozenset[str]
+
+
+def evaluate(condition: Condition, images: Images) -> bool:
+    """Whether ``images`` satisfy ``condition`` (an empty condition always holds)."""
+    if condition.root is None:
+        return True
+    return _truthy(_eval(condition.root, images))
+
+
+def _eval(node: Node, images: Images) -> Any:
+    if isinstance(node, Constant):
+        return node.value
+    if isinstance(node, FieldRef):
+        if node.image == "before":
+            image = images.before
+        elif node.image == "after":
+            image = images.after
+        else:
+            image = images.after if images.after is not None else images.before
+        if image is None:
+            return None
+        return image.get(node.name)
+    if isinstance(node, Changed):
+        return node.field.name in images.changed
+    if isinstance(node, Not):
+        return not _truthy(_eval(node.operand, images))
+    if isinstance(node, And):
+        return _truthy(_eval(node.left, images)) and _truthy(_eval(node.right, images))
+    if isinstance(node, Or):
+        return _truthy(_eval(node.left, images)) or _truthy(_eval(node.right, images))
+    if isinstance(node, ListOf):
+        return [_eval(item, images) for item in node.items]
+    left = _eval(node.left, images)
+    right = _eval(node.right, images)
+    if node.op == "in":
+        return any(_compare("==", left, item) for item in right)
+    return _compare(node.op, left, right)
+
+
+def _truthy(value: Any) -> bool:
+    return value is not None and value is not False and value != 0 and value != ""
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if left is None or right is None:
+        if op == "==":
+            return left is None and right is None
+        if op == "!=":
+            return (left is None) != (right is None)
+        return False
+    a, b = _coerce(left, right)
+    if op == "==":
+        return bool(a == b)
+    if op == "!=":
+        return bool(a != b)
+    try:
+        return _ORDER[op](a, b)
+    except TypeError:
+        return False
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    return None
+
+
+def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
+    """Numbers and numeric text compare as numbers (a BigInt image value is text)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return left, right
+    if isinstance(left, int | float | Decimal) or isinstance(right, int | float | Decimal):
+        a, b = _number(left), _number(right)
+        if a is not None and b is not None:
+            return a, b
+    return left, right

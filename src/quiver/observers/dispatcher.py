@@ -1,0 +1,183 @@
+"""The dispatcher: change-log rows -> events -> conditions -> actions, through runtime delivery.
+
+Each scan reads the unfinished events (see :mod:`quiver.observers.store`), and for each one
+runs every action of every observer whose entity, operation and condition match, skipping
+those the ledger already records. A delivered action is recorded in the ledger right after it
+returns; a failure is retried with backoff and jitter under the dispatcher's retry policy (one
+circuit breaker per action), then moved to the dead-letter table. The event is marked done
+once every action has an outcome. A dispatcher stopped between a delivery and its ledger row
+delivers that action again, with the same idempotency key: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from quiver.config.settings import DispatcherSettings
+from quiver.observers.catalog import BoundAction, Observer
+from quiver.observers.condition import evaluate
+from quiver.observers.event import Event, Job
+from quiver.observers.store import DeadLetterRow, DispatchStore
+from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
+
+__all__ = ["Dispatcher"]
+
+_log = logging.getLogger("quiver.observers")
+_PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
+_PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: DispatchStore,
+        observers: Sequence[Observer],
+        settings: DispatcherSettings,
+    ) -> None:
+        self.store = store
+        self.observers = list(observers)
+        self.settings = settings
+        self._limit = asyncio.Semaphore(settings.concurrency)
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self.delivered = 0
+        self.dead = 0
+
+    def _entities(self) -> list[str]:
+        return sorted({o.entity for o in self.observers})
+
+    async def run_once(self) -> int:
+        """Dispatch one scan's events; how many events were read."""
+        events = await self.store.pending(
+            self._entities(), self.settings.lookback, self.settings.batch_size
+        )
+        if self.settings.ordered:
+            for event in events:
+                await self._dispatch(event)
+        else:
+            outcomes = await asyncio.gather(
+                *(self._dispatch(event) for event in events), return_exceptions=True
+            )
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            for failure in failures:
+                if not isinstance(failure, Exception):
+                    raise failure
+            if failures:
+                raise failures[0]
+        return len(events)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle; once an hour,
+        drop the ledger rows of events older than twice the lookback."""
+        stop = stop or asyncio.Event()
+        pruned_at: float | None = None
+        while not stop.is_set():
+            now = time.monotonic()
+            if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
+                await self.store.prune(self.settings.lookback)
+                pruned_at = now
+            try:
+                read = await self.run_once()
+            except Exception as exc:  # the database or the ledger: the events stay pending
+                _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
+                read = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _PAUSE)
+            if read < self.settings.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+
+    async def _dispatch(self, event: Event) -> None:
+        async with self._limit:
+            finished = await self.store.finished(event.id)
+            for observer in self.observers:
+                if observer.entity != event.entity or event.operation not in observer.on:
+                    continue
+                if not evaluate(observer.condition, event.images()):
+                    continue
+                payload = event.payload(observer.name)
+                for bound in observer.actions:
+                    if (observer.name, bound.name) in finished:
+                        continue
+                    await self._deliver(Job(event.id, observer.name, bound.name, payload), bound)
+            await self.store.finish(event.id)
+
+    def _delivery(self, job: Job, dead: list[bool]) -> Delivery:
+        """A delivery of ``job``; a dead letter written appends True to ``dead``."""
+        breaker = self._breakers.setdefault(
+            (job.observer, job.action), CircuitBreaker(name=f"{job.observer}.{job.action}")
+        )
+
+        async def dead_letter(letter: DeadLetter) -> None:
+            error = letter.error
+            if isinstance(error, RetriesExhaustedError) and error.last_error is not None:
+                error = error.last_error
+            await self.store.dead_letter(job, str(error), letter.attempts)
+            dead.append(True)
+            self.dead += 1
+            _log.warning(
+                "observer %s action %s: event %s dead-lettered after %s attempts: %s",
+                job.observer,
+                job.action,
+                job.event_id,
+                letter.attempts,
+                error,
+            )
+
+        return Delivery(self.settings.retry, breaker=breaker, dead_letter=dead_letter)
+
+    async def _deliver(self, job: Job, bound: BoundAction) -> None:
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            await bound.action.run(job)
+
+        dead: list[bool] = []
+        try:
+            await self._delivery(job, dead).call(
+                attempt, name=f"{job.observer}.{job.action}", payload=job
+            )
+        except Exception:
+            if dead:  # in the dead-letter table: a final outcome
+                return
+            raise  # not recorded anywhere: the event stays pending
+        await self.store.record(job, "delivered", attempts)
+        self.delivered += 1
+
+    async def redeliver(self, row: DeadLetterRow) -> None:
+        """Run a dead letter's action again (``quiver dlq retry``); raises when it fails
+        again, after updating the dead letter's error and attempts."""
+        bound = self._action(row.observer, row.action)
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            await bound.action.run(row.job())
+
+        try:
+            await Delivery(self.settings.retry).call(attempt, name=f"{row.observer}.{row.action}")
+        except Exception as exc:
+            error = exc.last_error if isinstance(exc, RetriesExhaustedError) else exc
+            await self.store.retry_failed(row, str(error), attempts)
+            raise
+        await self.store.redelivered(row, attempts)
+
+    def _action(self, observer: str, action: str) -> BoundAction:
+        for o in self.observers:
+            if o.name == observer:
+                for b in o.actions:
+                    if b.name == action:
+                        return b
+        raise LookupError(f"observer {observer!r} has no action {action!r} any more")
+
+    async def close(self) -> None:
+        for o in self.observers:
+            for b in o.actions:
+                await b.action.close()
+        await self.store.db.close()

@@ -1,0 +1,106 @@
+"""A real HTTP receiver for webhooks, on 127.0.0.1 and a free port, and a bookshop to observe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from quiver.config.settings import QuiverSettings
+from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.service import open_dispatcher
+from tests.conftest import DIALECTS, Dialect
+from tests.graphql.conftest import Runner
+from tests.graphql.mutation_fixtures import open_bookshop
+from tests.graphql.servers import free_port
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next status of ``statuses`` (then 200). While ``hold`` is
+    set, a request is recorded and then left waiting for ``release``."""
+
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    hold: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: Request) -> Response:
+        self.received.append(Received(dict(request.headers), await request.body()))
+        self.arrived.set()
+        if self.hold:
+            await self.release.wait()
+        status = self.statuses.pop(0) if self.statuses else 200
+        return Response(b"ok" if status < 300 else b"boom", status_code=status)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = Starlette(routes=[Route("/hook", rec.handle, methods=["POST"])])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield rec
+    finally:
+        rec.release.set()
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Shop:
+    runner: Runner
+    url: str
+    dialect: Dialect
+
+    async def mutate(self, query: str) -> Any:
+        return await self.runner.data(query)
+
+    def settings(self, observers: list[dict[str, Any]], **dispatcher: Any) -> QuiverSettings:
+        retry = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.02}
+        return QuiverSettings.model_validate(
+            {
+                "database": {"url": self.url, "pool_max": 2},
+                "observers": observers,
+                "dispatcher": {"retry": retry, **dispatcher},
+            }
+        )
+
+    async def dispatcher(self, observers: list[dict[str, Any]], **kw: Any) -> Dispatcher:
+        return await open_dispatcher(self.settings(observers, **kw))
+
+
+@pytest_asyncio.fixture(params=DIALECTS, loop_scope="session")
+async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Shop]:
+    dialect: Dialect = request.param
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    runner = await open_bookshop(dialect, url)
+    try:
+        yield Shop(runner, url, dialect)
+    finally:
+        await runner.engine.close()
+        runner.db.close()
