@@ -417,7 +417,8 @@ class PipelineEngine:
                     "each checkpoint would replace the previous one's output",
                     s.where,
                     "put {stem} in the sink path, e.g. out/{stem}.parquet (one file per "
-                    "checkpoint), or leave out commit_every / commit_seconds",
+                    "checkpoint), give a parquet sink a directory (out/, partition_by), or "
+                    "leave out commit_every / commit_seconds",
                 )
         number = 0
         while True:
