@@ -31,9 +31,9 @@ def service(tmp_path: Path) -> Iterator[Service]:
         svc.proc.wait()
 
 
-def configure(svc: Service, **options: Any) -> None:
+def configure(svc: Service, sink: dict[str, Any], **options: Any) -> None:
     doc = pipeline_doc(svc.grpc_port, svc.http_port, "out/telemetry/", **options)
-    doc["sink"]["parquet"]["partition_by"] = ["service_name"]
+    doc["sink"]["parquet"] |= sink
     (svc.dir / "pipeline.yaml").write_text(yaml.safe_dump(doc))
 
 
@@ -58,7 +58,9 @@ def wait_for(svc: Service, count: int) -> None:
 
 
 def test_checkpoints_commit_while_running_and_a_kill_repeats_nothing(service: Service) -> None:
-    configure(service, commit_every=3)  # three export requests (one span each)
+    configure(
+        service, {"partition_by": ["service_name"]}, commit_every=3
+    )  # three export requests (one span each)
     service.start()
     first = send_traces("grpc", service.grpc_port)
     wait_for(service, 3)
@@ -93,11 +95,15 @@ def test_checkpoints_commit_while_running_and_a_kill_repeats_nothing(service: Se
 
 
 def test_commit_seconds_publishes_a_quiet_receiver_s_spans(service: Service) -> None:
-    configure(service, commit_seconds=0.5)
+    configure(
+        service, {"time_partition": {"column": "time", "granularity": "day"}}, commit_seconds=0.5
+    )
     service.start()
     sent = send_traces("http", service.http_port)
     wait_for(service, 3)  # committed without a stop nor more requests
     assert span_ids(service) == sorted(s.span_id for s in sent)
+    (day,) = {f.parent.name for f in files(service)}
+    assert day == time.strftime("day=%Y-%m-%d", time.gmtime())
     code, output = stop(service, signal.SIGTERM)
     assert code == 0, output
     assert span_ids(service) == sorted(s.span_id for s in sent)
