@@ -107,3 +107,31 @@ def test_commit_seconds_publishes_a_quiet_receiver_s_spans(service: Service) -> 
     code, output = stop(service, signal.SIGTERM)
     assert code == 0, output
     assert span_ids(service) == sorted(s.span_id for s in sent)
+
+
+def test_beside_another_source_the_receiver_runs_until_stopped(service: Service) -> None:
+    """Checkpoints need a run's only source: beside another one the options do not end the
+    receiver's input (and the run) at the first checkpoint."""
+    (service.dir / "numbers.jsonl").write_text('{"n": 1}\n{"n": 2}\n')
+    otlp = pipeline_doc(service.grpc_port, service.http_port, "-", commit_seconds=0.2)
+    steps = {
+        "otlp": otlp["source"],
+        "numbers": {"jsonl": {"path": "numbers.jsonl"}},
+        "spans": {"parquet": {"path": "out/spans.parquet"}},
+        "copy": {"jsonl": {"path": "out/numbers.jsonl"}},
+    }
+    connections = [{"from": "otlp", "to": "spans"}, {"from": "numbers", "to": "copy"}]
+    (service.dir / "pipeline.yaml").write_text(
+        yaml.safe_dump({"steps": steps, "connections": connections})
+    )
+    service.start()
+    send_traces("http", service.http_port)
+    time.sleep(1.0)  # well past commit_seconds
+    assert service.proc is not None and service.proc.poll() is None
+    assert not (service.dir / "out" / "spans.parquet").exists()  # no commit yet
+    response = httpx.post(
+        f"http://127.0.0.1:{service.http_port}/v1/traces",
+        content=trace_request(span("late")).SerializeToString(),
+        headers=PROTOBUF,
+    )
+    assert response.status_code == 200  # still accepting

@@ -56,6 +56,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         self._spool: Spool | None = None
         self._stop_requested = False
         self._ended = False  # the input has ended (no checkpoint follows)
+        self._checkpointing = False  # the engine runs this source in checkpoints
 
     # ------------------------------------------------------------------ hooks
 
@@ -86,7 +87,11 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
             self.intake.stop()
 
     def checkpoints(self) -> bool:
-        return self.cfg.checkpoints
+        """Whether the run commits in checkpoints; asked by the engine only when it will run
+        this source checkpoint after checkpoint (otherwise, in a dry run or beside another
+        source, the batches go on until the receiver is stopped)."""
+        self._checkpointing = self.cfg.checkpoints
+        return self._checkpointing
 
     def more(self) -> bool:
         return not self._ended
@@ -123,7 +128,8 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
                     yield batch
             intake = self.intake
             assert intake is not None
-            async for batch in intake.arriving(count=cfg.commit_every, seconds=cfg.commit_seconds):
+            limits = (cfg.commit_every, cfg.commit_seconds) if self._checkpointing else (None, None)
+            async for batch in intake.arriving(count=limits[0], seconds=limits[1]):
                 yield batch
             if not intake.stopping:
                 return  # a checkpoint: the receivers go on accepting into the spool
