@@ -14,6 +14,7 @@ it raises :class:`UnavailableError` (HTTP 503 / gRPC UNAVAILABLE).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pyarrow as pa
@@ -84,24 +85,37 @@ class Intake:
             self._handed = position
             yield batch
 
-    async def arriving(self) -> AsyncIterator[pa.RecordBatch]:
-        """Accepted batches as they come, until :meth:`stop` and the queue is empty."""
+    async def arriving(
+        self, *, count: int | None = None, seconds: float | None = None
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Accepted batches as they come, until :meth:`stop` and the queue is empty; for a
+        checkpoint, also after ``count`` batches or ``seconds`` after the first one."""
         stop = asyncio.ensure_future(self._stopping.wait())
+        handed = 0
+        deadline: float | None = None
         try:
-            while True:
+            while count is None or handed < count:
                 if self._queue.empty():
                     if self._stopping.is_set():
                         return
+                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     get = asyncio.ensure_future(self._queue.get())
-                    await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({get, stop}, timeout=wait, return_when="FIRST_COMPLETED")
                     if not get.done():
                         get.cancel()
+                        if deadline is not None and time.monotonic() >= deadline:
+                            return
                         continue
                     position, batch = get.result()
                 else:
                     position, batch = self._queue.get_nowait()
                 self._handed = position
+                handed += 1
+                if deadline is None and seconds is not None:
+                    deadline = time.monotonic() + seconds
                 yield batch
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
         finally:
             stop.cancel()
 

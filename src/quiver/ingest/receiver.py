@@ -56,7 +56,14 @@ from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 
-__all__ = ["BodyFormat", "BrokerReceiver", "Message", "ReceiverConfig", "TlsOptions"]
+__all__ = [
+    "BodyFormat",
+    "BrokerReceiver",
+    "CheckpointOptions",
+    "Message",
+    "ReceiverConfig",
+    "TlsOptions",
+]
 
 BodyFormat = Literal["json", "jsonl", "csv", "avro"]
 
@@ -109,7 +116,31 @@ class TlsOptions(BaseModel):
         return ctx
 
 
-class ReceiverConfig(ComponentConfig):
+class CheckpointOptions(BaseModel):
+    """When a receiver that runs until stopped commits a checkpoint (see
+    :class:`~quiver.pipeline.component.Checkpointing`)."""
+
+    commit_every: int | None = Field(
+        None,
+        ge=1,
+        description="Commit a checkpoint after this many messages (OTLP: export requests): "
+        "the sinks publish what it read (one output per checkpoint: {stem} in file sink paths, "
+        "or a parquet directory) and it is acknowledged; the run goes on. Default: one commit "
+        "at the end of the run.",
+    )
+    commit_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Commit a checkpoint this many seconds after its first message.",
+    )
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether ``commit_every`` or ``commit_seconds`` is set."""
+        return self.commit_every is not None or self.commit_seconds is not None
+
+
+class ReceiverConfig(CheckpointOptions, ComponentConfig):
     """The options every receiver has: the body format, batching and when the input ends."""
 
     format: BodyFormat = Field("json", description="Message body format: json, jsonl, csv, avro.")
@@ -140,18 +171,6 @@ class ReceiverConfig(ComponentConfig):
         "wait until stopped).",
     )
     tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
-    commit_every: int | None = Field(
-        None,
-        ge=1,
-        description="Commit a checkpoint after this many messages: the sinks publish what it "
-        "read (one output per checkpoint, {stem} in file sink paths) and the messages are "
-        "acknowledged; the run goes on. Default: one commit at the end of the run.",
-    )
-    commit_seconds: float | None = Field(
-        None,
-        gt=0,
-        description="Commit a checkpoint this many seconds after its first message.",
-    )
     max_messages: int | None = Field(
         None,
         ge=1,
@@ -286,7 +305,7 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
 
     def checkpoints(self) -> bool:
         """Whether this receiver commits in checkpoints (``commit_every`` / ``commit_seconds``)."""
-        return self.rcfg.commit_every is not None or self.rcfg.commit_seconds is not None
+        return self.rcfg.checkpoints
 
     def more(self) -> bool:
         """Whether another checkpoint follows the one just committed."""

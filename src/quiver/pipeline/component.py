@@ -178,6 +178,9 @@ class RunContext:
     variables: dict[str, str] = field(default_factory=dict)
     log: Callable[[str, str], None] = lambda message, level: None
     pipeline: str = ""  # the pipeline's name (its file's stem unless it names itself)
+    #: the name of the current unit's output: a checkpoint's stem (its UTC start and number)
+    #: or the input file's when running per input file; None for a run writing once
+    stem: str | None = None
 
 
 @runtime_checkable

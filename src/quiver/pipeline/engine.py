@@ -60,6 +60,7 @@ from quiver.pipeline.component import (
     without_line,
 )
 from quiver.pipeline.conform import conform
+from quiver.pipeline.output import FileSinkConfig
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
 from quiver.pipeline.resume import STEM
@@ -426,13 +427,19 @@ class PipelineEngine:
     async def _run_checkpoints(self, source: Checkpointing) -> None:
         """One unit per checkpoint of ``source``, until its input ends or it is drained."""
         for s in self.plan.sinks:
-            if s.writes_files and s.path_option and STEM not in str(s.path_option):
+            if (
+                s.writes_files
+                and s.path_option
+                and STEM not in str(s.path_option)
+                and not (isinstance(s.config, FileSinkConfig) and s.config.writes_directory)
+            ):
                 raise ConfigError.one(
                     f"sink '{s.name}' writes one file, but the source commits in checkpoints: "
                     "each checkpoint would replace the previous one's output",
                     s.where,
                     "put {stem} in the sink path, e.g. out/{stem}.parquet (one file per "
-                    "checkpoint), or leave out commit_every / commit_seconds",
+                    "checkpoint), give a parquet sink a directory (out/, partition_by), or "
+                    "leave out commit_every / commit_seconds",
                 )
         number = 0
         while True:
@@ -479,6 +486,7 @@ class PipelineEngine:
         comps = {name: self._instantiate(step, unit) for name, step in plan.steps.items()}
         self._sources = {s.name: comps[s.name] for s in plan.sources}
         self._checkpoint = unit.checkpoint
+        self.ctx.stem = unit.stem
         if self._draining:  # a stop came between two units
             self.drain()
         self._queues = {

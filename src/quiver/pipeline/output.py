@@ -240,6 +240,12 @@ class FileSinkConfig(ComponentConfig):
         True, description="Replace an existing file (atomically); false makes it an error."
     )
 
+    @property
+    def writes_directory(self) -> bool:
+        """Whether ``path`` names a directory that gets new files at every commit (so a run
+        committing in checkpoints needs no ``{stem}`` in it)."""
+        return False
+
 
 class TextSinkConfig(FileSinkConfig):
     """Options of sinks writing text, which may be compressed as a whole."""

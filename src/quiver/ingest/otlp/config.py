@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.access import AuthConfig, TlsConfig
 from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.receiver import CheckpointOptions
 from quiver.pipeline.component import ComponentConfig
 
 __all__ = [
@@ -72,7 +73,7 @@ class SpoolConfig(ComponentConfig):
     )
 
 
-class OtlpSourceConfig(ComponentConfig):
+class OtlpSourceConfig(CheckpointOptions, ComponentConfig):
     """Receive OTLP traces, metrics and logs over gRPC and/or HTTP until stopped."""
 
     grpc: GrpcReceiverConfig | None = Field(None, description="Listen for OTLP/gRPC.")

@@ -7,6 +7,10 @@ Every accepted request becomes one batch of the telemetry layout
 receivers stop accepting, requests in flight finish, everything accepted is handed on, and the
 sinks commit; then the spool is emptied. If the process dies instead (SIGKILL, a crash, a
 failed sink), what was accepted stays in the spool and the next run on it sends it on first.
+
+With ``commit_every`` / ``commit_seconds`` the run commits in checkpoints
+(:class:`~quiver.pipeline.component.Checkpointing`): the batches end at each checkpoint while
+the receivers keep accepting, the sinks commit, and the spool drops what they committed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from quiver.ingest.spool import Spool
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
+    Checkpointing,
     Draining,
     RunContext,
     source,
@@ -38,7 +43,7 @@ __all__ = ["OtlpSource"]
 
 
 @source("otlp", config=OtlpSourceConfig)
-class OtlpSource(Acknowledging, Checking, Draining):
+class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
     """OTLP traces, metrics and logs received over gRPC and/or HTTP until stopped."""
 
     def __init__(self, cfg: OtlpSourceConfig) -> None:
@@ -50,6 +55,8 @@ class OtlpSource(Acknowledging, Checking, Draining):
         self.http_port: int | None = None
         self._spool: Spool | None = None
         self._stop_requested = False
+        self._ended = False  # the input has ended (no checkpoint follows)
+        self._checkpointing = False  # the engine runs this source in checkpoints
 
     # ------------------------------------------------------------------ hooks
 
@@ -79,10 +86,21 @@ class OtlpSource(Acknowledging, Checking, Draining):
         if self.intake is not None:
             self.intake.stop()
 
+    def checkpoints(self) -> bool:
+        """Whether the run commits in checkpoints; asked by the engine only when it will run
+        this source checkpoint after checkpoint (otherwise, in a dry run or beside another
+        source, the batches go on until the receiver is stopped)."""
+        self._checkpointing = self.cfg.checkpoints
+        return self._checkpointing
+
+    def more(self) -> bool:
+        return not self._ended
+
     async def commit(self) -> None:
         if self.intake is not None:
             await self.intake.commit()
-        self._close_spool()
+        if self._ended:
+            self._close_spool()
 
     async def abort(self) -> None:
         self._close_spool()  # what was not committed stays in the spool for the next run
@@ -101,6 +119,38 @@ class OtlpSource(Acknowledging, Checking, Draining):
         return os.path.join(ctx.base_dir, path)
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        """What was received, until stopped; or until the next checkpoint (then called
+        again for the one after, the receivers listening all along)."""
+        cfg = self.cfg
+        try:
+            if self.intake is None:
+                async for batch in self._open(ctx):
+                    yield batch
+            intake = self.intake
+            assert intake is not None
+            limits = (cfg.commit_every, cfg.commit_seconds) if self._checkpointing else (None, None)
+            async for batch in intake.arriving(count=limits[0], seconds=limits[1]):
+                yield batch
+            if not intake.stopping:
+                return  # a checkpoint: the receivers go on accepting into the spool
+            await self._stop_servers()
+            for batch in intake.drain():
+                yield batch
+            self._ended = True
+            if intake.rejected_items:
+                ctx.log(
+                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
+                    "or no metric name (answered as partial_success)",
+                    "warning",
+                )
+        except BaseException:
+            self._ended = True
+            with contextlib.suppress(Exception):
+                await self._stop_servers()
+            raise
+
+    async def _open(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
+        """Open the spool, hand on what an earlier run left in it, then start listening."""
         self._resolve_paths(ctx.base_dir)
         cfg = self.cfg
         spool = Spool(
@@ -118,24 +168,9 @@ class OtlpSource(Acknowledging, Checking, Draining):
         )
         if self._stop_requested:
             intake.stop()
-        try:
-            async for batch in intake.replayed():
-                yield batch
-            await self._start(ctx)
-            async for batch in intake.arriving():
-                yield batch
-            await self._stop_servers()
-            for batch in intake.drain():
-                yield batch
-            if intake.rejected_items:
-                ctx.log(
-                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
-                    "or no metric name (answered as partial_success)",
-                    "warning",
-                )
-        finally:
-            with contextlib.suppress(Exception):
-                await self._stop_servers()
+        async for batch in intake.replayed():
+            yield batch
+        await self._start(ctx)
 
     async def _start(self, ctx: RunContext) -> None:
         cfg = self.cfg

@@ -3,20 +3,34 @@
 Batches are gathered until ``row_group_rows`` rows, then written as one row group, so readers
 get row groups of a useful size whatever the batch size upstream; memory holds at most one row
 group. The file is renamed into place on commit and deleted on abort.
+
+A directory ``path`` (ending in ``/``, or with ``partition_by`` / ``time_partition``) gets
+hive-style partitions instead: ``<dir>/<key>=<value>/.../part-<run>-<NNNNNN>.parquet``, one
+file per partition and commit (``NNNNNN`` is ``000000`` for a run that commits once; a source
+committing in checkpoints names each checkpoint's files with its stem, UTC start and number),
+each written under a hidden temporary name and renamed on commit. Partition columns are left
+out of the files (readers take them from the directory names); a time partition adds
+``day=YYYY-MM-DD`` or ``hour=YYYY-MM-DDTHH`` (UTC) from a timestamp or nanoseconds-since-epoch
+column.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 from typing import Literal
+from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quiver.pipeline import streams
 from quiver.pipeline.component import (
+    Checking,
     FileWriting,
     RunContext,
     schema_without_line,
@@ -24,14 +38,46 @@ from quiver.pipeline.component import (
     without_line,
 )
 from quiver.pipeline.conform import conform
-from quiver.pipeline.output import AtomicOutput, FileSinkConfig, open_output
-from quiver.runtime.errors import PermanentError
+from quiver.pipeline.output import (
+    AtomicOutput,
+    FileSinkConfig,
+    open_output,
+    remove_stale_temps,
+)
+from quiver.pipeline.paths import resolve_path
+from quiver.runtime.errors import ErrorDetail, PermanentError
 
 __all__ = ["ParquetSink", "ParquetSinkConfig"]
 
 
+class TimePartition(BaseModel):
+    """A partition by time: ``day=YYYY-MM-DD`` or ``hour=YYYY-MM-DDTHH`` (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(
+        "time", description="Timestamp column, or integer nanoseconds since the epoch."
+    )
+    granularity: Literal["hour", "day"] = Field("hour", description="Size of a partition.")
+
+
+_TIME_FORMATS = {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d"}
+_NULL_VALUE = "__HIVE_DEFAULT_PARTITION__"
+
+
 class ParquetSinkConfig(FileSinkConfig):
-    """Write a Parquet file."""
+    """Write a Parquet file, or partitioned Parquet files under a directory."""
+
+    partition_by: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values name the partition directories (`path` is then a "
+        "directory): `service_name=checkout/part-<run>-000000.parquet`.",
+    )
+    time_partition: TimePartition | None = Field(
+        None,
+        description="Partition by time as well, after `partition_by` (`path` is then a "
+        "directory), e.g. `{column: time, granularity: hour}`.",
+    )
 
     compression: Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"] = Field(
         "zstd", description="Column chunk compression."
@@ -44,6 +90,11 @@ class ParquetSinkConfig(FileSinkConfig):
     )
     dictionary: bool = Field(True, description="Dictionary-encode columns where it pays.")
     statistics: bool = Field(True, description="Write min/max statistics for each column chunk.")
+
+    @property
+    def writes_directory(self) -> bool:
+        """Whether ``path`` names a directory of part files rather than one file."""
+        return bool(self.partition_by or self.time_partition or self.path.endswith("/"))
 
     @model_validator(mode="after")
     def _level_fits_codec(self) -> ParquetSinkConfig:
@@ -65,7 +116,7 @@ _LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "brotli": (0, 11)}
 
 
 @sink("parquet", config=ParquetSinkConfig)
-class ParquetSink(FileWriting):
+class ParquetSink(Checking, FileWriting):
     """A Parquet file, written row group by row group and renamed into place on commit."""
 
     def __init__(self, cfg: ParquetSinkConfig) -> None:
@@ -77,12 +128,31 @@ class ParquetSink(FileWriting):
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.guard = streams.DestinationGuard(cfg.path)
+        self.parts: _Partitioned | None = None
+
+    def check(self, ctx: RunContext) -> list[ErrorDetail]:
+        path = resolve_path(self.cfg.path, ctx.base_dir)
+        if not self.cfg.writes_directory and os.path.isdir(path):
+            return [
+                ErrorDetail(
+                    f"{self.cfg.path} is a directory, and the parquet sink writes one file "
+                    "unless told to write a directory",
+                    "sink parquet.path",
+                    "end the path with '/' to write part files into the directory, add "
+                    "`partition_by: [columns]` or `time_partition: {column: time}` to "
+                    "partition them, or name a file",
+                )
+            ]
+        return []
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self.schema = schema
+        if self.cfg.writes_directory:
+            self.parts = _Partitioned(self, schema, ctx)
+            return
         self.output, stream = open_output(self.cfg, ctx)
         self.guard.path = self.output.path
         try:
@@ -115,6 +185,9 @@ class ParquetSink(FileWriting):
             where=f"parquet sink {self.cfg.path}",
             origin="the file being written",
         )
+        if self.parts is not None:
+            await asyncio.to_thread(self.parts.write, data)
+            return
         self._pending.append(data)
         self._pending_rows += data.num_rows
         if self._pending_rows >= self.cfg.row_group_rows:
@@ -139,6 +212,9 @@ class ParquetSink(FileWriting):
         await asyncio.to_thread(self._commit)
 
     def _commit(self) -> None:
+        if self.parts is not None:
+            self.parts.commit()
+            return
         with self.guard.writing():
             if self.writer is not None:
                 self._flush(True)
@@ -151,6 +227,8 @@ class ParquetSink(FileWriting):
         await asyncio.to_thread(self._abort)
 
     def _abort(self) -> None:
+        if self.parts is not None:
+            self.parts.abort()
         self._pending = []
         if self.writer is not None:
             with contextlib.suppress(Exception):  # the file is thrown away anyway
@@ -158,3 +236,137 @@ class ParquetSink(FileWriting):
             self.writer = None
         if self.output is not None:
             self.output.abort()
+
+
+class _Partitioned:
+    """The part files of a directory output: one writer per partition, each renamed into
+    place on commit."""
+
+    def __init__(self, sink: ParquetSink, schema: pa.Schema, ctx: RunContext) -> None:
+        cfg = sink.cfg
+        self.sink = sink
+        self.where = f"parquet sink {cfg.path}"
+        self.directory = resolve_path(cfg.path, ctx.base_dir)
+        keys = list(cfg.partition_by)
+        if cfg.time_partition is not None:
+            keys.append(cfg.time_partition.column)
+        missing = [k for k in keys if k not in schema.names]
+        if missing:
+            raise PermanentError.one(
+                f"partition column(s) {', '.join(map(repr, missing))} not in the rows "
+                f"(columns: {', '.join(schema.names)})",
+                self.where,
+                "name columns the rows have in `partition_by` / `time_partition.column`",
+            )
+        self.file_schema = pa.schema([f for f in schema if f.name not in cfg.partition_by])
+        safe_run = _safe(ctx.run_id) or "run"
+        unit = _safe(ctx.stem) if ctx.stem else "000000"
+        self.file_name = f"part-{safe_run}-{unit}.parquet"
+        self.safe_run = safe_run
+        self.run_id = ctx.run_id
+        self.writers: dict[str, tuple[AtomicOutput, pq.ParquetWriter]] = {}
+        # rows gathered per partition until a row group is full; at most ``row_group_rows``
+        # rows are held over all partitions (then the biggest is written)
+        self.pending: dict[str, list[pa.Table]] = {}
+        self.pending_rows: dict[str, int] = {}
+        _remove_stale_parts(self.directory)  # a live writer's files are left alone
+
+    def _labels(self, table: pa.Table) -> list[pa.Array]:
+        """Per row, the value of each partition level as text."""
+        cfg = self.sink.cfg
+        labels = [pc.cast(table.column(c), pa.string()) for c in cfg.partition_by]
+        tp = cfg.time_partition
+        if tp is not None:
+            times = table.column(tp.column)
+            if pa.types.is_integer(times.type):
+                times = pc.cast(pc.cast(times, pa.int64()), pa.timestamp("ns", tz="UTC"))
+            elif not pa.types.is_timestamp(times.type):
+                raise PermanentError.one(
+                    f"time partition column {tp.column!r} is {times.type}",
+                    self.where,
+                    "name a timestamp column or one of integer nanoseconds since the epoch",
+                )
+            elif times.type.tz is None:
+                times = pc.assume_timezone(times, "UTC")
+            labels.append(pc.strftime(times, format=_TIME_FORMATS[tp.granularity], locale="C"))
+        return [pc.fill_null(lab.combine_chunks(), _NULL_VALUE) for lab in labels]
+
+    def write(self, data: pa.RecordBatch) -> None:
+        cfg = self.sink.cfg
+        table = pa.Table.from_batches([data])
+        names = list(cfg.partition_by)
+        if cfg.time_partition is not None:
+            names.append(cfg.time_partition.granularity)
+        labels = self._labels(table)
+        body = table.select(self.file_schema.names)
+        if not labels:  # a directory without partitions
+            self._hold("", body)
+            self.sink.rows_written += table.num_rows
+            return
+        keys = pa.table({str(i): lab for i, lab in enumerate(labels)})
+        groups = keys.group_by([str(i) for i in range(len(labels))]).aggregate([])
+        for row in groups.to_pylist():
+            mask = None
+            for i, lab in enumerate(labels):
+                hit = pc.equal(lab, row[str(i)])
+                mask = hit if mask is None else pc.and_(mask, hit)
+            assert mask is not None
+            part = "/".join(f"{n}={quote(str(row[str(i)]), safe='')}" for i, n in enumerate(names))
+            self._hold(part, body.filter(mask))
+        self.sink.rows_written += table.num_rows
+
+    def _hold(self, part: str, rows: pa.Table) -> None:
+        self.pending.setdefault(part, []).append(rows)
+        self.pending_rows[part] = self.pending_rows.get(part, 0) + rows.num_rows
+        limit = self.sink.cfg.row_group_rows
+        while sum(self.pending_rows.values()) >= limit:
+            self._write_out(max(self.pending_rows, key=self.pending_rows.__getitem__))
+
+    def _write_out(self, part: str) -> None:
+        table = pa.concat_tables(self.pending.pop(part))
+        del self.pending_rows[part]
+        self._writer(part).write_table(table, row_group_size=self.sink.cfg.row_group_rows)
+
+    def _writer(self, part: str) -> pq.ParquetWriter:
+        if part not in self.writers:
+            path = os.path.join(self.directory, part, self.file_name)
+            output = AtomicOutput(
+                path, self.run_id, create_dirs=self.sink.cfg.create_dirs, where=self.where
+            )
+            # hidden while written: dataset readers skip names starting with a dot
+            output.temp_path = os.path.join(
+                os.path.dirname(path), f".{self.file_name}.tmp-{self.safe_run}"
+            )
+            stream = output.open()
+            self.writers[part] = (output, self.sink._writer(stream, self.file_schema))
+        return self.writers[part][1]
+
+    def commit(self) -> None:
+        for part in list(self.pending):
+            self._write_out(part)
+        for output, writer in self.writers.values():
+            writer.close()
+            output.commit()
+        self.writers.clear()
+
+    def abort(self) -> None:
+        self.pending.clear()
+        for output, writer in self.writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+            output.abort()
+        self.writers.clear()
+
+
+def _safe(name: str) -> str:
+    """``name`` with only letters, digits, ``_`` and ``-`` (for a file name)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def _remove_stale_parts(directory: str) -> None:
+    """Delete the hidden temporary part files a killed run left under ``directory``."""
+    for root, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".part-") and ".tmp-" in name:
+                final = name[1:].split(".tmp-", 1)[0]
+                remove_stale_temps(os.path.join(root, "." + final))
