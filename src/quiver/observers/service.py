@@ -80,20 +80,8 @@ async def open_dispatcher(
     schema: Schema | None = None,
     locate: Locate | None = None,
 ) -> Dispatcher:
-    """A dispatcher over the settings' database, its tables created when missing.
-
-    The database is opened for writing before the schema is reflected: after a crash in the
-    middle of a write, SQLite's rollback journal is only undone by a writing connection, and
-    reflection reads with a read-only one.
-    """
-    store = await open_store(settings)
-    database = store.db
-    d = settings.dispatcher
-    try:
-        if schema is None:
-            schema = await load_schema(settings)
-        observers = check_observers(settings, schema, declared, locate)
-    except BaseException:
-        await database.close()
-        raise
-    return Dispatcher(store, observers, d)
+    """A dispatcher over the settings' database, its tables created when missing."""
+    if schema is None:
+        schema = await load_schema(settings)
+    observers = check_observers(settings, schema, declared, locate)
+    return Dispatcher(await open_store(settings), observers, settings.dispatcher)

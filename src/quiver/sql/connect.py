@@ -234,22 +234,92 @@ def connect_sqlite(
     check_same_thread: bool = True,
 ) -> sqlite3.Connection:
     """A ``sqlite3`` connection: ``ro`` reads an existing file, ``rw`` also writes it, ``rwc``
-    creates it when missing. ``isolation_level=None`` is autocommit."""
+    creates it when missing. ``isolation_level=None`` is autocommit.
+
+    A read-only connection that finds the transaction of a writer that died mid-write (a hot
+    rollback journal, a WAL index to rebuild) opens the file once for writing, which rolls
+    that transaction back, then reads; when the file is not writable it fails saying so.
+    """
     path = sqlite_path(url, base_dir)
     if mode != "rwc" and path != ":memory:" and not os.path.isfile(path):
         raise PermanentError.one(
             f"the SQLite file {path!r} does not exist", url.redacted(), _SQLITE_FIX
         )
-    try:
+
+    def open_file(open_mode: str) -> sqlite3.Connection:
         return sqlite3.connect(
-            f"file:{quote(path)}?mode={mode}",
+            f"file:{quote(path)}?mode={open_mode}",
             uri=True,
             timeout=CONNECT_TIMEOUT_S,
             isolation_level=isolation_level,
             check_same_thread=check_same_thread,
         )
+
+    try:
+        conn = open_file(mode)
+        if mode == "ro" and path != ":memory:" and not _sqlite_readable(conn):
+            conn.close()
+            _roll_back_crashed_write(url, path, open_file)
+            conn = open_file(mode)
+            _sqlite_readable(conn, recovered=True)
+        return conn
     except sqlite3.Error as exc:
         raise _connect_error(exc, url) from exc
+
+
+#: The primary result code of every "attempt to write a readonly database" (its extended
+#: codes: a hot rollback journal, a WAL index to rebuild, a lock the connection cannot take).
+_SQLITE_READONLY = 8
+
+
+def _sqlite_readable(conn: sqlite3.Connection, *, recovered: bool = False) -> bool:
+    """Whether a read-only connection can read: ``False`` when its first read needs a write
+    (a writer died mid-transaction and left a hot journal or a WAL index to rebuild). Any
+    other failure (not a database, say) is left to the caller's first statement."""
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_READONLY:
+            return True
+        if recovered:
+            conn.close()
+            raise
+        return False
+    return True
+
+
+def _roll_back_crashed_write(
+    url: DatabaseUrl, path: str, open_file: Callable[[str], sqlite3.Connection]
+) -> None:
+    """Open ``path`` once for writing so that SQLite rolls back the transaction of a writer
+    that died mid-write; a clear error when the file or its folder is not writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    journal = next(
+        (path + s for s in ("-journal", "-wal") if os.path.exists(path + s)), path + "-journal"
+    )
+    what = (
+        f"a process that wrote the SQLite file {path!r} died in the middle of a transaction and "
+        f"left {os.path.basename(journal)!r} behind; a read-only connection cannot roll it back"
+    )
+    fix = (
+        f"open the file once with write access to roll the transaction back, e.g. run "
+        f"sqlite3 {path} 'pragma integrity_check' as the owner of the file and of {folder!r}, "
+        "then run again"
+    )
+    if not (os.access(path, os.W_OK) and os.access(folder, os.W_OK)):
+        raise PermanentError.one(
+            f"{what}, and this process may not write the file or its folder", url.redacted(), fix
+        )
+    try:
+        writer = open_file("rw")
+        try:
+            writer.execute("PRAGMA schema_version").fetchone()
+        finally:
+            writer.close()
+    except sqlite3.Error as exc:
+        raise PermanentError.one(
+            f"{what}, and opening it for writing failed: {_first_line(exc)}", url.redacted(), fix
+        ) from exc
 
 
 # -- what a failure means ---------------------------------------------------------------------
