@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quiver.observers.dispatcher import Dispatcher
 from tests.graphql.servers import QUIVER, free_port
-from tests.observers.conftest import Receiver, Shop
+from tests.observers.conftest import Receiver, Shop, mutate_over_http, quiver_serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -64,6 +64,20 @@ async def _two_authors(shop: Shop) -> None:
     )
 
 
+async def _rename_two_authors(
+    shop: Shop, observer: dict[str, Any]
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The metrics of a dispatcher of ``observer`` after one scan of two authors renamed."""
+    dispatcher = await shop.dispatcher([observer])
+    try:
+        await _two_authors(shop)
+        await shop.mutate(RENAME)
+        await dispatcher.run_once()
+        return _scrape(dispatcher)
+    finally:
+        await dispatcher.close()
+
+
 async def test_the_fraiseql_namespace_yields_exactly_the_fraiseql_names(
     shop: Shop, receiver: Receiver
 ) -> None:
@@ -90,14 +104,7 @@ async def test_the_fraiseql_namespace_yields_exactly_the_fraiseql_names(
 async def test_events_are_counted_by_observer_and_outcome_and_actions_timed_by_type(
     shop: Shop, receiver: Receiver
 ) -> None:
-    dispatcher = await shop.dispatcher([_hook(receiver)])
-    try:
-        await _two_authors(shop)
-        await shop.mutate(RENAME)
-        await dispatcher.run_once()
-        got = _scrape(dispatcher)
-    finally:
-        await dispatcher.close()
+    got = await _rename_two_authors(shop, _hook(receiver))
     assert len(receiver.received) == 2
     events = "quiver_observer_events_processed_total"
     assert _value(got, events, observer="renamed", outcome="delivered") == 2
@@ -107,14 +114,7 @@ async def test_events_are_counted_by_observer_and_outcome_and_actions_timed_by_t
 
 
 async def test_a_false_condition_counts_as_skipped(shop: Shop, receiver: Receiver) -> None:
-    dispatcher = await shop.dispatcher([{**_hook(receiver), "when": "changed(bio)"}])
-    try:
-        await _two_authors(shop)
-        await shop.mutate(RENAME)
-        await dispatcher.run_once()
-        got = _scrape(dispatcher)
-    finally:
-        await dispatcher.close()
+    got = await _rename_two_authors(shop, {**_hook(receiver), "when": "changed(bio)"})
     assert receiver.received == []
     events = "quiver_observer_events_processed_total"
     assert _value(got, events, observer="renamed", outcome="skipped") == 2
@@ -199,33 +199,19 @@ async def test_every_dashboard_query_names_a_metric_of_quiver_serve_metrics(
     doc = yaml.safe_load(cfg.read_text())
     doc["dispatcher"]["in_process"] = True
     cfg.write_text(yaml.safe_dump(doc))
-    proc = await asyncio.create_subprocess_exec(
-        QUIVER, "serve", "-c", str(cfg),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                try:
-                    if (await client.get(f"{base}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.returncode is None, "quiver serve exited"
-                await asyncio.sleep(0.2)
-            for query in (
-                'mutation { createAuthor(input: {name: "A", email: "a@x"}) { id } }',
-                'mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }',
-            ):
-                r = await client.post(f"{base}/graphql", json={"query": query})
-                assert r.status_code == 200 and "errors" not in r.json(), r.text
-            text = await _wait_for(
-                client, f"{base}/metrics", "quiver_observer_events_processed_total", proc
-            )
-    finally:
-        out = await _stop(proc)
-    assert proc.returncode == 0, out
+    async with quiver_serve(str(cfg), port) as served:
+        await mutate_over_http(
+            served,
+            'mutation { createAuthor(input: {name: "A", email: "a@x"}) { id } }',
+            'mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }',
+        )
+        text = await _wait_for(
+            served.client,
+            f"{served.base}/metrics",
+            "quiver_observer_events_processed_total",
+            served.proc,
+        )
+    assert served.proc.returncode == 0, served.output
     assert len(receiver.received) == 1
     live = {name for name, _ in _samples(text)}
     assert "quiver_graphql_requests_total" in live  # the server's own metrics stay
