@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
@@ -21,7 +24,7 @@ from quiver.observers.service import open_dispatcher
 from tests.conftest import DIALECTS, Dialect
 from tests.graphql.conftest import Runner
 from tests.graphql.mutation_fixtures import open_bookshop
-from tests.graphql.servers import free_port
+from tests.graphql.servers import QUIVER, free_port
 
 
 @dataclass
@@ -104,3 +107,45 @@ async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Shop]:
     finally:
         await runner.engine.close()
         runner.db.close()
+
+
+@dataclass
+class Served:
+    """A ``quiver serve`` subprocess: its base URL, a client, and its output once stopped."""
+
+    base: str
+    client: httpx.AsyncClient
+    proc: asyncio.subprocess.Process
+    output: str = ""
+
+
+@asynccontextmanager
+async def quiver_serve(config: str, port: int) -> AsyncIterator[Served]:
+    """``quiver serve -c config`` on ``port``, once it answers /readyz; stopped with SIGTERM
+    afterwards, after which ``output`` holds what it printed."""
+    proc = await asyncio.create_subprocess_exec(
+        QUIVER, "serve", "-c", config,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    served = Served(f"http://127.0.0.1:{port}", httpx.AsyncClient(), proc)
+    try:
+        for _ in range(200):
+            try:
+                if (await served.client.get(f"{served.base}/readyz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.returncode is None, "quiver serve exited"
+            await asyncio.sleep(0.2)
+        yield served
+    finally:
+        await served.client.aclose()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        served.output = out.decode()
+
+
+async def mutate_over_http(served: Served, *queries: str) -> None:
+    for query in queries:
+        r = await served.client.post(f"{served.base}/graphql", json={"query": query})
+        assert r.status_code == 200 and "errors" not in r.json(), r.text

@@ -10,13 +10,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import yaml
 
 from tests.graphql.servers import QUIVER, free_port
-from tests.observers.conftest import Receiver, Shop
+from tests.observers.conftest import Receiver, Shop, mutate_over_http, quiver_serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -151,32 +150,14 @@ async def test_quiver_serve_dispatches_in_process_when_asked(
     doc["dispatcher"]["in_process"] = True
     doc["server"] = {"port": port, "host": "127.0.0.1"}
     cfg.write_text(yaml.safe_dump(doc))
-    proc = await asyncio.create_subprocess_exec(
-        QUIVER, "serve", "-c", str(cfg),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                try:
-                    if (await client.get(f"{base}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.returncode is None, "quiver serve exited"
-                await asyncio.sleep(0.2)
-            for query in (
-                'mutation { createAuthor(input: {name: "A", email: "a@x"}) { id } }',
-                'mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }',
-            ):
-                r = await client.post(f"{base}/graphql", json={"query": query})
-                assert r.status_code == 200 and "errors" not in r.json(), r.text
+    async with quiver_serve(str(cfg), port) as served:
+        await mutate_over_http(
+            served,
+            'mutation { createAuthor(input: {name: "A", email: "a@x"}) { id } }',
+            'mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }',
+        )
         await asyncio.wait_for(receiver.arrived.wait(), 30)
         [got] = receiver.received
         assert orjson.loads(got.body)["after"]["name"] == "Z"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, out.decode()
-    assert "Observers: 1 dispatched in this process" in out.decode()
+    assert served.proc.returncode == 0, served.output
+    assert "Observers: 1 dispatched in this process" in served.output

@@ -210,6 +210,13 @@ class DispatcherSettings(_Settings):
     retry: RetryPolicy = Field(
         default_factory=RetryPolicy, description="Retries of a failed action before the DLQ."
     )
+    metrics_namespace: str = Field(
+        default="quiver",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=60,
+        description="First word of the dispatcher's Prometheus metric names"
+        " (`<namespace>_observer_events_processed_total`, ...).",
+    )
 
 
 class CorsSettings(_Settings):

@@ -7,7 +7,8 @@
   query-string parameters over GET; GraphiQL for browsers on GET with ``text/html``;
 * ``GET <graphql.path>/static/<package>-<version>/<file>``: GraphiQL's assets, cached for good;
 * ``GET /healthz``: the process is up; ``GET /readyz``: the database answers;
-* ``GET /metrics``: Prometheus text format.
+* ``GET /metrics``: Prometheus text format (with the metrics of the registries of
+  :mod:`quiver.runtime.metrics`: an in-process observer dispatcher's).
 
 Media types: responses are ``application/graphql-response+json`` or ``application/json`` as
 the ``Accept`` header asks (``application/json`` when it is absent or ``*/*``). GraphQL request
@@ -48,6 +49,7 @@ from quiver.graphql.graphiql import (
     static_prefix,
 )
 from quiver.runtime.logs import request_id
+from quiver.runtime.metrics import exposed
 from quiver.schema.ir import Schema
 from quiver.schema.reflect import reflect_database
 
@@ -300,7 +302,7 @@ class GraphQLApp:
         elif path == "/readyz":
             await self._ready(send)
         elif path == "/metrics":
-            body = generate_latest(self.metrics.registry)
+            body = b"".join(generate_latest(r) for r in (self.metrics.registry, *exposed()))
             await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body)
         elif self.graphiql is not None and path.startswith(self.static_prefix):
             await self._asset(scope, send, path[len(self.static_prefix) :])

@@ -32,6 +32,7 @@ class ObserverConfigError(QuiverError):
 class BoundAction:
     name: str
     action: Action
+    kind: str = "python"  # the action's type (webhook, log, ...): a label of its metrics
 
 
 @dataclass
@@ -176,4 +177,4 @@ def _action(
             errors.append(ErrorDetail(e["msg"], f"{where}.{loc}", fix))
         return None
     name = getattr(cfg, "name", None) or f"{kind}{index}"
-    return BoundAction(name, build(cfg, fields, where, errors))
+    return BoundAction(name, build(cfg, fields, where, errors), str(kind))

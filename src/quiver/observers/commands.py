@@ -58,6 +58,7 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
     import threading
 
     from quiver.observers.service import open_dispatcher
+    from quiver.runtime.metrics import expose
 
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
@@ -71,6 +72,7 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
             opened.append(exc)
             ready.set()
             return
+        withdraw = expose(dispatcher.metrics.registry)  # on the server's /metrics
         opened.append(None)
         ready.set()
         try:
@@ -78,6 +80,7 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
         except Exception:
             logging.getLogger("quiver.observers").exception("the dispatcher stopped")
         finally:
+            withdraw()
             await dispatcher.close()
 
     def work() -> None:
@@ -150,6 +153,18 @@ def run_command(
     once: Annotated[
         bool, typer.Option("--once", help="Dispatch what is pending, then stop.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve the dispatcher's Prometheus metrics at http://HOST:PORT/metrics.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics server binds.")
+    ] = "127.0.0.1",
     debug: Debug = False,
 ) -> None:
     """Read the change log and run the matching observers' actions until stopped."""
@@ -163,17 +178,47 @@ def run_command(
         dispatcher = await open_dispatcher(
             settings, _declared(app_file), locate=setting_locator(config)
         )
+        stops: list[Callable[[], None]] = []
         try:
+            if metrics_port is not None:
+                stops.append(_serve_metrics(dispatcher, metrics_host, metrics_port))
             if once:
                 while await dispatcher.run_once() >= dispatcher.settings.batch_size:
                     pass
             else:
                 await dispatcher.run()
         finally:
+            for stop in stops:
+                stop()
             await dispatcher.close()
 
     with failures_reported(debug), contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+def _serve_metrics(dispatcher: Dispatcher, host: str, port: int) -> Callable[[], None]:
+    """Serve the dispatcher's metrics on ``host:port`` from a thread; returns what stops it."""
+    from prometheus_client import start_http_server
+
+    from quiver.runtime.errors import ConfigError
+
+    try:
+        server, thread = start_http_server(port, host, registry=dispatcher.metrics.registry)
+    except OSError as exc:
+        raise ConfigError.one(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+            "--metrics-port",
+            "pick a free port, or stop what listens on it",
+        ) from None
+    bound = server.server_address[1]
+    typer.echo(f"Metrics: http://{host}:{bound}/metrics")
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def _with_dispatcher(

@@ -17,10 +17,13 @@ import logging
 import time
 from collections.abc import Sequence
 
+from prometheus_client import Counter
+
 from quiver.config.settings import DispatcherSettings
 from quiver.observers.catalog import BoundAction, Observer
 from quiver.observers.condition import evaluate
 from quiver.observers.event import Event, Job
+from quiver.observers.metrics import DispatcherMetrics
 from quiver.observers.store import DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
 
@@ -29,6 +32,7 @@ __all__ = ["Dispatcher"]
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
 _PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
+_GAUGES_EVERY = 5.0  # seconds between counts of the backlog and the dead-letter table
 
 
 class Dispatcher:
@@ -45,6 +49,7 @@ class Dispatcher:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self.delivered = 0
         self.dead = 0
+        self.metrics = DispatcherMetrics(settings.metrics_namespace)
 
     def _entities(self) -> list[str]:
         return sorted({o.entity for o in self.observers})
@@ -74,12 +79,16 @@ class Dispatcher:
         drop the ledger rows of events older than twice the lookback."""
         stop = stop or asyncio.Event()
         pruned_at: float | None = None
+        counted_at: float | None = None
         while not stop.is_set():
             now = time.monotonic()
             if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
                 await self.store.prune(self.settings.lookback)
                 pruned_at = now
             try:
+                if counted_at is None or now - counted_at > _GAUGES_EVERY:
+                    counted_at = now
+                    await self.count()
                 read = await self.run_once()
             except Exception as exc:  # the database or the ledger: the events stay pending
                 _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
@@ -90,20 +99,41 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
+    async def count(self) -> None:
+        """Set the backlog and dead-letter gauges from the database."""
+        m = self.metrics
+        m.backlog.set(await self.store.backlog(self._entities(), self.settings.lookback))
+        m.dlq.set(await self.store.dead_letter_count())
+
     async def _dispatch(self, event: Event) -> None:
         async with self._limit:
             finished = await self.store.finished(event.id)
             for observer in self.observers:
                 if observer.entity != event.entity or event.operation not in observer.on:
                     continue
-                if not evaluate(observer.condition, event.images()):
-                    continue
-                payload = event.payload(observer.name)
-                for bound in observer.actions:
-                    if (observer.name, bound.name) in finished:
-                        continue
-                    await self._deliver(Job(event.id, observer.name, bound.name, payload), bound)
+                outcome = self.metrics.events.labels(observer.name, "skipped")
+                if evaluate(observer.condition, event.images()):
+                    outcome = await self._run_observer(observer, event, finished)
+                outcome.inc()
             await self.store.finish(event.id)
+
+    async def _run_observer(
+        self, observer: Observer, event: Event, finished: set[tuple[str, str]]
+    ) -> Counter:
+        """Deliver the observer's unfinished actions for ``event``; the counter of its outcome."""
+        events = self.metrics.events
+        payload = event.payload(observer.name)
+        dead = False
+        for bound in observer.actions:
+            if (observer.name, bound.name) in finished:
+                continue
+            try:
+                job = Job(event.id, observer.name, bound.name, payload)
+                dead = not await self._deliver(job, bound) or dead
+            except Exception:
+                events.labels(observer.name, "failed").inc()
+                raise
+        return events.labels(observer.name, "dead_lettered" if dead else "delivered")
 
     def _delivery(self, job: Job, dead: list[bool]) -> Delivery:
         """A delivery of ``job``; a dead letter written appends True to ``dead``."""
@@ -129,13 +159,16 @@ class Dispatcher:
 
         return Delivery(self.settings.retry, breaker=breaker, dead_letter=dead_letter)
 
-    async def _deliver(self, job: Job, bound: BoundAction) -> None:
+    async def _deliver(self, job: Job, bound: BoundAction) -> bool:
+        """Deliver ``job``: True once delivered, False once dead-lettered."""
         attempts = 0
+        duration = self.metrics.action_duration.labels(bound.kind)
 
         async def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            await bound.action.run(job)
+            with duration.time():
+                await bound.action.run(job)
 
         dead: list[bool] = []
         try:
@@ -144,10 +177,11 @@ class Dispatcher:
             )
         except Exception:
             if dead:  # in the dead-letter table: a final outcome
-                return
+                return False
             raise  # not recorded anywhere: the event stays pending
         await self.store.record(job, "delivered", attempts)
         self.delivered += 1
+        return True
 
     async def redeliver(self, row: DeadLetterRow) -> None:
         """Run a dead letter's action again (``quiver dlq retry``); raises when it fails

@@ -165,19 +165,12 @@ class DispatchStore:
         """Change rows of ``entities`` from the last ``lookback`` seconds not yet finished."""
         if not entities:
             return []
-        name = self.dialect.name
-        span: Any = f"-{lookback} seconds" if name == "sqlite" else lookback
-        if name == "mysql":
-            span = max(1, int(lookback))
-        marks = ", ".join("?" for _ in entities)
+        where, params = self._unfinished(entities, lookback)
         rows = await self._run(
             "SELECT c.id, c.entity, c.entity_key, c.operation, c.before_image, c.after_image,"
             " c.changed_fields, c.actor, c.tenant_id, c.transaction_id, c.changed_at"
-            f" FROM {self.changes} c WHERE c.entity IN ({marks})"
-            f" AND c.changed_at >= {_CUTOFF[name]}"
-            f" AND NOT EXISTS (SELECT 1 FROM {self.ledger} l WHERE l.event_id = c.id"
-            " AND l.observer = ? AND l.action = ?) ORDER BY c.id LIMIT ?",
-            [*entities, span, EVENT_DONE, EVENT_DONE, limit],
+            f" FROM {self.changes} c WHERE {where} ORDER BY c.id LIMIT ?",
+            [*params, limit],
         )
         return [
             Event(
@@ -195,6 +188,33 @@ class DispatchStore:
             )
             for r in rows
         ]
+
+    def _unfinished(self, entities: Sequence[str], lookback: float) -> tuple[str, list[Any]]:
+        """The condition (on change rows ``c``) of :meth:`pending` and :meth:`backlog`."""
+        name = self.dialect.name
+        span: Any = f"-{lookback} seconds" if name == "sqlite" else lookback
+        if name == "mysql":
+            span = max(1, int(lookback))
+        marks = ", ".join("?" for _ in entities)
+        where = (
+            f"c.entity IN ({marks}) AND c.changed_at >= {_CUTOFF[name]}"
+            f" AND NOT EXISTS (SELECT 1 FROM {self.ledger} l WHERE l.event_id = c.id"
+            " AND l.observer = ? AND l.action = ?)"
+        )
+        return where, [*entities, span, EVENT_DONE, EVENT_DONE]
+
+    async def backlog(self, entities: Sequence[str], lookback: float) -> int:
+        """How many change rows of ``entities`` from the last ``lookback`` seconds are not
+        yet finished: what :meth:`pending` would return without a limit."""
+        if not entities:
+            return 0
+        where, params = self._unfinished(entities, lookback)
+        rows = await self._run(f"SELECT COUNT(*) FROM {self.changes} c WHERE {where}", params)
+        return int(rows[0][0])
+
+    async def dead_letter_count(self) -> int:
+        rows = await self._run(f"SELECT COUNT(*) FROM {self.dlq}")
+        return int(rows[0][0])
 
     async def finished(self, event_id: int) -> set[tuple[str, str]]:
         """(observer, action) pairs of the event the ledger records as delivered or dead."""
