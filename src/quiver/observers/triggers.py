@@ -36,11 +36,13 @@ def trigger_names(entity: Entity) -> dict[str, str]:
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _sqlite_literal(text: str) -> str:
+    """A standard SQL string literal (PostgreSQL, SQLite)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def _mysql_literal(text: str) -> str:
+    """A MariaDB string literal, where a backslash escapes."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _table(d: Dialect, e: Entity) -> str:
@@ -124,25 +126,28 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
     if drop:
         return statements
     mysql = d.name == "mysql"
-    lit = _literal if mysql else _sqlite_literal
+    lit = _mysql_literal if mysql else _literal
     obj = "JSON_OBJECT" if mysql else "json_object"
     pairs = _pairs(e)
 
     def image(row: str) -> str:
         return f"{obj}(" + ", ".join(f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in pairs) + ")"
 
+    key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
+
     def key(row: str) -> str:
-        cols = [c for c in e.primary_key if e.field_by_column(c) is not None]
-        items = [f"{lit(e.field_by_column(c).name)}, {row}.{d.quote_ident(c)}" for c in cols]  # type: ignore[union-attr]
+        items = [f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in key_pairs]
         return f"{obj}(" + ", ".join(items) + ")"
 
     def changed(test: str) -> str:
-        # Each changed field as a JSON string, NULL otherwise; CONCAT_WS skips the NULLs.
-        parts = [
-            f"CASE WHEN {test.format(c=d.quote_ident(c))} THEN {lit(json.dumps(n))} END"
-            for c, n in pairs
-        ]
-        return "CONCAT('[', CONCAT_WS(','" + "".join(f", {p}" for p in parts) + "), ']')"
+        # Each field passing ``test`` as a JSON string, NULL otherwise; MariaDB's CONCAT_WS
+        # skips the NULLs, SQLite (whose concat_ws is recent) drops the leading comma.
+        tests = [(test.format(c=d.quote_ident(c)), lit(json.dumps(n))) for c, n in pairs]
+        if mysql:
+            parts = "".join(f", CASE WHEN {t} THEN {n} END" for t, n in tests)
+            return f"CONCAT('[', CONCAT_WS(','{parts}), ']')"
+        joined = " || ".join(f"CASE WHEN {t} THEN ',' || {n} ELSE '' END" for t, n in tests)
+        return f"('[' || substr({joined or repr('')}, 2) || ']')"
 
     null_safe_differs = "NOT (OLD.{c} <=> NEW.{c})" if mysql else "OLD.{c} IS NOT NEW.{c}"
     txid = (
@@ -151,16 +156,6 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
         if mysql
         else "lower(hex(randomblob(16)))"
     )
-    if not mysql:
-        # SQLite's concat_ws is recent; || with group_concat-free CASE chains works everywhere.
-        def changed(test: str) -> str:
-            parts = [
-                f"CASE WHEN {test.format(c=d.quote_ident(c))} THEN ',' || {lit(json.dumps(n))}"
-                " ELSE '' END"
-                for c, n in pairs
-            ]
-            return "('[' || substr(" + " || ".join(parts or ["''"]) + ", 2) || ']')"
-
     cases = {
         "insert": ("NULL", image("NEW"), changed("NEW.{c} IS NOT NULL"), key("NEW")),
         "update": (image("OLD"), image("NEW"), changed(null_safe_differs), key("NEW")),
