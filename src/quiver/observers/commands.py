@@ -336,10 +336,14 @@ async def _install_triggers(settings: QuiverSettings, names: list[str], drop: bo
     from quiver.observers.service import load_schema
     from quiver.observers.triggers import install_triggers
     from quiver.runtime.errors import ConfigError
+    from quiver.sql.changelog import writers_table
     from quiver.sql.database import open_database
 
     schema = await load_schema(settings)
-    known = {e.name: e for e in schema.entities}
+    log, d = settings.mutations.change_log_table, settings.dispatcher
+    # Quiver's own tables: a trigger on the change log would log its own inserts.
+    own = {log, writers_table(log), d.ledger_table, d.dead_letter_table}
+    known = {e.name: e for e in schema.entities if e.source not in own}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError.one(
