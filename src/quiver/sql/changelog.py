@@ -124,22 +124,21 @@ async def mark_writer(
     tx: Transaction, dialect: Dialect, table: str, context: ChangeContext
 ) -> None:
     """Mark ``tx`` as Quiver's: change-log triggers skip its writes until the unmark."""
-    t = dialect.quote_ident(writers_table(table))
-    await tx.fetch_rows(
-        f"INSERT INTO {t} (transaction_id) VALUES ({dialect.placeholder(1)})",
-        [context.transaction_id],
-    )
+    await _writer(tx, dialect, table, context, "INSERT INTO {t} (transaction_id) VALUES ({p})")
 
 
 async def unmark_writer(
     tx: Transaction, dialect: Dialect, table: str, context: ChangeContext
 ) -> None:
     """Remove the mark of :func:`mark_writer`; call it last, before the commit."""
+    await _writer(tx, dialect, table, context, "DELETE FROM {t} WHERE transaction_id = {p}")
+
+
+async def _writer(
+    tx: Transaction, dialect: Dialect, table: str, context: ChangeContext, text: str
+) -> None:
     t = dialect.quote_ident(writers_table(table))
-    await tx.fetch_rows(
-        f"DELETE FROM {t} WHERE transaction_id = {dialect.placeholder(1)}",
-        [context.transaction_id],
-    )
+    await tx.fetch_rows(text.format(t=t, p=dialect.placeholder(1)), [context.transaction_id])
 
 
 async def write_changes(
