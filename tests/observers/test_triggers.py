@@ -103,3 +103,15 @@ async def test_unknown_entity_is_refused(shop: Shop) -> None:
     )
     assert code != 0
     assert "Nope" in out + err
+
+
+async def test_images_use_api_field_names(shop: Shop) -> None:
+    await shop.mutate('mutation { createAuthor(input: {name: "Ann", email: "a@x"}) { id } }')
+    await shop.mutate('mutation { createBook(input: {authorId: 1, title: "T", pages: 3}) { id } }')
+    await _install(shop, "--entity", "Book")
+    shop.runner.db.query("INSERT INTO books (id, author_id, title, pages) VALUES (2, 1, 'U', 4)")
+    mine, other = _rows(shop)[1:]
+    assert "authorId" in other["after"]
+    assert _shape(other)[0] == _shape(mine)[0] == "Book"
+    assert _shape(other)[2:] == _shape(mine)[2:]
+    assert other["key"] == {"id": 2}
