@@ -57,6 +57,7 @@ from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.schema.statistics import Statistics, read_statistics
+from quiver.sql.changelog import writers_table
 from quiver.sql.database import (
     Database,
     DatabaseBusyError,
@@ -217,9 +218,10 @@ class GraphQLEngine:
         """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own;
         ``statistics``: the tables' rows and relations' fan-out that cost lists by."""
         log_table = settings.mutations.change_log_table
-        # The change log is Quiver's own table, never an entity of the API.
+        # The change log (and its writers mark) is Quiver's own, never an entity of the API.
+        own = {log_table, writers_table(log_table)}
         schema = schema.model_copy(
-            update={"entities": tuple(e for e in schema.entities if e.source != log_table)}
+            update={"entities": tuple(e for e in schema.entities if e.source not in own)}
         )
         self.schema = schema
         self.database = database

@@ -42,7 +42,14 @@ from quiver.schema.ir import Entity, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
-from quiver.sql.changelog import Change, ChangeContext, ensure_change_log, write_changes
+from quiver.sql.changelog import (
+    Change,
+    ChangeContext,
+    ensure_change_log,
+    mark_writer,
+    unmark_writer,
+    write_changes,
+)
 from quiver.sql.database import (
     ConstraintError,
     Database,
@@ -139,6 +146,9 @@ class MutationRunner:
                     await ensure_change_log(tx, self.dialect, self.settings.change_log_table)
                 self._change_log_ready = True
             async with database.transaction() as tx:
+                log = self.settings.change_log
+                if log:
+                    await mark_writer(tx, self.dialect, self.settings.change_log_table, changes)
                 for key, nodes in roots.items():
                     name = nodes[0].name.value
                     if name == "__typename":
@@ -164,6 +174,8 @@ class MutationRunner:
                     values.append(
                         (key, await self._field(tx, field, fragments, variables, changes))
                     )
+                if log:
+                    await unmark_writer(tx, self.dialect, self.settings.change_log_table, changes)
         except _FailedError as failure:
             return orjson.dumps({"errors": [failure.error], "data": None}), False
         except ConstraintError as err:  # at commit (deferred constraints)

@@ -357,3 +357,50 @@ def purge_command(
         typer.echo(f"purged {count} dead letter{'s' if count != 1 else ''}")
 
     _with_store(config, db, work, debug)
+
+
+@observers_app.command("install-triggers")
+def install_triggers_command(
+    config: Config = None,
+    db: Db = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option("--entity", help="Only this entity's table (repeatable; default: all)."),
+    ] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Remove the triggers instead.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Create change-log triggers so writes made outside Quiver are observed too."""
+    with failures_reported(debug):
+        done = asyncio.run(_install_triggers(_settings(config, db), entity or [], drop))
+    verb = "Dropped" if drop else "Installed"
+    typer.echo(f"{verb} change-log triggers on {len(done)} tables: {', '.join(done)}")
+
+
+async def _install_triggers(settings: QuiverSettings, names: list[str], drop: bool) -> list[str]:
+    from quiver.observers.service import load_schema
+    from quiver.observers.triggers import install_triggers
+    from quiver.runtime.errors import ConfigError
+    from quiver.sql.changelog import writers_table
+    from quiver.sql.database import open_database
+
+    schema = await load_schema(settings)
+    log, d = settings.mutations.change_log_table, settings.dispatcher
+    # Quiver's own tables: a trigger on the change log would log its own inserts.
+    own = {log, writers_table(log), d.ledger_table, d.dead_letter_table}
+    known = {e.name: e for e in schema.entities if e.source not in own}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError.one(
+            f"no entity named {', '.join(unknown)}",
+            "--entity",
+            f"use one of: {', '.join(sorted(known))}",
+        )
+    entities = [known[n] for n in names] if names else list(known.values())
+    database = await open_database(str(settings.database.url), pool_min=1, pool_max=1)
+    try:
+        return await install_triggers(
+            database, entities, settings.mutations.change_log_table, drop=drop
+        )
+    finally:
+        await database.close()

@@ -18,6 +18,12 @@ tenant_id          the tenant of the request, if any
 transaction_id     one id per transaction
 changed_at         when the change was written (UTC)
 =================  ==========================================================================
+
+Beside it, ``<table>_writers`` marks Quiver's own write transactions: :func:`mark_writer`
+inserts the transaction's id there and :func:`unmark_writer` deletes it before the commit, so
+the row is only ever seen by the writing transaction itself. The triggers that
+``quiver observers install-triggers`` creates log a write only when that table looks empty,
+so a write Quiver logs itself is never logged twice.
 """
 
 from __future__ import annotations
@@ -31,7 +37,15 @@ from quiver.sql.database import Transaction
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
-__all__ = ["Change", "ChangeContext", "ensure_change_log", "write_changes"]
+__all__ = [
+    "Change",
+    "ChangeContext",
+    "ensure_change_log",
+    "mark_writer",
+    "unmark_writer",
+    "write_changes",
+    "writers_table",
+]
 
 Operation = Literal["insert", "update", "delete"]
 
@@ -57,6 +71,7 @@ _DDL = {
         " changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
     ),
 }
+_WRITERS_DDL = "CREATE TABLE IF NOT EXISTS {t} (transaction_id VARCHAR(36) PRIMARY KEY)"
 _JSON_COLUMNS = ("entity_key", "before_image", "after_image", "changed_fields")
 _COLUMNS = (
     "entity",
@@ -97,6 +112,33 @@ async def ensure_change_log(tx: Transaction, dialect: Dialect, table: str) -> No
     if dialect.name not in _DDL:
         raise ValueError(f"no change log for {dialect.name}")
     await tx.fetch_rows(_DDL[dialect.name].format(t=dialect.quote_ident(table)), ())
+    await tx.fetch_rows(_WRITERS_DDL.format(t=dialect.quote_ident(writers_table(table))), ())
+
+
+def writers_table(table: str) -> str:
+    """The name of the table marking Quiver's own write transactions for ``table``."""
+    return f"{table}_writers"
+
+
+async def mark_writer(
+    tx: Transaction, dialect: Dialect, table: str, context: ChangeContext
+) -> None:
+    """Mark ``tx`` as Quiver's: change-log triggers skip its writes until the unmark."""
+    await _writer(tx, dialect, table, context, "INSERT INTO {t} (transaction_id) VALUES ({p})")
+
+
+async def unmark_writer(
+    tx: Transaction, dialect: Dialect, table: str, context: ChangeContext
+) -> None:
+    """Remove the mark of :func:`mark_writer`; call it last, before the commit."""
+    await _writer(tx, dialect, table, context, "DELETE FROM {t} WHERE transaction_id = {p}")
+
+
+async def _writer(
+    tx: Transaction, dialect: Dialect, table: str, context: ChangeContext, text: str
+) -> None:
+    t = dialect.quote_ident(writers_table(table))
+    await tx.fetch_rows(text.format(t=t, p=dialect.placeholder(1)), [context.transaction_id])
 
 
 async def write_changes(

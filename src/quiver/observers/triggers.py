@@ -1,0 +1,205 @@
+"""Change-log triggers: writes made outside Quiver recorded like Quiver's own mutations.
+
+``quiver observers install-triggers`` creates, on each entity's table, AFTER INSERT, UPDATE and
+DELETE triggers that insert change-log rows as a mutation does: the entity's API name, its key
+fields as a JSON object, before and after images keyed by API field names, the changed fields.
+The images are built by the database (PostgreSQL ``to_jsonb``, MariaDB ``JSON_OBJECT``, SQLite
+``json_object``), so values keep the database's JSON spelling. Actor and tenant stay empty;
+the transaction id is the database's own (PostgreSQL, MariaDB) or one per row (SQLite).
+
+A trigger logs nothing while ``<change log>_writers`` holds a row: Quiver's mutations mark
+their transaction there (see :mod:`quiver.sql.changelog`) and log their changes themselves.
+Identifiers come from the reflected schema and are quoted by the dialect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from quiver.schema.ir import Entity
+from quiver.sql.changelog import ensure_change_log, writers_table
+from quiver.sql.database import Database
+from quiver.sql.dialects import Dialect
+
+__all__ = ["install_triggers", "trigger_names"]
+
+_OPS = ("insert", "update", "delete")
+_LOG_COLUMNS = (
+    "entity, entity_key, operation, before_image, after_image, changed_fields, transaction_id"
+)
+
+
+def trigger_names(entity: Entity) -> dict[str, str]:
+    """The trigger of each operation on ``entity``'s table (PostgreSQL uses one for all)."""
+    return {op: f"{entity.source}_quiver_{op}"[:63] for op in _OPS}
+
+
+def _literal(text: str) -> str:
+    """A standard SQL string literal (PostgreSQL, SQLite)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _mysql_literal(text: str) -> str:
+    """A MariaDB string literal, where a backslash escapes."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _table(d: Dialect, e: Entity) -> str:
+    name = d.quote_ident(e.source)
+    return f"{d.quote_ident(e.db_schema)}.{name}" if e.db_schema else name
+
+
+def _pairs(e: Entity) -> list[tuple[str, str]]:
+    return [(f.column, f.name) for f in e.fields]
+
+
+def _key_names(e: Entity) -> list[str]:
+    return [f.name for c in e.primary_key if (f := e.field_by_column(c)) is not None]
+
+
+# ----- PostgreSQL: one plpgsql function per table, one trigger -----
+
+
+def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
+    table = _table(d, e)
+    name = d.quote_ident(trigger_names(e)["insert"].replace("_insert", ""))
+    function = d.quote_ident(f"{e.source}_quiver_log"[:63])
+    if e.db_schema:
+        function = f"{d.quote_ident(e.db_schema)}.{function}"
+    statements = [f"DROP TRIGGER IF EXISTS {name} ON {table}"]
+    if drop:
+        return [*statements, f"DROP FUNCTION IF EXISTS {function}()"]
+    pairs = _literal(json.dumps(_pairs(e)))
+    keys = _literal(json.dumps(_key_names(e)))
+    body = f"""
+DECLARE
+  pairs jsonb := {pairs}::jsonb;
+  keys jsonb := {keys}::jsonb;
+  old_row jsonb; new_row jsonb; old_image jsonb; new_image jsonb; image jsonb;
+  changed jsonb;
+BEGIN
+  IF EXISTS (SELECT 1 FROM {writers}) THEN RETURN NULL; END IF;
+  IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+  IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+  SELECT jsonb_object_agg(p->>1, old_row->(p->>0)), jsonb_object_agg(p->>1, new_row->(p->>0))
+    INTO old_image, new_image FROM jsonb_array_elements(pairs) AS p;
+  IF TG_OP = 'INSERT' THEN
+    old_image := NULL;
+    SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
+      FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
+      WHERE new_image->(p->>1) <> 'null'::jsonb;
+  ELSIF TG_OP = 'UPDATE' THEN
+    SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
+      FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
+      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1);
+    IF changed = '[]'::jsonb THEN RETURN NULL; END IF;
+  ELSE
+    new_image := NULL;
+    SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
+      FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n);
+  END IF;
+  image := coalesce(new_image, old_image);
+  INSERT INTO {log} ({_LOG_COLUMNS})
+  VALUES ({_literal(e.name)},
+    (SELECT coalesce(jsonb_object_agg(k, image->k), '{{}}'::jsonb)
+       FROM jsonb_array_elements_text(keys) AS k),
+    lower(TG_OP), old_image, new_image, changed, txid_current()::text);
+  RETURN NULL;
+END"""
+    return [
+        *statements,
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql"
+        f" AS $quiver${body}$quiver$",
+        f"CREATE TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {function}()",
+    ]
+
+
+# ----- MariaDB and SQLite: three triggers per table, one INSERT ... SELECT each -----
+
+
+def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
+    table = _table(d, e)
+    names = trigger_names(e)
+    statements = [f"DROP TRIGGER IF EXISTS {d.quote_ident(names[op])}" for op in _OPS]
+    if drop:
+        return statements
+    mysql = d.name == "mysql"
+    lit = _mysql_literal if mysql else _literal
+    obj = "JSON_OBJECT" if mysql else "json_object"
+    pairs = _pairs(e)
+
+    def image(row: str) -> str:
+        return f"{obj}(" + ", ".join(f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in pairs) + ")"
+
+    key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
+
+    def key(row: str) -> str:
+        items = [f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in key_pairs]
+        return f"{obj}(" + ", ".join(items) + ")"
+
+    def changed(test: str) -> str:
+        # Each field passing ``test`` as a JSON string, NULL otherwise; MariaDB's CONCAT_WS
+        # skips the NULLs, SQLite (whose concat_ws is recent) drops the leading comma.
+        tests = [(test.format(c=d.quote_ident(c)), lit(json.dumps(n))) for c, n in pairs]
+        if mysql:
+            parts = "".join(f", CASE WHEN {t} THEN {n} END" for t, n in tests)
+            return f"CONCAT('[', CONCAT_WS(','{parts}), ']')"
+        joined = " || ".join(f"CASE WHEN {t} THEN ',' || {n} ELSE '' END" for t, n in tests)
+        return f"('[' || substr({joined or repr('')}, 2) || ']')"
+
+    null_safe_differs = "NOT (OLD.{c} <=> NEW.{c})" if mysql else "OLD.{c} IS NOT NEW.{c}"
+    txid = (
+        "COALESCE((SELECT trx_id FROM information_schema.INNODB_TRX"
+        " WHERE trx_mysql_thread_id = CONNECTION_ID()), CONCAT('connection-', CONNECTION_ID()))"
+        if mysql
+        else "lower(hex(randomblob(16)))"
+    )
+    cases = {
+        "insert": ("NULL", image("NEW"), changed("NEW.{c} IS NOT NULL"), key("NEW")),
+        "update": (image("OLD"), image("NEW"), changed(null_safe_differs), key("NEW")),
+        "delete": (image("OLD"), "NULL", changed("1 = 1"), key("OLD")),
+    }
+    quiet = f"NOT EXISTS (SELECT 1 FROM {writers})"
+    for op, (before, after, fields, row_key) in cases.items():
+        select = (
+            f"INSERT INTO {log} ({_LOG_COLUMNS}) SELECT {lit(e.name)}, {row_key}, {lit(op)},"
+            f" {before}, {after}, {fields}, {txid}"
+        )
+        if op == "update":
+            select += f" FROM (SELECT {fields} AS f) AS c WHERE c.f <> '[]' AND {quiet}"
+        elif mysql:
+            select += f" FROM DUAL WHERE {quiet}"
+        else:
+            select += f" WHERE {quiet}"
+        trigger = d.quote_ident(names[op])
+        head = f"CREATE TRIGGER {trigger} AFTER {op.upper()} ON {table} FOR EACH ROW"
+        statements.append(f"{head} {select}" if mysql else f"{head} BEGIN {select}; END")
+    return statements
+
+
+async def install_triggers(
+    db: Database, entities: Sequence[Entity], change_log_table: str, *, drop: bool = False
+) -> list[str]:
+    """Create (or, with ``drop``, remove) the change-log triggers of ``entities``' tables;
+    re-running replaces them. Returns the names of the tables handled."""
+    d = db.dialect
+    async with db.transaction() as tx:
+        await ensure_change_log(tx, d, change_log_table)
+        log = d.quote_ident(change_log_table)
+        writers = d.quote_ident(writers_table(change_log_table))
+        if d.name == "postgresql":
+            rows = await tx.fetch_rows("SELECT current_schema()", [])
+            schema = d.quote_ident(str(rows[0][0]))
+            log, writers = f"{schema}.{log}", f"{schema}.{writers}"
+    done = []
+    for e in entities:
+        if not e.primary_key:
+            continue
+        build = _pg_statements if d.name == "postgresql" else _row_statements
+        async with db.transaction() as tx:
+            for statement in build(d, e, log, writers, drop):
+                await tx.fetch_rows(statement, [])
+        done.append(e.source)
+    return done
