@@ -17,6 +17,7 @@ from quiver.graphql.commands import (
     Config,
     Db,
     Debug,
+    SchemaFile,
     Sets,
     _fail,
     _no_database,
@@ -64,12 +65,7 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
 def flight_command(
     config: Config = None,
     db: Db = None,
-    schema_file: Annotated[
-        str | None,
-        typer.Option(
-            "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
-        ),
-    ] = None,
+    schema_file: SchemaFile = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Address to bind (flight.host).")
     ] = None,

@@ -70,6 +70,12 @@ Sets = Annotated[
     ),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")]
+SchemaFile = Annotated[
+    str | None,
+    typer.Option(
+        "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
+    ),
+]
 LogFormat = Annotated[
     str | None,
     typer.Option("--log-format", metavar="text|json", help="Log format (log.format)."),
@@ -195,12 +201,7 @@ def demo_command(
 def serve_command(
     config: Config = None,
     db: Db = None,
-    schema_file: Annotated[
-        str | None,
-        typer.Option(
-            "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
-        ),
-    ] = None,
+    schema_file: SchemaFile = None,
     host: Host = None,
     port: Port = None,
     workers: Annotated[
