@@ -24,6 +24,7 @@ __all__ = [
     "ObserverSettings",
     "QuiverSettings",
     "ServerSettings",
+    "SubscriptionSettings",
     "TableNames",
 ]
 
@@ -147,6 +148,37 @@ class MutationSettings(_Settings):
         max_length=60,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Name of the change-log table; Quiver creates it when it is missing.",
+    )
+
+
+class SubscriptionSettings(_Settings):
+    enabled: bool = Field(
+        default=True,
+        description="Serve GraphQL subscriptions (`<entity>Changed`) over WebSocket with the"
+        " graphql-transport-ws protocol, on the GraphQL path, fed from the change log.",
+    )
+    poll_interval_ms: int = Field(
+        default=200,
+        ge=10,
+        description="How often each subscription reads the change log for new rows.",
+    )
+    batch_rows: int = Field(
+        default=500, ge=1, description="Most change-log rows one read of a subscription takes."
+    )
+    gap_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a subscription waits for a change id it skipped (a transaction"
+        " still open, or rolled back) before it gives it up; a transaction that commits later"
+        " than this after writing its change rows is not delivered.",
+    )
+    max_per_connection: int = Field(
+        default=100, ge=1, description="Most subscriptions one WebSocket may run at once."
+    )
+    connection_init_timeout_ms: int = Field(
+        default=3000,
+        ge=1,
+        description="How long a new WebSocket may wait before sending connection_init.",
     )
 
 
@@ -322,6 +354,7 @@ class QuiverSettings(_Settings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     mutations: MutationSettings = Field(default_factory=MutationSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     flight: FlightSettings = Field(default_factory=FlightSettings)

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from quiver.auth import AuthenticationError, Authenticator, authenticator_for
@@ -48,6 +48,7 @@ from quiver.graphql.graphiql import (
     graphiql_page,
     static_prefix,
 )
+from quiver.graphql.websocket import serve_websocket
 from quiver.runtime.logs import request_id
 from quiver.runtime.metrics import exposed
 from quiver.schema.ir import Schema
@@ -117,6 +118,11 @@ class _Metrics:
             "quiver_graphql_errors",
             "GraphQL errors returned, by extensions.code.",
             ["code"],
+            registry=self.registry,
+        )
+        self.subscriptions = Gauge(
+            "quiver_graphql_subscriptions_active",
+            "GraphQL subscriptions running over WebSocket.",
             registry=self.registry,
         )
         self._ok_post = self.requests.labels("POST", "data")
@@ -249,6 +255,23 @@ class GraphQLApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GraphQL over WebSocket (subscriptions) on the GraphQL path; see
+        :mod:`quiver.graphql.websocket`."""
+        path = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if path != self.path:
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await serve_websocket(
+            self.engine, self.settings, self.auth, scope, receive, send, self.metrics.subscriptions
+        )
 
     async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the request with its id set: every answer (``_respond``) and log record has it."""
