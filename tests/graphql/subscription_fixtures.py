@@ -112,7 +112,7 @@ class NodeClient:
 
     async def next_payloads(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
         """The payloads of the next ``count`` ``next`` events (failing on any other event)."""
-        out = []
+        out: list[dict[str, Any]] = []
         while len(out) < count:
             event = await self.event(timeout)
             if event["event"] == "connected":
@@ -148,6 +148,8 @@ class LiveServer:
         self.db = db
         self.url = f"ws://127.0.0.1:{port}/graphql"
         self.http = f"http://127.0.0.1:{port}"
+        #: Sent with the /metrics reads (an Authorization header when API keys are set).
+        self.headers: dict[str, str] = {}
 
     async def data(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         engine = self.app.engine
@@ -162,7 +164,7 @@ class LiveServer:
         want = f"quiver_graphql_subscriptions_active {float(count)}"
         async with httpx.AsyncClient() as http:
             for _ in range(int(timeout / 0.05)):
-                body = (await http.get(f"{self.http}/metrics")).text
+                body = (await http.get(f"{self.http}/metrics", headers=self.headers)).text
                 if want in body:
                     return
                 await asyncio.sleep(0.05)
@@ -176,9 +178,7 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(
-    dialect: Dialect, url: str, **settings: Any
-) -> AsyncIterator[LiveServer]:
+async def live_server(dialect: Dialect, url: str, **settings: Any) -> AsyncIterator[LiveServer]:
     """Serve a new bookshop at ``url`` (an empty database) with ``settings`` merged in."""
     db = ChinookDb(dialect, url)
     for statement in bookshop_statements(dialect):
@@ -192,9 +192,7 @@ async def live_server(
         merged[key] = {**merged.get(key, {}), **value}
     app = create_app(schema, QuiverSettings.model_validate(merged))
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())

@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 import pytest_asyncio
 
-from tests.conftest import DIALECTS, Dialect
+from tests.conftest import DIALECTS, ChinookDb, Dialect
 from tests.graphql.subscription_fixtures import LiveServer, NodeClient, live_server, node_modules
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -60,7 +62,7 @@ async def test_subscription_delivers_the_matching_changes_with_the_selection(
         zola = await create_author(live, "Zola", "FR")
         await create_author(live, "Frame", "NZ")  # filtered out
         await live.data(
-            "mutation ($id: Int!) { updateAuthor(id: $id, set: {country: \"NZ\"}) { id } }",
+            'mutation ($id: Int!) { updateAuthor(id: $id, set: {country: "NZ"}) { id } }',
             {"id": zola},
         )
         got = changes(await client.next_payloads(2))
@@ -72,7 +74,244 @@ async def test_subscription_delivers_the_matching_changes_with_the_selection(
         assert got[1]["before"] == {"name": "Zola"}
         assert got[1]["changedFields"] == ["country"]
         assert int(got[0]["id"]) < int(got[1]["id"])
-        assert all(set(c) == {"op", "id", "cursor", "changedFields", "after", "before"} for c in got)
+        selected = {"op", "id", "cursor", "changedFields", "after", "before"}
+        assert all(set(c) == selected for c in got)
         await client.quiet(0.5)
     finally:
         await client.kill()
+
+
+async def test_reconnecting_with_the_last_cursor_loses_no_committed_change(
+    live: LiveServer, modules: Path
+) -> None:
+    first = await NodeClient.start(modules, live.url, FR_AUTHORS)
+    try:
+        await first.connected()
+        await live.active(1)
+        await create_author(live, "Hugo", "FR")
+        await create_author(live, "Sand", "FR")
+        got = changes(await first.next_payloads(2))
+    finally:
+        await first.kill()
+    await live.active(0)
+    # committed while no client listens
+    for name in ("Balzac", "Dumas", "Verne"):
+        await create_author(live, name, "FR")
+    await create_author(live, "Mansfield", "NZ")
+    second = await NodeClient.start(modules, live.url, FR_AUTHORS, {"after": got[-1]["cursor"]})
+    try:
+        await second.connected()
+        resumed = changes(await second.next_payloads(3))
+        assert [c["after"]["name"] for c in resumed] == ["Balzac", "Dumas", "Verne"]
+        await create_author(live, "Camus", "FR")
+        (last,) = changes(await second.next_payloads(1))
+        assert last["after"]["name"] == "Camus"
+        await second.quiet(0.5)
+    finally:
+        await second.kill()
+    ids = [int(c["id"]) for c in [*got, *resumed, last]]
+    assert ids == sorted(set(ids))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_a_change_committed_late_with_a_smaller_id_is_delivered_after_a_reconnect(
+    dialect: Dialect, request: pytest.FixtureRequest, modules: Path
+) -> None:
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    async with live_server(dialect, url) as live:
+        first = await NodeClient.start(modules, live.url, FR_AUTHORS)
+        writer = ChinookDb(dialect, url)
+        try:
+            await first.connected()
+            await live.active(1)
+            # A transaction takes a change id, and stays open while a later one commits.
+            writer.query("BEGIN")
+            image = {"id": 99, "name": "Late", "email": "l@x.org", "country": "FR", "bio": None}
+            writer.query(
+                "INSERT INTO quiver_change_log (entity, entity_key, operation, before_image,"
+                " after_image, changed_fields, transaction_id)"
+                " VALUES ('Author', %s, 'insert', NULL, %s, %s, 'late')",
+                (orjson.dumps({"id": 99}).decode(), orjson.dumps(image).decode(), '["name"]'),
+            )
+            await create_author(live, "Early", "FR")
+            (early,) = changes(await first.next_payloads(1))
+            assert early["after"]["name"] == "Early"
+        finally:
+            await first.kill()
+        try:
+            writer.query("COMMIT")
+            second = await NodeClient.start(
+                modules, live.url, FR_AUTHORS, {"after": early["cursor"]}
+            )
+            try:
+                (late,) = changes(await second.next_payloads(1))
+                assert late["after"] == {"name": "Late", "country": "FR"}
+                assert int(late["id"]) < int(early["id"])
+                await second.quiet(0.5)
+            finally:
+                await second.kill()
+        finally:
+            writer.close()
+
+
+@pytest_asyncio.fixture
+async def shop(fresh_sqlite: str) -> AsyncIterator[LiveServer]:
+    async with live_server(
+        "sqlite", fresh_sqlite, graphql={"max_depth": 4, "max_cost": 500}
+    ) as server:
+        yield server
+
+
+async def test_image_selections_take_nested_relations_and_operations_filter(
+    shop: LiveServer, modules: Path
+) -> None:
+    author = await create_author(shop, "Tolkien", "GB")
+    client = await NodeClient.start(
+        modules,
+        shop.url,
+        "subscription { bookChanged(operations: [DELETE]) {"
+        " op __typename before { title author { name } } } }",
+    )
+    try:
+        await client.connected()
+        await shop.active(1)
+        created = await shop.data(
+            "mutation ($i: BookCreateInput!) { createBook(input: $i) { id } }",
+            {"i": {"title": "The Hobbit", "authorId": author, "pages": 310}},
+        )
+        await shop.data(
+            "mutation ($id: Int!) { deleteBook(id: $id) { id } }",
+            {"id": created["createBook"]["id"]},
+        )
+        (payload,) = await client.next_payloads(1)
+        assert payload["data"]["bookChanged"] == {
+            "op": "DELETE",
+            "__typename": "BookChange",
+            "before": {"title": "The Hobbit", "author": {"name": "Tolkien"}},
+        }
+        await client.quiet(0.5)
+    finally:
+        await client.kill()
+
+
+@pytest.mark.parametrize(
+    ("document", "code", "needle"),
+    [
+        (
+            "subscription { authorChanged { op nope } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "Cannot query field 'nope'",
+        ),
+        (
+            "subscription { authorChanged(where: {nope: {eq: 1}}) { op } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "nope",
+        ),
+        (
+            "subscription { authorChanged(where: {name: {eq: 7}}) { op } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "String cannot represent a non string value",
+        ),
+        (
+            'subscription { authorChanged(after: "not-a-cursor") { op } }',
+            "BAD_USER_INPUT",
+            "not a cursor of a change event",
+        ),
+        (
+            "subscription { authorChanged { after { books { author { books { title } } } } } }",
+            "DEPTH_LIMIT_EXCEEDED",
+            "depth",
+        ),
+        (
+            "subscription { authorChanged { after { books(limit: 1000) { title } } } }",
+            "COST_LIMIT_EXCEEDED",
+            "cost",
+        ),
+        (
+            "subscription { authorChanged { op } bookChanged { op } }",
+            "GRAPHQL_VALIDATION_FAILED",
+            "only one top level field",
+        ),
+    ],
+)
+async def test_a_bad_subscription_is_answered_with_an_error_message(
+    shop: LiveServer, modules: Path, document: str, code: str, needle: str
+) -> None:
+    client = await NodeClient.start(modules, shop.url, document)
+    try:
+        event = await client.event()
+        if event["event"] == "connected":
+            event = await client.event()
+        assert event["event"] == "error", event
+        (error,) = event["errors"][:1]
+        assert error["extensions"]["code"] == code, event
+        assert needle.lower() in error["message"].lower(), event
+    finally:
+        await client.kill()
+
+
+async def test_a_query_over_the_socket_answers_next_then_complete(
+    shop: LiveServer, modules: Path
+) -> None:
+    await create_author(shop, "Austen", "GB")
+    client = await NodeClient.start(modules, shop.url, "{ authors { name } }")
+    try:
+        (payload,) = await client.next_payloads(1)
+        assert payload == {"data": {"authors": [{"name": "Austen"}]}}
+        assert (await client.event())["event"] == "complete"
+    finally:
+        await client.kill()
+
+
+async def test_a_subscription_over_http_is_refused_with_the_way_to_subscribe(
+    shop: LiveServer,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{shop.http}/graphql", json={"query": "subscription { authorChanged { op } }"}
+        )
+    (error,) = answer.json()["errors"]
+    assert error["extensions"]["code"] == "OPERATION_NOT_SUPPORTED"
+    assert "graphql-transport-ws" in error["message"]
+
+
+async def test_disconnecting_ends_the_subscription(shop: LiveServer, modules: Path) -> None:
+    clients = [
+        await NodeClient.start(modules, shop.url, "subscription { authorChanged { op } }")
+        for _ in range(3)
+    ]
+    try:
+        await shop.active(3)
+        await clients[0].kill()
+        await shop.active(2)
+    finally:
+        for c in clients:
+            await c.kill()
+    await shop.active(0)
+
+
+async def test_api_keys_are_asked_in_connection_init(fresh_sqlite: str, modules: Path) -> None:
+    key = "k" * 24
+    async with live_server(
+        "sqlite", fresh_sqlite, auth={"api_keys": [{"name": "tester", "key": key}]}
+    ) as live:
+        live.headers = {"Authorization": f"Bearer {key}"}
+        query = "subscription { authorChanged { op after { name } } }"
+        refused = await NodeClient.start(modules, live.url, query)
+        try:
+            event = await refused.event()
+            assert event == {"event": "closed", "code": 4403, "reason": event["reason"]}
+            assert "no credentials" in event["reason"]
+        finally:
+            await refused.kill()
+        allowed = await NodeClient.start(
+            modules, live.url, query, connection_params={"Authorization": f"Bearer {key}"}
+        )
+        try:
+            await allowed.connected()
+            await live.active(1)
+            await create_author(live, "Woolf", "GB")
+            (payload,) = await allowed.next_payloads(1)
+            assert payload["data"]["authorChanged"] == {"op": "INSERT", "after": {"name": "Woolf"}}
+        finally:
+            await allowed.kill()

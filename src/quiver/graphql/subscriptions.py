@@ -641,7 +641,8 @@ async def run_subscription(
     """Send ``emit`` one ``next`` payload (JSON bytes) per matching committed change, until
     cancelled; ``started`` is called once the start position is known (changes committed
     from then on are delivered). ``settings`` is the
-    :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError` when the subscription cannot go on."""
+    :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
+    when the subscription cannot go on."""
     reader = ChangeLogReader(db, change_log_table, plan.entity.name)
     evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
     interval = settings.poll_interval_ms / 1000
