@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.engine import GraphQLEngine
+from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
 from tests.graphql.subscription_fixtures import LiveServer, NodeClient, live_server, node_modules
 
@@ -315,3 +319,34 @@ async def test_api_keys_are_asked_in_connection_init(fresh_sqlite: str, modules:
             assert payload["data"]["authorChanged"] == {"op": "INSERT", "after": {"name": "Woolf"}}
         finally:
             await allowed.kill()
+
+
+async def test_postgresql_notify_wakes_subscriptions_for_changes_of_other_processes(
+    fresh_postgresql: str, modules: Path
+) -> None:
+    # polls only once a minute: a prompt delivery is the NOTIFY's doing
+    async with live_server(
+        "postgresql", fresh_postgresql, subscriptions={"poll_interval_ms": 60_000}
+    ) as live:
+        client = await NodeClient.start(modules, live.url, FR_AUTHORS)
+        other = await GraphQLEngine.open(
+            await reflect_database(fresh_postgresql),
+            QuiverSettings.model_validate({"database": {"url": fresh_postgresql}}),
+        )
+        try:
+            await client.connected()
+            await live.active(1)
+            await asyncio.sleep(0.3)  # the subscription now waits out its poll interval
+            outcome = await other.execute(
+                other.prepare(
+                    'mutation { createAuthor(input: {name: "Proust", email: "p@x.org",'
+                    ' country: "FR"}) { id } }'
+                ),
+                None,
+            )
+            assert outcome.kind == "data", outcome.body
+            (payload,) = await client.next_payloads(1, timeout=10)
+            assert payload["data"]["authorChanged"]["after"]["name"] == "Proust"
+        finally:
+            await other.close()
+            await client.kill()

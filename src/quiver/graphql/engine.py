@@ -279,7 +279,13 @@ class GraphQLEngine:
             raise
 
     async def close(self) -> None:
+        await self.change_signal.close()
         await self.database.close()
+
+    async def wake_on_changes(self) -> None:
+        """On PostgreSQL, wake the subscriptions on every writer's change ``NOTIFY``."""
+        if self.dialect.name == "postgresql":
+            await self.change_signal.listen(self.settings.database.url)
 
     # ----- prepare -----
     def prepare(self, query: str, operation_name: str | None = None) -> Prepared:

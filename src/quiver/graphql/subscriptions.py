@@ -65,10 +65,12 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.naming import camel
-from quiver.sql.changelog import ensure_change_log
+from quiver.sql.changelog import CHANGE_CHANNEL, ensure_change_log
+from quiver.sql.connect import connect_postgresql
 from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
+from quiver.sql.url import parse_database_url
 
 __all__ = [
     "ChangeSignal",
@@ -613,10 +615,36 @@ class ImageEvaluator:
 
 
 class ChangeSignal:
-    """Wakes the subscriptions of one process when a change commits here."""
+    """Wakes the subscriptions of one process when a change commits: a mutation of this
+    process, or, on PostgreSQL once :meth:`listen` ran, any writer's ``NOTIFY``."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._listener: Any = None
+        self._lock = asyncio.Lock()
+
+    async def listen(self, url: str) -> None:
+        """On PostgreSQL, listen on the change channel (once; again if the connection died).
+        A failure is logged: the subscriptions still poll."""
+        async with self._lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            try:
+                conn = await connect_postgresql(parse_database_url(url))
+                await conn.add_listener(CHANGE_CHANNEL, self._heard)
+            except Exception as exc:
+                log.warning("cannot LISTEN for changes (%s); subscriptions poll only", exc)
+                return
+            self._listener = conn
+
+    def _heard(self, *_args: Any) -> None:
+        self.notify()
+
+    async def close(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
 
     def notify(self) -> None:
         self._event.set()

@@ -289,6 +289,7 @@ class _Connection:
                 if limited is not None:
                     await self._error(op_id, [limited])
                     return
+                await engine.wake_on_changes()
 
                 async def emit(body: bytes) -> None:
                     text = b'{"type":"next","id":' + orjson.dumps(op_id) + b',"payload":'

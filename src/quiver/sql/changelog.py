@@ -3,7 +3,9 @@
 Whatever writes rows (GraphQL mutations today) calls :func:`write_changes` inside its own
 transaction, so a change is recorded exactly when the write commits. Readers (observers,
 subscriptions) read the table in ``id`` order; ``transaction_id`` groups the rows of one
-transaction. The table is created by :func:`ensure_change_log` when missing:
+transaction. On PostgreSQL the insert also sends ``NOTIFY`` on :data:`CHANGE_CHANNEL` (payload:
+the table's name), delivered when the transaction commits, to wake readers up. The table is
+created by :func:`ensure_change_log` when missing:
 
 =================  ==========================================================================
 id                 increasing number of the change
@@ -38,6 +40,7 @@ from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
 __all__ = [
+    "CHANGE_CHANNEL",
     "Change",
     "ChangeContext",
     "ensure_change_log",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 Operation = Literal["insert", "update", "delete"]
+
+#: The PostgreSQL channel notified in each transaction that writes change-log rows.
+CHANGE_CHANNEL = "quiver_changes"
 
 _DDL = {
     "postgresql": (
@@ -180,5 +186,13 @@ async def write_changes(
         ") VALUES ",
         join(", ", rows),
     )
+    if dialect.name == "postgresql":
+        statement = sql(
+            "WITH w AS (",
+            statement,
+            f") SELECT pg_notify('{CHANGE_CHANNEL}', ",
+            param(table),
+            ")",
+        )
     text, slots = compile_sql(statement, dialect)
     await tx.fetch_rows(text, [s.value({}) for s in slots])
