@@ -350,3 +350,122 @@ async def test_postgresql_notify_wakes_subscriptions_for_changes_of_other_proces
         finally:
             await other.close()
             await client.kill()
+
+
+GADGET_FIELDS = "id price madeAt released active meta data big score"
+
+
+async def test_images_render_every_scalar_as_a_query_does(live: LiveServer, modules: Path) -> None:
+    fields = GADGET_FIELDS + ("" if live.db.dialect == "sqlite" else " kind")
+    client = await NodeClient.start(
+        modules,
+        live.url,
+        "subscription { gadgetChanged(where: {active: {eq: false}})"
+        f" {{ after {{ {fields} }} }} }}",
+    )
+    try:
+        await client.connected()
+        await live.active(1)
+        values: dict[str, Any] = {
+            "price": "12.50",
+            "madeAt": "2024-05-06T07:08:09Z",
+            "released": "2024-05-06",
+            "active": False,
+            "meta": {"a": [1, 2], "b": "x"},
+            "data": "AAEC/w==",
+            "big": "9007199254740993",
+            "score": 1.5,
+        }
+        if live.db.dialect != "sqlite":
+            values["kind"] = "big"
+        for active in (True, False):
+            await live.data(
+                "mutation ($i: GadgetCreateInput!) { createGadget(input: $i) { id } }",
+                {"i": {**values, "active": active}},
+            )
+        (payload,) = await client.next_payloads(1)
+        after = payload["data"]["gadgetChanged"]["after"]
+        queried = await live.data(f"{{ gadget(id: {after['id']}) {{ {fields} }} }}")
+        assert after == queried["gadget"]
+        await client.quiet(0.5)
+    finally:
+        await client.kill()
+
+
+# Filters whose matches the subscription and the list query must agree on.
+AGREEING_FILTERS = [
+    '{name: {eq: "zola"}}',
+    '{name: {like: "Z%"}}',
+    '{name: {ilike: "%OL%"}}',
+    "{bio: {isNull: true}}",
+    '{country: {in: ["FR", "GB"]}, not: {name: {startsWith: "H"}}}',
+    '{or: [{country: {eq: "NZ"}}, {email: {endsWith: "@b.org"}}]}',
+]
+
+
+async def test_where_matches_exactly_what_the_list_query_matches(
+    live: LiveServer, modules: Path
+) -> None:
+    authors = [
+        ("Zola", "FR", "z@a.org", None),
+        ("zola", "GB", "z2@b.org", "bio"),
+        ("Hugo", "FR", "h@a.org", "x"),
+        ("Frame", "NZ", "f@a.org", None),
+        ("Hulme", "GB", "u@a.org", None),
+    ]
+    clients = []
+    try:
+        for where in AGREEING_FILTERS:
+            query = f"subscription {{ authorChanged(where: {where}) {{ after {{ name email }} }} }}"
+            clients.append(await NodeClient.start(modules, live.url, query))
+        await live.active(len(AGREEING_FILTERS))
+        ids = []
+        for name, country, email, bio in authors:
+            data = await live.data(
+                "mutation ($i: AuthorCreateInput!) { createAuthor(input: $i) { id } }",
+                {"i": {"name": name, "country": country, "email": email, "bio": bio}},
+            )
+            ids.append(data["createAuthor"]["id"])
+        for where, client in zip(AGREEING_FILTERS, clients, strict=True):
+            listed = await live.data(f"{{ authors(where: {where}) {{ email }} }}")
+            assert len(listed["authors"]) < len(ids), where
+            expected = sorted(a["email"] for a in listed["authors"])
+            assert expected, where
+            got = []
+            for _ in expected:
+                (payload,) = await client.next_payloads(1)
+                got.append(payload["data"]["authorChanged"]["after"]["email"])
+            assert sorted(got) == expected, where
+            await client.quiet(0.2)
+    finally:
+        for c in clients:
+            await c.kill()
+
+
+async def test_relation_filters_read_the_related_rows_as_they_are_when_delivered(
+    live: LiveServer, modules: Path
+) -> None:
+    hugo = await create_author(live, "Hugo", "FR")
+    await create_author(live, "Zola", "FR")
+    await live.data(
+        "mutation ($i: BookCreateInput!) { createBook(input: $i) { id } }",
+        {"i": {"title": "Les Misérables", "authorId": hugo, "pages": 1900}},
+    )
+    client = await NodeClient.start(
+        modules,
+        live.url,
+        "subscription { authorChanged(where: {books: {some: {pages: {gt: 100}}}})"
+        " { op after { name books { title } } } }",
+    )
+    try:
+        await client.connected()
+        await live.active(1)
+        await live.data('mutation { updateAuthors(where: {}, set: {bio: "b"}) { id } }')
+        (payload,) = await client.next_payloads(1)
+        assert payload["data"]["authorChanged"] == {
+            "op": "UPDATE",
+            "after": {"name": "Hugo", "books": [{"title": "Les Misérables"}]},
+        }
+        await client.quiet(0.5)
+    finally:
+        await client.kill()

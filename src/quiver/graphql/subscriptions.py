@@ -438,7 +438,10 @@ class ImageTable:
             )
         picks = [sql("je.key AS ", ident("__n"))]
         for i, f in enumerate(self.fields):
-            picks.append(sql(f"json_extract(je.value, '$.c{i}') AS ", ident(f.column)))
+            value = sql(f"json_extract(je.value, '$.c{i}')")
+            if f.scalar == Scalar.BASE64:
+                value = sql("quiver_unbase64(", value, ")")  # registered by quiver.sql.database
+            picks.append(sql(value, " AS ", ident(f.column)))
         return sql("SELECT ", join(", ", picks), " FROM json_each(", param(text), ") AS je")
 
 
@@ -680,8 +683,9 @@ async def run_subscription(
     while True:
         try:
             if position is None:
-                async with db.transaction() as tx:
-                    await ensure_change_log(tx, db.dialect, change_log_table)
+                with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
+                    async with db.transaction() as tx:
+                        await ensure_change_log(tx, db.dialect, change_log_table)
                 position = await reader.start(gap_timeout)
             if started is not None:
                 started()
