@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
+from quiver.observers.triggers import install_triggers
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
 from tests.graphql.subscription_fixtures import LiveServer, NodeClient, live_server, node_modules
@@ -466,6 +467,46 @@ async def test_relation_filters_read_the_related_rows_as_they_are_when_delivered
             "op": "UPDATE",
             "after": {"name": "Hugo", "books": [{"title": "Les Misérables"}]},
         }
+        await client.quiet(0.5)
+    finally:
+        await client.kill()
+
+
+async def test_changes_logged_by_triggers_are_delivered_like_mutations(
+    live: LiveServer, modules: Path
+) -> None:
+    engine = live.app.engine
+    assert engine is not None
+    await install_triggers(
+        engine.database, [engine.catalog.entities["Gadget"]], "quiver_change_log"
+    )
+    fields = "id price released active meta big score"
+    client = await NodeClient.start(
+        modules,
+        live.url,
+        'subscription { gadgetChanged(where: {price: {gt: "10"}})'
+        f" {{ op after {{ {fields} }} before {{ price }} }} }}",
+    )
+    try:
+        await client.connected()
+        await live.active(1)
+        true = "1" if live.db.dialect != "postgresql" else "true"
+        live.sql(
+            "INSERT INTO gadgets (price, released, active, meta, big, score) VALUES"
+            f""" (12.5, '2024-05-06', {true}, '{{"a": 1}}', 9007199254740993, 0.25),"""
+            f" (3, '2024-05-07', {true}, NULL, 1, 1)"
+        )
+        live.sql("UPDATE gadgets SET price = 11 WHERE price = 12.5")
+        inserted, updated = await client.next_payloads(2)
+        row = inserted["data"]["gadgetChanged"]
+        queried = await live.data(f"{{ gadget(id: {row['after']['id']}) {{ {fields} }} }}")
+        assert row["op"] == "INSERT"
+        assert row["after"] == {**queried["gadget"], "price": row["after"]["price"]}
+        assert float(row["after"]["price"]) == 12.5
+        change = updated["data"]["gadgetChanged"]
+        assert change["op"] == "UPDATE"
+        assert float(change["before"]["price"]) == 12.5
+        assert change["after"] == queried["gadget"]
         await client.quiet(0.5)
     finally:
         await client.kill()
