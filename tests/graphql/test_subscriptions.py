@@ -233,6 +233,11 @@ async def test_image_selections_take_nested_relations_and_operations_filter(
             "cost",
         ),
         (
+            "subscription { authorChanged(where: {name: {eq: null}}) { op } }",
+            "BAD_USER_INPUT",
+            "isNull",
+        ),
+        (
             "subscription { authorChanged { op } bookChanged { op } }",
             "GRAPHQL_VALIDATION_FAILED",
             "only one top level field",
@@ -507,6 +512,36 @@ async def test_changes_logged_by_triggers_are_delivered_like_mutations(
         assert change["op"] == "UPDATE"
         assert float(change["before"]["price"]) == 12.5
         assert change["after"] == queried["gadget"]
+        await client.quiet(0.5)
+    finally:
+        await client.kill()
+
+
+async def test_variables_and_fragments_shape_the_subscription(
+    live: LiveServer, modules: Path
+) -> None:
+    client = await NodeClient.start(
+        modules,
+        live.url,
+        "subscription Watch($w: AuthorWhere, $ops: [ChangeOperation!]) {"
+        " authorChanged(where: $w, operations: $ops) { kind: op ...Row } }"
+        " fragment Row on AuthorChange { after { ...Names } }"
+        " fragment Names on Author { name n2: name }",
+        {"w": {"email": {"endsWith": "@keep.org"}}, "ops": ["INSERT"]},
+    )
+    try:
+        await client.connected()
+        await live.active(1)
+        await live.data(
+            'mutation { a: createAuthor(input: {name: "Keep", email: "k@keep.org"}) { id }'
+            ' b: createAuthor(input: {name: "Drop", email: "d@drop.org"}) { id } }'
+        )
+        await live.data('mutation { updateAuthors(where: {}, set: {bio: "b"}) { id } }')
+        (payload,) = await client.next_payloads(1)
+        assert payload["data"]["authorChanged"] == {
+            "kind": "INSERT",
+            "after": {"name": "Keep", "n2": "Keep"},
+        }
         await client.quiet(0.5)
     finally:
         await client.kill()
