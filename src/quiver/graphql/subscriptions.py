@@ -680,6 +680,9 @@ async def run_subscription(
     gap_timeout = float(settings.gap_timeout_s)
     position: Position | None = plan.resume.copy() if plan.resume is not None else None
     failures = 0
+    # A resumed cursor's gaps are all read once before any is given up: a change committed
+    # while the client was away, in time, is delivered however long the client stayed away.
+    resumed = position is not None
     while True:
         try:
             if position is None:
@@ -690,8 +693,10 @@ async def run_subscription(
             if started is not None:
                 started()
                 started = None
-            position.expire(time.time())
+            if not resumed:
+                position.expire(time.time())
             rows, full = await reader.read(position, settings.batch_rows)
+            resumed = False
             failures = 0
         except DatabaseError as err:
             failures += 1
