@@ -170,10 +170,12 @@ class LiveServer:
                 await asyncio.sleep(0.05)
         pytest.fail(f"{count} subscriptions were not running within {timeout}s")
 
-    def sql(self, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def sql(self, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Plain SQL through an independent driver (``?`` placeholders), in a thread: the
+        server's own transactions go on meanwhile."""
         if self.db.dialect != "sqlite":
             text = text.replace("?", "%s")
-        rows: list[tuple[Any, ...]] = self.db.query(text, params)
+        rows: list[tuple[Any, ...]] = await asyncio.to_thread(self.db.query, text, params)
         return rows
 
 

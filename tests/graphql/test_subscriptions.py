@@ -130,9 +130,10 @@ async def test_a_change_committed_late_with_a_smaller_id_is_delivered_after_a_re
             await first.connected()
             await live.active(1)
             # A transaction takes a change id, and stays open while a later one commits.
-            writer.query("BEGIN")
+            await asyncio.to_thread(writer.query, "BEGIN")
             image = {"id": 99, "name": "Late", "email": "l@x.org", "country": "FR", "bio": None}
-            writer.query(
+            await asyncio.to_thread(
+                writer.query,
                 "INSERT INTO quiver_change_log (entity, entity_key, operation, before_image,"
                 " after_image, changed_fields, transaction_id)"
                 " VALUES ('Author', %s, 'insert', NULL, %s, %s, 'late')",
@@ -144,7 +145,8 @@ async def test_a_change_committed_late_with_a_smaller_id_is_delivered_after_a_re
         finally:
             await first.kill()
         try:
-            writer.query("COMMIT")  # in time: within gap_timeout_s of its id being skipped
+            # in time: within gap_timeout_s of its id being skipped
+            await asyncio.to_thread(writer.query, "COMMIT")
             # the client comes back after the gap's time is over: it still gets the change
             await asyncio.sleep(1.5)
             second = await NodeClient.start(
@@ -498,12 +500,12 @@ async def test_changes_logged_by_triggers_are_delivered_like_mutations(
         await client.connected()
         await live.active(1)
         true = "1" if live.db.dialect != "postgresql" else "true"
-        live.sql(
+        await live.sql(
             "INSERT INTO gadgets (price, released, active, meta, big, score) VALUES"
             f""" (12.5, '2024-05-06', {true}, '{{"a": 1}}', 9007199254740993, 0.25),"""
             f" (3, '2024-05-07', {true}, NULL, 1, 1)"
         )
-        live.sql("UPDATE gadgets SET price = 11 WHERE price = 12.5")
+        await live.sql("UPDATE gadgets SET price = 11 WHERE price = 12.5")
         inserted, updated = await client.next_payloads(2)
         row = inserted["data"]["gadgetChanged"]
         queried = await live.data(f"{{ gadget(id: {row['after']['id']}) {{ {fields} }} }}")

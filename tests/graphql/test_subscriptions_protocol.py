@@ -170,13 +170,13 @@ async def test_a_rolled_back_change_id_is_waited_for_then_given_up(
                 },
             )
             await live.active(1)
-            live.sql("BEGIN")
-            live.sql(
+            await live.sql("BEGIN")
+            await live.sql(
                 "INSERT INTO quiver_change_log (entity, entity_key, operation, after_image,"
                 " changed_fields, transaction_id) VALUES ('Author', '{}', 'insert', '{}', '[]',"
                 " 'gone')"
             )
-            live.sql("ROLLBACK")
+            await live.sql("ROLLBACK")
             for name in ("A", "B"):
                 await live.data(
                     "mutation ($i: AuthorCreateInput!) { createAuthor(input: $i) { id } }",

@@ -618,13 +618,68 @@ class ImageEvaluator:
 
 
 class ChangeSignal:
-    """Wakes the subscriptions of one process when a change commits: a mutation of this
-    process, or, on PostgreSQL once :meth:`listen` ran, any writer's ``NOTIFY``."""
+    """Tells the subscriptions of one process when the change log has new rows.
+
+    While subscriptions run, one watcher task reads the change log's highest id (``head``)
+    every poll interval, and at once when a change commits: a mutation of this process
+    (:meth:`notify`) or, on PostgreSQL once :meth:`listen` ran, any writer's ``NOTIFY``. A
+    subscription with no gaps reads the log only once ``head`` passes its position, so idle
+    subscriptions cost one query per interval per process, not one each; a subscription
+    waiting for gaps reads every interval."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._committed = asyncio.Event()
+        self._moved = asyncio.Event()
         self._listener: Any = None
         self._lock = asyncio.Lock()
+        #: The change log's highest id as last read; None while unknown.
+        self.head: int | None = None
+        self._watchers = 0
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def watch(self, db: Database, table: str, interval: float) -> None:
+        """One more subscription reads ``table``: keep the watcher running."""
+        self._watchers += 1
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.create_task(self._watch(db, table, interval))
+
+    def unwatch(self) -> None:
+        """One subscription less; the last one stops the watcher."""
+        self._watchers -= 1
+        if self._watchers <= 0 and self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+            self.head = None
+
+    async def _watch(self, db: Database, table: str, interval: float) -> None:
+        text = f"SELECT MAX(id) FROM {db.dialect.quote_ident(table)}"
+        while True:
+            try:
+                async with db.transaction() as tx:
+                    rows = await tx.fetch_rows(text, [])
+                head = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+            except DatabaseError as err:
+                log.debug("cannot read the change log's head: %s", err)
+                head = None
+            if head != self.head:
+                self.head = head
+                self._moved.set()
+                self._moved = asyncio.Event()
+            await _wait(self._committed, interval)
+
+    async def idle(self, position: Position, interval: float) -> None:
+        """Wait until reading the change log again may find something for ``position``."""
+        loop = asyncio.get_running_loop()
+        if position.gaps or self.head is None:
+            await _wait(self._moved, interval)
+            return
+        # a bound, should the watcher stall
+        deadline = loop.time() + max(5.0, 10 * interval)
+        while self.head is not None and self.head <= position.high:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await _wait(self._moved, remaining)
 
     async def listen(self, url: str) -> None:
         """On PostgreSQL, listen on the change channel (once; again if the connection died).
@@ -650,12 +705,14 @@ class ChangeSignal:
                 await conn.close(timeout=5)
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        """A change committed: the watcher reads the head now."""
+        self._committed.set()
+        self._committed = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
 
 
 async def run_subscription(
@@ -674,6 +731,26 @@ async def run_subscription(
     from then on are delivered). ``settings`` is the
     :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
     when the subscription cannot go on."""
+    if signal is not None:
+        signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
+    try:
+        await _follow(db, catalog, schema, plan, change_log_table, settings, emit, signal, started)
+    finally:
+        if signal is not None:
+            signal.unwatch()
+
+
+async def _follow(
+    db: Database,
+    catalog: Catalog,
+    schema: GraphQLSchema,
+    plan: SubscriptionPlan,
+    change_log_table: str,
+    settings: Any,
+    emit: Callable[[bytes], Awaitable[None]],
+    signal: ChangeSignal | None,
+    started: Callable[[], None] | None,
+) -> None:
     reader = ChangeLogReader(db, change_log_table, plan.entity.name)
     evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
     interval = settings.poll_interval_ms / 1000
@@ -743,7 +820,7 @@ async def run_subscription(
         if full:
             continue
         if signal is not None:
-            await signal.wait(interval)
+            await signal.idle(position, interval)
         else:
             await asyncio.sleep(interval)
 
