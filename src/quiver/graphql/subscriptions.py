@@ -34,7 +34,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -65,7 +64,13 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.naming import camel
-from quiver.sql.changelog import CHANGE_CHANNEL, ensure_change_log
+from quiver.sql.changelog import (
+    CHANGE_CHANNEL,
+    ensure_change_log,
+    json_value,
+    time_text,
+    with_placeholders,
+)
 from quiver.sql.connect import connect_postgresql
 from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
@@ -255,22 +260,6 @@ class LogRow:
     changed_at: str
 
 
-def _json(value: Any) -> Any:
-    if value is None or isinstance(value, dict | list):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-    return orjson.loads(value)
-
-
-def _text_time(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return str(value.isoformat(timespec="microseconds"))
-    return str(value)
-
-
 class ChangeLogReader:
     """Reads the change log ``table`` of ``db`` for one entity's subscriptions."""
 
@@ -280,17 +269,9 @@ class ChangeLogReader:
         self.table = self.dialect.quote_ident(table)
         self.entity = entity
 
-    def _text(self, text: str) -> str:
-        pieces = text.split("?")
-        out = [pieces[0]]
-        for n, piece in enumerate(pieces[1:], start=1):
-            out.append(self.dialect.placeholder(n))
-            out.append(piece)
-        return "".join(out)
-
     async def _run(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         async with self.db.transaction() as tx:
-            return await tx.fetch_rows(self._text(text), list(params))
+            return await tx.fetch_rows(with_placeholders(self.dialect, text), list(params))
 
     async def start(self, gap_timeout: float) -> Position:
         """The position of "now": after the last change, with the ids missing from the last
@@ -340,13 +321,13 @@ class ChangeLogReader:
                 id=int(r[0]),
                 entity=r[1],
                 operation=r[2],
-                before=_json(r[3]),
-                after=_json(r[4]),
-                changed_fields=tuple(_json(r[5]) or ()),
+                before=json_value(r[3]),
+                after=json_value(r[4]),
+                changed_fields=tuple(json_value(r[5]) or ()),
                 actor=r[6],
                 tenant_id=r[7],
                 transaction_id=str(r[8]),
-                changed_at=_text_time(r[9]),
+                changed_at=time_text(r[9]),
             )
             for r in rows
         ]
@@ -611,7 +592,7 @@ class ImageEvaluator:
                 for place, (_, ok, body) in zip(at, answer, strict=True):
                     if n == 0 and ok is not None and int(ok):
                         matched[place] = True
-                    values[place] = _json(body)
+                    values[place] = json_value(body)
                 if key is not None:
                     rendered[key] = values
         return matched, rendered
@@ -734,95 +715,82 @@ async def run_subscription(
     if signal is not None:
         signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
     try:
-        await _follow(db, catalog, schema, plan, change_log_table, settings, emit, signal, started)
+        reader = ChangeLogReader(db, change_log_table, plan.entity.name)
+        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
+        interval = settings.poll_interval_ms / 1000
+        gap_timeout = float(settings.gap_timeout_s)
+        position: Position | None = plan.resume.copy() if plan.resume is not None else None
+        failures = 0
+        # A resumed cursor's gaps are all read once before any is given up: a change committed
+        # while the client was away, in time, is delivered however long the client stayed away.
+        resumed = position is not None
+        while True:
+            try:
+                if position is None:
+                    with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
+                        async with db.transaction() as tx:
+                            await ensure_change_log(tx, db.dialect, change_log_table)
+                    position = await reader.start(gap_timeout)
+                if started is not None:
+                    started()
+                    started = None
+                if not resumed:
+                    position.expire(time.time())
+                rows, full = await reader.read(position, settings.batch_rows)
+                resumed = False
+                failures = 0
+            except DatabaseError as err:
+                failures += 1
+                wait = min(5.0, interval * 2**failures)
+                log.warning(
+                    "subscription could not read the change log (%s); again in %.1fs", err, wait
+                )
+                await asyncio.sleep(wait)
+                continue
+            ours = [
+                r
+                for r in rows
+                if r.entity == plan.entity.name
+                and r.operation in plan.operations
+                and (r.id > position.high or r.id in position.gaps)
+            ]
+            matched: list[bool] = []
+            rendered: dict[str, list[Any]] = {}
+            if ours:
+                try:
+                    matched, rendered = await evaluator.evaluate(db, ours)
+                except DatabaseError as err:
+                    raise SubscriptionError(
+                        [
+                            _error(
+                                f"the database could not read a {plan.entity.name} change: {err}",
+                                "INTERNAL_SERVER_ERROR",
+                            )
+                        ]
+                    ) from None
+            place = {r.id: i for i, r in enumerate(ours)}
+            until = time.time() + gap_timeout
+            for r in rows:
+                position.advance(r.id, until)
+                i = place.get(r.id)
+                if i is None or not matched[i]:
+                    continue
+                cursor = position.encode()
+                payload = {
+                    "data": {plan.root_key: _change_json(plan, r, cursor, rendered, i)},
+                    "extensions": {"cursor": cursor},
+                }
+                await emit(orjson.dumps(payload))
+            if full:
+                continue
+            if signal is not None:
+                await signal.idle(position, interval)
+            else:
+                await asyncio.sleep(interval)
+
     finally:
         if signal is not None:
             signal.unwatch()
-
-
-async def _follow(
-    db: Database,
-    catalog: Catalog,
-    schema: GraphQLSchema,
-    plan: SubscriptionPlan,
-    change_log_table: str,
-    settings: Any,
-    emit: Callable[[bytes], Awaitable[None]],
-    signal: ChangeSignal | None,
-    started: Callable[[], None] | None,
-) -> None:
-    reader = ChangeLogReader(db, change_log_table, plan.entity.name)
-    evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
-    interval = settings.poll_interval_ms / 1000
-    gap_timeout = float(settings.gap_timeout_s)
-    position: Position | None = plan.resume.copy() if plan.resume is not None else None
-    failures = 0
-    # A resumed cursor's gaps are all read once before any is given up: a change committed
-    # while the client was away, in time, is delivered however long the client stayed away.
-    resumed = position is not None
-    while True:
-        try:
-            if position is None:
-                with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
-                    async with db.transaction() as tx:
-                        await ensure_change_log(tx, db.dialect, change_log_table)
-                position = await reader.start(gap_timeout)
-            if started is not None:
-                started()
-                started = None
-            if not resumed:
-                position.expire(time.time())
-            rows, full = await reader.read(position, settings.batch_rows)
-            resumed = False
-            failures = 0
-        except DatabaseError as err:
-            failures += 1
-            wait = min(5.0, interval * 2**failures)
-            log.warning(
-                "subscription could not read the change log (%s); again in %.1fs", err, wait
-            )
-            await asyncio.sleep(wait)
-            continue
-        ours = [
-            r
-            for r in rows
-            if r.entity == plan.entity.name
-            and r.operation in plan.operations
-            and (r.id > position.high or r.id in position.gaps)
-        ]
-        matched: list[bool] = []
-        rendered: dict[str, list[Any]] = {}
-        if ours:
-            try:
-                matched, rendered = await evaluator.evaluate(db, ours)
-            except DatabaseError as err:
-                raise SubscriptionError(
-                    [
-                        _error(
-                            f"the database could not read a {plan.entity.name} change: {err}",
-                            "INTERNAL_SERVER_ERROR",
-                        )
-                    ]
-                ) from None
-        place = {r.id: i for i, r in enumerate(ours)}
-        until = time.time() + gap_timeout
-        for r in rows:
-            position.advance(r.id, until)
-            i = place.get(r.id)
-            if i is None or not matched[i]:
-                continue
-            cursor = position.encode()
-            payload = {
-                "data": {plan.root_key: _change_json(plan, r, cursor, rendered, i)},
-                "extensions": {"cursor": cursor},
-            }
-            await emit(orjson.dumps(payload))
-        if full:
-            continue
-        if signal is not None:
-            await signal.idle(position, interval)
-        else:
-            await asyncio.sleep(interval)
 
 
 def _change_json(

@@ -115,14 +115,7 @@ class _Connection:
         self.operations: dict[str, asyncio.Task[None]] = {}
 
     async def send(self, message: dict[str, Any]) -> None:
-        async with self._lock:
-            if self.closed:
-                raise _ClosedError(1000, "closed")
-            try:
-                await self._send({"type": "websocket.send", "text": orjson.dumps(message).decode()})
-            except Exception as exc:  # the peer went away while we wrote
-                self.closed = True
-                raise _ClosedError(1006, "peer gone") from exc
+        await self.send_raw(orjson.dumps(message))
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:

@@ -30,9 +30,12 @@ so a write Quiver logs itself is never logged twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from quiver.sql.build import template
 from quiver.sql.database import Transaction
@@ -44,8 +47,11 @@ __all__ = [
     "Change",
     "ChangeContext",
     "ensure_change_log",
+    "json_value",
     "mark_writer",
+    "time_text",
     "unmark_writer",
+    "with_placeholders",
     "write_changes",
     "writers_table",
 ]
@@ -111,6 +117,34 @@ class Change:
     before: str | None
     after: str | None
     changed_fields: str
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as read by any driver (text, bytes or already decoded)."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+    return orjson.loads(value)
+
+
+def time_text(value: Any) -> str:
+    """A ``changed_at`` value as ISO 8601 text (UTC when the driver gives a naive time)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return str(value.isoformat(timespec="microseconds"))
+    return str(value)
+
+
+def with_placeholders(dialect: Dialect, text: str) -> str:
+    """``text`` with each ``?`` replaced by the dialect's numbered placeholder."""
+    pieces = text.split("?")
+    out = [pieces[0]]
+    for n, piece in enumerate(pieces[1:], start=1):
+        out.append(dialect.placeholder(n))
+        out.append(piece)
+    return "".join(out)
 
 
 async def ensure_change_log(tx: Transaction, dialect: Dialect, table: str) -> None:
