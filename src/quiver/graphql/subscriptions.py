@@ -639,7 +639,7 @@ class ChangeSignal:
                 async with db.transaction() as tx:
                     rows = await tx.fetch_rows(text, [])
                 head = int(rows[0][0]) if rows and rows[0][0] is not None else 0
-            except DatabaseError as err:
+            except Exception as err:  # the subscriptions poll meanwhile (head None)
                 log.debug("cannot read the change log's head: %s", err)
                 head = None
             if head != self.head:
@@ -655,7 +655,7 @@ class ChangeSignal:
             await _wait(self._moved, interval)
             return
         # a bound, should the watcher stall
-        deadline = loop.time() + max(5.0, 10 * interval)
+        deadline = loop.time() + max(60.0, 10 * interval)
         while self.head is not None and self.head <= position.high:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -724,12 +724,15 @@ async def run_subscription(
         # A resumed cursor's gaps are all read once before any is given up: a change committed
         # while the client was away, in time, is delivered however long the client stayed away.
         resumed = position is not None
+        ensured = False
         while True:
             try:
-                if position is None:
+                if not ensured:
                     with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
                         async with db.transaction() as tx:
                             await ensure_change_log(tx, db.dialect, change_log_table)
+                    ensured = True
+                if position is None:
                     position = await reader.start(gap_timeout)
                 if started is not None:
                     started()
