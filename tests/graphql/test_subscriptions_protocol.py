@@ -195,3 +195,18 @@ async def test_a_rolled_back_change_id_is_waited_for_then_given_up(
             )
             third = (await receive(ws))["payload"]["data"]["authorChanged"]
             assert Position.decode(third["cursor"]).gaps == {}
+
+
+async def test_a_subscribe_message_larger_than_the_request_limit_is_an_error(
+    fresh_sqlite: str,
+) -> None:
+    async with live_server("sqlite", fresh_sqlite, graphql={"max_request_bytes": 200}) as live:
+        ws = await acknowledged(live)
+        async with ws:
+            query = "subscription { authorChanged { op } }" + " " * 300
+            await send(ws, {"id": "big", "type": "subscribe", "payload": {"query": query}})
+            message = await receive(ws)
+            assert message["type"] == "error" and message["id"] == "big"
+            assert message["payload"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+            await send(ws, {"type": "ping"})  # the socket stays open
+            assert await receive(ws) == {"type": "pong"}

@@ -179,7 +179,7 @@ class _Connection:
         elif kind == "pong":
             return
         elif kind == "subscribe":
-            await self._subscribe(message)
+            await self._subscribe(message, len(text.encode()))
         elif kind == "complete":
             op_id = message.get("id")
             if not isinstance(op_id, str):
@@ -209,7 +209,7 @@ class _Connection:
         self.acknowledged = True
         await self.send({"type": "connection_ack"})
 
-    async def _subscribe(self, message: dict[str, Any]) -> None:
+    async def _subscribe(self, message: dict[str, Any], size: int) -> None:
         if not self.acknowledged:
             raise _ClosedError(4401, "Unauthorized")
         op_id = message.get("id")
@@ -229,6 +229,20 @@ class _Connection:
             raise _ClosedError(4400, "Invalid message received: subscribe payload")
         if op_id in self.operations:
             raise _ClosedError(4409, f"Subscriber for {op_id} already exists")
+        largest = self.settings.graphql.max_request_bytes
+        if size > largest:
+            await self._error(
+                op_id,
+                [
+                    {
+                        "message": f"The subscribe message has {size} bytes; the limit is "
+                        f"{largest}. Send a smaller document, or raise "
+                        "graphql.max_request_bytes.",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE", "limit": largest},
+                    }
+                ],
+            )
+            return
         limit = self.settings.subscriptions.max_per_connection
         if len(self.operations) >= limit:
             await self._error(
