@@ -165,9 +165,20 @@ def run_command(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics server binds.")
     ] = "127.0.0.1",
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=0.1,
+            help="Seconds a claim on a batch of events lasts (renewed while delivering);"
+            " events of a dispatcher that died are taken over once it expires.",
+        ),
+    ] = 30.0,
     debug: Debug = False,
 ) -> None:
-    """Read the change log and run the matching observers' actions until stopped."""
+    """Read the change log and run the matching observers' actions until stopped.
+
+    Several dispatchers may run against one database: each claims the batch it delivers."""
     from quiver.config.loader import setting_locator
     from quiver.observers.service import open_dispatcher
     from quiver.runtime.logs import configure_logging
@@ -176,7 +187,7 @@ def run_command(
         settings = _settings(config, db)
         configure_logging(settings.log.format, settings.log.level)
         dispatcher = await open_dispatcher(
-            settings, _declared(app_file), locate=setting_locator(config)
+            settings, _declared(app_file), locate=setting_locator(config), lease=lease
         )
         stops: list[Callable[[], None]] = []
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from quiver.config.settings import QuiverSettings
 from quiver.observers.catalog import Locate, Observer, build_observers
-from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.dispatcher import DEFAULT_LEASE, Dispatcher
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
@@ -79,9 +79,12 @@ async def open_dispatcher(
     declared: Sequence[Any] = (),
     schema: Schema | None = None,
     locate: Locate | None = None,
+    *,
+    lease: float = DEFAULT_LEASE,
 ) -> Dispatcher:
-    """A dispatcher over the settings' database, its tables created when missing."""
+    """A dispatcher over the settings' database, its tables created when missing; it
+    claims each batch of events for ``lease`` seconds (renewed while it works)."""
     if schema is None:
         schema = await load_schema(settings)
     observers = check_observers(settings, schema, declared, locate)
-    return Dispatcher(await open_store(settings), observers, settings.dispatcher)
+    return Dispatcher(await open_store(settings), observers, settings.dispatcher, lease=lease)
