@@ -59,6 +59,7 @@ def claims_table(ledger_table: str) -> str:
     """The table of the dispatchers' claims on events, beside the ledger ``ledger_table``."""
     return f"{ledger_table}_claims"[:63]
 
+
 _LEDGER_DDL = {
     "postgresql": (
         "CREATE TABLE IF NOT EXISTS {t} (event_id BIGINT NOT NULL, observer TEXT NOT NULL,"
