@@ -51,8 +51,13 @@ _CLAIM_UPSERT = {
     " token = IF(expires_at < ?, VALUES(token), token),"
     " expires_at = IF(expires_at < ?, VALUES(expires_at), expires_at)",
 }
-# Rows another transaction holds are skipped, not waited for (the claim upsert decides).
-_SKIP_LOCKED = {"postgresql": " FOR UPDATE SKIP LOCKED", "mysql": " FOR UPDATE SKIP LOCKED"}
+# Rows another dispatcher's claim transaction holds are skipped, not waited for; the claim
+# upsert decides in the end. PostgreSQL locks the candidates as it reads them (only the change
+# rows: FOR UPDATE OF c), so a second dispatcher reads the rows after them. MariaDB locks them
+# by key after a plain read: a locking range scan of the change log would take gap locks that
+# make the writers' inserts wait.
+_LOCK_CANDIDATES = {"postgresql": " FOR UPDATE OF c SKIP LOCKED"}
+_LOCK_BY_KEY = {"mysql": " FOR UPDATE SKIP LOCKED"}
 
 
 def claims_table(ledger_table: str) -> str:
@@ -260,18 +265,18 @@ class DispatchStore:
                 self._text(
                     f"SELECT {_EVENT_COLUMNS} FROM {self.changes} c WHERE {where}"
                     f" AND NOT EXISTS (SELECT 1 FROM {self.claims} k WHERE k.event_id = c.id"
-                    " AND k.expires_at >= ?) ORDER BY c.id LIMIT ?"
+                    " AND k.expires_at >= ?) ORDER BY c.id LIMIT ?" + _LOCK_CANDIDATES.get(name, "")
                 ),
                 [*params, now, limit],
             )
             if not rows:
                 return []
             ids = [int(r[0]) for r in rows]
-            if name in _SKIP_LOCKED:
+            if name in _LOCK_BY_KEY:
                 locked = await tx.fetch_rows(
                     self._text(
                         f"SELECT id FROM {self.changes} WHERE id IN ({_marks(ids)})"
-                        f"{_SKIP_LOCKED[name]}"
+                        f"{_LOCK_BY_KEY[name]}"
                     ),
                     ids,
                 )
