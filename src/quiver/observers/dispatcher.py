@@ -82,16 +82,17 @@ class Dispatcher:
         )
         if not events:
             return 0
-        heartbeat = asyncio.create_task(self._renew(token))
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._renew(token, done))
         try:
             await self._dispatch_all(events)
         except Exception:
             await self._release(token)
             raise
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # Never cancelled mid-statement: a transaction cut short could stay open.
+            done.set()
+            await heartbeat
         # A cancelled batch (the dispatcher stopping) keeps its claims until they expire.
         await self.store.release(token)
         return len(events)
@@ -119,10 +120,13 @@ class Dispatcher:
         if failures:
             raise failures[0]
 
-    async def _renew(self, token: str) -> None:
-        """Extend the batch's claims every third of the lease until cancelled."""
+    async def _renew(self, token: str, done: asyncio.Event) -> None:
+        """Extend the batch's claims every third of the lease until ``done`` is set."""
         while True:
-            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.lease / 3)
+            if done.is_set():
+                return
             try:
                 await self.store.renew(token, time.time() + self.lease)
             except Exception as exc:  # the claims may expire: at worst a second delivery
