@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import psutil
 import pyarrow.parquet as pq
 from ingest_bench import QUIVER, PeakRss, Result, free_port, wait_listening
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -115,6 +116,18 @@ def encode_streams(bodies: list[bytes], spans_per_batch: int, streams: int) -> l
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def report_cpu(system: str, spans: int, cpu: float) -> None:
+    """Spans per CPU-second of the server: its speed on one core of its own, whatever else
+    ran on the machine."""
+    print(f"otap {system}: {cpu:.2f} server CPU-s, {spans / cpu:,.0f} spans per server CPU-s")
+
+
 def drive(port: int, streams: list[list[bytes]]) -> float:
     """Send every stream at once (one connection each); seconds until the last BatchStatus."""
     failures: list[str] = []
@@ -163,7 +176,9 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
     rss = PeakRss(proc.pid)
     try:
         wait_listening(port)
+        cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
+        report_cpu("quiver", total, cpu_seconds(proc.pid) - cpu)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=600)
     finally:
@@ -188,7 +203,9 @@ def run_baseline(streams: list[list[bytes]], total: int) -> Result:
     rss = PeakRss(proc.pid)
     try:
         wait_listening(port)
+        cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
+        report_cpu("baseline", total, cpu_seconds(proc.pid) - cpu)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -289,7 +289,9 @@ def test_without_the_arrow_option_otap_is_unimplemented(receiver: Callable[..., 
 
 def test_a_full_spool_is_resource_exhausted_per_batch(receiver: Callable[..., Receiver]) -> None:
     rec = receiver(arrow={}, spool={"max_bytes": 1})
-    answers = stream(rec, [good_bar(1, "taken"), good_bar(2, "refused")])
-    assert [a.status_code for a in answers] == [_S.OK, _S.RESOURCE_EXHAUSTED]
-    assert "retry later" in answers[1].status_message
+    [taken] = stream(rec, [good_bar(1, "taken")])
+    [refused] = stream(rec, [good_bar(2, "refused")])
+    assert (taken.status_code, refused.status_code) == (_S.OK, _S.RESOURCE_EXHAUSTED)
+    assert refused.batch_id == 2
+    assert "retry later" in refused.status_message
     assert plain(rec.stop()).column("span_name").to_pylist() == ["taken"]

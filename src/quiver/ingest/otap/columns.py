@@ -22,6 +22,7 @@ __all__ = [
     "ATTRS_TYPE",
     "OtapDataError",
     "Payload",
+    "ValueText",
     "attribute_maps",
     "attribute_runs",
     "enum_names",
@@ -31,6 +32,7 @@ __all__ = [
     "per_row_maps",
     "timestamps",
     "value_text",
+    "value_texts",
 ]
 
 ATTRS_TYPE = pa.map_(pa.string(), pa.string())
@@ -211,56 +213,74 @@ def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa
 # ----------------------------------------------------------------------------- values
 
 
+class ValueText:
+    """The text of an AnyValue column group, built once per value kind: ``parts`` holds the
+    converted values of every kind one after the other, and row ``i``'s text is
+    ``parts[at[i]]`` (the last slot of ``parts`` is null, for empty values)."""
+
+    def __init__(self, parts: pa.Array, at: np.ndarray) -> None:
+        self.parts = parts
+        self.at = at
+
+    def rows(self, order: np.ndarray | None = None) -> pa.Array:
+        """The text of every row, or of the rows ``order`` picks, in that order."""
+        return self.parts.take(pa.array(self.at if order is None else self.at[order]))
+
+
 def value_text(table: Payload, prefix: str = "") -> pa.Array:
     """The AnyValue columns (``type``, ``str``, ``int``, ``double``, ``bool``, ``bytes``,
     ``ser``, under ``prefix``) as the text the telemetry layout stores: strings as they are,
     integers and booleans as their JSON text, doubles as JSON, bytes as base64, maps and
     arrays (CBOR in ``ser``) as JSON; empty values as null."""
+    return value_texts(table, prefix).rows()
+
+
+def value_texts(table: Payload, prefix: str = "") -> ValueText:
+    """:func:`value_text`, before the rows are put in order (see :class:`ValueText`)."""
     rows = table.rows
-    kinds = table.column(prefix + "type")
-    if kinds is None:
-        return pa.nulls(rows, pa.string())
-    kinds = kinds.cast(pa.int64())
-    bad = pc.or_(pc.less(kinds, 0), pc.greater(kinds, 7)).fill_null(False)
-    if pc.any(bad).as_py():
-        row = _first(bad)
+    column = table.column(prefix + "type")
+    if column is None:
+        return ValueText(pa.nulls(1, pa.string()), np.zeros(rows, dtype=np.int64))
+    if not pa.types.is_integer(column.type):
+        raise OtapDataError(f"{table.name}.{prefix}type is {column.type}; UInt8 is expected")
+    kinds = column.fill_null(0).cast(pa.int64()).to_numpy()
+    bad = (kinds < 0) | (kinds > 7)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise OtapDataError(
-            f"{table.name}.{prefix}type row {row}: {kinds[row].as_py()} is not an AnyValue type "
+            f"{table.name}.{prefix}type row {row}: {int(kinds[row])} is not an AnyValue type "
             "(0 empty, 1 str, 2 int, 3 double, 4 bool, 5 map, 6 slice, 7 bytes)"
         )
-    text = pa.nulls(rows, pa.string())
-    strings = table.texts(prefix + "str")
-    if strings is not None:
-        text = pc.if_else(pc.equal(kinds, STR), strings.fill_null(""), text)
-    else:
-        text = pc.if_else(pc.equal(kinds, STR), pa.scalar(""), text)
-    ints = table.column(prefix + "int")
-    if ints is not None:
-        text = pc.if_else(pc.equal(kinds, INT), ints.cast(pa.int64()).cast(pa.string()), text)
-    bools = table.column(prefix + "bool")
-    if bools is not None:
-        words = pc.if_else(bools, pa.scalar("true"), pa.scalar("false"))
-        text = pc.if_else(pc.equal(kinds, BOOL), words, text)
-    # the rare kinds, value by value: doubles (JSON's shortest form), bytes, CBOR
-    for kind, column, convert in (
-        (DOUBLE, "double", _double_text),
-        (BYTES, "bytes", _bytes_text),
-        (MAP, "ser", _cbor_text),
-        (SLICE, "ser", _cbor_text),
-    ):
-        mask = pc.equal(kinds, kind).fill_null(False)
-        count = pc.sum(mask.cast(pa.int64())).as_py() or 0
-        if not count:
+    parts: list[pa.Array] = []
+    size = 0
+    at = np.full(rows, -1, dtype=np.int64)
+    for kind in np.flatnonzero(np.bincount(kinds, minlength=8)).tolist():
+        if kind == EMPTY:
             continue
-        values = table.column(prefix + column)
+        name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
+        values = table.column(prefix + name)
         if values is None:
             continue  # the active column is missing: the values are empty
-        where = f"{table.name}.{prefix}{column}"
-        picked = values.filter(mask).to_pylist()
-        text = pc.replace_with_mask(
-            text, mask, pa.array([convert(v, where) for v in picked], pa.string())
-        )
-    return text
+        index = np.flatnonzero(kinds == kind)
+        picked = values.take(pa.array(index))
+        if kind == STR:
+            part = table.texts(prefix + name)
+            assert part is not None
+            part = part.take(pa.array(index)).fill_null("")
+        elif kind == INT:
+            part = picked.cast(pa.int64()).cast(pa.string())
+        elif kind == BOOL:
+            part = pc.if_else(picked, pa.scalar("true"), pa.scalar("false"))
+        else:  # the rare kinds, value by value: doubles as JSON, bytes, CBOR
+            convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
+            where = f"{table.name}.{prefix}{name}"
+            part = pa.array([convert(v, where) for v in picked.to_pylist()], pa.string())
+        at[index] = size + np.arange(len(index))
+        size += len(part)
+        parts.append(part)
+    parts.append(pa.nulls(1, pa.string()))
+    at[at < 0] = size
+    return ValueText(pa.concat_arrays(parts), at)
 
 
 def _double_text(value: Any, where: str) -> str | None:
@@ -365,6 +385,20 @@ def parent_rows(
     a batch); OtapDataError naming the first child whose parent does not exist."""
     if not len(ids):
         return np.zeros(0, dtype=np.int64)
+    count = len(parent_ids)
+    if (
+        parent_valid.all()
+        and (count == 0 or (parent_ids[0] == 0 and parent_ids[-1] == count - 1))
+        and np.array_equal(parent_ids, np.arange(count, dtype=parent_ids.dtype))
+    ):
+        # ids numbered 0, 1, 2 ... (as senders number them): an id is its row
+        missing = ids >= count
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise OtapDataError(
+                f"{where} row {row}: parent_id {int(ids[row])} matches no {parent} id in this batch"
+            )
+        return ids.astype(np.int64)
     keys = np.where(parent_valid, parent_ids.astype(np.int64), -1)
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
@@ -385,7 +419,7 @@ def parent_rows(
 
 
 def attribute_maps(
-    attrs: Payload | None, parents: int, rows_of_parent: Any, text: pa.Array | None = None
+    attrs: Payload | None, parents: int, rows_of_parent: Any, text: ValueText | None = None
 ) -> pa.Array:
     """A ``map<string, string>`` per parent row (``parents`` of them) from an attribute
     table whose rows belong to parent rows ``rows_of_parent`` (numpy, one per attribute
@@ -398,13 +432,14 @@ def attribute_maps(
     keys = attrs.texts("key")
     if keys is None or keys.null_count:
         raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
-    values = value_text(attrs) if text is None else text
+    values = value_texts(attrs) if text is None else text
     order = np.argsort(rows_of_parent, kind="stable")
     counts = np.bincount(rows_of_parent, minlength=parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    take = pa.array(order)
-    return pa.MapArray.from_arrays(pa.array(offsets), keys.take(take), values.take(take))
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), keys.take(pa.array(order)), values.rows(order)
+    )
 
 
 def per_row_maps(
@@ -432,15 +467,15 @@ def per_row_maps(
         if parent is None:
             raise OtapDataError(f"{attrs.name}: the required column 'parent_id' is missing")
         owner = parent_rows(distinct, np.ones(len(distinct), bool), parent[0], attrs.name, what)
-        text = value_text(attrs)
-        maps = attribute_maps(attrs, len(distinct) + 1, owner, text)
+        texts = value_texts(attrs)
+        maps = attribute_maps(attrs, len(distinct) + 1, owner, texts)
         if with_service:
             keys = attrs.texts("key")
             assert keys is not None
             is_service = pc.equal(keys, "service.name").fill_null(False)
             owners = pa.array(owner).filter(is_service)
             found = pc.index_in(pa.array(np.arange(len(distinct) + 1)), value_set=owners)
-            service = text.filter(is_service).take(found)
+            service = texts.rows().filter(is_service).take(found)
     take = pa.array(slot)
     return maps.take(take), (service.take(take) if service is not None else None)
 

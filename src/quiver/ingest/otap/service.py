@@ -4,17 +4,19 @@ streams of ``BatchArrowRecords`` in and ``BatchStatus`` out.
 Each BatchArrowRecords is decoded (its payloads read from their IPC streams, see
 :mod:`quiver.ingest.otap.streams`), joined into rows of the telemetry layout, and made durable
 in the spool through the :class:`~quiver.ingest.intake.Intake`; only then is it answered
-``OK``. A batch that cannot be taken is answered with the specification's status codes and a
-message, and the stream goes on: INVALID_ARGUMENT for data that can never be right (bad IPC
-bytes, an unknown or unexpected payload type, a parent id with no parent),
-RESOURCE_EXHAUSTED when too much waits for the pipeline, UNAVAILABLE while stopping or when
-the disk refuses a write (the last two are retryable). Credentials are checked once, on the
-stream's metadata (UNAUTHENTICATED ends the stream); a message that is not a
-BatchArrowRecords at all ends it with INVALID_ARGUMENT.
+``OK``. Batches are decoded in their order and stored several at a time, so answers may come
+out of order, as the specification allows. A batch that cannot be taken is answered with the
+specification's status codes and a message, and the stream goes on: INVALID_ARGUMENT for data
+that can never be right (bad IPC bytes, an unknown or unexpected payload type, a parent id
+with no parent), RESOURCE_EXHAUSTED when too much waits for the pipeline, UNAVAILABLE while
+stopping or when the disk refuses a write (the last two are retryable). Credentials are
+checked once, on the stream's metadata (UNAUTHENTICATED ends the stream); a message that is
+not a BatchArrowRecords at all ends it with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -43,6 +45,7 @@ SERVICES: dict[Signal, tuple[str, str]] = {
 }
 
 _S = otap_pb2.StatusCode
+_IN_FLIGHT = 16  # batches of one stream being stored at once
 _DECODERS: dict[Signal, Callable[[dict[int, Payload]], pa.RecordBatch | None]] = {
     "traces": decode_spans,
     "logs": decode_logs,
@@ -111,35 +114,77 @@ def _handler(
             )
         streams.open += 1
         try:
-            ipc_streams = IpcStreams(signal)
-            async for body in requests:
-                try:
-                    bar = otap_pb2.BatchArrowRecords.FromString(body)
-                except DecodeError as exc:
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"the message is not a BatchArrowRecords: {exc}",
-                    )
-                yield await _answer(intake, ipc_streams, bar)
+            answers: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+            reader = asyncio.create_task(_read(requests, IpcStreams(signal), intake, answers))
+            try:
+                while (answer := await answers.get()) is not None:
+                    if isinstance(answer, str):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, answer)
+                        return
+                    yield answer
+                await reader
+            finally:
+                reader.cancel()
         finally:
             streams.open -= 1
 
     return call
 
 
-async def _answer(intake: Intake, streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> bytes:
-    try:
-        batch = decode_batch(streams, bar)
-    except OtapDataError as exc:
-        return _status(bar.batch_id, _S.INVALID_ARGUMENT, exc.message)
-    if batch is not None:
+async def _read(
+    requests: AsyncIterator[bytes],
+    streams: IpcStreams,
+    intake: Intake,
+    answers: asyncio.Queue[bytes | str | None],
+) -> None:
+    """Decode the batches of a stream in order (their IPC streams depend on it) and store
+    each in a task of its own, up to ``_IN_FLIGHT`` at once: their spool writes share one
+    fsync, and their BatchStatus answers go out as they complete (OTAP allows any order).
+    A message that is not a BatchArrowRecords puts its error (a str) in ``answers``; the
+    end of the stream, None."""
+    slots = asyncio.Semaphore(_IN_FLIGHT)
+    stores: set[asyncio.Task[None]] = set()
+
+    async def store(batch_id: int, batch: pa.RecordBatch) -> None:
         try:
-            await intake.accept(batch)
-        except UnavailableError as exc:
-            return _status(bar.batch_id, _S.UNAVAILABLE, exc.message)
-        except BackpressureError as exc:
-            return _status(bar.batch_id, _S.RESOURCE_EXHAUSTED, exc.message)
-    return _status(bar.batch_id, _S.OK)
+            answers.put_nowait(await _store(intake, batch_id, batch))
+        finally:
+            slots.release()
+
+    try:
+        async for body in requests:
+            try:
+                bar = otap_pb2.BatchArrowRecords.FromString(body)
+            except DecodeError as exc:
+                answers.put_nowait(f"the message is not a BatchArrowRecords: {exc}")
+                return
+            try:
+                batch = decode_batch(streams, bar)
+            except OtapDataError as exc:
+                answers.put_nowait(_status(bar.batch_id, _S.INVALID_ARGUMENT, exc.message))
+                continue
+            if batch is None:
+                answers.put_nowait(_status(bar.batch_id, _S.OK))
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(store(bar.batch_id, batch))
+            stores.add(task)
+            task.add_done_callback(stores.discard)
+        if stores:
+            await asyncio.gather(*stores)
+    finally:
+        answers.put_nowait(None)
+
+
+async def _store(intake: Intake, batch_id: int, batch: pa.RecordBatch) -> bytes:
+    """Make ``batch`` durable; its BatchStatus."""
+    try:
+        await intake.accept(batch)
+    except UnavailableError as exc:
+        return _status(batch_id, _S.UNAVAILABLE, exc.message)
+    except BackpressureError as exc:
+        return _status(batch_id, _S.RESOURCE_EXHAUSTED, exc.message)
+    return _status(batch_id, _S.OK)
 
 
 def arrow_handlers(

@@ -82,7 +82,14 @@ class _Pipe:
     def feed(self, data: bytes) -> None:
         self._chunks.append(memoryview(data))
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> bytes | memoryview:
+        if self._chunks and 0 < size <= len(self._chunks[0]):  # no copy
+            chunk = self._chunks[0]
+            if size == len(chunk):
+                self._chunks.popleft()
+                return chunk
+            self._chunks[0] = chunk[size:]
+            return chunk[:size]
         out = []
         while self._chunks and size != 0:
             chunk = self._chunks[0]

@@ -217,7 +217,8 @@ def _links(
     return _lists(items, owner, rows)
 
 
+_NO_ITEMS = {_EVENT_TYPE: pa.array([], _EVENT_TYPE), _LINK_TYPE: pa.array([], _LINK_TYPE)}
+
+
 def _no_lists(rows: int, item: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(
-        pa.array(np.zeros(rows + 1, dtype=np.int32)), pa.array([], item)
-    )
+    return pa.ListArray.from_arrays(pa.array(np.zeros(rows + 1, dtype=np.int32)), _NO_ITEMS[item])
