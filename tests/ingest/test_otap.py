@@ -295,3 +295,21 @@ def test_a_full_spool_is_resource_exhausted_per_batch(receiver: Callable[..., Re
     assert refused.batch_id == 2
     assert "retry later" in refused.status_message
     assert plain(rec.stop()).column("span_name").to_pylist() == ["taken"]
+
+
+def test_otap_metrics_are_refused_with_a_pointer_to_otlp(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(arrow={})
+    with pytest.raises(grpc.RpcError) as caught:
+        stream(rec, [good_bar()], METRICS)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "send them as OTLP" in (caught.value.details() or "")
+    rec.stop()
+
+
+def test_arrow_without_a_grpc_listener_is_a_config_error() -> None:
+    from pydantic import ValidationError
+
+    from quiver.ingest.otlp.config import OtlpSourceConfig
+
+    with pytest.raises(ValidationError, match="arrow \\(OTAP\\) is served on the gRPC listener"):
+        OtlpSourceConfig.model_validate({"http": {}, "arrow": {}})

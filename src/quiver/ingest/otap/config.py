@@ -10,9 +10,10 @@ __all__ = ["ArrowReceiverConfig"]
 
 
 class ArrowReceiverConfig(ComponentConfig):
-    """OTAP (OpenTelemetry Arrow Protocol): the ArrowTracesService, ArrowLogsService and
-    ArrowMetricsService streams, served on the OTLP/gRPC listener's port as the Collector's
-    ``otelarrow`` receiver does."""
+    """OTAP (OpenTelemetry Arrow) streams, served on the OTLP/gRPC listener's port.
+
+    The ArrowTracesService, ArrowLogsService and ArrowMetricsService streams, as the
+    Collector's ``otelarrow`` receiver serves them."""
 
     max_streams: int = Field(
         64,

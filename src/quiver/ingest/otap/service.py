@@ -103,9 +103,14 @@ def _handler(
                 f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
                 "authorization: Bearer <token>",
             )
-        if not enabled or signal not in _DECODERS:
+        if not enabled:
             await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take OTAP {signal}"
+                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
+            )
+        if signal not in _DECODERS:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"OTAP {signal} are not decoded yet; send them as OTLP (same port)",
             )
         if streams.open >= streams.limit:
             await context.abort(
