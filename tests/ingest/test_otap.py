@@ -1,7 +1,7 @@
-"""OTAP (OpenTelemetry Arrow) on the OTLP/gRPC port: spans and logs made by the OpenTelemetry
-SDK, encoded as OTAP streams and as OTLP, reach the Parquet sink as identical rows; every
-BatchArrowRecords is answered with its batch_id and status code; bad payloads are refused with
-a message and the stream and receiver go on."""
+"""OTAP (OpenTelemetry Arrow) on the OTLP/gRPC port: spans, metrics and logs made by the
+OpenTelemetry SDK, encoded as OTAP streams and as OTLP, reach the Parquet sink as identical
+rows; every BatchArrowRecords is answered with its batch_id and status code; bad payloads are
+refused with a message and the stream and receiver go on."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -35,6 +41,7 @@ LOGS = "/opentelemetry.proto.experimental.arrow.v1.ArrowLogsService/ArrowLogs"
 METRICS = "/opentelemetry.proto.experimental.arrow.v1.ArrowMetricsService/ArrowMetrics"
 OTLP_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 OTLP_LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+OTLP_METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 _T = otap_pb2.ArrowPayloadType
 _S = otap_pb2.StatusCode
 
@@ -117,6 +124,9 @@ def canonical(table: pa.Table) -> list[dict[str, Any]]:
         return value
 
     rows = [unmap(r) for r in plain(table).to_pylist()]
+    for row in rows:
+        for name in ("attributes", "resource_attributes", "scope_attributes"):
+            row[name] = dict(row[name] or [])
     return sorted(rows, key=lambda r: (r["span_id"] or "", r["time"] or 0, r["body"] or ""))
 
 
@@ -297,12 +307,64 @@ def test_a_full_spool_is_resource_exhausted_per_batch(receiver: Callable[..., Re
     assert plain(rec.stop()).column("span_name").to_pylist() == ["taken"]
 
 
-def test_otap_metrics_are_refused_with_a_pointer_to_otlp(receiver: Callable[..., Receiver]) -> None:
+def sdk_metrics() -> ExportMetricsServiceRequest:
+    """A counter, an up-down counter, a histogram and a gauge made by the SDK, with
+    attributes."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(
+        metric_readers=[reader], resource=Resource.create({"service.name": "checkout"})
+    )
+    meter = provider.get_meter("shop.meter", "0.1")
+    orders = meter.create_counter("orders", unit="1", description="orders placed")
+    orders.add(3, {"region": "eu"})
+    orders.add(4, {"region": "us"})
+    meter.create_up_down_counter("queue.depth").add(-2)
+    latency = meter.create_histogram("latency", unit="ms")
+    for value in (5, 20, 300):
+        latency.record(value, {"route": "/cart"})
+    meter.create_gauge("temperature").set(2.5, {"room": "a"})
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+    return encode_metrics(data)
+
+
+def test_sdk_metrics_through_otap_and_otlp_make_identical_parquet_rows(
+    receiver: Callable[..., Receiver],
+) -> None:
+    request = sdk_metrics()
+    via_otlp, via_otap = receiver(arrow={}), receiver(arrow={})
+    with grpc.insecure_channel(f"127.0.0.1:{via_otlp.grpc_port}") as channel:
+        channel.unary_unary(OTLP_METRICS)(request.SerializeToString(), timeout=10)
+    answers = stream(via_otap, [OtapEncoder().metrics(request)], METRICS)
+    assert [a.status_code for a in answers] == [_S.OK]
+
+    def rows(table: pa.Table) -> list[dict[str, Any]]:
+        return sorted(
+            canonical(table), key=lambda r: (r["metric_name"], sorted(r["attributes"].items()))
+        )
+
+    otlp_rows, otap_rows = rows(via_otlp.stop()), rows(via_otap.stop())
+    assert len(otap_rows) == 5
+    assert otap_rows == otlp_rows
+    latency = next(r for r in otap_rows if r["metric_name"] == "latency")
+    assert (latency["metric_type"], latency["count"], latency["sum"]) == ("histogram", 3, 325.0)
+    depth = next(r for r in otap_rows if r["metric_name"] == "queue.depth")
+    assert (depth["value_int"], depth["is_monotonic"]) == (-2, False)
+
+
+def test_data_points_of_a_metric_that_is_not_there_are_invalid_argument(
+    receiver: Callable[..., Receiver],
+) -> None:
     rec = receiver(arrow={})
-    with pytest.raises(grpc.RpcError) as caught:
-        stream(rec, [good_bar()], METRICS)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "send them as OTLP" in (caught.value.details() or "")
+    bar = OtapEncoder().metrics(sdk_metrics())
+    for payload in bar.arrow_payloads:
+        if payload.type == _T.UNIVARIATE_METRICS:
+            bar.arrow_payloads.remove(payload)
+            break
+    [answer] = stream(rec, [bar], METRICS)
+    assert answer.status_code == _S.INVALID_ARGUMENT
+    assert "without a UNIVARIATE_METRICS payload" in answer.status_message
     rec.stop()
 
 

@@ -20,6 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -125,6 +128,78 @@ _LOGS = pa.schema(
         ("event_name", pa.string()),
     ]
 )
+
+_METRICS = pa.schema(
+    [
+        ("id", pa.uint16()),
+        ("resource", _RESOURCE),
+        ("scope", _SCOPE),
+        ("schema_url", pa.string()),
+        ("metric_type", pa.uint8()),
+        ("name", pa.string()),
+        ("description", pa.string()),
+        ("unit", pa.string()),
+        ("aggregation_temporality", pa.int32()),
+        ("is_monotonic", pa.bool_()),
+    ]
+)
+_POINT = [
+    ("id", pa.uint32()),
+    ("parent_id", pa.uint16()),
+    ("start_time_unix_nano", _TS),
+    ("time_unix_nano", _TS),
+]
+_NUMBER_POINTS = pa.schema(
+    [*_POINT, ("int_value", pa.int64()), ("double_value", pa.float64()), ("flags", pa.uint32())]
+)
+_HISTOGRAM_POINTS = pa.schema(
+    [
+        *_POINT,
+        ("count", pa.uint64()),
+        ("sum", pa.float64()),
+        ("bucket_counts", pa.list_(pa.uint64())),
+        ("explicit_bounds", pa.list_(pa.float64())),
+        ("flags", pa.uint32()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+    ]
+)
+_BUCKETS = pa.struct([("offset", pa.int32()), ("bucket_counts", pa.list_(pa.uint64()))])
+_EXP_HISTOGRAM_POINTS = pa.schema(
+    [
+        *_POINT,
+        ("count", pa.uint64()),
+        ("sum", pa.float64()),
+        ("scale", pa.int32()),
+        ("zero_count", pa.uint64()),
+        ("positive", _BUCKETS),
+        ("negative", _BUCKETS),
+        ("flags", pa.uint32()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+    ]
+)
+_SUMMARY_POINTS = pa.schema(
+    [
+        *_POINT,
+        ("count", pa.uint64()),
+        ("sum", pa.float64()),
+        ("quantile", pa.list_(pa.struct([("quantile", pa.float64()), ("value", pa.float64())]))),
+        ("flags", pa.uint32()),
+    ]
+)
+_EXEMPLARS = pa.schema(
+    [
+        ("id", pa.uint32()),
+        ("parent_id", pa.uint32()),
+        ("time_unix_nano", _TS),
+        ("int_value", pa.int64()),
+        ("double_value", pa.float64()),
+        ("span_id", pa.binary(8)),
+        ("trace_id", pa.binary(16)),
+    ]
+)
+_METRIC_TYPES = {"gauge": 1, "sum": 2, "histogram": 3, "exponential_histogram": 4, "summary": 5}
 
 _KINDS = {
     "string_value": 1,
@@ -270,7 +345,9 @@ def _quasi_delta(parents: list[int], keys: list[Any]) -> tuple[list[int], list[i
     encoded = []
     for n, i in enumerate(order):
         before = order[n - 1] if n else None
-        same = before is not None and keys[before] == keys[i]
+        key = keys[i]
+        unset = key is None or (isinstance(key, tuple) and None in key)  # nulls never match
+        same = before is not None and not unset and keys[before] == key
         encoded.append(parents[i] - parents[before] if same and before is not None else parents[i])
     return order, encoded
 
@@ -430,6 +507,196 @@ class OtapEncoder:
                 _T.LOG_ATTRS: log_attrs.table(),
             }
         )
+
+    def metrics(self, request: ExportMetricsServiceRequest) -> otap_pb2.BatchArrowRecords:
+        """One BatchArrowRecords holding the data points of ``request``."""
+        metrics: dict[str, list[Any]] = {name: [] for name in _METRICS.names}
+        resource_attrs, scope_attrs = _Attributes(_ATTRS_16), _Attributes(_ATTRS_16)
+        number, histogram = _Points(_NUMBER_POINTS), _Points(_HISTOGRAM_POINTS)
+        exp_histogram, summary = _Points(_EXP_HISTOGRAM_POINTS), _Points(_SUMMARY_POINTS)
+        scope_id = 0
+        for resource_id, rm in enumerate(request.resource_metrics):
+            resource_attrs.add(resource_id, rm.resource.attributes)
+            resource = {"id": resource_id, "schema_url": rm.schema_url or None}
+            for sm in rm.scope_metrics:
+                scope_attrs.add(scope_id, sm.scope.attributes)
+                scope = {
+                    "id": scope_id,
+                    "name": sm.scope.name or None,
+                    "version": sm.scope.version or None,
+                }
+                scope_id += 1
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(metric, kind)
+                    mid = len(metrics["id"])
+                    row = {
+                        "id": mid,
+                        "resource": resource,
+                        "scope": scope,
+                        "schema_url": sm.schema_url or None,
+                        "metric_type": _METRIC_TYPES[kind],
+                        "name": metric.name,
+                        "description": metric.description or None,
+                        "unit": metric.unit or None,
+                        "aggregation_temporality": getattr(data, "aggregation_temporality", None),
+                        "is_monotonic": getattr(data, "is_monotonic", None),
+                    }
+                    for name, value in row.items():
+                        metrics[name].append(value)
+                    for p in data.data_points:
+                        if kind in ("gauge", "sum"):
+                            which = p.WhichOneof("value")
+                            number.add(
+                                mid,
+                                p,
+                                {
+                                    "int_value": p.as_int if which == "as_int" else None,
+                                    "double_value": p.as_double if which == "as_double" else None,
+                                },
+                            )
+                        elif kind == "histogram":
+                            histogram.add(
+                                mid,
+                                p,
+                                {
+                                    "count": p.count,
+                                    "sum": p.sum if p.HasField("sum") else None,
+                                    "bucket_counts": list(p.bucket_counts),
+                                    "explicit_bounds": list(p.explicit_bounds),
+                                    "min": p.min if p.HasField("min") else None,
+                                    "max": p.max if p.HasField("max") else None,
+                                },
+                            )
+                        elif kind == "exponential_histogram":
+                            exp_histogram.add(
+                                mid,
+                                p,
+                                {
+                                    "count": p.count,
+                                    "sum": p.sum if p.HasField("sum") else None,
+                                    "scale": p.scale,
+                                    "zero_count": p.zero_count,
+                                    "positive": {
+                                        "offset": p.positive.offset,
+                                        "bucket_counts": list(p.positive.bucket_counts),
+                                    },
+                                    "negative": {
+                                        "offset": p.negative.offset,
+                                        "bucket_counts": list(p.negative.bucket_counts),
+                                    },
+                                    "min": p.min if p.HasField("min") else None,
+                                    "max": p.max if p.HasField("max") else None,
+                                },
+                            )
+                        else:
+                            summary.add(
+                                mid,
+                                p,
+                                {
+                                    "count": p.count,
+                                    "sum": p.sum,
+                                    "quantile": [
+                                        {"quantile": q.quantile, "value": q.value}
+                                        for q in p.quantile_values
+                                    ],
+                                },
+                            )
+        tables: dict[int, pa.RecordBatch | None] = {
+            _T.UNIVARIATE_METRICS: _root(_METRICS, metrics) if metrics["id"] else None,
+            _T.RESOURCE_ATTRS: resource_attrs.table(),
+            _T.SCOPE_ATTRS: scope_attrs.table(),
+        }
+        for points, kinds in (
+            (
+                number,
+                (
+                    _T.NUMBER_DATA_POINTS,
+                    _T.NUMBER_DP_ATTRS,
+                    _T.NUMBER_DP_EXEMPLARS,
+                    _T.NUMBER_DP_EXEMPLAR_ATTRS,
+                ),
+            ),
+            (
+                histogram,
+                (
+                    _T.HISTOGRAM_DATA_POINTS,
+                    _T.HISTOGRAM_DP_ATTRS,
+                    _T.HISTOGRAM_DP_EXEMPLARS,
+                    _T.HISTOGRAM_DP_EXEMPLAR_ATTRS,
+                ),
+            ),
+            (
+                exp_histogram,
+                (
+                    _T.EXP_HISTOGRAM_DATA_POINTS,
+                    _T.EXP_HISTOGRAM_DP_ATTRS,
+                    _T.EXP_HISTOGRAM_DP_EXEMPLARS,
+                    _T.EXP_HISTOGRAM_DP_EXEMPLAR_ATTRS,
+                ),
+            ),
+            (summary, (_T.SUMMARY_DATA_POINTS, _T.SUMMARY_DP_ATTRS, None, None)),
+        ):
+            for kind, table in zip(kinds, points.tables(), strict=True):
+                if kind is not None:
+                    tables[kind] = table
+        return self._records(tables)
+
+
+class _Points:
+    """One data point table of a metrics batch, with its attributes and exemplars."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.attrs = _Attributes(_ATTRS_32)
+        self.exemplars: dict[str, list[Any]] = {
+            name: [] for name in [*_EXEMPLARS.names, "attributes", "key"]
+        }
+        self.exemplar_attrs = _Attributes(_ATTRS_32)
+
+    def add(self, metric_id: int, point: Any, row: dict[str, Any]) -> None:
+        pid = len(self.columns["id"])
+        self.attrs.add(pid, point.attributes)
+        for name, value in {
+            "id": pid,
+            "parent_id": metric_id,
+            "start_time_unix_nano": point.start_time_unix_nano,
+            "time_unix_nano": point.time_unix_nano,
+            "flags": point.flags,
+            **row,
+        }.items():
+            self.columns[name].append(value)
+        for e in getattr(point, "exemplars", ()):
+            which = e.WhichOneof("value")
+            ints = e.as_int if which == "as_int" else None
+            floats = e.as_double if which == "as_double" else None
+            for name, value in {
+                "id": len(self.exemplars["id"]),
+                "parent_id": pid,
+                "time_unix_nano": e.time_unix_nano,
+                "int_value": ints,
+                "double_value": floats,
+                "span_id": e.span_id or None,
+                "trace_id": e.trace_id or None,
+                "attributes": e.filtered_attributes,
+                "key": (ints, floats),
+            }.items():
+                self.exemplars[name].append(value)
+
+    def tables(self) -> tuple[pa.RecordBatch | None, ...]:
+        if not self.columns["id"]:
+            return None, None, None, None
+        columns = dict(self.columns)
+        columns["id"] = _delta(columns["id"])
+        columns["parent_id"] = _delta(columns["parent_id"])
+        points = pa.record_batch(
+            [pa.array(columns[f.name], f.type) for f in self.schema], schema=self.schema
+        )
+        exemplars = _children(_EXEMPLARS, self.exemplars, "key", self.exemplar_attrs)
+        return points, self.attrs.table(), exemplars, self.exemplar_attrs.table()
 
 
 def _root(schema: pa.Schema, columns: dict[str, list[Any]]) -> pa.RecordBatch:

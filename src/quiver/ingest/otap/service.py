@@ -31,6 +31,7 @@ from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otap.columns import OtapDataError, Payload
 from quiver.ingest.otap.config import ArrowReceiverConfig
 from quiver.ingest.otap.logs import decode_logs
+from quiver.ingest.otap.metrics import decode_metrics
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
 from quiver.ingest.otap.streams import IpcStreams, payload_name
 from quiver.ingest.otap.traces import decode_spans
@@ -49,6 +50,7 @@ _IN_FLIGHT = 16  # batches of one stream being stored at once
 _DECODERS: dict[Signal, Callable[[dict[int, Payload]], pa.RecordBatch | None]] = {
     "traces": decode_spans,
     "logs": decode_logs,
+    "metrics": decode_metrics,
 }
 
 
@@ -67,10 +69,7 @@ def decode_batch(streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> pa.Rec
             raise OtapDataError(f"arrow_payloads[{i}]: {exc.message}") from exc
         if table is not None:
             tables[kind] = table
-    decoder = _DECODERS.get(streams.signal)
-    if decoder is None:
-        raise OtapDataError(f"OTAP {streams.signal} are not decoded by this receiver")
-    return decoder(tables)
+    return _DECODERS[streams.signal](tables)
 
 
 class _Streams:
@@ -106,11 +105,6 @@ def _handler(
         if not enabled:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
-            )
-        if signal not in _DECODERS:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"OTAP {signal} are not decoded yet; send them as OTLP (same port)",
             )
         if streams.open >= streams.limit:
             await context.abort(
