@@ -375,3 +375,31 @@ def test_arrow_without_a_grpc_listener_is_a_config_error() -> None:
 
     with pytest.raises(ValidationError, match="arrow \\(OTAP\\) is served on the gRPC listener"):
         OtlpSourceConfig.model_validate({"http": {}, "arrow": {}})
+
+
+def test_randomly_corrupted_payloads_are_refused_with_a_message_never_a_crash(
+    receiver: Callable[..., Receiver],
+) -> None:
+    import random
+
+    request = sdk_traces()
+    rng = random.Random(13)
+    bars = []
+    for batch_id in range(150):
+        bar = OtapEncoder().traces(request)
+        bar.batch_id = batch_id
+        payload = bar.arrow_payloads[rng.randrange(len(bar.arrow_payloads))]
+        record = bytearray(payload.record)
+        for _ in range(rng.randint(1, 4)):
+            record[rng.randrange(len(record))] = rng.randrange(256)
+        payload.record = bytes(record)
+        bars.append(bar)
+    rec = receiver(arrow={})
+    answers = stream(rec, bars)
+    assert sorted(a.batch_id for a in answers) == list(range(150))
+    codes = {a.status_code for a in answers}
+    assert codes <= {_S.OK, _S.INVALID_ARGUMENT}
+    assert _S.INVALID_ARGUMENT in codes
+    assert all(a.status_message for a in answers if a.status_code != _S.OK)
+    assert [a.status_code for a in stream(rec, [good_bar(500, "after")])] == [_S.OK]
+    assert "after" in plain(rec.stop()).column("span_name").to_pylist()

@@ -69,7 +69,10 @@ def decode_batch(streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> pa.Rec
             raise OtapDataError(f"arrow_payloads[{i}]: {exc.message}") from exc
         if table is not None:
             tables[kind] = table
-    return _DECODERS[streams.signal](tables)
+    try:
+        return _DECODERS[streams.signal](tables)
+    except (pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise OtapDataError(f"the payload tables cannot be joined: {exc}") from exc
 
 
 class _Streams:
@@ -161,6 +164,10 @@ async def _read(
                 batch = decode_batch(streams, bar)
             except OtapDataError as exc:
                 answers.put_nowait(_status(bar.batch_id, _S.INVALID_ARGUMENT, exc.message))
+                continue
+            except Exception as exc:  # a bug of ours: answer it, keep the stream
+                message = f"the batch could not be decoded: {type(exc).__name__}: {exc}"
+                answers.put_nowait(_status(bar.batch_id, _S.INTERNAL, message))
                 continue
             if batch is None:
                 answers.put_nowait(_status(bar.batch_id, _S.OK))

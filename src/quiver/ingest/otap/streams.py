@@ -170,7 +170,10 @@ class IpcStreams:
             stream.reader = ipc.open_stream(stream.pipe)
             stream.encodings = _encodings(stream.reader.schema)
         reader = stream.reader
-        return [reader.read_next_batch() for _ in range(count)]
+        batches = [reader.read_next_batch() for _ in range(count)]
+        for batch in batches:
+            batch.validate(full=True)  # offsets, lengths, UTF-8: never trust the sender
+        return batches
 
 
 def _messages(name: str, record: bytes) -> tuple[int, bool]:
