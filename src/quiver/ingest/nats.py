@@ -22,9 +22,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from quiver.ingest.nats_client import nats_error
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import QuiverError, RetryableError
 
 __all__ = ["NatsReceiver", "NatsReceiverConfig"]
 
@@ -147,7 +148,7 @@ class NatsReceiver(BrokerReceiver):
         except QuiverError:
             raise
         except Exception as exc:
-            raise _nats_error(exc, where, "connecting") from exc
+            raise nats_error(exc, where, "connecting") from exc
         try:
             if cfg.stream is None:
 
@@ -169,7 +170,7 @@ class NatsReceiver(BrokerReceiver):
                 ),
             )
         except Exception as exc:
-            raise _nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
+            raise nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
         self._pulling = True
         self._puller = asyncio.create_task(self._pull(), name=f"{self.where} pull")
         self._keeper = asyncio.create_task(self._keep(), name=f"{self.where} in progress")
@@ -223,7 +224,7 @@ class NatsReceiver(BrokerReceiver):
                 await message.handle.ack()
             await self._nc.flush()
         except Exception as exc:
-            raise _nats_error(exc, self.where, "acknowledging messages") from exc
+            raise nats_error(exc, self.where, "acknowledging messages") from exc
 
     async def _release(self, messages: list[Message]) -> None:
         if self.cfg.stream is None or self._nc is None:
@@ -243,34 +244,3 @@ class NatsReceiver(BrokerReceiver):
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
-
-
-def _nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:
-    """A missing stream, a refused login or a bad subject is permanent; the rest retryable."""
-    import nats.errors
-    import nats.js.errors
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, nats.js.errors.NotFoundError):
-        return PermanentError.one(
-            f"NATS error while {doing}: stream not found ({text})",
-            where,
-            "create the stream first (nats stream add) or check `stream`",
-        )
-    if isinstance(exc, nats.errors.AuthorizationError | nats.errors.BadSubjectError):
-        return PermanentError.one(
-            f"NATS refused {doing}: {text}",
-            where,
-            "check user, password, token or credentials, and the subject",
-        )
-    if isinstance(exc, nats.js.errors.APIError):
-        return PermanentError.one(
-            f"JetStream error while {doing}: {text}",
-            where,
-            "check the stream, durable and subject (a durable keeps the subject it was made with)",
-        )
-    return RetryableError.one(
-        f"NATS unavailable while {doing}: {type(exc).__name__}: {text}",
-        where,
-        "check that the server is running and reachable; the run retries with backoff",
-    )

@@ -71,4 +71,6 @@ BUILTINS: list[Builtin] = [
     ("sink", "rest", f"{_K}.rest:RestSink", {}),
     ("sink", "rabbitmq", f"{_K}.rabbitmq:RabbitMqSink", {}),
     ("sink", "s3", f"{_K}.s3:S3Sink", {}),
+    ("sink", "kafka", f"{_K}.kafka:KafkaSink", {}),
+    ("sink", "nats", f"{_K}.nats:NatsSink", {}),
 ]
