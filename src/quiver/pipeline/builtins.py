@@ -73,4 +73,5 @@ BUILTINS: list[Builtin] = [
     ("sink", "s3", f"{_K}.s3:S3Sink", {}),
     ("sink", "kafka", f"{_K}.kafka:KafkaSink", {}),
     ("sink", "nats", f"{_K}.nats:NatsSink", {}),
+    ("sink", "otlp", f"{_K}.otlp:OtlpSink", {}),
 ]
