@@ -89,11 +89,14 @@ def stop_pipeline(engine: PipelineEngine, thread: threading.Thread) -> None:
     assert not thread.errors, thread.errors  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize(
+    ("protocol", "commit_every"), [("grpc", None), ("http", None), ("grpc", 1)]
+)
 def test_sdk_spans_travel_through_a_forwarding_quiver(
-    protocol: str, receiver: Callable[..., Receiver], tmp_path: Path
+    protocol: str, commit_every: int | None, receiver: Callable[..., Receiver], tmp_path: Path
 ) -> None:
-    """OpenTelemetry SDK -> Quiver (otlp receiver, otlp sink) -> Quiver (otlp receiver, parquet)."""
+    """OpenTelemetry SDK -> Quiver (otlp receiver, otlp sink) -> Quiver (otlp receiver, parquet);
+    with ``commit_every: 1`` the forwarding run commits (and reconnects) after each request."""
     last = receiver()
     grpc_port, http_port = free_port(), free_port()
     doc = {
@@ -101,6 +104,7 @@ def test_sdk_spans_travel_through_a_forwarding_quiver(
             "otlp": {
                 "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
                 "http": {"endpoint": f"127.0.0.1:{http_port}"},
+                **({"commit_every": commit_every} if commit_every else {}),
             }
         },
         "sink": {"otlp": {"endpoint": endpoint(last, protocol), "protocol": protocol}},
