@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from quiver.ingest.nats_client import nats_error
+from quiver.ingest.nats_client import NatsLogin, nats_error
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import QuiverError, RetryableError
@@ -30,14 +30,9 @@ from quiver.runtime.errors import QuiverError, RetryableError
 __all__ = ["NatsReceiver", "NatsReceiverConfig"]
 
 
-class NatsReceiverConfig(ReceiverConfig):
+class NatsReceiverConfig(NatsLogin, ReceiverConfig):
     """Subscribe to NATS subjects or consume a JetStream stream."""
 
-    servers: list[str] = Field(
-        default_factory=lambda: ["nats://127.0.0.1:4222"],
-        min_length=1,
-        description="Server URLs (nats://host:4222, tls://host:4222).",
-    )
     subject: str = Field(min_length=1, description="Subject (* and > wildcards allowed).")
     stream: str | None = Field(
         None, description="JetStream stream to consume (durable, acknowledged); core NATS if none."
@@ -64,11 +59,6 @@ class NatsReceiverConfig(ReceiverConfig):
     subject_field: str | None = Field(
         "nats_subject", description="Column holding each message's subject (null: none)."
     )
-    user: str | None = Field(None, description="User name.")
-    password: str | None = Field(None, description="Password.")
-    token: str | None = Field(None, description="Authentication token.")
-    creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
-    nkeys_seed: str | None = Field(None, description="NKey seed file.")
 
     @model_validator(mode="after")
     def _durable_with_stream(self) -> NatsReceiverConfig:

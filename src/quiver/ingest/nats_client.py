@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 
-__all__ = ["nats_error"]
+__all__ = ["NatsLogin", "nats_error"]
+
+
+class NatsLogin(BaseModel):
+    """The servers, and how to log in to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    servers: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"],
+        min_length=1,
+        description="Server URLs (nats://host:4222, tls://host:4222).",
+    )
+    user: str | None = Field(None, description="User name.")
+    password: str | None = Field(None, description="Password.")
+    token: str | None = Field(None, description="Authentication token.")
+    creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
+    nkeys_seed: str | None = Field(None, description="NKey seed file.")
 
 
 def nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.ingest.nats_client import nats_error
+from quiver.ingest.nats_client import NatsLogin, nats_error
 from quiver.ingest.outbound import MessageEncoder, ProducerFormat, Template
 from quiver.ingest.receiver import TlsOptions
 from quiver.pipeline.component import Checking, RunContext, sink
@@ -39,14 +39,9 @@ from quiver.runtime.errors import (
 __all__ = ["NatsSink", "NatsSinkConfig"]
 
 
-class NatsSinkConfig(ProducerFormat):
+class NatsSinkConfig(NatsLogin, ProducerFormat):
     """Publish rows to NATS subjects or a JetStream stream."""
 
-    servers: list[str] = Field(
-        default_factory=lambda: ["nats://127.0.0.1:4222"],
-        min_length=1,
-        description="Server URLs (nats://host:4222, tls://host:4222).",
-    )
     subject: str = Field(
         min_length=1,
         description="Subject to publish to; may name row fields in braces (`orders.{region}`).",
@@ -68,11 +63,6 @@ class NatsSinkConfig(ProducerFormat):
     timeout_seconds: float = Field(
         10.0, gt=0, description="A publish not acknowledged this long fails the write."
     )
-    user: str | None = Field(None, description="User name.")
-    password: str | None = Field(None, description="Password.")
-    token: str | None = Field(None, description="Authentication token.")
-    creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
-    nkeys_seed: str | None = Field(None, description="NKey seed file.")
     tls: TlsOptions | None = Field(None, description="TLS settings (off when left out).")
 
 
