@@ -119,6 +119,50 @@ def test_sdk_spans_travel_through_a_forwarding_quiver(
     assert set(table.column("service_name").to_pylist()) == {"checkout"}
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+async def test_forwarding_over_tls_with_a_bearer_token(
+    protocol: str, receiver: Callable[..., Receiver], run_ctx: RunContext, tmp_path: Path
+) -> None:
+    from .certs import make_pki
+
+    pki = make_pki(tmp_path)
+    tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}
+    rec = receiver(grpc={"tls": tls}, http={"tls": tls}, auth={"bearer_tokens": ["s3cret"]})
+    spans = rows_of("traces", span_request(50, services=1))
+    target = (
+        f"localhost:{rec.grpc_port}" if protocol == "grpc" else f"https://localhost:{rec.http_port}"
+    )
+    options = {"endpoint": target, "protocol": protocol, "tls": {"ca_file": str(pki.ca)}}
+
+    refused: OtlpSink = build(OtlpSink, {**options, "headers": {"authorization": "Bearer x"}})
+    with pytest.raises(PermanentError, match=r"UNAUTHENTICATED|401"):
+        await write_all(refused, [spans], run_ctx)
+
+    sink: OtlpSink = build(OtlpSink, {**options, "headers": {"authorization": "Bearer s3cret"}})
+    await write_all(sink, [spans], run_ctx)
+    table = await asyncio.to_thread(rec.stop)
+    assert sorted(table.column("span_id").to_pylist()) == sorted(
+        spans.column("span_id").to_pylist()
+    )
+
+
+async def test_items_the_collector_rejects_are_counted_and_not_sent_again(
+    receiver: Callable[..., Receiver], run_ctx: RunContext
+) -> None:
+    rec = receiver()
+    spans = rows_of("traces", span_request(5, services=1))
+    bad_ids = spans.column("span_id").to_pylist()
+    bad_ids[2] = "abcd"  # 2 bytes: the receiver rejects this span (partial_success)
+    spans = spans.set_column(spans.schema.get_field_index("span_id"), "span_id", pa.array(bad_ids))
+    logged: list[str] = []
+    ctx = RunContext(run_ctx.run_id, run_ctx.base_dir, log=lambda m, level: logged.append(m))
+    sink: OtlpSink = build(OtlpSink, {"endpoint": f"127.0.0.1:{rec.grpc_port}"})
+    await write_all(sink, [spans], ctx)
+    assert (sink.sent, sink.rejected) == (4, 1)
+    assert any("rejected 1 of 5 traces items" in m and "span_id" in m for m in logged)
+    assert (await asyncio.to_thread(rec.stop)).num_rows == 4
+
+
 def test_rows_without_a_signal_are_refused_when_the_sink_opens(run_ctx: RunContext) -> None:
     sink: OtlpSink = build(OtlpSink, {"endpoint": "127.0.0.1:1"})
     with pytest.raises(ConfigError, match="no `signal` column"):
