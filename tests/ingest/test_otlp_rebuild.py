@@ -71,3 +71,9 @@ def test_an_id_that_is_not_hex_names_its_row() -> None:
     )
     with pytest.raises(RebuildError, match="row 2: trace_id 'zz' is not a hex string"):
         rebuild_requests("traces", signal_rows(bad)["traces"])
+
+
+def test_a_slice_of_a_batch_rebuilds_its_own_rows() -> None:
+    batch = rows_of("traces", span_request(10, services=2)).slice(3, 4)
+    back = round_trip(batch, json=False)
+    assert plain(back).to_pylist() == plain(pa.table(batch)).to_pylist()
