@@ -199,3 +199,21 @@ async def test_telemetry_round_trips_through_kafka(
     await receiver.commit()
     await receiver.close()
     assert plain(table).to_pylist() == plain(pa.table(sent)).to_pylist()
+
+
+def test_a_codec_whose_library_is_missing_is_named_by_validate(tmp_path: Path) -> None:
+    pytest.importorskip("aiokafka")
+    try:
+        import cramjam  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("cramjam is installed: every codec is available")
+    (tmp_path / "in.jsonl").write_text('{"a": 1}\n')
+    (tmp_path / "p.yaml").write_text(
+        "source: {jsonl: {path: in.jsonl}}\nsink: {kafka: {topic: t, compression: zstd}}\n"
+    )
+    done = quiver("validate", "p.yaml", cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "compression zstd needs the cramjam package" in out
