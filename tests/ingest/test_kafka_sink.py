@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from quiver.ingest.kafka import KafkaReceiver
+from quiver.ingest.sinks.kafka import KafkaSink
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sinks.kafka import KafkaSink
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
 from ..pipeline.conftest import write_all

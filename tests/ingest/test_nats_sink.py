@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from quiver.ingest.nats import NatsReceiver
+from quiver.ingest.sinks.nats import NatsSink
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sinks.nats import NatsSink
 from quiver.runtime.errors import PermanentError
 
 from ..pipeline.conftest import write_all

@@ -18,11 +18,11 @@ import pytest_asyncio
 import yaml
 
 from quiver.ingest.otlp.export import retry_status
+from quiver.ingest.sinks.otlp import OtlpSink
 from quiver.pipeline.component import RunContext
 from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
-from quiver.pipeline.sinks.otlp import OtlpSink
 from quiver.runtime.delivery import Delivery, RetryPolicy
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
