@@ -36,16 +36,23 @@ def endpoint(rec: Receiver, protocol: str) -> str:
     return f"127.0.0.1:{rec.grpc_port}" if protocol == "grpc" else rec.http_url
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize(
+    ("protocol", "encoding"), [("grpc", "protobuf"), ("http", "protobuf"), ("http", "json")]
+)
 async def test_every_item_reaches_the_next_collector(
-    protocol: str, receiver: Callable[..., Receiver], run_ctx: RunContext
+    protocol: str, encoding: str, receiver: Callable[..., Receiver], run_ctx: RunContext
 ) -> None:
     rec = receiver()
     examples = example_rows()
     spans = rows_of("traces", span_request(5_000, services=5))
     sink: OtlpSink = build(
         OtlpSink,
-        {"endpoint": endpoint(rec, protocol), "protocol": protocol, "rows_per_request": 700},
+        {
+            "endpoint": endpoint(rec, protocol),
+            "protocol": protocol,
+            "encoding": encoding,
+            "rows_per_request": 700,
+        },
     )
     await write_all(sink, [examples, spans], run_ctx, schema=examples.schema)
     assert sink.sent == examples.num_rows + 5_000 and sink.rejected == 0

@@ -2,10 +2,10 @@
 
 Rows of the telemetry layout (from an ``otlp`` receiver, or a ``kafka``/``nats`` receiver
 reading OTLP) are rebuilt into export requests (:mod:`quiver.ingest.otlp.rebuild`), at most
-``rows_per_request`` items each, and sent as binary protobuf, gzip-compressed unless
-``compression: none``. A write returns only when the collector accepted every request of the
-batch, so the engine commits (and the receiver upstream acknowledges its clients) only what
-the next collector holds.
+``rows_per_request`` items each, and sent as binary protobuf (or OTLP/JSON over HTTP with
+``encoding: json``), gzip-compressed unless ``compression: none``. A write returns only
+when the collector accepted every request of the batch, so the engine commits (and the
+receiver upstream acknowledges its clients) only what the next collector holds.
 
 Failures follow the OTLP specification:
 
@@ -66,6 +66,11 @@ class OtlpSinkConfig(ComponentConfig):
     )
     protocol: Literal["grpc", "http"] = Field("grpc", description="OTLP/gRPC or OTLP/HTTP.")
     compression: Literal["gzip", "none"] = Field("gzip", description="Request compression.")
+    encoding: Literal["protobuf", "json"] = Field(
+        "protobuf",
+        description="HTTP: request body encoding, binary protobuf or OTLP/JSON (gRPC is "
+        "always protobuf).",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Headers (gRPC metadata) of every request, e.g. an authorization.",
@@ -176,11 +181,10 @@ class OtlpSink:
         for index, (signal, count, request) in enumerate(built):
             if index in accepted:
                 continue
-            body = request.SerializeToString()
             if self.cfg.protocol == "grpc":
-                response = await self._export_grpc(signal, body)
+                response = await self._export_grpc(signal, request.SerializeToString())
             else:
-                response = await self._export_http(signal, body)
+                response = await self._export_http(signal, request)
             accepted.add(index)
             rejected = getattr(response.partial_success, _REJECTED_FIELD[signal], 0)
             self.rejected += rejected
@@ -224,12 +228,17 @@ class OtlpSink:
 
     # ----------------------------------------------------------------- HTTP
 
-    async def _export_http(self, signal: str, body: bytes) -> Any:
+    async def _export_http(self, signal: str, request: Any) -> Any:
         import httpx
+        from google.protobuf import json_format
 
         from quiver.ingest.otlp.decode import RESPONSE_TYPES
+        from quiver.ingest.otlp.rebuild import request_json
 
-        headers = {"Content-Type": "application/x-protobuf", **self.cfg.headers}
+        json = self.cfg.encoding == "json"
+        body = request_json(request) if json else request.SerializeToString()
+        content_type = "application/json" if json else "application/x-protobuf"
+        headers = {"Content-Type": content_type, **self.cfg.headers}
         if self.cfg.compression == "gzip":
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
@@ -244,7 +253,12 @@ class OtlpSink:
                 "check the endpoint and that the collector runs; the run retries with backoff",
             ) from exc
         if response.status_code == 200:
-            return RESPONSE_TYPES[signal].FromString(response.content)  # type: ignore[index]
+            answer = RESPONSE_TYPES[signal]()  # type: ignore[index]
+            if json and response.content:
+                json_format.Parse(response.content, answer, ignore_unknown_fields=True)
+            elif response.content:
+                answer.ParseFromString(response.content)
+            return answer
         message = _http_message(response)
         if response.status_code in _RETRYABLE_HTTP:
             raise _retryable(
