@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -220,28 +219,28 @@ class MessageEncoder:
         if fmt in ("otlp_json", "otlp_proto"):
             return self._otlp(batch, size, content)
         step = size or batch.num_rows
-        chunks = [batch.slice(o, step) for o in range(0, batch.num_rows, step)]
-        encode = self._encoder()
-        return [(encode(chunk), content, chunk.num_rows) for chunk in chunks]
-
-    def _encoder(self) -> Callable[[pa.RecordBatch], bytes]:
-        fmt = self.cfg.format
         if fmt == "csv":
-            return _csv_body
+            return [
+                (_csv_body(batch.slice(o, step)), content, min(step, batch.num_rows - o))
+                for o in range(0, batch.num_rows, step)
+            ]
+        # the rows as Python values once, then cut into messages
+        values = batch.to_pylist() if fmt == "avro" else json_rows(batch)
+        chunks = [values[o : o + step] for o in range(0, len(values), step)]
+        if fmt == "avro":
+            return [(self._avro_body(c), content, len(c)) for c in chunks]
         if fmt == "jsonl":
-            return lambda c: b"\n".join(dump_json(r, from_rows=True) for r in json_rows(c))
-        if fmt == "json":
-            return lambda c: (
-                dump_json(json_rows(c)[0], from_rows=True)
-                if c.num_rows == 1 and self.cfg.per_message() == 1
-                else dump_json(json_rows(c), from_rows=True)
-            )
-        return self._avro_body
+            return [
+                (b"\n".join(dump_json(r, from_rows=True) for r in c), content, len(c))
+                for c in chunks
+            ]
+        if self.cfg.per_message() == 1:
+            return [(dump_json(c[0], from_rows=True), content, 1) for c in chunks]
+        return [(dump_json(c, from_rows=True), content, len(c)) for c in chunks]
 
-    def _avro_body(self, chunk: pa.RecordBatch) -> bytes:
+    def _avro_body(self, rows: list[dict[str, Any]]) -> bytes:
         import fastavro
 
-        rows = chunk.to_pylist()
         out = io.BytesIO()
         try:
             if self.cfg.per_message() == 1:

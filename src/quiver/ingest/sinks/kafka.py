@@ -134,7 +134,7 @@ class KafkaSink(Checking):
         if self._producer is None:
             await self._connect()  # after a failure: the engine retries the write
         producer = self._producer
-        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        pending: dict[asyncio.Future[Any], int] = {}
         try:
             for index, message in enumerate(messages):
                 if index in acknowledged:
@@ -145,12 +145,24 @@ class KafkaSink(Checking):
                     key=message.key,
                     headers=message.headers,
                 )
-                pending.append((index, future))
-            for index, future in pending:
-                await asyncio.wait_for(future, self.cfg.timeout_seconds)
-                acknowledged.add(index)
+                pending[future] = index
+            if pending:
+                done, late = await asyncio.wait(pending, timeout=self.cfg.timeout_seconds)
+                failure: BaseException | None = None
+                for future in done:
+                    if future.exception() is None:
+                        acknowledged.add(pending[future])
+                    elif failure is None:
+                        failure = future.exception()
+                if failure is not None:
+                    raise failure
+                if late:
+                    raise TimeoutError(
+                        f"{len(late)} record(s) not acknowledged within "
+                        f"{self.cfg.timeout_seconds:g}s"
+                    )
         except Exception as exc:
-            for _, future in pending:
+            for future in pending:
                 if not future.done():
                     future.cancel()
             error = kafka_error(exc, self.where, "producing records")
