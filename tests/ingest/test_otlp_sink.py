@@ -180,12 +180,14 @@ def test_rows_without_a_signal_are_refused_when_the_sink_opens(run_ctx: RunConte
 
 
 class Answer:
-    """What the fake HTTP collector answers: status, headers, body."""
+    """What the fake HTTP collector answers: status (or ``statuses``, one per call), headers,
+    body; ``paths`` records the paths called."""
 
     status = 200
+    statuses: ClassVar[list[int]] = []
     headers: ClassVar[dict[str, str]] = {}
     body = b""
-    calls = 0
+    paths: ClassVar[list[str]] = []
 
 
 @pytest.fixture
@@ -193,8 +195,8 @@ def http_collector() -> Iterator[tuple[str, type[Answer]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length", 0)))
-            Answer.calls += 1
-            self.send_response(Answer.status)
+            Answer.paths.append(self.path)
+            self.send_response(Answer.statuses.pop(0) if Answer.statuses else Answer.status)
             for key, value in Answer.headers.items():
                 self.send_header(key, value)
             self.send_header("content-length", str(len(Answer.body)))
@@ -206,7 +208,7 @@ def http_collector() -> Iterator[tuple[str, type[Answer]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    Answer.calls = 0
+    Answer.paths, Answer.statuses = [], []
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", Answer
     finally:
@@ -250,13 +252,16 @@ async def test_a_retried_write_sends_only_what_was_not_accepted(
 ) -> None:
     url, answer = http_collector
     answer.status, answer.headers, answer.body = 200, {}, b""
+    answer.statuses = [200, 503]  # traces accepted, metrics refused for now, then all 200
     sink: OtlpSink = build(OtlpSink, {"endpoint": url, "protocol": "http"})
     batch = example_rows()  # three requests: traces, metrics, logs
     await sink.open(batch.schema, run_ctx)
-    await sink.write(batch)
-    assert answer.calls == 3
-    await sink.write(batch)  # the engine retrying the same batch: all were accepted
-    assert answer.calls == 3
+    with pytest.raises(RetryableError):
+        await sink.write(batch)
+    await sink.write(batch)  # the engine retrying the same batch
+    assert answer.paths == ["/v1/traces", "/v1/metrics", "/v1/metrics", "/v1/logs"]
+    await sink.write(batch)  # a new write (of equal rows) after success sends everything
+    assert answer.paths[4:] == ["/v1/traces", "/v1/metrics", "/v1/logs"]
     await sink.commit()
 
 

@@ -170,6 +170,7 @@ class KafkaSink(Checking):
                 await self._close()  # the next attempt starts a fresh producer
             raise error from exc
         self.published += len(pending)
+        self._progress = (0, set())  # done: a later batch may reuse this one's id
 
     async def commit(self) -> None:
         await self._close()

@@ -157,6 +157,7 @@ class NatsSink(Checking):
                     )
                 await self._nc.flush(timeout=cfg.timeout_seconds)
                 self.published += len(messages)
+                self._progress = (0, 0, set())
                 return
             ids = self._ids(batch, number, len(messages))
             window = asyncio.Semaphore(cfg.in_flight)
@@ -178,6 +179,7 @@ class NatsSink(Checking):
 
             pending = [i for i in range(len(messages)) if i not in acknowledged]
             await asyncio.gather(*(publish(i) for i in pending))
+            self._progress = (0, 0, set())  # done: a later batch may reuse this one's id
         except Exception as exc:
             error = _publish_error(exc, self.where)
             if isinstance(error, RetryableError):

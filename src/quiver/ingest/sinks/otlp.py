@@ -194,6 +194,7 @@ class OtlpSink:
                     f"the collector rejected {rejected} of {count} {signal} items: "
                     f"{response.partial_success.error_message or 'no reason given'}"
                 )
+        self._progress = (0, set())  # done: a later batch may reuse this one's id
 
     def _warn(self, text: str) -> None:
         if self._log is not None:
