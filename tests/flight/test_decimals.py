@@ -90,7 +90,7 @@ def test_graphql_tickets_keep_the_column_precision(ledger: tuple[FlightHandle, s
         paths = [i.descriptor.path[0].decode() for i in info if i.descriptor.path]
         assert name in paths
         field = name[0].lower() + name[1:]
-        query = "{ %ss { id amount rate } }" % field
+        query = "{ " + field + "s { id amount rate } }"
         ticket = orjson.dumps({"graphql": {"query": query}})
         try:
             table = client.do_get(flight.Ticket(ticket)).read_all()

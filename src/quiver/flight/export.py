@@ -5,18 +5,22 @@
 GraphQL ``<Entity>Where`` input, coerced by graphql-core and planned by the GraphQL planner, so
 every value is a parameter. :func:`stream_export` runs it on a pooled connection and hands out
 a RecordBatchReader: ADBC's own Arrow batches for PostgreSQL and SQLite, unbuffered fetches made
-into batches for MariaDB. The whole result is never held; a reader closed early cancels the
-query and drops its connection.
+into batches for MariaDB. On PostgreSQL the filter's values are sent as escaped string
+constants (:func:`pg_inline`), not bind parameters: with parameters libpq reads the whole
+result before ADBC hands out a first batch. The whole result is never held; a reader closed
+early cancels the query and drops its connection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from graphql.utilities import coerce_input_value
 
@@ -32,7 +36,7 @@ from quiver.sql.database import driver_params
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
-__all__ = ["ExportPlan", "find_entity", "plan_export", "stream_export"]
+__all__ = ["ExportPlan", "find_entity", "pg_inline", "pg_literal", "plan_export", "stream_export"]
 
 _PG_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 _PG_BATCH_BYTES = 128 << 10
@@ -193,8 +197,13 @@ def _adbc_batches(
         if pool.url.dialect == "postgresql":
             # Batches of about 128 KiB: the first leaves in milliseconds, not after 16 MiB.
             cursor.adbc_statement.set_options(**{_PG_BATCH_HINT: str(_PG_BATCH_BYTES)})
+        text, params = plan.sql, driver_params(pool.url.dialect, plan.params)
+        if pool.url.dialect == "postgresql" and params:
+            # With bind parameters libpq loads the whole result before the first batch;
+            # without them ADBC streams it (COPY). The values go as escaped constants.
+            text, params = pg_inline(text, params), []
         try:
-            cursor.execute(plan.sql, driver_params(pool.url.dialect, plan.params) or None)
+            cursor.execute(text, params or None)
             reader = cursor.fetch_record_batch()
         except Exception as exc:
             lease.broken = True
@@ -214,6 +223,64 @@ def _adbc_batches(
             except Exception:
                 lease.broken = True
         pool.release(lease)
+
+
+_PG_SLOT = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|\$(\d+)')
+
+
+def pg_inline(text: str, params: Sequence[Any]) -> str:
+    """``text`` with each ``$n`` (outside quoted names and strings) replaced by the literal of
+    ``params[n - 1]``: an untyped escaped string constant, which PostgreSQL types from where it
+    stands as it types a parameter (``E'...'``, so ``standard_conforming_strings`` does not
+    matter)."""
+
+    def slot(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        return pg_literal(params[int(m.group(1)) - 1])
+
+    return _PG_SLOT.sub(slot, text)
+
+
+def pg_literal(value: Any) -> str:
+    """A PostgreSQL string constant holding ``value``'s text (``NULL`` for None)."""
+    if value is None:
+        return "NULL"
+    return _quoted(_pg_text(value))
+
+
+def _quoted(text: str) -> str:
+    if "\x00" in text:
+        raise TicketError.one(
+            "a filter value holds a NUL character",
+            "ticket filter",
+            "PostgreSQL text cannot hold one: leave it out of the value",
+        )
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _pg_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(_pg_element(v) for v in value) + "}"
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _pg_element(value: Any) -> str:
+    """One element of an array constant: NULL, or double-quoted with ``\\`` escapes."""
+    if value is None:
+        return "NULL"
+    text = _pg_text(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _cancel(cursor: Any) -> None:
