@@ -39,7 +39,10 @@ from quiver.sql.fragment import compile_sql, ident, join, param, sql
 __all__ = ["ExportPlan", "find_entity", "pg_inline", "pg_literal", "plan_export", "stream_export"]
 
 _PG_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
-_PG_BATCH_BYTES = 128 << 10
+#: ADBC's PostgreSQL batches: small, so the first leaves in a few milliseconds ...
+_PG_BATCH_BYTES = 16 << 10
+#: ... and the following ones gathered up to about this size (or batch_rows) before sending.
+_SEND_BYTES = 1 << 20
 
 log = logging.getLogger("quiver.flight")
 
@@ -195,7 +198,7 @@ def _adbc_batches(
     try:
         cursor = lease.connection.cursor()
         if pool.url.dialect == "postgresql":
-            # Batches of about 128 KiB: the first leaves in milliseconds, not after 16 MiB.
+            # Batches of about 16 KiB: the first leaves in milliseconds, not after 16 MiB.
             cursor.adbc_statement.set_options(**{_PG_BATCH_HINT: str(_PG_BATCH_BYTES)})
         text, params = plan.sql, driver_params(pool.url.dialect, plan.params)
         if pool.url.dialect == "postgresql" and params:
@@ -208,7 +211,7 @@ def _adbc_batches(
         except Exception as exc:
             lease.broken = True
             raise database_error(exc, pool.url, "starting an export") from None
-        for batch in reader:
+        for batch in _gathered(reader, batch_rows):
             for start in range(0, batch.num_rows, batch_rows):
                 yield conform_batch(batch.slice(start, batch_rows), plan.schema)
         done = True
@@ -281,6 +284,28 @@ def _pg_element(value: Any) -> str:
         return "NULL"
     text = _pg_text(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _gathered(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The first batch as it comes (the client sees data early), then the small batches the
+    driver hands out gathered into ones of about :data:`_SEND_BYTES` or ``batch_rows`` rows:
+    fewer, larger messages for the same rows."""
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
+    first = True
+    for batch in batches:
+        if first:
+            first = False
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= batch_rows or size >= _SEND_BYTES:
+            yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+            pending, rows, size = [], 0, 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
 
 
 def _cancel(cursor: Any) -> None:
