@@ -423,3 +423,30 @@ def test_a_gap_lasts_the_window_or_until_the_transactions_have_ended(shop: Shop)
         assert len(scanner.gaps) == 1
     now[0] = 31.0
     _settle(scanner)  # PostgreSQL: once the transactions running then have ended
+
+
+@pytest.fixture
+def pg_shop_new_york(fresh_postgresql: str) -> Iterator[Shop]:
+    import psycopg
+
+    db = parse_database_url(fresh_postgresql)
+    with psycopg.connect(
+        host=db.host, port=db.port, user=db.user or None, dbname=db.database, autocommit=True
+    ) as conn:
+        conn.execute(f"ALTER DATABASE \"{db.database}\" SET timezone = 'America/New_York'")
+    yield from _setup("postgresql", fresh_postgresql)
+
+
+def test_since_is_exact_whatever_the_session_time_zone(pg_shop_new_york: Shop) -> None:
+    shop = pg_shop_new_york
+    conn = shop.connect()
+    shop.log(conn, 1, "insert", None, {"id": 1}, changed_at="2026-01-01T10:00:00+00:00")
+    shop.log(conn, 2, "insert", None, {"id": 2}, changed_at="2026-01-01T10:59:59.999999+00:00")
+    shop.log(conn, 3, "insert", None, {"id": 3}, changed_at="2026-01-01T11:00:00+00:00")
+    shop.log(conn, 4, "insert", None, {"id": 4}, changed_at="2026-01-01T12:00:00+00:00")
+    conn.close()
+    with _client(shop) as client:
+        raw = f"observer_events:{shop.entity}:2026-01-01T06:00:00-05:00".encode()
+        table = client.do_get(flight.Ticket(raw)).read_all()
+    assert [r["id"] for r in table.column("after").to_pylist()] == [3, 4]
+    assert table.column("changed_at")[0].as_py() == dt.datetime(2026, 1, 1, 11, tzinfo=dt.UTC)

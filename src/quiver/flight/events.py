@@ -151,7 +151,9 @@ class EventScanner:
         try:
             self._check_table(lease)
             start = since - dt.timedelta(seconds=self.window)
-            bound = "FROM_UNIXTIME(?)" if self._name == "mysql" else "?"
+            bound = {"mysql": "FROM_UNIXTIME(?)", "postgresql": "CAST(? AS timestamptz)"}.get(
+                self._name, "?"
+            )
             rows = self._run(
                 lease,
                 self._text(f"SELECT MIN(id) FROM {self._quoted()} WHERE changed_at >= {bound}"),
@@ -185,12 +187,12 @@ class EventScanner:
             )
             raise PermanentError([detail], code="NO_CHANGE_LOG") from None
 
-    def _time_param(self, when: dt.datetime) -> Any:
+    def _time_param(self, when: dt.datetime) -> str | decimal.Decimal:
         if self._name == "sqlite":  # the change log's own text spelling, compared as text
             return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         if self._name == "mysql":  # FROM_UNIXTIME: the session's time zone, as the column
             return decimal.Decimal(f"{when.timestamp():.6f}")
-        return when
+        return when.isoformat()  # with its offset: the session's time zone does not matter
 
     def scan(self, limit: int) -> tuple[list[_Row], int]:
         """The next rows (of every entity), oldest id first, and how many the query read."""
