@@ -126,7 +126,7 @@ def http_read(base: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def peak_rss_growth(pid: int, client: flight.FlightClient, rows: int) -> int:
+def peak_rss_growth(pid: int, client: flight.FlightClient, rows: int) -> tuple[int, int]:
     proc = psutil.Process(pid)
     before = proc.memory_info().rss
     peak = before
@@ -145,7 +145,7 @@ def peak_rss_growth(pid: int, client: flight.FlightClient, rows: int) -> int:
         pass
     done.set()
     sampler.join()
-    return peak - before
+    return peak - before, peak
 
 
 def best(fn: object, *args: object, repeat: int = 3) -> float:
@@ -196,6 +196,7 @@ def main() -> None:
             time.sleep(0.2)
         client = flight.FlightClient(f"grpc://127.0.0.1:{flight_port}")
         client.wait_for_available(timeout=30)
+        idle_rss = psutil.Process(server.pid).memory_info().rss
         import adbc_driver_postgresql.dbapi as pg
 
         conn = pg.connect(URL)
@@ -214,8 +215,12 @@ def main() -> None:
             f"  first batch      : {statistics.median(latencies) * 1000:.1f} ms median of 20"
             f" (min {latencies[0] * 1000:.1f}, max {latencies[-1] * 1000:.1f})"
         )
-        growth = peak_rss_growth(server.pid, client, rows)
-        print(f"  server peak RSS growth during one stream: {growth / 2**20:.1f} MB")
+        growth, peak = peak_rss_growth(server.pid, client, rows)
+        print(
+            f"  server peak RSS growth during one {rows:,}-row stream: {growth / 2**20:.1f} MB"
+            f" (peak {peak / 2**20:.0f} MB; {(peak - idle_rss) / 2**20:.0f} MB above the"
+            " server before its first stream)"
+        )
         exported = export_all(client, total)
         print(
             f"  {total:,}-row export end to end: {exported:.2f} s"

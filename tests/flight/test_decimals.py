@@ -110,3 +110,30 @@ def test_a_value_past_the_default_scale_is_an_error_not_a_rounding(
     with flight.FlightClient(handle.location) as client, pytest.raises(flight.FlightError) as err:
         client.do_get(flight.Ticket(f"export:{name}:id=2:loose".encode())).read_all()
     assert "loose" in str(err.value) and "decimal128(38, 10)" in str(err.value)
+
+
+def test_many_rows_of_small_decimals_keep_signs_nulls_and_digits(fresh_postgresql: str) -> None:
+    _pg(
+        fresh_postgresql,
+        "CREATE TABLE price (id INTEGER PRIMARY KEY, cents NUMERIC(18, 2),"
+        " micro NUMERIC(18, 18), big NUMERIC(18, 0))",
+        "INSERT INTO price SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE g * 0.37 - 900 END,"
+        " CASE WHEN g % 5 = 0 THEN NULL ELSE -0.000000000000000001 * g END,"
+        " 999999999999999999 - g FROM generate_series(1, 20000) g",
+    )
+    schema = reflect(fresh_postgresql)
+    name = next(e.name for e in schema.entities if e.source == "price")
+    handle = start(fresh_postgresql, schema, flight={"batch_rows": 3000})
+    try:
+        with flight.FlightClient(handle.location) as client:
+            table = client.do_get(flight.Ticket(f"export:{name}:id>3:".encode())).read_all()
+    finally:
+        handle.stop()
+    assert table.schema.field("micro").type == pa.decimal128(18, 18)
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert len(rows) == 19997
+    for g in (4, 7, 10, 2431, 19999, 20000):
+        r = rows[g]
+        assert r["cents"] == (None if g % 7 == 0 else D(g) * D("0.37") - 900)
+        assert r["micro"] == (None if g % 5 == 0 else D("-0.000000000000000001") * g)
+        assert r["big"] == D(999999999999999999 - g)
