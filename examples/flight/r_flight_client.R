@@ -2,8 +2,8 @@
 #
 # R's Flight client is pyarrow's, reached through reticulate (the arrow package's own
 # flight_connect()/flight_get() wrap the same pyarrow client). This example needs only
-# reticulate and a Python with pyarrow and pandas; it also uses the arrow package when it is
-# installed.
+# reticulate and a Python with pyarrow (Quiver's own environment has it); it also uses the
+# arrow package when it is installed.
 #
 #   Debian/Ubuntu: apt-get install r-base-core r-cran-reticulate
 #   elsewhere:     install.packages("reticulate")      (and "arrow", optional)
@@ -25,16 +25,37 @@ options <- if (nzchar(api_key)) {
   fl$FlightCallOptions()
 }
 
+pa <- import("pyarrow")
+
+# What reticulate has not converted already, converted.
+r <- function(x) if (inherits(x, "python.builtin.object")) py_to_r(x) else x
+
+# An Arrow table as an R data.frame, column by column (R has no decimal type: decimals become
+# doubles; nulls become NA).
+as_r_frame <- function(table) {
+  columns <- list()
+  for (name in r(table$column_names)) {
+    column <- table$column(name)
+    if (r(pa$types$is_decimal(column$type))) column <- column$cast(pa$float64())
+    values <- r(column$to_pylist())
+    columns[[name]] <- vapply(values, function(v) if (is.null(v)) NA else v,
+                              FUN.VALUE = values[[which(!vapply(values, is.null, TRUE))[1]]])
+  }
+  as.data.frame(columns, stringsAsFactors = FALSE, check.names = FALSE)
+}
+
 read_ticket <- function(ticket) {
-  # A pandas frame, which reticulate hands to R as a data.frame.
-  client$do_get(fl$Ticket(ticket), options)$read_pandas()
+  as_r_frame(client$do_get(fl$Ticket(ticket), options)$read_all())
 }
 
 # Every exportable table (path descriptors).
 tables <- c()
 for (info in iterate(client$list_flights(options = options))) {
   path <- info$descriptor$path
-  if (!is.null(path) && length(path) == 1) tables <- c(tables, py_to_r(path[[1]]$decode()))
+  if (!is.null(path) && length(path) == 1) {
+    part <- path[[1]]
+    tables <- c(tables, if (is.raw(part)) rawToChar(part) else as.character(part))
+  }
 }
 cat("tables:", paste(head(tables, 5), collapse = ", "), "...\n")
 
