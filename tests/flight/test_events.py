@@ -19,6 +19,7 @@ import pytest
 
 from quiver.flight.events import EventScanner
 from quiver.flight.server import FlightHandle
+from quiver.schema.ir import Schema
 from quiver.sql.url import parse_database_url
 from tests.flight.conftest import reflect, start
 
@@ -122,7 +123,8 @@ class Shop:
         cursor.close()
 
 
-def _setup(dialect: str, url: str) -> Iterator[Shop]:
+def _prepare(dialect: str, url: str) -> tuple[Schema, str]:
+    """The orders table (reflected) and an empty change log; the schema and Order's name."""
     conn = Shop(dialect, url, None, "").connect()  # type: ignore[arg-type]
     cursor = conn.cursor()
     cursor.execute(_ORDERS)
@@ -135,6 +137,11 @@ def _setup(dialect: str, url: str) -> Iterator[Shop]:
     cursor.execute(_LOG_DDL[dialect])
     cursor.close()
     conn.close()
+    return schema, entity
+
+
+def _setup(dialect: str, url: str) -> Iterator[Shop]:
+    schema, entity = _prepare(dialect, url)
     handle = start(url, schema, flight={"events_poll_interval": 0.05, "batch_rows": 100})
     try:
         yield Shop(dialect, url, handle, entity)
@@ -450,3 +457,25 @@ def test_since_is_exact_whatever_the_session_time_zone(pg_shop_new_york: Shop) -
         table = client.do_get(flight.Ticket(raw)).read_all()
     assert [r["id"] for r in table.column("after").to_pylist()] == [3, 4]
     assert table.column("changed_at")[0].as_py() == dt.datetime(2026, 1, 1, 11, tzinfo=dt.UTC)
+
+
+def test_events_tickets_need_the_same_key_as_every_ticket(fresh_sqlite: str) -> None:
+    key = "k3y-for-the-events-tests-0123456789"
+    schema, entity = _prepare("sqlite", fresh_sqlite)
+    handle = start(fresh_sqlite, schema, auth={"api_keys": [{"name": "a", "key": key}]})
+    shop = Shop("sqlite", fresh_sqlite, handle, entity)
+    try:
+        conn = shop.connect()
+        shop.log(conn, 1, "insert", None, {"id": 1})
+        conn.close()
+        raw = f"observer_events:{shop.entity}:2020-01-01".encode()
+        client = flight.FlightClient(handle.location)
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            client.do_get(flight.Ticket(raw)).read_all()
+        with pytest.raises(OSError, match="no credentials"):  # pyarrow: not always typed
+            client.get_schema(flight.FlightDescriptor.for_command(raw))
+        options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {key}".encode())])
+        assert client.do_get(flight.Ticket(raw), options).read_all().num_rows == 1
+        client.close()
+    finally:
+        handle.stop()
