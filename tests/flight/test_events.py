@@ -479,3 +479,21 @@ def test_events_tickets_need_the_same_key_as_every_ticket(fresh_sqlite: str) -> 
         client.close()
     finally:
         handle.stop()
+
+
+def test_the_python_client_reads_and_follows_events(shop: Shop) -> None:
+    from quiver.flight import connect
+
+    conn = shop.connect()
+    shop.log(conn, 1, "insert", None, {"id": 1, "status": "a"})
+    with connect(shop.handle.location) as client:
+        assert client.events(shop.entity, "2020-01-01").read_all().num_rows == 1
+        reader = client.events(shop.entity, "2020-01-01", follow=True, images="json")
+        first = reader.read_chunk().data
+        assert orjson.loads(first.column("after")[0].as_py())["status"] == "a"
+        shop.log(conn, 2, "insert", None, {"id": 2, "status": "b"})
+        second = reader.read_chunk().data
+        assert orjson.loads(second.column("after")[0].as_py())["status"] == "b"
+        reader.cancel()
+    conn.close()
+    _wait_until(lambda: _running(shop) == 0)
