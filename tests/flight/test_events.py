@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from quiver.flight.events import EventScanner
+from quiver.flight.events import MAX_GAPS, EventScanner
 from quiver.flight.server import FlightHandle
 from quiver.schema.ir import Schema
 from quiver.sql.url import parse_database_url
@@ -497,3 +497,27 @@ def test_the_python_client_reads_and_follows_events(shop: Shop) -> None:
         reader.cancel()
     conn.close()
     _wait_until(lambda: _running(shop) == 0)
+
+
+def test_a_jump_of_the_id_sequence_keeps_at_most_the_gap_limit(fresh_sqlite: str) -> None:
+    schema, entity = _prepare("sqlite", fresh_sqlite)
+    handle = start(fresh_sqlite, schema)
+    shop = Shop("sqlite", fresh_sqlite, handle, entity)
+    try:
+        conn = shop.connect()
+        shop.log(conn, 1, "insert", None, {"id": 1})
+        cursor = conn.cursor()
+        cursor.execute(f"UPDATE sqlite_sequence SET seq = 5000000000 WHERE name = '{LOG}'")
+        cursor.close()
+        shop.log(conn, 2, "insert", None, {"id": 2})
+        conn.close()
+        server = handle.server
+        scanner = EventScanner(server.pool, server.dialect, LOG, window=60)
+        started = time.monotonic()
+        rows, _ = scanner.scan(100)
+        assert time.monotonic() - started < 5
+        assert [r.id for r in rows] == [1, 5000000001]
+        assert len(scanner.gaps) == MAX_GAPS
+        assert max(scanner.gaps) == 5000000000
+    finally:
+        handle.stop()

@@ -238,14 +238,16 @@ class EventScanner:
         now = self.clock()
         for i in ids:
             self.gaps.pop(i, None)
-        above = [i for i in ids if i > self.highest]
+        above = sorted({i for i in ids if i > self.highest})
         if above:
-            top = max(above)
-            seen = set(above)
-            for missing in range(self.highest + 1, top):
-                if missing not in seen:
-                    self.gaps[missing] = _Gap(now)
-            self.highest = top
+            missing: list[int] = []
+            previous = self.highest
+            for i in above:  # a jump of the sequence leaves at most MAX_GAPS gaps below i
+                missing.extend(range(max(previous + 1, i - MAX_GAPS), i))
+                previous = i
+            for gap_id in missing[-MAX_GAPS:]:
+                self.gaps[gap_id] = _Gap(now)
+            self.highest = above[-1]
         for gap_id, gap in list(self.gaps.items()):
             if horizon is not None:
                 xmin, xmax = horizon
