@@ -24,8 +24,9 @@ def _has_reticulate() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _has_reticulate(), reason="needs Rscript and the reticulate package")
 def test_the_r_example_reads_exports_and_a_graphql_query(chinook_sqlite: Path) -> None:
+    if not _has_reticulate():
+        pytest.skip("needs Rscript and the reticulate package")
     port = free_port()
     server = subprocess.Popen(
         [QUIVER, "flight", "--db", f"sqlite:///{chinook_sqlite.absolute()}", "--port", str(port)],
