@@ -293,6 +293,19 @@ class FlightSettings(_Settings):
     writable: bool = Field(
         default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
     )
+    events_poll_interval: float = Field(
+        default=0.2,
+        gt=0,
+        description="Seconds between scans of the change log while an observer_events stream"
+        " follows new changes.",
+    )
+    events_window: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an observer_events stream keeps looking for change rows that"
+        " commit after rows with higher ids (MariaDB, SQLite; PostgreSQL waits for the"
+        " transactions themselves), and how far before its start time it looks.",
+    )
     tls_cert: str | None = Field(
         default=None, description="PEM certificate file: serve Flight over TLS (grpc+tls)."
     )
