@@ -247,8 +247,9 @@ def process_cpu_s(pids: set[int]) -> dict[int, float]:
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two readings by the processes present in both."""
-    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+    """CPU seconds used between two readings; a process only in ``after`` started in between
+    (PostGraphile's pool closes idle connections and opens new ones), all its time counts."""
+    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
 
 
 def process_tree(root: int) -> set[int]:
@@ -308,6 +309,8 @@ def run_wrk(
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_s = cpu_delta(before[0], process_cpu_s(server))
+    if server_pid is not None:
+        backends |= postgres_backends()  # with those opened during the run
     backends_s = cpu_delta(before[1], process_cpu_s(backends))
     wrk_s = (after_children.ru_utime + after_children.ru_stime) - (
         before[2].ru_utime + before[2].ru_stime
