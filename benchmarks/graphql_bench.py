@@ -12,6 +12,9 @@ For each query it measures, with wrk (1 thread, 10 connections):
 and prints rps, p50 and p99 for each and Quiver's rps over the others'. The servers run
 alternately, ``--rounds`` times each, and the median run of each is kept.
 Everything (wrk, the servers, PostgreSQL) shares this machine's cores; nothing is pinned.
+Each run also reports the CPU time per request of the server's processes, of the PostgreSQL
+backends of the benchmark database and of wrk (from /proc), which says where the time goes and
+holds up better than rps when other work shares the machine.
 
 PostGraphile and the Node.js 22 it needs are installed with npm, once, into a cache directory
 outside the repository (``--cache-dir``, default ~/.cache/quiver-bench/postgraphile).
@@ -24,6 +27,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -42,6 +46,7 @@ VENV_BIN = Path(sys.executable).parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "quiver_bench"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 QUERIES: dict[str, tuple[str, dict[str, Any] | None]] = {
     "a_artist_by_id": (
@@ -229,17 +234,94 @@ async def generated_sql() -> dict[str, tuple[str, str | None, list[Any]]]:
     return out
 
 
-def run_wrk(url: str, body: bytes, duration: int, connections: int) -> dict[str, float]:
+def process_cpu_s(pids: set[int]) -> dict[int, float]:
+    """User plus system CPU seconds each of ``pids`` has used so far (from /proc)."""
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        used[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return used
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two readings; a process only in ``after`` started in between
+    (PostGraphile's pool closes idle connections and opens new ones), all its time counts."""
+    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and all its descendants (a server's worker processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return tree
+
+
+def postgres_backends() -> set[int]:
+    """The PostgreSQL server processes serving the benchmark database (every server's pool)."""
+
+    async def query() -> set[int]:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                DB_NAME,
+            )
+        finally:
+            await conn.close()
+        return {int(r["pid"]) for r in rows}
+
+    return asyncio.run(query())
+
+
+def run_wrk(
+    url: str, body: bytes, duration: int, connections: int, server_pid: int | None = None
+) -> dict[str, float]:
+    """One wrk run: rps, p50, p99 and, with ``server_pid``, CPU microseconds per request of the
+    server's processes, of the database's backends and of wrk itself."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT.format(body=json.dumps(body.decode())))
         script = f.name
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
+    server = process_tree(server_pid) if server_pid is not None else set()
+    backends = postgres_backends() if server_pid is not None else set()
+    before = (
+        process_cpu_s(server),
+        process_cpu_s(backends),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+        os.getloadavg()[0],
+    )
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_s = cpu_delta(before[0], process_cpu_s(server))
+    if server_pid is not None:
+        backends |= postgres_backends()  # with those opened during the run
+    backends_s = cpu_delta(before[1], process_cpu_s(backends))
+    wrk_s = (after_children.ru_utime + after_children.ru_stime) - (
+        before[2].ru_utime + before[2].ru_stime
+    )
     os.unlink(script)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise RuntimeError(f"{url}: {non2xx.group(1)} error responses\n{out}")
+    total = re.search(r"(\d+) requests in", out)
+    requests = int(total.group(1)) if total else 0
 
     def pct(p: str) -> float:
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
@@ -247,7 +329,13 @@ def run_wrk(url: str, body: bytes, duration: int, connections: int) -> dict[str,
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
         return float(m.group(1)) * scale
 
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99")}
+    result = {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99")}
+    if server_pid is not None and requests:
+        result["cpu_us_server"] = round(server_s / requests * 1e6, 1)
+        result["cpu_us_postgres"] = round(backends_s / requests * 1e6, 1)
+        result["cpu_us_wrk"] = round(wrk_s / requests * 1e6, 1)
+        result["load_before"] = before[3]
+    return result
 
 
 def start(
@@ -524,12 +612,22 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {server: [] for server in servers}
             for _ in range(args.rounds):
                 for server, (url, body) in targets.items():
-                    runs[server].append(run_wrk(url, body, args.duration, args.connections))
+                    runs[server].append(
+                        run_wrk(url, body, args.duration, args.connections, procs[server].pid)
+                    )
             median = {
                 server: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
                 for server, rs in runs.items()
             }
             entry: dict[str, Any] = dict(median)
+            for server, rs in runs.items():
+                # CPU per request: the median over the rounds, part by part.
+                entry[server] = dict(median[server])
+                for part in ("server", "postgres", "wrk"):
+                    values = sorted(r[f"cpu_us_{part}"] for r in rs if f"cpu_us_{part}" in r)
+                    if values:
+                        entry[server][f"cpu_us_{part}"] = values[len(values) // 2]
+                entry[server]["load"] = [round(r.get("load_before", 0.0), 2) for r in rs]
             for other in servers:
                 if other != "quiver":
                     entry[f"quiver_over_{other}"] = median["quiver"]["rps"] / median[other]["rps"]
@@ -560,6 +658,19 @@ def main() -> None:
             f" | {'':4s}{fmt(entry.get('postgraphile'))} |"
             + "".join(f" {'—' if r is None else format(r, '.2f'):>6s}" for r in ratios)
         )
+    print()
+    print("CPU microseconds per request (median of the rounds): server processes / PostgreSQL")
+    print(
+        "backends of the benchmark database / wrk; and the 1-minute load average before each round"
+    )
+    for name, entry in results.items():
+        for server in servers:
+            r = entry[server]
+            print(
+                f"{name:28s} {server:12s} {r.get('cpu_us_server', 0):7.1f} /"
+                f" {r.get('cpu_us_postgres', 0):7.1f} / {r.get('cpu_us_wrk', 0):5.1f} us"
+                f"   load {r.get('load')}"
+            )
     print(json.dumps(results, indent=2))
 
 

@@ -27,16 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from random import getrandbits as _random_bits
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from quiver.auth import AuthenticationError, Authenticator, authenticator_for
 from quiver.config.settings import QuiverSettings
@@ -77,6 +82,15 @@ _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def _new_request_id() -> str:
+    """24 random hex digits: unique enough to follow one request through the logs.
+
+    ``random`` (reseeded in each forked or spawned worker) costs half of ``os.urandom``'s
+    system call; request ids only correlate records, they guard nothing.
+    """
+    return f"{_random_bits(96):024x}"
+
+
 def create_app(schema: Schema, settings: QuiverSettings) -> GraphQLApp:
     """The ASGI app serving ``schema`` with ``settings``; the engine opens in its lifespan."""
     return GraphQLApp(schema, settings)
@@ -99,8 +113,30 @@ class _HttpError(Exception):
         self.headers = headers or []
 
 
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10)
+_BUCKET_LABELS = (*(repr(float(b)) for b in _DURATION_BUCKETS), "+Inf")  # as Prometheus writes them
+
+
 class _Metrics:
+    """The server's own metrics, counted with plain numbers on the request path.
+
+    The event loop is the only writer, so no lock is needed; the Prometheus families
+    (counters with ``_created``, a histogram) are built when ``/metrics`` is scraped, as
+    prometheus_client's own Counter and Histogram would expose them.
+    """
+
     def __init__(self) -> None:
+        now = time.time()
+        self._requests: dict[tuple[str, str], list[float]] = {
+            ("POST", "data"): [0, now],
+            ("GET", "data"): [0, now],
+        }
+        self._ok_post = self._requests[("POST", "data")]
+        self._ok_get = self._requests[("GET", "data")]
+        self._errors: dict[str, list[float]] = {}
+        self._bucket_counts = [0] * (len(_DURATION_BUCKETS) + 1)  # the last one is +Inf
+        self._duration_sum = 0.0
+        self._duration_created = now
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "quiver_graphql_requests",
@@ -127,13 +163,56 @@ class _Metrics:
         )
         self._ok_post = self.requests.labels("POST", "data")
         self._ok_get = self.requests.labels("GET", "data")
+        self.registry.register(_MetricsCollector(self))
 
     def observe(self, method: str, result: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
         if result == "data":
-            (self._ok_post if method == "POST" else self._ok_get).inc()
+            (self._ok_post if method == "POST" else self._ok_get)[0] += 1
         else:
-            self.requests.labels(method, result).inc()
-        self.duration.observe(time.perf_counter() - started)
+            entry = self._requests.get((method, result))
+            if entry is None:
+                entry = self._requests[(method, result)] = [0, time.time()]
+            entry[0] += 1
+        self._bucket_counts[bisect_left(_DURATION_BUCKETS, elapsed)] += 1
+        self._duration_sum += elapsed
+
+    def error(self, code: str) -> None:
+        entry = self._errors.get(code)
+        if entry is None:
+            entry = self._errors[code] = [0, time.time()]
+        entry[0] += 1
+
+    def families(self) -> list[Metric]:
+        requests = CounterMetricFamily(
+            "quiver_graphql_requests",
+            "GraphQL HTTP requests by method and result.",
+            labels=["method", "result"],
+        )
+        for (method, result), (count, created) in self._requests.items():
+            requests.add_metric([method, result], count, created=created)
+        duration = HistogramMetricFamily(
+            "quiver_graphql_request_duration_seconds", "Time to answer a GraphQL HTTP request."
+        )
+        cumulative: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip(_BUCKET_LABELS, self._bucket_counts, strict=True):
+            total += count
+            cumulative.append((bound, total))
+        duration.add_metric([], cumulative, self._duration_sum)
+        duration.samples.append(
+            Sample(
+                "quiver_graphql_request_duration_seconds_created",
+                {},
+                self._duration_created,
+            )
+        )
+        errors = CounterMetricFamily(
+            "quiver_graphql_errors", "GraphQL errors returned, by extensions.code.", labels=["code"]
+        )
+        for code, (count, created) in self._errors.items():
+            errors.add_metric([code], count, created=created)
+        return [requests, duration, errors]
 
     def count_errors(self, body: bytes) -> None:
         try:
@@ -143,7 +222,15 @@ class _Metrics:
         for item in decoded if isinstance(decoded, list) else [decoded]:
             for err in item.get("errors") or ():
                 code = (err.get("extensions") or {}).get("code", "UNKNOWN")
-                self.errors.labels(str(code)).inc()
+                self.error(str(code))
+
+
+class _MetricsCollector(Collector):
+    def __init__(self, metrics: _Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics.families()
 
 
 def _error_body(message: str, code: str) -> bytes:
@@ -281,7 +368,7 @@ class GraphQLApp:
                 if _USABLE_REQUEST_ID.fullmatch(value):
                     rid = value.decode("ascii")
                 break
-        token = request_id.set(rid or os.urandom(12).hex())
+        token = request_id.set(rid or _new_request_id())
         try:
             if self._access_log:
                 await self._logged(scope, receive, send)
@@ -467,7 +554,7 @@ class GraphQLApp:
                 _error_body(err.message, err.code),
                 err.headers,
             )
-            self.metrics.errors.labels(err.code).inc()
+            self.metrics.error(err.code)
             self.metrics.observe(method, "http_error", started)
             return
         except Exception:
@@ -478,7 +565,7 @@ class GraphQLApp:
                 _CT_JSON if media != GRAPHQL_RESPONSE else _CT_GQL,
                 _error_body("Internal server error.", "INTERNAL_SERVER_ERROR"),
             )
-            self.metrics.errors.labels("INTERNAL_SERVER_ERROR").inc()
+            self.metrics.error("INTERNAL_SERVER_ERROR")
             self.metrics.observe(method, "internal_error", started)
             return
         extra = [(b"retry-after", _RETRY_AFTER)] if result == "busy" else None

@@ -8,10 +8,16 @@ each worker then builds its own app (and opens its own database pool) in
 Quiver binds the listening socket itself before uvicorn starts, so a port that is taken (or an
 address that is not this machine's) is one ``error:`` line with a fix, not uvicorn's log and
 exit code 3. uvicorn's own log records go through Quiver's log format (``log.format``).
+
+uvicorn runs with uvloop and httptools, and with :class:`CoalescingHttpProtocol`: uvicorn writes
+a response's head and body with one system call each, so every small answer left in two TCP
+segments, which the client read with two system calls too; this protocol hands the transport
+the writes of one event-loop turn as one. WebSocket upgrades get the plain transport.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -20,8 +26,10 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
@@ -29,7 +37,13 @@ from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 from quiver.runtime.logs import configure_logging
 from quiver.schema.ir import Schema, load_schema_file
 
-__all__ = ["SERVE_SPEC_ENV", "ServerStartError", "app_from_environment", "run_server"]
+__all__ = [
+    "SERVE_SPEC_ENV",
+    "CoalescingHttpProtocol",
+    "ServerStartError",
+    "app_from_environment",
+    "run_server",
+]
 
 SERVE_SPEC_ENV = "QUIVER_SERVE_SPEC"
 
@@ -49,6 +63,72 @@ def app_from_environment() -> GraphQLApp:
     settings = QuiverSettings.model_validate(spec["settings"])
     configure_logging(settings.log.format, settings.log.level)
     return create_app(load_schema_file(spec["schema_path"]), settings)
+
+
+class _CoalescingTransport:
+    """A transport that hands the writes of one event-loop turn to the real one as one write.
+
+    Everything else (closing, flow control, peer address, ...) goes straight through; a close
+    writes what is pending first.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def unwrapped(self) -> asyncio.Transport:
+        """The real transport, once what is pending has been written to it."""
+        self._flush()
+        return self._transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing each response (head and body) with one call."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # Duck-typed: the wrapper passes every other call through to ``transport``.
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
+
+    def handle_websocket_upgrade(self) -> None:
+        wrapper: object = self.transport
+        if isinstance(wrapper, _CoalescingTransport):
+            self.transport = wrapper.unwrapped()  # the WebSocket protocol writes itself
+        super().handle_websocket_upgrade()
 
 
 class ServerStartError(QuiverError):
@@ -72,7 +152,7 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
         "access_log": False,
         "lifespan": "on",
         "loop": "uvloop",
-        "http": "httptools",
+        "http": CoalescingHttpProtocol,
         "server_header": False,
         "timeout_graceful_shutdown": 10,
     }
