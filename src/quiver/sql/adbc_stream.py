@@ -19,7 +19,13 @@ import pyarrow as pa
 from quiver.sql.connect import _connect_error, _postgresql_uri
 from quiver.sql.url import DatabaseUrl
 
-__all__ = ["AdbcResult", "open_postgresql_result"]
+__all__ = [
+    "AdbcConnection",
+    "AdbcCursor",
+    "AdbcResult",
+    "connect_postgresql_adbc",
+    "open_postgresql_result",
+]
 
 
 class AdbcResult:
@@ -87,3 +93,164 @@ def open_postgresql_result(
         result.close()
         raise
     return result
+
+
+class AdbcCursor:
+    """The part of a DB-API cursor the pipeline's database sink uses, on one ADBC statement:
+    ``execute``, ``executemany``, ``fetchall``, ``description``, ``adbc_ingest``."""
+
+    def __init__(self, connection: Any) -> None:
+        import adbc_driver_manager
+
+        self._lib = adbc_driver_manager
+        self._statement = adbc_driver_manager.AdbcStatement(connection)
+        self._query: str | None = None
+        self._reader: Any = None
+
+    def __enter__(self) -> AdbcCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _clear(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
+
+    def _prepare(self, query: str) -> None:
+        self._clear()
+        if query != self._query:
+            self._query = query
+            self._statement.set_sql_query(query)
+            with contextlib.suppress(self._lib.NotSupportedError):
+                self._statement.prepare()
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> AdbcCursor:
+        """Run ``query`` with positional ``params`` (one row of them)."""
+        from adbc_driver_manager import _reader
+
+        self._prepare(query)
+        if params:
+            names = [str(i) for i in range(len(params))]
+            self._statement.bind(pa.record_batch([[value] for value in params], names=names))
+        handle, _ = self._statement.execute_query()
+        self._reader = _reader.AdbcRecordBatchReader._import_from_c(handle.address)
+        return self
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``query`` once per row of positional parameters."""
+        self._prepare(query)
+        if rows:
+            columns: list[list[Any]] = [[] for _ in rows[0]]
+            for row in rows:
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+            names = [str(i) for i in range(len(columns))]
+            self._statement.bind(pa.record_batch(columns, names=names))
+        self._statement.execute_update()
+
+    @property
+    def description(self) -> list[tuple[str, pa.DataType]] | None:
+        """The result's columns (name, Arrow type), empty for a statement without one."""
+        if self._reader is None:
+            return None
+        return [(f.name, f.type) for f in self._reader.schema]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """The remaining rows as tuples of Python values (as the DB-API gives them)."""
+        rows: list[tuple[Any, ...]] = []
+        if self._reader is None:
+            return rows
+        for batch in self._reader:
+            rows.extend(zip(*(column.to_pylist() for column in batch.columns), strict=True))
+        return rows
+
+    def adbc_ingest(
+        self,
+        table: str,
+        data: pa.RecordBatchReader | pa.Table,
+        mode: str = "append",
+        *,
+        temporary: bool = False,
+        db_schema_name: str | None = None,
+    ) -> None:
+        """Bulk-load ``data`` into ``table`` (PostgreSQL: one ``COPY``)."""
+        from adbc_driver_manager import _lib
+
+        lib = self._lib
+        self._clear()
+        self._query = None
+        modes = {
+            "append": _lib.INGEST_OPTION_MODE_APPEND,
+            "create": _lib.INGEST_OPTION_MODE_CREATE,
+            "create_append": _lib.INGEST_OPTION_MODE_CREATE_APPEND,
+            "replace": _lib.INGEST_OPTION_MODE_REPLACE,
+        }
+        options: dict[str, str] = {
+            _lib.INGEST_OPTION_TARGET_TABLE: table,
+            _lib.INGEST_OPTION_MODE: modes[mode],
+        }
+        if db_schema_name is not None:
+            options[lib.StatementOptions.INGEST_TARGET_DB_SCHEMA.value] = db_schema_name
+        self._statement.set_options(**options)
+        temp = "true" if temporary else "false"
+        try:
+            self._statement.set_options(**{lib.StatementOptions.INGEST_TEMPORARY.value: temp})
+        except lib.NotSupportedError:
+            if temporary:
+                raise
+        if isinstance(data, pa.Table):
+            data = data.to_reader()
+        self._statement.bind_stream(data)
+        self._statement.execute_update()
+
+    def close(self) -> None:
+        self._clear()
+        with contextlib.suppress(Exception):
+            self._statement.close()
+
+
+class AdbcConnection:
+    """The part of a DB-API connection the pipeline's database sink uses (``cursor``,
+    ``commit``, ``rollback``, ``close``), on ADBC's low-level API (see the module's text)."""
+
+    def __init__(self, database: Any, connection: Any) -> None:
+        self._database = database
+        self._connection = connection
+
+    def cursor(self) -> AdbcCursor:
+        return AdbcCursor(self._connection)
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+    def rollback(self) -> None:
+        self._connection.rollback()
+
+    def close(self) -> None:
+        try:
+            self._connection.close()
+        finally:
+            self._database.close()
+
+
+def connect_postgresql_adbc(url: DatabaseUrl, *, autocommit: bool = True) -> AdbcConnection:
+    """A lean ADBC connection to PostgreSQL (blocking: run it in a thread); errors as
+    :func:`quiver.sql.connect.connect_adbc` raises them."""
+    import adbc_driver_manager
+    import adbc_driver_postgresql
+
+    database: Any = None
+    try:
+        database = adbc_driver_postgresql.connect(_postgresql_uri(url))
+        connection = adbc_driver_manager.AdbcConnection(database)
+        if not autocommit:
+            connection.set_autocommit(False)
+    except Exception as exc:
+        if database is not None:
+            with contextlib.suppress(Exception):
+                database.close()
+        raise _connect_error(exc, url) from exc
+    return AdbcConnection(database, connection)

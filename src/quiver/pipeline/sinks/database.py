@@ -70,6 +70,7 @@ from quiver.runtime.errors import (
     PermanentError,
     QuiverError,
 )
+from quiver.sql.adbc_stream import connect_postgresql_adbc
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
@@ -521,7 +522,10 @@ class _AdbcBackend(_Backend):
         return ("temp." if self.sqlite else "") + self.q(self.s.stage)
 
     def _open(self, empty: pa.Table) -> None:
-        self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        if self.sqlite:
+            self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        else:  # without the DB-API module's imports (see quiver.sql.adbc_stream)
+            self.conn = connect_postgresql_adbc(self.s.url, autocommit=False)
         if self.s.cfg.mode in _DIRECT_MODES and self._can_load_directly():
             self.direct = True
             return
