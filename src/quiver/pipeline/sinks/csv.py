@@ -310,8 +310,15 @@ class _Serializer:
             hit = data == self.structural_bytes[0]
             for byte in self.structural_bytes[1:]:
                 hit |= data == byte
-            at = np.flatnonzero(hit) + offsets[0]
-            needs[np.searchsorted(offsets, at, side="right") - 1] = True
+            hits = int(np.count_nonzero(hit))
+            if hits * 2 < len(needs):  # few: find the value of each
+                at = np.flatnonzero(hit) + offsets[0]
+                needs[np.searchsorted(offsets, at, side="right") - 1] = True
+            elif hits:  # many: count them per value from a running total, in one pass
+                total = np.zeros(data.size + 1, dtype=np.int32)  # a string array holds < 2 GiB
+                np.cumsum(hit, out=total[1:])
+                bounds = offsets - offsets[0]
+                needs |= total[bounds[1:]] != total[bounds[:-1]]
         return needs
 
     def _escape(self, values: pa.Array) -> pa.Array:
