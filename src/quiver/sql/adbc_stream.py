@@ -11,6 +11,7 @@ same driver, options, prepared statement, parameters bound as one Arrow row).
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,14 +86,37 @@ def open_postgresql_result(
         with contextlib.suppress(adbc_driver_manager.NotSupportedError):
             statement.prepare()
         if params:
-            names = [str(i) for i in range(len(params))]
-            statement.bind(pa.record_batch([[value] for value in params], names=names))
+            statement.bind(_parameters(params))
         handle, _ = statement.execute_query()
         result.reader = pa.RecordBatchReader._import_from_c(handle.address)
     except BaseException:
         result.close()
         raise
     return result
+
+
+def _parameter(value: Any) -> pa.Array:
+    """One parameter as a one-value array. Text and numbers are built from their bytes:
+    converting Python values (``pa.array``) imports pandas, when installed, the first time."""
+    if isinstance(value, str):
+        data = value.encode()
+        offsets = struct.pack("<ii", 0, len(data))
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        return pa.Array.from_buffers(pa.string(), 1, buffers)
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("<q", value))])
+    if isinstance(value, float):
+        return pa.Array.from_buffers(
+            pa.float64(), 1, [None, pa.py_buffer(struct.pack("<d", value))]
+        )
+    return pa.array([value])
+
+
+def _parameters(params: Sequence[Any]) -> pa.RecordBatch:
+    """Positional parameters as one Arrow row (columns ``0``, ``1``, ... as the DB-API names
+    them)."""
+    arrays = [_parameter(value) for value in params]
+    return pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(arrays))])
 
 
 class AdbcCursor:
@@ -129,14 +153,12 @@ class AdbcCursor:
 
     def execute(self, query: str, params: Sequence[Any] | None = None) -> AdbcCursor:
         """Run ``query`` with positional ``params`` (one row of them)."""
-        from adbc_driver_manager import _reader
-
         self._prepare(query)
         if params:
-            names = [str(i) for i in range(len(params))]
-            self._statement.bind(pa.record_batch([[value] for value in params], names=names))
+            self._statement.bind(_parameters(params))
         handle, _ = self._statement.execute_query()
-        self._reader = _reader.AdbcRecordBatchReader._import_from_c(handle.address)
+        # (ADBC's own reader wrapper imports pandas: a plain pyarrow reader reads the same)
+        self._reader = pa.RecordBatchReader._import_from_c(handle.address)
         return self
 
     def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:

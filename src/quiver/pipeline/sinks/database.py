@@ -185,7 +185,8 @@ class DatabaseSink:
                 "name columns that the previous step produces, or add them with `derive`",
             )
         self.columns = names
-        empty = _plain(schema.empty_table())
+        # (Schema.empty_table imports pandas; a table from no batches does not)
+        empty = _plain(pa.Table.from_batches([], schema=schema))
         self.schema = empty.schema
         backend: _Backend = (
             _MysqlBackend(self) if self.url.dialect == "mysql" else _AdbcBackend(self, ctx)
@@ -673,7 +674,7 @@ class _AdbcBackend(_Backend):
             try:
                 cur.adbc_ingest(
                     self.s.table,
-                    self.s.schema.empty_table(),
+                    pa.Table.from_batches([], schema=self.s.schema),
                     mode="create",
                     db_schema_name=self.s.db_schema,
                 )
