@@ -1,11 +1,15 @@
-"""A query's result as a stream of Arrow batches, through ADBC's low-level API (PostgreSQL).
+"""PostgreSQL through ADBC's low-level API: a result streamed as Arrow batches, and a lean
+connection for bulk loads.
 
 ADBC's DB-API module (``adbc_driver_manager.dbapi``) imports ``pyarrow.dataset``, pandas and
 polars (when installed) the first time it is used: about half a CPU-second on a 2-core machine,
-more than reading a million rows costs. A pipeline that only streams one result needs none of
-that: this module opens the database, connection and statement itself and hands the result to
-pyarrow as a ``RecordBatchReader``, exactly as the DB-API's ``fetch_record_batch`` would (the
-same driver, options, prepared statement, parameters bound as one Arrow row).
+more than reading or loading a million rows costs. The pipeline's database source and sink
+need none of that: this module opens the database, connection and statement itself, with the
+same driver and options. :func:`open_postgresql_result` hands a query's result to pyarrow as a
+``RecordBatchReader`` (as the DB-API's ``fetch_record_batch`` does); :func:`connect_postgresql_adbc`
+gives the few DB-API calls the sink makes (``cursor``, ``execute``, ``fetchall``,
+``adbc_ingest``, ``commit``, ``rollback``). Parameters are bound as one Arrow row, built from
+their bytes (converting Python values with ``pa.array`` would import pandas too).
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ def _parameters(params: Sequence[Any]) -> pa.RecordBatch:
 
 class AdbcCursor:
     """The part of a DB-API cursor the pipeline's database sink uses, on one ADBC statement:
-    ``execute``, ``executemany``, ``fetchall``, ``description``, ``adbc_ingest``."""
+    ``execute``, ``fetchall``, ``description``, ``adbc_ingest``."""
 
     def __init__(self, connection: Any) -> None:
         import adbc_driver_manager
@@ -160,18 +164,6 @@ class AdbcCursor:
         # (ADBC's own reader wrapper imports pandas: a plain pyarrow reader reads the same)
         self._reader = pa.RecordBatchReader._import_from_c(handle.address)
         return self
-
-    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run ``query`` once per row of positional parameters."""
-        self._prepare(query)
-        if rows:
-            columns: list[list[Any]] = [[] for _ in rows[0]]
-            for row in rows:
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-            names = [str(i) for i in range(len(columns))]
-            self._statement.bind(pa.record_batch(columns, names=names))
-        self._statement.execute_update()
 
     @property
     def description(self) -> list[tuple[str, pa.DataType]] | None:
