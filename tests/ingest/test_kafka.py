@@ -113,3 +113,23 @@ async def test_avro_values_with_a_schema_file(
         {"sensor": "b", "value": 2.0},
     ]
     assert len(errors) == 1 and "unreadable avro body" in errors[0].reason
+
+
+async def test_a_commit_holds_for_the_next_member_at_once(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """The offsets commit is answered by the broker: a run of the group started right after
+    close() reads none of the committed records again."""
+    topic, group = unique("t"), unique("g")
+    await kafka_topic(kafka_broker, topic)
+    count = 500
+    await kafka_produce(kafka_broker, topic, [b'{"n": %d}' % i for i in range(count)])
+    opts = {"topics": [topic], "group_id": group, "batch_messages": count}
+    r = receiver(kafka_broker, **opts)
+    assert (await take(r, run_ctx)).column("n").to_pylist() == list(range(count))
+    await r.commit()
+    await r.close()
+    after = receiver(kafka_broker, **opts, idle_timeout=1.5)
+    again = await take(after, run_ctx)
+    await after.close()
+    assert again.num_rows == 0, f"{again.num_rows} committed record(s) were read again"
