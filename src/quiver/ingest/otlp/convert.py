@@ -10,7 +10,7 @@ carrying the count and the first reasons.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -246,6 +246,18 @@ class _Envelope:
         return out
 
 
+def _scopes(
+    envelope: _Envelope, groups: Iterable[Any], field: str
+) -> Iterator[tuple[int, int, Any]]:
+    """``(r, s, scoped)`` for each scope group ``s`` (``scope_spans`` ...: ``field``) of each
+    resource group ``r``, the envelope moved on to its resource and scope."""
+    for r, group in enumerate(groups):
+        envelope.resource(group.resource.attributes)
+        for s, scoped in enumerate(getattr(group, field)):
+            envelope.scope(scoped.scope)
+            yield r, s, scoped
+
+
 # ----------------------------------------------------------------------------- traces
 
 
@@ -266,39 +278,36 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
     tids: list[bytes] = []
     sids: list[bytes] = []
     pids: list[bytes] = []
-    for r, rs in enumerate(request.resource_spans):
-        envelope.resource(rs.resource.attributes)
-        for s, ss in enumerate(rs.scope_spans):
-            envelope.scope(ss.scope)
-            spans = list(ss.spans)
-            t = [span.trace_id for span in spans]
-            d = [span.span_id for span in spans]
-            p = [span.parent_span_id for span in spans]
-            bad = [
-                i
-                for i, (tid, sid, pid) in enumerate(zip(t, d, p, strict=True))
-                if len(tid) != 16
-                or tid == _ZERO_TRACE
-                or len(sid) != 8
-                or sid == _ZERO_SPAN
-                or (pid and len(pid) != 8)
-            ]
-            if bad:
-                for i in bad:
-                    problem = (
-                        _id_problem("trace_id", t[i], 16, True)
-                        or _id_problem("span_id", d[i], 8, True)
-                        or _id_problem("parent_span_id", p[i], 8, False)
-                    )
-                    out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
-                keep = sorted(set(range(len(spans))) - set(bad))
-                spans = [spans[i] for i in keep]
-                t, d, p = [t[i] for i in keep], [d[i] for i in keep], [p[i] for i in keep]
-            kept += spans
-            tids += t
-            sids += d
-            pids += p
-            envelope.rows_added(len(spans))
+    for r, s, ss in _scopes(envelope, request.resource_spans, "scope_spans"):
+        spans = list(ss.spans)
+        t = [span.trace_id for span in spans]
+        d = [span.span_id for span in spans]
+        p = [span.parent_span_id for span in spans]
+        bad = [
+            i
+            for i, (tid, sid, pid) in enumerate(zip(t, d, p, strict=True))
+            if len(tid) != 16
+            or tid == _ZERO_TRACE
+            or len(sid) != 8
+            or sid == _ZERO_SPAN
+            or (pid and len(pid) != 8)
+        ]
+        if bad:
+            for i in bad:
+                problem = (
+                    _id_problem("trace_id", t[i], 16, True)
+                    or _id_problem("span_id", d[i], 8, True)
+                    or _id_problem("parent_span_id", p[i], 8, False)
+                )
+                out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
+            keep = sorted(set(range(len(spans))) - set(bad))
+            spans = [spans[i] for i in keep]
+            t, d, p = [t[i] for i in keep], [d[i] for i in keep], [p[i] for i in keep]
+        kept += spans
+        tids += t
+        sids += d
+        pids += p
+        envelope.rows_added(len(spans))
     starts = [span.start_time_unix_nano for span in kept]
     ends = [span.end_time_unix_nano for span in kept]
     statuses = [span.status for span in kept]
@@ -412,37 +421,34 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
     out = Conversion(None)
     cols = _Columns(_METRIC_COLUMNS)
     envelope = _Envelope()
-    for r, rm in enumerate(request.resource_metrics):
-        envelope.resource(rm.resource.attributes)
-        for s, sm in enumerate(rm.scope_metrics):
-            envelope.scope(sm.scope)
-            rows_before = cols.rows
-            for m, metric in enumerate(sm.metrics):
-                kind = metric.WhichOneof("data")
-                where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
-                if kind is None:
-                    continue  # a metric without data points has no rows
-                data = getattr(metric, kind)
-                if not metric.name:
-                    for _ in data.data_points:
-                        out.reject(where, "the metric has no name")
-                    continue
-                head = {
-                    "metric_name": metric.name,
-                    "metric_description": metric.description or None,
-                    "metric_unit": metric.unit or None,
-                    "metric_type": kind,
-                }
-                if kind in ("sum", "histogram", "exponential_histogram"):
-                    head["aggregation_temporality"] = _name(
-                        _TEMPORALITIES, data.aggregation_temporality
-                    )
-                if kind == "sum":
-                    head["is_monotonic"] = data.is_monotonic
-                for p in data.data_points:
-                    envelope.attributes.add(p.attributes)
-                    cols.add(**head, **_point(kind, p))
-            envelope.rows_added(cols.rows - rows_before)
+    for r, s, sm in _scopes(envelope, request.resource_metrics, "scope_metrics"):
+        rows_before = cols.rows
+        for m, metric in enumerate(sm.metrics):
+            kind = metric.WhichOneof("data")
+            where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
+            if kind is None:
+                continue  # a metric without data points has no rows
+            data = getattr(metric, kind)
+            if not metric.name:
+                for _ in data.data_points:
+                    out.reject(where, "the metric has no name")
+                continue
+            head = {
+                "metric_name": metric.name,
+                "metric_description": metric.description or None,
+                "metric_unit": metric.unit or None,
+                "metric_type": kind,
+            }
+            if kind in ("sum", "histogram", "exponential_histogram"):
+                head["aggregation_temporality"] = _name(
+                    _TEMPORALITIES, data.aggregation_temporality
+                )
+            if kind == "sum":
+                head["is_monotonic"] = data.is_monotonic
+            for p in data.data_points:
+                envelope.attributes.add(p.attributes)
+                cols.add(**head, **_point(kind, p))
+        envelope.rows_added(cols.rows - rows_before)
     return envelope.finish(out, cols.data, cols.rows, "metrics")
 
 
@@ -516,30 +522,27 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
         )
     )
     envelope = _Envelope()
-    for r, rl in enumerate(request.resource_logs):
-        envelope.resource(rl.resource.attributes)
-        for s, sl in enumerate(rl.scope_logs):
-            envelope.scope(sl.scope)
-            rows_before = cols.rows
-            for i, log in enumerate(sl.log_records):
-                problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
-                    "span_id", log.span_id, 8, False
-                )
-                if problem:
-                    out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
-                    continue
-                envelope.attributes.add(log.attributes)
-                cols.add(
-                    time=log.time_unix_nano,
-                    dropped_attributes_count=log.dropped_attributes_count,
-                    trace_id=_hex(log.trace_id),
-                    span_id=_hex(log.span_id),
-                    flags=log.flags,
-                    observed_time=log.observed_time_unix_nano,
-                    severity_number=log.severity_number,
-                    severity_text=log.severity_text or None,
-                    body=value_text(log.body) if log.HasField("body") else None,
-                    event_name=log.event_name or None,
-                )
-            envelope.rows_added(cols.rows - rows_before)
+    for r, s, sl in _scopes(envelope, request.resource_logs, "scope_logs"):
+        rows_before = cols.rows
+        for i, log in enumerate(sl.log_records):
+            problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
+                "span_id", log.span_id, 8, False
+            )
+            if problem:
+                out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
+                continue
+            envelope.attributes.add(log.attributes)
+            cols.add(
+                time=log.time_unix_nano,
+                dropped_attributes_count=log.dropped_attributes_count,
+                trace_id=_hex(log.trace_id),
+                span_id=_hex(log.span_id),
+                flags=log.flags,
+                observed_time=log.observed_time_unix_nano,
+                severity_number=log.severity_number,
+                severity_text=log.severity_text or None,
+                body=value_text(log.body) if log.HasField("body") else None,
+                event_name=log.event_name or None,
+            )
+        envelope.rows_added(cols.rows - rows_before)
     return envelope.finish(out, cols.data, cols.rows, "logs")
