@@ -172,3 +172,21 @@ async def test_otlp_json_items_with_bad_ids_are_left_out_and_reported(
     await r.close()
     assert table.num_rows == len(records) - 1
     assert len(errors) == 1 and "trace_id is 2 bytes" in errors[0].reason
+async def test_a_commit_holds_for_the_next_member_at_once(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """The offsets commit is answered by the broker: a run of the group started right after
+    close() reads none of the committed records again."""
+    topic, group = unique("t"), unique("g")
+    await kafka_topic(kafka_broker, topic)
+    count = 500
+    await kafka_produce(kafka_broker, topic, [b'{"n": %d}' % i for i in range(count)])
+    opts = {"topics": [topic], "group_id": group, "batch_messages": count}
+    r = receiver(kafka_broker, **opts)
+    assert (await take(r, run_ctx)).column("n").to_pylist() == list(range(count))
+    await r.commit()
+    await r.close()
+    after = receiver(kafka_broker, **opts, idle_timeout=1.5)
+    again = await take(after, run_ctx)
+    await after.close()
+    assert again.num_rows == 0, f"{again.num_rows} committed record(s) were read again"

@@ -150,17 +150,31 @@ class KafkaReceiver(BrokerReceiver):
         return self.cfg.signal
 
     async def _subscribe(self, ctx: RunContext) -> None:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
         cfg = self.cfg
         where = f"{self.where} ({', '.join(cfg.bootstrap_servers)})"
+        receiver = self
+
+        class Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
+            """Logs the partitions the group gives this run (records flow from then on)."""
+
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                del revoked
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                names = ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+                ctx.log(f"{receiver.where}: partitions assigned: {names or 'none'}", "info")
+
         consumer = AIOKafkaConsumer(
             *cfg.topics,
+            bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset=cfg.start,
             **cfg.client_options(ctx.base_dir),
         )
+        consumer.subscribe(topics=list(cfg.topics), listener=Assigned())
         try:
             await consumer.start()
         except Exception as exc:

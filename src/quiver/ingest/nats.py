@@ -210,8 +210,12 @@ class NatsReceiver(BrokerReceiver):
         try:
             for message in refused:
                 await message.handle.term()
-            for message in accepted:
+            for message in accepted[:-1]:
                 await message.handle.ack()
+            if accepted:
+                # the server answers this one once its consumer processed it, and a consumer
+                # processes acknowledgements in order: every one before it is settled too
+                await accepted[-1].handle.ack_sync(timeout=30)
             await self._nc.flush()
         except Exception as exc:
             raise nats_error(exc, self.where, "acknowledging messages") from exc
