@@ -36,8 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -138,31 +137,11 @@ class _Metrics:
         self._duration_sum = 0.0
         self._duration_created = now
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "quiver_graphql_requests",
-            "GraphQL HTTP requests by method and result.",
-            ["method", "result"],
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "quiver_graphql_request_duration_seconds",
-            "Time to answer a GraphQL HTTP request.",
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-        )
-        self.errors = Counter(
-            "quiver_graphql_errors",
-            "GraphQL errors returned, by extensions.code.",
-            ["code"],
-            registry=self.registry,
-        )
         self.subscriptions = Gauge(
             "quiver_graphql_subscriptions_active",
             "GraphQL subscriptions running over WebSocket.",
             registry=self.registry,
         )
-        self._ok_post = self.requests.labels("POST", "data")
-        self._ok_get = self.requests.labels("GET", "data")
         self.registry.register(_MetricsCollector(self))
 
     def observe(self, method: str, result: str, started: float) -> None:

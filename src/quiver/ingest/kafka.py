@@ -167,8 +167,6 @@ class KafkaReceiver(BrokerReceiver):
                 ctx.log(f"{receiver.where}: partitions assigned: {names or 'none'}", "info")
 
         consumer = AIOKafkaConsumer(
-            *cfg.topics,
-            bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset=cfg.start,
