@@ -172,6 +172,8 @@ async def test_otlp_json_items_with_bad_ids_are_left_out_and_reported(
     await r.close()
     assert table.num_rows == len(records) - 1
     assert len(errors) == 1 and "trace_id is 2 bytes" in errors[0].reason
+
+
 async def test_a_commit_holds_for_the_next_member_at_once(
     kafka_broker: str, run_ctx: RunContext
 ) -> None:
