@@ -68,15 +68,8 @@ def test_the_encoded_view_converts_to_the_same_rows() -> None:
     a, b = convert_request("traces", wire), convert_request("traces", real)
     assert a.batch is not None and b.batch is not None
     assert a.batch.equals(b.batch)
-    assert (
-        (a.accepted, a.rejected, a.reasons)
-        == (b.accepted, b.rejected, b.reasons)
-        == (
-            20,
-            4,
-            a.reasons,
-        )
-    )
+    assert a.accepted == b.accepted == 20 and a.rejected == b.rejected == 4
+    assert a.reasons == b.reasons
     assert "trace_id is all zeros" in a.error_message
     assert sorted(set(a.batch.column("span_kind").to_pylist())) == [
         "9",
