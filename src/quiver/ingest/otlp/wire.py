@@ -75,36 +75,20 @@ def _build() -> Any:
             ("status", 15, _F.TYPE_MESSAGE, _OPTIONAL, f"{trace}.Status"),
         ],
     )
-    _message(
-        file,
-        "ScopeSpans",
-        [
-            (
-                "scope",
-                1,
-                _F.TYPE_MESSAGE,
-                _OPTIONAL,
-                ".opentelemetry.proto.common.v1.InstrumentationScope",
-            ),
-            ("spans", 2, _F.TYPE_MESSAGE, _REPEATED, ".quiver.otlp_wire.Span"),
-            ("schema_url", 3, _F.TYPE_STRING, _OPTIONAL, None),
-        ],
-    )
-    _message(
-        file,
-        "ResourceSpans",
-        [
-            (
-                "resource",
-                1,
-                _F.TYPE_MESSAGE,
-                _OPTIONAL,
-                ".opentelemetry.proto.resource.v1.Resource",
-            ),
-            ("scope_spans", 2, _F.TYPE_MESSAGE, _REPEATED, ".quiver.otlp_wire.ScopeSpans"),
-            ("schema_url", 3, _F.TYPE_STRING, _OPTIONAL, None),
-        ],
-    )
+    # ScopeSpans and ResourceSpans: what they are about (1), their items (2), schema_url (3)
+    for name, about, about_type, items, items_type in (
+        ("ScopeSpans", "scope", "common.v1.InstrumentationScope", "spans", "Span"),
+        ("ResourceSpans", "resource", "resource.v1.Resource", "scope_spans", "ScopeSpans"),
+    ):
+        _message(
+            file,
+            name,
+            [
+                (about, 1, _F.TYPE_MESSAGE, _OPTIONAL, f".opentelemetry.proto.{about_type}"),
+                (items, 2, _F.TYPE_MESSAGE, _REPEATED, f".quiver.otlp_wire.{items_type}"),
+                ("schema_url", 3, _F.TYPE_STRING, _OPTIONAL, None),
+            ],
+        )
     _message(
         file,
         "ExportTraceServiceRequest",
