@@ -26,8 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from quiver.ingest.arrow_layout import Signal, telemetry_batch
+from quiver.ingest.otlp.decode import BadRequestError, Request
 
-__all__ = ["Conversion", "convert_request"]
+__all__ = ["Conversion", "Request", "convert_request"]
 
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS_CODES = ("unset", "ok", "error")
@@ -35,8 +36,6 @@ _TEMPORALITIES = ("unspecified", "delta", "cumulative")
 _MAX_REASONS = 3
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
-
-Request = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
 
 
 @dataclass
@@ -372,8 +371,6 @@ def _attribute_map(groups: list[Any], encoded: bool = False) -> pa.Array:
         try:
             kv = KeyValue.FromString(pair)
         except DecodeError as exc:
-            from quiver.ingest.otlp.decode import BadRequestError  # decode imports this module
-
             raise BadRequestError(
                 f"the body is not a valid ExportTraceServiceRequest protobuf message: a span "
                 f"attribute is not a valid KeyValue ({exc})"

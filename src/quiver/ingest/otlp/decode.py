@@ -31,16 +31,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from quiver.ingest.arrow_layout import Signal
-from quiver.ingest.otlp.convert import Request
 from quiver.ingest.otlp.wire import TracesRequest
 
 __all__ = [
     "REQUEST_TYPES",
     "RESPONSE_TYPES",
     "BadRequestError",
+    "Request",
     "decode_body",
     "decompress",
 ]
+
+Request = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
 
 REQUEST_TYPES: dict[Signal, type[Request]] = {
     "traces": ExportTraceServiceRequest,
