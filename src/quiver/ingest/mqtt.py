@@ -3,8 +3,10 @@
 The receiver subscribes to ``topics`` (wildcards ``+`` and ``#`` allowed) with MQTT 5 and a
 persistent session named by ``client_id``: messages published while it is away are kept by the
 broker for that session (QoS 1 and 2). Each QoS 1/2 message is acknowledged (PUBACK / PUBCOMP)
-only after the run's sinks committed it; a run that is killed before that acknowledges nothing,
-and the broker sends those messages again when the same ``client_id`` comes back. QoS 0
+only after the run's sinks committed it, and the commit returns once the broker has processed
+those acknowledgements: a run started again at once with the same ``client_id`` is sent none of
+them again. A run that is killed before that acknowledges nothing, and the broker sends those
+messages again when the same ``client_id`` comes back. QoS 0
 messages are never sent again by a broker: what a killed run held of them is lost. Neither
 are QoS 2 messages a killed run held: in the QoS 2 handshake the receiver takes over a message
 before it can acknowledge it (PUBREC), so the broker only finishes the handshake. Subscribe

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -25,8 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from quiver.ingest.arrow_layout import Signal, telemetry_batch
+from quiver.ingest.otlp.decode import BadRequestError, Request
 
-__all__ = ["Conversion", "convert_request"]
+__all__ = ["Conversion", "Request", "convert_request"]
 
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS_CODES = ("unset", "ok", "error")
@@ -34,8 +36,6 @@ _TEMPORALITIES = ("unspecified", "delta", "cumulative")
 _MAX_REASONS = 3
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
-
-Request = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
 
 
 @dataclass
@@ -64,9 +64,8 @@ class Conversion:
 
 def convert_request(signal: Signal, request: Request) -> Conversion:
     """Rows of the telemetry layout for one decoded export request of ``signal``."""
-    if signal == "traces":
-        assert isinstance(request, ExportTraceServiceRequest)
-        return _spans(request)
+    if signal == "traces":  # an ExportTraceServiceRequest, or its wire.TracesRequest view
+        return _spans(request, encoded=not isinstance(request, ExportTraceServiceRequest))
     if signal == "metrics":
         assert isinstance(request, ExportMetricsServiceRequest)
         return _metrics(request)
@@ -268,10 +267,11 @@ _SCOPE_TYPE = pa.struct(
 )
 
 
-def _spans(request: ExportTraceServiceRequest) -> Conversion:
+def _spans(request: Any, encoded: bool) -> Conversion:
     """Column by column: each field is read for all the kept spans of the request in one
-    comprehension, attributes are serialized and deduplicated by Arrow (each distinct
-    key-value pair is decoded once), and only spans with events or links build nested rows."""
+    comprehension, attributes are deduplicated by Arrow in their encoded form (each distinct
+    key-value pair is decoded once; ``encoded``: the request holds them encoded already, see
+    :mod:`quiver.ingest.otlp.wire`), and only spans with events or links build nested rows."""
     out = Conversion(None)
     envelope = _Envelope()
     kept: list[Any] = []
@@ -330,7 +330,7 @@ def _spans(request: ExportTraceServiceRequest) -> Conversion:
         "dropped_events_count": [span.dropped_events_count for span in kept],
         "dropped_links_count": [span.dropped_links_count for span in kept],
     }
-    attributes = _attribute_map([span.attributes for span in kept])
+    attributes = _attribute_map([span.attributes for span in kept], encoded)
     return envelope.finish(out, columns, len(kept), "traces", attributes)
 
 
@@ -353,21 +353,31 @@ def _links(links: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _attribute_map(groups: list[Any]) -> pa.Array:
-    """A ``map<string, string>`` column, one row per repeated KeyValue field of ``groups``.
+def _attribute_map(groups: list[Any], encoded: bool = False) -> pa.Array:
+    """A ``map<string, string>`` column, one row per repeated KeyValue field of ``groups``
+    (``encoded``: each KeyValue is still its protobuf bytes).
 
-    The pairs are serialized in bulk and deduplicated by Arrow: only distinct pairs (attributes
-    repeat a lot: ``http.method: GET``) are decoded in Python."""
+    The encoded pairs are deduplicated by Arrow: only distinct pairs (attributes repeat a lot:
+    ``http.method: GET``) are decoded in Python."""
     offsets = [0, *accumulate(len(g) for g in groups)]
-    raw = pa.array([kv.SerializeToString() for g in groups for kv in g], pa.binary())
-    encoded = raw.dictionary_encode()
+    if encoded:
+        pairs = [pair for g in groups for pair in g]
+    else:
+        pairs = [kv.SerializeToString() for g in groups for kv in g]
+    dictionary = pa.array(pairs, pa.binary()).dictionary_encode()
     keys: list[str] = []
     values: list[str | None] = []
-    for pair in encoded.dictionary.to_pylist():
-        kv = KeyValue.FromString(pair)
+    for pair in dictionary.dictionary.to_pylist():
+        try:
+            kv = KeyValue.FromString(pair)
+        except DecodeError as exc:
+            raise BadRequestError(
+                f"the body is not a valid ExportTraceServiceRequest protobuf message: a span "
+                f"attribute is not a valid KeyValue ({exc})"
+            ) from exc
         keys.append(kv.key)
         values.append(value_text(kv.value))
-    indices = encoded.indices
+    indices = dictionary.indices
     return pa.MapArray.from_arrays(
         pa.array(offsets, pa.int32()),
         pa.array(keys, pa.string()).take(indices),

@@ -31,15 +31,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from quiver.ingest.arrow_layout import Signal
-from quiver.ingest.otlp.convert import Request
+from quiver.ingest.otlp.wire import TracesRequest
 
 __all__ = [
     "REQUEST_TYPES",
     "RESPONSE_TYPES",
     "BadRequestError",
+    "Request",
     "decode_body",
     "decompress",
 ]
+
+Request = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
 
 REQUEST_TYPES: dict[Signal, type[Request]] = {
     "traces": ExportTraceServiceRequest,
@@ -93,7 +96,8 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
     cls = REQUEST_TYPES[signal]
     if not json:
         try:
-            parsed: Request = cls.FromString(body)
+            # traces: the same message, its span attributes left encoded (see wire.py)
+            parsed: Request = (TracesRequest if signal == "traces" else cls).FromString(body)
             return parsed
         except DecodeError as exc:
             raise BadRequestError(
