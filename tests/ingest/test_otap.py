@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,6 +34,7 @@ from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from quiver.ingest.otap.encode import OtapEncoder
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
+from tests.ingest.certs import make_pki
 from tests.ingest.conftest import Receiver, plain
 from tests.ingest.test_otlp_http import span, trace_request
 
@@ -403,3 +405,21 @@ def test_randomly_corrupted_payloads_are_refused_with_a_message_never_a_crash(
     assert all(a.status_message for a in answers if a.status_code != _S.OK)
     assert [a.status_code for a in stream(rec, [good_bar(500, "after")])] == [_S.OK]
     assert "after" in plain(rec.stop()).column("span_name").to_pylist()
+
+
+def test_otap_over_tls_with_a_bearer_token(
+    receiver: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}
+    rec = receiver(grpc={"tls": tls}, arrow={}, auth={"bearer_tokens": ["t-1"]})
+    credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
+    body = good_bar(3, "over tls").SerializeToString()
+    with grpc.secure_channel(f"localhost:{rec.grpc_port}", credentials) as channel:
+        call = channel.stream_stream(TRACES)
+        replies = list(call(iter([body]), timeout=30, metadata=(("authorization", "Bearer t-1"),)))
+    [status] = [otap_pb2.BatchStatus.FromString(r) for r in replies]
+    assert (status.batch_id, status.status_code) == (3, _S.OK)
+    with pytest.raises(grpc.RpcError):
+        stream(rec, [good_bar()])  # plaintext to a TLS port
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["over tls"]

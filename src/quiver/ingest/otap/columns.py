@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
-    "ATTRS_TYPE",
     "OtapDataError",
     "Payload",
     "ValueText",
@@ -35,7 +34,6 @@ __all__ = [
     "value_texts",
 ]
 
-ATTRS_TYPE = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ns", tz="UTC")
 
 # AnyValue discriminants (the pdata ValueType numbers, section 5.5.1 of the specification)
@@ -75,7 +73,7 @@ class Payload:
         return array
 
     def ints(self, name: str, *, required: bool = False) -> pa.Array | None:
-        """An integer column (any width) as int64; TypeError-free check of its type."""
+        """An integer column (any width) as int64; OtapDataError if it is not integers."""
         array = self.column(name, required=required)
         if array is None:
             return None
