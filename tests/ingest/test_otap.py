@@ -423,3 +423,24 @@ def test_otap_over_tls_with_a_bearer_token(
     with pytest.raises(grpc.RpcError):
         stream(rec, [good_bar()])  # plaintext to a TLS port
     assert plain(rec.stop()).column("span_name").to_pylist() == ["over tls"]
+
+
+def test_a_stop_with_a_stream_still_open_keeps_what_was_acknowledged(
+    receiver: Callable[..., Receiver],
+) -> None:
+    import threading
+
+    rec = receiver(arrow={}, stop_seconds=1)
+    release = threading.Event()
+
+    def bodies() -> Iterable[bytes]:
+        yield good_bar(1, "acknowledged").SerializeToString()
+        release.wait(30)  # the client keeps its stream open
+
+    with grpc.insecure_channel(f"127.0.0.1:{rec.grpc_port}") as channel:
+        replies = channel.stream_stream(TRACES)(bodies(), timeout=60)
+        first = otap_pb2.BatchStatus.FromString(next(replies))
+        assert (first.batch_id, first.status_code) == (1, _S.OK)
+        table = rec.stop()  # the open stream is cut after stop_seconds
+        release.set()
+    assert table.column("span_name").to_pylist() == ["acknowledged"]
