@@ -444,3 +444,37 @@ def test_a_stop_with_a_stream_still_open_keeps_what_was_acknowledged(
         table = rec.stop()  # the open stream is cut after stop_seconds
         release.set()
     assert table.column("span_name").to_pylist() == ["acknowledged"]
+
+
+def test_quasi_delta_parent_ids_follow_equal_keys_even_through_duplicate_dictionary_entries() -> (
+    None
+):
+    from quiver.ingest.otap.service import decode_batch
+    from quiver.ingest.otap.streams import IpcStreams
+
+    spans = pa.record_batch(
+        {
+            "id": pa.array([0, 1, 1], pa.uint16()),  # delta: ids 0, 1, 2
+            "start_time_unix_nano": pa.array([1, 2, 3], pa.timestamp("ns")),
+            "trace_id": pa.array([b"\x01" * 16] * 3, pa.binary(16)),
+            "span_id": pa.array([bytes([i + 1]) * 8 for i in range(3)], pa.binary(8)),
+            "name": pa.array(["a", "b", "c"]),
+        }
+    )
+    keys = pa.DictionaryArray.from_arrays(
+        pa.array([0, 1, 0], pa.uint8()), pa.array(["k", "k"])
+    )  # one key written as two dictionary entries
+    attrs = pa.record_batch(
+        {
+            "parent_id": pa.array([0, 1, 1], pa.uint16()),  # quasi-delta: spans 0, 1, 2
+            "key": keys,
+            "type": pa.array([1, 1, 1], pa.uint8()),
+            "str": pa.array(["v", "v", "v"]),
+        }
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    batch = decode_batch(IpcStreams("traces"), bar)
+    assert batch is not None
+    assert batch.column("attributes").to_pylist() == [[("k", "v")]] * 3

@@ -85,9 +85,9 @@ class Payload:
         array = self.column(name)
         if array is None:
             return None
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            raise OtapDataError(f"{self.name}.{name} is {array.type}; Utf8 is expected")
-        return array.cast(pa.string())
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        return _text(array, f"{self.name}.{name}")
 
     def ids(
         self, name: str, default: str, same: np.ndarray | list[pa.Array] | None = None
@@ -117,6 +117,12 @@ class Payload:
         raise OtapDataError(
             f"{self.name}.{name}: unknown encoding {encoding!r} (plain, delta or quasidelta)"
         )
+
+
+def _text(array: pa.Array, where: str) -> pa.Array:
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise OtapDataError(f"{where} is {array.type}; Utf8 is expected")
+    return array.cast(pa.string())
 
 
 def _first(mask: pa.Array) -> int:
@@ -427,7 +433,7 @@ def attribute_maps(
         return pa.MapArray.from_arrays(
             offsets, pa.array([], pa.string()), pa.array([], pa.string())
         )
-    keys = attrs.texts("key")
+    keys = attrs.column("key")
     if keys is None or keys.null_count:
         raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
     values = value_texts(attrs) if text is None else text
@@ -435,9 +441,12 @@ def attribute_maps(
     counts = np.bincount(rows_of_parent, minlength=parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    return pa.MapArray.from_arrays(
-        pa.array(offsets), keys.take(pa.array(order)), values.rows(order)
-    )
+    gathered = keys.take(pa.array(order))
+    if pa.types.is_dictionary(gathered.type):
+        gathered = gathered.dictionary_decode()
+    if not pa.types.is_string(gathered.type):
+        gathered = _text(gathered, f"{attrs.name}.key")
+    return pa.MapArray.from_arrays(pa.array(offsets), gathered, values.rows(order))
 
 
 def per_row_maps(
@@ -486,6 +495,10 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     keys = attrs.column("key")
     if kinds is None or keys is None:
         raise OtapDataError(f"{attrs.name}: the type and key columns are required")
+    if pa.types.is_dictionary(keys.type):
+        # compare keys by dictionary entry, counting equal entries as one
+        first = pc.index_in(keys.dictionary, value_set=keys.dictionary)
+        keys = first.take(keys.indices)
     same = _same_as_previous([kinds.cast(pa.int64()), keys], rows)
     if rows < 2:
         return same
