@@ -478,3 +478,36 @@ def test_quasi_delta_parent_ids_follow_equal_keys_even_through_duplicate_diction
     batch = decode_batch(IpcStreams("traces"), bar)
     assert batch is not None
     assert batch.column("attributes").to_pylist() == [[("k", "v")]] * 3
+
+
+def test_an_id_column_marked_plain_is_taken_as_it_is() -> None:
+    from quiver.ingest.otap.service import decode_batch
+    from quiver.ingest.otap.streams import IpcStreams
+
+    spans = pa.record_batch(
+        {
+            "id": pa.array([0, 1], pa.uint16()),
+            "start_time_unix_nano": pa.array([1, 2], pa.timestamp("ns")),
+            "trace_id": pa.array([b"\x01" * 16] * 2, pa.binary(16)),
+            "span_id": pa.array([b"\x01" * 8, b"\x02" * 8], pa.binary(8)),
+            "name": pa.array(["a", "b"]),
+        }
+    )
+    plain_ids = pa.field("parent_id", pa.uint16(), metadata={"encoding": "plain"})
+    attrs = pa.RecordBatch.from_arrays(
+        [
+            pa.array([1, 1], pa.uint16()),  # both rows belong to span 1 (no deltas)
+            pa.array(["k", "k"]),
+            pa.array([1, 1], pa.uint8()),
+            pa.array(["x", "x"]),
+        ],
+        schema=pa.schema(
+            [plain_ids, ("key", pa.string()), ("type", pa.uint8()), ("str", pa.string())]
+        ),
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    batch = decode_batch(IpcStreams("traces"), bar)
+    assert batch is not None
+    assert batch.column("attributes").to_pylist() == [[], [("k", "x"), ("k", "x")]]

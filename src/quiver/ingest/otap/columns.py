@@ -99,7 +99,7 @@ class Payload:
         array = self.column(name)
         if array is None:
             return None
-        if not pa.types.is_unsigned_integer(array.type) and not pa.types.is_integer(array.type):
+        if not pa.types.is_integer(array.type):
             raise OtapDataError(
                 f"{self.name}.{name} is {array.type}; an unsigned integer is expected"
             )
