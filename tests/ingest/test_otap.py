@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,6 +34,7 @@ from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from quiver.ingest.otap.encode import OtapEncoder
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
+from tests.ingest.certs import make_pki
 from tests.ingest.conftest import Receiver, plain
 from tests.ingest.test_otlp_http import span, trace_request
 
@@ -403,3 +405,109 @@ def test_randomly_corrupted_payloads_are_refused_with_a_message_never_a_crash(
     assert all(a.status_message for a in answers if a.status_code != _S.OK)
     assert [a.status_code for a in stream(rec, [good_bar(500, "after")])] == [_S.OK]
     assert "after" in plain(rec.stop()).column("span_name").to_pylist()
+
+
+def test_otap_over_tls_with_a_bearer_token(
+    receiver: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path)
+    tls = {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}
+    rec = receiver(grpc={"tls": tls}, arrow={}, auth={"bearer_tokens": ["t-1"]})
+    credentials = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
+    body = good_bar(3, "over tls").SerializeToString()
+    with grpc.secure_channel(f"localhost:{rec.grpc_port}", credentials) as channel:
+        call = channel.stream_stream(TRACES)
+        replies = list(call(iter([body]), timeout=30, metadata=(("authorization", "Bearer t-1"),)))
+    [status] = [otap_pb2.BatchStatus.FromString(r) for r in replies]
+    assert (status.batch_id, status.status_code) == (3, _S.OK)
+    with pytest.raises(grpc.RpcError):
+        stream(rec, [good_bar()])  # plaintext to a TLS port
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["over tls"]
+
+
+def test_a_stop_with_a_stream_still_open_keeps_what_was_acknowledged(
+    receiver: Callable[..., Receiver],
+) -> None:
+    import threading
+
+    rec = receiver(arrow={}, stop_seconds=1)
+    release = threading.Event()
+
+    def bodies() -> Iterable[bytes]:
+        yield good_bar(1, "acknowledged").SerializeToString()
+        release.wait(30)  # the client keeps its stream open
+
+    with grpc.insecure_channel(f"127.0.0.1:{rec.grpc_port}") as channel:
+        replies = channel.stream_stream(TRACES)(bodies(), timeout=60)
+        first = otap_pb2.BatchStatus.FromString(next(replies))
+        assert (first.batch_id, first.status_code) == (1, _S.OK)
+        table = rec.stop()  # the open stream is cut after stop_seconds
+        release.set()
+    assert table.column("span_name").to_pylist() == ["acknowledged"]
+
+
+def test_quasi_delta_parent_ids_follow_equal_keys_even_through_duplicate_dictionary_entries() -> (
+    None
+):
+    from quiver.ingest.otap.service import decode_batch
+    from quiver.ingest.otap.streams import IpcStreams
+
+    spans = pa.record_batch(
+        {
+            "id": pa.array([0, 1, 1], pa.uint16()),  # delta: ids 0, 1, 2
+            "start_time_unix_nano": pa.array([1, 2, 3], pa.timestamp("ns")),
+            "trace_id": pa.array([b"\x01" * 16] * 3, pa.binary(16)),
+            "span_id": pa.array([bytes([i + 1]) * 8 for i in range(3)], pa.binary(8)),
+            "name": pa.array(["a", "b", "c"]),
+        }
+    )
+    keys = pa.DictionaryArray.from_arrays(
+        pa.array([0, 1, 0], pa.uint8()), pa.array(["k", "k"])
+    )  # one key written as two dictionary entries
+    attrs = pa.record_batch(
+        {
+            "parent_id": pa.array([0, 1, 1], pa.uint16()),  # quasi-delta: spans 0, 1, 2
+            "key": keys,
+            "type": pa.array([1, 1, 1], pa.uint8()),
+            "str": pa.array(["v", "v", "v"]),
+        }
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    batch = decode_batch(IpcStreams("traces"), bar)
+    assert batch is not None
+    assert batch.column("attributes").to_pylist() == [[("k", "v")]] * 3
+
+
+def test_an_id_column_marked_plain_is_taken_as_it_is() -> None:
+    from quiver.ingest.otap.service import decode_batch
+    from quiver.ingest.otap.streams import IpcStreams
+
+    spans = pa.record_batch(
+        {
+            "id": pa.array([0, 1], pa.uint16()),
+            "start_time_unix_nano": pa.array([1, 2], pa.timestamp("ns")),
+            "trace_id": pa.array([b"\x01" * 16] * 2, pa.binary(16)),
+            "span_id": pa.array([b"\x01" * 8, b"\x02" * 8], pa.binary(8)),
+            "name": pa.array(["a", "b"]),
+        }
+    )
+    plain_ids = pa.field("parent_id", pa.uint16(), metadata={"encoding": "plain"})
+    attrs = pa.RecordBatch.from_arrays(
+        [
+            pa.array([1, 1], pa.uint16()),  # both rows belong to span 1 (no deltas)
+            pa.array(["k", "k"]),
+            pa.array([1, 1], pa.uint8()),
+            pa.array(["x", "x"]),
+        ],
+        schema=pa.schema(
+            [plain_ids, ("key", pa.string()), ("type", pa.uint8()), ("str", pa.string())]
+        ),
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    batch = decode_batch(IpcStreams("traces"), bar)
+    assert batch is not None
+    assert batch.column("attributes").to_pylist() == [[], [("k", "x"), ("k", "x")]]

@@ -6,7 +6,9 @@
 - :mod:`quiver.ingest.intake`: what a receiver hands its accepted data to (spool, queue,
   backpressure, stop);
 - :mod:`quiver.ingest.access`: API keys, bearer tokens and TLS of a listener;
-- :mod:`quiver.ingest.otlp`: the OTLP/gRPC and OTLP/HTTP receivers (the ``otlp`` source).
+- :mod:`quiver.ingest.otlp`: the OTLP/gRPC and OTLP/HTTP receivers (the ``otlp`` source);
+- :mod:`quiver.ingest.otap`: OTAP (OpenTelemetry Arrow) streams on the OTLP/gRPC port (the
+  ``arrow`` option of the ``otlp`` source).
 
 Nothing is imported here: a pipeline imports a receiver only when it uses it.
 """

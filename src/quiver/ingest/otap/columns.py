@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
-    "ATTRS_TYPE",
     "OtapDataError",
     "Payload",
     "ValueText",
@@ -35,7 +34,6 @@ __all__ = [
     "value_texts",
 ]
 
-ATTRS_TYPE = pa.map_(pa.string(), pa.string())
 _TS = pa.timestamp("ns", tz="UTC")
 
 # AnyValue discriminants (the pdata ValueType numbers, section 5.5.1 of the specification)
@@ -75,7 +73,7 @@ class Payload:
         return array
 
     def ints(self, name: str, *, required: bool = False) -> pa.Array | None:
-        """An integer column (any width) as int64; TypeError-free check of its type."""
+        """An integer column (any width) as int64; OtapDataError if it is not integers."""
         array = self.column(name, required=required)
         if array is None:
             return None
@@ -87,9 +85,9 @@ class Payload:
         array = self.column(name)
         if array is None:
             return None
-        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-            raise OtapDataError(f"{self.name}.{name} is {array.type}; Utf8 is expected")
-        return array.cast(pa.string())
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        return _text(array, f"{self.name}.{name}")
 
     def ids(
         self, name: str, default: str, same: np.ndarray | list[pa.Array] | None = None
@@ -101,7 +99,7 @@ class Payload:
         array = self.column(name)
         if array is None:
             return None
-        if not pa.types.is_unsigned_integer(array.type) and not pa.types.is_integer(array.type):
+        if not pa.types.is_integer(array.type):
             raise OtapDataError(
                 f"{self.name}.{name} is {array.type}; an unsigned integer is expected"
             )
@@ -119,6 +117,12 @@ class Payload:
         raise OtapDataError(
             f"{self.name}.{name}: unknown encoding {encoding!r} (plain, delta or quasidelta)"
         )
+
+
+def _text(array: pa.Array, where: str) -> pa.Array:
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise OtapDataError(f"{where} is {array.type}; Utf8 is expected")
+    return array.cast(pa.string())
 
 
 def _first(mask: pa.Array) -> int:
@@ -429,7 +433,7 @@ def attribute_maps(
         return pa.MapArray.from_arrays(
             offsets, pa.array([], pa.string()), pa.array([], pa.string())
         )
-    keys = attrs.texts("key")
+    keys = attrs.column("key")
     if keys is None or keys.null_count:
         raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
     values = value_texts(attrs) if text is None else text
@@ -437,9 +441,12 @@ def attribute_maps(
     counts = np.bincount(rows_of_parent, minlength=parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    return pa.MapArray.from_arrays(
-        pa.array(offsets), keys.take(pa.array(order)), values.rows(order)
-    )
+    gathered = keys.take(pa.array(order))
+    if pa.types.is_dictionary(gathered.type):
+        gathered = gathered.dictionary_decode()
+    if not pa.types.is_string(gathered.type):
+        gathered = _text(gathered, f"{attrs.name}.key")
+    return pa.MapArray.from_arrays(pa.array(offsets), gathered, values.rows(order))
 
 
 def per_row_maps(
@@ -488,6 +495,10 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     keys = attrs.column("key")
     if kinds is None or keys is None:
         raise OtapDataError(f"{attrs.name}: the type and key columns are required")
+    if pa.types.is_dictionary(keys.type):
+        # compare keys by dictionary entry, counting equal entries as one
+        first = pc.index_in(keys.dictionary, value_set=keys.dictionary)
+        keys = first.take(keys.indices)
     same = _same_as_previous([kinds.cast(pa.int64()), keys], rows)
     if rows < 2:
         return same

@@ -232,8 +232,8 @@ def _normalised(batch: pa.RecordBatch) -> pa.RecordBatch:
             for f, child in zip(array.type, array.flatten(), strict=True):
                 add(f"{name}.{f.name}", child)
             return
-        if pa.types.is_dictionary(array.type):
-            array = array.dictionary_decode()
+        if pa.types.is_dictionary(array.type) and name != "key":
+            array = array.dictionary_decode()  # attribute keys stay encoded until gathered
         names.append(name)
         arrays.append(array)
 
