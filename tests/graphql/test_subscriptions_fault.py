@@ -76,7 +76,7 @@ async def test_no_committed_change_is_lost_across_kills_and_out_of_order_commits
             await asyncio.sleep(random.uniform(0.2, 0.8) if not finished else 3)
             await client.kill()  # SIGKILL; what it printed before is still in the pipe
             assert client.proc.stdout is not None
-            for line in (await client.proc.stdout.read()).splitlines():
+            for line in (await asyncio.wait_for(client.proc.stdout.read(), 20)).splitlines():
                 event = orjson.loads(line)
                 if event["event"] == "next":
                     change = event["payload"]["data"]["authorChanged"]
