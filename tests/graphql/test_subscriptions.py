@@ -302,6 +302,9 @@ async def test_disconnecting_ends_the_subscription(shop: LiveServer, modules: Pa
         for c in clients:
             await c.kill()
     await shop.active(0)
+    engine = shop.app.engine
+    assert engine is not None
+    assert not engine.change_signal.watching  # the last one stopped the head watcher
 
 
 async def test_api_keys_are_asked_in_connection_init(fresh_sqlite: str, modules: Path) -> None:

@@ -679,7 +679,18 @@ class ChangeSignal:
     def _heard(self, *_args: Any) -> None:
         self.notify()
 
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher task runs (some subscription reads the change log)."""
+        return self._watch_task is not None and not self._watch_task.done()
+
     async def close(self) -> None:
+        """Stop the watcher and the PostgreSQL listener."""
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         conn, self._listener = self._listener, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
