@@ -552,3 +552,27 @@ async def test_variables_and_fragments_shape_the_subscription(
         await client.quiet(0.5)
     finally:
         await client.kill()
+
+
+async def test_an_image_the_database_cannot_read_ends_the_subscription_with_an_error(
+    fresh_postgresql: str, modules: Path
+) -> None:
+    async with live_server("postgresql", fresh_postgresql) as live:
+        client = await NodeClient.start(modules, live.url, FR_AUTHORS)
+        try:
+            await client.connected()
+            await live.active(1)
+            await live.sql(
+                "INSERT INTO quiver_change_log (entity, entity_key, operation, after_image,"
+                " changed_fields, transaction_id) VALUES ('Author', '{}', 'insert',"
+                """ '{"id": "not a number", "name": "X", "country": "FR"}', '[]', 'bad')"""
+            )
+            event = await client.event()
+            assert event["event"] == "error", event
+            (error,) = event["errors"]
+            assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+            assert "could not read the Author changes" in error["message"]
+            assert "not a number" not in error["message"]  # the details stay in the log
+            await live.active(0)
+        finally:
+            await client.kill()

@@ -771,17 +771,7 @@ async def run_subscription(
             matched: list[bool] = []
             rendered: dict[str, list[Any]] = {}
             if ours:
-                try:
-                    matched, rendered = await evaluator.evaluate(db, ours)
-                except DatabaseError as err:
-                    raise SubscriptionError(
-                        [
-                            _error(
-                                f"the database could not read a {plan.entity.name} change: {err}",
-                                "INTERNAL_SERVER_ERROR",
-                            )
-                        ]
-                    ) from None
+                matched, rendered = await _evaluate(evaluator, db, ours, interval)
             place = {r.id: i for i, r in enumerate(ours)}
             until = time.time() + gap_timeout
             for r in rows:
@@ -805,6 +795,36 @@ async def run_subscription(
     finally:
         if signal is not None:
             signal.unwatch()
+
+
+async def _evaluate(
+    evaluator: ImageEvaluator, db: Database, rows: Sequence[LogRow], interval: float
+) -> tuple[list[bool], dict[str, list[Any]]]:
+    """:meth:`ImageEvaluator.evaluate`, tried three times (a busy pool, a dropped connection);
+    then the subscription ends with an error that names the changes, the details in the log."""
+    for attempt in range(3):
+        try:
+            return await evaluator.evaluate(db, rows)
+        except DatabaseError as err:
+            log.warning(
+                "subscription could not read %s changes %d..%d (attempt %d): %s",
+                evaluator.plan.entity.name,
+                rows[0].id,
+                rows[-1].id,
+                attempt + 1,
+                err,
+            )
+            await asyncio.sleep(interval * 2**attempt)
+    raise SubscriptionError(
+        [
+            _error(
+                f"The database could not read the {evaluator.plan.entity.name} changes "
+                f"{rows[0].id} to {rows[-1].id}; the server log says why. Resume after the "
+                "last cursor received once the cause is fixed.",
+                "INTERNAL_SERVER_ERROR",
+            )
+        ]
+    )
 
 
 def _change_json(
