@@ -199,8 +199,17 @@ class Position:
     gaps: dict[int, float] = field(default_factory=dict)
 
     def encode(self) -> str:
-        gaps = sorted(self.gaps.items())
-        body = orjson.dumps({"v": 1, "h": self.high, "g": [[i, round(t, 3)] for i, t in gaps]})
+        """The cursor: base64url JSON of the high id and the gaps, runs of consecutive ids
+        sharing one deadline written as ``[first id, count, deadline]``."""
+        runs: list[list[Any]] = []
+        for i, until in sorted(self.gaps.items()):
+            t = round(until, 3)
+            last = runs[-1] if runs else None
+            if last is not None and last[0] + last[1] == i and last[2] == t:
+                last[1] += 1
+            else:
+                runs.append([i, 1, t])
+        body = orjson.dumps({"v": 2, "h": self.high, "g": runs})
         return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
     @classmethod
@@ -209,9 +218,14 @@ class Position:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             doc = orjson.loads(raw)
             high = doc["h"]
-            gaps = {int(i): float(t) for i, t in doc["g"]}
-            if doc.get("v") != 1 or not isinstance(high, int) or high < 0:
+            if doc.get("v") != 2 or not isinstance(high, int) or high < 0:
                 raise ValueError
+            gaps: dict[int, float] = {}
+            for first, count, until in doc["g"]:
+                if not 0 < int(count) <= MAX_GAPS or len(gaps) + int(count) > MAX_GAPS:
+                    raise ValueError
+                for i in range(int(first), int(first) + int(count)):
+                    gaps[i] = float(until)
         except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
             raise CursorError(
                 "after: this is not a cursor of a change event; give the `cursor` of an event "
