@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -76,6 +76,8 @@ from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
 from quiver.sql.url import parse_database_url
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ChangeSignal",
@@ -284,8 +286,9 @@ class ChangeLogReader:
         self.entity = entity
 
     async def _run(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        async with self.db.transaction() as tx:
-            return await tx.fetch_rows(with_placeholders(self.dialect, text), list(params))
+        return await _fetch_uninterrupted(
+            self.db, with_placeholders(self.dialect, text), list(params)
+        )
 
     async def start(self, gap_timeout: float) -> Position:
         """The position of "now": after the last change, with the ids missing from the last
@@ -347,6 +350,38 @@ class ChangeLogReader:
         ]
         out.sort(key=lambda r: r.id)
         return out, full
+
+
+async def _fetch_uninterrupted(
+    db: Database, text: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement run in its own transaction, which a cancellation of the
+    caller (a client gone, ``complete``) does not interrupt: the statement finishes and the
+    connection goes back to the pool clean, never with a half-read answer on it."""
+
+    async def run() -> list[tuple[Any, ...]]:
+        async with db.transaction() as tx:
+            return await tx.fetch_rows(text, params)
+
+    return await _uninterrupted(run())
+
+
+async def _ensure(db: Database, table: str) -> None:
+    async with db.transaction() as tx:
+        await ensure_change_log(tx, db.dialect, table)
+
+
+async def _uninterrupted(work: Awaitable[_T]) -> _T:
+    """Await ``work`` in a task of its own, shielded from the caller's cancellation."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_consume)
+    return await asyncio.shield(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Mark the task's outcome as seen: a caller that was cancelled never reads it."""
+    if not task.cancelled():
+        task.exception()
 
 
 # ----- images as rows -----
@@ -600,8 +635,7 @@ class ImageEvaluator:
                 passes = [(None, [])]
             for n, (key, nodes) in enumerate(passes):
                 text, params = self.statement(kind, nodes, images)
-                async with db.transaction() as tx:
-                    answer = await tx.fetch_rows(text, params)
+                answer = await _fetch_uninterrupted(db, text, params)
                 values: list[Any] = [None] * len(rows)
                 for place, (_, ok, body) in zip(at, answer, strict=True):
                     if n == 0 and ok is not None and int(ok):
@@ -650,8 +684,7 @@ class ChangeSignal:
         text = f"SELECT MAX(id) FROM {db.dialect.quote_ident(table)}"
         while True:
             try:
-                async with db.transaction() as tx:
-                    rows = await tx.fetch_rows(text, [])
+                rows = await _fetch_uninterrupted(db, text, [])
                 head = int(rows[0][0]) if rows and rows[0][0] is not None else 0
             except Exception as err:  # the subscriptions poll meanwhile (head None)
                 log.debug("cannot read the change log's head: %s", err)
@@ -754,8 +787,7 @@ async def run_subscription(
             try:
                 if not ensured:
                     with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
-                        async with db.transaction() as tx:
-                            await ensure_change_log(tx, db.dialect, change_log_table)
+                        await _uninterrupted(_ensure(db, change_log_table))
                     ensured = True
                 if position is None:
                     position = await reader.start(gap_timeout)
