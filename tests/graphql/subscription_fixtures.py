@@ -3,8 +3,8 @@
 :func:`node_client_path` installs ``graphql-ws`` and ``ws`` once into
 ``~/.cache/quiver-test-npm`` with the machine's npm (skipping, with the reason, when npm cannot
 reach its registry). :class:`LiveServer` runs the GraphQL app under uvicorn inside the test's
-event loop, over a bookshop database; :class:`NodeClient` runs ``subscription_client.cjs`` and
-reads the JSON lines it prints.
+event loop, over a bookshop database; :class:`NodeClient` runs the example client
+``examples/subscriptions/watch_changes.cjs`` and reads the JSON lines it prints.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.conftest import ChinookDb, Dialect
 from tests.graphql.mutation_fixtures import bookshop_statements
 from tests.graphql.servers import free_port
 
-CLIENT_SCRIPT = Path(__file__).with_name("subscription_client.cjs")
+CLIENT_SCRIPT = Path(__file__).parents[2] / "examples" / "subscriptions" / "watch_changes.cjs"
 NPM_PREFIX = Path.home() / ".cache" / "quiver-test-npm"
 NPM_PACKAGES = ("graphql-ws@6", "ws@8", "graphql@16")
 

@@ -302,6 +302,9 @@ async def test_disconnecting_ends_the_subscription(shop: LiveServer, modules: Pa
         for c in clients:
             await c.kill()
     await shop.active(0)
+    engine = shop.app.engine
+    assert engine is not None
+    assert not engine.change_signal.watching  # the last one stopped the head watcher
 
 
 async def test_api_keys_are_asked_in_connection_init(fresh_sqlite: str, modules: Path) -> None:
@@ -549,3 +552,27 @@ async def test_variables_and_fragments_shape_the_subscription(
         await client.quiet(0.5)
     finally:
         await client.kill()
+
+
+async def test_an_image_the_database_cannot_read_ends_the_subscription_with_an_error(
+    fresh_postgresql: str, modules: Path
+) -> None:
+    async with live_server("postgresql", fresh_postgresql) as live:
+        client = await NodeClient.start(modules, live.url, FR_AUTHORS)
+        try:
+            await client.connected()
+            await live.active(1)
+            await live.sql(
+                "INSERT INTO quiver_change_log (entity, entity_key, operation, after_image,"
+                " changed_fields, transaction_id) VALUES ('Author', '{}', 'insert',"
+                """ '{"id": "not a number", "name": "X", "country": "FR"}', '[]', 'bad')"""
+            )
+            event = await client.event()
+            assert event["event"] == "error", event
+            (error,) = event["errors"]
+            assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+            assert "could not read the Author changes" in error["message"]
+            assert "not a number" not in error["message"]  # the details stay in the log
+            await live.active(0)
+        finally:
+            await client.kill()

@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from graphql.execution.values import get_argument_values, get_variable_values
@@ -76,6 +76,8 @@ from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
 from quiver.sql.url import parse_database_url
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ChangeSignal",
@@ -199,8 +201,17 @@ class Position:
     gaps: dict[int, float] = field(default_factory=dict)
 
     def encode(self) -> str:
-        gaps = sorted(self.gaps.items())
-        body = orjson.dumps({"v": 1, "h": self.high, "g": [[i, round(t, 3)] for i, t in gaps]})
+        """The cursor: base64url JSON of the high id and the gaps, runs of consecutive ids
+        sharing one deadline written as ``[first id, count, deadline]``."""
+        runs: list[list[Any]] = []
+        for i, until in sorted(self.gaps.items()):
+            t = round(until, 3)
+            last = runs[-1] if runs else None
+            if last is not None and last[0] + last[1] == i and last[2] == t:
+                last[1] += 1
+            else:
+                runs.append([i, 1, t])
+        body = orjson.dumps({"v": 2, "h": self.high, "g": runs})
         return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
     @classmethod
@@ -209,9 +220,14 @@ class Position:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             doc = orjson.loads(raw)
             high = doc["h"]
-            gaps = {int(i): float(t) for i, t in doc["g"]}
-            if doc.get("v") != 1 or not isinstance(high, int) or high < 0:
+            if doc.get("v") != 2 or not isinstance(high, int) or high < 0:
                 raise ValueError
+            gaps: dict[int, float] = {}
+            for first, count, until in doc["g"]:
+                if not 0 < int(count) <= MAX_GAPS or len(gaps) + int(count) > MAX_GAPS:
+                    raise ValueError
+                for i in range(int(first), int(first) + int(count)):
+                    gaps[i] = float(until)
         except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
             raise CursorError(
                 "after: this is not a cursor of a change event; give the `cursor` of an event "
@@ -270,8 +286,9 @@ class ChangeLogReader:
         self.entity = entity
 
     async def _run(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        async with self.db.transaction() as tx:
-            return await tx.fetch_rows(with_placeholders(self.dialect, text), list(params))
+        return await _fetch_uninterrupted(
+            self.db, with_placeholders(self.dialect, text), list(params)
+        )
 
     async def start(self, gap_timeout: float) -> Position:
         """The position of "now": after the last change, with the ids missing from the last
@@ -333,6 +350,38 @@ class ChangeLogReader:
         ]
         out.sort(key=lambda r: r.id)
         return out, full
+
+
+async def _fetch_uninterrupted(
+    db: Database, text: str, params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement run in its own transaction, which a cancellation of the
+    caller (a client gone, ``complete``) does not interrupt: the statement finishes and the
+    connection goes back to the pool clean, never with a half-read answer on it."""
+
+    async def run() -> list[tuple[Any, ...]]:
+        async with db.transaction() as tx:
+            return await tx.fetch_rows(text, params)
+
+    return await _uninterrupted(run())
+
+
+async def _ensure(db: Database, table: str) -> None:
+    async with db.transaction() as tx:
+        await ensure_change_log(tx, db.dialect, table)
+
+
+async def _uninterrupted(work: Awaitable[_T]) -> _T:
+    """Await ``work`` in a task of its own, shielded from the caller's cancellation."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_consume)
+    return await asyncio.shield(task)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Mark the task's outcome as seen: a caller that was cancelled never reads it."""
+    if not task.cancelled():
+        task.exception()
 
 
 # ----- images as rows -----
@@ -586,8 +635,7 @@ class ImageEvaluator:
                 passes = [(None, [])]
             for n, (key, nodes) in enumerate(passes):
                 text, params = self.statement(kind, nodes, images)
-                async with db.transaction() as tx:
-                    answer = await tx.fetch_rows(text, params)
+                answer = await _fetch_uninterrupted(db, text, params)
                 values: list[Any] = [None] * len(rows)
                 for place, (_, ok, body) in zip(at, answer, strict=True):
                     if n == 0 and ok is not None and int(ok):
@@ -636,8 +684,7 @@ class ChangeSignal:
         text = f"SELECT MAX(id) FROM {db.dialect.quote_ident(table)}"
         while True:
             try:
-                async with db.transaction() as tx:
-                    rows = await tx.fetch_rows(text, [])
+                rows = await _fetch_uninterrupted(db, text, [])
                 head = int(rows[0][0]) if rows and rows[0][0] is not None else 0
             except Exception as err:  # the subscriptions poll meanwhile (head None)
                 log.debug("cannot read the change log's head: %s", err)
@@ -679,7 +726,18 @@ class ChangeSignal:
     def _heard(self, *_args: Any) -> None:
         self.notify()
 
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher task runs (some subscription reads the change log)."""
+        return self._watch_task is not None and not self._watch_task.done()
+
     async def close(self) -> None:
+        """Stop the watcher and the PostgreSQL listener."""
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         conn, self._listener = self._listener, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
@@ -729,8 +787,7 @@ async def run_subscription(
             try:
                 if not ensured:
                     with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
-                        async with db.transaction() as tx:
-                            await ensure_change_log(tx, db.dialect, change_log_table)
+                        await _uninterrupted(_ensure(db, change_log_table))
                     ensured = True
                 if position is None:
                     position = await reader.start(gap_timeout)
@@ -760,17 +817,7 @@ async def run_subscription(
             matched: list[bool] = []
             rendered: dict[str, list[Any]] = {}
             if ours:
-                try:
-                    matched, rendered = await evaluator.evaluate(db, ours)
-                except DatabaseError as err:
-                    raise SubscriptionError(
-                        [
-                            _error(
-                                f"the database could not read a {plan.entity.name} change: {err}",
-                                "INTERNAL_SERVER_ERROR",
-                            )
-                        ]
-                    ) from None
+                matched, rendered = await _evaluate(evaluator, db, ours, interval)
             place = {r.id: i for i, r in enumerate(ours)}
             until = time.time() + gap_timeout
             for r in rows:
@@ -794,6 +841,36 @@ async def run_subscription(
     finally:
         if signal is not None:
             signal.unwatch()
+
+
+async def _evaluate(
+    evaluator: ImageEvaluator, db: Database, rows: Sequence[LogRow], interval: float
+) -> tuple[list[bool], dict[str, list[Any]]]:
+    """:meth:`ImageEvaluator.evaluate`, tried three times (a busy pool, a dropped connection);
+    then the subscription ends with an error that names the changes, the details in the log."""
+    for attempt in range(3):
+        try:
+            return await evaluator.evaluate(db, rows)
+        except DatabaseError as err:
+            log.warning(
+                "subscription could not read %s changes %d..%d (attempt %d): %s",
+                evaluator.plan.entity.name,
+                rows[0].id,
+                rows[-1].id,
+                attempt + 1,
+                err,
+            )
+            await asyncio.sleep(interval * 2**attempt)
+    raise SubscriptionError(
+        [
+            _error(
+                f"The database could not read the {evaluator.plan.entity.name} changes "
+                f"{rows[0].id} to {rows[-1].id}; the server log says why. Resume after the "
+                "last cursor received once the cause is fixed.",
+                "INTERNAL_SERVER_ERROR",
+            )
+        ]
+    )
 
 
 def _change_json(

@@ -123,7 +123,9 @@ class _Connection:
                 return
             self.closed = True
             with contextlib.suppress(Exception):
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+                # a close frame's reason holds at most 123 bytes
+                short = reason.encode()[:120].decode("utf-8", "ignore")
+                await self._send({"type": "websocket.close", "code": code, "reason": short})
 
     async def release(self) -> None:
         """Cancel every operation still running."""

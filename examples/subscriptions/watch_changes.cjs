@@ -1,9 +1,14 @@
-// A graphql-ws client for the subscription tests: subscribes once and prints one JSON line per
-// protocol event on stdout ("connected", "next" with its payload, "error", "complete",
-// "closed" with the close code and reason). Run with NODE_PATH pointing at node_modules that
-// hold graphql-ws and ws.
+// Watch a Quiver subscription with the graphql-ws client: subscribes once and prints one JSON
+// line per protocol event on stdout ("connected", "next" with its payload, "error",
+// "complete", "closed" with the close code and reason). The subscription tests run it.
 //
-//   node subscription_client.cjs URL QUERY [VARIABLES_JSON] [CONNECTION_PARAMS_JSON]
+//   npm install graphql-ws ws
+//   node watch_changes.cjs ws://localhost:8000/graphql \
+//     'subscription ($after: String) { authorChanged(after: $after) { op cursor after { name } } }' \
+//     '{"after": null}' '{"Authorization": "Bearer <key>"}'
+//
+// To resume after a disconnect, pass the last printed `extensions.cursor` as "after".
+// (NODE_PATH may point at the node_modules holding graphql-ws and ws.)
 "use strict";
 
 const { createClient } = require("graphql-ws");
