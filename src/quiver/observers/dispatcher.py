@@ -27,7 +27,7 @@ from quiver.observers.catalog import BoundAction, Observer
 from quiver.observers.condition import evaluate
 from quiver.observers.event import Event, Job
 from quiver.observers.metrics import DispatcherMetrics
-from quiver.observers.store import DeadLetterRow, DispatchStore
+from quiver.observers.store import EVENT_DONE, DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
 
 __all__ = ["DEFAULT_LEASE", "Dispatcher"]
@@ -51,6 +51,8 @@ class Dispatcher:
     ) -> None:
         self.store = store
         self.lease = lease
+        # Ledger rows of the batch under way, written together when it ends.
+        self._outcomes: list[tuple[int, str, str, str, int]] = []
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
         self.settings = settings
@@ -87,15 +89,23 @@ class Dispatcher:
         try:
             await self._dispatch_all(events)
         except Exception:
+            await self._record()
             await self._release(token)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
             done.set()
             await heartbeat
+        await self._record()
         # A cancelled batch (the dispatcher stopping) keeps its claims until they expire.
         await self.store.release(token)
         return len(events)
+
+    async def _record(self) -> None:
+        """Write the batch's ledger rows (deliveries, events done) in one transaction. A
+        dispatcher that dies before delivers the batch's actions again: at least once."""
+        outcomes, self._outcomes = self._outcomes, []
+        await self.store.record_many(outcomes)
 
     async def _release(self, token: str) -> None:
         try:
@@ -172,7 +182,7 @@ class Dispatcher:
                 if evaluate(observer.condition, event.images()):
                     outcome = await self._run_observer(observer, event, finished)
                 outcome.inc()
-            await self.store.finish(event.id)
+            self._outcomes.append((event.id, EVENT_DONE, EVENT_DONE, "done", 0))
 
     async def _run_observer(
         self, observer: Observer, event: Event, finished: set[tuple[str, str]]
@@ -236,7 +246,7 @@ class Dispatcher:
             if dead:  # in the dead-letter table: a final outcome
                 return False
             raise  # not recorded anywhere: the event stays pending
-        await self.store.record(job, "delivered", attempts)
+        self._outcomes.append((job.event_id, job.observer, job.action, "delivered", attempts))
         self.delivered += 1
         return True
 

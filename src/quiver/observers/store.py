@@ -379,6 +379,24 @@ class DispatchStore:
             self._ledger_row(job.event_id, job.observer, job.action, status, attempts, error),
         )
 
+    async def record_many(self, outcomes: Sequence[tuple[int, str, str, str, int]]) -> None:
+        """Ledger rows (event id, observer, action, status, attempts) in one transaction."""
+        if not outcomes:
+            return
+        stamp = _now()
+        async with self.db.transaction() as tx:
+            for first in range(0, len(outcomes), 500):
+                chunk = outcomes[first : first + 500]
+                values = ", ".join("(?, ?, ?, ?, ?, NULL, ?)" for _ in chunk)
+                await tx.fetch_rows(
+                    self._text(
+                        f"INSERT INTO {self.ledger} (event_id, observer, action, status,"
+                        f" attempts, last_error, updated_at) VALUES {values}"
+                        f" {_UPSERT[self.dialect.name]}"
+                    ),
+                    [v for row in chunk for v in (*row, stamp)],
+                )
+
     def _upsert(self) -> str:
         return (
             f"INSERT INTO {self.ledger} (event_id, observer, action, status, attempts,"
