@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import secrets
@@ -30,9 +31,14 @@ from quiver.observers.metrics import DispatcherMetrics
 from quiver.observers.store import EVENT_DONE, DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
 
-__all__ = ["DEFAULT_LEASE", "Dispatcher"]
+__all__ = ["DEFAULT_LANES", "DEFAULT_LEASE", "Dispatcher"]
 
 DEFAULT_LEASE = 30.0  # seconds a claim on a batch of events lasts unless renewed
+DEFAULT_LANES = 2  # batches a dispatcher delivers at once (one when ordered)
+
+# The ledger rows of the batch the running task delivers, written together when it ends.
+_Outcome = tuple[int, str, str, str, int]
+_BATCH: contextvars.ContextVar[list[_Outcome]] = contextvars.ContextVar("quiver_observer_batch")
 
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
@@ -48,11 +54,11 @@ class Dispatcher:
         settings: DispatcherSettings,
         *,
         lease: float = DEFAULT_LEASE,
+        lanes: int = DEFAULT_LANES,
     ) -> None:
         self.store = store
         self.lease = lease
-        # Ledger rows of the batch under way, written together when it ends.
-        self._outcomes: list[tuple[int, str, str, str, int]] = []
+        self.lanes = lanes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
         self.settings = settings
@@ -74,7 +80,7 @@ class Dispatcher:
         leaves its claims to expire after ``lease`` seconds; then any dispatcher takes the
         events over and delivers what the ledger does not record yet."""
         token = secrets.token_hex(16)
-        events = await self.store.claim(
+        events, finished = await self.store.claim_with_ledger(
             self._entities(),
             self.settings.lookback,
             self.settings.batch_size,
@@ -84,28 +90,24 @@ class Dispatcher:
         )
         if not events:
             return 0
+        outcomes: list[_Outcome] = []
+        _BATCH.set(outcomes)
         done = asyncio.Event()
         heartbeat = asyncio.create_task(self._renew(token, done))
         try:
-            await self._dispatch_all(events)
+            await self._dispatch_all(events, finished)
         except Exception:
-            await self._record()
+            await self.store.record_many(outcomes)
             await self._release(token)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
             done.set()
             await heartbeat
-        await self._record()
-        # A cancelled batch (the dispatcher stopping) keeps its claims until they expire.
-        await self.store.release(token)
+        # The batch's ledger rows and the end of its claims, in one transaction. A dispatcher
+        # that dies before delivers the batch's actions again: at least once.
+        await self.store.record_many(outcomes, token)
         return len(events)
-
-    async def _record(self) -> None:
-        """Write the batch's ledger rows (deliveries, events done) in one transaction. A
-        dispatcher that dies before delivers the batch's actions again: at least once."""
-        outcomes, self._outcomes = self._outcomes, []
-        await self.store.record_many(outcomes)
 
     async def _release(self, token: str) -> None:
         try:
@@ -113,8 +115,9 @@ class Dispatcher:
         except Exception as exc:  # the claims expire by themselves
             _log.warning("observers: cannot release the claims of a batch: %s", exc)
 
-    async def _dispatch_all(self, events: list[Event]) -> None:
-        finished = await self.store.finished_among([e.id for e in events])
+    async def _dispatch_all(
+        self, events: list[Event], finished: dict[int, set[tuple[str, str]]]
+    ) -> None:
         if self.settings.ordered:
             for event in events:
                 await self._dispatch(event, finished[event.id])
@@ -143,20 +146,32 @@ class Dispatcher:
                 _log.warning("observers: cannot renew the claims of a batch: %s", exc)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle; once an hour,
-        drop the ledger rows of events older than twice the lookback."""
+        """Scan until ``stop`` is set in ``lanes`` tasks (one when ordered), each claiming
+        and delivering its own batch, so events committed while one batch is delivered are
+        claimed by the next lane at once; each lane sleeps ``poll_interval`` when idle. The
+        gauges are counted every few seconds, and once an hour the ledger rows of events
+        older than twice the lookback are dropped."""
         stop = stop or asyncio.Event()
+        lanes = 1 if self.settings.ordered else self.lanes
+        await asyncio.gather(self._housekeep(stop), *(self._lane(stop) for _ in range(lanes)))
+
+    async def _housekeep(self, stop: asyncio.Event) -> None:
         pruned_at: float | None = None
-        counted_at: float | None = None
         while not stop.is_set():
             now = time.monotonic()
-            if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
-                await self.store.prune(self.settings.lookback)
-                pruned_at = now
             try:
-                if counted_at is None or now - counted_at > _GAUGES_EVERY:
-                    counted_at = now
-                    await self.count()
+                if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
+                    pruned_at = now
+                    await self.store.prune(self.settings.lookback)
+                await self.count()
+            except Exception as exc:
+                _log.warning("observers: cannot count the backlog: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _GAUGES_EVERY)
+
+    async def _lane(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
                 read = await self.run_once()
             except Exception as exc:  # the database or the ledger: the events stay pending
                 _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
@@ -182,7 +197,7 @@ class Dispatcher:
                 if evaluate(observer.condition, event.images()):
                     outcome = await self._run_observer(observer, event, finished)
                 outcome.inc()
-            self._outcomes.append((event.id, EVENT_DONE, EVENT_DONE, "done", 0))
+            _BATCH.get().append((event.id, EVENT_DONE, EVENT_DONE, "done", 0))
 
     async def _run_observer(
         self, observer: Observer, event: Event, finished: set[tuple[str, str]]
@@ -246,7 +261,7 @@ class Dispatcher:
             if dead:  # in the dead-letter table: a final outcome
                 return False
             raise  # not recorded anywhere: the event stays pending
-        self._outcomes.append((job.event_id, job.observer, job.action, "delivered", attempts))
+        _BATCH.get().append((job.event_id, job.observer, job.action, "delivered", attempts))
         self.delivered += 1
         return True
 

@@ -255,8 +255,21 @@ class DispatchStore:
         each claimed for ``owner`` under ``token`` until ``until`` (seconds since the epoch),
         in one transaction. Two dispatchers never hold a live claim on one event; a claim
         left by a dispatcher that died expires and is taken over."""
+        events, _ = await self.claim_with_ledger(entities, lookback, limit, owner, token, until)
+        return events
+
+    async def claim_with_ledger(
+        self,
+        entities: Sequence[str],
+        lookback: float,
+        limit: int,
+        owner: str,
+        token: str,
+        until: float,
+    ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
+        """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one transaction."""
         if not entities:
-            return []
+            return [], {}
         now = time.time()
         where, params = self._unfinished(entities, lookback)
         name = self.dialect.name
@@ -270,7 +283,7 @@ class DispatchStore:
                 [*params, now, limit],
             )
             if not rows:
-                return []
+                return [], {}
             ids = [int(r[0]) for r in rows]
             if name in _LOCK_BY_KEY:
                 locked = await tx.fetch_rows(
@@ -283,7 +296,7 @@ class DispatchStore:
                 held = {int(r[0]) for r in locked}
                 ids = [i for i in ids if i in held]
                 if not ids:
-                    return []
+                    return [], {}
             values = ", ".join("(?, ?, ?, ?)" for _ in ids)
             upsert = _CLAIM_UPSERT[name]
             await tx.fetch_rows(
@@ -303,8 +316,18 @@ class DispatchStore:
                 ),
                 [*ids, token],
             )
-        claimed = {int(r[0]) for r in mine}
-        return [e for e in _events(rows) if e.id in claimed]
+            claimed = sorted(int(r[0]) for r in mine)
+            finished: dict[int, set[tuple[str, str]]] = {i: set() for i in claimed}
+            if claimed:
+                for r in await tx.fetch_rows(
+                    self._text(
+                        f"SELECT event_id, observer, action FROM {self.ledger}"
+                        f" WHERE event_id IN ({_marks(claimed)})"
+                    ),
+                    claimed,
+                ):
+                    finished[int(r[0])].add((r[1], r[2]))
+        return [e for e in _events(rows) if e.id in finished], finished
 
     async def renew(self, token: str, until: float) -> None:
         """Extend the claims taken under ``token`` to ``until``."""
@@ -379,12 +402,19 @@ class DispatchStore:
             self._ledger_row(job.event_id, job.observer, job.action, status, attempts, error),
         )
 
-    async def record_many(self, outcomes: Sequence[tuple[int, str, str, str, int]]) -> None:
-        """Ledger rows (event id, observer, action, status, attempts) in one transaction."""
-        if not outcomes:
+    async def record_many(
+        self, outcomes: Sequence[tuple[int, str, str, str, int]], release: str | None = None
+    ) -> None:
+        """Ledger rows (event id, observer, action, status, attempts) in one transaction,
+        which also drops the claims taken under the token ``release`` if given."""
+        if not outcomes and release is None:
             return
         stamp = _now()
         async with self.db.transaction() as tx:
+            if release is not None:
+                await tx.fetch_rows(
+                    self._text(f"DELETE FROM {self.claims} WHERE token = ?"), [release]
+                )
             for first in range(0, len(outcomes), 500):
                 chunk = outcomes[first : first + 500]
                 values = ", ".join("(?, ?, ?, ?, ?, NULL, ?)" for _ in chunk)
