@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from quiver.observers.store import placeholders
 from quiver.sql.database import Database
 
 __all__ = ["DEFAULT_JOBS_TABLE", "STATUSES", "JobQueue", "JobRow", "NewJob", "SqlJobQueue"]
@@ -165,12 +166,7 @@ class SqlJobQueue:
         self._name = table
 
     def _text(self, text: str) -> str:
-        pieces = text.split("?")
-        out = [pieces[0]]
-        for n, piece in enumerate(pieces[1:], start=1):
-            out.append(self.dialect.placeholder(n))
-            out.append(piece)
-        return "".join(out)
+        return placeholders(self.dialect, text)
 
     async def _run(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.db.transaction() as tx:

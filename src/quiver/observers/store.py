@@ -23,7 +23,7 @@ from quiver.sql.changelog import ensure_change_log
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
 
-__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table"]
+__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table", "placeholders"]
 
 EVENT_DONE = "*"
 
@@ -174,6 +174,16 @@ def _events(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
     ]
 
 
+def placeholders(dialect: Dialect, text: str) -> str:
+    """``text`` with its ``?`` placeholders in the dialect's spelling."""
+    pieces = text.split("?")
+    out = [pieces[0]]
+    for n, piece in enumerate(pieces[1:], start=1):
+        out.append(dialect.placeholder(n))
+        out.append(piece)
+    return "".join(out)
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -205,13 +215,7 @@ class DispatchStore:
         self.claims = self.dialect.quote_ident(claims_table(ledger_table))
 
     def _text(self, text: str) -> str:
-        """``?`` placeholders in the dialect's spelling."""
-        pieces = text.split("?")
-        out = [pieces[0]]
-        for n, piece in enumerate(pieces[1:], start=1):
-            out.append(self.dialect.placeholder(n))
-            out.append(piece)
-        return "".join(out)
+        return placeholders(self.dialect, text)
 
     async def _run(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.db.transaction() as tx:
