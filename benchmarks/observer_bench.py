@@ -237,7 +237,7 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
             return await _start([sys.executable, __file__, "--baseline-loop", opts.db, hook,
                                  str(opts.concurrency), str(opts.batch)])  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            QUIVER, "observers", "run", "-c", str(cfg),
+            QUIVER, "observers", "run", "-c", str(cfg), "--lanes", str(opts.lanes),
             stdout=asyncio.subprocess.DEVNULL, stderr=None,
         )  # fmt: skip
         # Ready once it delivers: a warm-up event.
@@ -349,6 +349,7 @@ def main() -> None:
     p.add_argument("--burst", type=int, default=20_000, help="events of the throughput phase")
     p.add_argument("--batch", type=int, default=200, help="dispatcher.batch_size")
     p.add_argument("--concurrency", type=int, default=32, help="dispatcher.concurrency")
+    p.add_argument("--lanes", type=int, default=2, help="quiver observers run --lanes")
     p.add_argument("--poll", type=float, default=0.005, help="dispatcher.poll_interval")
     p.add_argument("--port", type=int, default=18931)
     p.add_argument("--subjects", nargs="+", default=["baseline", "quiver"])
