@@ -290,7 +290,22 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
     return out
 
 
+async def _create_database(url: str) -> None:
+    """Create the benchmark's database when missing (through the server's ``postgres`` db)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
 async def _main(opts: argparse.Namespace) -> None:
+    await _create_database(opts.db)
     port = opts.port
     receiver = await _start([sys.executable, __file__, "--receiver", str(port)])
     work = Path(tempfile.mkdtemp(prefix="observer-bench-"))

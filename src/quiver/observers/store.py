@@ -10,6 +10,7 @@ had not finished, skipping the actions the ledger already records.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ import orjson
 
 from quiver.observers.event import Event, Job
 from quiver.sql.changelog import ensure_change_log
-from quiver.sql.database import Database
+from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 
 __all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table", "placeholders"]
@@ -224,6 +225,18 @@ class DispatchStore:
     async def ensure(self) -> None:
         """Create the change log (with an index on ``changed_at`` for the scans), ledger and
         dead-letter tables when missing."""
+        for attempt in range(3):
+            try:
+                await self._ensure()
+                return
+            except DatabaseError:
+                # Two dispatchers starting at once: PostgreSQL's CREATE TABLE IF NOT EXISTS
+                # can fail in the one that loses the race; the tables exist the next time.
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _ensure(self) -> None:
         name = self.dialect.name
         async with self.db.transaction() as tx:
             await ensure_change_log(tx, self.dialect, self._change_log_table)
@@ -270,12 +283,16 @@ class DispatchStore:
         owner: str,
         token: str,
         until: float,
+        after: int = 0,
     ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
-        """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one transaction."""
+        """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one
+        transaction; only change rows with an id above ``after`` are read (0: all)."""
         if not entities:
             return [], {}
         now = time.time()
         where, params = self._unfinished(entities, lookback)
+        if after > 0:
+            where, params = f"c.id > ? AND {where}", [after, *params]
         name = self.dialect.name
         async with self.db.transaction() as tx:
             rows = await tx.fetch_rows(
