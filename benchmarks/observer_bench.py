@@ -4,8 +4,8 @@ Three processes: this one (the load generator: it commits change-log rows and no
 commit time), a minimal HTTP/1.1 receiver (asyncio, keep-alive; it notes each arrival time
 by the ``X-Quiver-Event`` header), and the dispatcher under test (``quiver observers run``),
 or the baseline in its place: a bare loop that reads the same change rows (a watermark on the
-id, no ledger, no claims, no conditions) and POSTs them with the same HTTP client (httpx,
-the same concurrency). Both phases run for each:
+id, no ledger, no claims, no conditions) and POSTs them with the same HTTP client (the
+webhook action's ``Poster``, the same concurrency). Both phases run for each:
 
 * latency: change rows committed at a fixed rate (``--rate`` events/s, in ticks of 5 ms, one
   transaction per tick) for ``--seconds``; p50/p99/max of received - committed;
@@ -97,10 +97,10 @@ async def _serve(port: int) -> None:
 
 
 async def _baseline(url: str, hook: str, concurrency: int, batch: int) -> None:
-    import httpx
+    from quiver.observers.posting import Poster
 
     conn = await asyncpg.connect(url)
-    client = httpx.AsyncClient(timeout=10)
+    client = Poster(10)
     limit = asyncio.Semaphore(concurrency)
     last = 0
 
@@ -120,7 +120,7 @@ async def _baseline(url: str, hook: str, concurrency: int, batch: int) -> None:
             "X-Quiver-Event": str(row["id"]),
         }
         async with limit:
-            (await client.post(hook, content=body, headers=headers)).raise_for_status()
+            await client.post(hook, body, headers, "baseline")
 
     print("ready", flush=True)
     while True:
@@ -183,16 +183,19 @@ async def _results(port: int) -> tuple[int, dict[int, float]]:
     return int(doc["posts"]), {int(k): float(v) for k, v in doc["arrivals"]}
 
 
+_SEEN: dict[int, float] = {}  # every arrival the receiver reported, by event id
+
+
 async def _wait_for(port: int, ids: set[int], timeout: float) -> dict[int, float]:
-    got: dict[int, float] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _, arrivals = await _results(port)
-        got.update(arrivals)
-        if ids <= got.keys():
+        for k, v in arrivals.items():
+            _SEEN.setdefault(k, v)
+        if ids <= _SEEN.keys():
             break
         await asyncio.sleep(0.1)
-    return got
+    return _SEEN
 
 
 async def _start(args: list[str], env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
@@ -225,6 +228,8 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
     hook = f"http://127.0.0.1:{port}/hook"
     out: dict[str, float] = {}
     await _reset(opts.db)
+    await _results(port)
+    _SEEN.clear()
     conn = await asyncpg.connect(opts.db)
 
     async def subject() -> asyncio.subprocess.Process:
@@ -232,7 +237,7 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
             return await _start([sys.executable, __file__, "--baseline-loop", opts.db, hook,
                                  str(opts.concurrency), str(opts.batch)])  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            QUIVER, "observers", "run", "-c", str(cfg),
+            QUIVER, "observers", "run", "-c", str(cfg), "--lanes", str(opts.lanes),
             stdout=asyncio.subprocess.DEVNULL, stderr=None,
         )  # fmt: skip
         # Ready once it delivers: a warm-up event.
@@ -272,6 +277,7 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
         ids, _ = await _commit(conn, 10**7 + first, min(1000, opts.burst - first))
         ids_all.extend(ids)
     await _results(port)  # forget earlier arrivals
+    _SEEN.clear()
     proc = await subject()
     try:
         arrivals = await _wait_for(port, set(ids_all), 300)
@@ -284,7 +290,22 @@ async def _run_one(kind: str, opts: argparse.Namespace, port: int, cfg: Path) ->
     return out
 
 
+async def _create_database(url: str) -> None:
+    """Create the benchmark's database when missing (through the server's ``postgres`` db)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
 async def _main(opts: argparse.Namespace) -> None:
+    await _create_database(opts.db)
     port = opts.port
     receiver = await _start([sys.executable, __file__, "--receiver", str(port)])
     work = Path(tempfile.mkdtemp(prefix="observer-bench-"))
@@ -343,6 +364,7 @@ def main() -> None:
     p.add_argument("--burst", type=int, default=20_000, help="events of the throughput phase")
     p.add_argument("--batch", type=int, default=200, help="dispatcher.batch_size")
     p.add_argument("--concurrency", type=int, default=32, help="dispatcher.concurrency")
+    p.add_argument("--lanes", type=int, default=2, help="quiver observers run --lanes")
     p.add_argument("--poll", type=float, default=0.005, help="dispatcher.poll_interval")
     p.add_argument("--port", type=int, default=18931)
     p.add_argument("--subjects", nargs="+", default=["baseline", "quiver"])

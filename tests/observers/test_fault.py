@@ -64,8 +64,13 @@ async def test_every_event_survives_twenty_sigkills_of_the_dispatcher(
     writer = asyncio.create_task(_write(shop))
     kills = 0
     try:
+        receiver.delay = 0.002  # batches stay in flight for a while
         while kills < KILLS:
-            await asyncio.sleep(rng.uniform(0.1, 1.5))
+            # Killed at a random point once it delivers (not while it still starts up).
+            seen = len(receiver.received)
+            while len(receiver.received) == seen and time.monotonic() - started < 300:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             assert await proc.wait() == -signal.SIGKILL
             kills += 1

@@ -19,11 +19,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from quiver.runtime.errors import ConfigError
 
-__all__ = ["ObserverSpec", "declared_in", "observer"]
+__all__ = ["ObserverSpec", "declared_in", "import_app", "observer"]
 
 _MARK = "__quiver_observer__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,12 +79,12 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}"
 
 
-def declared_in(path: str | Path) -> list[ObserverSpec]:
-    """Import the Python file at ``path`` and return its ``@quiver.observer`` functions."""
+def import_app(path: str | Path, prefix: str) -> ModuleType:
+    """Import the Python file at ``path`` (an ``--app`` file) as a module named after it."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError.one(f"{file} not found", str(file), "check the --app path")
-    module_name = f"quiver_observers_app_{abs(hash(file.resolve()))}"
+    module_name = f"{prefix}_{abs(hash(file.resolve()))}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise ConfigError.one(f"{file} is not a Python file", str(file), "name a .py file")
@@ -93,5 +94,11 @@ def declared_in(path: str | Path) -> list[ObserverSpec]:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise ConfigError.one(f"syntax error: {exc.msg}", f"{file}:{exc.lineno or 1}") from None
+    return module
+
+
+def declared_in(path: str | Path) -> list[ObserverSpec]:
+    """Import the Python file at ``path`` and return its ``@quiver.observer`` functions."""
+    module = import_app(path, "quiver_observers_app")
     found = [getattr(v, _MARK) for v in vars(module).values() if hasattr(v, _MARK)]
     return [s for s in found if isinstance(s, ObserverSpec)]

@@ -180,6 +180,15 @@ def run_command(
             " events of a dispatcher that died are taken over once it expires.",
         ),
     ] = 30.0,
+    lanes: Annotated[
+        int,
+        typer.Option(
+            "--lanes",
+            min=1,
+            max=64,
+            help="Batches delivered at once, each claimed on its own (1 with dispatcher.ordered).",
+        ),
+    ] = 2,
     debug: Debug = False,
 ) -> None:
     """Read the change log and run the matching observers' actions until stopped.
@@ -193,7 +202,7 @@ def run_command(
         settings = _settings(config, db)
         configure_logging(settings.log.format, settings.log.level)
         dispatcher = await open_dispatcher(
-            settings, _declared(app_file), locate=setting_locator(config), lease=lease
+            settings, _declared(app_file), locate=setting_locator(config), lease=lease, lanes=lanes
         )
         stops: list[Callable[[], None]] = []
         try:

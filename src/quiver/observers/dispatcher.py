@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import secrets
@@ -27,15 +28,27 @@ from quiver.observers.catalog import BoundAction, Observer
 from quiver.observers.condition import evaluate
 from quiver.observers.event import Event, Job
 from quiver.observers.metrics import DispatcherMetrics
-from quiver.observers.store import DeadLetterRow, DispatchStore
+from quiver.observers.store import EVENT_DONE, DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
 
-__all__ = ["DEFAULT_LEASE", "Dispatcher"]
+__all__ = ["DEFAULT_LANES", "DEFAULT_LEASE", "Dispatcher"]
 
 DEFAULT_LEASE = 30.0  # seconds a claim on a batch of events lasts unless renewed
+DEFAULT_LANES = 2  # batches a dispatcher delivers at once (one when ordered)
+
+# The ledger rows of the batch the running task delivers, written together when it ends.
+_Outcome = tuple[int, str, str, str, int]
+_BATCH: contextvars.ContextVar[list[_Outcome]] = contextvars.ContextVar("quiver_observer_batch")
 
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
+# Most scans read only the change rows above the newest id claimed so far minus this many
+# batches: rows committed late with a smaller id in that margin are found at once, and a scan
+# costs the margin, not the whole lookback window (whose finished rows it would re-read).
+# Every _FULL_SCAN_EVERY seconds a scan reads the whole window, so a row committed later
+# still, or left by a dispatcher that died, is found then: nothing is skipped.
+_RECENT_BATCHES = 10
+_FULL_SCAN_EVERY = 1.0
 _PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
 _GAUGES_EVERY = 5.0  # seconds between counts of the backlog and the dead-letter table
 
@@ -48,9 +61,15 @@ class Dispatcher:
         settings: DispatcherSettings,
         *,
         lease: float = DEFAULT_LEASE,
+        lanes: int = DEFAULT_LANES,
     ) -> None:
         self.store = store
         self.lease = lease
+        self.lanes = lanes
+        # Scans read the change rows from a little below the newest id claimed so far; one
+        # scan a second reads the whole lookback window (see _FULL_SCAN_EVERY).
+        self._newest = 0
+        self._full_scan_at = -_FULL_SCAN_EVERY
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
         self.settings = settings
@@ -72,29 +91,41 @@ class Dispatcher:
         leaves its claims to expire after ``lease`` seconds; then any dispatcher takes the
         events over and delivers what the ledger does not record yet."""
         token = secrets.token_hex(16)
-        events = await self.store.claim(
+        now = time.monotonic()
+        after = 0
+        if now - self._full_scan_at < _FULL_SCAN_EVERY:
+            after = max(0, self._newest - _RECENT_BATCHES * self.settings.batch_size)
+        else:
+            self._full_scan_at = now
+        events, finished = await self.store.claim_with_ledger(
             self._entities(),
             self.settings.lookback,
             self.settings.batch_size,
             self.owner,
             token,
             time.time() + self.lease,
+            after,
         )
         if not events:
             return 0
+        self._newest = max(self._newest, events[-1].id)
+        outcomes: list[_Outcome] = []
+        _BATCH.set(outcomes)
         done = asyncio.Event()
         heartbeat = asyncio.create_task(self._renew(token, done))
         try:
-            await self._dispatch_all(events)
+            await self._dispatch_all(events, finished)
         except Exception:
+            await self.store.record_many(outcomes)
             await self._release(token)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
             done.set()
             await heartbeat
-        # A cancelled batch (the dispatcher stopping) keeps its claims until they expire.
-        await self.store.release(token)
+        # The batch's ledger rows and the end of its claims, in one transaction. A dispatcher
+        # that dies before delivers the batch's actions again: at least once.
+        await self.store.record_many(outcomes, token)
         return len(events)
 
     async def _release(self, token: str) -> None:
@@ -103,8 +134,9 @@ class Dispatcher:
         except Exception as exc:  # the claims expire by themselves
             _log.warning("observers: cannot release the claims of a batch: %s", exc)
 
-    async def _dispatch_all(self, events: list[Event]) -> None:
-        finished = await self.store.finished_among([e.id for e in events])
+    async def _dispatch_all(
+        self, events: list[Event], finished: dict[int, set[tuple[str, str]]]
+    ) -> None:
         if self.settings.ordered:
             for event in events:
                 await self._dispatch(event, finished[event.id])
@@ -133,20 +165,32 @@ class Dispatcher:
                 _log.warning("observers: cannot renew the claims of a batch: %s", exc)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle; once an hour,
-        drop the ledger rows of events older than twice the lookback."""
+        """Scan until ``stop`` is set in ``lanes`` tasks (one when ordered), each claiming
+        and delivering its own batch, so events committed while one batch is delivered are
+        claimed by the next lane at once; each lane sleeps ``poll_interval`` when idle. The
+        gauges are counted every few seconds, and once an hour the ledger rows of events
+        older than twice the lookback are dropped."""
         stop = stop or asyncio.Event()
+        lanes = 1 if self.settings.ordered else self.lanes
+        await asyncio.gather(self._housekeep(stop), *(self._lane(stop) for _ in range(lanes)))
+
+    async def _housekeep(self, stop: asyncio.Event) -> None:
         pruned_at: float | None = None
-        counted_at: float | None = None
         while not stop.is_set():
             now = time.monotonic()
-            if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
-                await self.store.prune(self.settings.lookback)
-                pruned_at = now
             try:
-                if counted_at is None or now - counted_at > _GAUGES_EVERY:
-                    counted_at = now
-                    await self.count()
+                if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
+                    pruned_at = now
+                    await self.store.prune(self.settings.lookback)
+                await self.count()
+            except Exception as exc:
+                _log.warning("observers: cannot count the backlog: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _GAUGES_EVERY)
+
+    async def _lane(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
                 read = await self.run_once()
             except Exception as exc:  # the database or the ledger: the events stay pending
                 _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
@@ -172,7 +216,7 @@ class Dispatcher:
                 if evaluate(observer.condition, event.images()):
                     outcome = await self._run_observer(observer, event, finished)
                 outcome.inc()
-            await self.store.finish(event.id)
+            _BATCH.get().append((event.id, EVENT_DONE, EVENT_DONE, "done", 0))
 
     async def _run_observer(
         self, observer: Observer, event: Event, finished: set[tuple[str, str]]
@@ -236,7 +280,7 @@ class Dispatcher:
             if dead:  # in the dead-letter table: a final outcome
                 return False
             raise  # not recorded anywhere: the event stays pending
-        await self.store.record(job, "delivered", attempts)
+        _BATCH.get().append((job.event_id, job.observer, job.action, "delivered", attempts))
         self.delivered += 1
         return True
 

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from quiver.sql.database import Database
+from quiver.observers.store import placeholders
+from quiver.sql.database import Database, Transaction
 
 __all__ = ["DEFAULT_JOBS_TABLE", "STATUSES", "JobQueue", "JobRow", "NewJob", "SqlJobQueue"]
 
@@ -72,7 +73,7 @@ _INSERT_NEW = {
     "mysql": "ON DUPLICATE KEY UPDATE id = id",
 }
 # Due rows another worker is claiming are skipped: a second worker claims the rows after them.
-_SKIP_LOCKED = {"postgresql": " FOR UPDATE SKIP LOCKED", "mysql": " FOR UPDATE SKIP LOCKED"}
+_SKIP_LOCKED = {"postgresql": " FOR UPDATE SKIP LOCKED"}
 _COLUMNS = (
     "id, name, idempotency_key, payload, event, event_id, observer, action, status, attempts,"
     " run_after, last_error"
@@ -165,12 +166,7 @@ class SqlJobQueue:
         self._name = table
 
     def _text(self, text: str) -> str:
-        pieces = text.split("?")
-        out = [pieces[0]]
-        for n, piece in enumerate(pieces[1:], start=1):
-            out.append(self.dialect.placeholder(n))
-            out.append(piece)
-        return "".join(out)
+        return placeholders(self.dialect, text)
 
     async def _run(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.db.transaction() as tx:
@@ -232,14 +228,17 @@ class SqlJobQueue:
         )
         name = self.dialect.name
         async with self.db.transaction() as tx:
-            rows = await tx.fetch_rows(
-                self._text(
-                    f"SELECT id FROM {self.table} WHERE {due} ORDER BY id LIMIT ?"
-                    + _SKIP_LOCKED.get(name, "")
-                ),
-                [*names, now, now, limit],
-            )
-            ids = [int(r[0]) for r in rows]
+            if name == "mysql":
+                ids = await self._lock_by_key(tx, due, [*names, now, now], limit)
+            else:
+                rows = await tx.fetch_rows(
+                    self._text(
+                        f"SELECT id FROM {self.table} WHERE {due} ORDER BY id LIMIT ?"
+                        + _SKIP_LOCKED.get(name, "")
+                    ),
+                    [*names, now, now, limit],
+                )
+                ids = [int(r[0]) for r in rows]
             if not ids:
                 return []
             # The rows are locked (PostgreSQL, MariaDB) or the database is (SQLite): no other
@@ -266,6 +265,30 @@ class SqlJobQueue:
                 [*ids, owner, now + lease],
             )
         return [_row(r) for r in claimed]
+
+    async def _lock_by_key(
+        self, tx: Transaction, due: str, params: list[Any], limit: int
+    ) -> list[int]:
+        """MariaDB: due ids read without locks (a locking range scan takes gap locks that
+        deadlock with other workers), then locked one key at a time, skipping the rows
+        another worker holds and those no longer due; up to ``limit`` of them."""
+        rows = await tx.fetch_rows(
+            self._text(f"SELECT id FROM {self.table} WHERE {due} ORDER BY id LIMIT ?"),
+            [*params, 4 * limit],
+        )
+        ids: list[int] = []
+        for (candidate,) in rows:
+            locked = await tx.fetch_rows(
+                self._text(
+                    f"SELECT id FROM {self.table} WHERE id = ? AND {due} FOR UPDATE SKIP LOCKED"
+                ),
+                [candidate, *params],
+            )
+            if locked:
+                ids.append(int(candidate))
+                if len(ids) == limit:
+                    break
+        return ids
 
     async def done(self, job: JobRow) -> None:
         await self._run(

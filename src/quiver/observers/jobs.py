@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import inspect
 import logging
 import os
 import random
 import socket
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quiver.observers.authoring import import_app
 from quiver.observers.event import Job
 from quiver.observers.jobqueue import JobQueue, JobRow
 from quiver.observers.store import DispatchStore
@@ -68,18 +67,7 @@ def job(name: str | None = None) -> Callable[[F], F]:
 def jobs_in(path: str | Path) -> dict[str, JobSpec]:
     """Import the Python file at ``path`` and return its ``@job`` functions by name."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError.one(f"{file} not found", str(file), "check the --app path")
-    module_name = f"quiver_jobs_app_{abs(hash(file.resolve()))}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise ConfigError.one(f"{file} is not a Python file", str(file), "name a .py file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise ConfigError.one(f"syntax error: {exc.msg}", f"{file}:{exc.lineno or 1}") from None
+    module = import_app(file, "quiver_jobs_app")
     found: dict[str, JobSpec] = {}
     for value in vars(module).values():
         spec_ = getattr(value, _MARK, None)

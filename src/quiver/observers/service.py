@@ -8,7 +8,7 @@ from typing import Any
 from quiver.config.settings import QuiverSettings
 from quiver.observers.actions.job import JobAction
 from quiver.observers.catalog import Locate, Observer, build_observers
-from quiver.observers.dispatcher import DEFAULT_LEASE, Dispatcher
+from quiver.observers.dispatcher import DEFAULT_LANES, DEFAULT_LEASE, Dispatcher
 from quiver.observers.jobqueue import SqlJobQueue
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
@@ -83,6 +83,7 @@ async def open_dispatcher(
     locate: Locate | None = None,
     *,
     lease: float = DEFAULT_LEASE,
+    lanes: int = DEFAULT_LANES,
 ) -> Dispatcher:
     """A dispatcher over the settings' database, its tables created when missing; it
     claims each batch of events for ``lease`` seconds (renewed while it works)."""
@@ -95,7 +96,7 @@ async def open_dispatcher(
     except BaseException:
         await store.db.close()
         raise
-    return Dispatcher(store, observers, settings.dispatcher, lease=lease)
+    return Dispatcher(store, observers, settings.dispatcher, lease=lease, lanes=lanes)
 
 
 async def attach_job_queues(store: DispatchStore, observers: Sequence[Observer]) -> None:

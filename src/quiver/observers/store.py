@@ -10,6 +10,7 @@ had not finished, skipping the actions the ledger already records.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
@@ -20,10 +21,10 @@ import orjson
 
 from quiver.observers.event import Event, Job
 from quiver.sql.changelog import ensure_change_log
-from quiver.sql.database import Database
+from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 
-__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table"]
+__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table", "placeholders"]
 
 EVENT_DONE = "*"
 
@@ -174,6 +175,16 @@ def _events(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
     ]
 
 
+def placeholders(dialect: Dialect, text: str) -> str:
+    """``text`` with its ``?`` placeholders in the dialect's spelling."""
+    pieces = text.split("?")
+    out = [pieces[0]]
+    for n, piece in enumerate(pieces[1:], start=1):
+        out.append(dialect.placeholder(n))
+        out.append(piece)
+    return "".join(out)
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -205,13 +216,7 @@ class DispatchStore:
         self.claims = self.dialect.quote_ident(claims_table(ledger_table))
 
     def _text(self, text: str) -> str:
-        """``?`` placeholders in the dialect's spelling."""
-        pieces = text.split("?")
-        out = [pieces[0]]
-        for n, piece in enumerate(pieces[1:], start=1):
-            out.append(self.dialect.placeholder(n))
-            out.append(piece)
-        return "".join(out)
+        return placeholders(self.dialect, text)
 
     async def _run(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self.db.transaction() as tx:
@@ -220,6 +225,18 @@ class DispatchStore:
     async def ensure(self) -> None:
         """Create the change log (with an index on ``changed_at`` for the scans), ledger and
         dead-letter tables when missing."""
+        for attempt in range(3):
+            try:
+                await self._ensure()
+                return
+            except DatabaseError:
+                # Two dispatchers starting at once: PostgreSQL's CREATE TABLE IF NOT EXISTS
+                # can fail in the one that loses the race; the tables exist the next time.
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _ensure(self) -> None:
         name = self.dialect.name
         async with self.db.transaction() as tx:
             await ensure_change_log(tx, self.dialect, self._change_log_table)
@@ -255,10 +272,27 @@ class DispatchStore:
         each claimed for ``owner`` under ``token`` until ``until`` (seconds since the epoch),
         in one transaction. Two dispatchers never hold a live claim on one event; a claim
         left by a dispatcher that died expires and is taken over."""
+        events, _ = await self.claim_with_ledger(entities, lookback, limit, owner, token, until)
+        return events
+
+    async def claim_with_ledger(
+        self,
+        entities: Sequence[str],
+        lookback: float,
+        limit: int,
+        owner: str,
+        token: str,
+        until: float,
+        after: int = 0,
+    ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
+        """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one
+        transaction; only change rows with an id above ``after`` are read (0: all)."""
         if not entities:
-            return []
+            return [], {}
         now = time.time()
         where, params = self._unfinished(entities, lookback)
+        if after > 0:
+            where, params = f"c.id > ? AND {where}", [after, *params]
         name = self.dialect.name
         async with self.db.transaction() as tx:
             rows = await tx.fetch_rows(
@@ -270,7 +304,7 @@ class DispatchStore:
                 [*params, now, limit],
             )
             if not rows:
-                return []
+                return [], {}
             ids = [int(r[0]) for r in rows]
             if name in _LOCK_BY_KEY:
                 locked = await tx.fetch_rows(
@@ -283,7 +317,7 @@ class DispatchStore:
                 held = {int(r[0]) for r in locked}
                 ids = [i for i in ids if i in held]
                 if not ids:
-                    return []
+                    return [], {}
             values = ", ".join("(?, ?, ?, ?)" for _ in ids)
             upsert = _CLAIM_UPSERT[name]
             await tx.fetch_rows(
@@ -303,8 +337,18 @@ class DispatchStore:
                 ),
                 [*ids, token],
             )
-        claimed = {int(r[0]) for r in mine}
-        return [e for e in _events(rows) if e.id in claimed]
+            claimed = sorted(int(r[0]) for r in mine)
+            finished: dict[int, set[tuple[str, str]]] = {i: set() for i in claimed}
+            if claimed:
+                for r in await tx.fetch_rows(
+                    self._text(
+                        f"SELECT event_id, observer, action FROM {self.ledger}"
+                        f" WHERE event_id IN ({_marks(claimed)})"
+                    ),
+                    claimed,
+                ):
+                    finished[int(r[0])].add((r[1], r[2]))
+        return [e for e in _events(rows) if e.id in finished], finished
 
     async def renew(self, token: str, until: float) -> None:
         """Extend the claims taken under ``token`` to ``until``."""
@@ -378,6 +422,31 @@ class DispatchStore:
             self._upsert(),
             self._ledger_row(job.event_id, job.observer, job.action, status, attempts, error),
         )
+
+    async def record_many(
+        self, outcomes: Sequence[tuple[int, str, str, str, int]], release: str | None = None
+    ) -> None:
+        """Ledger rows (event id, observer, action, status, attempts) in one transaction,
+        which also drops the claims taken under the token ``release`` if given."""
+        if not outcomes and release is None:
+            return
+        stamp = _now()
+        async with self.db.transaction() as tx:
+            if release is not None:
+                await tx.fetch_rows(
+                    self._text(f"DELETE FROM {self.claims} WHERE token = ?"), [release]
+                )
+            for first in range(0, len(outcomes), 500):
+                chunk = outcomes[first : first + 500]
+                values = ", ".join("(?, ?, ?, ?, ?, NULL, ?)" for _ in chunk)
+                await tx.fetch_rows(
+                    self._text(
+                        f"INSERT INTO {self.ledger} (event_id, observer, action, status,"
+                        f" attempts, last_error, updated_at) VALUES {values}"
+                        f" {_UPSERT[self.dialect.name]}"
+                    ),
+                    [v for row in chunk for v in (*row, stamp)],
+                )
 
     def _upsert(self) -> str:
         return (
