@@ -5,7 +5,8 @@ measured in the same run.
 Run by hand (not a test):
 
     .venv/bin/python benchmarks/ingest_bench.py [--requests 400] [--spans 500]
-        [--concurrency 8] [--only grpc,http] [--no-fsync] [--json results.json]
+        [--concurrency 8] [--only grpc,http,otap] [--otap-spans 8192] [--no-fsync]
+        [--json results.json]
 
 For each transport:
 
@@ -20,6 +21,9 @@ For each transport:
             decodes each request with the opentelemetry-proto classes and answers OK, driven
             the same way: the protocol's floor on this machine. The ratio quiver / baseline is
             the share of that floor left after conversion to Arrow, the spool and the sink.
+
+OTAP (``--only otap``): the same spans as OpenTelemetry Arrow streams, ``--otap-spans`` per
+BatchArrowRecords, to the ``arrow`` option of the ``otlp`` source; see ``otap_load.py``.
 
 Load generator and server share the machine's cores (the generator's threads mostly wait in
 grpc / socket calls). The OpenTelemetry Collector publishes about 10-12K spans/s per CPU for
@@ -310,6 +314,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=500, help="spans per request")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--only", default="grpc,http")
+    parser.add_argument("--otap-spans", type=int, default=8192, help="spans per OTAP batch")
     parser.add_argument("--no-fsync", action="store_true", help="spool without fsync")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
@@ -324,6 +329,18 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as work:
         for transport in transports:
+            if transport == "otap":
+                import otap_load
+
+                results += otap_load.run(
+                    bodies,
+                    args.spans,
+                    args.otap_spans,
+                    args.concurrency,
+                    not args.no_fsync,
+                    Path(work),
+                )
+                continue
             base = run_baseline(transport, bodies, args.spans, args.concurrency)
             ours = run_quiver(
                 transport, bodies, args.spans, args.concurrency, not args.no_fsync, Path(work)

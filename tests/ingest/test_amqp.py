@@ -125,3 +125,19 @@ async def test_bad_bodies_are_refused_and_dead_lettered(
     assert got.body == b"not json"
     await channel.exchange_delete(dead)
     await connection.close()
+
+
+async def test_a_commit_holds_for_a_consumer_that_comes_at_once(
+    names: dict[str, str], run_ctx: RunContext
+) -> None:
+    await prepare(names, run_ctx)
+    count = 400
+    await publish(names["exchange"], [("k", b'{"n": %d}' % i) for i in range(count)])
+    r = receiver(names, batch_messages=count, prefetch=count)
+    assert sorted((await take(r, run_ctx)).column("n").to_pylist()) == list(range(count))
+    await r.commit()
+    await r.close()
+    after = receiver(names)
+    again = await take(after, run_ctx)
+    await after.close()
+    assert again.num_rows == 0, f"{again.num_rows} acknowledged message(s) were sent again"

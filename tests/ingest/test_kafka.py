@@ -113,3 +113,82 @@ async def test_avro_values_with_a_schema_file(
         {"sensor": "b", "value": 2.0},
     ]
     assert len(errors) == 1 and "unreadable avro body" in errors[0].reason
+
+
+async def test_otlp_records_become_telemetry_rows_and_bad_ones_are_rejected(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """Records as the Collector's Kafka exporter writes them (no signal header): the
+    receiver's `signal` says what they hold; a record that is no request is rejected."""
+    from .telemetry_rows import span_request
+
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    first, second = span_request(4, services=2), span_request(3, services=1)
+    await kafka_produce(
+        kafka_broker,
+        topic,
+        [first.SerializeToString(), b"\xff\xff not protobuf", second.SerializeToString()],
+    )
+    r = receiver(
+        kafka_broker,
+        topics=[topic],
+        group_id=unique("g"),
+        format="otlp_proto",
+        signal="traces",
+        metadata=["offset", "key"],
+    )
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.num_rows == 7
+    assert set(table.column("signal").to_pylist()) == {"traces"}
+    assert table.column("kafka_offset").to_pylist() == [0] * 4 + [2] * 3
+    assert table.column("kafka_key").null_count == 7
+    assert len(errors) == 1 and "unreadable otlp_proto record" in errors[0].reason
+    assert r.acknowledged == 2 and r.rejected == 1
+
+
+async def test_otlp_json_items_with_bad_ids_are_left_out_and_reported(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    import orjson
+
+    from .otlp_payloads import LOGS
+
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    doc = orjson.loads(orjson.dumps(LOGS))
+    records = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    records.append({**records[0], "traceId": "abcd"})  # 2 bytes: not a trace id
+    await kafka_produce(kafka_broker, topic, [orjson.dumps(doc)])
+    r = receiver(
+        kafka_broker, topics=[topic], group_id=unique("g"), format="otlp_json", signal="logs"
+    )
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.num_rows == len(records) - 1
+    assert len(errors) == 1 and "trace_id is 2 bytes" in errors[0].reason
+
+
+async def test_a_commit_holds_for_the_next_member_at_once(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """The offsets commit is answered by the broker: a run of the group started right after
+    close() reads none of the committed records again."""
+    topic, group = unique("t"), unique("g")
+    await kafka_topic(kafka_broker, topic)
+    count = 500
+    await kafka_produce(kafka_broker, topic, [b'{"n": %d}' % i for i in range(count)])
+    opts = {"topics": [topic], "group_id": group, "batch_messages": count}
+    r = receiver(kafka_broker, **opts)
+    assert (await take(r, run_ctx)).column("n").to_pylist() == list(range(count))
+    await r.commit()
+    await r.close()
+    after = receiver(kafka_broker, **opts, idle_timeout=1.5)
+    again = await take(after, run_ctx)
+    await after.close()
+    assert again.num_rows == 0, f"{again.num_rows} committed record(s) were read again"

@@ -93,3 +93,22 @@ def test_stream_without_durable_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="`stream` needs `durable`"):
         build(NatsReceiver, {"subject": "a.>", "stream": "S"})
+
+
+async def test_a_commit_is_settled_before_it_returns(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """Acknowledged, then closed at once: once ack_wait has passed nothing comes again."""
+    stream, prefix = js_stream
+    count = 300
+    await js_publish(f"{prefix}.a", [b'{"n": %d}' % i for i in range(count)])
+    opts = {"subject": f"{prefix}.>", "stream": stream, "durable": unique("d"), "ack_wait": 1.0}
+    r = receiver(**opts, batch_messages=count)
+    assert sorted((await take(r, run_ctx)).column("n").to_pylist()) == list(range(count))
+    await r.commit()
+    await r.close()
+    await asyncio.sleep(1.5)  # past ack_wait: what was not acknowledged is sent again
+    after = receiver(**opts)
+    again = await take(after, run_ctx)
+    await after.close()
+    assert again.num_rows == 0, f"{again.num_rows} acknowledged message(s) were sent again"

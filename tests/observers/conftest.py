@@ -42,6 +42,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     hold: bool = False
+    delay: float = 0.0  # seconds each answer waits
     release: asyncio.Event = field(default_factory=asyncio.Event)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -50,6 +51,8 @@ class Receiver:
         self.arrived.set()
         if self.hold:
             await self.release.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         status = self.statuses.pop(0) if self.statuses else 200
         return Response(b"ok" if status < 300 else b"boom", status_code=status)
 

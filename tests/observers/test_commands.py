@@ -78,12 +78,13 @@ async def test_a_killed_dispatcher_redelivers_with_the_same_idempotency_key(
     await shop.mutate('mutation { updateAuthor(id: 1, set: {name: "Z"}) { id } }')
     receiver.hold = True
     proc = await asyncio.create_subprocess_exec(
-        QUIVER, "observers", "run", "-c", cfg,
+        QUIVER, "observers", "run", "-c", cfg, "--lease", "1",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await asyncio.wait_for(receiver.arrived.wait(), 60)
     proc.send_signal(signal.SIGKILL)  # delivered; the ledger row is never written
     assert await proc.wait() == -signal.SIGKILL
+    await asyncio.sleep(1.2)  # its claim on the event expires
     receiver.hold = False
     receiver.release.set()
     code, _, err = await quiver("observers", "run", "--once", "-c", cfg)

@@ -447,6 +447,54 @@ def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
     ]
 
 
+def test_postgresql_runs_do_not_import_the_adbc_dbapi_module(tmp_path: Path) -> None:
+    """Loading a PostgreSQL table and reading it back go through ADBC's low-level API: the
+    DB-API module, with the pandas, polars and pyarrow.dataset it imports, never loads."""
+    import uuid
+
+    import adbc_driver_postgresql.dbapi as pg
+
+    schema = f"lean_{uuid.uuid4().hex[:10]}"
+    url = "postgresql://postgres@127.0.0.1:5432/test"
+    with pg.connect(url, autocommit=True) as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    try:
+        (tmp_path / "in.csv").write_text('id,name\n1,"a, b"\n2,plain\n')
+        (tmp_path / "load.yaml").write_text(
+            "source: {csv: {path: in.csv, types: {id: int}}}\n"
+            f"sink: {{database: {{url: '{url}', table: {schema}.t, mode: append}}}}\n"
+        )
+        (tmp_path / "read.yaml").write_text(
+            f"source: {{database: {{url: '{url}', table: {schema}.t}}}}\n"
+            "sink: {csv: {path: out.csv}}\n"
+        )
+        heavy = ["adbc_driver_manager.dbapi", "pandas", "polars", "pyarrow.dataset"]
+        for name in ("load.yaml", "read.yaml"):
+            script = (
+                "import sys\nfrom quiver.cli import app\n"
+                f"try:\n    app(['run', {name!r}, '--quiet'])\nexcept SystemExit as exc:\n"
+                "    assert exc.code == 0, exc.code\n"
+                f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                cwd=tmp_path,
+                env=env(),
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == "[]", (name, done.stdout)
+        assert (tmp_path / "out.csv").read_text().splitlines() == [
+            "id,name",
+            '1,"a, b"',
+            "2,plain",
+        ]
+    finally:
+        with pg.connect(url, autocommit=True) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stop_signal_ends_a_run_stuck_in_a_sink_within_a_second(
     tmp_path: Path, sig: int, code: int

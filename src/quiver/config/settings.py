@@ -24,6 +24,7 @@ __all__ = [
     "ObserverSettings",
     "QuiverSettings",
     "ServerSettings",
+    "SubscriptionSettings",
     "TableNames",
 ]
 
@@ -150,6 +151,37 @@ class MutationSettings(_Settings):
     )
 
 
+class SubscriptionSettings(_Settings):
+    enabled: bool = Field(
+        default=True,
+        description="Serve GraphQL subscriptions (`<entity>Changed`) over WebSocket with the"
+        " graphql-transport-ws protocol, on the GraphQL path, fed from the change log.",
+    )
+    poll_interval_ms: int = Field(
+        default=200,
+        ge=10,
+        description="How often each subscription reads the change log for new rows.",
+    )
+    batch_rows: int = Field(
+        default=500, ge=1, description="Most change-log rows one read of a subscription takes."
+    )
+    gap_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a subscription waits for a change id it skipped (a transaction"
+        " still open, or rolled back) before it gives it up; a transaction that commits later"
+        " than this after writing its change rows is not delivered.",
+    )
+    max_per_connection: int = Field(
+        default=100, ge=1, description="Most subscriptions one WebSocket may run at once."
+    )
+    connection_init_timeout_ms: int = Field(
+        default=3000,
+        ge=1,
+        description="How long a new WebSocket may wait before sending connection_init.",
+    )
+
+
 class ObserverSettings(_Settings):
     name: str = Field(
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
@@ -261,6 +293,19 @@ class FlightSettings(_Settings):
     writable: bool = Field(
         default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
     )
+    events_poll_interval: float = Field(
+        default=0.2,
+        gt=0,
+        description="Seconds between scans of the change log while an observer_events stream"
+        " follows new changes.",
+    )
+    events_window: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an observer_events stream keeps looking for change rows that"
+        " commit after rows with higher ids (MariaDB, SQLite; PostgreSQL waits for the"
+        " transactions themselves), and how far before its start time it looks.",
+    )
     tls_cert: str | None = Field(
         default=None, description="PEM certificate file: serve Flight over TLS (grpc+tls)."
     )
@@ -322,6 +367,7 @@ class QuiverSettings(_Settings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     mutations: MutationSettings = Field(default_factory=MutationSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     flight: FlightSettings = Field(default_factory=FlightSettings)

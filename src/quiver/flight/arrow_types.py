@@ -2,7 +2,9 @@
 
 Every stream a Flight client reads has the schema :func:`arrow_schema` gives, whatever the
 database: Int is int32, BigInt int64, Float float64, Decimal decimal128 (precision and scale of
-the column when the database states them), DateTime timestamp[us, UTC], Date date32, Time
+the column when the database states them: ``decimal128(p, s)`` up to 38 digits,
+``decimal256(p, s)`` up to 76, exact text past that; ``decimal128(38, 10)`` when it does not),
+DateTime timestamp[us, UTC], Date date32, Time
 time64[us], Base64 binary, everything else (String, ID, UUID, JSON, enums) utf8; an array
 column is a list of its element type. Nulls are kept.
 """
@@ -21,7 +23,7 @@ from quiver.schema.ir import Field, Scalar
 
 __all__ = ["arrow_schema", "arrow_type", "conform_array", "conform_batch", "json_carrier"]
 
-_DECIMAL = re.compile(r"(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.IGNORECASE)
+_DECIMAL = re.compile(r"(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)", re.IGNORECASE)
 _DEFAULT_DECIMAL = pa.decimal128(38, 10)
 
 _SCALARS: dict[Scalar, pa.DataType] = {
@@ -52,14 +54,23 @@ def arrow_type(f: Field) -> pa.DataType:
 
 
 def _decimal(db_type: str | None) -> pa.DataType:
+    """``decimal128(p, s)`` of a declared precision up to 38, ``decimal256(p, s)`` up to 76,
+    exact text past that; a negative scale (PostgreSQL 15) widens to whole numbers, a scale
+    above the precision to ``(s, s)``. Undeclared: :data:`_DEFAULT_DECIMAL`, and a value that
+    does not fit it fails the stream with an error naming the column (never rounded)."""
     m = _DECIMAL.search(db_type or "")
     if m is None:
         return _DEFAULT_DECIMAL
     precision = int(m.group(1))
     scale = int(m.group(2) or 0)
-    if not 1 <= precision <= 38 or scale > precision:
-        return _DEFAULT_DECIMAL
-    return pa.decimal128(precision, scale)
+    if scale < 0:
+        precision, scale = precision - scale, 0
+    precision = max(precision, scale, 1)
+    if precision <= 38:
+        return pa.decimal128(precision, scale)
+    if precision <= 76:
+        return pa.decimal256(precision, scale)
+    return pa.string()
 
 
 def arrow_schema(fields: Iterable[Field]) -> pa.Schema:

@@ -41,6 +41,18 @@ class QuiverFlightClient:
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> pa.Table:
         return self.read({"graphql": {"query": query, "variables": variables or {}}})
 
+    def events(
+        self, entity: str, since: str, *, follow: bool = False, images: str = "struct"
+    ) -> flight.FlightStreamReader:
+        """The change events of ``entity`` since the ISO time ``since``; with ``follow`` the
+        stream goes on with new ones until ``reader.cancel()``."""
+        body: dict[str, Any] = {"entity": entity, "since": since}
+        if follow:
+            body["follow"] = True
+        if images != "struct":
+            body["images"] = images
+        return self.reader({"observer_events": body})
+
     def tables(self) -> list[flight.FlightInfo]:
         """The exportable tables (ListFlights' path descriptors)."""
         return [i for i in self.flight.list_flights(options=self.options) if i.descriptor.path]

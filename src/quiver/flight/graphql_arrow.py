@@ -31,11 +31,12 @@ from graphql import (
     SelectionSetNode,
 )
 from quiver.config.settings import QuiverSettings
-from quiver.flight.arrow_types import conform_array, json_carrier
+from quiver.flight.arrow_types import arrow_type, conform_array, json_carrier
 from quiver.flight.tickets import GraphQLTicket, TicketError
 from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
-from quiver.schema.ir import Schema
+from quiver.schema.catalog import Catalog
+from quiver.schema.ir import Field, Scalar, Schema
 
 __all__ = ["GraphQLArrow", "selection_schema"]
 
@@ -108,13 +109,19 @@ def _fields(
 
 
 def _arrow_of(
-    t: GraphQLOutputType, node: FieldNode, fragments: Mapping[str, FragmentDefinitionNode]
+    t: GraphQLOutputType,
+    node: FieldNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    catalog: Catalog | None = None,
+    column: Field | None = None,
 ) -> tuple[pa.DataType, bool]:
+    """The Arrow type of ``node``; ``column`` is the catalog field it reads (a Decimal keeps
+    its column's precision and scale)."""
     nullable = True
     if isinstance(t, GraphQLNonNull):
         t, nullable = t.of_type, False
     if isinstance(t, GraphQLList):
-        inner, _ = _arrow_of(t.of_type, node, fragments)
+        inner, _ = _arrow_of(t.of_type, node, fragments, catalog, column)
         return pa.list_(inner), nullable
     if isinstance(t, GraphQLObjectType):
         members: list[pa.Field] = []
@@ -128,13 +135,18 @@ def _arrow_of(
                 members.append(pa.field(key, pa.string(), nullable=False))
                 continue
             child_def = t.fields[child.name.value].type
-            child_type, child_nullable = _arrow_of(child_def, child, fragments)
+            entity = catalog.entities.get(t.name) if catalog is not None else None
+            source = entity.field(child.name.value) if entity is not None else None
+            child_type, child_nullable = _arrow_of(child_def, child, fragments, catalog, source)
             mark = _JSON_MARK if _is_json(child_def) else None
             members.append(pa.field(key, child_type, nullable=child_nullable, metadata=mark))
         return pa.struct(members), nullable
     if isinstance(t, GraphQLEnumType):
         return pa.string(), nullable
     assert isinstance(t, GraphQLScalarType)
+    if t.name == "Decimal" and column is not None and column.scalar == Scalar.DECIMAL:
+        declared = arrow_type(column)
+        return (declared.value_type if pa.types.is_list(declared) else declared), nullable
     return _SCALARS.get(t.name, pa.string()), nullable
 
 
@@ -149,7 +161,9 @@ def selection_schema(engine: GraphQLEngine, prepared: Prepared, key: str) -> pa.
     node = roots[key]
     query_type = engine.graphql_schema.query_type
     assert query_type is not None
-    t, _ = _arrow_of(query_type.fields[node.name.value].type, node, prepared.fragments)
+    t, _ = _arrow_of(
+        query_type.fields[node.name.value].type, node, prepared.fragments, engine.catalog
+    )
     while pa.types.is_list(t):
         t = t.value_type
     if not pa.types.is_struct(t):

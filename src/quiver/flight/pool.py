@@ -2,7 +2,8 @@
 
 PostgreSQL and SQLite connections are ADBC's (Arrow-native); MariaDB's are PyMySQL's. A first
 connect costs a noticeable fraction of a second, so connections are kept between streams; one
-whose stream ended early or failed is closed instead of returned.
+whose stream ended early or failed is closed instead of returned, and a replacement is opened
+in the background when none is left idle.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ConnectionPool:
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._warming = False
         self.open_count = 0
 
     def _connect(self) -> Any:
@@ -65,6 +67,26 @@ class ConnectionPool:
                     self._idle.append(lease.connection)
                     return
         self._close(lease.connection)
+        if lease.broken:
+            self._replace()
+
+    def _replace(self) -> None:
+        """Open a connection in the background when a broken one leaves the pool empty (a
+        stream the client left early closes its connection): the next stream does not wait
+        for a connect."""
+        with self._lock:
+            if self._closed or self._idle or self._warming:
+                return
+            self._warming = True
+
+        def run() -> None:
+            try:
+                self.warm()
+            finally:
+                with self._lock:
+                    self._warming = False
+
+        threading.Thread(target=run, name="quiver-flight-warm", daemon=True).start()
 
     def _close(self, conn: Any) -> None:
         with self._lock:

@@ -1,15 +1,17 @@
 """The Arrow Flight server: tickets in, Arrow streams out (see docs/flight.md).
 
-RPCs: ListFlights (every exportable table with its schema), GetFlightInfo and GetSchema (the
-schema of a ticket or a ``[table]`` path without running it), DoGet (export and GraphQL
-tickets), DoPut (bulk load into a table in one transaction; only with ``flight.writable``),
-DoAction / ListActions (``list-tables``). Every call passes the authentication hook of
+RPCs: ListFlights (every exportable table with its schema, then each entity's change
+events), GetFlightInfo and GetSchema (the schema of a ticket or a ``[table]`` path without
+running it), DoGet (export, GraphQL and observer_events tickets), DoPut (bulk load into a
+table in one transaction; only with ``flight.writable``), DoAction / ListActions
+(``list-tables``, ``cancel``). Every call passes the authentication hook of
 :mod:`quiver.auth` through :class:`AuthMiddlewareFactory`; a client may trade Basic
 credentials (any name, the key as password) for a Bearer token in the handshake.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import functools
 import inspect
@@ -28,11 +30,19 @@ from quiver.auth import AuthenticationError, Authenticator, Principal, authentic
 from quiver.config.settings import QuiverSettings
 from quiver.flight import flight_sql
 from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.events import EventScanner, EventsPlan, plan_events, stream_events
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
 from quiver.flight.graphql_arrow import GraphQLArrow
 from quiver.flight.load import load_table
 from quiver.flight.pool import ConnectionPool
-from quiver.flight.tickets import ExportTicket, GraphQLTicket, Ticket, TicketError, parse_ticket
+from quiver.flight.tickets import (
+    EventsTicket,
+    ExportTicket,
+    GraphQLTicket,
+    Ticket,
+    TicketError,
+    parse_ticket,
+)
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
 from quiver.schema.catalog import build_catalog
@@ -43,6 +53,9 @@ from quiver.sql.url import parse_database_url
 __all__ = ["AuthMiddlewareFactory", "FlightHandle", "QuiverFlightServer", "start_flight_server"]
 
 log = logging.getLogger("quiver.flight")
+
+#: The start time of the events flights ListFlights lists (every change kept).
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class _AuthMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
@@ -216,9 +229,17 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
 
+    def _events_plan(self, ticket: EventsTicket) -> EventsPlan:
+        try:
+            return plan_events(self.catalog, ticket)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
     def _schema_of(self, ticket: Ticket) -> pa.Schema:
         if isinstance(ticket, ExportTicket):
             return self._plan(ticket).schema
+        if isinstance(ticket, EventsTicket):
+            return self._events_plan(ticket).schema
         return self._graphql_answer(ticket, schema_only=True).schema
 
     def _graphql_answer(self, ticket: GraphQLTicket, *, schema_only: bool = False) -> Any:
@@ -300,6 +321,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             descriptor = flight.FlightDescriptor.for_path(entity.name)
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
+        for entity in self.catalog.entities.values():
+            events = EventsTicket(entity.name, _EPOCH)
+            descriptor = flight.FlightDescriptor.for_command(events.to_json())
+            endpoint = flight.FlightEndpoint(events.to_json(), [self.location])
+            schema = plan_events(self.catalog, events).schema
+            yield flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
         if self._graphql is None:
             return
         for digest, query in self._graphql.persisted.items():
@@ -341,6 +368,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         parsed = self._ticket(raw)
         if isinstance(parsed, GraphQLTicket):
             return flight.RecordBatchStream(self._graphql_answer(parsed))
+        if isinstance(parsed, EventsTicket):
+            return self._events(context, ticket.ticket, parsed)
         plan = self._plan(parsed)
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
@@ -350,6 +379,44 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
         return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
+
+    def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
+        """The change events of the ticket; a following stream ends when the client cancels
+        the call (or a ``cancel`` action names its ticket)."""
+        plan = self._events_plan(ticket)
+        fs = self.settings.flight
+        scanner = EventScanner(
+            self.pool, self.dialect, self.settings.mutations.change_log_table, fs.events_window
+        )
+        try:
+            scanner.start(ticket.since)
+        except QuiverError as err:
+            raise _client_error(err) from None
+        stop = threading.Event()
+        with self._lock:
+            self._running.setdefault(raw, set()).add(stop)
+
+        def stopped() -> bool:
+            return stop.is_set() or bool(context.is_cancelled())
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from stream_events(
+                    plan, scanner, self.batch_rows, fs.events_poll_interval, stopped
+                )
+            except QuiverError as err:
+                raise _client_error(err) from None
+            finally:
+                self._forget(raw, stop)
+
+        return flight.GeneratorStream(plan.schema, batches())
+
+    def _forget(self, raw: bytes, stop: threading.Event) -> None:
+        with self._lock:
+            streams = self._running.get(raw, set())
+            streams.discard(stop)
+            if not streams:
+                self._running.pop(raw, None)
 
     def _cancellable(
         self, raw: bytes, first: pa.RecordBatch, rest: pa.RecordBatchReader
@@ -369,11 +436,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     yield batch
             finally:
                 rest.close()
-                with self._lock:
-                    streams = self._running.get(raw, set())
-                    streams.discard(stop)
-                    if not streams:
-                        self._running.pop(raw, None)
+                self._forget(raw, stop)
 
         return pa.RecordBatchReader.from_batches(first.schema, batches())
 

@@ -10,12 +10,19 @@
   ``graphql:<sha256>`` (or ``"sha256Hash"`` without ``query``) runs a query this server has
   run before.
 
+- ``{"observer_events": {"entity": "Order", "since": "2026-01-01T00:00:00Z", "follow": true}}``
+  or ``observer_events:<Entity>:<ISO timestamp>[:follow]``: the change-log rows of one entity
+  written since a time (see :mod:`quiver.flight.events`); with ``follow`` the stream goes on
+  with new rows as they commit until the client cancels. ``"images": "json"`` sends the before
+  and after images as JSON text instead of structs typed from the entity.
+
 Nothing in a ticket is ever SQL: names are checked against the catalog, values become
 parameters (see :mod:`quiver.flight.export`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +32,7 @@ import orjson
 from quiver.runtime.errors import QuiverError
 
 __all__ = [
+    "EventsTicket",
     "ExportTicket",
     "GraphQLTicket",
     "Ticket",
@@ -39,7 +47,8 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _FORMS = (
     'send JSON such as {"export": {"table": "Track", "columns": ["name"]}} or '
-    '{"graphql": {"query": "{ tracks { name } }"}}, or export:<table>:<filter>:<columns>'
+    '{"graphql": {"query": "{ tracks { name } }"}}, or export:<table>:<filter>:<columns>, '
+    "or observer_events:<Entity>:<ISO timestamp>"
 )
 
 
@@ -103,7 +112,27 @@ class GraphQLTicket:
         return orjson.dumps({"graphql": body}, option=orjson.OPT_SORT_KEYS)
 
 
-Ticket = ExportTicket | GraphQLTicket
+@dataclass(frozen=True)
+class EventsTicket:
+    """The change-log rows of one entity written at or after ``since`` (aware, UTC)."""
+
+    entity: str
+    since: dt.datetime
+    #: Keep streaming new rows as they commit, until the client cancels.
+    follow: bool = False
+    #: ``struct``: before and after typed from the entity; ``json``: JSON text.
+    images: str = "struct"
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {"entity": self.entity, "since": self.since.isoformat()}
+        if self.follow:
+            body["follow"] = True
+        if self.images != "struct":
+            body["images"] = self.images
+        return orjson.dumps({"observer_events": body}, option=orjson.OPT_SORT_KEYS)
+
+
+Ticket = ExportTicket | GraphQLTicket | EventsTicket
 
 
 def parse_ticket(raw: bytes) -> Ticket:
@@ -126,6 +155,8 @@ def parse_ticket(raw: bytes) -> Ticket:
         return _compact_export(rest)
     if kind == "graphql" and sep:
         return GraphQLTicket("", sha256_hash=_hash(rest.strip()))
+    if kind == "observer_events" and sep:
+        return _compact_events(rest)
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
 
 
@@ -135,7 +166,9 @@ def _shorten(text: str) -> str:
 
 def _from_json(body: Any) -> Ticket:
     if not isinstance(body, dict) or len(body) != 1:
-        raise _bad("a JSON ticket is an object with one key, 'export' or 'graphql'")
+        raise _bad(
+            "a JSON ticket is an object with one key, 'export', 'graphql' or 'observer_events'"
+        )
     ((kind, value),) = body.items()
     if not isinstance(value, dict):
         raise _bad(f"ticket.{kind} must be an object")
@@ -143,7 +176,11 @@ def _from_json(body: Any) -> Ticket:
         return _json_export(value)
     if kind == "graphql":
         return _json_graphql(value)
-    raise _bad(f"unknown ticket kind {kind!r}; the kinds are 'export' and 'graphql'")
+    if kind == "observer_events":
+        return _json_events(value)
+    raise _bad(
+        f"unknown ticket kind {kind!r}; the kinds are 'export', 'graphql' and 'observer_events'"
+    )
 
 
 def _check_keys(value: dict[str, Any], kind: str, allowed: set[str]) -> None:
@@ -239,3 +276,58 @@ def _compact_export(rest: str) -> ExportTicket:
             raise _bad(f"{name} is compared with {m.group(2)} twice", "ticket filter", "keep one")
         ops[op] = value
     return ExportTicket(table.strip(), where, _columns(columns), text_values=True)
+
+
+_EVENTS_FORM = (
+    'write observer_events:<Entity>:<ISO timestamp>[:follow], or {"observer_events": '
+    '{"entity": "Order", "since": "2026-01-01T00:00:00Z", "follow": true}}'
+)
+
+
+def _since(value: Any, where: str) -> dt.datetime:
+    """An ISO 8601 time (date, or date and time; no offset means UTC) as an aware UTC time."""
+    if not isinstance(value, str) or not value.strip():
+        raise _bad("the events ticket names no time to start from", where, _EVENTS_FORM)
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _bad(
+            f"{_shorten(value)!r} is not an ISO 8601 time",
+            where,
+            "write a time such as 2026-01-01T00:00:00Z or 2026-01-01",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
+def _entity_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value.strip()):
+        raise _bad("the events ticket must name an entity (such as Order)", where, _EVENTS_FORM)
+    return value.strip()
+
+
+def _compact_events(rest: str) -> EventsTicket:
+    """``<Entity>:<ISO timestamp>[:follow]``: the time holds ``:`` itself."""
+    entity, _, when = rest.partition(":")
+    follow = False
+    if when.rstrip().endswith(":follow"):
+        when, follow = when.rstrip()[: -len(":follow")], True
+    return EventsTicket(_entity_name(entity, "ticket entity"), _since(when, "ticket time"), follow)
+
+
+def _json_events(value: dict[str, Any]) -> EventsTicket:
+    _check_keys(value, "observer_events", {"entity", "since", "follow", "images"})
+    entity = _entity_name(value.get("entity"), "ticket.observer_events.entity")
+    since = _since(value.get("since"), "ticket.observer_events.since")
+    follow = value.get("follow", False)
+    if not isinstance(follow, bool):
+        raise _bad("ticket.observer_events.follow must be true or false")
+    images = value.get("images", "struct")
+    if images not in ("struct", "json"):
+        raise _bad(
+            "ticket.observer_events.images must be 'struct' or 'json'",
+            "ticket.observer_events.images",
+            "struct types the before and after images from the entity; json sends them as text",
+        )
+    return EventsTicket(entity, since, follow, images)

@@ -49,6 +49,7 @@ from quiver.graphql.limits import (
 )
 from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation
+from quiver.graphql.subscriptions import ChangeSignal, add_subscriptions
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.context import RequestContext
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -232,6 +233,10 @@ class GraphQLEngine:
         declared = [resolver_of(r) for r in resolvers]
         _check_mutation_names(self.catalog, declared)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
+        if settings.subscriptions.enabled:
+            self.graphql_schema = add_subscriptions(self.graphql_schema, self.catalog)
+        #: Set when a mutation of this process commits: wakes the subscriptions.
+        self.change_signal = ChangeSignal()
         self.mutations = MutationRunner(
             self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
         )
@@ -274,7 +279,13 @@ class GraphQLEngine:
             raise
 
     async def close(self) -> None:
+        await self.change_signal.close()
         await self.database.close()
+
+    async def wake_on_changes(self) -> None:
+        """On PostgreSQL, wake the subscriptions on every writer's change ``NOTIFY``."""
+        if self.dialect.name == "postgresql":
+            await self.change_signal.listen(self.settings.database.url)
 
     # ----- prepare -----
     def prepare(self, query: str, operation_name: str | None = None) -> Prepared:
@@ -361,7 +372,30 @@ class GraphQLEngine:
     def _serves(self, kind: OperationType) -> bool:
         if kind == OperationType.MUTATION:
             return self.graphql_schema.mutation_type is not None
+        if kind == OperationType.SUBSCRIPTION:
+            return self.graphql_schema.subscription_type is not None
         return kind == OperationType.QUERY
+
+    def cost_error(self, prepared: Prepared, variables: dict[str, Any]) -> dict[str, Any] | None:
+        """The error of an operation whose row counts come from ``variables`` (coerced) and
+        whose cost with them passes ``graphql.max_cost``; None when within it."""
+        if not prepared.variable_row_counts or prepared.document is None:
+            return None
+        assert prepared.operation is not None
+        limit = self.settings.graphql.max_cost
+        cost = operation_cost(
+            self.graphql_schema,
+            prepared.document,
+            prepared.operation,
+            self.settings.graphql,
+            variables,
+            self.list_sizes,
+        )
+        if cost <= limit:
+            return None
+        body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
+        body["extensions"].update(limit=limit, cost=cost)
+        return body
 
     # ----- execute -----
     async def execute(
@@ -404,10 +438,19 @@ class GraphQLEngine:
                     "request_error",
                 )
             coerced = result
+        if operation.operation == OperationType.SUBSCRIPTION:
+            body = _error(
+                "Subscriptions are served over WebSocket with the graphql-transport-ws protocol"
+                f" at {self.settings.graphql.path}; use a graphql-ws client.",
+                "OPERATION_NOT_SUPPORTED",
+            )
+            return Outcome(_errors_body([body]), "request_error")
         if operation.operation == OperationType.MUTATION:
             written, ok = await self.mutations.run(
                 self.database, operation, prepared.fragments, coerced, context
             )
+            if ok:
+                self.change_signal.notify()
             return Outcome(written, "data" if ok else "field_error")
         cost = prepared.cost
         if prepared.variable_row_counts and prepared.document is not None:

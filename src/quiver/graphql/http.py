@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -52,6 +52,7 @@ from quiver.graphql.graphiql import (
     graphiql_page,
     static_prefix,
 )
+from quiver.graphql.websocket import serve_websocket
 from quiver.runtime.logs import request_id
 from quiver.runtime.metrics import exposed
 from quiver.schema.ir import Schema
@@ -136,6 +137,11 @@ class _Metrics:
         self._duration_sum = 0.0
         self._duration_created = now
         self.registry = CollectorRegistry(auto_describe=True)
+        self.subscriptions = Gauge(
+            "quiver_graphql_subscriptions_active",
+            "GraphQL subscriptions running over WebSocket.",
+            registry=self.registry,
+        )
         self.registry.register(_MetricsCollector(self))
 
     def observe(self, method: str, result: str, started: float) -> None:
@@ -315,6 +321,23 @@ class GraphQLApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """GraphQL over WebSocket (subscriptions) on the GraphQL path; see
+        :mod:`quiver.graphql.websocket`."""
+        path = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if path != self.path:
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await serve_websocket(
+            self.engine, self.settings, self.auth, scope, receive, send, self.metrics.subscriptions
+        )
 
     async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the request with its id set: every answer (``_respond``) and log record has it."""

@@ -53,6 +53,7 @@ __all__ = [
     "collect_root_fields",
     "collect_sub_fields",
     "plan_filter",
+    "plan_images",
     "plan_keys_where",
     "plan_operation",
     "plan_rows_by_key",
@@ -144,6 +145,43 @@ def plan_filter(
     # a filter reads no cursor: the process key is as good as any
     planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
     return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
+
+
+def plan_images(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    source: Fragment,
+    where: Mapping[str, Any] | None,
+    nodes: list[FieldNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    """A SELECT over ``source``, a derived table holding rows of ``entity``'s columns and a
+    ``__n`` ordinal (row images decoded from the change log), answering per row, in ``__n``
+    order: ``__n``, 1 or 0 as the row matches the coerced ``where`` value (the filter tree a
+    list field's ``where`` builds), and the row as the selection of ``nodes`` (JSON built by
+    the database, nested relations included; NULL without ``nodes``)."""
+    planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    a = planner.alias()
+    cond = planner.where(entity, a, _wrap(dict(where), None, None), ("where",)) if where else None
+    match = sql("CASE WHEN ", cond, " THEN 1 ELSE 0 END") if cond is not None else sql("1")
+    obj = planner.object_json(entity, a, planner.sub_fields(nodes)) if nodes else sql("NULL")
+    frag = sql(
+        "SELECT ",
+        ident(a, "__n"),
+        ", ",
+        match,
+        ", ",
+        obj,
+        " FROM (",
+        source,
+        f") {a} ORDER BY ",
+        ident(a, "__n"),
+    )
+    text, slots = compile_sql(frag, dialect)
+    return text, [slot.value(variables) for slot in slots]
 
 
 def collect_root_fields(

@@ -130,6 +130,10 @@ class AmqpReceiver(BrokerReceiver):
             if accepted:  # every earlier delivery is settled by now: one ack for all
                 last = max(accepted, key=lambda m: m.handle.delivery_tag)
                 await last.handle.ack(multiple=True)
+            if self._channel is not None and (accepted or refused):
+                # an acknowledgement has no answer: a method that has one, on the same
+                # channel, returns once the broker processed everything sent before it
+                await self._channel.set_qos(prefetch_count=self.cfg.prefetch)
         except Exception as exc:
             raise amqp_error(exc, self.cfg.url, "acknowledging messages") from exc
 

@@ -6,7 +6,10 @@ never automatically: a run that fails or is killed commits nothing, and the next
 group starts again from the last committed offsets (at-least-once). A group with no committed
 offset starts at ``start`` (the earliest or the latest record).
 
-Record values are read as ``format`` (json, jsonl, csv, or avro with ``avro_schema``);
+Record values are read as ``format`` (json, jsonl, csv, or avro with ``avro_schema``), or
+as OTLP export requests (``otlp_proto``, ``otlp_json``) converted to rows of the telemetry
+layout, as the OTLP receivers convert them: the ``otlp-signal`` header (written by the
+``kafka`` sink) or ``signal`` says whether a record holds traces, metrics or logs.
 ``metadata`` adds the record's topic, partition, offset, key and timestamp as columns.
 """
 
@@ -16,14 +19,18 @@ import asyncio
 import contextlib
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import pyarrow as pa
+from pydantic import Field
 
-from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig, TlsOptions
+from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.kafka_client import KafkaConnection, kafka_error
+from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.pipeline.messages import refusal
 
 __all__ = ["KafkaReceiver", "KafkaReceiverConfig"]
 
+KafkaFormat = Literal["json", "jsonl", "csv", "avro", "otlp_proto", "otlp_json"]
 KafkaMetadata = Literal["topic", "partition", "offset", "key", "timestamp"]
 _TYPES = {
     "topic": "str",
@@ -33,42 +40,39 @@ _TYPES = {
     "timestamp": "timestamp(ms, UTC)",
 }
 
+_ARROW_TYPES = {
+    "topic": pa.string(),
+    "partition": pa.int64(),
+    "offset": pa.int64(),
+    "key": pa.string(),
+    "timestamp": pa.timestamp("ms", "UTC"),
+}
 
-class KafkaReceiverConfig(ReceiverConfig):
+
+class KafkaReceiverConfig(KafkaConnection, ReceiverConfig):
     """Consume Kafka topics in a consumer group."""
 
-    bootstrap_servers: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1:9092"],
-        min_length=1,
-        description="Brokers to start from (host:port).",
-    )
     topics: list[str] = Field(min_length=1, description="Topics to consume.")
     group_id: str = Field(min_length=1, description="Consumer group; offsets are kept under it.")
     start: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a group with no committed offset starts."
     )
-    client_id: str = Field("quiver", description="Client name shown in the broker's logs.")
     metadata: list[KafkaMetadata] = Field(
         default_factory=list,
         description="Record facts added as `kafka_<name>` columns: topic, partition, offset, "
         "key, timestamp.",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How to talk to the brokers."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "PLAIN", description="SASL mechanism (with SASL_PLAINTEXT / SASL_SSL)."
-    )
-    sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: str | None = Field(None, description="SASL password.")
-    tls: TlsOptions | None = Field(None, description="TLS settings (with SSL / SASL_SSL).")
     fetch_records: int = Field(1_000, ge=1, description="Records taken in one poll, at most.")
-
-    @model_validator(mode="after")
-    def _sasl_user(self) -> KafkaReceiverConfig:
-        if self.security_protocol.startswith("SASL") and self.sasl_username is None:
-            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
-        return self
+    format: KafkaFormat = Field(  # type: ignore[assignment]
+        "json",
+        description="Record value format: json, jsonl, csv, avro, otlp_proto or otlp_json "
+        "(OTLP export requests, as rows of the telemetry layout).",
+    )
+    signal: Signal = Field(
+        "traces",
+        description="OTLP formats: the signal (traces, metrics, logs) of records without an "
+        "`otlp-signal` header.",
+    )
 
 
 @source("kafka", config=KafkaReceiverConfig)
@@ -94,30 +98,87 @@ class KafkaReceiver(BrokerReceiver):
         label = f"{record.topic}[{record.partition}]@{record.offset}"
         return Message(record.value or b"", label, fields, record)
 
+    def _to_batch(self, messages: list[Message], ctx: RunContext) -> pa.RecordBatch | None:
+        if self.cfg.format not in ("otlp_proto", "otlp_json"):
+            return super()._to_batch(messages, ctx)
+        return self._telemetry_batch(messages, ctx)
+
+    def _telemetry_batch(self, messages: list[Message], ctx: RunContext) -> pa.RecordBatch | None:
+        """OTLP export requests -> rows of the telemetry layout, with the metadata columns.
+
+        A record that is no export request is refused (a rejected row); items of a request
+        that the OTLP receivers would reject (bad ids ...) are left out and reported."""
+        from quiver.ingest.otlp.convert import convert_request
+        from quiver.ingest.otlp.decode import BadRequestError, decode_body
+
+        batches: list[pa.RecordBatch] = []
+        json = self.cfg.format == "otlp_json"
+        for message in messages:
+            signal = self._signal_of(message)
+            try:
+                if signal is None:
+                    raise BadRequestError(
+                        "the otlp-signal header is not one of traces, metrics, logs"
+                    )
+                conversion = convert_request(signal, decode_body(signal, message.body, json))
+            except BadRequestError as exc:
+                self._refuse(message, f"unreadable {self.cfg.format} record: {exc.message}", ctx)
+                continue
+            self._held.append(message)
+            if conversion.rejected:
+                reason = f"{conversion.error_message} (the rest of the request was kept)"
+                ctx.log(f"{self.where}: record {message.label}: {reason}", "warning")
+                self._errors.append(refusal(message.label, b"", reason))
+            batch = conversion.batch
+            if batch is None:
+                continue
+            for name, value in message.fields.items():
+                kind = _ARROW_TYPES[name.removeprefix("kafka_")]
+                batch = batch.append_column(name, pa.array([value] * batch.num_rows, kind))
+            batches.append(batch)
+        if not batches:
+            return None
+        if len(batches) == 1:
+            return batches[0]
+        return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+    def _signal_of(self, message: Message) -> Signal | None:
+        for key, value in message.handle.headers or ():
+            if key == "otlp-signal":
+                text = value.decode("utf-8", "replace") if value is not None else ""
+                return next((s for s in SIGNALS if s == text), None)
+        return self.cfg.signal
+
     async def _subscribe(self, ctx: RunContext) -> None:
-        from aiokafka import AIOKafkaConsumer
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
         cfg = self.cfg
         where = f"{self.where} ({', '.join(cfg.bootstrap_servers)})"
+        receiver = self
+
+        class Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
+            """Logs the partitions the group gives this run (records flow from then on)."""
+
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                del revoked
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                names = ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+                ctx.log(f"{receiver.where}: partitions assigned: {names or 'none'}", "info")
+
         consumer = AIOKafkaConsumer(
-            *cfg.topics,
-            bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
-            client_id=cfg.client_id,
             enable_auto_commit=False,
             auto_offset_reset=cfg.start,
-            security_protocol=cfg.security_protocol,
-            sasl_mechanism=cfg.sasl_mechanism,
-            sasl_plain_username=cfg.sasl_username,
-            sasl_plain_password=cfg.sasl_password,
-            ssl_context=cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None,
+            **cfg.client_options(ctx.base_dir),
         )
+        consumer.subscribe(topics=list(cfg.topics), listener=Assigned())
         try:
             await consumer.start()
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await consumer.stop()
-            raise _kafka_error(exc, where, "joining the consumer group") from exc
+            raise kafka_error(exc, where, "joining the consumer group") from exc
         self._consumer = consumer
         self._poller = asyncio.create_task(self._poll(), name=f"{self.where} poll")
 
@@ -128,7 +189,7 @@ class KafkaReceiver(BrokerReceiver):
                     timeout_ms=500, max_records=self.cfg.fetch_records
                 )
             except Exception as exc:
-                self._fail(_kafka_error(exc, self.where, "fetching records"))
+                self._fail(kafka_error(exc, self.where, "fetching records"))
                 return
             for records in batches.values():
                 for record in records:
@@ -152,7 +213,7 @@ class KafkaReceiver(BrokerReceiver):
         try:
             await self._consumer.commit(upto)
         except Exception as exc:
-            raise _kafka_error(exc, self.where, "committing offsets") from exc
+            raise kafka_error(exc, self.where, "committing offsets") from exc
 
     async def _release(self, messages: list[Message]) -> None:
         """Nothing to hand back: offsets not committed are read again by the next run."""
@@ -163,27 +224,3 @@ class KafkaReceiver(BrokerReceiver):
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
-
-
-def _kafka_error(exc: BaseException, where: str, doing: str) -> QuiverError:
-    import aiokafka.errors as errors
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(
-        exc,
-        errors.GroupAuthorizationFailedError
-        | errors.TopicAuthorizationFailedError
-        | errors.UnsupportedSaslMechanismError
-        | errors.SaslAuthenticationFailed
-        | errors.AuthenticationFailedError,
-    ):
-        return PermanentError.one(
-            f"Kafka refused {doing}: {text}",
-            where,
-            "check the SASL user, password and mechanism and the ACLs of the group and topics",
-        )
-    return RetryableError.one(
-        f"Kafka unavailable while {doing}: {type(exc).__name__}: {text}",
-        where,
-        "check bootstrap_servers and that the brokers are running; the run retries with backoff",
-    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 import uuid
 from typing import Any, Literal
 
@@ -109,6 +108,9 @@ class MqttReceiver(BrokerReceiver):
         self.cfg = cfg
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._barriers = 0
+        self._waiting: dict[int, asyncio.Future[Any]] = {}  # UNSUBACKs awaited, by mid
+        self._answered: set[int] = set()  # UNSUBACKs received, by mid
         self._routes = [_route(p) for p in cfg.topic_fields]
         types = {n: "str" for _, names in self._routes for n in names}
         if cfg.topic_field:
@@ -159,6 +161,13 @@ class MqttReceiver(BrokerReceiver):
         def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
             loop.call_soon_threadsafe(settle, subscribed, reasons)
 
+        def on_unsubscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+            def answered() -> None:
+                self._answered.add(mid)
+                self._answer(mid)
+
+            loop.call_soon_threadsafe(answered)
+
         def on_message(c: Any, userdata: Any, msg: Any) -> None:
             message = Message(
                 bytes(msg.payload),
@@ -171,6 +180,7 @@ class MqttReceiver(BrokerReceiver):
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
+        client.on_unsubscribe = on_unsubscribe
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry if cfg.client_id else 0
         props.ReceiveMaximum = 65_535
@@ -219,14 +229,54 @@ class MqttReceiver(BrokerReceiver):
         client = self._client
         if client is None:
             return
+        acked = 0
         for message in [*accepted, *refused]:
             mid, qos = message.handle
             if qos:
                 client.ack(mid, qos)
-        # the network thread writes them: the commit is done once they are on the wire
-        deadline = time.monotonic() + 10
-        while client.want_write() and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
+                acked += 1
+        if acked:
+            await self._settled(client)
+
+    async def _settled(self, client: Any) -> None:
+        """Wait until the broker has processed the acknowledgements queued so far.
+
+        Written to the socket is not enough: MQTT does not answer a PUBACK or PUBCOMP, and a
+        broker reads a connection's packets a few at a time. When the same client id connects
+        again (a restart right after a clean stop), the broker takes the session over and drops
+        what it had not read of the old connection: acknowledged messages would be sent again.
+        A broker handles one connection's packets in order and must answer an UNSUBSCRIBE, so
+        the answer to one for a filter never subscribed (it changes nothing) proves that every
+        acknowledgement before it was processed."""
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[Any] = loop.create_future()
+        self._barriers += 1
+        rc, mid = client.unsubscribe(f"quiver/settled/{uuid.uuid4().hex}/{self._barriers}")
+        if rc != 0 or mid is None:
+            raise RetryableError.one(
+                f"the MQTT connection was lost before the acknowledgements were sent (rc {rc})",
+                self.where,
+                "the messages are sent again to the next session",
+            )
+        self._waiting[mid] = answered
+        self._answer(mid)
+        try:
+            await asyncio.wait_for(answered, 30)
+        except TimeoutError as exc:
+            raise RetryableError.one(
+                "the MQTT broker did not confirm the acknowledgements within 30 s",
+                self.where,
+                "the messages may be sent again to the next session",
+            ) from exc
+        finally:
+            self._waiting.pop(mid, None)
+
+    def _answer(self, mid: int) -> None:
+        """Resolve the wait for UNSUBACK ``mid`` if it came (called in the event loop)."""
+        future = self._waiting.get(mid)
+        if future is not None and mid in self._answered:
+            self._answered.discard(mid)
+            _resolve(future)
 
     async def _release(self, messages: list[Message]) -> None:
         """MQTT has no negative acknowledgement: unacknowledged messages of a persistent

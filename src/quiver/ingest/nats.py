@@ -22,21 +22,17 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from quiver.ingest.nats_client import NatsLogin, nats_error
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
 from quiver.pipeline.component import RunContext, source
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import QuiverError, RetryableError
 
 __all__ = ["NatsReceiver", "NatsReceiverConfig"]
 
 
-class NatsReceiverConfig(ReceiverConfig):
+class NatsReceiverConfig(NatsLogin, ReceiverConfig):
     """Subscribe to NATS subjects or consume a JetStream stream."""
 
-    servers: list[str] = Field(
-        default_factory=lambda: ["nats://127.0.0.1:4222"],
-        min_length=1,
-        description="Server URLs (nats://host:4222, tls://host:4222).",
-    )
     subject: str = Field(min_length=1, description="Subject (* and > wildcards allowed).")
     stream: str | None = Field(
         None, description="JetStream stream to consume (durable, acknowledged); core NATS if none."
@@ -63,11 +59,6 @@ class NatsReceiverConfig(ReceiverConfig):
     subject_field: str | None = Field(
         "nats_subject", description="Column holding each message's subject (null: none)."
     )
-    user: str | None = Field(None, description="User name.")
-    password: str | None = Field(None, description="Password.")
-    token: str | None = Field(None, description="Authentication token.")
-    creds_file: str | None = Field(None, description="Credentials file (JWT and NKey seed).")
-    nkeys_seed: str | None = Field(None, description="NKey seed file.")
 
     @model_validator(mode="after")
     def _durable_with_stream(self) -> NatsReceiverConfig:
@@ -147,7 +138,7 @@ class NatsReceiver(BrokerReceiver):
         except QuiverError:
             raise
         except Exception as exc:
-            raise _nats_error(exc, where, "connecting") from exc
+            raise nats_error(exc, where, "connecting") from exc
         try:
             if cfg.stream is None:
 
@@ -169,7 +160,7 @@ class NatsReceiver(BrokerReceiver):
                 ),
             )
         except Exception as exc:
-            raise _nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
+            raise nats_error(exc, where, f"subscribing to {cfg.subject!r}") from exc
         self._pulling = True
         self._puller = asyncio.create_task(self._pull(), name=f"{self.where} pull")
         self._keeper = asyncio.create_task(self._keep(), name=f"{self.where} in progress")
@@ -219,11 +210,15 @@ class NatsReceiver(BrokerReceiver):
         try:
             for message in refused:
                 await message.handle.term()
-            for message in accepted:
+            for message in accepted[:-1]:
                 await message.handle.ack()
+            if accepted:
+                # the server answers this one once its consumer processed it, and a consumer
+                # processes acknowledgements in order: every one before it is settled too
+                await accepted[-1].handle.ack_sync(timeout=30)
             await self._nc.flush()
         except Exception as exc:
-            raise _nats_error(exc, self.where, "acknowledging messages") from exc
+            raise nats_error(exc, self.where, "acknowledging messages") from exc
 
     async def _release(self, messages: list[Message]) -> None:
         if self.cfg.stream is None or self._nc is None:
@@ -243,34 +238,3 @@ class NatsReceiver(BrokerReceiver):
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
-
-
-def _nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:
-    """A missing stream, a refused login or a bad subject is permanent; the rest retryable."""
-    import nats.errors
-    import nats.js.errors
-
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, nats.js.errors.NotFoundError):
-        return PermanentError.one(
-            f"NATS error while {doing}: stream not found ({text})",
-            where,
-            "create the stream first (nats stream add) or check `stream`",
-        )
-    if isinstance(exc, nats.errors.AuthorizationError | nats.errors.BadSubjectError):
-        return PermanentError.one(
-            f"NATS refused {doing}: {text}",
-            where,
-            "check user, password, token or credentials, and the subject",
-        )
-    if isinstance(exc, nats.js.errors.APIError):
-        return PermanentError.one(
-            f"JetStream error while {doing}: {text}",
-            where,
-            "check the stream, durable and subject (a durable keeps the subject it was made with)",
-        )
-    return RetryableError.one(
-        f"NATS unavailable while {doing}: {type(exc).__name__}: {text}",
-        where,
-        "check that the server is running and reachable; the run retries with backoff",
-    )

@@ -274,6 +274,8 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
                 if not messages:
                     ended = self._stopped.is_set() or not self._checkpoint_due(held, started)
                     break
+                if not self._taken:
+                    ctx.log(f"{self.where}: first messages received", "info")
                 if not held:
                     started = time.monotonic()
                 held += len(messages)

@@ -32,6 +32,11 @@ dlq_app = typer.Typer(
     help="Deliveries that failed for good: list, show, retry, purge.",
     no_args_is_help=True,
 )
+jobs_app = typer.Typer(
+    name="jobs",
+    help="Jobs enqueued by the `job` action: run them, list them.",
+    no_args_is_help=True,
+)
 
 Config = Annotated[
     Path | None, typer.Option("--config", "-c", help="quiver.yaml (default: ./quiver.yaml).")
@@ -47,6 +52,7 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
     app.add_typer(observers_app)
     app.add_typer(dlq_app)
+    app.add_typer(jobs_app)
 
 
 def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
@@ -165,9 +171,20 @@ def run_command(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics server binds.")
     ] = "127.0.0.1",
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=0.1,
+            help="Seconds a claim on a batch of events lasts (renewed while delivering);"
+            " events of a dispatcher that died are taken over once it expires.",
+        ),
+    ] = 30.0,
     debug: Debug = False,
 ) -> None:
-    """Read the change log and run the matching observers' actions until stopped."""
+    """Read the change log and run the matching observers' actions until stopped.
+
+    Several dispatchers may run against one database: each claims the batch it delivers."""
     from quiver.config.loader import setting_locator
     from quiver.observers.service import open_dispatcher
     from quiver.runtime.logs import configure_logging
@@ -176,7 +193,7 @@ def run_command(
         settings = _settings(config, db)
         configure_logging(settings.log.format, settings.log.level)
         dispatcher = await open_dispatcher(
-            settings, _declared(app_file), locate=setting_locator(config)
+            settings, _declared(app_file), locate=setting_locator(config), lease=lease
         )
         stops: list[Callable[[], None]] = []
         try:
@@ -404,3 +421,99 @@ async def _install_triggers(settings: QuiverSettings, names: list[str], drop: bo
         )
     finally:
         await database.close()
+
+
+Table = Annotated[
+    str, typer.Option("--table", help="The queue's table (the job action's `table`).")
+]
+
+
+@jobs_app.command("work")
+def work_command(
+    app_file: Annotated[
+        Path, typer.Option("--app", help="Python file whose @job functions this worker runs.")
+    ],
+    config: Config = None,
+    db: Db = None,
+    table: Table = "quiver_jobs",
+    once: Annotated[bool, typer.Option("--once", help="Run what is due, then stop.")] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Most jobs run at once.")
+    ] = 8,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=0.1,
+            help="Seconds a claimed job is held; a job still running after it (its worker"
+            " died) is run again by any worker.",
+        ),
+    ] = 300.0,
+    debug: Debug = False,
+) -> None:
+    """Run the due jobs of this file's functions, with retries, until stopped."""
+    from quiver.observers.jobqueue import SqlJobQueue
+    from quiver.observers.jobs import JobWorker, jobs_in
+    from quiver.observers.service import open_store
+    from quiver.runtime.logs import configure_logging
+
+    async def main() -> None:
+        settings = _settings(config, db)
+        configure_logging(settings.log.format, settings.log.level)
+        functions = jobs_in(app_file)
+        store = await open_store(settings)
+        try:
+            queue = SqlJobQueue(store.db, table)
+            await queue.ensure()
+            d = settings.dispatcher
+            worker = JobWorker(
+                queue, store, functions, d.retry, concurrency=concurrency,
+                lease=lease, poll_interval=d.poll_interval,
+            )  # fmt: skip
+            if once:
+                while await worker.run_once():
+                    pass
+                typer.echo(
+                    f"{worker.done} done, {worker.retried} due again later,"
+                    f" {worker.dead} dead-lettered"
+                )
+            else:
+                typer.echo(f"Jobs: {', '.join(sorted(functions))} from {table}")
+                await worker.run()
+        finally:
+            await store.db.close()
+
+    with failures_reported(debug), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@jobs_app.command("list")
+def jobs_list_command(
+    config: Config = None,
+    db: Db = None,
+    table: Table = "quiver_jobs",
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only jobs in this state: queued, running, done, dead."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most rows shown.")] = 100,
+    debug: Debug = False,
+) -> None:
+    """One line per job: id, name, status, attempts, idempotency key, last error."""
+    from quiver.observers.jobqueue import STATUSES, SqlJobQueue
+
+    if status is not None and status not in STATUSES:
+        raise fail(f"--status {status!r}: use one of {', '.join(STATUSES)}")
+
+    async def work(store: DispatchStore) -> None:
+        queue = SqlJobQueue(store.db, table)
+        await queue.ensure()
+        rows = await queue.jobs(status, limit)
+        for r in rows:
+            typer.echo(
+                f"{r.id}\t{r.name}\t{r.status}\t{r.attempts} attempts\t{r.idempotency_key}"
+                f"\t{(r.last_error or '')[:120]}"
+            )
+        typer.echo(f"{len(rows)} job{'s' if len(rows) != 1 else ''}", err=True)
+
+    _with_store(config, db, work, debug)

@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Sequence
 
@@ -27,7 +30,9 @@ from quiver.observers.metrics import DispatcherMetrics
 from quiver.observers.store import DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
 
-__all__ = ["Dispatcher"]
+__all__ = ["DEFAULT_LEASE", "Dispatcher"]
+
+DEFAULT_LEASE = 30.0  # seconds a claim on a batch of events lasts unless renewed
 
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
@@ -41,8 +46,12 @@ class Dispatcher:
         store: DispatchStore,
         observers: Sequence[Observer],
         settings: DispatcherSettings,
+        *,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         self.store = store
+        self.lease = lease
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
         self.settings = settings
         self._limit = asyncio.Semaphore(settings.concurrency)
@@ -55,24 +64,73 @@ class Dispatcher:
         return sorted({o.entity for o in self.observers})
 
     async def run_once(self) -> int:
-        """Dispatch one scan's events; how many events were read."""
-        events = await self.store.pending(
-            self._entities(), self.settings.lookback, self.settings.batch_size
+        """Claim and dispatch one scan's events; how many events were claimed.
+
+        The claims are renewed every third of the lease while the batch is delivered and
+        dropped once it is done, so the events that did not finish (a delivery that raised)
+        are free for the next scan of any dispatcher at once. A dispatcher killed mid-batch
+        leaves its claims to expire after ``lease`` seconds; then any dispatcher takes the
+        events over and delivers what the ledger does not record yet."""
+        token = secrets.token_hex(16)
+        events = await self.store.claim(
+            self._entities(),
+            self.settings.lookback,
+            self.settings.batch_size,
+            self.owner,
+            token,
+            time.time() + self.lease,
         )
+        if not events:
+            return 0
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._renew(token, done))
+        try:
+            await self._dispatch_all(events)
+        except Exception:
+            await self._release(token)
+            raise
+        finally:
+            # Never cancelled mid-statement: a transaction cut short could stay open.
+            done.set()
+            await heartbeat
+        # A cancelled batch (the dispatcher stopping) keeps its claims until they expire.
+        await self.store.release(token)
+        return len(events)
+
+    async def _release(self, token: str) -> None:
+        try:
+            await self.store.release(token)
+        except Exception as exc:  # the claims expire by themselves
+            _log.warning("observers: cannot release the claims of a batch: %s", exc)
+
+    async def _dispatch_all(self, events: list[Event]) -> None:
+        finished = await self.store.finished_among([e.id for e in events])
         if self.settings.ordered:
             for event in events:
-                await self._dispatch(event)
-        else:
-            outcomes = await asyncio.gather(
-                *(self._dispatch(event) for event in events), return_exceptions=True
-            )
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            for failure in failures:
-                if not isinstance(failure, Exception):
-                    raise failure
-            if failures:
-                raise failures[0]
-        return len(events)
+                await self._dispatch(event, finished[event.id])
+            return
+        outcomes = await asyncio.gather(
+            *(self._dispatch(event, finished[event.id]) for event in events),
+            return_exceptions=True,
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, Exception):
+                raise failure
+        if failures:
+            raise failures[0]
+
+    async def _renew(self, token: str, done: asyncio.Event) -> None:
+        """Extend the batch's claims every third of the lease until ``done`` is set."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.lease / 3)
+            if done.is_set():
+                return
+            try:
+                await self.store.renew(token, time.time() + self.lease)
+            except Exception as exc:  # the claims may expire: at worst a second delivery
+                _log.warning("observers: cannot renew the claims of a batch: %s", exc)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Scan until ``stop`` is set, sleeping ``poll_interval`` when idle; once an hour,
@@ -105,9 +163,8 @@ class Dispatcher:
         m.backlog.set(await self.store.backlog(self._entities(), self.settings.lookback))
         m.dlq.set(await self.store.dead_letter_count())
 
-    async def _dispatch(self, event: Event) -> None:
+    async def _dispatch(self, event: Event, finished: set[tuple[str, str]]) -> None:
         async with self._limit:
-            finished = await self.store.finished(event.id)
             for observer in self.observers:
                 if observer.entity != event.entity or event.operation not in observer.on:
                     continue
@@ -211,6 +268,12 @@ class Dispatcher:
         raise LookupError(f"observer {observer!r} has no action {action!r} any more")
 
     async def close(self) -> None:
+        """Close the actions and the database; the claims of a batch cut short are dropped
+        first, so another dispatcher takes its events over at once."""
+        try:
+            await self.store.release_owner(self.owner)
+        except Exception as exc:  # they expire by themselves
+            _log.warning("observers: cannot release this dispatcher's claims: %s", exc)
         for o in self.observers:
             for b in o.actions:
                 await b.action.close()

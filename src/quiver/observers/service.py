@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from quiver.config.settings import QuiverSettings
+from quiver.observers.actions.job import JobAction
 from quiver.observers.catalog import Locate, Observer, build_observers
-from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.dispatcher import DEFAULT_LEASE, Dispatcher
+from quiver.observers.jobqueue import SqlJobQueue
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
 from quiver.sql.database import open_database
 
-__all__ = ["check_observers", "load_schema", "open_dispatcher", "open_store"]
+__all__ = ["attach_job_queues", "check_observers", "load_schema", "open_dispatcher", "open_store"]
 
 
 async def load_schema(settings: QuiverSettings) -> Schema:
@@ -79,9 +81,32 @@ async def open_dispatcher(
     declared: Sequence[Any] = (),
     schema: Schema | None = None,
     locate: Locate | None = None,
+    *,
+    lease: float = DEFAULT_LEASE,
 ) -> Dispatcher:
-    """A dispatcher over the settings' database, its tables created when missing."""
+    """A dispatcher over the settings' database, its tables created when missing; it
+    claims each batch of events for ``lease`` seconds (renewed while it works)."""
     if schema is None:
         schema = await load_schema(settings)
     observers = check_observers(settings, schema, declared, locate)
-    return Dispatcher(await open_store(settings), observers, settings.dispatcher)
+    store = await open_store(settings)
+    try:
+        await attach_job_queues(store, observers)
+    except BaseException:
+        await store.db.close()
+        raise
+    return Dispatcher(store, observers, settings.dispatcher, lease=lease)
+
+
+async def attach_job_queues(store: DispatchStore, observers: Sequence[Observer]) -> None:
+    """Give every ``job`` action its queue: a table of the store's database, created when
+    missing."""
+    queues: dict[str, SqlJobQueue] = {}
+    for observer in observers:
+        for bound in observer.actions:
+            if isinstance(bound.action, JobAction):
+                table = bound.action.cfg.table
+                if table not in queues:
+                    queues[table] = SqlJobQueue(store.db, table)
+                    await queues[table].ensure()
+                bound.action.attach(queues[table])

@@ -11,6 +11,7 @@ had not finished, skipping the actions the ledger already records.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,47 @@ from quiver.sql.changelog import ensure_change_log
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
 
-__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore"]
+__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table"]
 
 EVENT_DONE = "*"
+
+_CLAIMS_DDL = {
+    "postgresql": (
+        "CREATE TABLE IF NOT EXISTS {t} (event_id BIGINT PRIMARY KEY, owner TEXT NOT NULL,"
+        " token TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)"
+    ),
+    "mysql": (
+        "CREATE TABLE IF NOT EXISTS {t} (event_id BIGINT PRIMARY KEY, owner VARCHAR(200) NOT NULL,"
+        " token VARCHAR(64) NOT NULL, expires_at DOUBLE NOT NULL) ENGINE=InnoDB"
+    ),
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS {t} (event_id INTEGER PRIMARY KEY, owner TEXT NOT NULL,"
+        " token TEXT NOT NULL, expires_at REAL NOT NULL)"
+    ),
+}
+# Taking over a claim only when it expired; parameters: the claim time (once, or thrice).
+_CLAIM_UPSERT = {
+    "postgresql": "ON CONFLICT (event_id) DO UPDATE SET owner = EXCLUDED.owner,"
+    " token = EXCLUDED.token, expires_at = EXCLUDED.expires_at WHERE k.expires_at < ?",
+    "sqlite": "ON CONFLICT (event_id) DO UPDATE SET owner = excluded.owner,"
+    " token = excluded.token, expires_at = excluded.expires_at WHERE k.expires_at < ?",
+    "mysql": "ON DUPLICATE KEY UPDATE owner = IF(expires_at < ?, VALUES(owner), owner),"
+    " token = IF(expires_at < ?, VALUES(token), token),"
+    " expires_at = IF(expires_at < ?, VALUES(expires_at), expires_at)",
+}
+# Rows another dispatcher's claim transaction holds are skipped, not waited for; the claim
+# upsert decides in the end. PostgreSQL locks the candidates as it reads them (only the change
+# rows: FOR UPDATE OF c), so a second dispatcher reads the rows after them. MariaDB locks them
+# by key after a plain read: a locking range scan of the change log would take gap locks that
+# make the writers' inserts wait.
+_LOCK_CANDIDATES = {"postgresql": " FOR UPDATE OF c SKIP LOCKED"}
+_LOCK_BY_KEY = {"mysql": " FOR UPDATE SKIP LOCKED"}
+
+
+def claims_table(ledger_table: str) -> str:
+    """The table of the dispatchers' claims on events, beside the ledger ``ledger_table``."""
+    return f"{ledger_table}_claims"[:63]
+
 
 _LEDGER_DDL = {
     "postgresql": (
@@ -110,6 +149,35 @@ def _json(value: Any) -> Any:
     return orjson.loads(value)
 
 
+_EVENT_COLUMNS = (
+    "c.id, c.entity, c.entity_key, c.operation, c.before_image, c.after_image,"
+    " c.changed_fields, c.actor, c.tenant_id, c.transaction_id, c.changed_at"
+)
+
+
+def _events(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
+    return [
+        Event(
+            id=int(r[0]),
+            entity=r[1],
+            key=_json(r[2]),
+            operation=r[3],
+            before=_json(r[4]),
+            after=_json(r[5]),
+            changed_fields=tuple(_json(r[6]) or ()),
+            actor=r[7],
+            tenant_id=r[8],
+            transaction_id=r[9],
+            changed_at=_text_time(r[10]),
+        )
+        for r in rows
+    ]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
 def _text_time(value: Any) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
@@ -134,6 +202,7 @@ class DispatchStore:
         self.ledger = self.dialect.quote_ident(ledger_table)
         self.dlq = self.dialect.quote_ident(dead_letter_table)
         self._change_log_table = change_log_table
+        self.claims = self.dialect.quote_ident(claims_table(ledger_table))
 
     def _text(self, text: str) -> str:
         """``?`` placeholders in the dialect's spelling."""
@@ -160,6 +229,7 @@ class DispatchStore:
             )
             await tx.fetch_rows(_LEDGER_DDL[name].format(t=self.ledger), [])
             await tx.fetch_rows(_DLQ_DDL[name].format(t=self.dlq), [])
+            await tx.fetch_rows(_CLAIMS_DDL[name].format(t=self.claims), [])
 
     async def pending(self, entities: Sequence[str], lookback: float, limit: int) -> list[Event]:
         """Change rows of ``entities`` from the last ``lookback`` seconds not yet finished."""
@@ -167,27 +237,107 @@ class DispatchStore:
             return []
         where, params = self._unfinished(entities, lookback)
         rows = await self._run(
-            "SELECT c.id, c.entity, c.entity_key, c.operation, c.before_image, c.after_image,"
-            " c.changed_fields, c.actor, c.tenant_id, c.transaction_id, c.changed_at"
-            f" FROM {self.changes} c WHERE {where} ORDER BY c.id LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM {self.changes} c WHERE {where} ORDER BY c.id LIMIT ?",
             [*params, limit],
         )
-        return [
-            Event(
-                id=int(r[0]),
-                entity=r[1],
-                key=_json(r[2]),
-                operation=r[3],
-                before=_json(r[4]),
-                after=_json(r[5]),
-                changed_fields=tuple(_json(r[6]) or ()),
-                actor=r[7],
-                tenant_id=r[8],
-                transaction_id=r[9],
-                changed_at=_text_time(r[10]),
+        return _events(rows)
+
+    async def claim(
+        self,
+        entities: Sequence[str],
+        lookback: float,
+        limit: int,
+        owner: str,
+        token: str,
+        until: float,
+    ) -> list[Event]:
+        """Like :meth:`pending`, but only events no other dispatcher holds a live claim on,
+        each claimed for ``owner`` under ``token`` until ``until`` (seconds since the epoch),
+        in one transaction. Two dispatchers never hold a live claim on one event; a claim
+        left by a dispatcher that died expires and is taken over."""
+        if not entities:
+            return []
+        now = time.time()
+        where, params = self._unfinished(entities, lookback)
+        name = self.dialect.name
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch_rows(
+                self._text(
+                    f"SELECT {_EVENT_COLUMNS} FROM {self.changes} c WHERE {where}"
+                    f" AND NOT EXISTS (SELECT 1 FROM {self.claims} k WHERE k.event_id = c.id"
+                    " AND k.expires_at >= ?) ORDER BY c.id LIMIT ?" + _LOCK_CANDIDATES.get(name, "")
+                ),
+                [*params, now, limit],
             )
-            for r in rows
-        ]
+            if not rows:
+                return []
+            ids = [int(r[0]) for r in rows]
+            if name in _LOCK_BY_KEY:
+                locked = await tx.fetch_rows(
+                    self._text(
+                        f"SELECT id FROM {self.changes} WHERE id IN ({_marks(ids)})"
+                        f"{_LOCK_BY_KEY[name]}"
+                    ),
+                    ids,
+                )
+                held = {int(r[0]) for r in locked}
+                ids = [i for i in ids if i in held]
+                if not ids:
+                    return []
+            values = ", ".join("(?, ?, ?, ?)" for _ in ids)
+            upsert = _CLAIM_UPSERT[name]
+            await tx.fetch_rows(
+                self._text(
+                    f"INSERT INTO {self.claims}{'' if name == 'mysql' else ' AS k'}"
+                    f" (event_id, owner, token, expires_at) VALUES {values} {upsert}"
+                ),
+                [
+                    *(v for i in ids for v in (i, owner, token, until)),
+                    *([now] * upsert.count("?")),
+                ],
+            )
+            mine = await tx.fetch_rows(
+                self._text(
+                    f"SELECT event_id FROM {self.claims} WHERE event_id IN ({_marks(ids)})"
+                    " AND token = ?"
+                ),
+                [*ids, token],
+            )
+        claimed = {int(r[0]) for r in mine}
+        return [e for e in _events(rows) if e.id in claimed]
+
+    async def renew(self, token: str, until: float) -> None:
+        """Extend the claims taken under ``token`` to ``until``."""
+        await self._run(f"UPDATE {self.claims} SET expires_at = ? WHERE token = ?", [until, token])
+
+    async def release(self, token: str) -> None:
+        """Drop the claims taken under ``token``: their unfinished events are free at once."""
+        await self._run(f"DELETE FROM {self.claims} WHERE token = ?", [token])
+
+    async def release_owner(self, owner: str) -> None:
+        """Drop every claim of the dispatcher ``owner`` (it stops)."""
+        await self._run(f"DELETE FROM {self.claims} WHERE owner = ?", [owner])
+
+    async def claimed(self) -> list[tuple[int, str, float]]:
+        """Every claim: event id, owner, expiry."""
+        rows = await self._run(
+            f"SELECT event_id, owner, expires_at FROM {self.claims} ORDER BY event_id"
+        )
+        return [(int(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+    async def finished_among(self, event_ids: Sequence[int]) -> dict[int, set[tuple[str, str]]]:
+        """:meth:`finished` of several events in one query."""
+        out: dict[int, set[tuple[str, str]]] = {i: set() for i in event_ids}
+        if not event_ids:
+            return out
+        rows = await self._run(
+            f"SELECT event_id, observer, action FROM {self.ledger}"
+            f" WHERE event_id IN ({_marks(event_ids)})",
+            list(event_ids),
+        )
+        for r in rows:
+            out.setdefault(int(r[0]), set()).add((r[1], r[2]))
+        return out
 
     def _unfinished(self, entities: Sequence[str], lookback: float) -> tuple[str, list[Any]]:
         """The condition (on change rows ``c``) of :meth:`pending` and :meth:`backlog`."""
@@ -325,6 +475,8 @@ class DispatchStore:
             f"SELECT COUNT(*) FROM {self.ledger} WHERE updated_at < ?", [cutoff]
         )
         await self._run(f"DELETE FROM {self.ledger} WHERE updated_at < ?", [cutoff])
+        # Claims of dispatchers that died, expired long ago.
+        await self._run(f"DELETE FROM {self.claims} WHERE expires_at < ?", [time.time() - 3600])
         return int(count[0][0])
 
     async def purge(self, dead_id: int | None = None) -> int:

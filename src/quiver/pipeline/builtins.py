@@ -71,4 +71,7 @@ BUILTINS: list[Builtin] = [
     ("sink", "rest", f"{_K}.rest:RestSink", {}),
     ("sink", "rabbitmq", f"{_K}.rabbitmq:RabbitMqSink", {}),
     ("sink", "s3", f"{_K}.s3:S3Sink", {}),
+    ("sink", "kafka", f"{_I}.sinks.kafka:KafkaSink", {}),
+    ("sink", "nats", f"{_I}.sinks.nats:NatsSink", {}),
+    ("sink", "otlp", f"{_I}.sinks.otlp:OtlpSink", {}),
 ]

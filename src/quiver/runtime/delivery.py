@@ -327,6 +327,8 @@ class Delivery:
                 delay = self.backoff(attempt)
                 if circuit_open and self.breaker is not None:
                     delay = max(delay, self.breaker.retry_after())
+                if isinstance(exc, RetryableError) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
                 elapsed = self._clock() - started
                 out_of_time = (
                     self.policy.max_elapsed is not None

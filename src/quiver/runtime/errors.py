@@ -48,7 +48,13 @@ class ConfigError(QuiverError):
 
 
 class RetryableError(QuiverError):
-    """A transient failure: the framework may retry the operation with backoff."""
+    """A transient failure: the framework may retry the operation with backoff.
+
+    ``retry_after`` (seconds) is the target's own hint (HTTP Retry-After, gRPC RetryInfo):
+    the next attempt waits at least that long.
+    """
+
+    retry_after: float | None = None
 
 
 class PermanentError(QuiverError):

@@ -1005,7 +1005,7 @@ WHERE n.nspname = ANY($1::text[])
 """
 
 _PG_COLUMNS = """
-SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid,
+SELECT a.attrelid, a.attname, NOT a.attnotnull AS nullable, a.atttypid, a.atttypmod,
        pg_catalog.col_description(a.attrelid, a.attnum) AS description,
        a.atthasdef AS has_default, a.attidentity::text AS identity,
        a.attgenerated::text AS generated
@@ -1015,7 +1015,7 @@ ORDER BY a.attrelid, a.attnum
 """
 
 _PG_TYPES = """
-SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull,
+SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull, t.typtypmod,
        t.typelem, t.typcategory::text AS typcategory,
        ARRAY(SELECT e.enumlabel FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid
              ORDER BY e.enumsortorder) AS labels
@@ -1087,7 +1087,13 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
     for c in cols:
         base_oid, domain_not_null = _pg_base_type(c["atttypid"], types)
         columns[c["attrelid"]].append(
-            _pg_column(c, base_oid, types, nullable=bool(c["nullable"]) and not domain_not_null)
+            _pg_column(
+                c,
+                base_oid,
+                types,
+                nullable=bool(c["nullable"]) and not domain_not_null,
+                typmod=_pg_typmod(c["atttypid"], c["atttypmod"], types),
+            )
         )
     primary: dict[int, tuple[str, ...]] = {}
     foreign: dict[int, list[CatalogForeignKey]] = defaultdict(list)
@@ -1129,7 +1135,32 @@ def _pg_base_type(oid: int, types: dict[int, Any]) -> tuple[int, bool]:
     return 0, not_null
 
 
-def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> CatalogColumn:
+def _pg_typmod(oid: int, typmod: int | None, types: dict[int, Any]) -> int:
+    """The type modifier of a column: its own, else the nearest domain's (-1: none)."""
+    for _ in range(32):
+        if typmod is not None and typmod >= 0:
+            return typmod
+        row = types.get(oid)
+        if row is None or row["typtype"] != "d":
+            return -1
+        typmod = row["typtypmod"]
+        oid = row["typbasetype"]
+    return -1
+
+
+def _pg_numeric(typmod: int) -> str:
+    """``numeric(p,s)`` of a numeric type modifier, or ``numeric`` without one. PostgreSQL 15
+    allows a scale below 0 or above the precision (stored as 11 signed bits)."""
+    if typmod < 4:
+        return "numeric"
+    precision = ((typmod - 4) >> 16) & 0xFFFF
+    scale = (((typmod - 4) & 0x7FF) ^ 1024) - 1024
+    return f"numeric({precision},{scale})"
+
+
+def _pg_column(
+    c: Any, oid: int, types: dict[int, Any], *, nullable: bool, typmod: int = -1
+) -> CatalogColumn:
     """A column of base type ``oid``: arrays list their element type, enums their labels,
     composite types are JSON objects."""
     generated = bool(c["generated"])
@@ -1164,7 +1195,7 @@ def _pg_column(c: Any, oid: int, types: dict[int, Any], *, nullable: bool) -> Ca
         scalar=scalar,
         nullable=nullable,
         description=c["description"] or None,
-        db_type=type_name,
+        db_type=_pg_numeric(typmod) if type_name == "numeric" else type_name,
         is_list=is_list,
         enum_values=enum_values,
         enum_name=enum_name,

@@ -3,7 +3,9 @@
 Whatever writes rows (GraphQL mutations today) calls :func:`write_changes` inside its own
 transaction, so a change is recorded exactly when the write commits. Readers (observers,
 subscriptions) read the table in ``id`` order; ``transaction_id`` groups the rows of one
-transaction. The table is created by :func:`ensure_change_log` when missing:
+transaction. On PostgreSQL the insert also sends ``NOTIFY`` on :data:`CHANGE_CHANNEL` (payload:
+the table's name), delivered when the transaction commits, to wake readers up. The table is
+created by :func:`ensure_change_log` when missing:
 
 =================  ==========================================================================
 id                 increasing number of the change
@@ -28,9 +30,12 @@ so a write Quiver logs itself is never logged twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from quiver.sql.build import template
 from quiver.sql.database import Transaction
@@ -38,16 +43,23 @@ from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
 __all__ = [
+    "CHANGE_CHANNEL",
     "Change",
     "ChangeContext",
     "ensure_change_log",
+    "json_value",
     "mark_writer",
+    "time_text",
     "unmark_writer",
+    "with_placeholders",
     "write_changes",
     "writers_table",
 ]
 
 Operation = Literal["insert", "update", "delete"]
+
+#: The PostgreSQL channel notified in each transaction that writes change-log rows.
+CHANGE_CHANNEL = "quiver_changes"
 
 _DDL = {
     "postgresql": (
@@ -105,6 +117,34 @@ class Change:
     before: str | None
     after: str | None
     changed_fields: str
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as read by any driver (text, bytes or already decoded)."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+    return orjson.loads(value)
+
+
+def time_text(value: Any) -> str:
+    """A ``changed_at`` value as ISO 8601 text (UTC when the driver gives a naive time)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return str(value.isoformat(timespec="microseconds"))
+    return str(value)
+
+
+def with_placeholders(dialect: Dialect, text: str) -> str:
+    """``text`` with each ``?`` replaced by the dialect's numbered placeholder."""
+    pieces = text.split("?")
+    out = [pieces[0]]
+    for n, piece in enumerate(pieces[1:], start=1):
+        out.append(dialect.placeholder(n))
+        out.append(piece)
+    return "".join(out)
 
 
 async def ensure_change_log(tx: Transaction, dialect: Dialect, table: str) -> None:
@@ -180,5 +220,13 @@ async def write_changes(
         ") VALUES ",
         join(", ", rows),
     )
+    if dialect.name == "postgresql":
+        statement = sql(
+            "WITH w AS (",
+            statement,
+            f") SELECT pg_notify('{CHANGE_CHANNEL}', ",
+            param(table),
+            ")",
+        )
     text, slots = compile_sql(statement, dialect)
     await tx.fetch_rows(text, [s.value({}) for s in slots])

@@ -649,6 +649,16 @@ def _base64(value: bytes | str | float | None) -> str | None:
     return base64.b64encode(raw).decode("ascii")
 
 
+def _unbase64(value: str | None) -> bytes | str | None:
+    """The BLOB a Base64 text stands for (the text itself when it is not Base64)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return value
+
+
 class _SqliteJob:
     """One statement for the SQLite worker threads, and what the event loop knows of it."""
 
@@ -727,6 +737,7 @@ class _Sqlite(_Gated):
                 conn.execute(stmt)
             conn.create_function("quiver_lower", 1, _lower, deterministic=True)
             conn.create_function("quiver_base64", 1, _base64, deterministic=True)
+            conn.create_function("quiver_unbase64", 1, _unbase64, deterministic=True)
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")

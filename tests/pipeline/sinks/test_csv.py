@@ -289,3 +289,24 @@ def test_minimal_quoting_finds_by_bytes_the_values_the_pattern_finds(
             assert text == quote + value.replace(quote, quote * 2) + quote
         else:
             assert text == value
+
+
+@pytest.mark.parametrize("start", [0, 3])
+def test_a_column_where_most_values_need_quotes_quotes_exactly_those(start: int) -> None:
+    """Most values holding structural characters (found from a running count) and few (found
+    one by one) quote the same values, in a sliced array too."""
+    serializer = _Serializer(CsvSinkConfig(path="x.csv"))
+    many = ["a,b", "plain", 'say "hi"', "", "x\ny,z,,", None, "c,d", "e\r", "ok", ",,"]
+    few = ["a,b"] + ["plain"] * 20
+    for texts in (many, few):
+        values = pa.array(["y,"] * start + texts, pa.string()).slice(start)
+        quoted = serializer.field(values, "text", None).to_pylist()
+        expected = [
+            ""
+            if v is None
+            else '"' + v.replace('"', '""') + '"'
+            if v == "" or any(c in v for c in ',"\r\n')
+            else v
+            for v in texts
+        ]
+        assert quoted == expected

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.access import AuthConfig, TlsConfig
 from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.otap.config import ArrowReceiverConfig
 from quiver.ingest.receiver import CheckpointOptions
 from quiver.pipeline.component import ComponentConfig
 
@@ -78,6 +79,10 @@ class OtlpSourceConfig(CheckpointOptions, ComponentConfig):
 
     grpc: GrpcReceiverConfig | None = Field(None, description="Listen for OTLP/gRPC.")
     http: HttpReceiverConfig | None = Field(None, description="Listen for OTLP/HTTP.")
+    arrow: ArrowReceiverConfig | None = Field(
+        None,
+        description="Also serve OTAP (OpenTelemetry Arrow) streams on the gRPC listener's port.",
+    )
     auth: AuthConfig | None = Field(None, description="Require an API key or bearer token.")
     signals: list[Signal] = Field(
         default_factory=lambda: list(SIGNALS),
@@ -102,6 +107,11 @@ class OtlpSourceConfig(CheckpointOptions, ComponentConfig):
             raise ValueError(
                 "set grpc, http or both, e.g. {grpc: {endpoint: '127.0.0.1:4317'}, "
                 "http: {endpoint: '127.0.0.1:4318'}}"
+            )
+        if self.arrow is not None and self.grpc is None:
+            raise ValueError(
+                "arrow (OTAP) is served on the gRPC listener: set grpc too, e.g. "
+                "{grpc: {endpoint: '127.0.0.1:4317'}, arrow: {}}"
             )
         if not self.signals:
             raise ValueError("signals is empty: name traces, metrics and/or logs")

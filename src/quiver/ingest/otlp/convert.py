@@ -10,8 +10,9 @@ carrying the count and the first reasons.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -220,20 +221,41 @@ class _Envelope:
         self.resources.add(rows)
         self.scopes.add(rows)
 
-    def finish(self, out: Conversion, cols: _Columns, signal: Signal) -> Conversion:
-        out.accepted = cols.rows
-        if not cols.rows:
+    def finish(
+        self,
+        out: Conversion,
+        columns: dict[str, Any],
+        rows: int,
+        signal: Signal,
+        attributes: pa.Array | None = None,
+    ) -> Conversion:
+        """The batch of ``rows`` rows: ``columns`` plus the envelope's (``attributes``: the
+        items' attributes when built apart, else the envelope's own column)."""
+        out.accepted = rows
+        if not rows:
             return out
-        data: dict[str, Any] = dict(cols.data)
-        data["signal"] = pa.array([signal] * cols.rows, pa.string())
-        data["attributes"] = self.attributes.finish()
+        data: dict[str, Any] = dict(columns)
+        data["signal"] = pa.array([signal] * rows, pa.string())
+        data["attributes"] = self.attributes.finish() if attributes is None else attributes
         res = self.resources.finish(_RESOURCE_TYPE)
         data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
         scope_rows = self.scopes.finish(_SCOPE_TYPE)
         data["scope_name"], data["scope_version"] = scope_rows.field(0), scope_rows.field(1)
         data["scope_attributes"] = scope_rows.field(2)
-        out.batch = telemetry_batch(data, cols.rows)
+        out.batch = telemetry_batch(data, rows)
         return out
+
+
+def _scopes(
+    envelope: _Envelope, groups: Iterable[Any], field: str
+) -> Iterator[tuple[int, int, Any]]:
+    """``(r, s, scoped)`` for each scope group ``s`` (``scope_spans`` ...: ``field``) of each
+    resource group ``r``, the envelope moved on to its resource and scope."""
+    for r, group in enumerate(groups):
+        envelope.resource(group.resource.attributes)
+        for s, scoped in enumerate(getattr(group, field)):
+            envelope.scope(scoped.scope)
+            yield r, s, scoped
 
 
 # ----------------------------------------------------------------------------- traces
@@ -245,107 +267,118 @@ _SCOPE_TYPE = pa.struct(
     [("name", pa.string()), ("version", pa.string()), ("attributes", _ATTRS_TYPE)]
 )
 
-_SPAN_COLUMNS = (
-    "time",
-    "dropped_attributes_count",
-    "trace_id",
-    "span_id",
-    "flags",
-    "parent_span_id",
-    "trace_state",
-    "span_name",
-    "span_kind",
-    "end_time",
-    "duration_ns",
-    "status_code",
-    "status_message",
-    "events",
-    "links",
-    "dropped_events_count",
-    "dropped_links_count",
-)
-
 
 def _spans(request: ExportTraceServiceRequest) -> Conversion:
+    """Column by column: each field is read for all the kept spans of the request in one
+    comprehension, attributes are serialized and deduplicated by Arrow (each distinct
+    key-value pair is decoded once), and only spans with events or links build nested rows."""
     out = Conversion(None)
-    cols = _Columns(_SPAN_COLUMNS)
     envelope = _Envelope()
-    attrs = envelope.attributes
-    c = {name: values.append for name, values in cols.data.items()}
-    time, dropped_attributes = c["time"], c["dropped_attributes_count"]
-    trace_id, span_id, flags, parent_span_id = (
-        c["trace_id"],
-        c["span_id"],
-        c["flags"],
-        c["parent_span_id"],
+    kept: list[Any] = []
+    tids: list[bytes] = []
+    sids: list[bytes] = []
+    pids: list[bytes] = []
+    for r, s, ss in _scopes(envelope, request.resource_spans, "scope_spans"):
+        spans = list(ss.spans)
+        t = [span.trace_id for span in spans]
+        d = [span.span_id for span in spans]
+        p = [span.parent_span_id for span in spans]
+        bad = [
+            i
+            for i, (tid, sid, pid) in enumerate(zip(t, d, p, strict=True))
+            if len(tid) != 16
+            or tid == _ZERO_TRACE
+            or len(sid) != 8
+            or sid == _ZERO_SPAN
+            or (pid and len(pid) != 8)
+        ]
+        if bad:
+            for i in bad:
+                problem = (
+                    _id_problem("trace_id", t[i], 16, True)
+                    or _id_problem("span_id", d[i], 8, True)
+                    or _id_problem("parent_span_id", p[i], 8, False)
+                )
+                out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
+            keep = sorted(set(range(len(spans))) - set(bad))
+            spans = [spans[i] for i in keep]
+            t, d, p = [t[i] for i in keep], [d[i] for i in keep], [p[i] for i in keep]
+        kept += spans
+        tids += t
+        sids += d
+        pids += p
+        envelope.rows_added(len(spans))
+    starts = [span.start_time_unix_nano for span in kept]
+    ends = [span.end_time_unix_nano for span in kept]
+    statuses = [span.status for span in kept]
+    columns: dict[str, Any] = {
+        "time": starts,
+        "dropped_attributes_count": [span.dropped_attributes_count for span in kept],
+        "trace_id": [tid.hex() for tid in tids],
+        "span_id": [sid.hex() for sid in sids],
+        "flags": [span.flags for span in kept],
+        "parent_span_id": [pid.hex() if pid else None for pid in pids],
+        "trace_state": [span.trace_state or None for span in kept],
+        "span_name": [span.name for span in kept],
+        "span_kind": _names(_SPAN_KINDS, [span.kind for span in kept]),
+        "end_time": ends,
+        "duration_ns": [e - b if b and e else None for b, e in zip(starts, ends, strict=True)],
+        "status_code": _names(_STATUS_CODES, [status.code for status in statuses]),
+        "status_message": [status.message or None for status in statuses],
+        "events": [_events(span.events) if span.events else [] for span in kept],
+        "links": [_links(span.links) if span.links else [] for span in kept],
+        "dropped_events_count": [span.dropped_events_count for span in kept],
+        "dropped_links_count": [span.dropped_links_count for span in kept],
+    }
+    attributes = _attribute_map([span.attributes for span in kept])
+    return envelope.finish(out, columns, len(kept), "traces", attributes)
+
+
+def _events(events: Iterable[Any]) -> list[dict[str, Any]]:
+    return [
+        {"time": e.time_unix_nano or None, "name": e.name, "attributes": _attrs(e.attributes)}
+        for e in events
+    ]
+
+
+def _links(links: Iterable[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "trace_id": _hex(link.trace_id),
+            "span_id": _hex(link.span_id),
+            "trace_state": link.trace_state or None,
+            "attributes": _attrs(link.attributes),
+        }
+        for link in links
+    ]
+
+
+def _attribute_map(groups: list[Any]) -> pa.Array:
+    """A ``map<string, string>`` column, one row per repeated KeyValue field of ``groups``.
+
+    The pairs are serialized in bulk and deduplicated by Arrow: only distinct pairs (attributes
+    repeat a lot: ``http.method: GET``) are decoded in Python."""
+    offsets = [0, *accumulate(len(g) for g in groups)]
+    raw = pa.array([kv.SerializeToString() for g in groups for kv in g], pa.binary())
+    encoded = raw.dictionary_encode()
+    keys: list[str] = []
+    values: list[str | None] = []
+    for pair in encoded.dictionary.to_pylist():
+        kv = KeyValue.FromString(pair)
+        keys.append(kv.key)
+        values.append(value_text(kv.value))
+    indices = encoded.indices
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()),
+        pa.array(keys, pa.string()).take(indices),
+        pa.array(values, pa.string()).take(indices),
     )
-    trace_state, span_name, span_kind = c["trace_state"], c["span_name"], c["span_kind"]
-    end_time, duration, status_code = c["end_time"], c["duration_ns"], c["status_code"]
-    status_message, events, links = c["status_message"], c["events"], c["links"]
-    dropped_events, dropped_links = c["dropped_events_count"], c["dropped_links_count"]
-    for r, rs in enumerate(request.resource_spans):
-        envelope.resource(rs.resource.attributes)
-        for s, ss in enumerate(rs.scope_spans):
-            envelope.scope(ss.scope)
-            rows_before = cols.rows
-            for i, span in enumerate(ss.spans):
-                tid, sid, pid = span.trace_id, span.span_id, span.parent_span_id
-                if (
-                    len(tid) != 16
-                    or tid == _ZERO_TRACE
-                    or len(sid) != 8
-                    or sid == _ZERO_SPAN
-                    or (pid and len(pid) != 8)
-                ):
-                    problem = (
-                        _id_problem("trace_id", tid, 16, True)
-                        or _id_problem("span_id", sid, 8, True)
-                        or _id_problem("parent_span_id", pid, 8, False)
-                    )
-                    out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
-                    continue
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                time(start)
-                attrs.add(span.attributes)
-                dropped_attributes(span.dropped_attributes_count)
-                trace_id(tid.hex())
-                span_id(sid.hex())
-                flags(span.flags)
-                parent_span_id(pid.hex() if pid else None)
-                trace_state(span.trace_state or None)
-                span_name(span.name)
-                span_kind(_name(_SPAN_KINDS, span.kind))
-                end_time(end)
-                duration(end - start if start and end else None)
-                status = span.status
-                status_code(_name(_STATUS_CODES, status.code))
-                status_message(status.message or None)
-                events(
-                    [
-                        {
-                            "time": e.time_unix_nano or None,
-                            "name": e.name,
-                            "attributes": _attrs(e.attributes),
-                        }
-                        for e in span.events
-                    ]
-                )
-                links(
-                    [
-                        {
-                            "trace_id": _hex(link.trace_id),
-                            "span_id": _hex(link.span_id),
-                            "trace_state": link.trace_state or None,
-                            "attributes": _attrs(link.attributes),
-                        }
-                        for link in span.links
-                    ]
-                )
-                dropped_events(span.dropped_events_count)
-                dropped_links(span.dropped_links_count)
-                cols.rows += 1
-            envelope.rows_added(cols.rows - rows_before)
-    return envelope.finish(out, cols, "traces")
+
+
+def _names(names: tuple[str, ...], numbers: list[int]) -> list[str]:
+    """Enum numbers as their names (a number the specification does not name as its text)."""
+    known = len(names)
+    return [names[n] if 0 <= n < known else str(n) for n in numbers]
 
 
 def _name(names: tuple[str, ...], number: int) -> str:
@@ -388,38 +421,35 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
     out = Conversion(None)
     cols = _Columns(_METRIC_COLUMNS)
     envelope = _Envelope()
-    for r, rm in enumerate(request.resource_metrics):
-        envelope.resource(rm.resource.attributes)
-        for s, sm in enumerate(rm.scope_metrics):
-            envelope.scope(sm.scope)
-            rows_before = cols.rows
-            for m, metric in enumerate(sm.metrics):
-                kind = metric.WhichOneof("data")
-                where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
-                if kind is None:
-                    continue  # a metric without data points has no rows
-                data = getattr(metric, kind)
-                if not metric.name:
-                    for _ in data.data_points:
-                        out.reject(where, "the metric has no name")
-                    continue
-                head = {
-                    "metric_name": metric.name,
-                    "metric_description": metric.description or None,
-                    "metric_unit": metric.unit or None,
-                    "metric_type": kind,
-                }
-                if kind in ("sum", "histogram", "exponential_histogram"):
-                    head["aggregation_temporality"] = _name(
-                        _TEMPORALITIES, data.aggregation_temporality
-                    )
-                if kind == "sum":
-                    head["is_monotonic"] = data.is_monotonic
-                for p in data.data_points:
-                    envelope.attributes.add(p.attributes)
-                    cols.add(**head, **_point(kind, p))
-            envelope.rows_added(cols.rows - rows_before)
-    return envelope.finish(out, cols, "metrics")
+    for r, s, sm in _scopes(envelope, request.resource_metrics, "scope_metrics"):
+        rows_before = cols.rows
+        for m, metric in enumerate(sm.metrics):
+            kind = metric.WhichOneof("data")
+            where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
+            if kind is None:
+                continue  # a metric without data points has no rows
+            data = getattr(metric, kind)
+            if not metric.name:
+                for _ in data.data_points:
+                    out.reject(where, "the metric has no name")
+                continue
+            head = {
+                "metric_name": metric.name,
+                "metric_description": metric.description or None,
+                "metric_unit": metric.unit or None,
+                "metric_type": kind,
+            }
+            if kind in ("sum", "histogram", "exponential_histogram"):
+                head["aggregation_temporality"] = _name(
+                    _TEMPORALITIES, data.aggregation_temporality
+                )
+            if kind == "sum":
+                head["is_monotonic"] = data.is_monotonic
+            for p in data.data_points:
+                envelope.attributes.add(p.attributes)
+                cols.add(**head, **_point(kind, p))
+        envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols.data, cols.rows, "metrics")
 
 
 def _point(kind: str, p: Any) -> dict[str, Any]:
@@ -492,30 +522,27 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
         )
     )
     envelope = _Envelope()
-    for r, rl in enumerate(request.resource_logs):
-        envelope.resource(rl.resource.attributes)
-        for s, sl in enumerate(rl.scope_logs):
-            envelope.scope(sl.scope)
-            rows_before = cols.rows
-            for i, log in enumerate(sl.log_records):
-                problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
-                    "span_id", log.span_id, 8, False
-                )
-                if problem:
-                    out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
-                    continue
-                envelope.attributes.add(log.attributes)
-                cols.add(
-                    time=log.time_unix_nano,
-                    dropped_attributes_count=log.dropped_attributes_count,
-                    trace_id=_hex(log.trace_id),
-                    span_id=_hex(log.span_id),
-                    flags=log.flags,
-                    observed_time=log.observed_time_unix_nano,
-                    severity_number=log.severity_number,
-                    severity_text=log.severity_text or None,
-                    body=value_text(log.body) if log.HasField("body") else None,
-                    event_name=log.event_name or None,
-                )
-            envelope.rows_added(cols.rows - rows_before)
-    return envelope.finish(out, cols, "logs")
+    for r, s, sl in _scopes(envelope, request.resource_logs, "scope_logs"):
+        rows_before = cols.rows
+        for i, log in enumerate(sl.log_records):
+            problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
+                "span_id", log.span_id, 8, False
+            )
+            if problem:
+                out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
+                continue
+            envelope.attributes.add(log.attributes)
+            cols.add(
+                time=log.time_unix_nano,
+                dropped_attributes_count=log.dropped_attributes_count,
+                trace_id=_hex(log.trace_id),
+                span_id=_hex(log.span_id),
+                flags=log.flags,
+                observed_time=log.observed_time_unix_nano,
+                severity_number=log.severity_number,
+                severity_text=log.severity_text or None,
+                body=value_text(log.body) if log.HasField("body") else None,
+                event_name=log.event_name or None,
+            )
+        envelope.rows_added(cols.rows - rows_before)
+    return envelope.finish(out, cols.data, cols.rows, "logs")

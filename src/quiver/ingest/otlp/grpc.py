@@ -19,6 +19,8 @@ import grpc.aio
 from quiver.ingest.access import AuthConfig, authorized
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
+from quiver.ingest.otap.config import ArrowReceiverConfig
+from quiver.ingest.otap.service import arrow_handlers
 from quiver.ingest.otlp.config import GrpcReceiverConfig
 from quiver.ingest.otlp.decode import RESPONSE_TYPES, BadRequestError, decode_body
 from quiver.ingest.otlp.export import bad_request_status, export, retry_status
@@ -74,7 +76,8 @@ def _handler(signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: b
 
 
 class GrpcReceiver:
-    """A grpc.aio server with the three OTLP services."""
+    """A grpc.aio server with the three OTLP services (and with ``arrow``, the three OTAP
+    ones)."""
 
     def __init__(
         self,
@@ -82,6 +85,7 @@ class GrpcReceiver:
         cfg: GrpcReceiverConfig,
         auth: AuthConfig | None,
         signals: list[Signal],
+        arrow: ArrowReceiverConfig | None = None,
     ) -> None:
         self.cfg = cfg
         self.server = grpc.aio.server(
@@ -99,6 +103,8 @@ class GrpcReceiver:
             self.server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(_SERVICES[signal], {"Export": handler}),)
             )
+        if arrow is not None:
+            self.server.add_generic_rpc_handlers(arrow_handlers(intake, arrow, auth, signals))
 
     def bind(self) -> int:
         """Listen on the endpoint; returns the port (0 if it could not be bound)."""

@@ -176,7 +176,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         cfg = self.cfg
         assert self.intake is not None
         if cfg.grpc is not None:
-            self.grpc = GrpcReceiver(self.intake, cfg.grpc, cfg.auth, cfg.signals)
+            self.grpc = GrpcReceiver(self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow)
             try:
                 port = self.grpc.bind()
             except RuntimeError as exc:  # grpc says no more than "Failed to bind"
@@ -185,7 +185,10 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
                 raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use")
             self.grpc_port = port
             await self.grpc.start()
-            ctx.log(f"OTLP/gRPC receiver listening on {cfg.grpc.endpoint} (port {port})", "info")
+            also = " (and OTAP)" if cfg.arrow is not None else ""
+            ctx.log(
+                f"OTLP/gRPC receiver{also} listening on {cfg.grpc.endpoint} (port {port})", "info"
+            )
         if cfg.http is not None:
             host, port = split_endpoint(cfg.http.endpoint)
             try:

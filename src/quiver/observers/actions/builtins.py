@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from quiver.observers.actions.email import EmailConfig, build_email
+from quiver.observers.actions.job import JobConfig, build_job
 from quiver.observers.actions.log import LogConfig, build_log
 from quiver.observers.actions.slack import SlackConfig, build_slack
 from quiver.observers.actions.webhook import WebhookConfig, build_webhook
@@ -28,4 +29,5 @@ ACTIONS: dict[str, tuple[type[BaseModel], Builder]] = {
     "slack": (SlackConfig, build_slack),
     "email": (EmailConfig, build_email),
     "log": (LogConfig, build_log),
+    "job": (JobConfig, build_job),
 }

@@ -192,6 +192,19 @@ def _arrow_options(cfg: CsvSinkConfig) -> pacsv.WriteOptions | None:
 _ARROW_BATCH_ROWS = 1 << 16
 
 
+_END = 1 << 62  # past the end of any value: a slice there appends
+
+
+def _prepended(values: pa.Array, text: str) -> pa.Array:
+    """Each value with ``text`` before it (a null stays null)."""
+    return pc.binary_replace_slice(values, start=0, stop=0, replacement=text)
+
+
+def _appended(values: pa.Array, text: str) -> pa.Array:
+    """Each value with ``text`` after it (a null stays null)."""
+    return pc.binary_replace_slice(values, start=_END, stop=_END, replacement=text)
+
+
 def _offsets_and_text(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A string array's offsets (``len + 1`` of them) and the bytes of its values, as views."""
     _, offsets_buffer, data_buffer = values.buffers()
@@ -210,7 +223,6 @@ class _Serializer:
         self.pattern = _structural_pattern(cfg)
         self.quote_scalar = text_scalar(cfg.quote)
         self.null_scalar = text_scalar(cfg.null_string)
-        self.terminator_scalar = text_scalar(cfg.line_terminator)
         self.empty_scalar = text_scalar("")
         self.quote_bytes = cfg.quote.encode()
         self.delimiter_scalar = text_scalar(cfg.delimiter)
@@ -260,9 +272,8 @@ class _Serializer:
         return pc.fill_null(out, self.null_scalar)
 
     def _quoted(self, values: pa.Array) -> pa.Array:
-        return pc.binary_join_element_wise(
-            self.quote_scalar, self._escape(values), self.quote_scalar, self.empty_scalar
-        )
+        # inserting at both ends is several times faster than joining three pieces per row
+        return _appended(_prepended(self._escape(values), self.cfg.quote), self.cfg.quote)
 
     def _quoted_where_needed(self, values: pa.Array) -> pa.Array:
         needs = self._rows_needing_quotes(values)
@@ -299,8 +310,15 @@ class _Serializer:
             hit = data == self.structural_bytes[0]
             for byte in self.structural_bytes[1:]:
                 hit |= data == byte
-            at = np.flatnonzero(hit) + offsets[0]
-            needs[np.searchsorted(offsets, at, side="right") - 1] = True
+            hits = int(np.count_nonzero(hit))
+            if hits * 2 < len(needs):  # few: find the value of each
+                at = np.flatnonzero(hit) + offsets[0]
+                needs[np.searchsorted(offsets, at, side="right") - 1] = True
+            elif hits:  # many: count them per value from a running total, in one pass
+                total = np.zeros(data.size + 1, dtype=np.int32)  # a string array holds < 2 GiB
+                np.cumsum(hit, out=total[1:])
+                bounds = offsets - offsets[0]
+                needs |= total[bounds[1:]] != total[bounds[:-1]]
         return needs
 
     def _escape(self, values: pa.Array) -> pa.Array:
@@ -355,9 +373,7 @@ class _Serializer:
         if not fields:
             return self.cfg.line_terminator.encode() * int(data.num_rows)
         # The line terminator goes onto the last field, so the rows are joined in one pass.
-        fields[-1] = pc.binary_join_element_wise(
-            fields[-1], self.terminator_scalar, self.empty_scalar
-        )
+        fields[-1] = _appended(fields[-1], self.cfg.line_terminator)
         rows = pc.binary_join_element_wise(*fields, self.delimiter_scalar)
         return concatenated_text(rows)
 

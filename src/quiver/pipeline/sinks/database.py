@@ -70,6 +70,7 @@ from quiver.runtime.errors import (
     PermanentError,
     QuiverError,
 )
+from quiver.sql.adbc_stream import connect_postgresql_adbc
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import IdentifierError, check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
@@ -184,7 +185,8 @@ class DatabaseSink:
                 "name columns that the previous step produces, or add them with `derive`",
             )
         self.columns = names
-        empty = _plain(schema.empty_table())
+        # (Schema.empty_table imports pandas; a table from no batches does not)
+        empty = _plain(pa.Table.from_batches([], schema=schema))
         self.schema = empty.schema
         backend: _Backend = (
             _MysqlBackend(self) if self.url.dialect == "mysql" else _AdbcBackend(self, ctx)
@@ -521,7 +523,10 @@ class _AdbcBackend(_Backend):
         return ("temp." if self.sqlite else "") + self.q(self.s.stage)
 
     def _open(self, empty: pa.Table) -> None:
-        self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        if self.sqlite:
+            self.conn = connect_adbc(self.s.url, self.ctx.base_dir, autocommit=False)
+        else:  # without the DB-API module's imports (see quiver.sql.adbc_stream)
+            self.conn = connect_postgresql_adbc(self.s.url, autocommit=False)
         if self.s.cfg.mode in _DIRECT_MODES and self._can_load_directly():
             self.direct = True
             return
@@ -669,7 +674,7 @@ class _AdbcBackend(_Backend):
             try:
                 cur.adbc_ingest(
                     self.s.table,
-                    self.s.schema.empty_table(),
+                    pa.Table.from_batches([], schema=self.s.schema),
                     mode="create",
                     db_schema_name=self.s.db_schema,
                 )

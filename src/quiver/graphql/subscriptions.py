@@ -1,0 +1,825 @@
+"""GraphQL subscriptions fed from the change log, served over WebSocket (graphql-transport-ws).
+
+Each entity gets a ``<entity>Changed`` subscription field (``orderChanged``) answering one
+``<Entity>Change`` per committed change-log row of the entity: ``op``, ``id`` (the change's id),
+``cursor``, ``changedFields``, ``changedAt``, ``transactionId``, ``actor``, ``tenantId`` and the
+row images ``before`` and ``after``, of the entity's own object type, so they take the same
+selections as a query (nested relations read the related rows as they are now).
+
+Arguments:
+
+* ``where``: the ``<Entity>Where`` filter of the list field; a change matches when its
+  ``after`` image or its ``before`` image matches (so a row leaving the filtered set is seen);
+* ``operations``: the kinds of change to deliver (all three when absent);
+* ``after``: a cursor from an earlier event: the subscription resumes after it, delivering
+  every matching change committed since, none twice.
+
+Filter and selection run in the database, over a derived table decoded from the images
+(:func:`quiver.graphql.planner.plan_images`), so values compare and render exactly as a query
+over the table would. Document limits (depth, aliases, cost, introspection) apply as they do to
+queries.
+
+**No lost changes.** Change ids are assigned when a row is written, not when its transaction
+commits, so a reader that only remembered the highest id it saw would skip a row committed late
+with a smaller id. A :class:`Position` is the highest id read plus the *gaps*: ids below it not
+yet seen (their transaction was still open, or rolled back). Each read takes the rows above the
+highest id and the rows filling gaps; a gap is given up ``subscriptions.gap_timeout_s`` after it
+was found. The cursor of each event encodes the position right after it, gaps included, so a
+client that reconnects with it gets exactly the matching changes it has not had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from graphql.execution.values import get_argument_values, get_variable_values
+
+from graphql import (
+    FieldNode,
+    GraphQLArgument,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLID,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    GraphQLString,
+    OperationType,
+)
+from quiver.graphql.planner import PlanError, collect_root_fields, collect_sub_fields, plan_images
+from quiver.graphql.typesystem import enum_value_names
+from quiver.schema.catalog import Catalog
+from quiver.schema.ir import Entity, Scalar
+from quiver.schema.ir import Field as IrField
+from quiver.schema.naming import camel
+from quiver.sql.changelog import (
+    CHANGE_CHANNEL,
+    ensure_change_log,
+    json_value,
+    time_text,
+    with_placeholders,
+)
+from quiver.sql.connect import connect_postgresql
+from quiver.sql.database import Database, DatabaseError
+from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import Fragment, ident, join, param, sql
+from quiver.sql.url import parse_database_url
+
+__all__ = [
+    "ChangeSignal",
+    "CursorError",
+    "Position",
+    "SubscriptionPlan",
+    "add_subscriptions",
+    "run_subscription",
+    "subscription_field_name",
+]
+
+log = logging.getLogger("quiver.graphql.subscriptions")
+
+#: Most gaps a position keeps; past it the oldest are given up first.
+MAX_GAPS = 10_000
+#: Most ids one read asks for by ``IN (...)``.
+_GAP_CHUNK = 500
+_OPERATIONS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+_CUTOFF = {
+    "postgresql": "now() - (CAST(? AS double precision) * interval '1 second')",
+    "mysql": "CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
+    "sqlite": "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+}
+
+
+# ----- the schema -----
+def subscription_field_name(entity: Entity) -> str:
+    """``orderChanged`` for the entity ``Order``."""
+    return f"{camel(entity.name)}Changed"
+
+
+def add_subscriptions(schema: GraphQLSchema, catalog: Catalog) -> GraphQLSchema:
+    """``schema`` with a ``Subscription`` root holding one ``<entity>Changed`` field per entity
+    that has a list root field (and so an object type and a ``<Entity>Where`` filter)."""
+    operation = GraphQLEnumType(
+        "ChangeOperation",
+        {v: GraphQLEnumValue(v) for v in _OPERATIONS.values()},
+        description="What a change did to its row.",
+    )
+    fields: dict[str, GraphQLField] = {}
+    listed = {r.entity.name for r in catalog.root_fields.values() if r.kind == "list"}
+    taken = set(schema.type_map)
+    for name in sorted(listed):
+        e = catalog.entities[name]
+        obj = schema.get_type(name)
+        where = schema.get_type(f"{name}Where")
+        change_name = f"{name}Change"
+        if not isinstance(obj, GraphQLObjectType) or where is None or change_name in taken:
+            continue
+        image: GraphQLOutputType = obj
+        change = GraphQLObjectType(
+            change_name,
+            {
+                "op": GraphQLField(GraphQLNonNull(operation), description="What the change did."),
+                "id": GraphQLField(
+                    GraphQLNonNull(GraphQLID), description="The change's id in the change log."
+                ),
+                "cursor": GraphQLField(
+                    GraphQLNonNull(GraphQLString),
+                    description="Give it as the `after` argument to resume after this change.",
+                ),
+                "changedFields": GraphQLField(
+                    GraphQLNonNull(GraphQLList(GraphQLNonNull(GraphQLString))),
+                    description="Names of the fields whose value changed.",
+                ),
+                "changedAt": GraphQLField(
+                    GraphQLNonNull(GraphQLString), description="When the change was written."
+                ),
+                "transactionId": GraphQLField(
+                    GraphQLNonNull(GraphQLString),
+                    description="The same for every change of one transaction.",
+                ),
+                "actor": GraphQLField(GraphQLString, description="Who made the change, if known."),
+                "tenantId": GraphQLField(GraphQLString, description="The change's tenant, if any."),
+                "before": GraphQLField(image, description="The row before (null for an insert)."),
+                "after": GraphQLField(image, description="The row after (null for a delete)."),
+            },
+            description=f"One committed change of a {name}.",
+        )
+        fields[subscription_field_name(e)] = GraphQLField(
+            GraphQLNonNull(change),
+            args={
+                "where": GraphQLArgument(
+                    where,  # type: ignore[arg-type]
+                    description="Deliver the changes whose before or after image matches.",
+                ),
+                "operations": GraphQLArgument(
+                    GraphQLList(GraphQLNonNull(operation)),
+                    description="Deliver only these kinds of change (all when absent).",
+                ),
+                "after": GraphQLArgument(
+                    GraphQLString,
+                    description="Resume after the change whose `cursor` this is; without it, "
+                    "changes committed from now on.",
+                ),
+            },
+            description=f"Each committed change of a {name}, as it commits.",
+        )
+    if not fields:
+        return schema
+    return GraphQLSchema(
+        query=schema.query_type,
+        mutation=schema.mutation_type,
+        subscription=GraphQLObjectType("Subscription", fields),
+        types=list(schema.type_map.values()),
+        directives=schema.directives,
+    )
+
+
+# ----- positions and cursors -----
+class CursorError(Exception):
+    """A cursor that this server did not issue."""
+
+
+@dataclass
+class Position:
+    """Where a subscription is in the change log: every id up to ``high`` has been read,
+    except the ``gaps`` (id -> when to give it up, seconds since the epoch)."""
+
+    high: int
+    gaps: dict[int, float] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        gaps = sorted(self.gaps.items())
+        body = orjson.dumps({"v": 1, "h": self.high, "g": [[i, round(t, 3)] for i, t in gaps]})
+        return base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Position:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            doc = orjson.loads(raw)
+            high = doc["h"]
+            gaps = {int(i): float(t) for i, t in doc["g"]}
+            if doc.get("v") != 1 or not isinstance(high, int) or high < 0:
+                raise ValueError
+        except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
+            raise CursorError(
+                "after: this is not a cursor of a change event; give the `cursor` of an event "
+                "this server sent, or leave `after` out to start from now"
+            ) from None
+        return cls(high, gaps)
+
+    def copy(self) -> Position:
+        return Position(self.high, dict(self.gaps))
+
+    def expire(self, now: float) -> None:
+        """Give up the gaps whose time is over."""
+        for i in [i for i, until in self.gaps.items() if until <= now]:
+            del self.gaps[i]
+
+    def advance(self, change_id: int, until: float) -> None:
+        """Note change ``change_id`` as read; ids skipped below it become gaps until ``until``."""
+        if change_id in self.gaps:
+            del self.gaps[change_id]
+            return
+        if change_id <= self.high:
+            return
+        first = max(self.high + 1, change_id - MAX_GAPS)
+        for i in range(first, change_id):
+            self.gaps[i] = until
+        self.high = change_id
+        if len(self.gaps) > MAX_GAPS:
+            for i in sorted(self.gaps)[: len(self.gaps) - MAX_GAPS]:
+                del self.gaps[i]
+
+
+# ----- reading the change log -----
+@dataclass(frozen=True)
+class LogRow:
+    """One change-log row; the images and key only for the subscription's entity."""
+
+    id: int
+    entity: str
+    operation: str
+    before: Any
+    after: Any
+    changed_fields: tuple[str, ...]
+    actor: str | None
+    tenant_id: str | None
+    transaction_id: str
+    changed_at: str
+
+
+class ChangeLogReader:
+    """Reads the change log ``table`` of ``db`` for one entity's subscriptions."""
+
+    def __init__(self, db: Database, table: str, entity: str) -> None:
+        self.db = db
+        self.dialect: Dialect = db.dialect
+        self.table = self.dialect.quote_ident(table)
+        self.entity = entity
+
+    async def _run(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        async with self.db.transaction() as tx:
+            return await tx.fetch_rows(with_placeholders(self.dialect, text), list(params))
+
+    async def start(self, gap_timeout: float) -> Position:
+        """The position of "now": after the last change, with the ids missing from the last
+        ``gap_timeout`` seconds of the log as gaps (transactions that may still commit)."""
+        name = self.dialect.name
+        span: Any = f"-{gap_timeout} seconds" if name == "sqlite" else gap_timeout
+        if name == "mysql":
+            span = max(1, int(gap_timeout))
+        rows = await self._run(
+            f"SELECT (SELECT COALESCE(MAX(id), 0) FROM {self.table}),"
+            f" (SELECT COALESCE(MAX(id), 0) FROM {self.table}"
+            f" WHERE changed_at < {_CUTOFF[name]})",
+            [span],
+        )
+        high, before = int(rows[0][0]), int(rows[0][1])
+        before = max(before, high - MAX_GAPS)
+        seen = await self._run(
+            f"SELECT id FROM {self.table} WHERE id > ? AND id <= ?", [before, high]
+        )
+        until = time.time() + gap_timeout
+        present = {int(r[0]) for r in seen}
+        gaps = {i: until for i in range(before + 1, high + 1) if i not in present}
+        return Position(high, gaps)
+
+    async def read(self, position: Position, limit: int) -> tuple[list[LogRow], bool]:
+        """The rows after ``position.high`` (at most ``limit``) and those filling its gaps, in
+        id order; and whether the limit cut the rows after ``high`` short."""
+        columns = (
+            "SELECT id, entity, operation, CASE WHEN entity = ? THEN before_image END,"
+            " CASE WHEN entity = ? THEN after_image END, changed_fields, actor, tenant_id,"
+            f" transaction_id, changed_at FROM {self.table}"
+        )
+        rows = await self._run(
+            f"{columns} WHERE id > ? ORDER BY id LIMIT ?",
+            [self.entity, self.entity, position.high, limit],
+        )
+        full = len(rows) >= limit
+        gaps = sorted(position.gaps)
+        for start in range(0, len(gaps), _GAP_CHUNK):
+            chunk = gaps[start : start + _GAP_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows += await self._run(
+                f"{columns} WHERE id IN ({marks})", [self.entity, self.entity, *chunk]
+            )
+        out = [
+            LogRow(
+                id=int(r[0]),
+                entity=r[1],
+                operation=r[2],
+                before=json_value(r[3]),
+                after=json_value(r[4]),
+                changed_fields=tuple(json_value(r[5]) or ()),
+                actor=r[6],
+                tenant_id=r[7],
+                transaction_id=str(r[8]),
+                changed_at=time_text(r[9]),
+            )
+            for r in rows
+        ]
+        out.sort(key=lambda r: r.id)
+        return out, full
+
+
+# ----- images as rows -----
+class ImageTable:
+    """Row images of one entity as a derived table of its columns (and ``__n``, the image's
+    place), for the dialect: PostgreSQL ``jsonb_populate_record`` over the table's row type,
+    MariaDB ``JSON_TABLE`` with the columns' types, SQLite ``json_each``/``json_extract``."""
+
+    def __init__(self, dialect: Dialect, entity: Entity) -> None:
+        self.dialect = dialect
+        self.entity = entity
+        self.fields = list(entity.fields)
+        self._enums: dict[str, dict[str, str]] = {}
+        for f in self.fields:
+            if f.enum_values is not None:
+                back = {g: db for db, g in enum_value_names(f.enum_values).items() if db != g}
+                if back:
+                    self._enums[f.name] = back
+
+    def _value(self, f: IrField, value: Any) -> Any:
+        """An image's value as the derived table's column reads it."""
+        if value is None:
+            return None
+        back = self._enums.get(f.name)
+        if back is not None:
+            value = (
+                [back.get(v, v) for v in value]
+                if isinstance(value, list)
+                else back.get(value, value)
+            )
+        name = self.dialect.name
+        if f.scalar == Scalar.BASE64 and isinstance(value, str) and name == "postgresql":
+            with contextlib.suppress(ValueError, binascii.Error):
+                return "\\x" + base64.b64decode(value, validate=True).hex()
+        if name == "mysql":
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, dict | list):
+                return orjson.dumps(value).decode()
+        return value
+
+    def source(self, images: Sequence[Mapping[str, Any]]) -> Fragment:
+        """The derived table of ``images`` (API field name -> value)."""
+        name = self.dialect.name
+        if name == "postgresql":
+            rows = [
+                {f.column: self._value(f, img.get(f.name)) for f in self.fields if f.name in img}
+                for img in images
+            ]
+            e = self.entity
+            table = ident(e.db_schema, e.source) if e.db_schema else ident(e.source)
+            return sql(
+                "SELECT v.n AS ",
+                ident("__n"),
+                ", r.* FROM jsonb_array_elements(CAST(",
+                param(orjson.dumps(rows).decode()),
+                " AS jsonb)) WITH ORDINALITY AS v(img, n) CROSS JOIN LATERAL"
+                " jsonb_populate_record(CAST(NULL AS ",
+                table,
+                "), v.img) AS r",
+            )
+        rows = [
+            {f"c{i}": self._value(f, img.get(f.name)) for i, f in enumerate(self.fields)}
+            for img in images
+        ]
+        text = orjson.dumps(rows).decode()
+        if name == "mysql":
+            columns = [sql(ident("__n"), " FOR ORDINALITY")]
+            picks = [sql("jt.", ident("__n"))]
+            for i, f in enumerate(self.fields):
+                columns.append(sql(f"c{i} {_mysql_type(f)} PATH '$.c{i}'"))
+                value = sql(f"jt.c{i}")
+                if f.scalar == Scalar.BASE64:
+                    value = sql("FROM_BASE64(", value, ")")
+                picks.append(sql(value, " AS ", ident(f.column)))
+            return sql(
+                "SELECT ",
+                join(", ", picks),
+                " FROM JSON_TABLE(",
+                param(text),
+                ", '$[*]' COLUMNS (",
+                join(", ", columns),
+                ")) AS jt",
+            )
+        picks = [sql("je.key AS ", ident("__n"))]
+        for i, f in enumerate(self.fields):
+            value = sql(f"json_extract(je.value, '$.c{i}')")
+            if f.scalar == Scalar.BASE64:
+                value = sql("quiver_unbase64(", value, ")")  # registered by quiver.sql.database
+            picks.append(sql(value, " AS ", ident(f.column)))
+        return sql("SELECT ", join(", ", picks), " FROM json_each(", param(text), ") AS je")
+
+
+def _mysql_type(f: IrField) -> str:
+    """The JSON_TABLE column type carrying ``f``'s values."""
+    declared = f.db_type or "LONGTEXT"
+    t = declared.lower()
+    base = t.split("(", 1)[0].strip()
+    if f.scalar == Scalar.BASE64 or base in ("json", "enum", "set") or "text" in base:
+        return "LONGTEXT"
+    if base in ("tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary", "bit"):
+        return "LONGTEXT"
+    if base in ("geometry", "point", "linestring", "polygon", "uuid", "inet4", "inet6"):
+        return "VARCHAR(255)"
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789(), ")
+    return declared if set(t) <= allowed else "LONGTEXT"
+
+
+# ----- one subscription -----
+class SubscriptionError(Exception):
+    """A subscription that cannot run: ``errors`` in GraphQL's error format."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "subscription failed")
+        self.errors = errors
+
+
+def _error(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code, **extensions}}
+
+
+@dataclass
+class _ImageSelection:
+    """The response keys selecting one image (``after`` or ``before``) and their nodes."""
+
+    kind: str
+    keys: list[tuple[str, list[FieldNode]]] = field(default_factory=list)
+
+
+@dataclass
+class SubscriptionPlan:
+    """What one subscribe message asks: the entity, filter, selection and start."""
+
+    root_key: str
+    entity: Entity
+    where: Mapping[str, Any] | None
+    operations: frozenset[str]
+    resume: Position | None
+    fields: dict[str, list[FieldNode]]
+    images: dict[str, _ImageSelection]
+    fragments: Mapping[str, Any]
+    variables: dict[str, Any]
+
+    @classmethod
+    def build(
+        cls,
+        catalog: Catalog,
+        schema: GraphQLSchema,
+        dialect: Dialect,
+        operation: Any,
+        fragments: Mapping[str, Any],
+        raw_variables: Mapping[str, Any] | None,
+    ) -> SubscriptionPlan:
+        """Plan a validated subscription ``operation``; :class:`SubscriptionError` if its
+        variables or arguments cannot run."""
+        sub_type = schema.subscription_type
+        assert sub_type is not None and operation.operation == OperationType.SUBSCRIPTION
+        coerced = get_variable_values(
+            schema, operation.variable_definitions or (), dict(raw_variables or {})
+        )
+        if isinstance(coerced, list):
+            raise SubscriptionError([_error(e.message, "BAD_USER_INPUT") for e in coerced])
+        variables: dict[str, Any] = coerced
+        roots = collect_root_fields(catalog, schema, dialect, operation, fragments, variables)
+        if len(roots) != 1:
+            raise SubscriptionError(
+                [_error("A subscription selects exactly one root field.", "BAD_USER_INPUT")]
+            )
+        ((root_key, nodes),) = roots.items()
+        name = nodes[0].name.value
+        entity = next(e for e in catalog.entities.values() if subscription_field_name(e) == name)
+        args = get_argument_values(sub_type.fields[name], nodes[0], variables)
+        resume = None
+        if args.get("after") is not None:
+            try:
+                resume = Position.decode(args["after"])
+            except CursorError as err:
+                raise SubscriptionError([_error(str(err), "BAD_USER_INPUT")]) from None
+        ops = args.get("operations")
+        operations = frozenset(k for k, v in _OPERATIONS.items() if ops is None or v in ops)
+        fields = collect_sub_fields(catalog, schema, dialect, nodes, fragments, variables)
+        images = {k: _ImageSelection(k) for k in ("after", "before")}
+        for key, fnodes in fields.items():
+            fname = fnodes[0].name.value
+            if fname in images:
+                images[fname].keys.append((key, fnodes))
+        plan = cls(
+            root_key,
+            entity,
+            args.get("where") or None,
+            operations,
+            resume,
+            fields,
+            images,
+            fragments,
+            variables,
+        )
+        # Plan the image statements once now, so values that cannot run fail the subscribe.
+        ImageEvaluator(catalog, schema, dialect, plan).statement("after", [], [{}])
+        return plan
+
+
+class ImageEvaluator:
+    """Matches and renders the images of a batch of changes in the database."""
+
+    def __init__(
+        self, catalog: Catalog, schema: GraphQLSchema, dialect: Dialect, plan: SubscriptionPlan
+    ) -> None:
+        self.catalog = catalog
+        self.schema = schema
+        self.dialect = dialect
+        self.plan = plan
+        self.table = ImageTable(dialect, plan.entity)
+
+    def statement(
+        self, kind: str, nodes: list[FieldNode], images: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, list[Any]]:
+        try:
+            return plan_images(
+                self.catalog,
+                self.schema,
+                self.dialect,
+                self.plan.entity,
+                self.table.source(images),
+                self.plan.where,
+                nodes,
+                self.plan.fragments,
+                self.plan.variables,
+            )
+        except PlanError as err:
+            path = ["where", *err.path[1:]] if err.path else ["where"]
+            raise SubscriptionError(
+                [_error(err.message, "BAD_USER_INPUT", argumentPath=path)]
+            ) from None
+
+    async def evaluate(
+        self, db: Database, rows: Sequence[LogRow]
+    ) -> tuple[list[bool], dict[str, list[Any]]]:
+        """Whether each row matches, and each image key's rendered value per row."""
+        matched = [self.plan.where is None for _ in rows]
+        rendered: dict[str, list[Any]] = {}
+        for kind, selection in self.plan.images.items():
+            at = [i for i, r in enumerate(rows) if getattr(r, kind) is not None]
+            if not at:
+                for empty, _ in selection.keys:
+                    rendered[empty] = [None] * len(rows)
+                continue
+            images = [getattr(rows[i], kind) for i in at]
+            passes: list[tuple[str | None, list[FieldNode]]] = list(selection.keys)
+            if not passes and self.plan.where is not None:
+                passes = [(None, [])]
+            for n, (key, nodes) in enumerate(passes):
+                text, params = self.statement(kind, nodes, images)
+                async with db.transaction() as tx:
+                    answer = await tx.fetch_rows(text, params)
+                values: list[Any] = [None] * len(rows)
+                for place, (_, ok, body) in zip(at, answer, strict=True):
+                    if n == 0 and ok is not None and int(ok):
+                        matched[place] = True
+                    values[place] = json_value(body)
+                if key is not None:
+                    rendered[key] = values
+        return matched, rendered
+
+
+class ChangeSignal:
+    """Tells the subscriptions of one process when the change log has new rows.
+
+    While subscriptions run, one watcher task reads the change log's highest id (``head``)
+    every poll interval, and at once when a change commits: a mutation of this process
+    (:meth:`notify`) or, on PostgreSQL once :meth:`listen` ran, any writer's ``NOTIFY``. A
+    subscription with no gaps reads the log only once ``head`` passes its position, so idle
+    subscriptions cost one query per interval per process, not one each; a subscription
+    waiting for gaps reads every interval."""
+
+    def __init__(self) -> None:
+        self._committed = asyncio.Event()
+        self._moved = asyncio.Event()
+        self._listener: Any = None
+        self._lock = asyncio.Lock()
+        #: The change log's highest id as last read; None while unknown.
+        self.head: int | None = None
+        self._watchers = 0
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def watch(self, db: Database, table: str, interval: float) -> None:
+        """One more subscription reads ``table``: keep the watcher running."""
+        self._watchers += 1
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.create_task(self._watch(db, table, interval))
+
+    def unwatch(self) -> None:
+        """One subscription less; the last one stops the watcher."""
+        self._watchers -= 1
+        if self._watchers <= 0 and self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+            self.head = None
+
+    async def _watch(self, db: Database, table: str, interval: float) -> None:
+        text = f"SELECT MAX(id) FROM {db.dialect.quote_ident(table)}"
+        while True:
+            try:
+                async with db.transaction() as tx:
+                    rows = await tx.fetch_rows(text, [])
+                head = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+            except Exception as err:  # the subscriptions poll meanwhile (head None)
+                log.debug("cannot read the change log's head: %s", err)
+                head = None
+            if head != self.head:
+                self.head = head
+                self._moved.set()
+                self._moved = asyncio.Event()
+            await _wait(self._committed, interval)
+
+    async def idle(self, position: Position, interval: float) -> None:
+        """Wait until reading the change log again may find something for ``position``."""
+        loop = asyncio.get_running_loop()
+        if position.gaps or self.head is None:
+            await _wait(self._moved, interval)
+            return
+        # a bound, should the watcher stall
+        deadline = loop.time() + max(60.0, 10 * interval)
+        while self.head is not None and self.head <= position.high:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await _wait(self._moved, remaining)
+
+    async def listen(self, url: str) -> None:
+        """On PostgreSQL, listen on the change channel (once; again if the connection died).
+        A failure is logged: the subscriptions still poll."""
+        async with self._lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            try:
+                conn = await connect_postgresql(parse_database_url(url))
+                await conn.add_listener(CHANGE_CHANNEL, self._heard)
+            except Exception as exc:
+                log.warning("cannot LISTEN for changes (%s); subscriptions poll only", exc)
+                return
+            self._listener = conn
+
+    def _heard(self, *_args: Any) -> None:
+        self.notify()
+
+    async def close(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+
+    def notify(self) -> None:
+        """A change committed: the watcher reads the head now."""
+        self._committed.set()
+        self._committed = asyncio.Event()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
+async def run_subscription(
+    db: Database,
+    catalog: Catalog,
+    schema: GraphQLSchema,
+    plan: SubscriptionPlan,
+    change_log_table: str,
+    settings: Any,
+    emit: Callable[[bytes], Awaitable[None]],
+    signal: ChangeSignal | None = None,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Send ``emit`` one ``next`` payload (JSON bytes) per matching committed change, until
+    cancelled; ``started`` is called once the start position is known (changes committed
+    from then on are delivered). ``settings`` is the
+    :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
+    when the subscription cannot go on."""
+    if signal is not None:
+        signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
+    try:
+        reader = ChangeLogReader(db, change_log_table, plan.entity.name)
+        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
+        interval = settings.poll_interval_ms / 1000
+        gap_timeout = float(settings.gap_timeout_s)
+        position: Position | None = plan.resume.copy() if plan.resume is not None else None
+        failures = 0
+        # A resumed cursor's gaps are all read once before any is given up: a change committed
+        # while the client was away, in time, is delivered however long the client stayed away.
+        resumed = position is not None
+        ensured = False
+        while True:
+            try:
+                if not ensured:
+                    with contextlib.suppress(DatabaseError):  # another reader's creation raced ours
+                        async with db.transaction() as tx:
+                            await ensure_change_log(tx, db.dialect, change_log_table)
+                    ensured = True
+                if position is None:
+                    position = await reader.start(gap_timeout)
+                if started is not None:
+                    started()
+                    started = None
+                if not resumed:
+                    position.expire(time.time())
+                rows, full = await reader.read(position, settings.batch_rows)
+                resumed = False
+                failures = 0
+            except DatabaseError as err:
+                failures += 1
+                wait = min(5.0, interval * 2**failures)
+                log.warning(
+                    "subscription could not read the change log (%s); again in %.1fs", err, wait
+                )
+                await asyncio.sleep(wait)
+                continue
+            ours = [
+                r
+                for r in rows
+                if r.entity == plan.entity.name
+                and r.operation in plan.operations
+                and (r.id > position.high or r.id in position.gaps)
+            ]
+            matched: list[bool] = []
+            rendered: dict[str, list[Any]] = {}
+            if ours:
+                try:
+                    matched, rendered = await evaluator.evaluate(db, ours)
+                except DatabaseError as err:
+                    raise SubscriptionError(
+                        [
+                            _error(
+                                f"the database could not read a {plan.entity.name} change: {err}",
+                                "INTERNAL_SERVER_ERROR",
+                            )
+                        ]
+                    ) from None
+            place = {r.id: i for i, r in enumerate(ours)}
+            until = time.time() + gap_timeout
+            for r in rows:
+                position.advance(r.id, until)
+                i = place.get(r.id)
+                if i is None or not matched[i]:
+                    continue
+                cursor = position.encode()
+                payload = {
+                    "data": {plan.root_key: _change_json(plan, r, cursor, rendered, i)},
+                    "extensions": {"cursor": cursor},
+                }
+                await emit(orjson.dumps(payload))
+            if full:
+                continue
+            if signal is not None:
+                await signal.idle(position, interval)
+            else:
+                await asyncio.sleep(interval)
+
+    finally:
+        if signal is not None:
+            signal.unwatch()
+
+
+def _change_json(
+    plan: SubscriptionPlan, r: LogRow, cursor: str, rendered: dict[str, list[Any]], i: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, nodes in plan.fields.items():
+        name = nodes[0].name.value
+        if name == "op":
+            out[key] = _OPERATIONS.get(r.operation, r.operation.upper())
+        elif name == "id":
+            out[key] = str(r.id)
+        elif name == "cursor":
+            out[key] = cursor
+        elif name == "changedFields":
+            out[key] = list(r.changed_fields)
+        elif name == "changedAt":
+            out[key] = r.changed_at
+        elif name == "transactionId":
+            out[key] = r.transaction_id
+        elif name == "actor":
+            out[key] = r.actor
+        elif name == "tenantId":
+            out[key] = r.tenant_id
+        elif name == "__typename":
+            out[key] = f"{plan.entity.name}Change"
+        else:
+            out[key] = rendered.get(key, [None] * (i + 1))[i]
+    return out

@@ -1,0 +1,352 @@
+"""The GraphQL over WebSocket protocol (``graphql-transport-ws``, as the ``graphql-ws`` library
+speaks it), on the GraphQL path of the HTTP app.
+
+The client opens the socket with the subprotocol ``graphql-transport-ws`` and sends
+``connection_init`` (its payload may carry ``Authorization`` when the upgrade request had no
+such header); the server answers ``connection_ack``. Then ``subscribe`` messages start
+operations: a subscription answers ``next`` per change until the client sends ``complete`` or
+the socket closes; a query or mutation answers one ``next`` and a ``complete``. A document
+that fails validation, limits or argument checks answers ``error`` with GraphQL errors.
+``ping`` is answered ``pong``. Protocol violations close the socket with the protocol's codes
+(4400 bad message, 4401 subscribe before the ack, 4403 forbidden, 4406 subprotocol, 4408 no
+init in time, 4409 duplicate id, 4429 second init). Closing the socket, or ``complete``,
+cancels the operation's task, which holds no database connection between reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from prometheus_client import Gauge
+
+from graphql import OperationType
+from quiver.auth import AuthenticationError, Authenticator
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.engine import GraphQLEngine
+from quiver.graphql.subscriptions import SubscriptionError, SubscriptionPlan, run_subscription
+
+__all__ = ["PROTOCOL", "serve_websocket"]
+
+log = logging.getLogger("quiver.graphql.websocket")
+
+PROTOCOL = "graphql-transport-ws"
+
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _ClosedError(Exception):
+    """The socket closed (or is closing) with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def serve_websocket(
+    engine: GraphQLEngine | None,
+    settings: QuiverSettings,
+    auth: Authenticator,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    active: Gauge | None = None,
+) -> None:
+    """Serve one WebSocket connection until it closes; ``active`` counts the subscriptions
+    running."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if PROTOCOL not in scope.get("subprotocols", ()):
+        await send({"type": "websocket.accept"})
+        await send(
+            {"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"}
+        )
+        return
+    if engine is None:
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    header: str | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            header = value.decode("latin-1")
+    if header is not None and auth.required:
+        try:
+            auth.authenticate(header)
+        except AuthenticationError:
+            await send({"type": "websocket.close", "code": 4403})  # answered 403
+            return
+    await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+    connection = _Connection(engine, settings, auth, header, send, active)
+    try:
+        await connection.serve(receive)
+    finally:
+        await connection.release()
+
+
+class _Connection:
+    def __init__(
+        self,
+        engine: GraphQLEngine,
+        settings: QuiverSettings,
+        auth: Authenticator,
+        header: str | None,
+        send: Send,
+        active: Gauge | None,
+    ) -> None:
+        self.active = active
+        self.engine = engine
+        self.settings = settings
+        self.auth = auth
+        self.header = header
+        self._send = send
+        self._lock = asyncio.Lock()
+        self.acknowledged = False
+        self.initialised = False
+        self.closed = False
+        self.operations: dict[str, asyncio.Task[None]] = {}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_raw(orjson.dumps(message))
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def release(self) -> None:
+        """Cancel every operation still running."""
+        self.closed = True
+        tasks = list(self.operations.values())
+        self.operations.clear()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+
+    async def serve(self, receive: Receive) -> None:
+        init_timeout = self.settings.subscriptions.connection_init_timeout_ms / 1000
+        watchdog = asyncio.create_task(self._init_watchdog(init_timeout))
+        try:
+            while not self.closed:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    self.closed = True
+                    return
+                if kind != "websocket.receive":
+                    continue
+                text = message.get("text")
+                if text is None and message.get("bytes") is not None:
+                    text = message["bytes"].decode("utf-8", "replace")
+                try:
+                    await self._handle(text or "")
+                except _ClosedError as closing:
+                    await self.close(closing.code, closing.reason)
+                    return
+        finally:
+            watchdog.cancel()
+
+    async def _init_watchdog(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+        if not self.initialised:
+            await self.close(4408, "Connection initialisation timeout")
+
+    async def _handle(self, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise _ClosedError(4400, "Invalid message received: not JSON") from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise _ClosedError(4400, "Invalid message received: no type")
+        kind = message["type"]
+        if kind == "connection_init":
+            await self._init(message.get("payload"))
+        elif kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind == "pong":
+            return
+        elif kind == "subscribe":
+            await self._subscribe(message, len(text.encode()))
+        elif kind == "complete":
+            op_id = message.get("id")
+            if not isinstance(op_id, str):
+                raise _ClosedError(4400, "Invalid message received: complete without an id")
+            task = self.operations.pop(op_id, None)
+            if task is not None:
+                task.cancel()
+        else:
+            raise _ClosedError(4400, f"Invalid message received: unknown type {kind!r}")
+
+    async def _init(self, payload: Any) -> None:
+        if self.initialised:
+            raise _ClosedError(4429, "Too many initialisation requests")
+        self.initialised = True
+        if payload is not None and not isinstance(payload, dict):
+            raise _ClosedError(4400, "Invalid message received: connection_init payload")
+        if self.auth.required:
+            header = self.header
+            if header is None and payload:
+                given = payload.get("Authorization", payload.get("authorization"))
+                header = given if isinstance(given, str) else None
+            try:
+                self.auth.authenticate(header)
+            except AuthenticationError as err:
+                detail = err.details[0]
+                raise _ClosedError(4403, f"Forbidden: {detail.message}"[:120]) from None
+        self.acknowledged = True
+        await self.send({"type": "connection_ack"})
+
+    async def _subscribe(self, message: dict[str, Any], size: int) -> None:
+        if not self.acknowledged:
+            raise _ClosedError(4401, "Unauthorized")
+        op_id = message.get("id")
+        payload = message.get("payload")
+        if not isinstance(op_id, str) or not op_id or not isinstance(payload, dict):
+            raise _ClosedError(
+                4400, "Invalid message received: subscribe needs an id and a payload"
+            )
+        query = payload.get("query")
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        if (
+            not isinstance(query, str)
+            or (variables is not None and not isinstance(variables, dict))
+            or (operation_name is not None and not isinstance(operation_name, str))
+        ):
+            raise _ClosedError(4400, "Invalid message received: subscribe payload")
+        if op_id in self.operations:
+            raise _ClosedError(4409, f"Subscriber for {op_id} already exists")
+        largest = self.settings.graphql.max_request_bytes
+        if size > largest:
+            await self._error(
+                op_id,
+                [
+                    {
+                        "message": f"The subscribe message has {size} bytes; the limit is "
+                        f"{largest}. Send a smaller document, or raise "
+                        "graphql.max_request_bytes.",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE", "limit": largest},
+                    }
+                ],
+            )
+            return
+        limit = self.settings.subscriptions.max_per_connection
+        if len(self.operations) >= limit:
+            await self._error(
+                op_id,
+                [
+                    {
+                        "message": f"This connection already runs {limit} operations, the most "
+                        "allowed (subscriptions.max_per_connection); complete one first.",
+                        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+                    }
+                ],
+            )
+            return
+        task = asyncio.create_task(self._operation(op_id, query, operation_name, variables))
+        self.operations[op_id] = task
+
+    async def _error(self, op_id: str, errors: list[dict[str, Any]]) -> None:
+        await self.send({"type": "error", "id": op_id, "payload": errors})
+
+    async def _operation(
+        self, op_id: str, query: str, operation_name: str | None, variables: Any
+    ) -> None:
+        engine = self.engine
+        counted = False
+        try:
+            prepared = engine.prepare(query, operation_name)
+            if prepared.errors:
+                await self._error(op_id, prepared.errors)
+                return
+            operation = prepared.operation
+            assert operation is not None
+            if operation.operation != OperationType.SUBSCRIPTION:
+                outcome = await engine.execute(prepared, variables)
+                body = orjson.loads(outcome.body)
+                if outcome.kind in ("request_error", "internal_error", "busy"):
+                    await self._error(op_id, body.get("errors", []))
+                    return
+                await self.send({"type": "next", "id": op_id, "payload": body})
+                await self.send({"type": "complete", "id": op_id})
+                return
+            try:
+                plan = SubscriptionPlan.build(
+                    engine.catalog,
+                    engine.graphql_schema,
+                    engine.dialect,
+                    operation,
+                    prepared.fragments,
+                    variables,
+                )
+                limited = engine.cost_error(prepared, plan.variables)
+                if limited is not None:
+                    await self._error(op_id, [limited])
+                    return
+                await engine.wake_on_changes()
+
+                async def emit(body: bytes) -> None:
+                    text = b'{"type":"next","id":' + orjson.dumps(op_id) + b',"payload":'
+                    await self.send_raw(text + body + b"}")
+
+                def running() -> None:
+                    nonlocal counted
+                    if self.active is not None:
+                        self.active.inc()
+                        counted = True
+
+                await run_subscription(
+                    engine.database,
+                    engine.catalog,
+                    engine.graphql_schema,
+                    plan,
+                    self.settings.mutations.change_log_table,
+                    self.settings.subscriptions,
+                    emit,
+                    engine.change_signal,
+                    running,
+                )
+            except SubscriptionError as err:
+                await self._error(op_id, err.errors)
+        except (_ClosedError, asyncio.CancelledError):
+            return
+        except Exception:
+            log.exception("subscription %s failed", op_id)
+            with contextlib.suppress(_ClosedError):
+                await self._error(
+                    op_id,
+                    [
+                        {
+                            "message": "Internal server error.",
+                            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+                        }
+                    ],
+                )
+        finally:
+            if counted and self.active is not None:
+                self.active.dec()
+            if self.operations.get(op_id) is asyncio.current_task():
+                del self.operations[op_id]
+
+    async def send_raw(self, text: bytes) -> None:
+        async with self._lock:
+            if self.closed:
+                raise _ClosedError(1000, "closed")
+            try:
+                await self._send({"type": "websocket.send", "text": text.decode()})
+            except Exception as exc:
+                self.closed = True
+                raise _ClosedError(1006, "peer gone") from exc

@@ -1,0 +1,505 @@
+"""Column work shared by the OTAP signals, all vectorised (pyarrow compute and numpy): id
+decoding (delta and quasi-delta, section 6.4 of the OTAP specification), ids as hex text,
+attribute values as the text of the telemetry layout, and attribute tables joined to their
+parents as ``map<string, string>`` columns.
+
+A payload that cannot be right raises :class:`OtapDataError` with the payload type, column
+and row, which the receiver answers ``INVALID_ARGUMENT``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "ATTRS_TYPE",
+    "OtapDataError",
+    "Payload",
+    "ValueText",
+    "attribute_maps",
+    "attribute_runs",
+    "enum_names",
+    "hex_ids",
+    "nanos",
+    "parent_rows",
+    "per_row_maps",
+    "timestamps",
+    "value_text",
+    "value_texts",
+]
+
+ATTRS_TYPE = pa.map_(pa.string(), pa.string())
+_TS = pa.timestamp("ns", tz="UTC")
+
+# AnyValue discriminants (the pdata ValueType numbers, section 5.5.1 of the specification)
+EMPTY, STR, INT, DOUBLE, BOOL, MAP, SLICE, BYTES = range(8)
+_ACTIVE = {STR: "str", INT: "int", DOUBLE: "double", BOOL: "bool", BYTES: "bytes"}
+
+
+class OtapDataError(Exception):
+    """A payload that cannot be decoded; the message says which table, column and row."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Payload:
+    """One decoded payload table: its columns with structs flattened (``resource.id``) and
+    dictionaries decoded, and each column's ``encoding`` metadata (plain / delta /
+    quasidelta) where the sender gave one."""
+
+    def __init__(self, name: str, batch: pa.RecordBatch, encodings: dict[str, str]) -> None:
+        self.name = name
+        self.batch = batch
+        self.encodings = encodings
+        self.rows = batch.num_rows
+
+    def column(self, name: str, *, required: bool = False) -> pa.Array | None:
+        index = self.batch.schema.get_field_index(name)
+        if index < 0:
+            if required:
+                raise OtapDataError(f"{self.name}: the required column {name!r} is missing")
+            return None
+        array = self.batch.column(index)
+        if required and array.null_count:
+            row = _first(array.is_null())
+            raise OtapDataError(f"{self.name}.{name} row {row}: null in a required column")
+        return array
+
+    def ints(self, name: str, *, required: bool = False) -> pa.Array | None:
+        """An integer column (any width) as int64; TypeError-free check of its type."""
+        array = self.column(name, required=required)
+        if array is None:
+            return None
+        if not pa.types.is_integer(array.type):
+            raise OtapDataError(f"{self.name}.{name} is {array.type}; an integer type is expected")
+        return array.cast(pa.int64())
+
+    def texts(self, name: str) -> pa.Array | None:
+        array = self.column(name)
+        if array is None:
+            return None
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            raise OtapDataError(f"{self.name}.{name} is {array.type}; Utf8 is expected")
+        return array.cast(pa.string())
+
+    def ids(
+        self, name: str, default: str, same: np.ndarray | list[pa.Array] | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An id or parent_id column decoded to absolute values: ``(values, valid)``, numpy
+        uint32 and the mask of non-null rows. Follows the column's ``encoding`` metadata or,
+        without one, ``default``: "delta", or "quasidelta" where ``same`` (a mask, or the
+        equality columns) says which rows continue the run of the row before."""
+        array = self.column(name)
+        if array is None:
+            return None
+        if not pa.types.is_unsigned_integer(array.type) and not pa.types.is_integer(array.type):
+            raise OtapDataError(
+                f"{self.name}.{name} is {array.type}; an unsigned integer is expected"
+            )
+        encoding = self.encodings.get(name, default)
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        raw = array.fill_null(0).cast(pa.uint32()).to_numpy(zero_copy_only=False)
+        if encoding == "plain":
+            return raw.astype(np.uint32), valid
+        if encoding == "delta":
+            return np.cumsum(raw, dtype=np.uint64).astype(np.uint32), valid
+        if encoding == "quasidelta":
+            if not isinstance(same, np.ndarray):
+                same = _same_as_previous(same or [], len(array))
+            return _segmented_cumsum(raw, same), valid
+        raise OtapDataError(
+            f"{self.name}.{name}: unknown encoding {encoding!r} (plain, delta or quasidelta)"
+        )
+
+
+def _first(mask: pa.Array) -> int:
+    return int(np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False)))[0])
+
+
+def _same_as_previous(columns: list[pa.Array], rows: int) -> np.ndarray:
+    """True where every column equals the row before (nulls never equal)."""
+    same = np.zeros(rows, dtype=bool)
+    if rows < 2:
+        return same
+    mask: pa.Array | None = None
+    for column in columns:
+        equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
+        mask = equal if mask is None else pc.and_(mask, equal)
+    if mask is None:
+        return same
+    same[1:] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    return same
+
+
+def _segmented_cumsum(raw: np.ndarray, same: np.ndarray) -> np.ndarray:
+    """Running sums restarting at each row where ``same`` is False (quasi-delta decoding)."""
+    sums = np.cumsum(raw, dtype=np.uint64)
+    index = np.arange(len(raw))
+    starts = np.maximum.accumulate(np.where(same, 0, index)) if len(raw) else index
+    base = sums[starts] - raw[starts].astype(np.uint64)
+    return (sums - base).astype(np.uint32)
+
+
+# ----------------------------------------------------------------------------- ids and times
+
+_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+
+
+def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Array:
+    """A FixedSizeBinary(width) column as lowercase hex strings; null (and all zeros,
+    OpenTelemetry's "empty" id) as null."""
+    if array is None:
+        return pa.nulls(rows, pa.string())
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        lengths = pc.binary_length(array)
+        bad = pc.and_(pc.is_valid(array), pc.not_equal(lengths, width)).fill_null(False)
+        if pc.any(bad).as_py():
+            row = _first(bad)
+            raise OtapDataError(f"{where} row {row}: {len(array[row].as_py())} bytes, not {width}")
+        array = array.cast(pa.binary(width))
+    if not pa.types.is_fixed_size_binary(array.type) or array.type.byte_width != width:
+        raise OtapDataError(f"{where} is {array.type}; FixedSizeBinary({width}) is expected")
+    if array.offset:
+        array = pa.concat_arrays([array])  # a copy from offset 0
+    data = array.buffers()[1]
+    raw = np.frombuffer(data, dtype=np.uint8, count=len(array) * width)
+    text = _HEX[raw].tobytes()
+    offsets = np.arange(0, (len(array) + 1) * width * 2, width * 2, dtype=np.int32)
+    strings = pa.StringArray.from_buffers(len(array), pa.py_buffer(offsets), pa.py_buffer(text))
+    zero = "0" * (width * 2)
+    keep = pc.and_(pc.is_valid(array), pc.not_equal(strings, zero))
+    return pc.if_else(keep, strings, pa.scalar(None, pa.string()))
+
+
+def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
+    """A Timestamp / Duration / integer column as int64 nanoseconds (null kept)."""
+    if array is None:
+        return pa.nulls(rows, pa.int64())
+    kind = array.type
+    if pa.types.is_timestamp(kind) or pa.types.is_duration(kind):
+        if kind.unit != "ns":
+            raise OtapDataError(f"{where} is {kind}; nanoseconds are expected")
+        return array.cast(pa.int64())
+    if pa.types.is_integer(kind):
+        return array.cast(pa.int64())
+    raise OtapDataError(f"{where} is {kind}; Timestamp(Nanosecond) is expected")
+
+
+def timestamps(values: pa.Array) -> pa.Array:
+    """int64 nanoseconds as ``timestamp[ns, UTC]``, 0 (unset in OTLP) as null."""
+    zero = pc.equal(values, 0).fill_null(False)
+    return pc.if_else(zero, pa.scalar(None, pa.int64()), values).cast(_TS)
+
+
+def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa.Array:
+    """Enum numbers as their names (null as the first name, unknown numbers as digits)."""
+    if values is None:
+        return pa.repeat(pa.scalar(names[0]), rows)
+    numbers = values.fill_null(0)
+    known = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, len(names)))
+    index = pc.if_else(known, numbers, 0)
+    return pc.if_else(known, pa.array(names).take(index), numbers.cast(pa.string()))
+
+
+# ----------------------------------------------------------------------------- values
+
+
+class ValueText:
+    """The text of an AnyValue column group, built once per value kind: ``parts`` holds the
+    converted values of every kind one after the other, and row ``i``'s text is
+    ``parts[at[i]]`` (the last slot of ``parts`` is null, for empty values)."""
+
+    def __init__(self, parts: pa.Array, at: np.ndarray) -> None:
+        self.parts = parts
+        self.at = at
+
+    def rows(self, order: np.ndarray | None = None) -> pa.Array:
+        """The text of every row, or of the rows ``order`` picks, in that order."""
+        return self.parts.take(pa.array(self.at if order is None else self.at[order]))
+
+
+def value_text(table: Payload, prefix: str = "") -> pa.Array:
+    """The AnyValue columns (``type``, ``str``, ``int``, ``double``, ``bool``, ``bytes``,
+    ``ser``, under ``prefix``) as the text the telemetry layout stores: strings as they are,
+    integers and booleans as their JSON text, doubles as JSON, bytes as base64, maps and
+    arrays (CBOR in ``ser``) as JSON; empty values as null."""
+    return value_texts(table, prefix).rows()
+
+
+def value_texts(table: Payload, prefix: str = "") -> ValueText:
+    """:func:`value_text`, before the rows are put in order (see :class:`ValueText`)."""
+    rows = table.rows
+    column = table.column(prefix + "type")
+    if column is None:
+        return ValueText(pa.nulls(1, pa.string()), np.zeros(rows, dtype=np.int64))
+    if not pa.types.is_integer(column.type):
+        raise OtapDataError(f"{table.name}.{prefix}type is {column.type}; UInt8 is expected")
+    kinds = column.fill_null(0).cast(pa.int64()).to_numpy()
+    bad = (kinds < 0) | (kinds > 7)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise OtapDataError(
+            f"{table.name}.{prefix}type row {row}: {int(kinds[row])} is not an AnyValue type "
+            "(0 empty, 1 str, 2 int, 3 double, 4 bool, 5 map, 6 slice, 7 bytes)"
+        )
+    parts: list[pa.Array] = []
+    size = 0
+    at = np.full(rows, -1, dtype=np.int64)
+    for kind in np.flatnonzero(np.bincount(kinds, minlength=8)).tolist():
+        if kind == EMPTY:
+            continue
+        name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
+        values = table.column(prefix + name)
+        if values is None:
+            continue  # the active column is missing: the values are empty
+        index = np.flatnonzero(kinds == kind)
+        picked = values.take(pa.array(index))
+        if kind == STR:
+            part = table.texts(prefix + name)
+            assert part is not None
+            part = part.take(pa.array(index)).fill_null("")
+        elif kind == INT:
+            part = picked.cast(pa.int64()).cast(pa.string())
+        elif kind == BOOL:
+            part = pc.if_else(picked, pa.scalar("true"), pa.scalar("false"))
+        else:  # the rare kinds, value by value: doubles as JSON, bytes, CBOR
+            convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
+            where = f"{table.name}.{prefix}{name}"
+            part = pa.array([convert(v, where) for v in picked.to_pylist()], pa.string())
+        at[index] = size + np.arange(len(index))
+        size += len(part)
+        parts.append(part)
+    parts.append(pa.nulls(1, pa.string()))
+    at[at < 0] = size
+    return ValueText(pa.concat_arrays(parts), at)
+
+
+def _double_text(value: Any, where: str) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _bytes_text(value: Any, where: str) -> str | None:
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def _cbor_text(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        decoded, _ = _cbor(bytes(value), 0)
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise OtapDataError(f"{where}: not valid CBOR ({exc})") from exc
+    return orjson.dumps(decoded).decode()
+
+
+def _cbor(data: bytes, at: int) -> tuple[Any, int]:
+    """One CBOR item (RFC 8949) from ``data[at:]`` as a JSON-able value, and where it ends.
+    Byte strings become base64 text, as OTLP JSON writes them."""
+    head = data[at]
+    major, info = head >> 5, head & 0x1F
+    at += 1
+    if major == 7:
+        if info == 20:
+            return False, at
+        if info == 21:
+            return True, at
+        if info in (22, 23):
+            return None, at
+        if info == 25:
+            return struct.unpack_from(">e", data, at)[0], at + 2
+        if info == 26:
+            return struct.unpack_from(">f", data, at)[0], at + 4
+        if info == 27:
+            return struct.unpack_from(">d", data, at)[0], at + 8
+        raise ValueError(f"simple value {info}")
+    if info < 24:
+        length = info
+    elif info == 24:
+        length, at = data[at], at + 1
+    elif info == 25:
+        length, at = struct.unpack_from(">H", data, at)[0], at + 2
+    elif info == 26:
+        length, at = struct.unpack_from(">I", data, at)[0], at + 4
+    elif info == 27:
+        length, at = struct.unpack_from(">Q", data, at)[0], at + 8
+    elif info == 31 and major in (2, 3, 4, 5):
+        return _cbor_indefinite(data, at, major)
+    else:
+        raise ValueError(f"additional information {info}")
+    if major == 0:
+        return length, at
+    if major == 1:
+        return -1 - length, at
+    if major in (2, 3):
+        if at + length > len(data):
+            raise ValueError("truncated string")
+        chunk = data[at : at + length]
+        value = base64.b64encode(chunk).decode("ascii") if major == 2 else chunk.decode()
+        return value, at + length
+    if major == 4:
+        items = []
+        for _ in range(length):
+            item, at = _cbor(data, at)
+            items.append(item)
+        return items, at
+    if major == 5:
+        mapping = {}
+        for _ in range(length):
+            key, at = _cbor(data, at)
+            mapping[str(key)], at = _cbor(data, at)
+        return mapping, at
+    return _cbor(data, at)  # major 6: a tag; the value it tags
+
+
+def _cbor_indefinite(data: bytes, at: int, major: int) -> tuple[Any, int]:
+    items: list[Any] = []
+    while data[at] != 0xFF:
+        item, at = _cbor(data, at)
+        items.append(item)
+    at += 1
+    if major == 2:
+        return base64.b64encode(b"".join(base64.b64decode(i) for i in items)).decode(), at
+    if major == 3:
+        return "".join(items), at
+    if major == 4:
+        return items, at
+    return {str(items[i]): items[i + 1] for i in range(0, len(items), 2)}, at
+
+
+# ----------------------------------------------------------------------------- joins
+
+
+def parent_rows(
+    parent_ids: np.ndarray, parent_valid: np.ndarray, ids: np.ndarray, where: str, parent: str
+) -> np.ndarray:
+    """For each child ``ids`` value, the row of the parent with that id (ids are unique in
+    a batch); OtapDataError naming the first child whose parent does not exist."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    count = len(parent_ids)
+    if (
+        parent_valid.all()
+        and (count == 0 or (parent_ids[0] == 0 and parent_ids[-1] == count - 1))
+        and np.array_equal(parent_ids, np.arange(count, dtype=parent_ids.dtype))
+    ):
+        # ids numbered 0, 1, 2 ... (as senders number them): an id is its row
+        missing = ids >= count
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise OtapDataError(
+                f"{where} row {row}: parent_id {int(ids[row])} matches no {parent} id in this batch"
+            )
+        return ids.astype(np.int64)
+    keys = np.where(parent_valid, parent_ids.astype(np.int64), -1)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    at = np.searchsorted(ordered, ids.astype(np.int64))
+    at_clipped = np.minimum(at, len(ordered) - 1) if len(ordered) else at
+    found = (
+        (at < len(ordered)) & (ordered[at_clipped] == ids)
+        if len(ordered)
+        else np.zeros_like(at, bool)
+    )
+    if not found.all():
+        row = int(np.flatnonzero(~found)[0])
+        raise OtapDataError(
+            f"{where} row {row}: parent_id {int(ids[row])} matches no {parent} id in this batch"
+        )
+    rows: np.ndarray = order[at_clipped]
+    return rows
+
+
+def attribute_maps(
+    attrs: Payload | None, parents: int, rows_of_parent: Any, text: ValueText | None = None
+) -> pa.Array:
+    """A ``map<string, string>`` per parent row (``parents`` of them) from an attribute
+    table whose rows belong to parent rows ``rows_of_parent`` (numpy, one per attribute
+    row); parents without attributes get an empty map. Keys keep the payload's order."""
+    if attrs is None or not attrs.rows:
+        offsets = pa.array(np.zeros(parents + 1, dtype=np.int32))
+        return pa.MapArray.from_arrays(
+            offsets, pa.array([], pa.string()), pa.array([], pa.string())
+        )
+    keys = attrs.texts("key")
+    if keys is None or keys.null_count:
+        raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
+    values = value_texts(attrs) if text is None else text
+    order = np.argsort(rows_of_parent, kind="stable")
+    counts = np.bincount(rows_of_parent, minlength=parents)
+    offsets = np.zeros(parents + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.MapArray.from_arrays(
+        pa.array(offsets), keys.take(pa.array(order)), values.rows(order)
+    )
+
+
+def per_row_maps(
+    attrs: Payload | None,
+    ids: np.ndarray,
+    valid: np.ndarray,
+    what: str,
+    with_service: bool = False,
+) -> tuple[pa.Array, pa.Array | None]:
+    """Resource or scope attributes as a map per root row: the root rows carry ``ids``
+    (``resource.id`` / ``scope.id``, shared by many rows; ``valid`` False where null, which
+    means no attributes). With ``with_service``, also each row's ``service.name``."""
+    rows = len(ids)
+    distinct = np.unique(ids[valid])
+    slot = np.full(rows, len(distinct), dtype=np.int64)  # the extra slot: no attributes
+    if len(distinct):
+        slot[valid] = np.searchsorted(distinct, ids[valid])
+    service: pa.Array | None = None
+    if attrs is None or not attrs.rows:
+        maps = attribute_maps(None, len(distinct) + 1, None)
+        if with_service:
+            service = pa.nulls(len(distinct) + 1, pa.string())
+    else:
+        parent = attrs.ids("parent_id", "quasidelta", attribute_runs(attrs))
+        if parent is None:
+            raise OtapDataError(f"{attrs.name}: the required column 'parent_id' is missing")
+        owner = parent_rows(distinct, np.ones(len(distinct), bool), parent[0], attrs.name, what)
+        texts = value_texts(attrs)
+        maps = attribute_maps(attrs, len(distinct) + 1, owner, texts)
+        if with_service:
+            keys = attrs.texts("key")
+            assert keys is not None
+            is_service = pc.equal(keys, "service.name").fill_null(False)
+            owners = pa.array(owner).filter(is_service)
+            found = pc.index_in(pa.array(np.arange(len(distinct) + 1)), value_set=owners)
+            service = texts.rows().filter(is_service).take(found)
+    take = pa.array(slot)
+    return maps.take(take), (service.take(take) if service is not None else None)
+
+
+def attribute_runs(attrs: Payload) -> np.ndarray:
+    """The quasi-delta equality of attribute rows: same type, key and active value (never
+    for empty, map and slice values, section 6.4.3)."""
+    rows = attrs.rows
+    kinds = attrs.column("type")
+    keys = attrs.column("key")
+    if kinds is None or keys is None:
+        raise OtapDataError(f"{attrs.name}: the type and key columns are required")
+    same = _same_as_previous([kinds.cast(pa.int64()), keys], rows)
+    if rows < 2:
+        return same
+    current = kinds.cast(pa.int64()).slice(1)
+    value_same = np.zeros(rows - 1, dtype=bool)
+    for kind, name in _ACTIVE.items():
+        column = attrs.column(name)
+        if column is None:
+            continue
+        equal = pc.and_(
+            pc.equal(current, kind), pc.equal(column.slice(1), column.slice(0, rows - 1))
+        ).fill_null(False)
+        value_same |= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+    same[1:] &= value_same
+    return same

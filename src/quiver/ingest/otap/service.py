@@ -1,0 +1,211 @@
+"""The OTAP gRPC services: ``ArrowTraces``, ``ArrowLogs`` and ``ArrowMetrics``, bidirectional
+streams of ``BatchArrowRecords`` in and ``BatchStatus`` out.
+
+Each BatchArrowRecords is decoded (its payloads read from their IPC streams, see
+:mod:`quiver.ingest.otap.streams`), joined into rows of the telemetry layout, and made durable
+in the spool through the :class:`~quiver.ingest.intake.Intake`; only then is it answered
+``OK``. Batches are decoded in their order and stored several at a time, so answers may come
+out of order, as the specification allows. A batch that cannot be taken is answered with the
+specification's status codes and a message, and the stream goes on: INVALID_ARGUMENT for data
+that can never be right (bad IPC bytes, an unknown or unexpected payload type, a parent id
+with no parent), RESOURCE_EXHAUSTED when too much waits for the pipeline, UNAVAILABLE while
+stopping or when the disk refuses a write (the last two are retryable). Credentials are
+checked once, on the stream's metadata (UNAUTHENTICATED ends the stream); a message that is
+not a BatchArrowRecords at all ends it with INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import pyarrow as pa
+from google.protobuf.message import DecodeError
+
+from quiver.ingest.access import AuthConfig, authorized
+from quiver.ingest.arrow_layout import SIGNALS, Signal
+from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
+from quiver.ingest.otap.columns import OtapDataError, Payload
+from quiver.ingest.otap.config import ArrowReceiverConfig
+from quiver.ingest.otap.logs import decode_logs
+from quiver.ingest.otap.metrics import decode_metrics
+from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
+from quiver.ingest.otap.streams import IpcStreams, payload_name
+from quiver.ingest.otap.traces import decode_spans
+
+__all__ = ["SERVICES", "arrow_handlers", "decode_batch"]
+
+#: Service and method of each signal's stream.
+SERVICES: dict[Signal, tuple[str, str]] = {
+    "traces": ("opentelemetry.proto.experimental.arrow.v1.ArrowTracesService", "ArrowTraces"),
+    "logs": ("opentelemetry.proto.experimental.arrow.v1.ArrowLogsService", "ArrowLogs"),
+    "metrics": ("opentelemetry.proto.experimental.arrow.v1.ArrowMetricsService", "ArrowMetrics"),
+}
+
+_S = otap_pb2.StatusCode
+_IN_FLIGHT = 16  # batches of one stream being stored at once
+_DECODERS: dict[Signal, Callable[[dict[int, Payload]], pa.RecordBatch | None]] = {
+    "traces": decode_spans,
+    "logs": decode_logs,
+    "metrics": decode_metrics,
+}
+
+
+def decode_batch(streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> pa.RecordBatch | None:
+    """The rows of one BatchArrowRecords (None: no items); OtapDataError if it is wrong."""
+    tables: dict[int, Payload] = {}
+    for i, payload in enumerate(bar.arrow_payloads):
+        kind = int(payload.type)
+        if kind in tables:
+            raise OtapDataError(
+                f"arrow_payloads[{i}]: a second {payload_name(kind)} payload in one batch"
+            )
+        try:
+            table = streams.decode(kind, payload.schema_id, payload.record)
+        except OtapDataError as exc:
+            raise OtapDataError(f"arrow_payloads[{i}]: {exc.message}") from exc
+        if table is not None:
+            tables[kind] = table
+    try:
+        return _DECODERS[streams.signal](tables)
+    except (pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise OtapDataError(f"the payload tables cannot be joined: {exc}") from exc
+
+
+class _Streams:
+    """How many OTAP streams are open."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
+def _status(batch_id: int, code: int, message: str = "") -> bytes:
+    status = otap_pb2.BatchStatus(batch_id=batch_id, status_code=code, status_message=message)  # type: ignore[arg-type]
+    data: bytes = status.SerializeToString()
+    return data
+
+
+def _handler(
+    signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: bool, streams: _Streams
+) -> Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[bytes]]:
+    async def call(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        metadata = {
+            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+        }
+        if not authorized(auth, metadata):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong credentials: send the API key in the "
+                f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
+                "authorization: Bearer <token>",
+            )
+        if not enabled:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
+            )
+        if streams.open >= streams.limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{streams.open} OTAP streams are open (arrow.max_streams); retry later",
+            )
+        streams.open += 1
+        try:
+            answers: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+            reader = asyncio.create_task(_read(requests, IpcStreams(signal), intake, answers))
+            try:
+                while (answer := await answers.get()) is not None:
+                    if isinstance(answer, str):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, answer)
+                        return
+                    yield answer
+                await reader
+            finally:
+                reader.cancel()
+        finally:
+            streams.open -= 1
+
+    return call
+
+
+async def _read(
+    requests: AsyncIterator[bytes],
+    streams: IpcStreams,
+    intake: Intake,
+    answers: asyncio.Queue[bytes | str | None],
+) -> None:
+    """Decode the batches of a stream in order (their IPC streams depend on it) and store
+    each in a task of its own, up to ``_IN_FLIGHT`` at once: their spool writes share one
+    fsync, and their BatchStatus answers go out as they complete (OTAP allows any order).
+    A message that is not a BatchArrowRecords puts its error (a str) in ``answers``; the
+    end of the stream, None."""
+    slots = asyncio.Semaphore(_IN_FLIGHT)
+    stores: set[asyncio.Task[None]] = set()
+
+    async def store(batch_id: int, batch: pa.RecordBatch) -> None:
+        try:
+            answers.put_nowait(await _store(intake, batch_id, batch))
+        finally:
+            slots.release()
+
+    try:
+        async for body in requests:
+            try:
+                bar = otap_pb2.BatchArrowRecords.FromString(body)
+            except DecodeError as exc:
+                answers.put_nowait(f"the message is not a BatchArrowRecords: {exc}")
+                return
+            try:
+                batch = decode_batch(streams, bar)
+            except OtapDataError as exc:
+                answers.put_nowait(_status(bar.batch_id, _S.INVALID_ARGUMENT, exc.message))
+                continue
+            except Exception as exc:  # a bug of ours: answer it, keep the stream
+                message = f"the batch could not be decoded: {type(exc).__name__}: {exc}"
+                answers.put_nowait(_status(bar.batch_id, _S.INTERNAL, message))
+                continue
+            if batch is None:
+                answers.put_nowait(_status(bar.batch_id, _S.OK))
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(store(bar.batch_id, batch))
+            stores.add(task)
+            task.add_done_callback(stores.discard)
+        if stores:
+            await asyncio.gather(*stores)
+    finally:
+        answers.put_nowait(None)
+
+
+async def _store(intake: Intake, batch_id: int, batch: pa.RecordBatch) -> bytes:
+    """Make ``batch`` durable; its BatchStatus."""
+    try:
+        await intake.accept(batch)
+    except UnavailableError as exc:
+        return _status(batch_id, _S.UNAVAILABLE, exc.message)
+    except BackpressureError as exc:
+        return _status(batch_id, _S.RESOURCE_EXHAUSTED, exc.message)
+    return _status(batch_id, _S.OK)
+
+
+def arrow_handlers(
+    intake: Intake,
+    cfg: ArrowReceiverConfig,
+    auth: AuthConfig | None,
+    signals: list[Signal],
+) -> list[grpc.GenericRpcHandler]:
+    """The generic handlers of the three OTAP services, for a grpc.aio server."""
+    streams = _Streams(cfg.max_streams)
+    handlers = []
+    for signal in SIGNALS:
+        service, method = SERVICES[signal]
+        handler = grpc.stream_stream_rpc_method_handler(
+            _handler(signal, intake, auth, signal in signals, streams)
+        )
+        handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
+    return handlers

@@ -1,0 +1,242 @@
+"""The Arrow IPC streams of one OTAP gRPC stream (section 4 of the OTAP specification).
+
+Within one ``ArrowTraces`` / ``ArrowLogs`` / ``ArrowMetrics`` call, every payload type has an
+Arrow IPC stream of its own: the first payload of a ``(type, schema_id)`` starts with the
+Schema message, and later payloads carry only dictionary and record batch messages that
+reuse it. A new ``schema_id`` for a type resets its stream. :class:`IpcStreams` keeps one
+reader per payload type for the life of the call and turns each payload's bytes into a
+:class:`~quiver.ingest.otap.columns.Payload` (structs flattened, dictionaries decoded).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from quiver.ingest.arrow_layout import Signal
+from quiver.ingest.otap.columns import OtapDataError, Payload
+from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
+
+__all__ = ["ALLOWED", "IpcStreams", "payload_name"]
+
+_T = otap_pb2.ArrowPayloadType
+
+#: The payload types each signal's service takes (section 3.1 of the specification).
+ALLOWED: dict[Signal, frozenset[int]] = {
+    "traces": frozenset(
+        (
+            _T.SPANS,
+            _T.SPAN_ATTRS,
+            _T.SPAN_EVENTS,
+            _T.SPAN_LINKS,
+            _T.SPAN_EVENT_ATTRS,
+            _T.SPAN_LINK_ATTRS,
+            _T.RESOURCE_ATTRS,
+            _T.SCOPE_ATTRS,
+        )
+    ),
+    "logs": frozenset((_T.LOGS, _T.LOG_ATTRS, _T.RESOURCE_ATTRS, _T.SCOPE_ATTRS)),
+    "metrics": frozenset(
+        (
+            _T.UNIVARIATE_METRICS,
+            _T.NUMBER_DATA_POINTS,
+            _T.SUMMARY_DATA_POINTS,
+            _T.HISTOGRAM_DATA_POINTS,
+            _T.EXP_HISTOGRAM_DATA_POINTS,
+            _T.NUMBER_DP_ATTRS,
+            _T.SUMMARY_DP_ATTRS,
+            _T.HISTOGRAM_DP_ATTRS,
+            _T.EXP_HISTOGRAM_DP_ATTRS,
+            _T.NUMBER_DP_EXEMPLARS,
+            _T.HISTOGRAM_DP_EXEMPLARS,
+            _T.EXP_HISTOGRAM_DP_EXEMPLARS,
+            _T.NUMBER_DP_EXEMPLAR_ATTRS,
+            _T.HISTOGRAM_DP_EXEMPLAR_ATTRS,
+            _T.EXP_HISTOGRAM_DP_EXEMPLAR_ATTRS,
+            _T.METRIC_ATTRS,
+            _T.RESOURCE_ATTRS,
+            _T.SCOPE_ATTRS,
+        )
+    ),
+}
+
+
+def payload_name(kind: int) -> str:
+    """The payload type's name (``SPAN_ATTRS``), or its number when unknown."""
+    try:
+        return str(_T.Name(kind))
+    except ValueError:
+        return f"payload type {kind}"
+
+
+class _Pipe:
+    """A file the IPC reader pulls from; each payload's bytes are fed in before reading."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._chunks: deque[memoryview] = deque()
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(memoryview(data))
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        if self._chunks and 0 < size <= len(self._chunks[0]):  # no copy
+            chunk = self._chunks[0]
+            if size == len(chunk):
+                self._chunks.popleft()
+                return chunk
+            self._chunks[0] = chunk[size:]
+            return chunk[:size]
+        out = []
+        while self._chunks and size != 0:
+            chunk = self._chunks[0]
+            if size < 0 or len(chunk) <= size:
+                out.append(chunk)
+                self._chunks.popleft()
+                size = size - len(chunk) if size > 0 else size
+            else:
+                out.append(chunk[:size])
+                self._chunks[0] = chunk[size:]
+                size = 0
+        return b"".join(out)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Stream:
+    def __init__(self, schema_id: str) -> None:
+        self.schema_id = schema_id
+        self.pipe = _Pipe()
+        self.reader: ipc.RecordBatchStreamReader | None = None
+        self.encodings: dict[str, str] = {}
+
+
+class IpcStreams:
+    """The IPC stream state of one gRPC stream; see the module's doc."""
+
+    def __init__(self, signal: Signal) -> None:
+        self.signal = signal
+        self._streams: dict[int, _Stream] = {}
+
+    def decode(self, kind: int, schema_id: str, record: bytes) -> Payload | None:
+        """The payload's table (None when it holds no rows); OtapDataError when it cannot
+        be read. A stream that failed is forgotten: its next payload must start anew."""
+        name = payload_name(kind)
+        if kind not in ALLOWED[self.signal]:
+            raise OtapDataError(
+                f"{name} is not a payload type of {self.signal} (the Arrow{self.signal.title()} "
+                f"service takes {', '.join(sorted(payload_name(k) for k in ALLOWED[self.signal]))})"
+            )
+        try:
+            count, schema_first = _messages(name, record)
+            stream = self._streams.get(kind)
+            if stream is None or stream.schema_id != schema_id or schema_first:
+                if not schema_first:
+                    raise OtapDataError(
+                        f"{name}: a new IPC stream (schema_id {schema_id!r} was not seen for "
+                        "this payload type on this gRPC stream) must begin with a Schema message"
+                    )
+                stream = self._streams[kind] = _Stream(schema_id)
+            batches = self._read(stream, record, count)
+        except OtapDataError:
+            self._streams.pop(kind, None)
+            raise
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            self._streams.pop(kind, None)
+            raise OtapDataError(f"{name}: the Arrow IPC data cannot be read: {exc}") from exc
+        if not batches:
+            return None
+        batch = batches[0] if len(batches) == 1 else _concat(batches)
+        if not batch.num_rows:
+            return None
+        return Payload(name, _normalised(batch), stream.encodings)
+
+    def _read(self, stream: _Stream, record: bytes, count: int) -> list[pa.RecordBatch]:
+        stream.pipe.feed(record)
+        if stream.reader is None:
+            stream.reader = ipc.open_stream(stream.pipe)
+            stream.encodings = _encodings(stream.reader.schema)
+        reader = stream.reader
+        batches = [reader.read_next_batch() for _ in range(count)]
+        for batch in batches:
+            batch.validate(full=True)  # offsets, lengths, UTF-8: never trust the sender
+        return batches
+
+
+def _messages(name: str, record: bytes) -> tuple[int, bool]:
+    """How many record batches ``record`` holds and whether it begins with a Schema message
+    (which starts a new IPC stream), checking its messages are whole; a Schema message
+    anywhere else is refused."""
+    if not record:
+        raise OtapDataError(f"{name}: the record is empty (at least one IPC message is required)")
+    count = 0
+    schema_first = False
+    try:
+        reader = ipc.MessageReader.open_stream(pa.py_buffer(record))
+        for i, message in enumerate(reader):
+            if message.type == "schema":
+                if i:
+                    raise OtapDataError(
+                        f"{name}: a Schema message after other messages of the payload; a "
+                        "Schema message may only begin a payload"
+                    )
+                schema_first = True
+            elif message.type == "record batch":
+                count += 1
+    except (pa.ArrowException, OSError) as exc:
+        raise OtapDataError(f"{name}: the Arrow IPC data cannot be read: {exc}") from exc
+    return count, schema_first
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _encodings(schema: pa.Schema) -> dict[str, str]:
+    """The ``encoding`` metadata of the id columns, by flattened name (``resource.id``)."""
+    found: dict[str, str] = {}
+
+    def walk(fields: list[pa.Field], prefix: str) -> None:
+        for f in fields:
+            name = prefix + f.name
+            meta = f.metadata or {}
+            if b"encoding" in meta:
+                found[name] = meta[b"encoding"].decode("utf-8", "replace")
+            if pa.types.is_struct(f.type):
+                walk(list(f.type), name + ".")
+
+    walk(list(schema), "")
+    return found
+
+
+def _normalised(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Structs flattened (``resource.id``) and dictionary columns decoded."""
+    names: list[str] = []
+    arrays: list[pa.Array] = []
+
+    def add(name: str, array: pa.Array) -> None:
+        if pa.types.is_struct(array.type):
+            for f, child in zip(array.type, array.flatten(), strict=True):
+                add(f"{name}.{f.name}", child)
+            return
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        names.append(name)
+        arrays.append(array)
+
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        add(name, array)
+    return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -1,0 +1,1 @@
+"""Sinks sending rows on to brokers and collectors: kafka, nats, otlp."""

@@ -1,0 +1,361 @@
+"""The ``otlp`` sink: forward telemetry rows to another collector over OTLP/gRPC or OTLP/HTTP.
+
+Rows of the telemetry layout (from an ``otlp`` receiver, or a ``kafka``/``nats`` receiver
+reading OTLP) are rebuilt into export requests (:mod:`quiver.ingest.otlp.rebuild`), at most
+``rows_per_request`` items each, and sent as binary protobuf (or OTLP/JSON over HTTP with
+``encoding: json``), gzip-compressed unless ``compression: none``. A write returns only
+when the collector accepted every request of the batch, so the engine commits (and the
+receiver upstream acknowledges its clients) only what the next collector holds.
+
+Failures follow the OTLP specification:
+
+* gRPC: ``UNAVAILABLE``, ``CANCELLED``, ``DEADLINE_EXCEEDED``, ``ABORTED``, ``OUT_OF_RANGE``
+  and ``DATA_LOSS`` are retryable, and ``RESOURCE_EXHAUSTED`` when the server sent a
+  ``RetryInfo``; every other code is permanent.
+* HTTP: 429, 502, 503 and 504 are retryable; any other error status is permanent.
+* The server's hint (``RetryInfo.retry_delay``, ``Retry-After``) is the least wait before
+  the engine's next attempt (its retry policy and circuit breaker do the rest), and a retried
+  write sends again only the requests not yet accepted.
+* ``partial_success`` (items the server rejected for good) is logged and counted in
+  ``rejected``; those items are not sent again, as the specification asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import gzip
+import time
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from quiver.ingest.receiver import TlsOptions
+from quiver.pipeline.component import ComponentConfig, RunContext, sink, without_line
+from quiver.runtime.errors import (
+    ConfigError,
+    ErrorDetail,
+    PermanentError,
+    QuiverError,
+    RetryableError,
+)
+
+__all__ = ["OtlpSink", "OtlpSinkConfig"]
+
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+_REJECTED_FIELD = {
+    "traces": "rejected_spans",
+    "metrics": "rejected_data_points",
+    "logs": "rejected_log_records",
+}
+_RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class OtlpSinkConfig(ComponentConfig):
+    """Forward telemetry rows to an OTLP collector."""
+
+    endpoint: str = Field(
+        description="gRPC: host:port (127.0.0.1:4317). HTTP: the base URL "
+        "(http://127.0.0.1:4318); /v1/traces, /v1/metrics and /v1/logs are added.",
+    )
+    protocol: Literal["grpc", "http"] = Field("grpc", description="OTLP/gRPC or OTLP/HTTP.")
+    compression: Literal["gzip", "none"] = Field("gzip", description="Request compression.")
+    encoding: Literal["protobuf", "json"] = Field(
+        "protobuf",
+        description="HTTP: request body encoding, binary protobuf or OTLP/JSON (gRPC is "
+        "always protobuf).",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers (gRPC metadata) of every request, e.g. an authorization.",
+    )
+    rows_per_request: int = Field(
+        8_192, ge=1, description="Spans, data points or log records in one request, at most."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, description="Time allowed for one request.")
+    tls: TlsOptions | None = Field(
+        None, description="TLS settings (gRPC: TLS is off without them; HTTP: https:// URLs)."
+    )
+
+
+@sink("otlp", config=OtlpSinkConfig)
+class OtlpSink:
+    """Telemetry rows forwarded to another collector over OTLP/gRPC or OTLP/HTTP."""
+
+    def __init__(self, cfg: OtlpSinkConfig) -> None:
+        self.cfg = cfg
+        self.where = f"sink otlp {cfg.protocol} {cfg.endpoint}"
+        self._channel: Any = None
+        self._client: Any = None
+        self._base_dir = "."
+        self._log: Any = None
+        self._progress: tuple[int, set[int]] = (0, set())  # (batch id, accepted requests)
+        self.sent = 0  # items accepted by the collector
+        self.rejected = 0  # items it refused for good (partial_success)
+
+    async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        if "signal" not in schema.names:
+            raise ConfigError.one(
+                "the rows have no `signal` column: the otlp sink forwards rows of the "
+                "telemetry layout",
+                self.where,
+                "read them with an otlp receiver (or kafka/nats with an otlp format)",
+            )
+        self._base_dir = ctx.base_dir
+        self._log = ctx.log
+        self._connect()
+
+    def _tls_wanted(self) -> bool:
+        return self.cfg.tls is not None or self.cfg.endpoint.startswith("https://")
+
+    def _connect(self) -> None:
+        cfg = self.cfg
+        if cfg.protocol == "grpc":
+            import grpc
+            import grpc.aio
+
+            target = cfg.endpoint.removeprefix("http://").removeprefix("https://")
+            if self._tls_wanted():
+                credentials = grpc.ssl_channel_credentials(*self._pem_files())
+                self._channel = grpc.aio.secure_channel(target, credentials)
+            else:
+                self._channel = grpc.aio.insecure_channel(target)
+            return
+        import httpx
+
+        verify: Any = True
+        if cfg.tls is not None:
+            verify = cfg.tls.context(self._base_dir)
+        self._client = httpx.AsyncClient(timeout=cfg.timeout_seconds, verify=verify)
+
+    def _pem_files(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        from quiver.pipeline.paths import resolve_path
+
+        def read(name: str | None) -> bytes | None:
+            if not name:
+                return None
+            path = resolve_path(name, self._base_dir)
+            try:
+                with open(path, "rb") as fh:
+                    return fh.read()
+            except OSError as exc:
+                raise ConfigError.one(
+                    f"cannot read the TLS file {path}: {exc}", self.where, "check the path"
+                ) from exc
+
+        tls = self.cfg.tls
+        if tls is None:
+            return None, None, None
+        return read(tls.ca_file), read(tls.key_file), read(tls.cert_file)
+
+    async def write(self, batch: pa.RecordBatch) -> None:
+        """Export every request of the batch; return once the collector accepted them all."""
+        from quiver.ingest.otlp.rebuild import RebuildError, rebuild_requests, signal_rows
+
+        batch_id = id(batch)
+        if self._progress[0] != batch_id:
+            self._progress = (batch_id, set())
+        accepted = self._progress[1]
+        try:
+            grouped = signal_rows(without_line(batch))
+            requests = []
+            step = self.cfg.rows_per_request
+            for signal, rows in grouped.items():
+                for o in range(0, len(rows), step):
+                    requests.append((signal, len(rows[o : o + step]), rows[o : o + step]))
+            built = [
+                (signal, count, rebuild_requests(signal, rows)) for signal, count, rows in requests
+            ]
+        except RebuildError as exc:
+            raise PermanentError.one(
+                str(exc), self.where, "send rows of the telemetry layout to the otlp sink"
+            ) from exc
+        if self._channel is None and self._client is None:
+            self._connect()  # after a failure: the engine retries the write
+        for index, (signal, count, request) in enumerate(built):
+            if index in accepted:
+                continue
+            if self.cfg.protocol == "grpc":
+                response = await self._export_grpc(signal, request.SerializeToString())
+            else:
+                response = await self._export_http(signal, request)
+            accepted.add(index)
+            rejected = getattr(response.partial_success, _REJECTED_FIELD[signal], 0)
+            self.rejected += rejected
+            self.sent += count - rejected
+            if rejected or response.partial_success.error_message:
+                self._warn(
+                    f"the collector rejected {rejected} of {count} {signal} items: "
+                    f"{response.partial_success.error_message or 'no reason given'}"
+                )
+        self._progress = (0, set())  # done: a later batch may reuse this one's id
+
+    def _warn(self, text: str) -> None:
+        if self._log is not None:
+            self._log(f"{self.where}: {text}", "warning")
+
+    # ----------------------------------------------------------------- gRPC
+
+    async def _export_grpc(self, signal: str, body: bytes) -> Any:
+        import grpc
+
+        from quiver.ingest.otlp.decode import RESPONSE_TYPES
+
+        call = self._channel.unary_unary(
+            _GRPC_METHODS[signal],
+            request_serializer=None,
+            response_deserializer=RESPONSE_TYPES[signal].FromString,  # type: ignore[index]
+        )
+        try:
+            return await call(
+                body,
+                timeout=self.cfg.timeout_seconds,
+                metadata=tuple((k.lower(), v) for k, v in self.cfg.headers.items()) or None,
+                compression=grpc.Compression.Gzip
+                if self.cfg.compression == "gzip"
+                else grpc.Compression.NoCompression,
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = _grpc_error(exc, self.where)
+            if isinstance(error, RetryableError):
+                await self._close()
+            raise error from exc
+
+    # ----------------------------------------------------------------- HTTP
+
+    async def _export_http(self, signal: str, request: Any) -> Any:
+        import httpx
+        from google.protobuf import json_format
+
+        from quiver.ingest.otlp.decode import RESPONSE_TYPES
+        from quiver.ingest.otlp.rebuild import request_json
+
+        json = self.cfg.encoding == "json"
+        body = request_json(request) if json else request.SerializeToString()
+        content_type = "application/json" if json else "application/x-protobuf"
+        headers = {"Content-Type": content_type, **self.cfg.headers}
+        if self.cfg.compression == "gzip":
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        url = self.cfg.endpoint.rstrip("/") + f"/v1/{signal}"
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            await self._close()
+            raise RetryableError.one(
+                f"cannot reach the collector: {type(exc).__name__}: {exc}",
+                self.where,
+                "check the endpoint and that the collector runs; the run retries with backoff",
+            ) from exc
+        if response.status_code == 200:
+            answer = RESPONSE_TYPES[signal]()  # type: ignore[index]
+            if json and response.content:
+                json_format.Parse(response.content, answer, ignore_unknown_fields=True)
+            elif response.content:
+                answer.ParseFromString(response.content)
+            return answer
+        message = _http_message(response)
+        if response.status_code in _RETRYABLE_HTTP:
+            raise _retryable(
+                f"the collector answered {response.status_code}: {message}",
+                self.where,
+                _retry_after(response.headers.get("retry-after")),
+            )
+        raise PermanentError.one(
+            f"the collector refused the data with {response.status_code}: {message}",
+            self.where,
+            "the data is not sent again; check the endpoint, its path and the credentials",
+        )
+
+    async def commit(self) -> None:
+        await self._close()
+
+    async def abort(self) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        channel, self._channel = self._channel, None
+        client, self._client = self._client, None
+        with contextlib.suppress(Exception):
+            if channel is not None:
+                await channel.close()
+            if client is not None:
+                await client.aclose()
+
+
+_RETRYABLE_GRPC = frozenset(
+    {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
+)
+
+
+def _grpc_error(exc: Any, where: str) -> QuiverError:
+    """A failed gRPC export as a typed error, by the OTLP specification's table."""
+    code = exc.code().name
+    details = exc.details() or ""
+    hint = _retry_info(exc.trailing_metadata())
+    if code in _RETRYABLE_GRPC or (code == "RESOURCE_EXHAUSTED" and hint is not None):
+        return _retryable(f"the collector answered {code}: {details}", where, hint)
+    return PermanentError.one(
+        f"the collector refused the data with {code}: {details}",
+        where,
+        "the data is not sent again; check the endpoint and the credentials",
+    )
+
+
+def _retryable(message: str, where: str, after: float | None) -> RetryableError:
+    wait = f"; it asked to wait {after:.1f}s" if after is not None else ""
+    error = RetryableError(
+        [ErrorDetail(message, where, f"the collector is busy or away{wait}; the run retries")]
+    )
+    error.retry_after = after
+    return error
+
+
+def _retry_info(metadata: Any) -> float | None:
+    """The RetryInfo delay in a gRPC status's details, or None."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in metadata or ():
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                delay = info.retry_delay
+                return float(delay.seconds) + float(delay.nanos) / 1e9
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _http_message(response: Any) -> str:
+    """The message of an OTLP/HTTP error body (a google.rpc.Status), or the body's text."""
+    from google.protobuf.message import DecodeError
+    from google.rpc import status_pb2
+
+    content = response.content or b""
+    if "protobuf" in response.headers.get("content-type", ""):
+        try:
+            return status_pb2.Status.FromString(content).message or "(no message)"
+        except DecodeError:
+            pass
+    return content[:300].decode("utf-8", "replace") or "(no body)"

@@ -1,0 +1,139 @@
+"""NUMERIC precision and scale reach Flight schemas, and values keep every digit."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from quiver.flight.server import FlightHandle
+from quiver.sql.url import parse_database_url
+from tests.flight.conftest import reflect, start
+
+D = decimal.Decimal
+
+
+def _pg(url: str, *statements: str) -> None:
+    import psycopg
+
+    db = parse_database_url(url)
+    with psycopg.connect(
+        host=db.host,
+        port=db.port,
+        user=db.user or None,
+        password=db.password or None,
+        dbname=db.database,
+        autocommit=True,
+    ) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture
+def ledger(fresh_postgresql: str) -> Iterator[tuple[FlightHandle, str]]:
+    _pg(
+        fresh_postgresql,
+        "CREATE DOMAIN money2 AS NUMERIC(9, 2)",
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount NUMERIC(12, 2) NOT NULL,"
+        " rate NUMERIC(20, 12), wide NUMERIC(60, 20), huge NUMERIC(100, 0), loose NUMERIC,"
+        " fee money2, whole NUMERIC(3, -2), parts NUMERIC(12, 2)[])",
+        "INSERT INTO ledger VALUES (1, 1234567890.12, 12345678.123456789012,"
+        " 1234567890123456789012345678901234567890.12345678901234567890,"
+        " 1" + "0" * 99 + ", 3.25, 12.34, 12300, '{1.50, 2.25}'),"
+        " (2, -0.01, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    schema = reflect(fresh_postgresql)
+    entity = next(e for e in schema.entities if e.source == "ledger")
+    handle = start(fresh_postgresql, schema)
+    try:
+        yield handle, entity.name
+    finally:
+        handle.stop()
+
+
+def test_numeric_typmods_become_decimal_types_with_exact_values(
+    ledger: tuple[FlightHandle, str],
+) -> None:
+    handle, name = ledger
+    with flight.FlightClient(handle.location) as client:
+        schema = client.get_schema(flight.FlightDescriptor.for_path(name)).schema
+        types = {f.name: f.type for f in schema}
+        assert types["amount"] == pa.decimal128(12, 2)
+        assert types["rate"] == pa.decimal128(20, 12)
+        assert types["wide"] == pa.decimal256(60, 20)
+        assert types["huge"] == pa.string()  # past 76 digits: the exact text
+        assert types["loose"] == pa.decimal128(38, 10)  # no typmod: the documented default
+        assert types["fee"] == pa.decimal128(9, 2)  # from the domain
+        assert types["whole"] == pa.decimal128(5, 0)  # negative scale: whole numbers
+        assert types["parts"] == pa.list_(pa.decimal128(12, 2))
+        table = client.do_get(flight.Ticket(orjson.dumps({"export": {"table": name}})))
+        rows = sorted(table.read_all().to_pylist(), key=lambda r: r["id"])
+    assert rows[0]["amount"] == D("1234567890.12")
+    assert rows[0]["rate"] == D("12345678.123456789012")
+    assert rows[0]["wide"] == D("1234567890123456789012345678901234567890.12345678901234567890")
+    assert rows[0]["huge"] == "1" + "0" * 99
+    assert rows[0]["loose"] == D("3.25")
+    assert rows[0]["fee"] == D("12.34")
+    assert rows[0]["whole"] == D("12300")
+    assert rows[0]["parts"] == [D("1.50"), D("2.25")]
+    assert rows[1]["amount"] == D("-0.01") and rows[1]["rate"] is None
+
+
+def test_graphql_tickets_keep_the_column_precision(ledger: tuple[FlightHandle, str]) -> None:
+    handle, name = ledger
+    with flight.FlightClient(handle.location) as client:
+        info = client.list_flights()
+        paths = [i.descriptor.path[0].decode() for i in info if i.descriptor.path]
+        assert name in paths
+        field = name[0].lower() + name[1:]
+        query = "{ " + field + "s { id amount rate } }"
+        ticket = orjson.dumps({"graphql": {"query": query}})
+        try:
+            table = client.do_get(flight.Ticket(ticket)).read_all()
+        except flight.FlightServerError as exc:
+            pytest.fail(f"the query {query} failed: {exc}")
+    assert table.schema.field("amount").type == pa.decimal128(12, 2)
+    assert table.schema.field("rate").type == pa.decimal128(20, 12)
+    got = {r["id"]: r for r in table.to_pylist()}
+    assert got[1]["rate"] == D("12345678.123456789012")
+
+
+def test_a_value_past_the_default_scale_is_an_error_not_a_rounding(
+    ledger: tuple[FlightHandle, str], fresh_postgresql: str
+) -> None:
+    handle, name = ledger
+    _pg(fresh_postgresql, "UPDATE ledger SET loose = 1.12345678901234 WHERE id = 2")
+    with flight.FlightClient(handle.location) as client, pytest.raises(flight.FlightError) as err:
+        client.do_get(flight.Ticket(f"export:{name}:id=2:loose".encode())).read_all()
+    assert "loose" in str(err.value) and "decimal128(38, 10)" in str(err.value)
+
+
+def test_many_rows_of_small_decimals_keep_signs_nulls_and_digits(fresh_postgresql: str) -> None:
+    _pg(
+        fresh_postgresql,
+        "CREATE TABLE price (id INTEGER PRIMARY KEY, cents NUMERIC(18, 2),"
+        " micro NUMERIC(18, 18), big NUMERIC(18, 0))",
+        "INSERT INTO price SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE g * 0.37 - 900 END,"
+        " CASE WHEN g % 5 = 0 THEN NULL ELSE -0.000000000000000001 * g END,"
+        " 999999999999999999 - g FROM generate_series(1, 20000) g",
+    )
+    schema = reflect(fresh_postgresql)
+    name = next(e.name for e in schema.entities if e.source == "price")
+    handle = start(fresh_postgresql, schema, flight={"batch_rows": 3000})
+    try:
+        with flight.FlightClient(handle.location) as client:
+            table = client.do_get(flight.Ticket(f"export:{name}:id>3:".encode())).read_all()
+    finally:
+        handle.stop()
+    assert table.schema.field("micro").type == pa.decimal128(18, 18)
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert len(rows) == 19997
+    for g in (4, 7, 10, 2431, 19999, 20000):
+        r = rows[g]
+        assert r["cents"] == (None if g % 7 == 0 else D(g) * D("0.37") - 900)
+        assert r["micro"] == (None if g % 5 == 0 else D("-0.000000000000000001") * g)
+        assert r["big"] == D(999999999999999999 - g)

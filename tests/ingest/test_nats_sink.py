@@ -1,0 +1,139 @@
+"""The nats sink against the NATS server of this machine (JetStream on 4222), and its round
+trip into the nats receiver."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from quiver.ingest.nats import NatsReceiver
+from quiver.ingest.sinks.nats import NatsSink
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.runtime.errors import PermanentError
+
+from ..pipeline.conftest import write_all
+from .conftest import build, plain, unique
+from .conftest import read_all as take
+from .telemetry_rows import example_rows
+
+
+def rows(n: int) -> pa.RecordBatch:
+    return pa.record_batch(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "region": pa.array(["eu" if i % 2 else "us" for i in range(n)]),
+        }
+    )
+
+
+async def stream_messages(stream: str, subject: str, count: int) -> list[Any]:
+    import nats
+
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(subject, stream=stream)
+    got: list[Any] = []
+    try:
+        while len(got) < count:
+            try:
+                got.extend(await sub.fetch(count - len(got), timeout=2))
+            except TimeoutError:
+                break
+    finally:
+        await nc.close()
+    return got
+
+
+async def test_jetstream_publishes_are_acknowledged_with_message_ids(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    stream, prefix = js_stream
+    sink: NatsSink = build(NatsSink, {"subject": prefix + ".{region}", "stream": stream})
+    await write_all(sink, [rows(6)], run_ctx)
+    assert sink.published == 6 and sink.duplicates == 0
+    eu = await stream_messages(stream, f"{prefix}.eu", 3)
+    assert [json.loads(m.data)["id"] for m in eu] == [1, 3, 5]
+    ids = {m.headers["Nats-Msg-Id"] for m in eu}
+    assert len(ids) == 3 and all(i.startswith(run_ctx.run_id) for i in ids)
+
+
+async def test_a_retried_write_stores_nothing_twice(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """A second sink writing the same rows with the same message ids (a replay after a crash
+    that kept the ids) is de-duplicated by the stream."""
+    stream, prefix = js_stream
+    options = {"subject": f"{prefix}.all", "stream": stream, "msg_id": "id"}
+    first: NatsSink = build(NatsSink, options)
+    await write_all(first, [rows(4)], run_ctx)
+    again: NatsSink = build(NatsSink, options)
+    await write_all(again, [rows(4)], run_ctx)
+    assert again.duplicates == 4
+    assert len(await stream_messages(stream, f"{prefix}.all", 8)) == 4
+
+
+async def test_a_subject_no_stream_takes_fails_permanently(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    stream, _ = js_stream
+    sink: NatsSink = build(NatsSink, {"subject": unique("nowhere"), "stream": stream})
+    with pytest.raises(PermanentError):
+        await write_all(sink, [rows(1)], run_ctx)
+
+
+async def test_a_missing_stream_is_named_before_sending(run_ctx: RunContext) -> None:
+    sink: NatsSink = build(NatsSink, {"subject": "x", "stream": unique("NOSTREAM")})
+    with pytest.raises(PermanentError, match="stream not found"):
+        await sink.open(rows(1).schema, run_ctx)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+async def test_rows_round_trip_through_jetstream(
+    fmt: str, js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    stream, prefix = js_stream
+    sink: NatsSink = build(NatsSink, {"subject": f"{prefix}.rows", "stream": stream, "format": fmt})
+    await write_all(sink, [rows(5), rows(2)], run_ctx)
+    receiver: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": f"{prefix}.rows",
+            "stream": stream,
+            "durable": unique("d"),
+            "format": fmt,
+            "schema": {"id": "int", "region": "str"},
+            "idle_timeout": 1.0,
+            "batch_seconds": 0.2,
+        },
+    )
+    table = await take(receiver, run_ctx)
+    await receiver.commit()
+    await receiver.close()
+    expected = pa.Table.from_batches([rows(5), rows(2)]).to_pylist()
+    assert table.select(["id", "region"]).to_pylist() == expected
+    assert LINE_COLUMN not in table.column_names or table.num_rows == 7
+
+
+async def test_otlp_messages_carry_their_signal(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    from quiver.ingest.otlp.convert import convert_request
+    from quiver.ingest.otlp.decode import decode_body
+
+    stream, prefix = js_stream
+    sent = example_rows()
+    sink: NatsSink = build(
+        NatsSink, {"subject": prefix + ".{signal}", "stream": stream, "format": "otlp_proto"}
+    )
+    await write_all(sink, [sent], run_ctx)
+    back = []
+    for signal in ("traces", "metrics", "logs"):
+        (message,) = await stream_messages(stream, f"{prefix}.{signal}", 1)
+        assert message.headers["otlp-signal"] == signal
+        batch = convert_request(signal, decode_body(signal, message.data, json=False)).batch
+        assert batch is not None
+        back.append(batch)
+    assert plain(pa.Table.from_batches(back)).to_pylist() == plain(pa.table(sent)).to_pylist()

@@ -1,0 +1,405 @@
+"""OTAP (OpenTelemetry Arrow) on the OTLP/gRPC port: spans, metrics and logs made by the
+OpenTelemetry SDK, encoded as OTAP streams and as OTLP, reach the Parquet sink as identical
+rows; every BatchArrowRecords is answered with its batch_id and status code; bad payloads are
+refused with a message and the stream and receiver go on."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, StatusCode
+
+from quiver.ingest.otap.encode import OtapEncoder
+from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
+from tests.ingest.conftest import Receiver, plain
+from tests.ingest.test_otlp_http import span, trace_request
+
+TRACES = "/opentelemetry.proto.experimental.arrow.v1.ArrowTracesService/ArrowTraces"
+LOGS = "/opentelemetry.proto.experimental.arrow.v1.ArrowLogsService/ArrowLogs"
+METRICS = "/opentelemetry.proto.experimental.arrow.v1.ArrowMetricsService/ArrowMetrics"
+OTLP_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+OTLP_LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+OTLP_METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+_T = otap_pb2.ArrowPayloadType
+_S = otap_pb2.StatusCode
+
+
+def stream(
+    rec: Receiver,
+    bars: Iterable[otap_pb2.BatchArrowRecords | bytes],
+    method: str = TRACES,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> list[otap_pb2.BatchStatus]:
+    """Send ``bars`` on one OTAP stream; the BatchStatus answers."""
+    bodies = [b if isinstance(b, bytes) else b.SerializeToString() for b in bars]
+    with grpc.insecure_channel(f"127.0.0.1:{rec.grpc_port}") as channel:
+        call = channel.stream_stream(method)
+        replies = call(iter(bodies), timeout=30, metadata=metadata)
+        return [otap_pb2.BatchStatus.FromString(r) for r in replies]
+
+
+def sdk_traces() -> ExportTraceServiceRequest:
+    """Spans of two traces made by the SDK: attributes of every kind, events with
+    attributes, a link, an error status, nested spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "checkout", "deployment.environment": "test"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("shop.tracer", "1.2.3")
+    with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER) as root:
+        root.set_attributes(
+            {"http.method": "GET", "http.status_code": 200, "ratio": 0.25, "cached": True}
+        )
+        root.set_attribute("tags", ["a", "b"])
+        root.add_event("cart loaded", {"items": 3, "note": "x"})
+        root.add_event("priced")
+        for i in range(4):
+            with tracer.start_as_current_span(f"db query {i}", kind=SpanKind.CLIENT) as child:
+                child.set_attribute("db.rows", i)
+                child.set_attribute("db.statement", "select 1" if i % 2 else "select 2")
+                if i == 3:
+                    child.set_status(StatusCode.ERROR, "timeout")
+    linked = root.get_span_context()
+    with tracer.start_as_current_span(
+        "background", links=[Link(linked, {"reason": "follows"})]
+    ) as other:
+        other.set_attribute("ratio", 1.0)
+    provider.shutdown()
+    return encode_spans(exporter.get_finished_spans())
+
+
+def sdk_logs() -> ExportLogsServiceRequest:
+    from opentelemetry._logs import SeverityNumber
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("shop.logger")
+    logger.emit(
+        body="disk almost full",
+        severity_number=SeverityNumber.WARN,
+        severity_text="WARN",
+        attributes={"disk": "/var", "free": 0.5},
+    )
+    logger.emit(body={"order": 7, "ok": False}, severity_number=SeverityNumber.ERROR)
+    logger.emit(body=42, attributes={"n": 1})
+    provider.shutdown()
+    return encode_logs(exporter.get_finished_logs())
+
+
+def canonical(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows with attribute maps as dicts (an OTAP sender may order attributes its own way),
+    sorted by span id / time."""
+
+    def unmap(value: Any) -> Any:
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
+            return dict(value)
+        if isinstance(value, list):
+            return [unmap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: unmap(v) for k, v in value.items()}
+        return value
+
+    rows = [unmap(r) for r in plain(table).to_pylist()]
+    for row in rows:
+        for name in ("attributes", "resource_attributes", "scope_attributes"):
+            row[name] = dict(row[name] or [])
+    return sorted(rows, key=lambda r: (r["span_id"] or "", r["time"] or 0, r["body"] or ""))
+
+
+def test_sdk_spans_through_otap_and_otlp_make_identical_parquet_rows(
+    receiver: Callable[..., Receiver],
+) -> None:
+    request = sdk_traces()
+    via_otlp, via_otap = receiver(arrow={}), receiver(arrow={})
+    with grpc.insecure_channel(f"127.0.0.1:{via_otlp.grpc_port}") as channel:
+        channel.unary_unary(OTLP_TRACES)(request.SerializeToString(), timeout=10)
+    encoder = OtapEncoder()
+    answers = stream(via_otap, [encoder.traces(request)])
+    assert [(a.batch_id, a.status_code) for a in answers] == [(0, _S.OK)]
+    otlp_rows, otap_rows = canonical(via_otlp.stop()), canonical(via_otap.stop())
+    assert len(otap_rows) == 6
+    assert otap_rows == otlp_rows
+    error = next(r for r in otap_rows if r["status_code"] == "error")
+    assert error["status_message"] == "timeout"
+    root = next(r for r in otap_rows if r["span_name"] == "GET /cart")
+    assert root["attributes"]["tags"] == '["a","b"]'
+    assert root["attributes"]["ratio"] == "0.25"
+    assert [e["name"] for e in root["events"]] == ["cart loaded", "priced"]
+    background = next(r for r in otap_rows if r["span_name"] == "background")
+    assert background["links"][0]["span_id"] == root["span_id"]
+
+
+def test_sdk_logs_through_otap_and_otlp_make_identical_parquet_rows(
+    receiver: Callable[..., Receiver],
+) -> None:
+    request = sdk_logs()
+    via_otlp, via_otap = receiver(arrow={}), receiver(arrow={})
+    with grpc.insecure_channel(f"127.0.0.1:{via_otlp.grpc_port}") as channel:
+        channel.unary_unary(OTLP_LOGS)(request.SerializeToString(), timeout=10)
+    answers = stream(via_otap, [OtapEncoder().logs(request)], LOGS)
+    assert [a.status_code for a in answers] == [_S.OK]
+    otlp_rows, otap_rows = canonical(via_otlp.stop()), canonical(via_otap.stop())
+    assert len(otap_rows) == 3
+    assert otap_rows == otlp_rows
+    assert {r["body"] for r in otap_rows} == {"disk almost full", '{"order":7,"ok":false}', "42"}
+
+
+def test_later_batches_of_a_stream_reuse_the_schema_sent_once(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    encoder = OtapEncoder()
+    bars = [
+        encoder.traces(trace_request(span(f"s{i}", span_id=bytes([i + 1]) * 8))) for i in range(5)
+    ]
+    first, later = bars[0].arrow_payloads[0].record, bars[1].arrow_payloads[0].record
+    assert ipc.MessageReader.open_stream(pa.py_buffer(first)).read_next_message().type == "schema"
+    assert ipc.MessageReader.open_stream(pa.py_buffer(later)).read_next_message().type != "schema"
+    answers = stream(rec, bars)
+    assert [(a.batch_id, a.status_code) for a in answers] == [(i, _S.OK) for i in range(5)]
+    assert sorted(plain(rec.stop()).column("span_name").to_pylist()) == [f"s{i}" for i in range(5)]
+
+
+def good_bar(batch_id: int = 0, name: str = "good") -> otap_pb2.BatchArrowRecords:
+    bar = OtapEncoder().traces(trace_request(span(name)))
+    bar.batch_id = batch_id
+    return bar
+
+
+def test_bad_ipc_bytes_are_invalid_argument_and_the_stream_goes_on(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    bad = otap_pb2.BatchArrowRecords(batch_id=7)
+    bad.arrow_payloads.add(schema_id="x", type=_T.SPANS, record=b"\xff\xff\xff\xff\x10\x00garbage")
+    truncated = good_bar(8)
+    payload = truncated.arrow_payloads[0]
+    payload.record = payload.record[: len(payload.record) // 2]
+    answers = stream(rec, [bad, truncated, good_bar(9)])
+    assert [(a.batch_id, a.status_code) for a in answers] == [
+        (7, _S.INVALID_ARGUMENT),
+        (8, _S.INVALID_ARGUMENT),
+        (9, _S.OK),
+    ]
+    assert "SPANS: the Arrow IPC data cannot be read" in answers[0].status_message
+    assert "arrow_payloads[0]" in answers[1].status_message
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["good"]
+
+
+def test_an_unknown_or_foreign_payload_type_is_invalid_argument(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    unknown = good_bar(1)
+    unknown.arrow_payloads.add(schema_id="z", type=99, record=b"x")  # type: ignore[arg-type]
+    foreign = good_bar(2)
+    foreign.arrow_payloads.add(schema_id="z", type=_T.LOG_ATTRS, record=b"x")
+    answers = stream(rec, [unknown, foreign, good_bar(3)])
+    assert [a.status_code for a in answers] == [_S.INVALID_ARGUMENT, _S.INVALID_ARGUMENT, _S.OK]
+    assert "payload type 99 is not a payload type of traces" in answers[0].status_message
+    assert "LOG_ATTRS is not a payload type of traces" in answers[1].status_message
+    assert plain(rec.stop()).num_rows == 1
+
+
+def ipc_stream(batch: pa.RecordBatch) -> bytes:
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def test_attributes_whose_parent_id_matches_no_span_are_invalid_argument(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    bar = good_bar(4)
+    attrs = pa.record_batch(
+        {
+            "parent_id": pa.array([0, 41], pa.uint16()),
+            "key": pa.array(["a", "b"]),
+            "type": pa.array([1, 1], pa.uint8()),
+            "str": pa.array(["x", "y"]),
+        }
+    )
+    for payload in bar.arrow_payloads:
+        if payload.type == _T.SPAN_ATTRS:
+            bar.arrow_payloads.remove(payload)
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    answers = stream(rec, [bar, good_bar(5, "after")])
+    assert answers[0].status_code == _S.INVALID_ARGUMENT
+    assert "SPAN_ATTRS row 1: parent_id 41 matches no SPANS id" in answers[0].status_message
+    assert answers[1].status_code == _S.OK
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["after"]
+
+
+def test_a_required_column_missing_is_named(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(arrow={})
+    spans = pa.record_batch({"name": pa.array(["no ids"])})
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    [answer] = stream(rec, [bar])
+    assert answer.status_code == _S.INVALID_ARGUMENT
+    assert "SPANS: the required column 'trace_id' is missing" in answer.status_message
+    rec.stop()
+
+
+def test_a_message_that_is_not_a_batch_ends_the_stream_but_not_the_receiver(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    with pytest.raises(grpc.RpcError) as caught:
+        stream(rec, [b"\xff\xff\xff not protobuf"])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a BatchArrowRecords" in (caught.value.details() or "")
+    assert [a.status_code for a in stream(rec, [good_bar()])] == [_S.OK]
+    assert plain(rec.stop()).num_rows == 1
+
+
+def test_a_stream_without_credentials_is_unauthenticated(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(arrow={}, auth={"api_keys": ["k1"]})
+    with pytest.raises(grpc.RpcError) as caught:
+        stream(rec, [good_bar()])
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    answers = stream(rec, [good_bar()], metadata=(("x-api-key", "k1"),))
+    assert [a.status_code for a in answers] == [_S.OK]
+    assert plain(rec.stop()).num_rows == 1
+
+
+def test_without_the_arrow_option_otap_is_unimplemented(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver()
+    with pytest.raises(grpc.RpcError) as caught:
+        stream(rec, [good_bar()])
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    rec.stop()
+
+
+def test_a_full_spool_is_resource_exhausted_per_batch(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(arrow={}, spool={"max_bytes": 1})
+    [taken] = stream(rec, [good_bar(1, "taken")])
+    [refused] = stream(rec, [good_bar(2, "refused")])
+    assert (taken.status_code, refused.status_code) == (_S.OK, _S.RESOURCE_EXHAUSTED)
+    assert refused.batch_id == 2
+    assert "retry later" in refused.status_message
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["taken"]
+
+
+def sdk_metrics() -> ExportMetricsServiceRequest:
+    """A counter, an up-down counter, a histogram and a gauge made by the SDK, with
+    attributes."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(
+        metric_readers=[reader], resource=Resource.create({"service.name": "checkout"})
+    )
+    meter = provider.get_meter("shop.meter", "0.1")
+    orders = meter.create_counter("orders", unit="1", description="orders placed")
+    orders.add(3, {"region": "eu"})
+    orders.add(4, {"region": "us"})
+    meter.create_up_down_counter("queue.depth").add(-2)
+    latency = meter.create_histogram("latency", unit="ms")
+    for value in (5, 20, 300):
+        latency.record(value, {"route": "/cart"})
+    meter.create_gauge("temperature").set(2.5, {"room": "a"})
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+    return encode_metrics(data)
+
+
+def test_sdk_metrics_through_otap_and_otlp_make_identical_parquet_rows(
+    receiver: Callable[..., Receiver],
+) -> None:
+    request = sdk_metrics()
+    via_otlp, via_otap = receiver(arrow={}), receiver(arrow={})
+    with grpc.insecure_channel(f"127.0.0.1:{via_otlp.grpc_port}") as channel:
+        channel.unary_unary(OTLP_METRICS)(request.SerializeToString(), timeout=10)
+    answers = stream(via_otap, [OtapEncoder().metrics(request)], METRICS)
+    assert [a.status_code for a in answers] == [_S.OK]
+
+    def rows(table: pa.Table) -> list[dict[str, Any]]:
+        return sorted(
+            canonical(table), key=lambda r: (r["metric_name"], sorted(r["attributes"].items()))
+        )
+
+    otlp_rows, otap_rows = rows(via_otlp.stop()), rows(via_otap.stop())
+    assert len(otap_rows) == 5
+    assert otap_rows == otlp_rows
+    latency = next(r for r in otap_rows if r["metric_name"] == "latency")
+    assert (latency["metric_type"], latency["count"], latency["sum"]) == ("histogram", 3, 325.0)
+    depth = next(r for r in otap_rows if r["metric_name"] == "queue.depth")
+    assert (depth["value_int"], depth["is_monotonic"]) == (-2, False)
+
+
+def test_data_points_of_a_metric_that_is_not_there_are_invalid_argument(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    bar = OtapEncoder().metrics(sdk_metrics())
+    for payload in bar.arrow_payloads:
+        if payload.type == _T.UNIVARIATE_METRICS:
+            bar.arrow_payloads.remove(payload)
+            break
+    [answer] = stream(rec, [bar], METRICS)
+    assert answer.status_code == _S.INVALID_ARGUMENT
+    assert "without a UNIVARIATE_METRICS payload" in answer.status_message
+    rec.stop()
+
+
+def test_arrow_without_a_grpc_listener_is_a_config_error() -> None:
+    from pydantic import ValidationError
+
+    from quiver.ingest.otlp.config import OtlpSourceConfig
+
+    with pytest.raises(ValidationError, match="arrow \\(OTAP\\) is served on the gRPC listener"):
+        OtlpSourceConfig.model_validate({"http": {}, "arrow": {}})
+
+
+def test_randomly_corrupted_payloads_are_refused_with_a_message_never_a_crash(
+    receiver: Callable[..., Receiver],
+) -> None:
+    import random
+
+    request = sdk_traces()
+    rng = random.Random(13)
+    bars = []
+    for batch_id in range(150):
+        bar = OtapEncoder().traces(request)
+        bar.batch_id = batch_id
+        payload = bar.arrow_payloads[rng.randrange(len(bar.arrow_payloads))]
+        record = bytearray(payload.record)
+        for _ in range(rng.randint(1, 4)):
+            record[rng.randrange(len(record))] = rng.randrange(256)
+        payload.record = bytes(record)
+        bars.append(bar)
+    rec = receiver(arrow={})
+    answers = stream(rec, bars)
+    assert sorted(a.batch_id for a in answers) == list(range(150))
+    codes = {a.status_code for a in answers}
+    assert codes <= {_S.OK, _S.INVALID_ARGUMENT}
+    assert _S.INVALID_ARGUMENT in codes
+    assert all(a.status_message for a in answers if a.status_code != _S.OK)
+    assert [a.status_code for a in stream(rec, [good_bar(500, "after")])] == [_S.OK]
+    assert "after" in plain(rec.stop()).column("span_name").to_pylist()

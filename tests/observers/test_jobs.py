@@ -1,0 +1,221 @@
+"""The ``job`` action enqueues one job per event into a table of the observed database, and
+the worker runs the registered job functions with retries, the dead-letter table and
+``dlq retry``; ``quiver jobs work|list`` as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.jobqueue import SqlJobQueue
+from quiver.observers.jobs import JobSpec, JobWorker, jobs_in
+from quiver.observers.service import open_dispatcher
+from quiver.runtime.errors import ErrorDetail, PermanentError
+from tests.observers.conftest import Shop
+from tests.observers.test_commands import quiver
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PAYLOAD = (
+    '{"author": {{ after.id | json }}, "name": {{ after.name | json }},'
+    ' "key": {{ idempotency_key | json }}}'
+)
+
+
+def _observer(**action: Any) -> dict[str, Any]:
+    return {
+        "name": "welcome",
+        "entity": "Author",
+        "on": ["insert"],
+        "actions": [{"type": "job", "name": "enqueue", "job": "send_welcome", **action}],
+    }
+
+
+async def _authors(shop: Shop, *names: str) -> None:
+    inputs = ", ".join(f'{{name: "{n}", email: "{n}@x"}}' for n in names)
+    await shop.mutate(f"mutation {{ createAuthors(inputs: [{inputs}]) {{ id }} }}")
+
+
+def _worker(d: Dispatcher, fn: Any, name: str = "send_welcome") -> JobWorker:
+    queue = SqlJobQueue(d.store.db)
+    return JobWorker(queue, d.store, {name: JobSpec(name, fn, "test")}, d.settings.retry)
+
+
+async def test_the_job_action_enqueues_one_job_per_event_that_the_worker_runs(
+    shop: Shop,
+) -> None:
+    d = await shop.dispatcher([_observer(payload=PAYLOAD)])
+    ran: list[dict[str, Any]] = []
+
+    async def send_welcome(payload: dict[str, Any]) -> None:
+        ran.append(payload)
+
+    try:
+        await _authors(shop, "ann", "bob")
+        assert await d.run_once() == 2
+        # Delivered again (a dispatcher that died before its ledger row): no second job.
+        [observer] = d.observers
+        events = await d.store.pending(["Author"], 3600, 10)
+        assert events == []
+        jobs = await SqlJobQueue(d.store.db).jobs(None, 10)
+        assert [(j.name, j.status, j.attempts) for j in jobs] == [("send_welcome", "queued", 0)] * 2
+        from quiver.observers.event import Job
+
+        first = jobs[0]
+        again = Job(first.event_id, first.observer, first.action, first.event)
+        await observer.actions[0].action.run(again)
+        assert len(await SqlJobQueue(d.store.db).jobs(None, 10)) == 2
+        worker = _worker(d, send_welcome)
+        assert await worker.run_once() == 2
+        assert await worker.run_once() == 0
+        assert sorted(p["name"] for p in ran) == ["ann", "bob"]
+        assert {p["key"] for p in ran} == {j.idempotency_key for j in jobs}
+        assert ran[0]["key"] == f"{jobs[0].event_id}:welcome:enqueue"
+        done = await SqlJobQueue(d.store.db).jobs("done", 10)
+        assert [j.attempts for j in done] == [1, 1]
+    finally:
+        await d.close()
+
+
+async def test_a_failing_job_is_retried_then_dead_lettered_and_dlq_retry_runs_it_again(
+    shop: Shop,
+) -> None:
+    d = await shop.dispatcher([_observer()])  # max_attempts 3, delays of 10-20 ms
+    calls: list[int] = []
+    fail = True
+
+    def send_welcome(payload: dict[str, Any]) -> None:  # a plain function: runs in a thread
+        calls.append(payload["event_id"])
+        if fail:
+            raise RuntimeError("smtp down")
+
+    try:
+        await _authors(shop, "ann")
+        await d.run_once()
+        worker = _worker(d, send_welcome)
+        for _ in range(50):
+            await worker.run_once()
+            if worker.dead:
+                break
+            await asyncio.sleep(0.03)
+        assert len(calls) == 3 and worker.retried == 2 and worker.dead == 1
+        [dead] = await d.store.dead_letters()
+        assert dead.attempts == 3 and "RuntimeError: smtp down" in dead.error
+        assert dead.idempotency_key == f"{calls[0]}:welcome:enqueue"
+        assert dead.payload["after"]["name"] == "ann"
+        [job_row] = await SqlJobQueue(d.store.db).jobs("dead", 10)
+        assert job_row.last_error == "RuntimeError: smtp down"
+        fail = False
+        await d.redeliver(dead)  # quiver dlq retry: the job is queued again
+        assert await d.store.dead_letters() == []
+        assert await worker.run_once() == 1
+        assert len(calls) == 4
+        [done] = await SqlJobQueue(d.store.db).jobs("done", 10)
+        assert done.attempts == 1
+    finally:
+        await d.close()
+
+
+async def test_a_permanent_error_and_an_invalid_payload_are_dead_lettered_at_once(
+    shop: Shop,
+) -> None:
+    d = await shop.dispatcher(
+        [_observer(), {**_observer(payload="{ {{ after.name }} }"), "name": "broken"}]
+    )
+
+    async def send_welcome(payload: dict[str, Any]) -> None:
+        raise PermanentError([ErrorDetail("no such mailbox", "smtp", "")])
+
+    try:
+        await _authors(shop, "ann")
+        await d.run_once()
+        [bad] = await d.store.dead_letters()  # the broken template: never enqueued
+        assert bad.observer == "broken" and "invalid JSON" in bad.error and bad.attempts == 1
+        worker = _worker(d, send_welcome)
+        assert await worker.run_once() == 1
+        dead = await d.store.dead_letters()
+        assert len(dead) == 2 and "no such mailbox" in dead[1].error and dead[1].attempts == 1
+    finally:
+        await d.close()
+
+
+async def test_two_workers_never_run_one_job_at_once(shop: Shop) -> None:
+    d = await shop.dispatcher([_observer()])
+    running: list[int] = []
+    seen: list[int] = []
+
+    async def send_welcome(payload: dict[str, Any]) -> None:
+        running.append(payload["event_id"])
+        seen.append(payload["event_id"])
+        await asyncio.sleep(0.05)
+        running.remove(payload["event_id"])
+
+    try:
+        await _authors(shop, *(f"a{i}" for i in range(20)))
+        await d.run_once()
+        one, two = _worker(d, send_welcome), _worker(d, send_welcome)
+        one.batch_size = two.batch_size = 7
+        while sum(await asyncio.gather(one.run_once(), two.run_once())):
+            pass
+        assert sorted(seen) == sorted(set(seen)) and len(seen) == 20
+        assert one.done and two.done  # both worked
+    finally:
+        await d.close()
+
+
+async def test_job_functions_are_found_in_a_file_and_duplicates_are_refused(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "jobs.py"
+    app.write_text(
+        "from quiver.observers.jobs import job\n"
+        "@job('a')\nasync def first(p): pass\n"
+        "@job()\ndef second(p): pass\n"
+    )
+    assert sorted(jobs_in(app)) == ["a", "second"]
+    app.write_text(
+        "from quiver.observers.jobs import job\n"
+        "@job('a')\ndef x(p): pass\n@job('a')\ndef y(p): pass\n"
+    )
+    with pytest.raises(Exception, match="two job functions named 'a'"):
+        jobs_in(app)
+
+
+async def test_an_unknown_field_in_the_payload_template_is_reported(shop: Shop) -> None:
+    with pytest.raises(Exception, match=r"actions\[0\].payload: the entity has no field 'nme'"):
+        await open_dispatcher(shop.settings([_observer(payload='{"n": {{ after.nme | json }}}')]))
+
+
+async def test_quiver_jobs_work_and_list(shop: Shop, tmp_path: Path) -> None:
+    if shop.dialect != "sqlite":
+        pytest.skip("the commands are shared; the dialects are covered above")
+    out_file = tmp_path / "ran.txt"
+    app = tmp_path / "jobs.py"
+    app.write_text(
+        "from quiver.observers.jobs import job\n"
+        "@job('send_welcome')\n"
+        "async def send_welcome(payload):\n"
+        f"    with open({str(out_file)!r}, 'a') as f:\n"
+        "        f.write(payload['name'] + '\\n')\n"
+    )
+    cfg = tmp_path / "quiver.yaml"
+    cfg.write_text(
+        yaml.safe_dump({"database": {"url": shop.url}, "observers": [_observer(payload=PAYLOAD)]})
+    )
+    await _authors(shop, "ann", "bob")
+    code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
+    assert code == 0, err
+    code, out, err = await quiver("jobs", "list", "-c", str(cfg))
+    assert code == 0 and "2 jobs" in err and out.count("\tqueued\t") == 2, out
+    code, out, err = await quiver("jobs", "work", "--once", "--app", str(app), "-c", str(cfg))
+    assert code == 0 and "2 done, 0 due again later, 0 dead-lettered" in out, err
+    assert sorted(out_file.read_text().split()) == ["ann", "bob"]
+    code, out, _ = await quiver("jobs", "list", "--status", "done", "-c", str(cfg))
+    assert out.count("\tdone\t") == 2
+    code, _, err = await quiver("jobs", "list", "--status", "finished", "-c", str(cfg))
+    assert code == 1 and "use one of queued, running, done, dead" in err
