@@ -5,13 +5,16 @@ upgrade still reaches the ASGI app with a ``websocket`` scope."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -21,8 +24,9 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
 from quiver.graphql.server import CoalescingHttpProtocol
 from quiver.schema.reflect import reflect_database
-from tests.graphql.servers import free_port
+from tests.graphql.servers import QUIVER, free_port
 
+JSON = "application/json"
 QUERY = b'{"query": "{ artists(limit: 2, orderBy: {artistId: ASC}) { name } }"}'
 #: Every write the real transports received, per connection, in order.
 WRITES: list[list[bytes]] = []
@@ -193,3 +197,41 @@ def test_a_websocket_upgrade_reaches_the_app_with_a_websocket_scope(server: int)
         assert ws.subprotocol == "graphql-transport-ws"
         ws.send("hello")
         assert ws.recv(timeout=10) == "websocket /graphql hello"
+
+
+@pytest.mark.parametrize("access", [False, True], ids=["access-log-off", "access-log-on"])
+def test_several_workers_write_no_uvicorn_access_lines(chinook_sqlite: Path, access: bool) -> None:
+    """With --workers 2, a request writes Quiver's access record when log.access asks for
+    it, and never uvicorn's own line."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    env["QUIVER_LOG_ACCESS"] = "true" if access else "false"
+    url = f"sqlite:///{chinook_sqlite.absolute()}"
+    proc = subprocess.Popen(
+        [QUIVER, "serve", "--db", url, "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "no server"
+            time.sleep(0.2)
+        for _ in range(4):  # new connections: the requests spread over both workers
+            r = httpx.post(f"{base}/graphql", content=QUERY, headers={"content-type": JSON})
+            assert r.status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "HTTP/1.1" not in err, err  # uvicorn's access line: '... "POST /graphql HTTP/1.1" 200'
+    ours = [line for line in err.splitlines() if "POST /graphql 200" in line]
+    assert len(ours) == (4 if access else 0), err
