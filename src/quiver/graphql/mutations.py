@@ -554,12 +554,42 @@ class MutationRunner:
                 value = check(value)
             except PlanError as err:
                 raise PlanError(err.message, path) from None
+        bits = _bit_width(self.dialect, f)
+        if bits is not None:
+            return _bit_value(self.dialect, value, path)
         if f.scalar == Scalar.JSON and not f.is_list:
             text = orjson.dumps(value).decode()
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
                 return template(self.dialect.json_input, param(text), (f.db_type or "").upper())
             return sql(param(text))
         return sql(param(value))
+
+
+_BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
+_BIT_DIGITS = re.compile(r"[01]*")
+
+
+def _bit_width(dialect: Dialect, f: IrField) -> int | None:
+    """The width of a bit-string column served as text of 0s and 1s (0: varying), else None.
+    MariaDB's BIT(1) is a Boolean, written as one."""
+    if f.is_list or f.scalar != Scalar.STRING or dialect.name not in ("postgresql", "mysql"):
+        return None
+    m = _BIT_TYPE.fullmatch((f.db_type or "").strip())
+    if m is None:
+        return None
+    return int(m.group(1)) if m.group(1) else 0
+
+
+def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fragment:
+    """A bit string given as its binary digits (as it is served), written as bits: the
+    drivers would send the digits' characters as bytes."""
+    if not isinstance(value, str) or not _BIT_DIGITS.fullmatch(value):
+        raise PlanError(f"{value!r} is not a bit string: write it as binary digits, 0 and 1", path)
+    if dialect.name == "postgresql":
+        return sql("CAST(CAST(", param(value), " AS TEXT) AS BIT VARYING)")
+    if not value:
+        raise PlanError("an empty bit string does not fit a MariaDB BIT column", path)
+    return sql("CAST(CONV(", param(value), ", 2, 10) AS UNSIGNED)")
 
 
 def _table(e: Entity) -> Fragment:
