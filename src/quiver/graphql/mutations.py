@@ -36,7 +36,7 @@ from quiver.graphql.planner import (
     plan_rows_by_key,
     write_value_check,
 )
-from quiver.runtime.context import RequestContext
+from quiver.runtime.context import RequestContext, current_request
 from quiver.schema.catalog import Catalog, MutationField
 from quiver.schema.ir import Entity, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
@@ -136,7 +136,7 @@ class MutationRunner:
         roots = collect_root_fields(
             self.catalog, self.gql, self.dialect, operation, fragments, variables
         )
-        who = context or RequestContext()
+        who = context or current_request() or RequestContext()
         changes = ChangeContext(str(uuid.uuid4()), who.user_id, who.tenant_id)
         values: list[tuple[str, bytes]] = []
         try:
