@@ -158,16 +158,29 @@ class MutationRunner:
                     args = get_argument_values(definition, nodes[0], variables)
                     resolver = self.resolvers.get(name)
                     if resolver is not None:
+                        # Its writes are not known here: while it runs, the change-log
+                        # triggers (when installed) record them, in this transaction.
+                        table = self.settings.change_log_table
+                        if log:
+                            await unmark_writer(tx, self.dialect, table, changes)
                         answer = await self._resolver(
                             tx, key, resolver, nodes, args, fragments, variables
                         )
+                        if log:
+                            await mark_writer(tx, self.dialect, table, changes)
                         values.append((key, answer))
                         continue
                     fm = self.catalog.function_mutations.get(name)
                     if fm is not None:
+                        # As for a Python mutation: the triggers record the function's writes.
+                        table = self.settings.change_log_table
+                        if log:
+                            await unmark_writer(tx, self.dialect, table, changes)
                         answer = await self._function(
                             tx, key, fm, nodes, args, fragments, variables
                         )
+                        if log:
+                            await mark_writer(tx, self.dialect, table, changes)
                         values.append((key, answer))
                         continue
                     field = _Field(key, self.catalog.mutation_fields[name], nodes, args)
