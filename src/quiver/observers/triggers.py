@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from quiver.schema.ir import Entity
+from quiver.graphql.typesystem import enum_value_names
+from quiver.schema.ir import Entity, Field, Scalar
+from quiver.sql.build import template
 from quiver.sql.changelog import ensure_change_log, writers_table
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import compile_sql, sql
 
 __all__ = ["install_triggers", "trigger_names"]
 
@@ -52,6 +55,50 @@ def _table(d: Dialect, e: Entity) -> str:
 
 def _pairs(e: Entity) -> list[tuple[str, str]]:
     return [(f.column, f.name) for f in e.fields]
+
+
+#: SQLite templates that call functions Quiver registers on its own connections only: a
+#: trigger also runs in other programs' connections, so it uses built-in functions instead.
+_SQLITE_PORTABLE = {
+    # SQLite has no base64: binary values are logged as hexadecimal text.
+    "quiver_base64(": "hex({})",
+    # Infinities as the strings the API serves (SQLite's JSON writes Inf, which is not
+    # JSON); other reals with 17 significant digits, which read back as the same double.
+    "quiver_real(": (
+        "CASE WHEN typeof({0}) <> 'real' THEN {0}"
+        " WHEN {0} > 1.7976931348623157e308 THEN 'Infinity'"
+        " WHEN {0} < -1.7976931348623157e308 THEN '-Infinity'"
+        " ELSE json(printf('%!.17g', {0})) END"
+    ),
+    "quiver_not_int(": "{}",
+}
+
+
+def _served(d: Dialect, f: Field, expr: str) -> str:
+    """``expr``, a value of ``f``'s column, as the API serves it (MariaDB, SQLite), written
+    with functions every connection has, so a trigger never refuses a write."""
+    if f.is_list:
+        return expr
+    lit = _mysql_literal if d.name == "mysql" else _literal
+    if f.enum_values is not None:
+        renamed = [(db, g) for db, g in enum_value_names(f.enum_values).items() if db != g]
+        if not renamed:
+            return expr
+        cases = "".join(f" WHEN {lit(db)} THEN {lit(g)}" for db, g in renamed)
+        return f"CASE {expr}{cases} ELSE {expr} END"
+    tpl = d.column_output(f.db_type, f.scalar.value)
+    if tpl is None:
+        return expr
+    if d.name == "sqlite":
+        for call, portable in _SQLITE_PORTABLE.items():
+            if call in tpl:
+                tpl = portable
+                break
+        if f.scalar == Scalar.JSON:
+            tpl = "CASE WHEN json_valid({0}) THEN json({0}) ELSE {0} END"
+    text, slots = compile_sql(template(tpl, sql(expr)), d)
+    assert not slots
+    return text
 
 
 def _key_names(e: Entity) -> list[str]:
@@ -131,7 +178,10 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
     pairs = _pairs(e)
 
     def image(row: str) -> str:
-        return f"{obj}(" + ", ".join(f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in pairs) + ")"
+        items = [
+            f"{lit(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
+        ]
+        return f"{obj}(" + ", ".join(items) + ")"
 
     key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
 
