@@ -3,8 +3,9 @@
 ``quiver observers install-triggers`` creates, on each entity's table, AFTER INSERT, UPDATE and
 DELETE triggers that insert change-log rows as a mutation does: the entity's API name, its key
 fields as a JSON object, before and after images keyed by API field names, the changed fields.
-The images are built by the database (PostgreSQL ``to_jsonb``, MariaDB ``JSON_OBJECT``, SQLite
-``json_object``), so values keep the database's JSON spelling. Actor and tenant stay empty;
+The images are built by the database (PostgreSQL ``jsonb_build_object``, MariaDB ``JSON_OBJECT``,
+SQLite ``json_object``) with each value spelled as the API serves it, using only functions
+every connection has (on SQLite, binary values are hex text: it has no base64). Actor and tenant stay empty;
 the transaction id is the database's own (PostgreSQL, MariaDB) or one per row (SQLite).
 
 A trigger logs nothing while ``<change log>_writers`` holds a row: Quiver's mutations mark
@@ -78,14 +79,27 @@ def _served(d: Dialect, f: Field, expr: str) -> str:
     """``expr``, a value of ``f``'s column, as the API serves it (MariaDB, SQLite), written
     with functions every connection has, so a trigger never refuses a write."""
     if f.is_list:
-        return expr
+        if d.name != "postgresql":
+            return expr
+        elem = _served_value(d, f, '"__e"."x"')
+        if elem == '"__e"."x"':
+            return expr
+        text, slots = compile_sql(template(d.list_output, sql(expr), sql(elem)), d)
+        assert not slots
+        return text
+    return _served_value(d, f, expr)
+
+
+def _served_value(d: Dialect, f: Field, expr: str) -> str:
+    """One value of ``f``'s scalar or enum, as served."""
     lit = _mysql_literal if d.name == "mysql" else _literal
     if f.enum_values is not None:
         renamed = [(db, g) for db, g in enum_value_names(f.enum_values).items() if db != g]
         if not renamed:
             return expr
         cases = "".join(f" WHEN {lit(db)} THEN {lit(g)}" for db, g in renamed)
-        return f"CASE {expr}{cases} ELSE {expr} END"
+        otherwise = d.text_of.format(expr) if d.text_of else expr
+        return f"CASE {expr}{cases} ELSE {otherwise} END"
     tpl = d.column_output(f.db_type, f.scalar.value)
     if tpl is None:
         return expr
@@ -108,6 +122,16 @@ def _key_names(e: Entity) -> list[str]:
 # ----- PostgreSQL: one plpgsql function per table, one trigger -----
 
 
+def _pg_image(d: Dialect, e: Entity, row: str) -> str:
+    """The row's image keyed by API names, each value as the API serves it (built in chunks:
+    a function call takes at most 100 arguments)."""
+    items = [
+        f"{_literal(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
+    ]
+    chunks = [items[i : i + 40] for i in range(0, len(items), 40)] or [[]]
+    return " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
+
+
 def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
     table = _table(d, e)
     name = d.quote_ident(trigger_names(e)["insert"].replace("_insert", ""))
@@ -123,14 +147,12 @@ def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) ->
 DECLARE
   pairs jsonb := {pairs}::jsonb;
   keys jsonb := {keys}::jsonb;
-  old_row jsonb; new_row jsonb; old_image jsonb; new_image jsonb; image jsonb;
+  old_image jsonb; new_image jsonb; image jsonb;
   changed jsonb;
 BEGIN
   IF EXISTS (SELECT 1 FROM {writers}) THEN RETURN NULL; END IF;
-  IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-  IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-  SELECT jsonb_object_agg(p->>1, old_row->(p->>0)), jsonb_object_agg(p->>1, new_row->(p->>0))
-    INTO old_image, new_image FROM jsonb_array_elements(pairs) AS p;
+  IF TG_OP <> 'INSERT' THEN old_image := {_pg_image(d, e, "OLD")}; END IF;
+  IF TG_OP <> 'DELETE' THEN new_image := {_pg_image(d, e, "NEW")}; END IF;
   IF TG_OP = 'INSERT' THEN
     old_image := NULL;
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
