@@ -5,8 +5,9 @@ DELETE triggers that insert change-log rows as a mutation does: the entity's API
 fields as a JSON object, before and after images keyed by API field names, the changed fields.
 The images are built by the database (PostgreSQL ``jsonb_build_object``, MariaDB ``JSON_OBJECT``,
 SQLite ``json_object``) with each value spelled as the API serves it, using only functions
-every connection has (on SQLite, binary values are hex text: it has no base64). Actor and tenant stay empty;
-the transaction id is the database's own (PostgreSQL, MariaDB) or one per row (SQLite).
+every connection has (on SQLite, binary values are hex text: it has no base64). Actor and
+tenant stay empty; the transaction id is the database's own (PostgreSQL, MariaDB) or one per
+row (SQLite).
 
 A trigger logs nothing while ``<change log>_writers`` holds a row: Quiver's mutations mark
 their transaction there (see :mod:`quiver.sql.changelog`) and log their changes themselves.
