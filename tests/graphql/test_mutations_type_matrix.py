@@ -251,3 +251,40 @@ async def test_triggers_log_outside_writes_of_every_type_as_served(cells: Runner
             }
             problems += _differences(image, row, f"{what} {key}")
     assert not problems, "\n".join(problems)
+
+
+async def test_a_value_that_does_not_fit_names_its_field(cells: Runner) -> None:
+    if cells.dialect == "sqlite":
+        pytest.skip("SQLite keeps any value in any column")
+    small = "i2" if cells.dialect == "postgresql" else "si"
+    cases = [
+        # one field set: the database's complaint can only be about it
+        ({"vc": "x" * 21}, "vc"),
+        ({small: 40000}, small),
+        # several fields: the driver names the parameter, or the database the column
+        ({"vc": "ok", small: 40000, "t": "fine"}, small),
+    ]
+    for given, at_fault in cases:
+        for mutation, args in (
+            ("updateCell(id: 1, set: $v)", "$v: CellSetInput!"),
+            ("createCell(input: $v)", "$v: CellCreateInput!"),
+        ):
+            values = dict(given, id=99) if mutation.startswith("create") else given
+            kind, body = await cells.raw(
+                f"mutation({args}) {{ {mutation} {{ id }} }}", {"v": values}
+            )
+            assert kind != "data", body
+            ext = body["errors"][0]["extensions"]
+            assert ext["code"] == "INVALID_VALUE", body
+            if cells.dialect == "postgresql" and at_fault == "vc" and "create" in mutation:
+                # Two fields written (id, vc) and PostgreSQL names no column: none is guessed.
+                assert "field" not in ext, body
+                continue
+            assert ext["field"] == at_fault, (mutation, given, body)
+            assert ext["argumentPath"][-1] == at_fault, body
+    assert cells.sql("SELECT COUNT(*) FROM " + _table(cells) + " WHERE id = 99") == [(0,)]
+
+
+def _table(cells: Runner) -> str:
+    schema = next(e for e in cells.engine.schema.entities if e.name == "Cell").db_schema
+    return f"{schema}.cells" if schema else "cells"

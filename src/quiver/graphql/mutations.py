@@ -102,6 +102,8 @@ class _Field:
     args: dict[str, Any]
     #: The argument being written (``("inputs", 2)``, ``("set",)``), to trace a refused write.
     at: tuple[str | int, ...] = ()
+    #: The fields written by the statement being run, in the order of their parameters.
+    written: tuple[str, ...] = ()
 
 
 class MutationRunner:
@@ -395,6 +397,7 @@ class MutationRunner:
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
                 values.append(self._value(f, value, (*path, name)))
+            field.written = tuple(row)
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
                 body = sql(" (", join(", ", columns), ") VALUES (", join(", ", values), ")")
@@ -402,7 +405,7 @@ class MutationRunner:
                 body = sql(self.dialect.insert_no_columns)
             got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
             keys.append(got[0])
-        field.at = ()
+        field.at = field.written = ()
         after = await self._images(tx, e, keys)
         changes = [
             _change(e, "insert", None, image, [n for n, v in image.items() if v is not None])
@@ -431,11 +434,12 @@ class MutationRunner:
             assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
+        field.written = tuple(changes_set)
         await self._fetch(
             tx,
             sql("UPDATE ", _table(e), " SET ", join(", ", assignments), " WHERE ", _match(e, keys)),
         )
-        field.at = ()
+        field.at = field.written = ()
         # A key changed by the update is the row's key from now on.
         new_keys = [
             tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
@@ -676,6 +680,8 @@ def _violation_error(
 ) -> dict[str, Any]:
     """A refused write as a GraphQL error naming the code and, when known, the field."""
     names = _fields_at_fault(violation, e) if e is not None else []
+    if not names and field is not None and field.written:
+        names = _written_at_fault(violation, field.written)
     where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
     message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
     message += f"; nothing was written. The database said: {violation.message}"
@@ -691,6 +697,21 @@ def _violation_error(
             path.append(names[0])
         ext["argumentPath"] = path
     return error
+
+
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+def _written_at_fault(violation: Violation, written: tuple[str, ...]) -> list[str]:
+    """The field at fault among those the statement wrote, when the database named none: the
+    one whose parameter the driver refused (``query argument $3``), or the only one written
+    when a value did not fit."""
+    m = _ARGUMENT.search(violation.message)
+    if m is not None and 1 <= int(m.group(1)) <= len(written):
+        return [written[int(m.group(1)) - 1]]
+    if violation.kind == "value" and len(written) == 1:
+        return [written[0]]
+    return []
 
 
 def _fields_at_fault(violation: Violation, e: Entity) -> list[str]:
