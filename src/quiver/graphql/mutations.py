@@ -574,6 +574,12 @@ class MutationRunner:
         bits = _bit_width(self.dialect, f)
         if bits is not None:
             return _bit_value(self.dialect, value, path)
+        if self.dialect.name == "postgresql" and not f.is_list and isinstance(value, str):
+            cast = _PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
+            if cast is not None:
+                # Served as text, read back from text: the driver's binary codecs of these
+                # types take Python objects (timedelta, tuples, Range), not their text.
+                return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
         if f.scalar == Scalar.JSON and not f.is_list:
             text = orjson.dumps(value).decode()
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
@@ -582,6 +588,11 @@ class MutationRunner:
         return sql(param(value))
 
 
+#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
+_PG_TEXT_INPUT = re.compile(
+    r"interval|point|line|lseg|box|path|polygon|circle|oid"
+    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
+)
 _BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
 _BIT_DIGITS = re.compile(r"[01]*")
 
