@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from quiver.graphql.typesystem import enum_value_names
 from quiver.schema.ir import Entity, Field, Scalar
+from quiver.schema.naming import enum_value_names
 from quiver.sql.build import template
 from quiver.sql.changelog import ensure_change_log, writers_table
 from quiver.sql.database import Database
