@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from quiver.observers.triggers import install_triggers
 from quiver.runtime.errors import ConfigError
 from tests.graphql.conftest import Runner
 from tests.graphql.mutation_fixtures import open_bookshop
@@ -99,3 +100,14 @@ async def test_an_unknown_function_is_refused_with_its_location(fresh_postgresql
         )
     text = str(caught.value)
     assert "mutations.functions[0].function" in text and "fn_publish" in text
+
+
+async def test_a_functions_writes_reach_the_change_log_through_the_triggers(shop: Runner) -> None:
+    await shop.data('mutation { createAuthor(input: {name: "Ann", email: "a@x"}) { id } }')
+    entities = [e for e in shop.engine.schema.entities if e.name == "Book"]
+    await install_triggers(shop.engine.database, entities, "quiver_change_log")
+    await shop.data(PUBLISH, {"a": 1, "t": "Logged", "p": 3})
+    errors = await shop.errors(PUBLISH, {"a": 1, "t": "", "p": 3})
+    assert errors[0]["extensions"]["code"] == "MUTATION_FAILED"
+    rows = shop.sql("SELECT entity, operation, after_image->>'title' FROM quiver_change_log")
+    assert rows == [("Author", "insert", None), ("Book", "insert", "Logged")]

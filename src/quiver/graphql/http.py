@@ -53,6 +53,7 @@ from quiver.graphql.graphiql import (
     static_prefix,
 )
 from quiver.graphql.websocket import serve_websocket
+from quiver.runtime.context import RequestContext, set_current_request
 from quiver.runtime.logs import request_id
 from quiver.runtime.metrics import exposed
 from quiver.schema.ir import Schema
@@ -406,7 +407,9 @@ class GraphQLApp:
                 header = value.decode("latin-1")
                 break
         try:
-            scope.setdefault("state", {})["principal"] = self.auth.authenticate(header)
+            principal = self.auth.authenticate(header)
+            scope.setdefault("state", {})["principal"] = principal
+            set_current_request(RequestContext(user_id=principal.name))  # the change log's actor
         except AuthenticationError as err:
             detail = err.details[0]
             await _respond(

@@ -36,7 +36,7 @@ from quiver.graphql.planner import (
     plan_rows_by_key,
     write_value_check,
 )
-from quiver.runtime.context import RequestContext
+from quiver.runtime.context import RequestContext, current_request
 from quiver.schema.catalog import Catalog, MutationField
 from quiver.schema.ir import Entity, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
@@ -102,6 +102,8 @@ class _Field:
     args: dict[str, Any]
     #: The argument being written (``("inputs", 2)``, ``("set",)``), to trace a refused write.
     at: tuple[str | int, ...] = ()
+    #: The fields written by the statement being run, in the order of their parameters.
+    written: tuple[str, ...] = ()
 
 
 class MutationRunner:
@@ -136,7 +138,7 @@ class MutationRunner:
         roots = collect_root_fields(
             self.catalog, self.gql, self.dialect, operation, fragments, variables
         )
-        who = context or RequestContext()
+        who = context or current_request() or RequestContext()
         changes = ChangeContext(str(uuid.uuid4()), who.user_id, who.tenant_id)
         values: list[tuple[str, bytes]] = []
         try:
@@ -158,16 +160,29 @@ class MutationRunner:
                     args = get_argument_values(definition, nodes[0], variables)
                     resolver = self.resolvers.get(name)
                     if resolver is not None:
+                        # Its writes are not known here: while it runs, the change-log
+                        # triggers (when installed) record them, in this transaction.
+                        table = self.settings.change_log_table
+                        if log:
+                            await unmark_writer(tx, self.dialect, table, changes)
                         answer = await self._resolver(
                             tx, key, resolver, nodes, args, fragments, variables
                         )
+                        if log:
+                            await mark_writer(tx, self.dialect, table, changes)
                         values.append((key, answer))
                         continue
                     fm = self.catalog.function_mutations.get(name)
                     if fm is not None:
+                        # As for a Python mutation: the triggers record the function's writes.
+                        table = self.settings.change_log_table
+                        if log:
+                            await unmark_writer(tx, self.dialect, table, changes)
                         answer = await self._function(
                             tx, key, fm, nodes, args, fragments, variables
                         )
+                        if log:
+                            await mark_writer(tx, self.dialect, table, changes)
                         values.append((key, answer))
                         continue
                     field = _Field(key, self.catalog.mutation_fields[name], nodes, args)
@@ -382,6 +397,7 @@ class MutationRunner:
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
                 values.append(self._value(f, value, (*path, name)))
+            field.written = tuple(row)
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
                 body = sql(" (", join(", ", columns), ") VALUES (", join(", ", values), ")")
@@ -389,7 +405,7 @@ class MutationRunner:
                 body = sql(self.dialect.insert_no_columns)
             got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
             keys.append(got[0])
-        field.at = ()
+        field.at = field.written = ()
         after = await self._images(tx, e, keys)
         changes = [
             _change(e, "insert", None, image, [n for n, v in image.items() if v is not None])
@@ -418,11 +434,12 @@ class MutationRunner:
             assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
+        field.written = tuple(changes_set)
         await self._fetch(
             tx,
             sql("UPDATE ", _table(e), " SET ", join(", ", assignments), " WHERE ", _match(e, keys)),
         )
-        field.at = ()
+        field.at = field.written = ()
         # A key changed by the update is the row's key from now on.
         new_keys = [
             tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
@@ -554,12 +571,53 @@ class MutationRunner:
                 value = check(value)
             except PlanError as err:
                 raise PlanError(err.message, path) from None
+        bits = _bit_width(self.dialect, f)
+        if bits is not None:
+            return _bit_value(self.dialect, value, path)
+        if self.dialect.name == "postgresql" and not f.is_list and isinstance(value, str):
+            cast = _PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
+            if cast is not None:
+                # Served as text, read back from text: the driver's binary codecs of these
+                # types take Python objects (timedelta, tuples, Range), not their text.
+                return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
         if f.scalar == Scalar.JSON and not f.is_list:
             text = orjson.dumps(value).decode()
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
                 return template(self.dialect.json_input, param(text), (f.db_type or "").upper())
             return sql(param(text))
         return sql(param(value))
+
+
+#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
+_PG_TEXT_INPUT = re.compile(
+    r"interval|point|line|lseg|box|path|polygon|circle|oid"
+    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
+)
+_BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
+_BIT_DIGITS = re.compile(r"[01]*")
+
+
+def _bit_width(dialect: Dialect, f: IrField) -> int | None:
+    """The width of a bit-string column served as text of 0s and 1s (0: varying), else None.
+    MariaDB's BIT(1) is a Boolean, written as one."""
+    if f.is_list or f.scalar != Scalar.STRING or dialect.name not in ("postgresql", "mysql"):
+        return None
+    m = _BIT_TYPE.fullmatch((f.db_type or "").strip())
+    if m is None:
+        return None
+    return int(m.group(1)) if m.group(1) else 0
+
+
+def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fragment:
+    """A bit string given as its binary digits (as it is served), written as bits: the
+    drivers would send the digits' characters as bytes."""
+    if not isinstance(value, str) or not _BIT_DIGITS.fullmatch(value):
+        raise PlanError(f"{value!r} is not a bit string: write it as binary digits, 0 and 1", path)
+    if dialect.name == "postgresql":
+        return sql("CAST(CAST(", param(value), " AS TEXT) AS BIT VARYING)")
+    if not value:
+        raise PlanError("an empty bit string does not fit a MariaDB BIT column", path)
+    return sql("CAST(CONV(", param(value), ", 2, 10) AS UNSIGNED)")
 
 
 def _table(e: Entity) -> Fragment:
@@ -633,6 +691,8 @@ def _violation_error(
 ) -> dict[str, Any]:
     """A refused write as a GraphQL error naming the code and, when known, the field."""
     names = _fields_at_fault(violation, e) if e is not None else []
+    if not names and field is not None and field.written:
+        names = _written_at_fault(violation, field.written)
     where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
     message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
     message += f"; nothing was written. The database said: {violation.message}"
@@ -648,6 +708,21 @@ def _violation_error(
             path.append(names[0])
         ext["argumentPath"] = path
     return error
+
+
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+def _written_at_fault(violation: Violation, written: tuple[str, ...]) -> list[str]:
+    """The field at fault among those the statement wrote, when the database named none: the
+    one whose parameter the driver refused (``query argument $3``), or the only one written
+    when a value did not fit."""
+    m = _ARGUMENT.search(violation.message)
+    if m is not None and 1 <= int(m.group(1)) <= len(written):
+        return [written[int(m.group(1)) - 1]]
+    if violation.kind == "value" and len(written) == 1:
+        return [written[0]]
+    return []
 
 
 def _fields_at_fault(violation: Violation, e: Entity) -> list[str]:

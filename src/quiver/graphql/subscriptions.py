@@ -416,6 +416,11 @@ class ImageTable:
         if f.scalar == Scalar.BASE64 and isinstance(value, str) and name == "postgresql":
             with contextlib.suppress(ValueError, binascii.Error):
                 return "\\x" + base64.b64decode(value, validate=True).hex()
+        if name == "sqlite" and f.scalar in (Scalar.BIGINT, Scalar.DECIMAL):
+            # Served as text; SQLite holds them as numbers, and compares text above any number.
+            for number in (int, float):
+                with contextlib.suppress(ValueError, TypeError):
+                    return number(value)
         if name == "mysql":
             if isinstance(value, bool):
                 return int(value)

@@ -17,7 +17,6 @@ is a GraphQL enum whose values are the database's, made into GraphQL names where
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,6 +49,7 @@ from quiver.schema.ir import (
     Scalar,
 )
 from quiver.schema.ir import Field as IrField
+from quiver.schema.naming import enum_value_names
 from quiver.schema.resolvers import ResolverMutation
 
 __all__ = ["ORDER_DIRECTIONS", "build_graphql_schema", "enum_value_names", "sum_scalar"]
@@ -69,39 +69,6 @@ ARRAY_OPERATORS = {
     "containedBy": "Every value of the array is among the given values.",
     "overlaps": "The array holds at least one of the given values.",
 }
-
-_ENUM_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
-_NOT_NAME = re.compile(r"[^_0-9A-Za-z]+")
-
-
-def enum_value_names(values: Sequence[str]) -> dict[str, str]:
-    """The GraphQL name of each database enum value.
-
-    A value that is already a GraphQL name (other than ``true``, ``false``, ``null``) keeps
-    it; in others every run of characters a name cannot hold becomes ``_``, a leading digit
-    gets ``_`` before it and ``true``/``false``/``null`` get ``_`` after; a name taken by an
-    earlier value is numbered (``in_progress_2``).
-    """
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    valid = [v for v in values if _ENUM_NAME.fullmatch(v) and v not in ("true", "false", "null")]
-    used.update(valid)
-    for v in values:
-        if v in used and v in valid:
-            out[v] = v
-            continue
-        name = _NOT_NAME.sub("_", v) or "_"
-        if not _ENUM_NAME.fullmatch(name):
-            name = "_" + name
-        if name in ("true", "false", "null"):
-            name += "_"
-        base, n = name, 2
-        while name in used:
-            name = f"{base}_{n}"
-            n += 1
-        used.add(name)
-        out[v] = name
-    return out
 
 
 def build_graphql_schema(

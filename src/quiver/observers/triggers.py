@@ -3,9 +3,11 @@
 ``quiver observers install-triggers`` creates, on each entity's table, AFTER INSERT, UPDATE and
 DELETE triggers that insert change-log rows as a mutation does: the entity's API name, its key
 fields as a JSON object, before and after images keyed by API field names, the changed fields.
-The images are built by the database (PostgreSQL ``to_jsonb``, MariaDB ``JSON_OBJECT``, SQLite
-``json_object``), so values keep the database's JSON spelling. Actor and tenant stay empty;
-the transaction id is the database's own (PostgreSQL, MariaDB) or one per row (SQLite).
+The images are built by the database (PostgreSQL ``jsonb_build_object``, MariaDB ``JSON_OBJECT``,
+SQLite ``json_object``) with each value spelled as the API serves it, using only functions
+every connection has (on SQLite, binary values are hex text: it has no base64). Actor and
+tenant stay empty; the transaction id is the database's own (PostgreSQL, MariaDB) or one per
+row (SQLite).
 
 A trigger logs nothing while ``<change log>_writers`` holds a row: Quiver's mutations mark
 their transaction there (see :mod:`quiver.sql.changelog`) and log their changes themselves.
@@ -17,10 +19,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from quiver.schema.ir import Entity
+from quiver.schema.ir import Entity, Field, Scalar
+from quiver.schema.naming import enum_value_names
+from quiver.sql.build import template
 from quiver.sql.changelog import ensure_change_log, writers_table
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
+from quiver.sql.fragment import compile_sql, sql
 
 __all__ = ["install_triggers", "trigger_names"]
 
@@ -54,11 +59,78 @@ def _pairs(e: Entity) -> list[tuple[str, str]]:
     return [(f.column, f.name) for f in e.fields]
 
 
+#: SQLite templates that call functions Quiver registers on its own connections only: a
+#: trigger also runs in other programs' connections, so it uses built-in functions instead.
+_SQLITE_PORTABLE = {
+    # SQLite has no base64: binary values are logged as hexadecimal text.
+    "quiver_base64(": "hex({})",
+    # Infinities as the strings the API serves (SQLite's JSON writes Inf, which is not
+    # JSON); other reals with 17 significant digits, which read back as the same double.
+    "quiver_real(": (
+        "CASE WHEN typeof({0}) <> 'real' THEN {0}"
+        " WHEN {0} > 1.7976931348623157e308 THEN 'Infinity'"
+        " WHEN {0} < -1.7976931348623157e308 THEN '-Infinity'"
+        " ELSE json(printf('%!.17g', {0})) END"
+    ),
+    "quiver_not_int(": "{}",
+}
+
+
+def _served(d: Dialect, f: Field, expr: str) -> str:
+    """``expr``, a value of ``f``'s column, as the API serves it (MariaDB, SQLite), written
+    with functions every connection has, so a trigger never refuses a write."""
+    if f.is_list:
+        if d.name != "postgresql":
+            return expr
+        elem = _served_value(d, f, '"__e"."x"')
+        if elem == '"__e"."x"':
+            return expr
+        text, slots = compile_sql(template(d.list_output, sql(expr), sql(elem)), d)
+        assert not slots
+        return text
+    return _served_value(d, f, expr)
+
+
+def _served_value(d: Dialect, f: Field, expr: str) -> str:
+    """One value of ``f``'s scalar or enum, as served."""
+    lit = _mysql_literal if d.name == "mysql" else _literal
+    if f.enum_values is not None:
+        renamed = [(db, g) for db, g in enum_value_names(f.enum_values).items() if db != g]
+        if not renamed:
+            return expr
+        cases = "".join(f" WHEN {lit(db)} THEN {lit(g)}" for db, g in renamed)
+        otherwise = d.text_of.format(expr) if d.text_of else expr
+        return f"CASE {expr}{cases} ELSE {otherwise} END"
+    tpl = d.column_output(f.db_type, f.scalar.value)
+    if tpl is None:
+        return expr
+    if d.name == "sqlite":
+        for call, portable in _SQLITE_PORTABLE.items():
+            if call in tpl:
+                tpl = portable
+                break
+        if f.scalar == Scalar.JSON:
+            tpl = "CASE WHEN json_valid({0}) THEN json({0}) ELSE {0} END"
+    text, slots = compile_sql(template(tpl, sql(expr)), d)
+    assert not slots
+    return text
+
+
 def _key_names(e: Entity) -> list[str]:
     return [f.name for c in e.primary_key if (f := e.field_by_column(c)) is not None]
 
 
 # ----- PostgreSQL: one plpgsql function per table, one trigger -----
+
+
+def _pg_image(d: Dialect, e: Entity, row: str) -> str:
+    """The row's image keyed by API names, each value as the API serves it (built in chunks:
+    a function call takes at most 100 arguments)."""
+    items = [
+        f"{_literal(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
+    ]
+    chunks = [items[i : i + 40] for i in range(0, len(items), 40)] or [[]]
+    return " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
 
 
 def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
@@ -76,14 +148,12 @@ def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) ->
 DECLARE
   pairs jsonb := {pairs}::jsonb;
   keys jsonb := {keys}::jsonb;
-  old_row jsonb; new_row jsonb; old_image jsonb; new_image jsonb; image jsonb;
+  old_image jsonb; new_image jsonb; image jsonb;
   changed jsonb;
 BEGIN
   IF EXISTS (SELECT 1 FROM {writers}) THEN RETURN NULL; END IF;
-  IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
-  IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
-  SELECT jsonb_object_agg(p->>1, old_row->(p->>0)), jsonb_object_agg(p->>1, new_row->(p->>0))
-    INTO old_image, new_image FROM jsonb_array_elements(pairs) AS p;
+  IF TG_OP <> 'INSERT' THEN old_image := {_pg_image(d, e, "OLD")}; END IF;
+  IF TG_OP <> 'DELETE' THEN new_image := {_pg_image(d, e, "NEW")}; END IF;
   IF TG_OP = 'INSERT' THEN
     old_image := NULL;
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
@@ -131,7 +201,10 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
     pairs = _pairs(e)
 
     def image(row: str) -> str:
-        return f"{obj}(" + ", ".join(f"{lit(n)}, {row}.{d.quote_ident(c)}" for c, n in pairs) + ")"
+        items = [
+            f"{lit(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
+        ]
+        return f"{obj}(" + ", ".join(items) + ")"
 
     key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 import inflection
 
-__all__ = ["ascii_fold", "camel", "pascal", "pluralize", "singularize"]
+__all__ = ["ascii_fold", "camel", "enum_value_names", "pascal", "pluralize", "singularize"]
 
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
@@ -115,3 +116,37 @@ def _split_last(word: str) -> tuple[str, str]:
     if not m:
         return "", word
     return word[: m.start()], m.group(0)
+
+
+_ENUM_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+_NOT_NAME = re.compile(r"[^_0-9A-Za-z]+")
+
+
+def enum_value_names(values: Sequence[str]) -> dict[str, str]:
+    """The GraphQL name of each database enum value.
+
+    A value that is already a GraphQL name (other than ``true``, ``false``, ``null``) keeps
+    it; in others every run of characters a name cannot hold becomes ``_``, a leading digit
+    gets ``_`` before it and ``true``/``false``/``null`` get ``_`` after; a name taken by an
+    earlier value is numbered (``in_progress_2``).
+    """
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    valid = [v for v in values if _ENUM_NAME.fullmatch(v) and v not in ("true", "false", "null")]
+    used.update(valid)
+    for v in values:
+        if v in used and v in valid:
+            out[v] = v
+            continue
+        name = _NOT_NAME.sub("_", v) or "_"
+        if not _ENUM_NAME.fullmatch(name):
+            name = "_" + name
+        if name in ("true", "false", "null"):
+            name += "_"
+        base, n = name, 2
+        while name in used:
+            name = f"{base}_{n}"
+            n += 1
+        used.add(name)
+        out[v] = name
+    return out

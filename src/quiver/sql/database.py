@@ -453,6 +453,12 @@ class _MySQL(_Gated):
     ) -> _MySQL:
         init = list(cls.dialect.extra_session_sql)
         init.append("SET SESSION time_zone = '+00:00'")
+        # Strict whatever the server's default: a value a column cannot hold is refused,
+        # never cut, clamped or zeroed with only a warning.
+        init.append(
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''),"
+            " 'STRICT_ALL_TABLES')"
+        )
         if timeout_ms:
             init.append(f"SET SESSION max_statement_time = {timeout_ms / 1000:.3f}")
         pool = await open_mysql_pool(url, min_size=pool_min, max_size=gate.size, session_sql=init)
