@@ -164,7 +164,9 @@ def test_any_text_filters_exactly_the_row_that_holds_it(
     try:
         _update(pg, f"DELETE FROM {table}")
         with pg.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} VALUES (1, $1), (2, $2)", (value, other + "~"))
+            cursor.execute(
+                f"INSERT INTO {table} VALUES (1, $1), (2, $2)", (value, value + "~" + other)
+            )
         text = pg_inline(
             f"SELECT id FROM {table} WHERE v = $1 OR v = $2 ORDER BY id", [value, value]
         )

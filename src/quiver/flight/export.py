@@ -137,7 +137,10 @@ def plan_export(
     if ticket.limit is not None:
         statement = sql(statement, " LIMIT ", param(ticket.limit))
     text, slots = compile_sql(statement, dialect)
-    params = tuple(slot.value({}) for slot in slots)
+    try:
+        params = tuple(slot.value({}) for slot in slots)
+    except PlanError as err:  # values are checked as they are read (e.g. a NUL in text)
+        raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
     return ExportPlan(entity, fields, schema, text, params, scaled)
 
 
