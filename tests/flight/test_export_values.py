@@ -29,6 +29,11 @@ HOSTILE = [
     {"export": {"table": "Track", "where": {"name": {"eq": {"$ne": 1}}}}},
     {"export": {"table": "Track", "where": {"name": {"in": [["nested"]]}}}},
     {"export": {"table": "Invoice", "where": {"invoiceDate": {"gt": 20110101}}}},
+    {"export": {"table": "Track", "where": {"unitPrice": {"gt": "abc"}}}},
+    {"export": {"table": "Track", "where": {"unitPrice": {"gt": "0.99' OR '1'='1"}}}},
+    {"export": {"table": "Track", "where": {"bytes": {"gt": "1 OR 1=1"}}}},
+    {"export": {"table": "Track", "where": {"bytes": {"in": [1.5]}}}},
+    {"export": {"table": "Invoice", "where": {"invoiceDate": {"in": ["2011-01-01", "x"]}}}},
 ]
 
 
