@@ -314,7 +314,10 @@ def pg_inline(text: str, params: Sequence[Any]) -> str:
 
 
 def pg_literal(value: Any) -> str:
-    """A PostgreSQL string constant holding ``value``'s text (``NULL`` for None)."""
+    """A PostgreSQL string constant holding ``value``'s text (``NULL`` for None).
+
+    Sound only on a connection whose ``client_encoding`` is UTF8 (the Flight pool forces it:
+    :func:`quiver.flight.pool.utf8_client`); text holding NUL is refused."""
     if value is None:
         return "NULL"
     return _quoted(_pg_text(value))
