@@ -8,8 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quiver.flight.export import pg_inline, pg_literal
+from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import TicketError
 from quiver.sql.connect import connect_adbc
 from quiver.sql.url import parse_database_url
@@ -93,3 +96,97 @@ def test_an_untyped_constant_is_typed_like_a_parameter(pg: Any) -> None:
 def test_a_nul_character_is_a_clear_error() -> None:
     with pytest.raises(TicketError, match="NUL"):
         pg_literal("a\x00b")
+
+
+# --- client encodings and arbitrary text -------------------------------------------------------
+
+# In Shift-JIS the byte after 0x81..0x9F belongs to the same character: "Á" is C3 81 in UTF-8,
+# so an escaped backslash after it (81 5C 5C) would leave one lone backslash to escape the
+# closing quote. Escaping is only sound when the connection reads the text as UTF-8.
+SJIS_BREAKER = "Á\\"
+
+
+def test_a_pool_connection_reads_text_as_utf8_whatever_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PGCLIENTENCODING", "SJIS")
+    url = parse_database_url(POSTGRESQL_ADMIN_URL + "?client_encoding=SJIS")
+    pool = ConnectionPool(url, 1)
+    try:
+        lease = pool.acquire()
+        try:
+            setting = "SELECT current_setting('client_encoding')"
+            assert _one(lease.connection, setting) == "UTF8"
+            text = pg_inline(
+                "SELECT count(*) FROM (VALUES (1)) AS v(n) WHERE $1 = $1 AND $2 = 'x'",
+                [SJIS_BREAKER, ") OR true OR (1 = 1"],
+            )
+            assert _one(lease.connection, text) == 0
+        finally:
+            pool.release(lease)
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
+def table(pg: Any) -> Any:
+    """A one-column table for round trips, in a schema of its own."""
+    with pg.cursor() as cursor:
+        cursor.adbc_statement.set_sql_query(
+            "DROP SCHEMA IF EXISTS flight_literals CASCADE; CREATE SCHEMA flight_literals; "
+            "CREATE TABLE flight_literals.t (id int PRIMARY KEY, v text)"
+        )
+        cursor.adbc_statement.execute_update()
+    yield "flight_literals.t"
+    with pg.cursor() as cursor:
+        cursor.adbc_statement.set_sql_query("DROP SCHEMA flight_literals CASCADE")
+        cursor.adbc_statement.execute_update()
+
+
+def _update(conn: Any, text: str) -> None:
+    with conn.cursor() as cursor:
+        cursor.adbc_statement.set_sql_query(text)
+        cursor.adbc_statement.execute_update()
+
+
+PG_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=PG_TEXT, other=PG_TEXT)
+def test_any_text_filters_exactly_the_row_that_holds_it(
+    pg: Any, table: str, conforming: str, value: str, other: str
+) -> None:
+    _update(pg, f"SET standard_conforming_strings = {conforming}")
+    try:
+        _update(pg, f"DELETE FROM {table}")
+        with pg.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} VALUES (1, $1), (2, $2)", (value, value + "~" + other)
+            )
+        text = pg_inline(
+            f"SELECT id FROM {table} WHERE v = $1 OR v = $2 ORDER BY id", [value, value]
+        )
+        with pg.cursor() as cursor:
+            cursor.execute(text)
+            assert [r[0] for r in cursor.fetchall()] == [1]
+        assert _one(pg, f"SELECT CAST({pg_literal([value, other])} AS text[])") == [value, other]
+    finally:
+        _update(pg, "SET standard_conforming_strings = on")
+
+
+@given(before=st.text(), after=st.text())
+def test_text_holding_nul_is_refused_before_it_reaches_postgresql(before: str, after: str) -> None:
+    value = before + "\x00" + after
+    with pytest.raises(TicketError, match="NUL"):
+        pg_literal(value)
+    with pytest.raises(TicketError, match="NUL"):
+        pg_literal(["ok", value])
+
+
+def test_a_very_long_value_reads_back_whole(pg: Any) -> None:
+    value = "'\\" * 200_000 + "ü"
+    assert _one(pg, f"SELECT length({pg_literal(value)})") == len(value)

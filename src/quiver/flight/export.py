@@ -137,7 +137,10 @@ def plan_export(
     if ticket.limit is not None:
         statement = sql(statement, " LIMIT ", param(ticket.limit))
     text, slots = compile_sql(statement, dialect)
-    params = tuple(slot.value({}) for slot in slots)
+    try:
+        params = tuple(slot.value({}) for slot in slots)
+    except PlanError as err:  # values are checked as they are read (e.g. a NUL in text)
+        raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
     return ExportPlan(entity, fields, schema, text, params, scaled)
 
 
@@ -311,7 +314,10 @@ def pg_inline(text: str, params: Sequence[Any]) -> str:
 
 
 def pg_literal(value: Any) -> str:
-    """A PostgreSQL string constant holding ``value``'s text (``NULL`` for None)."""
+    """A PostgreSQL string constant holding ``value``'s text (``NULL`` for None).
+
+    Sound only on a connection whose ``client_encoding`` is UTF8 (the Flight pool forces it:
+    :func:`quiver.flight.pool.utf8_client`); text holding NUL is refused."""
     if value is None:
         return "NULL"
     return _quoted(_pg_text(value))

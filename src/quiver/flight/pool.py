@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk
@@ -30,11 +30,22 @@ class Lease:
     broken: bool = False
 
 
+def utf8_client(url: DatabaseUrl) -> DatabaseUrl:
+    """``url`` with PostgreSQL's ``client_encoding`` set to UTF8 (over the URL's own and
+    ``PGCLIENTENCODING``): exports inline their filter values as escaped string constants,
+    which is only sound when the server reads the query text as UTF-8. In client encodings
+    such as SJIS or BIG5 a byte after a multibyte lead byte can be a backslash or a quote."""
+    if url.dialect != "postgresql":
+        return url
+    options = tuple((k, v) for k, v in url.options if k != "client_encoding")
+    return replace(url, options=(*options, ("client_encoding", "UTF8")))
+
+
 class ConnectionPool:
     """At most ``size`` idle connections to ``url``, opened on demand."""
 
     def __init__(self, url: DatabaseUrl, size: int, base_dir: str = "") -> None:
-        self.url = url
+        self.url = utf8_client(url)
         self.size = size
         self.base_dir = base_dir
         self.arrow_native = url.dialect in ("postgresql", "sqlite")
