@@ -29,9 +29,11 @@ from . import otlp_convert_reference as reference
 from .otlp_payloads import LOGS, METRICS
 
 
-def same(signal: Signal, request: Any) -> convert.Conversion:
+def same(signal: Signal, request: Any, real: Any = None) -> convert.Conversion:
+    """``request`` converted now and as before (``real``: the request as the real message
+    class, when ``request`` is a view of :mod:`quiver.ingest.otlp.wire`)."""
     new = convert.convert_request(signal, request)
-    old = reference.convert_request(signal, request)
+    old = reference.convert_request(signal, request if real is None else real)
     assert (new.accepted, new.rejected, new.reasons) == (old.accepted, old.rejected, old.reasons)
     if old.batch is None:
         assert new.batch is None
@@ -100,14 +102,16 @@ def test_opentelemetry_sdk_metrics_convert_to_the_same_rows() -> None:
     kinds = set(out.batch.column("metric_type").to_pylist()) if out.batch else set()
     assert kinds == {"sum", "histogram", "gauge"}
     # and the same through the protobuf bytes the exporter sends
-    same("metrics", decode_body("metrics", request.SerializeToString(), json=False))
+    body = request.SerializeToString()
+    same("metrics", decode_body("metrics", body, json=False), request.FromString(body))
 
 
 def test_opentelemetry_sdk_logs_convert_to_the_same_rows() -> None:
     request = sdk_logs()
     out = same("logs", request)
     assert out.accepted == 30
-    same("logs", decode_body("logs", request.SerializeToString(), json=False))
+    body = request.SerializeToString()
+    same("logs", decode_body("logs", body, json=False), request.FromString(body))
 
 
 def hostile_logs() -> ExportLogsServiceRequest:
@@ -137,7 +141,11 @@ def hostile_logs() -> ExportLogsServiceRequest:
 
 
 def test_hostile_logs_give_the_same_rows_and_rejections() -> None:
-    out = same("logs", hostile_logs())
+    request = hostile_logs()
+    out = same("logs", request)
+    assert (out.rejected, out.accepted) == (2 * 2 * 6, 2 * 2 * 6)
+    body = request.SerializeToString()  # the view that keeps attributes encoded: the same
+    out = same("logs", decode_body("logs", body, json=False), request.FromString(body))
     assert out.rejected == 2 * 2 * 6 and out.accepted == 2 * 2 * 6
 
 
@@ -179,9 +187,18 @@ def test_an_empty_request_has_no_rows(signal: Signal) -> None:
     assert same(signal, request).batch is None
 
 
-def test_invalid_utf8_is_refused_like_before() -> None:
-    body = bytearray(hostile_logs().SerializeToString())
-    at = body.index(b"scope0")
-    body[at] = 0xFF
-    with pytest.raises(BadRequestError):
-        decode_body("logs", bytes(body), json=False)
+@pytest.mark.parametrize("text", [b"scope0", b"k10", b"/var", b"disk almost full"])
+def test_invalid_utf8_is_refused_like_before(text: bytes) -> None:
+    """Invalid UTF-8 in a scope name, an attribute key, an attribute value or a body: the
+    real message refuses the request, and so does the view that keeps attributes encoded."""
+    logs = hostile_logs()
+    logs.resource_logs[0].scope_logs[0].log_records[0].attributes.extend(
+        [kv("disk", string_value="/var")]
+    )
+    logs.resource_logs[0].scope_logs[0].log_records[1].body.string_value = "disk almost full"
+    body = bytearray(logs.SerializeToString())
+    body[body.index(text)] = 0xFF
+    with pytest.raises(Exception):  # noqa: B017 - the real parser's own error
+        ExportLogsServiceRequest.FromString(bytes(body))
+    with pytest.raises(BadRequestError, match="not a valid ExportLogsServiceRequest"):
+        convert.convert_request("logs", decode_body("logs", bytes(body), json=False))

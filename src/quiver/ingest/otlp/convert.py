@@ -74,8 +74,8 @@ def convert_request(signal: Signal, request: Request) -> Conversion:
     if signal == "metrics":
         assert isinstance(request, ExportMetricsServiceRequest)
         return _metrics(request)
-    assert isinstance(request, ExportLogsServiceRequest)
-    return _logs(request)
+    # an ExportLogsServiceRequest, or its wire.LogsRequest view
+    return _logs(request, encoded=not isinstance(request, ExportLogsServiceRequest))
 
 
 # ----------------------------------------------------------------------------- values
@@ -292,6 +292,8 @@ def _spans(request: Any, encoded: bool) -> Conversion:
                     or _id_problem("parent_span_id", p[i], 8, False)
                 )
                 out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
+            if encoded:  # the real message would have refused them whole
+                _check_encoded([spans[i].attributes for i in bad], "span")
             keep = sorted(set(range(len(spans))) - set(bad))
             spans = [spans[i] for i in keep]
             t, d, p = [t[i] for i in keep], [d[i] for i in keep], [p[i] for i in keep]
@@ -375,6 +377,20 @@ def _attribute_map(groups: list[Any], encoded: bool = False, what: str = "span")
         pa.array(keys, pa.string()).take(indices),
         pa.array(values, pa.string()).take(indices),
     )
+
+
+def _check_encoded(groups: list[Any], what: str) -> None:
+    """Refuse the request if an encoded attribute of a rejected item is not a valid KeyValue,
+    as parsing the real message would have (its rows are not built, so nothing else reads it)."""
+    for pairs in groups:
+        for pair in pairs:
+            try:
+                KeyValue.FromString(pair)
+            except DecodeError as exc:
+                raise BadRequestError(
+                    f"the body is not a valid {_REQUESTS[what]} protobuf message: a {what} "
+                    f"attribute is not a valid KeyValue ({exc})"
+                ) from exc
 
 
 def _names(names: tuple[str, ...], numbers: list[int]) -> list[str]:
@@ -537,9 +553,10 @@ def _body_text(body: AnyValue) -> str | None:
     return value_text(body)
 
 
-def _logs(request: ExportLogsServiceRequest) -> Conversion:
+def _logs(request: Any, encoded: bool) -> Conversion:
     """Column by column, like spans: ids are checked for a whole scope at once, each field is
-    read for all the kept records in one comprehension, attributes are deduplicated."""
+    read for all the kept records in one comprehension, attributes are deduplicated
+    (``encoded``: the request holds them encoded already, see :mod:`quiver.ingest.otlp.wire`)."""
     out = Conversion(None)
     envelope = _Envelope()
     kept: list[Any] = []
@@ -560,6 +577,8 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
                     "span_id", d[i], 8, False
                 )
                 out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", str(problem))
+            if encoded:  # the real message would have refused them whole
+                _check_encoded([logs[i].attributes for i in bad], "log record")
             drop = set(bad)
             keep = [i for i in range(len(logs)) if i not in drop]
             logs = [logs[i] for i in keep]
@@ -580,5 +599,5 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
         "body": [_body_text(log.body) if log.HasField("body") else None for log in kept],
         "event_name": [log.event_name or None for log in kept],
     }
-    attributes = _attribute_map([log.attributes for log in kept], what="log record")
+    attributes = _attribute_map([log.attributes for log in kept], encoded, what="log record")
     return envelope.finish(out, columns, len(kept), "logs", attributes)

@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from quiver.ingest.arrow_layout import Signal
-from quiver.ingest.otlp.wire import TracesRequest
+from quiver.ingest.otlp.wire import LogsRequest, TracesRequest
 
 __all__ = [
     "REQUEST_TYPES",
@@ -96,8 +96,9 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
     cls = REQUEST_TYPES[signal]
     if not json:
         try:
-            # traces: the same message, its span attributes left encoded (see wire.py)
-            parsed: Request = (TracesRequest if signal == "traces" else cls).FromString(body)
+            # traces, logs: the same message, its item attributes left encoded (see wire.py)
+            view = {"traces": TracesRequest, "logs": LogsRequest}.get(signal, cls)
+            parsed: Request = view.FromString(body)
             return parsed
         except DecodeError as exc:
             raise BadRequestError(
