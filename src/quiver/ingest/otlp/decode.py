@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from google.protobuf import json_format
@@ -113,6 +113,13 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         raise BadRequestError(
             f"the body must be a JSON object (an {cls.__name__}), not {_kind(doc)}"
         )
+    if signal == "traces":
+        from quiver.ingest.otlp.json_traces import traces_from_json
+
+        try:
+            return cast(Request, traces_from_json(doc))
+        except Exception:  # anything unusual: the general way decides
+            doc = orjson.loads(body)  # afresh: the attempt may have changed it
     _ids_to_base64(doc, "")
     message = cls()
     try:
