@@ -22,7 +22,7 @@ def general(body: bytes) -> Conversion | str:
     """The general way's result: the conversion, or the error message."""
     saved = json_traces.traces_from_json
 
-    def refuse(doc: Any) -> Any:
+    def refuse(doc: Any, ids: Any) -> Any:
         raise json_traces.FallbackError
 
     json_traces.traces_from_json = refuse  # type: ignore[assignment]

@@ -117,7 +117,7 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         from quiver.ingest.otlp.json_traces import traces_from_json
 
         try:
-            return cast(Request, traces_from_json(doc))
+            return cast(Request, traces_from_json(doc, _ids_to_base64))
         except Exception:  # anything unusual: the general way decides
             doc = orjson.loads(body)  # afresh: the attempt may have changed it
     _ids_to_base64(doc, "")

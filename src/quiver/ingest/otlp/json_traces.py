@@ -19,6 +19,7 @@ from __future__ import annotations
 import binascii
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,17 +157,20 @@ def _id(value: Any) -> bytes:
         raise FallbackError from exc
 
 
-def _message(doc: Any, message: Any) -> Any:
+#: The general way's id check (hex ids to base64, in place; raises on a bad one), given by
+#: the caller (:func:`quiver.ingest.otlp.decode.decode_body`).
+IdCheck = Callable[[Any, str], None]
+
+
+def _message(doc: Any, message: Any, ids: IdCheck) -> Any:
     """``doc`` parsed into ``message`` the general way, its ids checked and made base64 as
     the general way does (any error: :class:`FallbackError`, so that it is reported as before)."""
-    from quiver.ingest.otlp.decode import BadRequestError, _ids_to_base64
-
     if not isinstance(doc, dict):
         raise FallbackError
     try:
-        _ids_to_base64(doc, "")
+        ids(doc, "")
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except (BadRequestError, json_format.ParseError) as exc:
+    except Exception as exc:
         raise FallbackError from exc
     return message
 
@@ -229,20 +233,21 @@ _STATUS_KEYS = frozenset({"code", "message"})
 _DOC_KEYS = frozenset({"resourceSpans"})
 
 
-def traces_from_json(doc: Any) -> JsonTraces:
-    """The request in a parsed OTLP/JSON traces body, or :class:`FallbackError`."""
+def traces_from_json(doc: Any, ids: IdCheck) -> JsonTraces:
+    """The request in a parsed OTLP/JSON traces body, or :class:`FallbackError` (``ids``: the
+    general way's id check)."""
     attributes = _Attributes()
     groups = []
     for rs in _list(_object(doc, _DOC_KEYS).get("resourceSpans", [])):
         rs = _object(rs, _RESOURCE_SPANS_KEYS)
         _str(rs.get("schemaUrl", ""))
-        resource = _message(rs.get("resource", {}), Resource())
+        resource = _message(rs.get("resource", {}), Resource(), ids)
         scopes = []
         for ss in _list(rs.get("scopeSpans", [])):
             ss = _object(ss, _SCOPE_SPANS_KEYS)
             _str(ss.get("schemaUrl", ""))
-            scope = _message(ss.get("scope", {}), InstrumentationScope())
-            spans = [_span(span, attributes) for span in _list(ss.get("spans", []))]
+            scope = _message(ss.get("scope", {}), InstrumentationScope(), ids)
+            spans = [_span(span, attributes, ids) for span in _list(ss.get("spans", []))]
             scopes.append(_ScopeSpans(scope, spans))
         groups.append(_ResourceSpans(resource, scopes))
     return JsonTraces(groups)
@@ -251,37 +256,35 @@ def traces_from_json(doc: Any) -> JsonTraces:
 _SPAN_FIELD_NAMES = frozenset(Span.DESCRIPTOR.fields_by_name)
 
 
-def _future_fields(s: dict[str, Any]) -> None:
+def _future_fields(s: dict[str, Any], ids: IdCheck) -> None:
     """Fields this version of OTLP does not have are ignored, as the general way does (which
     still checks any id inside them); a proto field name (snake_case) or an extension name
     is left to the general way."""
-    from quiver.ingest.otlp.decode import BadRequestError, _ids_to_base64
-
     for key in s.keys() - _SPAN_KEYS:
         if key in _SPAN_FIELD_NAMES or key.startswith("["):
             raise FallbackError
         value = s[key]
         if isinstance(value, dict | list):
             try:
-                _ids_to_base64(orjson.loads(orjson.dumps(value)), key)
-            except (BadRequestError, orjson.JSONDecodeError, orjson.JSONEncodeError) as exc:
+                ids(orjson.loads(orjson.dumps(value)), key)
+            except Exception as exc:
                 raise FallbackError from exc
 
 
-def _span(doc: Any, attributes: _Attributes) -> _Span:
+def _span(doc: Any, attributes: _Attributes, ids: IdCheck) -> _Span:
     if not isinstance(doc, dict):
         raise FallbackError
     s = doc
     if not _SPAN_KEYS.issuperset(s):
-        _future_fields(s)
+        _future_fields(s, ids)
     get = s.get
     status = _Status()
     if "status" in s:
         st = _object(s["status"], _STATUS_KEYS)
         status.code = _enum(st.get("code", 0), Status.StatusCode)
         status.message = _str(st.get("message", ""))
-    events = [_message(e, Span.Event()) for e in _list(get("events", []))]
-    links = [_message(link, Span.Link()) for link in _list(get("links", []))]
+    events = [_message(e, Span.Event(), ids) for e in _list(get("events", []))]
+    links = [_message(link, Span.Link(), ids) for link in _list(get("links", []))]
     return _Span(
         trace_id=_id(get("traceId", "")),
         span_id=_id(get("spanId", "")),
