@@ -115,40 +115,6 @@ def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:
     return [(kv.key, value_text(kv.value)) for kv in kvs]
 
 
-class _AttributeColumn:
-    """A ``map<string, string>`` column built flat (offsets, keys, values): no tuple or list
-    per row, and one Arrow conversion per batch. Attributes repeat a lot (``http.method:
-    GET``): each distinct encoded key-value pair of a request is read once."""
-
-    def __init__(self) -> None:
-        self.offsets = [0]
-        self.keys: list[str] = []
-        self.values: list[str | None] = []
-        self._seen: dict[bytes, tuple[str, str | None]] = {}
-
-    def add(self, kvs: Iterable[KeyValue]) -> None:
-        keys, values, seen = self.keys, self.values, self._seen
-        for kv in kvs:
-            raw = kv.SerializeToString()
-            pair = seen.get(raw)
-            if pair is None:
-                value = kv.value
-                if value.WhichOneof("value") == "string_value":
-                    pair = seen[raw] = (kv.key, value.string_value)
-                else:
-                    pair = seen[raw] = (kv.key, value_text(value))
-            keys.append(pair[0])
-            values.append(pair[1])
-        self.offsets.append(len(keys))
-
-    def finish(self) -> pa.Array:
-        return pa.MapArray.from_arrays(
-            pa.array(self.offsets, pa.int32()),
-            pa.array(self.keys, pa.string()),
-            pa.array(self.values, pa.string()),
-        )
-
-
 class _Repeated:
     """A column whose values repeat (resource and scope fields): each distinct value is
     converted once and the rows take it by index."""
@@ -194,12 +160,11 @@ def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
 
 class _Envelope:
     """The columns every signal shares: resource and scope fields, converted once per scope
-    and taken by index, and the items' attributes, built flat."""
+    and taken by index."""
 
     def __init__(self) -> None:
         self.resources = _Repeated()
         self.scopes = _Repeated()
-        self.attributes = _AttributeColumn()
 
     def resource(self, kvs: Iterable[KeyValue]) -> None:
         self.resources.new((_service(kvs), _attrs(kvs)))
@@ -218,16 +183,16 @@ class _Envelope:
         columns: dict[str, Any],
         rows: int,
         signal: Signal,
-        attributes: pa.Array | None = None,
+        attributes: pa.Array,
     ) -> Conversion:
-        """The batch of ``rows`` rows: ``columns`` plus the envelope's (``attributes``: the
-        items' attributes when built apart, else the envelope's own column)."""
+        """The batch of ``rows`` rows: ``columns``, the items' ``attributes`` and the
+        envelope's columns."""
         out.accepted = rows
         if not rows:
             return out
         data: dict[str, Any] = dict(columns)
         data["signal"] = pa.array([signal] * rows, pa.string())
-        data["attributes"] = self.attributes.finish() if attributes is None else attributes
+        data["attributes"] = attributes
         res = self.resources.finish(_RESOURCE_TYPE)
         data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
         scope_rows = self.scopes.finish(_SCOPE_TYPE)
