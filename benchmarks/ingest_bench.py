@@ -6,7 +6,7 @@ Run by hand (not a test):
 
     .venv/bin/python benchmarks/ingest_bench.py [--requests 400] [--spans 500]
         [--concurrency 8] [--only grpc,http,otap] [--otap-spans 8192] [--no-fsync]
-        [--json results.json]
+        [--signal traces|logs|metrics] [--json results.json]
 
 For each transport:
 
@@ -21,6 +21,11 @@ For each transport:
             decodes each request with the opentelemetry-proto classes and answers OK, driven
             the same way: the protocol's floor on this machine. The ratio quiver / baseline is
             the share of that floor left after conversion to Arrow, the spool and the sink.
+
+``--signal logs`` / ``--signal metrics`` send ExportLogsServiceRequest bodies of ``--spans``
+log records (6 attributes, a string body, ids on every other record) or
+ExportMetricsServiceRequest bodies of ``--spans`` data points (a counter, a gauge and a
+histogram, 3 point attributes) instead; "spans" in the table then counts those items.
 
 OTAP (``--only otap``): the same spans as OpenTelemetry Arrow streams, ``--otap-spans`` per
 BatchArrowRecords, to the ``arrow`` option of the ``otlp`` source; see ``otap_load.py``.
@@ -58,14 +63,26 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 VENV_BIN = Path(sys.executable).parent
 QUIVER = str(VENV_BIN / "quiver")
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+SERVICES = {
+    "traces": ("trace", "TraceService", "ExportTraceServiceRequest"),
+    "logs": ("logs", "LogsService", "ExportLogsServiceRequest"),
+    "metrics": ("metrics", "MetricsService", "ExportMetricsServiceRequest"),
+}
+SIGNAL = "traces"  # set from --signal
 
 BARE_SERVER = textwrap.dedent(
     """
-    import asyncio, sys
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest, ExportTraceServiceResponse)
-    transport, port = sys.argv[1], int(sys.argv[2])
-    OK = ExportTraceServiceResponse().SerializeToString()
+    import asyncio, importlib, sys
+    transport, port, signal = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    package, service, request_name = {
+        "traces": ("trace", "TraceService", "ExportTraceServiceRequest"),
+        "logs": ("logs", "LogsService", "ExportLogsServiceRequest"),
+        "metrics": ("metrics", "MetricsService", "ExportMetricsServiceRequest"),
+    }[signal]
+    module = importlib.import_module(
+        f"opentelemetry.proto.collector.{package}.v1.{package}_service_pb2")
+    ExportTraceServiceRequest = getattr(module, request_name)
+    OK = getattr(module, request_name.replace("Request", "Response"))().SerializeToString()
 
     if transport == "grpc":
         import grpc, grpc.aio
@@ -76,7 +93,7 @@ BARE_SERVER = textwrap.dedent(
             server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
             handler = grpc.unary_unary_rpc_method_handler(export)
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-                "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler}),))
+                f"opentelemetry.proto.collector.{package}.v1.{service}", {"Export": handler}),))
             server.add_insecure_port(f"127.0.0.1:{port}")
             await server.start()
             await server.wait_for_termination()
@@ -89,7 +106,7 @@ BARE_SERVER = textwrap.dedent(
         async def export(request):
             ExportTraceServiceRequest.FromString(await request.body())
             return Response(OK, media_type="application/x-protobuf")
-        app = Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+        app = Starlette(routes=[Route(f"/v1/{signal}", export, methods=["POST"])])
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     """
 )
@@ -129,8 +146,99 @@ def wait_listening(port: int, seconds: float = 60) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
+def make_log_bodies(requests: int, records: int) -> list[bytes]:
+    """``requests`` distinct ExportLogsServiceRequest bodies of ``records`` log records."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    bodies = []
+    t0 = 1_765_000_000_000_000_000
+    for r in range(requests):
+        request = ExportLogsServiceRequest()
+        rl = request.resource_logs.add()
+        for key, value in (("service.name", f"svc-{r % 5}"), ("host.name", "bench-host")):
+            kv = rl.resource.attributes.add()
+            kv.key, kv.value.string_value = key, value
+        scope = rl.scope_logs.add()
+        scope.scope.name = "bench.logger"
+        for i in range(records):
+            n = r * records + i
+            log = scope.log_records.add(
+                time_unix_nano=t0 + n * 1000,
+                observed_time_unix_nano=t0 + n * 1000 + 5,
+                severity_number=9 if n % 7 else 17,
+                severity_text="INFO" if n % 7 else "ERROR",
+            )
+            log.body.string_value = f"request {n % 1000} served in {n % 97} ms"
+            if n % 2:
+                log.trace_id, log.span_id = (n + 1).to_bytes(16, "big"), (n + 1).to_bytes(8, "big")
+            for key, value in (
+                ("http.method", "GET"),
+                ("http.route", f"/api/items/{i % 20}"),
+                ("http.status_code", 200),
+                ("user.id", f"user-{n % 977}"),
+                ("cache.hit", n % 3 == 0),
+                ("region", "eu-west-1"),
+            ):
+                kv = log.attributes.add()
+                kv.key = key
+                if isinstance(value, bool):
+                    kv.value.bool_value = value
+                elif isinstance(value, int):
+                    kv.value.int_value = value
+                else:
+                    kv.value.string_value = value
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def make_metric_bodies(requests: int, points: int) -> list[bytes]:
+    """``requests`` distinct ExportMetricsServiceRequest bodies of ``points`` data points."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    bodies = []
+    t0 = 1_765_000_000_000_000_000
+    for r in range(requests):
+        request = ExportMetricsServiceRequest()
+        rm = request.resource_metrics.add()
+        kv = rm.resource.attributes.add()
+        kv.key, kv.value.string_value = "service.name", f"svc-{r % 5}"
+        scope = rm.scope_metrics.add()
+        scope.scope.name = "bench.meter"
+        counter = scope.metrics.add(name="requests", unit="1").sum
+        counter.aggregation_temporality, counter.is_monotonic = 2, True
+        gauge = scope.metrics.add(name="temperature").gauge
+        histogram = scope.metrics.add(name="latency", unit="ms").histogram
+        histogram.aggregation_temporality = 2
+        for i in range(points):
+            n = r * points + i
+            if i % 3 == 0:
+                p = counter.data_points.add(as_int=n)
+            elif i % 3 == 1:
+                p = gauge.data_points.add(as_double=n / 10)
+            else:
+                p = histogram.data_points.add(
+                    count=10, sum=n * 1.5, bucket_counts=[2, 3, 5], explicit_bounds=[1.0, 10.0]
+                )
+            p.time_unix_nano, p.start_time_unix_nano = t0 + n * 1000, t0
+            for key, value in (
+                ("route", f"/api/items/{i % 20}"),
+                ("host", f"h{n % 7}"),
+                ("region", "eu-west-1"),
+            ):
+                kv = p.attributes.add()
+                kv.key, kv.value.string_value = key, value
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
 def make_bodies(requests: int, spans: int) -> list[bytes]:
-    """``requests`` distinct ExportTraceServiceRequest bodies of ``spans`` spans."""
+    """``requests`` distinct export bodies of ``spans`` items of the ``--signal``."""
+    if SIGNAL == "logs":
+        return make_log_bodies(requests, spans)
+    if SIGNAL == "metrics":
+        return make_metric_bodies(requests, spans)
     bodies = []
     t0 = 1_765_000_000_000_000_000
     for r in range(requests):
@@ -197,7 +305,10 @@ def drive(transport: str, port: int, bodies: list[bytes], concurrency: int) -> f
             with grpc.insecure_channel(
                 f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]
             ) as channel:
-                export = channel.unary_unary(TRACES)
+                package, service, _ = SERVICES[SIGNAL]
+                export = channel.unary_unary(
+                    f"/opentelemetry.proto.collector.{package}.v1.{service}/Export"
+                )
                 while (body := take()) is not None:
                     try:
                         export(body, timeout=120)
@@ -207,7 +318,7 @@ def drive(transport: str, port: int, bodies: list[bytes], concurrency: int) -> f
         with httpx.Client(timeout=120) as client:
             while (body := take()) is not None:
                 response = client.post(
-                    f"http://127.0.0.1:{port}/v1/traces",
+                    f"http://127.0.0.1:{port}/v1/{SIGNAL}",
                     content=body,
                     headers={"content-type": "application/x-protobuf"},
                 )
@@ -306,7 +417,7 @@ def run_quiver(
 def run_baseline(transport: str, bodies: list[bytes], spans: int, concurrency: int) -> Result:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", BARE_SERVER, transport, str(port)],
+        [sys.executable, "-c", BARE_SERVER, transport, str(port), SIGNAL],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -333,12 +444,17 @@ def main() -> None:
     parser.add_argument("--otap-spans", type=int, default=8192, help="spans per OTAP batch")
     parser.add_argument("--no-fsync", action="store_true", help="spool without fsync")
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--signal", choices=sorted(SERVICES), default="traces")
     args = parser.parse_args()
+    global SIGNAL
+    SIGNAL = args.signal
+    if SIGNAL != "traces" and "otap" in args.only:
+        parser.error("--only otap sends spans: use it with --signal traces")
     transports = [t for t in args.only.split(",") if t]
     bodies = make_bodies(args.requests, args.spans)
     mib = sum(map(len, bodies)) / 2**20
     print(
-        f"{args.requests} requests x {args.spans} spans ({mib:.1f} MiB of protobuf), "
+        f"{args.requests} requests x {args.spans} {SIGNAL} items ({mib:.1f} MiB of protobuf), "
         f"{args.concurrency} connections, {os.cpu_count()} cores shared by generator and "
         f"server, Python {platform.python_version()}, fsync {'off' if args.no_fsync else 'on'}"
     )

@@ -34,6 +34,11 @@ _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consu
 _STATUS_CODES = ("unset", "ok", "error")
 _TEMPORALITIES = ("unspecified", "delta", "cumulative")
 _MAX_REASONS = 3
+_REQUESTS = {
+    "span": "ExportTraceServiceRequest",
+    "metric data point": "ExportMetricsServiceRequest",
+    "log record": "ExportLogsServiceRequest",
+}
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 
@@ -69,8 +74,8 @@ def convert_request(signal: Signal, request: Request) -> Conversion:
     if signal == "metrics":
         assert isinstance(request, ExportMetricsServiceRequest)
         return _metrics(request)
-    assert isinstance(request, ExportLogsServiceRequest)
-    return _logs(request)
+    # an ExportLogsServiceRequest, or its wire.LogsRequest view
+    return _logs(request, encoded=not isinstance(request, ExportLogsServiceRequest))
 
 
 # ----------------------------------------------------------------------------- values
@@ -108,40 +113,6 @@ def value_text(value: AnyValue) -> str | None:
 
 def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:
     return [(kv.key, value_text(kv.value)) for kv in kvs]
-
-
-class _AttributeColumn:
-    """A ``map<string, string>`` column built flat (offsets, keys, values): no tuple or list
-    per row, and one Arrow conversion per batch. Attributes repeat a lot (``http.method:
-    GET``): each distinct encoded key-value pair of a request is read once."""
-
-    def __init__(self) -> None:
-        self.offsets = [0]
-        self.keys: list[str] = []
-        self.values: list[str | None] = []
-        self._seen: dict[bytes, tuple[str, str | None]] = {}
-
-    def add(self, kvs: Iterable[KeyValue]) -> None:
-        keys, values, seen = self.keys, self.values, self._seen
-        for kv in kvs:
-            raw = kv.SerializeToString()
-            pair = seen.get(raw)
-            if pair is None:
-                value = kv.value
-                if value.WhichOneof("value") == "string_value":
-                    pair = seen[raw] = (kv.key, value.string_value)
-                else:
-                    pair = seen[raw] = (kv.key, value_text(value))
-            keys.append(pair[0])
-            values.append(pair[1])
-        self.offsets.append(len(keys))
-
-    def finish(self) -> pa.Array:
-        return pa.MapArray.from_arrays(
-            pa.array(self.offsets, pa.int32()),
-            pa.array(self.keys, pa.string()),
-            pa.array(self.values, pa.string()),
-        )
 
 
 class _Repeated:
@@ -187,27 +158,13 @@ def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
     return None
 
 
-class _Columns:
-    """Column lists appended row by row."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.data: dict[str, list[Any]] = {n: [] for n in names}
-        self.rows = 0
-
-    def add(self, **values: Any) -> None:
-        for name, column in self.data.items():
-            column.append(values.get(name))
-        self.rows += 1
-
-
 class _Envelope:
     """The columns every signal shares: resource and scope fields, converted once per scope
-    and taken by index, and the items' attributes, built flat."""
+    and taken by index."""
 
     def __init__(self) -> None:
         self.resources = _Repeated()
         self.scopes = _Repeated()
-        self.attributes = _AttributeColumn()
 
     def resource(self, kvs: Iterable[KeyValue]) -> None:
         self.resources.new((_service(kvs), _attrs(kvs)))
@@ -226,16 +183,16 @@ class _Envelope:
         columns: dict[str, Any],
         rows: int,
         signal: Signal,
-        attributes: pa.Array | None = None,
+        attributes: pa.Array,
     ) -> Conversion:
-        """The batch of ``rows`` rows: ``columns`` plus the envelope's (``attributes``: the
-        items' attributes when built apart, else the envelope's own column)."""
+        """The batch of ``rows`` rows: ``columns``, the items' ``attributes`` and the
+        envelope's columns."""
         out.accepted = rows
         if not rows:
             return out
         data: dict[str, Any] = dict(columns)
         data["signal"] = pa.array([signal] * rows, pa.string())
-        data["attributes"] = self.attributes.finish() if attributes is None else attributes
+        data["attributes"] = attributes
         res = self.resources.finish(_RESOURCE_TYPE)
         data["service_name"], data["resource_attributes"] = res.field(0), res.field(1)
         scope_rows = self.scopes.finish(_SCOPE_TYPE)
@@ -300,6 +257,8 @@ def _spans(request: Any, encoded: bool) -> Conversion:
                     or _id_problem("parent_span_id", p[i], 8, False)
                 )
                 out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
+            if encoded:  # the real message would have refused them whole
+                _check_encoded([spans[i].attributes for i in bad], "span")
             keep = sorted(set(range(len(spans))) - set(bad))
             spans = [spans[i] for i in keep]
             t, d, p = [t[i] for i in keep], [d[i] for i in keep], [p[i] for i in keep]
@@ -353,7 +312,7 @@ def _links(links: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _attribute_map(groups: list[Any], encoded: bool = False) -> pa.Array:
+def _attribute_map(groups: list[Any], encoded: bool = False, what: str = "span") -> pa.Array:
     """A ``map<string, string>`` column, one row per repeated KeyValue field of ``groups``
     (``encoded``: each KeyValue is still its protobuf bytes).
 
@@ -372,8 +331,8 @@ def _attribute_map(groups: list[Any], encoded: bool = False) -> pa.Array:
             kv = KeyValue.FromString(pair)
         except DecodeError as exc:
             raise BadRequestError(
-                f"the body is not a valid ExportTraceServiceRequest protobuf message: a span "
-                f"attribute is not a valid KeyValue ({exc})"
+                f"the body is not a valid {_REQUESTS.get(what, 'export request')} protobuf "
+                f"message: a {what} attribute is not a valid KeyValue ({exc})"
             ) from exc
         keys.append(kv.key)
         values.append(value_text(kv.value))
@@ -383,6 +342,20 @@ def _attribute_map(groups: list[Any], encoded: bool = False) -> pa.Array:
         pa.array(keys, pa.string()).take(indices),
         pa.array(values, pa.string()).take(indices),
     )
+
+
+def _check_encoded(groups: list[Any], what: str) -> None:
+    """Refuse the request if an encoded attribute of a rejected item is not a valid KeyValue,
+    as parsing the real message would have (its rows are not built, so nothing else reads it)."""
+    for pairs in groups:
+        for pair in pairs:
+            try:
+                KeyValue.FromString(pair)
+            except DecodeError as exc:
+                raise BadRequestError(
+                    f"the body is not a valid {_REQUESTS[what]} protobuf message: a {what} "
+                    f"attribute is not a valid KeyValue ({exc})"
+                ) from exc
 
 
 def _names(names: tuple[str, ...], numbers: list[int]) -> list[str]:
@@ -428,22 +401,31 @@ _METRIC_COLUMNS = (
 
 
 def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
+    """Metric by metric, column by column: each field is read for all the data points of a
+    metric in one comprehension (columns a metric type does not have are filled with nulls
+    in one step), and the points' attributes are deduplicated like the spans'."""
     out = Conversion(None)
-    cols = _Columns(_METRIC_COLUMNS)
+    cols: dict[str, list[Any]] = {name: [] for name in _METRIC_COLUMNS}
     envelope = _Envelope()
+    groups: list[Any] = []
+    rows = 0
     for r, s, sm in _scopes(envelope, request.resource_metrics, "scope_metrics"):
-        rows_before = cols.rows
+        rows_before = rows
         for m, metric in enumerate(sm.metrics):
             kind = metric.WhichOneof("data")
-            where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
             if kind is None:
                 continue  # a metric without data points has no rows
             data = getattr(metric, kind)
+            points = list(data.data_points)
             if not metric.name:
-                for _ in data.data_points:
+                where = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}]"
+                for _ in points:
                     out.reject(where, "the metric has no name")
                 continue
-            head = {
+            n = len(points)
+            if not n:
+                continue
+            head: dict[str, Any] = {
                 "metric_name": metric.name,
                 "metric_description": metric.description or None,
                 "metric_unit": metric.unit or None,
@@ -455,49 +437,64 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                 )
             if kind == "sum":
                 head["is_monotonic"] = data.is_monotonic
-            for p in data.data_points:
-                envelope.attributes.add(p.attributes)
-                cols.add(**head, **_point(kind, p))
-        envelope.rows_added(cols.rows - rows_before)
-    return envelope.finish(out, cols.data, cols.rows, "metrics")
+            filled = _point_columns(kind, points)
+            for name, column in cols.items():
+                if name in filled:
+                    column += filled[name]
+                elif name in head:
+                    column += [head[name]] * n
+                else:
+                    column += [None] * n
+            groups += [p.attributes for p in points]
+            rows += n
+        envelope.rows_added(rows - rows_before)
+    attributes = _attribute_map(groups, what="metric data point")
+    return envelope.finish(out, cols, rows, "metrics", attributes)
 
 
-def _point(kind: str, p: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "time": p.time_unix_nano,
-        "start_time": p.start_time_unix_nano,
-        "flags": p.flags,
+def _point_columns(kind: str, points: list[Any]) -> dict[str, list[Any]]:
+    """The point columns of ``points`` (all of metric type ``kind``), one list per column."""
+    cols: dict[str, list[Any]] = {
+        "time": [p.time_unix_nano for p in points],
+        "start_time": [p.start_time_unix_nano for p in points],
+        "flags": [p.flags for p in points],
     }
     if kind != "summary":
-        row["exemplars"] = [_exemplar(e) for e in p.exemplars]
-    if kind in ("gauge", "sum"):
-        which = p.WhichOneof("value")
-        if which == "as_double":
-            row["value_double"] = p.as_double
-        elif which == "as_int":
-            row["value_int"] = p.as_int
-        return row
-    row["count"] = p.count
-    if kind == "summary":
-        row["sum"] = p.sum
-        row["quantile_values"] = [
-            {"quantile": q.quantile, "value": q.value} for q in p.quantile_values
+        cols["exemplars"] = [
+            [_exemplar(e) for e in p.exemplars] if p.exemplars else [] for p in points
         ]
-        return row
-    row["sum"] = p.sum if p.HasField("sum") else None
-    row["min"] = p.min if p.HasField("min") else None
-    row["max"] = p.max if p.HasField("max") else None
+    if kind in ("gauge", "sum"):
+        which = [p.WhichOneof("value") for p in points]
+        cols["value_double"] = [
+            p.as_double if w == "as_double" else None for p, w in zip(points, which, strict=True)
+        ]
+        cols["value_int"] = [
+            p.as_int if w == "as_int" else None for p, w in zip(points, which, strict=True)
+        ]
+        return cols
+    cols["count"] = [p.count for p in points]
+    if kind == "summary":
+        cols["sum"] = [p.sum for p in points]
+        cols["quantile_values"] = [
+            [{"quantile": q.quantile, "value": q.value} for q in p.quantile_values] for p in points
+        ]
+        return cols
+    cols["sum"] = [p.sum if p.HasField("sum") else None for p in points]
+    cols["min"] = [p.min if p.HasField("min") else None for p in points]
+    cols["max"] = [p.max if p.HasField("max") else None for p in points]
     if kind == "histogram":
-        row["bucket_counts"] = list(p.bucket_counts)
-        row["explicit_bounds"] = list(p.explicit_bounds)
-        return row
-    row["scale"] = p.scale
-    row["zero_count"] = p.zero_count
-    row["positive_offset"] = p.positive.offset
-    row["positive_bucket_counts"] = list(p.positive.bucket_counts)
-    row["negative_offset"] = p.negative.offset
-    row["negative_bucket_counts"] = list(p.negative.bucket_counts)
-    return row
+        cols["bucket_counts"] = [list(p.bucket_counts) for p in points]
+        cols["explicit_bounds"] = [list(p.explicit_bounds) for p in points]
+        return cols
+    cols["scale"] = [p.scale for p in points]
+    cols["zero_count"] = [p.zero_count for p in points]
+    positive = [p.positive for p in points]
+    negative = [p.negative for p in points]
+    cols["positive_offset"] = [b.offset for b in positive]
+    cols["positive_bucket_counts"] = [list(b.bucket_counts) for b in positive]
+    cols["negative_offset"] = [b.offset for b in negative]
+    cols["negative_bucket_counts"] = [list(b.bucket_counts) for b in negative]
+    return cols
 
 
 def _exemplar(e: Any) -> dict[str, Any]:
@@ -515,44 +512,57 @@ def _exemplar(e: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- logs
 
 
-def _logs(request: ExportLogsServiceRequest) -> Conversion:
+def _body_text(body: AnyValue) -> str | None:
+    if body.WhichOneof("value") == "string_value":
+        return body.string_value
+    return value_text(body)
+
+
+def _logs(request: Any, encoded: bool) -> Conversion:
+    """Column by column, like spans: ids are checked for a whole scope at once, each field is
+    read for all the kept records in one comprehension, attributes are deduplicated
+    (``encoded``: the request holds them encoded already, see :mod:`quiver.ingest.otlp.wire`)."""
     out = Conversion(None)
-    cols = _Columns(
-        (
-            "time",
-            "dropped_attributes_count",
-            "trace_id",
-            "span_id",
-            "flags",
-            "observed_time",
-            "severity_number",
-            "severity_text",
-            "body",
-            "event_name",
-        )
-    )
     envelope = _Envelope()
+    kept: list[Any] = []
+    tids: list[bytes] = []
+    sids: list[bytes] = []
     for r, s, sl in _scopes(envelope, request.resource_logs, "scope_logs"):
-        rows_before = cols.rows
-        for i, log in enumerate(sl.log_records):
-            problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
-                "span_id", log.span_id, 8, False
-            )
-            if problem:
-                out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)
-                continue
-            envelope.attributes.add(log.attributes)
-            cols.add(
-                time=log.time_unix_nano,
-                dropped_attributes_count=log.dropped_attributes_count,
-                trace_id=_hex(log.trace_id),
-                span_id=_hex(log.span_id),
-                flags=log.flags,
-                observed_time=log.observed_time_unix_nano,
-                severity_number=log.severity_number,
-                severity_text=log.severity_text or None,
-                body=value_text(log.body) if log.HasField("body") else None,
-                event_name=log.event_name or None,
-            )
-        envelope.rows_added(cols.rows - rows_before)
-    return envelope.finish(out, cols.data, cols.rows, "logs")
+        logs = list(sl.log_records)
+        t = [log.trace_id for log in logs]
+        d = [log.span_id for log in logs]
+        bad = [
+            i
+            for i, (tid, sid) in enumerate(zip(t, d, strict=True))
+            if (tid and len(tid) != 16) or (sid and len(sid) != 8)
+        ]
+        if bad:
+            for i in bad:
+                problem = _id_problem("trace_id", t[i], 16, False) or _id_problem(
+                    "span_id", d[i], 8, False
+                )
+                out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", str(problem))
+            if encoded:  # the real message would have refused them whole
+                _check_encoded([logs[i].attributes for i in bad], "log record")
+            drop = set(bad)
+            keep = [i for i in range(len(logs)) if i not in drop]
+            logs = [logs[i] for i in keep]
+            t, d = [t[i] for i in keep], [d[i] for i in keep]
+        kept += logs
+        tids += t
+        sids += d
+        envelope.rows_added(len(logs))
+    columns: dict[str, Any] = {
+        "time": [log.time_unix_nano for log in kept],
+        "dropped_attributes_count": [log.dropped_attributes_count for log in kept],
+        "trace_id": [tid.hex() if tid else None for tid in tids],
+        "span_id": [sid.hex() if sid else None for sid in sids],
+        "flags": [log.flags for log in kept],
+        "observed_time": [log.observed_time_unix_nano for log in kept],
+        "severity_number": [log.severity_number for log in kept],
+        "severity_text": [log.severity_text or None for log in kept],
+        "body": [_body_text(log.body) if log.HasField("body") else None for log in kept],
+        "event_name": [log.event_name or None for log in kept],
+    }
+    attributes = _attribute_map([log.attributes for log in kept], encoded, what="log record")
+    return envelope.finish(out, columns, len(kept), "logs", attributes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from google.protobuf import json_format
@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from quiver.ingest.arrow_layout import Signal
-from quiver.ingest.otlp.wire import TracesRequest
+from quiver.ingest.otlp.wire import LogsRequest, TracesRequest
 
 __all__ = [
     "REQUEST_TYPES",
@@ -96,8 +96,9 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
     cls = REQUEST_TYPES[signal]
     if not json:
         try:
-            # traces: the same message, its span attributes left encoded (see wire.py)
-            parsed: Request = (TracesRequest if signal == "traces" else cls).FromString(body)
+            # traces, logs: the same message, its item attributes left encoded (see wire.py)
+            view = {"traces": TracesRequest, "logs": LogsRequest}.get(signal, cls)
+            parsed: Request = view.FromString(body)
             return parsed
         except DecodeError as exc:
             raise BadRequestError(
@@ -112,6 +113,13 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         raise BadRequestError(
             f"the body must be a JSON object (an {cls.__name__}), not {_kind(doc)}"
         )
+    if signal == "traces":
+        from quiver.ingest.otlp.json_traces import traces_from_json
+
+        try:
+            return cast(Request, traces_from_json(doc, _ids_to_base64))
+        except Exception:  # anything unusual: the general way decides
+            doc = orjson.loads(body)  # afresh: the attempt may have changed it
     _ids_to_base64(doc, "")
     message = cls()
     try:
