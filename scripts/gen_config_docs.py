@@ -4,6 +4,8 @@ python scripts/gen_config_docs.py          # rewrite docs/configuration.md
 python scripts/gen_config_docs.py --check  # exit 1 when the committed page is stale
 """
 
+# ruff: noqa: E501  (the page text below holds Markdown table rows and sample error lines that must stay on one line)
+
 from __future__ import annotations
 
 import sys
@@ -182,9 +184,12 @@ def render() -> str:
             continue
         top.append((key, field))
         args = typing.get_args(ann)
-        if typing.get_origin(ann) is dict and isinstance(args[1], type):
-            if issubclass(args[1], BaseModel):
-                entries.append((f"{key}.<table>", args[1]))
+        if (
+            typing.get_origin(ann) is dict
+            and isinstance(args[1], type)
+            and issubclass(args[1], BaseModel)
+        ):
+            entries.append((f"{key}.<table>", args[1]))
     if top:
         lines += [
             "### Top level",
@@ -194,7 +199,8 @@ def render() -> str:
         ]
         for key, field in top:
             lines.append(
-                f"| `{key}` <br> `{ENV[key]}` | {_type_name(field.annotation)} | {_default(field)} | "
+                f"| `{key}` <br> `{ENV[key]}` | {_type_name(field.annotation)} | "
+                f"{_default(field)} | "
                 f"{field.description or ''} |"
             )
         lines.append("")
