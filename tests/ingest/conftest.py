@@ -35,9 +35,20 @@ from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
 from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
+from .processes import TrackedPopen, reap
 from .tansu import BrokerStartError, start_tansu
 
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
+
+
+@pytest.fixture(autouse=True)
+def reap_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process a test starts is killed at its end if it still runs (a failed
+    assertion must not leave a receiver running, nor a test waiting on it)."""
+    reap()
+    monkeypatch.setattr(subprocess, "Popen", TrackedPopen)
+    yield
+    reap()
 
 
 def listening(port: int) -> bool:
