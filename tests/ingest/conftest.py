@@ -161,7 +161,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("certs")
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
 
     openssl(
         "req",
@@ -220,6 +220,7 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
         ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "ingest", "s3cret"],
         check=True,
         capture_output=True,
+        timeout=60,
     )
     conf = tmp_path / "mosquitto.conf"
     # started as root it would switch to the mosquitto user, who cannot read tmp_path
