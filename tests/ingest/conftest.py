@@ -35,9 +35,20 @@ from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
 from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
+from .processes import TrackedPopen, reap
 from .tansu import BrokerStartError, start_tansu
 
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
+
+
+@pytest.fixture(autouse=True)
+def reap_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process a test starts is killed at its end if it still runs (a failed
+    assertion must not leave a receiver running, nor a test waiting on it)."""
+    reap()
+    monkeypatch.setattr(subprocess, "Popen", TrackedPopen)
+    yield
+    reap()
 
 
 def listening(port: int) -> bool:
@@ -150,7 +161,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("certs")
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
 
     openssl(
         "req",
@@ -209,6 +220,7 @@ def private_mosquitto(certificates: Path, tmp_path: Path) -> Iterator[int]:
         ["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "ingest", "s3cret"],
         check=True,
         capture_output=True,
+        timeout=60,
     )
     conf = tmp_path / "mosquitto.conf"
     # started as root it would switch to the mosquitto user, who cannot read tmp_path

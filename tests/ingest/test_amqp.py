@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from quiver.ingest.amqp import AmqpReceiver
@@ -141,3 +142,17 @@ async def test_a_commit_holds_for_a_consumer_that_comes_at_once(
     again = await take(after, run_ctx)
     await after.close()
     assert again.num_rows == 0, f"{again.num_rows} acknowledged message(s) were sent again"
+
+
+async def test_a_refused_login_is_permanent_and_keeps_the_password_out(
+    names: dict[str, str], run_ctx: RunContext
+) -> None:
+    from quiver.runtime.errors import PermanentError
+
+    r = receiver(names, url="amqp://guest:not-the-password@127.0.0.1:5672/")
+    with pytest.raises(PermanentError) as err:
+        await take(r, run_ctx)
+    await r.close()
+    text = str(err.value) + "".join(d.fix or "" for d in err.value.details)
+    assert "not-the-password" not in text
+    assert "login" in text.lower() or "refused" in text.lower() or "access" in text.lower(), text

@@ -14,6 +14,7 @@ import yaml
 
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.conftest import wait_listening
+from tests.ingest.processes import finish
 from tests.ingest.sdk_clients import send_logs, send_metrics, send_traces
 from tests.pipeline.conftest import free_port
 
@@ -59,7 +60,7 @@ def test_the_quickstart_runs_as_written(tmp_path: Path) -> None:
     )
     assert sent.returncode == 0, sent.stderr
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    output, _ = proc.communicate(timeout=60)
+    output, _ = finish(proc, 60)
     assert proc.returncode == 0, output.decode()
     read = subprocess.run(
         [sys.executable, "read.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
@@ -83,7 +84,7 @@ def test_the_example_splitting_signals_writes_two_files(tmp_path: Path) -> None:
     send_metrics("http", http_port)
     send_logs("http", http_port)
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=60)
+    output, _ = finish(proc, 60)
     assert proc.returncode == 0, output.decode()
     traces = pq.read_table(tmp_path / "out" / "traces.parquet")
     assert sorted(traces.column("span_id").to_pylist()) == sorted(s.span_id for s in spans)

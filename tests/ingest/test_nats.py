@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -10,8 +15,9 @@ import pytest
 
 from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.runtime.errors import RetryableError
 
-from .conftest import build, js_publish, publish_until_read, unique
+from .conftest import build, free_port, js_publish, publish_until_read, unique, wait_started
 from .conftest import read_all as take
 
 FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
@@ -112,3 +118,68 @@ async def test_a_commit_is_settled_before_it_returns(
     again = await take(after, run_ctx)
     await after.close()
     assert again.num_rows == 0, f"{again.num_rows} acknowledged message(s) were sent again"
+
+
+@pytest.fixture
+def private_nats(certificates: Path) -> Iterator[int]:
+    """A core NATS server of one test on a free port: TLS with the test CA's certificate and
+    the token `s3cret` required of every client."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "nats-server",
+            *("-a", "127.0.0.1", "-p", str(port)),
+            *("--tls", "--tlscert", str(certificates / "server.pem")),
+            *("--tlskey", str(certificates / "server.key"), "--auth", "s3cret"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_started(proc, port, "nats-server", 10)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_tls_and_a_token(private_nats: int, certificates: Path, tmp_path: Path) -> None:
+    import nats
+
+    from quiver.runtime.errors import PermanentError
+
+    shutil.copy(certificates / "ca.pem", tmp_path / "ca.pem")
+    ctx = RunContext("tls", str(tmp_path))
+    server = f"nats://127.0.0.1:{private_nats}"
+    options = {
+        "servers": [server],
+        "subject": "secure.>",
+        "tls": {"ca_file": "ca.pem"},  # relative to the pipeline's folder
+        "idle_timeout": None,
+    }
+    client_tls = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
+    nc = await nats.connect(server, token="s3cret", tls=client_tls)
+    try:
+        r = receiver(**options, token="s3cret")
+        stream = r.batches(ctx)
+        reading = asyncio.ensure_future(anext(stream))
+        batch = await publish_until_read(reading, lambda: nc.publish("secure.a", b'{"ok": 1}'))
+        r.drain()
+        _ = [b async for b in stream]
+        await r.commit()
+        await r.close()
+    finally:
+        await nc.close()
+    assert set(batch.column("ok").to_pylist()) == {1}
+
+    wrong = receiver(**options, token="nope", reconnect_attempts=0)
+    with pytest.raises(PermanentError) as err:
+        await anext(wrong.batches(ctx))
+    assert "nope" not in str(err.value)
+    await wrong.close()
+
+    # without the CA the server's certificate is not trusted
+    untrusted = receiver(**{**options, "tls": {}}, token="s3cret", reconnect_attempts=0)
+    with pytest.raises((PermanentError, RetryableError)):
+        await anext(untrusted.batches(ctx))
+    await untrusted.close()

@@ -75,6 +75,23 @@ async def test_a_retried_write_stores_nothing_twice(
     assert len(await stream_messages(stream, f"{prefix}.all", 8)) == 4
 
 
+async def test_a_later_batch_reusing_a_written_batchs_id_is_stored_whole(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """CPython hands a freed batch's id() to the next object: a write that succeeded must not
+    leave progress (or message ids) behind for the next batch to be mistaken by."""
+    stream, prefix = js_stream
+    sink: NatsSink = build(NatsSink, {"subject": f"{prefix}.all", "stream": stream})
+    batch = rows(3)
+    await sink.open(batch.schema, run_ctx)
+    await sink.write(batch)
+    await sink.write(batch)  # a new write of an object with the same id()
+    await sink.commit()
+    assert sink.published == 6 and sink.duplicates == 0
+    stored = await stream_messages(stream, f"{prefix}.all", 6)
+    assert sorted(json.loads(m.data)["id"] for m in stored) == [0, 0, 1, 1, 2, 2]
+
+
 async def test_a_subject_no_stream_takes_fails_permanently(
     js_stream: tuple[str, str], run_ctx: RunContext
 ) -> None:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.ingest.conftest import pipeline_doc
+from tests.ingest.processes import stopped
 from tests.ingest.sdk_clients import send_traces
 from tests.ingest.test_otlp_http import PROTOBUF, span, trace_request
 from tests.ingest.test_otlp_process import Service, stop
@@ -52,7 +53,7 @@ def wait_for(svc: Service, count: int) -> None:
     """Until the committed output holds ``count`` spans, the receiver running all along."""
     deadline = time.monotonic() + 30
     while len(span_ids(svc)) < count:
-        assert svc.proc is not None and svc.proc.poll() is None, svc.proc.communicate()
+        assert svc.proc is not None and svc.proc.poll() is None, stopped(svc.proc)
         assert time.monotonic() < deadline, f"{len(span_ids(svc))} spans committed"
         time.sleep(0.05)
 

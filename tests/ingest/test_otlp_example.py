@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.conftest import wait_listening
+from tests.ingest.processes import finish
 from tests.ingest.sdk_clients import send_logs, send_metrics, send_traces
 from tests.pipeline.conftest import free_port
 
@@ -43,7 +44,7 @@ def test_the_otlp_example_splits_keyed_telemetry_into_two_files(tmp_path: Path) 
         send_metrics("http", http_port, headers=key)
         send_logs("http", http_port, headers=key)
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        output, _ = finish(proc, 60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -22,6 +22,7 @@ import yaml
 
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.conftest import pipeline_doc, plain, wait_listening
+from tests.ingest.processes import finish
 from tests.ingest.sdk_clients import send_logs, send_traces
 from tests.ingest.test_otlp_http import PROTOBUF, span, trace_request
 from tests.pipeline.conftest import free_port
@@ -65,7 +66,7 @@ def stop(svc: Service, signum: int) -> tuple[int, str]:
     assert svc.proc is not None
     proc = svc.proc
     proc.send_signal(signum)
-    output, _ = proc.communicate(timeout=60)
+    output, _ = finish(proc, 60)
     svc.proc = None
     return proc.returncode, output.decode(errors="replace")
 

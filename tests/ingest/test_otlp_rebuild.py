@@ -77,3 +77,16 @@ def test_a_slice_of_a_batch_rebuilds_its_own_rows() -> None:
     batch = rows_of("traces", span_request(10, services=2)).slice(3, 4)
     back = round_trip(batch, json=False)
     assert plain(back).to_pylist() == plain(pa.table(batch)).to_pylist()
+
+
+def test_metrics_of_many_scopes_each_stay_in_their_own_scope() -> None:
+    # a scope's metrics were once found by id() of its message: a later scope's message
+    # could get a freed one's id() and have its points added to another scope's metric
+    metric_rows = signal_rows(example_rows())["metrics"]
+    gauge = next(r for r in metric_rows if r["metric_type"] == "gauge")
+    rows = [{**gauge, "scope_name": f"scope-{i}"} for i in range(200)]
+    request = rebuild_requests("metrics", rows)
+    scopes = [s for r in request.resource_metrics for s in r.scope_metrics]
+    assert [s.scope.name for s in scopes] == [f"scope-{i}" for i in range(200)]
+    assert [len(s.metrics) for s in scopes] == [1] * 200
+    assert [len(s.metrics[0].gauge.data_points) for s in scopes] == [1] * 200

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from .conftest import unique
+from .processes import finish, stopped
 from .test_run import QUIVER, Broker, env, wait_subscribed
 
 
@@ -31,7 +32,11 @@ def jetstream() -> Iterator[Broker]:
 def start(folder: Path, b: Broker, idle: float | None) -> subprocess.Popen[str]:
     sink = "{parquet: {path: out/, partition_by: [bucket]}}"
     (folder / "p.yaml").write_text(
-        f"source: {b.source(idle, commit_every=10)}\n"
+        # ack_wait: 1 (test_run's, so a killed run's messages come back soon) made JetStream
+        # redeliver messages whenever a loaded machine held the run's keep-alive (sent every
+        # ack_wait / 3) back for a second: the duplicates never let the rows equal 0..19.
+        # Nothing is killed here, so the server's ack_wait can be long.
+        f"source: {b.source(idle, commit_every=10, ack_wait=30)}\n"
         "processors:\n  - derive: {columns: {bucket: 'n % 2'}}\n"
         f"sink: {sink}\n"
     )
@@ -61,7 +66,7 @@ def test_checkpoints_add_part_files_while_the_run_goes_on(
     asyncio.run(jetstream.publish(range(25)))
     deadline = time.monotonic() + 30
     while rows(part_files(tmp_path)) != list(range(20)):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline and proc.poll() is None, stopped(proc)
         time.sleep(0.05)
     first = part_files(tmp_path)
     # two checkpoints, each one file per partition, while the receiver still runs
@@ -72,7 +77,7 @@ def test_checkpoints_add_part_files_while_the_run_goes_on(
         re.fullmatch(r"part-[0-9a-f]{12}-\d{8}T\d{6}Z-00000[12]\.parquet", f.name) for f in first
     )
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = finish(proc, 60)
     assert proc.returncode == 0, stderr
     after = part_files(tmp_path)
     assert set(first) < set(after)  # committed files are kept as they are
@@ -80,7 +85,7 @@ def test_checkpoints_add_part_files_while_the_run_goes_on(
 
     asyncio.run(jetstream.publish(range(25, 30)))
     again = start(tmp_path, jetstream, 1.5)
-    _, stderr = again.communicate(timeout=60)
+    _, stderr = finish(again, 60)
     assert again.returncode == 0, stderr
     last = part_files(tmp_path)
     assert set(after) < set(last)

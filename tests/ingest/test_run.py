@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from .conftest import js_publish, kafka_produce, kafka_topic, mqtt_publish, unique
+from .processes import finish, killed_after, stopped
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIVER = [str(Path(sys.executable).parent / "quiver")]
@@ -49,7 +50,7 @@ class Broker:
                 "subject": f"{n['prefix']}.>",
                 "stream": n["stream"],
                 "durable": n["id"],
-                "ack_wait": 1,
+                "ack_wait": extra.get("ack_wait", 1),  # a killed run's messages return soon
             }
         else:
             opts |= {"topics": [n["topic"]], "group_id": n["id"], "bootstrap_servers": [self.kafka]}
@@ -161,14 +162,16 @@ def start(
 def wait_logged(proc: subprocess.Popen[str], *texts: str, seconds: float = 60) -> None:
     """Read the run's JSON log until each of ``texts`` was in a line (in any order)."""
     assert proc.stderr is not None
-    deadline = time.monotonic() + seconds
     missing = set(texts)
-    for line in proc.stderr:
-        missing = {text for text in missing if text not in line}
-        if not missing:
-            return
-        assert time.monotonic() < deadline, f"the run never logged {sorted(missing)}"
-    raise AssertionError(f"the run ended before logging {sorted(missing)}: {proc.wait()}")
+    # reading blocks until the run logs a line: a run that goes quiet is killed at the deadline
+    with killed_after(proc, seconds) as expired:
+        for line in proc.stderr:
+            missing = {text for text in missing if text not in line}
+            if not missing:
+                return
+    if expired.is_set():
+        raise AssertionError(f"the run never logged {sorted(missing)} within {seconds:g}s")
+    raise AssertionError(f"the run ended before logging {sorted(missing)}: {stopped(proc)}")
 
 
 def wait_subscribed(proc: subprocess.Popen[str], b: Broker | None = None) -> None:
@@ -197,9 +200,9 @@ def test_sigterm_commits_what_the_run_received_and_acknowledges_it(
     wait_subscribed(proc, broker)
     asyncio.run(broker.publish(range(40)))
     wait_logged(proc, "first messages received")
-    assert proc.poll() is None, proc.communicate()
+    assert proc.poll() is None, stopped(proc)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = finish(proc, 60)
     assert proc.returncode == 0, stderr
     first = numbers(tmp_path / "out/first.jsonl")
     assert first  # what the run had received before the signal was committed
@@ -215,7 +218,7 @@ def test_sigterm_commits_what_the_run_received_and_acknowledges_it(
     else:
         again = start(tmp_path, broker, "again", 3.0)
         expected = list(range(40))
-    _, stderr = again.communicate(timeout=90)
+    _, stderr = finish(again, 90)
     assert again.returncode == 0, stderr
     rest = numbers(tmp_path / "out/again.jsonl")
     # what the first run committed was acknowledged (not delivered again); the rest, if the
@@ -229,13 +232,13 @@ def test_a_killed_run_loses_nothing(broker: Broker, tmp_path: Path) -> None:
     asyncio.run(broker.publish(range(30)))
     settle(2.0)
     proc.kill()
-    proc.communicate(timeout=30)
+    finish(proc, 30)
     assert not (tmp_path / "out/killed.jsonl").exists()
     asyncio.run(broker.publish(range(30, 50)))
     settle(1.2)  # JetStream: past ack_wait
 
     again = start(tmp_path, broker, "again", 3.0 if broker.kind != "kafka" else 8.0)
-    _, stderr = again.communicate(timeout=90)
+    _, stderr = finish(again, 90)
     assert again.returncode == 0, stderr
     assert sorted(set(numbers(tmp_path / "out/again.jsonl"))) == list(range(50))
 
@@ -264,7 +267,7 @@ def test_websocket_clients_get_their_ack_when_sigterm_commits(tmp_path: Path) ->
             ws = connect(f"ws://127.0.0.1:{port}/")
             break
         except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            assert proc.poll() is None and time.monotonic() < deadline, stopped(proc)
             time.sleep(0.1)
     with ws:
         ws.send("\n".join(json.dumps({"n": i}) for i in range(10)))
@@ -272,7 +275,7 @@ def test_websocket_clients_get_their_ack_when_sigterm_commits(tmp_path: Path) ->
         settle(1.0)
         proc.send_signal(signal.SIGTERM)
         assert json.loads(ws.recv(timeout=30)) == {"acked": 2}
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = finish(proc, 60)
     assert proc.returncode == 0, stderr
     assert numbers(tmp_path / "out/ws.jsonl") == list(range(11))
 
@@ -295,7 +298,7 @@ def outputs(folder: Path, out: str) -> list[list[int]]:
 def test_checkpoints_commit_as_the_run_goes(rabbit: Broker, tmp_path: Path) -> None:
     asyncio.run(rabbit.publish(range(35)))
     proc = start(tmp_path, rabbit, "cp", 1.5, commit_every=10)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = finish(proc, 60)
     assert proc.returncode == 0, stderr
     assert outputs(tmp_path, "cp") == [
         list(range(0, 10)),
@@ -304,7 +307,7 @@ def test_checkpoints_commit_as_the_run_goes(rabbit: Broker, tmp_path: Path) -> N
         list(range(30, 35)),
     ]
     again = start(tmp_path, rabbit, "again", 1.0)
-    again.communicate(timeout=60)
+    finish(again, 60)
     assert numbers(tmp_path / "out/again.jsonl") == []  # every checkpoint was acknowledged
 
 
@@ -316,15 +319,15 @@ def test_a_killed_run_keeps_its_committed_checkpoints_and_loses_nothing(
     asyncio.run(rabbit.publish(range(25)))
     deadline = time.monotonic() + 30
     while len(outputs(tmp_path, "cp")) < 2:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline and proc.poll() is None, stopped(proc)
         time.sleep(0.05)
     proc.kill()
-    proc.communicate(timeout=30)
+    finish(proc, 30)
     committed = [n for part in outputs(tmp_path, "cp") for n in part]
     assert committed[:20] == list(range(20))
 
     again = start(tmp_path, rabbit, "again", 1.5)
-    _, stderr = again.communicate(timeout=60)
+    _, stderr = finish(again, 60)
     assert again.returncode == 0, stderr
     assert sorted(set(committed) | set(numbers(tmp_path / "out/again.jsonl"))) == list(range(25))
 

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from quiver.ingest.otlp.convert import convert_request
+from tests.ingest.processes import finish
 from tests.ingest.sdk_clients import send_traces
 from tests.ingest.test_ingest_docs import run_until_stopped
 from tests.pipeline.conftest import free_port
@@ -200,7 +201,7 @@ def test_an_otlp_receiver_pipeline_limits_batches_filters_and_redacts(tmp_path: 
     sent = send_traces("grpc", grpc_port)
     send_traces("http", http_port, service="noise")
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=60)
+    output, _ = finish(proc, 60)
     assert proc.returncode == 0, output.decode()
     rows = pq.read_table(tmp_path / "out" / "spans.parquet").to_pylist()
     assert sorted(r["span_id"] for r in rows) == sorted(s.span_id for s in sent)

@@ -97,6 +97,7 @@ class NatsReceiver(BrokerReceiver):
 
     async def _subscribe(self, ctx: RunContext) -> None:
         import nats
+        import nats.errors
         from nats.js.api import AckPolicy, ConsumerConfig
 
         cfg = self.cfg
@@ -114,11 +115,17 @@ class NatsReceiver(BrokerReceiver):
                     )
                 )
 
+        refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
         async def on_error(exc: Exception) -> None:
-            del exc  # the reconnect attempts go on; on_closed reports the end of them
+            # the reconnect attempts go on (on_closed reports the end of them); a refused
+            # login while connecting would be retried until the timeout: fail at once
+            denied = "authorization violation" in str(exc).lower()
+            if (denied or isinstance(exc, nats.errors.AuthorizationError)) and not refused.done():
+                refused.set_result(exc)
 
         try:
-            self._nc = await asyncio.wait_for(
+            connecting = asyncio.ensure_future(
                 nats.connect(
                     cfg.servers,
                     user=cfg.user,
@@ -132,9 +139,18 @@ class NatsReceiver(BrokerReceiver):
                     connect_timeout=5,
                     closed_cb=on_closed,
                     error_cb=on_error,
-                ),
-                10,
+                )
             )
+            either: set[asyncio.Future[Any]] = {connecting, refused}
+            await asyncio.wait(either, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+                if refused.done():
+                    raise nats.errors.AuthorizationError() from refused.result()
+                raise TimeoutError()
+            self._nc = connecting.result()
         except QuiverError:
             raise
         except Exception as exc:

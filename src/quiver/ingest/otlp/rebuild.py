@@ -289,8 +289,11 @@ def _traces(rows: list[dict[str, Any]]) -> ExportTraceServiceRequest:
 
 def _metrics(rows: list[dict[str, Any]]) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
-    metrics: dict[tuple[int, Any], Any] = {}  # (id of the scope message, metric head) -> data
+    metrics: dict[Any, Any] = {}  # metric head -> data, in the current scope
+    current: Any = None  # held, so no later scope message can take its id()
     for scoped, n, row in _Grouped(rows).fill(request.resource_metrics, "scope_metrics"):
+        if scoped is not current:  # a scope's rows come together
+            current, metrics = scoped, {}
         kind = row.get("metric_type")
         if kind not in _METRIC_TYPES:
             raise RebuildError(
@@ -306,7 +309,7 @@ def _metrics(rows: list[dict[str, Any]]) -> ExportMetricsServiceRequest:
             row.get("aggregation_temporality"),
             row.get("is_monotonic"),
         )
-        data = metrics.get((id(scoped), head))
+        data = metrics.get(head)
         if data is None:
             metric = scoped.metrics.add()
             metric.name = row["metric_name"]
@@ -322,7 +325,7 @@ def _metrics(rows: list[dict[str, Any]]) -> ExportMetricsServiceRequest:
                 )
             if kind == "sum":
                 data.is_monotonic = bool(row.get("is_monotonic"))
-            data = metrics[(id(scoped), head)] = data
+            data = metrics[head] = data
         _point(data.data_points.add(), kind, row, n)
     return request
 

@@ -167,6 +167,7 @@ class RabbitMqSink:
                 await self._close()  # the next attempt opens a fresh connection
             raise error from exc
         self.published += len(pending)
+        self._progress = (0, set())  # done: a later batch may reuse this one's id
 
     async def commit(self) -> None:
         await self._close()

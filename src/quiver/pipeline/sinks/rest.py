@@ -112,6 +112,7 @@ class RestSink:
                 raise http_error(None, response, self.where)
             self.requests += 1
             self._current = (batch_id, offset + len(rows))
+        self._current = (0, 0)  # done: a later batch may reuse this one's id
 
     async def commit(self) -> None:
         await self._close()
