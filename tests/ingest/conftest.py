@@ -35,7 +35,7 @@ from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
 from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
-from .processes import TrackedPopen, reap
+from .processes import TrackedPopen, keep, reap
 from .tansu import BrokerStartError, start_tansu
 
 __all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
@@ -76,6 +76,7 @@ def kafka_broker() -> Iterator[str]:
         proc, servers = start_tansu()
     except BrokerStartError as exc:
         pytest.fail(str(exc))
+    keep(proc)  # a test asking for it with getfixturevalue must not reap it at its end
     try:
         yield servers
     finally:

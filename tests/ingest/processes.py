@@ -85,3 +85,10 @@ def reap() -> list[str]:
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
     return left
+
+
+def keep(proc: subprocess.Popen[Any]) -> None:
+    """Leave ``proc`` out of the reaping: it belongs to a fixture wider than one test (a
+    session-wide broker started on demand by the first test that needs it)."""
+    with suppress(ValueError):
+        STARTED.remove(proc)
