@@ -12,10 +12,14 @@ import hmac
 import os
 import ssl
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
 from quiver.pipeline.component import ComponentConfig
+
+if TYPE_CHECKING:
+    import grpc.aio
 
 __all__ = ["AuthConfig", "TlsConfig", "authorized", "server_ssl_context"]
 
@@ -107,3 +111,27 @@ def authorized(auth: AuthConfig | None, headers: Mapping[str, str]) -> bool:
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def admit_grpc_call(
+    context: grpc.aio.ServicerContext[Any, Any],
+    auth: AuthConfig | None,
+    enabled: bool,
+    signal: str,
+) -> None:
+    """Abort a gRPC call (OTLP or OTAP) whose credentials are missing or wrong
+    (UNAUTHENTICATED) or whose signal this receiver does not take (UNIMPLEMENTED)."""
+    import grpc
+
+    metadata = {
+        k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
+    }
+    if not authorized(auth, metadata):
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing or wrong credentials: send the API key in the "
+            f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
+            "authorization: Bearer <token>",
+        )
+    if not enabled:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}")

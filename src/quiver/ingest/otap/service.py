@@ -25,7 +25,7 @@ import grpc.aio
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from quiver.ingest.access import AuthConfig, authorized
+from quiver.ingest.access import AuthConfig, admit_grpc_call
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otap.columns import OtapDataError, Payload
@@ -95,20 +95,7 @@ def _handler(
     async def call(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
-        metadata = {
-            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-        }
-        if not authorized(auth, metadata):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong credentials: send the API key in the "
-                f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
-                "authorization: Bearer <token>",
-            )
-        if not enabled:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
-            )
+        await admit_grpc_call(context, auth, enabled, signal)
         if streams.open >= streams.limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from quiver.ingest.access import AuthConfig, authorized
+from quiver.ingest.access import AuthConfig, admit_grpc_call
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otap.config import ArrowReceiverConfig
@@ -39,20 +39,7 @@ Handler = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 def _handler(signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: bool) -> Handler:
     async def call(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        metadata = {
-            k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-        }
-        if not authorized(auth, metadata):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong credentials: send the API key in the "
-                f"{auth.api_key_header if auth else 'x-api-key'} metadata or "
-                "authorization: Bearer <token>",
-            )
-        if not enabled:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}"
-            )
+        await admit_grpc_call(context, auth, enabled, signal)
         try:
             request = decode_body(signal, body, json=False)
             return await export(intake, signal, request)
