@@ -259,6 +259,34 @@ BAD_REQUESTS = [
         id="corrupt-gzip",
     ),
     pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
+    pytest.param(
+        "/v1/traces",
+        orjson.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {
+                                "spans": [
+                                    {
+                                        "traceId": "01" * 16,
+                                        "spanId": "02" * 8,
+                                        "name": "far",
+                                        "startTimeUnixNano": str(2**64 - 1),
+                                        "endTimeUnixNano": str(2**64 - 1),
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            }
+        ),
+        JSON,
+        400,
+        "a traces time is past 2262-04-11T23:47:16.854775807Z",
+        id="time-past-2262-json",
+    ),
 ]
 
 

@@ -30,7 +30,7 @@ def general(body: bytes) -> Conversion | str:
         return convert_request("traces", decode_body("traces", body, json=True))
     except BadRequestError as exc:
         return exc.message
-    except Exception as exc:  # e.g. a time past 2**63 ns: the same failure either way
+    except Exception as exc:  # any other failure must be the same either way
         return f"{type(exc).__name__}: {exc}"
     finally:
         json_traces.traces_from_json = saved  # type: ignore[assignment]
@@ -44,6 +44,8 @@ def fast(body: bytes) -> tuple[Conversion | str, bool]:
         return exc.message, False
     try:
         return convert_request("traces", request), isinstance(request, json_traces.JsonTraces)
+    except BadRequestError as exc:  # e.g. a time past 2**63 ns
+        return exc.message, False
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}", False
 

@@ -67,8 +67,22 @@ class Conversion:
         return f"{self.rejected} rejected: " + "; ".join(self.reasons) + tail
 
 
+_LATEST_NS = "2262-04-11T23:47:16.854775807Z"
+
+
 def convert_request(signal: Signal, request: Request) -> Conversion:
-    """Rows of the telemetry layout for one decoded export request of ``signal``."""
+    """Rows of the telemetry layout for one decoded export request of ``signal``; a time the
+    layout's nanosecond timestamps cannot hold refuses the request (the client must fix it)."""
+    try:
+        return _convert(signal, request)
+    except OverflowError:
+        raise BadRequestError(
+            f"a {signal} time is past {_LATEST_NS}, the latest a nanosecond timestamp holds "
+            "(times are nanoseconds since 1970-01-01 UTC)"
+        ) from None
+
+
+def _convert(signal: Signal, request: Request) -> Conversion:
     if signal == "traces":  # an ExportTraceServiceRequest, or its wire.TracesRequest view
         return _spans(request, encoded=not isinstance(request, ExportTraceServiceRequest))
     if signal == "metrics":
