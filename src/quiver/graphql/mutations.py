@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,30 +160,13 @@ class MutationRunner:
                     args = get_argument_values(definition, nodes[0], variables)
                     resolver = self.resolvers.get(name)
                     if resolver is not None:
-                        # Its writes are not known here: while it runs, the change-log
-                        # triggers (when installed) record them, in this transaction.
-                        table = self.settings.change_log_table
-                        if log:
-                            await unmark_writer(tx, self.dialect, table, changes)
-                        answer = await self._resolver(
-                            tx, key, resolver, nodes, args, fragments, variables
-                        )
-                        if log:
-                            await mark_writer(tx, self.dialect, table, changes)
-                        values.append((key, answer))
+                        work = self._resolver(tx, key, resolver, nodes, args, fragments, variables)
+                        values.append((key, await self._recorded(tx, log, changes, work)))
                         continue
                     fm = self.catalog.function_mutations.get(name)
                     if fm is not None:
-                        # As for a Python mutation: the triggers record the function's writes.
-                        table = self.settings.change_log_table
-                        if log:
-                            await unmark_writer(tx, self.dialect, table, changes)
-                        answer = await self._function(
-                            tx, key, fm, nodes, args, fragments, variables
-                        )
-                        if log:
-                            await mark_writer(tx, self.dialect, table, changes)
-                        values.append((key, answer))
+                        work = self._function(tx, key, fm, nodes, args, fragments, variables)
+                        values.append((key, await self._recorded(tx, log, changes, work)))
                         continue
                     field = _Field(key, self.catalog.mutation_fields[name], nodes, args)
                     values.append(
@@ -206,6 +189,20 @@ class MutationRunner:
         return b"".join(parts), True
 
     # ----- one field -----
+    async def _recorded(
+        self, tx: Transaction, log: bool, changes: ChangeContext, work: Awaitable[bytes]
+    ) -> bytes:
+        """Await ``work`` (a Python or function mutation, whose writes are not known here) with
+        the writer mark lifted, so the change-log triggers (when installed) record its writes
+        in this transaction."""
+        table = self.settings.change_log_table
+        if log:
+            await unmark_writer(tx, self.dialect, table, changes)
+        answer = await work
+        if log:
+            await mark_writer(tx, self.dialect, table, changes)
+        return answer
+
     async def _field(
         self,
         tx: Transaction,
