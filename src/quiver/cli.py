@@ -39,6 +39,7 @@ def _root(
 def _register() -> None:
     from quiver.flight import commands as flight_commands
     from quiver.graphql import commands as graphql_commands
+    from quiver.ingest import commands as ingest_commands
     from quiver.observers import commands as observer_commands
     from quiver.pipeline import commands as pipeline_commands
     from quiver.schema import commands as schema_commands
@@ -50,6 +51,7 @@ def _register() -> None:
     schema_commands.register(app)
     pipeline_commands.register(app)
     observer_commands.register(app)
+    ingest_commands.register(app)
 
 
 _register()
