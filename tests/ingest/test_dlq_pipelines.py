@@ -23,6 +23,8 @@ from quiver.runtime.errors import QuiverError
 
 from .conftest import free_port, js_publish, unique
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
+
 
 def _plan(folder: Path, yaml: str, **variables: str) -> PipelinePlan:
     (folder / "pipeline.yaml").write_text(yaml)
@@ -249,3 +251,52 @@ dlq: {path: dlq}
         await _run(plan)
     assert queue_of(plan).entries() == []
     assert list((tmp_path / "dlq" / ".staging").iterdir()) == []
+
+
+async def test_the_mqtt_example_keeps_a_refused_checkpoint_and_replays_it(
+    fresh_postgresql: str, tmp_path: Path
+) -> None:
+    """examples/pipelines/mqtt-dlq as its comments say: 30 readings in checkpoints of ten, one
+    of 250 degrees; the table takes two checkpoints, the queue keeps the third, and a replay
+    with the table fixed delivers it."""
+    import asyncio
+    import shutil
+
+    from .conftest import mqtt_publish
+    from .test_dlq_cli import quiver
+
+    url = fresh_postgresql
+    _sql(
+        url, "CREATE TABLE temperatures (plant text, line text, celsius real CHECK (celsius < 200))"
+    )
+    folder = tmp_path / "mqtt-dlq"
+    shutil.copytree(EXAMPLES / "mqtt-dlq", folder)
+    prefix = unique("plant")
+    variables = {"PREFIX": prefix, "DATABASE_URL": url}
+
+    def engine() -> PipelineEngine:
+        spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
+        return PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
+
+    await engine().run()  # the session exists from now on: nothing published is missed
+    messages = [
+        (f"{prefix}/lyon/line/{i % 3}/temp", b'{"celsius": %d.5}' % (250 if i == 25 else i))
+        for i in range(30)
+    ]
+    await asyncio.to_thread(mqtt_publish, messages, 1)
+    result = await engine().run()
+    assert result.status == "ok"
+    assert _sql(url, "SELECT count(*) FROM temperatures") == [(20,)]
+    assert result.steps["sink"].dead_lettered == 10
+    args = [f"--variable=PREFIX={prefix}", f"--variable=DATABASE_URL={url}"]
+    listed = await asyncio.to_thread(
+        quiver, "ingest", "dlq", "list", "pipeline.yaml", *args, cwd=folder
+    )
+    [line] = listed.stdout.splitlines()
+    assert "\tsink\t10 rows\t1 attempts\t" in line  # a refused row is not retried
+    _sql(url, "ALTER TABLE temperatures DROP CONSTRAINT temperatures_celsius_check")
+    replay = await asyncio.to_thread(
+        quiver, "ingest", "dlq", "replay", "pipeline.yaml", "--all", *args, cwd=folder
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert _sql(url, "SELECT count(*), max(celsius) FROM temperatures") == [(30, 250.5)]
