@@ -590,28 +590,29 @@ class StagedRows:
             queue.path, _STAGING, f"{safe}-{run_id}-{secrets.token_hex(4)}{_DATA}{_TMP}"
         )
         self.rows = 0
+        self._io = threading.Lock()  # a cancelled run may discard while a write is under way
         self._fd = -1
         self._file: pa.OSFile | None = None
         self._writer: ipc.RecordBatchFileWriter | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Write ``batch`` (without internal columns) to the staging file (not yet fsync'd)."""
-        try:
-            if self._writer is None:
-                self._open(batch.schema)
-            assert self._writer is not None
-            self._writer.write_batch(batch)
-        except OSError as exc:
-            raise _directory_error(self.queue.path, exc) from exc
-        self.rows += batch.num_rows
-
-    def schema(self, schema: pa.Schema) -> None:
-        """Note the columns, for a sink that received no rows."""
-        if self._writer is None:
-            self._open(schema)
+        with self._io:
+            try:
+                if self._writer is None:
+                    self._open(batch.schema)
+                assert self._writer is not None
+                self._writer.write_batch(batch)
+            except OSError as exc:
+                raise _directory_error(self.queue.path, exc) from exc
+            self.rows += batch.num_rows
 
     def seal(self, target: str) -> int:
         """Close, ``fsync`` and rename the staging file to ``target``; its size."""
+        with self._io:
+            return self._seal(target)
+
+    def _seal(self, target: str) -> int:
         try:
             if self._writer is None:
                 self._open(pa.schema([]))
@@ -630,8 +631,9 @@ class StagedRows:
 
     def discard(self) -> None:
         """The sink committed: forget the rows."""
-        self._close()
-        _unlink(self.path)
+        with self._io:
+            self._close()
+            _unlink(self.path)
 
     def _open(self, schema: pa.Schema) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
