@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import psycopg
@@ -300,3 +301,38 @@ async def test_the_mqtt_example_keeps_a_refused_checkpoint_and_replays_it(
     )
     assert replay.returncode == 0, replay.stderr
     assert _sql(url, "SELECT count(*), max(celsius) FROM temperatures") == [(30, 250.5)]
+
+
+async def test_retention_drops_entries_that_age_while_the_run_goes_on(tmp_path: Path) -> None:
+    """An entry younger than max_age when the run starts, older before it ends: dropped by the
+    run itself (counted, logged), without any new entry."""
+    import pyarrow as pa
+
+    from quiver.pipeline.dead_letters import DeadLetterQueue, Failure
+    from quiver.runtime.errors import PermanentError
+
+    yaml = """
+name: aging
+source: {nats: {subject: "${P}.in", idle_timeout: 4}}
+sink: {jsonl: {path: out.jsonl}}
+dlq: {path: dlq, max_age: 2s}
+"""
+    plan = _plan(tmp_path, yaml, P=unique("subj"))
+    queue = DeadLetterQueue(str(tmp_path / "dlq"))
+    queue.create()
+    staged = queue.stage("sink", "earlier")
+    staged.add(pa.record_batch({"id": [1, 2]}))
+    now = time.time()
+    failure = Failure.from_error(PermanentError.one("x"), 1, now, now)
+    entry = queue.add(staged, failure, "jsonl", "earlier")
+    out = io.StringIO()
+    engine = PipelineEngine(plan, log=RunLog("t", "json", stream=out))
+    await engine.run()
+    assert queue.entries() == []
+    assert engine.dead_letters is not None
+    metrics = engine.dead_letters.metrics
+    assert metrics.sample("quiver_pipeline_dlq_dropped_total", reason="max_age") == 1
+    assert metrics.sample("quiver_pipeline_dlq_entries") == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    [dropped] = [e for e in events if e["event"] == "dlq"]
+    assert entry.id in dropped["message"] and "older than 2s" in dropped["message"]
