@@ -125,8 +125,10 @@ def replay_command(
     variable: Variables = None,
     debug: Debug = False,
 ) -> None:
-    """Deliver entries to their sink again, under the pipeline's retry rules; an entry leaves
-    the queue once the sink committed it, one that fails again stays (attempts counted)."""
+    """Deliver entries to their sink again, under the pipeline's retry rules.
+
+    An entry leaves the queue once the sink committed it; one that fails again stays, its
+    attempts counted, and the command exits 1."""
     import asyncio
 
     from quiver.pipeline.redelivery import ReplayOutcome, replay_entries
