@@ -272,3 +272,16 @@ def test_entries_are_listed_oldest_first_by_the_time_their_id_carries(tmp_path: 
     created = queue.get(earlier).created
     assert abs(created.timestamp() - clock.now) < 1e-3
     assert created.tzinfo == dt.UTC
+
+
+def test_a_damaged_record_is_named_and_skipped_by_the_listing(tmp_path: Path) -> None:
+    logs: list[str] = []
+    queue = DeadLetterQueue(str(tmp_path / "dlq"), log=lambda message, level: logs.append(message))
+    queue.create()
+    damaged, whole = _add(queue), _add(queue)
+    (tmp_path / "dlq" / f"{damaged}.json").write_text('{"id": ')
+    assert [e.id for e in queue.entries()] == [whole]
+    assert any(f"{damaged}.json is damaged" in m for m in logs)
+    with pytest.raises(PermanentError, match="is damaged"):
+        queue.get(damaged)
+    assert queue.remove(damaged)  # purge still deletes it

@@ -162,8 +162,13 @@ def purge_command(
     """Delete entries for good; their rows are never delivered."""
     with _reported(debug):
         _, queue = _open(pipeline, variable)
-        entries = _chosen(queue, ids, every, pipeline)
-        count = sum(queue.remove(e.id) for e in entries)
+        _check_choice(ids, every, pipeline)
+        present = queue.ids()
+        chosen = present if every else list(dict.fromkeys(ids or []))
+        for entry_id in chosen:  # a damaged record can be purged too
+            if entry_id not in present:
+                raise _missing(queue, entry_id, pipeline)
+        count = sum(queue.remove(i) for i in chosen)
         queue.refresh()
     typer.echo(f"purged {_entries(count)}")
 
@@ -247,14 +252,18 @@ def _variables(values: list[str]) -> dict[str, str]:
 def _chosen(
     queue: DeadLetterQueue, ids: list[str] | None, every: bool, file: str
 ) -> list[DeadLetterEntry]:
+    _check_choice(ids, every, file)
+    if every:
+        return queue.entries()
+    return [_entry(queue, i, file) for i in dict.fromkeys(ids or [])]
+
+
+def _check_choice(ids: list[str] | None, every: bool, file: str) -> None:
     if bool(ids) == every:
         raise _CommandError(
             "give the ids of entries, or --all",
             f"see the ids with: quiver ingest dlq list {file}",
         )
-    if every:
-        return queue.entries()
-    return [_entry(queue, i, file) for i in dict.fromkeys(ids or [])]
 
 
 def _entry(queue: DeadLetterQueue, entry_id: str, file: str) -> DeadLetterEntry:

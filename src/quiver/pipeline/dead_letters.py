@@ -395,21 +395,32 @@ class DeadLetterQueue:
         """Every visible entry, oldest first (entries removed meanwhile are left out)."""
         out = []
         for entry_id in self.ids():
-            with contextlib.suppress(KeyError):
+            try:
                 out.append(self.get(entry_id))
+            except KeyError:
+                continue
+            except QuiverError as exc:
+                self.log(str(exc), "warning")
         return out
 
     def get(self, entry_id: str) -> DeadLetterEntry:
         """The record of one entry; KeyError when there is none."""
         if not _ID.match(entry_id):
             raise KeyError(entry_id)
+        path = self._record(entry_id)
         try:
-            with open(self._record(entry_id), "rb") as fh:
+            with open(path, "rb") as fh:
                 doc = orjson.loads(fh.read())
+            known = DeadLetterEntry.__dataclass_fields__
+            return DeadLetterEntry(**{k: v for k, v in doc.items() if k in known})
         except FileNotFoundError:
             raise KeyError(entry_id) from None
-        known = DeadLetterEntry.__dataclass_fields__
-        return DeadLetterEntry(**{k: v for k, v in doc.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise PermanentError.one(
+                f"the dead-letter record {path} is damaged: {exc}",
+                "dlq.path",
+                "restore the file, or delete it and its .arrow file (quiver ingest dlq purge)",
+            ) from exc
 
     def read(self, entry_id: str) -> pa.Table:
         """The rows of one entry; KeyError when there is none."""
@@ -549,7 +560,7 @@ class DeadLetterQueue:
     def _rows_of(self, entry_id: str) -> int:
         try:
             return self.get(entry_id).rows
-        except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+        except (KeyError, QuiverError):
             return 0
 
     def _remove(self, entry_id: str) -> bool:
