@@ -47,6 +47,7 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.access import AuthConfig, Caller
 from quiver.ingest.intake import BackpressureError, Intake
+from quiver.ingest.tenant_id import TENANT_HINT, check_tenant_id, is_tenant_id
 from quiver.pipeline.component import ComponentConfig
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "TenantMetrics",
     "TopicTenancy",
     "TopicTenancyConfig",
-    "check_tenant_id",
 ]
 
 TenantSource = Literal["header", "resource_attribute"]
@@ -70,22 +70,11 @@ _SOURCES: tuple[TenantSource, ...] = ("header", "resource_attribute")
 #: The column of the telemetry layout holding each row's tenant.
 TENANT_COLUMN = "tenant_id"
 
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_TENANT_HINT = (
-    "a tenant id is 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or a digit"
-)
 _OTHER = "_other"  # the metrics label of tenants past the cap (never a valid tenant id)
 _NONE = "_none"  # the metrics label of a request refused before its tenant was known
 _GRPC_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
 _REASONS = {400: "invalid", 401: "unauthenticated", 403: "forbidden"}  # metrics labels
 _MAX_BUCKETS = 10_000  # tenants whose buckets are kept; full (idle) ones are dropped past it
-
-
-def check_tenant_id(value: str) -> str:
-    """``value`` if it is a valid tenant id; ValueError saying what one is otherwise."""
-    if not _TENANT_ID.match(value):
-        raise ValueError(f"{value!r} is not a tenant id: {_TENANT_HINT}")
-    return value
 
 
 class TenantError(Exception):
@@ -240,7 +229,6 @@ class TenancyConfig(ComponentConfig):
         if auth is None:
             return
         for tenant in sorted(auth.tenants()):
-            check_tenant_id(tenant)
             if self.tenants is not None and tenant not in self.tenants:
                 raise ValueError(f"a key of auth is bound to {tenant!r}, not one of tenants")
 
@@ -444,11 +432,11 @@ class Tenancy:
             header = headers.get(self.cfg.header) if "header" in self.cfg.sources else None
             if header is not None:
                 header = header.strip()
-                if not _TENANT_ID.match(header):
+                if not is_tenant_id(header):
                     raise TenantError(
                         400,
                         f"the {self.cfg.header} header {header[:200]!r} is not a tenant id: "
-                        f"{_TENANT_HINT}",
+                        f"{TENANT_HINT}",
                     )
             claim = TenantClaim(caller.tenant, header or None)
             if claim.key is not None:
@@ -509,11 +497,11 @@ class Tenancy:
             raise self._missing()
         distinct = pc.unique(tenants).to_pylist()
         for tenant in distinct:
-            if not _TENANT_ID.match(tenant):
+            if not is_tenant_id(tenant):
                 raise TenantError(
                     400,
                     f"the resource attribute {self.cfg.resource_attribute} "
-                    f"{tenant[:200]!r} is not a tenant id: {_TENANT_HINT}",
+                    f"{tenant[:200]!r} is not a tenant id: {TENANT_HINT}",
                 )
             self._check_allowed(tenant)
         return _with_tenants(batch, tenants)
@@ -596,8 +584,8 @@ class TopicTenancy:
                 break
         if tenant is None:
             return None, f"no tenant: {topic!r} matches none of {', '.join(self.cfg.patterns)}"
-        if not _TENANT_ID.match(tenant):
-            return None, f"{tenant!r} (from {topic!r}) is not a tenant id: {_TENANT_HINT}"
+        if not is_tenant_id(tenant):
+            return None, f"{tenant!r} (from {topic!r}) is not a tenant id: {TENANT_HINT}"
         if self._allowed is not None and tenant not in self._allowed:
             return None, f"tenant {tenant!r} is not taken by this receiver (tenancy.tenants)"
         return tenant, None
