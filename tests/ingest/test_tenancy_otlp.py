@@ -4,6 +4,9 @@ Parquet partitioned by tenant, and refused with the OTLP specification's status 
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +16,14 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.ingest.conftest import Receiver, plain
+from tests.e2e.conftest import quiver_command, quiver_env
+from tests.ingest.conftest import Receiver, plain, wait_listening
+from tests.ingest.processes import finish
 from tests.ingest.sdk_clients import send_logs, send_metrics, send_traces
 from tests.ingest.test_otlp_grpc import TRACES, failure
 from tests.ingest.test_otlp_http import PROTOBUF, proto_status, span, trace_request
 
-from .conftest import unique
+from .conftest import free_port, unique
 
 PARTITIONED = {
     "parquet": {
@@ -222,3 +227,51 @@ def test_keys_bound_to_tenants_need_tenancy(tmp_path: Path) -> None:
         OtlpSourceConfig.model_validate(
             {"http": {}, "auth": {"api_keys": [{"key": "k", "tenant": "a"}]}}
         )
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "otlp-tenants"
+
+
+def test_the_tenants_example_partitions_by_tenant_and_sets_the_audit_tenant_apart(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "otlp-tenants"
+    shutil.copytree(EXAMPLE, folder)
+    grpc_port, http_port = free_port(), free_port()
+    keys = {"ACME_KEY": "k-acme", "GLOBEX_KEY": "k-globex", "SHARED_KEY": "k-shared"}
+    env = quiver_env({**keys, "OTLP_GRPC_PORT": str(grpc_port), "OTLP_HTTP_PORT": str(http_port)})
+    proc = subprocess.Popen(
+        [*quiver_command(), "run", "pipeline.yaml", "--quiet"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_listening(grpc_port, 60)
+        wait_listening(http_port, 60)
+        acme = send_traces("grpc", grpc_port, "shop", headers=(("x-api-key", "k-acme"),))
+        globex = send_traces("http", http_port, "shop", headers={"x-api-key": "k-globex"})
+        audit = send_traces(
+            "http", http_port, "ledger", headers={"x-api-key": "k-shared", "X-Scope-OrgID": "audit"}
+        )
+        spoof = httpx.post(
+            f"http://127.0.0.1:{http_port}/v1/traces",
+            content=trace_request(span("x")).SerializeToString(),
+            headers={**PROTOBUF, "x-api-key": "k-acme", "X-Scope-OrgID": "globex"},
+        )
+        assert spoof.status_code == 403
+        proc.send_signal(signal.SIGINT)
+        output, _ = finish(proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output.decode()
+    table = pq.read_table(folder / "out" / "telemetry")
+    assert by_tenant(table) == {
+        "acme": {s.span_id for s in acme},
+        "globex": {s.span_id for s in globex},
+    }
+    assert sorted(
+        pq.read_table(folder / "out" / "audit.parquet").column("span_id").to_pylist()
+    ) == (sorted(s.span_id for s in audit))

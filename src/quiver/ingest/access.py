@@ -39,7 +39,7 @@ __all__ = [
 
 
 class ApiKey(ComponentConfig):
-    """An API key bound to a tenant: the requests it authenticates belong to ``tenant``."""
+    """An API key bound to a tenant: the requests it authenticates belong to `tenant`."""
 
     key: str = Field(description="The key, sent in `api_key_header`.")
     tenant: str | None = Field(None, description="Tenant of every request sent with this key.")
@@ -51,7 +51,7 @@ class ApiKey(ComponentConfig):
 
 
 class BearerToken(ComponentConfig):
-    """A bearer token bound to a tenant: the requests it authenticates belong to ``tenant``."""
+    """A bearer token bound to a tenant: the requests it authenticates belong to `tenant`."""
 
     token: str = Field(description="The token, sent as `Authorization: Bearer …`.")
     tenant: str | None = Field(None, description="Tenant of every request sent with this token.")
