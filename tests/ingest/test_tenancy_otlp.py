@@ -4,6 +4,7 @@ Parquet partitioned by tenant, and refused with the OTLP specification's status 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from quiver.ingest.otlp.convert import convert_request
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.conftest import Receiver, plain, wait_listening
 from tests.ingest.processes import finish
@@ -23,6 +25,7 @@ from tests.ingest.sdk_clients import send_logs, send_metrics, send_traces
 from tests.ingest.test_otlp_grpc import TRACES, failure
 from tests.ingest.test_otlp_http import PROTOBUF, proto_status, span, trace_request
 
+from ..pipeline.conftest import PG_URL
 from .conftest import free_port, unique
 
 PARTITIONED = {
@@ -275,3 +278,48 @@ def test_the_tenants_example_partitions_by_tenant_and_sets_the_audit_tenant_apar
     assert sorted(
         pq.read_table(folder / "out" / "audit.parquet").column("span_id").to_pylist()
     ) == (sorted(s.span_id for s in audit))
+
+
+async def _spool_old_layout(path: Path) -> None:
+    from quiver.ingest.spool import Spool
+
+    spool = Spool(str(path), max_bytes=1 << 24, segment_bytes=1 << 20, fsync=False)
+    spool.open()
+    batch = convert_request("traces", trace_request(span("from before"))).batch
+    assert batch is not None
+    await spool.append(batch.drop_columns(["tenant_id"]))  # the layout before tenancy
+    spool.close()
+
+
+def test_batches_spooled_before_the_tenant_column_are_handed_on_with_it(
+    receiver: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    asyncio.run(_spool_old_layout(tmp_path / "spool"))
+    rec = receiver(sink=PARTITIONED, tenancy={}, spool={"path": str(tmp_path / "spool")})
+    post(rec, trace_request(span("now")).SerializeToString(), {"X-Scope-OrgID": "acme"})
+    got = sorted((r["span_name"], r["tenant_id"]) for r in rows(rec.stop()))
+    assert got == [("from before", None), ("now", "acme")]
+
+
+def test_a_database_table_sink_gets_the_tenant_column(receiver: Callable[..., Receiver]) -> None:
+    import adbc_driver_postgresql.dbapi as pg
+
+    schema = unique("tenancy")
+    with pg.connect(PG_URL, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            rec = receiver(
+                sink={"database": {"url": PG_URL, "table": f"{schema}.spans", "mode": "create"}},
+                processors=[{"select": {"columns": ["span_name", "span_id", "tenant_id"]}}],
+                tenancy={},
+            )
+            acme = send_traces("grpc", rec.grpc_port, headers=(("x-scope-orgid", "acme"),))
+            globex = send_traces("http", rec.http_port, headers={"X-Scope-OrgID": "globex"})
+            rec.stop()
+            cur.execute(f'SELECT tenant_id, span_id FROM "{schema}".spans')
+            got = sorted(cur.fetchall())
+        finally:
+            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    assert got == sorted(
+        [("acme", s.span_id) for s in acme] + [("globex", s.span_id) for s in globex]
+    )

@@ -62,6 +62,7 @@ __all__ = [
     "TenantMetrics",
     "TopicTenancy",
     "TopicTenancyConfig",
+    "with_tenant_column",
 ]
 
 TenantSource = Literal["header", "resource_attribute"]
@@ -539,6 +540,16 @@ class Tenancy:
             where.append(f"the resource attribute {self.cfg.resource_attribute}")
         named = " or ".join(["an API key bound to a tenant", *where])
         return TenantError(401, f"no tenant: send {named}")
+
+
+def with_tenant_column(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with a :data:`TENANT_COLUMN` (all null when it had none): a batch spooled
+    before the layout had the column is handed on in the layout of today's."""
+    if batch.schema.get_field_index(TENANT_COLUMN) >= 0:
+        return batch
+    return batch.append_column(
+        pa.field(TENANT_COLUMN, pa.string()), pa.nulls(batch.num_rows, pa.string())
+    )
 
 
 def _with_tenants(batch: pa.RecordBatch, tenants: pa.Array) -> pa.RecordBatch:

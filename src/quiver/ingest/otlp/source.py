@@ -29,7 +29,7 @@ from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
 from quiver.ingest.otlp.grpc import GrpcReceiver
 from quiver.ingest.otlp.http import HttpReceiver, otlp_http_app
 from quiver.ingest.spool import Spool
-from quiver.ingest.tenancy import Tenancy
+from quiver.ingest.tenancy import Tenancy, with_tenant_column
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
@@ -173,7 +173,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         if self._stop_requested:
             intake.stop()
         async for batch in intake.replayed():
-            yield batch
+            yield with_tenant_column(batch)  # spooled by an older version, maybe
         await self._start(ctx)
 
     async def _start(self, ctx: RunContext) -> None:
