@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from quiver.ingest.tenant_id import check_tenant_id
+from quiver.ingest.tenant_id import TenantId
 from quiver.pipeline.component import ComponentConfig
 
 if TYPE_CHECKING:
@@ -42,24 +42,16 @@ class ApiKey(ComponentConfig):
     """An API key bound to a tenant: the requests it authenticates belong to `tenant`."""
 
     key: str = Field(description="The key, sent in `api_key_header`.")
-    tenant: str | None = Field(None, description="Tenant of every request sent with this key.")
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant_id(cls, value: str | None) -> str | None:
-        return None if value is None else check_tenant_id(value)
+    tenant: TenantId | None = Field(None, description="Tenant of every request sent with this key.")
 
 
 class BearerToken(ComponentConfig):
     """A bearer token bound to a tenant: the requests it authenticates belong to `tenant`."""
 
     token: str = Field(description="The token, sent as `Authorization: Bearer …`.")
-    tenant: str | None = Field(None, description="Tenant of every request sent with this token.")
-
-    @field_validator("tenant")
-    @classmethod
-    def _tenant_id(cls, value: str | None) -> str | None:
-        return None if value is None else check_tenant_id(value)
+    tenant: TenantId | None = Field(
+        None, description="Tenant of every request sent with this token."
+    )
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.access import AuthConfig, Caller
 from quiver.ingest.intake import BackpressureError, Intake
-from quiver.ingest.tenant_id import TENANT_HINT, check_tenant_id, is_tenant_id
+from quiver.ingest.tenant_id import TENANT_HINT, TenantId, is_tenant_id
 from quiver.pipeline.component import ComponentConfig
 
 __all__ = [
@@ -155,13 +155,14 @@ class TenancyConfig(ComponentConfig):
     resource_attribute: str = Field(
         "tenant.id", min_length=1, description="Resource attribute of the tenant."
     )
-    default: str | None = Field(
+    default: TenantId | None = Field(
         None,
         description="Tenant of rows no source names. Without it such a request is refused "
         "(401 / UNAUTHENTICATED).",
     )
-    tenants: list[str] | None = Field(
+    tenants: list[TenantId] | None = Field(
         None,
+        min_length=1,
         description="The only tenants taken (403 / PERMISSION_DENIED for others); default: any.",
     )
     on_conflict: Literal["refuse", "key"] = Field(
@@ -170,7 +171,7 @@ class TenancyConfig(ComponentConfig):
         "another: refuse (403 / PERMISSION_DENIED) or key (the key's tenant is used).",
     )
     limits: TenantLimits | None = Field(None, description="Rate limits of every tenant.")
-    overrides: dict[str, TenantLimits] = Field(
+    overrides: dict[TenantId, TenantLimits] = Field(
         default_factory=dict, description="Rate limits of the tenants named, instead of `limits`."
     )
     max_metric_tenants: int = Field(
@@ -192,37 +193,12 @@ class TenancyConfig(ComponentConfig):
     def _lower(cls, header: str) -> str:
         return header.lower()
 
-    @field_validator("default")
-    @classmethod
-    def _default_id(cls, value: str | None) -> str | None:
-        return None if value is None else check_tenant_id(value)
-
-    @field_validator("tenants")
-    @classmethod
-    def _tenant_ids(cls, values: list[str] | None) -> list[str] | None:
-        if values is not None:
-            if not values:
-                raise ValueError("tenants is empty: nobody could send; leave it out to take any")
-            for value in values:
-                check_tenant_id(value)
-        return values
-
-    @field_validator("overrides")
-    @classmethod
-    def _override_ids(cls, values: dict[str, TenantLimits]) -> dict[str, TenantLimits]:
-        for value in values:
-            check_tenant_id(value)
-        return values
-
     @model_validator(mode="after")
     def _known_tenants(self) -> TenancyConfig:
-        if self.tenants is not None:
-            allowed = set(self.tenants)
-            if self.default is not None and self.default not in allowed:
-                raise ValueError(f"default {self.default!r} is not one of tenants")
-            unknown = sorted(set(self.overrides) - allowed)
-            if unknown:
-                raise ValueError(f"overrides name tenants not in tenants: {', '.join(unknown)}")
+        _check_default(self.default, self.tenants)
+        unknown = sorted(set(self.overrides) - set(self.tenants or self.overrides))
+        if unknown:
+            raise ValueError(f"overrides name tenants not in tenants: {', '.join(unknown)}")
         return self
 
     def check_auth(self, auth: AuthConfig | None) -> None:
@@ -242,28 +218,25 @@ class TopicTenancyConfig(ComponentConfig):
         description="Topic (subject) patterns with one {tenant} level, e.g. tenants/{tenant}/# "
         "(MQTT) or tenants.{tenant}.> (NATS); the first match wins.",
     )
-    default: str | None = Field(
+    default: TenantId | None = Field(
         None,
         description="Tenant of messages no pattern matches; without it they are rejected rows.",
     )
-    tenants: list[str] | None = Field(
-        None, description="The only tenants taken (messages of others are rejected rows)."
+    tenants: list[TenantId] | None = Field(
+        None,
+        min_length=1,
+        description="The only tenants taken (messages of others are rejected rows).",
     )
 
-    @field_validator("default")
-    @classmethod
-    def _default_id(cls, value: str | None) -> str | None:
-        return None if value is None else check_tenant_id(value)
+    @model_validator(mode="after")
+    def _known_tenants(self) -> TopicTenancyConfig:
+        _check_default(self.default, self.tenants)
+        return self
 
-    @field_validator("tenants")
-    @classmethod
-    def _tenant_ids(cls, values: list[str] | None) -> list[str] | None:
-        if values is not None:
-            if not values:
-                raise ValueError("tenants is empty: leave it out to take any")
-            for value in values:
-                check_tenant_id(value)
-        return values
+
+def _check_default(default: str | None, tenants: list[str] | None) -> None:
+    if default is not None and tenants is not None and default not in tenants:
+        raise ValueError(f"default {default!r} is not one of tenants")
 
 
 # ---------------------------------------------------------------------------- limits

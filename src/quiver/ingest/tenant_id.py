@@ -4,8 +4,11 @@ letter or a digit, so that it can name a directory of a partitioned sink as it i
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-__all__ = ["TENANT_HINT", "check_tenant_id", "is_tenant_id"]
+from pydantic import AfterValidator
+
+__all__ = ["TENANT_HINT", "TenantId", "check_tenant_id", "is_tenant_id"]
 
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -24,3 +27,7 @@ def check_tenant_id(value: str) -> str:
     if not is_tenant_id(value):
         raise ValueError(f"{value!r} is not a tenant id: {TENANT_HINT}")
     return value
+
+
+#: A tenant id in a config model: checked by :func:`check_tenant_id`.
+TenantId = Annotated[str, AfterValidator(check_tenant_id)]
