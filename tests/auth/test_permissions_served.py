@@ -7,7 +7,9 @@ Two tenants share the tables; each tenant's key reads and writes only its rows, 
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -314,3 +316,63 @@ def test_a_role_without_a_write_grant_has_no_such_mutation(served: Served) -> No
     body = served.post(TENANT1, "mutation { deleteOrders(where: {}) { id } }")
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert served.db.query("SELECT COUNT(*) FROM orders") == [(3,)]
+
+
+# ----- subscriptions -----
+def test_a_subscription_delivers_only_changes_of_rows_the_role_may_read(served: Served) -> None:
+    from websockets.sync.client import connect as ws_connect
+
+    url = served.base.replace("http://", "ws://") + "/graphql"
+    with ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {TENANT2}"}}
+            )
+        )
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        hidden = "subscription { customerChanged { op after { secret } } }"
+        ws.send(json.dumps({"id": "a", "type": "subscribe", "payload": {"query": hidden}}))
+        refused = json.loads(ws.recv(timeout=10))
+        assert refused["type"] == "error" and "secret" in refused["payload"][0]["message"]
+        query = "subscription { customerChanged { op id after { name } } }"
+        ws.send(json.dumps({"id": "b", "type": "subscribe", "payload": {"query": query}}))
+        time.sleep(1.5)  # the subscription has read where the change log ends
+        for i, tenant in ((50, 1), (51, 2)):
+            made = served.post(
+                ADMIN,
+                f'mutation {{ createCustomer(input: {{id: {i}, tenantId: {tenant}, name: "S{i}",'
+                ' secret: "x"}) { id } }',
+            )
+            assert "errors" not in made, made
+        got = json.loads(ws.recv(timeout=15))
+        assert got["type"] == "next", got
+        assert got["payload"]["data"]["customerChanged"]["after"] == {"name": "S51"}
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1.5)
+
+
+def test_a_row_moved_to_another_tenant_shows_as_null_after(served: Served) -> None:
+    from websockets.sync.client import connect as ws_connect
+
+    url = served.base.replace("http://", "ws://") + "/graphql"
+    with ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {TENANT2}"}}
+            )
+        )
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        query = "subscription { customerChanged { op before { name } after { name } } }"
+        ws.send(json.dumps({"id": "m", "type": "subscribe", "payload": {"query": query}}))
+        time.sleep(1.5)
+        moved = served.post(
+            ADMIN, 'mutation { updateCustomer(id: 2, set: {tenantId: 1, name: "Moved"}) { id } }'
+        )
+        assert "errors" not in moved, moved
+        got = json.loads(ws.recv(timeout=15))
+        change = got["payload"]["data"]["customerChanged"]
+        assert change["before"] == {"name": "Bob"} and change["after"] is None
+        back = served.post(
+            ADMIN, 'mutation { updateCustomer(id: 2, set: {tenantId: 2, name: "Bob"}) { id } }'
+        )
+        assert "errors" not in back, back

@@ -179,10 +179,13 @@ def plan_images(
     planner.restrict = restrict
     a = planner.alias()
     cond = planner.where(entity, a, _wrap(dict(where), None, None), ("where",)) if where else None
-    # A row the caller may not see matches no subscription of its.
-    cond = _and([cond, restrict(entity, a) if restrict is not None else None])
+    # A row the caller may not see matches no subscription of its, and shows as null.
+    seen = restrict(entity, a) if restrict is not None else None
+    cond = _and([cond, seen])
     match = sql("CASE WHEN ", cond, " THEN 1 ELSE 0 END") if cond is not None else sql("1")
     obj = planner.object_json(entity, a, planner.sub_fields(nodes)) if nodes else sql("NULL")
+    if seen is not None and nodes:
+        obj = sql("CASE WHEN ", seen, " THEN ", obj, " END")
     frag = sql(
         "SELECT ",
         ident(a, "__n"),

@@ -636,7 +636,12 @@ class ImageEvaluator:
         self, db: Database, rows: Sequence[LogRow]
     ) -> tuple[list[bool], dict[str, list[Any]]]:
         """Whether each row matches, and each image key's rendered value per row."""
-        matched = [self.plan.where is None for _ in rows]
+        # A role's row filter counts as a where: a change matches only through the database.
+        filtered = self.plan.where is not None or (
+            self.access is not None
+            and self.access.where_of("select", self.plan.entity.name) is not None
+        )
+        matched = [not filtered for _ in rows]
         rendered: dict[str, list[Any]] = {}
         for kind, selection in self.plan.images.items():
             at = [i for i, r in enumerate(rows) if getattr(r, kind) is not None]
@@ -646,7 +651,7 @@ class ImageEvaluator:
                 continue
             images = [getattr(rows[i], kind) for i in at]
             passes: list[tuple[str | None, list[FieldNode]]] = list(selection.keys)
-            if not passes and self.plan.where is not None:
+            if not passes and filtered:
                 passes = [(None, [])]
             for n, (key, nodes) in enumerate(passes):
                 text, params = self.statement(kind, nodes, images)
