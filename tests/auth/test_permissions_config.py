@@ -111,3 +111,47 @@ def test_unknown_permission_keys_are_refused(tmp_path: Path) -> None:
     config = _project(tmp_path, "    tenant:\n      Customer:\n        select: {filters: {}}\n")
     with pytest.raises(ConfigError, match="filters"):
         load_settings(config)
+
+
+def test_a_role_without_any_permissions_section_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "shop.sqlite"
+    sqlite3.connect(db).execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").connection.close()
+    config = tmp_path / "quiver.yaml"
+    config.write_text(
+        f"database:\n  url: sqlite:///{db.absolute()}\n"
+        f"auth:\n  api_keys:\n    - {{name: one, key: {KEY}, role: tenant}}\n"
+    )
+    done = _check(config)
+    assert done.returncode != 0 and "auth.permissions is not set" in done.stderr
+
+
+def test_permissions_without_keys_are_refused(tmp_path: Path) -> None:
+    db = tmp_path / "shop.sqlite"
+    sqlite3.connect(db).execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").connection.close()
+    config = tmp_path / "quiver.yaml"
+    config.write_text(
+        f"database:\n  url: sqlite:///{db.absolute()}\nauth:\n  permissions:\n    tenant: {{}}\n"
+    )
+    done = _check(config)
+    assert done.returncode != 0 and "auth.api_keys is empty" in done.stderr
+
+
+def test_compile_checks_the_permissions_against_the_compiled_schema(tmp_path: Path) -> None:
+    from tests.schema.subset import SUBSET_APP
+
+    (tmp_path / "app.py").write_text(SUBSET_APP.format(db_schema=None))
+    (tmp_path / "quiver.yaml").write_text(
+        "auth:\n  api_keys:\n"
+        f"    - {{name: one, key: {KEY}, role: fan}}\n"
+        "  permissions:\n    fan:\n      Artist:\n        select: {columns: [artistId, nam]}\n"
+    )
+    done = subprocess.run(
+        [QUIVER, "compile", "app.py", "-o", "schema.json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "quiver.yaml:7" in done.stderr and "Artist has no field 'nam'" in done.stderr
+    assert not (tmp_path / "schema.json").exists()

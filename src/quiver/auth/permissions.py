@@ -181,8 +181,6 @@ def check_permission_names(
     fields and claims, a select without the primary key. Filter values are checked by
     ``quiver.graphql.access.check_permissions``."""
     perms = settings.permissions
-    if perms is None:
-        return []
     out: list[ErrorDetail] = []
 
     def where(*loc: str | int) -> str:
@@ -190,6 +188,28 @@ def check_permission_names(
         dotted = ".".join(str(x) if isinstance(x, str) else f"[{x}]" for x in loc)
         dotted = dotted.replace(".[", "[")
         return f"{found} {dotted}" if found else dotted
+
+    if perms is None:
+        # A role without permissions would read everything: surely not what was meant.
+        return [
+            ErrorDetail(
+                f"the key {k.name!r} names the role {k.role!r}, but auth.permissions is not set,"
+                " so it would read and write everything",
+                where("auth", "api_keys", i, "role"),
+                "add auth.permissions with an entry for the role, or remove the role",
+            )
+            for i, k in enumerate(settings.api_keys)
+            if k.role is not None
+        ]
+    if not settings.api_keys:
+        out.append(
+            ErrorDetail(
+                "auth.permissions is set but auth.api_keys is empty: every caller would be let"
+                " in unrestricted",
+                where("auth", "permissions"),
+                "list the API keys, each with the role whose permissions apply to it",
+            )
+        )
 
     entities = {e.name: e for e in schema.entities}
     for i, key in enumerate(settings.api_keys):

@@ -138,11 +138,11 @@ def check_permissions(
     """Raise a :class:`ConfigError` listing every problem of ``auth.permissions`` against
     ``schema``: unknown roles, entities, fields and claims, filters that do not fit."""
     auth = settings.auth
-    if auth.permissions is None:
-        return
     problems = check_permission_names(auth, schema, locate)
-    if problems:
-        raise ConfigError(problems)
+    if problems or auth.permissions is None:
+        if problems:
+            raise ConfigError(problems)
+        return
     from quiver.graphql.typesystem import build_graphql_schema
 
     catalog = build_catalog(schema)

@@ -151,7 +151,8 @@ def _check_graphql(schema: Schema) -> None:
 def _check_permissions(settings: QuiverSettings, schema: Schema, config: str | None) -> None:
     """The permissions of quiver.yaml must name roles, entities, fields and claims that
     exist, with filters that fit their entities."""
-    if settings.auth.permissions is not None:
+    auth = settings.auth
+    if auth.permissions is not None or any(k.role for k in auth.api_keys):
         from quiver.config.loader import setting_locator
         from quiver.graphql.access import check_permissions
 
