@@ -319,17 +319,21 @@ def test_a_role_without_a_write_grant_has_no_such_mutation(served: Served) -> No
 
 
 # ----- subscriptions -----
-def test_a_subscription_delivers_only_changes_of_rows_the_role_may_read(served: Served) -> None:
+
+
+def _subscriber(served: Served, key: str) -> Any:
+    """A graphql-transport-ws connection acknowledged for ``key``."""
     from websockets.sync.client import connect as ws_connect
 
     url = served.base.replace("http://", "ws://") + "/graphql"
-    with ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
-        ws.send(
-            json.dumps(
-                {"type": "connection_init", "payload": {"Authorization": f"Bearer {TENANT2}"}}
-            )
-        )
-        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+    ws = ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10)  # type: ignore[list-item]
+    ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+    return ws
+
+
+def test_a_subscription_delivers_only_changes_of_rows_the_role_may_read(served: Served) -> None:
+    with _subscriber(served, TENANT2) as ws:
         hidden = "subscription { customerChanged { op after { secret } } }"
         ws.send(json.dumps({"id": "a", "type": "subscribe", "payload": {"query": hidden}}))
         refused = json.loads(ws.recv(timeout=10))
@@ -352,16 +356,7 @@ def test_a_subscription_delivers_only_changes_of_rows_the_role_may_read(served: 
 
 
 def test_a_row_moved_to_another_tenant_shows_as_null_after(served: Served) -> None:
-    from websockets.sync.client import connect as ws_connect
-
-    url = served.base.replace("http://", "ws://") + "/graphql"
-    with ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
-        ws.send(
-            json.dumps(
-                {"type": "connection_init", "payload": {"Authorization": f"Bearer {TENANT2}"}}
-            )
-        )
-        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+    with _subscriber(served, TENANT2) as ws:
         query = "subscription { customerChanged { op before { name } after { name } } }"
         ws.send(json.dumps({"id": "m", "type": "subscribe", "payload": {"query": query}}))
         time.sleep(1.5)

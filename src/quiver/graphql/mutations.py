@@ -502,19 +502,7 @@ class MutationRunner:
         if self.access is not None and touch is not None:
             seen, writable = self.access.rows(e, "q__w"), touch(e, "q__w")
             allowed = [c for c in (seen, writable) if c is not None]
-        found = await self._fetch(
-            tx,
-            sql(
-                "SELECT ",
-                join(", ", (ident("q__w", c) for c in e.primary_key)),
-                " FROM ",
-                _table(e),
-                " q__w WHERE ",
-                _match(e, [key], "q__w"),
-                *(sql(" AND ", c) for c in allowed),
-                self.dialect.lock_rows,
-            ),
-        )
+        found = await self._fetch(tx, _keys_among(e, [key], allowed, self.dialect.lock_rows))
         if not found:
             shown = ", ".join(
                 f"{f.name}: {field.args[f.name]!r}" for f in self.catalog.key_fields(e)
@@ -571,19 +559,7 @@ class MutationRunner:
         cond = self.access.condition(op, e, "q__w")
         if cond is None:
             return
-        inside = await self._fetch(
-            tx,
-            sql(
-                "SELECT ",
-                join(", ", (ident("q__w", c) for c in e.primary_key)),
-                " FROM ",
-                _table(e),
-                " q__w WHERE ",
-                _match(e, keys, "q__w"),
-                " AND ",
-                cond,
-            ),
-        )
+        inside = await self._fetch(tx, _keys_among(e, keys, [cond]))
         if len(inside) < len(keys):
             rule = "insert.check" if op == "insert" else "update.filter"
             raise _FailedError(
@@ -718,6 +694,22 @@ def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fra
 
 def _table(e: Entity) -> Fragment:
     return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
+
+
+def _keys_among(
+    e: Entity, keys: Sequence[Key], conditions: Sequence[Fragment], lock: str = ""
+) -> Fragment:
+    """The keys among ``keys`` whose rows meet every condition (over the alias ``q__w``)."""
+    return sql(
+        "SELECT ",
+        join(", ", (ident("q__w", c) for c in e.primary_key)),
+        " FROM ",
+        _table(e),
+        " q__w WHERE ",
+        _match(e, keys, "q__w"),
+        *(sql(" AND ", c) for c in conditions),
+        lock,
+    )
 
 
 def _match(e: Entity, keys: Sequence[Key], alias: str | None = None) -> Fragment:
