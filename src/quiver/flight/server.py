@@ -200,23 +200,14 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 tls["verify_client"] = True
                 tls["root_certificates"] = _read(fs.tls_client_ca, "tls_client_ca")
         self.auth = auth or authenticator_for(settings.auth)
-        super().__init__(
-            location,
-            auth_handler=_Handshake(),
-            middleware={"auth": AuthMiddlewareFactory(self.auth)},
-            **tls,
-        )
+        # What calls read is set before the server starts listening (in super().__init__).
         self.settings = settings
         self.schema = schema
         self.catalog = build_catalog(schema)
         self.graphql_schema = build_graphql_schema(self.catalog)
         url = parse_database_url(settings.database.url)
         self.dialect = dialect_for(url.dialect)
-        self.pool = ConnectionPool(url, fs.pool_size)
         self.batch_rows = fs.batch_rows
-        self.location = (
-            f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
-        )
         self._graphql = graphql
         self._lock = threading.Lock()
         #: ticket -> the stop signals of the streams of it now running (the cancel action)
@@ -224,6 +215,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._full = _View(self.catalog, self.graphql_schema, None)
         #: (role, claims) -> what a principal with them sees
         self._views: dict[Any, _View] = {}
+        super().__init__(
+            location,
+            auth_handler=_Handshake(),
+            middleware={"auth": AuthMiddlewareFactory(self.auth)},
+            **tls,
+        )
+        self.location = (
+            f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
+        )
+        self.pool = ConnectionPool(url, fs.pool_size)
 
     # ----- permissions -----
     def _principal(self, context: Any) -> Principal:
