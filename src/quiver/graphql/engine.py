@@ -233,7 +233,6 @@ class GraphQLEngine:
         self.schema = schema
         self.access = access
         self.statistics = statistics
-        self.resolvers = tuple(resolvers)
         #: (role, claims) -> the engine serving them (see for_principal)
         self._views: dict[Any, GraphQLEngine] = {}
         self.database = database
