@@ -29,7 +29,7 @@ from graphql import GraphQLError, GraphQLInputObjectType, GraphQLSchema
 from quiver.flight.arrow_types import arrow_schema, conform_batch
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import ExportTicket, TicketError
-from quiver.graphql.planner import PlanError, plan_filter
+from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import database_error
@@ -94,9 +94,15 @@ def _field(entity: Entity, name: str, where: str) -> Field:
 
 
 def plan_export(
-    catalog: Catalog, graphql_schema: GraphQLSchema, dialect: Dialect, ticket: ExportTicket
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    ticket: ExportTicket,
+    restrict: RowRestriction | None = None,
 ) -> ExportPlan:
-    """Check ``ticket`` against the catalog and build its statement (nothing runs)."""
+    """Check ``ticket`` against the catalog and build its statement (nothing runs); with
+    ``restrict`` (a role's row filters) only the rows it shows are read, and the ticket's
+    relation filters test only related rows it shows."""
     entity = find_entity(catalog, ticket.table)
     if ticket.columns:
         seen: dict[str, Field] = {}
@@ -109,7 +115,11 @@ def plan_export(
     where = _coerced_where(entity, graphql_schema, ticket)
     alias = "t0"
     try:
-        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where)
+        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where, restrict)
+        if restrict is not None:
+            allowed = restrict(entity, alias)
+            if allowed is not None:
+                condition = sql("(", condition, ") AND ", allowed) if condition else allowed
     except PlanError as err:
         raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
     table = ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source)

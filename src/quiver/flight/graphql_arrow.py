@@ -30,6 +30,7 @@ from graphql import (
     InlineFragmentNode,
     SelectionSetNode,
 )
+from quiver.auth import ANONYMOUS, Principal
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import arrow_type, conform_array, json_carrier
 from quiver.flight.tickets import GraphQLTicket, TicketError
@@ -219,9 +220,9 @@ class GraphQLArrow:
             )
         return known
 
-    def _prepared(self, ticket: GraphQLTicket) -> tuple[Prepared, str]:
+    def _prepared(self, engine: GraphQLEngine, ticket: GraphQLTicket) -> tuple[Prepared, str]:
         query = self._query_text(ticket)
-        prepared = self.engine.prepare(query, ticket.operation_name)
+        prepared = engine.prepare(query, ticket.operation_name)
         if prepared.errors:
             raise _bad(
                 "; ".join(e["message"] for e in prepared.errors[:3]),
@@ -244,15 +245,22 @@ class GraphQLArrow:
         self.persisted.put(sha256_hex(query), query)
         return prepared, key
 
-    def schema(self, ticket: GraphQLTicket) -> pa.Schema:
-        prepared, key = self._prepared(ticket)
-        return selection_schema(self.engine, prepared, key)
+    def schema(self, ticket: GraphQLTicket, principal: Principal = ANONYMOUS) -> pa.Schema:
+        """The Arrow schema of the ticket's answer, for ``principal`` (whose role decides
+        which fields exist)."""
+        engine = self.engine.for_principal(principal)
+        prepared, key = self._prepared(engine, ticket)
+        return selection_schema(engine, prepared, key)
 
-    def reader(self, ticket: GraphQLTicket) -> pa.RecordBatchReader:
-        prepared, key = self._prepared(ticket)
-        schema = selection_schema(self.engine, prepared, key)
+    def reader(
+        self, ticket: GraphQLTicket, principal: Principal = ANONYMOUS
+    ) -> pa.RecordBatchReader:
+        """The ticket's answer, run with ``principal``'s permissions."""
+        engine = self.engine.for_principal(principal)
+        prepared, key = self._prepared(engine, ticket)
+        schema = selection_schema(engine, prepared, key)
         run = asyncio.run_coroutine_threadsafe(
-            self.engine.execute(prepared, ticket.variables), self._loop
+            engine.execute(prepared, ticket.variables), self._loop
         )
         outcome = run.result()
         body = orjson.loads(outcome.body)

@@ -19,6 +19,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from quiver.auth import AuthenticationError, Authenticator, Principal, authenticator_for
+from graphql import GraphQLSchema
+from quiver.auth import ANONYMOUS, AuthenticationError, Authenticator, Principal, authenticator_for
+from quiver.auth.permissions import AccessDeniedError, grants_for
 from quiver.config.settings import QuiverSettings
 from quiver.flight import flight_sql
 from quiver.flight.arrow_types import arrow_schema
@@ -43,9 +46,10 @@ from quiver.flight.tickets import (
     TicketError,
     parse_ticket,
 )
+from quiver.graphql.access import Access
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
-from quiver.schema.catalog import build_catalog
+from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.dialects import dialect_for
 from quiver.sql.url import parse_database_url
@@ -56,6 +60,15 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one role sees: its catalog and GraphQL schema, and its row filters (None: all)."""
+
+    catalog: Catalog
+    graphql_schema: GraphQLSchema
+    access: Access | None
 
 
 class _AuthMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
@@ -108,6 +121,8 @@ def _client_error(err: QuiverError) -> Exception:
     code = "INVALID_TICKET" if isinstance(err, TicketError | ConfigError) else err.code
     if isinstance(err, RetryableError):
         code = "UNAVAILABLE"
+    if isinstance(err, AccessDeniedError):
+        code = "PERMISSION_DENIED"
     info = orjson.dumps(
         {
             "code": code,
@@ -117,6 +132,8 @@ def _client_error(err: QuiverError) -> Exception:
     error: Exception
     if isinstance(err, RetryableError):
         error = flight.FlightUnavailableError(f"{code}: {_text(err)}", info)
+    elif isinstance(err, AccessDeniedError):
+        error = flight.FlightUnauthorizedError(f"{code}: {_text(err)}", info)
     else:
         error = flight.FlightServerError(f"{code}: {_text(err)}", info)
     return error
@@ -183,26 +200,55 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 tls["verify_client"] = True
                 tls["root_certificates"] = _read(fs.tls_client_ca, "tls_client_ca")
         self.auth = auth or authenticator_for(settings.auth)
+        # What calls read is set before the server starts listening (in super().__init__).
+        self.settings = settings
+        self.schema = schema
+        self.catalog = build_catalog(schema)
+        self.graphql_schema = build_graphql_schema(self.catalog)
+        url = parse_database_url(settings.database.url)
+        self.dialect = dialect_for(url.dialect)
+        self.batch_rows = fs.batch_rows
+        self._graphql = graphql
+        self._lock = threading.Lock()
+        #: ticket -> the stop signals of the streams of it now running (the cancel action)
+        self._running: dict[bytes, set[threading.Event]] = {}
+        self._full = _View(self.catalog, self.graphql_schema, None)
+        #: (role, claims) -> what a principal with them sees
+        self._views: dict[Any, _View] = {}
         super().__init__(
             location,
             auth_handler=_Handshake(),
             middleware={"auth": AuthMiddlewareFactory(self.auth)},
             **tls,
         )
-        self.settings = settings
-        self.catalog = build_catalog(schema)
-        self.graphql_schema = build_graphql_schema(self.catalog)
-        url = parse_database_url(settings.database.url)
-        self.dialect = dialect_for(url.dialect)
-        self.pool = ConnectionPool(url, fs.pool_size)
-        self.batch_rows = fs.batch_rows
         self.location = (
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
-        self._graphql = graphql
-        self._lock = threading.Lock()
-        #: ticket -> the stop signals of the streams of it now running (the cancel action)
-        self._running: dict[bytes, set[threading.Event]] = {}
+        self.pool = ConnectionPool(url, fs.pool_size)
+
+    # ----- permissions -----
+    def _principal(self, context: Any) -> Principal:
+        middleware = context.get_middleware("auth") if context is not None else None
+        return middleware.principal if middleware is not None else ANONYMOUS
+
+    def _view(self, context: Any) -> _View:
+        """What the caller may see: the whole catalog, or its role's part of it."""
+        principal = self._principal(context)
+        key = principal.access_key
+        with self._lock:
+            view = self._views.get(key)
+        if view is not None:
+            return view
+        grants = grants_for(self.settings.auth, principal.role, dict(principal.claims))
+        if grants is None:
+            view = self._full
+        else:
+            access = Access(grants, self.catalog, self.graphql_schema, self.dialect)
+            catalog = build_catalog(grants.restrict(self.schema))
+            view = _View(catalog, build_graphql_schema(catalog), access)
+        with self._lock:
+            self._views[key] = view
+        return view
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -223,32 +269,48 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return ExportTicket(parts[0])
         return self._ticket(descriptor.command)
 
-    def _plan(self, ticket: ExportTicket) -> ExportPlan:
+    def _plan(self, ticket: ExportTicket, view: _View) -> ExportPlan:
         try:
-            return plan_export(self.catalog, self.graphql_schema, self.dialect, ticket)
+            restrict = view.access.rows if view.access is not None else None
+            return plan_export(view.catalog, view.graphql_schema, self.dialect, ticket, restrict)
         except QuiverError as err:
             raise _client_error(err) from None
 
-    def _events_plan(self, ticket: EventsTicket) -> EventsPlan:
+    def _events_plan(self, ticket: EventsTicket, view: _View) -> EventsPlan:
+        if view.access is not None:
+            # Change events carry whole rows (every column, before and after): a role whose
+            # reads are filtered cannot be served them safely.
+            raise _client_error(
+                AccessDeniedError.one(
+                    f"the role {view.access.grants.role!r} may not read change events",
+                    "ticket observer_events",
+                    "subscribe over GraphQL (WebSocket), which applies the role's permissions,"
+                    " or use a key without a role",
+                )
+            )
         try:
-            return plan_events(self.catalog, ticket)
+            return plan_events(view.catalog, ticket)
         except QuiverError as err:
             raise _client_error(err) from None
 
-    def _schema_of(self, ticket: Ticket) -> pa.Schema:
+    def _schema_of(self, ticket: Ticket, context: Any) -> pa.Schema:
+        view = self._view(context)
         if isinstance(ticket, ExportTicket):
-            return self._plan(ticket).schema
+            return self._plan(ticket, view).schema
         if isinstance(ticket, EventsTicket):
-            return self._events_plan(ticket).schema
-        return self._graphql_answer(ticket, schema_only=True).schema
+            return self._events_plan(ticket, view).schema
+        return self._graphql_answer(ticket, context, schema_only=True).schema
 
-    def _graphql_answer(self, ticket: GraphQLTicket, *, schema_only: bool = False) -> Any:
+    def _graphql_answer(
+        self, ticket: GraphQLTicket, context: Any, *, schema_only: bool = False
+    ) -> Any:
         if self._graphql is None:
             raise flight.FlightServerError("GraphQL tickets are not served by this server")
+        principal = self._principal(context)
         try:
             if schema_only:
-                return flight.SchemaResult(self._graphql.schema(ticket))
-            return self._graphql.reader(ticket)
+                return flight.SchemaResult(self._graphql.schema(ticket, principal))
+            return self._graphql.reader(ticket, principal)
         except QuiverError as err:
             raise _client_error(err) from None
 
@@ -265,7 +327,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
 
-    def _sql_result(self, command: flight_sql.SqlCommand) -> pa.Table:
+    def _sql_result(self, command: flight_sql.SqlCommand, context: Any) -> pa.Table:
         """The answer of a catalog command (GetTables, GetSqlInfo, ...)."""
         from quiver import __version__
 
@@ -275,7 +337,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if name == "CommandGetDbSchemas":
             return flight_sql.db_schemas(command)
         if name == "CommandGetTables":
-            return flight_sql.tables(self.catalog, command)
+            return flight_sql.tables(self._view(context).catalog, command)
         if name == "CommandGetTableTypes":
             return flight_sql.table_types()
         if name == "CommandGetSqlInfo":
@@ -292,36 +354,43 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         )
 
     def _sql_info(
-        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand
+        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand, context: Any
     ) -> flight.FlightInfo:
         if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
             if command.name == "CommandStatementQuery":
                 ticket: Ticket = self._sql_export(command.text(1))
             else:
                 ticket = self._ticket(command.raw(1))
-            schema = self._schema_of(ticket)
+            schema = self._schema_of(ticket, context)
             raw = flight_sql.statement_ticket(ticket.to_json())
         else:
-            schema = self._sql_result(command).schema
+            schema = self._sql_result(command, context).schema
             raw = descriptor.command
         return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(raw, [])], -1, -1)
 
-    def _info(self, descriptor: flight.FlightDescriptor, ticket: Ticket) -> flight.FlightInfo:
+    def _info(
+        self, descriptor: flight.FlightDescriptor, ticket: Ticket, context: Any
+    ) -> flight.FlightInfo:
         raw = ticket.to_json()
         endpoint = flight.FlightEndpoint(raw, [self.location])
-        return flight.FlightInfo(self._schema_of(ticket), descriptor, [endpoint], -1, -1)
+        schema = self._schema_of(ticket, context)
+        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
     # ----- RPCs -----
     @_guarded
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
         """Every exportable table (a path descriptor), then every GraphQL query this server has
-        run (a command descriptor holding its ``graphql:<hash>`` ticket)."""
-        for entity in self.catalog.entities.values():
+        run (a command descriptor holding its ``graphql:<hash>`` ticket). A caller whose role
+        is restricted sees only the tables and fields it may read, no events flights, and only
+        the queries that run for it."""
+        view = self._view(context)
+        principal = self._principal(context)
+        for entity in view.catalog.entities.values():
             ticket = ExportTicket(entity.name)
             descriptor = flight.FlightDescriptor.for_path(entity.name)
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
-        for entity in self.catalog.entities.values():
+        for entity in view.catalog.entities.values() if view.access is None else ():
             events = EventsTicket(entity.name, _EPOCH)
             descriptor = flight.FlightDescriptor.for_command(events.to_json())
             endpoint = flight.FlightEndpoint(events.to_json(), [self.location])
@@ -332,7 +401,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         for digest, query in self._graphql.persisted.items():
             persisted = f"graphql:{digest}".encode()
             try:
-                schema = self._graphql.schema(GraphQLTicket(query))
+                schema = self._graphql.schema(GraphQLTicket(query), principal)
             except QuiverError:
                 continue
             descriptor = flight.FlightDescriptor.for_command(persisted)
@@ -346,16 +415,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
             if command is not None:
-                return self._sql_info(descriptor, command)
-        return self._info(descriptor, self._descriptor_ticket(descriptor))
+                return self._sql_info(descriptor, command, context)
+        return self._info(descriptor, self._descriptor_ticket(descriptor), context)
 
     @_guarded
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
             if command is not None:
-                return flight.SchemaResult(self._sql_info(descriptor, command).schema)
-        return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
+                return flight.SchemaResult(self._sql_info(descriptor, command, context).schema)
+        return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor), context))
 
     @_guarded
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
@@ -363,14 +432,14 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         command = self._sql_command(raw)
         if command is not None:
             if command.name != "TicketStatementQuery":
-                return flight.RecordBatchStream(self._sql_result(command))
+                return flight.RecordBatchStream(self._sql_result(command, context))
             raw = flight_sql.ticket_statement(command)
         parsed = self._ticket(raw)
         if isinstance(parsed, GraphQLTicket):
-            return flight.RecordBatchStream(self._graphql_answer(parsed))
+            return flight.RecordBatchStream(self._graphql_answer(parsed, context))
         if isinstance(parsed, EventsTicket):
             return self._events(context, ticket.ticket, parsed)
-        plan = self._plan(parsed)
+        plan = self._plan(parsed, self._view(context))
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
             first = reader.read_next_batch()
@@ -383,7 +452,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
         the call (or a ``cancel`` action names its ticket)."""
-        plan = self._events_plan(ticket)
+        plan = self._events_plan(ticket, self._view(context))
         fs = self.settings.flight
         scanner = EventScanner(
             self.pool, self.dialect, self.settings.mutations.change_log_table, fs.events_window
@@ -453,6 +522,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 "this server is read-only (set flight.writable: true in quiver.yaml to accept "
                 "bulk loads)"
             )
+        view = self._view(context)
+        if view.access is not None:
+            raise _client_error(
+                AccessDeniedError.one(
+                    f"the role {view.access.grants.role!r} may not bulk load tables",
+                    "DoPut",
+                    "write through GraphQL mutations, which apply the role's permissions,"
+                    " or use a key without a role",
+                )
+            )
         ticket = self._descriptor_ticket(descriptor)
         if not isinstance(ticket, ExportTicket):
             raise _invalid(
@@ -480,7 +559,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if command is None:
                 raise _invalid("the action body is not a Flight SQL request", "action", "")
             ticket = self._sql_export(command.text(1))
-            yield flight_sql.prepared_result(ticket.to_json(), self._schema_of(ticket))
+            schema = self._schema_of(ticket, context)
+            yield flight_sql.prepared_result(ticket.to_json(), schema)
             return
         if action.type == "ClosePreparedStatement":
             return
@@ -504,7 +584,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     for f, t in zip(e.fields, arrow_schema(e.fields), strict=True)
                 ],
             }
-            for e in self.catalog.entities.values()
+            for e in self._view(context).catalog.entities.values()
         ]
         yield orjson.dumps(tables)
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from quiver.schema.ir import Schema
 
 __all__ = ["Debug", "compile_command", "fail", "failures_reported", "register"]
 
@@ -104,6 +107,7 @@ def compile_command(
         count = len(result.errors)
         typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
         raise typer.Exit(1)
+    _check_permissions(result.schema, config, debug)
     text = result.schema.to_json() + "\n"
     if str(output) == "-":
         typer.echo(text, nl=False)
@@ -114,6 +118,27 @@ def compile_command(
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     entities = len(result.schema.entities)
     typer.echo(f"wrote {output} ({entities} type{'s' if entities != 1 else ''})", err=True)
+
+
+def _check_permissions(schema: Schema, config: Path | None, debug: bool) -> None:
+    """The auth.permissions of quiver.yaml (``config``, or ./quiver.yaml when present), checked
+    against the compiled schema: every problem on its own line, and exit 1."""
+    from quiver.config.loader import DEFAULT_CONFIG_FILE, load_settings, setting_locator
+    from quiver.graphql.access import check_permissions
+    from quiver.runtime.errors import ConfigError
+
+    if config is None and not Path(DEFAULT_CONFIG_FILE).is_file():
+        return
+    with failures_reported(debug):
+        settings = load_settings(config)
+    try:
+        check_permissions(settings, schema, setting_locator(config))
+    except ConfigError as err:
+        for detail in err.details:
+            typer.echo(f"error: {detail.render()}", err=True)
+        count = len(err.details)
+        typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
+        raise typer.Exit(1) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
