@@ -167,10 +167,10 @@ _EVENT_COLUMNS = (
 _PG_CLAIM = (
     "WITH cand AS (SELECT c.id FROM {changes} c WHERE c.id > $1 AND c.entity = ANY($2::text[])"
     " AND {changed_at} >= now() - ($3::double precision * interval '1 second')"
-    " AND NOT EXISTS (SELECT 1 FROM {ledger} l WHERE l.event_id = c.id AND l.observer = '*'"
-    " AND l.action = '*')"
-    " AND NOT EXISTS (SELECT 1 FROM {claims} k WHERE k.event_id = c.id"
-    " AND k.expires_at >= $4::double precision)"
+    " AND (SELECT count(*) FROM {ledger} l WHERE l.event_id = c.id AND l.observer = '*'"
+    " AND l.action = '*') = 0"
+    " AND (SELECT count(*) FROM {claims} k WHERE k.event_id = c.id"
+    " AND k.expires_at >= $4::double precision) = 0"
     " ORDER BY c.id LIMIT $5::int FOR UPDATE OF c SKIP LOCKED),"
     " mine AS (INSERT INTO {claims} AS k (event_id, owner, token, expires_at)"
     " SELECT id, $6::text, $7::text, $8::double precision FROM cand"
@@ -179,6 +179,9 @@ _PG_CLAIM = (
     " RETURNING event_id)"
     " SELECT json_agg(event_id) FROM mine"
 )
+# The ledger and claims are looked up by key for each candidate (count(*) = 0, not NOT EXISTS,
+# which the planner turns into a join: without statistics it guesses that one ledger row
+# matches and joins every candidate with a scan of the whole ledger).
 # The window's condition: for a scan from an id (above most of the window's rows), one the
 # planner cannot answer from the changed_at index, so that it reads the ids in order from
 # there instead of the whole window's index entries (without statistics it picks the latter).
