@@ -104,10 +104,9 @@ class Payload:
                 f"{self.name}.{name} is {array.type}; an unsigned integer is expected"
             )
         encoding = self.encodings.get(name, default)
-        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        raw = array.fill_null(0).cast(pa.uint32()).to_numpy(zero_copy_only=False)
+        valid, raw = _unsigned(array)
         if encoding == "plain":
-            return raw.astype(np.uint32), valid
+            return raw, valid
         if encoding == "delta":
             return np.cumsum(raw, dtype=np.uint64).astype(np.uint32), valid
         if encoding == "quasidelta":
@@ -129,27 +128,73 @@ def _first(mask: pa.Array) -> int:
     return int(np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False)))[0])
 
 
+def _unsigned(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """An integer column as numpy ``(valid, values)``: the mask of non-null rows and the
+    values as uint32 (0 where null)."""
+    if array.null_count:
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        array = array.fill_null(0)
+    else:
+        valid = np.ones(len(array), dtype=bool)
+    if array.type not in _NARROW_UNSIGNED:
+        array = array.cast(pa.uint32())  # refuses negative and too large values
+    return valid, array.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+
+
+_NARROW_UNSIGNED = (pa.uint8(), pa.uint16(), pa.uint32())
+
+
+def _equal_to_previous(column: pa.Array) -> np.ndarray:
+    """For rows 1.., whether the row equals the row before (nulls never equal): numpy for
+    integers, floats, booleans and dictionary indices, Arrow's ``equal`` for the rest."""
+    rows = len(column)
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        # by dictionary entry, counting equal entries as one
+        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
+        indices = column.indices
+        if indices.null_count or column.dictionary.null_count:
+            return _pc_equal_to_previous(column)
+        values = first[indices.to_numpy(zero_copy_only=False)]
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        values = column.to_numpy(zero_copy_only=False)
+        if column.null_count:
+            return _pc_equal_to_previous(column)
+    else:
+        return _pc_equal_to_previous(column)
+    equal: np.ndarray = values[1:] == values[: rows - 1]
+    return equal
+
+
+def _pc_equal_to_previous(column: pa.Array) -> np.ndarray:
+    rows = len(column)
+    equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
+    return np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _same_as_previous(columns: list[pa.Array], rows: int) -> np.ndarray:
     """True where every column equals the row before (nulls never equal)."""
     same = np.zeros(rows, dtype=bool)
-    if rows < 2:
+    if rows < 2 or not columns:
         return same
-    mask: pa.Array | None = None
-    for column in columns:
-        equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
-        mask = equal if mask is None else pc.and_(mask, equal)
-    if mask is None:
-        return same
-    same[1:] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    mask = _equal_to_previous(columns[0])
+    for column in columns[1:]:
+        mask &= _equal_to_previous(column)
+    same[1:] = mask
     return same
 
 
 def _segmented_cumsum(raw: np.ndarray, same: np.ndarray) -> np.ndarray:
     """Running sums restarting at each row where ``same`` is False (quasi-delta decoding)."""
-    sums = np.cumsum(raw, dtype=np.uint64)
-    index = np.arange(len(raw))
-    starts = np.maximum.accumulate(np.where(same, 0, index)) if len(raw) else index
-    base = sums[starts] - raw[starts].astype(np.uint64)
+    if not len(raw):
+        return raw.astype(np.uint32)
+    values = raw.astype(np.int64)
+    sums = np.cumsum(values)
+    breaks = ~same
+    breaks[0] = True
+    starts = np.flatnonzero(breaks)
+    lengths = np.diff(starts, append=len(raw))
+    base = np.repeat(sums[starts] - values[starts], lengths)
     return (sums - base).astype(np.uint32)
 
 
@@ -175,13 +220,20 @@ def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Arr
     if array.offset:
         array = pa.concat_arrays([array])  # a copy from offset 0
     data = array.buffers()[1]
-    raw = np.frombuffer(data, dtype=np.uint8, count=len(array) * width)
+    count = len(array)
+    raw = np.frombuffer(data, dtype=np.uint8, count=count * width) if count else _NO_BYTES
     text = _HEX[raw].tobytes()
-    offsets = np.arange(0, (len(array) + 1) * width * 2, width * 2, dtype=np.int32)
-    strings = pa.StringArray.from_buffers(len(array), pa.py_buffer(offsets), pa.py_buffer(text))
-    zero = "0" * (width * 2)
-    keep = pc.and_(pc.is_valid(array), pc.not_equal(strings, zero))
-    return pc.if_else(keep, strings, pa.scalar(None, pa.string()))
+    offsets = np.arange(0, (count + 1) * width * 2, width * 2, dtype=np.int32)
+    keep = raw.view(np.uint64).reshape(count, width // 8).any(axis=1)  # all zeros: null
+    if array.null_count:
+        keep &= np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    bitmap = None if keep.all() else pa.py_buffer(np.packbits(keep, bitorder="little"))
+    return pa.StringArray.from_buffers(
+        count, pa.py_buffer(offsets), pa.py_buffer(text), bitmap, count - int(keep.sum())
+    )
+
+
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
 
 
 def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
@@ -209,6 +261,9 @@ def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa
     if values is None:
         return pa.repeat(pa.scalar(names[0]), rows)
     numbers = values.fill_null(0)
+    plain = numbers.to_numpy(zero_copy_only=False)
+    if not len(plain) or (int(plain.min()) >= 0 and int(plain.max()) < len(names)):
+        return pa.array(names).take(numbers)  # every number known (as senders send them)
     known = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, len(names)))
     index = pc.if_else(known, numbers, 0)
     return pc.if_else(known, pa.array(names).take(index), numbers.cast(pa.string()))
@@ -247,7 +302,7 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
         return ValueText(pa.nulls(1, pa.string()), np.zeros(rows, dtype=np.int64))
     if not pa.types.is_integer(column.type):
         raise OtapDataError(f"{table.name}.{prefix}type is {column.type}; UInt8 is expected")
-    kinds = column.fill_null(0).cast(pa.int64()).to_numpy()
+    kinds = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     bad = (kinds < 0) | (kinds > 7)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -266,25 +321,35 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
         if values is None:
             continue  # the active column is missing: the values are empty
         index = np.flatnonzero(kinds == kind)
-        picked = values.take(pa.array(index))
         if kind == STR:
             part = table.texts(prefix + name)
             assert part is not None
-            part = part.take(pa.array(index)).fill_null("")
+            part = _pick(part, index)
+            if part.null_count:
+                part = part.fill_null("")
         elif kind == INT:
-            part = picked.cast(pa.int64()).cast(pa.string())
+            part = _pick(values, index).cast(pa.int64()).cast(pa.string())
         elif kind == BOOL:
-            part = pc.if_else(picked, pa.scalar("true"), pa.scalar("false"))
+            part = pc.if_else(_pick(values, index), pa.scalar("true"), pa.scalar("false"))
         else:  # the rare kinds, value by value: doubles as JSON, bytes, CBOR
             convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
             where = f"{table.name}.{prefix}{name}"
-            part = pa.array([convert(v, where) for v in picked.to_pylist()], pa.string())
+            picked = _pick(values, index).to_pylist()
+            part = pa.array([convert(v, where) for v in picked], pa.string())
         at[index] = size + np.arange(len(index))
         size += len(part)
         parts.append(part)
     parts.append(pa.nulls(1, pa.string()))
     at[at < 0] = size
     return ValueText(pa.concat_arrays(parts), at)
+
+
+def _pick(array: pa.Array, index: np.ndarray) -> pa.Array:
+    """The rows ``index`` (ascending) of ``array``: a slice when they follow each other, as
+    they do in attribute tables sorted by type."""
+    if len(index) and int(index[-1]) - int(index[0]) + 1 == len(index):
+        return array.slice(int(index[0]), len(index))
+    return array.take(pa.array(index))
 
 
 def _double_text(value: Any, where: str) -> str | None:
@@ -437,16 +502,30 @@ def attribute_maps(
     if keys is None or keys.null_count:
         raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
     values = value_texts(attrs) if text is None else text
-    order = np.argsort(rows_of_parent, kind="stable")
-    counts = np.bincount(rows_of_parent, minlength=parents)
+    owners = np.asarray(rows_of_parent)
+    counts = np.bincount(owners, minlength=parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    gathered = keys.take(pa.array(order))
-    if pa.types.is_dictionary(gathered.type):
-        gathered = gathered.dictionary_decode()
+    if not len(owners) or bool((owners[1:] >= owners[:-1]).all()):
+        order: np.ndarray | None = None  # already in parent order
+    else:
+        order = _stable_order(owners, parents)
+    if pa.types.is_dictionary(keys.type):
+        indices = keys.indices.to_numpy(zero_copy_only=False)
+        gathered = keys.dictionary.take(pa.array(indices if order is None else indices[order]))
+    else:
+        gathered = keys if order is None else keys.take(pa.array(order))
     if not pa.types.is_string(gathered.type):
         gathered = _text(gathered, f"{attrs.name}.key")
     return pa.MapArray.from_arrays(pa.array(offsets), gathered, values.rows(order))
+
+
+def _stable_order(owners: np.ndarray, parents: int) -> np.ndarray:
+    """The stable sort order of ``owners`` (parent rows, below ``parents``): numpy's radix
+    sort where they fit 16 bits, several times faster than its merge sort of int64."""
+    if parents <= 1 << 16:
+        return np.argsort(owners.astype(np.uint16), kind="stable")
+    return np.argsort(owners.astype(np.int64), kind="stable")
 
 
 def per_row_maps(
@@ -460,6 +539,9 @@ def per_row_maps(
     (``resource.id`` / ``scope.id``, shared by many rows; ``valid`` False where null, which
     means no attributes). With ``with_service``, also each row's ``service.name``."""
     rows = len(ids)
+    if attrs is None or not attrs.rows:
+        none = pa.nulls(rows, pa.string()) if with_service else None
+        return attribute_maps(None, rows, None), none
     distinct = np.unique(ids[valid])
     slot = np.full(rows, len(distinct), dtype=np.int64)  # the extra slot: no attributes
     if len(distinct):
@@ -495,22 +577,20 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     keys = attrs.column("key")
     if kinds is None or keys is None:
         raise OtapDataError(f"{attrs.name}: the type and key columns are required")
-    if pa.types.is_dictionary(keys.type):
-        # compare keys by dictionary entry, counting equal entries as one
-        first = pc.index_in(keys.dictionary, value_set=keys.dictionary)
-        keys = first.take(keys.indices)
-    same = _same_as_previous([kinds.cast(pa.int64()), keys], rows)
+    same = np.zeros(rows, dtype=bool)
     if rows < 2:
         return same
-    current = kinds.cast(pa.int64()).slice(1)
+    current = kinds.cast(pa.int64()).fill_null(-1).to_numpy()[1:]
     value_same = np.zeros(rows - 1, dtype=bool)
     for kind, name in _ACTIVE.items():
         column = attrs.column(name)
         if column is None:
             continue
-        equal = pc.and_(
-            pc.equal(current, kind), pc.equal(column.slice(1), column.slice(0, rows - 1))
-        ).fill_null(False)
-        value_same |= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
-    same[1:] &= value_same
+        of_kind = np.flatnonzero(current == kind)
+        if not len(of_kind):
+            continue
+        low, high = int(of_kind[0]), int(of_kind[-1]) + 1  # rows sorted by type: one range
+        equal = _equal_to_previous(column.slice(low, high - low + 1))
+        value_same[low:high] |= (current[low:high] == kind) & equal
+    same[1:] = value_same & _equal_to_previous(kinds) & _equal_to_previous(keys)
     return same
