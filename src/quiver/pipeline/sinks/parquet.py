@@ -90,6 +90,12 @@ class ParquetSinkConfig(FileSinkConfig):
     )
     dictionary: bool = Field(True, description="Dictionary-encode columns where it pays.")
     statistics: bool = Field(True, description="Write min/max statistics for each column chunk.")
+    nested_statistics: bool = Field(
+        False,
+        description="Also write min/max statistics for the leaves of list, map and struct "
+        "columns (readers seldom filter on them, and they cost about as much to write as "
+        "the values).",
+    )
 
     @property
     def writes_directory(self) -> bool:
@@ -173,8 +179,18 @@ class ParquetSink(Checking, FileWriting):
             compression=self.cfg.compression,
             compression_level=self.cfg.compression_level,
             use_dictionary=self.cfg.dictionary,
-            write_statistics=self.cfg.statistics,
+            write_statistics=self._statistics(schema),
         )
+
+    def _statistics(self, schema: pa.Schema) -> bool | list[str]:
+        """The ``write_statistics`` of a file of ``schema``: every column, or only those
+        that are not nested (see ``nested_statistics``)."""
+        if not self.cfg.statistics or self.cfg.nested_statistics:
+            return self.cfg.statistics
+        flat = [f.name for f in schema if not pa.types.is_nested(f.type)]
+        if len(flat) == len(schema):
+            return True
+        return flat or False
 
     async def write(self, batch: pa.RecordBatch) -> None:
         data = without_line(batch)
