@@ -178,7 +178,8 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
         wait_listening(port)
         cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
-        report_cpu("quiver", total, cpu_seconds(proc.pid) - cpu)
+        cpu = cpu_seconds(proc.pid) - cpu
+        report_cpu("quiver", total, cpu)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=600)
     finally:
@@ -190,7 +191,7 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
     rows = pq.ParquetFile(folder / "out" / "spans.parquet").metadata.num_rows
     if rows != total:
         raise SystemExit(f"otap: {total} spans acknowledged, {rows} in the Parquet file")
-    return Result("otap", "quiver", total, seconds, total / seconds, peak, rows)
+    return Result("otap", "quiver", total, seconds, total / seconds, peak, cpu, rows)
 
 
 def run_baseline(streams: list[list[bytes]], total: int) -> Result:
@@ -205,12 +206,13 @@ def run_baseline(streams: list[list[bytes]], total: int) -> Result:
         wait_listening(port)
         cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
-        report_cpu("baseline", total, cpu_seconds(proc.pid) - cpu)
+        cpu = cpu_seconds(proc.pid) - cpu
+        report_cpu("baseline", total, cpu)
     finally:
         proc.terminate()
         proc.wait(30)
     peak = rss.stop()
-    return Result("otap", "baseline (IPC decode only)", total, seconds, total / seconds, peak)
+    return Result("otap", "baseline (IPC decode only)", total, seconds, total / seconds, peak, cpu)
 
 
 def run(
