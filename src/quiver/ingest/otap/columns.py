@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,8 @@ _NARROW_UNSIGNED = (pa.uint8(), pa.uint16(), pa.uint32())
 
 def _equal_to_previous(column: pa.Array) -> np.ndarray:
     """For rows 1.., whether the row equals the row before (nulls never equal): numpy for
-    integers, floats, booleans and dictionary indices, Arrow's ``equal`` for the rest."""
+    integers and floats without nulls and for dictionary indices, Arrow's ``equal`` for the
+    rest."""
     rows = len(column)
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -156,10 +158,8 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
         if indices.null_count or column.dictionary.null_count:
             return _pc_equal_to_previous(column)
         values = first[indices.to_numpy(zero_copy_only=False)]
-    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        values = column.to_numpy(zero_copy_only=False)
-        if column.null_count:
-            return _pc_equal_to_previous(column)
+    elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and not column.null_count:
+        values = column.to_numpy()
     else:
         return _pc_equal_to_previous(column)
     equal: np.ndarray = values[1:] == values[: rows - 1]
@@ -253,6 +253,8 @@ def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
 def timestamps(values: pa.Array) -> pa.Array:
     """int64 nanoseconds as ``timestamp[ns, UTC]``, 0 (unset in OTLP) as null."""
     zero = pc.equal(values, 0).fill_null(False)
+    if not zero.true_count:
+        return values.cast(_TS)
     return pc.if_else(zero, pa.scalar(None, pa.int64()), values).cast(_TS)
 
 
@@ -277,12 +279,18 @@ class ValueText:
     converted values of every kind one after the other, and row ``i``'s text is
     ``parts[at[i]]`` (the last slot of ``parts`` is null, for empty values)."""
 
-    def __init__(self, parts: pa.Array, at: np.ndarray) -> None:
+    def __init__(self, parts: pa.Array, at: np.ndarray | None) -> None:
         self.parts = parts
-        self.at = at
+        self.at = at  # None: row i's text is parts[i]
 
     def rows(self, order: np.ndarray | None = None) -> pa.Array:
         """The text of every row, or of the rows ``order`` picks, in that order."""
+        if self.at is None:
+            return (
+                self.parts.slice(0, len(self.parts) - 1)
+                if order is None
+                else self.parts.take(order)
+            )
         return self.parts.take(pa.array(self.at if order is None else self.at[order]))
 
 
@@ -302,7 +310,7 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
         return ValueText(pa.nulls(1, pa.string()), np.zeros(rows, dtype=np.int64))
     if not pa.types.is_integer(column.type):
         raise OtapDataError(f"{table.name}.{prefix}type is {column.type}; UInt8 is expected")
-    kinds = column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    kinds = _kinds(column)
     bad = (kinds < 0) | (kinds > 7)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -310,32 +318,23 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
             f"{table.name}.{prefix}type row {row}: {int(kinds[row])} is not an AnyValue type "
             "(0 empty, 1 str, 2 int, 3 double, 4 bool, 5 map, 6 slice, 7 bytes)"
         )
+    bounds = _kind_bounds(kinds)
     parts: list[pa.Array] = []
+    if bounds is not None:  # sorted by type, as senders send them: a slice per type
+        for kind in range(8):
+            low, high = int(bounds[kind]), int(bounds[kind + 1])
+            if high > low:
+                part = _kind_text(table, prefix, kind, _slicer(low, high - low))
+                parts.append(pa.nulls(high - low, pa.string()) if part is None else part)
+        parts.append(pa.nulls(1, pa.string()))
+        return ValueText(pa.concat_arrays(parts), None)
     size = 0
     at = np.full(rows, -1, dtype=np.int64)
     for kind in np.flatnonzero(np.bincount(kinds, minlength=8)).tolist():
-        if kind == EMPTY:
-            continue
-        name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
-        values = table.column(prefix + name)
-        if values is None:
-            continue  # the active column is missing: the values are empty
         index = np.flatnonzero(kinds == kind)
-        if kind == STR:
-            part = table.texts(prefix + name)
-            assert part is not None
-            part = _pick(part, index)
-            if part.null_count:
-                part = part.fill_null("")
-        elif kind == INT:
-            part = _pick(values, index).cast(pa.int64()).cast(pa.string())
-        elif kind == BOOL:
-            part = pc.if_else(_pick(values, index), pa.scalar("true"), pa.scalar("false"))
-        else:  # the rare kinds, value by value: doubles as JSON, bytes, CBOR
-            convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
-            where = f"{table.name}.{prefix}{name}"
-            picked = _pick(values, index).to_pylist()
-            part = pa.array([convert(v, where) for v in picked], pa.string())
+        part = _kind_text(table, prefix, kind, _taker(index))
+        if part is None:
+            continue
         at[index] = size + np.arange(len(index))
         size += len(part)
         parts.append(part)
@@ -344,12 +343,55 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
     return ValueText(pa.concat_arrays(parts), at)
 
 
-def _pick(array: pa.Array, index: np.ndarray) -> pa.Array:
-    """The rows ``index`` (ascending) of ``array``: a slice when they follow each other, as
-    they do in attribute tables sorted by type."""
-    if len(index) and int(index[-1]) - int(index[0]) + 1 == len(index):
-        return array.slice(int(index[0]), len(index))
-    return array.take(pa.array(index))
+def _slicer(start: int, length: int) -> Callable[[pa.Array], pa.Array]:
+    return lambda array: array.slice(start, length)
+
+
+def _taker(index: np.ndarray) -> Callable[[pa.Array], pa.Array]:
+    return lambda array: array.take(pa.array(index))
+
+
+def _kinds(column: pa.Array) -> np.ndarray:
+    """An integer ``type`` column as numpy int64, null as 0 (empty)."""
+    if column.null_count:
+        column = column.fill_null(0)
+    kinds: np.ndarray = column.to_numpy().astype(np.int64)
+    return kinds
+
+
+def _kind_bounds(kinds: np.ndarray) -> np.ndarray | None:
+    """Where each type's rows start and end (``bounds[k]:bounds[k + 1]``) when the rows are
+    sorted by type (0..7); None when they are not."""
+    if len(kinds) > 1 and not bool((kinds[1:] >= kinds[:-1]).all()):
+        return None
+    found: np.ndarray = np.searchsorted(kinds, np.arange(9))
+    return found
+
+
+def _kind_text(
+    table: Payload, prefix: str, kind: int, pick: Callable[[pa.Array], pa.Array]
+) -> pa.Array | None:
+    """The text of the rows ``pick`` takes, all of AnyValue type ``kind``; None when they
+    are empty (type 0 or the active column missing)."""
+    if kind == EMPTY:
+        return None
+    name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
+    values = table.column(prefix + name)
+    if values is None:
+        return None  # the active column is missing: the values are empty
+    if kind == STR:
+        text = table.texts(prefix + name)
+        assert text is not None
+        part = pick(text)
+        return part.fill_null("") if part.null_count else part
+    if kind == INT:
+        return pick(values).cast(pa.int64()).cast(pa.string())
+    if kind == BOOL:
+        return pc.if_else(pick(values), pa.scalar("true"), pa.scalar("false"))
+    # the rare kinds, value by value: doubles as JSON, bytes, CBOR
+    convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
+    where = f"{table.name}.{prefix}{name}"
+    return pa.array([convert(v, where) for v in pick(values).to_pylist()], pa.string())
 
 
 def _double_text(value: Any, where: str) -> str | None:
@@ -581,15 +623,22 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     if rows < 2:
         return same
     current = kinds.cast(pa.int64()).fill_null(-1).to_numpy()[1:]
+    bounds = None if kinds.null_count else _kind_bounds(current)
     value_same = np.zeros(rows - 1, dtype=bool)
     for kind, name in _ACTIVE.items():
         column = attrs.column(name)
         if column is None:
             continue
+        if bounds is not None:  # sorted by type: the rows of this one
+            low, high = int(bounds[kind]), int(bounds[kind + 1])
+            if high > low:
+                equal = _equal_to_previous(column.slice(low, high - low + 1))
+                value_same[low:high] = equal
+            continue
         of_kind = np.flatnonzero(current == kind)
         if not len(of_kind):
             continue
-        low, high = int(of_kind[0]), int(of_kind[-1]) + 1  # rows sorted by type: one range
+        low, high = int(of_kind[0]), int(of_kind[-1]) + 1  # the range of this type's rows
         equal = _equal_to_previous(column.slice(low, high - low + 1))
         value_same[low:high] |= (current[low:high] == kind) & equal
     same[1:] = value_same & _equal_to_previous(kinds) & _equal_to_previous(keys)
