@@ -185,17 +185,20 @@ def _same_as_previous(columns: list[pa.Array], rows: int) -> np.ndarray:
 
 
 def _segmented_cumsum(raw: np.ndarray, same: np.ndarray) -> np.ndarray:
-    """Running sums restarting at each row where ``same`` is False (quasi-delta decoding)."""
-    if not len(raw):
-        return raw.astype(np.uint32)
-    values = raw.astype(np.int64)
-    sums = np.cumsum(values)
+    """Running sums restarting at each row where ``same`` is False (quasi-delta decoding),
+    in uint32 arithmetic: sums that wrap around come back in the difference."""
+    values = raw.astype(np.uint32, copy=False)
+    if not len(values):
+        return values
+    sums = np.cumsum(values, dtype=np.uint32)
     breaks = ~same
     breaks[0] = True
     starts = np.flatnonzero(breaks)
-    lengths = np.diff(starts, append=len(raw))
-    base = np.repeat(sums[starts] - values[starts], lengths)
-    return (sums - base).astype(np.uint32)
+    if len(starts) == len(values):
+        return values  # no runs: every id as it is
+    lengths = np.diff(starts, append=len(values))
+    result: np.ndarray = sums - np.repeat(sums[starts] - values[starts], lengths)
+    return result
 
 
 # ----------------------------------------------------------------------------- ids and times
