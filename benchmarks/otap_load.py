@@ -6,6 +6,7 @@ Run through ``ingest_bench.py --only otap`` (the span set is the one the OTLP ca
 re-cut into ``--otap-spans`` spans per BatchArrowRecords, as an OTAP exporter batches):
 
   quiver    ``quiver run`` with ``source: {otlp: {grpc: ..., arrow: {}}}`` and a parquet sink
+            with ``no_dictionary`` for the id and time columns (``--parquet-defaults``: none)
             (spool fsync'd before every BatchStatus, as shipped); ``--concurrency`` streams,
             each its own connection and its own IPC streams (schemas sent once per stream),
             every BatchStatus checked OK; spans/s is spans acknowledged / seconds from the
@@ -152,7 +153,14 @@ def drive(port: int, streams: list[list[bytes]]) -> float:
     return seconds
 
 
-def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) -> Result:
+#: The Parquet options telemetry rows are best written with (docs/benchmarks.md, OTAP): ids
+#: and times have as many distinct values as rows, so no dictionary.
+TELEMETRY_PARQUET = {"no_dictionary": ["trace_id", "span_id", "parent_span_id", "time", "end_time"]}
+
+
+def run_quiver(
+    streams: list[list[bytes]], total: int, fsync: bool, work: Path, sink_defaults: bool = False
+) -> Result:
     folder = Path(tempfile.mkdtemp(prefix="ingest-otap-", dir=work))
     port = free_port()
     pipeline = {
@@ -164,7 +172,9 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
                 "max_queued_batches": 4096,
             }
         },
-        "sink": {"parquet": {"path": "out/spans.parquet"}},
+        "sink": {
+            "parquet": {"path": "out/spans.parquet", **({} if sink_defaults else TELEMETRY_PARQUET)}
+        },
     }
     (folder / "pipeline.yaml").write_text(json.dumps(pipeline))
     proc = subprocess.Popen(
@@ -216,9 +226,16 @@ def run_baseline(streams: list[list[bytes]], total: int) -> Result:
 
 
 def run(
-    bodies: list[bytes], spans: int, spans_per_batch: int, concurrency: int, fsync: bool, work: Path
+    bodies: list[bytes],
+    spans: int,
+    spans_per_batch: int,
+    concurrency: int,
+    fsync: bool,
+    work: Path,
+    sink_defaults: bool = False,
 ) -> tuple[Result, Result]:
     """The baseline and quiver results of the OTAP case."""
     streams = encode_streams(bodies, spans_per_batch, concurrency)
     total = len(bodies) * spans
-    return run_baseline(streams, total), run_quiver(streams, total, fsync, work)
+    base = run_baseline(streams, total)
+    return base, run_quiver(streams, total, fsync, work, sink_defaults)
