@@ -5,8 +5,8 @@ measured in the same run.
 Run by hand (not a test):
 
     .venv/bin/python benchmarks/ingest_bench.py [--requests 400] [--spans 500]
-        [--concurrency 8] [--only grpc,http,otap] [--otap-spans 8192] [--no-fsync] [--parquet-defaults]
-        [--signal traces|logs|metrics] [--json results.json]
+        [--concurrency 8] [--only grpc,http,otap] [--otap-spans 8192] [--no-fsync]
+        [--parquet-defaults] [--signal traces|logs|metrics] [--json results.json]
 
 For each transport:
 
