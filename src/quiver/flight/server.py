@@ -18,6 +18,8 @@ import inspect
 import logging
 import socket
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,8 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Export plans kept (one per distinct ticket).
+_PLAN_CACHE_SIZE = 256
 
 
 class _AuthMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
@@ -203,6 +207,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._lock = threading.Lock()
         #: ticket -> the stop signals of the streams of it now running (the cancel action)
         self._running: dict[bytes, set[threading.Event]] = {}
+        #: export ticket (canonical JSON) -> its plan, the most recently used last
+        self._plans: OrderedDict[bytes, ExportPlan] = OrderedDict()
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -224,10 +230,23 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return self._ticket(descriptor.command)
 
     def _plan(self, ticket: ExportTicket) -> ExportPlan:
+        """The plan of ``ticket``, made once per distinct ticket (the catalog does not change
+        while the server runs); tickets that fail are not kept."""
+        key = ticket.to_json()
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
         try:
-            return plan_export(self.catalog, self.graphql_schema, self.dialect, ticket)
+            plan = plan_export(self.catalog, self.graphql_schema, self.dialect, ticket)
         except QuiverError as err:
             raise _client_error(err) from None
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return plan
 
     def _events_plan(self, ticket: EventsTicket) -> EventsPlan:
         try:
@@ -370,7 +389,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(self._graphql_answer(parsed))
         if isinstance(parsed, EventsTicket):
             return self._events(context, ticket.ticket, parsed)
+        started = time.perf_counter()
         plan = self._plan(parsed)
+        planned = time.perf_counter()
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
             first = reader.read_next_batch()
@@ -378,6 +399,14 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
         except QuiverError as err:
             raise _client_error(err) from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "export of %s: planned in %.2f ms, first batch (%d rows) read %.2f ms later",
+                plan.entity.name,
+                (planned - started) * 1000,
+                first.num_rows,
+                (time.perf_counter() - planned) * 1000,
+            )
         return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
