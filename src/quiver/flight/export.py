@@ -184,7 +184,7 @@ def _unscale(batch: pa.RecordBatch, plan: ExportPlan) -> pa.RecordBatch:
         columns[i] = pa.Array.from_buffers(
             plan.schema.field(i).type,
             len(low),
-            [validity, pa.py_buffer(words.tobytes())],
+            [validity, pa.py_buffer(words)],  # the array keeps words alive
             null_count=column.null_count,
         )
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
