@@ -18,6 +18,8 @@ import inspect
 import logging
 import socket
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,8 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Export plans kept (one per distinct ticket).
+_PLAN_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
         self.pool = ConnectionPool(url, fs.pool_size)
+        #: (view, export ticket as canonical JSON) -> its plan, the most recently used last
+        self._plans: OrderedDict[tuple[int, bytes], ExportPlan] = OrderedDict()
 
     # ----- permissions -----
     def _principal(self, context: Any) -> Principal:
@@ -247,8 +253,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             catalog = build_catalog(grants.restrict(self.schema))
             view = _View(catalog, build_graphql_schema(catalog), access)
         with self._lock:
-            self._views[key] = view
-        return view
+            # The view kept is the one every caller gets (plans are cached by its identity).
+            return self._views.setdefault(key, view)
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -270,11 +276,25 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return self._ticket(descriptor.command)
 
     def _plan(self, ticket: ExportTicket, view: _View) -> ExportPlan:
+        """The plan of ``ticket`` for ``view``, made once per distinct ticket and view (neither
+        the catalog nor a role's grants change while the server runs); tickets that fail are
+        not kept."""
+        key = (id(view), ticket.to_json())
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
         try:
             restrict = view.access.rows if view.access is not None else None
-            return plan_export(view.catalog, view.graphql_schema, self.dialect, ticket, restrict)
+            plan = plan_export(view.catalog, view.graphql_schema, self.dialect, ticket, restrict)
         except QuiverError as err:
             raise _client_error(err) from None
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return plan
 
     def _events_plan(self, ticket: EventsTicket, view: _View) -> EventsPlan:
         if view.access is not None:
@@ -439,7 +459,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(self._graphql_answer(parsed, context))
         if isinstance(parsed, EventsTicket):
             return self._events(context, ticket.ticket, parsed)
+        started = time.perf_counter()
         plan = self._plan(parsed, self._view(context))
+        planned = time.perf_counter()
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
             first = reader.read_next_batch()
@@ -447,6 +469,14 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
         except QuiverError as err:
             raise _client_error(err) from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "export of %s: planned in %.2f ms, first batch (%d rows) read %.2f ms later",
+                plan.entity.name,
+                (planned - started) * 1000,
+                first.num_rows,
+                (time.perf_counter() - planned) * 1000,
+            )
         return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
