@@ -48,7 +48,7 @@ def _register() -> None:
         app, companions=[flight_commands.start_beside_http, observer_commands.start_beside_http]
     )
     flight_commands.register(app)
-    schema_commands.register(app)
+    schema_commands.register(app, checks=[graphql_commands.check_compiled_permissions])
     pipeline_commands.register(app)
     observer_commands.register(app)
     ingest_commands.register(app)

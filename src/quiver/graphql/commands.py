@@ -159,6 +159,28 @@ def _check_permissions(settings: QuiverSettings, schema: Schema, config: str | N
         check_permissions(settings, schema, setting_locator(config))
 
 
+def check_compiled_permissions(schema: Schema, config: Path | None, debug: bool) -> None:
+    """``quiver compile``'s check of quiver.yaml's auth.permissions (``config``, or
+    ./quiver.yaml when present) against the compiled schema: every problem on its own line,
+    and exit 1 (nothing written)."""
+    from quiver.config.loader import DEFAULT_CONFIG_FILE, load_settings, setting_locator
+    from quiver.graphql.access import check_permissions
+    from quiver.runtime.errors import ConfigError
+
+    if config is None and not Path(DEFAULT_CONFIG_FILE).is_file():
+        return
+    with schema_commands.failures_reported(debug):
+        settings = load_settings(config)
+    try:
+        check_permissions(settings, schema, setting_locator(config))
+    except ConfigError as err:
+        for detail in err.details:
+            typer.echo(f"error: {detail.render()}", err=True)
+        count = len(err.details)
+        typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
+        raise typer.Exit(1) from None
+
+
 def _check_observers(settings: QuiverSettings, schema: Schema) -> None:
     """The observers of quiver.yaml must name fields their entities have."""
     if settings.observers:

@@ -6,7 +6,7 @@ Only typer is imported at module level; everything else inside the command bodie
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,8 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["Debug", "compile_command", "fail", "failures_reported", "register"]
 
 
-def register(app: typer.Typer) -> None:
-    """Add this package's commands to the ``quiver`` app."""
+#: A check of a compiled schema against quiver.yaml (``config``, or ./quiver.yaml), run by
+#: ``quiver compile`` before it writes anything; it prints its problems and exits 1.
+CompileCheck = Callable[["Schema", Path | None, bool], None]
+_compile_checks: list[CompileCheck] = []
+
+
+def register(app: typer.Typer, checks: list[CompileCheck] | None = None) -> None:
+    """Add this package's commands to the ``quiver`` app. ``checks`` run on every compiled
+    schema (the packages above this one supply them: the permissions check plans filters)."""
+    _compile_checks[:] = checks or []
     app.command("compile")(compile_command)
 
 
@@ -107,7 +115,8 @@ def compile_command(
         count = len(result.errors)
         typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
         raise typer.Exit(1)
-    _check_permissions(result.schema, config, debug)
+    for check in _compile_checks:
+        check(result.schema, config, debug)
     text = result.schema.to_json() + "\n"
     if str(output) == "-":
         typer.echo(text, nl=False)
@@ -118,27 +127,6 @@ def compile_command(
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     entities = len(result.schema.entities)
     typer.echo(f"wrote {output} ({entities} type{'s' if entities != 1 else ''})", err=True)
-
-
-def _check_permissions(schema: Schema, config: Path | None, debug: bool) -> None:
-    """The auth.permissions of quiver.yaml (``config``, or ./quiver.yaml when present), checked
-    against the compiled schema: every problem on its own line, and exit 1."""
-    from quiver.config.loader import DEFAULT_CONFIG_FILE, load_settings, setting_locator
-    from quiver.graphql.access import check_permissions
-    from quiver.runtime.errors import ConfigError
-
-    if config is None and not Path(DEFAULT_CONFIG_FILE).is_file():
-        return
-    with failures_reported(debug):
-        settings = load_settings(config)
-    try:
-        check_permissions(settings, schema, setting_locator(config))
-    except ConfigError as err:
-        for detail in err.details:
-            typer.echo(f"error: {detail.render()}", err=True)
-        count = len(err.details)
-        typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
-        raise typer.Exit(1) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
