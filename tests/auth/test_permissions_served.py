@@ -161,6 +161,18 @@ def test_aggregates_and_relation_filters_count_only_visible_rows(served: Served)
         TENANT1, "{ customers(where: {orders: {some: {total: {eq: 200}}}}) { id } }"
     )
     assert probe["data"]["customers"] == []
+    page = served.post(
+        TENANT1,
+        "{ customersConnection(first: 2) { totalCount nodes { id } pageInfo { hasNextPage } } }",
+    )["data"]["customersConnection"]
+    assert page == {
+        "totalCount": 4,
+        "nodes": [{"id": 1}, {"id": 3}],
+        "pageInfo": {"hasNextPage": True},
+    }
+    # ordering by a relation reads only related rows the role may see
+    ordered = served.post(TENANT2, "{ orders(orderBy: [{customer: {name: ASC}}]) { id } }")
+    assert [r["id"] for r in ordered["data"]["orders"]] in ([12, 11], [11, 12])
 
 
 def test_a_hidden_field_is_not_in_the_role_schema(served: Served) -> None:
