@@ -222,3 +222,13 @@ def test_the_installed_command_replays_into_postgresql(
     assert replay.returncode == 0, replay.stderr
     assert _sql(url, "SELECT id, qty FROM orders ORDER BY id") == [(1, 5), (2, -1)]
     assert run("ingest", "dlq", "list", "p.yaml").stdout == ""
+
+
+def test_an_entry_may_be_named_by_the_end_of_its_id(refused: tuple[Path, str]) -> None:
+    folder, entry_id = refused
+    suffix = entry_id.rsplit("-", 1)[1]
+    shown = quiver("ingest", "dlq", "show", "p.yaml", suffix, cwd=folder)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == entry_id
+    purged = quiver("ingest", "dlq", "purge", "p.yaml", suffix, cwd=folder)
+    assert purged.stdout.strip() == "purged 1 entry"

@@ -177,16 +177,18 @@ async def test_a_sink_that_cannot_be_reached_is_dead_lettered_once_retries_run_o
     assert result.steps["sink"].retries == 2
 
 
-async def test_a_queue_that_cannot_be_written_fails_the_run_and_keeps_nothing_half_done(
+async def test_a_queue_that_cannot_be_created_fails_the_run_with_a_clear_error(
     fresh_postgresql: str, tmp_path: Path
 ) -> None:
     url = fresh_postgresql
     _sql(url, "CREATE TABLE orders (id integer PRIMARY KEY, qty integer CHECK (qty > 0))")
-    (tmp_path / "in.csv").write_text("id,qty\n1,-5\n")
-    (tmp_path / "dlq").write_text("a file where the queue's directory should be")
+    (tmp_path / "in.csv").write_text("id,qty\n1,5\n")
+    (tmp_path / "dlq").mkdir()
+    (tmp_path / "dlq" / ".staging").write_text("a file where the staging directory should be")
     plan = _plan(tmp_path, _CSV_TO_PG, URL=url)
-    with pytest.raises(QuiverError, match="dead-letter queue"):
+    with pytest.raises(QuiverError, match="cannot create the dead-letter queue directory"):
         await _run(plan)
+    assert _sql(url, "SELECT count(*) FROM orders") == [(0,)]
 
 
 async def test_a_refused_jetstream_checkpoint_is_kept_and_the_others_commit(

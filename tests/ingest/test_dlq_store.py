@@ -285,3 +285,10 @@ def test_a_damaged_record_is_named_and_skipped_by_the_listing(tmp_path: Path) ->
     with pytest.raises(PermanentError, match="is damaged"):
         queue.get(damaged)
     assert queue.remove(damaged)  # purge still deletes it
+
+
+def test_a_dlq_path_naming_a_file_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "dlq").write_text("not a directory")
+    with pytest.raises(ConfigError, match="is a file, not a directory") as info:
+        parse_pipeline(_PIPELINE.format(dlq="{path: dlq}"), str(tmp_path / "p.yaml"), environ={})
+    assert "p.yaml:3:7 dlq.path: " in str(info.value)

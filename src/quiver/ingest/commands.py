@@ -97,7 +97,7 @@ def show_command(
         _, queue = _open(pipeline, variable)
         entry = _entry(queue, entry_id, pipeline)
         try:
-            table = queue.read(entry_id)
+            table = queue.read(entry.id)
         except KeyError:
             raise _missing(queue, entry_id, pipeline) from None
         doc = entry.to_json()
@@ -164,10 +164,9 @@ def purge_command(
         _, queue = _open(pipeline, variable)
         _check_choice(ids, every, pipeline)
         present = queue.ids()
-        chosen = present if every else list(dict.fromkeys(ids or []))
-        for entry_id in chosen:  # a damaged record can be purged too
-            if entry_id not in present:
-                raise _missing(queue, entry_id, pipeline)
+        # by id only, so that a damaged record can be purged too
+        chosen = present if every else [_full_id(queue, i, pipeline, present) for i in ids or []]
+        chosen = list(dict.fromkeys(chosen))
         count = sum(queue.remove(i) for i in chosen)
         queue.refresh()
     typer.echo(f"purged {_entries(count)}")
@@ -255,7 +254,8 @@ def _chosen(
     _check_choice(ids, every, file)
     if every:
         return queue.entries()
-    return [_entry(queue, i, file) for i in dict.fromkeys(ids or [])]
+    entries = [_entry(queue, i, file) for i in ids or []]
+    return list({e.id: e for e in entries}.values())
 
 
 def _check_choice(ids: list[str] | None, every: bool, file: str) -> None:
@@ -267,10 +267,27 @@ def _check_choice(ids: list[str] | None, every: bool, file: str) -> None:
 
 
 def _entry(queue: DeadLetterQueue, entry_id: str, file: str) -> DeadLetterEntry:
+    full = _full_id(queue, entry_id, file, queue.ids())
     try:
-        return queue.get(entry_id)
+        return queue.get(full)
     except KeyError:
         raise _missing(queue, entry_id, file) from None
+
+
+def _full_id(queue: DeadLetterQueue, given: str, file: str, present: list[str]) -> str:
+    """The id ``given`` names: itself, or the one id ending with it (``3f9a1c``)."""
+    if given in present:
+        return given
+    matches = [i for i in present if given and i.endswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise _CommandError(
+            f"{given!r} names {len(matches)} entries of the dead-letter queue {queue.path}: "
+            + ", ".join(matches[:5]),
+            "give the whole id",
+        )
+    raise _missing(queue, given, file)
 
 
 def _missing(queue: DeadLetterQueue, entry_id: str, file: str) -> _CommandError:

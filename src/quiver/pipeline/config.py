@@ -912,8 +912,19 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
 
 
 def _check_dlq(spec: PipelineSpec, positions: Positions, errors: list[ErrorDetail]) -> None:
-    """``dlq.sinks`` names sinks of the pipeline."""
-    if spec.dlq is None or spec.dlq.sinks is None:
+    """``dlq.path`` is a directory (or not there yet) and ``dlq.sinks`` names sinks."""
+    if spec.dlq is None:
+        return
+    path = spec.resolve(spec.dlq.path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        errors.append(
+            ErrorDetail(
+                f"{path} is a file, not a directory",
+                positions.where(("dlq", "path")),
+                "name a directory (it is created when missing)",
+            )
+        )
+    if spec.dlq.sinks is None:
         return
     sinks = [s.name for s in spec.sinks()]
     for i, name in enumerate(spec.dlq.sinks):

@@ -13,11 +13,11 @@ On disk, in the ``dlq.path`` directory::
     .staging/                             rows on their way to a sink, until it commits
     lock                                  held (flock) while entries are added or removed
 
-An entry's id starts with the UTC time of its first failure, so names sort oldest first. Both
-files are written under a temporary name, ``fsync``'d and renamed into place (the ``.arrow``
-first); the record's rename makes the entry visible, so a process killed in the middle of a
-write leaves no entry, only a temporary file the next start removes. Removing an entry
-deletes its record first. Retention (``max_age``, ``max_bytes``) drops the oldest entries,
+An entry's id starts with the UTC time it was made (``max_age`` counts from it), so names sort
+oldest first. Both files are written under a temporary name, ``fsync``'d and renamed into place
+(the ``.arrow`` first); the record's rename makes the entry visible, so a process killed in the
+middle of a write leaves no entry, only a temporary file the next start removes. Removing an
+entry deletes its record first. Retention (``max_age``, ``max_bytes``) drops the oldest entries,
 counts them in ``quiver_pipeline_dlq_dropped_total`` and logs each one.
 """
 
