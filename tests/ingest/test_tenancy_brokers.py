@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -135,3 +136,27 @@ def test_bad_topic_tenancy_is_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         build(receiver, options)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def first_yaml_after(page: str, heading: str) -> dict[str, object]:
+    text = (DOCS / page).read_text()
+    block = re.search(r"```yaml\n(.*?)```", text[text.index(heading) :], re.S)
+    assert block is not None
+    doc: dict[str, object] = yaml.safe_load(re.sub(r"\$\{env:(\w+)\}", r"\1", block.group(1)))
+    return doc
+
+
+def test_the_tenancy_examples_of_the_docs_are_valid_options() -> None:
+    from quiver.ingest.nats import NatsReceiverConfig
+    from quiver.ingest.otlp.config import OtlpSourceConfig
+
+    otlp = first_yaml_after("ingest.md", "## Multi-tenancy")["source"]
+    nats = first_yaml_after("ingest-brokers.md", "## Tenants from topics")["source"]
+    assert isinstance(otlp, dict) and isinstance(nats, dict)
+    tenancy = OtlpSourceConfig.model_validate(otlp["otlp"]).tenancy
+    assert tenancy is not None and tenancy.overrides["initech"].item_burst == 2000
+    topics = NatsReceiverConfig.model_validate(nats["nats"]).tenancy
+    assert topics is not None and topics.patterns == ["tenants.{tenant}.>"]

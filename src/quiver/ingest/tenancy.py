@@ -449,11 +449,12 @@ class Tenancy:
 
     def _assign(self, batch: pa.RecordBatch, claim: TenantClaim) -> pa.RecordBatch:
         rows = batch.num_rows
-        resource = self._resource_tenants(batch) if self._per_row else None
-        if claim.key is not None:
-            if resource is not None:
-                self._check_conflict(claim.key, pc.unique(resource).to_pylist())
+        if claim.key is not None:  # the key's tenant; a resource attribute may only repeat it
+            if self._per_row and self.cfg.on_conflict == "refuse":
+                claims = pc.unique(self._resource_tenants(batch)).to_pylist()
+                self._check_conflict(claim.key, claims)
             return _with_tenants(batch, pa.array([claim.key] * rows, pa.string()))
+        resource = self._resource_tenants(batch) if self._per_row else None
         layers: list[pa.Array | pa.Scalar] = []
         for source in self.cfg.sources:
             if source == "header" and claim.header is not None:
