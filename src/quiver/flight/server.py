@@ -58,7 +58,7 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-#: Export plans kept (one per distinct ticket).
+#: Plans kept (one per distinct export or columnar GraphQL ticket).
 _PLAN_CACHE_SIZE = 256
 
 
