@@ -130,6 +130,26 @@ def test_a_stream_comes_in_batches_of_the_configured_size(
     assert len(sizes) >= 4
 
 
+def test_a_relation_filter_keeps_only_the_rows_whose_related_row_matches(
+    served: Served, client: flight.FlightClient
+) -> None:
+    ticket = {
+        "export": {
+            "table": "Track",
+            "where": {"album": {"title": {"eq": "Facelift"}}},
+            "columns": ["trackId"],
+        }
+    }
+    got = sorted(read(client, ticket).column("trackId").to_pylist())
+    expected = sql(
+        served,
+        "SELECT t.track_id FROM track t JOIN album a ON a.album_id = t.album_id"
+        " WHERE a.title = ? ORDER BY t.track_id",
+        ("Facelift",),
+    )
+    assert got == [r[0] for r in expected] and len(got) == 12
+
+
 def test_a_postgresql_stream_sends_a_small_first_batch_then_full_ones(
     served: Served, client: flight.FlightClient
 ) -> None:

@@ -37,7 +37,15 @@ from quiver.sql.database import driver_params
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
-__all__ = ["ExportPlan", "find_entity", "pg_inline", "pg_literal", "plan_export", "stream_export"]
+__all__ = [
+    "ExportPlan",
+    "find_entity",
+    "pg_inline",
+    "pg_literal",
+    "plan_export",
+    "plan_rows",
+    "stream_export",
+]
 
 _PG_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 #: ADBC's first PostgreSQL batch: the rows of the first message or two the server sends, so
@@ -115,6 +123,34 @@ def plan_export(
     else:
         fields = entity.fields
     where = _coerced_where(entity, graphql_schema, ticket)
+    return plan_rows(
+        catalog,
+        graphql_schema,
+        dialect,
+        entity,
+        fields,
+        where,
+        limit=ticket.limit,
+        restrict=restrict,
+    )
+
+
+def plan_rows(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    fields: tuple[Field, ...],
+    where: dict[str, Any],
+    *,
+    limit: int | None = None,
+    by_key: bool = False,
+    restrict: RowRestriction | None = None,
+) -> ExportPlan:
+    """The statement reading ``fields`` of the rows of ``entity`` that ``where`` (a coerced
+    ``<Entity>Where`` input) keeps, at most ``limit``; with ``by_key`` in primary key order,
+    as a GraphQL list without ``orderBy`` is; with ``restrict`` (a role's row filters) only
+    the rows it shows, related rows included."""
     alias = "t0"
     try:
         condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where, restrict)
@@ -146,8 +182,11 @@ def plan_export(
     statement = sql("SELECT ", columns, " FROM ", table, f" AS {alias}")
     if condition is not None:
         statement = sql(statement, " WHERE ", condition)
-    if ticket.limit is not None:
-        statement = sql(statement, " LIMIT ", param(ticket.limit))
+    if by_key and entity.primary_key:
+        keys = (sql(ident(alias, column), " ASC") for column in entity.primary_key)
+        statement = sql(statement, " ORDER BY ", join(", ", keys))
+    if limit is not None:
+        statement = sql(statement, " LIMIT ", param(limit))
     text, slots = compile_sql(statement, dialect)
     try:
         params = tuple(slot.value({}) for slot in slots)

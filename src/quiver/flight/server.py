@@ -34,10 +34,10 @@ from quiver.auth import ANONYMOUS, AuthenticationError, Authenticator, Principal
 from quiver.auth.permissions import AccessDeniedError, grants_for
 from quiver.config.settings import QuiverSettings
 from quiver.flight import flight_sql
-from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.arrow_types import arrow_schema, conform_batch
 from quiver.flight.events import EventScanner, EventsPlan, plan_events, stream_events
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
-from quiver.flight.graphql_arrow import GraphQLArrow
+from quiver.flight.graphql_arrow import ColumnarQuery, GraphQLArrow
 from quiver.flight.load import load_table
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import (
@@ -62,7 +62,7 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-#: Export plans kept (one per distinct ticket).
+#: Plans kept (one per distinct export or columnar GraphQL ticket).
 _PLAN_CACHE_SIZE = 256
 
 
@@ -229,8 +229,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
         self.pool = ConnectionPool(url, fs.pool_size)
-        #: (view, export ticket as canonical JSON) -> its plan, the most recently used last
-        self._plans: OrderedDict[tuple[int, bytes], ExportPlan] = OrderedDict()
+        #: (view, ticket as canonical JSON) -> its plan, the most recently used last
+        self._plans: OrderedDict[tuple[int, bytes], ExportPlan | ColumnarQuery] = OrderedDict()
 
     # ----- permissions -----
     def _principal(self, context: Any) -> Principal:
@@ -281,20 +281,44 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         not kept."""
         key = (id(view), ticket.to_json())
         with self._lock:
-            plan = self._plans.get(key)
-            if plan is not None:
+            known = self._plans.get(key)
+            if isinstance(known, ExportPlan):
                 self._plans.move_to_end(key)
-                return plan
+                return known
         try:
             restrict = view.access.rows if view.access is not None else None
             plan = plan_export(view.catalog, view.graphql_schema, self.dialect, ticket, restrict)
         except QuiverError as err:
             raise _client_error(err) from None
+        self._keep(key, plan)
+        return plan
+
+    def _columnar(self, ticket: GraphQLTicket, context: Any) -> ColumnarQuery | None:
+        """A GraphQL ticket read as an export when its query allows (see
+        :meth:`GraphQLArrow.columnar`), once per distinct ticket; None: the engine answers,
+        as it does every ticket of a caller whose role has permissions."""
+        view = self._view(context)
+        if self._graphql is None or view.access is not None:
+            return None
+        key = (id(view), b"graphql " + ticket.to_json())
+        with self._lock:
+            known = self._plans.get(key)
+            if isinstance(known, ColumnarQuery):
+                self._plans.move_to_end(key)
+                return known
+        try:
+            columnar = self._graphql.columnar(ticket, self._principal(context))
+        except QuiverError as err:
+            raise _client_error(err) from None
+        if columnar is not None:
+            self._keep(key, columnar)
+        return columnar
+
+    def _keep(self, key: tuple[int, bytes], plan: ExportPlan | ColumnarQuery) -> None:
         with self._lock:
             self._plans[key] = plan
             if len(self._plans) > _PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
-        return plan
 
     def _events_plan(self, ticket: EventsTicket, view: _View) -> EventsPlan:
         if view.access is not None:
@@ -455,29 +479,35 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 return flight.RecordBatchStream(self._sql_result(command, context))
             raw = flight_sql.ticket_statement(command)
         parsed = self._ticket(raw)
-        if isinstance(parsed, GraphQLTicket):
-            return flight.RecordBatchStream(self._graphql_answer(parsed, context))
         if isinstance(parsed, EventsTicket):
             return self._events(context, ticket.ticket, parsed)
         started = time.perf_counter()
-        plan = self._plan(parsed, self._view(context))
+        schema: pa.Schema | None = None
+        if isinstance(parsed, GraphQLTicket):
+            columnar = self._columnar(parsed, context)
+            if columnar is None:
+                return flight.RecordBatchStream(self._graphql_answer(parsed, context))
+            plan, schema = columnar.plan, columnar.schema
+        else:
+            plan = self._plan(parsed, self._view(context))
         planned = time.perf_counter()
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
             first = reader.read_next_batch()
         except StopIteration:
-            return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
+            empty = pa.RecordBatchReader.from_batches(schema or plan.schema, [])
+            return flight.RecordBatchStream(empty)
         except QuiverError as err:
             raise _client_error(err) from None
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "export of %s: planned in %.2f ms, first batch (%d rows) read %.2f ms later",
+                "rows of %s: planned in %.2f ms, first batch (%d rows) read %.2f ms later",
                 plan.entity.name,
                 (planned - started) * 1000,
                 first.num_rows,
                 (time.perf_counter() - planned) * 1000,
             )
-        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
+        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader, schema))
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
@@ -518,26 +548,31 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 self._running.pop(raw, None)
 
     def _cancellable(
-        self, raw: bytes, first: pa.RecordBatch, rest: pa.RecordBatchReader
+        self,
+        raw: bytes,
+        first: pa.RecordBatch,
+        rest: pa.RecordBatchReader,
+        schema: pa.Schema | None = None,
     ) -> pa.RecordBatchReader:
         """The stream with its first batch read ahead (a query that cannot start fails the call
-        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket."""
+        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket;
+        with ``schema`` every batch is made to it (a GraphQL selection's types)."""
         stop = threading.Event()
         with self._lock:
             self._running.setdefault(raw, set()).add(stop)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                yield first
+                yield first if schema is None else conform_batch(first, schema)
                 for batch in rest:
                     if stop.is_set():
                         raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
-                    yield batch
+                    yield batch if schema is None else conform_batch(batch, schema)
             finally:
                 rest.close()
                 self._forget(raw, stop)
 
-        return pa.RecordBatchReader.from_batches(first.schema, batches())
+        return pa.RecordBatchReader.from_batches(schema or first.schema, batches())
 
     @_guarded
     def do_put(

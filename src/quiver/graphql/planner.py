@@ -155,6 +155,11 @@ def plan_filter(
     # a filter reads no cursor: the process key is as good as any
     planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
     planner.restrict = restrict
+    if alias[:1] == "t" and alias[1:].isdigit():
+        # Relation filters' subqueries name their rows t<n>: never the caller's alias, which
+        # an inner table of that name would shadow (the correlation would compare it to
+        # itself and the filter keep every row).
+        planner._alias_count = int(alias[1:]) + 1
     return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
 
 
