@@ -153,11 +153,11 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
     rows = len(column)
     kind = column.type
     if pa.types.is_dictionary(kind):
-        # by dictionary entry, counting equal entries as one
-        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
         indices = column.indices
         if indices.null_count or column.dictionary.null_count:
             return _pc_equal_to_previous(column)
+        # by dictionary entry, counting equal entries as one
+        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
         values = first[indices.to_numpy(zero_copy_only=False)]
     elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and not column.null_count:
         values = column.to_numpy()
