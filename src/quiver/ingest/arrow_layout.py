@@ -17,6 +17,7 @@ when the receiver has no tenancy.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -137,10 +138,11 @@ def telemetry_batch(columns: Mapping[str, list[Any] | pa.Array], rows: int) -> p
     if unknown:
         raise KeyError(f"not columns of the telemetry layout: {sorted(unknown)}")
     arrays = []
-    for f in TELEMETRY_SCHEMA:
+    nulls = _nulls(rows) if rows <= 65_536 else _fresh_nulls(rows)
+    for i, f in enumerate(TELEMETRY_SCHEMA):
         values = columns.get(f.name)
         if values is None:
-            arrays.append(pa.nulls(rows, f.type))
+            arrays.append(nulls[i])
             continue
         if len(values) != rows:
             raise ValueError(f"column {f.name!r} has {len(values)} values for {rows} rows")
@@ -151,6 +153,17 @@ def telemetry_batch(columns: Mapping[str, list[Any] | pa.Array], rows: int) -> p
             _times(values, f.type) if f.name in _TIME_COLUMNS else pa.array(values, f.type)
         )
     return pa.RecordBatch.from_arrays(arrays, schema=TELEMETRY_SCHEMA)
+
+
+@functools.lru_cache(maxsize=8)
+def _nulls(rows: int) -> tuple[pa.Array, ...]:
+    """A column of ``rows`` nulls of each column's type: made once per batch size and shared
+    (Arrow arrays are immutable), as most columns of a batch are null."""
+    return _fresh_nulls(rows)
+
+
+def _fresh_nulls(rows: int) -> tuple[pa.Array, ...]:
+    return tuple(pa.nulls(rows, f.type) for f in TELEMETRY_SCHEMA)
 
 
 def _times(values: list[Any], kind: pa.DataType) -> pa.Array:

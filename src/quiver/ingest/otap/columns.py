@@ -30,6 +30,7 @@ __all__ = [
     "nanos",
     "parent_rows",
     "per_row_maps",
+    "stable_order",
     "timestamps",
     "value_text",
     "value_texts",
@@ -152,11 +153,11 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
     rows = len(column)
     kind = column.type
     if pa.types.is_dictionary(kind):
-        # by dictionary entry, counting equal entries as one
-        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
         indices = column.indices
         if indices.null_count or column.dictionary.null_count:
             return _pc_equal_to_previous(column)
+        # by dictionary entry, counting equal entries as one
+        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
         values = first[indices.to_numpy(zero_copy_only=False)]
     elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and not column.null_count:
         values = column.to_numpy()
@@ -203,8 +204,6 @@ def _segmented_cumsum(raw: np.ndarray, same: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- ids and times
 
-_HEX = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
-
 
 def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Array:
     """A FixedSizeBinary(width) column as lowercase hex strings; null (and all zeros,
@@ -225,7 +224,7 @@ def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Arr
     data = array.buffers()[1]
     count = len(array)
     raw = np.frombuffer(data, dtype=np.uint8, count=count * width) if count else _NO_BYTES
-    text = _HEX[raw].tobytes()
+    text = raw.data.hex().encode("ascii")  # a C loop, no index array
     offsets = np.arange(0, (count + 1) * width * 2, width * 2, dtype=np.int32)
     keep = raw.view(np.uint64).reshape(count, width // 8).any(axis=1)  # all zeros: null
     if array.null_count:
@@ -554,7 +553,7 @@ def attribute_maps(
     if not len(owners) or bool((owners[1:] >= owners[:-1]).all()):
         order: np.ndarray | None = None  # already in parent order
     else:
-        order = _stable_order(owners, parents)
+        order = stable_order(owners, parents)
     if pa.types.is_dictionary(keys.type):
         indices = keys.indices.to_numpy(zero_copy_only=False)
         gathered = keys.dictionary.take(pa.array(indices if order is None else indices[order]))
@@ -565,7 +564,7 @@ def attribute_maps(
     return pa.MapArray.from_arrays(pa.array(offsets), gathered, values.rows(order))
 
 
-def _stable_order(owners: np.ndarray, parents: int) -> np.ndarray:
+def stable_order(owners: np.ndarray, parents: int) -> np.ndarray:
     """The stable sort order of ``owners`` (parent rows, below ``parents``): numpy's radix
     sort where they fit 16 bits, several times faster than its merge sort of int64."""
     if parents <= 1 << 16:

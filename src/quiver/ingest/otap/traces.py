@@ -23,6 +23,7 @@ from quiver.ingest.otap.columns import (
     nanos,
     parent_rows,
     per_row_maps,
+    stable_order,
     timestamps,
 )
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
@@ -113,7 +114,7 @@ def attributes_of(
 
 def _lists(items: pa.Array, parent_of: np.ndarray, parents: int) -> pa.Array:
     """``items`` gathered into one list per parent row (in their payload order)."""
-    order = np.argsort(parent_of, kind="stable")
+    order = stable_order(parent_of, parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(np.bincount(parent_of, minlength=parents), out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), items.take(pa.array(order)))
