@@ -157,11 +157,14 @@ async def _reset(url: str) -> None:
         await conn.close()
 
 
+# As Quiver's own writers do (quiver.sql.changelog), the insert sends a NOTIFY on commit.
 _INSERT = (
-    f"INSERT INTO {TABLE} (entity, entity_key, operation, after_image, changed_fields,"
-    " transaction_id) SELECT 'Item', jsonb_build_object('id', g), 'insert',"
+    f"WITH w AS (INSERT INTO {TABLE} (entity, entity_key, operation, after_image,"
+    " changed_fields, transaction_id) SELECT 'Item', jsonb_build_object('id', g), 'insert',"
     " jsonb_build_object('id', g, 'n', g), '[\"id\", \"n\"]', $2"
-    " FROM generate_series($1::bigint, $1::bigint + $3 - 1) g RETURNING id"
+    " FROM generate_series($1::bigint, $1::bigint + $3 - 1) g RETURNING id),"
+    f" n AS (SELECT pg_notify('quiver_changes', '{TABLE}'))"
+    " SELECT w.id FROM w, n ORDER BY w.id"
 )
 
 

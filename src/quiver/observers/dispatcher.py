@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -32,6 +33,9 @@ from quiver.observers.event import Event, Job
 from quiver.observers.metrics import DispatcherMetrics
 from quiver.observers.store import EVENT_DONE, DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
+from quiver.sql.changelog import CHANGE_CHANNEL
+from quiver.sql.connect import connect_postgresql
+from quiver.sql.url import parse_database_url
 
 __all__ = ["DEFAULT_LANES", "DEFAULT_LEASE", "Dispatcher"]
 
@@ -54,7 +58,6 @@ _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads 
 # is skipped.
 _RECENT_BATCHES = 10
 _FULL_SCAN_EVERY = (1.0, 10.0)
-_MAX_GAPS = 100_000  # ids noted as gaps after one scan at most
 _PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
 _GAUGES_EVERY = 5.0  # seconds between counts of the backlog and the dead-letter table
 
@@ -79,8 +82,14 @@ class Dispatcher:
         *,
         lease: float = DEFAULT_LEASE,
         lanes: int = DEFAULT_LANES,
+        listen: str | None = None,
     ) -> None:
+        """``listen``: the URL of the PostgreSQL database to LISTEN on for new changes."""
         self.store = store
+        self._listen_url = listen
+        self._listener: Any = None
+        self._woken = asyncio.Event()
+        self._heard = 0  # wake-ups so far
         self.lease = lease
         self.lanes = lanes
         # Scans read the change rows above the newest id claimed so far, or from the lowest
@@ -163,14 +172,16 @@ class Dispatcher:
     def _saw(self, ids: list[int], now: float) -> None:
         """Note the ids (ascending) a scan claimed: each is no gap any more, and the ids
         between the newest claimed so far and these that were not among them are gaps
-        (a change committed later than a change with a larger id, or not yet at all)."""
+        (a change committed later than a change with a larger id, not yet committed, or
+        claimed by another dispatcher), down to the margin below which scans never start."""
         gaps = self._gaps
         for i in ids:
             gaps.pop(i, None)
         top = ids[-1]
         if top > self._newest:
             claimed = set(ids)
-            for i in range(max(self._newest + 1, top - _MAX_GAPS), top):
+            first = max(self._newest + 1, top - _RECENT_BATCHES * self.settings.batch_size)
+            for i in range(first, top):
                 if i not in claimed:
                     gaps[i] = now
             self._newest = top
@@ -219,12 +230,54 @@ class Dispatcher:
         older than twice the lookback are dropped."""
         stop = stop or asyncio.Event()
         lanes = 1 if self.settings.ordered else self.lanes
-        await asyncio.gather(self._housekeep(stop), *(self._lane(stop) for _ in range(lanes)))
+        try:
+            await asyncio.gather(
+                self._housekeep(stop),
+                self._wake_on(stop),
+                *(self._lane(stop) for _ in range(lanes)),
+            )
+        finally:
+            await self._unlisten()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake()
+
+    def _wake(self, *_args: object) -> None:
+        """Wake the idle lanes: a change committed (a NOTIFY), or the dispatcher stops."""
+        self._heard += 1
+        self._woken.set()
+        self._woken = asyncio.Event()
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, LISTEN for the NOTIFY every change-log writer sends when it commits
+        (see :mod:`quiver.sql.changelog`), so an idle lane scans at once instead of after
+        ``poll_interval``; again if the connection was lost. Without it the lanes poll."""
+        if self._listen_url is None:
+            return
+        if self._listener is not None:
+            if not self._listener.is_closed():
+                return
+            self._listener = None
+        try:
+            conn = await connect_postgresql(parse_database_url(self._listen_url))
+            await conn.add_listener(CHANGE_CHANNEL, self._wake)
+        except Exception as exc:
+            _log.warning("observers: cannot LISTEN for changes (%s); the lanes poll", exc)
+            return
+        self._listener = conn
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
 
     async def _housekeep(self, stop: asyncio.Event) -> None:
         pruned_at: float | None = None
         while not stop.is_set():
             now = time.monotonic()
+            await self._listen()
             try:
                 if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
                     pruned_at = now
@@ -237,6 +290,7 @@ class Dispatcher:
 
     async def _lane(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            heard = self._heard
             try:
                 read = await self.run_once()
             except Exception as exc:  # the database or the ledger: the events stay pending
@@ -244,9 +298,10 @@ class Dispatcher:
                 read = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _PAUSE)
-            if read < self.settings.batch_size:
+            # A NOTIFY heard while the scan ran may be of a change it did not see yet.
+            if read < self.settings.batch_size and heard == self._heard and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(self._woken.wait(), self.settings.poll_interval)
 
     async def count(self) -> None:
         """Set the backlog and dead-letter gauges from the database."""
@@ -386,4 +441,5 @@ class Dispatcher:
         for o in self.observers:
             for b in o.actions:
                 await b.action.close()
+        await self._unlisten()
         await self.store.db.close()

@@ -102,7 +102,10 @@ async def open_dispatcher(
     except BaseException:
         await store.db.close()
         raise
-    return Dispatcher(store, observers, settings.dispatcher, lease=lease, lanes=lanes)
+    listen = settings.database.url if store.dialect.name == "postgresql" else None
+    return Dispatcher(
+        store, observers, settings.dispatcher, lease=lease, lanes=lanes, listen=listen
+    )
 
 
 async def attach_job_queues(store: DispatchStore, observers: Sequence[Observer]) -> None:
