@@ -194,9 +194,10 @@ _PG_CLAIMED = (
     " WHERE l.event_id = c.id)) ORDER BY c.id)"
     " FROM {changes} c WHERE c.id = ANY($1::bigint[])"
 )
-# A batch's ledger rows and the end of its claims (token $1, or NULL) in one statement.
+# A batch's ledger rows and the end of its claims (token $1, or NULL) in one statement; the
+# claims are looked up by their events' ids (the key), not by their token (no index).
 _PG_RECORD = (
-    "WITH gone AS (DELETE FROM {claims} WHERE token = $1::text)"
+    "WITH gone AS (DELETE FROM {claims} WHERE event_id = ANY($2::bigint[]) AND token = $1::text)"
     " INSERT INTO {ledger} (event_id, observer, action, status, attempts, last_error,"
     " updated_at) SELECT e, o, a, s, n, NULL, $7::text FROM unnest($2::bigint[], $3::text[],"
     " $4::text[], $5::text[], $6::int[]) AS r (e, o, a, s, n) {upsert}"
@@ -516,7 +517,8 @@ class DispatchStore:
         self, outcomes: Sequence[tuple[int, str, str, str, int]], release: str | None = None
     ) -> None:
         """Ledger rows (event id, observer, action, status, attempts) in one transaction,
-        which also drops the claims taken under the token ``release`` if given."""
+        which also drops the claims taken under the token ``release`` if given (on
+        PostgreSQL only those of the outcomes' events: give every claimed event one)."""
         if not outcomes and release is None:
             return
         stamp = _now()
