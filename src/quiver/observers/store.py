@@ -428,7 +428,7 @@ class DispatchStore:
         )
         if ids is None:
             return [], {}
-        doc = await self.db.fetch_json(self._claimed_text, [orjson.loads(ids)])
+        doc = await self.db.fetch_json(self._claimed_text, [tuple(orjson.loads(ids))])
         if doc is None:
             return [], {}
         rows = orjson.loads(doc)
@@ -529,15 +529,10 @@ class DispatchStore:
                 )
             await self.db.fetch_json(
                 self._record_text,
-                [
-                    release,
-                    [o[0] for o in outcomes],
-                    [o[1] for o in outcomes],
-                    [o[2] for o in outcomes],
-                    [o[3] for o in outcomes],
-                    [o[4] for o in outcomes],
-                    stamp,
-                ],
+                # Tuples: taken as arrays as they are, never converted value by value.
+                [release, *(tuple(column) for column in zip(*outcomes, strict=True)), stamp]
+                if outcomes
+                else [release, (), (), (), (), (), stamp],
             )
             return
         async with self.db.transaction() as tx:
