@@ -199,14 +199,25 @@ class Dispatcher:
             for event in events:
                 await self._dispatch(event, finished[event.id])
             return
+        # Up to `concurrency` workers take the events in turn (a task per worker, not per
+        # event); every event is dispatched even when another one failed.
+        queue = iter(events)
+        failures: list[BaseException] = []
+
+        async def work() -> None:
+            for event in queue:
+                try:
+                    await self._dispatch(event, finished[event.id])
+                except Exception as exc:
+                    failures.append(exc)
+
         outcomes = await asyncio.gather(
-            *(self._dispatch(event, finished[event.id]) for event in events),
+            *(work() for _ in range(min(self.settings.concurrency, len(events)))),
             return_exceptions=True,
         )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, Exception):
-                raise failure
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if failures:
             raise failures[0]
 
