@@ -180,11 +180,13 @@ class Dispatcher:
         top = ids[-1]
         if top > self._newest:
             claimed = set(ids)
-            first = max(self._newest + 1, top - _RECENT_BATCHES * self.settings.batch_size)
-            for i in range(first, top):
+            floor = top - _RECENT_BATCHES * self.settings.batch_size
+            for i in range(max(self._newest + 1, floor), top):
                 if i not in claimed:
                     gaps[i] = now
             self._newest = top
+            if gaps and min(gaps) < floor:  # no scan starts below the margin: forget them
+                self._gaps = {i: t for i, t in gaps.items() if i >= floor}
 
     async def _release(self, token: str) -> None:
         try:
