@@ -93,7 +93,7 @@ class Dispatcher:
         self.lease = lease
         self.lanes = lanes
         # Scans read the change rows above the newest id claimed so far, or from the lowest
-        # gap below it; one scan a second reads the whole lookback window (see _GAPS).
+        # gap below it; one every third of the lease reads the whole window (see _GAPS).
         self._newest = 0
         self._gaps: dict[int, float] = {}  # id below _newest -> when first missed
         self._full_scan_at = -math.inf
@@ -154,11 +154,11 @@ class Dispatcher:
         try:
             await self._dispatch_all(events, finished)
         except Exception:
-            await self.store.record_many(outcomes)
-            await self._release(token)
             # The events that did not finish are found again by the next scan.
             recorded = {o[0] for o in outcomes if o[1] == EVENT_DONE}
             self._gaps.update((e.id, now) for e in events if e.id not in recorded)
+            await self.store.record_many(outcomes)
+            await self._release(token)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
