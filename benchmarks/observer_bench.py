@@ -368,7 +368,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=200, help="dispatcher.batch_size")
     p.add_argument("--concurrency", type=int, default=32, help="dispatcher.concurrency")
     p.add_argument("--lanes", type=int, default=2, help="quiver observers run --lanes")
-    p.add_argument("--poll", type=float, default=0.005, help="dispatcher.poll_interval")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=0.5,
+        help="dispatcher.poll_interval (on PostgreSQL the dispatcher wakes on the writers' NOTIFY)",
+    )
     p.add_argument("--port", type=int, default=18931)
     p.add_argument("--subjects", nargs="+", default=["baseline", "quiver"])
     asyncio.run(_main(p.parse_args()))

@@ -121,6 +121,11 @@ class Dispatcher:
         are free for the next scan of any dispatcher at once. A dispatcher killed mid-batch
         leaves its claims to expire after ``lease`` seconds; then any dispatcher takes the
         events over and delivers what the ledger does not record yet."""
+        return (await self._run_batch())[0]
+
+    async def _run_batch(self) -> tuple[int, bool]:
+        """:meth:`run_once`: how many events were claimed, and whether more may be
+        pending (see :class:`~quiver.observers.store.ClaimedBatch`)."""
         token = secrets.token_hex(16)
         now = time.monotonic()
         full = now - self._full_scan_at >= self._full_scan_every
@@ -135,7 +140,7 @@ class Dispatcher:
             if self._gaps:
                 margin = self._newest - _RECENT_BATCHES * self.settings.batch_size
                 after = max(0, margin, min(self._gaps) - 1)
-        events, finished = await self.store.claim_with_ledger(
+        batch = await self.store.claim_batch(
             self._entities(),
             self.settings.lookback,
             self.settings.batch_size,
@@ -144,8 +149,9 @@ class Dispatcher:
             time.time() + self.lease,
             after,
         )
+        events, finished = batch.events, batch.finished
         if not events:
-            return 0
+            return 0, batch.more
         self._saw([e.id for e in events], now)
         outcomes: list[_Outcome] = []
         _BATCH.set(outcomes)
@@ -167,7 +173,7 @@ class Dispatcher:
         # The batch's ledger rows and the end of its claims, in one transaction. A dispatcher
         # that dies before delivers the batch's actions again: at least once.
         await self.store.record_many(outcomes, token)
-        return len(events)
+        return len(events), batch.more
 
     def _saw(self, ids: list[int], now: float) -> None:
         """Note the ids (ascending) a scan claimed: each is no gap any more, and the ids
@@ -238,7 +244,8 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Scan until ``stop`` is set in ``lanes`` tasks (one when ordered), each claiming
         and delivering its own batch, so events committed while one batch is delivered are
-        claimed by the next lane at once; each lane sleeps ``poll_interval`` when idle. The
+        claimed by the next lane at once; a lane whose scan reached the end of the pending
+        events sleeps ``poll_interval`` (or until a NOTIFY on PostgreSQL). The
         gauges are counted every few seconds, and once an hour the ledger rows of events
         older than twice the lookback are dropped."""
         stop = stop or asyncio.Event()
@@ -305,14 +312,15 @@ class Dispatcher:
         while not stop.is_set():
             heard = self._heard
             try:
-                read = await self.run_once()
+                _, more = await self._run_batch()
             except Exception as exc:  # the database or the ledger: the events stay pending
                 _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
-                read = 0
+                more = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _PAUSE)
-            # A NOTIFY heard while the scan ran may be of a change it did not see yet.
-            if read < self.settings.batch_size and heard == self._heard and not stop.is_set():
+            # Idle once a scan reached the end of the pending events. A NOTIFY heard while the
+            # scan ran may be of a change it did not see yet.
+            if not more and heard == self._heard and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._woken.wait(), self.settings.poll_interval)
 
