@@ -157,11 +157,14 @@ async def _reset(url: str) -> None:
         await conn.close()
 
 
+# As Quiver's own writers do (quiver.sql.changelog), the insert sends a NOTIFY on commit.
 _INSERT = (
-    f"INSERT INTO {TABLE} (entity, entity_key, operation, after_image, changed_fields,"
-    " transaction_id) SELECT 'Item', jsonb_build_object('id', g), 'insert',"
+    f"WITH w AS (INSERT INTO {TABLE} (entity, entity_key, operation, after_image,"
+    " changed_fields, transaction_id) SELECT 'Item', jsonb_build_object('id', g), 'insert',"
     " jsonb_build_object('id', g, 'n', g), '[\"id\", \"n\"]', $2"
-    " FROM generate_series($1::bigint, $1::bigint + $3 - 1) g RETURNING id"
+    " FROM generate_series($1::bigint, $1::bigint + $3 - 1) g RETURNING id),"
+    f" n AS (SELECT pg_notify('quiver_changes', '{TABLE}'))"
+    " SELECT w.id FROM w, n ORDER BY w.id"
 )
 
 
@@ -365,7 +368,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=200, help="dispatcher.batch_size")
     p.add_argument("--concurrency", type=int, default=32, help="dispatcher.concurrency")
     p.add_argument("--lanes", type=int, default=2, help="quiver observers run --lanes")
-    p.add_argument("--poll", type=float, default=0.005, help="dispatcher.poll_interval")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=0.5,
+        help="dispatcher.poll_interval (on PostgreSQL the dispatcher wakes on the writers' NOTIFY)",
+    )
     p.add_argument("--port", type=int, default=18931)
     p.add_argument("--subjects", nargs="+", default=["baseline", "quiver"])
     asyncio.run(_main(p.parse_args()))

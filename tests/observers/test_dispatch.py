@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import signal
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -299,4 +300,28 @@ async def test_an_event_whose_dead_letter_cannot_be_written_stays_pending(
         assert await dispatcher.store.dead_letters() == []
         assert await dispatcher.run_once() == 0
     finally:
+        await dispatcher.close()
+
+
+async def test_an_idle_dispatcher_on_postgresql_is_woken_by_the_writers_notify(
+    shop: Shop, receiver: Receiver
+) -> None:
+    if shop.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    # Polling alone would take a minute: the event arrives long before.
+    dispatcher = await shop.dispatcher([_hook(receiver, on=["insert"], when="")], poll_interval=60)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await asyncio.sleep(1.0)  # the first scans found nothing: the lanes idle
+        assert receiver.received == []
+        started = time.monotonic()
+        await _seed(shop)
+        while len(receiver.received) < 2 and time.monotonic() - started < 10:
+            await asyncio.sleep(0.01)
+        assert len(receiver.received) == 2
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        await running
         await dispatcher.close()

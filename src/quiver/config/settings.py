@@ -220,7 +220,7 @@ class DispatcherSettings(_Settings):
     poll_interval: float = Field(
         default=0.5, gt=0, description="Seconds between scans of the change log when idle."
     )
-    batch_size: int = Field(default=100, ge=1, description="Most change rows read by one scan.")
+    batch_size: int = Field(default=500, ge=1, description="Most change rows read by one scan.")
     lookback: float = Field(
         default=7 * 86400.0,
         gt=0,

@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -32,6 +33,9 @@ from quiver.observers.event import Event, Job
 from quiver.observers.metrics import DispatcherMetrics
 from quiver.observers.store import EVENT_DONE, DeadLetterRow, DispatchStore
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, Delivery, RetriesExhaustedError
+from quiver.sql.changelog import CHANGE_CHANNEL
+from quiver.sql.connect import connect_postgresql
+from quiver.sql.url import parse_database_url
 
 __all__ = ["DEFAULT_LANES", "DEFAULT_LEASE", "Dispatcher"]
 
@@ -54,7 +58,6 @@ _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads 
 # is skipped.
 _RECENT_BATCHES = 10
 _FULL_SCAN_EVERY = (1.0, 10.0)
-_MAX_GAPS = 100_000  # ids noted as gaps after one scan at most
 _PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
 _GAUGES_EVERY = 5.0  # seconds between counts of the backlog and the dead-letter table
 
@@ -79,12 +82,18 @@ class Dispatcher:
         *,
         lease: float = DEFAULT_LEASE,
         lanes: int = DEFAULT_LANES,
+        listen: str | None = None,
     ) -> None:
+        """``listen``: the URL of the PostgreSQL database to LISTEN on for new changes."""
         self.store = store
+        self._listen_url = listen
+        self._listener: Any = None
+        self._woken = asyncio.Event()
+        self._heard = 0  # wake-ups so far
         self.lease = lease
         self.lanes = lanes
         # Scans read the change rows above the newest id claimed so far, or from the lowest
-        # gap below it; one scan a second reads the whole lookback window (see _GAPS).
+        # gap below it; one every third of the lease reads the whole window (see _GAPS).
         self._newest = 0
         self._gaps: dict[int, float] = {}  # id below _newest -> when first missed
         self._full_scan_at = -math.inf
@@ -112,6 +121,11 @@ class Dispatcher:
         are free for the next scan of any dispatcher at once. A dispatcher killed mid-batch
         leaves its claims to expire after ``lease`` seconds; then any dispatcher takes the
         events over and delivers what the ledger does not record yet."""
+        return (await self._run_batch())[0]
+
+    async def _run_batch(self) -> tuple[int, bool]:
+        """:meth:`run_once`: how many events were claimed, and whether more may be
+        pending (see :class:`~quiver.observers.store.ClaimedBatch`)."""
         token = secrets.token_hex(16)
         now = time.monotonic()
         full = now - self._full_scan_at >= self._full_scan_every
@@ -126,7 +140,7 @@ class Dispatcher:
             if self._gaps:
                 margin = self._newest - _RECENT_BATCHES * self.settings.batch_size
                 after = max(0, margin, min(self._gaps) - 1)
-        events, finished = await self.store.claim_with_ledger(
+        batch = await self.store.claim_batch(
             self._entities(),
             self.settings.lookback,
             self.settings.batch_size,
@@ -135,8 +149,9 @@ class Dispatcher:
             time.time() + self.lease,
             after,
         )
+        events, finished = batch.events, batch.finished
         if not events:
-            return 0
+            return 0, batch.more
         self._saw([e.id for e in events], now)
         outcomes: list[_Outcome] = []
         _BATCH.set(outcomes)
@@ -145,11 +160,11 @@ class Dispatcher:
         try:
             await self._dispatch_all(events, finished)
         except Exception:
-            await self.store.record_many(outcomes)
-            await self._release(token)
             # The events that did not finish are found again by the next scan.
             recorded = {o[0] for o in outcomes if o[1] == EVENT_DONE}
             self._gaps.update((e.id, now) for e in events if e.id not in recorded)
+            await self.store.record_many(outcomes)
+            await self._release(token)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
@@ -158,22 +173,26 @@ class Dispatcher:
         # The batch's ledger rows and the end of its claims, in one transaction. A dispatcher
         # that dies before delivers the batch's actions again: at least once.
         await self.store.record_many(outcomes, token)
-        return len(events)
+        return len(events), batch.more
 
     def _saw(self, ids: list[int], now: float) -> None:
         """Note the ids (ascending) a scan claimed: each is no gap any more, and the ids
         between the newest claimed so far and these that were not among them are gaps
-        (a change committed later than a change with a larger id, or not yet at all)."""
+        (a change committed later than a change with a larger id, not yet committed, or
+        claimed by another dispatcher), down to the margin below which scans never start."""
         gaps = self._gaps
         for i in ids:
             gaps.pop(i, None)
         top = ids[-1]
         if top > self._newest:
             claimed = set(ids)
-            for i in range(max(self._newest + 1, top - _MAX_GAPS), top):
+            floor = top - _RECENT_BATCHES * self.settings.batch_size
+            for i in range(max(self._newest + 1, floor), top):
                 if i not in claimed:
                     gaps[i] = now
             self._newest = top
+            if gaps and min(gaps) < floor:  # no scan starts below the margin: forget them
+                self._gaps = {i: t for i, t in gaps.items() if i >= floor}
 
     async def _release(self, token: str) -> None:
         try:
@@ -188,14 +207,25 @@ class Dispatcher:
             for event in events:
                 await self._dispatch(event, finished[event.id])
             return
+        # Up to `concurrency` workers take the events in turn (a task per worker, not per
+        # event); every event is dispatched even when another one failed.
+        queue = iter(events)
+        failures: list[BaseException] = []
+
+        async def work() -> None:
+            for event in queue:
+                try:
+                    await self._dispatch(event, finished[event.id])
+                except Exception as exc:
+                    failures.append(exc)
+
         outcomes = await asyncio.gather(
-            *(self._dispatch(event, finished[event.id]) for event in events),
+            *(work() for _ in range(min(self.settings.concurrency, len(events)))),
             return_exceptions=True,
         )
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, Exception):
-                raise failure
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if failures:
             raise failures[0]
 
@@ -214,17 +244,60 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Scan until ``stop`` is set in ``lanes`` tasks (one when ordered), each claiming
         and delivering its own batch, so events committed while one batch is delivered are
-        claimed by the next lane at once; each lane sleeps ``poll_interval`` when idle. The
+        claimed by the next lane at once; a lane whose scan reached the end of the pending
+        events sleeps ``poll_interval`` (or until a NOTIFY on PostgreSQL). The
         gauges are counted every few seconds, and once an hour the ledger rows of events
         older than twice the lookback are dropped."""
         stop = stop or asyncio.Event()
         lanes = 1 if self.settings.ordered else self.lanes
-        await asyncio.gather(self._housekeep(stop), *(self._lane(stop) for _ in range(lanes)))
+        try:
+            await asyncio.gather(
+                self._housekeep(stop),
+                self._wake_on(stop),
+                *(self._lane(stop) for _ in range(lanes)),
+            )
+        finally:
+            await self._unlisten()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake()
+
+    def _wake(self, *_args: object) -> None:
+        """Wake the idle lanes: a change committed (a NOTIFY), or the dispatcher stops."""
+        self._heard += 1
+        self._woken.set()
+        self._woken = asyncio.Event()
+
+    async def _listen(self) -> None:
+        """On PostgreSQL, LISTEN for the NOTIFY every change-log writer sends when it commits
+        (see :mod:`quiver.sql.changelog`), so an idle lane scans at once instead of after
+        ``poll_interval``; again if the connection was lost. Without it the lanes poll."""
+        if self._listen_url is None:
+            return
+        if self._listener is not None:
+            if not self._listener.is_closed():
+                return
+            self._listener = None
+        try:
+            conn = await connect_postgresql(parse_database_url(self._listen_url))
+            await conn.add_listener(CHANGE_CHANNEL, self._wake)
+        except Exception as exc:
+            _log.warning("observers: cannot LISTEN for changes (%s); the lanes poll", exc)
+            return
+        self._listener = conn
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
 
     async def _housekeep(self, stop: asyncio.Event) -> None:
         pruned_at: float | None = None
         while not stop.is_set():
             now = time.monotonic()
+            await self._listen()
             try:
                 if pruned_at is None or now - pruned_at > _PRUNE_EVERY:
                     pruned_at = now
@@ -237,16 +310,19 @@ class Dispatcher:
 
     async def _lane(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            heard = self._heard
             try:
-                read = await self.run_once()
+                _, more = await self._run_batch()
             except Exception as exc:  # the database or the ledger: the events stay pending
                 _log.warning("observers: a scan failed, retried in %ss: %s", _PAUSE, exc)
-                read = 0
+                more = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _PAUSE)
-            if read < self.settings.batch_size:
+            # Idle once a scan reached the end of the pending events. A NOTIFY heard while the
+            # scan ran may be of a change it did not see yet.
+            if not more and heard == self._heard and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(self._woken.wait(), self.settings.poll_interval)
 
     async def count(self) -> None:
         """Set the backlog and dead-letter gauges from the database."""
@@ -386,4 +462,5 @@ class Dispatcher:
         for o in self.observers:
             for b in o.actions:
                 await b.action.close()
+        await self._unlisten()
         await self.store.db.close()

@@ -21,6 +21,7 @@ from quiver.runtime.errors import ErrorDetail, PermanentError, RetryableError
 __all__ = ["Poster"]
 
 _MAX_IDLE = 64  # idle connections kept per receiver
+_SET_BY_POSTER = frozenset(("host", "content-length"))  # on plain http://, from the URL and body
 
 
 class _Exchange:
@@ -128,17 +129,18 @@ class Poster:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], where: str) -> None:
         plain = self._plain(url)
         for k, v in headers.items():
-            if any(c in k or c in v for c in "\r\n") or not (k + v).isascii():
+            if "\r" in k or "\n" in k or "\r" in v or "\n" in v or not (k + v).isascii():
                 raise PermanentError(
                     [ErrorDetail(f"header {k!r}: line breaks or non-ASCII text", where, "")],
                     code="HTTP_HEADER",
                 )
+        text = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
         try:
             async with asyncio.timeout(self.timeout):
                 if plain is not None:
-                    status, text = await self._post_plain(plain, body, headers)
+                    status, answer = await self._post_plain(plain, body, headers, text)
                 else:
-                    status, text = await self._post_httpx(url, body, headers)
+                    status, answer = await self._post_httpx(url, body, headers)
         except TimeoutError:
             raise RetryableError(
                 [ErrorDetail(f"no response within {self.timeout}s", where, "")],
@@ -152,7 +154,7 @@ class Poster:
         if 200 <= status < 300:
             return
         detail = ErrorDetail(
-            f"the receiver answered {status}: {text[:200].decode(errors='replace')}",
+            f"the receiver answered {status}: {answer[:200].decode(errors='replace')}",
             where,
             "check the receiver's logs",
         )
@@ -161,14 +163,15 @@ class Poster:
         raise PermanentError([detail], code="HTTP_STATUS")
 
     async def _post_plain(
-        self, plain: tuple[_Exchange, bytes], body: bytes, headers: Mapping[str, str]
+        self, plain: tuple[_Exchange, bytes], body: bytes, headers: Mapping[str, str], head: str
     ) -> tuple[int, bytes]:
+        """POST over this module's connections; ``head`` is ``headers`` as header lines
+        (``Host`` and ``Content-Length`` come from the URL and the body instead)."""
         exchange, line = plain
-        head = "".join(
-            f"{k}: {v}\r\n"
-            for k, v in headers.items()
-            if k.lower() not in ("host", "content-length")
-        )
+        if any(k.lower() in _SET_BY_POSTER for k in headers):
+            head = "".join(
+                f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _SET_BY_POSTER
+            )
         request = b"%s%sContent-Length: %d\r\n\r\n%s" % (
             line,
             head.encode("latin-1"),

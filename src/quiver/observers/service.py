@@ -67,8 +67,15 @@ async def open_store(settings: QuiverSettings) -> DispatchStore:
         # none, and autovacuum may be off): without them the planner expects a handful of
         # unfinished rows, and sorts every one of the window to claim the first few. With
         # sorts last resort, a scan reads the change log in id order and stops at the batch's
-        # end; generic plans spare planning each statement anew.
-        postgresql_settings={"plan_cache_mode": "force_generic_plan", "enable_sort": "off"},
+        # end; generic plans spare planning each statement anew. The dispatcher's own writes
+        # (claims, ledger, dead letters) commit without waiting for the WAL flush: a server
+        # crash can lose the last few, and then their events are delivered again (at least
+        # once, with the same idempotency key), never lost; the change log is the writers'.
+        postgresql_settings={
+            "plan_cache_mode": "force_generic_plan",
+            "enable_sort": "off",
+            "synchronous_commit": "off",
+        },
     )
     d = settings.dispatcher
     store = DispatchStore(
@@ -102,7 +109,10 @@ async def open_dispatcher(
     except BaseException:
         await store.db.close()
         raise
-    return Dispatcher(store, observers, settings.dispatcher, lease=lease, lanes=lanes)
+    listen = settings.database.url if store.dialect.name == "postgresql" else None
+    return Dispatcher(
+        store, observers, settings.dispatcher, lease=lease, lanes=lanes, listen=listen
+    )
 
 
 async def attach_job_queues(store: DispatchStore, observers: Sequence[Observer]) -> None:

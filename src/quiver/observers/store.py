@@ -24,7 +24,14 @@ from quiver.sql.changelog import ensure_change_log
 from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 
-__all__ = ["EVENT_DONE", "DeadLetterRow", "DispatchStore", "claims_table", "placeholders"]
+__all__ = [
+    "EVENT_DONE",
+    "ClaimedBatch",
+    "DeadLetterRow",
+    "DispatchStore",
+    "claims_table",
+    "placeholders",
+]
 
 EVENT_DONE = "*"
 
@@ -123,6 +130,17 @@ _UPSERT = {
 
 
 @dataclass(frozen=True)
+class ClaimedBatch:
+    """The events a scan claimed, the (observer, action) pairs the ledger records for each,
+    and whether more may be pending: the scan found a whole batch of candidates, or lost
+    some to another claim. When not, a scan right away would find nothing new."""
+
+    events: list[Event]
+    finished: dict[int, set[tuple[str, str]]]
+    more: bool
+
+
+@dataclass(frozen=True)
 class DeadLetterRow:
     id: int
     event_id: int
@@ -159,7 +177,8 @@ _EVENT_COLUMNS = (
 # PostgreSQL claims a batch in two statements of fixed text (prepared once), each committed
 # by itself: _PG_CLAIM takes the candidates (unfinished, unclaimed or with an expired claim,
 # locked as they are read so that a second dispatcher skips them) and upserts their claims,
-# taking over only expired ones: RETURNING names the events claimed. _PG_CLAIMED then reads
+# taking over only expired ones: RETURNING names the events claimed (returned with how many
+# candidates there were). _PG_CLAIMED then reads
 # those change rows with their ledger rows ("observer\naction") as one JSON array; being a
 # statement of its own, it sees every ledger row committed before the claims were taken.
 # _PG_CLAIM parameters: $1 lowest id - 1, $2 entities, $3 lookback seconds, $4 now, $5 limit,
@@ -177,7 +196,7 @@ _PG_CLAIM = (
     " ON CONFLICT (event_id) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token,"
     " expires_at = EXCLUDED.expires_at WHERE k.expires_at < $4::double precision"
     " RETURNING event_id)"
-    " SELECT json_agg(event_id) FROM mine"
+    " SELECT json_build_array((SELECT count(*) FROM cand), (SELECT json_agg(event_id) FROM mine))"
 )
 # The ledger and claims are looked up by key for each candidate (count(*) = 0, not NOT EXISTS,
 # which the planner turns into a join: without statistics it guesses that one ledger row
@@ -194,9 +213,10 @@ _PG_CLAIMED = (
     " WHERE l.event_id = c.id)) ORDER BY c.id)"
     " FROM {changes} c WHERE c.id = ANY($1::bigint[])"
 )
-# A batch's ledger rows and the end of its claims (token $1, or NULL) in one statement.
+# A batch's ledger rows and the end of its claims (token $1, or NULL) in one statement; the
+# claims are looked up by their events' ids (the key), not by their token (no index).
 _PG_RECORD = (
-    "WITH gone AS (DELETE FROM {claims} WHERE token = $1::text)"
+    "WITH gone AS (DELETE FROM {claims} WHERE event_id = ANY($2::bigint[]) AND token = $1::text)"
     " INSERT INTO {ledger} (event_id, observer, action, status, attempts, last_error,"
     " updated_at) SELECT e, o, a, s, n, NULL, $7::text FROM unnest($2::bigint[], $3::text[],"
     " $4::text[], $5::text[], $6::int[]) AS r (e, o, a, s, n) {upsert}"
@@ -337,8 +357,23 @@ class DispatchStore:
     ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
         """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one
         transaction; only change rows with an id above ``after`` are read (0: all)."""
+        batch = await self.claim_batch(entities, lookback, limit, owner, token, until, after)
+        return batch.events, batch.finished
+
+    async def claim_batch(
+        self,
+        entities: Sequence[str],
+        lookback: float,
+        limit: int,
+        owner: str,
+        token: str,
+        until: float,
+        after: int = 0,
+    ) -> ClaimedBatch:
+        """:meth:`claim_with_ledger`, and whether more events may be pending (see
+        :class:`ClaimedBatch`)."""
         if not entities:
-            return [], {}
+            return ClaimedBatch([], {}, more=False)
         now = time.time()
         if self.dialect.name == "postgresql":
             return await self._claim_postgresql(
@@ -358,7 +393,7 @@ class DispatchStore:
                 [*params, now, limit],
             )
             if not rows:
-                return [], {}
+                return ClaimedBatch([], {}, more=False)
             ids = [int(r[0]) for r in rows]
             if name in _LOCK_BY_KEY:
                 locked = await tx.fetch_rows(
@@ -371,7 +406,7 @@ class DispatchStore:
                 held = {int(r[0]) for r in locked}
                 ids = [i for i in ids if i in held]
                 if not ids:
-                    return [], {}
+                    return ClaimedBatch([], {}, more=True)
             values = ", ".join("(?, ?, ?, ?)" for _ in ids)
             upsert = _CLAIM_UPSERT[name]
             await tx.fetch_rows(
@@ -402,7 +437,8 @@ class DispatchStore:
                     claimed,
                 ):
                     finished[int(r[0])].add((r[1], r[2]))
-        return [e for e in _events(rows) if e.id in finished], finished
+        events = [e for e in _events(rows) if e.id in finished]
+        return ClaimedBatch(events, finished, more=len(rows) >= limit or len(events) < len(rows))
 
     async def _claim_postgresql(
         self,
@@ -414,22 +450,24 @@ class DispatchStore:
         until: float,
         after: int,
         now: float,
-    ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
-        """:meth:`claim_with_ledger` in two round trips (see _PG_CLAIM)."""
+    ) -> ClaimedBatch:
+        """:meth:`claim_batch` in two round trips (see _PG_CLAIM)."""
         if not self._claim_texts:
             names = {"changes": self.changes, "claims": self.claims, "ledger": self.ledger}
             for whole, column in _PG_WINDOW.items():
                 self._claim_texts[whole] = _PG_CLAIM.format(changed_at=column, **names)
             self._claimed_text = _PG_CLAIMED.format(**names)
-        ids = await self.db.fetch_json(
+        answer = await self.db.fetch_json(
             self._claim_texts[after <= 0],
             [after, list(entities), float(lookback), now, limit, owner, token, until],
         )
-        if ids is None:
-            return [], {}
-        doc = await self.db.fetch_json(self._claimed_text, [orjson.loads(ids)])
+        candidates, ids = orjson.loads(answer or b"[0, null]")
+        more = candidates >= limit or len(ids or ()) < candidates
+        if not ids:
+            return ClaimedBatch([], {}, more=more)
+        doc = await self.db.fetch_json(self._claimed_text, [tuple(ids)])
         if doc is None:
-            return [], {}
+            return ClaimedBatch([], {}, more=more)
         rows = orjson.loads(doc)
         finished: dict[int, set[tuple[str, str]]] = {}
         for r in rows:
@@ -437,7 +475,7 @@ class DispatchStore:
             for pair in r[11]:
                 observer, _, action = pair.partition("\n")
                 done.add((observer, action))
-        return _events(rows), finished
+        return ClaimedBatch(_events(rows), finished, more=more)
 
     async def renew(self, token: str, until: float) -> None:
         """Extend the claims taken under ``token`` to ``until``."""
@@ -516,7 +554,8 @@ class DispatchStore:
         self, outcomes: Sequence[tuple[int, str, str, str, int]], release: str | None = None
     ) -> None:
         """Ledger rows (event id, observer, action, status, attempts) in one transaction,
-        which also drops the claims taken under the token ``release`` if given."""
+        which also drops the claims taken under the token ``release`` if given (on
+        PostgreSQL only those of the outcomes' events: give every claimed event one)."""
         if not outcomes and release is None:
             return
         stamp = _now()
@@ -527,15 +566,10 @@ class DispatchStore:
                 )
             await self.db.fetch_json(
                 self._record_text,
-                [
-                    release,
-                    [o[0] for o in outcomes],
-                    [o[1] for o in outcomes],
-                    [o[2] for o in outcomes],
-                    [o[3] for o in outcomes],
-                    [o[4] for o in outcomes],
-                    stamp,
-                ],
+                # Tuples: taken as arrays as they are, never converted value by value.
+                [release, *(tuple(column) for column in zip(*outcomes, strict=True)), stamp]
+                if outcomes
+                else [release, (), (), (), (), (), stamp],
             )
             return
         async with self.db.transaction() as tx:
