@@ -504,6 +504,14 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 to_skip -= 1
             if to_skip and not eof:
                 continue
+            if not eof and state.names is not None and self.column_types is not None:
+                read = self._one_line_records(buf, base)
+                if read is not None:
+                    batches, consumed, lines = read
+                    yield from batches
+                    buf = buf[consumed:]
+                    base += lines
+                    continue
             scan = scan_records(buf, self.delimiters, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
@@ -564,6 +572,41 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             lines = line_column(scan.lines[subset] + (base + 1))
             table = table.append_column(LINE_COLUMN, lines)
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _one_line_records(
+        self, buf: bytes, base: int
+    ) -> tuple[list[pa.RecordBatch], int, int] | None:
+        """The complete lines of ``buf`` read in one parse, when each of them is exactly one
+        good record: ``(batches, bytes consumed, line breaks consumed)``, else None (the
+        caller then finds the records with :func:`scan_records`).
+
+        Most blocks of most files hold no line break inside a value, no empty line and no
+        row in error. Arrow's parser (line breaks in values allowed) returns one row per line
+        then, and a count proves it: as many rows as line breaks means no record spans two
+        lines, so the line numbers follow from the first. The one case a count cannot tell,
+        a quote left open on the last line (Arrow reads it to the end of the data), is ruled
+        out by scanning that line alone. Anything else (a lone CR, an error, another count)
+        returns None before a row is handed on, and the exact scan reads the block.
+        """
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0 or cut > self.cfg.max_record_bytes:
+            return None
+        data = memoryview(buf)[:cut]
+        breaks = buf.count(b"\n", 0, cut)
+        if buf.find(b"\r", 0, cut) >= 0 and buf.count(b"\r", 0, cut) != buf.count(b"\r\n", 0, cut):
+            return None  # a lone CR is a line break of its own
+        last = buf.rfind(b"\n", 0, cut - 1) + 1
+        if scan_records(buf[last:cut], self.delimiters, final=False).consumed != cut - last:
+            return None  # the last line ends inside a quoted value
+        try:
+            table = self._read_block(data, True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != breaks:
+            return None
+        lines = line_column(np.arange(base + 1, base + 1 + breaks, dtype=np.int64))
+        table = table.append_column(LINE_COLUMN, lines)
+        return table.to_batches(max_chunksize=self.cfg.batch_rows), cut, breaks
 
     def _drop_long(
         self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
