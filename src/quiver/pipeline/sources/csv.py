@@ -428,6 +428,11 @@ _FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
 class _FileState:
     path: str
     names: list[str] | None = None
+    #: blocks to read with the record scan before trying a one-parse read again, and how
+    #: many the next failed try sets (doubled each time, so a file with line breaks in its
+    #: values or many bad rows soon stops paying for a parse it cannot use)
+    scan_only: int = 0
+    backoff: int = 1
 
 
 @source("csv", config=CsvSourceConfig)
@@ -504,14 +509,18 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 to_skip -= 1
             if to_skip and not eof:
                 continue
-            if not eof and state.names is not None and self.column_types is not None:
+            if state.scan_only:
+                state.scan_only -= 1
+            elif not eof and state.names is not None and self.column_types is not None:
                 read = self._one_line_records(buf, base)
                 if read is not None:
+                    state.backoff = 1
                     batches, consumed, lines = read
                     yield from batches
                     buf = buf[consumed:]
                     base += lines
                     continue
+                state.scan_only, state.backoff = state.backoff, min(2 * state.backoff, 64)
             scan = scan_records(buf, self.delimiters, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
