@@ -4,10 +4,12 @@ Files are read ``block_size`` bytes at a time, so memory stays bounded whatever 
 Each block is cut at a record boundary found by a vectorised scan (NumPy over the block's bytes:
 line breaks outside quoted fields end a record), which also yields the exact 1-based line
 number of every record, even when quoted fields hold line breaks. The complete records are
-then parsed by ``pyarrow.csv`` in parallel. Rows that cannot be read (a wrong number of fields,
-an unterminated quote, bytes invalid in the file's encoding, a value that does not convert to
-its declared type) are found exactly, without slowing down the good rows, and handled by
-``on_malformed``:
+then parsed by ``pyarrow.csv`` in parallel. Most blocks need no scan: once the columns are
+known, a block is parsed whole first and kept when as many rows come back as it has lines (see
+``CsvSource._one_line_records``); any other block is scanned. Rows that cannot be read (a
+wrong number of fields, an unterminated quote, bytes invalid in the file's encoding, a value
+that does not convert to its declared type) are found exactly, without slowing down the good
+rows, and handled by ``on_malformed``:
 
 * ``reject`` (default): the row becomes a :class:`~quiver.pipeline.component.RowError` with its
   line number and reason, which the engine writes to the rejects file; the rest flows on.
