@@ -586,3 +586,56 @@ async def test_a_quote_after_an_escaped_quote_reads_the_same_whatever_the_blocks
     assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
         (2, "expected 2 fields, found 1")
     ]
+
+
+@pytest.mark.parametrize("block_size", [64, 200, 1000])
+async def test_blocks_read_in_one_parse_give_the_rows_and_lines_of_the_record_scan(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    # Plain lines, then each case the one-parse read must hand back to the record scan:
+    # a line break inside quotes, a quote left open at a block's last line, an empty line,
+    # a bare CR, a ragged row, a CRLF line and a value of the wrong type.
+    plain = b"".join(b'%d,"name %d",x\n' % (i, i) for i in range(40))
+    tricky = [
+        b'100,"two\nlines",x\n',
+        b'101,"open\n\nstill open",x\n',
+        b"\n",
+        b"102,bare,x\r",
+        b"103,ragged\n",
+        b"104,crlf,x\r\n",
+        b"nan,typed,x\n",
+    ]
+    data = b"id,name,v\n" + plain + b"".join(part + plain for part in tricky)
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=block_size, types={"id": "int"}
+    )
+    reader = csv.reader(io.StringIO(data.decode(), newline=""))
+    next(reader)
+    expected, start = [], reader.line_num + 1
+    for record in reader:
+        expected.append((record, start))
+        start = reader.line_num + 1
+    bad = [
+        line for record, line in expected if record in (["103", "ragged"], ["nan", "typed", "x"])
+    ]
+    assert [line for line, _ in errors] == bad
+    kept = [(int(r[0]), r[1], n) for r, n in expected if len(r) == 3 and r[0] != "nan"]
+    assert len(kept) == len(tricky) - 3 + 8 * len(plain.splitlines())
+    assert [(r["id"], r["name"], r[LINE_COLUMN]) for r in rows] == kept
+
+
+@pytest.mark.parametrize("block_size", range(8, 40))
+async def test_a_block_ending_inside_a_quoted_value_is_not_read_as_an_open_quote(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = b'id,v\n1,a\n2,b\n3,"open\nrest"\n4,c\n5,"x\ny"\n6,d\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=block_size)
+    assert errors == []
+    assert [(r["id"], r["v"], r[LINE_COLUMN]) for r in rows] == [
+        ("1", "a", 2),
+        ("2", "b", 3),
+        ("3", "open\nrest", 4),
+        ("4", "c", 6),
+        ("5", "x\ny", 7),
+        ("6", "d", 9),
+    ]

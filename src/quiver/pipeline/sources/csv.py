@@ -4,10 +4,12 @@ Files are read ``block_size`` bytes at a time, so memory stays bounded whatever 
 Each block is cut at a record boundary found by a vectorised scan (NumPy over the block's bytes:
 line breaks outside quoted fields end a record), which also yields the exact 1-based line
 number of every record, even when quoted fields hold line breaks. The complete records are
-then parsed by ``pyarrow.csv`` in parallel. Rows that cannot be read (a wrong number of fields,
-an unterminated quote, bytes invalid in the file's encoding, a value that does not convert to
-its declared type) are found exactly, without slowing down the good rows, and handled by
-``on_malformed``:
+then parsed by ``pyarrow.csv`` in parallel. Most blocks need no scan: once the columns are
+known, a block is parsed whole first and kept when as many rows come back as it has lines (see
+``CsvSource._one_line_records``); any other block is scanned. Rows that cannot be read (a
+wrong number of fields, an unterminated quote, bytes invalid in the file's encoding, a value
+that does not convert to its declared type) are found exactly, without slowing down the good
+rows, and handled by ``on_malformed``:
 
 * ``reject`` (default): the row becomes a :class:`~quiver.pipeline.component.RowError` with its
   line number and reason, which the engine writes to the rejects file; the rest flows on.
@@ -428,6 +430,11 @@ _FIELD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
 class _FileState:
     path: str
     names: list[str] | None = None
+    #: blocks to read with the record scan before trying a one-parse read again, and how
+    #: many the next failed try sets (doubled each time, so a file with line breaks in its
+    #: values or many bad rows soon stops paying for a parse it cannot use)
+    scan_only: int = 0
+    backoff: int = 1
 
 
 @source("csv", config=CsvSourceConfig)
@@ -504,6 +511,18 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 to_skip -= 1
             if to_skip and not eof:
                 continue
+            if state.scan_only:
+                state.scan_only -= 1
+            elif not eof and state.names is not None and self.column_types is not None:
+                read = self._one_line_records(buf, base)
+                if read is not None:
+                    state.backoff = 1
+                    batches, consumed, lines = read
+                    yield from batches
+                    buf = buf[consumed:]
+                    base += lines
+                    continue
+                state.scan_only, state.backoff = state.backoff, min(2 * state.backoff, 64)
             scan = scan_records(buf, self.delimiters, final=eof)
             if scan.ends.size:
                 yield from self._records(state, buf, scan, base)
@@ -564,6 +583,41 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             lines = line_column(scan.lines[subset] + (base + 1))
             table = table.append_column(LINE_COLUMN, lines)
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _one_line_records(
+        self, buf: bytes, base: int
+    ) -> tuple[list[pa.RecordBatch], int, int] | None:
+        """The complete lines of ``buf`` read in one parse, when each of them is exactly one
+        good record: ``(batches, bytes consumed, line breaks consumed)``, else None (the
+        caller then finds the records with :func:`scan_records`).
+
+        Most blocks of most files hold no line break inside a value, no empty line and no
+        row in error. Arrow's parser (line breaks in values allowed) returns one row per line
+        then, and a count proves it: as many rows as line breaks means no record spans two
+        lines, so the line numbers follow from the first. The one case a count cannot tell,
+        a quote left open on the last line (Arrow reads it to the end of the data), is ruled
+        out by scanning that line alone. Anything else (a lone CR, an error, another count)
+        returns None before a row is handed on, and the exact scan reads the block.
+        """
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0 or cut > self.cfg.max_record_bytes:
+            return None
+        data = memoryview(buf)[:cut]
+        breaks = buf.count(b"\n", 0, cut)
+        if buf.find(b"\r", 0, cut) >= 0 and buf.count(b"\r", 0, cut) != buf.count(b"\r\n", 0, cut):
+            return None  # a lone CR is a line break of its own
+        last = buf.rfind(b"\n", 0, cut - 1) + 1
+        if scan_records(buf[last:cut], self.delimiters, final=False).consumed != cut - last:
+            return None  # the last line ends inside a quoted value
+        try:
+            table = self._read_block(data, True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != breaks:
+            return None
+        lines = line_column(np.arange(base + 1, base + 1 + breaks, dtype=np.int64))
+        table = table.append_column(LINE_COLUMN, lines)
+        return table.to_batches(max_chunksize=self.cfg.batch_rows), cut, breaks
 
     def _drop_long(
         self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
