@@ -220,11 +220,12 @@ def _log(message: str, level: str) -> None:
 
 def _open(file: str, variables: list[str] | None) -> tuple[PipelinePlan, DeadLetterQueue]:
     """The pipeline's plan and its dead-letter queue, which must exist."""
+    from quiver.pipeline.commands import parse_variables
     from quiver.pipeline.config import load_pipeline
     from quiver.pipeline.planner import compile_plan
     from quiver.pipeline.redelivery import queue_of
 
-    plan = compile_plan(load_pipeline(file, _variables(variables or [])))
+    plan = compile_plan(load_pipeline(file, parse_variables(variables or [])))
     queue = queue_of(plan, _log)
     if not queue.exists():
         raise _CommandError(
@@ -232,20 +233,6 @@ def _open(file: str, variables: list[str] | None) -> tuple[PipelinePlan, DeadLet
             "check dlq.path; the directory is created by the first `quiver run` of the pipeline",
         )
     return plan, queue
-
-
-def _variables(values: list[str]) -> dict[str, str]:
-    from quiver.runtime.errors import ConfigError
-
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError.one(
-                f"--variable {item!r} is not KEY=VALUE", "command line", "write --variable K=V"
-            )
-        out[key] = value
-    return out
 
 
 def _chosen(

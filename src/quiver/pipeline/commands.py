@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_TERMINATED",
+    "parse_variables",
     "register",
 ]
 
@@ -68,7 +69,7 @@ class _OptionalValueCommand(TyperCommand):
         return result
 
 
-def _parse_variables(values: list[str]) -> dict[str, str]:
+def parse_variables(values: list[str]) -> dict[str, str]:
     from quiver.runtime.errors import ConfigError
 
     out: dict[str, str] = {}
@@ -225,7 +226,7 @@ def _run(
         return EXIT_INVALID
     run_id = uuid.uuid4().hex[:12]
     try:
-        spec = load_pipeline(file, _parse_variables(variables), path_map=parse_path_map(path_maps))
+        spec = load_pipeline(file, parse_variables(variables), path_map=parse_path_map(path_maps))
     except ConfigError as exc:
         if log_format == "json":
             RunLog(run_id, "json").event(
@@ -374,7 +375,7 @@ def validate_command(file: str, variables: list[str], path_maps: list[str] | Non
     try:
         spec = load_pipeline(
             file,
-            _parse_variables(variables),
+            parse_variables(variables),
             collect=True,
             path_map=parse_path_map(path_maps or []),
         )
