@@ -476,11 +476,15 @@ class _Planner:
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
     placement: CursorPlacement | None = None
+    #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
+    #: (see :meth:`joined`): to-one relations read from those rows.
+    _joins: dict[str, list[Fragment]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self._alias_count = 0
         self.checks = []
         self.placement = None
+        self._joins = {}
 
     def alias(self) -> str:
         name = f"t{self._alias_count}"
@@ -550,12 +554,15 @@ class _Planner:
                 if check is not None:
                     slot = slot.with_transform(check)
                 conds.append(sql(ident(a, col), " = ", param(slot)))
+            obj, joins = self.joined(a, lambda: self.object_json(e, a, self.sub_fields(nodes)))
             return sql(
                 "SELECT ",
-                self.object_json(e, a, self.sub_fields(nodes)),
+                obj,
                 " FROM ",
                 self.table(e),
-                f" {a} WHERE ",
+                f" {a}",
+                joins,
+                " WHERE ",
                 join(" AND ", conds),
             )
         if root.kind == "connection":
@@ -647,6 +654,17 @@ class _Planner:
             ),
         )
 
+    def joined(self, a: str, build: Callable[[], Fragment]) -> tuple[Fragment, Fragment]:
+        """``build()`` (an expression over the rows named ``a``) and the joins it needs after
+        ``FROM <table> a``: its to-one relations join those rows where the dialect prefers
+        that to a subquery per row."""
+        self._joins[a] = []
+        try:
+            expr = build()
+        finally:
+            joins = self._joins.pop(a)
+        return expr, sql(*joins)
+
     def relation_json(
         self, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
     ) -> Fragment:
@@ -654,13 +672,26 @@ class _Planner:
         b = self.alias()
         corr = self.correlation(rel, a, b)
         if rel.kind == "one":
+            joins = self._joins.get(a)
+            if (
+                joins is not None
+                and self.dialect.joins_to_one
+                and target.primary_key
+                and sorted(rel.target_columns) == sorted(target.primary_key)
+            ):
+                # At most one row matches (its primary key): a LEFT JOIN keeps every row of
+                # ``a`` once, and a key column, never NULL in a row, says whether one matched.
+                obj, nested = self.joined(
+                    b, lambda: self.object_json(target, b, self.sub_fields(nodes))
+                )
+                joins.append(sql(" LEFT JOIN ", self.table(target), f" {b} ON ", corr, nested))
+                key = ident(b, target.primary_key[0])
+                return sql("CASE WHEN ", key, " IS NULL THEN NULL ELSE ", obj, " END")
+            obj, nested = self.joined(
+                b, lambda: self.object_json(target, b, self.sub_fields(nodes))
+            )
             inner = sql(
-                "SELECT ",
-                self.object_json(target, b, self.sub_fields(nodes)),
-                " FROM ",
-                self.table(target),
-                f" {b} WHERE ",
-                corr,
+                "SELECT ", obj, " FROM ", self.table(target), f" {b}", nested, " WHERE ", corr
             )
             return template(self.dialect.embed_json, sql("(", inner, ")"))
         args = self.args(obj_type.fields[rel.name], nodes[0])
@@ -684,9 +715,9 @@ class _Planner:
         order = self.order(e, a, args.get("orderBy"))
         limit: Leaf | None = args.get("limit") if _value(args.get("limit")) is not None else None
         offset: Leaf | None = args.get("offset") if _value(args.get("offset")) is not None else None
-        obj = self.object_json(e, a, self.sub_fields(nodes))
+        obj, joins = self.joined(a, lambda: self.object_json(e, a, self.sub_fields(nodes)))
         return self.array_of(
-            obj, self.table(e), a, cond, order, limit, offset, correlation is not None
+            obj, self.table(e), a, cond, order, limit, offset, correlation is not None, joins=joins
         )
 
     def array_of(
@@ -700,6 +731,7 @@ class _Planner:
         offset: Leaf | None,
         correlated: bool,
         group: list[Fragment] | None = None,
+        joins: Fragment | None = None,
     ) -> Fragment:
         # ``group`` (even empty) means obj holds aggregates: they are computed per group in a
         # derived table, then gathered.
@@ -710,7 +742,7 @@ class _Planner:
         """
         d = self.dialect
         where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
-        from_sql = sql(" FROM ", source, f" {a}", where_sql)
+        from_sql = sql(" FROM ", source, f" {a}", joins or "", where_sql)
         if group:
             from_sql = sql(from_sql, " GROUP BY ", join(", ", group))
         paged = limit is not None or offset is not None

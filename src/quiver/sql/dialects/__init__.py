@@ -113,6 +113,10 @@ class Dialect:
     #: Dates and timestamps may be infinite; the driver sends the largest and smallest
     #: Python values as infinity and -infinity (asyncpg).
     infinite_dates: bool = False
+    #: A to-one relation whose target is found by its primary key joins the rows it belongs
+    #: to (``LEFT JOIN``) instead of running a subquery per row: cheaper where the database
+    #: plans a subquery per outer row (PostgreSQL runs each as a SubPlan).
+    joins_to_one: bool = False
     #: Both sides of a comparison of a scalar go through this (SQLite keeps timestamps as
     #: text in several forms: ``2024-01-02T03:04:05.678`` equals ``2024-01-02 03:04:05.678``).
     scalar_compare: Mapping[ScalarName, str] = field(default_factory=dict)
@@ -296,6 +300,7 @@ POSTGRESQL = Dialect(
     array_overlaps="{0} && {1}",
     decimal_digits=(131072, 16383),
     infinite_dates=True,
+    joins_to_one=True,
     float_avg="(SUM({0}) / NULLIF(COUNT({0}), 0))",
     supports_nulls_order=True,
     least_fn="LEAST",
