@@ -1,6 +1,7 @@
-"""To-one relations found by their target's primary key join the rows they belong to where the
-dialect says so (PostgreSQL: one LEFT JOIN instead of a subquery per row); the answers are
-those of the subquery plan, on every dialect."""
+"""Where the dialect says so (PostgreSQL), to-one relations found by their target's primary key
+join the rows they belong to (one LEFT JOIN instead of a subquery per row) and a list's objects
+are rows of a derived table named by their keys; the answers are those of the plain plan (a
+subquery per relation, objects built by the object function), on every dialect."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _answer_with_subqueries(runner: Runner, query: str, variables: dict[str, Any]) -> Any:
-    """The data of ``query`` planned with every to-one relation as a subquery."""
+    """The data of ``query`` planned with every to-one relation as a subquery and every
+    object built by the dialect's object function."""
     engine = runner.engine
     prepared = engine.prepare(query, None)
     assert prepared.operation is not None
-    dialect = dataclasses.replace(engine.dialect, joins_to_one=False)
+    dialect = dataclasses.replace(engine.dialect, joins_to_one=False, json_records=False)
     (step,) = plan_operation(
         engine.catalog,
         engine.graphql_schema,
@@ -31,7 +33,7 @@ async def _answer_with_subqueries(runner: Runner, query: str, variables: dict[st
         variables,
         engine.cursors,
     )
-    assert " LEFT JOIN " not in step.sql
+    assert " LEFT JOIN " not in step.sql and " LATERAL " not in step.sql
     body = await engine.database.fetch_json(step.sql, [s.value(variables) for s in step.slots])
     return orjson.loads(body or b"null")
 
@@ -90,3 +92,22 @@ async def test_a_joined_to_one_relation_is_null_where_the_key_is(chinook_runner:
     ]
     assert got == [tuple(r) for r in rows]
     assert any(r[1] is None for r in rows)
+
+
+async def test_keys_longer_than_an_identifier_keep_their_full_names(chinook_runner: Runner) -> None:
+    long = "aTitleWhoseNameIsLongerThanAnyIdentifierPostgreSQLKeepsInItsCatalog_x"
+    assert len(long) > 63
+    query = (
+        f"{{ albums(limit: 2) {{ {long}: title __typename"
+        f" artist {{ {long}: name }} tracks(limit: 1) {{ {long}: name }} }} }}"
+    )
+    data = await chinook_runner.data(query)
+    rows = chinook_runner.sql(
+        "SELECT al.title, ar.name FROM album al JOIN artist ar ON ar.artist_id = al.artist_id"
+        " ORDER BY al.album_id LIMIT 2"
+    )
+    assert [(a[long], a["__typename"], a["artist"][long]) for a in data["albums"]] == [
+        (title, "Album", name) for title, name in rows
+    ]
+    assert all(set(a["tracks"][0]) == {long} for a in data["albums"])
+    assert data["albums"] == await _answer_with_subqueries(chinook_runner, query, {})

@@ -45,7 +45,17 @@ from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
 from quiver.sql.dialects import Dialect
-from quiver.sql.fragment import Fragment, Param, Slot, compile_sql, ident, join, param, sql
+from quiver.sql.fragment import (
+    Fragment,
+    Param,
+    Piece,
+    Slot,
+    compile_sql,
+    ident,
+    join,
+    param,
+    sql,
+)
 
 __all__ = [
     "PlanError",
@@ -577,9 +587,15 @@ class _Planner:
     def object_json(
         self, e: Entity, a: str, fields: Mapping[str, list[FieldNode]], typename: str | None = None
     ) -> Fragment:
+        return json_object(self.dialect, self.object_pairs(e, a, fields, typename))
+
+    def object_pairs(
+        self, e: Entity, a: str, fields: Mapping[str, list[FieldNode]], typename: str | None = None
+    ) -> list[tuple[str, Piece]]:
+        """The keys and JSON values of the object of ``fields`` over the row named ``a``."""
         obj_type = self.gql.get_type(e.name)
         assert isinstance(obj_type, GraphQLObjectType)
-        pairs: list[tuple[str, Fragment | str]] = []
+        pairs: list[tuple[str, Piece]] = []
         fmap = self.catalog.fields[e.name]
         rmap = self.catalog.relations[e.name]
         amap = self.catalog.relation_aggregates[e.name]
@@ -604,7 +620,7 @@ class _Planner:
                 pairs.append((key, template(self.dialect.embed_json, sql("(SELECT ", inner, ")"))))
         if not pairs:
             pairs.append(("__typename", literal_string(typename or e.name)))
-        return json_object(self.dialect, pairs)
+        return pairs
 
     def column_json(self, f: IrField, a: str) -> Fragment:
         return self.render(f, sql(ident(a, f.column)))
@@ -654,6 +670,17 @@ class _Planner:
             ),
         )
 
+    def joined_pairs(
+        self, a: str, build: Callable[[], list[tuple[str, Piece]]]
+    ) -> tuple[list[tuple[str, Piece]], Fragment]:
+        """As :meth:`joined`, for an object's keys and values."""
+        self._joins[a] = []
+        try:
+            pairs = build()
+        finally:
+            joins = self._joins.pop(a)
+        return pairs, sql(*joins)
+
     def joined(self, a: str, build: Callable[[], Fragment]) -> tuple[Fragment, Fragment]:
         """``build()`` (an expression over the rows named ``a``) and the joins it needs after
         ``FROM <table> a``: its to-one relations join those rows where the dialect prefers
@@ -681,10 +708,14 @@ class _Planner:
             ):
                 # At most one row matches (its primary key): a LEFT JOIN keeps every row of
                 # ``a`` once, and a key column, never NULL in a row, says whether one matched.
-                obj, nested = self.joined(
-                    b, lambda: self.object_json(target, b, self.sub_fields(nodes))
+                pairs, nested = self.joined_pairs(
+                    b, lambda: self.object_pairs(target, b, self.sub_fields(nodes))
                 )
-                joins.append(sql(" LEFT JOIN ", self.table(target), f" {b} ON ", corr, nested))
+                record = self.record(b, pairs)
+                obj = sql(f"{b}_j") if record is not None else json_object(self.dialect, pairs)
+                joins.append(
+                    sql(" LEFT JOIN ", self.table(target), f" {b} ON ", corr, nested, record or "")
+                )
                 key = ident(b, target.primary_key[0])
                 return sql("CASE WHEN ", key, " IS NULL THEN NULL ELSE ", obj, " END")
             obj, nested = self.joined(
@@ -715,10 +746,28 @@ class _Planner:
         order = self.order(e, a, args.get("orderBy"))
         limit: Leaf | None = args.get("limit") if _value(args.get("limit")) is not None else None
         offset: Leaf | None = args.get("offset") if _value(args.get("offset")) is not None else None
-        obj, joins = self.joined(a, lambda: self.object_json(e, a, self.sub_fields(nodes)))
+        pairs, joins = self.joined_pairs(a, lambda: self.object_pairs(e, a, self.sub_fields(nodes)))
+        record = self.record(a, pairs)
+        if record is not None:
+            # Each row's object is the row of a derived table named by the keys.
+            joins, obj = sql(joins, record), sql(f"{a}_j")
+        else:
+            obj = json_object(self.dialect, pairs)
         return self.array_of(
             obj, self.table(e), a, cond, order, limit, offset, correlation is not None, joins=joins
         )
+
+    def record(self, a: str, pairs: list[tuple[str, Piece]]) -> Fragment | None:
+        """``CROSS JOIN LATERAL (SELECT <value> AS "<key>", ...) <a>_j``: a row whose JSON is the
+        object of ``pairs`` (PostgreSQL turns a row into JSON for a fraction of the cost of
+        ``json_build_object``); None where the dialect builds objects with its function or a
+        key is longer than an identifier may be."""
+        if not self.dialect.json_records or any(
+            len(k.encode()) > self.dialect.max_identifier_bytes for k, _ in pairs
+        ):
+            return None
+        cols = [sql(v, " AS ", ident(k)) for k, v in pairs]
+        return sql(" CROSS JOIN LATERAL (SELECT ", join(", ", cols), f") {a}_j")
 
     def array_of(
         self,
@@ -747,10 +796,12 @@ class _Planner:
             from_sql = sql(from_sql, " GROUP BY ", join(", ", group))
         paged = limit is not None or offset is not None
         limit_p = (
-            param(limit.slot.with_transform(_non_negative("limit"))) if limit is not None else None
+            template(d.limit_param, param(limit.slot.with_transform(_non_negative("limit"))))
+            if limit is not None
+            else None
         )
         offset_p = (
-            param(offset.slot.with_transform(_non_negative("offset")))
+            template(d.limit_param, param(offset.slot.with_transform(_non_negative("offset"))))
             if offset is not None
             else None
         )
