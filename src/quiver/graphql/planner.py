@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql.execution.values import get_argument_values, get_directive_values
 from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
@@ -69,6 +69,9 @@ __all__ = [
     "plan_rows_by_key",
     "write_value_check",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class PlanError(Exception):
@@ -670,27 +673,16 @@ class _Planner:
             ),
         )
 
-    def joined_pairs(
-        self, a: str, build: Callable[[], list[tuple[str, Piece]]]
-    ) -> tuple[list[tuple[str, Piece]], Fragment]:
-        """As :meth:`joined`, for an object's keys and values."""
+    def joined(self, a: str, build: Callable[[], _T]) -> tuple[_T, Fragment]:
+        """``build()`` (an object, or its keys and values, over the rows named ``a``) and the
+        joins it needs after ``FROM <table> a``: its to-one relations join those rows where the
+        dialect prefers that to a subquery per row."""
         self._joins[a] = []
         try:
-            pairs = build()
+            built = build()
         finally:
             joins = self._joins.pop(a)
-        return pairs, sql(*joins)
-
-    def joined(self, a: str, build: Callable[[], Fragment]) -> tuple[Fragment, Fragment]:
-        """``build()`` (an expression over the rows named ``a``) and the joins it needs after
-        ``FROM <table> a``: its to-one relations join those rows where the dialect prefers
-        that to a subquery per row."""
-        self._joins[a] = []
-        try:
-            expr = build()
-        finally:
-            joins = self._joins.pop(a)
-        return expr, sql(*joins)
+        return built, sql(*joins)
 
     def relation_json(
         self, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
@@ -708,7 +700,7 @@ class _Planner:
             ):
                 # At most one row matches (its primary key): a LEFT JOIN keeps every row of
                 # ``a`` once, and a key column, never NULL in a row, says whether one matched.
-                pairs, nested = self.joined_pairs(
+                pairs, nested = self.joined(
                     b, lambda: self.object_pairs(target, b, self.sub_fields(nodes))
                 )
                 record = self.record(b, pairs)
@@ -746,7 +738,7 @@ class _Planner:
         order = self.order(e, a, args.get("orderBy"))
         limit: Leaf | None = args.get("limit") if _value(args.get("limit")) is not None else None
         offset: Leaf | None = args.get("offset") if _value(args.get("offset")) is not None else None
-        pairs, joins = self.joined_pairs(a, lambda: self.object_pairs(e, a, self.sub_fields(nodes)))
+        pairs, joins = self.joined(a, lambda: self.object_pairs(e, a, self.sub_fields(nodes)))
         record = self.record(a, pairs)
         if record is not None:
             # Each row's object is the row of a derived table named by the keys.
