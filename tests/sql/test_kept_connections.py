@@ -5,6 +5,7 @@ of every one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 
@@ -73,3 +74,22 @@ async def test_close_hands_back_the_kept_connections(fresh_postgresql: str) -> N
         assert await admin.fetchval(count, name) == 0
     finally:
         await admin.close()
+
+
+async def test_a_statement_cancelled_midway_leaves_the_next_ones_working(
+    fresh_postgresql: str,
+) -> None:
+    database = await open_database(fresh_postgresql, pool_max=1)
+    try:
+        for _ in range(3):
+            slow = asyncio.ensure_future(
+                database.fetch_json("SELECT to_json(pg_sleep(2) IS NULL)", [])
+            )
+            await asyncio.sleep(0.2)
+            slow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slow
+            answer = await asyncio.wait_for(database.fetch_json("SELECT to_json(7)", []), 10)
+            assert answer == b"7"
+    finally:
+        await asyncio.wait_for(database.close(), 10)

@@ -292,10 +292,15 @@ class _Postgres(_Gated):
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise DatabaseError.one(str(exc), "database") from exc
             raise
+        # Kept for the next statement only once the server has answered this one: a connection
+        # left mid-statement (cancelled, a driver error) goes back to the pool, which waits for
+        # it or closes it.
+        settled = False
         try:
             value = await conn.fetchval(
                 text, *[_pg_param(p) for p in params], timeout=self.deadline_s
             )
+            settled = True
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
             # connection (and its slot) back once the server has let go of it.
@@ -303,6 +308,7 @@ class _Postgres(_Gated):
             conn = None
             raise _timed_out() from None
         except Exception as exc:
+            settled = isinstance(exc, asyncpg.PostgresError)
             mapped = _pg_error(exc)
             if mapped is exc:
                 raise
@@ -310,7 +316,7 @@ class _Postgres(_Gated):
         finally:
             if conn is not None:
                 try:
-                    if _usable(conn):
+                    if settled and _usable(conn):
                         self._kept.append(conn)
                     else:
                         await self.pool.release(conn)  # the pool opens a new one when asked
