@@ -9,12 +9,17 @@ it, and prints (``--rows`` rows are the first ones, read with a filter ``id <= r
 
   - Flight export of the whole table vs a direct ADBC read of the same SELECT in this process
     (rows/s each and the ratio; the goal is >= 0.9);
-  - the first-batch latency of a Flight export (median of 20);
+  - the first-batch latency of a Flight export (median of 20), beside its parts: the same
+    query's first batch read with ADBC in this process, a one-row export, a bare RPC;
   - the server's peak RSS growth during one export stream;
   - the whole ``--export-rows`` table exported through Flight end to end (every batch
     received by the client, counted and dropped);
   - 100 / 10K / ``--rows`` rows over HTTP GraphQL JSON (decoded by the client) vs Flight
-    (Arrow table in the client), and the ratio.
+    (Arrow table in the client), as an export ticket and as the same query in a GraphQL
+    ticket, and the ratios;
+  - PostgreSQL alone for ``--rows`` rows: the GraphQL planner's JSON query against the
+    export's binary COPY, both received by this process and not decoded (the ceiling of the
+    HTTP / Flight ratio while the database does both).
 
 Everything (client, server, PostgreSQL) shares this machine's cores; nothing is pinned, so
 only the ratios of one run mean something.
@@ -32,6 +37,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -115,10 +121,107 @@ def first_batch(client: flight.FlightClient) -> float:
     return elapsed
 
 
-def http_read(base: str, rows: int) -> float:
-    query = (
+def first_batch_direct(conn: object) -> float:
+    """The same filtered query's first batch read straight from ADBC on an open connection in
+    this process, with the first-batch size hint the server uses: the database's part of the
+    first-batch latency (ADBC's prepare, describe and COPY round trips, the first rows)."""
+    started = time.perf_counter()
+    cur = conn.cursor()  # type: ignore[attr-defined]
+    cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": "2048"})
+    cur.execute(
+        "SELECT id, big, label, CAST(amount * 100 AS bigint), created_at, flag"
+        " FROM bench_row WHERE id <= 100000"
+    )
+    reader = cur.fetch_record_batch()
+    reader.read_next_batch()
+    elapsed = time.perf_counter() - started
+    for _ in reader:
+        pass
+    cur.close()
+    return elapsed
+
+
+def first_batch_one_row(client: flight.FlightClient) -> float:
+    """An export of one row found by its key: the fixed cost of a DoGet (ticket, plan, the
+    three ADBC round trips, gRPC) with no query left running beside it."""
+    started = time.perf_counter()
+    client.do_get(flight.Ticket(f"export:BenchRow:id=1:{COLUMNS}".encode())).read_all()
+    return time.perf_counter() - started
+
+
+def rpc_round_trip(client: flight.FlightClient) -> float:
+    """ListActions: one gRPC call through the Python server, no database."""
+    started = time.perf_counter()
+    list(client.list_actions())
+    return time.perf_counter() - started
+
+
+def graphql_query(rows: int) -> str:
+    return (
         f"{{ benchRows(where: {{id: {{lte: {rows}}}}}) {{ id big label amount createdAt flag }} }}"
     )
+
+
+def graphql_ticket_read(client: flight.FlightClient, rows: int) -> float:
+    """The HTTP benchmark's GraphQL query sent as a Flight GraphQL ticket."""
+    started = time.perf_counter()
+    ticket = orjson.dumps({"graphql": {"query": graphql_query(rows)}})
+    table = client.do_get(flight.Ticket(ticket)).read_all()
+    assert table.num_rows == rows, table.num_rows
+    return time.perf_counter() - started
+
+
+def database_statements(rows: int) -> tuple[str, list[Any], str]:
+    """The SQL each path sends for the first ``rows`` rows, as Quiver's planners make it: the
+    GraphQL planner's JSON query (and its parameters) and the export's SELECT."""
+    import asyncio
+
+    from graphql import OperationDefinitionNode, parse
+    from quiver.flight.export import pg_inline, plan_export
+    from quiver.flight.tickets import ExportTicket, parse_ticket
+    from quiver.graphql.cursors import CursorCodec
+    from quiver.graphql.planner import plan_operation
+    from quiver.graphql.typesystem import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
+    from quiver.schema.reflect import reflect_database
+    from quiver.sql.dialects import dialect_for
+
+    catalog = build_catalog(asyncio.run(reflect_database(URL)))
+    gql = build_graphql_schema(catalog)
+    dialect = dialect_for("postgresql")
+    document = parse(graphql_query(rows))
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    (step,) = plan_operation(catalog, gql, dialect, operation, {}, {}, CursorCodec(None))
+    json_params = [slot.value({}) for slot in step.slots]
+    ticket = parse_ticket(f"export:BenchRow:id<={rows}:{COLUMNS}".encode())
+    assert isinstance(ticket, ExportTicket)
+    plan = plan_export(catalog, gql, dialect, ticket)
+    return step.sql, json_params, pg_inline(plan.sql, plan.params)
+
+
+def database_json(json_sql: str, params: list[Any]) -> float:
+    """The GraphQL planner's query run by PostgreSQL, its JSON text received (not decoded)."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        started = time.perf_counter()
+        result = conn.pgconn.exec_params(json_sql.encode(), [str(p).encode() for p in params])
+        assert result.ntuples == 1 and len(result.get_value(0, 0) or b"") > 0
+        return time.perf_counter() - started
+
+
+def database_copy(select: str) -> float:
+    """The export's SELECT run by PostgreSQL as a binary COPY, every byte received (not
+    decoded into Arrow)."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as cp:
+            for _ in cp:
+                pass
+        return time.perf_counter() - started
+
+
+def http_read(base: str, rows: int) -> float:
+    query = graphql_query(rows)
     started = time.perf_counter()
     response = httpx.post(f"{base}/graphql", json={"query": query}, timeout=600)
     data = orjson.loads(response.content)["data"]["benchRows"]
@@ -149,7 +252,7 @@ def peak_rss_growth(pid: int, client: flight.FlightClient, rows: int) -> tuple[i
 
 
 def best(fn: object, *args: object, repeat: int = 3) -> float:
-    return min(fn(*args) for _ in range(repeat))  # type: ignore[operator]
+    return min(fn(*args) for _ in range(repeat))  # type: ignore[operator,no-any-return]
 
 
 def main() -> None:
@@ -199,7 +302,7 @@ def main() -> None:
         idle_rss = psutil.Process(server.pid).memory_info().rss
         import adbc_driver_postgresql.dbapi as pg
 
-        conn = pg.connect(URL)
+        conn = pg.connect(URL, autocommit=True)  # as the server's pooled connections
         flight_read(client, 1000)  # warm the connection pool
         adbc_read(conn, 1000)
 
@@ -210,11 +313,29 @@ def main() -> None:
         print(f"  Flight export    : {via_flight:7.3f} s  {rows / via_flight:12,.0f} rows/s")
         print(f"  Flight / direct  : {direct / via_flight:.2f}x throughput (goal >= 0.9)")
 
-        latencies = sorted(first_batch(client) for _ in range(20))
+        samples: dict[str, list[float]] = {}
+        for _ in range(20):
+            # Interleaved, so each sees the same load; the Flight calls back to back (after a
+            # pause of a few milliseconds a call first waits for gRPC's threads to wake).
+            samples.setdefault("rpc", []).append(rpc_round_trip(client))
+            samples.setdefault("one", []).append(first_batch_one_row(client))
+            samples.setdefault("first", []).append(first_batch(client))
+            samples.setdefault("direct", []).append(first_batch_direct(conn))
+        latencies = sorted(samples["first"])
         print(
             f"  first batch      : {statistics.median(latencies) * 1000:.1f} ms median of 20"
-            f" (min {latencies[0] * 1000:.1f}, max {latencies[-1] * 1000:.1f})"
+            f" (min {latencies[0] * 1000:.1f}, max {latencies[-1] * 1000:.1f}; goal < 5 ms)"
         )
+        for key, label in (
+            ("direct", "same query's first batch, ADBC in this process"),
+            ("one", "an export of one row by key (fixed cost)"),
+            ("rpc", "ListActions round trip (gRPC + Python, no database)"),
+        ):
+            ms = sorted(samples[key])
+            print(
+                f"    {label:52s}: {statistics.median(ms) * 1000:5.2f} ms median"
+                f" (min {ms[0] * 1000:.2f})"
+            )
         growth, peak = peak_rss_growth(server.pid, client, rows)
         print(
             f"  server peak RSS growth during one {rows:,}-row stream: {growth / 2**20:.1f} MB"
@@ -227,14 +348,30 @@ def main() -> None:
             f"  ({total / exported:,.0f} rows/s; goal < 8 s for 10M)"
         )
 
-        print("\nHTTP GraphQL JSON vs Flight, same rows, same server")
+        print("\nHTTP GraphQL JSON vs Flight export, same rows, same server")
         for n in (100, 10_000, rows):
             repeat = 5 if n <= 10_000 else 1
             h = best(http_read, base, n, repeat=repeat)
             f = best(flight_read, client, n, repeat=repeat)
             print(
                 f"  {n:>9,} rows: HTTP {h:8.4f} s  Flight {f:8.4f} s  Flight {h / f:6.1f}x faster"
+                + ("  (goal >= 15x)" if n == rows else "")
             )
+        print("HTTP GraphQL JSON vs the same query as a Flight GraphQL ticket")
+        for n in (100, 10_000, rows):
+            repeat = 5 if n <= 10_000 else 1
+            h = best(http_read, base, n, repeat=repeat)
+            g = best(graphql_ticket_read, client, n, repeat=repeat)
+            print(
+                f"  {n:>9,} rows: HTTP {h:8.4f} s  Flight {g:8.4f} s  Flight {h / g:6.1f}x faster"
+            )
+        json_sql, json_params, select = database_statements(rows)
+        db_json = best(database_json, json_sql, json_params, repeat=2)
+        db_copy = best(database_copy, select, repeat=2)
+        print(
+            f"  {rows:,} rows, PostgreSQL alone (received by this process, not decoded):"
+            f" JSON {db_json:.3f} s, binary COPY {db_copy:.3f} s = {db_json / db_copy:.1f}x"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -6,7 +6,7 @@ Run by hand (not a test):
 
     .venv/bin/python benchmarks/ingest_bench.py [--requests 400] [--spans 500]
         [--concurrency 8] [--only grpc,http,otap] [--otap-spans 8192] [--no-fsync]
-        [--signal traces|logs|metrics] [--json results.json]
+        [--parquet-defaults] [--signal traces|logs|metrics] [--json results.json]
 
 For each transport:
 
@@ -443,6 +443,11 @@ def main() -> None:
     parser.add_argument("--only", default="grpc,http")
     parser.add_argument("--otap-spans", type=int, default=8192, help="spans per OTAP batch")
     parser.add_argument("--no-fsync", action="store_true", help="spool without fsync")
+    parser.add_argument(
+        "--parquet-defaults",
+        action="store_true",
+        help="OTAP: the parquet sink with its default options (no no_dictionary)",
+    )
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--signal", choices=sorted(SERVICES), default="traces")
     args = parser.parse_args()
@@ -471,6 +476,7 @@ def main() -> None:
                     args.concurrency,
                     not args.no_fsync,
                     Path(work),
+                    args.parquet_defaults,
                 )
                 continue
             base = run_baseline(transport, bodies, args.spans, args.concurrency)

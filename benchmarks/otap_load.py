@@ -6,6 +6,7 @@ Run through ``ingest_bench.py --only otap`` (the span set is the one the OTLP ca
 re-cut into ``--otap-spans`` spans per BatchArrowRecords, as an OTAP exporter batches):
 
   quiver    ``quiver run`` with ``source: {otlp: {grpc: ..., arrow: {}}}`` and a parquet sink
+            with ``no_dictionary`` for the id and time columns (``--parquet-defaults``: none)
             (spool fsync'd before every BatchStatus, as shipped); ``--concurrency`` streams,
             each its own connection and its own IPC streams (schemas sent once per stream),
             every BatchStatus checked OK; spans/s is spans acknowledged / seconds from the
@@ -152,7 +153,14 @@ def drive(port: int, streams: list[list[bytes]]) -> float:
     return seconds
 
 
-def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) -> Result:
+#: The Parquet options telemetry rows are best written with (docs/benchmarks.md, OTAP): ids
+#: and times have as many distinct values as rows, so no dictionary.
+TELEMETRY_PARQUET = {"no_dictionary": ["trace_id", "span_id", "parent_span_id", "time", "end_time"]}
+
+
+def run_quiver(
+    streams: list[list[bytes]], total: int, fsync: bool, work: Path, sink_defaults: bool = False
+) -> Result:
     folder = Path(tempfile.mkdtemp(prefix="ingest-otap-", dir=work))
     port = free_port()
     pipeline = {
@@ -164,7 +172,9 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
                 "max_queued_batches": 4096,
             }
         },
-        "sink": {"parquet": {"path": "out/spans.parquet"}},
+        "sink": {
+            "parquet": {"path": "out/spans.parquet", **({} if sink_defaults else TELEMETRY_PARQUET)}
+        },
     }
     (folder / "pipeline.yaml").write_text(json.dumps(pipeline))
     proc = subprocess.Popen(
@@ -178,7 +188,8 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
         wait_listening(port)
         cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
-        report_cpu("quiver", total, cpu_seconds(proc.pid) - cpu)
+        cpu = cpu_seconds(proc.pid) - cpu
+        report_cpu("quiver", total, cpu)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=600)
     finally:
@@ -190,7 +201,7 @@ def run_quiver(streams: list[list[bytes]], total: int, fsync: bool, work: Path) 
     rows = pq.ParquetFile(folder / "out" / "spans.parquet").metadata.num_rows
     if rows != total:
         raise SystemExit(f"otap: {total} spans acknowledged, {rows} in the Parquet file")
-    return Result("otap", "quiver", total, seconds, total / seconds, peak, rows)
+    return Result("otap", "quiver", total, seconds, total / seconds, peak, cpu, rows)
 
 
 def run_baseline(streams: list[list[bytes]], total: int) -> Result:
@@ -205,18 +216,26 @@ def run_baseline(streams: list[list[bytes]], total: int) -> Result:
         wait_listening(port)
         cpu = cpu_seconds(proc.pid)
         seconds = drive(port, streams)
-        report_cpu("baseline", total, cpu_seconds(proc.pid) - cpu)
+        cpu = cpu_seconds(proc.pid) - cpu
+        report_cpu("baseline", total, cpu)
     finally:
         proc.terminate()
         proc.wait(30)
     peak = rss.stop()
-    return Result("otap", "baseline (IPC decode only)", total, seconds, total / seconds, peak)
+    return Result("otap", "baseline (IPC decode only)", total, seconds, total / seconds, peak, cpu)
 
 
 def run(
-    bodies: list[bytes], spans: int, spans_per_batch: int, concurrency: int, fsync: bool, work: Path
+    bodies: list[bytes],
+    spans: int,
+    spans_per_batch: int,
+    concurrency: int,
+    fsync: bool,
+    work: Path,
+    sink_defaults: bool = False,
 ) -> tuple[Result, Result]:
     """The baseline and quiver results of the OTAP case."""
     streams = encode_streams(bodies, spans_per_batch, concurrency)
     total = len(bodies) * spans
-    return run_baseline(streams, total), run_quiver(streams, total, fsync, work)
+    base = run_baseline(streams, total)
+    return base, run_quiver(streams, total, fsync, work, sink_defaults)

@@ -133,6 +133,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default(field: Any) -> str:
+    if field.is_required():
+        return "required"
     if field.default is PydanticUndefined:
         value = field.default_factory() if field.default_factory else None
     else:
@@ -153,7 +155,40 @@ def _default(field: Any) -> str:
 ENV = {dotted: variable for variable, dotted in setting_env_names().items()}
 
 
-def _section(name: str, model: type[BaseModel]) -> list[str]:
+def _models_within(name: str, annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """The settings models a list, mapping or optional field holds, each with the path its
+    entries take (``auth.api_keys[]``, ``auth.permissions.<role>.<entity>``)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [x for a in args if a is not type(None) for x in _models_within(name, a)]
+    if origin is list:
+        return _models_within(f"{name}[]", args[0])
+    if origin is dict:
+        return _models_within(f"{name}.<{_ENTRY_NAMES.get(name, 'name')}>", args[1])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [(name, annotation)]
+    return []
+
+
+#: What the keys of a mapping setting stand for, in the paths of its entries.
+_ENTRY_NAMES = {"auth.permissions": "role", "auth.permissions.<role>": "entity"}
+
+
+def _nested(name: str, model: type[BaseModel]) -> list[str]:
+    """Sections for the models held in lists and mappings of ``model`` (and within those,
+    their optional parts too)."""
+    lines: list[str] = []
+    for key, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            continue  # a plain sub-model is shown inline, as before
+        for path, inner in _models_within(f"{name}.{key}", ann):
+            lines += _section(path, inner, nested=True)
+    return lines
+
+
+def _section(name: str, model: type[BaseModel], nested: bool = False) -> list[str]:
     lines = [f"### `{name}`", ""]
     lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for key, field in model.model_fields.items():
@@ -166,10 +201,12 @@ def _section(name: str, model: type[BaseModel]) -> list[str]:
         ]
         if bounds:
             desc += f" ({', '.join(bounds)})"
-        env = ENV.get(f"{name}.{key}")
+        env = ENV.get(f"{name}.{key}") if not nested else None
         shown = f"`{name}.{key}` <br> `{env}`" if env else f"`{name}.{key}`"
         lines.append(f"| {shown} | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
     lines.append("")
+    if nested or name.count(".") == 0:
+        lines += _nested(name, model)
     return lines
 
 

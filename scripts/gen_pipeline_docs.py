@@ -23,6 +23,7 @@ from quiver.pipeline.config import (
     OnErrorConfig,
     TapConfig,
 )
+from quiver.pipeline.dead_letters import DeadLetterConfig
 from quiver.pipeline.describe import describe_fields
 from quiver.pipeline.registry import KINDS, ComponentRegistry
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
@@ -80,6 +81,7 @@ def render() -> str:
         ("engine", EngineSettings),
         ("engine.retry", RetryPolicy),
         ("engine.circuit_breaker", CircuitBreakerPolicy),
+        ("dlq", DeadLetterConfig),
     ]
     seen: set[type[BaseModel]] = {m for _, m in sections}
     for title, model in sections:

@@ -39,6 +39,7 @@ def _root(
 def _register() -> None:
     from quiver.flight import commands as flight_commands
     from quiver.graphql import commands as graphql_commands
+    from quiver.ingest import commands as ingest_commands
     from quiver.observers import commands as observer_commands
     from quiver.pipeline import commands as pipeline_commands
     from quiver.schema import commands as schema_commands
@@ -47,9 +48,10 @@ def _register() -> None:
         app, companions=[flight_commands.start_beside_http, observer_commands.start_beside_http]
     )
     flight_commands.register(app)
-    schema_commands.register(app)
+    schema_commands.register(app, checks=[graphql_commands.check_compiled_permissions])
     pipeline_commands.register(app)
     observer_commands.register(app)
+    ingest_commands.register(app)
 
 
 _register()

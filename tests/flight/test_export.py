@@ -130,6 +130,56 @@ def test_a_stream_comes_in_batches_of_the_configured_size(
     assert len(sizes) >= 4
 
 
+def test_a_relation_filter_keeps_only_the_rows_whose_related_row_matches(
+    served: Served, client: flight.FlightClient
+) -> None:
+    ticket = {
+        "export": {
+            "table": "Track",
+            "where": {"album": {"title": {"eq": "Facelift"}}},
+            "columns": ["trackId"],
+        }
+    }
+    got = sorted(read(client, ticket).column("trackId").to_pylist())
+    expected = sql(
+        served,
+        "SELECT t.track_id FROM track t JOIN album a ON a.album_id = t.album_id"
+        " WHERE a.title = ? ORDER BY t.track_id",
+        ("Facelift",),
+    )
+    assert got == [r[0] for r in expected] and len(got) == 12
+
+
+def test_a_postgresql_stream_sends_a_small_first_batch_then_full_ones(
+    served: Served, client: flight.FlightClient
+) -> None:
+    if served.db.dialect != "postgresql":
+        pytest.skip("the batch size hint is ADBC PostgreSQL's")
+    reader = client.do_get(flight.Ticket(b"export:Track::trackId,name,composer"))
+    batches = [chunk.data for chunk in reader]
+    ids = [i for b in batches for i in b.column("trackId").to_pylist()]
+    assert ids == [r[0] for r in sql(served, "SELECT track_id FROM track ORDER BY track_id")]
+    # The first batch holds the rows of the first few KiB; the driver then reads batches
+    # far larger than the stream's 1,000 rows, sliced to that size.
+    assert 0 < batches[0].num_rows < 200
+    assert [b.num_rows for b in batches[1:-1]] == [1000] * (len(batches) - 2)
+
+
+def test_a_repeated_ticket_is_planned_once_and_a_refused_one_is_not_kept(
+    served: Served, client: flight.FlightClient
+) -> None:
+    server = served.handle.server
+    ticket = b"export:Album:albumId<=3:albumId,title"
+    first = read(client, ticket.decode())
+    plans = dict(server._plans)
+    again = read(client, ticket.decode())
+    assert again.equals(first) and again.num_rows == 3
+    assert dict(server._plans) == plans  # the same plan objects, none added
+    with pytest.raises(flight.FlightServerError, match="no column 'nope'"):
+        read(client, "export:Album::nope")
+    assert len(server._plans) == len(plans)
+
+
 @pytest.mark.parametrize(
     ("ticket", "says"),
     [

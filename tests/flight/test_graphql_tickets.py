@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from quiver.flight.tickets import GraphQLTicket
 from tests.flight.conftest import Served
 
 QUERY = """query ($genre: Int!) {
@@ -113,3 +114,55 @@ def test_a_query_run_once_runs_again_from_its_hash(client: flight.FlightClient) 
     wrong = orjson.dumps({"graphql": {"query": query, "sha256Hash": unknown}})
     with pytest.raises(flight.FlightServerError, match="is not the SHA-256 of the query"):
         client.do_get(flight.Ticket(wrong)).read_all()
+
+
+COLUMNAR = [
+    ("{ tracks { trackId name composer milliseconds unitPrice } }", {}),
+    (
+        "query ($genre: Int!) { tracks(where: {genreId: {eq: $genre}, milliseconds: {gt: 300000}})"
+        " { trackId name unitPrice } }",
+        {"genre": 2},
+    ),
+    ('{ invoices(where: {total: {gte: "10"}}) { invoiceId invoiceDate total billingCity } }', {}),
+    ('{ customers(where: {country: {eq: "Nowhere"}}) { customerId email } }', {}),
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), COLUMNAR)
+def test_a_list_of_plain_columns_is_read_as_columns_and_matches_the_engine(
+    served: Served, client: flight.FlightClient, query: str, variables: dict[str, object]
+) -> None:
+    server = served.handle.server
+    assert server._graphql is not None
+    table = client.do_get(flight.Ticket(ticket(query, variables))).read_all()
+    # Read as columns (its plan is kept), not through the database's JSON ...
+    kept = {text for _view, text in server._plans}
+    assert b"graphql " + GraphQLTicket(query, variables).to_json() in kept
+    # ... with the engine's schema, rows and order (the list's: by primary key).
+    answer = server._graphql.reader(GraphQLTicket(query, variables)).read_all()
+    assert table.schema.equals(answer.schema)
+    assert table.equals(answer)
+    schema = client.get_schema(flight.FlightDescriptor.for_command(ticket(query, variables)))
+    assert schema.schema.equals(table.schema)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ tracks(limit: 3) { trackId name } }",
+        "{ tracks(orderBy: {name: DESC}) { trackId } }",
+        "{ tracks { id: trackId } }",
+        "{ tracks { trackId album { title } } }",
+        "{ tracks { trackId __typename } }",
+        "{ tracks { ...f } } fragment f on Track { trackId }",
+        "{ genres { genreId } tracks { trackId } }",
+        '{ tracks(where: {album: {title: {eq: "Facelift"}}}) { trackId } }',
+    ],
+)
+def test_anything_more_than_plain_columns_is_answered_by_the_engine(
+    served: Served, client: flight.FlightClient, query: str
+) -> None:
+    server = served.handle.server
+    table = client.do_get(flight.Ticket(ticket(query))).read_all()
+    assert table.num_rows > 0
+    assert b"graphql " + GraphQLTicket(query).to_json() not in {t for _v, t in server._plans}

@@ -8,6 +8,9 @@ and event loop), stopped as a stop signal would stop it, and the rows its sink c
 ``receiver(**options)`` writes ``pipeline.yaml`` with an ``otlp`` source listening on free
 ports and a ``parquet`` sink, starts the run and waits until both ports accept connections;
 ``Receiver.stop()`` asks the run to finish (what SIGTERM does) and returns the written table.
+``receiver(sink={...}, processors=[...], **options)`` writes to another sink through processors
+(``stop()`` reads a Parquet ``path`` back whole, a directory too; for other sinks it returns an
+empty table).
 """
 
 from __future__ import annotations
@@ -306,6 +309,7 @@ class Receiver:
     engine: PipelineEngine
     thread: threading.Thread
     loop: asyncio.AbstractEventLoop | None = None
+    out_path: str = "out/telemetry.parquet"
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -315,7 +319,7 @@ class Receiver:
 
     @property
     def out(self) -> Path:
-        return self.dir / "out" / "telemetry.parquet"
+        return self.dir / self.out_path
 
     def stop(self) -> pa.Table:
         """Finish the run as a stop signal does; the rows the sink committed."""
@@ -325,21 +329,31 @@ class Receiver:
         assert not self.thread.is_alive(), "the run did not finish after stop"
         if self.error is not None:
             raise self.error
-        return pq.read_table(self.out)
+        return pq.read_table(self.out) if self.out_path else pa.table({})
 
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
-    def start(**options: Any) -> Receiver:
+    def start(
+        sink: dict[str, Any] | None = None,
+        processors: list[dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> Receiver:
         directory = tmp_path / f"r{len(started)}"
         directory.mkdir()
         grpc_port, http_port = free_port(), free_port()
         doc = pipeline_doc(grpc_port, http_port, "out/telemetry.parquet", **options)
+        if sink is not None:
+            doc["sink"] = sink
+        if processors is not None:
+            doc["processors"] = processors
         (directory / "pipeline.yaml").write_text(yaml.safe_dump(doc))
         engine = PipelineEngine(compile_plan(load_pipeline(directory / "pipeline.yaml")))
         rec = Receiver(directory, grpc_port, http_port, engine, threading.Thread())
+        if sink is not None:
+            rec.out_path = sink["parquet"]["path"] if "parquet" in sink else ""
 
         def run() -> None:
             async def main() -> None:

@@ -99,3 +99,50 @@ def test_a_thousand_appends_at_once_are_written_in_one_group(tmp_path: Path) -> 
     append_all(spool, *(batch(i) for i in range(1000)))  # more buffers than one writev takes
     spool.close()
     assert replayed(tmp_path) == [[i] for i in range(1000)]
+
+
+def test_columns_null_in_every_row_come_back_with_their_types_and_the_schema(
+    tmp_path: Path,
+) -> None:
+    schema = pa.schema(
+        [
+            ("n", pa.int64()),
+            ("text", pa.string()),
+            ("tags", pa.map_(pa.string(), pa.string())),
+            ("n", pa.float64()),  # a second column of the same name
+        ],
+        metadata={b"origin": b"test"},
+    )
+    written = [
+        pa.record_batch(
+            [
+                pa.array([1, 2], pa.int64()),
+                pa.nulls(2, pa.string()),
+                pa.nulls(2, schema.field("tags").type),
+                pa.array([None, 0.5]),
+            ],
+            schema=schema,
+        ),
+        pa.record_batch(  # other columns null: a new schema record
+            [
+                pa.nulls(1, pa.int64()),
+                pa.array(["a"]),
+                pa.array([[("k", "v")]], schema.field("tags").type),
+                pa.nulls(1, pa.float64()),
+            ],
+            schema=schema,
+        ),
+        pa.record_batch([pa.array([], t) for t in schema.types], schema=schema),
+    ]
+    spool = Spool(str(tmp_path))
+    spool.open()
+    append_all(spool, *written)
+    spool.close()
+    spool = Spool(str(tmp_path))
+    spool.open()
+    back = [b for _, b in spool.replay()]
+    spool.close()
+    assert len(back) == 3
+    for got, want in zip(back, written, strict=True):
+        assert got.schema.equals(schema, check_metadata=True)
+        assert got.equals(want)

@@ -190,6 +190,37 @@ async def test_a_compression_level_is_used(tmp_path: Path, run_ctx: RunContext) 
     assert pq.read_table(tmp_path / "t.parquet").num_rows == 50
 
 
+@pytest.mark.parametrize(
+    ("options", "with_stats"),
+    [
+        ({}, {"id", "name", "price", "day"}),
+        ({"nested_statistics": True}, {"id", "name", "price", "day", "tags", "geo"}),
+        ({"statistics": False}, set()),
+    ],
+)
+async def test_statistics_are_written_for_flat_columns_and_nested_ones_on_request(
+    tmp_path: Path, run_ctx: RunContext, options: dict[str, Any], with_stats: set[str]
+) -> None:
+    await write(build(ParquetSink, {"path": "t.parquet", **options}), sample(25), run_ctx)
+    group = pq.ParquetFile(tmp_path / "t.parquet").metadata.row_group(0)
+    columns = [group.column(i) for i in range(group.num_columns)]
+    found = {c.path_in_schema.split(".")[0] for c in columns if c.is_stats_set}
+    assert found == with_stats
+    assert pq.read_table(tmp_path / "t.parquet").equals(sample(25))
+
+
+async def test_columns_named_in_no_dictionary_are_written_without_one(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    options = {"path": "t.parquet", "no_dictionary": ["name", "tags"]}
+    await write(build(ParquetSink, options), sample(25), run_ctx)
+    group = pq.ParquetFile(tmp_path / "t.parquet").metadata.row_group(0)
+    columns = [group.column(i) for i in range(group.num_columns)]
+    with_dictionary = {c.path_in_schema for c in columns if c.has_dictionary_page}
+    assert with_dictionary == {"id", "price", "day", "geo.lat", "geo.lon"}
+    assert pq.read_table(tmp_path / "t.parquet").equals(sample(25))
+
+
 @pytest.mark.parametrize("path", ["d.arrow", "d.arrows", "d.parquet"])
 async def test_batches_with_different_dictionaries(
     tmp_path: Path, run_ctx: RunContext, path: str

@@ -7,10 +7,10 @@ import base64
 import binascii
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from quiver.config.settings import AuthSettings
+from quiver.config.settings import ApiKey, AuthSettings
 from quiver.runtime.errors import QuiverError
 
 __all__ = [
@@ -33,6 +33,15 @@ class Principal:
     name: str
     #: The bearer token that identifies the caller on later calls (the key itself).
     token: str = ""
+    #: The role whose permissions apply (``auth.permissions``); None: no restriction.
+    role: str | None = None
+    #: The key's claims, sorted by name: the values permission filters read.
+    claims: tuple[tuple[str, str | int | float | bool], ...] = ()
+
+    @property
+    def access_key(self) -> tuple[str | None, tuple[tuple[str, str | int | float | bool], ...]]:
+        """What decides what the caller may see: its role and claims."""
+        return (self.role, self.claims)
 
 
 ANONYMOUS = Principal("anonymous")
@@ -65,8 +74,13 @@ class StaticApiKeys:
 
     required = True
 
-    def __init__(self, keys: Sequence[tuple[str, str]]) -> None:
-        self._keys = [(name, key.encode()) for name, key in keys]
+    def __init__(self, keys: Sequence[tuple[str, str] | ApiKey]) -> None:
+        self._keys = [
+            (Principal(k.name, "", k.role, tuple(sorted(k.claims.items()))), k.key.encode())
+            if isinstance(k, ApiKey)
+            else (Principal(k[0]), k[1].encode())
+            for k in keys
+        ]
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.strip():
@@ -83,9 +97,9 @@ class StaticApiKeys:
             )
         given = secret.encode()
         found: Principal | None = None
-        for name, key in self._keys:
+        for holder, key in self._keys:
             if hmac.compare_digest(given, key) and found is None:
-                found = Principal(name, secret)
+                found = replace(holder, token=secret)
         if found is None:
             raise AuthenticationError.one("the API key is not valid", "Authorization", _FIX)
         return found
@@ -105,4 +119,4 @@ def authenticator_for(settings: AuthSettings) -> Authenticator:
     """The hook ``settings`` describe: :class:`StaticApiKeys` when keys are listed."""
     if not settings.api_keys:
         return OpenAccess()
-    return StaticApiKeys([(k.name, k.key) for k in settings.api_keys])
+    return StaticApiKeys(settings.api_keys)

@@ -17,15 +17,20 @@ __all__ = [
     "AuthSettings",
     "CorsSettings",
     "DatabaseSettings",
+    "DeletePermission",
     "DispatcherSettings",
+    "EntityPermissions",
     "FlightSettings",
     "GraphQLSettings",
+    "InsertPermission",
     "LogSettings",
     "ObserverSettings",
     "QuiverSettings",
+    "SelectPermission",
     "ServerSettings",
     "SubscriptionSettings",
     "TableNames",
+    "UpdatePermission",
 ]
 
 
@@ -316,9 +321,79 @@ class FlightSettings(_Settings):
     )
 
 
+ClaimValue = str | int | float | bool
+
+
 class ApiKey(_Settings):
     name: str = Field(description="Who holds the key: shown in logs, never the key itself.")
     key: str = Field(min_length=16, description="The secret; use ${env:VAR} or ${file:path}.")
+    role: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+        description="Role whose auth.permissions apply to the key; none: the key may read and "
+        "write everything (an administrator key). See docs/permissions.md.",
+    )
+    claims: dict[str, ClaimValue] = Field(
+        default_factory=dict,
+        description='Values permission filters read as "$claims.<name>" (tenant_id: 7).',
+    )
+
+
+class SelectPermission(_Settings):
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rows the role may read: a GraphQL where filter of the entity (field "
+        'names, operators, relations, and/or/not); values may be "$claims.<name>". '
+        "Empty: every row.",
+    )
+    columns: list[str] | Literal["*"] = Field(
+        default="*",
+        description="Fields the role may read (GraphQL names; they must include the primary "
+        'key), or "*" for all.',
+    )
+
+
+class InsertPermission(_Settings):
+    check: dict[str, Any] = Field(
+        default_factory=dict,
+        description="A where filter every created row must satisfy (values may be "
+        '"$claims.<name>"); a row outside it refuses the mutation. Empty: any row.',
+    )
+    columns: list[str] | Literal["*"] = Field(
+        default="*", description='Fields the role may give when creating rows, or "*".'
+    )
+
+
+class UpdatePermission(_Settings):
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rows the role may update (a where filter, as select.filter).",
+    )
+    columns: list[str] | Literal["*"] = Field(
+        default="*", description='Fields the role may set, or "*".'
+    )
+
+
+class DeletePermission(_Settings):
+    filter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Rows the role may delete (a where filter, as select.filter).",
+    )
+
+
+class EntityPermissions(_Settings):
+    select: SelectPermission | None = Field(
+        default=None, description="What the role reads; none: the entity is hidden from it."
+    )
+    insert: InsertPermission | None = Field(
+        default=None, description="Whether and what the role may create; none: it may not."
+    )
+    update: UpdatePermission | None = Field(
+        default=None, description="Whether and what the role may update; none: it may not."
+    )
+    delete: DeletePermission | None = Field(
+        default=None, description="Whether and what the role may delete; none: it may not."
+    )
 
 
 class AuthSettings(_Settings):
@@ -326,6 +401,13 @@ class AuthSettings(_Settings):
         default_factory=list,
         description="Static API keys accepted as 'Authorization: Bearer <key>' by HTTP and "
         "Flight; empty leaves both open.",
+    )
+    permissions: dict[str, dict[str, EntityPermissions]] | None = Field(
+        default=None,
+        description="Per role, per entity (GraphQL type name): the rows and fields the role "
+        "may select, insert, update and delete, enforced by GraphQL over HTTP and WebSocket "
+        "and by Flight. An entity a role does not list is hidden from it. Unset: every key "
+        "may do everything. See docs/permissions.md.",
     )
 
 

@@ -19,6 +19,7 @@ from quiver.graphql.commands import (
     Debug,
     SchemaFile,
     Sets,
+    _check_permissions,
     _fail,
     _no_database,
     _schema_for,
@@ -93,6 +94,7 @@ def flight_command(
         if not settings.database.url:
             raise _no_database()
         schema = asyncio.run(_schema_for(settings))
+        _check_permissions(settings, schema, config)
         from quiver.flight.server import start_flight_server
         from quiver.runtime.logs import configure_logging
 

@@ -29,7 +29,7 @@ from graphql import GraphQLError, GraphQLInputObjectType, GraphQLSchema
 from quiver.flight.arrow_types import arrow_schema, conform_batch
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import ExportTicket, TicketError
-from quiver.graphql.planner import PlanError, plan_filter
+from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import database_error
@@ -37,12 +37,22 @@ from quiver.sql.database import driver_params
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
-__all__ = ["ExportPlan", "find_entity", "pg_inline", "pg_literal", "plan_export", "stream_export"]
+__all__ = [
+    "ExportPlan",
+    "find_entity",
+    "pg_inline",
+    "pg_literal",
+    "plan_export",
+    "plan_rows",
+    "stream_export",
+]
 
 _PG_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
-#: ADBC's PostgreSQL batches: small, so the first leaves in a few milliseconds ...
-_PG_BATCH_BYTES = 16 << 10
-#: ... and the following ones gathered up to about this size (or batch_rows) before sending.
+#: ADBC's first PostgreSQL batch: the rows of the first message or two the server sends, so
+#: it leaves as soon as the query yields rows ...
+_PG_FIRST_BYTES = 2 << 10
+#: ... and the following ones of about this size (or batch_rows), read as such by the driver:
+#: the hint is raised once the first batch is out.
 _SEND_BYTES = 1 << 20
 
 log = logging.getLogger("quiver.flight")
@@ -94,9 +104,15 @@ def _field(entity: Entity, name: str, where: str) -> Field:
 
 
 def plan_export(
-    catalog: Catalog, graphql_schema: GraphQLSchema, dialect: Dialect, ticket: ExportTicket
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    ticket: ExportTicket,
+    restrict: RowRestriction | None = None,
 ) -> ExportPlan:
-    """Check ``ticket`` against the catalog and build its statement (nothing runs)."""
+    """Check ``ticket`` against the catalog and build its statement (nothing runs); with
+    ``restrict`` (a role's row filters) only the rows it shows are read, and the ticket's
+    relation filters test only related rows it shows."""
     entity = find_entity(catalog, ticket.table)
     if ticket.columns:
         seen: dict[str, Field] = {}
@@ -107,9 +123,41 @@ def plan_export(
     else:
         fields = entity.fields
     where = _coerced_where(entity, graphql_schema, ticket)
+    return plan_rows(
+        catalog,
+        graphql_schema,
+        dialect,
+        entity,
+        fields,
+        where,
+        limit=ticket.limit,
+        restrict=restrict,
+    )
+
+
+def plan_rows(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    fields: tuple[Field, ...],
+    where: dict[str, Any],
+    *,
+    limit: int | None = None,
+    by_key: bool = False,
+    restrict: RowRestriction | None = None,
+) -> ExportPlan:
+    """The statement reading ``fields`` of the rows of ``entity`` that ``where`` (a coerced
+    ``<Entity>Where`` input) keeps, at most ``limit``; with ``by_key`` in primary key order,
+    as a GraphQL list without ``orderBy`` is; with ``restrict`` (a role's row filters) only
+    the rows it shows, related rows included."""
     alias = "t0"
     try:
-        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where)
+        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where, restrict)
+        if restrict is not None:
+            allowed = restrict(entity, alias)
+            if allowed is not None:
+                condition = sql("(", condition, ") AND ", allowed) if condition else allowed
     except PlanError as err:
         raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
     table = ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source)
@@ -134,8 +182,11 @@ def plan_export(
     statement = sql("SELECT ", columns, " FROM ", table, f" AS {alias}")
     if condition is not None:
         statement = sql(statement, " WHERE ", condition)
-    if ticket.limit is not None:
-        statement = sql(statement, " LIMIT ", param(ticket.limit))
+    if by_key and entity.primary_key:
+        keys = (sql(ident(alias, column), " ASC") for column in entity.primary_key)
+        statement = sql(statement, " ORDER BY ", join(", ", keys))
+    if limit is not None:
+        statement = sql(statement, " LIMIT ", param(limit))
     text, slots = compile_sql(statement, dialect)
     try:
         params = tuple(slot.value({}) for slot in slots)
@@ -182,7 +233,7 @@ def _unscale(batch: pa.RecordBatch, plan: ExportPlan) -> pa.RecordBatch:
         columns[i] = pa.Array.from_buffers(
             plan.schema.field(i).type,
             len(low),
-            [validity, pa.py_buffer(words.tobytes())],
+            [validity, pa.py_buffer(words)],  # the array keeps words alive
             null_count=column.null_count,
         )
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
@@ -264,11 +315,13 @@ def _adbc_batches(
     cursor = None
     try:
         cursor = lease.connection.cursor()
-        if pool.url.dialect == "postgresql":
-            # Batches of about 16 KiB: the first leaves in milliseconds, not after 16 MiB.
-            cursor.adbc_statement.set_options(**{_PG_BATCH_HINT: str(_PG_BATCH_BYTES)})
+        postgresql = pool.url.dialect == "postgresql"
+        if postgresql:
+            # A first batch of a few rows: it leaves as soon as the query yields them, not
+            # after 16 MiB (the driver's default).
+            cursor.adbc_statement.set_options(**{_PG_BATCH_HINT: str(_PG_FIRST_BYTES)})
         text, params = plan.sql, driver_params(pool.url.dialect, plan.params)
-        if pool.url.dialect == "postgresql" and params:
+        if postgresql and params:
             # With bind parameters libpq loads the whole result before the first batch;
             # without them ADBC streams it (COPY). The values go as escaped constants.
             text, params = pg_inline(text, params), []
@@ -278,7 +331,12 @@ def _adbc_batches(
         except Exception as exc:
             lease.broken = True
             raise database_error(exc, pool.url, "starting an export") from None
-        for batch in _gathered(reader, batch_rows):
+        driver: Iterator[pa.RecordBatch] = iter(reader)
+        if postgresql:
+            driver = _then_larger(driver, cursor, batch_rows)
+        else:
+            driver = _gathered(driver, batch_rows)
+        for batch in driver:
             batch = _unscale(batch, plan)
             for start in range(0, batch.num_rows, batch_rows):
                 yield conform_batch(batch.slice(start, batch_rows), plan.schema)
@@ -355,6 +413,27 @@ def _pg_element(value: Any) -> str:
         return "NULL"
     text = _pg_text(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _then_larger(
+    batches: Iterator[pa.RecordBatch], cursor: Any, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The driver's first (small) batch, then its batch size hint raised to
+    :data:`_SEND_BYTES` for the rest: the driver builds the larger batches itself, no batch is
+    gathered and copied here. The hint is read as each row arrives, so it takes effect on the
+    batch being read."""
+    for batch in batches:
+        yield batch
+        break
+    else:
+        return
+    try:
+        cursor.adbc_statement.set_options(**{_PG_BATCH_HINT: str(_SEND_BYTES)})
+    except Exception:  # a driver that refuses it keeps its small batches: slower, still right
+        log.debug("raising the batch size hint of an export failed", exc_info=True)
+        yield from _gathered(batches, batch_rows)
+        return
+    yield from batches
 
 
 def _gathered(batches: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:

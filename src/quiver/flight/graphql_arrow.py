@@ -9,9 +9,11 @@ selection, a list to a list. The engine runs on an event loop of its own thread.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLEnumType,
+    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -29,16 +32,20 @@ from graphql import (
     GraphQLScalarType,
     InlineFragmentNode,
     SelectionSetNode,
+    get_argument_values,
+    get_variable_values,
 )
+from quiver.auth import ANONYMOUS, Principal
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import arrow_type, conform_array, json_carrier
+from quiver.flight.export import ExportPlan, plan_rows
 from quiver.flight.tickets import GraphQLTicket, TicketError
 from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
 from quiver.schema.catalog import Catalog
-from quiver.schema.ir import Field, Scalar, Schema
+from quiver.schema.ir import Entity, Field, Scalar, Schema
 
-__all__ = ["GraphQLArrow", "selection_schema"]
+__all__ = ["ColumnarQuery", "GraphQLArrow", "selection_schema"]
 
 _SCALARS: dict[str, pa.DataType] = {
     "Int": pa.int32(),
@@ -55,6 +62,52 @@ _SCALARS: dict[str, pa.DataType] = {
     "Time": pa.time64("us"),
     "Base64": pa.string(),
 }
+
+
+#: Scalars whose columns read as Arrow give the values the database's JSON gives (JSON text,
+#: floats, Base64 and arrays do not always: they keep the JSON path).
+_COLUMNAR_SCALARS = frozenset(
+    {Scalar.INT, Scalar.BIGINT, Scalar.BOOLEAN, Scalar.STRING, Scalar.DECIMAL, Scalar.DATETIME}
+)
+#: Column types whose text is the same read directly or through the database's JSON.
+_TEXT_COLUMN = re.compile(
+    r"\s*(text|varchar|character varying|char|character|bpchar|nvarchar|nchar|tinytext|"
+    r"mediumtext|longtext|clob)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ColumnarQuery:
+    """A GraphQL ticket read as an export: the rows' statement and the selection's schema."""
+
+    plan: ExportPlan
+    schema: pa.Schema
+
+
+def _on_columns(entity: Entity, where: Any) -> bool:
+    """Whether ``where`` compares the entity's own columns only (no relation filters, which
+    stay with the engine's planner)."""
+    if not isinstance(where, dict):
+        return True
+    for key, value in where.items():
+        if key in ("and", "or") and isinstance(value, list):
+            if not all(_on_columns(entity, v) for v in value):
+                return False
+        elif key == "not":
+            if not _on_columns(entity, value):
+                return False
+        elif entity.relation(key) is not None:
+            return False
+    return True
+
+
+def _columnar_field(f: Field) -> bool:
+    if f.scalar not in _COLUMNAR_SCALARS or f.is_list or f.enum_values is not None:
+        return False
+    if f.scalar == Scalar.STRING:
+        return f.db_type is None or _TEXT_COLUMN.match(f.db_type) is not None
+    return True
 
 
 #: Field metadata marking a JSON scalar: its values travel as their JSON text.
@@ -219,9 +272,9 @@ class GraphQLArrow:
             )
         return known
 
-    def _prepared(self, ticket: GraphQLTicket) -> tuple[Prepared, str]:
+    def _prepared(self, engine: GraphQLEngine, ticket: GraphQLTicket) -> tuple[Prepared, str]:
         query = self._query_text(ticket)
-        prepared = self.engine.prepare(query, ticket.operation_name)
+        prepared = engine.prepare(query, ticket.operation_name)
         if prepared.errors:
             raise _bad(
                 "; ".join(e["message"] for e in prepared.errors[:3]),
@@ -244,15 +297,84 @@ class GraphQLArrow:
         self.persisted.put(sha256_hex(query), query)
         return prepared, key
 
-    def schema(self, ticket: GraphQLTicket) -> pa.Schema:
-        prepared, key = self._prepared(ticket)
-        return selection_schema(self.engine, prepared, key)
+    def schema(self, ticket: GraphQLTicket, principal: Principal = ANONYMOUS) -> pa.Schema:
+        """The Arrow schema of the ticket's answer, for ``principal`` (whose role decides
+        which fields exist)."""
+        engine = self.engine.for_principal(principal)
+        prepared, key = self._prepared(engine, ticket)
+        return selection_schema(engine, prepared, key)
 
-    def reader(self, ticket: GraphQLTicket) -> pa.RecordBatchReader:
-        prepared, key = self._prepared(ticket)
-        schema = selection_schema(self.engine, prepared, key)
+    def columnar(
+        self, ticket: GraphQLTicket, principal: Principal = ANONYMOUS
+    ) -> ColumnarQuery | None:
+        """``ticket``'s query as a columnar read of one table, when it is one: a root list
+        field with at most a ``where`` argument, selecting plain columns of types that read
+        the same as Arrow as through JSON. Rows come in primary key order, as the list's.
+        Anything else (relations, aliases, directives, limits, orderBy, fragments) is None:
+        the engine answers it, and so does every query of a principal whose role has
+        permissions (its row filters and fields are the engine's to apply)."""
+        engine = self.engine
+        if engine.for_principal(principal) is not engine:
+            return None
+        prepared, key = self._prepared(engine, ticket)
+        operation = prepared.operation
+        assert operation is not None
+        if operation.directives or len(operation.selection_set.selections) != 1:
+            return None
+        node = operation.selection_set.selections[0]
+        if not isinstance(node, FieldNode) or node.directives or node.selection_set is None:
+            return None
+        if (node.alias.value if node.alias else node.name.value) != key:
+            return None
+        root = engine.catalog.root_fields.get(node.name.value)
+        query_type = engine.graphql_schema.query_type
+        if root is None or root.kind != "list" or query_type is None:
+            return None
+        entity = root.entity
+        if not entity.primary_key:
+            return None
+        variables = get_variable_values(
+            engine.graphql_schema, operation.variable_definitions or (), dict(ticket.variables)
+        )
+        if isinstance(variables, list):  # the engine reports them
+            return None
+        try:
+            args = get_argument_values(query_type.fields[node.name.value], node, variables)
+        except GraphQLError:
+            return None
+        if set(args) - {"where"} or not _on_columns(entity, args.get("where")):
+            return None
+        fields: list[Field] = []
+        for child in node.selection_set.selections:
+            if not isinstance(child, FieldNode) or child.alias or child.directives:
+                return None
+            f = entity.field(child.name.value)
+            if f is None or child.selection_set is not None or not _columnar_field(f):
+                return None
+            if f not in fields:
+                fields.append(f)
+        if len(fields) != len(node.selection_set.selections):
+            return None
+        plan = plan_rows(
+            engine.catalog,
+            engine.graphql_schema,
+            engine.dialect,
+            entity,
+            tuple(fields),
+            dict(args.get("where") or {}),
+            by_key=True,
+        )
+        return ColumnarQuery(plan, selection_schema(engine, prepared, key))
+
+    def reader(
+        self, ticket: GraphQLTicket, principal: Principal = ANONYMOUS
+    ) -> pa.RecordBatchReader:
+        """The ticket's answer, run with ``principal``'s permissions."""
+        engine = self.engine.for_principal(principal)
+        prepared, key = self._prepared(engine, ticket)
+        schema = selection_schema(engine, prepared, key)
         run = asyncio.run_coroutine_threadsafe(
-            self.engine.execute(prepared, ticket.variables), self._loop
+            engine.execute(prepared, ticket.variables), self._loop
         )
         outcome = run.result()
         body = orjson.loads(outcome.body)

@@ -18,7 +18,10 @@ import inspect
 import logging
 import socket
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +29,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from quiver.auth import AuthenticationError, Authenticator, Principal, authenticator_for
+from graphql import GraphQLSchema
+from quiver.auth import ANONYMOUS, AuthenticationError, Authenticator, Principal, authenticator_for
+from quiver.auth.permissions import AccessDeniedError, grants_for
 from quiver.config.settings import QuiverSettings
 from quiver.flight import flight_sql
-from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.arrow_types import arrow_schema, conform_batch
 from quiver.flight.events import EventScanner, EventsPlan, plan_events, stream_events
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
-from quiver.flight.graphql_arrow import GraphQLArrow
+from quiver.flight.graphql_arrow import ColumnarQuery, GraphQLArrow
 from quiver.flight.load import load_table
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import (
@@ -43,9 +48,10 @@ from quiver.flight.tickets import (
     TicketError,
     parse_ticket,
 )
+from quiver.graphql.access import Access
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
-from quiver.schema.catalog import build_catalog
+from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.dialects import dialect_for
 from quiver.sql.url import parse_database_url
@@ -56,6 +62,17 @@ log = logging.getLogger("quiver.flight")
 
 #: The start time of the events flights ListFlights lists (every change kept).
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Plans kept (one per distinct export or columnar GraphQL ticket).
+_PLAN_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one role sees: its catalog and GraphQL schema, and its row filters (None: all)."""
+
+    catalog: Catalog
+    graphql_schema: GraphQLSchema
+    access: Access | None
 
 
 class _AuthMiddleware(flight.ServerMiddleware):  # type: ignore[misc]
@@ -108,6 +125,8 @@ def _client_error(err: QuiverError) -> Exception:
     code = "INVALID_TICKET" if isinstance(err, TicketError | ConfigError) else err.code
     if isinstance(err, RetryableError):
         code = "UNAVAILABLE"
+    if isinstance(err, AccessDeniedError):
+        code = "PERMISSION_DENIED"
     info = orjson.dumps(
         {
             "code": code,
@@ -117,6 +136,8 @@ def _client_error(err: QuiverError) -> Exception:
     error: Exception
     if isinstance(err, RetryableError):
         error = flight.FlightUnavailableError(f"{code}: {_text(err)}", info)
+    elif isinstance(err, AccessDeniedError):
+        error = flight.FlightUnauthorizedError(f"{code}: {_text(err)}", info)
     else:
         error = flight.FlightServerError(f"{code}: {_text(err)}", info)
     return error
@@ -183,26 +204,57 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 tls["verify_client"] = True
                 tls["root_certificates"] = _read(fs.tls_client_ca, "tls_client_ca")
         self.auth = auth or authenticator_for(settings.auth)
+        # What calls read is set before the server starts listening (in super().__init__).
+        self.settings = settings
+        self.schema = schema
+        self.catalog = build_catalog(schema)
+        self.graphql_schema = build_graphql_schema(self.catalog)
+        url = parse_database_url(settings.database.url)
+        self.dialect = dialect_for(url.dialect)
+        self.batch_rows = fs.batch_rows
+        self._graphql = graphql
+        self._lock = threading.Lock()
+        #: ticket -> the stop signals of the streams of it now running (the cancel action)
+        self._running: dict[bytes, set[threading.Event]] = {}
+        self._full = _View(self.catalog, self.graphql_schema, None)
+        #: (role, claims) -> what a principal with them sees
+        self._views: dict[Any, _View] = {}
         super().__init__(
             location,
             auth_handler=_Handshake(),
             middleware={"auth": AuthMiddlewareFactory(self.auth)},
             **tls,
         )
-        self.settings = settings
-        self.catalog = build_catalog(schema)
-        self.graphql_schema = build_graphql_schema(self.catalog)
-        url = parse_database_url(settings.database.url)
-        self.dialect = dialect_for(url.dialect)
-        self.pool = ConnectionPool(url, fs.pool_size)
-        self.batch_rows = fs.batch_rows
         self.location = (
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
-        self._graphql = graphql
-        self._lock = threading.Lock()
-        #: ticket -> the stop signals of the streams of it now running (the cancel action)
-        self._running: dict[bytes, set[threading.Event]] = {}
+        self.pool = ConnectionPool(url, fs.pool_size)
+        #: (view, ticket as canonical JSON) -> its plan, the most recently used last
+        self._plans: OrderedDict[tuple[int, bytes], ExportPlan | ColumnarQuery] = OrderedDict()
+
+    # ----- permissions -----
+    def _principal(self, context: Any) -> Principal:
+        middleware = context.get_middleware("auth") if context is not None else None
+        return middleware.principal if middleware is not None else ANONYMOUS
+
+    def _view(self, context: Any) -> _View:
+        """What the caller may see: the whole catalog, or its role's part of it."""
+        principal = self._principal(context)
+        key = principal.access_key
+        with self._lock:
+            view = self._views.get(key)
+        if view is not None:
+            return view
+        grants = grants_for(self.settings.auth, principal.role, dict(principal.claims))
+        if grants is None:
+            view = self._full
+        else:
+            access = Access(grants, self.catalog, self.graphql_schema, self.dialect)
+            catalog = build_catalog(grants.restrict(self.schema))
+            view = _View(catalog, build_graphql_schema(catalog), access)
+        with self._lock:
+            # The view kept is the one every caller gets (plans are cached by its identity).
+            return self._views.setdefault(key, view)
 
     # ----- tickets -----
     def _ticket(self, raw: bytes) -> Ticket:
@@ -223,32 +275,86 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             return ExportTicket(parts[0])
         return self._ticket(descriptor.command)
 
-    def _plan(self, ticket: ExportTicket) -> ExportPlan:
+    def _plan(self, ticket: ExportTicket, view: _View) -> ExportPlan:
+        """The plan of ``ticket`` for ``view``, made once per distinct ticket and view (neither
+        the catalog nor a role's grants change while the server runs); tickets that fail are
+        not kept."""
+        key = (id(view), ticket.to_json())
+        with self._lock:
+            known = self._plans.get(key)
+            if isinstance(known, ExportPlan):
+                self._plans.move_to_end(key)
+                return known
         try:
-            return plan_export(self.catalog, self.graphql_schema, self.dialect, ticket)
+            restrict = view.access.rows if view.access is not None else None
+            plan = plan_export(view.catalog, view.graphql_schema, self.dialect, ticket, restrict)
+        except QuiverError as err:
+            raise _client_error(err) from None
+        self._keep(key, plan)
+        return plan
+
+    def _columnar(self, ticket: GraphQLTicket, context: Any) -> ColumnarQuery | None:
+        """A GraphQL ticket read as an export when its query allows (see
+        :meth:`GraphQLArrow.columnar`), once per distinct ticket; None: the engine answers,
+        as it does every ticket of a caller whose role has permissions."""
+        view = self._view(context)
+        if self._graphql is None or view.access is not None:
+            return None
+        key = (id(view), b"graphql " + ticket.to_json())
+        with self._lock:
+            known = self._plans.get(key)
+            if isinstance(known, ColumnarQuery):
+                self._plans.move_to_end(key)
+                return known
+        try:
+            columnar = self._graphql.columnar(ticket, self._principal(context))
+        except QuiverError as err:
+            raise _client_error(err) from None
+        if columnar is not None:
+            self._keep(key, columnar)
+        return columnar
+
+    def _keep(self, key: tuple[int, bytes], plan: ExportPlan | ColumnarQuery) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            if len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+
+    def _events_plan(self, ticket: EventsTicket, view: _View) -> EventsPlan:
+        if view.access is not None:
+            # Change events carry whole rows (every column, before and after): a role whose
+            # reads are filtered cannot be served them safely.
+            raise _client_error(
+                AccessDeniedError.one(
+                    f"the role {view.access.grants.role!r} may not read change events",
+                    "ticket observer_events",
+                    "subscribe over GraphQL (WebSocket), which applies the role's permissions,"
+                    " or use a key without a role",
+                )
+            )
+        try:
+            return plan_events(view.catalog, ticket)
         except QuiverError as err:
             raise _client_error(err) from None
 
-    def _events_plan(self, ticket: EventsTicket) -> EventsPlan:
-        try:
-            return plan_events(self.catalog, ticket)
-        except QuiverError as err:
-            raise _client_error(err) from None
-
-    def _schema_of(self, ticket: Ticket) -> pa.Schema:
+    def _schema_of(self, ticket: Ticket, context: Any) -> pa.Schema:
+        view = self._view(context)
         if isinstance(ticket, ExportTicket):
-            return self._plan(ticket).schema
+            return self._plan(ticket, view).schema
         if isinstance(ticket, EventsTicket):
-            return self._events_plan(ticket).schema
-        return self._graphql_answer(ticket, schema_only=True).schema
+            return self._events_plan(ticket, view).schema
+        return self._graphql_answer(ticket, context, schema_only=True).schema
 
-    def _graphql_answer(self, ticket: GraphQLTicket, *, schema_only: bool = False) -> Any:
+    def _graphql_answer(
+        self, ticket: GraphQLTicket, context: Any, *, schema_only: bool = False
+    ) -> Any:
         if self._graphql is None:
             raise flight.FlightServerError("GraphQL tickets are not served by this server")
+        principal = self._principal(context)
         try:
             if schema_only:
-                return flight.SchemaResult(self._graphql.schema(ticket))
-            return self._graphql.reader(ticket)
+                return flight.SchemaResult(self._graphql.schema(ticket, principal))
+            return self._graphql.reader(ticket, principal)
         except QuiverError as err:
             raise _client_error(err) from None
 
@@ -265,7 +371,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
 
-    def _sql_result(self, command: flight_sql.SqlCommand) -> pa.Table:
+    def _sql_result(self, command: flight_sql.SqlCommand, context: Any) -> pa.Table:
         """The answer of a catalog command (GetTables, GetSqlInfo, ...)."""
         from quiver import __version__
 
@@ -275,7 +381,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if name == "CommandGetDbSchemas":
             return flight_sql.db_schemas(command)
         if name == "CommandGetTables":
-            return flight_sql.tables(self.catalog, command)
+            return flight_sql.tables(self._view(context).catalog, command)
         if name == "CommandGetTableTypes":
             return flight_sql.table_types()
         if name == "CommandGetSqlInfo":
@@ -292,36 +398,43 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         )
 
     def _sql_info(
-        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand
+        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand, context: Any
     ) -> flight.FlightInfo:
         if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
             if command.name == "CommandStatementQuery":
                 ticket: Ticket = self._sql_export(command.text(1))
             else:
                 ticket = self._ticket(command.raw(1))
-            schema = self._schema_of(ticket)
+            schema = self._schema_of(ticket, context)
             raw = flight_sql.statement_ticket(ticket.to_json())
         else:
-            schema = self._sql_result(command).schema
+            schema = self._sql_result(command, context).schema
             raw = descriptor.command
         return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(raw, [])], -1, -1)
 
-    def _info(self, descriptor: flight.FlightDescriptor, ticket: Ticket) -> flight.FlightInfo:
+    def _info(
+        self, descriptor: flight.FlightDescriptor, ticket: Ticket, context: Any
+    ) -> flight.FlightInfo:
         raw = ticket.to_json()
         endpoint = flight.FlightEndpoint(raw, [self.location])
-        return flight.FlightInfo(self._schema_of(ticket), descriptor, [endpoint], -1, -1)
+        schema = self._schema_of(ticket, context)
+        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
 
     # ----- RPCs -----
     @_guarded
     def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
         """Every exportable table (a path descriptor), then every GraphQL query this server has
-        run (a command descriptor holding its ``graphql:<hash>`` ticket)."""
-        for entity in self.catalog.entities.values():
+        run (a command descriptor holding its ``graphql:<hash>`` ticket). A caller whose role
+        is restricted sees only the tables and fields it may read, no events flights, and only
+        the queries that run for it."""
+        view = self._view(context)
+        principal = self._principal(context)
+        for entity in view.catalog.entities.values():
             ticket = ExportTicket(entity.name)
             descriptor = flight.FlightDescriptor.for_path(entity.name)
             endpoint = flight.FlightEndpoint(ticket.to_json(), [self.location])
             yield flight.FlightInfo(arrow_schema(entity.fields), descriptor, [endpoint], -1, -1)
-        for entity in self.catalog.entities.values():
+        for entity in view.catalog.entities.values() if view.access is None else ():
             events = EventsTicket(entity.name, _EPOCH)
             descriptor = flight.FlightDescriptor.for_command(events.to_json())
             endpoint = flight.FlightEndpoint(events.to_json(), [self.location])
@@ -332,7 +445,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         for digest, query in self._graphql.persisted.items():
             persisted = f"graphql:{digest}".encode()
             try:
-                schema = self._graphql.schema(GraphQLTicket(query))
+                schema = self._graphql.schema(GraphQLTicket(query), principal)
             except QuiverError:
                 continue
             descriptor = flight.FlightDescriptor.for_command(persisted)
@@ -346,16 +459,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
             if command is not None:
-                return self._sql_info(descriptor, command)
-        return self._info(descriptor, self._descriptor_ticket(descriptor))
+                return self._sql_info(descriptor, command, context)
+        return self._info(descriptor, self._descriptor_ticket(descriptor), context)
 
     @_guarded
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
             if command is not None:
-                return flight.SchemaResult(self._sql_info(descriptor, command).schema)
-        return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor)))
+                return flight.SchemaResult(self._sql_info(descriptor, command, context).schema)
+        return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor), context))
 
     @_guarded
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
@@ -363,27 +476,43 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         command = self._sql_command(raw)
         if command is not None:
             if command.name != "TicketStatementQuery":
-                return flight.RecordBatchStream(self._sql_result(command))
+                return flight.RecordBatchStream(self._sql_result(command, context))
             raw = flight_sql.ticket_statement(command)
         parsed = self._ticket(raw)
-        if isinstance(parsed, GraphQLTicket):
-            return flight.RecordBatchStream(self._graphql_answer(parsed))
         if isinstance(parsed, EventsTicket):
             return self._events(context, ticket.ticket, parsed)
-        plan = self._plan(parsed)
+        started = time.perf_counter()
+        schema: pa.Schema | None = None
+        if isinstance(parsed, GraphQLTicket):
+            columnar = self._columnar(parsed, context)
+            if columnar is None:
+                return flight.RecordBatchStream(self._graphql_answer(parsed, context))
+            plan, schema = columnar.plan, columnar.schema
+        else:
+            plan = self._plan(parsed, self._view(context))
+        planned = time.perf_counter()
         reader = stream_export(plan, self.pool, self.batch_rows)
         try:
             first = reader.read_next_batch()
         except StopIteration:
-            return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(plan.schema, []))
+            empty = pa.RecordBatchReader.from_batches(schema or plan.schema, [])
+            return flight.RecordBatchStream(empty)
         except QuiverError as err:
             raise _client_error(err) from None
-        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "rows of %s: planned in %.2f ms, first batch (%d rows) read %.2f ms later",
+                plan.entity.name,
+                (planned - started) * 1000,
+                first.num_rows,
+                (time.perf_counter() - planned) * 1000,
+            )
+        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader, schema))
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
         the call (or a ``cancel`` action names its ticket)."""
-        plan = self._events_plan(ticket)
+        plan = self._events_plan(ticket, self._view(context))
         fs = self.settings.flight
         scanner = EventScanner(
             self.pool, self.dialect, self.settings.mutations.change_log_table, fs.events_window
@@ -419,26 +548,31 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 self._running.pop(raw, None)
 
     def _cancellable(
-        self, raw: bytes, first: pa.RecordBatch, rest: pa.RecordBatchReader
+        self,
+        raw: bytes,
+        first: pa.RecordBatch,
+        rest: pa.RecordBatchReader,
+        schema: pa.Schema | None = None,
     ) -> pa.RecordBatchReader:
         """The stream with its first batch read ahead (a query that cannot start fails the call
-        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket."""
+        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket;
+        with ``schema`` every batch is made to it (a GraphQL selection's types)."""
         stop = threading.Event()
         with self._lock:
             self._running.setdefault(raw, set()).add(stop)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                yield first
+                yield first if schema is None else conform_batch(first, schema)
                 for batch in rest:
                     if stop.is_set():
                         raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
-                    yield batch
+                    yield batch if schema is None else conform_batch(batch, schema)
             finally:
                 rest.close()
                 self._forget(raw, stop)
 
-        return pa.RecordBatchReader.from_batches(first.schema, batches())
+        return pa.RecordBatchReader.from_batches(schema or first.schema, batches())
 
     @_guarded
     def do_put(
@@ -452,6 +586,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             raise flight.FlightUnauthorizedError(
                 "this server is read-only (set flight.writable: true in quiver.yaml to accept "
                 "bulk loads)"
+            )
+        view = self._view(context)
+        if view.access is not None:
+            raise _client_error(
+                AccessDeniedError.one(
+                    f"the role {view.access.grants.role!r} may not bulk load tables",
+                    "DoPut",
+                    "write through GraphQL mutations, which apply the role's permissions,"
+                    " or use a key without a role",
+                )
             )
         ticket = self._descriptor_ticket(descriptor)
         if not isinstance(ticket, ExportTicket):
@@ -480,7 +624,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if command is None:
                 raise _invalid("the action body is not a Flight SQL request", "action", "")
             ticket = self._sql_export(command.text(1))
-            yield flight_sql.prepared_result(ticket.to_json(), self._schema_of(ticket))
+            schema = self._schema_of(ticket, context)
+            yield flight_sql.prepared_result(ticket.to_json(), schema)
             return
         if action.type == "ClosePreparedStatement":
             return
@@ -504,7 +649,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     for f, t in zip(e.fields, arrow_schema(e.fields), strict=True)
                 ],
             }
-            for e in self.catalog.entities.values()
+            for e in self._view(context).catalog.entities.values()
         ]
         yield orjson.dumps(tables)
 

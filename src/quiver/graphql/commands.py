@@ -148,6 +148,39 @@ def _check_graphql(schema: Schema) -> None:
     build_graphql_schema(build_catalog(schema))
 
 
+def _check_permissions(settings: QuiverSettings, schema: Schema, config: str | None) -> None:
+    """The permissions of quiver.yaml must name roles, entities, fields and claims that
+    exist, with filters that fit their entities."""
+    auth = settings.auth
+    if auth.permissions is not None or any(k.role for k in auth.api_keys):
+        from quiver.config.loader import setting_locator
+        from quiver.graphql.access import check_permissions
+
+        check_permissions(settings, schema, setting_locator(config))
+
+
+def check_compiled_permissions(schema: Schema, config: Path | None, debug: bool) -> None:
+    """``quiver compile``'s check of quiver.yaml's auth.permissions (``config``, or
+    ./quiver.yaml when present) against the compiled schema: every problem on its own line,
+    and exit 1 (nothing written)."""
+    from quiver.config.loader import DEFAULT_CONFIG_FILE, load_settings, setting_locator
+    from quiver.graphql.access import check_permissions
+    from quiver.runtime.errors import ConfigError
+
+    if config is None and not Path(DEFAULT_CONFIG_FILE).is_file():
+        return
+    with schema_commands.failures_reported(debug):
+        settings = load_settings(config)
+    try:
+        check_permissions(settings, schema, setting_locator(config))
+    except ConfigError as err:
+        for detail in err.details:
+            typer.echo(f"error: {detail.render()}", err=True)
+        count = len(err.details)
+        typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
+        raise typer.Exit(1) from None
+
+
 def _check_observers(settings: QuiverSettings, schema: Schema) -> None:
     """The observers of quiver.yaml must name fields their entities have."""
     if settings.observers:
@@ -233,6 +266,7 @@ def serve_command(
         schema = asyncio.run(_schema_for(settings))
         _check_graphql(schema)
         _check_observers(settings, schema)
+        _check_permissions(settings, schema, config)
     except Exception as exc:
         raise _fail(exc, debug) from None
     server = settings.server
@@ -272,7 +306,7 @@ def check_command(
 
     try:
         settings = _settings(config, db, sets)
-        schema = asyncio.run(_check(settings))
+        schema = asyncio.run(_check(settings, config))
     except Exception as exc:
         raise _fail(exc, debug) from None
     from quiver.sql.url import parse_database_url
@@ -292,10 +326,11 @@ def check_command(
     typer.echo("ok")
 
 
-async def _check(settings: QuiverSettings) -> Schema:
+async def _check(settings: QuiverSettings, config: str | None = None) -> Schema:
     schema = await _schema_for(settings)
     _check_graphql(schema)
     _check_observers(settings, schema)
+    _check_permissions(settings, schema, config)
     if settings.database.url:
         from quiver.graphql.engine import GraphQLEngine
 

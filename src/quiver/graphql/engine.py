@@ -39,7 +39,10 @@ from graphql import (
     type_from_ast,
     validate,
 )
+from quiver.auth.keys import Principal
+from quiver.auth.permissions import grants_for
 from quiver.config.settings import QuiverSettings
+from quiver.graphql.access import Access
 from quiver.graphql.cursors import CursorCodec, sign_cursors
 from quiver.graphql.limits import (
     cost_message,
@@ -215,9 +218,12 @@ class GraphQLEngine:
         settings: QuiverSettings,
         resolvers: Sequence[Callable[..., Any]] = (),
         statistics: Statistics | None = None,
+        access: Access | None = None,
     ) -> None:
         """``resolvers``: ``@quiver.mutation`` functions served beside the schema's own;
-        ``statistics``: the tables' rows and relations' fan-out that cost lists by."""
+        ``statistics``: the tables' rows and relations' fan-out that cost lists by;
+        ``access``: the permissions of the one role this engine serves (``schema`` is then
+        what the role may read; see :meth:`for_principal`)."""
         log_table = settings.mutations.change_log_table
         # The change log (and its writers mark) is Quiver's own, never an entity of the API.
         own = {log_table, writers_table(log_table)}
@@ -225,11 +231,17 @@ class GraphQLEngine:
             update={"entities": tuple(e for e in schema.entities if e.source not in own)}
         )
         self.schema = schema
+        self.access = access
+        self.statistics = statistics
+        #: (role, claims) -> the engine serving them (see for_principal)
+        self._views: dict[Any, GraphQLEngine] = {}
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
         self.cursors = CursorCodec(settings.graphql.cursor_secret)
         self.catalog: Catalog = build_catalog(schema, mutations=settings.mutations.enabled)
+        if access is not None:
+            _restrict_mutations(self.catalog, access)
         declared = [resolver_of(r) for r in resolvers]
         _check_mutation_names(self.catalog, declared)
         self.graphql_schema: GraphQLSchema = build_graphql_schema(self.catalog, declared)
@@ -238,12 +250,35 @@ class GraphQLEngine:
         #: Set when a mutation of this process commits: wakes the subscriptions.
         self.change_signal = ChangeSignal()
         self.mutations = MutationRunner(
-            self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared
+            self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared, access
         )
         self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
         self._rules = list(specified_rules) + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
+
+    def for_principal(self, principal: Principal) -> GraphQLEngine:
+        """The engine serving ``principal``: this one when its role is unrestricted (no
+        ``auth.permissions``, or a key without a role), else one built once per (role, claims)
+        whose schema holds only what the role may read and whose plans filter every table by
+        the role's rows. It shares this engine's database, cursors and change signal."""
+        if self.access is not None:
+            return self
+        key = principal.access_key
+        view = self._views.get(key)
+        if view is not None:
+            return view
+        grants = grants_for(self.settings.auth, principal.role, dict(principal.claims))
+        if grants is None:
+            return self
+        access = Access(grants, self.catalog, self.graphql_schema, self.dialect)
+        view = GraphQLEngine(
+            grants.restrict(self.schema), self.database, self.settings, (), self.statistics, access
+        )
+        view.cursors = self.cursors
+        view.change_signal = self.change_signal
+        self._views[key] = view
+        return view
 
     def _extra_rules(self) -> list[Any]:
         return list(validation_rules(self.settings.graphql, self.list_sizes))
@@ -479,6 +514,7 @@ class GraphQLEngine:
                     prepared.fragments,
                     coerced,
                     self.cursors,
+                    self.access.rows if self.access is not None else None,
                 )
             except PlanError as err:
                 return self._bad_input(err)
@@ -603,6 +639,23 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _restrict_mutations(catalog: Catalog, access: Access) -> None:
+    """Only the mutations the role's grants allow stay in ``catalog``."""
+    allowed = {
+        "create": "insert",
+        "create_many": "insert",
+        "update": "update",
+        "update_many": "update",
+        "delete": "delete",
+        "delete_many": "delete",
+    }
+    for name, m in list(catalog.mutation_fields.items()):
+        grant = access.grants.entities.get(m.entity.name)
+        if grant is None or not getattr(grant, allowed[m.kind]):
+            del catalog.mutation_fields[name]
+    catalog.function_mutations.clear()
 
 
 def _list_sizes(catalog: Catalog, statistics: Statistics) -> dict[tuple[str, str], int]:

@@ -31,6 +31,7 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from contextvars import ContextVar
 from random import getrandbits as _random_bits
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,7 +43,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from quiver.auth import AuthenticationError, Authenticator, authenticator_for
+from quiver.auth import ANONYMOUS, AuthenticationError, Authenticator, Principal, authenticator_for
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.apq import ApqError, ApqStore, resolve_persisted_query
 from quiver.graphql.engine import GraphQLEngine, Outcome
@@ -80,6 +81,10 @@ _REQUEST_ID = b"x-request-id"
 _RETRY_AFTER = b"1"
 _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+#: The caller of the request being answered (set by the authentication hook).
+_principal: ContextVar[Principal] = ContextVar("quiver_principal", default=ANONYMOUS)
 
 
 def _new_request_id() -> str:
@@ -409,6 +414,7 @@ class GraphQLApp:
         try:
             principal = self.auth.authenticate(header)
             scope.setdefault("state", {})["principal"] = principal
+            _principal.set(principal)
             set_current_request(RequestContext(user_id=principal.name))  # the change log's actor
         except AuthenticationError as err:
             detail = err.details[0]
@@ -685,6 +691,8 @@ class GraphQLApp:
         engine = self.engine
         if engine is None:
             raise _HttpError(503, "The server is starting; retry shortly.", "SERVICE_UNAVAILABLE")
+        # The caller's role decides the schema it sees and the rows its plans read.
+        engine = engine.for_principal(_principal.get())
         query = params.get("query")
         operation_name = params.get("operationName")
         variables = params.get("variables")

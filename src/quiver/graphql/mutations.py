@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from graphql.execution.values import get_argument_values
@@ -28,8 +28,10 @@ from graphql import (
     SelectionSetNode,
 )
 from quiver.config.settings import MutationSettings
+from quiver.graphql.access import Access
 from quiver.graphql.planner import (
     PlanError,
+    RowRestriction,
     collect_root_fields,
     collect_sub_fields,
     plan_keys_where,
@@ -116,7 +118,10 @@ class MutationRunner:
         dialect: Dialect,
         settings: MutationSettings,
         resolvers: Sequence[ResolverMutation] = (),
+        access: Access | None = None,
     ) -> None:
+        """``access``: the permissions of the role this runner writes for (None: all)."""
+        self.access = access
         self.catalog = catalog
         self.resolvers = {r.name: r for r in resolvers}
         self.gql = graphql_schema
@@ -387,6 +392,8 @@ class MutationRunner:
             self._check_rows(field, len(rows), "inputs were given")
         keys: list[Key] = []
         for path, row in rows:
+            self._check_columns(field, "insert", row, path)
+        for path, row in rows:
             field.at = path
             columns: list[Fragment] = []
             values: list[Fragment] = []
@@ -403,6 +410,7 @@ class MutationRunner:
             got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
             keys.append(got[0])
         field.at = field.written = ()
+        await self._check_within(tx, field, "insert", keys)
         after = await self._images(tx, e, keys)
         changes = [
             _change(e, "insert", None, image, [n for n, v in image.items() if v is not None])
@@ -421,6 +429,7 @@ class MutationRunner:
         e = field.mutation.entity
         keys = await self._keys(tx, field, fragments, variables)
         changes_set: Mapping[str, Any] = field.args["set"]
+        self._check_columns(field, "update", changes_set, ("set",))
         if not keys or not changes_set:
             return keys, []
         before = await self._images(tx, e, keys)
@@ -441,6 +450,7 @@ class MutationRunner:
         new_keys = [
             tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
         ]
+        await self._check_within(tx, field, "update", new_keys)
         after = await self._images(tx, e, new_keys)
         changes = []
         for old, new in zip(before, after, strict=True):
@@ -479,23 +489,20 @@ class MutationRunner:
                 field.nodes[0],
                 fragments,
                 variables,
+                self.access.rows if self.access is not None else None,
+                self._touch(field),
             )
             keys = await tx.fetch_rows(text, params)
             self._check_rows(field, len(keys), "rows match where")
             return keys
         key = tuple(field.args[f.name] for f in self.catalog.key_fields(e))
-        found = await self._fetch(
-            tx,
-            sql(
-                "SELECT ",
-                join(", ", (ident(c) for c in e.primary_key)),
-                " FROM ",
-                _table(e),
-                " WHERE ",
-                _match(e, [key]),
-                self.dialect.lock_rows,
-            ),
-        )
+        # A row the role may not see or touch is answered as a missing one.
+        allowed: list[Fragment] = []
+        touch = self._touch(field)
+        if self.access is not None and touch is not None:
+            seen, writable = self.access.rows(e, "q__w"), touch(e, "q__w")
+            allowed = [c for c in (seen, writable) if c is not None]
+        found = await self._fetch(tx, _keys_among(e, [key], allowed, self.dialect.lock_rows))
         if not found:
             shown = ", ".join(
                 f"{f.name}: {field.args[f.name]!r}" for f in self.catalog.key_fields(e)
@@ -507,6 +514,63 @@ class MutationRunner:
             )
             raise _FailedError(error)
         return [found[0]]
+
+    # ----- permissions -----
+    def _touch(self, field: _Field) -> RowRestriction | None:
+        """The rows the field's update or delete may write (None: any)."""
+        if self.access is None:
+            return None
+        op: Literal["update", "delete"] = (
+            "update" if field.mutation.kind in ("update", "update_many") else "delete"
+        )
+        return self.access.for_operation(op)
+
+    def _check_columns(
+        self,
+        field: _Field,
+        op: Literal["insert", "update"],
+        row: Mapping[str, Any],
+        path: tuple[str | int, ...],
+    ) -> None:
+        """PERMISSION_DENIED for a field the role may not write."""
+        if self.access is None:
+            return
+        grant = self.access.grants.grant(field.mutation.entity.name)
+        refused = [name for name in row if not grant.may_write(op, name)]
+        if refused:
+            error = _error(
+                f"{field.mutation.name}: the role {self.access.grants.role!r} may not"
+                f" {op} the field {', '.join(refused)} of {field.mutation.entity.name}; nothing"
+                " was written. Leave it out, or use a key whose role may write it.",
+                "PERMISSION_DENIED",
+                field.key,
+            )
+            error["extensions"]["argumentPath"] = [*path, refused[0]]
+            raise _FailedError(error)
+
+    async def _check_within(
+        self, tx: Transaction, field: _Field, op: Literal["insert", "update"], keys: list[Key]
+    ) -> None:
+        """PERMISSION_DENIED (and nothing kept) when a written row falls outside what the
+        role may create (insert.check) or outside the rows it may update (update.filter)."""
+        if self.access is None or not keys:
+            return
+        e = field.mutation.entity
+        cond = self.access.condition(op, e, "q__w")
+        if cond is None:
+            return
+        inside = await self._fetch(tx, _keys_among(e, keys, [cond]))
+        if len(inside) < len(keys):
+            rule = "insert.check" if op == "insert" else "update.filter"
+            raise _FailedError(
+                _error(
+                    f"{field.mutation.name}: a written row is outside the rows the role"
+                    f" {self.access.grants.role!r} may {op} ({rule} of {e.name}); nothing was"
+                    " written.",
+                    "PERMISSION_DENIED",
+                    field.key,
+                )
+            )
 
     def _check_rows(self, field: _Field, count: int, what: str) -> None:
         limit = self.settings.max_rows
@@ -525,15 +589,18 @@ class MutationRunner:
         """Every field of the rows of ``keys``, as the API serves them, in the order of keys."""
         if not keys:
             return []
+        catalog, gql = self.catalog, self.gql
+        if self.access is not None:
+            # The change log records whole rows, whatever the writer may read.
+            catalog, gql = self.access.catalog, self.access.graphql_schema
+            e = catalog.entities[e.name]
         every = FieldNode(
             name=NameNode(value="_"),
             selection_set=SelectionSetNode(
                 selections=tuple(FieldNode(name=NameNode(value=f.name)) for f in e.fields)
             ),
         )
-        text, params = plan_rows_by_key(
-            self.catalog, self.gql, self.dialect, e, keys, [every], {}, {}
-        )
+        text, params = plan_rows_by_key(catalog, gql, self.dialect, e, keys, [every], {}, {})
         body = await tx.fetch_json(text, params)
         images: list[dict[str, Any]] = orjson.loads(body or b"[]")
         return images
@@ -550,7 +617,15 @@ class MutationRunner:
         if not keys:
             return b"[]"
         text, params = plan_rows_by_key(
-            self.catalog, self.gql, self.dialect, e, keys, nodes, fragments, variables
+            self.catalog,
+            self.gql,
+            self.dialect,
+            e,
+            keys,
+            nodes,
+            fragments,
+            variables,
+            self.access.rows if self.access is not None else None,
         )
         return await tx.fetch_json(text, params) or b"[]"
 
@@ -621,14 +696,34 @@ def _table(e: Entity) -> Fragment:
     return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
 
 
-def _match(e: Entity, keys: Sequence[Key]) -> Fragment:
-    """Rows whose primary key is one of ``keys``."""
+def _keys_among(
+    e: Entity, keys: Sequence[Key], conditions: Sequence[Fragment], lock: str = ""
+) -> Fragment:
+    """The keys among ``keys`` whose rows meet every condition (over the alias ``q__w``)."""
+    return sql(
+        "SELECT ",
+        join(", ", (ident("q__w", c) for c in e.primary_key)),
+        " FROM ",
+        _table(e),
+        " q__w WHERE ",
+        _match(e, keys, "q__w"),
+        *(sql(" AND ", c) for c in conditions),
+        lock,
+    )
+
+
+def _match(e: Entity, keys: Sequence[Key], alias: str | None = None) -> Fragment:
+    """Rows whose primary key is one of ``keys`` (columns qualified by ``alias`` if given)."""
+
+    def column(c: str) -> Fragment:
+        return sql(ident(alias, c) if alias else ident(c))
+
     alternatives = [
         sql(
             "(",
             join(
                 " AND ",
-                (sql(ident(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)),
+                (sql(column(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)),
             ),
             ")",
         )

@@ -60,6 +60,7 @@ from quiver.sql.fragment import (
 __all__ = [
     "PlanError",
     "RootStep",
+    "RowRestriction",
     "collect_root_fields",
     "collect_sub_fields",
     "plan_filter",
@@ -81,6 +82,11 @@ class PlanError(Exception):
         super().__init__(message)
         self.message = message
         self.path = path
+
+
+#: The rows of an entity a caller may see, as a condition over the alias given (None: every
+#: row). Every table the planner reads goes through it (see :meth:`_Planner.table`).
+RowRestriction = Callable[[Entity, str], Fragment | None]
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,10 @@ def plan_operation(
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
     cursors: CursorCodec,
+    restrict: RowRestriction | None = None,
 ) -> list[RootStep]:
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables, cursors)
+    planner.restrict = restrict
     steps: list[RootStep] = []
     query_type = graphql_schema.query_type
     assert query_type is not None
@@ -151,12 +159,20 @@ def plan_filter(
     entity: Entity,
     alias: str,
     where: Mapping[str, Any],
+    restrict: RowRestriction | None = None,
 ) -> Fragment | None:
     """The condition of a coerced ``<Entity>Where`` value over rows of ``entity`` named
     ``alias``: the same filter tree a list field's ``where`` argument builds, every value a
-    parameter. Raises :class:`PlanError` for values that cannot run (``eq: null``)."""
+    parameter (related rows that ``restrict`` hides are never tested). Raises
+    :class:`PlanError` for values that cannot run (``eq: null``)."""
     # a filter reads no cursor: the process key is as good as any
     planner = _Planner(catalog, graphql_schema, dialect, {}, {}, CursorCodec(None))
+    planner.restrict = restrict
+    if alias[:1] == "t" and alias[1:].isdigit():
+        # Relation filters' subqueries name their rows t<n>: never the caller's alias, which
+        # an inner table of that name would shadow (the correlation would compare it to
+        # itself and the filter keep every row).
+        planner._alias_count = int(alias[1:]) + 1
     return planner.where(entity, alias, _wrap(dict(where), None, None), ("where",))
 
 
@@ -170,6 +186,7 @@ def plan_images(
     nodes: list[FieldNode],
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
+    restrict: RowRestriction | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT over ``source``, a derived table holding rows of ``entity``'s columns and a
     ``__n`` ordinal (row images decoded from the change log), answering per row, in ``__n``
@@ -177,10 +194,16 @@ def plan_images(
     list field's ``where`` builds), and the row as the selection of ``nodes`` (JSON built by
     the database, nested relations included; NULL without ``nodes``)."""
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    planner.restrict = restrict
     a = planner.alias()
     cond = planner.where(entity, a, _wrap(dict(where), None, None), ("where",)) if where else None
+    # A row the caller may not see matches no subscription of its, and shows as null.
+    seen = restrict(entity, a) if restrict is not None else None
+    cond = _and([cond, seen])
     match = sql("CASE WHEN ", cond, " THEN 1 ELSE 0 END") if cond is not None else sql("1")
     obj = planner.object_json(entity, a, planner.sub_fields(nodes)) if nodes else sql("NULL")
+    if seen is not None and nodes:
+        obj = sql("CASE WHEN ", seen, " THEN ", obj, " END")
     frag = sql(
         "SELECT ",
         ident(a, "__n"),
@@ -233,6 +256,7 @@ def plan_rows_by_key(
     nodes: list[FieldNode],
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
+    restrict: RowRestriction | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
     (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
@@ -241,6 +265,7 @@ def plan_rows_by_key(
     if not keys:
         raise ValueError("plan_rows_by_key needs at least one key")
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    planner.restrict = restrict
     a = planner.alias()
     obj = planner.object_json(entity, a, planner.sub_fields(nodes))
     matches = [
@@ -268,19 +293,28 @@ def plan_keys_where(
     node: FieldNode,
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
+    restrict: RowRestriction | None = None,
+    touch: RowRestriction | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT of the primary keys of the rows of ``entity`` matching the ``where`` argument
-    of ``node``, in key order, locked until the transaction ends where the dialect can."""
+    of ``node``, in key order, locked until the transaction ends where the dialect can.
+    Only rows ``restrict`` shows and ``touch`` allows (the rows an update or delete may
+    write) are taken; related rows ``restrict`` hides are never tested by the filter."""
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
+    planner.restrict = restrict
     a = planner.alias()
     args = planner.args(definition, node)
-    where = planner.where(entity, a, _value(args.get("where")), ("where",))
+    # The rows themselves are read from the table (a lock takes tables, not derived ones):
+    # what the caller may see and touch is part of the WHERE.
+    seen = restrict(entity, a) if restrict is not None else None
+    allowed = touch(entity, a) if touch is not None else None
+    where = _and([planner.where(entity, a, _value(args.get("where")), ("where",)), seen, allowed])
     keys = [sql(ident(a, c)) for c in entity.primary_key]
     frag = sql(
         "SELECT ",
         join(", ", keys),
         " FROM ",
-        planner.table(entity),
+        ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source),
         f" {a}",
         sql(" WHERE ", where) if where is not None else "",
         " ORDER BY ",
@@ -489,6 +523,8 @@ class _Planner:
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
     placement: CursorPlacement | None = None
+    #: The rows each entity shows the caller; None: every row.
+    restrict: RowRestriction | None = None
     #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
     #: (see :meth:`joined`): to-one relations read from those rows.
     _joins: dict[str, list[Fragment]] = field(default_factory=dict)
@@ -584,7 +620,13 @@ class _Planner:
         return sql("SELECT ", self.aggregate_select(e, a, nodes, where, None))
 
     def table(self, e: Entity) -> Fragment:
-        return sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
+        """What ``FROM`` reads for ``e``: its table, or only the rows the caller may see (a
+        derived table the databases merge into the query) when its role restricts them."""
+        base = sql(ident(e.db_schema, e.source) if e.db_schema else ident(e.source))
+        cond = self.restrict(e, "q__r") if self.restrict is not None else None
+        if cond is None:
+            return base
+        return sql("(SELECT * FROM ", base, " q__r WHERE ", cond, ")")
 
     # ----- objects -----
     def object_json(

@@ -58,6 +58,7 @@ from graphql import (
     GraphQLString,
     OperationType,
 )
+from quiver.graphql.access import Access
 from quiver.graphql.planner import PlanError, collect_root_fields, collect_sub_fields, plan_images
 from quiver.graphql.typesystem import enum_value_names
 from quiver.schema.catalog import Catalog
@@ -593,13 +594,21 @@ class ImageEvaluator:
     """Matches and renders the images of a batch of changes in the database."""
 
     def __init__(
-        self, catalog: Catalog, schema: GraphQLSchema, dialect: Dialect, plan: SubscriptionPlan
+        self,
+        catalog: Catalog,
+        schema: GraphQLSchema,
+        dialect: Dialect,
+        plan: SubscriptionPlan,
+        access: Access | None = None,
     ) -> None:
         self.catalog = catalog
         self.schema = schema
         self.dialect = dialect
         self.plan = plan
-        self.table = ImageTable(dialect, plan.entity)
+        self.access = access
+        # The images hold every column: a role's filter may test one it cannot read.
+        imaged = access.catalog.entities[plan.entity.name] if access is not None else plan.entity
+        self.table = ImageTable(dialect, imaged)
 
     def statement(
         self, kind: str, nodes: list[FieldNode], images: Sequence[Mapping[str, Any]]
@@ -615,6 +624,7 @@ class ImageEvaluator:
                 nodes,
                 self.plan.fragments,
                 self.plan.variables,
+                self.access.rows if self.access is not None else None,
             )
         except PlanError as err:
             path = ["where", *err.path[1:]] if err.path else ["where"]
@@ -626,7 +636,12 @@ class ImageEvaluator:
         self, db: Database, rows: Sequence[LogRow]
     ) -> tuple[list[bool], dict[str, list[Any]]]:
         """Whether each row matches, and each image key's rendered value per row."""
-        matched = [self.plan.where is None for _ in rows]
+        # A role's row filter counts as a where: a change matches only through the database.
+        filtered = self.plan.where is not None or (
+            self.access is not None
+            and self.access.where_of("select", self.plan.entity.name) is not None
+        )
+        matched = [not filtered for _ in rows]
         rendered: dict[str, list[Any]] = {}
         for kind, selection in self.plan.images.items():
             at = [i for i, r in enumerate(rows) if getattr(r, kind) is not None]
@@ -636,7 +651,7 @@ class ImageEvaluator:
                 continue
             images = [getattr(rows[i], kind) for i in at]
             passes: list[tuple[str | None, list[FieldNode]]] = list(selection.keys)
-            if not passes and self.plan.where is not None:
+            if not passes and filtered:
                 passes = [(None, [])]
             for n, (key, nodes) in enumerate(passes):
                 text, params = self.statement(kind, nodes, images)
@@ -769,17 +784,19 @@ async def run_subscription(
     emit: Callable[[bytes], Awaitable[None]],
     signal: ChangeSignal | None = None,
     started: Callable[[], None] | None = None,
+    access: Access | None = None,
 ) -> None:
     """Send ``emit`` one ``next`` payload (JSON bytes) per matching committed change, until
     cancelled; ``started`` is called once the start position is known (changes committed
     from then on are delivered). ``settings`` is the
     :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
-    when the subscription cannot go on."""
+    when the subscription cannot go on. With ``access``, only changes of rows the role may
+    read (before or after the change) are delivered."""
     if signal is not None:
         signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
     try:
         reader = ChangeLogReader(db, change_log_table, plan.entity.name)
-        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan)
+        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan, access)
         interval = settings.poll_interval_ms / 1000
         gap_timeout = float(settings.gap_timeout_s)
         position: Position | None = plan.resume.copy() if plan.resume is not None else None

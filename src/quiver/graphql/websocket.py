@@ -204,10 +204,12 @@ class _Connection:
                 given = payload.get("Authorization", payload.get("authorization"))
                 header = given if isinstance(given, str) else None
             try:
-                self.auth.authenticate(header)
+                principal = self.auth.authenticate(header)
             except AuthenticationError as err:
                 detail = err.details[0]
                 raise _ClosedError(4403, f"Forbidden: {detail.message}"[:120]) from None
+            # Every operation of the connection runs with the key's permissions.
+            self.engine = self.engine.for_principal(principal)
         self.acknowledged = True
         await self.send({"type": "connection_ack"})
 
@@ -320,6 +322,7 @@ class _Connection:
                     emit,
                     engine.change_signal,
                     running,
+                    engine.access,
                 )
             except SubscriptionError as err:
                 await self._error(op_id, err.errors)

@@ -8,7 +8,9 @@
 - :mod:`quiver.ingest.access`: API keys, bearer tokens and TLS of a listener;
 - :mod:`quiver.ingest.otlp`: the OTLP/gRPC and OTLP/HTTP receivers (the ``otlp`` source);
 - :mod:`quiver.ingest.otap`: OTAP (OpenTelemetry Arrow) streams on the OTLP/gRPC port (the
-  ``arrow`` option of the ``otlp`` source).
+  ``arrow`` option of the ``otlp`` source);
+- :mod:`quiver.ingest.commands`: ``quiver ingest dlq``, the dead-letter queue of a pipeline
+  (kept by :mod:`quiver.pipeline.dead_letters`).
 
 Nothing is imported here: a pipeline imports a receiver only when it uses it.
 """

@@ -4,6 +4,9 @@ A request is let in when it carries one of the configured API keys in the ``api_
 (``x-api-key`` by default) or one of the bearer tokens as ``Authorization: Bearer <token>``.
 Keys are compared in constant time. Write them as ``${env:NAME}`` or ``${file:path}`` in the
 pipeline file rather than in clear.
+
+A key or token may be bound to a tenant (``{key: ..., tenant: acme}``): every request it
+authenticates belongs to that tenant (see :mod:`quiver.ingest.tenancy`).
 """
 
 from __future__ import annotations
@@ -12,26 +15,64 @@ import hmac
 import os
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
+from quiver.ingest.tenant_id import TenantId
 from quiver.pipeline.component import ComponentConfig
 
 if TYPE_CHECKING:
     import grpc.aio
 
-__all__ = ["AuthConfig", "TlsConfig", "authorized", "server_ssl_context"]
+__all__ = [
+    "ApiKey",
+    "AuthConfig",
+    "BearerToken",
+    "Caller",
+    "TlsConfig",
+    "authenticate",
+    "authorized",
+    "server_ssl_context",
+]
+
+
+class ApiKey(ComponentConfig):
+    """An API key bound to a tenant: the requests it authenticates belong to `tenant`."""
+
+    key: str = Field(description="The key, sent in `api_key_header`.")
+    tenant: TenantId | None = Field(None, description="Tenant of every request sent with this key.")
+
+
+class BearerToken(ComponentConfig):
+    """A bearer token bound to a tenant: the requests it authenticates belong to `tenant`."""
+
+    token: str = Field(description="The token, sent as `Authorization: Bearer …`.")
+    tenant: TenantId | None = Field(
+        None, description="Tenant of every request sent with this token."
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the tenant its key or token is bound to (None: not bound)."""
+
+    tenant: str | None = None
 
 
 class AuthConfig(ComponentConfig):
     """Require an API key or a bearer token on every request."""
 
-    api_keys: list[str] = Field(
-        default_factory=list, description="Accepted API keys, sent in `api_key_header`."
+    api_keys: list[str | ApiKey] = Field(
+        default_factory=list,
+        description="Accepted API keys, sent in `api_key_header`; `{key, tenant}` binds a key "
+        "to a tenant.",
     )
-    bearer_tokens: list[str] = Field(
-        default_factory=list, description="Accepted tokens, sent as `Authorization: Bearer …`."
+    bearer_tokens: list[str | BearerToken] = Field(
+        default_factory=list,
+        description="Accepted tokens, sent as `Authorization: Bearer …`; `{token, tenant}` "
+        "binds a token to a tenant.",
     )
     api_key_header: str = Field("x-api-key", description="Header (gRPC metadata key) of the key.")
 
@@ -41,10 +82,24 @@ class AuthConfig(ComponentConfig):
             raise ValueError(
                 "auth needs api_keys or bearer_tokens (without either nobody could send)"
             )
-        if any(not k for k in [*self.api_keys, *self.bearer_tokens]):
+        if any(not secret for secret, _ in [*self.keys(), *self.tokens()]):
             raise ValueError("an empty API key or token would let anyone in")
         self.api_key_header = self.api_key_header.lower()
         return self
+
+    def keys(self) -> list[tuple[str, str | None]]:
+        """``(key, tenant)`` of every API key (tenant None: not bound to one)."""
+        return [(k, None) if isinstance(k, str) else (k.key, k.tenant) for k in self.api_keys]
+
+    def tokens(self) -> list[tuple[str, str | None]]:
+        """``(token, tenant)`` of every bearer token."""
+        return [
+            (t, None) if isinstance(t, str) else (t.token, t.tenant) for t in self.bearer_tokens
+        ]
+
+    def tenants(self) -> set[str]:
+        """The tenants keys and tokens are bound to."""
+        return {t for _, t in [*self.keys(), *self.tokens()] if t is not None}
 
 
 class TlsConfig(ComponentConfig):
@@ -95,18 +150,34 @@ def server_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
-def authorized(auth: AuthConfig | None, headers: Mapping[str, str]) -> bool:
-    """Whether ``headers`` (lowercase names) carry an accepted key or token."""
+def authenticate(auth: AuthConfig | None, headers: Mapping[str, str]) -> Caller | None:
+    """The caller whose accepted key or token ``headers`` (lowercase names) carry; None when
+    they carry none."""
     if auth is None:
-        return True
+        return Caller()
     key = headers.get(auth.api_key_header)
-    if key is not None and any(_same(key, k) for k in auth.api_keys):
-        return True
+    if key is not None:
+        found = _match(key, auth.keys())
+        if found is not None:
+            return found
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer" and token:
-        return any(_same(token.strip(), t) for t in auth.bearer_tokens)
-    return False
+        return _match(token.strip(), auth.tokens())
+    return None
+
+
+def authorized(auth: AuthConfig | None, headers: Mapping[str, str]) -> bool:
+    """Whether ``headers`` (lowercase names) carry an accepted key or token."""
+    return authenticate(auth, headers) is not None
+
+
+def _match(given: str, accepted: list[tuple[str, str | None]]) -> Caller | None:
+    found: Caller | None = None
+    for secret, tenant in accepted:  # every one compared: the time does not tell which matched
+        if _same(given, secret) and found is None:
+            found = Caller(tenant)
+    return found
 
 
 def _same(given: str, expected: str) -> bool:
@@ -118,15 +189,15 @@ async def admit_grpc_call(
     auth: AuthConfig | None,
     enabled: bool,
     signal: str,
-) -> None:
+) -> Caller:
     """Abort a gRPC call (OTLP or OTAP) whose credentials are missing or wrong
-    (UNAUTHENTICATED) or whose signal this receiver does not take (UNIMPLEMENTED)."""
+    (UNAUTHENTICATED) or whose signal this receiver does not take (UNIMPLEMENTED); the caller
+    of one let in."""
     import grpc
 
-    metadata = {
-        k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)
-    }
-    if not authorized(auth, metadata):
+    metadata = grpc_metadata(context)
+    caller = authenticate(auth, metadata)
+    if caller is None:
         await context.abort(
             grpc.StatusCode.UNAUTHENTICATED,
             "missing or wrong credentials: send the API key in the "
@@ -135,3 +206,10 @@ async def admit_grpc_call(
         )
     if not enabled:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"this receiver does not take {signal}")
+    assert caller is not None  # abort raised otherwise
+    return caller
+
+
+def grpc_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    """The text metadata of a gRPC call, by lowercase key."""
+    return {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}

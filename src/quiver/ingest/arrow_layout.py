@@ -11,6 +11,8 @@ and maps as JSON.
 Ids are lowercase hex strings (``trace_id`` 32 digits, ``span_id`` 16), times are
 ``timestamp[ns, UTC]`` (a time of 0, "unset" in OTLP, is null), enums are their short lowercase
 names (``span_kind: server``, ``status_code: error``, ``aggregation_temporality: delta``).
+``tenant_id`` is the tenant a receiver resolved for the row (:mod:`quiver.ingest.tenancy`), null
+when the receiver has no tenancy.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ TELEMETRY_SCHEMA = pa.schema(
         pa.field("severity_text", pa.string()),
         pa.field("body", pa.string()),  # a string body as it is, any other value as JSON
         pa.field("event_name", pa.string()),
+        # tenancy
+        pa.field("tenant_id", pa.string()),  # the row's tenant (null without tenancy)
     ]
 )
 

@@ -16,6 +16,8 @@ nothing.
 ``topic_field`` adds the topic of each message as a column, and ``topic_fields`` routes parts
 of the topic into columns of their own: the pattern ``sensors/{site}/{device}/#`` turns a
 message on ``sensors/paris/t1/temp`` into the fields ``site: paris`` and ``device: t1``.
+``tenancy: {patterns: [tenants/{tenant}/#]}`` puts the tenant named by the topic in the
+``tenant_id`` column (see :mod:`quiver.ingest.tenancy`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
+from quiver.ingest.tenancy import TENANT_COLUMN, TopicTenancy, TopicTenancyConfig, topic_pattern
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import PermanentError, RetryableError
 
 __all__ = ["MqttReceiver", "MqttReceiverConfig"]
 
 _NAME = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_TOPIC_SYNTAX = ("/", "+", "#")  # level separator, one level, the levels left
 
 
 class MqttReceiverConfig(ReceiverConfig):
@@ -63,6 +67,19 @@ class MqttReceiverConfig(ReceiverConfig):
         description="Topic patterns whose {name} levels become columns, e.g. "
         "sensors/{site}/{device}/#; the first matching pattern applies.",
     )
+
+    tenancy: TopicTenancyConfig | None = Field(
+        None,
+        description="Take each message's tenant (the tenant_id column) from its topic, e.g. "
+        "{patterns: [tenants/{tenant}/#]}.",
+    )
+
+    @field_validator("tenancy")
+    @classmethod
+    def _tenant_patterns(cls, tenancy: TopicTenancyConfig | None) -> TopicTenancyConfig | None:
+        for pattern in tenancy.patterns if tenancy is not None else ():
+            topic_pattern(pattern, *_TOPIC_SYNTAX)
+        return tenancy
 
     @field_validator("topic_fields")
     @classmethod
@@ -117,6 +134,9 @@ class MqttReceiver(BrokerReceiver):
         types = {n: "str" for _, names in self._routes for n in names}
         if cfg.topic_field:
             types[cfg.topic_field] = "str"
+        if cfg.tenancy is not None:
+            types[TENANT_COLUMN] = "str"
+            self.topic_tenancy = TopicTenancy(cfg.tenancy, *_TOPIC_SYNTAX)
         self.extra_types = types
 
     def _fields(self, topic: str) -> dict[str, Any]:
@@ -171,11 +191,13 @@ class MqttReceiver(BrokerReceiver):
             loop.call_soon_threadsafe(answered)
 
         def on_message(c: Any, userdata: Any, msg: Any) -> None:
+            fields = self._fields(msg.topic)
             message = Message(
                 bytes(msg.payload),
                 f"{msg.topic}#{msg.mid}" if msg.qos else msg.topic,
-                self._fields(msg.topic),
+                fields,
                 (msg.mid, msg.qos),
+                self._tenant(msg.topic, fields),
             )
             loop.call_soon_threadsafe(self._deliver, message)
 

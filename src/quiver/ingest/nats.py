@@ -12,6 +12,9 @@ redelivered).
 Without ``stream`` it subscribes to core NATS subjects (``*`` and ``>`` wildcards, an optional
 ``queue`` group to share the work between receivers). Core NATS keeps nothing for a subscriber:
 messages published while no run listens, or held by a run that is killed, are not seen again.
+
+``tenancy: {patterns: [tenants.{tenant}.>]}`` puts the tenant named by the subject in the
+``tenant_id`` column (see :mod:`quiver.ingest.tenancy`).
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ import asyncio
 import contextlib
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.nats_client import NatsLogin, nats_error
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
+from quiver.ingest.tenancy import TENANT_COLUMN, TopicTenancy, TopicTenancyConfig, topic_pattern
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import QuiverError, RetryableError
 
 __all__ = ["NatsReceiver", "NatsReceiverConfig"]
+
+_SUBJECT_SYNTAX = (".", "*", ">")  # token separator, one token, the tokens left
 
 
 class NatsReceiverConfig(NatsLogin, ReceiverConfig):
@@ -60,6 +66,19 @@ class NatsReceiverConfig(NatsLogin, ReceiverConfig):
         "nats_subject", description="Column holding each message's subject (null: none)."
     )
 
+    tenancy: TopicTenancyConfig | None = Field(
+        None,
+        description="Take each message's tenant (the tenant_id column) from its subject, e.g. "
+        "{patterns: [tenants.{tenant}.>]}.",
+    )
+
+    @field_validator("tenancy")
+    @classmethod
+    def _tenant_patterns(cls, tenancy: TopicTenancyConfig | None) -> TopicTenancyConfig | None:
+        for pattern in tenancy.patterns if tenancy is not None else ():
+            topic_pattern(pattern, *_SUBJECT_SYNTAX)
+        return tenancy
+
     @model_validator(mode="after")
     def _durable_with_stream(self) -> NatsReceiverConfig:
         if self.stream is not None and not self.durable:
@@ -80,7 +99,11 @@ class NatsReceiver(BrokerReceiver):
     def __init__(self, cfg: NatsReceiverConfig) -> None:
         super().__init__(cfg, f"source nats {cfg.stream or cfg.subject}")
         self.cfg = cfg
-        self.extra_types = {cfg.subject_field: "str"} if cfg.subject_field else {}
+        types = {cfg.subject_field: "str"} if cfg.subject_field else {}
+        if cfg.tenancy is not None:
+            types[TENANT_COLUMN] = "str"
+            self.topic_tenancy = TopicTenancy(cfg.tenancy, *_SUBJECT_SYNTAX)
+        self.extra_types = types
         self._nc: Any = None
         self._sub: Any = None
         self._puller: asyncio.Task[None] | None = None
@@ -93,7 +116,7 @@ class NatsReceiver(BrokerReceiver):
         label = msg.subject
         if self.cfg.stream is not None:
             label = f"{msg.subject}#{msg.metadata.sequence.stream}"
-        return Message(msg.data, label, fields, msg)
+        return Message(msg.data, label, fields, msg, self._tenant(msg.subject, fields))
 
     async def _subscribe(self, ctx: RunContext) -> None:
         import nats

@@ -20,6 +20,9 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 * **Bad messages** (an unreadable body, a value not of its column's type) are rejected rows:
   they fail a ``fail_fast`` run, or go to the rejects file with ``on_error: {policy: reject}``
   and are then acknowledged (settled as refused where the broker has a way to say so).
+* **Tenants** (``mqtt``, ``nats``): with ``tenancy`` the topic or subject names each message's
+  tenant (the ``tenant_id`` column, see :mod:`quiver.ingest.tenancy`); a message without one is
+  a bad message.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from quiver.ingest.tenancy import TENANT_COLUMN, TopicTenancy
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
@@ -77,6 +81,8 @@ class Message:
     label: str
     fields: dict[str, Any] = field(default_factory=dict)
     handle: Any = None
+    #: Why the message is refused before its body is read (None: it is not).
+    refusal: str | None = None
 
 
 class TlsOptions(BaseModel):
@@ -189,6 +195,8 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
 
     #: Fields a receiver adds to rows, with their types (e.g. ``{"mqtt_topic": "str"}``).
     extra_types: Mapping[str, str] = {}
+    #: How a receiver with ``tenancy`` reads the tenant of a topic (see :meth:`_tenant`).
+    topic_tenancy: TopicTenancy | None = None
 
     def __init__(self, cfg: ReceiverConfig, where: str) -> None:
         self.rcfg = cfg
@@ -236,6 +244,15 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
         if self._failure is None:
             self._failure = error
             self._stopped.set()
+
+    def _tenant(self, topic: str, fields: dict[str, Any]) -> str | None:
+        """With topic tenancy, put the tenant of ``topic`` in ``fields``; why a message on
+        ``topic`` is refused (None: it is not)."""
+        if self.topic_tenancy is None:
+            return None
+        tenant, refusal = self.topic_tenancy.tenant(topic)
+        fields[TENANT_COLUMN] = tenant
+        return refusal
 
     def _deliver(self, message: Message) -> None:
         """Called by a subclass for each message received."""
@@ -455,6 +472,9 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
     def _to_batch(self, messages: list[Message], ctx: RunContext) -> pa.RecordBatch | None:
         parsed: list[tuple[Message, list[Any]]] = []
         for message in messages:
+            if message.refusal is not None:
+                self._refuse(message, message.refusal, ctx)
+                continue
             try:
                 records = self._records(message.body)
             except (ValueError, UnicodeDecodeError) as exc:

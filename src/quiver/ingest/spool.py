@@ -10,7 +10,10 @@ committed, :meth:`Spool.commit` drops what they hold; what was not committed is 
 On disk: numbered segment files (``00000000000000000001.seg`` ...), each a magic header and
 records of ``[length u32][crc32 u32][payload]``, the payload being ``S`` + an Arrow IPC schema
 (a segment's first record, and again when the schema changes) or ``B`` + an Arrow IPC record
-batch. A torn or corrupt record (a crash in the middle of a write, before the client was told
+batch. Columns that are null in every row of a batch are left out of its record (the wide
+telemetry layout leaves most columns null): the ``S`` record then holds the schema of the
+columns written, with the whole schema in its metadata, and reading puts the null columns
+back. A torn or corrupt record (a crash in the middle of a write, before the client was told
 anything) ends the reading of its segment. ``committed`` holds the position up to which
 everything is committed (``segment offset``), replaced atomically. ``lock`` is held with
 ``flock`` while a spool is open, so two processes never share a directory.
@@ -43,6 +46,8 @@ _HEAD = struct.Struct("<II")
 _SUFFIX = ".seg"
 _COMMITTED = "committed"
 _IOV_MAX = 1020  # buffers per writev call (POSIX guarantees 16, Linux takes 1024)
+_WHOLE = b"quiver.spool.schema"  # S record metadata: the schema with the null columns
+_KEPT = b"quiver.spool.columns"  # and the positions in it of the columns written
 
 
 @dataclass(frozen=True, order=True)
@@ -79,6 +84,7 @@ class Spool:
         self._segment = 0
         self._offset = 0
         self._schema: pa.Schema | None = None
+        self._kept: tuple[int, ...] = ()  # the columns of self._schema written
         self._sizes: dict[int, int] = {}  # segment -> bytes on disk
         self._committed = Position(0, 0)
         self._pending: list[tuple[pa.RecordBatch, asyncio.Future[Position]]] = []
@@ -145,6 +151,7 @@ class Spool:
             return
         offset = len(_MAGIC) if data.startswith(_MAGIC) else len(data)
         schema: pa.Schema | None = None
+        whole: tuple[pa.Schema, list[int]] | None = None
         while offset + _HEAD.size <= len(data):
             length, crc = _HEAD.unpack_from(data, offset)
             body = data[offset + _HEAD.size : offset + _HEAD.size + length]
@@ -154,8 +161,10 @@ class Spool:
             buf = pa.py_buffer(body[1:])
             if body[:1] == b"S":
                 schema = ipc.read_schema(buf)
+                whole = _whole_schema(schema)
             elif body[:1] == b"B" and schema is not None and end > start:
-                yield Position(seg, end), ipc.read_record_batch(buf, schema)
+                batch = ipc.read_record_batch(buf, schema)
+                yield Position(seg, end), batch if whole is None else _with_nulls(batch, *whole)
             offset = end
         self._sizes[seg] = offset  # a torn tail is garbage: the segment ends here
 
@@ -201,9 +210,12 @@ class Spool:
                     self._flush(parts)
                     parts = []
                     self._new_segment()
-                if batch.schema != self._schema:
-                    self._schema = batch.schema
-                    parts.extend(self._record(b"S", batch.schema.serialize()))
+                kept = _not_null(batch)
+                if batch.schema != self._schema or kept != self._kept:
+                    self._schema, self._kept = batch.schema, kept
+                    parts.extend(self._record(b"S", _stored_schema(batch.schema, kept)))
+                if len(kept) < batch.num_columns:
+                    batch = batch.select(list(kept))
                 parts.extend(self._record(b"B", batch.serialize()))
                 positions.append(Position(self._segment, self._offset))
             self._flush(parts)
@@ -297,3 +309,40 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _not_null(batch: pa.RecordBatch) -> tuple[int, ...]:
+    """The columns of ``batch`` with a value in some row (all of them when it has no rows)."""
+    rows = batch.num_rows
+    return tuple(
+        i for i, column in enumerate(batch.columns) if not rows or column.null_count < rows
+    )
+
+
+def _stored_schema(schema: pa.Schema, kept: tuple[int, ...]) -> pa.Buffer:
+    """The ``S`` record of batches of ``schema`` written with the columns ``kept``."""
+    if len(kept) == len(schema):
+        return schema.serialize()
+    meta = dict(schema.metadata or {})
+    meta[_WHOLE] = schema.serialize().to_pybytes()
+    meta[_KEPT] = ",".join(map(str, kept)).encode()
+    return pa.schema([schema.field(i) for i in kept], metadata=meta).serialize()
+
+
+def _whole_schema(stored: pa.Schema) -> tuple[pa.Schema, list[int]] | None:
+    """For an ``S`` record written without null columns, the whole schema and the positions
+    in it of the columns written; None for a schema written whole."""
+    meta = stored.metadata or {}
+    if _WHOLE not in meta:
+        return None
+    kept = [int(i) for i in meta[_KEPT].split(b",")] if meta[_KEPT] else []
+    return ipc.read_schema(pa.py_buffer(meta[_WHOLE])), kept
+
+
+def _with_nulls(batch: pa.RecordBatch, whole: pa.Schema, kept: list[int]) -> pa.RecordBatch:
+    """A batch written without its null columns, with them put back (schema ``whole``)."""
+    rows = batch.num_rows
+    arrays = [pa.nulls(rows, f.type) for f in whole]
+    for column, i in zip(batch.columns, kept, strict=True):
+        arrays[i] = column
+    return pa.RecordBatch.from_arrays(arrays, schema=whole)

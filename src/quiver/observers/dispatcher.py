@@ -15,13 +15,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import secrets
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from quiver.config.settings import DispatcherSettings
 from quiver.observers.catalog import BoundAction, Observer
@@ -42,15 +44,30 @@ _BATCH: contextvars.ContextVar[list[_Outcome]] = contextvars.ContextVar("quiver_
 
 _log = logging.getLogger("quiver.observers")
 _PRUNE_EVERY = 3600.0  # seconds between deletions of ledger rows no scan reads any more
-# Most scans read only the change rows above the newest id claimed so far minus this many
-# batches: rows committed late with a smaller id in that margin are found at once, and a scan
-# costs the margin, not the whole lookback window (whose finished rows it would re-read).
-# Every _FULL_SCAN_EVERY seconds a scan reads the whole window, so a row committed later
-# still, or left by a dispatcher that died, is found then: nothing is skipped.
+# _GAPS: most scans read only the change rows above the newest id this dispatcher claimed so
+# far, so a scan costs the rows it claims, not the finished rows of the lookback window. The
+# ids below it that no scan returned yet (a row committed after a row with a larger id, or
+# not yet committed) are gaps: while there are any, scans read from the lowest one, but from
+# no lower than this many batches below the newest id. Every third of the lease (within
+# _FULL_SCAN_EVERY seconds) a scan reads the whole window, so a row committed later still, or
+# left by a dispatcher that died (its claims expire after the lease), is found then: nothing
+# is skipped.
 _RECENT_BATCHES = 10
-_FULL_SCAN_EVERY = 1.0
+_FULL_SCAN_EVERY = (1.0, 10.0)
+_MAX_GAPS = 100_000  # ids noted as gaps after one scan at most
 _PAUSE = 5.0  # seconds to wait after a scan failed (the database is unreachable)
 _GAUGES_EVERY = 5.0  # seconds between counts of the backlog and the dead-letter table
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How one observer's action is delivered: its retry policy, circuit breaker and
+    dead-letter hook (one Delivery for all its jobs) and its duration histogram."""
+
+    name: str
+    bound: BoundAction
+    delivery: Delivery
+    duration: Histogram
 
 
 class Dispatcher:
@@ -66,10 +83,12 @@ class Dispatcher:
         self.store = store
         self.lease = lease
         self.lanes = lanes
-        # Scans read the change rows from a little below the newest id claimed so far; one
-        # scan a second reads the whole lookback window (see _FULL_SCAN_EVERY).
+        # Scans read the change rows above the newest id claimed so far, or from the lowest
+        # gap below it; one scan a second reads the whole lookback window (see _GAPS).
         self._newest = 0
-        self._full_scan_at = -_FULL_SCAN_EVERY
+        self._gaps: dict[int, float] = {}  # id below _newest -> when first missed
+        self._full_scan_at = -math.inf
+        self._full_scan_every = min(max(lease / 3, _FULL_SCAN_EVERY[0]), _FULL_SCAN_EVERY[1])
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
         self.settings = settings
@@ -78,6 +97,9 @@ class Dispatcher:
         self.delivered = 0
         self.dead = 0
         self.metrics = DispatcherMetrics(settings.metrics_namespace)
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._counters: dict[tuple[str, str], Counter] = {}
+        self._buried: set[int] = set()  # id() of the jobs the dead-letter hook wrote
 
     def _entities(self) -> list[str]:
         return sorted({o.entity for o in self.observers})
@@ -92,11 +114,18 @@ class Dispatcher:
         events over and delivers what the ledger does not record yet."""
         token = secrets.token_hex(16)
         now = time.monotonic()
-        after = 0
-        if now - self._full_scan_at < _FULL_SCAN_EVERY:
-            after = max(0, self._newest - _RECENT_BATCHES * self.settings.batch_size)
-        else:
+        full = now - self._full_scan_at >= self._full_scan_every
+        if full:
+            after = 0
+            # Gaps that outlived a whole full-scan period: rolled back, another entity's or
+            # another dispatcher's. The full scans find them should they turn up after all.
+            self._gaps = {i: t for i, t in self._gaps.items() if t >= self._full_scan_at}
             self._full_scan_at = now
+        else:
+            after = self._newest
+            if self._gaps:
+                margin = self._newest - _RECENT_BATCHES * self.settings.batch_size
+                after = max(0, margin, min(self._gaps) - 1)
         events, finished = await self.store.claim_with_ledger(
             self._entities(),
             self.settings.lookback,
@@ -108,7 +137,7 @@ class Dispatcher:
         )
         if not events:
             return 0
-        self._newest = max(self._newest, events[-1].id)
+        self._saw([e.id for e in events], now)
         outcomes: list[_Outcome] = []
         _BATCH.set(outcomes)
         done = asyncio.Event()
@@ -118,6 +147,9 @@ class Dispatcher:
         except Exception:
             await self.store.record_many(outcomes)
             await self._release(token)
+            # The events that did not finish are found again by the next scan.
+            recorded = {o[0] for o in outcomes if o[1] == EVENT_DONE}
+            self._gaps.update((e.id, now) for e in events if e.id not in recorded)
             raise
         finally:
             # Never cancelled mid-statement: a transaction cut short could stay open.
@@ -127,6 +159,21 @@ class Dispatcher:
         # that dies before delivers the batch's actions again: at least once.
         await self.store.record_many(outcomes, token)
         return len(events)
+
+    def _saw(self, ids: list[int], now: float) -> None:
+        """Note the ids (ascending) a scan claimed: each is no gap any more, and the ids
+        between the newest claimed so far and these that were not among them are gaps
+        (a change committed later than a change with a larger id, or not yet at all)."""
+        gaps = self._gaps
+        for i in ids:
+            gaps.pop(i, None)
+        top = ids[-1]
+        if top > self._newest:
+            claimed = set(ids)
+            for i in range(max(self._newest + 1, top - _MAX_GAPS), top):
+                if i not in claimed:
+                    gaps[i] = now
+            self._newest = top
 
     async def _release(self, token: str) -> None:
         try:
@@ -212,9 +259,10 @@ class Dispatcher:
             for observer in self.observers:
                 if observer.entity != event.entity or event.operation not in observer.on:
                     continue
-                outcome = self.metrics.events.labels(observer.name, "skipped")
-                if evaluate(observer.condition, event.images()):
+                if observer.condition.root is None or evaluate(observer.condition, event.images()):
                     outcome = await self._run_observer(observer, event, finished)
+                else:
+                    outcome = self._counter(observer.name, "skipped")
                 outcome.inc()
             _BATCH.get().append((event.id, EVENT_DONE, EVENT_DONE, "done", 0))
 
@@ -222,62 +270,79 @@ class Dispatcher:
         self, observer: Observer, event: Event, finished: set[tuple[str, str]]
     ) -> Counter:
         """Deliver the observer's unfinished actions for ``event``; the counter of its outcome."""
-        events = self.metrics.events
         payload = event.payload(observer.name)
         dead = False
         for bound in observer.actions:
-            if (observer.name, bound.name) in finished:
+            if finished and (observer.name, bound.name) in finished:
                 continue
             try:
                 job = Job(event.id, observer.name, bound.name, payload)
-                dead = not await self._deliver(job, bound) or dead
+                dead = not await self._deliver(job, self._route(observer.name, bound)) or dead
             except Exception:
-                events.labels(observer.name, "failed").inc()
+                self._counter(observer.name, "failed").inc()
                 raise
-        return events.labels(observer.name, "dead_lettered" if dead else "delivered")
+        return self._counter(observer.name, "dead_lettered" if dead else "delivered")
 
-    def _delivery(self, job: Job, dead: list[bool]) -> Delivery:
-        """A delivery of ``job``; a dead letter written appends True to ``dead``."""
-        breaker = self._breakers.setdefault(
-            (job.observer, job.action), CircuitBreaker(name=f"{job.observer}.{job.action}")
+    def _counter(self, observer: str, outcome: str) -> Counter:
+        """The events counter of ``observer`` and ``outcome`` (its labels looked up once)."""
+        counter = self._counters.get((observer, outcome))
+        if counter is None:
+            counter = self._counters[(observer, outcome)] = self.metrics.events.labels(
+                observer, outcome
+            )
+        return counter
+
+    def _route(self, observer: str, bound: BoundAction) -> _Route:
+        """The delivery of ``observer``'s action ``bound`` (one circuit breaker for all its
+        jobs), made on first use."""
+        route = self._routes.get((observer, bound.name))
+        if route is None:
+            name = f"{observer}.{bound.name}"
+            breaker = self._breakers.setdefault((observer, bound.name), CircuitBreaker(name=name))
+            delivery = Delivery(self.settings.retry, breaker=breaker, dead_letter=self._bury)
+            duration = self.metrics.action_duration.labels(bound.kind)
+            route = _Route(name, bound, delivery, duration)
+            self._routes[(observer, bound.name)] = route
+        return route
+
+    async def _bury(self, letter: DeadLetter) -> None:
+        """The dead-letter hook of every delivery: the job to the dead-letter table."""
+        job: Job = letter.payload
+        error = letter.error
+        if isinstance(error, RetriesExhaustedError) and error.last_error is not None:
+            error = error.last_error
+        await self.store.dead_letter(job, str(error), letter.attempts)
+        self._buried.add(id(job))
+        self.dead += 1
+        _log.warning(
+            "observer %s action %s: event %s dead-lettered after %s attempts: %s",
+            job.observer,
+            job.action,
+            job.event_id,
+            letter.attempts,
+            error,
         )
 
-        async def dead_letter(letter: DeadLetter) -> None:
-            error = letter.error
-            if isinstance(error, RetriesExhaustedError) and error.last_error is not None:
-                error = error.last_error
-            await self.store.dead_letter(job, str(error), letter.attempts)
-            dead.append(True)
-            self.dead += 1
-            _log.warning(
-                "observer %s action %s: event %s dead-lettered after %s attempts: %s",
-                job.observer,
-                job.action,
-                job.event_id,
-                letter.attempts,
-                error,
-            )
-
-        return Delivery(self.settings.retry, breaker=breaker, dead_letter=dead_letter)
-
-    async def _deliver(self, job: Job, bound: BoundAction) -> bool:
+    async def _deliver(self, job: Job, route: _Route) -> bool:
         """Deliver ``job``: True once delivered, False once dead-lettered."""
         attempts = 0
-        duration = self.metrics.action_duration.labels(bound.kind)
+        run = route.bound.action.run
+        observe = route.duration.observe
 
         async def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            with duration.time():
-                await bound.action.run(job)
+            started = time.perf_counter()
+            try:
+                await run(job)
+            finally:
+                observe(time.perf_counter() - started)
 
-        dead: list[bool] = []
         try:
-            await self._delivery(job, dead).call(
-                attempt, name=f"{job.observer}.{job.action}", payload=job
-            )
+            await route.delivery.call(attempt, name=route.name, payload=job)
         except Exception:
-            if dead:  # in the dead-letter table: a final outcome
+            if id(job) in self._buried:  # in the dead-letter table: a final outcome
+                self._buried.discard(id(job))
                 return False
             raise  # not recorded anywhere: the event stays pending
         _BATCH.get().append((job.event_id, job.observer, job.action, "delivered", attempts))

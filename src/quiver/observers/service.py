@@ -63,6 +63,12 @@ async def open_store(settings: QuiverSettings) -> DispatchStore:
         pool_max=max(2, min(db.pool_max, settings.dispatcher.concurrency + 1)),
         statement_timeout_ms=db.statement_timeout_ms,
         pool_timeout_ms=db.pool_timeout_ms,
+        # The scans' plans must not depend on statistics (a change log just created has
+        # none, and autovacuum may be off): without them the planner expects a handful of
+        # unfinished rows, and sorts every one of the window to claim the first few. With
+        # sorts last resort, a scan reads the change log in id order and stops at the batch's
+        # end; generic plans spare planning each statement anew.
+        postgresql_settings={"plan_cache_mode": "force_generic_plan", "enable_sort": "off"},
     )
     d = settings.dispatcher
     store = DispatchStore(

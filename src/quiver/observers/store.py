@@ -156,6 +156,53 @@ _EVENT_COLUMNS = (
 )
 
 
+# PostgreSQL claims a batch in two statements of fixed text (prepared once), each committed
+# by itself: _PG_CLAIM takes the candidates (unfinished, unclaimed or with an expired claim,
+# locked as they are read so that a second dispatcher skips them) and upserts their claims,
+# taking over only expired ones: RETURNING names the events claimed. _PG_CLAIMED then reads
+# those change rows with their ledger rows ("observer\naction") as one JSON array; being a
+# statement of its own, it sees every ledger row committed before the claims were taken.
+# _PG_CLAIM parameters: $1 lowest id - 1, $2 entities, $3 lookback seconds, $4 now, $5 limit,
+# $6 owner, $7 token, $8 expiry.
+_PG_CLAIM = (
+    "WITH cand AS (SELECT c.id FROM {changes} c WHERE c.id > $1 AND c.entity = ANY($2::text[])"
+    " AND {changed_at} >= now() - ($3::double precision * interval '1 second')"
+    " AND (SELECT count(*) FROM {ledger} l WHERE l.event_id = c.id AND l.observer = '*'"
+    " AND l.action = '*') = 0"
+    " AND (SELECT count(*) FROM {claims} k WHERE k.event_id = c.id"
+    " AND k.expires_at >= $4::double precision) = 0"
+    " ORDER BY c.id LIMIT $5::int FOR UPDATE OF c SKIP LOCKED),"
+    " mine AS (INSERT INTO {claims} AS k (event_id, owner, token, expires_at)"
+    " SELECT id, $6::text, $7::text, $8::double precision FROM cand"
+    " ON CONFLICT (event_id) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token,"
+    " expires_at = EXCLUDED.expires_at WHERE k.expires_at < $4::double precision"
+    " RETURNING event_id)"
+    " SELECT json_agg(event_id) FROM mine"
+)
+# The ledger and claims are looked up by key for each candidate (count(*) = 0, not NOT EXISTS,
+# which the planner turns into a join: without statistics it guesses that one ledger row
+# matches and joins every candidate with a scan of the whole ledger).
+# The window's condition: for a scan from an id (above most of the window's rows), one the
+# planner cannot answer from the changed_at index, so that it reads the ids in order from
+# there instead of the whole window's index entries (without statistics it picks the latter).
+_PG_WINDOW = {True: "c.changed_at", False: "(c.changed_at + interval '0 seconds')"}
+_PG_CLAIMED = (
+    "SELECT json_agg(json_build_array(c.id, c.entity, c.entity_key, c.operation,"
+    " c.before_image, c.after_image, c.changed_fields, c.actor, c.tenant_id, c.transaction_id,"
+    " to_char(c.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),"
+    " ARRAY(SELECT l.observer || chr(10) || l.action FROM {ledger} l"
+    " WHERE l.event_id = c.id)) ORDER BY c.id)"
+    " FROM {changes} c WHERE c.id = ANY($1::bigint[])"
+)
+# A batch's ledger rows and the end of its claims (token $1, or NULL) in one statement.
+_PG_RECORD = (
+    "WITH gone AS (DELETE FROM {claims} WHERE token = $1::text)"
+    " INSERT INTO {ledger} (event_id, observer, action, status, attempts, last_error,"
+    " updated_at) SELECT e, o, a, s, n, NULL, $7::text FROM unnest($2::bigint[], $3::text[],"
+    " $4::text[], $5::text[], $6::int[]) AS r (e, o, a, s, n) {upsert}"
+)
+
+
 def _events(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
     return [
         Event(
@@ -214,6 +261,9 @@ class DispatchStore:
         self.dlq = self.dialect.quote_ident(dead_letter_table)
         self._change_log_table = change_log_table
         self.claims = self.dialect.quote_ident(claims_table(ledger_table))
+        self._claim_texts: dict[bool, str] = {}  # by whether the scan reads the whole window
+        self._claimed_text = ""
+        self._record_text: str | None = None
 
     def _text(self, text: str) -> str:
         return placeholders(self.dialect, text)
@@ -290,6 +340,10 @@ class DispatchStore:
         if not entities:
             return [], {}
         now = time.time()
+        if self.dialect.name == "postgresql":
+            return await self._claim_postgresql(
+                entities, lookback, limit, owner, token, until, after, now
+            )
         where, params = self._unfinished(entities, lookback)
         if after > 0:
             where, params = f"c.id > ? AND {where}", [after, *params]
@@ -349,6 +403,41 @@ class DispatchStore:
                 ):
                     finished[int(r[0])].add((r[1], r[2]))
         return [e for e in _events(rows) if e.id in finished], finished
+
+    async def _claim_postgresql(
+        self,
+        entities: Sequence[str],
+        lookback: float,
+        limit: int,
+        owner: str,
+        token: str,
+        until: float,
+        after: int,
+        now: float,
+    ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
+        """:meth:`claim_with_ledger` in two round trips (see _PG_CLAIM)."""
+        if not self._claim_texts:
+            names = {"changes": self.changes, "claims": self.claims, "ledger": self.ledger}
+            for whole, column in _PG_WINDOW.items():
+                self._claim_texts[whole] = _PG_CLAIM.format(changed_at=column, **names)
+            self._claimed_text = _PG_CLAIMED.format(**names)
+        ids = await self.db.fetch_json(
+            self._claim_texts[after <= 0],
+            [after, list(entities), float(lookback), now, limit, owner, token, until],
+        )
+        if ids is None:
+            return [], {}
+        doc = await self.db.fetch_json(self._claimed_text, [orjson.loads(ids)])
+        if doc is None:
+            return [], {}
+        rows = orjson.loads(doc)
+        finished: dict[int, set[tuple[str, str]]] = {}
+        for r in rows:
+            done = finished[int(r[0])] = set()
+            for pair in r[11]:
+                observer, _, action = pair.partition("\n")
+                done.add((observer, action))
+        return _events(rows), finished
 
     async def renew(self, token: str, until: float) -> None:
         """Extend the claims taken under ``token`` to ``until``."""
@@ -431,6 +520,24 @@ class DispatchStore:
         if not outcomes and release is None:
             return
         stamp = _now()
+        if self.dialect.name == "postgresql":
+            if self._record_text is None:
+                self._record_text = _PG_RECORD.format(
+                    claims=self.claims, ledger=self.ledger, upsert=_UPSERT["postgresql"]
+                )
+            await self.db.fetch_json(
+                self._record_text,
+                [
+                    release,
+                    [o[0] for o in outcomes],
+                    [o[1] for o in outcomes],
+                    [o[2] for o in outcomes],
+                    [o[3] for o in outcomes],
+                    [o[4] for o in outcomes],
+                    stamp,
+                ],
+            )
+            return
         async with self.db.transaction() as tx:
             if release is not None:
                 await tx.fetch_rows(

@@ -42,6 +42,7 @@ from quiver.pipeline.component import (
     FileWriting,
     capabilities_of,
 )
+from quiver.pipeline.dead_letters import DeadLetterConfig
 from quiver.pipeline.path_map import PathMap, is_windows_path
 from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT
@@ -156,6 +157,11 @@ class _Common(_Model):
     on_error: OnErrorConfig = Field(default_factory=OnErrorConfig, description="Error policy.")
     taps: list[TapConfig] = Field(default_factory=list, description="Debug taps.")
     engine: EngineSettings = Field(default_factory=EngineSettings, description="Engine tuning.")
+    dlq: DeadLetterConfig | None = Field(
+        default=None,
+        description="Dead-letter queue: batches a sink refuses for good are kept here "
+        "instead of failing the run (null: a failing sink fails the run).",
+    )
 
 
 StepBody = dict[str, dict[str, Any] | None]
@@ -262,6 +268,7 @@ class PipelineSpec:
     engine: EngineSettings
     variables: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    dlq: DeadLetterConfig | None = None
     positions: Positions | None = None
     errors: list[ErrorDetail] = field(default_factory=list)
 
@@ -456,9 +463,11 @@ def parse_pipeline(
         variables=merged,
         warnings=warnings,
         positions=positions,
+        dlq=doc.dlq,
     )
     _check_graph(spec, doc, positions, errors)
     _check_on_error(doc, positions, errors)
+    _check_dlq(spec, positions, errors)
     for step in steps.values():
         _resolve_component(step, registry, positions, errors)
     errors.extend(_check_paths(spec, positions))
@@ -900,6 +909,33 @@ def _check_on_error(doc: _Common, positions: Positions, errors: list[ErrorDetail
                         "set `policy: reject` with a `rejects:` file, or remove the limit",
                     )
                 )
+
+
+def _check_dlq(spec: PipelineSpec, positions: Positions, errors: list[ErrorDetail]) -> None:
+    """``dlq.path`` is a directory (or not there yet) and ``dlq.sinks`` names sinks."""
+    if spec.dlq is None:
+        return
+    path = spec.resolve(spec.dlq.path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        errors.append(
+            ErrorDetail(
+                f"{path} is a file, not a directory",
+                positions.where(("dlq", "path")),
+                "name a directory (it is created when missing)",
+            )
+        )
+    if spec.dlq.sinks is None:
+        return
+    sinks = [s.name for s in spec.sinks()]
+    for i, name in enumerate(spec.dlq.sinks):
+        if name not in sinks:
+            errors.append(
+                ErrorDetail(
+                    f"dlq.sinks: '{name}' is not a sink of this pipeline",
+                    positions.where(("dlq", "sinks", i)),
+                    did_you_mean(name, sinks) or f"its sinks: {', '.join(sinks) or 'none'}",
+                )
+            )
 
 
 def _resolve_component(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import types
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -26,6 +26,8 @@ class FieldDoc:
 def type_name(tp: Any) -> str:
     """A YAML-minded name of a type annotation: ``int``, ``list[str]``, ``a | b``."""
     origin = get_origin(tp)
+    if origin is Annotated:  # a checked type (a tenant id ...): named as what it annotates
+        return type_name(get_args(tp)[0])
     if origin is Literal:
         return " | ".join(repr(a) if not isinstance(a, str) else a for a in get_args(tp))
     if origin in (Union, types.UnionType):

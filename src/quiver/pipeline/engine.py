@@ -12,7 +12,10 @@ Sinks only publish at the end: when every step has finished, each sink is commit
 atomic rename for files). If anything fails, or the run is cancelled (SIGINT / SIGTERM),
 every sink is aborted and the rejects file is deleted: a failed run leaves no partial output.
 Source reads, processor calls and sink calls go through :mod:`quiver.runtime.delivery`
-(retry with backoff and jitter, a circuit breaker per sink).
+(retry with backoff and jitter, a circuit breaker per sink). With a dead-letter queue
+(``dlq:``), a sink that fails for good does not fail the run: the rows it received since its
+last commit become an entry of the queue (:mod:`quiver.pipeline.dead_letters`), written and
+``fsync``'d before the sources acknowledge anything, and the other sinks commit.
 
 The engine calls a component's optional hooks (``start``, ``flush``, ``close``, a source's
 ``commit`` / ``abort`` ...) only when its class declares them (see
@@ -60,13 +63,14 @@ from quiver.pipeline.component import (
     without_line,
 )
 from quiver.pipeline.conform import conform
+from quiver.pipeline.dead_letters import DeadLetterQueue, Failure, StagedRows
 from quiver.pipeline.output import FileSinkConfig
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
 from quiver.pipeline.resume import STEM
 from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
-from quiver.runtime.delivery import CircuitBreaker, Delivery, file_error
+from quiver.runtime.delivery import CircuitBreaker, DeadLetter, DeadLetterHook, Delivery, file_error
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.wording import plural
 
@@ -101,6 +105,7 @@ class StepStats:
     unconnected_rows: int = 0
     busy_seconds: float = 0.0
     retries: int = 0
+    dead_lettered: int = 0  # a sink's rows kept in the dead-letter queue
 
 
 @dataclass
@@ -120,6 +125,7 @@ class RunResult:
     rejects_files: list[str] = field(default_factory=list)
     error: QuiverError | None = None
     outputs: list[str] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)  # ids of the entries this run added
     files_processed: list[str] = field(default_factory=list)
     files_skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -320,6 +326,16 @@ class PipelineEngine:
         self._kept: dict[str, Any] = {}  # sources that live across units (checkpoints)
         self._checkpoint = False  # the current unit is a checkpoint
         self._draining = False
+        self.dead_letters: DeadLetterQueue | None = None
+        if plan.dlq is not None and plan.dlq_path is not None and dry_run is None:
+            self.dead_letters = DeadLetterQueue.of(
+                plan.dlq, plan.dlq_path, plan.name, self._log_dead_letters
+            )
+        # per unit: the rows handed to each sink covered by the queue, the final failure the
+        # delivery runtime reported for a step, and the sinks that gave up
+        self._staged: dict[str, StagedRows] = {}
+        self._final: dict[str, DeadLetter] = {}
+        self._gave_up: dict[str, BaseException] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -354,7 +370,15 @@ class PipelineEngine:
         )
         for w in plan.warnings:
             self.log.event("warning", w, level="warning")
+        retention: asyncio.Task[None] | None = None
+        withdraw: Callable[[], None] | None = None
         try:
+            if self.dead_letters is not None:
+                from quiver.runtime.metrics import expose
+
+                await asyncio.to_thread(self.dead_letters.create)
+                withdraw = expose(self.dead_letters.metrics.registry)
+                retention = asyncio.create_task(self._retention(), name="dlq-retention")
             checkpointer = self._checkpointer()
             if checkpointer is not None:
                 await self._run_checkpoints(checkpointer)
@@ -390,6 +414,12 @@ class PipelineEngine:
             self.log.event("run_failed", f"run failed: {err}", level="error")
             raise err from exc
         finally:
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+            if withdraw is not None:
+                withdraw()
             result.seconds = time.perf_counter() - start
             result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
             # every row a step rejected, the one failing a fail_fast run included, so the
@@ -450,11 +480,30 @@ class PipelineEngine:
             if not source.more():
                 return
 
+    def _log_dead_letters(self, message: str, level: str) -> None:
+        self.log.event("dlq", message, level=level)
+
+    async def _retention(self) -> None:
+        """Apply the queue's retention while the run goes on (entries age without new ones)."""
+        queue = self.dead_letters
+        assert queue is not None
+        period = min(60.0, max(1.0, queue.max_age / 10))
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(QuiverError):
+                await asyncio.to_thread(queue.enforce)
+
     def _finished(self, result: RunResult) -> RunResult:
         self.log.event(
             "run_finished",
             f"run {self.run_id} finished: {plural(result.rows_read, 'row')} read, "
-            f"{result.rows_written} written, {result.rejected} rejected in {result.seconds:.2f}s",
+            f"{result.rows_written} written, {result.rejected} rejected"
+            + (
+                f", {plural(dead, 'row')} dead-lettered"
+                if (dead := sum(s.dead_lettered for s in result.steps.values()))
+                else ""
+            )
+            + f" in {result.seconds:.2f}s",
             rows_read=result.rows_read,
             rows_written=result.rows_written,
             rejected=result.rejected,
@@ -498,6 +547,11 @@ class PipelineEngine:
         self._empty = {}
         self._originals = _OriginalRows() if self._keeps_original_rows() else None
         opened: dict[str, Sink] = {}
+        self._final, self._gave_up, self._staged = {}, {}, {}
+        if self.dead_letters is not None:
+            for s in plan.sinks:
+                if plan.dead_letters_of(s.name):
+                    self._staged[s.name] = self.dead_letters.stage(s.name, self.run_id)
         rows_before = self.result.rows_read
         sink_rows_before = {s.name: self.result.steps[s.name].rows_in for s in plan.sinks}
         tasks: dict[asyncio.Task[None], str] = {}
@@ -525,11 +579,16 @@ class PipelineEngine:
                         await self._delivery(name).call(
                             opened[name].commit, name=f"commit '{name}'"
                         )
-                    except OSError as exc:
-                        raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
+                    except Exception as exc:
+                        if await self._give_up(name, opened, exc):
+                            continue
+                        if isinstance(exc, OSError):
+                            raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
+                        raise
                     stats = self.result.steps[name]
                     stats.rows_written += stats.rows_in - sink_rows_before[name]
                     self.log.event("sink_committed", f"sink '{name}' committed", step=name)
+            await self._keep_dead_letters()  # durable before any source acknowledges
             for step in plan.sources:  # e.g. acknowledge queue messages
                 if step.acknowledges:
                     source = cast(Acknowledging, comps[step.name])
@@ -579,6 +638,10 @@ class PipelineEngine:
                 self.log.event("sink_aborted", f"sink '{name}' aborted", step=name, level="debug")
             raise
         finally:
+            for staged in self._staged.values():  # a failed unit: its sources hand them back
+                with contextlib.suppress(Exception):
+                    staged.discard()
+            self._staged = {}
             if self._originals is not None:
                 self._originals.close()
                 self._originals = None
@@ -606,7 +669,75 @@ class PipelineEngine:
                 attempt=attempt,
             )
 
-        return Delivery(self.plan.retry, breaker=self._breakers.get(step), on_retry=on_retry)
+        hook: DeadLetterHook | None = None
+        if step in self._staged:
+
+            async def hook(letter: DeadLetter) -> None:
+                self._final[step] = letter
+
+        return Delivery(
+            self.plan.retry,
+            breaker=self._breakers.get(step),
+            dead_letter=hook,
+            on_retry=on_retry,
+        )
+
+    async def _give_up(self, name: str, opened: dict[str, Sink], exc: BaseException) -> bool:
+        """Whether sink ``name``, which failed for good with ``exc``, hands its rows to the
+        dead-letter queue: then it is aborted and the rest of the unit's rows go to the queue
+        too; otherwise (no queue for it, or no final failure) the caller fails the run."""
+        if name not in self._staged or name not in self._final:
+            return False
+        self._gave_up[name] = exc
+        sink = opened.pop(name, None)
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(sink.abort())
+        self.log.event(
+            "sink_gave_up",
+            f"sink '{name}' failed for good: {exc}; its rows since the last commit go to the "
+            "dead-letter queue",
+            level="warning",
+            step=name,
+        )
+        return True
+
+    async def _keep_dead_letters(self) -> None:
+        """Seal the rows of every sink that gave up into an entry of the queue (``fsync``'d);
+        forget those of the sinks that committed."""
+        queue = self.dead_letters
+        staged_rows, self._staged = self._staged, {}
+        try:
+            for name, staged in list(staged_rows.items()):
+                exc = self._gave_up.get(name)
+                if exc is None or queue is None:
+                    staged.discard()
+                    del staged_rows[name]
+                    continue
+                if not staged.rows:
+                    staged.discard()
+                    del staged_rows[name]
+                    self.log.event(
+                        "dlq",
+                        f"sink '{name}' failed for good with no rows to keep: {exc}",
+                        level="warning",
+                        step=name,
+                    )
+                    continue
+                letter = self._final.get(name)
+                now = time.time()
+                failure = Failure.of(letter) if letter else Failure.from_error(exc, 1, now, now)
+                step = self.plan.steps[name]
+                entry = await asyncio.to_thread(
+                    queue.add, staged, failure, step.component, self.run_id
+                )
+                del staged_rows[name]
+                self.result.steps[name].dead_lettered += entry.rows
+                self.result.dead_letters.append(entry.id)
+        finally:
+            for staged in staged_rows.values():
+                with contextlib.suppress(Exception):
+                    staged.discard()
 
     async def _source_task(self, step: PlanStep, src: Source) -> None:
         stats = self.result.steps[step.name]
@@ -892,6 +1023,7 @@ class PipelineEngine:
         # with the schema without it: what it writes.
         stats = self.result.steps[step.name]
         delivery = self._delivery(step.name)
+        staged = self._staged.get(step.name)  # kept for the dead-letter queue until commit
         schema: pa.Schema | None = None
         columns: pa.Schema = pa.schema([])  # of an empty output (see _emit)
         async for batch in self._inputs(step):
@@ -902,12 +1034,16 @@ class PipelineEngine:
             if schema is None:
                 schema = batch.schema
                 opened[step.name] = sink
-                await self._sink_call(
-                    step.name,
-                    delivery,
-                    _bind(sink.open, schema_without_line(schema), self.ctx),
-                    f"open '{step.name}'",
-                )
+                try:
+                    await self._sink_call(
+                        step.name,
+                        delivery,
+                        _bind(sink.open, schema_without_line(schema), self.ctx),
+                        f"open '{step.name}'",
+                    )
+                except Exception as exc:
+                    if not await self._give_up(step.name, opened, exc):
+                        raise
             else:
                 batch = conform(
                     _internal_as(batch, schema),
@@ -918,21 +1054,34 @@ class PipelineEngine:
                     "for every batch",
                     fix_types="add a `cast` step before the sink to fix the column types",
                 )
+            if staged is not None:
+                await asyncio.to_thread(staged.add, without_line(batch))
+                if step.name in self._gave_up:
+                    continue  # the sink failed for good: the rest goes to the queue
             t0 = time.perf_counter()
-            await self._sink_call(
-                step.name, delivery, _bind(sink.write, batch), f"write '{step.name}'", batch
-            )
+            try:
+                await self._sink_call(
+                    step.name, delivery, _bind(sink.write, batch), f"write '{step.name}'", batch
+                )
+            except Exception as exc:
+                if not await self._give_up(step.name, opened, exc):
+                    raise
+                continue
             stats.busy_seconds += time.perf_counter() - t0
             stats.rows_in += batch.num_rows
             stats.batches_in += 1
         if schema is None and not self._checkpoint:  # a checkpoint with no rows writes nothing
             opened[step.name] = sink
-            await self._sink_call(
-                step.name,
-                delivery,
-                _bind(sink.open, columns, self.ctx),
-                f"open '{step.name}'",
-            )
+            try:
+                await self._sink_call(
+                    step.name,
+                    delivery,
+                    _bind(sink.open, columns, self.ctx),
+                    f"open '{step.name}'",
+                )
+            except Exception as exc:
+                if not await self._give_up(step.name, opened, exc):
+                    raise
 
     # ------------------------------------------------------------------ plumbing
 

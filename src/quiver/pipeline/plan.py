@@ -28,6 +28,7 @@ from quiver.pipeline.component import (
     RowRejecting,
     Starting,
 )
+from quiver.pipeline.dead_letters import DeadLetterConfig
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 
 __all__ = ["DEFAULT_OUTPUT", "PipelinePlan", "PlanStep", "RejectPolicy"]
@@ -108,6 +109,8 @@ class PipelinePlan:
     taps: Mapping[str, int]  # `step` or `step.route` -> rows to show
     variables: Mapping[str, str]
     warnings: tuple[str, ...] = ()
+    dlq: DeadLetterConfig | None = None
+    dlq_path: str | None = None  # dlq.path, absolute
     sources: tuple[PlanStep, ...] = field(init=False)
     sinks: tuple[PlanStep, ...] = field(init=False)
 
@@ -115,3 +118,7 @@ class PipelinePlan:
         steps = self.steps.values()
         object.__setattr__(self, "sources", tuple(s for s in steps if s.kind == "source"))
         object.__setattr__(self, "sinks", tuple(s for s in steps if s.kind == "sink"))
+
+    def dead_letters_of(self, sink: str) -> bool:
+        """Whether batches ``sink`` refuses for good go to the dead-letter queue."""
+        return self.dlq is not None and self.dlq_path is not None and self.dlq.covers(sink)

@@ -53,6 +53,8 @@ def compile_plan(spec: PipelineSpec) -> PipelinePlan:
         taps={t.step: t.sample for t in spec.taps},
         variables=dict(spec.variables),
         warnings=tuple(spec.warnings),
+        dlq=spec.dlq,
+        dlq_path=resolve_path(spec.dlq.path, spec.base_dir) if spec.dlq is not None else None,
     )
 
 

@@ -168,4 +168,12 @@ def summary_line(result: RunResult) -> str:
     )
     if result.rejected and result.rejects_file and result.status == "ok":
         line += f"; rejects in {result.rejects_file}"
+    dead = sum(s.dead_lettered for s in result.steps.values())
+    if dead:
+        entries = len(result.dead_letters)
+        line += (
+            f"; {dead:,} row{'s' if dead != 1 else ''} kept in the dead-letter queue "
+            f"({entries} entr{'ies' if entries != 1 else 'y'}: quiver ingest dlq list "
+            f"{result.file})"
+        )
     return line

@@ -33,6 +33,7 @@ def build_report(result: RunResult, exit_code: int | None = None) -> dict[str, A
         "rejects_file": result.rejects_file if result.rejected else None,
         "rejects_files": result.rejects_files,
         "outputs": result.outputs,
+        "dead_letters": result.dead_letters,
         "steps": {
             name: {
                 "kind": s.kind,
@@ -48,6 +49,7 @@ def build_report(result: RunResult, exit_code: int | None = None) -> dict[str, A
                 "unconnected_rows": s.unconnected_rows,
                 "busy_seconds": round(s.busy_seconds, 6),
                 "retries": s.retries,
+                "dead_lettered": s.dead_lettered,
             }
             for name, s in result.steps.items()
         },

@@ -6,17 +6,28 @@ Only typer is imported at module level; everything else inside the command bodie
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from quiver.schema.ir import Schema
 
 __all__ = ["Debug", "compile_command", "fail", "failures_reported", "register"]
 
 
-def register(app: typer.Typer) -> None:
-    """Add this package's commands to the ``quiver`` app."""
+#: A check of a compiled schema against quiver.yaml (``config``, or ./quiver.yaml), run by
+#: ``quiver compile`` before it writes anything; it prints its problems and exits 1.
+CompileCheck = Callable[["Schema", Path | None, bool], None]
+_compile_checks: list[CompileCheck] = []
+
+
+def register(app: typer.Typer, checks: list[CompileCheck] | None = None) -> None:
+    """Add this package's commands to the ``quiver`` app. ``checks`` run on every compiled
+    schema (the packages above this one supply them: the permissions check plans filters)."""
+    _compile_checks[:] = checks or []
     app.command("compile")(compile_command)
 
 
@@ -104,6 +115,8 @@ def compile_command(
         count = len(result.errors)
         typer.echo(f"{count} error{'s' if count != 1 else ''}; nothing written", err=True)
         raise typer.Exit(1)
+    for check in _compile_checks:
+        check(result.schema, config, debug)
     text = result.schema.to_json() + "\n"
     if str(output) == "-":
         typer.echo(text, nl=False)

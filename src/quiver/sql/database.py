@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
@@ -212,18 +212,22 @@ async def open_database(
     statement_timeout_ms: int = 30_000,
     pool_timeout_ms: int = 5_000,
     pool_reserved: int = 0,
+    postgresql_settings: Mapping[str, str] | None = None,
 ) -> Database:
     """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
     credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`).
 
     At most ``pool_max`` statements run at once; ``pool_reserved`` of the connections are kept
     for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
-    connection raises :class:`DatabaseBusyError`.
+    connection raises :class:`DatabaseBusyError`. ``postgresql_settings`` are more settings
+    of each PostgreSQL session (``plan_cache_mode``, ...); other databases ignore them.
     """
     parsed = parse_database_url(url)
     gate = ConnectionGate(pool_max, pool_reserved, pool_timeout_ms / 1000)
     if parsed.dialect == "postgresql":
-        return await _Postgres.open(parsed, pool_min, gate, statement_timeout_ms)
+        return await _Postgres.open(
+            parsed, pool_min, gate, statement_timeout_ms, postgresql_settings or {}
+        )
     if parsed.dialect == "mysql":
         return await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
     return await _Sqlite.open(parsed, gate, statement_timeout_ms)
@@ -253,7 +257,12 @@ class _Postgres(_Gated):
 
     @classmethod
     async def open(
-        cls, url: DatabaseUrl, pool_min: int, gate: ConnectionGate, timeout_ms: int
+        cls,
+        url: DatabaseUrl,
+        pool_min: int,
+        gate: ConnectionGate,
+        timeout_ms: int,
+        settings: Mapping[str, str],
     ) -> _Postgres:
         async def init(conn: Any) -> None:
             # JSON arrives as raw bytes: no decoding, the engine passes it through.
@@ -273,7 +282,7 @@ class _Postgres(_Gated):
             reset=_keep_session,
             # JIT compilation cannot be interrupted: with it, a statement with a large filter
             # ran many times past statement_timeout while the server compiled it.
-            server_settings={"statement_timeout": str(timeout_ms), "jit": "off"},
+            server_settings={**settings, "statement_timeout": str(timeout_ms), "jit": "off"},
         )
         return cls(pool, gate, timeout_ms)
 

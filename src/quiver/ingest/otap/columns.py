@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,10 +105,9 @@ class Payload:
                 f"{self.name}.{name} is {array.type}; an unsigned integer is expected"
             )
         encoding = self.encodings.get(name, default)
-        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        raw = array.fill_null(0).cast(pa.uint32()).to_numpy(zero_copy_only=False)
+        valid, raw = _unsigned(array)
         if encoding == "plain":
-            return raw.astype(np.uint32), valid
+            return raw, valid
         if encoding == "delta":
             return np.cumsum(raw, dtype=np.uint64).astype(np.uint32), valid
         if encoding == "quasidelta":
@@ -129,28 +129,76 @@ def _first(mask: pa.Array) -> int:
     return int(np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False)))[0])
 
 
+def _unsigned(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """An integer column as numpy ``(valid, values)``: the mask of non-null rows and the
+    values as uint32 (0 where null)."""
+    if array.null_count:
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        array = array.fill_null(0)
+    else:
+        valid = np.ones(len(array), dtype=bool)
+    if array.type not in _NARROW_UNSIGNED:
+        array = array.cast(pa.uint32())  # refuses negative and too large values
+    return valid, array.to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+
+
+_NARROW_UNSIGNED = (pa.uint8(), pa.uint16(), pa.uint32())
+
+
+def _equal_to_previous(column: pa.Array) -> np.ndarray:
+    """For rows 1.., whether the row equals the row before (nulls never equal): numpy for
+    integers and floats without nulls and for dictionary indices, Arrow's ``equal`` for the
+    rest."""
+    rows = len(column)
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        # by dictionary entry, counting equal entries as one
+        first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
+        indices = column.indices
+        if indices.null_count or column.dictionary.null_count:
+            return _pc_equal_to_previous(column)
+        values = first[indices.to_numpy(zero_copy_only=False)]
+    elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and not column.null_count:
+        values = column.to_numpy()
+    else:
+        return _pc_equal_to_previous(column)
+    equal: np.ndarray = values[1:] == values[: rows - 1]
+    return equal
+
+
+def _pc_equal_to_previous(column: pa.Array) -> np.ndarray:
+    rows = len(column)
+    equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
+    return np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _same_as_previous(columns: list[pa.Array], rows: int) -> np.ndarray:
     """True where every column equals the row before (nulls never equal)."""
     same = np.zeros(rows, dtype=bool)
-    if rows < 2:
+    if rows < 2 or not columns:
         return same
-    mask: pa.Array | None = None
-    for column in columns:
-        equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
-        mask = equal if mask is None else pc.and_(mask, equal)
-    if mask is None:
-        return same
-    same[1:] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    mask = _equal_to_previous(columns[0])
+    for column in columns[1:]:
+        mask &= _equal_to_previous(column)
+    same[1:] = mask
     return same
 
 
 def _segmented_cumsum(raw: np.ndarray, same: np.ndarray) -> np.ndarray:
-    """Running sums restarting at each row where ``same`` is False (quasi-delta decoding)."""
-    sums = np.cumsum(raw, dtype=np.uint64)
-    index = np.arange(len(raw))
-    starts = np.maximum.accumulate(np.where(same, 0, index)) if len(raw) else index
-    base = sums[starts] - raw[starts].astype(np.uint64)
-    return (sums - base).astype(np.uint32)
+    """Running sums restarting at each row where ``same`` is False (quasi-delta decoding),
+    in uint32 arithmetic: sums that wrap around come back in the difference."""
+    values = raw.astype(np.uint32, copy=False)
+    if not len(values):
+        return values
+    sums = np.cumsum(values, dtype=np.uint32)
+    breaks = ~same
+    breaks[0] = True
+    starts = np.flatnonzero(breaks)
+    if len(starts) == len(values):
+        return values  # no runs: every id as it is
+    lengths = np.diff(starts, append=len(values))
+    result: np.ndarray = sums - np.repeat(sums[starts] - values[starts], lengths)
+    return result
 
 
 # ----------------------------------------------------------------------------- ids and times
@@ -175,13 +223,20 @@ def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Arr
     if array.offset:
         array = pa.concat_arrays([array])  # a copy from offset 0
     data = array.buffers()[1]
-    raw = np.frombuffer(data, dtype=np.uint8, count=len(array) * width)
+    count = len(array)
+    raw = np.frombuffer(data, dtype=np.uint8, count=count * width) if count else _NO_BYTES
     text = _HEX[raw].tobytes()
-    offsets = np.arange(0, (len(array) + 1) * width * 2, width * 2, dtype=np.int32)
-    strings = pa.StringArray.from_buffers(len(array), pa.py_buffer(offsets), pa.py_buffer(text))
-    zero = "0" * (width * 2)
-    keep = pc.and_(pc.is_valid(array), pc.not_equal(strings, zero))
-    return pc.if_else(keep, strings, pa.scalar(None, pa.string()))
+    offsets = np.arange(0, (count + 1) * width * 2, width * 2, dtype=np.int32)
+    keep = raw.view(np.uint64).reshape(count, width // 8).any(axis=1)  # all zeros: null
+    if array.null_count:
+        keep &= np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    bitmap = None if keep.all() else pa.py_buffer(np.packbits(keep, bitorder="little"))
+    return pa.StringArray.from_buffers(
+        count, pa.py_buffer(offsets), pa.py_buffer(text), bitmap, count - int(keep.sum())
+    )
+
+
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
 
 
 def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
@@ -201,6 +256,8 @@ def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
 def timestamps(values: pa.Array) -> pa.Array:
     """int64 nanoseconds as ``timestamp[ns, UTC]``, 0 (unset in OTLP) as null."""
     zero = pc.equal(values, 0).fill_null(False)
+    if not zero.true_count:
+        return values.cast(_TS)
     return pc.if_else(zero, pa.scalar(None, pa.int64()), values).cast(_TS)
 
 
@@ -209,6 +266,9 @@ def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa
     if values is None:
         return pa.repeat(pa.scalar(names[0]), rows)
     numbers = values.fill_null(0)
+    plain = numbers.to_numpy(zero_copy_only=False)
+    if not len(plain) or (int(plain.min()) >= 0 and int(plain.max()) < len(names)):
+        return pa.array(names).take(numbers)  # every number known (as senders send them)
     known = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, len(names)))
     index = pc.if_else(known, numbers, 0)
     return pc.if_else(known, pa.array(names).take(index), numbers.cast(pa.string()))
@@ -222,12 +282,18 @@ class ValueText:
     converted values of every kind one after the other, and row ``i``'s text is
     ``parts[at[i]]`` (the last slot of ``parts`` is null, for empty values)."""
 
-    def __init__(self, parts: pa.Array, at: np.ndarray) -> None:
+    def __init__(self, parts: pa.Array, at: np.ndarray | None) -> None:
         self.parts = parts
-        self.at = at
+        self.at = at  # None: row i's text is parts[i]
 
     def rows(self, order: np.ndarray | None = None) -> pa.Array:
         """The text of every row, or of the rows ``order`` picks, in that order."""
+        if self.at is None:
+            return (
+                self.parts.slice(0, len(self.parts) - 1)
+                if order is None
+                else self.parts.take(order)
+            )
         return self.parts.take(pa.array(self.at if order is None else self.at[order]))
 
 
@@ -247,7 +313,7 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
         return ValueText(pa.nulls(1, pa.string()), np.zeros(rows, dtype=np.int64))
     if not pa.types.is_integer(column.type):
         raise OtapDataError(f"{table.name}.{prefix}type is {column.type}; UInt8 is expected")
-    kinds = column.fill_null(0).cast(pa.int64()).to_numpy()
+    kinds = _kinds(column)
     bad = (kinds < 0) | (kinds > 7)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -255,36 +321,80 @@ def value_texts(table: Payload, prefix: str = "") -> ValueText:
             f"{table.name}.{prefix}type row {row}: {int(kinds[row])} is not an AnyValue type "
             "(0 empty, 1 str, 2 int, 3 double, 4 bool, 5 map, 6 slice, 7 bytes)"
         )
+    bounds = _kind_bounds(kinds)
     parts: list[pa.Array] = []
+    if bounds is not None:  # sorted by type, as senders send them: a slice per type
+        for kind in range(8):
+            low, high = int(bounds[kind]), int(bounds[kind + 1])
+            if high > low:
+                part = _kind_text(table, prefix, kind, _slicer(low, high - low))
+                parts.append(pa.nulls(high - low, pa.string()) if part is None else part)
+        parts.append(pa.nulls(1, pa.string()))
+        return ValueText(pa.concat_arrays(parts), None)
     size = 0
     at = np.full(rows, -1, dtype=np.int64)
     for kind in np.flatnonzero(np.bincount(kinds, minlength=8)).tolist():
-        if kind == EMPTY:
-            continue
-        name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
-        values = table.column(prefix + name)
-        if values is None:
-            continue  # the active column is missing: the values are empty
         index = np.flatnonzero(kinds == kind)
-        picked = values.take(pa.array(index))
-        if kind == STR:
-            part = table.texts(prefix + name)
-            assert part is not None
-            part = part.take(pa.array(index)).fill_null("")
-        elif kind == INT:
-            part = picked.cast(pa.int64()).cast(pa.string())
-        elif kind == BOOL:
-            part = pc.if_else(picked, pa.scalar("true"), pa.scalar("false"))
-        else:  # the rare kinds, value by value: doubles as JSON, bytes, CBOR
-            convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
-            where = f"{table.name}.{prefix}{name}"
-            part = pa.array([convert(v, where) for v in picked.to_pylist()], pa.string())
+        part = _kind_text(table, prefix, kind, _taker(index))
+        if part is None:
+            continue
         at[index] = size + np.arange(len(index))
         size += len(part)
         parts.append(part)
     parts.append(pa.nulls(1, pa.string()))
     at[at < 0] = size
     return ValueText(pa.concat_arrays(parts), at)
+
+
+def _slicer(start: int, length: int) -> Callable[[pa.Array], pa.Array]:
+    return lambda array: array.slice(start, length)
+
+
+def _taker(index: np.ndarray) -> Callable[[pa.Array], pa.Array]:
+    return lambda array: array.take(pa.array(index))
+
+
+def _kinds(column: pa.Array) -> np.ndarray:
+    """An integer ``type`` column as numpy int64, null as 0 (empty)."""
+    if column.null_count:
+        column = column.fill_null(0)
+    kinds: np.ndarray = column.to_numpy().astype(np.int64)
+    return kinds
+
+
+def _kind_bounds(kinds: np.ndarray) -> np.ndarray | None:
+    """Where each type's rows start and end (``bounds[k]:bounds[k + 1]``) when the rows are
+    sorted by type (0..7); None when they are not."""
+    if len(kinds) > 1 and not bool((kinds[1:] >= kinds[:-1]).all()):
+        return None
+    found: np.ndarray = np.searchsorted(kinds, np.arange(9))
+    return found
+
+
+def _kind_text(
+    table: Payload, prefix: str, kind: int, pick: Callable[[pa.Array], pa.Array]
+) -> pa.Array | None:
+    """The text of the rows ``pick`` takes, all of AnyValue type ``kind``; None when they
+    are empty (type 0 or the active column missing)."""
+    if kind == EMPTY:
+        return None
+    name = "ser" if kind in (MAP, SLICE) else _ACTIVE[kind]
+    values = table.column(prefix + name)
+    if values is None:
+        return None  # the active column is missing: the values are empty
+    if kind == STR:
+        text = table.texts(prefix + name)
+        assert text is not None
+        part = pick(text)
+        return part.fill_null("") if part.null_count else part
+    if kind == INT:
+        return pick(values).cast(pa.int64()).cast(pa.string())
+    if kind == BOOL:
+        return pc.if_else(pick(values), pa.scalar("true"), pa.scalar("false"))
+    # the rare kinds, value by value: doubles as JSON, bytes, CBOR
+    convert = {DOUBLE: _double_text, BYTES: _bytes_text}.get(kind, _cbor_text)
+    where = f"{table.name}.{prefix}{name}"
+    return pa.array([convert(v, where) for v in pick(values).to_pylist()], pa.string())
 
 
 def _double_text(value: Any, where: str) -> str | None:
@@ -437,16 +547,30 @@ def attribute_maps(
     if keys is None or keys.null_count:
         raise OtapDataError(f"{attrs.name}: the key column is missing or has nulls")
     values = value_texts(attrs) if text is None else text
-    order = np.argsort(rows_of_parent, kind="stable")
-    counts = np.bincount(rows_of_parent, minlength=parents)
+    owners = np.asarray(rows_of_parent)
+    counts = np.bincount(owners, minlength=parents)
     offsets = np.zeros(parents + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    gathered = keys.take(pa.array(order))
-    if pa.types.is_dictionary(gathered.type):
-        gathered = gathered.dictionary_decode()
+    if not len(owners) or bool((owners[1:] >= owners[:-1]).all()):
+        order: np.ndarray | None = None  # already in parent order
+    else:
+        order = _stable_order(owners, parents)
+    if pa.types.is_dictionary(keys.type):
+        indices = keys.indices.to_numpy(zero_copy_only=False)
+        gathered = keys.dictionary.take(pa.array(indices if order is None else indices[order]))
+    else:
+        gathered = keys if order is None else keys.take(pa.array(order))
     if not pa.types.is_string(gathered.type):
         gathered = _text(gathered, f"{attrs.name}.key")
     return pa.MapArray.from_arrays(pa.array(offsets), gathered, values.rows(order))
+
+
+def _stable_order(owners: np.ndarray, parents: int) -> np.ndarray:
+    """The stable sort order of ``owners`` (parent rows, below ``parents``): numpy's radix
+    sort where they fit 16 bits, several times faster than its merge sort of int64."""
+    if parents <= 1 << 16:
+        return np.argsort(owners.astype(np.uint16), kind="stable")
+    return np.argsort(owners.astype(np.int64), kind="stable")
 
 
 def per_row_maps(
@@ -460,6 +584,9 @@ def per_row_maps(
     (``resource.id`` / ``scope.id``, shared by many rows; ``valid`` False where null, which
     means no attributes). With ``with_service``, also each row's ``service.name``."""
     rows = len(ids)
+    if attrs is None or not attrs.rows:
+        none = pa.nulls(rows, pa.string()) if with_service else None
+        return attribute_maps(None, rows, None), none
     distinct = np.unique(ids[valid])
     slot = np.full(rows, len(distinct), dtype=np.int64)  # the extra slot: no attributes
     if len(distinct):
@@ -495,22 +622,27 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     keys = attrs.column("key")
     if kinds is None or keys is None:
         raise OtapDataError(f"{attrs.name}: the type and key columns are required")
-    if pa.types.is_dictionary(keys.type):
-        # compare keys by dictionary entry, counting equal entries as one
-        first = pc.index_in(keys.dictionary, value_set=keys.dictionary)
-        keys = first.take(keys.indices)
-    same = _same_as_previous([kinds.cast(pa.int64()), keys], rows)
+    same = np.zeros(rows, dtype=bool)
     if rows < 2:
         return same
-    current = kinds.cast(pa.int64()).slice(1)
+    current = kinds.cast(pa.int64()).fill_null(-1).to_numpy()[1:]
+    bounds = None if kinds.null_count else _kind_bounds(current)
     value_same = np.zeros(rows - 1, dtype=bool)
     for kind, name in _ACTIVE.items():
         column = attrs.column(name)
         if column is None:
             continue
-        equal = pc.and_(
-            pc.equal(current, kind), pc.equal(column.slice(1), column.slice(0, rows - 1))
-        ).fill_null(False)
-        value_same |= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
-    same[1:] &= value_same
+        if bounds is not None:  # sorted by type: the rows of this one
+            low, high = int(bounds[kind]), int(bounds[kind + 1])
+            if high > low:
+                equal = _equal_to_previous(column.slice(low, high - low + 1))
+                value_same[low:high] = equal
+            continue
+        of_kind = np.flatnonzero(current == kind)
+        if not len(of_kind):
+            continue
+        low, high = int(of_kind[0]), int(of_kind[-1]) + 1  # the range of this type's rows
+        equal = _equal_to_previous(column.slice(low, high - low + 1))
+        value_same[low:high] |= (current[low:high] == kind) & equal
+    same[1:] = value_same & _equal_to_previous(kinds) & _equal_to_previous(keys)
     return same

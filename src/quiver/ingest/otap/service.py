@@ -11,7 +11,10 @@ that can never be right (bad IPC bytes, an unknown or unexpected payload type, a
 with no parent), RESOURCE_EXHAUSTED when too much waits for the pipeline, UNAVAILABLE while
 stopping or when the disk refuses a write (the last two are retryable). Credentials are
 checked once, on the stream's metadata (UNAUTHENTICATED ends the stream); a message that is
-not a BatchArrowRecords at all ends it with INVALID_ARGUMENT.
+not a BatchArrowRecords at all ends it with INVALID_ARGUMENT. With tenancy, the stream's
+metadata claims its tenant (a claim refused ends the stream) and each batch is answered
+UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT when its rows' tenants are refused, and
+RESOURCE_EXHAUSTED when a tenant is over its rate limit.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import grpc.aio
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 
-from quiver.ingest.access import AuthConfig, admit_grpc_call
+from quiver.ingest.access import AuthConfig, admit_grpc_call, grpc_metadata
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otap.columns import OtapDataError, Payload
@@ -35,6 +38,7 @@ from quiver.ingest.otap.metrics import decode_metrics
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
 from quiver.ingest.otap.streams import IpcStreams, payload_name
 from quiver.ingest.otap.traces import decode_spans
+from quiver.ingest.tenancy import Tenancy, TenantError, TenantIntake
 
 __all__ = ["SERVICES", "arrow_handlers", "decode_batch"]
 
@@ -90,12 +94,24 @@ def _status(batch_id: int, code: int, message: str = "") -> bytes:
 
 
 def _handler(
-    signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: bool, streams: _Streams
+    signal: Signal,
+    intake: Intake,
+    auth: AuthConfig | None,
+    enabled: bool,
+    streams: _Streams,
+    tenancy: Tenancy | None,
 ) -> Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[bytes]]:
     async def call(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
-        await admit_grpc_call(context, auth, enabled, signal)
+        caller = await admit_grpc_call(context, auth, enabled, signal)
+        taking: Intake | TenantIntake = intake
+        if tenancy is not None:
+            try:
+                claim = tenancy.claim(caller, grpc_metadata(context))
+            except TenantError as exc:
+                await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
+            taking = TenantIntake(intake, tenancy, claim, signal)
         if streams.open >= streams.limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -104,7 +120,7 @@ def _handler(
         streams.open += 1
         try:
             answers: asyncio.Queue[bytes | str | None] = asyncio.Queue()
-            reader = asyncio.create_task(_read(requests, IpcStreams(signal), intake, answers))
+            reader = asyncio.create_task(_read(requests, IpcStreams(signal), taking, answers))
             try:
                 while (answer := await answers.get()) is not None:
                     if isinstance(answer, str):
@@ -123,7 +139,7 @@ def _handler(
 async def _read(
     requests: AsyncIterator[bytes],
     streams: IpcStreams,
-    intake: Intake,
+    intake: Intake | TenantIntake,
     answers: asyncio.Queue[bytes | str | None],
 ) -> None:
     """Decode the batches of a stream in order (their IPC streams depend on it) and store
@@ -169,10 +185,12 @@ async def _read(
         answers.put_nowait(None)
 
 
-async def _store(intake: Intake, batch_id: int, batch: pa.RecordBatch) -> bytes:
+async def _store(intake: Intake | TenantIntake, batch_id: int, batch: pa.RecordBatch) -> bytes:
     """Make ``batch`` durable; its BatchStatus."""
     try:
         await intake.accept(batch)
+    except TenantError as exc:
+        return _status(batch_id, _S.Value(exc.grpc_code), exc.message)
     except UnavailableError as exc:
         return _status(batch_id, _S.UNAVAILABLE, exc.message)
     except BackpressureError as exc:
@@ -185,6 +203,7 @@ def arrow_handlers(
     cfg: ArrowReceiverConfig,
     auth: AuthConfig | None,
     signals: list[Signal],
+    tenancy: Tenancy | None = None,
 ) -> list[grpc.GenericRpcHandler]:
     """The generic handlers of the three OTAP services, for a grpc.aio server."""
     streams = _Streams(cfg.max_streams)
@@ -192,7 +211,7 @@ def arrow_handlers(
     for signal in SIGNALS:
         service, method = SERVICES[signal]
         handler = grpc.stream_stream_rpc_method_handler(
-            _handler(signal, intake, auth, signal in signals, streams)
+            _handler(signal, intake, auth, signal in signals, streams, tenancy)
         )
         handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
     return handlers

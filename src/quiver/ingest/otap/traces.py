@@ -73,7 +73,10 @@ def _no_ids(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 def empty_null(text: pa.Array) -> pa.Array:
     """Empty strings as null (OTLP's unset string fields)."""
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    empty = pc.equal(text, "")
+    if not empty.true_count:
+        return text
+    return pc.if_else(empty, pa.scalar(None, pa.string()), text)
 
 
 def counts(table: Payload, name: str) -> pa.Array:

@@ -8,6 +8,7 @@ from quiver.ingest.access import AuthConfig, TlsConfig
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.otap.config import ArrowReceiverConfig
 from quiver.ingest.receiver import CheckpointOptions
+from quiver.ingest.tenancy import TenancyConfig
 from quiver.pipeline.component import ComponentConfig
 
 __all__ = [
@@ -84,6 +85,11 @@ class OtlpSourceConfig(CheckpointOptions, ComponentConfig):
         description="Also serve OTAP (OpenTelemetry Arrow) streams on the gRPC listener's port.",
     )
     auth: AuthConfig | None = Field(None, description="Require an API key or bearer token.")
+    tenancy: TenancyConfig | None = Field(
+        None,
+        description="Resolve a tenant for every row (the tenant_id column), refuse requests "
+        "without one, and limit each tenant's rate.",
+    )
     signals: list[Signal] = Field(
         default_factory=lambda: list(SIGNALS),
         description="Signals accepted; others are answered 404 / UNIMPLEMENTED.",
@@ -115,4 +121,11 @@ class OtlpSourceConfig(CheckpointOptions, ComponentConfig):
             )
         if not self.signals:
             raise ValueError("signals is empty: name traces, metrics and/or logs")
+        if self.tenancy is not None:
+            self.tenancy.check_auth(self.auth)
+        elif self.auth is not None and self.auth.tenants():
+            raise ValueError(
+                "auth binds keys to tenants but tenancy is not set: add tenancy: {} (or "
+                "tenancy: {sources: []} to take tenants from the keys only)"
+            )
         return self

@@ -11,6 +11,7 @@ from quiver.ingest.arrow_layout import Signal
 from quiver.ingest.intake import Intake
 from quiver.ingest.otlp.convert import Request, convert_request
 from quiver.ingest.otlp.decode import RESPONSE_TYPES
+from quiver.ingest.tenancy import TenantIntake
 
 __all__ = ["bad_request_status", "export", "retry_status"]
 
@@ -21,11 +22,13 @@ _REJECTED_FIELD = {
 }
 
 
-async def export(intake: Intake, signal: Signal, request: Request) -> Any:
+async def export(intake: Intake | TenantIntake, signal: Signal, request: Request) -> Any:
     """Store what ``request`` holds (durably, see :class:`Intake`) and return the
     Export*ServiceResponse, with ``partial_success`` when items were rejected.
 
-    Raises :class:`~quiver.ingest.intake.BackpressureError` when the data cannot be taken now.
+    Raises :class:`~quiver.ingest.intake.BackpressureError` when the data cannot be taken now
+    (:class:`~quiver.ingest.tenancy.TenantLimitError`: its tenant is over its limit), and
+    :class:`~quiver.ingest.tenancy.TenantError` when its tenant is refused.
     """
     conversion = convert_request(signal, request)
     if conversion.batch is not None:

@@ -2,9 +2,10 @@
 
 Request messages are decoded here (not by grpc), so a malformed one is answered
 INVALID_ARGUMENT with what is wrong. Status codes follow the OTLP specification:
-INVALID_ARGUMENT for bad data (not retried), UNAUTHENTICATED without a valid key,
-UNIMPLEMENTED for a signal the receiver does not take, RESOURCE_EXHAUSTED with a RetryInfo
-detail when too much waits (retried after that delay), UNAVAILABLE with RetryInfo while
+INVALID_ARGUMENT for bad data (not retried), UNAUTHENTICATED without a valid key (or, with
+tenancy, without a tenant), PERMISSION_DENIED for a tenant refused, UNIMPLEMENTED for a signal
+the receiver does not take, RESOURCE_EXHAUSTED with a RetryInfo detail when too much waits or
+the tenant is over its rate limit (retried after that delay), UNAVAILABLE with RetryInfo while
 stopping or when the disk refuses a write. Compression (gzip) is grpc's own.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from quiver.ingest.access import AuthConfig, admit_grpc_call
+from quiver.ingest.access import AuthConfig, admit_grpc_call, grpc_metadata
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otap.config import ArrowReceiverConfig
@@ -24,6 +25,7 @@ from quiver.ingest.otap.service import arrow_handlers
 from quiver.ingest.otlp.config import GrpcReceiverConfig
 from quiver.ingest.otlp.decode import RESPONSE_TYPES, BadRequestError, decode_body
 from quiver.ingest.otlp.export import bad_request_status, export, retry_status
+from quiver.ingest.tenancy import Tenancy, TenantError, TenantIntake
 
 __all__ = ["GrpcReceiver"]
 
@@ -37,12 +39,24 @@ _DETAILS_KEY = "grpc-status-details-bin"
 Handler = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
-def _handler(signal: Signal, intake: Intake, auth: AuthConfig | None, enabled: bool) -> Handler:
+def _handler(
+    signal: Signal,
+    intake: Intake,
+    auth: AuthConfig | None,
+    enabled: bool,
+    tenancy: Tenancy | None,
+) -> Handler:
     async def call(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await admit_grpc_call(context, auth, enabled, signal)
+        caller = await admit_grpc_call(context, auth, enabled, signal)
         try:
+            taking: Intake | TenantIntake = intake
+            if tenancy is not None:
+                claim = tenancy.claim(caller, grpc_metadata(context))
+                taking = TenantIntake(intake, tenancy, claim, signal)
             request = decode_body(signal, body, json=False)
-            return await export(intake, signal, request)
+            return await export(taking, signal, request)
+        except TenantError as exc:
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         except BadRequestError as exc:
             status = bad_request_status(grpc.StatusCode.INVALID_ARGUMENT.value[0], exc.message)
             await context.abort(
@@ -73,6 +87,7 @@ class GrpcReceiver:
         auth: AuthConfig | None,
         signals: list[Signal],
         arrow: ArrowReceiverConfig | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.cfg = cfg
         self.server = grpc.aio.server(
@@ -83,7 +98,7 @@ class GrpcReceiver:
         )
         for signal in SIGNALS:
             handler = grpc.unary_unary_rpc_method_handler(
-                _handler(signal, intake, auth, signal in signals),
+                _handler(signal, intake, auth, signal in signals, tenancy),
                 request_deserializer=None,
                 response_serializer=RESPONSE_TYPES[signal].SerializeToString,
             )
@@ -91,7 +106,9 @@ class GrpcReceiver:
                 (grpc.method_handlers_generic_handler(_SERVICES[signal], {"Export": handler}),)
             )
         if arrow is not None:
-            self.server.add_generic_rpc_handlers(arrow_handlers(intake, arrow, auth, signals))
+            self.server.add_generic_rpc_handlers(
+                arrow_handlers(intake, arrow, auth, signals, tenancy)
+            )
 
     def bind(self) -> int:
         """Listen on the endpoint; returns the port (0 if it could not be bound)."""

@@ -5,15 +5,17 @@
 specification: 200 with the Export*ServiceResponse in the request's encoding
 (``partial_success`` set when items were rejected); 400 for data that cannot be decoded, 413
 for a body over ``max_body_bytes`` (after decompression too), 415 for another content type or
-encoding, 401 without a valid key, 404 / 405 for other paths and methods, all with a
-google.rpc.Status body; 429 (too much waiting) and 503 (stopping, disk error) with
-``Retry-After``, which clients retry.
+encoding, 401 without a valid key (or, with tenancy, without a tenant), 403 for a tenant
+refused, 404 / 405 for other paths and methods, all with a google.rpc.Status body; 429 (too much
+waiting, or the tenant over its rate limit) and 503 (stopping, disk error) with ``Retry-After``,
+which clients retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from collections.abc import Generator
 from typing import Any
@@ -26,19 +28,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from quiver.ingest.access import AuthConfig, authorized, server_ssl_context
+from quiver.ingest.access import AuthConfig, authenticate, server_ssl_context
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otlp.config import HttpReceiverConfig
 from quiver.ingest.otlp.decode import BadRequestError, decode_body, decompress
 from quiver.ingest.otlp.export import bad_request_status, export
+from quiver.ingest.tenancy import Tenancy, TenantError, TenantIntake
 
 __all__ = ["HttpReceiver", "otlp_http_app"]
 
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _CONTENT_TYPES = {_PROTOBUF: False, "application/protobuf": False, _JSON: True}
-_GRPC_CODE = {400: 3, 401: 16, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
+_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
 
 
 def _encode(message: Message, json: bool) -> bytes:
@@ -62,13 +65,17 @@ def _status(
 
 
 def otlp_http_app(
-    intake: Intake, cfg: HttpReceiverConfig, auth: AuthConfig | None, signals: list[Signal]
+    intake: Intake,
+    cfg: HttpReceiverConfig,
+    auth: AuthConfig | None,
+    signals: list[Signal],
+    tenancy: Tenancy | None = None,
 ) -> Starlette:
     """The ASGI app of the receiver."""
 
     def endpoint(signal: Signal) -> Any:
         async def handle(request: Request) -> Response:
-            return await _handle(request, signal, intake, cfg, auth, signal in signals)
+            return await _handle(request, signal, intake, cfg, auth, signal in signals, tenancy)
 
         return handle
 
@@ -99,11 +106,13 @@ async def _handle(
     cfg: HttpReceiverConfig,
     auth: AuthConfig | None,
     enabled: bool,
+    tenancy: Tenancy | None,
 ) -> Response:
     raw_type = request.headers.get("content-type", "")
     media = raw_type.split(";", 1)[0].strip().lower()
     json = _CONTENT_TYPES.get(media, media.endswith("json"))
-    if not authorized(auth, request.headers):
+    caller = authenticate(auth, request.headers)
+    if caller is None:
         return _status(
             401,
             "missing or wrong credentials: send the API key in the "
@@ -114,6 +123,12 @@ async def _handle(
         )
     if not enabled:
         return _status(404, f"this receiver does not take {signal}", json)
+    taking: Intake | TenantIntake = intake
+    if tenancy is not None:
+        try:
+            taking = TenantIntake(intake, tenancy, tenancy.claim(caller, request.headers), signal)
+        except TenantError as exc:
+            return _status(exc.status, exc.message, json)
     if media not in _CONTENT_TYPES:
         return _status(
             415,
@@ -138,12 +153,15 @@ async def _handle(
     try:
         body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
         message = decode_body(signal, body, json)
-        response = await export(intake, signal, message)
+        response = await export(taking, signal, message)
     except BadRequestError as exc:
+        return _status(exc.status, exc.message, json)
+    except TenantError as exc:
         return _status(exc.status, exc.message, json)
     except BackpressureError as exc:
         code = 503 if isinstance(exc, UnavailableError) else 429
-        return _status(code, exc.message, json, {"Retry-After": str(int(exc.retry_after))})
+        retry = str(max(1, math.ceil(exc.retry_after)))
+        return _status(code, exc.message, json, {"Retry-After": retry})
     return Response(_encode(response, json), media_type=_JSON if json else _PROTOBUF)
 
 

@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pyarrow as pa
 
@@ -29,6 +29,7 @@ from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
 from quiver.ingest.otlp.grpc import GrpcReceiver
 from quiver.ingest.otlp.http import HttpReceiver, otlp_http_app
 from quiver.ingest.spool import Spool
+from quiver.ingest.tenancy import Tenancy, with_tenant_column
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
@@ -38,6 +39,7 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.metrics import expose
 
 __all__ = ["OtlpSource"]
 
@@ -57,6 +59,8 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         self._stop_requested = False
         self._ended = False  # the input has ended (no checkpoint follows)
         self._checkpointing = False  # the engine runs this source in checkpoints
+        self.tenancy = Tenancy(cfg.tenancy) if cfg.tenancy is not None else None
+        self._withdraw_metrics: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -169,14 +173,18 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         if self._stop_requested:
             intake.stop()
         async for batch in intake.replayed():
-            yield batch
+            yield with_tenant_column(batch)  # spooled by an older version, maybe
         await self._start(ctx)
 
     async def _start(self, ctx: RunContext) -> None:
         cfg = self.cfg
         assert self.intake is not None
+        if self.tenancy is not None and self._withdraw_metrics is None:
+            self._withdraw_metrics = expose(self.tenancy.metrics.registry)
         if cfg.grpc is not None:
-            self.grpc = GrpcReceiver(self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow)
+            self.grpc = GrpcReceiver(
+                self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow, self.tenancy
+            )
             try:
                 port = self.grpc.bind()
             except RuntimeError as exc:  # grpc says no more than "Failed to bind"
@@ -197,7 +205,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise _bind_error("http", cfg.http.endpoint, reason) from exc
             self.http_port = sock.getsockname()[1]
-            app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals)
+            app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals, self.tenancy)
             self.http = HttpReceiver(app, cfg.http, sock)
             await self.http.start()
             ctx.log(
@@ -209,6 +217,9 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         seconds = self.cfg.stop_seconds
         grpc_server, http_server = self.grpc, self.http
         self.grpc = self.http = None
+        if self._withdraw_metrics is not None:
+            self._withdraw_metrics()
+            self._withdraw_metrics = None
         stops = [s.stop(seconds) for s in (grpc_server, http_server) if s is not None]
         if stops:
             await asyncio.gather(*stops)

@@ -89,7 +89,18 @@ class ParquetSinkConfig(FileSinkConfig):
         262_144, ge=1, description="Rows per row group (also the most rows held in memory)."
     )
     dictionary: bool = Field(True, description="Dictionary-encode columns where it pays.")
+    no_dictionary: list[str] = Field(
+        default_factory=list,
+        description="Columns never dictionary-encoded: those of many distinct values (ids, "
+        "times), whose dictionary only grows until the writer gives up on it.",
+    )
     statistics: bool = Field(True, description="Write min/max statistics for each column chunk.")
+    nested_statistics: bool = Field(
+        False,
+        description="Also write min/max statistics for the leaves of list, map and struct "
+        "columns (readers seldom filter on them, and they cost about as much to write as "
+        "the values).",
+    )
 
     @property
     def writes_directory(self) -> bool:
@@ -172,9 +183,27 @@ class ParquetSink(Checking, FileWriting):
             schema,
             compression=self.cfg.compression,
             compression_level=self.cfg.compression_level,
-            use_dictionary=self.cfg.dictionary,
-            write_statistics=self.cfg.statistics,
+            use_dictionary=self._dictionary(schema),
+            write_statistics=self._statistics(schema),
         )
+
+    def _dictionary(self, schema: pa.Schema) -> bool | list[str]:
+        """The ``use_dictionary`` of a file of ``schema``: the leaf columns (Parquet paths)
+        of every column not in ``no_dictionary``."""
+        if not self.cfg.dictionary or not self.cfg.no_dictionary:
+            return self.cfg.dictionary
+        skip = set(self.cfg.no_dictionary)
+        return [path for f in schema if f.name not in skip for path in _leaf_paths(f.name, f.type)]
+
+    def _statistics(self, schema: pa.Schema) -> bool | list[str]:
+        """The ``write_statistics`` of a file of ``schema``: every column, or only those
+        that are not nested (see ``nested_statistics``)."""
+        if not self.cfg.statistics or self.cfg.nested_statistics:
+            return self.cfg.statistics
+        flat = [f.name for f in schema if not pa.types.is_nested(f.type)]
+        if len(flat) == len(schema):
+            return True
+        return flat or False
 
     async def write(self, batch: pa.RecordBatch) -> None:
         data = without_line(batch)
@@ -356,6 +385,20 @@ class _Partitioned:
                 writer.close()
             output.abort()
         self.writers.clear()
+
+
+def _leaf_paths(path: str, kind: pa.DataType) -> list[str]:
+    """The Parquet column paths of the leaves of an Arrow column (as pyarrow writes nested
+    types: ``m.key_value.key``, ``l.list.element``, ``s.field``)."""
+    if pa.types.is_map(kind):
+        return _leaf_paths(f"{path}.key_value.key", kind.key_type) + _leaf_paths(
+            f"{path}.key_value.value", kind.item_type
+        )
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaf_paths(f"{path}.list.element", kind.value_type)
+    if pa.types.is_struct(kind):
+        return [leaf for f in kind for leaf in _leaf_paths(f"{path}.{f.name}", f.type)]
+    return [path]
 
 
 def _safe(name: str) -> str:
