@@ -546,14 +546,25 @@ class GraphQLEngine:
         variables: dict[str, Any],
         cheap: bool,
     ) -> Outcome:
+        results: list[Any]
+        single = len(steps) == 1 and steps[0].sql and steps[0].cursors is None
+        if single:
+            # The common case, one root field read by one statement: its bytes as they come.
+            only = steps[0]
+            try:
+                value = await self.database.fetch_json(only.sql, params[0], cheap=cheap)
+            except DatabaseError as err:
+                results = [err]  # answered below, as with several root fields
+            else:
+                return Outcome(_data_body([(only.key, value or b"null")]), "data")
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
-        if len(sql_steps) == 1:
+        if single:
+            pass  # its error is in results
+        elif len(sql_steps) == 1:
             i, s = sql_steps[0]
-            results: list[Any] = [
-                await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
-            ]
+            results = [await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))]
         else:
             results = await asyncio.gather(
                 *(

@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql.execution.values import get_argument_values, get_directive_values
 from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
@@ -45,7 +45,17 @@ from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
 from quiver.sql.dialects import Dialect
-from quiver.sql.fragment import Fragment, Param, Slot, compile_sql, ident, join, param, sql
+from quiver.sql.fragment import (
+    Fragment,
+    Param,
+    Piece,
+    Slot,
+    compile_sql,
+    ident,
+    join,
+    param,
+    sql,
+)
 
 __all__ = [
     "PlanError",
@@ -60,6 +70,9 @@ __all__ = [
     "plan_rows_by_key",
     "write_value_check",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class PlanError(Exception):
@@ -512,11 +525,15 @@ class _Planner:
     placement: CursorPlacement | None = None
     #: The rows each entity shows the caller; None: every row.
     restrict: RowRestriction | None = None
+    #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
+    #: (see :meth:`joined`): to-one relations read from those rows.
+    _joins: dict[str, list[Fragment]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self._alias_count = 0
         self.checks = []
         self.placement = None
+        self._joins = {}
 
     def alias(self) -> str:
         name = f"t{self._alias_count}"
@@ -586,12 +603,15 @@ class _Planner:
                 if check is not None:
                     slot = slot.with_transform(check)
                 conds.append(sql(ident(a, col), " = ", param(slot)))
+            obj, joins = self.joined(a, lambda: self.object_json(e, a, self.sub_fields(nodes)))
             return sql(
                 "SELECT ",
-                self.object_json(e, a, self.sub_fields(nodes)),
+                obj,
                 " FROM ",
                 self.table(e),
-                f" {a} WHERE ",
+                f" {a}",
+                joins,
+                " WHERE ",
                 join(" AND ", conds),
             )
         if root.kind == "connection":
@@ -612,9 +632,15 @@ class _Planner:
     def object_json(
         self, e: Entity, a: str, fields: Mapping[str, list[FieldNode]], typename: str | None = None
     ) -> Fragment:
+        return json_object(self.dialect, self.object_pairs(e, a, fields, typename))
+
+    def object_pairs(
+        self, e: Entity, a: str, fields: Mapping[str, list[FieldNode]], typename: str | None = None
+    ) -> list[tuple[str, Piece]]:
+        """The keys and JSON values of the object of ``fields`` over the row named ``a``."""
         obj_type = self.gql.get_type(e.name)
         assert isinstance(obj_type, GraphQLObjectType)
-        pairs: list[tuple[str, Fragment | str]] = []
+        pairs: list[tuple[str, Piece]] = []
         fmap = self.catalog.fields[e.name]
         rmap = self.catalog.relations[e.name]
         amap = self.catalog.relation_aggregates[e.name]
@@ -639,7 +665,7 @@ class _Planner:
                 pairs.append((key, template(self.dialect.embed_json, sql("(SELECT ", inner, ")"))))
         if not pairs:
             pairs.append(("__typename", literal_string(typename or e.name)))
-        return json_object(self.dialect, pairs)
+        return pairs
 
     def column_json(self, f: IrField, a: str) -> Fragment:
         return self.render(f, sql(ident(a, f.column)))
@@ -689,6 +715,17 @@ class _Planner:
             ),
         )
 
+    def joined(self, a: str, build: Callable[[], _T]) -> tuple[_T, Fragment]:
+        """``build()`` (an object, or its keys and values, over the rows named ``a``) and the
+        joins it needs after ``FROM <table> a``: its to-one relations join those rows where the
+        dialect prefers that to a subquery per row."""
+        self._joins[a] = []
+        try:
+            built = build()
+        finally:
+            joins = self._joins.pop(a)
+        return built, sql(*joins)
+
     def relation_json(
         self, a: str, rel: Relation, nodes: list[FieldNode], obj_type: Any
     ) -> Fragment:
@@ -696,13 +733,30 @@ class _Planner:
         b = self.alias()
         corr = self.correlation(rel, a, b)
         if rel.kind == "one":
+            joins = self._joins.get(a)
+            if (
+                joins is not None
+                and self.dialect.joins_to_one
+                and target.primary_key
+                and sorted(rel.target_columns) == sorted(target.primary_key)
+            ):
+                # At most one row matches (its primary key): a LEFT JOIN keeps every row of
+                # ``a`` once, and a key column, never NULL in a row, says whether one matched.
+                pairs, nested = self.joined(
+                    b, lambda: self.object_pairs(target, b, self.sub_fields(nodes))
+                )
+                record = self.record(b, pairs)
+                obj = sql(f"{b}_j") if record is not None else json_object(self.dialect, pairs)
+                joins.append(
+                    sql(" LEFT JOIN ", self.table(target), f" {b} ON ", corr, nested, record or "")
+                )
+                key = ident(b, target.primary_key[0])
+                return sql("CASE WHEN ", key, " IS NULL THEN NULL ELSE ", obj, " END")
+            obj, nested = self.joined(
+                b, lambda: self.object_json(target, b, self.sub_fields(nodes))
+            )
             inner = sql(
-                "SELECT ",
-                self.object_json(target, b, self.sub_fields(nodes)),
-                " FROM ",
-                self.table(target),
-                f" {b} WHERE ",
-                corr,
+                "SELECT ", obj, " FROM ", self.table(target), f" {b}", nested, " WHERE ", corr
             )
             return template(self.dialect.embed_json, sql("(", inner, ")"))
         args = self.args(obj_type.fields[rel.name], nodes[0])
@@ -726,10 +780,28 @@ class _Planner:
         order = self.order(e, a, args.get("orderBy"))
         limit: Leaf | None = args.get("limit") if _value(args.get("limit")) is not None else None
         offset: Leaf | None = args.get("offset") if _value(args.get("offset")) is not None else None
-        obj = self.object_json(e, a, self.sub_fields(nodes))
+        pairs, joins = self.joined(a, lambda: self.object_pairs(e, a, self.sub_fields(nodes)))
+        record = self.record(a, pairs)
+        if record is not None:
+            # Each row's object is the row of a derived table named by the keys.
+            joins, obj = sql(joins, record), sql(f"{a}_j")
+        else:
+            obj = json_object(self.dialect, pairs)
         return self.array_of(
-            obj, self.table(e), a, cond, order, limit, offset, correlation is not None
+            obj, self.table(e), a, cond, order, limit, offset, correlation is not None, joins=joins
         )
+
+    def record(self, a: str, pairs: list[tuple[str, Piece]]) -> Fragment | None:
+        """``CROSS JOIN LATERAL (SELECT <value> AS "<key>", ...) <a>_j``: a row whose JSON is the
+        object of ``pairs`` (PostgreSQL turns a row into JSON for a fraction of the cost of
+        ``json_build_object``); None where the dialect builds objects with its function or a
+        key is longer than an identifier may be."""
+        if not self.dialect.json_records or any(
+            len(k.encode()) > self.dialect.max_identifier_bytes for k, _ in pairs
+        ):
+            return None
+        cols = [sql(v, " AS ", ident(k)) for k, v in pairs]
+        return sql(" CROSS JOIN LATERAL (SELECT ", join(", ", cols), f") {a}_j")
 
     def array_of(
         self,
@@ -742,6 +814,7 @@ class _Planner:
         offset: Leaf | None,
         correlated: bool,
         group: list[Fragment] | None = None,
+        joins: Fragment | None = None,
     ) -> Fragment:
         # ``group`` (even empty) means obj holds aggregates: they are computed per group in a
         # derived table, then gathered.
@@ -752,15 +825,17 @@ class _Planner:
         """
         d = self.dialect
         where_sql = sql(" WHERE ", cond) if cond is not None else sql("")
-        from_sql = sql(" FROM ", source, f" {a}", where_sql)
+        from_sql = sql(" FROM ", source, f" {a}", joins or "", where_sql)
         if group:
             from_sql = sql(from_sql, " GROUP BY ", join(", ", group))
         paged = limit is not None or offset is not None
         limit_p = (
-            param(limit.slot.with_transform(_non_negative("limit"))) if limit is not None else None
+            template(d.limit_param, param(limit.slot.with_transform(_non_negative("limit"))))
+            if limit is not None
+            else None
         )
         offset_p = (
-            param(offset.slot.with_transform(_non_negative("offset")))
+            template(d.limit_param, param(offset.slot.with_transform(_non_negative("offset"))))
             if offset is not None
             else None
         )

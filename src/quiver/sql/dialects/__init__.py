@@ -71,6 +71,11 @@ class Dialect:
     in_list: Literal["array", "expand"]
     #: An integer parameter used in arithmetic (PostgreSQL needs its type spelled out).
     int_param: str = "{}"
+    #: A LIMIT or OFFSET given as a parameter. PostgreSQL plans a statement whose LIMIT is a
+    #: plain parameter anew at every run (its generic plan, made for an unknown limit, looks
+    #: dearer than a plan made for the value given); a value read by a subquery is unknown to
+    #: both, so the statement keeps one generic plan and skips planning.
+    limit_param: str = "{}"
     #: Read a column as text (pattern operators on UUID and ID columns).
     text_cast: str = "CAST({} AS TEXT)"
     #: Cast an aggregate to a double-precision float.
@@ -113,6 +118,15 @@ class Dialect:
     #: Dates and timestamps may be infinite; the driver sends the largest and smallest
     #: Python values as infinity and -infinity (asyncpg).
     infinite_dates: bool = False
+    #: A to-one relation whose target is found by its primary key joins the rows it belongs
+    #: to (``LEFT JOIN``) instead of running a subquery per row: cheaper where the database
+    #: plans a subquery per outer row (PostgreSQL runs each as a SubPlan).
+    joins_to_one: bool = False
+    #: A list's objects are rows of a derived table named by their keys, turned into JSON by
+    #: the array aggregate (cheaper than the object function on PostgreSQL).
+    json_records: bool = False
+    #: The longest identifier, in bytes (a longer one is cut, or refused).
+    max_identifier_bytes: int = 64
     #: Both sides of a comparison of a scalar go through this (SQLite keeps timestamps as
     #: text in several forms: ``2024-01-02T03:04:05.678`` equals ``2024-01-02 03:04:05.678``).
     scalar_compare: Mapping[ScalarName, str] = field(default_factory=dict)
@@ -296,6 +310,9 @@ POSTGRESQL = Dialect(
     array_overlaps="{0} && {1}",
     decimal_digits=(131072, 16383),
     infinite_dates=True,
+    joins_to_one=True,
+    json_records=True,
+    max_identifier_bytes=63,
     float_avg="(SUM({0}) / NULLIF(COUNT({0}), 0))",
     supports_nulls_order=True,
     least_fn="LEAST",
@@ -306,6 +323,7 @@ POSTGRESQL = Dialect(
     like="{} LIKE {} ESCAPE '!'",
     in_list="array",
     int_param="({}::bigint)",
+    limit_param="(SELECT {}::bigint)",
     float_cast="CAST({} AS double precision)",
 )
 
