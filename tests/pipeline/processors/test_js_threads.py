@@ -148,8 +148,16 @@ def test_v8_started_by_other_code_first_is_a_config_error_not_a_crash(tmp_path: 
                 await proc.close()
 
         asyncio.run(main())
+
+        from quiver.pipeline.js_runtime.isolate import IsolateOptions
+        from quiver.pipeline.js_runtime.syntax import check_script
+
+        (detail,) = check_script(IsolateOptions(source="var x = 1;", script_name="s.js"))
+        print("validate:", detail.message, "|", detail.fix)
         """,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "V8 was started in this process by other code" in done.stdout
     assert "isolation: process" in done.stdout
+    assert "validate: V8 was started in this process by other code" in done.stdout
+    assert "start_v8()" in done.stdout
