@@ -30,6 +30,7 @@ from quiver.pipeline.js_runtime.codec import (
     decode_output,
     encode_input,
 )
+from quiver.pipeline.js_runtime.v8 import start_v8
 
 __all__ = [
     "Isolate",
@@ -221,6 +222,9 @@ class Isolate:
     def _start(self) -> None:
         from py_mini_racer import JSEvalException, mini_racer
 
+        # V8 must be started with Quiver's flags before the first isolate of the process,
+        # whichever thread makes it (see quiver.pipeline.js_runtime.v8).
+        start_v8()
         opts = self.options
         # The context runs its calls on an event loop of ours, so a call in flight can be
         # cancelled from another thread (see cancel()).

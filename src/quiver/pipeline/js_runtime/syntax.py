@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quiver.pipeline.js_runtime.isolate import Isolate, IsolateOptions, ScriptLoadError
+from quiver.pipeline.js_runtime.v8 import V8StartError
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["check_script"]
@@ -29,4 +30,7 @@ def check_script(options: IsolateOptions) -> list[ErrorDetail]:
         else:
             fix = "fix the script's top-level code"
         return [ErrorDetail(exc.message, exc.where or options.script_name, fix)]
+    except V8StartError as exc:
+        fix = "call quiver.pipeline.js_runtime.v8.start_v8() before other code uses mini-racer"
+        return [ErrorDetail(str(exc), options.script_name, fix)]
     return []

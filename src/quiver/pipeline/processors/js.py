@@ -56,6 +56,7 @@ from quiver.pipeline.js_runtime.isolate import (
     ScriptLoadError,
 )
 from quiver.pipeline.js_runtime.pool import WorkerPool
+from quiver.pipeline.js_runtime.v8 import V8StartError
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
 
@@ -517,6 +518,13 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
                 exc.message,
                 self.place(exc.where) or self.script_name,
                 "fix the script; `quiver validate` reports this without running",
+            ) from exc
+        except V8StartError as exc:
+            raise ConfigError.one(
+                str(exc),
+                self.script_name,
+                "call quiver.pipeline.js_runtime.v8.start_v8() before other code uses "
+                "mini-racer, or run the step with `isolation: process`",
             ) from exc
         self._threads = ThreadPoolExecutor(max_workers=runner.size, thread_name_prefix="quiver-js")
         self._finalizer = weakref.finalize(self, _shutdown, runner, self._threads)

@@ -1,0 +1,57 @@
+"""Starting V8 in this process, once, with the flags every isolate of Quiver relies on.
+
+V8 reads its flags once, when the first isolate of the process is made. Quiver makes isolates
+on many threads (one thread per isolate, started from whatever thread starts a run), so V8
+must not tie its memory to the thread that started it:
+
+``--no-memory-protection-keys``
+    On CPUs with memory protection keys (Intel PKU, ``pku`` in ``/proc/cpuinfo``), V8 14
+    guards its code and dispatch tables with a key that only the thread that started V8 (and
+    threads that thread starts later) may read. Any other thread that makes an isolate, such as
+    a second isolate of ``isolation: thread`` or an isolate rebuilt after a time limit, dies
+    with a segmentation fault (``SEGV_PKUERR`` in ``JSDispatchTable``). Without the keys, the
+    pages keep their ordinary protection and V8's sandbox stays on.
+
+:func:`start_v8` is called before every isolate is made; the first call starts V8.
+"""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["V8_FLAGS", "V8StartError", "start_v8"]
+
+#: The flags Quiver starts V8 with, beside mini-racer's own (``--single-threaded``).
+V8_FLAGS: tuple[str, ...] = ("--no-memory-protection-keys",)
+
+_lock = threading.Lock()
+_started = False
+
+
+class V8StartError(Exception):
+    """V8 was started in this process by other code, without the flags Quiver needs."""
+
+
+def start_v8() -> None:
+    """Start V8 with :data:`V8_FLAGS` unless this process already did (thread-safe).
+
+    Raises :class:`V8StartError` when other code of this process started mini-racer first
+    with flags of its own: V8 cannot change them afterwards, and making isolates on several
+    threads would then crash the process.
+    """
+    global _started
+    if _started:
+        return
+    from py_mini_racer import DEFAULT_V8_FLAGS, LibAlreadyInitializedError, init_mini_racer
+
+    with _lock:
+        if _started:
+            return
+        try:
+            init_mini_racer(flags=(*DEFAULT_V8_FLAGS, *V8_FLAGS))
+        except LibAlreadyInitializedError as exc:
+            raise V8StartError(
+                "V8 was started in this process by other code before Quiver could set its "
+                f"flags ({' '.join(V8_FLAGS)}), so isolates on several threads would crash"
+            ) from exc
+        _started = True
