@@ -167,6 +167,7 @@ def test_an_otlp_collector_counts_received_spans_tenants_and_its_dead_letter_que
         "quiver_pipeline_rejected_rows_total",
         "process_resident_memory_bytes",
     } <= names(after)
+    assert_documented(after)
 
     stop_run(proc)
     with pytest.raises(httpx.TransportError):  # the endpoint ends with the run
@@ -212,6 +213,7 @@ def test_an_mqtt_run_with_the_metrics_option_counts_messages_and_rejected_ones(
     assert value(after, "quiver_pipeline_batches_in_total", **p, step="sink", kind="sink") >= 1  # type: ignore[operator]
     # no dead-letter queue, no receiver intake, no tenancy configured: none of their metrics
     assert not {n for n in names(after) if n.startswith(("quiver_pipeline_dlq", "quiver_ingest_"))}
+    assert_documented(after)
     output = stop_run(proc)
     assert (tmp_path / "out.csv").read_text().count("\n") == 6, output  # header + 5 rows
 
@@ -219,7 +221,7 @@ def test_an_mqtt_run_with_the_metrics_option_counts_messages_and_rejected_ones(
 # ---------------------------------------------------------------- readiness
 
 
-def test_readyz_answers_503_until_the_receivers_listen_and_while_draining(
+def test_readyz_answers_503_from_the_moment_a_stop_drains_the_run(
     receiver: Callable[..., Receiver],
 ) -> None:
     """In the same process as the run, so the drain can be watched from its first moment."""
@@ -231,17 +233,21 @@ def test_readyz_answers_503_until_the_receivers_listen_and_while_draining(
         assert status(metrics_port, "/healthz") == 200
         assert status(metrics_port, "/nowhere") == 404
         assert rec.loop is not None
+        seen: list[tuple[bool, bool]] = []
         drained = threading.Event()
 
-        def drain() -> None:
+        def drain() -> None:  # on the run's loop: the run cannot end within this call
             rec.engine.drain()
+            seen.append((rec.engine.ready, status(metrics_port, "/readyz") == 503))
             drained.set()
 
         rec.loop.call_soon_threadsafe(drain)
-        assert drained.wait(5)
-        assert status(metrics_port, "/readyz") == 503
-        assert status(metrics_port, "/healthz") == 200  # alive while it drains
-        rec.stop()
+        assert drained.wait(10)
+        assert seen == [(False, True)]  # not ready the moment it drains, run still going
+        rec.thread.join(60)
+        assert not rec.thread.is_alive() and rec.error is None
+        assert status(metrics_port, "/readyz") == 503  # the run has ended
+        assert status(metrics_port, "/healthz") == 200
     finally:
         server.stop()
 
@@ -333,3 +339,41 @@ def test_without_the_option_nothing_listens(tmp_path: Path) -> None:
     file_pipeline(tmp_path)
     spec = load_pipeline(str(tmp_path / "pipeline.yaml"), {})
     assert spec.telemetry.metrics is None and spec.telemetry.health is True
+
+
+# ---------------------------------------------------------------- the docs
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def family(sample: str) -> str:
+    """The metric a sample belongs to, as the docs name it (counters with ``_total``)."""
+    for suffix in ("_bucket", "_count", "_sum"):
+        if sample.endswith(suffix):
+            return sample.removesuffix(suffix)
+    return sample
+
+
+def assert_documented(samples: Samples) -> None:
+    engine = (DOCS / "pipelines" / "engine.md").read_text()
+    ingest = (DOCS / "ingest.md").read_text()
+    ours = {
+        family(n) for n in names(samples) if n.startswith("quiver_") and not n.endswith("_created")
+    }
+    assert ours
+    missing = {n for n in ours if f"`{n}`" not in engine}
+    assert not missing, f"docs/pipelines/engine.md does not list {sorted(missing)}"
+    receivers = {n for n in ours if n.startswith("quiver_ingest_")}
+    missing = {n for n in receivers if f"`{n}" not in ingest}
+    assert not missing, f"docs/ingest.md does not list {sorted(missing)}"
+
+
+def test_the_monitoring_example_of_the_ingest_docs_is_a_valid_pipeline(tmp_path: Path) -> None:
+    from quiver.pipeline.config import load_pipeline
+
+    text = (DOCS / "ingest.md").read_text().split("## Monitoring", 1)[1]
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "pipeline.yaml").write_text(block)
+    spec = load_pipeline(str(tmp_path / "pipeline.yaml"), {})
+    assert spec.telemetry.metrics is not None
+    assert spec.telemetry.metrics.endpoint == "0.0.0.0:8888"
