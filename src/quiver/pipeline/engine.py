@@ -401,7 +401,7 @@ class PipelineEngine:
         for w in plan.warnings:
             self.log.event("warning", w, level="warning")
         retention: asyncio.Task[None] | None = None
-        withdraws = [expose(self.metrics.registry)]
+        withdraws = [expose(lambda: self.metrics.registry)]
         self._running = True
         try:
             if self.dead_letters is not None:

@@ -9,25 +9,23 @@ sink write time it observes. Labels are bounded by the pipeline file: ``pipeline
 
 The scrape runs in the monitoring server's thread and only reads numbers the event loop
 writes: a scrape sees each counter at some moment of the run, never a torn value.
+prometheus_client is imported when the registry is first asked for (a scrape), so a run
+without a monitoring endpoint never loads it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Protocol
 
 from quiver.runtime.delivery import CircuitBreaker, CircuitState
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 __all__ = ["BREAKER_STATES", "WRITE_BUCKETS", "EngineMetrics"]
 
@@ -86,14 +84,39 @@ class EngineMetrics:
         self._latency = {n: _Latency() for n, s in steps.items() if s.kind == "sink"}
         self.units = 0  # units (input files, checkpoints) committed
         self.created = time.time()
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_Families(self))
+        self._registry: CollectorRegistry | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry of these metrics, made at the first call (from any thread)."""
+        with self._lock:
+            if self._registry is None:
+                from prometheus_client import CollectorRegistry
+                from prometheus_client.registry import Collector
+
+                metrics = self
+
+                class Families(Collector):
+                    def collect(self) -> Iterable[Metric]:
+                        return metrics.families()
+
+                registry = CollectorRegistry(auto_describe=True)
+                registry.register(Families())
+                self._registry = registry
+            return self._registry
 
     def observe_write(self, sink: str, seconds: float) -> None:
         """A sink's ``write`` call took ``seconds`` (its retries included)."""
         self._latency[sink].observe(seconds)
 
     def families(self) -> list[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         p = self.pipeline
         steps = list(self._steps.values())
 
@@ -222,11 +245,3 @@ class EngineMetrics:
             up,
             drain,
         ]
-
-
-class _Families(Collector):
-    def __init__(self, metrics: EngineMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterable[Metric]:
-        return self.metrics.families()
