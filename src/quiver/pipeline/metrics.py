@@ -107,7 +107,7 @@ class EngineMetrics:
             return self._registry
 
     def observe_write(self, sink: str, seconds: float) -> None:
-        """A sink's ``write`` call took ``seconds`` (its retries included)."""
+        """A sink's ``write`` call succeeded after ``seconds`` (its retries included)."""
         self._latency[sink].observe(seconds)
 
     def families(self) -> list[Metric]:
@@ -175,7 +175,7 @@ class EngineMetrics:
                 dead.add_metric([p, s.name], s.dead_lettered, created=self.created)
         latency = HistogramMetricFamily(
             "quiver_pipeline_sink_write_seconds",
-            "Time a sink's write of one batch took, retries included.",
+            "Time a sink took to write one batch, retries included (writes that succeeded).",
             labels=["pipeline", "sink"],
         )
         for sink, hist in self._latency.items():
