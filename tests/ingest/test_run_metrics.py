@@ -252,15 +252,35 @@ def test_readyz_answers_503_from_the_moment_a_stop_drains_the_run(
         server.stop()
 
 
-def test_health_false_serves_metrics_only(tmp_path: Path) -> None:
+def test_health_false_serves_metrics_only_and_openmetrics_on_request() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    from quiver.runtime.metrics import expose
+
+    registry = CollectorRegistry()
+    Counter("quiver_test_things", "Things.", registry=registry).inc(2)
+    withdraw = expose(registry)
     metrics_port = free_port()
     server = serve_monitoring(f"127.0.0.1:{metrics_port}", ready=lambda: True, health=False)
     try:
         assert status(metrics_port, "/healthz") == 404
         assert status(metrics_port, "/readyz") == 404
-        assert "process_cpu_seconds_total" in names(scrape(metrics_port))
+        assert value(scrape(metrics_port), "quiver_test_things_total") == 2
+        response = httpx.get(
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        assert response.headers["content-type"].startswith("application/openmetrics-text")
+        assert response.text.count("# EOF") == 1  # one document of every registry
+        families = {f.name: f for f in openmetrics_families(response.text)}
+        assert families["quiver_test_things"].samples[0].value == 2
+        assert "process_cpu_seconds" in families
     finally:
         server.stop()
+        withdraw()
 
 
 # ---------------------------------------------------------------- errors
