@@ -22,6 +22,7 @@ from quiver.pipeline.config import (
     LinearPipelineConfig,
     OnErrorConfig,
     TapConfig,
+    TelemetryConfig,
 )
 from quiver.pipeline.dead_letters import DeadLetterConfig
 from quiver.pipeline.describe import describe_fields
@@ -82,6 +83,7 @@ def render() -> str:
         ("engine.retry", RetryPolicy),
         ("engine.circuit_breaker", CircuitBreakerPolicy),
         ("dlq", DeadLetterConfig),
+        ("telemetry", TelemetryConfig),
     ]
     seen: set[type[BaseModel]] = {m for _, m in sections}
     for title, model in sections:

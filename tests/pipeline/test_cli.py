@@ -428,6 +428,7 @@ def test_a_run_imports_only_what_its_components_use(tmp_path: Path) -> None:
         "quiver.pipeline.js_runtime.codec",
         "dateutil",
         "numpy.ma",
+        "prometheus_client",
     ]
     script = (
         "import sys\nfrom quiver.cli import app\n"

@@ -46,9 +46,18 @@ class Intake:
         self.retry_after = retry_after
         self.accepted_rows = 0
         self.rejected_items = 0  # refused item by item (answered as partial success)
+        self.accepted_batches = 0
+        # requests refused whole, by reason: backpressure (429 / RESOURCE_EXHAUSTED), or
+        # unavailable (503 / UNAVAILABLE: stopping, disk error)
+        self.refused_requests = {"backpressure": 0, "unavailable": 0}
         self._queue: asyncio.Queue[tuple[Position, pa.RecordBatch]] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._handed: Position | None = None  # the last batch handed to the pipeline
+
+    @property
+    def queued_batches(self) -> int:
+        """Batches accepted and not yet handed to the pipeline."""
+        return self._queue.qsize()
 
     @property
     def stopping(self) -> bool:
@@ -56,6 +65,16 @@ class Intake:
 
     async def accept(self, batch: pa.RecordBatch) -> None:
         """Make ``batch`` durable and queue it; see the module's doc for what it raises."""
+        try:
+            await self._accept(batch)
+        except UnavailableError:
+            self.refused_requests["unavailable"] += 1
+            raise
+        except BackpressureError:
+            self.refused_requests["backpressure"] += 1
+            raise
+
+    async def _accept(self, batch: pa.RecordBatch) -> None:
         if self._stopping.is_set():
             raise UnavailableError("the receiver is shutting down", self.retry_after)
         if self._queue.qsize() >= self.max_queued_batches:
@@ -73,6 +92,7 @@ class Intake:
                 f"the spool could not store the data: {exc.strerror or exc}", self.retry_after
             ) from exc
         self.accepted_rows += batch.num_rows
+        self.accepted_batches += 1
         self._queue.put_nowait((position, batch))
 
     def stop(self) -> None:

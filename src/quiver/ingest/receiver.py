@@ -50,6 +50,7 @@ from quiver.pipeline.component import (
     Closing,
     ComponentConfig,
     Draining,
+    Listening,
     RowError,
     RowRejecting,
     RunContext,
@@ -185,7 +186,9 @@ class ReceiverConfig(CheckpointOptions, ComponentConfig):
     )
 
 
-class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closing, Checking):
+class BrokerReceiver(
+    Acknowledging, Draining, Checkpointing, RowRejecting, Closing, Checking, Listening
+):
     """Base of the broker receivers; see the module's doc.
 
     A subclass sets ``where`` and implements :meth:`_subscribe` (connect and start delivering
@@ -215,6 +218,11 @@ class BrokerReceiver(Acknowledging, Draining, Checkpointing, RowRejecting, Closi
         self._subscribed = False
         self._failure: QuiverError | None = None
         self._ended = False  # the input has ended (no checkpoint follows)
+
+    @property
+    def listening(self) -> bool:
+        """Subscribed, and neither stopped nor ended."""
+        return self._subscribed and not self._ended and not self._stopped.is_set()
 
     # ---------------------------------------------------------------- for subclasses
 

@@ -154,6 +154,7 @@ def run_command(
     max_rejects: int | None = None,
     max_reject_ratio: float | None = None,
     path_map: list[str] | None = None,
+    metrics: str | None = None,
 ) -> int:
     """Body of ``quiver run``; returns the exit code.
 
@@ -176,6 +177,7 @@ def run_command(
             quiet,
             (max_rejects, max_reject_ratio),
             path_map or [],
+            metrics,
         )
         stops.leave()
         return code
@@ -195,6 +197,7 @@ def _run(
     quiet: bool,
     limits: tuple[int | None, float | None],
     path_maps: list[str],
+    metrics: str | None = None,
 ) -> int:
     import asyncio
     import gc
@@ -272,6 +275,14 @@ def _run(
         progress=progress.update,
     )
     code = EXIT_OK
+    try:
+        monitoring = _serve_monitoring(spec, engine, metrics) if dry_run is None else None
+    except QuiverError as exc:
+        if log_format == "json":
+            log.event("run_failed", str(exc), level="error", code=exc.code)
+        else:
+            _print_errors(exc, error)
+        return EXIT_INVALID if isinstance(exc, ConfigError) else EXIT_FAILED
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -297,6 +308,9 @@ def _run(
         code = EXIT_FAILED
         if debug:
             error.print(escape(traceback.format_exc()))
+    finally:
+        if monitoring is not None:
+            monitoring.stop()
     result = engine.result
     if code == EXIT_OK and result.rejected and strict:
         code = EXIT_REJECTED
@@ -314,6 +328,30 @@ def _run(
     if report:
         write_report(report, result, code)
     return code
+
+
+def _serve_monitoring(spec: Any, engine: Any, option: str | None) -> Any:
+    """Start the run's monitoring endpoint (``--metrics``, else ``telemetry.metrics``) if
+    one is asked for; the :class:`~quiver.runtime.monitoring.MonitoringServer`, or None."""
+    telemetry = spec.telemetry
+    endpoint = option or (telemetry.metrics.endpoint if telemetry.metrics else None)
+    if endpoint is None:
+        return None
+    from quiver.runtime.monitoring import serve_monitoring
+
+    where = "--metrics" if option else "telemetry.metrics.endpoint"
+    if option is None and spec.positions is not None:
+        where = spec.positions.where(("telemetry", "metrics", "endpoint")) or where
+    server = serve_monitoring(
+        endpoint, ready=lambda: engine.ready, health=telemetry.health, where=where
+    )
+    engine.log.event(
+        "metrics_serving",
+        f"serving metrics on {server.url}/metrics",
+        level="info",
+        url=f"{server.url}/metrics",
+    )
+    return server
 
 
 def _override_reject_limits(
@@ -527,6 +565,13 @@ def register(app: typer.Typer) -> None:
             "rejected (0.05: 5%); overrides on_error.max_reject_ratio.",
         ),
         path_map: _PathMaps = None,
+        metrics: str | None = typer.Option(
+            None,
+            "--metrics",
+            metavar="HOST:PORT",
+            help="Serve Prometheus /metrics, /healthz and /readyz on HOST:PORT while the run "
+            "goes on (e.g. 127.0.0.1:8888); overrides telemetry.metrics.endpoint.",
+        ),
     ) -> None:
         """Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows
         with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM)."""
@@ -544,6 +589,7 @@ def register(app: typer.Typer) -> None:
             max_rejects,
             max_reject_ratio,
             path_map or [],
+            metrics,
         )
         raise typer.Exit(code)
 

@@ -42,6 +42,7 @@ __all__ = [
     "FileReading",
     "FileWriting",
     "Flushing",
+    "Listening",
     "Processor",
     "ProcessorOutput",
     "RowError",
@@ -269,6 +270,18 @@ class Draining(Protocol):
     def drain(self) -> None: ...
 
 
+class Listening(Protocol):
+    """A source taking input from a server it runs or a subscription it holds (a receiver).
+
+    ``listening`` is true once it takes input (its sockets are bound, its subscription is
+    made) and until it stops taking it; the monitoring endpoint's ``/readyz`` waits for it.
+    The engine reads it from another thread: it only reads.
+    """
+
+    @property
+    def listening(self) -> bool: ...
+
+
 class Checkpointing(Protocol):
     """A source whose endless input is committed in checkpoints (a receiver's
     ``commit_every`` / ``commit_seconds``), so a long run settles what it read as it goes.
@@ -329,6 +342,7 @@ HOOKS: tuple[type[Any], ...] = (
     ByteCounting,
     FileReading,
     FileWriting,
+    Listening,
 )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quiver.config.yaml_source import (
     MAX_YAML_BYTES,
@@ -57,10 +57,12 @@ __all__ = [
     "EngineSettings",
     "GraphPipelineConfig",
     "LinearPipelineConfig",
+    "MetricsEndpointConfig",
     "OnErrorConfig",
     "PipelineSpec",
     "StepSpec",
     "TapConfig",
+    "TelemetryConfig",
     "load_pipeline",
     "parse_pipeline",
 ]
@@ -146,6 +148,38 @@ class EngineSettings(_Model):
     )
 
 
+class MetricsEndpointConfig(_Model):
+    """Where `quiver run` serves its own Prometheus metrics."""
+
+    endpoint: str = Field(
+        description="host:port to listen on, e.g. `127.0.0.1:8888` (`0.0.0.0:8888`: every "
+        "interface); `quiver run --metrics` overrides it."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        from quiver.runtime.monitoring import parse_endpoint
+
+        parse_endpoint(value)
+        return value
+
+
+class TelemetryConfig(_Model):
+    """The run's own monitoring endpoint: Prometheus `/metrics`, `/healthz` and `/readyz`."""
+
+    metrics: MetricsEndpointConfig | None = Field(
+        default=None,
+        description="Serve `/metrics` (the engine's, the dead-letter queue's and the "
+        "receivers' metrics) on this endpoint while the run goes on (null: not served).",
+    )
+    health: bool = Field(
+        default=True,
+        description="Also serve `/healthz` (200 while the process runs) and `/readyz` (200 once "
+        "the sources take input, 503 before and while draining) on the metrics endpoint.",
+    )
+
+
 class _Common(_Model):
     name: str | None = Field(default=None, description="Pipeline name shown in logs and reports.")
     description: str | None = Field(default=None, description="Free text.")
@@ -161,6 +195,10 @@ class _Common(_Model):
         default=None,
         description="Dead-letter queue: batches a sink refuses for good are kept here "
         "instead of failing the run (null: a failing sink fails the run).",
+    )
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig,
+        description="The run's own monitoring endpoint (off unless `metrics` is set).",
     )
 
 
@@ -269,6 +307,7 @@ class PipelineSpec:
     variables: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     dlq: DeadLetterConfig | None = None
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     positions: Positions | None = None
     errors: list[ErrorDetail] = field(default_factory=list)
 
@@ -464,6 +503,7 @@ def parse_pipeline(
         warnings=warnings,
         positions=positions,
         dlq=doc.dlq,
+        telemetry=doc.telemetry,
     )
     _check_graph(spec, doc, positions, errors)
     _check_on_error(doc, positions, errors)

@@ -48,6 +48,7 @@ from quiver.pipeline.component import (
     Closing,
     Draining,
     Flushing,
+    Listening,
     Processor,
     ProcessorOutput,
     RowError,
@@ -64,6 +65,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.conform import conform
 from quiver.pipeline.dead_letters import DeadLetterQueue, Failure, StagedRows
+from quiver.pipeline.metrics import EngineMetrics
 from quiver.pipeline.output import FileSinkConfig
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
 from quiver.pipeline.rejects import RejectsWriter
@@ -72,6 +74,7 @@ from quiver.pipeline.runlog import RunLog
 from quiver.pipeline.units import RunUnit, UnitSchedule, schedule_units
 from quiver.runtime.delivery import CircuitBreaker, DeadLetter, DeadLetterHook, Delivery, file_error
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.metrics import expose
 from quiver.runtime.wording import plural
 
 __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
@@ -336,8 +339,35 @@ class PipelineEngine:
         self._staged: dict[str, StagedRows] = {}
         self._final: dict[str, DeadLetter] = {}
         self._gave_up: dict[str, BaseException] = {}
+        self._running = False
+        self.metrics = EngineMetrics(
+            plan.name,
+            self.result.steps,
+            self._breakers,
+            self._queued,
+            lambda: (self.ready, self._draining),
+        )
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def ready(self) -> bool:
+        """Whether the run takes input: it runs, no stop drains it, and every source that
+        listens (:class:`~quiver.pipeline.component.Listening`) listens. Safe to read from
+        another thread (the monitoring endpoint's)."""
+        if not self._running or self._draining:
+            return False
+        sources = dict(self._sources)
+        for step in self.plan.sources:
+            component = sources.get(step.name)
+            if component is None:
+                return False
+            if step.listens and not cast(Listening, component).listening:
+                return False
+        return True
+
+    def _queued(self) -> dict[str, int]:
+        return {name: q.qsize() for name, q in list(self._queues.items())}
 
     @property
     def drains(self) -> bool:
@@ -371,13 +401,12 @@ class PipelineEngine:
         for w in plan.warnings:
             self.log.event("warning", w, level="warning")
         retention: asyncio.Task[None] | None = None
-        withdraw: Callable[[], None] | None = None
+        withdraws = [expose(lambda: self.metrics.registry)]
+        self._running = True
         try:
             if self.dead_letters is not None:
-                from quiver.runtime.metrics import expose
-
                 await asyncio.to_thread(self.dead_letters.create)
-                withdraw = expose(self.dead_letters.metrics.registry)
+                withdraws.append(expose(self.dead_letters.metrics.registry))
                 retention = asyncio.create_task(self._retention(), name="dlq-retention")
             checkpointer = self._checkpointer()
             if checkpointer is not None:
@@ -418,7 +447,8 @@ class PipelineEngine:
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
-            if withdraw is not None:
+            self._running = False
+            for withdraw in withdraws:
                 withdraw()
             result.seconds = time.perf_counter() - start
             result.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
@@ -612,6 +642,7 @@ class PipelineEngine:
             self._rejected_before += self.rejects.count
             self.rejects = RejectsWriter(None, self.run_id)
             settled = True
+            self.metrics.units += 1
             if unit.file is not None:
                 self.result.files_processed.append(unit.file)
                 self._schedule.finish(
@@ -1067,7 +1098,9 @@ class PipelineEngine:
                 if not await self._give_up(step.name, opened, exc):
                     raise
                 continue
-            stats.busy_seconds += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            stats.busy_seconds += took
+            self.metrics.observe_write(step.name, took)
             stats.rows_in += batch.num_rows
             stats.batches_in += 1
         if schema is None and not self._checkpoint:  # a checkpoint with no rows writes nothing

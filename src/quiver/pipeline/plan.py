@@ -25,6 +25,7 @@ from quiver.pipeline.component import (
     FileReading,
     FileWriting,
     Flushing,
+    Listening,
     RowRejecting,
     Starting,
 )
@@ -65,6 +66,7 @@ class PlanStep:
     counts_bytes: bool = field(init=False)
     reads_files: bool = field(init=False)
     writes_files: bool = field(init=False)
+    listens: bool = field(init=False)
 
     def __post_init__(self) -> None:
         caps = self.capabilities
@@ -80,6 +82,7 @@ class PlanStep:
             ("counts_bytes", ByteCounting),
             ("reads_files", FileReading),
             ("writes_files", FileWriting),
+            ("listens", Listening),
         ):
             object.__setattr__(self, flag, hook in caps)
 

@@ -35,6 +35,7 @@ from quiver.pipeline.component import (
     Checking,
     Checkpointing,
     Draining,
+    Listening,
     RunContext,
     source,
 )
@@ -45,7 +46,7 @@ __all__ = ["OtlpSource"]
 
 
 @source("otlp", config=OtlpSourceConfig)
-class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
+class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
     """OTLP traces, metrics and logs received over gRPC and/or HTTP until stopped."""
 
     def __init__(self, cfg: OtlpSourceConfig) -> None:
@@ -60,7 +61,8 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
         self._ended = False  # the input has ended (no checkpoint follows)
         self._checkpointing = False  # the engine runs this source in checkpoints
         self.tenancy = Tenancy(cfg.tenancy) if cfg.tenancy is not None else None
-        self._withdraw_metrics: Callable[[], None] | None = None
+        self._withdraw_metrics: list[Callable[[], None]] = []
+        self._listening = False  # the receivers are started and no stop was asked for
 
     # ------------------------------------------------------------------ hooks
 
@@ -85,8 +87,13 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
                     )
         return problems
 
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
     def drain(self) -> None:
         self._stop_requested = True
+        self._listening = False
         if self.intake is not None:
             self.intake.stop()
 
@@ -179,8 +186,13 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
     async def _start(self, ctx: RunContext) -> None:
         cfg = self.cfg
         assert self.intake is not None
-        if self.tenancy is not None and self._withdraw_metrics is None:
-            self._withdraw_metrics = expose(self.tenancy.metrics.registry)
+        if not self._withdraw_metrics:
+            from quiver.ingest.receiver_metrics import ReceiverMetrics
+
+            metrics = ReceiverMetrics(self.intake, ctx.pipeline, "otlp")
+            self._withdraw_metrics.append(expose(metrics.registry))
+            if self.tenancy is not None:
+                self._withdraw_metrics.append(expose(self.tenancy.metrics.registry))
         if cfg.grpc is not None:
             self.grpc = GrpcReceiver(
                 self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow, self.tenancy
@@ -212,14 +224,16 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing):
                 f"OTLP/HTTP receiver listening on {cfg.http.endpoint} (port {self.http_port})",
                 "info",
             )
+        self._listening = not self._stop_requested
 
     async def _stop_servers(self) -> None:
         seconds = self.cfg.stop_seconds
         grpc_server, http_server = self.grpc, self.http
         self.grpc = self.http = None
-        if self._withdraw_metrics is not None:
-            self._withdraw_metrics()
-            self._withdraw_metrics = None
+        self._listening = False
+        for withdraw in self._withdraw_metrics:
+            withdraw()
+        self._withdraw_metrics = []
         stops = [s.stop(seconds) for s in (grpc_server, http_server) if s is not None]
         if stops:
             await asyncio.gather(*stops)
