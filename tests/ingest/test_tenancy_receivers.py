@@ -348,3 +348,19 @@ def test_bad_tenancy_options_are_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build(receiver, options)
+
+
+def test_the_tenancy_examples_of_the_receivers_page_are_valid_options() -> None:
+    from quiver.ingest.kafka import KafkaReceiverConfig
+    from quiver.ingest.websocket import WebSocketReceiverConfig
+
+    from .test_tenancy_brokers import first_yaml_after
+
+    kafka = first_yaml_after("ingest-brokers.md", "### `kafka` and `amqp`")["source"]
+    ws = first_yaml_after("ingest-brokers.md", "### `websocket`: the connection")["source"]
+    assert isinstance(kafka, dict) and isinstance(ws, dict)
+    tenancy = KafkaReceiverConfig.model_validate(kafka["kafka"]).tenancy
+    assert tenancy is not None and tenancy.sources == ["topic", "header", "resource_attribute"]
+    assert tenancy.overrides["globex"].items_per_second == 20000
+    connection = WebSocketReceiverConfig.model_validate(ws["websocket"]).tenancy
+    assert connection is not None and connection.tenants == ["acme", "globex"]

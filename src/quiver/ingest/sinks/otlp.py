@@ -225,6 +225,12 @@ class OtlpSink:
             return [(tenants[0] if tenants else None, batch)]
         return [(t, batch.take(pa.array(r, pa.int64()))) for t, r in rows.items()]
 
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        """The configured headers with ``extra`` (the tenant's) in place of any of the same
+        name, whatever its case."""
+        names = {k.lower() for k in extra}
+        return {k: v for k, v in self.cfg.headers.items() if k.lower() not in names} | extra
+
     def _warn(self, text: str) -> None:
         if self._log is not None:
             self._log(f"{self.where}: {text}", "warning")
@@ -269,7 +275,7 @@ class OtlpSink:
         json = self.cfg.encoding == "json"
         body = request_json(request) if json else request.SerializeToString()
         content_type = "application/json" if json else "application/x-protobuf"
-        headers = {"Content-Type": content_type, **self.cfg.headers, **extra}
+        headers = {"Content-Type": content_type, **self._headers(extra)}
         if self.cfg.compression == "gzip":
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
