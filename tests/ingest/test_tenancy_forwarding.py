@@ -14,13 +14,15 @@ import pyarrow as pa
 import pytest
 
 from quiver.ingest.kafka import KafkaReceiver
+from quiver.ingest.nats import NatsReceiver
+from quiver.ingest.receiver import BrokerReceiver
 from quiver.ingest.sinks.nats import NatsSink
 from quiver.ingest.sinks.otlp import OtlpSink
 from quiver.ingest.tenancy import TENANT_COLUMN
 from quiver.pipeline.component import RunContext
 
 from ..pipeline.conftest import write_all
-from .conftest import Receiver, build, kafka_produce, kafka_topic, unique
+from .conftest import Receiver, build, js_publish, kafka_produce, kafka_topic, unique
 from .conftest import read_all as take
 from .telemetry_rows import rows_of, span_request
 from .test_kafka_sink import consume, kafka_sink
@@ -141,7 +143,7 @@ async def test_the_nats_sink_puts_the_tenant_in_a_header(
 # ------------------------------------------------------------------------------ limits
 
 
-async def paced_read(r: KafkaReceiver, ctx: RunContext, count: int) -> tuple[float, pa.Table]:
+async def paced_read(r: BrokerReceiver, ctx: RunContext, count: int) -> tuple[float, pa.Table]:
     """Seconds from the first batch until ``count`` rows came out of ``r`` (joining the
     consumer group takes seconds of its own), and the rows."""
     started = 0.0
@@ -218,3 +220,32 @@ async def test_the_pace_of_one_tenant_leaves_another_topics_tenant_unlimited(
     await r.close()
     assert table.num_rows == 30 and r.paced == 0
     assert took < 1.5
+
+
+async def test_a_jetstream_tenant_over_its_limit_is_delayed_and_acknowledged_later(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """20 messages of a tenant allowed 5 messages a second (burst 5): the last come at least
+    3 s after the first; all of them are acknowledged (a second run of the durable gets none)."""
+    stream, prefix = js_stream
+    await js_publish(f"{prefix}.tenants.acme.x", [b'{"n": %d}' % i for i in range(20)])
+    options = {
+        "subject": f"{prefix}.>",
+        "stream": stream,
+        "durable": unique("d"),
+        "batch_messages": 5,
+        "batch_seconds": 0.2,
+        "tenancy": {
+            "patterns": [f"{prefix}.tenants.{{tenant}}.>"],
+            "limits": {"requests_per_second": 5},
+        },
+    }
+    r: NatsReceiver = build(NatsReceiver, options)
+    took, table = await paced_read(r, run_ctx, 20)
+    await r.commit()
+    await r.close()
+    assert sorted(table.column("n").to_pylist()) == list(range(20))
+    assert took >= 2.7 and r.paced >= 1 and r.acknowledged == 20
+    again: NatsReceiver = build(NatsReceiver, {**options, "idle_timeout": 1.0})
+    assert (await take(again, run_ctx)).num_rows == 0
+    await again.close()

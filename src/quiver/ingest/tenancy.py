@@ -20,14 +20,20 @@ digit (it names directories of partitioned sinks); another value is refused 400 
 INVALID_ARGUMENT. With ``tenants`` only the tenants listed are taken (403 / PERMISSION_DENIED
 for others). The tenant becomes the ``tenant_id`` column of the telemetry layout.
 
-The broker receivers (``mqtt``, ``nats``) take the tenant from the topic or subject with the
-patterns of :class:`TopicTenancyConfig` (``tenants/{tenant}/#``); a message matching none, with
-no ``default``, is a rejected row.
+The broker receivers ``mqtt`` and ``nats`` take the tenant from the topic or subject with the
+patterns of :class:`TopicTenancyConfig` (``tenants/{tenant}/#``); ``kafka`` and ``amqp`` with
+:class:`MessageTenancyConfig` also from a message header (``X-Scope-OrgID``) and, for Kafka
+OTLP records, from each row's ``tenant.id`` resource attribute. A message naming none, with no
+``default``, is a rejected row. The ``websocket`` receiver gives each connection a tenant
+(:class:`ConnectionTenancyConfig`) by the rules of the OTLP receivers: the key's, then a
+header or query parameter.
 
 **Limits** are token buckets per tenant: ``requests_per_second`` and ``items_per_second``
 (spans, data points and log records), each with a burst. A request over its tenant's limit is
 answered 429 / RESOURCE_EXHAUSTED with ``Retry-After`` / RetryInfo saying when it would pass;
-other tenants are not held back. **Metrics** count items and refused requests by tenant; at
+other tenants are not held back. A broker receiver cannot answer 429: its
+:class:`TenantPacer` delays the batch of a tenant over its limit (the receiver stops fetching
+meanwhile) and the messages are acknowledged later, never dropped. **Metrics** count items and refused requests by tenant; at
 most ``max_metric_tenants`` tenants get a label of their own, the others share ``_other``.
 """
 
