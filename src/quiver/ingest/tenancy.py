@@ -33,8 +33,9 @@ header or query parameter.
 answered 429 / RESOURCE_EXHAUSTED with ``Retry-After`` / RetryInfo saying when it would pass;
 other tenants are not held back. A broker receiver cannot answer 429: its
 :class:`TenantPacer` delays the batch of a tenant over its limit (the receiver stops fetching
-meanwhile) and the messages are acknowledged later, never dropped. **Metrics** count items and refused requests by tenant; at
-most ``max_metric_tenants`` tenants get a label of their own, the others share ``_other``.
+meanwhile) and the messages are acknowledged later, never dropped. **Metrics** count items
+and refused requests by tenant; at most ``max_metric_tenants`` tenants get a label of their
+own, the others share ``_other``.
 """
 
 from __future__ import annotations
