@@ -137,7 +137,8 @@ class KafkaReceiver(BrokerReceiver):
         fields = {f"kafka_{m}": facts[m] for m in self.cfg.metadata}
         label = f"{record.topic}[{record.partition}]@{record.offset}"
         refused = None
-        if self.cfg.format not in _OTLP_FORMATS:  # OTLP rows get theirs once converted
+        if self.topic_tenancy is not None and self.cfg.format not in _OTLP_FORMATS:
+            # OTLP rows get theirs once converted
             refused = self._tenant(record.topic, fields, _headers(record))
         return Message(record.value or b"", label, fields, record, refused)
 
