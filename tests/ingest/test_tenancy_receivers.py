@@ -4,10 +4,13 @@ headers, OTLP resource attributes and the connection, with a default and an allo
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
@@ -15,6 +18,9 @@ from quiver.ingest.amqp import AmqpReceiver
 from quiver.ingest.kafka import KafkaReceiver
 from quiver.ingest.websocket import WebSocketReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.config import load_pipeline
+from quiver.pipeline.engine import PipelineEngine
+from quiver.pipeline.planner import compile_plan
 
 from .conftest import build, eventually, kafka_topic, unique
 from .conftest import read_all as take
@@ -22,6 +28,7 @@ from .test_amqp import URL, names  # noqa: F401  (the fixture of a test's exchan
 from .test_websocket import started
 
 FAST = {"batch_seconds": 0.2}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 
 
 async def kafka_send(servers: str, records: list[tuple[str, bytes, dict[str, str]]]) -> None:
@@ -364,3 +371,33 @@ def test_the_tenancy_examples_of_the_receivers_page_are_valid_options() -> None:
     assert tenancy.overrides["globex"].items_per_second == 20000
     connection = WebSocketReceiverConfig.model_validate(ws["websocket"]).tenancy
     assert connection is not None and connection.tenants == ["acme", "globex"]
+
+
+async def test_the_kafka_tenants_example_writes_a_directory_per_tenant(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    from .telemetry_rows import span_request
+
+    folder = tmp_path / "kafka-tenants"
+    shutil.copytree(EXAMPLES / "kafka-tenants", folder)
+    prefix, shared = unique("tenants"), unique("shared")
+    for topic in (f"{prefix}.acme.spans", f"{prefix}.globex.spans", shared):
+        await kafka_topic(kafka_broker, topic)
+    await kafka_send(
+        kafka_broker,
+        [
+            (f"{prefix}.acme.spans", span_request(3, 1).SerializeToString(), {}),
+            (f"{prefix}.globex.spans", span_request(2, 1).SerializeToString(), {}),
+            (shared, span_request(4, 2).SerializeToString(), {"X-Scope-OrgID": "initech"}),
+            (shared, span_request(1, 1).SerializeToString(), {"X-Scope-OrgID": "umbrella"}),
+        ],
+    )
+    variables = {"BROKERS": kafka_broker, "PREFIX": prefix, "SHARED": shared, "GROUP": unique("g")}
+    spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
+    spec.on_error.policy = "reject"
+    spec.on_error.rejects = str(folder / "rejects.csv")
+    await PipelineEngine(compile_plan(spec)).run()
+    out = folder / "out" / "spans"
+    counts = {d.name: pq.read_table(d).num_rows for d in sorted(out.iterdir()) if d.name[0] != "."}
+    assert counts == {"tenant_id=acme": 3, "tenant_id=globex": 2, "tenant_id=initech": 4}
+    assert "tenant 'umbrella' is not taken" in (folder / "rejects.csv").read_text()
