@@ -5,6 +5,7 @@ headers, OTLP resource attributes and the connection, with a default and an allo
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -401,3 +402,36 @@ async def test_the_kafka_tenants_example_writes_a_directory_per_tenant(
     counts = {d.name: pq.read_table(d).num_rows for d in sorted(out.iterdir()) if d.name[0] != "."}
     assert counts == {"tenant_id=acme": 3, "tenant_id=globex": 2, "tenant_id=initech": 4}
     assert "tenant 'umbrella' is not taken" in (folder / "rejects.csv").read_text()
+
+
+async def test_a_websocket_tenant_over_its_limit_is_delayed_not_refused(
+    run_ctx: RunContext,
+) -> None:
+    """6 messages of a tenant allowed 2 a second (burst 2) reach the sinks over 2 s, and every
+    one is acknowledged: the connection is slowed, never refused."""
+    from websockets.asyncio.client import connect
+
+    r: WebSocketReceiver = build(
+        WebSocketReceiver,
+        {
+            "port": 0,
+            "batch_seconds": 0.05,
+            "batch_messages": 1,
+            "tenancy": {"overrides": {"acme": {"requests_per_second": 2}}},
+        },
+    )
+    batches, reading = await started(r, run_ctx)
+    url = f"ws://127.0.0.1:{r.port}/?tenant=acme"
+    async with connect(url) as ws:
+        began = time.monotonic()
+        for n in range(6):
+            await ws.send(orjson.dumps({"n": n}))
+        await eventually(lambda: sum(b.num_rows for b in batches) == 6)
+        took = time.monotonic() - began
+        r.drain()
+        await reading
+        await r.commit()
+        assert orjson.loads(await ws.recv()) == {"acked": 6}
+    await r.close()
+    assert took >= 1.8 and r.paced >= 1
+    assert pa.Table.from_batches(batches).column("tenant_id").to_pylist() == ["acme"] * 6
