@@ -11,21 +11,30 @@ when it has one (``dead_letter_exchange``).
 This is the long-running form of the ``rabbitmq`` source: the same broker client and errors
 (:mod:`quiver.pipeline.clients.amqp`), plus exchanges and bindings, and no end of input unless
 ``idle_timeout`` or ``max_messages`` asks for one.
+
+``tenancy`` puts each message's tenant in the ``tenant_id`` column: from its routing key
+(``patterns: [tenants.{tenant}.#]``: words split by ``.``, ``*`` one word, ``#`` the words
+left) or from a message header (``header``, ``X-Scope-OrgID`` by default), first match in
+``sources`` order (``topic`` is the routing key), then ``default``; a message without one is
+rejected. With ``limits`` a tenant over its rate limit is delayed (its messages are
+acknowledged later; ``prefetch`` bounds what the broker sends meanwhile).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig, TlsOptions
+from quiver.ingest.tenancy import TENANT_COLUMN, MessageTenancyConfig, TopicTenancy, topic_pattern
 from quiver.pipeline.clients.amqp import DEFAULT_AMQP_URL, amqp_error
 from quiver.pipeline.component import RunContext, source
 
 __all__ = ["AmqpReceiver", "AmqpReceiverConfig"]
 
 AmqpMetadata = Literal["routing_key", "exchange", "message_id", "redelivered"]
+_KEY_SYNTAX = (".", "*", "#")  # word separator, one word, the words left
 
 
 class AmqpReceiverConfig(ReceiverConfig):
@@ -63,6 +72,24 @@ class AmqpReceiverConfig(ReceiverConfig):
         "message_id, redelivered.",
     )
     tls: TlsOptions | None = Field(None, description="TLS settings (with an amqps:// URL).")
+    tenancy: MessageTenancyConfig | None = Field(
+        None,
+        description="Take each message's tenant (the tenant_id column) from its routing key "
+        "(sources: topic) or a header, e.g. {patterns: [tenants.{tenant}.#]}.",
+    )
+
+    @model_validator(mode="after")
+    def _tenancy(self) -> AmqpReceiverConfig:
+        if self.tenancy is None:
+            return self
+        for pattern in self.tenancy.patterns:
+            topic_pattern(pattern, *_KEY_SYNTAX)
+        if "resource_attribute" in self.tenancy.sources:
+            raise ValueError(
+                "tenancy.sources: resource_attribute is read from OTLP payloads (the kafka "
+                "receiver's otlp formats); use topic (the routing key) or header"
+            )
+        return self
 
 
 _TYPES = {"routing_key": "str", "exchange": "str", "message_id": "str", "redelivered": "bool"}
@@ -76,6 +103,9 @@ class AmqpReceiver(BrokerReceiver):
         super().__init__(cfg, f"source amqp {cfg.queue}")
         self.cfg = cfg
         self.extra_types = {f"amqp_{m}": _TYPES[m] for m in cfg.metadata}
+        if cfg.tenancy is not None:
+            self.extra_types = {**self.extra_types, TENANT_COLUMN: "str"}
+            self.topic_tenancy = TopicTenancy(cfg.tenancy, *_KEY_SYNTAX)
         self._connection: Any = None
         self._channel: Any = None
         self._queue: Any = None
@@ -116,7 +146,15 @@ class AmqpReceiver(BrokerReceiver):
     async def _on_message(self, message: Any) -> None:
         fields = {f"amqp_{m}": getattr(message, m) for m in self.cfg.metadata}
         label = message.message_id or f"#{message.delivery_tag}"
-        self._deliver(Message(message.body, label, fields, message))
+        refused = None
+        if self.topic_tenancy is not None:
+            headers = {
+                str(k).lower(): v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                for k, v in (message.headers or {}).items()
+                if v is not None
+            }
+            refused = self._tenant(message.routing_key or "", fields, headers)
+        self._deliver(Message(message.body, label, fields, message, refused))
 
     async def _unsubscribe(self) -> None:
         if self._queue is not None and self._tag is not None and not self._channel.is_closed:

@@ -11,6 +11,14 @@ as OTLP export requests (``otlp_proto``, ``otlp_json``) converted to rows of the
 layout, as the OTLP receivers convert them: the ``otlp-signal`` header (written by the
 ``kafka`` sink) or ``signal`` says whether a record holds traces, metrics or logs.
 ``metadata`` adds the record's topic, partition, offset, key and timestamp as columns.
+
+``tenancy`` puts each record's tenant in the ``tenant_id`` column: from its topic
+(``patterns: [tenants.{tenant}.spans]``: levels split by ``.``, ``*`` one level, ``>`` the
+levels left), from a record header (``header``, ``X-Scope-OrgID`` by default) or, for the OTLP
+formats, from the ``tenant.id`` resource attribute of each row (``resource_attribute`` in
+``sources``), first match in ``sources`` order, then ``default``; a record without one is a
+rejected row. With ``limits`` a tenant over its rate limit is delayed: the receiver stops
+fetching until its buckets allow the batch (see :mod:`quiver.ingest.tenancy`).
 """
 
 from __future__ import annotations
@@ -20,11 +28,18 @@ import contextlib
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.kafka_client import KafkaConnection, kafka_error
 from quiver.ingest.receiver import BrokerReceiver, Message, ReceiverConfig
+from quiver.ingest.tenancy import (
+    TENANT_COLUMN,
+    MessageTenancyConfig,
+    TopicTenancy,
+    rows_by_tenant,
+    topic_pattern,
+)
 from quiver.pipeline.component import RunContext, source
 from quiver.pipeline.messages import refusal
 
@@ -39,6 +54,9 @@ _TYPES = {
     "key": "str",
     "timestamp": "timestamp(ms, UTC)",
 }
+
+_TOPIC_SYNTAX = (".", "*", ">")  # level separator, one level, the levels left
+_OTLP_FORMATS = ("otlp_proto", "otlp_json")
 
 _ARROW_TYPES = {
     "topic": pa.string(),
@@ -73,6 +91,25 @@ class KafkaReceiverConfig(KafkaConnection, ReceiverConfig):
         description="OTLP formats: the signal (traces, metrics, logs) of records without an "
         "`otlp-signal` header.",
     )
+    tenancy: MessageTenancyConfig | None = Field(
+        None,
+        description="Take each record's tenant (the tenant_id column) from its topic, a header "
+        "or (OTLP formats) the tenant.id resource attribute, e.g. "
+        "{patterns: [tenants.{tenant}.spans]}.",
+    )
+
+    @model_validator(mode="after")
+    def _tenancy(self) -> KafkaReceiverConfig:
+        if self.tenancy is None:
+            return self
+        for pattern in self.tenancy.patterns:
+            topic_pattern(pattern, *_TOPIC_SYNTAX)
+        if "resource_attribute" in self.tenancy.sources and self.format not in _OTLP_FORMATS:
+            raise ValueError(
+                f"tenancy.sources: resource_attribute needs an OTLP format (otlp_proto, "
+                f"otlp_json), not {self.format}"
+            )
+        return self
 
 
 @source("kafka", config=KafkaReceiverConfig)
@@ -83,6 +120,9 @@ class KafkaReceiver(BrokerReceiver):
         super().__init__(cfg, f"source kafka {','.join(cfg.topics)}")
         self.cfg = cfg
         self.extra_types = {f"kafka_{m}": _TYPES[m] for m in cfg.metadata}
+        if cfg.tenancy is not None:
+            self.extra_types = {**self.extra_types, TENANT_COLUMN: "str"}
+            self.topic_tenancy = TopicTenancy(cfg.tenancy, *_TOPIC_SYNTAX)
         self._consumer: Any = None
         self._poller: asyncio.Task[None] | None = None
 
@@ -96,7 +136,11 @@ class KafkaReceiver(BrokerReceiver):
         }
         fields = {f"kafka_{m}": facts[m] for m in self.cfg.metadata}
         label = f"{record.topic}[{record.partition}]@{record.offset}"
-        return Message(record.value or b"", label, fields, record)
+        refused = None
+        if self.topic_tenancy is not None and self.cfg.format not in _OTLP_FORMATS:
+            # OTLP rows get theirs once converted
+            refused = self._tenant(record.topic, fields, _headers(record))
+        return Message(record.value or b"", label, fields, record, refused)
 
     def _to_batch(self, messages: list[Message], ctx: RunContext) -> pa.RecordBatch | None:
         if self.cfg.format not in ("otlp_proto", "otlp_json"):
@@ -124,12 +168,19 @@ class KafkaReceiver(BrokerReceiver):
             except BadRequestError as exc:
                 self._refuse(message, f"unreadable {self.cfg.format} record: {exc.message}", ctx)
                 continue
+            batch = conversion.batch
+            if batch is not None and self.topic_tenancy is not None:
+                record = message.handle
+                batch, refused = self.topic_tenancy.rows(batch, record.topic, _headers(record))
+                if batch is None:
+                    self._refuse(message, refused or "no tenant", ctx)
+                    continue
+                message.tenants = tuple(rows_by_tenant(batch))
             self._held.append(message)
             if conversion.rejected:
                 reason = f"{conversion.error_message} (the rest of the request was kept)"
                 ctx.log(f"{self.where}: record {message.label}: {reason}", "warning")
                 self._errors.append(refusal(message.label, b"", reason))
-            batch = conversion.batch
             if batch is None:
                 continue
             for name, value in message.fields.items():
@@ -184,6 +235,7 @@ class KafkaReceiver(BrokerReceiver):
 
     async def _poll(self) -> None:
         while True:
+            await self._flowing.wait()  # a tenant over its rate limit: fetch nothing more
             try:
                 batches = await self._consumer.getmany(
                     timeout_ms=500, max_records=self.cfg.fetch_records
@@ -224,3 +276,12 @@ class KafkaReceiver(BrokerReceiver):
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+
+def _headers(record: Any) -> dict[str, str]:
+    """The headers of a record, by lowercase name (values as text)."""
+    return {
+        key.lower(): value.decode("utf-8", "replace")
+        for key, value in record.headers or ()
+        if value is not None
+    }

@@ -210,6 +210,9 @@ class NatsReceiver(BrokerReceiver):
         import nats.errors
 
         while self._pulling:
+            if not self._flowing.is_set():  # a tenant over its rate limit: fetch nothing more
+                await asyncio.sleep(0.05)
+                continue
             try:
                 batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=timeout)
             except nats.errors.TimeoutError:

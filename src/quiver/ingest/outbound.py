@@ -14,8 +14,10 @@ batch into :class:`Outbound` messages with :class:`MessageEncoder`:
   ``otlp-signal``), binary protobuf or OTLP/JSON.
 
 A destination (Kafka topic, NATS subject) may name row fields: ``events.{service_name}``
-sends each row to the destination its values give. Rows go to their destination (and key)
-in order; a multi-row message holds rows of one destination and key only.
+sends each row to the destination its values give (``tenants.{tenant_id}.spans``: a topic per
+tenant). Rows go to their destination (and key) in order; a multi-row message holds rows of
+one destination and key only. With ``tenant_header`` each message carries the tenant of its
+rows (their ``tenant_id``) in that header, and holds rows of one tenant only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, model_validator
 
+from quiver.ingest.tenancy import TENANT_COLUMN
 from quiver.pipeline.component import ComponentConfig, RunContext, without_line
 from quiver.pipeline.json_text import dump_json, json_rows, text_columns
 from quiver.pipeline.paths import resolve_path
@@ -78,6 +81,13 @@ class ProducerFormat(ComponentConfig):
         None,
         description="Avro: the schema file (.avsc, relative to the pipeline file) records "
         "are written with.",
+    )
+
+    tenant_header: str | None = Field(
+        None,
+        min_length=1,
+        description="Header carrying the tenant (the tenant_id field) of each message, e.g. "
+        "X-Scope-OrgID; a message then holds rows of one tenant (none: no header).",
     )
 
     @model_validator(mode="after")
@@ -199,15 +209,21 @@ class MessageEncoder:
             if self.key_field is not None
             else [None] * batch.num_rows
         )
-        groups: dict[tuple[str, Any], list[int]] = {}
-        for i, (dest, key) in enumerate(zip(destinations, keys, strict=True)):
-            groups.setdefault((dest, key), []).append(i)
+        tenants: list[Any] = [None] * batch.num_rows
+        tenant_header = self.cfg.tenant_header
+        if tenant_header is not None and TENANT_COLUMN in batch.schema.names:
+            tenants = batch.column(TENANT_COLUMN).to_pylist()
+        groups: dict[tuple[str, Any, Any], list[int]] = {}
+        for i, (dest, key, tenant) in enumerate(zip(destinations, keys, tenants, strict=True)):
+            groups.setdefault((dest, key, tenant), []).append(i)
         out: list[Outbound] = []
         size = self.cfg.per_message()
-        for (dest, key), rows in groups.items():
+        for (dest, key, tenant), rows in groups.items():
             part = batch.take(pa.array(rows, pa.int64())) if len(groups) > 1 else batch
             key_bytes = None if key is None else _key_bytes(key)
             for body, headers, count in self._bodies(part, size):
+                if tenant_header is not None and tenant is not None:
+                    headers = [*headers, (tenant_header, str(tenant).encode())]
                 out.append(Outbound(dest, key_bytes, body, headers, count))
         return out
 

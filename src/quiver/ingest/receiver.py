@@ -20,9 +20,13 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 * **Bad messages** (an unreadable body, a value not of its column's type) are rejected rows:
   they fail a ``fail_fast`` run, or go to the rejects file with ``on_error: {policy: reject}``
   and are then acknowledged (settled as refused where the broker has a way to say so).
-* **Tenants** (``mqtt``, ``nats``): with ``tenancy`` the topic or subject names each message's
-  tenant (the ``tenant_id`` column, see :mod:`quiver.ingest.tenancy`); a message without one is
-  a bad message.
+* **Tenants**: with ``tenancy`` the topic, subject or routing key, a message header, the
+  connection (``websocket``) or the resource attribute of OTLP rows (``kafka``) names each
+  message's tenant (the ``tenant_id`` column, see :mod:`quiver.ingest.tenancy`); a message
+  without one is a bad message. A broker cannot be answered 429: with ``tenancy.limits`` a
+  batch holding messages of a tenant over its limit waits until the tenant's buckets have
+  the tokens (the receiver stops fetching meanwhile where the broker lets it: ``kafka``,
+  JetStream ``nats``); its messages are delayed, never dropped, and acknowledged later.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from quiver.ingest.tenancy import TENANT_COLUMN, TopicTenancy
+from quiver.ingest.tenancy import TENANT_COLUMN, TenantPacer, TopicTenancy, rows_by_tenant
 from quiver.pipeline.component import (
     Acknowledging,
     Checking,
@@ -84,6 +88,8 @@ class Message:
     handle: Any = None
     #: Why the message is refused before its body is read (None: it is not).
     refusal: str | None = None
+    #: The tenants of its rows when they are not in ``fields`` (OTLP rows of several tenants).
+    tenants: tuple[str, ...] = ()
 
 
 class TlsOptions(BaseModel):
@@ -200,6 +206,8 @@ class BrokerReceiver(
     extra_types: Mapping[str, str] = {}
     #: How a receiver with ``tenancy`` reads the tenant of a topic (see :meth:`_tenant`).
     topic_tenancy: TopicTenancy | None = None
+    #: The per-tenant rate limits of a receiver whose tenancy is not by topic (websocket).
+    pacer: TenantPacer | None = None
 
     def __init__(self, cfg: ReceiverConfig, where: str) -> None:
         self.rcfg = cfg
@@ -218,6 +226,10 @@ class BrokerReceiver(
         self._subscribed = False
         self._failure: QuiverError | None = None
         self._ended = False  # the input has ended (no checkpoint follows)
+        self.paced = 0  # batches delayed for a tenant over its rate limit
+        #: Cleared while a batch waits for a tenant's rate limit: fetching stops meanwhile.
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def listening(self) -> bool:
@@ -253,14 +265,46 @@ class BrokerReceiver(
             self._failure = error
             self._stopped.set()
 
-    def _tenant(self, topic: str, fields: dict[str, Any]) -> str | None:
-        """With topic tenancy, put the tenant of ``topic`` in ``fields``; why a message on
-        ``topic`` is refused (None: it is not)."""
+    def _tenant(
+        self, topic: str, fields: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> str | None:
+        """With tenancy, put the tenant of a message on ``topic`` with ``headers`` (lowercase
+        names) in ``fields``; why the message is refused (None: it is not)."""
         if self.topic_tenancy is None:
             return None
-        tenant, refusal = self.topic_tenancy.tenant(topic)
+        tenant, refusal = self.topic_tenancy.tenant(topic, headers)
         fields[TENANT_COLUMN] = tenant
         return refusal
+
+    async def _pace(self, taken: list[Message], batch: pa.RecordBatch, ctx: RunContext) -> None:
+        """Wait until the tenants of ``batch`` are within their rate limits (or the run is
+        stopped); fetching stops meanwhile."""
+        pacer = self.pacer or (self.topic_tenancy.pacer if self.topic_tenancy else None)
+        if pacer is None or not pacer.active:
+            return
+        messages: dict[str, int] = {}
+        for message in taken:
+            named = message.fields.get(TENANT_COLUMN)
+            for tenant in message.tenants or ((named,) if named else ()):
+                messages[tenant] = messages.get(tenant, 0) + 1
+        items = rows_by_tenant(batch)
+        try:
+            while not self._stopped.is_set():
+                wait, tenant = pacer.wait(messages, items)
+                if wait <= 0:
+                    return
+                if self._flowing.is_set():
+                    self.paced += 1
+                    self._flowing.clear()
+                    ctx.log(
+                        f"{self.where}: tenant {tenant!r} is over its rate limit: "
+                        f"{len(taken)} message(s) wait {wait:.2f}s",
+                        "info",
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), wait)
+        finally:
+            self._flowing.set()
 
     def _deliver(self, message: Message) -> None:
         """Called by a subclass for each message received."""
@@ -305,8 +349,10 @@ class BrokerReceiver(
                     started = time.monotonic()
                 held += len(messages)
                 self._taken += len(messages)
+                before = len(self._held)
                 batch = self._to_batch(messages, ctx)
                 if batch is not None:
+                    await self._pace(self._held[before:], batch, ctx)
                     yield batch
                 if self._checkpoint_due(held, started) and not self._stopped.is_set():
                     ended = False

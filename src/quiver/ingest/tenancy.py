@@ -20,15 +20,22 @@ digit (it names directories of partitioned sinks); another value is refused 400 
 INVALID_ARGUMENT. With ``tenants`` only the tenants listed are taken (403 / PERMISSION_DENIED
 for others). The tenant becomes the ``tenant_id`` column of the telemetry layout.
 
-The broker receivers (``mqtt``, ``nats``) take the tenant from the topic or subject with the
-patterns of :class:`TopicTenancyConfig` (``tenants/{tenant}/#``); a message matching none, with
-no ``default``, is a rejected row.
+The broker receivers ``mqtt`` and ``nats`` take the tenant from the topic or subject with the
+patterns of :class:`TopicTenancyConfig` (``tenants/{tenant}/#``); ``kafka`` and ``amqp`` with
+:class:`MessageTenancyConfig` also from a message header (``X-Scope-OrgID``) and, for Kafka
+OTLP records, from each row's ``tenant.id`` resource attribute. A message naming none, with no
+``default``, is a rejected row. The ``websocket`` receiver gives each connection a tenant
+(:class:`ConnectionTenancyConfig`) by the rules of the OTLP receivers: the key's, then a
+header or query parameter.
 
 **Limits** are token buckets per tenant: ``requests_per_second`` and ``items_per_second``
 (spans, data points and log records), each with a burst. A request over its tenant's limit is
 answered 429 / RESOURCE_EXHAUSTED with ``Retry-After`` / RetryInfo saying when it would pass;
-other tenants are not held back. **Metrics** count items and refused requests by tenant; at
-most ``max_metric_tenants`` tenants get a label of their own, the others share ``_other``.
+other tenants are not held back. A broker receiver cannot answer 429: its
+:class:`TenantPacer` delays the batch of a tenant over its limit (the receiver stops fetching
+meanwhile) and the messages are acknowledged later, never dropped. **Metrics** count items
+and refused requests by tenant; at most ``max_metric_tenants`` tenants get a label of their
+own, the others share ``_other``.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ from quiver.pipeline.component import ComponentConfig
 
 __all__ = [
     "TENANT_COLUMN",
+    "ConnectionTenancyConfig",
+    "MessageTenancyConfig",
     "Tenancy",
     "TenancyConfig",
     "TenantClaim",
@@ -60,8 +69,10 @@ __all__ = [
     "TenantLimitError",
     "TenantLimits",
     "TenantMetrics",
+    "TenantPacer",
     "TopicTenancy",
     "TopicTenancyConfig",
+    "rows_by_tenant",
     "with_tenant_column",
 ]
 
@@ -196,9 +207,7 @@ class TenancyConfig(ComponentConfig):
     @model_validator(mode="after")
     def _known_tenants(self) -> TenancyConfig:
         _check_default(self.default, self.tenants)
-        unknown = sorted(set(self.overrides) - set(self.tenants or self.overrides))
-        if unknown:
-            raise ValueError(f"overrides name tenants not in tenants: {', '.join(unknown)}")
+        _check_overrides(self.overrides, self.tenants)
         return self
 
     def check_auth(self, auth: AuthConfig | None) -> None:
@@ -228,15 +237,131 @@ class TopicTenancyConfig(ComponentConfig):
         description="The only tenants taken (messages of others are rejected rows).",
     )
 
+    limits: TenantLimits | None = Field(
+        None,
+        description="Rate limits of every tenant (requests: messages). A broker cannot be "
+        "answered 429: the messages of a tenant over its limit are delayed, not dropped.",
+    )
+    overrides: dict[TenantId, TenantLimits] = Field(
+        default_factory=dict, description="Rate limits of the tenants named, instead of `limits`."
+    )
+
     @model_validator(mode="after")
     def _known_tenants(self) -> TopicTenancyConfig:
         _check_default(self.default, self.tenants)
+        _check_overrides(self.overrides, self.tenants)
+        return self
+
+
+MessageTenantSource = Literal["topic", "header", "resource_attribute"]
+_MESSAGE_SOURCES: tuple[MessageTenantSource, ...] = ("topic", "header")
+
+
+class MessageTenancyConfig(TopicTenancyConfig):
+    """Take the tenant of each message from its topic (routing key), a header of the message,
+    or (OTLP payloads) the ``tenant.id`` resource attribute."""
+
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="Topic (Kafka) or routing key (AMQP) patterns with one {tenant} part, e.g. "
+        "tenants.{tenant}.spans; the first match wins.",
+    )
+    sources: list[MessageTenantSource] = Field(
+        default_factory=lambda: list(_MESSAGE_SOURCES),
+        description="Where to read the tenant, first match wins: topic (the patterns), header "
+        "(a message header), resource_attribute (OTLP payloads: per resource).",
+    )
+    header: str = Field(
+        "X-Scope-OrgID", min_length=1, description="Message header of the tenant (any case)."
+    )
+    resource_attribute: str = Field(
+        "tenant.id", min_length=1, description="Resource attribute of the tenant (OTLP formats)."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, sources: list[str]) -> list[str]:
+        repeated = sorted({s for s in sources if sources.count(s) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} is listed twice")
+        if not sources:
+            raise ValueError("sources needs at least one of topic, header, resource_attribute")
+        return sources
+
+    @model_validator(mode="after")
+    def _patterns_for_topic(self) -> MessageTenancyConfig:
+        if self.patterns and "topic" not in self.sources:
+            raise ValueError("patterns are read only with `topic` in sources")
+        if self.sources == ["topic"] and not self.patterns:
+            raise ValueError(
+                "sources [topic] needs patterns, e.g. {patterns: [tenants.{tenant}.spans]}"
+            )
+        return self
+
+
+ConnectionTenantSource = Literal["header", "query"]
+_CONNECTION_SOURCES: tuple[ConnectionTenantSource, ...] = ("header", "query")
+
+
+class ConnectionTenancyConfig(ComponentConfig):
+    """The tenant of each connection: its API key's, a header, or a query parameter."""
+
+    sources: list[ConnectionTenantSource] = Field(
+        default_factory=lambda: list(_CONNECTION_SOURCES),
+        description="Where to read the tenant when the API key is not bound to one, first "
+        "match wins: header, query (a query parameter of the connection URL).",
+    )
+    header: str = Field(
+        "X-Scope-OrgID", min_length=1, description="Handshake header of the tenant (any case)."
+    )
+    query_parameter: str = Field(
+        "tenant", min_length=1, description="Query parameter of the tenant."
+    )
+    default: TenantId | None = Field(
+        None,
+        description="Tenant of connections naming none; without it they are refused (401).",
+    )
+    tenants: list[TenantId] | None = Field(
+        None, min_length=1, description="The only tenants taken (403 for others); default: any."
+    )
+    on_conflict: Literal["refuse", "key"] = Field(
+        "refuse",
+        description="When a key bound to a tenant names another in the header or query: "
+        "refuse (403) or key (the key's tenant is used).",
+    )
+    limits: TenantLimits | None = Field(
+        None,
+        description="Rate limits of every tenant (requests: messages); a tenant over its limit "
+        "is delayed: its messages are acknowledged later.",
+    )
+    overrides: dict[TenantId, TenantLimits] = Field(
+        default_factory=dict, description="Rate limits of the tenants named, instead of `limits`."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, sources: list[str]) -> list[str]:
+        repeated = sorted({s for s in sources if sources.count(s) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} is listed twice")
+        return sources
+
+    @model_validator(mode="after")
+    def _known_tenants(self) -> ConnectionTenancyConfig:
+        _check_default(self.default, self.tenants)
+        _check_overrides(self.overrides, self.tenants)
         return self
 
 
 def _check_default(default: str | None, tenants: list[str] | None) -> None:
     if default is not None and tenants is not None and default not in tenants:
         raise ValueError(f"default {default!r} is not one of tenants")
+
+
+def _check_overrides(overrides: Mapping[str, object], tenants: list[str] | None) -> None:
+    unknown = sorted(set(overrides) - set(tenants or overrides))
+    if unknown:
+        raise ValueError(f"overrides name tenants not in tenants: {', '.join(unknown)}")
 
 
 # ---------------------------------------------------------------------------- limits
@@ -271,20 +396,21 @@ class _Bucket:
 class _TenantLimiter:
     """The buckets of every tenant seen, made from ``limits`` or the tenant's override."""
 
-    def __init__(self, cfg: TenancyConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, limits: TenantLimits | None, overrides: Mapping[str, TenantLimits]) -> None:
+        self.limits = limits
+        self.overrides = overrides
         self._buckets: dict[str, tuple[_Bucket | None, _Bucket | None]] = {}
 
     @property
     def active(self) -> bool:
-        return self.cfg.limits is not None or bool(self.cfg.overrides)
+        return self.limits is not None or bool(self.overrides)
 
     def _of(self, tenant: str, now: float) -> tuple[_Bucket | None, _Bucket | None]:
         buckets = self._buckets.get(tenant)
         if buckets is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets = {t: b for t, b in self._buckets.items() if not _idle(b, now)}
-            limits = self.cfg.overrides.get(tenant, self.cfg.limits)
+            limits = self.overrides.get(tenant, self.limits)
             buckets = (None, None) if limits is None else _buckets_of(limits, now)
             self._buckets[tenant] = buckets
         return buckets
@@ -310,6 +436,31 @@ class _TenantLimiter:
                 taking.append((bucket, cost))
         for bucket, cost in taking:
             bucket.take(cost)
+
+    def reserve(self, messages: Mapping[str, int], items: Mapping[str, int]) -> tuple[float, str]:
+        """Take ``messages`` and ``items`` (by tenant) from the tenants' buckets and return
+        ``(0, "")``; or take nothing and return the seconds until they could all be taken,
+        with the tenant that waits longest."""
+        now = time.monotonic()
+        longest, waiting = 0.0, ""
+        taking = []
+        for tenant in sorted({*messages, *items}):
+            requests, item_bucket = self._of(tenant, now)
+            for bucket, cost in (
+                (requests, messages.get(tenant, 0)),
+                (item_bucket, items.get(tenant, 0)),
+            ):
+                if bucket is None or cost <= 0:
+                    continue
+                wait = bucket.wait(cost, now)
+                if wait > longest:
+                    longest, waiting = wait, tenant
+                taking.append((bucket, cost))
+        if longest > 0:
+            return longest, waiting
+        for bucket, cost in taking:
+            bucket.take(cost)
+        return 0.0, ""
 
 
 def _buckets_of(limits: TenantLimits, now: float) -> tuple[_Bucket | None, _Bucket | None]:
@@ -395,7 +546,7 @@ class Tenancy:
     def __init__(self, cfg: TenancyConfig) -> None:
         self.cfg = cfg
         self.metrics = TenantMetrics(cfg.max_metric_tenants)
-        self._limiter = _TenantLimiter(cfg)
+        self._limiter = _TenantLimiter(cfg.limits, cfg.overrides)
         self._allowed = None if cfg.tenants is None else frozenset(cfg.tenants)
         self._per_row = "resource_attribute" in cfg.sources
 
@@ -534,6 +685,12 @@ def _with_tenants(batch: pa.RecordBatch, tenants: pa.Array) -> pa.RecordBatch:
     return batch.set_column(index, field, tenants)
 
 
+def rows_by_tenant(batch: pa.RecordBatch) -> dict[str, int]:
+    """The number of rows of each tenant of ``batch`` (by its :data:`TENANT_COLUMN`)."""
+    index = batch.schema.get_field_index(TENANT_COLUMN)
+    return {} if index < 0 else _counts(batch.column(index))
+
+
 def _counts(tenants: pa.Array) -> dict[str, int]:
     if len(tenants) == 0:
         return {}
@@ -550,30 +707,126 @@ def _counts(tenants: pa.Array) -> dict[str, int]:
 # ---------------------------------------------------------------------------- brokers
 
 
+class TenantPacer:
+    """Per-tenant rate limits of a broker receiver, which cannot answer 429: :meth:`wait`
+    says how long the messages of the tenants over their limit must wait."""
+
+    def __init__(self, limits: TenantLimits | None, overrides: Mapping[str, TenantLimits]) -> None:
+        self._limiter = _TenantLimiter(limits, overrides)
+
+    @property
+    def active(self) -> bool:
+        return self._limiter.active
+
+    def wait(self, messages: Mapping[str, int], items: Mapping[str, int]) -> tuple[float, str]:
+        """``(0, "")`` once ``messages`` and ``items`` (by tenant) are taken from the tenants'
+        buckets; else nothing is taken and the seconds to wait, with the tenant waited for."""
+        return self._limiter.reserve(messages, items)
+
+
 class TopicTenancy:
     """The tenant of a broker message from its topic (``separator`` between levels, ``one``
-    matching one level, ``rest`` the levels left)."""
+    matching one level, ``rest`` the levels left), or with :class:`MessageTenancyConfig` from
+    a header of the message or the resource attribute of each row of an OTLP payload."""
 
     def __init__(self, cfg: TopicTenancyConfig, separator: str, one: str, rest: str) -> None:
         self.cfg = cfg
         self._allowed = None if cfg.tenants is None else frozenset(cfg.tenants)
         self._patterns = [topic_pattern(p, separator, one, rest) for p in cfg.patterns]
+        self._sources: list[str] = ["topic"]
+        self._header: str | None = None
+        self._resource: str | None = None
+        if isinstance(cfg, MessageTenancyConfig):
+            self._sources = list(cfg.sources)
+            self._header = cfg.header.lower() if "header" in cfg.sources else None
+            self._resource = cfg.resource_attribute
+        self.pacer = TenantPacer(cfg.limits, cfg.overrides)
 
-    def tenant(self, topic: str) -> tuple[str | None, str | None]:
-        """``(tenant, None)``, or ``(None, why the message is refused)``."""
-        tenant = self.cfg.default
-        for pattern in self._patterns:
-            m = pattern.match(topic)
-            if m:
-                tenant = m.group(1)
-                break
-        if tenant is None:
-            return None, f"no tenant: {topic!r} matches none of {', '.join(self.cfg.patterns)}"
+    @property
+    def per_row(self) -> bool:
+        """Whether rows of one message may belong to several tenants (resource_attribute)."""
+        return "resource_attribute" in self._sources
+
+    def tenant(
+        self, topic: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[str | None, str | None]:
+        """``(tenant, None)``, or ``(None, why the message is refused)``; ``headers`` by
+        lowercase name."""
+        for source in self._sources:
+            tenant, origin = self._from(source, topic, headers)
+            if tenant is not None:
+                return self._check(tenant, origin)
+        if self.cfg.default is None:
+            return None, self._missing(topic)
+        return self._check(self.cfg.default, "")
+
+    def rows(
+        self, batch: pa.RecordBatch, topic: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[pa.RecordBatch | None, str | None]:
+        """``batch`` (rows of the telemetry layout) with the tenant of each row in
+        :data:`TENANT_COLUMN`, or ``(None, why the message is refused)``."""
+        layers: list[pa.Array | pa.Scalar] = []
+        for source in self._sources:
+            if source == "resource_attribute":
+                attributes = batch.column("resource_attributes")
+                found = pc.map_lookup(attributes, pa.scalar(self._resource), "first")
+                layers.append(pc.utf8_trim_whitespace(found))
+                continue
+            tenant, origin = self._from(source, topic, headers)
+            if tenant is not None:
+                checked, refusal = self._check(tenant, origin)
+                if refusal is not None:
+                    return None, refusal
+                layers.append(pa.scalar(checked, pa.string()))
+        if self.cfg.default is not None:
+            layers.append(pa.scalar(self.cfg.default, pa.string()))
+        if not layers:
+            return None, self._missing(topic)
+        tenants = layers[0] if len(layers) == 1 else pc.coalesce(*layers)
+        if isinstance(tenants, pa.Scalar):
+            tenants = pa.array([tenants.as_py()] * batch.num_rows, pa.string())
+        if tenants.null_count:
+            return None, self._missing(topic)
+        for tenant in pc.unique(tenants).to_pylist():
+            _, refusal = self._check(tenant, f"from the resource attribute {self._resource}")
+            if refusal is not None:
+                return None, refusal
+        return _with_tenants(batch, tenants), None
+
+    def _from(
+        self, source: str, topic: str, headers: Mapping[str, str] | None
+    ) -> tuple[str | None, str]:
+        if source == "topic":
+            for pattern in self._patterns:
+                m = pattern.match(topic)
+                if m:
+                    return m.group(1), f"from {topic!r}"
+        elif source == "header" and headers and self._header is not None:
+            value = (headers.get(self._header) or "").strip()
+            if value:
+                return value, f"from the {self._header} header"
+        return None, ""
+
+    def _check(self, tenant: str, origin: str) -> tuple[str | None, str | None]:
         if not is_tenant_id(tenant):
-            return None, f"{tenant!r} (from {topic!r}) is not a tenant id: {TENANT_HINT}"
+            where = f" ({origin})" if origin else ""
+            return None, f"{tenant[:200]!r}{where} is not a tenant id: {TENANT_HINT}"
         if self._allowed is not None and tenant not in self._allowed:
             return None, f"tenant {tenant!r} is not taken by this receiver (tenancy.tenants)"
         return tenant, None
+
+    def _missing(self, topic: str) -> str:
+        named = []
+        if "topic" in self._sources:
+            if self.cfg.patterns:
+                named.append(f"{topic!r} matches none of {', '.join(self.cfg.patterns)}")
+            else:
+                named.append("no topic pattern")
+        if self._header is not None:
+            named.append(f"no {self._header} header")
+        if self.per_row:
+            named.append(f"a resource without the attribute {self._resource}")
+        return "no tenant: " + ", ".join(named)
 
 
 def topic_pattern(pattern: str, separator: str, one: str, rest: str) -> re.Pattern[str]:

@@ -11,20 +11,34 @@ the client ``{"acked": N}``: every message up to the N-th is held by the sinks. 
 refused as bad rows is named in ``{"rejected": [n, ...]}`` (sent before the ack that covers
 it). Messages a client has no ack for when its connection ends (a failed or killed run) are
 the client's to send again.
+
+With ``tenancy`` every connection belongs to a tenant (the ``tenant_id`` column of its rows),
+as the OTLP/HTTP receiver decides it: the tenant its API key is bound to
+(``api_keys: [{key: ..., tenant: acme}]``) wins, and a header (``X-Scope-OrgID``) or query
+parameter (``?tenant=``) naming another is refused with HTTP 403 (``on_conflict: refuse``);
+otherwise the header or the query parameter (``sources`` order), then ``default``. A
+connection with no tenant is refused with 401, an invalid tenant id with 400 and a tenant not
+in ``tenants`` with 403. With ``limits`` a tenant over its rate limit is delayed: its
+messages are acknowledged later (a client waiting for acks sends more slowly).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections import defaultdict
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from quiver.ingest.access import ApiKey
 from quiver.ingest.receiver import BodyFormat, BrokerReceiver, Message, ReceiverConfig, TlsOptions
+from quiver.ingest.tenancy import TENANT_COLUMN, ConnectionTenancyConfig, TenantPacer
+from quiver.ingest.tenant_id import TENANT_HINT, is_tenant_id
 from quiver.pipeline.component import RunContext, source
 from quiver.runtime.errors import ConfigError
 
@@ -38,9 +52,10 @@ class WebSocketReceiverConfig(ReceiverConfig):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8765, ge=0, le=65535, description="Port to listen on.")
     path: str = Field("/", description="Path clients connect to; other paths get HTTP 404.")
-    api_keys: list[str] = Field(
+    api_keys: list[str | ApiKey] = Field(
         default_factory=list,
-        description="Keys a client must send (Authorization: Bearer / X-API-Key); none: open.",
+        description="Keys a client must send (Authorization: Bearer / X-API-Key); none: open. "
+        "`{key, tenant}` binds a key to a tenant (with `tenancy`).",
     )
     tls: TlsOptions | None = Field(
         None, description="Serve wss://: cert_file and key_file are the server's certificate."
@@ -51,6 +66,28 @@ class WebSocketReceiverConfig(ReceiverConfig):
     client_field: str | None = Field(
         None, description="Column holding the client's address (host:port); none when null."
     )
+    tenancy: ConnectionTenancyConfig | None = Field(
+        None,
+        description="Give each connection a tenant (the tenant_id column): its key's, the "
+        "X-Scope-OrgID header or the tenant query parameter.",
+    )
+
+    @model_validator(mode="after")
+    def _key_tenants(self) -> WebSocketReceiverConfig:
+        bound = sorted({k.tenant for k in self.api_keys if isinstance(k, ApiKey) and k.tenant})
+        if bound and self.tenancy is None:
+            raise ValueError(
+                "api_keys bound to tenants need `tenancy` (e.g. tenancy: {}) to give rows a tenant"
+            )
+        allowed = self.tenancy.tenants if self.tenancy is not None else None
+        for tenant in bound:
+            if allowed is not None and tenant not in allowed:
+                raise ValueError(f"a key of api_keys is bound to {tenant!r}, not one of tenants")
+        return self
+
+    def keys(self) -> list[tuple[str, str | None]]:
+        """``(key, tenant)`` of every API key (tenant None: not bound to one)."""
+        return [(k, None) if isinstance(k, str) else (k.key, k.tenant) for k in self.api_keys]
 
 
 @source("websocket", config=WebSocketReceiverConfig)
@@ -61,6 +98,10 @@ class WebSocketReceiver(BrokerReceiver):
         super().__init__(cfg, f"source websocket {cfg.host}:{cfg.port}{cfg.path}")
         self.cfg = cfg
         self.extra_types = {cfg.client_field: "str"} if cfg.client_field else {}
+        if cfg.tenancy is not None:
+            self.extra_types = {**self.extra_types, TENANT_COLUMN: "str"}
+            self.pacer = TenantPacer(cfg.tenancy.limits, cfg.tenancy.overrides)
+        self._tenants: dict[Any, str] = {}  # the tenant of each connection let in
         self._server: Any = None
         self.port = cfg.port  # the port listened on (the one chosen when `port` is 0)
 
@@ -94,24 +135,80 @@ class WebSocketReceiver(BrokerReceiver):
 
     def _check(self, connection: Any, request: Any) -> Any:
         cfg = self.cfg
-        if request.path.split("?", 1)[0] != cfg.path:
+        path, _, query = request.path.partition("?")
+        if path != cfg.path:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no endpoint at {request.path}\n")
-        if not cfg.api_keys:
+        bound: str | None = None
+        if cfg.api_keys:
+            auth = request.headers.get("Authorization", "")
+            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            key = key or request.headers.get("X-API-Key")
+            found = _match(key, cfg.keys()) if key else None
+            if found is None:
+                return connection.respond(
+                    HTTPStatus.UNAUTHORIZED,
+                    "a valid API key is needed: send Authorization: Bearer <key> or X-API-Key\n",
+                )
+            bound = found[1]
+        if cfg.tenancy is None:
             return None
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        key = key or request.headers.get("X-API-Key")
-        if key not in cfg.api_keys:
-            return connection.respond(
-                HTTPStatus.UNAUTHORIZED,
-                "a valid API key is needed: send Authorization: Bearer <key> or X-API-Key\n",
-            )
+        tenant, status, reason = self._connection_tenant(cfg.tenancy, bound, request, query)
+        if tenant is None:
+            return connection.respond(status, reason + "\n")
+        self._tenants[connection] = tenant
         return None
+
+    def _connection_tenant(
+        self, tenancy: ConnectionTenancyConfig, bound: str | None, request: Any, query: str
+    ) -> tuple[str | None, HTTPStatus, str]:
+        """``(tenant, OK, "")``, or ``(None, status, why)`` for a connection refused."""
+        claims: list[tuple[str, str]] = []
+        for where_from in tenancy.sources:
+            if where_from == "header":
+                value = (request.headers.get(tenancy.header) or "").strip()
+                where = f"the {tenancy.header} header"
+            else:
+                values = parse_qs(query).get(tenancy.query_parameter) or [""]
+                value, where = values[0].strip(), f"the query parameter {tenancy.query_parameter}"
+            if value:
+                if not is_tenant_id(value):
+                    why = f"{where} {value[:200]!r} is not a tenant id: {TENANT_HINT}"
+                    return None, HTTPStatus.BAD_REQUEST, why
+                claims.append((value, where))
+        if bound is not None:
+            other = next((c for c in claims if c[0] != bound), None)
+            if other is not None and tenancy.on_conflict == "refuse":
+                why = (
+                    f"this API key belongs to tenant {bound!r} and cannot send as {other[0]!r}: "
+                    f"drop {other[1]} or use that tenant's key"
+                )
+                return None, HTTPStatus.FORBIDDEN, why
+            tenant: str | None = bound
+        else:
+            tenant = claims[0][0] if claims else tenancy.default
+        if tenant is None:
+            named = " or ".join(
+                ["an API key bound to a tenant"]
+                + [
+                    f"the {tenancy.header} header"
+                    if s == "header"
+                    else f"the query parameter {tenancy.query_parameter}"
+                    for s in tenancy.sources
+                ]
+            )
+            return None, HTTPStatus.UNAUTHORIZED, f"no tenant: send {named}"
+        if tenancy.tenants is not None and tenant not in tenancy.tenants:
+            why = f"tenant {tenant!r} is not taken by this receiver (tenancy.tenants)"
+            return None, HTTPStatus.FORBIDDEN, why
+        return tenant, HTTPStatus.OK, ""
 
     async def _serve(self, ws: Any) -> None:
         peer = ws.remote_address
         client = f"{peer[0]}:{peer[1]}" if peer else "client"
-        fields = {self.cfg.client_field: client} if self.cfg.client_field else {}
+        fields: dict[str, Any] = {self.cfg.client_field: client} if self.cfg.client_field else {}
+        tenant = self._tenants.pop(ws, None)
+        if self.cfg.tenancy is not None:
+            fields[TENANT_COLUMN] = tenant
         number = 0
         with contextlib.suppress(Exception):
             async for data in ws:
@@ -150,3 +247,12 @@ class WebSocketReceiver(BrokerReceiver):
             server.close(close_connections=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
+
+
+def _match(given: str, accepted: list[tuple[str, str | None]]) -> tuple[str, str | None] | None:
+    """The accepted ``(key, tenant)`` equal to ``given``; every key compared in constant time."""
+    found = None
+    for key, tenant in accepted:
+        if hmac.compare_digest(given.encode(), key.encode()) and found is None:
+            found = (key, tenant)
+    return found
