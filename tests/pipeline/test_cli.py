@@ -564,3 +564,41 @@ def test_a_stop_signal_ends_a_run_stuck_in_a_sink_within_a_second(
         with holder.cursor() as cur:
             cur.execute(f"DROP SCHEMA {schema} CASCADE")
         holder.close()
+
+
+def test_javascript_runs_do_not_import_pandas(tmp_path: Path) -> None:
+    """Handing batches to V8 and rebuilding Arrow from its answer (text with and without
+    non-ASCII characters, numbers with nulls, booleans, dropped rows) builds Arrow from
+    buffers: pyarrow's conversion of NumPy and Python values, which imports pandas, is
+    not used."""
+    (tmp_path / "in.csv").write_text("id,name,qty\n1,Zoë,3\n2,plain,\n3,drop,5\n")
+    (tmp_path / "t.js").write_text(
+        "function transform(row) {\n"
+        "  if (row.name === 'drop') return null;\n"
+        "  row.big = row.qty === null ? null : row.qty > 4;\n"
+        "  row.half = row.qty === null ? null : row.qty / 2;\n"
+        "  row.shout = row.name.toUpperCase();\n"
+        "  return row;\n"
+        "}\n"
+    )
+    (tmp_path / "js.yaml").write_text(
+        "source: {csv: {path: in.csv, types: {id: int, qty: int}}}\n"
+        "processors:\n  - js: {file: t.js}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    script = (
+        "import sys\nfrom quiver.cli import app\n"
+        "try:\n    app(['run', 'js.yaml', '--quiet'])\nexcept SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", done.stdout
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines() == [
+        "id,name,qty,big,half,shout",
+        "1,Zoë,3,false,1.5,ZOË",
+        "2,plain,,,,PLAIN",
+    ]

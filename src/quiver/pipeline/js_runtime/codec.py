@@ -129,6 +129,35 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot pass a value of type {type(value).__name__} to JavaScript")
 
 
+def _primitive_values(col: pa.Array) -> np.ndarray[Any, Any]:
+    """The values of an integer or float array as NumPy, without copying (nulls hold
+    whatever their slots hold). ``Array.to_numpy`` would do the same, but imports pandas on
+    its first call: a few hundred milliseconds that a run which never touches pandas should
+    not pay."""
+    dtype = np.dtype(col.type.to_pandas_dtype())
+    data = col.buffers()[1]
+    if data is None:
+        return np.zeros(len(col), dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=col.offset + len(col))[col.offset :]
+
+
+def _from_numpy(values: np.ndarray[Any, Any], valid: np.ndarray[Any, Any] | None) -> pa.Array:
+    """An Arrow array of a 1-d int64, float64 or bool NumPy array, null where ``valid`` is
+    false: ``pa.array(values, mask=~valid)`` without its import of pandas."""
+    n = len(values)
+    if values.dtype == np.bool_:
+        arrow_type: pa.DataType = pa.bool_()
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+    else:
+        arrow_type = pa.from_numpy_dtype(values.dtype)
+        data = pa.py_buffer(np.ascontiguousarray(values))
+    if valid is None:
+        return pa.Array.from_buffers(arrow_type, n, [None, data])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = int(n - np.count_nonzero(valid))
+    return pa.Array.from_buffers(arrow_type, n, [bitmap, data], null_count=nulls)
+
+
 def _column_for_js(col: pa.Array) -> tuple[str, Any]:
     """(kind, values) of one column as JavaScript will see it."""
     t = col.type
@@ -149,7 +178,7 @@ def _column_for_js(col: pa.Array) -> tuple[str, Any]:
         slab = _text_slab(col)
         return ("s", col.to_pylist()) if slab is None else ("s", slab)
     if (pa.types.is_integer(t) or pa.types.is_floating(t)) and col.null_count == 0:
-        return "n", col.to_numpy()
+        return "n", _primitive_values(col)
     return "n", col.to_pylist()
 
 
@@ -168,10 +197,10 @@ def _text_slab(col: pa.Array) -> Any:
     raw = data.slice(first, last - first).to_pybytes() if data is not None else b""
     if raw.isascii():
         return {"d": raw.decode("ascii"), "l": np.diff(offsets)}
-    lengths = pc.utf8_length(col).to_numpy().astype(np.int32)
+    lengths = _primitive_values(pc.utf8_length(col)).astype(np.int32)
     if np.frombuffer(raw, dtype=np.uint8).max() >= 0xF0:  # beyond U+FFFF: two code units
         astral = pc.count_substring_regex(col, "[\U00010000-\U0010ffff]")
-        lengths += astral.to_numpy().astype(np.int32)
+        lengths += _primitive_values(astral).astype(np.int32)
     return {"d": orjson.Fragment(json.dumps(raw.decode("utf-8"))), "l": lengths}
 
 
@@ -184,9 +213,9 @@ def _numbers_for_js(col: pa.Array) -> np.ndarray[Any, Any] | None:
     if pa.types.is_integer(t):
         low, high = pc.min_max(col).values()
         if low.as_py() >= -(2**31) and high.as_py() < 2**31:  # V8 keeps them as small ints
-            small: np.ndarray[Any, Any] = col.to_numpy().astype(np.int32, copy=False)
+            small: np.ndarray[Any, Any] = _primitive_values(col).astype(np.int32, copy=False)
             return small
-    values: np.ndarray[Any, Any] = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    values: np.ndarray[Any, Any] = _primitive_values(col).astype(np.float64, copy=False)
     if pa.types.is_floating(t) and not np.isfinite(values).all():
         return None  # JSON turns them into null
     return values
@@ -290,9 +319,33 @@ def _decimal_array(values: list[Any], t: pa.Decimal128Type) -> pa.Array:
     return pa.array(out, type=t)
 
 
+def _text_array(values: list[Any]) -> pa.Array | None:
+    """A ``string`` array of text values and nulls built from their bytes (``pa.array``
+    imports pandas); None when a value is not text or cannot be written as UTF-8."""
+    try:
+        encoded = [b"" if v is None else v.encode() for v in values]
+    except (AttributeError, UnicodeEncodeError):
+        return None
+    if any(v is not None and type(v) is not str for v in values):
+        return None
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    valid = np.fromiter((v is not None for v in values), dtype=np.bool_, count=len(values))
+    nulls = int(len(values) - np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(
+        pa.string(), len(values), [bitmap, pa.py_buffer(offsets), data], null_count=nulls
+    )
+
+
 def _typed_array(values: list[Any], t: pa.DataType) -> pa.Array:
     if pa.types.is_decimal(t):
         return _decimal_array(values, t)
+    if pa.types.is_string(t):
+        text = _text_array(values)
+        if text is not None:
+            return text
     return pa.array(values, type=t)
 
 
@@ -311,6 +364,9 @@ def _inferred_array(
             return _typed_array(values, hint)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OutputTypeError, TypeError, OverflowError):
             pass  # the script changed the column's kind: infer it from the values
+    text = _text_array(values) if values and any(v is not None for v in values) else None
+    if text is not None:
+        return text
     try:
         arr = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -340,13 +396,12 @@ def _unpack(spec: dict[str, Any], packed: np.ndarray[Any, Any] | None, n: int) -
             bitmap,
             0 if valid is None else int(n - np.count_nonzero(valid)),
         )
-    mask = None if valid is None else ~valid
     if kind == "b":
-        return pa.array(packed[at : at + n].astype(np.bool_), mask=mask)
+        return _from_numpy(packed[at : at + n].astype(np.bool_), valid)
     values = packed[at : at + 8 * n].view(np.float64)
     if kind == "i":
-        return pa.array(values.astype(np.int64), mask=mask)
-    return pa.array(values, mask=mask)
+        return _from_numpy(values.astype(np.int64), valid)
+    return _from_numpy(values, valid)
 
 
 def _json_values(spec: dict[str, Any], arr: pa.Array) -> list[Any]:
@@ -381,7 +436,7 @@ def _build(
     """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
     row: columns the driver did not send back and the line numbers are taken from there."""
     idx = part["idx"]
-    taken = None if idx is None else pa.array(idx, type=pa.int64())
+    taken = None if idx is None else _from_numpy(np.array(idx, dtype=np.int64), None)
 
     def from_input(col: pa.Array) -> pa.Array:
         return col if taken is None else col.take(taken)
