@@ -30,7 +30,7 @@ from quiver.pipeline.js_runtime.codec import (
     decode_output,
     encode_input,
 )
-from quiver.pipeline.js_runtime.v8 import start_v8
+from quiver.pipeline.js_runtime.v8 import isolate_creation, start_v8
 
 __all__ = [
     "Isolate",
@@ -232,8 +232,9 @@ class Isolate:
         thread = threading.Thread(target=loop.run_forever, name="quiver-js-loop", daemon=True)
         thread.start()
         self._loop, self._loop_thread = loop, thread
-        self._maker = mini_racer(event_loop=loop)
-        ctx = self._maker.__enter__()
+        with isolate_creation():
+            self._maker = mini_racer(event_loop=loop)
+            ctx = self._maker.__enter__()
         self._ctx = ctx
         ctx.set_hard_memory_limit(opts.heap_limit_mb * 1024 * 1024)
         ctx.eval(script_code(prelude_source(), PRELUDE_NAME))

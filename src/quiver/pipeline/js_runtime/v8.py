@@ -18,13 +18,16 @@ must not tie its memory to the thread that started it:
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["V8_FLAGS", "V8StartError", "start_v8"]
+__all__ = ["V8_FLAGS", "V8StartError", "isolate_creation", "start_v8"]
 
 #: The flags Quiver starts V8 with, beside mini-racer's own (``--single-threaded``).
 V8_FLAGS: tuple[str, ...] = ("--no-memory-protection-keys",)
 
 _lock = threading.Lock()
+_make_lock = threading.Lock()
 _started = False
 
 
@@ -42,7 +45,12 @@ def start_v8() -> None:
     global _started
     if _started:
         return
-    from py_mini_racer import DEFAULT_V8_FLAGS, LibAlreadyInitializedError, init_mini_racer
+    from py_mini_racer import (
+        DEFAULT_V8_FLAGS,
+        LibAlreadyInitializedError,
+        init_mini_racer,
+        mini_racer,
+    )
 
     with _lock:
         if _started:
@@ -54,4 +62,18 @@ def start_v8() -> None:
                 "V8 was started in this process by other code before Quiver could set its "
                 f"flags ({' '.join(V8_FLAGS)}), so isolates on several threads would crash"
             ) from exc
+        # The first isolate of the process sets up V8's process-wide memory pools; two made
+        # at once on two threads both try, and V8 aborts ("Check failed:
+        # !IsConfigurablePoolInitialized()"). One isolate made and dropped here, under the
+        # lock, does it once before any other thread can.
+        with mini_racer() as first:
+            first.eval("0")
         _started = True
+
+
+@contextmanager
+def isolate_creation() -> Iterator[None]:
+    """Held while an isolate is made: V8 makes isolates one at a time in this process
+    (making one is rare next to running it, so the wait costs nothing that shows)."""
+    with _make_lock:
+        yield
