@@ -342,23 +342,8 @@ class DispatchStore:
         each claimed for ``owner`` under ``token`` until ``until`` (seconds since the epoch),
         in one transaction. Two dispatchers never hold a live claim on one event; a claim
         left by a dispatcher that died expires and is taken over."""
-        events, _ = await self.claim_with_ledger(entities, lookback, limit, owner, token, until)
-        return events
-
-    async def claim_with_ledger(
-        self,
-        entities: Sequence[str],
-        lookback: float,
-        limit: int,
-        owner: str,
-        token: str,
-        until: float,
-        after: int = 0,
-    ) -> tuple[list[Event], dict[int, set[tuple[str, str]]]]:
-        """:meth:`claim`, and :meth:`finished_among` of the claimed events, in one
-        transaction; only change rows with an id above ``after`` are read (0: all)."""
-        batch = await self.claim_batch(entities, lookback, limit, owner, token, until, after)
-        return batch.events, batch.finished
+        batch = await self.claim_batch(entities, lookback, limit, owner, token, until)
+        return batch.events
 
     async def claim_batch(
         self,
@@ -370,8 +355,9 @@ class DispatchStore:
         until: float,
         after: int = 0,
     ) -> ClaimedBatch:
-        """:meth:`claim_with_ledger`, and whether more events may be pending (see
-        :class:`ClaimedBatch`)."""
+        """:meth:`claim`, with :meth:`finished_among` of the claimed events read in the same
+        transaction (only change rows with an id above ``after``; 0: all), and whether more
+        events may be pending (see :class:`ClaimedBatch`)."""
         if not entities:
             return ClaimedBatch([], {}, more=False)
         now = time.time()
