@@ -54,6 +54,7 @@ __all__ = [
     "Starting",
     "capabilities_of",
     "component_info",
+    "internal_column",
     "is_internal",
     "kept_text_column",
     "kept_text_of",
@@ -80,6 +81,13 @@ LINE_COLUMN = "\x1fline"
 #: sinks write it back as it was while the value still equals it. Same reserved namespace as
 #: :data:`LINE_COLUMN`; every sink leaves these columns out of what it writes.
 KEPT_TEXT_PREFIX = "\x1ftext\x1f"
+
+
+def internal_column(name: str) -> str:
+    """The name of a helper column a component adds for its own work (a row number to keep
+    the order of a join, a marker of matched rows), in the reserved namespace of
+    :data:`LINE_COLUMN`: an input column of any name a user can write never collides with it."""
+    return "\x1fquiver\x1f" + name
 
 
 def kept_text_column(name: str) -> str:

@@ -26,15 +26,16 @@ from quiver.pipeline.component import (
     ProcessorOutput,
     RowError,
     RunContext,
+    internal_column,
     processor,
 )
-from quiver.pipeline.processors.batch_sql import BatchSql, parse_select
+from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, quote_ident
 from quiver.pipeline.processors.field_paths import rewrite_paths, with_paths
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["FilterConfig", "FilterProcessor"]
 
-_KEEP = "__quiver_keep"
+_KEEP = internal_column("keep")
 
 
 class FilterConfig(ComponentConfig):
@@ -66,7 +67,7 @@ class FilterProcessor(Concurrent, Checking, Closing):
         self.cfg = cfg
         self._sql = BatchSql("filter")
         expression, self._paths = rewrite_paths(cfg.expression)
-        self._query = f"SELECT coalesce(({expression}), false) AS {_KEEP} FROM input"
+        self._query = f"SELECT coalesce(({expression}), false) AS {quote_ident(_KEEP)} FROM input"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx

@@ -32,6 +32,7 @@ from quiver.pipeline.component import (
     ProcessorOutput,
     RowError,
     RunContext,
+    internal_column,
     processor,
 )
 from quiver.pipeline.config import resolve_path
@@ -46,8 +47,8 @@ from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["LookupConfig", "LookupProcessor"]
 
-_SEQ = "__quiver_seq"
-_FOUND = "__quiver_found"
+_SEQ = internal_column("seq")
+_FOUND = internal_column("found")
 
 
 class LookupConfig(ComponentConfig):
@@ -148,10 +149,11 @@ class LookupProcessor(Concurrent, Checking, Closing):
         added = ", ".join(
             f"l.{quote_ident(c)} AS {quote_ident(self.cfg.prefix + c)}" for c in self._wanted
         )
+        seq, found = quote_ident(_SEQ), quote_ident(_FOUND)
         query = (
-            f"SELECT i.* EXCLUDE ({_SEQ}), {added}, l.{_FOUND} IS NOT NULL AS {_FOUND} "
-            f"FROM input AS i LEFT JOIN (SELECT *, true AS {_FOUND} FROM lookup) AS l "
-            f"ON {' AND '.join(conds)} ORDER BY i.{_SEQ}"
+            f"SELECT i.* EXCLUDE ({seq}), {added}, l.{found} IS NOT NULL AS {found} "
+            f"FROM input AS i LEFT JOIN (SELECT *, true AS {found} FROM lookup) AS l "
+            f"ON {' AND '.join(conds)} ORDER BY i.{seq}"
         )
         self._queries[batch.schema] = query
         return query
