@@ -34,6 +34,8 @@ __all__ = [
     "Checking",
     "Checkpointing",
     "Closing",
+    "ColumnBound",
+    "ColumnUse",
     "ComponentConfig",
     "ComponentInfo",
     "ComponentKind",
@@ -253,6 +255,32 @@ class Checking(Protocol):
     def check(self, ctx: RunContext) -> list[ErrorDetail]: ...
 
 
+@dataclass(frozen=True)
+class ColumnUse:
+    """An input column a processor's options name, and the option naming it: its path inside
+    the component's options (``("keys", 1)``, ``("columns", "total")``), so an unknown name is
+    reported at the line it is written on."""
+
+    column: str
+    option: tuple[str | int, ...]
+
+
+class ColumnBound(Protocol):
+    """A processor naming input columns in its options, whose output columns follow from its
+    input columns and options alone and which has no effect outside the run (``sql``,
+    ``derive``, ``rename``, ``cast``, ``dedupe``, ``lookup``, ...).
+
+    Before any data is read, ``quiver validate`` (and ``quiver run``) checks each column of
+    ``columns_used`` against the columns flowing into the step (what the source's first batch
+    and the steps before give), reporting every unknown one at once with its position and a
+    did-you-mean, then runs the step once on an empty batch of those columns, which binds any
+    SQL it holds and gives the columns the next step sees. A step naming no column in plain
+    options (its SQL names them) returns an empty list.
+    """
+
+    def columns_used(self) -> list[ColumnUse]: ...
+
+
 class Acknowledging(Protocol):
     """A source that settles what it read once the run is decided (a broker, a cursor).
 
@@ -343,6 +371,7 @@ HOOKS: tuple[type[Any], ...] = (
     Concurrent,
     Closing,
     Checking,
+    ColumnBound,
     Acknowledging,
     Draining,
     Checkpointing,

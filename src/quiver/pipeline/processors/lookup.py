@@ -27,6 +27,8 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -75,7 +77,7 @@ class LookupConfig(ComponentConfig):
 
 
 @processor("lookup", config=LookupConfig)
-class LookupProcessor(Concurrent, Checking, Closing):
+class LookupProcessor(Concurrent, Checking, ColumnBound, Closing):
     """Join a small CSV or Parquet table on key columns."""
 
     def __init__(self, cfg: LookupConfig) -> None:
@@ -124,6 +126,11 @@ class LookupProcessor(Concurrent, Checking, Closing):
         except ConfigError as exc:
             return exc.details
         return []
+
+    def columns_used(self) -> list[ColumnUse]:
+        if isinstance(self.cfg.on, list):
+            return [ColumnUse(key, ("on", i)) for i, key in enumerate(self.cfg.on)]
+        return [ColumnUse(key, ("on", key)) for key in self.cfg.on]
 
     def _query(self, batch: pa.RecordBatch, table: pa.Table) -> str:
         query = self._queries.get(batch.schema)
