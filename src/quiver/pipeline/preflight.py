@@ -67,6 +67,9 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
     for step in spec.steps.values():
         if step.info is None or step.config is None:
             continue
+        if step.unfilled:  # a `${...}` is not set (reported): its options are not the run's
+            failed.add(step.name)
+            continue
         before = len(details)
         try:
             component = step.info.cls(step.config)
