@@ -137,3 +137,51 @@ def test_many_rows_of_small_decimals_keep_signs_nulls_and_digits(fresh_postgresq
         assert r["cents"] == (None if g % 7 == 0 else D(g) * D("0.37") - 900)
         assert r["micro"] == (None if g % 5 == 0 else D("-0.000000000000000001") * g)
         assert r["big"] == D(999999999999999999 - g)
+
+
+@pytest.fixture
+def sqlite_prices(fresh_sqlite: str) -> Iterator[FlightHandle]:
+    import sqlite3
+
+    with sqlite3.connect(parse_database_url(fresh_sqlite).database) as conn:
+        conn.executescript(
+            "CREATE TABLE price (id INTEGER PRIMARY KEY, amount NUMERIC(10, 2),"
+            " loose DECIMAL, wide NUMERIC(60, 2), due DATE, at TIME, raw BLOB,"
+            " whole NUMERIC(10, 2));"
+            " INSERT INTO price (id, whole) VALUES (1, 5), (2, NULL), (3, 12345678);"
+        )
+    handle = start(fresh_sqlite, reflect(fresh_sqlite))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def test_sqlite_columns_holding_only_nulls_export_as_nulls_of_their_type(
+    sqlite_prices: FlightHandle,
+) -> None:
+    with flight.FlightClient(sqlite_prices.location) as client:
+        table = client.do_get(flight.Ticket(b"export:Price::")).read_all()
+        query = orjson.dumps({"graphql": {"query": "{ prices { id amount loose wide } }"}})
+        answered = client.do_get(flight.Ticket(query)).read_all()
+    types = {f.name: f.type for f in table.schema}
+    assert types["amount"] == pa.decimal128(10, 2)
+    assert types["loose"] == pa.decimal128(38, 10)
+    assert types["wide"] == pa.decimal256(60, 2)
+    assert types["due"] == pa.date32() and types["raw"] == pa.binary()
+    rows = sorted(table.to_pylist(), key=lambda r: r["id"])
+    for name in ("amount", "loose", "wide", "due", "at", "raw"):
+        assert [r[name] for r in rows] == [None, None, None], name
+    assert answered.schema.field("amount").type == pa.decimal128(10, 2)
+    assert answered.column("amount").null_count == 3
+
+
+def test_sqlite_whole_numbers_of_a_numeric_column_export_with_its_scale(
+    sqlite_prices: FlightHandle,
+) -> None:
+    """SQLite keeps 5.00 in a NUMERIC(10, 2) column as the integer 5."""
+    with flight.FlightClient(sqlite_prices.location) as client:
+        table = client.do_get(flight.Ticket(b"export:Price::id,whole")).read_all()
+    rows = sorted(table.to_pylist(), key=lambda r: r["id"])
+    assert [r["whole"] for r in rows] == [D("5.00"), None, D("12345678.00")]
+    assert table.schema.field("whole").type == pa.decimal128(10, 2)

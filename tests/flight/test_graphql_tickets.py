@@ -166,3 +166,36 @@ def test_anything_more_than_plain_columns_is_answered_by_the_engine(
     table = client.do_get(flight.Ticket(ticket(query))).read_all()
     assert table.num_rows > 0
     assert b"graphql " + GraphQLTicket(query).to_json() not in {t for _v, t in server._plans}
+
+
+@pytest.mark.parametrize(
+    ("query", "asked"),
+    [
+        ("{ __schema { types { name } } }", "__schema"),
+        ('{ __type(name: "Track") { name fields { name } } }', "__type"),
+        ("{ __typename }", "__typename"),
+        ("{ schema: __schema { queryType { name } } }", "__schema"),
+        ("{ __typename tracks(limit: 1) { trackId } }", "__typename"),
+        ("{ tracks(limit: 1) { trackId } __typename }", "__typename"),
+        ('{ ...root } fragment root on Query { __type(name: "Genre") { name } }', "__type"),
+    ],
+)
+def test_an_introspection_ticket_is_refused_as_invalid_and_the_server_goes_on(
+    client: flight.FlightClient, query: str, asked: str
+) -> None:
+    descriptor = flight.FlightDescriptor.for_command(ticket(query))
+    for call in (
+        lambda: client.do_get(flight.Ticket(ticket(query))).read_all(),
+        lambda: client.get_flight_info(descriptor),
+    ):
+        with pytest.raises(flight.FlightServerError) as caught:
+            call()
+        said = str(caught.value)
+        assert said.startswith("INVALID_TICKET: ")
+        assert f"the query asks for {asked} at its root" in said
+        assert "/graphql" in said and "INTERNAL" not in said
+    # Nothing of it is remembered, and the server goes on serving.
+    listed = [i.descriptor.command for i in client.list_flights() if i.descriptor.command]
+    assert not any(b"__" in c for c in listed)
+    genres = client.do_get(flight.Ticket(ticket("{ genres { genreId } }"))).read_all()
+    assert genres.num_rows > 0

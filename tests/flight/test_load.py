@@ -31,6 +31,9 @@ class Db:
     def __init__(self, dialect: str, url: str) -> None:
         self.dialect, self.url = dialect, url
 
+    def run_fields(self) -> list[tuple[str, str, str]]:
+        return FIELDS[self.dialect]
+
     def run(self, text: str) -> list[tuple[Any, ...]]:
         u = parse_database_url(self.url)
         if self.dialect == "sqlite":
@@ -55,6 +58,29 @@ class Db:
                 return list(cur.fetchall())
         finally:
             conn.close()
+
+
+#: (field, column, declared type as the catalog reflects it) of each dialect's table.
+FIELDS = {
+    "sqlite": [
+        ("id", "id", "INTEGER"),
+        ("sensor", "sensor", "VARCHAR(40)"),
+        ("level", "level", "NUMERIC(10,2)"),
+        ("takenAt", "taken_at", "TIMESTAMP"),
+    ],
+    "postgresql": [
+        ("id", "id", "int4"),
+        ("sensor", "sensor", "varchar"),
+        ("level", "level", "numeric(10,2)"),
+        ("takenAt", "taken_at", "timestamptz"),
+    ],
+    "mysql": [
+        ("id", "id", "int(11)"),
+        ("sensor", "sensor", "varchar(40)"),
+        ("level", "level", "decimal(10,2)"),
+        ("takenAt", "taken_at", "datetime(6)"),
+    ],
+}
 
 
 @pytest.fixture(params=DIALECTS)
@@ -150,3 +176,110 @@ def test_a_read_only_server_refuses_loads(chinook_sqlite: object) -> None:
             put(handle, [pa.record_batch({"name": ["x"]})], table="Genre")
     finally:
         handle.stop()
+
+
+def _with(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
+    return batch.set_column(batch.schema.get_field_index(name), name, values)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "says"),
+    [
+        ("sensor", pa.array([7], pa.int64()), "it is not text"),
+        ("level", pa.array([1.255], pa.float64()), "rounded to the column's scale"),
+        ("id", pa.array([1.0], pa.float64()), "truncated to a whole one"),
+        ("sensor", pa.array([True]), "it is not text"),
+    ],
+)
+def test_a_column_whose_values_would_change_is_refused_and_nothing_is_written(
+    loadable: tuple[Db, FlightHandle], name: str, values: pa.Array, says: str
+) -> None:
+    db, handle = loadable
+    batch = _with(_batch([1], ["a"]), name, values)
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [batch])
+    said = str(caught.value)
+    assert said.startswith("INVALID_TICKET: ")
+    column = next(f for f in db.run_fields() if f[0] == name)
+    assert f"column {name!r} is {values.type} in the stream" in said
+    assert f"reading.{column[1]} is {column[2]}" in said and says in said
+    assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
+def test_every_refused_column_is_named_at_once(loadable: tuple[Db, FlightHandle]) -> None:
+    db, handle = loadable
+    batch = _with(_with(_batch([1], ["a"]), "sensor", pa.array([7])), "level", pa.array([1.5]))
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [batch])
+    assert "column 'sensor' is int64" in str(caught.value)
+    assert "column 'level' is double" in str(caught.value)
+    assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
+def test_a_naive_timestamp_is_refused_by_a_column_of_instants(
+    loadable: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = loadable
+    naive = pa.array([dt.datetime(2026, 1, 2, 3, 4, 5)], pa.timestamp("us"))
+    batch = _with(_batch([1], ["a"]), "takenAt", naive)
+    if db.dialect == "postgresql":  # timestamptz: which instant is it?
+        with pytest.raises(flight.FlightServerError) as caught:
+            put(handle, [batch])
+        said = str(caught.value)
+        assert "column 'takenAt' is timestamp[us] in the stream" in said
+        assert "reading.taken_at is timestamptz" in said and "without a time zone" in said
+        assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+        return
+    # TIMESTAMP (SQLite) and DATETIME (MariaDB) hold times without a zone: kept as sent.
+    assert b'"rows":1' in put(handle, [batch])
+    exported = flight.FlightClient(handle.location).do_get(flight.Ticket(b"export:Reading::"))
+    stamp = exported.read_all().column("takenAt")[0].as_py()
+    assert stamp == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def test_lossless_widenings_are_loaded_with_their_values(
+    loadable: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = loadable
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2], pa.int16()),
+            "sensor": pa.array(["a", "b"], pa.large_string()),
+            "level": pa.array([decimal.Decimal("1.5"), None], pa.decimal128(3, 1)),
+            "takenAt": pa.array(
+                [dt.datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC)] * 2,
+                pa.timestamp("ms", tz="UTC"),
+            ),
+        }
+    )
+    bytes_level = pa.record_batch(
+        {"id": pa.array([3], pa.uint8()), "sensor": ["c"], "level": pa.array([7], pa.int8())}
+    )
+    assert b'"rows":2' in put(handle, [batch])
+    assert b'"rows":1' in put(handle, [bytes_level])
+    rows = db.run("SELECT id, sensor, level FROM reading ORDER BY id")
+    assert [(r[0], r[1], None if r[2] is None else decimal.Decimal(str(r[2]))) for r in rows] == [
+        (1, "a", decimal.Decimal("1.5")),
+        (2, "b", None),
+        (3, "c", decimal.Decimal("7")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "says"),
+    [
+        ("id", pa.array([2**40], pa.int64()), "not in range"),
+        ("level", pa.array([decimal.Decimal("1.2345")], pa.decimal128(12, 4)), "data loss"),
+        ("level", pa.array([decimal.Decimal("123456789.5")], pa.decimal128(12, 1)), "precision"),
+    ],
+)
+def test_a_value_that_does_not_fit_the_column_fails_the_load_unchanged(
+    loadable: tuple[Db, FlightHandle], name: str, values: pa.Array, says: str
+) -> None:
+    db, handle = loadable
+    batch = _with(_batch([1], ["a"]), name, values)
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [batch])
+    assert f"column {name!r} is {values.type}, and a value of it would change" in str(caught.value)
+    assert says in str(caught.value)
+    assert db.run("SELECT count(*) FROM reading")[0][0] == 0

@@ -134,6 +134,15 @@ def _conform(column: pa.Array, target: pa.DataType) -> pa.Array:
     source = column.type
     if source.equals(target):
         return column
+    if column.null_count == len(column):
+        # Nothing to convert: SQLite types a column by its values, and one holding only NULLs
+        # comes as int64 (or null), whose casts to decimal, date or binary fail.
+        return pa.nulls(len(column), target)
+    if pa.types.is_integer(source) and pa.types.is_decimal(target):
+        # SQLite keeps whole numbers of a NUMERIC(p, s) column as integers; int64 casts only to
+        # a decimal of 19 + s digits, so go through the widest one, checked value by value.
+        wide = pa.decimal128(38, 0) if pa.types.is_decimal128(target) else pa.decimal256(76, 0)
+        return column.cast(wide).cast(target)
     if isinstance(source, pa.BaseExtensionType):  # ADBC's arrow.uuid and arrow.json
         uuid_like = pa.types.is_fixed_size_binary(source.storage_type)
         if uuid_like and pa.types.is_string(target):

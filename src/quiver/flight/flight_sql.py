@@ -1,35 +1,51 @@
 """A Flight SQL subset, so that ``adbc-driver-flightsql``, ``pandas.read_sql`` and
 ``polars.read_database`` can query Quiver.
 
-Served: statement queries (``CommandStatementQuery``, also prepared without parameters),
-``GetCatalogs``, ``GetDbSchemas``, ``GetTables``, ``GetTableTypes`` and ``GetSqlInfo``. A query
-is parsed with sqlglot and must be a ``SELECT`` of columns of one catalog table, with an
-optional ``WHERE`` (comparisons, ``IN``, ``IS [NOT] NULL``, ``LIKE``, ``BETWEEN`` joined by
-``AND`` / ``OR`` / ``NOT``) and ``LIMIT``; it becomes an :class:`ExportTicket`, so it runs
-exactly as an export does (names from the catalog, values as parameters). Everything else is
-refused with what is not supported. Read-only: updates are refused.
+Served: statement queries (``CommandStatementQuery``, and prepared ones with or without ``?``
+parameters), ``GetCatalogs``, ``GetDbSchemas``, ``GetTables``, ``GetTableTypes`` and
+``GetSqlInfo``. A query is parsed with sqlglot and must be a ``SELECT`` of columns of one
+catalog table, with an optional ``WHERE`` (comparisons, ``IN``, ``IS [NOT] NULL``, ``LIKE``,
+``BETWEEN`` joined by ``AND`` / ``OR`` / ``NOT``) and ``LIMIT``; it becomes an
+:class:`ExportTicket`, so it runs exactly as an export does (names from the catalog, values as
+parameters). Everything else is refused with what is not supported. Read-only: updates are
+refused.
+
+A prepared statement's handle is its export ticket, each ``?`` a marker in its filter
+(``{"$parameter": n}``). Binding values (a DoPut of one parameter row) answers a new handle
+holding that ticket and the values (:func:`bind`), which the client executes: the values take
+the markers' places in the filter, where they are coerced by their columns' scalars as any
+export ticket's values are, and never reach SQL text. The server keeps no state per statement.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime as dt
+import decimal
 import fnmatch
+import math
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from quiver.flight.arrow_types import arrow_schema
+from quiver.flight.arrow_types import arrow_schema, arrow_type
+from quiver.flight.export import find_entity
 from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
-from quiver.flight.tickets import ExportTicket, TicketError
+from quiver.flight.tickets import ExportTicket, Ticket, TicketError, parse_ticket
 from quiver.schema.catalog import Catalog
 
 __all__ = [
     "CATALOG",
     "SqlCommand",
+    "bind",
     "catalogs",
     "db_schemas",
     "parse_command",
+    "prepared_statement",
     "sql_info",
     "statement_ticket",
     "table_types",
@@ -47,7 +63,11 @@ _FIX = (
 
 
 def _refuse(message: str, fix: str = _FIX) -> TicketError:
-    return TicketError.one(message, "Flight SQL", fix)  # type: ignore[return-value]
+    return _refuse_at(message, "Flight SQL", fix)
+
+
+def _refuse_at(message: str, where: str, fix: str) -> TicketError:
+    return TicketError.one(message, where, fix)  # type: ignore[return-value]
 
 
 class SqlCommand:
@@ -116,9 +136,194 @@ def ticket_statement(command: SqlCommand) -> bytes:
     return command.raw(1)
 
 
-def prepared_result(handle: bytes, schema: pa.Schema) -> bytes:
-    body = encode([(1, handle), (2, schema.serialize().to_pybytes())])
-    return pack_any(_PREFIX + "ActionCreatePreparedStatementResult", body)
+def prepared_result(handle: bytes, schema: pa.Schema, parameters: pa.Schema | None = None) -> bytes:
+    fields: list[tuple[int, int | bytes | str]] = [
+        (1, handle),
+        (2, schema.serialize().to_pybytes()),
+    ]
+    if parameters is not None and len(parameters):
+        fields.append((3, parameters.serialize().to_pybytes()))
+    return pack_any(_PREFIX + "ActionCreatePreparedStatementResult", encode(fields))
+
+
+def put_prepared_result(handle: bytes) -> bytes:
+    """A ``DoPutPreparedStatementResult`` (the PutResult's metadata, not packed in ``Any``):
+    the handle the client executes from now on."""
+    return encode([(1, handle)])
+
+
+# ----- prepared statements and their parameters ----------------------------------------------
+
+#: The key of a parameter marker in a prepared statement's filter: ``{"$parameter": n}``.
+PARAMETER = "$parameter"
+
+
+def _marker(value: Any) -> int | None:
+    if isinstance(value, dict) and len(value) == 1 and PARAMETER in value:
+        index = value[PARAMETER]
+        return index if isinstance(index, int) and not isinstance(index, bool) else -1
+    return None
+
+
+def _markers(where: Any, column: str = "") -> list[tuple[int, str, str]]:
+    """The parameter markers of a filter: (index, column, operator), in filter order."""
+    out: list[tuple[int, str, str]] = []
+    if isinstance(where, list):
+        for item in where:
+            out.extend(_markers(item, column))
+    elif isinstance(where, dict):
+        for key, value in where.items():
+            if key in ("and", "or", "not"):
+                out.extend(_markers(value, column))
+            elif not column:
+                out.extend(_markers(value, key))
+            else:
+                index = _marker(value)
+                items = value if isinstance(value, list) else [value]
+                for item in items if index is None else [value]:
+                    found = _marker(item)
+                    if found is not None:
+                        out.append((found, column, key))
+    return out
+
+
+def _substituted(where: Any, values: list[Any]) -> Any:
+    index = _marker(where)
+    if index is not None:
+        return values[index]
+    if isinstance(where, list):
+        return [_substituted(v, values) for v in where]
+    if isinstance(where, dict):
+        return {k: _substituted(v, values) for k, v in where.items()}
+    return where
+
+
+def prepared_statement(handle: bytes) -> tuple[Ticket, list[Any] | None]:
+    """The ticket of a prepared statement's handle and its bound values (None: unbound)."""
+    try:
+        body = orjson.loads(handle)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and set(body) == {"prepared"}:
+        prepared = body["prepared"]
+        if (
+            not isinstance(prepared, dict)
+            or not isinstance(prepared.get("ticket"), dict)
+            or not isinstance(prepared.get("values"), list)
+        ):
+            raise _refuse(
+                "the prepared statement handle cannot be read",
+                "prepare the statement again and use the handle the server answers",
+            )
+        return parse_ticket(orjson.dumps(prepared["ticket"])), prepared["values"]
+    return parse_ticket(handle), None
+
+
+def parameter_count(ticket: Ticket) -> int:
+    if not isinstance(ticket, ExportTicket):
+        return 0
+    return len(_markers(ticket.where))
+
+
+def statement_schema_ticket(ticket: Ticket) -> Ticket:
+    """``ticket`` without its filter when it holds parameters: the rows' schema does not
+    depend on the filter, so it is known before values are bound."""
+    if parameter_count(ticket):
+        assert isinstance(ticket, ExportTicket)
+        return dataclasses.replace(ticket, where={})
+    return ticket
+
+
+def executed_ticket(handle: bytes) -> Ticket:
+    """The ticket a prepared statement's handle runs: its filter with the bound values in
+    place of its parameters; refused while a parameter has no value."""
+    ticket, values = prepared_statement(handle)
+    count = parameter_count(ticket)
+    if not count:
+        return ticket
+    if values is None:
+        raise _refuse(
+            f"the statement has {count} parameter{'s' if count > 1 else ''} and no values "
+            "are bound",
+            "bind one value per ? before executing (cursor.execute(sql, params))",
+        )
+    assert isinstance(ticket, ExportTicket)
+    return dataclasses.replace(ticket, where=_substituted(ticket.where, values))
+
+
+def parameter_schema(ticket: Ticket, catalog: Catalog) -> pa.Schema:
+    """One field per ``?`` of the statement, named and typed by the column it compares."""
+    if not isinstance(ticket, ExportTicket):
+        return pa.schema([])
+    entity = find_entity(catalog, ticket.table)
+    fields: list[pa.Field] = []
+    for _index, column, op in sorted(_markers(ticket.where)):
+        f = entity.field(column) or entity.field_by_column(column)
+        if f is None or op in ("like", "ilike"):
+            fields.append(pa.field(column, pa.string()))
+        else:
+            t = arrow_type(f)
+            fields.append(pa.field(f.name, t.value_type if pa.types.is_list(t) else t))
+    return pa.schema(fields)
+
+
+def bind(handle: bytes, parameters: pa.Table) -> tuple[bytes, Ticket]:
+    """The handle of the statement of ``handle`` with the values of ``parameters`` (one row,
+    one column per ``?`` in order) bound, and the ticket it runs."""
+    ticket, _old = prepared_statement(handle)
+    count = parameter_count(ticket)
+    where = "Flight SQL parameters"
+    if parameters.num_columns != count:
+        raise _refuse_at(
+            f"the statement has {count} parameter{'' if count == 1 else 's'} (?) and "
+            f"{parameters.num_columns} value{'' if parameters.num_columns == 1 else 's'} "
+            "were bound",
+            where,
+            "bind exactly one value per ? of the statement",
+        )
+    if parameters.num_rows != 1:
+        raise _refuse_at(
+            f"{parameters.num_rows} rows of parameters were bound; a query runs with one",
+            where,
+            "bind one row of values per execution",
+        )
+    values = [
+        _input_value(column.to_pylist()[0], column.type, i + 1)
+        for i, column in enumerate(parameters.columns)
+    ]
+    assert isinstance(ticket, ExportTicket)
+    body = orjson.loads(ticket.to_json())
+    bound = orjson.dumps({"prepared": {"ticket": body, "values": values}})
+    return bound, dataclasses.replace(ticket, where=_substituted(ticket.where, values))
+
+
+def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
+    """A bound value as the filter's JSON input holds it (what an export ticket would send):
+    exact numbers and times as text, which the column's scalar reads."""
+    where = f"Flight SQL parameter {position}"
+    if value is None:
+        raise _refuse_at(
+            f"parameter {position} is NULL, and a comparison with NULL is never true",
+            where,
+            "write IS NULL / IS NOT NULL into the query instead of binding NULL",
+        )
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+    elif isinstance(value, decimal.Decimal):
+        if value.is_finite():
+            return str(value)
+    elif isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    elif isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise _refuse_at(
+        f"parameter {position} ({arrow}) holds {value!r}, which no column compares with",
+        where,
+        "bind a number, text, a date or time, or bytes",
+    )
 
 
 # ----- SQL -> export ticket -----------------------------------------------------------------
@@ -144,6 +349,7 @@ def sql_to_ticket(query: str) -> ExportTicket:
     if len(statements) != 1:
         raise _refuse("send exactly one statement")
     tree: Any = statements[0]
+    _number_parameters(tree)
     if not isinstance(tree, exp.Select):
         raise _refuse("only SELECT is served (this server is read-only)")
     for unsupported in ("joins", "group", "having", "order", "distinct", "with", "offset"):
@@ -191,11 +397,24 @@ def _literal(node: Any) -> Any:
             return int(text)
         except ValueError:
             return float(text)
+    if isinstance(node, exp.Placeholder) and node.this is None:
+        return {PARAMETER: node.meta["quiver_parameter"]}
     if isinstance(node, exp.Placeholder | exp.Parameter):
-        raise _refuse("parameters are not supported", "write the values into the query")
+        raise _refuse(
+            f"the parameter {node.sql()} is not served",
+            "write ? for each parameter and bind the values in order",
+        )
     if isinstance(node, exp.Null):
         raise _refuse("compare with NULL through IS NULL / IS NOT NULL")
     raise _refuse(f"{node.sql()} is not a value")
+
+
+def _number_parameters(tree: Any) -> None:
+    """Number the ``?`` of a statement in the order they are written (the order values are
+    bound in)."""
+    marks = tree.find_all(exp.Placeholder, bfs=False)  # depth first: as written
+    for index, node in enumerate(marks):
+        node.meta["quiver_parameter"] = index
 
 
 def _column(node: Any) -> str:

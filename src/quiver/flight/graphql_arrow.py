@@ -287,10 +287,16 @@ class GraphQLArrow:
                 f"a Flight ticket runs a query, not a {kind}",
                 f"send the {kind} to the HTTP endpoint /graphql",
             )
-        keys = [
-            n.alias.value if n.alias else n.name.value
-            for n in _fields(prepared.operation.selection_set, prepared.fragments)
-        ]
+        roots = _fields(prepared.operation.selection_set, prepared.fragments)
+        introspection = sorted({n.name.value for n in roots if n.name.value.startswith("__")})
+        if introspection:
+            raise _bad(
+                f"the query asks for {', '.join(introspection)} at its root: introspection "
+                "has no columnar form, so a Flight ticket cannot stream it",
+                "send introspection queries to the HTTP endpoint /graphql, and ask a Flight "
+                "ticket for list fields of rows such as { tracks { name } }",
+            )
+        keys = [n.alias.value if n.alias else n.name.value for n in roots]
         key = ticket.field or keys[0]
         if key not in keys:
             raise _bad(f"the query has no root field {key!r}", f"name one of {keys}")

@@ -1,13 +1,15 @@
 """DoPut: bulk load Arrow batches into one table, all or nothing.
 
-The stream's columns must be fields of the table (API or column names) whose values cast to the
-field's Arrow type; a non-null field must be present. Anything else is refused before a row is
-written. The rows go in one transaction: ADBC's bulk ingest for PostgreSQL and SQLite, batched
-INSERTs for MariaDB. A failure part-way rolls everything back.
+The stream's columns must be fields of the table (API or column names) whose Arrow types
+convert to the field's without changing a value (:func:`_refusal`); a non-null field must be
+present. Anything else is refused before a row is written, each refused column named with its
+Arrow type and the table column's type. The rows go in one transaction: ADBC's bulk ingest for
+PostgreSQL and SQLite, batched INSERTs for MariaDB. A failure part-way rolls everything back.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 from quiver.flight.arrow_types import arrow_type
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import TicketError
-from quiver.runtime.errors import QuiverError
+from quiver.runtime.errors import ErrorDetail, QuiverError
 from quiver.schema.ir import Entity, Field
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
 from quiver.sql.dialects import MYSQL
@@ -51,17 +53,123 @@ def _target_fields(entity: Entity, schema: pa.Schema) -> list[Field]:
     return fields
 
 
+#: Table column types whose values are instants (a time zone, or UTC, is part of them).
+_ZONED = {
+    "postgresql": re.compile(r"\s*(timestamptz|timestamp\s*(\(\d+\))?\s+with\s+time\s+zone)"),
+    "mysql": re.compile(r"\s*timestamp\b"),
+}
+#: Decimal digits of the largest value of each integer type.
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+
+
+def _unsigned(t: pa.DataType) -> bool:
+    return bool(pa.types.is_unsigned_integer(t))
+
+
+def _refusal(source: pa.DataType, target: pa.DataType, f: Field, dialect: str) -> str | None:
+    """Why a stream column of Arrow type ``source`` may not be loaded into ``f`` (of Arrow type
+    ``target``), or None when every value converts to the same value. Conversions within a
+    kind (integers, decimals, floats, times, text, bytes) are let through and checked value by
+    value as each batch is cast (an int64 that does not fit an int32 fails the load); across
+    kinds only integers become decimals or floats (checked the same way)."""
+    if source.equals(target) or pa.types.is_null(source):
+        return None
+    if pa.types.is_dictionary(source):
+        return _refusal(source.value_type, target, f, dialect)
+    if pa.types.is_list(target):
+        if pa.types.is_list(source) or pa.types.is_large_list(source):
+            return _refusal(source.value_type, target.value_type, f, dialect)
+        return "a single value is not a list"
+    integer = pa.types.is_integer(source)
+    if pa.types.is_integer(target):
+        if integer:
+            return None
+        if pa.types.is_floating(source) or pa.types.is_decimal(source):
+            return "a fractional number would be truncated to a whole one"
+    elif pa.types.is_floating(target):
+        if pa.types.is_floating(source) or integer:
+            return None
+        if pa.types.is_decimal(source):
+            return "an exact decimal would be rounded to a binary floating-point number"
+    elif pa.types.is_decimal(target):
+        if pa.types.is_decimal(source):
+            return None
+        if integer:
+            digits = _INT_DIGITS[source.bit_width] + (1 if _unsigned(source) else 0)
+            return None if digits <= 76 else "its values do not fit"
+        if pa.types.is_floating(source):
+            return (
+                "a binary floating-point value would be rounded to the column's scale "
+                "(0.1 is not exactly one tenth)"
+            )
+    elif pa.types.is_string(target):
+        if pa.types.is_string(source) or pa.types.is_large_string(source):
+            return None
+        if pa.types.is_string_view(source):
+            return None
+        return "it is not text: loading it would store its printed form"
+    elif pa.types.is_binary(target):
+        if pa.types.is_binary(source) or pa.types.is_large_binary(source):
+            return None
+        if pa.types.is_fixed_size_binary(source):
+            return None
+    elif pa.types.is_timestamp(target):
+        if pa.types.is_timestamp(source):
+            zoned = _ZONED.get(dialect)
+            if source.tz is None and zoned is not None and zoned.match(f.db_type or ""):
+                return (
+                    "a timestamp without a time zone does not say which instant it is, and "
+                    "the column holds instants"
+                )
+            return None
+    elif pa.types.is_date(target):
+        if pa.types.is_date(source):
+            return None
+    elif pa.types.is_time(target):
+        if pa.types.is_time(source):
+            return None
+    elif pa.types.is_boolean(target) and pa.types.is_boolean(source):
+        return None
+    return "its values would change type"
+
+
+def _check_schema(entity: Entity, schema: pa.Schema, fields: list[Field], dialect: str) -> None:
+    """Refuse, all together, the stream columns whose values would change on the way in."""
+    details: list[ErrorDetail] = []
+    for column, f in zip(schema, fields, strict=True):
+        target = arrow_type(f)
+        why = _refusal(column.type, target, f, dialect)
+        if why is None:
+            continue
+        declared = f" {f.db_type}" if f.db_type else ""
+        details.append(
+            ErrorDetail(
+                f"column {column.name!r} is {column.type} in the stream, and "
+                f"{entity.source}.{f.column} is{declared} (Arrow {target}): {why}",
+                f"DoPut column {column.name}",
+                f"send {column.name} as {target}"
+                + (
+                    " with its time zone (UTC if the times are UTC)"
+                    if pa.types.is_timestamp(target)
+                    else ""
+                ),
+            )
+        )
+    if details:
+        raise TicketError(details)
+
+
 def _checked(batch: pa.RecordBatch, fields: list[Field]) -> pa.RecordBatch:
     arrays = []
     for column, f in zip(batch.columns, fields, strict=True):
         target = arrow_type(f)
         try:
-            arrays.append(column.cast(target))
+            arrays.append(column.cast(target, safe=True))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise _refuse(
-                f"column {f.name!r} is {column.type}, which does not convert to {target}: "
-                f"{str(exc).splitlines()[0]}",
-                f"send {f.name} as {target}",
+                f"column {f.name!r} is {column.type}, and a value of it would change as "
+                f"{target}: {str(exc).splitlines()[0]}",
+                f"send {f.name} as {target}, with values the column holds unchanged",
             ) from None
         if not f.nullable and arrays[-1].null_count:
             raise _refuse(f"column {f.name!r} holds nulls; it is not nullable", "send values")
@@ -72,6 +180,7 @@ def load_table(entity: Entity, pool: ConnectionPool, reader: pa.RecordBatchReade
     """Write every batch of ``reader`` into ``entity``'s table in one transaction; the rows
     written. Nothing is written when any batch is refused or the database fails."""
     fields = _target_fields(entity, reader.schema)
+    _check_schema(entity, reader.schema, fields, pool.url.dialect)
     target = pa.schema([pa.field(f.column, arrow_type(f)) for f in fields])
     if pool.arrow_native:
         return _load_adbc(entity, pool, reader, fields, target)

@@ -397,14 +397,51 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             "GetSqlInfo are",
         )
 
+    def _prepared(self, handle: bytes, *, schema_only: bool = False) -> Ticket:
+        """The ticket a prepared statement's handle runs (values bound), or only its schema."""
+        try:
+            if schema_only:
+                ticket, _ = flight_sql.prepared_statement(handle)
+                return flight_sql.statement_schema_ticket(ticket)
+            return flight_sql.executed_ticket(handle)
+        except QuiverError as err:
+            raise _client_error(err) from None
+
+    def _bind(
+        self,
+        command: flight_sql.SqlCommand,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.FlightMetadataWriter,
+        context: Any,
+    ) -> None:
+        """DoPut of a prepared statement's parameters: answers the handle with them bound
+        (checked against the filter now, so a bad value fails here)."""
+        if command.name != "CommandPreparedStatementQuery":
+            raise flight.FlightUnauthorizedError(
+                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut"
+                " with a path descriptor)"
+            )
+        try:
+            handle, ticket = flight_sql.bind(command.raw(1), reader.read_all())
+        except QuiverError as err:
+            raise _client_error(err) from None
+        if isinstance(ticket, ExportTicket):
+            self._plan(ticket, self._view(context))
+        writer.write(pa.py_buffer(flight_sql.put_prepared_result(handle)))
+
     def _sql_info(
-        self, descriptor: flight.FlightDescriptor, command: flight_sql.SqlCommand, context: Any
+        self,
+        descriptor: flight.FlightDescriptor,
+        command: flight_sql.SqlCommand,
+        context: Any,
+        *,
+        schema_only: bool = False,
     ) -> flight.FlightInfo:
         if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
             if command.name == "CommandStatementQuery":
                 ticket: Ticket = self._sql_export(command.text(1))
             else:
-                ticket = self._ticket(command.raw(1))
+                ticket = self._prepared(command.raw(1), schema_only=schema_only)
             schema = self._schema_of(ticket, context)
             raw = flight_sql.statement_ticket(ticket.to_json())
         else:
@@ -467,7 +504,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if descriptor.descriptor_type == flight.DescriptorType.CMD:
             command = self._sql_command(descriptor.command)
             if command is not None:
-                return flight.SchemaResult(self._sql_info(descriptor, command, context).schema)
+                info = self._sql_info(descriptor, command, context, schema_only=True)
+                return flight.SchemaResult(info.schema)
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor), context))
 
     @_guarded
@@ -582,6 +620,11 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
+        if descriptor.descriptor_type == flight.DescriptorType.CMD:
+            command = self._sql_command(descriptor.command)
+            if command is not None:
+                self._bind(command, reader, writer, context)
+                return
         if not self.settings.flight.writable:
             raise flight.FlightUnauthorizedError(
                 "this server is read-only (set flight.writable: true in quiver.yaml to accept "
@@ -613,7 +656,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return [
             ("list-tables", "The exportable tables, their columns and Arrow types, as JSON."),
             ("cancel", "End the running streams of the ticket given as the body."),
-            ("CreatePreparedStatement", "Flight SQL: prepare a SELECT (no parameters)."),
+            ("CreatePreparedStatement", "Flight SQL: prepare a SELECT (with ? parameters)."),
             ("ClosePreparedStatement", "Flight SQL: forget a prepared statement."),
         ]
 
@@ -624,8 +667,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if command is None:
                 raise _invalid("the action body is not a Flight SQL request", "action", "")
             ticket = self._sql_export(command.text(1))
-            schema = self._schema_of(ticket, context)
-            yield flight_sql.prepared_result(ticket.to_json(), schema)
+            schema = self._schema_of(flight_sql.statement_schema_ticket(ticket), context)
+            try:
+                parameters = flight_sql.parameter_schema(ticket, self._view(context).catalog)
+            except QuiverError as err:
+                raise _client_error(err) from None
+            yield flight_sql.prepared_result(ticket.to_json(), schema, parameters)
             return
         if action.type == "ClosePreparedStatement":
             return
