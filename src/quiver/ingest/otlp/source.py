@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import pyarrow as pa
 
+from quiver.ingest.access import TLS_FIX
 from quiver.ingest.intake import Intake
+from quiver.ingest.listener import BindProblem, listen_error, open_listener
 from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
 from quiver.ingest.otlp.grpc import GrpcReceiver
 from quiver.ingest.otlp.http import HttpReceiver, otlp_http_app
@@ -39,7 +40,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.metrics import expose
 
 __all__ = ["OtlpSource"]
@@ -82,9 +83,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             listener = getattr(self.cfg, name)
             if listener is not None and listener.tls is not None:
                 for where, problem in listener.tls.check_files(f"otlp.{name}"):
-                    problems.append(
-                        ErrorDetail(problem, where, "give the path of a readable PEM file")
-                    )
+                    problems.append(ErrorDetail(problem, where, TLS_FIX))
         return problems
 
     @property
@@ -197,12 +196,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             self.grpc = GrpcReceiver(
                 self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow, self.tenancy
             )
-            try:
-                port = self.grpc.bind()
-            except RuntimeError as exc:  # grpc says no more than "Failed to bind"
-                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use") from exc
-            if not port:
-                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use")
+            port = self.grpc.bind()
             self.grpc_port = port
             await self.grpc.start()
             also = " (and OTAP)" if cfg.arrow is not None else ""
@@ -211,11 +205,11 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             )
         if cfg.http is not None:
             host, port = split_endpoint(cfg.http.endpoint)
-            try:
-                sock = socket.create_server((host, port), reuse_port=False)
-            except OSError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise _bind_error("http", cfg.http.endpoint, reason) from exc
+            sock = open_listener(host, port)
+            if isinstance(sock, BindProblem):
+                raise listen_error(
+                    "OTLP/HTTP", cfg.http.endpoint, sock, "source otlp.http.endpoint"
+                )
             self.http_port = sock.getsockname()[1]
             app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals, self.tenancy)
             self.http = HttpReceiver(app, cfg.http, sock)
@@ -237,12 +231,3 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
         stops = [s.stop(seconds) for s in (grpc_server, http_server) if s is not None]
         if stops:
             await asyncio.gather(*stops)
-
-
-def _bind_error(name: str, endpoint: str, reason: str) -> QuiverError:
-    return PermanentError.one(
-        f"the OTLP/{name.upper() if name == 'http' else 'gRPC'} receiver cannot listen on "
-        f"{endpoint}: {reason}",
-        f"source otlp.{name}.endpoint",
-        "stop the process using that port, or choose another endpoint",
-    )
