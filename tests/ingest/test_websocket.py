@@ -147,3 +147,15 @@ async def test_wss_with_the_servers_certificate(certificates: Path, run_ctx: Run
         await r.commit()
         assert orjson.loads(await ws.recv()) == {"acked": 1}
     await r.close()
+
+
+async def test_the_receiver_says_where_it_listens_at_the_default_verbosity(
+    run_ctx: RunContext,
+) -> None:
+    r = receiver(path="/ingest")
+    _, reading = await started(r, run_ctx)
+    logs = run_ctx.logs  # type: ignore[attr-defined]
+    assert ("notice", f"WebSocket receiver listening on ws://127.0.0.1:{r.port}/ingest") in logs
+    r.drain()
+    await reading
+    await r.close()

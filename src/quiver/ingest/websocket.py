@@ -129,7 +129,9 @@ class WebSocketReceiver(BrokerReceiver):
             problem = problem_of(exc, cfg.host, cfg.port)
             raise listen_error("WebSocket", f"{cfg.host}:{cfg.port}", problem, "port") from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        ctx.log(f"{self.where}: listening on port {self.port}", "info")
+        scheme = "wss" if cfg.tls is not None else "ws"
+        url = f"{scheme}://{cfg.host}:{self.port}{cfg.path}"
+        ctx.log(f"WebSocket receiver listening on {url}", "notice")
 
     def _check(self, connection: Any, request: Any) -> Any:
         cfg = self.cfg

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pyarrow as pa
 
-from quiver.ingest.access import TLS_FIX
+from quiver.ingest.access import TLS_FIX, TlsConfig
 from quiver.ingest.intake import Intake
 from quiver.ingest.listener import BindProblem, listen_error, open_listener
 from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
@@ -42,6 +42,7 @@ from quiver.pipeline.component import (
 )
 from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.metrics import expose
+from quiver.runtime.wording import plural
 
 __all__ = ["OtlpSource"]
 
@@ -147,6 +148,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             for batch in intake.drain():
                 yield batch
             self._ended = True
+            ctx.log(_received(intake), "notice")
             if intake.rejected_items:
                 ctx.log(
                     f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
@@ -199,10 +201,8 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             port = self.grpc.bind()
             self.grpc_port = port
             await self.grpc.start()
-            also = " (and OTAP)" if cfg.arrow is not None else ""
-            ctx.log(
-                f"OTLP/gRPC receiver{also} listening on {cfg.grpc.endpoint} (port {port})", "info"
-            )
+            name = "OTLP/gRPC and OTAP" if cfg.arrow is not None else "OTLP/gRPC"
+            ctx.log(_listening(name, cfg.grpc.endpoint, port, cfg.grpc.tls), "notice")
         if cfg.http is not None:
             host, port = split_endpoint(cfg.http.endpoint)
             sock = open_listener(host, port)
@@ -215,8 +215,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             self.http = HttpReceiver(app, cfg.http, sock)
             await self.http.start()
             ctx.log(
-                f"OTLP/HTTP receiver listening on {cfg.http.endpoint} (port {self.http_port})",
-                "info",
+                _listening("OTLP/HTTP", cfg.http.endpoint, self.http_port, cfg.http.tls), "notice"
             )
         self._listening = not self._stop_requested
 
@@ -231,3 +230,32 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
         stops = [s.stop(seconds) for s in (grpc_server, http_server) if s is not None]
         if stops:
             await asyncio.gather(*stops)
+
+
+def _listening(name: str, endpoint: str, port: int, tls: TlsConfig | None) -> str:
+    """The line saying where a receiver listens, as the Collector says it at start."""
+    host, _ = split_endpoint(endpoint)
+    shown = f"[{host}]" if ":" in host else host
+    if tls is None:
+        security = "plaintext"
+    elif tls.client_ca_file:
+        security = "TLS, client certificates required"
+    else:
+        security = "TLS"
+    scheme = "" if name != "OTLP/HTTP" else ("https://" if tls is not None else "http://")
+    return f"{name} receiver listening on {scheme}{shown}:{port} ({security})"
+
+
+def _received(intake: Intake) -> str:
+    """What the receivers took, said when they stop."""
+    refused = sum(intake.refused_requests.values())
+    line = (
+        f"OTLP receivers stopped: received {plural(intake.accepted_rows, 'item')} "
+        f"(spans, data points, log records) in {plural(intake.accepted_batches, 'request')}"
+    )
+    if intake.rejected_items or refused:
+        line += (
+            f"; refused {plural(intake.rejected_items, 'item')} one by one and "
+            f"{plural(refused, 'request')} whole (backpressure, stopping)"
+        )
+    return line
