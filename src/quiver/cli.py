@@ -65,4 +65,8 @@ def main() -> None:
     # back after each batch, to be faulted in and zeroed again by the next one (see
     # docs/pipelines/engine.md, "Memory"). Read when pyarrow first allocates.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # gRPC's C core logs to stderr on its own ("E1206 ... add_port.cc:83] Failed to add port"):
+    # Quiver reports what goes wrong itself, in its own words. GRPC_VERBOSITY=ERROR (or DEBUG)
+    # in the environment shows them again. Read when grpc is first imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     app()

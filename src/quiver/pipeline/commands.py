@@ -258,7 +258,7 @@ def _run(
         run_id,
         "text" if text else "json",
         pipeline=spec.name,
-        level="debug" if debug else "warning" if text else "info",
+        level="debug" if debug else "info" if not text else "warning" if quiet else "notice",
         # in text mode the command prints failures itself, with their fixes
         hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )

@@ -93,11 +93,7 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
                 found = list(cast(Checking, component).check(ctx) or [])
             except Exception as exc:
                 found = [ErrorDetail(f"check failed: {type(exc).__name__}: {exc}", "", "")]
-        for d in found:
-            where = f"{step.where} {step.name}"
-            if d.where:
-                where += f" ({d.where})"
-            details.append(ErrorDetail(d.message, where, d.fix))
+        details.extend(_placed(spec, step, d) for d in found)
         if Closing in capabilities:
             with contextlib.suppress(Exception):
                 _settle(cast(Closing, component).close())
@@ -105,6 +101,20 @@ def check_pipeline(spec: PipelineSpec) -> list[ErrorDetail]:
             failed.add(step.name)
     details.extend(_bind_columns(spec, ctx, failed))
     return details
+
+
+def _placed(spec: PipelineSpec, step: StepSpec, detail: ErrorDetail) -> ErrorDetail:
+    """A component's problem at its step; one naming an option of the component by its dotted
+    path (``otlp.grpc.tls.cert_file``) at that option's line."""
+    where = f"{step.where} {step.name}"
+    if detail.where:
+        where += f" ({detail.where})"
+        head, _, option = detail.where.partition(".")
+        if option and head == step.component and spec.positions is not None:
+            mark = spec.positions.nearest_key((*step.path, *option.split(".")))
+            if mark is not None:
+                where = f"{mark.render()} {step.name} ({detail.where})"
+    return ErrorDetail(detail.message, where, detail.fix)
 
 
 def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list[ErrorDetail]:
