@@ -339,3 +339,22 @@ def test_postgresql_histogram_bounds_balance_the_partitions(skewed: Served) -> N
         assert len(sizes) == 4 and max(sizes) < 3_500, sizes
     finally:
         c.close()
+
+
+def test_a_role_reads_only_its_rows_across_the_partitions(readings: Served) -> None:
+    key = "partition-reader-key-0001"
+    auth = {
+        "api_keys": [{"name": "reader", "key": key, "role": "low"}],
+        "permissions": {"low": {"Reading": {"select": {"filter": {"bucket": {"lt": 0}}}}}},
+    }
+    handle = start(readings.db.url, readings.schema, auth=auth)
+    try:
+        with connect(handle.location, api_key=key) as client:
+            ticket = {"export": {"table": "Reading", "columns": ["id", "bucket"], "partitions": 4}}
+            fi = client.info(ticket)
+            assert len(fi.endpoints) == 4
+            got = rows(client.read_info(fi))
+        expected = readings.db.query("SELECT id, bucket FROM reading WHERE bucket < 0")
+        assert got == collections.Counter(expected) and len(expected) > 50
+    finally:
+        handle.stop()
