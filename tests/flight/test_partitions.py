@@ -209,6 +209,12 @@ def test_the_server_setting_gives_the_default_and_the_maximum(served: Served) ->
         assert len(info(c, {"export": {"table": "Track"}}).endpoints) == 3
         assert len(info(c, {"export": {"table": "Track", "partitions": 10}}).endpoints) == 4
         assert len(info(c, {"export": {"table": "Track", "partitions": 1}}).endpoints) == 1
+        by_path = c.get_flight_info(flight.FlightDescriptor.for_path("Track"))
+        assert len(by_path.endpoints) == 3
+        listed = [i for i in c.list_flights() if i.descriptor.path == [b"Track"]]
+        assert len(listed) == 1 and len(listed[0].endpoints) == 1
+        graphql = info(c, {"graphql": {"query": "{ tracks { trackId } }"}})
+        assert len(graphql.endpoints) == 1
         c.close()
     finally:
         handle.stop()
