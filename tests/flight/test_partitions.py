@@ -79,7 +79,10 @@ def test_the_json_and_compact_forms_ask_for_partitions() -> None:
         b"export:Track::partitions=four",
         b"export:Track::partitions=0",
         b"export:Track::partitions=2@",
+        b"export:Track::partitions=" + b"9" * 5000,
+        b"export:Track::partitions=" + b" " * 60_000 + b"x",
     ],
+    ids=lambda raw: raw[:48].decode(),
 )
 def test_a_bad_partitions_option_is_refused_with_its_fix(raw: bytes) -> None:
     with pytest.raises(TicketError) as caught:

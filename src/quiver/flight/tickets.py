@@ -49,7 +49,7 @@ MAX_COLUMNS = 1_000
 MAX_PARTITIONS = 1_024
 _OPS = {"=": "eq", "!=": "neq", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_PARTITIONS = re.compile(r":\s*partitions\s*=\s*([^:@]*?)\s*(?:@\s*([^:]*?)\s*)?$")
+_PARTITIONS = re.compile(r":\s*partitions\s*=([^:]*)$")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _FORMS = (
     'send JSON such as {"export": {"table": "Track", "columns": ["name"]}} or '
@@ -302,14 +302,14 @@ def _compact_export(rest: str) -> ExportTicket:
     partition_by = ""
     m = _PARTITIONS.search(rest)
     if m is not None:
-        count = m.group(1)
-        if not (count.isascii() and count.isdigit()):
+        count, at, by = m.group(1).partition("@")
+        count, partition_by = count.strip(), by.strip()
+        if not (count.isascii() and count.isdigit() and len(count) <= 6):
             raise _bad(
                 f"{_shorten(count)!r} is not a number of partitions", "ticket", _PARTITIONS_FIX
             )
         partitions = _partitions(int(count), "ticket partitions")
-        partition_by = m.group(2) or ""
-        if m.group(2) is not None and not partition_by:
+        if at and not partition_by:
             raise _bad(
                 "partitions=N@ names no field",
                 "ticket partitions",
