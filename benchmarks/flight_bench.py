@@ -246,6 +246,24 @@ def partitioned_read(client: Any, rows: int, partitions: int) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds (user + system) used so far by this process (the client), the server and
+    every PostgreSQL process."""
+
+    def used(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    postgres = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            postgres += used(proc)
+    return used(psutil.Process()), used(psutil.Process(server_pid)), postgres
+
+
 def machine() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}, {os.cpu_count()} cores"
@@ -393,22 +411,34 @@ def main() -> None:
             f" quiver.flight.connect (best of 3, interleaved; {machine()})"
         )
         times: dict[int, list[float]] = {1: [], 2: [], 4: []}
+        #: CPU seconds of the client, the server and PostgreSQL during the fastest run
+        cpu: dict[int, tuple[float, float, float]] = {}
         with connect(f"grpc://127.0.0.1:{flight_port}") as quiver_client:
             for _ in range(3):
-                times[1].append(flight_read(client, rows))
-                for n in (2, 4):
-                    times[n].append(partitioned_read(quiver_client, rows, n))
+                for n in (1, 2, 4):
+                    before = cpu_seconds(server.pid)
+                    if n == 1:
+                        t = flight_read(client, rows)
+                    else:
+                        t = partitioned_read(quiver_client, rows, n)
+                    after = cpu_seconds(server.pid)
+                    if not times[n] or t < min(times[n]):
+                        cpu[n] = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+                    times[n].append(t)
         single = min(times[1])
-        print(
-            f"  1 stream    : {single:7.3f} s  {rows / single:12,.0f} rows/s"
-            f"  HTTP / this {http_rows / single:5.1f}x"
-        )
-        for n in (2, 4):
+        for n in (1, 2, 4):
             t = min(times[n])
+            label = "1 stream   " if n == 1 else f"{n} endpoints"
+            client_cpu, server_cpu, pg_cpu = cpu[n]
             print(
-                f"  {n} endpoints : {t:7.3f} s  {rows / t:12,.0f} rows/s"
-                f"  HTTP / this {http_rows / t:5.1f}x (goal >= 15x)"
-                f"  1 stream / this {single / t:4.2f}x"
+                f"  {label} : {t:7.3f} s  {rows / t:12,.0f} rows/s"
+                f"  HTTP / this {http_rows / t:5.1f}x"
+                + (f" (goal >= 15x)  1 stream / this {single / t:4.2f}x" if n > 1 else "")
+            )
+            print(
+                f"      CPU s: client {client_cpu:.2f}, server {server_cpu:.2f},"
+                f" PostgreSQL {pg_cpu:.2f} = {client_cpu + server_cpu + pg_cpu:.2f}"
+                f" of {t * (os.cpu_count() or 1):.2f} core-seconds"
             )
         print("HTTP GraphQL JSON vs the same query as a Flight GraphQL ticket")
         for n in (100, 10_000, rows):
