@@ -39,6 +39,7 @@ from quiver.auth import ANONYMOUS, Principal
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import arrow_type, conform_array, json_carrier
 from quiver.flight.export import ExportPlan, plan_rows
+from quiver.flight.pool import flight_dialect
 from quiver.flight.tickets import GraphQLTicket, TicketError
 from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
@@ -364,7 +365,7 @@ class GraphQLArrow:
         plan = plan_rows(
             engine.catalog,
             engine.graphql_schema,
-            engine.dialect,
+            flight_dialect(engine.dialect),
             entity,
             tuple(fields),
             dict(args.get("where") or {}),

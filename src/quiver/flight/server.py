@@ -39,7 +39,7 @@ from quiver.flight.events import EventScanner, EventsPlan, plan_events, stream_e
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
 from quiver.flight.graphql_arrow import ColumnarQuery, GraphQLArrow
 from quiver.flight.load import load_table
-from quiver.flight.pool import ConnectionPool
+from quiver.flight.pool import ConnectionPool, flight_dialect
 from quiver.flight.tickets import (
     EventsTicket,
     ExportTicket,
@@ -210,7 +210,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self.catalog = build_catalog(schema)
         self.graphql_schema = build_graphql_schema(self.catalog)
         url = parse_database_url(settings.database.url)
-        self.dialect = dialect_for(url.dialect)
+        self.dialect = flight_dialect(dialect_for(url.dialect))
         self.batch_rows = fs.batch_rows
         self._graphql = graphql
         self._lock = threading.Lock()
