@@ -440,6 +440,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
             if command.name == "CommandStatementQuery":
                 ticket: Ticket = self._sql_export(command.text(1))
+                # A ? of a statement that is not prepared has no value to take: refused.
+                ticket = self._prepared(ticket.to_json(), schema_only=schema_only)
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
             schema = self._schema_of(ticket, context)
