@@ -17,17 +17,22 @@ it, and prints (``--rows`` rows are the first ones, read with a filter ``id <= r
   - 100 / 10K / ``--rows`` rows over HTTP GraphQL JSON (decoded by the client) vs Flight
     (Arrow table in the client), as an export ticket and as the same query in a GraphQL
     ticket, and the ratios;
+  - the ``--rows`` rows as a partitioned export (2 and 4 endpoints of disjoint key ranges,
+    read in parallel threads by ``quiver.flight.connect(...).read_parallel``, GetFlightInfo
+    included) beside the single stream and HTTP JSON of the same run, and the ratios;
   - PostgreSQL alone for ``--rows`` rows: the GraphQL planner's JSON query against the
     export's binary COPY, both received by this process and not decoded (the ceiling of the
     HTTP / Flight ratio while the database does both).
 
 Everything (client, server, PostgreSQL) shares this machine's cores; nothing is pinned, so
-only the ratios of one run mean something.
+only the ratios of one run mean something. The load average and core count are printed at
+the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import statistics
@@ -229,6 +234,41 @@ def http_read(base: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
+def partitioned_read(client: Any, rows: int, partitions: int) -> float:
+    """The filtered export as ``partitions`` endpoints (GetFlightInfo, then every endpoint read
+    at once in threads of the client), one Arrow table in the end."""
+    started = time.perf_counter()
+    ticket = f"export:BenchRow:id<={rows}:{COLUMNS}:partitions={partitions}"
+    info = client.info(ticket)
+    assert len(info.endpoints) == partitions, len(info.endpoints)
+    table = client.read_info(info)
+    assert table.num_rows == rows, table.num_rows
+    return time.perf_counter() - started
+
+
+def cpu_seconds(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds (user + system) used so far by this process (the client), the server and
+    every PostgreSQL process."""
+
+    def used(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    postgres = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            postgres += used(proc)
+    return used(psutil.Process()), used(psutil.Process(server_pid)), postgres
+
+
+def machine() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}, {os.cpu_count()} cores"
+
+
 def peak_rss_growth(pid: int, client: flight.FlightClient, rows: int) -> tuple[int, int]:
     proc = psutil.Process(pid)
     before = proc.memory_info().rss
@@ -262,6 +302,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = args.rows
     total = max(rows, args.export_rows)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {machine()}")
+    print(
+        "client, server (quiver serve) and PostgreSQL share every core: nothing is pinned",
+        flush=True,
+    )
     print(f"preparing {total:,} rows x 6 columns ...", flush=True)
     started = time.perf_counter()
     prepare(total)
@@ -349,13 +394,51 @@ def main() -> None:
         )
 
         print("\nHTTP GraphQL JSON vs Flight export, same rows, same server")
+        http_rows = 0.0
         for n in (100, 10_000, rows):
             repeat = 5 if n <= 10_000 else 1
             h = best(http_read, base, n, repeat=repeat)
             f = best(flight_read, client, n, repeat=repeat)
+            http_rows = h
             print(
                 f"  {n:>9,} rows: HTTP {h:8.4f} s  Flight {f:8.4f} s  Flight {h / f:6.1f}x faster"
                 + ("  (goal >= 15x)" if n == rows else "")
+            )
+        from quiver.flight import connect
+
+        print(
+            f"Partitioned export of the {rows:,} rows: endpoints read in parallel by"
+            f" quiver.flight.connect (best of 3, interleaved; {machine()})"
+        )
+        times: dict[int, list[float]] = {1: [], 2: [], 4: []}
+        #: CPU seconds of the client, the server and PostgreSQL during the fastest run
+        cpu: dict[int, tuple[float, float, float]] = {}
+        with connect(f"grpc://127.0.0.1:{flight_port}") as quiver_client:
+            for _ in range(3):
+                for n in (1, 2, 4):
+                    before = cpu_seconds(server.pid)
+                    if n == 1:
+                        t = flight_read(client, rows)
+                    else:
+                        t = partitioned_read(quiver_client, rows, n)
+                    after = cpu_seconds(server.pid)
+                    if not times[n] or t < min(times[n]):
+                        cpu[n] = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+                    times[n].append(t)
+        single = min(times[1])
+        for n in (1, 2, 4):
+            t = min(times[n])
+            label = "1 stream   " if n == 1 else f"{n} endpoints"
+            client_cpu, server_cpu, pg_cpu = cpu[n]
+            print(
+                f"  {label} : {t:7.3f} s  {rows / t:12,.0f} rows/s"
+                f"  HTTP / this {http_rows / t:5.1f}x"
+                + (f" (goal >= 15x)  1 stream / this {single / t:4.2f}x" if n > 1 else "")
+            )
+            print(
+                f"      CPU s: client {client_cpu:.2f}, server {server_cpu:.2f},"
+                f" PostgreSQL {pg_cpu:.2f} = {client_cpu + server_cpu + pg_cpu:.2f}"
+                f" of {t * (os.cpu_count() or 1):.2f} core-seconds"
             )
         print("HTTP GraphQL JSON vs the same query as a Flight GraphQL ticket")
         for n in (100, 10_000, rows):
@@ -372,6 +455,7 @@ def main() -> None:
             f"  {rows:,} rows, PostgreSQL alone (received by this process, not decoded):"
             f" JSON {db_json:.3f} s, binary COPY {db_copy:.3f} s = {db_json / db_copy:.1f}x"
         )
+        print(f"\n{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {machine()}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

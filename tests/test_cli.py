@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 from tests.graphql.servers import QUIVER
 
@@ -31,3 +33,88 @@ def test_help_offers_to_install_and_show_completion() -> None:
     )
     assert "--install-completion" in result.stdout
     assert "--show-completion" in result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND_PACKAGES = ["graphql", "flight", "schema", "pipeline", "observers", "ingest"]
+
+
+def probe(script: str, cwd: Path) -> list[str]:
+    """Run ``script`` in a fresh interpreter; the lines it printed (it must exit 0)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-2:]
+
+
+def imported_after(args: list[str], prefixes: list[str]) -> str:
+    """A script running ``quiver ARGS`` as the console script does, then printing (last) the
+    modules starting with one of ``prefixes`` that it imported and whether the garbage
+    collector is on."""
+    return (
+        "import gc, sys\nfrom quiver.cli import main\n"
+        f"sys.argv = ['quiver', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        f"print(sorted(m for m in sys.modules if m.startswith(tuple({prefixes!r}))))\n"
+        "print(gc.isenabled())\n"
+    )
+
+
+def test_help_lists_every_command_without_importing_any_command_module(tmp_path: Path) -> None:
+    prefixes = [f"quiver.{package}." for package in COMMAND_PACKAGES]
+    modules, _ = probe(imported_after(["--help"], prefixes), tmp_path)
+    assert modules == "[]"
+
+
+def test_a_csv_to_csv_run_imports_only_the_pipeline_commands(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    prefixes = [f"quiver.{package}" for package in COMMAND_PACKAGES if package != "pipeline"]
+    prefixes += [
+        "quiver.pipeline.processors",
+        "quiver.pipeline.flowengine",
+        "quiver.config.settings",
+    ]
+    prefixes += ["quiver.pipeline.sources.", "quiver.pipeline.sinks."]
+    modules, collecting = probe(imported_after(["run", "p.yaml", "--quiet"], prefixes), tmp_path)
+    # the components the pipeline names, and nothing of the other commands or components
+    assert modules == str(
+        [
+            "quiver.pipeline.sinks.csv",
+            "quiver.pipeline.sources.csv",
+            "quiver.pipeline.sources.file_source",
+        ]
+    )
+    assert collecting == "True"
+    assert (tmp_path / "out.csv").read_text() == "id,name\n1,a\n"
+
+
+def test_every_other_command_runs_with_the_garbage_collector_on(tmp_path: Path) -> None:
+    modules, collecting = probe(imported_after(["plugins", "list"], ["quiver.graphql."]), tmp_path)
+    assert (modules, collecting) == ("[]", "True")
+
+
+def test_the_listed_help_of_every_command_is_its_own() -> None:
+    """``quiver --help`` lists the commands from a table, without loading them: the table
+    holds every command, in the order the packages register them, with its own help."""
+    import inspect
+
+    import typer
+    import typer.main
+
+    from quiver.cli import COMMANDS, _register
+
+    found: dict[str, tuple[str, str]] = {}
+    for package in dict.fromkeys(package for package, _ in COMMANDS.values()):
+        sub = typer.Typer()
+        _register(package, sub)
+        for name, command in typer.main.get_group(sub).commands.items():
+            first = inspect.cleandoc(command.help or "").partition("\f")[0].split("\n\n")[0]
+            found[name] = (package, first)
+    assert found == COMMANDS
+    order = [name for package in COMMAND_PACKAGES for name in found if found[name][0] == package]
+    assert sorted(order, key=list(COMMANDS).index) == list(COMMANDS)

@@ -36,6 +36,12 @@ def main(location: str = "grpc://127.0.0.1:8815", api_key: str | None = None) ->
         )
         print(f"{artists.num_rows} artists named The ...")
 
+        # A parallel read: four endpoints of disjoint key ranges, read at once into one table
+        # (in no order across endpoints: sort it when order matters).
+        info = client.info({"export": {"table": "InvoiceLine", "partitions": 4}})
+        lines = client.read_info(info).sort_by("invoiceLineId")
+        print(f"{lines.num_rows} invoice lines read over {len(info.endpoints)} endpoints")
+
         # A GraphQL query answered as Arrow: nested objects become structs.
         albums = client.graphql("{ albums(limit: 3) { title artist { name } } }")
         for row in albums.to_pylist():

@@ -1,19 +1,207 @@
 """The ``quiver`` command line. Each command is a thin call into a package below.
 
-Command modules only import typer at module level, so ``quiver --help`` stays fast;
-the heavy imports happen inside the command bodies.
+The commands are loaded lazily: the root group knows every command's name and one-line help
+(:data:`COMMANDS`), and imports the command module of a package only when one of its commands
+runs (or its own help or completion is asked for). ``quiver run`` never imports the GraphQL,
+Flight or observer commands, and ``quiver --help`` imports none of them. Command modules only
+import typer at module level; the heavy imports happen inside the command bodies.
 """
 
 from __future__ import annotations
 
-import os
+import gc
 
-import typer
+# No collection while the command line's own imports run (see main()); back on below.
+_collecting = gc.isenabled()
+gc.disable()
 
-from quiver import __version__
+import os  # noqa: E402
+from collections.abc import Callable, Iterator, MutableMapping  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperCommand, TyperGroup  # noqa: E402
+
+from quiver import __version__  # noqa: E402
+
+if _collecting:
+    gc.enable()
+
+if TYPE_CHECKING:
+    from quiver.config.settings import QuiverSettings
+    from quiver.schema.ir import Schema
+
+__all__ = ["COMMANDS", "app", "main"]
+
+#: Every top-level command, in the order ``quiver --help`` lists them: the package whose
+#: ``commands`` module registers it, and the first paragraph of its help (checked against the
+#: command itself by the tests).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "graphql",
+        "Serve the Chinook music-store demo database with GraphiQL, no setup needed.",
+    ),
+    "serve": (
+        "graphql",
+        "Serve GraphQL over HTTP for a database (reflected) or a compiled schema.",
+    ),
+    "check": (
+        "graphql",
+        "Validate the settings, connect to the database, reflect it and summarise the API.",
+    ),
+    "flight": (
+        "flight",
+        "Serve the Arrow Flight server alone (no HTTP): tables and GraphQL results as Arrow.",
+    ),
+    "compile": (
+        "schema",
+        "Compile an authored API (@quiver.type classes, @quiver.query functions) to schema.json.",
+    ),
+    "run": (
+        "pipeline",
+        "Run a pipeline. Exit codes: 0 ok, 1 failed, 2 invalid pipeline, 3 rejected rows\n"
+        "with --strict, 130 interrupted (SIGINT), 143 stopped (SIGTERM).",
+    ),
+    "validate": (
+        "pipeline",
+        "Check a pipeline (config, scripts, SQL, schemas) without processing data.",
+    ),
+    "schema": ("graphql", "Inspect the GraphQL schema an app or a database produces."),
+    "plugins": ("pipeline", "Pipeline components: built-in and installed plugins."),
+    "observers": ("observers", "Run actions on committed changes."),
+    "dlq": ("observers", "Deliveries that failed for good: list, show, retry, purge."),
+    "jobs": ("observers", "Jobs enqueued by the `job` action: run them, list them."),
+    "ingest": ("ingest", "Ingestion pipelines: their dead-letter queues."),
+}
+
+
+def _flight_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
+    from quiver.flight import commands as flight_commands
+
+    return flight_commands.start_beside_http(schema, settings)
+
+
+def _observers_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], None]:
+    from quiver.observers import commands as observer_commands
+
+    return observer_commands.start_beside_http(schema, settings)
+
+
+def _check_compiled_permissions(*args: Any) -> None:
+    from quiver.graphql import commands as graphql_commands
+
+    graphql_commands.check_compiled_permissions(*args)
+
+
+def _register(package: str, app: typer.Typer) -> None:
+    """Add the commands of ``package`` to ``app``."""
+    if package == "graphql":
+        from quiver.graphql import commands as graphql_commands
+
+        graphql_commands.register(app, companions=[_flight_beside_http, _observers_beside_http])
+    elif package == "flight":
+        from quiver.flight import commands as flight_commands
+
+        flight_commands.register(app)
+    elif package == "schema":
+        from quiver.schema import commands as schema_commands
+
+        schema_commands.register(app, checks=[_check_compiled_permissions])
+    elif package == "pipeline":
+        from quiver.pipeline import commands as pipeline_commands
+
+        pipeline_commands.register(app)
+    elif package == "observers":
+        from quiver.observers import commands as observer_commands
+
+        observer_commands.register(app)
+    elif package == "ingest":
+        from quiver.ingest import commands as ingest_commands
+
+        ingest_commands.register(app)
+    else:  # pragma: no cover - COMMANDS names only the packages above
+        raise ValueError(f"no commands in package {package!r}")
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """The root group's commands by name: each package's command module is imported when
+    one of its commands is first looked up."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = {}
+        self._packages: set[str] = set()
+
+    def _load(self, package: str) -> None:
+        if package in self._packages:
+            return
+        self._packages.add(package)
+        sub = typer.Typer()
+        _register(package, sub)
+        group = typer.main.get_group(sub)
+        for name, command in group.commands.items():
+            self._loaded.setdefault(name, command)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded and name in COMMANDS:
+            self._load(COMMANDS[name][0])
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*COMMANDS, *self._loaded]))
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._loaded
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: lists every command from :data:`COMMANDS` without importing it."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        commands = _LazyCommands()
+        commands.update(self.commands)
+        self.commands = commands
+        self._listing = False
+
+    @contextmanager
+    def _only_listing(self) -> Iterator[None]:
+        self._listing = True
+        try:
+            yield
+        finally:
+            self._listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if self._listing and cmd_name in COMMANDS:
+            # the name and help line are all a listing shows
+            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
+        return self.commands.get(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with self._only_listing():
+            super().format_help(ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        with self._only_listing():
+            return super().shell_complete(ctx, incomplete)
+
 
 app = typer.Typer(
     name="quiver",
+    cls=_LazyGroup,
     help="Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines.",
     no_args_is_help=True,
     add_completion=True,
@@ -27,34 +215,20 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: Commands that turn the garbage collector back on themselves, once their imports are done.
+_COLLECTING_AFTER_IMPORTS = frozenset({"run"})
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines."""
-
-
-def _register() -> None:
-    from quiver.flight import commands as flight_commands
-    from quiver.graphql import commands as graphql_commands
-    from quiver.ingest import commands as ingest_commands
-    from quiver.observers import commands as observer_commands
-    from quiver.pipeline import commands as pipeline_commands
-    from quiver.schema import commands as schema_commands
-
-    graphql_commands.register(
-        app, companions=[flight_commands.start_beside_http, observer_commands.start_beside_http]
-    )
-    flight_commands.register(app)
-    schema_commands.register(app, checks=[graphql_commands.check_compiled_permissions])
-    pipeline_commands.register(app)
-    observer_commands.register(app)
-    ingest_commands.register(app)
-
-
-_register()
+    if ctx.invoked_subcommand not in _COLLECTING_AFTER_IMPORTS:
+        gc.enable()
 
 
 def main() -> None:
@@ -65,4 +239,13 @@ def main() -> None:
     # back after each batch, to be faulted in and zeroed again by the next one (see
     # docs/pipelines/engine.md, "Memory"). Read when pyarrow first allocates.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # gRPC's C core logs to stderr on its own ("E1206 ... add_port.cc:83] Failed to add port"):
+    # Quiver reports what goes wrong itself, in its own words. GRPC_VERBOSITY=ERROR (or DEBUG)
+    # in the environment shows them again. Read when grpc is first imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # Starting a command imports some 450 modules: hundreds of thousands of objects that live
+    # as long as the process. Collecting while they are made finds no garbage yet takes about a
+    # tenth of a short run, so the collector is off until the command starts (`quiver run`:
+    # until its imports are frozen, see quiver.pipeline.commands).
+    gc.disable()
     app()

@@ -50,6 +50,7 @@ def test_serve_starts_flight_beside_http_and_the_python_example_reads_it(
         )
         assert run.returncode == 0, run.stderr
         assert "long rock tracks" in run.stdout
+        assert "2240 invoice lines read over 4 endpoints" in run.stdout
         assert "For Those About To Rock" not in run.stderr
         assert "Album columns: albumId, title, artistId" in run.stdout
 

@@ -34,9 +34,11 @@ def console_output(text: str, command: str) -> str:
     return block.group(1)
 
 
-def run_until_stopped(folder: Path, ports: tuple[int, int]) -> subprocess.Popen[bytes]:
+def run_until_stopped(
+    folder: Path, ports: tuple[int, int], *options: str
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [*quiver_command(), "run", "pipeline.yaml", "--quiet"],
+        [*quiver_command(), "run", "pipeline.yaml", *(options or ["--quiet"])],
         cwd=folder,
         env=quiver_env(),
         stdout=subprocess.PIPE,
@@ -54,7 +56,7 @@ def test_the_quickstart_runs_as_written(tmp_path: Path) -> None:
         body = body.replace(":4317", f":{grpc_port}").replace(":4318", f":{http_port}")
         (tmp_path / name).write_text(body)
     assert {p.name for p in tmp_path.iterdir()} == {"pipeline.yaml", "send.py", "read.py"}
-    proc = run_until_stopped(tmp_path, (grpc_port, http_port))
+    proc = run_until_stopped(tmp_path, (grpc_port, http_port), "--log-format", "text")
     sent = subprocess.run(
         [sys.executable, "send.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -62,6 +64,12 @@ def test_the_quickstart_runs_as_written(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     output, _ = finish(proc, 60)
     assert proc.returncode == 0, output.decode()
+    shown = console_output(text, "quiver run pipeline.yaml")
+    shown = shown.replace(":4317", f":{grpc_port}").replace(":4318", f":{http_port}")
+    assert output.decode().startswith(shown), output.decode()
+    stopped_line = re.search(r"`(OTLP receivers stopped: [^`]*)`", text)
+    assert stopped_line is not None
+    assert stopped_line.group(1).replace("\n", " ") in output.decode(), output.decode()
     read = subprocess.run(
         [sys.executable, "read.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )

@@ -10,6 +10,7 @@ import pytest
 
 from quiver.runtime.errors import QuiverError
 from tests.e2e.conftest import QuiverRunner, quiver
+from tests.ingest.certs import make_pki
 from tests.ingest.conftest import Receiver
 
 __all__ = ["quiver"]
@@ -52,7 +53,7 @@ def test_unknown_keys_and_empty_auth_are_reported_together(
 def test_tls_files_are_read_beside_the_pipeline_file_and_must_exist(
     quiver: QuiverRunner, tmp_path: Path
 ) -> None:
-    (tmp_path / "server.pem").write_text("not used by validate")
+    make_pki(tmp_path)  # server.pem: a certificate; k.pem is missing
     output = validate(
         quiver,
         tmp_path,
@@ -62,7 +63,7 @@ def test_tls_files_are_read_beside_the_pipeline_file_and_must_exist(
         "sink:\n"
         "  parquet: {path: out/t.parquet}\n",
     )
-    assert f"cannot read {tmp_path / 'k.pem'}" in output
+    assert f"file not found: {tmp_path / 'k.pem'}" in output
     assert "server.pem" not in output
 
 
@@ -92,7 +93,7 @@ def test_a_port_in_use_fails_the_run_naming_the_endpoint(
     assert isinstance(error, QuiverError)
     [detail] = error.details
     assert detail.where == f"source otlp.{transport}.endpoint"
-    assert detail.message.endswith(f"cannot listen on {endpoint}: the address is in use") or (
-        detail.message.endswith(f"cannot listen on {endpoint}: Address already in use")
+    assert detail.message.endswith(
+        f"cannot listen on {endpoint}: Address already in use (EADDRINUSE)"
     )
     assert "choose another endpoint" in detail.fix

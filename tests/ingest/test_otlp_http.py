@@ -322,6 +322,40 @@ def test_get_is_405_with_allow_post(receiver: Callable[..., Receiver]) -> None:
     rec.stop()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("POST", "/v1/nothing", 404, "no OTLP endpoint at /v1/nothing"),
+        ("PUT", "/v1/traces", 405, "PUT is not allowed; OTLP/HTTP takes POST"),
+        ("GET", "/v1/logs", 405, "GET is not allowed; OTLP/HTTP takes POST"),
+    ],
+)
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-protobuf"])
+def test_404_and_405_answer_in_the_content_type_of_the_request(
+    receiver: Callable[..., Receiver],
+    method: str,
+    path: str,
+    status: int,
+    message: str,
+    content_type: str,
+) -> None:
+    rec = receiver()
+    response = httpx.request(
+        method, f"{rec.http_url}{path}", content=b"{}", headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == content_type
+    if content_type == "application/json":
+        body = response.json()
+        assert body["code"] == (5 if status == 404 else 12)
+        assert body["message"].startswith(message)
+    else:
+        assert proto_status(response).startswith(message)
+    if status == 405:
+        assert response.headers["allow"] == "POST"
+    rec.stop()
+
+
 def test_oversize_bodies_are_413_before_and_after_decompression(
     receiver: Callable[..., Receiver],
 ) -> None:

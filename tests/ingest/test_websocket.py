@@ -109,12 +109,13 @@ async def test_api_keys_are_required_when_configured(run_ctx: RunContext) -> Non
 
 
 async def test_a_port_in_use_is_a_clear_error(run_ctx: RunContext) -> None:
-    from quiver.runtime.errors import ConfigError
+    from quiver.runtime.errors import QuiverError
 
     first = receiver()
     _, reading = await started(first, run_ctx)
     second = receiver(port=first.port)
-    with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+    reason = "Address already in use \\(EADDRINUSE\\)"
+    with pytest.raises(QuiverError, match=f"cannot listen on 127.0.0.1:{first.port}: {reason}"):
         await anext(second.batches(run_ctx))
     first.drain()
     await reading
@@ -145,4 +146,16 @@ async def test_wss_with_the_servers_certificate(certificates: Path, run_ctx: Run
         await reading
         await r.commit()
         assert orjson.loads(await ws.recv()) == {"acked": 1}
+    await r.close()
+
+
+async def test_the_receiver_says_where_it_listens_at_the_default_verbosity(
+    run_ctx: RunContext,
+) -> None:
+    r = receiver(path="/ingest")
+    _, reading = await started(r, run_ctx)
+    logs = run_ctx.logs  # type: ignore[attr-defined]
+    assert ("notice", f"WebSocket receiver listening on ws://127.0.0.1:{r.port}/ingest") in logs
+    r.drain()
+    await reading
     await r.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from quiver.pipeline.output import AtomicOutput, remove_stale_temps
+from quiver.pipeline import output as output_module
+from quiver.pipeline.output import AtomicOutput, WritingBack, remove_stale_temps
 from quiver.runtime.errors import PermanentError
 
 
@@ -35,6 +37,36 @@ def test_commit_replaces_the_file_in_one_step(tmp_path: Path) -> None:
     output.commit()
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.csv"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_an_output_is_handed_to_the_disk_as_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every WRITEBACK_BYTES written, the kernel is asked to start writing them out, so the
+    fsync on commit does not wait for the whole file at once."""
+    monkeypatch.setattr(output_module, "WRITEBACK_BYTES", 1000)
+    path = tmp_path / "out.bin"
+    chunks = [bytes([i]) * 600 for i in range(10)]
+    with WritingBack(os.open(path, os.O_WRONLY | os.O_CREAT)) as file:
+        for chunk in chunks:
+            assert file.write(chunk) == 600
+        assert (file.written, file.requested, file.requests) == (6000, 6000, 5)
+    assert path.read_bytes() == b"".join(chunks)
+
+
+def test_an_output_written_in_many_parts_commits_every_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output_module, "WRITEBACK_BYTES", 4096)
+    target = tmp_path / "out.csv"
+    output = AtomicOutput(str(target), "run1")
+    stream = output.open()
+    parts = [f"{i},{'x' * (i % 3000)}\n".encode() for i in range(2000)]
+    for part in parts:
+        stream.write(part)
+    output.commit()
+    assert target.read_bytes() == b"".join(parts)
 
 
 def test_a_killed_writer_leaves_only_a_temp_file_that_the_next_run_removes(

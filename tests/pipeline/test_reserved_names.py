@@ -226,3 +226,46 @@ def test_records_received_with_a___line_field_keep_it_beside_their_numbers() -> 
     batch = RecordBatcher("test").to_batch([{"__line": "a", "n": 1}, {"__line": "b", "n": 2}])
     assert batch.column("__line").to_pylist() == ["a", "b"]
     assert batch.column(LINE_COLUMN).to_pylist() == [1, 2]
+
+
+# ------------------------------------------------------------------ the components' own columns
+
+
+def test_lookup_keeps_input_columns_named_like_its_helper_columns(run_ctx_dir: Path) -> None:
+    from quiver.pipeline.component import RunContext
+    from quiver.pipeline.processors.lookup import LookupProcessor
+
+    from .processors.contract import batch, make, process, rows_of
+
+    (run_ctx_dir / "codes.csv").write_text("code,name\nDE,Germany\n")
+    ctx = RunContext("t", str(run_ctx_dir))
+    rows = [
+        {"id": 1, "code": "DE", "__quiver_seq": "a", "__quiver_found": "x"},
+        {"id": 2, "code": "XX", "__quiver_seq": "b", "__quiver_found": "y"},
+    ]
+    for how in ("left", "inner"):
+        lookup = make(LookupProcessor, {"file": "codes.csv", "on": ["code"], "how": how})
+        out = rows_of(process(lookup, batch(rows), ctx))
+        expected = [{**rows[0], "name": "Germany"}, {**rows[1], "name": None}]
+        assert out == (expected if how == "left" else expected[:1])
+
+
+def test_filter_on_a_map_key_keeps_a_column_named_like_its_helper_column(
+    run_ctx_dir: Path,
+) -> None:
+    from quiver.pipeline.component import RunContext
+    from quiver.pipeline.processors.filter import FilterProcessor
+
+    from .processors.contract import make, process, rows_of
+
+    ctx = RunContext("t", str(run_ctx_dir))
+    attrs = pa.array([[("k", "a")], [("k", "b")]], pa.map_(pa.string(), pa.string()))
+    rows = pa.record_batch({"attributes": attrs, "__quiver_path_0": ["b", "a"]})
+    keep = make(FilterProcessor, {"expression": "attributes['k'] = 'a'"})
+    out = rows_of(process(keep, rows, ctx))
+    assert [r["__quiver_path_0"] for r in out] == ["b"]
+
+
+@pytest.fixture
+def run_ctx_dir(tmp_path: Path) -> Path:
+    return tmp_path

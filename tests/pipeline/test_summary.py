@@ -96,3 +96,22 @@ def test_dry_run_tables_are_not_wrapped_when_not_on_a_terminal(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     assert any(wide in line and f"{wide}_too" in line for line in done.stdout.splitlines())
+
+
+def test_the_rejects_file_is_named_as_the_quickstart_shows_it(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "in.csv").write_text("id\n1\nx\n")
+    (project / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{cast: {columns: {id: int}}}]\n"
+        "sink: {csv: {path: out/ok.csv}}\n"
+        "on_error: {policy: reject, rejects: out/rejects.csv}\n"
+    )
+    done = quiver("run", "p.yaml", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().endswith("; rejects in out/rejects.csv"), done.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = quiver("run", str(project / "p.yaml"), cwd=elsewhere)
+    assert done.stderr.strip().endswith(f"; rejects in {project / 'out' / 'rejects.csv'}")

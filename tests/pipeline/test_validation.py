@@ -3,6 +3,7 @@ keys, colliding paths, missing inputs, column names bound against the input, rou
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -179,18 +180,40 @@ def test_validate_reports_a_missing_input_file_with_a_near_name(tmp_path: Path) 
     assert f"did you mean '{tmp_path / 'orders.csv'}'?" in err
 
 
-@pytest.mark.parametrize(
-    ("step", "message"),
-    [
-        ("filter: {expression: 'totl > 1'}", 'Referenced column "totl" not found'),
-        ("sql: {query: 'select id, totl from input'}", 'Referenced column "totl" not found'),
-        ("select: {columns: [id, totl]}", "column(s) totl not in the input; did you mean 'total'?"),
-    ],
-)
-def test_validate_binds_column_names_against_the_input(
-    tmp_path: Path, step: str, message: str
-) -> None:
+def test_validate_binds_sql_against_the_input(tmp_path: Path) -> None:
     write(tmp_path, "in.csv", "id,total\n1,5\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n  - sql: {query: 'select id, totl from input'}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 2, err
+    assert 'Referenced column "totl" not found' in err
+    assert "v.yaml:3:5 processors[0]" in err
+
+
+#: Each processor naming input columns, with one misspelt name, and where that name is written.
+MISSPELT = [
+    ("derive: {columns: {gross: 'totl * 1.2'}}", "totl", "derive.columns.gross", "total"),
+    ("rename: {columns: {emial: mail}}", "emial", "rename.columns.emial", "email"),
+    ("cast: {columns: {totle: int}}", "totle", "cast.columns.totle", "total"),
+    ("dedupe: {keys: [id, emal]}", "emal", "dedupe.keys[1]", "email"),
+    ("validate: {schema: {id: int, tota: float}}", "tota", "validate.schema.tota", "total"),
+    ("lookup: {file: codes.csv, on: {idd: code}}", "idd", "lookup.on.idd", "id"),
+    ("lookup: {file: codes.csv, on: [code]}", "code", "lookup.on[0]", None),
+    ("select: {columns: [id, totl]}", "totl", "select.columns[1]", "total"),
+    ("select: {exclude: [emil]}", "emil", "select.exclude[0]", "email"),
+    ("filter: {expression: 'totl > 1'}", "totl", "filter.expression", "total"),
+]
+
+
+@pytest.mark.parametrize(("step", "column", "option", "near"), MISSPELT)
+def test_validate_reports_a_misspelt_column_at_the_line_naming_it(
+    tmp_path: Path, step: str, column: str, option: str, near: str | None
+) -> None:
+    write(tmp_path, "in.csv", "id,total,email\n1,5,a@b.c\n")
+    write(tmp_path, "codes.csv", "code,name\n1,one\n")
     code, err = validate(
         tmp_path,
         "source: {csv: {path: in.csv}}\n"
@@ -198,8 +221,62 @@ def test_validate_binds_column_names_against_the_input(
         "sink: {csv: {path: out.csv}}\n",
     )
     assert code == 2, err
-    assert message in err
-    assert "v.yaml:3:5 processors[0]" in err
+    name = step.split(":")[0]
+    at = re.search(rf"\b{column}\b", f"  - {step}")
+    assert at is not None
+    where = f"v.yaml:3:{at.start() + 1} processors[0].{option}"
+    expected = f"{where}: step '{name}' uses column '{column}', which its input lacks"
+    if near:
+        expected += f"; did you mean '{near}'?"
+    assert expected in err, err
+    assert f"fix: the columns reaching '{name}' are: id, total, email" in err
+    assert "1 problem found" in err
+
+
+def test_validate_reports_every_misspelt_column_of_the_pipeline_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "id,total,email\n1,5,a@b.c\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - derive: {columns: {gross: 'totl * 1.2', tier: \"case when gross > 1 then 'a' end\"}}\n"
+        "  - rename: {columns: {emial: mail, id: key}}\n"
+        "  - dedupe: {keys: [key, idd]}\n"
+        "  - select: {columns: [key, gross, tiers, mail]}\n"
+        "  - filter: {expression: \"gross > 1 and tire = 'a'\"}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 2, err
+    for line, column in [(3, "totl"), (4, "emial"), (5, "idd"), (6, "tiers"), (7, "tire")]:
+        assert f"v.yaml:{line}:" in err and f"uses column '{column}'" in err, err
+    assert "did you mean 'total'?" in err and "did you mean 'email'?" in err
+    assert "5 problems found" in err
+    assert "'totl', 'emial'" not in err  # names found missing are never suggested
+
+
+def test_validate_accepts_columns_derived_earlier_and_names_that_are_no_columns(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "in.csv", "id,total,email\n1,5,a@b.c\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - derive:\n"
+        "      columns:\n"
+        "        gross: 'cast(total as double) * 1.2'\n"
+        "        tier: \"case when gross > 1 then 'a' end\"\n"
+        "        day: current_date\n"
+        "        parts: 'list_transform([1, 2], lambda x: x + length(id))'\n"
+        "  - rename: {columns: {email: mail}}\n"
+        "  - cast: {columns: {gross: float}}\n"
+        "  - validate: {schema: {mail: str}}\n"
+        "  - dedupe: {keys: [id, mail]}\n"
+        "  - select: {columns: [id, gross, tier, day, parts, mail]}\n"
+        "  - filter: {expression: \"tier = 'a' and input.gross > 0\"}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 0, err
 
 
 def test_validate_binds_each_step_against_the_columns_the_previous_one_gives(
@@ -218,7 +295,7 @@ def test_validate_binds_each_step_against_the_columns_the_previous_one_gives(
     assert code == 0, err
     code, err = validate(tmp_path, text.replace("COLUMNS", "id, total"))
     assert code == 2
-    assert "v.yaml:5:5 processors[2] select: column(s) total not in the input" in err
+    assert "v.yaml:5:28 processors[2].select.columns[1]: step 'select' uses column 'total'" in err
 
 
 def test_a_misspelt_route_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:

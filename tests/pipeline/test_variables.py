@@ -185,3 +185,42 @@ def test_validate_and_run_show_the_deprecation_warnings(tmp_path: Path) -> None:
     )
     assert (tmp_path / "out.csv").read_text() == "id,name,label\n1,ada,ada$\n"
     assert path.is_file()
+
+
+def test_validate_reports_unset_variables_without_follow_on_errors(tmp_path: Path) -> None:
+    (tmp_path / "codes.csv").write_text("id,code\n1,a\n")
+    path = write(
+        tmp_path,
+        "source: {csv: {path: '${INPUT_DIR}/in.csv', batch_rows: '${ROWS}'}}\n"
+        "processors:\n"
+        "  - filter: {expression: '${COL} > 1'}\n"
+        "  - select: {columns: [id, '${KEEP}']}\n"
+        "  - lookup: {file: '${LOOKUP}', on: [id]}\n"
+        "  - js: {script: 'function transform(r, c) { c.route.send(\"${ROUTE}\"); }'}\n"
+        "steps_note: 1\n"
+        "sink: {database: {url: '${DB_URL}', table: t}}\n",
+    )
+    done = quiver("validate", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    names = ["INPUT_DIR", "ROWS", "COL", "KEEP", "LOOKUP", "ROUTE", "DB_URL"]
+    assert [n for n in names if f"variable ${{{n}}} is not set" in done.stderr] == names
+    # the one problem that is no unset variable is still found
+    assert "unknown key 'steps_note'" in done.stderr
+    assert len(errors) == len(names) + 1, done.stderr
+    assert "8 problems found" in done.stderr
+
+
+def test_a_step_with_an_unset_variable_still_reports_its_other_mistakes(tmp_path: Path) -> None:
+    found = errors_of(
+        write(
+            tmp_path,
+            "source: {csv: {path: in.csv}}\n"
+            "processors:\n  - filter: {expression: '${COL} > 1', otherwize: no}\n"
+            "sink: {csv: {path: '${OUT}'}}\n",
+        )
+    )
+    assert len(found) == 3, found
+    assert "variable ${COL} is not set" in found[0]
+    assert "variable ${OUT} is not set" in found[1]
+    assert "unknown key 'otherwize'" in found[2]

@@ -298,6 +298,20 @@ class FlightSettings(_Settings):
     writable: bool = Field(
         default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
     )
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Endpoints GetFlightInfo gives an export (and a Flight SQL query) whose ticket"
+        " asks for none: each reads a disjoint range of the table's integer key, for clients"
+        " that read endpoints in parallel. 1: one stream.",
+    )
+    max_partitions: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Most endpoints GetFlightInfo gives one export, whatever its ticket asks.",
+    )
     events_poll_interval: float = Field(
         default=0.2,
         gt=0,
@@ -319,6 +333,15 @@ class FlightSettings(_Settings):
         default=None,
         description="PEM CA file: require client certificates signed by it (mutual TLS).",
     )
+
+    @model_validator(mode="after")
+    def _partitions_within_max(self) -> FlightSettings:
+        if self.partitions > self.max_partitions:
+            raise ValueError(
+                f"partitions ({self.partitions}) must be at most max_partitions"
+                f" ({self.max_partitions}): lower partitions or raise max_partitions"
+            )
+        return self
 
 
 ClaimValue = str | int | float | bool

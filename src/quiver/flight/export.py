@@ -30,12 +30,13 @@ from quiver.flight.arrow_types import arrow_schema, conform_batch
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import ExportTicket, TicketError
 from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
+from quiver.runtime.errors import QuiverError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
 from quiver.sql.dialects import SQLITE, Dialect
-from quiver.sql.fragment import compile_sql, ident, join, param, sql
+from quiver.sql.fragment import Fragment, Ident, compile_sql, ident, join, param, sql
 
 __all__ = [
     "ExportPlan",
@@ -43,7 +44,9 @@ __all__ = [
     "pg_inline",
     "pg_literal",
     "plan_export",
+    "plan_key_range",
     "plan_rows",
+    "read_row",
     "sqlite_typed",
     "stream_export",
 ]
@@ -153,15 +156,7 @@ def plan_rows(
     as a GraphQL list without ``orderBy`` is; with ``restrict`` (a role's row filters) only
     the rows it shows, related rows included."""
     alias = "t0"
-    try:
-        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where, restrict)
-        if restrict is not None:
-            allowed = restrict(entity, alias)
-            if allowed is not None:
-                condition = sql("(", condition, ") AND ", allowed) if condition else allowed
-    except PlanError as err:
-        raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
-    table = ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source)
+    table, condition = _rows_of(catalog, graphql_schema, dialect, entity, alias, where, restrict)
     schema = arrow_schema(fields)
     scaled = _scaled_decimals(dialect, fields, schema)
     columns = join(
@@ -188,12 +183,85 @@ def plan_rows(
         statement = sql(statement, " ORDER BY ", join(", ", keys))
     if limit is not None:
         statement = sql(statement, " LIMIT ", param(limit))
+    text, params = _compiled(statement, dialect)
+    return ExportPlan(entity, fields, schema, text, params, scaled)
+
+
+def _rows_of(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    entity: Entity,
+    alias: str,
+    where: dict[str, Any],
+    restrict: RowRestriction | None,
+) -> tuple[Fragment | Ident, Fragment | None]:
+    """The table of ``entity`` and the condition of the rows ``where`` keeps of it (None:
+    all), as ``restrict`` shows them."""
+    try:
+        condition = plan_filter(catalog, graphql_schema, dialect, entity, alias, where, restrict)
+        if restrict is not None:
+            allowed = restrict(entity, alias)
+            if allowed is not None:
+                condition = sql("(", condition, ") AND ", allowed) if condition else allowed
+    except PlanError as err:
+        raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
+    table = ident(entity.db_schema, entity.source) if entity.db_schema else ident(entity.source)
+    return table, condition
+
+
+def _compiled(statement: Fragment, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
     text, slots = compile_sql(statement, dialect)
     try:
-        params = tuple(slot.value({}) for slot in slots)
+        return text, tuple(slot.value({}) for slot in slots)
     except PlanError as err:  # values are checked as they are read (e.g. a NUL in text)
         raise TicketError.one(err.message, "ticket filter", "fix the filter value") from None
-    return ExportPlan(entity, fields, schema, text, params, scaled)
+
+
+def plan_key_range(
+    catalog: Catalog,
+    graphql_schema: GraphQLSchema,
+    dialect: Dialect,
+    ticket: ExportTicket,
+    key: Field,
+    restrict: RowRestriction | None = None,
+) -> tuple[str, tuple[Any, ...]]:
+    """``SELECT min(key), max(key)`` over the rows ``ticket`` exports (its filter and the
+    role's row filters): the statement and its parameters."""
+    entity = find_entity(catalog, ticket.table)
+    where = _coerced_where(entity, graphql_schema, ticket)
+    alias = "t0"
+    table, condition = _rows_of(catalog, graphql_schema, dialect, entity, alias, where, restrict)
+    column = ident(alias, key.column)
+    statement = sql("SELECT min(", column, "), max(", column, ") FROM ", table, f" AS {alias}")
+    if condition is not None:
+        statement = sql(statement, " WHERE ", condition)
+    return _compiled(statement, dialect)
+
+
+def read_row(pool: ConnectionPool, text: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The first row of a small query run on a pooled connection (None: no row); on
+    PostgreSQL the values go as constants, as an export's do."""
+    lease = pool.acquire()
+    try:
+        values = driver_params(pool.url.dialect, params)
+        if pool.url.dialect == "postgresql" and values:
+            text, values = pg_inline(text, values), []
+        cursor = lease.connection.cursor()
+        try:
+            cursor.execute(text, values or None)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    except QuiverError:
+        lease.broken = True
+        raise
+    except Exception as exc:
+        lease.broken = True
+        raise database_error(exc, pool.url, "reading the key range of an export") from None
+    finally:
+        pool.release(lease)
+    return None if row is None else tuple(row)
 
 
 def _scaled_decimals(

@@ -39,6 +39,7 @@ from quiver.flight.events import EventScanner, EventsPlan, plan_events, stream_e
 from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_export
 from quiver.flight.graphql_arrow import ColumnarQuery, GraphQLArrow
 from quiver.flight.load import load_table
+from quiver.flight.partitions import partition_export
 from quiver.flight.pool import ConnectionPool, flight_dialect
 from quiver.flight.tickets import (
     EventsTicket,
@@ -445,19 +446,50 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
             schema = self._schema_of(ticket, context)
-            raw = flight_sql.statement_ticket(ticket.to_json())
+            endpoints = [
+                flight.FlightEndpoint(flight_sql.statement_ticket(part.to_json()), [])
+                for part in self._partitions(ticket, context)
+            ]
         else:
             schema = self._sql_result(command, context).schema
-            raw = descriptor.command
-        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(raw, [])], -1, -1)
+            endpoints = [flight.FlightEndpoint(descriptor.command, [])]
+        return flight.FlightInfo(schema, descriptor, endpoints, -1, -1)
 
     def _info(
         self, descriptor: flight.FlightDescriptor, ticket: Ticket, context: Any
     ) -> flight.FlightInfo:
-        raw = ticket.to_json()
-        endpoint = flight.FlightEndpoint(raw, [self.location])
         schema = self._schema_of(ticket, context)
-        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
+        endpoints = [
+            flight.FlightEndpoint(part.to_json(), [self.location])
+            for part in self._partitions(ticket, context)
+        ]
+        return flight.FlightInfo(schema, descriptor, endpoints, -1, -1)
+
+    def _partitions(self, ticket: Ticket, context: Any) -> list[Ticket]:
+        """The tickets of ``ticket``'s endpoints: an export split into up to its
+        ``partitions`` (or ``flight.partitions``, at most ``flight.max_partitions``) disjoint
+        key ranges; any other ticket as it is."""
+        if not isinstance(ticket, ExportTicket):
+            return [ticket]
+        fs = self.settings.flight
+        count = min(
+            fs.partitions if ticket.partitions is None else ticket.partitions, fs.max_partitions
+        )
+        view = self._view(context)
+        restrict = view.access.rows if view.access is not None else None
+        try:
+            parts = partition_export(
+                view.catalog,
+                view.graphql_schema,
+                self.dialect,
+                self.pool,
+                ticket,
+                count,
+                restrict,
+            )
+        except QuiverError as err:
+            raise _client_error(err) from None
+        return list(parts)
 
     # ----- RPCs -----
     @_guarded

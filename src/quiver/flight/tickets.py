@@ -4,7 +4,10 @@
   ``export:<table>:<filter>:<columns>``: rows of one table, straight from the database. The
   JSON ``where`` is the GraphQL ``<Entity>Where`` input; the compact filter is conditions
   ``field<op>value`` joined by ``&`` (ops ``=``, ``!=``, ``>``, ``>=``, ``<``, ``<=``), each
-  made into the same input (``{"field": {"gt": "value"}}``).
+  made into the same input (``{"field": {"gt": "value"}}``). ``"partitions": N`` (compact:
+  a last segment ``:partitions=N``, or ``:partitions=N@field``) asks GetFlightInfo for up to
+  N endpoints, each reading a disjoint range of an integer key (see
+  :mod:`quiver.flight.partitions`); DoGet of such a ticket still streams every row.
 - ``{"graphql": {"query": "...", "variables": {...}, "operationName": "..."}}``: a GraphQL
   query answered as Arrow, one stream per root field (the first unless ``field`` names one).
   ``graphql:<sha256>`` (or ``"sha256Hash"`` without ``query``) runs a query this server has
@@ -42,8 +45,11 @@ __all__ = [
 
 MAX_TICKET_BYTES = 64 * 1024
 MAX_COLUMNS = 1_000
+#: Most endpoints a ticket may ask for (the server's ``flight.max_partitions`` may lower it).
+MAX_PARTITIONS = 1_024
 _OPS = {"=": "eq", "!=": "neq", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_PARTITIONS = re.compile(r":\s*partitions\s*=([^:]*)$")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _FORMS = (
     'send JSON such as {"export": {"table": "Track", "columns": ["name"]}} or '
@@ -73,6 +79,10 @@ class ExportTicket:
     text_values: bool = False
     #: Most rows to stream (None: all).
     limit: int | None = None
+    #: Endpoints GetFlightInfo should split the rows into (None: the server's default).
+    partitions: int | None = None
+    #: The integer field the partitions split (empty: the single-column primary key).
+    partition_by: str = ""
 
     def to_json(self) -> bytes:
         body: dict[str, Any] = {"table": self.table}
@@ -84,6 +94,10 @@ class ExportTicket:
             body["textValues"] = True
         if self.limit is not None:
             body["limit"] = self.limit
+        if self.partitions is not None:
+            body["partitions"] = self.partitions
+        if self.partition_by:
+            body["partitionBy"] = self.partition_by
         return orjson.dumps({"export": body}, option=orjson.OPT_SORT_KEYS)
 
 
@@ -194,7 +208,11 @@ def _check_keys(value: dict[str, Any], kind: str, allowed: set[str]) -> None:
 
 
 def _json_export(value: dict[str, Any]) -> ExportTicket:
-    _check_keys(value, "export", {"table", "where", "columns", "textValues", "limit"})
+    _check_keys(
+        value,
+        "export",
+        {"table", "where", "columns", "textValues", "limit", "partitions", "partitionBy"},
+    )
     table = value.get("table")
     if not isinstance(table, str) or not table:
         raise _bad("ticket.export.table must be a table or type name", "ticket.export.table")
@@ -210,7 +228,31 @@ def _json_export(value: dict[str, Any]) -> ExportTicket:
     limit = value.get("limit")
     if limit is not None and (type(limit) is not int or limit < 0):
         raise _bad("ticket.export.limit must be a whole number of rows, 0 or more")
-    return ExportTicket(table, where, _columns(columns), text_values, limit)
+    partitions = value.get("partitions")
+    if partitions is not None:
+        partitions = _partitions(partitions, "ticket.export.partitions")
+    partition_by = value.get("partitionBy") or ""
+    if not isinstance(partition_by, str):
+        raise _bad(
+            "ticket.export.partitionBy must name an integer field",
+            "ticket.export.partitionBy",
+            "name an indexed integer field such as the primary key, or leave it out",
+        )
+    return ExportTicket(
+        table, where, _columns(columns), text_values, limit, partitions, partition_by.strip()
+    )
+
+
+_PARTITIONS_FIX = (
+    f"ask for a whole number of endpoints from 1 to {MAX_PARTITIONS}: "
+    '"partitions": 4, or export:<table>:<filter>:<columns>:partitions=4'
+)
+
+
+def _partitions(value: Any, where: str) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_PARTITIONS:
+        raise _bad(f"{_shorten(repr(value))} is not a number of partitions", where, _PARTITIONS_FIX)
+    return value
 
 
 def _hash(value: Any) -> str:
@@ -252,7 +294,28 @@ def _columns(names: list[str]) -> tuple[str, ...]:
 
 
 def _compact_export(rest: str) -> ExportTicket:
-    """``<table>:<filter>:<columns>``: the filter may hold ``:`` (times); columns may not."""
+    """``<table>:<filter>:<columns>[:partitions=N[@field]]``: the filter may hold ``:``
+    (times); columns may not. A last segment ``partitions=...`` was never a column list (a
+    column name holds no ``=``), so it adds to the grammar without changing a ticket's
+    meaning."""
+    partitions: int | None = None
+    partition_by = ""
+    m = _PARTITIONS.search(rest)
+    if m is not None:
+        count, at, by = m.group(1).partition("@")
+        count, partition_by = count.strip(), by.strip()
+        if not (count.isascii() and count.isdigit() and len(count) <= 6):
+            raise _bad(
+                f"{_shorten(count)!r} is not a number of partitions", "ticket", _PARTITIONS_FIX
+            )
+        partitions = _partitions(int(count), "ticket partitions")
+        if at and not partition_by:
+            raise _bad(
+                "partitions=N@ names no field",
+                "ticket partitions",
+                "write partitions=4@<integer field>, or partitions=4 to split the primary key",
+            )
+        rest = rest[: m.start()]
     table, sep, tail = rest.partition(":")
     if not table:
         raise _bad("export: names no table", "ticket", "write export:<table>:<filter>:<columns>")
@@ -275,7 +338,14 @@ def _compact_export(rest: str) -> ExportTicket:
         if op in ops:
             raise _bad(f"{name} is compared with {m.group(2)} twice", "ticket filter", "keep one")
         ops[op] = value
-    return ExportTicket(table.strip(), where, _columns(columns), text_values=True)
+    return ExportTicket(
+        table.strip(),
+        where,
+        _columns(columns),
+        text_values=True,
+        partitions=partitions,
+        partition_by=partition_by,
+    )
 
 
 _EVENTS_FORM = (

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
+from quiver.ingest.listener import tls_file_problems
 from quiver.ingest.tenant_id import TenantId
 from quiver.pipeline.component import ComponentConfig
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import grpc.aio
 
 __all__ = [
+    "TLS_FIX",
     "ApiKey",
     "AuthConfig",
     "BearerToken",
@@ -102,6 +104,13 @@ class AuthConfig(ComponentConfig):
         return {t for _, t in [*self.keys(), *self.tokens()] if t is not None}
 
 
+#: The fix of a listener's TLS file that cannot serve.
+TLS_FIX = (
+    "cert_file names the PEM certificate chain, key_file its unencrypted PEM private key and "
+    "client_ca_file PEM CA certificates; relative paths start at the pipeline file"
+)
+
+
 class TlsConfig(ComponentConfig):
     """Serve over TLS (and with ``client_ca_file``, require client certificates)."""
 
@@ -121,13 +130,10 @@ class TlsConfig(ComponentConfig):
         return self.model_copy(update=update)
 
     def check_files(self, where: str) -> list[tuple[str, str]]:
-        """``(where, problem)`` for each file that cannot be read."""
-        problems = []
-        for name in ("cert_file", "key_file", "client_ca_file"):
-            path = getattr(self, name)
-            if path is not None and not os.access(path, os.R_OK):
-                problems.append((f"{where}.tls.{name}", f"cannot read {path}"))
-        return problems
+        """``(where.tls.option, problem)`` for each file that cannot serve: missing,
+        unreadable, not PEM of its kind, or not loading together."""
+        found = tls_file_problems(self.cert_file, self.key_file, self.client_ca_file)
+        return [(f"{where}.tls.{option}", problem) for option, problem in found]
 
     def read(self) -> tuple[bytes, bytes, bytes | None]:
         """The certificate chain, key and client CA bundle, as bytes."""

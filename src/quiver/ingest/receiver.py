@@ -324,7 +324,7 @@ class BrokerReceiver(
                 await self.close()  # a retry of the read subscribes anew
                 raise
             self._subscribed = True
-            ctx.log(f"{self.where}: subscribed, receiving", "info")
+            ctx.log(f"{self.where}: subscribed, receiving", "notice")
         held = 0  # messages of this checkpoint
         started = 0.0  # when its first message came
         ended = True

@@ -36,6 +36,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from quiver.ingest.access import ApiKey
+from quiver.ingest.listener import listen_error, problem_of
 from quiver.ingest.receiver import BodyFormat, BrokerReceiver, Message, ReceiverConfig, TlsOptions
 from quiver.ingest.tenancy import TENANT_COLUMN, ConnectionTenancyConfig, TenantPacer
 from quiver.ingest.tenant_id import TENANT_HINT, is_tenant_id
@@ -125,13 +126,12 @@ class WebSocketReceiver(BrokerReceiver):
                 ssl=cfg.tls.context(ctx.base_dir, server=True) if cfg.tls is not None else None,
             )
         except OSError as exc:
-            raise ConfigError.one(
-                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}",
-                f"{self.where}: port",
-                "choose a free port, or stop what listens there",
-            ) from exc
+            problem = problem_of(exc, cfg.host, cfg.port)
+            raise listen_error("WebSocket", f"{cfg.host}:{cfg.port}", problem, "port") from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        ctx.log(f"{self.where}: listening on port {self.port}", "info")
+        scheme = "wss" if cfg.tls is not None else "ws"
+        url = f"{scheme}://{cfg.host}:{self.port}{cfg.path}"
+        ctx.log(f"WebSocket receiver listening on {url}", "notice")
 
     def _check(self, connection: Any, request: Any) -> Any:
         cfg = self.cfg

@@ -214,9 +214,6 @@ def _run(
     from quiver.pipeline.runlog import RunLog
     from quiver.runtime.errors import ConfigError, QuiverError
 
-    # What the imports made (modules, classes, config schemas) lives as long as the process:
-    # the garbage collector need not walk it again, during the run or at exit.
-    gc.freeze()
     error: Any = _ConsoleOnFirstUse(stderr=True)
     out: Any = _ConsoleOnFirstUse()
     if log_format not in ("text", "json"):
@@ -258,7 +255,7 @@ def _run(
         run_id,
         "text" if text else "json",
         pipeline=spec.name,
-        level="debug" if debug else "warning" if text else "info",
+        level="debug" if debug else "info" if not text else "warning" if quiet else "notice",
         # in text mode the command prints failures itself, with their fixes
         hide=frozenset({"run_failed", "run_interrupted"}) if text else frozenset(),
     )
@@ -294,6 +291,11 @@ def _run(
         finally:
             stops.detach()
 
+    # What loading made (modules, classes, config schemas, components) lives as long as the
+    # process: the garbage collector need not walk it again, during the run or at exit.
+    # `quiver` starts with the collector off (quiver.cli.main); it collects from here on.
+    gc.freeze()
+    gc.enable()
     try:
         asyncio.run(main())
     except (asyncio.CancelledError, KeyboardInterrupt):

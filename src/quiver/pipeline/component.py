@@ -34,6 +34,8 @@ __all__ = [
     "Checking",
     "Checkpointing",
     "Closing",
+    "ColumnBound",
+    "ColumnUse",
     "ComponentConfig",
     "ComponentInfo",
     "ComponentKind",
@@ -54,6 +56,7 @@ __all__ = [
     "Starting",
     "capabilities_of",
     "component_info",
+    "internal_column",
     "is_internal",
     "kept_text_column",
     "kept_text_of",
@@ -80,6 +83,13 @@ LINE_COLUMN = "\x1fline"
 #: sinks write it back as it was while the value still equals it. Same reserved namespace as
 #: :data:`LINE_COLUMN`; every sink leaves these columns out of what it writes.
 KEPT_TEXT_PREFIX = "\x1ftext\x1f"
+
+
+def internal_column(name: str) -> str:
+    """The name of a helper column a component adds for its own work (a row number to keep
+    the order of a join, a marker of matched rows), in the reserved namespace of
+    :data:`LINE_COLUMN`: an input column of any name a user can write never collides with it."""
+    return "\x1fquiver\x1f" + name
 
 
 def kept_text_column(name: str) -> str:
@@ -245,6 +255,32 @@ class Checking(Protocol):
     def check(self, ctx: RunContext) -> list[ErrorDetail]: ...
 
 
+@dataclass(frozen=True)
+class ColumnUse:
+    """An input column a processor's options name, and the option naming it: its path inside
+    the component's options (``("keys", 1)``, ``("columns", "total")``), so an unknown name is
+    reported at the line it is written on."""
+
+    column: str
+    option: tuple[str | int, ...]
+
+
+class ColumnBound(Protocol):
+    """A processor naming input columns in its options, whose output columns follow from its
+    input columns and options alone and which has no effect outside the run (``sql``,
+    ``derive``, ``rename``, ``cast``, ``dedupe``, ``lookup``, ...).
+
+    Before any data is read, ``quiver validate`` (and ``quiver run``) checks each column of
+    ``columns_used`` against the columns flowing into the step (what the source's first batch
+    and the steps before give), reporting every unknown one at once with its position and a
+    did-you-mean, then runs the step once on an empty batch of those columns, which binds any
+    SQL it holds and gives the columns the next step sees. A step naming no column in plain
+    options (its SQL names them) returns an empty list.
+    """
+
+    def columns_used(self) -> list[ColumnUse]: ...
+
+
 class Acknowledging(Protocol):
     """A source that settles what it read once the run is decided (a broker, a cursor).
 
@@ -335,6 +371,7 @@ HOOKS: tuple[type[Any], ...] = (
     Concurrent,
     Closing,
     Checking,
+    ColumnBound,
     Acknowledging,
     Draining,
     Checkpointing,

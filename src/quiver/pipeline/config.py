@@ -280,6 +280,9 @@ class StepSpec:
     where: str
     info: ComponentInfo | None = None
     config: ComponentConfig | None = None
+    #: whether an option holds a ``${...}`` whose variable is not set (reported by the
+    #: substitution): its options are not what the run would see, so they are not checked
+    unfilled: bool = False
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,7 @@ def parse_pipeline(
     )
     data = done.data
     errors.extend(ErrorDetail(i.message, i.located(file), i.fix) for i in done.errors)
+    unfilled = _Unfilled([i.path for i in done.errors], positions)
     if not from_flowengine:
         # A translated FlowEngine document writes a literal '$' as '$$' (flowengine._subst):
         # its author never wrote the deprecated escape, so nothing to warn about.
@@ -473,7 +477,7 @@ def parse_pipeline(
         salvaged = _salvage(data, model, exc, dropped)
         if salvaged is None:
             for step in _loose_steps(data, registry):
-                _resolve_component(step, registry, positions, errors)
+                _resolve_component(step, registry, positions, errors, unfilled)
             raise ConfigError(errors) from None
         doc = salvaged
 
@@ -509,7 +513,7 @@ def parse_pipeline(
     _check_on_error(doc, positions, errors)
     _check_dlq(spec, positions, errors)
     for step in steps.values():
-        _resolve_component(step, registry, positions, errors)
+        _resolve_component(step, registry, positions, errors, unfilled)
     errors.extend(_check_paths(spec, positions))
     errors.extend(_check_routes(spec))
     if errors and not collect:
@@ -812,7 +816,7 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
     named: list[NamedPath] = []
     readers: list[tuple[StepSpec, list[str]]] = []
     for step in spec.steps.values():
-        if step.info is None:
+        if step.info is None or step.unfilled:
             continue
         caps = capabilities_of(step.info.cls)
         kind: Literal["input", "output"]
@@ -871,6 +875,8 @@ def _check_routes(spec: PipelineSpec) -> list[ErrorDetail]:
     for c in spec.connections:
         step = spec.steps.get(c.source_step)
         if c.output == DEFAULT_OUTPUT or step is None or step.kind != "processor":
+            continue
+        if step.unfilled:
             continue
         known = _declared_routes(step, spec.base_dir)
         if known is None or c.output in known:
@@ -978,9 +984,27 @@ def _check_dlq(spec: PipelineSpec, positions: Positions, errors: list[ErrorDetai
             )
 
 
+class _Unfilled:
+    """The values holding a ``${...}`` left unfilled (its variable is not set): what is
+    found wrong with them follows from that, and is not reported again."""
+
+    def __init__(self, paths: list[Path_], positions: Positions) -> None:
+        self.paths = [tuple(p) for p in paths]
+        self.wheres = {positions.where(p) for p in self.paths}
+
+    def holds(self, step: StepSpec) -> bool:
+        """Whether an option of ``step`` holds an unfilled reference."""
+        return any(p[: len(step.path)] == step.path for p in self.paths)
+
+
 def _resolve_component(
-    step: StepSpec, registry: ComponentRegistry, positions: Positions, errors: list[ErrorDetail]
+    step: StepSpec,
+    registry: ComponentRegistry,
+    positions: Positions,
+    errors: list[ErrorDetail],
+    unfilled: _Unfilled | None = None,
 ) -> None:
+    step.unfilled = unfilled is not None and unfilled.holds(step)
     where = positions.where(step.path)
     try:
         spec = registry.find(step.kind, step.component, where)
@@ -993,7 +1017,8 @@ def _resolve_component(
     try:
         step.config = info.config.model_validate(options)
     except ValidationError as exc:
-        errors.extend(_pydantic_details(exc, info.config, positions, step.path))
+        found = _pydantic_details(exc, info.config, positions, step.path)
+        errors.extend(d for d in found if unfilled is None or d.where not in unfilled.wheres)
 
 
 def _is_union_tag(part: str | int) -> bool:

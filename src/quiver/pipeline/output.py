@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import io
 import os
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,9 +30,11 @@ from quiver.runtime.delivery import file_error
 from quiver.runtime.errors import PermanentError
 
 __all__ = [
+    "WRITEBACK_BYTES",
     "AtomicOutput",
     "FileSinkConfig",
     "TextSinkConfig",
+    "WritingBack",
     "concatenated_text",
     "lock_exclusively",
     "open_output",
@@ -68,6 +73,60 @@ def remove_stale_temps(final_path: str) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+#: Bytes of an output written between two requests to the kernel to write them to disk.
+WRITEBACK_BYTES = 8 << 20
+
+
+class WritingBack(io.FileIO):
+    """An output file whose bytes the kernel starts writing to disk as they are written.
+
+    Each :data:`WRITEBACK_BYTES` written, the kernel is asked to start writing them out
+    without waiting (Linux ``sync_file_range``), so the disk works while the run does and the
+    ``fsync`` on commit waits only for the last of them, not for the whole file at once (about
+    0.15 s per 100 MB on an SSD). Elsewhere, and where the call fails, only the fsync writes.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "wb", closefd=True)
+        self.written = 0
+        self.requested = 0  # bytes the kernel was asked to write out
+        self.requests = 0
+
+    def write(self, data: Any, /) -> int:
+        count = super().write(data)
+        if count:
+            self.written += count
+            if self.written - self.requested >= WRITEBACK_BYTES:
+                start = _start_writeback()
+                if start is not None:
+                    start(self.fileno(), self.requested, self.written - self.requested)
+                    self.requests += 1
+                self.requested = self.written
+        return count if count is not None else 0
+
+
+@functools.cache
+def _start_writeback() -> Callable[[int, int, int], None] | None:
+    """``(fd, offset, size)``: start writing that range of the file to disk, without waiting
+    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``); None where the system has no such call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    write_only = 2  # SYNC_FILE_RANGE_WRITE: start the writes of dirty pages, wait for none
+
+    def start(fd: int, offset: int, size: int) -> None:
+        call(fd, offset, size, write_only)  # an error leaves the writing to the fsync
+
+    return start
 
 
 @dataclass
@@ -143,7 +202,7 @@ class AtomicOutput:
             raise file_error(exc, self.path, self.where) from exc
         lock_exclusively(fd, self.temp_path, self.where)
         os.ftruncate(fd, 0)
-        raw = pa.PythonFile(os.fdopen(os.dup(fd), "wb", buffering=1 << 20), mode="w")
+        raw = pa.PythonFile(io.BufferedWriter(WritingBack(os.dup(fd)), 1 << 20), mode="w")
         stream = pa.CompressedOutputStream(raw, self.codec) if self.codec else raw
         self._open = _Open(fd, raw, stream)
         return stream

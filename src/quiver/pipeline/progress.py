@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-__all__ = ["RunProgress", "print_summary", "summary_line"]
+__all__ = ["RunProgress", "print_summary", "shown_path", "summary_line"]
 
 
 class RunProgress:
@@ -151,6 +152,16 @@ def script_error_notes(result: RunResult) -> list[str]:
 _UNWRAPPED_WIDTH = 10_000
 
 
+def shown_path(path: str) -> str:
+    """``path`` as a summary shows it: relative to the current directory when it lies inside
+    it (as the pipeline file would usually name it), else as it is."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative == ".." or relative.startswith(".." + os.sep) else relative
+
+
 def summary_line(result: RunResult) -> str:
     """``N rows read, M written, K rejected in S s``, with the rows written per sink when
     there are several (a row copied to three sinks is written three times, read once)."""
@@ -167,7 +178,7 @@ def summary_line(result: RunResult) -> str:
         f"({result.rows_per_second:,.0f} rows/s)"
     )
     if result.rejected and result.rejects_file and result.status == "ok":
-        line += f"; rejects in {result.rejects_file}"
+        line += f"; rejects in {shown_path(result.rejects_file)}"
     dead = sum(s.dead_lettered for s in result.steps.values())
     if dead:
         entries = len(result.dead_letters)

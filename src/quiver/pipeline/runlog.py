@@ -12,7 +12,9 @@ from typing import IO, Any
 from quiver.runtime.logs import LogFormat, json_line, timestamp
 
 __all__ = ["LogFormat", "RunLog"]
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+#: ``notice``: what a run says at the default verbosity of text logs although nothing is
+#: wrong (a receiver listening, what it received when stopped); ``info`` in JSON logs.
+_LEVELS = {"debug": 10, "info": 20, "notice": 25, "warning": 30, "error": 40}
 
 
 class RunLog:
@@ -45,7 +47,7 @@ class RunLog:
             return  # taps are asked for explicitly, so they always show
         record: dict[str, Any] = {
             "ts": timestamp(),
-            "level": level,
+            "level": "info" if level == "notice" else level,
             "message": message,
             "run_id": self.run_id,
             "pipeline": self.pipeline,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from quiver.pipeline.component import RunContext
+from quiver.pipeline.component import RunContext, internal_column
 from quiver.pipeline.processors.field_paths import (
     FieldPath,
     delete_path,
@@ -90,7 +90,8 @@ def test_paths_inside_string_literals_are_left_alone() -> None:
     assert "'attributes.x'" in text
     text, paths = rewrite_paths("attributes['a'] = 'it''s attributes.b' and labels[\"c\"] > 1")
     assert paths == [FieldPath("attributes", "a"), FieldPath("labels", "c")]
-    assert text == "\"__quiver_path_0\" = 'it''s attributes.b' and \"__quiver_path_1\" > 1"
+    first, second = (internal_column(f"path{i}") for i in range(2))
+    assert text == f"\"{first}\" = 'it''s attributes.b' and \"{second}\" > 1"
 
 
 def test_filter_addresses_attributes_and_resource_attributes(run_ctx: RunContext) -> None:

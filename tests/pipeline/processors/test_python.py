@@ -70,3 +70,22 @@ def test_python_batch_exception_fails_with_the_user_line(run_ctx: RunContext) ->
     with pytest.raises(PermanentError) as err:
         process(proc, batch(ORDERS), run_ctx)
     assert err.value.details[0].where.endswith("t.py:2")
+
+
+def test_python_a_key_new_in_a_later_batch_rejects_its_row_with_the_fix(
+    run_ctx: RunContext,
+) -> None:
+    proc = py(
+        run_ctx,
+        "def transform(row, ctx):\n"
+        "    return {**row, 'tag': 'x'} if row['id'] in (2, 4) else row\n",
+    )
+    first = process(proc, batch(ORDERS[:2]), run_ctx)
+    assert [r["tag"] for r in rows_of(first)] == [None, "x"]
+    second = process(proc, batch(ORDERS[2:], first_line=4), run_ctx)
+    assert [r["id"] for r in rows_of(second)] == [3, 4]
+    assert not second.errors
+    third = process(proc, batch([{"id": 2, "total": 1.0, "country": "DE", "x": 1}]), run_ctx)
+    (e,) = third.errors
+    assert (e.line, e.column, e.kind) == (2, "x", "script")
+    assert "no row of the first batch returned (declare every field in output_schema)" in e.reason

@@ -185,3 +185,14 @@ def test_a_table_name_no_quoting_can_express_is_refused_in_the_config(table: str
 def test_an_empty_upsert_key_is_refused_in_the_config() -> None:
     with pytest.raises(ValidationError, match="identifier is empty"):
         build(DatabaseSink, {"url": "sqlite:///x.db", "table": "t", "mode": "upsert", "keys": [""]})
+
+
+async def test_upsert_writes_a_user_column_named_like_its_sequence_column(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    table = test_db.table("seq")
+    options = {"url": test_db.url, "table": table, "mode": "upsert", "keys": ["id"]}
+    first = pa.record_batch({"id": [1, 2, 1], "__quiver_seq": ["a", "b", "c"]})
+    await write_all(build(DatabaseSink, options), [first], run_ctx)
+    got = await test_db.query(f"SELECT id, __quiver_seq FROM {table} ORDER BY id")
+    assert [tuple(r) for r in got] == [(1, "c"), (2, "b")]

@@ -503,6 +503,24 @@ async def test_line_numbers_match_pythons_csv_reader(tmp_path: Path, run_ctx: Ru
     assert [(r["id"], r["text"], r[LINE_COLUMN]) for r in rows] == expected
 
 
+@pytest.mark.parametrize("block_size", [1 << 16, 1 << 20])
+async def test_line_numbers_of_big_blocks_match_pythons_csv_reader(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    """Blocks of many lines have their line breaks counted another way than small ones."""
+    lines = ["id,text"]
+    for i in range(60_000):
+        lines.append(f'{i},"two\nlines"' if i % 997 == 0 else f"{i},plain {i}")
+    data = ("\n".join(lines) + "\n").encode()
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=block_size)
+    assert errors == []
+    expected, line = [], 2
+    for i in range(60_000):
+        expected.append((str(i), line))
+        line += 2 if i % 997 == 0 else 1
+    assert [(r["id"], r[LINE_COLUMN]) for r in rows] == expected
+
+
 # -- bounded memory ---------------------------------------------------------------------------
 
 

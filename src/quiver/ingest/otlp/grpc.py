@@ -17,15 +17,17 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from quiver.ingest.access import AuthConfig, admit_grpc_call, grpc_metadata
+from quiver.ingest.access import TLS_FIX, AuthConfig, admit_grpc_call, grpc_metadata
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
+from quiver.ingest.listener import BindProblem, bind_problem, listen_error
 from quiver.ingest.otap.config import ArrowReceiverConfig
 from quiver.ingest.otap.service import arrow_handlers
-from quiver.ingest.otlp.config import GrpcReceiverConfig
+from quiver.ingest.otlp.config import GrpcReceiverConfig, split_endpoint
 from quiver.ingest.otlp.decode import RESPONSE_TYPES, BadRequestError, decode_body
 from quiver.ingest.otlp.export import bad_request_status, export, retry_status
 from quiver.ingest.tenancy import Tenancy, TenantError, TenantIntake
+from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["GrpcReceiver"]
 
@@ -111,15 +113,45 @@ class GrpcReceiver:
             )
 
     def bind(self) -> int:
-        """Listen on the endpoint; returns the port (0 if it could not be bound)."""
+        """Listen on the endpoint; returns the port. A QuiverError names the endpoint and why
+        it cannot be listened on (a port in use, one needing privileges, an address of another
+        machine, a TLS file that does not load) rather than gRPC's bare "Failed to bind"."""
         endpoint = self.cfg.endpoint
-        if self.cfg.tls is None:
-            return int(self.server.add_insecure_port(endpoint))
-        cert, key, ca = self.cfg.tls.read()
-        credentials = grpc.ssl_server_credentials(
+        where = "source otlp.grpc.endpoint"
+        host, port = split_endpoint(endpoint)
+        problem = bind_problem(host, port)
+        if problem is not None:
+            raise listen_error(self.receiver, endpoint, problem, where)
+        try:
+            if self.cfg.tls is None:
+                bound = int(self.server.add_insecure_port(endpoint))
+            else:
+                bound = int(self.server.add_secure_port(endpoint, self._credentials()))
+        except RuntimeError:  # grpc says no more than "Failed to bind"
+            bound = 0
+        if not bound:
+            problem = bind_problem(host, port) or BindProblem(
+                "gRPC could not bind it", "choose another endpoint"
+            )
+            raise listen_error(self.receiver, endpoint, problem, where)
+        return bound
+
+    @property
+    def receiver(self) -> str:
+        return "OTLP/gRPC"
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        tls = self.cfg.tls
+        assert tls is not None
+        problems = tls.check_files("otlp.grpc")
+        if problems:
+            raise ConfigError(
+                [ErrorDetail(problem, f"source {where}", TLS_FIX) for where, problem in problems]
+            )
+        cert, key, ca = tls.read()
+        return grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
         )
-        return int(self.server.add_secure_port(endpoint, credentials))
 
     async def start(self) -> None:
         await self.server.start()

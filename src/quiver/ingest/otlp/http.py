@@ -64,6 +64,17 @@ def _status(
     )
 
 
+def _media(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether an answer to a request of ``content_type`` is JSON (else protobuf): every
+    answer, errors included, follows the request's encoding, as the OTLP specification says."""
+    media = _media(content_type)
+    return _CONTENT_TYPES.get(media, media.endswith("json"))
+
+
 def otlp_http_app(
     intake: Intake,
     cfg: HttpReceiverConfig,
@@ -86,12 +97,15 @@ def otlp_http_app(
         return _status(
             404,
             f"no OTLP endpoint at {request.url.path}; use /v1/traces, /v1/metrics or /v1/logs",
-            False,
+            _is_json(request.headers.get("content-type", "")),
         )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _status(
-            405, f"{request.method} is not allowed; OTLP/HTTP takes POST", False, {"Allow": "POST"}
+            405,
+            f"{request.method} is not allowed; OTLP/HTTP takes POST",
+            _is_json(request.headers.get("content-type", "")),
+            {"Allow": "POST"},
         )
 
     app.add_exception_handler(404, not_found)
@@ -109,8 +123,8 @@ async def _handle(
     tenancy: Tenancy | None,
 ) -> Response:
     raw_type = request.headers.get("content-type", "")
-    media = raw_type.split(";", 1)[0].strip().lower()
-    json = _CONTENT_TYPES.get(media, media.endswith("json"))
+    media = _media(raw_type)
+    json = _is_json(raw_type)
     caller = authenticate(auth, request.headers)
     if caller is None:
         return _status(

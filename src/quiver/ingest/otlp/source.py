@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import pyarrow as pa
 
+from quiver.ingest.access import TLS_FIX, TlsConfig
 from quiver.ingest.intake import Intake
+from quiver.ingest.listener import BindProblem, listen_error, open_listener
 from quiver.ingest.otlp.config import OtlpSourceConfig, split_endpoint
 from quiver.ingest.otlp.grpc import GrpcReceiver
 from quiver.ingest.otlp.http import HttpReceiver, otlp_http_app
@@ -39,8 +40,9 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
+from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.metrics import expose
+from quiver.runtime.wording import plural
 
 __all__ = ["OtlpSource"]
 
@@ -82,9 +84,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             listener = getattr(self.cfg, name)
             if listener is not None and listener.tls is not None:
                 for where, problem in listener.tls.check_files(f"otlp.{name}"):
-                    problems.append(
-                        ErrorDetail(problem, where, "give the path of a readable PEM file")
-                    )
+                    problems.append(ErrorDetail(problem, where, TLS_FIX))
         return problems
 
     @property
@@ -148,6 +148,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             for batch in intake.drain():
                 yield batch
             self._ended = True
+            ctx.log(_received(intake), "notice")
             if intake.rejected_items:
                 ctx.log(
                     f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
@@ -197,32 +198,24 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             self.grpc = GrpcReceiver(
                 self.intake, cfg.grpc, cfg.auth, cfg.signals, cfg.arrow, self.tenancy
             )
-            try:
-                port = self.grpc.bind()
-            except RuntimeError as exc:  # grpc says no more than "Failed to bind"
-                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use") from exc
-            if not port:
-                raise _bind_error("grpc", cfg.grpc.endpoint, "the address is in use")
+            port = self.grpc.bind()
             self.grpc_port = port
             await self.grpc.start()
-            also = " (and OTAP)" if cfg.arrow is not None else ""
-            ctx.log(
-                f"OTLP/gRPC receiver{also} listening on {cfg.grpc.endpoint} (port {port})", "info"
-            )
+            name = "OTLP/gRPC and OTAP" if cfg.arrow is not None else "OTLP/gRPC"
+            ctx.log(_listening(name, cfg.grpc.endpoint, port, cfg.grpc.tls), "notice")
         if cfg.http is not None:
             host, port = split_endpoint(cfg.http.endpoint)
-            try:
-                sock = socket.create_server((host, port), reuse_port=False)
-            except OSError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                raise _bind_error("http", cfg.http.endpoint, reason) from exc
+            sock = open_listener(host, port)
+            if isinstance(sock, BindProblem):
+                raise listen_error(
+                    "OTLP/HTTP", cfg.http.endpoint, sock, "source otlp.http.endpoint"
+                )
             self.http_port = sock.getsockname()[1]
             app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals, self.tenancy)
             self.http = HttpReceiver(app, cfg.http, sock)
             await self.http.start()
             ctx.log(
-                f"OTLP/HTTP receiver listening on {cfg.http.endpoint} (port {self.http_port})",
-                "info",
+                _listening("OTLP/HTTP", cfg.http.endpoint, self.http_port, cfg.http.tls), "notice"
             )
         self._listening = not self._stop_requested
 
@@ -239,10 +232,30 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             await asyncio.gather(*stops)
 
 
-def _bind_error(name: str, endpoint: str, reason: str) -> QuiverError:
-    return PermanentError.one(
-        f"the OTLP/{name.upper() if name == 'http' else 'gRPC'} receiver cannot listen on "
-        f"{endpoint}: {reason}",
-        f"source otlp.{name}.endpoint",
-        "stop the process using that port, or choose another endpoint",
+def _listening(name: str, endpoint: str, port: int, tls: TlsConfig | None) -> str:
+    """The line saying where a receiver listens, as the Collector says it at start."""
+    host, _ = split_endpoint(endpoint)
+    shown = f"[{host}]" if ":" in host else host
+    if tls is None:
+        security = "plaintext"
+    elif tls.client_ca_file:
+        security = "TLS, client certificates required"
+    else:
+        security = "TLS"
+    scheme = "" if name != "OTLP/HTTP" else ("https://" if tls is not None else "http://")
+    return f"{name} receiver listening on {scheme}{shown}:{port} ({security})"
+
+
+def _received(intake: Intake) -> str:
+    """What the receivers took, said when they stop."""
+    refused = sum(intake.refused_requests.values())
+    line = (
+        f"OTLP receivers stopped: received {plural(intake.accepted_rows, 'item')} "
+        f"(spans, data points, log records) in {plural(intake.accepted_batches, 'request')}"
     )
+    if intake.rejected_items or refused:
+        line += (
+            f"; refused {plural(intake.rejected_items, 'item')} one by one and "
+            f"{plural(refused, 'request')} whole (backpressure, stopping)"
+        )
+    return line

@@ -35,6 +35,8 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import (
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Flushing,
     ProcessorOutput,
@@ -133,7 +135,7 @@ class AggregateConfig(ComponentConfig):
 
 
 @processor("aggregate", config=AggregateConfig)
-class AggregateProcessor(Flushing):
+class AggregateProcessor(Flushing, ColumnBound):
     """Metrics over tumbling or sliding time windows."""
 
     def __init__(self, cfg: AggregateConfig) -> None:
@@ -226,6 +228,9 @@ class AggregateProcessor(Flushing):
         result = pa.table(out)
         order = pc.sort_indices(result, [(_START, "ascending")])
         return result.take(order)
+
+    def columns_used(self) -> list[ColumnUse]:
+        return []  # its field paths are checked on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         table, timed = self._inputs(batch)

@@ -31,6 +31,7 @@ Params = Sequence[Any] | dict[str, Any] | None
 
 __all__ = [
     "BatchSql",
+    "expression_columns",
     "parse_select",
     "quote_ident",
     "read_table_file",
@@ -92,6 +93,84 @@ def table_to_batch(table: pa.Table) -> pa.RecordBatch:
     if not batches:
         return pa.RecordBatch.from_pylist([], schema=table.schema)
     return batches[0]
+
+
+def expression_columns(expression: str) -> list[str]:
+    """The input columns a SQL expression names, in order of first use; none when it does not
+    parse. A lambda's parameters and what a subquery names are not input columns; of a dotted
+    name (``input.total``, ``address.city`` on a struct) the column is the part naming it."""
+    import json
+
+    import duckdb
+
+    query = f"SELECT ({expression}) FROM input"
+    try:
+        cursor = connect_duckdb()
+        row = cursor.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
+    except duckdb.Error:
+        return []
+    tree = json.loads(row[0]) if row else {}
+    if tree.get("error") or len(tree.get("statements", [])) != 1:
+        return []
+    node = tree["statements"][0]["node"]
+    found: list[str] = []
+    params: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+            return
+        if not isinstance(value, dict):
+            return
+        kind = value.get("class")
+        if kind == "SUBQUERY":
+            return
+        if kind == "LAMBDA":
+            lhs: list[str] = []
+            _names(value.get("lhs"), lhs)
+            params.update(lhs)
+            walk(value.get("expr"))
+            return
+        if kind == "COLUMN_REF":
+            parts = value.get("column_names") or []
+            if parts:
+                name = parts[1] if parts[0] == "input" and len(parts) > 1 else parts[0]
+                if name not in found:
+                    found.append(name)
+            return
+        for key, item in value.items():
+            if key != "from_table":
+                walk(item)
+
+    walk(node.get("select_list"))
+    return [n for n in found if n not in params and not _binds_alone(cursor, n)]
+
+
+def _binds_alone(cursor: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether ``name`` means something without any table (``current_date``): not a column."""
+    import duckdb
+
+    if not name.isidentifier():
+        return False
+    try:
+        cursor.execute(f"SELECT {name}")
+    except duckdb.Error:
+        return False
+    return True
+
+
+def _names(value: Any, into: list[str]) -> None:
+    """The names of the column references inside ``value`` (a lambda's parameters)."""
+    if isinstance(value, list):
+        for item in value:
+            _names(item, into)
+    elif isinstance(value, dict):
+        if value.get("class") == "COLUMN_REF":
+            into.extend(value.get("column_names") or [])
+        else:
+            for item in value.values():
+                _names(item, into)
 
 
 def parse_select(query: str) -> list[ErrorDetail]:

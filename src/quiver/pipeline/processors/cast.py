@@ -18,6 +18,8 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -49,7 +51,7 @@ class CastConfig(ComponentConfig):
 
 
 @processor("cast", config=CastConfig)
-class CastProcessor(Concurrent, Closing):
+class CastProcessor(Concurrent, ColumnBound, Closing):
     """Convert columns to other types; rows whose values do not convert are rejected."""
 
     def __init__(self, cfg: CastConfig) -> None:
@@ -60,6 +62,9 @@ class CastProcessor(Concurrent, Closing):
             for name, r in cfg.columns.items()
         }
         self._rules = RuleSet(rules, "cast", checks=False)
+
+    def columns_used(self) -> list[ColumnUse]:
+        return [ColumnUse(name, ("columns", name)) for name in self._rules.rules]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

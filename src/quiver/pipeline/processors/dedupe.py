@@ -31,6 +31,8 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Flushing,
     ProcessorOutput,
@@ -80,7 +82,7 @@ class HashSet:
 
 
 @processor("dedupe", config=DedupeConfig)
-class DedupeProcessor(Flushing, Closing):
+class DedupeProcessor(Flushing, ColumnBound, Closing):
     """Drop rows whose key columns repeat those of another row."""
 
     def __init__(self, cfg: DedupeConfig) -> None:
@@ -91,6 +93,9 @@ class DedupeProcessor(Flushing, Closing):
         self._spool: tempfile._TemporaryFileWrapper[bytes] | None = None
         self._writer: ipc.RecordBatchStreamWriter | None = None
         self._hashes: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
+
+    def columns_used(self) -> list[ColumnUse]:
+        return [ColumnUse(key, ("keys", i)) for i, key in enumerate(self.cfg.keys)]
 
     def _hash(self, batch: pa.RecordBatch) -> np.ndarray[Any, np.dtype[np.uint64]]:
         require_columns(batch.schema, self.cfg.keys)

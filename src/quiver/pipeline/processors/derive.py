@@ -19,13 +19,21 @@ from pydantic import Field
 from quiver.pipeline.component import (
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
     RunContext,
     processor,
 )
-from quiver.pipeline.processors.batch_sql import BatchSql, parse_select, quote_ident, table_to_batch
+from quiver.pipeline.processors.batch_sql import (
+    BatchSql,
+    expression_columns,
+    parse_select,
+    quote_ident,
+    table_to_batch,
+)
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["DeriveConfig", "DeriveProcessor"]
@@ -40,7 +48,7 @@ class DeriveConfig(ComponentConfig):
 
 
 @processor("derive", config=DeriveConfig)
-class DeriveProcessor(Concurrent, Checking, Closing):
+class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
     """Add or replace columns computed by SQL expressions."""
 
     def __init__(self, cfg: DeriveConfig) -> None:
@@ -75,6 +83,19 @@ class DeriveProcessor(Concurrent, Checking, Closing):
             for d in parse_select(f"SELECT ({expr}) AS x FROM input"):
                 details.append(ErrorDetail(d.message, f"columns.{column}", "fix the expression"))
         return details
+
+    def columns_used(self) -> list[ColumnUse]:
+        """The columns each expression names, but those derived before it."""
+        used: list[ColumnUse] = []
+        derived: set[str] = set()
+        for column, expr in self.cfg.columns.items():
+            used += [
+                ColumnUse(name, ("columns", column))
+                for name in expression_columns(expr)
+                if name not in derived
+            ]
+            derived.add(column)
+        return used
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

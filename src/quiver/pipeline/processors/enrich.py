@@ -28,6 +28,8 @@ from pydantic import Field
 
 from quiver.pipeline.component import (
     Checking,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -84,7 +86,7 @@ class EnrichConfig(ComponentConfig):
 
 
 @processor("enrich", config=EnrichConfig)
-class EnrichProcessor(Concurrent, Checking):
+class EnrichProcessor(Concurrent, Checking, ColumnBound):
     """Add static, host, service, time and looked-up values."""
 
     def __init__(self, cfg: EnrichConfig) -> None:
@@ -138,6 +140,9 @@ class EnrichProcessor(Concurrent, Checking):
             else pa.nulls(batch.num_rows, pa.string())
         )
         return write_path(batch, path, pc.fill_null(current.cast(pa.string()), value))
+
+    def columns_used(self) -> list[ColumnUse]:
+        return []  # its field paths are checked on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         rows = batch.num_rows

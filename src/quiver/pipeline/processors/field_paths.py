@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import AfterValidator
 
+from quiver.pipeline.component import internal_column
 from quiver.pipeline.processors.batch_sql import require_columns
 from quiver.runtime.errors import PermanentError
 
@@ -201,11 +202,14 @@ def delete_path(batch: pa.RecordBatch, path: FieldPath) -> pa.RecordBatch:
     return _replace(batch, path.column, rebuilt)
 
 
+#: Prefix of the columns holding the values of the map-key paths an expression names.
+_PATH_PREFIX = internal_column("path")
+
 #: A SQL string literal, or a map-key path: scanned together, so a literal is skipped whole.
 _LITERAL_OR_PATH = re.compile(rf"(?P<lit>'(?:[^']|'')*')|{PATH_IN_TEXT.pattern}")
 
 
-def rewrite_paths(expression: str, prefix: str = "__quiver_path_") -> tuple[str, list[FieldPath]]:
+def rewrite_paths(expression: str, prefix: str = _PATH_PREFIX) -> tuple[str, list[FieldPath]]:
     """``expression`` with every map-key path outside string literals replaced by a column
     name ``prefix0``, ``prefix1``...; and the paths, in that order (see :func:`with_paths`)."""
     paths: list[FieldPath] = []
@@ -222,7 +226,7 @@ def rewrite_paths(expression: str, prefix: str = "__quiver_path_") -> tuple[str,
 
 
 def with_paths(
-    batch: pa.RecordBatch, paths: list[FieldPath], prefix: str = "__quiver_path_"
+    batch: pa.RecordBatch, paths: list[FieldPath], prefix: str = _PATH_PREFIX
 ) -> pa.RecordBatch:
     """``batch`` with one extra column per path, named as :func:`rewrite_paths` names them."""
     for i, path in enumerate(paths):

@@ -21,20 +21,29 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
     RowError,
     RunContext,
+    internal_column,
+    is_internal,
     processor,
 )
-from quiver.pipeline.processors.batch_sql import BatchSql, parse_select
+from quiver.pipeline.processors.batch_sql import (
+    BatchSql,
+    expression_columns,
+    parse_select,
+    quote_ident,
+)
 from quiver.pipeline.processors.field_paths import rewrite_paths, with_paths
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["FilterConfig", "FilterProcessor"]
 
-_KEEP = "__quiver_keep"
+_KEEP = internal_column("keep")
 
 
 class FilterConfig(ComponentConfig):
@@ -59,14 +68,15 @@ class FilterConfig(ComponentConfig):
 
 
 @processor("filter", config=FilterConfig)
-class FilterProcessor(Concurrent, Checking, Closing):
+class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
     """Keep the rows for which a SQL expression is true."""
 
     def __init__(self, cfg: FilterConfig) -> None:
         self.cfg = cfg
         self._sql = BatchSql("filter")
         expression, self._paths = rewrite_paths(cfg.expression)
-        self._query = f"SELECT coalesce(({expression}), false) AS {_KEEP} FROM input"
+        self._expression = expression
+        self._query = f"SELECT coalesce(({expression}), false) AS {quote_ident(_KEEP)} FROM input"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx
@@ -74,6 +84,12 @@ class FilterProcessor(Concurrent, Checking, Closing):
             ErrorDetail(d.message, "expression", "write a SQL boolean expression")
             for d in parse_select(self._query)
         ]
+
+    def columns_used(self) -> list[ColumnUse]:
+        """The columns the expression names, the map columns of its key paths among them."""
+        names = [p.column for p in self._paths]
+        names += [n for n in expression_columns(self._expression) if not is_internal(n)]
+        return [ColumnUse(name, ("expression",)) for name in dict.fromkeys(names)]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

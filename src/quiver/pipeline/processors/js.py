@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
@@ -48,7 +48,7 @@ from quiver.pipeline.component import (
     without_kept_text,
 )
 from quiver.pipeline.conform import conform
-from quiver.pipeline.js_runtime.codec import FIELD_TYPES, DecodedBatch, OutputField, normalize_type
+from quiver.pipeline.js_runtime.codec import FIELD_TYPES, DecodedBatch
 from quiver.pipeline.js_runtime.isolate import (
     Isolate,
     IsolateOptions,
@@ -57,6 +57,7 @@ from quiver.pipeline.js_runtime.isolate import (
 )
 from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.pipeline.js_runtime.v8 import V8StartError
+from quiver.pipeline.processors.script_output import OutputFieldConfig, OutputSchemaOption
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
 
@@ -66,30 +67,8 @@ _CANONICAL_TYPES = sorted(set(FIELD_TYPES.values()))
 _WHERE = re.compile(r"^(.*):(\d+):(\d+)$")
 
 
-class JsFieldConfig(ComponentConfig):
-    """One output field: its type, and whether an empty value rejects the row."""
-
-    type: str = Field(
-        description="string, integer (32-bit), long (64-bit), decimal, double, boolean, "
-        "datetime (UTC), date or time."
-    )
-    required: bool = Field(
-        default=False, description="Reject the row when the script leaves this field empty."
-    )
-    precision: int = Field(default=38, ge=1, le=38, description="Decimal digits in total.")
-    scale: int = Field(default=9, ge=0, le=38, description="Decimal digits after the point.")
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        canonical = normalize_type(value)
-        if canonical is None:
-            close = did_you_mean(value.lower(), FIELD_TYPES)
-            hint = f"; {close}" if close else ""
-            raise ValueError(
-                f"unknown field type '{value}'{hint} (types: {', '.join(_CANONICAL_TYPES)})"
-            )
-        return canonical
+#: The config of one declared output field (shared with the ``python`` step).
+JsFieldConfig = OutputFieldConfig
 
 
 class JsLookupConfig(ComponentConfig):
@@ -113,7 +92,7 @@ class JsLookupConfig(ComponentConfig):
         return self
 
 
-class JsProcessorConfig(ComponentConfig):
+class JsProcessorConfig(OutputSchemaOption):
     """Options of the ``js`` processor."""
 
     file: str | None = Field(
@@ -135,11 +114,6 @@ class JsProcessorConfig(ComponentConfig):
         default="auto",
         description="`process`: FlowEngine's `process(context)`; `transform`: "
         "`transform(row, ctx)`; `auto`: whichever the script defines.",
-    )
-    output_schema: dict[str, str | JsFieldConfig] | None = Field(
-        default=None,
-        description="Output fields in order, `name: type` or `name: {type, required, precision, "
-        "scale}`. Without it the output columns and their types are inferred.",
     )
     routes: list[str] | None = Field(
         default=None,
@@ -186,30 +160,6 @@ class JsProcessorConfig(ComponentConfig):
         if (self.file is None) == (self.script is None):
             raise ValueError("give either `file` (a .js file) or `script` (inline JavaScript)")
         return self
-
-    def fields(self) -> tuple[OutputField, ...] | None:
-        if self.output_schema is None:
-            return None
-        out: list[OutputField] = []
-        for name, spec in self.output_schema.items():
-            if isinstance(spec, str):
-                spec = JsFieldConfig(type=spec)
-            out.append(OutputField(name, spec.type, spec.required, spec.precision, spec.scale))
-        return tuple(out)
-
-    @field_validator("output_schema")
-    @classmethod
-    def _types(
-        cls, value: dict[str, str | JsFieldConfig] | None
-    ) -> dict[str, str | JsFieldConfig] | None:
-        if value is None:
-            return None
-        out: dict[str, str | JsFieldConfig] = {}
-        for name, spec in value.items():
-            if name == LINE_COLUMN:
-                raise ValueError(f"'{LINE_COLUMN}' is reserved for source line numbers")
-            out[name] = JsFieldConfig(type=spec) if isinstance(spec, str) else spec
-        return out
 
 
 def _load_lookup(name: str, cfg: JsLookupConfig, base_dir: str) -> Any:

@@ -27,11 +27,14 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
     RowError,
     RunContext,
+    internal_column,
     processor,
 )
 from quiver.pipeline.config import resolve_path
@@ -46,8 +49,8 @@ from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["LookupConfig", "LookupProcessor"]
 
-_SEQ = "__quiver_seq"
-_FOUND = "__quiver_found"
+_SEQ = internal_column("seq")
+_FOUND = internal_column("found")
 
 
 class LookupConfig(ComponentConfig):
@@ -74,7 +77,7 @@ class LookupConfig(ComponentConfig):
 
 
 @processor("lookup", config=LookupConfig)
-class LookupProcessor(Concurrent, Checking, Closing):
+class LookupProcessor(Concurrent, Checking, ColumnBound, Closing):
     """Join a small CSV or Parquet table on key columns."""
 
     def __init__(self, cfg: LookupConfig) -> None:
@@ -124,6 +127,11 @@ class LookupProcessor(Concurrent, Checking, Closing):
             return exc.details
         return []
 
+    def columns_used(self) -> list[ColumnUse]:
+        if isinstance(self.cfg.on, list):
+            return [ColumnUse(key, ("on", i)) for i, key in enumerate(self.cfg.on)]
+        return [ColumnUse(key, ("on", key)) for key in self.cfg.on]
+
     def _query(self, batch: pa.RecordBatch, table: pa.Table) -> str:
         query = self._queries.get(batch.schema)
         if query is not None:
@@ -148,10 +156,11 @@ class LookupProcessor(Concurrent, Checking, Closing):
         added = ", ".join(
             f"l.{quote_ident(c)} AS {quote_ident(self.cfg.prefix + c)}" for c in self._wanted
         )
+        seq, found = quote_ident(_SEQ), quote_ident(_FOUND)
         query = (
-            f"SELECT i.* EXCLUDE ({_SEQ}), {added}, l.{_FOUND} IS NOT NULL AS {_FOUND} "
-            f"FROM input AS i LEFT JOIN (SELECT *, true AS {_FOUND} FROM lookup) AS l "
-            f"ON {' AND '.join(conds)} ORDER BY i.{_SEQ}"
+            f"SELECT i.* EXCLUDE ({seq}), {added}, l.{found} IS NOT NULL AS {found} "
+            f"FROM input AS i LEFT JOIN (SELECT *, true AS {found} FROM lookup) AS l "
+            f"ON {' AND '.join(conds)} ORDER BY i.{seq}"
         )
         self._queries[batch.schema] = query
         return query

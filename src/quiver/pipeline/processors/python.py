@@ -7,7 +7,13 @@
 
 Row mode calls ``function(row: dict, ctx) -> dict | list[dict] | None`` once per row:
 return the (new) row, several rows, or ``None`` to drop it. An exception rejects that row
-(with its line and the exception message; the error policy applies). Batch mode calls
+(with its line and the exception message; the error policy applies), and so does a row whose
+result cannot be stored: not a dict, or a value Arrow cannot hold (text with half a surrogate
+pair, an integer beyond 64 bits, an object of another kind, a value of another type than the
+column has in the rows before). The output columns are every key any row returns, in order of
+first appearance, or those of ``output_schema`` (as the ``js`` step's), whose types every
+value is converted to; with it a batch whose rows were all rejected still has its columns.
+Batch mode calls
 ``function(batch: pyarrow.RecordBatch, ctx) -> pyarrow.RecordBatch | pyarrow.Table | None``
 once per batch; an exception fails the run. ``ctx`` is the run context (``ctx.run_id``,
 ``ctx.variables``, ``ctx.base_dir``, ``ctx.log(message, level)``). Functions run in a worker
@@ -24,6 +30,7 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -34,21 +41,24 @@ from pydantic import Field
 from quiver.pipeline.component import (
     LINE_COLUMN,
     Checking,
-    ComponentConfig,
     ProcessorOutput,
     RowError,
     RunContext,
+    is_internal,
     processor,
+    schema_without_line,
     without_kept_text,
     without_line,
 )
 from quiver.pipeline.config import resolve_path
+from quiver.pipeline.conform import conform
+from quiver.pipeline.processors.script_output import OutputSchemaOption
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 
 __all__ = ["PythonConfig", "PythonProcessor", "load_function"]
 
 
-class PythonConfig(ComponentConfig):
+class PythonConfig(OutputSchemaOption):
     """Run a Python function from a file."""
 
     file: str = Field(description="Python file, relative to the pipeline file.")
@@ -204,51 +214,213 @@ class PythonProcessor(Checking):
             and result.num_rows == batch.num_rows
         ):
             result = result.append_column(LINE_COLUMN, batch.column(LINE_COLUMN))
+        declared = self.cfg.declared_schema()
+        if declared is not None:
+            if LINE_COLUMN in result.schema.names:
+                declared = declared.append(result.schema.field(LINE_COLUMN))
+            result = conform(
+                result,
+                declared,
+                where=self._path,
+                origin="output_schema",
+                missing="null",
+                fix_columns="return only the columns output_schema declares",
+                fix_types="return the types output_schema declares",
+            )
         return ProcessorOutput(result)
 
     def _rows(
         self, fn: Callable[..., Any], batch: pa.RecordBatch, ctx: RunContext
     ) -> ProcessorOutput:
-        out: list[dict[str, Any]] = []
+        produced: list[_Produced] = []
         errors: list[RowError] = []
         for row in without_kept_text(batch).to_pylist():
             line = row.pop(LINE_COLUMN, None)
             try:
                 result = self._call(fn, dict(row), ctx)
             except Exception as exc:
-                errors.append(
-                    RowError(line, f"{type(exc).__name__}: {exc}", row=row, kind="script")
-                )
+                reason = _writable(f"{type(exc).__name__}: {exc}")
+                errors.append(RowError(line, reason, row=row, kind="script"))
                 continue
             if result is None:
                 continue
-            produced = [result] if isinstance(result, dict) else result
-            if not isinstance(produced, list) or not all(isinstance(r, dict) for r in produced):
-                raise PermanentError.one(
-                    f"{self.cfg.function} returned {type(result).__name__} for line {line}",
-                    self._path,
-                    "return a dict, a list of dicts, or None to drop the row",
+            results = [result] if isinstance(result, dict) else result
+            if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+                errors.append(
+                    RowError(
+                        line,
+                        f"{self.cfg.function} returned {_kind(result)}: return a dict, a list "
+                        "of dicts, or None to drop the row",
+                        value=_storable(result),
+                        row=row,
+                        kind="script",
+                    )
                 )
-            for r in produced:
-                out.append({**r, LINE_COLUMN: line} if line is not None else r)
-        if not out:
-            return ProcessorOutput(None, errors=errors)
-        return ProcessorOutput(self._to_batch(out), errors=errors)
+                continue
+            produced += [_Produced(line, row, r) for r in results]
+        line_type = (
+            batch.schema.field(LINE_COLUMN).type if LINE_COLUMN in batch.schema.names else None
+        )
+        out, rejected = self._to_batch(produced, line_type)
+        errors = sorted([*errors, *rejected], key=lambda e: e.line if e.line is not None else 0)
+        return ProcessorOutput(out, errors=errors)
 
-    def _to_batch(self, rows: list[dict[str, Any]]) -> pa.RecordBatch:
-        if self._schema is not None and set(rows[0]) == set(self._schema.names):
-            try:
-                return pa.RecordBatch.from_pylist(rows, schema=self._schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                pass
+    def _to_batch(
+        self, produced: list[_Produced], line_type: pa.DataType | None
+    ) -> tuple[pa.RecordBatch | None, list[RowError]]:
+        """The returned rows as one batch, and an error for each row that cannot be in it."""
+        declared = self.cfg.declared_schema()
+        known = declared if declared is not None else self._schema
+        bad: dict[int, RowError] = {}
+
+        def reject(i: int, reason: str, column: str | None = None, value: Any = None) -> None:
+            if i not in bad:
+                p = produced[i]
+                bad[i] = RowError(
+                    p.line, _writable(reason), column, _storable(value), p.row, kind="script"
+                )
+
+        names: list[str] = list(known.names) if known is not None else []
+        for i, p in enumerate(produced):
+            for key in p.result:
+                if not isinstance(key, str):
+                    reject(i, f"returned a key that is not text: {key!r}", value=key)
+                elif key == LINE_COLUMN or is_internal(key):
+                    reject(i, f"returned the reserved key {key!r}", key)
+                elif key not in names:
+                    if known is None:
+                        names.append(key)
+                    else:
+                        why = (
+                            "output_schema does not declare"
+                            if declared is not None
+                            else "no row of the first batch returned (declare every field "
+                            "in output_schema)"
+                        )
+                        reject(
+                            i,
+                            f"returned field {key!r}, which {why}",
+                            key,
+                            p.result[key],
+                        )
+        fields = {f.name: f for f in self.cfg.fields() or ()}
+        types: dict[str, pa.DataType | None] = {
+            n: known.field(n).type if known is not None else None for n in names
+        }
+        for name in names:
+            values = [p.result.get(name) for p in produced]
+            for i, v in enumerate(values):
+                if v is None and name in fields and fields[name].required:
+                    reject(i, f"required field {name!r} is empty", name)
+            types[name] = self._column_type(name, values, types[name], reject)
+        good = [p for i, p in enumerate(produced) if i not in bad]
+        errors = [bad[i] for i in sorted(bad)]
+        if known is None:  # keys only rejected rows returned are no columns
+            names = [n for n in names if any(n in p.result for p in good)]
+        if not good and known is None:
+            return None, errors
+        arrays = [pa.array([p.result.get(n) for p in good], type=types[n]) for n in names]
+        schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
+        if line_type is not None:
+            arrays.append(pa.array([p.line for p in good], type=line_type))
+            schema = schema.append(pa.field(LINE_COLUMN, line_type))
+        out = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        if self._schema is None and good and not any(pa.types.is_null(t) for t in schema.types):
+            self._schema = schema_without_line(schema)
+        return out, errors
+
+    @staticmethod
+    def _column_type(
+        name: str,
+        values: list[Any],
+        wanted: pa.DataType | None,
+        reject: Callable[[int, str, str | None, Any], None],
+    ) -> pa.DataType:
+        """The type of column ``name``: ``wanted``, else inferred from all its values, else
+        from its first value that converts; values that do not convert reject their row."""
         try:
-            batch = pa.RecordBatch.from_pylist(rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise PermanentError.one(
-                f"the rows returned by {self.cfg.function} do not form a table: {exc}",
-                self._path,
-                "return the same type for a given key in every row",
-            ) from exc
-        if self._schema is None and not any(pa.types.is_null(f.type) for f in batch.schema):
-            self._schema = batch.schema
-        return batch
+            return pa.array(values, type=wanted).type
+        except _CONVERSION_ERRORS:
+            pass
+        column_type = wanted
+        if column_type is None:
+            for v in values:
+                if v is None:
+                    continue
+                try:
+                    column_type = pa.array([v]).type
+                    break
+                except _CONVERSION_ERRORS:
+                    continue
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if column_type is None:
+                try:
+                    pa.array([v])
+                except _CONVERSION_ERRORS as exc:
+                    reason = f"the value of {name!r} ({_kind(v)}) cannot be stored: "
+                    reject(i, reason + _first_line(exc), name, v)
+                continue
+            try:
+                pa.array([v], type=column_type)
+            except _CONVERSION_ERRORS as exc:
+                reject(
+                    i,
+                    f"the value of {name!r} ({_kind(v)}) cannot be stored as "
+                    f"{column_type}: {_first_line(exc)}",
+                    name,
+                    v,
+                )
+        return column_type if column_type is not None else pa.null()
+
+
+_CONVERSION_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True)
+class _Produced:
+    """One row a function returned, with the input row and line it was returned for."""
+
+    line: int | None
+    row: dict[str, Any]
+    result: dict[Any, Any]
+
+
+def _kind(value: Any) -> str:
+    """What a returned value is, for messages: its type, and the value when short."""
+    return type(value).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _storable(value: Any) -> Any:
+    """``value`` as the rejects file can write it: plain values as they are, others as their
+    repr (text with half a surrogate pair escaped)."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, str):
+        return _writable(value)
+    text = _writable(repr(value))
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _writable(text: str) -> str:
+    """``text`` with half surrogate pairs, which UTF-8 cannot write, as ``\\udxxx`` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

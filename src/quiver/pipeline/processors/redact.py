@@ -26,6 +26,8 @@ from pydantic import Field, field_validator
 
 from quiver.pipeline.component import (
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -131,7 +133,7 @@ def luhn_valid(candidates: pa.Array) -> np.ndarray:
 
 
 @processor("redact", config=RedactConfig)
-class RedactProcessor(Concurrent, Closing):
+class RedactProcessor(Concurrent, Closing, ColumnBound):
     """Mask or hash personal data in text fields."""
 
     def __init__(self, cfg: RedactConfig) -> None:
@@ -207,6 +209,9 @@ class RedactProcessor(Concurrent, Closing):
         if path.key is not None:
             return write_path(batch, path, redacted)
         return write_path(batch, path, redacted.cast(values.type))
+
+    def columns_used(self) -> list[ColumnUse]:
+        return []  # its field paths are checked on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

@@ -11,6 +11,8 @@ import pyarrow as pa
 from pydantic import Field
 
 from quiver.pipeline.component import (
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -32,11 +34,14 @@ class RenameConfig(ComponentConfig):
 
 
 @processor("rename", config=RenameConfig)
-class RenameProcessor(Concurrent):
+class RenameProcessor(Concurrent, ColumnBound):
     """Give columns new names."""
 
     def __init__(self, cfg: RenameConfig) -> None:
         self.cfg = cfg
+
+    def columns_used(self) -> list[ColumnUse]:
+        return [ColumnUse(name, ("columns", name)) for name in self.cfg.columns]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

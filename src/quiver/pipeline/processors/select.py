@@ -14,6 +14,8 @@ from pydantic import Field, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -40,11 +42,16 @@ class SelectConfig(ComponentConfig):
 
 
 @processor("select", config=SelectConfig)
-class SelectProcessor(Concurrent):
+class SelectProcessor(Concurrent, ColumnBound):
     """Keep (and order) some columns, or drop some."""
 
     def __init__(self, cfg: SelectConfig) -> None:
         self.cfg = cfg
+
+    def columns_used(self) -> list[ColumnUse]:
+        option = "columns" if self.cfg.columns is not None else "exclude"
+        names = self.cfg.columns if self.cfg.columns is not None else self.cfg.exclude or []
+        return [ColumnUse(name, (option, i)) for i, name in enumerate(names)]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

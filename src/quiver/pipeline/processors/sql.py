@@ -26,6 +26,8 @@ from pydantic import Field, model_validator
 from quiver.pipeline.component import (
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -65,7 +67,7 @@ class SqlConfig(ComponentConfig):
 
 
 @processor("sql", config=SqlConfig)
-class SqlProcessor(Concurrent, Checking, Closing):
+class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
     """Run a DuckDB SELECT over each batch (table `input`)."""
 
     def __init__(self, cfg: SqlConfig) -> None:
@@ -98,6 +100,9 @@ class SqlProcessor(Concurrent, Checking, Closing):
             return exc.details
         where = "query" if self.cfg.query is not None else f"file {self.cfg.file}"
         return [ErrorDetail(d.message, where, d.fix) for d in parse_select(query)]
+
+    def columns_used(self) -> list[ColumnUse]:
+        return []  # its query names the columns; DuckDB binds them on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         table = await self._sql.run_async(batch, self._load(ctx))

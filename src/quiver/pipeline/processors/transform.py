@@ -29,6 +29,8 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from quiver.pipeline.component import (
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -110,7 +112,7 @@ class TransformConfig(ComponentConfig):
 
 
 @processor("transform", config=TransformConfig)
-class TransformProcessor(Concurrent):
+class TransformProcessor(Concurrent, ColumnBound):
     """Set, rename and delete columns and map keys."""
 
     def __init__(self, cfg: TransformConfig) -> None:
@@ -121,6 +123,9 @@ class TransformProcessor(Concurrent):
         ]
         self._rename = [(parse_path(k), parse_path(v)) for k, v in cfg.rename.items()]
         self._delete = [parse_path(p) for p in cfg.delete]
+
+    def columns_used(self) -> list[ColumnUse]:
+        return []  # its field paths are checked on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

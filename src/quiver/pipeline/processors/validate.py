@@ -24,6 +24,8 @@ from pydantic import Field
 from quiver.pipeline.component import (
     Checking,
     Closing,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     Concurrent,
     ProcessorOutput,
@@ -57,7 +59,7 @@ class ValidateConfig(ComponentConfig):
 
 
 @processor("validate", config=ValidateConfig)
-class ValidateProcessor(Concurrent, Checking, Closing):
+class ValidateProcessor(Concurrent, Checking, ColumnBound, Closing):
     """Check each row against a schema; rows that fail are rejected with line, column and reason."""
 
     def __init__(self, cfg: ValidateConfig) -> None:
@@ -67,6 +69,9 @@ class ValidateProcessor(Concurrent, Checking, Closing):
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx
         return check_rules(self._rules.rules)
+
+    def columns_used(self) -> list[ColumnUse]:
+        return [ColumnUse(name, ("schema", name)) for name in self._rules.rules]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

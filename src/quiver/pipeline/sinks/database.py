@@ -60,6 +60,7 @@ from quiver.pipeline.component import (
     LINE_COLUMN,
     ComponentConfig,
     RunContext,
+    internal_column,
     schema_without_line,
     sink,
     without_line,
@@ -77,7 +78,7 @@ from quiver.sql.url import parse_database_url
 
 __all__ = ["DatabaseSink", "DatabaseSinkConfig"]
 
-_SEQ = "__quiver_seq"
+_SEQ = internal_column("seq")
 #: Modes whose rows go straight into the target (where its type allows): the others build
 #: a new table (``replace``, swapped in at commit so readers are not locked out meanwhile)
 #: or merge (``upsert``) from the staging table.

@@ -43,7 +43,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
-from quiver.pipeline.line_numbers import line_column
+from quiver.pipeline.line_numbers import line_column, line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
@@ -603,7 +603,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if cut == 0 or cut > self.cfg.max_record_bytes:
             return None
         data = memoryview(buf)[:cut]
-        breaks = buf.count(b"\n", 0, cut)
+        breaks = line_feeds(buf, cut)
         if buf.find(b"\r", 0, cut) >= 0 and buf.count(b"\r", 0, cut) != buf.count(b"\r\n", 0, cut):
             return None  # a lone CR is a line break of its own
         last = buf.rfind(b"\n", 0, cut - 1) + 1

@@ -35,6 +35,7 @@ from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.json_text import json_array, parse_json, plain_json
+from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
 from quiver.pipeline.streams import Compression
@@ -152,7 +153,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             last = buf.rfind(b"\n")
             if last >= 0:
                 yield from self._lines(path, buf[: last + 1], base)
-                base += buf.count(b"\n", 0, last + 1)
+                base += line_feeds(buf, last + 1)
                 buf = buf[last + 1 :]
             if len(buf) > self.cfg.max_record_bytes:
                 self._malformed(path, base + 1, self._too_long(None), buf[:_RAW_KEPT])

@@ -1,0 +1,103 @@
+"""`quiver run` of a receiver says, at the default verbosity, where each receiver listens
+(endpoint, protocol, TLS or not), as the Collector does at start, and when stopped, how much
+it received; `--quiet` says neither, and JSON logs carry them as info events."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import quiver_command, quiver_env
+from tests.ingest.certs import make_pki
+from tests.ingest.conftest import wait_listening
+from tests.ingest.processes import finish
+from tests.pipeline.conftest import free_port
+
+LOG = {
+    "resourceLogs": [
+        {"scopeLogs": [{"logRecords": [{"body": {"stringValue": "a"}}, {"body": {}}]}]}
+    ]
+}
+
+
+def start(folder: Path, text: str, *args: str) -> subprocess.Popen[str]:
+    (folder / "pipeline.yaml").write_text(text)
+    return subprocess.Popen(
+        [*quiver_command(), "run", "pipeline.yaml", *args],
+        cwd=folder,
+        env=quiver_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    _, err = finish(proc, 60)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_each_receiver_says_where_it_listens_and_what_it_received(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    proc = start(
+        tmp_path,
+        "source:\n"
+        "  otlp:\n"
+        f"    grpc: {{endpoint: '127.0.0.1:{grpc_port}'}}\n"
+        f"    http: {{endpoint: '127.0.0.1:{http_port}'}}\n"
+        "sink: {parquet: {path: out/t.parquet}}\n",
+    )
+    wait_listening(grpc_port, 60)
+    wait_listening(http_port, 60)
+    sent = httpx.post(f"http://127.0.0.1:{http_port}/v1/logs", json=LOG, timeout=10)
+    assert sent.status_code == 200
+    lines = stop(proc).splitlines()
+    assert lines[:3] == [
+        f"OTLP/gRPC receiver listening on 127.0.0.1:{grpc_port} (plaintext)",
+        f"OTLP/HTTP receiver listening on http://127.0.0.1:{http_port} (plaintext)",
+        "OTLP receivers stopped: received 2 items (spans, data points, log records) in 1 request",
+    ], "\n".join(lines)
+    assert "2 rows read, 2 written" in lines[-1]
+
+
+def test_a_tls_listener_says_so(tmp_path: Path) -> None:
+    make_pki(tmp_path)
+    port = free_port()
+    proc = start(
+        tmp_path,
+        "source:\n"
+        "  otlp:\n"
+        "    http:\n"
+        f"      endpoint: '127.0.0.1:{port}'\n"
+        f"      tls: {{cert_file: server.pem, key_file: server.key, client_ca_file: ca.pem}}\n"
+        "sink: {parquet: {path: out/t.parquet}}\n",
+    )
+    wait_listening(port, 60)
+    err = stop(proc)
+    assert (
+        f"OTLP/HTTP receiver listening on https://127.0.0.1:{port} "
+        "(TLS, client certificates required)\n"
+    ) in err, err
+    assert "received 0 items (spans, data points, log records) in 0 requests" in err
+
+
+def test_quiet_runs_say_nothing_and_json_logs_carry_the_lines_as_info(tmp_path: Path) -> None:
+    port = free_port()
+    text = f"source: {{otlp: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
+    text += "sink: {parquet: {path: out/t.parquet}}\n"
+    proc = start(tmp_path, text, "--quiet")
+    wait_listening(port, 60)
+    assert stop(proc) == ""
+    proc = start(tmp_path, text, "--log-format", "json")
+    wait_listening(port, 60)
+    events = [json.loads(line) for line in stop(proc).splitlines()]
+    listening = [e for e in events if "listening on" in e["message"]]
+    assert [(e["level"], e["message"]) for e in listening] == [
+        ("info", f"OTLP/HTTP receiver listening on http://127.0.0.1:{port} (plaintext)")
+    ]
