@@ -346,17 +346,28 @@ def test_lossless_widenings_are_loaded_with_their_values(
             ),
         }
     )
-    bytes_level = pa.record_batch(
+    small = pa.record_batch(
         {"id": pa.array([3], pa.uint8()), "sensor": ["c"], "level": pa.array([7], pa.int8())}
     )
+    # int64 into NUMERIC(10, 2): every value is checked, none needs 21 digits of room.
+    whole = pa.record_batch(
+        {"id": pa.array([4], pa.int64()), "sensor": ["d"], "level": pa.array([12345678])}
+    )
     assert b'"rows":2' in put(handle, [batch])
-    assert b'"rows":1' in put(handle, [bytes_level])
+    assert b'"rows":1' in put(handle, [small])
+    assert b'"rows":1' in put(handle, [whole])
     rows = db.run("SELECT id, sensor, level FROM reading ORDER BY id")
     assert [(r[0], r[1], None if r[2] is None else decimal.Decimal(str(r[2]))) for r in rows] == [
         (1, "a", decimal.Decimal("1.5")),
         (2, "b", None),
         (3, "c", decimal.Decimal("7")),
+        (4, "d", decimal.Decimal("12345678")),
     ]
+    too_big = pa.record_batch(
+        {"id": pa.array([5], pa.int64()), "sensor": ["e"], "level": pa.array([10**9])}
+    )
+    with pytest.raises(flight.FlightServerError, match="does not fit in precision 10"):
+        put(handle, [too_big])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.flight.arrow_types import arrow_type
+from quiver.flight.arrow_types import arrow_type, cast_exact
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import TicketError
 from quiver.flight.violations import violation
@@ -165,7 +165,7 @@ def _checked(batch: pa.RecordBatch, fields: list[Field]) -> pa.RecordBatch:
     for column, f in zip(batch.columns, fields, strict=True):
         target = arrow_type(f)
         try:
-            arrays.append(column.cast(target, safe=True))
+            arrays.append(cast_exact(column, target))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise _refuse(
                 f"column {f.name!r} is {column.type}, and a value of it would change as "
