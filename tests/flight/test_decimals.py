@@ -185,3 +185,44 @@ def test_sqlite_whole_numbers_of_a_numeric_column_export_with_its_scale(
     rows = sorted(table.to_pylist(), key=lambda r: r["id"])
     assert [r["whole"] for r in rows] == [D("5.00"), None, D("12345678.00")]
     assert table.schema.field("whole").type == pa.decimal128(10, 2)
+
+
+def test_sqlite_columns_whose_first_thousands_of_rows_are_null_export_every_value(
+    fresh_sqlite: str,
+) -> None:
+    """ADBC's SQLite driver types a column by its first batch; NULLs there must not decide."""
+    import sqlite3
+
+    rows = [
+        (i, None, None, None, None, None)
+        if i <= 3000
+        else (i, -30239439.5336 if i % 2 else 7, 2.5 if i % 2 else 3, "t", "2020-01-02", b"\x01")
+        for i in range(1, 3201)
+    ]
+    with sqlite3.connect(parse_database_url(fresh_sqlite).database) as conn:
+        conn.execute(
+            "CREATE TABLE late (id INTEGER PRIMARY KEY, amount NUMERIC(14, 4), ratio REAL,"
+            " label TEXT, due DATE, raw BLOB)"
+        )
+        conn.executemany("INSERT INTO late VALUES (?, ?, ?, ?, ?, ?)", rows)
+    handle = start(fresh_sqlite, reflect(fresh_sqlite), flight={"batch_rows": 1000})
+    try:
+        with flight.FlightClient(handle.location) as client:
+            table = client.do_get(flight.Ticket(b"export:Late::")).read_all()
+            empty = client.do_get(flight.Ticket(b"export:Late:id>5000:")).read_all()
+    finally:
+        handle.stop()
+    got = {r["id"]: r for r in table.to_pylist()}
+    assert len(got) == 3200 and empty.num_rows == 0
+    assert got[3000] == {
+        "id": 3000,
+        "amount": None,
+        "ratio": None,
+        "label": None,
+        "due": None,
+        "raw": None,
+    }
+    assert got[3001]["amount"] == D("-30239439.5336") and got[3002]["amount"] == D("7.0000")
+    assert got[3001]["ratio"] == 2.5 and got[3002]["ratio"] == 3.0
+    assert got[3001]["label"] == "t" and got[3001]["raw"] == b"\x01"
+    assert str(got[3001]["due"]) == "2020-01-02"

@@ -144,3 +144,20 @@ def test_the_statement_schema_and_parameter_schema_are_known_before_binding(
         params = pa.schema(cur.adbc_statement.get_parameter_schema())
     assert params.types == [pa.int32(), pa.string()]
     assert params.names == ["trackId", "name"]
+
+
+def test_a_parameter_of_a_statement_that_is_not_prepared_is_refused(
+    client: Any,
+) -> None:
+    import pyarrow.flight as flight
+
+    from quiver.flight.protobuf import encode, pack_any
+
+    query = "SELECT name FROM Genre WHERE genreId = ?"
+    command = pack_any(
+        "arrow.flight.protocol.sql.CommandStatementQuery", encode([(1, query.encode())])
+    )
+    descriptor = flight.FlightDescriptor.for_command(command)
+    with pytest.raises(flight.FlightServerError, match="1 parameter and no values are bound"):
+        client.get_flight_info(descriptor)
+    assert client.get_schema(descriptor).schema.names == ["name"]

@@ -199,3 +199,30 @@ def test_an_introspection_ticket_is_refused_as_invalid_and_the_server_goes_on(
     assert not any(b"__" in c for c in listed)
     genres = client.do_get(flight.Ticket(ticket("{ genres { genreId } }"))).read_all()
     assert genres.num_rows > 0
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_a_field_skip_or_include_may_leave_out_is_nullable_and_null_when_left_out(
+    client: flight.FlightClient, skip: bool
+) -> None:
+    query = """query ($s: Boolean!) {
+      genres(orderBy: {genreId: ASC}, limit: 2) {
+        genreId
+        id: genreId @skip(if: $s)
+        tracks(limit: 1, orderBy: {trackId: ASC}) @skip(if: $s) { trackId }
+        ... on Genre @include(if: $s) { kind: __typename }
+      }
+    }"""
+    raw = ticket(query, {"s": skip})
+    schema = client.get_flight_info(flight.FlightDescriptor.for_command(raw)).schema
+    table = client.do_get(flight.Ticket(raw)).read_all()
+    assert table.schema.equals(schema)
+    nullable = {f.name: f.nullable for f in schema}
+    assert nullable == {"genreId": False, "id": True, "tracks": True, "kind": True}
+    rows = table.to_pylist()
+    assert [r["genreId"] for r in rows] == [1, 2]
+    if skip:
+        assert [(r["id"], r["tracks"], r["kind"]) for r in rows] == [(None, None, "Genre")] * 2
+    else:
+        assert [r["id"] for r in rows] == [1, 2] and all(r["tracks"] for r in rows)
+        assert [r["kind"] for r in rows] == [None, None]

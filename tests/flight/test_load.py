@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
@@ -159,13 +160,106 @@ def test_a_bad_batch_after_good_ones_rolls_the_whole_load_back(
     assert db.run("SELECT count(*) FROM reading")[0][0] == 0
 
 
-def test_a_duplicate_key_fails_the_load_with_nothing_written(
+def test_a_duplicate_key_fails_the_load_naming_the_key_with_nothing_written(
     loadable: tuple[Db, FlightHandle],
 ) -> None:
     db, handle = loadable
-    with pytest.raises(flight.FlightError):
+    with pytest.raises(flight.FlightServerError) as caught:
         put(handle, [_batch([1, 2], ["a", "b"]), _batch([2], ["again"])])
+    said = str(caught.value)
+    assert said.startswith("DUPLICATE_KEY: DoPut Reading.id")
+    assert "a row repeats the key of a unique constraint" in said and "column 'id'" in said
+    assert "nothing was written" in said
+    assert orjson.loads(caught.value.extra_info)["code"] == "DUPLICATE_KEY"
+    said_by_database = {
+        "postgresql": "(reading_pkey), column 'id', row 3 of the stream: duplicate key value "
+        'violates unique constraint "reading_pkey". Key (id)=(2) already exists;',
+        "mysql": "Duplicate entry '2' for key 'PRIMARY'",
+        "sqlite": "UNIQUE constraint failed: reading.id",
+    }
+    assert said_by_database[db.dialect] in said
     assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
+def test_a_value_too_long_for_its_column_names_the_column_and_row(
+    loadable: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = loadable
+    batches = [_batch([1, 2], ["a", "b"]), _batch([3, 4], ["c", "x" * 41])]
+    if db.dialect == "sqlite":  # SQLite does not limit VARCHAR(n): the value is kept whole
+        assert b'"rows":4' in put(handle, batches)
+        assert db.run("SELECT sensor FROM reading WHERE id = 4")[0][0] == "x" * 41
+        return
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, batches)
+    said = str(caught.value)
+    assert said.startswith("VALUE_TOO_LONG: DoPut Reading.sensor row 4: ")
+    assert "a value is longer than the column holds, column 'sensor', row 4 of the stream" in said
+    assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
+PARTS = {
+    "sqlite": [
+        "CREATE TABLE part (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES part (id),"
+        " qty INTEGER CONSTRAINT qty_positive CHECK (qty > 0))"
+    ],
+    "postgresql": [
+        "CREATE TABLE part (id integer PRIMARY KEY, parent_id integer REFERENCES part (id),"
+        " qty integer CONSTRAINT qty_positive CHECK (qty > 0))"
+    ],
+    "mysql": [
+        "CREATE TABLE part (id INT PRIMARY KEY, parent_id INT, qty INT,"
+        " CONSTRAINT qty_positive CHECK (qty > 0),"
+        " CONSTRAINT part_parent FOREIGN KEY (parent_id) REFERENCES part (id))"
+    ],
+}
+
+
+@pytest.fixture(params=DIALECTS)
+def parts(request: pytest.FixtureRequest) -> Iterator[tuple[Db, FlightHandle]]:
+    dialect = request.param
+    db = Db(dialect, request.getfixturevalue(f"fresh_{dialect}"))
+    for statement in PARTS[dialect]:
+        db.run(statement)
+    handle = start(db.url, reflect(db.url), flight={"writable": True})
+    try:
+        yield db, handle
+    finally:
+        handle.stop()
+
+
+def _parts(ids: list[int], parents: list[int | None], qty: list[int]) -> pa.RecordBatch:
+    return pa.record_batch(
+        {
+            "id": pa.array(ids, pa.int32()),
+            "parentId": pa.array(parents, pa.int32()),
+            "qty": pa.array(qty, pa.int32()),
+        }
+    )
+
+
+def test_a_broken_reference_fails_the_load_on_every_database(
+    parts: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = parts
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [_parts([1, 2], [None, 1], [1, 1]), _parts([3], [9], [1])], table="Part")
+    said = str(caught.value)
+    assert said.startswith("FOREIGN_KEY: DoPut Part")
+    assert "a row refers to a row that does not exist" in said
+    assert "load the rows it refers to first" in said
+    assert db.run("SELECT count(*) FROM part")[0][0] == 0
+
+
+def test_a_failed_check_names_the_constraint(parts: tuple[Db, FlightHandle]) -> None:
+    db, handle = parts
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [_parts([1, 2], [None, None], [1, -1])], table="Part")
+    said = str(caught.value)
+    assert said.startswith("CHECK_CONSTRAINT: DoPut Part")
+    assert "a row fails a check constraint (qty_positive)" in said
+    assert db.run("SELECT count(*) FROM part")[0][0] == 0
+    assert b'"rows":2' in put(handle, [_parts([1, 2], [None, 1], [1, 2])], table="Part")
 
 
 def test_a_read_only_server_refuses_loads(chinook_sqlite: object) -> None:
@@ -252,17 +346,28 @@ def test_lossless_widenings_are_loaded_with_their_values(
             ),
         }
     )
-    bytes_level = pa.record_batch(
+    small = pa.record_batch(
         {"id": pa.array([3], pa.uint8()), "sensor": ["c"], "level": pa.array([7], pa.int8())}
     )
+    # int64 into NUMERIC(10, 2): every value is checked, none needs 21 digits of room.
+    whole = pa.record_batch(
+        {"id": pa.array([4], pa.int64()), "sensor": ["d"], "level": pa.array([12345678])}
+    )
     assert b'"rows":2' in put(handle, [batch])
-    assert b'"rows":1' in put(handle, [bytes_level])
+    assert b'"rows":1' in put(handle, [small])
+    assert b'"rows":1' in put(handle, [whole])
     rows = db.run("SELECT id, sensor, level FROM reading ORDER BY id")
     assert [(r[0], r[1], None if r[2] is None else decimal.Decimal(str(r[2]))) for r in rows] == [
         (1, "a", decimal.Decimal("1.5")),
         (2, "b", None),
         (3, "c", decimal.Decimal("7")),
+        (4, "d", decimal.Decimal("12345678")),
     ]
+    too_big = pa.record_batch(
+        {"id": pa.array([5], pa.int64()), "sensor": ["e"], "level": pa.array([10**9])}
+    )
+    with pytest.raises(flight.FlightServerError, match="does not fit in precision 10"):
+        put(handle, [too_big])
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,14 @@ import pyarrow.compute as pc
 from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.ir import Field, Scalar
 
-__all__ = ["arrow_schema", "arrow_type", "conform_array", "conform_batch", "json_carrier"]
+__all__ = [
+    "arrow_schema",
+    "arrow_type",
+    "cast_exact",
+    "conform_array",
+    "conform_batch",
+    "json_carrier",
+]
 
 _DECIMAL = re.compile(r"(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)", re.IGNORECASE)
 _DEFAULT_DECIMAL = pa.decimal128(38, 10)
@@ -98,6 +105,16 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def cast_exact(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """``column`` cast to ``target``, failing when a value would change. An integer type
+    casts to a decimal only of 19 + s digits or more (whatever its values), so integers go
+    through the widest decimal, checked value by value."""
+    if pa.types.is_integer(column.type) and pa.types.is_decimal(target):
+        wide = pa.decimal128(38, 0) if pa.types.is_decimal128(target) else pa.decimal256(76, 0)
+        return column.cast(wide, safe=True).cast(target, safe=True)
+    return column.cast(target, safe=True)
+
+
 def json_carrier(target: pa.DataType) -> pa.DataType:
     """The type ``target``'s values have in GraphQL's JSON: BigInt, Decimal, dates and times
     travel as strings there."""
@@ -139,10 +156,8 @@ def _conform(column: pa.Array, target: pa.DataType) -> pa.Array:
         # comes as int64 (or null), whose casts to decimal, date or binary fail.
         return pa.nulls(len(column), target)
     if pa.types.is_integer(source) and pa.types.is_decimal(target):
-        # SQLite keeps whole numbers of a NUMERIC(p, s) column as integers; int64 casts only to
-        # a decimal of 19 + s digits, so go through the widest one, checked value by value.
-        wide = pa.decimal128(38, 0) if pa.types.is_decimal128(target) else pa.decimal256(76, 0)
-        return column.cast(wide).cast(target)
+        # SQLite keeps whole numbers of a NUMERIC(p, s) column as integers.
+        return cast_exact(column, target)
     if isinstance(source, pa.BaseExtensionType):  # ADBC's arrow.uuid and arrow.json
         uuid_like = pa.types.is_fixed_size_binary(source.storage_type)
         if uuid_like and pa.types.is_string(target):

@@ -35,7 +35,7 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
-from quiver.sql.dialects import Dialect
+from quiver.sql.dialects import SQLITE, Dialect
 from quiver.sql.fragment import Fragment, Ident, compile_sql, ident, join, param, sql
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "plan_key_range",
     "plan_rows",
     "read_row",
+    "sqlite_typed",
     "stream_export",
 ]
 
@@ -393,6 +394,9 @@ def _adbc_batches(
             # With bind parameters libpq loads the whole result before the first batch;
             # without them ADBC streams it (COPY). The values go as escaped constants.
             text, params = pg_inline(text, params), []
+        sqlite = pool.url.dialect == "sqlite"
+        if sqlite:
+            text = sqlite_typed(text, plan.schema)
         try:
             cursor.execute(text, params or None)
             reader = cursor.fetch_record_batch()
@@ -403,7 +407,7 @@ def _adbc_batches(
         if postgresql:
             driver = _then_larger(driver, cursor, batch_rows)
         else:
-            driver = _gathered(driver, batch_rows)
+            driver = _gathered(_without_first_row(driver) if sqlite else driver, batch_rows)
         for batch in driver:
             batch = _unscale(batch, plan)
             for start in range(0, batch.num_rows, batch_rows):
@@ -420,6 +424,40 @@ def _adbc_batches(
             except Exception:
                 lease.broken = True
         pool.release(lease)
+
+
+def sqlite_typed(text: str, schema: pa.Schema) -> str:
+    """``text`` behind a first row that gives each column the type ADBC's SQLite driver is to
+    read it as (dropped by :func:`_without_first_row`). The driver types a column by the values
+    of its first batch, and a column whose first batch holds only NULLs would be int64, failing
+    on the first real or text value after it: a float reads as a double (integers convert),
+    bytes as binary, and decimals, times and text as text (every stored value converts
+    exactly; decimals are then read from their digits)."""
+    typed: list[str] = []
+    read: list[str] = []
+    for target in schema:
+        t = target.type
+        column = SQLITE.quote_ident(target.name)
+        if pa.types.is_integer(t) or pa.types.is_boolean(t):
+            typed.append("0")
+        elif pa.types.is_floating(t):
+            typed.append("0.5")
+        elif pa.types.is_binary(t):
+            typed.append("X''")
+        else:
+            # As text SQLite writes it (a real keeps 15 digits; the driver's own conversion
+            # keeps 7).
+            typed.append("''")
+            column = f"CAST({column} AS TEXT)"
+        read.append(column)
+    return f"SELECT {', '.join(typed)} UNION ALL SELECT {', '.join(read)} FROM ({text}) AS rows_"
+
+
+def _without_first_row(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield batch.slice(1)
+        break
+    yield from batches
 
 
 _PG_SLOT = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|\$(\d+)')

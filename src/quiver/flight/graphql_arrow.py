@@ -39,6 +39,7 @@ from quiver.auth import ANONYMOUS, Principal
 from quiver.config.settings import QuiverSettings
 from quiver.flight.arrow_types import arrow_type, conform_array, json_carrier
 from quiver.flight.export import ExportPlan, plan_rows
+from quiver.flight.pool import flight_dialect
 from quiver.flight.tickets import GraphQLTicket, TicketError
 from quiver.graphql.apq import ApqStore, sha256_hex
 from quiver.graphql.engine import GraphQLEngine, Prepared
@@ -146,19 +147,32 @@ def _bad(message: str, fix: str) -> TicketError:
 
 
 def _fields(
-    selection: SelectionSetNode | None, fragments: Mapping[str, FragmentDefinitionNode]
+    selection: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    conditional: set[int] | None = None,
 ) -> list[FieldNode]:
+    """The fields of ``selection``, fragments spread; the ids of those that ``@skip`` or
+    ``@include`` may leave out (on them or on a fragment holding them) go into
+    ``conditional``."""
     out: list[FieldNode] = []
     for s in selection.selections if selection else ():
         if isinstance(s, FieldNode):
-            out.append(s)
+            found = [s]
         elif isinstance(s, InlineFragmentNode):
-            out.extend(_fields(s.selection_set, fragments))
+            found = _fields(s.selection_set, fragments, conditional)
         elif isinstance(s, FragmentSpreadNode):
             frag = fragments.get(s.name.value)
-            if frag is not None:
-                out.extend(_fields(frag.selection_set, fragments))
+            found = _fields(frag.selection_set, fragments, conditional) if frag else []
+        else:
+            found = []
+        if conditional is not None and _is_conditional(s):
+            conditional.update(id(f) for f in found)
+        out.extend(found)
     return out
+
+
+def _is_conditional(node: Any) -> bool:
+    return any(d.name.value in ("skip", "include") for d in node.directives or ())
 
 
 def _arrow_of(
@@ -179,18 +193,21 @@ def _arrow_of(
     if isinstance(t, GraphQLObjectType):
         members: list[pa.Field] = []
         seen: set[str] = set()
-        for child in _fields(node.selection_set, fragments):
+        # A field @skip or @include may leave out is null in the rows that lack it.
+        conditional: set[int] = set()
+        for child in _fields(node.selection_set, fragments, conditional):
             key = child.alias.value if child.alias else child.name.value
             if key in seen:
                 continue
             seen.add(key)
             if child.name.value == "__typename":
-                members.append(pa.field(key, pa.string(), nullable=False))
+                members.append(pa.field(key, pa.string(), nullable=id(child) in conditional))
                 continue
             child_def = t.fields[child.name.value].type
             entity = catalog.entities.get(t.name) if catalog is not None else None
             source = entity.field(child.name.value) if entity is not None else None
             child_type, child_nullable = _arrow_of(child_def, child, fragments, catalog, source)
+            child_nullable = child_nullable or id(child) in conditional
             mark = _JSON_MARK if _is_json(child_def) else None
             members.append(pa.field(key, child_type, nullable=child_nullable, metadata=mark))
         return pa.struct(members), nullable
@@ -364,7 +381,7 @@ class GraphQLArrow:
         plan = plan_rows(
             engine.catalog,
             engine.graphql_schema,
-            engine.dialect,
+            flight_dialect(engine.dialect),
             entity,
             tuple(fields),
             dict(args.get("where") or {}),

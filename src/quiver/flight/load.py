@@ -10,16 +10,17 @@ PostgreSQL and SQLite, batched INSERTs for MariaDB. A failure part-way rolls eve
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.flight.arrow_types import arrow_type
+from quiver.flight.arrow_types import arrow_type, cast_exact
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import TicketError
+from quiver.flight.violations import violation
 from quiver.runtime.errors import ErrorDetail, QuiverError
 from quiver.schema.ir import Entity, Field
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
@@ -164,7 +165,7 @@ def _checked(batch: pa.RecordBatch, fields: list[Field]) -> pa.RecordBatch:
     for column, f in zip(batch.columns, fields, strict=True):
         target = arrow_type(f)
         try:
-            arrays.append(column.cast(target, safe=True))
+            arrays.append(cast_exact(column, target))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise _refuse(
                 f"column {f.name!r} is {column.type}, and a value of it would change as "
@@ -212,8 +213,21 @@ def _load_adbc(
     if stored is not None:
         target = stored(pa.RecordBatch.from_pylist([], schema=target)).schema
 
-    conn = connect_adbc(pool.url, pool.base_dir, autocommit=False)
-    with _all_or_nothing(conn, pool, entity, refused), conn.cursor() as cursor:
+    if stored is None:
+        conn = connect_adbc(pool.url, pool.base_dir, autocommit=False)
+        transaction = conn
+    else:
+        # SQLite checks references only with foreign_keys on (as Quiver's own connections
+        # have it), a setting that cannot change inside a transaction: set it first.
+        conn = connect_adbc(pool.url, pool.base_dir, autocommit=True)
+        with conn.cursor() as cursor:
+            cursor.execute("PRAGMA foreign_keys = ON")
+        transaction = conn.adbc_connection
+        transaction.set_autocommit(False)
+    with (
+        _all_or_nothing(conn, pool, entity, refused, transaction=transaction),
+        conn.cursor() as cursor,
+    ):
         stream = pa.RecordBatchReader.from_batches(target, batches())
         cursor.adbc_ingest(entity.source, stream, mode="append", db_schema_name=entity.db_schema)
     return count
@@ -221,23 +235,53 @@ def _load_adbc(
 
 @contextmanager
 def _all_or_nothing(
-    conn: Any, pool: ConnectionPool, entity: Entity, refused: list[QuiverError]
+    conn: Any,
+    pool: ConnectionPool,
+    entity: Entity,
+    refused: list[QuiverError],
+    locate: Callable[[str, str], int | None] | None = None,
+    *,
+    transaction: Any = None,
 ) -> Iterator[None]:
     """Commit what the block wrote, or roll all of it back and raise what went wrong: the
-    refusal of a batch (``refused``), or the database's error. The connection is closed."""
+    refusal of a batch (``refused``), the constraint the database says a row violates (the
+    row found by ``locate`` when the database does not say it), or the database's error.
+    ``transaction`` (``conn`` unless given) commits and rolls back; ``conn`` is closed."""
+    tx = conn if transaction is None else transaction
     try:
         yield
-        conn.commit()
+        tx.commit()
     except QuiverError:
-        conn.rollback()
+        tx.rollback()
         raise
     except Exception as exc:
-        conn.rollback()
+        tx.rollback()
         if refused:
             raise refused[0] from None
+        violated = violation(exc, pool.url.dialect, entity, locate)
+        if violated is not None:
+            raise violated from None
         raise database_error(exc, pool.url, f"loading {entity.name}", in_transaction=True) from None
     finally:
         conn.close()
+
+
+_LENGTH = re.compile(r"\(\s*(\d+)\s*\)")
+
+
+def _too_long(entity: Entity, batch: pa.RecordBatch, column: str) -> int | None:
+    """The index in ``batch`` of the first value of ``column`` longer than its declared
+    length (``varchar(40)``), or None."""
+    f = entity.field_by_column(column)
+    length = _LENGTH.search(f.db_type or "") if f is not None else None
+    if f is None or length is None or f.column not in batch.schema.names:
+        return None
+    values = batch.column(f.column)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    over = pc.greater(pc.utf8_length(values), int(length.group(1)))
+    index = pc.index(over, True).as_py()
+    return None if index is None or index < 0 else int(index)
 
 
 def _sqlite_storage(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -267,9 +311,26 @@ def _load_mysql(
     statement = f"INSERT INTO {table} ({names}) VALUES ({marks})"
     conn = connect_mysql_bulk(pool.url)
     count = 0
-    with _all_or_nothing(conn, pool, entity, []), conn.cursor() as cursor:
+    current: list[pa.RecordBatch] = []
+
+    def locate(code: str, column: str) -> int | None:
+        """The row (in the stream) of the value MariaDB found too long."""
+        if code != "VALUE_TOO_LONG" or not current:
+            return None
+        index = _too_long(entity, current[-1], column)
+        return None if index is None else count + index + 1
+
+    with _all_or_nothing(conn, pool, entity, [], locate), conn.cursor() as cursor:
+        # Strict whatever the server's default (a value the column cannot hold is refused,
+        # never cut or zeroed with a warning), and times in UTC, as they were sent.
+        cursor.execute(
+            "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''),"
+            " 'STRICT_ALL_TABLES')"
+        )
+        cursor.execute("SET SESSION time_zone = '+00:00'")
         for batch in reader:
             checked = _checked(batch, fields)
+            current[:] = [checked]
             rows = list(zip(*(c.to_pylist() for c in checked.columns), strict=True))
             if rows:
                 cursor.executemany(statement, rows)

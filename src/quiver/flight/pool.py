@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk
+from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.url import DatabaseUrl
 
-__all__ = ["ConnectionPool", "Lease"]
+__all__ = ["ConnectionPool", "Lease", "flight_dialect"]
 
 log = logging.getLogger("quiver.flight")
 
@@ -41,6 +42,16 @@ def utf8_client(url: DatabaseUrl) -> DatabaseUrl:
     return replace(url, options=(*options, ("client_encoding", "UTF8")))
 
 
+def flight_dialect(dialect: Dialect) -> Dialect:
+    """The dialect Flight plans statements in: the database's, but on SQLite ``ilike`` folds
+    case with SQLite's ``lower()``. Flight reads SQLite through ADBC, whose connections cannot
+    call the Python function (``quiver_lower``) that Quiver's own SQLite connections fold case
+    with: ``lower()`` folds the letters A-Z only."""
+    if dialect.name == "sqlite":
+        return replace(dialect, ilike="lower({}) LIKE lower({}) ESCAPE '!'")
+    return dialect
+
+
 class ConnectionPool:
     """At most ``size`` idle connections to ``url``, opened on demand."""
 
@@ -57,7 +68,15 @@ class ConnectionPool:
 
     def _connect(self) -> Any:
         if self.arrow_native:
-            return connect_adbc(self.url, self.base_dir)
+            conn = connect_adbc(self.url, self.base_dir)
+            # The session Quiver's own connections have (SQLite: LIKE case-sensitive, as on
+            # PostgreSQL and as the MariaDB dialect makes it).
+            statements = dialect_for(self.url.dialect).extra_session_sql
+            if statements:
+                with conn.cursor() as cursor:
+                    for statement in statements:
+                        cursor.execute(statement)
+            return conn
         conn = connect_mysql_bulk(self.url)
         conn.autocommit(True)
         return conn

@@ -40,7 +40,7 @@ from quiver.flight.export import ExportPlan, find_entity, plan_export, stream_ex
 from quiver.flight.graphql_arrow import ColumnarQuery, GraphQLArrow
 from quiver.flight.load import load_table
 from quiver.flight.partitions import partition_export
-from quiver.flight.pool import ConnectionPool
+from quiver.flight.pool import ConnectionPool, flight_dialect
 from quiver.flight.tickets import (
     EventsTicket,
     ExportTicket,
@@ -211,7 +211,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self.catalog = build_catalog(schema)
         self.graphql_schema = build_graphql_schema(self.catalog)
         url = parse_database_url(settings.database.url)
-        self.dialect = dialect_for(url.dialect)
+        self.dialect = flight_dialect(dialect_for(url.dialect))
         self.batch_rows = fs.batch_rows
         self._graphql = graphql
         self._lock = threading.Lock()
@@ -441,6 +441,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if command.name in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
             if command.name == "CommandStatementQuery":
                 ticket: Ticket = self._sql_export(command.text(1))
+                # A ? of a statement that is not prepared has no value to take: refused.
+                ticket = self._prepared(ticket.to_json(), schema_only=schema_only)
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
             schema = self._schema_of(ticket, context)
