@@ -196,7 +196,8 @@ def tls_file_problems(
             option = (
                 "key_file" if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH" else "cert_file"
             )
-            problems.append((option, f"{cert_file} and {key_file} do not load: {_ssl_reason(exc)}"))
+            files = f"{cert_file} and {key_file} do" if key_file else f"{cert_file} does"
+            problems.append((option, f"{files} not load: {_ssl_reason(exc)}"))
     if ca_file is not None:
         try:
             context.load_verify_locations(ca_file)
