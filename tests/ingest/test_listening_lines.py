@@ -4,8 +4,10 @@ it received; `--quiet` says neither, and JSON logs carry them as info events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -101,3 +103,23 @@ def test_quiet_runs_say_nothing_and_json_logs_carry_the_lines_as_info(tmp_path: 
     assert [(e["level"], e["message"]) for e in listening] == [
         ("info", f"OTLP/HTTP receiver listening on http://127.0.0.1:{port} (plaintext)")
     ]
+
+
+def test_malformed_http_requests_leave_the_terminal_alone(tmp_path: Path) -> None:
+    """uvicorn logs "Invalid HTTP request received." for each; the run log has it at debug."""
+    port = free_port()
+    text = f"source: {{otlp: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
+    text += "sink: {parquet: {path: out/t.parquet}}\n"
+    for debug in (False, True):
+        proc = start(tmp_path, text, *(["--debug"] if debug else []))
+        wait_listening(port, 60)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"garbage\r\n\r\n")
+            client.settimeout(10)
+            with contextlib.suppress(OSError):
+                client.recv(100)
+        err = stop(proc)
+        if debug:
+            assert "OTLP/HTTP receiver: Invalid HTTP request received." in err, err
+        else:
+            assert "Invalid HTTP request" not in err, err
