@@ -92,13 +92,20 @@ def bind_problem(host: str, port: int) -> BindProblem | None:
         addresses = _addresses(host, port)
     except OSError as exc:
         return problem_of(exc, host, port)
+    failures: list[OSError] = []
     for family, address in addresses:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(address)
             except OSError as exc:
-                return problem_of(exc, host, port)
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    return problem_of(exc, host, port)
+                failures.append(exc)
+    # gRPC listens on the addresses it can bind of those a name resolves to (localhost: ::1
+    # and 127.0.0.1; a machine without IPv6 cannot bind ::1)
+    if failures and len(failures) == len(addresses):
+        return problem_of(failures[0], host, port)
     return None
 
 
