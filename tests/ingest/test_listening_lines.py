@@ -5,14 +5,18 @@ it received; `--quiet` says neither, and JSON logs carry them as info events."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from quiver.pipeline.runlog import RunLog
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.certs import make_pki
 from tests.ingest.conftest import wait_listening
@@ -123,3 +127,16 @@ def test_malformed_http_requests_leave_the_terminal_alone(tmp_path: Path) -> Non
             assert "OTLP/HTTP receiver: Invalid HTTP request received." in err, err
         else:
             assert "Invalid HTTP request" not in err, err
+
+
+def test_lines_go_through_a_progress_display_that_holds_stderr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's progress display replaces sys.stderr while it runs, to print lines above
+    itself: a line written to the stderr of before would be drawn across the bar."""
+    log = RunLog("r", "text", level="notice")
+    held = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", held)
+    log("OTLP/HTTP receiver listening on http://127.0.0.1:4318 (plaintext)", "notice")
+    log("not shown by default", "info")
+    assert held.getvalue() == "OTLP/HTTP receiver listening on http://127.0.0.1:4318 (plaintext)\n"
