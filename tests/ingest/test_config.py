@@ -33,7 +33,18 @@ def test_a_missing_avro_schema_file_is_named(tmp_path: Path) -> None:
 def test_a_missing_tls_file_is_named(tmp_path: Path) -> None:
     code, out = validate(tmp_path, "  nats:\n    subject: a.>\n    tls: {ca_file: certs/ca.pem}\n")
     assert code != 0
-    assert "tls.ca_file: file not found" in out and "certs/ca.pem" in out
+    assert "p.yaml:4:11 source (nats.tls.ca_file): file not found: " in out, out
+    assert "certs/ca.pem" in out
+
+
+def test_a_tls_file_that_is_not_pem_is_named_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "client.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n")
+    code, out = validate(
+        tmp_path, "  mqtt:\n    topics: [a/#]\n    tls:\n      cert_file: client.pem\n"
+    )
+    assert code != 0
+    assert "p.yaml:5:7 source (mqtt.tls.cert_file): " in out, out
+    assert "client.pem holds a PEM 'PRIVATE KEY' block, not a certificate" in out
 
 
 def test_a_valid_receiver_pipeline_passes(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ or gRPC's own log lines."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 import signal
 import socket
@@ -16,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from quiver.ingest.listener import bind_problem, tls_file_problems
+from quiver.ingest.listener import bind_problem, problem_of, tls_file_problems
 from tests.e2e.conftest import QuiverRunner, quiver, quiver_command, quiver_env
 from tests.ingest.certs import make_pki
 from tests.ingest.conftest import wait_listening
@@ -214,3 +216,12 @@ def test_grpc_logs_nothing_of_its_own_while_a_receiver_runs(tmp_path: Path) -> N
     output, _ = finish(proc, 60)
     assert proc.returncode == 0, output.decode()
     assert_clean(output.decode())
+
+
+def test_a_port_needing_privileges_says_so() -> None:
+    # root may bind any port: the system's refusal is built as a process without privileges
+    # gets it from bind(2)
+    refused = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    problem = problem_of(refused, "0.0.0.0", 443)
+    assert problem.reason == "Permission denied (EACCES)"
+    assert problem.fix.startswith("ports below 1024 need privileges: choose a port above 1023")

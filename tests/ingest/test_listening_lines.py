@@ -4,13 +4,19 @@ it received; `--quiet` says neither, and JSON logs carry them as info events."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from quiver.pipeline.runlog import RunLog
 from tests.e2e.conftest import quiver_command, quiver_env
 from tests.ingest.certs import make_pki
 from tests.ingest.conftest import wait_listening
@@ -101,3 +107,36 @@ def test_quiet_runs_say_nothing_and_json_logs_carry_the_lines_as_info(tmp_path: 
     assert [(e["level"], e["message"]) for e in listening] == [
         ("info", f"OTLP/HTTP receiver listening on http://127.0.0.1:{port} (plaintext)")
     ]
+
+
+def test_malformed_http_requests_leave_the_terminal_alone(tmp_path: Path) -> None:
+    """uvicorn logs "Invalid HTTP request received." for each; the run log has it at debug."""
+    port = free_port()
+    text = f"source: {{otlp: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
+    text += "sink: {parquet: {path: out/t.parquet}}\n"
+    for debug in (False, True):
+        proc = start(tmp_path, text, *(["--debug"] if debug else []))
+        wait_listening(port, 60)
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"garbage\r\n\r\n")
+            client.settimeout(10)
+            with contextlib.suppress(OSError):
+                client.recv(100)
+        err = stop(proc)
+        if debug:
+            assert "OTLP/HTTP receiver: Invalid HTTP request received." in err, err
+        else:
+            assert "Invalid HTTP request" not in err, err
+
+
+def test_lines_go_through_a_progress_display_that_holds_stderr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's progress display replaces sys.stderr while it runs, to print lines above
+    itself: a line written to the stderr of before would be drawn across the bar."""
+    log = RunLog("r", "text", level="notice")
+    held = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", held)
+    log("OTLP/HTTP receiver listening on http://127.0.0.1:4318 (plaintext)", "notice")
+    log("not shown by default", "info")
+    assert held.getvalue() == "OTLP/HTTP receiver listening on http://127.0.0.1:4318 (plaintext)\n"

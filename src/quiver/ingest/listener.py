@@ -92,13 +92,20 @@ def bind_problem(host: str, port: int) -> BindProblem | None:
         addresses = _addresses(host, port)
     except OSError as exc:
         return problem_of(exc, host, port)
+    failures: list[OSError] = []
     for family, address in addresses:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(address)
             except OSError as exc:
-                return problem_of(exc, host, port)
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    return problem_of(exc, host, port)
+                failures.append(exc)
+    # gRPC listens on the addresses it can bind of those a name resolves to (localhost: ::1
+    # and 127.0.0.1; a machine without IPv6 cannot bind ::1)
+    if failures and len(failures) == len(addresses):
+        return problem_of(failures[0], host, port)
     return None
 
 
@@ -196,7 +203,8 @@ def tls_file_problems(
             option = (
                 "key_file" if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH" else "cert_file"
             )
-            problems.append((option, f"{cert_file} and {key_file} do not load: {_ssl_reason(exc)}"))
+            files = f"{cert_file} and {key_file} do" if key_file else f"{cert_file} does"
+            problems.append((option, f"{files} not load: {_ssl_reason(exc)}"))
     if ca_file is not None:
         try:
             context.load_verify_locations(ca_file)

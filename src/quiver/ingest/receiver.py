@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import os
 import ssl
 import time
 from abc import abstractmethod
@@ -46,6 +45,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from quiver.ingest.listener import tls_file_problems
 from quiver.ingest.tenancy import TENANT_COLUMN, TenantPacer, TopicTenancy, rows_by_tenant
 from quiver.pipeline.component import (
     Acknowledging,
@@ -58,6 +58,7 @@ from quiver.pipeline.component import (
     RowError,
     RowRejecting,
     RunContext,
+    component_info,
 )
 from quiver.pipeline.json_text import parse_json
 from quiver.pipeline.messages import MessageRows, refusal
@@ -392,16 +393,27 @@ class BrokerReceiver(
         except ConfigError as exc:
             problems.extend(exc.details)
         tls = self.rcfg.tls
-        files = (tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else ()
-        for option, name in zip(("ca_file", "cert_file", "key_file"), files, strict=False):
-            if name and not os.path.isfile(resolve_path(name, ctx.base_dir)):
-                problems.append(
-                    ErrorDetail(
-                        f"tls.{option}: file not found: {resolve_path(name, ctx.base_dir)}",
-                        "",
-                        "point it at a PEM file (relative paths start at the pipeline file)",
-                    )
+        if tls is None:
+            return problems
+
+        def resolved(name: str | None) -> str | None:
+            return resolve_path(name, ctx.base_dir) if name else None
+
+        component = component_info(type(self)).name
+        found = tls_file_problems(
+            resolved(tls.cert_file), resolved(tls.key_file), resolved(tls.ca_file)
+        )
+        for option, problem in found:
+            option = "ca_file" if option == "client_ca_file" else option
+            problems.append(
+                ErrorDetail(
+                    problem,
+                    f"{component}.tls.{option}",
+                    "ca_file names PEM CA certificates, cert_file the PEM client certificate "
+                    "and key_file its unencrypted PEM key (relative paths start at the "
+                    "pipeline file)",
                 )
+            )
         return problems
 
     def drain(self) -> None:

@@ -32,7 +32,9 @@ class RunLog:
     ) -> None:
         self.run_id = run_id
         self.fmt = fmt
-        self.stream = stream if stream is not None else sys.stderr
+        # None: sys.stderr as it is when a line is written, so a progress display that
+        # redirects it while it runs prints the line above itself, not across its own line
+        self.stream = stream
         self.level = _LEVELS.get(level, 20)
         self.pipeline = pipeline
         self.hide = hide
@@ -59,4 +61,4 @@ class RunLog:
         else:
             prefix = {"warning": "warning: ", "error": "error: "}.get(level, "")
             line = f"{prefix}{message}"
-        print(line, file=self.stream, flush=True)
+        print(line, file=self.stream if self.stream is not None else sys.stderr, flush=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
@@ -41,6 +42,7 @@ __all__ = ["HttpReceiver", "otlp_http_app"]
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _CONTENT_TYPES = {_PROTOBUF: False, "application/protobuf": False, _JSON: True}
+_UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
 
 
@@ -187,12 +189,35 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _RunLogHandler(logging.Handler):
+    """uvicorn's own log records ("Invalid HTTP request received.") as lines of the run's
+    log, naming the receiver: a client's malformed request at debug level, a failure inside
+    the server as a warning."""
+
+    def __init__(self, log: Callable[[str, str], None]) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning" if record.levelno >= logging.ERROR else "debug"
+        with contextlib.suppress(Exception):
+            self.log(f"OTLP/HTTP receiver: {record.getMessage()}", level)
+
+
 class HttpReceiver:
     """The listening socket and the uvicorn server around :func:`otlp_http_app`."""
 
-    def __init__(self, app: Starlette, cfg: HttpReceiverConfig, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        cfg: HttpReceiverConfig,
+        sock: socket.socket,
+        log: Callable[[str, str], None] = lambda message, level: None,
+    ) -> None:
         self.cfg = cfg
         self.sock = sock
+        self._log_handler = _RunLogHandler(log)
+        self._propagated: dict[str, bool] = {}
         kwargs: dict[str, Any] = {}
         if cfg.tls is not None:
             kwargs.update(
@@ -214,6 +239,11 @@ class HttpReceiver:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        for name in _UVICORN_LOGGERS:
+            logger = logging.getLogger(name)
+            self._propagated[name] = logger.propagate
+            logger.addHandler(self._log_handler)
+            logger.propagate = False  # not to the terminal through logging's last resort
         self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
         while not self.server.started:
             if self._task.done():
@@ -234,3 +264,7 @@ class HttpReceiver:
                 await asyncio.wait_for(self._task, 1.0)
         finally:
             self.sock.close()
+            for name, propagated in self._propagated.items():
+                logger = logging.getLogger(name)
+                logger.removeHandler(self._log_handler)
+                logger.propagate = propagated

@@ -212,7 +212,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
                 )
             self.http_port = sock.getsockname()[1]
             app = otlp_http_app(self.intake, cfg.http, cfg.auth, cfg.signals, self.tenancy)
-            self.http = HttpReceiver(app, cfg.http, sock)
+            self.http = HttpReceiver(app, cfg.http, sock, ctx.log)
             await self.http.start()
             ctx.log(
                 _listening("OTLP/HTTP", cfg.http.endpoint, self.http_port, cfg.http.tls), "notice"

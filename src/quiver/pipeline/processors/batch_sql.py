@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from quiver.pipeline.component import is_internal
-from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.hints import did_you_mean
 from quiver.sql.connect import connect_duckdb
 from quiver.sql.dialects import DUCKDB
@@ -33,6 +34,7 @@ __all__ = [
     "BatchSql",
     "expression_columns",
     "parse_select",
+    "query_failure",
     "quote_ident",
     "read_table_file",
     "require_columns",
@@ -200,6 +202,47 @@ def parse_select(query: str) -> list[ErrorDetail]:
     return []
 
 
+_NUMBER = (
+    r"(?:U?(?:TINY|SMALL|BIG|HUGE)?INT(?:EGER)?|INTEGER_LITERAL|DOUBLE|FLOAT|REAL"
+    r"|DECIMAL(?:\(\d+,\d+\))?|NUMERIC)"
+)
+#: DuckDB's words for text meeting a number: a comparison, BETWEEN, arithmetic.
+_TEXT_AND_NUMBER = re.compile(
+    rf"Cannot compare values of type (?:VARCHAR and type {_NUMBER}|{_NUMBER} and type VARCHAR)"
+    rf"|Cannot mix values of type (?:VARCHAR and {_NUMBER}|{_NUMBER} and VARCHAR)"
+    rf"|'[^']*\((?:VARCHAR, {_NUMBER}|{_NUMBER}, VARCHAR)\)'"
+)
+
+
+def query_failure(text: str, schema: pa.Schema, shown: Mapping[str, str]) -> QuiverError:
+    """The error of a failed query over a batch of ``schema``: DuckDB's message without its
+    list of candidate functions, the helper columns of ``shown`` named as the user wrote them
+    (never by their internal names), and for text meeting a number, the cast that fixes it."""
+    text = text.split("\n\tCandidate functions", 1)[0].strip()
+    for helper, name in shown.items():
+        text = text.replace(f'"{helper}"', name).replace(helper, name)
+    columns = [n for n in schema.names if not is_internal(n) and n not in shown]
+    if _TEXT_AND_NUMBER.search(text):
+        if shown:
+            example = next(iter(shown.values()))
+            fix = f"map values such as {', '.join(shown.values())} are text, whatever they hold"
+        else:
+            example = "column"
+            fix = "the column is text"
+        return PermanentError.one(
+            f"text is compared with or used as a number: {text}",
+            "",
+            f"{fix}: cast it, e.g. TRY_CAST({example} AS INTEGER) >= 500 (or AS DOUBLE; NULL, "
+            f"so false, where the text is not a number), or compare with text: {example} = '500'",
+        )
+    return PermanentError.one(
+        f"query failed: {text}",
+        "",
+        "check the column names and types in the expression; the batch columns are "
+        + ", ".join(columns),
+    )
+
+
 class BatchSql:
     """Runs queries against a batch registered as ``input`` (plus optional extra tables)."""
 
@@ -225,7 +268,10 @@ class BatchSql:
         batch: pa.RecordBatch,
         query: str,
         params: Params = None,
+        shown: Mapping[str, str] | None = None,
     ) -> pa.Table:
+        """The query's result; a PermanentError saying what failed, in which ``shown`` names
+        the helper columns a processor added (a map key's column: ``attributes["k"]``)."""
         import duckdb
 
         if "" in batch.schema.names:  # DuckDB would rename it (to v1) without a word
@@ -246,12 +292,7 @@ class BatchSql:
                 params=(params if isinstance(params, dict) else list(params)) if params else None,
             ).to_arrow_table()
         except duckdb.Error as exc:
-            raise PermanentError.one(
-                f"query failed: {exc}".strip(),
-                "",
-                "check the column names and types in the expression; the batch columns are "
-                + ", ".join(n for n in batch.schema.names if not is_internal(n)),
-            ) from exc
+            raise query_failure(str(exc), batch.schema, shown or {}) from exc
         finally:
             cursor.close()
 
@@ -260,8 +301,9 @@ class BatchSql:
         batch: pa.RecordBatch,
         query: str,
         params: Params = None,
+        shown: Mapping[str, str] | None = None,
     ) -> pa.Table:
-        return await asyncio.to_thread(self.run, batch, query, params)
+        return await asyncio.to_thread(self.run, batch, query, params, shown)
 
     def close(self) -> None:
         with self._opening:

@@ -44,6 +44,7 @@ from quiver.runtime.errors import ErrorDetail
 __all__ = ["FilterConfig", "FilterProcessor"]
 
 _KEEP = internal_column("keep")
+_PATH_PREFIX = internal_column("path")
 
 
 class FilterConfig(ComponentConfig):
@@ -74,8 +75,10 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
     def __init__(self, cfg: FilterConfig) -> None:
         self.cfg = cfg
         self._sql = BatchSql("filter")
-        expression, self._paths = rewrite_paths(cfg.expression)
+        expression, self._paths = rewrite_paths(cfg.expression, _PATH_PREFIX)
         self._expression = expression
+        # errors name a map key as the expression does, never by its helper column
+        self._shown = {f"{_PATH_PREFIX}{i}": str(p) for i, p in enumerate(self._paths)}
         self._query = f"SELECT coalesce(({expression}), false) AS {quote_ident(_KEEP)} FROM input"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
@@ -93,7 +96,8 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
-        table = await self._sql.run_async(with_paths(batch, self._paths), self._query)
+        rows = with_paths(batch, self._paths, _PATH_PREFIX)
+        table = await self._sql.run_async(rows, self._query, shown=self._shown)
         keep = table.column(_KEEP).combine_chunks()
         kept = batch.filter(keep)
         if kept.num_rows == batch.num_rows:

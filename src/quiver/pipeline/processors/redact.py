@@ -10,13 +10,18 @@
     salt: ${env:REDACT_SALT}                              # hash mode: sha256(salt + match)
 ```
 ``card`` only replaces digit runs (13 to 19 digits, spaces or dashes allowed between them)
-that pass the Luhn check, so order and invoice numbers stay. Each pattern runs over the whole
+that pass the Luhn check, so order and invoice numbers stay. ``ipv4`` only replaces four
+octets of 0 to 255 without leading zeros, not after a version word (``version 1.2.3.4``,
+``v1.2.3.4``) nor within a longer dotted number (``1.3.6.1.4.1``). ``email`` takes local parts
+and domains in any script; ``phone`` takes North American, international (``+44 20 7946
+0958``) and 0-prefixed national forms (``020 7946 0958``). Each pattern runs over the whole
 column at once (RE2 through ``pyarrow.compute``); in hash mode the same match always gives the
 same hash (its first 16 hex digits), so redacted values can still be counted and joined.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -44,25 +49,45 @@ from quiver.pipeline.processors.field_paths import (
 )
 from quiver.runtime.errors import PermanentError
 
-__all__ = ["PATTERNS", "RedactConfig", "RedactProcessor", "luhn_valid"]
+__all__ = ["PATTERNS", "RedactConfig", "RedactProcessor", "ipv4_valid", "luhn_valid"]
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEX = r"[0-9A-Fa-f]{1,4}"
+_WORD = r"[\p{L}\p{M}\p{N}"  # a letter (any script), a combining mark or a digit
 
-#: The built-in patterns, in the order they run (cards before phone numbers).
+#: Words after which a dotted number is a version, not an address: ``version 1.2.3.4``,
+#: ``v1.2.3.4``, ``build=4.5.6.7``.
+_VERSION_WORDS = r"(?i:\b(?:version|ver|v|release|rel|build|rev|revision)[ \t]*[:=]?[ \t]*)"
+
+#: The built-in patterns, in the order they run (cards before phone numbers). ``card`` and
+#: ``ipv4`` find candidates that :data:`_CHECKS` then confirms.
 PATTERNS: dict[str, str] = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "email": (
+        rf"{_WORD}._%+-]+@{_WORD}-]+(?:\.{_WORD}-]+)*\.(?:xn--[A-Za-z0-9-]+|[\p{{L}}\p{{M}}]{{2,}})"
+    ),
     "card": r"\b\d(?:[ -]?\d){12,18}\b",
     "ipv6": (
         rf"(?:{_HEX}:){{7}}{_HEX}|(?:{_HEX}:){{1,6}}(?::{_HEX}){{1,6}}"
         rf"|(?:{_HEX}:){{1,7}}:|::(?:{_HEX}:){{0,6}}{_HEX}"
     ),
-    "ipv4": rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b",
+    "ipv4": rf"(?:{_VERSION_WORDS}|\b)\d+(?:\.\d+){{3,}}\b",
     "phone": (
         r"(?:\+\d{1,3}[ .-]?)?\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b"
+        r"|\+\d{1,3}[ .-]?\(0\)[ .-]?\d{2,4}(?:[ .-]?\d{2,4}){1,4}\b"
         r"|\+\d{1,3}(?:[ .-]?\d{2,4}){2,5}\b"
+        r"|\(?\b0\d{2,4}\)?(?:[ -]\d{3,4}[ -]\d{3,4}|[ -]\d{6,7})\b"
     ),
 }
+_IPV4 = rf"^{_OCTET}(?:\.{_OCTET}){{3}}$"
+
+
+def ipv4_valid(candidates: pa.Array) -> np.ndarray:
+    """Whether each ``ipv4`` candidate is an address: four octets of 0 to 255 without leading
+    zeros, and no version word before it."""
+    found = pc.match_substring_regex(candidates, _IPV4)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 _MARKS = ("\x00", "\x01", "\x02", "\x1e")
 
 
@@ -132,6 +157,10 @@ def luhn_valid(candidates: pa.Array) -> np.ndarray:
     return valid
 
 
+#: Patterns whose matches are candidates, replaced only where the check says so.
+_CHECKS: dict[str, Callable[[pa.Array], np.ndarray]] = {"card": luhn_valid, "ipv4": ipv4_valid}
+
+
 @processor("redact", config=RedactConfig)
 class RedactProcessor(Concurrent, Closing, ColumnBound):
     """Mask or hash personal data in text fields."""
@@ -160,7 +189,7 @@ class RedactProcessor(Concurrent, Closing, ColumnBound):
         for kind, pattern in self._rules:
             if not pc.any(pc.match_substring_regex(text, pattern)).as_py():
                 continue
-            if self.cfg.mode == "mask" and kind != "card":
+            if self.cfg.mode == "mask" and kind not in _CHECKS:
                 mask = self.cfg.mask.replace("{kind}", kind).replace("\\", "\\\\")
                 text = pc.replace_substring_regex(text, pattern, mask)
                 continue
@@ -173,8 +202,9 @@ class RedactProcessor(Concurrent, Closing, ColumnBound):
             counts = np.diff(offsets)
             position = np.arange(len(flat)) - np.repeat(offsets[:-1] - offsets[0], counts)
             chosen = position % 2 == 1
-            if kind == "card":
-                chosen[chosen] = luhn_valid(flat.filter(pa.array(chosen)))
+            check = _CHECKS.get(kind)
+            if check is not None:
+                chosen[chosen] = check(flat.filter(pa.array(chosen)))
             if chosen.any():
                 new = self._replacements(kind, flat.filter(pa.array(chosen)))
                 flat = pc.replace_with_mask(flat, pa.array(chosen), new)
