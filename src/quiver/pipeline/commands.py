@@ -424,12 +424,12 @@ def validate_command(file: str, variables: list[str], path_maps: list[str] | Non
         error.print(f"{plural(len(exc.details), 'problem')} found in {file}")
         return EXIT_INVALID
     details: list[ErrorDetail] = [*spec.errors, *check_pipeline(spec)]
+    for w in spec.warnings:
+        error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if details:
         _print_errors(ConfigError(details), error)
         error.print(f"{plural(len(details), 'problem')} found in {file}")
         return EXIT_INVALID
-    for w in spec.warnings:
-        error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     sources = ", ".join(s.name for s in spec.sources())
     sinks = ", ".join(s.name for s in spec.sinks())
     summary = f"{file}: ok ({plural(len(spec.steps), 'step')}; sources: {sources}; sinks: {sinks})"
