@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from quiver.pipeline.component import RowError
 from quiver.pipeline.rejects import RejectsWriter
 from tests.pipeline.test_cli import quiver
@@ -151,3 +153,39 @@ def test_the_writer_escapes_what_utf8_and_json_cannot_hold(tmp_path: Path) -> No
     assert json.loads(rows[1]["value"]) == {"2": ["\\x80"]}
     assert json.loads(rows[1]["row"]) == {"deep": deep}
     assert rows[2]["value"] == "\\xff\\xff\\xff" and rows[2]["row"] == ""
+
+
+def _bad_text_table() -> Any:
+    import pyarrow as pa
+
+    offsets = pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00\x04\x00\x00\x00")
+    names = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"\xff\xfeok")])
+    return pa.table({"id": [1, 2], "name": names})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_text_that_is_not_utf8_in_a_binary_file_is_rejected_with_its_record(
+    tmp_path: Path, fmt: str
+) -> None:
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    table = _bad_text_table()
+    if fmt == "parquet":
+        pq.write_table(table, tmp_path / "in.data")
+    else:
+        with ipc.new_file(tmp_path / "in.data", table.schema) as out:
+            out.write_table(table)
+    rows = run(
+        tmp_path,
+        f"source: {{{fmt}: {{path: in.data}}}}\n"
+        "processors:\n  - validate: {schema: {id: {type: int, min: 100}}}\n"
+        "sink: {jsonl: {path: out.jsonl}}\n",
+    )
+    assert [(r["step"], r["line"], r["column"]) for r in rows] == [
+        ("source", "1", "name"),
+        ("validate", "2", "id"),
+    ]
+    assert "column 'name' holds bytes that are not UTF-8 text: ff fe" in rows[0]["reason"]
+    assert rows[0]["value"] == "\\xff\\xfe"
+    assert json.loads(rows[0]["row"]) == {"id": 1, "name": "\\xff\\xfe"}
