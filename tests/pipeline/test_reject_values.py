@@ -189,3 +189,24 @@ def test_text_that_is_not_utf8_in_a_binary_file_is_rejected_with_its_record(
     assert "column 'name' holds bytes that are not UTF-8 text: ff fe" in rows[0]["reason"]
     assert rows[0]["value"] == "\\xff\\xfe"
     assert json.loads(rows[0]["row"]) == {"id": 1, "name": "\\xff\\xfe"}
+
+
+def test_a_dry_run_shows_rejected_values_as_the_rejects_file_writes_them(tmp_path: Path) -> None:
+    import pyarrow.ipc as ipc
+
+    table = _bad_text_table()
+    with ipc.new_file(tmp_path / "in.arrow", table.schema) as out:
+        out.write_table(table)
+    (tmp_path / "p.yaml").write_text(
+        "source: {arrow: {path: in.arrow}}\n"
+        "processors:\n"
+        "  - sql: {query: \"select id - 2 as id, '[b]' || name as name from input\"}\n"
+        "  - validate: {schema: {id: {type: int, min: 1}}}\n"
+        "sink: {jsonl: {path: out.jsonl}}\n"
+        "on_error: {policy: reject, rejects: rejects.csv}\n"
+    )
+    done = quiver("run", "p.yaml", "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr
+    assert "\\xff\\xfe" in shown and "b'" not in shown
+    assert "│ 0 " in shown  # a value of 0 is shown, not left empty

@@ -386,6 +386,8 @@ def _override_reject_limits(
 def _print_dry_run(console: Any, result: Any, rows: int) -> None:
     from rich.table import Table
 
+    from quiver.pipeline.rejects import reject_fields
+
     for sink, table in result.dry_run.items():
         view = Table(
             title=f"{sink}: first {min(rows, table.num_rows)} row(s) (dry run, nothing written)"
@@ -400,7 +402,7 @@ def _print_dry_run(console: Any, result: Any, rows: int) -> None:
         for col in ("step", "line", "column", "value", "reason"):
             view.add_column(col)
         for e in result.dry_run_rejects[:rows]:
-            view.add_row(e.step, str(e.line or ""), e.column or "", str(e.value or ""), e.reason)
+            view.add_row(*(escape(f) for f in reject_fields(e)[:5]))
         console.print(view)
 
 

@@ -37,7 +37,7 @@ from quiver.pipeline.component import RowError
 from quiver.pipeline.output import lock_exclusively, remove_stale_temps
 from quiver.runtime.delivery import file_error
 
-__all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
+__all__ = ["REJECT_COLUMNS", "RejectsWriter", "reject_fields", "row_json"]
 
 REJECT_COLUMNS = ["step", "line", "column", "value", "reason", "row"]
 
@@ -123,6 +123,19 @@ def _cell(value: Any) -> str:
     return _text(str(value))
 
 
+def reject_fields(error: RowError) -> list[str]:
+    """The columns of :data:`REJECT_COLUMNS` for ``error``, as text UTF-8 can write (the
+    rejects file's row, and the rejected rows a dry run shows)."""
+    return [
+        _text(error.step),
+        "" if error.line is None else str(error.line),
+        _text(error.column or ""),
+        _cell(error.value),
+        _text(error.reason),
+        row_json(error.row),
+    ]
+
+
 class RejectsWriter:
     """Appends rejected rows to a temporary CSV and publishes it on commit."""
 
@@ -183,16 +196,7 @@ class RejectsWriter:
             self._writer = csv.writer(self._file)
             self._writer.writerow(REJECT_COLUMNS)
         for e in errors:
-            self._writer.writerow(
-                [
-                    _text(e.step),
-                    "" if e.line is None else e.line,
-                    _text(e.column or ""),
-                    _cell(e.value),
-                    _text(e.reason),
-                    row_json(e.row),
-                ]
-            )
+            self._writer.writerow(reject_fields(e))
 
     def commit(self) -> None:
         """Publish the rejects file (only when at least one row was rejected)."""
