@@ -10,8 +10,8 @@ run once on an empty batch of those columns, so DuckDB binds every column name a
 its SQL and the others check their names, as the run would; when that fails, every column
 the step's options name (``columns_used``) that its input lacks is reported at the line that
 names it, with a did-you-mean. The step's output columns (with any missing ones added, as
-nulls) feed the next such step. Steps of other kinds (scripts) end that chain: what they give
-is only known once they run. A sink declaring ``ColumnBound`` (upsert ``keys``,
+nulls or text) feed the next such step. Steps of other kinds (scripts) end that chain: what
+they give is only known once they run. A sink declaring ``ColumnBound`` (upsert ``keys``,
 ``partition_by``) has the columns it names checked against the columns reaching it the same
 way. A name whose absence changes nothing (a column to delete, ``ColumnUse.optional``) is a
 warning instead, added to the pipeline's warnings: ``quiver validate`` prints them and
@@ -200,14 +200,19 @@ def _bind_step(
             ErrorDetail(d.message, where, d.fix or "check the column names") for d in problems
         )
         return {}
-    # carry on with the missing columns added (as nulls), so later steps are checked too
-    missing = [u.column for u in used if not u.optional and u.column not in schema.names]
+    # carry on with the missing columns added (as nulls, else as text), so later steps are
+    # checked too
+    missing = list(
+        dict.fromkeys(u.column for u in used if not u.optional and u.column not in schema.names)
+    )
     invented.update(missing)
-    padded = pa.schema([*schema, *(pa.field(c, pa.null()) for c in dict.fromkeys(missing))])
-    try:
-        return _run_on_empty(step, padded, ctx)
-    except Exception:
-        return {}
+    for kind in (pa.null(), pa.string()):
+        padded = pa.schema([*schema, *(pa.field(c, kind) for c in missing)])
+        try:
+            return _run_on_empty(step, padded, ctx)
+        except Exception:
+            continue
+    return {}
 
 
 def _check_names(
