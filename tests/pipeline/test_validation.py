@@ -385,3 +385,151 @@ def test_a_step_with_a_typo_in_its_options_still_counts_for_colliding_paths(
     )
     assert any("unknown key 'delimter'; did you mean 'delimiter'?" in f for f in found)
     assert any("sink 'sink' would write over the input" in f for f in found)
+
+
+#: Each sink naming input columns, with one misspelt name, and where that name is written.
+SINK_MISSPELT = [
+    (
+        "database: {url: 'sqlite:///o.db', table: t, mode: upsert, keys: [id, emial]}",
+        "emial",
+        "database.keys[1]",
+        "email",
+    ),
+    ("parquet: {path: out/, partition_by: [totl]}", "totl", "parquet.partition_by[0]", "total"),
+    (
+        "parquet: {path: out/, time_partition: {column: tme}}",
+        "tme",
+        "parquet.time_partition.column",
+        None,
+    ),
+    ("parquet: {path: o.parquet, no_dictionary: [idd]}", "idd", "parquet.no_dictionary[0]", "id"),
+    (
+        "s3: {bucket: b, key: k, format: {parquet: {no_dictionary: [emal]}}}",
+        "emal",
+        "s3.format.parquet.no_dictionary[0]",
+        "email",
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "column", "option", "near"), SINK_MISSPELT)
+@pytest.mark.parametrize("through", [False, True])
+def test_validate_reports_a_misspelt_sink_column_at_the_line_naming_it(
+    tmp_path: Path, step: str, column: str, option: str, near: str | None, through: bool
+) -> None:
+    write(tmp_path, "in.csv", "id,total,email\n1,5,a@b.c\n")
+    steps = "processors:\n  - rename: {columns: {id: id}}\n" if through else ""
+    code, err = validate(tmp_path, f"source: {{csv: {{path: in.csv}}}}\n{steps}sink:\n  {step}\n")
+    assert code == 2, err
+    line = 5 if through else 3
+    at = re.search(rf"\b{column}\b", f"  {step}")
+    assert at is not None
+    expected = (
+        f"v.yaml:{line}:{at.start() + 1} sink.{option}: step 'sink' uses column '{column}', "
+        "which its input lacks"
+    )
+    if near:
+        expected += f"; did you mean '{near}'?"
+    assert expected in err, err
+    assert "fix: the columns reaching 'sink' are: id, total, email" in err
+    assert "1 problem found" in err
+
+
+def test_validate_accepts_sink_columns_the_input_has(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "id,total,email\n1,5,a@b.c\n")
+    for sink in [
+        "database: {url: 'sqlite:///o.db', table: t, mode: upsert, keys: [id, day]}",
+        "parquet: {path: out/, partition_by: [day], no_dictionary: [email]}",
+    ]:
+        code, err = validate(
+            tmp_path,
+            "source: {csv: {path: in.csv}}\n"
+            "processors:\n  - derive: {columns: {day: \"'2024-01-01'\"}}\n"
+            f"sink: {{{sink}}}\n",
+        )
+        assert code == 0, err
+
+
+def test_run_refuses_a_misspelt_upsert_key_before_writing(tmp_path: Path) -> None:
+    from tests.pipeline.test_cli import quiver
+
+    write(tmp_path, "in.csv", "id,total\n1,5\n")
+    write(
+        tmp_path,
+        "v.yaml",
+        "source: {csv: {path: in.csv}}\n"
+        "sink: {database: {url: 'sqlite:///o.db', table: t, mode: upsert, keys: [idd]}}\n",
+    )
+    done = quiver("run", "v.yaml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "v.yaml:2:" in done.stderr and "uses column 'idd'" in done.stderr
+    assert not (tmp_path / "o.db").exists()
+
+
+def test_a_misspelt_no_dictionary_column_fails_the_run_instead_of_being_ignored(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+
+    from quiver.pipeline.component import RunContext
+    from quiver.pipeline.sinks.parquet import ParquetSink, ParquetSinkConfig
+
+    sink = ParquetSink(ParquetSinkConfig(path=str(tmp_path / "o.parquet"), no_dictionary=["idd"]))
+    with pytest.raises(ConfigError, match="no_dictionary names column"):
+        sink._open(pa.schema([("id", pa.int64())]), RunContext("r1", str(tmp_path)))
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- deletes
+
+
+def test_deleting_a_column_the_input_lacks_is_a_warning_with_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "id,email\n1,a@b.c\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - transform: {set: {tag: x}, delete: [tag, emial]}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 0, err
+    assert (
+        "warning: v.yaml:3:46 processors[0].transform.delete[1]: step 'transform' deletes "
+        "column 'emial', which its input lacks (nothing is deleted); did you mean 'email'?"
+    ) in err, err
+    assert "'tag'" not in err  # set earlier in the step
+
+
+def test_run_logs_a_missing_delete_once_and_still_runs(tmp_path: Path) -> None:
+    from tests.pipeline.test_cli import quiver
+
+    write(tmp_path, "in.csv", "id,email\n1,a@b.c\n")
+    write(
+        tmp_path,
+        "v.yaml",
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n  - transform: {delete: [emial]}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    done = quiver("run", "v.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("deletes column 'emial'") == 1, done.stderr
+    assert "did you mean 'email'?" in done.stderr
+    assert (tmp_path / "out.csv").read_text() == "id,email\n1,a@b.c\n"
+
+
+def test_a_misspelt_column_read_by_transform_is_an_error_with_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "in.csv", "id,email\n1,a@b.c\n")
+    code, err = validate(
+        tmp_path,
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - transform: {set: {who: 'user {emial}'}, rename: {idd: key}}\n"
+        "sink: {csv: {path: out.csv}}\n",
+    )
+    assert code == 2, err
+    assert (
+        "v.yaml:3:35 processors[0].transform.set.who: step 'transform' uses column 'emial'" in err
+    )
+    assert "processors[0].transform.rename.idd: step 'transform' uses column 'idd'" in err
+    assert "did you mean 'email'?" in err and "did you mean 'id'?" in err

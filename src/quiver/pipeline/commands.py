@@ -386,6 +386,8 @@ def _override_reject_limits(
 def _print_dry_run(console: Any, result: Any, rows: int) -> None:
     from rich.table import Table
 
+    from quiver.pipeline.rejects import reject_fields
+
     for sink, table in result.dry_run.items():
         view = Table(
             title=f"{sink}: first {min(rows, table.num_rows)} row(s) (dry run, nothing written)"
@@ -400,7 +402,7 @@ def _print_dry_run(console: Any, result: Any, rows: int) -> None:
         for col in ("step", "line", "column", "value", "reason"):
             view.add_column(col)
         for e in result.dry_run_rejects[:rows]:
-            view.add_row(e.step, str(e.line or ""), e.column or "", str(e.value or ""), e.reason)
+            view.add_row(*(escape(f) for f in reject_fields(e)[:5]))
         console.print(view)
 
 
@@ -424,12 +426,12 @@ def validate_command(file: str, variables: list[str], path_maps: list[str] | Non
         error.print(f"{plural(len(exc.details), 'problem')} found in {file}")
         return EXIT_INVALID
     details: list[ErrorDetail] = [*spec.errors, *check_pipeline(spec)]
+    for w in spec.warnings:
+        error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     if details:
         _print_errors(ConfigError(details), error)
         error.print(f"{plural(len(details), 'problem')} found in {file}")
         return EXIT_INVALID
-    for w in spec.warnings:
-        error.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     sources = ", ".join(s.name for s in spec.sources())
     sinks = ", ".join(s.name for s in spec.sinks())
     summary = f"{file}: ok ({plural(len(spec.steps), 'step')}; sources: {sources}; sinks: {sinks})"

@@ -257,25 +257,33 @@ class Checking(Protocol):
 
 @dataclass(frozen=True)
 class ColumnUse:
-    """An input column a processor's options name, and the option naming it: its path inside
+    """An input column a component's options name, and the option naming it: its path inside
     the component's options (``("keys", 1)``, ``("columns", "total")``), so an unknown name is
-    reported at the line it is written on."""
+    reported at the line it is written on.
+
+    ``optional`` marks a name whose absence changes nothing in the run (a column to delete):
+    an unknown one is a warning, not an error, since a misspelt name there silently does
+    nothing (and may leave personal data in place)."""
 
     column: str
     option: tuple[str | int, ...]
+    optional: bool = False
 
 
 class ColumnBound(Protocol):
-    """A processor naming input columns in its options, whose output columns follow from its
-    input columns and options alone and which has no effect outside the run (``sql``,
-    ``derive``, ``rename``, ``cast``, ``dedupe``, ``lookup``, ...).
+    """A component naming input columns in its options.
+
+    A processor declaring it has output columns that follow from its input columns and options
+    alone and no effect outside the run (``sql``, ``derive``, ``rename``, ``cast``, ``dedupe``,
+    ``lookup``, ...); a sink declaring it names columns of the rows it writes (upsert
+    ``keys``, ``partition_by``).
 
     Before any data is read, ``quiver validate`` (and ``quiver run``) checks each column of
     ``columns_used`` against the columns flowing into the step (what the source's first batch
     and the steps before give), reporting every unknown one at once with its position and a
-    did-you-mean, then runs the step once on an empty batch of those columns, which binds any
-    SQL it holds and gives the columns the next step sees. A step naming no column in plain
-    options (its SQL names them) returns an empty list.
+    did-you-mean. A processor is then run once on an empty batch of those columns, which binds
+    any SQL it holds and gives the columns the next step sees. A step naming no column in
+    plain options (its SQL names them) returns an empty list.
     """
 
     def columns_used(self) -> list[ColumnUse]: ...

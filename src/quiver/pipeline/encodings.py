@@ -123,7 +123,12 @@ def raw_text(raw: bytes, limit: int = 4096) -> str:
     except UnicodeDecodeError:
         text = raw.decode("utf-8", "backslashreplace")
     text = _MARKED.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", text).rstrip("\r\n")
+    # other surrogates were encoded in the input itself (invalid UTF-8): their bytes
+    text = _SURROGATES.sub(
+        lambda m: "".join(f"\\x{b:02x}" for b in m[0].encode("utf-8", "surrogatepass")), text
+    )
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 _MARKED = re.compile("[\udc00-\udcff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")

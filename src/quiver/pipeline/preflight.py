@@ -11,7 +11,11 @@ its SQL and the others check their names, as the run would; when that fails, eve
 the step's options name (``columns_used``) that its input lacks is reported at the line that
 names it, with a did-you-mean. The step's output columns (with any missing ones added, as
 nulls or text) feed the next such step. Steps of other kinds (scripts) end that chain: what
-they give is only known once they run.
+they give is only known once they run. A sink declaring ``ColumnBound`` (upsert ``keys``,
+``partition_by``) has the columns it names checked against the columns reaching it the same
+way. A name whose absence changes nothing (a column to delete, ``ColumnUse.optional``) is a
+warning instead, added to the pipeline's warnings: ``quiver validate`` prints them and
+``quiver run`` logs them as it starts.
 
 ``quiver validate`` reports them; ``quiver run`` makes them first and stops with exit code 2,
 so a SQL typo or a missing Python function is found before a long run starts rather than at
@@ -127,16 +131,19 @@ def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list
         if step.info is None or step.config is None or name in failed:
             continue
         if step.kind == "source":
-            bound = any(_column_bound(spec.steps[c.target]) for c in spec.outgoing(name))
+            bound = any(_names_columns(spec.steps[c.target]) for c in spec.outgoing(name))
             schema = _source_columns(spec, step, ctx, details, read=bound)
             if schema is not None:
                 schemas[(name, DEFAULT_OUTPUT)] = schema
             continue
-        if step.kind != "processor" or not _column_bound(step):
+        if not _names_columns(step):
             continue
         feeding = [schemas.get((c.source_step, c.output)) for c in spec.incoming(name)]
         first = feeding[0] if feeding else None
         if first is None or any(f is None or not f.equals(first) for f in feeding):
+            continue
+        if step.kind == "sink":
+            _check_names(spec, step, _columns_used(step), first, details, invented)
             continue
         outputs = _bind_step(spec, step, first, ctx, details, invented)
         for output, schema in outputs.items():
@@ -146,6 +153,23 @@ def _bind_columns(spec: PipelineSpec, ctx: RunContext, failed: set[str]) -> list
 
 def _column_bound(step: StepSpec) -> bool:
     return step.info is not None and ColumnBound in capabilities_of(step.info.cls)
+
+
+def _names_columns(step: StepSpec) -> bool:
+    """Whether ``step`` is checked against its input's columns: a column-bound processor, or
+    a column-bound sink naming columns (a sink naming none needs no input read here)."""
+    if step.kind == "processor":
+        return _column_bound(step)
+    return step.kind == "sink" and _column_bound(step) and bool(_columns_used(step))
+
+
+def _columns_used(step: StepSpec) -> list[ColumnUse]:
+    """The columns a column-bound step's options name (none when it cannot be built)."""
+    assert step.info is not None
+    try:
+        return cast(ColumnBound, step.info.cls(step.config)).columns_used()
+    except Exception:
+        return []
 
 
 def _bind_step(
@@ -160,37 +184,27 @@ def _bind_step(
     and return the columns of each of its outputs (none when they are not known)."""
     assert step.info is not None
     where = f"{step.where} {step.name}"
+    used = _columns_used(step)
     try:
-        return _run_on_empty(step, schema, ctx)
+        outputs = _run_on_empty(step, schema, ctx)
     except QuiverError as exc:
         problems = exc.details
     except Exception as exc:  # a component's own failure: the run would meet it too
         problems = [ErrorDetail(f"{type(exc).__name__}: {exc}", "", "")]
+    else:
+        _check_names(spec, step, [u for u in used if u.optional], schema, details, invented)
+        return outputs
     # the step does not bind: name each column it uses that its input lacks, if any
-    try:
-        used = cast(ColumnBound, step.info.cls(step.config)).columns_used()
-    except Exception:
-        used = []
-    names = [n for n in schema.names if not is_internal(n) and n not in invented]
-    unknown = [u for u in used if u.column not in schema.names]
-    if not unknown:
+    if not _check_names(spec, step, used, schema, details, invented):
         details.extend(
             ErrorDetail(d.message, where, d.fix or "check the column names") for d in problems
         )
         return {}
-    for use in unknown:
-        hint = did_you_mean(use.column, names)
-        details.append(
-            ErrorDetail(
-                f"step '{step.name}' uses column {use.column!r}, which its input lacks"
-                + (f"; {hint}" if hint else ""),
-                _column_where(spec, step, use),
-                f"the columns reaching '{step.name}' are: {', '.join(names) or 'none'}",
-            )
-        )
     # carry on with the missing columns added (as nulls, else as text), so later steps are
     # checked too
-    missing = list(dict.fromkeys(u.column for u in unknown))
+    missing = list(
+        dict.fromkeys(u.column for u in used if not u.optional and u.column not in schema.names)
+    )
     invented.update(missing)
     for kind in (pa.null(), pa.string()):
         padded = pa.schema([*schema, *(pa.field(c, kind) for c in missing)])
@@ -199,6 +213,41 @@ def _bind_step(
         except Exception:
             continue
     return {}
+
+
+def _check_names(
+    spec: PipelineSpec,
+    step: StepSpec,
+    used: list[ColumnUse],
+    schema: pa.Schema,
+    details: list[ErrorDetail],
+    invented: set[str],
+) -> bool:
+    """Report each column of ``used`` that ``schema`` lacks at the option naming it, with a
+    did-you-mean: an error, or a warning added to the pipeline's warnings for an optional one.
+    Whether any required column is missing."""
+    names = [n for n in schema.names if not is_internal(n) and n not in invented]
+    required = False
+    for use in used:
+        if use.column in schema.names:
+            continue
+        hint = did_you_mean(use.column, names)
+        what = "deletes" if use.optional else "uses"
+        detail = ErrorDetail(
+            f"step '{step.name}' {what} column {use.column!r}, which its input lacks"
+            + (" (nothing is deleted)" if use.optional else "")
+            + (f"; {hint}" if hint else ""),
+            _column_where(spec, step, use),
+            f"the columns reaching '{step.name}' are: {', '.join(names) or 'none'}",
+        )
+        if use.optional:
+            warning = detail.render()
+            if warning not in spec.warnings:
+                spec.warnings.append(warning)
+        else:
+            details.append(detail)
+            required = True
+    return required
 
 
 def _column_where(spec: PipelineSpec, step: StepSpec, use: ColumnUse) -> str:

@@ -1,11 +1,20 @@
-"""The rejects file: one CSV row per rejected input row, written atomically.
+r"""The rejects file: one CSV row per rejected input row, written atomically.
 
 Columns: ``step, line, column, value, reason, row``. ``line`` is the 1-based line (or record)
-number in the source input, ``row`` the original row as JSON. Rows go to a temporary file
-beside the target (``<rejects>.tmp-<run id>``, locked while it is written, like every file
-output); :meth:`RejectsWriter.commit` renames it into place and :meth:`RejectsWriter.abort`
-deletes it, so a failed run leaves no half-written rejects file. The temporary file of a run
-that was killed is removed by the next run writing the same rejects file.
+number in the source input, ``row`` the original row as JSON.
+
+Every rejected row is written, whatever its values; those that UTF-8 text or JSON cannot hold
+as they are get escaped (see :func:`row_json`): a lone surrogate in text becomes a ``\uXXXX``
+escape (in ``row`` a JSON escape, read back as the same text), bytes become text with each
+byte that is not UTF-8 as ``\xNN``, NaN and the infinities become the strings ``"NaN"``,
+``"Infinity"``, ``"-Infinity"``, integers beyond 64 bits become strings of their digits, and
+keys that are not text become their text. Long values are written whole.
+
+Rows go to a temporary file beside the target (``<rejects>.tmp-<run id>``, locked while it is
+written, like every file output); :meth:`RejectsWriter.commit` renames it into place and
+:meth:`RejectsWriter.abort` deletes it, so a failed run leaves no half-written rejects file.
+The temporary file of a run that was killed is removed by the next run writing the same
+rejects file.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
+import json
+import math
 import os
 import re
 from pathlib import Path
@@ -26,7 +37,7 @@ from quiver.pipeline.component import RowError
 from quiver.pipeline.output import lock_exclusively, remove_stale_temps
 from quiver.runtime.delivery import file_error
 
-__all__ = ["REJECT_COLUMNS", "RejectsWriter", "row_json"]
+__all__ = ["REJECT_COLUMNS", "RejectsWriter", "reject_fields", "row_json"]
 
 REJECT_COLUMNS = ["step", "line", "column", "value", "reason", "row"]
 
@@ -34,29 +45,95 @@ REJECT_COLUMNS = ["step", "line", "column", "value", "reason", "row"]
 def _default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _bytes_text(bytes(value))
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
-    return str(value)
+    return _text(str(value))
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def _text(text: str) -> str:
+    """``text`` as UTF-8 can hold it: each lone surrogate as a ``\\uXXXX`` escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    return text
+
+
+def _bytes_text(data: bytes) -> str:
+    """``data`` as text: UTF-8 as it is, each other byte as ``\\xNN``."""
+    return data.decode("utf-8", "backslashreplace")
+
+
+_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _ready(value: Any) -> Any:
+    """``value`` with what JSON cannot hold as it is replaced (see the module's text)."""
+    if isinstance(value, str | bool | None):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _FLOATS.get(value, "NaN")
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else _default(k): _ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_ready(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _bytes_text(bytes(value))
+    return value  # dates and times as orjson writes them, the rest through _default
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as compact JSON, always: text holding lone surrogates gets JSON escapes,
+    which read back as the same text."""
+    ready = _ready(value)
+    try:
+        return orjson.dumps(ready, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        pass  # lone surrogates, or nesting deeper than orjson goes
+    try:
+        text = json.dumps(ready, default=_default, ensure_ascii=False, separators=(",", ":"))
+    except (RecursionError, ValueError, TypeError):
+        return orjson.dumps(_text(repr(value))).decode()  # nested past any limit: its repr
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def row_json(row: dict[str, Any] | None) -> str:
     """The original row as compact JSON (without the engine's internal columns)."""
     if row is None:
         return ""
-    clean = {k: v for k, v in row.items() if not component.is_internal(k)}
-    return orjson.dumps(clean, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    return _json_text({k: v for k, v in row.items() if not component.is_internal(k)})
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return orjson.dumps(value, default=_default).decode()
-    return str(value)
+        return _text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _bytes_text(bytes(value))
+    if isinstance(value, dict | list | tuple):
+        return _json_text(value)
+    return _text(str(value))
+
+
+def reject_fields(error: RowError) -> list[str]:
+    """The columns of :data:`REJECT_COLUMNS` for ``error``, as text UTF-8 can write (the
+    rejects file's row, and the rejected rows a dry run shows)."""
+    return [
+        _text(error.step),
+        "" if error.line is None else str(error.line),
+        _text(error.column or ""),
+        _cell(error.value),
+        _text(error.reason),
+        row_json(error.row),
+    ]
 
 
 class RejectsWriter:
@@ -119,16 +196,7 @@ class RejectsWriter:
             self._writer = csv.writer(self._file)
             self._writer.writerow(REJECT_COLUMNS)
         for e in errors:
-            self._writer.writerow(
-                [
-                    e.step,
-                    "" if e.line is None else e.line,
-                    e.column or "",
-                    _cell(e.value),
-                    e.reason,
-                    row_json(e.row),
-                ]
-            )
+            self._writer.writerow(reject_fields(e))
 
     def commit(self) -> None:
         """Publish the rejects file (only when at least one row was rejected)."""

@@ -388,6 +388,9 @@
   // ("\uD800", which UTF-8 cannot write) — are taken out of every collector and rejected with
   // their line, like any other row error, instead of failing the whole batch. Only columns the
   // script changed are looked at; objects only when a row stored one.
+  // a \uD800-\uDFFF escape in JSON text: one not preceded by an odd number of backslashes
+  var LONE_SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F]/;
+
   function dropUnwritableRows(collectors, input, errors) {
     var bad = Object.create(null), count = 0;
     for (var p = 0; p < collectors.length; p++) {
@@ -405,7 +408,10 @@
           } else if (v !== null && typeof v === "object") {
             try {
               var text = JSON.stringify(v);
-              if (text !== undefined && !text.isWellFormed()) why = "holds a lone UTF-16 surrogate, which UTF-8 cannot write";
+              // JSON.stringify writes a lone surrogate as a \udxxx escape, which the host refuses
+              if (text !== undefined && (!text.isWellFormed() || LONE_SURROGATE_ESCAPE.test(text))) {
+                why = "holds a lone UTF-16 surrogate, which UTF-8 cannot write";
+              }
             } catch (e) {
               why = "cannot be written: " + messageOf(e).split("\n")[0];
             }

@@ -100,7 +100,11 @@ class TransformConfig(ComponentConfig):
     rename: dict[PathText, PathText] = Field(
         default_factory=dict, description="Field path -> new field path."
     )
-    delete: list[PathText] = Field(default_factory=list, description="Field paths to remove.")
+    delete: list[PathText] = Field(
+        default_factory=list,
+        description="Field paths to remove; a column the input lacks is a warning before the "
+        "run (`quiver validate`, and the start of `quiver run`).",
+    )
 
     @field_validator("set")
     @classmethod
@@ -125,15 +129,29 @@ class TransformProcessor(Concurrent, ColumnBound):
         self._delete = [parse_path(p) for p in cfg.delete]
 
     def columns_used(self) -> list[ColumnUse]:
-        """The columns ``rename`` reads, but those ``set`` made (``delete`` takes a missing
-        column for one already gone)."""
-        made = {path.column for path, _ in self._set}
-        used: list[ColumnUse] = []
+        """The input columns the paths read, in the order the step applies them; a column
+        set or renamed to earlier in the step is its own, not the input's. A column to delete
+        is optional: deleting one that is not there does nothing (a warning before the run)."""
+        uses: list[ColumnUse] = []
+        made: set[str] = set()
+
+        def read(path: FieldPath, option: tuple[str | int, ...], optional: bool = False) -> None:
+            if path.column not in made:
+                uses.append(ColumnUse(path.column, option, optional))
+
+        for (path, value), text in zip(self._set, self.cfg.set, strict=True):
+            for part in value if isinstance(value, list) else []:
+                if isinstance(part, FieldPath):
+                    read(part, ("set", text))
+            if path.key is not None:
+                read(path, ("set", text))
+            made.add(path.column)
         for (old, new), text in zip(self._rename, self.cfg.rename, strict=True):
-            if old.column not in made:
-                used.append(ColumnUse(old.column, ("rename", text)))
+            read(old, ("rename", text))
             made.add(new.column)
-        return used
+        for i, path in enumerate(self._delete):
+            read(path, ("delete", i), optional=path.key is None)
+        return uses
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

@@ -58,6 +58,8 @@ from pydantic import Field, field_validator, model_validator
 
 from quiver.pipeline.component import (
     LINE_COLUMN,
+    ColumnBound,
+    ColumnUse,
     ComponentConfig,
     RunContext,
     internal_column,
@@ -156,7 +158,7 @@ def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
 
 
 @sink("database", config=DatabaseSinkConfig)
-class DatabaseSink:
+class DatabaseSink(ColumnBound):
     """Rows into a PostgreSQL, MariaDB/MySQL or SQLite table, in one transaction per run."""
 
     def __init__(self, cfg: DatabaseSinkConfig) -> None:
@@ -168,6 +170,9 @@ class DatabaseSink:
         self._seq = 0
         self.columns: list[str] = []
         self.schema = pa.schema([])
+
+    def columns_used(self) -> list[ColumnUse]:
+        return [ColumnUse(key, ("keys", i)) for i, key in enumerate(self.cfg.keys)]
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         names = schema_without_line(schema).names

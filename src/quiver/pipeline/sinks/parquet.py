@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quiver.pipeline import streams
 from quiver.pipeline.component import (
     Checking,
+    ColumnBound,
+    ColumnUse,
     FileWriting,
     RunContext,
     schema_without_line,
@@ -45,7 +47,7 @@ from quiver.pipeline.output import (
     remove_stale_temps,
 )
 from quiver.pipeline.paths import resolve_path
-from quiver.runtime.errors import ErrorDetail, PermanentError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 
 __all__ = ["ParquetSink", "ParquetSinkConfig"]
 
@@ -127,7 +129,7 @@ _LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "brotli": (0, 11)}
 
 
 @sink("parquet", config=ParquetSinkConfig)
-class ParquetSink(Checking, FileWriting):
+class ParquetSink(Checking, ColumnBound, FileWriting):
     """A Parquet file, written row group by row group and renamed into place on commit."""
 
     def __init__(self, cfg: ParquetSinkConfig) -> None:
@@ -156,11 +158,26 @@ class ParquetSink(Checking, FileWriting):
             ]
         return []
 
+    def columns_used(self) -> list[ColumnUse]:
+        uses = [ColumnUse(c, ("partition_by", i)) for i, c in enumerate(self.cfg.partition_by)]
+        if self.cfg.time_partition is not None:
+            uses.append(ColumnUse(self.cfg.time_partition.column, ("time_partition", "column")))
+        uses += [ColumnUse(c, ("no_dictionary", i)) for i, c in enumerate(self.cfg.no_dictionary)]
+        return uses
+
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self.schema = schema
+        unknown = [c for c in self.cfg.no_dictionary if c not in schema.names]
+        if unknown and schema.names:
+            raise ConfigError.one(
+                f"no_dictionary names column(s) {', '.join(map(repr, unknown))} not in the "
+                f"rows (columns: {', '.join(schema.names)})",
+                f"parquet sink {self.cfg.path}: no_dictionary",
+                "name columns the rows have",
+            )
         if self.cfg.writes_directory:
             self.parts = _Partitioned(self, schema, ctx)
             return

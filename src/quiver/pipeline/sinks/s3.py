@@ -15,13 +15,20 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 from pydantic import Field
 
 from quiver.pipeline.clients.s3 import S3Connection, s3_client, s3_error
-from quiver.pipeline.component import ComponentConfig, RunContext, sink
+from quiver.pipeline.component import (
+    ColumnBound,
+    ColumnUse,
+    ComponentConfig,
+    RunContext,
+    capabilities_of,
+    sink,
+)
 from quiver.pipeline.formats import FormatOption, build_format
 from quiver.runtime.errors import PermanentError, RetryableError
 
@@ -55,7 +62,7 @@ _CONTENT_TYPES = {
 
 
 @sink("s3", config=S3SinkConfig)
-class S3Sink:
+class S3Sink(ColumnBound):
     """One object in S3-compatible storage, uploaded only when the run succeeds."""
 
     def __init__(self, cfg: S3SinkConfig) -> None:
@@ -65,7 +72,19 @@ class S3Sink:
         self._local = ""
         self._inner: Any = None
         self.upload_id: str | None = None
-        build_format("sink", cfg.format, "probe", "s3")  # unknown formats fail early
+        self._probe = build_format("sink", cfg.format, "probe", "s3")  # unknown formats fail early
+
+    def columns_used(self) -> list[ColumnUse]:
+        """The columns the format's options name (``format: {parquet: {partition_by: ...}}``)."""
+        if ColumnBound not in capabilities_of(type(self._probe)) or isinstance(
+            self.cfg.format, str
+        ):
+            return []
+        name = next(iter(self.cfg.format))
+        return [
+            ColumnUse(u.column, ("format", name, *u.option), u.optional)
+            for u in cast(ColumnBound, self._probe).columns_used()
+        ]
 
     async def open(self, schema: pa.Schema, ctx: RunContext) -> None:
         self._folder = tempfile.mkdtemp(prefix="quiver-s3-")

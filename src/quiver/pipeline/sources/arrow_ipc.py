@@ -108,7 +108,7 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     yield self._numbered(pa.RecordBatch.from_pylist([], end.value), path, 1)
                 break
             line += batch.num_rows
-            yield batch
+            yield self._with_valid_text(batch, path)
         if path != STDIO:
             self.bytes_read += os.path.getsize(path)
 

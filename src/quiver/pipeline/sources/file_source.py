@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from quiver.pipeline.component import RowError, RunContext
+from quiver.pipeline.component import LINE_COLUMN, RowError, RunContext, is_internal
 from quiver.pipeline.conform import conform
 from quiver.pipeline.encodings import TextBlocks, raw_text
 from quiver.pipeline.paths import display_path, expand_paths
@@ -120,6 +120,43 @@ class FileSource(abc.ABC):
             fix_columns=_SAME_COLUMNS_FIX,
         )
 
+    def _with_valid_text(self, batch: pa.RecordBatch, path: str) -> pa.RecordBatch:
+        """``batch`` (numbered) without the rows holding text that is not UTF-8, each handled
+        by ``on_malformed`` with its record number: a binary format (Parquet, Arrow) can carry
+        any bytes in a text column, which no later step or sink could read."""
+        if not any(_holds_text(f.type) for f in batch.schema) or _valid(batch):
+            return batch
+        bad: dict[int, str] = {}  # row -> its first column holding such text
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if _valid(column):
+                continue
+            for i in range(batch.num_rows):
+                if i not in bad and not _valid(column.slice(i, 1)):
+                    bad[i] = name
+        if not bad:  # not a text problem: let the next step meet it as it is
+            return batch
+        lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
+        for i, name in sorted(bad.items()):
+            line = lines[i].as_py() if lines is not None else i + 1
+            row = {
+                n: _value(c.slice(i, 1))
+                for n, c in zip(batch.schema.names, batch.columns, strict=True)
+                if not is_internal(n)
+            }
+            value = row.get(name)
+            shown = f": {value.hex(' ')}" if isinstance(value, bytes) and len(value) <= 32 else ""
+            self._malformed(
+                path,
+                line,
+                f"column {name!r} holds bytes that are not UTF-8 text{shown}",
+                b"",
+                column=name,
+                value=value,
+                row=row,
+            )
+        keep = pa.array([i not in bad for i in range(batch.num_rows)])
+        return batch.filter(keep)
+
     def _text_blocks(
         self, path: str, compression: Compression, encoding: str, block_size: int
     ) -> Generator[bytes, None, None]:
@@ -144,6 +181,7 @@ class FileSource(abc.ABC):
         *,
         column: str | None = None,
         value: Any = None,
+        row: dict[str, Any] | None = None,
     ) -> None:
         """Apply ``on_malformed`` to the record at ``path:line``."""
         where = f"{display_path(path)}:{line}"
@@ -164,6 +202,40 @@ class FileSource(abc.ABC):
                 reason=f"{where}: {reason}",
                 column=column,
                 value=value,
-                row={"__file": display_path(path), "__raw": raw_text(raw, _MAX_RAW)},
+                row=row
+                if row is not None
+                else {"__file": display_path(path), "__raw": raw_text(raw, _MAX_RAW)},
             )
         )
+
+
+def _holds_text(kind: pa.DataType) -> bool:
+    """Whether values of ``kind`` hold text (a text column, or one nested inside)."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return True
+    if pa.types.is_string_view(kind):
+        return True
+    if pa.types.is_dictionary(kind):
+        return _holds_text(kind.value_type)
+    return any(_holds_text(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _valid(values: pa.Array | pa.RecordBatch) -> bool:
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _value(one: pa.Array) -> Any:
+    """The value of a one-row array; text that is not UTF-8 as its bytes (see the rejects
+    file's escapes), other values that cannot be read as None."""
+    try:
+        return one.to_pylist()[0]
+    except (UnicodeDecodeError, pa.ArrowInvalid):
+        pass
+    if _holds_text(one.type) and one.type.num_fields == 0:
+        with contextlib.suppress(pa.ArrowException):
+            return one.cast(pa.large_binary()).to_pylist()[0]
+    return None

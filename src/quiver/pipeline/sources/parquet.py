@@ -82,7 +82,7 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 batch_size=self.cfg.batch_rows, columns=self.cfg.columns, use_threads=True
             ):
                 batch = self._like_first_file(batch, path)
-                yield numbered(batch, line)
+                yield self._with_valid_text(numbered(batch, line), path)
                 line += batch.num_rows
             if line == 1:  # no rows, but the columns are known
                 schema = parquet.schema_arrow
