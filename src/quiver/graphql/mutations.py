@@ -61,7 +61,7 @@ from quiver.sql.database import (
     Transaction,
 )
 from quiver.sql.dialects import Dialect
-from quiver.sql.fragment import Fragment, compile_sql, ident, join, param, sql
+from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation
 
 __all__ = ["MutationRunner"]
@@ -718,18 +718,12 @@ def _match(e: Entity, keys: Sequence[Key], alias: str | None = None) -> Fragment
     def column(c: str) -> Fragment:
         return sql(ident(alias, c) if alias else ident(c))
 
-    alternatives = [
-        sql(
-            "(",
-            join(
-                " AND ",
-                (sql(column(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)),
-            ),
-            ")",
-        )
-        for k in keys
-    ]
-    return sql("(", join(" OR ", alternatives), ")")
+    return any_of(
+        [
+            all_of([sql(column(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)])
+            for k in keys
+        ]
+    )
 
 
 def _change(

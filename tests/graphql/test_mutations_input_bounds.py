@@ -1,0 +1,135 @@
+"""Values reach the table as sent, over HTTP, on every dialect: a value the column cannot hold
+as given is refused with the field, the value and the column's type, never rounded or cut;
+batches as large as ``mutations.max_rows`` allows are written whole or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.http import create_app
+from quiver.schema.reflect import reflect_database
+from tests.conftest import DIALECTS, ChinookDb, Dialect
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+_DDL: dict[Dialect, tuple[str, ...]] = {
+    "postgresql": (
+        "CREATE TABLE items (id serial PRIMARY KEY, price numeric(6,2), small smallint,"
+        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0))",
+        "CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b))",
+    ),
+    "mysql": (
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(6,2),"
+        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0)) ENGINE=InnoDB",
+        "CREATE TABLE pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b)) ENGINE=InnoDB",
+    ),
+    "sqlite": (
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, price NUMERIC(6,2), small SMALLINT,"
+        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0))",
+        "CREATE TABLE pairs (a INTEGER, b INTEGER, note TEXT, PRIMARY KEY (a, b))",
+    ),
+}
+
+Client = tuple[httpx.AsyncClient, ChinookDb]
+
+
+@pytest_asyncio.fixture(params=DIALECTS)
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    dialect: Dialect = request.param
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    db = ChinookDb(dialect, url)
+    for statement in _DDL[dialect]:
+        db.query(statement)
+    app = create_app(
+        await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
+    )
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+            yield c, db
+    finally:
+        await app.shutdown()
+        db.close()
+
+
+async def _post(c: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    r = await c.post(
+        "/graphql",
+        content=orjson.dumps({"query": query, "variables": variables}),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _error(body: dict[str, Any]) -> dict[str, Any]:
+    assert body.get("data") is None, body
+    assert len(body["errors"]) == 1, body
+    error: dict[str, Any] = body["errors"][0]
+    return error
+
+
+_CREATE_ITEMS = "mutation($r: [ItemCreateInput!]!) { createItems(inputs: $r) { id } }"
+
+
+async def test_a_batch_of_max_rows_rows_is_written_on_every_dialect(client: Client) -> None:
+    c, db = client
+    body = await _post(c, _CREATE_ITEMS, {"r": [{"pos": i + 1} for i in range(1000)]})
+    assert "errors" not in body, body
+    assert len(body["data"]["createItems"]) == 1000
+    assert db.query("SELECT COUNT(*) FROM items") == [(1000,)]
+    body = await _post(
+        c,
+        "mutation { updateItems(where: {}, set: {small: 7}) { id small } }",
+        {},
+    )
+    assert "errors" not in body, body
+    assert len(body["data"]["updateItems"]) == 1000
+    body = await _post(c, "mutation { deleteItems(where: {}) { id } }", {})
+    assert "errors" not in body, body
+    assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+
+
+async def test_a_batch_over_composite_keys_of_max_rows_rows_is_written(client: Client) -> None:
+    c, db = client
+    rows = [{"a": i // 10, "b": i % 10} for i in range(1000)]
+    body = await _post(
+        c, "mutation($r: [PairCreateInput!]!) { createPairs(inputs: $r) { a b } }", {"r": rows}
+    )
+    assert "errors" not in body, body
+    assert body["data"]["createPairs"][999] == {"a": 99, "b": 9}
+    assert db.query("SELECT COUNT(*) FROM pairs") == [(1000,)]
+
+
+async def test_a_filter_of_a_thousand_alternatives_runs_on_every_dialect(client: Client) -> None:
+    c, _ = client
+    await _post(c, _CREATE_ITEMS, {"r": [{"pos": 1}, {"pos": 2}]})
+    alternatives = [{"pos": {"eq": i}} for i in range(1000)]
+    body = await _post(
+        c,
+        "query($w: ItemWhere!) { items(where: $w) { pos } }",
+        {"w": {"or": alternatives}},
+    )
+    assert body == {"data": {"items": [{"pos": 1}, {"pos": 2}]}}
+
+
+async def test_the_500th_bad_row_of_a_batch_writes_nothing_and_logs_nothing(
+    client: Client,
+) -> None:
+    c, db = client
+    rows = [{"pos": 1} for _ in range(600)]
+    rows[499] = {"pos": 0}
+    error = _error(await _post(c, _CREATE_ITEMS, {"r": rows}))
+    assert error["extensions"]["code"] == "CHECK_VIOLATION"
+    assert error["extensions"]["argumentPath"] == ["inputs", 499, "pos"]
+    assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+    assert db.query("SELECT COUNT(*) FROM quiver_change_log") == [(0,)]
