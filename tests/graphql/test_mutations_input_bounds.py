@@ -5,6 +5,7 @@ batches as large as ``mutations.max_rows`` allows are written whole or not at al
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -22,17 +23,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 _DDL: dict[Dialect, tuple[str, ...]] = {
     "postgresql": (
         "CREATE TABLE items (id serial PRIMARY KEY, price numeric(6,2), small smallint,"
-        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0))",
+        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time)",
         "CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b))",
     ),
     "mysql": (
         "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(6,2),"
-        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0)) ENGINE=InnoDB",
+        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME)"
+        " ENGINE=InnoDB",
         "CREATE TABLE pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b)) ENGINE=InnoDB",
     ),
     "sqlite": (
         "CREATE TABLE items (id INTEGER PRIMARY KEY, price NUMERIC(6,2), small SMALLINT,"
-        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0))",
+        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME)",
         "CREATE TABLE pairs (a INTEGER, b INTEGER, note TEXT, PRIMARY KEY (a, b))",
     ),
 }
@@ -133,3 +135,62 @@ async def test_the_500th_bad_row_of_a_batch_writes_nothing_and_logs_nothing(
     assert error["extensions"]["argumentPath"] == ["inputs", 499, "pos"]
     assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
     assert db.query("SELECT COUNT(*) FROM quiver_change_log") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "shown"),
+    [
+        ({"price": "1.239"}, "price", "3 digits after the decimal point"),
+        ({"price": 1.005}, "price", "3 digits after the decimal point"),
+        ({"price": "0.0000000001"}, "price", "10 digits after the decimal point"),
+        ({"price": "12345.6"}, "price", "5 digits before the decimal point"),
+        ({"price": 123456}, "price", "6 digits before the decimal point"),
+        ({"small": 40000}, "small", "40000 is outside the range"),
+        ({"code": "abcdef"}, "code", "6 characters long"),
+        ({"opens": "10:00:00+05:00"}, "opens", "has an offset"),
+    ],
+)
+async def test_a_value_the_column_would_change_is_refused_naming_field_and_value(
+    client: Client, given: dict[str, Any], field: str, shown: str
+) -> None:
+    c, db = client
+    for query, variables in (
+        ("mutation($v: ItemCreateInput!) { createItem(input: $v) { id } }", {"v": given}),
+        ("mutation($v: [ItemCreateInput!]!) { createItems(inputs: $v) { id } }", {"v": [given]}),
+    ):
+        error = _error(await _post(c, query, variables))
+        assert error["extensions"]["code"] == "INVALID_VALUE", error
+        assert error["extensions"]["field"] == field, error
+        assert error["extensions"]["argumentPath"][-1] == field, error
+        assert error["message"].startswith(f"Item.{field}: "), error
+        if not (db.dialect == "postgresql" and field == "code"):
+            # PostgreSQL checks a varchar's length itself: "value too long for type ..."
+            assert shown in error["message"], error
+    await _post(c, "mutation { createItem(input: {pos: 1}) { id } }", {})
+    error = _error(
+        await _post(
+            c,
+            "mutation($v: ItemSetInput!) { updateItems(where: {}, set: $v) { id } }",
+            {"v": given},
+        )
+    )
+    assert error["extensions"]["code"] == "INVALID_VALUE", error
+    assert error["extensions"]["argumentPath"] == ["set", field], error
+    assert db.query("SELECT price, small, code FROM items") == [(None, None, None)]
+
+
+async def test_values_that_fit_are_kept_as_sent(client: Client) -> None:
+    c, _ = client
+    given = {"price": "1234.50", "small": -32768, "code": "abcde"}
+    body = await _post(
+        c,
+        "mutation($v: ItemCreateInput!) { createItem(input: $v) { price small code } }",
+        {"v": given},
+    )
+    item = body["data"]["createItem"]
+    assert (Decimal(item.pop("price")), item) == (
+        Decimal("1234.5"),
+        {"small": -32768, "code": "abcde"},
+    )
+    body = await _post(c, 'mutation { createItem(input: {price: "1.2"}) { price } }', {})
+    assert Decimal(body["data"]["createItem"]["price"]) == Decimal("1.2")

@@ -60,6 +60,7 @@ from quiver.sql.database import (
     StatementTimeoutError,
     Transaction,
 )
+from quiver.sql.declared import misfit
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation
@@ -84,6 +85,15 @@ _EXPLAIN = {
     "check": "the value fails a check of the table",
     "value": "the value does not fit the column's type",
 }
+
+
+class _MisfitError(Exception):
+    """A value its column cannot hold as given (at ``path``): INVALID_VALUE, before any write."""
+
+    def __init__(self, reason: str, path: tuple[str | int, ...]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
 
 
 class _FailedError(Exception):
@@ -239,6 +249,13 @@ class MutationRunner:
             error = _error(err.message, "BAD_USER_INPUT", field.key)
             if err.path:
                 error["extensions"]["argumentPath"] = list(err.path)
+            raise _FailedError(error) from None
+        except _MisfitError as err:
+            name = str(err.path[-1])
+            error = _error(
+                f"{e.name}.{name}: {err.reason}; nothing was written.", "INVALID_VALUE", field.key
+            )
+            error["extensions"].update(field=name, argumentPath=list(err.path))
             raise _FailedError(error) from None
         except ConstraintError as err:
             raise _FailedError(_violation_error(err.violation, field, e)) from None
@@ -643,6 +660,10 @@ class MutationRunner:
                 value = check(value)
             except PlanError as err:
                 raise PlanError(err.message, path) from None
+        if not f.is_list:
+            reason = misfit(f.db_type, value)
+            if reason is not None:
+                raise _MisfitError(reason, path)
         bits = _bit_width(self.dialect, f)
         if bits is not None:
             return _bit_value(self.dialect, value, path)
