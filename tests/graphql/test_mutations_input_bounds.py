@@ -13,9 +13,11 @@ import orjson
 import pytest
 import pytest_asyncio
 
+import quiver
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
+from quiver.sql.database import Transaction
 from tests.conftest import DIALECTS, ChinookDb, Dialect
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -194,3 +196,48 @@ async def test_values_that_fit_are_kept_as_sent(client: Client) -> None:
     )
     body = await _post(c, 'mutation { createItem(input: {price: "1.2"}) { price } }', {})
     assert Decimal(body["data"]["createItem"]["price"]) == Decimal("1.2")
+
+
+def _python_mutations(dialect: Dialect) -> list[Any]:
+    mark = {"postgresql": "$1", "mysql": "%s", "sqlite": "?"}[dialect]
+
+    @quiver.mutation(entity="Item")
+    async def add_code(tx: Transaction, code: str) -> Any:
+        rows = await tx.fetch_rows(f"INSERT INTO items (code) VALUES ({mark}) RETURNING id", [code])
+        return rows[0][0]
+
+    return [add_code]
+
+
+@pytest_asyncio.fixture(params=DIALECTS)
+async def python_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    dialect: Dialect = request.param
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    db = ChinookDb(dialect, url)
+    for statement in _DDL[dialect]:
+        db.query(statement)
+    app = quiver.create_app(url, mutations=_python_mutations(dialect))
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+            yield c, db
+    finally:
+        await app.shutdown()
+        db.close()
+
+
+async def test_a_python_mutation_argument_with_nul_is_refused_before_it_runs(
+    python_client: Client,
+) -> None:
+    c, db = python_client
+    query = "mutation($c: String!) { addCode(code: $c) { id code } }"
+    error = _error(await _post(c, query, {"c": "a\x00b"}))
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argumentPath": ["code"]}, error
+    assert error["path"] == ["addCode"] and "NUL" in error["message"], error
+    assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+    body = await _post(c, query, {"c": "ab"})
+    assert body["data"]["addCode"]["code"] == "ab", body
+    error = _error(await _post(c, query, {"c": "ab"}))
+    assert error["extensions"]["code"] == "UNIQUE_VIOLATION", error
+    assert error["path"] == ["addCode"], error

@@ -40,7 +40,7 @@ from quiver.graphql.planner import (
 )
 from quiver.runtime.context import RequestContext, current_request
 from quiver.schema.catalog import Catalog, MutationField
-from quiver.schema.ir import Entity, FunctionMutation, Scalar
+from quiver.schema.ir import Entity, FunctionArgument, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
@@ -278,7 +278,7 @@ class MutationRunner:
         defaults). A status starting with ``failed`` or ``error``, or any errors, end the
         operation: nothing of it is kept."""
         given = [
-            sql(ident(a.parameter), " => ", param(args[a.name]))
+            sql(ident(a.parameter), " => ", param(self._argument(key, a, args[a.name])))
             for a in fm.arguments
             if a.name in args
         ]
@@ -294,7 +294,7 @@ class MutationRunner:
         try:
             rows = await self._fetch(tx, statement)
         except ConstraintError as err:
-            raise _FailedError(_violation_error(err.violation, None, None)) from None
+            raise _FailedError(_violation_error(err.violation, None, None, key)) from None
         except DatabaseError as err:
             raise _FailedError(_database_error(err, key)) from None
         if len(rows) != 1:
@@ -361,7 +361,11 @@ class MutationRunner:
         variables: dict[str, Any],
     ) -> bytes:
         """Run ``resolver`` in the transaction and answer the rows whose keys it returns."""
-        given = {a.parameter: args[a.name] for a in resolver.arguments if a.name in args}
+        given = {
+            a.parameter: self._argument(key, a, args[a.name])
+            for a in resolver.arguments
+            if a.name in args
+        }
         try:
             returned = await resolver.func(tx, **given)
         except MutationRefusedError as refused:
@@ -371,7 +375,7 @@ class MutationRunner:
             raise _FailedError(error) from None
         except ConstraintError as err:
             e = self.catalog.entities[resolver.entity]
-            raise _FailedError(_violation_error(err.violation, None, e)) from None
+            raise _FailedError(_violation_error(err.violation, None, e, key)) from None
         except DatabaseError as err:
             raise _FailedError(_database_error(err, key)) from None
         e = self.catalog.entities[resolver.entity]
@@ -379,6 +383,23 @@ class MutationRunner:
         keys = [self._key_of(e, k) for k in items if k is not None]
         answer = await self._rows(tx, e, keys, nodes, fragments, variables)
         return answer if resolver.many else _one(answer)
+
+    def _argument(self, key: str, argument: FunctionArgument, value: Any) -> Any:
+        """An argument of a Python or function mutation, checked as a value written to a
+        column of its type is (no NUL or lone surrogate in text, finite floats, dates the
+        driver can send): BAD_USER_INPUT naming it, before the mutation runs."""
+        if value is None:
+            return None
+        f = IrField(name=argument.name, column=argument.parameter, scalar=argument.scalar)
+        check = write_value_check(self.dialect, f)
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except PlanError as err:
+            error = _error(f"{key}({argument.name}): {err.message}", "BAD_USER_INPUT", key)
+            error["extensions"]["argumentPath"] = [argument.name]
+            raise _FailedError(error) from None
 
     def _key_of(self, e: Entity, value: Any) -> Key:
         """A key as a resolver returns it: a value, a tuple in key order, a mapping by field."""
@@ -794,7 +815,7 @@ def _database_error(err: DatabaseError, key: str | None) -> dict[str, Any]:
 
 
 def _violation_error(
-    violation: Violation, field: _Field | None, e: Entity | None
+    violation: Violation, field: _Field | None, e: Entity | None, key: str | None = None
 ) -> dict[str, Any]:
     """A refused write as a GraphQL error naming the code and, when known, the field."""
     names = _fields_at_fault(violation, e) if e is not None else []
@@ -803,7 +824,7 @@ def _violation_error(
     where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
     message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
     message += f"; nothing was written. The database said: {violation.message}"
-    error = _error(message, _CODES[violation.kind], field.key if field else None)
+    error = _error(message, _CODES[violation.kind], field.key if field else key)
     ext = error["extensions"]
     if names:
         ext["field"] = names[0] if len(names) == 1 else names
