@@ -149,6 +149,7 @@ async def test_the_500th_bad_row_of_a_batch_writes_nothing_and_logs_nothing(
         ({"price": 123456}, "price", "6 digits before the decimal point"),
         ({"small": 40000}, "small", "40000 is outside the range"),
         ({"code": "abcdef"}, "code", "6 characters long"),
+        ({"code": "abcdef", "pos": 1, "small": 2}, "code", "6 characters long"),
         ({"opens": "10:00:00+05:00"}, "opens", "has an offset"),
     ],
 )

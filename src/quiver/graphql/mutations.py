@@ -116,6 +116,8 @@ class _Field:
     at: tuple[str | int, ...] = ()
     #: The fields written by the statement being run, in the order of their parameters.
     written: tuple[str, ...] = ()
+    #: The values of ``written``, in the same order.
+    values: tuple[Any, ...] = ()
 
 
 class MutationRunner:
@@ -439,7 +441,7 @@ class MutationRunner:
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
                 values.append(self._value(f, value, (*path, name)))
-            field.written = tuple(row)
+            field.written, field.values = tuple(row), tuple(row.values())
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
                 body = sql(" (", join(", ", columns), ") VALUES (", join(", ", values), ")")
@@ -447,7 +449,7 @@ class MutationRunner:
                 body = sql(self.dialect.insert_no_columns)
             got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
             keys.append(got[0])
-        field.at = field.written = ()
+        field.at = field.written = field.values = ()
         await self._check_within(tx, field, "insert", keys)
         after = await self._images(tx, e, keys)
         changes = [
@@ -478,12 +480,12 @@ class MutationRunner:
             assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
-        field.written = tuple(changes_set)
+        field.written, field.values = tuple(changes_set), tuple(changes_set.values())
         await self._fetch(
             tx,
             sql("UPDATE ", _table(e), " SET ", join(", ", assignments), " WHERE ", _match(e, keys)),
         )
-        field.at = field.written = ()
+        field.at = field.written = field.values = ()
         # A key changed by the update is the row's key from now on.
         new_keys = [
             tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
@@ -820,7 +822,7 @@ def _violation_error(
     """A refused write as a GraphQL error naming the code and, when known, the field."""
     names = _fields_at_fault(violation, e) if e is not None else []
     if not names and field is not None and field.written:
-        names = _written_at_fault(violation, field.written)
+        names = _written_at_fault(violation, field.written, field.values)
     where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
     message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
     message += f"; nothing was written. The database said: {violation.message}"
@@ -839,15 +841,29 @@ def _violation_error(
 
 
 _ARGUMENT = re.compile(r"query argument \$(\d+)")
+_TOO_LONG = re.compile(r"value too long for type (?:character varying|character)\((\d+)\)")
 
 
-def _written_at_fault(violation: Violation, written: tuple[str, ...]) -> list[str]:
+def _written_at_fault(
+    violation: Violation, written: tuple[str, ...], values: tuple[Any, ...]
+) -> list[str]:
     """The field at fault among those the statement wrote, when the database named none: the
-    one whose parameter the driver refused (``query argument $3``), or the only one written
-    when a value did not fit."""
+    one whose parameter the driver refused (``query argument $3``), the only text longer than
+    the length the database names (``value too long for type character varying(2)``), or the
+    only one written when a value did not fit."""
     m = _ARGUMENT.search(violation.message)
     if m is not None and 1 <= int(m.group(1)) <= len(written):
         return [written[int(m.group(1)) - 1]]
+    m = _TOO_LONG.search(violation.message)
+    if m is not None:
+        limit = int(m.group(1))
+        longer = [
+            n
+            for n, v in zip(written, values, strict=False)
+            if isinstance(v, str) and len(v) > limit
+        ]
+        if len(longer) == 1:
+            return longer
     if violation.kind == "value" and len(written) == 1:
         return [written[0]]
     return []
