@@ -4,12 +4,12 @@ batches as large as ``mutations.max_rows`` allows are written whole or not at al
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 
@@ -25,18 +25,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 _DDL: dict[Dialect, tuple[str, ...]] = {
     "postgresql": (
         "CREATE TABLE items (id serial PRIMARY KEY, price numeric(6,2), small smallint,"
-        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time)",
+        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time, meta jsonb)",
         "CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b))",
     ),
     "mysql": (
         "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(6,2),"
-        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME)"
+        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME, meta JSON)"
         " ENGINE=InnoDB",
         "CREATE TABLE pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b)) ENGINE=InnoDB",
     ),
     "sqlite": (
         "CREATE TABLE items (id INTEGER PRIMARY KEY, price NUMERIC(6,2), small SMALLINT,"
-        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME)",
+        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME, meta JSON)",
         "CREATE TABLE pairs (a INTEGER, b INTEGER, note TEXT, PRIMARY KEY (a, b))",
     ),
 }
@@ -67,7 +67,8 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
 async def _post(c: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     r = await c.post(
         "/graphql",
-        content=orjson.dumps({"query": query, "variables": variables}),
+        # json, not orjson: a test value may nest deeper than orjson writes
+        content=json.dumps({"query": query, "variables": variables}).encode(),
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 200, r.text
@@ -242,3 +243,19 @@ async def test_a_python_mutation_argument_with_nul_is_refused_before_it_runs(
     error = _error(await _post(c, query, {"c": "ab"}))
     assert error["extensions"]["code"] == "UNIQUE_VIOLATION", error
     assert error["path"] == ["addCode"], error
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_json_nested_too_deeply_is_refused_as_bad_input(client: Client) -> None:
+    c, db = client
+    query = "mutation($m: JSON) { createItem(input: {meta: $m}) { id } }"
+    body = await _post(c, query, {"m": _nested(300)})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "nested more than 200 levels" in body["errors"][0]["message"], body
+    assert db.query("SELECT COUNT(*) FROM items") == [(0,)]

@@ -14,7 +14,7 @@ import decimal
 import re
 from typing import Any
 
-__all__ = ["misfit"]
+__all__ = ["json_depth", "misfit"]
 
 _DECIMAL = re.compile(r"(?:numeric|decimal|dec|fixed)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)", re.I)
 _TEXT = re.compile(
@@ -98,3 +98,15 @@ def _integer_misfit(declared: str, value: int) -> str | None:
     if low <= value <= high:
         return None
     return f"{value} is outside the range of {declared} ({low} to {high})"
+
+
+def json_depth(value: Any) -> int:
+    """How deep arrays and objects nest in ``value`` (0 for a scalar, 1 for ``[1]``)."""
+    level = [value]
+    depth = 0
+    while True:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [x for v in containers for x in (v.values() if isinstance(v, dict) else v)]
