@@ -40,7 +40,7 @@ from quiver.graphql.planner import (
 )
 from quiver.runtime.context import RequestContext, current_request
 from quiver.schema.catalog import Catalog, MutationField
-from quiver.schema.ir import Entity, FunctionMutation, Scalar
+from quiver.schema.ir import Entity, FunctionArgument, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
@@ -60,8 +60,9 @@ from quiver.sql.database import (
     StatementTimeoutError,
     Transaction,
 )
+from quiver.sql.declared import misfit
 from quiver.sql.dialects import Dialect
-from quiver.sql.fragment import Fragment, compile_sql, ident, join, param, sql
+from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation
 
 __all__ = ["MutationRunner"]
@@ -86,6 +87,15 @@ _EXPLAIN = {
 }
 
 
+class _MisfitError(Exception):
+    """A value its column cannot hold as given (at ``path``): INVALID_VALUE, before any write."""
+
+    def __init__(self, reason: str, path: tuple[str | int, ...]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+
 class _FailedError(Exception):
     """Ends the operation: the transaction rolls back and ``error`` is the answer."""
 
@@ -106,6 +116,8 @@ class _Field:
     at: tuple[str | int, ...] = ()
     #: The fields written by the statement being run, in the order of their parameters.
     written: tuple[str, ...] = ()
+    #: The values of ``written``, in the same order.
+    values: tuple[Any, ...] = ()
 
 
 class MutationRunner:
@@ -240,6 +252,13 @@ class MutationRunner:
             if err.path:
                 error["extensions"]["argumentPath"] = list(err.path)
             raise _FailedError(error) from None
+        except _MisfitError as err:
+            name = str(err.path[-1])
+            error = _error(
+                f"{e.name}.{name}: {err.reason}; nothing was written.", "INVALID_VALUE", field.key
+            )
+            error["extensions"].update(field=name, argumentPath=list(err.path))
+            raise _FailedError(error) from None
         except ConstraintError as err:
             raise _FailedError(_violation_error(err.violation, field, e)) from None
         except DatabaseError as err:
@@ -261,7 +280,7 @@ class MutationRunner:
         defaults). A status starting with ``failed`` or ``error``, or any errors, end the
         operation: nothing of it is kept."""
         given = [
-            sql(ident(a.parameter), " => ", param(args[a.name]))
+            sql(ident(a.parameter), " => ", param(self._argument(key, a, args[a.name])))
             for a in fm.arguments
             if a.name in args
         ]
@@ -277,7 +296,7 @@ class MutationRunner:
         try:
             rows = await self._fetch(tx, statement)
         except ConstraintError as err:
-            raise _FailedError(_violation_error(err.violation, None, None)) from None
+            raise _FailedError(_violation_error(err.violation, None, None, key)) from None
         except DatabaseError as err:
             raise _FailedError(_database_error(err, key)) from None
         if len(rows) != 1:
@@ -344,7 +363,11 @@ class MutationRunner:
         variables: dict[str, Any],
     ) -> bytes:
         """Run ``resolver`` in the transaction and answer the rows whose keys it returns."""
-        given = {a.parameter: args[a.name] for a in resolver.arguments if a.name in args}
+        given = {
+            a.parameter: self._argument(key, a, args[a.name])
+            for a in resolver.arguments
+            if a.name in args
+        }
         try:
             returned = await resolver.func(tx, **given)
         except MutationRefusedError as refused:
@@ -354,7 +377,7 @@ class MutationRunner:
             raise _FailedError(error) from None
         except ConstraintError as err:
             e = self.catalog.entities[resolver.entity]
-            raise _FailedError(_violation_error(err.violation, None, e)) from None
+            raise _FailedError(_violation_error(err.violation, None, e, key)) from None
         except DatabaseError as err:
             raise _FailedError(_database_error(err, key)) from None
         e = self.catalog.entities[resolver.entity]
@@ -362,6 +385,23 @@ class MutationRunner:
         keys = [self._key_of(e, k) for k in items if k is not None]
         answer = await self._rows(tx, e, keys, nodes, fragments, variables)
         return answer if resolver.many else _one(answer)
+
+    def _argument(self, key: str, argument: FunctionArgument, value: Any) -> Any:
+        """An argument of a Python or function mutation, checked as a value written to a
+        column of its type is (no NUL or lone surrogate in text, finite floats, dates the
+        driver can send): BAD_USER_INPUT naming it, before the mutation runs."""
+        if value is None:
+            return None
+        f = IrField(name=argument.name, column=argument.parameter, scalar=argument.scalar)
+        check = write_value_check(self.dialect, f)
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except PlanError as err:
+            error = _error(f"{key}({argument.name}): {err.message}", "BAD_USER_INPUT", key)
+            error["extensions"]["argumentPath"] = [argument.name]
+            raise _FailedError(error) from None
 
     def _key_of(self, e: Entity, value: Any) -> Key:
         """A key as a resolver returns it: a value, a tuple in key order, a mapping by field."""
@@ -401,7 +441,7 @@ class MutationRunner:
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
                 values.append(self._value(f, value, (*path, name)))
-            field.written = tuple(row)
+            field.written, field.values = tuple(row), tuple(row.values())
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
                 body = sql(" (", join(", ", columns), ") VALUES (", join(", ", values), ")")
@@ -409,7 +449,7 @@ class MutationRunner:
                 body = sql(self.dialect.insert_no_columns)
             got = await self._fetch(tx, sql("INSERT INTO ", _table(e), body, returning))
             keys.append(got[0])
-        field.at = field.written = ()
+        field.at = field.written = field.values = ()
         await self._check_within(tx, field, "insert", keys)
         after = await self._images(tx, e, keys)
         changes = [
@@ -440,12 +480,12 @@ class MutationRunner:
             assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
-        field.written = tuple(changes_set)
+        field.written, field.values = tuple(changes_set), tuple(changes_set.values())
         await self._fetch(
             tx,
             sql("UPDATE ", _table(e), " SET ", join(", ", assignments), " WHERE ", _match(e, keys)),
         )
-        field.at = field.written = ()
+        field.at = field.written = field.values = ()
         # A key changed by the update is the row's key from now on.
         new_keys = [
             tuple(new_values.get(c, k[i]) for i, c in enumerate(e.primary_key)) for k in keys
@@ -643,6 +683,10 @@ class MutationRunner:
                 value = check(value)
             except PlanError as err:
                 raise PlanError(err.message, path) from None
+        if not f.is_list:
+            reason = misfit(f.db_type, value)
+            if reason is not None:
+                raise _MisfitError(reason, path)
         bits = _bit_width(self.dialect, f)
         if bits is not None:
             return _bit_value(self.dialect, value, path)
@@ -718,18 +762,12 @@ def _match(e: Entity, keys: Sequence[Key], alias: str | None = None) -> Fragment
     def column(c: str) -> Fragment:
         return sql(ident(alias, c) if alias else ident(c))
 
-    alternatives = [
-        sql(
-            "(",
-            join(
-                " AND ",
-                (sql(column(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)),
-            ),
-            ")",
-        )
-        for k in keys
-    ]
-    return sql("(", join(" OR ", alternatives), ")")
+    return any_of(
+        [
+            all_of([sql(column(c), " = ", param(v)) for c, v in zip(e.primary_key, k, strict=True)])
+            for k in keys
+        ]
+    )
 
 
 def _change(
@@ -779,16 +817,16 @@ def _database_error(err: DatabaseError, key: str | None) -> dict[str, Any]:
 
 
 def _violation_error(
-    violation: Violation, field: _Field | None, e: Entity | None
+    violation: Violation, field: _Field | None, e: Entity | None, key: str | None = None
 ) -> dict[str, Any]:
     """A refused write as a GraphQL error naming the code and, when known, the field."""
     names = _fields_at_fault(violation, e) if e is not None else []
     if not names and field is not None and field.written:
-        names = _written_at_fault(violation, field.written)
+        names = _written_at_fault(violation, field.written, field.values)
     where = f"{e.name}.{', '.join(names)}" if e is not None and names else (e.name if e else "")
     message = f"{where}: {_EXPLAIN[violation.kind]}" if where else _EXPLAIN[violation.kind]
     message += f"; nothing was written. The database said: {violation.message}"
-    error = _error(message, _CODES[violation.kind], field.key if field else None)
+    error = _error(message, _CODES[violation.kind], field.key if field else key)
     ext = error["extensions"]
     if names:
         ext["field"] = names[0] if len(names) == 1 else names
@@ -803,15 +841,29 @@ def _violation_error(
 
 
 _ARGUMENT = re.compile(r"query argument \$(\d+)")
+_TOO_LONG = re.compile(r"value too long for type (?:character varying|character)\((\d+)\)")
 
 
-def _written_at_fault(violation: Violation, written: tuple[str, ...]) -> list[str]:
+def _written_at_fault(
+    violation: Violation, written: tuple[str, ...], values: tuple[Any, ...]
+) -> list[str]:
     """The field at fault among those the statement wrote, when the database named none: the
-    one whose parameter the driver refused (``query argument $3``), or the only one written
-    when a value did not fit."""
+    one whose parameter the driver refused (``query argument $3``), the only text longer than
+    the length the database names (``value too long for type character varying(2)``), or the
+    only one written when a value did not fit."""
     m = _ARGUMENT.search(violation.message)
     if m is not None and 1 <= int(m.group(1)) <= len(written):
         return [written[int(m.group(1)) - 1]]
+    m = _TOO_LONG.search(violation.message)
+    if m is not None:
+        limit = int(m.group(1))
+        longer = [
+            n
+            for n, v in zip(written, values, strict=False)
+            if isinstance(v, str) and len(v) > limit
+        ]
+        if len(longer) == 1:
+            return longer
     if violation.kind == "value" and len(written) == 1:
         return [written[0]]
     return []

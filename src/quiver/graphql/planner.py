@@ -50,6 +50,8 @@ from quiver.sql.fragment import (
     Param,
     Piece,
     Slot,
+    all_of,
+    any_of,
     compile_sql,
     ident,
     join,
@@ -274,7 +276,7 @@ def plan_rows_by_key(
         )
         for k in keys
     ]
-    cond = sql("(", join(" OR ", (m for m in matches if m is not None)), ")")
+    cond = any_of([m for m in matches if m is not None])
     order: list[OrderItem] = []
     if len(keys) > 1:
         cases = [sql(" WHEN ", m, f" THEN {i}") for i, m in enumerate(matches) if m is not None]
@@ -939,9 +941,7 @@ class _Planner:
                     self.where(e, a, _value(x), (*p, i), negated) or sql(self.dialect.true_literal)
                     for i, x in enumerate(val)
                 ]
-                parts.append(
-                    sql("(", join(" OR ", alts), ")") if alts else sql(self.dialect.false_literal)
-                )
+                parts.append(any_of(alts) if alts else sql(self.dialect.false_literal))
             elif key == "not":
                 if val is None:
                     raise PlanError("not: null is not allowed; omit it or pass a filter", p)
@@ -1471,7 +1471,7 @@ def _and(parts: list[Fragment | None]) -> Fragment | None:
         return None
     if len(present) == 1:
         return present[0]
-    return sql("(", join(" AND ", present), ")")
+    return all_of(present)
 
 
 def _value(x: Any) -> Any:

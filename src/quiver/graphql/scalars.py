@@ -33,6 +33,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 from quiver.schema.ir import Scalar
+from quiver.sql.declared import json_depth
 
 __all__ = ["SCALAR_TYPES", "graphql_scalar"]
 
@@ -201,15 +202,30 @@ BASE64 = _scalar(
 )
 
 
+#: The deepest nesting of arrays and objects a JSON input may have: deeper values cannot be
+#: encoded again (orjson stops at 255 levels) and no database indexes into them usefully.
+JSON_MAX_DEPTH = 200
+
+
+def _json_depth_checked(value: Any) -> Any:
+    """``value``, refused when its arrays and objects nest deeper than ``JSON_MAX_DEPTH``."""
+    if json_depth(value) > JSON_MAX_DEPTH:
+        raise GraphQLError(
+            f"JSON cannot represent a value nested more than {JSON_MAX_DEPTH} levels deep"
+            " (arrays and objects within each other): flatten it"
+        )
+    return value
+
+
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
-    return value_from_ast_untyped(node, variables)
+    return _json_depth_checked(value_from_ast_untyped(node, variables))
 
 
 JSON = GraphQLScalarType(
     name="JSON",
     description="Any JSON value.",
     serialize=lambda v: orjson.loads(v) if isinstance(v, bytes | str) else v,
-    parse_value=lambda v: v,
+    parse_value=_json_depth_checked,
     parse_literal=_parse_json_literal,
 )
 

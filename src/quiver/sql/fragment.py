@@ -20,6 +20,8 @@ __all__ = [
     "Param",
     "Slot",
     "Text",
+    "all_of",
+    "any_of",
     "compile_sql",
     "ident",
     "join",
@@ -122,6 +124,34 @@ def join(separator: str, items: Iterable[Piece]) -> Fragment:
             out.append(sep)
         out.append(_piece(item))
     return Fragment(tuple(out))
+
+
+def any_of(conditions: Sequence[Piece]) -> Fragment:
+    """The conditions joined with OR, in parentheses (at least one condition)."""
+    return _balanced(" OR ", conditions)
+
+
+def all_of(conditions: Sequence[Piece]) -> Fragment:
+    """The conditions joined with AND, in parentheses (at least one condition)."""
+    return _balanced(" AND ", conditions)
+
+
+#: Most conditions one pair of parentheses holds: a flat ``a OR b OR ...`` is a tree as deep as
+#: it is long, and SQLite refuses an expression deeper than 1000 ("Expression tree is too
+#: large"), so longer lists nest in groups of this size (depth log_64 of the length).
+_GROUP = 64
+
+
+def _balanced(separator: str, conditions: Sequence[Piece]) -> Fragment:
+    if not conditions:
+        raise ValueError("no condition to join")
+    items: list[Piece] = list(conditions)
+    while len(items) > _GROUP:
+        items = [
+            sql("(", join(separator, items[i : i + _GROUP]), ")")
+            for i in range(0, len(items), _GROUP)
+        ]
+    return sql("(", join(separator, items), ")")
 
 
 def compile_sql(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot]]:
