@@ -273,6 +273,16 @@ def test_connect_reads_every_endpoint_in_parallel_into_one_table(served: Served)
         assert client.read_parallel("export:Genre:genreId<0::partitions=3").num_rows == 0
 
 
+def test_a_failing_endpoint_fails_the_parallel_read_with_its_error(served: Served) -> None:
+    with connect(served.location) as client:
+        fi = client.info({"export": {"table": "Track", "partitions": 2}})
+        bad = flight.FlightEndpoint(b'{"export": {"table": "NoSuchTable"}}', [])
+        broken = flight.FlightInfo(fi.schema, fi.descriptor, [*fi.endpoints, bad], -1, -1)
+        with pytest.raises(flight.FlightServerError, match="NoSuchTable"):
+            client.read_info(broken)
+        assert client.read_info(fi).num_rows == client.read("export:Track::").num_rows
+
+
 # ----- a nullable key, every dialect ----------------------------------------------------------
 
 

@@ -205,6 +205,16 @@ MISSPELT = [
     ("select: {columns: [id, totl]}", "totl", "select.columns[1]", "total"),
     ("select: {exclude: [emil]}", "emil", "select.exclude[0]", "email"),
     ("filter: {expression: 'totl > 1'}", "totl", "filter.expression", "total"),
+    ("transform: {rename: {emial: mail}}", "emial", "transform.rename.emial", "email"),
+    ("transform: {set: {a: x}, rename: {a: b, idd: c}}", "idd", "transform.rename.idd", "id"),
+    ("redact: {fields: [emal]}", "emal", "redact.fields[0]", "email"),
+    ("aggregate: {time: tiem, window: 10s, metrics: {n: count}}", "tiem", "aggregate.time", None),
+    (
+        "enrich: {lookup: {file: codes.csv, key: idd, on: code}}",
+        "idd",
+        "enrich.lookup.key",
+        "id",
+    ),
 ]
 
 

@@ -41,37 +41,41 @@ class QuiverFlightClient:
         """Every endpoint of ``info`` read at the same time, one thread each (at most
         ``max_threads``), as one table: the endpoints' rows one after the other, in endpoint
         order. Endpoints are read through this client's connection (a Quiver server's
-        endpoints are all its own). A failing endpoint cancels the others' streams and its
+        endpoints are all its own). A failing endpoint stops the others' streams and its
         error is raised."""
         endpoints = list(info.endpoints)
         if not endpoints:
             return info.schema.empty_table()
         if len(endpoints) == 1:
             return self.flight.do_get(endpoints[0].ticket, self.options).read_all()
-        readers: list[flight.FlightStreamReader] = []
-        lock = threading.Lock()
+        #: the first endpoint's failure: the other threads stop reading when it is set
+        failures: list[BaseException] = []
         failed = threading.Event()
 
-        def read(endpoint: flight.FlightEndpoint) -> pa.Table:
-            reader = self.flight.do_get(endpoint.ticket, self.options)
-            with lock:
-                readers.append(reader)
-            if failed.is_set():
-                reader.cancel()
+        def read(endpoint: flight.FlightEndpoint) -> pa.Table | None:
             try:
-                return reader.read_all()
-            except Exception:
-                failed.set()
-                with lock:
-                    others = [r for r in readers if r is not reader]
-                for other in others:
-                    other.cancel()
-                raise
+                reader = self.flight.do_get(endpoint.ticket, self.options)
+                batches = []
+                for chunk in reader:
+                    if failed.is_set():
+                        # Cancelled by the thread reading it: pyarrow turns a read that
+                        # another thread cancels into an interrupt of the main thread.
+                        reader.cancel()
+                        return None
+                    batches.append(chunk.data)
+                return pa.Table.from_batches(batches, schema=reader.schema)
+            except Exception as exc:
+                if not failed.is_set():
+                    failures.append(exc)
+                    failed.set()
+                return None
 
         threads = min(len(endpoints), max_threads or len(endpoints))
         with ThreadPoolExecutor(threads, thread_name_prefix="quiver-flight-read") as pool:
             tables = list(pool.map(read, endpoints))
-        return pa.concat_tables(tables)
+        if failures:
+            raise failures[0]
+        return pa.concat_tables([t for t in tables if t is not None])
 
     def read_parallel(
         self, ticket: str | bytes | dict[str, Any], *, max_threads: int | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "WRITEBACK_BYTES",
     "AtomicOutput",
     "FileSinkConfig",
+    "Serialized",
     "TextSinkConfig",
     "WritingBack",
     "concatenated_text",
@@ -328,9 +329,13 @@ def open_output(
     return output, output.open()
 
 
+#: Serialised rows: bytes, or a view of the Arrow buffer that holds them (never copied).
+Serialized = bytes | memoryview
+
+
 def serialized_in_slices(
-    batch: pa.RecordBatch, serialize: Callable[[pa.RecordBatch], bytes], most_bytes: int
-) -> bytes:
+    batch: pa.RecordBatch, serialize: Callable[[pa.RecordBatch], Serialized], most_bytes: int
+) -> Serialized:
     """``serialize(batch)``, done on slices of about ``most_bytes`` of the batch each when it is
     bigger: the text of one Arrow string array holds at most 2 GiB."""
     if batch.nbytes <= most_bytes or batch.num_rows <= 1:
@@ -339,8 +344,9 @@ def serialized_in_slices(
     return b"".join(serialize(batch.slice(start, step)) for start in range(0, batch.num_rows, step))
 
 
-def concatenated_text(strings: pa.Array) -> bytes:
-    """The bytes of every value of a string array, back to back (no copy per value)."""
+def concatenated_text(strings: pa.Array) -> Serialized:
+    """The bytes of every value of a string array, back to back: a view of the array's own
+    buffer (no copy at all)."""
     if strings.null_count:
         raise AssertionError("rows must not be null")
     _, offsets_buffer, data_buffer = strings.buffers()
@@ -348,5 +354,4 @@ def concatenated_text(strings: pa.Array) -> bytes:
     first, last = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
     if data_buffer is None:
         return b""
-    result: bytes = data_buffer.slice(first, last - first).to_pybytes()
-    return result
+    return memoryview(data_buffer)[first:last]

@@ -10,8 +10,8 @@ run once on an empty batch of those columns, so DuckDB binds every column name a
 its SQL and the others check their names, as the run would; when that fails, every column
 the step's options name (``columns_used``) that its input lacks is reported at the line that
 names it, with a did-you-mean. The step's output columns (with any missing ones added, as
-nulls) feed the next such step. Steps of other kinds (scripts) end that chain: what they give
-is only known once they run.
+nulls or text) feed the next such step. Steps of other kinds (scripts) end that chain: what
+they give is only known once they run.
 
 ``quiver validate`` reports them; ``quiver run`` makes them first and stops with exit code 2,
 so a SQL typo or a missing Python function is found before a long run starts rather than at
@@ -188,14 +188,17 @@ def _bind_step(
                 f"the columns reaching '{step.name}' are: {', '.join(names) or 'none'}",
             )
         )
-    # carry on with the missing columns added (as nulls), so later steps are checked too
-    missing = [u.column for u in unknown]
+    # carry on with the missing columns added (as nulls, else as text), so later steps are
+    # checked too
+    missing = list(dict.fromkeys(u.column for u in unknown))
     invented.update(missing)
-    padded = pa.schema([*schema, *(pa.field(c, pa.null()) for c in dict.fromkeys(missing))])
-    try:
-        return _run_on_empty(step, padded, ctx)
-    except Exception:
-        return {}
+    for kind in (pa.null(), pa.string()):
+        padded = pa.schema([*schema, *(pa.field(c, kind) for c in missing)])
+        try:
+            return _run_on_empty(step, padded, ctx)
+        except Exception:
+            continue
+    return {}
 
 
 def _column_where(spec: PipelineSpec, step: StepSpec, use: ColumnUse) -> str:

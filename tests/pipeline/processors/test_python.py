@@ -89,3 +89,16 @@ def test_python_a_key_new_in_a_later_batch_rejects_its_row_with_the_fix(
     (e,) = third.errors
     assert (e.line, e.column, e.kind) == (2, "x", "script")
     assert "no row of the first batch returned (declare every field in output_schema)" in e.reason
+
+
+def test_python_batch_result_is_matched_to_the_output_schema(run_ctx: RunContext) -> None:
+    proc = py(
+        run_ctx,
+        "def same(batch, ctx):\n    return batch.select(['id'])\n",
+        function="same",
+        mode="batch",
+        output_schema={"id": "long", "note": "string"},
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert rows_of(out) == [{"id": i, "note": None} for i in (1, 2, 3, 4)]
+    assert out.batch is not None and out.batch.schema.field("id").type == "int64"

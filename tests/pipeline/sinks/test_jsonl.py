@@ -53,6 +53,6 @@ def test_a_huge_batch_is_encoded_in_slices(monkeypatch: pytest.MonkeyPatch) -> N
 
     batch = pa.record_batch({"a": [str(i) * 20 for i in range(50)], "b": list(range(50))})
     sink = JsonlSink(JsonlSinkConfig.model_validate({"path": "x"}))
-    whole = sink.encode(batch)
+    whole = bytes(sink.encode(batch))
     monkeypatch.setattr(jsonl_sink, "_SLICE_BYTES", 100)
     assert sink.encode(batch) == whole and whole.count(b"\n") == 50

@@ -230,7 +230,14 @@ class AggregateProcessor(Flushing, ColumnBound):
         return result.take(order)
 
     def columns_used(self) -> list[ColumnUse]:
-        return []  # its field paths are checked on the empty batch
+        used = [ColumnUse(parse_path(self.cfg.time).column, ("time",))]
+        used += [ColumnUse(g.column, ("group_by", i)) for i, g in enumerate(self.groups)]
+        used += [
+            ColumnUse(parse_path(spec.field).column, ("metrics", name, "field"))
+            for name, spec in self.specs.items()
+            if spec.field is not None
+        ]
+        return used
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         table, timed = self._inputs(batch)

@@ -142,7 +142,13 @@ class EnrichProcessor(Concurrent, Checking, ColumnBound):
         return write_path(batch, path, pc.fill_null(current.cast(pa.string()), value))
 
     def columns_used(self) -> list[ColumnUse]:
-        return []  # its field paths are checked on the empty batch
+        """The column of the lookup key, unless a static value makes it."""
+        if self.cfg.lookup is None:
+            return []
+        key = parse_path(self.cfg.lookup.key).column
+        if key in {path.column for path, _ in self._static}:
+            return []
+        return [ColumnUse(key, ("lookup", "key"))]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         rows = batch.num_rows

@@ -211,7 +211,7 @@ class RedactProcessor(Concurrent, Closing, ColumnBound):
         return write_path(batch, path, redacted.cast(values.type))
 
     def columns_used(self) -> list[ColumnUse]:
-        return []  # its field paths are checked on the empty batch
+        return [ColumnUse(path.column, ("fields", i)) for i, path in enumerate(self._paths)]
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

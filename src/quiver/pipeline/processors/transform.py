@@ -125,7 +125,15 @@ class TransformProcessor(Concurrent, ColumnBound):
         self._delete = [parse_path(p) for p in cfg.delete]
 
     def columns_used(self) -> list[ColumnUse]:
-        return []  # its field paths are checked on the empty batch
+        """The columns ``rename`` reads, but those ``set`` made (``delete`` takes a missing
+        column for one already gone)."""
+        made = {path.column for path, _ in self._set}
+        used: list[ColumnUse] = []
+        for (old, new), text in zip(self._rename, self.cfg.rename, strict=True):
+            if old.column not in made:
+                used.append(ColumnUse(old.column, ("rename", text)))
+            made.add(new.column)
+        return used
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx

@@ -40,6 +40,7 @@ from quiver.pipeline.encodings import normalize_encoding
 from quiver.pipeline.json_text import json_strings
 from quiver.pipeline.output import (
     AtomicOutput,
+    Serialized,
     TextSinkConfig,
     concatenated_text,
     open_output,
@@ -355,11 +356,11 @@ class _Serializer:
         fields = self.field(values, "header", None).to_pylist()
         return self.cfg.delimiter.join(fields) + self.cfg.line_terminator
 
-    def rows(self, batch: pa.RecordBatch) -> bytes:
+    def rows(self, batch: pa.RecordBatch) -> Serialized:
         """The batch's rows as CSV bytes (UTF-8)."""
         return serialized_in_slices(batch, self._rows, _SLICE_BYTES)
 
-    def _rows(self, batch: pa.RecordBatch) -> bytes:
+    def _rows(self, batch: pa.RecordBatch) -> Serialized:
         lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
         data: pa.RecordBatch = without_line(with_kept_decimal_text(batch))
         if data.num_rows == 0:
@@ -377,7 +378,7 @@ class _Serializer:
         rows = pc.binary_join_element_wise(*fields, self.delimiter_scalar)
         return concatenated_text(rows)
 
-    def _rows_by_arrow(self, data: pa.RecordBatch, lines: pa.Array | None) -> bytes:
+    def _rows_by_arrow(self, data: pa.RecordBatch, lines: pa.Array | None) -> Serialized:
         """The rows written by Arrow's CSV writer from the same text columns."""
         columns = [_text(data.column(i), name) for i, name in enumerate(data.schema.names)]
         if self.cfg.quoting == "none":
@@ -387,15 +388,14 @@ class _Serializer:
         text = pa.RecordBatch.from_arrays(columns, names=[str(i) for i in range(len(columns))])
         out = pa.BufferOutputStream()
         pacsv.write_csv(text, out, self.arrow_options)
-        result: bytes = out.getvalue().to_pybytes()
-        return result
+        return memoryview(out.getvalue())
 
 
 def serialize_csv(batch: pa.RecordBatch, cfg: CsvSinkConfig, header: bool = False) -> str:
     """A batch as CSV text with ``cfg``'s options (used by tests and the dry-run preview)."""
     serializer = _Serializer(cfg)
     head = serializer.header(schema_without_line(batch.schema).names) if header else ""
-    return head + serializer.rows(batch).decode("utf-8")
+    return head + bytes(serializer.rows(batch)).decode("utf-8")
 
 
 @sink("csv", config=CsvSinkConfig)
@@ -429,10 +429,10 @@ class CsvSink(FileWriting):
         if self.cfg.header and self._schema.names:  # no columns known: an empty file
             self._write_text(self.serializer.header(self._schema.names).encode("utf-8"), None)
 
-    def _write_text(self, data: bytes, batch: pa.RecordBatch | None) -> None:
+    def _write_text(self, data: Serialized, batch: pa.RecordBatch | None) -> None:
         assert self.stream is not None
         if self._encoder is not None:
-            text = data.decode("utf-8")
+            text = bytes(data).decode("utf-8")
             try:
                 data = self._encoder.encode(text)
             except UnicodeEncodeError as exc:

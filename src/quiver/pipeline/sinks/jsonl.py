@@ -27,6 +27,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.json_text import dump_json, json_strings
 from quiver.pipeline.output import (
     AtomicOutput,
+    Serialized,
     TextSinkConfig,
     concatenated_text,
     open_output,
@@ -135,11 +136,11 @@ class JsonlSink(FileWriting):
         self.output = output
         self.guard.path = output.path
 
-    def encode(self, batch: pa.RecordBatch) -> bytes:
+    def encode(self, batch: pa.RecordBatch) -> Serialized:
         """The batch as JSON Lines."""
         return serialized_in_slices(batch, self._encode, _SLICE_BYTES)
 
-    def _encode(self, batch: pa.RecordBatch) -> bytes:
+    def _encode(self, batch: pa.RecordBatch) -> Serialized:
         data: pa.RecordBatch = without_line(with_kept_decimal_text(batch))
         if data.num_rows == 0:
             return b""
