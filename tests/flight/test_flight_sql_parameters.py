@@ -161,3 +161,33 @@ def test_a_parameter_of_a_statement_that_is_not_prepared_is_refused(
     with pytest.raises(flight.FlightServerError, match="1 parameter and no values are bound"):
         client.get_flight_info(descriptor)
     assert client.get_schema(descriptor).schema.names == ["name"]
+
+
+@pytest.mark.parametrize(
+    "handle",
+    [
+        {"export": {"table": "Genre", "where": {"genreId": {"eq": {"$parameter": 3}}}}},
+        {"export": {"table": "Genre", "where": {"genreId": {"eq": {"$parameter": "x"}}}}},
+        {
+            "prepared": {
+                "ticket": {
+                    "export": {"table": "Genre", "where": {"genreId": {"eq": {"$parameter": 0}}}}
+                },
+                "values": [1, 2],
+            }
+        },
+        {"prepared": {"ticket": "Genre", "values": []}},
+    ],
+)
+def test_a_handle_the_server_did_not_make_is_refused(client: Any, handle: Any) -> None:
+    import orjson
+    import pyarrow.flight as flight
+
+    from quiver.flight.protobuf import encode, pack_any
+
+    command = pack_any(
+        "arrow.flight.protocol.sql.CommandPreparedStatementQuery",
+        encode([(1, orjson.dumps(handle))]),
+    )
+    with pytest.raises(flight.FlightServerError, match="handle cannot be read"):
+        client.get_flight_info(flight.FlightDescriptor.for_command(command))

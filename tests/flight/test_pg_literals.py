@@ -130,16 +130,17 @@ def test_a_pool_connection_reads_text_as_utf8_whatever_the_environment_says(
 
 @pytest.fixture(scope="module")
 def table(pg: Any) -> Any:
-    """A one-column table for round trips, in a schema of its own."""
+    """A one-column table for round trips, in a schema of its own (named for this process:
+    runs side by side share the database)."""
+    schema = f"flight_literals_{uuid.uuid4().hex[:12]}"
     with pg.cursor() as cursor:
         cursor.adbc_statement.set_sql_query(
-            "DROP SCHEMA IF EXISTS flight_literals CASCADE; CREATE SCHEMA flight_literals; "
-            "CREATE TABLE flight_literals.t (id int PRIMARY KEY, v text)"
+            f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (id int PRIMARY KEY, v text)"
         )
         cursor.adbc_statement.execute_update()
-    yield "flight_literals.t"
+    yield f"{schema}.t"
     with pg.cursor() as cursor:
-        cursor.adbc_statement.set_sql_query("DROP SCHEMA flight_literals CASCADE")
+        cursor.adbc_statement.set_sql_query(f"DROP SCHEMA {schema} CASCADE")
         cursor.adbc_statement.execute_update()
 
 

@@ -220,9 +220,17 @@ def prepared_statement(handle: bytes) -> tuple[Ticket, list[Any] | None]:
 
 
 def parameter_count(ticket: Ticket) -> int:
+    """How many ``?`` the statement of ``ticket`` has; a handle whose markers are not
+    numbered 0, 1, ... in turn (not one this server made) is refused."""
     if not isinstance(ticket, ExportTicket):
         return 0
-    return len(_markers(ticket.where))
+    indexes = sorted(index for index, _column, _op in _markers(ticket.where))
+    if indexes != list(range(len(indexes))):
+        raise _refuse(
+            "the prepared statement handle cannot be read",
+            "prepare the statement again and use the handle the server answers",
+        )
+    return len(indexes)
 
 
 def statement_schema_ticket(ticket: Ticket) -> Ticket:
@@ -246,6 +254,11 @@ def executed_ticket(handle: bytes) -> Ticket:
             f"the statement has {count} parameter{'s' if count > 1 else ''} and no values "
             "are bound",
             "bind one value per ? before executing (cursor.execute(sql, params))",
+        )
+    if len(values) != count:
+        raise _refuse(
+            "the prepared statement handle cannot be read",
+            "prepare the statement again and use the handle the server answers",
         )
     assert isinstance(ticket, ExportTicket)
     return dataclasses.replace(ticket, where=_substituted(ticket.where, values))
