@@ -259,3 +259,24 @@ async def test_json_nested_too_deeply_is_refused_as_bad_input(client: Client) ->
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
     assert "nested more than 200 levels" in body["errors"][0]["message"], body
     assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+
+
+async def test_json_as_deep_as_the_database_keeps_is_written_and_logged(client: Client) -> None:
+    c, db = client
+    query = "mutation($m: JSON) { createItem(input: {meta: $m}) { id } }"
+    # MariaDB's JSON keeps 31 levels, and the change log holds the value inside the row.
+    deepest = 30 if db.dialect == "mysql" else 200
+    body = await _post(c, query, {"m": _nested(deepest)})
+    assert "errors" not in body, body
+    assert db.query("SELECT COUNT(*) FROM quiver_change_log") == [(1,)]
+    error = _error(await _post(c, query, {"m": _nested(deepest + 1)}))
+    if db.dialect == "mysql":
+        assert error["extensions"] == {
+            "code": "INVALID_VALUE",
+            "field": "meta",
+            "argumentPath": ["input", "meta"],
+        }, error
+        assert "nests 31 levels deep, and MariaDB keeps at most 30" in error["message"], error
+    else:
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert db.query("SELECT COUNT(*) FROM items") == [(1,)]

@@ -60,7 +60,7 @@ from quiver.sql.database import (
     StatementTimeoutError,
     Transaction,
 )
-from quiver.sql.declared import misfit
+from quiver.sql.declared import json_depth, misfit
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation
@@ -673,6 +673,28 @@ class MutationRunner:
         text, slots = compile_sql(statement, self.dialect)
         return await tx.fetch_rows(text, [s.value({}) for s in slots])
 
+    def _check_json_depth(self, value: Any, path: tuple[str | int, ...]) -> None:
+        """INVALID_VALUE for JSON nested deeper than the database keeps; the change log
+        holds the value one level down, inside the row's image."""
+        limit = self.dialect.json_max_depth
+        if limit is None:
+            return
+        if self.settings.change_log:
+            limit -= 1
+        depth = json_depth(value)
+        if depth > limit:
+            raise _MisfitError(
+                f"the JSON value nests {depth} levels deep, and MariaDB"
+                f" keeps at most {limit} here"
+                + (
+                    " (the change log records it inside the row)"
+                    if self.settings.change_log
+                    else ""
+                )
+                + ": flatten it",
+                path,
+            )
+
     def _value(self, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
         """A value written to ``f``, checked, as a parameter of the column's type."""
         if value is None:
@@ -697,6 +719,7 @@ class MutationRunner:
                 # types take Python objects (timedelta, tuples, Range), not their text.
                 return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
         if f.scalar == Scalar.JSON and not f.is_list:
+            self._check_json_depth(value, path)
             text = orjson.dumps(value).decode()
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
                 return template(self.dialect.json_input, param(text), (f.db_type or "").upper())
