@@ -280,3 +280,24 @@ async def test_json_as_deep_as_the_database_keeps_is_written_and_logged(client: 
     else:
         assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert db.query("SELECT COUNT(*) FROM items") == [(1,)]
+
+
+def _negated(levels: int) -> dict[str, Any]:
+    where: dict[str, Any] = {"pos": {"eq": 1}}
+    for _ in range(levels):
+        where = {"not": where}
+    return where
+
+
+async def test_a_filter_nested_too_deeply_is_refused_alike_on_every_dialect(
+    client: Client,
+) -> None:
+    c, db = client
+    await _post(c, _CREATE_ITEMS, {"r": [{"pos": 1}, {"pos": 2}]})
+    query = "mutation($w: ItemWhere!) { deleteItems(where: $w) { pos } }"
+    body = await _post(c, query, {"w": _negated(30)})
+    assert body == {"data": {"deleteItems": [{"pos": 1}]}}, body
+    error = _error(await _post(c, query, {"w": _negated(60)}))
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "nests more than 32 levels" in error["message"], error
+    assert db.query("SELECT pos FROM items") == [(2,)]

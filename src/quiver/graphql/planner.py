@@ -327,6 +327,11 @@ def plan_keys_where(
     return text, [slot.value(variables) for slot in slots]
 
 
+#: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
+#: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
+MAX_FILTER_DEPTH = 32
+
+
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
     """What a value written to ``f`` must satisfy before it reaches the database (the same
     rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
@@ -921,6 +926,13 @@ class _Planner:
     ) -> Fragment | None:
         if w is None:
             return None
+        if len(path) > MAX_FILTER_DEPTH:
+            raise PlanError(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep (and, or, not and"
+                " relations within each other); write it with fewer levels, e.g. one or list"
+                " instead of nested ones",
+                path,
+            )
         parts: list[Fragment | None] = []
         fmap = self.catalog.fields[e.name]
         rmap = self.catalog.relations[e.name]
