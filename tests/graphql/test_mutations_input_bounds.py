@@ -25,18 +25,19 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 _DDL: dict[Dialect, tuple[str, ...]] = {
     "postgresql": (
         "CREATE TABLE items (id serial PRIMARY KEY, price numeric(6,2), small smallint,"
-        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time, meta jsonb)",
+        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time, meta jsonb, day date)",
         "CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b))",
     ),
     "mysql": (
         "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(6,2),"
-        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME, meta JSON)"
+        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME, meta JSON,"
+        " day DATE)"
         " ENGINE=InnoDB",
         "CREATE TABLE pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b)) ENGINE=InnoDB",
     ),
     "sqlite": (
         "CREATE TABLE items (id INTEGER PRIMARY KEY, price NUMERIC(6,2), small SMALLINT,"
-        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME, meta JSON)",
+        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME, meta JSON, day DATE)",
         "CREATE TABLE pairs (a INTEGER, b INTEGER, note TEXT, PRIMARY KEY (a, b))",
     ),
 }
@@ -301,3 +302,20 @@ async def test_a_filter_nested_too_deeply_is_refused_alike_on_every_dialect(
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert "nests more than 32 levels" in error["message"], error
     assert db.query("SELECT pos FROM items") == [(2,)]
+
+
+async def test_a_value_refused_before_the_write_names_entity_field_and_path(
+    client: Client,
+) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { id } }"
+    error = _error(await _post(c, query, {"v": {"code": "a\x00b"}}))
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argumentPath": ["input", "code"]}
+    assert error["message"].startswith("Item.code: strings cannot contain the NUL"), error
+    body = await _post(c, query, {"v": {"day": "0001-01-01"}})
+    if db.dialect == "postgresql":
+        error = _error(body)
+        assert error["message"].startswith("Item.day: Date 0001-01-01 cannot be written"), error
+        assert '"-infinity"' in error["message"], error
+    else:
+        assert "errors" not in body, body

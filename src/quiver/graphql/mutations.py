@@ -440,7 +440,7 @@ class MutationRunner:
             for name, value in row.items():
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
-                values.append(self._value(f, value, (*path, name)))
+                values.append(self._value(e, f, value, (*path, name)))
             field.written, field.values = tuple(row), tuple(row.values())
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
@@ -477,7 +477,7 @@ class MutationRunner:
         new_values: dict[str, Any] = {}
         for name, value in changes_set.items():
             f = self.catalog.fields[e.name][name]
-            assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
+            assignments.append(sql(ident(f.column), " = ", self._value(e, f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
         field.written, field.values = tuple(changes_set), tuple(changes_set.values())
@@ -695,8 +695,8 @@ class MutationRunner:
                 path,
             )
 
-    def _value(self, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
-        """A value written to ``f``, checked, as a parameter of the column's type."""
+    def _value(self, e: Entity, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
+        """A value written to ``f`` of ``e``, checked, as a parameter of the column's type."""
         if value is None:
             return sql(param(None))
         check = write_value_check(self.dialect, f)
@@ -704,7 +704,7 @@ class MutationRunner:
             try:
                 value = check(value)
             except PlanError as err:
-                raise PlanError(err.message, path) from None
+                raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
         if not f.is_list:
             reason = misfit(f.db_type, value)
             if reason is not None:
