@@ -319,3 +319,16 @@ async def test_a_value_refused_before_the_write_names_entity_field_and_path(
         assert '"-infinity"' in error["message"], error
     else:
         assert "errors" not in body, body
+
+
+async def test_a_time_finer_than_microseconds_is_refused_not_cut(client: Client) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { opens } }"
+    body = await _post(c, query, {"v": {"opens": "10:00:00.1234567"}})
+    assert "data" not in body, body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "more than 6 digits of a second" in error["message"], error
+    body = await _post(c, query, {"v": {"opens": "10:00:00.123456"}})
+    assert "errors" not in body, body
+    assert db.query("SELECT COUNT(*) FROM items") == [(1,)]
