@@ -329,6 +329,27 @@ async def test_a_time_finer_than_microseconds_is_refused_not_cut(client: Client)
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert "more than 6 digits of a second" in error["message"], error
-    body = await _post(c, query, {"v": {"opens": "10:00:00.123456"}})
+    # MariaDB's TIME keeps whole seconds (see below)
+    fine = "10:00:00" if db.dialect == "mysql" else "10:00:00.123456"
+    body = await _post(c, query, {"v": {"opens": fine}})
     assert "errors" not in body, body
     assert db.query("SELECT COUNT(*) FROM items") == [(1,)]
+
+
+async def test_fractions_of_seconds_a_time_column_cannot_keep_are_refused(
+    client: Client,
+) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { opens } }"
+    body = await _post(c, query, {"v": {"opens": "10:00:00.5"}})
+    if db.dialect == "mysql":
+        # MariaDB's TIME, declared without a precision, keeps whole seconds (it would cut .5).
+        error = _error(body)
+        assert error["extensions"]["code"] == "INVALID_VALUE", error
+        assert error["extensions"]["field"] == "opens", error
+        assert "1 digits after the seconds' point and time keeps 0" in error["message"], error
+        assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+    else:
+        assert body == {"data": {"createItem": {"opens": "10:00:00.500000"}}} or body == {
+            "data": {"createItem": {"opens": "10:00:00.5"}}
+        }, body

@@ -706,7 +706,7 @@ class MutationRunner:
             except PlanError as err:
                 raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
         if not f.is_list:
-            reason = misfit(f.db_type, value)
+            reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
             if reason is not None:
                 raise _MisfitError(reason, path)
         bits = _bit_width(self.dialect, f)
