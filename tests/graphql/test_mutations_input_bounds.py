@@ -25,18 +25,19 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 _DDL: dict[Dialect, tuple[str, ...]] = {
     "postgresql": (
         "CREATE TABLE items (id serial PRIMARY KEY, price numeric(6,2), small smallint,"
-        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time, meta jsonb)",
+        " code varchar(5) UNIQUE, pos integer CHECK (pos > 0), opens time, meta jsonb, day date)",
         "CREATE TABLE pairs (a integer, b integer, note text, PRIMARY KEY (a, b))",
     ),
     "mysql": (
         "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, price DECIMAL(6,2),"
-        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME, meta JSON)"
+        " small SMALLINT, code VARCHAR(5) UNIQUE, pos INT CHECK (pos > 0), opens TIME, meta JSON,"
+        " day DATE)"
         " ENGINE=InnoDB",
         "CREATE TABLE pairs (a INT, b INT, note TEXT, PRIMARY KEY (a, b)) ENGINE=InnoDB",
     ),
     "sqlite": (
         "CREATE TABLE items (id INTEGER PRIMARY KEY, price NUMERIC(6,2), small SMALLINT,"
-        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME, meta JSON)",
+        " code VARCHAR(5) UNIQUE, pos INTEGER CHECK (pos > 0), opens TIME, meta JSON, day DATE)",
         "CREATE TABLE pairs (a INTEGER, b INTEGER, note TEXT, PRIMARY KEY (a, b))",
     ),
 }
@@ -259,3 +260,96 @@ async def test_json_nested_too_deeply_is_refused_as_bad_input(client: Client) ->
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
     assert "nested more than 200 levels" in body["errors"][0]["message"], body
     assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+
+
+async def test_json_as_deep_as_the_database_keeps_is_written_and_logged(client: Client) -> None:
+    c, db = client
+    query = "mutation($m: JSON) { createItem(input: {meta: $m}) { id } }"
+    # MariaDB's JSON keeps 31 levels, and the change log holds the value inside the row.
+    deepest = 30 if db.dialect == "mysql" else 200
+    body = await _post(c, query, {"m": _nested(deepest)})
+    assert "errors" not in body, body
+    assert db.query("SELECT COUNT(*) FROM quiver_change_log") == [(1,)]
+    error = _error(await _post(c, query, {"m": _nested(deepest + 1)}))
+    if db.dialect == "mysql":
+        assert error["extensions"] == {
+            "code": "INVALID_VALUE",
+            "field": "meta",
+            "argumentPath": ["input", "meta"],
+        }, error
+        assert "nests 31 levels deep, and MariaDB keeps at most 30" in error["message"], error
+    else:
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert db.query("SELECT COUNT(*) FROM items") == [(1,)]
+
+
+def _negated(levels: int) -> dict[str, Any]:
+    where: dict[str, Any] = {"pos": {"eq": 1}}
+    for _ in range(levels):
+        where = {"not": where}
+    return where
+
+
+async def test_a_filter_nested_too_deeply_is_refused_alike_on_every_dialect(
+    client: Client,
+) -> None:
+    c, db = client
+    await _post(c, _CREATE_ITEMS, {"r": [{"pos": 1}, {"pos": 2}]})
+    query = "mutation($w: ItemWhere!) { deleteItems(where: $w) { pos } }"
+    body = await _post(c, query, {"w": _negated(30)})
+    assert body == {"data": {"deleteItems": [{"pos": 1}]}}, body
+    error = _error(await _post(c, query, {"w": _negated(60)}))
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "nests more than 32 levels" in error["message"], error
+    assert db.query("SELECT pos FROM items") == [(2,)]
+
+
+async def test_a_value_refused_before_the_write_names_entity_field_and_path(
+    client: Client,
+) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { id } }"
+    error = _error(await _post(c, query, {"v": {"code": "a\x00b"}}))
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argumentPath": ["input", "code"]}
+    assert error["message"].startswith("Item.code: strings cannot contain the NUL"), error
+    body = await _post(c, query, {"v": {"day": "0001-01-01"}})
+    if db.dialect == "postgresql":
+        error = _error(body)
+        assert error["message"].startswith("Item.day: Date 0001-01-01 cannot be written"), error
+        assert '"-infinity"' in error["message"], error
+    else:
+        assert "errors" not in body, body
+
+
+async def test_a_time_finer_than_microseconds_is_refused_not_cut(client: Client) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { opens } }"
+    body = await _post(c, query, {"v": {"opens": "10:00:00.1234567"}})
+    assert "data" not in body, body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "more than 6 digits of a second" in error["message"], error
+    # MariaDB's TIME keeps whole seconds (see below)
+    fine = "10:00:00" if db.dialect == "mysql" else "10:00:00.123456"
+    body = await _post(c, query, {"v": {"opens": fine}})
+    assert "errors" not in body, body
+    assert db.query("SELECT COUNT(*) FROM items") == [(1,)]
+
+
+async def test_fractions_of_seconds_a_time_column_cannot_keep_are_refused(
+    client: Client,
+) -> None:
+    c, db = client
+    query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { opens } }"
+    body = await _post(c, query, {"v": {"opens": "10:00:00.5"}})
+    if db.dialect == "mysql":
+        # MariaDB's TIME, declared without a precision, keeps whole seconds (it would cut .5).
+        error = _error(body)
+        assert error["extensions"]["code"] == "INVALID_VALUE", error
+        assert error["extensions"]["field"] == "opens", error
+        assert "1 digits after the seconds' point and time keeps 0" in error["message"], error
+        assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
+    else:
+        assert body == {"data": {"createItem": {"opens": "10:00:00.500000"}}} or body == {
+            "data": {"createItem": {"opens": "10:00:00.5"}}
+        }, body

@@ -60,7 +60,7 @@ from quiver.sql.database import (
     StatementTimeoutError,
     Transaction,
 )
-from quiver.sql.declared import misfit
+from quiver.sql.declared import json_depth, misfit
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation
@@ -440,7 +440,7 @@ class MutationRunner:
             for name, value in row.items():
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
-                values.append(self._value(f, value, (*path, name)))
+                values.append(self._value(e, f, value, (*path, name)))
             field.written, field.values = tuple(row), tuple(row.values())
             returning = sql(" RETURNING ", join(", ", (ident(c) for c in e.primary_key)))
             if columns:
@@ -477,7 +477,7 @@ class MutationRunner:
         new_values: dict[str, Any] = {}
         for name, value in changes_set.items():
             f = self.catalog.fields[e.name][name]
-            assignments.append(sql(ident(f.column), " = ", self._value(f, value, ("set", name))))
+            assignments.append(sql(ident(f.column), " = ", self._value(e, f, value, ("set", name))))
             new_values[f.column] = value
         field.at = ("set",)
         field.written, field.values = tuple(changes_set), tuple(changes_set.values())
@@ -673,8 +673,30 @@ class MutationRunner:
         text, slots = compile_sql(statement, self.dialect)
         return await tx.fetch_rows(text, [s.value({}) for s in slots])
 
-    def _value(self, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
-        """A value written to ``f``, checked, as a parameter of the column's type."""
+    def _check_json_depth(self, value: Any, path: tuple[str | int, ...]) -> None:
+        """INVALID_VALUE for JSON nested deeper than the database keeps; the change log
+        holds the value one level down, inside the row's image."""
+        limit = self.dialect.json_max_depth
+        if limit is None:
+            return
+        if self.settings.change_log:
+            limit -= 1
+        depth = json_depth(value)
+        if depth > limit:
+            raise _MisfitError(
+                f"the JSON value nests {depth} levels deep, and MariaDB"
+                f" keeps at most {limit} here"
+                + (
+                    " (the change log records it inside the row)"
+                    if self.settings.change_log
+                    else ""
+                )
+                + ": flatten it",
+                path,
+            )
+
+    def _value(self, e: Entity, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
+        """A value written to ``f`` of ``e``, checked, as a parameter of the column's type."""
         if value is None:
             return sql(param(None))
         check = write_value_check(self.dialect, f)
@@ -682,9 +704,9 @@ class MutationRunner:
             try:
                 value = check(value)
             except PlanError as err:
-                raise PlanError(err.message, path) from None
+                raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
         if not f.is_list:
-            reason = misfit(f.db_type, value)
+            reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
             if reason is not None:
                 raise _MisfitError(reason, path)
         bits = _bit_width(self.dialect, f)
@@ -697,6 +719,7 @@ class MutationRunner:
                 # types take Python objects (timedelta, tuples, Range), not their text.
                 return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
         if f.scalar == Scalar.JSON and not f.is_list:
+            self._check_json_depth(value, path)
             text = orjson.dumps(value).decode()
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
                 return template(self.dialect.json_input, param(text), (f.db_type or "").upper())

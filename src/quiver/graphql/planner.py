@@ -327,10 +327,15 @@ def plan_keys_where(
     return text, [slot.value(variables) for slot in slots]
 
 
+#: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
+#: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
+MAX_FILTER_DEPTH = 32
+
+
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
     """What a value written to ``f`` must satisfy before it reaches the database (the same
     rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
-    return _value_check(dialect, f)
+    return _value_check(dialect, f, writing=True)
 
 
 # ----- LIKE patterns: user patterns escape with backslash; SQL uses '!' everywhere -----
@@ -446,7 +451,9 @@ def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
     return check
 
 
-def _infinite_dates(scalar: Scalar, dialect: Dialect) -> Callable[[Any], Any]:
+def _infinite_dates(
+    scalar: Scalar, dialect: Dialect, *, writing: bool = False
+) -> Callable[[Any], Any]:
     """``"infinity"`` and ``"-infinity"`` as the values the driver sends as infinite dates,
     where the database has them; the values the driver spends on them are refused."""
     kind = dt.datetime if scalar == Scalar.DATETIME else dt.date
@@ -466,9 +473,16 @@ def _infinite_dates(scalar: Scalar, dialect: Dialect) -> Callable[[Any], Any]:
             and (value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value)
             in (kind.min, kind.max)
         ):
+            sent = f"{'-' if value.year == 1 else ''}infinity"
+            if writing:
+                raise PlanError(
+                    f"{scalar.value} {value.isoformat()} cannot be written on PostgreSQL: its"
+                    f' driver sends it as {sent}; write "{sent}" if you mean it, or another'
+                    " value"
+                )
             raise PlanError(
                 f"{scalar.value} {value.isoformat()} cannot be compared on PostgreSQL: its"
-                f" driver sends it as {'-' if value.year == 1 else ''}infinity; compare with"
+                f" driver sends it as {sent}; compare with"
                 ' the next value (e.g. gt/lt) or with "-infinity"/"infinity"'
             )
         return value
@@ -501,7 +515,9 @@ def _non_negative(name: str) -> Callable[[Any], Any]:
     return check
 
 
-def _value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
+def _value_check(
+    dialect: Dialect, f: IrField, *, writing: bool = False
+) -> Callable[[Any], Any] | None:
     if f.scalar in TEXT_SCALARS:
         return _reject_nul
     if f.scalar == Scalar.FLOAT:
@@ -509,7 +525,7 @@ def _value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
-        return _infinite_dates(f.scalar, dialect)
+        return _infinite_dates(f.scalar, dialect, writing=writing)
     return None
 
 
@@ -921,6 +937,13 @@ class _Planner:
     ) -> Fragment | None:
         if w is None:
             return None
+        if len(path) > MAX_FILTER_DEPTH:
+            raise PlanError(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep (and, or, not and"
+                " relations within each other); write it with fewer levels, e.g. one or list"
+                " instead of nested ones",
+                path,
+            )
         parts: list[Fragment | None] = []
         fmap = self.catalog.fields[e.name]
         rmap = self.catalog.relations[e.name]

@@ -95,6 +95,10 @@ def _parse_decimal(value: Any) -> decimal.Decimal:
 INFINITE = ("infinity", "-infinity")
 
 
+#: Seconds with more than 6 digits after the point: Python (and the databases) would cut them.
+_SUB_MICROSECOND = re.compile(r":\d{2}[.,]\d{7,}")
+
+
 def _iso_parser(
     kind: str, parse: Callable[[str], Any], *, infinite: bool = False
 ) -> Callable[[Any], Any]:
@@ -102,6 +106,11 @@ def _iso_parser(
         if infinite and value in INFINITE:
             return value
         if isinstance(value, str):
+            if _SUB_MICROSECOND.search(value):
+                raise GraphQLError(
+                    f"{kind} cannot represent {value!r}: it has more than 6 digits of a second"
+                    " after the point, and values keep microseconds; round it to 6 digits"
+                )
             try:
                 return parse(value)
             except ValueError:

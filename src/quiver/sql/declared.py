@@ -26,13 +26,16 @@ _INTEGER = re.compile(r"(tinyint|smallint|int2|mediumint|int|integer|int4|bigint
 #: The bits of the integer types whose range GraphQL's Int and BigInt do not already bound.
 _BITS = {"tinyint": 8, "smallint": 16, "int2": 16, "mediumint": 24}
 _WIDE = {"int": 32, "integer": 32, "int4": 32, "bigint": 64, "int8": 64}
+_FRACTIONAL = re.compile(r"(?:datetime|timestamp|time)\s*(?:\(\s*(\d)\s*\))?", re.I)
 _ZONED_TIME = re.compile(r"timetz|time\s*(?:\(\d+\)\s*)?with time zone", re.I)
 _TIME = re.compile(r"time(?:\s*\(\d+\))?(?:\s+without time zone)?", re.I)
 
 
-def misfit(db_type: str | None, value: Any) -> str | None:
+def misfit(db_type: str | None, value: Any, seconds_digits: int | None = None) -> str | None:
     """Why ``value`` cannot be written as given to a column declared ``db_type`` (None: it
-    can, or the declared type says nothing about it)."""
+    can, or the declared type says nothing about it). ``seconds_digits``: the digits after
+    the seconds' point a time type declared without a precision keeps, when the database
+    says (MariaDB: 0)."""
     if not db_type or value is None or isinstance(value, bool):
         return None
     declared = db_type.strip()
@@ -52,6 +55,17 @@ def misfit(db_type: str | None, value: Any) -> str | None:
                     f" {limit}: shorten it"
                 )
         return None
+    if isinstance(value, dt.datetime | dt.time):
+        m = _FRACTIONAL.fullmatch(declared)
+        digits = int(m.group(1)) if m is not None and m.group(1) else seconds_digits
+        if m is not None and digits is not None:
+            given = len(f"{value.microsecond:06d}".rstrip("0"))
+            if given > digits:
+                return (
+                    f"{value.isoformat()} has {given} digits after the seconds' point and"
+                    f" {declared} keeps {digits}: the database would cut or round it; round"
+                    " it before sending it"
+                )
     zoned = isinstance(value, dt.time) and value.tzinfo is not None
     if zoned and _TIME.fullmatch(declared) and not _ZONED_TIME.fullmatch(declared):
         assert isinstance(value, dt.time)

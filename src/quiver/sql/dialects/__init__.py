@@ -115,6 +115,12 @@ class Dialect:
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
+    #: The deepest nesting of arrays and objects a JSON value may have (None: no limit of
+    #: the database's own; MariaDB's JSON_VALID refuses more than 31 levels).
+    json_max_depth: int | None = None
+    #: The digits after the seconds' point a ``datetime``, ``timestamp`` or ``time`` column
+    #: declared without a precision keeps (MariaDB: 0; None: the declared type does not say).
+    seconds_digits_default: int | None = None
     #: Dates and timestamps may be infinite; the driver sends the largest and smallest
     #: Python values as infinity and -infinity (asyncpg).
     infinite_dates: bool = False
@@ -328,6 +334,8 @@ POSTGRESQL = Dialect(
 )
 
 MYSQL = Dialect(
+    json_max_depth=31,
+    seconds_digits_default=0,
     lock_rows=" FOR UPDATE",
     insert_no_columns=" () VALUES ()",
     name="mysql",
