@@ -347,7 +347,7 @@ async def test_fractions_of_seconds_a_time_column_cannot_keep_are_refused(
         error = _error(body)
         assert error["extensions"]["code"] == "INVALID_VALUE", error
         assert error["extensions"]["field"] == "opens", error
-        assert "1 digits after the seconds' point and time keeps 0" in error["message"], error
+        assert "1 digit after the seconds' point and time keeps 0" in error["message"], error
         assert db.query("SELECT COUNT(*) FROM items") == [(0,)]
     else:
         assert body == {"data": {"createItem": {"opens": "10:00:00.500000"}}} or body == {

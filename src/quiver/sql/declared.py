@@ -62,7 +62,7 @@ def misfit(db_type: str | None, value: Any, seconds_digits: int | None = None) -
             given = len(f"{value.microsecond:06d}".rstrip("0"))
             if given > digits:
                 return (
-                    f"{value.isoformat()} has {given} digits after the seconds' point and"
+                    f"{value.isoformat()} has {_digits(given)} after the seconds' point and"
                     f" {declared} keeps {digits}: the database would cut or round it; round"
                     " it before sending it"
                 )
@@ -76,6 +76,10 @@ def misfit(db_type: str | None, value: Any, seconds_digits: int | None = None) -
     return None
 
 
+def _digits(count: int) -> str:
+    return "1 digit" if count == 1 else f"{count} digits"
+
+
 def _decimal_misfit(
     declared: str, precision: int, scale: int, value: decimal.Decimal | int
 ) -> str | None:
@@ -86,14 +90,14 @@ def _decimal_misfit(
     places = max(0, -exponent) if isinstance(exponent, int) else 0
     if places > scale:
         return (
-            f"{value} has {places} digits after the decimal point and {declared} keeps"
+            f"{value} has {_digits(places)} after the decimal point and {declared} keeps"
             f" {max(scale, 0)}: the database would round it; round it to {max(scale, 0)}"
             " places before sending it"
         )
     whole = len(str(abs(int(d)))) if abs(d) >= 1 else 0
     if whole > precision - scale:
         return (
-            f"{value} has {whole} digits before the decimal point and {declared} holds at"
+            f"{value} has {_digits(whole)} before the decimal point and {declared} holds at"
             f" most {precision - scale}"
         )
     return None
