@@ -311,6 +311,18 @@ def run_quiver(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_metrics_address_not_of_this_machine_says_so(tmp_path: Path) -> None:
+    file_pipeline(tmp_path)
+    done = run_quiver(tmp_path, "--metrics", "192.0.2.1:9464")  # TEST-NET-1: never local
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith("error: --metrics: cannot serve metrics on 192.0.2.1:9464: "), lines
+    assert lines[0].endswith("(EADDRNOTAVAIL)"), lines
+    assert "192.0.2.1 is not an address of this machine" in lines[1], lines
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_metrics_port_in_use_is_one_error_line_with_a_fix(tmp_path: Path, busy_port: int) -> None:
     file_pipeline(tmp_path)
     done = run_quiver(tmp_path, "--metrics", f"127.0.0.1:{busy_port}")
@@ -318,8 +330,9 @@ def test_a_metrics_port_in_use_is_one_error_line_with_a_fix(tmp_path: Path, busy
     lines = done.stderr.strip().splitlines()
     assert lines[0] == (
         f"error: --metrics: cannot serve metrics on 127.0.0.1:{busy_port}: Address already in use"
+        " (EADDRINUSE)"
     ), done.stderr
-    assert lines[1].strip().startswith("fix: stop the process using that port")
+    assert lines[1].strip().startswith(f"fix: stop the process listening on port {busy_port}")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out.csv").exists()
 

@@ -270,5 +270,7 @@ async def test_a_taken_metrics_port_is_one_clear_error(
         )  # fmt: skip
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
-    assert f"cannot serve metrics on 127.0.0.1:{port}" in err.decode()
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use (EADDRINUSE)" in (
+        err.decode()
+    )
     assert "Traceback" not in err.decode()

@@ -227,14 +227,16 @@ def _serve_metrics(dispatcher: Dispatcher, host: str, port: int) -> Callable[[],
     from prometheus_client import start_http_server
 
     from quiver.runtime.errors import ConfigError
+    from quiver.runtime.listen import problem_of
 
     try:
         server, thread = start_http_server(port, host, registry=dispatcher.metrics.registry)
     except OSError as exc:
+        problem = problem_of(exc, host, port)
         raise ConfigError.one(
-            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+            f"cannot serve metrics on {host}:{port}: {problem.reason}",
             "--metrics-port",
-            "pick a free port, or stop what listens on it",
+            problem.fix,
         ) from None
     bound = server.server_address[1]
     typer.echo(f"Metrics: http://{host}:{bound}/metrics")

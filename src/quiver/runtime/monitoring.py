@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from quiver.runtime.errors import ConfigError, PermanentError
+from quiver.runtime.listen import problem_of
 from quiver.runtime.metrics import exposed
 
 __all__ = ["MonitoringServer", "parse_endpoint", "serve_monitoring"]
@@ -87,11 +88,9 @@ def serve_monitoring(
     try:
         server = server_class((host, port), Handler)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        problem = problem_of(exc, host, port)
         raise PermanentError.one(
-            f"cannot serve metrics on {endpoint}: {reason}",
-            where,
-            "stop the process using that port, or choose another host:port",
+            f"cannot serve metrics on {endpoint}: {problem.reason}", where, problem.fix
         ) from None
     server.daemon_threads = True
     thread = threading.Thread(
