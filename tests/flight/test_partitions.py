@@ -377,3 +377,28 @@ def test_a_role_reads_only_its_rows_across_the_partitions(readings: Served) -> N
         assert got == collections.Counter(expected) and len(expected) > 50
     finally:
         handle.stop()
+
+
+def test_get_schema_of_a_statement_answers_from_the_catalog_without_reading_the_table(
+    readings: Served,
+) -> None:
+    from quiver.flight.protobuf import encode, pack_any
+
+    handle = start(readings.db.url, readings.schema, flight={"partitions": 3})
+    query = "SELECT id, label FROM reading WHERE bucket > 0"
+    command = pack_any(
+        "arrow.flight.protocol.sql.CommandStatementQuery", encode([(1, query.encode())])
+    )
+    descriptor = flight.FlightDescriptor.for_command(command)
+    # Splitting reads the key's bounds from the table: with the table gone from the database,
+    # GetFlightInfo fails, while GetSchema needs nothing but the catalog.
+    readings.db.query("ALTER TABLE reading RENAME TO reading_elsewhere")
+    try:
+        c = flight.FlightClient(handle.location)
+        assert c.get_schema(descriptor).schema.names == ["id", "label"]
+        with pytest.raises(flight.FlightError):
+            c.get_flight_info(descriptor)
+        c.close()
+    finally:
+        readings.db.query("ALTER TABLE reading_elsewhere RENAME TO reading")
+        handle.stop()

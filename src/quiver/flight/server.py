@@ -446,10 +446,16 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
             schema = self._schema_of(ticket, context)
-            endpoints = [
-                flight.FlightEndpoint(flight_sql.statement_ticket(part.to_json()), [])
-                for part in self._partitions(ticket, context)
-            ]
+            # GetSchema answers from the catalog alone: splitting an export into partitions
+            # reads the database (its key's bounds), which only GetFlightInfo needs.
+            endpoints = (
+                []
+                if schema_only
+                else [
+                    flight.FlightEndpoint(flight_sql.statement_ticket(part.to_json()), [])
+                    for part in self._partitions(ticket, context)
+                ]
+            )
         else:
             schema = self._sql_result(command, context).schema
             endpoints = [flight.FlightEndpoint(descriptor.command, [])]
