@@ -210,3 +210,50 @@ def test_a_dry_run_shows_rejected_values_as_the_rejects_file_writes_them(tmp_pat
     shown = done.stdout + done.stderr
     assert "\\xff\\xfe" in shown and "b'" not in shown
     assert "│ 0 " in shown  # a value of 0 is shown, not left empty
+
+
+def test_intervals_and_durations_are_written_as_iso_8601_durations(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    mdn = pa.MonthDayNano
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "every": pa.array(
+                [mdn([1, 2, 3]), mdn([0, 0, 0]), mdn([-1, 2, -500_000_000])],
+                pa.month_day_nano_interval(),
+            ),
+            "took": pa.array(
+                [dt.timedelta(days=1, seconds=1, microseconds=500_000), dt.timedelta(0), None],
+                pa.duration("us"),
+            ),
+            "nanos": pa.array([1500, -3, 0], pa.duration("ns")),
+        }
+    )
+    with ipc.new_file(tmp_path / "in.arrow", table.schema) as out:  # Parquet has no such type
+        out.write_table(table)
+    rows = run(
+        tmp_path,
+        "source: {arrow: {path: in.arrow}}\n"
+        "processors:\n  - validate: {schema: {id: {type: int, min: 100}}}\n"
+        "sink: {jsonl: {path: out.jsonl}}\n",
+    )
+    assert [json.loads(r["row"]) for r in rows] == [
+        {"id": 1, "every": "P1M2DT0.000000003S", "took": "PT86401.5S", "nanos": "PT0.0000015S"},
+        {"id": 2, "every": "PT0S", "took": "PT0S", "nanos": "PT-0.000000003S"},
+        {"id": 3, "every": "P-1M2DT-0.5S", "took": None, "nanos": "PT0S"},
+    ]
+
+
+def test_the_writer_writes_an_interval_column_at_fault_as_a_duration(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    writer = RejectsWriter(str(tmp_path / "rejects.csv"), "run")
+    value = pa.MonthDayNano([14, -1, 3_600 * 10**9])
+    writer.write([RowError(7, "too long", "every", value, {"every": value}, step="sql")])
+    writer.commit()
+    [row] = rejects(tmp_path / "rejects.csv")
+    assert (row["value"], json.loads(row["row"])) == ("P14M-1DT3600S", {"every": "P14M-1DT3600S"})

@@ -7,8 +7,10 @@ Every rejected row is written, whatever its values; those that UTF-8 text or JSO
 as they are get escaped (see :func:`row_json`): a lone surrogate in text becomes a ``\uXXXX``
 escape (in ``row`` a JSON escape, read back as the same text), bytes become text with each
 byte that is not UTF-8 as ``\xNN``, NaN and the infinities become the strings ``"NaN"``,
-``"Infinity"``, ``"-Infinity"``, integers beyond 64 bits become strings of their digits, and
-keys that are not text become their text. Long values are written whole.
+``"Infinity"``, ``"-Infinity"``, integers beyond 64 bits become strings of their digits,
+intervals and durations become ISO 8601 durations (see :func:`iso_duration`), and keys that are
+not text become their text. Long values are written whole. The dead-letter queue's
+``quiver ingest dlq show`` writes its rows the same way (:func:`json_text`).
 
 Rows go to a temporary file beside the target (``<rejects>.tmp-<run id>``, locked while it is
 written, like every file output); :meth:`RejectsWriter.commit` renames it into place and
@@ -31,15 +33,48 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+import pyarrow as pa
 
 from quiver.pipeline import component
 from quiver.pipeline.component import RowError
 from quiver.pipeline.output import lock_exclusively, remove_stale_temps
 from quiver.runtime.delivery import file_error
 
-__all__ = ["REJECT_COLUMNS", "RejectsWriter", "reject_fields", "row_json"]
+__all__ = [
+    "REJECT_COLUMNS",
+    "RejectsWriter",
+    "iso_duration",
+    "json_text",
+    "reject_fields",
+    "row_json",
+]
 
 REJECT_COLUMNS = ["step", "line", "column", "value", "reason", "row"]
+
+
+def _seconds(nanoseconds: int) -> str:
+    """``nanoseconds`` as exact decimal seconds, without trailing zeros: ``0.000000003``."""
+    sign = "-" if nanoseconds < 0 else ""
+    whole, fraction = divmod(abs(nanoseconds), 10**9)
+    return f"{sign}{whole}.{fraction:09d}".rstrip("0").rstrip(".") if fraction else f"{sign}{whole}"
+
+
+def iso_duration(value: Any) -> str:
+    """An Arrow interval (``MonthDayNano``) or a duration (``timedelta``) as an ISO 8601
+    duration: ``P1M2DT0.000000003S``; a duration in seconds alone (``PT90000.5S``), its days
+    being exact, not calendar days; zero as ``PT0S``. Each part that is negative carries its own
+    sign (``P-1M2DT-0.5S``), as an interval's parts may differ in sign."""
+    if isinstance(value, pa.MonthDayNano):
+        months, days, nanoseconds = value.months, value.days, value.nanoseconds
+    else:
+        months = days = 0
+        nanoseconds = getattr(value, "value", None)  # a pandas Timedelta holds nanoseconds
+        if not isinstance(nanoseconds, int):
+            micro = (value.days * 86_400 + value.seconds) * 10**6 + value.microseconds
+            nanoseconds = micro * 1000
+    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    time = f"T{_seconds(nanoseconds)}S" if nanoseconds or not date else ""
+    return f"P{date}{time}"
 
 
 def _default(value: Any) -> Any:
@@ -47,8 +82,8 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return _bytes_text(bytes(value))
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
+    if isinstance(value, dt.timedelta | pa.MonthDayNano):
+        return iso_duration(value)
     return _text(str(value))
 
 
@@ -82,6 +117,8 @@ def _ready(value: Any) -> Any:
         return value if math.isfinite(value) else _FLOATS.get(value, "NaN")
     if isinstance(value, dict):
         return {k if isinstance(k, str) else _default(k): _ready(v) for k, v in value.items()}
+    if isinstance(value, pa.MonthDayNano | dt.timedelta):  # MonthDayNano is a tuple
+        return iso_duration(value)
     if isinstance(value, list | tuple):
         return [_ready(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
@@ -89,19 +126,41 @@ def _ready(value: Any) -> Any:
     return value  # dates and times as orjson writes them, the rest through _default
 
 
-def _json_text(value: Any) -> str:
-    """``value`` as compact JSON, always: text holding lone surrogates gets JSON escapes,
-    which read back as the same text."""
-    ready = _ready(value)
+def _too_deep(value: Any) -> str:
+    """What stands for a value nested deeper than Python can walk: its repr, or else a note."""
     try:
-        return orjson.dumps(ready, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+        return _text(repr(value))
+    except RecursionError:
+        return f"(a {type(value).__name__} nested too deep to write)"
+
+
+def json_text(value: Any, *, indent: bool = False) -> str:
+    """``value`` as JSON (compact, or indented by two spaces), always: text holding lone
+    surrogates gets JSON escapes, which read back as the same text; what else JSON cannot hold
+    is escaped as the module's text says."""
+    try:
+        ready = _ready(value)
+    except RecursionError:
+        return orjson.dumps(_too_deep(value)).decode()
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    try:
+        return orjson.dumps(ready, default=_default, option=option).decode()
     except (orjson.JSONEncodeError, TypeError):
         pass  # lone surrogates, or nesting deeper than orjson goes
     try:
-        text = json.dumps(ready, default=_default, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            ready,
+            default=_default,
+            ensure_ascii=False,
+            indent=2 if indent else None,
+            separators=(",", ": ") if indent else (",", ":"),
+        )
     except (RecursionError, ValueError, TypeError):
-        return orjson.dumps(_text(repr(value))).decode()  # nested past any limit: its repr
+        return orjson.dumps(_too_deep(value)).decode()
     return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+_json_text = json_text
 
 
 def row_json(row: dict[str, Any] | None) -> str:
@@ -118,6 +177,8 @@ def _cell(value: Any) -> str:
         return _text(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return _bytes_text(bytes(value))
+    if isinstance(value, dt.timedelta | pa.MonthDayNano):
+        return iso_duration(value)
     if isinstance(value, dict | list | tuple):
         return _json_text(value)
     return _text(str(value))
