@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -232,3 +234,78 @@ def test_an_entry_may_be_named_by_the_end_of_its_id(refused: tuple[Path, str]) -
     assert json.loads(shown.stdout)["id"] == entry_id
     purged = quiver("ingest", "dlq", "purge", "p.yaml", suffix, cwd=folder)
     assert purged.stdout.strip() == "purged 1 entry"
+
+
+def _hostile_table() -> Any:
+    """Values JSON cannot hold as they are: bytes that are not UTF-8, NaN and the infinities,
+    integers beyond 64 bits (decimal), intervals, durations and lists nested 40 deep."""
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+
+    deep: Any = [1]
+    deep_type: Any = pa.list_(pa.int64())
+    for _ in range(40):
+        deep, deep_type = [deep], pa.list_(deep_type)
+    return pa.table(
+        {
+            "id": [1, 2],
+            "raw": pa.array([b"\xff\xfe", b"ok"], pa.binary()),
+            "x": [math.nan, math.inf],
+            "big": pa.array(
+                [decimal.Decimal(2**70), decimal.Decimal(-(2**70))], pa.decimal128(38, 0)
+            ),
+            "every": pa.array(
+                [pa.MonthDayNano([1, 2, 3]), pa.MonthDayNano([0, -1, 0])],
+                pa.month_day_nano_interval(),
+            ),
+            "took": pa.array([dt.timedelta(seconds=1.5), None], pa.duration("us")),
+            "deep": pa.array([deep, None], deep_type),
+        }
+    )
+
+
+def test_hostile_values_are_kept_shown_and_replayed_unchanged(tmp_path: Path) -> None:
+    import pyarrow.ipc as ipc
+
+    table = _hostile_table()
+    with ipc.new_file(tmp_path / "in.arrow", table.schema) as out:
+        out.write_table(table)
+    (tmp_path / "out").write_text("a file where the output directory should be")
+    (tmp_path / "p.yaml").write_text(
+        "name: hostile\nsource: {arrow: {path: in.arrow}}\n"
+        'sink: {arrow: {path: "out/{stem}.arrow"}}\n'
+        "engine: {retry: {max_attempts: 1}}\ndlq: {path: dlq}\n"
+    )
+    run = quiver("run", "p.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    [line] = quiver("ingest", "dlq", "list", "p.yaml", cwd=tmp_path).stdout.splitlines()
+    entry_id = line.split("\t")[0]
+
+    shown = quiver("ingest", "dlq", "show", "p.yaml", entry_id, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    first, second = doc["rows_shown"]
+    assert (first["raw"], first["x"], first["big"]) == ("\\xff\\xfe", "NaN", str(2**70))
+    assert (second["x"], second["big"]) == ("Infinity", str(-(2**70)))
+    assert (first["every"], second["every"], first["took"]) == (
+        "P1M2DT0.000000003S",
+        "P-1D",
+        "PT1.5S",
+    )
+    deep = first["deep"]
+    for _ in range(40):
+        [deep] = deep
+    assert deep == [1]
+    assert doc["columns"]["every"] == "month_day_nano_interval"
+
+    (tmp_path / "out").unlink()
+    replayed = quiver("ingest", "dlq", "replay", "p.yaml", "--all", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    [delivered] = (tmp_path / "out").iterdir()  # named after the entry
+    with ipc.open_file(delivered) as f:
+        got = f.read_all()
+    assert got.schema == table.schema
+    assert got.drop_columns(["x"]).equals(table.drop_columns(["x"]))
+    assert [str(v) for v in got["x"].to_pylist()] == ["nan", "inf"]  # NaN never equals NaN

@@ -292,3 +292,16 @@ def test_a_dlq_path_naming_a_file_is_refused_before_the_run(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="is a file, not a directory") as info:
         parse_pipeline(_PIPELINE.format(dlq="{path: dlq}"), str(tmp_path / "p.yaml"), environ={})
     assert "p.yaml:3:7 dlq.path: " in str(info.value)
+
+
+def test_an_error_message_utf8_cannot_hold_is_kept_whole_and_read_back(tmp_path: Path) -> None:
+    # a file name with a byte that is not UTF-8 reaches Python as a lone surrogate
+    queue = DeadLetterQueue(str(tmp_path / "dlq"), pipeline="orders")
+    queue.create()
+    staged = queue.stage("db", "run1")
+    staged.add(_rows(2))
+    entry = queue.add(staged, _failure("cannot write out/in\udcff.jsonl"), "jsonl", "run1")
+    assert queue.get(entry.id).message == "cannot write out/in\udcff.jsonl"
+    again = queue.failed_again(entry.id, _failure("still \ud800 refused"))
+    assert queue.get(entry.id).history[-1].endswith("cannot write out/in\udcff.jsonl")
+    assert again.message == queue.get(entry.id).message == "still \ud800 refused"

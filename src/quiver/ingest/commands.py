@@ -91,7 +91,7 @@ def show_command(
     debug: Debug = False,
 ) -> None:
     """Everything about one entry as JSON: its record, columns and first rows."""
-    import orjson
+    from quiver.pipeline.rejects import json_text
 
     with _reported(debug):
         _, queue = _open(pipeline, variable)
@@ -103,11 +103,7 @@ def show_command(
         doc = entry.to_json()
         doc["columns"] = {f.name: str(f.type) for f in table.schema}
         doc["rows_shown"] = table.slice(0, rows).to_pylist()
-        typer.echo(
-            orjson.dumps(
-                doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
-            ).decode()
-        )
+        typer.echo(json_text(doc, indent=True))  # values JSON cannot hold escaped
 
 
 @dlq_app.command("replay")

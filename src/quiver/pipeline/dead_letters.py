@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -40,6 +41,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from quiver.pipeline.rejects import json_text
 from quiver.runtime.delivery import DeadLetter, RetriesExhaustedError
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 
@@ -410,7 +412,7 @@ class DeadLetterQueue:
         path = self._record(entry_id)
         try:
             with open(path, "rb") as fh:
-                doc = orjson.loads(fh.read())
+                doc = _load(fh.read())
             known = DeadLetterEntry.__dataclass_fields__
             return DeadLetterEntry(**{k: v for k, v in doc.items() if k in known})
         except FileNotFoundError:
@@ -692,7 +694,16 @@ def _seconds_text(seconds: float) -> str:
 
 
 def _dump(entry: DeadLetterEntry) -> bytes:
-    return orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2)
+    # an error message may hold text UTF-8 cannot (a file name's undecodable bytes as lone
+    # surrogates): escaped as the rejects file does, JSON escapes that read back as the same text
+    return json_text(entry.to_json(), indent=True).encode()
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # orjson refuses the escape of a lone surrogate
 
 
 def _write_atomic(path: str, data: bytes) -> None:
