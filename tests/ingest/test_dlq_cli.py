@@ -309,3 +309,43 @@ def test_hostile_values_are_kept_shown_and_replayed_unchanged(tmp_path: Path) ->
     assert got.schema == table.schema
     assert got.drop_columns(["x"]).equals(table.drop_columns(["x"]))
     assert [str(v) for v in got["x"].to_pylist()] == ["nan", "inf"]  # NaN never equals NaN
+
+
+def test_hostile_values_refused_by_postgresql_are_replayed_unchanged(
+    fresh_postgresql: str, tmp_path: Path
+) -> None:
+    import pyarrow.ipc as ipc
+
+    url = fresh_postgresql
+    _sql(
+        url,
+        "CREATE TABLE t (id bigint CHECK (id > 5), raw bytea, x double precision,"
+        " big numeric, every interval, took interval)",
+    )
+    table = _hostile_table().drop_columns(["deep"])
+    with ipc.new_file(tmp_path / "in.arrow", table.schema) as out:
+        out.write_table(table)
+    (tmp_path / "p.yaml").write_text(
+        "name: hostile\nsource: {arrow: {path: in.arrow}}\n"
+        'sink: {database: {url: "' + url + '", table: t}}\n'
+        "engine: {retry: {max_attempts: 1}}\ndlq: {path: dlq}\n"
+    )
+    run = quiver("run", "p.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    [line] = quiver("ingest", "dlq", "list", "p.yaml", cwd=tmp_path).stdout.splitlines()
+    shown = quiver("ingest", "dlq", "show", "p.yaml", line.split("\t")[0], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert "t_id_check" in doc["message"]
+    assert doc["rows_shown"][0]["every"] == "P1M2DT0.000000003S"
+
+    _sql(url, "ALTER TABLE t DROP CONSTRAINT t_id_check")
+    replayed = quiver("ingest", "dlq", "replay", "p.yaml", "--all", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    got = _sql(
+        url, "SELECT id, raw, x::text, big::text, every::text, took::text FROM t ORDER BY id"
+    )
+    assert got == [
+        (1, b"\xff\xfe", "NaN", str(2**70), "1 mon 2 days", "00:00:01.5"),
+        (2, b"ok", "Infinity", str(-(2**70)), "-1 days", None),
+    ]
