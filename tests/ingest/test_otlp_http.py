@@ -348,11 +348,46 @@ def test_404_and_405_answer_in_the_content_type_of_the_request(
     if content_type == "application/json":
         body = response.json()
         assert body["code"] == (5 if status == 404 else 12)
-        assert body["message"].startswith(message)
+        text = body["message"]
+        assert not body.get("details")  # nothing is wrong with the body
     else:
-        assert proto_status(response).startswith(message)
+        text = proto_status(response)
+        assert not status_pb2.Status.FromString(response.content).details
+    assert text.startswith(message)
+    served = "/v1/traces, /v1/metrics or /v1/logs" if status == 404 else "takes POST"
+    assert served in text
     if status == 405:
         assert response.headers["allow"] == "POST"
+    rec.stop()
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-protobuf"])
+def test_only_answers_about_the_body_carry_a_bad_request_detail(
+    receiver: Callable[..., Receiver], content_type: str
+) -> None:
+    rec = receiver(signals=["logs"], http={"max_body_bytes": 100})
+    json = content_type == "application/json"
+    ct = {"content-type": content_type}
+
+    def details(response: httpx.Response) -> list[str]:
+        if json:
+            return [d["@type"].rsplit(".", 1)[-1] for d in response.json().get("details", [])]
+        status = status_pb2.Status.FromString(response.content)
+        return [d.type_url.rsplit(".", 1)[-1] for d in status.details]
+
+    answers = {
+        404: post(rec, "/v1/traces", b"{}", ct),  # a signal this receiver does not take
+        415: post(rec, "/v1/logs", b"{}", {**ct, "content-encoding": "br"}),
+        400: post(rec, "/v1/logs", b"\x00not otlp", ct),
+        413: post(rec, "/v1/logs", b"{" + b" " * 200 + b"}", ct),
+    }
+    assert {code: r.status_code for code, r in answers.items()} == {c: c for c in answers}
+    assert {code: details(r) for code, r in answers.items()} == {
+        404: [],
+        415: [],
+        400: ["BadRequest"],
+        413: ["BadRequest"],
+    }
     rec.stop()
 
 

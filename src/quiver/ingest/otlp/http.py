@@ -8,7 +8,7 @@ for a body over ``max_body_bytes`` (after decompression too), 415 for another co
 encoding, 401 without a valid key (or, with tenancy, without a tenant), 403 for a tenant
 refused, 404 / 405 for other paths and methods, all with a google.rpc.Status body; 429 (too much
 waiting, or the tenant over its rate limit) and 503 (stopping, disk error) with ``Retry-After``,
-which clients retry.
+which clients retry. Only 400 and 413, about the body, add a BadRequest detail to the status.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +44,7 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _CONTENT_TYPES = {_PROTOBUF: False, "application/protobuf": False, _JSON: True}
 _UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
+_BODY_STATUSES = frozenset({400, 413})  # the body itself is what cannot be taken
 _GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
 
 
@@ -57,7 +59,15 @@ def _encode(message: Message, json: bool) -> bytes:
 def _status(
     status: int, message: str, json: bool, headers: dict[str, str] | None = None
 ) -> Response:
-    body = bad_request_status(_GRPC_CODE.get(status, 2), message)
+    """A google.rpc.Status answer. Only a body that cannot be taken (400, 413) gets the
+    BadRequest detail naming the body; the other statuses are about the path, the method, the
+    headers, the credentials or the receiver's load, and carry their message alone."""
+    code = _GRPC_CODE.get(status, 2)
+    body = (
+        bad_request_status(code, message)
+        if status in _BODY_STATUSES
+        else status_pb2.Status(code=code, message=message)
+    )
     return Response(
         _encode(body, json),
         status_code=status,
