@@ -12,20 +12,21 @@ without its extension) in their ``path`` when more than one file matches, e.g.
 ``out/{stem}.parquet``. Sinks without a path (database, queues) commit once per file.
 
 The state file is JSON, written atomically beside the outputs: ``.<pipeline>.quiver-state.json``
-in the directory of the first file sink (the pipeline file's directory otherwise).
+in the directory of the first file sink (the pipeline file's directory otherwise). Its text is
+ASCII: a file name that is not UTF-8 (Python keeps its bytes as lone surrogates) is written with
+``\\udcXX`` escapes and read back as the same name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 __all__ = ["STEM", "ResumeState", "expand_glob", "has_glob", "state_path_for"]
 
@@ -61,8 +62,8 @@ class ResumeState:
         state = cls(path, pipeline, pattern)
         if os.path.exists(path):
             try:
-                data = orjson.loads(Path(path).read_bytes())
-            except orjson.JSONDecodeError:
+                data = json.loads(Path(path).read_bytes())
+            except ValueError:  # not JSON, or not UTF-8
                 data = {}
             if data.get("pattern") == pattern:
                 state.completed = dict(data.get("completed", {}))
@@ -99,7 +100,9 @@ class ResumeState:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{self.path}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            # json, not orjson: orjson refuses the lone surrogates of a file name that is not
+            # UTF-8, which json escapes (and reads back) as \udcXX.
+            fh.write(json.dumps(doc, indent=2).encode())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)

@@ -22,6 +22,7 @@ __all__ = [
     "DestinationGuard",
     "UnclosingStream",
     "codec_for",
+    "native_path",
     "open_input",
     "open_input_pair",
     "position",
@@ -43,6 +44,17 @@ def codec_for(path: str, compression: Compression) -> str | None:
     return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
 
 
+def native_path(path: str) -> str | bytes:
+    """``path`` as Arrow's file functions take it: a file name that is not UTF-8 (its bytes
+    kept as surrogates by Python, e.g. from a glob) as the bytes the file system holds, which
+    Arrow passes on as they are (it encodes a ``str`` as UTF-8, and cannot encode those)."""
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
 def open_input(path: str, compression: Compression = "auto") -> pa.NativeFile:
     """A binary input stream for ``path`` (``-`` is stdin), decompressed when needed."""
     return open_input_pair(path, compression)[0]
@@ -58,7 +70,7 @@ def open_input_pair(
         raw: pa.NativeFile = (
             pa.PythonFile(UnclosingStream(sys.stdin.buffer), mode="r")
             if path == STDIO
-            else pa.OSFile(path, "rb")
+            else pa.OSFile(native_path(path), "rb")
         )
     except FileNotFoundError as exc:
         raise PermanentError.one(f"input file not found: {path}", path) from exc

@@ -26,7 +26,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
 from quiver.pipeline.sources.file_source import FileSource
-from quiver.pipeline.streams import Compression, open_input
+from quiver.pipeline.streams import Compression, native_path, open_input
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ArrowIpcSource", "ArrowIpcSourceConfig"]
@@ -78,7 +78,7 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     reader = ipc.open_file(data)
                 else:
                     stream.close()
-                    stream = pa.memory_map(path)
+                    stream = pa.memory_map(native_path(path))
                     reader = ipc.open_file(stream)
                 for i in range(reader.num_record_batches):
                     yield reader.get_batch(i)

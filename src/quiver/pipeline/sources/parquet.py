@@ -26,7 +26,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.line_numbers import numbered
 from quiver.pipeline.paths import STDIO, display_path
 from quiver.pipeline.sources.file_source import FileSource
-from quiver.pipeline.streams import open_input
+from quiver.pipeline.streams import native_path, open_input
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["ParquetSource", "ParquetSourceConfig"]
@@ -58,7 +58,9 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
             if path == STDIO:
                 stream = open_input(path, "none")
                 return pq.ParquetFile(pa.BufferReader(stream.read()))
-            return pq.ParquetFile(path, memory_map=False)
+            native = native_path(path)  # ParquetFile takes a name only as str
+            source = native if isinstance(native, str) else pa.OSFile(native, "rb")
+            return pq.ParquetFile(source, memory_map=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise PermanentError.one(
                 f"not a readable Parquet file: {exc}",
