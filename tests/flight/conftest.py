@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,3 +68,25 @@ def client(served: Served) -> Iterator[flight.FlightClient]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def conn(served: Served) -> Iterator[Any]:
+    """A DBAPI connection of adbc-driver-flightsql to the served Flight SQL endpoint."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    location = served.location.replace("grpc+tcp://", "grpc://")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Cannot disable autocommit": read-only anyway
+        connection = flightsql.connect(location)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def sql(served: Served, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """``text`` (``?`` placeholders) run on the served database directly: the ground truth."""
+    if served.db.dialect != "sqlite":
+        text = text.replace("?", "%s")
+    return served.db.query(text, params)

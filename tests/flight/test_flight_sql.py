@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.flight.conftest import Served
-
-
-@pytest.fixture
-def conn(served: Served) -> Iterator[Any]:
-    import adbc_driver_flightsql.dbapi as flightsql
-
-    location = served.location.replace("grpc+tcp://", "grpc://")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Cannot disable autocommit": read-only anyway
-        connection = flightsql.connect(location)
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def sql(served: Served, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    if served.db.dialect != "sqlite":
-        text = text.replace("?", "%s")
-    return served.db.query(text, params)
+from tests.flight.conftest import Served, sql
 
 
 def test_a_select_runs_through_the_adbc_flight_sql_driver(served: Served, conn: Any) -> None:

@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.flight.conftest import Served
-
-
-@pytest.fixture
-def conn(served: Served) -> Iterator[Any]:
-    import adbc_driver_flightsql.dbapi as flightsql
-
-    location = served.location.replace("grpc+tcp://", "grpc://")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        connection = flightsql.connect(location)
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _names(conn: Any, where: str) -> list[str]:

@@ -4,8 +4,6 @@ through export tickets, GraphQL tickets read as columns and Flight SQL alike."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -43,19 +41,6 @@ def test_text_operators_of_export_and_graphql_tickets_match_alike_everywhere(
     answered = client.do_get(flight.Ticket(graphql)).read_all().column("name").to_pylist()
     assert sorted(exported) == expected
     assert sorted(answered) == expected
-
-
-@pytest.fixture
-def conn(served: Served) -> Iterator[Any]:
-    import adbc_driver_flightsql.dbapi as flightsql
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        connection = flightsql.connect(served.location.replace("grpc+tcp://", "grpc://"))
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize(
