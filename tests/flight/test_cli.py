@@ -93,9 +93,34 @@ def test_a_taken_flight_port_is_one_clear_error(chinook_sqlite: Path) -> None:
             text=True,
             timeout=60,
         )
+    out = run.stderr + run.stdout
     assert run.returncode != 0
-    assert "Traceback" not in run.stderr + run.stdout
-    assert f"port {port}" in run.stderr + run.stdout
+    assert "Traceback" not in out
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use (EADDRINUSE)" in out
+    assert f"sport = :{port}" in out and "flight.port" in out
+
+
+def test_a_flight_host_not_of_this_machine_is_one_clear_error(chinook_sqlite: Path) -> None:
+    run = subprocess.run(
+        [
+            QUIVER,
+            "flight",
+            "--db",
+            f"sqlite:///{chinook_sqlite.absolute()}",
+            "--host",
+            "192.0.2.1",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = run.stderr + run.stdout
+    assert run.returncode != 0
+    assert "Traceback" not in out
+    assert "cannot listen on 192.0.2.1:0" in out and "(EADDRNOTAVAIL)" in out
+    assert "flight.host" in out and "not an address of this machine" in out
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

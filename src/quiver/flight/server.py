@@ -16,7 +16,6 @@ import errno
 import functools
 import inspect
 import logging
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -52,6 +51,7 @@ from quiver.flight.tickets import (
 from quiver.graphql.access import Access
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
+from quiver.runtime.listen import bind_problem
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.sql.dialects import dialect_for
@@ -759,26 +759,17 @@ def _read(path: str | None, key: str) -> bytes:
 
 
 def _check_port(host: str, port: int) -> None:
-    """A clear error when the Flight port is taken (gRPC itself only says it did not start)."""
-    if port == 0:
+    """A clear error when the Flight endpoint cannot be listened on (gRPC itself only says it
+    did not start): the system's reason and its fix, from the check every listener shares."""
+    problem = bind_problem(host, port)
+    if problem is None:
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            taken = exc.errno == errno.EADDRINUSE
-            raise ConfigError.one(
-                f"port {port} on {host} is already in use by another program"
-                if taken
-                else f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                "flight.port" if taken else "flight.host",
-                "stop that program, or choose another port with --set flight.port=N "
-                "(flight.port in quiver.yaml)"
-                if taken
-                else "give an address of this machine (flight.host)",
-            ) from None
+    on_port = problem.code in (errno.EADDRINUSE, errno.EACCES)
+    raise ConfigError.one(
+        f"cannot listen on {host}:{port}: {problem.reason}",
+        "flight.port" if on_port else "flight.host",
+        f"{problem.fix} (flight.port / flight.host in quiver.yaml, or --set flight.port=N)",
+    )
 
 
 class FlightHandle:

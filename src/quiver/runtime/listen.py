@@ -22,6 +22,8 @@ class BindProblem:
 
     reason: str
     fix: str
+    #: the errno of the failure (None when the host name did not resolve)
+    code: int | None = None
 
 
 def _fix_for(code: int | None, host: str, port: int) -> str:
@@ -59,7 +61,7 @@ def problem_of(exc: OSError, host: str, port: int) -> BindProblem:
         if isinstance(exc, socket.gaierror)
         else _fix_for(code, host, port)
     )
-    return BindProblem(_reason(exc), fix)
+    return BindProblem(_reason(exc), fix, code)
 
 
 def _addresses(
@@ -71,9 +73,7 @@ def _addresses(
 
 def bind_problem(host: str, port: int) -> BindProblem | None:
     """Why ``host:port`` cannot be listened on now (as gRPC binds: with SO_REUSEADDR), or None
-    when it can. Port 0 (any free port) always can."""
-    if port == 0:
-        return None
+    when it can. Port 0 (any free port) is checked too: its host may not be of this machine."""
     try:
         addresses = _addresses(host, port)
     except OSError as exc:
