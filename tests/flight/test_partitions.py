@@ -113,6 +113,16 @@ def test_a_default_above_the_maximum_is_refused() -> None:
         )
 
 
+def test_max_connections_below_the_pool_size_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"max_connections \(2\) must be at least pool_size"):
+        QuiverSettings.model_validate(
+            {
+                "database": {"url": "sqlite:///x.db"},
+                "flight": {"pool_size": 4, "max_connections": 2},
+            }
+        )
+
+
 # ----- Chinook, every dialect ---------------------------------------------------------------
 
 

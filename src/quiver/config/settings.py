@@ -295,6 +295,18 @@ class FlightSettings(_Settings):
     pool_size: int = Field(
         default=4, ge=1, description="Database connections kept open for Flight streams."
     )
+    max_connections: int = Field(
+        default=16,
+        ge=1,
+        description="Most database connections Flight streams use at once (at least"
+        " pool_size); a stream that finds them all in use waits connection_timeout_ms, then"
+        " is refused UNAVAILABLE.",
+    )
+    connection_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="Longest wait of a Flight stream for a database connection, in milliseconds.",
+    )
     writable: bool = Field(
         default=False, description="Accept DoPut bulk loads into tables (read-only when false)."
     )
@@ -333,6 +345,15 @@ class FlightSettings(_Settings):
         default=None,
         description="PEM CA file: require client certificates signed by it (mutual TLS).",
     )
+
+    @model_validator(mode="after")
+    def _pool_within_max_connections(self) -> FlightSettings:
+        if self.max_connections < self.pool_size:
+            raise ValueError(
+                f"max_connections ({self.max_connections}) must be at least pool_size"
+                f" ({self.pool_size}): raise max_connections or lower pool_size"
+            )
+        return self
 
     @model_validator(mode="after")
     def _partitions_within_max(self) -> FlightSettings:

@@ -4,6 +4,11 @@ PostgreSQL and SQLite connections are ADBC's (Arrow-native); MariaDB's are PyMyS
 connect costs a noticeable fraction of a second, so connections are kept between streams; one
 whose stream ended early or failed is closed instead of returned, and a replacement is opened
 in the background when none is left idle.
+
+At most ``max_open`` connections are open at once (``flight.max_connections``): a stream that
+finds them all in use waits up to ``wait_s`` for one (``flight.connection_timeout_ms``), then
+is refused as retryable (Flight UNAVAILABLE) rather than opening one more, so that clients
+reading many endpoints at once cannot use up the database's connections.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from quiver.runtime.errors import RetryableError
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk
 from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.url import DatabaseUrl
@@ -53,11 +59,24 @@ def flight_dialect(dialect: Dialect) -> Dialect:
 
 
 class ConnectionPool:
-    """At most ``size`` idle connections to ``url``, opened on demand."""
+    """At most ``size`` idle and ``max_open`` open connections to ``url``, opened on demand."""
 
-    def __init__(self, url: DatabaseUrl, size: int, base_dir: str = "") -> None:
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        size: int,
+        base_dir: str = "",
+        *,
+        max_open: int | None = None,
+        wait_s: float = 30.0,
+    ) -> None:
         self.url = utf8_client(url)
         self.size = size
+        self.max_open = max(size, max_open or size)
+        self.wait_s = wait_s
+        #: one permit per connection lent out: idle connections are reused before one is
+        #: opened, so connections lent plus idle never exceed max_open
+        self._permits = threading.BoundedSemaphore(self.max_open)
         self.base_dir = base_dir
         self.arrow_native = url.dialect in ("postgresql", "sqlite")
         self._idle: list[Any] = []
@@ -82,21 +101,38 @@ class ConnectionPool:
         return conn
 
     def acquire(self) -> Lease:
-        with self._lock:
-            if self._idle:
-                return Lease(self._idle.pop())
-        conn = self._connect()
+        """A connection for one stream: an idle one, else a new one while fewer than
+        ``max_open`` are open; waits up to ``wait_s`` when all are in use."""
+        if not self._permits.acquire(timeout=self.wait_s):
+            raise RetryableError.one(
+                f"all {self.max_open} database connections of the Flight server are in use"
+                f" by other streams; none came free within {self.wait_s:g} s",
+                "flight.max_connections",
+                "retry later, read fewer endpoints or streams at once, or raise"
+                " flight.max_connections (within the database's own connection limit)",
+            )
+        try:
+            with self._lock:
+                if self._idle:
+                    return Lease(self._idle.pop())
+            conn = self._connect()
+        except BaseException:
+            self._permits.release()
+            raise
         with self._lock:
             self.open_count += 1
         return Lease(conn)
 
     def release(self, lease: Lease) -> None:
-        if not lease.broken:
-            with self._lock:
-                if not self._closed and len(self._idle) < self.size:
-                    self._idle.append(lease.connection)
-                    return
-        self._close(lease.connection)
+        try:
+            if not lease.broken:
+                with self._lock:
+                    if not self._closed and len(self._idle) < self.size:
+                        self._idle.append(lease.connection)
+                        return
+            self._close(lease.connection)
+        finally:
+            self._permits.release()
         if lease.broken:
             self._replace()
 

@@ -229,7 +229,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self.location = (
             f"{scheme}://{'localhost' if fs.host in ('0.0.0.0', '::') else fs.host}:{self.port}"
         )
-        self.pool = ConnectionPool(url, fs.pool_size)
+        self.pool = ConnectionPool(
+            url,
+            fs.pool_size,
+            max_open=fs.max_connections,
+            wait_s=fs.connection_timeout_ms / 1000,
+        )
         #: (view, ticket as canonical JSON) -> its plan, the most recently used last
         self._plans: OrderedDict[tuple[int, bytes], ExportPlan | ColumnarQuery] = OrderedDict()
 
