@@ -152,9 +152,32 @@ def test_a_port_in_use_is_one_error_line_with_the_endpoint_and_the_reason(
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     name = "OTLP/gRPC" if transport == "grpc" else "OTLP/HTTP"
     assert errors == [
-        f"error: source otlp.{transport}.endpoint: the {name} receiver cannot listen on "
-        f"{endpoint}: Address already in use (EADDRINUSE)"
+        f"error: pipeline.yaml:3:12 source.otlp.{transport}.endpoint: the {name} receiver"
+        f" cannot listen on {endpoint}: Address already in use (EADDRINUSE)"
     ], run.explain()
+    assert_clean(run.output)
+
+
+def test_a_step_of_a_graph_says_where_its_option_is(quiver: QuiverRunner, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "pipeline.yaml").write_text(
+            "steps:\n"
+            "  receive:\n"
+            "    websocket:\n"
+            f"      port: {port}\n"
+            "  keep: {parquet: {path: out/t.parquet}}\n"
+            "connections:\n"
+            "  - {from: receive, to: keep}\n"
+        )
+        run = quiver("run", "pipeline.yaml", "--quiet", timeout=60)
+    assert run.code == 1, run.explain()
+    assert (
+        f"error: pipeline.yaml:4:7 steps.receive.websocket.port: the WebSocket receiver cannot"
+        f" listen on 127.0.0.1:{port}"
+    ) in run.stderr, run.explain()
     assert_clean(run.output)
 
 
@@ -225,3 +248,29 @@ def test_a_port_needing_privileges_says_so() -> None:
     problem = problem_of(refused, "0.0.0.0", 443)
     assert problem.reason == "Permission denied (EACCES)"
     assert problem.fix.startswith("ports below 1024 need privileges: choose a port above 1023")
+
+
+def test_an_error_naming_an_option_is_placed_at_that_option(tmp_path: Path) -> None:
+    from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.planner import compile_plan
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "source:\n  otlp:\n    grpc: {}\n    http:\n      endpoint: 127.0.0.1:0\n"
+        "sink:\n  parquet: {path: out/t.parquet}\n"
+    )
+    step = compile_plan(load_pipeline(str(path), environ={})).steps["source"]
+    file = str(path)
+    # the option written in the file: its own line
+    assert step.option_where("source otlp.http.endpoint") == (
+        f"{file}:5:7 source.otlp.http.endpoint"
+    )
+    assert step.option_where("otlp.http.endpoint") == f"{file}:5:7 source.otlp.http.endpoint"
+    # left at its default: the nearest key written
+    assert step.option_where("source otlp.grpc.endpoint") == (
+        f"{file}:3:5 source.otlp.grpc.endpoint"
+    )
+    # not an option of the component, or not a path at all: as the component said it
+    assert step.option_where("database") == "database"
+    assert step.option_where("row 5 of the request") == "row 5 of the request"
+    assert step.option_where("") == ""

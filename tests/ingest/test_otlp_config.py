@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -92,7 +93,10 @@ def test_a_port_in_use_fails_the_run_naming_the_endpoint(
             error = exc
     assert isinstance(error, QuiverError)
     [detail] = error.details
-    assert detail.where == f"source otlp.{transport}.endpoint"
+    # the line of the endpoint option in the pipeline file
+    assert re.fullmatch(
+        rf".*pipeline\.yaml:\d+:\d+ source\.otlp\.{transport}\.endpoint", detail.where
+    )
     assert detail.message.endswith(
         f"cannot listen on {endpoint}: Address already in use (EADDRINUSE)"
     )

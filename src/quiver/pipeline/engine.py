@@ -601,7 +601,9 @@ class PipelineEngine:
                 for t in done:
                     if t.exception() is not None:
                         name = tasks[t]
-                        raise _step_error(name, t.exception(), unit.path_of(plan.steps[name]))
+                        raise _step_error(
+                            plan.steps[name], t.exception(), unit.path_of(plan.steps[name])
+                        )
             self._check_reject_ratio()
             for name in plan.steps:
                 if name in opened:
@@ -613,7 +615,9 @@ class PipelineEngine:
                         if await self._give_up(name, opened, exc):
                             continue
                         if isinstance(exc, OSError):
-                            raise _step_error(name, exc, unit.path_of(plan.steps[name])) from exc
+                            raise _step_error(
+                                plan.steps[name], exc, unit.path_of(plan.steps[name])
+                            ) from exc
                         raise
                     stats = self.result.steps[name]
                     stats.rows_written += stats.rows_in - sink_rows_before[name]
@@ -1187,9 +1191,13 @@ def _describe_row_error(e: RowError) -> str:
     return f"{where}: {e.reason}" if where else e.reason
 
 
-def _step_error(step: str, exc: BaseException | None, path: str | None = None) -> BaseException:
+def _step_error(
+    plan_step: PlanStep, exc: BaseException | None, path: str | None = None
+) -> BaseException:
     """The error of a failed step as the run reports it: a file system error says what went
-    wrong with which file (``path``: the file the step reads or writes)."""
+    wrong with which file (``path``: the file the step reads or writes); an error naming one
+    of the step's options says where that option is in the pipeline file."""
+    step = plan_step.name
     if isinstance(exc, OSError) and exc.errno is not None:
         named = exc.filename if exc.filename is not None and exc.errno != errno.ENOSPC else None
         err = file_error(exc, str(named) if named is not None else path, f"step '{step}'")
@@ -1198,6 +1206,10 @@ def _step_error(step: str, exc: BaseException | None, path: str | None = None) -
     if isinstance(exc, QuiverError):
         if not any(d.where for d in exc.details):
             exc.details = [ErrorDetail(d.message, f"step '{step}'", d.fix) for d in exc.details]
+        else:
+            exc.details = [
+                ErrorDetail(d.message, plan_step.option_where(d.where), d.fix) for d in exc.details
+            ]
         return exc
     if exc is None:
         return RunFailedError.one(f"step '{step}' failed", f"step '{step}'")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from quiver.config.yaml_source import Positions
 from quiver.pipeline.component import (
     Acknowledging,
     ByteCounting,
@@ -54,6 +55,10 @@ class PlanStep:
     fed_by_sources: bool  # every incoming connection comes from a source
     path_option: str | list[str] | None = None  # `path` of a FileReading/FileWriting step
     paths: tuple[str, ...] = ()  # that `path`, absolute (one item per listed path)
+    #: where the step's options are in the pipeline file (the component's key), for errors
+    #: the component raises while running
+    options_path: tuple[str | int, ...] = ()
+    positions: Positions | None = field(default=None, compare=False, repr=False)
     # the declared hooks, read once here so the engine tests a flag, not a class
     starts: bool = field(init=False)
     flushes: bool = field(init=False)
@@ -85,6 +90,28 @@ class PlanStep:
             ("listens", Listening),
         ):
             object.__setattr__(self, flag, hook in caps)
+
+    def option_where(self, where: str) -> str:
+        """``where`` of an error the component raised, as the file and line of the option it
+        names when it names one (``otlp.grpc.endpoint``, ``source otlp.grpc.endpoint`` or
+        ``port``): ``pipeline.yaml:4:7 source.otlp.grpc.endpoint`` (the line of the nearest
+        key written, for an option left at its default); else ``where`` itself."""
+        if self.positions is None or not self.options_path or not where:
+            return where
+        text = where
+        for prefix in (f"{self.name} ", f"{self.kind} ", f"step '{self.name}' "):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+                break
+        if text.startswith(f"{self.component}."):
+            text = text[len(self.component) + 1 :]
+        parts = text.split(".")
+        if not all(p and p.isidentifier() for p in parts):
+            return where
+        # an option the file leaves at its default: the step's line, with the option's path
+        if parts[0] not in type(self.config).model_fields:
+            return where
+        return self.positions.where((*self.options_path, *parts))
 
 
 @dataclass(frozen=True)

@@ -89,4 +89,6 @@ def _plan_step(
         fed_by_sources=fed_by_sources,
         path_option=option,
         paths=paths,
+        options_path=tuple(step.path),
+        positions=spec.positions,
     )
