@@ -63,7 +63,7 @@ from quiver.sql.database import (
 from quiver.sql.declared import json_depth, misfit
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
-from quiver.sql.violations import Violation
+from quiver.sql.violations import Violation, ViolationKind
 
 __all__ = ["MutationRunner"]
 
@@ -71,18 +71,22 @@ log = logging.getLogger("quiver.graphql")
 
 Key = tuple[Any, ...]
 
-_CODES = {
+_CODES: dict[ViolationKind, str] = {
     "unique": "UNIQUE_VIOLATION",
     "foreign_key": "FOREIGN_KEY_VIOLATION",
     "not_null": "NOT_NULL_VIOLATION",
     "check": "CHECK_VIOLATION",
+    "too_long": "INVALID_VALUE",
+    "out_of_range": "INVALID_VALUE",
     "value": "INVALID_VALUE",
 }
-_EXPLAIN = {
+_EXPLAIN: dict[ViolationKind, str] = {
     "unique": "another row already has this value",
     "foreign_key": "the referenced row does not exist, or other rows still reference this one",
     "not_null": "a value is required",
     "check": "the value fails a check of the table",
+    "too_long": "the value is longer than the column holds",
+    "out_of_range": "the value is outside the range of the column's type",
     "value": "the value does not fit the column's type",
 }
 
@@ -887,19 +891,12 @@ def _written_at_fault(
         ]
         if len(longer) == 1:
             return longer
-    if violation.kind == "value" and len(written) == 1:
+    if violation.kind in ("too_long", "out_of_range", "value") and len(written) == 1:
         return [written[0]]
     return []
 
 
 def _fields_at_fault(violation: Violation, e: Entity) -> list[str]:
-    """The API names of the columns the database named; failing that, the columns a
-    constraint's name or expression mentions, when it mentions exactly one."""
-    out = [f.name for c in violation.columns if (f := e.field_by_column(c)) is not None]
-    if out:
-        return out
-    text = " ".join([*violation.columns, violation.constraint or ""])
-    mentioned = [
-        f.name for f in e.fields if re.search(rf"(?<![\w]){re.escape(f.column)}(?![\w])", text)
-    ]
-    return mentioned if len(mentioned) == 1 else []
+    """The API names of the columns at fault (:meth:`Violation.columns_in`)."""
+    columns = violation.columns_in([f.column for f in e.fields], e.primary_key)
+    return [f.name for c in columns if (f := e.field_by_column(c)) is not None]

@@ -1,17 +1,25 @@
 """What a refused write broke, read from each driver's error: the kind, the columns, the name.
 
 A write the database refuses because of the data (a duplicate key, a missing referenced row, a
-null in a NOT NULL column, a failed CHECK, a value the column's type cannot hold) becomes a
-:class:`Violation`, which :mod:`quiver.sql.database` raises as a ``ConstraintError``. Its
-``columns`` are the columns the database named (empty when it named none); surfaces map them
-to their own field names.
+null in a NOT NULL column, a failed CHECK, a value too long or out of range for its column, a
+value the column's type cannot hold) becomes a :class:`Violation`. This is the one reader of
+those errors: :mod:`quiver.sql.database` raises what it reads as a ``ConstraintError`` (for
+mutations), and a Flight bulk load reads its ADBC and PyMySQL errors here too. Its ``columns``
+are the columns the database named (empty when it named none); surfaces map them to their own
+field names and kinds to their own codes.
+
+PostgreSQL's fields are read from asyncpg's attributes (``sqlstate``, ``detail``,
+``column_name``, ...) or ADBC's ``details`` pairs (``PG_DIAG_MESSAGE_DETAIL``, ...); MariaDB's
+from the error number and text of asyncmy and PyMySQL; SQLite's from the message of sqlite3
+and ADBC.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = [
     "Violation",
@@ -19,60 +27,125 @@ __all__ = [
     "mysql_violation",
     "postgresql_violation",
     "sqlite_violation",
+    "violation",
 ]
 
-ViolationKind = Literal["unique", "foreign_key", "not_null", "check", "value"]
+ViolationKind = Literal[
+    "unique", "foreign_key", "not_null", "check", "too_long", "out_of_range", "value"
+]
 
 
 @dataclass(frozen=True)
 class Violation:
-    """What a refused write broke: the database's message, the columns and constraint it named."""
+    """What a refused write broke: the database's message, the columns and constraint it named,
+    and the row (1-based, of a bulk load's stream) where it says one: PostgreSQL's COPY line.
+    MariaDB's ``at row N`` counts within one statement, not a load, and is not read."""
 
     kind: ViolationKind
     message: str
     columns: tuple[str, ...] = ()
     constraint: str | None = None
+    row: int | None = None
+
+    def columns_in(self, table: Sequence[str], primary_key: Sequence[str]) -> tuple[str, ...]:
+        """The columns of ``table`` at fault: those the database named; for the key MariaDB
+        calls ``PRIMARY``, the ``primary_key``; failing that, the one column the constraint's
+        name or expression (or a named index expression) mentions, when it mentions one."""
+        named = tuple(c for c in self.columns if c in table)
+        if named:
+            return named
+        if self.kind == "unique" and self.constraint == "PRIMARY":
+            return tuple(primary_key)
+        text = " ".join([*self.columns, self.constraint or ""])
+        mentioned = tuple(c for c in table if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", text))
+        return mentioned if len(mentioned) == 1 else ()
+
+
+def violation(exc: BaseException, dialect: str) -> Violation | None:
+    """``exc`` of a ``dialect`` database as a violation, or None when it is not one."""
+    if dialect == "postgresql":
+        return postgresql_violation(exc)
+    if dialect == "mysql":
+        return mysql_violation(exc)
+    return sqlite_violation(exc)
 
 
 _PG_KEY = re.compile(r"Key \((.+?)\)=")
+_PG_COPY = re.compile(r"\bCOPY [^\n]*?, line (\d+)(?:, column ([^:\n]+))?")
 _PG_KINDS: dict[str, ViolationKind] = {
     "23505": "unique",
     "23503": "foreign_key",
     "23502": "not_null",
     "23514": "check",
+    "22001": "too_long",
+    "22003": "out_of_range",
 }
+#: ADBC's diagnostic field -> asyncpg's attribute of the same field
+_PG_FIELDS = {
+    "PG_DIAG_MESSAGE_PRIMARY": "message",
+    "PG_DIAG_MESSAGE_DETAIL": "detail",
+    "PG_DIAG_COLUMN_NAME": "column_name",
+    "PG_DIAG_TABLE_NAME": "table_name",
+    "PG_DIAG_CONSTRAINT_NAME": "constraint_name",
+    "PG_DIAG_CONTEXT": "context",
+}
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _pg_fields(exc: BaseException) -> dict[str, str]:
+    """The diagnostic fields of ``exc``, by asyncpg's names, from ADBC's ``details`` pairs or
+    asyncpg's attributes."""
+    fields: dict[str, str] = {}
+    for key, value in getattr(exc, "details", None) or ():
+        name = _PG_FIELDS.get(_text(key))
+        if name is not None and value:
+            fields[name] = _text(value)
+    for name in _PG_FIELDS.values():
+        value = getattr(exc, name, None)
+        if value and name not in fields:
+            fields[name] = str(value)
+    return fields
 
 
 def _split_columns(text: str) -> tuple[str, ...]:
     return tuple(c.strip().strip('"') for c in text.split(","))
 
 
-def postgresql_violation(exc: Any) -> Violation | None:
-    """An asyncpg error as a violation, or None when it is not one (by SQLSTATE class 22/23)."""
+def postgresql_violation(exc: BaseException) -> Violation | None:
+    """An asyncpg or ADBC error as a violation, or None when it is not one (by SQLSTATE
+    class 22/23)."""
     state = str(getattr(exc, "sqlstate", "") or "")
-    constraint = getattr(exc, "constraint_name", None)
-    table = getattr(exc, "table_name", None)
-    message = str(getattr(exc, "message", "") or exc)
-    if state in _PG_KINDS:
-        kind = _PG_KINDS[state]
-        columns: tuple[str, ...] = ()
-        if kind == "not_null" and getattr(exc, "column_name", None):
-            columns = (exc.column_name,)
-        elif kind in ("unique", "foreign_key"):
-            m = _PG_KEY.search(str(getattr(exc, "detail", "") or ""))
-            if m:
-                columns = _split_columns(m.group(1))
-        elif kind == "check" and constraint and table:
-            # PostgreSQL names a column's own check <table>_<column>_check.
-            prefix, suffix = f"{table}_", "_check"
-            if constraint.startswith(prefix) and constraint.endswith(suffix):
-                columns = (constraint[len(prefix) : -len(suffix)],)
-        detail = getattr(exc, "detail", None)
-        text = f"{message}: {detail}" if detail else message
-        return Violation(kind, text, columns, constraint)
-    if state.startswith("22"):
-        return Violation("value", message)
-    return None
+    if state not in _PG_KINDS and not state.startswith("22"):
+        return None
+    kind = _PG_KINDS.get(state, "value")
+    fields = _pg_fields(exc)
+    message = fields.get("message") or _first_line(exc)
+    detail = fields.get("detail")
+    constraint = fields.get("constraint_name")
+    table = fields.get("table_name")
+    columns: tuple[str, ...] = ()
+    if "column_name" in fields:
+        columns = (fields["column_name"],)
+    elif kind in ("unique", "foreign_key"):
+        m = _PG_KEY.search(detail or "")
+        if m:
+            columns = _split_columns(m.group(1))
+    elif kind == "check" and constraint and table:
+        # PostgreSQL names a column's own check <table>_<column>_check.
+        prefix, suffix = f"{table}_", "_check"
+        if constraint.startswith(prefix) and constraint.endswith(suffix):
+            columns = (constraint[len(prefix) : -len(suffix)],)
+    row: int | None = None
+    copy = _PG_COPY.search(fields.get("context", ""))
+    if copy is not None:
+        row = int(copy.group(1))
+        if not columns and copy.group(2):
+            columns = (copy.group(2).strip(),)
+    text = f"{message}. {detail}" if detail else message
+    return Violation(kind, text, columns, constraint, row)
 
 
 _MY_COLUMN = re.compile(r"column [`']?(?:[^`'\s]+[`']?\.[`']?)*([^`'\s]+?)[`']? at row", re.I)
@@ -82,14 +155,15 @@ _MY_KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")
 _MY_CHECK = re.compile(r"CONSTRAINT [`']([^`']+)[`'] failed")
 _MY_CODES: dict[int, ViolationKind] = {
     1062: "unique",
-    1451: "foreign_key",
+    1216: "foreign_key",  # no referenced row (the older number of 1452)
+    1451: "foreign_key",  # a row still referenced
     1452: "foreign_key",
     1048: "not_null",
-    1364: "not_null",
+    1364: "not_null",  # no value and no default
     4025: "check",
     3819: "check",
-    1406: "value",
-    1264: "value",
+    1406: "too_long",
+    1264: "out_of_range",
     1366: "value",
     1292: "value",
     1265: "value",
@@ -98,13 +172,14 @@ _MY_CODES: dict[int, ViolationKind] = {
 }
 
 
-def mysql_violation(exc: Any) -> Violation | None:
-    """An asyncmy error as a violation, or None when it is not one (by MariaDB error code)."""
+def mysql_violation(exc: BaseException) -> Violation | None:
+    """An asyncmy or PyMySQL error as a violation, or None when it is not one (by MariaDB
+    error number)."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     kind = _MY_CODES.get(code)
     if kind is None:
         return None
-    message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    message = str(exc.args[1]) if len(exc.args) > 1 else _first_line(exc)
     columns: tuple[str, ...] = ()
     constraint: str | None = None
     if kind == "foreign_key":
@@ -123,7 +198,6 @@ def mysql_violation(exc: Any) -> Violation | None:
         m = _MY_CHECK.search(message)
         if m:
             constraint = m.group(1)
-            columns = (constraint,)  # a column's inline CHECK is named after the column
     else:
         m = _MY_COLUMN.search(message) or _MY_NAMED.search(message)
         if m:
@@ -131,30 +205,36 @@ def mysql_violation(exc: Any) -> Violation | None:
     return Violation(kind, message, columns, constraint)
 
 
-_SQLITE_MESSAGES: tuple[tuple[str, ViolationKind], ...] = (
-    ("UNIQUE constraint failed: ", "unique"),
-    ("NOT NULL constraint failed: ", "not_null"),
-    ("CHECK constraint failed: ", "check"),
-    ("FOREIGN KEY constraint failed", "foreign_key"),
-    ("datatype mismatch", "value"),
-    ("cannot store ", "value"),
+_SQLITE = re.compile(
+    r"(UNIQUE|PRIMARY KEY|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?::[ \t]*([^\n]*))?"
+    r"|datatype mismatch|cannot store [^\n]*"
 )
+_SQLITE_KINDS: dict[str | None, ViolationKind] = {
+    "UNIQUE": "unique",
+    "PRIMARY KEY": "unique",  # how some drivers word SQLITE_CONSTRAINT_PRIMARYKEY
+    "NOT NULL": "not_null",
+    "CHECK": "check",
+    "FOREIGN KEY": "foreign_key",
+    None: "value",
+}
 
 
-def sqlite_violation(exc: Exception) -> Violation | None:
-    """A sqlite3 error as a violation, or None when it is not one (by its message)."""
-    message = str(exc)
-    for start, kind in _SQLITE_MESSAGES:
-        if not message.startswith(start):
-            continue
-        rest = message[len(start) :]
-        columns: tuple[str, ...] = ()
-        constraint: str | None = None
-        if kind in ("unique", "not_null"):
-            # "t.a, t.b": the table-qualified columns
-            columns = tuple(part.strip().rsplit(".", 1)[-1] for part in rest.split(","))
-        elif kind == "check":
-            constraint = rest.strip()
-            columns = (constraint,)
-        return Violation(kind, message, columns, constraint)
-    return None
+def sqlite_violation(exc: BaseException) -> Violation | None:
+    """A sqlite3 or ADBC error as a violation, or None when it is not one (by its message)."""
+    m = _SQLITE.search(str(exc))
+    if m is None:
+        return None
+    kind = _SQLITE_KINDS[m.group(1)]
+    named = (m.group(2) or "").strip()
+    columns: tuple[str, ...] = ()
+    constraint: str | None = None
+    if kind == "check":
+        constraint = named or None
+    elif kind in ("unique", "not_null"):
+        # "t.a, t.b": the table-qualified columns
+        columns = tuple(p.strip().rsplit(".", 1)[-1] for p in named.split(",") if p.strip())
+    return Violation(kind, m.group(0).strip(), columns, constraint)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
