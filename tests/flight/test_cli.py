@@ -73,6 +73,20 @@ def test_quiver_flight_serves_alone_and_stops_on_sigterm(chinook_sqlite: Path) -
     assert f"Arrow Flight at grpc+tcp://127.0.0.1:{port}" in out
 
 
+def _flight_alone(db: Path, *options: str) -> str:
+    """What ``quiver flight`` says when it cannot start (it must fail, without a traceback)."""
+    run = subprocess.run(
+        [QUIVER, "flight", "--db", f"sqlite:///{db.absolute()}", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = run.stderr + run.stdout
+    assert run.returncode != 0, out
+    assert "Traceback" not in out
+    return out
+
+
 def test_a_taken_flight_port_is_one_clear_error(chinook_sqlite: Path) -> None:
     import socket
 
@@ -80,45 +94,13 @@ def test_a_taken_flight_port_is_one_clear_error(chinook_sqlite: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run = subprocess.run(
-            [
-                QUIVER,
-                "flight",
-                "--db",
-                f"sqlite:///{chinook_sqlite.absolute()}",
-                "--port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    out = run.stderr + run.stdout
-    assert run.returncode != 0
-    assert "Traceback" not in out
+        out = _flight_alone(chinook_sqlite, "--port", str(port))
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use (EADDRINUSE)" in out
     assert f"sport = :{port}" in out and "flight.port" in out
 
 
 def test_a_flight_host_not_of_this_machine_is_one_clear_error(chinook_sqlite: Path) -> None:
-    run = subprocess.run(
-        [
-            QUIVER,
-            "flight",
-            "--db",
-            f"sqlite:///{chinook_sqlite.absolute()}",
-            "--host",
-            "192.0.2.1",
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    out = run.stderr + run.stdout
-    assert run.returncode != 0
-    assert "Traceback" not in out
+    out = _flight_alone(chinook_sqlite, "--host", "192.0.2.1", "--port", "0")
     assert "cannot listen on 192.0.2.1:0" in out and "(EADDRNOTAVAIL)" in out
     assert "flight.host" in out and "not an address of this machine" in out
 
