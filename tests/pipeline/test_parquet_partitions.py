@@ -4,13 +4,14 @@ part files for a path ending in '/', and the errors of a directory given as a fi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from quiver.runtime.errors import QuiverError
+from quiver.runtime.errors import ConfigError
 from tests.pipeline.test_engine import run, write_pipeline
 from tests.pipeline.test_validation import validate
 
@@ -97,9 +98,12 @@ def test_a_missing_partition_column_is_named(tmp_path: Path) -> None:
     path = write_pipeline(
         tmp_path, {"source": {"jsonl": {"path": "events.jsonl"}}, "sink": {"parquet": sink}}
     )
-    with pytest.raises(QuiverError) as err:
+    with pytest.raises(ConfigError) as err:
         run(path)
     assert "partition column(s) 'service_name' not in the rows" in str(err.value)
+    # the option at fault, with its line in the pipeline file
+    [detail] = err.value.details
+    assert re.fullmatch(r".+\.yaml:\d+:\d+ sink\.parquet\.partition_by", detail.where), detail
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
 
 

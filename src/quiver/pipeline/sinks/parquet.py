@@ -298,10 +298,17 @@ class _Partitioned:
             keys.append(cfg.time_partition.column)
         missing = [k for k in keys if k not in schema.names]
         if missing:
-            raise PermanentError.one(
-                f"partition column(s) {', '.join(map(repr, missing))} not in the rows "
-                f"(columns: {', '.join(schema.names)})",
-                self.where,
+            # found only now when the steps before make columns validate cannot know (a
+            # script without output_schema): the option is at fault, as validate would say
+            option = (
+                "partition_by"
+                if any(k in cfg.partition_by for k in missing)
+                else "time_partition.column"
+            )
+            raise ConfigError.one(
+                f"{self.where}: partition column(s) {', '.join(map(repr, missing))} not in the"
+                f" rows (columns: {', '.join(schema.names)})",
+                option,
                 "name columns the rows have in `partition_by` / `time_partition.column`",
             )
         self.file_schema = pa.schema([f for f in schema if f.name not in cfg.partition_by])
