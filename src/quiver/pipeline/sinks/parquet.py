@@ -173,9 +173,10 @@ class ParquetSink(Checking, ColumnBound, FileWriting):
         unknown = [c for c in self.cfg.no_dictionary if c not in schema.names]
         if unknown and schema.names:
             raise ConfigError.one(
-                f"no_dictionary names column(s) {', '.join(map(repr, unknown))} not in the "
-                f"rows (columns: {', '.join(schema.names)})",
-                f"parquet sink {self.cfg.path}: no_dictionary",
+                f"parquet sink {self.cfg.path}: no_dictionary names column(s)"
+                f" {', '.join(map(repr, unknown))} not in the rows"
+                f" (columns: {', '.join(schema.names)})",
+                "no_dictionary",
                 "name columns the rows have",
             )
         if self.cfg.writes_directory:
