@@ -1184,6 +1184,8 @@ class _Planner:
                     expr = template(d.float_cast, expr)
                     tpl = d.scalar_output.get(Scalar.FLOAT.value)
                     expr = template(tpl, expr) if tpl else expr
+                elif name == "sum" and sum_scalar(f) == f.scalar:
+                    expr = self.render(f, expr)  # a decimal's sum keeps the column's scale
                 elif name == "sum":
                     tpl = d.scalar_output.get(sum_scalar(f).value)
                     expr = template(tpl, expr) if tpl else expr

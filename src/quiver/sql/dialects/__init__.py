@@ -431,6 +431,17 @@ SQLITE = Dialect(
             " WHEN {0} IS NULL THEN NULL ELSE quiver_not_int({0}) END"
         ),
     },
+    # A NUMERIC(p, s) column keeps whatever value it is given, a real where the text allows:
+    # served with the column's s decimals, as PostgreSQL and MariaDB serve theirs ("1.90",
+    # "10.00"). Integers keep every digit (printf would make them doubles); text is as stored.
+    type_output=(
+        (
+            r"(?:numeric|decimal)\s*\(\s*\d+\s*,\s*([1-9][0-9]?)\s*\)",
+            "CASE typeof({0}) WHEN 'real' THEN printf('%.<1>f', {0})"
+            " WHEN 'integer' THEN CAST({0} AS TEXT) || '.' || printf('%0<1>d', 0)"
+            " ELSE CAST({0} AS TEXT) END",
+        ),
+    ),
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
     scalar_compare={"DateTime": "julianday({})"},
