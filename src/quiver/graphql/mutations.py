@@ -725,12 +725,37 @@ class MutationRunner:
         if f.scalar == Scalar.JSON and not f.is_list:
             self._check_json_depth(value, path)
             text = orjson.dumps(value).decode()
+            if self.dialect.name == "mysql" and _MY_GEOMETRY.fullmatch((f.db_type or "").lower()):
+                # served as GeoJSON (ST_AsGeoJSON), written from it
+                if not isinstance(value, dict) or value.get("type") not in _GEOJSON_TYPES:
+                    raise PlanError(
+                        f"{e.name}.{f.name}: {text[:80]} is not a GeoJSON geometry: write an"
+                        ' object such as {"type": "Point", "coordinates": [1, 2]}',
+                        path,
+                    )
+                return sql("ST_GeomFromGeoJSON(", param(text), ")")
             if self.dialect.json_input != "{}" and (f.db_type or "") in ("json", "jsonb"):
                 return template(self.dialect.json_input, param(text), (f.db_type or "").upper())
             return sql(param(text))
         return sql(param(value))
 
 
+#: MariaDB's spatial types, served and written as GeoJSON.
+_MY_GEOMETRY = re.compile(
+    r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
+    r"|geometrycollection"
+)
+_GEOJSON_TYPES = frozenset(
+    (
+        "Point",
+        "LineString",
+        "Polygon",
+        "MultiPoint",
+        "MultiLineString",
+        "MultiPolygon",
+        "GeometryCollection",
+    )
+)
 #: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
 _PG_TEXT_INPUT = re.compile(
     r"interval|point|line|lseg|box|path|polygon|circle|oid"

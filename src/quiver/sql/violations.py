@@ -169,6 +169,8 @@ _MY_CODES: dict[int, ViolationKind] = {
     1265: "value",
     4078: "value",
     3140: "value",
+    1416: "value",  # not a geometry the column takes
+    4048: "value",  # not GeoJSON (a geometry written from the form it is served in)
 }
 
 
