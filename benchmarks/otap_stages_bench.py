@@ -1,7 +1,8 @@
 """Where an OTAP span's CPU time goes inside the receiver, stage by stage, in one process on
 one Arrow thread (``pyarrow.set_cpu_count(1)``): BatchArrowRecords of ``--otap-spans`` spans
 (the span set of ``ingest_bench.py``) decoded from their IPC streams, joined into the
-telemetry layout, written to the spool (no fsync) and to a Parquet file.
+telemetry layout, written to the spool (no fsync; LZ4-compressed as shipped, and uncompressed
+for comparison) and to a Parquet file.
 
 Run by hand (not a test):
 
@@ -24,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -78,8 +79,10 @@ def decode_all(bodies: list[bytes]) -> list[pa.RecordBatch]:
     return out
 
 
-def spool_all(batches: list[pa.RecordBatch], folder: str) -> None:
-    spool = Spool(tempfile.mkdtemp(dir=folder), fsync=False)
+def spool_all(
+    batches: list[pa.RecordBatch], folder: str, compression: Literal["lz4", "none"] = "lz4"
+) -> None:
+    spool = Spool(tempfile.mkdtemp(dir=folder), fsync=False, compression=compression)
     spool.open()
     for batch in batches:
         spool._write([batch])
@@ -133,6 +136,7 @@ def main() -> None:
             ("floor: protobuf + IPC read (baseline)", lambda: floor(stream)),
             ("decode + join into the layout", lambda: decode_all(stream)),
             ("spool write (no fsync)", lambda: spool_all(batches, folder)),
+            ("spool write (no fsync, uncompressed)", lambda: spool_all(batches, folder, "none")),
             ("parquet sink (default options)", lambda: parquet_all(batches, folder, {})),
         ]
         if "no_dictionary" in ParquetSinkConfig.model_fields:
@@ -151,7 +155,7 @@ def main() -> None:
                 f"{total / seconds:12,.0f} spans/CPU-s"
             )
         last = list(results)[-1]  # the parquet sink as the OTAP benchmark runs it
-        ours = sum(results[name] for name in [*list(results)[1:3], last])
+        ours = sum(results[name] for name in [*list(results)[1:3], last])  # spool as shipped
         base = results["floor: protobuf + IPC read (baseline)"]
         print(
             f"{'receiver stages (sum)':40s} {ours / total * 1e6:6.2f} µs/span "

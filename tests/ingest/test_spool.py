@@ -146,3 +146,35 @@ def test_columns_null_in_every_row_come_back_with_their_types_and_the_schema(
     for got, want in zip(back, written, strict=True):
         assert got.schema.equals(schema, check_metadata=True)
         assert got.equals(want)
+
+
+def _segment_bytes(path: Path) -> int:
+    return sum(os.path.getsize(path / n) for n in os.listdir(path) if n.endswith(".seg"))
+
+
+def test_batches_are_stored_compressed_and_uncompressed_spools_are_still_read(
+    tmp_path: Path,
+) -> None:
+    tags = pa.map_(pa.string(), pa.string())
+    written = [
+        pa.record_batch(
+            {
+                "n": pa.array(range(i, i + 500), pa.int64()),
+                "route": pa.array([f"/api/items/{j % 20}" for j in range(500)]),
+                "tags": pa.array(
+                    [[("region", "eu-west-1"), ("j", str(j))] for j in range(500)], tags
+                ),
+            }
+        )
+        for i in range(0, 2000, 500)
+    ]
+    for compression in ("lz4", "none"):
+        spool = Spool(str(tmp_path / compression), compression=compression)
+        spool.open()
+        append_all(spool, *written)
+        spool.close()
+        reader = Spool(str(tmp_path / compression))  # the default (lz4) reads both
+        reader.open()
+        assert [b for _, b in reader.replay()] == written
+        reader.close()
+    assert _segment_bytes(tmp_path / "lz4") < _segment_bytes(tmp_path / "none") * 0.6

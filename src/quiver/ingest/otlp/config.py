@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.access import AuthConfig, TlsConfig
@@ -72,6 +74,11 @@ class SpoolConfig(ComponentConfig):
     segment_bytes: int = Field(64 * _MIB, ge=4096, description="Size of one spool file.")
     fsync: bool = Field(
         True, description="fsync before acknowledging (off: faster, loses data on power loss)."
+    )
+    compression: Literal["lz4", "none"] = Field(
+        "lz4",
+        description="Compress the batches written to the spool (Arrow IPC LZ4): about a third "
+        "of the bytes, which costs less CPU to write than the uncompressed batch does.",
     )
 
 

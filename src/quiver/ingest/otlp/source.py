@@ -170,6 +170,7 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             max_bytes=cfg.spool.max_bytes,
             segment_bytes=cfg.spool.segment_bytes,
             fsync=cfg.spool.fsync,
+            compression=cfg.spool.compression,
         )
         await asyncio.to_thread(spool.open)
         self._spool = spool
