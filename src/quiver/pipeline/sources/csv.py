@@ -4,8 +4,9 @@ Files are read ``block_size`` bytes at a time, so memory stays bounded whatever 
 Each block is cut at a record boundary found by a vectorised scan (NumPy over the block's bytes:
 line breaks outside quoted fields end a record), which also yields the exact 1-based line
 number of every record, even when quoted fields hold line breaks. The complete records are
-then parsed by ``pyarrow.csv`` in parallel. Most blocks need no scan: once the columns are
-known, a block is parsed whole first and kept when as many rows come back as it has lines (see
+then parsed by ``pyarrow.csv``, a block at a time in the source's thread (the steps and sinks
+after it use the other cores). Most blocks need no scan: once the columns are known, a block
+is parsed whole first and kept when as many rows come back as it has lines (see
 ``CsvSource._one_line_records``); any other block is scanned. Rows that cannot be read (a
 wrong number of fields, an unterminated quote, bytes invalid in the file's encoding, a value
 that does not convert to its declared type) are found exactly, without slowing down the good
@@ -871,11 +872,13 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _read_table(
         self, data: Bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
     ) -> pa.Table:
-        size = len(data)
+        # One parse on this thread, of the whole block: cutting it for Arrow's threads costs
+        # a lexing pass to find the cuts (line breaks may stand inside quotes), and the cores
+        # are better spent on the rest of the pipeline (steps and sinks run beside the source).
         return pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(
-                column_names=self.names, use_threads=True, block_size=max(1 << 20, size // 2 + 1)
+                column_names=self.names, use_threads=False, block_size=len(data) + 1
             ),
             parse_options=self._parse_options(newlines),
             convert_options=self._convert_options(types),
