@@ -320,19 +320,19 @@ class _Serializer:
             needs |= same.to_numpy(zero_copy_only=False)
         quotes = False
         if data.size:
-            hit = data == self.structural_bytes[0]
-            for byte in self.structural_bytes[1:]:
-                hit |= data == byte
-            at = np.flatnonzero(hit)
-            if at.size * 4 < data.size:  # a few a value at most: find the value of each
-                needs[np.searchsorted(offsets, at + offsets[0], side="right") - 1] = True
-                quotes = bool((data[at] == self.quote_bytes[0]).any())
-            else:  # many: count them per value from a running total, in one pass
-                total = np.zeros(data.size + 1, dtype=np.int32)  # a string array holds < 2 GiB
-                np.cumsum(hit, out=total[1:])
-                bounds = offsets - offsets[0]
-                needs |= total[bounds[1:]] != total[bounds[:-1]]
-                quotes = bool((data == self.quote_bytes[0]).any())
+            hit = data == self.quote_bytes[0]
+            quotes = bool(hit.any())
+            for byte in self.structural_bytes:
+                if byte != self.quote_bytes[0]:
+                    hit |= data == byte
+            hits = int(np.count_nonzero(hit))
+            if hits * 2 < len(needs):  # few: find the value of each
+                at = np.flatnonzero(hit) + offsets[0]
+                needs[np.searchsorted(offsets, at, side="right") - 1] = True
+            elif hits:  # many: whether each value's bytes hold one, in one pass
+                # (an empty value reads its neighbour's first byte, but needs quotes anyway)
+                starts = np.minimum(offsets[:-1] - offsets[0], data.size - 1)
+                needs |= np.logical_or.reduceat(hit, starts)
         if values.null_count:
             needs &= _valid_values(values)
         return needs, quotes
