@@ -152,7 +152,7 @@ class CsvSourceConfig(ComponentConfig):
         "file, with its line), skip (count it), fail (stop the run).",
     )
     block_size: int = Field(
-        4 << 20, ge=1, description="Bytes read and parsed at a time (bounds memory)."
+        2 << 20, ge=1, description="Bytes read and parsed at a time (bounds memory)."
     )
     max_record_bytes: int = Field(
         64 << 20,
