@@ -39,6 +39,8 @@ STOP_SECONDS = 0.9
 #: Seconds a drained run has after the first stop signal to commit and acknowledge.
 DRAIN_SECONDS = 30.0
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: Seconds the stop thread waits on the pipe before it looks whether the run has ended.
+_IDLE_WAIT = 1.0
 _MESSAGE = b"interrupted: the run was stopped; no output was written\n"
 
 
@@ -140,6 +142,8 @@ class StopSignals:
         self._done.set()
         if self.received is not None:
             return  # the stop thread may still have to end the process
+        with contextlib.suppress(OSError):  # wake the stop thread now (0 is no signal)
+            os.write(self._pipe[1], b"\0")
         self._thread.join()
         signal.set_wakeup_fd(self._previous_fd)
         for signum, handler in self._previous.items():
@@ -161,7 +165,8 @@ class StopSignals:
 
     def _wait(self) -> None:
         while not self._done.is_set():
-            signum = self._next_signal(0.05)
+            # the end of the run writes to the pipe too; the timeout is only a safety net
+            signum = self._next_signal(_IDLE_WAIT)
             if signum is not None:
                 self._stop(signum)
                 return

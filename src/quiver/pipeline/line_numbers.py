@@ -24,7 +24,7 @@ def line_column(numbers: np.ndarray) -> pa.Array:
     return int64_array(numbers)
 
 
-def line_feeds(data: bytes, end: int) -> int:
+def line_feeds(data: bytes | bytearray, end: int) -> int:
     """How many LF bytes ``data[:end]`` holds. NumPy counts a block of a few megabytes three
     to four times as fast as ``bytes.count``, which matters once per block of every file."""
     if end < 1 << 16:

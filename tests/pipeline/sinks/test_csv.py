@@ -270,17 +270,14 @@ def test_minimal_quoting_finds_by_bytes_the_values_the_pattern_finds(
     cfg = CsvSinkConfig(path="x.csv", delimiter=delimiter, quote=quote, null_string=null_string)
     serializer = _Serializer(cfg)
     values = pa.array(["x"] * start + texts, pa.string()).slice(start)
-    found = serializer._rows_needing_quotes(values)
-    assert found is not None
+    found, quotes = serializer._rows_needing_quotes(values)
+    assert quotes == any(v is not None and quote in v for v in texts)
     expected = [
         v is not None
         and (v in ("", null_string) or any(c in v for c in (delimiter, quote, "\r", "\n")))
         for v in texts
     ]
-    valid = [v is not None for v in texts]
-    assert [bool(f) for f, ok in zip(found, valid, strict=True) if ok] == [
-        e for e, ok in zip(expected, valid, strict=True) if ok
-    ]
+    assert [bool(f) for f in found] == expected  # a null never needs quotes
     quoted = serializer.field(values, "text", None).to_pylist()
     for value, text, needs in zip(texts, quoted, expected, strict=True):
         if value is None:
@@ -289,6 +286,20 @@ def test_minimal_quoting_finds_by_bytes_the_values_the_pattern_finds(
             assert text == quote + value.replace(quote, quote * 2) + quote
         else:
             assert text == value
+
+
+@pytest.mark.parametrize("null_string", ["", "NULL"])
+def test_a_column_whose_every_value_needs_quotes_keeps_its_nulls_unquoted(null_string: str) -> None:
+    serializer = _Serializer(CsvSinkConfig(path="x.csv", null_string=null_string))
+    values = pa.array(["a,b", None, 'say "hi"', "", None, "x\ny"], pa.string())
+    assert serializer.field(values, "text", None).to_pylist() == [
+        '"a,b"',
+        null_string,
+        '"say ""hi"""',
+        '""',
+        null_string,
+        '"x\ny"',
+    ]
 
 
 @pytest.mark.parametrize("start", [0, 3])

@@ -14,7 +14,13 @@ import pytest
 from pydantic import ValidationError
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sources.csv import CsvSource, CsvSourceConfig, Delimiters, scan_records
+from quiver.pipeline.sources.csv import (
+    BlockBuffer,
+    CsvSource,
+    CsvSourceConfig,
+    Delimiters,
+    scan_records,
+)
 from quiver.runtime.errors import PermanentError
 
 from ..conftest import build, read_all
@@ -61,6 +67,59 @@ async def test_line_numbers_do_not_depend_on_the_block_size(
         ("3", 'q,"r"', 7),
         ("4", "z", 8),
     ]
+
+
+def _many_blocks_file() -> bytes:
+    """Rows of varied lengths (so the part of a row left at the end of each block varies),
+    quoted fields with line breaks, CRLF, a BOM, non-ASCII text and rows in error."""
+    lines = ["\ufeffid,name,note"]
+    for i in range(1, 400):
+        name = "Zoë " * (i % 7) + str(i)
+        if i % 53 == 0:
+            lines.append(f"{i},only two fields")  # ragged: rejected with its line
+        elif i % 31 == 0:
+            lines.append(f'{i},"{name}","two\r\nlines, and a ""quote"""')
+        else:
+            lines.append(f"{i},{name},{'x' * (i % 23)}")
+    return ("\r\n".join(lines[:200]) + "\r\n" + "\n".join(lines[200:]) + "\n").encode()
+
+
+@pytest.mark.parametrize("block_size", [5, 97, 1000, 4096])
+async def test_rows_and_rejects_read_over_many_blocks_match_one_block(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = _many_blocks_file()
+    whole = await read(tmp_path, run_ctx, data, block_size=1 << 20)
+    blocks = await read(tmp_path, run_ctx, data, block_size=block_size)
+    assert blocks[0] == whole[0] and blocks[1] == whole[1]
+    rows, errors = whole[0], whole[1]
+    # each row before it with a line break inside quotes moves a row one line down
+    ragged = [i + 1 + i // 31 for i in range(53, 400, 53)]
+    assert len(rows) == 399 - 7 and [line for line, _ in errors] == ragged
+    assert blocks[2].take_errors() == []  # taken by read()
+    assert rows[30] == {
+        "id": "31",
+        "name": "Zoë Zoë Zoë 31",
+        "note": 'two\r\nlines, and a "quote"',
+        LINE_COLUMN: 32,
+    }
+
+
+def test_a_block_buffer_joins_the_rest_of_a_block_to_the_next_without_changing_earlier_rests() -> (
+    None
+):
+    joiner = BlockBuffer()
+    first = joiner.join(b"", b"abc\nde")
+    assert first == b"abc\nde"
+    second = joiner.join(first[4:], b"f\nghij")
+    rest = second[4:]
+    assert second == b"def\nghij"
+    third = joiner.join(rest, b"k\n")
+    assert third == b"ghijk\n" and rest == b"ghij"
+    fourth = joiner.join(third, b"more")  # no record ended: the block grows
+    assert fourth == b"ghijk\nmore"
+    held = memoryview(fourth)  # a view still held: the next block goes elsewhere
+    assert joiner.join(b"xy", b"z") == b"xyz" and bytes(held) == b"ghijk\nmore"
 
 
 async def test_skip_lines_are_counted_in_line_numbers(tmp_path: Path, run_ctx: RunContext) -> None:

@@ -217,6 +217,18 @@ def _offsets_and_text(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, data
 
 
+def _valid_values(values: pa.Array) -> np.ndarray:
+    """Which values of ``values`` are not null, from its validity bitmap."""
+    bitmap = values.buffers()[0]
+    if bitmap is None:
+        return np.ones(len(values), dtype=bool)
+    bits = np.unpackbits(
+        np.frombuffer(bitmap, dtype=np.uint8), count=values.offset + len(values), bitorder="little"
+    )
+    valid: np.ndarray = bits[values.offset :].view(bool)
+    return valid
+
+
 class _Serializer:
     def __init__(self, cfg: CsvSinkConfig, *, arrow_writer: bool = True) -> None:
         self.cfg = cfg
@@ -266,19 +278,19 @@ class _Serializer:
         else:
             if cfg.quoting == "all":
                 out = self._quoted(values)
-            elif not self._may_need_quotes(values):
-                out = values
             else:
                 out = self._quoted_where_needed(values)
         return pc.fill_null(out, self.null_scalar)
 
-    def _quoted(self, values: pa.Array) -> pa.Array:
+    def _quoted(self, values: pa.Array, quotes: bool | None = None) -> pa.Array:
+        """``values`` in quotes; ``quotes``: whether any holds the quote, when already known."""
         # inserting at both ends is several times faster than joining three pieces per row
-        return _appended(_prepended(self._escape(values), self.cfg.quote), self.cfg.quote)
+        return _appended(_prepended(self._escape(values, quotes), self.cfg.quote), self.cfg.quote)
 
     def _quoted_where_needed(self, values: pa.Array) -> pa.Array:
-        needs = self._rows_needing_quotes(values)
-        if needs is None:
+        if self.structural_texts:
+            if not self._may_need_quotes(values):
+                return values
             found = pc.or_(
                 pc.match_substring_regex(values, self.pattern),
                 pc.equal(values, self.null_scalar),
@@ -286,49 +298,54 @@ class _Serializer:
             if self.cfg.null_string != "":
                 found = pc.or_(found, pc.equal(values, self.empty_scalar))
             return pc.if_else(found, self._quoted(values), values)
+        needs, quotes = self._rows_needing_quotes(values)
         count = int(np.count_nonzero(needs))
         if count == 0:
             return values
-        if count == len(values):  # a null is null in both, and written as the null string
-            return self._quoted(values)
+        if count + values.null_count == len(values):  # a null is null in both
+            return self._quoted(values, quotes)
         # a boolean array from the packed bits (pa.array of an ndarray imports numpy.ma)
         bits = pa.py_buffer(np.packbits(needs, bitorder="little"))
         mask = pa.Array.from_buffers(pa.bool_(), len(needs), [None, bits])
-        return pc.if_else(mask, self._quoted(values), values)
+        return pc.if_else(mask, self._quoted(values, quotes), values)
 
-    def _rows_needing_quotes(self, values: pa.Array) -> np.ndarray | None:
+    def _rows_needing_quotes(self, values: pa.Array) -> tuple[np.ndarray, bool]:
         """Which values need quotes (the empty string, the null string, or a structural
-        character), found in the text buffer with NumPy when every structural character is
-        one byte; None otherwise (the caller matches the pattern)."""
-        if self.structural_texts:
-            return None
+        character; never a null), and whether any holds the quote character: found in one
+        pass over the text buffer with NumPy (every structural character is one byte)."""
         offsets, data = _offsets_and_text(values)
-        needs: np.ndarray = offsets[1:] == offsets[:-1]  # empty; a null stays null either way
+        needs: np.ndarray = offsets[1:] == offsets[:-1]  # empty (or null: cleared below)
         if self.cfg.null_string:
             same = pc.fill_null(pc.equal(values, self.null_scalar), False)
             needs |= same.to_numpy(zero_copy_only=False)
+        quotes = False
         if data.size:
-            hit = data == self.structural_bytes[0]
-            for byte in self.structural_bytes[1:]:
-                hit |= data == byte
+            hit = data == self.quote_bytes[0]
+            quotes = bool(hit.any())
+            for byte in self.structural_bytes:
+                if byte != self.quote_bytes[0]:
+                    hit |= data == byte
             hits = int(np.count_nonzero(hit))
             if hits * 2 < len(needs):  # few: find the value of each
                 at = np.flatnonzero(hit) + offsets[0]
                 needs[np.searchsorted(offsets, at, side="right") - 1] = True
-            elif hits:  # many: count them per value from a running total, in one pass
-                total = np.zeros(data.size + 1, dtype=np.int32)  # a string array holds < 2 GiB
-                np.cumsum(hit, out=total[1:])
-                bounds = offsets - offsets[0]
-                needs |= total[bounds[1:]] != total[bounds[:-1]]
-        return needs
+            elif hits:  # many: whether each value's bytes hold one, in one pass
+                # (an empty value reads its neighbour's first byte, but needs quotes anyway)
+                starts = np.minimum(offsets[:-1] - offsets[0], data.size - 1)
+                needs |= np.logical_or.reduceat(hit, starts)
+        if values.null_count:
+            needs &= _valid_values(values)
+        return needs, quotes
 
-    def _escape(self, values: pa.Array) -> pa.Array:
+    def _escape(self, values: pa.Array, quotes: bool | None = None) -> pa.Array:
         cfg = self.cfg
         if cfg.escape:
             values = pc.replace_substring(values, cfg.escape, cfg.escape * 2)
             values = pc.replace_substring(values, cfg.quote, cfg.escape + cfg.quote)
-        elif (
-            len(self.quote_bytes) > 1 or (_offsets_and_text(values)[1] == self.quote_bytes[0]).any()
+        elif len(self.quote_bytes) > 1 or (
+            quotes
+            if quotes is not None
+            else (_offsets_and_text(values)[1] == self.quote_bytes[0]).any()
         ):
             values = pc.replace_substring(values, cfg.quote, cfg.quote * 2)
         return values

@@ -4,8 +4,9 @@ Files are read ``block_size`` bytes at a time, so memory stays bounded whatever 
 Each block is cut at a record boundary found by a vectorised scan (NumPy over the block's bytes:
 line breaks outside quoted fields end a record), which also yields the exact 1-based line
 number of every record, even when quoted fields hold line breaks. The complete records are
-then parsed by ``pyarrow.csv`` in parallel. Most blocks need no scan: once the columns are
-known, a block is parsed whole first and kept when as many rows come back as it has lines (see
+then parsed by ``pyarrow.csv``, a block at a time in the source's thread (the steps and sinks
+after it use the other cores). Most blocks need no scan: once the columns are known, a block
+is parsed whole first and kept when as many rows come back as it has lines (see
 ``CsvSource._one_line_records``); any other block is scanned. Rows that cannot be read (a
 wrong number of fields, an unterminated quote, bytes invalid in the file's encoding, a value
 that does not convert to its declared type) are found exactly, without slowing down the good
@@ -52,10 +53,13 @@ from quiver.pipeline.value_text import decimals_from_text, without_decimal_text
 from quiver.runtime.errors import PermanentError
 from quiver.runtime.hints import did_you_mean
 
-__all__ = ["CsvSource", "CsvSourceConfig", "Delimiters", "scan_records"]
+__all__ = ["BlockBuffer", "CsvSource", "CsvSourceConfig", "Delimiters", "scan_records"]
 
 _NL = 10
 _CR = 13
+
+#: A block of UTF-8 being read: the bytes of the file, or a buffer reused for the next block
+Bytes = bytes | bytearray
 
 
 def _one_char(value: str | None, allow_none: bool) -> str | None:
@@ -148,7 +152,7 @@ class CsvSourceConfig(ComponentConfig):
         "file, with its line), skip (count it), fail (stop the run).",
     )
     block_size: int = Field(
-        4 << 20, ge=1, description="Bytes read and parsed at a time (bounds memory)."
+        2 << 20, ge=1, description="Bytes read and parsed at a time (bounds memory)."
     )
     max_record_bytes: int = Field(
         64 << 20,
@@ -261,7 +265,7 @@ def _parity_is_exact(
 
 
 def _sequential_toggles(
-    buf: bytes, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
+    buf: Bytes, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
 ) -> np.ndarray:
     """Quotes that open or close a quoted field, read field by field (slow path)."""
     field_start = {d.delimiter, _NL, _CR}
@@ -286,7 +290,7 @@ def _sequential_toggles(
     return np.asarray(toggles, dtype=np.int64)
 
 
-def scan_records(buf: bytes, d: Delimiters, final: bool) -> Scan:
+def scan_records(buf: Bytes, d: Delimiters, final: bool) -> Scan:
     """Find the complete records of ``buf`` (all of them when ``final``)."""
     a = np.frombuffer(buf, dtype=np.uint8)
     n = a.size
@@ -370,7 +374,7 @@ def scan_records(buf: bytes, d: Delimiters, final: bool) -> Scan:
     )
 
 
-def field_counts(buf: bytes, scan: Scan, d: Delimiters, records: np.ndarray) -> np.ndarray:
+def field_counts(buf: Bytes, scan: Scan, d: Delimiters, records: np.ndarray) -> np.ndarray:
     """Number of fields of each record in ``records`` (indices into ``scan``)."""
     a = np.frombuffer(buf, dtype=np.uint8)
     delims = np.flatnonzero(a == d.delimiter)
@@ -383,7 +387,7 @@ def field_counts(buf: bytes, scan: Scan, d: Delimiters, records: np.ndarray) -> 
     return counts
 
 
-def empty_records(buf: bytes, scan: Scan) -> np.ndarray:
+def empty_records(buf: Bytes, scan: Scan) -> np.ndarray:
     """Mask of records holding nothing but a line break (pyarrow skips those)."""
     lengths = scan.ends - scan.starts
     empty = lengths == 1
@@ -404,7 +408,7 @@ def empty_records(buf: bytes, scan: Scan) -> np.ndarray:
     return mask
 
 
-def gather(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryview:
+def gather(buf: Bytes, starts: np.ndarray, ends: np.ndarray) -> Bytes | memoryview:
     """The bytes of the given records, concatenated (a view when they are contiguous)."""
     view = memoryview(buf)
     if starts.size == 0:
@@ -416,6 +420,39 @@ def gather(buf: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryvi
     seg_ends = ends[np.r_[breaks - 1, ends.size - 1]].tolist()
     # only the last record of a file can lack its line break, and it always comes last
     return b"".join([view[s:e] for s, e in zip(seg_starts, seg_ends, strict=True)])
+
+
+class BlockBuffer:
+    """Joins the bytes left over from one block (a record not yet complete) to the next block
+    in one buffer kept from block to block. Joining them as ``bytes`` asked the allocator for a
+    new block-sized buffer each time, whose pages the kernel then zeroed on first touch: about
+    as much CPU as reading the file. The buffer returned is valid until the next ``join``."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def join(self, head: Bytes, chunk: bytes) -> Bytes:
+        if not head:
+            return chunk
+        buf = self._buf
+        try:
+            if head is buf:  # no record ended in the last block: it grows
+                buf += chunk
+                return buf
+            buf.append(0)  # refused while a view of the buffer is held, before any write
+        except BufferError:  # a view of an earlier block is held: leave that block alone
+            self._buf = bytearray(head)
+            self._buf += chunk
+            return self._buf
+        if len(buf) <= len(head):
+            buf[:] = head
+            buf += chunk
+        else:
+            # in place, then one resize to the new size within the allocation (which only
+            # shrinks below half its size): no new memory
+            buf[: len(head)] = head
+            buf[len(head) :] = chunk
+        return buf
 
 
 # -- the source -------------------------------------------------------------------------------
@@ -485,7 +522,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         return pa.RecordBatch.from_pylist([], schema=pa.schema(fields))
 
     def _read_stream(self, state: _FileState, blocks: Iterator[bytes]) -> Iterator[pa.RecordBatch]:
-        buf = b""
+        buf: Bytes = b""
+        blocks_read = BlockBuffer()
         base = 0  # line breaks before buf
         eof = False
         to_skip = self.cfg.skip_lines
@@ -496,7 +534,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 if chunk is None:
                     eof = True
                 else:
-                    buf = buf + chunk if buf else chunk
+                    buf = blocks_read.join(buf, chunk)
             if long is not None:
                 buf, base, passed = self._pass_over(state, long, buf, base, eof)
                 if not passed:
@@ -531,7 +569,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             if scan.open_quote:
                 reason = "unterminated quoted field: a quote opened on this line is never closed"
                 cut = _first_line_end(buf)
-                raw = buf[: cut + 1] if cut >= 0 else buf
+                raw = bytes(buf[: cut + 1] if cut >= 0 else buf)
                 self._malformed(state.path, base + 1, reason, raw)
                 buf = buf[cut + 1 :] if cut >= 0 else b""
                 base += 1
@@ -541,7 +579,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 # the quote state at the end of what was read, holding no more of it
                 opened = int(np.searchsorted(scan.toggles, scan.consumed))
                 inside = bool((scan.toggles.size - opened) % 2)
-                long = _LongRecord(base + 1, buf[:_RAW_KEPT], inside)
+                long = _LongRecord(base + 1, bytes(buf[:_RAW_KEPT]), inside)
                 held = _held_cr(buf)  # a CR may be the first half of a CRLF
                 long.size = len(buf) - len(held)
                 base += _line_breaks(buf[: long.size])
@@ -551,7 +589,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 return
 
     def _records(
-        self, state: _FileState, buf: bytes, scan: Scan, base: int
+        self, state: _FileState, buf: Bytes, scan: Scan, base: int
     ) -> Iterator[pa.RecordBatch]:
         empty = empty_records(buf, scan)
         records = np.flatnonzero(~empty)
@@ -585,7 +623,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
     def _one_line_records(
-        self, buf: bytes, base: int
+        self, buf: Bytes, base: int
     ) -> tuple[list[pa.RecordBatch], int, int] | None:
         """The complete lines of ``buf`` read in one parse, when each of them is exactly one
         good record: ``(batches, bytes consumed, line breaks consumed)``, else None (the
@@ -620,7 +658,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         return table.to_batches(max_chunksize=self.cfg.batch_rows), cut, breaks
 
     def _drop_long(
-        self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray, base: int
+        self, state: _FileState, buf: Bytes, scan: Scan, records: np.ndarray, base: int
     ) -> np.ndarray:
         """``records`` without those longer than ``max_record_bytes`` (reported)."""
         sizes = scan.ends[records] - scan.starts[records]
@@ -635,7 +673,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 state.path,
                 first,
                 self._too_long(end - start, first, last),
-                raw=buf[start : min(end, start + _RAW_KEPT)],
+                raw=bytes(buf[start : min(end, start + _RAW_KEPT)]),
             )
         kept: np.ndarray = records[~long]
         return kept
@@ -649,8 +687,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         )
 
     def _pass_over(
-        self, state: _FileState, long: _LongRecord, buf: bytes, base: int, eof: bool
-    ) -> tuple[bytes, int, bool]:
+        self, state: _FileState, long: _LongRecord, buf: Bytes, base: int, eof: bool
+    ) -> tuple[Bytes, int, bool]:
         """Pass over the next bytes of an over-long record: ``(rest, base, passed)``, where
         ``rest`` follows the record once it ended (``passed``). Only the quote state is kept
         between blocks, so memory stays bounded however long the record is."""
@@ -682,7 +720,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         long.inside = bool(scan.toggles.size % 2)
         return held, base, False
 
-    def _start_file(self, state: _FileState, buf: bytes, scan: Scan, first: int, base: int) -> None:
+    def _start_file(self, state: _FileState, buf: Bytes, scan: Scan, first: int, base: int) -> None:
         where = f"{display_path(state.path)}:{base + int(scan.lines[first]) + 1}"
         record = buf[scan.starts[first] : scan.ends[first]]
         if not record.endswith((b"\n", b"\r")):
@@ -762,7 +800,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             )
         state.names = names
 
-    def _lock_types(self, state: _FileState, buf: bytes, scan: Scan, records: np.ndarray) -> None:
+    def _lock_types(self, state: _FileState, buf: Bytes, scan: Scan, records: np.ndarray) -> None:
         assert self.names is not None
         types: dict[str, pa.DataType] = {name: pa.string() for name in self.names}
         if self.cfg.infer and records.size:
@@ -814,7 +852,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             options["timestamp_parsers"] = d.timestamp_formats
         return pacsv.ConvertOptions(**options)
 
-    def _read_block(self, data: bytes | memoryview, newlines: bool) -> pa.Table:
+    def _read_block(self, data: Bytes | memoryview, newlines: bool) -> pa.Table:
         """The rows of ``data``; a decimal column keeps the text of each value beside it."""
         types = self.column_types or {}
         decimals = {n: t for n, t in types.items() if pa.types.is_decimal(t)}
@@ -832,13 +870,15 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             return without_decimal_text(self._read_table(data, newlines, types), list(decimals))
 
     def _read_table(
-        self, data: bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
+        self, data: Bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
     ) -> pa.Table:
-        size = len(data)
+        # One parse on this thread, of the whole block: cutting it for Arrow's threads costs
+        # a lexing pass to find the cuts (line breaks may stand inside quotes), and the cores
+        # are better spent on the rest of the pipeline (steps and sinks run beside the source).
         return pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(
-                column_names=self.names, use_threads=True, block_size=max(1 << 20, size // 2 + 1)
+                column_names=self.names, use_threads=False, block_size=len(data) + 1
             ),
             parse_options=self._parse_options(newlines),
             convert_options=self._convert_options(types),
@@ -847,7 +887,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _drop_ragged(
         self,
         state: _FileState,
-        buf: bytes,
+        buf: Bytes,
         scan: Scan,
         records: np.ndarray,
         base: int,
@@ -861,7 +901,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 state.path,
                 base + int(scan.lines[index]) + 1,
                 _field_count_reason(expected, count),
-                raw=buf[scan.starts[index] : scan.ends[index]],
+                raw=bytes(buf[scan.starts[index] : scan.ends[index]]),
             )
         kept: np.ndarray = records[~bad]
         return kept
@@ -869,7 +909,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _parse(
         self,
         state: _FileState,
-        buf: bytes,
+        buf: Bytes,
         scan: Scan,
         records: np.ndarray,
         base: int,
@@ -893,7 +933,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     return
             if records.size == 1:
                 index = int(records[0])
-                raw = buf[scan.starts[index] : scan.ends[index]]
+                raw = bytes(buf[scan.starts[index] : scan.ends[index]])
                 column, value, reason = self._explain(exc, raw)
                 self._malformed(
                     state.path,
@@ -915,7 +955,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     state.path,
                     base + int(scan.lines[index]) + 1,
                     f"record reads as {table.num_rows} rows",
-                    raw=buf[scan.starts[index] : scan.ends[index]],
+                    raw=bytes(buf[scan.starts[index] : scan.ends[index]]),
                 )
                 return
             half = records.size // 2
@@ -961,17 +1001,17 @@ class _LongRecord:
     size: int = 0
 
 
-def _held_cr(data: bytes) -> bytes:
+def _held_cr(data: Bytes) -> bytes:
     """The CR ending ``data``, kept until the next block says whether an LF follows."""
     return b"\r" if data.endswith(b"\r") else b""
 
 
-def _line_breaks(data: bytes) -> int:
+def _line_breaks(data: Bytes) -> int:
     """Line breaks in ``data``: LF, CRLF and a lone CR each count once."""
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
-def _first_line_end(buf: bytes) -> int:
+def _first_line_end(buf: Bytes) -> int:
     nl = buf.find(b"\n")
     cr = buf.find(b"\r")
     if cr >= 0 and (nl < 0 or cr < nl):
