@@ -29,8 +29,9 @@ DDL = [
     "CREATE TYPE shop.box AS (label text, corner kinds.point2, weight numeric(5,2))",
     # A NOT NULL domain beside the composite: the composite is read without a row of the table.
     "CREATE DOMAIN shop.code AS text NOT NULL",
+    "CREATE TYPE shop.route AS (name text, stops kinds.point2[])",
     "CREATE TABLE shop.parcel (id integer PRIMARY KEY, ref shop.code DEFAULT 'p',"
-    " spot kinds.point2, box shop.box, boxes shop.box[])",
+    " spot kinds.point2, box shop.box, boxes shop.box[], route shop.route)",
 ]
 
 BOX = {"label": "crate", "corner": {"x": 1, "y": 2}, "weight": 1.5}
@@ -228,8 +229,38 @@ async def test_an_array_of_composites_is_refused_with_the_way_to_write_it(
         "Parcel.boxes: an array of the composite type box cannot be written from JSON yet"
         in error["message"]
     ), error
-    made = await _run(schema, fresh_postgresql, CREATE, {"i": {"id": 1, "boxes": None}})
-    assert made == {"data": {"createParcel": {"id": 1, "spot": None, "box": None}}}, made
+    body = await _run(
+        schema, fresh_postgresql, CREATE, {"i": {"id": 1, "route": {"stops": [{"x": 1}]}}}
+    )
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert (
+        "Parcel.route.stops: an array of the composite type point2 cannot be written from JSON"
+        in error["message"]
+    ), error
+    made = await _run(
+        schema,
+        fresh_postgresql,
+        "mutation($i: ParcelCreateInput!) { createParcel(input: $i) { id boxes route } }",
+        {"i": {"id": 1, "boxes": None, "route": {"name": "east", "stops": None}}},
+    )
+    assert made == {
+        "data": {"createParcel": {"id": 1, "boxes": None, "route": {"name": "east", "stops": None}}}
+    }, made
+
+
+async def test_a_composite_is_written_from_a_literal_of_the_document(
+    fresh_postgresql: str,
+) -> None:
+    schema = await _reflected(fresh_postgresql)
+    made = await _run(
+        schema,
+        fresh_postgresql,
+        'mutation { createParcel(input: {id: 1, box: {label: "crate", corner: {x: 1, y: 2},'
+        " weight: 1.5}}) { box } }",
+        {},
+    )
+    assert made == {"data": {"createParcel": {"box": BOX}}}, made
 
 
 APP = """
