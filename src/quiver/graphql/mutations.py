@@ -39,8 +39,9 @@ from quiver.graphql.planner import (
     write_value_check,
 )
 from quiver.runtime.context import RequestContext, current_request
+from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, MutationField
-from quiver.schema.ir import Entity, FunctionArgument, FunctionMutation, Scalar
+from quiver.schema.ir import Composite, Entity, FunctionArgument, FunctionMutation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
@@ -441,6 +442,7 @@ class MutationRunner:
             field.at = path
             columns: list[Fragment] = []
             values: list[Fragment] = []
+            await self._check_composites(tx, e, row, path)
             for name, value in row.items():
                 f = self.catalog.fields[e.name][name]
                 columns.append(sql(ident(f.column)))
@@ -476,6 +478,7 @@ class MutationRunner:
         self._check_columns(field, "update", changes_set, ("set",))
         if not keys or not changes_set:
             return keys, []
+        await self._check_composites(tx, e, changes_set, ("set",))
         before = await self._images(tx, e, keys)
         assignments = []
         new_values: dict[str, Any] = {}
@@ -699,10 +702,35 @@ class MutationRunner:
                 path,
             )
 
+    async def _check_composites(
+        self, tx: Transaction, e: Entity, row: Mapping[str, Any], path: tuple[str | int, ...]
+    ) -> None:
+        """INVALID_VALUE naming the field for a composite value that an attribute's type cannot
+        hold. The database does not say which value of a statement it could not read, so when
+        the statement writes other fields too, each composite value is read on its own first."""
+        if len(row) < 2:
+            return
+        for name, value in row.items():
+            f = self.catalog.fields[e.name][name]
+            if f.composite is None or value is None:
+                continue
+            at = (*path, name)
+            try:
+                await self._fetch(tx, sql("SELECT (", self._value(e, f, value, at), ") IS NULL"))
+            except ConstraintError as err:
+                if err.violation.kind not in ("value", "out_of_range", "too_long"):
+                    raise
+                reason = (
+                    f"{_EXPLAIN[err.violation.kind]}; the database said: {err.violation.message}"
+                )
+                raise _MisfitError(reason, at) from None
+
     def _value(self, e: Entity, f: IrField, value: Any, path: tuple[str | int, ...]) -> Fragment:
         """A value written to ``f`` of ``e``, checked, as a parameter of the column's type."""
         if value is None:
             return sql(param(None))
+        if f.composite is not None:
+            return _composite_value(f"{e.name}.{f.name}", f.composite, f.is_list, value, path)
         check = write_value_check(self.dialect, f)
         if check is not None:
             try:
@@ -786,6 +814,52 @@ def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fra
     if not value:
         raise PlanError("an empty bit string does not fit a MariaDB BIT column", path)
     return sql("CAST(CONV(", param(value), ", 2, 10) AS UNSIGNED)")
+
+
+def _composite_value(
+    where: str, composite: Composite, is_list: bool, value: Any, path: tuple[str | int, ...]
+) -> Fragment:
+    """A PostgreSQL composite value from the JSON object it is served as, its attributes
+    checked first: json_populate_record would skip a key that is no attribute."""
+    _check_composite(where, composite, is_list, value, path)
+    return sql(
+        "json_populate_record(CAST(NULL AS ",
+        ident(composite.db_schema, composite.name),
+        "), CAST(CAST(",
+        param(orjson.dumps(value).decode()),
+        " AS TEXT) AS json))",
+    )
+
+
+def _check_composite(
+    where: str, composite: Composite, is_list: bool, value: Any, path: tuple[str | int, ...]
+) -> None:
+    """BAD_USER_INPUT for a value that is not an object of ``composite``'s attributes, down
+    through nested composites."""
+    if is_list:
+        raise PlanError(
+            f"{where}: an array of the composite type {composite.name} cannot be written from"
+            " JSON yet: write it with a Python mutation or a function mutation",
+            path,
+        )
+    names = ", ".join(a.name for a in composite.attributes) or "none"
+    if not isinstance(value, dict):
+        raise PlanError(
+            f"{where}: {orjson.dumps(value).decode()[:80]} is not an object of the attributes"
+            f" of {composite.name} ({names})",
+            path,
+        )
+    for key, item in value.items():
+        attribute = composite.attribute(key)
+        if attribute is None:
+            hint = did_you_mean(key, (a.name for a in composite.attributes))
+            raise PlanError(
+                f"{where}: {composite.name} has no attribute {key!r}; its attributes are"
+                f" {names}" + (f"; {hint}" if hint else ""),
+                path,
+            )
+        if attribute.composite is not None and item is not None:
+            _check_composite(f"{where}.{key}", attribute.composite, attribute.is_list, item, path)
 
 
 def _table(e: Entity) -> Fragment:

@@ -17,6 +17,8 @@ from pydantic import Field as PydanticField
 from quiver.runtime.errors import ConfigError
 
 __all__ = [
+    "Attribute",
+    "Composite",
     "Entity",
     "Field",
     "FunctionArgument",
@@ -69,6 +71,32 @@ class SourceLocation(_Model):
         return f"{self.file}:{self.line}"
 
 
+class Attribute(_Model):
+    """An attribute of a PostgreSQL composite type."""
+
+    name: str
+    #: Its type as the database prints it (``integer``, ``numeric(5,2)``, ``inner_t[]``).
+    db_type: str
+    #: A composite attribute: its type (nested objects of the served JSON).
+    composite: Composite | None = None
+    #: An array attribute (of ``composite`` when set).
+    is_list: bool = False
+
+
+class Composite(_Model):
+    """A PostgreSQL composite type, served and written as a JSON object of its attributes."""
+
+    db_schema: str
+    name: str
+    attributes: tuple[Attribute, ...] = ()
+
+    def attribute(self, name: str) -> Attribute | None:
+        for a in self.attributes:
+            if a.name == name:
+                return a
+        return None
+
+
 class Field(_Model):
     """A scalar field backed by one column."""
 
@@ -89,6 +117,8 @@ class Field(_Model):
     #: An enum column: the GraphQL enum type's name and the database's values, in order.
     enum_name: str | None = None
     enum_values: tuple[str, ...] | None = None
+    #: A composite-typed column (PostgreSQL): its type and attributes, to write it from JSON.
+    composite: Composite | None = None
     #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
     sortable: bool = True
     #: The column has a default that the database fills in when an insert omits it.

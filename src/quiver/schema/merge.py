@@ -83,7 +83,8 @@ def _overlay(r: Entity, a: Entity) -> Entity:
             continue
         used.add(over.column.casefold())
         # The authored field speaks of the column as the database spells it; declared with
-        # the reflected scalar, it keeps the database type the column is rendered from.
+        # the reflected scalar, it keeps the database type the column is rendered from (and a
+        # composite type's attributes, that its JSON is written by).
         # What the database writes by itself (defaults, identities, generated columns) is a
         # fact of the column, known only to reflection.
         update: dict[str, object] = {
@@ -94,6 +95,7 @@ def _overlay(r: Entity, a: Entity) -> Entity:
         }
         if over.scalar == f.scalar and over.db_type is None:
             update["db_type"] = f.db_type
+            update["composite"] = f.composite
         fields.append(over.model_copy(update=update))
     fields.extend(f for f in a.fields if f.column.casefold() not in used)
 

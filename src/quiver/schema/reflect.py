@@ -35,7 +35,7 @@ from quiver.schema.api_names import (
     RESERVED_TYPE_NAMES,
     root_field_names,
 )
-from quiver.schema.ir import Entity, Field, Relation, Scalar, Schema
+from quiver.schema.ir import Attribute, Composite, Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
 from quiver.sql.connect import connect_mysql, connect_postgresql, connect_sqlite
 from quiver.sql.url import DatabaseUrl, parse_database_url
@@ -94,6 +94,8 @@ class CatalogColumn:
     has_default: bool = False
     is_identity: bool = False
     is_generated: bool = False
+    #: A PostgreSQL composite type (of the column, or of its elements): its attributes.
+    composite: Composite | None = None
 
 
 @dataclass(frozen=True)
@@ -573,6 +575,7 @@ def _field(col: CatalogColumn, name: str, entity: str) -> Field:
         has_default=col.has_default,
         is_identity=col.is_identity,
         is_generated=col.is_generated,
+        composite=col.composite,
     )
 
 
@@ -1025,6 +1028,17 @@ WHERE t.oid = ANY($1::oid[]) OR t.typtype IN ('d', 'e')
    OR t.oid IN (SELECT a.typelem FROM pg_catalog.pg_type a WHERE a.oid = ANY($1::oid[]))
 """
 
+_PG_COMPOSITE_ATTRIBUTES = """
+SELECT t.oid AS type_oid, n.nspname, t.typname, a.attname, a.atttypid,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS db_type
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_catalog.pg_attribute a
+  ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE t.oid = ANY($1::oid[])
+ORDER BY t.oid, a.attnum
+"""
+
 _PG_CONSTRAINTS = """
 SELECT con.conrelid, con.contype::text AS contype,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
@@ -1074,6 +1088,7 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
             r["oid"]: r for r in await conn.fetch(_PG_TYPES, list({c["atttypid"] for c in cols}))
         }
         cons = await conn.fetch(_PG_CONSTRAINTS, oids)
+        composites = await _pg_composites(conn, types, {c["atttypid"] for c in cols})
     except asyncpg.PostgresError as exc:
         raise ConfigError.one(
             f"cannot read the catalog: {exc}",
@@ -1091,6 +1106,7 @@ async def _read_postgresql(db: DatabaseUrl, schemas: list[str]) -> list[CatalogT
                 c,
                 base_oid,
                 types,
+                composites,
                 nullable=bool(c["nullable"]) and not domain_not_null,
                 typmod=_pg_typmod(c["atttypid"], c["atttypmod"], types),
             )
@@ -1158,20 +1174,88 @@ def _pg_numeric(typmod: int) -> str:
     return f"numeric({precision},{scale})"
 
 
+def _pg_element(oid: int, types: dict[int, Any]) -> tuple[Any, bool]:
+    """The type row of base type ``oid`` or, for an array, of its elements' base type (None
+    when unknown); and whether it is an array."""
+    row = types.get(oid)
+    if row is not None and row["typcategory"] == "A" and row["typelem"]:
+        elem, _ = _pg_base_type(row["typelem"], types)
+        return types.get(elem), True
+    return row, False
+
+
+async def _pg_composites(
+    conn: Any, types: dict[int, Any], column_types: Iterable[int]
+) -> dict[int, Composite]:
+    """Every composite type of ``column_types`` (of its elements for an array), with its
+    attributes, nested composites read down to the last. Adds the attributes' types to
+    ``types``."""
+    attributes: dict[int, list[Any]] = {}
+
+    def composite_oids(oids: Iterable[int]) -> set[int]:
+        out = set()
+        for oid in oids:
+            row, _ = _pg_element(_pg_base_type(oid, types)[0], types)
+            if row is not None and row["typtype"] == "c":
+                out.add(int(row["oid"]))
+        return out
+
+    todo = composite_oids(column_types)
+    for _ in range(32):  # composites nest composites, bounded
+        todo -= attributes.keys()
+        if not todo:
+            break
+        rows = await conn.fetch(_PG_COMPOSITE_ATTRIBUTES, list(todo))
+        unknown = {r["atttypid"] for r in rows if r["atttypid"] is not None} - types.keys()
+        if unknown:
+            types.update((r["oid"], r) for r in await conn.fetch(_PG_TYPES, list(unknown)))
+        for r in rows:
+            attributes.setdefault(r["type_oid"], []).append(r)
+        todo = composite_oids(r["atttypid"] for r in rows if r["atttypid"] is not None)
+
+    built: dict[int, Composite] = {}
+
+    def build(oid: int) -> Composite:
+        if oid not in built:
+            rows = attributes[oid]
+            out: list[Attribute] = []
+            for r in rows:
+                if r["attname"] is None:  # a composite type of no attributes
+                    continue
+                row, is_list = _pg_element(_pg_base_type(r["atttypid"], types)[0], types)
+                nested = row is not None and row["typtype"] == "c" and row["oid"] in attributes
+                out.append(
+                    Attribute(
+                        name=r["attname"],
+                        db_type=r["db_type"],
+                        composite=build(row["oid"]) if nested else None,
+                        is_list=is_list,
+                    )
+                )
+            first = rows[0]
+            built[oid] = Composite(
+                db_schema=first["nspname"], name=first["typname"], attributes=tuple(out)
+            )
+        return built[oid]
+
+    return {oid: build(oid) for oid in attributes}
+
+
 def _pg_column(
-    c: Any, oid: int, types: dict[int, Any], *, nullable: bool, typmod: int = -1
+    c: Any,
+    oid: int,
+    types: dict[int, Any],
+    composites: Mapping[int, Composite],
+    *,
+    nullable: bool,
+    typmod: int = -1,
 ) -> CatalogColumn:
     """A column of base type ``oid``: arrays list their element type, enums their labels,
-    composite types are JSON objects."""
+    composite types are JSON objects (with their attributes, to write them from JSON)."""
     generated = bool(c["generated"])
     has_default = bool(c["has_default"]) and not generated
     identity = bool(c["identity"])
-    row = types.get(oid)
-    is_list = False
-    if row is not None and row["typcategory"] == "A" and row["typelem"]:
-        is_list = True
-        elem, _ = _pg_base_type(row["typelem"], types)
-        row = types.get(elem)
+    row, is_list = _pg_element(oid, types)
     if row is None:
         return CatalogColumn(
             c["attname"],
@@ -1202,6 +1286,7 @@ def _pg_column(
         has_default=has_default,
         is_identity=identity,
         is_generated=generated,
+        composite=composites.get(row["oid"]) if row["typtype"] == "c" else None,
     )
 
 
