@@ -325,6 +325,27 @@ async def test_variable_values_never_change_the_sql_text(chinook_runner: Runner)
     assert "DROP" not in steps[0].sql
 
 
+async def test_scalar_variables_checked_on_the_quick_path_share_plans_with_the_general_one(
+    chinook_runner: Runner,
+) -> None:
+    """An Int given as 90 is checked without graphql-core, 90.0 by its coercion: one plan.
+    A Boolean shapes the SQL, so true and false have a plan each."""
+    query = (
+        "query($id: Int!, $b: Boolean!) { artist(artistId: $id) {"
+        " name albums @include(if: $b) { title } } }"
+    )
+    prepared = chinook_runner.engine.prepare(query, None)
+    name = chinook_runner.sql("SELECT name FROM artist WHERE artist_id = 90")[0][0]
+    quick = await chinook_runner.data(query, {"id": 90, "b": False})
+    general = await chinook_runner.data(query, {"id": 90.0, "b": False})
+    assert quick == general == {"artist": {"name": name}}
+    assert len(prepared.plans) == 1
+    with_albums = await chinook_runner.data(query, {"id": 90, "b": True})
+    assert len(with_albums["artist"]["albums"]) == 21
+    assert await chinook_runner.data(query, {"id": 90.0, "b": True}) == with_albums
+    assert len(prepared.plans) == 2
+
+
 @pytest.mark.parametrize(
     ("query", "code", "fragment"),
     [

@@ -154,12 +154,16 @@ _SIMPLE = {"Int", "Float", "String", "Boolean", "ID"}
 
 def _coerce_simple(
     spec: list[tuple[str, str, bool]] | None, variables: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """Coerce built-in scalar variables, or None when graphql-core must do it (or report)."""
+) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]] | None:
+    """Coerce built-in scalar variables, or None when graphql-core must do it (or report).
+
+    Returns the coerced values and their shape (what :func:`_shape` would say of them).
+    """
     if spec is None or (variables is not None and not isinstance(variables, dict)):
         return None
     values = variables or {}
     out: dict[str, Any] = {}
+    shape: list[tuple[str, Any]] = []
     for name, kind, non_null in spec:
         if name not in values:
             if non_null:
@@ -188,7 +192,8 @@ def _coerce_simple(
         else:
             return None
         out[name] = v
-    return out
+        shape.append((name, None if v is None else v if kind == "Boolean" else 1))
+    return out, tuple(shape)
 
 
 def _shape(value: Any, t: GraphQLInputType) -> Any:
@@ -235,6 +240,8 @@ class GraphQLEngine:
         self.statistics = statistics
         #: (role, claims) -> the engine serving them (see for_principal)
         self._views: dict[Any, GraphQLEngine] = {}
+        #: Without ``auth.permissions`` every caller is served by this engine.
+        self._unrestricted = settings.auth.permissions is None
         self.database = database
         self.dialect: Dialect = database.dialect
         self.settings = settings
@@ -262,7 +269,7 @@ class GraphQLEngine:
         ``auth.permissions``, or a key without a role), else one built once per (role, claims)
         whose schema holds only what the role may read and whose plans filter every table by
         the role's rows. It shares this engine's database, cursors and change signal."""
-        if self.access is not None:
+        if self.access is not None or self._unrestricted:
             return self
         key = principal.access_key
         view = self._views.get(key)
@@ -270,6 +277,7 @@ class GraphQLEngine:
             return view
         grants = grants_for(self.settings.auth, principal.role, dict(principal.claims))
         if grants is None:
+            self._views[key] = self  # asked once per (role, claims), not on every request
             return self
         access = Access(grants, self.catalog, self.graphql_schema, self.dialect)
         view = GraphQLEngine(
@@ -460,10 +468,16 @@ class GraphQLEngine:
             return Outcome(prepared.static_body, "data")
         operation = prepared.operation
         assert operation is not None
-        coerced: dict[str, Any] | None = {}
-        if operation.variable_definitions:
-            coerced = _coerce_simple(prepared.simple_variables, variables)
-        if coerced is None:
+        coerced: dict[str, Any] = {}
+        shape: tuple[tuple[str, Any], ...] | None = ()
+        simple = (
+            _coerce_simple(prepared.simple_variables, variables)
+            if operation.variable_definitions
+            else ({}, ())
+        )
+        if simple is not None:
+            coerced, shape = simple
+        else:
             result = get_variable_values(
                 self.graphql_schema, operation.variable_definitions, dict(variables or {})
             )
@@ -472,7 +486,7 @@ class GraphQLEngine:
                     _errors_body([_graphql_error(e, "BAD_USER_INPUT") for e in result]),
                     "request_error",
                 )
-            coerced = result
+            coerced, shape = result, None
         if operation.operation == OperationType.SUBSCRIPTION:
             body = _error(
                 "Subscriptions are served over WebSocket with the graphql-transport-ws protocol"
@@ -502,7 +516,8 @@ class GraphQLEngine:
                 body = _error(cost_message(cost, limit, with_variables=True), "COST_LIMIT_EXCEEDED")
                 body["extensions"].update(limit=limit, cost=cost)
                 return Outcome(_errors_body([body]), "request_error")
-        shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
+        if shape is None:
+            shape = tuple((k, _shape(v, prepared.variable_types[k])) for k, v in coerced.items())
         steps = prepared.plans.get(shape)
         if steps is None:
             try:
@@ -556,7 +571,9 @@ class GraphQLEngine:
             except DatabaseError as err:
                 results = [err]  # answered below, as with several root fields
             else:
-                return Outcome(_data_body([(only.key, value or b"null")]), "data")
+                return Outcome(
+                    b'{"data":{"' + only.key.encode() + b'":' + (value or b"null") + b"}}", "data"
+                )
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []

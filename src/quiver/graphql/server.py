@@ -167,6 +167,9 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
         "loop": "uvloop",
         "http": CoalescingHttpProtocol,
         "server_header": False,
+        # uvicorn's X-Forwarded-* middleware rewrites the client address and scheme, which
+        # Quiver never reads; without it every request has one ASGI layer less to go through.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
     }
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a graceful stop exits 0.

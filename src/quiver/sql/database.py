@@ -289,15 +289,17 @@ class _Postgres(_Gated):
     async def fetch_json(
         self, text: str, params: Sequence[Any], *, cheap: bool = False
     ) -> bytes | None:
-        import asyncpg
-
-        await self._admit(cheap)
+        if not await self.gate.enter(cheap):
+            raise self._busy(cheap)
         try:
             # The gate admits no more statements than the pool holds: a connection is kept or
             # free (asyncpg's own acquire timeout would cost a task per statement).
-            conn = await self._connection()
+            kept = self._kept
+            conn = kept.pop() if kept and _usable(kept[-1]) else await self._connection()
         except BaseException as exc:
             self.gate.leave(cheap)
+            import asyncpg
+
             if isinstance(exc, asyncpg.PostgresError | OSError):
                 raise DatabaseError.one(str(exc), "database") from exc
             raise
@@ -317,6 +319,8 @@ class _Postgres(_Gated):
             conn = None
             raise _timed_out() from None
         except Exception as exc:
+            import asyncpg
+
             settled = isinstance(exc, asyncpg.PostgresError)
             mapped = _pg_error(exc)
             if mapped is exc:
@@ -325,7 +329,7 @@ class _Postgres(_Gated):
         finally:
             if conn is not None:
                 try:
-                    if settled and _usable(conn):
+                    if settled:  # closed meanwhile: _connection() hands it back to the pool
                         self._kept.append(conn)
                     else:
                         await self.pool.release(conn)  # the pool opens a new one when asked
