@@ -257,9 +257,10 @@ def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"error: server.port: port {port} on 127.0.0.1 is already in use by another program "
-        "(stop that program, or choose another port with --port 8080 (server.port in "
-        "quiver.yaml, or QUIVER_SERVER_PORT))"
+        f"error: server.port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f" (EADDRINUSE) (stop the process listening on port {port} (`ss -ltnp 'sport = :{port}'`"
+        " names it), or choose another endpoint: --port 8080 (server.port in quiver.yaml, or"
+        " QUIVER_SERVER_PORT))"
     ]
 
 
@@ -272,5 +273,8 @@ def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> No
     )
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: server.host: cannot listen on 192.0.2.1:0")
+    assert line.startswith(
+        "error: server.host: cannot listen on 192.0.2.1:0: Cannot assign requested address"
+        " (EADDRNOTAVAIL) (192.0.2.1 is not an address of this machine"
+    )
     assert "--host" in line

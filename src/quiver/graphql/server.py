@@ -34,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
+from quiver.runtime.listen import problem_of
 from quiver.runtime.logs import configure_logging
 from quiver.schema.ir import Schema, load_schema_file
 
@@ -216,28 +217,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
-    other = 8080 if port != 8080 else 8081
-    choose = (
-        f"choose another port with --port {other} (server.port in quiver.yaml, "
-        "or QUIVER_SERVER_PORT)"
-    )
-    if exc.errno == errno.EADDRINUSE:
+    """The one-line error of an HTTP endpoint that cannot be listened on: the system's reason
+    and its fix, from the check every listener shares, and the option that changes it."""
+    problem = problem_of(exc, host, port)
+    if problem.code in (errno.EADDRINUSE, errno.EACCES):
+        other = 8080 if port != 8080 else 8081
         return _start_error(
-            f"port {port} on {host} is already in use by another program",
+            f"cannot listen on {host}:{port}: {problem.reason}",
             "server.port",
-            f"stop that program, or {choose}",
-        )
-    if exc.errno == errno.EACCES:
-        return _start_error(
-            f"no permission to listen on port {port} of {host} (ports below 1024 need root)",
-            "server.port",
-            choose,
+            f"{problem.fix}: --port {other} (server.port in quiver.yaml, or QUIVER_SERVER_PORT)",
         )
     return _start_error(
-        f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        f"cannot listen on {host}:{port}: {problem.reason}",
         "server.host",
-        "give an address of this machine with --host (server.host, QUIVER_SERVER_HOST): "
-        "127.0.0.1 for this machine only, 0.0.0.0 for every interface",
+        f"{problem.fix}; give it with --host (server.host in quiver.yaml, or QUIVER_SERVER_HOST)",
     )
 
 
