@@ -3,9 +3,11 @@ documents, and the checks the edge-case tests share."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import pytest_asyncio
@@ -15,6 +17,22 @@ from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
 from tests.graphql.edge_fixtures import build_sqlite, statements
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(
+    app: Any, base_url: str = "http://quiver"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``app`` (a Quiver ASGI app) called in process, the app started before
+    and shut down after."""
+    await app.startup()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=base_url
+        ) as client:
+            yield client
+    finally:
+        await app.shutdown()
 
 
 class Runner:

@@ -13,6 +13,7 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
+from tests.graphql.conftest import asgi_client
 from tests.graphql.mutation_fixtures import bookshop_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -30,13 +31,10 @@ async def client(
     app = create_app(
         await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
     )
-    await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+        async with asgi_client(app) as c:
             yield c, db
     finally:
-        await app.shutdown()
         db.close()
 
 

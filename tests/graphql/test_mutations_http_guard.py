@@ -17,6 +17,7 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
+from tests.graphql.conftest import asgi_client
 from tests.graphql.mutation_fixtures import bookshop_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -63,13 +64,10 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
         }
     )
     app = create_app(await reflect_database(url), settings)
-    await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as http:
+        async with asgi_client(app) as http:
             yield Client(http, db)
     finally:
-        await app.shutdown()
         db.close()
 
 

@@ -19,6 +19,7 @@ from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
 from quiver.sql.database import Transaction
 from tests.conftest import DIALECTS, ChinookDb, Dialect
+from tests.graphql.conftest import asgi_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -55,13 +56,10 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[Client]:
     app = create_app(
         await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
     )
-    await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+        async with asgi_client(app) as c:
             yield c, db
     finally:
-        await app.shutdown()
         db.close()
 
 
@@ -220,13 +218,10 @@ async def python_client(request: pytest.FixtureRequest) -> AsyncIterator[Client]
     for statement in _DDL[dialect]:
         db.query(statement)
     app = quiver.create_app(url, mutations=_python_mutations(dialect))
-    await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+        async with asgi_client(app) as c:
             yield c, db
     finally:
-        await app.shutdown()
         db.close()
 
 

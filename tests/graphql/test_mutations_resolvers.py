@@ -15,7 +15,7 @@ from quiver.runtime.errors import ConfigError
 from quiver.schema.reflect import reflect_database
 from quiver.sql.database import Transaction
 from tests.conftest import DIALECTS, ChinookDb, Dialect
-from tests.graphql.conftest import Runner
+from tests.graphql.conftest import Runner, asgi_client
 from tests.graphql.mutation_fixtures import bookshop_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -116,16 +116,13 @@ async def test_a_parameter_without_a_scalar_type_is_refused_where_it_is_declared
 
 
 async def test_an_embedded_app_serves_python_mutations(fresh_sqlite: str) -> None:
-    import httpx
 
     db = ChinookDb("sqlite", fresh_sqlite)
     for statement in bookshop_statements("sqlite"):
         db.query(statement)
     app = quiver.create_app(fresh_sqlite, mutations=_resolvers("sqlite"))
-    await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as client:
+        async with asgi_client(app) as client:
             r = await client.post(
                 "/graphql",
                 json={"query": 'mutation { signAuthor(name: "Ann", email: "a@x") { name } }'},
@@ -133,7 +130,6 @@ async def test_an_embedded_app_serves_python_mutations(fresh_sqlite: str) -> Non
         assert r.json() == {"data": {"signAuthor": {"name": "Ann"}}}
         assert db.query("SELECT title FROM books") == [("Ann's first book",)]
     finally:
-        await app.shutdown()
         db.close()
 
 

@@ -26,7 +26,7 @@ from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
 from tests.graphql import type_matrix as tm
-from tests.graphql.conftest import Runner
+from tests.graphql.conftest import Runner, asgi_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -89,13 +89,8 @@ async def matrix(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Async
         reflected = await reflect_database(url, schemas=schemas)
         settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
         app = create_app(reflected, settings)
-        await app.startup()
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as client:
-                yield Matrix(client, db, app, table)
-        finally:
-            await app.shutdown()
+        async with asgi_client(app) as client:
+            yield Matrix(client, db, app, table)
     finally:
         db.close()
         if dialect != "sqlite":
@@ -544,15 +539,10 @@ async def test_a_sqlite_int_column_holding_what_int_cannot_carry_says_so(
         reflected = await reflect_database(fresh_sqlite)
         settings = QuiverSettings.model_validate({"database": {"url": fresh_sqlite}})
         app = create_app(reflected, settings)
-        await app.startup()
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as client:
-                ok = await client.post("/graphql", json={"query": "{ counter(id: 1) { n } }"})
-                assert ok.json() == {"data": {"counter": {"n": 7}}}
-                bad = await client.post("/graphql", json={"query": "{ counters { id n } }"})
-        finally:
-            await app.shutdown()
+        async with asgi_client(app) as client:
+            ok = await client.post("/graphql", json={"query": "{ counter(id: 1) { n } }"})
+            assert ok.json() == {"data": {"counter": {"n": 7}}}
+            bad = await client.post("/graphql", json={"query": "{ counters { id n } }"})
     finally:
         db.close()
     body = orjson.loads(bad.content)
