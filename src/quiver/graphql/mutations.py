@@ -62,7 +62,7 @@ from quiver.sql.database import (
     Transaction,
 )
 from quiver.sql.declared import json_depth, misfit
-from quiver.sql.dialects import Dialect
+from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
 from quiver.sql.fragment import Fragment, all_of, any_of, compile_sql, ident, join, param, sql
 from quiver.sql.violations import Violation, ViolationKind
 
@@ -81,6 +81,8 @@ _CODES: dict[ViolationKind, str] = {
     "out_of_range": "INVALID_VALUE",
     "value": "INVALID_VALUE",
 }
+#: the kinds of a value the column's type cannot hold
+_VALUE_KINDS: frozenset[ViolationKind] = frozenset(("too_long", "out_of_range", "value"))
 _EXPLAIN: dict[ViolationKind, str] = {
     "unique": "another row already has this value",
     "foreign_key": "the referenced row does not exist, or other rows still reference this one",
@@ -718,7 +720,7 @@ class MutationRunner:
             try:
                 await self._fetch(tx, sql("SELECT (", self._value(e, f, value, at), ") IS NULL"))
             except ConstraintError as err:
-                if err.violation.kind not in ("value", "out_of_range", "too_long"):
+                if err.violation.kind not in _VALUE_KINDS:
                     raise
                 reason = (
                     f"{_EXPLAIN[err.violation.kind]}; the database said: {err.violation.message}"
@@ -768,11 +770,7 @@ class MutationRunner:
         return sql(param(value))
 
 
-#: MariaDB's spatial types, served and written as GeoJSON.
-_MY_GEOMETRY = re.compile(
-    r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
-    r"|geometrycollection"
-)
+_MY_GEOMETRY = re.compile(MYSQL_SPATIAL_TYPES)
 _GEOJSON_TYPES = frozenset(
     (
         "Point",
@@ -990,7 +988,7 @@ def _written_at_fault(
         ]
         if len(longer) == 1:
             return longer
-    if violation.kind in ("too_long", "out_of_range", "value") and len(written) == 1:
+    if violation.kind in _VALUE_KINDS and len(written) == 1:
         return [written[0]]
     return []
 

@@ -20,6 +20,7 @@ from quiver.runtime.errors import ConfigError, ErrorDetail
 __all__ = [
     "DUCKDB",
     "MYSQL",
+    "MYSQL_SPATIAL_TYPES",
     "POSTGRESQL",
     "SQLITE",
     "Dialect",
@@ -30,6 +31,12 @@ __all__ = [
 ]
 
 ScalarName = str
+
+#: MariaDB's spatial column types (a pattern of ``db_type``): served as GeoJSON, written from it.
+MYSQL_SPATIAL_TYPES = (
+    r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
+    r"|geometrycollection"
+)
 
 
 class IdentifierError(ConfigError, ValueError):
@@ -369,11 +376,7 @@ MYSQL = Dialect(
         (r"time\([1-6]\)", "TIME_FORMAT({}, '%H:%i:%s.%f')"),
         # BIT(1) is Boolean; wider BITs are strings of binary digits.
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
-        (
-            r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
-            r"|geometrycollection",
-            "JSON_EXTRACT(ST_AsGeoJSON({}), '$')",
-        ),
+        (MYSQL_SPATIAL_TYPES, "JSON_EXTRACT(ST_AsGeoJSON({}), '$')"),
     ),
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
     text_of="CAST({} AS CHAR)",
