@@ -571,9 +571,7 @@ class GraphQLEngine:
             except DatabaseError as err:
                 results = [err]  # answered below, as with several root fields
             else:
-                return Outcome(
-                    b'{"data":{"' + only.key.encode() + b'":' + (value or b"null") + b"}}", "data"
-                )
+                return Outcome(_data_body([(only.key, value or b"null")]), "data")
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
@@ -741,6 +739,9 @@ async def _guard(awaitable: Any) -> Any:
 
 
 def _data_body(values: list[tuple[str, bytes]]) -> bytes:
+    if len(values) == 1:  # one root field, the usual request: one concatenation
+        key, value = values[0]
+        return b'{"data":{"' + key.encode() + b'":' + value + b"}}"
     parts = [b'{"data":{']
     for i, (key, value) in enumerate(values):
         if i:
