@@ -309,7 +309,9 @@ def test_a_column_where_most_values_need_quotes_quotes_exactly_those(start: int)
     serializer = _Serializer(CsvSinkConfig(path="x.csv"))
     many = ["a,b", "plain", 'say "hi"', "", "x\ny,z,,", None, "c,d", "e\r", "ok", ",,"]
     few = ["a,b"] + ["plain"] * 20
-    for texts in (many, few):
+    # the last value with bytes followed by empty values and nulls (its bytes end the buffer)
+    last = [None, ";,", None, "", None]
+    for texts in (many, few, last, [";\r", None]):
         values = pa.array(["y,"] * start + texts, pa.string()).slice(start)
         quoted = serializer.field(values, "text", None).to_pylist()
         expected = [

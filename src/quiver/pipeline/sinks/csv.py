@@ -330,9 +330,11 @@ class _Serializer:
                 at = np.flatnonzero(hit) + offsets[0]
                 needs[np.searchsorted(offsets, at, side="right") - 1] = True
             elif hits:  # many: whether each value's bytes hold one, in one pass
-                # (an empty value reads its neighbour's first byte, but needs quotes anyway)
-                starts = np.minimum(offsets[:-1] - offsets[0], data.size - 1)
-                needs |= np.logical_or.reduceat(hit, starts)
+                # One byte more at the end, so that empty values there start inside the array
+                # (moving their start back would cut the value before them short); an empty
+                # value reads its neighbour's first byte, but needs quotes anyway (or is null).
+                padded = np.append(hit, False)
+                needs |= np.logical_or.reduceat(padded, offsets[:-1] - offsets[0])
         if values.null_count:
             needs &= _valid_values(values)
         return needs, quotes
