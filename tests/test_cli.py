@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.graphql.servers import QUIVER
 
 
@@ -118,3 +120,120 @@ def test_the_listed_help_of_every_command_is_its_own() -> None:
     assert found == COMMANDS
     order = [name for package in COMMAND_PACKAGES for name in found if found[name][0] == package]
     assert sorted(order, key=list(COMMANDS).index) == list(COMMANDS)
+
+
+#: The console script as pip writes it, calling :func:`quiver.cli.script` (the installed one
+#: may predate it).
+SCRIPT = "import sys\nfrom quiver.cli import script\nsys.argv[0] = 'quiver'\nsys.exit(script())\n"
+
+#: A Python step that leaves traces of how the process ended: `atexit.log` from an atexit
+#: function, `freed.log` from an object freed by Python's shutdown.
+TRACES = """\
+import atexit
+
+atexit.register(lambda: open("atexit.log", "w").write("ran"))
+
+
+class Freed:
+    def __del__(self, open=open):
+        open("freed.log", "w").write("freed")
+
+
+KEPT = Freed()
+
+
+def go(batch, ctx):
+    return batch
+"""
+
+
+def run_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_console_script_is_script() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["quiver"] == "quiver.cli:script"
+
+
+@pytest.mark.parametrize(
+    ("sink", "options", "code"),
+    [
+        ("{csv: {path: out.csv}}", [], 0),
+        ("{csv: {path: '-'}}", [], 0),
+        ("{csv: {path: out.csv}}", ["--strict"], 3),
+    ],
+)
+def test_a_finished_run_ends_the_process_at_once_with_its_exit_code_and_output(
+    tmp_path: Path, sink: str, options: list[str], code: int
+) -> None:
+    """Python's shutdown, freeing each object, is skipped after ``quiver run``; the atexit
+    functions still run and what was printed or written is all there."""
+    (tmp_path / "in.csv").write_text("id\n1\n-2\n3\n")
+    (tmp_path / "traces.py").write_text(TRACES)
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n"
+        "  - python: {file: traces.py, function: go, mode: batch}\n"
+        "  - validate: {schema: {id: {type: int, min: 0}}}\n"
+        f"sink: {sink}\n"
+        "on_error: {policy: reject, rejects: rejects.csv}\n"
+    )
+    done = run_script(["run", "p.yaml", "--quiet", *options], tmp_path)
+    assert done.returncode == code, done.stderr
+    written = done.stdout if "'-'" in sink else (tmp_path / "out.csv").read_text()
+    assert written.splitlines() == ["id", "1", "3"]
+    assert (tmp_path / "rejects.csv").read_text().count("\n") == 2
+    assert (tmp_path / "atexit.log").read_text() == "ran"
+    assert not (tmp_path / "freed.log").exists()
+
+
+@pytest.mark.parametrize("opened", ["when the step loads", "while the run goes on"])
+def test_a_file_left_open_is_written_by_the_ordinary_shutdown(tmp_path: Path, opened: str) -> None:
+    """Ending at once would lose what sits in the buffer of a file nobody closed: then the
+    process ends the ordinary way, which closes it."""
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    load, run = (
+        ("LOG.append(open('left.log', 'w'))\n", "")
+        if opened.startswith("when")
+        else (
+            "",
+            "    if not LOG:\n        LOG.append(open('left.log', 'w'))\n",
+        )
+    )
+    (tmp_path / "left.py").write_text(
+        f"LOG = []\n{load}\n\ndef go(batch, ctx):\n{run}"
+        "    LOG[0].write('kept')\n    return batch\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{python: {file: left.py, function: go, mode: batch}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    done = run_script(["run", "p.yaml", "--quiet"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "left.log").read_text() == "kept"
+    assert (tmp_path / "out.csv").read_text() == "id\n1\n"
+
+
+def test_other_commands_end_the_ordinary_way(tmp_path: Path) -> None:
+    (tmp_path / "traces.py").write_text(TRACES)
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{python: {file: traces.py, function: go, mode: batch}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    done = run_script(["validate", "p.yaml"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "freed.log").read_text() == "freed"
