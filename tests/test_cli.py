@@ -95,6 +95,20 @@ def test_a_csv_to_csv_run_imports_only_the_pipeline_commands(tmp_path: Path) -> 
     assert (tmp_path / "out.csv").read_text() == "id,name\n1,a\n"
 
 
+def test_a_csv_to_csv_run_tokenizes_no_python_source(tmp_path: Path) -> None:
+    """Reading a builtin's signature (a pydantic default factory such as ``list``) runs the
+    tokenizer, whose pattern takes milliseconds to compile; a run needs none."""
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    script = imported_after(["run", "p.yaml", "--quiet"], ["tokenize"]) + (
+        "import tokenize\nprint(tokenize._compile.cache_info().currsize)\n"
+    )
+    _, compiled = probe(script, tmp_path)
+    assert compiled == "0"
+
+
 def test_every_other_command_runs_with_the_garbage_collector_on(tmp_path: Path) -> None:
     modules, collecting = probe(imported_after(["plugins", "list"], ["quiver.graphql."]), tmp_path)
     assert (modules, collecting) == ("[]", "True")

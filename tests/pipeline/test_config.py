@@ -285,3 +285,33 @@ def test_a_value_fitting_no_member_of_a_union_names_every_accepted_shape(tmp_pat
     errors = errors_of(_one_processor("validate: {schema: {qty: integer}}"), tmp_path)
     assert len(errors) == 1 and "Input should be 'int', 'long'" in errors[0], errors
     assert "(got 'integer')" in errors[0]
+
+
+def test_the_pipeline_models_default_factories_are_functions_of_their_own() -> None:
+    """Pydantic reads a default factory's signature when it builds a model: for a class or a
+    builtin (``list``) that costs every ``quiver`` start time (see config._made_by)."""
+    import types
+
+    from pydantic import BaseModel
+
+    from quiver.pipeline import config
+
+    models = [
+        v
+        for v in vars(config).values()
+        if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == config.__name__
+    ]
+    factories = {
+        (model.__name__, name): f.default_factory
+        for model in models
+        for name, f in model.model_fields.items()
+        if f.default_factory is not None
+    }
+    assert len(factories) >= 8
+    odd = [where for where, f in factories.items() if not isinstance(f, types.FunctionType)]
+    assert odd == []
+    # what they make is what the class or builtin makes
+    spec = config.LinearPipelineConfig.model_validate({"source": {"csv": {}}, "sink": {"csv": {}}})
+    assert spec.processors == [] and spec.taps == [] and spec.variables == {}
+    assert spec.engine == config.EngineSettings.model_validate({})
+    assert spec.engine.retry is not config.EngineSettings().retry
