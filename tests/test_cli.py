@@ -80,10 +80,12 @@ def test_a_csv_to_csv_run_imports_only_the_pipeline_commands(tmp_path: Path) -> 
         "quiver.pipeline.processors",
         "quiver.pipeline.flowengine",
         "quiver.config.settings",
+        "quiver.pipeline.dead_letters",  # the queue, for a pipeline with a `dlq:` section
     ]
     prefixes += ["quiver.pipeline.sources.", "quiver.pipeline.sinks."]
     modules, collecting = probe(imported_after(["run", "p.yaml", "--quiet"], prefixes), tmp_path)
-    # the components the pipeline names, and nothing of the other commands or components
+    # the components the pipeline names, and nothing of the other commands, components or
+    # the dead-letter queue
     assert modules == str(
         [
             "quiver.pipeline.sinks.csv",

@@ -42,7 +42,7 @@ from quiver.pipeline.component import (
     FileWriting,
     capabilities_of,
 )
-from quiver.pipeline.dead_letters import DeadLetterConfig
+from quiver.pipeline.dead_letter_config import DeadLetterConfig
 from quiver.pipeline.path_map import PathMap, is_windows_path
 from quiver.pipeline.paths import STDIO, NamedPath, path_collisions
 from quiver.pipeline.plan import DEFAULT_OUTPUT

@@ -36,7 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -64,7 +64,6 @@ from quiver.pipeline.component import (
     without_line,
 )
 from quiver.pipeline.conform import conform
-from quiver.pipeline.dead_letters import DeadLetterQueue, Failure, StagedRows
 from quiver.pipeline.metrics import EngineMetrics
 from quiver.pipeline.output import FileSinkConfig
 from quiver.pipeline.plan import DEFAULT_OUTPUT, PipelinePlan, PlanStep
@@ -76,6 +75,9 @@ from quiver.runtime.delivery import CircuitBreaker, DeadLetter, DeadLetterHook, 
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.metrics import expose
 from quiver.runtime.wording import plural
+
+if TYPE_CHECKING:
+    from quiver.pipeline.dead_letters import DeadLetterQueue, StagedRows
 
 __all__ = ["PipelineEngine", "RunFailedError", "RunResult", "StepStats"]
 
@@ -331,6 +333,9 @@ class PipelineEngine:
         self._draining = False
         self.dead_letters: DeadLetterQueue | None = None
         if plan.dlq is not None and plan.dlq_path is not None and dry_run is None:
+            # loaded only for a run with a queue (see quiver.pipeline.dead_letter_config)
+            from quiver.pipeline.dead_letters import DeadLetterQueue
+
             self.dead_letters = DeadLetterQueue.of(
                 plan.dlq, plan.dlq_path, plan.name, self._log_dead_letters
             )
@@ -759,6 +764,8 @@ class PipelineEngine:
                         step=name,
                     )
                     continue
+                from quiver.pipeline.dead_letters import Failure  # loaded with the queue
+
                 letter = self._final.get(name)
                 now = time.time()
                 failure = Failure.of(letter) if letter else Failure.from_error(exc, 1, now, now)

@@ -30,7 +30,7 @@ from quiver.pipeline.component import (
     RowRejecting,
     Starting,
 )
-from quiver.pipeline.dead_letters import DeadLetterConfig
+from quiver.pipeline.dead_letter_config import DeadLetterConfig
 from quiver.runtime.delivery import CircuitBreakerPolicy, RetryPolicy
 
 __all__ = ["DEFAULT_OUTPUT", "PipelinePlan", "PlanStep", "RejectPolicy"]
