@@ -318,22 +318,26 @@ class _Serializer:
         if self.cfg.null_string:
             same = pc.fill_null(pc.equal(values, self.null_scalar), False)
             needs |= same.to_numpy(zero_copy_only=False)
-        quotes = False
-        if data.size:
-            hit = data == self.quote_bytes[0]
-            quotes = bool(hit.any())
-            for byte in self.structural_bytes:
-                if byte != self.quote_bytes[0]:
-                    hit |= data == byte
+        # Only the structural bytes the text holds at all are looked for value by value: a
+        # search of the bytes for each (memchr) costs a fraction of a comparison pass, and
+        # most columns hold none of them, or one.
+        text = data.tobytes()
+        present = [byte for byte in self.structural_bytes if text.find(byte) >= 0]
+        quotes = self.quote_bytes[0] in present
+        if present:
+            # One byte more at the end, so that empty values there start inside the array
+            # (moving their start back would cut the value before them short); an empty
+            # value reads its neighbour's first byte, but needs quotes anyway (or is null).
+            padded = np.zeros(data.size + 1, dtype=bool)
+            hit = padded[:-1]
+            np.equal(data, present[0], out=hit)
+            for byte in present[1:]:
+                hit |= data == byte
             hits = int(np.count_nonzero(hit))
             if hits * 2 < len(needs):  # few: find the value of each
                 at = np.flatnonzero(hit) + offsets[0]
                 needs[np.searchsorted(offsets, at, side="right") - 1] = True
-            elif hits:  # many: whether each value's bytes hold one, in one pass
-                # One byte more at the end, so that empty values there start inside the array
-                # (moving their start back would cut the value before them short); an empty
-                # value reads its neighbour's first byte, but needs quotes anyway (or is null).
-                padded = np.append(hit, False)
+            else:  # many: whether each value's bytes hold one, in one pass
                 needs |= np.logical_or.reduceat(padded, offsets[:-1] - offsets[0])
         if values.null_count:
             needs &= _valid_values(values)
