@@ -158,8 +158,9 @@ def _from_numpy(values: np.ndarray[Any, Any], valid: np.ndarray[Any, Any] | None
     return pa.Array.from_buffers(arrow_type, n, [bitmap, data], null_count=nulls)
 
 
-def _column_for_js(col: pa.Array) -> tuple[str, Any]:
-    """(kind, values) of one column as JavaScript will see it."""
+def _column_for_js(col: pa.Array, plain_text: bool = False) -> tuple[str, Any]:
+    """(kind, values) of one column as JavaScript will see it; ``plain_text``: a text slab
+    holds its text as it is (see :func:`_text_slab`)."""
     t = col.type
     if pa.types.is_dictionary(t):
         col = col.dictionary_decode()
@@ -175,19 +176,21 @@ def _column_for_js(col: pa.Array) -> tuple[str, Any]:
         col = col.cast(pa.string())
         t = col.type
     if pa.types.is_string(t):
-        slab = _text_slab(col)
+        slab = _text_slab(col, plain_text)
         return ("s", col.to_pylist()) if slab is None else ("s", slab)
     if (pa.types.is_integer(t) or pa.types.is_floating(t)) and col.null_count == 0:
         return "n", _primitive_values(col)
     return "n", col.to_pylist()
 
 
-def _text_slab(col: pa.Array) -> Any:
+def _text_slab(col: pa.Array, plain_text: bool = False) -> Any:
     """A string column without nulls as ``{"d": all text, "l": lengths}``: one JSON string
     instead of one per row (the driver cuts it back into values). The lengths count UTF-16
     code units, as JavaScript strings do. Text that is not ASCII goes with its characters
     escaped, so the whole JSON text stays ASCII: V8 then keeps it, and every string cut from
-    it, one byte a character, which parses and runs faster than two."""
+    it, one byte a character, which parses and runs faster than two. With ``plain_text`` the
+    text is the ``str`` itself, whatever it holds (it is handed to V8 as a string of its own,
+    never written into JSON)."""
     if col.null_count or len(col) == 0:
         return None
     all_offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
@@ -197,11 +200,12 @@ def _text_slab(col: pa.Array) -> Any:
     raw = data.slice(first, last - first).to_pybytes() if data is not None else b""
     if raw.isascii():
         return {"d": raw.decode("ascii"), "l": np.diff(offsets)}
+    text = raw.decode("utf-8")
     lengths = _primitive_values(pc.utf8_length(col)).astype(np.int32)
     if np.frombuffer(raw, dtype=np.uint8).max() >= 0xF0:  # beyond U+FFFF: two code units
         astral = pc.count_substring_regex(col, "[\U00010000-\U0010ffff]")
         lengths += _primitive_values(astral).astype(np.int32)
-    return {"d": orjson.Fragment(json.dumps(raw.decode("utf-8"))), "l": lengths}
+    return {"d": text if plain_text else orjson.Fragment(json.dumps(text)), "l": lengths}
 
 
 def _numbers_for_js(col: pa.Array) -> np.ndarray[Any, Any] | None:
@@ -225,6 +229,7 @@ def encode_input(
     batch: pa.RecordBatch,
     typed: list[OutputField] | None = None,
     numbers: list[np.ndarray[Any, Any]] | None = None,
+    texts: list[str] | None = None,
 ) -> tuple[bytes, list[pa.DataType]]:
     """The batch as the prelude's input JSON, and the Arrow types of its (non-line) columns.
 
@@ -234,7 +239,12 @@ def encode_input(
     With ``numbers``, number columns without nulls (and the line numbers) are not written as
     JSON: their int32 or float64 values are appended to it and the JSON holds ``{"a": byte
     offset}`` (plus ``"t": "i"`` for int32) into one buffer where each takes 8 bytes a row,
-    which the caller hands to V8; so are the value lengths of ASCII text slabs.
+    which the caller hands to V8; so are the value lengths of text slabs.
+
+    With ``texts``, the text of each slab is not written into the JSON either: it is appended
+    to ``texts`` and the slab holds ``{"s": its index}``; the caller hands each to V8 as a
+    string argument of its own, which V8 takes as it is where JSON text would be scanned
+    for escapes (on both sides) and copied once more.
     """
 
     def packed(col: pa.Array) -> Any:
@@ -261,10 +271,17 @@ def encode_input(
             lines = packed(col) or col.to_pylist()
             continue
         spec = packed(col)
-        kind, values = ("n", spec) if spec is not None else _column_for_js(col)
-        if numbers is not None and isinstance(values, dict) and "l" in values:  # slab lengths
-            numbers.append(values["l"].astype(np.int32))
-            values = {"d": values["d"], "l": _slot(numbers[-1], len(numbers) - 1)}
+        kind, values = ("n", spec) if spec is not None else _column_for_js(col, texts is not None)
+        if isinstance(values, dict) and "l" in values:  # a text slab
+            lengths: Any = values["l"]
+            if numbers is not None:
+                numbers.append(lengths.astype(np.int32, copy=False))
+                lengths = _slot(numbers[-1], len(numbers) - 1)
+            if texts is not None:
+                texts.append(values["d"])
+                values = {"s": len(texts) - 1, "l": lengths}
+            else:
+                values = {"d": values["d"], "l": lengths}
         names.append(name)
         kinds.append(kind)
         labels.append(_type_label(col.type))

@@ -292,15 +292,15 @@ class Isolate:
         if inflight is not None:
             inflight.cancel()
 
-    def _call(self, payload: str) -> Any:
-        """The driver's run(payload), stopped at the time limit or by :meth:`cancel`."""
+    def _call(self, payload: str, texts: list[str]) -> Any:
+        """The driver's run(payload, *texts), stopped at the time limit or by :meth:`cancel`."""
         from py_mini_racer import JSTimeoutException
 
         assert self._loop is not None
         run, limit = self._run, self.options.timeout_seconds
 
         async def call() -> Any:
-            return await asyncio.wait_for(run(payload), timeout=limit)
+            return await asyncio.wait_for(run(payload, *texts), timeout=limit)
 
         with self._cancel_lock:
             if self._cancelled:
@@ -339,7 +339,8 @@ class Isolate:
         typed = None if opts.output_fields is None else list(opts.output_fields)
         t0 = time.perf_counter()
         numbers: list[Any] = []
-        payload, _types = encode_input(batch, typed, numbers)
+        texts: list[str] = []
+        payload, _types = encode_input(batch, typed, numbers, texts)
         t1 = time.perf_counter()
         try:
             if numbers:
@@ -354,7 +355,7 @@ class Isolate:
                 for k, values in enumerate(numbers):
                     view[k * slot : k * slot + values.nbytes] = values.view(np.uint8)
                 del view
-            doc = orjson.loads(self._call(payload.decode("utf-8")))
+            doc = orjson.loads(self._call(payload.decode("utf-8"), texts))
             packed = self._packed_output(doc["pk"])
         except concurrent.futures.CancelledError as exc:
             # let V8 finish unwinding the stopped call before anything closes the context

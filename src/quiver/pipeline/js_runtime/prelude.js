@@ -983,8 +983,11 @@
     // offset}); the host keeps it and asks for a bigger one only when a batch needs more.
     alloc: function (size) { inbuf = new ArrayBuffer(size); return inbuf; },
 
+    // inputJson: the batch (see codec.encode_input); the arguments after it: the text of
+    // the slabs that name them ({s: k} is argument k + 1).
     run: function (inputJson) {
       var t0 = Date.now();
+      var texts = Array.prototype.slice.call(arguments, 1);
       var input = JSON.parse(inputJson);
       var t1 = Date.now();
       var cols = input.cols;
@@ -995,8 +998,8 @@
         var slab = cols[c];
         if (slab !== null && !Array.isArray(slab) && slab.a !== undefined) {
           cols[c] = hostNumbers(slab, input.n);   // numbers the host wrote
-        } else if (slab !== null && !Array.isArray(slab)) {   // {d: text, l: lengths}: cut it up
-          var d = slab.d, l = slab.l;
+        } else if (slab !== null && !Array.isArray(slab)) {   // {d or s: text, l: lengths}: cut it up
+          var d = slab.s !== undefined ? texts[slab.s] : slab.d, l = slab.l;
           if (!Array.isArray(l)) l = hostNumbers(l, input.n);
           var n = l.length, values = new Array(n), at = 0;
           for (var i = 0; i < n; i++) {
