@@ -189,8 +189,8 @@ def _text_slab(col: pa.Array, plain_text: bool = False) -> Any:
     code units, as JavaScript strings do. Text that is not ASCII goes with its characters
     escaped, so the whole JSON text stays ASCII: V8 then keeps it, and every string cut from
     it, one byte a character, which parses and runs faster than two. With ``plain_text`` the
-    text is the ``str`` itself, whatever it holds (it is handed to V8 as a string of its own,
-    never written into JSON)."""
+    text is never written into JSON (it is handed to V8 as a string argument, see
+    :func:`encode_input`): ASCII text is its ``bytes``, any other the ``str`` itself."""
     if col.null_count or len(col) == 0:
         return None
     all_offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
@@ -199,7 +199,7 @@ def _text_slab(col: pa.Array, plain_text: bool = False) -> Any:
     first, last = int(offsets[0]), int(offsets[-1])
     raw = data.slice(first, last - first).to_pybytes() if data is not None else b""
     if raw.isascii():
-        return {"d": raw.decode("ascii"), "l": np.diff(offsets)}
+        return {"d": raw if plain_text else raw.decode("ascii"), "l": np.diff(offsets)}
     text = raw.decode("utf-8")
     lengths = _primitive_values(pc.utf8_length(col)).astype(np.int32)
     if np.frombuffer(raw, dtype=np.uint8).max() >= 0xF0:  # beyond U+FFFF: two code units
@@ -241,10 +241,13 @@ def encode_input(
     offset}`` (plus ``"t": "i"`` for int32) into one buffer where each takes 8 bytes a row,
     which the caller hands to V8; so are the value lengths of text slabs.
 
-    With ``texts``, the text of each slab is not written into the JSON either: it is appended
-    to ``texts`` and the slab holds ``{"s": its index}``; the caller hands each to V8 as a
-    string argument of its own, which V8 takes as it is where JSON text would be scanned
-    for escapes (on both sides) and copied once more.
+    With ``texts`` (an empty list), the text of the slabs is not written into the JSON either:
+    ``texts`` receives the strings the caller hands to V8 as arguments beside the JSON, which
+    V8 takes as they are where JSON text would be scanned for escapes (on both sides) and
+    copied once more. The ASCII text of every slab is one string, the first (each argument
+    costs V8 a call of its own); a text that is not ASCII follows as a string of its own (so
+    the ASCII text stays one byte a character in V8, whatever the other holds). A slab holds
+    ``{"s": argument index, "o": where its text starts in it}``.
     """
 
     def packed(col: pa.Array) -> Any:
@@ -260,6 +263,9 @@ def encode_input(
         at = 8 * batch.num_rows * k
         return {"a": at, "t": "i"} if values.dtype == np.int32 else {"a": at}
 
+    ascii_texts: list[bytes] = []
+    ascii_size = 0
+    other_texts: list[str] = []
     names: list[str] = []
     kinds: list[str] = []
     labels: list[str] = []
@@ -278,8 +284,14 @@ def encode_input(
                 numbers.append(lengths.astype(np.int32, copy=False))
                 lengths = _slot(numbers[-1], len(numbers) - 1)
             if texts is not None:
-                texts.append(values["d"])
-                values = {"s": len(texts) - 1, "l": lengths}
+                text = values["d"]
+                if isinstance(text, bytes):
+                    values = {"s": 0, "o": ascii_size, "l": lengths}
+                    ascii_texts.append(text)
+                    ascii_size += len(text)
+                else:
+                    other_texts.append(text)
+                    values = {"s": len(other_texts), "o": 0, "l": lengths}
             else:
                 values = {"d": values["d"], "l": lengths}
         names.append(name)
@@ -287,6 +299,8 @@ def encode_input(
         labels.append(_type_label(col.type))
         cols.append(values)
         types.append(col.type)
+    if texts is not None:
+        texts[:] = [b"".join(ascii_texts).decode("ascii"), *other_texts]
     passable: dict[str, int] = {}
     declared = {f.name: arrow_type(f) for f in typed} if typed is not None else None
     for j, (name, t) in enumerate(zip(names, types, strict=True)):

@@ -984,7 +984,7 @@
     alloc: function (size) { inbuf = new ArrayBuffer(size); return inbuf; },
 
     // inputJson: the batch (see codec.encode_input); the arguments after it: the text of
-    // the slabs that name them ({s: k} is argument k + 1).
+    // the slabs that name them ({s: k, o: start} is argument k + 1, from start).
     run: function (inputJson) {
       var t0 = Date.now();
       var texts = Array.prototype.slice.call(arguments, 1);
@@ -999,9 +999,13 @@
         if (slab !== null && !Array.isArray(slab) && slab.a !== undefined) {
           cols[c] = hostNumbers(slab, input.n);   // numbers the host wrote
         } else if (slab !== null && !Array.isArray(slab)) {   // {d or s: text, l: lengths}: cut it up
-          var d = slab.s !== undefined ? texts[slab.s] : slab.d, l = slab.l;
+          var d = slab.d, l = slab.l, at = 0;
+          if (slab.s !== undefined) {
+            d = texts[slab.s];
+            at = slab.o;
+          }
           if (!Array.isArray(l)) l = hostNumbers(l, input.n);
-          var n = l.length, values = new Array(n), at = 0;
+          var n = l.length, values = new Array(n);
           for (var i = 0; i < n; i++) {
             values[i] = d.substring(at, at + l[i]);
             at += l[i];
