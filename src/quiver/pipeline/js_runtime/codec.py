@@ -11,6 +11,7 @@ its name), exactly as their JSON values would be.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -189,18 +190,20 @@ def _text_slab(col: pa.Array, plain_text: bool = False) -> Any:
     code units, as JavaScript strings do. Text that is not ASCII goes with its characters
     escaped, so the whole JSON text stays ASCII: V8 then keeps it, and every string cut from
     it, one byte a character, which parses and runs faster than two. With ``plain_text`` the
-    text is never written into JSON (it is handed to V8 as a string argument, see
-    :func:`encode_input`): ASCII text is its ``bytes``, any other the ``str`` itself."""
+    text is the ``str`` itself, never written into JSON (it is handed to V8 as a string
+    argument, see :func:`encode_input`)."""
     if col.null_count or len(col) == 0:
         return None
     all_offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
     offsets = all_offsets[col.offset : col.offset + len(col) + 1]
     data = col.buffers()[2]
     first, last = int(offsets[0]), int(offsets[-1])
-    raw = data.slice(first, last - first).to_pybytes() if data is not None else b""
-    if raw.isascii():
-        return {"d": raw if plain_text else raw.decode("ascii"), "l": np.diff(offsets)}
-    text = raw.decode("utf-8")
+    raw = memoryview(data)[first:last] if data is not None else memoryview(b"")
+    try:  # decoded straight from Arrow's buffer, and checked on the way
+        return {"d": codecs.ascii_decode(raw)[0], "l": np.diff(offsets)}
+    except UnicodeDecodeError:
+        pass
+    text = codecs.utf_8_decode(raw, "strict", True)[0]
     lengths = _primitive_values(pc.utf8_length(col)).astype(np.int32)
     if np.frombuffer(raw, dtype=np.uint8).max() >= 0xF0:  # beyond U+FFFF: two code units
         astral = pc.count_substring_regex(col, "[\U00010000-\U0010ffff]")
@@ -263,7 +266,7 @@ def encode_input(
         at = 8 * batch.num_rows * k
         return {"a": at, "t": "i"} if values.dtype == np.int32 else {"a": at}
 
-    ascii_texts: list[bytes] = []
+    ascii_texts: list[str] = []
     ascii_size = 0
     other_texts: list[str] = []
     names: list[str] = []
@@ -285,7 +288,7 @@ def encode_input(
                 lengths = _slot(numbers[-1], len(numbers) - 1)
             if texts is not None:
                 text = values["d"]
-                if isinstance(text, bytes):
+                if text.isascii():
                     values = {"s": 0, "o": ascii_size, "l": lengths}
                     ascii_texts.append(text)
                     ascii_size += len(text)
@@ -300,7 +303,7 @@ def encode_input(
         cols.append(values)
         types.append(col.type)
     if texts is not None:
-        texts[:] = [b"".join(ascii_texts).decode("ascii"), *other_texts]
+        texts[:] = ["".join(ascii_texts), *other_texts]
     passable: dict[str, int] = {}
     declared = {f.name: arrow_type(f) for f in typed} if typed is not None else None
     for j, (name, t) in enumerate(zip(names, types, strict=True)):
