@@ -30,8 +30,10 @@ DDL = [
     # A NOT NULL domain beside the composite: the composite is read without a row of the table.
     "CREATE DOMAIN shop.code AS text NOT NULL",
     "CREATE TYPE shop.route AS (name text, stops kinds.point2[])",
+    "CREATE TYPE shop.cargo AS (tag text, boxes shop.box[])",
     "CREATE TABLE shop.parcel (id integer PRIMARY KEY, ref shop.code DEFAULT 'p',"
-    " spot kinds.point2, box shop.box, boxes shop.box[], route shop.route)",
+    " spot kinds.point2, box shop.box, boxes shop.box[], route shop.route,"
+    " spots kinds.point2[], cargo shop.cargo)",
 ]
 
 BOX = {"label": "crate", "corner": {"x": 1, "y": 2}, "weight": 1.5}
@@ -89,6 +91,12 @@ async def test_reflection_keeps_the_attributes_of_composites_nested_and_in_other
     assert (fields["spot"].composite, fields["spot"].db_type) == (point, "point2")
     assert fields["box"].composite == box
     assert (fields["boxes"].composite, fields["boxes"].is_list) == (box, True)
+    assert (fields["spots"].composite, fields["spots"].is_list) == (point, True)
+    cargo = fields["cargo"].composite
+    assert cargo is not None and cargo.attribute("boxes") == Attribute(
+        name="boxes", db_type="shop.box[]", composite=box, is_list=True
+    )
+    assert all(f.composite_array is None for f in parcel.fields)
     assert fields["id"].composite is None and fields["ref"].composite is None
     assert Schema.from_json(schema.to_json()) == schema
 
@@ -140,7 +148,7 @@ async def test_the_change_log_records_composites_as_served(fresh_postgresql: str
     ]
 
 
-def _log(url: str) -> list[tuple[str, Any, Any]]:
+def _log(url: str, name: str = "box") -> list[tuple[str, Any, Any]]:
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -148,7 +156,7 @@ def _log(url: str) -> list[tuple[str, Any, Any]]:
             f"SELECT operation, before_image, after_image FROM {CHANGE_LOG} ORDER BY id"
         ).fetchall()
     return [
-        (op, None if before is None else before["box"], after["box"]) for op, before, after in rows
+        (op, None if before is None else before[name], after[name]) for op, before, after in rows
     ]
 
 
@@ -218,35 +226,147 @@ async def test_an_update_the_type_cannot_hold_writes_nothing(
     assert read == {"data": {"parcels": [{"spot": {"x": 1, "y": 2}}]}}
 
 
-async def test_an_array_of_composites_is_refused_with_the_way_to_write_it(
+ARRAYS = "id boxes spots route cargo"
+CREATE_ARRAYS = f"mutation($i: ParcelCreateInput!) {{ createParcel(input: $i) {{ {ARRAYS} }} }}"
+UPDATE_ARRAYS = f"mutation($s: ParcelSetInput!) {{ updateParcel(id: 1, set: $s) {{ {ARRAYS} }} }}"
+EMPTY_BOX = {"label": None, "corner": None, "weight": None}
+
+
+async def test_arrays_of_composites_are_written_from_the_json_lists_they_are_served_as(
     fresh_postgresql: str,
 ) -> None:
     schema = await _reflected(fresh_postgresql)
-    body = await _run(schema, fresh_postgresql, CREATE, {"i": {"id": 1, "boxes": [BOX]}})
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
-    assert (
-        "Parcel.boxes: an array of the composite type box cannot be written from JSON yet"
-        in error["message"]
-    ), error
-    body = await _run(
-        schema, fresh_postgresql, CREATE, {"i": {"id": 1, "route": {"stops": [{"x": 1}]}}}
-    )
-    [error] = body["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
-    assert (
-        "Parcel.route.stops: an array of the composite type point2 cannot be written from JSON"
-        in error["message"]
-    ), error
-    made = await _run(
+    given = {
+        "id": 1,
+        "boxes": [BOX, None, {"corner": {"y": 7}}, {}],
+        "spots": [{"x": 1, "y": 2}, None],
+        "route": {"name": "east", "stops": [{"x": 3}, None, {"x": 4, "y": 5}]},
+        "cargo": {"tag": "t", "boxes": [None, BOX]},
+    }
+    made = await _run(schema, fresh_postgresql, CREATE_ARRAYS, {"i": given})
+    served = {
+        "id": 1,
+        "boxes": [BOX, None, {**EMPTY_BOX, "corner": {"x": None, "y": 7}}, EMPTY_BOX],
+        "spots": [{"x": 1, "y": 2}, None],
+        "route": {"name": "east", "stops": [{"x": 3, "y": None}, None, {"x": 4, "y": 5}]},
+        "cargo": {"tag": "t", "boxes": [None, BOX]},
+    }
+    assert made == {"data": {"createParcel": served}}, made
+    # An empty list is an empty array, null is NULL, inside a composite as well.
+    changed = await _run(
         schema,
         fresh_postgresql,
-        "mutation($i: ParcelCreateInput!) { createParcel(input: $i) { id boxes route } }",
-        {"i": {"id": 1, "boxes": None, "route": {"name": "east", "stops": None}}},
+        UPDATE_ARRAYS,
+        {"s": {"boxes": [], "spots": None, "route": {"stops": []}, "cargo": {"boxes": None}}},
     )
-    assert made == {
-        "data": {"createParcel": {"id": 1, "boxes": None, "route": {"name": "east", "stops": None}}}
-    }, made
+    emptied = {
+        "id": 1,
+        "boxes": [],
+        "spots": None,
+        "route": {"name": None, "stops": []},
+        "cargo": {"tag": None, "boxes": None},
+    }
+    assert changed == {"data": {"updateParcel": emptied}}, changed
+    # What a query serves is written back as it is, and read back equal.
+    again = await _run(schema, fresh_postgresql, UPDATE_ARRAYS, {"s": served | {"id": 1}})
+    assert again == {"data": {"updateParcel": served}}, again
+    read = await _run(schema, fresh_postgresql, "{ parcels { " + ARRAYS + " } }", {})
+    assert read == {"data": {"parcels": [served]}}, read
+    copied = await _run(schema, fresh_postgresql, CREATE_ARRAYS, {"i": served | {"id": 2}})
+    assert copied == {"data": {"createParcel": served | {"id": 2}}}, copied
+
+
+async def test_the_change_log_records_arrays_of_composites_as_served(
+    fresh_postgresql: str,
+) -> None:
+    schema = await _reflected(fresh_postgresql)
+    await _run(schema, fresh_postgresql, CREATE_ARRAYS, {"i": {"id": 1, "boxes": [BOX, None]}})
+    await _run(schema, fresh_postgresql, UPDATE_ARRAYS, {"s": {"boxes": []}})
+    assert _log(fresh_postgresql, "boxes") == [
+        ("insert", None, [BOX, None]),
+        ("update", [BOX, None], []),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "code", "said"),
+    [
+        (
+            {"boxes": [BOX, None, BOX, {"label": "x", "wieght": 2}]},
+            "BAD_USER_INPUT",
+            "Parcel.boxes[3]: box has no attribute 'wieght'; its attributes are label, corner,"
+            " weight; did you mean 'weight'?",
+        ),
+        (
+            {"boxes": [{}, {"corner": {"x": 1, "z": 2}}]},
+            "BAD_USER_INPUT",
+            "Parcel.boxes[1].corner: point2 has no attribute 'z'; its attributes are x, y",
+        ),
+        (
+            {"boxes": [BOX, "crate"]},
+            "BAD_USER_INPUT",
+            'Parcel.boxes[1]: "crate" is not an object of the attributes of box (label, corner,'
+            " weight)",
+        ),
+        (
+            {"spots": [[{"x": 1}], [{"x": 2}]]},
+            "BAD_USER_INPUT",
+            "Parcel.spots[0]: a list inside the list: arrays of the composite type point2 are"
+            " written one dimension deep",
+        ),
+        (
+            {"route": {"stops": {"x": 1}}},
+            "BAD_USER_INPUT",
+            'Parcel.route.stops: {"x":1} is not a list of objects of the attributes of point2'
+            " (x, y)",
+        ),
+        (
+            {"cargo": {"boxes": [None, {"corner": {"y": 1, "Y": 2}}]}},
+            "BAD_USER_INPUT",
+            "Parcel.cargo.boxes[1].corner: point2 has no attribute 'Y'; its attributes are x, y;"
+            " did you mean 'y'?",
+        ),
+        (
+            {"boxes": [BOX, {"corner": {"x": "left"}}]},
+            "INVALID_VALUE",
+            # (an update of the one field says "nothing was written. The database said")
+            (
+                "Parcel.boxes: the value does not fit the column's type;",
+                'said: invalid input syntax for type integer: "left"',
+            ),
+        ),
+        (
+            {"route": {"stops": [{"x": 1.5}]}},
+            "INVALID_VALUE",
+            "Parcel.route: the value does not fit the column's type",
+        ),
+        (
+            {"spot": {"x": 1}, "boxes": [{"weight": 12345}]},
+            "INVALID_VALUE",
+            "Parcel.boxes: the value is outside the range of the column's type; the database"
+            " said: numeric field overflow",
+        ),
+    ],
+)
+async def test_an_array_of_composites_that_is_no_list_of_objects_of_the_type_is_refused(
+    fresh_postgresql: str, given: dict[str, Any], code: str, said: str | tuple[str, ...]
+) -> None:
+    parts = said if isinstance(said, tuple) else (said,)
+    schema = await _reflected(fresh_postgresql)
+    body = await _run(schema, fresh_postgresql, CREATE_ARRAYS, {"i": {"id": 1, **given}})
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == code, error
+    assert all(p in error["message"] for p in parts), error
+    assert body["data"] is None
+    # An update is refused the same way, and writes nothing.
+    await _run(schema, fresh_postgresql, CREATE_ARRAYS, {"i": {"id": 1, "boxes": [BOX]}})
+    body = await _run(schema, fresh_postgresql, UPDATE_ARRAYS, {"s": given})
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == code, error
+    assert all(p in error["message"] for p in parts), error
+    read = await _run(schema, fresh_postgresql, "{ parcels { " + ARRAYS + " } }", {})
+    unchanged = {"id": 1, "boxes": [BOX], "spots": None, "route": None, "cargo": None}
+    assert read == {"data": {"parcels": [unchanged]}}, read
 
 
 async def test_a_composite_is_written_from_a_literal_of_the_document(
@@ -270,6 +390,7 @@ import quiver
 class Parcel:
     id: int
     box: quiver.JSON | None
+    boxes: quiver.JSON | None
 """
 
 
@@ -292,3 +413,46 @@ async def test_a_server_of_the_compiled_schema_writes_composites(
     body = await _run(compiled, fresh_postgresql, CREATE, {"i": {"id": 2, "box": {"lable": 1}}})
     [error] = body["errors"]
     assert "box has no attribute 'lable'" in error["message"], error
+
+
+async def test_a_server_of_the_compiled_schema_writes_arrays_of_composites(
+    fresh_postgresql: str, tmp_path: Path
+) -> None:
+    execute_statements(fresh_postgresql, DDL)
+    (tmp_path / "app.py").write_text(APP)
+    result = await compile_app(tmp_path / "app.py", extend_db=fresh_postgresql)
+    assert result.schema is not None, result.lines()
+    (tmp_path / "schema.json").write_text(result.schema.to_json())
+    compiled = load_schema_file(tmp_path / "schema.json")
+    parcel = compiled.entity("Parcel")
+    assert parcel is not None
+    # Declared as one JSON value, the field still writes the column's array.
+    boxes = parcel.field("boxes")
+    assert boxes is not None and boxes.composite is not None
+    assert (boxes.is_list, boxes.composite_array) == (False, True)
+    assert '"composite_array": true' in (tmp_path / "schema.json").read_text()
+    create = "mutation($i: ParcelCreateInput!) { createParcel(input: $i) { id boxes } }"
+    made = await _run(compiled, fresh_postgresql, create, {"i": {"id": 1, "boxes": [BOX, None]}})
+    assert made == {"data": {"createParcel": {"id": 1, "boxes": [BOX, None]}}}, made
+    read = await _run(compiled, fresh_postgresql, "{ parcels { boxes } }", {})
+    assert read == {"data": {"parcels": [{"boxes": [BOX, None]}]}}, read
+    body = await _run(compiled, fresh_postgresql, create, {"i": {"id": 2, "boxes": BOX}})
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "Parcel.boxes: {" in error["message"], error
+    assert "is not a list of objects of the attributes of box" in error["message"], error
+
+
+async def test_an_array_of_composites_is_written_from_a_literal_of_the_document(
+    fresh_postgresql: str,
+) -> None:
+    schema = await _reflected(fresh_postgresql)
+    made = await _run(
+        schema,
+        fresh_postgresql,
+        'mutation { createParcel(input: {id: 1, boxes: [{label: "crate", corner: {x: 1, y: 2},'
+        " weight: 1.5}, null], route: {stops: [{x: 3}]}}) { boxes route } }",
+        {},
+    )
+    route = {"name": None, "stops": [{"x": 3, "y": None}]}
+    assert made == {"data": {"createParcel": {"boxes": [BOX, None], "route": route}}}, made

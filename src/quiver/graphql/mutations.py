@@ -732,7 +732,8 @@ class MutationRunner:
         if value is None:
             return sql(param(None))
         if f.composite is not None:
-            return _composite_value(f"{e.name}.{f.name}", f.composite, f.is_list, value, path)
+            array = f.is_list or bool(f.composite_array)
+            return _composite_value(f"{e.name}.{f.name}", f.composite, array, value, path)
         check = write_value_check(self.dialect, f)
         if check is not None:
             try:
@@ -817,30 +818,70 @@ def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fra
 def _composite_value(
     where: str, composite: Composite, is_list: bool, value: Any, path: tuple[str | int, ...]
 ) -> Fragment:
-    """A PostgreSQL composite value from the JSON object it is served as, its attributes
-    checked first: json_populate_record would skip a key that is no attribute."""
-    _check_composite(where, composite, is_list, value, path)
+    """A PostgreSQL composite value, or an array of them, from the JSON it is served as, its
+    attributes checked first: json_populate_record would skip a key that is no attribute.
+    json_populate_record fills arrays of composites inside a composite by itself; an array
+    column is built from its elements in order, a null element kept as NULL."""
+    if is_list:
+        _check_composites_list(where, composite, value, path)
+    else:
+        _check_composite(where, composite, value, path)
+    json = sql("CAST(CAST(", param(orjson.dumps(value).decode()), " AS TEXT) AS json)")
+    if not is_list:
+        return _populate(composite, json)
     return sql(
-        "json_populate_record(CAST(NULL AS ",
-        ident(composite.db_schema, composite.name),
-        "), CAST(CAST(",
-        param(orjson.dumps(value).decode()),
-        " AS TEXT) AS json))",
+        "ARRAY(SELECT CASE WHEN json_typeof(q__e.value) = 'null' THEN NULL ELSE ",
+        _populate(composite, sql("q__e.value")),
+        " END FROM json_array_elements(",
+        json,
+        ") WITH ORDINALITY AS q__e(value, n) ORDER BY q__e.n)",
     )
 
 
-def _check_composite(
-    where: str, composite: Composite, is_list: bool, value: Any, path: tuple[str | int, ...]
+def _populate(composite: Composite, json: Fragment) -> Fragment:
+    """``composite`` read from the JSON object ``json``, the type schema-qualified."""
+    return sql(
+        "json_populate_record(CAST(NULL AS ",
+        ident(composite.db_schema, composite.name),
+        "), ",
+        json,
+        ")",
+    )
+
+
+def _check_composites_list(
+    where: str, composite: Composite, value: Any, path: tuple[str | int, ...]
 ) -> None:
-    """BAD_USER_INPUT for a value that is not an object of ``composite``'s attributes, down
-    through nested composites."""
-    if is_list:
+    """BAD_USER_INPUT for a value that is not a list of objects of ``composite`` (or nulls),
+    naming the element at fault. PostgreSQL arrays of composites are written one dimension
+    deep: a list inside the list is refused."""
+    if not isinstance(value, list):
         raise PlanError(
-            f"{where}: an array of the composite type {composite.name} cannot be written from"
-            " JSON yet: write it with a Python mutation or a function mutation",
+            f"{where}: {orjson.dumps(value).decode()[:80]} is not a list of objects of the"
+            f" attributes of {composite.name} ({_attribute_names(composite)})",
             path,
         )
-    names = ", ".join(a.name for a in composite.attributes) or "none"
+    for i, item in enumerate(value):
+        if isinstance(item, list):
+            raise PlanError(
+                f"{where}[{i}]: a list inside the list: arrays of the composite type"
+                f" {composite.name} are written one dimension deep, as a list of objects",
+                path,
+            )
+        if item is not None:
+            _check_composite(f"{where}[{i}]", composite, item, path)
+
+
+def _attribute_names(composite: Composite) -> str:
+    return ", ".join(a.name for a in composite.attributes) or "none"
+
+
+def _check_composite(
+    where: str, composite: Composite, value: Any, path: tuple[str | int, ...]
+) -> None:
+    """BAD_USER_INPUT for a value that is not an object of ``composite``'s attributes, down
+    through nested composites and their arrays."""
+    names = _attribute_names(composite)
     if not isinstance(value, dict):
         raise PlanError(
             f"{where}: {orjson.dumps(value).decode()[:80]} is not an object of the attributes"
@@ -856,8 +897,12 @@ def _check_composite(
                 f" {names}" + (f"; {hint}" if hint else ""),
                 path,
             )
-        if attribute.composite is not None and item is not None:
-            _check_composite(f"{where}.{key}", attribute.composite, attribute.is_list, item, path)
+        if attribute.composite is None or item is None:
+            continue
+        if attribute.is_list:
+            _check_composites_list(f"{where}.{key}", attribute.composite, item, path)
+        else:
+            _check_composite(f"{where}.{key}", attribute.composite, item, path)
 
 
 def _table(e: Entity) -> Fragment:

@@ -119,6 +119,10 @@ class Field(_Model):
     enum_values: tuple[str, ...] | None = None
     #: A composite-typed column (PostgreSQL): its type and attributes, to write it from JSON.
     composite: Composite | None = None
+    #: True when the column is an array of ``composite`` that the field serves as one JSON
+    #: value (an authored ``quiver.JSON`` field over it); a reflected array field says
+    #: ``is_list``. None otherwise, and then absent from a compiled schema.json.
+    composite_array: bool | None = None
     #: Whether the database can sort and group the column (PostgreSQL's point, xml cannot).
     sortable: bool = True
     #: The column has a default that the database fills in when an insert omits it.

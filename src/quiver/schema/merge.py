@@ -96,6 +96,8 @@ def _overlay(r: Entity, a: Entity) -> Entity:
         if over.scalar == f.scalar and over.db_type is None:
             update["db_type"] = f.db_type
             update["composite"] = f.composite
+            if f.composite is not None and f.is_list and not over.is_list:
+                update["composite_array"] = True
         fields.append(over.model_copy(update=update))
     fields.extend(f for f in a.fields if f.column.casefold() not in used)
 
