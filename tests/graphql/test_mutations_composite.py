@@ -394,15 +394,20 @@ class Parcel:
 """
 
 
+async def _compiled(url: str, tmp_path: Path) -> Schema:
+    """The schema a server loads from the schema.json compiled of APP over the database."""
+    execute_statements(url, DDL)
+    (tmp_path / "app.py").write_text(APP)
+    result = await compile_app(tmp_path / "app.py", extend_db=url)
+    assert result.schema is not None, result.lines()
+    (tmp_path / "schema.json").write_text(result.schema.to_json())
+    return load_schema_file(tmp_path / "schema.json")
+
+
 async def test_a_server_of_the_compiled_schema_writes_composites(
     fresh_postgresql: str, tmp_path: Path
 ) -> None:
-    execute_statements(fresh_postgresql, DDL)
-    (tmp_path / "app.py").write_text(APP)
-    result = await compile_app(tmp_path / "app.py", extend_db=fresh_postgresql)
-    assert result.schema is not None, result.lines()
-    (tmp_path / "schema.json").write_text(result.schema.to_json())
-    compiled = load_schema_file(tmp_path / "schema.json")
+    compiled = await _compiled(fresh_postgresql, tmp_path)
     parcel = compiled.entity("Parcel")
     assert parcel is not None
     box = parcel.field("box")
@@ -418,12 +423,7 @@ async def test_a_server_of_the_compiled_schema_writes_composites(
 async def test_a_server_of_the_compiled_schema_writes_arrays_of_composites(
     fresh_postgresql: str, tmp_path: Path
 ) -> None:
-    execute_statements(fresh_postgresql, DDL)
-    (tmp_path / "app.py").write_text(APP)
-    result = await compile_app(tmp_path / "app.py", extend_db=fresh_postgresql)
-    assert result.schema is not None, result.lines()
-    (tmp_path / "schema.json").write_text(result.schema.to_json())
-    compiled = load_schema_file(tmp_path / "schema.json")
+    compiled = await _compiled(fresh_postgresql, tmp_path)
     parcel = compiled.entity("Parcel")
     assert parcel is not None
     # Declared as one JSON value, the field still writes the column's array.
