@@ -222,24 +222,12 @@ _NO_NAN = "the export refuses NaN: decimal128 holds no NaN (STORED_VALUE, docume
 #: Columns that do not round-trip, and why.
 BROKEN: dict[Dialect, dict[str, str]] = {
     "postgresql": {
-        "i2": _COPY_BINARY,
-        "f4": _COPY_BINARY,
-        "u": _COPY_BINARY,
-        "jb": _COPY_BINARY,
-        "m": _COPY_BINARY,
-        "o": _COPY_BINARY,
         "tstz": "DoPut fails on an infinite timestamptz",
         "n": _NO_NAN,
         "an": _NO_NAN,
         "tmtz": "export fails: timetz values are not read as time64",
-        **{
-            c: _PG_OPAQUE
-            for c in ("bits", "vbits", "iv", "ip", "pt", "ln", "seg", "bx", "pth", "pg", "crc")
-        },
-        "mac8": _PG_OPAQUE,
     },
     "mysql": {
-        **{c: _MY_BINARY for c in ("bit8", "bit64", "g", "pt", "pgn", "mpt")},
         "tm6": "export fails (INTERNAL) on a TIME beyond 24 hours",
     },
     "sqlite": {"n": "the export refuses 1e100: decimal128(38, 10) cannot hold it (documented)"},

@@ -166,7 +166,7 @@ def plan_rows(
                 *(
                     ("CAST(", ident(alias, f.column), f" * {10 ** schema.field(i).type.scale}")
                     if i in scaled
-                    else (ident(alias, f.column),)
+                    else _read_as(dialect, f, ident(alias, f.column))
                 ),
                 " AS bigint)" if i in scaled else "",
                 " AS ",
@@ -185,6 +185,18 @@ def plan_rows(
         statement = sql(statement, " LIMIT ", param(limit))
     text, params = _compiled(statement, dialect)
     return ExportPlan(entity, fields, schema, text, params, scaled)
+
+
+def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
+    """How the export reads ``f``: its text when the dialect's Arrow reader would hand out a
+    String column of its type in the database's binary form."""
+    tpl = None
+    if f.scalar in (Scalar.STRING, Scalar.JSON) and f.enum_values is None and not f.composite:
+        tpl = dialect.arrow_text_of(f.db_type, is_list=f.is_list)
+    if tpl is None:
+        return (column,)
+    before, after = tpl.split("{}")
+    return (before, column, after)
 
 
 def _rows_of(

@@ -22,9 +22,9 @@ from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import TicketError
 from quiver.flight.violations import violation
 from quiver.runtime.errors import ErrorDetail, QuiverError
-from quiver.schema.ir import Entity, Field
+from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import connect_adbc, connect_mysql_bulk, database_error
-from quiver.sql.dialects import MYSQL
+from quiver.sql.dialects import MYSQL, POSTGRESQL
 
 __all__ = ["load_table"]
 
@@ -224,13 +224,73 @@ def _load_adbc(
             cursor.execute("PRAGMA foreign_keys = ON")
         transaction = conn.adbc_connection
         transaction.set_autocommit(False)
+    staged = pool.url.dialect == "postgresql" and not all(map(_pg_copies_as_is, fields))
     with (
         _all_or_nothing(conn, pool, entity, refused, transaction=transaction),
         conn.cursor() as cursor,
     ):
         stream = pa.RecordBatchReader.from_batches(target, batches())
-        cursor.adbc_ingest(entity.source, stream, mode="append", db_schema_name=entity.db_schema)
+        if staged:
+            _ingest_pg_staged(cursor, entity, fields, stream)
+        else:
+            cursor.adbc_ingest(
+                entity.source, stream, mode="append", db_schema_name=entity.db_schema
+            )
     return count
+
+
+#: PostgreSQL column types whose binary COPY form is that of the Arrow type Quiver streams
+#: them as (:func:`arrow_type`), so ADBC's ingestion writes them as they are.
+_PG_AS_IS = {
+    pa.int32(): {"int4"},
+    pa.int64(): {"int8"},
+    pa.float64(): {"float8"},
+    pa.bool_(): {"bool"},
+    pa.string(): {"text", "varchar", "bpchar", "json"},
+    pa.binary(): {"bytea"},
+    pa.date32(): {"date"},
+    pa.time64("us"): {"time"},
+    pa.timestamp("us", tz="UTC"): {"timestamp", "timestamptz"},
+}
+
+
+def _pg_copies_as_is(f: Field) -> bool:
+    """Whether ADBC's binary COPY of ``f``'s Arrow values is what its column reads: an int4
+    for an int2 column or text for a uuid, inet or jsonb one is not (PostgreSQL refuses it,
+    or reads other values)."""
+    t = arrow_type(f)
+    t = t.value_type if pa.types.is_list(t) else t
+    if f.enum_values is not None or pa.types.is_decimal(t):
+        return True
+    return (f.db_type or "") in _PG_AS_IS.get(t, set())
+
+
+_COLUMN_TYPES = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
+WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def _ingest_pg_staged(
+    cursor: Any, entity: Entity, fields: list[Field], stream: pa.RecordBatchReader
+) -> None:
+    """Ingest ``stream`` into a temporary table of its own Arrow types, then insert its rows
+    into ``entity``'s table, each value cast to its column's type by PostgreSQL: through
+    the type's input function for text (uuid, inet, jsonb, money, geometric types),
+    range-checked for narrower numbers (an int4 into int2)."""
+    quote = POSTGRESQL.quote_ident
+    table = quote(entity.source)
+    if entity.db_schema:
+        table = f"{quote(entity.db_schema)}.{table}"
+    cursor.execute(_COLUMN_TYPES, (table,))
+    declared = dict(cursor.fetchall())
+    stage = "quiver_load_stage"
+    cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
+    cursor.adbc_ingest(stage, stream, mode="create", temporary=True)
+    names = ", ".join(quote(f.column) for f in fields)
+    casts = ", ".join(f"CAST({quote(f.column)} AS {declared[f.column]})" for f in fields)
+    cursor.execute(f"INSERT INTO {table} ({names}) SELECT {casts} FROM pg_temp.{stage}")
+    cursor.execute(f"DROP TABLE pg_temp.{stage}")
 
 
 @contextmanager
@@ -299,6 +359,13 @@ def _sqlite_storage(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
+def _mysql_value(f: Field) -> str:
+    """The placeholder of ``f``'s value in the INSERT: the text an export reads a BIT or
+    spatial column as becomes a value of the column again."""
+    tpl = MYSQL.arrow_text_to(f.db_type) if f.scalar in (Scalar.STRING, Scalar.JSON) else None
+    return "%s" if tpl is None else tpl.format("%s")
+
+
 def _load_mysql(
     entity: Entity, pool: ConnectionPool, reader: pa.RecordBatchReader, fields: list[Field]
 ) -> int:
@@ -307,7 +374,7 @@ def _load_mysql(
     if entity.db_schema:
         table = f"{quote(entity.db_schema)}.{table}"
     names = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
+    marks = ", ".join(_mysql_value(f) for f in fields)
     statement = f"INSERT INTO {table} ({names}) VALUES ({marks})"
     conn = connect_mysql_bulk(pool.url)
     count = 0

@@ -119,6 +119,15 @@ class Dialect:
     contains_text: str = ""
     starts_with_text: str = ""
     ends_with_text: str = ""
+    #: Flight: how a String column (not an enum) of a type the Arrow reader would hand out
+    #: in the database's binary form (PostgreSQL's bit, inet, money, geometric types; MariaDB's
+    #: BIT and spatial types) is read as its text, as ``type_output``; ``arrow_text_list``
+    #: reads an array of such a type as an array of text.
+    arrow_text_output: tuple[tuple[str, str], ...] = ()
+    arrow_text_list: str = "{}"
+    #: Flight DoPut: how such a text value (a ``{}`` placeholder) becomes a value of its column
+    #: again, as ``type_output`` (where the database does not convert text on its own).
+    arrow_text_input: tuple[tuple[str, str], ...] = ()
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
@@ -183,6 +192,15 @@ class Dialect:
     def key_output_of(self, db_type: str | None) -> str | None:
         """How a cursor holds an order key of type ``db_type`` (None: as it is served)."""
         return _type_output(self.key_output, db_type.lower()) if db_type else None
+
+    def arrow_text_of(self, db_type: str | None, *, is_list: bool = False) -> str | None:
+        """How a Flight export reads a String column of type ``db_type`` (None: as it is)."""
+        tpl = _type_output(self.arrow_text_output, db_type.lower()) if db_type else None
+        return self.arrow_text_list if tpl is not None and is_list else tpl
+
+    def arrow_text_to(self, db_type: str | None) -> str | None:
+        """How DoPut turns a text value into a column of type ``db_type`` (None: as it is)."""
+        return _type_output(self.arrow_text_input, db_type.lower()) if db_type else None
 
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
@@ -312,6 +330,15 @@ POSTGRESQL = Dialect(
         "Base64": "translate(encode({}, 'base64'), chr(10), '')",
     },
     text_types="text|varchar|bpchar|name|citext|char",
+    # ADBC decodes text, enums, json and uuid; any other type of a String field (bit, inet,
+    # cidr, macaddr, money, interval, ranges, geometric types) comes in its binary form.
+    arrow_text_output=(
+        (
+            r"(?!(?:text|varchar|bpchar|name|citext|char|xml|json|jsonb|uuid)$).*",
+            "CAST({} AS text)",
+        ),
+    ),
+    arrow_text_list="CAST({} AS text[])",
     min_max_types="text|varchar|bpchar|name|citext|char|interval|money|inet|cidr|oid|pg_lsn",
     text_of="(json_build_array({})->>0)",
     list_output=(
@@ -380,6 +407,15 @@ MYSQL = Dialect(
     ),
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
     text_of="CAST({} AS CHAR)",
+    # Wider BITs as binary digits, spatial values as WKT (the driver gives both as bytes).
+    arrow_text_output=(
+        (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({}), <1>, '0')"),
+        (MYSQL_SPATIAL_TYPES, "ST_AsText({})"),
+    ),
+    arrow_text_input=(
+        (r"bit\(([2-9]|[1-9][0-9]+)\)", "CAST(CONV({}, 2, 10) AS UNSIGNED)"),
+        (MYSQL_SPATIAL_TYPES, "ST_GeomFromText({})"),
+    ),
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
     type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
     enum_position="({} + 0)",
