@@ -69,9 +69,9 @@ class Matrix:
         (entity,) = [e for e in self.schema.entities if e.source == table]
         return entity
 
-    def count(self, table: str) -> int:
+    def count(self, table: str, where: str = "") -> int:
         name = f"{self.db_schema}.{table}" if self.db_schema else table
-        return int(self.db.query(f"SELECT COUNT(*) FROM {name}")[0][0])
+        return int(self.db.query(f"SELECT COUNT(*) FROM {name} {where}")[0][0])
 
 
 def _split_columns(text: str) -> list[str]:
@@ -285,3 +285,41 @@ def test_every_mariadb_type_round_trips_or_is_refused(mysql: Matrix, column: str
 @pytest.mark.parametrize("column", _cases("sqlite"))
 def test_every_sqlite_type_round_trips_or_is_refused(sqlite: Matrix, column: str) -> None:
     round_trip(sqlite, "sqlite", column)
+
+
+def _put_one(m: Matrix, column: str, values: pa.Array) -> str:
+    """Load ``values`` into ``column`` of its empty copy, expecting a refusal: what it says."""
+    target = m.entity(f"b_{column}")
+    f = target.field_by_column(column)
+    key = target.field_by_column("id")
+    assert f is not None and key is not None
+    ids = pa.array(range(100, 100 + len(values)), pa.int32())
+    batch = pa.table({key.name: ids, f.name: values})
+    client = flight.FlightClient(m.handle.location)
+    try:
+        with pytest.raises(flight.FlightServerError) as caught:
+            put(client, target, batch)
+    finally:
+        client.close()
+    assert m.count(f"b_{column}", "WHERE id >= 100") == 0
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("dialect", "column"), [("postgresql", "f4"), ("mysql", "f")])
+def test_a_double_a_single_precision_column_would_round_is_refused(
+    request: pytest.FixtureRequest, dialect: str, column: str
+) -> None:
+    m: Matrix = request.getfixturevalue("pg" if dialect == "postgresql" else "mysql")
+    said = _put_one(m, column, pa.array([1.5, 0.1], pa.float64()))
+    assert f"column {column!r} is double" in said and "0.1 is not a single-precision float" in said
+
+
+def test_a_number_beyond_a_smallint_fails_the_load_naming_the_column(pg: Matrix) -> None:
+    said = _put_one(pg, "i2", pa.array([1, 40_000], pa.int32()))
+    assert said.startswith("VALUE_OUT_OF_RANGE"), said
+    assert "smallint out of range" in said
+
+
+def test_text_a_postgresql_type_does_not_read_fails_the_load_with_its_message(pg: Matrix) -> None:
+    said = _put_one(pg, "u", pa.array(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "nope"]))
+    assert 'invalid input syntax for type uuid: "nope"' in said, said

@@ -189,10 +189,15 @@ def plan_rows(
 
 def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
     """How the export reads ``f``: its text when the dialect's Arrow reader would hand out a
-    String column of its type in the database's binary form."""
+    String column of its type in the database's binary form; a single-precision float as
+    the double it is."""
     tpl = None
     if f.scalar in (Scalar.STRING, Scalar.JSON) and f.enum_values is None and not f.composite:
         tpl = dialect.arrow_text_of(f.db_type, is_list=f.is_list)
+    elif f.scalar == Scalar.FLOAT and not f.is_list:
+        # MariaDB prints a FLOAT in the fewest digits that single precision tells apart
+        # (3.40282e38), another double than the one it holds; as DOUBLE it is exact.
+        tpl = dialect.key_output_of(f.db_type)
     if tpl is None:
         return (column,)
     before, after = tpl.split("{}")

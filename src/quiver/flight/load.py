@@ -160,12 +160,35 @@ def _check_schema(entity: Entity, schema: pa.Schema, fields: list[Field], dialec
         raise TicketError(details)
 
 
-def _checked(batch: pa.RecordBatch, fields: list[Field]) -> pa.RecordBatch:
+#: Column types holding single-precision floats (Quiver streams them as float64).
+_SINGLE = {"postgresql": re.compile(r"float4$"), "mysql": re.compile(r"float\b")}
+
+
+def _single_precision(values: pa.Array) -> pa.Array:
+    """``values`` (float64) as float32, failing when one would be rounded (NaN and the
+    infinities are kept)."""
+    narrow = values.cast(pa.float32())
+    changed = pc.and_kleene(
+        pc.not_equal(narrow.cast(pa.float64()), values), pc.invert(pc.is_nan(values))
+    )
+    index = pc.index(changed, True).as_py()
+    if index is not None and index >= 0:
+        raise pa.ArrowInvalid(
+            f"{values[index]} is not a single-precision float (it would be rounded to "
+            f"{narrow[index]})"
+        )
+    return values
+
+
+def _checked(batch: pa.RecordBatch, fields: list[Field], dialect: str) -> pa.RecordBatch:
     arrays = []
+    single = _SINGLE.get(dialect)
     for column, f in zip(batch.columns, fields, strict=True):
         target = arrow_type(f)
         try:
             arrays.append(cast_exact(column, target))
+            if single is not None and single.match(f.db_type or "") and not f.is_list:
+                _single_precision(arrays[-1])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise _refuse(
                 f"column {f.name!r} is {column.type}, and a value of it would change as "
@@ -203,7 +226,7 @@ def _load_adbc(
         nonlocal count
         for batch in reader:
             try:
-                checked = _checked(batch, fields)
+                checked = _checked(batch, fields, pool.url.dialect)
             except QuiverError as err:
                 refused.append(err)
                 raise
@@ -396,7 +419,7 @@ def _load_mysql(
         )
         cursor.execute("SET SESSION time_zone = '+00:00'")
         for batch in reader:
-            checked = _checked(batch, fields)
+            checked = _checked(batch, fields, pool.url.dialect)
             current[:] = [checked]
             rows = list(zip(*(c.to_pylist() for c in checked.columns), strict=True))
             if rows:
