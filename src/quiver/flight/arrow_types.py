@@ -5,7 +5,8 @@ database: Int is int32, BigInt int64, Float float64, Decimal decimal128 (precisi
 the column when the database states them: ``decimal128(p, s)`` up to 38 digits,
 ``decimal256(p, s)`` up to 76, exact text past that; ``decimal128(38, 10)`` when it does not),
 DateTime timestamp[us, UTC], Date date32, Time
-time64[us], Base64 binary, everything else (String, ID, UUID, JSON, enums) utf8; an array
+time64[us] (PostgreSQL's timetz utf8, with its offset), Base64 binary, everything else
+(String, ID, UUID, JSON, enums) utf8; an array
 column is a list of its element type. Nulls are kept.
 """
 
@@ -51,13 +52,22 @@ _SCALARS: dict[Scalar, pa.DataType] = {
 
 def arrow_type(f: Field) -> pa.DataType:
     """The Arrow type a field's values travel as."""
-    if f.enum_values is not None:
+    if f.enum_values is not None or _zoned_time(f):
         t: pa.DataType = pa.string()
     elif f.scalar == Scalar.DECIMAL:
         t = _decimal(f.db_type)
     else:
         t = _SCALARS[f.scalar]
     return pa.list_(t) if f.is_list else t
+
+
+def _zoned_time(f: Field) -> bool:
+    """Whether ``f`` is a time of day with a UTC offset (PostgreSQL ``timetz``): time64 has
+    no offset, so it travels as its text (``10:00:00+02``)."""
+    return f.scalar == Scalar.TIME and (f.db_type or "").lower() in (
+        "timetz",
+        "time with time zone",
+    )
 
 
 def _decimal(db_type: str | None) -> pa.DataType:

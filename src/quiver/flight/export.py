@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from graphql.utilities import coerce_input_value
 
 from graphql import GraphQLError, GraphQLInputObjectType, GraphQLSchema
-from quiver.flight.arrow_types import arrow_schema, conform_batch
+from quiver.flight.arrow_types import arrow_schema, arrow_type, conform_batch
 from quiver.flight.pool import ConnectionPool
 from quiver.flight.tickets import ExportTicket, TicketError
 from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
-from quiver.runtime.errors import QuiverError
+from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.connect import database_error
@@ -192,7 +193,8 @@ def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
     String column of its type in the database's binary form; a single-precision float as
     the double it is."""
     tpl = None
-    if f.scalar in (Scalar.STRING, Scalar.JSON) and f.enum_values is None and not f.composite:
+    text = pa.types.is_string(arrow_type(f)) or f.scalar == Scalar.JSON
+    if text and f.enum_values is None and not f.composite:
         tpl = dialect.arrow_text_of(f.db_type, is_list=f.is_list)
     elif f.scalar == Scalar.FLOAT and not f.is_list:
         # MariaDB prints a FLOAT in the fewest digits that single precision tells apart
@@ -428,7 +430,8 @@ def _adbc_batches(
         for batch in driver:
             batch = _unscale(batch, plan)
             for start in range(0, batch.num_rows, batch_rows):
-                yield conform_batch(batch.slice(start, batch_rows), plan.schema)
+                conformed = conform_batch(batch.slice(start, batch_rows), plan.schema)
+                yield _finite_times(conformed) if postgresql else conformed
         done = True
     finally:
         if not done:
@@ -441,6 +444,35 @@ def _adbc_batches(
             except Exception:
                 lease.broken = True
         pool.release(lease)
+
+
+#: Before PostgreSQL's earliest date and time (4713 BC): ADBC's reading of ``infinity`` and
+#: ``-infinity``, which overflows as it moves PostgreSQL's epoch (2000) to Arrow's (1970).
+_PG_EARLIEST = {
+    pa.date32(): pa.scalar(-2_440_588, pa.int32()),
+    pa.timestamp("us", tz="UTC"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
+}
+
+
+def _finite_times(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch``, failing when a date or timestamp column holds PostgreSQL's ``infinity`` or
+    ``-infinity``, which no Arrow date or timestamp holds (read as is, they would stream as
+    dates 30,000 years ago)."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        earliest = _PG_EARLIEST.get(column.type)
+        if earliest is None or column.null_count == len(column):
+            continue
+        raw = column.cast(earliest.type)
+        index = pc.index(pc.less(raw, earliest), True).as_py()
+        if index is not None and index >= 0:
+            detail = ErrorDetail(
+                f"column {name!r} holds infinity or -infinity, which {column.type} cannot hold",
+                name,
+                "filter those rows out, or export the column through a view that maps them "
+                "to dates",
+            )
+            raise PermanentError([detail], code="STORED_VALUE")
+    return batch
 
 
 def sqlite_typed(text: str, schema: pa.Schema) -> str:
@@ -624,7 +656,16 @@ def _batch_of_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Rec
     columns = list(zip(*rows, strict=True))
     arrays = []
     for values, target in zip(columns, schema, strict=True):
-        arrays.append(_array(list(values), target.type))
+        try:
+            arrays.append(_array(list(values), target.type))
+        except _NotATimeOfDayError as exc:
+            detail = ErrorDetail(
+                f"column {target.name!r} holds {exc}, which {target.type} (a time of day) "
+                "cannot hold",
+                target.name,
+                "filter those rows out, or export the column through a view that casts it",
+            )
+            raise PermanentError([detail], code="STORED_VALUE") from None
     return conform_batch(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema)
 
 
@@ -641,7 +682,17 @@ def _array(values: list[Any], target: pa.DataType) -> pa.Array:
         return pa.array(values)
 
 
+class _NotATimeOfDayError(ValueError):
+    """A MariaDB TIME (a duration, -838:59:59 to 838:59:59) that is no time of day."""
+
+
 def _time_of(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
+        if not dt.timedelta(0) <= value < dt.timedelta(days=1):
+            sign = "-" if value < dt.timedelta(0) else ""
+            seconds = abs(value).total_seconds()
+            raise _NotATimeOfDayError(
+                f"{sign}{int(seconds // 3600)}:{int(seconds % 3600 // 60):02}:{seconds % 60:09.6f}"
+            )
         return (dt.datetime.min + value).time()
     return value
