@@ -265,13 +265,14 @@ def test_every_sqlite_type_round_trips_or_is_refused(sqlite: Matrix, column: str
     round_trip(sqlite, "sqlite", column)
 
 
-def _put_one(m: Matrix, column: str, values: pa.Array) -> str:
+def _put_one(m: Matrix, column: str, values: pa.Array, ids: pa.Array | None = None) -> str:
     """Load ``values`` into ``column`` of its empty copy, expecting a refusal: what it says."""
     target = m.entity(f"b_{column}")
     f = target.field_by_column(column)
     key = target.field_by_column("id")
     assert f is not None and key is not None
-    ids = pa.array(range(100, 100 + len(values)), pa.int32())
+    if ids is None:
+        ids = pa.array(range(100, 100 + len(values)), pa.int32())
     batch = pa.table({key.name: ids, f.name: values})
     client = flight.FlightClient(m.handle.location)
     try:
@@ -338,3 +339,10 @@ def test_mariadb_bits_and_spatial_values_export_as_binary_digits_and_wkt(mysql: 
     assert table.column("bit8").to_pylist()[:2] == ["00000101", "11111111"]
     assert table.column("pt").to_pylist()[:2] == ["POINT(1 2)", "POINT(0 0)"]
     assert table.column("f").to_pylist()[0] == 3.4028200183756560e38
+
+
+def test_a_duplicate_key_in_a_load_cast_through_a_staging_table_is_named(pg: Matrix) -> None:
+    ids = pa.array([300, 300], pa.int32())
+    said = _put_one(pg, "u", pa.array(["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"] * 2), ids)
+    assert said.startswith("DUPLICATE_KEY"), said
+    assert "Key (id)=(300) already exists" in said, said
