@@ -190,11 +190,15 @@ def plan_rows(
 
 def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
     """How the export reads ``f``: its text when the dialect's Arrow reader would hand out a
-    String column of its type in the database's binary form; a single-precision float as
-    the double it is."""
+    String column of its type in the database's binary form, a composite's JSON text; a
+    single-precision float as the double it is."""
     tpl = None
     text = pa.types.is_string(arrow_type(f)) or f.scalar == Scalar.JSON
-    if text and f.enum_values is None and not f.composite:
+    if f.composite is not None:
+        tpl = (
+            dialect.arrow_composite_list if f.is_list else dialect.arrow_composite_output
+        ) or None
+    elif text and f.enum_values is None and not f.composite:
         tpl = dialect.arrow_text_of(f.db_type, is_list=f.is_list)
     elif f.scalar == Scalar.FLOAT and not f.is_list:
         # MariaDB prints a FLOAT in the fewest digits that single precision tells apart
@@ -202,8 +206,10 @@ def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
         tpl = dialect.key_output_of(f.db_type)
     if tpl is None:
         return (column,)
-    before, after = tpl.split("{}")
-    return (before, column, after)
+    parts: list[Any] = []
+    for i, text in enumerate(tpl.split("{}")):
+        parts.extend((column, text) if i else (text,))
+    return tuple(parts)
 
 
 def _rows_of(

@@ -294,6 +294,31 @@ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
 """
 
 
+def _pg_cast(f: Field, column: str, declared: str) -> str:
+    """``column`` of the staging table as a value of ``f``'s column (of type ``declared``):
+    a composite (or array of composites) from the JSON text the export streams it as."""
+    if f.composite is None:
+        return f"CAST({column} AS {declared})"
+    json = f"CAST({column} AS json)"
+    if f.is_list:
+        element = declared.removesuffix("[]")
+        item = f"({column})[i]"
+        record = f"json_populate_record(NULL::{element}, CAST({item} AS json))"
+        value = (
+            f"ARRAY(SELECT CASE WHEN {item} IS NULL THEN NULL ELSE {record} END "
+            f"FROM generate_subscripts({column}, 1) AS i ORDER BY i)"
+        )
+    elif f.composite_array:
+        element = declared.removesuffix("[]")
+        value = (
+            f"ARRAY(SELECT json_populate_record(NULL::{element}, e.v) FROM "
+            f"json_array_elements({json}) WITH ORDINALITY AS e(v, n) ORDER BY e.n)"
+        )
+    else:
+        value = f"json_populate_record(NULL::{declared}, {json})"
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE {value} END"
+
+
 def _ingest_pg_staged(
     cursor: Any, entity: Entity, fields: list[Field], stream: pa.RecordBatchReader
 ) -> None:
@@ -311,7 +336,7 @@ def _ingest_pg_staged(
     cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
     cursor.adbc_ingest(stage, stream, mode="create", temporary=True)
     names = ", ".join(quote(f.column) for f in fields)
-    casts = ", ".join(f"CAST({quote(f.column)} AS {declared[f.column]})" for f in fields)
+    casts = ", ".join(_pg_cast(f, quote(f.column), declared[f.column]) for f in fields)
     cursor.execute(f"INSERT INTO {table} ({names}) SELECT {casts} FROM pg_temp.{stage}")
     cursor.execute(f"DROP TABLE pg_temp.{stage}")
 

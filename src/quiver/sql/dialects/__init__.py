@@ -125,6 +125,11 @@ class Dialect:
     #: reads an array of such a type as an array of text.
     arrow_text_output: tuple[tuple[str, str], ...] = ()
     arrow_text_list: str = "{}"
+    #: Flight: how a composite column (or an array of composites served as one JSON value) is
+    #: read: its JSON text, as GraphQL serves it; ``arrow_composite_list`` reads an array of
+    #: composites as an array of their JSON texts. Empty when the dialect has no composites.
+    arrow_composite_output: str = ""
+    arrow_composite_list: str = ""
     #: Flight DoPut: how such a text value (a ``{}`` placeholder) becomes a value of its column
     #: again, as ``type_output`` (where the database does not convert text on its own).
     arrow_text_input: tuple[tuple[str, str], ...] = ()
@@ -339,6 +344,12 @@ POSTGRESQL = Dialect(
         ),
     ),
     arrow_text_list="CAST({} AS text[])",
+    arrow_composite_output="CAST(to_json({}) AS text)",
+    arrow_composite_list=(
+        # unnest() in FROM would spread each composite over its attributes' columns.
+        "CASE WHEN {} IS NULL THEN NULL ELSE ARRAY(SELECT CAST(to_json(({})[i]) AS text)"
+        " FROM generate_subscripts({}, 1) AS i ORDER BY i) END"
+    ),
     min_max_types="text|varchar|bpchar|name|citext|char|interval|money|inet|cidr|oid|pg_lsn",
     text_of="(json_build_array({})->>0)",
     list_output=(
