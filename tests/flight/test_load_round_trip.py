@@ -10,6 +10,7 @@ before anything is written, the error naming the column, its Arrow type and its 
 
 from __future__ import annotations
 
+import decimal
 import math
 import uuid
 from collections.abc import Iterator
@@ -288,6 +289,13 @@ def _put_one(m: Matrix, column: str, values: pa.Array, ids: pa.Array | None = No
         client.close()
     assert m.count(f"b_{column}", "WHERE id >= 100") == 0
     return str(caught.value)
+
+
+def test_a_decimal_sqlite_would_round_to_a_double_is_refused(sqlite: Matrix) -> None:
+    exact, rounded = decimal.Decimal("12.34"), decimal.Decimal("1234567890.1234567891")
+    said = _put_one(sqlite, "n", pa.array([exact, rounded], pa.decimal128(38, 10)))
+    assert "column 'n' is decimal128(38, 10)" in said, said
+    assert "1234567890.1234567891 would be stored as the double" in said, said
 
 
 @pytest.mark.parametrize(("dialect", "column"), [("postgresql", "f4"), ("mysql", "f")])

@@ -180,6 +180,19 @@ def _single_precision(values: pa.Array) -> pa.Array:
     return values
 
 
+def _held_as_real(values: pa.Array) -> pa.Array:
+    """``values`` (decimals), failing when one would change as the double SQLite stores it
+    (more than 15 significant digits, such as 1234567890123456.78)."""
+    back = values.cast(pa.float64()).cast(values.type)
+    index = pc.index(pc.not_equal(back, values), True).as_py()
+    if index is not None and index >= 0:
+        raise pa.ArrowInvalid(
+            f"{values[index]} would be stored as the double {back[index]} (SQLite keeps a "
+            "decimal as a REAL of about 15 significant digits)"
+        )
+    return values
+
+
 def _checked(batch: pa.RecordBatch, fields: list[Field], dialect: str) -> pa.RecordBatch:
     arrays = []
     single = _SINGLE.get(dialect)
@@ -189,6 +202,8 @@ def _checked(batch: pa.RecordBatch, fields: list[Field], dialect: str) -> pa.Rec
             arrays.append(cast_exact(column, target))
             if single is not None and single.match(f.db_type or "") and not f.is_list:
                 _single_precision(arrays[-1])
+            if dialect == "sqlite" and pa.types.is_decimal(target):
+                _held_as_real(arrays[-1])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise _refuse(
                 f"column {f.name!r} is {column.type}, and a value of it would change as "
