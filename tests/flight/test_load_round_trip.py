@@ -337,7 +337,9 @@ def test_postgresql_columns_of_types_other_than_text_export_as_their_text(pg: Ma
             f = source.field_by_column(column)
             assert f is not None
             got = export(client, source, ["id", f.name]).column(f.name).to_pylist()
-            want = pg.db.query(f"SELECT {column}::text FROM {pg.db_schema}.cells ORDER BY id")
+            # The type's output text, as GraphQL serves it (inet's cast to text would add /32).
+            text = f"json_build_array({column})->>0"
+            want = pg.db.query(f"SELECT {text} FROM {pg.db_schema}.cells ORDER BY id")
             assert got == [r[0] for r in want], column
         composites = export(client, source, ["id", "comp", "acomp"])
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import decimal
 import json
 import math
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
 from quiver.observers.triggers import install_triggers
 from quiver.schema.reflect import reflect_database
-from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
+from tests.conftest import DIALECTS, Dialect
 from tests.graphql import type_matrix as tm
 from tests.graphql.conftest import Runner
 
@@ -39,34 +38,16 @@ _NOT_WRITABLE_AS_SERVED: dict[str, set[str]] = {
 @pytest_asyncio.fixture(params=DIALECTS)
 async def cells(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Runner]:
     dialect: Dialect = request.param
-    schemas: list[str] | None = None
-    if dialect == "sqlite":
-        url = tm.build_sqlite(tmp_path_factory.mktemp("matrix") / "matrix.sqlite")
-    else:
-        url = create_empty_database(dialect)
-    db = ChinookDb(dialect, url)
-    try:
-        if dialect == "postgresql":
-            schema = f"m_{uuid.uuid4().hex[:8]}"
-            schemas = [schema]
-            for statement in tm.pg_statements(schema):
-                db.query(statement)
-        elif dialect == "mysql":
-            for statement in tm.mysql_statements():
-                db.query(statement)
-        reflected = await reflect_database(url, schemas=schemas)
+    with tm.matrix_database(dialect, tmp_path_factory) as m:
+        reflected = await reflect_database(m.url, schemas=m.schemas)
         settings = QuiverSettings.model_validate(
-            {"database": {"url": url, "pool_max": 2}, "mutations": {"change_log_table": LOG}}
+            {"database": {"url": m.url, "pool_max": 2}, "mutations": {"change_log_table": LOG}}
         )
         engine = await GraphQLEngine.open(reflected, settings)
         try:
-            yield Runner(engine, db)
+            yield Runner(engine, m.db)
         finally:
             await engine.close()
-    finally:
-        db.close()
-        if dialect != "sqlite":
-            drop_database(url)
 
 
 def _exact(text: str | bytes) -> Any:

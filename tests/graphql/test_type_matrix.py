@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import decimal
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from graphql import GraphQLEnumType, GraphQLList, GraphQLNonNull
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
 from quiver.schema.reflect import reflect_database
-from tests.conftest import DIALECTS, ChinookDb, Dialect, create_empty_database, drop_database
+from tests.conftest import DIALECTS, ChinookDb, Dialect
 from tests.graphql import type_matrix as tm
 from tests.graphql.conftest import Runner, asgi_client
 
@@ -69,32 +68,8 @@ class Matrix:
 @pytest_asyncio.fixture(scope="module", loop_scope="session", params=DIALECTS)
 async def matrix(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Matrix]:
     dialect: Dialect = request.param
-    schemas: list[str] | None = None
-    table = "cells"
-    if dialect == "sqlite":
-        url = tm.build_sqlite(tmp_path_factory.mktemp("matrix") / "matrix.sqlite")
-    else:
-        url = create_empty_database(dialect)
-    db = ChinookDb(dialect, url)
-    try:
-        if dialect == "postgresql":
-            schema = f"m_{uuid.uuid4().hex[:8]}"
-            schemas = [schema]
-            table = f"{schema}.cells"
-            for statement in tm.pg_statements(schema):
-                db.query(statement)
-        elif dialect == "mysql":
-            for statement in tm.mysql_statements():
-                db.query(statement)
-        reflected = await reflect_database(url, schemas=schemas)
-        settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
-        app = create_app(reflected, settings)
-        async with asgi_client(app) as client:
-            yield Matrix(client, db, app, table)
-    finally:
-        db.close()
-        if dialect != "sqlite":
-            drop_database(url)
+    async with tm.served_matrix(dialect, tmp_path_factory) as (m, app, client):
+        yield Matrix(client, m.db, app, m.table)
 
 
 def _selection(types: dict[str, Any]) -> str:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import decimal
 import math
 import re
 import sqlite3
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from graphql import (
     GraphQLEnumType,
@@ -25,6 +30,7 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
 )
+from tests.conftest import ChinookDb, Dialect, create_empty_database, drop_database
 
 #: Non-finite numbers, as Float and Decimal fields carry them (PostgreSQL's own JSON form).
 NON_FINITE = {"NaN", "Infinity", "-Infinity"}
@@ -138,6 +144,62 @@ def pg_statements(schema: str) -> list[str]:
 
 def mysql_statements() -> list[str]:
     return [f"CREATE TABLE cells ({MYSQL_COLUMNS}) CHARACTER SET utf8mb4", *MYSQL_ROWS]
+
+
+@dataclass
+class MatrixDatabase:
+    """A database holding the matrix table: its connection, URL, schemas to reflect (the
+    PostgreSQL schema it is in) and the table's qualified name."""
+
+    db: ChinookDb
+    url: str
+    schemas: list[str] | None
+    table: str
+
+
+@contextlib.contextmanager
+def matrix_database(dialect: Dialect, tmp_path_factory: Any) -> Iterator[MatrixDatabase]:
+    """A new database of ``dialect`` with the matrix table ``cells``, dropped afterwards."""
+    schemas: list[str] | None = None
+    table = "cells"
+    if dialect == "sqlite":
+        url = build_sqlite(tmp_path_factory.mktemp("matrix") / "matrix.sqlite")
+    else:
+        url = create_empty_database(dialect)
+    db = ChinookDb(dialect, url)
+    try:
+        if dialect == "postgresql":
+            schema = f"m_{uuid.uuid4().hex[:8]}"
+            schemas = [schema]
+            table = f"{schema}.cells"
+            for statement in pg_statements(schema):
+                db.query(statement)
+        elif dialect == "mysql":
+            for statement in mysql_statements():
+                db.query(statement)
+        yield MatrixDatabase(db, url, schemas, table)
+    finally:
+        db.close()
+        if dialect != "sqlite":
+            drop_database(url)
+
+
+@contextlib.asynccontextmanager
+async def served_matrix(
+    dialect: Dialect, tmp_path_factory: Any
+) -> AsyncIterator[tuple[MatrixDatabase, Any, httpx.AsyncClient]]:
+    """The matrix database, the GraphQL app reflecting it and an HTTP client of the app."""
+    from quiver.config.settings import QuiverSettings
+    from quiver.graphql.http import create_app
+    from quiver.schema.reflect import reflect_database
+    from tests.graphql.conftest import asgi_client
+
+    with matrix_database(dialect, tmp_path_factory) as m:
+        reflected = await reflect_database(m.url, schemas=m.schemas)
+        settings = QuiverSettings.model_validate({"database": {"url": m.url, "pool_max": 2}})
+        app = create_app(reflected, settings)
+        async with asgi_client(app) as client:
+            yield m, app, client
 
 
 def build_sqlite(path: Path) -> str:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from graphql.utilities import coerce_input_value
 
 from graphql import GraphQLError, GraphQLInputObjectType, GraphQLSchema
@@ -34,6 +33,7 @@ from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
+from quiver.sql.arrow_reads import infinite_time_column, template_parts
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
 from quiver.sql.dialects import SQLITE, Dialect
@@ -204,12 +204,7 @@ def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
         # MariaDB prints a FLOAT in the fewest digits that single precision tells apart
         # (3.40282e38), another double than the one it holds; as DOUBLE it is exact.
         tpl = dialect.key_output_of(f.db_type)
-    if tpl is None:
-        return (column,)
-    parts: list[Any] = []
-    for i, text in enumerate(tpl.split("{}")):
-        parts.extend((column, text) if i else (text,))
-    return tuple(parts)
+    return template_parts(tpl, column)
 
 
 def _rows_of(
@@ -452,32 +447,17 @@ def _adbc_batches(
         pool.release(lease)
 
 
-#: Before PostgreSQL's earliest date and time (4713 BC): ADBC's reading of ``infinity`` and
-#: ``-infinity``, which overflows as it moves PostgreSQL's epoch (2000) to Arrow's (1970).
-_PG_EARLIEST = {
-    pa.date32(): pa.scalar(-2_440_588, pa.int32()),
-    pa.timestamp("us", tz="UTC"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
-}
-
-
 def _finite_times(batch: pa.RecordBatch) -> pa.RecordBatch:
     """``batch``, failing when a date or timestamp column holds PostgreSQL's ``infinity`` or
-    ``-infinity``, which no Arrow date or timestamp holds (read as is, they would stream as
-    dates 30,000 years ago)."""
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        earliest = _PG_EARLIEST.get(column.type)
-        if earliest is None or column.null_count == len(column):
-            continue
-        raw = column.cast(earliest.type)
-        index = pc.index(pc.less(raw, earliest), True).as_py()
-        if index is not None and index >= 0:
-            detail = ErrorDetail(
-                f"column {name!r} holds infinity or -infinity, which {column.type} cannot hold",
-                name,
-                "filter those rows out, or export the column through a view that maps them "
-                "to dates",
-            )
-            raise PermanentError([detail], code="STORED_VALUE")
+    ``-infinity``, which no Arrow date or timestamp holds."""
+    found = infinite_time_column(batch)
+    if found is not None:
+        detail = ErrorDetail(
+            f"column {found.column!r} holds infinity or -infinity, which {found.arrow} cannot hold",
+            found.column,
+            "filter those rows out, or export the column through a view that maps them to dates",
+        )
+        raise PermanentError([detail], code="STORED_VALUE")
     return batch
 
 

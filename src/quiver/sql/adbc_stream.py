@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -61,8 +61,12 @@ def open_postgresql_result(
     query: str,
     params: Sequence[Any] = (),
     options: Mapping[str, str] | None = None,
+    reads: Callable[[pa.Schema], str] | None = None,
 ) -> AdbcResult:
     """Connect to ``url`` and execute ``query`` (blocking: run it in a thread).
+
+    With ``reads``, the query executed is what it returns for the schema of ``query``'s
+    result, as the driver would read it (the statement is prepared, not run, to learn it).
 
     A failure to connect raises the typed error of :func:`quiver.sql.connect.connect_adbc`;
     a failing query raises the driver's exception (the caller names what it was doing). The
@@ -86,6 +90,11 @@ def open_postgresql_result(
         result.statement = statement
         if options:
             statement.set_options(**options)
+        if reads is not None:
+            statement.set_sql_query(query)
+            statement.prepare()
+            handle = statement.execute_schema()
+            query = reads(pa.Schema._import_from_c(handle.address))
         statement.set_sql_query(query)
         with contextlib.suppress(adbc_driver_manager.NotSupportedError):
             statement.prepare()

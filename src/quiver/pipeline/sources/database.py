@@ -37,6 +37,12 @@ from quiver.pipeline.component import (
 from quiver.pipeline.line_numbers import line_column
 from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
 from quiver.sql.adbc_stream import open_postgresql_result
+from quiver.sql.arrow_reads import (
+    infinite_time_column,
+    mysql_read_template,
+    pg_read_template,
+    read_through,
+)
 from quiver.sql.connect import connect_adbc, connect_mysql, connection_lost, database_error
 from quiver.sql.dialects import check_identifier, dialect_for, split_table_name
 from quiver.sql.url import parse_database_url
@@ -112,13 +118,18 @@ class DatabaseSource(Acknowledging):
         self.highest: Any = None  # the highest cursor value read in this run
         self.declared: dict[str, str] = {}  # a SQLite table's declared column types
 
-    def _query(self) -> tuple[str, tuple[Any, ...]]:
-        dialect = self.dialect
+    def _base(self) -> str:
+        """The table's rows or the query, before the incremental condition."""
         if self.cfg.query is not None:
-            base = self.cfg.query
-        else:
-            assert self.cfg.table is not None
-            base = f"SELECT * FROM {dialect.quote_table(self.cfg.table)}"
+            return self.cfg.query
+        assert self.cfg.table is not None
+        return f"SELECT * FROM {self.dialect.quote_table(self.cfg.table)}"
+
+    def _query(self, base: str | None = None) -> tuple[str, tuple[Any, ...]]:
+        """The statement run and its parameters: ``base`` (by default :meth:`_base`) past the
+        incremental cursor's last value, in cursor order."""
+        dialect = self.dialect
+        base = self._base() if base is None else base
         inc = self.cfg.incremental
         if inc is None:
             return base, ()
@@ -214,13 +225,21 @@ class DatabaseSource(Acknowledging):
     async def _postgresql_batches(self) -> AsyncIterator[pa.RecordBatch]:
         """The result through ADBC's low-level API: the same driver and batches as its
         DB-API, without the half CPU-second of imports that module costs on first use."""
-        query, params = self._query()
+        base = self._base()
+        query, params = self._query(base)
+
+        def reads(schema: pa.Schema) -> str:
+            # Columns ADBC would hand out in another form than their value are read as it.
+            templates = [pg_read_template(f) for f in schema]
+            quote = self.dialect.quote_ident
+            return self._query(read_through(base, schema.names, templates, quote))[0]
+
         # Batches of a few MB rather than the driver's 16 MB: the first rows reach the next
         # steps sooner, so reading and writing overlap.
         options = {"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)}
         try:
             result = await asyncio.to_thread(
-                open_postgresql_result, self.url, query, params, options
+                open_postgresql_result, self.url, base, params, options, reads
             )
         except QuiverError:
             raise
@@ -235,10 +254,26 @@ class DatabaseSource(Acknowledging):
                     raise self._reading_error(exc, read) from exc
                 if batch is None:
                     break
+                self._check_finite(batch, read)
                 read += batch.num_rows
                 yield _plain_types(batch)
         finally:
             await asyncio.to_thread(result.close)
+
+    def _check_finite(self, batch: pa.RecordBatch, before: int) -> None:
+        """Refuse PostgreSQL's ``infinity`` and ``-infinity`` dates and timestamps, which no
+        Arrow date or timestamp holds."""
+        found = infinite_time_column(batch)
+        if found is None:
+            return
+        column = self.dialect.quote_ident(found.column)
+        raise PermanentError.one(
+            f"column {found.column!r} holds {found.value} at record {before + found.index + 1}"
+            f", which no Arrow {found.arrow} holds",
+            f"source database {self.url.redacted()}",
+            f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) THEN "
+            f"{column} END AS {column}, or CAST({column} AS text)",
+        )
 
     def _check_booleans(
         self, columns: Sequence[Sequence[Any]], schema: pa.Schema, before: int
@@ -291,13 +326,32 @@ class DatabaseSource(Acknowledging):
 
     # -- MariaDB / MySQL through asyncmy ---------------------------------------------------
 
+    async def _mysql_reads(self, conn: Any) -> str:
+        """The table's rows or the query, reading FLOATs as the doubles they are (MariaDB
+        prints them in 6 digits), wider BITs as binary digits and spatial values as WKT:
+        the column types are those of the result's first, empty, read."""
+        base = self._base()
+        probe = f"SELECT * FROM ({base}) AS q LIMIT 0"
+        cur = conn.cursor()
+        try:
+            await cur.execute(probe)
+            description = cur.description or ()
+        except Exception as exc:
+            raise database_error(exc, self.url, f"query {base!r}") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await cur.close()
+        names = [str(d[0]) for d in description]
+        templates = [mysql_read_template(d[1], d[3]) for d in description]
+        return read_through(base, names, templates, self.dialect.quote_ident)
+
     async def _mysql_batches(self) -> AsyncIterator[pa.RecordBatch]:
         from asyncmy.cursors import SSCursor
 
-        query, params = self._query()
         conn = await connect_mysql(self.url)
         read = 0
         try:
+            query, params = self._query(await self._mysql_reads(conn))
             cur = conn.cursor(SSCursor)
             try:
                 await cur.execute(query, params or None)
@@ -509,13 +563,18 @@ def _plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     text), ``uuid`` its canonical text, ``json``/``jsonb`` text; other driver-specific types
     keep their storage (cast them to text in the query when a sink cannot write bytes).
     """
-    if not any(isinstance(f.type, pa.BaseExtensionType) for f in batch.schema):
+    if not any(_has_extension(f.type) for f in batch.schema):
         return batch
     arrays: list[pa.Array] = []
     fields: list[pa.Field] = []
     for array, f in zip(batch.columns, batch.schema, strict=True):
         if isinstance(f.type, pa.BaseExtensionType):
             plain = _plain_array(array, f)
+            arrays.append(plain)
+            fields.append(pa.field(f.name, plain.type, f.nullable, f.metadata))
+        elif _has_extension(f.type):  # a list of numerics
+            items = _plain_array(array.values, f.type.value_field)
+            plain = pa.ListArray.from_arrays(array.offsets, items, mask=array.is_null())
             arrays.append(plain)
             fields.append(pa.field(f.name, plain.type, f.nullable, f.metadata))
         else:
@@ -534,7 +593,21 @@ def _plain_array(array: pa.Array, f: pa.Field) -> pa.Array:
     target = _numeric_type(f)
     if target is not None:
         return pc.cast(storage, target)
+    if (f.metadata or {}).get(b"POSTGRESQL:type") == b"numeric":
+        # The driver writes NaN and the infinities as C does; PostgreSQL (and GraphQL) spell
+        # them NaN, Infinity and -Infinity.
+        for c_text, pg_text in _NUMERIC_SPECIALS:
+            storage = pc.replace_substring_regex(storage, c_text, pg_text)
     return storage
+
+
+_NUMERIC_SPECIALS = (("^nan$", "NaN"), ("^inf$", "Infinity"), ("^-inf$", "-Infinity"))
+
+
+def _has_extension(t: pa.DataType) -> bool:
+    return isinstance(t, pa.BaseExtensionType) or (
+        pa.types.is_list(t) and isinstance(t.value_type, pa.BaseExtensionType)
+    )
 
 
 def _numeric_type(f: pa.Field) -> pa.DataType | None:

@@ -338,6 +338,8 @@ POSTGRESQL = Dialect(
     # ADBC decodes text, enums, json and uuid; any other type of a String field (bit, inet,
     # cidr, macaddr, money, interval, ranges, geometric types) comes in its binary form.
     arrow_text_output=(
+        # inet's cast to text writes the netmask of a host address (/32); its output does not.
+        ("inet", "(json_build_array({})->>0)"),
         (
             r"(?!(?:text|varchar|bpchar|name|citext|char|xml|json|jsonb|uuid)$).*",
             "CAST({} AS text)",

@@ -1,0 +1,141 @@
+"""How columns are read into Arrow so that each value is the one the database holds.
+
+ADBC's PostgreSQL driver hands out several types in their binary wire form (inet, cidr,
+macaddr, bit, geometric types, ranges, timetz, xml), money as its integer count of cents and
+``infinity`` dates as dates 30,000 years ago; MariaDB's single-precision FLOATs arrive rounded
+to 6 digits, wider BITs and spatial values as bytes. The Flight export (from the catalog's
+column types) and the pipeline's database source (from a result's own column types) both read
+such columns through the same templates of :class:`~quiver.sql.dialects.Dialect`
+(``arrow_text_output``, ``arrow_composite_output``, ``key_output``), built here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quiver.sql.dialects import MYSQL, POSTGRESQL
+
+__all__ = [
+    "InfiniteTime",
+    "infinite_time_column",
+    "mysql_read_template",
+    "pg_read_template",
+    "read_through",
+    "template_parts",
+]
+
+
+def template_parts(tpl: str | None, column: Any) -> tuple[Any, ...]:
+    """``tpl`` with each ``{}`` replaced by ``column`` (a fragment or quoted SQL), as parts."""
+    if tpl is None:
+        return (column,)
+    parts: list[Any] = []
+    for i, text in enumerate(tpl.split("{}")):
+        parts.extend((column, text) if i else (text,))
+    return tuple(parts)
+
+
+#: PostgreSQL types ADBC reads into another Arrow type than their value: money as its cents,
+#: interval as Arrow's month_day_nano (which no sink writes as PostgreSQL's text does).
+_PG_TEXT_TYPES = frozenset({"money", "interval"})
+
+
+def _opaque_binary(t: pa.DataType) -> bool:
+    return isinstance(t, pa.OpaqueType) and pa.types.is_binary(t.storage_type)
+
+
+def pg_read_template(f: pa.Field) -> str | None:
+    """How a column of a PostgreSQL result whose ADBC field is ``f`` is read as its value (a
+    ``{}`` template), or None when ADBC's reading already is the value."""
+    t = f.type
+    typname = (f.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+    if pa.types.is_struct(t):
+        return POSTGRESQL.arrow_composite_output
+    if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
+        return POSTGRESQL.arrow_composite_list
+    if pa.types.is_list(t) and _opaque_binary(t.value_type):
+        return POSTGRESQL.arrow_text_list
+    if _opaque_binary(t) or typname in _PG_TEXT_TYPES:
+        # xml's binary form is its text, which the export converts itself.
+        return POSTGRESQL.arrow_text_of(typname or "unknown") or POSTGRESQL.text_cast
+    return None
+
+
+def mysql_read_template(type_code: int, length: int | None) -> str | None:
+    """How a column of a MariaDB/MySQL result (its type code and length in the cursor's
+    description) is read as its value, or None when the driver's reading already is."""
+    from asyncmy.constants import FIELD_TYPE as T
+
+    if type_code == T.FLOAT:
+        return MYSQL.key_output_of("float")
+    if type_code == T.BIT:
+        return MYSQL.arrow_text_of(f"bit({length or 1})")
+    if type_code == T.GEOMETRY:
+        return MYSQL.arrow_text_of("geometry")
+    return None
+
+
+def read_through(
+    query: str, names: Sequence[str], templates: Sequence[str | None], quote: Any
+) -> str:
+    """``query`` unchanged when no column needs a template, otherwise wrapped so each column
+    is read through its own: ``SELECT q."a", CAST(q."c" AS text) AS "c" FROM (query) AS q``."""
+    if all(tpl is None for tpl in templates):
+        return query
+    columns = []
+    for name, tpl in zip(names, templates, strict=True):
+        column = f"q.{quote(name)}"
+        expr = "".join(template_parts(tpl, column))
+        columns.append(column if tpl is None else f"{expr} AS {quote(name)}")
+    return f"SELECT {', '.join(columns)} FROM ({query}) AS q"
+
+
+#: Before PostgreSQL's earliest date and time (4713 BC): ADBC's reading of ``infinity`` and
+#: ``-infinity``, which overflows as it moves PostgreSQL's epoch (2000) to Arrow's (1970).
+_PG_EARLIEST = {
+    pa.date32(): pa.scalar(-2_440_588, pa.int32()),
+    pa.timestamp("us"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
+    pa.timestamp("us", tz="UTC"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
+}
+
+
+#: The raw values ADBC reads PostgreSQL's ``infinity`` and ``-infinity`` as, per Arrow type.
+_PG_INFINITE = {
+    pa.date32(): {-2_147_472_692: "infinity", -2_147_472_691: "-infinity"},
+    pa.timestamp("us"): {
+        -9_222_425_352_054_775_809: "infinity",
+        -9_222_425_352_054_775_808: "-infinity",
+    },
+}
+_PG_INFINITE[pa.timestamp("us", tz="UTC")] = _PG_INFINITE[pa.timestamp("us")]
+
+
+@dataclass(frozen=True)
+class InfiniteTime:
+    """A date or timestamp column of a batch holding an infinite value, at row ``index``."""
+
+    column: str
+    arrow: pa.DataType
+    index: int
+    value: str  # infinity or -infinity (or both, when the driver's reading is not known)
+
+
+def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
+    """The first date or timestamp column of a PostgreSQL ``batch`` read by ADBC that holds
+    ``infinity`` or ``-infinity``, which no Arrow date or timestamp holds (read as is, they
+    would be dates 30,000 years ago); None when there is none."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        earliest = _PG_EARLIEST.get(column.type)
+        if earliest is None or column.null_count == len(column):
+            continue
+        raw = column.cast(earliest.type)
+        index = pc.index(pc.less(raw, earliest), True).as_py()
+        if index is not None and index >= 0:
+            value = _PG_INFINITE[column.type].get(raw[index].as_py(), "infinity or -infinity")
+            return InfiniteTime(name, column.type, index, value)
+    return None
