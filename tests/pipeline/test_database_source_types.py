@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import decimal
 import math
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +27,7 @@ import pytest_asyncio
 
 from graphql import GraphQLEnumType, GraphQLList, GraphQLNonNull
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sources.database import DatabaseSource
+from quiver.pipeline.sources.database import DatabaseSource, write_cursor_state
 from quiver.runtime.errors import PermanentError
 from tests.conftest import DIALECTS, Dialect
 from tests.graphql import type_matrix as tm
@@ -271,3 +272,18 @@ async def test_infinite_postgresql_dates_are_refused_naming_column_value_and_fix
     assert await _read(served, run_ctx, query=mapped) == [
         {"id": _PG_INFINITE_ROW, "d": None, "ts": "-infinity"}
     ]
+
+
+async def test_an_incremental_read_reads_past_the_cursor_through_the_same_reads(
+    served: Served, run_ctx: RunContext
+) -> None:
+    query = f"SELECT * FROM {served.table}"
+    if served.dialect == "postgresql":
+        query += f" WHERE id <> {_PG_INFINITE_ROW}"
+    options = {"query": query, "incremental": {"column": "id", "state": "cursor.json"}}
+    first = await _read(served, run_ctx, **options)
+    write_cursor_state(os.path.join(run_ctx.base_dir, "cursor.json"), "id", first[0]["id"])
+    later = await read_all(build(DatabaseSource, {"url": served.url, **options}), run_ctx)
+    rows = sorted(later.drop_columns([LINE_COLUMN]).to_pylist(), key=lambda row: row["id"])
+    assert rows == first[1:]
+    assert not _differences(served, rows)
