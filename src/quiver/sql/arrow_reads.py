@@ -11,6 +11,7 @@ such columns through the same templates of :class:`~quiver.sql.dialects.Dialect`
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,12 +96,18 @@ def read_through(
     return f"SELECT {', '.join(columns)} FROM ({query}) AS q"
 
 
+def _scalar(arrow: pa.DataType, fmt: str, value: int) -> pa.Scalar:
+    """A scalar built from its bytes: converting a Python value (``pa.scalar``, or a Python
+    value given to a compute function) imports pandas, when installed, the first time."""
+    return pa.Array.from_buffers(arrow, 1, [None, pa.py_buffer(struct.pack(fmt, value))])[0]
+
+
 #: Before PostgreSQL's earliest date and time (4713 BC): ADBC's reading of ``infinity`` and
 #: ``-infinity``, which overflows as it moves PostgreSQL's epoch (2000) to Arrow's (1970).
 _PG_EARLIEST = {
-    pa.date32(): pa.scalar(-2_440_588, pa.int32()),
-    pa.timestamp("us"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
-    pa.timestamp("us", tz="UTC"): pa.scalar(-210_866_803_200_000_000, pa.int64()),
+    pa.date32(): _scalar(pa.int32(), "<i", -2_440_588),
+    pa.timestamp("us"): _scalar(pa.int64(), "<q", -210_866_803_200_000_000),
+    pa.timestamp("us", tz="UTC"): _scalar(pa.int64(), "<q", -210_866_803_200_000_000),
 }
 
 
@@ -134,8 +141,9 @@ def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
         if earliest is None or column.null_count == len(column):
             continue
         raw = column.cast(earliest.type)
-        index = pc.index(pc.less(raw, earliest), True).as_py()
-        if index is not None and index >= 0:
+        before = pc.indices_nonzero(pc.less(raw, earliest))
+        if len(before):
+            index = before[0].as_py()
             value = _PG_INFINITE[column.type].get(raw[index].as_py(), "infinity or -infinity")
             return InfiniteTime(name, column.type, index, value)
     return None
