@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.pipeline.value_text import plain_decimal
+from quiver.pipeline.value_text import duration_texts, iso_duration, plain_decimal
 
 __all__ = [
     "JsonNumber",
@@ -50,7 +50,8 @@ NAN, INFINITY, MINUS_INFINITY = "NaN", "Infinity", "-Infinity"
 
 def json_default(value: Any) -> Any:
     """How values orjson does not know are written as JSON: exact decimals as strings, bytes
-    as base64, sets as lists, numbers read by :func:`parse_json` as their own text."""
+    as base64, sets as lists, durations and intervals as ISO 8601 durations, numbers read by
+    :func:`parse_json` as their own text."""
     if isinstance(value, JsonNumber):
         return orjson.Fragment(value.text)
     if isinstance(value, decimal.Decimal):
@@ -59,6 +60,8 @@ def json_default(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
+    if isinstance(value, dt.timedelta | pa.MonthDayNano):
+        return iso_duration(value)
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
@@ -133,8 +136,8 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
         if pa.types.is_decimal(kind):
             return [None if v is None else _decimal_text(v) for v in column.to_pylist()]
         if pa.types.is_duration(kind):
-            counts: list[Any] = column.cast(pa.int64()).to_pylist()  # of the type's unit
-            return counts
+            durations: list[Any] = duration_texts(column).to_pylist()
+            return durations
         values = pc.cast(column, pa.string()).to_pylist()
         return values
     if (
@@ -145,6 +148,9 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
         return [
             None if v is None else base64.b64encode(v).decode("ascii") for v in column.to_pylist()
         ]
+    if pa.types.is_interval(kind):
+        intervals: list[Any] = duration_texts(column).to_pylist()
+        return intervals
     if pa.types.is_nested(kind):
         return [_finite(v) for v in column.to_pylist()]
     values = column.to_pylist()

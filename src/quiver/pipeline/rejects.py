@@ -38,6 +38,7 @@ import pyarrow as pa
 from quiver.pipeline import component
 from quiver.pipeline.component import RowError
 from quiver.pipeline.output import lock_exclusively, remove_stale_temps
+from quiver.pipeline.value_text import iso_duration
 from quiver.runtime.delivery import file_error
 
 __all__ = [
@@ -50,31 +51,6 @@ __all__ = [
 ]
 
 REJECT_COLUMNS = ["step", "line", "column", "value", "reason", "row"]
-
-
-def _seconds(nanoseconds: int) -> str:
-    """``nanoseconds`` as exact decimal seconds, without trailing zeros: ``0.000000003``."""
-    sign = "-" if nanoseconds < 0 else ""
-    whole, fraction = divmod(abs(nanoseconds), 10**9)
-    return f"{sign}{whole}.{fraction:09d}".rstrip("0").rstrip(".") if fraction else f"{sign}{whole}"
-
-
-def iso_duration(value: Any) -> str:
-    """An Arrow interval (``MonthDayNano``) or a duration (``timedelta``) as an ISO 8601
-    duration: ``P1M2DT0.000000003S``; a duration in seconds alone (``PT90000.5S``), its days
-    being exact, not calendar days; zero as ``PT0S``. Each part that is negative carries its own
-    sign (``P-1M2DT-0.5S``), as an interval's parts may differ in sign."""
-    if isinstance(value, pa.MonthDayNano):
-        months, days, nanoseconds = value.months, value.days, value.nanoseconds
-    else:
-        months = days = 0
-        nanoseconds = getattr(value, "value", None)  # a pandas Timedelta holds nanoseconds
-        if not isinstance(nanoseconds, int):
-            micro = (value.days * 86_400 + value.seconds) * 10**6 + value.microseconds
-            nanoseconds = micro * 1000
-    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
-    time = f"T{_seconds(nanoseconds)}S" if nanoseconds or not date else ""
-    return f"P{date}{time}"
 
 
 def _default(value: Any) -> Any:

@@ -13,11 +13,16 @@ to a decimal type keeps the text of each value in an internal column beside it
 ``56244.0`` as it was read, for every row whose value still equals it
 (:func:`with_kept_decimal_text`); a value a step changed is written in its shortest exact form.
 Only text in plain notation (``-12.50``, never ``1.25E+1``) is kept.
+
+Durations and intervals, which no text format has a type for, are written as ISO 8601
+durations (:func:`iso_duration`): ``PT90000.5S``, ``P1M2DT0.000000003S``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +33,8 @@ from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
 __all__ = [
     "decimal_text",
     "decimals_from_text",
+    "duration_texts",
+    "iso_duration",
     "kept_text",
     "plain_decimal",
     "scalar_texts",
@@ -72,10 +79,57 @@ def decimal_text(column: pa.Array) -> pa.Array:
 
 
 def scalar_texts(column: pa.Array) -> pa.Array:
-    """A column of numbers, booleans, dates or times as strings in their shortest exact form."""
+    """A column of numbers, booleans, dates, times, durations or intervals as strings in their
+    shortest exact form."""
     if pa.types.is_decimal(column.type):
         return decimal_text(column)
+    if pa.types.is_duration(column.type) or pa.types.is_interval(column.type):
+        return duration_texts(column)
     return pc.cast(column, pa.string())
+
+
+#: Nanoseconds in one unit of an Arrow duration.
+_NANOSECONDS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def duration_texts(column: pa.Array) -> pa.Array:
+    """A duration or interval column as ISO 8601 durations (:func:`iso_duration`); nulls stay
+    null."""
+    if pa.types.is_duration(column.type):
+        unit = _NANOSECONDS[column.type.unit]
+        counts = column.cast(pa.int64()).to_pylist()
+        texts = [None if c is None else _iso(0, 0, c * unit) for c in counts]
+    else:
+        texts = [None if v is None else iso_duration(v) for v in column.to_pylist()]
+    return pa.array(texts, pa.string())
+
+
+def _seconds(nanoseconds: int) -> str:
+    """``nanoseconds`` as exact decimal seconds, without trailing zeros: ``0.000000003``."""
+    sign = "-" if nanoseconds < 0 else ""
+    whole, fraction = divmod(abs(nanoseconds), 10**9)
+    return f"{sign}{whole}.{fraction:09d}".rstrip("0").rstrip(".") if fraction else f"{sign}{whole}"
+
+
+def _iso(months: int, days: int, nanoseconds: int) -> str:
+    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    time = f"T{_seconds(nanoseconds)}S" if nanoseconds or not date else ""
+    return f"P{date}{time}"
+
+
+def iso_duration(value: Any) -> str:
+    """An Arrow interval (``MonthDayNano``) or a duration (``timedelta``) as an ISO 8601
+    duration: ``P1M2DT0.000000003S``; a duration in seconds alone (``PT90000.5S``), its days
+    being exact, not calendar days; zero as ``PT0S``. Each part that is negative carries its own
+    sign (``P-1M2DT-0.5S``), as an interval's parts may differ in sign."""
+    if isinstance(value, pa.MonthDayNano):
+        return _iso(value.months, value.days, value.nanoseconds)
+    nanoseconds = getattr(value, "value", None)  # a pandas Timedelta holds nanoseconds
+    if not isinstance(nanoseconds, int):
+        assert isinstance(value, dt.timedelta)
+        micro = (value.days * 86_400 + value.seconds) * 10**6 + value.microseconds
+        nanoseconds = micro * 1000
+    return _iso(0, 0, nanoseconds)
 
 
 def decimals_from_text(

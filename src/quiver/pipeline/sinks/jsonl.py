@@ -106,7 +106,13 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
         text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")  # as orjson writes them
         out = pc.binary_join_element_wise(_QUOTE, text, _QUOTE, "")
-    elif pa.types.is_date(kind) or pa.types.is_time(kind) or pa.types.is_decimal(kind):
+    elif (
+        pa.types.is_date(kind)
+        or pa.types.is_time(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_duration(kind)
+        or pa.types.is_interval(kind)
+    ):
         out = pc.binary_join_element_wise(_QUOTE, scalar_texts(column), _QUOTE, "")
     elif pa.types.is_null(kind):
         out = pa.nulls(len(column), pa.string())
