@@ -13,11 +13,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.json_text import dump_json, json_rows, text_columns
+from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
 from quiver.pipeline.rejects import iso_duration
 from quiver.pipeline.sinks.csv import CsvSinkConfig, serialize_csv
 from quiver.pipeline.sinks.jsonl import json_texts
-from quiver.pipeline.value_text import duration_texts
+from quiver.pipeline.value_text import duration_texts, durations_from_texts
 
 from .conftest import MYSQL_HOST, unique
 
@@ -117,3 +119,75 @@ def test_a_mariadb_time_column_reaches_csv_and_jsonl_as_iso_durations(tmp_path: 
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("PT90000S", (0, 0, 90_000 * 10**9)),
+        ("PT-3723.5S", (0, 0, -3_723_500_000_000)),
+        ("P1M2DT0.000000003S", (1, 2, 3)),
+        ("P-1DT-0.5S", (0, -1, -500_000_000)),
+        ("PT0S", (0, 0, 0)),
+    ],
+)
+def test_iso_durations_read_back_as_written(text: str, parts: tuple[int, int, int]) -> None:
+    interval = durations_from_texts([text, None], pa.month_day_nano_interval())
+    assert interval.to_pylist() == [pa.MonthDayNano(parts), None]
+    assert duration_texts(interval).to_pylist() == [text, None]
+
+
+@pytest.mark.parametrize("text", ["P", "PT", "90000", "PT1.5", "P1Y", "PT1.0000000001S", "pt1s"])
+def test_text_that_is_no_such_duration_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="ISO 8601 duration"):
+        durations_from_texts([text], pa.duration("s"))
+
+
+def test_a_duration_column_refuses_what_its_unit_cannot_hold() -> None:
+    assert durations_from_texts(["PT1.5S"], pa.duration("ms")).to_pylist() == [
+        dt.timedelta(seconds=1.5)
+    ]
+    for text in ("PT0.0005S", "P1MT1S", "P1DT1S"):
+        with pytest.raises(ValueError, match="whole number of ms"):
+            durations_from_texts([text], pa.duration("ms"))
+
+
+async def test_a_script_sees_iso_durations_and_unchanged_ones_keep_their_type(
+    tmp_path: Path,
+) -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "d": DURATIONS[:3],
+            "i": INTERVALS.take([0, 1, 2]),
+            "nested": pa.array([[1], [2], None], pa.list_(pa.duration("s"))),
+            "changed": DURATIONS[:3],
+            LINE_COLUMN: pa.array([2, 3, 4], pa.int64()),
+        }
+    )
+    script = """
+    function transform(row, ctx) {
+      row.seen = row.d;
+      row.kinds = typeof row.d + "," + typeof row.i;
+      row.changed = "x";
+      return row;
+    }"""
+    proc = JsProcessor(JsProcessorConfig(script=script, workers=0))
+    try:
+        out = await proc.process(batch, RunContext(run_id="t", base_dir=str(tmp_path)))
+    finally:
+        await proc.close()
+    assert out.errors == []
+    assert out.batch is not None
+    got = out.batch
+    assert got.schema.field("d").type == pa.duration("us")
+    assert got.column("d").to_pylist() == DURATIONS[:3].to_pylist()
+    assert got.schema.field("i").type == pa.month_day_nano_interval()
+    assert got.column("i").to_pylist() == INTERVALS.take([0, 1, 2]).to_pylist()
+    assert got.column("seen").to_pylist() == DURATION_TEXT[:3]
+    assert set(got.column("kinds").to_pylist()) == {"string,string", "string,object"}
+    assert got.column("changed").to_pylist() == ["x", "x", "x"]
+    assert got.column("nested").to_pylist()[:2] == [
+        [dt.timedelta(seconds=1)],
+        [dt.timedelta(seconds=2)],
+    ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "decimal_text",
     "decimals_from_text",
     "duration_texts",
+    "durations_from_texts",
     "iso_duration",
     "kept_text",
     "plain_decimal",
@@ -115,6 +117,44 @@ def _iso(months: int, days: int, nanoseconds: int) -> str:
     date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
     time = f"T{_seconds(nanoseconds)}S" if nanoseconds or not date else ""
     return f"P{date}{time}"
+
+
+_ISO_DURATION = re.compile(r"P(?:(-?\d+)M)?(?:(-?\d+)D)?(?:T(-?\d+)(?:\.(\d{1,9}))?S)?")
+
+
+def _iso_parts(text: str) -> tuple[int, int, int]:
+    """(months, days, nanoseconds) of an ISO 8601 duration as :func:`iso_duration` writes it;
+    ValueError for other text."""
+    m = _ISO_DURATION.fullmatch(text)
+    if m is None or text == "P" or text.endswith("T"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT90000.5S")
+    months, days, whole, fraction = m.groups()
+    nanoseconds = 0
+    if whole is not None:
+        nanoseconds = abs(int(whole)) * 10**9 + int((fraction or "").ljust(9, "0"))
+        nanoseconds = -nanoseconds if whole.startswith("-") else nanoseconds
+    return int(months or 0), int(days or 0), nanoseconds
+
+
+def durations_from_texts(values: list[Any], t: pa.DataType) -> pa.Array:
+    """ISO 8601 durations (as :func:`duration_texts` writes them; None for null) back into a
+    duration or interval column of type ``t``. ValueError for text that is not such a
+    duration, or that the type cannot hold exactly (months in a duration, a fraction finer
+    than its unit)."""
+    parts = [None if v is None else _iso_parts(v) for v in values]
+    if pa.types.is_interval(t):
+        return pa.array([None if p is None else pa.MonthDayNano(p) for p in parts], t)
+    unit = _NANOSECONDS[t.unit]
+    counts: list[int | None] = []
+    for p, v in zip(parts, values, strict=True):
+        if p is None:
+            counts.append(None)
+            continue
+        months, days, nanoseconds = p
+        if months or days or nanoseconds % unit:
+            raise ValueError(f"{v!r} is not a whole number of {t.unit} without months or days")
+        counts.append(nanoseconds // unit)
+    return pa.array(counts, pa.int64()).cast(t)
 
 
 def iso_duration(value: Any) -> str:

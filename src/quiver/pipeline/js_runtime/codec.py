@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quiver.pipeline.component import LINE_COLUMN
+from quiver.pipeline.value_text import duration_texts, durations_from_texts, iso_duration
 
 __all__ = [
     "FIELD_TYPES",
@@ -127,6 +129,8 @@ def _json_default(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Decimal):
         return float(value)
+    if isinstance(value, dt.timedelta | pa.MonthDayNano):
+        return iso_duration(value)
     raise TypeError(f"cannot pass a value of type {type(value).__name__} to JavaScript")
 
 
@@ -173,6 +177,9 @@ def _column_for_js(col: pa.Array, plain_text: bool = False) -> tuple[str, Any]:
         return "n", col.cast(pa.float64()).to_pylist()
     if pa.types.is_date(t) or pa.types.is_time(t):
         return "s", col.cast(pa.string()).to_pylist()
+    if pa.types.is_duration(t) or pa.types.is_interval(t):
+        # ISO 8601 durations, as the text sinks write them (a script sees "PT90000S")
+        return "s", duration_texts(col).to_pylist()
     if pa.types.is_large_string(t):
         col = col.cast(pa.string())
         t = col.type
@@ -395,6 +402,11 @@ def _inferred_array(
         try:
             if pa.types.is_date(hint) or pa.types.is_time(hint):
                 return pa.array(values, type=pa.string()).cast(hint)
+            if pa.types.is_duration(hint) or pa.types.is_interval(hint):
+                try:
+                    return durations_from_texts(values, hint)
+                except ValueError as exc:  # the script wrote other text: kept as text
+                    raise OutputTypeError(str(exc)) from exc
             return _typed_array(values, hint)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OutputTypeError, TypeError, OverflowError):
             pass  # the script changed the column's kind: infer it from the values
