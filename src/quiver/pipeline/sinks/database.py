@@ -51,7 +51,6 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
@@ -67,6 +66,8 @@ from quiver.pipeline.component import (
     sink,
     without_line,
 )
+from quiver.pipeline.json_text import json_strings
+from quiver.pipeline.value_text import duration_texts
 from quiver.runtime.errors import (
     ConfigError,
     ErrorDetail,
@@ -220,6 +221,7 @@ class DatabaseSink(ColumnBound):
                     "filter out or fill rows without a key before this sink",
                 )
         self._refuse_unstorable_floats(batch, table)
+        self._refuse_unstorable_integers(batch, table)
         if table.num_rows:
             lines = (
                 batch.column(batch.schema.get_field_index(LINE_COLUMN))
@@ -253,6 +255,27 @@ class DatabaseSink(ColumnBound):
                     f"sink database {self.cfg.table}",
                     "replace or filter these values before this sink (e.g. a `derive` "
                     "setting them to null), or write to PostgreSQL, which stores them",
+                )
+
+    def _refuse_unstorable_integers(self, batch: pa.RecordBatch, table: pa.Table) -> None:
+        """SQLite integers are signed 64-bit: a larger unsigned value is refused with its input
+        lines before anything is written, never wrapped or rounded."""
+        if self.url.dialect != "sqlite":
+            return  # PostgreSQL writes uint64 as numeric, MariaDB/MySQL as BIGINT UNSIGNED
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if column.type != pa.uint64():
+                continue
+            bad = pc.fill_null(pc.greater(column, pa.scalar(2**63 - 1, pa.uint64())), False)
+            count = pc.sum(bad).as_py() or 0
+            if count:
+                first = pc.filter(column, bad)[0].as_py()
+                raise PermanentError.one(
+                    f"column {name!r} holds {first} in {count} row(s)"
+                    + _at_lines(batch, bad)
+                    + f"; SQLite stores integers up to {2**63 - 1}",
+                    f"sink database {self.cfg.table}",
+                    "cast the column to a decimal or text before this sink (a `cast` step), "
+                    "or write to PostgreSQL, which stores it as numeric",
                 )
 
     async def commit(self) -> None:
@@ -384,12 +407,31 @@ def _exists_error(sink_: DatabaseSink) -> QuiverError:
     )
 
 
-def _sqlite_types(table: pa.Table) -> pa.Table:
-    """SQLite stores exact decimals as text (it has no decimal type; REAL would round them),
-    and times of day as ``HH:MM:SS.ffffff`` text, the form its time functions read."""
+def _pg_json(t: pa.DataType) -> bool:
+    """Whether PostgreSQL takes the Arrow type as JSON: structs and maps (and lists of them)
+    have no column type a bulk load can write them as; lists of other values are arrays."""
+    if pa.types.is_struct(t) or pa.types.is_map(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _pg_json(t.value_type)
+    return False
+
+
+def _stored_values(table: pa.Table, sqlite: bool) -> pa.Table:
+    """The columns as the bulk load writes them: what the database has no type for as text.
+
+    SQLite stores exact decimals as text (it has no decimal type; REAL would round them),
+    times of day as ``HH:MM:SS.ffffff`` text, the form its time functions read, nested values
+    (lists, structs, maps) as JSON text and durations and intervals as ISO 8601 durations.
+    PostgreSQL takes structs and maps as JSON text (into ``jsonb``)."""
     for i, f in enumerate(table.schema):
-        if pa.types.is_decimal(f.type) or pa.types.is_time(f.type):
-            table = table.set_column(i, f.name, pc.cast(table.column(i), pa.string()))
+        t, column = f.type, table.column(i)
+        if sqlite and (pa.types.is_decimal(t) or pa.types.is_time(t)):
+            table = table.set_column(i, f.name, pc.cast(column, pa.string()))
+        elif (sqlite and pa.types.is_nested(t)) or (not sqlite and _pg_json(t)):
+            table = table.set_column(i, f.name, json_strings(column))
+        elif sqlite and (pa.types.is_duration(t) or pa.types.is_interval(t)):
+            table = table.set_column(i, f.name, duration_texts(column))
     return table
 
 
@@ -512,6 +554,10 @@ class _AdbcBackend(_Backend):
         self.direct = False  # appending straight into the target
         self.stream: _IngestStream | None = None  # the bulk load of this run's rows
         self.casts: dict[str, pa.DataType] = {}  # integers narrowed to the target's columns
+        # The columns as the bulk load writes them, and those PostgreSQL stores as jsonb.
+        empty = pa.Table.from_batches([], schema=sink_.schema)
+        self.schema = _stored_values(empty, self.sqlite).schema
+        self.json = [] if self.sqlite else [f.name for f in sink_.schema if _pg_json(f.type)]
 
     def _sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -545,6 +591,8 @@ class _AdbcBackend(_Backend):
         Otherwise the staging table casts them at commit."""
         existing = self._target_columns()
         if existing is None:
+            if self.json:  # a bulk load cannot write jsonb: through staging, cast at commit
+                return False
             self._create_target()
             return True
         if self.s.cfg.mode == "create":
@@ -553,7 +601,7 @@ class _AdbcBackend(_Backend):
         if not self._is_plain_table():
             return False  # a view (with its triggers or rules) takes INSERT, not a bulk load
         if not self.sqlite:
-            for f in self.s.schema:
+            for f in self.schema:
                 target = _pg_copy_type(f.type, existing[f.name])
                 if target is None:
                     return False
@@ -588,8 +636,7 @@ class _AdbcBackend(_Backend):
 
     def _stage_rows(self, table: pa.Table, mode: str) -> None:
         """Create the temporary staging table (``create``) or add rows to it (``append``)."""
-        if self.sqlite:
-            table = _sqlite_types(table)
+        table = _stored_values(table, self.sqlite)
         cur = self.conn.cursor()
         try:
             cur.adbc_ingest(self.s.stage, table, mode=mode, temporary=True)
@@ -604,8 +651,7 @@ class _AdbcBackend(_Backend):
             raise _error(exc, self.s, "preparing") from exc
 
     def _load(self, table: pa.Table, lines: pa.Array | None) -> None:
-        if self.sqlite:
-            table = _sqlite_types(table)
+        table = _stored_values(table, self.sqlite)
         for name, target in self.casts.items():
             table = table.set_column(
                 table.schema.get_field_index(name), name, self._narrow(table, name, target, lines)
@@ -680,7 +726,7 @@ class _AdbcBackend(_Backend):
             try:
                 cur.adbc_ingest(
                     self.s.table,
-                    pa.Table.from_batches([], schema=self.s.schema),
+                    pa.Table.from_batches([], schema=self.schema),
                     mode="create",
                     db_schema_name=self.s.db_schema,
                 )
@@ -693,6 +739,11 @@ class _AdbcBackend(_Backend):
                         f"ALTER TABLE {self._target()} ALTER COLUMN {self.q(f.name)} "
                         f"TYPE numeric({min(f.type.precision, 1000)}, {f.type.scale})"
                     )
+            for name in self.json:  # created as text: the JSON text of structs and maps
+                self._sql(
+                    f"ALTER TABLE {self._target()} ALTER COLUMN {self.q(name)} "
+                    f"TYPE jsonb USING {self.q(name)}::jsonb"
+                )
         if self.s.cfg.mode == "upsert":
             index = self.q(f"{self.s.table}_quiver_key")
             if self.sqlite and self.s.db_schema:
@@ -725,6 +776,8 @@ class _AdbcBackend(_Backend):
             ref = f"{alias}.{self.q(c)}"
             if types and not self.sqlite:
                 return f"CAST({ref} AS {types[c]})"
+            if c in self.json:  # staged as text, into the jsonb column created now
+                return f"CAST({ref} AS jsonb)"
             return ref
 
         col_list = ", ".join(self.q(c) for c in cols)
@@ -864,9 +917,9 @@ def _load_field(values: pa.ChunkedArray) -> pa.Array:
     # Only text, bytes and JSON can hold a tab, a newline, a backslash or a NUL byte.
     escape = True
     if pa.types.is_nested(t):
-        text: Any = pa.array(
-            [None if v is None else orjson.dumps(v) for v in values.to_pylist()], pa.binary()
-        )
+        text: Any = json_strings(values)
+    elif pa.types.is_interval(t):  # no interval type: ISO 8601 duration text
+        text, escape = duration_texts(values), False
     elif pa.types.is_duration(t):
         text, escape = pa.array([_mysql_time(v) for v in values.to_pylist()], pa.binary()), False
     elif _is_text_or_bytes(t):
@@ -893,7 +946,11 @@ def _mysql_column(values: pa.ChunkedArray) -> list[Any]:
     """One column as Python values for INSERT parameters."""
     t = values.type
     if pa.types.is_nested(t):
-        return [None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()]
+        nested: list[Any] = json_strings(values).to_pylist()
+        return nested
+    if pa.types.is_interval(t):
+        intervals: list[Any] = duration_texts(values).to_pylist()
+        return intervals
     if pa.types.is_timestamp(t) and t.tz is not None:
         values = pc.cast(values, pa.timestamp(t.unit))  # stored as UTC wall time
     if pa.types.is_time(t):
