@@ -149,8 +149,8 @@ async def test_mariadb_takes_intervals_as_iso_text(
     assert got.column("every").to_pylist() == ["P1M2DT0.000003S", None]
 
 
-@pytest.mark.parametrize("test_db", ["sqlite"], indirect=True)
-async def test_sqlite_refuses_an_unsigned_integer_beyond_int64_with_its_line(
+@pytest.mark.parametrize("test_db", ["sqlite", "postgresql"], indirect=True)
+async def test_an_unsigned_integer_beyond_int64_is_refused_with_its_line(
     test_db: ScratchDatabase, run_ctx: RunContext
 ) -> None:
     table = test_db.table(unique("big"))
@@ -169,10 +169,55 @@ async def test_sqlite_refuses_an_unsigned_integer_beyond_int64_with_its_line(
     with pytest.raises(PermanentError) as err:
         await write_all(build(DatabaseSink, options), [big], run_ctx)
     detail = err.value.details[0]
+    stores = {"sqlite": "SQLite", "postgresql": "PostgreSQL (as bigint)"}[test_db.dialect]
     assert detail.message == (
         "column 'u' holds 18446744073709551615 in 2 row(s), at input line(s) 3, 4; "
-        "SQLite stores integers up to 9223372036854775807"
+        f"{stores} stores integers up to 9223372036854775807"
     )
-    assert "decimal or text" in detail.fix and "PostgreSQL" in detail.fix
+    assert "cast the column to a decimal or text" in detail.fix
     got = await read_all(build(DatabaseSource, {"url": test_db.url, "table": table}), run_ctx)
     assert got.column("u").to_pylist() == [2**63 - 1]  # nothing of the refused run
+
+
+@pytest.mark.parametrize("test_db", ["mysql"], indirect=True)
+async def test_mariadb_keeps_every_unsigned_64_bit_integer(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    table = test_db.table(unique("big"))
+    values = [0, 2**63 - 1, 2**63, 2**64 - 1, None]
+    batch = pa.record_batch(
+        {"u": pa.array(values, pa.uint64()), LINE_COLUMN: pa.array(range(2, 7), pa.int64())}
+    )
+    options = {"url": test_db.url, "table": table, "mode": "replace"}
+    await write_all(build(DatabaseSink, options), [batch], run_ctx)
+
+    got = await read_all(build(DatabaseSource, {"url": test_db.url, "table": table}), run_ctx)
+
+    assert got.column("u").to_pylist() == values
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+async def test_postgresql_takes_lists_of_structs_as_jsonb_and_other_lists_as_arrays(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    table = test_db.table(unique("lists"))
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "pts": pa.array(
+                [[{"x": 1}, {"x": None}], None], pa.list_(pa.struct([("x", pa.int64())]))
+            ),
+            "ns": pa.array([[1, 2], None], pa.list_(pa.int64())),
+            LINE_COLUMN: pa.array([2, 3], pa.int64()),
+        }
+    )
+    options = {"url": test_db.url, "table": table, "mode": "replace"}
+    await write_all(build(DatabaseSink, options), [batch], run_ctx)
+
+    query = {"url": test_db.url, "query": f"SELECT * FROM {table} ORDER BY id"}
+    got = await read_all(build(DatabaseSource, query), run_ctx)
+
+    assert _parsed(got.column("pts").to_pylist()) == [[{"x": 1}, {"x": None}], None]
+    assert got.column("ns").to_pylist() == [[1, 2], None]
+    kinds = await test_db.query(f"SELECT pg_typeof(pts)::text, pg_typeof(ns)::text FROM {table}")
+    assert kinds[0] == ("jsonb", "bigint[]")

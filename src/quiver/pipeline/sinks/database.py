@@ -30,8 +30,12 @@ PostgreSQL and SQLite use ADBC bulk ingestion (COPY for PostgreSQL); MariaDB/MyS
 tab-separated file the run writes with Arrow compute functions (``LOAD DATA LOCAL INFILE``)
 and checks the server's warnings, so no value is changed on the way.
 
+Values a database has no column type for are written as text: nested values (structs and
+maps; on SQLite lists too) as JSON text (``jsonb`` on PostgreSQL, ``JSON`` on MariaDB/MySQL),
+durations and intervals on SQLite and intervals on MariaDB/MySQL as ISO 8601 durations.
 Values a database cannot hold are refused with their input line: NaN in SQLite (infinities
-are kept), NaN and infinities in MariaDB/MySQL. A lost connection ends the run: its
+are kept), NaN and infinities in MariaDB/MySQL, unsigned integers beyond int64 in SQLite and
+PostgreSQL. A lost connection ends the run: its
 transaction is gone, so nothing was written and nothing is retried on it.
 """
 
@@ -258,10 +262,12 @@ class DatabaseSink(ColumnBound):
                 )
 
     def _refuse_unstorable_integers(self, batch: pa.RecordBatch, table: pa.Table) -> None:
-        """SQLite integers are signed 64-bit: a larger unsigned value is refused with its input
-        lines before anything is written, never wrapped or rounded."""
-        if self.url.dialect != "sqlite":
-            return  # PostgreSQL writes uint64 as numeric, MariaDB/MySQL as BIGINT UNSIGNED
+        """SQLite integers and the PostgreSQL ``bigint`` an unsigned 64-bit column is loaded as
+        are signed 64-bit: a larger value is refused with its input lines before anything is
+        written, never wrapped to a negative number."""
+        dialect = self.url.dialect
+        if dialect == "mysql":
+            return  # BIGINT UNSIGNED holds every uint64
         for name, column in zip(table.column_names, table.columns, strict=True):
             if column.type != pa.uint64():
                 continue
@@ -269,13 +275,19 @@ class DatabaseSink(ColumnBound):
             count = pc.sum(bad).as_py() or 0
             if count:
                 first = pc.filter(column, bad)[0].as_py()
+                where = "SQLite" if dialect == "sqlite" else "PostgreSQL (as bigint)"
+                other = "MariaDB/MySQL (BIGINT UNSIGNED)"
                 raise PermanentError.one(
                     f"column {name!r} holds {first} in {count} row(s)"
                     + _at_lines(batch, bad)
-                    + f"; SQLite stores integers up to {2**63 - 1}",
+                    + f"; {where} stores integers up to {2**63 - 1}",
                     f"sink database {self.cfg.table}",
                     "cast the column to a decimal or text before this sink (a `cast` step), "
-                    "or write to PostgreSQL, which stores it as numeric",
+                    + (
+                        "or write to PostgreSQL into a numeric column"
+                        if dialect == "sqlite"
+                        else f"or write to {other}"
+                    ),
                 )
 
     async def commit(self) -> None:
