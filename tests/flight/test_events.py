@@ -341,6 +341,34 @@ def test_a_following_stream_sends_new_events_until_the_client_cancels(shop: Shop
     conn.close()
 
 
+def test_stopping_the_server_ends_a_following_stream_as_unavailable(fresh_sqlite: str) -> None:
+    """Flight's shutdown waits for every call, and a following stream never ends by itself:
+    the server stops such streams first, so a stop with a follower connected returns."""
+    schema, entity = _prepare("sqlite", fresh_sqlite)
+    handle = start(fresh_sqlite, schema, flight={"events_poll_interval": 0.05})
+    stopped = False
+    try:
+        with flight.FlightClient(handle.location) as client:
+            follower = Follower(client, f"observer_events:{entity}:2020-01-01:follow".encode())
+            _wait_until(lambda: _running_on(handle) == 1)
+            ended = threading.Thread(target=handle.stop, daemon=True)
+            ended.start()
+            ended.join(15)
+            stopped = not ended.is_alive()
+            assert stopped, "the server did not stop with a following stream open"
+            assert follower.done.wait(10)
+            assert isinstance(follower.ended, flight.FlightUnavailableError), follower.ended
+            assert "shutting down" in str(follower.ended)
+    finally:
+        if not stopped:
+            follower.reader.cancel()
+
+
+def _running_on(handle: FlightHandle) -> int:
+    with handle.server._lock:
+        return sum(len(s) for s in handle.server._running.values())
+
+
 def test_the_cancel_action_ends_a_following_stream(shop: Shop) -> None:
     with _client(shop) as client:
         raw = f"observer_events:{shop.entity}:2020-01-01:follow".encode()

@@ -217,6 +217,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._lock = threading.Lock()
         #: ticket -> the stop signals of the streams of it now running (the cancel action)
         self._running: dict[bytes, set[threading.Event]] = {}
+        self._closing = False  # shutdown() has stopped the running streams
         self._full = _View(self.catalog, self.graphql_schema, None)
         #: (role, claims) -> what a principal with them sees
         self._views: dict[Any, _View] = {}
@@ -606,6 +607,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             raise _client_error(err) from None
         stop = threading.Event()
         with self._lock:
+            if self._closing:
+                stop.set()
             self._running.setdefault(raw, set()).add(stop)
 
         def stopped() -> bool:
@@ -620,6 +623,10 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 raise _client_error(err) from None
             finally:
                 self._forget(raw, stop)
+            if self._closing and ticket.follow:
+                raise flight.FlightUnavailableError(
+                    "the server is shutting down: follow again from the last event's time"
+                )
 
         return flight.GeneratorStream(plan.schema, batches())
 
@@ -746,6 +753,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         yield orjson.dumps(tables)
 
     def shutdown(self) -> None:
+        # Following change-event streams never end on their own, and Flight's shutdown waits
+        # for every call: stop them first (their clients see the stream end UNAVAILABLE).
+        with self._lock:
+            self._closing = True
+            stops = [stop for group in self._running.values() for stop in group]
+        for stop in stops:
+            stop.set()
         super().shutdown()
         self.pool.close()
 
