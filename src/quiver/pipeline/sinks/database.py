@@ -51,7 +51,7 @@ import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -247,19 +247,16 @@ class DatabaseSink(ColumnBound):
                 bad, what = pc.is_nan(column), "NaN"
             else:
                 bad, what = pc.invert(pc.is_finite(column)), "NaN or infinity"
-            bad = pc.fill_null(bad, False)
-            count = pc.sum(bad).as_py() or 0
-            if count:
-                first = pc.filter(column, bad)[0].as_py()
-                shown = "NaN" if math.isnan(first) else ("Infinity" if first > 0 else "-Infinity")
-                raise PermanentError.one(
-                    f"column {name!r} holds {shown} in {count} row(s)"
-                    + _at_lines(batch, bad)
-                    + f"; {_DIALECT_NAMES[dialect]} cannot store {what}",
-                    f"sink database {self.cfg.table}",
-                    "replace or filter these values before this sink (e.g. a `derive` "
-                    "setting them to null), or write to PostgreSQL, which stores them",
-                )
+            self._refuse_rows(
+                batch,
+                name,
+                column,
+                bad,
+                lambda v: "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"),
+                f"{_DIALECT_NAMES[dialect]} cannot store {what}",
+                "replace or filter these values before this sink (e.g. a `derive` "
+                "setting them to null), or write to PostgreSQL, which stores them",
+            )
 
     def _refuse_unstorable_integers(self, batch: pa.RecordBatch, table: pa.Table) -> None:
         """SQLite integers and the PostgreSQL ``bigint`` an unsigned 64-bit column is loaded as
@@ -268,27 +265,50 @@ class DatabaseSink(ColumnBound):
         dialect = self.url.dialect
         if dialect == "mysql":
             return  # BIGINT UNSIGNED holds every uint64
+        where = "SQLite" if dialect == "sqlite" else "PostgreSQL (as bigint)"
+        other = (
+            "PostgreSQL into a numeric column"
+            if dialect == "sqlite"
+            else "MariaDB/MySQL (BIGINT UNSIGNED)"
+        )
         for name, column in zip(table.column_names, table.columns, strict=True):
             if column.type != pa.uint64():
                 continue
-            bad = pc.fill_null(pc.greater(column, pa.scalar(2**63 - 1, pa.uint64())), False)
-            count = pc.sum(bad).as_py() or 0
-            if count:
-                first = pc.filter(column, bad)[0].as_py()
-                where = "SQLite" if dialect == "sqlite" else "PostgreSQL (as bigint)"
-                other = "MariaDB/MySQL (BIGINT UNSIGNED)"
-                raise PermanentError.one(
-                    f"column {name!r} holds {first} in {count} row(s)"
-                    + _at_lines(batch, bad)
-                    + f"; {where} stores integers up to {2**63 - 1}",
-                    f"sink database {self.cfg.table}",
-                    "cast the column to a decimal or text before this sink (a `cast` step), "
-                    + (
-                        "or write to PostgreSQL into a numeric column"
-                        if dialect == "sqlite"
-                        else f"or write to {other}"
-                    ),
-                )
+            self._refuse_rows(
+                batch,
+                name,
+                column,
+                pc.greater(column, pa.scalar(2**63 - 1, pa.uint64())),
+                str,
+                f"{where} stores integers up to {2**63 - 1}",
+                "cast the column to a decimal or text before this sink (a `cast` step), "
+                f"or write to {other}",
+            )
+
+    def _refuse_rows(
+        self,
+        batch: pa.RecordBatch,
+        name: str,
+        column: pa.ChunkedArray,
+        bad: Any,
+        shown: Callable[[Any], str],
+        why: str,
+        fix: str,
+    ) -> None:
+        """Refuse the run when ``bad`` selects any row of ``column``: the first such value
+        (``shown``), how many, their input lines, ``why`` the database cannot store them."""
+        bad = pc.fill_null(bad, False)
+        count = pc.sum(bad).as_py() or 0
+        if not count:
+            return
+        first = pc.filter(column, bad)[0].as_py()
+        raise PermanentError.one(
+            f"column {name!r} holds {shown(first)} in {count} row(s)"
+            + _at_lines(batch, bad)
+            + f"; {why}",
+            f"sink database {self.cfg.table}",
+            fix,
+        )
 
     async def commit(self) -> None:
         backend, self._backend = self._backend, None
