@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,206 @@ def test_other_commands_end_the_ordinary_way(tmp_path: Path) -> None:
     done = run_script(["validate", "p.yaml"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "freed.log").read_text() == "freed"
+
+
+def test_a_csv_to_csv_run_does_not_import_typer(tmp_path: Path) -> None:
+    """``quiver run FILE [OPTIONS]`` is read without typer: importing it and building its
+    converters (pydantic type adapters) is about a tenth of a short run."""
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    for options in (["--quiet"], ["--report", "r.json", "-v", "K=V", "--workers", "2"]):
+        script = imported_after(["run", "p.yaml", *options], ["typer", "click"])
+        modules, collecting = probe(script, tmp_path)
+        assert (modules, collecting) == ("[]", "True")
+        assert (tmp_path / "out.csv").read_text() == "id,name\n1,a\n"
+
+
+#: ``quiver run`` arguments read without typer, each to what typer reads.
+READ_WITHOUT_TYPER = [
+    ["p.yaml"],
+    ["p.yaml", "--quiet"],
+    ["-q", "p.yaml"],
+    ["p.yaml", "--resume", "--strict", "--debug", "-q"],
+    ["p.yaml", "--strict", "--strict"],
+    ["p.yaml", "-v", "A=1", "--variable", "B=two words", "-v", "C="],
+    ["p.yaml", "--variable", "K=é"],
+    ["--dry-run", "p.yaml"],
+    ["p.yaml", "--dry-run"],
+    ["p.yaml", "--dry-run", "5"],
+    ["p.yaml", "--dry-run", "0"],
+    ["--dry-run", "--quiet", "p.yaml"],
+    ["p.yaml", "--report", "out/report.json"],
+    ["p.yaml", "--log-format", "json"],
+    ["p.yaml", "--log-format", "yaml"],  # refused by the command itself, alike
+    ["p.yaml", "--workers", "1"],
+    ["p.yaml", "--workers", "16"],
+    ["p.yaml", "--max-rejects", "0"],
+    ["p.yaml", "--max-rejects", "250"],
+    ["p.yaml", "--max-reject-ratio", "0"],
+    ["p.yaml", "--max-reject-ratio", "0.05"],
+    ["p.yaml", "--max-reject-ratio", "1"],
+    ["p.yaml", "--max-reject-ratio", "1.0"],
+    ["p.yaml", "--max-reject-ratio", "0.333333333333333"],
+    ["p.yaml", "--path-map", "C:\\data=/srv/data", "--path-map", "D:\\x=/x"],
+    ["p.yaml", "--metrics", "127.0.0.1:8888"],
+    ["dir/p v2.yaml", "--quiet"],
+    ["p.yaml", "--workers", "4", "--quiet", "--report", "r.json", "--log-format", "text"],
+]
+
+#: ``quiver run`` arguments left to typer: its help, its error messages, forms read elsewise.
+LEFT_TO_TYPER = [
+    [],
+    ["--help"],
+    ["p.yaml", "--help"],
+    ["p.yaml", "--bogus"],
+    ["p.yaml", "other.yaml"],
+    ["--quiet"],
+    ["p.yaml", "--report"],
+    ["p.yaml", "--report", "--quiet"],
+    ["p.yaml", "--workers", "0"],
+    ["p.yaml", "--workers", "-1"],
+    ["p.yaml", "--workers", "two"],
+    ["p.yaml", "--workers", "04"],
+    ["p.yaml", "--workers", "1.0"],
+    ["p.yaml", "--workers", "4", "--workers", "2"],
+    ["p.yaml", "--max-rejects", "-1"],
+    ["p.yaml", "--max-reject-ratio", "1.5"],
+    ["p.yaml", "--max-reject-ratio", "-0.1"],
+    ["p.yaml", "--max-reject-ratio", "5e-2"],
+    ["p.yaml", "--max-reject-ratio", "half"],
+    ["p.yaml", "--dry-run=5"],
+    ["p.yaml", "--dry-run", "٣"],
+    ["p.yaml", "--workers=2"],
+    ["p.yaml", "-qv", "K=V"],
+    ["p.yaml", "-vK=V"],
+    ["p.yaml", "--"],
+    ["--", "p.yaml"],
+    ["-"],
+    [""],
+    ["p.yaml", "--variable", ""],
+    ["p\udcff.yaml"],
+]
+
+
+def typer_reading(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, object]:
+    """What the typer app passes to ``run_command`` for ``quiver run ARGS`` (the exit code,
+    and the keywords, or the output when it passes nothing)."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from quiver.cli import app
+    from quiver.pipeline import commands
+
+    passed: list[dict[str, object]] = []
+
+    def record(*values: object) -> int:
+        passed.append(dict(inspect.signature(run_command).bind(*values).arguments))
+        return 0
+
+    run_command = commands.run_command
+    monkeypatch.setattr(commands, "run_command", record)
+    result = CliRunner().invoke(app, ["run", *args], env={"COLUMNS": "200"})
+    monkeypatch.undo()
+    return result.exit_code, passed[0] if passed else result.output
+
+
+def typed(values: dict[str, object]) -> dict[str, tuple[type, object]]:
+    return {name: (type(value), value) for name, value in values.items()}
+
+
+@pytest.mark.parametrize("args", READ_WITHOUT_TYPER, ids=" ".join)
+def test_run_arguments_read_without_typer_are_read_as_typer_reads_them(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quiver.pipeline.commands import parse_run_arguments
+
+    code, by_typer = typer_reading(args, monkeypatch)
+    assert code == 0 and isinstance(by_typer, dict), by_typer
+    read = parse_run_arguments(args)
+    assert read is not None
+    assert typed(read) == typed(by_typer)
+
+
+@pytest.mark.parametrize("args", LEFT_TO_TYPER, ids=repr)
+def test_run_arguments_typer_refuses_or_reads_otherwise_are_left_to_it(args: list[str]) -> None:
+    from quiver.pipeline.commands import parse_run_arguments
+
+    assert parse_run_arguments(args) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [a for a in LEFT_TO_TYPER if "--help" not in a and "=" not in "".join(a)][:18],
+    ids=repr,
+)
+def test_run_arguments_left_to_typer_that_it_refuses_exit_2_with_its_message(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, output = typer_reading(args, monkeypatch)
+    if code == 0:  # typer reads it (another form of a value): only the reading differs
+        return
+    assert code == 2 and "Error" in str(output), output
+
+
+def test_every_run_option_is_read_without_typer() -> None:
+    """An option added to ``quiver run`` is read without typer too (else every run that gives
+    it pays for typer)."""
+    import typer
+    import typer.main
+
+    from quiver.pipeline.commands import _RUN_FLAGS, _RUN_OPTIONS, register
+
+    sub = typer.Typer()
+    register(sub)
+    run = typer.main.get_group(sub).commands["run"]
+    names = {name for p in run.params for name in getattr(p, "opts", []) if name.startswith("-")}
+    assert names == set(_RUN_FLAGS) | set(_RUN_OPTIONS)
+
+
+def test_a_run_read_without_typer_ends_as_the_typer_app_ends(tmp_path: Path) -> None:
+    """The same output, files and exit code, read by typer (``app()``) or not (the script)."""
+    (tmp_path / "in.csv").write_text("id\n1\n-2\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{validate: {schema: {id: {type: int, min: 0}}}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+        "on_error: {policy: reject, rejects: rejects.csv}\n"
+    )
+    (tmp_path / "bad.yaml").write_text("source: {csv: {path: in.csv}}\nsink: {cvs: {}}\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}", "COLUMNS": "120"}
+    by_app = "import sys\nfrom quiver.cli import app\nsys.argv[0] = 'quiver'\napp()\n"
+    for args in (
+        ["run", "p.yaml", "--strict", "--report", "r.json", "-q"],
+        ["run", "p.yaml", "--log-format", "json"],
+        ["run", "p.yaml", "--dry-run"],
+        ["run", "bad.yaml"],
+        ["run", "missing.yaml", "-q"],
+        ["run", "p.yaml", "--log-format", "yaml"],
+    ):
+        ends = []
+        for script in (SCRIPT, by_app):
+            done = subprocess.run(
+                [sys.executable, "-c", script, *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            report = tmp_path / "r.json"
+            written = json.loads(report.read_text())["exit_code"] if report.exists() else None
+            report.unlink(missing_ok=True)
+            ends.append((done.returncode, scrub(done.stdout), scrub(done.stderr), written))
+        assert ends[0] == ends[1], args
+
+
+def scrub(text: str) -> str:
+    """``text`` without what differs between two runs (run ids, times, rates)."""
+    import re
+
+    text = re.sub(r"[0-9a-f]{12}", "<id>", text)
+    text = re.sub(r'"(ts|time|seconds|elapsed|[a-z_]*_s|rows_per_s)": [^,}]+', r'"\1": _', text)
+    return re.sub(r"[0-9]+\.[0-9]+(s| rows/s)?", "<n>", text)

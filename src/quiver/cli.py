@@ -5,6 +5,12 @@ The commands are loaded lazily: the root group knows every command's name and on
 runs (or its own help or completion is asked for). ``quiver run`` never imports the GraphQL,
 Flight or observer commands, and ``quiver --help`` imports none of them. Command modules only
 import typer at module level; the heavy imports happen inside the command bodies.
+
+``quiver run FILE [OPTIONS]`` in its ordinary forms does not import typer at all: the console
+script reads those arguments itself (:func:`quiver.pipeline.commands.parse_run_arguments`,
+tested against typer's reading of each option) and hands anything else (help, completion, a
+mistake, another command) to the typer app, :data:`app`, built when first used. Importing
+typer and building its parameter converters is about a tenth of a short run.
 """
 
 from __future__ import annotations
@@ -15,14 +21,12 @@ import gc
 _collecting = gc.isenabled()
 gc.disable()
 
+import errno  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Iterator, MutableMapping  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
-
-import typer  # noqa: E402
-from typer.core import TyperCommand, TyperGroup  # noqa: E402
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast  # noqa: E402
 
 from quiver import __version__  # noqa: E402
 
@@ -30,10 +34,15 @@ if _collecting:
     gc.enable()
 
 if TYPE_CHECKING:
+    import typer
+
     from quiver.config.settings import QuiverSettings
     from quiver.schema.ir import Schema
 
 __all__ = ["COMMANDS", "app", "main", "script"]
+
+#: The typer app of every command, built on first use (see ``__getattr__``).
+app: typer.Typer
 
 #: Every top-level command, in the order ``quiver --help`` lists them: the package whose
 #: ``commands`` module registers it, and the first paragraph of its help (checked against the
@@ -137,6 +146,9 @@ class _LazyCommands(MutableMapping[str, Any]):
         if package in self._packages:
             return
         self._packages.add(package)
+        import typer
+        import typer.main
+
         sub = typer.Typer()
         _register(package, sub)
         group = typer.main.get_group(sub)
@@ -164,58 +176,6 @@ class _LazyCommands(MutableMapping[str, Any]):
         return name in COMMANDS or name in self._loaded
 
 
-class _LazyGroup(TyperGroup):
-    """The root group: lists every command from :data:`COMMANDS` without importing it."""
-
-    def __init__(self, **attrs: Any) -> None:
-        super().__init__(**attrs)
-        commands = _LazyCommands()
-        commands.update(self.commands)
-        self.commands = commands
-        self._listing = False
-
-    @contextmanager
-    def _only_listing(self) -> Iterator[None]:
-        self._listing = True
-        try:
-            yield
-        finally:
-            self._listing = False
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return list(self.commands)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if self._listing and cmd_name in COMMANDS:
-            # the name and help line are all a listing shows
-            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
-        return self.commands.get(cmd_name)
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        with self._only_listing():
-            super().format_help(ctx, formatter)
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
-        with self._only_listing():
-            return super().shell_complete(ctx, incomplete)
-
-
-app = typer.Typer(
-    name="quiver",
-    cls=_LazyGroup,
-    help="Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"quiver {__version__}")
-        raise typer.Exit()
-
-
 #: Commands that turn the garbage collector back on themselves, once their imports are done.
 _COLLECTING_AFTER_IMPORTS = frozenset({"run"})
 
@@ -225,17 +185,91 @@ _ENDING_AT_ONCE = frozenset({"run"})
 _ending: dict[str, bool] = {"at_once": False}
 
 
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines."""
-    if ctx.invoked_subcommand not in _COLLECTING_AFTER_IMPORTS:
+def _build_app() -> typer.Typer:
+    """The typer app of every command (:data:`app`)."""
+    # a module global: typer reads the callbacks' annotations (``typer.Context``) from here
+    global typer
+    import typer
+    from typer.core import TyperCommand, TyperGroup
+
+    class _LazyGroup(TyperGroup):
+        """The root group: lists every command from :data:`COMMANDS` without importing it."""
+
+        def __init__(self, **attrs: Any) -> None:
+            super().__init__(**attrs)
+            commands = _LazyCommands()
+            commands.update(self.commands)
+            self.commands = commands
+            self._listing = False
+
+        @contextmanager
+        def _only_listing(self) -> Iterator[None]:
+            self._listing = True
+            try:
+                yield
+            finally:
+                self._listing = False
+
+        def list_commands(self, ctx: Any) -> list[str]:
+            return list(self.commands)
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            if self._listing and cmd_name in COMMANDS:
+                # the name and help line are all a listing shows
+                return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
+            return self.commands.get(cmd_name)
+
+        def format_help(self, ctx: Any, formatter: Any) -> None:
+            with self._only_listing():
+                super().format_help(ctx, formatter)
+
+        def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+            with self._only_listing():
+                return super().shell_complete(ctx, incomplete)
+
+    built = typer.Typer(
+        name="quiver",
+        cls=_LazyGroup,
+        help="Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+    )
+
+    @built.callback()
+    def _root(
+        ctx: typer.Context,
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ) -> None:
+        """Quiver: compiled GraphQL over SQL databases, Arrow Flight, and data pipelines."""
+        _started(ctx.invoked_subcommand)
+
+    return built
+
+
+def _version(value: bool) -> None:
+    if value:
+        import typer
+
+        typer.echo(f"quiver {__version__}")
+        raise typer.Exit()
+
+
+def _started(command: str | None) -> None:
+    """What the root group does before ``command`` runs."""
+    if command not in _COLLECTING_AFTER_IMPORTS:
         gc.enable()
-    _ending["at_once"] = ctx.invoked_subcommand in _ENDING_AT_ONCE
+    _ending["at_once"] = command in _ENDING_AT_ONCE
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`app`, built on first use."""
+    if name == "app":
+        built = globals()["app"] = _build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -255,7 +289,64 @@ def main() -> None:
     # tenth of a short run, so the collector is off until the command starts (`quiver run`:
     # until its imports are frozen, see quiver.pipeline.commands).
     gc.disable()
-    app()
+    _run_without_typer(sys.argv[1:])
+    _app()()
+
+
+def _app() -> typer.Typer:
+    """:data:`app`, built now if it was not yet."""
+    built: typer.Typer | None = globals().get("app")
+    return built if built is not None else __getattr__("app")
+
+
+def _run_without_typer(args: list[str]) -> None:
+    """``quiver ARGS`` when it is ``quiver run`` with arguments that
+    :func:`~quiver.pipeline.commands.parse_run_arguments` reads: runs the command as the typer
+    app would and raises ``SystemExit`` with its exit code. Returns, having done nothing, for
+    any other command line (help, shell completion, a mistake, another command)."""
+    if os.name != "posix" or args[:1] != ["run"]:
+        return  # (typer expands wildcards in the arguments on Windows)
+    if any(name.endswith("_COMPLETE") for name in os.environ):
+        return  # shell completion asked for: typer answers it
+    from quiver.pipeline import commands
+
+    arguments = commands.parse_run_arguments(args[1:])
+    if arguments is None:
+        return
+    _started("run")
+    # what typer's main does (typer.core._main) when the command raises
+    try:
+        code = commands.run_command(**arguments)
+    except KeyboardInterrupt:
+        code = 130
+    except EOFError:
+        _aborted()
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        _pipe_closed()
+    sys.exit(code)
+
+
+def _aborted() -> NoReturn:
+    """Typer's ending of a command that met the end of its input (exit code 1)."""
+    from typer import _click, core, rich_utils
+
+    _click.echo(file=sys.stderr)
+    if core.HAS_RICH and core.DEFAULT_MARKUP_MODE is not None:
+        rich_utils.rich_abort_error()
+    else:
+        _click.echo("Aborted!", file=sys.stderr)
+    sys.exit(1)
+
+
+def _pipe_closed() -> NoReturn:
+    """Typer's ending of a command whose output pipe was closed (exit code 1)."""
+    from typer._click.utils import PacifyFlushWrapper
+
+    sys.stdout = cast(TextIO, PacifyFlushWrapper(sys.stdout))
+    sys.stderr = cast(TextIO, PacifyFlushWrapper(sys.stderr))
+    sys.exit(1)
 
 
 def script() -> None:

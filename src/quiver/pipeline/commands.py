@@ -10,14 +10,14 @@ nothing was written).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
-from typer.core import TyperCommand
 
 from quiver.runtime.wording import plural
 
 if TYPE_CHECKING:
+    import typer
+
     from quiver.pipeline.interrupts import StopSignals
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_TERMINATED",
+    "parse_run_arguments",
     "parse_variables",
     "register",
 ]
@@ -39,34 +40,38 @@ EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM exits with 143 (128 + the signal numbe
 EXIT_TERMINATED = 143
 DEFAULT_DRY_RUN_ROWS = 10
 
-_Variables = Annotated[
-    list[str] | None,
-    typer.Option("--variable", "-v", help="Set ${KEY} in the pipeline: KEY=VALUE (repeatable)."),
-]
-
-_PathMaps = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--path-map",
-        help="Map a Windows path prefix of a FlowEngine file to a local folder: "
-        "'C:\\data=/srv/data' (repeatable).",
-    ),
-]
+_VARIABLE_HELP = "Set ${KEY} in the pipeline: KEY=VALUE (repeatable)."
+_PATH_MAP_HELP = (
+    "Map a Windows path prefix of a FlowEngine file to a local folder: "
+    "'C:\\data=/srv/data' (repeatable)."
+)
 
 
-class _OptionalValueCommand(TyperCommand):
-    """Lets ``--dry-run`` be given without a number (then it means the first 10 rows)."""
+def _optional_value_command() -> type[Any]:
+    """The command class of ``quiver run``: lets ``--dry-run`` be given without a number (then
+    it means the first 10 rows). Made when the typer app is built (typer is not imported
+    before)."""
+    from typer.core import TyperCommand
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        fixed: list[str] = []
-        for i, arg in enumerate(args):
-            fixed.append(arg)
-            if arg == "--dry-run":
-                nxt = args[i + 1] if i + 1 < len(args) else None
-                if nxt is None or not nxt.isdigit():
-                    fixed.append(str(DEFAULT_DRY_RUN_ROWS))
-        result: list[str] = super().parse_args(ctx, fixed)
-        return result
+    class _OptionalValueCommand(TyperCommand):
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            result: list[str] = super().parse_args(ctx, _fill_dry_run(args))
+            return result
+
+    return _OptionalValueCommand
+
+
+def _fill_dry_run(args: list[str]) -> list[str]:
+    """``args`` with the number ``--dry-run`` means (10) after each ``--dry-run`` that is not
+    followed by one."""
+    fixed: list[str] = []
+    for i, arg in enumerate(args):
+        fixed.append(arg)
+        if arg == "--dry-run":
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is None or not nxt.isdigit():
+                fixed.append(str(DEFAULT_DRY_RUN_ROWS))
+    return fixed
 
 
 def parse_variables(values: list[str]) -> dict[str, str]:
@@ -138,6 +143,110 @@ def _print_errors(err: Any, error: Any) -> None:
         fix = f"\n  [dim]fix:[/] {escape(d.fix)}" if d.fix else ""
         text = escape(f"{where}{d.message}")
         error.print(f"[red]error:[/] {text}{fix}", soft_wrap=True)
+
+
+#: The flags of ``quiver run``, by the keyword of :func:`run_command` they set.
+_RUN_FLAGS = {
+    "--resume": "resume",
+    "--strict": "strict",
+    "--debug": "debug",
+    "--quiet": "quiet",
+    "-q": "quiet",
+}
+#: The options of ``quiver run`` that take a value, by the keyword of :func:`run_command`.
+_RUN_OPTIONS = {
+    "--variable": "variables",
+    "-v": "variables",
+    "--dry-run": "dry_run",
+    "--report": "report",
+    "--log-format": "log_format",
+    "--workers": "workers",
+    "--max-rejects": "max_rejects",
+    "--max-reject-ratio": "max_reject_ratio",
+    "--path-map": "path_map",
+    "--metrics": "metrics",
+}
+#: The least value of each whole-number option (None: no least).
+_RUN_WHOLE = {"dry_run": None, "workers": 1, "max_rejects": 0}
+_WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,17}")
+_RATIO = re.compile(r"[01](?:\.[0-9]{1,15})?")
+
+
+def parse_run_arguments(args: list[str]) -> dict[str, Any] | None:
+    """The keywords of :func:`run_command` that ``quiver run ARGS`` passes, read without typer
+    (importing it and building its converters is about a tenth of a short run); None when typer
+    must read ``args``: help, a mistake (its message), or a form this does not read.
+
+    Reads the option names and value forms of ``quiver run`` that typer reads to the same
+    values (tests/test_cli.py compares the two): each option by its own name, its value in the
+    next argument, one FILE anywhere among them, a value option at most once (the repeatable
+    ``--variable`` and ``--path-map`` aside). Anything else is left to typer: ``--name=value``,
+    joined short options, a value that starts with ``-``, a number typer would refuse or read
+    some other way, ``--``, ``--help``.
+    """
+    values: dict[str, Any] = {
+        "file": None,
+        "variables": [],
+        "dry_run": None,
+        "resume": False,
+        "report": None,
+        "log_format": "text",
+        "workers": None,
+        "strict": False,
+        "debug": False,
+        "quiet": False,
+        "max_rejects": None,
+        "max_reject_ratio": None,
+        "path_map": [],
+        "metrics": None,
+    }
+    given: set[str] = set()
+    rest = iter(_fill_dry_run(args))
+    for arg in rest:
+        if not _plain(arg):
+            return None
+        flag = _RUN_FLAGS.get(arg)
+        if flag is not None:
+            values[flag] = True
+            continue
+        option = _RUN_OPTIONS.get(arg)
+        if option is None:
+            if arg.startswith("-") or values["file"] is not None:
+                return None
+            values["file"] = arg
+            continue
+        value = next(rest, "")
+        if not _plain(value) or value.startswith("-"):
+            return None
+        if option in ("variables", "path_map"):
+            values[option].append(value)
+            continue
+        if option in given:
+            return None
+        given.add(option)
+        if option in _RUN_WHOLE:
+            least = _RUN_WHOLE[option]
+            if not _WHOLE_NUMBER.fullmatch(value) or (least is not None and int(value) < least):
+                return None
+            values[option] = int(value)
+        elif option == "max_reject_ratio":
+            if not _RATIO.fullmatch(value) or float(value) > 1:
+                return None
+            values[option] = float(value)
+        else:
+            values[option] = value
+    return values if values["file"] is not None else None
+
+
+def _plain(arg: str) -> bool:
+    """``arg`` is not empty and is text typer reads as it is (no undecodable bytes)."""
+    if arg.isascii():
+        return arg != ""
+    try:
+        arg.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def run_command(
@@ -524,11 +633,16 @@ def plugins_describe(name: str) -> int:
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the ``quiver`` app."""
+    # a module global: typer reads the commands' annotations (``typer.Option``) from here
+    global typer
+    import typer
 
-    @app.command("run", cls=_OptionalValueCommand)
+    @app.command("run", cls=_optional_value_command())
     def run(
         file: str = typer.Argument(..., help="Pipeline YAML file."),
-        variable: _Variables = None,
+        variable: Annotated[
+            list[str] | None, typer.Option("--variable", "-v", help=_VARIABLE_HELP)
+        ] = None,
         dry_run: int | None = typer.Option(
             None,
             "--dry-run",
@@ -568,7 +682,9 @@ def register(app: typer.Typer) -> None:
             help="Fail (writing nothing) when more than this share of the rows read is "
             "rejected (0.05: 5%); overrides on_error.max_reject_ratio.",
         ),
-        path_map: _PathMaps = None,
+        path_map: Annotated[
+            list[str] | None, typer.Option("--path-map", help=_PATH_MAP_HELP)
+        ] = None,
         metrics: str | None = typer.Option(
             None,
             "--metrics",
@@ -600,8 +716,12 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
         file: str = typer.Argument(..., help="Pipeline YAML file."),
-        variable: _Variables = None,
-        path_map: _PathMaps = None,
+        variable: Annotated[
+            list[str] | None, typer.Option("--variable", "-v", help=_VARIABLE_HELP)
+        ] = None,
+        path_map: Annotated[
+            list[str] | None, typer.Option("--path-map", help=_PATH_MAP_HELP)
+        ] = None,
     ) -> None:
         """Check a pipeline (config, scripts, SQL, schemas) without processing data."""
         raise typer.Exit(validate_command(file, variable or [], path_map or []))
