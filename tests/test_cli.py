@@ -457,3 +457,64 @@ def scrub(text: str) -> str:
     text = re.sub(r"[0-9a-f]{12}", "<id>", text)
     text = re.sub(r'"(ts|time|seconds|elapsed|[a-z_]*_s|rows_per_s)": [^,}]+', r'"\1": _', text)
     return re.sub(r"[0-9]+\.[0-9]+(s| rows/s)?", "<n>", text)
+
+
+#: A pydantic plugin that notes each model it is shown, in ``models.log``.
+PLUGIN = """\
+class Plugin:
+    def new_schema_validator(self, schema, schema_type, *args, **kwargs):
+        with open("models.log", "a") as log:
+            log.write(getattr(schema_type, "__name__", str(schema_type)) + "\\n")
+        return None, None, None
+
+
+plugin = Plugin()
+"""
+
+
+def test_a_run_loads_the_installed_pydantic_plugins(tmp_path: Path) -> None:
+    """Pydantic's plugins (the ``pydantic`` entry-point group) see Quiver's models, as in any
+    process that builds them."""
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    site = tmp_path / "site"
+    (site / "noting_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "noting_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: noting-plugin\nVersion: 1.0\n"
+    )
+    (site / "noting_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pydantic]\nnoting = noting_plugin:plugin\n"
+    )
+    (site / "noting_plugin.py").write_text(PLUGIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src"), str(site)])}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, "run", "p.yaml", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "CsvSourceConfig" in (tmp_path / "models.log").read_text().split()
+
+
+def test_a_run_without_pydantic_plugins_does_not_search_the_entry_points(tmp_path: Path) -> None:
+    """With no plugin installed, pydantic is told so before it reads the entry points of every
+    installed distribution (``importlib.metadata``, about 10 ms)."""
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\nsink: {csv: {path: out.csv}}\n"
+    )
+    script = (
+        "import importlib.metadata as metadata\nsearched = []\nfind = metadata.entry_points\n"
+        "def counted(**selection):\n    searched.append(selection)\n    return find(**selection)\n"
+        "metadata.entry_points = counted\n"
+        + imported_after(["run", "p.yaml", "--quiet"], [])
+        + "from pydantic.plugin import _loader\nprint(searched, _loader._plugins)\n"
+    )
+    _, searched = probe(script, tmp_path)
+    assert searched == "[] {}"
+    assert (tmp_path / "out.csv").read_text() == "id\n1\n"

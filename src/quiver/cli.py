@@ -308,12 +308,15 @@ def _run_without_typer(args: list[str]) -> None:
         return  # (typer expands wildcards in the arguments on Windows)
     if any(name.endswith("_COMPLETE") for name in os.environ):
         return  # shell completion asked for: typer answers it
+    from quiver.config.pydantic_plugins import settle_pydantic_plugins
     from quiver.pipeline import commands
 
     arguments = commands.parse_run_arguments(args[1:])
     if arguments is None:
         return
     _started("run")
+    # (the typer app builds pydantic models while it reads the arguments, before this could)
+    settle_pydantic_plugins()
     # what typer's main does (typer.core._main) when the command raises
     try:
         code = commands.run_command(**arguments)

@@ -8,7 +8,6 @@ filter operator) suggests the nearest known ones the same way::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = ["closest_names", "did_you_mean"]
@@ -18,6 +17,8 @@ _CUTOFF = 0.6
 
 def closest_names(name: str, known: Iterable[str], *, most: int = 1) -> list[str]:
     """The known names nearest to ``name``, best first: a match ignoring case comes first."""
+    import difflib  # only for a mistake: not imported by every start
+
     pool = sorted(set(known))
     by_folded: dict[str, list[str]] = {}
     for k in pool:
