@@ -174,7 +174,7 @@ _RATIO = re.compile(r"[01](?:\.[0-9]{1,15})?")
 
 def parse_run_arguments(args: list[str]) -> dict[str, Any] | None:
     """The keywords of :func:`run_command` that ``quiver run ARGS`` passes, read without typer
-    (importing it and building its converters is about a tenth of a short run); None when typer
+    (importing it and building its converters is about 5% of a short run); None when typer
     must read ``args``: help, a mistake (its message), or a form this does not read.
 
     Reads the option names and value forms of ``quiver run`` that typer reads to the same
