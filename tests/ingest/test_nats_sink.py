@@ -154,3 +154,36 @@ async def test_otlp_messages_carry_their_signal(
         assert batch is not None
         back.append(batch)
     assert plain(pa.Table.from_batches(back)).to_pylist() == plain(pa.table(sent)).to_pylist()
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["two-columns", "one-column"])
+async def test_csv_messages_keep_empty_text_apart_from_null(
+    with_id: bool, js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """The CSV a sink writes (``""`` for empty text, nothing for null, an empty line for a
+    null in a one-column body) reads back as it was written."""
+    stream, prefix = js_stream
+    notes = pa.array(["", None, "x", None])
+    batch = pa.record_batch(
+        {"id": pa.array(range(4)), "note": notes} if with_id else {"note": notes}
+    )
+    sink: NatsSink = build(
+        NatsSink, {"subject": f"{prefix}.csv", "stream": stream, "format": "csv"}
+    )
+    await write_all(sink, [batch], run_ctx)
+    receiver: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": f"{prefix}.csv",
+            "stream": stream,
+            "durable": unique("d"),
+            "format": "csv",
+            "schema": {"id": "int", "note": "str"} if with_id else {"note": "str"},
+            "idle_timeout": 1.0,
+            "batch_seconds": 0.2,
+        },
+    )
+    table = await take(receiver, run_ctx)
+    await receiver.commit()
+    await receiver.close()
+    assert table.column("note").to_pylist() == ["", None, "x", None]

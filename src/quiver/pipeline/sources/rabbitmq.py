@@ -209,7 +209,10 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         table = pacsv.read_csv(
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=cfg.columns) if cfg.columns else None,
-            parse_options=pacsv.ParseOptions(delimiter=cfg.delimiter),
+            # in a one-column message an empty line is a null value, as the sink writes it
+            parse_options=pacsv.ParseOptions(
+                delimiter=cfg.delimiter, ignore_empty_lines=len(names) != 1
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
             ),
