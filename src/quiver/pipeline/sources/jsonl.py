@@ -406,6 +406,9 @@ def _read_type(kind: pa.DataType) -> pa.DataType:
         or pa.types.is_time(kind)
         or pa.types.is_decimal(kind)
         or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_duration(kind)
+        or pa.types.is_interval(kind)
     ):
         return pa.string()
     return kind
