@@ -6,6 +6,7 @@ traceback, never a changed value, never a half-written file."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import json
@@ -20,6 +21,9 @@ import pytest
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.json_text import json_strings
+from quiver.pipeline.processors.js import JsProcessor
+from quiver.pipeline.processors.python import PythonProcessor
+from quiver.pipeline.processors.sql import SqlProcessor
 from quiver.pipeline.sinks.arrow_ipc import ArrowIpcSink
 from quiver.pipeline.sinks.csv import CsvSink
 from quiver.pipeline.sinks.jsonl import JsonlSink
@@ -34,6 +38,7 @@ from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import PermanentError
 
 from .conftest import ScratchQueue, build, read_all, write_all
+from .processors.contract import process
 
 D = decimal.Decimal
 PARIS = "Europe/Paris"
@@ -449,3 +454,94 @@ async def test_each_type_comes_back_through_rabbitmq(
         return
     kind = parse_type(declared, name) if declared is not None else want.type
     assert_same(got, want.cast(kind) if kind != want.type else want, name)
+
+
+# -- script steps -----------------------------------------------------------------------------
+
+STEPS = ["python_row", "python_batch", "js", "sql"]
+
+#: what the sql step refuses: the types DuckDB cannot read, and the durations and intervals
+#: it cannot hold exactly (nanoseconds, more than 292 years)
+SQL_REFUSES = {
+    "f16": "cannot read",
+    "d256": "cannot read",
+    "dneg": "cannot read",
+    "mdn": "cannot hold exactly",
+    "dur_s": "beyond the 292 years",
+    "dur_ms": "beyond the 292 years",
+    "dur_us": "cannot hold exactly",
+    "dur_ns": "cannot hold exactly",
+}
+#: what a python step in row mode refuses: values a Python object cannot hold
+PYTHON_REFUSES = {
+    "dur_s": "holds a value Python cannot hold, at line 1",
+    "dur_ms": "holds a value Python cannot hold, at line 1",
+    "tsp_y10k": "holds a value Python cannot hold, at line 1",
+    "tsp_ns": "holds a value Python cannot hold, at line 2",
+}
+STEP_XFAIL: dict[tuple[str, str], str] = {
+    ("js", "nul"): "a null-type column comes back from a js step as text",
+    ("python_row", "dur_us"): "pyarrow cannot turn the timedelta of the least duration[us] "
+    "back into a duration",
+}
+
+
+def step_cases() -> list[Any]:
+    cases = []
+    for kind in STEPS:
+        for name in COLUMNS:
+            reason = STEP_XFAIL.get((kind, name))
+            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+            cases.append(pytest.param(kind, name, id=f"{kind}-{name}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "name"), step_cases())
+def test_a_step_returning_a_column_unchanged_keeps_its_type_and_values(
+    kind: str, name: str, tmp_path: Path
+) -> None:
+    processor = step(kind, tmp_path)
+    refuses = {"sql": SQL_REFUSES, "python_row": PYTHON_REFUSES}.get(kind, {})
+    try:
+        if name in refuses:
+            with pytest.raises(PermanentError) as caught:
+                process(processor, one_column(name), context(tmp_path))
+            message = str(caught.value)
+            assert refuses[name] in message and repr(name) in message, message
+            return
+        out = process(processor, one_column(name), context(tmp_path))
+    finally:
+        if isinstance(processor, JsProcessor):
+            asyncio.run(processor.close())
+        elif isinstance(processor, SqlProcessor):
+            processor.close()
+    assert out.errors == []
+    assert out.batch is not None
+    assert_same(out.batch.column(name), COLUMNS[name][0], name)
+
+
+def test_a_sql_step_gives_back_ordinary_durations_as_durations(tmp_path: Path) -> None:
+    durations = COLUMNS["dur"][0]
+    intervals = pa.array(
+        [pa.MonthDayNano([1, 2, 3000]), None, None, None], pa.month_day_nano_interval()
+    )
+    processor = step("sql", tmp_path)
+    out = process(processor, pa.record_batch({"d": durations, "i": intervals}), context(tmp_path))
+    processor.close()
+    assert out.batch is not None
+    assert_same(out.batch.column("d"), durations, "d")
+    assert_same(out.batch.column("i"), intervals, "i")
+
+
+def step(kind: str, tmp_path: Path) -> Any:
+    (tmp_path / "t.py").write_text(
+        "def transform(row, ctx):\n    return row\n\ndef whole(batch, ctx):\n    return batch\n"
+    )
+    (tmp_path / "t.js").write_text("function transform(row) { return row; }\n")
+    options = {
+        "python_row": (PythonProcessor, {"file": "t.py"}),
+        "python_batch": (PythonProcessor, {"file": "t.py", "function": "whole", "mode": "batch"}),
+        "js": (JsProcessor, {"file": "t.js"}),
+        "sql": (SqlProcessor, {"query": "SELECT * FROM input"}),
+    }[kind]
+    return build(*options)
