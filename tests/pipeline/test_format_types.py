@@ -216,7 +216,7 @@ XFAIL: dict[tuple[str, str], str] = {
 for _fmt in ("csv", "tsv", "psv"):
     XFAIL[(_fmt, "ts_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
     XFAIL[(_fmt, "tsz_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
-for _fmt in ("csv", "tsv", "psv", "jsonl", "rabbitmq-json", "rabbitmq-csv"):
+for _fmt in ("csv", "tsv", "psv", "jsonl", "message-json", "message-csv"):
     XFAIL[(_fmt, "tsp_lmt")] = "offset form being unified"
     XFAIL[(_fmt, "tsp_y10k")] = (
         "a zoned time whose local date is past 9999 is written as year 10000, which no source reads"
@@ -415,7 +415,7 @@ def message_cases() -> list[Any]:
         for name in COLUMNS:
             if fmt == "csv" and name in BINARY:
                 continue  # refused by the CSV writer, as the file test shows
-            reason = XFAIL.get((f"rabbitmq-{fmt}", name))
+            reason = XFAIL.get((f"message-{fmt}", name))
             marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
             cases.append(pytest.param(fmt, name, id=f"{fmt}-{name}", marks=marks))
     return cases
