@@ -277,7 +277,7 @@ def _refuse_unreadable(batch: pa.RecordBatch, step: str) -> None:
             scale = max(kind.scale, 0) if kind.precision <= 38 else 0
             fix = (
                 f"cast it to decimal({digits},{scale}) first where its values fit (a `cast` "
-                f"step), or drop it before this step with `select`"
+                "step), or drop it before this step with `select`"
             )
         else:
             continue

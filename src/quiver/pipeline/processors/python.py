@@ -24,6 +24,7 @@ the function exists and takes the right arguments.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import importlib.util
 import inspect
@@ -417,17 +418,30 @@ _CONVERSION_ERRORS = (
 
 def _kept_type(values: list[Any], given: pa.DataType) -> pa.DataType | None:
     """``given`` (the type of the input column of the same name) when every returned value
-    converts to it exactly, else ``None`` (the type is inferred from the values)."""
+    converts to it exactly, else ``None`` (the type is inferred from the values). Arrow
+    truncates quietly (2.5 into an int, a datetime into a date, microseconds into a
+    ``timestamp[s]``), so the values are read back and compared."""
     try:
-        kept = pa.array(values, type=given)
+        back = pa.array(values, type=given).to_pylist()
     except _CONVERSION_ERRORS:
         return None
-    if pa.types.is_floating(given):
-        # a float column keeps its type only when no value was rounded into it
-        back = kept.to_pylist()
-        if any(a != b and not (a != a and b != b) for a, b in zip(back, values, strict=True)):
+    for a, b in zip(back, values, strict=True):
+        if type(a) is not type(b) and not _same_kind_of_value(a, b):
+            return None
+        if a != b and not (a != a and b != b):  # NaN equals NaN here
             return None
     return given
+
+
+def _same_kind_of_value(stored: Any, returned: Any) -> bool:
+    """Whether ``returned`` is the kind of Python value Arrow gives back as ``stored``: an
+    int for a float, a datetime for a pandas Timestamp, a list for a tuple, and so on."""
+    if stored is None or returned is None:
+        return stored is None and returned is None
+    if isinstance(stored, bool) or isinstance(returned, bool):
+        return False
+    kinds = (int | float, dt.datetime, dt.date, dt.time, dt.timedelta, list | tuple, dict)
+    return any(isinstance(stored, k) and isinstance(returned, k) for k in kinds)
 
 
 @dataclass(frozen=True)
