@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 from quiver.pipeline.component import LINE_COLUMN, RowError
 from quiver.pipeline.records import RecordBatcher
 
-__all__ = ["MessageRows", "csv_text_rows", "refusal"]
+__all__ = ["MessageRows", "csv_header", "csv_text_rows", "refusal"]
 
 M = TypeVar("M")
 
@@ -86,7 +86,7 @@ def csv_text_rows(body: bytes, delimiter: str, columns: list[str] | None) -> pa.
     the first line is the header. A row with a wrong number of fields raises ArrowInvalid."""
     if not body.strip(b"\r\n"):
         return pa.table({})
-    names = columns or _header(body, delimiter)
+    names = columns or csv_header(body, delimiter)
     return pacsv.read_csv(
         pa.py_buffer(body),
         read_options=pacsv.ReadOptions(column_names=columns) if columns else None,
@@ -99,7 +99,7 @@ def csv_text_rows(body: bytes, delimiter: str, columns: list[str] | None) -> pa.
     )
 
 
-def _header(body: bytes, delimiter: str) -> list[str]:
+def csv_header(body: bytes, delimiter: str) -> list[str]:
     """The column names in the first line of a CSV message."""
     first = body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
     return next(csv.reader([first], delimiter=delimiter), [])
