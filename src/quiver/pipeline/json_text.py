@@ -31,7 +31,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.pipeline.value_text import duration_texts, iso_duration, plain_decimal
+from quiver.pipeline.value_text import (
+    duration_texts,
+    durations_from_texts,
+    iso_duration,
+    plain_decimal,
+)
 
 __all__ = [
     "JsonNumber",
@@ -359,6 +364,8 @@ def _converter(kind: pa.DataType, epoch_unit: str) -> Any:
         return lambda v: _to_time(v, kind)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return _to_binary
+    if pa.types.is_duration(kind) or pa.types.is_interval(kind):
+        return lambda v: _to_duration(v, kind)
     return lambda v: plain_json(v)
 
 
@@ -467,6 +474,21 @@ def _to_time(value: Any, kind: pa.DataType) -> int:
     except _RefusedError as exc:
         raise _RefusedError(f"{value!r} {exc}; declare a finer time") from None
     return ((hours * 60 + minutes) * 60 + seconds) * per_second + fraction
+
+
+def _to_duration(value: Any, kind: pa.DataType) -> Any:
+    """An ISO 8601 duration (``PT90000.5S``, ``P1M2DT0.5S``, as the sinks write them) as the
+    value Arrow stores in a ``kind`` column."""
+    if not isinstance(value, str):
+        raise _RefusedError(f"{_show(value)} is not an ISO 8601 duration such as PT90000.5S")
+    try:
+        stored = durations_from_texts([value.strip()], kind)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, OverflowError | pa.ArrowInvalid):
+            raise _RefusedError(f"{value!r} does not fit {kind}") from None
+        raise _RefusedError(str(exc)) from None
+    # a duration as its count of the unit: a Python timedelta cannot hold every one
+    return (stored if pa.types.is_interval(kind) else stored.cast(pa.int64()))[0].as_py()
 
 
 def _to_binary(value: Any) -> bytes:

@@ -85,6 +85,8 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     kind = column.type
     if pa.types.is_dictionary(kind):
         return json_texts(column.dictionary_decode())
+    if pa.types.is_float16(kind):  # few kernels take half floats; a double holds each exactly
+        return json_texts(column.cast(pa.float64()))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         out = _json_string(column.cast(pa.string()))
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
