@@ -193,7 +193,10 @@ def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
     String column of its type in the database's binary form, a composite's JSON text; a
     single-precision float as the double it is."""
     tpl = None
-    text = pa.types.is_string(arrow_type(f)) or f.scalar == Scalar.JSON
+    travels = arrow_type(f)
+    if pa.types.is_list(travels):  # an array: as its elements travel
+        travels = travels.value_type
+    text = pa.types.is_string(travels) or f.scalar == Scalar.JSON
     if f.composite is not None:
         tpl = (
             dialect.arrow_composite_list if f.is_list else dialect.arrow_composite_output

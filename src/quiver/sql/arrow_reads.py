@@ -42,7 +42,8 @@ def template_parts(tpl: str | None, column: Any) -> tuple[Any, ...]:
 
 
 #: PostgreSQL types ADBC reads into another Arrow type than their value: money as its cents,
-#: interval as Arrow's month_day_nano (which no sink writes as PostgreSQL's text does).
+#: interval as Arrow's month_day_nano (which no sink writes as PostgreSQL's text does); in
+#: arrays too.
 _PG_TEXT_TYPES = frozenset({"money", "interval"})
 
 
@@ -50,17 +51,27 @@ def _opaque_binary(t: pa.DataType) -> bool:
     return isinstance(t, pa.OpaqueType) and pa.types.is_binary(t.storage_type)
 
 
+def _typname(f: pa.Field) -> str:
+    return str((f.metadata or {}).get(b"POSTGRESQL:type", b"").decode())
+
+
 def pg_read_template(f: pa.Field) -> str | None:
     """How a column of a PostgreSQL result whose ADBC field is ``f`` is read as its value (a
     ``{}`` template), or None when ADBC's reading already is the value."""
     t = f.type
-    typname = (f.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+    typname = _typname(f)
     if pa.types.is_struct(t):
         return POSTGRESQL.arrow_composite_output
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
         return POSTGRESQL.arrow_composite_list
-    if pa.types.is_list(t) and _opaque_binary(t.value_type):
-        return POSTGRESQL.arrow_text_list
+    if pa.types.is_list(t):
+        element = _typname(t.value_field)
+        if _opaque_binary(t.value_type) or element in _PG_TEXT_TYPES:
+            return POSTGRESQL.arrow_text_of(element or "unknown", is_list=True)
+        return None
+    if _opaque_binary(t) and typname.startswith("_"):
+        # an array of a type the driver has no name for (a range), named by pg_type
+        return POSTGRESQL.arrow_text_of(typname[1:], is_list=True)
     if _opaque_binary(t) or typname in _PG_TEXT_TYPES:
         # xml's binary form is its text, which the export converts itself.
         return POSTGRESQL.arrow_text_of(typname or "unknown") or POSTGRESQL.text_cast
