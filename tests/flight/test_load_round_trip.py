@@ -46,6 +46,8 @@ PG_EXTRA = [
         "0",
     ),
     ("ch", '"char"', "'x'", "'\\xff'"),
+    ("nnan", "numeric(5, 2)", "'NaN'", "-999.99"),
+    ("nnan38", "numeric(38, 2)", "1.5", "'NaN'"),
     ("acomp", "{s}.pair[]", "ARRAY[ROW(1, 'a'), NULL, ROW(NULL, 'b')]::{s}.pair[]", "'{}'"),
 ]
 MYSQL_EXTRA = [
@@ -222,8 +224,10 @@ UNEXPORTABLE: dict[Dialect, dict[str, str]] = {
         "d": _INFINITE,
         "ts": _INFINITE,
         "tstz": _INFINITE,
-        "n": "The string 'nan' is not a valid decimal128 number",
-        "an": "The string 'nan' is not a valid decimal128 number",
+        "n": "column 'n' holds NaN, which decimal128(38, 10) cannot hold",
+        "an": "column 'an' holds NaN, which list<item: decimal128(38, 10)> cannot hold",
+        "nnan": "column 'nnan' holds NaN, which decimal128(5, 2) cannot hold",
+        "nnan38": "column 'nnan38' holds NaN, which decimal128(38, 2) cannot hold",
     },
     "mysql": {"tm6": "holds 838:59:59.000000, which time64[us] (a time of day) cannot hold"},
     "sqlite": {"n": "The string '1.0e+100' cannot be represented as decimal128"},

@@ -23,8 +23,10 @@ from quiver.sql.dialects import MYSQL, POSTGRESQL
 
 __all__ = [
     "InfiniteTime",
+    "NonFiniteNumeric",
     "infinite_time_column",
     "mysql_read_template",
+    "non_finite_numeric_column",
     "pg_read_template",
     "read_through",
     "template_parts",
@@ -157,4 +159,42 @@ def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
             index = before[0].as_py()
             value = _PG_INFINITE[column.type].get(raw[index].as_py(), "infinity or -infinity")
             return InfiniteTime(name, column.type, index, value)
+    return None
+
+
+#: How ADBC's PostgreSQL driver writes a numeric's NaN and infinities (as C does), and how
+#: PostgreSQL (and GraphQL) spell them.
+_PG_NUMERIC_SPECIALS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+@dataclass(frozen=True)
+class NonFiniteNumeric:
+    """A ``numeric(p, s)`` column of a batch holding NaN (or, unconstrained, an infinity) at
+    row ``index``, which no Arrow decimal holds."""
+
+    column: str
+    index: int
+    value: str  # as PostgreSQL spells it: NaN, Infinity or -Infinity
+
+
+def non_finite_numeric_column(
+    batch: pa.RecordBatch, decimal_columns: Sequence[str]
+) -> NonFiniteNumeric | None:
+    """The first of ``decimal_columns`` (PostgreSQL numerics, or arrays of them, read by ADBC
+    as text, to become Arrow decimals) of ``batch`` holding NaN, Infinity or -Infinity; None
+    when none does."""
+    for name in decimal_columns:
+        column = values = batch.column(name)
+        if pa.types.is_list(column.type):  # an array of numerics: its elements
+            values = pc.list_flatten(column)
+        if isinstance(values.type, pa.BaseExtensionType):
+            values = values.storage
+        special = pc.is_in(values, pa.array(list(_PG_NUMERIC_SPECIALS), values.type))
+        found = pc.indices_nonzero(pc.fill_null(special, False))
+        if len(found):
+            at = found[0].as_py()
+            value = _PG_NUMERIC_SPECIALS[values[at].as_py()]
+            if pa.types.is_list(column.type):
+                at = pc.list_parent_indices(column)[at].as_py()
+            return NonFiniteNumeric(name, at, value)
     return None

@@ -35,11 +35,12 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.line_numbers import line_column
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.sql.adbc_stream import open_postgresql_result
 from quiver.sql.arrow_reads import (
     infinite_time_column,
     mysql_read_template,
+    non_finite_numeric_column,
     pg_read_template,
     read_through,
 )
@@ -255,6 +256,7 @@ class DatabaseSource(Acknowledging):
                 if batch is None:
                     break
                 self._check_finite(batch, read)
+                self._check_numeric(batch, read)
                 read += batch.num_rows
                 yield _plain_types(batch)
         finally:
@@ -273,6 +275,31 @@ class DatabaseSource(Acknowledging):
             f"source database {self.url.redacted()}",
             f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) THEN "
             f"{column} END AS {column}, or CAST({column} AS text)",
+        )
+
+    def _check_numeric(self, batch: pa.RecordBatch, before: int) -> None:
+        """Refuse NaN in a PostgreSQL ``numeric(p, s)`` column, read as an Arrow decimal,
+        which has no NaN (an unconstrained ``numeric`` is read as its text, NaN included)."""
+        decimals = [f.name for f in batch.schema if _numeric_type(f) is not None]
+        found = non_finite_numeric_column(batch, decimals) if decimals else None
+        if found is None:
+            return
+        column = self.dialect.quote_ident(found.column)
+        arrow = _numeric_type(batch.schema.field(found.column))
+        assert isinstance(arrow, pa.Decimal128Type | pa.Decimal256Type)
+        declared = f"numeric({arrow.precision}, {arrow.scale})"
+        raise PermanentError(
+            [
+                ErrorDetail(
+                    f"column {found.column!r} holds {found.value} at record "
+                    f"{before + found.index + 1}, which no Arrow {arrow} holds",
+                    f"source database {self.url.redacted()}",
+                    f"read it with a `query` that maps it, e.g. CAST(NULLIF({column}, 'NaN') AS "
+                    f"{declared}) AS {column} (NULL), or CAST({column} AS text) AS {column} "
+                    "(the text)",
+                )
+            ],
+            code="STORED_VALUE",
         )
 
     def _check_booleans(

@@ -1,0 +1,65 @@
+"""Stored values the database source reads as GraphQL serves them, or refuses naming the column,
+the value, its record and the fix: never a driver's traceback, never another value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.sources.database import DatabaseSource
+from quiver.runtime.errors import PermanentError
+
+from .conftest import ScratchDatabase, build, read_all
+
+
+async def _read(db: ScratchDatabase, ctx: RunContext, **options: Any) -> list[dict[str, Any]]:
+    table = await read_all(build(DatabaseSource, {"url": db.url, **options}), ctx)
+    return table.drop_columns([LINE_COLUMN]).to_pylist()
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("declared", ["numeric(5, 2)", "numeric(30, 2)", "numeric(50, 2)"])
+async def test_nan_in_a_constrained_numeric_is_refused_naming_column_value_record_and_fix(
+    test_db: ScratchDatabase, run_ctx: RunContext, declared: str
+) -> None:
+    t = test_db.table("prices")
+    await test_db.query(f"CREATE TABLE {t} (id int, price {declared})")
+    await test_db.query(f"INSERT INTO {t} VALUES (1, 1.5), (2, 'NaN'), (3, NULL)")
+    for form in ({"table": t}, {"query": f"SELECT * FROM {t} ORDER BY id"}):
+        with pytest.raises(PermanentError) as caught:
+            await _read(test_db, run_ctx, **form)
+        said = str(caught.value)
+        assert caught.value.code == "STORED_VALUE"
+        assert "column 'price' holds NaN at record 2, which no Arrow decimal" in said, said
+        assert f"""CAST(NULLIF("price", 'NaN') AS {declared}) AS "price\"""" in said, said
+    # The fixes given read the rows: NaN as NULL (still a decimal), or as its text.
+    mapped = f"""SELECT id, CAST(NULLIF("price", 'NaN') AS {declared}) AS "price" FROM {t}"""
+    rows = await _read(test_db, run_ctx, query=mapped + " ORDER BY id")
+    assert [str(r["price"]) if r["price"] is not None else None for r in rows] == [
+        "1.50",
+        None,
+        None,
+    ]
+    text = f'SELECT id, CAST("price" AS text) AS "price" FROM {t} ORDER BY id'
+    assert [r["price"] for r in await _read(test_db, run_ctx, query=text)] == ["1.50", "NaN", None]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+async def test_non_finite_numerics_without_precision_and_in_arrays_are_read_as_served(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """GraphQL serves them as the strings NaN, Infinity, -Infinity: so does the source."""
+    t = test_db.table("numbers")
+    await test_db.query(f"CREATE TABLE {t} (id int, n numeric, an numeric(5, 2)[])")
+    await test_db.query(
+        f"INSERT INTO {t} VALUES (1, 'NaN', '{{NaN,1.5,NULL}}'), (2, 'Infinity', NULL),"
+        " (3, '-Infinity', '{}')"
+    )
+    rows = await _read(test_db, run_ctx, query=f"SELECT * FROM {t} ORDER BY id")
+    assert rows == [
+        {"id": 1, "n": "NaN", "an": ["NaN", "1.50", None]},
+        {"id": 2, "n": "Infinity", "an": None},
+        {"id": 3, "n": "-Infinity", "an": []},
+    ]
