@@ -368,9 +368,10 @@ def test_mariadb_bits_and_spatial_values_export_as_binary_digits_and_wkt(mysql: 
     source = mysql.entity("cells")
     client = flight.FlightClient(mysql.handle.location)
     try:
-        table = export(client, source, ["id", "bit8", "pt", "f"])
+        table = export(client, source, ["id", "bit8", "pt", "f", "bit1"])
     finally:
         client.close()
+    assert table.column("bit1").to_pylist()[:2] == [True, False]  # BIT(1) is GraphQL's Boolean
     assert table.column("bit8").to_pylist()[:2] == ["00000101", "11111111"]
     assert table.column("pt").to_pylist()[:2] == ["POINT(1 2)", "POINT(0 0)"]
     assert table.column("f").to_pylist()[0] == 3.4028200183756560e38

@@ -34,6 +34,7 @@ from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.arrow_reads import (
+    bit_number,
     infinite_time_column,
     non_finite_numeric_column,
     template_parts,
@@ -714,8 +715,8 @@ def _array(values: list[Any], target: pa.DataType) -> pa.Array:
         values = [_time_of(v) for v in values]
     elif pa.types.is_timestamp(target):
         return pa.array(values, type=pa.timestamp("us"))
-    elif pa.types.is_boolean(target):
-        values = [None if v is None else bool(v) for v in values]
+    elif pa.types.is_boolean(target):  # BOOLEAN (TINYINT(1)) or BIT(1), its bytes
+        values = [None if v is None else bool(bit_number(v)) for v in values]
     try:
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

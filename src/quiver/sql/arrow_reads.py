@@ -24,6 +24,7 @@ from quiver.sql.dialects import MYSQL, POSTGRESQL
 __all__ = [
     "InfiniteTime",
     "NonFiniteNumeric",
+    "bit_number",
     "infinite_time_column",
     "mysql_read_template",
     "non_finite_numeric_column",
@@ -78,6 +79,12 @@ def pg_read_template(f: pa.Field) -> str | None:
         # xml's binary form is its text, which the export converts itself.
         return POSTGRESQL.arrow_text_of(typname or "unknown") or POSTGRESQL.text_cast
     return None
+
+
+def bit_number(value: Any) -> Any:
+    """A MariaDB/MySQL BIT value as its number: the driver hands it out as big-endian bytes
+    (``b"\\x00"``, which Python's ``bool`` takes for true); other values as they are."""
+    return int.from_bytes(value, "big") if isinstance(value, bytes | bytearray) else value
 
 
 def mysql_read_template(type_code: int, length: int | None) -> str | None:

@@ -38,6 +38,7 @@ from quiver.pipeline.line_numbers import line_column
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.sql.adbc_stream import open_postgresql_result
 from quiver.sql.arrow_reads import (
+    bit_number,
     infinite_time_column,
     mysql_read_template,
     non_finite_numeric_column,
@@ -311,7 +312,7 @@ class DatabaseSource(Acknowledging):
             if not pa.types.is_boolean(f.type):
                 continue
             for i, v in enumerate(values):
-                if v is not None and v not in (0, 1):
+                if v is not None and bit_number(v) not in (0, 1):
                     raise PermanentError.one(
                         f"column {f.name!r} is TINYINT(1), read as a boolean, but holds {v} "
                         f"at record {before + i + 1}",
@@ -689,6 +690,8 @@ def mysql_result_schema(
             arrow = pa.timestamp("us")
         elif type_code == T.TIME:
             arrow = pa.duration("us")
+        elif type_code == T.BIT and (length or 1) == 1:
+            arrow = pa.bool_()  # BIT(1), as GraphQL serves it: a Boolean
         elif type_code == T.BIT:
             arrow = pa.binary()
         elif type_code == T.NULL:
@@ -710,7 +713,7 @@ def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
     if pa.types.is_string(arrow):
         return [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values]
     if pa.types.is_boolean(arrow):
-        return [None if v is None else bool(v) for v in values]
+        return [None if v is None else bool(bit_number(v)) for v in values]
     if pa.types.is_binary(arrow):
         return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if pa.types.is_decimal(arrow):
