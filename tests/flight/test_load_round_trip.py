@@ -48,6 +48,7 @@ PG_EXTRA = [
     ("ch", '"char"', "'x'", "'\\xff'"),
     ("nnan", "numeric(5, 2)", "'NaN'", "-999.99"),
     ("nnan38", "numeric(38, 2)", "1.5", "'NaN'"),
+    ("ainf", "date[]", "'{2024-01-01,NULL,infinity}'", "'{}'"),
     ("acomp", "{s}.pair[]", "ARRAY[ROW(1, 'a'), NULL, ROW(NULL, 'b')]::{s}.pair[]", "'{}'"),
 ]
 MYSQL_EXTRA = [
@@ -226,6 +227,7 @@ UNEXPORTABLE: dict[Dialect, dict[str, str]] = {
         "tstz": _INFINITE,
         "n": "column 'n' holds NaN, which decimal128(38, 10) cannot hold",
         "an": "column 'an' holds NaN, which list<item: decimal128(38, 10)> cannot hold",
+        "ainf": _INFINITE,
         "nnan": "column 'nnan' holds NaN, which decimal128(5, 2) cannot hold",
         "nnan38": "column 'nnan38' holds NaN, which decimal128(38, 2) cannot hold",
     },

@@ -63,3 +63,39 @@ async def test_non_finite_numerics_without_precision_and_in_arrays_are_read_as_s
         {"id": 2, "n": "Infinity", "an": None},
         {"id": 3, "n": "-Infinity", "an": []},
     ]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+async def test_infinite_dates_inside_arrays_are_refused_naming_column_value_record_and_fix(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """Not read as dates 30,000 years ago, as the driver hands them out."""
+    t = test_db.table("events")
+    await test_db.query(f"CREATE TABLE {t} (id int, days date[], ats timestamptz[])")
+    await test_db.query(
+        f"INSERT INTO {t} VALUES (1, '{{2024-01-01}}', '{{\"2024-01-02 03:04:05+00\"}}'),"
+        " (2, '{2024-01-01,NULL,-infinity}', NULL), (3, NULL, '{infinity}')"
+    )
+    for column, value, record in (("days", "-infinity", 2), ("ats", "infinity", 3)):
+        query = f"SELECT id, {column} FROM {t} ORDER BY id"
+        with pytest.raises(PermanentError) as caught:
+            await _read(test_db, run_ctx, query=query)
+        said = str(caught.value)
+        assert f"column {column!r} holds {value} at record {record}, which no Arrow list<" in said
+        assert f'CAST("{column}" AS text[]) AS "{column}"' in said, said
+    # The fix given reads them as PostgreSQL's text, as GraphQL serves them.
+    fixed = await _read(
+        test_db, run_ctx, query=f'SELECT id, CAST("days" AS text[]) AS "days" FROM {t} ORDER BY id'
+    )
+    assert [r["days"] for r in fixed] == [["2024-01-01"], ["2024-01-01", None, "-infinity"], None]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+async def test_an_xml_array_is_read_as_text_as_graphql_serves_it(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    t = test_db.table("docs")
+    await test_db.query(f"CREATE TABLE {t} (id int, x xml[])")
+    await test_db.query(f"INSERT INTO {t} VALUES (1, ARRAY['<a>1</a>'::xml, NULL]), (2, NULL)")
+    rows = await _read(test_db, run_ctx, query=f"SELECT * FROM {t} ORDER BY id")
+    assert rows == [{"id": 1, "x": ["<a>1</a>", None]}, {"id": 2, "x": None}]

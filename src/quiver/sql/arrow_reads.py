@@ -70,7 +70,9 @@ def pg_read_template(f: pa.Field) -> str | None:
     if pa.types.is_list(t):
         element = _typname(t.value_field)
         if _opaque_binary(t.value_type) or element in _PG_TEXT_TYPES:
-            return POSTGRESQL.arrow_text_of(element or "unknown", is_list=True)
+            # xml[] has no template of its own (the export converts xml): its text[] cast
+            tpl = POSTGRESQL.arrow_text_of(element or "unknown", is_list=True)
+            return tpl or POSTGRESQL.arrow_text_list
         return None
     if _opaque_binary(t) and typname.startswith("_"):
         # an array of a type the driver has no name for (a range), named by pg_type
@@ -153,18 +155,23 @@ class InfiniteTime:
 
 
 def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
-    """The first date or timestamp column of a PostgreSQL ``batch`` read by ADBC that holds
-    ``infinity`` or ``-infinity``, which no Arrow date or timestamp holds (read as is, they
-    would be dates 30,000 years ago); None when there is none."""
+    """The first date or timestamp column (or array of them) of a PostgreSQL ``batch`` read by
+    ADBC that holds ``infinity`` or ``-infinity``, which no Arrow date or timestamp holds (read
+    as is, they would be dates 30,000 years ago); None when there is none."""
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        earliest = _PG_EARLIEST.get(column.type)
-        if earliest is None or column.null_count == len(column):
+        values = column
+        if pa.types.is_list(column.type):  # an array of dates or timestamps: its elements
+            values = pc.list_flatten(column)
+        earliest = _PG_EARLIEST.get(values.type)
+        if earliest is None or values.null_count == len(values):
             continue
-        raw = column.cast(earliest.type)
+        raw = values.cast(earliest.type)
         before = pc.indices_nonzero(pc.less(raw, earliest))
         if len(before):
             index = before[0].as_py()
-            value = _PG_INFINITE[column.type].get(raw[index].as_py(), "infinity or -infinity")
+            value = _PG_INFINITE[values.type].get(raw[index].as_py(), "infinity or -infinity")
+            if values is not column:
+                index = pc.list_parent_indices(column)[index].as_py()
             return InfiniteTime(name, column.type, index, value)
     return None
 

@@ -270,12 +270,17 @@ class DatabaseSource(Acknowledging):
         if found is None:
             return
         column = self.dialect.quote_ident(found.column)
+        fix = (
+            f"read it with a `query` that maps them, e.g. CAST({column} AS text[]) AS {column}"
+            if pa.types.is_list(found.arrow)
+            else f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) "
+            f"THEN {column} END AS {column}, or CAST({column} AS text)"
+        )
         raise PermanentError.one(
             f"column {found.column!r} holds {found.value} at record {before + found.index + 1}"
             f", which no Arrow {found.arrow} holds",
             f"source database {self.url.redacted()}",
-            f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) THEN "
-            f"{column} END AS {column}, or CAST({column} AS text)",
+            fix,
         )
 
     def _check_numeric(self, batch: pa.RecordBatch, before: int) -> None:
