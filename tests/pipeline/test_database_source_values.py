@@ -99,3 +99,29 @@ async def test_an_xml_array_is_read_as_text_as_graphql_serves_it(
     await test_db.query(f"INSERT INTO {t} VALUES (1, ARRAY['<a>1</a>'::xml, NULL]), (2, NULL)")
     rows = await _read(test_db, run_ctx, query=f"SELECT * FROM {t} ORDER BY id")
     assert rows == [{"id": 1, "x": ["<a>1</a>", None]}, {"id": 2, "x": None}]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)
+async def test_numerics_of_negative_scale_small_precision_or_huge_precision_are_read_exactly(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """numeric(3, -2) (PostgreSQL 15) holds whole hundreds, numeric(3, 5) holds 0.00123, and
+    numeric(1000, 2) is wider than any Arrow decimal: each read as the Flight export reads
+    it (decimal(5, 0), decimal(5, 5), the exact text)."""
+    t = test_db.table("odd")
+    await test_db.query(
+        f"CREATE TABLE {t} (id int, hundreds numeric(3, -2), tiny numeric(3, 5),"
+        " wide numeric(1000, 2))"
+    )
+    await test_db.query(f"INSERT INTO {t} VALUES (1, -99900, 0.00123, 1.5), (2, NULL, -0.001, 0)")
+    table = await read_all(build(DatabaseSource, {"url": test_db.url, "table": t}), run_ctx)
+    assert [str(f.type) for f in table.schema][1:4] == [
+        "decimal128(5, 0)",
+        "decimal128(5, 5)",
+        "string",
+    ]
+    rows = table.drop_columns([LINE_COLUMN]).to_pylist()
+    assert [(str(r["hundreds"]), str(r["tiny"]), r["wide"]) for r in rows] == [
+        ("-99900", "0.00123", "1.50"),
+        ("None", "-0.00100", "0.00"),
+    ]

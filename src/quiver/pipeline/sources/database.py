@@ -650,7 +650,14 @@ def _numeric_type(f: pa.Field) -> pa.DataType | None:
     typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
     if typmod < 4:
         return None  # unconstrained numeric: keep the exact text
-    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0x7FF
+    if scale & 0x400:  # PostgreSQL 15 keeps the scale in 11 bits, signed: numeric(3, -2)
+        scale -= 0x800
+    if scale < 0:  # whole numbers, as the Flight export reads them: 12300 in numeric(3, -2)
+        precision, scale = precision - scale, 0
+    precision = max(precision, scale, 1)  # numeric(3, 5) holds 0.00123
+    if precision > 76:
+        return None  # wider than any Arrow decimal: keep the exact text
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
 
 
