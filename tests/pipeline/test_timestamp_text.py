@@ -93,3 +93,26 @@ def test_the_rejects_file_writes_rfc_3339_timestamps(zone: str | None) -> None:
     fields = reject_fields(RowError(3, "refused", "at", value, {"at": value, "many": [value]}))
     assert fields[3] == text
     assert json.loads(fields[5]) == {"at": text, "many": [text]}
+
+
+@pytest.mark.parametrize("zone", list(WRITTEN))
+async def test_a_js_step_sees_nested_timestamps_as_the_text_sinks_write_them(
+    zone: str | None, tmp_path: Path
+) -> None:
+    """A top-level timestamp is a Date; inside a list or struct it is text, in the same RFC
+    3339 form, and goes back into the column unchanged."""
+    from .processors.test_js import Run
+
+    js = Run(
+        tmp_path,
+        script="function transform(row) {"
+        " return {many: row.many, text: row.many[0], inner: row.inside.at}; }",
+    )
+    try:
+        out = await js(_batch(zone).select(["many", "inside"]))
+    finally:
+        await js.close()
+    assert out.batch is not None
+    [row] = out.batch.to_pylist()
+    assert (row["text"], row["inner"]) == (WRITTEN[zone], WRITTEN[zone])
+    assert row["many"] == _batch(zone).column("many").to_pylist()[0]
