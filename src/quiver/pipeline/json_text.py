@@ -4,7 +4,8 @@ reading it (``rest``, ``rabbitmq``, nested columns in text formats).
 Writing (:func:`json_rows`): numbers stay numbers, and the floats JSON has no number for are
 the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``; decimals are strings with every
 digit; binary values are base64; dates, times and timestamps are ISO 8601 strings with every
-digit of their unit, zoned timestamps with their UTC offset; lists and structs nest.
+digit of their unit, zoned timestamps with their UTC offset as RFC 3339 writes it (``+01:00``,
+``Z`` in UTC; :func:`~quiver.pipeline.value_text.timestamp_texts`); lists and structs nest.
 
 Reading (:func:`parse_json`, :func:`json_array`): integers are exact Python ints, and other
 numbers are kept as their text (:class:`JsonNumber`) until the declared type of their column
@@ -36,6 +37,8 @@ from quiver.pipeline.value_text import (
     durations_from_texts,
     iso_duration,
     plain_decimal,
+    timestamp_texts,
+    timestamps_as_text,
 )
 
 __all__ = [
@@ -79,7 +82,9 @@ def dump_json(value: Any, option: int = 0, *, from_rows: bool = False) -> bytes:
 
 def json_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value of ``array`` (lists, structs, maps...) as its JSON text; nulls stay null."""
-    values = array.to_pylist()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    values = timestamps_as_text(array).to_pylist()
     return pa.array(
         [None if v is None else dump_json(v).decode("utf-8") for v in values],
         pa.string(),
@@ -126,11 +131,7 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     if pa.types.is_floating(kind):
         return [_float(v) for v in column.to_pylist()]
     if pa.types.is_timestamp(kind):
-        text = pc.cast(column, pa.string())
-        text = pc.replace_substring(text, " ", "T", max_replacements=1)
-        # "+0100" -> "+01:00": the ISO 8601 extended form every reader takes
-        text = pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
-        values: list[Any] = text.to_pylist()
+        values: list[Any] = timestamp_texts(column).to_pylist()
         return values
     if (
         pa.types.is_date(kind)
@@ -157,7 +158,7 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
         intervals: list[Any] = duration_texts(column).to_pylist()
         return intervals
     if pa.types.is_nested(kind):
-        return [_finite(v) for v in column.to_pylist()]
+        return [_finite(v) for v in timestamps_as_text(column).to_pylist()]
     values = column.to_pylist()
     return values
 
