@@ -17,10 +17,16 @@ from quiver.pipeline.json_text import json_rows, text_columns
 from quiver.pipeline.rejects import reject_fields
 from quiver.pipeline.sinks.csv import CsvSink
 from quiver.pipeline.sinks.jsonl import JsonlSink
+from quiver.pipeline.value_text import timestamp_texts
 
 from .conftest import build, write_all
 
 INSTANT = dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _utc(*parts: int) -> dt.datetime:
+    return dt.datetime(*parts, tzinfo=dt.UTC)  # type: ignore[misc]
+
 
 #: zone of the column -> how every text sink writes INSTANT in it (microseconds)
 WRITTEN = {
@@ -116,3 +122,34 @@ async def test_a_js_step_sees_nested_timestamps_as_the_text_sinks_write_them(
     [row] = out.batch.to_pylist()
     assert (row["text"], row["inner"]) == (WRITTEN[zone], WRITTEN[zone])
     assert row["many"] == _batch(zone).column("many").to_pylist()[0]
+
+
+#: (zone, unit, seconds or count since 1970) -> the text: a local time the offset form cannot
+#: hold is written as the same instant in UTC
+UNHELD = [
+    # local mean time: Paris was 9 min 21 s ahead of UTC before 1911, Monrovia 44 min 30 s
+    # behind until 1972 (Arrow writes the offsets as +0009 and -0044, losing the seconds)
+    ("Europe/Paris", "s", _utc(1900, 1, 1), "1900-01-01T00:00:00Z"),
+    ("Africa/Monrovia", "us", _utc(1960, 1, 1), "1960-01-01T00:00:00.000000Z"),
+    # whole minutes again: the offset form
+    ("Africa/Monrovia", "s", _utc(1973, 1, 1), "1973-01-01T00:00:00+00:00"),
+    ("Asia/Kolkata", "s", _utc(1960, 1, 1), "1960-01-01T05:30:00+05:30"),
+    # the local date would be 10000-01-01
+    ("Europe/Paris", "ms", _utc(9999, 12, 31, 23, 30), "9999-12-31T23:30:00.000Z"),
+    # the local time of the last nanosecond is past the range (Arrow wraps it to 1677)
+    ("Pacific/Kiritimati", "ns", 2**63 - 1, "2262-04-11T23:47:16.854775807Z"),
+    ("America/New_York", "ns", -(2**63) + 1, "1677-09-21T00:12:43.145224193Z"),
+    ("America/New_York", "ns", 0, "1969-12-31T19:00:00.000000000-05:00"),
+]
+
+
+@pytest.mark.parametrize(("zone", "unit", "value", "text"), UNHELD)
+def test_a_local_time_the_offset_form_cannot_hold_is_written_in_utc(
+    zone: str, unit: str, value: Any, text: str
+) -> None:
+    column = pa.array([value, None], pa.timestamp(unit, tz=zone))
+    assert timestamp_texts(column).to_pylist() == [text, None]
+    # the text is the same instant
+    if unit != "ns":
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        assert parsed == column.cast(pa.timestamp(unit, tz="UTC"))[0].as_py()

@@ -102,11 +102,81 @@ def scalar_texts(column: pa.Array) -> pa.Array:
 
 def timestamp_texts(column: pa.Array) -> pa.Array:
     """A timestamp column as RFC 3339 text (see the module's text): Arrow writes
-    ``2024-01-01 13:00:00.000000+0100``, which becomes ``2024-01-01T13:00:00.000000+01:00``."""
+    ``2024-01-01 13:00:00.000000+0100``, which becomes ``2024-01-01T13:00:00.000000+01:00``.
+
+    A zoned value whose local time that form cannot hold is written in UTC, ``Z``, the same
+    instant: an offset of seconds (local mean time, e.g. Paris's +00:09:21 before 1911, which
+    Arrow writes as ``+0009``), a local date past year 9999 (``10000-01-01``, which no reader
+    takes), or a local time past the range of nanosecond timestamps."""
+    text = _rfc3339(column)
+    if column.type.tz is None or _in_utc(column.type.tz) or not _may_lose_local_time(column):
+        return text
+    return pc.if_else(
+        _local_time_lost(column), _rfc3339(column.cast(_in_zone(column, "UTC"))), text
+    )
+
+
+def _rfc3339(column: pa.Array) -> pa.Array:
     text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
     if column.type.tz is None:
         return text
     return pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
+
+
+def _in_zone(column: pa.Array, zone: str) -> pa.DataType:
+    return pa.timestamp(column.type.unit, zone)
+
+
+def _in_utc(zone: str) -> bool:
+    return zone in ("UTC", "Etc/UTC", "Z", "+00:00", "utc")
+
+
+#: Seconds since 1970 from which every zone of the tz database has offsets of whole minutes
+#: (Liberia's -00:44:30 ended on 1972-01-07), and from which a local date can pass 9999-12-31.
+_WHOLE_MINUTES_FROM = int(dt.datetime(1972, 1, 8, tzinfo=dt.UTC).timestamp())
+_LOCAL_PAST_9999_FROM = int(dt.datetime(9999, 12, 30, tzinfo=dt.UTC).timestamp())
+#: How far from the end of their range nanosecond values can have no local time (a day).
+_NS_MARGIN = 86_400 * 10**9
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _danger(column: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+    """Where a value of ``column`` (zoned) may have a local time its text cannot hold, and,
+    for nanoseconds, where it lies within a day of the end of the range (its local time may
+    be past that end: Arrow then wraps it around silently)."""
+    per = _PER_SECOND[column.type.unit]
+    counts = column.cast(pa.int64())
+    danger = pc.less(counts, _WHOLE_MINUTES_FROM * per)
+    edge = None
+    if column.type.unit == "ns":  # year 9999 is past the range, whose ends come first
+        high = 2**63 - 1 - _NS_MARGIN
+        edge = pc.fill_null(
+            pc.or_(pc.greater(counts, high), pc.less(counts, pa.scalar(-high, pa.int64()))),
+            False,
+        )
+    else:
+        danger = pc.or_(danger, pc.greater(counts, _LOCAL_PAST_9999_FROM * per))
+    return pc.fill_null(danger, False), edge
+
+
+def _may_lose_local_time(column: pa.Array) -> bool:
+    if len(column) == column.null_count:
+        return False
+    danger, edge = _danger(column)
+    return pc.any(danger).as_py() is True or (edge is not None and pc.any(edge).as_py() is True)
+
+
+def _local_time_lost(column: pa.Array) -> pa.Array:
+    """Where the text of a zoned ``column`` would not hold its value's local time."""
+    danger, edge = _danger(column)
+    # the local times of the values at the range's ends are not computed (they would wrap)
+    safe = column if edge is None else pc.if_else(edge, pa.scalar(0, column.type), column)
+    local = pc.local_timestamp(safe)
+    minute = 60 * _PER_SECOND[column.type.unit]
+    offset = pc.subtract(local.cast(pa.int64()), safe.cast(pa.int64()))
+    odd = pc.not_equal(pc.subtract(offset, pc.multiply(pc.divide(offset, minute), minute)), 0)
+    lost = pc.and_(danger, pc.fill_null(pc.or_(odd, pc.greater(pc.year(local), 9999)), False))
+    return lost if edge is None else pc.or_(lost, edge)
 
 
 def timestamp_text(value: dt.datetime) -> str:
