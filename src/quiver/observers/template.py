@@ -19,10 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.hints import did_you_mean
+from quiver.sql.changelog import json_text
 
 __all__ = ["ROOTS", "Template", "parse_template"]
 
@@ -71,7 +70,7 @@ class Template:
 
 def _text(value: Any, as_json: bool) -> str:
     if as_json or isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return json_text(value).decode()
     if value is None:
         return ""
     if isinstance(value, bool):

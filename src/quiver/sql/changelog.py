@@ -31,6 +31,10 @@ so a write Quiver logs itself is never logged twice.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +51,7 @@ __all__ = [
     "Change",
     "ChangeContext",
     "ensure_change_log",
+    "json_text",
     "json_value",
     "mark_writer",
     "time_text",
@@ -120,12 +125,57 @@ class Change:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON column's value as read by any driver (text, bytes or already decoded)."""
+    """A JSON column's value as read by any driver (text, bytes or already decoded), every
+    number exact: one that no int64/uint64 or double holds (a JSON field's ``1e400`` or
+    ``123456789012345678901234567890``) is a :class:`decimal.Decimal`, written back as the
+    same number by :func:`json_text`. Images hold the values as the API serves them, and a
+    JSON field serves the numbers the database keeps, whatever their size."""
     if value is None or isinstance(value, dict | list):
         return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-    return orjson.loads(value)
+    text = bytes(value).decode() if isinstance(value, bytes | bytearray | memoryview) else value
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # a number past a double (1e400): read exactly below
+    return json.loads(text, parse_int=_exact_int, parse_float=_exact_float)
+
+
+def json_text(value: Any, option: int | None = None) -> bytes:
+    """``value`` as JSON (orjson ``option`` flags): :func:`json_value`'s exact numbers are
+    written as the numbers they are."""
+    return orjson.dumps(value, default=_number_text, option=option)
+
+
+#: Digits orjson would round (an integer past 64 bits, more digits than a double holds) or
+#: refuse (an exponent past a double's range): such text is read by the exact parser.
+_LONG_NUMBER = re.compile(r"[0-9]{16}|[eE][+-]?[0-9]{3}")
+
+
+def _exact_int(text: str) -> int | float | decimal.Decimal:
+    number = int(text)
+    if -(2**63) <= number < 2**64:
+        return number
+    return _exact_float(text)
+
+
+def _exact_float(text: str) -> float | decimal.Decimal:
+    """The double of ``text`` when it is exactly that number (PostgreSQL's jsonb writes the
+    double 1e300 as its 301 digits), the exact decimal otherwise."""
+    exact = decimal.Decimal(text)
+    try:
+        number = float(text)
+    except OverflowError:
+        return exact
+    if math.isfinite(number) and decimal.Decimal(repr(number)) == exact:
+        return number
+    return exact
+
+
+def _number_text(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def time_text(value: Any) -> str:
