@@ -284,3 +284,27 @@ async def test_every_type_survives_the_job_queue_to_the_worker(cells: Cells) -> 
     one = next(p for p in picked if p["id"] == 1)
     assert one["j"]["big"] == decimal.Decimal("123456789012345678901234567890")
     assert one["j"]["huge"] == decimal.Decimal("1e400")
+
+
+async def test_dlq_show_prints_a_dead_letter_with_big_numbers(
+    cells: Cells, receiver: Receiver, tmp_path: Any
+) -> None:
+    if cells.dialect != "sqlite":
+        pytest.skip("the command is the same on every dialect")
+    import yaml
+
+    from tests.observers.test_commands import quiver
+
+    cells.runner.db.query(f"UPDATE {cells.table} SET j = '{BIG_NUMBERS}' WHERE id = 1")
+    receiver.statuses = [400]  # refused: dead-lettered at once
+    hook = {"type": "webhook", "name": "crm", "url": receiver.url, "timeout": 5}
+    observer = {"name": "one", "entity": "Cell", "on": ["update"], "actions": [hook]}
+    cfg = tmp_path / "quiver.yaml"
+    cfg.write_text(yaml.safe_dump({"database": {"url": cells.url}, "observers": [observer]}))
+    await cells.runner.data('mutation { updateCell(id: 1, set: {t: "x"}) { id } }')
+    code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
+    assert code == 0, err
+    code, out, err = await quiver("dlq", "show", "1", "-c", str(cfg))
+    assert code == 0 and "Traceback" not in err, err
+    shown = _exact(out)
+    assert shown["payload"]["after"]["j"] == _exact(BIG_NUMBERS)
