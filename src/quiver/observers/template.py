@@ -21,7 +21,7 @@ from typing import Any
 
 from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.hints import did_you_mean
-from quiver.sql.changelog import json_text
+from quiver.sql.changelog import JsonNumber, json_text
 
 __all__ = ["ROOTS", "Template", "parse_template"]
 
@@ -75,6 +75,8 @@ def _text(value: Any, as_json: bool) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, JsonNumber):
+        return value.text  # as the database wrote it (1e400, not 1E+400)
     return str(value)
 
 

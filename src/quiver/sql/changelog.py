@@ -50,6 +50,7 @@ __all__ = [
     "CHANGE_CHANNEL",
     "Change",
     "ChangeContext",
+    "JsonNumber",
     "ensure_change_log",
     "json_text",
     "json_value",
@@ -152,6 +153,19 @@ def json_text(value: Any, option: int | None = None) -> bytes:
 _LONG_NUMBER = re.compile(r"[0-9]{16}|[eE][+-]?[0-9]{3}")
 
 
+class JsonNumber(decimal.Decimal):
+    """A JSON number no int64/uint64 or double holds, with the text it was read from:
+    :func:`json_text` writes that text back (``1e400``, not ``1E+400``)."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def _exact_int(text: str) -> int | float | decimal.Decimal:
     number = int(text)
     if -(2**63) <= number < 2**64:
@@ -162,7 +176,7 @@ def _exact_int(text: str) -> int | float | decimal.Decimal:
 def _exact_float(text: str) -> float | decimal.Decimal:
     """The double of ``text`` when it is exactly that number (PostgreSQL's jsonb writes the
     double 1e300 as its 301 digits), the exact decimal otherwise."""
-    exact = decimal.Decimal(text)
+    exact = JsonNumber(text)
     try:
         number = float(text)
     except OverflowError:
@@ -174,7 +188,7 @@ def _exact_float(text: str) -> float | decimal.Decimal:
 
 def _number_text(value: Any) -> Any:
     if isinstance(value, decimal.Decimal) and value.is_finite():
-        return orjson.Fragment(str(value).encode())
+        return orjson.Fragment(getattr(value, "text", None) or str(value))
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
