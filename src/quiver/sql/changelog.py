@@ -69,8 +69,8 @@ CHANGE_CHANNEL = "quiver_changes"
 _DDL = {
     "postgresql": (
         "CREATE TABLE IF NOT EXISTS {t} (id BIGSERIAL PRIMARY KEY, entity TEXT NOT NULL,"
-        " entity_key JSONB NOT NULL, operation TEXT NOT NULL, before_image JSONB,"
-        " after_image JSONB, changed_fields JSONB NOT NULL, actor TEXT, tenant_id TEXT,"
+        " entity_key JSONB NOT NULL, operation TEXT NOT NULL, before_image JSON,"
+        " after_image JSON, changed_fields JSONB NOT NULL, actor TEXT, tenant_id TEXT,"
         " transaction_id TEXT NOT NULL, changed_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ),
     "mysql": (
@@ -89,7 +89,15 @@ _DDL = {
     ),
 }
 _WRITERS_DDL = "CREATE TABLE IF NOT EXISTS {t} (transaction_id VARCHAR(36) PRIMARY KEY)"
-_JSON_COLUMNS = ("entity_key", "before_image", "after_image", "changed_fields")
+#: JSON columns and their PostgreSQL type: the images are ``json``, which keeps the text as
+#: written (``jsonb`` writes a Float's -0 as 0 and 1e+16 as 10000000000000000, and reorders
+#: keys); a change log created as ``jsonb`` by an earlier version takes the same values.
+_JSON_COLUMNS = {
+    "entity_key": "JSONB",
+    "before_image": "JSON",
+    "after_image": "JSON",
+    "changed_fields": "JSONB",
+}
 _COLUMNS = (
     "entity",
     "entity_key",
@@ -278,7 +286,7 @@ async def write_changes(
         for column in _COLUMNS:
             p = param(values[column])
             if column in _JSON_COLUMNS and dialect.json_input != "{}":
-                cells.append(template(dialect.json_input, p, "JSONB"))
+                cells.append(template(dialect.json_input, p, _JSON_COLUMNS[column]))
             else:
                 cells.append(sql(p))
         rows.append(sql("(", join(", ", cells), ")"))
