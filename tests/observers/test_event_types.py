@@ -326,3 +326,45 @@ async def test_dlq_show_prints_a_dead_letter_with_big_numbers(
     assert code == 0 and "Traceback" not in err, err
     shown = _exact(out)
     assert shown["payload"]["after"]["j"] == _exact(BIG_NUMBERS)
+
+
+async def test_a_created_row_of_every_type_reaches_the_webhook_as_served(
+    cells: Cells, receiver: Receiver
+) -> None:
+    from graphql import GraphQLInputObjectType
+    from tests.graphql.test_mutations_type_matrix import (
+        _NOT_WRITABLE_AS_SERVED,
+        _non_finite,
+        _plain,
+    )
+
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    dispatcher = await cells.dispatcher(
+        [{"name": "new", "entity": "Cell", "on": ["insert"], "actions": [hook]}]
+    )
+    try:
+        first = (await cells.served())[decimal.Decimal(1)]
+        create = cells.runner.engine.graphql_schema.get_type("CellCreateInput")
+        assert isinstance(create, GraphQLInputObjectType)
+        inputs = {
+            name: _plain(first[name])
+            for name in create.fields
+            if name in first
+            and not _non_finite(first[name])
+            and name not in _NOT_WRITABLE_AS_SERVED[cells.dialect]
+        }
+        inputs["id"] = 1000
+        kind, body = await cells.runner.raw(
+            "mutation($i: CellCreateInput!) { createCell(input: $i) { id } }", {"i": inputs}
+        )
+        assert kind == "data", body
+        served = (await cells.served())[decimal.Decimal(1000)]
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    [got] = [_exact(r.body) for r in receiver.received]
+    assert got["operation"] == "insert" and got["before"] is None
+    assert set(got["changed_fields"]) == {n for n, v in got["after"].items() if v is not None}
+    problems = _differences(got["after"], served, "insert after")
+    assert not problems, "\n".join(problems)
