@@ -368,3 +368,32 @@ async def test_a_created_row_of_every_type_reaches_the_webhook_as_served(
     assert set(got["changed_fields"]) == {n for n, v in got["after"].items() if v is not None}
     problems = _differences(got["after"], served, "insert after")
     assert not problems, "\n".join(problems)
+
+
+async def test_ordering_a_field_without_order_is_refused_when_checked(cells: Cells) -> None:
+    from quiver.observers.catalog import ObserverConfigError
+
+    binary = {"postgresql": "bin", "mysql": "bl", "sqlite": "bl"}[cells.dialect]
+    when = f"{JSON_FIELD[cells.dialect]} > 5 || {binary} <= 'AA==' || id == 1"
+    hook = {"type": "log"}
+    with pytest.raises(ObserverConfigError) as caught:
+        await cells.dispatcher(
+            [{"name": "o", "entity": "Cell", "on": ["update"], "when": when, "actions": [hook]}]
+        )
+    message = str(caught.value)
+    assert f"Cell.{JSON_FIELD[cells.dialect]} has no order: > on it is never true" in message
+    assert f"Cell.{binary} has no order: <= on it is never true" in message
+    assert "observers[0] (o).when" in message and "compare it with == or !=" in message
+    # Equality stays allowed.
+    d = await cells.dispatcher(
+        [
+            {
+                "name": "o",
+                "entity": "Cell",
+                "on": ["update"],
+                "when": f"{binary} == 'AA=='",
+                "actions": [hook],
+            }
+        ]
+    )
+    await d.close()

@@ -21,6 +21,7 @@ from quiver.observers.condition import (
     Condition,
     ConditionError,
     Kind,
+    check_comparisons,
     check_fields,
     parse_condition,
     typed_condition,
@@ -160,6 +161,8 @@ def _observer(
         errors.append(ErrorDetail(f"no entity {entity!r}", f"{where}.entity", f"entities: {known}"))
     else:
         errors.extend(check_fields(condition, fields, entity, f"{where}.when"))
+        typed = kinds.get(entity, {})
+        errors.extend(check_comparisons(condition, typed, entity, f"{where}.when"))
     condition = typed_condition(condition, kinds.get(entity, {}))
     return Observer(name, entity, frozenset(on), condition)
 

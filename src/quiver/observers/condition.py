@@ -49,6 +49,7 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "check_comparisons",
     "check_fields",
     "evaluate",
     "fields_of",
@@ -56,9 +57,10 @@ __all__ = [
     "typed_condition",
 ]
 
-#: How a field's values compare: ``number``, ``instant``, ``date``, ``uuid`` (others: as
-#: they are).
-Kind = Literal["number", "instant", "date", "uuid"]
+#: How a field's values compare: ``number``, ``instant``, ``date``, ``uuid``; ``unordered``
+#: (JSON, binary, lists): only ``==`` and ``!=``, an ordering is refused when checked (see
+#: :func:`check_comparisons`); others: as they are.
+Kind = Literal["number", "instant", "date", "uuid", "unordered"]
 
 
 class ConditionError(QuiverError):
@@ -342,6 +344,38 @@ def check_fields(
     return errors
 
 
+def check_comparisons(
+    condition: Condition, kinds: Mapping[str, Kind], entity: str, where: str
+) -> list[ErrorDetail]:
+    """One error per ordering (``<``, ``<=``, ``>``, ``>=``) of a field whose values have no
+    order (JSON, binary, lists): it could never hold."""
+    errors: list[ErrorDetail] = []
+    for node in _comparisons(condition.root):
+        if node.op not in _ORDER:
+            continue
+        for side in (node.left, node.right):
+            if isinstance(side, FieldRef) and kinds.get(side.name) == "unordered":
+                errors.append(
+                    ErrorDetail(
+                        f"{entity}.{side.name} has no order: {node.op} on it is never true"
+                        f" (column {side.column} of {condition.text!r})",
+                        where,
+                        "compare it with == or !=, or order a field of numbers, dates or text",
+                    )
+                )
+    return errors
+
+
+def _comparisons(node: Node | None) -> Iterable[Compare]:
+    if isinstance(node, Compare):
+        yield node
+    if isinstance(node, Not):
+        yield from _comparisons(node.operand)
+    elif isinstance(node, And | Or | Compare):
+        yield from _comparisons(node.left)
+        yield from _comparisons(node.right)
+
+
 @dataclass(frozen=True)
 class Images:
     """What a condition reads: the row before and after the write, and what changed."""
@@ -459,8 +493,8 @@ def _coerce(left: Any, right: Any, kind: Kind | None = None) -> tuple[Any, Any]:
         a, b = _number(left), _number(right)
         if a is not None and b is not None:
             return a, b
-    if kind is not None and kind != "number" and isinstance(left, str) and isinstance(right, str):
-        read = _READERS[kind]
+    read = _READERS.get(kind or "")
+    if read is not None and isinstance(left, str) and isinstance(right, str):
         x, y = read(left), read(right)
         if x is not None and y is not None:
             return x, y

@@ -75,13 +75,15 @@ _KINDS: dict[Scalar, Kind] = {
 
 
 def comparison_kinds(entity: Entity) -> dict[str, Kind]:
-    """How each field of ``entity`` compares in an observer's condition (lists and enums:
-    as they are)."""
-    return {
-        f.name: _KINDS[f.scalar]
-        for f in entity.fields
-        if not f.is_list and f.enum_values is None and f.scalar in _KINDS
-    }
+    """How each field of ``entity`` compares in an observer's condition (enums and text: as
+    they are; lists, JSON and binary have no order)."""
+    kinds: dict[str, Kind] = {}
+    for f in entity.fields:
+        if f.is_list or f.scalar in (Scalar.JSON, Scalar.BASE64):
+            kinds[f.name] = "unordered"
+        elif f.enum_values is None and f.scalar in _KINDS:
+            kinds[f.name] = _KINDS[f.scalar]
+    return kinds
 
 
 async def open_store(settings: QuiverSettings) -> DispatchStore:
