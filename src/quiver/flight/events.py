@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from quiver.flight.arrow_types import arrow_schema
@@ -40,7 +38,8 @@ from quiver.flight.pool import ConnectionPool, Lease
 from quiver.flight.tickets import EventsTicket
 from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.catalog import Catalog
-from quiver.schema.ir import Entity
+from quiver.schema.ir import Entity, Scalar
+from quiver.sql.changelog import json_text, json_value
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
 from quiver.sql.dialects import Dialect
@@ -281,12 +280,8 @@ def _utc(value: Any) -> dt.datetime:
 
 
 def _loads(value: Any) -> Any:
-    """JSON text (exact decimals) or an already decoded value."""
-    if value is None or isinstance(value, dict | list):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value).decode()
-    return json.loads(value, parse_float=decimal.Decimal)
+    """JSON text (every number exact, see :func:`json_value`) or an already decoded value."""
+    return json_value(value)
 
 
 def _json_text(value: Any) -> str | None:
@@ -296,15 +291,18 @@ def _json_text(value: Any) -> str | None:
         value = bytes(value).decode()
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return json_text(value).decode()
 
 
-def _cell(value: Any, target: pa.DataType) -> Any:
-    """One image value (as JSON gave it) as a Python value of ``target``."""
+def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
+    """One image value (as JSON gave it) as a Python value of ``target``; ``as_json``: a JSON
+    field's value, which travels as its JSON text (``"a"`` quoted, numbers as served)."""
     if value is None:
         return None
     if pa.types.is_list(target):
-        return [_cell(v, target.value_type) for v in value]
+        return [_cell(v, target.value_type, as_json) for v in value]
+    if as_json:
+        return json_text(value).decode()
     if pa.types.is_boolean(target):
         if isinstance(value, str):
             return value.lower() in ("true", "t", "1")
@@ -330,7 +328,7 @@ def _cell(value: Any, target: pa.DataType) -> Any:
         return base64.b64decode(text)
     if isinstance(value, str):
         return value
-    return orjson.dumps(value, default=str).decode()
+    return json_text(value).decode()
 
 
 def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str) -> Any:
@@ -342,7 +340,7 @@ def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str
         if f.name not in image:
             continue
         try:
-            out[f.name] = _cell(image[f.name], target.type)
+            out[f.name] = _cell(image[f.name], target.type, f.scalar == Scalar.JSON)
         except (ValueError, TypeError, ArithmeticError) as exc:
             detail = ErrorDetail(
                 f"change {event_id}: {side}.{f.name} = {image[f.name]!r} cannot be read as "
@@ -374,8 +372,35 @@ def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> 
         columns["tenant_id"].append(tenant)
         columns["transaction_id"].append(str(txid))
         columns["changed_at"].append(r.changed_at)
-    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    arrays = [_array(columns[f.name], f, rows) for f in schema]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _array(values: list[Any], column: pa.Field, rows: list[_Row]) -> pa.Array:
+    """``values`` as ``column``'s array; a value its type cannot hold (a decimal past its
+    precision, NaN in a decimal) is STORED_VALUE naming the change and the field."""
+    try:
+        return pa.array(values, type=column.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        where, shown = column.name, ""
+        if pa.types.is_struct(column.type):
+            for row, image in zip(rows, values, strict=True):
+                for f in column.type if image is not None else ():
+                    try:
+                        pa.array([image.get(f.name)], type=f.type)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                        where = f"{column.name}.{f.name}"
+                        shown = f"change {row.id}: {where} = {image.get(f.name)!s:.80} "
+                        break
+                if shown:
+                    break
+        detail = ErrorDetail(
+            f"{shown or where + ' '}cannot be read as its Arrow type ({problem})",
+            f"observer_events {where}",
+            'ask for the images as JSON text: {"observer_events": {..., "images": "json"}}',
+        )
+        raise PermanentError([detail], code="STORED_VALUE") from None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ from quiver.sql.changelog import (
     Change,
     ChangeContext,
     ensure_change_log,
+    json_text,
+    json_value,
     mark_writer,
     unmark_writer,
     write_changes,
@@ -651,7 +653,7 @@ class MutationRunner:
         )
         text, params = plan_rows_by_key(catalog, gql, self.dialect, e, keys, [every], {}, {})
         body = await tx.fetch_json(text, params)
-        images: list[dict[str, Any]] = orjson.loads(body or b"[]")
+        images: list[dict[str, Any]] = json_value(body or b"[]")
         return images
 
     async def _rows(
@@ -952,10 +954,10 @@ def _change(
     key = {n: image.get(n) for n in names}
     return Change(
         entity=e.name,
-        key=orjson.dumps(key).decode(),
+        key=json_text(key).decode(),
         operation=operation,
-        before=orjson.dumps(before).decode() if before is not None else None,
-        after=orjson.dumps(after).decode() if after is not None else None,
+        before=json_text(before).decode() if before is not None else None,
+        after=json_text(after).decode() if after is not None else None,
         changed_fields=orjson.dumps(changed).decode(),
     )
 

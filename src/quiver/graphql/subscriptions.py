@@ -68,6 +68,7 @@ from quiver.schema.naming import camel
 from quiver.sql.changelog import (
     CHANGE_CHANNEL,
     ensure_change_log,
+    json_text,
     json_value,
     time_text,
     with_placeholders,
@@ -426,7 +427,7 @@ class ImageTable:
             if isinstance(value, bool):
                 return int(value)
             if isinstance(value, dict | list):
-                return orjson.dumps(value).decode()
+                return json_text(value).decode()
         return value
 
     def source(self, images: Sequence[Mapping[str, Any]]) -> Fragment:
@@ -443,7 +444,7 @@ class ImageTable:
                 "SELECT v.n AS ",
                 ident("__n"),
                 ", r.* FROM jsonb_array_elements(CAST(",
-                param(orjson.dumps(rows).decode()),
+                param(json_text(rows).decode()),
                 " AS jsonb)) WITH ORDINALITY AS v(img, n) CROSS JOIN LATERAL"
                 " jsonb_populate_record(CAST(NULL AS ",
                 table,
@@ -453,7 +454,7 @@ class ImageTable:
             {f"c{i}": self._value(f, img.get(f.name)) for i, f in enumerate(self.fields)}
             for img in images
         ]
-        text = orjson.dumps(rows).decode()
+        text = json_text(rows).decode()
         if name == "mysql":
             columns = [sql(ident("__n"), " FOR ORDINALITY")]
             picks = [sql("jt.", ident("__n"))]
@@ -852,7 +853,7 @@ async def run_subscription(
                     "data": {plan.root_key: _change_json(plan, r, cursor, rendered, i)},
                     "extensions": {"cursor": cursor},
                 }
-                await emit(orjson.dumps(payload))
+                await emit(json_text(payload))
             if full:
                 continue
             if signal is not None:

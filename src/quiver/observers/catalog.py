@@ -17,7 +17,15 @@ from pydantic import BaseModel, ValidationError
 
 from quiver.config.settings import ObserverSettings
 from quiver.observers.actions.builtins import ACTIONS
-from quiver.observers.condition import Condition, ConditionError, check_fields, parse_condition
+from quiver.observers.condition import (
+    Condition,
+    ConditionError,
+    Kind,
+    check_comparisons,
+    check_fields,
+    parse_condition,
+    typed_condition,
+)
 from quiver.observers.event import Action, Job
 from quiver.runtime.errors import ErrorDetail, QuiverError
 
@@ -65,13 +73,17 @@ def build_observers(
     entity_fields: Mapping[str, Sequence[str]],
     declared: Sequence[Any] = (),
     locate: Locate | None = None,
+    field_kinds: Mapping[str, Mapping[str, Kind]] | None = None,
 ) -> list[Observer]:
     """Observers ready to run, or ObserverConfigError listing every problem.
 
     ``entity_fields`` maps each entity's name to its field names; ``declared`` holds the
     specs of ``@quiver.observer`` functions; ``locate`` gives the ``file:line:column`` of a
-    setting of ``quiver.yaml`` by its path, put before each problem's location.
+    setting of ``quiver.yaml`` by its path, put before each problem's location;
+    ``field_kinds`` says how each entity's fields compare in conditions (see
+    :func:`typed_condition`).
     """
+    kinds = field_kinds or {}
     errors: list[ErrorDetail] = []
     observers: list[Observer] = []
     seen: set[str] = set()
@@ -79,7 +91,9 @@ def build_observers(
         where = f"observers[{i}] ({cfg.name})"
         mark = locate(("observers", i)) if locate is not None else None
         first = len(errors)
-        observer = _observer(cfg.name, cfg.entity, cfg.on, cfg.when, where, entity_fields, errors)
+        observer = _observer(
+            cfg.name, cfg.entity, cfg.on, cfg.when, where, entity_fields, kinds, errors
+        )
         if cfg.name in seen:
             errors.append(ErrorDetail(f"a second observer named {cfg.name!r}", where, "rename it"))
         seen.add(cfg.name)
@@ -102,7 +116,7 @@ def build_observers(
     for spec in declared:
         where = f"{spec.location} (@quiver.observer {spec.name})"
         observer = _observer(
-            spec.name, spec.entity, spec.on, spec.when, where, entity_fields, errors
+            spec.name, spec.entity, spec.on, spec.when, where, entity_fields, kinds, errors
         )
         if spec.name in seen:
             errors.append(ErrorDetail(f"a second observer named {spec.name!r}", where, "rename it"))
@@ -133,6 +147,7 @@ def _observer(
     when: str | None,
     where: str,
     entity_fields: Mapping[str, Sequence[str]],
+    kinds: Mapping[str, Mapping[str, Kind]],
     errors: list[ErrorDetail],
 ) -> Observer:
     condition = Condition(when or "", None)
@@ -146,6 +161,9 @@ def _observer(
         errors.append(ErrorDetail(f"no entity {entity!r}", f"{where}.entity", f"entities: {known}"))
     else:
         errors.extend(check_fields(condition, fields, entity, f"{where}.when"))
+        typed = kinds.get(entity, {})
+        errors.extend(check_comparisons(condition, typed, entity, f"{where}.when"))
+    condition = typed_condition(condition, kinds.get(entity, {}))
     return Observer(name, entity, frozenset(on), condition)
 
 

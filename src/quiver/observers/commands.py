@@ -308,6 +308,8 @@ def show_command(
     """Everything about one dead letter, its payload included, as JSON."""
     import orjson
 
+    from quiver.sql.changelog import json_text
+
     async def work(store: DispatchStore) -> None:
         row = await store.dead_letter_by_id(dead_id)
         if row is None:
@@ -323,7 +325,7 @@ def show_command(
             "error": row.error,
             "payload": row.payload,
         }
-        typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(json_text(doc, option=orjson.OPT_INDENT_2).decode())
 
     _with_store(config, db, work, debug)
 

@@ -15,13 +15,21 @@ Operators: ``&&`` / ``and``, ``||`` / ``or``, ``!`` / ``not``, ``==``, ``!=``, `
 
 A comparison whose sides cannot be compared (a missing value, text against a number that is not
 numeric text) is false; ``==`` / ``!=`` against ``null`` test for a missing value.
+
+A comparison with a field compares values of the field's type (see :func:`typed_condition`),
+whatever their spelling in the image: numbers (Int, BigInt, Float, Decimal, served as text or
+numbers) as exact numbers, where ``NaN`` equals only ``NaN`` and is neither below nor above
+anything; DateTime as instants (``'2024-01-02 05:04:05+02:00' == '2024-01-02T03:04:05Z'``, a
+time without an offset read as UTC); Date as dates; UUID whatever the letters' case.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -41,11 +49,18 @@ __all__ = [
     "Node",
     "Not",
     "Or",
+    "check_comparisons",
     "check_fields",
     "evaluate",
     "fields_of",
     "parse_condition",
+    "typed_condition",
 ]
+
+#: How a field's values compare: ``number``, ``instant``, ``date``, ``uuid``; ``unordered``
+#: (JSON, binary, lists): only ``==`` and ``!=``, an ordering is refused when checked (see
+#: :func:`check_comparisons`); others: as they are.
+Kind = Literal["number", "instant", "date", "uuid", "unordered"]
 
 
 class ConditionError(QuiverError):
@@ -107,6 +122,8 @@ class Condition:
 
     text: str
     root: Node | None
+    #: How each field of the entity compares (see :func:`typed_condition`).
+    kinds: Mapping[str, Kind] = field(default_factory=dict)
 
     def fields(self) -> list[FieldRef]:
         return list(fields_of(self.root)) if self.root is not None else []
@@ -284,6 +301,11 @@ def parse_condition(text: str | None, where: str = "when") -> Condition:
     return Condition(text, _Parser(text, where).parse())
 
 
+def typed_condition(condition: Condition, kinds: Mapping[str, Kind]) -> Condition:
+    """``condition`` comparing each field as ``kinds`` says (from the field's type)."""
+    return replace(condition, kinds=dict(kinds))
+
+
 def fields_of(node: Node | None) -> Iterable[FieldRef]:
     """Every field a condition reads, in order."""
     if node is None or isinstance(node, Constant):
@@ -322,6 +344,38 @@ def check_fields(
     return errors
 
 
+def check_comparisons(
+    condition: Condition, kinds: Mapping[str, Kind], entity: str, where: str
+) -> list[ErrorDetail]:
+    """One error per ordering (``<``, ``<=``, ``>``, ``>=``) of a field whose values have no
+    order (JSON, binary, lists): it could never hold."""
+    errors: list[ErrorDetail] = []
+    for node in _comparisons(condition.root):
+        if node.op not in _ORDER:
+            continue
+        for side in (node.left, node.right):
+            if isinstance(side, FieldRef) and kinds.get(side.name) == "unordered":
+                errors.append(
+                    ErrorDetail(
+                        f"{entity}.{side.name} has no order: {node.op} on it is never true"
+                        f" (column {side.column} of {condition.text!r})",
+                        where,
+                        "compare it with == or !=, or order a field of numbers, dates or text",
+                    )
+                )
+    return errors
+
+
+def _comparisons(node: Node | None) -> Iterable[Compare]:
+    if isinstance(node, Compare):
+        yield node
+    if isinstance(node, Not):
+        yield from _comparisons(node.operand)
+    elif isinstance(node, And | Or | Compare):
+        yield from _comparisons(node.left)
+        yield from _comparisons(node.right)
+
+
 @dataclass(frozen=True)
 class Images:
     """What a condition reads: the row before and after the write, and what changed."""
@@ -335,10 +389,10 @@ def evaluate(condition: Condition, images: Images) -> bool:
     """Whether ``images`` satisfy ``condition`` (an empty condition always holds)."""
     if condition.root is None:
         return True
-    return _truthy(_eval(condition.root, images))
+    return _truthy(_eval(condition.root, images, condition.kinds))
 
 
-def _eval(node: Node, images: Images) -> Any:
+def _eval(node: Node, images: Images, kinds: Mapping[str, Kind]) -> Any:
     if isinstance(node, Constant):
         return node.value
     if isinstance(node, FieldRef):
@@ -354,18 +408,25 @@ def _eval(node: Node, images: Images) -> Any:
     if isinstance(node, Changed):
         return node.field.name in images.changed
     if isinstance(node, Not):
-        return not _truthy(_eval(node.operand, images))
+        return not _truthy(_eval(node.operand, images, kinds))
     if isinstance(node, And):
-        return _truthy(_eval(node.left, images)) and _truthy(_eval(node.right, images))
+        return _truthy(_eval(node.left, images, kinds)) and _truthy(
+            _eval(node.right, images, kinds)
+        )
     if isinstance(node, Or):
-        return _truthy(_eval(node.left, images)) or _truthy(_eval(node.right, images))
+        return _truthy(_eval(node.left, images, kinds)) or _truthy(_eval(node.right, images, kinds))
     if isinstance(node, ListOf):
-        return [_eval(item, images) for item in node.items]
-    left = _eval(node.left, images)
-    right = _eval(node.right, images)
+        return [_eval(item, images, kinds) for item in node.items]
+    left = _eval(node.left, images, kinds)
+    right = _eval(node.right, images, kinds)
+    kind = _kind_of(node.left, kinds) or _kind_of(node.right, kinds)
     if node.op == "in":
-        return any(_compare("==", left, item) for item in right)
-    return _compare(node.op, left, right)
+        return any(_compare("==", left, item, kind) for item in right)
+    return _compare(node.op, left, right, kind)
+
+
+def _kind_of(node: Node, kinds: Mapping[str, Kind]) -> Kind | None:
+    return kinds.get(node.name) if isinstance(node, FieldRef) else None
 
 
 def _truthy(value: Any) -> bool:
@@ -380,14 +441,18 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
+def _compare(op: str, left: Any, right: Any, kind: Kind | None = None) -> bool:
     if left is None or right is None:
         if op == "==":
             return left is None and right is None
         if op == "!=":
             return (left is None) != (right is None)
         return False
-    a, b = _coerce(left, right)
+    a, b = _coerce(left, right, kind)
+    if isinstance(a, Decimal) and isinstance(b, Decimal) and (a.is_nan() or b.is_nan()):
+        # NaN (a Float or Decimal image value "NaN") equals only NaN and is not ordered.
+        same = a.is_nan() and b.is_nan()
+        return same if op == "==" else not same if op == "!=" else False
     if op == "==":
         return bool(a == b)
     if op == "!=":
@@ -402,21 +467,67 @@ def _number(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float | Decimal):
-        return Decimal(str(value))
-    if isinstance(value, str):
+        number = Decimal(str(value))
+    elif isinstance(value, str):
         try:
-            return Decimal(value.strip())
+            number = Decimal(value.strip())
         except InvalidOperation:
             return None
-    return None
+    else:
+        return None
+    # "sNaN" is text, not a number: a signalling NaN raises on every comparison.
+    return None if number.is_snan() else number
 
 
-def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
-    """Numbers and numeric text compare as numbers (a BigInt image value is text)."""
+def _coerce(left: Any, right: Any, kind: Kind | None = None) -> tuple[Any, Any]:
+    """Numbers and numeric text compare as numbers (a BigInt image value is text); the two
+    sides of a comparison with a field compare as values of its ``kind`` when both read so."""
     if isinstance(left, bool) or isinstance(right, bool):
         return left, right
-    if isinstance(left, int | float | Decimal) or isinstance(right, int | float | Decimal):
+    numeric = kind == "number" and isinstance(left, str) and isinstance(right, str)
+    if (
+        numeric
+        or isinstance(left, int | float | Decimal)
+        or isinstance(right, int | float | Decimal)
+    ):
         a, b = _number(left), _number(right)
         if a is not None and b is not None:
             return a, b
+    read = _READERS.get(kind or "")
+    if read is not None and isinstance(left, str) and isinstance(right, str):
+        x, y = read(left), read(right)
+        if x is not None and y is not None:
+            return x, y
     return left, right
+
+
+def _instant(text: str) -> dt.datetime | None:
+    """ISO 8601 date and time (a space or ``T`` between, ``Z`` or an offset, or none: UTC)."""
+    if len(text) < 10 or text[4:5] != "-":
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _date(text: str) -> dt.date | None:
+    if text[4:5] != "-":
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    if len(text.strip()) != 36:
+        return None
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+_READERS: dict[str, Callable[[str], Any]] = {"instant": _instant, "date": _date, "uuid": _uuid}

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import orjson
 
 from quiver.observers.condition import Images
+from quiver.sql.changelog import json_text
 
 __all__ = ["Action", "Event", "Job"]
 
@@ -65,7 +66,7 @@ class Job:
         return f"{self.event_id}:{self.observer}:{self.action}"
 
     def body(self) -> bytes:
-        return orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)
+        return json_text(self.payload, option=orjson.OPT_SORT_KEYS)
 
     def document(self) -> dict[str, Any]:
         """What templates read: the event document and the idempotency key."""

@@ -31,9 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
 from quiver.observers.store import placeholders
+from quiver.sql.changelog import json_text, json_value
 from quiver.sql.database import Database, Transaction
 
 __all__ = ["DEFAULT_JOBS_TABLE", "STATUSES", "JobQueue", "JobRow", "NewJob", "SqlJobQueue"]
@@ -147,9 +146,8 @@ def _now() -> str:
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-    return orjson.loads(value)
+    """A JSON column's value, its numbers exact (see :func:`json_value`)."""
+    return json_value(value)
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -205,8 +203,8 @@ class SqlJobQueue:
                 [
                     job.name,
                     job.idempotency_key,
-                    orjson.dumps(job.payload).decode(),
-                    orjson.dumps(job.event).decode(),
+                    json_text(job.payload).decode(),
+                    json_text(job.event).decode(),
                     job.event_id,
                     job.observer,
                     job.action,

@@ -8,14 +8,22 @@ from typing import Any
 from quiver.config.settings import QuiverSettings
 from quiver.observers.actions.job import JobAction
 from quiver.observers.catalog import Locate, Observer, build_observers
+from quiver.observers.condition import Kind
 from quiver.observers.dispatcher import DEFAULT_LANES, DEFAULT_LEASE, Dispatcher
 from quiver.observers.jobqueue import SqlJobQueue
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
-from quiver.schema.ir import Schema
+from quiver.schema.ir import Entity, Scalar, Schema
 from quiver.sql.database import open_database
 
-__all__ = ["attach_job_queues", "check_observers", "load_schema", "open_dispatcher", "open_store"]
+__all__ = [
+    "attach_job_queues",
+    "check_observers",
+    "comparison_kinds",
+    "load_schema",
+    "open_dispatcher",
+    "open_store",
+]
 
 
 async def load_schema(settings: QuiverSettings) -> Schema:
@@ -50,7 +58,32 @@ def check_observers(
     """The observers of ``settings`` (and ``declared``), checked against ``schema``;
     ``locate`` places problems in the settings file (see :func:`setting_locator`)."""
     fields = {e.name: [f.name for f in e.fields] for e in schema.entities}
-    return build_observers(settings.observers, fields, declared, locate)
+    kinds = {e.name: comparison_kinds(e) for e in schema.entities}
+    return build_observers(settings.observers, fields, declared, locate, kinds)
+
+
+#: How values of each scalar compare in a condition (see :func:`typed_condition`).
+_KINDS: dict[Scalar, Kind] = {
+    Scalar.INT: "number",
+    Scalar.BIGINT: "number",
+    Scalar.FLOAT: "number",
+    Scalar.DECIMAL: "number",
+    Scalar.DATETIME: "instant",
+    Scalar.DATE: "date",
+    Scalar.UUID: "uuid",
+}
+
+
+def comparison_kinds(entity: Entity) -> dict[str, Kind]:
+    """How each field of ``entity`` compares in an observer's condition (enums and text: as
+    they are; lists, JSON and binary have no order)."""
+    kinds: dict[str, Kind] = {}
+    for f in entity.fields:
+        if f.is_list or f.scalar in (Scalar.JSON, Scalar.BASE64):
+            kinds[f.name] = "unordered"
+        elif f.enum_values is None and f.scalar in _KINDS:
+            kinds[f.name] = _KINDS[f.scalar]
+    return kinds
 
 
 async def open_store(settings: QuiverSettings) -> DispatchStore:

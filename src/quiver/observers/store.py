@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from quiver.observers.event import Event, Job
-from quiver.sql.changelog import ensure_change_log
+from quiver.sql.changelog import ensure_change_log, json_value
 from quiver.sql.database import Database, DatabaseError
 from quiver.sql.dialects import Dialect
 
@@ -161,11 +161,8 @@ def _now() -> str:
 
 
 def _json(value: Any) -> Any:
-    if value is None or isinstance(value, dict | list):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-    return orjson.loads(value)
+    """A JSON column's value, its numbers exact (see :func:`json_value`)."""
+    return json_value(value)
 
 
 _EVENT_COLUMNS = (
@@ -454,7 +451,7 @@ class DispatchStore:
         doc = await self.db.fetch_json(self._claimed_text, [tuple(ids)])
         if doc is None:
             return ClaimedBatch([], {}, more=more)
-        rows = orjson.loads(doc)
+        rows = json_value(doc)
         finished: dict[int, set[tuple[str, str]]] = {}
         for r in rows:
             done = finished[int(r[0])] = set()

@@ -19,10 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from quiver.runtime.errors import ErrorDetail
 from quiver.runtime.hints import did_you_mean
+from quiver.sql.changelog import JsonNumber, json_text
 
 __all__ = ["ROOTS", "Template", "parse_template"]
 
@@ -71,11 +70,13 @@ class Template:
 
 def _text(value: Any, as_json: bool) -> str:
     if as_json or isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return json_text(value).decode()
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, JsonNumber):
+        return value.text  # as the database wrote it (1e400, not 1E+400)
     return str(value)
 
 

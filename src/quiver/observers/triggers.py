@@ -5,7 +5,8 @@ DELETE triggers that insert change-log rows as a mutation does: the entity's API
 fields as a JSON object, before and after images keyed by API field names, the changed fields.
 The images are built by the database (PostgreSQL ``jsonb_build_object``, MariaDB ``JSON_OBJECT``,
 SQLite ``json_object``) with each value spelled as the API serves it, using only functions
-every connection has (on SQLite, binary values are hex text: it has no base64). Actor and
+every connection has (SQLite, which has no base64, computes it from the value's hex digits).
+Actor and
 tenant stay empty; the transaction id is the database's own (PostgreSQL, MariaDB) or one per
 row (SQLite).
 
@@ -59,11 +60,40 @@ def _pairs(e: Entity) -> list[tuple[str, str]]:
     return [(f.column, f.name) for f in e.fields]
 
 
+def _sqlite_base64() -> str:
+    """Base64 of a value's bytes with SQLite's built-in functions only (it has no base64):
+    its hex digits, three bytes (six digits) at a time, each group's 24 bits as four letters,
+    ``=`` padding the last group; a recursive query accumulates the text."""
+    digit = "(instr('0123456789ABCDEF', substr(q.h, {k}, 1)) - 1)"
+    weights = (1048576, 65536, 4096, 256, 16, 1)
+    # The group's 24 bits (missing digits of a short last group count as 0).
+    bits = " + ".join(
+        f"(CASE WHEN length(q.h) >= {k} THEN {digit.format(k=k)} ELSE 0 END) * {w}"
+        for k, w in enumerate(weights, start=1)
+    )
+    letters = "'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'"
+
+    def letter(shift: int) -> str:
+        return f"substr({letters}, ((g.v >> {shift}) & 63) + 1, 1)"
+
+    group = (
+        f"(SELECT {letter(18)} || {letter(12)}"
+        f" || CASE WHEN length(q.h) >= 4 THEN {letter(6)} ELSE '=' END"
+        f" || CASE WHEN length(q.h) >= 6 THEN {letter(0)} ELSE '=' END"
+        f" FROM (SELECT {bits} AS v) AS g)"
+    )
+    return (
+        "CASE WHEN {0} IS NULL THEN NULL ELSE (WITH RECURSIVE q(h, out) AS"
+        " (SELECT hex({0}), '' UNION ALL"
+        f" SELECT substr(q.h, 7), q.out || {group} FROM q WHERE q.h <> '')"
+        " SELECT out FROM q WHERE h = '') END"
+    )
+
+
 #: SQLite templates that call functions Quiver registers on its own connections only: a
 #: trigger also runs in other programs' connections, so it uses built-in functions instead.
 _SQLITE_PORTABLE = {
-    # SQLite has no base64: binary values are logged as hexadecimal text.
-    "quiver_base64(": "hex({})",
+    "quiver_base64(": _sqlite_base64(),
     # Infinities as the strings the API serves (SQLite's JSON writes Inf, which is not
     # JSON); other reals with 17 significant digits, which read back as the same double.
     "quiver_real(": (

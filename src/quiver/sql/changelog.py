@@ -31,6 +31,9 @@ so a write Quiver logs itself is never logged twice.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,7 +49,9 @@ __all__ = [
     "CHANGE_CHANNEL",
     "Change",
     "ChangeContext",
+    "JsonNumber",
     "ensure_change_log",
+    "json_text",
     "json_value",
     "mark_writer",
     "time_text",
@@ -64,8 +69,8 @@ CHANGE_CHANNEL = "quiver_changes"
 _DDL = {
     "postgresql": (
         "CREATE TABLE IF NOT EXISTS {t} (id BIGSERIAL PRIMARY KEY, entity TEXT NOT NULL,"
-        " entity_key JSONB NOT NULL, operation TEXT NOT NULL, before_image JSONB,"
-        " after_image JSONB, changed_fields JSONB NOT NULL, actor TEXT, tenant_id TEXT,"
+        " entity_key JSONB NOT NULL, operation TEXT NOT NULL, before_image JSON,"
+        " after_image JSON, changed_fields JSONB NOT NULL, actor TEXT, tenant_id TEXT,"
         " transaction_id TEXT NOT NULL, changed_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ),
     "mysql": (
@@ -84,7 +89,15 @@ _DDL = {
     ),
 }
 _WRITERS_DDL = "CREATE TABLE IF NOT EXISTS {t} (transaction_id VARCHAR(36) PRIMARY KEY)"
-_JSON_COLUMNS = ("entity_key", "before_image", "after_image", "changed_fields")
+#: JSON columns and their PostgreSQL type: the images are ``json``, which keeps the text as
+#: written (``jsonb`` writes a Float's -0 as 0 and 1e+16 as 10000000000000000, and reorders
+#: keys); a change log created as ``jsonb`` by an earlier version takes the same values.
+_JSON_COLUMNS = {
+    "entity_key": "JSONB",
+    "before_image": "JSON",
+    "after_image": "JSON",
+    "changed_fields": "JSONB",
+}
 _COLUMNS = (
     "entity",
     "entity_key",
@@ -120,12 +133,77 @@ class Change:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON column's value as read by any driver (text, bytes or already decoded)."""
+    """A JSON column's value as read by any driver (text, bytes or already decoded), every
+    number exact: one that no int64/uint64 or double holds (a JSON field's ``1e400`` or
+    ``123456789012345678901234567890``) is a :class:`decimal.Decimal`, written back as the
+    same number by :func:`json_text`. Images hold the values as the API serves them, and a
+    JSON field serves the numbers the database keeps, whatever their size."""
     if value is None or isinstance(value, dict | list):
         return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value)
-    return orjson.loads(value)
+    raw = bytes(value) if isinstance(value, bytes | bytearray | memoryview) else value.encode()
+    if not _maybe_inexact(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # a number past a double (1e400): read exactly below
+    return json.loads(raw, parse_int=_exact_int, parse_float=_exact_float)
+
+
+def json_text(value: Any, option: int | None = None) -> bytes:
+    """``value`` as JSON (orjson ``option`` flags): :func:`json_value`'s exact numbers are
+    written as the numbers they are."""
+    return orjson.dumps(value, default=_number_text, option=option)
+
+
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _maybe_inexact(raw: bytes) -> bool:
+    """Whether ``raw`` may hold a number orjson would round: 16 digits in a row (an integer
+    past 64 bits, more digits than a double holds) or an exponent of -100 or below (past a
+    double's range, read as 0). Cheaper than parsing; orjson refuses a large exponent itself.
+    Digits inside strings count too, which only costs the exact parser's time."""
+    shape = raw.translate(_DIGITS)
+    return b"0000000000000000" in shape or b"e-000" in shape or b"E-000" in shape
+
+
+class JsonNumber(decimal.Decimal):
+    """A JSON number no int64/uint64 or double holds, with the text it was read from:
+    :func:`json_text` writes that text back (``1e400``, not ``1E+400``)."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def _exact_int(text: str) -> int | float | decimal.Decimal:
+    number = int(text)
+    if -(2**63) <= number < 2**64:
+        return number
+    return _exact_float(text)
+
+
+def _exact_float(text: str) -> float | decimal.Decimal:
+    """The double of ``text`` when it is exactly that number (PostgreSQL's jsonb writes the
+    double 1e300 as its 301 digits), the exact decimal otherwise."""
+    exact = JsonNumber(text)
+    try:
+        number = float(text)
+    except OverflowError:
+        return exact
+    if math.isfinite(number) and decimal.Decimal(repr(number)) == exact:
+        return number
+    return exact
+
+
+def _number_text(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(getattr(value, "text", None) or str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def time_text(value: Any) -> str:
@@ -208,7 +286,7 @@ async def write_changes(
         for column in _COLUMNS:
             p = param(values[column])
             if column in _JSON_COLUMNS and dialect.json_input != "{}":
-                cells.append(template(dialect.json_input, p, "JSONB"))
+                cells.append(template(dialect.json_input, p, _JSON_COLUMNS[column]))
             else:
                 cells.append(sql(p))
         rows.append(sql("(", join(", ", cells), ")"))

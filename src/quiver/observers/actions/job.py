@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
 from quiver.observers.jobqueue import DEFAULT_JOBS_TABLE, JobQueue, NewJob
 from quiver.observers.template import Template, parse_template
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError, RetryableError
+from quiver.sql.changelog import json_value
 
 __all__ = ["JobAction", "JobConfig", "build_job"]
 
@@ -64,8 +64,8 @@ class JobAction:
             return job.document()
         text = self.template.render(job.document())
         try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
+            return json_value(text)  # a JSON field's numbers past a double stay exact
+        except ValueError as exc:
             raise PermanentError(
                 [
                     ErrorDetail(
