@@ -25,6 +25,7 @@ import datetime as dt
 import decimal
 import fnmatch
 import math
+import uuid
 from typing import Any
 
 import orjson
@@ -37,12 +38,15 @@ from quiver.flight.export import find_entity
 from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
 from quiver.flight.tickets import ExportTicket, Ticket, TicketError, parse_ticket
 from quiver.schema.catalog import Catalog
+from quiver.schema.ir import Entity, Scalar
+from quiver.schema.naming import enum_value_names
 
 __all__ = [
     "CATALOG",
     "SqlCommand",
     "bind",
     "catalogs",
+    "database_values",
     "db_schemas",
     "parse_command",
     "prepared_statement",
@@ -322,9 +326,18 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
         )
     if isinstance(value, bool | int | str):
         return value
+    if isinstance(value, uuid.UUID):  # an arrow.uuid value (pyarrow's type for uuid.UUID)
+        return str(value)
     if isinstance(value, float):
         if math.isfinite(value):
             return value
+        raise _refuse_at(
+            f"parameter {position} is {value}: a filter compares finite numbers only (as "
+            "GraphQL's Float does), so NaN and the infinities cannot be bound",
+            where,
+            "compare with finite bounds instead (x > 1.7976931348623157e308 holds +infinity, "
+            "x < -1.7976931348623157e308 -infinity)",
+        )
     elif isinstance(value, decimal.Decimal):
         if value.is_finite():
             return str(value)
@@ -336,6 +349,73 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
         f"parameter {position} ({arrow}) holds {value!r}, which no column compares with",
         where,
         "bind a number, text, a date or time, or bytes",
+    )
+
+
+# ----- values as SQL writes them -> values as the filter takes them ---------------------------
+
+
+def database_values(ticket: Ticket, catalog: Catalog) -> Ticket:
+    """``ticket`` with the values SQL compares enum columns with (the database's own values,
+    as the rows stream them: ``'in progress'``) written as the GraphQL enum names the export
+    filter takes (``in_progress``); a text that is not one of the column's values is refused
+    with the values it has, and so is any condition but IS [NOT] NULL on a JSON column."""
+    if not isinstance(ticket, ExportTicket) or not ticket.where:
+        return ticket
+    try:
+        entity = find_entity(catalog, ticket.table)
+    except TicketError:
+        return ticket  # planning refuses it, with the tables there are
+    where = _enum_names(ticket.where, entity)
+    return ticket if where == ticket.where else dataclasses.replace(ticket, where=where)
+
+
+def _enum_names(where: Any, entity: Entity) -> Any:
+    if isinstance(where, list):
+        return [_enum_names(item, entity) for item in where]
+    if not isinstance(where, dict):
+        return where
+    out: dict[str, Any] = {}
+    for key, value in where.items():
+        if key in ("and", "or", "not"):
+            out[key] = _enum_names(value, entity)
+            continue
+        f = entity.field(key) or entity.field_by_column(key)
+        if f is not None and f.scalar == Scalar.JSON and not f.is_list:
+            _only_null_tests(value, key)
+        if f is None or f.enum_values is None or not isinstance(value, dict):
+            out[key] = value
+        else:
+            names = enum_value_names(f.enum_values)
+            out[key] = {op: _enum_name(v, names, key) for op, v in value.items()}
+    return out
+
+
+def _only_null_tests(value: Any, column: str) -> None:
+    """A JSON column (PostgreSQL json, jsonb and composites, MariaDB JSON and spatial
+    columns) has no comparison in a filter, as in GraphQL's ``JSONFilter``: only IS NULL."""
+    if isinstance(value, dict) and set(value) <= {"isNull"}:
+        return
+    raise _refuse_at(
+        f"{column} holds JSON (streamed as its text), which a condition compares only with "
+        "IS NULL / IS NOT NULL",
+        f"Flight SQL condition on {column}",
+        f"select {column} and compare its values on the client, or filter on another column",
+    )
+
+
+def _enum_name(value: Any, names: dict[str, str], column: str) -> Any:
+    if isinstance(value, list):
+        return [_enum_name(v, names, column) for v in value]
+    if not isinstance(value, str):
+        return value
+    if value in names:
+        return names[value]
+    shown = ", ".join(repr(v) for v in list(names)[:20])
+    raise _refuse_at(
+        f"{column} has no value {value!r}",
+        f"Flight SQL condition on {column}",
+        f"compare {column} with one of its values ({shown}), written as the rows show them",
     )
 
 

@@ -144,22 +144,29 @@ def _client_error(err: QuiverError) -> Exception:
     return error
 
 
+def _translated(exc: Exception, name: str) -> Exception:
+    """The Flight error a client sees for a failure of the call ``name``: a Quiver error's
+    own, a Flight error as it is, anything else one INTERNAL line (the traceback goes to the
+    log)."""
+    if isinstance(exc, QuiverError):
+        return _client_error(exc)
+    if isinstance(exc, flight.FlightError):
+        passed: Exception = exc
+        return passed
+    log.error("unexpected failure in %s", name, exc_info=exc)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    internal: Exception = flight.FlightInternalError(
+        f"INTERNAL: {name} failed: {first} (the server log has the details)"
+    )
+    return internal
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """An RPC whose unexpected failures reach the client as one line, never a traceback (the
     traceback goes to the log)."""
 
     def translated(exc: Exception) -> Exception:
-        if isinstance(exc, QuiverError):
-            return _client_error(exc)
-        if isinstance(exc, flight.FlightError):
-            passed: Exception = exc
-            return passed
-        log.error("unexpected failure in %s", method.__name__, exc_info=exc)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        internal: Exception = flight.FlightInternalError(
-            f"INTERNAL: {method.__name__} failed: {first} (the server log has the details)"
-        )
-        return internal
+        return _translated(exc, method.__name__)
 
     def iterate(items: Iterator[Any]) -> Iterator[Any]:
         try:
@@ -432,9 +439,18 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             handle, ticket = flight_sql.bind(command.raw(1), reader.read_all())
         except QuiverError as err:
             raise _client_error(err) from None
+        ticket = self._database_values(ticket, context)
         if isinstance(ticket, ExportTicket):
             self._plan(ticket, self._view(context))
         writer.write(pa.py_buffer(flight_sql.put_prepared_result(handle)))
+
+    def _database_values(self, ticket: Ticket, context: Any) -> Ticket:
+        """A Flight SQL statement's ticket with its values as the filter takes them (SQL
+        compares enum columns with the database's values, the filter with GraphQL names)."""
+        try:
+            return flight_sql.database_values(ticket, self._view(context).catalog)
+        except QuiverError as err:
+            raise _client_error(err) from None
 
     def _sql_info(
         self,
@@ -451,6 +467,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 ticket = self._prepared(ticket.to_json(), schema_only=schema_only)
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
+            ticket = self._database_values(ticket, context)
             schema = self._schema_of(ticket, context)
             # GetSchema answers from the catalog alone: splitting an export into partitions
             # reads the database (its key's bounds), which only GetFlightInfo needs.
@@ -555,7 +572,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor), context))
 
     @_guarded
-    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         raw = ticket.ticket
         command = self._sql_command(raw)
         if command is not None:
@@ -591,7 +608,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 first.num_rows,
                 (time.perf_counter() - planned) * 1000,
             )
-        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader, schema))
+        return self._cancellable(ticket.ticket, first, reader, schema)
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
@@ -643,10 +660,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         first: pa.RecordBatch,
         rest: pa.RecordBatchReader,
         schema: pa.Schema | None = None,
-    ) -> pa.RecordBatchReader:
+    ) -> flight.GeneratorStream:
         """The stream with its first batch read ahead (a query that cannot start fails the call
         with its own error, not a broken stream), ended by a ``cancel`` action for its ticket;
-        with ``schema`` every batch is made to it (a GraphQL selection's types)."""
+        with ``schema`` every batch is made to it (a GraphQL selection's types). A failure
+        after the first batch (a stored value with no Arrow form) ends the stream with its own
+        error: a Flight error raised by a generator stream reaches the client as it is, while
+        one from a record batch reader would carry the server's traceback."""
         stop = threading.Event()
         with self._lock:
             self._running.setdefault(raw, set()).add(stop)
@@ -658,11 +678,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     if stop.is_set():
                         raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
                     yield batch if schema is None else conform_batch(batch, schema)
+            except Exception as exc:
+                raise _translated(exc, "do_get") from None
             finally:
                 rest.close()
                 self._forget(raw, stop)
 
-        return pa.RecordBatchReader.from_batches(schema or first.schema, batches())
+        return flight.GeneratorStream(schema or first.schema, batches())
 
     @_guarded
     def do_put(
@@ -719,7 +741,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if command is None:
                 raise _invalid("the action body is not a Flight SQL request", "action", "")
             ticket = self._sql_export(command.text(1))
-            schema = self._schema_of(flight_sql.statement_schema_ticket(ticket), context)
+            unbound = flight_sql.statement_schema_ticket(ticket)
+            schema = self._schema_of(self._database_values(unbound, context), context)
             try:
                 parameters = flight_sql.parameter_schema(ticket, self._view(context).catalog)
             except QuiverError as err:
