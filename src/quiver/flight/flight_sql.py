@@ -356,39 +356,54 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
 
 
 def database_values(ticket: Ticket, catalog: Catalog) -> Ticket:
-    """``ticket`` with the values SQL compares enum columns with (the database's own values,
-    as the rows stream them: ``'in progress'``) written as the GraphQL enum names the export
-    filter takes (``in_progress``); a text that is not one of the column's values is refused
-    with the values it has, and so is any condition but IS [NOT] NULL on a JSON column."""
+    """``ticket`` with the values its SQL wrote as the export filter takes them: numbers with
+    a fraction read by their column (exactly for a Decimal column), and the values an enum
+    column is compared with (the database's own, as the rows stream them: ``'in progress'``)
+    as the GraphQL enum names the filter takes (``in_progress``). A text that is not one of
+    an enum column's values is refused with the values it has, and so is any condition but
+    IS [NOT] NULL on a JSON column."""
     if not isinstance(ticket, ExportTicket) or not ticket.where:
         return ticket
     try:
         entity = find_entity(catalog, ticket.table)
     except TicketError:
         return ticket  # planning refuses it, with the tables there are
-    where = _enum_names(ticket.where, entity)
+    where = _filter_values(ticket.where, entity)
     return ticket if where == ticket.where else dataclasses.replace(ticket, where=where)
 
 
-def _enum_names(where: Any, entity: Entity) -> Any:
+def _filter_values(where: Any, entity: Entity) -> Any:
     if isinstance(where, list):
-        return [_enum_names(item, entity) for item in where]
+        return [_filter_values(item, entity) for item in where]
     if not isinstance(where, dict):
         return where
     out: dict[str, Any] = {}
     for key, value in where.items():
         if key in ("and", "or", "not"):
-            out[key] = _enum_names(value, entity)
+            out[key] = _filter_values(value, entity)
             continue
         f = entity.field(key) or entity.field_by_column(key)
         if f is not None and f.scalar == Scalar.JSON and not f.is_list:
             _only_null_tests(value, key)
+        value = _numbers(value, f is not None and f.scalar == Scalar.DECIMAL)
         if f is None or f.enum_values is None or not isinstance(value, dict):
             out[key] = value
         else:
             names = enum_value_names(f.enum_values)
             out[key] = {op: _enum_name(v, names, key) for op, v in value.items()}
     return out
+
+
+def _numbers(value: Any, exact: bool) -> Any:
+    """The numbers a statement wrote (``{"$number": digits}``) as the column reads them:
+    their digits for a Decimal column (every one kept), a double for any other."""
+    if isinstance(value, list):
+        return [_numbers(v, exact) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {NUMBER} and isinstance(value[NUMBER], str):
+            return value[NUMBER] if exact else float(value[NUMBER])
+        return {k: _numbers(v, exact) for k, v in value.items()}
+    return value
 
 
 def _only_null_tests(value: Any, column: str) -> None:
@@ -473,23 +488,43 @@ def sql_to_ticket(query: str) -> ExportTicket:
     return ExportTicket(table.name, where, tuple(columns), False, limit)
 
 
+#: The key of a number written with a fraction or beyond 64 bits in a statement's filter
+#: (``{"$number": "12.34"}``): its digits, read by the column it is compared with
+#: (:func:`database_values`): exactly for a Decimal column, as a double for the others.
+NUMBER = "$number"
+#: Typed literals read as their text (``DATE '2024-02-29'``, ``CAST('...' AS TIMESTAMP)``).
+_TIME_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "datetime")
+
+
+def _number(text: str) -> Any:
+    try:
+        value = int(text)
+    except ValueError:
+        return {NUMBER: text}
+    return value if -(2**63) <= value < 2**64 else {NUMBER: text}
+
+
 def _literal(node: Any) -> Any:
     if isinstance(node, exp.Paren):
         return _literal(node.this)
     if isinstance(node, exp.Neg):
         value = _literal(node.this)
-        if isinstance(value, int | float):
-            return -value
+        if isinstance(value, int):
+            return _number(str(-value))
+        if isinstance(value, dict) and NUMBER in value:
+            text = value[NUMBER]
+            return {NUMBER: text[1:] if text.startswith("-") else "-" + text}
     if isinstance(node, exp.Boolean):
         return node.this
     if isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        text = node.this
-        try:
-            return int(text)
-        except ValueError:
-            return float(text)
+        return node.this if node.is_string else _number(node.this)
+    if (
+        isinstance(node, exp.Cast)
+        and isinstance(node.this, exp.Literal)
+        and node.this.is_string
+        and node.to.is_type(*_TIME_TYPES)
+    ):
+        return node.this.this
     if isinstance(node, exp.Placeholder) and node.this is None:
         return {PARAMETER: node.meta["quiver_parameter"]}
     if isinstance(node, exp.Placeholder | exp.Parameter):
@@ -516,44 +551,54 @@ def _column(node: Any) -> str:
     raise _refuse(f"{node.sql()} is not a column")
 
 
-def _condition(node: Any) -> dict[str, Any]:
+def _condition(node: Any, negated: bool = False) -> dict[str, Any]:
+    """The filter of the rows for which the condition ``node`` is true (``negated``: false).
+
+    SQL's logic has three values: a comparison with a NULL column is unknown, and ``NOT`` of
+    unknown is unknown, so ``NOT x = 1``, ``x NOT IN (...)`` and ``x NOT LIKE ...`` do not
+    hold where ``x`` is NULL. The filter's ``not`` keeps every row its operand does not
+    match, NULLs too; so NOT is pushed down to the comparisons (``and`` and ``or`` swap), and
+    a comparison's false is its column not null and the comparison not matching.
+    """
     if node.args.get("negate"):  # NOT LIKE, NOT BETWEEN, ...
         plain = node.copy()
         plain.set("negate", None)
-        return {"not": _condition(plain)}
+        return _condition(plain, not negated)
     if isinstance(node, exp.Paren):
-        return _condition(node.this)
-    if isinstance(node, exp.And):
-        return {"and": [_condition(node.left), _condition(node.right)]}
-    if isinstance(node, exp.Or):
-        return {"or": [_condition(node.left), _condition(node.right)]}
+        return _condition(node.this, negated)
     if isinstance(node, exp.Not):
-        inner = node.this
-        if isinstance(inner, exp.Is):
-            return {_column(inner.this): {"isNull": False}}
-        return {"not": _condition(inner)}
+        return _condition(node.this, not negated)
+    if isinstance(node, exp.And | exp.Or):
+        parts = [_condition(node.left, negated), _condition(node.right, negated)]
+        return {"and" if isinstance(node, exp.And) is not negated else "or": parts}
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-        return {_column(node.this): {"isNull": True}}
+        return {_column(node.this): {"isNull": not negated}}
+    column, test = _comparison(node)
+    if not negated:
+        return {column: test}
+    return {"and": [{column: {"isNull": False}}, {"not": {column: test}}]}
+
+
+def _comparison(node: Any) -> tuple[str, dict[str, Any]]:
+    """The column a comparison reads and its filter operators."""
+    if isinstance(node, exp.Column):  # WHERE flag: a boolean column
+        return _column(node), {"eq": True}
     ops = _COMPARE.get(type(node))
     if ops is not None:
         left, right = node.left, node.right
         if isinstance(left, exp.Column):
-            return {_column(left): {ops[0]: _literal(right)}}
-        return {_column(right): {ops[1]: _literal(left)}}
+            return _column(left), {ops[0]: _literal(right)}
+        return _column(right), {ops[1]: _literal(left)}
     if isinstance(node, exp.In):
         if node.args.get("query"):
             raise _refuse("IN (SELECT ...) is not supported")
-        return {_column(node.this): {"in": [_literal(v) for v in node.expressions]}}
+        return _column(node.this), {"in": [_literal(v) for v in node.expressions]}
     if isinstance(node, exp.Like | exp.ILike):
         op = "like" if isinstance(node, exp.Like) else "ilike"
-        return {_column(node.this): {op: _literal(node.expression)}}
+        return _column(node.this), {op: _literal(node.expression)}
     if isinstance(node, exp.Between):
-        return {
-            _column(node.this): {
-                "gte": _literal(node.args["low"]),
-                "lte": _literal(node.args["high"]),
-            }
-        }
+        low, high = _literal(node.args["low"]), _literal(node.args["high"])
+        return _column(node.this), {"gte": low, "lte": high}
     raise _refuse(f"the condition {node.sql()} is not supported")
 
 
