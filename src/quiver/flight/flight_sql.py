@@ -383,9 +383,11 @@ def _filter_values(where: Any, entity: Entity) -> Any:
             out[key] = _filter_values(value, entity)
             continue
         f = entity.field(key) or entity.field_by_column(key)
-        if f is not None and f.scalar == Scalar.JSON and not f.is_list:
-            _only_null_tests(value, key)
-        value = _numbers(value, f is not None and f.scalar == Scalar.DECIMAL)
+        if f is not None and f.is_list:
+            _only_null_tests(value, key, "an array (streamed as a list)")
+        elif f is not None and f.scalar == Scalar.JSON:
+            _only_null_tests(value, key, "JSON (streamed as its text)")
+        value = _numbers(value, "float" if f is None else _NUMBER_READS.get(f.scalar, "float"))
         if f is None or f.enum_values is None or not isinstance(value, dict):
             out[key] = value
         else:
@@ -394,26 +396,40 @@ def _filter_values(where: Any, entity: Entity) -> Any:
     return out
 
 
-def _numbers(value: Any, exact: bool) -> Any:
-    """The numbers a statement wrote (``{"$number": digits}``) as the column reads them:
-    their digits for a Decimal column (every one kept), a double for any other."""
+#: How a column of each scalar reads a number a statement wrote: its digits, exactly, for a
+#: Decimal; as text for a text column of another type (PostgreSQL oid, money: the database
+#: reads the text by the column's type, ``o = 42`` as ``o = '42'``); a double otherwise.
+_NUMBER_READS = {
+    Scalar.DECIMAL: "digits",
+    Scalar.STRING: "text",
+    Scalar.ID: "text",
+    Scalar.UUID: "text",
+}
+
+
+def _numbers(value: Any, reads: str) -> Any:
+    """The numbers a statement wrote as the column reads them (:data:`_NUMBER_READS`)."""
     if isinstance(value, list):
-        return [_numbers(v, exact) for v in value]
+        return [_numbers(v, reads) for v in value]
     if isinstance(value, dict):
         if set(value) == {NUMBER} and isinstance(value[NUMBER], str):
-            return value[NUMBER] if exact else float(value[NUMBER])
-        return {k: _numbers(v, exact) for k, v in value.items()}
+            return float(value[NUMBER]) if reads == "float" else value[NUMBER]
+        if PARAMETER in value:
+            return value
+        return {k: v if k == "isNull" else _numbers(v, reads) for k, v in value.items()}
+    if reads == "text" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     return value
 
 
-def _only_null_tests(value: Any, column: str) -> None:
+def _only_null_tests(value: Any, column: str, holds: str) -> None:
     """A JSON column (PostgreSQL json, jsonb and composites, MariaDB JSON and spatial
-    columns) has no comparison in a filter, as in GraphQL's ``JSONFilter``: only IS NULL."""
+    columns) or an array has no comparison SQL can write here (``JSONFilter`` has none, an
+    array's filter ``contains``): only IS NULL."""
     if isinstance(value, dict) and set(value) <= {"isNull"}:
         return
     raise _refuse_at(
-        f"{column} holds JSON (streamed as its text), which a condition compares only with "
-        "IS NULL / IS NOT NULL",
+        f"{column} holds {holds}, which a condition compares only with IS NULL / IS NOT NULL",
         f"Flight SQL condition on {column}",
         f"select {column} and compare its values on the client, or filter on another column",
     )

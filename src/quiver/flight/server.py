@@ -741,6 +741,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             if command is None:
                 raise _invalid("the action body is not a Flight SQL request", "action", "")
             ticket = self._sql_export(command.text(1))
+            # A condition the filter cannot take is refused now, before values are bound.
+            self._database_values(ticket, context)
             unbound = flight_sql.statement_schema_ticket(ticket)
             schema = self._schema_of(self._database_values(unbound, context), context)
             try:
