@@ -43,6 +43,7 @@ from quiver.schema.naming import enum_value_names
 
 __all__ = [
     "CATALOG",
+    "UNSERVED_ACTIONS",
     "SqlCommand",
     "bind",
     "catalogs",
@@ -64,6 +65,29 @@ _FIX = (
     "write SELECT <columns or *> FROM <table> [WHERE <column> <op> <value> ...] [LIMIT n]; "
     "joins, grouping, ordering and functions are not served"
 )
+
+
+_TRANSACTIONS = (
+    "transactions are not served: each statement runs on its own, read-only (keep the "
+    "connection in autocommit mode)"
+)
+_SESSIONS = "the server keeps no session: each call stands alone, with its key"
+#: Flight SQL's actions this server does not serve, and what to do instead.
+UNSERVED_ACTIONS = {
+    "BeginTransaction": _TRANSACTIONS,
+    "EndTransaction": _TRANSACTIONS,
+    "BeginSavepoint": _TRANSACTIONS,
+    "EndSavepoint": _TRANSACTIONS,
+    "CancelQuery": "cancel the DoGet call reading the query's rows (or send the action "
+    "'cancel' with its ticket)",
+    "CancelFlightInfo": "cancel the DoGet call reading the query's rows (or send the action "
+    "'cancel' with its ticket)",
+    "RenewFlightEndpoint": "endpoints do not expire: read the endpoint as it is",
+    "CreatePreparedSubstraitPlan": "Substrait plans are not served: prepare SQL instead",
+    "SetSessionOptions": _SESSIONS,
+    "GetSessionOptions": _SESSIONS,
+    "CloseSession": _SESSIONS,
+}
 
 
 def _refuse(message: str, fix: str = _FIX) -> TicketError:
@@ -220,7 +244,13 @@ def prepared_statement(handle: bytes) -> tuple[Ticket, list[Any] | None]:
                 "prepare the statement again and use the handle the server answers",
             )
         return parse_ticket(orjson.dumps(prepared["ticket"])), prepared["values"]
-    return parse_ticket(handle), None
+    try:
+        return parse_ticket(handle), None
+    except TicketError:
+        raise _refuse(
+            "the prepared statement handle cannot be read",
+            "prepare the statement again and use the handle the server answers",
+        ) from None
 
 
 def parameter_count(ticket: Ticket) -> int:

@@ -739,7 +739,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if action.type == "CreatePreparedStatement":
             command = self._sql_command(action.body.to_pybytes())
             if command is None:
-                raise _invalid("the action body is not a Flight SQL request", "action", "")
+                raise _invalid(
+                    "the action body is not a Flight SQL request",
+                    "action CreatePreparedStatement",
+                    "send an ActionCreatePreparedStatementRequest packed in a"
+                    " google.protobuf.Any, as Flight SQL clients do",
+                )
             ticket = self._sql_export(command.text(1))
             # A condition the filter cannot take is refused now, before values are bound.
             self._database_values(ticket, context)
@@ -760,6 +765,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 stop.set()
             yield orjson.dumps({"cancelled": len(stops)})
             return
+        if action.type in flight_sql.UNSERVED_ACTIONS:
+            raise _invalid(
+                f"the Flight SQL action {action.type} is not served",
+                f"action {action.type}",
+                flight_sql.UNSERVED_ACTIONS[action.type],
+            )
         if action.type != "list-tables":
             raise _invalid(
                 f"unknown action {action.type!r}", "action", "ListActions lists the actions"
