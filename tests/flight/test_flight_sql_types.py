@@ -10,6 +10,7 @@ schema a query of the table returns.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import uuid
 import warnings
@@ -410,5 +411,30 @@ def test_an_array_column_is_compared_only_with_is_null(pg: Matrix) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT id FROM Cell WHERE ai IS NULL")
             assert sorted(cur.fetch_arrow_table().column("id").to_pylist()) == [3, 4, 5]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "ids"),
+    [
+        ("f8 < ?", decimal.Decimal("0.5"), [2, 4]),
+        ("n_fixed = ?", decimal.Decimal("-9999999999999999999999999999.9999999999"), [2]),
+        ("n_fixed = ?", -1, []),
+        ("i4 = ?", decimal.Decimal("2147483647"), [1]),
+        ("o = ?", 42, [1]),
+        ("vc IN (?, 'abc')", 7, []),
+    ],
+)
+def test_a_number_is_bound_as_its_column_reads_it(
+    pg: Matrix, where: str, value: Any, ids: list[int]
+) -> None:
+    """A decimal bound to a float column is a double, to a decimal column every digit; a
+    number bound to a column streamed as text is its text (as a SQL constant is)."""
+    conn = _connect(pg)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id FROM Cell WHERE {where}", (value,))
+            assert sorted(cur.fetch_arrow_table().column("id").to_pylist()) == ids
     finally:
         conn.close()

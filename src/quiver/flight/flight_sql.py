@@ -369,8 +369,8 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
             "x < -1.7976931348623157e308 -infinity)",
         )
     elif isinstance(value, decimal.Decimal):
-        if value.is_finite():
-            return str(value)
+        if value.is_finite():  # read by the column it is compared with, as a SQL constant
+            return {NUMBER: str(value)}
     elif isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     elif isinstance(value, bytes):
