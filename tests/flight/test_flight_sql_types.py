@@ -118,11 +118,19 @@ def test_a_statement_query_streams_each_type_as_the_export_does(
                 return
             cur.execute(f"SELECT id, {f.name} FROM {entity.name}")
             got = cur.fetch_arrow_table().sort_by("id")
+        with conn.cursor() as cur:  # the same, prepared (its schema known before it runs)
+            query = f"SELECT id, {f.name} FROM {entity.name} WHERE id >= ?"
+            cur.adbc_prepare(query)
+            cur.execute(query, (0,))
+            prepared = cur.fetch_arrow_table().sort_by("id")
+            schema = cur.adbc_execute_schema(query)
     finally:
         conn.close()
     want = _exported(m, column)
-    assert got.schema.equals(want.schema), (got.schema, want.schema)
-    assert _equal(got.column(f.name), want.column(f.name))
+    for table in (got, prepared):
+        assert table.schema.equals(want.schema), (table.schema, want.schema)
+        assert _equal(table.column(f.name), want.column(f.name))
+    assert schema.equals(want.schema)
 
 
 @pytest.mark.parametrize(("dialect", "column"), _cases())
