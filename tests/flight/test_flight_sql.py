@@ -92,3 +92,28 @@ def test_sql_outside_the_subset_is_refused_with_what_is_not_served(
         cur.fetch_arrow_table()
     assert says in str(caught.value)
     assert sql(served, "SELECT count(*) FROM track")[0][0] > 3000
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select genreid, NAME from genre where GENREID = 1",
+        "SELECT GENRE_ID FROM Genre WHERE genre_id = ? AND Name LIKE 'R%'",
+        "SELECT * FROM GENRE WHERE NOT (GenreId <> 1)",
+    ],
+)
+def test_unquoted_names_match_whatever_their_case(conn: Any, statement: str) -> None:
+    """SQL folds unquoted names; a name differing from a field's or column's only in case
+    is that field (it was refused: "Genre has no column 'genreid'")."""
+    with conn.cursor() as cur:
+        if "?" in statement:
+            cur.adbc_prepare(statement)
+            import pyarrow as pa
+
+            assert pa.schema(cur.adbc_statement.get_parameter_schema()).types == [pa.int32()]
+            cur.execute(statement, (1,))
+        else:
+            cur.execute(statement)
+        table = cur.fetch_arrow_table()
+    assert table.num_rows == 1
+    assert table.column("genreId").to_pylist() == [1]

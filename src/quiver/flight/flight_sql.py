@@ -47,6 +47,7 @@ __all__ = [
     "SqlCommand",
     "bind",
     "catalogs",
+    "column_names",
     "database_values",
     "db_schemas",
     "parse_command",
@@ -385,13 +386,53 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
 # ----- values as SQL writes them -> values as the filter takes them ---------------------------
 
 
+def column_names(ticket: Ticket, catalog: Catalog) -> Ticket:
+    """``ticket`` with the column names its SQL wrote as the catalog spells them: SQL folds
+    unquoted names (``select genreid from genre``), so a name no field or column has
+    exactly is the field or column whose name differs from it only in case, when one does."""
+    if not isinstance(ticket, ExportTicket):
+        return ticket
+    try:
+        entity = find_entity(catalog, ticket.table)
+    except TicketError:
+        return ticket  # planning refuses it, with the tables there are
+    columns = tuple(_column_name(entity, c) for c in ticket.columns)
+    where = _filter_names(ticket.where, entity)
+    if columns == ticket.columns and where == ticket.where:
+        return ticket
+    return dataclasses.replace(ticket, columns=columns, where=where)
+
+
+def _column_name(entity: Entity, name: str) -> str:
+    if entity.field(name) or entity.field_by_column(name):
+        return name
+    lowered = name.lower()
+    found = {f.name for f in entity.fields if lowered in (f.name.lower(), f.column.lower())}
+    return found.pop() if len(found) == 1 else name
+
+
+def _filter_names(where: Any, entity: Entity) -> Any:
+    if isinstance(where, list):
+        return [_filter_names(item, entity) for item in where]
+    if not isinstance(where, dict):
+        return where
+    return {
+        key if key in ("and", "or", "not") else _column_name(entity, key): (
+            _filter_names(value, entity) if key in ("and", "or", "not") else value
+        )
+        for key, value in where.items()
+    }
+
+
 def database_values(ticket: Ticket, catalog: Catalog) -> Ticket:
-    """``ticket`` with the values its SQL wrote as the export filter takes them: numbers with
-    a fraction read by their column (exactly for a Decimal column), and the values an enum
-    column is compared with (the database's own, as the rows stream them: ``'in progress'``)
-    as the GraphQL enum names the filter takes (``in_progress``). A text that is not one of
-    an enum column's values is refused with the values it has, and so is any condition but
-    IS [NOT] NULL on a JSON column."""
+    """``ticket`` (its column names as the catalog spells them, :func:`column_names`) with
+    the values its SQL wrote as the export filter takes them: numbers read by their column
+    (exactly for a Decimal column), and the values an enum column is compared with (the
+    database's own, as the rows stream them: ``'in progress'``) as the GraphQL enum names the
+    filter takes (``in_progress``). A text that is not one of an enum column's values is
+    refused with the values it has, and so is any condition but IS [NOT] NULL on a JSON or
+    array column."""
+    ticket = column_names(ticket, catalog)
     if not isinstance(ticket, ExportTicket) or not ticket.where:
         return ticket
     try:

@@ -746,7 +746,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     " google.protobuf.Any, as Flight SQL clients do",
                 )
             ticket = self._sql_export(command.text(1))
-            # A condition the filter cannot take is refused now, before values are bound.
+            # The handle keeps the values as the SQL wrote them (they are read when it runs);
+            # a condition the filter cannot take is refused now, before values are bound.
+            ticket = flight_sql.column_names(ticket, self._view(context).catalog)
             self._database_values(ticket, context)
             unbound = flight_sql.statement_schema_ticket(ticket)
             schema = self._schema_of(self._database_values(unbound, context), context)
