@@ -386,12 +386,10 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
 # ----- values as SQL writes them -> values as the filter takes them ---------------------------
 
 
-def column_names(ticket: Ticket, catalog: Catalog) -> Ticket:
+def column_names(ticket: ExportTicket, catalog: Catalog) -> ExportTicket:
     """``ticket`` with the column names its SQL wrote as the catalog spells them: SQL folds
     unquoted names (``select genreid from genre``), so a name no field or column has
     exactly is the field or column whose name differs from it only in case, when one does."""
-    if not isinstance(ticket, ExportTicket):
-        return ticket
     try:
         entity = find_entity(catalog, ticket.table)
     except TicketError:
@@ -432,8 +430,10 @@ def database_values(ticket: Ticket, catalog: Catalog) -> Ticket:
     filter takes (``in_progress``). A text that is not one of an enum column's values is
     refused with the values it has, and so is any condition but IS [NOT] NULL on a JSON or
     array column."""
+    if not isinstance(ticket, ExportTicket):
+        return ticket
     ticket = column_names(ticket, catalog)
-    if not isinstance(ticket, ExportTicket) or not ticket.where:
+    if not ticket.where:
         return ticket
     try:
         entity = find_entity(catalog, ticket.table)
