@@ -185,6 +185,19 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _read_only(command: str) -> Exception:
+    """The refusal of a Flight SQL update or bulk ingestion: ``PERMISSION_DENIED`` (whatever
+    the key), saying what to use instead."""
+    return _client_error(
+        AccessDeniedError.one(
+            f"Flight SQL is read-only here: {command} is not served",
+            "Flight SQL",
+            "send SELECT queries; load rows with DoPut of a path descriptor ['<Type>'] (with "
+            "flight.writable: true), write through GraphQL mutations",
+        )
+    )
+
+
 def _invalid(message: str, where: str, fix: str) -> Exception:
     return _client_error(TicketError.one(message, where, fix))
 
@@ -401,9 +414,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if name == "CommandGetSqlInfo":
             return flight_sql.sql_info(command, __version__)
         if name in ("CommandStatementUpdate", "CommandPreparedStatementUpdate"):
-            raise flight.FlightUnauthorizedError(
-                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut)"
-            )
+            raise _read_only(name)
         raise _invalid(
             f"the Flight SQL command {name} is not served",
             "Flight SQL",
@@ -431,10 +442,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         """DoPut of a prepared statement's parameters: answers the handle with them bound
         (checked against the filter now, so a bad value fails here)."""
         if command.name != "CommandPreparedStatementQuery":
-            raise flight.FlightUnauthorizedError(
-                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut"
-                " with a path descriptor)"
-            )
+            raise _read_only(command.name)
         try:
             handle, ticket = flight_sql.bind(command.raw(1), reader.read_all())
         except QuiverError as err:
