@@ -446,3 +446,31 @@ def test_a_number_is_bound_as_its_column_reads_it(
             assert sorted(cur.fetch_arrow_table().column("id").to_pylist()) == ids
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("i4 LIKE '1%'", "LIKE compares text, and i4 is an Int column"),
+        ("e LIKE 'h%'", "LIKE compares text, and e is an enum column"),
+        ("d NOT LIKE '2024%'", "LIKE compares text, and d is a Date column"),
+        ("b > FALSE", "b is a Boolean column, whose values have no order"),
+        ("e BETWEEN 'happy' AND 'true'", "e is an enum column, whose values have no order"),
+        ("bin < ?", "bin is a Base64 column, whose values have no order"),
+    ],
+)
+def test_an_operator_a_column_does_not_take_is_refused_with_those_it_does(
+    pg: Matrix, where: str, says: str
+) -> None:
+    """Refused when the statement is prepared, in SQL's words (it was the GraphQL filter's
+    "Field 'like' is not defined by type 'IntFilter'")."""
+    import adbc_driver_manager
+
+    conn = _connect(pg)
+    try:
+        with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as caught:
+            cur.adbc_prepare(f"SELECT id FROM Cell WHERE {where}")
+    finally:
+        conn.close()
+    said = str(caught.value)
+    assert says in said and "with =, <>, IN (...) or IS NULL" in said, said

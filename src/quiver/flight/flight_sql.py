@@ -38,7 +38,7 @@ from quiver.flight.export import find_entity
 from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
 from quiver.flight.tickets import ExportTicket, Ticket, TicketError, parse_ticket
 from quiver.schema.catalog import Catalog
-from quiver.schema.ir import Entity, Scalar
+from quiver.schema.ir import ORDERED_SCALARS, TEXT_SCALARS, Entity, Field, Scalar
 from quiver.schema.naming import enum_value_names
 
 __all__ = [
@@ -458,6 +458,8 @@ def _filter_values(where: Any, entity: Entity) -> Any:
             _only_null_tests(value, key, "an array (streamed as a list)")
         elif f is not None and f.scalar == Scalar.JSON:
             _only_null_tests(value, key, "JSON (streamed as its text)")
+        elif f is not None and isinstance(value, dict):
+            _served_operators(value, key, f)
         value = _numbers(value, "float" if f is None else _NUMBER_READS.get(f.scalar, "float"))
         if f is None or f.enum_values is None or not isinstance(value, dict):
             out[key] = value
@@ -504,6 +506,32 @@ def _only_null_tests(value: Any, column: str, holds: str) -> None:
         f"Flight SQL condition on {column}",
         f"select {column} and compare its values on the client, or filter on another column",
     )
+
+
+_ORDERINGS = ("gt", "gte", "lt", "lte")
+
+
+def _served_operators(value: dict[str, Any], column: str, f: Field) -> None:
+    """LIKE compares text, and <, <=, >, >= and BETWEEN need an order: refused, with what
+    the column takes, on a column whose filter has no such operator."""
+    name = "enum" if f.enum_values is not None else f.scalar.value
+    kind = f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
+    if ("like" in value or "ilike" in value) and (
+        f.scalar not in TEXT_SCALARS or f.enum_values is not None
+    ):
+        raise _refuse_at(
+            f"LIKE compares text, and {column} is {kind} column",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with =, <>, IN (...) or IS NULL",
+        )
+    if any(op in value for op in _ORDERINGS) and (
+        f.scalar not in ORDERED_SCALARS or f.enum_values is not None
+    ):
+        raise _refuse_at(
+            f"{column} is {kind} column, whose values have no order for <, <=, >, >= or BETWEEN",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with =, <>, IN (...) or IS NULL",
+        )
 
 
 def _enum_name(value: Any, names: dict[str, str], column: str) -> Any:
