@@ -561,12 +561,37 @@ _COMPARE: dict[type[exp.Expression], tuple[str, str]] = {
 }
 
 
+#: The parts of a SELECT the subset reads; any other part is refused, named in SQL's words.
+_SERVED_PARTS = frozenset({"expressions", "from", "from_", "where", "limit"})
+_PART_WORDS = {
+    "joins": "JOIN",
+    "group": "GROUP BY",
+    "order": "ORDER BY",
+    "with_": "WITH",
+    "with": "WITH",
+    "locks": "FOR UPDATE / FOR SHARE",
+    "sample": "TABLESAMPLE",
+    "laterals": "LATERAL",
+    "windows": "WINDOW",
+    "for_": "FOR",
+}
+#: The parts of a table reference the subset reads (its name, schema, catalog and alias).
+_SERVED_TABLE_PARTS = frozenset({"this", "db", "catalog", "alias"})
+
+
+def _unsupported(parts: dict[str, Any], served: frozenset[str]) -> None:
+    for name, value in parts.items():
+        if value and name not in served:
+            word = _PART_WORDS.get(name, name.rstrip("_").replace("_", " ").upper())
+            raise _refuse(f"{word} is not supported")
+
+
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
     try:
         statements = sqlglot.parse(query)
-    except sqlglot.errors.ParseError as exc:
-        first = str(exc).splitlines()[0]
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (a NUL character)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _refuse(f"the SQL cannot be parsed: {first}") from None
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
@@ -575,13 +600,12 @@ def sql_to_ticket(query: str) -> ExportTicket:
     _number_parameters(tree)
     if not isinstance(tree, exp.Select):
         raise _refuse("only SELECT is served (this server is read-only)")
-    for unsupported in ("joins", "group", "having", "order", "distinct", "with", "offset"):
-        if tree.args.get(unsupported):
-            raise _refuse(f"{unsupported.upper()} is not supported")
+    _unsupported(tree.args, _SERVED_PARTS)
     source = tree.args.get("from") or tree.args.get("from_")
     table = source.this if source is not None else None
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         raise _refuse("the query must read one table: FROM <table>")
+    _unsupported(table.args, _SERVED_TABLE_PARTS)
     columns: list[str] = []
     for projection in tree.expressions:
         if isinstance(projection, exp.Star):
@@ -593,14 +617,27 @@ def sql_to_ticket(query: str) -> ExportTicket:
         raise _refuse(f"{projection.sql()} is not a column; select columns or *")
     where_node = tree.args.get("where")
     where = _condition(where_node.this) if where_node is not None else {}
-    limit: int | None = None
     limit_node = tree.args.get("limit")
-    if limit_node is not None:
-        value = limit_node.expression
-        if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
-            raise _refuse("LIMIT takes a whole number")
-        limit = int(value.this)
+    limit = None if limit_node is None else _limit(limit_node)
     return ExportTicket(table.name, where, tuple(columns), False, limit)
+
+
+def _limit(node: Any) -> int:
+    """The rows ``LIMIT n`` (or ``FETCH FIRST n ROWS ONLY``) asks for."""
+    if isinstance(node, exp.Fetch):
+        options = node.args.get("limit_options")
+        if options is not None and (options.args.get("percent") or options.args.get("with_ties")):
+            raise _refuse("FETCH FIRST takes a number of rows (no PERCENT, no WITH TIES)")
+        value = node.args.get("count")
+    else:
+        if node.args.get("offset"):
+            raise _refuse("OFFSET is not supported")
+        value = node.expression
+    if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+        raise _refuse("LIMIT takes a whole number")
+    if int(value.this) >= 2**63:
+        raise _refuse("LIMIT takes a whole number below 2^63 (leave it out to read every row)")
+    return int(value.this)
 
 
 #: The key of a number written with a fraction or beyond 64 bits in a statement's filter
@@ -712,6 +749,8 @@ def _comparison(node: Any) -> tuple[str, dict[str, Any]]:
         op = "like" if isinstance(node, exp.Like) else "ilike"
         return _column(node.this), {op: _literal(node.expression)}
     if isinstance(node, exp.Between):
+        if node.args.get("symmetric"):
+            raise _refuse("BETWEEN SYMMETRIC is not supported; write the smaller bound first")
         low, high = _literal(node.args["low"]), _literal(node.args["high"])
         return _column(node.this), {"gte": low, "lte": high}
     raise _refuse(f"the condition {node.sql()} is not supported")
