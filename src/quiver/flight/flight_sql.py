@@ -640,9 +640,9 @@ def _limit(node: Any) -> int:
     return int(value.this)
 
 
-#: The key of a number written with a fraction or beyond 64 bits in a statement's filter
-#: (``{"$number": "12.34"}``): its digits, read by the column it is compared with
-#: (:func:`database_values`): exactly for a Decimal column, as a double for the others.
+#: The key of a number written with a fraction or beyond 64 bits in a statement's filter,
+#: or bound as a decimal (``{"$number": "12.34"}``): its digits, read by the column it is
+#: compared with (:func:`database_values`, :data:`_NUMBER_READS`).
 NUMBER = "$number"
 #: Typed literals read as their text (``DATE '2024-02-29'``, ``CAST('...' AS TIMESTAMP)``).
 _TIME_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "datetime")

@@ -453,8 +453,9 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         writer.write(pa.py_buffer(flight_sql.put_prepared_result(handle)))
 
     def _database_values(self, ticket: Ticket, context: Any) -> Ticket:
-        """A Flight SQL statement's ticket with its values as the filter takes them (SQL
-        compares enum columns with the database's values, the filter with GraphQL names)."""
+        """A Flight SQL statement's ticket with its names and values as the export filter
+        takes them (:func:`flight_sql.database_values`); a condition it cannot take is
+        refused."""
         try:
             return flight_sql.database_values(ticket, self._view(context).catalog)
         except QuiverError as err:
