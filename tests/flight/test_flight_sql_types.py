@@ -144,11 +144,6 @@ def test_each_value_a_query_streams_binds_back_as_a_parameter_of_its_type(
     m = _matrix_of(request, dialect)
     if column in UNEXPORTABLE[dialect]:
         pytest.skip("the column does not stream (see the query test)")
-    if (dialect, column) == ("mysql", "bit1"):
-        pytest.xfail(
-            "MariaDB BIT(1) b'0' is read as true (quiver.sql.arrow_reads), so the row the"
-            " false value is in streams true and true finds both rows"
-        )
     entity = m.entity("cells")
     f = entity.field_by_column(column)
     assert f is not None
