@@ -25,6 +25,7 @@ import datetime as dt
 import decimal
 import fnmatch
 import math
+import uuid
 from typing import Any
 
 import orjson
@@ -37,12 +38,17 @@ from quiver.flight.export import find_entity
 from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
 from quiver.flight.tickets import ExportTicket, Ticket, TicketError, parse_ticket
 from quiver.schema.catalog import Catalog
+from quiver.schema.ir import ORDERED_SCALARS, TEXT_SCALARS, Entity, Field, Scalar
+from quiver.schema.naming import enum_value_names
 
 __all__ = [
     "CATALOG",
+    "UNSERVED_ACTIONS",
     "SqlCommand",
     "bind",
     "catalogs",
+    "column_names",
+    "database_values",
     "db_schemas",
     "parse_command",
     "prepared_statement",
@@ -60,6 +66,29 @@ _FIX = (
     "write SELECT <columns or *> FROM <table> [WHERE <column> <op> <value> ...] [LIMIT n]; "
     "joins, grouping, ordering and functions are not served"
 )
+
+
+_TRANSACTIONS = (
+    "transactions are not served: each statement runs on its own, read-only (keep the "
+    "connection in autocommit mode)"
+)
+_SESSIONS = "the server keeps no session: each call stands alone, with its key"
+#: Flight SQL's actions this server does not serve, and what to do instead.
+UNSERVED_ACTIONS = {
+    "BeginTransaction": _TRANSACTIONS,
+    "EndTransaction": _TRANSACTIONS,
+    "BeginSavepoint": _TRANSACTIONS,
+    "EndSavepoint": _TRANSACTIONS,
+    "CancelQuery": "cancel the DoGet call reading the query's rows (or send the action "
+    "'cancel' with its ticket)",
+    "CancelFlightInfo": "cancel the DoGet call reading the query's rows (or send the action "
+    "'cancel' with its ticket)",
+    "RenewFlightEndpoint": "endpoints do not expire: read the endpoint as it is",
+    "CreatePreparedSubstraitPlan": "Substrait plans are not served: prepare SQL instead",
+    "SetSessionOptions": _SESSIONS,
+    "GetSessionOptions": _SESSIONS,
+    "CloseSession": _SESSIONS,
+}
 
 
 def _refuse(message: str, fix: str = _FIX) -> TicketError:
@@ -216,7 +245,13 @@ def prepared_statement(handle: bytes) -> tuple[Ticket, list[Any] | None]:
                 "prepare the statement again and use the handle the server answers",
             )
         return parse_ticket(orjson.dumps(prepared["ticket"])), prepared["values"]
-    return parse_ticket(handle), None
+    try:
+        return parse_ticket(handle), None
+    except TicketError:
+        raise _refuse(
+            "the prepared statement handle cannot be read",
+            "prepare the statement again and use the handle the server answers",
+        ) from None
 
 
 def parameter_count(ticket: Ticket) -> int:
@@ -322,12 +357,21 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
         )
     if isinstance(value, bool | int | str):
         return value
+    if isinstance(value, uuid.UUID):  # an arrow.uuid value (pyarrow's type for uuid.UUID)
+        return str(value)
     if isinstance(value, float):
         if math.isfinite(value):
             return value
+        raise _refuse_at(
+            f"parameter {position} is {value}: a filter compares finite numbers only (as "
+            "GraphQL's Float does), so NaN and the infinities cannot be bound",
+            where,
+            "compare with finite bounds instead (x > 1.7976931348623157e308 holds +infinity, "
+            "x < -1.7976931348623157e308 -infinity)",
+        )
     elif isinstance(value, decimal.Decimal):
-        if value.is_finite():
-            return str(value)
+        if value.is_finite():  # read by the column it is compared with, as a SQL constant
+            return {NUMBER: str(value)}
     elif isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     elif isinstance(value, bytes):
@@ -336,6 +380,172 @@ def _input_value(value: Any, arrow: pa.DataType, position: int) -> Any:
         f"parameter {position} ({arrow}) holds {value!r}, which no column compares with",
         where,
         "bind a number, text, a date or time, or bytes",
+    )
+
+
+# ----- values as SQL writes them -> values as the filter takes them ---------------------------
+
+
+def column_names(ticket: ExportTicket, catalog: Catalog) -> ExportTicket:
+    """``ticket`` with the column names its SQL wrote as the catalog spells them: SQL folds
+    unquoted names (``select genreid from genre``), so a name no field or column has
+    exactly is the field or column whose name differs from it only in case, when one does."""
+    try:
+        entity = find_entity(catalog, ticket.table)
+    except TicketError:
+        return ticket  # planning refuses it, with the tables there are
+    columns = tuple(_column_name(entity, c) for c in ticket.columns)
+    where = _filter_names(ticket.where, entity)
+    if columns == ticket.columns and where == ticket.where:
+        return ticket
+    return dataclasses.replace(ticket, columns=columns, where=where)
+
+
+def _column_name(entity: Entity, name: str) -> str:
+    if entity.field(name) or entity.field_by_column(name):
+        return name
+    lowered = name.lower()
+    found = {f.name for f in entity.fields if lowered in (f.name.lower(), f.column.lower())}
+    return found.pop() if len(found) == 1 else name
+
+
+def _filter_names(where: Any, entity: Entity) -> Any:
+    if isinstance(where, list):
+        return [_filter_names(item, entity) for item in where]
+    if not isinstance(where, dict):
+        return where
+    return {
+        key if key in ("and", "or", "not") else _column_name(entity, key): (
+            _filter_names(value, entity) if key in ("and", "or", "not") else value
+        )
+        for key, value in where.items()
+    }
+
+
+def database_values(ticket: Ticket, catalog: Catalog) -> Ticket:
+    """``ticket`` (its column names as the catalog spells them, :func:`column_names`) with
+    the values its SQL wrote as the export filter takes them: numbers read by their column
+    (exactly for a Decimal column), and the values an enum column is compared with (the
+    database's own, as the rows stream them: ``'in progress'``) as the GraphQL enum names the
+    filter takes (``in_progress``). A text that is not one of an enum column's values is
+    refused with the values it has, and so is any condition but IS [NOT] NULL on a JSON or
+    array column."""
+    if not isinstance(ticket, ExportTicket):
+        return ticket
+    ticket = column_names(ticket, catalog)
+    if not ticket.where:
+        return ticket
+    try:
+        entity = find_entity(catalog, ticket.table)
+    except TicketError:
+        return ticket  # planning refuses it, with the tables there are
+    where = _filter_values(ticket.where, entity)
+    return ticket if where == ticket.where else dataclasses.replace(ticket, where=where)
+
+
+def _filter_values(where: Any, entity: Entity) -> Any:
+    if isinstance(where, list):
+        return [_filter_values(item, entity) for item in where]
+    if not isinstance(where, dict):
+        return where
+    out: dict[str, Any] = {}
+    for key, value in where.items():
+        if key in ("and", "or", "not"):
+            out[key] = _filter_values(value, entity)
+            continue
+        f = entity.field(key) or entity.field_by_column(key)
+        if f is not None and f.is_list:
+            _only_null_tests(value, key, "an array (streamed as a list)")
+        elif f is not None and f.scalar == Scalar.JSON:
+            _only_null_tests(value, key, "JSON (streamed as its text)")
+        elif f is not None and isinstance(value, dict):
+            _served_operators(value, key, f)
+        value = _numbers(value, "float" if f is None else _NUMBER_READS.get(f.scalar, "float"))
+        if f is None or f.enum_values is None or not isinstance(value, dict):
+            out[key] = value
+        else:
+            names = enum_value_names(f.enum_values)
+            out[key] = {op: _enum_name(v, names, key) for op, v in value.items()}
+    return out
+
+
+#: How a column of each scalar reads a number a statement wrote: its digits, exactly, for a
+#: Decimal; as text for a text column of another type (PostgreSQL oid, money: the database
+#: reads the text by the column's type, ``o = 42`` as ``o = '42'``); a double otherwise.
+_NUMBER_READS = {
+    Scalar.DECIMAL: "digits",
+    Scalar.STRING: "text",
+    Scalar.ID: "text",
+    Scalar.UUID: "text",
+}
+
+
+def _numbers(value: Any, reads: str) -> Any:
+    """The numbers a statement wrote as the column reads them (:data:`_NUMBER_READS`)."""
+    if isinstance(value, list):
+        return [_numbers(v, reads) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {NUMBER} and isinstance(value[NUMBER], str):
+            return float(value[NUMBER]) if reads == "float" else value[NUMBER]
+        if PARAMETER in value:
+            return value
+        return {k: v if k == "isNull" else _numbers(v, reads) for k, v in value.items()}
+    if reads == "text" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _only_null_tests(value: Any, column: str, holds: str) -> None:
+    """A JSON column (PostgreSQL json, jsonb and composites, MariaDB JSON and spatial
+    columns) or an array has no comparison SQL can write here (``JSONFilter`` has none, an
+    array's filter ``contains``): only IS NULL."""
+    if isinstance(value, dict) and set(value) <= {"isNull"}:
+        return
+    raise _refuse_at(
+        f"{column} holds {holds}, which a condition compares only with IS NULL / IS NOT NULL",
+        f"Flight SQL condition on {column}",
+        f"select {column} and compare its values on the client, or filter on another column",
+    )
+
+
+_ORDERINGS = ("gt", "gte", "lt", "lte")
+
+
+def _served_operators(value: dict[str, Any], column: str, f: Field) -> None:
+    """LIKE compares text, and <, <=, >, >= and BETWEEN need an order: refused, with what
+    the column takes, on a column whose filter has no such operator."""
+    name = "enum" if f.enum_values is not None else f.scalar.value
+    kind = f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
+    if ("like" in value or "ilike" in value) and (
+        f.scalar not in TEXT_SCALARS or f.enum_values is not None
+    ):
+        raise _refuse_at(
+            f"LIKE compares text, and {column} is {kind} column",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with =, <>, IN (...) or IS NULL",
+        )
+    if any(op in value for op in _ORDERINGS) and (
+        f.scalar not in ORDERED_SCALARS or f.enum_values is not None
+    ):
+        raise _refuse_at(
+            f"{column} is {kind} column, whose values have no order for <, <=, >, >= or BETWEEN",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with =, <>, IN (...) or IS NULL",
+        )
+
+
+def _enum_name(value: Any, names: dict[str, str], column: str) -> Any:
+    if isinstance(value, list):
+        return [_enum_name(v, names, column) for v in value]
+    if not isinstance(value, str):
+        return value
+    if value in names:
+        return names[value]
+    shown = ", ".join(repr(v) for v in list(names)[:20])
+    raise _refuse_at(
+        f"{column} has no value {value!r}",
+        f"Flight SQL condition on {column}",
+        f"compare {column} with one of its values ({shown}), written as the rows show them",
     )
 
 
@@ -351,12 +561,37 @@ _COMPARE: dict[type[exp.Expression], tuple[str, str]] = {
 }
 
 
+#: The parts of a SELECT the subset reads; any other part is refused, named in SQL's words.
+_SERVED_PARTS = frozenset({"expressions", "from", "from_", "where", "limit"})
+_PART_WORDS = {
+    "joins": "JOIN",
+    "group": "GROUP BY",
+    "order": "ORDER BY",
+    "with_": "WITH",
+    "with": "WITH",
+    "locks": "FOR UPDATE / FOR SHARE",
+    "sample": "TABLESAMPLE",
+    "laterals": "LATERAL",
+    "windows": "WINDOW",
+    "for_": "FOR",
+}
+#: The parts of a table reference the subset reads (its name, schema, catalog and alias).
+_SERVED_TABLE_PARTS = frozenset({"this", "db", "catalog", "alias"})
+
+
+def _unsupported(parts: dict[str, Any], served: frozenset[str]) -> None:
+    for name, value in parts.items():
+        if value and name not in served:
+            word = _PART_WORDS.get(name, name.rstrip("_").replace("_", " ").upper())
+            raise _refuse(f"{word} is not supported")
+
+
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
     try:
         statements = sqlglot.parse(query)
-    except sqlglot.errors.ParseError as exc:
-        first = str(exc).splitlines()[0]
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (a NUL character)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _refuse(f"the SQL cannot be parsed: {first}") from None
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
@@ -365,13 +600,12 @@ def sql_to_ticket(query: str) -> ExportTicket:
     _number_parameters(tree)
     if not isinstance(tree, exp.Select):
         raise _refuse("only SELECT is served (this server is read-only)")
-    for unsupported in ("joins", "group", "having", "order", "distinct", "with", "offset"):
-        if tree.args.get(unsupported):
-            raise _refuse(f"{unsupported.upper()} is not supported")
+    _unsupported(tree.args, _SERVED_PARTS)
     source = tree.args.get("from") or tree.args.get("from_")
     table = source.this if source is not None else None
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         raise _refuse("the query must read one table: FROM <table>")
+    _unsupported(table.args, _SERVED_TABLE_PARTS)
     columns: list[str] = []
     for projection in tree.expressions:
         if isinstance(projection, exp.Star):
@@ -383,14 +617,43 @@ def sql_to_ticket(query: str) -> ExportTicket:
         raise _refuse(f"{projection.sql()} is not a column; select columns or *")
     where_node = tree.args.get("where")
     where = _condition(where_node.this) if where_node is not None else {}
-    limit: int | None = None
     limit_node = tree.args.get("limit")
-    if limit_node is not None:
-        value = limit_node.expression
-        if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
-            raise _refuse("LIMIT takes a whole number")
-        limit = int(value.this)
+    limit = None if limit_node is None else _limit(limit_node)
     return ExportTicket(table.name, where, tuple(columns), False, limit)
+
+
+def _limit(node: Any) -> int:
+    """The rows ``LIMIT n`` (or ``FETCH FIRST n ROWS ONLY``) asks for."""
+    if isinstance(node, exp.Fetch):
+        options = node.args.get("limit_options")
+        if options is not None and (options.args.get("percent") or options.args.get("with_ties")):
+            raise _refuse("FETCH FIRST takes a number of rows (no PERCENT, no WITH TIES)")
+        value = node.args.get("count")
+    else:
+        if node.args.get("offset"):
+            raise _refuse("OFFSET is not supported")
+        value = node.expression
+    if not isinstance(value, exp.Literal) or value.is_string or not value.this.isdigit():
+        raise _refuse("LIMIT takes a whole number")
+    if int(value.this) >= 2**63:
+        raise _refuse("LIMIT takes a whole number below 2^63 (leave it out to read every row)")
+    return int(value.this)
+
+
+#: The key of a number written with a fraction or beyond 64 bits in a statement's filter,
+#: or bound as a decimal (``{"$number": "12.34"}``): its digits, read by the column it is
+#: compared with (:func:`database_values`, :data:`_NUMBER_READS`).
+NUMBER = "$number"
+#: Typed literals read as their text (``DATE '2024-02-29'``, ``CAST('...' AS TIMESTAMP)``).
+_TIME_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "datetime")
+
+
+def _number(text: str) -> Any:
+    try:
+        value = int(text)
+    except ValueError:
+        return {NUMBER: text}
+    return value if -(2**63) <= value < 2**64 else {NUMBER: text}
 
 
 def _literal(node: Any) -> Any:
@@ -398,18 +661,22 @@ def _literal(node: Any) -> Any:
         return _literal(node.this)
     if isinstance(node, exp.Neg):
         value = _literal(node.this)
-        if isinstance(value, int | float):
-            return -value
+        if isinstance(value, int):
+            return _number(str(-value))
+        if isinstance(value, dict) and NUMBER in value:
+            text = value[NUMBER]
+            return {NUMBER: text[1:] if text.startswith("-") else "-" + text}
     if isinstance(node, exp.Boolean):
         return node.this
     if isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        text = node.this
-        try:
-            return int(text)
-        except ValueError:
-            return float(text)
+        return node.this if node.is_string else _number(node.this)
+    if (
+        isinstance(node, exp.Cast)
+        and isinstance(node.this, exp.Literal)
+        and node.this.is_string
+        and node.to.is_type(*_TIME_TYPES)
+    ):
+        return node.this.this
     if isinstance(node, exp.Placeholder) and node.this is None:
         return {PARAMETER: node.meta["quiver_parameter"]}
     if isinstance(node, exp.Placeholder | exp.Parameter):
@@ -436,44 +703,56 @@ def _column(node: Any) -> str:
     raise _refuse(f"{node.sql()} is not a column")
 
 
-def _condition(node: Any) -> dict[str, Any]:
+def _condition(node: Any, negated: bool = False) -> dict[str, Any]:
+    """The filter of the rows for which the condition ``node`` is true (``negated``: false).
+
+    SQL's logic has three values: a comparison with a NULL column is unknown, and ``NOT`` of
+    unknown is unknown, so ``NOT x = 1``, ``x NOT IN (...)`` and ``x NOT LIKE ...`` do not
+    hold where ``x`` is NULL. The filter's ``not`` keeps every row its operand does not
+    match, NULLs too; so NOT is pushed down to the comparisons (``and`` and ``or`` swap), and
+    a comparison's false is its column not null and the comparison not matching.
+    """
     if node.args.get("negate"):  # NOT LIKE, NOT BETWEEN, ...
         plain = node.copy()
         plain.set("negate", None)
-        return {"not": _condition(plain)}
+        return _condition(plain, not negated)
     if isinstance(node, exp.Paren):
-        return _condition(node.this)
-    if isinstance(node, exp.And):
-        return {"and": [_condition(node.left), _condition(node.right)]}
-    if isinstance(node, exp.Or):
-        return {"or": [_condition(node.left), _condition(node.right)]}
+        return _condition(node.this, negated)
     if isinstance(node, exp.Not):
-        inner = node.this
-        if isinstance(inner, exp.Is):
-            return {_column(inner.this): {"isNull": False}}
-        return {"not": _condition(inner)}
+        return _condition(node.this, not negated)
+    if isinstance(node, exp.And | exp.Or):
+        parts = [_condition(node.left, negated), _condition(node.right, negated)]
+        return {"and" if isinstance(node, exp.And) is not negated else "or": parts}
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-        return {_column(node.this): {"isNull": True}}
+        return {_column(node.this): {"isNull": not negated}}
+    column, test = _comparison(node)
+    if not negated:
+        return {column: test}
+    return {"and": [{column: {"isNull": False}}, {"not": {column: test}}]}
+
+
+def _comparison(node: Any) -> tuple[str, dict[str, Any]]:
+    """The column a comparison reads and its filter operators."""
+    if isinstance(node, exp.Column):  # WHERE flag: a boolean column
+        return _column(node), {"eq": True}
     ops = _COMPARE.get(type(node))
     if ops is not None:
         left, right = node.left, node.right
         if isinstance(left, exp.Column):
-            return {_column(left): {ops[0]: _literal(right)}}
-        return {_column(right): {ops[1]: _literal(left)}}
+            return _column(left), {ops[0]: _literal(right)}
+        return _column(right), {ops[1]: _literal(left)}
     if isinstance(node, exp.In):
         if node.args.get("query"):
             raise _refuse("IN (SELECT ...) is not supported")
-        return {_column(node.this): {"in": [_literal(v) for v in node.expressions]}}
+        return _column(node.this), {"in": [_literal(v) for v in node.expressions]}
     if isinstance(node, exp.Like | exp.ILike):
         op = "like" if isinstance(node, exp.Like) else "ilike"
-        return {_column(node.this): {op: _literal(node.expression)}}
+        return _column(node.this), {op: _literal(node.expression)}
     if isinstance(node, exp.Between):
-        return {
-            _column(node.this): {
-                "gte": _literal(node.args["low"]),
-                "lte": _literal(node.args["high"]),
-            }
-        }
+        if node.args.get("symmetric"):
+            raise _refuse("BETWEEN SYMMETRIC is not supported; write the smaller bound first")
+        low, high = _literal(node.args["low"]), _literal(node.args["high"])
+        return _column(node.this), {"gte": low, "lte": high}
     raise _refuse(f"the condition {node.sql()} is not supported")
 
 

@@ -144,22 +144,29 @@ def _client_error(err: QuiverError) -> Exception:
     return error
 
 
+def _translated(exc: Exception, name: str) -> Exception:
+    """The Flight error a client sees for a failure of the call ``name``: a Quiver error's
+    own, a Flight error as it is, anything else one INTERNAL line (the traceback goes to the
+    log)."""
+    if isinstance(exc, QuiverError):
+        return _client_error(exc)
+    if isinstance(exc, flight.FlightError):
+        passed: Exception = exc
+        return passed
+    log.error("unexpected failure in %s", name, exc_info=exc)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    internal: Exception = flight.FlightInternalError(
+        f"INTERNAL: {name} failed: {first} (the server log has the details)"
+    )
+    return internal
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """An RPC whose unexpected failures reach the client as one line, never a traceback (the
     traceback goes to the log)."""
 
     def translated(exc: Exception) -> Exception:
-        if isinstance(exc, QuiverError):
-            return _client_error(exc)
-        if isinstance(exc, flight.FlightError):
-            passed: Exception = exc
-            return passed
-        log.error("unexpected failure in %s", method.__name__, exc_info=exc)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        internal: Exception = flight.FlightInternalError(
-            f"INTERNAL: {method.__name__} failed: {first} (the server log has the details)"
-        )
-        return internal
+        return _translated(exc, method.__name__)
 
     def iterate(items: Iterator[Any]) -> Iterator[Any]:
         try:
@@ -176,6 +183,19 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         return iterate(result) if inspect.isgenerator(result) else result
 
     return call
+
+
+def _read_only(command: str) -> Exception:
+    """The refusal of a Flight SQL update or bulk ingestion: ``PERMISSION_DENIED`` (whatever
+    the key), saying what to use instead."""
+    return _client_error(
+        AccessDeniedError.one(
+            f"Flight SQL is read-only here: {command} is not served",
+            "Flight SQL",
+            "send SELECT queries; load rows with DoPut of a path descriptor ['<Type>'] (with "
+            "flight.writable: true), write through GraphQL mutations",
+        )
+    )
 
 
 def _invalid(message: str, where: str, fix: str) -> Exception:
@@ -394,9 +414,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if name == "CommandGetSqlInfo":
             return flight_sql.sql_info(command, __version__)
         if name in ("CommandStatementUpdate", "CommandPreparedStatementUpdate"):
-            raise flight.FlightUnauthorizedError(
-                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut)"
-            )
+            raise _read_only(name)
         raise _invalid(
             f"the Flight SQL command {name} is not served",
             "Flight SQL",
@@ -424,17 +442,24 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         """DoPut of a prepared statement's parameters: answers the handle with them bound
         (checked against the filter now, so a bad value fails here)."""
         if command.name != "CommandPreparedStatementQuery":
-            raise flight.FlightUnauthorizedError(
-                "Flight SQL is read-only here: send SELECT queries (bulk loads go through DoPut"
-                " with a path descriptor)"
-            )
+            raise _read_only(command.name)
         try:
             handle, ticket = flight_sql.bind(command.raw(1), reader.read_all())
         except QuiverError as err:
             raise _client_error(err) from None
+        ticket = self._database_values(ticket, context)
         if isinstance(ticket, ExportTicket):
             self._plan(ticket, self._view(context))
         writer.write(pa.py_buffer(flight_sql.put_prepared_result(handle)))
+
+    def _database_values(self, ticket: Ticket, context: Any) -> Ticket:
+        """A Flight SQL statement's ticket with its names and values as the export filter
+        takes them (:func:`flight_sql.database_values`); a condition it cannot take is
+        refused."""
+        try:
+            return flight_sql.database_values(ticket, self._view(context).catalog)
+        except QuiverError as err:
+            raise _client_error(err) from None
 
     def _sql_info(
         self,
@@ -451,6 +476,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 ticket = self._prepared(ticket.to_json(), schema_only=schema_only)
             else:
                 ticket = self._prepared(command.raw(1), schema_only=schema_only)
+            ticket = self._database_values(ticket, context)
             schema = self._schema_of(ticket, context)
             # GetSchema answers from the catalog alone: splitting an export into partitions
             # reads the database (its key's bounds), which only GetFlightInfo needs.
@@ -555,7 +581,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return flight.SchemaResult(self._schema_of(self._descriptor_ticket(descriptor), context))
 
     @_guarded
-    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
         raw = ticket.ticket
         command = self._sql_command(raw)
         if command is not None:
@@ -591,7 +617,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 first.num_rows,
                 (time.perf_counter() - planned) * 1000,
             )
-        return flight.RecordBatchStream(self._cancellable(ticket.ticket, first, reader, schema))
+        return self._cancellable(ticket.ticket, first, reader, schema)
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
@@ -643,10 +669,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         first: pa.RecordBatch,
         rest: pa.RecordBatchReader,
         schema: pa.Schema | None = None,
-    ) -> pa.RecordBatchReader:
+    ) -> flight.GeneratorStream:
         """The stream with its first batch read ahead (a query that cannot start fails the call
         with its own error, not a broken stream), ended by a ``cancel`` action for its ticket;
-        with ``schema`` every batch is made to it (a GraphQL selection's types)."""
+        with ``schema`` every batch is made to it (a GraphQL selection's types). A failure
+        after the first batch (a stored value with no Arrow form) ends the stream with its own
+        error: a Flight error raised by a generator stream reaches the client as it is, while
+        one from a record batch reader would carry the server's traceback."""
         stop = threading.Event()
         with self._lock:
             self._running.setdefault(raw, set()).add(stop)
@@ -658,11 +687,13 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                     if stop.is_set():
                         raise flight.FlightCancelledError("CANCELLED: the stream was cancelled")
                     yield batch if schema is None else conform_batch(batch, schema)
+            except Exception as exc:
+                raise _translated(exc, "do_get") from None
             finally:
                 rest.close()
                 self._forget(raw, stop)
 
-        return pa.RecordBatchReader.from_batches(schema or first.schema, batches())
+        return flight.GeneratorStream(schema or first.schema, batches())
 
     @_guarded
     def do_put(
@@ -717,9 +748,19 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if action.type == "CreatePreparedStatement":
             command = self._sql_command(action.body.to_pybytes())
             if command is None:
-                raise _invalid("the action body is not a Flight SQL request", "action", "")
+                raise _invalid(
+                    "the action body is not a Flight SQL request",
+                    "action CreatePreparedStatement",
+                    "send an ActionCreatePreparedStatementRequest packed in a"
+                    " google.protobuf.Any, as Flight SQL clients do",
+                )
             ticket = self._sql_export(command.text(1))
-            schema = self._schema_of(flight_sql.statement_schema_ticket(ticket), context)
+            # The handle keeps the values as the SQL wrote them (they are read when it runs);
+            # a condition the filter cannot take is refused now, before values are bound.
+            ticket = flight_sql.column_names(ticket, self._view(context).catalog)
+            self._database_values(ticket, context)
+            unbound = flight_sql.statement_schema_ticket(ticket)
+            schema = self._schema_of(self._database_values(unbound, context), context)
             try:
                 parameters = flight_sql.parameter_schema(ticket, self._view(context).catalog)
             except QuiverError as err:
@@ -735,6 +776,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 stop.set()
             yield orjson.dumps({"cancelled": len(stops)})
             return
+        if action.type in flight_sql.UNSERVED_ACTIONS:
+            raise _invalid(
+                f"the Flight SQL action {action.type} is not served",
+                f"action {action.type}",
+                flight_sql.UNSERVED_ACTIONS[action.type],
+            )
         if action.type != "list-tables":
             raise _invalid(
                 f"unknown action {action.type!r}", "action", "ListActions lists the actions"

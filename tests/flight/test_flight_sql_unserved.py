@@ -1,0 +1,89 @@
+"""What a Flight SQL client asks for outside the subset is refused with one line naming what
+is not served and what to do instead: never a traceback, never INTERNAL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from quiver.flight.protobuf import encode, pack_any
+
+SQL = "arrow.flight.protocol.sql."
+
+
+def _command(name: str, *fields: tuple[int, Any]) -> bytes:
+    return pack_any(SQL + name, encode(list(fields)))
+
+
+def _refusal(error: BaseException) -> str:
+    said = str(error)
+    assert "Traceback" not in said and "INTERNAL" not in said, said
+    return said
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (_command("CommandGetPrimaryKeys", (3, b"Genre")), "CommandGetPrimaryKeys is not served"),
+        (_command("CommandGetXdbcTypeInfo"), "CommandGetXdbcTypeInfo is not served"),
+        (_command("CommandStatementSubstraitPlan"), "CommandStatementSubstraitPlan is not"),
+        (pack_any(SQL + "CommandStatementQuery", b"\xff\xff\xff"), "cannot be read"),
+        (_command("CommandStatementQuery"), "send exactly one statement"),
+        (_command("CommandPreparedStatementQuery"), "prepared statement handle cannot be read"),
+    ],
+)
+def test_an_unserved_or_broken_command_is_refused_naming_it(
+    client: flight.FlightClient, command: bytes, says: str
+) -> None:
+    with pytest.raises(flight.FlightServerError) as caught:
+        client.get_flight_info(flight.FlightDescriptor.for_command(command))
+    said = _refusal(caught.value)
+    assert said.startswith("INVALID_TICKET") and says in said, said
+
+
+@pytest.mark.parametrize(
+    ("action", "says"),
+    [
+        ("BeginTransaction", "transactions are not served"),
+        ("EndSavepoint", "autocommit"),
+        ("CancelFlightInfo", "cancel the DoGet call"),
+        ("CloseSession", "the server keeps no session"),
+        ("CreatePreparedSubstraitPlan", "prepare SQL instead"),
+    ],
+)
+def test_a_flight_sql_action_outside_the_subset_says_what_to_do_instead(
+    client: flight.FlightClient, action: str, says: str
+) -> None:
+    with pytest.raises(flight.FlightServerError) as caught:
+        list(client.do_action(flight.Action(action, b"")))
+    said = _refusal(caught.value)
+    assert f"the Flight SQL action {action} is not served" in said and says in said, said
+
+
+def test_a_prepared_statement_request_that_is_not_one_says_what_to_send(
+    client: flight.FlightClient,
+) -> None:
+    with pytest.raises(flight.FlightServerError) as caught:
+        list(client.do_action(flight.Action("CreatePreparedStatement", b"junk")))
+    assert "send an ActionCreatePreparedStatementRequest" in _refusal(caught.value)
+
+
+def test_updates_and_bulk_ingestion_are_refused_as_the_server_is_read_only(conn: Any) -> None:
+    import adbc_driver_manager
+
+    with conn.cursor() as cur:
+        cur.adbc_statement.set_sql_query("DELETE FROM Genre")
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as caught:
+            cur.adbc_statement.execute_update()
+        said = _refusal(caught.value)
+        assert "PERMISSION_DENIED: Flight SQL: Flight SQL is read-only here" in said, said
+        assert "CommandStatementUpdate is not served" in said and "DoPut of a path" in said
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as caught:
+            cur.adbc_ingest("Genre", pa.table({"name": ["x"]}), mode="append")
+        said = _refusal(caught.value)
+        assert "CommandStatementIngest is not served" in said, said
+        cur.execute("SELECT name FROM Genre WHERE genreId = 1")
+        assert cur.fetch_arrow_table().num_rows == 1
