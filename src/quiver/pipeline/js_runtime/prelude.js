@@ -484,11 +484,13 @@
     var key = JSON.stringify([keys, map, from]);
     var w = writerCache[key];
     if (w) return w;
-    var body = ["var v, t;"];
+    // `typeof v === "..."` each time, not once into a variable: the optimizing compiler turns
+    // the former into a check of the value's kind, the latter into a call per value.
+    var body = ["var v;"];
     for (var k = 0; k < keys.length; k++) {
       var j = map[k];
-      body.push("v = row[" + JSON.stringify(keys[k]) + "]; t = typeof v;");
-      body.push('if (t !== "number" && t !== "string" && t !== "boolean") v = self.plain(v, ' + j + ");");
+      body.push("v = row[" + JSON.stringify(keys[k]) + "];");
+      body.push('if (typeof v !== "number" && typeof v !== "string" && typeof v !== "boolean") v = self.plain(v, ' + j + ");");
       if (from[j] >= 0) {
         // an input column: stored once it differs from the input (see Collector)
         body.push("if (!same[" + j + "]) cols[" + j + "][n] = v;");
@@ -542,14 +544,14 @@
   function scanColumn(col, n) {
     var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
     for (var i = 0; i < n; i++) {
-      var v = col[i], t = typeof v;
-      if (t === "number") {
+      var v = col[i];
+      if (typeof v === "number") {
         if (v !== v || v === Infinity || v === -Infinity) return null;
         if (!Number.isInteger(v)) ints = false;
         else if (v > 9007199254740991 || v < -9007199254740991) return null;  // JSON keeps its digits
         nums++;
-      } else if (t === "string") strs++;
-      else if (t === "boolean") bools++;
+      } else if (typeof v === "string") strs++;
+      else if (typeof v === "boolean") bools++;
       else if (v === null) nulls++;
       else return null;
     }
