@@ -1159,3 +1159,46 @@ def test_a_worker_whose_parent_is_gone_exits_instead_of_waiting_for_work() -> No
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.close()
         worker.stdout.close()
+
+
+async def test_an_input_column_the_script_changes_part_way_through_a_batch_keeps_every_row(
+    run_js: Any,
+) -> None:
+    """Columns that hold the input's values keep none of their own in V8 until a row changes
+    them: the rows before keep the input's values, whatever rows were fanned out, dropped,
+    rejected or left without the column."""
+    js = run_js(
+        script="""
+        function transform(row, ctx) {
+          if (row.id === 2) return [row, Object.assign({}, row, {extra: 'copy'})];
+          if (row.id === 3) { row.name = 'three'; throw new Error('no'); }
+          if (row.id === 4) return null;
+          if (row.id === 5) {
+            ctx.emit('late', Object.assign({}, row, {name: 'routed'}));
+            row.name = 'five';
+          }
+          if (row.id === 6) delete row.name;
+          if (row.id >= 2) ctx.emit('late', row);
+          return row;
+        }"""
+    )
+    out = await js(orders(7))
+    got = rows(out.batch)
+    assert [(r["id"], r["name"], r["extra"]) for r in got] == [
+        (1, "name1", None),
+        (2, "name2", None),
+        (2, "name2", "copy"),
+        (5, "five", None),
+        (6, None, None),
+        (7, "name7", None),
+    ]
+    assert [r[LINE_COLUMN] for r in got] == [2, 3, 3, 6, 7, 8]
+    assert [str(r["total"]) for r in got] == ["1.50", "2.50", "2.50", "5.50", "6.50", "7.50"]
+    assert [e.line for e in out.errors] == [4]
+    late = out.routes["late"][0].to_pylist()
+    assert [(r["id"], r["name"]) for r in late] == [
+        (5, "routed"),
+        (5, "five"),
+        (6, None),
+        (7, "name7"),
+    ]

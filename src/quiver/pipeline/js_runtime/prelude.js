@@ -257,6 +257,10 @@
 
   // Collects output rows column by column. With declared fields, values are converted to the
   // declared types; otherwise the columns are the union of the row keys in first-seen order.
+  // Without declared fields, a column that still holds the input column's values row for row
+  // (same[j]) keeps no values of its own: the host takes the input's, and the first value
+  // that differs fills it in from the input (see unshare). Scripts mostly pass most columns
+  // through: copying each of their values into an array of its own was a tenth of the loop.
   function Collector(fields, input) {
     this.fields = fields;
     this.input = input;
@@ -265,7 +269,7 @@
     this.identity = true;     // row k came from input row k, for every k so far
     this.prevKeys = null;     // the key list of the last row added (rows usually share it)
     this.prevMap = null;      // its column indexes
-    this.prevFull = false;    // whether it set every column
+    this.prevMissing = null;  // the columns it did not set
     this.prevPut = null;      // its rowWriter
     this.same = [];
     this.from = [];
@@ -344,30 +348,46 @@
     }
     var keys = Object.keys(row);
     var n = this.n;
-    var map = this.prevMap, prev = this.prevKeys, full = this.prevFull, put = this.prevPut;
+    var map = this.prevMap, prev = this.prevKeys, missing = this.prevMissing, put = this.prevPut;
     if (prev === null || prev.length !== keys.length || !sameKeys(prev, keys)) {
       map = new Array(keys.length);
-      for (var m = 0; m < keys.length; m++) map[m] = this.column(keys[m]);
-      full = keys.length === this.names.length;
+      var set = Object.create(null);
+      for (var m = 0; m < keys.length; m++) {
+        map[m] = this.column(keys[m]);
+        set[map[m]] = true;
+      }
+      missing = [];
+      for (var mc = 0; mc < this.names.length; mc++) if (set[mc] !== true) missing.push(mc);
       put = rowWriter(keys, map, this.from);
       this.prevKeys = keys;
       this.prevMap = map;
-      this.prevFull = full;
+      this.prevMissing = missing;
       this.prevPut = put;
     }
     put(row, this, this.cols, this.same, this.input.cols, n, at);
-    if (!full) {
+    if (missing.length > 0) {
       var cols = this.cols, same = this.same, from = this.from, inCols = this.input.cols;
-      for (var c = 0; c < cols.length; c++) {
-        if (cols[c].length <= n) {
+      for (var q = 0; q < missing.length; q++) {
+        var c = missing[q];
+        if (!same[c]) cols[c][n] = null;
+        else if (inCols[from[c]][at] !== null) {
+          this.unshare(c, n);
           cols[c][n] = null;
-          if (same[c] && inCols[from[c]][at] !== null) same[c] = false;
         }
       }
     }
     if (at !== n) this.identity = false;
     this.idx.push(at);
     this.n = n + 1;
+  };
+
+  // Column j, which held the input's values for its first n rows, now differs: it gets
+  // values of its own, the input's for those rows.
+  Collector.prototype.unshare = function (j, n) {
+    this.same[j] = false;
+    var src = this.input.cols[this.from[j]], idx = this.idx, col = new Array(n);
+    for (var k = 0; k < n; k++) col[k] = src[idx[k]];
+    this.cols[j] = col;
   };
 
   // A value that is not a number, string or boolean, as it is stored in an output column.
@@ -443,6 +463,7 @@
     for (var k = 0; k < this.n; k++) if (bad[this.idx[k]] === undefined) keep.push(k);
     if (keep.length === this.n) return;
     for (var c = 0; c < this.cols.length; c++) {
+      if (this.same[c] && this.fields === null) continue;   // no values of its own
       var col = this.cols[c], kept = new Array(keep.length);
       for (var m = 0; m < keep.length; m++) kept[m] = col[keep[m]];
       this.cols[c] = kept;
@@ -463,14 +484,19 @@
     var key = JSON.stringify([keys, map, from]);
     var w = writerCache[key];
     if (w) return w;
-    var body = ["var v, t;"];
+    // `typeof v === "..."` each time, not once into a variable: the optimizing compiler turns
+    // the former into a check of the value's kind, the latter into a call per value.
+    var body = ["var v;"];
     for (var k = 0; k < keys.length; k++) {
       var j = map[k];
-      body.push("v = row[" + JSON.stringify(keys[k]) + "]; t = typeof v;");
-      body.push('if (t !== "number" && t !== "string" && t !== "boolean") v = self.plain(v, ' + j + ");");
-      body.push("cols[" + j + "][n] = v;");
+      body.push("v = row[" + JSON.stringify(keys[k]) + "];");
+      body.push('if (typeof v !== "number" && typeof v !== "string" && typeof v !== "boolean") v = self.plain(v, ' + j + ");");
       if (from[j] >= 0) {
-        body.push("if (same[" + j + "] && v !== inCols[" + from[j] + "][at]) same[" + j + "] = false;");
+        // an input column: stored once it differs from the input (see Collector)
+        body.push("if (!same[" + j + "]) cols[" + j + "][n] = v;");
+        body.push("else if (v !== inCols[" + from[j] + "][at]) { self.unshare(" + j + ", n); cols[" + j + "][n] = v; }");
+      } else {
+        body.push("cols[" + j + "][n] = v;");
       }
     }
     w = new Function("row", "self", "cols", "same", "inCols", "n", "at", body.join("\n"));
@@ -518,14 +544,14 @@
   function scanColumn(col, n) {
     var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
     for (var i = 0; i < n; i++) {
-      var v = col[i], t = typeof v;
-      if (t === "number") {
+      var v = col[i];
+      if (typeof v === "number") {
         if (v !== v || v === Infinity || v === -Infinity) return null;
         if (!Number.isInteger(v)) ints = false;
         else if (v > 9007199254740991 || v < -9007199254740991) return null;  // JSON keeps its digits
         nums++;
-      } else if (t === "string") strs++;
-      else if (t === "boolean") bools++;
+      } else if (typeof v === "string") strs++;
+      else if (typeof v === "boolean") bools++;
       else if (v === null) nulls++;
       else return null;
     }
@@ -867,7 +893,7 @@
 
   Collector.prototype.truncate = function (n) {
     if (this.n === n) return;
-    for (var c = 0; c < this.cols.length; c++) this.cols[c].length = n;
+    for (var c = 0; c < this.cols.length; c++) if (this.cols[c].length > n) this.cols[c].length = n;
     this.idx.length = n;
     this.n = n;
   };
