@@ -45,6 +45,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from quiver.ingest.avro_rows import AvroBatcher, AvroLayout
 from quiver.ingest.listener import tls_file_problems
 from quiver.ingest.tenancy import TENANT_COLUMN, TenantPacer, TopicTenancy, rows_by_tenant
 from quiver.pipeline.component import (
@@ -91,6 +92,10 @@ class Message:
     refusal: str | None = None
     #: The tenants of its rows when they are not in ``fields`` (OTLP rows of several tenants).
     tenants: tuple[str, ...] = ()
+
+
+class _BodyError(ValueError):
+    """A body refused with a reason of its own (not the decoder's)."""
 
 
 class TlsOptions(BaseModel):
@@ -221,7 +226,8 @@ class BrokerReceiver(
         self._refused: list[Message] = []  # set aside as rejected, not yet settled
         self._errors: list[RowError] = []
         self._rows: MessageRows[Message] = MessageRows(self._batcher)
-        self._avro: Any = None
+        self._avro: AvroLayout | None = None  # the columns of Avro bodies
+        self._layouts: dict[str, AvroLayout] = {}  # of container files, by schema text
         self._connected = False
         self._taken = 0  # messages taken in the run
         self._subscribed = False
@@ -465,19 +471,19 @@ class BrokerReceiver(
         cfg = self.rcfg
         if cfg.format != "avro" or cfg.avro_schema is None or self._avro is not None:
             return
-        import fastavro
         import orjson
 
         path = resolve_path(cfg.avro_schema, ctx.base_dir)
         try:
             with open(path, "rb") as fh:
-                self._avro = fastavro.parse_schema(orjson.loads(fh.read()))
-        except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+                schema = orjson.loads(fh.read())
+        except (OSError, ValueError) as exc:
             raise ConfigError.one(
                 f"avro_schema: cannot read the Avro schema {path}: {exc}",
                 "",
                 "point avro_schema at a valid .avsc file (JSON)",
             ) from exc
+        self._avro = AvroLayout(schema, path, cfg.schema_)
 
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.rcfg.format
@@ -512,18 +518,55 @@ class BrokerReceiver(
         import fastavro
 
         try:
-            if self._avro is None:
-                return list(fastavro.reader(io.BytesIO(body)))
+            if self.rcfg.avro_schema is None:
+                return self._container_records(body)
+            layout = self._avro
+            assert layout is not None  # read before the first message
             stream = io.BytesIO(body)
-            record = fastavro.schemaless_reader(stream, self._avro, None)
-            if stream.tell() != len(body):
-                raise ValueError(
-                    f"{len(body) - stream.tell()} byte(s) left after the record: the body was "
-                    "not written with this schema"
+            record = fastavro.schemaless_reader(stream, layout.reading, None)
+        except _BodyError:
+            raise
+        except Exception as exc:  # the decoder's many ways of saying the bytes are not Avro
+            raise ValueError(
+                f"not an Avro body for this schema ({type(exc).__name__}: {exc}); was it "
+                "written with another schema?"
+            ) from exc
+        if stream.tell() != len(body):
+            raise ValueError(
+                f"{len(body) - stream.tell()} byte(s) left after the record: the body was "
+                "not written with this schema"
+            )
+        return [record]
+
+    def _container_records(self, body: bytes) -> list[Any]:
+        """The records of an Avro object container file: the first body's schema types the
+        columns; a body written with a schema of other columns is refused."""
+        import fastavro
+        import orjson
+
+        header = fastavro.reader(io.BytesIO(body))
+        text = header.metadata.get("avro.schema", "")
+        layout = self._layouts.get(text)
+        if layout is None:
+            try:
+                layout = AvroLayout(orjson.loads(text), "the body's schema", self.rcfg.schema_)
+            except ConfigError as exc:
+                raise _BodyError(str(exc)) from exc
+            self._layouts[text] = layout
+        if self._avro is None:
+            self._avro = layout
+        elif layout is not self._avro:
+            first = self._avro
+            mine = [(c.name, c.kind) for c in layout.columns]
+            theirs = [(c.name, c.kind) for c in first.columns]
+            if mine != theirs or layout.fields != first.fields:
+                raise _BodyError(
+                    "written with a schema of other fields or types than the first message's "
+                    f"({', '.join(f'{n}: {k}' for n, k in mine)} instead of "
+                    f"{', '.join(f'{n}: {k}' for n, k in theirs)}); give the receiver "
+                    "avro_schema to read every body with one schema"
                 )
-            return [record]
-        except (EOFError, StopIteration, IndexError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not an Avro body for this schema ({type(exc).__name__})") from exc
+        return list(fastavro.reader(io.BytesIO(body), reader_schema=layout.reading))
 
     def _declared(self) -> dict[str, str] | None:
         cfg = self.rcfg
@@ -556,6 +599,8 @@ class BrokerReceiver(
         return batch
 
     def _batcher(self, records: Sequence[Any]) -> RecordBatcher:
+        if isinstance(self._avro, AvroLayout):
+            return AvroBatcher(self.where, self._avro, self.rcfg.schema_ or {}, self.extra_types)
         return RecordBatcher(self.where, self._csv_declared(records), known=self.extra_types)
 
     def _csv_declared(self, records: Sequence[Any]) -> dict[str, str] | None:

@@ -1,0 +1,418 @@
+"""Avro records as Arrow rows typed by their Avro schema, for the receivers' ``format: avro``.
+
+The Arrow type of each column comes from the schema, never from the first messages, so a
+field that is null in the first message keeps its type and every value is exact:
+
+==============================  ============================================================
+Avro                            Arrow
+==============================  ============================================================
+null, boolean, int, long        null, bool, int32, int64
+float, double                   float32, float64 (NaN and infinities kept)
+bytes, string, fixed(n)         binary, string, fixed_size_binary(n)
+enum                            string (the symbol)
+record, array, map              struct, list, map<string, T>
+["null", T] / [T, "null"]       T (nullable)
+decimal(p, s) on bytes/fixed    decimal128(p, s) (decimal256 past 38 digits)
+uuid                            string (canonical text; on fixed(16) as well)
+date, time-millis, time-micros  date32, time32(ms), time64(us)
+timestamp-millis/micros/nanos   timestamp(ms/us/ns, UTC)
+local-timestamp-*               timestamp(ms/us/ns), no zone
+duration (fixed 12)             month_day_nano_interval
+==============================  ============================================================
+
+A union of two or more types besides ``null`` has no Arrow type every sink can write: it is
+refused when the schema is read, naming the field, unless ``schema`` declares the top-level
+field ``json`` (or ``str``) to keep each value as its JSON text. A logical type the Avro
+specification does not define is ignored (the underlying type applies), as the
+specification says. Records are decoded with the logical types off and converted here, so a
+timestamp far outside the years Python's ``datetime`` holds is still exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import decimal
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from quiver.pipeline.component import LINE_COLUMN, RowError
+from quiver.pipeline.json_text import dump_json, json_array
+from quiver.pipeline.records import RecordBatcher, arrow_type
+from quiver.pipeline.type_names import epoch_unit
+from quiver.runtime.errors import ConfigError, ErrorDetail
+
+__all__ = ["AvroBatcher", "AvroLayout"]
+
+Convert = Callable[[Any], Any] | None  # raw decoded value -> what pa.array takes (None: as is)
+
+_PRIMITIVES: dict[str, pa.DataType] = {
+    "null": pa.null(),
+    "boolean": pa.bool_(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "bytes": pa.binary(),
+    "string": pa.string(),
+}
+_TIMES: dict[tuple[str, str], pa.DataType] = {
+    ("int", "date"): pa.date32(),
+    ("int", "time-millis"): pa.time32("ms"),
+    ("long", "time-micros"): pa.time64("us"),
+    ("long", "timestamp-millis"): pa.timestamp("ms", "UTC"),
+    ("long", "timestamp-micros"): pa.timestamp("us", "UTC"),
+    ("long", "timestamp-nanos"): pa.timestamp("ns", "UTC"),
+    ("long", "local-timestamp-millis"): pa.timestamp("ms"),
+    ("long", "local-timestamp-micros"): pa.timestamp("us"),
+    ("long", "local-timestamp-nanos"): pa.timestamp("ns"),
+}
+_JSON_TEXT = ("json", "str", "string", "text")
+_UNION_FIX = (
+    "declare the top-level field `json` in `schema:` to keep each value as its JSON text, "
+    'or make the union ["null", T]'
+)
+
+
+class _NoArrowTypeError(Exception):
+    """A part of the schema with no Arrow type (message says which and why)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+@dataclass
+class _Column:
+    name: str
+    kind: pa.DataType
+    convert: Convert
+
+
+class AvroLayout:
+    """An Avro record schema as Arrow columns, and the schema to decode bodies with (the same
+    schema with its logical types off: they are applied by :meth:`column`)."""
+
+    def __init__(self, schema: Any, origin: str, declared: Mapping[str, str] | None = None):
+        """``schema``: the schema as JSON values; ``origin`` names it in errors (the file);
+        ``declared``: the ``schema`` option (top-level fields typed otherwise). ConfigError
+        naming every field with no Arrow type."""
+        import fastavro
+
+        self.origin = origin
+        self.text = dump_json(schema).decode("utf-8")
+        self._named: dict[str, Any] = {}
+        self.columns: list[_Column] = []
+        declared = dict(declared or {})
+        problems: list[ErrorDetail] = []
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise ConfigError.one(
+                f"avro_schema: {origin} is not a record schema: each body must be one record",
+                "",
+                'write the schema as {"type": "record", "name": ..., "fields": [...]}',
+            )
+        self._register(schema, schema.get("namespace"))
+        for f in schema.get("fields", []):
+            name = f.get("name")
+            if name in declared:
+                continue  # typed by `schema`: converted from its decoded value
+            try:
+                kind, convert = self._arrow(f.get("type"), name, schema.get("namespace"))
+            except _NoArrowTypeError as exc:
+                problems.append(ErrorDetail(f"avro_schema: {origin}: {exc}", "", exc.fix))
+                continue
+            self.columns.append(_Column(name, kind, convert))
+        if problems:
+            raise ConfigError(problems)
+        try:
+            self.reading = fastavro.parse_schema(_plain(schema))
+        except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException) as exc:
+            raise ConfigError.one(
+                f"avro_schema: cannot read the Avro schema {origin}: {exc}",
+                "",
+                "point avro_schema at a valid .avsc file (JSON)",
+            ) from exc
+        self.fields = [f.get("name") for f in schema.get("fields", [])]
+
+    # ------------------------------------------------------------------ schema to Arrow
+
+    def _register(self, node: Any, namespace: str | None) -> None:
+        """Remember the named types (records, enums, fixed) defined anywhere in ``node``."""
+        if isinstance(node, list):
+            for branch in node:
+                self._register(branch, namespace)
+            return
+        if not isinstance(node, dict):
+            return
+        kind = node.get("type")
+        if kind in ("record", "error", "enum", "fixed") and isinstance(node.get("name"), str):
+            name = node["name"]
+            space = node.get("namespace", namespace if "." not in name else None)
+            full = name if "." in name or not space else f"{space}.{name}"
+            self._named[full] = node
+            self._named.setdefault(full.rsplit(".", 1)[-1], node)
+            namespace = full.rsplit(".", 1)[0] if "." in full else namespace
+        if kind in ("record", "error"):
+            for f in node.get("fields", []):
+                self._register(f.get("type"), namespace)
+        elif kind == "array":
+            self._register(node.get("items"), namespace)
+        elif kind == "map":
+            self._register(node.get("values"), namespace)
+        elif isinstance(kind, dict | list):
+            self._register(kind, namespace)
+
+    def _arrow(self, node: Any, path: str, namespace: str | None) -> tuple[pa.DataType, Convert]:
+        if isinstance(node, str):
+            if node in _PRIMITIVES:
+                return _PRIMITIVES[node], None
+            full = node if "." in node or not namespace else f"{namespace}.{node}"
+            named = self._named.get(full) or self._named.get(node)
+            if named is None:
+                raise _NoArrowTypeError(
+                    f"field {path!r}: unknown type {node!r}", "define the type first"
+                )
+            return self._arrow(named, path, namespace)
+        if isinstance(node, list):
+            return self._union(node, path, namespace)
+        if not isinstance(node, dict):
+            raise _NoArrowTypeError(
+                f"field {path!r}: {node!r} is not an Avro type", "fix the schema"
+            )
+        kind = node.get("type")
+        logical = node.get("logicalType")
+        if isinstance(kind, dict | list) and logical is None:
+            return self._arrow(kind, path, namespace)
+        if isinstance(kind, str) and logical is not None:
+            special = self._logical(node, kind, logical, path)
+            if special is not None:
+                return special
+        if kind in _PRIMITIVES:
+            return _PRIMITIVES[kind], None
+        if kind in ("record", "error"):
+            return self._struct(node, path, namespace)
+        if kind == "enum":
+            return pa.string(), None
+        if kind == "fixed":
+            return pa.binary(int(node.get("size", 0))), None
+        if kind == "array":
+            items, convert = self._arrow(node.get("items"), f"{path}[]", namespace)
+            if convert is None:
+                return pa.list_(items), None
+            return pa.list_(items), lambda v: None if v is None else [convert(x) for x in v]
+        if kind == "map":
+            values, convert = self._arrow(node.get("values"), f"{path}{{}}", namespace)
+
+            def entries(v: Any) -> Any:
+                if v is None:
+                    return None
+                if convert is None:
+                    return list(v.items())
+                return [(k, convert(x)) for k, x in v.items()]
+
+            return pa.map_(pa.string(), values), entries
+        return self._arrow(kind, path, namespace)
+
+    def _struct(
+        self, node: dict[str, Any], path: str, namespace: str | None
+    ) -> tuple[pa.DataType, Convert]:
+        fields: list[pa.Field] = []
+        converts: list[tuple[str, Convert]] = []
+        for f in node.get("fields", []):
+            kind, convert = self._arrow(f.get("type"), f"{path}.{f.get('name')}", namespace)
+            fields.append(pa.field(f.get("name"), kind))
+            converts.append((f.get("name"), convert))
+        if all(c is None for _, c in converts):
+            return pa.struct(fields), None
+
+        def record(v: Any) -> Any:
+            if v is None:
+                return None
+            return {n: (v.get(n) if c is None else c(v.get(n))) for n, c in converts}
+
+        return pa.struct(fields), record
+
+    def _union(self, branches: list[Any], path: str, namespace: str | None) -> tuple[Any, Convert]:
+        others = [b for b in branches if b != "null"]
+        if not others:
+            return pa.null(), None
+        if len(others) > 1:
+            shown = dump_json(branches).decode("utf-8")
+            raise _NoArrowTypeError(
+                f"field {path!r} is a union of several types ({shown}): no Arrow column holds it",
+                _UNION_FIX,
+            )
+        return self._arrow(others[0], path, namespace)
+
+    def _logical(
+        self, node: dict[str, Any], kind: str, logical: Any, path: str
+    ) -> tuple[pa.DataType, Convert] | None:
+        if (kind, logical) in _TIMES:
+            return _TIMES[(kind, logical)], None
+        if logical == "decimal" and kind in ("bytes", "fixed"):
+            return _decimal(node, path)
+        if logical == "uuid" and kind == "string":
+            return pa.string(), _fixed_uuid
+        if logical == "uuid" and kind == "fixed" and node.get("size") == 16:
+            return pa.string(), _fixed_uuid
+        if logical == "duration" and kind == "fixed" and node.get("size") == 12:
+            return pa.month_day_nano_interval(), _duration
+        return None  # a logical type on a type it does not apply to: ignored, as Avro says
+
+    # ------------------------------------------------------------------ records to Arrow
+
+    def column(self, col: _Column, values: Sequence[Any]) -> tuple[pa.Array, dict[int, str]]:
+        """The decoded ``values`` of a column as Arrow, and the values refused by index."""
+        convert = col.convert
+        out = list(values) if convert is None else [convert(v) for v in values]
+        try:
+            return pa.array(out, col.kind), {}
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+        refused: dict[int, str] = {}
+        for i, value in enumerate(out):
+            try:
+                pa.array([value], col.kind)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                refused[i] = f"{value!r} does not fit {col.kind} ({exc})"
+                out[i] = None
+        return pa.array(out, col.kind), refused
+
+
+def _decimal(node: dict[str, Any], path: str) -> tuple[pa.DataType, Convert]:
+    precision, scale = node.get("precision"), node.get("scale", 0)
+    fix = "give the decimal a precision of 1 to 76 and a scale of 0 to the precision"
+    if not isinstance(precision, int) or not isinstance(scale, int):
+        raise _NoArrowTypeError(
+            f"field {path!r}: decimal needs whole-number precision and scale", fix
+        )
+    if not 1 <= precision <= 76 or not 0 <= scale <= precision:
+        raise _NoArrowTypeError(
+            f"field {path!r}: decimal({precision}, {scale}) has no Arrow type "
+            "(precision 1 to 76, scale 0 to the precision)",
+            fix,
+        )
+    kind = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+
+    def value(v: Any) -> Any:
+        if v is None or isinstance(v, decimal.Decimal):  # a container file's reader gives these
+            return v
+        unscaled = int.from_bytes(bytes(v), "big", signed=True)
+        return decimal.Decimal(unscaled).scaleb(-scale)
+
+    return kind, value
+
+
+def _fixed_uuid(v: Any) -> Any:
+    if v is None or isinstance(v, str):
+        return v
+    return str(v if isinstance(v, uuid.UUID) else uuid.UUID(bytes=bytes(v)))
+
+
+def _duration(v: Any) -> Any:
+    """Avro's duration (months, days, milliseconds; little-endian unsigned 32-bit each)."""
+    if v is None:
+        return None
+    raw = bytes(v)
+    months, days, millis = (int.from_bytes(raw[i : i + 4], "little") for i in (0, 4, 8))
+    return pa.MonthDayNano([months, days, millis * 1_000_000])
+
+
+def _plain(node: Any) -> Any:
+    """The schema with its logical types off (the decoder then gives their raw values)."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return dump_json(value, option=0).decode("utf-8")
+
+
+class AvroBatcher(RecordBatcher):
+    """Decoded Avro records as batches of the layout's Arrow schema; fields typed by
+    ``schema`` (and a receiver's own fields) are converted by the JSON rules of
+    :mod:`quiver.pipeline.json_text`."""
+
+    def __init__(
+        self,
+        where: str,
+        layout: AvroLayout,
+        declared: Mapping[str, str],
+        known: Mapping[str, str],
+    ) -> None:
+        super().__init__(where)
+        self.layout = layout
+        self._declared = dict(declared)
+        self._extra = {n: t for n, t in known.items() if n not in declared}
+        fields = [pa.field(c.name, c.kind) for c in layout.columns]
+        typed = {c.name for c in layout.columns}
+        self._typed = [n for n in layout.fields if n not in typed] + [
+            n for n in declared if n not in layout.fields
+        ]
+        self._typed += [n for n in self._extra if n not in self._typed and n not in typed]
+        types = {**self._extra, **self._declared}
+        for name in self._typed:
+            text = types.get(name, "json")
+            fields.append(pa.field(name, arrow_type(text, name)))
+            self.units[name] = epoch_unit(text)
+        self.schema = self.columns_schema = pa.schema(fields)
+        self._types = types
+
+    def split(self, records: Sequence[Any]) -> tuple[pa.RecordBatch, list[RowError]]:
+        first = self.records + 1
+        self.records += len(records)
+        objects = [r if isinstance(r, dict) else {} for r in records]
+        bad: dict[int, RowError] = {}
+        arrays: list[pa.Array] = []
+
+        def refuse(refused: dict[int, str], name: str, values: Sequence[Any]) -> None:
+            for i, reason in refused.items():
+                bad.setdefault(
+                    i,
+                    RowError(
+                        first + i,
+                        f"record {first + i} field {name!r}: {reason}",
+                        name,
+                        str(values[i]),
+                    ),
+                )
+
+        for col in self.layout.columns:
+            values = [r.get(col.name) for r in objects]
+            array, refused = self.layout.column(col, values)
+            refuse(refused, col.name, values)
+            arrays.append(array)
+        for name in self._typed:
+            values = [r.get(name) for r in objects]
+            kind = self.columns_schema.field(name).type
+            if self._types.get(name, "json").strip().lower() in _JSON_TEXT:
+                values = [None if v is None else _json_text(_jsonable(v)) for v in values]
+            array, refused = json_array(values, kind, self.units.get(name, "s"))
+            refuse(refused, name, values)
+            arrays.append(array)
+        lines = pa.array(range(first, first + len(records)), pa.int64())
+        batch = pa.record_batch(
+            [*arrays, lines], schema=self.columns_schema.append(pa.field(LINE_COLUMN, pa.int64()))
+        )
+        if bad:
+            batch = batch.filter(pa.array([i not in bad for i in range(len(records))]))
+        return batch, [bad[i] for i in sorted(bad)]
+
+
+def _jsonable(value: Any) -> Any:
+    """A decoded value as JSON values (bytes as base64)."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
