@@ -16,12 +16,15 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.runtime.errors import PermanentError
 
 from .conftest import build, js_publish, kafka_produce, kafka_topic, unique
 from .conftest import read_all as take
+from .test_kafka_sink import consume
 from .test_sink_pipelines import run
 
 UTC = dt.UTC
@@ -174,7 +177,7 @@ def check_typed(table: pa.Table) -> None:
     assert values["tags"] == [("a", -0.0), ("b", 1e308)] and values["four"] == b"abcd"
     assert values["maybe_first"] == -(2**63) and values["maybe_last"] == "x"
     assert values["amount"] == decimal.Decimal("-1234567890123456.7890")
-    assert values["wide"] == decimal.Decimal(10**59 - 1).scaleb(-2)
+    assert values["wide"] == decimal.Decimal("9" * 57 + ".99")
     assert values["id"] == "12345678-1234-5678-1234-567812345678"
     assert values["day"] == dt.date(1, 1, 1)
     assert values["at_ms"] == dt.time(23, 59, 59, 999_000)
@@ -429,3 +432,96 @@ async def test_container_files_of_another_schema_are_rejected(
         {"v": decimal.Decimal("-3.50"), "at": at},
     ]
     assert len(errors) == 1 and "schema of other fields or types" in errors[0].reason
+
+
+async def test_rows_read_from_avro_are_written_back_byte_for_byte(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """kafka (avro) -> kafka sink (avro, the same schema): every type written as it was read."""
+    (tmp_path / "reading.avsc").write_text(json.dumps(SCHEMA))
+    source, target = unique("t"), unique("t")
+    await kafka_topic(kafka_broker, source)
+    await kafka_topic(kafka_broker, target)
+    await kafka_produce(kafka_broker, source, [FIRST, SECOND])
+    result = await run(
+        tmp_path,
+        """
+source:
+  kafka:
+    bootstrap_servers: ["${K}"]
+    topics: ["${S}"]
+    group_id: "${G}"
+    format: avro
+    avro_schema: reading.avsc
+    max_messages: 2
+sink:
+  kafka:
+    bootstrap_servers: ["${K}"]
+    topic: "${T}"
+    format: avro
+    avro_schema: reading.avsc
+    idempotent: false
+""",
+        K=kafka_broker,
+        S=source,
+        T=target,
+        G=unique("g"),
+    )
+    assert result.status == "ok", result.error
+    records = await consume(kafka_broker, target, 2)
+    assert sorted(r.value for r in records) == sorted([FIRST, SECOND])
+
+
+async def test_arrow_values_reach_avro_exactly_or_fail_the_run_clearly(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A map column, a 60-digit decimal and a timestamp past year 9999 are written exactly;
+    a timestamp finer than the schema's unit fails the run naming the row and field."""
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [
+            {"name": "tags", "type": {"type": "map", "values": "long"}},
+            {"name": "wide", "type": SCHEMA["fields"][16]["type"]},  # type: ignore[index]
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+    (tmp_path / "r.avsc").write_text(json.dumps(schema))
+    wide = decimal.Decimal("9" * 57 + ".99")
+    table = pa.table(
+        {
+            "tags": pa.array([[("a", 1), ("b", -(2**63))]], pa.map_(pa.string(), pa.int64())),
+            "wide": pa.array([wide], pa.decimal256(60, 2)),
+            "at": pa.array([2**62], pa.timestamp("ms", "UTC")),
+        }
+    )
+    pq.write_table(table, tmp_path / "rows.parquet")
+    pipeline = """
+source: {parquet: {path: rows.parquet}}
+sink:
+  kafka:
+    bootstrap_servers: ["${K}"]
+    topic: "${T}"
+    format: avro
+    avro_schema: r.avsc
+    idempotent: false
+"""
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    result = await run(tmp_path, pipeline, K=kafka_broker, T=topic)
+    assert result.status == "ok", result.error
+    (record,) = await consume(kafka_broker, topic, 1)
+    plain = fastavro.parse_schema(
+        json.loads(json.dumps(schema).replace('"logicalType"', '"ignoredType"'))
+    )
+    assert fastavro.schemaless_reader(io.BytesIO(record.value), plain, None) == {
+        "tags": {"a": 1, "b": -(2**63)},
+        "wide": _unscaled(10**59 - 1, 32),
+        "at": 2**62,
+    }
+
+    fine = table.set_column(2, "at", pa.array([1_500], pa.timestamp("us", "UTC")))
+    pq.write_table(fine, tmp_path / "rows.parquet")
+    with pytest.raises(PermanentError) as failed:
+        await run(tmp_path, pipeline, K=kafka_broker, T=topic)
+    assert "row 1: the timestamp has a finer fraction than the schema's ms" in str(failed.value)

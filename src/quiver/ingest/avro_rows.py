@@ -31,6 +31,7 @@ timestamp far outside the years Python's ``datetime`` holds is still exact.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import decimal
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +46,7 @@ from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.pipeline.type_names import epoch_unit
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
-__all__ = ["AvroBatcher", "AvroLayout"]
+__all__ = ["AvroBatcher", "AvroLayout", "AvroWriting"]
 
 Convert = Callable[[Any], Any] | None  # raw decoded value -> what pa.array takes (None: as is)
 
@@ -70,6 +71,8 @@ _TIMES: dict[tuple[str, str], pa.DataType] = {
     ("long", "local-timestamp-micros"): pa.timestamp("us"),
     ("long", "local-timestamp-nanos"): pa.timestamp("ns"),
 }
+#: enough digits for any decimal Arrow holds (76) scaled, so nothing is rounded
+_EXACT = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 _JSON_TEXT = ("json", "str", "string", "text")
 _UNION_FIX = (
     "declare the top-level field `json` in `schema:` to keep each value as its JSON text, "
@@ -114,7 +117,7 @@ class AvroLayout:
                 "",
                 'write the schema as {"type": "record", "name": ..., "fields": [...]}',
             )
-        self._register(schema, schema.get("namespace"))
+        _register(self._named, schema, schema.get("namespace"))
         for f in schema.get("fields", []):
             name = f.get("name")
             if name in declared:
@@ -138,32 +141,6 @@ class AvroLayout:
         self.fields = [f.get("name") for f in schema.get("fields", [])]
 
     # ------------------------------------------------------------------ schema to Arrow
-
-    def _register(self, node: Any, namespace: str | None) -> None:
-        """Remember the named types (records, enums, fixed) defined anywhere in ``node``."""
-        if isinstance(node, list):
-            for branch in node:
-                self._register(branch, namespace)
-            return
-        if not isinstance(node, dict):
-            return
-        kind = node.get("type")
-        if kind in ("record", "error", "enum", "fixed") and isinstance(node.get("name"), str):
-            name = node["name"]
-            space = node.get("namespace", namespace if "." not in name else None)
-            full = name if "." in name or not space else f"{space}.{name}"
-            self._named[full] = node
-            self._named.setdefault(full.rsplit(".", 1)[-1], node)
-            namespace = full.rsplit(".", 1)[0] if "." in full else namespace
-        if kind in ("record", "error"):
-            for f in node.get("fields", []):
-                self._register(f.get("type"), namespace)
-        elif kind == "array":
-            self._register(node.get("items"), namespace)
-        elif kind == "map":
-            self._register(node.get("values"), namespace)
-        elif isinstance(kind, dict | list):
-            self._register(kind, namespace)
 
     def _arrow(self, node: Any, path: str, namespace: str | None) -> tuple[pa.DataType, Convert]:
         if isinstance(node, str):
@@ -282,6 +259,33 @@ class AvroLayout:
         return pa.array(out, col.kind), refused
 
 
+def _register(named: dict[str, Any], node: Any, namespace: str | None) -> None:
+    """Remember the named types (records, enums, fixed) defined anywhere in ``node``."""
+    if isinstance(node, list):
+        for branch in node:
+            _register(named, branch, namespace)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind in ("record", "error", "enum", "fixed") and isinstance(node.get("name"), str):
+        name = node["name"]
+        space = node.get("namespace", namespace if "." not in name else None)
+        full = name if "." in name or not space else f"{space}.{name}"
+        named[full] = node
+        named.setdefault(full.rsplit(".", 1)[-1], node)
+        namespace = full.rsplit(".", 1)[0] if "." in full else namespace
+    if kind in ("record", "error"):
+        for f in node.get("fields", []):
+            _register(named, f.get("type"), namespace)
+    elif kind == "array":
+        _register(named, node.get("items"), namespace)
+    elif kind == "map":
+        _register(named, node.get("values"), namespace)
+    elif isinstance(kind, dict | list):
+        _register(named, kind, namespace)
+
+
 def _decimal(node: dict[str, Any], path: str) -> tuple[pa.DataType, Convert]:
     precision, scale = node.get("precision"), node.get("scale", 0)
     fix = "give the decimal a precision of 1 to 76 and a scale of 0 to the precision"
@@ -301,7 +305,7 @@ def _decimal(node: dict[str, Any], path: str) -> tuple[pa.DataType, Convert]:
         if v is None or isinstance(v, decimal.Decimal):  # a container file's reader gives these
             return v
         unscaled = int.from_bytes(bytes(v), "big", signed=True)
-        return decimal.Decimal(unscaled).scaleb(-scale)
+        return decimal.Decimal(unscaled).scaleb(-scale, _EXACT)
 
     return kind, value
 
@@ -416,3 +420,172 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     return value
+
+
+# ---------------------------------------------------------------------- rows to Avro
+
+_PER_SECOND = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_EPOCH_DAY = dt.date(1970, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class AvroWriting:
+    """Rows as the values of an Avro schema with its logical types off (what
+    :attr:`reading` decodes), converted exactly from their Arrow types: the inverse of
+    :class:`AvroLayout`, so a row written and read back with one schema is the same row."""
+
+    def __init__(self, schema: Any) -> None:
+        import fastavro
+
+        self.schema = schema
+        self._named: dict[str, Any] = {}
+        _register(self._named, schema, schema.get("namespace"))
+        self.writing = fastavro.parse_schema(_plain(schema))
+
+    def rows(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        """The rows of ``batch`` as Avro values; ValueError naming the row and field of a
+        value the schema cannot hold."""
+        names = batch.schema.names
+        columns: dict[str, list[Any]] = {}
+        for f in self.schema.get("fields", []):
+            name = f.get("name")
+            if name not in names:
+                continue  # the schema's default applies, or the writer names the field
+            node = self._resolve(f.get("type"))
+            column = batch.column(name)
+            unit = _time_unit(node)
+            if unit is not None and pa.types.is_timestamp(column.type):
+                columns[name] = _rescaled(column, unit)
+                continue
+            values = column.to_pylist()
+            out = []
+            for row, value in enumerate(values, 1):
+                try:
+                    out.append(self._wire(f.get("type"), value))
+                except (ValueError, TypeError, OverflowError, decimal.InvalidOperation) as exc:
+                    raise ValueError(f"row {row} field {name!r}: {exc}") from exc
+            columns[name] = out
+        return [{n: values[i] for n, values in columns.items()} for i in range(batch.num_rows)]
+
+    def _resolve(self, node: Any) -> Any:
+        if isinstance(node, str) and node not in _PRIMITIVES:
+            return self._named.get(node, node)
+        if isinstance(node, list):
+            others = [b for b in node if b != "null"]
+            return self._resolve(others[0]) if len(others) == 1 else node
+        if (
+            isinstance(node, dict)
+            and isinstance(node.get("type"), dict | list)
+            and node.get("logicalType") is None
+        ):
+            return self._resolve(node["type"])
+        return node
+
+    def _wire(self, node: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        node = self._resolve(node)
+        if isinstance(node, str | list):
+            return value  # a primitive, or a union of several types: fastavro picks the branch
+        kind, logical = node.get("type"), node.get("logicalType")
+        if logical is not None:
+            wired = _logical_wire(node, kind, logical, value)
+            if wired is not _NOT_LOGICAL:
+                return wired
+        if kind in ("record", "error"):
+            return {
+                f.get("name"): self._wire(f.get("type"), value.get(f.get("name")))
+                for f in node.get("fields", [])
+            }
+        if kind == "array":
+            return [self._wire(node.get("items"), v) for v in value]
+        if kind == "map":
+            items = value.items() if isinstance(value, dict) else value
+            return {k: self._wire(node.get("values"), v) for k, v in items}
+        if isinstance(kind, str) and kind not in _PRIMITIVES and kind not in ("enum", "fixed"):
+            return self._wire(kind, value)
+        return value
+
+
+_NOT_LOGICAL = object()
+
+
+def _time_unit(node: Any) -> str | None:
+    if not isinstance(node, dict) or node.get("type") != "long":
+        return None
+    logical = node.get("logicalType")
+    if not isinstance(logical, str) or "timestamp-" not in logical:
+        return None
+    unit = {"millis": "ms", "micros": "us", "nanos": "ns"}.get(logical.rsplit("-", 1)[-1])
+    return unit
+
+
+def _rescaled(column: pa.Array | pa.ChunkedArray, unit: str) -> list[Any]:
+    """A timestamp column as counts of ``unit`` since 1970 (UTC, or the wall time of a
+    column without zone); ValueError when a value has a finer fraction than ``unit``."""
+    have = _PER_SECOND.get(str(column.type.unit), 1)
+    want = _PER_SECOND[unit]
+    counts: list[Any] = column.cast(pa.int64()).to_pylist()
+    if have == want:
+        return counts
+    out: list[Any] = []
+    for row, count in enumerate(counts, 1):
+        if count is None:
+            out.append(None)
+            continue
+        scaled, rest = divmod(count * want, have)
+        if rest:
+            raise ValueError(
+                f"row {row}: the timestamp has a finer fraction than the schema's {unit} "
+                "(truncate it in a processor, or give the schema a finer timestamp)"
+            )
+        out.append(scaled)
+    return out
+
+
+def _logical_wire(node: dict[str, Any], kind: Any, logical: Any, value: Any) -> Any:
+    unit = _time_unit(node)
+    if unit is not None:
+        if isinstance(value, int):
+            return value
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"{value!r} is not a timestamp")
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        delta = aware - _EPOCH
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        nanos = micros * 1_000 + getattr(value, "nanosecond", 0)
+        count, rest = divmod(nanos, 1_000_000_000 // _PER_SECOND[unit])
+        if rest:
+            raise ValueError(f"{value} has a finer fraction than the schema's {unit}")
+        return count
+    if (kind, logical) == ("int", "date") and isinstance(value, dt.date):
+        return (value - _EPOCH_DAY).days
+    if logical in ("time-millis", "time-micros") and isinstance(value, dt.time):
+        micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000
+        micros += value.microsecond
+        if logical == "time-micros":
+            return micros
+        if micros % 1_000:
+            raise ValueError(f"{value} has a finer fraction than milliseconds")
+        return micros // 1_000
+    if logical == "decimal" and kind in ("bytes", "fixed"):
+        scale = int(node.get("scale", 0))
+        number = decimal.Decimal(value)
+        unscaled = number.scaleb(scale, _EXACT)
+        if unscaled != unscaled.to_integral_value():
+            raise ValueError(f"{value} has more than the schema's {scale} decimal digit(s)")
+        whole = int(unscaled)
+        if kind == "fixed":
+            return whole.to_bytes(int(node.get("size", 0)), "big", signed=True)
+        return whole.to_bytes(max(1, (whole.bit_length() + 8) // 8), "big", signed=True)
+    if logical == "uuid":
+        if kind == "fixed":
+            return uuid.UUID(str(value)).bytes
+        return str(value)
+    if logical == "duration" and kind == "fixed" and isinstance(value, pa.MonthDayNano):
+        months, days, nanos = value.months, value.days, value.nanoseconds
+        if nanos % 1_000_000 or min(months, days, nanos) < 0:
+            raise ValueError(f"{value} is not whole non-negative months, days and milliseconds")
+        millis = nanos // 1_000_000
+        return b"".join(int(n).to_bytes(4, "little") for n in (months, days, millis))
+    return _NOT_LOGICAL
