@@ -32,6 +32,7 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import io
@@ -487,18 +488,32 @@ class BrokerReceiver(
 
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.rcfg.format
+        if fmt == "avro":
+            return self._avro_records(body)
+        body = body.removeprefix(codecs.BOM_UTF8)  # a UTF-8 byte order mark is no content
         if fmt == "json":
+            if not body.strip():
+                raise ValueError("the body is empty (a json body is an object or an array)")
             doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            return [parse_json(line) for line in body.splitlines() if line.strip()]
-        if fmt == "csv":
-            return self._csv_records(body)
-        return self._avro_records(body)
+            records = []
+            for number, line in enumerate(body.splitlines(), 1):
+                if line.strip():
+                    try:
+                        records.append(parse_json(line))
+                    except ValueError as exc:
+                        raise ValueError(f"line {number}: {exc}") from exc
+            return records
+        return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:
         cfg = self.rcfg
-        rows = list(csv.reader(io.StringIO(body.decode("utf-8")), delimiter=cfg.delimiter))
+        text = io.StringIO(body.decode("utf-8"), newline="")
+        try:
+            rows = list(csv.reader(text, delimiter=cfg.delimiter))
+        except csv.Error as exc:  # a field past the csv module's size limit, ...
+            raise ValueError(f"CSV: {exc}") from exc
         rows = [r for r in rows if r]
         names = cfg.columns
         if names is None:
