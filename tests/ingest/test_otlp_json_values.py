@@ -18,9 +18,11 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from quiver.pipeline.component import LINE_COLUMN
+from quiver.ingest.kafka import KafkaReceiver
+from quiver.pipeline.component import LINE_COLUMN, RunContext
 
-from .conftest import kafka_produce, kafka_topic, unique
+from .conftest import build, kafka_produce, kafka_topic, unique
+from .conftest import read_all as take
 from .test_sink_pipelines import run
 
 VALUES: dict[str, Any] = {
@@ -142,3 +144,35 @@ async def test_otlp_json_and_protobuf_give_the_same_rows_with_every_value_kind(
     if signal == "logs":
         assert from_json.column("body").to_pylist() == list(EXPECTED.values())
         assert from_json.column("severity_number").to_pylist() == [13] * len(VALUES)
+
+
+async def test_bytes_that_are_not_base64_are_refused_not_dropped(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """The protobuf JSON parser drops the characters base64 has not and keeps the rest: a
+    bytesValue of "!!" became empty bytes. It is a rejected record now, naming the field."""
+    doc = request("logs")
+    bad = copy.deepcopy(doc)
+    bad["resourceLogs"][0]["scopeLogs"][0]["logRecords"][2]["body"] = {"bytesValue": "AAE=!!"}
+    topic = unique("t")
+    await kafka_topic(kafka_broker, topic)
+    await kafka_produce(kafka_broker, topic, [json.dumps(bad).encode(), json.dumps(doc).encode()])
+    r: KafkaReceiver = build(
+        KafkaReceiver,
+        {
+            "bootstrap_servers": [kafka_broker],
+            "topics": [topic],
+            "group_id": unique("g"),
+            "format": "otlp_json",
+            "signal": "logs",
+            "max_messages": 2,
+            "batch_seconds": 0.3,
+        },
+    )
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.num_rows == len(VALUES)
+    assert len(errors) == 1
+    assert "logRecords[2].body.bytesValue: 'AAE=!!' is not base64" in errors[0].reason
