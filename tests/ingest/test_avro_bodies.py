@@ -472,6 +472,59 @@ sink:
     assert sorted(r.value for r in records) == sorted([FIRST, SECOND])
 
 
+async def test_several_rows_a_message_are_a_container_file_keeping_the_logical_types(
+    kafka_broker: str, tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "reading.avsc").write_text(json.dumps(SCHEMA))
+    source, target = unique("t"), unique("t")
+    await kafka_topic(kafka_broker, source)
+    await kafka_topic(kafka_broker, target)
+    await kafka_produce(kafka_broker, source, [FIRST, SECOND])
+    result = await run(
+        tmp_path,
+        """
+source:
+  kafka:
+    bootstrap_servers: ["${K}"]
+    topics: ["${S}"]
+    group_id: "${G}"
+    format: avro
+    avro_schema: reading.avsc
+    max_messages: 2
+    batch_seconds: 2
+sink:
+  kafka:
+    bootstrap_servers: ["${K}"]
+    topic: "${T}"
+    format: avro
+    avro_schema: reading.avsc
+    rows_per_message: 2
+    idempotent: false
+""",
+        K=kafka_broker,
+        S=source,
+        T=target,
+        G=unique("g"),
+    )
+    assert result.status == "ok", result.error
+    from quiver.ingest.kafka import KafkaReceiver
+
+    r: KafkaReceiver = build(
+        KafkaReceiver,
+        {
+            "bootstrap_servers": [kafka_broker],
+            "topics": [target],
+            "group_id": unique("g"),
+            "format": "avro",  # no avro_schema: each body carries its own
+            "idle_timeout": 3.0,
+        },
+    )
+    table = await take(r, run_ctx)
+    await r.commit()
+    await r.close()
+    check_typed(table)
+
+
 async def test_arrow_values_reach_avro_exactly_or_fail_the_run_clearly(
     kafka_broker: str, tmp_path: Path
 ) -> None:

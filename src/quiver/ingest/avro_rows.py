@@ -430,8 +430,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class AvroWriting:
-    """Rows as the values of an Avro schema with its logical types off (what
-    :attr:`reading` decodes), converted exactly from their Arrow types: the inverse of
+    """Rows as the raw values of an Avro schema's logical types (what
+    :attr:`AvroLayout.reading` decodes), converted exactly from their Arrow types: the inverse of
     :class:`AvroLayout`, so a row written and read back with one schema is the same row."""
 
     def __init__(self, schema: Any) -> None:
@@ -440,7 +440,9 @@ class AvroWriting:
         self.schema = schema
         self._named: dict[str, Any] = {}
         _register(self._named, schema, schema.get("namespace"))
-        self.writing = fastavro.parse_schema(_plain(schema))
+        # the schema as it is: its writer takes the raw values of logical types as they
+        # are, and a container file then carries the logical types in its header
+        self.writing = fastavro.parse_schema(schema)
 
     def rows(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
         """The rows of ``batch`` as Avro values; ValueError naming the row and field of a

@@ -559,8 +559,8 @@ class BrokerReceiver(
         import fastavro
         import orjson
 
-        header = fastavro.reader(io.BytesIO(body))
-        text = header.metadata.get("avro.schema", "")
+        blocks = fastavro.block_reader(io.BytesIO(body))
+        text = blocks.metadata.get("avro.schema", "")
         layout = self._layouts.get(text)
         if layout is None:
             try:
@@ -581,7 +581,12 @@ class BrokerReceiver(
                     f"{', '.join(f'{n}: {k}' for n, k in theirs)}); give the receiver "
                     "avro_schema to read every body with one schema"
                 )
-        return list(fastavro.reader(io.BytesIO(body), reader_schema=layout.reading))
+        # each record read with the logical types off, as a bare body is (see AvroLayout)
+        return [
+            fastavro.schemaless_reader(block.bytes_, layout.reading, None)  # type: ignore[attr-defined]
+            for block in blocks
+            for _ in range(block.num_records)
+        ]
 
     def _declared(self) -> dict[str, str] | None:
         cfg = self.rcfg
