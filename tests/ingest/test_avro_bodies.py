@@ -292,6 +292,24 @@ def test_a_union_of_several_types_is_refused_naming_the_field(
     assert "field 'huge': decimal(90, 0) has no Arrow type" in problems[2]
 
 
+def test_schema_naming_a_field_the_avro_schema_has_not_is_refused(
+    run_ctx: RunContext, tmp_path: Path
+) -> None:
+    (tmp_path / "reading.avsc").write_text(json.dumps(SCHEMA))
+    r: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": "s",
+            "format": "avro",
+            "avro_schema": "reading.avsc",
+            "schema": {"flag": "str", "flags": "int", "nats_subject": "str"},
+        },
+    )
+    (problem,) = [p.render() for p in r.check(run_ctx)]
+    assert "schema: 'flags' not in the Avro schema" in problem
+    assert "its fields: nothing, flag, small" in problem
+
+
 async def test_a_union_declared_json_keeps_each_value_as_json_text(
     js_stream: tuple[str, str], run_ctx: RunContext
 ) -> None:

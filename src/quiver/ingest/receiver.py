@@ -484,7 +484,17 @@ class BrokerReceiver(
                 "",
                 "point avro_schema at a valid .avsc file (JSON)",
             ) from exc
-        self._avro = AvroLayout(schema, path, cfg.schema_)
+        layout = AvroLayout(schema, path, cfg.schema_)
+        known = {*layout.fields, *self.extra_types}
+        unknown = [n for n in cfg.schema_ or {} if n not in known]
+        if unknown:
+            raise ConfigError.one(
+                f"schema: {', '.join(map(repr, unknown))} not in the Avro schema {path} "
+                f"(its fields: {', '.join(layout.fields)})",
+                "",
+                "declare only fields of the Avro schema in `schema` (it types the rest)",
+            )
+        self._avro = layout
 
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.rcfg.format
