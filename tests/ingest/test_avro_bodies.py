@@ -5,6 +5,7 @@ not fit are rejected rows with their reason."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import io
@@ -395,6 +396,9 @@ async def test_bodies_that_do_not_fit_the_schema_are_rejected_with_their_reason(
     for error in errors:
         assert "unreadable avro body" in error.reason
         assert "written with another schema" in error.reason or "byte(s) left" in error.reason
+    # the rejects keep a binary body whole (base64), a text one as it is
+    assert errors[0].row == {"body_base64": base64.b64encode(SECOND[:-3]).decode()}
+    assert errors[1].row == {"body": out.getvalue().decode()}
 
 
 async def test_container_files_of_another_schema_are_rejected(

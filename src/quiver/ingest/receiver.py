@@ -32,9 +32,11 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import contextlib
 import csv
+import dataclasses
 import io
 import ssl
 import time
@@ -93,6 +95,14 @@ class Message:
     refusal: str | None = None
     #: The tenants of its rows when they are not in ``fields`` (OTLP rows of several tenants).
     tenants: tuple[str, ...] = ()
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _BodyError(ValueError):
@@ -648,7 +658,12 @@ class BrokerReceiver(
         self.rejected += 1
         self._refused.append(message)
         ctx.log(f"{self.where}: message {message.label} rejected: {reason}", "warning")
-        self._errors.append(refusal(message.label, message.body, reason, error))
+        entry = refusal(message.label, message.body, reason, error)
+        if entry.row is not None and not _is_text(message.body):
+            # binary (Avro, protobuf): kept whole, not as text with replacement characters
+            kept = {"body_base64": base64.b64encode(message.body).decode("ascii")}
+            entry = dataclasses.replace(entry, row=kept)
+        self._errors.append(entry)
 
     def take_errors(self) -> list[RowError]:
         errors, self._errors = self._errors, []
