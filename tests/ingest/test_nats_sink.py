@@ -12,6 +12,8 @@ import pytest
 from quiver.ingest.nats import NatsReceiver
 from quiver.ingest.sinks.nats import NatsSink
 from quiver.pipeline.component import LINE_COLUMN, RunContext
+from quiver.pipeline.json_text import json_strings
+from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import PermanentError
 
 from ..pipeline.conftest import write_all
@@ -154,3 +156,89 @@ async def test_otlp_messages_carry_their_signal(
         assert batch is not None
         back.append(batch)
     assert plain(pa.Table.from_batches(back)).to_pylist() == plain(pa.table(sent)).to_pylist()
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["two-columns", "one-column"])
+async def test_csv_messages_keep_empty_text_apart_from_null(
+    with_id: bool, js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """The CSV a sink writes (``""`` for empty text, nothing for null, an empty line for a
+    null in a one-column body) reads back as it was written."""
+    stream, prefix = js_stream
+    notes = pa.array(["", None, "x", None])
+    batch = pa.record_batch(
+        {"id": pa.array(range(4)), "note": notes} if with_id else {"note": notes}
+    )
+    sink: NatsSink = build(
+        NatsSink, {"subject": f"{prefix}.csv", "stream": stream, "format": "csv"}
+    )
+    await write_all(sink, [batch], run_ctx)
+    receiver: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": f"{prefix}.csv",
+            "stream": stream,
+            "durable": unique("d"),
+            "format": "csv",
+            "schema": {"id": "int", "note": "str"} if with_id else {"note": "str"},
+            "idle_timeout": 1.0,
+            "batch_seconds": 0.2,
+        },
+    )
+    table = await take(receiver, run_ctx)
+    await receiver.commit()
+    await receiver.close()
+    assert table.column("note").to_pylist() == ["", None, "x", None]
+
+
+def _type_cases() -> list[Any]:
+    from ..pipeline.test_format_types import COLUMNS, XFAIL
+
+    cases = []
+    for fmt in ("json", "csv"):
+        for name in COLUMNS:
+            reason = XFAIL.get((f"message-{fmt}", name))
+            marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+            cases.append(pytest.param(fmt, name, id=f"{fmt}-{name}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("fmt", "name"), _type_cases())
+async def test_each_type_comes_back_through_nats(
+    fmt: str, name: str, js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """The per-type matrix of tests/pipeline/test_format_types.py, through JetStream."""
+    from ..pipeline.test_format_types import COLUMNS, NESTED, assert_same, one_column
+
+    stream, prefix = js_stream
+    want, declared = COLUMNS[name]
+    sink: NatsSink = build(
+        NatsSink,
+        {"subject": f"{prefix}.t", "stream": stream, "format": fmt, "rows_per_message": 4},
+    )
+    await write_all(sink, [one_column(name)], run_ctx)
+    receiver: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": f"{prefix}.t",
+            "stream": stream,
+            "durable": unique("d"),
+            "format": fmt,
+            "schema": {name: declared or "json"},
+            "idle_timeout": 0.3,
+            "batch_seconds": 0.1,
+        },
+    )
+    table = await take(receiver, run_ctx)
+    await receiver.commit()
+    errors = receiver.take_errors()
+    await receiver.close()
+    assert errors == []
+    got = table.column(name)
+    if name in NESTED:
+        assert [None if v is None else json.loads(v) for v in got.to_pylist()] == [
+            None if v is None else json.loads(v) for v in json_strings(want).to_pylist()
+        ]
+        return
+    kind = parse_type(declared, name) if declared is not None else want.type
+    assert_same(got, want.cast(kind) if kind != want.type else want, name)

@@ -221,3 +221,93 @@ async def test_postgresql_takes_lists_of_structs_as_jsonb_and_other_lists_as_arr
     assert got.column("ns").to_pylist() == [[1, 2], None]
     kinds = await test_db.query(f"SELECT pg_typeof(pts)::text, pg_typeof(ns)::text FROM {table}")
     assert kinds[0] == ("jsonb", "bigint[]")
+
+
+#: Column types each database offers for integers and floats, narrowest first.
+_NUMBER_COLUMNS = {
+    "postgresql": ["smallint", "integer", "bigint", "numeric", "real", "double precision"],
+    "mysql": [
+        "TINYINT",
+        "TINYINT UNSIGNED",
+        "SMALLINT",
+        "SMALLINT UNSIGNED",
+        "MEDIUMINT UNSIGNED",
+        "INT",
+        "INT UNSIGNED",
+        "BIGINT",
+        "BIGINT UNSIGNED",
+        "DECIMAL(5, 0)",
+        "FLOAT",
+        "DOUBLE",
+    ],
+    "sqlite": ["INTEGER", "NUMERIC", "REAL", "DOUBLE"],
+}
+_UNSIGNED_MAX = [(pa.uint8(), 2**8 - 1), (pa.uint16(), 2**16 - 1), (pa.uint32(), 2**32 - 1)]
+_UNSIGNED_MAX += [(pa.uint64(), 2**63 - 1), (pa.uint64(), 2**64 - 1)]
+
+
+@pytest.mark.parametrize("test_db", ["postgresql", "mysql", "sqlite"], indirect=True)
+async def test_every_unsigned_width_at_its_limits_is_stored_exactly_or_refused(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    """Each unsigned width's largest value, and 0, into every integer, decimal and float
+    column of each database: read back as written, or the run is refused naming the column,
+    the value and its input line, with nothing written."""
+    for n, declared in enumerate(_NUMBER_COLUMNS[test_db.dialect]):
+        for kind, largest in _UNSIGNED_MAX:
+            table = test_db.table(f"u{n}_{kind}_{largest.bit_length()}")
+            await test_db.query(f"CREATE TABLE {table} (id INTEGER, u {declared})")
+            batch = pa.record_batch(
+                {
+                    "id": pa.array([1, 2], pa.int32()),
+                    "u": pa.array([0, largest], kind),
+                    LINE_COLUMN: pa.array([2, 3], pa.int64()),
+                }
+            )
+            options = {"url": test_db.url, "table": table, "mode": "append"}
+            where = f"{largest} ({kind}) into {declared}"
+            try:
+                await write_all(build(DatabaseSink, options), [batch], run_ctx)
+            except PermanentError as exc:
+                said = str(exc)
+                assert "column 'u'" in said and str(largest) in said, (where, said)
+                assert "line 3" in said or "line(s) 3" in said, (where, said)
+                assert await test_db.query(f"SELECT COUNT(*) FROM {table}") == [(0,)], where
+                continue
+            text = "CHAR" if test_db.dialect == "mysql" else "TEXT"
+            rows = await test_db.query(f"SELECT CAST(u AS {text}) FROM {table} ORDER BY id")
+            stored = [decimal.Decimal(str(r[0])) for r in rows]
+            assert stored == [0, largest], where
+
+
+@pytest.mark.parametrize("test_db", ["postgresql", "mysql", "sqlite"], indirect=True)
+async def test_an_integer_a_float_column_would_round_is_refused_with_its_line(
+    test_db: ScratchDatabase, run_ctx: RunContext
+) -> None:
+    single = {"postgresql": "real", "mysql": "FLOAT", "sqlite": None}[test_db.dialect]
+    double = {"postgresql": "double precision", "mysql": "DOUBLE", "sqlite": "REAL"}
+    cases = [(double[test_db.dialect], 2**53, 2**53 + 1, pa.int64())]
+    if single is not None:
+        cases.append((single, 2**24, 2**24 + 1, pa.int32()))
+    for declared, exact, rounded, kind in cases:
+        table = test_db.table(unique("f"))
+        await test_db.query(f"CREATE TABLE {table} (x {declared})")
+        options = {"url": test_db.url, "table": table, "mode": "append"}
+        fits = pa.record_batch({"x": pa.array([exact, -exact, 3], kind)})
+        await write_all(build(DatabaseSink, options), [fits], run_ctx)
+        batch = pa.record_batch(
+            {
+                "x": pa.array([exact, rounded, -rounded], kind),
+                LINE_COLUMN: pa.array([7, 8, 9], pa.int64()),
+            }
+        )
+        with pytest.raises(PermanentError) as err:
+            await write_all(build(DatabaseSink, options), [batch], run_ctx)
+        detail = err.value.details[0]
+        assert detail.message == (
+            f"column 'x' holds {rounded} in 2 row(s), at input line(s) 8, 9; the table's column"
+            f" is {declared.lower() if test_db.dialect == 'mysql' else declared}, which holds "
+            f"integers exactly only up to {exact} and would store another number"
+        )
+        assert "change the column to an integer or decimal type" in detail.fix
+        assert await test_db.query(f"SELECT COUNT(*) FROM {table}") == [(3,)]

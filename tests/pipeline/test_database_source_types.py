@@ -126,8 +126,6 @@ def _agrees(dialect: str, column: str, db_type: str, scalar: str, read: Any, ser
         return bool(read) is serve
     if scalar == "Base64":
         return bool(base64.b64decode(serve) == read)
-    if scalar == "Boolean" and isinstance(read, bytes):  # MariaDB BIT(1): its byte
-        return read == (b"\x01" if serve else b"\x00")
     if scalar == "Boolean":
         return bool(read is serve)
     if scalar == "Decimal":

@@ -33,7 +33,12 @@ from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
-from quiver.sql.arrow_reads import infinite_time_column, template_parts
+from quiver.sql.arrow_reads import (
+    bit_number,
+    infinite_time_column,
+    non_finite_numeric_column,
+    template_parts,
+)
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
 from quiver.sql.dialects import SQLITE, Dialect
@@ -165,11 +170,17 @@ def plan_rows(
         (
             sql(
                 *(
-                    ("CAST(", ident(alias, f.column), f" * {10 ** schema.field(i).type.scale}")
+                    (
+                        "CASE WHEN ",
+                        ident(alias, f.column),
+                        f" = 'NaN' THEN CAST('{_SCALED_NAN}' AS bigint) ELSE CAST(",
+                        ident(alias, f.column),
+                        f" * {10 ** schema.field(i).type.scale}",
+                    )
                     if i in scaled
                     else _read_as(dialect, f, ident(alias, f.column))
                 ),
-                " AS bigint)" if i in scaled else "",
+                " AS bigint) END" if i in scaled else "",
                 " AS ",
                 ident(f.name),
             )
@@ -193,7 +204,10 @@ def _read_as(dialect: Dialect, f: Field, column: Ident) -> tuple[Any, ...]:
     String column of its type in the database's binary form, a composite's JSON text; a
     single-precision float as the double it is."""
     tpl = None
-    text = pa.types.is_string(arrow_type(f)) or f.scalar == Scalar.JSON
+    travels = arrow_type(f)
+    if pa.types.is_list(travels):  # an array: as its elements travel
+        travels = travels.value_type
+    text = pa.types.is_string(travels) or f.scalar == Scalar.JSON
     if f.composite is not None:
         tpl = (
             dialect.arrow_composite_list if f.is_list else dialect.arrow_composite_output
@@ -302,9 +316,48 @@ def _scaled_decimals(
     )
 
 
+#: What a scaled ``numeric(p, s)`` (p <= 18) reads NaN as: no value of such a column scales to
+#: it (they stay below 10^18), and a bigint cannot hold NaN.
+_SCALED_NAN = -(2**63)
+
+
+def _stored_nan(name: str, arrow: pa.DataType) -> PermanentError:
+    detail = ErrorDetail(
+        f"column {name!r} holds NaN, which {arrow} cannot hold",
+        name,
+        "filter those rows out, or export the column through a view that maps NaN to NULL "
+        "(NULLIF(column, 'NaN'))",
+    )
+    return PermanentError([detail], code="STORED_VALUE")
+
+
+def _finite_numerics(batch: pa.RecordBatch, plan: ExportPlan) -> pa.RecordBatch:
+    """``batch`` (as the PostgreSQL driver read it), failing when a numeric column (or an
+    array of them) read as text holds NaN, Infinity or -Infinity, which no Arrow decimal
+    holds."""
+    texts = [
+        f.name
+        for f, target in zip(batch.schema, plan.schema, strict=True)
+        if (f.metadata or {}).get(b"POSTGRESQL:type") in (b"numeric", b"_numeric")
+        and not pa.types.is_integer(f.type)  # a scaled decimal (see _unscale)
+    ]
+    found = non_finite_numeric_column(batch, texts) if texts else None
+    if found is not None:
+        arrow = plan.schema.field(found.column).type
+        detail = ErrorDetail(
+            f"column {found.column!r} holds {found.value}, which {arrow} cannot hold",
+            found.column,
+            "filter those rows out, or export the column through a view that maps them to NULL "
+            "(NULLIF(column, 'NaN'))",
+        )
+        raise PermanentError([detail], code="STORED_VALUE")
+    return batch
+
+
 def _unscale(batch: pa.RecordBatch, plan: ExportPlan) -> pa.RecordBatch:
     """The scaled bigint columns of ``plan`` as the decimal128 values they stand for: the
-    same integer, sign-extended to 128 bits, under the decimal's scale."""
+    same integer, sign-extended to 128 bits, under the decimal's scale; NaN (read as
+    :data:`_SCALED_NAN`) fails the stream."""
     if not plan.scaled:
         return batch
     columns = list(batch.columns)
@@ -315,6 +368,8 @@ def _unscale(batch: pa.RecordBatch, plan: ExportPlan) -> pa.RecordBatch:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         low = column.fill_null(0).to_numpy(zero_copy_only=False)
+        if (low == _SCALED_NAN).any():
+            raise _stored_nan(batch.schema.names[i], plan.schema.field(i).type)
         words = np.empty((len(low), 2), dtype=np.int64)
         words[:, 0] = low
         words[:, 1] = low >> 63
@@ -429,7 +484,7 @@ def _adbc_batches(
         else:
             driver = _gathered(_without_first_row(driver) if sqlite else driver, batch_rows)
         for batch in driver:
-            batch = _unscale(batch, plan)
+            batch = _unscale(_finite_numerics(batch, plan) if postgresql else batch, plan)
             for start in range(0, batch.num_rows, batch_rows):
                 conformed = conform_batch(batch.slice(start, batch_rows), plan.schema)
                 yield _finite_times(conformed) if postgresql else conformed
@@ -660,8 +715,8 @@ def _array(values: list[Any], target: pa.DataType) -> pa.Array:
         values = [_time_of(v) for v in values]
     elif pa.types.is_timestamp(target):
         return pa.array(values, type=pa.timestamp("us"))
-    elif pa.types.is_boolean(target):
-        values = [None if v is None else bool(v) for v in values]
+    elif pa.types.is_boolean(target):  # BOOLEAN (TINYINT(1)) or BIT(1), its bytes
+        values = [None if v is None else bool(bit_number(v)) for v in values]
     try:
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -35,7 +35,6 @@ import asyncio
 import base64
 import codecs
 import contextlib
-import csv
 import dataclasses
 import io
 import ssl
@@ -65,7 +64,7 @@ from quiver.pipeline.component import (
     component_info,
 )
 from quiver.pipeline.json_text import parse_json
-from quiver.pipeline.messages import MessageRows, refusal
+from quiver.pipeline.messages import MessageRows, csv_text_rows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
@@ -529,24 +528,7 @@ class BrokerReceiver(
 
     def _csv_records(self, body: bytes) -> list[Any]:
         cfg = self.rcfg
-        text = io.StringIO(body.decode("utf-8"), newline="")
-        try:
-            rows = list(csv.reader(text, delimiter=cfg.delimiter))
-        except csv.Error as exc:  # a field past the csv module's size limit, ...
-            raise ValueError(f"CSV: {exc}") from exc
-        rows = [r for r in rows if r]
-        names = cfg.columns
-        if names is None:
-            if not rows:
-                return []
-            names, rows = rows[0], rows[1:]
-        records = []
-        for number, row in enumerate(rows, 1):
-            if len(row) != len(names):
-                raise ValueError(
-                    f"CSV row {number} has {len(row)} field(s), the header {len(names)}"
-                )
-            records.append({n: (v if v != "" else None) for n, v in zip(names, row, strict=True)})
+        records: list[Any] = csv_text_rows(body, cfg.delimiter, cfg.columns).to_pylist()
         return records
 
     def _avro_records(self, body: bytes) -> list[Any]:

@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quiver.pipeline.value_text import durations_from_texts
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["MissingColumns", "SchemaMismatchError", "cast_column", "conform"]
@@ -93,15 +94,40 @@ def conform(
 
 
 def cast_column(column: Column, kind: pa.DataType) -> Column:
-    """``column`` as ``kind``; text becomes a time of day (``HH:MM:SS[.fraction]``) too. A value
-    that does not convert raises the Arrow error naming it."""
+    """``column`` as ``kind``; text becomes a time of day (``HH:MM:SS[.fraction]``) and an
+    ISO 8601 duration (``PT90000.5S``, ``P1M2DT0.5S``, as the text sinks write them) a duration
+    or interval too. A value that does not convert raises the Arrow error naming it."""
     if column.type == kind:
         return column
-    if pa.types.is_time(kind) and pa.types.is_string(column.type):
+    parse = None
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if pa.types.is_time(kind):
+            parse = _parse_times
+        elif pa.types.is_duration(kind) or pa.types.is_interval(kind):
+            parse = _parse_durations
+    if parse is not None:
         if isinstance(column, pa.ChunkedArray):
-            return pa.chunked_array([_parse_times(c, kind) for c in column.chunks], kind)
-        return _parse_times(column, kind)
+            return pa.chunked_array([parse(c, kind) for c in column.chunks], kind)
+        return parse(column, kind)
     return column.cast(kind)
+
+
+def _parse_durations(text: pa.Array, kind: pa.DataType) -> pa.Array:
+    values = text.to_pylist()
+    try:
+        return durations_from_texts(values, kind)
+    except (ValueError, OverflowError) as exc:
+        failure = exc
+    for value in values:  # name the first value that does not convert
+        try:
+            durations_from_texts([value], kind)
+        except ValueError as exc:
+            if not isinstance(exc, pa.ArrowInvalid):
+                raise pa.ArrowInvalid(str(exc)) from None
+            raise pa.ArrowInvalid(f"{value!r} does not fit {kind}") from None
+        except OverflowError:
+            raise pa.ArrowInvalid(f"{value!r} does not fit {kind}") from None
+    raise pa.ArrowInvalid(str(failure))
 
 
 def _nulls(data: pa.RecordBatch | pa.Table, kind: pa.DataType) -> pa.Array:

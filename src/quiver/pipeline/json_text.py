@@ -4,7 +4,8 @@ reading it (``rest``, ``rabbitmq``, nested columns in text formats).
 Writing (:func:`json_rows`): numbers stay numbers, and the floats JSON has no number for are
 the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``; decimals are strings with every
 digit; binary values are base64; dates, times and timestamps are ISO 8601 strings with every
-digit of their unit, zoned timestamps with their UTC offset; lists and structs nest.
+digit of their unit, zoned timestamps with their UTC offset as RFC 3339 writes it (``+01:00``,
+``Z`` in UTC; :func:`~quiver.pipeline.value_text.timestamp_texts`); lists and structs nest.
 
 Reading (:func:`parse_json`, :func:`json_array`): integers are exact Python ints, and other
 numbers are kept as their text (:class:`JsonNumber`) until the declared type of their column
@@ -31,7 +32,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.pipeline.value_text import duration_texts, iso_duration, plain_decimal
+from quiver.pipeline.value_text import (
+    duration_texts,
+    durations_from_texts,
+    iso_duration,
+    plain_decimal,
+    timestamp_texts,
+    timestamps_as_text,
+)
 
 __all__ = [
     "JsonNumber",
@@ -74,7 +82,9 @@ def dump_json(value: Any, option: int = 0, *, from_rows: bool = False) -> bytes:
 
 def json_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each value of ``array`` (lists, structs, maps...) as its JSON text; nulls stay null."""
-    values = array.to_pylist()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    values = timestamps_as_text(array).to_pylist()
     return pa.array(
         [None if v is None else dump_json(v).decode("utf-8") for v in values],
         pa.string(),
@@ -121,11 +131,7 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
     if pa.types.is_floating(kind):
         return [_float(v) for v in column.to_pylist()]
     if pa.types.is_timestamp(kind):
-        text = pc.cast(column, pa.string())
-        text = pc.replace_substring(text, " ", "T", max_replacements=1)
-        # "+0100" -> "+01:00": the ISO 8601 extended form every reader takes
-        text = pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
-        values: list[Any] = text.to_pylist()
+        values: list[Any] = timestamp_texts(column).to_pylist()
         return values
     if (
         pa.types.is_date(kind)
@@ -152,7 +158,7 @@ def _json_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
         intervals: list[Any] = duration_texts(column).to_pylist()
         return intervals
     if pa.types.is_nested(kind):
-        return [_finite(v) for v in column.to_pylist()]
+        return [_finite(v) for v in timestamps_as_text(column).to_pylist()]
     values = column.to_pylist()
     return values
 
@@ -359,6 +365,8 @@ def _converter(kind: pa.DataType, epoch_unit: str) -> Any:
         return lambda v: _to_time(v, kind)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return _to_binary
+    if pa.types.is_duration(kind) or pa.types.is_interval(kind):
+        return lambda v: _to_duration(v, kind)
     return lambda v: plain_json(v)
 
 
@@ -467,6 +475,21 @@ def _to_time(value: Any, kind: pa.DataType) -> int:
     except _RefusedError as exc:
         raise _RefusedError(f"{value!r} {exc}; declare a finer time") from None
     return ((hours * 60 + minutes) * 60 + seconds) * per_second + fraction
+
+
+def _to_duration(value: Any, kind: pa.DataType) -> Any:
+    """An ISO 8601 duration (``PT90000.5S``, ``P1M2DT0.5S``, as the sinks write them) as the
+    value Arrow stores in a ``kind`` column."""
+    if not isinstance(value, str):
+        raise _RefusedError(f"{_show(value)} is not an ISO 8601 duration such as PT90000.5S")
+    try:
+        stored = durations_from_texts([value.strip()], kind)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, OverflowError | pa.ArrowInvalid):
+            raise _RefusedError(f"{value!r} does not fit {kind}") from None
+        raise _RefusedError(str(exc)) from None
+    # a duration as its count of the unit: a Python timedelta cannot hold every one
+    return (stored if pa.types.is_interval(kind) else stored.cast(pa.int64()))[0].as_py()
 
 
 def _to_binary(value: Any) -> bytes:

@@ -9,16 +9,18 @@ terminated) instead of half-written.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from quiver.pipeline.component import LINE_COLUMN, RowError
 from quiver.pipeline.records import RecordBatcher
 
-__all__ = ["MessageRows", "refusal"]
+__all__ = ["MessageRows", "csv_header", "csv_text_rows", "refusal"]
 
 M = TypeVar("M")
 
@@ -75,3 +77,29 @@ def refusal(label: str, body: bytes, reason: str, error: RowError | None = None)
         error.value if error is not None else None,
         {"body": body.decode("utf-8", "replace")},
     )
+
+
+def csv_text_rows(body: bytes, delimiter: str, columns: list[str] | None) -> pa.Table:
+    """The rows of a CSV message body as text columns, read as the CSV sinks write them: an
+    empty unquoted field is null and a quoted one (``""``) an empty string, and in a
+    one-column body an empty line is a null value. ``columns`` names bare rows; without it
+    the first line is the header. A row with a wrong number of fields raises ArrowInvalid."""
+    if not body.strip(b"\r\n"):
+        return pa.table({})
+    names = columns or csv_header(body, delimiter)
+    return pacsv.read_csv(
+        pa.py_buffer(body),
+        read_options=pacsv.ReadOptions(column_names=columns) if columns else None,
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, ignore_empty_lines=len(names) != 1),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def csv_header(body: bytes, delimiter: str) -> list[str]:
+    """The column names in the first line of a CSV message."""
+    first = body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+    return next(csv.reader([first], delimiter=delimiter), [])

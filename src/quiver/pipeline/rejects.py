@@ -8,8 +8,9 @@ as they are get escaped (see :func:`row_json`): a lone surrogate in text becomes
 escape (in ``row`` a JSON escape, read back as the same text), bytes become text with each
 byte that is not UTF-8 as ``\xNN``, NaN and the infinities become the strings ``"NaN"``,
 ``"Infinity"``, ``"-Infinity"``, integers beyond 64 bits become strings of their digits,
-intervals and durations become ISO 8601 durations (see :func:`iso_duration`), and keys that are
-not text become their text. Long values are written whole. The dead-letter queue's
+intervals and durations become ISO 8601 durations (see :func:`iso_duration`), timestamps RFC
+3339 text as the text sinks write them (``+01:00``, ``Z`` in UTC), and keys that are not text
+become their text. Long values are written whole. The dead-letter queue's
 ``quiver ingest dlq show`` writes its rows the same way (:func:`json_text`).
 
 Rows go to a temporary file beside the target (``<rejects>.tmp-<run id>``, locked while it is
@@ -38,7 +39,7 @@ import pyarrow as pa
 from quiver.pipeline import component
 from quiver.pipeline.component import RowError
 from quiver.pipeline.output import lock_exclusively, remove_stale_temps
-from quiver.pipeline.value_text import iso_duration
+from quiver.pipeline.value_text import iso_duration, timestamp_text
 from quiver.runtime.delivery import file_error
 
 __all__ = [
@@ -95,6 +96,8 @@ def _ready(value: Any) -> Any:
         return {k if isinstance(k, str) else _default(k): _ready(v) for k, v in value.items()}
     if isinstance(value, pa.MonthDayNano | dt.timedelta):  # MonthDayNano is a tuple
         return iso_duration(value)
+    if isinstance(value, dt.datetime):
+        return timestamp_text(value)
     if isinstance(value, list | tuple):
         return [_ready(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
@@ -155,6 +158,8 @@ def _cell(value: Any) -> str:
         return _bytes_text(bytes(value))
     if isinstance(value, dt.timedelta | pa.MonthDayNano):
         return iso_duration(value)
+    if isinstance(value, dt.datetime):
+        return timestamp_text(value)
     if isinstance(value, dict | list | tuple):
         return _json_text(value)
     return _text(str(value))

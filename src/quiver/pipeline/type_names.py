@@ -26,6 +26,8 @@ _SIMPLE_TYPES: dict[str, pa.DataType] = {
     "int8": pa.int8(),
     "uint64": pa.uint64(),
     "uint32": pa.uint32(),
+    "uint16": pa.uint16(),
+    "uint8": pa.uint8(),
     "float": pa.float64(),
     "double": pa.float64(),
     "float64": pa.float64(),
@@ -33,15 +35,21 @@ _SIMPLE_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "boolean": pa.bool_(),
     "date": pa.date32(),
+    "date64": pa.date64(),
     "datetime": pa.timestamp("us"),
     "timestamp": pa.timestamp("us"),
     "datetimetz": pa.timestamp("us", tz="UTC"),
     "time": pa.time64("us"),
+    "duration": pa.duration("us"),
+    "interval": pa.month_day_nano_interval(),
     "decimal": pa.decimal128(38, 9),
     "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
 }
 _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 _TIMESTAMP = re.compile(r"timestamp\(\s*(s|ms|us|ns)\s*(?:,\s*([^)]+?)\s*)?\)")
+_TIME = re.compile(r"time\(\s*(s|ms|us|ns)\s*\)")
+_DURATION = re.compile(r"duration\(\s*(s|ms|us|ns)\s*\)")
 
 
 def parse_type(name: str, where: str) -> pa.DataType:
@@ -62,13 +70,18 @@ def parse_type(name: str, where: str) -> pa.DataType:
         )
     if m := _TIMESTAMP.fullmatch(name.strip()):
         return pa.timestamp(m[1], tz=m[2])
+    if m := _TIME.fullmatch(key):
+        return pa.time32(m[1]) if m[1] in ("s", "ms") else pa.time64(m[1])
+    if m := _DURATION.fullmatch(key):
+        return pa.duration(m[1])
     hint = did_you_mean(key, _SIMPLE_TYPES)
     raise ConfigError.one(
         f"unknown type {name!r}",
         where,
         (hint + " " if hint else "")
-        + "use one of: str, int, int32, float, bool, date, datetime, time, decimal, "
-        "decimal(p,s), timestamp(unit[, tz]), binary",
+        + "use one of: str, int, int32, uint8, float, bool, date, datetime, time, "
+        "time(unit), decimal, decimal(p,s), timestamp(unit[, tz]), duration(unit), interval, "
+        "binary",
     )
 
 

@@ -16,6 +16,11 @@ Only text in plain notation (``-12.50``, never ``1.25E+1``) is kept.
 
 Durations and intervals, which no text format has a type for, are written as ISO 8601
 durations (:func:`iso_duration`): ``PT90000.5S``, ``P1M2DT0.000000003S``.
+
+Timestamps are RFC 3339 text in every text sink (:func:`timestamp_texts`), at top level and
+nested in lists, structs and maps (:func:`timestamps_as_text`): ``T`` between date and time,
+every digit of the column's unit, and a zoned column's UTC offset as ``+01:00``, or ``Z`` for a
+column in UTC (``2024-01-01T12:00:00.000000Z``); a timestamp without a zone has no offset.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ __all__ = [
     "kept_text",
     "plain_decimal",
     "scalar_texts",
+    "timestamp_text",
+    "timestamp_texts",
+    "timestamps_as_text",
     "with_kept_decimal_text",
     "without_decimal_text",
 ]
@@ -87,7 +95,85 @@ def scalar_texts(column: pa.Array) -> pa.Array:
         return decimal_text(column)
     if pa.types.is_duration(column.type) or pa.types.is_interval(column.type):
         return duration_texts(column)
+    if pa.types.is_timestamp(column.type):
+        return timestamp_texts(column)
     return pc.cast(column, pa.string())
+
+
+def timestamp_texts(column: pa.Array) -> pa.Array:
+    """A timestamp column as RFC 3339 text (see the module's text): Arrow writes
+    ``2024-01-01 13:00:00.000000+0100``, which becomes ``2024-01-01T13:00:00.000000+01:00``."""
+    text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
+    if column.type.tz is None:
+        return text
+    return pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
+
+
+def timestamp_text(value: dt.datetime) -> str:
+    """One Python timestamp as RFC 3339 text, as :func:`timestamp_texts` writes a column's: its
+    offset as ``+01:00``, ``Z`` in UTC. A Python value no longer knows its column's unit: its
+    fraction has six digits, or none when it is zero."""
+    text = value.isoformat()
+    zone = value.tzinfo
+    if zone is not None and (zone is dt.UTC or str(getattr(zone, "key", zone)) == "UTC"):
+        text = text.removesuffix("+00:00") + "Z"
+    return text
+
+
+def _holds_timestamp(t: pa.DataType) -> bool:
+    if pa.types.is_timestamp(t):
+        return True
+    if pa.types.is_dictionary(t):
+        return _holds_timestamp(t.value_type)
+    return any(_holds_timestamp(t.field(i).type) for i in range(t.num_fields))
+
+
+def _rebased(column: Any) -> tuple[pa.Array, int, int]:
+    """The offsets of a list or map array counted from its first value, that value's index in
+    the child, and how many values the array uses (a slice uses part of its child)."""
+    offsets = column.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    if start:
+        offsets = pc.subtract(offsets, pa.scalar(start, offsets.type))
+    return offsets, start, end - start
+
+
+def timestamps_as_text(column: pa.Array) -> pa.Array:
+    """``column`` with each timestamp in it, at any depth of lists, structs and maps, replaced
+    by its RFC 3339 text (:func:`timestamp_texts`); a column without timestamps as it is."""
+    t = column.type
+    if not _holds_timestamp(t):
+        return column
+    if pa.types.is_timestamp(t):
+        return timestamp_texts(column)
+    if pa.types.is_dictionary(t):
+        return timestamps_as_text(column.dictionary_decode())
+    nulls = column.is_null() if column.null_count else None
+    if pa.types.is_map(t):
+        offsets, start, count = _rebased(column)
+        keys = timestamps_as_text(column.keys.slice(start, count))
+        items = timestamps_as_text(column.items.slice(start, count))
+        return pa.MapArray.from_arrays(offsets, keys, items, mask=nulls)
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        children = [timestamps_as_text(column.field(i)) for i in range(t.num_fields)]
+        return pa.StructArray.from_arrays(
+            children,
+            fields=[
+                pa.field(f.name, c.type, f.nullable) for f, c in zip(fields, children, strict=True)
+            ],
+            mask=nulls,
+        )
+    if pa.types.is_fixed_size_list(t):
+        size = t.list_size
+        values = timestamps_as_text(column.values.slice(column.offset * size, len(column) * size))
+        return pa.FixedSizeListArray.from_arrays(values, t.list_size, mask=nulls)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        kind = pa.ListArray if pa.types.is_list(t) else pa.LargeListArray
+        offsets, start, count = _rebased(column)
+        values = timestamps_as_text(column.values.slice(start, count))
+        return kind.from_arrays(offsets, values, mask=nulls)
+    return column  # list views, unions: written as Python values
 
 
 #: Nanoseconds in one unit of an Arrow duration.

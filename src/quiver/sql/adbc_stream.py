@@ -15,6 +15,7 @@ their bytes (converting Python values with ``pa.array`` would import pandas too)
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -94,7 +95,8 @@ def open_postgresql_result(
             statement.set_sql_query(query)
             statement.prepare()
             handle = statement.execute_schema()
-            query = reads(pa.Schema._import_from_c(handle.address))
+            schema = _named_types(connection, pa.Schema._import_from_c(handle.address))
+            query = reads(schema)
         statement.set_sql_query(query)
         with contextlib.suppress(adbc_driver_manager.NotSupportedError):
             statement.prepare()
@@ -106,6 +108,44 @@ def open_postgresql_result(
         result.close()
         raise
     return result
+
+
+_UNNAMED = re.compile(r"unnamed<oid:(\d+)>")
+
+
+def _named_types(connection: Any, schema: pa.Schema) -> pa.Schema:
+    """``schema`` with each type the driver has no name for (``unnamed<oid:3905>``: ranges,
+    arrays of them, extensions' types) named as ``pg_type`` names it (``_int4range`` for an
+    array), in its ``POSTGRESQL:type`` metadata; as it is when it has none."""
+    import adbc_driver_manager
+
+    oids = {
+        int(m.group(1))
+        for f in schema
+        if (m := _UNNAMED.fullmatch((f.metadata or {}).get(b"POSTGRESQL:type", b"").decode()))
+    }
+    if not oids:
+        return schema
+    statement = adbc_driver_manager.AdbcStatement(connection)
+    try:
+        listed = ", ".join(str(oid) for oid in sorted(oids))
+        statement.set_sql_query(
+            f"SELECT CAST(oid AS int8), typname FROM pg_type WHERE oid IN ({listed})"
+        )
+        handle, _ = statement.execute_query()
+        table = pa.RecordBatchReader._import_from_c(handle.address).read_all()
+    finally:
+        statement.close()
+    names = dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+    fields = []
+    for f in schema:
+        meta = dict(f.metadata or {})
+        m = _UNNAMED.fullmatch(meta.get(b"POSTGRESQL:type", b"").decode())
+        if m is not None and int(m.group(1)) in names:
+            meta[b"POSTGRESQL:type"] = str(names[int(m.group(1))]).encode()
+            f = f.with_metadata(meta)
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _parameter(value: Any) -> pa.Array:

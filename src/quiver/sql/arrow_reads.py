@@ -23,8 +23,11 @@ from quiver.sql.dialects import MYSQL, POSTGRESQL
 
 __all__ = [
     "InfiniteTime",
+    "NonFiniteNumeric",
+    "bit_number",
     "infinite_time_column",
     "mysql_read_template",
+    "non_finite_numeric_column",
     "pg_read_template",
     "read_through",
     "template_parts",
@@ -42,7 +45,8 @@ def template_parts(tpl: str | None, column: Any) -> tuple[Any, ...]:
 
 
 #: PostgreSQL types ADBC reads into another Arrow type than their value: money as its cents,
-#: interval as Arrow's month_day_nano (which no sink writes as PostgreSQL's text does).
+#: interval as Arrow's month_day_nano (which no sink writes as PostgreSQL's text does); in
+#: arrays too.
 _PG_TEXT_TYPES = frozenset({"money", "interval"})
 
 
@@ -50,21 +54,39 @@ def _opaque_binary(t: pa.DataType) -> bool:
     return isinstance(t, pa.OpaqueType) and pa.types.is_binary(t.storage_type)
 
 
+def _typname(f: pa.Field) -> str:
+    return str((f.metadata or {}).get(b"POSTGRESQL:type", b"").decode())
+
+
 def pg_read_template(f: pa.Field) -> str | None:
     """How a column of a PostgreSQL result whose ADBC field is ``f`` is read as its value (a
     ``{}`` template), or None when ADBC's reading already is the value."""
     t = f.type
-    typname = (f.metadata or {}).get(b"POSTGRESQL:type", b"").decode()
+    typname = _typname(f)
     if pa.types.is_struct(t):
         return POSTGRESQL.arrow_composite_output
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
         return POSTGRESQL.arrow_composite_list
-    if pa.types.is_list(t) and _opaque_binary(t.value_type):
-        return POSTGRESQL.arrow_text_list
+    if pa.types.is_list(t):
+        element = _typname(t.value_field)
+        if _opaque_binary(t.value_type) or element in _PG_TEXT_TYPES:
+            # xml[] has no template of its own (the export converts xml): its text[] cast
+            tpl = POSTGRESQL.arrow_text_of(element or "unknown", is_list=True)
+            return tpl or POSTGRESQL.arrow_text_list
+        return None
+    if _opaque_binary(t) and typname.startswith("_"):
+        # an array of a type the driver has no name for (a range), named by pg_type
+        return POSTGRESQL.arrow_text_of(typname[1:], is_list=True)
     if _opaque_binary(t) or typname in _PG_TEXT_TYPES:
         # xml's binary form is its text, which the export converts itself.
         return POSTGRESQL.arrow_text_of(typname or "unknown") or POSTGRESQL.text_cast
     return None
+
+
+def bit_number(value: Any) -> Any:
+    """A MariaDB/MySQL BIT value as its number: the driver hands it out as big-endian bytes
+    (``b"\\x00"``, which Python's ``bool`` takes for true); other values as they are."""
+    return int.from_bytes(value, "big") if isinstance(value, bytes | bytearray) else value
 
 
 def mysql_read_template(type_code: int, length: int | None) -> str | None:
@@ -133,17 +155,60 @@ class InfiniteTime:
 
 
 def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
-    """The first date or timestamp column of a PostgreSQL ``batch`` read by ADBC that holds
-    ``infinity`` or ``-infinity``, which no Arrow date or timestamp holds (read as is, they
-    would be dates 30,000 years ago); None when there is none."""
+    """The first date or timestamp column (or array of them) of a PostgreSQL ``batch`` read by
+    ADBC that holds ``infinity`` or ``-infinity``, which no Arrow date or timestamp holds (read
+    as is, they would be dates 30,000 years ago); None when there is none."""
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        earliest = _PG_EARLIEST.get(column.type)
-        if earliest is None or column.null_count == len(column):
+        values = column
+        if pa.types.is_list(column.type):  # an array of dates or timestamps: its elements
+            values = pc.list_flatten(column)
+        earliest = _PG_EARLIEST.get(values.type)
+        if earliest is None or values.null_count == len(values):
             continue
-        raw = column.cast(earliest.type)
+        raw = values.cast(earliest.type)
         before = pc.indices_nonzero(pc.less(raw, earliest))
         if len(before):
             index = before[0].as_py()
-            value = _PG_INFINITE[column.type].get(raw[index].as_py(), "infinity or -infinity")
+            value = _PG_INFINITE[values.type].get(raw[index].as_py(), "infinity or -infinity")
+            if values is not column:
+                index = pc.list_parent_indices(column)[index].as_py()
             return InfiniteTime(name, column.type, index, value)
+    return None
+
+
+#: How ADBC's PostgreSQL driver writes a numeric's NaN and infinities (as C does), and how
+#: PostgreSQL (and GraphQL) spell them.
+_PG_NUMERIC_SPECIALS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+@dataclass(frozen=True)
+class NonFiniteNumeric:
+    """A ``numeric(p, s)`` column of a batch holding NaN (or, unconstrained, an infinity) at
+    row ``index``, which no Arrow decimal holds."""
+
+    column: str
+    index: int
+    value: str  # as PostgreSQL spells it: NaN, Infinity or -Infinity
+
+
+def non_finite_numeric_column(
+    batch: pa.RecordBatch, decimal_columns: Sequence[str]
+) -> NonFiniteNumeric | None:
+    """The first of ``decimal_columns`` (PostgreSQL numerics, or arrays of them, read by ADBC
+    as text, to become Arrow decimals) of ``batch`` holding NaN, Infinity or -Infinity; None
+    when none does."""
+    for name in decimal_columns:
+        column = values = batch.column(name)
+        if pa.types.is_list(column.type):  # an array of numerics: its elements
+            values = pc.list_flatten(column)
+        if isinstance(values.type, pa.BaseExtensionType):
+            values = values.storage
+        special = pc.is_in(values, pa.array(list(_PG_NUMERIC_SPECIALS), values.type))
+        found = pc.indices_nonzero(pc.fill_null(special, False))
+        if len(found):
+            at = found[0].as_py()
+            value = _PG_NUMERIC_SPECIALS[values[at].as_py()]
+            if pa.types.is_list(column.type):
+                at = pc.list_parent_indices(column)[at].as_py()
+            return NonFiniteNumeric(name, at, value)
     return None

@@ -102,3 +102,43 @@ def test_python_batch_result_is_matched_to_the_output_schema(run_ctx: RunContext
     out = process(proc, batch(ORDERS), run_ctx)
     assert rows_of(out) == [{"id": i, "note": None} for i in (1, 2, 3, 4)]
     assert out.batch is not None and out.batch.schema.field("id").type == "int64"
+
+
+def test_python_row_columns_keep_their_input_type_only_when_no_value_changes(
+    run_ctx: RunContext,
+) -> None:
+    """A column returned unchanged keeps its input type; one whose new values the input type
+    would truncate (a fraction in an int8, microseconds in a timestamp[s], a time in a date)
+    takes the type of its values instead, never a cut value."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    proc = py(
+        run_ctx,
+        "import datetime as dt\n"
+        "def transform(row, ctx):\n"
+        "    return {**row, 'half': row['small'] / 2, 'later': row['ts'] + "
+        "dt.timedelta(microseconds=5), 'moment': dt.datetime.combine(row['day'], dt.time(6))}\n",
+    )
+    start = dt.datetime(2024, 1, 1, 12)
+    given = pa.record_batch(
+        {
+            "small": pa.array([5], pa.int8()),
+            "half": pa.array([0], pa.int8()),
+            "ts": pa.array([start], pa.timestamp("s")),
+            "later": pa.array([start], pa.timestamp("s")),
+            "day": pa.array([dt.date(2024, 1, 1)], pa.date32()),
+            "moment": pa.array([dt.date(2024, 1, 1)], pa.date32()),
+            LINE_COLUMN: pa.array([2]),
+        }
+    )
+    out = process(proc, given, run_ctx)
+    assert out.errors == [] and out.batch is not None
+    types = {f.name: f.type for f in out.batch.schema}
+    assert types["small"] == pa.int8() and types["ts"] == pa.timestamp("s")
+    assert types["day"] == pa.date32()
+    row = out.batch.to_pylist()[0]
+    assert row["half"] == 2.5
+    assert row["later"] == start + dt.timedelta(microseconds=5)
+    assert row["moment"] == dt.datetime(2024, 1, 1, 6)

@@ -40,7 +40,7 @@ async def test_sink_writes_json_types_and_drops_the_line_column(
             "id": 1,
             "price": "1.1",
             "day": "2024-01-02",
-            "at": "2024-01-02T03:04:05",
+            "at": "2024-01-02T03:04:05.000000",
             "tags": ["a", "b"],
             "raw": "AAE=",
         },

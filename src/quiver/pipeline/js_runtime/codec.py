@@ -24,7 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quiver.pipeline.component import LINE_COLUMN
-from quiver.pipeline.value_text import duration_texts, durations_from_texts, iso_duration
+from quiver.pipeline.value_text import (
+    duration_texts,
+    durations_from_texts,
+    iso_duration,
+    timestamps_as_text,
+)
 
 __all__ = [
     "FIELD_TYPES",
@@ -188,6 +193,9 @@ def _column_for_js(col: pa.Array, plain_text: bool = False) -> tuple[str, Any]:
         return ("s", col.to_pylist()) if slab is None else ("s", slab)
     if (pa.types.is_integer(t) or pa.types.is_floating(t)) and col.null_count == 0:
         return "n", _primitive_values(col)
+    if pa.types.is_nested(t):
+        # timestamps inside lists and structs as RFC 3339 text, as the text sinks write them
+        return "n", timestamps_as_text(col).to_pylist()
     return "n", col.to_pylist()
 
 

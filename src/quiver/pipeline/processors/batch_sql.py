@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from quiver.pipeline.component import is_internal
+from quiver.pipeline.value_text import duration_texts
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.hints import did_you_mean
 from quiver.sql.connect import connect_duckdb
@@ -243,6 +245,102 @@ def query_failure(text: str, schema: pa.Schema, shown: Mapping[str, str]) -> Qui
     )
 
 
+def _refuse_unreadable(batch: pa.RecordBatch, step: str) -> None:
+    """Refuse the input columns DuckDB cannot read (half floats, decimals of more than 38
+    digits or of a negative scale, durations beyond 292 years), each named with its type and
+    a fix, rather than DuckDB's own error naming neither."""
+    problems = []
+    for f in batch.schema:
+        kind = f.type
+        if pa.types.is_duration(kind) and kind.unit in ("s", "ms"):
+            # DuckDB reads durations as microseconds: a count beyond int64 of them fails
+            limit = 2**63 // (10**6 if kind.unit == "s" else 10**3)
+            counts = batch.column(f.name).cast(pa.int64())
+            beyond = pc.or_(pc.greater_equal(counts, limit), pc.less_equal(counts, -limit))
+            if not pc.any(beyond).as_py():
+                continue
+            text = duration_texts(counts.filter(beyond).slice(0, 1).cast(kind))[0].as_py()
+            problems.append(
+                ErrorDetail(
+                    f"column {f.name!r} holds {text}, beyond the 292 years that the {step} "
+                    "step's SQL engine (DuckDB) can hold in a duration",
+                    f"{step} step",
+                    "drop the column before this step with `select`, or bring it back "
+                    "after (a `js` or `python` step keeps every value)",
+                )
+            )
+            continue
+        if pa.types.is_float16(kind):
+            fix = f'cast it to float first (a `cast` step: {{columns: {{{f.name}: "float"}}}})'
+        elif pa.types.is_decimal(kind) and (kind.precision > 38 or kind.scale < 0):
+            digits = min(38, kind.precision - min(kind.scale, 0))
+            scale = max(kind.scale, 0) if kind.precision <= 38 else 0
+            fix = (
+                f"cast it to decimal({digits},{scale}) first where its values fit (a `cast` "
+                "step), or drop it before this step with `select`"
+            )
+        else:
+            continue
+        problems.append(
+            ErrorDetail(
+                f"column {f.name!r} is {kind}, which the {step} step's SQL engine (DuckDB) "
+                "cannot read",
+                f"{step} step",
+                fix,
+            )
+        )
+    if problems:
+        raise PermanentError(problems)
+
+
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _refuse_inexact_durations(column: pa.Array | pa.ChunkedArray, name: str, step: str) -> None:
+    """Refuse a duration or interval column returned by a query when DuckDB, which keeps them
+    in microseconds of at most 292 years, could not hold one of its values exactly."""
+    if pa.types.is_duration(column.type):
+        per = _NS_PER_UNIT[column.type.unit]
+        values = [
+            None if v is None else (0, 0, v * per) for v in column.cast(pa.int64()).to_pylist()
+        ]
+    else:
+        values = [None if v is None else tuple(v) for v in column.to_pylist()]
+    for at, value in enumerate(values):
+        if value is None:
+            continue
+        nanoseconds = value[2]
+        if nanoseconds % 1000 or not -(2**63) <= nanoseconds < 2**63:
+            text = duration_texts(column.slice(at, 1))[0].as_py()
+            raise PermanentError.one(
+                f"column {name!r} holds {text}, which the {step} step's "
+                "SQL engine (DuckDB) cannot hold exactly (it keeps durations in "
+                "microseconds, of at most 292 years)",
+                f"{step} step",
+                "round the column to microseconds first, or leave it out of the query's "
+                "result and add it back after (a `js` or `python` step keeps every value)",
+            )
+
+
+def _restored(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """``column`` as DuckDB returned it, cast back to the input's ``kind`` exactly (an
+    interval back to a duration when it has no months or days and a whole count of the
+    unit); ArrowInvalid when a value does not fit."""
+    if pa.types.is_duration(kind) and pa.types.is_interval(column.type):
+        per = _NS_PER_UNIT[kind.unit]
+        counts: list[int | None] = []
+        for value in column.to_pylist():
+            if value is None:
+                counts.append(None)
+                continue
+            months, days, nanoseconds = value
+            if months or days or nanoseconds % per:
+                raise pa.ArrowInvalid(f"{value} is not a {kind}")
+            counts.append(nanoseconds // per)
+        return pa.chunked_array([pa.array(counts, pa.int64()).cast(kind)], kind)
+    return column.cast(kind)
+
+
 class BatchSql:
     """Runs queries against a batch registered as ``input`` (plus optional extra tables)."""
 
@@ -251,6 +349,7 @@ class BatchSql:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._opening = threading.Lock()
         self._tables: dict[str, Any] = {}
+        self._round_trips: dict[pa.DataType, pa.DataType] = {}
 
     def _database(self) -> duckdb.DuckDBPyConnection:
         """The in-memory database, opened by the first query (calls may come from threads)."""
@@ -282,12 +381,13 @@ class BatchSql:
                 "name it: `rename: {columns: {'': name}}` before this step, or the source's "
                 "`columns`",
             )
+        _refuse_unreadable(batch, self.step)
         cursor = self._database().cursor()
         try:
             cursor.register("input", batch)
             for name, table in self._tables.items():
                 cursor.register(name, table)
-            return cursor.sql(
+            result = cursor.sql(
                 query,
                 params=(params if isinstance(params, dict) else list(params)) if params else None,
             ).to_arrow_table()
@@ -295,6 +395,46 @@ class BatchSql:
             raise query_failure(str(exc), batch.schema, shown or {}) from exc
         finally:
             cursor.close()
+        return self._with_input_types(result, batch)
+
+    def _round_trip_type(self, kind: pa.DataType) -> pa.DataType:
+        """The type DuckDB gives back for an input column of type ``kind`` selected as it is."""
+        known = self._round_trips.get(kind)
+        if known is None:
+            cursor = self._database().cursor()
+            try:
+                cursor.register("input", pa.record_batch({"c": pa.array([], kind)}))
+                known = cursor.sql("SELECT * FROM input").to_arrow_table().schema.field(0).type
+            finally:
+                cursor.close()
+            self._round_trips[kind] = known
+        return known
+
+    def _with_input_types(self, result: pa.Table, batch: pa.RecordBatch) -> pa.Table:
+        """``result`` with each column that has the name of an input column and the type DuckDB
+        turns that column's type into (a ``time32[s]`` comes back ``time64[us]``, a zoned
+        timestamp in UTC, a duration as an interval) cast back to the input's type, so a column
+        a query passes through keeps its type as well as its values. A value the input type
+        cannot hold keeps DuckDB's type; durations and intervals DuckDB cannot hold exactly
+        (nanoseconds, more than 292 years) are refused rather than passed on changed."""
+        given = batch.schema
+        for at, name in enumerate(result.schema.names):
+            if name not in given.names or is_internal(name):
+                continue
+            want = given.field(name).type
+            got = result.schema.field(at).type
+            if pa.types.is_interval(got) and (
+                pa.types.is_duration(want) or pa.types.is_interval(want)
+            ):
+                _refuse_inexact_durations(batch.column(name), name, self.step)
+            if got == want or got != self._round_trip_type(want):
+                continue
+            try:
+                column = _restored(result.column(at), want)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+                continue
+            result = result.set_column(at, name, column)
+        return result
 
     async def run_async(
         self,

@@ -24,6 +24,7 @@ the function exists and takes the right arguments.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import importlib.util
 import inspect
@@ -234,7 +235,7 @@ class PythonProcessor(Checking):
     ) -> ProcessorOutput:
         produced: list[_Produced] = []
         errors: list[RowError] = []
-        for row in without_kept_text(batch).to_pylist():
+        for row in self._python_rows(without_kept_text(batch)):
             line = row.pop(LINE_COLUMN, None)
             try:
                 result = self._call(fn, dict(row), ctx)
@@ -261,14 +262,41 @@ class PythonProcessor(Checking):
         line_type = (
             batch.schema.field(LINE_COLUMN).type if LINE_COLUMN in batch.schema.names else None
         )
-        out, rejected = self._to_batch(produced, line_type)
+        out, rejected = self._to_batch(produced, line_type, without_line(batch).schema)
         errors = sorted([*errors, *rejected], key=lambda e: e.line if e.line is not None else 0)
         return ProcessorOutput(out, errors=errors)
 
+    def _python_rows(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        """The rows as dicts of Python values; a PermanentError naming the column and value
+        when a value has no Python form (a duration beyond ``timedelta``'s 999999999 days, a
+        zoned time whose local date is past the year 9999)."""
+        try:
+            rows: list[dict[str, Any]] = batch.to_pylist()
+            return rows
+        except _CONVERSION_ERRORS as exc:
+            failure = exc
+        for column, name in zip(batch.columns, batch.schema.names, strict=True):
+            for at in range(len(column)):
+                try:
+                    column[at].as_py()
+                except _CONVERSION_ERRORS as exc:
+                    raise PermanentError.one(
+                        f"column {name!r} ({column.type}) holds a value Python cannot hold, "
+                        f"at line {_line_at(batch, at)}: {type(exc).__name__}: {exc}",
+                        self._path,
+                        "use `mode: batch` (which hands on Arrow values) or a `js` step, or "
+                        "leave the column out before this step (`select`)",
+                    ) from None
+        raise failure
+
     def _to_batch(
-        self, produced: list[_Produced], line_type: pa.DataType | None
+        self, produced: list[_Produced], line_type: pa.DataType | None, given: pa.Schema
     ) -> tuple[pa.RecordBatch | None, list[RowError]]:
-        """The returned rows as one batch, and an error for each row that cannot be in it."""
+        """The returned rows as one batch, and an error for each row that cannot be in it.
+
+        A column the rows came in with keeps its type when every value returned for it still
+        fits (an ``int8`` column returned unchanged stays ``int8``, a ``uint64`` beyond int64
+        stays ``uint64``); other columns take the type their values have."""
         declared = self.cfg.declared_schema()
         known = declared if declared is not None else self._schema
         bad: dict[int, RowError] = {}
@@ -312,6 +340,8 @@ class PythonProcessor(Checking):
             for i, v in enumerate(values):
                 if v is None and name in fields and fields[name].required:
                     reject(i, f"required field {name!r} is empty", name)
+            if types[name] is None and name in given.names:
+                types[name] = _kept_type(values, given.field(name).type)
             types[name] = self._column_type(name, values, types[name], reject)
         good = [p for i, p in enumerate(produced) if i not in bad]
         errors = [bad[i] for i in sorted(bad)]
@@ -386,6 +416,34 @@ _CONVERSION_ERRORS = (
 )
 
 
+def _kept_type(values: list[Any], given: pa.DataType) -> pa.DataType | None:
+    """``given`` (the type of the input column of the same name) when every returned value
+    converts to it exactly, else ``None`` (the type is inferred from the values). Arrow
+    truncates quietly (2.5 into an int, a datetime into a date, microseconds into a
+    ``timestamp[s]``), so the values are read back and compared."""
+    try:
+        back = pa.array(values, type=given).to_pylist()
+    except _CONVERSION_ERRORS:
+        return None
+    for a, b in zip(back, values, strict=True):
+        if type(a) is not type(b) and not _same_kind_of_value(a, b):
+            return None
+        if a != b and not (a != a and b != b):  # NaN equals NaN here
+            return None
+    return given
+
+
+def _same_kind_of_value(stored: Any, returned: Any) -> bool:
+    """Whether ``returned`` is the kind of Python value Arrow gives back as ``stored``: an
+    int for a float, a datetime for a pandas Timestamp, a list for a tuple, and so on."""
+    if stored is None or returned is None:
+        return stored is None and returned is None
+    if isinstance(stored, bool) or isinstance(returned, bool):
+        return False
+    kinds = (int | float, dt.datetime, dt.date, dt.time, dt.timedelta, list | tuple, dict)
+    return any(isinstance(stored, k) and isinstance(returned, k) for k in kinds)
+
+
 @dataclass(frozen=True)
 class _Produced:
     """One row a function returned, with the input row and line it was returned for."""
@@ -393,6 +451,13 @@ class _Produced:
     line: int | None
     row: dict[str, Any]
     result: dict[Any, Any]
+
+
+def _line_at(batch: pa.RecordBatch, at: int) -> Any:
+    """The line number of row ``at`` (its position from 1 when the batch has none)."""
+    if LINE_COLUMN in batch.schema.names:
+        return batch.column(LINE_COLUMN)[at].as_py()
+    return at + 1
 
 
 def _kind(value: Any) -> str:

@@ -127,6 +127,8 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
         return _text(column.dictionary_decode(), name)
     if pa.types.is_nested(kind):
         return json_strings(column)
+    if pa.types.is_fixed_size_binary(kind):
+        return _text(column.cast(pa.binary()), name)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         try:
             return column.cast(pa.string())

@@ -175,6 +175,8 @@ class DatabaseSink(ColumnBound):
         self._seq = 0
         self.columns: list[str] = []
         self.schema = pa.schema([])
+        #: integer columns going into existing floating-point columns: type, significand bits
+        self._float_columns: dict[str, tuple[str, int]] = {}
 
     def columns_used(self) -> list[ColumnUse]:
         return [ColumnUse(key, ("keys", i)) for i, key in enumerate(self.cfg.keys)]
@@ -204,6 +206,11 @@ class DatabaseSink(ColumnBound):
         )
         await backend.open(self._staged(empty))
         self._backend = backend
+        self._float_columns = (
+            {}
+            if self.cfg.mode == "replace"
+            else _float_columns(self.url.dialect, await backend.column_types(), self.schema)
+        )
 
     def _staged(self, table: pa.Table) -> pa.Table:
         if self.cfg.mode != "upsert":
@@ -226,6 +233,7 @@ class DatabaseSink(ColumnBound):
                 )
         self._refuse_unstorable_floats(batch, table)
         self._refuse_unstorable_integers(batch, table)
+        self._refuse_rounded_integers(batch, table)
         if table.num_rows:
             lines = (
                 batch.column(batch.schema.get_field_index(LINE_COLUMN))
@@ -285,6 +293,26 @@ class DatabaseSink(ColumnBound):
                 f"or write to {other}",
             )
 
+    def _refuse_rounded_integers(self, batch: pa.RecordBatch, table: pa.Table) -> None:
+        """Integers (of any width, signed or not) going into an existing floating-point
+        column that would round them: refused with their input lines before anything is
+        written, never stored as another number."""
+        for name, (declared, bits) in self._float_columns.items():
+            column = table.column(name)
+            as_float = pc.cast(column, pa.float32() if bits == 24 else pa.float64(), safe=False)
+            back = pc.cast(pc.cast(as_float, pa.float64()), column.type, safe=False)
+            self._refuse_rows(
+                batch,
+                name,
+                column,
+                pc.not_equal(back, column),
+                str,
+                f"the table's column is {declared}, which holds integers exactly only up to "
+                f"{2**bits} and would store another number",
+                "change the column to an integer or decimal type, or cast the values to a "
+                "float before this sink (a `cast` step) to store them rounded",
+            )
+
     def _refuse_rows(
         self,
         batch: pa.RecordBatch,
@@ -329,6 +357,39 @@ class DatabaseSink(ColumnBound):
 
 
 _DIALECT_NAMES = {"sqlite": "SQLite", "mysql": "MariaDB/MySQL", "postgresql": "PostgreSQL"}
+
+
+def _float_bits(dialect: str, declared: str) -> int | None:
+    """The significand bits of a floating-point column type as ``dialect`` declares it (the
+    integers it holds exactly reach 2 to that power); None for other types."""
+    t = declared.strip().lower()
+    if dialect == "postgresql":
+        return {"real": 24, "double precision": 53}.get(t)
+    if dialect == "mysql":  # COLUMN_TYPE: FLOAT(p) is float up to p = 24, double beyond
+        return (
+            24 if re.fullmatch(r"float(\(.*\))?", t) else (53 if t.startswith("double") else None)
+        )
+    # SQLite: REAL affinity (an 8-byte double) unless an earlier affinity rule applies
+    if "int" in t or any(w in t for w in ("char", "clob", "text", "blob")):
+        return None
+    return 53 if any(w in t for w in ("real", "floa", "doub")) else None
+
+
+def _float_columns(
+    dialect: str, types: dict[str, str], schema: pa.Schema
+) -> dict[str, tuple[str, int]]:
+    """The integer columns of ``schema`` whose target column (of ``types``) is floating
+    point: its declared type and significand bits."""
+    found: dict[str, tuple[str, int]] = {}
+    for f in schema:
+        if not pa.types.is_integer(f.type) or f.name not in types:
+            continue
+        bits = _float_bits(dialect, types[f.name])
+        if bits is not None:
+            found[f.name] = (types[f.name], bits)
+    return found
+
+
 _LINES_SHOWN = 10
 
 
@@ -352,6 +413,10 @@ def _at_lines(batch: pa.RecordBatch, mask: Any) -> str:
 
 class _Backend:
     async def open(self, empty: pa.Table) -> None: ...
+    async def column_types(self) -> dict[str, str]:
+        """The existing target's column types as the database names them (empty: none)."""
+        return {}
+
     async def write(self, table: pa.Table, lines: pa.Array | None) -> None: ...
     async def commit(self) -> None: ...
     async def abort(self) -> None: ...
@@ -732,6 +797,9 @@ class _AdbcBackend(_Backend):
         stream, self.stream = self.stream, None
         if stream is not None:
             stream.finish()
+
+    async def column_types(self) -> dict[str, str]:
+        return await asyncio.to_thread(self._target_columns) or {}
 
     def _target_columns(self) -> dict[str, str] | None:
         """Existing target columns and their SQL types, or None when there is no table."""
@@ -1199,6 +1267,14 @@ class _MysqlBackend(_Backend):
             (self.s.db_schema, self.s.table),
         )
         return bool(rows) and str(rows[0][0]).lower() == "innodb"
+
+    async def column_types(self) -> dict[str, str]:
+        rows = await self._sql(
+            "SELECT column_name, column_type FROM information_schema.columns "
+            "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s",
+            (self.s.db_schema, self.s.table),
+        )
+        return {str(r[0]): str(r[1]).removesuffix(" unsigned") for r in rows}
 
     async def _target_columns(self) -> list[str] | None:
         rows = await self._sql(

@@ -1,10 +1,11 @@
 """The ``jsonl`` sink: one JSON object per line, written atomically.
 
 Values keep their JSON types: numbers, strings, booleans, null; lists and structs nest; dates
-and times are ISO 8601 strings; decimals are written as strings so no digit is lost; binary
-values are base64; NaN and infinities are the strings ``"NaN"``, ``"Infinity"`` and
-``"-Infinity"``, which the JSON sources read back into floats. The file is renamed into place
-on commit and deleted on abort.
+and times are ISO 8601 strings, timestamps RFC 3339 text with every digit of their unit and a
+zoned column's offset (``+01:00``, ``Z`` in UTC), as every text sink writes them; decimals are
+written as strings so no digit is lost; binary values are base64; NaN and infinities are the
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, which the JSON sources read back into
+floats. The file is renamed into place on commit and deleted on abort.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from quiver.pipeline.component import (
     sink,
     without_line,
 )
-from quiver.pipeline.json_text import dump_json, json_strings
+from quiver.pipeline.json_text import dump_json, json_rows, json_strings
 from quiver.pipeline.output import (
     AtomicOutput,
     Serialized,
@@ -85,6 +86,8 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     kind = column.type
     if pa.types.is_dictionary(kind):
         return json_texts(column.dictionary_decode())
+    if pa.types.is_float16(kind):  # few kernels take half floats; a double holds each exactly
+        return json_texts(column.cast(pa.float64()))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         out = _json_string(column.cast(pa.string()))
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
@@ -102,12 +105,9 @@ def json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
             pc.if_else(pc.greater(column, 0), pa.scalar('"Infinity"'), pa.scalar('"-Infinity"')),
         )
         out = pc.if_else(finite, text, special)
-    elif pa.types.is_timestamp(kind):
-        text = pc.replace_substring(pc.cast(column, pa.string()), " ", "T", max_replacements=1)
-        text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")  # as orjson writes them
-        out = pc.binary_join_element_wise(_QUOTE, text, _QUOTE, "")
     elif (
-        pa.types.is_date(kind)
+        pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
         or pa.types.is_time(kind)
         or pa.types.is_decimal(kind)
         or pa.types.is_duration(kind)
@@ -166,7 +166,7 @@ class JsonlSink(FileWriting):
         return concatenated_text(pc.binary_join_element_wise(*parts, ""))
 
     def _encode_rows(self, data: pa.RecordBatch) -> bytes:
-        rows = data.to_pylist()
+        rows = json_rows(data)
         if self.cfg.drop_nulls:
             rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
         option = self._option

@@ -169,6 +169,7 @@ class ParquetSink(Checking, ColumnBound, FileWriting):
         await asyncio.to_thread(self._open, schema_without_line(schema), ctx)
 
     def _open(self, schema: pa.Schema, ctx: RunContext) -> None:
+        _refuse_unwritable(schema, f"parquet sink {self.cfg.path}")
         self.schema = schema
         unknown = [c for c in self.cfg.no_dictionary if c not in schema.names]
         if unknown and schema.names:
@@ -283,6 +284,54 @@ class ParquetSink(Checking, ColumnBound, FileWriting):
             self.writer = None
         if self.output is not None:
             self.output.abort()
+
+
+def _unwritable(name: str, kind: pa.DataType, where: str) -> list[ErrorDetail]:
+    """Why column ``name`` of type ``kind`` (or a field inside it) has no Parquet form."""
+    if pa.types.is_interval(kind):
+        return [
+            ErrorDetail(
+                f"column {name!r} is {kind}, which Parquet cannot hold",
+                where,
+                "write it with the arrow sink, or to csv or jsonl (ISO 8601 text such as "
+                "P1M2DT0.5S), or drop it in a `select` step",
+            )
+        ]
+    if pa.types.is_decimal(kind) and kind.scale < 0:
+        digits = kind.precision - kind.scale
+        return [
+            ErrorDetail(
+                f"column {name!r} is {kind}, a decimal with a negative scale, which Parquet "
+                "cannot hold",
+                where,
+                "cast it to a decimal of scale 0 first (a `cast` step: "
+                f'{{columns: {{{name}: "decimal({digits},0)"}}}})',
+            )
+        ]
+    if isinstance(kind, pa.StructType):
+        return [e for f in kind for e in _unwritable(f"{name}.{f.name}", f.type, where)]
+    if isinstance(kind, pa.MapType):
+        return _unwritable(f"{name}.key", kind.key_type, where) + _unwritable(
+            f"{name}.value", kind.item_type, where
+        )
+    if (
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or (pa.types.is_fixed_size_list(kind) or pa.types.is_list_view(kind))
+    ):
+        return _unwritable(f"{name}[]", kind.value_type, where)
+    if pa.types.is_dictionary(kind):
+        return _unwritable(name, kind.value_type, where)
+    return []
+
+
+def _refuse_unwritable(schema: pa.Schema, where: str) -> None:
+    """Refuse, before any file is opened, a schema with columns Parquet has no type for:
+    every such column named with its type and the fix (rather than the writer's own error,
+    which names neither)."""
+    problems = [e for f in schema for e in _unwritable(f.name, f.type, where)]
+    if problems:
+        raise PermanentError(problems)
 
 
 class _Partitioned:

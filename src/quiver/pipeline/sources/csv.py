@@ -43,6 +43,7 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
+from quiver.pipeline.conform import cast_column
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.line_numbers import line_column, line_feeds
 from quiver.pipeline.paths import display_path
@@ -853,13 +854,41 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         return pacsv.ConvertOptions(**options)
 
     def _read_block(self, data: Bytes | memoryview, newlines: bool) -> pa.Table:
-        """The rows of ``data``; a decimal column keeps the text of each value beside it."""
-        types = self.column_types or {}
-        decimals = {n: t for n, t in types.items() if pa.types.is_decimal(t)}
+        """The rows of ``data``; a decimal column keeps the text of each value beside it, and
+        a duration or interval column is read from its ISO 8601 text (``PT90000.5S``)."""
+        types = self.column_types
+        durations = {
+            n: t
+            for n, t in (types or {}).items()
+            if (pa.types.is_duration(t) or pa.types.is_interval(t))
+            and (self.cfg.select is None or n in self.cfg.select)
+        }
+        if not durations:
+            return self._read_decimals(data, newlines, types)
+        assert types is not None
+        table = self._read_decimals(
+            data, newlines, {**types, **dict.fromkeys(durations, pa.string())}
+        )
+        for name, kind in durations.items():
+            at = table.schema.get_field_index(name)
+            try:
+                table = table.set_column(at, name, cast_column(table.column(at), kind))
+            except pa.ArrowInvalid as exc:
+                assert self.names is not None
+                index = self.names.index(name)
+                raise pa.ArrowInvalid(f"In CSV column #{index}: {exc}") from None
+        return table
+
+    def _read_decimals(
+        self, data: Bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
+    ) -> pa.Table:
+        """The rows of ``data`` as ``types``; a decimal column keeps the text of each value."""
+        decimals = {n: t for n, t in (types or {}).items() if pa.types.is_decimal(t)}
         if self.cfg.select is not None:
             decimals = {n: t for n, t in decimals.items() if n in self.cfg.select}
         if not decimals:
-            return self._read_table(data, newlines, self.column_types)
+            return self._read_table(data, newlines, types)
+        assert types is not None
         as_text = {**types, **dict.fromkeys(decimals, pa.string())}
         try:
             table = self._read_table(data, newlines, as_text)

@@ -35,11 +35,13 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.line_numbers import line_column
-from quiver.runtime.errors import ConfigError, PermanentError, QuiverError
+from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.sql.adbc_stream import open_postgresql_result
 from quiver.sql.arrow_reads import (
+    bit_number,
     infinite_time_column,
     mysql_read_template,
+    non_finite_numeric_column,
     pg_read_template,
     read_through,
 )
@@ -255,6 +257,7 @@ class DatabaseSource(Acknowledging):
                 if batch is None:
                     break
                 self._check_finite(batch, read)
+                self._check_numeric(batch, read)
                 read += batch.num_rows
                 yield _plain_types(batch)
         finally:
@@ -267,12 +270,42 @@ class DatabaseSource(Acknowledging):
         if found is None:
             return
         column = self.dialect.quote_ident(found.column)
+        fix = (
+            f"read it with a `query` that maps them, e.g. CAST({column} AS text[]) AS {column}"
+            if pa.types.is_list(found.arrow)
+            else f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) "
+            f"THEN {column} END AS {column}, or CAST({column} AS text)"
+        )
         raise PermanentError.one(
             f"column {found.column!r} holds {found.value} at record {before + found.index + 1}"
             f", which no Arrow {found.arrow} holds",
             f"source database {self.url.redacted()}",
-            f"read it with a `query` that maps them, e.g. CASE WHEN isfinite({column}) THEN "
-            f"{column} END AS {column}, or CAST({column} AS text)",
+            fix,
+        )
+
+    def _check_numeric(self, batch: pa.RecordBatch, before: int) -> None:
+        """Refuse NaN in a PostgreSQL ``numeric(p, s)`` column, read as an Arrow decimal,
+        which has no NaN (an unconstrained ``numeric`` is read as its text, NaN included)."""
+        decimals = [f.name for f in batch.schema if _numeric_type(f) is not None]
+        found = non_finite_numeric_column(batch, decimals) if decimals else None
+        if found is None:
+            return
+        column = self.dialect.quote_ident(found.column)
+        arrow = _numeric_type(batch.schema.field(found.column))
+        assert isinstance(arrow, pa.Decimal128Type | pa.Decimal256Type)
+        declared = f"numeric({arrow.precision}, {arrow.scale})"
+        raise PermanentError(
+            [
+                ErrorDetail(
+                    f"column {found.column!r} holds {found.value} at record "
+                    f"{before + found.index + 1}, which no Arrow {arrow} holds",
+                    f"source database {self.url.redacted()}",
+                    f"read it with a `query` that maps it, e.g. CAST(NULLIF({column}, 'NaN') AS "
+                    f"{declared}) AS {column} (NULL), or CAST({column} AS text) AS {column} "
+                    "(the text)",
+                )
+            ],
+            code="STORED_VALUE",
         )
 
     def _check_booleans(
@@ -284,7 +317,7 @@ class DatabaseSource(Acknowledging):
             if not pa.types.is_boolean(f.type):
                 continue
             for i, v in enumerate(values):
-                if v is not None and v not in (0, 1):
+                if v is not None and bit_number(v) not in (0, 1):
                     raise PermanentError.one(
                         f"column {f.name!r} is TINYINT(1), read as a boolean, but holds {v} "
                         f"at record {before + i + 1}",
@@ -617,7 +650,14 @@ def _numeric_type(f: pa.Field) -> pa.DataType | None:
     typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
     if typmod < 4:
         return None  # unconstrained numeric: keep the exact text
-    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+    precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0x7FF
+    if scale & 0x400:  # PostgreSQL 15 keeps the scale in 11 bits, signed: numeric(3, -2)
+        scale -= 0x800
+    if scale < 0:  # whole numbers, as the Flight export reads them: 12300 in numeric(3, -2)
+        precision, scale = precision - scale, 0
+    precision = max(precision, scale, 1)  # numeric(3, 5) holds 0.00123
+    if precision > 76:
+        return None  # wider than any Arrow decimal: keep the exact text
     return pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
 
 
@@ -662,6 +702,8 @@ def mysql_result_schema(
             arrow = pa.timestamp("us")
         elif type_code == T.TIME:
             arrow = pa.duration("us")
+        elif type_code == T.BIT and (length or 1) == 1:
+            arrow = pa.bool_()  # BIT(1), as GraphQL serves it: a Boolean
         elif type_code == T.BIT:
             arrow = pa.binary()
         elif type_code == T.NULL:
@@ -683,7 +725,7 @@ def _mysql_values(values: Sequence[Any], arrow: pa.DataType) -> Sequence[Any]:
     if pa.types.is_string(arrow):
         return [v.decode("utf-8") if isinstance(v, bytes | bytearray) else v for v in values]
     if pa.types.is_boolean(arrow):
-        return [None if v is None else bool(v) for v in values]
+        return [None if v is None else bool(bit_number(v)) for v in values]
     if pa.types.is_binary(arrow):
         return [v.encode("utf-8") if isinstance(v, str) else v for v in values]
     if pa.types.is_decimal(arrow):

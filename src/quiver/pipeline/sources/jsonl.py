@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -342,7 +343,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             value = record.get(f.name)
             if pa.types.is_nested(f.type):
                 try:
-                    arrays.append(pa.array([plain_json(value)], f.type))
+                    arrays.append(pa.array([_special_floats(plain_json(value), f.type)], f.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                     return None, None
                 continue
@@ -379,6 +380,26 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         return message
 
 
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _special_floats(value: Any, kind: pa.DataType) -> Any:
+    """``value`` (plain JSON) with the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``
+    turned into floats wherever ``kind`` holds a float, inside lists and structs too: how the
+    JSON Lines sink writes them."""
+    if value is None:
+        return None
+    if pa.types.is_floating(kind) and isinstance(value, str):
+        return _SPECIAL_FLOATS.get(value, value)
+    lists = (pa.ListType, pa.LargeListType, pa.FixedSizeListType)
+    if isinstance(kind, lists) and isinstance(value, list):
+        return [_special_floats(v, kind.value_type) for v in value]
+    if isinstance(kind, pa.StructType) and isinstance(value, dict):
+        fields = {f.name: f.type for f in kind}
+        return {k: _special_floats(v, fields[k]) if k in fields else v for k, v in value.items()}
+    return value
+
+
 def _base64_decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Binary fields, read as base64 text, as their bytes (how binary values travel in JSON);
     text that is not base64 raises ArrowInvalid."""
@@ -406,6 +427,9 @@ def _read_type(kind: pa.DataType) -> pa.DataType:
         or pa.types.is_time(kind)
         or pa.types.is_decimal(kind)
         or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_duration(kind)
+        or pa.types.is_interval(kind)
     ):
         return pa.string()
     return kind

@@ -9,6 +9,7 @@ first file's types (e.g. int32 to int64) is cast.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 
@@ -80,21 +81,70 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     f"the file has {names}",
                 )
             line = 1
+            restore = _coerced_types(parquet)
             for batch in parquet.iter_batches(
                 batch_size=self.cfg.batch_rows, columns=self.cfg.columns, use_threads=True
             ):
-                batch = self._like_first_file(batch, path)
+                batch = self._like_first_file(_restored(batch, restore), path)
                 yield self._with_valid_text(numbered(batch, line), path)
                 line += batch.num_rows
             if line == 1:  # no rows, but the columns are known
                 schema = parquet.schema_arrow
                 if self.cfg.columns is not None:
                     schema = pa.schema([schema.field(c) for c in self.cfg.columns])
-                yield numbered(self._like_first_file(_no_rows(schema), path), 1)
+                yield numbered(self._like_first_file(_restored(_no_rows(schema), restore), path), 1)
             if path != STDIO:
                 self.bytes_read += os.path.getsize(path)
         finally:
             parquet.close()
+
+
+def _coerced_types(parquet: pq.ParquetFile) -> dict[str, pa.DataType]:
+    """The Arrow types a writer stored (``ARROW:schema``) for the columns Parquet had to hold
+    in another unit: ``timestamp[s]`` as milliseconds, ``date64`` as days, ``time32[s]`` as
+    milliseconds. Those columns are cast back, so what a Parquet sink wrote reads back with
+    its own types."""
+    metadata = parquet.metadata.metadata or {}
+    stored_text = metadata.get(b"ARROW:schema")
+    if stored_text is None:
+        return {}
+    try:
+        stored = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(stored_text)))
+    except (ValueError, pa.ArrowInvalid):
+        return {}  # not a schema this reader understands: keep the file's types
+    read = parquet.schema_arrow
+    out: dict[str, pa.DataType] = {}
+    for f in stored:
+        at = read.get_field_index(f.name)
+        if at < 0:
+            continue
+        kind = read.field(at).type
+        if kind != f.type and _same_kind(kind, f.type):
+            out[f.name] = f.type
+    return out
+
+
+def _same_kind(read: pa.DataType, stored: pa.DataType) -> bool:
+    """Whether ``read`` is ``stored`` held in Parquet's coarser or finer unit."""
+    for kind in (pa.types.is_timestamp, pa.types.is_date, pa.types.is_time):
+        if kind(read) and kind(stored):
+            return not pa.types.is_timestamp(read) or read.tz == stored.tz
+    return False
+
+
+def _restored(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """``batch`` with the columns of ``types`` cast back to them (exact: a value that would
+    change keeps the file's type)."""
+    for name, kind in types.items():
+        at = batch.schema.get_field_index(name)
+        if at < 0:
+            continue
+        try:
+            column = batch.column(at).cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        batch = batch.set_column(at, name, column)
+    return batch
 
 
 def _no_rows(schema: pa.Schema) -> pa.RecordBatch:

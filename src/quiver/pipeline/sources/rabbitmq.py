@@ -24,7 +24,6 @@ so the broker moves it to the queue's dead-letter exchange when one is configure
 from __future__ import annotations
 
 import asyncio
-import csv
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -43,7 +42,7 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.json_text import parse_json
-from quiver.pipeline.messages import MessageRows, refusal
+from quiver.pipeline.messages import MessageRows, csv_header, refusal
 from quiver.pipeline.records import RecordBatcher
 
 __all__ = ["RabbitMqSource", "RabbitMqSourceConfig"]
@@ -200,7 +199,7 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         """The rows of a CSV message as dicts of text (null for an empty unquoted cell);
         columns are typed only by `schema`, or inferred when `infer` asks for it."""
         cfg = self.cfg
-        names = cfg.columns or _header(body, cfg.delimiter)
+        names = cfg.columns or csv_header(body, cfg.delimiter)
         declared = cfg.schema_ or {}
         if cfg.infer:
             types = {n: pa.string() for n in names if n in declared}
@@ -209,7 +208,10 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         table = pacsv.read_csv(
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=cfg.columns) if cfg.columns else None,
-            parse_options=pacsv.ParseOptions(delimiter=cfg.delimiter),
+            # in a one-column message an empty line is a null value, as the sink writes it
+            parse_options=pacsv.ParseOptions(
+                delimiter=cfg.delimiter, ignore_empty_lines=len(names) != 1
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
             ),
@@ -312,12 +314,6 @@ class RabbitMqSource(Acknowledging, RowRejecting):
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             await connection.close()
-
-
-def _header(body: bytes, delimiter: str) -> list[str]:
-    """The column names in the first line of a CSV message."""
-    first = body.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
-    return next(csv.reader([first], delimiter=delimiter), [])
 
 
 def _type_name(kind: pa.DataType) -> str:

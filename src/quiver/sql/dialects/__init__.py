@@ -122,9 +122,13 @@ class Dialect:
     #: Flight: how a String column (not an enum) of a type the Arrow reader would hand out
     #: in the database's binary form (PostgreSQL's bit, inet, money, geometric types; MariaDB's
     #: BIT and spatial types) is read as its text, as ``type_output``; ``arrow_text_list``
-    #: reads an array of such a type as an array of text.
+    #: reads an array of such a type as an array of text, where the type's template is the
+    #: plain ``text_cast``; ``arrow_text_elements`` reads an array of a type whose template is
+    #: another (PostgreSQL's inet) element by element, ``<1>`` standing for the template
+    #: applied to one element ``__e.x``.
     arrow_text_output: tuple[tuple[str, str], ...] = ()
     arrow_text_list: str = "{}"
+    arrow_text_elements: str = ""
     #: Flight: how a composite column (or an array of composites served as one JSON value) is
     #: read: its JSON text, as GraphQL serves it; ``arrow_composite_list`` reads an array of
     #: composites as an array of their JSON texts. Empty when the dialect has no composites.
@@ -199,9 +203,19 @@ class Dialect:
         return _type_output(self.key_output, db_type.lower()) if db_type else None
 
     def arrow_text_of(self, db_type: str | None, *, is_list: bool = False) -> str | None:
-        """How a Flight export reads a String column of type ``db_type`` (None: as it is)."""
-        tpl = _type_output(self.arrow_text_output, db_type.lower()) if db_type else None
-        return self.arrow_text_list if tpl is not None and is_list else tpl
+        """How a Flight export reads a String column of type ``db_type`` (None: as it is);
+        ``is_list``: an array of that type (``db_type`` naming the array or its elements)."""
+        if not db_type:
+            return None
+        element = re.sub(r"(\s*\[\d*\])+$", "", db_type.lower()) if is_list else db_type.lower()
+        tpl = _type_output(self.arrow_text_output, element)
+        if tpl is None or not is_list:
+            return tpl
+        if tpl.replace(" ", "").lower() == self.text_cast.replace(" ", "").lower():
+            return self.arrow_text_list
+        if not self.arrow_text_elements:
+            return self.arrow_text_list
+        return self.arrow_text_elements.replace("<1>", tpl.replace("{}", "__e.x"))
 
     def arrow_text_to(self, db_type: str | None) -> str | None:
         """How DoPut turns a text value into a column of type ``db_type`` (None: as it is)."""
@@ -346,6 +360,10 @@ POSTGRESQL = Dialect(
         ),
     ),
     arrow_text_list="CAST({} AS text[])",
+    arrow_text_elements=(
+        "CASE WHEN {} IS NULL THEN NULL ELSE ARRAY(SELECT <1>"
+        " FROM unnest({}) WITH ORDINALITY AS __e(x, n) ORDER BY __e.n) END"
+    ),
     arrow_composite_output="CAST(to_json({}) AS text)",
     arrow_composite_list=(
         # unnest() in FROM would spread each composite over its attributes' columns.
