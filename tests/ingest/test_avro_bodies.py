@@ -279,6 +279,14 @@ def test_a_union_of_several_types_is_refused_naming_the_field(
                 "name": "huge",
                 "type": {"type": "bytes", "logicalType": "decimal", "precision": 90},
             },
+            {
+                "name": "chain",
+                "type": {
+                    "type": "record",
+                    "name": "Node",
+                    "fields": [{"name": "next", "type": ["null", "Node"]}],
+                },
+            },
         ],
     }
     (tmp_path / "r.avsc").write_text(json.dumps(schema))
@@ -286,11 +294,12 @@ def test_a_union_of_several_types_is_refused_naming_the_field(
         NatsReceiver, {"subject": "s", "format": "avro", "avro_schema": "r.avsc"}
     )
     problems = [p.render() for p in r.check(run_ctx)]
-    assert len(problems) == 3, problems
+    assert len(problems) == 4, problems
     assert "field 'either' is a union of several types" in problems[0]
     assert "declare the top-level field `json` in `schema:`" in problems[0]
     assert "field 'deep.v' is a union" in problems[1]
     assert "field 'huge': decimal(90, 0) has no Arrow type" in problems[2]
+    assert "field 'chain.next' holds its own record type 'Node'" in problems[3]
 
 
 def test_schema_naming_a_field_the_avro_schema_has_not_is_refused(

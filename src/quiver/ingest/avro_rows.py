@@ -108,6 +108,7 @@ class AvroLayout:
         self.origin = origin
         self.text = dump_json(schema).decode("utf-8")
         self._named: dict[str, Any] = {}
+        self._open: list[Any] = []  # the records being typed (a recursive one is refused)
         self.columns: list[_Column] = []
         declared = dict(declared or {})
         problems: list[ErrorDetail] = []
@@ -196,12 +197,23 @@ class AvroLayout:
     def _struct(
         self, node: dict[str, Any], path: str, namespace: str | None
     ) -> tuple[pa.DataType, Convert]:
+        if any(node is open_ for open_ in self._open):
+            raise _NoArrowTypeError(
+                f"field {path!r} holds its own record type {node.get('name')!r} (a recursive "
+                "type): no Arrow column holds it",
+                "declare the top-level field `json` in `schema:` to keep each value as its "
+                "JSON text",
+            )
+        self._open.append(node)
         fields: list[pa.Field] = []
         converts: list[tuple[str, Convert]] = []
-        for f in node.get("fields", []):
-            kind, convert = self._arrow(f.get("type"), f"{path}.{f.get('name')}", namespace)
-            fields.append(pa.field(f.get("name"), kind))
-            converts.append((f.get("name"), convert))
+        try:
+            for f in node.get("fields", []):
+                kind, convert = self._arrow(f.get("type"), f"{path}.{f.get('name')}", namespace)
+                fields.append(pa.field(f.get("name"), kind))
+                converts.append((f.get("name"), convert))
+        finally:
+            self._open.pop()
         if all(c is None for _, c in converts):
             return pa.struct(fields), None
 
