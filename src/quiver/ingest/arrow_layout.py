@@ -24,11 +24,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from quiver.pipeline.json_text import dump_json
+
 __all__ = [
     "SIGNALS",
     "TELEMETRY_SCHEMA",
     "Signal",
     "telemetry_batch",
+    "value_json",
 ]
 
 Signal = Literal["traces", "metrics", "logs"]
@@ -174,3 +177,14 @@ def _times(values: list[Any], kind: pa.DataType) -> pa.Array:
     except (TypeError, OverflowError, ValueError):  # None, or past 2262: value by value
         return pa.array([v or None for v in values], kind)
     return pa.array(ints, pa.int64(), mask=ints == 0).cast(kind)
+
+
+def value_json(value: Any) -> str:
+    """An attribute or body value that is not a string (a double, an array, a map) as the text
+    the layout keeps: its JSON, with the floats JSON has no number for as ``NaN``,
+    ``Infinity`` and ``-Infinity`` (quoted inside arrays and maps), as the JSON sinks write
+    them, never ``null``."""
+    if isinstance(value, float):
+        text = dump_json(value).decode("utf-8")
+        return text.strip('"')  # NaN, not "NaN": a bare double is its own text
+    return dump_json(value).decode("utf-8")

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from pydantic import Field, model_validator
 
+from quiver.ingest.avro_rows import AvroWriting
 from quiver.ingest.tenancy import TENANT_COLUMN
 from quiver.pipeline.component import ComponentConfig, RunContext, without_line
 from quiver.pipeline.json_text import dump_json, json_rows, text_columns
@@ -240,11 +241,15 @@ class MessageEncoder:
                 (_csv_body(batch.slice(o, step)), content, min(step, batch.num_rows - o))
                 for o in range(0, batch.num_rows, step)
             ]
-        # the rows as Python values once, then cut into messages
-        values = batch.to_pylist() if fmt == "avro" else json_rows(batch)
-        chunks = [values[o : o + step] for o in range(0, len(values), step)]
         if fmt == "avro":
-            return [(self._avro_body(c), content, len(c)) for c in chunks]
+            rows = self._avro_rows(batch)
+            return [
+                (self._avro_body(rows[o : o + step]), content, len(rows[o : o + step]))
+                for o in range(0, len(rows), step)
+            ]
+        # the rows as Python values once, then cut into messages
+        values = json_rows(batch)
+        chunks = [values[o : o + step] for o in range(0, len(values), step)]
         if fmt == "jsonl":
             return [
                 (b"\n".join(dump_json(r, from_rows=True) for r in c), content, len(c))
@@ -254,16 +259,28 @@ class MessageEncoder:
             return [(dump_json(c[0], from_rows=True), content, 1) for c in chunks]
         return [(dump_json(c, from_rows=True), content, len(c)) for c in chunks]
 
+    def _avro_rows(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
+        try:
+            rows: list[dict[str, Any]] = self._avro.rows(batch)
+        except ValueError as exc:
+            raise PermanentError.one(
+                f"a row does not fit the Avro schema {self.cfg.avro_schema}: {exc}",
+                self.where,
+                "make the rows' values fit the schema's types (a cast or transform step)",
+            ) from exc
+        return rows
+
     def _avro_body(self, rows: list[dict[str, Any]]) -> bytes:
         import fastavro
 
         out = io.BytesIO()
+        schema = self._avro.writing
         try:
             if self.cfg.per_message() == 1:
-                fastavro.schemaless_writer(out, self._avro, rows[0])
+                fastavro.schemaless_writer(out, schema, rows[0])
             else:
-                fastavro.writer(out, self._avro, rows)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                fastavro.writer(out, schema, rows)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise PermanentError.one(
                 f"a row does not fit the Avro schema {self.cfg.avro_schema}: {exc}",
                 self.where,
@@ -316,16 +333,20 @@ def _key_bytes(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
-def load_avro_schema(name: str, base_dir: str) -> Any:
-    """The parsed Avro schema of the file ``name``; ConfigError naming it when unreadable."""
+def load_avro_schema(name: str, base_dir: str) -> AvroWriting:
+    """How rows are written with the Avro schema of the file ``name``; ConfigError naming it
+    when unreadable."""
     import fastavro
     import orjson
 
     path = resolve_path(name, base_dir)
     try:
         with open(path, "rb") as fh:
-            return fastavro.parse_schema(orjson.loads(fh.read()))
-    except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+            schema = orjson.loads(fh.read())
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise ValueError("each row is written as one record: the schema must be a record")
+        return AvroWriting(schema)
+    except (OSError, ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException) as exc:
         raise ConfigError.one(
             f"avro_schema: cannot read the Avro schema {path}: {exc}",
             "",

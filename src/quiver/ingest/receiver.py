@@ -32,7 +32,10 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 from __future__ import annotations
 
 import asyncio
+import base64
+import codecs
 import contextlib
+import dataclasses
 import io
 import ssl
 import time
@@ -44,6 +47,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from quiver.ingest.avro_rows import AvroBatcher, AvroLayout
 from quiver.ingest.listener import tls_file_problems
 from quiver.ingest.tenancy import TENANT_COLUMN, TenantPacer, TopicTenancy, rows_by_tenant
 from quiver.pipeline.component import (
@@ -90,6 +94,18 @@ class Message:
     refusal: str | None = None
     #: The tenants of its rows when they are not in ``fields`` (OTLP rows of several tenants).
     tenants: tuple[str, ...] = ()
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _BodyError(ValueError):
+    """A body refused with a reason of its own (not the decoder's)."""
 
 
 class TlsOptions(BaseModel):
@@ -220,7 +236,8 @@ class BrokerReceiver(
         self._refused: list[Message] = []  # set aside as rejected, not yet settled
         self._errors: list[RowError] = []
         self._rows: MessageRows[Message] = MessageRows(self._batcher)
-        self._avro: Any = None
+        self._avro: AvroLayout | None = None  # the columns of Avro bodies
+        self._layouts: dict[str, AvroLayout] = {}  # of container files, by schema text
         self._connected = False
         self._taken = 0  # messages taken in the run
         self._subscribed = False
@@ -464,30 +481,50 @@ class BrokerReceiver(
         cfg = self.rcfg
         if cfg.format != "avro" or cfg.avro_schema is None or self._avro is not None:
             return
-        import fastavro
         import orjson
 
         path = resolve_path(cfg.avro_schema, ctx.base_dir)
         try:
             with open(path, "rb") as fh:
-                self._avro = fastavro.parse_schema(orjson.loads(fh.read()))
-        except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+                schema = orjson.loads(fh.read())
+        except (OSError, ValueError) as exc:
             raise ConfigError.one(
                 f"avro_schema: cannot read the Avro schema {path}: {exc}",
                 "",
                 "point avro_schema at a valid .avsc file (JSON)",
             ) from exc
+        layout = AvroLayout(schema, path, cfg.schema_)
+        known = {*layout.fields, *self.extra_types}
+        unknown = [n for n in cfg.schema_ or {} if n not in known]
+        if unknown:
+            raise ConfigError.one(
+                f"schema: {', '.join(map(repr, unknown))} not in the Avro schema {path} "
+                f"(its fields: {', '.join(layout.fields)})",
+                "",
+                "declare only fields of the Avro schema in `schema` (it types the rest)",
+            )
+        self._avro = layout
 
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.rcfg.format
+        if fmt == "avro":
+            return self._avro_records(body)
+        body = body.removeprefix(codecs.BOM_UTF8)  # a UTF-8 byte order mark is no content
         if fmt == "json":
+            if not body.strip():
+                raise ValueError("the body is empty (a json body is an object or an array)")
             doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            return [parse_json(line) for line in body.splitlines() if line.strip()]
-        if fmt == "csv":
-            return self._csv_records(body)
-        return self._avro_records(body)
+            records = []
+            for number, line in enumerate(body.splitlines(), 1):
+                if line.strip():
+                    try:
+                        records.append(parse_json(line))
+                    except ValueError as exc:
+                        raise ValueError(f"line {number}: {exc}") from exc
+            return records
+        return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:
         cfg = self.rcfg
@@ -498,18 +535,60 @@ class BrokerReceiver(
         import fastavro
 
         try:
-            if self._avro is None:
-                return list(fastavro.reader(io.BytesIO(body)))
+            if self.rcfg.avro_schema is None:
+                return self._container_records(body)
+            layout = self._avro
+            assert layout is not None  # read before the first message
             stream = io.BytesIO(body)
-            record = fastavro.schemaless_reader(stream, self._avro, None)
-            if stream.tell() != len(body):
-                raise ValueError(
-                    f"{len(body) - stream.tell()} byte(s) left after the record: the body was "
-                    "not written with this schema"
+            record = fastavro.schemaless_reader(stream, layout.reading, None)
+        except _BodyError:
+            raise
+        except Exception as exc:  # the decoder's many ways of saying the bytes are not Avro
+            raise ValueError(
+                f"not an Avro body for this schema ({type(exc).__name__}: {exc}); was it "
+                "written with another schema?"
+            ) from exc
+        if stream.tell() != len(body):
+            raise ValueError(
+                f"{len(body) - stream.tell()} byte(s) left after the record: the body was "
+                "not written with this schema"
+            )
+        return [record]
+
+    def _container_records(self, body: bytes) -> list[Any]:
+        """The records of an Avro object container file: the first body's schema types the
+        columns; a body written with a schema of other columns is refused."""
+        import fastavro
+        import orjson
+
+        blocks = fastavro.block_reader(io.BytesIO(body))
+        text = blocks.metadata.get("avro.schema", "")
+        layout = self._layouts.get(text)
+        if layout is None:
+            try:
+                layout = AvroLayout(orjson.loads(text), "the body's schema", self.rcfg.schema_)
+            except ConfigError as exc:
+                raise _BodyError(str(exc)) from exc
+            self._layouts[text] = layout
+        if self._avro is None:
+            self._avro = layout
+        elif layout is not self._avro:
+            first = self._avro
+            mine = [(c.name, c.kind) for c in layout.columns]
+            theirs = [(c.name, c.kind) for c in first.columns]
+            if mine != theirs or layout.fields != first.fields:
+                raise _BodyError(
+                    "written with a schema of other fields or types than the first message's "
+                    f"({', '.join(f'{n}: {k}' for n, k in mine)} instead of "
+                    f"{', '.join(f'{n}: {k}' for n, k in theirs)}); give the receiver "
+                    "avro_schema to read every body with one schema"
                 )
-            return [record]
-        except (EOFError, StopIteration, IndexError, UnicodeDecodeError) as exc:
-            raise ValueError(f"not an Avro body for this schema ({type(exc).__name__})") from exc
+        # each record read with the logical types off, as a bare body is (see AvroLayout)
+        return [
+            fastavro.schemaless_reader(block.bytes_, layout.reading, None)  # type: ignore[attr-defined]
+            for block in blocks
+            for _ in range(block.num_records)
+        ]
 
     def _declared(self) -> dict[str, str] | None:
         cfg = self.rcfg
@@ -542,6 +621,8 @@ class BrokerReceiver(
         return batch
 
     def _batcher(self, records: Sequence[Any]) -> RecordBatcher:
+        if isinstance(self._avro, AvroLayout):
+            return AvroBatcher(self.where, self._avro, self.rcfg.schema_ or {}, self.extra_types)
         return RecordBatcher(self.where, self._csv_declared(records), known=self.extra_types)
 
     def _csv_declared(self, records: Sequence[Any]) -> dict[str, str] | None:
@@ -559,7 +640,12 @@ class BrokerReceiver(
         self.rejected += 1
         self._refused.append(message)
         ctx.log(f"{self.where}: message {message.label} rejected: {reason}", "warning")
-        self._errors.append(refusal(message.label, message.body, reason, error))
+        entry = refusal(message.label, message.body, reason, error)
+        if entry.row is not None and not _is_text(message.body):
+            # binary (Avro, protobuf): kept whole, not as text with replacement characters
+            kept = {"body_base64": base64.b64encode(message.body).decode("ascii")}
+            entry = dataclasses.replace(entry, row=kept)
+        self._errors.append(entry)
 
     def take_errors(self) -> list[RowError]:
         errors, self._errors = self._errors, []

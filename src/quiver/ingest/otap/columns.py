@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from quiver.ingest.arrow_layout import value_json
 
 __all__ = [
     "OtapDataError",
@@ -397,7 +398,7 @@ def _kind_text(
 
 
 def _double_text(value: Any, where: str) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+    return None if value is None else value_json(value)
 
 
 def _bytes_text(value: Any, where: str) -> str | None:
@@ -411,7 +412,7 @@ def _cbor_text(value: Any, where: str) -> str | None:
         decoded, _ = _cbor(bytes(value), 0)
     except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise OtapDataError(f"{where}: not valid CBOR ({exc})") from exc
-    return orjson.dumps(decoded).decode()
+    return value_json(decoded)
 
 
 def _cbor(data: bytes, at: int) -> tuple[Any, int]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-import orjson
 import pyarrow as pa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -25,7 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from quiver.ingest.arrow_layout import Signal, telemetry_batch
+from quiver.ingest.arrow_layout import Signal, telemetry_batch, value_json
 from quiver.ingest.otlp.decode import BadRequestError, Request
 
 __all__ = ["Conversion", "Request", "convert_request"]
@@ -122,7 +121,7 @@ def value_text(value: AnyValue) -> str | None:
         return None
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
-    return orjson.dumps(_plain(value)).decode()
+    return value_json(_plain(value))
 
 
 def _attrs(kvs: Iterable[KeyValue]) -> list[tuple[str, str | None]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from typing import Any, cast
 
@@ -113,6 +114,8 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         raise BadRequestError(
             f"the body must be a JSON object (an {cls.__name__}), not {_kind(doc)}"
         )
+    if b"ytesValue" in body or b"ytes_value" in body:  # only then is there base64 to check
+        _check_base64(doc, "")
     if signal == "traces":
         from quiver.ingest.otlp.json_traces import traces_from_json
 
@@ -127,6 +130,36 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
     except json_format.ParseError as exc:
         raise BadRequestError(f"the body is not a valid OTLP/JSON {cls.__name__}: {exc}") from exc
     return message
+
+
+_BYTES_KEYS = frozenset({"bytesValue", "bytes_value"})
+_BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
+
+
+def _check_base64(node: Any, where: str) -> None:
+    """Refuse a ``bytesValue`` that is not base64 (standard or URL-safe, padded or not, as
+    the proto3 JSON mapping reads it): the protobuf parser would drop the characters it does
+    not know and keep what is left, silently."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_base64(item, f"{where}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        at = f"{where}.{key}" if where else key
+        if key in _BYTES_KEYS and isinstance(value, str):
+            text = value.rstrip("=")
+            if (
+                not _BASE64.fullmatch(value)
+                or len(text) % 4 == 1
+                or len(value) - len(text) > (-len(text)) % 4
+            ):
+                raise BadRequestError(
+                    f"{at}: {value[:40]!r} is not base64 (OTLP/JSON bytes are base64, e.g. AAE=)"
+                )
+        elif isinstance(value, dict | list):
+            _check_base64(value, at)
 
 
 def _kind(value: Any) -> str:
