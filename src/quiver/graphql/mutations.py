@@ -747,6 +747,10 @@ class MutationRunner:
         bits = _bit_width(self.dialect, f)
         if bits is not None:
             return _bit_value(self.dialect, value, path)
+        if self.dialect.name == "postgresql" and f.is_list:
+            element = _pg_text_array_element(f)
+            if element is not None:
+                return _pg_text_array(f"{e.name}.{f.name}", element, value, path)
         if self.dialect.name == "postgresql" and not f.is_list and isinstance(value, str):
             cast = _PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
             if cast is not None:
@@ -801,6 +805,36 @@ def _bit_width(dialect: Dialect, f: IrField) -> int | None:
     if m is None:
         return None
     return int(m.group(1)) if m.group(1) else 0
+
+
+def _pg_text_array_element(f: IrField) -> str | None:
+    """The element type of a PostgreSQL array column served as a list of text whose driver
+    codec takes other values (timedelta, BitString, Range): such arrays are written from
+    text. Bit strings are read as ``bit varying``, which the column's width then checks."""
+    element = (f.db_type or "").strip().lower()
+    if f.scalar != Scalar.STRING:
+        return None
+    if _BIT_TYPE.fullmatch(element):
+        return "bit varying"
+    return element if _PG_TEXT_INPUT.fullmatch(element) else None
+
+
+def _pg_text_array(where: str, element: str, value: Any, path: tuple[str | int, ...]) -> Fragment:
+    """A PostgreSQL array of ``element`` from the list of text it is served as, null elements
+    kept; bit strings must be binary digits."""
+    if not isinstance(value, list):
+        raise PlanError(f"{where}: {value!r} is not a list", path)
+    for i, item in enumerate(value):
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise PlanError(f"{where}[{i}]: {item!r} is not a text value", (*path, i))
+        if element == "bit varying" and not _BIT_DIGITS.fullmatch(item):
+            raise PlanError(
+                f"{where}[{i}]: {item!r} is not a bit string: write it as binary digits, 0 and 1",
+                (*path, i),
+            )
+    return sql("CAST(CAST(", param(value), f" AS TEXT[]) AS {element}[])")
 
 
 def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fragment:
