@@ -433,11 +433,23 @@ def _check_finite(value: Any) -> None:
         )
 
 
+#: The databases whose decimal type holds NaN and the infinities (PostgreSQL's numeric).
+_NON_FINITE_NUMERICS = frozenset({"postgresql"})
+
+
+def _check_finite_decimal(value: Any) -> None:
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        raise PlanError(
+            f"the Decimal {value} is not a number this database's decimal type holds (only"
+            " PostgreSQL's numeric has NaN and the infinities): give a finite value"
+        )
+
+
 def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
     before, after = digits
 
     def check(value: Any) -> None:
-        if not isinstance(value, decimal.Decimal) or value.is_zero():
+        if not isinstance(value, decimal.Decimal) or not value.is_finite() or value.is_zero():
             return
         exponent = value.normalize().as_tuple().exponent
         assert isinstance(exponent, int)
@@ -524,6 +536,8 @@ def _value_check(
         return _each(_check_finite)
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))
+    if f.scalar == Scalar.DECIMAL and dialect.name not in _NON_FINITE_NUMERICS:
+        return _each(_check_finite_decimal)
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
     return None

@@ -76,9 +76,16 @@ def _parse_bigint(value: Any) -> int:
     return number
 
 
+#: PostgreSQL's non-finite numerics, served and taken as these strings.
+NON_FINITE_DECIMALS = ("NaN", "Infinity", "-Infinity")
+
+
 def _parse_decimal(value: Any) -> decimal.Decimal:
     if isinstance(value, bool):
         raise GraphQLError(f"Decimal cannot represent {value!r}")
+    if value in NON_FINITE_DECIMALS:
+        # as served; only PostgreSQL's numeric holds them (the planner checks the database)
+        return decimal.Decimal(value)
     if isinstance(value, int | str | float | decimal.Decimal):
         try:
             # str(float) is the shortest text that round-trips: 12.5 -> "12.5".
@@ -183,7 +190,8 @@ BIGINT = _scalar(
 )
 DECIMAL = _scalar(
     "Decimal",
-    'An exact decimal number, serialised as a string ("12.50").',
+    'An exact decimal number, serialised as a string ("12.50"); PostgreSQL\'s numeric also'
+    ' has "NaN", "Infinity" and "-Infinity".',
     _parse_decimal,
     (StringValueNode, IntValueNode, FloatValueNode),
 )
