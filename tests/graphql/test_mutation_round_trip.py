@@ -295,3 +295,48 @@ async def test_non_finite_decimals_are_written_where_the_column_holds_them(cells
             assert body["errors"][0]["extensions"]["code"] == code, (value, body)
     kind, body = await cells.raw("{ cells { id } }")
     assert len(body["data"]["cells"]) >= 3
+
+
+async def test_postgresql_first_and_last_dates_are_themselves_not_infinities(
+    cells: Runner,
+) -> None:
+    if cells.dialect != "postgresql":
+        pytest.skip("PostgreSQL's driver sends Python's first and last dates as infinities")
+    given = {
+        "d": "9999-12-31",
+        "ts": "9999-12-31T23:59:59.999999",
+        "tstz": "2024-01-01T10:00:00+05:00",
+    }
+    kind, body = await cells.raw(
+        "mutation($v: CellSetInput!) { updateCell(id: 5, set: $v) { d ts tstz } }", {"v": given}
+    )
+    assert kind == "data", body
+    assert body["data"]["updateCell"] == {
+        "d": "9999-12-31",
+        "ts": "9999-12-31T23:59:59.999999",
+        "tstz": "2024-01-01T05:00:00+00:00",
+    }
+    table = _table(cells)
+    assert cells.sql(f"SELECT CAST(d AS TEXT), ts = 'infinity' FROM {table} WHERE id = 5") == [
+        ("9999-12-31", False)
+    ]
+    for field, value in given.items():
+        for op in ("eq", "in", "gte"):
+            arg = "[$v]" if op == "in" else "$v"
+            data = await cells.data(
+                f"query($v: {'Date' if field == 'd' else 'DateTime'}!) {{"
+                f" cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}",
+                {"v": value},
+            )
+            assert {"id": 5} in data["cells"], (field, op, data)
+    kind, body = await cells.raw(
+        'mutation { updateCell(id: 5, set: {ts: "0001-01-01T00:00:00+05:00"}) { id } }'
+    )
+    assert kind != "data", body
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "before the year 1" in body["errors"][0]["message"]
+
+
+def _table(cells: Runner) -> str:
+    schema = next(e for e in cells.engine.schema.entities if e.name == "Cell").db_schema
+    return f"{schema}.cells" if schema else "cells"

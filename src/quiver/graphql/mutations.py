@@ -34,6 +34,7 @@ from quiver.graphql.planner import (
     RowRestriction,
     collect_root_fields,
     collect_sub_fields,
+    pg_date_text,
     plan_keys_where,
     plan_rows_by_key,
     write_value_check,
@@ -734,6 +735,16 @@ class MutationRunner:
         if f.composite is not None:
             array = f.is_list or bool(f.composite_array)
             return _composite_value(f"{e.name}.{f.name}", f.composite, array, value, path)
+        dated = pg_date_text(self.dialect, f) if not f.is_list else None
+        if dated is not None:
+            reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
+            if reason is not None:
+                raise _MisfitError(reason, path)
+            try:
+                text = dated[0](value)
+            except PlanError as err:
+                raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
+            return sql("CAST(CAST(", param(text), f" AS TEXT) AS {dated[1]})")
         check = write_value_check(self.dialect, f)
         if check is not None:
             try:

@@ -65,6 +65,7 @@ __all__ = [
     "RowRestriction",
     "collect_root_fields",
     "collect_sub_fields",
+    "pg_date_text",
     "plan_filter",
     "plan_images",
     "plan_keys_where",
@@ -330,6 +331,42 @@ def plan_keys_where(
 #: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
 #: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
 MAX_FILTER_DEPTH = 32
+
+
+def pg_date_text(dialect: Dialect, f: IrField) -> tuple[Callable[[Any], Any], str] | None:
+    """For a date or timestamp column of a database with infinite dates (PostgreSQL): a
+    transform of each value given for it into the text the database reads, and the type to
+    read it as. Its driver would send the first and last values Python has (0001-01-01,
+    9999-12-31) as the infinities, so values travel as text: "infinity" and "-infinity" as
+    they are, a DateTime with an offset as the same instant in UTC (with its offset for a
+    timestamptz), one without as UTC."""
+    if not dialect.infinite_dates or f.scalar not in (Scalar.DATE, Scalar.DATETIME):
+        return None
+    declared = (f.db_type or "").strip().lower()
+    zoned = declared in ("timestamptz", "timestamp with time zone")
+    type_name = "date" if f.scalar == Scalar.DATE else "timestamptz" if zoned else "timestamp"
+
+    def one(value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value  # "infinity", "-infinity": the scalars take no other text
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                try:
+                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
+                except OverflowError:
+                    raise PlanError(
+                        f"{f.scalar.value} {value.isoformat()} is before the year 1 in UTC:"
+                        " give a later value"
+                    ) from None
+            return value.isoformat() + ("+00:00" if zoned else "")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform, type_name
 
 
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
@@ -1017,8 +1054,13 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
+        dated = pg_date_text(d, f) if not f.is_list else None
+        if dated is not None:
+            check = dated[0]
 
         def value_in(p: Fragment | Param) -> Fragment:
+            if dated is not None:
+                return sql("CAST(CAST(", p, f" AS TEXT) AS {dated[1]})")
             return self.compared_value(f, p)
 
         def compared(c: Fragment) -> Fragment:
@@ -1044,7 +1086,10 @@ class _Planner:
             elif op in _COMPARISONS:
                 pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
             elif op in ("in", "nin"):
-                if d.in_list == "array":
+                if d.in_list == "array" and dated is not None:
+                    texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
+                    pred = sql(col, " = ANY(", texts, ")")
+                elif d.in_list == "array":
                     pred = sql(col, " = ANY(", param(slot), ")")
                 elif v:
                     items = (x.slot.with_transform(check) if check else x.slot for x in v)
