@@ -39,6 +39,7 @@ from quiver.graphql.planner import (
     plan_rows_by_key,
     write_value_check,
 )
+from quiver.graphql.scalars import exact_json, json_text
 from quiver.runtime.context import RequestContext, current_request
 from quiver.runtime.hints import did_you_mean
 from quiver.schema.catalog import Catalog, MutationField
@@ -652,7 +653,7 @@ class MutationRunner:
         )
         text, params = plan_rows_by_key(catalog, gql, self.dialect, e, keys, [every], {}, {})
         body = await tx.fetch_json(text, params)
-        images: list[dict[str, Any]] = orjson.loads(body or b"[]")
+        images: list[dict[str, Any]] = exact_json(body or b"[]")
         return images
 
     async def _rows(
@@ -735,15 +736,18 @@ class MutationRunner:
         if f.composite is not None:
             array = f.is_list or bool(f.composite_array)
             return _composite_value(f"{e.name}.{f.name}", f.composite, array, value, path)
-        dated = pg_date_text(self.dialect, f) if not f.is_list else None
+        dated = pg_date_text(self.dialect, f)
         if dated is not None:
-            reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
-            if reason is not None:
-                raise _MisfitError(reason, path)
+            if not f.is_list:
+                reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
+                if reason is not None:
+                    raise _MisfitError(reason, path)
             try:
                 text = dated[0](value)
             except PlanError as err:
                 raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
+            if f.is_list:
+                return sql("CAST(CAST(", param(text), f" AS TEXT[]) AS {dated[1]}[])")
             return sql("CAST(CAST(", param(text), f" AS TEXT) AS {dated[1]})")
         check = write_value_check(self.dialect, f)
         if check is not None:
@@ -768,9 +772,18 @@ class MutationRunner:
                 # Served as text, read back from text: the driver's binary codecs of these
                 # types take Python objects (timedelta, tuples, Range), not their text.
                 return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
+        if f.scalar == Scalar.JSON and f.is_list and self.dialect.name == "postgresql":
+            # json[] / jsonb[]: the driver takes each element as its JSON text
+            if not isinstance(value, list):
+                raise PlanError(f"{e.name}.{f.name}: {json_text(value)[:80]} is not a list", path)
+            for i, item in enumerate(value):
+                self._check_json_depth(item, (*path, i))
+            texts = [None if item is None else json_text(item) for item in value]
+            element = "json" if (f.db_type or "").strip().lower() == "json" else "jsonb"
+            return sql("CAST(CAST(", param(texts), f" AS TEXT[]) AS {element}[])")
         if f.scalar == Scalar.JSON and not f.is_list:
             self._check_json_depth(value, path)
-            text = orjson.dumps(value).decode()
+            text = json_text(value)
             if self.dialect.name == "mysql" and _MY_GEOMETRY.fullmatch((f.db_type or "").lower()):
                 # served as GeoJSON (ST_AsGeoJSON), written from it
                 if not isinstance(value, dict) or value.get("type") not in _GEOJSON_TYPES:
@@ -871,7 +884,7 @@ def _composite_value(
         _check_composites_list(where, composite, value, path)
     else:
         _check_composite(where, composite, value, path)
-    json = sql("CAST(CAST(", param(orjson.dumps(value).decode()), " AS TEXT) AS json)")
+    json = sql("CAST(CAST(", param(json_text(value)), " AS TEXT) AS json)")
     if not is_list:
         return _populate(composite, json)
     return sql(
@@ -997,10 +1010,10 @@ def _change(
     key = {n: image.get(n) for n in names}
     return Change(
         entity=e.name,
-        key=orjson.dumps(key).decode(),
+        key=json_text(key),
         operation=operation,
-        before=orjson.dumps(before).decode() if before is not None else None,
-        after=orjson.dumps(after).decode() if after is not None else None,
+        before=json_text(before) if before is not None else None,
+        after=json_text(after) if after is not None else None,
         changed_fields=orjson.dumps(changed).decode(),
     )
 

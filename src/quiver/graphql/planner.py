@@ -328,6 +328,15 @@ def plan_keys_where(
     return text, [slot.value(variables) for slot in slots]
 
 
+#: Where a database keeps a value loosely, a filter compares it as it is served: MariaDB
+#: and SQLite booleans are integers (a column holding 2 or -1 is served true, SQLite's text
+#: 'yes' false), and a SQLite BLOB column may hold text, served as the Base64 of its bytes.
+_BOOLEAN_SERVED = "(CASE WHEN {0} IS NULL THEN NULL WHEN {0} THEN 1 ELSE 0 END)"
+_SERVED_COMPARE: dict[str, dict[Scalar, str]] = {
+    "mysql": {Scalar.BOOLEAN: _BOOLEAN_SERVED},
+    "sqlite": {Scalar.BOOLEAN: _BOOLEAN_SERVED, Scalar.BASE64: "CAST({} AS BLOB)"},
+}
+
 #: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
 #: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
 MAX_FILTER_DEPTH = 32
@@ -1044,7 +1053,11 @@ class _Planner:
 
     def compared(self, f: IrField, expr: Fragment) -> Fragment:
         """``expr`` (a column of ``f`` or a value) in the form the dialect compares it in."""
-        tpl = self.dialect.scalar_compare.get(f.scalar.value) if not f.is_list else None
+        if f.is_list:
+            return expr
+        tpl = self.dialect.scalar_compare.get(f.scalar.value)
+        if tpl is None and f.enum_values is None:
+            tpl = _SERVED_COMPARE.get(self.dialect.name, {}).get(f.scalar)
         return template(tpl, expr) if tpl else expr
 
     def field_filter(

@@ -12,13 +12,21 @@ import base64
 import binascii
 import datetime as dt
 import decimal
+import json
+import math
 import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql.language import FloatValueNode, IntValueNode, StringValueNode
+from graphql.language import (
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
+    StringValueNode,
+)
 
 from graphql import (
     GraphQLBoolean,
@@ -35,7 +43,7 @@ from graphql import (
 from quiver.schema.ir import Scalar
 from quiver.sql.declared import json_depth
 
-__all__ = ["SCALAR_TYPES", "graphql_scalar"]
+__all__ = ["SCALAR_TYPES", "exact_json", "graphql_scalar", "json_text"]
 
 
 def _literal_parser(
@@ -235,7 +243,63 @@ def _json_depth_checked(value: Any) -> Any:
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
-    return _json_depth_checked(value_from_ast_untyped(node, variables))
+    return _json_depth_checked(_exact_json_literal(node, variables))
+
+
+def _exact_json_literal(node: ValueNode, variables: Any) -> Any:
+    """A JSON literal as Python values, its numbers exact: a float literal a double holds
+    (``0.1``, ``1e300``) is a float, any other (``1e400``, ``1.000000000000000000001``) a
+    Decimal, which ``json_text`` writes with its digits."""
+    if isinstance(node, FloatValueNode):
+        return _exact_float(node.value)
+    if isinstance(node, ListValueNode):
+        return [_exact_json_literal(item, variables) for item in node.values]
+    if isinstance(node, ObjectValueNode):
+        return {f.name.value: _exact_json_literal(f.value, variables) for f in node.fields}
+    return value_from_ast_untyped(node, variables)
+
+
+def json_text(value: Any) -> str:
+    """The JSON text of an input value, every number as given: integers beyond 64 bits and
+    decimals (numbers of a JSON literal a double cannot hold) keep their digits."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(_exact_numbers(value)).decode()
+
+
+#: JSON text that may hold a number a double cannot: 16 digits or more, or an exponent of
+#: three digits (anything else reads back exactly as a float).
+_LONG_NUMBER = re.compile(rb"(?:[0-9]\.?){16}|[eE][+-]?[0-9]{3}")
+
+
+def exact_json(body: bytes) -> Any:
+    """JSON as Python values, every number as exact as ``json_text`` writes it back: an
+    integer as an int of any size, a number a double holds (``0.1``) as a float, any other
+    (``1e400``, ``1.000000000000000000001``) as a Decimal."""
+    if not _LONG_NUMBER.search(body):
+        return orjson.loads(body)
+    return json.loads(body, parse_float=_exact_float)
+
+
+def _exact_float(text: str) -> float | decimal.Decimal:
+    number = float(text)
+    exact = decimal.Decimal(text)
+    if math.isfinite(number) and decimal.Decimal(repr(number)) == exact:
+        return number
+    return exact
+
+
+def _exact_numbers(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {k: _exact_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact_numbers(v) for v in value]
+    return value
 
 
 JSON = GraphQLScalarType(
