@@ -30,11 +30,14 @@ from graphql import (
 from quiver.config.settings import MutationSettings
 from quiver.graphql.access import Access
 from quiver.graphql.planner import (
+    BIT_TYPE,
+    PG_TEXT_INPUT,
     PlanError,
     RowRestriction,
     collect_root_fields,
     collect_sub_fields,
     pg_date_text,
+    pg_text_array_element,
     plan_keys_where,
     plan_rows_by_key,
     write_value_check,
@@ -763,11 +766,11 @@ class MutationRunner:
         if bits is not None:
             return _bit_value(self.dialect, value, path)
         if self.dialect.name == "postgresql" and f.is_list:
-            element = _pg_text_array_element(f)
+            element = pg_text_array_element(f)
             if element is not None:
                 return _pg_text_array(f"{e.name}.{f.name}", element, value, path)
         if self.dialect.name == "postgresql" and not f.is_list and isinstance(value, str):
-            cast = _PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
+            cast = PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
             if cast is not None:
                 # Served as text, read back from text: the driver's binary codecs of these
                 # types take Python objects (timedelta, tuples, Range), not their text.
@@ -811,12 +814,6 @@ _GEOJSON_TYPES = frozenset(
         "GeometryCollection",
     )
 )
-#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
-_PG_TEXT_INPUT = re.compile(
-    r"interval|point|line|lseg|box|path|polygon|circle|oid"
-    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
-)
-_BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
 _BIT_DIGITS = re.compile(r"[01]*")
 
 
@@ -825,22 +822,10 @@ def _bit_width(dialect: Dialect, f: IrField) -> int | None:
     MariaDB's BIT(1) is a Boolean, written as one."""
     if f.is_list or f.scalar != Scalar.STRING or dialect.name not in ("postgresql", "mysql"):
         return None
-    m = _BIT_TYPE.fullmatch((f.db_type or "").strip())
+    m = BIT_TYPE.fullmatch((f.db_type or "").strip())
     if m is None:
         return None
     return int(m.group(1)) if m.group(1) else 0
-
-
-def _pg_text_array_element(f: IrField) -> str | None:
-    """The element type of a PostgreSQL array column served as a list of text whose driver
-    codec takes other values (timedelta, BitString, Range): such arrays are written from
-    text. Bit strings are read as ``bit varying``, which the column's width then checks."""
-    element = (f.db_type or "").strip().lower()
-    if f.scalar != Scalar.STRING:
-        return None
-    if _BIT_TYPE.fullmatch(element):
-        return "bit varying"
-    return element if _PG_TEXT_INPUT.fullmatch(element) else None
 
 
 def _pg_text_array(where: str, element: str, value: Any, path: tuple[str | int, ...]) -> Fragment:

@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import hashlib
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -60,12 +61,15 @@ from quiver.sql.fragment import (
 )
 
 __all__ = [
+    "BIT_TYPE",
+    "PG_TEXT_INPUT",
     "PlanError",
     "RootStep",
     "RowRestriction",
     "collect_root_fields",
     "collect_sub_fields",
     "pg_date_text",
+    "pg_text_array_element",
     "plan_filter",
     "plan_images",
     "plan_keys_where",
@@ -376,6 +380,27 @@ def pg_date_text(dialect: Dialect, f: IrField) -> tuple[Callable[[Any], Any], st
         return [one(v) for v in value] if isinstance(value, list) else one(value)
 
     return transform, type_name
+
+
+#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
+PG_TEXT_INPUT = re.compile(
+    r"interval|point|line|lseg|box|path|polygon|circle|oid"
+    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
+)
+BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
+
+
+def pg_text_array_element(f: IrField) -> str | None:
+    """The element type of a PostgreSQL array column served as a list of text whose driver
+    codec takes other values (timedelta, BitString, Range): such arrays are written from
+    text, and compared as text. Bit strings are read as ``bit varying``, which the column's
+    width then checks."""
+    element = (f.db_type or "").strip().lower()
+    if not f.is_list or f.scalar != Scalar.STRING:
+        return None
+    if BIT_TYPE.fullmatch(element):
+        return "bit varying"
+    return element if PG_TEXT_INPUT.fullmatch(element) else None
 
 
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
@@ -1067,9 +1092,12 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
-        dated = pg_date_text(d, f) if not f.is_list else None
+        dated = pg_date_text(d, f)
         if dated is not None:
             check = dated[0]
+        # An array of a type that is not text (interval[], bit(3)[], point[], int4range[])
+        # compares in the text its elements are served as, as the scalar columns do.
+        text_array = f.is_list and pg_text_array_element(f) is not None
 
         def value_in(p: Fragment | Param) -> Fragment:
             if dated is not None:
@@ -1094,7 +1122,13 @@ class _Planner:
                 yield sql("((", raw_col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
             slot = leaf.slot.with_transform(check) if check is not None else leaf.slot
-            if f.is_list:
+            if f.is_list and dated is not None:
+                texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
+                pred = template(arrays[op], raw_col, texts)
+            elif text_array:
+                as_text = sql("CAST(", raw_col, " AS TEXT[])")
+                pred = template(arrays[op], as_text, sql("CAST(", param(slot), " AS TEXT[])"))
+            elif f.is_list:
                 pred = template(arrays[op], raw_col, param(slot))
             elif op in _COMPARISONS:
                 pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
