@@ -302,18 +302,14 @@ async def test_a_filter_nested_too_deeply_is_refused_alike_on_every_dialect(
 async def test_a_value_refused_before_the_write_names_entity_field_and_path(
     client: Client,
 ) -> None:
-    c, db = client
+    c, _ = client
     query = "mutation($v: ItemCreateInput!) { createItem(input: $v) { id } }"
     error = _error(await _post(c, query, {"v": {"code": "a\x00b"}}))
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "argumentPath": ["input", "code"]}
     assert error["message"].startswith("Item.code: strings cannot contain the NUL"), error
+    # the first date Python has is written as itself, not as PostgreSQL's -infinity
     body = await _post(c, query, {"v": {"day": "0001-01-01"}})
-    if db.dialect == "postgresql":
-        error = _error(body)
-        assert error["message"].startswith("Item.day: Date 0001-01-01 cannot be written"), error
-        assert '"-infinity"' in error["message"], error
-    else:
-        assert "errors" not in body, body
+    assert "errors" not in body, body
 
 
 async def test_a_time_finer_than_microseconds_is_refused_not_cut(client: Client) -> None:

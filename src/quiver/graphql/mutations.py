@@ -30,10 +30,14 @@ from graphql import (
 from quiver.config.settings import MutationSettings
 from quiver.graphql.access import Access
 from quiver.graphql.planner import (
+    BIT_TYPE,
+    PG_TEXT_INPUT,
     PlanError,
     RowRestriction,
     collect_root_fields,
     collect_sub_fields,
+    pg_date_text,
+    pg_text_array_element,
     plan_keys_where,
     plan_rows_by_key,
     write_value_check,
@@ -736,6 +740,19 @@ class MutationRunner:
         if f.composite is not None:
             array = f.is_list or bool(f.composite_array)
             return _composite_value(f"{e.name}.{f.name}", f.composite, array, value, path)
+        dated = pg_date_text(self.dialect, f)
+        if dated is not None:
+            if not f.is_list:
+                reason = misfit(f.db_type, value, self.dialect.seconds_digits_default)
+                if reason is not None:
+                    raise _MisfitError(reason, path)
+            try:
+                text = dated[0](value)
+            except PlanError as err:
+                raise PlanError(f"{e.name}.{f.name}: {err.message}", path) from None
+            if f.is_list:
+                return sql("CAST(CAST(", param(text), f" AS TEXT[]) AS {dated[1]}[])")
+            return sql("CAST(CAST(", param(text), f" AS TEXT) AS {dated[1]})")
         check = write_value_check(self.dialect, f)
         if check is not None:
             try:
@@ -749,15 +766,30 @@ class MutationRunner:
         bits = _bit_width(self.dialect, f)
         if bits is not None:
             return _bit_value(self.dialect, value, path)
+        if self.dialect.name == "postgresql" and f.is_list:
+            element = pg_text_array_element(f)
+            if element is not None:
+                return _pg_text_array(f"{e.name}.{f.name}", element, value, path)
         if self.dialect.name == "postgresql" and not f.is_list and isinstance(value, str):
-            cast = _PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
+            cast = PG_TEXT_INPUT.fullmatch((f.db_type or "").lower())
             if cast is not None:
                 # Served as text, read back from text: the driver's binary codecs of these
                 # types take Python objects (timedelta, tuples, Range), not their text.
                 return sql("CAST(CAST(", param(value), f" AS TEXT) AS {cast.group(0)})")
+        if f.scalar == Scalar.JSON and f.is_list and self.dialect.name == "postgresql":
+            # json[] / jsonb[]: the driver takes each element as its JSON text
+            if not isinstance(value, list):
+                raise PlanError(
+                    f"{e.name}.{f.name}: {json_text(value).decode()[:80]} is not a list", path
+                )
+            for i, item in enumerate(value):
+                self._check_json_depth(item, (*path, i))
+            texts = [None if item is None else json_text(item).decode() for item in value]
+            element = "json" if (f.db_type or "").strip().lower() == "json" else "jsonb"
+            return sql("CAST(CAST(", param(texts), f" AS TEXT[]) AS {element}[])")
         if f.scalar == Scalar.JSON and not f.is_list:
             self._check_json_depth(value, path)
-            text = orjson.dumps(value).decode()
+            text = json_text(value).decode()
             if self.dialect.name == "mysql" and _MY_GEOMETRY.fullmatch((f.db_type or "").lower()):
                 # served as GeoJSON (ST_AsGeoJSON), written from it
                 if not isinstance(value, dict) or value.get("type") not in _GEOJSON_TYPES:
@@ -785,12 +817,6 @@ _GEOJSON_TYPES = frozenset(
         "GeometryCollection",
     )
 )
-#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
-_PG_TEXT_INPUT = re.compile(
-    r"interval|point|line|lseg|box|path|polygon|circle|oid"
-    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
-)
-_BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
 _BIT_DIGITS = re.compile(r"[01]*")
 
 
@@ -799,10 +825,28 @@ def _bit_width(dialect: Dialect, f: IrField) -> int | None:
     MariaDB's BIT(1) is a Boolean, written as one."""
     if f.is_list or f.scalar != Scalar.STRING or dialect.name not in ("postgresql", "mysql"):
         return None
-    m = _BIT_TYPE.fullmatch((f.db_type or "").strip())
+    m = BIT_TYPE.fullmatch((f.db_type or "").strip())
     if m is None:
         return None
     return int(m.group(1)) if m.group(1) else 0
+
+
+def _pg_text_array(where: str, element: str, value: Any, path: tuple[str | int, ...]) -> Fragment:
+    """A PostgreSQL array of ``element`` from the list of text it is served as, null elements
+    kept; bit strings must be binary digits."""
+    if not isinstance(value, list):
+        raise PlanError(f"{where}: {value!r} is not a list", path)
+    for i, item in enumerate(value):
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            raise PlanError(f"{where}[{i}]: {item!r} is not a text value", (*path, i))
+        if element == "bit varying" and not _BIT_DIGITS.fullmatch(item):
+            raise PlanError(
+                f"{where}[{i}]: {item!r} is not a bit string: write it as binary digits, 0 and 1",
+                (*path, i),
+            )
+    return sql("CAST(CAST(", param(value), f" AS TEXT[]) AS {element}[])")
 
 
 def _bit_value(dialect: Dialect, value: Any, path: tuple[str | int, ...]) -> Fragment:
@@ -828,7 +872,7 @@ def _composite_value(
         _check_composites_list(where, composite, value, path)
     else:
         _check_composite(where, composite, value, path)
-    json = sql("CAST(CAST(", param(orjson.dumps(value).decode()), " AS TEXT) AS json)")
+    json = sql("CAST(CAST(", param(json_text(value).decode()), " AS TEXT) AS json)")
     if not is_list:
         return _populate(composite, json)
     return sql(

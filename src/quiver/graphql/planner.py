@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import hashlib
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -60,11 +61,15 @@ from quiver.sql.fragment import (
 )
 
 __all__ = [
+    "BIT_TYPE",
+    "PG_TEXT_INPUT",
     "PlanError",
     "RootStep",
     "RowRestriction",
     "collect_root_fields",
     "collect_sub_fields",
+    "pg_date_text",
+    "pg_text_array_element",
     "plan_filter",
     "plan_images",
     "plan_keys_where",
@@ -327,9 +332,75 @@ def plan_keys_where(
     return text, [slot.value(variables) for slot in slots]
 
 
+#: Where a database keeps a value loosely, a filter compares it as it is served: MariaDB
+#: and SQLite booleans are integers (a column holding 2 or -1 is served true, SQLite's text
+#: 'yes' false), and a SQLite BLOB column may hold text, served as the Base64 of its bytes.
+_BOOLEAN_SERVED = "(CASE WHEN {0} IS NULL THEN NULL WHEN {0} THEN 1 ELSE 0 END)"
+_SERVED_COMPARE: dict[str, dict[Scalar, str]] = {
+    "mysql": {Scalar.BOOLEAN: _BOOLEAN_SERVED},
+    "sqlite": {Scalar.BOOLEAN: _BOOLEAN_SERVED, Scalar.BASE64: "CAST({} AS BLOB)"},
+}
+
 #: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
 #: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
 MAX_FILTER_DEPTH = 32
+
+
+def pg_date_text(dialect: Dialect, f: IrField) -> tuple[Callable[[Any], Any], str] | None:
+    """For a date or timestamp column of a database with infinite dates (PostgreSQL): a
+    transform of each value given for it into the text the database reads, and the type to
+    read it as. Its driver would send the first and last values Python has (0001-01-01,
+    9999-12-31) as the infinities, so values travel as text: "infinity" and "-infinity" as
+    they are, a DateTime with an offset as the same instant in UTC (with its offset for a
+    timestamptz), one without as UTC."""
+    if not dialect.infinite_dates or f.scalar not in (Scalar.DATE, Scalar.DATETIME):
+        return None
+    declared = (f.db_type or "").strip().lower()
+    zoned = declared in ("timestamptz", "timestamp with time zone")
+    type_name = "date" if f.scalar == Scalar.DATE else "timestamptz" if zoned else "timestamp"
+
+    def one(value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value  # "infinity", "-infinity": the scalars take no other text
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                try:
+                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
+                except OverflowError:
+                    raise PlanError(
+                        f"{f.scalar.value} {value.isoformat()} is before the year 1 in UTC:"
+                        " give a later value"
+                    ) from None
+            return value.isoformat() + ("+00:00" if zoned else "")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform, type_name
+
+
+#: PostgreSQL built-in types served as their text, whose input the driver cannot take as text.
+PG_TEXT_INPUT = re.compile(
+    r"interval|point|line|lseg|box|path|polygon|circle|oid"
+    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range"
+)
+BIT_TYPE = re.compile(r"(?:bit|varbit|bit varying)(?:\s*\((\d+)\))?", re.I)
+
+
+def pg_text_array_element(f: IrField) -> str | None:
+    """The element type of a PostgreSQL array column served as a list of text whose driver
+    codec takes other values (timedelta, BitString, Range): such arrays are written from
+    text, and compared as text. Bit strings are read as ``bit varying``, which the column's
+    width then checks."""
+    element = (f.db_type or "").strip().lower()
+    if not f.is_list or f.scalar != Scalar.STRING:
+        return None
+    if BIT_TYPE.fullmatch(element):
+        return "bit varying"
+    return element if PG_TEXT_INPUT.fullmatch(element) else None
 
 
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
@@ -433,11 +504,23 @@ def _check_finite(value: Any) -> None:
         )
 
 
+#: The databases whose decimal type holds NaN and the infinities (PostgreSQL's numeric).
+_NON_FINITE_NUMERICS = frozenset({"postgresql"})
+
+
+def _check_finite_decimal(value: Any) -> None:
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        raise PlanError(
+            f"the Decimal {value} is not a number this database's decimal type holds (only"
+            " PostgreSQL's numeric has NaN and the infinities): give a finite value"
+        )
+
+
 def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
     before, after = digits
 
     def check(value: Any) -> None:
-        if not isinstance(value, decimal.Decimal) or value.is_zero():
+        if not isinstance(value, decimal.Decimal) or not value.is_finite() or value.is_zero():
             return
         exponent = value.normalize().as_tuple().exponent
         assert isinstance(exponent, int)
@@ -524,6 +607,8 @@ def _value_check(
         return _each(_check_finite)
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))
+    if f.scalar == Scalar.DECIMAL and dialect.name not in _NON_FINITE_NUMERICS:
+        return _each(_check_finite_decimal)
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
     return None
@@ -993,7 +1078,11 @@ class _Planner:
 
     def compared(self, f: IrField, expr: Fragment) -> Fragment:
         """``expr`` (a column of ``f`` or a value) in the form the dialect compares it in."""
-        tpl = self.dialect.scalar_compare.get(f.scalar.value) if not f.is_list else None
+        if f.is_list:
+            return expr
+        tpl = self.dialect.scalar_compare.get(f.scalar.value)
+        if tpl is None and f.enum_values is None:
+            tpl = _SERVED_COMPARE.get(self.dialect.name, {}).get(f.scalar)
         return template(tpl, expr) if tpl else expr
 
     def field_filter(
@@ -1003,8 +1092,16 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
+        dated = pg_date_text(d, f)
+        if dated is not None:
+            check = dated[0]
+        # An array of a type that is not text (interval[], bit(3)[], point[], int4range[])
+        # compares in the text its elements are served as, as the scalar columns do.
+        text_array = f.is_list and pg_text_array_element(f) is not None
 
         def value_in(p: Fragment | Param) -> Fragment:
+            if dated is not None:
+                return sql("CAST(CAST(", p, f" AS TEXT) AS {dated[1]})")
             return self.compared_value(f, p)
 
         def compared(c: Fragment) -> Fragment:
@@ -1025,12 +1122,21 @@ class _Planner:
                 yield sql("((", raw_col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
             slot = leaf.slot.with_transform(check) if check is not None else leaf.slot
-            if f.is_list:
+            if f.is_list and dated is not None:
+                texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
+                pred = template(arrays[op], raw_col, texts)
+            elif text_array:
+                as_text = sql("CAST(", raw_col, " AS TEXT[])")
+                pred = template(arrays[op], as_text, sql("CAST(", param(slot), " AS TEXT[])"))
+            elif f.is_list:
                 pred = template(arrays[op], raw_col, param(slot))
             elif op in _COMPARISONS:
                 pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
             elif op in ("in", "nin"):
-                if d.in_list == "array":
+                if d.in_list == "array" and dated is not None:
+                    texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
+                    pred = sql(col, " = ANY(", texts, ")")
+                elif d.in_list == "array":
                     pred = sql(col, " = ANY(", param(slot), ")")
                 elif v:
                     items = (x.slot.with_transform(check) if check else x.slot for x in v)

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql.language import FloatValueNode, IntValueNode, StringValueNode
+from graphql.language import (
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
+    StringValueNode,
+)
 
 from graphql import (
     GraphQLBoolean,
@@ -33,9 +39,11 @@ from graphql import (
     value_from_ast_untyped,
 )
 from quiver.schema.ir import Scalar
+from quiver.sql.changelog import json_number
+from quiver.sql.changelog import json_text as changelog_json_text
 from quiver.sql.declared import json_depth
 
-__all__ = ["SCALAR_TYPES", "graphql_scalar"]
+__all__ = ["SCALAR_TYPES", "graphql_scalar", "json_text"]
 
 
 def _literal_parser(
@@ -76,9 +84,16 @@ def _parse_bigint(value: Any) -> int:
     return number
 
 
+#: PostgreSQL's non-finite numerics, served and taken as these strings.
+NON_FINITE_DECIMALS = ("NaN", "Infinity", "-Infinity")
+
+
 def _parse_decimal(value: Any) -> decimal.Decimal:
     if isinstance(value, bool):
         raise GraphQLError(f"Decimal cannot represent {value!r}")
+    if value in NON_FINITE_DECIMALS:
+        # as served; only PostgreSQL's numeric holds them (the planner checks the database)
+        return decimal.Decimal(value)
     if isinstance(value, int | str | float | decimal.Decimal):
         try:
             # str(float) is the shortest text that round-trips: 12.5 -> "12.5".
@@ -183,7 +198,8 @@ BIGINT = _scalar(
 )
 DECIMAL = _scalar(
     "Decimal",
-    'An exact decimal number, serialised as a string ("12.50").',
+    'An exact decimal number, serialised as a string ("12.50"); PostgreSQL\'s numeric also'
+    ' has "NaN", "Infinity" and "-Infinity".',
     _parse_decimal,
     (StringValueNode, IntValueNode, FloatValueNode),
 )
@@ -227,7 +243,26 @@ def _json_depth_checked(value: Any) -> Any:
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
-    return _json_depth_checked(value_from_ast_untyped(node, variables))
+    return _json_depth_checked(_exact_json_literal(node, variables))
+
+
+def _exact_json_literal(node: ValueNode, variables: Any) -> Any:
+    """A JSON literal as Python values, its numbers exact: a float literal a double holds
+    (``0.1``, ``1e300``) is a float, any other (``1e400``, ``1.000000000000000000001``) a
+    Decimal, which ``json_text`` writes with its digits."""
+    if isinstance(node, FloatValueNode):
+        return json_number(node.value)
+    if isinstance(node, ListValueNode):
+        return [_exact_json_literal(item, variables) for item in node.values]
+    if isinstance(node, ObjectValueNode):
+        return {f.name.value: _exact_json_literal(f.value, variables) for f in node.fields}
+    return value_from_ast_untyped(node, variables)
+
+
+def json_text(value: Any) -> str:
+    """The JSON text of an input value, every number as given: integers beyond 64 bits and
+    decimals (numbers of a JSON literal a double cannot hold) keep their digits."""
+    return changelog_json_text(value).decode()
 
 
 JSON = GraphQLScalarType(

@@ -51,6 +51,7 @@ __all__ = [
     "ChangeContext",
     "JsonNumber",
     "ensure_change_log",
+    "json_number",
     "json_text",
     "json_value",
     "mark_writer",
@@ -150,9 +151,24 @@ def json_value(value: Any) -> Any:
 
 
 def json_text(value: Any, option: int | None = None) -> bytes:
-    """``value`` as JSON (orjson ``option`` flags): :func:`json_value`'s exact numbers are
-    written as the numbers they are."""
-    return orjson.dumps(value, default=_number_text, option=option)
+    """``value`` as JSON (orjson ``option`` flags): :func:`json_value`'s exact numbers, other
+    decimals and integers past 64 bits are written as the numbers they are."""
+    try:
+        return orjson.dumps(value, default=_number_text, option=option)
+    except orjson.JSONEncodeError:
+        # orjson refuses an integer past 64 bits without asking ``default``
+        return orjson.dumps(_big_integers(value), default=_number_text, option=option)
+
+
+def _big_integers(value: Any) -> Any:
+    """``value`` with each integer past 64 bits, at any depth, as its JSON number."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {k: _big_integers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_integers(v) for v in value]
+    return value
 
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
@@ -184,6 +200,12 @@ def _exact_int(text: str) -> int | float | decimal.Decimal:
     number = int(text)
     if -(2**63) <= number < 2**64:
         return number
+    return _exact_float(text)
+
+
+def json_number(text: str) -> float | decimal.Decimal:
+    """A JSON number's text as :func:`json_value` reads it (a float when a double holds it
+    exactly, a :class:`JsonNumber` otherwise)."""
     return _exact_float(text)
 
 
