@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import ipaddress
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -70,6 +72,7 @@ __all__ = [
     "plan_keys_where",
     "plan_operation",
     "plan_rows_by_key",
+    "typed_input_problem",
     "write_value_check",
 ]
 
@@ -105,6 +108,9 @@ class RootStep:
     checks: tuple[Slot, ...] = ()
     #: Where the JSON holds cursors to sign (a connection selecting cursors).
     cursors: CursorPlacement | None = None
+    #: The argument paths (``where.price.gt``, ``after``) whose values the database casts to
+    #: their column's type, with the type: a value it cannot read is the request's fault.
+    typed_inputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +155,7 @@ def plan_operation(
                 slots=tuple(slots),
                 checks=tuple(planner.checks),
                 cursors=planner.placement,
+                typed_inputs=tuple(planner.typed_inputs),
             )
         )
     return steps
@@ -325,6 +332,45 @@ def plan_keys_where(
     )
     text, slots = compile_sql(frag, dialect)
     return text, [slot.value(variables) for slot in slots]
+
+
+#: The forms a String column of a type with an order of its own reads, by type.
+_TYPED_EXAMPLES = {
+    "money": '"$12.34" or "12.34"',
+    "interval": '"1 day 02:00:00" or "26 hours"',
+    "inet": '"192.168.1.5" or "10.0.0.0/8"',
+    "cidr": '"10.0.0.0/8"',
+    "macaddr": '"08:00:2b:01:02:03"',
+    "macaddr8": '"08:00:2b:01:02:03:04:05"',
+    "oid": '"42"',
+    "xid8": '"42"',
+    "pg_lsn": '"16/B374D848"',
+}
+
+
+def typed_input_problem(step: RootStep, message: str, values: Sequence[Any]) -> str | None:
+    """What a request gave wrong, when ``message`` (the database's refusal of ``step`` run
+    with ``values``) says it could not read one of ``values`` as the type of the String
+    column it was cast to; None when the refusal is of something else (a stored value)."""
+    if not step.typed_inputs:
+        return None
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
+    if given is None:
+        return None
+    named = [(p, t) for p, t in step.typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
+    paths, types = zip(*(named or step.typed_inputs), strict=True)
+    db_type = types[0]
+    shown = given if len(given) <= 80 else given[:77] + "..."
+    where = " or ".join(dict.fromkeys(paths))
+    example = _TYPED_EXAMPLES.get(db_type)
+    if example is None and db_type.endswith("range"):
+        example = '"[1,5)" or "empty"' if "int" in db_type else '"[1.5,2.5)" or "empty"'
+    forms = f", e.g. {example}" if example else ""
+    return (
+        f"{shown!r} is not a valid {db_type} value ({where}): the field compares as its database"
+        f" type {db_type}; give the value as the field serves it{forms}"
+    )
 
 
 #: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
@@ -519,6 +565,9 @@ def _value_check(
     dialect: Dialect, f: IrField, *, writing: bool = False
 ) -> Callable[[Any], Any] | None:
     if f.scalar in TEXT_SCALARS:
+        typed = None if writing else _typed_text_check(f)
+        if typed is not None:
+            return lambda v: _each(typed)(_reject_nul(v))
         return _reject_nul
     if f.scalar == Scalar.FLOAT:
         return _each(_check_finite)
@@ -526,6 +575,47 @@ def _value_check(
         return _each(_decimal_range(dialect.decimal_digits))
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
+    return None
+
+
+_BITS = re.compile(r"bit\(([0-9]+)\)")
+
+
+def _typed_text_check(f: IrField) -> Callable[[Any], Any] | None:
+    """A check of a value cast to ``f``'s type where the database would not refuse one it
+    cannot read (MariaDB reads ``CONV('abc', 2, 10)`` as 0 and an invalid INET6 as NULL)."""
+    db_type = (f.db_type or "").lower()
+    bits = _BITS.fullmatch(db_type)
+    if bits is not None and int(bits.group(1)) > 1:
+        width = int(bits.group(1))
+
+        def binary_digits(value: Any) -> Any:
+            if not (isinstance(value, str) and 0 < len(value) <= width) or value.strip("01"):
+                raise PlanError(
+                    f"{value!r} is not a value of {f.name}, a {db_type}: give up to {width}"
+                    f" binary digits, as the field is served (e.g. {'0' * (width - 3)}101)"
+                )
+            return value
+
+        return binary_digits
+    if db_type in ("inet4", "inet6"):
+        kind = ipaddress.IPv4Address if db_type == "inet4" else ipaddress.IPv6Address
+
+        def address(value: Any) -> Any:
+            try:
+                if db_type == "inet6":
+                    ipaddress.ip_address(value)
+                else:
+                    kind(value)
+            except ValueError:
+                example = "192.168.1.5" if db_type == "inet4" else "2001:db8::1 or 192.168.1.5"
+                raise PlanError(
+                    f"{value!r} is not a value of {f.name}, an {db_type} address: give it as"
+                    f" the field is served, e.g. {example}"
+                ) from None
+            return value
+
+        return address
     return None
 
 
@@ -541,6 +631,8 @@ class _Planner:
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
     placement: CursorPlacement | None = None
+    #: Where a value is cast to its String column's type (see :attr:`RootStep.typed_inputs`).
+    typed_inputs: list[tuple[str, str]] = field(default_factory=list)
     #: The rows each entity shows the caller; None: every row.
     restrict: RowRestriction | None = None
     #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
@@ -551,6 +643,7 @@ class _Planner:
         self._alias_count = 0
         self.checks = []
         self.placement = None
+        self.typed_inputs = []
         self._joins = {}
 
     def alias(self) -> str:
@@ -710,8 +803,25 @@ class _Planner:
         return template(tpl, expr) if tpl else None
 
     def filter_operand(self, f: IrField, col: Fragment) -> Fragment:
-        """The column as filters compare it: a String column of a type that is not text (an
-        interval, a MariaDB BIT) compares in the text it is served as."""
+        """The column as comparisons, orderBy and cursors take it: a String column of a type
+        with an order of its own (money, interval, inet, ranges; MariaDB's BIT) as it is, its
+        values cast to the type (:meth:`compared_value`); one of another type that is not
+        text (bit, geometric types) in the text it is served as."""
+        if self.native_order(f):
+            return col
+        return self.text_operand(f, col)
+
+    def native_order(self, f: IrField) -> bool:
+        """Whether ``f``, a String column of a type that is not text, compares as its type."""
+        return (
+            f.scalar == Scalar.STRING
+            and f.enum_values is None
+            and not f.is_list
+            and self.dialect.column_input(f.db_type) is not None
+        )
+
+    def text_operand(self, f: IrField, col: Fragment) -> Fragment:
+        """The column as pattern operators read it: the text it is served as."""
         d = self.dialect
         if f.scalar != Scalar.STRING or f.enum_values is not None or f.is_list:
             return col
@@ -887,7 +997,9 @@ class _Planner:
 
     # ----- ordering -----
     def order(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[OrderItem]:
-        return [(k.expr, k.direction, k.nulls) for k in self.order_keys(e, a, order_by)]
+        # A list sorts in the order a connection pages through (see key_operand).
+        keys = self.order_keys(e, a, order_by)
+        return [(self.key_operand(k, k.expr), k.direction, k.nulls) for k in keys]
 
     def order_keys(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[_Key]:
         items: list[_Key] = []
@@ -1003,6 +1115,7 @@ class _Planner:
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
+        typed = self.native_order(f)
 
         def value_in(p: Fragment | Param) -> Fragment:
             return self.compared_value(f, p)
@@ -1025,13 +1138,17 @@ class _Planner:
                 yield sql("((", raw_col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
             slot = leaf.slot.with_transform(check) if check is not None else leaf.slot
+            if typed and (op in _COMPARISONS or op in ("in", "nin")):
+                self.typed_inputs.append((".".join(map(str, p)), f.db_type or ""))
             if f.is_list:
                 pred = template(arrays[op], raw_col, param(slot))
             elif op in _COMPARISONS:
                 pred = sql(compared(col), f" {_COMPARISONS[op]} ", value_in(param(slot)))
             elif op in ("in", "nin"):
                 if d.in_list == "array":
-                    pred = sql(col, " = ANY(", param(slot), ")")
+                    many = d.column_list_input(f.db_type) if self.native_order(f) else None
+                    listed = template(many, param(slot)) if many else param(slot)
+                    pred = sql(col, " = ANY(", listed, ")")
                 elif v:
                     items = (x.slot.with_transform(check) if check else x.slot for x in v)
                     values = (value_in(param(i)) for i in items)
@@ -1045,8 +1162,12 @@ class _Planner:
                     if f.nullable and v:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
-                # Pattern operators compare text: UUID and ID columns are read as text.
-                target = template(d.text_cast, col) if f.scalar != Scalar.STRING else col
+                # Pattern operators compare text: UUID and ID columns are read as text, and
+                # String columns of other types (money, interval) as the text they are served as.
+                if f.scalar != Scalar.STRING:
+                    target = template(d.text_cast, col)
+                else:
+                    target = self.text_operand(f, raw_col)
                 pattern = leaf.slot.with_transform(_reject_nul)
                 text_test = {
                     "contains": d.contains_text,
@@ -1271,7 +1392,12 @@ class _Planner:
         return value
 
     def keyset(
-        self, keys: list[_Key], cursor: Leaf, read: Callable[[Any], list[Any]], forward: bool
+        self,
+        keys: list[_Key],
+        cursor: Leaf,
+        read: Callable[[Any], list[Any]],
+        forward: bool,
+        name: str = "after",
     ) -> Fragment:
         """Rows of ``base b`` strictly after (``forward``) or before the cursor's row.
 
@@ -1292,6 +1418,9 @@ class _Planner:
 
             def c_null() -> Fragment:
                 return template(d.int_param, param(cursor.slot.with_transform(is_null)))
+
+            if self.native_order(k.field):
+                self.typed_inputs.append((name, k.field.db_type or ""))
 
             def value(i: int = i, k: _Key = k) -> Fragment:
                 slot = cursor.slot.with_transform(self.cursor_value(k, read, i))
@@ -1381,7 +1510,8 @@ class _Planner:
         if before is not None and before.value is not None:
             read = _cursor_reader(self.cursor_codec, tag, len(keys), "before")
             self.checks.append(before.slot.with_transform(read))
-            counts.append(sql(rows_where(self.keyset(keys, before, read, False)), " AS hi"))
+            before_rows = self.keyset(keys, before, read, False, "before")
+            counts.append(sql(rows_where(before_rows), " AS hi"))
             hi = sql("cnt.hi")
         if _value(first) is not None:
             hi = sql(
