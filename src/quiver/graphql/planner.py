@@ -1099,7 +1099,9 @@ class _Planner:
     def compared_value(self, f: IrField, p: Fragment | Param) -> Fragment:
         """A filter value of ``f`` as comparisons take it (cast to the column's type)."""
         d = self.dialect
-        cast = d.column_input(f.db_type) if not f.is_list else None
+        # A list column's value is a cursor's: an array of a type the driver would want in
+        # its own objects (interval, ranges) is cast from its elements' text.
+        cast = d.column_list_input(f.db_type) if f.is_list else d.column_input(f.db_type)
         out = template(cast, p) if cast else sql(p)
         return self.compared(f, out)
 
@@ -1371,25 +1373,52 @@ class _Planner:
         if isinstance(obj_type, GraphQLObjectType) and k.field.name in obj_type.fields:
             named = get_named_type(obj_type.fields[k.field.name].type)
         check = self.value_check(k.field)
+        f = k.field
 
-        def value(cursor: Any) -> Any:
+        def parse(v: Any) -> Any:
+            if v is None or named is None or (f.scalar == Scalar.ID and isinstance(v, int)):
+                return v
+            if f.scalar in _NON_FINITE and v in _NON_FINITE[f.scalar]:
+                # A row's value no filter may give (NaN, an infinity): the database has it.
+                return _NON_FINITE[f.scalar][v]
+            return named.parse_value(v)
+
+        def parsed(cursor: Any) -> Any:
             v = read(cursor)[i]
             if v is None:
                 return None
-            if named is not None and not (k.field.scalar == Scalar.ID and isinstance(v, int)):
-                try:
-                    v = named.parse_value(v)
-                except (GraphQLError, TypeError, ValueError):
-                    raise PlanError(
-                        "a cursor holds a value its field no longer takes: the schema changed"
-                        " since it was issued; start again from the first page"
-                    ) from None
+            try:
+                v = [parse(x) for x in v] if f.is_list and isinstance(v, list) else parse(v)
+            except (GraphQLError, TypeError, ValueError):
+                raise PlanError(
+                    "a cursor holds a value its field no longer takes: the schema changed"
+                    " since it was issued; start again from the first page"
+                ) from None
+            return v
+
+        def value(cursor: Any) -> Any:
+            v = parsed(cursor)
+            if v is None or f.scalar in _NON_FINITE:
+                return v
             return check(v) if check is not None else v
 
         values = k.field.enum_values
         if values is not None and self.dialect.enum_position:
             return lambda cursor: _position(values, value(cursor))
+        if self.cursor_text(k.field) is not None:
+
+            def text(cursor: Any) -> Any:
+                parsed(cursor)  # checks it is a value of the field
+                return read(cursor)[i]
+
+            return text
         return value
+
+    def cursor_text(self, f: IrField) -> str | None:
+        """How a cursor's value of ``f`` is read from its text (None: as a filter value)."""
+        if f.is_list or f.scalar not in (Scalar.DATE, Scalar.DATETIME):
+            return None
+        return self.dialect.cursor_input_of(f.db_type)
 
     def keyset(
         self,
@@ -1424,6 +1453,9 @@ class _Planner:
 
             def value(i: int = i, k: _Key = k) -> Fragment:
                 slot = cursor.slot.with_transform(self.cursor_value(k, read, i))
+                as_text = self.cursor_text(k.field)
+                if as_text is not None:
+                    return self.compared(k.field, template(as_text, param(slot)))
                 return self.compared_value(k.field, param(slot))
 
             ascending = (k.direction == "ASC") == forward
@@ -1606,6 +1638,14 @@ class _Planner:
             json_object(d, pairs),
             " FROM cnt",
         )
+
+
+#: The values a row of a Float or Decimal column may hold but a filter may not give, as the
+#: field serves them: a cursor at such a row holds them.
+_NON_FINITE: dict[Scalar, dict[str, Any]] = {
+    Scalar.FLOAT: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf},
+    Scalar.DECIMAL: {v: decimal.Decimal(v) for v in ("NaN", "Infinity", "-Infinity")},
+}
 
 
 def _position(values: tuple[str, ...] | list[str], value: Any) -> Any:

@@ -175,6 +175,10 @@ class Dialect:
     type_input: tuple[tuple[str, str], ...] = ()
     #: The same for a list of values bound as one array parameter (``in_list="array"``).
     type_list_input: tuple[tuple[str, str], ...] = ()
+    #: How a cursor's value of a database type is read from the text the cursor holds, where
+    #: the driver would send the parsed value otherwise (asyncpg sends 0001-01-01 as
+    #: -infinity): as ``type_output``.
+    cursor_input: tuple[tuple[str, str], ...] = ()
     #: Writes: what locks the rows a SELECT reads until the transaction ends; how an INSERT
     #: gives no column; how a JSON value is written (``{}``: the text, ``{1}``: column type).
     lock_rows: str = ""
@@ -229,6 +233,10 @@ class Dialect:
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
         return _type_output(self.type_input, db_type.lower()) if db_type else None
+
+    def cursor_input_of(self, db_type: str | None) -> str | None:
+        """How a cursor's text becomes a value of type ``db_type`` (None: parsed, as filters)."""
+        return _type_output(self.cursor_input, db_type.lower()) if db_type else None
 
     def column_list_input(self, db_type: str | None) -> str | None:
         """How an array of filter values compares with a column of type ``db_type``."""
@@ -392,6 +400,7 @@ POSTGRESQL = Dialect(
     # column is served as (or any other form the type reads: "9.50" for money), is cast to it.
     type_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text) AS <1>)"),),
     type_list_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text[]) AS <1>[])"),),
+    cursor_input=((r"(date|timestamp|timestamptz)", "CAST(CAST({} AS text) AS <1>)"),),
     text_of="(json_build_array({})->>0)",
     list_output=(
         "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
