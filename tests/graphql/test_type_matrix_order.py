@@ -223,3 +223,36 @@ async def test_string_comparisons_match_the_database_and_the_order(served: Serve
                     f" by the order {sorted(ordered)}"
                 )
     assert not problems, "\n".join(problems)
+
+
+async def test_min_and_max_are_the_first_and_last_values_in_order(served: Served) -> None:
+    aggregate = served.gql.get_type("CellAggregate").fields
+    if "min" not in aggregate:
+        pytest.skip("no field has min and max")
+    gaps = FILTER_GAPS[served.dialect]
+    fields = [
+        n
+        for n in _named(aggregate["min"].type).fields
+        if n in _order_fields(served) and n not in gaps
+    ]
+    selection = " ".join(fields)
+    data = await served.data(
+        f"{{ cellsAggregate {{ min {{ {selection} }} max {{ {selection} }} }} }}"
+    )
+    problems = []
+    for name in fields:
+        rows = (await served.data(f"{{ cells(orderBy: {{{name}: ASC}}) {{ {name} }} }}"))["cells"]
+        values = [r[name] for r in rows if r[name] is not None]
+        # Equal values may be served otherwise ("10 days", "240:00:00"): compare with eq.
+        for kind, expected in (("min", values[0]), ("max", values[-1])):
+            got = data["cellsAggregate"][kind][name]
+            if got == expected:
+                continue
+            same = await served.body(
+                f"query($v: String!) {{ cells(where: {{{name}: {{eq: $v}}}}) {{ {name} }} }}",
+                {"v": got},
+            )
+            served_equal = [r[name] for r in (same.get("data") or {}).get("cells", [])]
+            if expected not in served_equal:
+                problems.append(f"{name} {kind}: {got!r}, the order says {expected!r}")
+    assert not problems, "\n".join(problems)

@@ -1290,15 +1290,17 @@ class _Planner:
                 f = fmap[fname]
                 col = sql(ident(a, f.column))
                 by_text = False
+                extreme = self.extreme(f, col, name) if name in ("min", "max") else None
                 if f.scalar == Scalar.UUID:
                     col = template(d.text_cast, col)  # PostgreSQL has no min/max over uuid
                 elif (
                     name in ("min", "max")
+                    and extreme is None
                     and f.enum_values is None
                     and not d.has_min_max(f.db_type, f.scalar.value)
                 ):
                     col, by_text = template(d.text_of, col), True
-                expr = sql(f"{name.upper()}(", col, ")")
+                expr = extreme or sql(f"{name.upper()}(", col, ")")
                 if name == "avg" and f.scalar == Scalar.FLOAT and d.float_avg:
                     expr = template(d.float_avg, col)
                 if by_text:
@@ -1316,6 +1318,26 @@ class _Planner:
                     expr = self.render(f, expr)
                 inner.append((k2, expr))
             yield key, json_object(d, inner)
+
+    def extreme(self, f: IrField, col: Fragment, name: str) -> Fragment | None:
+        """``min``/``max`` of ``f`` as orderBy sorts it, where MIN/MAX of the column would
+        not (PostgreSQL ranges have no MIN; SQLite timestamps in several text forms; MariaDB
+        enums, whose MIN compares their text); None where MIN/MAX of the column is right."""
+        d = self.dialect
+        if f.is_list:
+            return None
+        keyed = d.keyed_min if name == "min" else d.keyed_max
+        if f.enum_values is not None:
+            if d.enum_position and keyed:
+                return template(keyed, col, template(d.enum_position, col))
+            return None
+        tpl = d.ordered_min if name == "min" else d.ordered_max
+        if self.native_order(f) and not d.has_min_max(f.db_type, f.scalar.value) and tpl:
+            return template(tpl, col)
+        compare = d.scalar_compare.get(f.scalar.value)
+        if compare and keyed:
+            return template(keyed, col, template(compare, col))
+        return None
 
     def group_by_json(
         self,

@@ -164,6 +164,15 @@ class Dialect:
     #: Types of String columns that have min and max of their own; others (PostgreSQL's
     #: bit, macaddr, ranges) take the min and max of their text. Empty: every type has them.
     min_max_types: str = ""
+    #: ``min``/``max`` of a String column compared as its type (``type_input``) that MIN and
+    #: MAX do not take (PostgreSQL ranges): the first value in the type's order.
+    ordered_min: str = ""
+    ordered_max: str = ""
+    #: ``min``/``max`` of a column compared through ``scalar_compare`` (or of an enum by its
+    #: ``enum_position``): the value ``{0}`` whose compared form ``{1}`` is least or
+    #: greatest, as it is stored.
+    keyed_min: str = ""
+    keyed_max: str = ""
     #: The average of a floating-point column, when AVG cannot take every value (PostgreSQL's
     #: AVG of double precision also sums squares, which overflow past 1.3e154).
     float_avg: str = ""
@@ -400,6 +409,8 @@ POSTGRESQL = Dialect(
     # column is served as (or any other form the type reads: "9.50" for money), is cast to it.
     type_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text) AS <1>)"),),
     type_list_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text[]) AS <1>[])"),),
+    ordered_min="(array_agg({0} ORDER BY {0}) FILTER (WHERE {0} IS NOT NULL))[1]",
+    ordered_max="(array_agg({0} ORDER BY {0} DESC) FILTER (WHERE {0} IS NOT NULL))[1]",
     cursor_input=((r"(date|timestamp|timestamptz)", "CAST(CAST({} AS text) AS <1>)"),),
     text_of="(json_build_array({})->>0)",
     list_output=(
@@ -486,6 +497,9 @@ MYSQL = Dialect(
         (r"(inet4|inet6)", "CAST({} AS <1>)"),
     ),
     enum_position="({} + 0)",
+    # An enum has at most 65,535 values: five digits of its position, then the value.
+    keyed_min="SUBSTRING(MIN(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
+    keyed_max="SUBSTRING(MAX(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
     # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
     key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
@@ -551,6 +565,10 @@ SQLITE = Dialect(
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
     scalar_compare={"DateTime": "julianday({})"},
+    # The stored text of the least (greatest) julianday: a fixed-width key before the value
+    # makes MIN/MAX of the pair pick it (julianday is positive from 4714 BC).
+    keyed_min="substr(MIN(printf('%020.10f', {1}) || {0}), 21)",
+    keyed_max="substr(MAX(printf('%020.10f', {1}) || {0}), 21)",
     contains_text="(instr({0}, {1}) > 0)",
     starts_with_text="(substr({0}, 1, length({1})) = {1})",
     ends_with_text=("({0} IS NOT NULL AND (length({1}) = 0 OR substr({0}, -length({1})) = {1}))"),
