@@ -148,12 +148,14 @@ async def test_mariadb_bits_and_addresses_compare_as_numbers_and_addresses(hosts
         hosts,
         '{ bits: hosts(where: {flags: {gt: "11"}}, orderBy: {flags: ASC}) { flags }'
         ' padded: hosts(where: {flags: {gte: "00000100"}}, orderBy: {id: ASC}) { id }'
-        ' ips: hosts(where: {ip: {gt: "9.0.0.1"}}, orderBy: {ip: DESC}) { ip } }',
+        ' ips: hosts(where: {ip: {gt: "9.0.0.1"}}, orderBy: {ip: DESC}) { ip }'
+        ' listed: hosts(where: {flags: {in: ["11", "00001000"]}}, orderBy: {id: ASC}) { id } }',
     )
     assert data == {
         "bits": [{"flags": "00000100"}, {"flags": "00001000"}],
         "padded": [{"id": 2}, {"id": 3}],
         "ips": [{"ip": "100.0.0.1"}, {"ip": "10.0.0.2"}],
+        "listed": [{"id": 1}, {"id": 2}],
     }
     for where, shown in (('{flags: {gt: "12"}}', "'12'"), ('{ip: {lt: "abc"}}', "'abc'")):
         body = await _body(hosts, f"{{ hosts(where: {where}) {{ id }} }}")
