@@ -603,12 +603,9 @@ def _typed_text_check(f: IrField) -> Callable[[Any], Any] | None:
 
         def address(value: Any) -> Any:
             try:
-                if db_type == "inet6":
-                    ipaddress.ip_address(value)
-                else:
-                    kind(value)
+                kind(value)
             except ValueError:
-                example = "192.168.1.5" if db_type == "inet4" else "2001:db8::1 or 192.168.1.5"
+                example = "192.168.1.5" if db_type == "inet4" else "2001:db8::1 or ::ffff:1.2.3.4"
                 raise PlanError(
                     f"{value!r} is not a value of {f.name}, an {db_type} address: give it as"
                     f" the field is served, e.g. {example}"
@@ -1420,7 +1417,7 @@ class _Planner:
 
         def value(cursor: Any) -> Any:
             v = parsed(cursor)
-            if v is None or f.scalar in _NON_FINITE:
+            if v is None or (f.scalar in _NON_FINITE and not _finite(v)):
                 return v
             return check(v) if check is not None else v
 
@@ -1668,6 +1665,16 @@ _NON_FINITE: dict[Scalar, dict[str, Any]] = {
     Scalar.FLOAT: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf},
     Scalar.DECIMAL: {v: decimal.Decimal(v) for v in ("NaN", "Infinity", "-Infinity")},
 }
+
+
+def _finite(value: Any) -> bool:
+    """Whether a number (or each number of a list) is finite."""
+    items = value if isinstance(value, list) else [value]
+    return all(
+        x.is_finite() if isinstance(x, decimal.Decimal) else math.isfinite(x)
+        for x in items
+        if isinstance(x, float | decimal.Decimal)
+    )
 
 
 def _position(values: tuple[str, ...] | list[str], value: Any) -> Any:
