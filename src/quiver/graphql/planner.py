@@ -1381,6 +1381,9 @@ class _Planner:
         """An order key's value ``expr`` in the form both the ORDER BY and cursors compare."""
         if k.field.enum_values is not None and self.dialect.enum_position:
             return template(self.dialect.enum_position, expr)
+        as_list = self.dialect.list_key_of(k.field.db_type) if k.field.is_list else None
+        if as_list:
+            return template(as_list, expr)
         return self.compared(k.field, self.filter_operand(k.field, expr))
 
     def cursor_value(

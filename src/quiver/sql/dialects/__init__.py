@@ -184,6 +184,10 @@ class Dialect:
     type_input: tuple[tuple[str, str], ...] = ()
     #: The same for a list of values bound as one array parameter (``in_list="array"``).
     type_list_input: tuple[tuple[str, str], ...] = ()
+    #: An array column of a type as an order key, where its cursor's value cannot be cast back
+    #: to the column's own type (PostgreSQL casts text to ``bit`` as one bit): the column and
+    #: the value (``type_list_input``) are both cast to a type of the same order.
+    list_key: tuple[tuple[str, str], ...] = ()
     #: How a cursor's value of a database type is read from the text the cursor holds, where
     #: the driver would send the parsed value otherwise (asyncpg sends 0001-01-01 as
     #: -infinity): as ``type_output``.
@@ -242,6 +246,10 @@ class Dialect:
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
         return _type_output(self.type_input, db_type.lower()) if db_type else None
+
+    def list_key_of(self, db_type: str | None) -> str | None:
+        """How an array column of type ``db_type`` is an order key (None: as it is)."""
+        return _type_output(self.list_key, db_type.lower()) if db_type else None
 
     def cursor_input_of(self, db_type: str | None) -> str | None:
         """How a cursor's text becomes a value of type ``db_type`` (None: parsed, as filters)."""
@@ -408,7 +416,11 @@ POSTGRESQL = Dialect(
     # String columns of these types compare in their own order; the value, in the text the
     # column is served as (or any other form the type reads: "9.50" for money), is cast to it.
     type_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text) AS <1>)"),),
-    type_list_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text[]) AS <1>[])"),),
+    type_list_input=(
+        (_PG_ORDERED_TYPES, "CAST(CAST({} AS text[]) AS <1>[])"),
+        ("bit|varbit", "CAST(CAST({} AS text[]) AS varbit[])"),
+    ),
+    list_key=(("bit", "CAST({} AS varbit[])"),),
     ordered_min="(array_agg({0} ORDER BY {0}) FILTER (WHERE {0} IS NOT NULL))[1]",
     ordered_max="(array_agg({0} ORDER BY {0} DESC) FILTER (WHERE {0} IS NOT NULL))[1]",
     cursor_input=((r"(date|timestamp|timestamptz)", "CAST(CAST({} AS text) AS <1>)"),),
