@@ -51,7 +51,7 @@ from quiver.graphql.limits import (
     validation_rules,
 )
 from quiver.graphql.mutations import MutationRunner
-from quiver.graphql.planner import PlanError, RootStep, plan_operation
+from quiver.graphql.planner import PlanError, RootStep, plan_operation, typed_input_problem
 from quiver.graphql.subscriptions import ChangeSignal, add_subscriptions
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.context import RequestContext
@@ -63,6 +63,7 @@ from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.schema.statistics import Statistics, read_statistics
 from quiver.sql.changelog import writers_table
 from quiver.sql.database import (
+    ConstraintError,
     Database,
     DatabaseBusyError,
     DatabaseError,
@@ -596,7 +597,16 @@ class GraphQLEngine:
             return Outcome(_errors_body([body]), "busy")
         for (i, s), r in zip(sql_steps, results, strict=True):
             if isinstance(r, DatabaseError):
-                errors.append(self._database_error(r, s.key))
+                # A filter or cursor value the column's type cannot read ("abc" for money).
+                problem = (
+                    typed_input_problem(s, r.violation.message, params[i])
+                    if isinstance(r, ConstraintError) and r.violation.kind == "value"
+                    else None
+                )
+                if problem is not None:
+                    errors.append(_error(problem, "BAD_USER_INPUT", path=[s.key]))
+                else:
+                    errors.append(self._database_error(r, s.key))
                 values[i] = b"null"
             elif r is not None and s.cursors is not None:
                 values[i] = sign_cursors(r, s.cursors, self.cursors)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -75,6 +76,7 @@ __all__ = [
     "plan_keys_where",
     "plan_operation",
     "plan_rows_by_key",
+    "typed_input_problem",
     "write_value_check",
 ]
 
@@ -110,6 +112,9 @@ class RootStep:
     checks: tuple[Slot, ...] = ()
     #: Where the JSON holds cursors to sign (a connection selecting cursors).
     cursors: CursorPlacement | None = None
+    #: The argument paths (``where.price.gt``, ``after``) whose values the database casts to
+    #: their column's type, with the type: a value it cannot read is the request's fault.
+    typed_inputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ def plan_operation(
                 slots=tuple(slots),
                 checks=tuple(planner.checks),
                 cursors=planner.placement,
+                typed_inputs=tuple(planner.typed_inputs),
             )
         )
     return steps
@@ -340,6 +346,45 @@ _SERVED_COMPARE: dict[str, dict[Scalar, str]] = {
     "mysql": {Scalar.BOOLEAN: _BOOLEAN_SERVED},
     "sqlite": {Scalar.BOOLEAN: _BOOLEAN_SERVED, Scalar.BASE64: "CAST({} AS BLOB)"},
 }
+
+#: The forms a String column of a type with an order of its own reads, by type.
+_TYPED_EXAMPLES = {
+    "money": '"$12.34" or "12.34"',
+    "interval": '"1 day 02:00:00" or "26 hours"',
+    "inet": '"192.168.1.5" or "10.0.0.0/8"',
+    "cidr": '"10.0.0.0/8"',
+    "macaddr": '"08:00:2b:01:02:03"',
+    "macaddr8": '"08:00:2b:01:02:03:04:05"',
+    "oid": '"42"',
+    "xid8": '"42"',
+    "pg_lsn": '"16/B374D848"',
+}
+
+
+def typed_input_problem(step: RootStep, message: str, values: Sequence[Any]) -> str | None:
+    """What a request gave wrong, when ``message`` (the database's refusal of ``step`` run
+    with ``values``) says it could not read one of ``values`` as the type of the String
+    column it was cast to; None when the refusal is of something else (a stored value)."""
+    if not step.typed_inputs:
+        return None
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
+    if given is None:
+        return None
+    named = [(p, t) for p, t in step.typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
+    paths, types = zip(*(named or step.typed_inputs), strict=True)
+    db_type = types[0]
+    shown = given if len(given) <= 80 else given[:77] + "..."
+    where = " or ".join(dict.fromkeys(paths))
+    example = _TYPED_EXAMPLES.get(db_type)
+    if example is None and db_type.endswith("range"):
+        example = '"[1,5)" or "empty"' if "int" in db_type else '"[1.5,2.5)" or "empty"'
+    forms = f", e.g. {example}" if example else ""
+    return (
+        f"{shown!r} is not a valid {db_type} value ({where}): the field compares as its database"
+        f" type {db_type}; give the value as the field serves it{forms}"
+    )
+
 
 #: The longest path into a ``where`` argument (``where.and.0.not.author.name``): SQLite's
 #: parser refuses a query of about 50 nested parentheses, and no useful filter is deeper.
@@ -602,6 +647,9 @@ def _value_check(
     dialect: Dialect, f: IrField, *, writing: bool = False
 ) -> Callable[[Any], Any] | None:
     if f.scalar in TEXT_SCALARS:
+        typed = None if writing else _typed_text_check(f)
+        if typed is not None:
+            return lambda v: _each(typed)(_reject_nul(v))
         return _reject_nul
     if f.scalar == Scalar.FLOAT:
         return _each(_check_finite)
@@ -611,6 +659,44 @@ def _value_check(
         return _each(_check_finite_decimal)
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
+    return None
+
+
+_BITS = re.compile(r"bit\(([0-9]+)\)")
+
+
+def _typed_text_check(f: IrField) -> Callable[[Any], Any] | None:
+    """A check of a value cast to ``f``'s type where the database would not refuse one it
+    cannot read (MariaDB reads ``CONV('abc', 2, 10)`` as 0 and an invalid INET6 as NULL)."""
+    db_type = (f.db_type or "").lower()
+    bits = _BITS.fullmatch(db_type)
+    if bits is not None and int(bits.group(1)) > 1:
+        width = int(bits.group(1))
+
+        def binary_digits(value: Any) -> Any:
+            if not (isinstance(value, str) and 0 < len(value) <= width) or value.strip("01"):
+                raise PlanError(
+                    f"{value!r} is not a value of {f.name}, a {db_type}: give up to {width}"
+                    f" binary digits, as the field is served (e.g. {'0' * (width - 3)}101)"
+                )
+            return value
+
+        return binary_digits
+    if db_type in ("inet4", "inet6"):
+        kind = ipaddress.IPv4Address if db_type == "inet4" else ipaddress.IPv6Address
+
+        def address(value: Any) -> Any:
+            try:
+                kind(value)
+            except ValueError:
+                example = "192.168.1.5" if db_type == "inet4" else "2001:db8::1 or ::ffff:1.2.3.4"
+                raise PlanError(
+                    f"{value!r} is not a value of {f.name}, an {db_type} address: give it as"
+                    f" the field is served, e.g. {example}"
+                ) from None
+            return value
+
+        return address
     return None
 
 
@@ -626,6 +712,8 @@ class _Planner:
     _alias_count: int = field(default=0)
     checks: list[Slot] = field(default_factory=list)
     placement: CursorPlacement | None = None
+    #: Where a value is cast to its String column's type (see :attr:`RootStep.typed_inputs`).
+    typed_inputs: list[tuple[str, str]] = field(default_factory=list)
     #: The rows each entity shows the caller; None: every row.
     restrict: RowRestriction | None = None
     #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
@@ -636,6 +724,7 @@ class _Planner:
         self._alias_count = 0
         self.checks = []
         self.placement = None
+        self.typed_inputs = []
         self._joins = {}
 
     def alias(self) -> str:
@@ -795,8 +884,25 @@ class _Planner:
         return template(tpl, expr) if tpl else None
 
     def filter_operand(self, f: IrField, col: Fragment) -> Fragment:
-        """The column as filters compare it: a String column of a type that is not text (an
-        interval, a MariaDB BIT) compares in the text it is served as."""
+        """The column as comparisons, orderBy and cursors take it: a String column of a type
+        with an order of its own (money, interval, inet, ranges; MariaDB's BIT) as it is, its
+        values cast to the type (:meth:`compared_value`); one of another type that is not
+        text (bit, geometric types) in the text it is served as."""
+        if self.native_order(f):
+            return col
+        return self.text_operand(f, col)
+
+    def native_order(self, f: IrField) -> bool:
+        """Whether ``f``, a String column of a type that is not text, compares as its type."""
+        return (
+            f.scalar == Scalar.STRING
+            and f.enum_values is None
+            and not f.is_list
+            and self.dialect.column_input(f.db_type) is not None
+        )
+
+    def text_operand(self, f: IrField, col: Fragment) -> Fragment:
+        """The column as pattern operators read it: the text it is served as."""
         d = self.dialect
         if f.scalar != Scalar.STRING or f.enum_values is not None or f.is_list:
             return col
@@ -972,7 +1078,9 @@ class _Planner:
 
     # ----- ordering -----
     def order(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[OrderItem]:
-        return [(k.expr, k.direction, k.nulls) for k in self.order_keys(e, a, order_by)]
+        # A list sorts in the order a connection pages through (see key_operand).
+        keys = self.order_keys(e, a, order_by)
+        return [(self.key_operand(k, k.expr), k.direction, k.nulls) for k in keys]
 
     def order_keys(self, e: Entity, a: str, order_by: Leaf | list[Any] | None) -> list[_Key]:
         items: list[_Key] = []
@@ -1072,7 +1180,9 @@ class _Planner:
     def compared_value(self, f: IrField, p: Fragment | Param) -> Fragment:
         """A filter value of ``f`` as comparisons take it (cast to the column's type)."""
         d = self.dialect
-        cast = d.column_input(f.db_type) if not f.is_list else None
+        # A list column's value is a cursor's: an array of a type the driver would want in
+        # its own objects (interval, ranges) is cast from its elements' text.
+        cast = d.column_list_input(f.db_type) if f.is_list else d.column_input(f.db_type)
         out = template(cast, p) if cast else sql(p)
         return self.compared(f, out)
 
@@ -1098,6 +1208,7 @@ class _Planner:
         # An array of a type that is not text (interval[], bit(3)[], point[], int4range[])
         # compares in the text its elements are served as, as the scalar columns do.
         text_array = f.is_list and pg_text_array_element(f) is not None
+        typed = self.native_order(f)
 
         def value_in(p: Fragment | Param) -> Fragment:
             if dated is not None:
@@ -1122,6 +1233,8 @@ class _Planner:
                 yield sql("((", raw_col, " IS NULL) = ", param(leaf.slot), ")")
                 continue
             slot = leaf.slot.with_transform(check) if check is not None else leaf.slot
+            if typed and (op in _COMPARISONS or op in ("in", "nin")):
+                self.typed_inputs.append((".".join(map(str, p)), f.db_type or ""))
             if f.is_list and dated is not None:
                 texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
                 pred = template(arrays[op], raw_col, texts)
@@ -1137,7 +1250,9 @@ class _Planner:
                     texts = sql("CAST(CAST(", param(slot), f" AS TEXT[]) AS {dated[1]}[])")
                     pred = sql(col, " = ANY(", texts, ")")
                 elif d.in_list == "array":
-                    pred = sql(col, " = ANY(", param(slot), ")")
+                    many = d.column_list_input(f.db_type) if typed else None
+                    listed = template(many, param(slot)) if many else param(slot)
+                    pred = sql(col, " = ANY(", listed, ")")
                 elif v:
                     items = (x.slot.with_transform(check) if check else x.slot for x in v)
                     values = (value_in(param(i)) for i in items)
@@ -1151,8 +1266,12 @@ class _Planner:
                     if f.nullable and v:
                         pred = sql("(", col, " IS NOT NULL AND ", pred, ")")
             else:
-                # Pattern operators compare text: UUID and ID columns are read as text.
-                target = template(d.text_cast, col) if f.scalar != Scalar.STRING else col
+                # Pattern operators compare text: UUID and ID columns are read as text, and
+                # String columns of other types (money, interval) as the text they are served as.
+                if f.scalar != Scalar.STRING:
+                    target = template(d.text_cast, col)
+                else:
+                    target = self.text_operand(f, raw_col)
                 pattern = leaf.slot.with_transform(_reject_nul)
                 text_test = {
                     "contains": d.contains_text,
@@ -1273,15 +1392,17 @@ class _Planner:
                 f = fmap[fname]
                 col = sql(ident(a, f.column))
                 by_text = False
+                extreme = self.extreme(f, col, name) if name in ("min", "max") else None
                 if f.scalar == Scalar.UUID:
                     col = template(d.text_cast, col)  # PostgreSQL has no min/max over uuid
                 elif (
                     name in ("min", "max")
+                    and extreme is None
                     and f.enum_values is None
                     and not d.has_min_max(f.db_type, f.scalar.value)
                 ):
                     col, by_text = template(d.text_of, col), True
-                expr = sql(f"{name.upper()}(", col, ")")
+                expr = extreme or sql(f"{name.upper()}(", col, ")")
                 if name == "avg" and f.scalar == Scalar.FLOAT and d.float_avg:
                     expr = template(d.float_avg, col)
                 if by_text:
@@ -1299,6 +1420,26 @@ class _Planner:
                     expr = self.render(f, expr)
                 inner.append((k2, expr))
             yield key, json_object(d, inner)
+
+    def extreme(self, f: IrField, col: Fragment, name: str) -> Fragment | None:
+        """``min``/``max`` of ``f`` as orderBy sorts it, where MIN/MAX of the column would
+        not (PostgreSQL ranges have no MIN; SQLite timestamps in several text forms; MariaDB
+        enums, whose MIN compares their text); None where MIN/MAX of the column is right."""
+        d = self.dialect
+        if f.is_list:
+            return None
+        keyed = d.keyed_min if name == "min" else d.keyed_max
+        if f.enum_values is not None:
+            if d.enum_position and keyed:
+                return template(keyed, col, template(d.enum_position, col))
+            return None
+        tpl = d.ordered_min if name == "min" else d.ordered_max
+        if self.native_order(f) and not d.has_min_max(f.db_type, f.scalar.value) and tpl:
+            return template(tpl, col)
+        compare = d.scalar_compare.get(f.scalar.value)
+        if compare and keyed:
+            return template(keyed, col, template(compare, col))
+        return None
 
     def group_by_json(
         self,
@@ -1345,6 +1486,9 @@ class _Planner:
         """An order key's value ``expr`` in the form both the ORDER BY and cursors compare."""
         if k.field.enum_values is not None and self.dialect.enum_position:
             return template(self.dialect.enum_position, expr)
+        as_list = self.dialect.list_key_of(k.field.db_type) if k.field.is_list else None
+        if as_list:
+            return template(as_list, expr)
         return self.compared(k.field, self.filter_operand(k.field, expr))
 
     def cursor_value(
@@ -1356,28 +1500,60 @@ class _Planner:
         if isinstance(obj_type, GraphQLObjectType) and k.field.name in obj_type.fields:
             named = get_named_type(obj_type.fields[k.field.name].type)
         check = self.value_check(k.field)
+        f = k.field
 
-        def value(cursor: Any) -> Any:
+        def parse(v: Any) -> Any:
+            if v is None or named is None or (f.scalar == Scalar.ID and isinstance(v, int)):
+                return v
+            if f.scalar in _NON_FINITE and v in _NON_FINITE[f.scalar]:
+                # A row's value no filter may give (NaN, an infinity): the database has it.
+                return _NON_FINITE[f.scalar][v]
+            return named.parse_value(v)
+
+        def parsed(cursor: Any) -> Any:
             v = read(cursor)[i]
             if v is None:
                 return None
-            if named is not None and not (k.field.scalar == Scalar.ID and isinstance(v, int)):
-                try:
-                    v = named.parse_value(v)
-                except (GraphQLError, TypeError, ValueError):
-                    raise PlanError(
-                        "a cursor holds a value its field no longer takes: the schema changed"
-                        " since it was issued; start again from the first page"
-                    ) from None
+            try:
+                v = [parse(x) for x in v] if f.is_list and isinstance(v, list) else parse(v)
+            except (GraphQLError, TypeError, ValueError):
+                raise PlanError(
+                    "a cursor holds a value its field no longer takes: the schema changed"
+                    " since it was issued; start again from the first page"
+                ) from None
+            return v
+
+        def value(cursor: Any) -> Any:
+            v = parsed(cursor)
+            if v is None or (f.scalar in _NON_FINITE and not _finite(v)):
+                return v
             return check(v) if check is not None else v
 
         values = k.field.enum_values
         if values is not None and self.dialect.enum_position:
             return lambda cursor: _position(values, value(cursor))
+        if self.cursor_text(k.field) is not None:
+
+            def text(cursor: Any) -> Any:
+                parsed(cursor)  # checks it is a value of the field
+                return read(cursor)[i]
+
+            return text
         return value
 
+    def cursor_text(self, f: IrField) -> str | None:
+        """How a cursor's value of ``f`` is read from its text (None: as a filter value)."""
+        if f.is_list or f.scalar not in (Scalar.DATE, Scalar.DATETIME):
+            return None
+        return self.dialect.cursor_input_of(f.db_type)
+
     def keyset(
-        self, keys: list[_Key], cursor: Leaf, read: Callable[[Any], list[Any]], forward: bool
+        self,
+        keys: list[_Key],
+        cursor: Leaf,
+        read: Callable[[Any], list[Any]],
+        forward: bool,
+        name: str = "after",
     ) -> Fragment:
         """Rows of ``base b`` strictly after (``forward``) or before the cursor's row.
 
@@ -1399,8 +1575,14 @@ class _Planner:
             def c_null() -> Fragment:
                 return template(d.int_param, param(cursor.slot.with_transform(is_null)))
 
+            if self.native_order(k.field):
+                self.typed_inputs.append((name, k.field.db_type or ""))
+
             def value(i: int = i, k: _Key = k) -> Fragment:
                 slot = cursor.slot.with_transform(self.cursor_value(k, read, i))
+                as_text = self.cursor_text(k.field)
+                if as_text is not None:
+                    return self.compared(k.field, template(as_text, param(slot)))
                 return self.compared_value(k.field, param(slot))
 
             ascending = (k.direction == "ASC") == forward
@@ -1487,7 +1669,8 @@ class _Planner:
         if before is not None and before.value is not None:
             read = _cursor_reader(self.cursor_codec, tag, len(keys), "before")
             self.checks.append(before.slot.with_transform(read))
-            counts.append(sql(rows_where(self.keyset(keys, before, read, False)), " AS hi"))
+            before_rows = self.keyset(keys, before, read, False, "before")
+            counts.append(sql(rows_where(before_rows), " AS hi"))
             hi = sql("cnt.hi")
         if _value(first) is not None:
             hi = sql(
@@ -1582,6 +1765,24 @@ class _Planner:
             json_object(d, pairs),
             " FROM cnt",
         )
+
+
+#: The values a row of a Float or Decimal column may hold but a filter may not give, as the
+#: field serves them: a cursor at such a row holds them.
+_NON_FINITE: dict[Scalar, dict[str, Any]] = {
+    Scalar.FLOAT: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf},
+    Scalar.DECIMAL: {v: decimal.Decimal(v) for v in ("NaN", "Infinity", "-Infinity")},
+}
+
+
+def _finite(value: Any) -> bool:
+    """Whether a number (or each number of a list) is finite."""
+    items = value if isinstance(value, list) else [value]
+    return all(
+        x.is_finite() if isinstance(x, decimal.Decimal) else math.isfinite(x)
+        for x in items
+        if isinstance(x, float | decimal.Decimal)
+    )
 
 
 def _position(values: tuple[str, ...] | list[str], value: Any) -> Any:

@@ -164,12 +164,34 @@ class Dialect:
     #: Types of String columns that have min and max of their own; others (PostgreSQL's
     #: bit, macaddr, ranges) take the min and max of their text. Empty: every type has them.
     min_max_types: str = ""
+    #: ``min``/``max`` of a String column compared as its type (``type_input``) that MIN and
+    #: MAX do not take (PostgreSQL ranges): the first value in the type's order.
+    ordered_min: str = ""
+    ordered_max: str = ""
+    #: ``min``/``max`` of a column compared through ``scalar_compare`` (or of an enum by its
+    #: ``enum_position``): the value ``{0}`` whose compared form ``{1}`` is least or
+    #: greatest, as it is stored.
+    keyed_min: str = ""
+    keyed_max: str = ""
     #: The average of a floating-point column, when AVG cannot take every value (PostgreSQL's
     #: AVG of double precision also sums squares, which overflow past 1.3e154).
     float_avg: str = ""
     #: Input per database type, as ``type_output``: how a filter value is cast to compare
-    #: with a column of that type (MariaDB's single-precision FLOAT).
+    #: with a column of that type (MariaDB's single-precision FLOAT). A String column of a
+    #: type listed here (PostgreSQL's money, interval, inet, ranges; MariaDB's BIT, INET6)
+    #: compares, sorts and pages in the type's own order, its values cast to the type; a
+    #: String column of another type that is not text compares in its text (``text_of``).
     type_input: tuple[tuple[str, str], ...] = ()
+    #: The same for a list of values bound as one array parameter (``in_list="array"``).
+    type_list_input: tuple[tuple[str, str], ...] = ()
+    #: An array column of a type as an order key, where its cursor's value cannot be cast back
+    #: to the column's own type (PostgreSQL casts text to ``bit`` as one bit): the column and
+    #: the value (``type_list_input``) are both cast to a type of the same order.
+    list_key: tuple[tuple[str, str], ...] = ()
+    #: How a cursor's value of a database type is read from the text the cursor holds, where
+    #: the driver would send the parsed value otherwise (asyncpg sends 0001-01-01 as
+    #: -infinity): as ``type_output``.
+    cursor_input: tuple[tuple[str, str], ...] = ()
     #: Writes: what locks the rows a SELECT reads until the transaction ends; how an INSERT
     #: gives no column; how a JSON value is written (``{}``: the text, ``{1}``: column type).
     lock_rows: str = ""
@@ -224,6 +246,18 @@ class Dialect:
     def column_input(self, db_type: str | None) -> str | None:
         """How a filter value compares with a column of type ``db_type`` (None: as it is)."""
         return _type_output(self.type_input, db_type.lower()) if db_type else None
+
+    def list_key_of(self, db_type: str | None) -> str | None:
+        """How an array column of type ``db_type`` is an order key (None: as it is)."""
+        return _type_output(self.list_key, db_type.lower()) if db_type else None
+
+    def cursor_input_of(self, db_type: str | None) -> str | None:
+        """How a cursor's text becomes a value of type ``db_type`` (None: parsed, as filters)."""
+        return _type_output(self.cursor_input, db_type.lower()) if db_type else None
+
+    def column_list_input(self, db_type: str | None) -> str | None:
+        """How an array of filter values compares with a column of type ``db_type``."""
+        return _type_output(self.type_list_input, db_type.lower()) if db_type else None
 
     def compares_as_text(self, db_type: str | None) -> bool:
         """Whether a String column of type ``db_type`` compares with text as it is."""
@@ -324,6 +358,14 @@ def _format(n: int) -> str:
     return "%s"
 
 
+#: PostgreSQL's built-in types served as String that have an order of their own (a btree
+#: operator class) which their text does not follow ("$1,000.00" < "$9.50", "10 days" <
+#: "9 days", "10.0.0.2" < "9.0.0.1", "[10,20)" < "[9,10)"). The group is the type's name.
+_PG_ORDERED_TYPES = (
+    r"(money|interval|inet|cidr|macaddr|macaddr8|oid|xid8|pg_lsn"
+    r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range)"
+)
+
 POSTGRESQL = Dialect(
     lock_rows=" FOR UPDATE",
     json_input="CAST(CAST({0} AS TEXT) AS {1})",
@@ -371,6 +413,17 @@ POSTGRESQL = Dialect(
         " FROM generate_subscripts({}, 1) AS i ORDER BY i) END"
     ),
     min_max_types="text|varchar|bpchar|name|citext|char|interval|money|inet|cidr|oid|pg_lsn",
+    # String columns of these types compare in their own order; the value, in the text the
+    # column is served as (or any other form the type reads: "9.50" for money), is cast to it.
+    type_input=((_PG_ORDERED_TYPES, "CAST(CAST({} AS text) AS <1>)"),),
+    type_list_input=(
+        (_PG_ORDERED_TYPES, "CAST(CAST({} AS text[]) AS <1>[])"),
+        ("bit|varbit", "CAST(CAST({} AS text[]) AS varbit[])"),
+    ),
+    list_key=(("bit", "CAST({} AS varbit[])"),),
+    ordered_min="(array_agg({0} ORDER BY {0}) FILTER (WHERE {0} IS NOT NULL))[1]",
+    ordered_max="(array_agg({0} ORDER BY {0} DESC) FILTER (WHERE {0} IS NOT NULL))[1]",
+    cursor_input=((r"(date|timestamp|timestamptz)", "CAST(CAST({} AS text) AS <1>)"),),
     text_of="(json_build_array({})->>0)",
     list_output=(
         "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
@@ -436,7 +489,8 @@ MYSQL = Dialect(
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
         (MYSQL_SPATIAL_TYPES, "JSON_EXTRACT(ST_AsGeoJSON({}), '$')"),
     ),
-    text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
+    # A SET sorts by its members' bits but compares with text as text: it is read as its text.
+    text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*",
     text_of="CAST({} AS CHAR)",
     # Wider BITs as binary digits, spatial values as WKT (the driver gives both as bytes).
     arrow_text_output=(
@@ -448,8 +502,16 @@ MYSQL = Dialect(
         (MYSQL_SPATIAL_TYPES, "ST_GeomFromText({})"),
     ),
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
-    type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
+    type_input=(
+        (r"float\b.*", "CAST({} AS FLOAT)"),
+        # Wider BITs and INET4/INET6 compare as numbers and addresses, not as their text.
+        (r"bit\(([2-9]|[1-9][0-9]+)\)", "CAST(CONV({}, 2, 10) AS UNSIGNED)"),
+        (r"(inet4|inet6)", "CAST({} AS <1>)"),
+    ),
     enum_position="({} + 0)",
+    # An enum has at most 65,535 values: five digits of its position, then the value.
+    keyed_min="SUBSTRING(MIN(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
+    keyed_max="SUBSTRING(MAX(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
     # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
     key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
@@ -515,6 +577,10 @@ SQLITE = Dialect(
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
     scalar_compare={"DateTime": "julianday({})"},
+    # The stored text of the least (greatest) julianday: a fixed-width key before the value
+    # makes MIN/MAX of the pair pick it (julianday is positive from 4714 BC).
+    keyed_min="substr(MIN(printf('%020.10f', {1}) || {0}), 21)",
+    keyed_max="substr(MAX(printf('%020.10f', {1}) || {0}), 21)",
     contains_text="(instr({0}, {1}) > 0)",
     starts_with_text="(substr({0}, 1, length({1})) = {1})",
     ends_with_text=("({0} IS NOT NULL AND (length({1}) = 0 OR substr({0}, -length({1})) = {1}))"),
