@@ -35,6 +35,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ from quiver.sql.changelog import (
 )
 from quiver.sql.connect import connect_postgresql
 from quiver.sql.database import Database, DatabaseError
-from quiver.sql.dialects import Dialect
+from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
 from quiver.sql.url import parse_database_url
 
@@ -97,6 +98,9 @@ MAX_GAPS = 10_000
 #: Most ids one read asks for by ``IN (...)``.
 _GAP_CHUNK = 500
 _OPERATIONS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+_MYSQL_SPATIAL = re.compile(MYSQL_SPATIAL_TYPES)
+#: BIT(1) is a Boolean; wider BITs are served (and imaged) as strings of binary digits.
+_MYSQL_WIDE_BIT = re.compile(r"bit\(([2-9]|[1-9][0-9]+)\)")
 _CUTOFF = {
     "postgresql": "now() - (CAST(? AS double precision) * interval '1 second')",
     "mysql": "CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
@@ -414,9 +418,9 @@ class ImageTable:
                 else back.get(value, value)
             )
         name = self.dialect.name
-        if f.scalar == Scalar.BASE64 and isinstance(value, str) and name == "postgresql":
-            with contextlib.suppress(ValueError, binascii.Error):
-                return "\\x" + base64.b64decode(value, validate=True).hex()
+        if f.scalar == Scalar.BASE64 and name == "postgresql":
+            # bytea and bytea[] populate from PostgreSQL's hex text, not from Base64
+            return [_pg_hex(v) for v in value] if isinstance(value, list) else _pg_hex(value)
         if name == "sqlite" and f.scalar in (Scalar.BIGINT, Scalar.DECIMAL):
             # Served as text; SQLite holds them as numbers, and compares text above any number.
             for number in (int, float):
@@ -462,6 +466,12 @@ class ImageTable:
                 value = sql(f"jt.c{i}")
                 if f.scalar == Scalar.BASE64:
                     value = sql("FROM_BASE64(", value, ")")
+                elif _MYSQL_WIDE_BIT.fullmatch((f.db_type or "").lower()):
+                    # imaged as the binary digits it is served as
+                    value = sql("CAST(CONV(", value, ", 2, 10) AS UNSIGNED)")
+                elif _MYSQL_SPATIAL.fullmatch((f.db_type or "").lower()):
+                    # imaged as the GeoJSON it is served as; the column reads a geometry
+                    value = sql("ST_GeomFromGeoJSON(", value, ")")
                 picks.append(sql(value, " AS ", ident(f.column)))
             return sql(
                 "SELECT ",
@@ -481,6 +491,14 @@ class ImageTable:
         return sql("SELECT ", join(", ", picks), " FROM json_each(", param(text), ") AS je")
 
 
+def _pg_hex(value: Any) -> Any:
+    """A Base64 image value as PostgreSQL's bytea input text (``\\xff00``)."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, binascii.Error):
+            return "\\x" + base64.b64decode(value, validate=True).hex()
+    return value
+
+
 def _mysql_type(f: IrField) -> str:
     """The JSON_TABLE column type carrying ``f``'s values."""
     declared = f.db_type or "LONGTEXT"
@@ -490,7 +508,9 @@ def _mysql_type(f: IrField) -> str:
         return "LONGTEXT"
     if base in ("tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary", "bit"):
         return "LONGTEXT"
-    if base in ("geometry", "point", "linestring", "polygon", "uuid", "inet4", "inet6"):
+    if _MYSQL_SPATIAL.fullmatch(t) or _MYSQL_WIDE_BIT.fullmatch(t):
+        return "LONGTEXT"
+    if base in ("uuid", "inet4", "inet6"):
         return "VARCHAR(255)"
     allowed = set("abcdefghijklmnopqrstuvwxyz0123456789(), ")
     return declared if set(t) <= allowed else "LONGTEXT"
