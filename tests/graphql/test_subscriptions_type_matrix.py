@@ -284,3 +284,157 @@ async def test_plain_sql_changes_of_every_type_reach_the_client_as_a_query_serve
             " as served: " + "; ".join(known[:3])
         )
     assert not problems, "\n".join(problems)
+
+
+_OPERATORS = (
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "isNull",
+    "like",
+    "ilike",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "containedBy",
+    "overlaps",
+)
+
+
+def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
+    """A ``where`` of every comparison operator of every field, taking a value the matrix
+    holds (the first row's that a GraphQL input can carry)."""
+    engine = live.app.engine
+    assert engine is not None
+    where = engine.graphql_schema.get_type("CellWhere")
+    assert isinstance(where, GraphQLInputObjectType)
+    out: list[dict[str, Any]] = []
+    for name, arg in where.fields.items():
+        kind = arg.type
+        if name in ("and", "or", "not", "t") or not isinstance(kind, GraphQLInputObjectType):
+            continue
+        values = [
+            row.get(name)
+            for _, row in sorted(rows.items())
+            if row.get(name) is not None and not _non_finite(row.get(name))
+        ]
+        for op in _OPERATORS:
+            if op not in kind.fields:
+                continue
+            if op == "isNull":
+                out.append({name: {op: True}})
+            elif values:
+                value = values[0]
+                out.append({name: {op: [value] if op in ("in", "nin") else value}})
+    return out
+
+
+async def test_where_of_every_type_delivers_exactly_the_rows_the_query_filter_selects(
+    matrix: LiveServer, modules: Path
+) -> None:
+    live = matrix
+    engine = live.app.engine
+    assert engine is not None
+    runner = Runner(engine, live.db)
+    kind, body = await runner.raw(f"{{ cells {{ {' '.join(_names(live))} }} }}")
+    assert kind == "data", body
+    rows = {row["id"]: row for row in body["data"]["cells"]}
+    filters = _filters(live, rows)
+    expected: list[set[int] | str] = []
+    for where in filters:
+        kind, body = await runner.raw(
+            "query($w: CellWhere) { cells(where: $w) { id } }", {"w": where}
+        )
+        if kind == "data":
+            expected.append({row["id"] for row in body["data"]["cells"]})
+        else:
+            expected.append(body["errors"][0]["extensions"]["code"])
+    document = "subscription($w: CellWhere) { cellChanged(where: $w) { after { id } } }"
+    problems: list[str] = []
+    for start in range(0, len(filters), 90):
+        chunk = filters[start : start + 90]
+        operations = [{"query": document, "variables": {"w": w}} for w in chunk]
+        async with ManyClient.run(modules, live.url, operations) as client:
+            errors: dict[int, str] = {}
+            while len(errors) < len(chunk):
+                # every subscription runs (counted by the gauge) or was refused
+                with contextlib.suppress(TimeoutError):
+                    event = orjson.loads(
+                        await asyncio.wait_for(client.proc.stdout.readline(), 1)  # type: ignore[union-attr]
+                    )
+                    if event["event"] == "error":
+                        errors[event["index"]] = event["errors"][0]["extensions"]["code"]
+                        continue
+                if await _running(live) == len(chunk) - len(errors):
+                    break
+            await live.data(
+                "mutation($t: String) { updateCells(where: {}, set: {t: $t}) { id } }",
+                {"t": f"changed {start}"},
+            )
+            got: dict[int, set[int]] = {i: set() for i in range(len(chunk))}
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    event = orjson.loads(
+                        await asyncio.wait_for(client.proc.stdout.readline(), 3)  # type: ignore[union-attr]
+                    )
+                    if event["event"] == "error":
+                        errors[event["index"]] = event["errors"][0]["extensions"]["code"]
+                    elif event["event"] == "next":
+                        got[event["index"]].add(
+                            event["payload"]["data"]["cellChanged"]["after"]["id"]
+                        )
+            for i, where in enumerate(chunk):
+                want_i = expected[start + i]
+                have: set[int] | str = errors.get(i, got[i])
+                if have != want_i:
+                    problems.append(
+                        f"{orjson.dumps(where).decode()}: query {want_i}, subscription {have}"
+                    )
+    # The change log writes a JSON column holding JSON null as null, as it writes SQL NULL
+    # (quiver.sql.changelog): the image cannot tell them apart.
+    known = [p for p in problems if '"isNull":' in p and p.startswith(('{"j":', '{"jb":'))]
+    assert problems == known, "\n".join(problems)
+    if known:
+        pytest.xfail("a JSON null is imaged as SQL NULL by the change log: " + "; ".join(known))
+
+
+async def _running(live: LiveServer) -> int:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(f"{live.http}/metrics")).text
+    for line in body.splitlines():
+        if line.startswith("quiver_graphql_subscriptions_active "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def test_a_filter_value_the_database_cannot_take_is_refused_at_subscribe(
+    fresh_postgresql: str, tmp_path_factory: Any, modules: Path
+) -> None:
+    with tm.matrix_database("postgresql", tmp_path_factory) as m:
+        async with serve_database(m.db, m.url, m.schemas) as live:
+            where = {"aiv": {"contains": ["1 day"]}}
+            document = "subscription($w: CellWhere) { cellChanged(where: $w) { op } }"
+            operations = [
+                {"query": document, "variables": {"w": where}},
+                {"query": "subscription { cellChanged { op after { id } } }"},
+            ]
+            async with ManyClient.run(modules, live.url, operations) as client:
+                # refused before any change is written, and the socket serves the other
+                (event,) = await client.events(1)
+                assert event["event"] == "error" and event["index"] == 0, event
+                assert event["errors"][0]["extensions"]["code"] == "DATABASE_ERROR"
+                await live.active(1)
+                await live.data('mutation { updateCell(id: 2, set: {t: "x"}) { id } }')
+                (event,) = await client.events(1)
+                assert event["index"] == 1, event
+                assert event["payload"]["data"]["cellChanged"] == {
+                    "op": "UPDATE",
+                    "after": {"id": 2},
+                }

@@ -74,7 +74,14 @@ from quiver.sql.changelog import (
     with_placeholders,
 )
 from quiver.sql.connect import connect_postgresql
-from quiver.sql.database import Database, DatabaseError
+from quiver.sql.database import (
+    Database,
+    DatabaseBusyError,
+    DatabaseError,
+    ParameterError,
+    QueryTooComplexError,
+    StatementTimeoutError,
+)
 from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
 from quiver.sql.url import parse_database_url
@@ -652,6 +659,36 @@ class ImageEvaluator:
                 [_error(err.message, "BAD_USER_INPUT", argumentPath=path)]
             ) from None
 
+    async def check(self, db: Database) -> None:
+        """Run the filter once over an image of nulls: a filter value the database cannot
+        take (a value it cannot bind or compare) refuses the subscribe, as the list query
+        refuses it, instead of ending the subscription at its first change. A busy pool or a
+        timeout is left to the reads, which wait and try again."""
+        if self.plan.where is None:
+            return
+        text, params = self.statement("after", [], [{}])
+        try:
+            await _fetch_uninterrupted(db, text, params)
+        except (DatabaseBusyError, StatementTimeoutError):
+            return
+        except (ParameterError, QueryTooComplexError) as err:
+            detail = err.details[0]
+            code = "BAD_USER_INPUT" if isinstance(err, ParameterError) else "QUERY_TOO_COMPLEX"
+            message = f"{detail.message} ({detail.fix})" if detail.fix else detail.message
+            raise SubscriptionError([_error(message, code, argumentPath=["where"])]) from None
+        except DatabaseError as err:
+            log.error("database error on the %s subscription's filter: %s", self.plan.root_key, err)
+            raise SubscriptionError(
+                [
+                    _error(
+                        "The database could not run this subscription's where filter (as it "
+                        "could not run the same filter in a query).",
+                        "DATABASE_ERROR",
+                        argumentPath=["where"],
+                    )
+                ]
+            ) from None
+
     async def evaluate(
         self, db: Database, rows: Sequence[LogRow]
     ) -> tuple[list[bool], dict[str, list[Any]]]:
@@ -812,11 +849,12 @@ async def run_subscription(
     :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
     when the subscription cannot go on. With ``access``, only changes of rows the role may
     read (before or after the change) are delivered."""
+    evaluator = ImageEvaluator(catalog, schema, db.dialect, plan, access)
+    await evaluator.check(db)
     if signal is not None:
         signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
     try:
         reader = ChangeLogReader(db, change_log_table, plan.entity.name)
-        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan, access)
         interval = settings.poll_interval_ms / 1000
         gap_timeout = float(settings.gap_timeout_s)
         position: Position | None = plan.resume.copy() if plan.resume is not None else None
