@@ -34,6 +34,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import re
 import time
@@ -350,8 +351,8 @@ class ChangeLogReader:
                 id=int(r[0]),
                 entity=r[1],
                 operation=r[2],
-                before=json_value(r[3]),
-                after=json_value(r[4]),
+                before=_exact_json(r[3]),
+                after=_exact_json(r[4]),
                 changed_fields=tuple(json_value(r[5]) or ()),
                 actor=r[6],
                 tenant_id=r[7],
@@ -362,6 +363,32 @@ class ChangeLogReader:
         ]
         out.sort(key=lambda r: r.id)
         return out, full
+
+
+def _exact_json(value: Any) -> Any:
+    """A change image as read by any driver, every number kept as the log wrote it: a float's
+    text (``1e400``, ``0.1000000000000000055511151231257827``, a JSON column's big decimal)
+    and an integer past 64 bits stay :class:`orjson.Fragment` and are written back verbatim,
+    where reading them as Python floats would round them or fail."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode()
+    return json.loads(value, parse_float=orjson.Fragment, parse_int=_exact_int)
+
+
+def _exact_int(text: str) -> Any:
+    number = int(text)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(text)
+
+
+def _raw_json(value: Any) -> Any:
+    """JSON the database built, passed on as its text (as a query passes its answer on)."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+    return orjson.Fragment(value)
 
 
 async def _fetch_uninterrupted(
@@ -717,7 +744,7 @@ class ImageEvaluator:
                 for place, (_, ok, body) in zip(at, answer, strict=True):
                     if n == 0 and ok is not None and int(ok):
                         matched[place] = True
-                    values[place] = json_value(body)
+                    values[place] = _raw_json(body)
                 if key is not None:
                     rendered[key] = values
         return matched, rendered
