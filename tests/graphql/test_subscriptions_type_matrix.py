@@ -501,3 +501,55 @@ async def test_json_with_big_numbers_changed_by_mutations_is_delivered_exactly(
     matrix: LiveServer,
 ) -> None:
     await _big_json_changes(matrix, "mutation")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_client_gone_mid_stream_leaks_nothing_and_others_get_every_change(
+    dialect: Dialect, request: pytest.FixtureRequest, modules: Path
+) -> None:
+    from tests.graphql.subscription_fixtures import live_server
+
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    async with live_server(dialect, url) as live:
+        engine = live.app.engine
+        assert engine is not None
+        await live.data("{ authors { id } }")
+        await asyncio.sleep(0.2)
+        tasks = len(asyncio.all_tasks())
+        document = "subscription { authorChanged { op after { name email books { title } } } }"
+        count = 400
+        authors = [{"name": f"A{i}", "email": f"a{i}@example.org"} for i in range(count)]
+        async with (
+            ManyClient.run(modules, live.url, [{"query": document}]) as gone,
+            ManyClient.run(modules, live.url, [{"query": document}]) as staying,
+        ):
+            await live.active(2)
+            await live.data(
+                "mutation($i: [AuthorCreateInput!]!) { createAuthors(inputs: $i) { id } }",
+                {"i": authors},
+            )
+            await gone.events(5)
+            gone.proc.kill()  # while the server is still sending it the rest
+            await live.active(1)
+            events = await staying.events(count)
+            names = [e["payload"]["data"]["authorChanged"]["after"]["name"] for e in events]
+            assert names == [a["name"] for a in authors]
+            # the server goes on serving: a new subscription and queries
+            async with ManyClient.run(modules, live.url, [{"query": document}]) as late:
+                await live.active(2)
+                await live.data(
+                    'mutation { createAuthor(input: {name: "Z", email: "z@x.org"}) { id } }'
+                )
+                (event,) = await late.events(1)
+                assert event["payload"]["data"]["authorChanged"]["after"]["name"] == "Z"
+                (event,) = await staying.events(1)
+                assert event["payload"]["data"]["authorChanged"]["after"]["name"] == "Z"
+        await live.active(0)
+        assert not engine.change_signal.watching
+        for _ in range(100):  # the sockets' tasks wind down
+            if len(asyncio.all_tasks()) <= tasks:
+                break
+            await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) <= tasks, [t.get_coro() for t in asyncio.all_tasks()]
+        data = await asyncio.gather(*(live.data("{ authors(limit: 1) { id } }") for _ in range(8)))
+        assert all(d["authors"] for d in data)
