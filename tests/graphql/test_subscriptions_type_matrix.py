@@ -328,9 +328,10 @@ def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
                 continue
             if op == "isNull":
                 out.append({name: {op: True}})
-            elif values:
-                value = values[0]
-                out.append({name: {op: [value] if op in ("in", "nin") else value}})
+            else:
+                # the first and the last value held: the range's two edges
+                for value in {orjson.dumps(v): v for v in values[:1] + values[-1:]}.values():
+                    out.append({name: {op: [value] if op in ("in", "nin") else value}})
     return out
 
 
