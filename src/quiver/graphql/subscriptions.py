@@ -708,8 +708,9 @@ class ImageEvaluator:
             raise SubscriptionError(
                 [
                     _error(
-                        "The database could not run this subscription's where filter (as it "
-                        "could not run the same filter in a query).",
+                        "The database could not run this subscription's where filter with "
+                        "these values (the list query's where fails alike); the server log says "
+                        "why. Change the filter's values.",
                         "DATABASE_ERROR",
                         argumentPath=["where"],
                     )
