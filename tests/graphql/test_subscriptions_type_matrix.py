@@ -318,11 +318,10 @@ def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
         kind = arg.type
         if name in ("and", "or", "not", "t") or not isinstance(kind, GraphQLInputObjectType):
             continue
-        values = [
-            row.get(name)
-            for _, row in sorted(rows.items())
-            if row.get(name) is not None and not _non_finite(row.get(name))
-        ]
+        held = [row.get(name) for _, row in sorted(rows.items()) if row.get(name) is not None]
+        values = [v for v in held if not _non_finite(v)]
+        # NaN and infinities too, where the input can carry them (a Decimal's text)
+        values += [v for v in held if isinstance(v, str) and v in tm.NON_FINITE]
         for op in _OPERATORS:
             if op not in kind.fields:
                 continue
@@ -330,7 +329,8 @@ def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
                 out.append({name: {op: True}})
             else:
                 # the first and the last value held: the range's two edges
-                for value in {orjson.dumps(v): v for v in values[:1] + values[-1:]}.values():
+                edges = values[:1] + values[-1:] + [v for v in values if _non_finite(v)]
+                for value in {orjson.dumps(v): v for v in edges}.values():
                     out.append({name: {op: [value] if op in ("in", "nin") else value}})
     return out
 
