@@ -185,7 +185,20 @@ async def live_server(dialect: Dialect, url: str, **settings: Any) -> AsyncItera
     db = ChinookDb(dialect, url)
     for statement in bookshop_statements(dialect):
         db.query(statement)
-    schema = await reflect_database(url)
+    try:
+        async with serve_database(db, url, **settings) as server:
+            yield server
+    finally:
+        db.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_database(
+    db: ChinookDb, url: str, schemas: list[str] | None = None, **settings: Any
+) -> AsyncIterator[LiveServer]:
+    """Serve the database ``db`` (at ``url``; its PostgreSQL ``schemas``) as it is, with
+    ``settings`` merged in; ``db`` stays open."""
+    schema = await reflect_database(url, schemas=schemas)
     merged: dict[str, Any] = {
         "database": {"url": url, "pool_max": 4},
         "subscriptions": {"poll_interval_ms": 50},
@@ -211,4 +224,3 @@ async def live_server(dialect: Dialect, url: str, **settings: Any) -> AsyncItera
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
-        db.close()

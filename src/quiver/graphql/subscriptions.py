@@ -34,7 +34,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +76,15 @@ from quiver.sql.changelog import (
     with_placeholders,
 )
 from quiver.sql.connect import connect_postgresql
-from quiver.sql.database import Database, DatabaseError
-from quiver.sql.dialects import Dialect
+from quiver.sql.database import (
+    Database,
+    DatabaseBusyError,
+    DatabaseError,
+    ParameterError,
+    QueryTooComplexError,
+    StatementTimeoutError,
+)
+from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
 from quiver.sql.url import parse_database_url
 
@@ -98,6 +107,9 @@ MAX_GAPS = 10_000
 #: Most ids one read asks for by ``IN (...)``.
 _GAP_CHUNK = 500
 _OPERATIONS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+_MYSQL_SPATIAL = re.compile(MYSQL_SPATIAL_TYPES)
+#: BIT(1) is a Boolean; wider BITs are served (and imaged) as strings of binary digits.
+_MYSQL_WIDE_BIT = re.compile(r"bit\(([2-9]|[1-9][0-9]+)\)")
 _CUTOFF = {
     "postgresql": "now() - (CAST(? AS double precision) * interval '1 second')",
     "mysql": "CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
@@ -340,8 +352,8 @@ class ChangeLogReader:
                 id=int(r[0]),
                 entity=r[1],
                 operation=r[2],
-                before=json_value(r[3]),
-                after=json_value(r[4]),
+                before=_exact_json(r[3]),
+                after=_exact_json(r[4]),
                 changed_fields=tuple(json_value(r[5]) or ()),
                 actor=r[6],
                 tenant_id=r[7],
@@ -352,6 +364,32 @@ class ChangeLogReader:
         ]
         out.sort(key=lambda r: r.id)
         return out, full
+
+
+def _exact_json(value: Any) -> Any:
+    """A change image as read by any driver, every number kept as the log wrote it: a float's
+    text (``1e400``, ``0.1000000000000000055511151231257827``, a JSON column's big decimal)
+    and an integer past 64 bits stay :class:`orjson.Fragment` and are written back verbatim,
+    where reading them as Python floats would round them or fail."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode()
+    return json.loads(value, parse_float=orjson.Fragment, parse_int=_exact_int)
+
+
+def _exact_int(text: str) -> Any:
+    number = int(text)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(text)
+
+
+def _raw_json(value: Any) -> Any:
+    """JSON the database built, passed on as its text (as a query passes its answer on)."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+    return orjson.Fragment(value)
 
 
 async def _fetch_uninterrupted(
@@ -415,9 +453,9 @@ class ImageTable:
                 else back.get(value, value)
             )
         name = self.dialect.name
-        if f.scalar == Scalar.BASE64 and isinstance(value, str) and name == "postgresql":
-            with contextlib.suppress(ValueError, binascii.Error):
-                return "\\x" + base64.b64decode(value, validate=True).hex()
+        if f.scalar == Scalar.BASE64 and name == "postgresql":
+            # bytea and bytea[] populate from PostgreSQL's hex text, not from Base64
+            return [_pg_hex(v) for v in value] if isinstance(value, list) else _pg_hex(value)
         if name == "sqlite" and f.scalar in (Scalar.BIGINT, Scalar.DECIMAL):
             # Served as text; SQLite holds them as numbers, and compares text above any number.
             for number in (int, float):
@@ -463,6 +501,12 @@ class ImageTable:
                 value = sql(f"jt.c{i}")
                 if f.scalar == Scalar.BASE64:
                     value = sql("FROM_BASE64(", value, ")")
+                elif _MYSQL_WIDE_BIT.fullmatch((f.db_type or "").lower()):
+                    # imaged as the binary digits it is served as
+                    value = sql("CAST(CONV(", value, ", 2, 10) AS UNSIGNED)")
+                elif _MYSQL_SPATIAL.fullmatch((f.db_type or "").lower()):
+                    # imaged as the GeoJSON it is served as; the column reads a geometry
+                    value = sql("ST_GeomFromGeoJSON(", value, ")")
                 picks.append(sql(value, " AS ", ident(f.column)))
             return sql(
                 "SELECT ",
@@ -482,6 +526,14 @@ class ImageTable:
         return sql("SELECT ", join(", ", picks), " FROM json_each(", param(text), ") AS je")
 
 
+def _pg_hex(value: Any) -> Any:
+    """A Base64 image value as PostgreSQL's bytea input text (``\\xff00``)."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError, binascii.Error):
+            return "\\x" + base64.b64decode(value, validate=True).hex()
+    return value
+
+
 def _mysql_type(f: IrField) -> str:
     """The JSON_TABLE column type carrying ``f``'s values."""
     declared = f.db_type or "LONGTEXT"
@@ -491,7 +543,9 @@ def _mysql_type(f: IrField) -> str:
         return "LONGTEXT"
     if base in ("tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary", "bit"):
         return "LONGTEXT"
-    if base in ("geometry", "point", "linestring", "polygon", "uuid", "inet4", "inet6"):
+    if _MYSQL_SPATIAL.fullmatch(t) or _MYSQL_WIDE_BIT.fullmatch(t):
+        return "LONGTEXT"
+    if base in ("uuid", "inet4", "inet6"):
         return "VARCHAR(255)"
     allowed = set("abcdefghijklmnopqrstuvwxyz0123456789(), ")
     return declared if set(t) <= allowed else "LONGTEXT"
@@ -633,6 +687,37 @@ class ImageEvaluator:
                 [_error(err.message, "BAD_USER_INPUT", argumentPath=path)]
             ) from None
 
+    async def check(self, db: Database) -> None:
+        """Run the filter once over an image of nulls: a filter value the database cannot
+        take (a value it cannot bind or compare) refuses the subscribe, as the list query
+        refuses it, instead of ending the subscription at its first change. A busy pool or a
+        timeout is left to the reads, which wait and try again."""
+        if self.plan.where is None:
+            return
+        text, params = self.statement("after", [], [{}])
+        try:
+            await _fetch_uninterrupted(db, text, params)
+        except (DatabaseBusyError, StatementTimeoutError):
+            return
+        except (ParameterError, QueryTooComplexError) as err:
+            detail = err.details[0]
+            code = "BAD_USER_INPUT" if isinstance(err, ParameterError) else "QUERY_TOO_COMPLEX"
+            message = f"{detail.message} ({detail.fix})" if detail.fix else detail.message
+            raise SubscriptionError([_error(message, code, argumentPath=["where"])]) from None
+        except DatabaseError as err:
+            log.error("database error on the %s subscription's filter: %s", self.plan.root_key, err)
+            raise SubscriptionError(
+                [
+                    _error(
+                        "The database could not run this subscription's where filter with "
+                        "these values (the list query's where fails alike); the server log says "
+                        "why. Change the filter's values.",
+                        "DATABASE_ERROR",
+                        argumentPath=["where"],
+                    )
+                ]
+            ) from None
+
     async def evaluate(
         self, db: Database, rows: Sequence[LogRow]
     ) -> tuple[list[bool], dict[str, list[Any]]]:
@@ -661,7 +746,7 @@ class ImageEvaluator:
                 for place, (_, ok, body) in zip(at, answer, strict=True):
                     if n == 0 and ok is not None and int(ok):
                         matched[place] = True
-                    values[place] = json_value(body)
+                    values[place] = _raw_json(body)
                 if key is not None:
                     rendered[key] = values
         return matched, rendered
@@ -793,11 +878,12 @@ async def run_subscription(
     :class:`~quiver.config.settings.SubscriptionSettings`. Raises :class:`SubscriptionError`
     when the subscription cannot go on. With ``access``, only changes of rows the role may
     read (before or after the change) are delivered."""
+    evaluator = ImageEvaluator(catalog, schema, db.dialect, plan, access)
+    await evaluator.check(db)
     if signal is not None:
         signal.watch(db, change_log_table, settings.poll_interval_ms / 1000)
     try:
         reader = ChangeLogReader(db, change_log_table, plan.entity.name)
-        evaluator = ImageEvaluator(catalog, schema, db.dialect, plan, access)
         interval = settings.poll_interval_ms / 1000
         gap_timeout = float(settings.gap_timeout_s)
         position: Position | None = plan.resume.copy() if plan.resume is not None else None

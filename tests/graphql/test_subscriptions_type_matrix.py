@@ -1,0 +1,556 @@
+"""Subscriptions deliver every column type exactly as a query serves it, to the reference client.
+
+Over the type-matrix table (``tests/graphql/type_matrix.py``: a column of every type each
+database offers, at the edges of its range), rows are updated, deleted and created through
+mutations and through plain SQL logged by triggers; the ``after``/``before`` images a
+``graphql-ws`` client receives must equal what the same client receives for a query of the row.
+The ``where:`` filter of every comparable field must select exactly the rows the list query's
+filter selects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from graphql import GraphQLInputObjectType
+from quiver.observers.triggers import install_triggers
+from tests.conftest import DIALECTS, Dialect
+from tests.graphql import type_matrix as tm
+from tests.graphql.conftest import Runner
+from tests.graphql.subscription_fixtures import LiveServer, node_modules, serve_database
+from tests.graphql.test_mutations_type_matrix import (
+    _NOT_WRITABLE_AS_SERVED,
+    _exact,
+    _non_finite,
+    _plain,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SCRIPT = Path(__file__).with_name("watch_many.cjs")
+
+
+class ManyClient:
+    """One graphql-ws client running several operations on one socket."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.seen: list[dict[str, Any]] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def run(
+        cls, modules: Path, url: str, operations: list[dict[str, Any]]
+    ) -> AsyncIterator[ManyClient]:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(SCRIPT),
+            url,
+            orjson.dumps(operations).decode(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NODE_PATH": str(modules)},
+            limit=2**24,
+        )
+        try:
+            yield cls(proc)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+
+    async def event(self, timeout: float = 15) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except TimeoutError:
+            pytest.fail(f"no event from the client within {timeout}s")
+        if not line:
+            err = await self.proc.stderr.read() if self.proc.stderr is not None else b""
+            code = await self.proc.wait()
+            pytest.fail(f"the client ended ({code}) after {self.seen}: {err.decode()[-2000:]}")
+        event: dict[str, Any] = orjson.loads(line)
+        self.seen.append(event)
+        return event
+
+    async def events(self, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+        """The next ``count`` events other than ``connected`` and ``complete``."""
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
+            event = await self.event(timeout)
+            if event["event"] not in ("connected", "complete"):
+                out.append(event)
+        return out
+
+    async def quiet(self, seconds: float) -> None:
+        assert self.proc.stdout is not None
+        with contextlib.suppress(TimeoutError):
+            line = await asyncio.wait_for(self.proc.stdout.readline(), seconds)
+            event = orjson.loads(line)
+            if event["event"] != "complete":
+                pytest.fail(f"unexpected event: {line!r}")
+
+
+@pytest.fixture(scope="session")
+def modules() -> Path:
+    return node_modules()
+
+
+@pytest_asyncio.fixture(params=DIALECTS)
+async def matrix(
+    request: pytest.FixtureRequest, tmp_path_factory: Any
+) -> AsyncIterator[LiveServer]:
+    dialect: Dialect = request.param
+    with tm.matrix_database(dialect, tmp_path_factory) as m:
+        async with serve_database(m.db, m.url, m.schemas) as live:
+            yield live
+
+
+def _names(live: LiveServer) -> list[str]:
+    engine = live.app.engine
+    assert engine is not None
+    return list(tm.field_types(engine.graphql_schema, "Cell"))
+
+
+async def _query(modules: Path, live: LiveServer, document: str) -> Any:
+    """The data of a query, as the reference client receives it."""
+    async with ManyClient.run(modules, live.url, [{"query": document}]) as client:
+        (event,) = await client.events(1)
+    assert event["event"] == "next" and "errors" not in event["payload"], event
+    return event["payload"]["data"]
+
+
+async def _rows(modules: Path, live: LiveServer, names: list[str]) -> dict[int, Any]:
+    data = await _query(modules, live, f"{{ cells(orderBy: {{id: ASC}}) {{ {' '.join(names)} }} }}")
+    return {row["id"]: row for row in data["cells"]}
+
+
+def _differences(got: Any, served: Any, what: str) -> list[str]:
+    if got is None or served is None:
+        return [] if got == served else [f"{what}: got {got!r}, served {served!r}"]
+    return [
+        f"{what} {name}: subscription {got.get(name)!r}, query {value!r}"
+        for name, value in served.items()
+        if got.get(name) != value
+    ]
+
+
+def _table(live: LiveServer) -> str:
+    engine = live.app.engine
+    assert engine is not None
+    schema = engine.catalog.entities["Cell"].db_schema
+    return f"{schema}.cells" if schema else "cells"
+
+
+async def _check_changes(
+    modules: Path,
+    live: LiveServer,
+    update: Any,
+    delete: Any,
+    create: Any,
+) -> list[str]:
+    """Problems of the changes ``update``, ``delete`` and ``create`` make, as a client receives
+    them, against what a query serves for the same rows."""
+    names = _names(live)
+    selection = " ".join(names)
+    document = (
+        f"subscription {{ cellChanged {{ op after {{ {selection} }} before {{ {selection} }} }} }}"
+    )
+    async with ManyClient.run(modules, live.url, [{"query": document}]) as client:
+        await live.active(1)
+        before = await _rows(modules, live, names)
+        await update()
+        after = await _rows(modules, live, names)
+        await delete()
+        events = await client.events(2 * len(before))
+        problems: list[str] = []
+        got = [e["payload"]["data"]["cellChanged"] for e in events]
+        assert all(e["event"] == "next" for e in events), events
+        updates = [c for c in got if c["op"] == "UPDATE"]
+        deletes = [c for c in got if c["op"] == "DELETE"]
+        assert len(updates) == len(deletes) == len(before), [c["op"] for c in got]
+        for c in updates:
+            key = c["before"]["id"]
+            problems += _differences(c["before"], before[key], f"update before {key}")
+            problems += _differences(c["after"], after[key], f"update after {key}")
+        for c in deletes:
+            key = c["before"]["id"]
+            assert c["after"] is None
+            problems += _differences(c["before"], after[key], f"delete before {key}")
+        created = await create(after)
+        events = await client.events(len(created))
+        again = await _rows(modules, live, names)
+        for e in events:
+            c = e["payload"]["data"]["cellChanged"]
+            assert c["op"] == "INSERT" and c["before"] is None, c
+            key = c["after"]["id"]
+            problems += _differences(c["after"], again[key], f"insert after {key}")
+        await client.quiet(0.3)
+    return problems
+
+
+async def test_mutation_changes_of_every_type_reach_the_client_as_a_query_serves_them(
+    matrix: LiveServer, modules: Path
+) -> None:
+    live = matrix
+    engine = live.app.engine
+    assert engine is not None
+
+    first: dict[str, Any] = {}
+
+    async def update() -> None:
+        await live.data('mutation { updateCells(where: {}, set: {t: "changed"}) { id } }')
+        kind, body = await Runner(engine, live.db).raw(
+            f"{{ cell(id: 1) {{ {' '.join(_names(live))} }} }}"
+        )
+        assert kind == "data", body
+        first.update(_exact(json.dumps(body["data"]["cell"])))
+
+    async def delete() -> None:
+        await live.data("mutation { deleteCells(where: {}) { id } }")
+
+    async def create(after: dict[int, Any]) -> list[int]:
+        create = engine.graphql_schema.get_type("CellCreateInput")
+        assert isinstance(create, GraphQLInputObjectType)
+        # A GraphQL Float input cannot carry a non-finite number (served as "NaN", "Infinity").
+        inputs = {
+            name: _plain(first[name])
+            for name in create.fields
+            if name in first
+            and not _non_finite(first[name])
+            and name not in _NOT_WRITABLE_AS_SERVED[live.db.dialect]
+        }
+        inputs["id"] = 1000
+        await live.data(
+            "mutation($i: CellCreateInput!) { createCell(input: $i) { id } }", {"i": inputs}
+        )
+        return [1000]
+
+    problems = await _check_changes(modules, live, update, delete, create)
+    assert not problems, "\n".join(problems)
+
+
+#: Fields whose SQLite trigger image is not the served value (quiver.observers.triggers): a
+#: BLOB is logged as hex text (and NULL as ''), a REAL through printf('%!.17g'), which may
+#: change the last bit.
+_SQLITE_TRIGGER_IMAGE = {"bl", "r", "dbl", "fl"}
+
+
+def _insert_statements(live: LiveServer) -> list[str]:
+    """The matrix's own INSERT statements of its rows."""
+    dialect = live.db.dialect
+    if dialect == "postgresql":
+        schema = _table(live).split(".")[0]
+        return [r.format(s=schema) for r in tm.PG_ROWS]
+    return tm.MYSQL_ROWS if dialect == "mysql" else tm.SQLITE_ROWS
+
+
+async def test_plain_sql_changes_of_every_type_reach_the_client_as_a_query_serves_them(
+    matrix: LiveServer, modules: Path
+) -> None:
+    live = matrix
+    engine = live.app.engine
+    assert engine is not None
+    await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
+    table = _table(live)
+
+    async def update() -> None:
+        await live.sql(f"UPDATE {table} SET t = 'changed'")
+
+    async def delete() -> None:
+        await live.sql(f"DELETE FROM {table}")
+
+    async def create(after: dict[int, Any]) -> list[int]:
+        for statement in _insert_statements(live):
+            await live.sql(statement)
+        return sorted(after)
+
+    problems = await _check_changes(modules, live, update, delete, create)
+    if live.db.dialect == "sqlite" and problems:
+        known = [p for p in problems if p.split(":")[0].split()[-1] in _SQLITE_TRIGGER_IMAGE]
+        assert problems == known, "\n".join(problems)
+        pytest.xfail(
+            "SQLite triggers log a BLOB as hex text (NULL as '') and a REAL with printf, not"
+            " as served: " + "; ".join(known[:3])
+        )
+    assert not problems, "\n".join(problems)
+
+
+_OPERATORS = (
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "isNull",
+    "like",
+    "ilike",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "containedBy",
+    "overlaps",
+)
+
+
+def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
+    """A ``where`` of every comparison operator of every field, taking a value the matrix
+    holds (the first row's that a GraphQL input can carry)."""
+    engine = live.app.engine
+    assert engine is not None
+    where = engine.graphql_schema.get_type("CellWhere")
+    assert isinstance(where, GraphQLInputObjectType)
+    out: list[dict[str, Any]] = []
+    for name, arg in where.fields.items():
+        kind = arg.type
+        if name in ("and", "or", "not", "t") or not isinstance(kind, GraphQLInputObjectType):
+            continue
+        held = [row.get(name) for _, row in sorted(rows.items()) if row.get(name) is not None]
+        values = [v for v in held if not _non_finite(v)]
+        # NaN and infinities too, where the input can carry them (a Decimal's text)
+        values += [v for v in held if isinstance(v, str) and v in tm.NON_FINITE]
+        for op in _OPERATORS:
+            if op not in kind.fields:
+                continue
+            if op == "isNull":
+                out.append({name: {op: True}})
+            else:
+                # the first and the last value held: the range's two edges
+                edges = values[:1] + values[-1:] + [v for v in values if _non_finite(v)]
+                for value in {orjson.dumps(v): v for v in edges}.values():
+                    out.append({name: {op: [value] if op in ("in", "nin") else value}})
+    return out
+
+
+async def test_where_of_every_type_delivers_exactly_the_rows_the_query_filter_selects(
+    matrix: LiveServer, modules: Path
+) -> None:
+    live = matrix
+    engine = live.app.engine
+    assert engine is not None
+    runner = Runner(engine, live.db)
+    kind, body = await runner.raw(f"{{ cells {{ {' '.join(_names(live))} }} }}")
+    assert kind == "data", body
+    rows = {row["id"]: row for row in body["data"]["cells"]}
+    filters = _filters(live, rows)
+    expected: list[set[int] | str] = []
+    for where in filters:
+        kind, body = await runner.raw(
+            "query($w: CellWhere) { cells(where: $w) { id } }", {"w": where}
+        )
+        if kind == "data":
+            expected.append({row["id"] for row in body["data"]["cells"]})
+        else:
+            expected.append(body["errors"][0]["extensions"]["code"])
+    document = "subscription($w: CellWhere) { cellChanged(where: $w) { after { id } } }"
+    problems: list[str] = []
+    for start in range(0, len(filters), 90):
+        chunk = filters[start : start + 90]
+        operations = [{"query": document, "variables": {"w": w}} for w in chunk]
+        async with ManyClient.run(modules, live.url, operations) as client:
+            errors: dict[int, str] = {}
+            while len(errors) < len(chunk):
+                # every subscription runs (counted by the gauge) or was refused
+                with contextlib.suppress(TimeoutError):
+                    event = orjson.loads(
+                        await asyncio.wait_for(client.proc.stdout.readline(), 1)  # type: ignore[union-attr]
+                    )
+                    if event["event"] == "error":
+                        errors[event["index"]] = event["errors"][0]["extensions"]["code"]
+                        continue
+                if await _running(live) == len(chunk) - len(errors):
+                    break
+            await live.data(
+                "mutation($t: String) { updateCells(where: {}, set: {t: $t}) { id } }",
+                {"t": f"changed {start}"},
+            )
+            got: dict[int, set[int]] = {i: set() for i in range(len(chunk))}
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    event = orjson.loads(
+                        await asyncio.wait_for(client.proc.stdout.readline(), 3)  # type: ignore[union-attr]
+                    )
+                    if event["event"] == "error":
+                        errors[event["index"]] = event["errors"][0]["extensions"]["code"]
+                    elif event["event"] == "next":
+                        got[event["index"]].add(
+                            event["payload"]["data"]["cellChanged"]["after"]["id"]
+                        )
+            for i, where in enumerate(chunk):
+                want_i = expected[start + i]
+                have: set[int] | str = errors.get(i, got[i])
+                if have != want_i:
+                    problems.append(
+                        f"{orjson.dumps(where).decode()}: query {want_i}, subscription {have}"
+                    )
+    # The change log writes a JSON column holding JSON null as null, as it writes SQL NULL
+    # (quiver.sql.changelog): the image cannot tell them apart.
+    known = [p for p in problems if '"isNull":' in p and p.startswith(('{"j":', '{"jb":'))]
+    assert problems == known, "\n".join(problems)
+    if known:
+        pytest.xfail("a JSON null is imaged as SQL NULL by the change log: " + "; ".join(known))
+
+
+async def _running(live: LiveServer) -> int:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(f"{live.http}/metrics")).text
+    for line in body.splitlines():
+        if line.startswith("quiver_graphql_subscriptions_active "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def test_a_filter_value_the_database_cannot_take_is_refused_at_subscribe(
+    fresh_postgresql: str, tmp_path_factory: Any, modules: Path
+) -> None:
+    with tm.matrix_database("postgresql", tmp_path_factory) as m:
+        async with serve_database(m.db, m.url, m.schemas) as live:
+            where = {"aiv": {"contains": ["1 day"]}}
+            document = "subscription($w: CellWhere) { cellChanged(where: $w) { op } }"
+            operations = [
+                {"query": document, "variables": {"w": where}},
+                {"query": "subscription { cellChanged { op after { id } } }"},
+            ]
+            async with ManyClient.run(modules, live.url, operations) as client:
+                # refused before any change is written, and the socket serves the other
+                (event,) = await client.events(1)
+                assert event["event"] == "error" and event["index"] == 0, event
+                assert event["errors"][0]["extensions"]["code"] == "DATABASE_ERROR"
+                await live.active(1)
+                await live.data('mutation { updateCell(id: 2, set: {t: "x"}) { id } }')
+                (event,) = await client.events(1)
+                assert event["index"] == 1, event
+                assert event["payload"]["data"]["cellChanged"] == {
+                    "op": "UPDATE",
+                    "after": {"id": 2},
+                }
+
+
+BIG_JSON = (
+    '{"big": 123456789012345678901234567890.123456789, "i": 18446744073709551617,'
+    ' "f": 1e400, "s": 0.1000000000000000055511151231257827}'
+)
+
+
+async def _big_json_changes(live: LiveServer, through: str) -> None:
+    """Write JSON with big numbers into row 1, then change the row ``through`` a mutation or
+    plain SQL logged by a trigger; read on a raw socket (a JavaScript client would round the
+    numbers itself), the JSON must reach the subscriber with every digit, as a query serves
+    it."""
+    from websockets.asyncio.client import connect
+
+    engine = live.app.engine
+    assert engine is not None
+    columns = ["j", "jb"] if live.db.dialect == "postgresql" else ["j"]
+    table = _table(live)
+    document = f"subscription {{ cellChanged {{ after {{ id {' '.join(columns)} }} }} }}"
+    await live.sql(
+        f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = 1",
+        (BIG_JSON,) * len(columns),
+    )
+    async with connect(live.url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+        await asyncio.wait_for(ws.recv(), 10)
+        subscribe = {"type": "subscribe", "id": "1", "payload": {"query": document}}
+        await ws.send(orjson.dumps(subscribe).decode())
+        await live.active(1)
+        if through == "mutation":
+            await live.data('mutation { updateCell(id: 1, set: {t: "by a mutation"}) { id } }')
+        else:
+            await install_triggers(
+                engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log"
+            )
+            await live.sql(f"UPDATE {table} SET t = 'by plain SQL' WHERE id = 1")
+        outcome = await engine.execute(
+            engine.prepare(f"{{ cell(id: 1) {{ id {' '.join(columns)} }} }}"), None
+        )
+        served = _exact(outcome.body)["data"]["cell"]
+        assert served["j"]["i"] == 18446744073709551617, served
+        message = _exact(await asyncio.wait_for(ws.recv(), 15))
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["cellChanged"]["after"] == served
+
+
+async def test_json_with_big_numbers_logged_by_triggers_is_delivered_exactly(
+    matrix: LiveServer,
+) -> None:
+    await _big_json_changes(matrix, "trigger")
+
+
+@pytest.mark.xfail(
+    reason="a mutation reads the row images with orjson (quiver.graphql.mutations._images):"
+    " a JSON number past a double (1e400) or 64 bits fails the mutation with"
+    " INTERNAL_SERVER_ERROR, and other long numbers are rounded in the change log",
+    strict=True,
+)
+async def test_json_with_big_numbers_changed_by_mutations_is_delivered_exactly(
+    matrix: LiveServer,
+) -> None:
+    await _big_json_changes(matrix, "mutation")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_a_client_gone_mid_stream_leaks_nothing_and_others_get_every_change(
+    dialect: Dialect, request: pytest.FixtureRequest, modules: Path
+) -> None:
+    from tests.graphql.subscription_fixtures import live_server
+
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    async with live_server(dialect, url) as live:
+        engine = live.app.engine
+        assert engine is not None
+        await live.data("{ authors { id } }")
+        await asyncio.sleep(0.2)
+        tasks = len(asyncio.all_tasks())
+        document = "subscription { authorChanged { op after { name email books { title } } } }"
+        count = 400
+        authors = [{"name": f"A{i}", "email": f"a{i}@example.org"} for i in range(count)]
+        async with (
+            ManyClient.run(modules, live.url, [{"query": document}]) as gone,
+            ManyClient.run(modules, live.url, [{"query": document}]) as staying,
+        ):
+            await live.active(2)
+            await live.data(
+                "mutation($i: [AuthorCreateInput!]!) { createAuthors(inputs: $i) { id } }",
+                {"i": authors},
+            )
+            await gone.events(5)
+            gone.proc.kill()  # while the server is still sending it the rest
+            await live.active(1)
+            events = await staying.events(count)
+            names = [e["payload"]["data"]["authorChanged"]["after"]["name"] for e in events]
+            assert names == [a["name"] for a in authors]
+            # the server goes on serving: a new subscription and queries
+            async with ManyClient.run(modules, live.url, [{"query": document}]) as late:
+                await live.active(2)
+                await live.data(
+                    'mutation { createAuthor(input: {name: "Z", email: "z@x.org"}) { id } }'
+                )
+                (event,) = await late.events(1)
+                assert event["payload"]["data"]["authorChanged"]["after"]["name"] == "Z"
+                (event,) = await staying.events(1)
+                assert event["payload"]["data"]["authorChanged"]["after"]["name"] == "Z"
+        await live.active(0)
+        assert not engine.change_signal.watching
+        for _ in range(100):  # the sockets' tasks wind down
+            if len(asyncio.all_tasks()) <= tasks:
+                break
+            await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) <= tasks, [t.get_coro() for t in asyncio.all_tasks()]
+        data = await asyncio.gather(*(live.data("{ authors(limit: 1) { id } }") for _ in range(8)))
+        assert all(d["authors"] for d in data)
