@@ -599,7 +599,7 @@ class GraphQLEngine:
             if isinstance(r, DatabaseError):
                 # A filter or cursor value the column's type cannot read ("abc" for money).
                 problem = (
-                    typed_input_problem(s, r.violation.message, params[i])
+                    typed_input_problem(s.typed_inputs, r.violation.message, params[i])
                     if isinstance(r, ConstraintError) and r.violation.kind == "value"
                     else None
                 )

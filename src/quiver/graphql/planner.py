@@ -200,12 +200,15 @@ def plan_images(
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
     restrict: RowRestriction | None = None,
+    typed_inputs: list[tuple[str, str]] | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT over ``source``, a derived table holding rows of ``entity``'s columns and a
     ``__n`` ordinal (row images decoded from the change log), answering per row, in ``__n``
     order: ``__n``, 1 or 0 as the row matches the coerced ``where`` value (the filter tree a
     list field's ``where`` builds), and the row as the selection of ``nodes`` (JSON built by
-    the database, nested relations included; NULL without ``nodes``)."""
+    the database, nested relations included; NULL without ``nodes``). ``typed_inputs``, when
+    given, receives where filter values are cast to their String column's type (for
+    :func:`typed_input_problem`)."""
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
     planner.restrict = restrict
     a = planner.alias()
@@ -230,6 +233,8 @@ def plan_images(
         ident(a, "__n"),
     )
     text, slots = compile_sql(frag, dialect)
+    if typed_inputs is not None:
+        typed_inputs.extend(planner.typed_inputs)
     return text, [slot.value(variables) for slot in slots]
 
 
@@ -361,18 +366,21 @@ _TYPED_EXAMPLES = {
 }
 
 
-def typed_input_problem(step: RootStep, message: str, values: Sequence[Any]) -> str | None:
-    """What a request gave wrong, when ``message`` (the database's refusal of ``step`` run
-    with ``values``) says it could not read one of ``values`` as the type of the String
+def typed_input_problem(
+    typed_inputs: Sequence[tuple[str, str]], message: str, values: Sequence[Any]
+) -> str | None:
+    """What a request gave wrong, when ``message`` (the database's refusal of a statement run
+    with ``values``; ``typed_inputs`` as :attr:`RootStep.typed_inputs`) says it could not read
+    one of ``values`` as the type of the String
     column it was cast to; None when the refusal is of something else (a stored value)."""
-    if not step.typed_inputs:
+    if not typed_inputs:
         return None
     flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
     given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
     if given is None:
         return None
-    named = [(p, t) for p, t in step.typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
-    paths, types = zip(*(named or step.typed_inputs), strict=True)
+    named = [(p, t) for p, t in typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
+    paths, types = zip(*(named or typed_inputs), strict=True)
     db_type = types[0]
     shown = given if len(given) <= 80 else given[:77] + "..."
     where = " or ".join(dict.fromkeys(paths))

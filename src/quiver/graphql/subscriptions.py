@@ -61,7 +61,13 @@ from graphql import (
     OperationType,
 )
 from quiver.graphql.access import Access
-from quiver.graphql.planner import PlanError, collect_root_fields, collect_sub_fields, plan_images
+from quiver.graphql.planner import (
+    PlanError,
+    collect_root_fields,
+    collect_sub_fields,
+    plan_images,
+    typed_input_problem,
+)
 from quiver.graphql.typesystem import enum_value_names
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Scalar
@@ -77,6 +83,7 @@ from quiver.sql.changelog import (
 )
 from quiver.sql.connect import connect_postgresql
 from quiver.sql.database import (
+    ConstraintError,
     Database,
     DatabaseBusyError,
     DatabaseError,
@@ -666,7 +673,11 @@ class ImageEvaluator:
         self.table = ImageTable(dialect, imaged)
 
     def statement(
-        self, kind: str, nodes: list[FieldNode], images: Sequence[Mapping[str, Any]]
+        self,
+        kind: str,
+        nodes: list[FieldNode],
+        images: Sequence[Mapping[str, Any]],
+        typed_inputs: list[tuple[str, str]] | None = None,
     ) -> tuple[str, list[Any]]:
         try:
             return plan_images(
@@ -680,6 +691,7 @@ class ImageEvaluator:
                 self.plan.fragments,
                 self.plan.variables,
                 self.access.rows if self.access is not None else None,
+                typed_inputs,
             )
         except PlanError as err:
             path = ["where", *err.path[1:]] if err.path else ["where"]
@@ -694,7 +706,8 @@ class ImageEvaluator:
         timeout is left to the reads, which wait and try again."""
         if self.plan.where is None:
             return
-        text, params = self.statement("after", [], [{}])
+        typed: list[tuple[str, str]] = []
+        text, params = self.statement("after", [], [{}], typed)
         try:
             await _fetch_uninterrupted(db, text, params)
         except (DatabaseBusyError, StatementTimeoutError):
@@ -705,6 +718,16 @@ class ImageEvaluator:
             message = f"{detail.message} ({detail.fix})" if detail.fix else detail.message
             raise SubscriptionError([_error(message, code, argumentPath=["where"])]) from None
         except DatabaseError as err:
+            # a value the column's type cannot read ("abc" for money), as the query says it
+            problem = (
+                typed_input_problem(typed, err.violation.message, params)
+                if isinstance(err, ConstraintError) and err.violation.kind == "value"
+                else None
+            )
+            if problem is not None:
+                raise SubscriptionError(
+                    [_error(problem, "BAD_USER_INPUT", argumentPath=["where"])]
+                ) from None
             log.error("database error on the %s subscription's filter: %s", self.plan.root_key, err)
             raise SubscriptionError(
                 [
