@@ -16,6 +16,8 @@ def read(client: flight.FlightClient, ticket: str | dict[str, Any]) -> Any:
     return client.do_get(flight.Ticket(raw)).read_all()
 
 
+#: PostgreSQL's numeric takes NaN (refused by the other databases' decimals)
+NAN_PRICE = {"export": {"table": "Track", "where": {"unitPrice": {"gt": "NaN"}}}}
 HOSTILE = [
     "export:Track:milliseconds>1 OR 1=1:trackId",
     "export:Track:milliseconds>1e999:trackId",
@@ -25,7 +27,7 @@ HOSTILE = [
     "export:Invoice:invoiceDate>=yesterday:invoiceId",
     {"export": {"table": "Track", "where": {"trackId": {"in": [1, "2 OR 1=1"]}}}},
     {"export": {"table": "Track", "where": {"trackId": {"in": "1,2"}}}},
-    {"export": {"table": "Track", "where": {"unitPrice": {"gt": "NaN"}}}},
+    NAN_PRICE,
     {"export": {"table": "Track", "where": {"name": {"eq": {"$ne": 1}}}}},
     {"export": {"table": "Track", "where": {"name": {"in": [["nested"]]}}}},
     {"export": {"table": "Invoice", "where": {"invoiceDate": {"gt": 20110101}}}},
@@ -43,6 +45,10 @@ def test_a_value_not_of_its_columns_type_is_a_clear_ticket_error(
 ) -> None:
     client = served.client()
     try:
+        if ticket == NAN_PRICE and served.db.dialect == "postgresql":
+            # PostgreSQL's numeric holds NaN, greater than every number: nothing is greater
+            assert read(client, ticket).num_rows == 0
+            return
         with pytest.raises(flight.FlightServerError) as caught:
             read(client, ticket)
         message = str(caught.value)
