@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import decimal
 import json
+import json.decoder
+import json.scanner
 import math
 import re
 from collections.abc import Sequence
@@ -44,6 +47,7 @@ from quiver.pipeline.value_text import (
 __all__ = [
     "JsonNumber",
     "dump_json",
+    "duplicate_key_reason",
     "json_array",
     "json_default",
     "json_rows",
@@ -219,19 +223,83 @@ class JsonNumber:
         return _INTEGER.fullmatch(self.text) is not None
 
 
+class _DuplicateKeyError(ValueError):
+    """An object naming one key twice (found by :func:`_unique_keys`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object of ``pairs``; a key named twice raises (JSON parsers differ on which of
+    the two values wins, so neither is taken)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return record
+
+
 _DECODER = json.JSONDecoder(
     # integers are exact as Python ints; fractions and exponents keep their text
     parse_float=JsonNumber,
     parse_constant=lambda name: JsonNumber(name),  # NaN, Infinity, -Infinity
+    object_pairs_hook=_unique_keys,
 )
 
 
 def parse_json(text: bytes | str) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
-    not JSON (the message says where)."""
+    not JSON or an object names a key twice (the message says where)."""
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKeyError as exc:
+        raise ValueError(duplicate_key_reason(exc.key, text)) from None
+
+
+def duplicate_key_reason(key: str, text: str) -> str:
+    """Why a JSON document whose object names ``key`` twice is refused, with where that
+    object starts (line and column of ``text``)."""
+    where = _duplicate_object_at(text)
+    at = ""
+    if where is not None:
+        line = text.count("\n", 0, where) + 1
+        column = where - (text.rfind("\n", 0, where) + 1) + 1
+        at = f" (the object at line {line} column {column})"
+    return (
+        f"key {key!r} appears twice in one JSON object{at}; its values would be taken "
+        "differently by different readers, so the record is refused: keep one of them"
+    )
+
+
+def _duplicate_object_at(text: str) -> int | None:
+    """Where the first object naming a key twice starts in ``text``: the document read again
+    by the pure-Python scanner, which knows positions (only when such an object was found)."""
+    found: list[int] = []
+    json_object = json.decoder.JSONObject  # type: ignore[attr-defined]
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
+        try:
+            return json_object(s_and_end, *args)
+        except _DuplicateKeyError:
+            if not found:
+                found.append(s_and_end[1] - 1)  # just after the "{"
+            raise
+
+    slow = json.JSONDecoder(
+        parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_unique_keys
+    )
+    slow.parse_object = parse_object  # type: ignore[attr-defined]
+    slow.scan_once = json.scanner.py_make_scanner(slow)  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):
+        slow.decode(text)
+    return found[0] if found else None
 
 
 def plain_json(value: Any) -> Any:
@@ -419,7 +487,13 @@ def _to_float(value: Any) -> float:
         return value
     text = _number_text(value, "a number")
     if _NUMBER.fullmatch(text):
-        return float(text)
+        number = float(text)
+        if math.isinf(number):
+            raise _RefusedError(
+                f"{text} is beyond the range of a float (about ±1.8e308); declare the column "
+                "decimal(p,s) or str to keep it"
+            )
+        return number
     special = _NON_FINITE.get(text.lower())
     if special is not None:
         return special
