@@ -351,12 +351,21 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     ) -> tuple[pa.Table, np.ndarray]:
         """``table`` without the lines where a field whose float type was inferred holds an
         integer a float cannot hold exactly (from 2**53 on), which are refused. Only lines with
-        a float of such a size are read again, so the common case costs one comparison per
-        value."""
+        a float of such a size and an integer of 16 digits or more are read again, so the
+        common case costs one comparison per value."""
         candidates = np.zeros(table.num_rows, dtype=bool)
         for name in self.inferred_floats:
             if name in table.column_names:
                 candidates |= _large_floats(table.column(name))
+        if not candidates.any():
+            return table, subset
+        # only a line with an integer of 16 digits or more can hold one past 2**53
+        line_starts = starts[chosen]
+        first, last = int(line_starts[0]), int(ends[chosen[-1]])
+        at = _long_integers(block[first:last]) + first
+        candidates &= np.isin(
+            np.arange(table.num_rows), np.searchsorted(line_starts, at, side="right") - 1
+        )
         if not candidates.any():
             return table, subset
         keep = np.ones(table.num_rows, dtype=bool)
@@ -507,6 +516,30 @@ def _large_floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
             if _has_float(kind.field(i).type):
                 rows |= _large_floats(column.field(i))
     return rows
+
+
+_LONG = 16  # digits of 2**53 (9007199254740992): a shorter integer is exact as a float
+
+
+def _long_integers(data: bytes) -> np.ndarray:
+    """Where runs of at least 16 digits that are not the fraction of a number or followed by
+    one start in ``data``: the integers a float may change (and some text, which is then read
+    and found harmless)."""
+    a = np.frombuffer(data, dtype=np.uint8)
+    digit = np.zeros(a.size + 2, dtype=np.int8)
+    digit[1:-1] = (a - np.uint8(ord("0"))) < 10  # uint8: the bytes below "0" wrap past 10
+    edges = np.diff(digit)
+    begin = np.flatnonzero(edges == 1)
+    end = np.flatnonzero(edges == -1)
+    long = (end - begin) >= _LONG
+    begin, end = begin[long], end[long]
+    if begin.size == 0:
+        return begin
+    before = np.where(begin > 0, a[np.maximum(begin - 1, 0)], 0)
+    after = np.where(end < a.size, a[np.minimum(end, a.size - 1)], 0)
+    integer = (before != ord(".")) & ~np.isin(after, np.frombuffer(b".eE", dtype=np.uint8))
+    found: np.ndarray = begin[integer]
+    return found
 
 
 def _inexact(value: Any, kind: pa.DataType) -> int | None:
