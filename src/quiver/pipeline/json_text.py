@@ -45,14 +45,18 @@ from quiver.pipeline.value_text import (
 )
 
 __all__ = [
+    "DuplicateKeyError",
+    "DuplicateKeys",
     "JsonNumber",
     "dump_json",
+    "duplicate_key",
     "duplicate_key_reason",
     "json_array",
     "json_default",
     "json_rows",
     "json_strings",
     "parse_json",
+    "parse_json_marking",
     "plain_json",
     "text_columns",
 ]
@@ -231,6 +235,79 @@ class _DuplicateKeyError(ValueError):
         self.key = key
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON document refused by :func:`parse_json` because an object names a key twice;
+    the message names the key and where the object starts."""
+
+
+class DuplicateKeys(dict[str, Any]):
+    """An object of :func:`parse_json_marking` that names ``key`` twice, or (``key`` None)
+    holds such an object somewhere inside it: no value of it is to be taken, only the record
+    holding it refused."""
+
+    key: str | None = None
+
+
+def _marking_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    marked = DuplicateKeys(record)
+    try:
+        _unique_keys(pairs)
+    except _DuplicateKeyError as exc:
+        marked.key = exc.key
+    return marked
+
+
+def parse_json_marking(text: bytes | str) -> Any:
+    """:func:`parse_json`, but an object naming a key twice is a :class:`DuplicateKeys`, and
+    so is every object holding one (its ``key`` None), rather than the whole document being
+    refused: for a document of many records (a page), where only the records holding such
+    an object are to be refused (:func:`duplicate_key`)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    return _marked(_MARKING.decode(text))[0]
+
+
+def _marked(value: Any) -> tuple[Any, bool]:
+    """``value`` with every object that holds a :class:`DuplicateKeys` one (in a list too)
+    marked as well, and whether it holds one."""
+    if isinstance(value, dict):
+        inner = False
+        for k, v in value.items():
+            value[k], held = _marked(v)
+            inner = inner or held
+        if inner and not isinstance(value, DuplicateKeys):
+            value = DuplicateKeys(value)
+        return value, inner or isinstance(value, DuplicateKeys)
+    if isinstance(value, list):
+        inner = False
+        for i, v in enumerate(value):
+            value[i], held = _marked(v)
+            inner = inner or held
+        return value, inner
+    return value, False
+
+
+def duplicate_key(value: Any, skip: frozenset[int] = frozenset()) -> str | None:
+    """The first key named twice in an object of ``value`` (as :func:`parse_json_marking`
+    reads it), or None; the values whose ``id`` is in ``skip`` are not looked into."""
+    if id(value) in skip:
+        return None
+    if isinstance(value, DuplicateKeys):
+        if value.key is not None:
+            return value.key
+        for v in value.values():
+            if (found := duplicate_key(v, skip)) is not None:
+                return found
+    elif isinstance(value, list):
+        for v in value:
+            if (found := duplicate_key(v, skip)) is not None:
+                return found
+    return None
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """The object of ``pairs``; a key named twice raises (JSON parsers differ on which of
     the two values wins, so neither is taken)."""
@@ -251,6 +328,10 @@ _DECODER = json.JSONDecoder(
     object_pairs_hook=_unique_keys,
 )
 
+_MARKING = json.JSONDecoder(
+    parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_marking_keys
+)
+
 
 def parse_json(text: bytes | str) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
@@ -260,7 +341,7 @@ def parse_json(text: bytes | str) -> Any:
     try:
         return _DECODER.decode(text)
     except _DuplicateKeyError as exc:
-        raise ValueError(duplicate_key_reason(exc.key, text)) from None
+        raise DuplicateKeyError(duplicate_key_reason(exc.key, text)) from None
 
 
 def duplicate_key_reason(key: str, text: str) -> str:

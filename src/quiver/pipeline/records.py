@@ -14,7 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN, RowError
-from quiver.pipeline.json_text import JsonNumber, json_array, plain_json
+from quiver.pipeline.json_text import (
+    DuplicateKeys,
+    JsonNumber,
+    duplicate_key,
+    json_array,
+    plain_json,
+)
 from quiver.pipeline.type_names import epoch_unit, parse_type
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -84,6 +90,16 @@ class RecordBatcher:
                     first + i,
                     f"record {first + i} is a {type(rec).__name__}, not a JSON object",
                     value=plain_json(rec),
+                )
+            elif isinstance(rec, DuplicateKeys):  # read by parse_json_marking
+                key = duplicate_key(rec)
+                bad[i] = RowError(
+                    first + i,
+                    f"record {first + i}: key {key!r} appears twice in one JSON object; its "
+                    "values would be taken differently by different readers, so the record "
+                    "is refused: keep one of them",
+                    rec.key,  # a field of the record, or None when the object is nested
+                    row=_row(rec),
                 )
         objects = [r if isinstance(r, dict) else {} for r in records]
         if self.schema is None:
