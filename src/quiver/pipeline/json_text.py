@@ -56,6 +56,7 @@ __all__ = [
     "json_rows",
     "json_strings",
     "parse_json",
+    "parse_json_lines",
     "parse_json_marking",
     "plain_json",
     "text_columns",
@@ -333,24 +334,38 @@ _MARKING = json.JSONDecoder(
 )
 
 
-def parse_json(text: bytes | str) -> Any:
+def parse_json(text: bytes | str, first_line: int = 1) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
-    not JSON or an object names a key twice (the message says where)."""
+    not JSON or an object names a key twice (the message says where, counting the lines of
+    ``text`` from ``first_line``)."""
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
     try:
         return _DECODER.decode(text)
     except _DuplicateKeyError as exc:
-        raise DuplicateKeyError(duplicate_key_reason(exc.key, text)) from None
+        raise DuplicateKeyError(duplicate_key_reason(exc.key, text, first_line)) from None
+    except json.JSONDecodeError as exc:
+        if first_line == 1:
+            raise
+        line = exc.lineno + first_line - 1
+        raise ValueError(f"{exc.msg}: line {line} column {exc.colno}") from None
 
 
-def duplicate_key_reason(key: str, text: str) -> str:
+def parse_json_lines(body: bytes) -> list[Any]:
+    """The documents of a JSON Lines body, one a line (blank lines skipped), by the rules of
+    :func:`parse_json`; a ValueError names the body's line."""
+    return [
+        parse_json(line, number) for number, line in enumerate(body.splitlines(), 1) if line.strip()
+    ]
+
+
+def duplicate_key_reason(key: str, text: str, first_line: int = 1) -> str:
     """Why a JSON document whose object names ``key`` twice is refused, with where that
-    object starts (line and column of ``text``)."""
+    object starts (line and column of ``text``, its lines counted from ``first_line``)."""
     where = _duplicate_object_at(text)
     at = ""
     if where is not None:
-        line = text.count("\n", 0, where) + 1
+        line = text.count("\n", 0, where) + first_line
         column = where - (text.rfind("\n", 0, where) + 1) + 1
         at = f" (the object at line {line} column {column})"
     return (

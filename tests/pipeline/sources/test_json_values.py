@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from quiver.pipeline.component import LINE_COLUMN, RowError, RunContext
-from quiver.pipeline.json_text import json_array, parse_json
+from quiver.pipeline.json_text import json_array, parse_json, parse_json_lines
 from quiver.pipeline.messages import refusal
 from quiver.pipeline.records import RecordBatcher
 from quiver.pipeline.sources.jsonl import JsonlSource
@@ -91,7 +91,17 @@ async def test_message_with_a_key_named_twice_is_refused(
         rabbit_queue, run_ctx, b'{"n": 4}\n{"n": 5, "n": 6}\n', format="jsonl"
     )
     assert rows == [] and len(errors) == 1
-    assert "key 'n' appears twice" in errors[0].reason
+    assert "key 'n' appears twice in one JSON object (the object at line 2 column 1)" in (
+        errors[0].reason
+    )
+
+
+def test_json_lines_body_errors_name_the_line_of_the_body() -> None:
+    assert parse_json_lines(b'{"a": 1}\r\n\n{"a": 2}\n') == [{"a": 1}, {"a": 2}]
+    with pytest.raises(ValueError, match=r"key 'a' appears twice .* line 3 column 1"):
+        parse_json_lines(b'{"a": 1}\n\n{"a": 1, "a": 2}\n')
+    with pytest.raises(ValueError, match=r"Expecting value: line 2 column 7"):
+        parse_json_lines(b'{"a": 1}\n{"a": }\n')
 
 
 # -- numbers a float or an integer type cannot hold -------------------------------------------
