@@ -48,6 +48,7 @@ __all__ = [
     "DuplicateKeyError",
     "DuplicateKeys",
     "JsonNumber",
+    "beyond_float",
     "dump_json",
     "duplicate_key",
     "duplicate_key_reason",
@@ -410,6 +411,23 @@ def plain_json(value: Any) -> Any:
     return value
 
 
+def beyond_float(value: Any) -> str | None:
+    """The text of the first number in ``value`` (as :func:`parse_json` reads it, lists and
+    objects included) that is not an integer and lies beyond a float's range (``1e400``),
+    which :func:`plain_json` would make an infinity; None when there is none."""
+    if isinstance(value, JsonNumber):
+        if not value.is_integer and _NUMBER.fullmatch(value.text) and math.isinf(float(value.text)):
+            return value.text
+        return None
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for v in value:
+            if (found := beyond_float(v)) is not None:
+                return found
+    return None
+
+
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NON_FINITE = {
@@ -531,7 +549,17 @@ def _converter(kind: pa.DataType, epoch_unit: str) -> Any:
         return _to_binary
     if pa.types.is_duration(kind) or pa.types.is_interval(kind):
         return lambda v: _to_duration(v, kind)
-    return lambda v: plain_json(v)
+    return _to_nested
+
+
+def _to_nested(value: Any) -> Any:
+    found = beyond_float(value)
+    if found is not None:
+        raise _RefusedError(
+            f"{found} is beyond the range of a float (about ±1.8e308); write it as a string "
+            "to keep it"
+        )
+    return plain_json(value)
 
 
 def _to_text(value: Any) -> str:

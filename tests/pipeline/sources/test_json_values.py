@@ -149,6 +149,26 @@ async def test_jsonl_number_beyond_float_range_in_the_first_line_is_rejected(
     assert [e.line for e in errors] == [1] and "1e400" in errors[0].reason
 
 
+async def test_jsonl_number_beyond_float_range_inside_a_list_or_struct_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'{"m": [1.5], "s": {"x": 0.5}}\n{"m": [1e400]}\n{"s": {"x": -1e400}}\n{"m": [2.5]}\n'
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data)
+    assert [r[LINE_COLUMN] for r in rows] == [1, 4]
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (
+            2,
+            "field 'm': 1e400 is beyond the range of a float (about ±1.8e308); write it as a "
+            "string to keep it",
+        ),
+        (
+            3,
+            "field 's': -1e400 is beyond the range of a float (about ±1.8e308); write it as a "
+            "string to keep it",
+        ),
+    ]
+
+
 async def test_jsonl_declared_decimal_keeps_every_digit_or_rejects(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:

@@ -36,7 +36,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
-from quiver.pipeline.json_text import json_array, parse_json, plain_json
+from quiver.pipeline.json_text import beyond_float, json_array, parse_json, plain_json
 from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
@@ -419,6 +419,12 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 why = _inexact_reason(f.name, f.type, found)
                 return None, (why, f"'{f.name}'", str(value))
             if pa.types.is_nested(f.type):
+                if (overflow := beyond_float(value)) is not None:
+                    why = (
+                        f"field {f.name!r}: {overflow} is beyond the range of a float (about "
+                        "±1.8e308); write it as a string to keep it"
+                    )
+                    return None, (why, f"'{f.name}'", overflow)
                 try:
                     arrays.append(pa.array([_special_floats(plain_json(value), f.type)], f.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
