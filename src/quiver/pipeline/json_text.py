@@ -428,6 +428,7 @@ def beyond_float(value: Any) -> str | None:
     return None
 
 
+_MAX_DIGITS = 40  # more digits than any integer or timestamp column holds (uint64: 20)
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NON_FINITE = {
@@ -600,6 +601,8 @@ def _to_int(value: Any) -> int:
         return int(text)
     if _NUMBER.fullmatch(text):
         number = decimal.Decimal(text)
+        if number.adjusted() > _MAX_DIGITS:  # int() of 1e1000000000 would never finish
+            raise _RefusedError(f"{text} is beyond the range of every integer type")
         if number == number.to_integral_value():
             return int(number)
         raise _RefusedError(f"{text} is not a whole number (declare the column float or decimal)")
@@ -728,6 +731,8 @@ def _to_timestamp(value: Any, kind: pa.DataType, epoch_unit: str) -> int:
         text = value.text if isinstance(value, JsonNumber) else repr(value)
         if not _NUMBER.fullmatch(text):
             raise _RefusedError(f"{text} is not a time")
+        if decimal.Decimal(text).adjusted() > _MAX_DIGITS:
+            raise _RefusedError(f"{text} is beyond the range of every timestamp")
         count = decimal.Decimal(text) * per_second / _PER_SECOND[epoch_unit]
         if count != count.to_integral_value():
             raise _RefusedError(

@@ -129,6 +129,15 @@ def test_integers_past_int64_and_uint64_are_refused_or_exact() -> None:
     assert not refused and array.to_pylist()[0] == decimal.Decimal(BIG)
 
 
+def test_a_huge_exponent_in_an_integer_or_timestamp_column_is_refused_at_once() -> None:
+    values = parse_json("[1e1000000000, 2e3]")
+    array, refused = json_array(values, pa.int64())
+    assert array.to_pylist() == [None, 2000]
+    assert refused == {0: "1e1000000000 is beyond the range of every integer type"}
+    _, refused = json_array(values, pa.timestamp("s"))
+    assert refused == {0: "1e1000000000 is beyond the range of every timestamp"}
+
+
 async def test_jsonl_number_beyond_float_range_is_rejected_naming_field_value_and_line(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:
