@@ -428,6 +428,7 @@ def beyond_float(value: Any) -> str | None:
     return None
 
 
+_DECIMAL_DIGITS = 76  # the most digits a decimal type holds (decimal256)
 _MAX_DIGITS = 40  # more digits than any integer or timestamp column holds (uint64: 20)
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -629,9 +630,23 @@ def _to_float(value: Any) -> float:
 
 def _to_decimal(value: Any) -> decimal.Decimal:
     text = _number_text(value, "a decimal number")
-    if _NUMBER.fullmatch(text):
-        return decimal.Decimal(text)
-    raise _RefusedError(f"{_show(value)} is not a decimal number")
+    if not _NUMBER.fullmatch(text):
+        raise _RefusedError(f"{_show(value)} is not a decimal number")
+    number = decimal.Decimal(text)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent >= -_DECIMAL_DIGITS and number.adjusted() <= _DECIMAL_DIGITS:
+        return number
+    # the same number without trailing zeros: Arrow crashes on 1e-1000000000 (pyarrow 26)
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if zeros == len(digits):
+        return decimal.Decimal(0)
+    digits, exponent = digits[: len(digits) - zeros], exponent + zeros
+    if exponent < -_DECIMAL_DIGITS:
+        raise _RefusedError(f"{text} has more digits after the point than any decimal keeps")
+    if number.adjusted() > _DECIMAL_DIGITS:
+        raise _RefusedError(f"{text} is beyond the range of every decimal")
+    return decimal.Decimal((sign, digits, exponent))
 
 
 def _to_date(value: Any) -> dt.date:

@@ -191,6 +191,30 @@ async def test_jsonl_declared_decimal_keeps_every_digit_or_rejects(
     assert all("field 'd'" in e.reason for e in errors)
 
 
+def test_a_decimal_with_a_huge_exponent_is_refused_or_kept_exact() -> None:
+    values = parse_json('[1e-1000000000, 1e1000000000, 0e-1000000000, "1500e-1000", 1.5]')
+    array, refused = json_array(values, pa.decimal128(10, 2))
+    assert refused == {
+        0: "1e-1000000000 has more digits after the point than any decimal keeps",
+        1: "1e1000000000 is beyond the range of every decimal",
+        3: "1500e-1000 has more digits after the point than any decimal keeps",
+    }
+    assert array.to_pylist() == [None, None, decimal.Decimal("0.00"), None, decimal.Decimal("1.50")]
+
+
+async def test_jsonl_decimal_with_a_huge_exponent_is_rejected_not_a_crash(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # Arrow's cast of such text to a decimal crashes the process (pyarrow 26)
+    data = b'{"d": "1.5"}\n{"d": "1e-1000000000"}\n{"d": 1e-1000000000}\n{"d": 2}\n'
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data, types={"d": "decimal(10,2)"})
+    assert [r["d"] for r in rows] == [decimal.Decimal("1.50"), decimal.Decimal("2.00")]
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (2, "field 'd': 1e-1000000000 has more digits after the point than any decimal keeps"),
+        (3, "field 'd': 1e-1000000000 has more digits after the point than any decimal keeps"),
+    ]
+
+
 async def test_jsonl_integer_past_int64_is_rejected_or_kept_as_declared(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:

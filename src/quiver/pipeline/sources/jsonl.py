@@ -327,8 +327,13 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     if refused is not None and (
                         not any(part in reason for part in refused[1:])
                         or reason.startswith("Failed to convert JSON")
+                        or (
+                            refused[1].strip("'") in self.cfg.types
+                            and "in the schema fixed from the first lines" in reason
+                        )
                     ):
-                        # Arrow's complaint was about another field, or names no field
+                        # Arrow's complaint was about another field, names no field, or is
+                        # about the type Arrow reads a declared field as (text for decimals)
                         reason = refused[0]
                     self._malformed(path, int(lines[subset[0]]), reason, raw)
                     continue
