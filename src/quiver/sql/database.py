@@ -534,6 +534,9 @@ class _MySQL(_Gated):
                     async with conn.cursor() as cur:
                         await cur.execute(text, [_mysql_param(p) for p in params])
                         row = await cur.fetchone()
+                except BaseException as exc:
+                    _discard_unless_in_step(conn, exc)
+                    raise
                 finally:
                     if timer is not None:
                         timer.cancel()
@@ -545,6 +548,8 @@ class _MySQL(_Gated):
             if code in (1969, 3024, 1317):
                 raise _timed_out() from None
             raise _mysql_error(exc) from exc
+        except UnicodeDecodeError as exc:
+            raise _undecodable(exc) from None
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
@@ -581,7 +586,10 @@ class _MySQL(_Gated):
                 try:
                     yield _MySQLTransaction(conn)
                 except BaseException:
-                    await conn.rollback()
+                    # A statement that left the connection out of step with the server closed
+                    # it (which rolls back): the pool drops it.
+                    if conn.connected:
+                        await conn.rollback()
                     raise
                 try:
                     await conn.commit()
@@ -598,6 +606,29 @@ class _MySQL(_Gated):
         await self.pool.wait_closed()
 
 
+def _discard_unless_in_step(conn: Any, exc: BaseException) -> bool:
+    """Close ``conn`` (the pool then drops it) unless ``exc`` is the server's answer to the
+    statement: an error raised while reading a reply (text that is not UTF-8, a packet out of
+    sequence, a cancelled read) leaves the rest of the reply unread, and the next statement
+    on the connection would read it. True when it was closed."""
+    from asyncmy.errors import MySQLError
+
+    code = exc.args[0] if isinstance(exc, MySQLError) and exc.args else None
+    # Server error numbers start at 1000; 2000-2999 are the client library's own.
+    if isinstance(code, int) and code >= 1000 and not 2000 <= code < 3000:
+        return False
+    conn.close()
+    return True
+
+
+def _undecodable(exc: UnicodeDecodeError) -> DatabaseError:
+    return DatabaseError.one(  # type: ignore[return-value]
+        f"the database sent text that is not UTF-8: {exc}",
+        "database",
+        "reflect the schema again so columns of other character sets are converted to UTF-8",
+    )
+
+
 class _MySQLTransaction:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -608,6 +639,9 @@ class _MySQLTransaction:
                 await cur.execute(text, [_mysql_param(p) for p in params])
                 rows = await cur.fetchall()
         except Exception as exc:
+            _discard_unless_in_step(self.conn, exc)
+            if isinstance(exc, UnicodeDecodeError):
+                raise _undecodable(exc) from exc
             raise _mysql_error(exc, writing=True) from exc
         return [tuple(r) for r in rows or ()]
 

@@ -182,6 +182,13 @@ class Dialect:
     #: How an order key of a database type is written into a cursor, where the form it is
     #: served in loses precision (MariaDB serves a FLOAT with 6 digits): (pattern, template).
     key_output: tuple[tuple[str, str], ...] = ()
+    #: A text column of a character set other than UTF-8 (a pattern of ``db_type``, as
+    #: reflection names it: ``varchar(10) character set latin1``) and how its value becomes
+    #: UTF-8 text in the JSON the database builds (MariaDB's JSON_ARRAYAGG hands out the bytes
+    #: of its arguments' character set, unconverted, and JSON_OBJECT refuses ucs2 and utf16).
+    #: Output only: filters and sorting read the column as it is, in its own collation.
+    charset_types: str = ""
+    charset_output: str = "{}"
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -191,6 +198,19 @@ class Dialect:
             if found is not None:
                 return found
         return self.scalar_output.get(scalar)
+
+    def value_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
+        """The template that serves a value of the column in the database's JSON: as
+        :meth:`column_output`, and text of another character set as UTF-8."""
+        found = self.column_output(db_type, scalar)
+        if (
+            found is None
+            and db_type
+            and self.charset_types
+            and re.fullmatch(self.charset_types, db_type.lower()) is not None
+        ):
+            return self.charset_output
+        return found
 
     def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
         """Whether MIN and MAX take a column of ``db_type`` served as ``scalar`` as it is."""
@@ -435,6 +455,13 @@ MYSQL = Dialect(
         # BIT(1) is Boolean; wider BITs are strings of binary digits.
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
         (MYSQL_SPATIAL_TYPES, "JSON_EXTRACT(ST_AsGeoJSON({}), '$')"),
+        # MariaDB writes numbers padded to their display width into JSON (YEAR 0 as 0000,
+        # INT(5) ZEROFILL 42 as 00042), which JSON does not allow: arithmetic drops the padding.
+        (r"year\b.*", "({} + 0)"),
+        (r"(tiny|small|medium)int\((?:[02-9]|[0-9]{2,})\).* zerofill", "({} + 0)"),
+        (r"(int|integer|bigint|decimal|numeric|dec|fixed)\b.* zerofill", "CAST(({} + 0) AS CHAR)"),
+        (r"float\b.* zerofill", "CAST({} AS FLOAT)"),
+        (r"(double|real)\b.* zerofill", "({} + 0)"),
     ),
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*|set\b.*",
     text_of="CAST({} AS CHAR)",
@@ -450,6 +477,8 @@ MYSQL = Dialect(
     # A FLOAT column holds single-precision values: a double compares equal to none of them.
     type_input=((r"float\b.*", "CAST({} AS FLOAT)"),),
     enum_position="({} + 0)",
+    charset_types=r".* character set \w+",
+    charset_output="CONVERT({} USING utf8mb4)",
     # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
     key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
