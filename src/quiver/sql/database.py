@@ -174,6 +174,33 @@ def _not_int(value: object) -> None:
         f"an Int field holds {value!r}, which is not a 32-bit integer (SQLite lets an INTEGER"
         " column hold any value)"
     )
+    _refused.fix = _INT_FIX
+    raise ValueError(_refused.message)
+
+
+#: The fix a refusal names, per SQL function (quiver_not_int, quiver_stored).
+_INT_FIX = (
+    "declare the column BIGINT (a BigInt field) for 64-bit integers, or correct the stored value"
+)
+_STORED_FIX = (
+    "store a value of the field's type, or serve the column through a view that converts it"
+)
+
+
+def _stored(value: object, scalar: str) -> None:
+    """Called by the SQLite output of a field for a stored value of a storage class its
+    GraphQL type cannot carry (a BLOB in a Float column, an integer in a Date column)."""
+    if isinstance(value, bytes):
+        shown = f"a BLOB x'{value[:16].hex()}'" + ("..." if len(value) > 16 else "")
+    elif isinstance(value, str):
+        shown = f"the text {value[:40]!r}"
+    else:
+        shown = f"the {'real' if isinstance(value, float) else 'integer'} {value!r}"
+    _refused.message = (
+        f"a {scalar} field holds {shown}, which is not a {scalar} (SQLite lets any column hold"
+        " any value)"
+    )
+    _refused.fix = _STORED_FIX
     raise ValueError(_refused.message)
 
 
@@ -832,6 +859,7 @@ class _Sqlite(_Gated):
             conn.create_function("quiver_unbase64", 1, _unbase64, deterministic=True)
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
+            conn.create_function("quiver_stored", 2, _stored, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:
@@ -883,10 +911,7 @@ class _Sqlite(_Gated):
             if refused is not None and "user-defined function" in str(exc):
                 _refused.message = None
                 raise StoredValueError.one(
-                    refused,
-                    "database",
-                    "declare the column BIGINT (a BigInt field) for 64-bit integers, or"
-                    " correct the stored value",
+                    refused, "database", getattr(_refused, "fix", None) or _STORED_FIX
                 ) from None
             if "interrupted" in str(exc):
                 raise StatementTimeoutError.one(

@@ -189,6 +189,10 @@ class Dialect:
     #: Output only: filters and sorting read the column as it is, in its own collation.
     charset_types: str = ""
     charset_output: str = "{}"
+    #: Where any column may hold a value of any storage class (SQLite): per scalar, how a
+    #: stored value serves as JSON of that scalar whatever its class, ``{0}`` the value and
+    #: ``<v>`` the scalar's own output of it (output only, as ``charset_output``).
+    loose_output: Mapping[ScalarName, str] = field(default_factory=dict)
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -210,6 +214,9 @@ class Dialect:
             and re.fullmatch(self.charset_types, db_type.lower()) is not None
         ):
             return self.charset_output
+        loose = self.loose_output.get(scalar)
+        if loose is not None:
+            return loose.replace("<v>", (found or "{0}").replace("{}", "{0}"))
         return found
 
     def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
@@ -541,6 +548,38 @@ SQLITE = Dialect(
             " ELSE CAST({0} AS TEXT) END",
         ),
     ),
+    # Any column may hold any value: a String serves a BLOB as its Base64 and a number as its
+    # text; a value other scalars cannot carry (a BLOB in a REAL column, text in a Float,
+    # an integer in a Date, text that is not JSON in a JSON) fails the field's query with a
+    # StoredValueError naming it (quiver_stored, registered on every connection). Int fields
+    # check their own (above). Text in a Date, DateTime, Time or UUID column is served as
+    # stored: checking its form would cost a date parse per value.
+    loose_output={
+        "String": (
+            "CASE typeof({0}) WHEN 'text' THEN <v> WHEN 'blob' THEN quiver_base64({0})"
+            " ELSE CAST({0} AS TEXT) END"
+        ),
+        "ID": "CASE typeof({0}) WHEN 'blob' THEN quiver_base64({0}) ELSE <v> END",
+        "JSON": (
+            "CASE WHEN {0} IS NULL THEN NULL WHEN typeof({0}) = 'blob' OR NOT json_valid({0})"
+            " THEN quiver_stored({0}, 'JSON') ELSE <v> END"
+        ),
+        **{
+            scalar: (
+                f"CASE WHEN typeof({{0}}) IN ({classes}) THEN quiver_stored({{0}}, '{scalar}')"
+                " ELSE <v> END"
+            )
+            for scalar, classes in (
+                ("Float", "'text', 'blob'"),
+                ("BigInt", "'real', 'text', 'blob'"),
+                ("Decimal", "'text', 'blob'"),
+                ("Date", "'integer', 'real', 'blob'"),
+                ("DateTime", "'integer', 'real', 'blob'"),
+                ("Time", "'integer', 'real', 'blob'"),
+                ("UUID", "'integer', 'real', 'blob'"),
+            )
+        },
+    },
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
     scalar_compare={"DateTime": "julianday({})"},
