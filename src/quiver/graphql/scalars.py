@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql.language import FloatValueNode, IntValueNode, StringValueNode
+from graphql.language import (
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
+    StringValueNode,
+)
 
 from graphql import (
     GraphQLBoolean,
@@ -33,6 +39,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 from quiver.schema.ir import Scalar
+from quiver.sql.changelog import json_value
 from quiver.sql.declared import json_depth
 
 __all__ = ["SCALAR_TYPES", "graphql_scalar"]
@@ -227,7 +234,20 @@ def _json_depth_checked(value: Any) -> Any:
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
-    return _json_depth_checked(value_from_ast_untyped(node, variables))
+    return _json_depth_checked(_exact_untyped(node, variables))
+
+
+def _exact_untyped(node: ValueNode, variables: Any) -> Any:
+    """A JSON literal's value, its numbers as exact as a variable's (graphql-core reads a
+    float literal as a double (``1e400`` would be infinity, long decimals rounded) and an
+    integer past 64 bits as one JSON cannot write)."""
+    if isinstance(node, FloatValueNode | IntValueNode):
+        return json_value(node.value)
+    if isinstance(node, ListValueNode):
+        return [_exact_untyped(v, variables) for v in node.values]
+    if isinstance(node, ObjectValueNode):
+        return {f.name.value: _exact_untyped(f.value, variables) for f in node.fields}
+    return value_from_ast_untyped(node, variables)
 
 
 JSON = GraphQLScalarType(
