@@ -9,7 +9,9 @@ response, without decoding them.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -185,7 +187,13 @@ def _coerce_simple(
             if t is not bool:
                 return None
         elif kind == "Float":
-            if t is not float and t is not int:
+            # A number written with more digits than a double holds arrives exact (a Decimal,
+            # see quiver.sql.changelog.json_value): a Float takes its double.
+            if (
+                t is not float
+                and t is not int
+                and (not isinstance(v, decimal.Decimal) or not math.isfinite(float(v)))
+            ):
                 return None
             v = float(v)
         elif t is str or t is int:  # ID

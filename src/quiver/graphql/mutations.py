@@ -789,7 +789,7 @@ class MutationRunner:
             return sql("CAST(CAST(", param(texts), f" AS TEXT[]) AS {element}[])")
         if f.scalar == Scalar.JSON and not f.is_list:
             self._check_json_depth(value, path)
-            text = json_text(value).decode()
+            text = json_text(value).decode()  # exact numbers (JsonNumber) as written
             if self.dialect.name == "mysql" and _MY_GEOMETRY.fullmatch((f.db_type or "").lower()):
                 # served as GeoJSON (ST_AsGeoJSON), written from it
                 if not isinstance(value, dict) or value.get("type") not in _GEOJSON_TYPES:

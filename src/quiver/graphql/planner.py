@@ -885,10 +885,11 @@ class _Planner:
             names = enum_value_names(f.enum_values)
             renamed = [(db, gql) for db, gql in names.items() if db != gql]
             if not renamed:
-                return None
+                tpl = d.value_output(f.db_type, "")
+                return template(tpl, expr) if tpl else None
             cases = [sql(" WHEN ", param(db), f" THEN {literal_string(g)}") for db, g in renamed]
             return sql("CASE ", expr, *cases, " ELSE ", template(d.text_of, expr), " END")
-        tpl = d.column_output(f.db_type, f.scalar.value)
+        tpl = d.value_output(f.db_type, f.scalar.value)
         return template(tpl, expr) if tpl else None
 
     def filter_operand(self, f: IrField, col: Fragment) -> Fragment:

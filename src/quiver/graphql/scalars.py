@@ -39,8 +39,8 @@ from graphql import (
     value_from_ast_untyped,
 )
 from quiver.schema.ir import Scalar
-from quiver.sql.changelog import json_number
 from quiver.sql.changelog import json_text as changelog_json_text
+from quiver.sql.changelog import json_value
 from quiver.sql.declared import json_depth
 
 __all__ = ["SCALAR_TYPES", "graphql_scalar", "json_text"]
@@ -243,19 +243,19 @@ def _json_depth_checked(value: Any) -> Any:
 
 
 def _parse_json_literal(node: ValueNode, variables: Any = None) -> Any:
-    return _json_depth_checked(_exact_json_literal(node, variables))
+    return _json_depth_checked(_exact_untyped(node, variables))
 
 
-def _exact_json_literal(node: ValueNode, variables: Any) -> Any:
-    """A JSON literal as Python values, its numbers exact: a float literal a double holds
-    (``0.1``, ``1e300``) is a float, any other (``1e400``, ``1.000000000000000000001``) a
-    Decimal, which ``json_text`` writes with its digits."""
-    if isinstance(node, FloatValueNode):
-        return json_number(node.value)
+def _exact_untyped(node: ValueNode, variables: Any) -> Any:
+    """A JSON literal's value, its numbers as exact as a variable's (graphql-core reads a
+    float literal as a double (``1e400`` would be infinity, long decimals rounded) and an
+    integer past 64 bits as one JSON cannot write)."""
+    if isinstance(node, FloatValueNode | IntValueNode):
+        return json_value(node.value)
     if isinstance(node, ListValueNode):
-        return [_exact_json_literal(item, variables) for item in node.values]
+        return [_exact_untyped(v, variables) for v in node.values]
     if isinstance(node, ObjectValueNode):
-        return {f.name.value: _exact_json_literal(f.value, variables) for f in node.fields}
+        return {f.name.value: _exact_untyped(f.value, variables) for f in node.fields}
     return value_from_ast_untyped(node, variables)
 
 

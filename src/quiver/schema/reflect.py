@@ -1324,7 +1324,7 @@ WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSION
 
 _MYSQL_COLUMNS = """
 SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT,
-       COLUMN_DEFAULT, EXTRA, IS_GENERATED
+       COLUMN_DEFAULT, EXTRA, IS_GENERATED, CHARACTER_SET_NAME
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s
 ORDER BY TABLE_NAME, ORDINAL_POSITION
 """
@@ -1346,6 +1346,19 @@ _JSON_VALID = re.compile(r"json_valid\(\s*(?:`((?:[^`]|``)+)`|(\w+))\s*\)", re.I
 
 _MYSQL_AUTH_ERRORS = {1044, 1045, 1698}
 _MYSQL_UNKNOWN_DB = 1049
+
+
+#: Character sets whose text is UTF-8 already (``binary`` columns are served as Base64).
+_UTF8_CHARSETS = {"utf8mb4", "utf8mb3", "utf8", "binary", ""}
+
+
+def _mysql_db_type(column_type: str, charset: str | None) -> str:
+    """The column's type as the dialect reads it: a text column of a character set other
+    than UTF-8 (latin1, cp1251, ucs2, ...) names it (``varchar(10) character set latin1``), so
+    its text is converted to UTF-8 where it is served."""
+    db_type = column_type.lower()
+    cs = (charset or "").lower()
+    return db_type if cs in _UTF8_CHARSETS else f"{db_type} character set {cs}"
 
 
 async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
@@ -1383,7 +1396,7 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
             column = m.group(1).replace("``", "`") if m.group(1) else m.group(2)
             json_columns.add((table, column))
     columns: dict[str, list[CatalogColumn]] = defaultdict(list)
-    for table, name, data_type, column_type, is_nullable, comment, default, extra, gen in cols:
+    for table, name, data_type, column_type, is_nullable, comment, default, extra, gen, cs in cols:
         # MariaDB reports no default as NULL (read here as "") and DEFAULT NULL as 'NULL'.
         generated = gen.upper() == "ALWAYS" or "GENERATED" in extra.upper()
         columns[table].append(
@@ -1394,7 +1407,7 @@ async def _read_mysql(db: DatabaseUrl) -> list[CatalogTable]:
                 ),
                 nullable=is_nullable.upper() == "YES",
                 description=comment or None,
-                db_type=column_type.lower(),
+                db_type=_mysql_db_type(column_type, cs),
                 enum_values=mysql_enum_values(column_type),
                 has_default=default not in ("", "NULL") and not generated,
                 is_identity="auto_increment" in extra.lower(),

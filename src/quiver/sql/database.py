@@ -174,6 +174,33 @@ def _not_int(value: object) -> None:
         f"an Int field holds {value!r}, which is not a 32-bit integer (SQLite lets an INTEGER"
         " column hold any value)"
     )
+    _refused.fix = _INT_FIX
+    raise ValueError(_refused.message)
+
+
+#: The fix a refusal names, per SQL function (quiver_not_int, quiver_stored).
+_INT_FIX = (
+    "declare the column BIGINT (a BigInt field) for 64-bit integers, or correct the stored value"
+)
+_STORED_FIX = (
+    "store a value of the field's type, or serve the column through a view that converts it"
+)
+
+
+def _stored(value: object, scalar: str) -> None:
+    """Called by the SQLite output of a field for a stored value of a storage class its
+    GraphQL type cannot carry (a BLOB in a Float column, an integer in a Date column)."""
+    if isinstance(value, bytes):
+        shown = f"a BLOB x'{value[:16].hex()}'" + ("..." if len(value) > 16 else "")
+    elif isinstance(value, str):
+        shown = f"the text {value[:40]!r}"
+    else:
+        shown = f"the {'real' if isinstance(value, float) else 'integer'} {value!r}"
+    _refused.message = (
+        f"a {scalar} field holds {shown}, which is not a {scalar} (SQLite lets any column hold"
+        " any value)"
+    )
+    _refused.fix = _STORED_FIX
     raise ValueError(_refused.message)
 
 
@@ -534,6 +561,9 @@ class _MySQL(_Gated):
                     async with conn.cursor() as cur:
                         await cur.execute(text, [_mysql_param(p) for p in params])
                         row = await cur.fetchone()
+                except BaseException as exc:
+                    _discard_unless_in_step(conn, exc)
+                    raise
                 finally:
                     if timer is not None:
                         timer.cancel()
@@ -545,6 +575,8 @@ class _MySQL(_Gated):
             if code in (1969, 3024, 1317):
                 raise _timed_out() from None
             raise _mysql_error(exc) from exc
+        except UnicodeDecodeError as exc:
+            raise _undecodable(exc) from None
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
@@ -581,7 +613,10 @@ class _MySQL(_Gated):
                 try:
                     yield _MySQLTransaction(conn)
                 except BaseException:
-                    await conn.rollback()
+                    # A statement that left the connection out of step with the server closed
+                    # it (which rolls back): the pool drops it.
+                    if conn.connected:
+                        await conn.rollback()
                     raise
                 try:
                     await conn.commit()
@@ -598,6 +633,29 @@ class _MySQL(_Gated):
         await self.pool.wait_closed()
 
 
+def _discard_unless_in_step(conn: Any, exc: BaseException) -> bool:
+    """Close ``conn`` (the pool then drops it) unless ``exc`` is the server's answer to the
+    statement: an error raised while reading a reply (text that is not UTF-8, a packet out of
+    sequence, a cancelled read) leaves the rest of the reply unread, and the next statement
+    on the connection would read it. True when it was closed."""
+    from asyncmy.errors import MySQLError
+
+    code = exc.args[0] if isinstance(exc, MySQLError) and exc.args else None
+    # Server error numbers start at 1000; 2000-2999 are the client library's own.
+    if isinstance(code, int) and code >= 1000 and not 2000 <= code < 3000:
+        return False
+    conn.close()
+    return True
+
+
+def _undecodable(exc: UnicodeDecodeError) -> DatabaseError:
+    return DatabaseError.one(  # type: ignore[return-value]
+        f"the database sent text that is not UTF-8: {exc}",
+        "database",
+        "reflect the schema again so columns of other character sets are converted to UTF-8",
+    )
+
+
 class _MySQLTransaction:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -608,6 +666,9 @@ class _MySQLTransaction:
                 await cur.execute(text, [_mysql_param(p) for p in params])
                 rows = await cur.fetchall()
         except Exception as exc:
+            _discard_unless_in_step(self.conn, exc)
+            if isinstance(exc, UnicodeDecodeError):
+                raise _undecodable(exc) from exc
             raise _mysql_error(exc, writing=True) from exc
         return [tuple(r) for r in rows or ()]
 
@@ -798,6 +859,7 @@ class _Sqlite(_Gated):
             conn.create_function("quiver_unbase64", 1, _unbase64, deterministic=True)
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
+            conn.create_function("quiver_stored", 2, _stored, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:
@@ -849,10 +911,7 @@ class _Sqlite(_Gated):
             if refused is not None and "user-defined function" in str(exc):
                 _refused.message = None
                 raise StoredValueError.one(
-                    refused,
-                    "database",
-                    "declare the column BIGINT (a BigInt field) for 64-bit integers, or"
-                    " correct the stored value",
+                    refused, "database", getattr(_refused, "fix", None) or _STORED_FIX
                 ) from None
             if "interrupted" in str(exc):
                 raise StatementTimeoutError.one(

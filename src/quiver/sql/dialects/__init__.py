@@ -204,6 +204,17 @@ class Dialect:
     #: How an order key of a database type is written into a cursor, where the form it is
     #: served in loses precision (MariaDB serves a FLOAT with 6 digits): (pattern, template).
     key_output: tuple[tuple[str, str], ...] = ()
+    #: A text column of a character set other than UTF-8 (a pattern of ``db_type``, as
+    #: reflection names it: ``varchar(10) character set latin1``) and how its value becomes
+    #: UTF-8 text in the JSON the database builds (MariaDB's JSON_ARRAYAGG hands out the bytes
+    #: of its arguments' character set, unconverted, and JSON_OBJECT refuses ucs2 and utf16).
+    #: Output only: filters and sorting read the column as it is, in its own collation.
+    charset_types: str = ""
+    charset_output: str = "{}"
+    #: Where any column may hold a value of any storage class (SQLite): per scalar, how a
+    #: stored value serves as JSON of that scalar whatever its class, ``{0}`` the value and
+    #: ``<v>`` the scalar's own output of it (output only, as ``charset_output``).
+    loose_output: Mapping[ScalarName, str] = field(default_factory=dict)
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -213,6 +224,22 @@ class Dialect:
             if found is not None:
                 return found
         return self.scalar_output.get(scalar)
+
+    def value_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
+        """The template that serves a value of the column in the database's JSON: as
+        :meth:`column_output`, and text of another character set as UTF-8."""
+        found = self.column_output(db_type, scalar)
+        if (
+            found is None
+            and db_type
+            and self.charset_types
+            and re.fullmatch(self.charset_types, db_type.lower()) is not None
+        ):
+            return self.charset_output
+        loose = self.loose_output.get(scalar)
+        if loose is not None:
+            return loose.replace("<v>", (found or "{0}").replace("{}", "{0}"))
+        return found
 
     def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
         """Whether MIN and MAX take a column of ``db_type`` served as ``scalar`` as it is."""
@@ -488,6 +515,13 @@ MYSQL = Dialect(
         # BIT(1) is Boolean; wider BITs are strings of binary digits.
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({0}), <1>, '0')"),
         (MYSQL_SPATIAL_TYPES, "JSON_EXTRACT(ST_AsGeoJSON({}), '$')"),
+        # MariaDB writes numbers padded to their display width into JSON (YEAR 0 as 0000,
+        # INT(5) ZEROFILL 42 as 00042), which JSON does not allow: arithmetic drops the padding.
+        (r"year\b.*", "({} + 0)"),
+        (r"(tiny|small|medium)int\((?:[02-9]|[0-9]{2,})\).* zerofill", "({} + 0)"),
+        (r"(int|integer|bigint|decimal|numeric|dec|fixed)\b.* zerofill", "CAST(({} + 0) AS CHAR)"),
+        (r"float\b.* zerofill", "CAST({} AS FLOAT)"),
+        (r"(double|real)\b.* zerofill", "({} + 0)"),
     ),
     # A SET sorts by its members' bits but compares with text as text: it is read as its text.
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*",
@@ -512,6 +546,8 @@ MYSQL = Dialect(
     # An enum has at most 65,535 values: five digits of its position, then the value.
     keyed_min="SUBSTRING(MIN(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
     keyed_max="SUBSTRING(MAX(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
+    charset_types=r".* character set \w+",
+    charset_output="CONVERT({} USING utf8mb4)",
     # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
     key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
@@ -574,6 +610,38 @@ SQLITE = Dialect(
             " ELSE CAST({0} AS TEXT) END",
         ),
     ),
+    # Any column may hold any value: a String serves a BLOB as its Base64 and a number as its
+    # text; a value other scalars cannot carry (a BLOB in a REAL column, text in a Float,
+    # an integer in a Date, text that is not JSON in a JSON) fails the field's query with a
+    # StoredValueError naming it (quiver_stored, registered on every connection). Int fields
+    # check their own (above). Text in a Date, DateTime, Time or UUID column is served as
+    # stored: checking its form would cost a date parse per value.
+    loose_output={
+        "String": (
+            "CASE typeof({0}) WHEN 'text' THEN <v> WHEN 'blob' THEN quiver_base64({0})"
+            " ELSE CAST({0} AS TEXT) END"
+        ),
+        "ID": "CASE typeof({0}) WHEN 'blob' THEN quiver_base64({0}) ELSE <v> END",
+        "JSON": (
+            "CASE WHEN {0} IS NULL THEN NULL WHEN typeof({0}) = 'blob' OR NOT json_valid({0})"
+            " THEN quiver_stored({0}, 'JSON') ELSE <v> END"
+        ),
+        **{
+            scalar: (
+                f"CASE WHEN typeof({{0}}) IN ({classes}) THEN quiver_stored({{0}}, '{scalar}')"
+                " ELSE <v> END"
+            )
+            for scalar, classes in (
+                ("Float", "'text', 'blob'"),
+                ("BigInt", "'real', 'text', 'blob'"),
+                ("Decimal", "'text', 'blob'"),
+                ("Date", "'integer', 'real', 'blob'"),
+                ("DateTime", "'integer', 'real', 'blob'"),
+                ("Time", "'integer', 'real', 'blob'"),
+                ("UUID", "'integer', 'real', 'blob'"),
+            )
+        },
+    },
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
     scalar_compare={"DateTime": "julianday({})"},
