@@ -626,15 +626,23 @@ SQLITE = Dialect(
             "CASE WHEN {0} IS NULL THEN NULL WHEN typeof({0}) = 'blob' OR NOT json_valid({0})"
             " THEN quiver_stored({0}, 'JSON') ELSE <v> END"
         ),
+        # Floats and decimals that are not numbers are the text "NaN", "Infinity" or
+        # "-Infinity", as every database serves them (and change-log images hold them).
+        **{
+            scalar: (
+                "CASE WHEN typeof({0}) = 'blob' OR (typeof({0}) = 'text' AND {0} NOT IN"
+                f" ('NaN', 'Infinity', '-Infinity')) THEN quiver_stored({{0}}, '{scalar}')"
+                " ELSE <v> END"
+            )
+            for scalar in ("Float", "Decimal")
+        },
         **{
             scalar: (
                 f"CASE WHEN typeof({{0}}) IN ({classes}) THEN quiver_stored({{0}}, '{scalar}')"
                 " ELSE <v> END"
             )
             for scalar, classes in (
-                ("Float", "'text', 'blob'"),
                 ("BigInt", "'real', 'text', 'blob'"),
-                ("Decimal", "'text', 'blob'"),
                 ("Date", "'integer', 'real', 'blob'"),
                 ("DateTime", "'integer', 'real', 'blob'"),
                 ("Time", "'integer', 'real', 'blob'"),
