@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
 
 __all__ = [
+    "HUGE_EXPONENT",
     "decimal_text",
     "decimals_from_text",
     "duration_texts",
@@ -360,11 +361,12 @@ def refuse_huge_exponents(text: pa.Array | pa.ChunkedArray) -> None:
     1000 or more (``1e-1000000000``): no decimal type holds one, and Arrow's cast of such text
     to a decimal crashes the process (pyarrow 26) instead of refusing it. The caller then
     reads the values one by one (:func:`quiver.pipeline.json_text.json_array`)."""
-    if pc.any(pc.match_substring_regex(text, _HUGE_EXPONENT)).as_py():
+    if pc.any(pc.match_substring_regex(text, HUGE_EXPONENT)).as_py():
         raise pa.ArrowInvalid("a decimal text has an exponent of 1000 or more")
 
 
-_HUGE_EXPONENT = r"[eE][+-]?0*[1-9][0-9]{3,}"
+#: A decimal text's exponent of 1000 or more (see :func:`refuse_huge_exponents`).
+HUGE_EXPONENT = r"[eE][+-]?0*[1-9][0-9]{3,}"
 
 
 def kept_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

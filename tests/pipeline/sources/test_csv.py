@@ -327,6 +327,23 @@ async def test_a_value_of_the_wrong_type_is_rejected_with_column_and_value(
     assert (error.line, error.column, error.value) == (3, "total", "abc")
 
 
+@pytest.mark.parametrize("kind", ["decimal(10,2)", "decimal"])
+async def test_a_decimal_with_an_exponent_no_decimal_holds_is_rejected_not_a_crash(
+    tmp_path: Path, run_ctx: RunContext, kind: str
+) -> None:
+    # Arrow's conversion of 1e-1000000000 to a decimal crashes the process (pyarrow 26),
+    # whether its CSV reader or a cast does it
+    data = b'id,total\n1,2.5\n2,1e-1000000000\n3,4\n4,"1E+99999"\n5,0.1e0001\n'
+    (tmp_path / "in.csv").write_bytes(data)
+    src = source(path="in.csv", types={"id": "int", "total": kind})
+    table = await read_all(src, run_ctx)
+    assert table.column("id").to_pylist() == [1, 3, 5]
+    assert [(e.line, e.column, e.value) for e in src.take_errors()] == [
+        (3, "total", "1e-1000000000"),
+        (5, "total", "1E+99999"),
+    ]
+
+
 # -- options ----------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
@@ -50,7 +51,12 @@ from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import parse_type
-from quiver.pipeline.value_text import decimals_from_text, without_decimal_text
+from quiver.pipeline.value_text import (
+    HUGE_EXPONENT,
+    decimals_from_text,
+    refuse_huge_exponents,
+    without_decimal_text,
+)
 from quiver.runtime.errors import PermanentError
 from quiver.runtime.hints import did_you_mean
 
@@ -457,6 +463,10 @@ class BlockBuffer:
 
 
 # -- the source -------------------------------------------------------------------------------
+
+
+class _HugeExponentError(Exception):
+    """A decimal column's text that Arrow cannot convert without crashing."""
 
 
 _COLUMN_ERROR = re.compile(r"In CSV column #(\d+): (.*)", re.S)
@@ -892,11 +902,35 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         as_text = {**types, **dict.fromkeys(decimals, pa.string())}
         try:
             table = self._read_table(data, newlines, as_text)
+            self._refuse_huge_exponents(table, decimals)
             return decimals_from_text(table, decimals, self.cfg.decimal_point)
+        except _HugeExponentError as exc:
+            raise pa.ArrowInvalid(str(exc)) from None  # Arrow's own reading would crash
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             # a value the text cast refuses (e.g. padded with spaces): read as Arrow converts
             # it, which also raises the error that names a bad value; no text kept
             return without_decimal_text(self._read_table(data, newlines, types), list(decimals))
+
+    def _refuse_huge_exponents(self, table: pa.Table, decimals: dict[str, pa.DataType]) -> None:
+        """A :class:`_HugeExponentError` naming the column and value, in the words of Arrow's
+        CSV reader, when a decimal column's text has an exponent of 1000 or more
+        (``1e-1000000000``): Arrow's conversion of such text to a decimal crashes the process
+        (pyarrow 26), its CSV reader's included, instead of refusing it."""
+        assert self.names is not None
+        for name, kind in decimals.items():
+            at = table.schema.get_field_index(name)
+            if at < 0:
+                continue
+            text = table.column(at)
+            try:
+                refuse_huge_exponents(text)
+            except pa.ArrowInvalid:
+                huge = pc.match_substring_regex(text, HUGE_EXPONENT)
+                value = text.filter(pc.fill_null(huge, False))[0].as_py()
+                raise _HugeExponentError(
+                    f"In CSV column #{self.names.index(name)}: CSV conversion error to {kind}:"
+                    f" invalid value '{value}'"
+                ) from None
 
     def _read_table(
         self, data: Bytes | memoryview, newlines: bool, types: dict[str, pa.DataType] | None
