@@ -132,3 +132,71 @@ def test_unquoted_names_match_whatever_their_case(conn: Any, statement: str) -> 
         table = cur.fetch_arrow_table()
     assert table.num_rows == 1
     assert table.column("genreId").to_pylist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("SELECT name FROM other.Genre", "the table other.Genre names other, which this server"),
+        ("SELECT name FROM someschema.Genre", "names someschema, which this server does not"),
+        ("SELECT name FROM catalog.schema.Genre", "names catalog.schema, which this server"),
+        ("SELECT name FROM quiver.other.Genre", "names quiver.other, which this server"),
+        ("SELECT name FROM other.main.Genre", "in schema main of catalog quiver"),
+        ("SELECT x.name FROM Genre", "the column x.name names x, which is not the table"),
+        ("SELECT name FROM Genre WHERE x.genreId = 1", "x.genreId names x, which is not"),
+        ("SELECT Genre.name FROM Genre g", "write g.name or name"),
+        ("SELECT g.name FROM Genre", "(FROM Genre)"),
+        ("SELECT other.Genre.name FROM Genre", "other.Genre.name names other.Genre"),
+        ("SELECT x.* FROM Genre", "x.* names x"),
+        ("SELECT *, name FROM Genre", "* with other columns is not served"),
+        ("SELECT name, * FROM Genre", "* with other columns is not served"),
+        ("SELECT name, name FROM Genre", "name and name select the same column (name)"),
+        ("SELECT genreId, GENRE_ID FROM Genre", "genreId and GENRE_ID select the same column"),
+        ("SELECT name FROM Genre WHERE name = X'ff'", "and name is a String column"),
+        ("SELECT name FROM Genre WHERE genreId IN (1, X'01')", "genreId is an Int column"),
+        ("SELECT name FROM Genre WHERE name = X'f'", "X'f' is not bytes"),
+    ],
+)
+def test_what_a_statement_names_is_read_or_refused_never_ignored(
+    conn: Any, statement: str, says: str
+) -> None:
+    """A qualifier naming another schema or table, ``*`` beside other columns and a binary
+    string against a column that is not bytes were once dropped or unread: ``other.Genre``
+    read Genre, ``x.name`` read name, ``*, name`` returned name once."""
+    import adbc_driver_manager
+
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as caught:
+        cur.execute(statement)
+        cur.fetch_arrow_table()
+    said = str(caught.value)
+    assert says in said, said
+    assert "INTERNAL" not in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT name FROM main.Genre WHERE genreId = 1",
+        "SELECT name FROM quiver.main.Genre WHERE genreId = 1",
+        "SELECT g.name FROM Genre g WHERE g.genreId = 1",
+        "SELECT G.name FROM Genre AS g WHERE g.genreId = 1",
+        "SELECT Genre.name FROM Genre WHERE genre.genreId = 1",
+        "SELECT main.Genre.name FROM quiver.main.Genre WHERE Genre.genreId = 1",
+    ],
+)
+def test_the_served_schema_the_table_and_its_alias_qualify_names(
+    served: Served, conn: Any, statement: str
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        table = cur.fetch_arrow_table()
+    assert table.column_names == ["name"]
+    assert table.column("name").to_pylist() == [
+        r[0] for r in sql(served, "SELECT name FROM genre WHERE genre_id = 1")
+    ]
+
+
+def test_a_table_star_is_every_column(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT g.* FROM Genre g WHERE g.genreId = 1")
+        assert cur.fetch_arrow_table().column_names == ["genreId", "name"]

@@ -26,12 +26,13 @@ import decimal
 import fnmatch
 import math
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
+from sqlglot import exp, tokens
+from sqlglot.dialects.dialect import Dialect
 
 from quiver.flight.arrow_types import arrow_schema, arrow_type
 from quiver.flight.export import find_entity
@@ -395,10 +396,28 @@ def column_names(ticket: ExportTicket, catalog: Catalog) -> ExportTicket:
     except TicketError:
         return ticket  # planning refuses it, with the tables there are
     columns = tuple(_column_name(entity, c) for c in ticket.columns)
+    _each_once(ticket.columns, columns, entity)
     where = _filter_names(ticket.where, entity)
     if columns == ticket.columns and where == ticket.where:
         return ticket
     return dataclasses.replace(ticket, columns=columns, where=where)
+
+
+def _each_once(written: tuple[str, ...], names: tuple[str, ...], entity: Entity) -> None:
+    """A field selected twice (``name, name``; ``genreId, genre_id``) is refused: a stream
+    has it once, where SQL would return it twice (it was once returned once, silently)."""
+    seen: dict[str, str] = {}
+    for text, name in zip(written, names, strict=True):
+        f = entity.field(name) or entity.field_by_column(name)
+        if f is None:
+            continue  # planning refuses it, with the columns there are
+        if f.name in seen:
+            raise _refuse(
+                f"{seen[f.name]} and {text} select the same column ({f.name}) of {entity.name}: "
+                "SQL would return it twice, and a query's columns are served once each",
+                "select each column once",
+            )
+        seen[f.name] = text
 
 
 def _column_name(entity: Entity, name: str) -> str:
@@ -460,6 +479,8 @@ def _filter_values(where: Any, entity: Entity) -> Any:
             _only_null_tests(value, key, "JSON (streamed as its text)")
         elif f is not None and isinstance(value, dict):
             _served_operators(value, key, f)
+        if f is not None:
+            value = _bytes_values(value, key, f)
         value = _numbers(value, "float" if f is None else _NUMBER_READS.get(f.scalar, "float"))
         if f is None or f.enum_values is None or not isinstance(value, dict):
             out[key] = value
@@ -493,6 +514,28 @@ def _numbers(value: Any, reads: str) -> Any:
     if reads == "text" and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def _bytes_values(value: Any, column: str, f: Field) -> Any:
+    """The binary strings (``X'00ff'``) a condition on ``f`` wrote, as its filter takes
+    them: their Base64 text against a bytes column; refused against any other column."""
+    if isinstance(value, list):
+        return [_bytes_values(v, column, f) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {BYTES}:
+        if f.scalar == Scalar.BASE64 and not f.is_list:
+            return value[BYTES]
+        name = "enum" if f.enum_values is not None else f.scalar.value
+        raise _refuse_at(
+            f"a binary string (X'...') compares with a bytes column, and {column} is "
+            f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name} column",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with a value of its type ('text', a number, ...)",
+        )
+    if PARAMETER in value:
+        return value
+    return {k: _bytes_values(v, column, f) for k, v in value.items()}
 
 
 def _only_null_tests(value: Any, column: str, holds: str) -> None:
@@ -586,10 +629,17 @@ def _unsupported(parts: dict[str, Any], served: frozenset[str]) -> None:
             raise _refuse(f"{word} is not supported")
 
 
+class _Sql(Dialect):
+    """sqlglot's own dialect, reading standard SQL's binary strings (``X'00ff'``) too."""
+
+    class Tokenizer(tokens.Tokenizer):
+        HEX_STRINGS: ClassVar[list[str | tuple[str, str]]] = [("x'", "'"), ("X'", "'")]
+
+
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
     try:
-        statements = sqlglot.parse(query)
+        statements = sqlglot.parse(query, dialect=_Sql)
     except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (a NUL character)
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _refuse(f"the SQL cannot be parsed: {first}") from None
@@ -606,10 +656,19 @@ def sql_to_ticket(query: str) -> ExportTicket:
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         raise _refuse("the query must read one table: FROM <table>")
     _unsupported(table.args, _SERVED_TABLE_PARTS)
+    _served_table(table)
+    for node in tree.find_all(exp.Column):
+        _served_qualifier(node, table)
+    stars = [p for p in tree.expressions if _is_star(p)]
+    if stars and len(tree.expressions) > 1:
+        raise _refuse(
+            f"{', '.join(p.sql() for p in tree.expressions)}: * with other columns is not "
+            "served (SQL would return those columns twice, under the same names)",
+            "select * alone, or list each column once",
+        )
     columns: list[str] = []
     for projection in tree.expressions:
-        if isinstance(projection, exp.Star):
-            columns = []
+        if _is_star(projection):
             break
         if isinstance(projection, exp.Column) and isinstance(projection.this, exp.Identifier):
             columns.append(projection.name)
@@ -620,6 +679,63 @@ def sql_to_ticket(query: str) -> ExportTicket:
     limit_node = tree.args.get("limit")
     limit = None if limit_node is None else _limit(limit_node)
     return ExportTicket(table.name, where, tuple(columns), False, limit)
+
+
+def _is_star(node: Any) -> bool:
+    """``*`` or ``t.*`` (``t`` checked by :func:`_served_qualifier`)."""
+    return isinstance(node, exp.Star) or (
+        isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
+    )
+
+
+def _dotted(node: Any, parts: tuple[str, ...]) -> str:
+    return ".".join(p.sql() for k in parts if (p := node.args.get(k)) is not None)
+
+
+def _served_table(table: exp.Table) -> None:
+    """A table written with a schema or catalog is one of the tables GetTables lists only
+    in schema ``main`` of catalog ``quiver``; any other qualifier is refused (it was once
+    dropped, and ``other.Genre`` read Genre)."""
+    catalog, db = table.args.get("catalog"), table.args.get("db")
+    if (catalog is None or catalog.name.lower() == CATALOG) and (
+        db is None or db.name.lower() == SCHEMA
+    ):
+        return
+    qualifier = _dotted(table, ("catalog", "db"))
+    raise _refuse(
+        f"the table {_dotted(table, ('catalog', 'db', 'this'))} names {qualifier}, which this "
+        f"server does not serve: its tables are in schema {SCHEMA} of catalog {CATALOG}",
+        f"write FROM {table.name} (or {SCHEMA}.{table.name}, {CATALOG}.{SCHEMA}.{table.name})",
+    )
+
+
+def _served_qualifier(column: exp.Column, table: exp.Table) -> None:
+    """A column written with a table (``g.name``) names the table the query reads: its
+    alias when it has one, else its name (with ``main`` and ``quiver`` before it, or not).
+    Any other qualifier is refused (it was once dropped, and ``x.name`` read ``name``)."""
+    written = column.args.get("table")
+    if written is None:
+        return
+    alias = table.alias
+    db, catalog = column.args.get("db"), column.args.get("catalog")
+    if alias:
+        served = written.name.lower() == alias.lower() and db is None and catalog is None
+        use = alias
+    else:
+        served = (
+            written.name.lower() == table.name.lower()
+            and (db is None or db.name.lower() == SCHEMA)
+            and (catalog is None or catalog.name.lower() == CATALOG)
+        )
+        use = table.name
+    if served:
+        return
+    reads = _dotted(table, ("catalog", "db", "this")) + (f" {alias}" if alias else "")
+    raise _refuse(
+        f"the column {column.sql()} names {_dotted(column, ('catalog', 'db', 'table'))}, "
+        f"which is not the table the query reads (FROM {reads})",
+        f"write {use}.{column.name} or {column.name}: a query reads one table",
+    )
 
 
 def _limit(node: Any) -> int:
@@ -644,6 +760,10 @@ def _limit(node: Any) -> int:
 #: or bound as a decimal (``{"$number": "12.34"}``): its digits, read by the column it is
 #: compared with (:func:`database_values`, :data:`_NUMBER_READS`).
 NUMBER = "$number"
+#: The key of a binary string a statement wrote (``X'00ff'``) in its filter: its bytes in
+#: Base64, as a Base64 column's filter takes them; compared with any other column, refused
+#: (:func:`_bytes_values`).
+BYTES = "$bytes"
 #: Typed literals read as their text (``DATE '2024-02-29'``, ``CAST('...' AS TIMESTAMP)``).
 _TIME_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "datetime")
 
@@ -668,6 +788,15 @@ def _literal(node: Any) -> Any:
             return {NUMBER: text[1:] if text.startswith("-") else "-" + text}
     if isinstance(node, exp.Boolean):
         return node.this
+    if isinstance(node, exp.HexString):
+        try:
+            value = bytes.fromhex(node.this)
+        except ValueError:
+            raise _refuse(
+                f"X'{node.this}' is not bytes: a binary string holds pairs of hex digits",
+                "write bytes as X'00ff' (an even number of digits 0-9, a-f)",
+            ) from None
+        return {BYTES: base64.b64encode(value).decode("ascii")}
     if isinstance(node, exp.Literal):
         return node.this if node.is_string else _number(node.this)
     if (
