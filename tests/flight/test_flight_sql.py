@@ -200,3 +200,45 @@ def test_a_table_star_is_every_column(conn: Any) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT g.* FROM Genre g WHERE g.genreId = 1")
         assert cur.fetch_arrow_table().column_names == ["genreId", "name"]
+
+
+def test_a_table_is_found_by_each_name_a_statement_reads_it_by(served: Served, conn: Any) -> None:
+    """GetTables listed type names only, so ``adbc_get_table_schema`` of the database table
+    name (which ``FROM`` reads) was NOT_FOUND; each name a statement reads a table by finds
+    it now, listed under that name."""
+    (genre,) = [e for e in served.schema.entities if e.name == "Genre"]
+    for name in ("Genre", genre.source, "GENRE", "genres"):
+        schema = conn.adbc_get_table_schema(name)
+        assert schema.names == ["genreId", "name"], name
+        assert schema.field("name").metadata[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == name.encode()
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {name} WHERE genreId = 1")
+            assert cur.fetch_arrow_table().schema.names == schema.names
+    listed = conn.adbc_get_objects(depth="tables", table_name_filter="genre").read_all()
+    tables = listed.to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+    assert [t["table_name"] for t in tables] == (
+        ["Genre"] if genre.source == "Genre" else [genre.source]
+    )
+    import adbc_driver_manager
+
+    with pytest.raises(adbc_driver_manager.Error):
+        conn.adbc_get_table_schema("nope")
+
+
+def test_get_tables_reports_flight_sql_column_metadata(served: Served, conn: Any) -> None:
+    schema = conn.adbc_get_table_schema("Track")
+    (track,) = [e for e in served.schema.entities if e.name == "Track"]
+    for f in track.fields:
+        meta = schema.field(f.name).metadata
+        assert meta[b"ARROW:FLIGHT:SQL:CATALOG_NAME"] == b"quiver"
+        assert meta[b"ARROW:FLIGHT:SQL:SCHEMA_NAME"] == b"main"
+        assert meta[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == b"Track"
+        assert meta[b"ARROW:FLIGHT:SQL:TYPE_NAME"] == (f.db_type or f.scalar.value).encode()
+        assert meta[b"ARROW:FLIGHT:SQL:IS_READ_ONLY"] == b"1"
+    searchable = {
+        f.name: schema.field(f.name).metadata[b"ARROW:FLIGHT:SQL:IS_SEARCHABLE"]
+        for f in track.fields
+    }
+    assert searchable["name"] == b"3" and searchable["milliseconds"] == b"2"
+    assert schema.field("trackId").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"1"
+    assert schema.field("name").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"0"

@@ -929,10 +929,9 @@ def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
         and _matches(SCHEMA, command.text(2))
         and (not types or "TABLE" in types)
     ):
-        for entity in catalog.entities.values():
-            if _matches(entity.name, command.text(3)):
-                names.append(entity.name)
-                schemas.append(arrow_schema(entity.fields).serialize().to_pybytes())
+        for name, entity in _listed(catalog, command.text(3)):
+            names.append(name)
+            schemas.append(table_schema(entity, name).serialize().to_pybytes())
     columns: dict[str, Any] = {
         "catalog_name": [CATALOG] * len(names),
         "db_schema_name": [SCHEMA] * len(names),
@@ -942,6 +941,58 @@ def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
     if include_schema:
         columns["table_schema"] = schemas
     return pa.table(columns, schema=tables_schema(include_schema))
+
+
+def _listed(catalog: Catalog, pattern: str | None) -> list[tuple[str, Entity]]:
+    """The tables GetTables lists for a name pattern, each with the name it is listed
+    under: its type name when the pattern matches that, else its database table name when
+    the pattern matches that. A pattern matching no table that is a name a statement's
+    ``FROM`` reads a table by (in another case, a list field) lists that table under it.
+    So a name listed reads its table in a statement, and a name a statement reads finds its
+    table (ADBC's ``adbc_get_table_schema`` keeps only the row named as it asked)."""
+    found: list[tuple[str, Entity]] = []
+    for e in catalog.entities.values():
+        if _matches(e.name, pattern):
+            found.append((e.name, e))
+        elif _matches(e.source, pattern):
+            found.append((e.source, e))
+    if found or pattern is None:
+        return found
+    try:
+        return [(pattern, find_entity(catalog, pattern))]
+    except TicketError:
+        return []
+
+
+#: Column metadata of a table schema GetTables reports, under Flight SQL's keys.
+_COLUMN_KEYS = "ARROW:FLIGHT:SQL:"
+
+
+def table_schema(entity: Entity, name: str) -> pa.Schema:
+    """The schema of ``entity``'s rows, as a query streams them, each field with Flight
+    SQL's column metadata: catalog, schema and table name (``name``, as GetTables lists
+    it), the database's type name, auto-increment, read-only (SQL is read-only here) and
+    searchable (in WHERE: JSON and arrays only with IS NULL, LIKE on text only)."""
+    fields = []
+    for f, field in zip(entity.fields, arrow_schema(entity.fields), strict=True):
+        searchable = (  # Flight SQL's Searchable: 0 none, 2 all but LIKE, 3 full
+            "0"
+            if f.is_list or f.scalar == Scalar.JSON
+            else "3"
+            if f.scalar in TEXT_SCALARS and f.enum_values is None
+            else "2"
+        )
+        meta = {
+            "CATALOG_NAME": CATALOG,
+            "SCHEMA_NAME": SCHEMA,
+            "TABLE_NAME": name,
+            "TYPE_NAME": f.db_type or f.scalar.value,
+            "IS_AUTO_INCREMENT": "1" if f.is_identity else "0",
+            "IS_READ_ONLY": "1",
+            "IS_SEARCHABLE": searchable,
+        }
+        fields.append(field.with_metadata({_COLUMN_KEYS + k: v for k, v in meta.items()}))
+    return pa.schema(fields)
 
 
 def tables_schema(include_schema: bool) -> pa.Schema:
