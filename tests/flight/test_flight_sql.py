@@ -132,3 +132,113 @@ def test_unquoted_names_match_whatever_their_case(conn: Any, statement: str) -> 
         table = cur.fetch_arrow_table()
     assert table.num_rows == 1
     assert table.column("genreId").to_pylist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("SELECT name FROM other.Genre", "the table other.Genre names other, which this server"),
+        ("SELECT name FROM someschema.Genre", "names someschema, which this server does not"),
+        ("SELECT name FROM catalog.schema.Genre", "names catalog.schema, which this server"),
+        ("SELECT name FROM quiver.other.Genre", "names quiver.other, which this server"),
+        ("SELECT name FROM other.main.Genre", "in schema main of catalog quiver"),
+        ("SELECT x.name FROM Genre", "the column x.name names x, which is not the table"),
+        ("SELECT name FROM Genre WHERE x.genreId = 1", "x.genreId names x, which is not"),
+        ("SELECT Genre.name FROM Genre g", "write g.name or name"),
+        ("SELECT g.name FROM Genre", "(FROM Genre)"),
+        ("SELECT other.Genre.name FROM Genre", "other.Genre.name names other.Genre"),
+        ("SELECT x.* FROM Genre", "x.* names x"),
+        ("SELECT *, name FROM Genre", "* with other columns is not served"),
+        ("SELECT name, * FROM Genre", "* with other columns is not served"),
+        ("SELECT name, name FROM Genre", "name and name select the same column (name)"),
+        ("SELECT genreId, GENRE_ID FROM Genre", "genreId and GENRE_ID select the same column"),
+        ("SELECT name FROM Genre WHERE name = X'ff'", "and name is a String column"),
+        ("SELECT name FROM Genre WHERE genreId IN (1, X'01')", "genreId is an Int column"),
+        ("SELECT name FROM Genre WHERE name = X'f'", "X'f' is not bytes"),
+    ],
+)
+def test_what_a_statement_names_is_read_or_refused_never_ignored(
+    conn: Any, statement: str, says: str
+) -> None:
+    """A qualifier naming another schema or table, ``*`` beside other columns and a binary
+    string against a column that is not bytes were once dropped or unread: ``other.Genre``
+    read Genre, ``x.name`` read name, ``*, name`` returned name once."""
+    import adbc_driver_manager
+
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.Error) as caught:
+        cur.execute(statement)
+        cur.fetch_arrow_table()
+    said = str(caught.value)
+    assert says in said, said
+    assert "INTERNAL" not in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT name FROM main.Genre WHERE genreId = 1",
+        "SELECT name FROM quiver.main.Genre WHERE genreId = 1",
+        "SELECT g.name FROM Genre g WHERE g.genreId = 1",
+        "SELECT G.name FROM Genre AS g WHERE g.genreId = 1",
+        "SELECT Genre.name FROM Genre WHERE genre.genreId = 1",
+        "SELECT main.Genre.name FROM quiver.main.Genre WHERE Genre.genreId = 1",
+    ],
+)
+def test_the_served_schema_the_table_and_its_alias_qualify_names(
+    served: Served, conn: Any, statement: str
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(statement)
+        table = cur.fetch_arrow_table()
+    assert table.column_names == ["name"]
+    assert table.column("name").to_pylist() == [
+        r[0] for r in sql(served, "SELECT name FROM genre WHERE genre_id = 1")
+    ]
+
+
+def test_a_table_star_is_every_column(conn: Any) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT g.* FROM Genre g WHERE g.genreId = 1")
+        assert cur.fetch_arrow_table().column_names == ["genreId", "name"]
+
+
+def test_a_table_is_found_by_each_name_a_statement_reads_it_by(served: Served, conn: Any) -> None:
+    """GetTables listed type names only, so ``adbc_get_table_schema`` of the database table
+    name (which ``FROM`` reads) was NOT_FOUND; each name a statement reads a table by finds
+    it now, listed under that name."""
+    (genre,) = [e for e in served.schema.entities if e.name == "Genre"]
+    for name in ("Genre", genre.source, "GENRE", "genres"):
+        schema = conn.adbc_get_table_schema(name)
+        assert schema.names == ["genreId", "name"], name
+        assert schema.field("name").metadata[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == name.encode()
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {name} WHERE genreId = 1")
+            assert cur.fetch_arrow_table().schema.names == schema.names
+    listed = conn.adbc_get_objects(depth="tables", table_name_filter="genre").read_all()
+    tables = listed.to_pylist()[0]["catalog_db_schemas"][0]["db_schema_tables"]
+    assert [t["table_name"] for t in tables] == (
+        ["Genre"] if genre.source == "Genre" else [genre.source]
+    )
+    import adbc_driver_manager
+
+    with pytest.raises(adbc_driver_manager.Error):
+        conn.adbc_get_table_schema("nope")
+
+
+def test_get_tables_reports_flight_sql_column_metadata(served: Served, conn: Any) -> None:
+    schema = conn.adbc_get_table_schema("Track")
+    (track,) = [e for e in served.schema.entities if e.name == "Track"]
+    for f in track.fields:
+        meta = schema.field(f.name).metadata
+        assert meta[b"ARROW:FLIGHT:SQL:CATALOG_NAME"] == b"quiver"
+        assert meta[b"ARROW:FLIGHT:SQL:SCHEMA_NAME"] == b"main"
+        assert meta[b"ARROW:FLIGHT:SQL:TABLE_NAME"] == b"Track"
+        assert meta[b"ARROW:FLIGHT:SQL:TYPE_NAME"] == (f.db_type or f.scalar.value).encode()
+        assert meta[b"ARROW:FLIGHT:SQL:IS_READ_ONLY"] == b"1"
+    searchable = {
+        f.name: schema.field(f.name).metadata[b"ARROW:FLIGHT:SQL:IS_SEARCHABLE"]
+        for f in track.fields
+    }
+    assert searchable["name"] == b"3" and searchable["milliseconds"] == b"2"
+    assert schema.field("trackId").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"1"
+    assert schema.field("name").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"0"

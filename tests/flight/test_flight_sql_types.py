@@ -468,3 +468,32 @@ def test_an_operator_a_column_does_not_take_is_refused_with_those_it_does(
         conn.close()
     said = str(caught.value)
     assert says in said and "with =, <>, IN (...) or IS NULL" in said, said
+
+
+#: A bytes column (Base64 in GraphQL) of each matrix table.
+_BYTES = {"postgresql": "bin", "mysql": "bl", "sqlite": "bl"}
+
+
+def test_a_binary_string_compares_with_a_bytes_column(matrix: Matrix) -> None:
+    """``X'00ff'`` is bytes, compared with a bytes column as a bound ``bytes`` value is (it
+    could not be parsed)."""
+    column = _BYTES[_dialect(matrix)]
+    conn = _connect(matrix)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id, {column} FROM Cell")
+            rows = cur.fetch_arrow_table().to_pylist()
+            values = {r[column] for r in rows if r[column]}
+            assert values, rows
+            for value in values:
+                want = sorted(r["id"] for r in rows if r[column] == value)
+                cur.execute(f"SELECT id FROM Cell WHERE {column} = X'{value.hex()}'")
+                assert sorted(cur.fetch_arrow_table().column("id").to_pylist()) == want
+            listed = ", ".join(f"x'{v.hex().upper()}'" for v in values)
+            cur.execute(f"SELECT id FROM Cell WHERE {column} IN ({listed}, X'')")
+            got = sorted(cur.fetch_arrow_table().column("id").to_pylist())
+            assert got == sorted(
+                r["id"] for r in rows if r[column] is not None and r[column] in values | {b""}
+            )
+    finally:
+        conn.close()

@@ -26,12 +26,13 @@ import decimal
 import fnmatch
 import math
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
+from sqlglot import exp, tokens
+from sqlglot.dialects.dialect import Dialect
 
 from quiver.flight.arrow_types import arrow_schema, arrow_type
 from quiver.flight.export import find_entity
@@ -395,10 +396,28 @@ def column_names(ticket: ExportTicket, catalog: Catalog) -> ExportTicket:
     except TicketError:
         return ticket  # planning refuses it, with the tables there are
     columns = tuple(_column_name(entity, c) for c in ticket.columns)
+    _each_once(ticket.columns, columns, entity)
     where = _filter_names(ticket.where, entity)
     if columns == ticket.columns and where == ticket.where:
         return ticket
     return dataclasses.replace(ticket, columns=columns, where=where)
+
+
+def _each_once(written: tuple[str, ...], names: tuple[str, ...], entity: Entity) -> None:
+    """A field selected twice (``name, name``; ``genreId, genre_id``) is refused: a stream
+    has it once, where SQL would return it twice (it was once returned once, silently)."""
+    seen: dict[str, str] = {}
+    for text, name in zip(written, names, strict=True):
+        f = entity.field(name) or entity.field_by_column(name)
+        if f is None:
+            continue  # planning refuses it, with the columns there are
+        if f.name in seen:
+            raise _refuse(
+                f"{seen[f.name]} and {text} select the same column ({f.name}) of {entity.name}: "
+                "SQL would return it twice, and a query's columns are served once each",
+                "select each column once",
+            )
+        seen[f.name] = text
 
 
 def _column_name(entity: Entity, name: str) -> str:
@@ -460,6 +479,8 @@ def _filter_values(where: Any, entity: Entity) -> Any:
             _only_null_tests(value, key, "JSON (streamed as its text)")
         elif f is not None and isinstance(value, dict):
             _served_operators(value, key, f)
+        if f is not None:
+            value = _bytes_values(value, key, f)
         value = _numbers(value, "float" if f is None else _NUMBER_READS.get(f.scalar, "float"))
         if f is None or f.enum_values is None or not isinstance(value, dict):
             out[key] = value
@@ -493,6 +514,28 @@ def _numbers(value: Any, reads: str) -> Any:
     if reads == "text" and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def _bytes_values(value: Any, column: str, f: Field) -> Any:
+    """The binary strings (``X'00ff'``) a condition on ``f`` wrote, as its filter takes
+    them: their Base64 text against a bytes column; refused against any other column."""
+    if isinstance(value, list):
+        return [_bytes_values(v, column, f) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {BYTES}:
+        if f.scalar == Scalar.BASE64 and not f.is_list:
+            return value[BYTES]
+        name = "enum" if f.enum_values is not None else f.scalar.value
+        raise _refuse_at(
+            f"a binary string (X'...') compares with a bytes column, and {column} is "
+            f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name} column",
+            f"Flight SQL condition on {column}",
+            f"compare {column} with a value of its type ('text', a number, ...)",
+        )
+    if PARAMETER in value:
+        return value
+    return {k: _bytes_values(v, column, f) for k, v in value.items()}
 
 
 def _only_null_tests(value: Any, column: str, holds: str) -> None:
@@ -586,10 +629,17 @@ def _unsupported(parts: dict[str, Any], served: frozenset[str]) -> None:
             raise _refuse(f"{word} is not supported")
 
 
+class _Sql(Dialect):
+    """sqlglot's own dialect, reading standard SQL's binary strings (``X'00ff'``) too."""
+
+    class Tokenizer(tokens.Tokenizer):
+        HEX_STRINGS: ClassVar[list[str | tuple[str, str]]] = [("x'", "'"), ("X'", "'")]
+
+
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
     try:
-        statements = sqlglot.parse(query)
+        statements = sqlglot.parse(query, dialect=_Sql)
     except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (a NUL character)
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise _refuse(f"the SQL cannot be parsed: {first}") from None
@@ -606,10 +656,19 @@ def sql_to_ticket(query: str) -> ExportTicket:
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         raise _refuse("the query must read one table: FROM <table>")
     _unsupported(table.args, _SERVED_TABLE_PARTS)
+    _served_table(table)
+    for node in tree.find_all(exp.Column):
+        _served_qualifier(node, table)
+    stars = [p for p in tree.expressions if _is_star(p)]
+    if stars and len(tree.expressions) > 1:
+        raise _refuse(
+            f"{', '.join(p.sql() for p in tree.expressions)}: * with other columns is not "
+            "served (SQL would return those columns twice, under the same names)",
+            "select * alone, or list each column once",
+        )
     columns: list[str] = []
     for projection in tree.expressions:
-        if isinstance(projection, exp.Star):
-            columns = []
+        if _is_star(projection):
             break
         if isinstance(projection, exp.Column) and isinstance(projection.this, exp.Identifier):
             columns.append(projection.name)
@@ -620,6 +679,63 @@ def sql_to_ticket(query: str) -> ExportTicket:
     limit_node = tree.args.get("limit")
     limit = None if limit_node is None else _limit(limit_node)
     return ExportTicket(table.name, where, tuple(columns), False, limit)
+
+
+def _is_star(node: Any) -> bool:
+    """``*`` or ``t.*`` (``t`` checked by :func:`_served_qualifier`)."""
+    return isinstance(node, exp.Star) or (
+        isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
+    )
+
+
+def _dotted(node: Any, parts: tuple[str, ...]) -> str:
+    return ".".join(p.sql() for k in parts if (p := node.args.get(k)) is not None)
+
+
+def _served_table(table: exp.Table) -> None:
+    """A table written with a schema or catalog is one of the tables GetTables lists only
+    in schema ``main`` of catalog ``quiver``; any other qualifier is refused (it was once
+    dropped, and ``other.Genre`` read Genre)."""
+    catalog, db = table.args.get("catalog"), table.args.get("db")
+    if (catalog is None or catalog.name.lower() == CATALOG) and (
+        db is None or db.name.lower() == SCHEMA
+    ):
+        return
+    qualifier = _dotted(table, ("catalog", "db"))
+    raise _refuse(
+        f"the table {_dotted(table, ('catalog', 'db', 'this'))} names {qualifier}, which this "
+        f"server does not serve: its tables are in schema {SCHEMA} of catalog {CATALOG}",
+        f"write FROM {table.name} (or {SCHEMA}.{table.name}, {CATALOG}.{SCHEMA}.{table.name})",
+    )
+
+
+def _served_qualifier(column: exp.Column, table: exp.Table) -> None:
+    """A column written with a table (``g.name``) names the table the query reads: its
+    alias when it has one, else its name (with ``main`` and ``quiver`` before it, or not).
+    Any other qualifier is refused (it was once dropped, and ``x.name`` read ``name``)."""
+    written = column.args.get("table")
+    if written is None:
+        return
+    alias = table.alias
+    db, catalog = column.args.get("db"), column.args.get("catalog")
+    if alias:
+        served = written.name.lower() == alias.lower() and db is None and catalog is None
+        use = alias
+    else:
+        served = (
+            written.name.lower() == table.name.lower()
+            and (db is None or db.name.lower() == SCHEMA)
+            and (catalog is None or catalog.name.lower() == CATALOG)
+        )
+        use = table.name
+    if served:
+        return
+    reads = _dotted(table, ("catalog", "db", "this")) + (f" {alias}" if alias else "")
+    raise _refuse(
+        f"the column {column.sql()} names {_dotted(column, ('catalog', 'db', 'table'))}, "
+        f"which is not the table the query reads (FROM {reads})",
+        f"write {use}.{column.name} or {column.name}: a query reads one table",
+    )
 
 
 def _limit(node: Any) -> int:
@@ -644,6 +760,10 @@ def _limit(node: Any) -> int:
 #: or bound as a decimal (``{"$number": "12.34"}``): its digits, read by the column it is
 #: compared with (:func:`database_values`, :data:`_NUMBER_READS`).
 NUMBER = "$number"
+#: The key of a binary string a statement wrote (``X'00ff'``) in its filter: its bytes in
+#: Base64, as a Base64 column's filter takes them; compared with any other column, refused
+#: (:func:`_bytes_values`).
+BYTES = "$bytes"
 #: Typed literals read as their text (``DATE '2024-02-29'``, ``CAST('...' AS TIMESTAMP)``).
 _TIME_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz", "datetime")
 
@@ -668,6 +788,15 @@ def _literal(node: Any) -> Any:
             return {NUMBER: text[1:] if text.startswith("-") else "-" + text}
     if isinstance(node, exp.Boolean):
         return node.this
+    if isinstance(node, exp.HexString):
+        try:
+            value = bytes.fromhex(node.this)
+        except ValueError:
+            raise _refuse(
+                f"X'{node.this}' is not bytes: a binary string holds pairs of hex digits",
+                "write bytes as X'00ff' (an even number of digits 0-9, a-f)",
+            ) from None
+        return {BYTES: base64.b64encode(value).decode("ascii")}
     if isinstance(node, exp.Literal):
         return node.this if node.is_string else _number(node.this)
     if (
@@ -800,10 +929,9 @@ def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
         and _matches(SCHEMA, command.text(2))
         and (not types or "TABLE" in types)
     ):
-        for entity in catalog.entities.values():
-            if _matches(entity.name, command.text(3)):
-                names.append(entity.name)
-                schemas.append(arrow_schema(entity.fields).serialize().to_pybytes())
+        for name, entity in _listed(catalog, command.text(3)):
+            names.append(name)
+            schemas.append(table_schema(entity, name).serialize().to_pybytes())
     columns: dict[str, Any] = {
         "catalog_name": [CATALOG] * len(names),
         "db_schema_name": [SCHEMA] * len(names),
@@ -813,6 +941,58 @@ def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
     if include_schema:
         columns["table_schema"] = schemas
     return pa.table(columns, schema=tables_schema(include_schema))
+
+
+def _listed(catalog: Catalog, pattern: str | None) -> list[tuple[str, Entity]]:
+    """The tables GetTables lists for a name pattern, each with the name it is listed
+    under: its type name when the pattern matches that, else its database table name when
+    the pattern matches that. A pattern matching no table that is a name a statement's
+    ``FROM`` reads a table by (in another case, a list field) lists that table under it.
+    So a name listed reads its table in a statement, and a name a statement reads finds its
+    table (ADBC's ``adbc_get_table_schema`` keeps only the row named as it asked)."""
+    found: list[tuple[str, Entity]] = []
+    for e in catalog.entities.values():
+        if _matches(e.name, pattern):
+            found.append((e.name, e))
+        elif _matches(e.source, pattern):
+            found.append((e.source, e))
+    if found or pattern is None:
+        return found
+    try:
+        return [(pattern, find_entity(catalog, pattern))]
+    except TicketError:
+        return []
+
+
+#: Column metadata of a table schema GetTables reports, under Flight SQL's keys.
+_COLUMN_KEYS = "ARROW:FLIGHT:SQL:"
+
+
+def table_schema(entity: Entity, name: str) -> pa.Schema:
+    """The schema of ``entity``'s rows, as a query streams them, each field with Flight
+    SQL's column metadata: catalog, schema and table name (``name``, as GetTables lists
+    it), the database's type name, auto-increment, read-only (SQL is read-only here) and
+    searchable (in WHERE: JSON and arrays only with IS NULL, LIKE on text only)."""
+    fields = []
+    for f, field in zip(entity.fields, arrow_schema(entity.fields), strict=True):
+        searchable = (  # Flight SQL's Searchable: 0 none, 2 all but LIKE, 3 full
+            "0"
+            if f.is_list or f.scalar == Scalar.JSON
+            else "3"
+            if f.scalar in TEXT_SCALARS and f.enum_values is None
+            else "2"
+        )
+        meta = {
+            "CATALOG_NAME": CATALOG,
+            "SCHEMA_NAME": SCHEMA,
+            "TABLE_NAME": name,
+            "TYPE_NAME": f.db_type or f.scalar.value,
+            "IS_AUTO_INCREMENT": "1" if f.is_identity else "0",
+            "IS_READ_ONLY": "1",
+            "IS_SEARCHABLE": searchable,
+        }
+        fields.append(field.with_metadata({_COLUMN_KEYS + k: v for k, v in meta.items()}))
+    return pa.schema(fields)
 
 
 def tables_schema(include_schema: bool) -> pa.Schema:
