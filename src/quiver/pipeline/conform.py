@@ -16,7 +16,7 @@ from typing import Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.pipeline.value_text import durations_from_texts
+from quiver.pipeline.value_text import durations_from_texts, refuse_huge_exponents
 from quiver.runtime.errors import PermanentError
 
 __all__ = ["MissingColumns", "SchemaMismatchError", "cast_column", "conform"]
@@ -105,6 +105,8 @@ def cast_column(column: Column, kind: pa.DataType) -> Column:
             parse = _parse_times
         elif pa.types.is_duration(kind) or pa.types.is_interval(kind):
             parse = _parse_durations
+        elif pa.types.is_decimal(kind):
+            refuse_huge_exponents(column)
     if parse is not None:
         if isinstance(column, pa.ChunkedArray):
             return pa.chunked_array([parse(c, kind) for c in column.chunks], kind)

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import decimal
 import json
+import json.decoder
+import json.scanner
 import math
 import re
 from collections.abc import Sequence
@@ -42,13 +45,20 @@ from quiver.pipeline.value_text import (
 )
 
 __all__ = [
+    "DuplicateKeyError",
+    "DuplicateKeys",
     "JsonNumber",
+    "beyond_float",
     "dump_json",
+    "duplicate_key",
+    "duplicate_key_reason",
     "json_array",
     "json_default",
     "json_rows",
     "json_strings",
     "parse_json",
+    "parse_json_lines",
+    "parse_json_marking",
     "plain_json",
     "text_columns",
 ]
@@ -219,19 +229,174 @@ class JsonNumber:
         return _INTEGER.fullmatch(self.text) is not None
 
 
+class _DuplicateKeyError(ValueError):
+    """An object naming one key twice (found by :func:`_unique_keys`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON document refused by :func:`parse_json` because an object names a key twice;
+    the message names the key and where the object starts."""
+
+
+class DuplicateKeys(dict[str, Any]):
+    """An object of :func:`parse_json_marking` that names ``key`` twice, or (``key`` None)
+    holds such an object somewhere inside it: no value of it is to be taken, only the record
+    holding it refused."""
+
+    key: str | None = None
+
+
+def _marking_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    marked = DuplicateKeys(record)
+    try:
+        _unique_keys(pairs)
+    except _DuplicateKeyError as exc:
+        marked.key = exc.key
+    return marked
+
+
+def parse_json_marking(text: bytes | str) -> Any:
+    """:func:`parse_json`, but an object naming a key twice is a :class:`DuplicateKeys`, and
+    so is every object holding one (its ``key`` None), rather than the whole document being
+    refused: for a document of many records (a page), where only the records holding such
+    an object are to be refused (:func:`duplicate_key`)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    return _marked(_MARKING.decode(text))[0]
+
+
+def _marked(value: Any) -> tuple[Any, bool]:
+    """``value`` with every object that holds a :class:`DuplicateKeys` one (in a list too)
+    marked as well, and whether it holds one."""
+    if isinstance(value, dict):
+        inner = False
+        for k, v in value.items():
+            value[k], held = _marked(v)
+            inner = inner or held
+        if inner and not isinstance(value, DuplicateKeys):
+            value = DuplicateKeys(value)
+        return value, inner or isinstance(value, DuplicateKeys)
+    if isinstance(value, list):
+        inner = False
+        for i, v in enumerate(value):
+            value[i], held = _marked(v)
+            inner = inner or held
+        return value, inner
+    return value, False
+
+
+def duplicate_key(value: Any, skip: frozenset[int] = frozenset()) -> str | None:
+    """The first key named twice in an object of ``value`` (as :func:`parse_json_marking`
+    reads it), or None; the values whose ``id`` is in ``skip`` are not looked into."""
+    if id(value) in skip:
+        return None
+    if isinstance(value, DuplicateKeys):
+        if value.key is not None:
+            return value.key
+        for v in value.values():
+            if (found := duplicate_key(v, skip)) is not None:
+                return found
+    elif isinstance(value, list):
+        for v in value:
+            if (found := duplicate_key(v, skip)) is not None:
+                return found
+    return None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object of ``pairs``; a key named twice raises (JSON parsers differ on which of
+    the two values wins, so neither is taken)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return record
+
+
 _DECODER = json.JSONDecoder(
     # integers are exact as Python ints; fractions and exponents keep their text
     parse_float=JsonNumber,
     parse_constant=lambda name: JsonNumber(name),  # NaN, Infinity, -Infinity
+    object_pairs_hook=_unique_keys,
+)
+
+_MARKING = json.JSONDecoder(
+    parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_marking_keys
 )
 
 
-def parse_json(text: bytes | str) -> Any:
+def parse_json(text: bytes | str, first_line: int = 1) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
-    not JSON (the message says where)."""
+    not JSON or an object names a key twice (the message says where, counting the lines of
+    ``text`` from ``first_line``)."""
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKeyError as exc:
+        raise DuplicateKeyError(duplicate_key_reason(exc.key, text, first_line)) from None
+    except json.JSONDecodeError as exc:
+        if first_line == 1:
+            raise
+        line = exc.lineno + first_line - 1
+        raise ValueError(f"{exc.msg}: line {line} column {exc.colno}") from None
+
+
+def parse_json_lines(body: bytes) -> list[Any]:
+    """The documents of a JSON Lines body, one a line (blank lines skipped), by the rules of
+    :func:`parse_json`; a ValueError names the body's line."""
+    return [
+        parse_json(line, number) for number, line in enumerate(body.splitlines(), 1) if line.strip()
+    ]
+
+
+def duplicate_key_reason(key: str, text: str, first_line: int = 1) -> str:
+    """Why a JSON document whose object names ``key`` twice is refused, with where that
+    object starts (line and column of ``text``, its lines counted from ``first_line``)."""
+    where = _duplicate_object_at(text)
+    at = ""
+    if where is not None:
+        line = text.count("\n", 0, where) + first_line
+        column = where - (text.rfind("\n", 0, where) + 1) + 1
+        at = f" (the object at line {line} column {column})"
+    return (
+        f"key {key!r} appears twice in one JSON object{at}; its values would be taken "
+        "differently by different readers, so the record is refused: keep one of them"
+    )
+
+
+def _duplicate_object_at(text: str) -> int | None:
+    """Where the first object naming a key twice starts in ``text``: the document read again
+    by the pure-Python scanner, which knows positions (only when such an object was found)."""
+    found: list[int] = []
+    json_object = json.decoder.JSONObject  # type: ignore[attr-defined]
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
+        try:
+            return json_object(s_and_end, *args)
+        except _DuplicateKeyError:
+            if not found:
+                found.append(s_and_end[1] - 1)  # just after the "{"
+            raise
+
+    slow = json.JSONDecoder(
+        parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_unique_keys
+    )
+    slow.parse_object = parse_object  # type: ignore[attr-defined]
+    slow.scan_once = json.scanner.py_make_scanner(slow)  # type: ignore[attr-defined]
+    with contextlib.suppress(ValueError):
+        slow.decode(text)
+    return found[0] if found else None
 
 
 def plain_json(value: Any) -> Any:
@@ -246,6 +411,25 @@ def plain_json(value: Any) -> Any:
     return value
 
 
+def beyond_float(value: Any) -> str | None:
+    """The text of the first number in ``value`` (as :func:`parse_json` reads it, lists and
+    objects included) that is not an integer and lies beyond a float's range (``1e400``),
+    which :func:`plain_json` would make an infinity; None when there is none."""
+    if isinstance(value, JsonNumber):
+        if not value.is_integer and _NUMBER.fullmatch(value.text) and math.isinf(float(value.text)):
+            return value.text
+        return None
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for v in value:
+            if (found := beyond_float(v)) is not None:
+                return found
+    return None
+
+
+_DECIMAL_DIGITS = 76  # the most digits a decimal type holds (decimal256)
+_MAX_DIGITS = 40  # more digits than any integer or timestamp column holds (uint64: 20)
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _NON_FINITE = {
@@ -367,7 +551,17 @@ def _converter(kind: pa.DataType, epoch_unit: str) -> Any:
         return _to_binary
     if pa.types.is_duration(kind) or pa.types.is_interval(kind):
         return lambda v: _to_duration(v, kind)
-    return lambda v: plain_json(v)
+    return _to_nested
+
+
+def _to_nested(value: Any) -> Any:
+    found = beyond_float(value)
+    if found is not None:
+        raise _RefusedError(
+            f"{found} is beyond the range of a float (about ±1.8e308); write it as a string "
+            "to keep it"
+        )
+    return plain_json(value)
 
 
 def _to_text(value: Any) -> str:
@@ -408,6 +602,8 @@ def _to_int(value: Any) -> int:
         return int(text)
     if _NUMBER.fullmatch(text):
         number = decimal.Decimal(text)
+        if number.adjusted() > _MAX_DIGITS:  # int() of 1e1000000000 would never finish
+            raise _RefusedError(f"{text} is beyond the range of every integer type")
         if number == number.to_integral_value():
             return int(number)
         raise _RefusedError(f"{text} is not a whole number (declare the column float or decimal)")
@@ -419,7 +615,13 @@ def _to_float(value: Any) -> float:
         return value
     text = _number_text(value, "a number")
     if _NUMBER.fullmatch(text):
-        return float(text)
+        number = float(text)
+        if math.isinf(number):
+            raise _RefusedError(
+                f"{text} is beyond the range of a float (about ±1.8e308); declare the column "
+                "decimal(p,s) or str to keep it"
+            )
+        return number
     special = _NON_FINITE.get(text.lower())
     if special is not None:
         return special
@@ -428,9 +630,23 @@ def _to_float(value: Any) -> float:
 
 def _to_decimal(value: Any) -> decimal.Decimal:
     text = _number_text(value, "a decimal number")
-    if _NUMBER.fullmatch(text):
-        return decimal.Decimal(text)
-    raise _RefusedError(f"{_show(value)} is not a decimal number")
+    if not _NUMBER.fullmatch(text):
+        raise _RefusedError(f"{_show(value)} is not a decimal number")
+    number = decimal.Decimal(text)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent >= -_DECIMAL_DIGITS and number.adjusted() <= _DECIMAL_DIGITS:
+        return number
+    # the same number without trailing zeros: Arrow crashes on 1e-1000000000 (pyarrow 26)
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    if zeros == len(digits):
+        return decimal.Decimal(0)
+    digits, exponent = digits[: len(digits) - zeros], exponent + zeros
+    if exponent < -_DECIMAL_DIGITS:
+        raise _RefusedError(f"{text} has more digits after the point than any decimal keeps")
+    if number.adjusted() > _DECIMAL_DIGITS:
+        raise _RefusedError(f"{text} is beyond the range of every decimal")
+    return decimal.Decimal((sign, digits, exponent))
 
 
 def _to_date(value: Any) -> dt.date:
@@ -530,6 +746,8 @@ def _to_timestamp(value: Any, kind: pa.DataType, epoch_unit: str) -> int:
         text = value.text if isinstance(value, JsonNumber) else repr(value)
         if not _NUMBER.fullmatch(text):
             raise _RefusedError(f"{text} is not a time")
+        if decimal.Decimal(text).adjusted() > _MAX_DIGITS:
+            raise _RefusedError(f"{text} is beyond the range of every timestamp")
         count = decimal.Decimal(text) * per_second / _PER_SECOND[epoch_unit]
         if count != count.to_integral_value():
             raise _RefusedError(

@@ -9,6 +9,7 @@ terminated) instead of half-written.
 
 from __future__ import annotations
 
+import base64
 import csv
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -20,7 +21,7 @@ import pyarrow.csv as pacsv
 from quiver.pipeline.component import LINE_COLUMN, RowError
 from quiver.pipeline.records import RecordBatcher
 
-__all__ = ["MessageRows", "csv_header", "csv_text_rows", "refusal"]
+__all__ = ["MessageRows", "body_entry", "csv_header", "csv_text_rows", "refusal"]
 
 M = TypeVar("M")
 
@@ -69,14 +70,25 @@ class MessageRows(Generic[M]):
 
 
 def refusal(label: str, body: bytes, reason: str, error: RowError | None = None) -> RowError:
-    """The rejected-row entry of a refused message: its label and reason, and its body."""
+    """The rejected-row entry of a refused message: its label and reason, and its body
+    (:func:`body_entry`)."""
     return RowError(
         error.line if error is not None else None,
         f"message {label}: {reason}",
         error.column if error is not None else None,
         error.value if error is not None else None,
-        {"body": body.decode("utf-8", "replace")},
+        body_entry(body),
     )
+
+
+def body_entry(body: bytes) -> dict[str, str]:
+    """A message body as the rejects file keeps it: UTF-8 text under ``body``, any other
+    bytes (Avro, protobuf, text in another encoding) whole as base64 under ``body_base64``,
+    never with replacement characters."""
+    try:
+        return {"body": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body_base64": base64.b64encode(body).decode("ascii")}
 
 
 def csv_text_rows(body: bytes, delimiter: str, columns: list[str] | None) -> pa.Table:

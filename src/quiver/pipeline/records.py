@@ -14,7 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN, RowError
-from quiver.pipeline.json_text import JsonNumber, json_array, plain_json
+from quiver.pipeline.json_text import (
+    DuplicateKeys,
+    JsonNumber,
+    duplicate_key,
+    json_array,
+    plain_json,
+)
 from quiver.pipeline.type_names import epoch_unit, parse_type
 from quiver.runtime.errors import ConfigError, PermanentError
 
@@ -61,6 +67,8 @@ class RecordBatcher:
             self.schema = pa.schema([(n, arrow_type(t, n)) for n, t in declared.items()])
             self.units = {n: epoch_unit(t) for n, t in declared.items()}
         self.records = 0
+        #: columns whose float type was taken from the first records, not declared
+        self.inferred_floats: set[str] = set()
 
     def to_batch(self, records: Sequence[Any]) -> pa.RecordBatch:
         """The records as a batch; the first record that does not fit raises PermanentError."""
@@ -82,6 +90,16 @@ class RecordBatcher:
                     first + i,
                     f"record {first + i} is a {type(rec).__name__}, not a JSON object",
                     value=plain_json(rec),
+                )
+            elif isinstance(rec, DuplicateKeys):  # read by parse_json_marking
+                key = duplicate_key(rec)
+                bad[i] = RowError(
+                    first + i,
+                    f"record {first + i}: key {key!r} appears twice in one JSON object; its "
+                    "values would be taken differently by different readers, so the record "
+                    "is refused: keep one of them",
+                    rec.key,  # a field of the record, or None when the object is nested
+                    row=_row(rec),
                 )
         objects = [r if isinstance(r, dict) else {} for r in records]
         if self.schema is None:
@@ -105,6 +123,8 @@ class RecordBatcher:
         for f in self.schema:
             values = [r.get(f.name) for r in objects]
             array, refused = json_array(values, f.type, self.units.get(f.name, "s"))
+            if f.name in self.inferred_floats:
+                refused = refused | _inexact_integers(values, f.name)
             for i, reason in refused.items():
                 if i not in bad:
                     bad[i] = RowError(
@@ -140,8 +160,31 @@ class RecordBatcher:
             if name in self._known:
                 inferred = arrow_type(self._known[name], name)
                 self.units[name] = epoch_unit(self._known[name])
+            elif pa.types.is_floating(inferred):
+                self.inferred_floats.add(name)
             fields.append(pa.field(name, inferred))
         return pa.schema(fields)
+
+
+def _inexact_integers(values: Sequence[Any], name: str) -> dict[int, str]:
+    """The integers among ``values`` that a float would change (past 2**53), by index, with
+    why they are refused: the float type of their column was inferred, not declared."""
+    refused = {}
+    for i, value in enumerate(values):
+        if isinstance(value, int) and not isinstance(value, bool) and not _exact_float(value):
+            refused[i] = (
+                f"the integer {value} cannot be held exactly by a float, the type inferred "
+                f"for {name!r} from the first records; declare {name}: decimal(38,0), int "
+                "or str in `schema:` to keep every digit"
+            )
+    return refused
+
+
+def _exact_float(value: int) -> bool:
+    try:
+        return float(value) == value
+    except OverflowError:
+        return False
 
 
 def _plain(value: Any) -> Any:

@@ -44,6 +44,7 @@ __all__ = [
     "iso_duration",
     "kept_text",
     "plain_decimal",
+    "refuse_huge_exponents",
     "scalar_texts",
     "timestamp_text",
     "timestamp_texts",
@@ -352,6 +353,18 @@ def decimals_from_text(
         rows = rows.set_column(at, pa.field(name, kind), values)
         rows = rows.append_column(pa.field(kept_text_column(name), pa.string()), kept_text(text))
     return rows
+
+
+def refuse_huge_exponents(text: pa.Array | pa.ChunkedArray) -> None:
+    """Raise ``pyarrow.ArrowInvalid`` when a value of the decimal ``text`` has an exponent of
+    1000 or more (``1e-1000000000``): no decimal type holds one, and Arrow's cast of such text
+    to a decimal crashes the process (pyarrow 26) instead of refusing it. The caller then
+    reads the values one by one (:func:`quiver.pipeline.json_text.json_array`)."""
+    if pc.any(pc.match_substring_regex(text, _HUGE_EXPONENT)).as_py():
+        raise pa.ArrowInvalid("a decimal text has an exponent of 1000 or more")
+
+
+_HUGE_EXPONENT = r"[eE][+-]?0*[1-9][0-9]{3,}"
 
 
 def kept_text(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -108,6 +108,16 @@ async def drifting(request: Request) -> Response:
     return JSONResponse([{"id": 1}, {"id": 2, "surprise": True}])
 
 
+async def twice(request: Request) -> Response:
+    body = b'[{"id": 1}, {"id": 2, "id": 3}, {"id": 4, "tags": [{"a": 1, "a": 2}]}, {"id": 5}]'
+    return Response(body, media_type="application/json")
+
+
+async def twice_outside(request: Request) -> Response:
+    body = b'{"total": 1, "total": 2, "items": [{"id": 1}]}'
+    return Response(body, media_type="application/json")
+
+
 async def ingest(request: Request) -> Response:
     body = await request.body()
     if STATE.count("ingest") in STATE.fail_calls:
@@ -135,6 +145,8 @@ APP = Starlette(
         Route("/secured", secured),
         Route("/limited", limited),
         Route("/drifting", drifting),
+        Route("/twice", twice),
+        Route("/twice-outside", twice_outside),
         Route("/busy-once", busy_once),
         Route("/ingest", ingest, methods=["POST", "PUT"]),
     ]
@@ -275,6 +287,26 @@ async def test_field_missing_from_the_schema_rejects_the_record_with_its_number(
     }
     table = await read_all(build(RestSource, declared), run_ctx)
     assert table.column("surprise").to_pylist() == [None, True]
+
+
+async def test_a_record_naming_a_key_twice_is_rejected_and_the_others_flow(
+    api: str, run_ctx: RunContext
+) -> None:
+    source = build(RestSource, {"url": f"{api}/twice"})
+    table = await read_all(source, run_ctx)
+    assert table.column("id").to_pylist() == [1, 5]
+    errors = source.take_errors()
+    assert [(e.line, e.column) for e in errors] == [(2, "id"), (3, None)]
+    assert "record 3: key 'a' appears twice" in errors[1].reason
+    assert "record 2: key 'id' appears twice in one JSON object" in errors[0].reason
+
+
+async def test_a_page_naming_a_key_twice_outside_its_records_fails_the_run(
+    api: str, run_ctx: RunContext
+) -> None:
+    source = build(RestSource, {"url": f"{api}/twice-outside", "records": "items"})
+    with pytest.raises(PermanentError, match="key 'total' appears twice"):
+        await read_all(source, run_ctx)
 
 
 async def test_unreachable_server_is_retryable(run_ctx: RunContext) -> None:

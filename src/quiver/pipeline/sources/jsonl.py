@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 from pydantic import Field
 
@@ -35,7 +36,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
-from quiver.pipeline.json_text import json_array, parse_json, plain_json
+from quiver.pipeline.json_text import beyond_float, json_array, parse_json, plain_json
 from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
@@ -112,6 +113,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         self.read_declared = pa.schema([f.with_type(_read_type(f.type)) for f in self.declared])
         self.schema: pa.Schema | None = None
         self.read_schema: pa.Schema | None = None
+        self.inferred_floats: list[str] = []
 
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
@@ -255,6 +257,10 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         ]
         fields += [f for f in self.declared if f.name not in inferred.names]
         self.schema = pa.schema(fields)
+        # a float type the user did not declare: an integer it cannot hold exactly is refused
+        self.inferred_floats = [
+            f.name for f in fields if f.name not in declared and _has_float(f.type)
+        ]
         self.read_schema = pa.schema([f.with_type(_read_type(f.type)) for f in fields])
 
     def _infer(self, block: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Schema:
@@ -304,6 +310,10 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     else:
                         text = pa.nulls(len(text), pa.string())
                     table = table.append_column(kept_text_column(name), text)
+                if self.inferred_floats:
+                    table, subset = self._exact_floats(
+                        path, table, subset, chosen, block, starts, ends, lines
+                    )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, SchemaMismatchError) as exc:
                 if subset.size == 1:
                     index = int(chosen[0])
@@ -314,14 +324,83 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                         continue
                     cause = exc.__cause__ if isinstance(exc, SchemaMismatchError) else None
                     reason = self._explain(cause if isinstance(cause, Exception) else exc, raw)
-                    if refused is not None and not any(part in reason for part in refused[1:]):
-                        reason = refused[0]  # Arrow's complaint was about another field
+                    if refused is not None and (
+                        not any(part in reason for part in refused[1:])
+                        or reason.startswith("Failed to convert JSON")
+                        or (
+                            refused[1].strip("'") in self.cfg.types
+                            and "in the schema fixed from the first lines" in reason
+                        )
+                    ):
+                        # Arrow's complaint was about another field, names no field, or is
+                        # about the type Arrow reads a declared field as (text for decimals)
+                        reason = refused[0]
                     self._malformed(path, int(lines[subset[0]]), reason, raw)
                     continue
                 half = subset.size // 2
                 pending[:0] = [subset[:half], subset[half:]]
                 continue
-            yield table, subset
+            if table.num_rows:
+                yield table, subset
+
+    def _exact_floats(
+        self,
+        path: str,
+        table: pa.Table,
+        subset: np.ndarray,
+        chosen: np.ndarray,
+        block: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        lines: np.ndarray,
+    ) -> tuple[pa.Table, np.ndarray]:
+        """``table`` without the lines where a field whose float type was inferred holds an
+        integer a float cannot hold exactly (from 2**53 on), which are refused. Only lines with
+        a float of such a size and an integer of 16 digits or more are read again, so the
+        common case costs one comparison per value."""
+        candidates = np.zeros(table.num_rows, dtype=bool)
+        for name in self.inferred_floats:
+            if name in table.column_names:
+                candidates |= _large_floats(table.column(name))
+        if not candidates.any():
+            return table, subset
+        # only a line with an integer of 16 digits or more can hold one past 2**53
+        line_starts = starts[chosen]
+        first, last = int(line_starts[0]), int(ends[chosen[-1]])
+        at = _long_integers(block[first:last]) + first
+        candidates &= np.isin(
+            np.arange(table.num_rows), np.searchsorted(line_starts, at, side="right") - 1
+        )
+        if not candidates.any():
+            return table, subset
+        keep = np.ones(table.num_rows, dtype=bool)
+        for i in np.flatnonzero(candidates).tolist():
+            index = int(chosen[i])
+            raw = block[starts[index] : ends[index]]
+            why = self._inexact_integer(raw)
+            if why is not None:
+                self._malformed(path, int(lines[subset[i]]), why, raw)
+                keep[i] = False
+        if keep.all():
+            return table, subset
+        return table.filter(pa.array(keep)), subset[keep]
+
+    def _inexact_integer(self, raw: bytes) -> str | None:
+        """Why the line ``raw`` is refused when a field of inferred float type holds an
+        integer that a float would change, else None."""
+        assert self.schema is not None
+        try:
+            record = parse_json(raw)
+        except ValueError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        for name in self.inferred_floats:
+            kind = self.schema.field(name).type
+            found = _inexact(record.get(name), kind)
+            if found is not None:
+                return _inexact_reason(name, kind, found)
+        return None
 
     def _by_value_rules(self, raw: bytes) -> tuple[pa.Table | None, tuple[str, str, str] | None]:
         """A line pyarrow.json refused, read by the value rules every JSON source shares
@@ -341,7 +420,16 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         arrays = []
         for f in self.schema:
             value = record.get(f.name)
+            if f.name in self.inferred_floats and (found := _inexact(value, f.type)) is not None:
+                why = _inexact_reason(f.name, f.type, found)
+                return None, (why, f"'{f.name}'", str(value))
             if pa.types.is_nested(f.type):
+                if (overflow := beyond_float(value)) is not None:
+                    why = (
+                        f"field {f.name!r}: {overflow} is beyond the range of a float (about "
+                        "±1.8e308); write it as a string to keep it"
+                    )
+                    return None, (why, f"'{f.name}'", overflow)
                 try:
                     arrays.append(pa.array([_special_floats(plain_json(value), f.type)], f.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -363,6 +451,11 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if problem is not None:
             return problem
         message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
+        if "was specified twice" in message:  # a key named twice: say which, and where
+            try:
+                parse_json(raw)
+            except ValueError as duplicate:
+                return str(duplicate)
         if m := _CHANGED.search(message):
             return (
                 f"field '{m[1].strip('/').replace('/', '.')}' holds a {m[3]} here but a "
@@ -398,6 +491,107 @@ def _special_floats(value: Any, kind: pa.DataType) -> Any:
         fields = {f.name: f.type for f in kind}
         return {k: _special_floats(v, fields[k]) if k in fields else v for k, v in value.items()}
     return value
+
+
+_EXACT_FLOAT_LIMIT = 2.0**53  # every integer up to here is exact as a float
+
+
+def _has_float(kind: pa.DataType) -> bool:
+    """Whether ``kind`` holds floats, itself or inside lists and structs."""
+    if pa.types.is_floating(kind):
+        return True
+    if isinstance(kind, pa.ListType | pa.LargeListType | pa.FixedSizeListType):
+        return _has_float(kind.value_type)
+    if isinstance(kind, pa.StructType):
+        return any(_has_float(f.type) for f in kind)
+    return False
+
+
+def _large_floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row, whether a float in ``column`` (inside lists and structs too) is 2**53 or more,
+    where an integer may have been rounded."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    rows = np.zeros(len(column), dtype=bool)
+    kind = column.type
+    if pa.types.is_floating(kind):
+        large = pc.greater_equal(pc.abs(column), _EXACT_FLOAT_LIMIT)
+        rows = large.fill_null(False).to_numpy(zero_copy_only=False)
+    elif isinstance(kind, pa.ListType | pa.LargeListType | pa.FixedSizeListType):
+        inner = _large_floats(column.flatten())
+        if inner.any():
+            parents = pc.list_parent_indices(column).to_numpy()
+            rows = np.bincount(parents[inner], minlength=len(column)) > 0
+    elif isinstance(kind, pa.StructType):
+        for i in range(kind.num_fields):
+            if _has_float(kind.field(i).type):
+                rows |= _large_floats(column.field(i))
+    return rows
+
+
+_LONG = 16  # digits of 2**53 (9007199254740992): a shorter integer is exact as a float
+
+
+def _long_integers(data: bytes) -> np.ndarray:
+    """Where runs of at least 16 digits that are not the fraction of a number or followed by
+    one start in ``data``: the integers a float may change (and some text, which is then read
+    and found harmless)."""
+    a = np.frombuffer(data, dtype=np.uint8)
+    digit = np.zeros(a.size + 2, dtype=np.int8)
+    digit[1:-1] = (a - np.uint8(ord("0"))) < 10  # uint8: the bytes below "0" wrap past 10
+    edges = np.diff(digit)
+    begin = np.flatnonzero(edges == 1)
+    end = np.flatnonzero(edges == -1)
+    long = (end - begin) >= _LONG
+    begin, end = begin[long], end[long]
+    if begin.size == 0:
+        return begin
+    before = np.where(begin > 0, a[np.maximum(begin - 1, 0)], 0)
+    after = np.where(end < a.size, a[np.minimum(end, a.size - 1)], 0)
+    integer = (before != ord(".")) & ~np.isin(after, np.frombuffer(b".eE", dtype=np.uint8))
+    found: np.ndarray = begin[integer]
+    return found
+
+
+def _inexact(value: Any, kind: pa.DataType) -> int | None:
+    """The first integer in ``value`` (as :func:`parse_json` reads it) that a float where
+    ``kind`` holds one would change, or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if pa.types.is_floating(kind):
+        return value if isinstance(value, int) and _as_float(value) != value else None
+    if isinstance(kind, pa.ListType | pa.LargeListType | pa.FixedSizeListType) and isinstance(
+        value, list
+    ):
+        for item in value:
+            if (found := _inexact(item, kind.value_type)) is not None:
+                return found
+    if isinstance(kind, pa.StructType) and isinstance(value, dict):
+        for f in kind:
+            if (found := _inexact(value.get(f.name), f.type)) is not None:
+                return found
+    return None
+
+
+def _inexact_reason(name: str, kind: pa.DataType, value: int) -> str:
+    """Why a line is refused whose field ``name`` of inferred type ``kind`` holds the integer
+    ``value``, which a float would change."""
+    fix = (
+        f"write such numbers as strings in field {name!r} to keep every digit"
+        if pa.types.is_nested(kind)
+        else f"declare {name}: decimal(38,0), int or str under `types` to keep every digit"
+    )
+    return (
+        f"field {name!r}: the integer {value} cannot be held exactly by a float, the type "
+        f"inferred for {name!r} from the first lines (it would become {_as_float(value)}); " + fix
+    )
+
+
+def _as_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _base64_decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:

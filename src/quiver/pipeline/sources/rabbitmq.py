@@ -41,7 +41,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.json_text import parse_json, parse_json_lines
 from quiver.pipeline.messages import MessageRows, csv_header, refusal
 from quiver.pipeline.records import RecordBatcher
 
@@ -192,7 +192,7 @@ class RabbitMqSource(Acknowledging, RowRejecting):
             doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            return [parse_json(line) for line in body.splitlines() if line.strip()]
+            return parse_json_lines(body)
         return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:

@@ -35,7 +35,13 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.pipeline.json_text import JsonNumber, parse_json
+from quiver.pipeline.json_text import (
+    DuplicateKeyError,
+    JsonNumber,
+    duplicate_key,
+    parse_json,
+    parse_json_marking,
+)
 from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.runtime.delivery import Delivery, RetryPolicy
 from quiver.runtime.errors import PermanentError
@@ -238,6 +244,18 @@ class RestSource(RowRejecting):
         errors, self._errors = self._errors, []
         return errors
 
+    def _check_envelope(self, doc: Any, records: list[Any], page: int, url: str) -> None:
+        """Fail when an object outside the records (the page's own fields: pagination,
+        totals) names a key twice: which value the page meant cannot be told."""
+        key = duplicate_key(doc, frozenset(id(r) for r in records))
+        if key is not None:
+            raise PermanentError.one(
+                f"page {page}: key {key!r} appears twice in one JSON object outside the "
+                "records, so which value the page means cannot be told",
+                f"{self.where} ({url})",
+                "fix the API's response; a key may appear once in a JSON object",
+            )
+
     def _batch(self, batcher: RecordBatcher, records: list[Any]) -> pa.RecordBatch:
         batch, errors = batcher.split(records)
         self._errors.extend(errors)
@@ -299,6 +317,11 @@ class RestSource(RowRejecting):
                 pages += 1
                 try:
                     doc = parse_json(response.content)
+                    duplicates = False
+                except DuplicateKeyError:
+                    # the records naming a key twice are refused, the others taken
+                    doc = parse_json_marking(response.content)
+                    duplicates = True
                 except ValueError as exc:
                     raise PermanentError.one(
                         f"page {pages} is not JSON: {exc}",
@@ -309,6 +332,8 @@ class RestSource(RowRejecting):
                 page_records = (
                     [] if found is None else found if isinstance(found, list) else [found]
                 )
+                if duplicates:
+                    self._check_envelope(doc, page_records, pages, str(response.url))
                 pending.extend(page_records)
                 while len(pending) >= cfg.batch_rows:
                     chunk, pending = pending[: cfg.batch_rows], pending[cfg.batch_rows :]
