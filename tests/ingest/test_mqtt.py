@@ -199,3 +199,25 @@ async def test_tls_and_a_password(
     with pytest.raises(PermanentError, match="refused the connection"):
         await anext(wrong.batches(ctx))
     await wrong.close()
+
+
+async def test_a_bad_json_line_is_reported_at_its_line_in_the_body(run_ctx: RunContext) -> None:
+    """A JSON Lines body is read as one text: the reason names the line of the body at
+    fault, not line 1 of a line read alone."""
+    prefix, cid = unique("m"), unique("c")
+    await open_session(prefix, cid, run_ctx, qos=1)
+    bodies = [b'{"n": 1}\n\n{"n": 2, "n": 3}\n', b'{"n": 4}\n{"n": }\n', b'{"n": 5}\n']
+    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b) for b in bodies], 1)
+    r = receiver(prefix, client_id=cid, qos=1, format="jsonl", topic_field=None)
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.column("n").to_pylist() == [5]
+    assert [e.reason.split(": ", 1)[1] for e in errors] == [
+        "unreadable jsonl body: key 'n' appears twice in one JSON object (the object at line 3 "
+        "column 1); its values would be taken differently by different readers, so the record "
+        "is refused: keep one of them",
+        "unreadable jsonl body: Expecting value: line 2 column 7",
+    ]
+    assert [e.row for e in errors] == [{"body": b.decode()} for b in bodies[:2]]

@@ -61,7 +61,7 @@ from quiver.pipeline.component import (
     RunContext,
     component_info,
 )
-from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.json_text import parse_json, parse_json_lines
 from quiver.pipeline.messages import MessageRows, csv_text_rows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
@@ -506,14 +506,7 @@ class BrokerReceiver(
             doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            records = []
-            for number, line in enumerate(body.splitlines(), 1):
-                if line.strip():
-                    try:
-                        records.append(parse_json(line))
-                    except ValueError as exc:
-                        raise ValueError(f"line {number}: {exc}") from exc
-            return records
+            return parse_json_lines(body)  # an error names the line of the body
         return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:
