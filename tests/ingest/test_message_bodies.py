@@ -137,4 +137,6 @@ async def test_json_bodies_with_a_byte_order_mark_empty_or_a_bad_line(deliver: D
         [BOM + b'{"id": 1}\n{"id": 2}', b'{"id": 3}\n{"id": 4'], {"format": "jsonl"}
     )
     assert table.column("id").to_pylist() == [1, 2]
-    assert len(errors) == 1 and "unreadable jsonl body: line 2: " in errors[0].reason
+    assert [e.reason.split(": ", 1)[1] for e in errors] == [
+        "unreadable jsonl body: Expecting ',' delimiter: line 2 column 9"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import pyarrow as pa
@@ -199,3 +200,37 @@ async def test_tls_and_a_password(
     with pytest.raises(PermanentError, match="refused the connection"):
         await anext(wrong.batches(ctx))
     await wrong.close()
+
+
+async def test_a_bad_json_line_is_reported_at_its_line_in_the_body(run_ctx: RunContext) -> None:
+    """A JSON Lines body is read as one text: the reason names the line of the body at
+    fault, not line 1 of a line read alone."""
+    prefix, cid = unique("m"), unique("c")
+    await open_session(prefix, cid, run_ctx, qos=1)
+    bodies = [
+        b'{"n": 1}\n\n{"n": 2, "n": 3}\n',
+        b'{"n": 4}\n{"n": }\n',
+        b'{"n": 5}\n{"n": "\xff"}\n',
+        b'{"n": 6}\n',
+    ]
+    await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b) for b in bodies], 1)
+    r = receiver(prefix, client_id=cid, qos=1, format="jsonl", topic_field=None)
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.column("n").to_pylist() == [6]
+    assert [e.reason.split(": ", 1)[1] for e in errors] == [
+        "unreadable jsonl body: key 'n' appears twice in one JSON object (the object at line 3 "
+        "column 1); its values would be taken differently by different readers, so the record "
+        "is refused: keep one of them",
+        "unreadable jsonl body: Expecting value: line 2 column 7",
+        "unreadable jsonl body: not UTF-8 text: byte 0xff at line 2 column 8; send JSON Lines "
+        "as UTF-8",
+    ]
+    # a body that is not UTF-8 is kept whole (messages.body_entry)
+    assert [e.row for e in errors] == [
+        {"body": bodies[0].decode()},
+        {"body": bodies[1].decode()},
+        {"body_base64": base64.b64encode(bodies[2]).decode()},
+    ]

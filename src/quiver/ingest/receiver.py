@@ -32,10 +32,8 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
 from __future__ import annotations
 
 import asyncio
-import base64
 import codecs
 import contextlib
-import dataclasses
 import io
 import ssl
 import time
@@ -63,7 +61,7 @@ from quiver.pipeline.component import (
     RunContext,
     component_info,
 )
-from quiver.pipeline.json_text import parse_json
+from quiver.pipeline.json_text import parse_json, parse_json_lines
 from quiver.pipeline.messages import MessageRows, csv_text_rows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
@@ -94,14 +92,6 @@ class Message:
     refusal: str | None = None
     #: The tenants of its rows when they are not in ``fields`` (OTLP rows of several tenants).
     tenants: tuple[str, ...] = ()
-
-
-def _is_text(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class _BodyError(ValueError):
@@ -516,14 +506,7 @@ class BrokerReceiver(
             doc = parse_json(body)
             return doc if isinstance(doc, list) else [doc]
         if fmt == "jsonl":
-            records = []
-            for number, line in enumerate(body.splitlines(), 1):
-                if line.strip():
-                    try:
-                        records.append(parse_json(line))
-                    except ValueError as exc:
-                        raise ValueError(f"line {number}: {exc}") from exc
-            return records
+            return parse_json_lines(body)  # an error names the line of the body
         return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:
@@ -640,12 +623,8 @@ class BrokerReceiver(
         self.rejected += 1
         self._refused.append(message)
         ctx.log(f"{self.where}: message {message.label} rejected: {reason}", "warning")
-        entry = refusal(message.label, message.body, reason, error)
-        if entry.row is not None and not _is_text(message.body):
-            # binary (Avro, protobuf): kept whole, not as text with replacement characters
-            kept = {"body_base64": base64.b64encode(message.body).decode("ascii")}
-            entry = dataclasses.replace(entry, row=kept)
-        self._errors.append(entry)
+        # the body as text, or base64 when not UTF-8 (Avro, protobuf): messages.body_entry
+        self._errors.append(refusal(message.label, message.body, reason, error))
 
     def take_errors(self) -> list[RowError]:
         errors, self._errors = self._errors, []

@@ -354,10 +354,25 @@ def parse_json(text: bytes | str, first_line: int = 1) -> Any:
 
 def parse_json_lines(body: bytes) -> list[Any]:
     """The documents of a JSON Lines body, one a line (blank lines skipped), by the rules of
-    :func:`parse_json`; a ValueError names the body's line."""
-    return [
-        parse_json(line, number) for number, line in enumerate(body.splitlines(), 1) if line.strip()
-    ]
+    :func:`parse_json`; a ValueError names the body's line, also for bytes that are not
+    UTF-8."""
+    docs = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            column = len(line[: exc.start].decode("utf-8")) + 1
+            raise ValueError(
+                f"not UTF-8 text: byte {line[exc.start]:#04x} at line {number} column {column}; "
+                "send JSON Lines as UTF-8"
+            ) from None
+        try:
+            docs.append(parse_json(text, number))
+        except json.JSONDecodeError as exc:  # the first line: the decoder's own message
+            raise ValueError(f"{exc.msg}: line {number} column {exc.colno}") from None
+    return docs
 
 
 def duplicate_key_reason(key: str, text: str, first_line: int = 1) -> str:

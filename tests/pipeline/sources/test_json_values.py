@@ -102,6 +102,10 @@ def test_json_lines_body_errors_name_the_line_of_the_body() -> None:
         parse_json_lines(b'{"a": 1}\n\n{"a": 1, "a": 2}\n')
     with pytest.raises(ValueError, match=r"Expecting value: line 2 column 7"):
         parse_json_lines(b'{"a": 1}\n{"a": }\n')
+    with pytest.raises(ValueError, match=r"^Expecting value: line 1 column 7$"):
+        parse_json_lines(b'{"a": }\n')
+    with pytest.raises(ValueError, match=r"^not UTF-8 text: byte 0xff at line 2 column 8; "):
+        parse_json_lines(b'{"a": 1}\n{"\xc3\xa9": "\xff"}\n')  # é counts as one column
 
 
 # -- numbers a float or an integer type cannot hold -------------------------------------------
