@@ -111,11 +111,14 @@ def timestamp_texts(column: pa.Array) -> pa.Array:
     Arrow writes as ``+0009``), a local date past year 9999 (``10000-01-01``, which no reader
     takes), or a local time past the range of nanosecond timestamps."""
     text = _rfc3339(column)
-    if column.type.tz is None or _in_utc(column.type.tz) or not _may_lose_local_time(column):
+    zone = column.type.tz
+    if zone is None or zone in _UTC_ZONES or len(column) == column.null_count:
         return text
-    return pc.if_else(
-        _local_time_lost(column), _rfc3339(column.cast(_in_zone(column, "UTC"))), text
-    )
+    danger, edge = _danger(column)
+    if not pc.any(danger).as_py() and (edge is None or not pc.any(edge).as_py()):
+        return text
+    in_utc = _rfc3339(column.cast(pa.timestamp(column.type.unit, "UTC")))
+    return pc.if_else(_local_time_lost(column, danger, edge), in_utc, text)
 
 
 def _rfc3339(column: pa.Array) -> pa.Array:
@@ -125,14 +128,8 @@ def _rfc3339(column: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(text, r"([+-]\d{2})(\d{2})$", r"\1:\2")
 
 
-def _in_zone(column: pa.Array, zone: str) -> pa.DataType:
-    return pa.timestamp(column.type.unit, zone)
-
-
-def _in_utc(zone: str) -> bool:
-    return zone in ("UTC", "Etc/UTC", "Z", "+00:00", "utc")
-
-
+#: Zones whose offset is always zero: their values' text never loses a local time.
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Z", "+00:00", "utc"})
 #: Seconds since 1970 from which every zone of the tz database has offsets of whole minutes
 #: (Liberia's -00:44:30 ended on 1972-01-07), and from which a local date can pass 9999-12-31.
 _WHOLE_MINUTES_FROM = int(dt.datetime(1972, 1, 8, tzinfo=dt.UTC).timestamp())
@@ -161,16 +158,9 @@ def _danger(column: pa.Array) -> tuple[pa.Array, pa.Array | None]:
     return pc.fill_null(danger, False), edge
 
 
-def _may_lose_local_time(column: pa.Array) -> bool:
-    if len(column) == column.null_count:
-        return False
-    danger, edge = _danger(column)
-    return pc.any(danger).as_py() is True or (edge is not None and pc.any(edge).as_py() is True)
-
-
-def _local_time_lost(column: pa.Array) -> pa.Array:
-    """Where the text of a zoned ``column`` would not hold its value's local time."""
-    danger, edge = _danger(column)
+def _local_time_lost(column: pa.Array, danger: pa.Array, edge: pa.Array | None) -> pa.Array:
+    """Where the text of a zoned ``column`` would not hold its value's local time, among the
+    values :func:`_danger` found doubtful (``danger``, ``edge``)."""
     # the local times of the values at the range's ends are not computed (they would wrap)
     safe = column if edge is None else pc.if_else(edge, pa.scalar(0, column.type), column)
     local = pc.local_timestamp(safe)
