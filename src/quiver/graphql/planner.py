@@ -1541,20 +1541,16 @@ class _Planner:
         values = k.field.enum_values
         if values is not None and self.dialect.enum_position:
             return lambda cursor: _position(values, value(cursor))
-        if self.cursor_text(k.field) is not None:
-
-            def text(cursor: Any) -> Any:
-                parsed(cursor)  # checks it is a value of the field
-                return read(cursor)[i]
-
-            return text
+        dated = self.cursor_dated(k.field)
+        if dated is not None:
+            as_text = dated[0]
+            return lambda cursor: as_text(parsed(cursor))
         return value
 
-    def cursor_text(self, f: IrField) -> str | None:
-        """How a cursor's value of ``f`` is read from its text (None: as a filter value)."""
-        if f.is_list or f.scalar not in (Scalar.DATE, Scalar.DATETIME):
-            return None
-        return self.dialect.cursor_input_of(f.db_type)
+    def cursor_dated(self, f: IrField) -> tuple[Callable[[Any], Any], str] | None:
+        """How a cursor's date or timestamp of ``f`` travels, as filter values do
+        (:func:`pg_date_text`); None when it travels as a filter value of its field."""
+        return None if f.is_list else pg_date_text(self.dialect, f)
 
     def keyset(
         self,
@@ -1589,9 +1585,10 @@ class _Planner:
 
             def value(i: int = i, k: _Key = k) -> Fragment:
                 slot = cursor.slot.with_transform(self.cursor_value(k, read, i))
-                as_text = self.cursor_text(k.field)
-                if as_text is not None:
-                    return self.compared(k.field, template(as_text, param(slot)))
+                dated = self.cursor_dated(k.field)
+                if dated is not None:
+                    as_type = sql("CAST(CAST(", param(slot), f" AS TEXT) AS {dated[1]})")
+                    return self.compared(k.field, as_type)
                 return self.compared_value(k.field, param(slot))
 
             ascending = (k.direction == "ASC") == forward

@@ -188,10 +188,6 @@ class Dialect:
     #: to the column's own type (PostgreSQL casts text to ``bit`` as one bit): the column and
     #: the value (``type_list_input``) are both cast to a type of the same order.
     list_key: tuple[tuple[str, str], ...] = ()
-    #: How a cursor's value of a database type is read from the text the cursor holds, where
-    #: the driver would send the parsed value otherwise (asyncpg sends 0001-01-01 as
-    #: -infinity): as ``type_output``.
-    cursor_input: tuple[tuple[str, str], ...] = ()
     #: Writes: what locks the rows a SELECT reads until the transaction ends; how an INSERT
     #: gives no column; how a JSON value is written (``{}``: the text, ``{1}``: column type).
     lock_rows: str = ""
@@ -277,10 +273,6 @@ class Dialect:
     def list_key_of(self, db_type: str | None) -> str | None:
         """How an array column of type ``db_type`` is an order key (None: as it is)."""
         return _type_output(self.list_key, db_type.lower()) if db_type else None
-
-    def cursor_input_of(self, db_type: str | None) -> str | None:
-        """How a cursor's text becomes a value of type ``db_type`` (None: parsed, as filters)."""
-        return _type_output(self.cursor_input, db_type.lower()) if db_type else None
 
     def column_list_input(self, db_type: str | None) -> str | None:
         """How an array of filter values compares with a column of type ``db_type``."""
@@ -450,7 +442,6 @@ POSTGRESQL = Dialect(
     list_key=(("bit", "CAST({} AS varbit[])"),),
     ordered_min="(array_agg({0} ORDER BY {0}) FILTER (WHERE {0} IS NOT NULL))[1]",
     ordered_max="(array_agg({0} ORDER BY {0} DESC) FILTER (WHERE {0} IS NOT NULL))[1]",
-    cursor_input=((r"(date|timestamp|timestamptz)", "CAST(CAST({} AS text) AS <1>)"),),
     text_of="(json_build_array({})->>0)",
     list_output=(
         "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
