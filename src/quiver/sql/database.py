@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from quiver.runtime.errors import QuiverError
 from quiver.sql.connect import (
@@ -170,12 +170,11 @@ _refused = threading.local()
 
 def _not_int(value: object) -> None:
     """Called by the SQLite output of Int fields for a value that is not a 32-bit integer."""
-    _refused.message = (
+    _refuse(
         f"an Int field holds {value!r}, which is not a 32-bit integer (SQLite lets an INTEGER"
-        " column hold any value)"
+        " column hold any value)",
+        _INT_FIX,
     )
-    _refused.fix = _INT_FIX
-    raise ValueError(_refused.message)
 
 
 #: The fix a refusal names, per SQL function (quiver_not_int, quiver_stored).
@@ -196,12 +195,19 @@ def _stored(value: object, scalar: str) -> None:
         shown = f"the text {value[:40]!r}"
     else:
         shown = f"the {'real' if isinstance(value, float) else 'integer'} {value!r}"
-    _refused.message = (
+    _refuse(
         f"a {scalar} field holds {shown}, which is not a {scalar} (SQLite lets any column hold"
-        " any value)"
+        " any value)",
+        _STORED_FIX,
     )
-    _refused.fix = _STORED_FIX
-    raise ValueError(_refused.message)
+
+
+def _refuse(message: str, fix: str) -> NoReturn:
+    """Refuse a value inside a SQLite function: SQLite keeps only that the call failed, so
+    the message and its fix are left for the statement's error (:data:`_refused`)."""
+    _refused.message = message
+    _refused.fix = fix
+    raise ValueError(message)
 
 
 class Transaction(Protocol):
