@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from starlette.routing import Route
 
 from quiver.config.settings import QuiverSettings
 from quiver.observers.dispatcher import Dispatcher
+from quiver.observers.jobqueue import JobQueue, SqlJobQueue
+from quiver.observers.redisqueue import RedisJobQueue
 from quiver.observers.service import open_dispatcher
 from tests.conftest import DIALECTS, Dialect
 from tests.graphql.conftest import Runner
@@ -110,6 +113,53 @@ async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Shop]:
     finally:
         await runner.engine.close()
         runner.db.close()
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass
+class QueueBackend:
+    """Where the ``job`` action's jobs wait: the observed database's table, or Redis under a
+    key prefix of this test's own (its keys deleted afterwards)."""
+
+    kind: str
+    prefix: str
+    opened: list[RedisJobQueue] = field(default_factory=list)
+
+    def action(self) -> dict[str, Any]:
+        """The job action's keys that select this queue."""
+        return {"queue": REDIS_URL, "key_prefix": self.prefix} if self.kind == "redis" else {}
+
+    def queue(self, d: Dispatcher) -> JobQueue:
+        if self.kind != "redis":
+            return SqlJobQueue(d.store.db)
+        queue = RedisJobQueue(REDIS_URL, self.prefix)
+        self.opened.append(queue)
+        return queue
+
+
+async def drop_keys(prefix: str) -> None:
+    """Delete every Redis key under ``prefix``."""
+    queue = RedisJobQueue(REDIS_URL, prefix)
+    try:
+        keys = [k async for k in queue.client.scan_iter(f"{prefix}:*", count=1000)]
+        if keys:
+            await queue.client.delete(*keys)
+    finally:
+        await queue.close()
+
+
+@pytest_asyncio.fixture(params=["table", "redis"], loop_scope="session")
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[QueueBackend]:
+    chosen = QueueBackend(request.param, f"quiver_t:{uuid.uuid4().hex[:12]}:jobs")
+    try:
+        yield chosen
+    finally:
+        for queue in chosen.opened:
+            await queue.close()
+        if chosen.kind == "redis":
+            await drop_keys(chosen.prefix)
 
 
 @dataclass

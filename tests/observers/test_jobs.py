@@ -1,6 +1,7 @@
-"""The ``job`` action enqueues one job per event into a table of the observed database, and
-the worker runs the registered job functions with retries, the dead-letter table and
-``dlq retry``; ``quiver jobs work|list`` as a user runs them."""
+"""The ``job`` action enqueues one job per event into a table of the observed database or into
+Redis, and the worker runs the registered job functions with retries, the dead-letter table
+and ``dlq retry``; ``quiver jobs work|list`` as a user runs them. Every behaviour holds for
+both queues (the ``backend`` fixture), on every dialect."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import pytest
 import yaml
 
 from quiver.observers.dispatcher import Dispatcher
-from quiver.observers.jobqueue import SqlJobQueue
 from quiver.observers.jobs import JobSpec, JobWorker, jobs_in
 from quiver.observers.service import open_dispatcher
 from quiver.runtime.errors import ErrorDetail, PermanentError
-from tests.observers.conftest import Shop
+from tests.observers.conftest import QueueBackend, Shop
 from tests.observers.test_commands import quiver
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -27,12 +27,13 @@ PAYLOAD = (
 )
 
 
-def _observer(**action: Any) -> dict[str, Any]:
+def _observer(backend: QueueBackend | None = None, **action: Any) -> dict[str, Any]:
+    queue = backend.action() if backend is not None else {}
     return {
         "name": "welcome",
         "entity": "Author",
         "on": ["insert"],
-        "actions": [{"type": "job", "name": "enqueue", "job": "send_welcome", **action}],
+        "actions": [{"type": "job", "name": "enqueue", "job": "send_welcome", **queue, **action}],
     }
 
 
@@ -41,15 +42,15 @@ async def _authors(shop: Shop, *names: str) -> None:
     await shop.mutate(f"mutation {{ createAuthors(inputs: [{inputs}]) {{ id }} }}")
 
 
-def _worker(d: Dispatcher, fn: Any, name: str = "send_welcome") -> JobWorker:
-    queue = SqlJobQueue(d.store.db)
+def _worker(d: Dispatcher, backend: QueueBackend, fn: Any, name: str = "send_welcome") -> JobWorker:
+    queue = backend.queue(d)
     return JobWorker(queue, d.store, {name: JobSpec(name, fn, "test")}, d.settings.retry)
 
 
 async def test_the_job_action_enqueues_one_job_per_event_that_the_worker_runs(
-    shop: Shop,
+    shop: Shop, backend: QueueBackend
 ) -> None:
-    d = await shop.dispatcher([_observer(payload=PAYLOAD)])
+    d = await shop.dispatcher([_observer(backend, payload=PAYLOAD)])
     ran: list[dict[str, Any]] = []
 
     async def send_welcome(payload: dict[str, Any]) -> None:
@@ -62,30 +63,30 @@ async def test_the_job_action_enqueues_one_job_per_event_that_the_worker_runs(
         [observer] = d.observers
         events = await d.store.pending(["Author"], 3600, 10)
         assert events == []
-        jobs = await SqlJobQueue(d.store.db).jobs(None, 10)
+        jobs = await backend.queue(d).jobs(None, 10)
         assert [(j.name, j.status, j.attempts) for j in jobs] == [("send_welcome", "queued", 0)] * 2
         from quiver.observers.event import Job
 
         first = jobs[0]
         again = Job(first.event_id, first.observer, first.action, first.event)
         await observer.actions[0].action.run(again)
-        assert len(await SqlJobQueue(d.store.db).jobs(None, 10)) == 2
-        worker = _worker(d, send_welcome)
+        assert len(await backend.queue(d).jobs(None, 10)) == 2
+        worker = _worker(d, backend, send_welcome)
         assert await worker.run_once() == 2
         assert await worker.run_once() == 0
         assert sorted(p["name"] for p in ran) == ["ann", "bob"]
         assert {p["key"] for p in ran} == {j.idempotency_key for j in jobs}
         assert ran[0]["key"] == f"{jobs[0].event_id}:welcome:enqueue"
-        done = await SqlJobQueue(d.store.db).jobs("done", 10)
+        done = await backend.queue(d).jobs("done", 10)
         assert [j.attempts for j in done] == [1, 1]
     finally:
         await d.close()
 
 
 async def test_a_failing_job_is_retried_then_dead_lettered_and_dlq_retry_runs_it_again(
-    shop: Shop,
+    shop: Shop, backend: QueueBackend
 ) -> None:
-    d = await shop.dispatcher([_observer()])  # max_attempts 3, delays of 10-20 ms
+    d = await shop.dispatcher([_observer(backend)])  # max_attempts 3, delays of 10-20 ms
     calls: list[int] = []
     fail = True
 
@@ -97,7 +98,7 @@ async def test_a_failing_job_is_retried_then_dead_lettered_and_dlq_retry_runs_it
     try:
         await _authors(shop, "ann")
         await d.run_once()
-        worker = _worker(d, send_welcome)
+        worker = _worker(d, backend, send_welcome)
         for _ in range(50):
             await worker.run_once()
             if worker.dead:
@@ -108,24 +109,27 @@ async def test_a_failing_job_is_retried_then_dead_lettered_and_dlq_retry_runs_it
         assert dead.attempts == 3 and "RuntimeError: smtp down" in dead.error
         assert dead.idempotency_key == f"{calls[0]}:welcome:enqueue"
         assert dead.payload["after"]["name"] == "ann"
-        [job_row] = await SqlJobQueue(d.store.db).jobs("dead", 10)
+        [job_row] = await backend.queue(d).jobs("dead", 10)
         assert job_row.last_error == "RuntimeError: smtp down"
         fail = False
         await d.redeliver(dead)  # quiver dlq retry: the job is queued again
         assert await d.store.dead_letters() == []
         assert await worker.run_once() == 1
         assert len(calls) == 4
-        [done] = await SqlJobQueue(d.store.db).jobs("done", 10)
+        [done] = await backend.queue(d).jobs("done", 10)
         assert done.attempts == 1
     finally:
         await d.close()
 
 
 async def test_a_permanent_error_and_an_invalid_payload_are_dead_lettered_at_once(
-    shop: Shop,
+    shop: Shop, backend: QueueBackend
 ) -> None:
     d = await shop.dispatcher(
-        [_observer(), {**_observer(payload="{ {{ after.name }} }"), "name": "broken"}]
+        [
+            _observer(backend),
+            {**_observer(backend, payload="{ {{ after.name }} }"), "name": "broken"},
+        ]
     )
 
     async def send_welcome(payload: dict[str, Any]) -> None:
@@ -136,7 +140,7 @@ async def test_a_permanent_error_and_an_invalid_payload_are_dead_lettered_at_onc
         await d.run_once()
         [bad] = await d.store.dead_letters()  # the broken template: never enqueued
         assert bad.observer == "broken" and "invalid JSON" in bad.error and bad.attempts == 1
-        worker = _worker(d, send_welcome)
+        worker = _worker(d, backend, send_welcome)
         assert await worker.run_once() == 1
         dead = await d.store.dead_letters()
         assert len(dead) == 2 and "no such mailbox" in dead[1].error and dead[1].attempts == 1
@@ -144,8 +148,8 @@ async def test_a_permanent_error_and_an_invalid_payload_are_dead_lettered_at_onc
         await d.close()
 
 
-async def test_two_workers_never_run_one_job_at_once(shop: Shop) -> None:
-    d = await shop.dispatcher([_observer()])
+async def test_two_workers_never_run_one_job_at_once(shop: Shop, backend: QueueBackend) -> None:
+    d = await shop.dispatcher([_observer(backend)])
     running: list[int] = []
     seen: list[int] = []
 
@@ -158,7 +162,7 @@ async def test_two_workers_never_run_one_job_at_once(shop: Shop) -> None:
     try:
         await _authors(shop, *(f"a{i}" for i in range(20)))
         await d.run_once()
-        one, two = _worker(d, send_welcome), _worker(d, send_welcome)
+        one, two = _worker(d, backend, send_welcome), _worker(d, backend, send_welcome)
         one.batch_size = two.batch_size = 7
         while sum(await asyncio.gather(one.run_once(), two.run_once())):
             pass
@@ -191,8 +195,8 @@ async def test_an_unknown_field_in_the_payload_template_is_reported(shop: Shop) 
         await open_dispatcher(shop.settings([_observer(payload='{"n": {{ after.nme | json }}}')]))
 
 
-async def test_quiver_jobs_work_and_list(shop: Shop, tmp_path: Path) -> None:
-    if shop.dialect != "sqlite":
+async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_path: Path) -> None:
+    if shop.dialect == "mysql" or (backend.kind == "table" and shop.dialect != "sqlite"):
         pytest.skip("the commands are shared; the dialects are covered above")
     out_file = tmp_path / "ran.txt"
     app = tmp_path / "jobs.py"
@@ -205,7 +209,9 @@ async def test_quiver_jobs_work_and_list(shop: Shop, tmp_path: Path) -> None:
     )
     cfg = tmp_path / "quiver.yaml"
     cfg.write_text(
-        yaml.safe_dump({"database": {"url": shop.url}, "observers": [_observer(payload=PAYLOAD)]})
+        yaml.safe_dump(
+            {"database": {"url": shop.url}, "observers": [_observer(backend, payload=PAYLOAD)]}
+        )
     )
     await _authors(shop, "ann", "bob")
     code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))

@@ -437,8 +437,61 @@ async def _install_triggers(settings: QuiverSettings, names: list[str], drop: bo
 
 
 Table = Annotated[
-    str, typer.Option("--table", help="The queue's table (the job action's `table`).")
+    str,
+    typer.Option(
+        "--table", help="The queue's table (the job action's `table`; in Redis, its name)."
+    ),
 ]
+QueueUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        metavar="URL",
+        help="Redis URL of the queue (redis://host:6379/0); default: the one the config's job"
+        " actions of --table name, else the database table.",
+    ),
+]
+KeyPrefix = Annotated[
+    str | None,
+    typer.Option(
+        "--key-prefix", help="Redis: the first part of the queue's keys (quiver:jobs:<table>)."
+    ),
+]
+
+
+def _job_queue(
+    settings: QuiverSettings,
+    store: DispatchStore,
+    table: str,
+    url: str | None,
+    key_prefix: str | None,
+) -> Any:
+    """The queue of ``quiver jobs``: ``--queue``, else the config's, else the table."""
+    from quiver.observers.service import configured_job_queue, open_job_queue
+
+    where = "--queue"
+    if url is None:
+        configured = configured_job_queue(settings, table)
+        if configured is not None:
+            url, key_prefix = configured[0], key_prefix or configured[1]
+            where = f"the job actions' queue of table {table!r}"
+    return open_job_queue(store, table, url, key_prefix, where)
+
+
+async def _close_queue(queue: Any) -> None:
+    """Close a Redis queue's client (a table's queue closes with the store's database)."""
+    from quiver.observers.redisqueue import RedisJobQueue
+
+    if isinstance(queue, RedisJobQueue):
+        await queue.close()
+
+
+def _described(queue: Any) -> str:
+    from quiver.observers.redisqueue import RedisJobQueue, redact_redis_url
+
+    if isinstance(queue, RedisJobQueue):
+        return f"{redact_redis_url(queue.url)} {queue.prefix}"
+    return str(queue.table_name)
 
 
 @jobs_app.command("work")
@@ -449,6 +502,8 @@ def work_command(
     config: Config = None,
     db: Db = None,
     table: Table = "quiver_jobs",
+    queue_url: QueueUrl = None,
+    key_prefix: KeyPrefix = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due, then stop.")] = False,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, help="Most jobs run at once.")
@@ -465,7 +520,6 @@ def work_command(
     debug: Debug = False,
 ) -> None:
     """Run the due jobs of this file's functions, with retries, until stopped."""
-    from quiver.observers.jobqueue import SqlJobQueue
     from quiver.observers.jobs import JobWorker, jobs_in
     from quiver.observers.service import open_store
     from quiver.runtime.logs import configure_logging
@@ -475,8 +529,9 @@ def work_command(
         configure_logging(settings.log.format, settings.log.level)
         functions = jobs_in(app_file)
         store = await open_store(settings)
+        queue = None
         try:
-            queue = SqlJobQueue(store.db, table)
+            queue = _job_queue(settings, store, table, queue_url, key_prefix)
             await queue.ensure()
             d = settings.dispatcher
             worker = JobWorker(
@@ -491,9 +546,11 @@ def work_command(
                     f" {worker.dead} dead-lettered"
                 )
             else:
-                typer.echo(f"Jobs: {', '.join(sorted(functions))} from {table}")
+                typer.echo(f"Jobs: {', '.join(sorted(functions))} from {_described(queue)}")
                 await worker.run()
         finally:
+            if queue is not None:
+                await _close_queue(queue)
             await store.db.close()
 
     with failures_reported(debug), contextlib.suppress(KeyboardInterrupt):
@@ -505,6 +562,8 @@ def jobs_list_command(
     config: Config = None,
     db: Db = None,
     table: Table = "quiver_jobs",
+    queue_url: QueueUrl = None,
+    key_prefix: KeyPrefix = None,
     status: Annotated[
         str | None,
         typer.Option("--status", help="Only jobs in this state: queued, running, done, dead."),
@@ -513,15 +572,18 @@ def jobs_list_command(
     debug: Debug = False,
 ) -> None:
     """One line per job: id, name, status, attempts, idempotency key, last error."""
-    from quiver.observers.jobqueue import STATUSES, SqlJobQueue
+    from quiver.observers.jobqueue import STATUSES
 
     if status is not None and status not in STATUSES:
         raise fail(f"--status {status!r}: use one of {', '.join(STATUSES)}")
 
     async def work(store: DispatchStore) -> None:
-        queue = SqlJobQueue(store.db, table)
-        await queue.ensure()
-        rows = await queue.jobs(status, limit)
+        queue = _job_queue(_settings(config, db), store, table, queue_url, key_prefix)
+        try:
+            await queue.ensure()
+            rows = await queue.jobs(status, limit)
+        finally:
+            await _close_queue(queue)
         for r in rows:
             typer.echo(
                 f"{r.id}\t{r.name}\t{r.status}\t{r.attempts} attempts\t{r.idempotency_key}"

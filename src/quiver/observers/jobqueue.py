@@ -161,7 +161,7 @@ class SqlJobQueue:
         self.db = db
         self.dialect = db.dialect
         self.table = self.dialect.quote_ident(table)
-        self._name = table
+        self.table_name = table
 
     def _text(self, text: str) -> str:
         return placeholders(self.dialect, text)
@@ -174,7 +174,7 @@ class SqlJobQueue:
         name = self.dialect.name
         if name not in _DDL:
             raise ValueError(f"no job queue for {name}")
-        index = self.dialect.quote_ident(f"{self._name}_due")
+        index = self.dialect.quote_ident(f"{self.table_name}_due")
         async with self.db.transaction() as tx:
             await tx.fetch_rows(_DDL[name].format(t=self.table), [])
             await tx.fetch_rows(

@@ -10,7 +10,13 @@ from quiver.observers.actions.job import JobAction
 from quiver.observers.catalog import Locate, Observer, build_observers
 from quiver.observers.condition import Kind
 from quiver.observers.dispatcher import DEFAULT_LANES, DEFAULT_LEASE, Dispatcher
-from quiver.observers.jobqueue import SqlJobQueue
+from quiver.observers.jobqueue import DEFAULT_JOBS_TABLE, JobQueue, SqlJobQueue
+from quiver.observers.redisqueue import (
+    RedisJobQueue,
+    default_key_prefix,
+    redact_redis_url,
+    redis_url_problem,
+)
 from quiver.observers.store import DispatchStore
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Entity, Scalar, Schema
@@ -20,8 +26,10 @@ __all__ = [
     "attach_job_queues",
     "check_observers",
     "comparison_kinds",
+    "configured_job_queue",
     "load_schema",
     "open_dispatcher",
+    "open_job_queue",
     "open_store",
 ]
 
@@ -150,13 +158,68 @@ async def open_dispatcher(
 
 async def attach_job_queues(store: DispatchStore, observers: Sequence[Observer]) -> None:
     """Give every ``job`` action its queue: a table of the store's database, created when
-    missing."""
-    queues: dict[str, SqlJobQueue] = {}
-    for observer in observers:
-        for bound in observer.actions:
-            if isinstance(bound.action, JobAction):
-                table = bound.action.cfg.table
-                if table not in queues:
-                    queues[table] = SqlJobQueue(store.db, table)
-                    await queues[table].ensure()
-                bound.action.attach(queues[table])
+    missing, or Redis, which must answer (else a :class:`~quiver.runtime.errors.QuiverError`
+    saying which URL, and nothing is left open)."""
+    tables: dict[str, SqlJobQueue] = {}
+    redis: dict[tuple[str, str], RedisJobQueue] = {}
+    try:
+        for observer in observers:
+            for bound in observer.actions:
+                if not isinstance(bound.action, JobAction):
+                    continue
+                cfg = bound.action.cfg
+                prefix = cfg.queue_prefix()
+                if cfg.queue is None or prefix is None:
+                    if cfg.table not in tables:
+                        tables[cfg.table] = SqlJobQueue(store.db, cfg.table)
+                        await tables[cfg.table].ensure()
+                    bound.action.attach(tables[cfg.table])
+                    continue
+                if (cfg.queue, prefix) not in redis:
+                    where = f"observer {observer.name}, action {bound.name}: queue"
+                    queue = RedisJobQueue(cfg.queue, prefix, where)
+                    redis[cfg.queue, prefix] = queue
+                    await queue.ensure()
+                bound.action.attach(redis[cfg.queue, prefix], owned=True)
+    except BaseException:
+        for queue in redis.values():
+            await queue.close()
+        raise
+
+
+def open_job_queue(
+    store: DispatchStore, table: str, url: str | None, key_prefix: str | None, where: str
+) -> JobQueue:
+    """The queue ``quiver jobs`` works on: Redis at ``url`` (its keys under ``key_prefix``,
+    default ``quiver:jobs:<table>``), else the table of the store's database."""
+    if url is None:
+        return SqlJobQueue(store.db, table)
+    problem = redis_url_problem(url)
+    if problem is not None:
+        raise ConfigError.one(problem[0], where, problem[1])
+    return RedisJobQueue(url, key_prefix or default_key_prefix(table), where)
+
+
+def configured_job_queue(settings: QuiverSettings, table: str) -> tuple[str, str | None] | None:
+    """The Redis URL and key prefix the configuration's ``job`` actions of ``table`` name
+    (None: the database); two different queues are an error, as a worker works on one."""
+    found: dict[tuple[str, str | None], str] = {}
+    for i, observer in enumerate(settings.observers):
+        for j, action in enumerate(observer.actions):
+            if action.get("type") != "job" or action.get("table", DEFAULT_JOBS_TABLE) != table:
+                continue
+            url, prefix = action.get("queue"), action.get("key_prefix")
+            if isinstance(url, str):
+                key = (url, prefix if isinstance(prefix, str) else None)
+                found.setdefault(key, f"observers[{i}].actions[{j}]")
+    if len(found) > 1:
+        shown = ", ".join(
+            f"{redact_redis_url(u)} {p or default_key_prefix(table)} ({w})"
+            for (u, p), w in found.items()
+        )
+        raise ConfigError.one(
+            f"the job actions of table {table!r} name {len(found)} queues: {shown}",
+            "--queue",
+            "pass --queue URL (and --key-prefix) to say which one this command works on",
+        )
+    return next(iter(found), None)

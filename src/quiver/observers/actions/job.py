@@ -7,7 +7,8 @@ twice enqueues one job. The payload is the event document, or the JSON a templat
       job: send_invoice
       payload: '{"order": {{ after.id | json }}, "total": {{ after.total | json }}}'
 
-The queue is a table of the observed database (see :mod:`quiver.observers.jobqueue`); the
+The queue is a table of the observed database (see :mod:`quiver.observers.jobqueue`), or
+Redis with ``queue: redis://host:6379/0`` (see :mod:`quiver.observers.redisqueue`); the
 dispatcher attaches it when it opens.
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
 from quiver.observers.jobqueue import DEFAULT_JOBS_TABLE, JobQueue, NewJob
+from quiver.observers.redisqueue import default_key_prefix, redis_url_problem
 from quiver.observers.template import Template, parse_template
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError, RetryableError
 from quiver.sql.changelog import json_value
@@ -45,8 +47,27 @@ class JobConfig(BaseModel):
         default=DEFAULT_JOBS_TABLE,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         max_length=60,
-        description="The queue's table, in the observed database.",
+        description="The queue's table in the observed database; in Redis, the queue's name"
+        " (the last word of its default key prefix).",
     )
+    queue: str | None = Field(
+        default=None,
+        description="A Redis URL (redis://host:6379/0, rediss:// for TLS) to keep the jobs in"
+        " Redis instead of the observed database's table.",
+    )
+    key_prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Redis: the first part of every key of the queue; default"
+        " `quiver:jobs:<table>`.",
+    )
+
+    def queue_prefix(self) -> str | None:
+        """The Redis queue's key prefix; None for the database table."""
+        if self.queue is None:
+            return None
+        return self.key_prefix or default_key_prefix(self.table)
 
 
 class JobAction:
@@ -54,10 +75,13 @@ class JobAction:
         self.cfg = cfg
         self.template = payload
         self.queue: JobQueue | None = None
+        self._owned = False
 
-    def attach(self, queue: JobQueue) -> None:
-        """Enqueue into ``queue`` (the dispatcher's database)."""
+    def attach(self, queue: JobQueue, *, owned: bool = False) -> None:
+        """Enqueue into ``queue``; closed with the action when ``owned`` (a Redis client,
+        not the dispatcher's database)."""
         self.queue = queue
+        self._owned = owned
 
     def _payload(self, job: Job) -> Any:
         if self.template is None:
@@ -96,14 +120,15 @@ class JobAction:
             await self.queue.enqueue(new)
         except RetryableError:
             raise
-        except (QuiverError, OSError) as exc:  # the database: a later attempt may succeed
+        except (QuiverError, OSError) as exc:  # the database, Redis: a later attempt may do
             raise RetryableError(
                 [ErrorDetail(f"cannot enqueue: {exc}", f"job {self.cfg.job}", "")],
                 code="JOB_ENQUEUE",
             ) from None
 
     async def close(self) -> None:
-        return None
+        if self._owned and self.queue is not None:
+            await self.queue.close()
 
 
 def build_job(
@@ -114,4 +139,16 @@ def build_job(
         if cfg.payload is None
         else parse_template(cfg.payload, f"{where}.payload", fields, errors)
     )
+    if cfg.queue is not None:
+        problem = redis_url_problem(cfg.queue)
+        if problem is not None:
+            errors.append(ErrorDetail(problem[0], f"{where}.queue", problem[1]))
+    elif cfg.key_prefix is not None:
+        errors.append(
+            ErrorDetail(
+                "key_prefix names the keys of a Redis queue, and this job has none",
+                f"{where}.key_prefix",
+                "set queue: redis://host:6379/0, or remove key_prefix",
+            )
+        )
     return JobAction(cfg, payload)
