@@ -6,6 +6,8 @@ both queues (the ``backend`` fixture), on every dialect."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from quiver.observers.dispatcher import Dispatcher
 from quiver.observers.jobs import JobSpec, JobWorker, jobs_in
 from quiver.observers.service import open_dispatcher
 from quiver.runtime.errors import ErrorDetail, PermanentError
+from tests.graphql.servers import QUIVER
 from tests.observers.conftest import QueueBackend, Shop
 from tests.observers.test_commands import quiver
 
@@ -196,8 +199,7 @@ async def test_an_unknown_field_in_the_payload_template_is_reported(shop: Shop) 
 
 
 async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_path: Path) -> None:
-    if shop.dialect == "mysql" or (backend.kind == "table" and shop.dialect != "sqlite"):
-        pytest.skip("the commands are shared; the dialects are covered above")
+    _commands_skipped(shop, backend)
     out_file = tmp_path / "ran.txt"
     app = tmp_path / "jobs.py"
     app.write_text(
@@ -225,3 +227,99 @@ async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_
     assert out.count("\tdone\t") == 2
     code, _, err = await quiver("jobs", "list", "--status", "finished", "-c", str(cfg))
     assert code == 1 and "use one of queued, running, done, dead" in err
+
+
+def _commands_skipped(shop: Shop, backend: QueueBackend) -> None:
+    """The commands run on SQLite with the table, and on SQLite and PostgreSQL with Redis."""
+    if shop.dialect == "mysql" or (backend.kind == "table" and shop.dialect != "sqlite"):
+        pytest.skip("the commands are shared; the dialects are covered above")
+
+
+async def test_a_job_of_a_killed_worker_runs_again_once_its_lease_expired(
+    shop: Shop, backend: QueueBackend, tmp_path: Path
+) -> None:
+    _commands_skipped(shop, backend)
+    started = tmp_path / "started.txt"
+    app = tmp_path / "jobs.py"
+    app.write_text(
+        "import time\n"
+        "from quiver.observers.jobs import job\n"
+        "@job('send_welcome')\n"
+        "def send_welcome(payload):\n"
+        f"    with open({str(started)!r}, 'a') as f:\n"
+        "        f.write(payload['key'] + '\\n')\n"
+        f"    if len(open({str(started)!r}).read().split()) == 1:\n"
+        "        time.sleep(3600)  # the first run hangs until its worker is killed\n"
+    )
+    cfg = tmp_path / "quiver.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"database": {"url": shop.url}, "observers": [_observer(backend, payload=PAYLOAD)]}
+        )
+    )
+    await _authors(shop, "ann")
+    code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
+    assert code == 0, err
+    proc = await asyncio.create_subprocess_exec(
+        QUIVER, "jobs", "work", "--app", str(app), "-c", str(cfg), "--lease", "6",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(600):
+        if started.exists() and started.read_text():
+            break
+        await asyncio.sleep(0.05)
+    expired = time.monotonic() + 6.2  # the lease began before the job did
+    proc.send_signal(signal.SIGKILL)  # the job is running; done is never written
+    assert await proc.wait() == -signal.SIGKILL
+    code, out, _ = await quiver("jobs", "list", "-c", str(cfg))
+    assert out.count("\trunning\t1 attempts\t") == 1, out
+    code, out, err = await quiver("jobs", "work", "--once", "--app", str(app), "-c", str(cfg))
+    assert code == 0 and "0 done" in out, err  # the lease holds: nobody takes it over
+    await asyncio.sleep(expired - time.monotonic())
+    code, out, err = await quiver("jobs", "work", "--once", "--app", str(app), "-c", str(cfg))
+    assert code == 0 and "1 done, 0 due again later, 0 dead-lettered" in out, err
+    first, again = started.read_text().split()
+    assert first == again  # the same job, with the action's idempotency key
+    code, out, _ = await quiver("jobs", "list", "--status", "done", "-c", str(cfg))
+    assert out.count("\tdone\t2 attempts\t") == 1, out
+
+
+async def test_a_bad_or_unreachable_redis_is_one_line_naming_it(shop: Shop, tmp_path: Path) -> None:
+    if shop.dialect != "sqlite":
+        pytest.skip("the checks do not depend on the database")
+    app = tmp_path / "jobs.py"
+    app.write_text("from quiver.observers.jobs import job\n@job('send_welcome')\ndef f(p): pass\n")
+    cfg = tmp_path / "quiver.yaml"
+
+    def config(**action: Any) -> str:
+        doc = {"database": {"url": shop.url}, "observers": [_observer(**action)]}
+        cfg.write_text(yaml.safe_dump(doc))
+        return str(cfg)
+
+    code, _, err = await quiver("observers", "check", "-c", config(queue="http://cache:6379"))
+    assert code == 1 and "Traceback" not in err, err
+    assert "observers[0] (welcome).actions[0].queue: 'http://cache:6379' is no Redis URL" in err
+    assert "quiver.yaml:" in err and "write redis://" in err
+    code, _, err = await quiver(
+        "observers", "check", "-c", config(queue="redis://:s3cret@cache:6379/zero")
+    )
+    assert code == 1 and "database 'zero' is no number" in err and "s3cret" not in err, err
+    code, _, err = await quiver("observers", "check", "-c", config(key_prefix="jobs"))
+    assert code == 1 and "actions[0].key_prefix: key_prefix names the keys of a Redis" in err
+    code, _, err = await quiver("observers", "check", "-c", config(queue_url="redis://x"))
+    assert code == 1 and "actions[0].queue_url: Extra inputs are not permitted" in err, err
+    # Redis that does not answer: the dispatcher and the worker stop with one line.
+    down = "redis://:s3cret@127.0.0.1:1/0"
+    code, _, err = await quiver("observers", "run", "--once", "-c", config(queue=down))
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in err and "s3cret" not in err
+    assert "observer welcome, action enqueue: queue" in err
+    code, _, err = await quiver(
+        "jobs", "work", "--once", "--app", str(app), "-c", config(), "--queue", down
+    )
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "--queue: cannot reach Redis at redis://:***@127.0.0.1:1/0" in err
+    code, _, err = await quiver("jobs", "list", "-c", config(), "--queue", "redis:/nohost")
+    assert code == 1 and "--queue: 'redis:/nohost' names no host" in err, err
+    code, _, err = await quiver("jobs", "list", "-c", config(queue=down))
+    assert code == 1 and "the job actions' queue of table 'quiver_jobs'" in err, err
