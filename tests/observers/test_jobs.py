@@ -198,6 +198,20 @@ async def test_an_unknown_field_in_the_payload_template_is_reported(shop: Shop) 
         await open_dispatcher(shop.settings([_observer(payload='{"n": {{ after.nme | json }}}')]))
 
 
+def _commands_skipped(shop: Shop, backend: QueueBackend) -> None:
+    """The commands run on SQLite with the table, and on SQLite and PostgreSQL with Redis."""
+    if shop.dialect == "mysql" or (backend.kind == "table" and shop.dialect != "sqlite"):
+        pytest.skip("the commands are shared; the dialects are covered above")
+
+
+def _config(tmp_path: Path, shop: Shop, backend: QueueBackend) -> Path:
+    """quiver.yaml of one observer whose job action enqueues into ``backend``."""
+    cfg = tmp_path / "quiver.yaml"
+    doc = {"database": {"url": shop.url}, "observers": [_observer(backend, payload=PAYLOAD)]}
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
 async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_path: Path) -> None:
     _commands_skipped(shop, backend)
     out_file = tmp_path / "ran.txt"
@@ -209,12 +223,7 @@ async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_
         f"    with open({str(out_file)!r}, 'a') as f:\n"
         "        f.write(payload['name'] + '\\n')\n"
     )
-    cfg = tmp_path / "quiver.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {"database": {"url": shop.url}, "observers": [_observer(backend, payload=PAYLOAD)]}
-        )
-    )
+    cfg = _config(tmp_path, shop, backend)
     await _authors(shop, "ann", "bob")
     code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
     assert code == 0, err
@@ -227,12 +236,6 @@ async def test_quiver_jobs_work_and_list(shop: Shop, backend: QueueBackend, tmp_
     assert out.count("\tdone\t") == 2
     code, _, err = await quiver("jobs", "list", "--status", "finished", "-c", str(cfg))
     assert code == 1 and "use one of queued, running, done, dead" in err
-
-
-def _commands_skipped(shop: Shop, backend: QueueBackend) -> None:
-    """The commands run on SQLite with the table, and on SQLite and PostgreSQL with Redis."""
-    if shop.dialect == "mysql" or (backend.kind == "table" and shop.dialect != "sqlite"):
-        pytest.skip("the commands are shared; the dialects are covered above")
 
 
 async def test_a_job_of_a_killed_worker_runs_again_once_its_lease_expired(
@@ -251,12 +254,7 @@ async def test_a_job_of_a_killed_worker_runs_again_once_its_lease_expired(
         f"    if len(open({str(started)!r}).read().split()) == 1:\n"
         "        time.sleep(3600)  # the first run hangs until its worker is killed\n"
     )
-    cfg = tmp_path / "quiver.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {"database": {"url": shop.url}, "observers": [_observer(backend, payload=PAYLOAD)]}
-        )
-    )
+    cfg = _config(tmp_path, shop, backend)
     await _authors(shop, "ann")
     code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
     assert code == 0, err

@@ -35,7 +35,15 @@ from quiver.observers.store import placeholders
 from quiver.sql.changelog import json_text, json_value
 from quiver.sql.database import Database, Transaction
 
-__all__ = ["DEFAULT_JOBS_TABLE", "STATUSES", "JobQueue", "JobRow", "NewJob", "SqlJobQueue"]
+__all__ = [
+    "DEFAULT_JOBS_TABLE",
+    "STATUSES",
+    "JobQueue",
+    "JobRow",
+    "NewJob",
+    "SqlJobQueue",
+    "job_row",
+]
 
 DEFAULT_JOBS_TABLE = "quiver_jobs"
 
@@ -143,11 +151,6 @@ class JobQueue(Protocol):
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-
-
-def _json(value: Any) -> Any:
-    """A JSON column's value, its numbers exact (see :func:`json_value`)."""
-    return json_value(value)
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -262,7 +265,7 @@ class SqlJobQueue:
                 ),
                 [*ids, owner, now + lease],
             )
-        return [_row(r) for r in claimed]
+        return [job_row(r) for r in claimed]
 
     async def _lock_by_key(
         self, tx: Transaction, due: str, params: list[Any], limit: int
@@ -314,19 +317,20 @@ class SqlJobQueue:
         rows = await self._run(
             f"SELECT {_COLUMNS} FROM {self.table} {where} ORDER BY id LIMIT ?", [*params, limit]
         )
-        return [_row(r) for r in rows]
+        return [job_row(r) for r in rows]
 
     async def close(self) -> None:
         await self.db.close()
 
 
-def _row(r: tuple[Any, ...]) -> JobRow:
+def job_row(r: Sequence[Any]) -> JobRow:
+    """A job from its fields in :class:`JobRow`'s order, its JSON read exactly."""
     return JobRow(
         id=int(r[0]),
         name=str(r[1]),
         idempotency_key=str(r[2]),
-        payload=_json(r[3]),
-        event=_json(r[4]),
+        payload=json_value(r[3]),
+        event=json_value(r[4]),
         event_id=int(r[5]),
         observer=str(r[6]),
         action=str(r[7]),

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from quiver.observers.jobqueue import JobRow, NewJob
+from quiver.observers.jobqueue import JobRow, NewJob, job_row
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
-from quiver.sql.changelog import json_text, json_value
+from quiver.sql.changelog import json_text
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -284,7 +284,7 @@ class RedisJobQueue:
             return []
         args = [self.prefix, str(limit), owner, repr(float(lease)), _now(), *names]
         rows = await self._call("claiming jobs", lambda: self._claim(keys=[], args=args))
-        return [_row(r) for r in rows]
+        return [job_row(r) for r in rows]
 
     async def _move(self, job: JobRow, status: str, error: str | None, delay: float) -> None:
         args = [
@@ -314,7 +314,7 @@ class RedisJobQueue:
                 found: list[Any] = await pipe.execute()
             return [r for r in found if r[0] is not None]  # removed meanwhile
 
-        return [_row(r) for r in await self._call("listing jobs", read)]
+        return [job_row(r) for r in await self._call("listing jobs", read)]
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -324,20 +324,3 @@ class RedisJobQueue:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-
-
-def _row(r: Sequence[Any]) -> JobRow:
-    return JobRow(
-        id=int(r[0]),
-        name=str(r[1]),
-        idempotency_key=str(r[2]),
-        payload=json_value(r[3]),
-        event=json_value(r[4]),
-        event_id=int(r[5]),
-        observer=str(r[6]),
-        action=str(r[7]),
-        status=str(r[8]),
-        attempts=int(r[9]),
-        run_after=float(r[10]),
-        last_error=r[11],
-    )
