@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from quiver.config.settings import QuiverSettings
     from quiver.observers.dispatcher import Dispatcher
+    from quiver.observers.jobqueue import JobQueue
     from quiver.observers.store import DispatchStore
     from quiver.schema.ir import Schema
 
@@ -465,7 +466,7 @@ def _job_queue(
     table: str,
     url: str | None,
     key_prefix: str | None,
-) -> Any:
+) -> JobQueue:
     """The queue of ``quiver jobs``: ``--queue``, else the config's, else the table."""
     from quiver.observers.service import configured_job_queue, open_job_queue
 
@@ -478,7 +479,7 @@ def _job_queue(
     return open_job_queue(store, table, url, key_prefix, where)
 
 
-async def _close_queue(queue: Any) -> None:
+async def _close_queue(queue: JobQueue) -> None:
     """Close a Redis queue's client (a table's queue closes with the store's database)."""
     from quiver.observers.redisqueue import RedisJobQueue
 
@@ -486,12 +487,14 @@ async def _close_queue(queue: Any) -> None:
         await queue.close()
 
 
-def _described(queue: Any) -> str:
+def _described(queue: JobQueue) -> str:
+    """Where ``quiver jobs work`` takes its jobs from, for its first line."""
+    from quiver.observers.jobqueue import SqlJobQueue
     from quiver.observers.redisqueue import RedisJobQueue, redact_redis_url
 
     if isinstance(queue, RedisJobQueue):
         return f"{redact_redis_url(queue.url)} {queue.prefix}"
-    return str(queue.table_name)
+    return queue.table_name if isinstance(queue, SqlJobQueue) else type(queue).__name__
 
 
 @jobs_app.command("work")
