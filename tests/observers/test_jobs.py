@@ -321,3 +321,33 @@ async def test_a_bad_or_unreachable_redis_is_one_line_naming_it(shop: Shop, tmp_
     assert code == 1 and "--queue: 'redis:/nohost' names no host" in err, err
     code, _, err = await quiver("jobs", "list", "-c", config(queue=down))
     assert code == 1 and "the job actions' queue of table 'quiver_jobs'" in err, err
+
+
+async def test_two_worker_processes_run_each_job_once(
+    shop: Shop, backend: QueueBackend, tmp_path: Path
+) -> None:
+    _commands_skipped(shop, backend)
+    ran = tmp_path / "ran.txt"
+    app = tmp_path / "jobs.py"
+    app.write_text(
+        "import asyncio, os\n"
+        "from quiver.observers.jobs import job\n"
+        "@job('send_welcome')\n"
+        "async def send_welcome(payload):\n"
+        "    await asyncio.sleep(0.02)\n"
+        f"    with open({str(ran)!r}, 'a') as f:\n"
+        "        f.write(f\"{payload['key']} {os.getpid()}\\n\")\n"
+    )
+    cfg = _config(tmp_path, shop, backend)
+    await _authors(shop, *(f"a{i}" for i in range(120)))
+    code, _, err = await quiver("observers", "run", "--once", "-c", str(cfg))
+    assert code == 0, err
+    # 120 jobs, claimed 50 at a time: both processes claim batches while the other runs its.
+    work = ("jobs", "work", "--once", "--app", str(app), "-c", str(cfg), "--concurrency", "2")
+    (one, out1, err1), (two, out2, err2) = await asyncio.gather(quiver(*work), quiver(*work))
+    assert one == two == 0, err1 + err2
+    lines = ran.read_text().split("\n")[:-1]
+    keys = [line.split()[0] for line in lines]
+    assert len(keys) == 120 and len(set(keys)) == 120
+    done = [int(out.split(" done")[0]) for out in (out1, out2)]
+    assert sum(done) == 120, (out1, out2)
