@@ -79,6 +79,7 @@ async def test_an_action_delivered_twice_enqueues_one_job(queues: Queues) -> Non
     await (await queues.open()).enqueue(_job(1))  # another dispatcher, the same key
     [job] = await queue.jobs(None, 10)
     assert (job.status, job.attempts, job.payload) == ("queued", 0, {"n": 1})
+    assert await queue.jobs(None, 0) == [] and len(await queue.jobs("queued", 1)) == 1
     assert job.idempotency_key == "1:welcome:enqueue" and job.event_id == 1
 
 
@@ -97,8 +98,7 @@ async def test_racing_workers_claim_each_job_once_while_the_leases_hold(queues: 
 
     await asyncio.gather(*(work(i, w) for i, w in enumerate(workers)))
     ids = [job_id for _, job_id in claimed]
-    assert len(ids) == 120 and len(set(ids)) == 120
-    assert len({owner for owner, _ in claimed}) > 1  # they did race
+    assert len(ids) == 120 and len(set(ids)) == 120  # however the claims interleaved
     assert await queue.claim(["send", "other"], 50, "late", 60.0) == []
 
 

@@ -303,6 +303,8 @@ class RedisJobQueue:
         await self._move(job, "dead", error, 0.0)
 
     async def jobs(self, status: str | None, limit: int) -> list[JobRow]:
+        if limit < 1:  # as SQL's LIMIT 0 (ZRANGE's -1 would be the last one)
+            return []
         index = f"{self.prefix}:status:{status}" if status else f"{self.prefix}:ids"
         client = self.client
 
