@@ -291,7 +291,7 @@ _TYPES: dict[Dialect, dict[Kind, str]] = {
         "date": "DATE",
         "time": "TIME",
         "timestamp": "DATETIME",
-        "uuid": "CHAR(36)",
+        "uuid": "UUID",
         "json": "JSON",
     },
     "sqlite": {
@@ -305,7 +305,7 @@ _TYPES: dict[Dialect, dict[Kind, str]] = {
         "date": "DATE",
         "time": "TIME",
         "timestamp": "TIMESTAMP",
-        "uuid": "CHAR(36)",
+        "uuid": "UUID",
         # Stored as text; declared JSON so reflection serves it as JSON, as on the servers.
         "json": "JSON",
     },
