@@ -213,10 +213,6 @@ ARROW_READS = {"dict": pa.string()}
 XFAIL: dict[tuple[str, str], str] = {
     ("jsonl", "mp"): "a map, written as [key, value] pairs, is refused by the JSON Lines source",
 }
-for _fmt in ("csv", "tsv", "psv"):
-    XFAIL[(_fmt, "ts_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
-    XFAIL[(_fmt, "tsz_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
-    XFAIL[(_fmt, "tsp_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
 
 
 def values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
@@ -469,10 +465,7 @@ PYTHON_REFUSES = {
     "tsp_y10k": "holds a value Python cannot hold, at line 1",
     "tsp_ns": "holds a value Python cannot hold, at line 2",
 }
-STEP_XFAIL: dict[tuple[str, str], str] = {
-    ("python_row", "dur_us"): "pyarrow cannot turn the timedelta of the least duration[us] "
-    "back into a duration",
-}
+STEP_XFAIL: dict[tuple[str, str], str] = {}
 
 
 def step_cases() -> list[Any]:
