@@ -206,13 +206,13 @@ JSONL_READS = {
     "flst": pa.list_(pa.float64()),
     "st": pa.struct([("a", pa.int64()), ("b", pa.string())]),
 }
+#: types only the JSON Lines source reads
+JSONL_TYPES = {"mp": {"mp": "map<str, int>"}}
 PARQUET_READS: dict[str, pa.DataType] = {}
 #: the Arrow file format keeps one dictionary per column, so writes the values (documented)
 ARROW_READS = {"dict": pa.string()}
 
-XFAIL: dict[tuple[str, str], str] = {
-    ("jsonl", "mp"): "a map, written as [key, value] pairs, is refused by the JSON Lines source",
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 def values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
@@ -288,6 +288,7 @@ async def read_file(fmt: str, name: str, path: Path, tmp_path: Path) -> pa.Chunk
             {"path": str(path), "delimiter": delimiter, "types": types, "on_malformed": "fail"},
         )
     elif fmt == "jsonl":
+        types = {**types, **JSONL_TYPES.get(name, {})}
         source = build(JsonlSource, {"path": str(path), "types": types, "on_malformed": "fail"})
     elif fmt == "parquet":
         source = build(ParquetSource, {"path": str(path)})
