@@ -375,8 +375,13 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         records: np.ndarray,
         lines: np.ndarray,
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """The lines ``records`` read one by one by the value rules (a declared map field)."""
+        """The lines ``records`` read by the value rules (a declared map field): all at once,
+        or one by one when a line is refused, to find it."""
         assert self.schema is not None
+        whole = self._by_value_rules_at_once([block[starts[i] : ends[i]] for i in records])
+        if whole is not None:
+            yield without_decimal_text(whole, self._decimals), np.arange(records.size)
+            return
         tables: list[pa.Table] = []
         kept: list[int] = []
         for i, index in enumerate(records.tolist()):
@@ -502,6 +507,41 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 return None, (why, f"'{f.name}'", str(value))
             arrays.append(array)
         return pa.Table.from_arrays(arrays, schema=self.schema), None
+
+    def _by_value_rules_at_once(self, raws: list[bytes]) -> pa.Table | None:
+        """The lines ``raws`` read by the value rules column by column, or None when one of
+        them is refused (or a field's float type was inferred: its integers are checked one
+        line at a time)."""
+        assert self.schema is not None
+        if self.inferred_floats:
+            return None
+        records = []
+        for raw in raws:
+            try:
+                record = parse_json(raw)
+            except ValueError:
+                return None
+            if not isinstance(record, dict):
+                return None
+            if self.cfg.unexpected_fields == "reject" and set(record) - set(self.schema.names):
+                return None
+            records.append(record)
+        arrays = []
+        for f in self.schema:
+            values = [r.get(f.name) for r in records]
+            if pa.types.is_nested(f.type):
+                try:
+                    plain = [_special_floats(plain_json(v), f.type) for v in values]
+                    arrays.append(pa.array(plain, f.type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError):
+                    return None
+                continue
+            unit = epoch_unit(self.cfg.types[f.name]) if f.name in self.cfg.types else "s"
+            array, refused = json_array(values, f.type, unit)
+            if refused:
+                return None
+            arrays.append(array)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _explain(self, exc: Exception, raw: bytes) -> str:
         bad = describe_bad_bytes(raw, self.cfg.encoding)
