@@ -118,7 +118,7 @@ def parse_type(name: str, where: str, *, maps: bool = False) -> pa.DataType:
         (hint + " " if hint else "")
         + "use one of: str, int, int32, uint8, float, bool, date, datetime, time, "
         "time(unit), decimal, decimal(p,s), timestamp(unit[, tz]), duration(unit), interval, "
-        "binary, map<key type, value type>",
+        "binary" + (", map<key type, value type>" if maps else ""),
     )
 
 
