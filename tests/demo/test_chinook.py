@@ -496,3 +496,21 @@ def test_a_build_that_died_long_ago_is_cleaned_up(tmp_path: Path) -> None:
     os.utime(stale, (hour_ago, hour_ago))
     chinook.ensure_sqlite(target)
     assert sorted(os.listdir(tmp_path)) == sorted([recent.name, target.name])
+
+
+@pytest.mark.parametrize(
+    ("version", "has_it"),
+    [
+        ("10.11.19-MariaDB-0+deb12u1", True),
+        ("10.7.1-MariaDB", True),
+        ("11.4.2-MariaDB-log", True),
+        ("10.6.18-MariaDB", False),
+        ("8.0.36", False),
+    ],
+)
+def test_the_demo_loads_into_mariadb_servers_that_have_the_uuid_type(
+    version: str, has_it: bool
+) -> None:
+    from quiver.demo.chinook import _has_uuid_type
+
+    assert _has_uuid_type(version) is has_it

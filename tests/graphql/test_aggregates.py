@@ -12,23 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.graphql.conftest import Runner, xfail_on
+from tests.graphql.conftest import Runner
 from tests.graphql.reference import sample_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_sum_and_avg_of_bigints_beyond_64_bits_are_exact(
-    chinook_runner: Runner, request: pytest.FixtureRequest
-) -> None:
-    xfail_on(
-        request,
-        chinook_runner.dialect,
-        ("sqlite",),
-        "scalarSamplesAggregate(where: {big: {gt: 0}}) { sum { big } } fails on SQLite with"
-        " DATABASE_ERROR ('integer overflow'): SUM over BIGINT past 2**63 (PostgreSQL and MariaDB"
-        " answer the exact '113719010998688530247')",
-    )
+async def test_sum_and_avg_of_bigints_beyond_64_bits_are_exact(chinook_runner: Runner) -> None:
     data = await chinook_runner.data(
         "{ scalarSamplesAggregate(where: {big: {gt: 0}}) { count sum { big } avg { big } } }"
     )
@@ -39,6 +29,27 @@ async def test_sum_and_avg_of_bigints_beyond_64_bits_are_exact(
     assert agg["count"] == len(values)
     assert int(agg["sum"]["big"]) == sum(values) > 2**63
     assert abs(agg["avg"]["big"] - sum(values) / len(values)) <= 1e-9 * abs(agg["avg"]["big"])
+
+
+async def test_sums_of_bigints_past_64_bits_are_exact_below_zero_and_per_group(
+    chinook_runner: Runner,
+) -> None:
+    data = await chinook_runner.data(
+        "{ neg: scalarSamplesAggregate(where: {big: {lt: 0}}) { sum { big } }"
+        "  groups: scalarSamplesAggregate { groupBy(fields: [flag]) { keys { flag } sum { big } } }"
+        "  none: scalarSamplesAggregate(where: {id: {lt: 0}}) { sum { big } } }"
+    )
+    rows = sample_rows(chinook_runner)
+    negative = [r["big"] for r in rows if r["big"] is not None and r["big"] < 0]
+    assert int(data["neg"]["sum"]["big"]) == sum(negative) < -(2**63)
+    by_flag: dict[Any, list[int]] = {}
+    for r in rows:
+        by_flag.setdefault(r["flag"], []).extend([] if r["big"] is None else [r["big"]])
+    got = {g["keys"]["flag"]: g["sum"]["big"] for g in data["groups"]["groupBy"]}
+    assert {k: None if v is None else int(v) for k, v in got.items()} == {
+        bool(k) if k is not None else None: sum(v) if v else None for k, v in by_flag.items()
+    }
+    assert data["none"]["sum"]["big"] is None
 
 
 @pytest.mark.parametrize("field", ["big", "amount", "day", "atTime", "created", "uid", "label"])

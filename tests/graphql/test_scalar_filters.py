@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.graphql.conftest import Runner, is_client_error, xfail_on
+from tests.graphql.conftest import Runner, is_client_error
 from tests.graphql.reference import SAMPLE_COLUMNS, holds, sample_rows
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -234,16 +234,8 @@ async def test_uuid_columns_take_the_documented_pattern_operators(
 
 
 async def test_a_uuid_in_upper_case_or_without_hyphens_matches_its_row(
-    chinook_runner: Runner, request: pytest.FixtureRequest
+    chinook_runner: Runner,
 ) -> None:
-    xfail_on(
-        request,
-        chinook_runner.dialect,
-        ("sqlite", "mysql"),
-        "CHAR(36) uuid columns of SQLite and MariaDB reflect as String, not UUID (docs/querying.md"
-        " lists CHAR(36) under UUID): values are compared as text, so an upper-case or"
-        " hyphen-less UUID finds no row (PostgreSQL finds it)",
-    )
     data = await chinook_runner.data(
         '{ a: scalarSamples(where: {uid: {eq: "E1AB3E01-A524-4B60-A0D0-B29C0CF197F4"}}) { id }'
         '  b: scalarSamples(where: {uid: {eq: "e1ab3e01a5244b60a0d0b29c0cf197f4"}}) { id } }'
@@ -255,16 +247,7 @@ async def test_a_uuid_in_upper_case_or_without_hyphens_matches_its_row(
     assert data == {"a": [{"id": rid}], "b": [{"id": rid}]}
 
 
-async def test_a_malformed_uuid_in_a_filter_is_rejected(
-    chinook_runner: Runner, request: pytest.FixtureRequest
-) -> None:
-    xfail_on(
-        request,
-        chinook_runner.dialect,
-        ("sqlite", "mysql"),
-        'CHAR(36) uuid columns of SQLite and MariaDB reflect as String: uid: {eq: "nope"} is'
-        " accepted and silently matches nothing (PostgreSQL says \"UUID cannot represent 'nope'\")",
-    )
+async def test_a_malformed_uuid_in_a_filter_is_rejected(chinook_runner: Runner) -> None:
     kind, body = await chinook_runner.raw('{ scalarSamples(where: {uid: {eq: "nope"}}) { id } }')
     assert is_client_error(kind, body, "UUID"), body
 

@@ -206,17 +206,13 @@ JSONL_READS = {
     "flst": pa.list_(pa.float64()),
     "st": pa.struct([("a", pa.int64()), ("b", pa.string())]),
 }
+#: types only the JSON Lines source reads
+JSONL_TYPES = {"mp": {"mp": "map<str, int>"}}
 PARQUET_READS: dict[str, pa.DataType] = {}
 #: the Arrow file format keeps one dictionary per column, so writes the values (documented)
 ARROW_READS = {"dict": pa.string()}
 
-XFAIL: dict[tuple[str, str], str] = {
-    ("jsonl", "mp"): "a map, written as [key, value] pairs, is refused by the JSON Lines source",
-}
-for _fmt in ("csv", "tsv", "psv"):
-    XFAIL[(_fmt, "ts_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
-    XFAIL[(_fmt, "tsz_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
-    XFAIL[(_fmt, "tsp_ns")] = "Arrow's CSV parser refuses the earliest nanosecond timestamps"
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 def values(column: pa.Array | pa.ChunkedArray) -> list[Any]:
@@ -292,6 +288,7 @@ async def read_file(fmt: str, name: str, path: Path, tmp_path: Path) -> pa.Chunk
             {"path": str(path), "delimiter": delimiter, "types": types, "on_malformed": "fail"},
         )
     elif fmt == "jsonl":
+        types = {**types, **JSONL_TYPES.get(name, {})}
         source = build(JsonlSource, {"path": str(path), "types": types, "on_malformed": "fail"})
     elif fmt == "parquet":
         source = build(ParquetSource, {"path": str(path)})
@@ -469,10 +466,7 @@ PYTHON_REFUSES = {
     "tsp_y10k": "holds a value Python cannot hold, at line 1",
     "tsp_ns": "holds a value Python cannot hold, at line 2",
 }
-STEP_XFAIL: dict[tuple[str, str], str] = {
-    ("python_row", "dur_us"): "pyarrow cannot turn the timedelta of the least duration[us] "
-    "back into a duration",
-}
+STEP_XFAIL: dict[tuple[str, str], str] = {}
 
 
 def step_cases() -> list[Any]:

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import time as time_module
@@ -291,7 +292,7 @@ _TYPES: dict[Dialect, dict[Kind, str]] = {
         "date": "DATE",
         "time": "TIME",
         "timestamp": "DATETIME",
-        "uuid": "CHAR(36)",
+        "uuid": "UUID",
         "json": "JSON",
     },
     "sqlite": {
@@ -305,7 +306,7 @@ _TYPES: dict[Dialect, dict[Kind, str]] = {
         "date": "DATE",
         "time": "TIME",
         "timestamp": "TIMESTAMP",
-        "uuid": "CHAR(36)",
+        "uuid": "UUID",
         # Stored as text; declared JSON so reflection serves it as JSON, as on the servers.
         "json": "JSON",
     },
@@ -697,6 +698,13 @@ def _mysql_value(value: Any) -> Any:
     return value
 
 
+def _has_uuid_type(version: str) -> bool:
+    """Whether a server of ``SELECT VERSION()`` has the UUID type: MariaDB from 10.7 on
+    (``10.11.19-MariaDB-0+deb12u1``); MySQL has none."""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return "mariadb" in version.lower() and m is not None and (int(m[1]), int(m[2])) >= (10, 7)
+
+
 async def load_mysql(url: str) -> None:
     """Create the demo schema and rows in the existing, empty MariaDB/MySQL database ``url``.
 
@@ -721,6 +729,15 @@ async def load_mysql(url: str) -> None:
             existing = await cur.fetchall()
             if existing:
                 raise _not_empty(db, (r[0] for r in existing))
+            await cur.execute("SELECT VERSION()")
+            (version,) = await cur.fetchone()
+            if not _has_uuid_type(version):
+                raise QuiverError.one(
+                    f"the demo's UUID column needs MariaDB's UUID type (10.7 and later); this"
+                    f" server is {version}",
+                    db.redacted(),
+                    "load the demo into MariaDB 10.7 or later, PostgreSQL or SQLite",
+                )
             await cur.execute(
                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
                 "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"

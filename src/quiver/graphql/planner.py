@@ -1420,11 +1420,17 @@ class _Planner:
                     expr = template(d.float_cast, expr)
                     tpl = d.scalar_output.get(Scalar.FLOAT.value)
                     expr = template(tpl, expr) if tpl else expr
-                elif name == "sum" and sum_scalar(f) == f.scalar:
-                    expr = self.render(f, expr)  # a decimal's sum keeps the column's scale
                 elif name == "sum":
-                    tpl = d.scalar_output.get(sum_scalar(f).value)
-                    expr = template(tpl, expr) if tpl else expr
+                    exact = d.int_sum and sum_scalar(f) == Scalar.BIGINT
+                    if exact:
+                        expr = template(d.loose_sum, col)
+                    if sum_scalar(f) == f.scalar:
+                        expr = self.render(f, expr)  # a decimal's sum keeps the column's scale
+                    else:
+                        tpl = d.scalar_output.get(sum_scalar(f).value)
+                        expr = template(tpl, expr) if tpl else expr
+                    if exact:
+                        expr = template(d.int_sum, col, expr)
                 else:
                     expr = self.render(f, expr)
                 inner.append((k2, expr))

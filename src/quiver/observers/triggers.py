@@ -95,12 +95,14 @@ def _sqlite_base64() -> str:
 _SQLITE_PORTABLE = {
     "quiver_base64(": _sqlite_base64(),
     # Infinities as the strings the API serves (SQLite's JSON writes Inf, which is not
-    # JSON); other reals with 17 significant digits, which read back as the same double.
+    # JSON); other reals with 20 significant digits, which read back as the same double (the
+    # 17 that suffice in theory do not with SQLite's printf before 3.43: it wrote the
+    # greatest double as 1.7976931348623156e+308, which reads back as another double).
     "quiver_real(": (
         "CASE WHEN typeof({0}) <> 'real' THEN {0}"
         " WHEN {0} > 1.7976931348623157e308 THEN 'Infinity'"
         " WHEN {0} < -1.7976931348623157e308 THEN '-Infinity'"
-        " ELSE json(printf('%!.17g', {0})) END"
+        " ELSE json(printf('%!.20g', {0})) END"
     ),
     "quiver_not_int(": "{}",
 }

@@ -35,15 +35,23 @@ def checked_encoding(value: str) -> str:
 Encoding = Annotated[str, AfterValidator(checked_encoding)]
 
 
-def checked_types(value: dict[str, str]) -> dict[str, str]:
-    """``value`` (column name to type name) if every type name is known, else a ValueError."""
+def checked_types(value: dict[str, str], *, maps: bool = False) -> dict[str, str]:
+    """``value`` (column name to type name) if every type name is known, else a ValueError;
+    ``maps`` allows ``map<key type, value type>``."""
     for name, type_name in value.items():
         try:
-            parse_type(type_name, f"types.{name}")
+            parse_type(type_name, f"types.{name}", maps=maps)
         except ConfigError as exc:
             raise ValueError(f"column {name!r}: {as_value_error(exc)}") from None
     return value
 
 
+def checked_json_types(value: dict[str, str]) -> dict[str, str]:
+    """:func:`checked_types` with map types allowed (the JSON Lines source reads them)."""
+    return checked_types(value, maps=True)
+
+
 #: A config field of column types by name, checked when the config is loaded.
 ColumnTypes = Annotated[dict[str, str], AfterValidator(checked_types)]
+#: The same, where map types may be declared too.
+JsonColumnTypes = Annotated[dict[str, str], AfterValidator(checked_json_types)]

@@ -107,11 +107,46 @@ def cast_column(column: Column, kind: pa.DataType) -> Column:
             parse = _parse_durations
         elif pa.types.is_decimal(kind):
             refuse_huge_exponents(column)
+        elif pa.types.is_timestamp(kind) and kind.unit == "ns":
+            parse = _parse_nanosecond_timestamps
     if parse is not None:
         if isinstance(column, pa.ChunkedArray):
             return pa.chunked_array([parse(c, kind) for c in column.chunks], kind)
         return parse(column, kind)
     return column.cast(kind)
+
+
+_FRACTION = re.compile(r"^(.*?[T ]\d\d:\d\d:\d\d)\.(\d{1,9})(.*)$", re.S)
+_NS_PER_S = 1_000_000_000
+
+
+def _parse_nanosecond_timestamps(text: pa.Array, kind: pa.DataType) -> pa.Array:
+    """ISO 8601 text as a nanosecond timestamp. Arrow's parser multiplies the whole seconds
+    by 10**9 before it adds the fraction, which overflows in the last second before the
+    least value (``1677-09-21T00:12:43.145224193``): such text is read as seconds and a
+    fraction, joined without overflow."""
+    try:
+        return text.cast(kind)
+    except pa.ArrowInvalid as exc:
+        failure = exc
+    values = text.to_pylist()
+    bases: list[str | None] = []
+    fractions: list[int] = []
+    for value in values:
+        m = _FRACTION.match(value) if value is not None else None
+        bases.append(m[1] + m[3] if m else value)
+        fractions.append(int(m[2].ljust(9, "0")) if m else 0)
+    try:
+        seconds = pa.array(bases, pa.string()).cast(pa.timestamp("s", kind.tz)).cast(pa.int64())
+    except pa.ArrowInvalid:
+        raise failure from None
+    counts: list[int | None] = []
+    for value, second, fraction in zip(values, seconds.to_pylist(), fractions, strict=True):
+        count = None if second is None else second * _NS_PER_S + fraction
+        if count is not None and not -(2**63) <= count < 2**63:
+            raise pa.ArrowInvalid(f"invalid value '{value}': beyond {kind}")
+        counts.append(count)
+    return pa.array(counts, pa.int64()).cast(kind)
 
 
 def _parse_durations(text: pa.Array, kind: pa.DataType) -> pa.Array:

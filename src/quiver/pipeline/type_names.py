@@ -50,13 +50,50 @@ _DECIMAL = re.compile(r"decimal\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 _TIMESTAMP = re.compile(r"timestamp\(\s*(s|ms|us|ns)\s*(?:,\s*([^)]+?)\s*)?\)")
 _TIME = re.compile(r"time\(\s*(s|ms|us|ns)\s*\)")
 _DURATION = re.compile(r"duration\(\s*(s|ms|us|ns)\s*\)")
+_MAP = re.compile(r"map\s*<(.*)>", re.I | re.S)
 
 
-def parse_type(name: str, where: str) -> pa.DataType:
-    """The Arrow type for a type name used in pipeline files (``int``, ``decimal(10,2)``...)."""
+def _top_level_split(text: str) -> list[str]:
+    """``text`` cut at its commas outside parentheses and angle brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "(<":
+            depth += 1
+        elif ch in ")>":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_type(name: str, where: str, *, maps: bool = False) -> pa.DataType:
+    """The Arrow type for a type name used in pipeline files (``int``, ``decimal(10,2)``...);
+    with ``maps``, also ``map<key type, value type>`` (the JSON Lines source reads maps)."""
     key = name.strip().lower()
     if key in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[key]
+    if m := _MAP.fullmatch(name.strip()):
+        if not maps:
+            raise ConfigError.one(
+                f"the map type {name!r} is read by the jsonl source only",
+                where,
+                "declare the column str to read the map's JSON text",
+            )
+        parts = _top_level_split(m[1])
+        if len(parts) != 2:
+            raise ConfigError.one(
+                f"invalid map type {name!r}", where, "write it map<key type, value type>"
+            )
+        key_type = parse_type(parts[0].strip(), where, maps=True)
+        if pa.types.is_nested(key_type):
+            raise ConfigError.one(
+                f"invalid map type {name!r}: a map's keys cannot be {key_type}",
+                where,
+                "use a key type that is not a list, map or struct (str, int, ...)",
+            )
+        return pa.map_(key_type, parse_type(parts[1].strip(), where, maps=True))
     if m := _DECIMAL.fullmatch(key):
         precision, scale = int(m[1]), int(m[2])
         if not 1 <= precision <= 76 or scale > precision:
@@ -81,7 +118,7 @@ def parse_type(name: str, where: str) -> pa.DataType:
         (hint + " " if hint else "")
         + "use one of: str, int, int32, uint8, float, bool, date, datetime, time, "
         "time(unit), decimal, decimal(p,s), timestamp(unit[, tz]), duration(unit), interval, "
-        "binary",
+        "binary" + (", map<key type, value type>" if maps else ""),
     )
 
 

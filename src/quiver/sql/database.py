@@ -202,6 +202,14 @@ def _stored(value: object, scalar: str) -> None:
     )
 
 
+def _int_sum(high: int | None, low: int | None) -> str | None:
+    """The exact sum of 64-bit integers as the text of its digits, from the sums of their
+    high (arithmetic shift by 32) and low 32 bits: SQLite's SUM fails past 2**63."""
+    if high is None or low is None:
+        return None
+    return str((high << 32) + low)
+
+
 def _refuse(message: str, fix: str) -> NoReturn:
     """Refuse a value inside a SQLite function: SQLite keeps only that the call failed, so
     the message and its fix are left for the statement's error (:data:`_refused`)."""
@@ -866,6 +874,7 @@ class _Sqlite(_Gated):
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
             conn.create_function("quiver_stored", 2, _stored, deterministic=True)
+            conn.create_function("quiver_int_sum", 2, _int_sum, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn
             with self.lock:

@@ -733,3 +733,35 @@ async def test_a_block_ending_inside_a_quoted_value_is_not_read_as_an_open_quote
         ("5", "x\ny", 7),
         ("6", "d", 9),
     ]
+
+
+# -- nanosecond timestamps --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "earliest"),
+    [
+        (None, "1677-09-21T00:12:43.145224193"),
+        ("UTC", "1677-09-21T00:12:43.145224193Z"),
+        ("Europe/Paris", "1677-09-21T01:12:43.145224193+01:00"),
+    ],
+)
+async def test_the_earliest_nanosecond_timestamps_read_back_beside_a_malformed_row(
+    tmp_path: Path, run_ctx: RunContext, zone: str | None, earliest: str
+) -> None:
+    """Arrow's CSV parser refuses the last second before the least nanosecond timestamp; it
+    is read exactly, and a row that is no timestamp is still rejected with its line."""
+    z = "Z" if zone else ""
+    data = f"at\n{earliest}\nnope\n1677-09-21T00:12:43.9{z}\n2262-04-11T23:47:16.854775807{z}\n\n"
+    kind = f"timestamp(ns, {zone})" if zone else "timestamp(ns)"
+    (tmp_path / "in.csv").write_text(data)
+    src = source(path="in.csv", types={"at": kind})
+    table = await read_all(src, run_ctx)
+    (error,) = src.take_errors()
+    assert error.line == 3 and "column 'at': 'nope' is not a valid timestamp[ns" in error.reason
+    assert table.column("at").cast(pa.int64()).to_pylist() == [
+        -(2**63) + 1,
+        -9_223_372_036_100_000_000,
+        2**63 - 1,
+        None,
+    ]

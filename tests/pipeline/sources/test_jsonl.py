@@ -181,3 +181,38 @@ async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: Ru
         (2, "'25:00:00' is not a valid time of day"),
         (3, "'7h30' is not a valid time (HH:MM:SS[.fraction])"),
     ]
+
+
+# -- maps -------------------------------------------------------------------------------------
+
+
+async def test_a_declared_map_reads_pairs_and_objects_beside_inferred_fields(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = (
+        b'{"id": 1, "m": [["k", 1], ["z", null]]}\n'
+        b'{"id": 2, "m": {"a": 2}}\n'
+        b'{"id": 3, "m": "nope"}\n'
+        b'{"id": 4, "m": null, "extra": 1}\n'
+        b'{"id": 5, "m": []}\n'
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"m": "map<str, int32>"})
+    assert [(r["id"], r["m"], r["extra"], r[LINE_COLUMN]) for r in rows] == [
+        (1, [("k", 1), ("z", None)], None, 1),
+        (2, [("a", 2)], None, 2),
+        (4, None, 1, 4),
+        (5, [], None, 5),
+    ]
+    assert len(errors) == 1 and errors[0][0] == 3, errors
+    assert errors[0][1].endswith(
+        "field 'm': \"nope\" is not a map<string, int32> (write [key, value] pairs or an object)"
+    )
+
+
+def test_a_map_type_is_refused_where_no_source_reads_it(tmp_path: Path) -> None:
+    from quiver.pipeline.sources.csv import CsvSource
+
+    with pytest.raises(ValidationError, match="read by the jsonl source only"):
+        build(CsvSource, {"path": "in.csv", "types": {"m": "map<str, int>"}})
+    with pytest.raises(ValidationError, match="keys cannot be"):
+        build(JsonlSource, {"path": "in.jsonl", "types": {"m": "map<map<str, int>, int>"}})

@@ -349,7 +349,7 @@ class PythonProcessor(Checking):
             names = [n for n in names if any(n in p.result for p in good)]
         if not good and known is None:
             return None, errors
-        arrays = [pa.array([p.result.get(n) for p in good], type=types[n]) for n in names]
+        arrays = [_arrow_array([p.result.get(n) for p in good], types[n]) for n in names]
         schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
         if line_type is not None:
             arrays.append(pa.array([p.line for p in good], type=line_type))
@@ -369,7 +369,7 @@ class PythonProcessor(Checking):
         """The type of column ``name``: ``wanted``, else inferred from all its values, else
         from its first value that converts; values that do not convert reject their row."""
         try:
-            return pa.array(values, type=wanted).type
+            return _arrow_array(values, wanted).type
         except _CONVERSION_ERRORS:
             pass
         column_type = wanted
@@ -393,7 +393,7 @@ class PythonProcessor(Checking):
                     reject(i, reason + _first_line(exc), name, v)
                 continue
             try:
-                pa.array([v], type=column_type)
+                _arrow_array([v], column_type)
             except _CONVERSION_ERRORS as exc:
                 reject(
                     i,
@@ -403,6 +403,38 @@ class PythonProcessor(Checking):
                     v,
                 )
         return column_type if column_type is not None else pa.null()
+
+
+_MICROSECONDS_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _arrow_array(values: list[Any], kind: pa.DataType | None) -> pa.Array:
+    """``pa.array(values, type=kind)``, save that timedeltas become a duration exactly:
+    pyarrow multiplies the days out before it adds the rest, which overflows for the least
+    durations (``duration[us]`` of -2**63 + 1) although the whole value fits."""
+    try:
+        return pa.array(values, type=kind)
+    except (OverflowError, pa.ArrowInvalid):
+        if kind is None or not pa.types.is_duration(kind):
+            raise
+        if not all(v is None or isinstance(v, dt.timedelta) for v in values):
+            raise
+    counts: list[int | None] = []
+    for v in values:
+        if v is None:
+            counts.append(None)
+            continue
+        micros = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
+        if kind.unit == "ns":
+            count = micros * 1_000
+        elif micros % _MICROSECONDS_PER[kind.unit]:
+            raise pa.ArrowInvalid(f"{v!r} is not a whole number of {kind.unit}")
+        else:
+            count = micros // _MICROSECONDS_PER[kind.unit]
+        if not -(2**63) <= count < 2**63:
+            raise OverflowError(f"{v!r} does not fit {kind}")
+        counts.append(count)
+    return pa.array(counts, pa.int64()).cast(kind)
 
 
 _CONVERSION_ERRORS = (
@@ -422,7 +454,7 @@ def _kept_type(values: list[Any], given: pa.DataType) -> pa.DataType | None:
     truncates quietly (2.5 into an int, a datetime into a date, microseconds into a
     ``timestamp[s]``), so the values are read back and compared."""
     try:
-        back = pa.array(values, type=given).to_pylist()
+        back = _arrow_array(values, given).to_pylist()
     except _CONVERSION_ERRORS:
         return None
     for a, b in zip(back, values, strict=True):

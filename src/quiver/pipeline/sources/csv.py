@@ -24,7 +24,7 @@ inference (from the first block of the first file; the types are then fixed for 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -865,21 +865,43 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _read_block(self, data: Bytes | memoryview, newlines: bool) -> pa.Table:
         """The rows of ``data``; a decimal column keeps the text of each value beside it, and
-        a duration or interval column is read from its ISO 8601 text (``PT90000.5S``)."""
-        types = self.column_types
-        durations = {
+        a duration or interval column is read from its ISO 8601 text (``PT90000.5S``). A
+        block that Arrow refuses is read again with its nanosecond timestamp columns as text,
+        converted by :func:`cast_column`: Arrow's CSV parser refuses the earliest of them
+        (``1677-09-21T00:12:43.145224193``)."""
+        durations = self._text_read(lambda t: pa.types.is_duration(t) or pa.types.is_interval(t))
+        try:
+            return self._read_as_text(data, newlines, durations)
+        except pa.ArrowInvalid as exc:
+            nanos = self._text_read(lambda t: pa.types.is_timestamp(t) and t.unit == "ns")
+            if not nanos or self.cfg.timestamp_formats is not None:
+                raise
+            try:
+                return self._read_as_text(data, newlines, {**durations, **nanos})
+            except pa.ArrowInvalid:
+                raise exc from None  # Arrow's words name the bad value
+
+    def _text_read(self, wanted: Callable[[pa.DataType], bool]) -> dict[str, pa.DataType]:
+        """The read columns whose declared type is ``wanted``."""
+        return {
             n: t
-            for n, t in (types or {}).items()
-            if (pa.types.is_duration(t) or pa.types.is_interval(t))
-            and (self.cfg.select is None or n in self.cfg.select)
+            for n, t in (self.column_types or {}).items()
+            if wanted(t) and (self.cfg.select is None or n in self.cfg.select)
         }
-        if not durations:
+
+    def _read_as_text(
+        self, data: Bytes | memoryview, newlines: bool, as_text: dict[str, pa.DataType]
+    ) -> pa.Table:
+        """The rows of ``data``, the columns of ``as_text`` read as text and converted by
+        :func:`cast_column`."""
+        types = self.column_types
+        if not as_text:
             return self._read_decimals(data, newlines, types)
         assert types is not None
         table = self._read_decimals(
-            data, newlines, {**types, **dict.fromkeys(durations, pa.string())}
+            data, newlines, {**types, **dict.fromkeys(as_text, pa.string())}
         )
-        for name, kind in durations.items():
+        for name, kind in as_text.items():
             at = table.schema.get_field_index(name)
             try:
                 table = table.set_column(at, name, cast_column(table.column(at), kind))

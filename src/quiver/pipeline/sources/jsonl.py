@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from quiver.pipeline.component import (
     kept_text_column,
     source,
 )
-from quiver.pipeline.config_fields import ColumnTypes, Encoding
+from quiver.pipeline.config_fields import Encoding, JsonColumnTypes
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.json_text import beyond_float, json_array, parse_json, plain_json
@@ -54,10 +55,11 @@ class JsonlSourceConfig(ComponentConfig):
         description="File, glob or list of them, read in sorted order; `-` reads standard "
         "input. Relative to the pipeline file."
     )
-    types: ColumnTypes = Field(
+    types: JsonColumnTypes = Field(
         default_factory=dict,
         description="Field types by name (str, int, float, bool, date, datetime, decimal(p,s)"
-        ", ...); other fields are inferred from the `infer_bytes` sample.",
+        ", map<str, int>, ...); other fields are inferred from the `infer_bytes` sample. A map"
+        " is read from [key, value] pairs (as the jsonl sink writes it) or an object.",
     )
     unexpected_fields: Literal["reject", "ignore"] = Field(
         "reject",
@@ -106,11 +108,14 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         self.cfg = cfg
         self.encoding = normalize_encoding(cfg.encoding, "encoding")
         self.declared = pa.schema(
-            [(name, parse_type(t, f"types.{name}")) for name, t in cfg.types.items()]
+            [(name, parse_type(t, f"types.{name}", maps=True)) for name, t in cfg.types.items()]
         )
         # what pyarrow.json reads for declared fields: dates, times and decimals come as text
         # and are cast afterwards
         self.read_declared = pa.schema([f.with_type(_read_type(f.type)) for f in self.declared])
+        #: Declared fields holding a map, which pyarrow.json cannot read: lines are then read
+        #: one by one by the value rules, and the other fields inferred without them.
+        self.maps = {f.name for f in self.declared if _has_map(f.type)}
         self.schema: pa.Schema | None = None
         self.read_schema: pa.Schema | None = None
         self.inferred_floats: list[str] = []
@@ -204,8 +209,9 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _options(self, schema: pa.Schema | None) -> pajson.ParseOptions:
         if schema is None:
+            read = pa.schema([f for f in self.read_declared if f.name not in self.maps])
             return pajson.ParseOptions(
-                explicit_schema=self.read_declared if len(self.read_declared) else None,
+                explicit_schema=read if len(read) else None,
                 unexpected_field_behavior="infer",
             )
         return pajson.ParseOptions(
@@ -236,6 +242,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         """Infer the schema from the well-formed lines of the sample."""
         try:
             data = _gather(block, starts[records], ends[records])
+            if self.maps:
+                data = self._without_maps(data)
             inferred = self._read_json(data, None).schema
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             good = [
@@ -262,6 +270,18 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             f.name for f in fields if f.name not in declared and _has_float(f.type)
         ]
         self.read_schema = pa.schema([f.with_type(_read_type(f.type)) for f in fields])
+
+    def _without_maps(self, data: bytes | memoryview) -> bytes:
+        """The JSON lines of ``data`` without their declared map fields (to infer the others)."""
+        out = []
+        for line in bytes(data).splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out.append(json.dumps({k: v for k, v in record.items() if k not in self.maps}))
+        return "\n".join(out).encode()
 
     def _infer(self, block: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Schema:
         """The schema of the given lines. When lines disagree on a field's type, the first
@@ -291,6 +311,9 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         lines: np.ndarray,
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Parse the lines ``records``; a failing group is halved to isolate bad lines."""
+        if self.maps:
+            yield from self._parse_by_line(path, block, starts, ends, records, lines)
+            return
         pending: list[np.ndarray] = [np.arange(records.size)]
         while pending:
             subset = pending.pop(0)
@@ -342,6 +365,41 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 continue
             if table.num_rows:
                 yield table, subset
+
+    def _parse_by_line(
+        self,
+        path: str,
+        block: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        records: np.ndarray,
+        lines: np.ndarray,
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """The lines ``records`` read by the value rules (a declared map field): all at once,
+        or one by one when a line is refused, to find it."""
+        assert self.schema is not None
+        whole = self._by_value_rules_at_once([block[starts[i] : ends[i]] for i in records])
+        if whole is not None:
+            yield without_decimal_text(whole, self._decimals), np.arange(records.size)
+            return
+        tables: list[pa.Table] = []
+        kept: list[int] = []
+        for i, index in enumerate(records.tolist()):
+            raw = block[starts[index] : ends[index]]
+            table, refused = self._by_value_rules(raw)
+            if table is None:
+                reason = (
+                    refused[0]
+                    if refused
+                    else self._explain(_line_problem(raw, self.schema.names), raw)
+                )
+                self._malformed(path, int(lines[i]), reason, raw)
+                continue
+            tables.append(table)
+            kept.append(i)
+        if tables:
+            table = pa.concat_tables(tables).combine_chunks()
+            yield without_decimal_text(table, self._decimals), np.array(kept, dtype=np.int64)
 
     def _exact_floats(
         self,
@@ -433,7 +491,14 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 try:
                     arrays.append(pa.array([_special_floats(plain_json(value), f.type)], f.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                    return None, None
+                    if f.name not in self.maps:
+                        return None, None
+                    shown = orjson.dumps(plain_json(value)).decode()[:80]
+                    why = (
+                        f"field {f.name!r}: {shown} is not a {f.type} (write [key, value] pairs"
+                        " or an object)"
+                    )
+                    return None, (why, f"'{f.name}'", shown)
                 continue
             unit = epoch_unit(self.cfg.types[f.name]) if f.name in self.cfg.types else "s"
             array, refused = json_array([value], f.type, unit)
@@ -442,6 +507,41 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 return None, (why, f"'{f.name}'", str(value))
             arrays.append(array)
         return pa.Table.from_arrays(arrays, schema=self.schema), None
+
+    def _by_value_rules_at_once(self, raws: list[bytes]) -> pa.Table | None:
+        """The lines ``raws`` read by the value rules column by column, or None when one of
+        them is refused (or a field's float type was inferred: its integers are checked one
+        line at a time)."""
+        assert self.schema is not None
+        if self.inferred_floats:
+            return None
+        records = []
+        for raw in raws:
+            try:
+                record = parse_json(raw)
+            except ValueError:
+                return None
+            if not isinstance(record, dict):
+                return None
+            if self.cfg.unexpected_fields == "reject" and set(record) - set(self.schema.names):
+                return None
+            records.append(record)
+        arrays = []
+        for f in self.schema:
+            values = [r.get(f.name) for r in records]
+            if pa.types.is_nested(f.type):
+                try:
+                    plain = [_special_floats(plain_json(v), f.type) for v in values]
+                    arrays.append(pa.array(plain, f.type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError):
+                    return None
+                continue
+            unit = epoch_unit(self.cfg.types[f.name]) if f.name in self.cfg.types else "s"
+            array, refused = json_array(values, f.type, unit)
+            if refused:
+                return None
+            arrays.append(array)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _explain(self, exc: Exception, raw: bytes) -> str:
         bad = describe_bad_bytes(raw, self.cfg.encoding)
@@ -490,6 +590,14 @@ def _special_floats(value: Any, kind: pa.DataType) -> Any:
     if isinstance(kind, pa.StructType) and isinstance(value, dict):
         fields = {f.name: f.type for f in kind}
         return {k: _special_floats(v, fields[k]) if k in fields else v for k, v in value.items()}
+    if isinstance(kind, pa.MapType):
+        # the sink's [key, value] pairs, or an object of text keys
+        pairs = [list(item) for item in value.items()] if isinstance(value, dict) else value
+        if isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            return [
+                (_special_floats(k, kind.key_type), _special_floats(v, kind.item_type))
+                for k, v in pairs
+            ]
     return value
 
 
@@ -612,6 +720,29 @@ def _base64_decoded(table: pa.Table, schema: pa.Schema) -> pa.Table:
             raise pa.ArrowInvalid(f"field '{f.name}' is not base64 text: {exc}") from None
         table = table.set_column(at, f.name, pa.array(values, f.type))
     return table
+
+
+def _has_map(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is a map or holds one in a list or struct."""
+    if isinstance(kind, pa.MapType):
+        return True
+    if isinstance(kind, pa.ListType | pa.LargeListType | pa.FixedSizeListType):
+        return _has_map(kind.value_type)
+    if isinstance(kind, pa.StructType):
+        return any(_has_map(f.type) for f in kind)
+    return False
+
+
+def _line_problem(raw: bytes, names: list[str]) -> pa.ArrowInvalid:
+    """What :meth:`JsonlSource._explain` is told of a line the value rules could not read
+    (it finds bad bytes and JSON that is no object itself)."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return pa.ArrowInvalid("the line is not JSON")
+    if isinstance(record, dict) and set(record) - set(names):
+        return pa.ArrowInvalid("JSON parse error: unexpected field")
+    return pa.ArrowInvalid("a value does not match the schema fixed from the first lines")
 
 
 def _read_type(kind: pa.DataType) -> pa.DataType:

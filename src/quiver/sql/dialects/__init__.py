@@ -176,6 +176,13 @@ class Dialect:
     #: The average of a floating-point column, when AVG cannot take every value (PostgreSQL's
     #: AVG of double precision also sums squares, which overflow past 1.3e154).
     float_avg: str = ""
+    #: The exact sum of an integer column ``{0}`` as the text of its digits, where SUM fails
+    #: past 64 bits (SQLite's "integer overflow"); ``{1}`` is the rendered ``loose_sum``, used
+    #: when the column holds a value that is not an integer. Empty: SUM is exact.
+    int_sum: str = ""
+    #: The sum beside ``int_sum``: an aggregate that never fails (every aggregate of a
+    #: statement is computed, whichever branch of a CASE is taken).
+    loose_sum: str = "SUM({})"
     #: Input per database type, as ``type_output``: how a filter value is cast to compare
     #: with a column of that type (MariaDB's single-precision FLOAT). A String column of a
     #: type listed here (PostgreSQL's money, interval, inet, ranges; MariaDB's BIT, INET6)
@@ -662,6 +669,15 @@ SQLITE = Dialect(
     like="{} LIKE {} ESCAPE '!'",
     in_list="expand",
     float_cast="CAST({} AS REAL)",
+    # SUM of integers fails past 2**63. The high and low 32 bits of each value are summed
+    # apart (neither sum overflows before 2**31 rows) and joined exactly by quiver_int_sum;
+    # a column holding any real, text or blob is summed by TOTAL (SUM's value then, a real,
+    # which the field's output refuses as before; SUM itself would still fail on overflow).
+    int_sum=(
+        "CASE WHEN COUNT({0}) = COALESCE(SUM(typeof({0}) = 'integer'), 0)"
+        " THEN quiver_int_sum(SUM({0} >> 32), SUM({0} & 4294967295)) ELSE {1} END"
+    ),
+    loose_sum="TOTAL({})",
     extra_session_sql=("PRAGMA case_sensitive_like = ON",),
 )
 
