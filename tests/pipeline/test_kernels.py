@@ -36,6 +36,18 @@ CALLS: list[tuple[str, Callable[[Any], Any]]] = [
         lambda k: k.binary_join_element_wise(TEXT, TEXT.fill_null("x"), pa.scalar(",")),
     ),
     ("binary_join_element_wise", lambda k: k.binary_join_element_wise(TEXT, "|")),
+    ("cast", lambda k: k.cast(pa.array([1.5, None, 1e300, -0.0]), pa.string())),
+    ("cast", lambda k: k.cast(pa.array([2**40, None]), pa.int32(), safe=False)),
+    (
+        "cast",
+        lambda k: k.cast(
+            pa.array([1_500_000, 7], pa.timestamp("us")), pa.timestamp("ms"), safe=False
+        ),
+    ),
+    ("utf8_length", lambda k: k.utf8_length(TEXT)),
+    ("utf8_length", lambda k: k.utf8_length(SLICED)),
+    ("min_max", lambda k: k.min_max(pa.array([3, None, -7, 12]))),
+    ("min_max", lambda k: k.min_max(pa.array([], pa.int64()))),
 ]
 
 
@@ -49,6 +61,15 @@ def test_each_kernel_gives_what_pyarrow_compute_gives(
     ours, theirs = call(kernels), call(arrow_compute)
     assert ours.type == theirs.type
     assert ours.equals(theirs)
+
+
+def test_a_safe_cast_refuses_what_pyarrow_computes_refuses() -> None:
+    values = pa.array([2**40])
+    with pytest.raises(pa.ArrowInvalid) as theirs:
+        arrow_compute.cast(values, pa.int32())
+    with pytest.raises(pa.ArrowInvalid) as ours:
+        kernels.cast(values, pa.int32())
+    assert str(ours.value) == str(theirs.value)
 
 
 def test_any_other_name_is_pyarrow_computes_own() -> None:
