@@ -14,8 +14,8 @@ import re
 from typing import Literal, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline.value_text import durations_from_texts, refuse_huge_exponents
 from quiver.runtime.errors import PermanentError
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline.value_text import (
     duration_texts,
     durations_from_texts,

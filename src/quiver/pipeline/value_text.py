@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
 
 __all__ = [

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline.component import LINE_COLUMN
 from quiver.pipeline.value_text import (
     duration_texts,

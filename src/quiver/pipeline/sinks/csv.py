@@ -21,10 +21,10 @@ from typing import Literal, NoReturn
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline import streams
 from quiver.pipeline.arrow_build import text_array, text_scalar
 from quiver.pipeline.component import (

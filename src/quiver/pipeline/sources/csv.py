@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from pydantic import Field, field_validator, model_validator
 
+from quiver.pipeline import kernels as pc
 from quiver.pipeline.component import (
     LINE_COLUMN,
     ByteCounting,
