@@ -473,13 +473,7 @@ class _Postgres(_Gated):
             raise
         finally:
             if conn is not None:
-                try:
-                    if settled:
-                        self._kept.append(conn)
-                    else:
-                        await self.pool.release(conn)
-                finally:
-                    self.gate.leave(True)
+                await self._put_back(conn, settled, True)
         values: list[bytes | None] = [None] * len(params)
         answered = [False] * len(params)
         for i, value in rows:  # as fetchval: the first column of the first row
@@ -528,16 +522,21 @@ class _Postgres(_Gated):
             raise mapped from exc
         finally:
             if conn is not None:
-                try:
-                    if settled:  # closed meanwhile: _connection() hands it back to the pool
-                        self._kept.append(conn)
-                    else:
-                        await self.pool.release(conn)  # the pool opens a new one when asked
-                finally:
-                    self.gate.leave(cheap)
+                await self._put_back(conn, settled, cheap)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
+
+    async def _put_back(self, conn: Any, settled: bool, cheap: bool) -> None:
+        """Keep ``conn`` for the next statement if the server answered its last one, else hand
+        it back to the pool (which opens a new one when asked), and free its slot."""
+        try:
+            if settled:  # closed meanwhile: _connection() hands it back to the pool
+                self._kept.append(conn)
+            else:
+                await self.pool.release(conn)
+        finally:
+            self.gate.leave(cheap)
 
     async def _connection(self) -> Any:
         """A kept connection the server has not closed, or one from the pool."""
