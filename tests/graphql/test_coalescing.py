@@ -111,6 +111,7 @@ async def test_coalesced_queries_answer_what_they_answer_alone(
     assert answers == expected
     assert all(kind == "data" for kind, _ in answers)
     assert _coalesced(together) > before  # they did run together
+    assert _coalesced(alone) == 0  # database.coalesce: false
 
 
 async def test_a_connection_page_after_a_cursor_answers_as_alone(
