@@ -58,6 +58,18 @@ class DatabaseSettings(_Settings):
         "graphql.cheap_cost), so slow queries cannot take the whole pool; null = a fifth of "
         "pool_max, rounded down. Must be below pool_max.",
     )
+    coalesce: bool = Field(
+        default=True,
+        description="PostgreSQL: run the cheap queries of one worker process that wait on the "
+        "same statement while it runs (same text, other values) as one statement, and hand "
+        "each its own answer; false = one statement per query.",
+    )
+    coalesce_max: int = Field(
+        default=8,
+        ge=2,
+        description="Most queries one coalesced statement runs (database.coalesce); more "
+        "waiting start another statement at once.",
+    )
     schemas: list[str] = Field(
         default_factory=list,
         description="Database schemas to reflect (PostgreSQL); empty means the default schema.",

@@ -322,6 +322,7 @@ class GraphQLEngine:
             statement_timeout_ms=db.statement_timeout_ms,
             pool_timeout_ms=db.pool_timeout_ms,
             pool_reserved=db.reserved_connections,
+            coalesce_max=db.coalesce_max if db.coalesce else 1,
         )
         try:
             statistics = await read_statistics(db.url, schema)
@@ -576,7 +577,9 @@ class GraphQLEngine:
             # The common case, one root field read by one statement: its bytes as they come.
             only = steps[0]
             try:
-                value = await self.database.fetch_json(only.sql, params[0], cheap=cheap)
+                value = await self.database.fetch_json(
+                    only.sql, params[0], cheap=cheap, pieces=only.pieces
+                )
             except DatabaseError as err:
                 results = [err]  # answered below, as with several root fields
             else:
@@ -588,11 +591,15 @@ class GraphQLEngine:
             pass  # its error is in results
         elif len(sql_steps) == 1:
             i, s = sql_steps[0]
-            results = [await _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))]
+            results = [
+                await _guard(
+                    self.database.fetch_json(s.sql, params[i], cheap=cheap, pieces=s.pieces)
+                )
+            ]
         else:
             results = await asyncio.gather(
                 *(
-                    _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap))
+                    _guard(self.database.fetch_json(s.sql, params[i], cheap=cheap, pieces=s.pieces))
                     for i, s in sql_steps
                 )
             )

@@ -54,6 +54,7 @@ from quiver.sql.fragment import (
     Slot,
     all_of,
     any_of,
+    compile_split,
     compile_sql,
     ident,
     join,
@@ -106,6 +107,9 @@ class RootStep:
     static: bytes | None = None
     sql: str = ""
     slots: tuple[Slot, ...] = ()
+    #: ``sql`` cut at its placeholders (see :func:`~quiver.sql.fragment.compile_split`): the
+    #: database may run it with other requests' statements of the same text as one.
+    pieces: tuple[str, ...] = ()
     introspection: bool = False
     #: Slots whose values must be valid even when the SQL does not use them (e.g. a cursor
     #: given to a connection whose selection needs no page window).
@@ -151,12 +155,13 @@ def plan_operation(
         root = catalog.root_fields[name]
         planner.reset()
         frag = planner.root(root, query_type.fields[name], nodes)
-        text, slots = compile_sql(frag, dialect)
+        text, slots, pieces = compile_split(frag, dialect)
         steps.append(
             RootStep(
                 key,
                 sql=text,
                 slots=tuple(slots),
+                pieces=pieces,
                 checks=tuple(planner.checks),
                 cursors=planner.placement,
                 typed_inputs=tuple(planner.typed_inputs),

@@ -230,7 +230,12 @@ class Database(Protocol):
     gate: ConnectionGate
 
     async def fetch_json(
-        self, text: str, params: Sequence[Any], *, cheap: bool = False
+        self,
+        text: str,
+        params: Sequence[Any],
+        *,
+        cheap: bool = False,
+        pieces: Sequence[str] | None = None,
     ) -> bytes | None: ...
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
     async def ping(self) -> None: ...
@@ -254,6 +259,7 @@ async def open_database(
     pool_timeout_ms: int = 5_000,
     pool_reserved: int = 0,
     postgresql_settings: Mapping[str, str] | None = None,
+    coalesce_max: int = 1,
 ) -> Database:
     """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
     credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`).
@@ -262,13 +268,19 @@ async def open_database(
     for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
     connection raises :class:`DatabaseBusyError`. ``postgresql_settings`` are more settings
     of each PostgreSQL session (``plan_cache_mode``, ...); other databases ignore them.
+
+    On PostgreSQL, ``coalesce_max`` above 1 runs up to that many cheap statements of one text
+    that wait while another of it runs as one statement (see :class:`_Coalesced`); only
+    statements given with their ``pieces`` are coalesced.
     """
     parsed = parse_database_url(url)
     gate = ConnectionGate(pool_max, pool_reserved, pool_timeout_ms / 1000)
     if parsed.dialect == "postgresql":
-        return await _Postgres.open(
+        db = await _Postgres.open(
             parsed, pool_min, gate, statement_timeout_ms, postgresql_settings or {}
         )
+        db.coalesce_max = coalesce_max
+        return db
     if parsed.dialect == "mysql":
         return await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
     return await _Sqlite.open(parsed, gate, statement_timeout_ms)
@@ -295,6 +307,12 @@ class _Postgres(_Gated):
         #: for what the gate admits (held connections never outnumber admitted statements plus
         #: these, and the pool is only asked when none is kept).
         self._kept: list[Any] = []
+        #: Most statements one coalesced statement runs; 1: none is coalesced.
+        self.coalesce_max = 1
+        #: What coalescing knows of each statement text (see :meth:`fetch_json`).
+        self._coalesced: dict[str, _Coalesced] = {}
+        #: Coalesced statements under way.
+        self._batches: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -328,8 +346,151 @@ class _Postgres(_Gated):
         return cls(pool, gate, timeout_ms)
 
     async def fetch_json(
-        self, text: str, params: Sequence[Any], *, cheap: bool = False
+        self,
+        text: str,
+        params: Sequence[Any],
+        *,
+        cheap: bool = False,
+        pieces: Sequence[str] | None = None,
     ) -> bytes | None:
+        """The statement's JSON. A cheap statement given with ``pieces`` (its text cut at its
+        placeholders) that finds another of its text running waits for it to return, and then
+        runs with every other one that waited meanwhile as one statement (at most
+        ``coalesce_max`` of them; more waiting start another at once): each statement of
+        PostgreSQL costs its backend about as much to start as a lookup by key to run, and
+        the client one round trip. Nothing waits for company: a statement that finds none of
+        its text running runs at once, alone."""
+        if pieces is None or not cheap or self.coalesce_max < 2:
+            return await self._fetch_one(text, params, cheap)
+        group = self._coalesced.get(text)
+        if group is None:
+            group = self._coalescing(text, pieces, len(params))
+        if group.broken:
+            return await self._fetch_one(text, params, cheap)
+        if not group.running:
+            group.running = 1
+            try:
+                return await self._fetch_one(text, params, cheap)
+            finally:
+                group.running -= 1
+                if group.waiting:
+                    self._start_batch(group)
+        waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        group.waiting.append((params, waiter))
+        if len(group.waiting) >= self.coalesce_max:
+            self._start_batch(group)
+        return await waiter  # a client that goes away cancels only its own waiter
+
+    def _coalescing(self, text: str, pieces: Sequence[str], n_params: int) -> _Coalesced:
+        known = self._coalesced
+        if len(known) >= _COALESCED_TEXTS:
+            for key in [k for k, g in known.items() if not g.running and not g.waiting]:
+                del known[key]
+        group = known[text] = _Coalesced(text, tuple(pieces))
+        group.broken = len(pieces) != n_params + 1
+        return group
+
+    def _start_batch(self, group: _Coalesced) -> None:
+        cap = self.coalesce_max
+        members, group.waiting = group.waiting[:cap], group.waiting[cap:]
+        group.running += 1
+        task = asyncio.get_running_loop().create_task(self._run_batch(group, members))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, group: _Coalesced, members: list[_Waiting]) -> None:
+        import asyncpg
+
+        try:
+            live = [(p, w) for p, w in members if not w.done()]
+            if len(live) == 1:
+                await self._answer(group.text, *live[0])
+            elif live:
+                try:
+                    values = await self._fetch_many(group, [p for p, _ in live])
+                except DatabaseBusyError:
+                    for _, w in live:  # each waited as long as alone: no second wait
+                        if not w.done():
+                            w.set_exception(self._busy(True))
+                except Exception as exc:
+                    # One request's value the column's type cannot read fails the whole
+                    # statement: each runs alone, so that only its own request has the error.
+                    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate[:2] in ("42", "0A"):
+                        group.broken = True  # the statement itself cannot be coalesced
+                        log.debug("statement not coalesced: %s", exc)
+                    await asyncio.gather(*(self._answer(group.text, p, w) for p, w in live))
+                else:
+                    for (_, w), value in zip(live, values, strict=True):
+                        if not w.done():
+                            w.set_result(value)
+        except BaseException:
+            for _, w in members:
+                w.cancel()  # closing: nothing answers them any more
+            raise
+        finally:
+            group.running -= 1
+            if group.waiting:
+                self._start_batch(group)
+
+    async def _answer(
+        self, text: str, params: Sequence[Any], waiter: asyncio.Future[bytes | None]
+    ) -> None:
+        try:
+            value = await self._fetch_one(text, params, True)
+        except Exception as exc:
+            if not waiter.done():
+                waiter.set_exception(exc)
+        else:
+            if not waiter.done():
+                waiter.set_result(value)
+
+    async def _fetch_many(
+        self, group: _Coalesced, params: list[Sequence[Any]]
+    ) -> list[bytes | None]:
+        """Run the statements of ``group.text`` with each of ``params`` as one statement."""
+        if not await self.gate.enter(True):
+            raise self._busy(True)
+        try:
+            kept = self._kept
+            conn = kept.pop() if kept and _usable(kept[-1]) else await self._connection()
+        except BaseException:
+            self.gate.leave(True)
+            raise
+        settled = False
+        try:
+            if group.types is None:
+                prepared = await conn.prepare(group.text, timeout=self.deadline_s)
+                quote = self.dialect.quote_ident
+                group.types = tuple(
+                    f"{quote(t.schema)}.{quote(t.name)}" for t in prepared.get_parameters()
+                )
+            rows = await conn.fetch(
+                group.statement(len(params)),
+                *[_pg_param(p) for one in params for p in one],
+                timeout=self.deadline_s,
+            )
+            settled = True
+        except TimeoutError:
+            self._release_later(conn, True)
+            conn = None
+            raise _timed_out() from None
+        except Exception as exc:
+            import asyncpg
+
+            settled = isinstance(exc, asyncpg.PostgresError)
+            raise
+        finally:
+            if conn is not None:
+                await self._put_back(conn, settled, True)
+        values: list[bytes | None] = [None] * len(params)
+        answered = [False] * len(params)
+        for i, value in rows:  # as fetchval: the first column of the first row
+            if not answered[i]:
+                answered[i] = True
+                values[i] = _json_bytes(value)
+        return values
+
+    async def _fetch_one(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
         if not await self.gate.enter(cheap):
             raise self._busy(cheap)
         try:
@@ -369,16 +530,21 @@ class _Postgres(_Gated):
             raise mapped from exc
         finally:
             if conn is not None:
-                try:
-                    if settled:  # closed meanwhile: _connection() hands it back to the pool
-                        self._kept.append(conn)
-                    else:
-                        await self.pool.release(conn)  # the pool opens a new one when asked
-                finally:
-                    self.gate.leave(cheap)
+                await self._put_back(conn, settled, cheap)
         if value is None:
             return None
         return value if isinstance(value, bytes) else str(value).encode()
+
+    async def _put_back(self, conn: Any, settled: bool, cheap: bool) -> None:
+        """Keep ``conn`` for the next statement if the server answered its last one, else hand
+        it back to the pool (which opens a new one when asked), and free its slot."""
+        try:
+            if settled:  # closed meanwhile: _connection() hands it back to the pool
+                self._kept.append(conn)
+            else:
+                await self.pool.release(conn)
+        finally:
+            self.gate.leave(cheap)
 
     async def _connection(self) -> Any:
         """A kept connection the server has not closed, or one from the pool."""
@@ -430,12 +596,77 @@ class _Postgres(_Gated):
         await self.fetch_json("SELECT 1", (), cheap=True)
 
     async def close(self) -> None:
+        if self._batches:
+            await asyncio.wait(self._batches, timeout=_RELEASE_TIMEOUT_S)
         if self._releasing:
             await asyncio.wait(self._releasing, timeout=_RELEASE_TIMEOUT_S)
         kept, self._kept = self._kept, []
         for conn in kept:
             await self.pool.release(conn)
         await self.pool.close()
+
+
+#: A request waiting for a coalesced statement: its parameters and where its answer goes.
+_Waiting = tuple[Sequence[Any], "asyncio.Future[bytes | None]"]
+
+#: Statement texts whose coalesced forms are kept at most (the idle ones are forgotten then).
+_COALESCED_TEXTS = 512
+
+
+class _Coalesced:
+    """One statement text's requests on PostgreSQL: how many of its statements run, the
+    requests waiting to run together, and its coalesced forms.
+
+    The form of ``n`` requests (``SELECT 1 + $1 ...`` with pieces ``["SELECT 1 + ", " ..."]``)::
+
+        SELECT "__batch".i, "__q".v
+        FROM (VALUES (0, $1::"pg_catalog"."int4"), (1, $2::"pg_catalog"."int4")) AS "__batch"(i, p1)
+        LEFT JOIN LATERAL (SELECT 1 + ("__batch".p1) ...) AS "__q"(v) ON true
+
+    Each parameter is cast to the type PostgreSQL gave it in the statement alone (read once
+    from the prepared statement), so every expression reads the same type as it did: the
+    answers are the statement's own, row ``i`` for request ``i`` (a request without a row
+    answers NULL, as ``fetchval`` does). The placeholders are replaced where the compiler put
+    them (``pieces``), never found by a scan of the text: quoted names and string literals
+    stay as they are. The planner names its tables ``t<n>``, never ``__batch``.
+    """
+
+    __slots__ = ("broken", "pieces", "running", "statements", "text", "types", "waiting")
+
+    def __init__(self, text: str, pieces: tuple[str, ...]) -> None:
+        self.text = text
+        self.pieces = pieces
+        self.running = 0
+        self.waiting: list[_Waiting] = []
+        #: Each parameter's type, quoted for a cast (read once from the prepared statement).
+        self.types: tuple[str, ...] | None = None
+        #: The coalesced form by number of requests.
+        self.statements: dict[int, str] = {}
+        #: PostgreSQL refused the coalesced form: each request runs alone.
+        self.broken = False
+
+    def statement(self, n: int) -> str:
+        text = self.statements.get(n)
+        if text is None:
+            types = self.types
+            assert types is not None
+            k = len(types)
+            rows = ", ".join(
+                "("
+                + ", ".join([str(r), *(f"${r * k + j + 1}::{t}" for j, t in enumerate(types))])
+                + ")"
+                for r in range(n)
+            )
+            names = ", ".join(["i", *(f"p{j + 1}" for j in range(k))])
+            inner = self.pieces[0] + "".join(
+                f'("__batch".p{j + 1}){piece}' for j, piece in enumerate(self.pieces[1:])
+            )
+            text = (
+                f'SELECT "__batch".i, "__q".v FROM (VALUES {rows}) AS "__batch"({names})'
+                f' LEFT JOIN LATERAL ({inner}) AS "__q"(v) ON true'
+            )
+            self.statements[n] = text
+        return text
 
 
 def driver_params(dialect: str, params: Sequence[Any]) -> list[Any]:
@@ -558,7 +789,12 @@ class _MySQL(_Gated):
         return cls(pool, url, gate, timeout_ms)
 
     async def fetch_json(
-        self, text: str, params: Sequence[Any], *, cheap: bool = False
+        self,
+        text: str,
+        params: Sequence[Any],
+        *,
+        cheap: bool = False,
+        pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
         from asyncmy.errors import MySQLError
 
@@ -954,7 +1190,12 @@ class _Sqlite(_Gated):
                 conn.set_progress_handler(None, 0)
 
     async def fetch_json(
-        self, text: str, params: Sequence[Any], *, cheap: bool = False
+        self,
+        text: str,
+        params: Sequence[Any],
+        *,
+        cheap: bool = False,
+        pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
         loop = asyncio.get_running_loop()
         job = _SqliteJob(text, params, cheap, loop.create_future())

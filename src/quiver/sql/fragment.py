@@ -22,6 +22,7 @@ __all__ = [
     "Text",
     "all_of",
     "any_of",
+    "compile_split",
     "compile_sql",
     "ident",
     "join",
@@ -156,8 +157,19 @@ def _balanced(separator: str, conditions: Sequence[Piece]) -> Fragment:
 
 def compile_sql(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot]]:
     """Render ``fragment`` for ``dialect``: the SQL text and the slots of its placeholders."""
+    text, slots, _ = compile_split(fragment, dialect)
+    return text, slots
+
+
+def compile_split(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot], tuple[str, ...]]:
+    """:func:`compile_sql`, and the text cut at its placeholders: ``len(slots) + 1`` pieces, the
+    text being the pieces joined by the placeholders in order. A statement can be rewritten
+    from them with other expressions in the placeholders' places (PostgreSQL runs several
+    requests' statements as one that way), with no scan of the text for ``$n``."""
     chunks: list[str] = []
     slots: list[Slot] = []
+    #: index in ``chunks`` of each placeholder
+    marks: list[int] = []
     quote = dialect.quote_ident
     placeholder = dialect.placeholder
     percent = dialect.escape_percent
@@ -171,9 +183,16 @@ def compile_sql(fragment: Fragment, dialect: Dialect) -> tuple[str, list[Slot]]:
                 chunks.append(name.replace("%", "%%") if percent else name)
             elif isinstance(p, Param):
                 slots.append(p.slot)
+                marks.append(len(chunks))
                 chunks.append(placeholder(len(slots)))
             else:
                 walk(p.parts)
 
     walk(fragment.parts)
-    return "".join(chunks), slots
+    pieces: list[str] = []
+    start = 0
+    for m in marks:
+        pieces.append("".join(chunks[start:m]))
+        start = m + 1
+    pieces.append("".join(chunks[start:]))
+    return "".join(chunks), slots, tuple(pieces)
