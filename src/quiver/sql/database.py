@@ -361,24 +361,30 @@ class _Postgres(_Gated):
         the client one round trip. Nothing waits for company: a statement that finds none of
         its text running runs at once, alone."""
         if pieces is None or not cheap or self.coalesce_max < 2:
-            return await self._fetch_one(text, params, cheap)
+            return await self._fetch_one(text, params, cheap, self.deadline_s)
         group = self._coalesced.get(text)
         if group is None:
             group = self._coalescing(text, pieces, len(params))
         if group.broken:
-            return await self._fetch_one(text, params, cheap)
+            return await self._fetch_one(text, params, cheap, self.deadline_s)
         if not group.running:
             group.running = 1
             try:
-                return await self._fetch_one(text, params, cheap)
+                return await self._fetch_one(text, params, cheap, self.deadline_s)
             finally:
                 group.running -= 1
                 if group.waiting:
                     self._start_batch(group)
-        waiter: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        group.waiting.append((params, waiter))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bytes | None] = loop.create_future()
+        deadline = None if self.deadline_s is None else loop.time() + self.deadline_s
+        group.waiting.append((params, waiter, deadline))
         if len(group.waiting) >= self.coalesce_max:
             self._start_batch(group)
+        elif group.timer is None:
+            # A slow statement of the text does not hold the others back: those waiting for
+            # it go on their own after a few milliseconds.
+            group.timer = loop.call_later(_COALESCE_WAIT_S, self._start_batch, group)
         return await waiter  # a client that goes away cancels only its own waiter
 
     def _coalescing(self, text: str, pieces: Sequence[str], n_params: int) -> _Coalesced:
@@ -391,6 +397,11 @@ class _Postgres(_Gated):
         return group
 
     def _start_batch(self, group: _Coalesced) -> None:
+        if group.timer is not None:
+            group.timer.cancel()
+            group.timer = None
+        if not group.waiting:
+            return
         cap = self.coalesce_max
         members, group.waiting = group.waiting[:cap], group.waiting[cap:]
         group.running += 1
@@ -402,14 +413,21 @@ class _Postgres(_Gated):
         import asyncpg
 
         try:
-            live = [(p, w) for p, w in members if not w.done()]
+            live = [m for m in members if not m[1].done()]
             if len(live) == 1:
                 await self._answer(group.text, *live[0])
             elif live:
+                # Each request keeps the time limit it had alone, counted from its arrival: the
+                # coalesced statement gets half of what the most hurried one has left, so that
+                # a statement slow for one request's values leaves the others time to run alone.
+                deadlines = [d for _, _, d in live if d is not None]
+                budget = None
+                if deadlines:
+                    budget = max((min(deadlines) - asyncio.get_running_loop().time()) / 2, 0.0)
                 try:
-                    values = await self._fetch_many(group, [p for p, _ in live])
+                    values = await self._fetch_many(group, [p for p, _, _ in live], budget)
                 except DatabaseBusyError:
-                    for _, w in live:  # each waited as long as alone: no second wait
+                    for _, w, _ in live:  # each waited as long as alone: no second wait
                         if not w.done():
                             w.set_exception(self._busy(True))
                 except Exception as exc:
@@ -418,13 +436,13 @@ class _Postgres(_Gated):
                     if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate[:2] in ("42", "0A"):
                         group.broken = True  # the statement itself cannot be coalesced
                         log.debug("statement not coalesced: %s", exc)
-                    await asyncio.gather(*(self._answer(group.text, p, w) for p, w in live))
+                    await asyncio.gather(*(self._answer(group.text, *m) for m in live))
                 else:
-                    for (_, w), value in zip(live, values, strict=True):
+                    for (_, w, _), value in zip(live, values, strict=True):
                         if not w.done():
                             w.set_result(value)
         except BaseException:
-            for _, w in members:
+            for _, w, _ in members:
                 w.cancel()  # closing: nothing answers them any more
             raise
         finally:
@@ -433,10 +451,17 @@ class _Postgres(_Gated):
                 self._start_batch(group)
 
     async def _answer(
-        self, text: str, params: Sequence[Any], waiter: asyncio.Future[bytes | None]
+        self,
+        text: str,
+        params: Sequence[Any],
+        waiter: asyncio.Future[bytes | None],
+        deadline: float | None,
     ) -> None:
+        timeout = None
+        if deadline is not None:
+            timeout = max(deadline - asyncio.get_running_loop().time(), 0.0)
         try:
-            value = await self._fetch_one(text, params, True)
+            value = await self._fetch_one(text, params, True, timeout)
         except Exception as exc:
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -445,9 +470,12 @@ class _Postgres(_Gated):
                 waiter.set_result(value)
 
     async def _fetch_many(
-        self, group: _Coalesced, params: list[Sequence[Any]]
+        self, group: _Coalesced, params: list[Sequence[Any]], timeout: float | None
     ) -> list[bytes | None]:
-        """Run the statements of ``group.text`` with each of ``params`` as one statement."""
+        """Run the statements of ``group.text`` with each of ``params`` as one statement,
+        cancelled after ``timeout`` seconds."""
+        if timeout is not None and timeout <= 0:
+            raise _timed_out()
         if not await self.gate.enter(True):
             raise self._busy(True)
         try:
@@ -467,7 +495,7 @@ class _Postgres(_Gated):
             rows = await conn.fetch(
                 group.statement(len(params)),
                 *[_pg_param(p) for one in params for p in one],
-                timeout=self.deadline_s,
+                timeout=timeout,
             )
             settled = True
         except TimeoutError:
@@ -490,7 +518,12 @@ class _Postgres(_Gated):
                 values[i] = _json_bytes(value)
         return values
 
-    async def _fetch_one(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
+    async def _fetch_one(
+        self, text: str, params: Sequence[Any], cheap: bool, timeout: float | None
+    ) -> bytes | None:
+        """One statement, cancelled after ``timeout`` seconds (``None``: never)."""
+        if timeout is not None and timeout <= 0:
+            raise _timed_out()
         if not await self.gate.enter(cheap):
             raise self._busy(cheap)
         try:
@@ -510,9 +543,7 @@ class _Postgres(_Gated):
         # it or closes it.
         settled = False
         try:
-            value = await conn.fetchval(
-                text, *[_pg_param(p) for p in params], timeout=self.deadline_s
-            )
+            value = await conn.fetchval(text, *[_pg_param(p) for p in params], timeout=timeout)
             settled = True
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
@@ -607,10 +638,14 @@ class _Postgres(_Gated):
 
 
 #: A request waiting for a coalesced statement: its parameters and where its answer goes.
-_Waiting = tuple[Sequence[Any], "asyncio.Future[bytes | None]"]
+#: A request waiting to run coalesced: its values, its answer, when its time runs out (loop
+#: time; None: no time limit).
+_Waiting = tuple[Sequence[Any], "asyncio.Future[bytes | None]", float | None]
 
 #: Statement texts whose coalesced forms are kept at most (the idle ones are forgotten then).
 _COALESCED_TEXTS = 512
+#: Seconds requests wait for a running statement of their text before they run without it.
+_COALESCE_WAIT_S = 0.005
 
 
 class _Coalesced:
@@ -631,13 +666,24 @@ class _Coalesced:
     stay as they are. The planner names its tables ``t<n>``, never ``__batch``.
     """
 
-    __slots__ = ("broken", "pieces", "running", "statements", "text", "types", "waiting")
+    __slots__ = (
+        "broken",
+        "pieces",
+        "running",
+        "statements",
+        "text",
+        "timer",
+        "types",
+        "waiting",
+    )
 
     def __init__(self, text: str, pieces: tuple[str, ...]) -> None:
         self.text = text
         self.pieces = pieces
         self.running = 0
         self.waiting: list[_Waiting] = []
+        #: Starts the waiting requests if the running statement has not returned meanwhile.
+        self.timer: asyncio.TimerHandle | None = None
         #: Each parameter's type, quoted for a cast (read once from the prepared statement).
         self.types: tuple[str, ...] | None = None
         #: The coalesced form by number of requests.
