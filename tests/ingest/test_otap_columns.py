@@ -191,3 +191,77 @@ def test_equal_to_previous_without_rows_or_with_one() -> None:
         assert columns._equal_to_previous(column).tolist() == []
     assert len(columns._pc_equal_to_previous(pa.array(["a", "a"]))) == 1
     assert np.asarray(pc.equal(pa.array([1]), pa.array([1]))).tolist() == [True]
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue())
+
+
+def _plain(name: str, values: list[int], kind: pa.DataType) -> tuple[pa.Field, pa.Array]:
+    return pa.field(name, kind, metadata={"encoding": "plain"}), pa.array(values, kind)
+
+
+def _batch(*columns: tuple[pa.Field, pa.Array] | tuple[str, pa.Array]) -> pa.RecordBatch:
+    fields = [c[0] if isinstance(c[0], pa.Field) else pa.field(c[0], c[1].type) for c in columns]
+    return pa.RecordBatch.from_arrays([c[1] for c in columns], schema=pa.schema(fields))
+
+
+@pytest.mark.parametrize(
+    ("parents", "lists"),
+    [
+        ([0, 0, 2], [["e0", "e1"], [], ["e2"]]),  # in span order, as senders send them
+        ([2, 0, 2], [["e1"], [], ["e0", "e2"]]),  # in any order: put in span order
+    ],
+)
+def test_events_and_links_go_to_their_spans_in_payload_order(
+    parents: list[int], lists: list[list[str]]
+) -> None:
+    spans = _batch(
+        _plain("id", [0, 1, 2], pa.uint16()),
+        ("start_time_unix_nano", pa.array([1, 2, 3], pa.timestamp("ns"))),
+        ("trace_id", pa.array([b"\x01" * 16] * 3, pa.binary(16))),
+        ("span_id", pa.array([bytes([i + 1]) * 8 for i in range(3)], pa.binary(8))),
+        ("name", pa.array(["a", "b", "c"])),
+    )
+    events = _batch(
+        _plain("id", [0, 1, 2], pa.uint32()),
+        _plain("parent_id", parents, pa.uint16()),
+        ("time_unix_nano", pa.array([10, 11, 12], pa.timestamp("ns"))),
+        ("name", pa.array(["e0", "e1", "e2"])),
+    )
+    event_attrs = _batch(
+        _plain("parent_id", [1], pa.uint32()),
+        ("key", pa.array(["k"])),
+        ("type", pa.array([2], pa.uint8())),
+        ("int", pa.array([5], pa.int64())),
+    )
+    links = _batch(
+        _plain("id", [0, 1, 2], pa.uint32()),
+        _plain("parent_id", parents, pa.uint16()),
+        ("trace_id", pa.array([bytes([9, i]) * 8 for i in range(3)], pa.binary(16))),
+        ("span_id", pa.array([bytes([i + 7]) * 8 for i in range(3)], pa.binary(8))),
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    types = otap_pb2.ArrowPayloadType
+    for kind, table in (
+        (types.SPANS, spans),
+        (types.SPAN_EVENTS, events),
+        (types.SPAN_EVENT_ATTRS, event_attrs),
+        (types.SPAN_LINKS, links),
+    ):
+        bar.arrow_payloads.add(schema_id=str(kind), type=kind, record=_ipc(table))
+    batch = decode_batch(IpcStreams("traces"), bar)
+    assert batch is not None
+    got_events = batch.column("events").to_pylist()
+    assert [[e["name"] for e in row] for row in got_events] == lists
+    by_name = {e["name"]: e for row in got_events for e in row}
+    assert by_name["e1"]["attributes"] == [("k", "5")]
+    assert by_name["e0"]["attributes"] == []
+    assert by_name["e2"]["time"].value == 12
+    got_links = batch.column("links").to_pylist()
+    names = {f"{i + 7:02x}" * 8: f"e{i}" for i in range(3)}
+    assert [[names[link["span_id"]] for link in row] for row in got_links] == lists
+    assert got_links[parents[0]][0]["trace_id"] == "0900" * 8

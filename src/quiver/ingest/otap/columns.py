@@ -10,6 +10,7 @@ and row, which the receiver answers ``INVALID_ARGUMENT``.
 from __future__ import annotations
 
 import base64
+import binascii
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -242,7 +243,7 @@ def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Arr
     data = array.buffers()[1]
     count = len(array)
     raw = np.frombuffer(data, dtype=np.uint8, count=count * width) if count else _NO_BYTES
-    text = raw.data.hex().encode("ascii")  # a C loop, no index array
+    text = binascii.hexlify(raw.data)  # a C loop, no index array, no str
     offsets = np.arange(0, (count + 1) * width * 2, width * 2, dtype=np.int32)
     keep = raw.view(np.uint64).reshape(count, width // 8).any(axis=1)  # all zeros: null
     if array.null_count:
