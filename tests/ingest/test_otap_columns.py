@@ -78,6 +78,19 @@ def test_resources_repeated_batch_after_batch_are_read_anew_whenever_they_change
     assert got[1]["scope_attributes"] == [[("scope.n", "0")]] * 2 + [[("scope.n", "1")]] * 2
 
 
+def test_a_resource_double_of_the_other_sign_of_zero_is_not_taken_for_the_same() -> None:
+    def weights(value: float) -> ExportTraceServiceRequest:
+        out = request(["a"])
+        attr = out.resource_spans[0].resource.attributes.add()
+        attr.key, attr.value.double_value = "weight", value
+        return out
+
+    encoder = OtapEncoder()
+    got = decoded([encoder.traces(weights(w)) for w in (0.0, -0.0, -0.0, 0.0, float("nan"))])
+    texts = [dict(row["resource_attributes"][0])["weight"] for row in got]
+    assert texts == ["0.0", "-0.0", "-0.0", "0.0", "NaN"]
+
+
 def test_a_repeated_resource_payload_with_a_bad_parent_id_is_still_refused() -> None:
     streams = IpcStreams("traces")
     encoder = OtapEncoder()

@@ -623,12 +623,7 @@ def _owner_maps(
     same owners, the maps made of that one are reused."""
     key = f"{what} {with_service}"
     last = attrs.memo.get(key)
-    if (
-        last is not None
-        and np.array_equal(last[1], distinct)
-        and last[0].equals(attrs.batch)
-        and last[0].schema.equals(attrs.batch.schema, check_metadata=True)
-    ):
+    if last is not None and np.array_equal(last[1], distinct) and _same_rows(last[0], attrs.batch):
         made: tuple[pa.Array, pa.Array | None] = last[2]
         return made
     parent = attrs.ids("parent_id", "quasidelta", attribute_runs(attrs))
@@ -647,6 +642,26 @@ def _owner_maps(
         service = texts.rows().filter(is_service).take(found)
     attrs.memo[key] = (attrs.batch, distinct, (maps, service))
     return maps, service
+
+
+def _same_rows(before: pa.RecordBatch, now: pa.RecordBatch) -> bool:
+    """Whether two payload tables hold the same values, down to the bits of floats (Arrow's
+    ``equals`` takes 0.0 and -0.0 for equal, whose texts differ); tables with nested
+    columns never count as the same."""
+    if not before.schema.equals(now.schema, check_metadata=True) or not before.equals(now):
+        return False
+    for a, b in zip(before.columns, now.columns, strict=True):
+        kind = a.type
+        if pa.types.is_nested(kind):
+            return False
+        if pa.types.is_floating(kind) and a.null_count < len(a):
+            bits = np.dtype(f"u{kind.bit_width // 8}")
+            zero = pa.scalar(0, kind)
+            left = a.fill_null(zero).to_numpy().view(bits)
+            right = b.fill_null(zero).to_numpy().view(bits)
+            if not np.array_equal(left, right):
+                return False
+    return True
 
 
 def attribute_runs(attrs: Payload) -> np.ndarray:
