@@ -162,6 +162,8 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
     integers, floats and booleans (nulls from the validity bitmap) and for dictionary
     indices, Arrow's ``equal`` for the rest (NaN equals nothing either way)."""
     rows = len(column)
+    if rows < 2:
+        return np.zeros(0, dtype=bool)
     kind = column.type
     if pa.types.is_dictionary(kind):
         indices = column.indices
