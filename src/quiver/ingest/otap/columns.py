@@ -10,6 +10,7 @@ and row, which the receiver answers ``INVALID_ARGUMENT``.
 from __future__ import annotations
 
 import base64
+import binascii
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -55,13 +56,22 @@ class OtapDataError(Exception):
 class Payload:
     """One decoded payload table: its columns with structs flattened (``resource.id``) and
     dictionaries decoded, and each column's ``encoding`` metadata (plain / delta /
-    quasidelta) where the sender gave one."""
+    quasidelta) where the sender gave one. ``memo`` is shared by the payloads of one IPC
+    stream, for results that later payloads of the same content can reuse."""
 
-    def __init__(self, name: str, batch: pa.RecordBatch, encodings: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        batch: pa.RecordBatch,
+        encodings: dict[str, str],
+        memo: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.batch = batch
         self.encodings = encodings
         self.rows = batch.num_rows
+        #: what was made of an earlier payload of the same IPC stream (see per_row_maps)
+        self.memo: dict[str, Any] = {} if memo is None else memo
 
     def column(self, name: str, *, required: bool = False) -> pa.Array | None:
         index = self.batch.schema.get_field_index(name)
@@ -149,9 +159,11 @@ _NARROW_UNSIGNED = (pa.uint8(), pa.uint16(), pa.uint32())
 
 def _equal_to_previous(column: pa.Array) -> np.ndarray:
     """For rows 1.., whether the row equals the row before (nulls never equal): numpy for
-    integers and floats without nulls and for dictionary indices, Arrow's ``equal`` for the
-    rest."""
+    integers, floats and booleans (nulls from the validity bitmap) and for dictionary
+    indices, Arrow's ``equal`` for the rest (NaN equals nothing either way)."""
     rows = len(column)
+    if rows < 2:
+        return np.zeros(0, dtype=bool)
     kind = column.type
     if pa.types.is_dictionary(kind):
         indices = column.indices
@@ -160,8 +172,14 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
         # by dictionary entry, counting equal entries as one
         first = np.asarray(pc.index_in(column.dictionary, value_set=column.dictionary))
         values = first[indices.to_numpy(zero_copy_only=False)]
-    elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and not column.null_count:
-        values = column.to_numpy()
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        if column.null_count:  # equal values, both rows valid
+            valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            values = column.fill_null(False if pa.types.is_boolean(kind) else 0)
+            values = values.to_numpy(zero_copy_only=False)
+            both: np.ndarray = (values[1:] == values[: rows - 1]) & valid[1:] & valid[: rows - 1]
+            return both
+        values = column.to_numpy(zero_copy_only=False)
     else:
         return _pc_equal_to_previous(column)
     equal: np.ndarray = values[1:] == values[: rows - 1]
@@ -170,7 +188,9 @@ def _equal_to_previous(column: pa.Array) -> np.ndarray:
 
 def _pc_equal_to_previous(column: pa.Array) -> np.ndarray:
     rows = len(column)
-    equal = pc.equal(column.slice(1), column.slice(0, rows - 1)).fill_null(False)
+    equal = pc.equal(column.slice(1), column.slice(0, rows - 1))
+    if equal.null_count:
+        equal = equal.fill_null(False)
     return np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -225,7 +245,7 @@ def hex_ids(array: pa.Array | None, width: int, rows: int, where: str) -> pa.Arr
     data = array.buffers()[1]
     count = len(array)
     raw = np.frombuffer(data, dtype=np.uint8, count=count * width) if count else _NO_BYTES
-    text = raw.data.hex().encode("ascii")  # a C loop, no index array
+    text = binascii.hexlify(raw.data)  # a C loop, no index array, no str
     offsets = np.arange(0, (count + 1) * width * 2, width * 2, dtype=np.int32)
     keep = raw.view(np.uint64).reshape(count, width // 8).any(axis=1)  # all zeros: null
     if array.null_count:
@@ -591,27 +611,59 @@ def per_row_maps(
     slot = np.full(rows, len(distinct), dtype=np.int64)  # the extra slot: no attributes
     if len(distinct):
         slot[valid] = np.searchsorted(distinct, ids[valid])
-    service: pa.Array | None = None
-    if attrs is None or not attrs.rows:
-        maps = attribute_maps(None, len(distinct) + 1, None)
-        if with_service:
-            service = pa.nulls(len(distinct) + 1, pa.string())
-    else:
-        parent = attrs.ids("parent_id", "quasidelta", attribute_runs(attrs))
-        if parent is None:
-            raise OtapDataError(f"{attrs.name}: the required column 'parent_id' is missing")
-        owner = parent_rows(distinct, np.ones(len(distinct), bool), parent[0], attrs.name, what)
-        texts = value_texts(attrs)
-        maps = attribute_maps(attrs, len(distinct) + 1, owner, texts)
-        if with_service:
-            keys = attrs.texts("key")
-            assert keys is not None
-            is_service = pc.equal(keys, "service.name").fill_null(False)
-            owners = pa.array(owner).filter(is_service)
-            found = pc.index_in(pa.array(np.arange(len(distinct) + 1)), value_set=owners)
-            service = texts.rows().filter(is_service).take(found)
+    maps, service = _owner_maps(attrs, distinct, what, with_service)
     take = pa.array(slot)
     return maps.take(take), (service.take(take) if service is not None else None)
+
+
+def _owner_maps(
+    attrs: Payload, distinct: np.ndarray, what: str, with_service: bool
+) -> tuple[pa.Array, pa.Array | None]:
+    """The attribute map (and ``service.name``) of each of the ``distinct`` owner ids, and an
+    empty map (null) after them. Senders send the same resources and scopes in batch after
+    batch: when this payload holds the same rows as the last one of its stream, for the
+    same owners, the maps made of that one are reused."""
+    key = f"{what} {with_service}"
+    last = attrs.memo.get(key)
+    if last is not None and np.array_equal(last[1], distinct) and _same_rows(last[0], attrs.batch):
+        made: tuple[pa.Array, pa.Array | None] = last[2]
+        return made
+    parent = attrs.ids("parent_id", "quasidelta", attribute_runs(attrs))
+    if parent is None:
+        raise OtapDataError(f"{attrs.name}: the required column 'parent_id' is missing")
+    owner = parent_rows(distinct, np.ones(len(distinct), bool), parent[0], attrs.name, what)
+    texts = value_texts(attrs)
+    maps = attribute_maps(attrs, len(distinct) + 1, owner, texts)
+    service: pa.Array | None = None
+    if with_service:
+        keys = attrs.texts("key")
+        assert keys is not None
+        is_service = pc.equal(keys, "service.name").fill_null(False)
+        owners = pa.array(owner).filter(is_service)
+        found = pc.index_in(pa.array(np.arange(len(distinct) + 1)), value_set=owners)
+        service = texts.rows().filter(is_service).take(found)
+    attrs.memo[key] = (attrs.batch, distinct, (maps, service))
+    return maps, service
+
+
+def _same_rows(before: pa.RecordBatch, now: pa.RecordBatch) -> bool:
+    """Whether two payload tables hold the same values, down to the bits of floats (Arrow's
+    ``equals`` takes 0.0 and -0.0 for equal, whose texts differ); tables with nested
+    columns never count as the same."""
+    if not before.schema.equals(now.schema, check_metadata=True) or not before.equals(now):
+        return False
+    for a, b in zip(before.columns, now.columns, strict=True):
+        kind = a.type
+        if pa.types.is_nested(kind):
+            return False
+        if pa.types.is_floating(kind) and a.null_count < len(a):
+            bits = np.dtype(f"u{kind.bit_width // 8}")
+            zero = pa.scalar(0, kind)
+            left = a.fill_null(zero).to_numpy().view(bits)
+            right = b.fill_null(zero).to_numpy().view(bits)
+            if not np.array_equal(left, right):
+                return False
+    return True
 
 
 def attribute_runs(attrs: Payload) -> np.ndarray:
@@ -625,7 +677,10 @@ def attribute_runs(attrs: Payload) -> np.ndarray:
     same = np.zeros(rows, dtype=bool)
     if rows < 2:
         return same
-    current = kinds.cast(pa.int64()).fill_null(-1).to_numpy()[1:]
+    if kinds.null_count or not pa.types.is_integer(kinds.type):
+        current = kinds.cast(pa.int64()).fill_null(-1).to_numpy()[1:]
+    else:  # the narrow integers as they are (every AnyValue type fits them)
+        current = kinds.to_numpy()[1:]
     bounds = None if kinds.null_count else _kind_bounds(current)
     value_same = np.zeros(rows - 1, dtype=bool)
     for kind, name in _ACTIVE.items():

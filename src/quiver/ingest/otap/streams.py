@@ -11,6 +11,7 @@ reader per payload type for the life of the call and turns each payload's bytes 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -122,6 +123,7 @@ class _Stream:
         self.pipe = _Pipe()
         self.reader: ipc.RecordBatchStreamReader | None = None
         self.encodings: dict[str, str] = {}
+        self.memo: dict[str, Any] = {}  # see Payload.memo
 
 
 class IpcStreams:
@@ -162,7 +164,7 @@ class IpcStreams:
         batch = batches[0] if len(batches) == 1 else _concat(batches)
         if not batch.num_rows:
             return None
-        return Payload(name, _normalised(batch), stream.encodings)
+        return Payload(name, _normalised(batch), stream.encodings, stream.memo)
 
     def _read(self, stream: _Stream, record: bytes, count: int) -> list[pa.RecordBatch]:
         stream.pipe.feed(record)
