@@ -63,7 +63,8 @@ async def test_close_hands_back_the_kept_connections(fresh_postgresql: str) -> N
         )
         name = await admin.fetchval("SELECT current_database()")
         count = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
         assert await admin.fetchval(count, name) == 3
         await asyncio.wait_for(database.close(), 10)
