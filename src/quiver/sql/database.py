@@ -358,8 +358,9 @@ class _Postgres(_Gated):
         runs with every other one that waited meanwhile as one statement (at most
         ``coalesce_max`` of them; more waiting start another at once): each statement of
         PostgreSQL costs its backend about as much to start as a lookup by key to run, and
-        the client one round trip. Nothing waits for company: a statement that finds none of
-        its text running runs at once, alone."""
+        the client one round trip. A statement that finds none of its text running waits one
+        turn of the event loop, so that the requests read in the same turn as its own reach
+        theirs, and runs with those of its text; alone if there are none."""
         if pieces is None or not cheap or self.coalesce_max < 2:
             return await self._fetch_one(text, params, cheap, self.deadline_s)
         group = self._coalesced.get(text)
@@ -367,17 +368,35 @@ class _Postgres(_Gated):
             group = self._coalescing(text, pieces, len(params))
         if group.broken:
             return await self._fetch_one(text, params, cheap, self.deadline_s)
+        loop = asyncio.get_running_loop()
+        first = False
         if not group.running:
+            # One turn of the event loop first: the requests read in the same turn as this one
+            # ask for the statement meanwhile, and run with it.
             group.running = 1
             try:
-                return await self._fetch_one(text, params, cheap, self.deadline_s)
-            finally:
+                await asyncio.sleep(0)
+            except BaseException:
                 group.running -= 1
                 if group.waiting:
                     self._start_batch(group)
-        loop = asyncio.get_running_loop()
+                raise
+            group.running -= 1
+            if not group.waiting:
+                group.running = 1
+                try:
+                    return await self._fetch_one(text, params, cheap, self.deadline_s)
+                finally:
+                    group.running -= 1
+                    if group.waiting:
+                        self._start_batch(group)
+            first = True
         waiter: asyncio.Future[bytes | None] = loop.create_future()
         deadline = None if self.deadline_s is None else loop.time() + self.deadline_s
+        if first:
+            group.waiting.insert(0, (params, waiter, deadline))
+            self._start_batch(group)
+            return await waiter
         group.waiting.append((params, waiter, deadline))
         if len(group.waiting) >= self.coalesce_max:
             self._start_batch(group)
