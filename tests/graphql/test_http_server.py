@@ -212,10 +212,16 @@ def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
     pytest.fail(f"the server did not start:\n{out}\n{err}")
 
 
-def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str) -> None:
+@pytest.mark.parametrize("flight", ["free", "taken"])
+def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str, flight: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
     env["QUIVER_LOG_ACCESS"] = "true"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    # a free port, or one another program holds: its warning is a JSON record too
+    env["QUIVER_FLIGHT_PORT"] = "0" if flight == "free" else str(taken.getsockname()[1])
     proc = subprocess.Popen(
         [QUIVER, "serve", "--db", sqlite_url, "--port", str(port), "--log-format", "json"],
         stdout=subprocess.PIPE,
@@ -232,9 +238,13 @@ def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str) -
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
+        taken.close()
     assert proc.returncode == 0, err
     records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
     assert records, err  # every stderr line is one JSON object
+    warned = [r for r in records if r["message"].startswith("Arrow Flight not started")]
+    assert len(warned) == (flight == "taken"), err
+    assert all(r["level"] == "warning" and "flight.enabled" in r["message"] for r in warned)
     for rec in records:
         assert {"ts", "level", "message", "logger"} <= rec.keys()
     assert any(rec["logger"].startswith("uvicorn") for rec in records)  # the server's own lines

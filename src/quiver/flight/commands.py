@@ -42,7 +42,8 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
     """Start the Flight server unless ``flight.enabled`` is false; returns what stops it.
 
     A Flight port that is taken does not keep HTTP from serving: it is one warning line with
-    the fix, and HTTP starts alone (``quiver flight`` fails instead).
+    the fix (a JSON record with ``log.format: json``), and HTTP starts alone (``quiver flight``
+    fails instead).
     """
     if not settings.flight.enabled:
         return lambda: None
@@ -53,11 +54,19 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
         handle = start_flight_server(schema, settings)
     except ConfigError as err:
         detail = err.details[0]
-        typer.echo(
-            f"warning: Arrow Flight not started: {detail.message} ({detail.fix}; "
-            "flight.enabled: false turns it off)",
-            err=True,
+        message = (
+            f"Arrow Flight not started: {detail.message} ({detail.fix}; "
+            "flight.enabled: false turns it off)"
         )
+        if settings.log.format == "json":  # every line on stderr is then one JSON record
+            import logging
+
+            from quiver.runtime.logs import configure_logging
+
+            configure_logging(settings.log.format, settings.log.level)
+            logging.getLogger("quiver.flight").warning(message)
+        else:
+            typer.echo(f"warning: {message}", err=True)
         return lambda: None
     typer.echo(f"Arrow Flight at {handle.location}")
     return handle.stop
