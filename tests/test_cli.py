@@ -472,7 +472,10 @@ def scrub(text: str) -> str:
 
     text = re.sub(r"[0-9a-f]{12}", "<id>", text)
     text = re.sub(r'"(ts|time|seconds|elapsed|[a-z_]*_s|rows_per_s)": [^,}]+', r'"\1": _', text)
-    return re.sub(r"[0-9]+\.[0-9]+(s| rows/s)?", "<n>", text)
+    text = re.sub(r"[0-9][0-9,]*(\.[0-9]+)? ?[KM]? rows/s", "<rate>", text)  # 76 rows/s, 1.2 K
+    text = re.sub(r"[0-9]+\.[0-9]+s?", "<n>", text)
+    # a wider number widens its table column: compare the cells, not their padding
+    return re.sub(r"[ ━─═]+", " ", text)
 
 
 #: A pydantic plugin that notes each model it is shown, in ``models.log``.
