@@ -276,3 +276,26 @@ async def test_a_request_asked_alone_runs_alone(fresh_postgresql: str) -> None:
         assert _coalesced_forms(database, text) == set()
     finally:
         await database.close()
+
+
+async def test_statements_with_many_values_are_coalesced_only_as_many_as_one_statement_takes(
+    fresh_postgresql: str,
+) -> None:
+    """A statement takes at most 32,767 values: requests of 5,000 values each run six at a
+    time, and every one is answered."""
+    database = await open_database(fresh_postgresql, coalesce_max=8)
+    n = 5000
+    text = "SELECT to_json((ARRAY[" + ", ".join(f"${i + 1}::int" for i in range(n)) + "])[1])"
+    pieces = _pieces(text)
+    try:
+        answers = await asyncio.gather(
+            *(
+                database.fetch_json(text, [k] + [0] * (n - 1), cheap=True, pieces=pieces)
+                for k in range(10)
+            )
+        )
+        assert answers == [str(k).encode() for k in range(10)]
+        forms = _coalesced_forms(database, text)
+        assert forms and max(forms) <= 32767 // n, forms
+    finally:
+        await database.close()

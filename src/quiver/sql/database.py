@@ -412,7 +412,8 @@ class _Postgres(_Gated):
             for key in [k for k, g in known.items() if not g.running and not g.waiting]:
                 del known[key]
         group = known[text] = _Coalesced(text, tuple(pieces))
-        group.broken = len(pieces) != n_params + 1
+        # fewer than two requests' values fit in one statement: nothing to gather
+        group.broken = len(pieces) != n_params + 1 or n_params > _MAX_VALUES // 2
         return group
 
     def _start_batch(self, group: _Coalesced) -> None:
@@ -421,7 +422,8 @@ class _Postgres(_Gated):
             group.timer = None
         if not group.waiting:
             return
-        cap = self.coalesce_max
+        # A statement takes at most _MAX_VALUES values: so many requests of the text at once.
+        cap = min(self.coalesce_max, _MAX_VALUES // max(group.n_params, 1))
         members, group.waiting = group.waiting[:cap], group.waiting[cap:]
         group.running += 1
         task = asyncio.get_running_loop().create_task(self._run_batch(group, members))
@@ -665,6 +667,8 @@ _Waiting = tuple[Sequence[Any], "asyncio.Future[bytes | None]", float | None]
 _COALESCED_TEXTS = 512
 #: Seconds requests wait for a running statement of their text before they run without it.
 _COALESCE_WAIT_S = 0.005
+#: Values one statement may carry (asyncpg's limit; PostgreSQL's protocol allows 65,535).
+_MAX_VALUES = 32767
 
 
 class _Coalesced:
@@ -687,6 +691,7 @@ class _Coalesced:
 
     __slots__ = (
         "broken",
+        "n_params",
         "pieces",
         "running",
         "statements",
@@ -699,6 +704,8 @@ class _Coalesced:
     def __init__(self, text: str, pieces: tuple[str, ...]) -> None:
         self.text = text
         self.pieces = pieces
+        #: Values each request gives.
+        self.n_params = len(pieces) - 1
         self.running = 0
         self.waiting: list[_Waiting] = []
         #: Starts the waiting requests if the running statement has not returned meanwhile.
