@@ -132,7 +132,7 @@ async def test_complete_stops_the_subscription_and_others_go_on(live: LiveServer
             await asyncio.wait_for(ws.recv(), 0.5)
 
 
-def test_a_position_keeps_skipped_ids_as_gaps_until_they_arrive_or_time_out() -> None:
+async def test_a_position_keeps_skipped_ids_as_gaps_until_they_arrive_or_time_out() -> None:
     p = Position(10)
     p.advance(13, until=100.0)
     assert (p.high, p.gaps) == (13, {11: 100.0, 12: 100.0})
@@ -146,7 +146,7 @@ def test_a_position_keeps_skipped_ids_as_gaps_until_they_arrive_or_time_out() ->
     assert again.gaps == {}
 
 
-def test_a_cursor_writes_runs_of_gaps_compactly() -> None:
+async def test_a_cursor_writes_runs_of_gaps_compactly() -> None:
     p = Position(0)
     p.advance(5001, until=100.0)  # 5000 ids skipped at once (a burst of rollbacks)
     p.advance(5003, until=200.0)
@@ -157,7 +157,7 @@ def test_a_cursor_writes_runs_of_gaps_compactly() -> None:
     assert again.gaps == {**{i: 100.0 for i in range(1, 5001)}, 5002: 200.0}
 
 
-def test_a_cursor_not_issued_by_the_server_is_refused() -> None:
+async def test_a_cursor_not_issued_by_the_server_is_refused() -> None:
     cut = Position(0).encode()[:-2]
     huge = base64.urlsafe_b64encode(b'{"v":2,"h":9,"g":[[1,100000000,1.0]]}').decode()
     for text in ("", "bm9wZQ", "eyJ2IjoxLCJoIjoxLCJnIjpbXX0", "!!", cut, huge):
