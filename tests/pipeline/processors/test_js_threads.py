@@ -161,3 +161,95 @@ def test_v8_started_by_other_code_first_is_a_config_error_not_a_crash(tmp_path: 
     assert "isolation: process" in done.stdout
     assert "validate: V8 was started in this process by other code" in done.stdout
     assert "start_v8()" in done.stdout
+
+
+def test_v8_started_in_the_background_is_waited_for_by_the_first_isolate(tmp_path: Path) -> None:
+    done = run_fresh(
+        tmp_path,
+        """
+        import threading
+
+        import pyarrow as pa
+
+        from quiver.pipeline.js_runtime import v8
+        from quiver.pipeline.js_runtime.isolate import Isolate, IsolateOptions
+
+        v8.start_v8_in_background()
+        starting = [t for t in threading.enumerate() if t.name == "quiver-v8-start"]
+        print("starting on a thread of its own:", len(starting))
+        isolate = Isolate(
+            IsolateOptions(source="function transform(row) { row.id *= 2; return row; }",
+                           script_name="double.js")
+        )
+        out = isolate.run(pa.RecordBatch.from_pydict({"id": [1, 2]}))
+        print("ids:", out.batch.column("id").to_pylist())
+        isolate.close()
+        """,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "starting on a thread of its own: 1" in done.stdout
+    assert "ids: [2, 4]" in done.stdout
+
+
+def test_a_failed_background_start_of_v8_is_reported_by_the_script_check(tmp_path: Path) -> None:
+    done = run_fresh(
+        tmp_path,
+        """
+        import threading
+
+        from py_mini_racer import init_mini_racer
+
+        from quiver.pipeline.js_runtime import v8
+        from quiver.pipeline.js_runtime.isolate import IsolateOptions
+        from quiver.pipeline.js_runtime.syntax import check_script
+
+        init_mini_racer()  # other code of the process starts V8 with its own flags
+        v8.start_v8_in_background()
+        for t in threading.enumerate():
+            if t.name == "quiver-v8-start":
+                t.join()
+        (detail,) = check_script(IsolateOptions(source="var x = 1;", script_name="s.js"))
+        print("validate:", detail.message)
+        """,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "validate: V8 was started in this process by other code" in done.stdout
+
+
+def test_quiver_run_starts_v8_while_loading_only_for_a_pipeline_with_a_js_step(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "js.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n  - js: {script: 'function transform(row) { return row; }'}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    (tmp_path / "plain.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors:\n  - python: {file: js.py}\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    done = run_fresh(
+        tmp_path,
+        """
+        import threading
+
+        from quiver.pipeline.commands import _start_v8_early
+        from quiver.pipeline.js_runtime import v8
+
+        def started(file: str) -> bool:
+            _start_v8_early(file)
+            for t in threading.enumerate():
+                if t.name == "quiver-v8-start":
+                    t.join()
+            return v8._started
+
+        print("plain:", started("plain.yaml"))
+        print("missing file:", started("nowhere.yaml"))
+        print("js:", started("js.yaml"))
+        """,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "plain: False" in done.stdout
+    assert "missing file: False" in done.stdout
+    assert "js: True" in done.stdout

@@ -17,11 +17,12 @@ must not tie its memory to the thread that started it:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["V8_FLAGS", "V8StartError", "isolate_creation", "start_v8"]
+__all__ = ["V8_FLAGS", "V8StartError", "isolate_creation", "start_v8", "start_v8_in_background"]
 
 #: The flags Quiver starts V8 with, beside mini-racer's own (``--single-threaded``).
 V8_FLAGS: tuple[str, ...] = ("--no-memory-protection-keys",)
@@ -29,6 +30,9 @@ V8_FLAGS: tuple[str, ...] = ("--no-memory-protection-keys",)
 _lock = threading.Lock()
 _make_lock = threading.Lock()
 _started = False
+#: Why starting V8 failed, raised again by every later start: a second attempt would only
+#: find the library half started.
+_failure: Exception | None = None
 
 
 class V8StartError(Exception):
@@ -52,23 +56,43 @@ def start_v8() -> None:
         mini_racer,
     )
 
+    global _failure
     with _lock:
         if _started:
             return
+        if _failure is not None:
+            raise _failure
         try:
-            init_mini_racer(flags=(*DEFAULT_V8_FLAGS, *V8_FLAGS))
-        except LibAlreadyInitializedError as exc:
-            raise V8StartError(
-                "V8 was started in this process by other code before Quiver could set its "
-                f"flags ({' '.join(V8_FLAGS)}), so isolates on several threads would crash"
-            ) from exc
-        # The first isolate of the process sets up V8's process-wide memory pools; two made
-        # at once on two threads both try, and V8 aborts ("Check failed:
-        # !IsConfigurablePoolInitialized()"). One isolate made and dropped here, under the
-        # lock, does it once before any other thread can.
-        with mini_racer() as first:
-            first.eval("0")
+            try:
+                init_mini_racer(flags=(*DEFAULT_V8_FLAGS, *V8_FLAGS))
+            except LibAlreadyInitializedError as exc:
+                raise V8StartError(
+                    "V8 was started in this process by other code before Quiver could set "
+                    f"its flags ({' '.join(V8_FLAGS)}), so isolates on several threads would "
+                    "crash"
+                ) from exc
+            # The first isolate of the process sets up V8's process-wide memory pools; two
+            # made at once on two threads both try, and V8 aborts ("Check failed:
+            # !IsConfigurablePoolInitialized()"). One isolate made and dropped here, under the
+            # lock, does it once before any other thread can.
+            with mini_racer() as first:
+                first.eval("0")
+        except Exception as exc:
+            _failure = exc
+            raise
         _started = True
+
+
+def start_v8_in_background() -> None:
+    """Start V8 (see :func:`start_v8`) on a thread of its own, so that the caller goes on
+    loading while the library is mapped and initialised (most of it outside Python's lock).
+    The first isolate made afterwards waits for it to be done, and raises what made it fail."""
+
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            start_v8()
+
+    threading.Thread(target=start, name="quiver-v8-start", daemon=True).start()
 
 
 @contextmanager
