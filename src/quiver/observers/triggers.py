@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.schema.naming import enum_value_names
 from quiver.sql.build import template
-from quiver.sql.changelog import ensure_change_log, writers_table
+from quiver.sql.changelog import JSON_NULLS, ensure_change_log, writers_table
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, sql
@@ -155,14 +155,33 @@ def _key_names(e: Entity) -> list[str]:
 # ----- PostgreSQL: one plpgsql function per table, one trigger -----
 
 
+def _json_null_tests(d: Dialect, e: Entity, row: str) -> list[tuple[str, str]]:
+    """Each field that may hold the JSON value null, and the test that it does."""
+    return [
+        (f.name, d.json_null_test.format(f"{row}.{d.quote_ident(f.column)}"))
+        for f in e.fields
+        if f.holds_json_null
+    ]
+
+
 def _pg_image(d: Dialect, e: Entity, row: str) -> str:
     """The row's image keyed by API names, each value as the API serves it (built in chunks:
-    a function call takes at most 100 arguments)."""
+    a function call takes at most 100 arguments), and the JSON fields holding a JSON null
+    under JSON_NULLS when there are any (see :mod:`quiver.sql.changelog`)."""
     items = [
         f"{_literal(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
     ]
     chunks = [items[i : i + 40] for i in range(0, len(items), 40)] or [[]]
-    return " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
+    image = " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
+    tests = _json_null_tests(d, e, row)
+    if not tests:
+        return image
+    named = ", ".join(f"CASE WHEN {t} THEN {_literal(n)} END" for n, t in tests)
+    anyone = " OR ".join(t for _, t in tests)
+    return (
+        f"{image} || CASE WHEN {anyone} THEN jsonb_build_object({_literal(JSON_NULLS)},"
+        f" to_jsonb(array_remove(ARRAY[{named}]::text[], NULL))) ELSE '{{}}'::jsonb END"
+    )
 
 
 def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
@@ -176,6 +195,7 @@ def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) ->
         return [*statements, f"DROP FUNCTION IF EXISTS {function}()"]
     pairs = _literal(json.dumps(_pairs(e)))
     keys = _literal(json.dumps(_key_names(e)))
+    nulls = _literal(JSON_NULLS)
     body = f"""
 DECLARE
   pairs jsonb := {pairs}::jsonb;
@@ -190,11 +210,13 @@ BEGIN
     old_image := NULL;
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) <> 'null'::jsonb;
+      WHERE new_image->(p->>1) <> 'null'::jsonb OR coalesce(new_image->{nulls}, '[]') ? (p->>1);
   ELSIF TG_OP = 'UPDATE' THEN
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1);
+      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1)
+        OR (coalesce(new_image->{nulls}, '[]') ? (p->>1))
+          <> (coalesce(old_image->{nulls}, '[]') ? (p->>1));
     IF changed = '[]'::jsonb THEN RETURN NULL; END IF;
   ELSE
     new_image := NULL;
@@ -236,7 +258,24 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
         items = [
             f"{lit(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
         ]
-        return f"{obj}(" + ", ".join(items) + ")"
+        built = f"{obj}(" + ", ".join(items) + ")"
+        tests = _json_null_tests(d, e, row)
+        if not tests:
+            return built
+        # The JSON fields holding a JSON null, under JSON_NULLS when there are any.
+        anyone = " OR ".join(t for _, t in tests)
+        if mysql:
+            parts = "".join(f", CASE WHEN {t} THEN {lit(json.dumps(n))} END" for n, t in tests)
+            named = f"JSON_EXTRACT(CONCAT('[', CONCAT_WS(','{parts}), ']'), '$')"
+            insert = "JSON_INSERT"
+        else:
+            joined = " || ".join(
+                f"CASE WHEN {t} THEN ',' || {lit(json.dumps(n))} ELSE '' END" for n, t in tests
+            )
+            named = f"json('[' || substr({joined}, 2) || ']')"
+            insert = "json_insert"
+        marked = f"{insert}({built}, {lit('$.' + JSON_NULLS)}, {named})"
+        return f"CASE WHEN {anyone} THEN {marked} ELSE {built} END"
 
     key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
 
