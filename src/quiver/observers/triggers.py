@@ -166,21 +166,34 @@ def _json_null_tests(d: Dialect, e: Entity, row: str) -> list[tuple[str, str]]:
 
 def _pg_image(d: Dialect, e: Entity, row: str) -> str:
     """The row's image keyed by API names, each value as the API serves it (built in chunks:
-    a function call takes at most 100 arguments), and the JSON fields holding a JSON null
-    under JSON_NULLS when there are any (see :mod:`quiver.sql.changelog`)."""
+    a function call takes at most 100 arguments)."""
     items = [
         f"{_literal(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
     ]
     chunks = [items[i : i + 40] for i in range(0, len(items), 40)] or [[]]
-    image = " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
-    tests = _json_null_tests(d, e, row)
+    return " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
+
+
+def _pg_json_nulls(d: Dialect, e: Entity, row: str, image: str) -> str:
+    """A statement adding to ``image`` (built from ``row``) the JSON fields holding a JSON
+    null under JSON_NULLS, when there are any (see :mod:`quiver.sql.changelog`): a field whose
+    image value is null while its column is not NULL."""
+    tests = [
+        (
+            f.name,
+            f"({row}.{d.quote_ident(f.column)} IS NOT NULL"
+            f" AND {image}->{_literal(f.name)} = 'null'::jsonb)",
+        )
+        for f in e.fields
+        if f.holds_json_null
+    ]
     if not tests:
-        return image
+        return ""
     named = ", ".join(f"CASE WHEN {t} THEN {_literal(n)} END" for n, t in tests)
     anyone = " OR ".join(t for _, t in tests)
     return (
-        f"{image} || CASE WHEN {anyone} THEN jsonb_build_object({_literal(JSON_NULLS)},"
-        f" to_jsonb(array_remove(ARRAY[{named}]::text[], NULL))) ELSE '{{}}'::jsonb END"
+        f" IF {anyone} THEN {image} := {image} || jsonb_build_object({_literal(JSON_NULLS)},"
+        f" to_jsonb(array_remove(ARRAY[{named}]::text[], NULL))); END IF;"
     )
 
 
@@ -195,7 +208,16 @@ def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) ->
         return [*statements, f"DROP FUNCTION IF EXISTS {function}()"]
     pairs = _literal(json.dumps(_pairs(e)))
     keys = _literal(json.dumps(_key_names(e)))
-    nulls = _literal(JSON_NULLS)
+    # A JSON null and SQL NULL are both null in an image: JSON_NULLS tells them apart.
+    given = inserted = ""
+    if any(f.holds_json_null for f in e.fields):
+        k = _literal(JSON_NULLS)
+        given = f" OR coalesce(new_image->{k}, '[]') ? (p->>1)"
+        inserted = (
+            f"\n        OR ((new_image ? {k} OR old_image ? {k})"
+            f" AND (coalesce(new_image->{k}, '[]') ? (p->>1))"
+            f" <> (coalesce(old_image->{k}, '[]') ? (p->>1)))"
+        )
     body = f"""
 DECLARE
   pairs jsonb := {pairs}::jsonb;
@@ -204,19 +226,21 @@ DECLARE
   changed jsonb;
 BEGIN
   IF EXISTS (SELECT 1 FROM {writers}) THEN RETURN NULL; END IF;
-  IF TG_OP <> 'INSERT' THEN old_image := {_pg_image(d, e, "OLD")}; END IF;
-  IF TG_OP <> 'DELETE' THEN new_image := {_pg_image(d, e, "NEW")}; END IF;
+  IF TG_OP <> 'INSERT' THEN
+    old_image := {_pg_image(d, e, "OLD")};{_pg_json_nulls(d, e, "OLD", "old_image")}
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    new_image := {_pg_image(d, e, "NEW")};{_pg_json_nulls(d, e, "NEW", "new_image")}
+  END IF;
   IF TG_OP = 'INSERT' THEN
     old_image := NULL;
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) <> 'null'::jsonb OR coalesce(new_image->{nulls}, '[]') ? (p->>1);
+      WHERE new_image->(p->>1) <> 'null'::jsonb{given};
   ELSIF TG_OP = 'UPDATE' THEN
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1)
-        OR (coalesce(new_image->{nulls}, '[]') ? (p->>1))
-          <> (coalesce(old_image->{nulls}, '[]') ? (p->>1));
+      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1){inserted};
     IF changed = '[]'::jsonb THEN RETURN NULL; END IF;
   ELSE
     new_image := NULL;
