@@ -500,3 +500,24 @@ async def test_an_image_logged_before_json_nulls_were_named_reads_its_nulls_as_s
     assert sorted(events) == ["all", "sql-null"]
     assert events["all"]["before"] == {"id": 2, "t": "a"}
     assert events["all"]["after"] == {"id": 2, "t": "b"}
+
+
+async def test_a_row_inserted_with_a_json_null_was_given_that_field(
+    cells: Cells, receiver: Receiver
+) -> None:
+    from quiver.observers.triggers import install_triggers
+
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    observers = [{"name": "new", "entity": "Cell", "on": ["insert"], "actions": [hook]}]
+    engine = cells.runner.engine
+    await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
+    dispatcher = await cells.dispatcher(observers)
+    try:
+        cells.runner.db.query(f"INSERT INTO {cells.table} (id, j) VALUES (999, 'null')")
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    [event] = [_exact(r.body) for r in receiver.received]
+    assert "j" in event["changed_fields"] and "jb" not in event["changed_fields"], event
+    assert "j" in event["after"] and event["after"]["j"] is None

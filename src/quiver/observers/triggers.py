@@ -155,15 +155,6 @@ def _key_names(e: Entity) -> list[str]:
 # ----- PostgreSQL: one plpgsql function per table, one trigger -----
 
 
-def _json_null_tests(d: Dialect, e: Entity, row: str) -> list[tuple[str, str]]:
-    """Each field that may hold the JSON value null, and the test that it does."""
-    return [
-        (f.name, d.json_null_test.format(f"{row}.{d.quote_ident(f.column)}"))
-        for f in e.fields
-        if f.holds_json_null
-    ]
-
-
 def _pg_image(d: Dialect, e: Entity, row: str) -> str:
     """The row's image keyed by API names, each value as the API serves it (built in chunks:
     a function call takes at most 100 arguments)."""
@@ -265,6 +256,15 @@ END"""
 
 
 # ----- MariaDB and SQLite: three triggers per table, one INSERT ... SELECT each -----
+
+
+def _json_null_tests(d: Dialect, e: Entity, row: str) -> list[tuple[str, str]]:
+    """Each field that may hold the JSON value null, and the test that it does."""
+    return [
+        (f.name, d.json_null_test.format(f"{row}.{d.quote_ident(f.column)}"))
+        for f in e.fields
+        if f.holds_json_null
+    ]
 
 
 def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
