@@ -110,3 +110,27 @@ def test_every_problem_is_reported_together() -> None:
         "observers[2] (y).actions[1].url",
         "observers[3] (z).actions[0].colour",
     ]
+
+
+@pytest.mark.parametrize(
+    ("when", "sql_null", "json_null"),
+    [
+        ("meta == null", True, False),
+        ("meta != null", False, True),
+        ("meta", False, False),
+        ("!meta", True, True),
+        ("before.meta == after.meta", True, True),
+        ("meta == 'null'", False, False),
+    ],
+)
+def test_a_json_null_is_a_value_and_sql_null_a_missing_one(
+    when: str, sql_null: bool, json_null: bool
+) -> None:
+    from quiver.observers.condition import typed_condition
+
+    condition = typed_condition(parse_condition(when), {"meta": "json"})
+    # event documents leave a JSON field holding SQL NULL out, and show a JSON null as null
+    absent = Images({"id": 1}, {"id": 1}, frozenset())
+    present = Images({"id": 1, "meta": None}, {"id": 1, "meta": None}, frozenset())
+    assert evaluate(condition, absent) is sql_null
+    assert evaluate(condition, present) is json_null

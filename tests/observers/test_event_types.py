@@ -397,3 +397,127 @@ async def test_ordering_a_field_without_order_is_refused_when_checked(cells: Cel
         ]
     )
     await d.close()
+
+
+async def _null_rows(cells: Cells) -> tuple[set[int], set[int]]:
+    """The rows whose ``j`` holds SQL NULL (the query's ``isNull``), and those holding the JSON
+    value null (served as null too, but not selected by ``isNull``)."""
+    served = await cells.served()
+    data = await cells.runner.data("{ cells(where: {j: {isNull: true}}) { id } }")
+    sql_null = {int(row["id"]) for row in data["cells"]}
+    json_null = {int(k) for k, row in served.items() if row["j"] is None} - sql_null
+    assert sql_null and json_null, (sql_null, json_null)
+    return sql_null, json_null
+
+
+async def test_a_json_null_is_null_in_the_event_document_and_sql_null_is_absent(
+    cells: Cells, receiver: Receiver
+) -> None:
+    sql_null, json_null = await _null_rows(cells)
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    observers = [
+        {"name": name, "entity": "Cell", "on": ["update"], "when": when, "actions": [hook]}
+        for name, when in (("all", None), ("sql-null", "j == null"), ("a-value", "j != null"))
+    ]
+    dispatcher = await cells.dispatcher(observers)
+    try:
+        await cells.runner.data('mutation { updateCells(where: {}, set: {t: "x"}) { id } }')
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    events = [_exact(r.body) for r in receiver.received]
+    fired: dict[str, set[int]] = {"all": set(), "sql-null": set(), "a-value": set()}
+    for event in events:
+        fired[event["observer"]].add(int(event["key"]["id"]))
+        if event["observer"] != "all":
+            continue
+        for image in (event["before"], event["after"]):
+            if int(image["id"]) in sql_null:
+                assert "j" not in image, image
+            elif int(image["id"]) in json_null:
+                assert "j" in image and image["j"] is None, image
+            assert "__jsonNulls" not in image, image
+    # conditions tell them apart as the query's isNull does
+    assert fired["sql-null"] == sql_null
+    assert fired["a-value"] == fired["all"] - sql_null
+    assert json_null <= fired["a-value"]
+
+
+async def test_writing_json_null_over_sql_null_and_back_is_a_change(
+    cells: Cells, receiver: Receiver
+) -> None:
+    from quiver.observers.triggers import install_triggers
+
+    sql_null, json_null = await _null_rows(cells)
+    was_json, was_sql = min(json_null), min(sql_null)
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    observers = [{"name": "all", "entity": "Cell", "on": ["update"], "actions": [hook]}]
+    engine = cells.runner.engine
+    await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
+    dispatcher = await cells.dispatcher(observers)
+    try:
+        # a mutation writes SQL NULL over the JSON null; plain SQL (a trigger logs it) writes
+        # JSON null over SQL NULL
+        await cells.runner.data(
+            f"mutation {{ updateCell(id: {was_json}, set: {{j: null}}) {{ id }} }}"
+        )
+        cells.runner.db.query(f"UPDATE {cells.table} SET j = 'null' WHERE id = {was_sql}")
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    events = {int(e["key"]["id"]): e for e in (_exact(r.body) for r in receiver.received)}
+    assert sorted(events) == sorted([was_json, was_sql]), events
+    assert events[was_json]["changed_fields"] == ["j"]
+    assert events[was_json]["before"]["j"] is None and "j" not in events[was_json]["after"]
+    assert events[was_sql]["changed_fields"] == ["j"]
+    assert "j" not in events[was_sql]["before"] and events[was_sql]["after"]["j"] is None
+
+
+async def test_an_image_logged_before_json_nulls_were_named_reads_its_nulls_as_sql_null(
+    cells: Cells, receiver: Receiver
+) -> None:
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    observers = [
+        {"name": name, "entity": "Cell", "on": ["update"], "when": when, "actions": [hook]}
+        for name, when in (("all", None), ("sql-null", "j == null"))
+    ]
+    dispatcher = await cells.dispatcher(observers)  # creates the change log
+    try:
+        # a row as earlier versions logged it: no __jsonNulls, whatever j held
+        cells.runner.db.query(
+            "INSERT INTO quiver_change_log (entity, entity_key, operation, before_image,"
+            " after_image, changed_fields, transaction_id) VALUES ('Cell', '{\"id\": 2}',"
+            ' \'update\', \'{"id": 2, "j": null, "t": "a"}\','
+            ' \'{"id": 2, "j": null, "t": "b"}\', \'["t"]\', \'earlier\')'
+        )
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    events = {e["observer"]: e for e in (_exact(r.body) for r in receiver.received)}
+    assert sorted(events) == ["all", "sql-null"]
+    assert events["all"]["before"] == {"id": 2, "t": "a"}
+    assert events["all"]["after"] == {"id": 2, "t": "b"}
+
+
+async def test_a_row_inserted_with_a_json_null_was_given_that_field(
+    cells: Cells, receiver: Receiver
+) -> None:
+    from quiver.observers.triggers import install_triggers
+
+    hook = {"type": "webhook", "url": receiver.url, "timeout": 5}
+    observers = [{"name": "new", "entity": "Cell", "on": ["insert"], "actions": [hook]}]
+    engine = cells.runner.engine
+    await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
+    dispatcher = await cells.dispatcher(observers)
+    try:
+        cells.runner.db.query(f"INSERT INTO {cells.table} (id, j) VALUES (999, 'null')")
+        while await dispatcher.run_once():
+            pass
+    finally:
+        await dispatcher.close()
+    [event] = [_exact(r.body) for r in receiver.received]
+    assert "j" in event["changed_fields"] and "jb" not in event["changed_fields"], event
+    assert "j" in event["after"] and event["after"]["j"] is None

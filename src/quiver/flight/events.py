@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from quiver.flight.arrow_types import arrow_schema
@@ -39,7 +41,7 @@ from quiver.flight.tickets import EventsTicket
 from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Scalar
-from quiver.sql.changelog import json_text, json_value
+from quiver.sql.changelog import image_document, json_nulls, json_text, json_value
 from quiver.sql.connect import database_error
 from quiver.sql.database import driver_params
 from quiver.sql.dialects import Dialect
@@ -331,13 +333,36 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     return json_text(value).decode()
 
 
+def _json_image(raw: Any, json_fields: frozenset[str]) -> str | None:
+    """An image as JSON text in the event document's form: of ``json_fields`` (fields that may
+    hold the JSON value null), one holding SQL NULL is absent, one holding JSON null is null
+    (see :func:`quiver.sql.changelog.image_document`); every number as logged."""
+    text = _json_text(raw)
+    if text is None or not json_fields or "null" not in text:
+        return text
+    image = json.loads(text, parse_float=orjson.Fragment, parse_int=_exact_int)
+    document = image_document(image, json_fields)
+    if document == image:
+        return text
+    return orjson.dumps(document).decode()
+
+
+def _exact_int(text: str) -> Any:
+    number = int(text)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(text)
+
+
 def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str) -> Any:
     image = _loads(raw)
     if image is None:
         return None
+    nulls = json_nulls(image)
     out: dict[str, Any] = {}
     for f, target in typed:
         if f.name not in image:
+            continue
+        if f.name in nulls and image[f.name] is None:
+            out[f.name] = "null"  # the JSON value null, as its JSON text
             continue
         try:
             out[f.name] = _cell(image[f.name], target.type, f.scalar == Scalar.JSON)
@@ -354,6 +379,7 @@ def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str
 
 def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> pa.RecordBatch:
     typed = _typed(entity)
+    json_fields = frozenset(f.name for f in entity.fields if f.holds_json_null)
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for r in rows:
         key, op, before, after, changed, actor, tenant, txid = r.values
@@ -365,8 +391,8 @@ def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> 
             columns["before"].append(_image(before, typed, r.id, "before"))
             columns["after"].append(_image(after, typed, r.id, "after"))
         else:
-            columns["before"].append(_json_text(before))
-            columns["after"].append(_json_text(after))
+            columns["before"].append(_json_image(before, json_fields))
+            columns["after"].append(_json_image(after, json_fields))
         columns["changed_fields"].append([str(c) for c in (_loads(changed) or [])])
         columns["actor"].append(actor)
         columns["tenant_id"].append(tenant)

@@ -50,9 +50,11 @@ from quiver.schema.ir import Field as IrField
 from quiver.schema.resolvers import MutationRefusedError, ResolverMutation
 from quiver.sql.build import template
 from quiver.sql.changelog import (
+    JSON_NULLS,
     Change,
     ChangeContext,
     ensure_change_log,
+    json_nulls,
     json_text,
     json_value,
     mark_writer,
@@ -466,10 +468,7 @@ class MutationRunner:
         field.at = field.written = field.values = ()
         await self._check_within(tx, field, "insert", keys)
         after = await self._images(tx, e, keys)
-        changes = [
-            _change(e, "insert", None, image, [n for n, v in image.items() if v is not None])
-            for image in after
-        ]
+        changes = [_change(e, "insert", None, image, _given(image)) for image in after]
         return keys, changes
 
     # ----- update -----
@@ -509,7 +508,12 @@ class MutationRunner:
         after = await self._images(tx, e, new_keys)
         changes = []
         for old, new in zip(before, after, strict=True):
-            changed = [n for n in new if old.get(n) != new.get(n)]
+            was, now = json_nulls(old), json_nulls(new)
+            changed = [
+                n
+                for n in new
+                if n != JSON_NULLS and (old.get(n), n in was) != (new.get(n), n in now)
+            ]
             if changed:
                 changes.append(_change(e, "update", old, new, changed))
         return new_keys, changes
@@ -520,7 +524,10 @@ class MutationRunner:
             return []
         before = await self._images(tx, e, keys)
         await self._fetch(tx, sql("DELETE FROM ", _table(e), " WHERE ", _match(e, keys)))
-        return [_change(e, "delete", image, None, list(image)) for image in before]
+        return [
+            _change(e, "delete", image, None, [n for n in image if n != JSON_NULLS])
+            for image in before
+        ]
 
     # ----- rows -----
     async def _keys(
@@ -641,7 +648,9 @@ class MutationRunner:
             )
 
     async def _images(self, tx: Transaction, e: Entity, keys: list[Key]) -> list[dict[str, Any]]:
-        """Every field of the rows of ``keys``, as the API serves them, in the order of keys."""
+        """Every field of the rows of ``keys``, as the API serves them, in the order of keys,
+        and the JSON fields holding the JSON value null under ``JSON_NULLS`` (see
+        :mod:`quiver.sql.changelog`)."""
         if not keys:
             return []
         catalog, gql = self.catalog, self.gql
@@ -655,9 +664,18 @@ class MutationRunner:
                 selections=tuple(FieldNode(name=NameNode(value=f.name)) for f in e.fields)
             ),
         )
-        text, params = plan_rows_by_key(catalog, gql, self.dialect, e, keys, [every], {}, {})
+        json_fields = [f for f in e.fields if f.holds_json_null]
+        text, params = plan_rows_by_key(
+            catalog, gql, self.dialect, e, keys, [every], {}, {}, json_nulls=json_fields
+        )
         body = await tx.fetch_json(text, params)
         images: list[dict[str, Any]] = json_value(body or b"[]")
+        if json_fields:
+            for image in images:
+                tests = image.pop(JSON_NULLS, None) or {}
+                named = [name for name, test in tests.items() if test]
+                if named:
+                    image[JSON_NULLS] = named
         return images
 
     async def _rows(
@@ -983,6 +1001,12 @@ def _match(e: Entity, keys: Sequence[Key], alias: str | None = None) -> Fragment
             for k in keys
         ]
     )
+
+
+def _given(image: Mapping[str, Any]) -> list[str]:
+    """The fields an insert gave a value: not SQL NULL (a JSON null is a value)."""
+    nulls = json_nulls(image)
+    return [n for n, v in image.items() if n != JSON_NULLS and (v is not None or n in nulls)]
 
 
 def _change(

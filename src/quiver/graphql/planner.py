@@ -46,6 +46,7 @@ from quiver.schema.catalog import Catalog, RootField
 from quiver.schema.ir import TEXT_SCALARS, Entity, Relation, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.sql.build import OrderItem, json_object, literal_string, order_by_clause, template
+from quiver.sql.changelog import JSON_NULLS
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import (
     Fragment,
@@ -280,17 +281,24 @@ def plan_rows_by_key(
     fragments: Mapping[str, FragmentDefinitionNode],
     variables: dict[str, Any],
     restrict: RowRestriction | None = None,
+    json_nulls: Sequence[IrField] = (),
 ) -> tuple[str, list[Any]]:
     """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
     (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
-    (nested relations included). Returns the text and its parameter values; ``keys`` must not
-    be empty (no key: the answer is ``[]`` without asking the database)."""
+    (nested relations included). With ``json_nulls`` (JSON fields), each row also has the key
+    :data:`~quiver.sql.changelog.JSON_NULLS`: an object saying of each of those fields whether
+    it holds the JSON value null (true or 1). Returns the text and its parameter values;
+    ``keys`` must not be empty (no key: the answer is ``[]`` without asking the database)."""
     if not keys:
         raise ValueError("plan_rows_by_key needs at least one key")
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
     planner.restrict = restrict
     a = planner.alias()
-    obj = planner.object_json(entity, a, planner.sub_fields(nodes))
+    pairs = planner.object_pairs(entity, a, planner.sub_fields(nodes))
+    if json_nulls:
+        tests = [(f.name, template(dialect.json_null_test, ident(a, f.column))) for f in json_nulls]
+        pairs.append((JSON_NULLS, json_object(dialect, tests)))
+    obj = json_object(dialect, pairs)
     matches = [
         _and(
             [sql(ident(a, c), " = ", param(v)) for c, v in zip(entity.primary_key, k, strict=True)]

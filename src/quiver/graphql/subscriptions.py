@@ -73,9 +73,11 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Scalar
 from quiver.schema.ir import Field as IrField
 from quiver.schema.naming import camel
+from quiver.sql.build import literal_string
 from quiver.sql.changelog import (
     CHANGE_CHANNEL,
     ensure_change_log,
+    json_nulls,
     json_text,
     json_value,
     time_text,
@@ -441,6 +443,10 @@ class ImageTable:
         self.dialect = dialect
         self.entity = entity
         self.fields = list(entity.fields)
+        #: The fields that may hold the JSON value null, and their columns.
+        self.json = [f for f in self.fields if f.holds_json_null]
+        self.json_names = {f.name for f in self.json}
+        self.json_columns = {f.column for f in self.json}
         self._enums: dict[str, dict[str, str]] = {}
         for f in self.fields:
             if f.enum_values is not None:
@@ -475,30 +481,78 @@ class ImageTable:
                 return json_text(value).decode()
         return value
 
+    def _json(self, f: IrField, img: Mapping[str, Any], nulls: frozenset[str]) -> Any:
+        """A JSON field's image value as its column's JSON text (MariaDB, SQLite): ``"null"``
+        for the JSON value null, None for SQL NULL."""
+        value = img.get(f.name)
+        if value is None:
+            return "null" if f.name in nulls else None
+        return json_text(value).decode()
+
     def source(self, images: Sequence[Mapping[str, Any]]) -> Fragment:
-        """The derived table of ``images`` (API field name -> value)."""
+        """The derived table of ``images`` (API field name -> value); a JSON field that the
+        image names under ``JSON_NULLS`` holds the JSON value null, not SQL NULL."""
         name = self.dialect.name
         if name == "postgresql":
-            rows = [
-                {f.column: self._value(f, img.get(f.name)) for f in self.fields if f.name in img}
-                for img in images
-            ]
+            rows = []
+            for img in images:
+                nulls = json_nulls(img)
+                rows.append(
+                    {
+                        f.column: self._value(f, img.get(f.name))
+                        for f in self.fields
+                        if f.name in img
+                        # SQL NULL: absent, so that only a JSON null reads as one below
+                        and (
+                            img[f.name] is not None
+                            or f.name in nulls
+                            or f.name not in self.json_names
+                        )
+                    }
+                )
             e = self.entity
             table = ident(e.db_schema, e.source) if e.db_schema else ident(e.source)
+            # jsonb_populate_record reads a JSON null as SQL NULL: a JSON field holding one
+            # (present as null in the row) takes it as the column's JSON instead.
+            picks = [sql("r.*")]
+            if self.json:
+                picks = [sql("r.", ident(c)) for c in self._columns() if c not in self.json_columns]
+                picks += [
+                    sql(
+                        "CASE WHEN v.img -> ",
+                        literal_string(f.column),
+                        " = CAST('null' AS jsonb) THEN 'null' ELSE r.",
+                        ident(f.column),
+                        " END AS ",
+                        ident(f.column),
+                    )
+                    for f in self.json
+                ]
             return sql(
                 "SELECT v.n AS ",
                 ident("__n"),
-                ", r.* FROM jsonb_array_elements(CAST(",
+                ", ",
+                join(", ", picks),
+                " FROM jsonb_array_elements(CAST(",
                 param(json_text(rows).decode()),
                 " AS jsonb)) WITH ORDINALITY AS v(img, n) CROSS JOIN LATERAL"
                 " jsonb_populate_record(CAST(NULL AS ",
                 table,
                 "), v.img) AS r",
             )
-        rows = [
-            {f"c{i}": self._value(f, img.get(f.name)) for i, f in enumerate(self.fields)}
-            for img in images
-        ]
+        rows = []
+        for img in images:
+            nulls = json_nulls(img)
+            rows.append(
+                {
+                    f"c{i}": (
+                        self._json(f, img, nulls)
+                        if f.name in self.json_names
+                        else self._value(f, img.get(f.name))
+                    )
+                    for i, f in enumerate(self.fields)
+                }
+            )
         text = json_text(rows).decode()
         if name == "mysql":
             columns = [sql(ident("__n"), " FOR ORDINALITY")]
@@ -531,6 +585,13 @@ class ImageTable:
                 value = sql("quiver_unbase64(", value, ")")  # registered by quiver.sql.database
             picks.append(sql(value, " AS ", ident(f.column)))
         return sql("SELECT ", join(", ", picks), " FROM json_each(", param(text), ") AS je")
+
+    def _columns(self) -> list[str]:
+        """The columns the derived table has: the fields' and the relations' own."""
+        columns = [f.column for f in self.fields]
+        for r in self.entity.relations:
+            columns += [c for c in r.local_columns if c not in columns]
+        return columns
 
 
 def _pg_hex(value: Any) -> Any:

@@ -50,6 +50,9 @@ class Observer:
     on: frozenset[str]
     condition: Condition
     actions: list[BoundAction] = field(default_factory=list)
+    #: The entity's fields that may hold the JSON value null: absent from an event document
+    #: when they hold SQL NULL (see :func:`quiver.sql.changelog.image_document`).
+    json_fields: frozenset[str] = frozenset()
 
 
 class _CallableAction:
@@ -163,8 +166,10 @@ def _observer(
         errors.extend(check_fields(condition, fields, entity, f"{where}.when"))
         typed = kinds.get(entity, {})
         errors.extend(check_comparisons(condition, typed, entity, f"{where}.when"))
-    condition = typed_condition(condition, kinds.get(entity, {}))
-    return Observer(name, entity, frozenset(on), condition)
+    typed = kinds.get(entity, {})
+    condition = typed_condition(condition, typed)
+    json_fields = frozenset(n for n, k in typed.items() if k == "json")
+    return Observer(name, entity, frozenset(on), condition, json_fields=json_fields)
 
 
 def _action(

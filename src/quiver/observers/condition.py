@@ -14,7 +14,10 @@ Operators: ``&&`` / ``and``, ``||`` / ``or``, ``!`` / ``not``, ``==``, ``!=``, `
 :func:`evaluate` walks them.
 
 A comparison whose sides cannot be compared (a missing value, text against a number that is not
-numeric text) is false; ``==`` / ``!=`` against ``null`` test for a missing value.
+numeric text) is false; ``==`` / ``!=`` against ``null`` test for a missing value. A JSON field
+holding the JSON value null (present as null in an event document, where SQL NULL is absent)
+holds a value, as a query's ``isNull`` sees it: ``== null`` is false, ``!= null`` true, and it
+is false as a condition of its own.
 
 A comparison with a field compares values of the field's type (see :func:`typed_condition`),
 whatever their spelling in the image: numbers (Int, BigInt, Float, Decimal, served as text or
@@ -58,9 +61,24 @@ __all__ = [
 ]
 
 #: How a field's values compare: ``number``, ``instant``, ``date``, ``uuid``; ``unordered``
-#: (JSON, binary, lists): only ``==`` and ``!=``, an ordering is refused when checked (see
-#: :func:`check_comparisons`); others: as they are.
-Kind = Literal["number", "instant", "date", "uuid", "unordered"]
+#: (binary, lists) and ``json`` (a JSON field, which may hold the JSON value null): only ``==``
+#: and ``!=``, an ordering is refused when checked (see :func:`check_comparisons`); others: as
+#: they are.
+Kind = Literal["number", "instant", "date", "uuid", "unordered", "json"]
+_UNORDERED = ("unordered", "json")
+
+
+class _JsonNull:
+    """The JSON value null of a JSON field: a value, unlike SQL NULL (a missing value)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "JSON null"
+
+
+_JSON_NULL = _JsonNull()
 
 
 class ConditionError(QuiverError):
@@ -354,7 +372,7 @@ def check_comparisons(
         if node.op not in _ORDER:
             continue
         for side in (node.left, node.right):
-            if isinstance(side, FieldRef) and kinds.get(side.name) == "unordered":
+            if isinstance(side, FieldRef) and kinds.get(side.name) in _UNORDERED:
                 errors.append(
                     ErrorDetail(
                         f"{entity}.{side.name} has no order: {node.op} on it is never true"
@@ -404,7 +422,10 @@ def _eval(node: Node, images: Images, kinds: Mapping[str, Kind]) -> Any:
             image = images.after if images.after is not None else images.before
         if image is None:
             return None
-        return image.get(node.name)
+        value = image.get(node.name)
+        if value is None and kinds.get(node.name) == "json" and node.name in image:
+            return _JSON_NULL  # SQL NULL is absent from the document
+        return value
     if isinstance(node, Changed):
         return node.field.name in images.changed
     if isinstance(node, Not):
@@ -430,7 +451,13 @@ def _kind_of(node: Node, kinds: Mapping[str, Kind]) -> Kind | None:
 
 
 def _truthy(value: Any) -> bool:
-    return value is not None and value is not False and value != 0 and value != ""
+    return (
+        value is not None
+        and value is not False
+        and value is not _JSON_NULL
+        and value != 0
+        and value != ""
+    )
 
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {

@@ -100,6 +100,7 @@ class Dispatcher:
         self._full_scan_every = min(max(lease / 3, _FULL_SCAN_EVERY[0]), _FULL_SCAN_EVERY[1])
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.observers = list(observers)
+        self._json_fields = {o.entity: o.json_fields for o in self.observers}
         self.settings = settings
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
@@ -331,6 +332,7 @@ class Dispatcher:
         m.dlq.set(await self.store.dead_letter_count())
 
     async def _dispatch(self, event: Event, finished: set[tuple[str, str]]) -> None:
+        event = event.documented(self._json_fields.get(event.entity, frozenset()))
         async with self._limit:
             for observer in self.observers:
                 if observer.entity != event.entity or event.operation not in observer.on:

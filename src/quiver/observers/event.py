@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
 
 from quiver.observers.condition import Images
-from quiver.sql.changelog import json_text
+from quiver.sql.changelog import image_document, json_text
 
 __all__ = ["Action", "Event", "Job"]
 
@@ -29,6 +29,16 @@ class Event:
     tenant_id: str | None
     transaction_id: str
     changed_at: str
+
+    def documented(self, json_fields: Collection[str]) -> Event:
+        """The event with its images as documents show them: of ``json_fields`` (the entity's
+        fields that may hold the JSON value null), one holding SQL NULL is absent, one holding
+        JSON null is null (see :func:`quiver.sql.changelog.image_document`)."""
+        return replace(
+            self,
+            before=image_document(self.before, json_fields),
+            after=image_document(self.after, json_fields),
+        )
 
     def images(self) -> Images:
         return Images(self.before, self.after, frozenset(self.changed_fields))

@@ -84,10 +84,12 @@ _KINDS: dict[Scalar, Kind] = {
 
 def comparison_kinds(entity: Entity) -> dict[str, Kind]:
     """How each field of ``entity`` compares in an observer's condition (enums and text: as
-    they are; lists, JSON and binary have no order)."""
+    they are; lists, JSON and binary have no order; a JSON field may hold the JSON null)."""
     kinds: dict[str, Kind] = {}
     for f in entity.fields:
-        if f.is_list or f.scalar in (Scalar.JSON, Scalar.BASE64):
+        if f.holds_json_null:
+            kinds[f.name] = "json"
+        elif f.is_list or f.scalar in (Scalar.JSON, Scalar.BASE64):
             kinds[f.name] = "unordered"
         elif f.enum_values is None and f.scalar in _KINDS:
             kinds[f.name] = _KINDS[f.scalar]

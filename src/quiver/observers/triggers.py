@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.schema.naming import enum_value_names
 from quiver.sql.build import template
-from quiver.sql.changelog import ensure_change_log, writers_table
+from quiver.sql.changelog import JSON_NULLS, ensure_change_log, writers_table
 from quiver.sql.database import Database
 from quiver.sql.dialects import Dialect
 from quiver.sql.fragment import compile_sql, sql
@@ -165,6 +165,29 @@ def _pg_image(d: Dialect, e: Entity, row: str) -> str:
     return " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
 
 
+def _pg_json_nulls(d: Dialect, e: Entity, row: str, image: str) -> str:
+    """A statement adding to ``image`` (built from ``row``) the JSON fields holding a JSON
+    null under JSON_NULLS, when there are any (see :mod:`quiver.sql.changelog`): a field whose
+    image value is null while its column is not NULL."""
+    tests = [
+        (
+            f.name,
+            f"({row}.{d.quote_ident(f.column)} IS NOT NULL"
+            f" AND {image}->{_literal(f.name)} = 'null'::jsonb)",
+        )
+        for f in e.fields
+        if f.holds_json_null
+    ]
+    if not tests:
+        return ""
+    named = ", ".join(f"CASE WHEN {t} THEN {_literal(n)} END" for n, t in tests)
+    anyone = " OR ".join(t for _, t in tests)
+    return (
+        f" IF {anyone} THEN {image} := {image} || jsonb_build_object({_literal(JSON_NULLS)},"
+        f" to_jsonb(array_remove(ARRAY[{named}]::text[], NULL))); END IF;"
+    )
+
+
 def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
     table = _table(d, e)
     name = d.quote_ident(trigger_names(e)["insert"].replace("_insert", ""))
@@ -176,6 +199,16 @@ def _pg_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) ->
         return [*statements, f"DROP FUNCTION IF EXISTS {function}()"]
     pairs = _literal(json.dumps(_pairs(e)))
     keys = _literal(json.dumps(_key_names(e)))
+    # A JSON null and SQL NULL are both null in an image: JSON_NULLS tells them apart.
+    given = inserted = ""
+    if any(f.holds_json_null for f in e.fields):
+        k = _literal(JSON_NULLS)
+        given = f" OR coalesce(new_image->{k}, '[]') ? (p->>1)"
+        inserted = (
+            f"\n        OR ((new_image ? {k} OR old_image ? {k})"
+            f" AND (coalesce(new_image->{k}, '[]') ? (p->>1))"
+            f" <> (coalesce(old_image->{k}, '[]') ? (p->>1)))"
+        )
     body = f"""
 DECLARE
   pairs jsonb := {pairs}::jsonb;
@@ -184,17 +217,21 @@ DECLARE
   changed jsonb;
 BEGIN
   IF EXISTS (SELECT 1 FROM {writers}) THEN RETURN NULL; END IF;
-  IF TG_OP <> 'INSERT' THEN old_image := {_pg_image(d, e, "OLD")}; END IF;
-  IF TG_OP <> 'DELETE' THEN new_image := {_pg_image(d, e, "NEW")}; END IF;
+  IF TG_OP <> 'INSERT' THEN
+    old_image := {_pg_image(d, e, "OLD")};{_pg_json_nulls(d, e, "OLD", "old_image")}
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    new_image := {_pg_image(d, e, "NEW")};{_pg_json_nulls(d, e, "NEW", "new_image")}
+  END IF;
   IF TG_OP = 'INSERT' THEN
     old_image := NULL;
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) <> 'null'::jsonb;
+      WHERE new_image->(p->>1) <> 'null'::jsonb{given};
   ELSIF TG_OP = 'UPDATE' THEN
     SELECT coalesce(jsonb_agg(p->>1 ORDER BY n), '[]'::jsonb) INTO changed
       FROM jsonb_array_elements(pairs) WITH ORDINALITY AS a(p, n)
-      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1);
+      WHERE new_image->(p->>1) IS DISTINCT FROM old_image->(p->>1){inserted};
     IF changed = '[]'::jsonb THEN RETURN NULL; END IF;
   ELSE
     new_image := NULL;
@@ -221,6 +258,15 @@ END"""
 # ----- MariaDB and SQLite: three triggers per table, one INSERT ... SELECT each -----
 
 
+def _json_null_tests(d: Dialect, e: Entity, row: str) -> list[tuple[str, str]]:
+    """Each field that may hold the JSON value null, and the test that it does."""
+    return [
+        (f.name, d.json_null_test.format(f"{row}.{d.quote_ident(f.column)}"))
+        for f in e.fields
+        if f.holds_json_null
+    ]
+
+
 def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -> list[str]:
     table = _table(d, e)
     names = trigger_names(e)
@@ -236,7 +282,24 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
         items = [
             f"{lit(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
         ]
-        return f"{obj}(" + ", ".join(items) + ")"
+        built = f"{obj}(" + ", ".join(items) + ")"
+        tests = _json_null_tests(d, e, row)
+        if not tests:
+            return built
+        # The JSON fields holding a JSON null, under JSON_NULLS when there are any.
+        anyone = " OR ".join(t for _, t in tests)
+        if mysql:
+            parts = "".join(f", CASE WHEN {t} THEN {lit(json.dumps(n))} END" for n, t in tests)
+            named = f"JSON_EXTRACT(CONCAT('[', CONCAT_WS(','{parts}), ']'), '$')"
+            insert = "JSON_INSERT"
+        else:
+            joined = " || ".join(
+                f"CASE WHEN {t} THEN ',' || {lit(json.dumps(n))} ELSE '' END" for n, t in tests
+            )
+            named = f"json('[' || substr({joined}, 2) || ']')"
+            insert = "json_insert"
+        marked = f"{insert}({built}, {lit('$.' + JSON_NULLS)}, {named})"
+        return f"CASE WHEN {anyone} THEN {marked} ELSE {built} END"
 
     key_pairs = [(c, f.name) for c in e.primary_key if (f := e.field_by_column(c)) is not None]
 

@@ -7,6 +7,7 @@ Names here are GraphQL names; ``column`` / ``source`` are database identifiers.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 
 from quiver.runtime.errors import ConfigError
+from quiver.sql.dialects import MYSQL_SPATIAL_TYPES
 
 __all__ = [
     "Attribute",
@@ -132,6 +134,16 @@ class Field(_Model):
     is_identity: bool = False
     #: A generated (computed) column: the database writes it, never a client.
     is_generated: bool = False
+
+    @property
+    def holds_json_null(self) -> bool:
+        """Whether the column keeps JSON documents, which may be the JSON value null, distinct
+        from SQL NULL (json, jsonb; not a composite, a list or a MariaDB geometry, which are
+        served as JSON but never hold a JSON null)."""
+        if self.scalar != Scalar.JSON or self.is_list or self.composite is not None:
+            return False
+        base = (self.db_type or "").split("(", 1)[0].strip().lower()
+        return re.fullmatch(MYSQL_SPATIAL_TYPES, base) is None
 
     @property
     def writable(self) -> bool:

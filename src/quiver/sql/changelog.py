@@ -21,6 +21,14 @@ transaction_id     one id per transaction
 changed_at         when the change was written (UTC)
 =================  ==========================================================================
 
+A JSON field may hold the JSON value null, which the API serves as it serves SQL NULL
+(``null``) but which is a value: a query's ``isNull`` does not select it. An image therefore
+names the fields holding a JSON null under the key :data:`JSON_NULLS` (``"__jsonNulls": ["j"]``),
+absent when there is none, which no field can collide with (a GraphQL name never starts with
+``__``). An image without the key (every image written before it existed) reads each null as
+SQL NULL, as the readers of that time read it. :func:`image_document` turns an image into what
+event documents show: a JSON field holding SQL NULL is absent, one holding JSON null is null.
+
 Beside it, ``<table>_writers`` marks Quiver's own write transactions: :func:`mark_writer`
 inserts the transaction's id there and :func:`unmark_writer` deletes it before the commit, so
 the row is only ever seen by the writing transaction itself. The triggers that
@@ -34,7 +42,7 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,10 +55,13 @@ from quiver.sql.fragment import compile_sql, ident, join, param, sql
 
 __all__ = [
     "CHANGE_CHANNEL",
+    "JSON_NULLS",
     "Change",
     "ChangeContext",
     "JsonNumber",
     "ensure_change_log",
+    "image_document",
+    "json_nulls",
     "json_number",
     "json_text",
     "json_value",
@@ -63,6 +74,9 @@ __all__ = [
 ]
 
 Operation = Literal["insert", "update", "delete"]
+
+#: The key of a row image listing the JSON fields that hold the JSON value null (absent: none).
+JSON_NULLS = "__jsonNulls"
 
 #: The PostgreSQL channel notified in each transaction that writes change-log rows.
 CHANGE_CHANNEL = "quiver_changes"
@@ -131,6 +145,30 @@ class Change:
     before: str | None
     after: str | None
     changed_fields: str
+
+
+def json_nulls(image: Mapping[str, Any] | None) -> frozenset[str]:
+    """The fields of ``image`` (a decoded image) holding the JSON value null."""
+    named = image.get(JSON_NULLS) if image else None
+    return frozenset(named) if isinstance(named, list) else frozenset()
+
+
+def image_document(
+    image: Mapping[str, Any] | None, json_fields: Collection[str]
+) -> dict[str, Any] | None:
+    """A decoded image as event documents show it: every field as the API serves it, except
+    that a field of ``json_fields`` (those that may hold JSON null) holding SQL NULL is absent,
+    while one holding the JSON value null is ``null``; the :data:`JSON_NULLS` key is dropped."""
+    if image is None:
+        return None
+    if JSON_NULLS not in image and not json_fields:
+        return dict(image)
+    nulls = json_nulls(image)
+    return {
+        name: value
+        for name, value in image.items()
+        if name != JSON_NULLS and (value is not None or name in nulls or name not in json_fields)
+    }
 
 
 def json_value(value: Any) -> Any:

@@ -200,6 +200,10 @@ class Dialect:
     lock_rows: str = ""
     insert_no_columns: str = " DEFAULT VALUES"
     json_input: str = "{}"
+    #: Whether a JSON column holds the JSON value null (true), as opposed to SQL NULL or any
+    #: other value (false or NULL); empty where the dialect keeps no change log. The change
+    #: log names such fields in its images (see :mod:`quiver.sql.changelog`).
+    json_null_test: str = ""
     #: An enum column as its 1-based position among the enum's values, where ORDER BY sorts
     #: enums by position but ``=``/``<`` compare them as text (MariaDB); empty: the enum
     #: compares as it sorts (PostgreSQL), or is text (SQLite).
@@ -474,6 +478,7 @@ POSTGRESQL = Dialect(
     int_param="({}::bigint)",
     limit_param="(SELECT {}::bigint)",
     float_cast="CAST({} AS double precision)",
+    json_null_test="(CAST({} AS jsonb) = CAST('null' AS jsonb))",
 )
 
 MYSQL = Dialect(
@@ -481,6 +486,8 @@ MYSQL = Dialect(
     seconds_digits_default=0,
     lock_rows=" FOR UPDATE",
     insert_no_columns=" () VALUES ()",
+    # JSON_TYPE warns about text that is not JSON (a column without a json_valid check)
+    json_null_test="(CASE WHEN JSON_VALID({0}) THEN JSON_TYPE({0}) = 'NULL' ELSE 0 END)",
     name="mysql",
     quote_char="`",
     placeholder=_format,
@@ -565,6 +572,11 @@ MYSQL = Dialect(
 
 SQLITE = Dialect(
     name="sqlite",
+    # json_type raises on text that is not JSON, and any column may hold any value
+    json_null_test=(
+        "(CASE WHEN typeof({0}) = 'text' AND json_valid({0}) THEN json_type({0}) = 'null'"
+        " ELSE 0 END)"
+    ),
     quote_char='"',
     placeholder=_qmark,
     json_object_fn="json_object",
