@@ -7,6 +7,7 @@ import itertools
 import random
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -209,6 +210,22 @@ def test_equal_to_previous_without_rows_or_with_one() -> None:
     for rows in (0, 1):
         for column in (pa.array([7] * rows, pa.int64()), pa.array(["x"] * rows)):
             assert columns._equal_to_previous(column).tolist() == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "parents"),
+    [(0, 0), (1, 1), (7, 1), (300, 5), (70_000, 40_000), (5, 1 << 40), (3, 1 << 63)],
+    ids=["no rows", "one row", "one parent", "few", "33-bit keys", "43-bit keys", "past 64 bits"],
+)
+def test_attribute_rows_are_put_in_parent_order_keeping_their_payload_order(
+    rows: int, parents: int
+) -> None:
+    rng = np.random.default_rng(rows)
+    owners = rng.integers(0, max(parents, 1), rows, dtype=np.uint64).astype(np.int64)
+    if rows > 2:
+        owners[: rows // 2] = owners[0]  # runs of one parent, as attribute tables have
+    order = columns.stable_order(owners, parents)
+    assert order.tolist() == sorted(range(rows), key=lambda i: int(owners[i]))
 
 
 def _ipc(batch: pa.RecordBatch) -> bytes:

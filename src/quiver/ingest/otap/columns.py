@@ -586,11 +586,24 @@ def attribute_maps(
 
 
 def stable_order(owners: np.ndarray, parents: int) -> np.ndarray:
-    """The stable sort order of ``owners`` (parent rows, below ``parents``): numpy's radix
-    sort where they fit 16 bits, several times faster than its merge sort of int64."""
-    if parents <= 1 << 16:
-        return np.argsort(owners.astype(np.uint16), kind="stable")
-    return np.argsort(owners.astype(np.int64), kind="stable")
+    """The stable sort order of ``owners`` (parent rows, below ``parents``). Each row's
+    owner and position are packed into one unsigned integer (owner in the high bits), so
+    the keys are distinct and numpy's unstable sort of plain integers (vectorized, about
+    three times faster than its stable radix sort of uint16 arguments) orders them stably;
+    the position is what the low bits keep."""
+    rows = len(owners)
+    row_bits = max(rows - 1, 1).bit_length()
+    width = row_bits + max(parents - 1, 1).bit_length()
+    if width > 64:
+        return np.argsort(owners.astype(np.int64), kind="stable")
+    kind = np.dtype(np.uint32 if width <= 32 else np.uint64)
+    keys: np.ndarray = owners.astype(kind)
+    keys <<= row_bits
+    keys |= np.arange(rows, dtype=kind)
+    keys.sort()
+    keys &= (1 << row_bits) - 1
+    order: np.ndarray = keys.astype(np.intp)
+    return order
 
 
 def per_row_maps(
