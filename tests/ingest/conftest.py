@@ -41,7 +41,16 @@ from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 from .processes import TrackedPopen, keep, reap
 from .tansu import BrokerStartError, start_tansu
 
-__all__ = ["build", "free_port", "read_all", "run_ctx", "unique"]
+__all__ = ["FETCH_WAIT", "KAFKA_SESSION", "build", "free_port", "read_all", "run_ctx", "unique"]
+
+# The session timeout (seconds) of the Kafka receivers of the tests. Tansu lets a group's first
+# member wait about half of it, and a member that follows one that left wait longer than all of
+# it (it does not act on a member's leaving): with the default of 10 s a run took 5 to 18 s to
+# get its partitions.
+KAFKA_SESSION = 1.0
+# How long (seconds) the JetStream pull requests of the tests' nats receivers wait: a run ends
+# only once its last one has (1 s by default).
+FETCH_WAIT = 0.2
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,15 @@ from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.runtime.errors import PermanentError
 
-from .conftest import build, js_publish, kafka_produce, kafka_topic, unique
+from .conftest import (
+    FETCH_WAIT,
+    KAFKA_SESSION,
+    build,
+    js_publish,
+    kafka_produce,
+    kafka_topic,
+    unique,
+)
 from .conftest import read_all as take
 from .test_kafka_sink import consume
 from .test_sink_pipelines import run
@@ -207,6 +215,7 @@ source:
     bootstrap_servers: ["${K}"]
     topics: ["${T}"]
     group_id: "${G}"
+    session_timeout: 1
     format: avro
     avro_schema: reading.avsc
     max_messages: 2
@@ -245,6 +254,7 @@ async def test_a_duration_is_an_interval_of_months_days_and_nanoseconds(
             "subject": f"{prefix}.>",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": "avro",
             "avro_schema": "wait.avsc",
             "idle_timeout": 1.0,
@@ -349,6 +359,7 @@ async def test_a_union_declared_json_keeps_each_value_as_json_text(
             "subject": f"{prefix}.>",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": "avro",
             "avro_schema": "r.avsc",
             "schema": {"either": "json"},
@@ -390,6 +401,7 @@ async def test_bodies_that_do_not_fit_the_schema_are_rejected_with_their_reason(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
             "format": "avro",
             "avro_schema": "reading.avsc",
             "max_messages": 4,
@@ -446,6 +458,7 @@ async def test_container_files_of_another_schema_are_rejected(
             "subject": f"{prefix}.>",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": "avro",
             "subject_field": None,
             "idle_timeout": 1.0,
@@ -482,6 +495,7 @@ source:
     bootstrap_servers: ["${K}"]
     topics: ["${S}"]
     group_id: "${G}"
+    session_timeout: 1
     format: avro
     avro_schema: reading.avsc
     max_messages: 2
@@ -519,6 +533,7 @@ source:
     bootstrap_servers: ["${K}"]
     topics: ["${S}"]
     group_id: "${G}"
+    session_timeout: 1
     format: avro
     avro_schema: reading.avsc
     max_messages: 2
@@ -546,8 +561,9 @@ sink:
             "bootstrap_servers": [kafka_broker],
             "topics": [target],
             "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
             "format": "avro",  # no avro_schema: each body carries its own
-            "idle_timeout": 3.0,
+            "idle_timeout": 1.5,
         },
     )
     table = await take(r, run_ctx)

@@ -47,6 +47,20 @@ def test_a_tls_file_that_is_not_pem_is_named_with_its_line(tmp_path: Path) -> No
     assert "client.pem holds a PEM 'PRIVATE KEY' block, not a certificate" in out
 
 
+def test_a_kafka_session_timeout_under_a_second_is_refused_with_its_line(tmp_path: Path) -> None:
+    code, out = validate(
+        tmp_path, "  kafka:\n    topics: [t]\n    group_id: g\n    session_timeout: 0.5\n"
+    )
+    assert code != 0
+    assert "p.yaml:5" in out and "session_timeout" in out and "greater than or equal to 1" in out
+
+
+def test_a_nats_fetch_wait_over_a_minute_is_refused_with_its_line(tmp_path: Path) -> None:
+    code, out = validate(tmp_path, "  nats:\n    subject: a.>\n    fetch_wait: 90\n")
+    assert code != 0
+    assert "p.yaml:4" in out and "fetch_wait" in out and "less than or equal to 60" in out
+
+
 def test_a_valid_receiver_pipeline_passes(tmp_path: Path) -> None:
     (tmp_path / "r.avsc").write_text(
         '{"type": "record", "name": "R", "fields": [{"name": "n", "type": "long"}]}'

@@ -215,6 +215,7 @@ source:
     subject: "${P}.in"
     stream: "${S}"
     durable: "${D}"
+    fetch_wait: 0.2
     idle_timeout: 1.5
     commit_every: 2
     ack_wait: 5

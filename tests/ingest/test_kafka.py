@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,20 @@ import pyarrow as pa
 from quiver.ingest.kafka import KafkaReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
-from .conftest import build, kafka_produce, kafka_topic, unique
+from .conftest import KAFKA_SESSION, build, kafka_produce, kafka_topic, unique
 from .conftest import read_all as take
 
 
 def receiver(servers: str, **options: Any) -> KafkaReceiver:
     r: KafkaReceiver = build(
         KafkaReceiver,
-        {"bootstrap_servers": [servers], "idle_timeout": 3.0, "batch_seconds": 0.3, **options},
+        {
+            "bootstrap_servers": [servers],
+            "session_timeout": KAFKA_SESSION,
+            "idle_timeout": 1.5,
+            "batch_seconds": 0.3,
+            **options,
+        },
     )
     return r
 
@@ -192,3 +199,25 @@ async def test_a_commit_holds_for_the_next_member_at_once(
     again = await take(after, run_ctx)
     await after.close()
     assert again.num_rows == 0, f"{again.num_rows} committed record(s) were read again"
+
+
+async def test_a_member_that_left_hands_its_partitions_over_within_the_session_timeout(
+    kafka_broker: str, run_ctx: RunContext
+) -> None:
+    """The group's session timeout is the receiver's `session_timeout`: a run that follows one
+    that left gets its partitions a second or so after, not after the 10 s of the default."""
+    topic, group = unique("t"), unique("g")
+    await kafka_topic(kafka_broker, topic)
+    await kafka_produce(kafka_broker, topic, [b'{"n": 1}'])
+    opts = {"topics": [topic], "group_id": group, "max_messages": 1}
+    first = receiver(kafka_broker, **opts)
+    assert (await take(first, run_ctx)).num_rows == 1
+    await first.abort()
+    await first.close()
+    started = time.monotonic()
+    again = receiver(kafka_broker, **opts)
+    assert (await take(again, run_ctx)).num_rows == 1
+    took = time.monotonic() - started
+    await again.commit()
+    await again.close()
+    assert took < 6 * KAFKA_SESSION, f"the next member got its partitions after {took:.1f}s"

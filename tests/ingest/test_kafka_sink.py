@@ -17,7 +17,7 @@ from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
 from ..pipeline.conftest import write_all
 from ..pipeline.test_cli import quiver
-from .conftest import build, kafka_topic, plain, unique
+from .conftest import KAFKA_SESSION, build, kafka_topic, plain, unique
 from .conftest import read_all as take
 from .telemetry_rows import example_rows
 
@@ -161,7 +161,8 @@ async def test_rows_round_trip_through_kafka(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
-            "idle_timeout": 2.0,
+            "session_timeout": KAFKA_SESSION,
+            "idle_timeout": 1.5,
             "batch_seconds": 0.3,
             "schema": {"id": "int", "team": "str", "score": "float"},
             **options,
@@ -190,7 +191,8 @@ async def test_telemetry_round_trips_through_kafka(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
-            "idle_timeout": 2.0,
+            "session_timeout": KAFKA_SESSION,
+            "idle_timeout": 1.5,
             "batch_seconds": 0.3,
             "format": fmt,
         },

@@ -19,7 +19,16 @@ from quiver.ingest.mqtt import MqttReceiver
 from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RowError, RunContext
 
-from .conftest import build, js_publish, kafka_produce, kafka_topic, mqtt_publish, unique
+from .conftest import (
+    FETCH_WAIT,
+    KAFKA_SESSION,
+    build,
+    js_publish,
+    kafka_produce,
+    kafka_topic,
+    mqtt_publish,
+    unique,
+)
 from .conftest import read_all as take
 from .test_amqp import URL
 from .test_amqp import publish as amqp_publish
@@ -75,15 +84,25 @@ async def deliver(
 
             cleanup.append(drop)
             await js_publish(f"{prefix}.a", bodies)
-            opts = {"subject": f"{prefix}.>", "stream": stream, "durable": unique("d")}
+            opts = {
+                "subject": f"{prefix}.>",
+                "stream": stream,
+                "durable": unique("d"),
+                "fetch_wait": FETCH_WAIT,
+            }
             receiver = build(NatsReceiver, {**opts, "subject_field": None, **FAST, **options})
             return await _read(receiver, run_ctx)
         servers = request.getfixturevalue("kafka_broker")
         topic = unique("t")
         await kafka_topic(servers, topic)
         await kafka_produce(servers, topic, bodies)
-        opts = {"bootstrap_servers": [servers], "topics": [topic], "group_id": unique("g")}
-        receiver_k = build(KafkaReceiver, {**opts, **FAST, "idle_timeout": 3.0, **options})
+        opts = {
+            "bootstrap_servers": [servers],
+            "topics": [topic],
+            "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
+        }
+        receiver_k = build(KafkaReceiver, {**opts, **FAST, "idle_timeout": 1.5, **options})
         return await _read(receiver_k, run_ctx)
 
     yield send

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,18 @@ from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.runtime.errors import RetryableError
 
-from .conftest import build, free_port, js_publish, publish_until_read, unique, wait_started
+from .conftest import (
+    FETCH_WAIT,
+    build,
+    free_port,
+    js_publish,
+    publish_until_read,
+    unique,
+    wait_started,
+)
 from .conftest import read_all as take
 
-FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
+FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2, "fetch_wait": FETCH_WAIT}
 
 
 def receiver(**options: Any) -> NatsReceiver:
@@ -183,3 +192,23 @@ async def test_tls_and_a_token(private_nats: int, certificates: Path, tmp_path: 
     with pytest.raises((PermanentError, RetryableError)):
         await anext(untrusted.batches(ctx))
     await untrusted.close()
+
+
+async def test_a_jetstream_run_stops_within_its_fetch_wait(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    """A pull request is never cut short: a drained run ends once the one in flight has
+    waited its `fetch_wait` (1 s by default), not sooner."""
+    stream, prefix = js_stream
+    await js_publish(f"{prefix}.a", [b'{"n": 1}'])
+    opts = {"subject": f"{prefix}.>", "stream": stream, "durable": unique("d")}
+    r = receiver(**opts, idle_timeout=None, batch_seconds=0.05, fetch_wait=0.05)
+    batches = r.batches(run_ctx)
+    assert (await anext(batches)).num_rows == 1
+    r.drain()
+    started = time.monotonic()
+    assert [b async for b in batches] == []
+    took = time.monotonic() - started
+    await r.commit()
+    await r.close()
+    assert took < 0.9, f"the run took {took:.2f}s to stop"

@@ -17,7 +17,7 @@ from quiver.pipeline.type_names import parse_type
 from quiver.runtime.errors import PermanentError
 
 from ..pipeline.conftest import write_all
-from .conftest import build, plain, unique
+from .conftest import FETCH_WAIT, build, plain, unique
 from .conftest import read_all as take
 from .telemetry_rows import example_rows
 
@@ -122,6 +122,7 @@ async def test_rows_round_trip_through_jetstream(
             "subject": f"{prefix}.rows",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": fmt,
             "schema": {"id": "int", "region": "str"},
             "idle_timeout": 1.0,
@@ -179,6 +180,7 @@ async def test_csv_messages_keep_empty_text_apart_from_null(
             "subject": f"{prefix}.csv",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": "csv",
             "schema": {"id": "int", "note": "str"} if with_id else {"note": "str"},
             "idle_timeout": 1.0,
@@ -223,6 +225,7 @@ async def test_each_type_comes_back_through_nats(
             "subject": f"{prefix}.t",
             "stream": stream,
             "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
             "format": fmt,
             "schema": {name: declared or "json"},
             "idle_timeout": 0.3,

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from quiver.ingest.kafka import KafkaReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 
-from .conftest import build, kafka_produce, kafka_topic, unique
+from .conftest import KAFKA_SESSION, build, kafka_produce, kafka_topic, unique
 from .conftest import read_all as take
 from .test_sink_pipelines import run
 
@@ -113,6 +113,7 @@ source:
     bootstrap_servers: ["${K}"]
     topics: ["${T}"]
     group_id: "${G}"
+    session_timeout: 1
     format: "${F}"
     signal: "${S}"
     max_messages: 1
@@ -163,6 +164,7 @@ async def test_bytes_that_are_not_base64_are_refused_not_dropped(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
             "format": "otlp_json",
             "signal": "logs",
             "max_messages": 2,

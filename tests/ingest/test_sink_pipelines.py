@@ -71,6 +71,7 @@ source:
     subject: "${P}.in"
     stream: "${S}"
     durable: "${D}"
+    fetch_wait: 0.2
     idle_timeout: 1.0
     batch_seconds: 0.2
     ack_wait: 2

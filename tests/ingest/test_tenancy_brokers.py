@@ -21,7 +21,7 @@ from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
-from .conftest import build, js_publish, mqtt_publish, unique
+from .conftest import FETCH_WAIT, build, js_publish, mqtt_publish, unique
 from .conftest import read_all as take
 
 FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
@@ -42,6 +42,7 @@ async def test_a_nats_subject_names_the_tenant_and_partitions_the_parquet_output
                 "subject": f"{prefix}.>",
                 "stream": stream,
                 "durable": unique("d"),
+                "fetch_wait": FETCH_WAIT,
                 "tenancy": {"patterns": [f"{prefix}.tenants.{{tenant}}.>"]},
             }
         },

@@ -22,7 +22,16 @@ from quiver.ingest.tenancy import TENANT_COLUMN
 from quiver.pipeline.component import RunContext
 
 from ..pipeline.conftest import write_all
-from .conftest import Receiver, build, js_publish, kafka_produce, kafka_topic, unique
+from .conftest import (
+    FETCH_WAIT,
+    KAFKA_SESSION,
+    Receiver,
+    build,
+    js_publish,
+    kafka_produce,
+    kafka_topic,
+    unique,
+)
 from .conftest import read_all as take
 from .telemetry_rows import rows_of, span_request
 from .test_kafka_sink import consume, kafka_sink
@@ -102,7 +111,8 @@ async def test_the_kafka_sink_routes_tenants_to_topics_and_headers_the_receiver_
                 "bootstrap_servers": [kafka_broker],
                 "topics": topics,
                 "group_id": unique("g"),
-                "idle_timeout": 3.0,
+                "session_timeout": KAFKA_SESSION,
+                "idle_timeout": 1.5,
                 "batch_seconds": 0.3,
                 "format": "jsonl",
                 "tenancy": tenancy,
@@ -176,6 +186,7 @@ async def test_a_kafka_tenant_over_its_limit_is_delayed_not_dropped(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
             "batch_messages": 10,
             "batch_seconds": 0.3,
             "tenancy": {"patterns": [f"{p}.tenants.{{tenant}}.>"], **limits},
@@ -208,6 +219,7 @@ async def test_the_pace_of_one_tenant_leaves_another_topics_tenant_unlimited(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
+            "session_timeout": KAFKA_SESSION,
             "batch_messages": 10,
             "batch_seconds": 0.3,
             "tenancy": {
@@ -233,6 +245,7 @@ async def test_a_jetstream_tenant_over_its_limit_is_delayed_and_acknowledged_lat
         "subject": f"{prefix}.>",
         "stream": stream,
         "durable": unique("d"),
+        "fetch_wait": FETCH_WAIT,
         "batch_messages": 5,
         "batch_seconds": 0.2,
         "tenancy": {

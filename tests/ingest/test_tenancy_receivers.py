@@ -23,7 +23,7 @@ from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
-from .conftest import build, eventually, kafka_topic, unique
+from .conftest import KAFKA_SESSION, build, eventually, kafka_topic, unique
 from .conftest import read_all as take
 from .test_amqp import URL, names  # noqa: F401  (the fixture of a test's exchange and queue)
 from .test_websocket import started
@@ -79,7 +79,8 @@ async def test_kafka_tenants_come_from_the_topic_then_a_header_then_the_default(
             "bootstrap_servers": [kafka_broker],
             "topics": [acme, shared],
             "group_id": unique("g"),
-            "idle_timeout": 3.0,
+            "session_timeout": KAFKA_SESSION,
+            "idle_timeout": 1.5,
             "tenancy": {
                 "patterns": [f"{p}.tenants.{{tenant}}.>"],
                 "default": "shared",
@@ -136,7 +137,8 @@ async def test_kafka_otlp_rows_take_the_tenant_of_their_resource(
             "bootstrap_servers": [kafka_broker],
             "topics": [topic],
             "group_id": unique("g"),
-            "idle_timeout": 3.0,
+            "session_timeout": KAFKA_SESSION,
+            "idle_timeout": 1.5,
             "format": "otlp_proto",
             "metadata": ["offset"],
             "tenancy": {"sources": ["resource_attribute", "header"]},
@@ -397,6 +399,11 @@ async def test_the_kafka_tenants_example_writes_a_directory_per_tenant(
     spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
     spec.on_error.policy = "reject"
     spec.on_error.rejects = str(folder / "rejects.csv")
+    (source,) = (step for step in spec.steps.values() if step.component == "kafka")
+    assert source.config is not None
+    source.config = source.config.model_copy(
+        update={"session_timeout": KAFKA_SESSION, "idle_timeout": 1.5}
+    )
     await PipelineEngine(compile_plan(spec)).run()
     out = folder / "out" / "spans"
     counts = {d.name: pq.read_table(d).num_rows for d in sorted(out.iterdir()) if d.name[0] != "."}

@@ -81,6 +81,16 @@ class KafkaReceiverConfig(KafkaConnection, ReceiverConfig):
         "key, timestamp.",
     )
     fetch_records: int = Field(1_000, ge=1, description="Records taken in one poll, at most.")
+    session_timeout: float = Field(
+        10.0,
+        ge=1,
+        le=1_800,
+        description="Seconds without a heartbeat after which the group drops a member and "
+        "gives its partitions to the others (heartbeats go every third of it). A broker that "
+        "does not act on a member's leaving waits this long before a new run of the group "
+        "gets the partitions; it must lie within the broker's "
+        "group.min/max.session.timeout.ms.",
+    )
     format: KafkaFormat = Field(  # type: ignore[assignment]
         "json",
         description="Record value format: json, jsonl, csv, avro, otlp_proto or otlp_json "
@@ -221,6 +231,8 @@ class KafkaReceiver(BrokerReceiver):
             group_id=cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset=cfg.start,
+            session_timeout_ms=round(cfg.session_timeout * 1000),
+            heartbeat_interval_ms=round(cfg.session_timeout * 1000 / 3),
             **cfg.client_options(ctx.base_dir),
         )
         consumer.subscribe(topics=list(cfg.topics), listener=Assigned())

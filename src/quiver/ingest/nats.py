@@ -55,6 +55,13 @@ class NatsReceiverConfig(NatsLogin, ReceiverConfig):
     fetch_messages: int = Field(
         256, ge=1, description="JetStream: messages asked for in one pull request."
     )
+    fetch_wait: float = Field(
+        1.0,
+        ge=0.05,
+        le=60,
+        description="JetStream: seconds a pull request waits for messages before the next one "
+        "is sent; a pull request is never cut short, so a run takes up to this long to stop.",
+    )
     queue: str | None = Field(None, description="Core NATS: queue group to join.")
     reconnect_attempts: int = Field(
         60,
@@ -204,7 +211,7 @@ class NatsReceiver(BrokerReceiver):
         self._puller = asyncio.create_task(self._pull(), name=f"{self.where} pull")
         self._keeper = asyncio.create_task(self._keep(), name=f"{self.where} in progress")
 
-    async def _pull(self, timeout: float = 1.0) -> None:
+    async def _pull(self) -> None:
         """Fetch messages until stopped. A fetch is never cancelled half-way: a pull request
         the server still holds would take messages nobody reads (until ``ack_wait``)."""
         import nats.errors
@@ -214,7 +221,7 @@ class NatsReceiver(BrokerReceiver):
                 await asyncio.sleep(0.05)
                 continue
             try:
-                batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=timeout)
+                batch = await self._sub.fetch(self.cfg.fetch_messages, timeout=self.cfg.fetch_wait)
             except nats.errors.TimeoutError:
                 continue
             except Exception:  # a reconnect in progress: try again
