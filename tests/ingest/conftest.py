@@ -33,7 +33,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from quiver.pipeline.config import load_pipeline
+from quiver.pipeline.config import PipelineSpec, load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
@@ -41,7 +41,16 @@ from ..pipeline.conftest import build, free_port, read_all, run_ctx, unique
 from .processes import TrackedPopen, keep, reap
 from .tansu import BrokerStartError, start_tansu
 
-__all__ = ["FETCH_WAIT", "KAFKA_SESSION", "build", "free_port", "read_all", "run_ctx", "unique"]
+__all__ = [
+    "FETCH_WAIT",
+    "KAFKA_SESSION",
+    "build",
+    "free_port",
+    "read_all",
+    "run_ctx",
+    "unique",
+    "with_source_options",
+]
 
 # The session timeout (seconds) of the Kafka receivers of the tests. Tansu lets a group's first
 # member wait about half of it, and a member that follows one that left wait longer than all of
@@ -157,6 +166,15 @@ def mqtt_publish(messages: list[tuple[str, bytes]], qos: int = 1) -> None:
     publish.multiple(
         [{"topic": t, "payload": p, "qos": qos} for t, p in messages], hostname="127.0.0.1"
     )
+
+
+def with_source_options(spec: PipelineSpec, **options: Any) -> PipelineSpec:
+    """``spec`` with these options of its source changed (an example's ``idle_timeout`` made
+    short for a test)."""
+    (step,) = (s for s in spec.steps.values() if s.kind == "source")
+    assert step.config is not None
+    step.config = step.config.model_copy(update=options)
+    return spec
 
 
 async def eventually(check: Any, seconds: float = 10.0) -> None:

@@ -22,7 +22,7 @@ from quiver.pipeline.redelivery import queue_of, replay_entries
 from quiver.pipeline.runlog import RunLog
 from quiver.runtime.errors import QuiverError
 
-from .conftest import free_port, js_publish, unique
+from .conftest import free_port, js_publish, unique, with_source_options
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 
@@ -279,7 +279,9 @@ async def test_the_mqtt_example_keeps_a_refused_checkpoint_and_replays_it(
     variables = {"PREFIX": prefix, "DATABASE_URL": url}
 
     def engine() -> PipelineEngine:
-        spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
+        spec = with_source_options(
+            load_pipeline(folder / "pipeline.yaml", variables, environ={}), idle_timeout=1.5
+        )
         return PipelineEngine(compile_plan(spec), log=RunLog("t", "json", stream=io.StringIO()))
 
     await engine().run()  # the session exists from now on: nothing published is missed

@@ -12,7 +12,7 @@ from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
-from .conftest import mqtt_publish, unique
+from .conftest import mqtt_publish, unique, with_source_options
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 
@@ -26,7 +26,7 @@ async def test_mqtt_telemetry_example_writes_one_parquet_file_per_checkpoint(
 
     def run() -> PipelineEngine:
         spec = load_pipeline(folder / "pipeline.yaml", {"PREFIX": prefix}, environ={})
-        return PipelineEngine(compile_plan(spec))
+        return PipelineEngine(compile_plan(with_source_options(spec, idle_timeout=1.5)))
 
     await run().run()  # the session exists from now on: nothing published is missed
     messages = [

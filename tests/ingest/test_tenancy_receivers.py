@@ -23,7 +23,7 @@ from quiver.pipeline.config import load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 
-from .conftest import KAFKA_SESSION, build, eventually, kafka_topic, unique
+from .conftest import KAFKA_SESSION, build, eventually, kafka_topic, unique, with_source_options
 from .conftest import read_all as take
 from .test_amqp import URL, names  # noqa: F401  (the fixture of a test's exchange and queue)
 from .test_websocket import started
@@ -399,11 +399,7 @@ async def test_the_kafka_tenants_example_writes_a_directory_per_tenant(
     spec = load_pipeline(folder / "pipeline.yaml", variables, environ={})
     spec.on_error.policy = "reject"
     spec.on_error.rejects = str(folder / "rejects.csv")
-    (source,) = (step for step in spec.steps.values() if step.component == "kafka")
-    assert source.config is not None
-    source.config = source.config.model_copy(
-        update={"session_timeout": KAFKA_SESSION, "idle_timeout": 1.5}
-    )
+    with_source_options(spec, session_timeout=KAFKA_SESSION, idle_timeout=1.5)
     await PipelineEngine(compile_plan(spec)).run()
     out = folder / "out" / "spans"
     counts = {d.name: pq.read_table(d).num_rows for d in sorted(out.iterdir()) if d.name[0] != "."}
