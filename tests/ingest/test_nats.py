@@ -16,7 +16,6 @@ import pytest
 
 from quiver.ingest.nats import NatsReceiver
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.runtime.errors import RetryableError
 
 from .conftest import (
     FETCH_WAIT,
@@ -187,11 +186,15 @@ async def test_tls_and_a_token(private_nats: int, certificates: Path, tmp_path: 
     assert "nope" not in str(err.value)
     await wrong.close()
 
-    # without the CA the server's certificate is not trusted
-    untrusted = receiver(**{**options, "tls": {}}, token="s3cret", reconnect_attempts=0)
-    with pytest.raises((PermanentError, RetryableError)):
+    # without the CA the server's certificate is not trusted: the run fails at once
+    untrusted = receiver(**{**options, "tls": {}}, token="s3cret")
+    started = time.monotonic()
+    with pytest.raises(PermanentError) as err:
         await anext(untrusted.batches(ctx))
+    assert time.monotonic() - started < 5
     await untrusted.close()
+    assert "TLS certificate is not trusted" in str(err.value), err.value
+    assert "tls.ca_file" in err.value.details[0].fix
 
 
 async def test_a_jetstream_run_stops_within_its_fetch_wait(

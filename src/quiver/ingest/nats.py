@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -149,9 +150,12 @@ class NatsReceiver(BrokerReceiver):
 
         async def on_error(exc: Exception) -> None:
             # the reconnect attempts go on (on_closed reports the end of them); a refused
-            # login while connecting would be retried until the timeout: fail at once
-            denied = "authorization violation" in str(exc).lower()
-            if (denied or isinstance(exc, nats.errors.AuthorizationError)) and not refused.done():
+            # login or an untrusted server certificate while connecting would be retried until
+            # the timeout: fail at once
+            denied = "authorization violation" in str(exc).lower() or isinstance(
+                exc, nats.errors.AuthorizationError | ssl.SSLCertVerificationError
+            )
+            if denied and not refused.done():
                 refused.set_result(exc)
 
         try:
@@ -178,6 +182,8 @@ class NatsReceiver(BrokerReceiver):
                 with contextlib.suppress(BaseException):
                     await connecting
                 if refused.done():
+                    if isinstance(refused.result(), ssl.SSLCertVerificationError):
+                        raise refused.result()
                     raise nats.errors.AuthorizationError() from refused.result()
                 raise TimeoutError()
             self._nc = connecting.result()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
@@ -32,6 +34,13 @@ def nats_error(exc: BaseException, where: str, doing: str) -> QuiverError:
     import nats.js.errors
 
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError.one(
+            f"the NATS server's TLS certificate is not trusted while {doing}: {exc.verify_message}",
+            where,
+            "set tls.ca_file to the CA certificate that signed the server's certificate, and "
+            "connect to a host name the certificate names",
+        )
     if isinstance(exc, nats.js.errors.NotFoundError):
         return PermanentError.one(
             f"NATS error while {doing}: stream not found ({text})",
