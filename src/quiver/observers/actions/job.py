@@ -23,7 +23,7 @@ from quiver.observers.event import Job
 from quiver.observers.jobqueue import DEFAULT_JOBS_TABLE, JobQueue, NewJob
 from quiver.observers.redisqueue import default_key_prefix, redis_url_problem
 from quiver.observers.template import Template, parse_template
-from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import ErrorDetail, PermanentError, RetryableError
 from quiver.sql.changelog import json_value
 
 __all__ = ["JobAction", "JobConfig", "build_job"]
@@ -120,7 +120,9 @@ class JobAction:
             await self.queue.enqueue(new)
         except RetryableError:
             raise
-        except (QuiverError, OSError) as exc:  # the database, Redis: a later attempt may do
+        except Exception as exc:
+            # Any queue's error (a MariaDB deadlock, a lost Redis connection) is retried with
+            # backoff; what keeps failing is dead-lettered.
             raise RetryableError(
                 [ErrorDetail(f"cannot enqueue: {exc}", f"job {self.cfg.job}", "")],
                 code="JOB_ENQUEUE",
