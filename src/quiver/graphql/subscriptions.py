@@ -77,6 +77,7 @@ from quiver.sql.build import literal_string
 from quiver.sql.changelog import (
     CHANGE_CHANNEL,
     ensure_change_log,
+    image_document,
     json_nulls,
     json_text,
     json_value,
@@ -496,19 +497,11 @@ class ImageTable:
         if name == "postgresql":
             rows = []
             for img in images:
-                nulls = json_nulls(img)
+                # a JSON field holding SQL NULL is absent, so that only a JSON null reads as one
+                # below
+                doc = image_document(img, self.json_names) or {}
                 rows.append(
-                    {
-                        f.column: self._value(f, img.get(f.name))
-                        for f in self.fields
-                        if f.name in img
-                        # SQL NULL: absent, so that only a JSON null reads as one below
-                        and (
-                            img[f.name] is not None
-                            or f.name in nulls
-                            or f.name not in self.json_names
-                        )
-                    }
+                    {f.column: self._value(f, doc[f.name]) for f in self.fields if f.name in doc}
                 )
             e = self.entity
             table = ident(e.db_schema, e.source) if e.db_schema else ident(e.source)

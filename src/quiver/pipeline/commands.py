@@ -452,7 +452,10 @@ def _start_v8_early(file: str) -> None:
     from quiver.config.yaml_source import load_yaml
 
     try:
-        data = load_yaml(Path(file).read_text(encoding="utf-8"), file).data
+        text = Path(file).read_text(encoding="utf-8")
+        if "js" not in text:  # no js step: nothing to parse for
+            return
+        data = load_yaml(text, file).data
     except Exception:
         return
     if _names_step(data, "js"):

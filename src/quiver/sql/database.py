@@ -369,34 +369,24 @@ class _Postgres(_Gated):
         if group.broken:
             return await self._fetch_one(text, params, cheap, self.deadline_s)
         loop = asyncio.get_running_loop()
-        first = False
         if not group.running:
             # One turn of the event loop first: the requests read in the same turn as this one
-            # ask for the statement meanwhile, and run with it.
+            # ask for the statement meanwhile, and run with it (alone if none did).
             group.running = 1
             try:
                 await asyncio.sleep(0)
-            except BaseException:
+                if not group.waiting:
+                    return await self._fetch_one(text, params, cheap, self.deadline_s)
+                joined: asyncio.Future[bytes | None] = loop.create_future()
+                until = None if self.deadline_s is None else loop.time() + self.deadline_s
+                group.waiting.insert(0, (params, joined, until))
+            finally:
                 group.running -= 1
                 if group.waiting:
                     self._start_batch(group)
-                raise
-            group.running -= 1
-            if not group.waiting:
-                group.running = 1
-                try:
-                    return await self._fetch_one(text, params, cheap, self.deadline_s)
-                finally:
-                    group.running -= 1
-                    if group.waiting:
-                        self._start_batch(group)
-            first = True
+            return await joined
         waiter: asyncio.Future[bytes | None] = loop.create_future()
         deadline = None if self.deadline_s is None else loop.time() + self.deadline_s
-        if first:
-            group.waiting.insert(0, (params, waiter, deadline))
-            self._start_batch(group)
-            return await waiter
         group.waiting.append((params, waiter, deadline))
         if len(group.waiting) >= self.coalesce_max:
             self._start_batch(group)
