@@ -7,6 +7,7 @@ Two tenants share the tables; each tenant's key reads and writes only its rows, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -333,15 +334,18 @@ def test_a_role_without_a_write_grant_has_no_such_mutation(served: Served) -> No
 # ----- subscriptions -----
 
 
-def _subscriber(served: Served, key: str) -> Any:
+@contextlib.contextmanager
+def _subscriber(served: Served, key: str) -> Iterator[Any]:
     """A graphql-transport-ws connection acknowledged for ``key``."""
     from websockets.sync.client import connect as ws_connect
 
     url = served.base.replace("http://", "ws://") + "/graphql"
-    ws = ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10)  # type: ignore[list-item]
-    ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
-    assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
-    return ws
+    with ws_connect(url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        )
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        yield ws
 
 
 def test_a_subscription_delivers_only_changes_of_rows_the_role_may_read(served: Served) -> None:
