@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from quiver.sql.connect import (
     open_postgresql_pool,
 )
 from quiver.sql.database import open_database
+from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"

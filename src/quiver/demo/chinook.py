@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import tempfile
 import time as time_module
 from collections.abc import Iterable, Sequence
@@ -36,6 +35,7 @@ from typing import Any, Literal
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 from quiver.sql.connect import connect_mysql, connect_postgresql, connect_sqlite
 from quiver.sql.dialects import dialect_for
+from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [

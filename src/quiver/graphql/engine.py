@@ -543,6 +543,13 @@ class GraphQLEngine:
                 )
             except PlanError as err:
                 return self._bad_input(err)
+            except RecursionError:  # a max_depth raised past what one statement can nest
+                body = _error(
+                    "The query nests too deeply to compile into one SQL statement (nest fewer "
+                    "levels, or lower graphql.max_depth to refuse such queries at validation).",
+                    "QUERY_TOO_COMPLEX",
+                )
+                return Outcome(_errors_body([body]), "request_error")
             if len(prepared.plans) < _PLAN_CACHE_PER_DOCUMENT:
                 prepared.plans[shape] = steps
             if not operation.variable_definitions and all(s.static is not None for s in steps):

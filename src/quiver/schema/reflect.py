@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from quiver.schema.api_names import (
 from quiver.schema.ir import Attribute, Composite, Entity, Field, Relation, Scalar, Schema
 from quiver.schema.naming import camel, pascal, pluralize, singularize
 from quiver.sql.connect import connect_mysql, connect_postgresql, connect_sqlite
+from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 
 __all__ = [

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl
 
 __all__ = [

@@ -36,7 +36,6 @@ import datetime as dt
 import decimal
 import logging
 import math
-import sqlite3
 import threading
 import time
 import uuid
@@ -55,6 +54,7 @@ from quiver.sql.connect import (
 )
 from quiver.sql.dialects import Dialect, dialect_for
 from quiver.sql.gate import ConnectionGate
+from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 from quiver.sql.violations import (
     Violation,
@@ -772,6 +772,26 @@ class _PostgresTransaction:
         return _json_bytes(value)
 
 
+#: The SQLSTATE of a statement nested past PostgreSQL's limits (statement too complex, stack
+#: depth limit exceeded).
+_PG_TOO_DEEP = frozenset({"54001"})
+#: What SQLite says of the same: its parser's stack (an SQLite older than 3.49), its
+#: expression depth (1000).
+_SQLITE_TOO_DEEP = ("parser stack overflow", "Expression tree is too large")
+#: MariaDB/MySQL error numbers of the same: too high level of nesting for select, thread
+#: stack overrun.
+_MYSQL_TOO_DEEP = frozenset({1473, 1436})
+
+
+def _too_deep(database: str) -> QueryTooComplexError:
+    return QueryTooComplexError.one(
+        f"the query nests relations more deeply than {database} can run in one statement",
+        "database",
+        "nest fewer levels in one query (lower graphql.max_depth to refuse such queries before "
+        "they reach the database)",
+    )
+
+
 def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
     """An asyncpg failure as the DatabaseError it means (anything else unchanged). While
     ``writing``, a number out of its column's range is the value's fault, not the query's."""
@@ -793,6 +813,8 @@ def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
         )
     if isinstance(exc, asyncpg.RaiseError):
         return RaisedError.one(str(getattr(exc, "message", "") or exc), "database")
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in _PG_TOO_DEEP:
+        return _too_deep("PostgreSQL")
     if isinstance(exc, asyncpg.PostgresError):
         violation = postgresql_violation(exc)
         if violation is not None:
@@ -1001,6 +1023,8 @@ def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
                 "database",
                 "raise database.statement_timeout_ms",
             )
+        if code in _MYSQL_TOO_DEEP:
+            return _too_deep("MariaDB/MySQL")
         if code == 1644:  # SIGNAL SQLSTATE '45000'
             return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
         violation = mysql_violation(exc) if writing else None
@@ -1213,9 +1237,14 @@ class _Sqlite(_Gated):
         try:
             return work(conn)
         except sqlite3.IntegrityError as exc:
-            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_TRIGGER":
-                raise RaisedError.one(str(exc), "database") from None  # RAISE(ABORT, ...)
             violation = sqlite_violation(exc)
+            name = getattr(exc, "sqlite_errorname", "")
+            # RAISE(ABORT, ...) in a trigger: SQLITE_CONSTRAINT_TRIGGER where the module reports
+            # extended codes; otherwise a constraint failure whose text SQLite did not write
+            if name == "SQLITE_CONSTRAINT_TRIGGER" or (
+                violation is None and name == "SQLITE_CONSTRAINT"
+            ):
+                raise RaisedError.one(str(exc), "database") from None
             if violation is None:
                 raise DatabaseError.one(str(exc), "database") from exc
             raise ConstraintError.of(violation) from None
@@ -1232,11 +1261,13 @@ class _Sqlite(_Gated):
                     "database",
                     "raise database.statement_timeout_ms",
                 ) from None
-            if "parser stack overflow" in str(exc) or "too many" in str(exc):
+            if any(m in str(exc) for m in _SQLITE_TOO_DEEP):
+                raise _too_deep("SQLite") from None
+            if "too many" in str(exc):  # terms, columns, arguments or variables
                 raise QueryTooComplexError.one(
-                    "the query nests relations too deeply for SQLite's SQL parser",
+                    f"the query is too large for SQLite: {exc}",
                     "database",
-                    "nest fewer levels in one query, or serve the data from PostgreSQL or MariaDB",
+                    "ask for fewer fields or values in one query",
                 ) from None
             if "integer overflow" in str(exc):
                 raise QueryTooComplexError.one(
