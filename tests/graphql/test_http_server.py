@@ -17,8 +17,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from quiver.config.loader import load_settings
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
+from quiver.runtime.errors import ConfigError
 from quiver.runtime.logs import configure_logging, reset_logging
 from quiver.schema.reflect import reflect_database
 from tests.graphql.servers import QUIVER, free_port
@@ -110,6 +112,79 @@ async def test_without_allowed_origins_there_is_no_cors(plain_app: GraphQLApp) -
         r = await c.post("/graphql", json=QUERY, headers={"origin": ORIGIN})
     assert pre.status_code == 405
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("cors", "message"),
+    [
+        (
+            {"allow_origins": ["https://app.example.com/"]},
+            "cors.allow_origins: 'https://app.example.com/' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origins": ["https://App.example.com"]},
+            "cors.allow_origins: 'https://App.example.com' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origins": ["app.example.com"]},
+            "cors.allow_origins: 'app.example.com' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origin_regex": "https://[a-z.example.com"},
+            "cors.allow_origin_regex: 'https://[a-z.example.com' is not a regular expression",
+        ),
+        (
+            {"allow_origins": ["*"], "allow_credentials": True},
+            "cors: allow_credentials with allow_origins ['*'] would let every web site",
+        ),
+    ],
+)
+def test_cors_settings_that_could_never_work_as_meant_are_refused(
+    cors: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={}, base={"cors": cors})
+    (detail,) = err.value.details
+    assert detail.message.startswith(message), detail.message
+
+
+def test_cors_settings_take_origins_with_ports_and_addresses() -> None:
+    origins = ["http://localhost:3000", "http://[::1]:8080", "https://app.example.com", "*"]
+    s = load_settings(None, environ={}, base={"cors": {"allow_origins": origins}})
+    assert s.cors.allow_origins == origins
+
+
+async def test_a_preflight_carries_a_request_id_and_has_its_access_log_line(
+    sqlite_url: str, log_lines: io.StringIO
+) -> None:
+    app = await open_app(sqlite_url, cors={"allow_origins": [ORIGIN]}, log={"access": True})
+    try:
+        async with client_for(app) as c:
+            allowed = await c.options(
+                "/graphql",
+                headers={
+                    "origin": ORIGIN,
+                    "access-control-request-method": "POST",
+                    "x-request-id": "pre-1",
+                },
+            )
+            refused = await c.options(
+                "/graphql",
+                headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+            )
+            plain = await c.post("/graphql", json=QUERY, headers={"x-request-id": "post-1"})
+    finally:
+        await app.shutdown()
+    assert (allowed.status_code, refused.status_code) == (200, 400)
+    assert allowed.headers.get_list("x-request-id") == ["pre-1"]
+    assert len(refused.headers.get_list("x-request-id")) == 1
+    assert plain.headers.get_list("x-request-id") == ["post-1"]
+    access = [rec for rec in _records(log_lines) if rec.get("path") == "/graphql"]
+    assert [(a["method"], a["status"], a["request_id"]) for a in access] == [
+        ("OPTIONS", 200, "pre-1"),
+        ("OPTIONS", 400, refused.headers["x-request-id"]),
+        ("POST", 200, "post-1"),
+    ]
 
 
 # ----- request ids -----

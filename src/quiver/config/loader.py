@@ -360,8 +360,11 @@ def _explain(
 ) -> ErrorDetail:
     loc: Loc = tuple(err["loc"])
     name = format_path(loc)
+    within = [source for key, source in given.items() if key[: len(loc)] == loc]
     if loc in given:
         where = given[loc]
+    elif within and positions is None:
+        where = ", ".join(sorted(set(within)))
     elif positions is None:
         where = "defaults"
     else:
@@ -382,6 +385,8 @@ def _explain(
     found, value = _lookup(data, loc)
     seen = f" (got {value!r})" if found and not isinstance(value, dict | list) else ""
     msg = str(err["msg"])
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        msg = str(err["ctx"]["error"])  # a validator's own words, without "Value error, "
     return ErrorDetail(
         f"{name or 'top level'}: {msg[0].lower() + msg[1:] if msg else msg}{seen}",
         where,
