@@ -312,11 +312,15 @@ def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str, f
         other = httpx.post(f"{base}/graphql", json=QUERY).headers["x-request-id"]
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=20)
         taken.close()
     assert proc.returncode == 0, err
+    assert out == ""  # what a text-mode run prints on stdout is a log record here
     records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
     assert records, err  # every stderr line is one JSON object
+    assert records[0]["message"].startswith("Serving 13 types at http://127.0.0.1:")
+    flight_lines = [r["message"] for r in records if r["message"].startswith("Arrow Flight")]
+    assert len(flight_lines) == 1, flight_lines  # listening, or not started
     warned = [r for r in records if r["message"].startswith("Arrow Flight not started")]
     assert len(warned) == (flight == "taken"), err
     assert all(r["level"] == "warning" and "flight.enabled" in r["message"] for r in warned)
@@ -347,6 +351,61 @@ def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
         " names it), or choose another endpoint: --port 8080 (server.port in quiver.yaml, or"
         " QUIVER_SERVER_PORT))"
     ]
+
+
+@pytest.mark.parametrize("how", ["--log-format", "QUIVER_LOG_FORMAT"])
+def test_with_json_logs_a_failure_to_start_is_a_json_error_record(
+    sqlite_url: str, how: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    flag = ["--log-format", "json"] if how == "--log-format" else []
+    if how == "QUIVER_LOG_FORMAT":
+        env["QUIVER_LOG_FORMAT"] = "json"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = subprocess.run(
+            [
+                QUIVER,
+                "serve",
+                "--db",
+                sqlite_url,
+                "--port",
+                str(port),
+                "--set",
+                "flight.port=0",
+                *flag,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    bad_setting = subprocess.run(
+        [QUIVER, "serve", "--db", sqlite_url, "--set", "graphql.max_depth=deep", *flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    for result in (in_use, bad_setting):
+        assert result.returncode == 1, result.stderr
+        lines = (result.stdout + result.stderr).splitlines()
+        records = [orjson.loads(line) for line in lines]
+        errors = [r for r in records if r["level"] == "error"]
+        assert len(errors) == 1, records
+        assert {"ts", "level", "message", "logger"} <= errors[0].keys()
+    assert in_use_message(in_use.stderr).startswith(
+        f"server.port: cannot listen on 127.0.0.1:{port}"
+    )
+    assert "graphql.max_depth" in in_use_message(bad_setting.stderr)
+
+
+def in_use_message(stderr: str) -> str:
+    return str(
+        next(r for r in map(orjson.loads, stderr.splitlines()) if r["level"] == "error")["message"]
+    )
 
 
 def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> None:

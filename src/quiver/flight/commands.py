@@ -21,6 +21,7 @@ from quiver.graphql.commands import (
     Sets,
     _check_permissions,
     _fail,
+    _log_format,
     _no_database,
     _schema_for,
     _settings,
@@ -68,7 +69,8 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
         else:
             typer.echo(f"warning: {message}", err=True)
         return lambda: None
-    typer.echo(f"Arrow Flight at {handle.location}")
+    if settings.log.format == "text":  # JSON logs have the server's own record of it
+        typer.echo(f"Arrow Flight at {handle.location}")
     return handle.stop
 
 
@@ -88,6 +90,7 @@ def flight_command(
     """Serve the Arrow Flight server alone (no HTTP): tables and GraphQL results as Arrow."""
     import asyncio
 
+    settings: QuiverSettings | None = None
     try:
         settings = _settings(
             config,
@@ -110,8 +113,9 @@ def flight_command(
         configure_logging(settings.log.format, settings.log.level)
         handle = start_flight_server(schema, settings)
     except Exception as exc:
-        raise _fail(exc, debug) from None
-    typer.echo(f"Arrow Flight at {handle.location} (press Ctrl-C to stop)")
+        raise _fail(exc, debug, _log_format(None, settings)) from None
+    if settings.log.format == "text":  # JSON logs have the server's own record of it
+        typer.echo(f"Arrow Flight at {handle.location} (press Ctrl-C to stop)")
     stopped = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

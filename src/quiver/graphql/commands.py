@@ -82,24 +82,63 @@ LogFormat = Annotated[
 ]
 
 
-def _fail(exc: BaseException, debug: bool) -> typer.Exit:
-    """Report ``exc`` on stderr as one line per problem (the traceback with --debug)."""
+def _fail(exc: BaseException, debug: bool, log_format: str = "text") -> typer.Exit:
+    """Report ``exc`` on stderr as one line per problem (the traceback with --debug).
+
+    With ``log_format`` json each line is a JSON log record (level error, the traceback in
+    its ``exception``), as every other line the server writes.
+    """
+    import traceback
+
     from quiver.runtime.errors import QuiverError
 
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, QuiverError):
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            typer.echo(f"error: {line}", err=True)
+        lines = str(exc).splitlines() or [type(exc).__name__]
     else:
         message = str(exc).splitlines()[0] if str(exc) else ""
-        typer.echo(
-            f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
-            err=True,
-        )
+        lines = [f"{type(exc).__name__}: {message} (run with --debug for the traceback)"]
+    if log_format == "json":
+        from quiver.runtime.logs import json_line, timestamp
+
+        for line in lines:
+            record: dict[str, Any] = {
+                "ts": timestamp(),
+                "level": "error",
+                "message": line,
+                "logger": "quiver",
+            }
+            if debug:
+                record["exception"] = "".join(traceback.format_exception(exc))
+            typer.echo(json_line(record), err=True)
+        return typer.Exit(1)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
     return typer.Exit(1)
+
+
+def _log_format(flag: str | None, settings: QuiverSettings | None) -> str:
+    """The log format of a command's output: the settings' once read, else ``--log-format``,
+    else ``QUIVER_LOG_FORMAT`` (for errors found while reading the settings)."""
+    import os
+
+    if settings is not None:
+        return settings.log.format
+    return flag or os.environ.get("QUIVER_LOG_FORMAT", "text").strip()
+
+
+def announce(settings: QuiverSettings, text: str, logger: str = "quiver") -> None:
+    """Tell the user what started: a line on stdout, or an info record in JSON logs."""
+    if settings.log.format == "json":
+        import logging
+
+        from quiver.runtime.logs import configure_logging
+
+        configure_logging(settings.log.format, settings.log.level)
+        logging.getLogger(logger).info(text)
+    else:
+        typer.echo(text)
 
 
 def _settings(
@@ -247,6 +286,7 @@ def serve_command(
     """Serve GraphQL over HTTP for a database (reflected) or a compiled schema."""
     import asyncio
 
+    settings: QuiverSettings | None = None
     try:
         settings = _settings(
             config,
@@ -268,12 +308,14 @@ def serve_command(
         _check_observers(settings, schema)
         _check_permissions(settings, schema, config)
     except Exception as exc:
-        raise _fail(exc, debug) from None
+        raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server
-    typer.echo(
+    announce(
+        settings,
         f"Serving {plural(len(schema.entities), 'type')} at "
         f"http://{server.host}:{server.port}{settings.graphql.path} "
-        f"({plural(server.workers, 'worker')})"
+        f"({plural(server.workers, 'worker')})",
+        "quiver.graphql.server",
     )
     _serve(schema, settings, debug)
 
@@ -289,7 +331,7 @@ def _serve(schema: Schema, settings: QuiverSettings, debug: bool) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        raise _fail(exc, debug) from None
+        raise _fail(exc, debug, settings.log.format) from None
     finally:
         for stop in reversed(stops):
             stop()
