@@ -197,6 +197,26 @@ def test_schema_print_shows_the_sdl_of_a_file_an_app_and_a_database(tmp_path: Pa
     assert sorted(from_db.stdout.splitlines()) == sorted(from_file.stdout.splitlines())
 
 
+def test_schema_print_of_a_database_uses_the_names_quiver_serve_uses(
+    chinook_sqlite: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "quiver.yaml").write_text("names:\n  artist: {type: Band, plural: bands}\n")
+    (tmp_path / "other.yaml").write_text("names:\n  artist: {fields: {name: title}}\n")
+    here = run("schema", "print", "--db", sqlite_url(chinook_sqlite), cwd=tmp_path)
+    assert here.returncode == 0, here.stderr
+    assert "type Band {" in here.stdout and "bands(" in here.stdout
+    assert "type Artist {" not in here.stdout
+    other = run("schema", "print", "--db", sqlite_url(chinook_sqlite), "-c", "other.yaml",
+                cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "type Artist {\n  artistId: Int!\n  title: String" in other.stdout
+    (tmp_path / "bad.yaml").write_text("names:\n  artist: {tpye: Band}\n")
+    bad = run("schema", "print", "--db", sqlite_url(chinook_sqlite), "-c", "bad.yaml",
+              cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 1
+    assert "bad.yaml:2:12: names.artist.tpye: unknown setting (did you mean 'type'?" in bad.stderr
+
+
 def test_schema_print_rejects_a_broken_schema_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"version": 1, "entities": [{"name": "A"}]}')
     out = run("schema", "print", "--schema", "bad.json", cwd=tmp_path)

@@ -400,9 +400,14 @@ def print_command(
         Path | None,
         typer.Option("--app", metavar="FILE", help="Compile this authored app instead."),
     ] = None,
+    config: Config = None,
     debug: schema_commands.Debug = False,
 ) -> None:
-    """Print the GraphQL schema (SDL) that 'quiver serve' would serve."""
+    """Print the GraphQL schema (SDL) that 'quiver serve' would serve.
+
+    With --db, the database is reflected as 'quiver serve --db' does: with the names: section
+    and database.schemas of quiver.yaml (or --config) and QUIVER_* variables.
+    """
     import asyncio
 
     given = (("--schema", schema_file), ("--db", db), ("--app", app_file))
@@ -411,9 +416,7 @@ def print_command(
         raise schema_commands.fail(f"give only one of {', '.join(chosen)}")
     with schema_commands.failures_reported(debug):
         if db:
-            from quiver.schema.reflect import reflect_database
-
-            schema = asyncio.run(reflect_database(db))
+            schema = asyncio.run(_schema_for(_settings(config, db, None)))
         elif app_file is not None:
             from quiver.schema.authoring import compile_app
 
