@@ -126,7 +126,10 @@ class _Builder:
                 query_fields[name] = GraphQLField(
                     self.object(e.name),
                     args={
-                        f.name: GraphQLArgument(GraphQLNonNull(graphql_scalar(f.scalar)))
+                        f.name: GraphQLArgument(
+                            GraphQLNonNull(graphql_scalar(f.scalar)),
+                            description=f"The {f.name} of the {e.name} to return.",
+                        )
                         for f in self.cat.key_fields(e)
                     },
                     description=f"One {e.name} by its key, or null.",
@@ -138,7 +141,7 @@ class _Builder:
             else:
                 query_fields[name] = GraphQLField(
                     GraphQLNonNull(self.aggregate(e.name)),
-                    args={"where": GraphQLArgument(self.where(e.name))},
+                    args={"where": GraphQLArgument(self.where(e.name), description=_WHERE_AGG)},
                 )
         if not query_fields:
             query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
@@ -363,7 +366,9 @@ class _Builder:
                     )
                     out[f"{r.name}Aggregate"] = GraphQLField(
                         GraphQLNonNull(self.aggregate(r.target)),
-                        args={"where": GraphQLArgument(self.where(r.target))},
+                        args={
+                            "where": GraphQLArgument(self.where(r.target), description=_WHERE_AGG)
+                        },
                     )
             return out
 
@@ -460,7 +465,8 @@ class _Builder:
                     _nn_list(group),
                     args={
                         "fields": GraphQLArgument(
-                            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.field_enum(name))))
+                            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.field_enum(name)))),
+                            description="The fields whose values make a group.",
                         )
                     },
                     description="One aggregate per distinct combination of the given fields.",
@@ -608,5 +614,9 @@ def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputTy
 _WHERE = (
     "Keep only the rows that match: each field takes operators (eq, in, lt, contains, isNull, "
     "...), a relation takes a filter on its rows, and and/or/not combine filters. "
+    "Omitted: every row."
+)
+_WHERE_AGG = (
+    "Aggregate only the rows that match (the filter a list of these rows takes). "
     "Omitted: every row."
 )
