@@ -360,10 +360,11 @@ def check_command(
         typer.echo(f"database: {where} reachable")
     typer.echo(f"schema: {plural(len(schema.entities), 'type')}, {plural(relations, 'relation')}")
     for entity in schema.entities:
-        keys = ", ".join(entity.primary_key) or "no primary key"
+        key = entity.primary_key
+        keyed = f"key ({', '.join(key)})" if len(key) > 1 else f"key {key[0]}" if key else ""
         typer.echo(
             f"  {entity.name} ({entity.source}): {plural(len(entity.fields), 'field')}, "
-            f"{plural(len(entity.relations), 'relation')}, key {keys}"
+            f"{plural(len(entity.relations), 'relation')}, {keyed or 'no primary key'}"
         )
     typer.echo("ok")
 
