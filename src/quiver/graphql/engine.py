@@ -59,6 +59,11 @@ from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.context import RequestContext
 from quiver.runtime.errors import ConfigError, ErrorDetail
 from quiver.runtime.hints import did_you_mean
+from quiver.schema.api_names import (
+    GENERATED_TYPE_SUFFIXES,
+    RESERVED_TYPE_NAMES,
+    function_result_type_name,
+)
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.schema.resolvers import ResolverMutation, resolver_of
@@ -715,7 +720,24 @@ def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation
     """Every mutation has a name of its own and answers an entity the schema serves."""
     taken: dict[str, str] = {name: "a generated mutation" for name in catalog.mutation_fields}
     problems: list[ErrorDetail] = []
+    types: dict[str, str] = {name: "a type GraphQL or Quiver has" for name in RESERVED_TYPE_NAMES}
+    for entity in catalog.entities:
+        types.update(
+            {entity + suffix: f"a type of entity {entity}" for suffix in GENERATED_TYPE_SUFFIXES}
+        )
+        types[entity] = f"the type of entity {entity}"
     for fm in catalog.function_mutations.values():
+        result = function_result_type_name(fm.name)
+        if result in types:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} answers with type {result!r}, which is "
+                    f"also {types[result]}",
+                    "mutations.functions",
+                    "give it another name",
+                )
+            )
+        types[result] = f"the result of function mutation {fm.name!r}"
         if fm.name in taken:
             problems.append(
                 ErrorDetail(

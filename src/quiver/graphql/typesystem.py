@@ -39,6 +39,7 @@ from graphql import (
     GraphQLString,
 )
 from quiver.graphql.scalars import graphql_scalar
+from quiver.schema.api_names import function_result_type_name
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import (
     NUMERIC_SCALARS,
@@ -238,7 +239,7 @@ class _Builder:
             fields["entity"] = GraphQLField(
                 self.object(fm.entity), description="The row the function wrote, if any."
             )
-        result = GraphQLObjectType(f"{fm.name[:1].upper()}{fm.name[1:]}Result", fields)
+        result = GraphQLObjectType(function_result_type_name(fm.name), fields)
         return GraphQLField(
             GraphQLNonNull(result),
             args=self.arguments(fm.arguments),
