@@ -99,13 +99,17 @@ def test_serve_a_compiled_schema_file(chinook_sqlite: Path, tmp_path: Path) -> N
         assert "tracks" in missing.json()["errors"][0]["message"]
 
 
-def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
-    port = free_port()
+@pytest.mark.parametrize("given_by", ["--port", "QUIVER_SERVER_PORT"])
+def test_demo_serves_the_chinook_database(tmp_path: Path, given_by: str) -> None:
+    port, flight_port = free_port(), free_port()
     # The demo builds its database in the cache folder: use a private one.
     env_cache = tmp_path / "cache"
-    proc_env = {"XDG_CACHE_HOME": str(env_cache)}
+    proc_env = {"XDG_CACHE_HOME": str(env_cache), "QUIVER_FLIGHT_PORT": str(flight_port)}
+    args = ["--port", str(port)] if given_by == "--port" else []
+    if given_by == "QUIVER_SERVER_PORT":  # as in QUIVER_SERVER_PORT=8001 make demo
+        proc_env["QUIVER_SERVER_PORT"] = str(port)
     proc = subprocess.Popen(
-        [QUIVER, "demo", "--port", str(port)], stdout=subprocess.PIPE,
+        [QUIVER, "demo", *args], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env={**os.environ, **proc_env},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -127,6 +131,7 @@ def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/graphql" in out
+    assert f"Arrow Flight at grpc+tcp://127.0.0.1:{flight_port}" in out
     assert "artists(limit: 3" in out
 
 

@@ -229,31 +229,35 @@ def _check_observers(settings: QuiverSettings, schema: Schema) -> None:
 
 
 def demo_command(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on [default: 8000].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind [default: 127.0.0.1].")
+    ] = None,
     debug: Debug = False,
 ) -> None:
-    """Serve the Chinook music-store demo database with GraphiQL, no setup needed."""
+    """Serve the Chinook music-store demo database with GraphiQL, no setup needed.
+
+    quiver.yaml is not read; QUIVER_* variables apply (QUIVER_SERVER_PORT, QUIVER_FLIGHT_PORT).
+    """
     import asyncio
 
     try:
-        from quiver.config.settings import QuiverSettings
+        from quiver.config.loader import load_settings
         from quiver.demo.chinook import ensure_sqlite
         from quiver.schema.reflect import reflect_database
 
         path = ensure_sqlite()
         url = f"sqlite:///{path.absolute()}"
-        settings = QuiverSettings.model_validate(
-            {
-                "database": {"url": url},
-                "server": {"host": host, "port": port},
-                "log": {"level": "debug" if debug else "info"},
-            }
-        )
+        given = {"server.host": host, "server.port": port, "log.level": "debug" if debug else None}
+        overrides = {key: value for key, value in given.items() if value is not None}
+        settings = load_settings(None, {**overrides, "database.url": url}, base={})
         schema = asyncio.run(reflect_database(url))
         _check_graphql(schema)
     except Exception as exc:
         raise _fail(exc, debug) from None
+    host, port = settings.server.host, settings.server.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     endpoint = f"http://{shown}:{port}{settings.graphql.path}"
     typer.echo(
