@@ -156,17 +156,19 @@ def _settings(
 
 
 async def _schema_for(settings: QuiverSettings) -> Schema:
+    from quiver.observers.tables import without_own_tables
     from quiver.schema.reflect import reflect_database
 
     if settings.schema_file:
         from quiver.schema.ir import load_schema_file
 
-        return load_schema_file(settings.schema_file)
+        return without_own_tables(load_schema_file(settings.schema_file), settings)
     if not settings.database.url:
         raise _no_database()
-    return await reflect_database(
+    schema = await reflect_database(
         settings.database.url, schemas=settings.database.schemas or None, names=settings.names
     )
+    return without_own_tables(schema, settings)
 
 
 def _no_database() -> Exception:

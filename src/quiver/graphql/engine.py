@@ -56,6 +56,7 @@ from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation, typed_input_problem
 from quiver.graphql.subscriptions import ChangeSignal, add_subscriptions
 from quiver.graphql.typesystem import build_graphql_schema
+from quiver.observers.tables import without_own_tables
 from quiver.runtime.context import RequestContext
 from quiver.runtime.errors import ConfigError, ErrorDetail
 from quiver.runtime.hints import did_you_mean
@@ -68,7 +69,6 @@ from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.schema.statistics import Statistics, read_statistics
-from quiver.sql.changelog import writers_table
 from quiver.sql.database import (
     ConstraintError,
     Database,
@@ -243,12 +243,9 @@ class GraphQLEngine:
         ``statistics``: the tables' rows and relations' fan-out that cost lists by;
         ``access``: the permissions of the one role this engine serves (``schema`` is then
         what the role may read; see :meth:`for_principal`)."""
-        log_table = settings.mutations.change_log_table
-        # The change log (and its writers mark) is Quiver's own, never an entity of the API.
-        own = {log_table, writers_table(log_table)}
-        schema = schema.model_copy(
-            update={"entities": tuple(e for e in schema.entities if e.source not in own)}
-        )
+        # The change log, the observers' ledger, dead letters and job queues are Quiver's own,
+        # never entities of the API.
+        schema = without_own_tables(schema, settings)
         self.schema = schema
         self.access = access
         self.statistics = statistics
