@@ -76,9 +76,21 @@ SchemaFile = Annotated[
         "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
     ),
 ]
+
+
+def _complete_log_format(incomplete: str) -> list[str]:
+    """What shell completion offers after --log-format."""
+    return [f for f in ("text", "json") if f.startswith(incomplete)]
+
+
 LogFormat = Annotated[
     str | None,
-    typer.Option("--log-format", metavar="text|json", help="Log format (log.format)."),
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        help="Log format (log.format).",
+        autocompletion=_complete_log_format,
+    ),
 ]
 
 
