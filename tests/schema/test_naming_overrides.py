@@ -72,6 +72,35 @@ async def test_named_types_root_fields_and_fields_are_served(movies_db: str) -> 
     }
 
 
+async def test_named_relations_are_served_with_their_aggregates(movies_db: str) -> None:
+    names = _names(
+        {
+            "studios": {"relations": {"movies": "films"}},
+            "movies": {"relations": {"studio": "producer"}},
+        }
+    )
+    schema = await reflect_database(movies_db, names=names)
+    settings = QuiverSettings.model_validate({"database": {"url": movies_db}})
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+        prepared = engine.prepare(
+            "{ studios { films { movieTitle } filmsAggregate { count } }"
+            '  movies(where: {producer: {studioName: {eq: "Ealing"}}}) {'
+            "    producer { studioName } } }"
+        )
+        body = orjson.loads((await engine.execute(prepared, None)).body)
+    finally:
+        await engine.close()
+    assert body == {
+        "data": {
+            "studios": [
+                {"films": [{"movieTitle": "Passport to Pimlico"}], "filmsAggregate": {"count": 1}}
+            ],
+            "movies": [{"producer": {"studioName": "Ealing"}}],
+        }
+    }
+
+
 @pytest.mark.parametrize(
     ("names", "where", "needle"),
     [
@@ -98,6 +127,32 @@ async def test_named_types_root_fields_and_fields_are_served(movies_db: str) -> 
         ({"movie_titles": {"by_key": "movieTitle"}}, "names.movie_titles.by_key", "no primary key"),
         ({"movies": {"plural": "studios"}}, "names.movies.plural", "clashes"),
         ({"movies": {"by_key": "studiosConnection"}}, "names.movies.by_key", "clashes"),
+        (
+            {"studios": {"relations": {"movie": "films"}}},
+            "names.studios.relations.movie",
+            "Studio has no relation 'movie' (did you mean 'movies'?)",
+        ),
+        (
+            {"movies": {"relations": {"studio": "movieTitle"}}},
+            "names.movies.relations.studio",
+            "'movieTitle' is also the name of field 'movieTitle' of Movie",
+        ),
+        (
+            {
+                "studios": {
+                    "fields": {"studio_name": "filmsAggregate"},
+                    "relations": {"movies": "films"},
+                }
+            },
+            "names.studios.relations.movies",
+            "'filmsAggregate' is also the name of field 'filmsAggregate' of Studio",
+        ),
+        (
+            {"studios": {"relations": {"movies": "not"}}},
+            "names.studios.relations.movies",
+            "reserved",
+        ),
+        ({"studios": {"relations": {"movies": "a-b"}}}, "names.studios.relations.movies", "not a"),
     ],
 )
 async def test_bad_names_are_refused_with_their_location(

@@ -534,6 +534,11 @@ class TableNames(_Settings):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Column name -> GraphQL field name."
     )
+    relations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Relation name as derived (customersBySupportRepId) -> GraphQL name "
+        "(supportedCustomers); a list relation's Aggregate field follows it.",
+    )
 
 
 class QuiverSettings(_Settings):

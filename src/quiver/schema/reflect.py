@@ -287,7 +287,10 @@ def build_schema(
     for table in kept:
         name = names[table]
         has_key = bool(table.primary_key) and not table.is_view
-        relations = sorted(forward[name] + reverse[name], key=lambda r: r.name)
+        relations = _renamed_relations(
+            name, forward[name] + reverse[name], fields[name], chosen.get(table), problems
+        )
+        relations = sorted(relations, key=lambda r: r.name)
         entities.append(
             Entity(
                 name=name,
@@ -618,6 +621,71 @@ def _field_overrides(
         else:
             seen[name] = column
             out[column] = name
+    return out
+
+
+def _renamed_relations(
+    entity: str,
+    relations: list[Relation],
+    fields: Sequence[Field],
+    chosen: tuple[str, TableNames] | None,
+    problems: list[ErrorDetail],
+) -> list[Relation]:
+    """``relations`` with the names the user gave (``names.<table>.relations``), each checked:
+    the relation must exist, and its new name (with ``<name>Aggregate`` for a list) must be
+    free among the entity's fields, other relations and their aggregate fields."""
+    key, table_names = chosen or ("", TableNames())
+    if not table_names.relations:
+        return relations
+    derived = [r.name for r in relations]
+    renamed: dict[str, str] = {}
+    for old, new in table_names.relations.items():
+        where = f"names.{key}.relations.{old}"
+        bad = _bad_name(new, "field", where)
+        if old not in derived:
+            problems.append(
+                ErrorDetail(
+                    f"{entity} has no relation {old!r}",
+                    where,
+                    did_you_mean(
+                        old, derived, fallback=f"its relations: {', '.join(derived) or 'none'}"
+                    ),
+                )
+            )
+        elif bad is not None:
+            problems.append(bad)
+        elif new in RESERVED_MEMBER_NAMES:
+            problems.append(
+                ErrorDetail(
+                    f"{new!r} is reserved (a filter combinator or an enum keyword)",
+                    where,
+                    "pick another name",
+                )
+            )
+        else:
+            renamed[old] = new
+    out = [r.model_copy(update={"name": renamed.get(r.name, r.name)}) for r in relations]
+
+    def members(r: Relation) -> list[str]:
+        return [r.name, r.name + "Aggregate"] if r.kind == "many" else [r.name]
+
+    for old, r in zip(derived, out, strict=True):
+        if old not in renamed:
+            continue
+        others = {f.name: f"field {f.name!r}" for f in fields}
+        for other in out:
+            if other is not r:
+                others.update({m: f"relation {other.name!r}" for m in members(other)})
+        for member in members(r):
+            if member in others:
+                problems.append(
+                    ErrorDetail(
+                        f"relation name {member!r} is also the name of {others[member]}"
+                        f" of {entity}",
+                        f"names.{key}.relations.{old}",
+                        "pick another name",
+                    )
+                )
     return out
 
 
