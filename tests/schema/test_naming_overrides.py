@@ -101,6 +101,12 @@ async def test_named_relations_are_served_with_their_aggregates(movies_db: str) 
     }
 
 
+async def test_a_bad_type_name_is_reported_once(movies_db: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        await reflect_database(movies_db, names=_names({"movies": {"type": "bad name"}}))
+    assert [d.where for d in caught.value.details] == ["names.movies.type"]
+
+
 @pytest.mark.parametrize(
     ("names", "where", "needle"),
     [

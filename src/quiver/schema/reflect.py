@@ -726,7 +726,8 @@ def _fields(
             continue
         used.add(name)
         out.append(_field(col, name, entity))
-    if not _GRAPHQL_NAME.fullmatch(entity):
+    if not _GRAPHQL_NAME.fullmatch(entity) and table_names.type is None:
+        # (a type name the user gave is checked, and reported, where it is given)
         problems.append(
             ErrorDetail(
                 f"table {table.name!r} has no usable GraphQL type name",
