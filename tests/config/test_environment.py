@@ -171,3 +171,25 @@ def test_quiver_check_with_db_starts_although_the_file_leaves_its_variable_unset
     )
     assert done.returncode == 0, done.stderr
     assert "schema: 13 types" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("QUIVER_NAMES", "{movies: {tpye: Film}}", "names.movies.tpye: unknown setting"),
+        (
+            "QUIVER_AUTH_API_KEYS",
+            "[{name: ci, key: short}]",
+            "auth.api_keys[0].key: string should have at least 16 characters",
+        ),
+        ("QUIVER_DISPATCHER_RETRY", "{max_attempts: 0}", "dispatcher.retry.max_attempts: input"),
+    ],
+)
+def test_a_bad_value_inside_a_variables_setting_names_the_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "server:\n  port: 8001\n"), environ={variable: value})
+    (detail,) = err.value.details
+    assert detail.where == f"environment variable {variable}"
+    assert detail.message.startswith(message), detail.message

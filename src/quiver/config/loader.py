@@ -361,8 +361,10 @@ def _explain(
     loc: Loc = tuple(err["loc"])
     name = format_path(loc)
     within = [source for key, source in given.items() if key[: len(loc)] == loc]
-    if loc in given:
-        where = given[loc]
+    # The variable or override whose value holds the setting at fault (the longest one).
+    holders = sorted((key for key in given if loc[: len(key)] == key), key=len)
+    if holders:
+        where = given[holders[-1]]
     elif within and positions is None:
         where = ", ".join(sorted(set(within)))
     elif positions is None:
