@@ -182,9 +182,32 @@ def test_quiver_check_reports_names_that_match_no_table(movies_db: str, tmp_path
     )  # fmt: skip
     assert done.returncode == 1, done
     assert "Traceback" not in done.stderr
-    assert "names.studio: no table or view 'studio' is reflected" in done.stderr, done.stderr
-    assert "did you mean 'studios'?" in done.stderr
-    assert "names.movies_x" in done.stderr  # every problem at once
+    lines = done.stderr.splitlines()
+    assert lines == [
+        "error: quiver.yaml:7:5 names.studio: no table or view 'studio' is reflected"
+        " (did you mean 'studios'?)",
+        "error: quiver.yaml:9:5 names.movies_x: no table or view 'movies_x' is reflected"
+        " (did you mean 'movies'?)",
+    ], done.stderr  # every problem at once, each placed in the file
+    printed = subprocess.run(
+        [QUIVER, "schema", "print", "--db", movies_db], capture_output=True, text=True,
+        timeout=120, cwd=tmp_path, env=dict(os.environ), check=False,
+    )  # fmt: skip
+    assert printed.returncode == 1
+    assert printed.stderr.splitlines() == lines
+
+
+def test_names_given_by_the_environment_are_not_placed_in_the_file(
+    movies_db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "quiver.yaml").write_text("server:\n  port: 8001\n", encoding="utf-8")
+    done = subprocess.run(
+        [QUIVER, "check", "--db", movies_db], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "QUIVER_NAMES": "{studio: {type: Company}}"},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: names.studio: no table or view 'studio'"), done.stderr
 
 
 def test_quiver_check_serves_the_named_types(movies_db: str, tmp_path: Path) -> None:

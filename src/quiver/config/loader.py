@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "load_settings",
+    "located",
     "parse_override",
     "setting_env_names",
     "setting_locator",
@@ -143,10 +144,24 @@ def setting_locator(
         return lambda loc: None
 
     def locate(loc: Loc) -> str | None:
+        if not loc or positions.key(loc[:1]) is None:
+            return None  # a section the file does not write (the environment may give it)
         mark = positions.value(loc) or positions.nearest_key(loc)
         return mark.render() if mark else None
 
     return locate
+
+
+def located(detail: ErrorDetail, locate: Callable[[Loc], str | None]) -> ErrorDetail:
+    """``detail``, whose ``where`` is a setting's dotted path (``names.movies.type``), with the
+    ``file:line:column`` that ``locate`` finds for it, or for the nearest setting above it."""
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in detail.where.split(".")]
+    while parts:
+        found = locate(tuple(parts))
+        if found:
+            return ErrorDetail(detail.message, f"{found} {detail.where}", detail.fix)
+        parts.pop()
+    return detail
 
 
 def setting_env_names() -> dict[str, str]:

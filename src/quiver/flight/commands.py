@@ -105,7 +105,7 @@ def flight_command(
         )
         if not settings.database.url:
             raise _no_database()
-        schema = asyncio.run(_schema_for(settings))
+        schema = asyncio.run(_schema_for(settings, config))
         _check_permissions(settings, schema, config)
         from quiver.flight.server import start_flight_server
         from quiver.runtime.logs import configure_logging

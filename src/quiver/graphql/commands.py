@@ -167,7 +167,24 @@ def _settings(
     return load_settings(config, overrides)
 
 
-async def _schema_for(settings: QuiverSettings) -> Schema:
+async def _schema_for(settings: QuiverSettings, config: str | None = None) -> Schema:
+    """The schema to serve: the compiled file, or the database reflected with the settings'
+    names (whose problems are placed in ``config``, default ./quiver.yaml)."""
+    from quiver.config.loader import located, setting_locator
+    from quiver.runtime.errors import ConfigError
+
+    try:
+        return await _schema_of(settings)
+    except ConfigError as err:
+        if not any(d.where.startswith("names.") for d in err.details):
+            raise
+        locate = setting_locator(config)
+        raise ConfigError(
+            [located(d, locate) if d.where.startswith("names.") else d for d in err.details]
+        ) from None
+
+
+async def _schema_of(settings: QuiverSettings) -> Schema:
     from quiver.observers.tables import without_own_tables
     from quiver.schema.reflect import reflect_database
 
@@ -321,7 +338,7 @@ def serve_command(
         )
         if not settings.database.url:
             raise _no_database()
-        schema = asyncio.run(_schema_for(settings))
+        schema = asyncio.run(_schema_for(settings, config))
         _check_graphql(schema)
         _check_observers(settings, schema)
         _check_permissions(settings, schema, config)
@@ -388,7 +405,7 @@ def check_command(
 
 
 async def _check(settings: QuiverSettings, config: str | None = None) -> Schema:
-    schema = await _schema_for(settings)
+    schema = await _schema_for(settings, config)
     _check_graphql(schema)
     _check_observers(settings, schema)
     _check_permissions(settings, schema, config)
@@ -435,7 +452,7 @@ def print_command(
         raise schema_commands.fail(f"give only one of {', '.join(chosen)}")
     with schema_commands.failures_reported(debug):
         if db:
-            schema = asyncio.run(_schema_for(_settings(config, db, None)))
+            schema = asyncio.run(_schema_for(_settings(config, db, None), config))
         elif app_file is not None:
             from quiver.schema.authoring import compile_app
 
