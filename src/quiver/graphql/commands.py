@@ -140,7 +140,7 @@ def _log_format(flag: str | None, settings: QuiverSettings | None) -> str:
     return flag or os.environ.get("QUIVER_LOG_FORMAT", "text").strip()
 
 
-def announce(settings: QuiverSettings, text: str, logger: str = "quiver") -> None:
+def _announce(settings: QuiverSettings, text: str, logger: str = "quiver") -> None:
     """Tell the user what started: a line on stdout, or an info record in JSON logs."""
     if settings.log.format == "json":
         import logging
@@ -345,7 +345,7 @@ def serve_command(
     except Exception as exc:
         raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server
-    announce(
+    _announce(
         settings,
         f"Serving {plural(len(schema.entities), 'type')} at "
         f"http://{server.host}:{server.port}{settings.graphql.path} "
