@@ -422,3 +422,19 @@ def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> No
         " (EADDRNOTAVAIL) (192.0.2.1 is not an address of this machine"
     )
     assert "--host" in line
+
+
+def test_the_start_up_line_brackets_an_ipv6_address(sqlite_url: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [QUIVER, "serve", "--db", sqlite_url, "--host", "::1", "--port", str(port),
+         "--set", "flight.enabled=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert first.startswith(f"Serving 13 types at http://[::1]:{port}/graphql"), first

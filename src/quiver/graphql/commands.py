@@ -345,10 +345,11 @@ def serve_command(
     except Exception as exc:
         raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server
+    shown = f"[{server.host}]" if ":" in server.host else server.host
     _announce(
         settings,
         f"Serving {plural(len(schema.entities), 'type')} at "
-        f"http://{server.host}:{server.port}{settings.graphql.path} "
+        f"http://{shown}:{server.port}{settings.graphql.path} "
         f"({plural(server.workers, 'worker')})",
         "quiver.graphql.server",
     )
