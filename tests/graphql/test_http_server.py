@@ -344,6 +344,7 @@ def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
             timeout=60,
         )
     assert result.returncode == 1, result.stderr
+    assert result.stdout == ""  # nothing says it is serving, nor that Flight started
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"error: server.port: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -342,6 +342,10 @@ def serve_command(
         _check_graphql(schema)
         _check_observers(settings, schema)
         _check_permissions(settings, schema, config)
+        from quiver.graphql.server import bind_socket
+
+        # A taken port is the one error line, before anything says the server is serving.
+        bind_socket(settings.server.host, settings.server.port).close()
     except Exception as exc:
         raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server
