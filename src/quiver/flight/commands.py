@@ -17,6 +17,7 @@ from quiver.graphql.commands import (
     Config,
     Db,
     Debug,
+    LogFormat,
     SchemaFile,
     Sets,
     _check_permissions,
@@ -85,6 +86,7 @@ def flight_command(
         int | None, typer.Option("--port", help="Port to listen on (flight.port, 8815).")
     ] = None,
     sets: Sets = None,
+    log_format: LogFormat = None,
     debug: Debug = False,
 ) -> None:
     """Serve the Arrow Flight server alone (no HTTP): tables and GraphQL results as Arrow."""
@@ -100,6 +102,7 @@ def flight_command(
                 "schema_file": schema_file,
                 "flight.host": host,
                 "flight.port": port,
+                "log.format": log_format,
                 "log.level": "debug" if debug else None,
             },
         )
@@ -113,7 +116,7 @@ def flight_command(
         configure_logging(settings.log.format, settings.log.level)
         handle = start_flight_server(schema, settings)
     except Exception as exc:
-        raise _fail(exc, debug, _log_format(None, settings)) from None
+        raise _fail(exc, debug, _log_format(log_format, settings)) from None
     if settings.log.format == "text":  # JSON logs have the server's own record of it
         typer.echo(f"Arrow Flight at {handle.location} (press Ctrl-C to stop)")
     stopped = threading.Event()
