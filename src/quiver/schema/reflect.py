@@ -582,6 +582,19 @@ def _field(col: CatalogColumn, name: str, entity: str) -> Field:
     )
 
 
+def _bad_member_name(name: str, where: str) -> ErrorDetail | None:
+    """Why ``name`` cannot name a field or relation, if it cannot: not a GraphQL name, or a
+    reserved word."""
+    bad = _bad_name(name, "field", where)
+    if bad is None and name in RESERVED_MEMBER_NAMES:
+        bad = ErrorDetail(
+            f"{name!r} is reserved (a filter combinator or an enum keyword)",
+            where,
+            "pick another name",
+        )
+    return bad
+
+
 def _field_overrides(
     table: CatalogTable, key: str, given: Mapping[str, str], problems: list[ErrorDetail]
 ) -> dict[str, str]:
@@ -591,7 +604,7 @@ def _field_overrides(
     seen: dict[str, str] = {}
     for column, name in given.items():
         where = f"names.{key}.fields.{column}"
-        bad = _bad_name(name, "field", where)
+        bad = _bad_member_name(name, where)
         if column not in columns:
             problems.append(
                 ErrorDetail(
@@ -602,14 +615,6 @@ def _field_overrides(
             )
         elif bad is not None:
             problems.append(bad)
-        elif name in RESERVED_MEMBER_NAMES:
-            problems.append(
-                ErrorDetail(
-                    f"{name!r} is reserved (a filter combinator or an enum keyword)",
-                    where,
-                    "pick another name",
-                )
-            )
         elif name in seen:
             problems.append(
                 ErrorDetail(
@@ -641,7 +646,7 @@ def _renamed_relations(
     renamed: dict[str, str] = {}
     for old, new in table_names.relations.items():
         where = f"names.{key}.relations.{old}"
-        bad = _bad_name(new, "field", where)
+        bad = _bad_member_name(new, where)
         if old not in derived:
             problems.append(
                 ErrorDetail(
@@ -654,14 +659,6 @@ def _renamed_relations(
             )
         elif bad is not None:
             problems.append(bad)
-        elif new in RESERVED_MEMBER_NAMES:
-            problems.append(
-                ErrorDetail(
-                    f"{new!r} is reserved (a filter combinator or an enum keyword)",
-                    where,
-                    "pick another name",
-                )
-            )
         else:
             renamed[old] = new
     out = [r.model_copy(update={"name": renamed.get(r.name, r.name)}) for r in relations]
