@@ -95,9 +95,16 @@ file and the environment. `--db URL` is short for `--set database.url=URL`.
 Every setting can be given by an environment variable named after it: `QUIVER_`, the section and
 the key in capitals, joined by `_` (the table below lists each name). `server.port` is
 `QUIVER_SERVER_PORT`, `database.url` is `QUIVER_DATABASE_URL`, `schema_file` is
-`QUIVER_SCHEMA_FILE`. A string setting takes the value as written; any other reads it as YAML
-(`QUIVER_GRAPHQL_MAX_DEPTH=8`, `QUIVER_DATABASE_SCHEMAS='[sales, hr]'`,
-`QUIVER_CORS_ALLOW_ORIGINS='["https://app.example.com"]'`).
+`QUIVER_SCHEMA_FILE`. A setting inside another has one too: `dispatcher.retry.max_attempts` is
+`QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS`, and `QUIVER_DISPATCHER_RETRY` gives the whole of
+`dispatcher.retry` as YAML (the narrower variable wins). A string setting takes the value as
+written; any other reads it as YAML (`QUIVER_GRAPHQL_MAX_DEPTH=8`,
+`QUIVER_DATABASE_SCHEMAS='[sales, hr]'`, `QUIVER_CORS_ALLOW_ORIGINS='["https://app.example.com"]'`).
+A value the setting does not accept is an error naming the variable:
+
+```
+error: environment variable QUIVER_SERVER_PORT: server.port: input should be a valid integer, unable to parse string as an integer (got 'abc') (see docs/configuration.md for the accepted values)
+```
 
 The order is: defaults, then `quiver.yaml`, then `QUIVER_*` variables, then the command line. A
 setting that the environment or the command line gives needs nothing from the file: with
@@ -141,6 +148,8 @@ def _default(field: Any) -> str:
         value = field.default
     if value is None:
         return "`null`"
+    if isinstance(value, BaseModel):
+        return "the defaults below"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if value == "":
@@ -191,6 +200,16 @@ def _nested(name: str, model: type[BaseModel]) -> list[str]:
 def _section(name: str, model: type[BaseModel], nested: bool = False) -> list[str]:
     lines = [f"### `{name}`", ""]
     lines += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
+    lines += _rows(name, model, nested)
+    lines.append("")
+    if nested or name.count(".") == 0:
+        lines += _nested(name, model)
+    return lines
+
+
+def _rows(name: str, model: type[BaseModel], nested: bool) -> list[str]:
+    """A row per setting of ``model``, each followed by the rows of a model it holds."""
+    lines: list[str] = []
     for key, field in model.model_fields.items():
         desc = (field.description or "").replace("|", "\\|")
         bounds = [
@@ -204,9 +223,9 @@ def _section(name: str, model: type[BaseModel], nested: bool = False) -> list[st
         env = ENV.get(f"{name}.{key}") if not nested else None
         shown = f"`{name}.{key}` <br> `{env}`" if env else f"`{name}.{key}`"
         lines.append(f"| {shown} | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
-    lines.append("")
-    if nested or name.count(".") == 0:
-        lines += _nested(name, model)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            lines += _rows(f"{name}.{key}", ann, nested)
     return lines
 
 

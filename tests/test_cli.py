@@ -30,6 +30,30 @@ def test_shell_completion_completes_commands_and_options() -> None:
     assert "--log-format" in complete("quiver serve --lo")
 
 
+def test_shell_completion_offers_the_log_formats() -> None:
+    env = {**os.environ, "_QUIVER_COMPLETE": "complete_bash"}
+    for words in ("quiver serve --log-format ", "quiver run --log-format "):
+        env |= {"COMP_WORDS": words, "COMP_CWORD": "3"}
+        result = subprocess.run([QUIVER], env=env, capture_output=True, text=True, timeout=60)
+        assert result.stdout.split() == ["text", "json"], words
+    env |= {"COMP_WORDS": "quiver serve --log-format j", "COMP_CWORD": "3"}
+    result = subprocess.run([QUIVER], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["json"]
+
+
+def test_python_m_quiver_is_the_quiver_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "quiver", "check", "--db", "oracle://x@y/z"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "unsupported database URL scheme 'oracle'" in result.stderr
+    assert result.stderr.startswith("error: ")
+
+
 def test_help_offers_to_install_and_show_completion() -> None:
     result = subprocess.run(
         [QUIVER, "--help"], capture_output=True, text=True, timeout=60, env={**os.environ}

@@ -29,5 +29,8 @@ def test_every_setting_is_documented() -> None:
         if fields is None:
             assert f"`{section}`" in text
             continue
-        for key in fields:
+        for key, inner in fields.items():
             assert f"`{section}.{key}`" in text, f"{section}.{key} is missing"
+            for deeper in getattr(inner.annotation, "model_fields", {}):
+                name = f"{section}.{key}.{deeper}"
+                assert f"`{name}`" in text, f"{name} is missing"

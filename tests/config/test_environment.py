@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from quiver.config.loader import load_settings, setting_env_names
 from quiver.config.settings import QuiverSettings
@@ -39,19 +40,64 @@ def test_an_environment_setting_also_covers_an_unset_variable_in_the_file(tmp_pa
     assert s.database.url == "sqlite:///y.db"
 
 
+def _settings_within(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """The dotted name of every setting of ``model``, the models it holds and their settings."""
+    found: set[str] = set()
+    for key, info in model.model_fields.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        inner = info.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            if prefix:
+                found.add(dotted)
+            found |= _settings_within(inner, dotted)
+        else:
+            found.add(dotted)
+    return found
+
+
 def test_every_setting_has_a_quiver_environment_variable() -> None:
     names = setting_env_names()
-    expected: set[str] = set()
-    for key, info in QuiverSettings.model_fields.items():
-        fields = getattr(info.annotation, "model_fields", None)
-        if fields is None:
-            expected.add(key)
-        else:
-            expected.update(f"{key}.{inner}" for inner in fields)
+    expected = _settings_within(QuiverSettings)
+    assert "dispatcher.retry.max_attempts" in expected
     assert set(names.values()) == expected
     assert names["QUIVER_SERVER_PORT"] == "server.port"
     assert names["QUIVER_SCHEMA_FILE"] == "schema_file"
+    assert names["QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS"] == "dispatcher.retry.max_attempts"
     assert len(names) == len(expected)  # no two settings share a name
+
+
+def test_a_setting_inside_a_section_setting_has_its_own_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "dispatcher:\n  retry:\n    max_attempts: 3\n    max_delay: 9\n")
+    env = {
+        "QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS": "7",
+        "QUIVER_DISPATCHER_RETRY_JITTER": "false",
+    }
+    s = load_settings(path, environ=env)
+    assert (s.dispatcher.retry.max_attempts, s.dispatcher.retry.jitter) == (7, False)
+    assert s.dispatcher.retry.max_delay == 9
+    whole = {"QUIVER_DISPATCHER_RETRY": "{max_attempts: 2, multiplier: 3}"}
+    s = load_settings(None, environ={**whole, "QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS": "4"})
+    assert (s.dispatcher.retry.max_attempts, s.dispatcher.retry.multiplier) == (4, 3)
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={"QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS": "0"})
+    assert err.value.details[0].where == "environment variable QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS"
+    with pytest.raises(ConfigError) as err:
+        load_settings(
+            None,
+            environ={**whole, "QUIVER_DISPATCHER_RETRY": "3"}
+            | {"QUIVER_DISPATCHER_RETRY_JITTER": "true"},
+        )
+    assert err.value.details[0].where == "environment variable QUIVER_DISPATCHER_RETRY_JITTER"
+
+
+def test_an_unknown_key_inside_a_mapping_of_settings_lists_the_known_ones(tmp_path: Path) -> None:
+    path = write(tmp_path, "names:\n  movies: {type: Film, plurl: films}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    (detail,) = err.value.details
+    assert detail.message == "names.movies.plurl: unknown setting"
+    assert detail.fix is not None and "did you mean 'plural'?" in detail.fix
+    assert "type, plural, by_key, fields" in detail.fix
 
 
 def test_environment_variables_set_values_of_every_type(tmp_path: Path) -> None:
@@ -125,3 +171,25 @@ def test_quiver_check_with_db_starts_although_the_file_leaves_its_variable_unset
     )
     assert done.returncode == 0, done.stderr
     assert "schema: 13 types" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("QUIVER_NAMES", "{movies: {tpye: Film}}", "names.movies.tpye: unknown setting"),
+        (
+            "QUIVER_AUTH_API_KEYS",
+            "[{name: ci, key: short}]",
+            "auth.api_keys[0].key: string should have at least 16 characters",
+        ),
+        ("QUIVER_DISPATCHER_RETRY", "{max_attempts: 0}", "dispatcher.retry.max_attempts: input"),
+    ],
+)
+def test_a_bad_value_inside_a_variables_setting_names_the_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "server:\n  port: 8001\n"), environ={variable: value})
+    (detail,) = err.value.details
+    assert detail.where == f"environment variable {variable}"
+    assert detail.message.startswith(message), detail.message

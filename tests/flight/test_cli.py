@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import orjson
 import pyarrow.flight as flight
 import pytest
 
@@ -132,3 +134,22 @@ def test_serve_answers_http_when_the_flight_port_is_taken(chinook_sqlite: Path) 
             body = {"query": "{ genresAggregate { count } }"}
             answer = httpx.post(f"{base}/graphql", json=body).json()
             assert answer == {"data": {"genresAggregate": {"count": 25}}}
+
+
+def test_quiver_flight_takes_log_format_json_for_its_lines_and_errors(
+    chinook_sqlite: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [QUIVER, "flight", "--db", f"sqlite:///{chinook_sqlite.absolute()}",
+             "--port", str(port), "--log-format", "json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (record,) = [orjson.loads(line) for line in done.stderr.splitlines()]
+    assert record["level"] == "error"
+    assert record["message"].startswith(f"flight.port: cannot listen on 127.0.0.1:{port}")

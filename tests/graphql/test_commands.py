@@ -99,13 +99,17 @@ def test_serve_a_compiled_schema_file(chinook_sqlite: Path, tmp_path: Path) -> N
         assert "tracks" in missing.json()["errors"][0]["message"]
 
 
-def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
-    port = free_port()
+@pytest.mark.parametrize("given_by", ["--port", "QUIVER_SERVER_PORT"])
+def test_demo_serves_the_chinook_database(tmp_path: Path, given_by: str) -> None:
+    port, flight_port = free_port(), free_port()
     # The demo builds its database in the cache folder: use a private one.
     env_cache = tmp_path / "cache"
-    proc_env = {"XDG_CACHE_HOME": str(env_cache)}
+    proc_env = {"XDG_CACHE_HOME": str(env_cache), "QUIVER_FLIGHT_PORT": str(flight_port)}
+    args = ["--port", str(port)] if given_by == "--port" else []
+    if given_by == "QUIVER_SERVER_PORT":  # as in QUIVER_SERVER_PORT=8001 make demo
+        proc_env["QUIVER_SERVER_PORT"] = str(port)
     proc = subprocess.Popen(
-        [QUIVER, "demo", "--port", str(port)], stdout=subprocess.PIPE,
+        [QUIVER, "demo", *args], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env={**os.environ, **proc_env},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -127,6 +131,7 @@ def test_demo_serves_the_chinook_database(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/graphql" in out
+    assert f"Arrow Flight at grpc+tcp://127.0.0.1:{flight_port}" in out
     assert "artists(limit: 3" in out
 
 
@@ -188,13 +193,33 @@ def test_schema_print_shows_the_sdl_of_a_file_an_app_and_a_database(tmp_path: Pa
     from_file = run("schema", "print", cwd=tmp_path)
     assert from_file.returncode == 0, from_file.stderr
     assert "type Album {" in from_file.stdout
-    assert "albums(" in from_file.stdout and "album(albumId: Int!): Album" in from_file.stdout
+    assert "albums(" in from_file.stdout and "albumId: Int!\n  ): Album" in from_file.stdout
     from_app = run("schema", "print", "--app", "app.py", cwd=tmp_path)
     assert from_app.stdout == from_file.stdout
     from_db = run("schema", "print", "--db", subset.url, cwd=tmp_path)
     assert from_db.returncode == 0, from_db.stderr
     # Reflection orders types by name, the app by declaration: the same SDL otherwise.
     assert sorted(from_db.stdout.splitlines()) == sorted(from_file.stdout.splitlines())
+
+
+def test_schema_print_of_a_database_uses_the_names_quiver_serve_uses(
+    chinook_sqlite: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "quiver.yaml").write_text("names:\n  artist: {type: Band, plural: bands}\n")
+    (tmp_path / "other.yaml").write_text("names:\n  artist: {fields: {name: title}}\n")
+    here = run("schema", "print", "--db", sqlite_url(chinook_sqlite), cwd=tmp_path)
+    assert here.returncode == 0, here.stderr
+    assert "type Band {" in here.stdout and "bands(" in here.stdout
+    assert "type Artist {" not in here.stdout
+    other = run("schema", "print", "--db", sqlite_url(chinook_sqlite), "-c", "other.yaml",
+                cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "type Artist {\n  artistId: Int!\n  title: String" in other.stdout
+    (tmp_path / "bad.yaml").write_text("names:\n  artist: {tpye: Band}\n")
+    bad = run("schema", "print", "--db", sqlite_url(chinook_sqlite), "-c", "bad.yaml",
+              cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 1
+    assert "bad.yaml:2:12: names.artist.tpye: unknown setting (did you mean 'type'?" in bad.stderr
 
 
 def test_schema_print_rejects_a_broken_schema_file(tmp_path: Path) -> None:

@@ -57,3 +57,26 @@ async def test_where_says_what_it_does(tmp_path: Path) -> None:
         text = str(described["where"])
         assert text != "Rows to return."
         assert text.startswith("Keep only the rows that match")
+
+
+async def test_every_argument_of_every_field_has_a_description(tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE purchase (id INTEGER PRIMARY KEY, total REAL,
+                                   customer_id INTEGER REFERENCES customer (id));
+            CREATE TABLE event_log (at TEXT, message TEXT);
+            """
+        )
+    schema = build_graphql_schema(build_catalog(await reflect_database(f"sqlite:///{path}")))
+    missing = [
+        f"{type_name}.{field_name}({arg_name})"
+        for type_name, named in schema.type_map.items()
+        if isinstance(named, GraphQLObjectType) and not type_name.startswith("__")
+        for field_name, field in named.fields.items()
+        for arg_name, arg in field.args.items()
+        if not arg.description
+    ]
+    assert missing == [], "\n".join(missing)

@@ -129,3 +129,16 @@ def test_the_example_runs_as_a_script(chinook_sqlite: Path) -> None:
         out, _ = proc.communicate(timeout=20)
     assert r.json()["data"]["artists"][0]["name"] == "AC/DC"
     assert "Artist: artistId, name" in out  # quiver.reflect's summary
+
+
+async def test_reflect_refuses_names_it_cannot_use_with_a_config_error(
+    chinook_sqlite: Path,
+) -> None:
+    url = f"sqlite:///{chinook_sqlite.absolute()}"
+    with pytest.raises(ConfigError) as err:
+        await quiver.reflect(url, names={"artist": {"type": "Band", "plurl": "bands"}})
+    (detail,) = err.value.details
+    assert detail.message == "names.artist.plurl: unknown setting"
+    assert detail.fix is not None and "did you mean 'plural'?" in detail.fix
+    schema = await quiver.reflect(url, include=["artist"], names={"artist": {"type": "Band"}})
+    assert [e.name for e in schema.entities] == ["Band"]

@@ -17,8 +17,10 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from quiver.config.loader import load_settings
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
+from quiver.runtime.errors import ConfigError
 from quiver.runtime.logs import configure_logging, reset_logging
 from quiver.schema.reflect import reflect_database
 from tests.graphql.servers import QUIVER, free_port
@@ -110,6 +112,79 @@ async def test_without_allowed_origins_there_is_no_cors(plain_app: GraphQLApp) -
         r = await c.post("/graphql", json=QUERY, headers={"origin": ORIGIN})
     assert pre.status_code == 405
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("cors", "message"),
+    [
+        (
+            {"allow_origins": ["https://app.example.com/"]},
+            "cors.allow_origins: 'https://app.example.com/' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origins": ["https://App.example.com"]},
+            "cors.allow_origins: 'https://App.example.com' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origins": ["app.example.com"]},
+            "cors.allow_origins: 'app.example.com' is not an origin as browsers send it",
+        ),
+        (
+            {"allow_origin_regex": "https://[a-z.example.com"},
+            "cors.allow_origin_regex: 'https://[a-z.example.com' is not a regular expression",
+        ),
+        (
+            {"allow_origins": ["*"], "allow_credentials": True},
+            "cors: allow_credentials with allow_origins ['*'] would let every web site",
+        ),
+    ],
+)
+def test_cors_settings_that_could_never_work_as_meant_are_refused(
+    cors: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, environ={}, base={"cors": cors})
+    (detail,) = err.value.details
+    assert detail.message.startswith(message), detail.message
+
+
+def test_cors_settings_take_origins_with_ports_and_addresses() -> None:
+    origins = ["http://localhost:3000", "http://[::1]:8080", "https://app.example.com", "*"]
+    s = load_settings(None, environ={}, base={"cors": {"allow_origins": origins}})
+    assert s.cors.allow_origins == origins
+
+
+async def test_a_preflight_carries_a_request_id_and_has_its_access_log_line(
+    sqlite_url: str, log_lines: io.StringIO
+) -> None:
+    app = await open_app(sqlite_url, cors={"allow_origins": [ORIGIN]}, log={"access": True})
+    try:
+        async with client_for(app) as c:
+            allowed = await c.options(
+                "/graphql",
+                headers={
+                    "origin": ORIGIN,
+                    "access-control-request-method": "POST",
+                    "x-request-id": "pre-1",
+                },
+            )
+            refused = await c.options(
+                "/graphql",
+                headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+            )
+            plain = await c.post("/graphql", json=QUERY, headers={"x-request-id": "post-1"})
+    finally:
+        await app.shutdown()
+    assert (allowed.status_code, refused.status_code) == (200, 400)
+    assert allowed.headers.get_list("x-request-id") == ["pre-1"]
+    assert len(refused.headers.get_list("x-request-id")) == 1
+    assert plain.headers.get_list("x-request-id") == ["post-1"]
+    access = [rec for rec in _records(log_lines) if rec.get("path") == "/graphql"]
+    assert [(a["method"], a["status"], a["request_id"]) for a in access] == [
+        ("OPTIONS", 200, "pre-1"),
+        ("OPTIONS", 400, refused.headers["x-request-id"]),
+        ("POST", 200, "post-1"),
+    ]
 
 
 # ----- request ids -----
@@ -237,11 +312,15 @@ def test_serve_writes_json_logs_with_a_request_id_per_request(sqlite_url: str, f
         other = httpx.post(f"{base}/graphql", json=QUERY).headers["x-request-id"]
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=20)
         taken.close()
     assert proc.returncode == 0, err
+    assert out == ""  # what a text-mode run prints on stdout is a log record here
     records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
     assert records, err  # every stderr line is one JSON object
+    assert records[0]["message"].startswith("Serving 13 types at http://127.0.0.1:")
+    flight_lines = [r["message"] for r in records if r["message"].startswith("Arrow Flight")]
+    assert len(flight_lines) == 1, flight_lines  # listening, or not started
     warned = [r for r in records if r["message"].startswith("Arrow Flight not started")]
     assert len(warned) == (flight == "taken"), err
     assert all(r["level"] == "warning" and "flight.enabled" in r["message"] for r in warned)
@@ -265,6 +344,7 @@ def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
             timeout=60,
         )
     assert result.returncode == 1, result.stderr
+    assert result.stdout == ""  # nothing says it is serving, nor that Flight started
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"error: server.port: cannot listen on 127.0.0.1:{port}: Address already in use"
@@ -272,6 +352,61 @@ def test_a_port_in_use_is_one_error_line_with_a_fix(sqlite_url: str) -> None:
         " names it), or choose another endpoint: --port 8080 (server.port in quiver.yaml, or"
         " QUIVER_SERVER_PORT))"
     ]
+
+
+@pytest.mark.parametrize("how", ["--log-format", "QUIVER_LOG_FORMAT"])
+def test_with_json_logs_a_failure_to_start_is_a_json_error_record(
+    sqlite_url: str, how: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    flag = ["--log-format", "json"] if how == "--log-format" else []
+    if how == "QUIVER_LOG_FORMAT":
+        env["QUIVER_LOG_FORMAT"] = "json"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = subprocess.run(
+            [
+                QUIVER,
+                "serve",
+                "--db",
+                sqlite_url,
+                "--port",
+                str(port),
+                "--set",
+                "flight.port=0",
+                *flag,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    bad_setting = subprocess.run(
+        [QUIVER, "serve", "--db", sqlite_url, "--set", "graphql.max_depth=deep", *flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    for result in (in_use, bad_setting):
+        assert result.returncode == 1, result.stderr
+        lines = (result.stdout + result.stderr).splitlines()
+        records = [orjson.loads(line) for line in lines]
+        errors = [r for r in records if r["level"] == "error"]
+        assert len(errors) == 1, records
+        assert {"ts", "level", "message", "logger"} <= errors[0].keys()
+    assert in_use_message(in_use.stderr).startswith(
+        f"server.port: cannot listen on 127.0.0.1:{port}"
+    )
+    assert "graphql.max_depth" in in_use_message(bad_setting.stderr)
+
+
+def in_use_message(stderr: str) -> str:
+    return str(
+        next(r for r in map(orjson.loads, stderr.splitlines()) if r["level"] == "error")["message"]
+    )
 
 
 def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> None:
@@ -288,3 +423,19 @@ def test_an_address_not_of_this_machine_is_one_error_line(sqlite_url: str) -> No
         " (EADDRNOTAVAIL) (192.0.2.1 is not an address of this machine"
     )
     assert "--host" in line
+
+
+def test_the_start_up_line_brackets_an_ipv6_address(sqlite_url: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [QUIVER, "serve", "--db", sqlite_url, "--host", "::1", "--port", str(port),
+         "--set", "flight.enabled=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert first.startswith(f"Serving 13 types at http://[::1]:{port}/graphql"), first

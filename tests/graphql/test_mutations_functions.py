@@ -111,3 +111,25 @@ async def test_a_functions_writes_reach_the_change_log_through_the_triggers(shop
     assert errors[0]["extensions"]["code"] == "MUTATION_FAILED"
     rows = shop.sql("SELECT entity, operation, after_image->>'title' FROM quiver_change_log")
     assert rows == [("Author", "insert", None), ("Book", "insert", "Logged")]
+
+
+async def test_a_function_mutation_whose_result_type_is_taken_is_refused(
+    fresh_postgresql: str,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        await open_bookshop(
+            "postgresql",
+            fresh_postgresql,
+            before=[_FUNCTION, "CREATE TABLE publish_result (id integer PRIMARY KEY)"],
+            functions=[
+                {"name": "publish", "function": "fn_publish"},
+                {"name": "publishBook", "function": "fn_publish"},
+                {"name": "PublishBook", "function": "fn_publish"},
+            ],
+        )
+    assert [d.message for d in caught.value.details] == [
+        "the function mutation 'publish' answers with type 'PublishResult', which is also the"
+        " type of entity PublishResult",
+        "the function mutation 'PublishBook' answers with type 'PublishBookResult', which is"
+        " also the result of function mutation 'publishBook'",
+    ]

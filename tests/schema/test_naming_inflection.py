@@ -35,6 +35,30 @@ def test_singular_of_table_names(plural: str, single: str) -> None:
 @pytest.mark.parametrize(
     ("single", "plural"),
     [
+        ("campus", "campuses"),
+        ("canvas", "canvases"),
+        ("gas", "gases"),
+        ("lens", "lenses"),
+        ("virus", "viruses"),
+        ("cactus", "cacti"),
+        ("cookie", "cookies"),
+        ("hero", "heroes"),
+        ("safe", "safes"),
+        ("thief", "thieves"),
+        ("sms", "sms"),
+    ],
+)
+def test_nouns_the_rails_rules_get_wrong_keep_their_english_forms(single: str, plural: str) -> None:
+    # Neither form changes when it is already what is asked for: a table may be named either.
+    assert (singularize(single), singularize(plural)) == (single, single)
+    assert (pluralize(single), pluralize(plural)) == (plural, plural)
+    assert singularize("user_" + plural) == "user_" + single
+    assert pluralize(single.capitalize()) == plural.capitalize()
+
+
+@pytest.mark.parametrize(
+    ("single", "plural"),
+    [
         ("movie", "movies"),
         ("status", "statuses"),
         ("series", "series"),
@@ -51,7 +75,7 @@ def test_plural_of_type_names(single: str, plural: str) -> None:
 async def test_reflected_tables_get_english_type_and_root_field_names(tmp_path: Path) -> None:
     path = tmp_path / "names.sqlite"
     with sqlite3.connect(path) as conn:
-        for table in ("movies", "series", "statuses", "news", "datas"):
+        for table in ("movies", "series", "statuses", "news", "datas", "campus", "canvases"):
             conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, title TEXT)")
     schema = await reflect_database(f"sqlite:///{path}")
     by_source = {e.source: e for e in schema.entities}
@@ -61,7 +85,10 @@ async def test_reflected_tables_get_english_type_and_root_field_names(tmp_path: 
         "statuses": "Status",
         "news": "News",
         "datas": "Data",
+        "campus": "Campus",
+        "canvases": "Canvas",
     }
+    assert "campuses" in root_field_names(by_source["campus"])
     assert root_field_names(by_source["movies"]) == {
         "movies": "list",
         "movie": "by_key",

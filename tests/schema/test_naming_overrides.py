@@ -72,6 +72,41 @@ async def test_named_types_root_fields_and_fields_are_served(movies_db: str) -> 
     }
 
 
+async def test_named_relations_are_served_with_their_aggregates(movies_db: str) -> None:
+    names = _names(
+        {
+            "studios": {"relations": {"movies": "films"}},
+            "movies": {"relations": {"studio": "producer"}},
+        }
+    )
+    schema = await reflect_database(movies_db, names=names)
+    settings = QuiverSettings.model_validate({"database": {"url": movies_db}})
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+        prepared = engine.prepare(
+            "{ studios { films { movieTitle } filmsAggregate { count } }"
+            '  movies(where: {producer: {studioName: {eq: "Ealing"}}}) {'
+            "    producer { studioName } } }"
+        )
+        body = orjson.loads((await engine.execute(prepared, None)).body)
+    finally:
+        await engine.close()
+    assert body == {
+        "data": {
+            "studios": [
+                {"films": [{"movieTitle": "Passport to Pimlico"}], "filmsAggregate": {"count": 1}}
+            ],
+            "movies": [{"producer": {"studioName": "Ealing"}}],
+        }
+    }
+
+
+async def test_a_bad_type_name_is_reported_once(movies_db: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        await reflect_database(movies_db, names=_names({"movies": {"type": "bad name"}}))
+    assert [d.where for d in caught.value.details] == ["names.movies.type"]
+
+
 @pytest.mark.parametrize(
     ("names", "where", "needle"),
     [
@@ -98,6 +133,32 @@ async def test_named_types_root_fields_and_fields_are_served(movies_db: str) -> 
         ({"movie_titles": {"by_key": "movieTitle"}}, "names.movie_titles.by_key", "no primary key"),
         ({"movies": {"plural": "studios"}}, "names.movies.plural", "clashes"),
         ({"movies": {"by_key": "studiosConnection"}}, "names.movies.by_key", "clashes"),
+        (
+            {"studios": {"relations": {"movie": "films"}}},
+            "names.studios.relations.movie",
+            "Studio has no relation 'movie' (did you mean 'movies'?)",
+        ),
+        (
+            {"movies": {"relations": {"studio": "movieTitle"}}},
+            "names.movies.relations.studio",
+            "'movieTitle' is also the name of field 'movieTitle' of Movie",
+        ),
+        (
+            {
+                "studios": {
+                    "fields": {"studio_name": "filmsAggregate"},
+                    "relations": {"movies": "films"},
+                }
+            },
+            "names.studios.relations.movies",
+            "'filmsAggregate' is also the name of field 'filmsAggregate' of Studio",
+        ),
+        (
+            {"studios": {"relations": {"movies": "not"}}},
+            "names.studios.relations.movies",
+            "reserved",
+        ),
+        ({"studios": {"relations": {"movies": "a-b"}}}, "names.studios.relations.movies", "not a"),
     ],
 )
 async def test_bad_names_are_refused_with_their_location(
@@ -121,9 +182,32 @@ def test_quiver_check_reports_names_that_match_no_table(movies_db: str, tmp_path
     )  # fmt: skip
     assert done.returncode == 1, done
     assert "Traceback" not in done.stderr
-    assert "names.studio: no table or view 'studio' is reflected" in done.stderr, done.stderr
-    assert "did you mean 'studios'?" in done.stderr
-    assert "names.movies_x" in done.stderr  # every problem at once
+    lines = done.stderr.splitlines()
+    assert lines == [
+        "error: quiver.yaml:7:5 names.studio: no table or view 'studio' is reflected"
+        " (did you mean 'studios'?)",
+        "error: quiver.yaml:9:5 names.movies_x: no table or view 'movies_x' is reflected"
+        " (did you mean 'movies'?)",
+    ], done.stderr  # every problem at once, each placed in the file
+    printed = subprocess.run(
+        [QUIVER, "schema", "print", "--db", movies_db], capture_output=True, text=True,
+        timeout=120, cwd=tmp_path, env=dict(os.environ), check=False,
+    )  # fmt: skip
+    assert printed.returncode == 1
+    assert printed.stderr.splitlines() == lines
+
+
+def test_names_given_by_the_environment_are_not_placed_in_the_file(
+    movies_db: str, tmp_path: Path
+) -> None:
+    (tmp_path / "quiver.yaml").write_text("server:\n  port: 8001\n", encoding="utf-8")
+    done = subprocess.run(
+        [QUIVER, "check", "--db", movies_db], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env={**os.environ, "QUIVER_NAMES": "{studio: {type: Company}}"},
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: names.studio: no table or view 'studio'"), done.stderr
 
 
 def test_quiver_check_serves_the_named_types(movies_db: str, tmp_path: Path) -> None:

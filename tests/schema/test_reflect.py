@@ -22,6 +22,8 @@ import pytest
 import pytest_asyncio
 
 from graphql import GraphQLInputObjectType
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.engine import GraphQLEngine
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.runtime.errors import ConfigError
 from quiver.schema import reflect as reflect_module
@@ -696,16 +698,16 @@ async def test_same_table_in_two_postgresql_schemas_gets_a_schema_prefix(
     schema = await reflect_database(PG_URL, schemas=[main, other], include=["artist*"])
     prefixed = pascal(f"{other}_artist")
     assert [e.name for e in schema.entities] == sorted(
-        ["Artist", "ArtistChange", "ArtistName", prefixed]
+        ["Artist", "ArtistChangeRow", "ArtistName", prefixed]  # ArtistChange: subscriptions
     )
     assert (entity(schema, "Artist").db_schema, entity(schema, prefixed).db_schema) == (
         main,
         other,
     )
     # A foreign key across schemas links the entities of both.
-    change = entity(schema, "ArtistChange").relation("artist")
+    change = entity(schema, "ArtistChangeRow").relation("artist")
     assert change is not None and change.target == "Artist"
-    assert entity(schema, "Artist").relation("artistChanges") is not None
+    assert entity(schema, "Artist").relation("artistChangeRows") is not None
 
 
 async def test_schema_qualified_pattern_selects_one_schema(pg_schemas: tuple[str, str]) -> None:
@@ -713,7 +715,7 @@ async def test_schema_qualified_pattern_selects_one_schema(pg_schemas: tuple[str
     schema = await reflect_database(PG_URL, schemas=[main, other], include=[f"{other}.*"])
     assert [(e.name, e.db_schema) for e in schema.entities] == [
         ("Artist", other),
-        ("ArtistChange", other),
+        ("ArtistChangeRow", other),
     ]
 
 
@@ -953,6 +955,34 @@ async def test_names_the_graphql_layer_derives_are_not_taken_by_tables(tmp_path:
     assert by_source["nodes_connection"].by_key_field == "nodesConnectionByKey"
 
 
+async def test_tables_named_like_the_types_subscriptions_and_mutations_add_step_aside(
+    tmp_path: Path,
+) -> None:
+    url = _sqlite_db(
+        tmp_path,
+        "CREATE TABLE movie (id INTEGER PRIMARY KEY, title TEXT)",
+        "CREATE TABLE movie_change (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE change_operation (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE mutation_error (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE string_array_filter (id INTEGER PRIMARY KEY)",
+    )
+    schema = await reflect_database(url)
+    assert {e.source: e.name for e in schema.entities} == {
+        "movie": "Movie",
+        "movie_change": "MovieChangeRow",  # Movie's subscription type is MovieChange
+        "change_operation": "ChangeOperationRow",
+        "mutation_error": "MutationErrorRow",
+        "string_array_filter": "StringArrayFilterRow",
+    }
+    settings = QuiverSettings.model_validate({"database": {"url": url}})
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+        types = set(engine.graphql_schema.type_map)
+    finally:
+        await engine.close()
+    assert {"MovieChange", "MovieChangeRowChange", "ChangeOperation"} <= types
+
+
 async def test_reverse_relation_leaves_room_for_its_aggregate_field(tmp_path: Path) -> None:
     url = _sqlite_db(
         tmp_path,
@@ -1154,3 +1184,13 @@ async def test_sampling_a_slow_sqlite_view_gives_up_within_its_budget(
     # The endless view is given up on; the next one is still sampled.
     assert [(f.name, f.scalar) for f in entity(schema, "Endless").fields] == [("n", Scalar.STRING)]
     assert [(f.name, f.scalar) for f in entity(schema, "Quick").fields] == [("two", Scalar.BIGINT)]
+
+
+def test_the_reflection_page_lists_every_name_a_table_steps_aside_for() -> None:
+    from quiver.schema.api_names import GENERATED_TYPE_SUFFIXES, RESERVED_TYPE_NAMES
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reflection.md").read_text()
+    named = [n for n in RESERVED_TYPE_NAMES if not n.endswith("Filter")]
+    missing = [n for n in named if f"`{n}`" not in page]
+    missing += [s for s in GENERATED_TYPE_SUFFIXES if f"`E{s}`" not in page]
+    assert missing == []

@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "load_settings",
+    "located",
     "parse_override",
     "setting_env_names",
     "setting_locator",
@@ -111,9 +112,10 @@ def load_settings(
     if file is not None:
         positions, data, file_errors = _read(file, env, set(given))
         errors = file_errors + errors
-    layers = [(k, v) for k, (_, v) in from_env.items()] + list((overrides or {}).items())
-    for dotted, value in layers:
-        err = _apply_override(data, dotted, value)
+    layers = [(k, v, f"environment variable {n}") for k, (n, v) in from_env.items()]
+    layers += [(k, v, "command line") for k, v in (overrides or {}).items()]
+    for dotted, value, source in layers:
+        err = _apply_override(data, dotted, value, source)
         if err:
             errors.append(err)
     if errors:
@@ -142,23 +144,52 @@ def setting_locator(
         return lambda loc: None
 
     def locate(loc: Loc) -> str | None:
+        if not loc or positions.key(loc[:1]) is None:
+            return None  # a section the file does not write (the environment may give it)
         mark = positions.value(loc) or positions.nearest_key(loc)
         return mark.render() if mark else None
 
     return locate
 
 
+def located(detail: ErrorDetail, locate: Callable[[Loc], str | None]) -> ErrorDetail:
+    """``detail``, whose ``where`` is a setting's dotted path (``names.movies.type``), with the
+    ``file:line:column`` that ``locate`` finds for it, or for the nearest setting above it."""
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in detail.where.split(".")]
+    while parts:
+        found = locate(tuple(parts))
+        if found:
+            return ErrorDetail(detail.message, f"{found} {detail.where}", detail.fix)
+        parts.pop()
+    return detail
+
+
 def setting_env_names() -> dict[str, str]:
-    """Every setting's environment variable: ``QUIVER_SERVER_PORT`` -> ``server.port``."""
+    """Every setting's environment variable: ``QUIVER_SERVER_PORT`` -> ``server.port``.
+
+    A settings model inside a section has a variable of its own (``QUIVER_DISPATCHER_RETRY``,
+    read as YAML) and one for each of its settings (``QUIVER_DISPATCHER_RETRY_MAX_ATTEMPTS``).
+    """
     names: dict[str, str] = {}
-    for key, info in QuiverSettings.model_fields.items():
-        sub = info.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            for inner in sub.model_fields:
-                names[f"{ENV_PREFIX}{key}_{inner}".upper()] = f"{key}.{inner}"
-        else:
-            names[f"{ENV_PREFIX}{key}".upper()] = key
+
+    def walk(model: type[BaseModel], prefix: str, top: bool) -> None:
+        for key, info in model.model_fields.items():
+            dotted = f"{prefix}.{key}" if prefix else key
+            sub = _plain_model(info.annotation)
+            if sub is None or not top:
+                names[ENV_PREFIX + dotted.replace(".", "_").upper()] = dotted
+            if sub is not None:
+                walk(sub, dotted, False)
+
+    walk(QuiverSettings, "", True)
     return names
+
+
+def _plain_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds directly (not in a list, mapping or union), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _settings_from_env(
@@ -170,7 +201,7 @@ def _settings_from_env(
     sections = {
         f"{ENV_PREFIX}{key}_".upper()
         for key, info in QuiverSettings.model_fields.items()
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        if _plain_model(info.annotation) is not None
     }
     found: dict[str, tuple[str, Any]] = {}
     errors: list[ErrorDetail] = []
@@ -199,8 +230,8 @@ def _env_value(dotted: str, raw: str) -> Any:
     model: type[BaseModel] = QuiverSettings
     parts = dotted.split(".")
     for part in parts[:-1]:
-        sub = model.model_fields[part].annotation
-        assert isinstance(sub, type) and issubclass(sub, BaseModel)
+        sub = _plain_model(model.model_fields[part].annotation)
+        assert sub is not None
         model = sub
     annotation = model.model_fields[parts[-1]].annotation
     args = (
@@ -272,12 +303,14 @@ def _read(
     return positions, data, errors
 
 
-def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> ErrorDetail | None:
+def _apply_override(
+    data: dict[str, Any], dotted: str, value: Any, source: str = "command line"
+) -> ErrorDetail | None:
     parts = dotted.split(".")
     if not all(parts):
         return ErrorDetail(
             f"override key {dotted!r} is not a dotted setting name",
-            "command line",
+            source,
             "write e.g. server.port=8080",
         )
     target = data
@@ -286,7 +319,7 @@ def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> ErrorDetai
         if not isinstance(nxt, dict):
             return ErrorDetail(
                 f"override {dotted!r}: {'.'.join(parts[: i + 1])} is not a section",
-                "command line",
+                source,
                 "override a setting inside a section, e.g. server.port",
             )
         target = nxt
@@ -295,15 +328,35 @@ def _apply_override(data: dict[str, Any], dotted: str, value: Any) -> ErrorDetai
 
 
 def _model_fields_at(loc: Loc) -> list[str]:
-    """Names of the settings that the model at ``loc`` accepts."""
-    model: type[BaseModel] = QuiverSettings
+    """Names of the settings that the model at ``loc`` accepts, through the entries of lists
+    and mappings too (``names.movies`` is a ``TableNames``)."""
+    annotation: Any = QuiverSettings
     for part in loc:
-        info = model.model_fields.get(str(part))
-        sub = info.annotation if info else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+        annotation = _step(annotation, part)
+        if annotation is None:
             return []
-        model = sub
-    return list(model.model_fields)
+    model = _plain_model(_without_none(annotation))
+    return list(model.model_fields) if model else []
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` of ``X | None``; any other annotation as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation of what ``part`` names inside a value of ``annotation``: a field of a
+    model, an entry of a list or mapping; None when it names nothing."""
+    annotation = _without_none(annotation)
+    if typing.get_origin(annotation) in (list, dict):
+        return typing.get_args(annotation)[-1]
+    model = _plain_model(annotation)
+    info = model.model_fields.get(str(part)) if model else None
+    return info.annotation if info else None
 
 
 def _lookup(data: Any, loc: Loc) -> tuple[bool, Any]:
@@ -322,8 +375,13 @@ def _explain(
 ) -> ErrorDetail:
     loc: Loc = tuple(err["loc"])
     name = format_path(loc)
-    if loc in given:
-        where = given[loc]
+    within = [source for key, source in given.items() if key[: len(loc)] == loc]
+    # The variable or override whose value holds the setting at fault (the longest one).
+    holders = sorted((key for key in given if loc[: len(key)] == key), key=len)
+    if holders:
+        where = given[holders[-1]]
+    elif within and positions is None:
+        where = ", ".join(sorted(set(within)))
     elif positions is None:
         where = "defaults"
     else:
@@ -344,6 +402,8 @@ def _explain(
     found, value = _lookup(data, loc)
     seen = f" (got {value!r})" if found and not isinstance(value, dict | list) else ""
     msg = str(err["msg"])
+    if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+        msg = str(err["ctx"]["error"])  # a validator's own words, without "Value error, "
     return ErrorDetail(
         f"{name or 'top level'}: {msg[0].lower() + msg[1:] if msg else msg}{seen}",
         where,

@@ -6,9 +6,10 @@ Loading (files, ``${ENV}`` / ``${file:path}`` substitution, CLI overrides) lives
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quiver.runtime.delivery import RetryPolicy
 
@@ -268,6 +269,10 @@ class DispatcherSettings(_Settings):
     )
 
 
+# An origin as a browser sends it in the Origin header: scheme, host and optional port.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9._~%-]+)(:[0-9]{1,5})?")
+
+
 class CorsSettings(_Settings):
     allow_origins: list[str] = Field(
         default_factory=list,
@@ -287,6 +292,38 @@ class CorsSettings(_Settings):
     max_age: int = Field(
         default=600, ge=0, description="Seconds a browser may cache a preflight answer."
     )
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins_as_browsers_send_them(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin as browsers send it: write scheme://host or "
+                    "scheme://host:port in lower case, without a path or a trailing slash "
+                    "(https://app.example.com), or '*' for any origin"
+                )
+        return origins
+
+    @field_validator("allow_origin_regex")
+    @classmethod
+    def _regex_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _credentials_need_named_origins(self) -> CorsSettings:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials with allow_origins ['*'] would let every web site make "
+                "requests with its visitors' credentials: list the origins that may, or set "
+                "allow_credentials to false"
+            )
+        return self
 
 
 class ServerSettings(_Settings):
@@ -496,6 +533,11 @@ class TableNames(_Settings):
     )
     fields: dict[str, str] = Field(
         default_factory=dict, description="Column name -> GraphQL field name."
+    )
+    relations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Relation name as derived (customersBySupportRepId) -> GraphQL name "
+        "(supportedCustomers); a list relation's Aggregate field follows it.",
     )
 
 

@@ -17,10 +17,12 @@ from quiver.graphql.commands import (
     Config,
     Db,
     Debug,
+    LogFormat,
     SchemaFile,
     Sets,
     _check_permissions,
     _fail,
+    _log_format,
     _no_database,
     _schema_for,
     _settings,
@@ -68,7 +70,8 @@ def start_beside_http(schema: Schema, settings: QuiverSettings) -> Callable[[], 
         else:
             typer.echo(f"warning: {message}", err=True)
         return lambda: None
-    typer.echo(f"Arrow Flight at {handle.location}")
+    if settings.log.format == "text":  # JSON logs have the server's own record of it
+        typer.echo(f"Arrow Flight at {handle.location}")
     return handle.stop
 
 
@@ -83,11 +86,13 @@ def flight_command(
         int | None, typer.Option("--port", help="Port to listen on (flight.port, 8815).")
     ] = None,
     sets: Sets = None,
+    log_format: LogFormat = None,
     debug: Debug = False,
 ) -> None:
     """Serve the Arrow Flight server alone (no HTTP): tables and GraphQL results as Arrow."""
     import asyncio
 
+    settings: QuiverSettings | None = None
     try:
         settings = _settings(
             config,
@@ -97,12 +102,13 @@ def flight_command(
                 "schema_file": schema_file,
                 "flight.host": host,
                 "flight.port": port,
+                "log.format": log_format,
                 "log.level": "debug" if debug else None,
             },
         )
         if not settings.database.url:
             raise _no_database()
-        schema = asyncio.run(_schema_for(settings))
+        schema = asyncio.run(_schema_for(settings, config))
         _check_permissions(settings, schema, config)
         from quiver.flight.server import start_flight_server
         from quiver.runtime.logs import configure_logging
@@ -110,8 +116,9 @@ def flight_command(
         configure_logging(settings.log.format, settings.log.level)
         handle = start_flight_server(schema, settings)
     except Exception as exc:
-        raise _fail(exc, debug) from None
-    typer.echo(f"Arrow Flight at {handle.location} (press Ctrl-C to stop)")
+        raise _fail(exc, debug, _log_format(log_format, settings)) from None
+    if settings.log.format == "text":  # JSON logs have the server's own record of it
+        typer.echo(f"Arrow Flight at {handle.location} (press Ctrl-C to stop)")
     stopped = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

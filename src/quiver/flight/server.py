@@ -834,7 +834,8 @@ def _check_port(host: str, port: int) -> None:
     raise ConfigError.one(
         f"cannot listen on {host}:{port}: {problem.reason}",
         "flight.port" if on_port else "flight.host",
-        f"{problem.fix} (flight.port / flight.host in quiver.yaml, or --set flight.port=N)",
+        f"{problem.fix} (flight.port / flight.host in quiver.yaml, QUIVER_FLIGHT_PORT, or --set "
+        "flight.port=N)",
     )
 
 

@@ -24,6 +24,7 @@ from quiver.auth.permissions import (
     check_permission_names,
     grants_for,
 )
+from quiver.config.loader import located
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.planner import PlanError, RowRestriction, plan_filter
 from quiver.runtime.errors import ConfigError, ErrorDetail
@@ -161,7 +162,7 @@ def check_permissions(
                 problems.extend(d for d in err.details if d not in problems)
     if problems:
         if locate is not None:
-            problems = [_located(d, locate) for d in problems]
+            problems = [located(d, locate) for d in problems]
         raise ConfigError(problems)
 
 
@@ -170,13 +171,3 @@ def _dialect(settings: QuiverSettings) -> Dialect:
 
     url = settings.database.url
     return dialect_for(parse_database_url(url).dialect if url else "sqlite")
-
-
-def _located(detail: ErrorDetail, locate: Locate) -> ErrorDetail:
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in detail.where.split(".")]
-    while parts:
-        found = locate(tuple(parts))
-        if found:
-            return ErrorDetail(detail.message, f"{found} {detail.where}", detail.fix)
-        parts.pop()
-    return detail

@@ -76,30 +76,81 @@ SchemaFile = Annotated[
         "--schema", metavar="FILE", help="Compiled schema.json to serve instead of reflecting."
     ),
 ]
+
+
+def _complete_log_format(incomplete: str) -> list[str]:
+    """What shell completion offers after --log-format."""
+    return [f for f in ("text", "json") if f.startswith(incomplete)]
+
+
 LogFormat = Annotated[
     str | None,
-    typer.Option("--log-format", metavar="text|json", help="Log format (log.format)."),
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        help="Log format (log.format).",
+        autocompletion=_complete_log_format,
+    ),
 ]
 
 
-def _fail(exc: BaseException, debug: bool) -> typer.Exit:
-    """Report ``exc`` on stderr as one line per problem (the traceback with --debug)."""
+def _fail(exc: BaseException, debug: bool, log_format: str = "text") -> typer.Exit:
+    """Report ``exc`` on stderr as one line per problem (the traceback with --debug).
+
+    With ``log_format`` json each line is a JSON log record (level error, the traceback in
+    its ``exception``), as every other line the server writes.
+    """
+    import traceback
+
     from quiver.runtime.errors import QuiverError
 
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, QuiverError):
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            typer.echo(f"error: {line}", err=True)
+        lines = str(exc).splitlines() or [type(exc).__name__]
     else:
         message = str(exc).splitlines()[0] if str(exc) else ""
-        typer.echo(
-            f"error: {type(exc).__name__}: {message} (run with --debug for the traceback)",
-            err=True,
-        )
+        lines = [f"{type(exc).__name__}: {message} (run with --debug for the traceback)"]
+    if log_format == "json":
+        from quiver.runtime.logs import json_line, timestamp
+
+        for line in lines:
+            record: dict[str, Any] = {
+                "ts": timestamp(),
+                "level": "error",
+                "message": line,
+                "logger": "quiver",
+            }
+            if debug:
+                record["exception"] = "".join(traceback.format_exception(exc))
+            typer.echo(json_line(record), err=True)
+        return typer.Exit(1)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
     return typer.Exit(1)
+
+
+def _log_format(flag: str | None, settings: QuiverSettings | None) -> str:
+    """The log format of a command's output: the settings' once read, else ``--log-format``,
+    else ``QUIVER_LOG_FORMAT`` (for errors found while reading the settings)."""
+    import os
+
+    if settings is not None:
+        return settings.log.format
+    return flag or os.environ.get("QUIVER_LOG_FORMAT", "text").strip()
+
+
+def _announce(settings: QuiverSettings, text: str, logger: str = "quiver") -> None:
+    """Tell the user what started: a line on stdout, or an info record in JSON logs."""
+    if settings.log.format == "json":
+        import logging
+
+        from quiver.runtime.logs import configure_logging
+
+        configure_logging(settings.log.format, settings.log.level)
+        logging.getLogger(logger).info(text)
+    else:
+        typer.echo(text)
 
 
 def _settings(
@@ -116,18 +167,37 @@ def _settings(
     return load_settings(config, overrides)
 
 
-async def _schema_for(settings: QuiverSettings) -> Schema:
+async def _schema_for(settings: QuiverSettings, config: str | None = None) -> Schema:
+    """The schema to serve: the compiled file, or the database reflected with the settings'
+    names (whose problems are placed in ``config``, default ./quiver.yaml)."""
+    from quiver.config.loader import located, setting_locator
+    from quiver.runtime.errors import ConfigError
+
+    try:
+        return await _schema_of(settings)
+    except ConfigError as err:
+        if not any(d.where.startswith("names.") for d in err.details):
+            raise
+        locate = setting_locator(config)
+        raise ConfigError(
+            [located(d, locate) if d.where.startswith("names.") else d for d in err.details]
+        ) from None
+
+
+async def _schema_of(settings: QuiverSettings) -> Schema:
+    from quiver.observers.tables import without_own_tables
     from quiver.schema.reflect import reflect_database
 
     if settings.schema_file:
         from quiver.schema.ir import load_schema_file
 
-        return load_schema_file(settings.schema_file)
+        return without_own_tables(load_schema_file(settings.schema_file), settings)
     if not settings.database.url:
         raise _no_database()
-    return await reflect_database(
+    schema = await reflect_database(
         settings.database.url, schemas=settings.database.schemas or None, names=settings.names
     )
+    return without_own_tables(schema, settings)
 
 
 def _no_database() -> Exception:
@@ -190,31 +260,35 @@ def _check_observers(settings: QuiverSettings, schema: Schema) -> None:
 
 
 def demo_command(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on [default: 8000].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind [default: 127.0.0.1].")
+    ] = None,
     debug: Debug = False,
 ) -> None:
-    """Serve the Chinook music-store demo database with GraphiQL, no setup needed."""
+    """Serve the Chinook music-store demo database with GraphiQL, no setup needed.
+
+    quiver.yaml is not read; QUIVER_* variables apply (QUIVER_SERVER_PORT, QUIVER_FLIGHT_PORT).
+    """
     import asyncio
 
     try:
-        from quiver.config.settings import QuiverSettings
+        from quiver.config.loader import load_settings
         from quiver.demo.chinook import ensure_sqlite
         from quiver.schema.reflect import reflect_database
 
         path = ensure_sqlite()
         url = f"sqlite:///{path.absolute()}"
-        settings = QuiverSettings.model_validate(
-            {
-                "database": {"url": url},
-                "server": {"host": host, "port": port},
-                "log": {"level": "debug" if debug else "info"},
-            }
-        )
+        given = {"server.host": host, "server.port": port, "log.level": "debug" if debug else None}
+        overrides = {key: value for key, value in given.items() if value is not None}
+        settings = load_settings(None, {**overrides, "database.url": url}, base={})
         schema = asyncio.run(reflect_database(url))
         _check_graphql(schema)
     except Exception as exc:
         raise _fail(exc, debug) from None
+    host, port = settings.server.host, settings.server.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     endpoint = f"http://{shown}:{port}{settings.graphql.path}"
     typer.echo(
@@ -247,6 +321,7 @@ def serve_command(
     """Serve GraphQL over HTTP for a database (reflected) or a compiled schema."""
     import asyncio
 
+    settings: QuiverSettings | None = None
     try:
         settings = _settings(
             config,
@@ -263,17 +338,24 @@ def serve_command(
         )
         if not settings.database.url:
             raise _no_database()
-        schema = asyncio.run(_schema_for(settings))
+        schema = asyncio.run(_schema_for(settings, config))
         _check_graphql(schema)
         _check_observers(settings, schema)
         _check_permissions(settings, schema, config)
+        from quiver.graphql.server import bind_socket
+
+        # A taken port is the one error line, before anything says the server is serving.
+        bind_socket(settings.server.host, settings.server.port).close()
     except Exception as exc:
-        raise _fail(exc, debug) from None
+        raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server
-    typer.echo(
+    shown = f"[{server.host}]" if ":" in server.host else server.host
+    _announce(
+        settings,
         f"Serving {plural(len(schema.entities), 'type')} at "
-        f"http://{server.host}:{server.port}{settings.graphql.path} "
-        f"({plural(server.workers, 'worker')})"
+        f"http://{shown}:{server.port}{settings.graphql.path} "
+        f"({plural(server.workers, 'worker')})",
+        "quiver.graphql.server",
     )
     _serve(schema, settings, debug)
 
@@ -289,7 +371,7 @@ def _serve(schema: Schema, settings: QuiverSettings, debug: bool) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        raise _fail(exc, debug) from None
+        raise _fail(exc, debug, settings.log.format) from None
     finally:
         for stop in reversed(stops):
             stop()
@@ -318,16 +400,17 @@ def check_command(
         typer.echo(f"database: {where} reachable")
     typer.echo(f"schema: {plural(len(schema.entities), 'type')}, {plural(relations, 'relation')}")
     for entity in schema.entities:
-        keys = ", ".join(entity.primary_key) or "no primary key"
+        key = entity.primary_key
+        keyed = f"key ({', '.join(key)})" if len(key) > 1 else f"key {key[0]}" if key else ""
         typer.echo(
             f"  {entity.name} ({entity.source}): {plural(len(entity.fields), 'field')}, "
-            f"{plural(len(entity.relations), 'relation')}, key {keys}"
+            f"{plural(len(entity.relations), 'relation')}, {keyed or 'no primary key'}"
         )
     typer.echo("ok")
 
 
 async def _check(settings: QuiverSettings, config: str | None = None) -> Schema:
-    schema = await _schema_for(settings)
+    schema = await _schema_for(settings, config)
     _check_graphql(schema)
     _check_observers(settings, schema)
     _check_permissions(settings, schema, config)
@@ -358,9 +441,14 @@ def print_command(
         Path | None,
         typer.Option("--app", metavar="FILE", help="Compile this authored app instead."),
     ] = None,
+    config: Config = None,
     debug: schema_commands.Debug = False,
 ) -> None:
-    """Print the GraphQL schema (SDL) that 'quiver serve' would serve."""
+    """Print the GraphQL schema (SDL) that 'quiver serve' would serve.
+
+    With --db, the database is reflected as 'quiver serve --db' does: with the names: section
+    and database.schemas of quiver.yaml (or --config) and QUIVER_* variables.
+    """
     import asyncio
 
     given = (("--schema", schema_file), ("--db", db), ("--app", app_file))
@@ -369,9 +457,7 @@ def print_command(
         raise schema_commands.fail(f"give only one of {', '.join(chosen)}")
     with schema_commands.failures_reported(debug):
         if db:
-            from quiver.schema.reflect import reflect_database
-
-            schema = asyncio.run(reflect_database(db))
+            schema = asyncio.run(_schema_for(_settings(config, db, None), config))
         elif app_file is not None:
             from quiver.schema.authoring import compile_app
 

@@ -78,12 +78,15 @@ async def reflect(
     ``schemas`` lists the PostgreSQL schemas to read (default ``public``); ``include`` and
     ``exclude`` are glob patterns over table names. Pass the result to :func:`create_app`
     (``schema=``) or save it with ``schema.to_json()``. ``names`` sets GraphQL names as the
-    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``).
+    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``). Raises
+    :class:`~quiver.runtime.errors.ConfigError` for names it cannot use (an unknown key
+    among them) and when the database cannot be reflected.
     """
-    chosen = {
-        table: n if isinstance(n, TableNames) else TableNames.model_validate(n)
+    given = {
+        table: n.model_dump(exclude_defaults=True) if isinstance(n, TableNames) else n
         for table, n in (names or {}).items()
     }
+    chosen = load_settings(None, environ={}, base={"names": given}).names
     return await reflect_database(
         database, schemas=schemas, include=include, exclude=exclude, names=chosen
     )

@@ -56,14 +56,19 @@ from quiver.graphql.mutations import MutationRunner
 from quiver.graphql.planner import PlanError, RootStep, plan_operation, typed_input_problem
 from quiver.graphql.subscriptions import ChangeSignal, add_subscriptions
 from quiver.graphql.typesystem import build_graphql_schema
+from quiver.observers.tables import without_own_tables
 from quiver.runtime.context import RequestContext
 from quiver.runtime.errors import ConfigError, ErrorDetail
 from quiver.runtime.hints import did_you_mean
+from quiver.schema.api_names import (
+    GENERATED_TYPE_SUFFIXES,
+    RESERVED_TYPE_NAMES,
+    function_result_type_name,
+)
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
 from quiver.schema.resolvers import ResolverMutation, resolver_of
 from quiver.schema.statistics import Statistics, read_statistics
-from quiver.sql.changelog import writers_table
 from quiver.sql.database import (
     ConstraintError,
     Database,
@@ -238,12 +243,9 @@ class GraphQLEngine:
         ``statistics``: the tables' rows and relations' fan-out that cost lists by;
         ``access``: the permissions of the one role this engine serves (``schema`` is then
         what the role may read; see :meth:`for_principal`)."""
-        log_table = settings.mutations.change_log_table
-        # The change log (and its writers mark) is Quiver's own, never an entity of the API.
-        own = {log_table, writers_table(log_table)}
-        schema = schema.model_copy(
-            update={"entities": tuple(e for e in schema.entities if e.source not in own)}
-        )
+        # The change log, the observers' ledger, dead letters and job queues are Quiver's own,
+        # never entities of the API.
+        schema = without_own_tables(schema, settings)
         self.schema = schema
         self.access = access
         self.statistics = statistics
@@ -722,7 +724,24 @@ def _check_mutation_names(catalog: Catalog, resolvers: Sequence[ResolverMutation
     """Every mutation has a name of its own and answers an entity the schema serves."""
     taken: dict[str, str] = {name: "a generated mutation" for name in catalog.mutation_fields}
     problems: list[ErrorDetail] = []
+    types: dict[str, str] = {name: "a type GraphQL or Quiver has" for name in RESERVED_TYPE_NAMES}
+    for entity in catalog.entities:
+        types.update(
+            {entity + suffix: f"a type of entity {entity}" for suffix in GENERATED_TYPE_SUFFIXES}
+        )
+        types[entity] = f"the type of entity {entity}"
     for fm in catalog.function_mutations.values():
+        result = function_result_type_name(fm.name)
+        if result in types:
+            problems.append(
+                ErrorDetail(
+                    f"the function mutation {fm.name!r} answers with type {result!r}, which is "
+                    f"also {types[result]}",
+                    "mutations.functions",
+                    "give it another name",
+                )
+            )
+        types[result] = f"the result of function mutation {fm.name!r}"
         if fm.name in taken:
             problems.append(
                 ErrorDetail(

@@ -306,13 +306,17 @@ class GraphQLApp:
         self._accept_cache: dict[bytes | None, _Negotiated] = {}
         self._access_log = settings.log.access
         self.auth: Authenticator = authenticator_for(settings.auth)
-        self._http: ASGIApp = self._with_request_id
+        # What answers a request once its id is set (and its access-log line started): the
+        # router, behind Starlette's CORS middleware when origins are allowed.
+        self._handler: ASGIApp = self._route
+        self._cors: ASGIApp | None = None
         cors = settings.cors
         if cors.allow_origins or cors.allow_origin_regex:
             from starlette.middleware.cors import CORSMiddleware
 
-            self._http = CORSMiddleware(
-                self._with_request_id,
+            self._handler = self._with_cors
+            self._cors = CORSMiddleware(
+                self._route,
                 allow_origins=cors.allow_origins,
                 allow_origin_regex=cors.allow_origin_regex,
                 allow_methods=["GET", "POST"],
@@ -326,7 +330,7 @@ class GraphQLApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._with_request_id(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -360,9 +364,17 @@ class GraphQLApp:
             if self._access_log:
                 await self._logged(scope, receive, send)
             else:
-                await self._route(scope, receive, send)
+                await self._handler(scope, receive, send)
         finally:
             request_id.reset(token)
+
+    async def _with_cors(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """CORS around the router. A preflight, which the middleware answers itself, gets the
+        request id header that the router's answers carry."""
+        assert self._cors is not None
+        if scope["method"] == "OPTIONS":
+            send = _with_request_id_header(send)
+        await self._cors(scope, receive, send)
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the request and write its access-log line."""
@@ -376,7 +388,7 @@ class GraphQLApp:
 
         started = time.perf_counter()
         try:
-            await self._route(scope, receive, send_noting_status)
+            await self._handler(scope, receive, send_noting_status)
         finally:
             method, path = scope["method"], scope["path"]
             ms = round((time.perf_counter() - started) * 1000, 3)
@@ -764,6 +776,20 @@ def _check_content_type(raw: bytes) -> None:
                 f"Charset {value.strip()!r} is not supported; send UTF-8 JSON.",
                 "UNSUPPORTED_MEDIA_TYPE",
             )
+
+
+def _with_request_id_header(send: Send) -> Send:
+    """``send``, adding the request's ``X-Request-Id`` to an answer that lacks one."""
+
+    async def sending(message: Message) -> None:
+        rid = request_id.get()
+        if message["type"] == "http.response.start" and rid is not None:
+            headers = list(message.get("headers", ()))
+            if all(name.lower() != _REQUEST_ID for name, _ in headers):
+                message = {**message, "headers": [*headers, (_REQUEST_ID, rid.encode())]}
+        await send(message)
+
+    return sending
 
 
 async def _respond(

@@ -39,6 +39,7 @@ from graphql import (
     GraphQLString,
 )
 from quiver.graphql.scalars import graphql_scalar
+from quiver.schema.api_names import function_result_type_name
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import (
     NUMERIC_SCALARS,
@@ -126,7 +127,10 @@ class _Builder:
                 query_fields[name] = GraphQLField(
                     self.object(e.name),
                     args={
-                        f.name: GraphQLArgument(GraphQLNonNull(graphql_scalar(f.scalar)))
+                        f.name: GraphQLArgument(
+                            GraphQLNonNull(graphql_scalar(f.scalar)),
+                            description=f"The {f.name} of the {e.name} to return.",
+                        )
                         for f in self.cat.key_fields(e)
                     },
                     description=f"One {e.name} by its key, or null.",
@@ -138,7 +142,7 @@ class _Builder:
             else:
                 query_fields[name] = GraphQLField(
                     GraphQLNonNull(self.aggregate(e.name)),
-                    args={"where": GraphQLArgument(self.where(e.name))},
+                    args={"where": GraphQLArgument(self.where(e.name), description=_WHERE_AGG)},
                 )
         if not query_fields:
             query_fields["_empty"] = GraphQLField(GraphQLString, description="The schema is empty.")
@@ -235,7 +239,7 @@ class _Builder:
             fields["entity"] = GraphQLField(
                 self.object(fm.entity), description="The row the function wrote, if any."
             )
-        result = GraphQLObjectType(f"{fm.name[:1].upper()}{fm.name[1:]}Result", fields)
+        result = GraphQLObjectType(function_result_type_name(fm.name), fields)
         return GraphQLField(
             GraphQLNonNull(result),
             args=self.arguments(fm.arguments),
@@ -363,7 +367,9 @@ class _Builder:
                     )
                     out[f"{r.name}Aggregate"] = GraphQLField(
                         GraphQLNonNull(self.aggregate(r.target)),
-                        args={"where": GraphQLArgument(self.where(r.target))},
+                        args={
+                            "where": GraphQLArgument(self.where(r.target), description=_WHERE_AGG)
+                        },
                     )
             return out
 
@@ -460,7 +466,8 @@ class _Builder:
                     _nn_list(group),
                     args={
                         "fields": GraphQLArgument(
-                            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.field_enum(name))))
+                            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.field_enum(name)))),
+                            description="The fields whose values make a group.",
                         )
                     },
                     description="One aggregate per distinct combination of the given fields.",
@@ -608,5 +615,9 @@ def _nn_list(t: GraphQLOutputType) -> GraphQLNonNull[GraphQLList[GraphQLOutputTy
 _WHERE = (
     "Keep only the rows that match: each field takes operators (eq, in, lt, contains, isNull, "
     "...), a relation takes a filter on its rows, and and/or/not combine filters. "
+    "Omitted: every row."
+)
+_WHERE_AGG = (
+    "Aggregate only the rows that match (the filter a list of these rows takes). "
     "Omitted: every row."
 )

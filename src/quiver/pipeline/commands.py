@@ -692,7 +692,14 @@ def register(app: typer.Typer) -> None:
         report: str | None = typer.Option(
             None, "--report", help="Write a JSON report (counts, rejects, timings) here."
         ),
-        log_format: str = typer.Option("text", "--log-format", help="text or json."),
+        log_format: str = typer.Option(
+            "text",
+            "--log-format",
+            help="text or json.",
+            autocompletion=lambda incomplete: [
+                f for f in ("text", "json") if f.startswith(incomplete)
+            ],
+        ),
         workers: int | None = typer.Option(
             None,
             "--workers",

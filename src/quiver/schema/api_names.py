@@ -18,6 +18,7 @@ __all__ = [
     "ROOT_KINDS",
     "MutationKind",
     "by_key_field_name",
+    "function_result_type_name",
     "list_field_name",
     "mutation_field_names",
     "root_field_names",
@@ -31,9 +32,10 @@ ROOT_KINDS: tuple[RootKind, ...] = ("list", "by_key", "connection", "aggregate")
 #: Type names the GraphQL schema always has: an entity may not take one of them.
 RESERVED_TYPE_NAMES = frozenset(
     {"Query", "Mutation", "Subscription", "Int", "Float", "String", "Boolean", "ID"}
-    | {"PageInfo", "OrderDirection"}
+    | {"PageInfo", "OrderDirection", "ChangeOperation", "MutationError"}
     | {s.value for s in Scalar}
     | {f"{s.value}Filter" for s in Scalar}
+    | {f"{s.value}ArrayFilter" for s in Scalar}
 )
 
 #: Names a field or relation may not take: the combinators of the entity's where input, and the
@@ -57,7 +59,13 @@ GENERATED_TYPE_SUFFIXES = (
     "MaxFields",
     "CreateInput",
     "SetInput",
+    "Change",
 )
+
+
+def function_result_type_name(mutation: str) -> str:
+    """The type a function mutation answers with: ``placeOrder`` -> ``PlaceOrderResult``."""
+    return f"{mutation[:1].upper()}{mutation[1:]}Result"
 
 
 def list_field_name(entity: Entity) -> str:

@@ -32,8 +32,10 @@ def register(app: typer.Typer, checks: list[CompileCheck] | None = None) -> None
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``error: message`` on stderr; the exit (status 1) for the caller to raise."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr, each line of it so; the exit (status 1) for the
+    caller to raise."""
+    for line in message.splitlines() or [message]:
+        typer.echo(f"error: {line}", err=True)
     return typer.Exit(1)
 
 

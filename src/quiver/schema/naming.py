@@ -7,7 +7,8 @@ leading underscore (``2024_sales`` -> ``_2024Sales``), since GraphQL names may n
 
 Singular and plural forms come from the ``inflection`` library (the Rails inflector's rules:
 ``movies`` -> ``movie``, ``statuses`` -> ``status``, ``series`` and ``news`` stay as they are),
-applied to the last word of a name.
+applied to the last word of a name, except for the nouns those rules get wrong (``campus``,
+``canvas``, ``cookies``, ``heroes``, ...), which a table of their own spells.
 """
 
 from __future__ import annotations
@@ -90,18 +91,59 @@ def camel(name: str) -> str:
     return p[:1].lower() + p[1:]
 
 
+# Nouns the Rails rules get wrong, singular -> plural: singulars ending in s that they cut
+# (campus -> campu, canvas -> canva, lens -> len), plurals of -ie words they end in -y
+# (cookies -> cooky) and plurals they misspell (hero -> heros, safe -> saves, virus -> viri).
+_IRREGULAR = {
+    **{w: w + "es" for w in ("campus", "bonus", "census", "virus", "prospectus", "apparatus")},
+    **{w: w + "es" for w in ("nexus", "plus", "chorus", "circus", "surplus", "walrus")},
+    **{w: w + "es" for w in ("octopus", "gas", "canvas", "atlas", "lens", "bias", "iris")},
+    **{w: w + "es" for w in ("hero", "echo", "veto", "potato", "tomato")},
+    **{w: w + "s" for w in ("cookie", "calorie", "rookie", "selfie", "hoodie", "smoothie")},
+    **{w: w + "s" for w in ("brownie", "genie", "prairie", "goalie", "sortie", "newbie")},
+    **{w: w + "s" for w in ("safe", "cafe", "chief", "roof", "proof")},
+    "cactus": "cacti",
+    "corpus": "corpora",
+    "genus": "genera",
+    "focus": "foci",
+    "radius": "radii",
+    "stimulus": "stimuli",
+    "alumnus": "alumni",
+    "fungus": "fungi",
+    "nucleus": "nuclei",
+    "syllabus": "syllabi",
+    "thesaurus": "thesauri",
+    "terminus": "termini",
+    "criterion": "criteria",
+    "phenomenon": "phenomena",
+    "appendix": "appendices",
+    "thief": "thieves",
+    "goose": "geese",
+    "tooth": "teeth",
+    "foot": "feet",
+    "sms": "sms",
+    "audio": "audio",
+}
+_SINGULAR = {plural: single for single, plural in _IRREGULAR.items()} | {
+    single: single for single in _IRREGULAR
+}
+_PLURAL = _IRREGULAR | {plural: plural for plural in _IRREGULAR.values()}
+
+
 def pluralize(word: str) -> str:
     """English plural of the last word of a camel/Pascal/snake-case name: ``album`` ->
     ``albums``, ``mediaType`` -> ``mediaTypes``, ``status`` -> ``statuses``."""
     head, last = _split_last(word)
-    return head + _same_case(inflection.pluralize(last.lower()), last)
+    low = last.lower()
+    return head + _same_case(_PLURAL.get(low) or inflection.pluralize(low), last)
 
 
 def singularize(word: str) -> str:
     """English singular of the last word: ``tracks`` -> ``track``, ``movies`` -> ``movie``,
-    ``series`` -> ``series``."""
+    ``series`` -> ``series``, ``campus`` -> ``campus``."""
     head, last = _split_last(word)
-    return head + _same_case(inflection.singularize(last.lower()), last)
+    low = last.lower()
+    return head + _same_case(_SINGULAR.get(low) or inflection.singularize(low), last)
 
 
 def _same_case(new: str, old: str) -> str:

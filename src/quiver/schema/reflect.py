@@ -287,7 +287,10 @@ def build_schema(
     for table in kept:
         name = names[table]
         has_key = bool(table.primary_key) and not table.is_view
-        relations = sorted(forward[name] + reverse[name], key=lambda r: r.name)
+        relations = _renamed_relations(
+            name, forward[name] + reverse[name], fields[name], chosen.get(table), problems
+        )
+        relations = sorted(relations, key=lambda r: r.name)
         entities.append(
             Entity(
                 name=name,
@@ -579,6 +582,19 @@ def _field(col: CatalogColumn, name: str, entity: str) -> Field:
     )
 
 
+def _bad_member_name(name: str, where: str) -> ErrorDetail | None:
+    """Why ``name`` cannot name a field or relation, if it cannot: not a GraphQL name, or a
+    reserved word."""
+    bad = _bad_name(name, "field", where)
+    if bad is None and name in RESERVED_MEMBER_NAMES:
+        bad = ErrorDetail(
+            f"{name!r} is reserved (a filter combinator or an enum keyword)",
+            where,
+            "pick another name",
+        )
+    return bad
+
+
 def _field_overrides(
     table: CatalogTable, key: str, given: Mapping[str, str], problems: list[ErrorDetail]
 ) -> dict[str, str]:
@@ -588,7 +604,7 @@ def _field_overrides(
     seen: dict[str, str] = {}
     for column, name in given.items():
         where = f"names.{key}.fields.{column}"
-        bad = _bad_name(name, "field", where)
+        bad = _bad_member_name(name, where)
         if column not in columns:
             problems.append(
                 ErrorDetail(
@@ -599,14 +615,6 @@ def _field_overrides(
             )
         elif bad is not None:
             problems.append(bad)
-        elif name in RESERVED_MEMBER_NAMES:
-            problems.append(
-                ErrorDetail(
-                    f"{name!r} is reserved (a filter combinator or an enum keyword)",
-                    where,
-                    "pick another name",
-                )
-            )
         elif name in seen:
             problems.append(
                 ErrorDetail(
@@ -618,6 +626,63 @@ def _field_overrides(
         else:
             seen[name] = column
             out[column] = name
+    return out
+
+
+def _renamed_relations(
+    entity: str,
+    relations: list[Relation],
+    fields: Sequence[Field],
+    chosen: tuple[str, TableNames] | None,
+    problems: list[ErrorDetail],
+) -> list[Relation]:
+    """``relations`` with the names the user gave (``names.<table>.relations``), each checked:
+    the relation must exist, and its new name (with ``<name>Aggregate`` for a list) must be
+    free among the entity's fields, other relations and their aggregate fields."""
+    key, table_names = chosen or ("", TableNames())
+    if not table_names.relations:
+        return relations
+    derived = [r.name for r in relations]
+    renamed: dict[str, str] = {}
+    for old, new in table_names.relations.items():
+        where = f"names.{key}.relations.{old}"
+        bad = _bad_member_name(new, where)
+        if old not in derived:
+            problems.append(
+                ErrorDetail(
+                    f"{entity} has no relation {old!r}",
+                    where,
+                    did_you_mean(
+                        old, derived, fallback=f"its relations: {', '.join(derived) or 'none'}"
+                    ),
+                )
+            )
+        elif bad is not None:
+            problems.append(bad)
+        else:
+            renamed[old] = new
+    out = [r.model_copy(update={"name": renamed.get(r.name, r.name)}) for r in relations]
+
+    def members(r: Relation) -> list[str]:
+        return [r.name, r.name + "Aggregate"] if r.kind == "many" else [r.name]
+
+    for old, r in zip(derived, out, strict=True):
+        if old not in renamed:
+            continue
+        others = {f.name: f"field {f.name!r}" for f in fields}
+        for other in out:
+            if other is not r:
+                others.update({m: f"relation {other.name!r}" for m in members(other)})
+        for member in members(r):
+            if member in others:
+                problems.append(
+                    ErrorDetail(
+                        f"relation name {member!r} is also the name of {others[member]}"
+                        f" of {entity}",
+                        f"names.{key}.relations.{old}",
+                        "pick another name",
+                    )
+                )
     return out
 
 
@@ -658,7 +723,8 @@ def _fields(
             continue
         used.add(name)
         out.append(_field(col, name, entity))
-    if not _GRAPHQL_NAME.fullmatch(entity):
+    if not _GRAPHQL_NAME.fullmatch(entity) and table_names.type is None:
+        # (a type name the user gave is checked, and reported, where it is given)
         problems.append(
             ErrorDetail(
                 f"table {table.name!r} has no usable GraphQL type name",
