@@ -600,6 +600,29 @@ def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
     return check
 
 
+def _decimal_within(precision: int, scale: int) -> Callable[[Any], Any]:
+    """A slot transform sending a decimal beyond a column of ``precision`` and ``scale`` as
+    one within it that compares alike with every value the column can hold: a larger one as
+    ±10**(precision - scale), one with more decimals as the midpoint of the two column values
+    around it (no column value equals it, and the same ones are below and above)."""
+    top = decimal.Decimal(10) ** (precision - scale)
+    step = decimal.Decimal(1).scaleb(-scale)
+    exact = decimal.Context(prec=precision + 2)
+
+    def one(value: Any) -> Any:
+        if not isinstance(value, decimal.Decimal) or not value.is_finite():
+            return value
+        if value.copy_abs() >= top:
+            return top.copy_sign(value)
+        below = value.quantize(step, rounding=decimal.ROUND_FLOOR, context=exact)
+        return below if below == value else exact.add(below, step / 2)
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform
+
+
 def _infinite_dates(
     scalar: Scalar, dialect: Dialect, *, writing: bool = False
 ) -> Callable[[Any], Any]:
@@ -677,7 +700,12 @@ def _value_check(
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))
     if f.scalar == Scalar.DECIMAL and dialect.name not in _NON_FINITE_NUMERICS:
-        return _each(_check_finite_decimal)
+        finite = _each(_check_finite_decimal)
+        width = None if writing else dialect.decimal_width(f.db_type)
+        if width is None:
+            return finite
+        within = _decimal_within(*width)
+        return lambda v: within(finite(v))
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
     return None

@@ -140,6 +140,12 @@ class Dialect:
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
+    #: Decimal columns whose filter values the database reads exactly only within a width
+    #: (MariaDB reads a longer literal as its nearest 81-digit decimal, or as zero, with only a
+    #: warning): (pattern of ``db_type``, "precision,scale", or "" for the pattern's two
+    #: groups). A value beyond the column's width is sent as one within it that compares
+    #: alike with every value the column can hold (see :meth:`decimal_width`).
+    decimal_widths: tuple[tuple[str, str], ...] = ()
     #: The deepest nesting of arrays and objects a JSON value may have (None: no limit of
     #: the database's own; MariaDB's JSON_VALID refuses more than 31 levels).
     json_max_depth: int | None = None
@@ -222,6 +228,11 @@ class Dialect:
     #: stored value serves as JSON of that scalar whatever its class, ``{0}`` the value and
     #: ``<v>`` the scalar's own output of it (output only, as ``charset_output``).
     loose_output: Mapping[ScalarName, str] = field(default_factory=dict)
+
+    def decimal_width(self, db_type: str | None) -> tuple[int, int] | None:
+        """The (precision, scale) of a decimal column of ``db_type`` whose filter values must
+        be sent within it (``decimal_widths``), or None."""
+        return _decimal_width(self.decimal_widths, (db_type or "").lower())
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -312,6 +323,15 @@ class Dialect:
 
 
 @lru_cache(maxsize=1024)
+def _decimal_width(table: tuple[tuple[str, str], ...], db_type: str) -> tuple[int, int] | None:
+    for pattern, width in table:
+        m = re.fullmatch(pattern, db_type)
+        if m is not None:
+            precision, scale = (width or f"{m.group(1)},{m.group(2)}").split(",")
+            return int(precision), int(scale)
+    return None
+
+
 def _type_output(table: tuple[tuple[str, str], ...], db_type: str) -> str | None:
     for pattern, tpl in table:
         m = re.fullmatch(pattern, db_type)
@@ -483,6 +503,10 @@ POSTGRESQL = Dialect(
 
 MYSQL = Dialect(
     json_max_depth=31,
+    decimal_widths=(
+        (r"(?:decimal|numeric|dec|fixed)\((\d+),(\d+)\).*", ""),
+        (r"bigint\b.*\bunsigned\b.*", "20,0"),
+    ),
     seconds_digits_default=0,
     lock_rows=" FOR UPDATE",
     insert_no_columns=" () VALUES ()",
