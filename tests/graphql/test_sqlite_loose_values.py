@@ -134,3 +134,46 @@ async def test_a_blob_in_an_untyped_column_is_served_with_the_rest_of_the_list(
     body = orjson.loads(r.content)
     assert "errors" not in body, body
     assert [c["untyped"] for c in body["data"]["cells"]] == ["5", "1.5", "abc", "/wD+", None]
+
+
+async def test_text_that_is_not_utf8_is_served_as_utf8_with_replacement_characters(
+    tmp_path: Path,
+) -> None:
+    # SQLite keeps the bytes a TEXT value is given: x'ff' is no UTF-8, x'eda080' a surrogate.
+    path = tmp_path / "bytes.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, t TEXT, vc VARCHAR(10), untyped, j JSON,"
+            " d DATE)"
+        )
+        bad = "CAST(x'61ff62' AS TEXT)"
+        conn.execute(
+            f"INSERT INTO notes VALUES (1, {bad}, CAST(x'eda080' AS TEXT), {bad},"
+            f" CAST(x'7b2261223a22ff227d' AS TEXT), {bad}), (2, 'ok', 'é', NULL, '[]', NULL)"
+        )
+    url = f"sqlite:///{path.absolute()}"
+    app = create_app(
+        await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
+    )
+    async with asgi_client(app) as http:
+        r = await http.post(
+            "/graphql",
+            content=orjson.dumps({"query": "{ notes { id t vc untyped j d } }"}),
+            headers={"content-type": "application/json"},
+        )
+    body = orjson.loads(r.content.decode("utf-8"))  # strict: raises on bytes that are not UTF-8
+    assert body == {
+        "data": {
+            "notes": [
+                {
+                    "id": 1,
+                    "t": "a\ufffdb",
+                    "vc": "\ufffd\ufffd\ufffd",
+                    "untyped": "a\ufffdb",
+                    "j": {"a": "\ufffd"},
+                    "d": "a\ufffdb",
+                },
+                {"id": 2, "t": "ok", "vc": "é", "untyped": None, "j": [], "d": None},
+            ]
+        }
+    }

@@ -1072,6 +1072,16 @@ def _real_json(value: float | None) -> str | None:
     return repr(float(value))
 
 
+def _utf8(raw: bytes) -> bytes:
+    """The JSON text SQLite built, as UTF-8: each sequence of a TEXT value that is not UTF-8
+    (SQLite stores text of any bytes) becomes U+FFFD, as a decoder replaces it."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace").encode("utf-8")
+    return raw
+
+
 def _base64(value: bytes | str | float | None) -> str | None:
     """Standard Base64 of a BLOB (text is encoded as UTF-8 first, numbers as their text)."""
     if value is None:
@@ -1185,13 +1195,21 @@ class _Sqlite(_Gated):
         params: Sequence[Any],
         running: list[sqlite3.Connection] | None = None,
     ) -> bytes | None:
-        row = self._guarded(
-            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running
-        )
+
+        def fetch(conn: sqlite3.Connection) -> Any:
+            # Text as its bytes: SQLite keeps the bytes a TEXT value was given, UTF-8 or not,
+            # and its JSON carries them as they are.
+            conn.text_factory = bytes
+            try:
+                return conn.execute(text, _sqlite_params(params)).fetchone()
+            finally:
+                conn.text_factory = str
+
+        row = self._guarded(fetch, running)
         if row is None or row[0] is None:
             return None
         value = row[0]
-        return value.encode() if isinstance(value, str) else str(value).encode()
+        return _utf8(value) if isinstance(value, bytes) else str(value).encode()
 
     def _rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         rows = self._guarded(lambda conn: conn.execute(text, _sqlite_params(params)).fetchall())
