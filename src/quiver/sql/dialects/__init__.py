@@ -137,6 +137,13 @@ class Dialect:
     #: Flight DoPut: how such a text value (a ``{}`` placeholder) becomes a value of its column
     #: again, as ``type_output`` (where the database does not convert text on its own).
     arrow_text_input: tuple[tuple[str, str], ...] = ()
+    #: The most key/value pairs one call of ``json_object_fn`` takes (PostgreSQL's functions
+    #: take 100 arguments, SQLite's 127), and how an object ``{0}`` gets the next ones
+    #: ``{1}`` (as ``json_object_fn`` takes them; keys as JSON paths ``'$.key'`` with
+    #: ``json_object_more_paths``): a wider object is built in parts. None: no limit.
+    json_object_max_pairs: int | None = None
+    json_object_more: str = ""
+    json_object_more_paths: bool = False
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
@@ -423,6 +430,12 @@ POSTGRESQL = Dialect(
     quote_char='"',
     placeholder=_pg_placeholder,
     json_object_fn="json_build_object",
+    # json has no concatenation: the second object's members follow the first's in its text.
+    json_object_max_pairs=50,
+    json_object_more=(
+        "CAST(left(CAST({0} AS text), -1) || ',' || substr(CAST(json_build_object({1}) AS text),"
+        " 2) AS json)"
+    ),
     json_agg_fn="json_agg",
     json_agg_orders=True,
     json_agg_limits=False,
@@ -604,6 +617,9 @@ SQLITE = Dialect(
     quote_char='"',
     placeholder=_qmark,
     json_object_fn="json_object",
+    json_object_max_pairs=63,
+    json_object_more="json_insert({0}, {1})",
+    json_object_more_paths=True,
     json_agg_fn="json_group_array",
     json_agg_orders=False,
     json_agg_limits=False,
