@@ -469,6 +469,16 @@ def pg_text_array_element(f: IrField) -> str | None:
     return element if PG_TEXT_INPUT.fullmatch(element) else None
 
 
+def column_of(alias: str, f: IrField) -> Fragment:
+    """Column ``f`` of the table aliased ``alias`` as queries read it: cast to the type it is
+    read as (``read_as``) where its own type has no operators."""
+    col = sql(ident(alias, f.column))
+    if f.read_as is None:
+        return col
+    schema, name = f.read_as
+    return sql("CAST(", col, " AS ", ident(schema, name), "[])" if f.is_list else ")")
+
+
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
     """What a value written to ``f`` must satisfy before it reaches the database (the same
     rules as a filter value: no NUL in text, finite floats, dates the driver can send)."""
@@ -909,7 +919,7 @@ class _Planner:
         return pairs
 
     def column_json(self, f: IrField, a: str) -> Fragment:
-        return self.render(f, sql(ident(a, f.column)))
+        return self.render(f, column_of(a, f))
 
     def render(self, f: IrField, expr: Fragment) -> Fragment:
         """``expr``, a value of column ``f``, as the JSON value of its GraphQL type."""
@@ -1157,7 +1167,7 @@ class _Planner:
                 continue
             if name in fmap:
                 direction, nulls = ORDER_DIRECTIONS[v]
-                yield _Key(sql(ident(a, fmap[name].column)), direction, nulls, fmap[name], e.name)
+                yield _Key(column_of(a, fmap[name]), direction, nulls, fmap[name], e.name)
             else:
                 rel = rmap[name]
                 target = self.catalog.entities[rel.target]
@@ -1248,7 +1258,7 @@ class _Planner:
     def field_filter(
         self, f: IrField, a: str, ops: Mapping[str, Any], path: tuple[str | int, ...], negated: bool
     ) -> Iterator[Fragment]:
-        raw_col = sql(ident(a, f.column))
+        raw_col = column_of(a, f)
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
@@ -1440,7 +1450,7 @@ class _Planner:
                     inner.append((k2, literal_string(f"{e.name}{suffix[name]}")))
                     continue
                 f = fmap[fname]
-                col = sql(ident(a, f.column))
+                col = column_of(a, f)
                 by_text = False
                 extreme = self.extreme(f, col, name) if name in ("min", "max") else None
                 if f.scalar == Scalar.UUID:

@@ -111,6 +111,10 @@ _SQLITE_PORTABLE = {
 def _served(d: Dialect, f: Field, expr: str) -> str:
     """``expr``, a value of ``f``'s column, as the API serves it (MariaDB, SQLite), written
     with functions every connection has, so a trigger never refuses a write."""
+    if f.read_as is not None:  # a domain over an enum: read as the enum (see Field.read_as)
+        schema, name = f.read_as
+        kind = f"{d.quote_ident(schema)}.{d.quote_ident(name)}{'[]' if f.is_list else ''}"
+        expr = f"CAST({expr} AS {kind})"
     if f.is_list:
         if d.name != "postgresql":
             return expr
