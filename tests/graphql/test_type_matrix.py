@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import decimal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -302,7 +302,7 @@ async def test_decimals_beyond_the_range_compare_or_are_refused(
         for i, v in matrix.sql(f"SELECT id, {column} FROM {matrix.table}")
     }
     x = decimal.Decimal(value)
-    compare = {
+    compare: Callable[[decimal.Decimal], bool] = {
         "eq": lambda v: v == x,
         "neq": lambda v: v != x,
         "gt": lambda v: v > x,
@@ -512,3 +512,35 @@ async def test_a_sqlite_int_column_holding_what_int_cannot_carry_says_so(
     assert error["extensions"]["code"] == "DATABASE_ERROR"
     assert "not a 32-bit integer" in error["message"] and "BIGINT" in error["message"]
     assert body["data"] is None
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+async def test_json_holding_an_escaped_lone_surrogate_is_served_as_whole_characters(
+    request: pytest.FixtureRequest, dialect: Dialect
+) -> None:
+    # PostgreSQL's json (not jsonb) and SQLite keep "\ud800" as written: valid JSON syntax,
+    # but no character, and readers that check Unicode (orjson) refuse the whole response.
+    url = str(request.getfixturevalue(f"fresh_{dialect}"))
+    db = ChinookDb(dialect, url)
+    try:
+        db.query("CREATE TABLE docs (id INTEGER PRIMARY KEY, j JSON, t TEXT)")
+        db.query(
+            r"""INSERT INTO docs VALUES (1, '{"a": "\ud800x", "b": ["\uDC00"]}', 'ok'),"""
+            r""" (2, '["\ud83d\ude00", "\\ud800", "\\\ud800"]', '\ud800')"""
+        )
+        reflected = await reflect_database(url)
+        app = create_app(reflected, QuiverSettings.model_validate({"database": {"url": url}}))
+        async with asgi_client(app) as client:
+            r = await client.post("/graphql", json={"query": "{ docs { id j t } }"})
+    finally:
+        db.close()
+    body = orjson.loads(r.content)  # raises on a lone surrogate
+    assert body == {
+        "data": {
+            "docs": [
+                {"id": 1, "j": {"a": "\ufffdx", "b": ["\ufffd"]}, "t": "ok"},
+                # A pair is one character; an escaped backslash is no escape of a surrogate.
+                {"id": 2, "j": ["\U0001f600", "\\ud800", "\\\ufffd"], "t": "\\ud800"},
+            ]
+        }
+    }

@@ -36,6 +36,7 @@ import datetime as dt
 import decimal
 import logging
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -246,8 +247,30 @@ def _json_bytes(value: Any) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value
-    return value.encode() if isinstance(value, str) else str(value).encode()
+        return _whole_characters(value)
+    return _whole_characters(value.encode() if isinstance(value, str) else str(value).encode())
+
+
+#: A JSON string escape: a UTF-16 surrogate pair, a lone surrogate, or any other.
+_ESCAPE = re.compile(
+    rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|u[dD][89a-fA-F][0-9a-fA-F]{2}|.)",
+    re.DOTALL,
+)
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """JSON text the database built, each escaped UTF-16 surrogate without its pair written
+    as U+FFFD: PostgreSQL's json and SQLite keep a string's ``"\\ud800"`` as given, which
+    JSON readers that check Unicode (orjson, serde) refuse."""
+    if b"\\ud" not in raw and b"\\uD" not in raw:
+        return raw
+    return _ESCAPE.sub(_lone_surrogate_replaced, raw)
+
+
+def _lone_surrogate_replaced(m: re.Match[bytes]) -> bytes:
+    escape = m.group(0)
+    return b"\\ufffd" if len(escape) == 6 and escape[2:3] in b"dD" else escape
 
 
 async def open_database(
@@ -575,7 +598,7 @@ class _Postgres(_Gated):
                 await self._put_back(conn, settled, cheap)
         if value is None:
             return None
-        return value if isinstance(value, bytes) else str(value).encode()
+        return _whole_characters(value if isinstance(value, bytes) else str(value).encode())
 
     async def _put_back(self, conn: Any, settled: bool, cheap: bool) -> None:
         """Keep ``conn`` for the next statement if the server answered its last one, else hand
@@ -896,7 +919,7 @@ class _MySQL(_Gated):
         if row is None or row[0] is None:
             return None
         value = row[0]
-        return value if isinstance(value, bytes) else str(value).encode()
+        return _whole_characters(value if isinstance(value, bytes) else str(value).encode())
 
     def _kill_soon(self, thread_id: int, tasks: list[asyncio.Task[None]]) -> None:
         """The client-side deadline passed: stop the statement from another connection."""
@@ -1078,8 +1101,8 @@ def _utf8(raw: bytes) -> bytes:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "replace").encode("utf-8")
-    return raw
+        raw = raw.decode("utf-8", "replace").encode("utf-8")
+    return _whole_characters(raw)
 
 
 def _base64(value: bytes | str | float | None) -> str | None:
