@@ -38,7 +38,7 @@ NON_FINITE = {"NaN", "Infinity", "-Infinity"}
 INFINITE_DATES = {"infinity", "-infinity"}
 
 PG_TYPES = [
-    "CREATE TYPE {s}.mood AS ENUM ('happy', 'in progress', '1st', 'true', 'Happy')",
+    "CREATE TYPE {s}.mood AS ENUM ('happy', 'in progress', '1st', 'true', 'Happy', '__x')",
     "CREATE TYPE {s}.pair AS (x integer, y text)",
     # PostgreSQL has no operators for a domain over an enum: it is read as the enum.
     "CREATE DOMAIN {s}.mood_d AS {s}.mood",
@@ -79,7 +79,7 @@ PG_ROWS = [
     " '{{}}', '{{}}', '{{}}', '{{}}', 'happy', '{{}}')",
     "INSERT INTO {s}.cells (id, n, f4, f8, d, ts, tstz, e)"
     " VALUES (3, 'NaN', 'NaN', 'Infinity', 'infinity', '-infinity', 'infinity', 'true')",
-    "INSERT INTO {s}.cells (id, f8, e) VALUES (4, '-Infinity', '1st')",
+    "INSERT INTO {s}.cells (id, f8, e, ed) VALUES (4, '-Infinity', '1st', '__x')",
     "INSERT INTO {s}.cells (id) VALUES (5)",
 ]
 
@@ -92,7 +92,7 @@ MYSQL_COLUMNS = """
     c CHAR(3), vc VARCHAR(20), t TEXT, lt LONGTEXT, latin VARCHAR(10) CHARACTER SET latin1,
     bin BINARY(3), vbin VARBINARY(10), bl BLOB, lbl LONGBLOB,
     d DATE, tm TIME, dtm DATETIME, dtm6 DATETIME(6), ts TIMESTAMP NULL, y YEAR,
-    u UUID, j JSON, e ENUM('happy', 'in progress', '1st', 'true', 'it''s'), st SET('a', 'b'),
+    u UUID, j JSON, e ENUM('happy', 'in progress', '1st', 'true', 'it''s', '__x'), st SET('a', 'b'),
     ip4 INET4, ip6 INET6, g GEOMETRY, pt POINT
 """
 MYSQL_ROWS = [
@@ -115,7 +115,8 @@ MYSQL_ROWS = [
     " '00000000-0000-0000-0000-000000000000', 'null', 'it''s', '', '0.0.0.0', '::',"
     " ST_GeomFromText('POINT(0 0)'), ST_GeomFromText('POINT(0 0)'))",
     "INSERT INTO cells (id, e) VALUES (3, '1st')",
-    "INSERT INTO cells (id) VALUES (4)",
+    "INSERT INTO cells (id, e) VALUES (4, '__x')",
+    "INSERT INTO cells (id) VALUES (5)",
 ]
 
 SQLITE_DDL = """
