@@ -136,7 +136,7 @@ async def test_a_blob_in_an_untyped_column_is_served_with_the_rest_of_the_list(
     assert [c["untyped"] for c in body["data"]["cells"]] == ["5", "1.5", "abc", "/wD+", None]
 
 
-async def test_text_that_is_not_utf8_is_served_as_utf8_with_replacement_characters(
+async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replacements(
     tmp_path: Path,
 ) -> None:
     # SQLite keeps the bytes a TEXT value is given: x'ff' is no UTF-8, x'eda080' a surrogate.
@@ -161,6 +161,15 @@ async def test_text_that_is_not_utf8_is_served_as_utf8_with_replacement_characte
             content=orjson.dumps({"query": "{ notes { id t vc untyped j d } }"}),
             headers={"content-type": "application/json"},
         )
+        # ilike folds case in Python, which is handed the text's bytes.
+        folded = await http.post(
+            "/graphql",
+            content=orjson.dumps(
+                {"query": '{ notes(where: {t: {ilike: "A%B"}, vc: {ilike: "%"}}) { id } }'}
+            ),
+            headers={"content-type": "application/json"},
+        )
+    assert orjson.loads(folded.content) == {"data": {"notes": [{"id": 1}]}}
     body = orjson.loads(r.content.decode("utf-8"))  # strict: raises on bytes that are not UTF-8
     assert body == {
         "data": {

@@ -1081,7 +1081,11 @@ class _SqliteTransaction:
         return await loop.run_in_executor(self.db.writer, self.db._run, text, params)
 
 
-def _lower(value: str | None) -> str | None:
+def _lower(value: bytes | str | None) -> str | None:
+    """Text lower-cased as Python does it (SQLite's lower() folds A-Z only), from its bytes:
+    each sequence that is not UTF-8 becomes U+FFFD, as the text is served."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     return value.lower() if isinstance(value, str) else value
 
 

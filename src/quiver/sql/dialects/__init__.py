@@ -717,7 +717,9 @@ SQLITE = Dialect(
     limit_all="-1",
     # SQLite's lower() folds ASCII only; quiver_lower is Python's str.lower, registered on
     # every connection (see quiver.sql.database).
-    ilike="quiver_lower({}) LIKE quiver_lower({}) ESCAPE '!'",
+    # Read as bytes: a TEXT value need not be UTF-8, and Python's sqlite3 refuses to hand a
+    # function text it cannot decode.
+    ilike="quiver_lower(CAST({} AS BLOB)) LIKE quiver_lower(CAST({} AS BLOB)) ESCAPE '!'",
     like="{} LIKE {} ESCAPE '!'",
     in_list="expand",
     float_cast="CAST({} AS REAL)",
