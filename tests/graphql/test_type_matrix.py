@@ -336,6 +336,28 @@ async def test_floats_beyond_the_double_range_are_refused(matrix: Matrix, op: st
     assert "finite" in error["message"] or "Float" in error["message"]
 
 
+SINGLE_COLUMN = {"postgresql": "f4", "mysql": "f"}
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e39", "3.5e38"])
+@pytest.mark.parametrize("op", ["eq", "gte", "lt", "in"])
+async def test_floats_beyond_a_single_precision_column_are_refused(
+    matrix: Matrix, op: str, value: str
+) -> None:
+    # PostgreSQL failed to convert them to real (DATABASE_ERROR); MariaDB made them its
+    # largest FLOAT, which a stored value may equal.
+    if matrix.dialect == "sqlite":
+        pytest.skip("SQLite's floats are all doubles")
+    field = SINGLE_COLUMN[matrix.dialect]
+    arg = f"[{value}]" if op == "in" else value
+    body = await matrix.body(f"{{ cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "single-precision" in error["message"]
+    within = await matrix.body(f"{{ cells(where: {{{field}: {{lt: 3.4e38}}}}) {{ id }} }}")
+    assert "errors" not in within, within
+
+
 # --------------------------------------------------------------------------------------------
 # Long texts in pattern operators
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -580,6 +581,19 @@ def _check_finite(value: Any) -> None:
         )
 
 
+def _check_single(value: Any) -> None:
+    _check_finite(value)
+    if isinstance(value, int | float):
+        try:
+            struct.pack("<f", value)
+        except OverflowError:
+            raise PlanError(
+                f"{value} is beyond the range of a single-precision float column"
+                " (±3.4028235e38), which compares values as single floats: give a number"
+                " within that range"
+            ) from None
+
+
 #: The databases whose decimal type holds NaN and the infinities (PostgreSQL's numeric).
 _NON_FINITE_NUMERICS = frozenset({"postgresql"})
 
@@ -706,6 +720,9 @@ def _value_check(
             return lambda v: _each(typed)(_reject_nul(v))
         return _reject_nul
     if f.scalar == Scalar.FLOAT:
+        single = dialect.single_floats
+        if single and not writing and re.fullmatch(single, (f.db_type or "").lower()):
+            return _each(_check_single)
         return _each(_check_finite)
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))

@@ -144,6 +144,10 @@ class Dialect:
     json_object_max_pairs: int | None = None
     json_object_more: str = ""
     json_object_more_paths: bool = False
+    #: Columns of single-precision floats (a pattern of ``db_type``), which a filter value
+    #: is compared with as one: a Float beyond their range (±3.4028235e38) is refused, as
+    #: PostgreSQL fails to convert it and MariaDB makes it the largest single.
+    single_floats: str = ""
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
@@ -495,6 +499,7 @@ POSTGRESQL = Dialect(
     array_contained_by="{0} <@ {1}",
     array_overlaps="{0} && {1}",
     decimal_digits=(131072, 16383),
+    single_floats=r"float4",
     infinite_dates=True,
     joins_to_one=True,
     json_records=True,
@@ -516,6 +521,7 @@ POSTGRESQL = Dialect(
 
 MYSQL = Dialect(
     json_max_depth=31,
+    single_floats=r"float\b.*",
     decimal_widths=(
         (r"(?:decimal|numeric|dec|fixed)\((\d+),(\d+)\).*", ""),
         (r"bigint\b.*\bunsigned\b.*", "20,0"),
