@@ -615,7 +615,8 @@ class GraphQLEngine:
                 # A filter or cursor value the column's type cannot read ("abc" for money).
                 problem = (
                     typed_input_problem(s.typed_inputs, r.violation.message, params[i])
-                    if isinstance(r, ConstraintError) and r.violation.kind == "value"
+                    if isinstance(r, ConstraintError)
+                    and r.violation.kind in ("value", "out_of_range")
                     else None
                 )
                 if problem is not None:

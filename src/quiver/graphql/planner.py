@@ -386,22 +386,36 @@ def typed_input_problem(
     """What a request gave wrong, when ``message`` (the database's refusal of a statement run
     with ``values``; ``typed_inputs`` as :attr:`RootStep.typed_inputs`) says it could not read
     one of ``values`` as the type of the String
-    column it was cast to; None when the refusal is of something else (a stored value)."""
+    column it was cast to; None when no value was cast (``typed_inputs`` is empty)."""
     if not typed_inputs:
         return None
     flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
     given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
-    if given is None:
-        return None
     named = [(p, t) for p, t in typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
     paths, types = zip(*(named or typed_inputs), strict=True)
     db_type = types[0]
-    shown = given if len(given) <= 80 else given[:77] + "..."
     where = " or ".join(dict.fromkeys(paths))
     example = _TYPED_EXAMPLES.get(db_type)
     if example is None and db_type.endswith("range"):
-        example = '"[1,5)" or "empty"' if "int" in db_type else '"[1.5,2.5)" or "empty"'
+        example = (
+            '"[1,5)" or "empty"'
+            if "int" in db_type
+            else '"[2024-01-01,2024-02-01)" or "empty"'
+            if db_type.startswith(("ts", "date"))
+            else '"[1.5,2.5)" or "empty"'
+        )
     forms = f", e.g. {example}" if example else ""
+    if given is None:
+        if '"' not in message:
+            return None  # division by zero, an overflow: nothing read from text
+        # The database quotes a part of the value ("1" of the range "(1,2)"): a value it could
+        # not read is one given for a field compared as its type (stored values are valid).
+        return (
+            f"a value given for {where} is not a valid {db_type} value ({message}): the field"
+            f" compares as its database type {db_type}; give the value as the field serves"
+            f" it{forms}"
+        )
+    shown = given if len(given) <= 80 else given[:77] + "..."
     return (
         f"{shown!r} is not a valid {db_type} value ({where}): the field compares as its database"
         f" type {db_type}; give the value as the field serves it{forms}"

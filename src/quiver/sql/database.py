@@ -808,7 +808,10 @@ def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
         )
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
         return ParameterError.one(str(exc), "database")
-    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing:
+    # A value read from text that its type cannot hold (value "1e400" is out of range for type
+    # money; invalid octet value in "macaddr" value: "2024-13-45") is the value's fault, a
+    # violation as below; an overflow of the query's arithmetic quotes nothing.
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing and '"' not in str(exc):
         return QueryTooComplexError.one(
             "a sum or average overflowed the database's numbers",
             "database",
