@@ -358,6 +358,22 @@ async def test_floats_beyond_a_single_precision_column_are_refused(
     assert "errors" not in within, within
 
 
+@pytest.mark.parametrize("op", ["eq", "neq", "gt", "in"])
+async def test_mariadb_text_a_column_character_set_cannot_hold_is_bad_user_input(
+    matrix: Matrix, op: str
+) -> None:
+    # A latin1 column compared with 😀: MariaDB refuses the mix of collations.
+    if matrix.dialect != "mysql":
+        pytest.skip("MariaDB's columns of another character set")
+    arg = '["a", "😀"]' if op == "in" else '"😀"'
+    body = await matrix.body(f"{{ cells(where: {{latin: {{{op}: {arg}}}}}) {{ id }} }}")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "character set" in error["message"]
+    fits = await matrix.body('{ cells(where: {latin: {eq: "café"}}) { id } }')
+    assert fits == {"data": {"cells": [{"id": 1}]}}
+
+
 # --------------------------------------------------------------------------------------------
 # Long texts in pattern operators
 # --------------------------------------------------------------------------------------------

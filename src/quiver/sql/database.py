@@ -1029,6 +1029,15 @@ def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
             )
         if code == 1644:  # SIGNAL SQLSTATE '45000'
             return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
+        if code in (1267, 1270, 1271) and not writing:
+            # Illegal mix of collations: a text given to compare with a column of another
+            # character set holds a character that set has not (😀 for an ascii column).
+            said = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            return ParameterError.one(
+                f"a text given holds a character the column's character set cannot hold ({said})",
+                "parameter",
+                "give text of that character set, or convert the column to utf8mb4",
+            )
         violation = mysql_violation(exc) if writing else None
         if violation is not None:
             return ConstraintError.of(violation)
