@@ -582,3 +582,30 @@ async def test_json_holding_an_escaped_lone_surrogate_is_served_as_whole_charact
             ]
         }
     }
+
+
+async def test_an_array_of_a_checked_domain_refuses_a_value_outside_it(
+    fresh_postgresql: str,
+) -> None:
+    # PostgreSQL casts contains: [0] to the column's type, and the domain's CHECK refuses it.
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
+        db.query("CREATE TABLE bins (id integer PRIMARY KEY, sizes positive[])")
+        db.query("INSERT INTO bins VALUES (1, '{1,2}'), (2, '{3}')")
+        reflected = await reflect_database(fresh_postgresql)
+        settings = QuiverSettings.model_validate({"database": {"url": fresh_postgresql}})
+        app = create_app(reflected, settings)
+        async with asgi_client(app) as client:
+            refused = await client.post(
+                "/graphql", json={"query": "{ bins(where: {sizes: {contains: [0]}}) { id } }"}
+            )
+            found = await client.post(
+                "/graphql", json={"query": "{ bins(where: {sizes: {overlaps: [2, 3]}}) { id } }"}
+            )
+    finally:
+        db.close()
+    error = refused.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "positive" in error["message"]
+    assert found.json() == {"data": {"bins": [{"id": 1}, {"id": 2}]}}
