@@ -186,3 +186,24 @@ async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replace
             ]
         }
     }
+
+
+async def test_a_boolean_column_holding_text_says_so_instead_of_serving_false(
+    tmp_path: Path,
+) -> None:
+    # SQLite reads the text 'true' as the number 0: it was served as false.
+    path = tmp_path / "flags.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, on_ BOOLEAN)")
+        conn.execute("INSERT INTO flags VALUES (1, 1), (2, 0), (3, NULL), (4, 'true')")
+    url = f"sqlite:///{path.absolute()}"
+    app = create_app(
+        await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
+    )
+    async with asgi_client(app) as http:
+        kept = await http.post("/graphql", json={"query": "{ flags(where: {id: {lt: 4}}) { on } }"})
+        text = await http.post("/graphql", json={"query": "{ flags { id on } }"})
+    assert kept.json() == {"data": {"flags": [{"on": True}, {"on": False}, {"on": None}]}}
+    error = text.json()["errors"][0]
+    assert error["extensions"]["code"] == "DATABASE_ERROR"
+    assert "a Boolean field holds the text 'true'" in error["message"]

@@ -699,6 +699,8 @@ SQLITE = Dialect(
             )
             for scalar, classes in (
                 ("BigInt", "'real', 'text', 'blob'"),
+                # Text is no truth value: 'true' and 'yes' would be served as false.
+                ("Boolean", "'text', 'blob'"),
                 ("Date", "'integer', 'real', 'blob'"),
                 ("DateTime", "'integer', 'real', 'blob'"),
                 ("Time", "'integer', 'real', 'blob'"),
