@@ -134,3 +134,76 @@ async def test_a_blob_in_an_untyped_column_is_served_with_the_rest_of_the_list(
     body = orjson.loads(r.content)
     assert "errors" not in body, body
     assert [c["untyped"] for c in body["data"]["cells"]] == ["5", "1.5", "abc", "/wD+", None]
+
+
+async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replacements(
+    tmp_path: Path,
+) -> None:
+    # SQLite keeps the bytes a TEXT value is given: x'ff' is no UTF-8, x'eda080' a surrogate.
+    path = tmp_path / "bytes.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, t TEXT, vc VARCHAR(10), untyped, j JSON,"
+            " d DATE)"
+        )
+        bad = "CAST(x'61ff62' AS TEXT)"
+        conn.execute(
+            f"INSERT INTO notes VALUES (1, {bad}, CAST(x'eda080' AS TEXT), {bad},"
+            f" CAST(x'7b2261223a22ff227d' AS TEXT), {bad}), (2, 'ok', 'é', NULL, '[]', NULL)"
+        )
+    url = f"sqlite:///{path.absolute()}"
+    app = create_app(
+        await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
+    )
+    async with asgi_client(app) as http:
+        r = await http.post(
+            "/graphql",
+            content=orjson.dumps({"query": "{ notes { id t vc untyped j d } }"}),
+            headers={"content-type": "application/json"},
+        )
+        # ilike folds case in Python, which is handed the text's bytes.
+        folded = await http.post(
+            "/graphql",
+            content=orjson.dumps(
+                {"query": '{ notes(where: {t: {ilike: "A%B"}, vc: {ilike: "%"}}) { id } }'}
+            ),
+            headers={"content-type": "application/json"},
+        )
+    assert orjson.loads(folded.content) == {"data": {"notes": [{"id": 1}]}}
+    body = orjson.loads(r.content.decode("utf-8"))  # strict: raises on bytes that are not UTF-8
+    assert body == {
+        "data": {
+            "notes": [
+                {
+                    "id": 1,
+                    "t": "a\ufffdb",
+                    "vc": "\ufffd\ufffd\ufffd",
+                    "untyped": "a\ufffdb",
+                    "j": {"a": "\ufffd"},
+                    "d": "a\ufffdb",
+                },
+                {"id": 2, "t": "ok", "vc": "é", "untyped": None, "j": [], "d": None},
+            ]
+        }
+    }
+
+
+async def test_a_boolean_column_holding_text_says_so_instead_of_serving_false(
+    tmp_path: Path,
+) -> None:
+    # SQLite reads the text 'true' as the number 0: it was served as false.
+    path = tmp_path / "flags.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, on_ BOOLEAN)")
+        conn.execute("INSERT INTO flags VALUES (1, 1), (2, 0), (3, NULL), (4, 'true')")
+    url = f"sqlite:///{path.absolute()}"
+    app = create_app(
+        await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
+    )
+    async with asgi_client(app) as http:
+        kept = await http.post("/graphql", json={"query": "{ flags(where: {id: {lt: 4}}) { on } }"})
+        text = await http.post("/graphql", json={"query": "{ flags { id on } }"})
+    assert kept.json() == {"data": {"flags": [{"on": True}, {"on": False}, {"on": None}]}}
+    error = text.json()["errors"][0]
+    assert error["extensions"]["code"] == "DATABASE_ERROR"
+    assert "a Boolean field holds the text 'true'" in error["message"]

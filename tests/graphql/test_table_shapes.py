@@ -1,4 +1,5 @@
-"""Views, empty tables, tables holding only their key, and computed view columns.
+"""Views, empty tables, tables holding only their key, computed view columns, and tables wider
+than a database function takes arguments.
 
 Expected results come from plain SQL through independent drivers, or from a reference evaluation
 in Python over rows read with plain SQL; never from Quiver itself. A test that shows a defect of
@@ -7,12 +8,20 @@ the engine is marked ``xfail(strict=True)`` on the databases where the defect sh
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
+from quiver.config.settings import QuiverSettings
+from quiver.graphql.engine import GraphQLEngine
+from quiver.observers.triggers import install_triggers
+from quiver.schema.reflect import reflect_database
+from tests.conftest import ChinookDb
 from tests.graphql.conftest import Runner
+from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -112,3 +121,65 @@ async def test_computed_view_columns_filter_and_sum_as_numbers(
 
 def _dec4(v: Any) -> Decimal:
     return Decimal(str(v)).quantize(Decimal("0.0001"))
+
+
+WIDE = 130  # beyond PostgreSQL's 100 function arguments and SQLite's 127
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+async def test_a_table_wider_than_a_function_takes_arguments_is_read_and_written(
+    request: pytest.FixtureRequest, dialect: str
+) -> None:
+    url = str(request.getfixturevalue(f"fresh_{dialect}"))
+    columns = [f"c{i}" for i in range(WIDE)]
+    execute_statements(
+        url,
+        [
+            "CREATE TABLE wide (id INTEGER PRIMARY KEY, "
+            + ", ".join(
+                f"{c} {'INTEGER' if i % 2 else 'VARCHAR(10)'}" for i, c in enumerate(columns)
+            )
+            + ")",
+            "INSERT INTO wide VALUES (1, "
+            + ", ".join(f"'v{i}'" if i % 2 == 0 else str(i) for i in range(WIDE))
+            + ")",
+        ],
+    )
+    row = {"id": 1, **{c: (f"v{i}" if i % 2 == 0 else i) for i, c in enumerate(columns)}}
+    fields = " ".join(row)
+    schema = await reflect_database(url)
+    settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+
+        async def data(query: str) -> Any:
+            outcome = await engine.execute(engine.prepare(query, None), {})
+            body = orjson.loads(outcome.body)
+            assert "errors" not in body, body
+            return body["data"]
+
+        read = await data(f"{{ wides {{ {fields} }} wide(id: 1) {{ {fields} }} }}")
+        assert read["wides"] == [row] and read["wide"] == row
+        assert list(read["wide"]) == list(row)  # in the order asked
+        created = await data(f"mutation {{ createWide(input: {{id: 2, c1: 5}}) {{ {fields} }} }}")
+        assert created["createWide"] == {"id": 2, **dict.fromkeys(columns), "c1": 5}
+        updated = await data(f'mutation {{ updateWide(id: 1, set: {{c0: "w"}}) {{ {fields} }} }}')
+        assert updated["updateWide"] == {**row, "c0": "w"}
+        deleted = await data("mutation { deleteWide(id: 2) { id c129 } }")
+        assert deleted["deleteWide"] == {"id": 2, "c129": None}
+        # The change-log trigger's images hold every column, and a write from outside passes.
+        await install_triggers(engine.database, list(engine.catalog.entities.values()), "wide_log")
+        db = ChinookDb(dialect, url)  # type: ignore[arg-type]
+        try:
+            db.query("UPDATE wide SET c1 = 7 WHERE id = 1")
+            as_text = "CAST({} AS TEXT)" if dialect == "postgresql" else "{}"
+            ((before, after),) = db.query(
+                f"SELECT {as_text.format('before_image')}, {as_text.format('after_image')}"
+                " FROM wide_log"
+            )
+        finally:
+            db.close()
+        assert json.loads(before) == {**row, "c0": "w"}
+        assert json.loads(after) == {**row, "c0": "w", "c1": 7}
+    finally:
+        await engine.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import decimal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -302,7 +302,7 @@ async def test_decimals_beyond_the_range_compare_or_are_refused(
         for i, v in matrix.sql(f"SELECT id, {column} FROM {matrix.table}")
     }
     x = decimal.Decimal(value)
-    compare = {
+    compare: Callable[[decimal.Decimal], bool] = {
         "eq": lambda v: v == x,
         "neq": lambda v: v != x,
         "gt": lambda v: v > x,
@@ -334,6 +334,44 @@ async def test_floats_beyond_the_double_range_are_refused(matrix: Matrix, op: st
     error = body["errors"][0]
     assert error["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"), body
     assert "finite" in error["message"] or "Float" in error["message"]
+
+
+SINGLE_COLUMN = {"postgresql": "f4", "mysql": "f"}
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e39", "3.5e38"])
+@pytest.mark.parametrize("op", ["eq", "gte", "lt", "in"])
+async def test_floats_beyond_a_single_precision_column_are_refused(
+    matrix: Matrix, op: str, value: str
+) -> None:
+    # PostgreSQL failed to convert them to real (DATABASE_ERROR); MariaDB made them its
+    # largest FLOAT, which a stored value may equal.
+    if matrix.dialect == "sqlite":
+        pytest.skip("SQLite's floats are all doubles")
+    field = SINGLE_COLUMN[matrix.dialect]
+    arg = f"[{value}]" if op == "in" else value
+    body = await matrix.body(f"{{ cells(where: {{{field}: {{{op}: {arg}}}}}) {{ id }} }}")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "single-precision" in error["message"]
+    within = await matrix.body(f"{{ cells(where: {{{field}: {{lt: 3.4e38}}}}) {{ id }} }}")
+    assert "errors" not in within, within
+
+
+@pytest.mark.parametrize("op", ["eq", "neq", "gt", "in"])
+async def test_mariadb_text_a_column_character_set_cannot_hold_is_bad_user_input(
+    matrix: Matrix, op: str
+) -> None:
+    # A latin1 column compared with 😀: MariaDB refuses the mix of collations.
+    if matrix.dialect != "mysql":
+        pytest.skip("MariaDB's columns of another character set")
+    arg = '["a", "😀"]' if op == "in" else '"😀"'
+    body = await matrix.body(f"{{ cells(where: {{latin: {{{op}: {arg}}}}}) {{ id }} }}")
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+    assert "character set" in error["message"]
+    fits = await matrix.body('{ cells(where: {latin: {eq: "café"}}) { id } }')
+    assert fits == {"data": {"cells": [{"id": 1}]}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,3 +550,62 @@ async def test_a_sqlite_int_column_holding_what_int_cannot_carry_says_so(
     assert error["extensions"]["code"] == "DATABASE_ERROR"
     assert "not a 32-bit integer" in error["message"] and "BIGINT" in error["message"]
     assert body["data"] is None
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+async def test_json_holding_an_escaped_lone_surrogate_is_served_as_whole_characters(
+    request: pytest.FixtureRequest, dialect: Dialect
+) -> None:
+    # PostgreSQL's json (not jsonb) and SQLite keep "\ud800" as written: valid JSON syntax,
+    # but no character, and readers that check Unicode (orjson) refuse the whole response.
+    url = str(request.getfixturevalue(f"fresh_{dialect}"))
+    db = ChinookDb(dialect, url)
+    try:
+        db.query("CREATE TABLE docs (id INTEGER PRIMARY KEY, j JSON, t TEXT)")
+        db.query(
+            r"""INSERT INTO docs VALUES (1, '{"a": "\ud800x", "b": ["\uDC00"]}', 'ok'),"""
+            r""" (2, '["\ud83d\ude00", "\\ud800", "\\\ud800"]', '\ud800')"""
+        )
+        reflected = await reflect_database(url)
+        app = create_app(reflected, QuiverSettings.model_validate({"database": {"url": url}}))
+        async with asgi_client(app) as client:
+            r = await client.post("/graphql", json={"query": "{ docs { id j t } }"})
+    finally:
+        db.close()
+    body = orjson.loads(r.content)  # raises on a lone surrogate
+    assert body == {
+        "data": {
+            "docs": [
+                {"id": 1, "j": {"a": "\ufffdx", "b": ["\ufffd"]}, "t": "ok"},
+                # A pair is one character; an escaped backslash is no escape of a surrogate.
+                {"id": 2, "j": ["\U0001f600", "\\ud800", "\\\ufffd"], "t": "\\ud800"},
+            ]
+        }
+    }
+
+
+async def test_an_array_of_a_checked_domain_refuses_a_value_outside_it(
+    fresh_postgresql: str,
+) -> None:
+    # PostgreSQL casts contains: [0] to the column's type, and the domain's CHECK refuses it.
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
+        db.query("CREATE TABLE bins (id integer PRIMARY KEY, sizes positive[])")
+        db.query("INSERT INTO bins VALUES (1, '{1,2}'), (2, '{3}')")
+        reflected = await reflect_database(fresh_postgresql)
+        settings = QuiverSettings.model_validate({"database": {"url": fresh_postgresql}})
+        app = create_app(reflected, settings)
+        async with asgi_client(app) as client:
+            refused = await client.post(
+                "/graphql", json={"query": "{ bins(where: {sizes: {contains: [0]}}) { id } }"}
+            )
+            found = await client.post(
+                "/graphql", json={"query": "{ bins(where: {sizes: {overlaps: [2, 3]}}) { id } }"}
+            )
+    finally:
+        db.close()
+    error = refused.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "positive" in error["message"]
+    assert found.json() == {"data": {"bins": [{"id": 1}, {"id": 2}]}}

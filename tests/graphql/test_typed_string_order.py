@@ -18,7 +18,7 @@ from tests.graphql.test_statement_timeout import execute_statements
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 PG_ACCOUNTS = [
-    "CREATE TABLE acct (id int PRIMARY KEY, m money, iv interval)",
+    "CREATE TABLE acct (id int PRIMARY KEY, m money, iv interval, span tsrange, mac macaddr)",
     "INSERT INTO acct VALUES (1, 9.00, '9 days'), (2, 10.00, '10 days'), (3, 100.5, '1 day'),"
     " (4, -3, '-1 day'), (5, 1000, '26:00:00'), (6, 20, '2 days')",
     # A view failing on its own rows: a fault of the database, not of the request.
@@ -125,6 +125,11 @@ async def test_interval_filters_compare_durations(accounts: str) -> None:
         ('{m: {gt: "abc"}}', "'abc' is not a valid money value (where.m.gt)"),
         ('{m: {in: ["1", "lots"]}}', "'lots' is not a valid money value (where.m.in)"),
         ('{iv: {lt: "soon"}}', "'soon' is not a valid interval value (where.iv.lt)"),
+        # Out of the type's range: no overflow of the query's arithmetic.
+        ('{m: {eq: "1' + "0" * 40 + '"}}', "is not a valid money value (where.m.eq)"),
+        ('{mac: {eq: "2024-13-45"}}', "'2024-13-45' is not a valid macaddr value (where.mac.eq)"),
+        # The database quotes a part of the value only.
+        ('{span: {eq: "(1,2)"}}', "a value given for where.span.eq is not a valid tsrange"),
     ],
 )
 async def test_a_value_the_type_cannot_read_is_bad_user_input(

@@ -38,8 +38,10 @@ NON_FINITE = {"NaN", "Infinity", "-Infinity"}
 INFINITE_DATES = {"infinity", "-infinity"}
 
 PG_TYPES = [
-    "CREATE TYPE {s}.mood AS ENUM ('happy', 'in progress', '1st', 'true', 'Happy')",
+    "CREATE TYPE {s}.mood AS ENUM ('happy', 'in progress', '1st', 'true', 'Happy', '__x')",
     "CREATE TYPE {s}.pair AS (x integer, y text)",
+    # PostgreSQL has no operators for a domain over an enum: it is read as the enum.
+    "CREATE DOMAIN {s}.mood_d AS {s}.mood",
 ]
 PG_COLUMNS = """
     id integer PRIMARY KEY,
@@ -51,7 +53,7 @@ PG_COLUMNS = """
     ai integer[], at text[], ab bigint[], an numeric[], abin bytea[], ae {s}.mood[],
     af double precision[], ip inet, net cidr, mac macaddr, m money, pt point, rng int4range,
     x xml, o oid, ainet inet[], acidr cidr[], amac macaddr[], amoney money[], aiv interval[],
-    atmtz timetz[], abits bit(3)[], arng int4range[]
+    atmtz timetz[], abits bit(3)[], arng int4range[], ed {s}.mood_d, aed {s}.mood_d[]
 """
 PG_ROWS = [
     "INSERT INTO {s}.cells VALUES (1, 32767, 2147483647, 9223372036854775807,"
@@ -66,7 +68,7 @@ PG_ROWS = [
     " '(1,2)', '[1,5)', '<a>1</a>', 42, '{{10.0.0.1,10.0.0.0/8,::1,NULL}}',"
     " '{{10.0.0.1/32,10.0.0.0/8}}', '{{08:00:2b:01:02:03}}', '{{12.34,-0.01}}',"
     " '{{\"1 year 2 mons 3 days 04:05:06.789\",\"-1 days\"}}', '{{10:00:00+02,00:00:00-12}}',"
-    " '{{101,000}}', '{{\"[1,5)\",empty,NULL}}')",
+    " '{{101,000}}', '{{\"[1,5)\",empty,NULL}}', 'in progress', '{{\"in progress\",NULL,1st}}')",
     "INSERT INTO {s}.cells VALUES (2, -32768, -2147483648, -9223372036854775808,"
     " -0.000000000000000000001, -9999999999999999999999999999.9999999999, -1.17e-38,"
     " 5e-324, false, B'11111111', B'', '', '', '', '', '0001-01-01', '00:00:00', '00:00:00-12',"
@@ -74,10 +76,10 @@ PG_ROWS = [
     " '00000000-0000-0000-0000-000000000000', 'null', '[]', 'true', ROW(NULL, NULL), '{{}}',"
     " '{{}}', '{{-9223372036854775808}}', '{{}}', '{{}}', '{{}}', '{{}}', '::1', '::/0',"
     " '00:00:00:00:00:00', -0.01, '(0,0)', 'empty', '<b/>', 0, '{{}}', '{{}}', '{{}}', '{{}}',"
-    " '{{}}', '{{}}', '{{}}', '{{}}')",
+    " '{{}}', '{{}}', '{{}}', '{{}}', 'happy', '{{}}')",
     "INSERT INTO {s}.cells (id, n, f4, f8, d, ts, tstz, e)"
     " VALUES (3, 'NaN', 'NaN', 'Infinity', 'infinity', '-infinity', 'infinity', 'true')",
-    "INSERT INTO {s}.cells (id, f8, e) VALUES (4, '-Infinity', '1st')",
+    "INSERT INTO {s}.cells (id, f8, e, ed) VALUES (4, '-Infinity', '1st', '__x')",
     "INSERT INTO {s}.cells (id) VALUES (5)",
 ]
 
@@ -90,7 +92,7 @@ MYSQL_COLUMNS = """
     c CHAR(3), vc VARCHAR(20), t TEXT, lt LONGTEXT, latin VARCHAR(10) CHARACTER SET latin1,
     bin BINARY(3), vbin VARBINARY(10), bl BLOB, lbl LONGBLOB,
     d DATE, tm TIME, dtm DATETIME, dtm6 DATETIME(6), ts TIMESTAMP NULL, y YEAR,
-    u UUID, j JSON, e ENUM('happy', 'in progress', '1st', 'true', 'it''s'), st SET('a', 'b'),
+    u UUID, j JSON, e ENUM('happy', 'in progress', '1st', 'true', 'it''s', '__x'), st SET('a', 'b'),
     ip4 INET4, ip6 INET6, g GEOMETRY, pt POINT
 """
 MYSQL_ROWS = [
@@ -113,7 +115,8 @@ MYSQL_ROWS = [
     " '00000000-0000-0000-0000-000000000000', 'null', 'it''s', '', '0.0.0.0', '::',"
     " ST_GeomFromText('POINT(0 0)'), ST_GeomFromText('POINT(0 0)'))",
     "INSERT INTO cells (id, e) VALUES (3, '1st')",
-    "INSERT INTO cells (id) VALUES (4)",
+    "INSERT INTO cells (id, e) VALUES (4, '__x')",
+    "INSERT INTO cells (id) VALUES (5)",
 ]
 
 SQLITE_DDL = """

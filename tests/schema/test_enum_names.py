@@ -53,7 +53,9 @@ def test_an_inline_enum_is_named_after_its_entity_and_field() -> None:
     [
         (("happy", "sad"), ["happy", "sad"]),
         (("in progress", "1st", "true", "null"), ["in_progress", "_1st", "true_", "null_"]),
-        (("", "?"), ["_", "__2"]),
+        (("", "?"), ["_", "_2"]),
+        # GraphQL reserves names beginning with __ for introspection.
+        (("__typename", "__x", "_x", "__", "-_y"), ["_typename", "_x_2", "_x", "_", "_y"]),
         (("a-b", "a b", "a_b"), ["a_b_2", "a_b_3", "a_b"]),
         (("ünïcode", "€"), ["_n_code", "_"]),
     ],
@@ -62,6 +64,7 @@ def test_enum_values_become_unique_graphql_names(values: tuple[str, ...], names:
     got = enum_value_names(values)
     assert [got[v] for v in values] == names
     assert len(set(got.values())) == len(values)
+    assert not any(name.startswith("__") for name in got.values())
 
 
 def test_mariadb_enum_values_are_read_from_the_column_type() -> None:

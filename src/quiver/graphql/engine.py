@@ -624,9 +624,20 @@ class GraphQLEngine:
                 # A filter or cursor value the column's type cannot read ("abc" for money).
                 problem = (
                     typed_input_problem(s.typed_inputs, r.violation.message, params[i])
-                    if isinstance(r, ConstraintError) and r.violation.kind == "value"
+                    if isinstance(r, ConstraintError)
+                    and r.violation.kind in ("value", "out_of_range")
                     else None
                 )
+                if (
+                    problem is None
+                    and isinstance(r, ConstraintError)
+                    and r.violation.kind == "check"
+                ):
+                    # A read breaks no CHECK but a domain's, casting a given value to it
+                    # (contains: [0] for an array of a domain of positive integers).
+                    problem = (
+                        f"a value given is not one of its column's type: {r.violation.message}"
+                    )
                 if problem is not None:
                     errors.append(_error(problem, "BAD_USER_INPUT", path=[s.key]))
                 else:

@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -385,22 +386,36 @@ def typed_input_problem(
     """What a request gave wrong, when ``message`` (the database's refusal of a statement run
     with ``values``; ``typed_inputs`` as :attr:`RootStep.typed_inputs`) says it could not read
     one of ``values`` as the type of the String
-    column it was cast to; None when the refusal is of something else (a stored value)."""
+    column it was cast to; None when no value was cast (``typed_inputs`` is empty)."""
     if not typed_inputs:
         return None
     flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
     given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
-    if given is None:
-        return None
     named = [(p, t) for p, t in typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
     paths, types = zip(*(named or typed_inputs), strict=True)
     db_type = types[0]
-    shown = given if len(given) <= 80 else given[:77] + "..."
     where = " or ".join(dict.fromkeys(paths))
     example = _TYPED_EXAMPLES.get(db_type)
     if example is None and db_type.endswith("range"):
-        example = '"[1,5)" or "empty"' if "int" in db_type else '"[1.5,2.5)" or "empty"'
+        example = (
+            '"[1,5)" or "empty"'
+            if "int" in db_type
+            else '"[2024-01-01,2024-02-01)" or "empty"'
+            if db_type.startswith(("ts", "date"))
+            else '"[1.5,2.5)" or "empty"'
+        )
     forms = f", e.g. {example}" if example else ""
+    if given is None:
+        if '"' not in message:
+            return None  # division by zero, an overflow: nothing read from text
+        # The database quotes a part of the value ("1" of the range "(1,2)"): a value it could
+        # not read is one given for a field compared as its type (stored values are valid).
+        return (
+            f"a value given for {where} is not a valid {db_type} value ({message}): the field"
+            f" compares as its database type {db_type}; give the value as the field serves"
+            f" it{forms}"
+        )
+    shown = given if len(given) <= 80 else given[:77] + "..."
     return (
         f"{shown!r} is not a valid {db_type} value ({where}): the field compares as its database"
         f" type {db_type}; give the value as the field serves it{forms}"
@@ -467,6 +482,16 @@ def pg_text_array_element(f: IrField) -> str | None:
     if BIT_TYPE.fullmatch(element):
         return "bit varying"
     return element if PG_TEXT_INPUT.fullmatch(element) else None
+
+
+def column_of(alias: str, f: IrField) -> Fragment:
+    """Column ``f`` of the table aliased ``alias`` as queries read it: cast to the type it is
+    read as (``read_as``) where its own type has no operators."""
+    col = sql(ident(alias, f.column))
+    if f.read_as is None:
+        return col
+    schema, name = f.read_as
+    return sql("CAST(", col, " AS ", ident(schema, name), "[])" if f.is_list else ")")
 
 
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:
@@ -570,6 +595,19 @@ def _check_finite(value: Any) -> None:
         )
 
 
+def _check_single(value: Any) -> None:
+    _check_finite(value)
+    if isinstance(value, int | float):
+        try:
+            struct.pack("<f", value)
+        except OverflowError:
+            raise PlanError(
+                f"{value} is beyond the range of a single-precision float column"
+                " (±3.4028235e38), which compares values as single floats: give a number"
+                " within that range"
+            ) from None
+
+
 #: The databases whose decimal type holds NaN and the infinities (PostgreSQL's numeric).
 _NON_FINITE_NUMERICS = frozenset({"postgresql"})
 
@@ -598,6 +636,29 @@ def _decimal_range(digits: tuple[int, int]) -> Callable[[Any], None]:
             )
 
     return check
+
+
+def _decimal_within(precision: int, scale: int) -> Callable[[Any], Any]:
+    """A slot transform sending a decimal beyond a column of ``precision`` and ``scale`` as
+    one within it that compares alike with every value the column can hold: a larger one as
+    ±10**(precision - scale), one with more decimals as the midpoint of the two column values
+    around it (no column value equals it, and the same ones are below and above)."""
+    top = decimal.Decimal(10) ** (precision - scale)
+    step = decimal.Decimal(1).scaleb(-scale)
+    exact = decimal.Context(prec=precision + 2)
+
+    def one(value: Any) -> Any:
+        if not isinstance(value, decimal.Decimal) or not value.is_finite():
+            return value
+        if value.copy_abs() >= top:
+            return top.copy_sign(value)
+        below = value.quantize(step, rounding=decimal.ROUND_FLOOR, context=exact)
+        return below if below == value else exact.add(below, step / 2)
+
+    def transform(value: Any) -> Any:
+        return [one(v) for v in value] if isinstance(value, list) else one(value)
+
+    return transform
 
 
 def _infinite_dates(
@@ -673,11 +734,19 @@ def _value_check(
             return lambda v: _each(typed)(_reject_nul(v))
         return _reject_nul
     if f.scalar == Scalar.FLOAT:
+        single = dialect.single_floats
+        if single and not writing and re.fullmatch(single, (f.db_type or "").lower()):
+            return _each(_check_single)
         return _each(_check_finite)
     if f.scalar == Scalar.DECIMAL and dialect.decimal_digits is not None:
         return _each(_decimal_range(dialect.decimal_digits))
     if f.scalar == Scalar.DECIMAL and dialect.name not in _NON_FINITE_NUMERICS:
-        return _each(_check_finite_decimal)
+        finite = _each(_check_finite_decimal)
+        width = None if writing else dialect.decimal_width(f.db_type)
+        if width is None:
+            return finite
+        within = _decimal_within(*width)
+        return lambda v: within(finite(v))
     if f.scalar in (Scalar.DATE, Scalar.DATETIME):
         return _infinite_dates(f.scalar, dialect, writing=writing)
     return None
@@ -881,7 +950,7 @@ class _Planner:
         return pairs
 
     def column_json(self, f: IrField, a: str) -> Fragment:
-        return self.render(f, sql(ident(a, f.column)))
+        return self.render(f, column_of(a, f))
 
     def render(self, f: IrField, expr: Fragment) -> Fragment:
         """``expr``, a value of column ``f``, as the JSON value of its GraphQL type."""
@@ -1129,7 +1198,7 @@ class _Planner:
                 continue
             if name in fmap:
                 direction, nulls = ORDER_DIRECTIONS[v]
-                yield _Key(sql(ident(a, fmap[name].column)), direction, nulls, fmap[name], e.name)
+                yield _Key(column_of(a, fmap[name]), direction, nulls, fmap[name], e.name)
             else:
                 rel = rmap[name]
                 target = self.catalog.entities[rel.target]
@@ -1220,7 +1289,7 @@ class _Planner:
     def field_filter(
         self, f: IrField, a: str, ops: Mapping[str, Any], path: tuple[str | int, ...], negated: bool
     ) -> Iterator[Fragment]:
-        raw_col = sql(ident(a, f.column))
+        raw_col = column_of(a, f)
         col = self.filter_operand(f, raw_col)
         d = self.dialect
         check = self.value_check(f)
@@ -1412,7 +1481,7 @@ class _Planner:
                     inner.append((k2, literal_string(f"{e.name}{suffix[name]}")))
                     continue
                 f = fmap[fname]
-                col = sql(ident(a, f.column))
+                col = column_of(a, f)
                 by_text = False
                 extreme = self.extreme(f, col, name) if name in ("min", "max") else None
                 if f.scalar == Scalar.UUID:

@@ -111,6 +111,10 @@ _SQLITE_PORTABLE = {
 def _served(d: Dialect, f: Field, expr: str) -> str:
     """``expr``, a value of ``f``'s column, as the API serves it (MariaDB, SQLite), written
     with functions every connection has, so a trigger never refuses a write."""
+    if f.read_as is not None:  # a domain over an enum: read as the enum (see Field.read_as)
+        schema, name = f.read_as
+        kind = f"{d.quote_ident(schema)}.{d.quote_ident(name)}{'[]' if f.is_list else ''}"
+        expr = f"CAST({expr} AS {kind})"
     if f.is_list:
         if d.name != "postgresql":
             return expr
@@ -279,10 +283,16 @@ def _row_statements(d: Dialect, e: Entity, log: str, writers: str, drop: bool) -
     pairs = _pairs(e)
 
     def image(row: str) -> str:
-        items = [
-            f"{lit(f.name)}, {_served(d, f, f'{row}.{d.quote_ident(f.column)}')}" for f in e.fields
-        ]
-        built = f"{obj}(" + ", ".join(items) + ")"
+        served = [(f.name, _served(d, f, f"{row}.{d.quote_ident(f.column)}")) for f in e.fields]
+        # Built in parts where a function takes fewer arguments (SQLite: 127).
+        limit = d.json_object_max_pairs or len(served) or 1
+        built = f"{obj}(" + ", ".join(f"{lit(n)}, {v}" for n, v in served[:limit]) + ")"
+        for start in range(limit, len(served), limit):
+            more = ", ".join(
+                f"{lit('$.' + n if d.json_object_more_paths else n)}, {v}"
+                for n, v in served[start : start + limit]
+            )
+            built = d.json_object_more.format(built, more)
         tests = _json_null_tests(d, e, row)
         if not tests:
             return built

@@ -121,6 +121,10 @@ class Field(_Model):
     enum_values: tuple[str, ...] | None = None
     #: A composite-typed column (PostgreSQL): its type and attributes, to write it from JSON.
     composite: Composite | None = None
+    #: The type (schema, name) the column is read as where its own type has no operators:
+    #: PostgreSQL compares, sorts and aggregates a domain over an enum only as that enum.
+    #: None otherwise, and then absent from a compiled schema.json.
+    read_as: tuple[str, str] | None = None
     #: True when the column is an array of ``composite`` that the field serves as one JSON
     #: value (an authored ``quiver.JSON`` field over it); a reflected array field says
     #: ``is_list``. None otherwise, and then absent from a compiled schema.json.

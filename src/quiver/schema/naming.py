@@ -167,14 +167,20 @@ _NOT_NAME = re.compile(r"[^_0-9A-Za-z]+")
 def enum_value_names(values: Sequence[str]) -> dict[str, str]:
     """The GraphQL name of each database enum value.
 
-    A value that is already a GraphQL name (other than ``true``, ``false``, ``null``) keeps
-    it; in others every run of characters a name cannot hold becomes ``_``, a leading digit
-    gets ``_`` before it and ``true``/``false``/``null`` get ``_`` after; a name taken by an
-    earlier value is numbered (``in_progress_2``).
+    A value that is already a GraphQL name (other than ``true``, ``false``, ``null``, and
+    names beginning with ``__``, which GraphQL reserves for introspection) keeps it; in
+    others every run of characters a name cannot hold becomes ``_``, a leading digit gets
+    ``_`` before it, leading underscores become one (``__x`` -> ``_x``) and
+    ``true``/``false``/``null`` get ``_`` after; a name taken by an earlier value is
+    numbered (``in_progress_2``).
     """
     out: dict[str, str] = {}
     used: set[str] = set()
-    valid = [v for v in values if _ENUM_NAME.fullmatch(v) and v not in ("true", "false", "null")]
+    valid = [
+        v
+        for v in values
+        if _ENUM_NAME.fullmatch(v) and v not in ("true", "false", "null") and not v.startswith("__")
+    ]
     used.update(valid)
     for v in values:
         if v in used and v in valid:
@@ -183,11 +189,13 @@ def enum_value_names(values: Sequence[str]) -> dict[str, str]:
         name = _NOT_NAME.sub("_", v) or "_"
         if not _ENUM_NAME.fullmatch(name):
             name = "_" + name
+        if name.startswith("__"):
+            name = "_" + name.lstrip("_")
         if name in ("true", "false", "null"):
             name += "_"
         base, n = name, 2
         while name in used:
-            name = f"{base}_{n}"
+            name = f"{base}_{n}" if base != "_" else f"_{n}"  # never __2, which is reserved
             n += 1
         used.add(name)
         out[v] = name

@@ -96,6 +96,9 @@ class CatalogColumn:
     is_generated: bool = False
     #: A PostgreSQL composite type (of the column, or of its elements): its attributes.
     composite: Composite | None = None
+    #: The enum type (schema, name) a column of a domain over it is read as (PostgreSQL has
+    #: no operators for such a domain).
+    read_as: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -579,6 +582,7 @@ def _field(col: CatalogColumn, name: str, entity: str) -> Field:
         is_identity=col.is_identity,
         is_generated=col.is_generated,
         composite=col.composite,
+        read_as=col.read_as,
     )
 
 
@@ -1086,6 +1090,7 @@ ORDER BY a.attrelid, a.attnum
 _PG_TYPES = """
 SELECT t.oid, t.typname, t.typtype::text AS typtype, t.typbasetype, t.typnotnull, t.typtypmod,
        t.typelem, t.typcategory::text AS typcategory,
+       (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = t.typnamespace) AS nspname,
        ARRAY(SELECT e.enumlabel FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid
              ORDER BY e.enumsortorder) AS labels
 FROM pg_catalog.pg_type t
@@ -1240,12 +1245,13 @@ def _pg_numeric(typmod: int) -> str:
     return f"numeric({precision},{scale})"
 
 
-def _pg_element(oid: int, types: dict[int, Any]) -> tuple[Any, bool]:
-    """The type row of base type ``oid`` or, for an array, of its elements' base type (None
-    when unknown); and whether it is an array."""
+def _pg_element(oid: int, types: dict[int, Any], *, domains: bool = False) -> tuple[Any, bool]:
+    """The type row of base type ``oid`` or, for an array, of its elements' base type (their
+    own type, domain or not, with ``domains``; None when unknown); and whether it is an
+    array."""
     row = types.get(oid)
     if row is not None and row["typcategory"] == "A" and row["typelem"]:
-        elem, _ = _pg_base_type(row["typelem"], types)
+        elem = row["typelem"] if domains else _pg_base_type(row["typelem"], types)[0]
         return types.get(elem), True
     return row, False
 
@@ -1335,9 +1341,13 @@ def _pg_column(
     type_name = str(row["typname"])
     enum_values: tuple[str, ...] | None = None
     enum_name: str | None = None
+    read_as: tuple[str, str] | None = None
     if row["typtype"] == "e":
         enum_values = tuple(row["labels"])
         enum_name = pascal(type_name)
+        own, _ = _pg_element(c["atttypid"], types, domains=True)
+        if own is not None and own["oid"] != row["oid"]:  # a domain over the enum (or array)
+            read_as = (str(row["nspname"]), type_name)
     scalar = Scalar.JSON if row["typtype"] == "c" else postgresql_scalar(type_name)
     return CatalogColumn(
         sortable=type_name not in _PG_UNORDERED,
@@ -1353,6 +1363,7 @@ def _pg_column(
         is_identity=identity,
         is_generated=generated,
         composite=composites.get(row["oid"]) if row["typtype"] == "c" else None,
+        read_as=read_as,
     )
 
 

@@ -38,8 +38,27 @@ def literal_string(text: str) -> str:
 
 
 def json_object(dialect: Dialect, pairs: Iterable[tuple[str, Piece]]) -> Fragment:
-    items = [sql(literal_string(k), ", ", v) for k, v in pairs]
-    return sql(dialect.json_object_fn, "(", join(", ", items), ")")
+    """The JSON object of ``pairs``, in their order; built in parts where the database's
+    object function takes fewer arguments (``json_object_max_pairs``)."""
+    listed = list(pairs)
+    limit = dialect.json_object_max_pairs or len(listed) or 1
+    obj = sql(
+        dialect.json_object_fn,
+        "(",
+        join(", ", [sql(literal_string(k), ", ", v) for k, v in listed[:limit]]),
+        ")",
+    )
+    for start in range(limit, len(listed), limit):
+        more = [
+            sql(_json_key(k, dialect.json_object_more_paths), ", ", v)
+            for k, v in listed[start : start + limit]
+        ]
+        obj = template(dialect.json_object_more, obj, join(", ", more))
+    return obj
+
+
+def _json_key(key: str, path: bool) -> str:
+    return f"'$.{literal_string(key)[1:-1]}'" if path else literal_string(key)
 
 
 OrderItem = tuple[Fragment, str, str]

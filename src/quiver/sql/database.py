@@ -36,6 +36,7 @@ import datetime as dt
 import decimal
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -246,8 +247,30 @@ def _json_bytes(value: Any) -> bytes | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        return value
-    return value.encode() if isinstance(value, str) else str(value).encode()
+        return _whole_characters(value)
+    return _whole_characters(value.encode() if isinstance(value, str) else str(value).encode())
+
+
+#: A JSON string escape: a UTF-16 surrogate pair, a lone surrogate, or any other.
+_ESCAPE = re.compile(
+    rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|u[dD][89a-fA-F][0-9a-fA-F]{2}|.)",
+    re.DOTALL,
+)
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """JSON text the database built, each escaped UTF-16 surrogate without its pair written
+    as U+FFFD: PostgreSQL's json and SQLite keep a string's ``"\\ud800"`` as given, which
+    JSON readers that check Unicode (orjson, serde) refuse."""
+    if b"\\ud" not in raw and b"\\uD" not in raw:
+        return raw
+    return _ESCAPE.sub(_lone_surrogate_replaced, raw)
+
+
+def _lone_surrogate_replaced(m: re.Match[bytes]) -> bytes:
+    escape = m.group(0)
+    return b"\\ufffd" if len(escape) == 6 and escape[2:3] in b"dD" else escape
 
 
 async def open_database(
@@ -575,7 +598,7 @@ class _Postgres(_Gated):
                 await self._put_back(conn, settled, cheap)
         if value is None:
             return None
-        return value if isinstance(value, bytes) else str(value).encode()
+        return _whole_characters(value if isinstance(value, bytes) else str(value).encode())
 
     async def _put_back(self, conn: Any, settled: bool, cheap: bool) -> None:
         """Keep ``conn`` for the next statement if the server answered its last one, else hand
@@ -805,7 +828,10 @@ def _pg_error(exc: Exception, *, writing: bool = False) -> Exception:
         )
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
         return ParameterError.one(str(exc), "database")
-    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing:
+    # A value read from text that its type cannot hold (value "1e400" is out of range for type
+    # money; invalid octet value in "macaddr" value: "2024-13-45") is the value's fault, a
+    # violation as below; an overflow of the query's arithmetic quotes nothing.
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError) and not writing and '"' not in str(exc):
         return QueryTooComplexError.one(
             "a sum or average overflowed the database's numbers",
             "database",
@@ -918,7 +944,7 @@ class _MySQL(_Gated):
         if row is None or row[0] is None:
             return None
         value = row[0]
-        return value if isinstance(value, bytes) else str(value).encode()
+        return _whole_characters(value if isinstance(value, bytes) else str(value).encode())
 
     def _kill_soon(self, thread_id: int, tasks: list[asyncio.Task[None]]) -> None:
         """The client-side deadline passed: stop the statement from another connection."""
@@ -1027,6 +1053,15 @@ def _mysql_error(exc: Exception, *, writing: bool = False) -> Exception:
             return _too_deep("MariaDB/MySQL")
         if code == 1644:  # SIGNAL SQLSTATE '45000'
             return RaisedError.one(str(exc.args[1]) if len(exc.args) > 1 else str(exc), "database")
+        if code in (1267, 1270, 1271) and not writing:
+            # Illegal mix of collations: a text given to compare with a column of another
+            # character set holds a character that set has not (😀 for an ascii column).
+            said = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            return ParameterError.one(
+                f"a text given holds a character the column's character set cannot hold ({said})",
+                "parameter",
+                "give text of that character set, or convert the column to utf8mb4",
+            )
         violation = mysql_violation(exc) if writing else None
         if violation is not None:
             return ConstraintError.of(violation)
@@ -1082,7 +1117,11 @@ class _SqliteTransaction:
         return await loop.run_in_executor(self.db.writer, self.db._run, text, params)
 
 
-def _lower(value: str | None) -> str | None:
+def _lower(value: bytes | str | None) -> str | None:
+    """Text lower-cased as Python does it (SQLite's lower() folds A-Z only), from its bytes:
+    each sequence that is not UTF-8 becomes U+FFFD, as the text is served."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     return value.lower() if isinstance(value, str) else value
 
 
@@ -1094,6 +1133,16 @@ def _real_json(value: float | None) -> str | None:
     if value in (math.inf, -math.inf):
         return '"Infinity"' if value > 0 else '"-Infinity"'
     return repr(float(value))
+
+
+def _utf8(raw: bytes) -> bytes:
+    """The JSON text SQLite built, as UTF-8: each sequence of a TEXT value that is not UTF-8
+    (SQLite stores text of any bytes) becomes U+FFFD, as a decoder replaces it."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raw = raw.decode("utf-8", "replace").encode("utf-8")
+    return _whole_characters(raw)
 
 
 def _base64(value: bytes | str | float | None) -> str | None:
@@ -1209,13 +1258,21 @@ class _Sqlite(_Gated):
         params: Sequence[Any],
         running: list[sqlite3.Connection] | None = None,
     ) -> bytes | None:
-        row = self._guarded(
-            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running
-        )
+
+        def fetch(conn: sqlite3.Connection) -> Any:
+            # Text as its bytes: SQLite keeps the bytes a TEXT value was given, UTF-8 or not,
+            # and its JSON carries them as they are.
+            conn.text_factory = bytes
+            try:
+                return conn.execute(text, _sqlite_params(params)).fetchone()
+            finally:
+                conn.text_factory = str
+
+        row = self._guarded(fetch, running)
         if row is None or row[0] is None:
             return None
         value = row[0]
-        return value.encode() if isinstance(value, str) else str(value).encode()
+        return _utf8(value) if isinstance(value, bytes) else str(value).encode()
 
     def _rows(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         rows = self._guarded(lambda conn: conn.execute(text, _sqlite_params(params)).fetchall())

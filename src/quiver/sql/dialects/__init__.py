@@ -137,9 +137,26 @@ class Dialect:
     #: Flight DoPut: how such a text value (a ``{}`` placeholder) becomes a value of its column
     #: again, as ``type_output`` (where the database does not convert text on its own).
     arrow_text_input: tuple[tuple[str, str], ...] = ()
+    #: The most key/value pairs one call of ``json_object_fn`` takes (PostgreSQL's functions
+    #: take 100 arguments, SQLite's 127), and how an object ``{0}`` gets the next ones
+    #: ``{1}`` (as ``json_object_fn`` takes them; keys as JSON paths ``'$.key'`` with
+    #: ``json_object_more_paths``): a wider object is built in parts. None: no limit.
+    json_object_max_pairs: int | None = None
+    json_object_more: str = ""
+    json_object_more_paths: bool = False
+    #: Columns of single-precision floats (a pattern of ``db_type``), which a filter value
+    #: is compared with as one: a Float beyond their range (±3.4028235e38) is refused, as
+    #: PostgreSQL fails to convert it and MariaDB makes it the largest single.
+    single_floats: str = ""
     #: The decimals the database can compare: at most this many digits before the decimal
     #: point and after it (None: any decimal compares).
     decimal_digits: tuple[int, int] | None = None
+    #: Decimal columns whose filter values the database reads exactly only within a width
+    #: (MariaDB reads a longer literal as its nearest 81-digit decimal, or as zero, with only a
+    #: warning): (pattern of ``db_type``, "precision,scale", or "" for the pattern's two
+    #: groups). A value beyond the column's width is sent as one within it that compares
+    #: alike with every value the column can hold (see :meth:`decimal_width`).
+    decimal_widths: tuple[tuple[str, str], ...] = ()
     #: The deepest nesting of arrays and objects a JSON value may have (None: no limit of
     #: the database's own; MariaDB's JSON_VALID refuses more than 31 levels).
     json_max_depth: int | None = None
@@ -222,6 +239,11 @@ class Dialect:
     #: stored value serves as JSON of that scalar whatever its class, ``{0}`` the value and
     #: ``<v>`` the scalar's own output of it (output only, as ``charset_output``).
     loose_output: Mapping[ScalarName, str] = field(default_factory=dict)
+
+    def decimal_width(self, db_type: str | None) -> tuple[int, int] | None:
+        """The (precision, scale) of a decimal column of ``db_type`` whose filter values must
+        be sent within it (``decimal_widths``), or None."""
+        return _decimal_width(self.decimal_widths, (db_type or "").lower())
 
     def column_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
         """The output template of a column of database type ``db_type`` and GraphQL
@@ -312,6 +334,15 @@ class Dialect:
 
 
 @lru_cache(maxsize=1024)
+def _decimal_width(table: tuple[tuple[str, str], ...], db_type: str) -> tuple[int, int] | None:
+    for pattern, width in table:
+        m = re.fullmatch(pattern, db_type)
+        if m is not None:
+            precision, scale = (width or f"{m.group(1)},{m.group(2)}").split(",")
+            return int(precision), int(scale)
+    return None
+
+
 def _type_output(table: tuple[tuple[str, str], ...], db_type: str) -> str | None:
     for pattern, tpl in table:
         m = re.fullmatch(pattern, db_type)
@@ -403,6 +434,12 @@ POSTGRESQL = Dialect(
     quote_char='"',
     placeholder=_pg_placeholder,
     json_object_fn="json_build_object",
+    # json has no concatenation: the second object's members follow the first's in its text.
+    json_object_max_pairs=50,
+    json_object_more=(
+        "CAST(left(CAST({0} AS text), -1) || ',' || substr(CAST(json_build_object({1}) AS text),"
+        " 2) AS json)"
+    ),
     json_agg_fn="json_agg",
     json_agg_orders=True,
     json_agg_limits=False,
@@ -462,6 +499,7 @@ POSTGRESQL = Dialect(
     array_contained_by="{0} <@ {1}",
     array_overlaps="{0} && {1}",
     decimal_digits=(131072, 16383),
+    single_floats=r"float4",
     infinite_dates=True,
     joins_to_one=True,
     json_records=True,
@@ -483,6 +521,11 @@ POSTGRESQL = Dialect(
 
 MYSQL = Dialect(
     json_max_depth=31,
+    single_floats=r"float\b.*",
+    decimal_widths=(
+        (r"(?:decimal|numeric|dec|fixed)\((\d+),(\d+)\).*", ""),
+        (r"bigint\b.*\bunsigned\b.*", "20,0"),
+    ),
     seconds_digits_default=0,
     lock_rows=" FOR UPDATE",
     insert_no_columns=" () VALUES ()",
@@ -580,6 +623,9 @@ SQLITE = Dialect(
     quote_char='"',
     placeholder=_qmark,
     json_object_fn="json_object",
+    json_object_max_pairs=63,
+    json_object_more="json_insert({0}, {1})",
+    json_object_more_paths=True,
     json_agg_fn="json_group_array",
     json_agg_orders=False,
     json_agg_limits=False,
@@ -653,6 +699,8 @@ SQLITE = Dialect(
             )
             for scalar, classes in (
                 ("BigInt", "'real', 'text', 'blob'"),
+                # Text is no truth value: 'true' and 'yes' would be served as false.
+                ("Boolean", "'text', 'blob'"),
                 ("Date", "'integer', 'real', 'blob'"),
                 ("DateTime", "'integer', 'real', 'blob'"),
                 ("Time", "'integer', 'real', 'blob'"),
@@ -677,7 +725,9 @@ SQLITE = Dialect(
     limit_all="-1",
     # SQLite's lower() folds ASCII only; quiver_lower is Python's str.lower, registered on
     # every connection (see quiver.sql.database).
-    ilike="quiver_lower({}) LIKE quiver_lower({}) ESCAPE '!'",
+    # Read as bytes: a TEXT value need not be UTF-8, and Python's sqlite3 refuses to hand a
+    # function text it cannot decode.
+    ilike="quiver_lower(CAST({} AS BLOB)) LIKE quiver_lower(CAST({} AS BLOB)) ESCAPE '!'",
     like="{} LIKE {} ESCAPE '!'",
     in_list="expand",
     float_cast="CAST({} AS REAL)",
