@@ -806,7 +806,7 @@ _SQLITE_TOO_DEEP = ("parser stack overflow", "Expression tree is too large")
 _MYSQL_TOO_DEEP = frozenset({1473, 1436})
 
 
-def _too_deep(database: str) -> QueryTooComplexError:
+def _too_deep(database: str) -> Exception:
     return QueryTooComplexError.one(
         f"the query nests relations more deeply than {database} can run in one statement",
         "database",
