@@ -167,3 +167,50 @@ async def test_mariadb_bits_and_addresses_compare_as_numbers_and_addresses(hosts
         (error,) = body["errors"]
         assert error["extensions"]["code"] == "BAD_USER_INPUT", error
         assert shown in error["message"] and "as the field is served" in error["message"]
+
+
+PG_PARTIAL_TEXT = [
+    'CREATE TABLE tag (id int PRIMARY KEY, c "char", n name, v tsvector[])',
+    "INSERT INTO tag VALUES (1, 'a', 'x', ARRAY['a b'::tsvector]), (2, 'b', repeat('y', 63), NULL)",
+]
+
+
+@pytest.fixture
+def tags(fresh_postgresql: Any) -> str:
+    url = str(fresh_postgresql)
+    execute_statements(url, PG_PARTIAL_TEXT)
+    return url
+
+
+async def test_char_and_name_columns_compare_whole_values(tags: str) -> None:
+    """PostgreSQL's one-byte "char" and 63-byte name take text filter values (they failed the
+    query); a longer value matches nothing rather than its cut-off beginning."""
+    data = await _data(
+        tags,
+        '{ a: tags(where: {c: {eq: "a"}}) { id } ab: tags(where: {c: {eq: "ab"}}) { id }'
+        ' gt: tags(where: {c: {gt: "a"}}) { id } x: tags(where: {n: {in: ["x", "q"]}}) { id }'
+        f' long: tags(where: {{n: {{eq: "{"y" * 70}"}}}}) {{ id }}'
+        f' full: tags(where: {{n: {{eq: "{"y" * 63}"}}}}) {{ id }}'
+        ' like: tags(where: {n: {like: "x%"}}) { id } }',
+    )
+    assert data == {
+        "a": [{"id": 1}],
+        "ab": [],
+        "gt": [{"id": 2}],
+        "x": [{"id": 1}],
+        "long": [],
+        "full": [{"id": 2}],
+        "like": [{"id": 1}],
+    }
+
+
+async def test_a_tsvector_list_value_its_type_cannot_read_is_bad_user_input(tags: str) -> None:
+    data = await _data(tags, '{ tags(where: {v: {contains: ["a b"]}}) { id } }')
+    assert data == {"tags": [{"id": 1}]}
+    for value in ("'a", "a:b:c"):
+        body = await _body(
+            tags, "query($v: [String!]) { tags(where: {v: {contains: $v}}) { id } }", {"v": [value]}
+        )
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert f'"{value}"' in error["message"] and "tsvector" in error["message"], error

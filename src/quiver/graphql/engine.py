@@ -631,6 +631,17 @@ class GraphQLEngine:
                 if (
                     problem is None
                     and isinstance(r, ConstraintError)
+                    and r.violation.kind == "value"
+                    and _quotes_a_value(r.violation.message, params[i])
+                ):
+                    # A value the column's type reads in a form of its own (tsvector, a
+                    # list of a type that is not text) that it could not read.
+                    problem = (
+                        f"a value given cannot be read as its column's type: {r.violation.message}"
+                    )
+                if (
+                    problem is None
+                    and isinstance(r, ConstraintError)
                     and r.violation.kind == "check"
                 ):
                     # A read breaks no CHECK but a domain's, casting a given value to it
@@ -798,6 +809,13 @@ async def _guard(awaitable: Any) -> Any:
         return await awaitable
     except DatabaseError as err:
         return err
+
+
+def _quotes_a_value(message: str, values: list[Any]) -> bool:
+    """Whether the database's ``message`` quotes one of the text ``values`` a statement ran
+    with (or an element of a list of them): the value it could not read was given."""
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    return any(isinstance(v, str) and f'"{v}"' in message for v in flat)
 
 
 def _data_body(values: list[tuple[str, bytes]]) -> bytes:

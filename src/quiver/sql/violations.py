@@ -118,11 +118,13 @@ def postgresql_violation(exc: BaseException) -> Violation | None:
     """An asyncpg or ADBC error as a violation, or None when it is not one (by SQLSTATE
     class 22/23)."""
     state = str(getattr(exc, "sqlstate", "") or "")
-    if state not in _PG_KINDS and not state.startswith("22"):
-        return None
-    kind = _PG_KINDS.get(state, "value")
     fields = _pg_fields(exc)
     message = fields.get("message") or _first_line(exc)
+    # tsvector and tsquery refuse input text with SQLSTATE 42601 ("syntax error in tsvector")
+    typed_syntax = state == "42601" and message.startswith(("syntax error in ts", "no operand"))
+    if state not in _PG_KINDS and not state.startswith("22") and not typed_syntax:
+        return None
+    kind = _PG_KINDS.get(state, "value")
     detail = fields.get("detail")
     constraint = fields.get("constraint_name")
     table = fields.get("table_name")

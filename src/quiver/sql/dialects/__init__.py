@@ -457,7 +457,9 @@ POSTGRESQL = Dialect(
         # encode() breaks base64 lines every 76 characters.
         "Base64": "translate(encode({}, 'base64'), chr(10), '')",
     },
-    text_types="text|varchar|bpchar|name|citext|char",
+    # "char" and name hold only part of a text (one byte, 63 bytes): filter values compare
+    # with their text, so a longer value matches nothing instead of failing or being cut.
+    text_types="text|varchar|bpchar|citext",
     # ADBC decodes text, enums, json and uuid; any other type of a String field (bit, inet,
     # cidr, macaddr, money, interval, ranges, geometric types) comes in its binary form.
     arrow_text_output=(
