@@ -14,7 +14,7 @@ import pytest
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
 from quiver.schema.reflect import reflect_database
-from quiver.sql.gate import ConnectionGate
+from quiver.sql.gate import ConnectionGate, SlowStatements
 from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -155,3 +155,71 @@ async def test_sqlite_keeps_a_thread_for_cheap_statements(fresh_sqlite: str) -> 
             await slow
     finally:
         await db.close()
+
+
+#: A view slow to read on every database (past a 1 s statement timeout), whose one-row page is
+#: estimated cheap: a view's list counts the default size, and ``limit: 1`` makes it one row.
+SLOW_ONE_ROW = {
+    "postgresql": "CREATE VIEW slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS note",
+    "mysql": "CREATE VIEW slow_view AS SELECT 1 AS id, CAST(SLEEP(3) AS CHAR) AS note",
+    "sqlite": (
+        "CREATE VIEW slow_view AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+        " WHERE x < 2000000000) SELECT 1 AS id, CAST(COUNT(*) AS TEXT) AS note FROM c"
+    ),
+}
+SLOW_BUT_CHEAP = "{ slowViews(limit: 1) { id note } }"  # cost 3: cheap on paper
+
+
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+def slow_one_row(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"fresh_{request.param}")
+    execute_statements(
+        url, ["CREATE TABLE items (id int PRIMARY KEY)", SLOW_ONE_ROW[request.param]]
+    )
+    execute_statements(url, ["INSERT INTO items VALUES (1)"])
+    return url
+
+
+async def test_a_query_estimated_cheap_that_ran_long_no_longer_takes_the_reserved_connections(
+    slow_one_row: str,
+) -> None:
+    app = await _app(
+        slow_one_row,
+        pool_reserved=1,
+        statement_timeout_ms=1000,
+        slow_statement_ms=300,
+    )
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://q") as client:
+            # Its first run shows it slow: it ran past its time limit.
+            _, first = await _timed(client, SLOW_BUT_CHEAP)
+            (error,) = orjson.loads(first.content)["errors"]
+            assert error["extensions"]["code"] == "STATEMENT_TIMEOUT"
+            results = await asyncio.gather(
+                *(_timed(client, SLOW_BUT_CHEAP) for _ in range(6)),
+                _timed(client, TRIVIAL, delay=0.2),
+            )
+    finally:
+        await app.shutdown()
+    *slow, (trivial_s, trivial) = results
+    # From then on it runs as expensive: at most the three unreserved connections at once, and
+    # the trivial query still finds the reserved one free.
+    assert trivial.status_code == 200, trivial.text
+    assert orjson.loads(trivial.content) == {"data": {"item": {"id": 1}}}
+    assert trivial_s < 0.45, f"the cheap query waited {trivial_s:.2f} s"
+    assert sorted(r.status_code for _, r in slow) == [200, 200, 200, 503, 503, 503]
+
+
+async def test_slow_statements_are_remembered_up_to_their_number() -> None:
+    slow = SlowStatements(0.5, size=2)
+    assert slow.cheap("a", True)
+    slow.ran("a", 0.4)  # not long: still cheap
+    assert slow.cheap("a", True)
+    slow.ran("a", 0.6)
+    assert not slow.cheap("a", True)
+    assert not slow.cheap("b", False)  # estimated expensive stays expensive
+    slow.ran("b", 1.0)
+    slow.ran("c", 1.0)  # the oldest is forgotten
+    assert slow.cheap("a", True) and not slow.cheap("c", True)
+    assert SlowStatements(None).cheap("a", True)

@@ -58,6 +58,13 @@ class DatabaseSettings(_Settings):
         "graphql.cheap_cost), so slow queries cannot take the whole pool; null = a fifth of "
         "pool_max, rounded down. Must be below pool_max.",
     )
+    slow_statement_ms: int = Field(
+        default=1_000,
+        ge=0,
+        description="A statement of a query estimated cheap (graphql.cheap_cost) that runs "
+        "longer than this, in milliseconds, is run as expensive from then on: it no longer "
+        "uses the connections kept by pool_reserved. 0 = any time counts as long.",
+    )
     coalesce: bool = Field(
         default=True,
         description="PostgreSQL: run the cheap queries of one worker process that wait on the "

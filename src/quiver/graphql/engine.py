@@ -323,6 +323,7 @@ class GraphQLEngine:
             pool_timeout_ms=db.pool_timeout_ms,
             pool_reserved=db.reserved_connections,
             coalesce_max=db.coalesce_max if db.coalesce else 1,
+            slow_statement_ms=db.slow_statement_ms,
         )
         try:
             statistics = await read_statistics(db.url, schema)

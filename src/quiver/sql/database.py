@@ -54,7 +54,7 @@ from quiver.sql.connect import (
     open_postgresql_pool,
 )
 from quiver.sql.dialects import Dialect, dialect_for
-from quiver.sql.gate import ConnectionGate
+from quiver.sql.gate import ConnectionGate, SlowStatements
 from quiver.sql.url import DatabaseUrl, parse_database_url
 from quiver.sql.violations import (
     Violation,
@@ -113,6 +113,8 @@ class _Gated:
     """What every pool shares: the gate in front of its connections."""
 
     gate: ConnectionGate
+    #: Statement texts estimated cheap that ran long: they run as expensive.
+    slow: SlowStatements = SlowStatements(None)
 
     async def _admit(self, cheap: bool) -> None:
         if not await self.gate.enter(cheap):
@@ -260,13 +262,16 @@ async def open_database(
     pool_reserved: int = 0,
     postgresql_settings: Mapping[str, str] | None = None,
     coalesce_max: int = 1,
+    slow_statement_ms: int | None = None,
 ) -> Database:
     """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
     credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`).
 
     At most ``pool_max`` statements run at once; ``pool_reserved`` of the connections are kept
     for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
-    connection raises :class:`DatabaseBusyError`. ``postgresql_settings`` are more settings
+    connection raises :class:`DatabaseBusyError`. A text run with ``cheap=True`` whose statement
+    held its connection for more than ``slow_statement_ms`` runs as expensive from then on
+    (:class:`~quiver.sql.gate.SlowStatements`). ``postgresql_settings`` are more settings
     of each PostgreSQL session (``plan_cache_mode``, ...); other databases ignore them.
 
     On PostgreSQL, ``coalesce_max`` above 1 runs up to that many cheap statements of one text
@@ -275,15 +280,19 @@ async def open_database(
     """
     parsed = parse_database_url(url)
     gate = ConnectionGate(pool_max, pool_reserved, pool_timeout_ms / 1000)
+    db: _Postgres | _MySQL | _Sqlite
     if parsed.dialect == "postgresql":
         db = await _Postgres.open(
             parsed, pool_min, gate, statement_timeout_ms, postgresql_settings or {}
         )
         db.coalesce_max = coalesce_max
-        return db
-    if parsed.dialect == "mysql":
-        return await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
-    return await _Sqlite.open(parsed, gate, statement_timeout_ms)
+    elif parsed.dialect == "mysql":
+        db = await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
+    else:
+        db = await _Sqlite.open(parsed, gate, statement_timeout_ms)
+    if slow_statement_ms is not None:
+        db.slow = SlowStatements(slow_statement_ms / 1000)
+    return db
 
 
 async def _keep_session(conn: Any) -> None:
@@ -361,6 +370,7 @@ class _Postgres(_Gated):
         the client one round trip. A statement that finds none of its text running waits one
         turn of the event loop, so that the requests read in the same turn as its own reach
         theirs, and runs with those of its text; alone if there are none."""
+        cheap = self.slow.cheap(text, cheap)
         if pieces is None or not cheap or self.coalesce_max < 2:
             return await self._fetch_one(text, params, cheap, self.deadline_s)
         group = self._coalesced.get(text)
@@ -496,6 +506,7 @@ class _Postgres(_Gated):
             self.gate.leave(True)
             raise
         settled = False
+        started = time.monotonic()
         try:
             if group.types is None:
                 prepared = await conn.prepare(group.text, timeout=self.deadline_s)
@@ -519,6 +530,7 @@ class _Postgres(_Gated):
             settled = isinstance(exc, asyncpg.PostgresError)
             raise
         finally:
+            self.slow.ran(group.text, time.monotonic() - started)
             if conn is not None:
                 await self._put_back(conn, settled, True)
         values: list[bytes | None] = [None] * len(params)
@@ -553,6 +565,7 @@ class _Postgres(_Gated):
         # left mid-statement (cancelled, a driver error) goes back to the pool, which waits for
         # it or closes it.
         settled = False
+        started = time.monotonic()
         try:
             value = await conn.fetchval(text, *[_pg_param(p) for p in params], timeout=timeout)
             settled = True
@@ -571,6 +584,8 @@ class _Postgres(_Gated):
                 raise
             raise mapped from exc
         finally:
+            if cheap:
+                self.slow.ran(text, time.monotonic() - started)
             if conn is not None:
                 await self._put_back(conn, settled, cheap)
         if value is None:
@@ -860,7 +875,9 @@ class _MySQL(_Gated):
     ) -> bytes | None:
         from asyncmy.errors import MySQLError
 
+        cheap = self.slow.cheap(text, cheap)
         await self._admit(cheap)
+        started = time.monotonic()
         try:
             async with self.pool.acquire() as conn:
                 kill: list[asyncio.Task[None]] = []
@@ -892,6 +909,8 @@ class _MySQL(_Gated):
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
+            if cheap:
+                self.slow.ran(text, time.monotonic() - started)
             self.gate.leave(cheap)
         if row is None or row[0] is None:
             return None
@@ -1259,6 +1278,7 @@ class _Sqlite(_Gated):
         cheap: bool = False,
         pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
+        cheap = self.slow.cheap(text, cheap)
         loop = asyncio.get_running_loop()
         job = _SqliteJob(text, params, cheap, loop.create_future())
         with self.ready:
@@ -1326,12 +1346,14 @@ class _Sqlite(_Gated):
                         job = self.expensive_jobs.popleft()
                         break
                     self.ready.wait()
-                job.started = time.monotonic()
+                started = job.started = time.monotonic()
             try:
                 result: Any = self._run(job.text, job.params, job.running)
                 failed = False
             except BaseException as exc:
                 result, failed = exc, True
+            if job.cheap:
+                self.slow.ran(job.text, time.monotonic() - started)
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
 

@@ -5,14 +5,17 @@ A :class:`ConnectionGate` admits at most ``size`` statements (the pool's size), 
 so a burst of slow queries cannot make a trivial one queue behind them. A
 statement that finds no slot within ``wait_s`` seconds is told so (:meth:`ConnectionGate.enter`
 returns False), to be refused instead of waiting for as long as the slow ones run.
+:class:`SlowStatements` remembers the statements estimated cheap that ran long, which then run
+as expensive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 
-__all__ = ["ConnectionGate"]
+__all__ = ["ConnectionGate", "SlowStatements"]
 
 
 class ConnectionGate:
@@ -96,3 +99,36 @@ class ConnectionGate:
 def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
+
+
+class SlowStatements:
+    """Statement texts that ran long although their queries were estimated cheap.
+
+    A query's estimated cost counts the rows it returns, not the rows its filter reads: a
+    ``limit: 1`` over a filter no index serves is cheap on paper and may read a whole table.
+    Once a statement text run as cheap has held its connection for more than ``after_s``
+    seconds (or past its time limit), it runs as expensive from then on: it no longer takes the
+    connections kept for cheap statements, nor is it gathered with others of its text. At most
+    ``size`` texts are remembered, the oldest forgotten first.
+    """
+
+    def __init__(self, after_s: float | None, size: int = 4096) -> None:
+        self.after_s = after_s
+        self.size = size
+        self._texts: dict[str, None] = {}
+        self._lock = threading.Lock()  # SQLite's worker threads report too
+
+    def cheap(self, text: str, cheap: bool) -> bool:
+        """Whether a statement of ``text`` estimated ``cheap`` runs as cheap."""
+        return cheap and text not in self._texts
+
+    def ran(self, text: str, seconds: float) -> None:
+        """A statement of ``text`` run as cheap held its connection for ``seconds``."""
+        if self.after_s is None or seconds <= self.after_s:
+            return
+        with self._lock:
+            if text in self._texts:
+                return
+            if len(self._texts) >= self.size:
+                del self._texts[next(iter(self._texts))]
+            self._texts[text] = None
