@@ -124,3 +124,24 @@ async def test_a_variable_row_count_beyond_64_bits_is_a_cost_limit_error(app: Gr
     (error,) = orjson.loads(r.content)["errors"]
     assert error["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
     assert error["extensions"]["cost"] <= JSON_SAFE
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ artists(limit: 1) { " + " name" * 2000 + " } }",
+        "{ artists(limit: 1) { ...F0 } }\n"
+        + "\n".join(f"fragment F{i} on Artist {{ ...F{i + 1} }}" for i in range(3000))
+        + "\nfragment F3000 on Artist { name }",
+    ],
+    ids=["one-field-2000-times", "3000-chained-fragments"],
+)
+async def test_a_document_too_large_to_validate_says_what_to_send_instead(
+    app: GraphQLApp, query: str
+) -> None:
+    r = await _post(app, query)
+    assert r.status_code == 400, r.text
+    (error,) = orjson.loads(r.content)["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "too complex to validate" in error["message"]
+    assert "smaller document" in error["message"]

@@ -118,6 +118,24 @@ def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra, "extensions": {"code": code}}
 
 
+#: What graphql-core says when a document is too large or repetitive to validate: its work
+#: budget for comparing same-named fields ran out, or fragments nest past the recursion limit.
+_VALIDATION_ABORTED = "Validation aborted."
+
+
+def _validation_error(err: GraphQLError) -> dict[str, Any]:
+    """A validation error as the client gets it; graphql-core's bare "Validation aborted." says
+    why and what to send instead."""
+    if err.message == _VALIDATION_ABORTED:
+        return _error(
+            "The document is too complex to validate: it selects the same fields, or spreads"
+            " fragments, too many times. Send a smaller document: select each field once, and"
+            " use fewer fragments.",
+            "GRAPHQL_VALIDATION_FAILED",
+        )
+    return _graphql_error(err, "GRAPHQL_VALIDATION_FAILED")
+
+
 def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
     out: dict[str, Any] = {"message": err.message}
     if err.locations:
@@ -374,7 +392,7 @@ class GraphQLEngine:
             return p
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
-            p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+            p.errors = [_validation_error(e) for e in errors]
             return p
         if operation is None:
             names = [
