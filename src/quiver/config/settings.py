@@ -60,10 +60,11 @@ class DatabaseSettings(_Settings):
     )
     slow_statement_ms: int = Field(
         default=1_000,
-        ge=0,
-        description="A statement of a query estimated cheap (graphql.cheap_cost) that runs "
-        "longer than this, in milliseconds, is run as expensive from then on: it no longer "
-        "uses the connections kept by pool_reserved. 0 = any time counts as long.",
+        ge=1,
+        description="Longest a query estimated cheap (graphql.cheap_cost) may hold one of the "
+        "connections kept by pool_reserved, in milliseconds: past it, it gives the connection "
+        "up and starts again as expensive. A query whose statement ran longer than this runs "
+        "as expensive from then on.",
     )
     coalesce: bool = Field(
         default=True,

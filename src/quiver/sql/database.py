@@ -54,7 +54,7 @@ from quiver.sql.connect import (
     open_postgresql_pool,
 )
 from quiver.sql.dialects import Dialect, dialect_for
-from quiver.sql.gate import ConnectionGate, SlowStatements
+from quiver.sql.gate import ADMITTED, IN_RESERVE, ConnectionGate, SlowStatements
 from quiver.sql.url import DatabaseUrl, parse_database_url
 from quiver.sql.violations import (
     Violation,
@@ -120,6 +120,17 @@ class _Gated:
         if not await self.gate.enter(cheap):
             raise self._busy(cheap)
 
+    async def _enter(self, text: str, cheap: bool) -> int:
+        """Admit a statement of ``text`` (see :meth:`ConnectionGate.enter`). One that waited as
+        cheap while its text proved slow gives the slot back, to wait again as expensive."""
+        admitted = await self.gate.enter(cheap)
+        if not admitted:
+            raise self._busy(cheap)
+        if cheap and not self.slow.cheap(text, cheap):
+            self.gate.leave(cheap)
+            raise _MovedOut
+        return admitted
+
     def _busy(self, cheap: bool) -> DatabaseBusyError:
         gate = self.gate
         kind = "a cheap" if cheap else "an expensive"
@@ -131,6 +142,21 @@ class _Gated:
             "retry shortly; if it persists raise database.pool_max or "
             "database.pool_timeout_ms, or ask for fewer rows",
         )
+
+
+class _MovedOut(Exception):  # noqa: N818 (not an error: the statement runs again)
+    """A cheap statement on a connection kept for cheap ones held it past
+    ``slow_statement_ms``: it gave the connection up, to run again as expensive."""
+
+
+def _reserve_limit(slow: SlowStatements, admitted: int, timeout: float | None) -> float | None:
+    """Seconds a statement admitted as ``admitted`` may run before it gives its connection up
+    (:class:`_MovedOut`): ``slow.after_s`` on a connection kept for cheap statements, when
+    that is shorter than its own time limit; else None."""
+    after = slow.after_s
+    if admitted != IN_RESERVE or after is None or (timeout is not None and timeout <= after):
+        return None
+    return after
 
 
 class QueryTooComplexError(DatabaseError):
@@ -497,8 +523,9 @@ class _Postgres(_Gated):
         cancelled after ``timeout`` seconds."""
         if timeout is not None and timeout <= 0:
             raise _timed_out()
-        if not await self.gate.enter(True):
-            raise self._busy(True)
+        admitted = await self._enter(group.text, True)
+        # Past it on a reserved connection, each request runs again alone (and as expensive).
+        reserve_limit = _reserve_limit(self.slow, admitted, timeout)
         try:
             kept = self._kept
             conn = kept.pop() if kept and _usable(kept[-1]) else await self._connection()
@@ -517,12 +544,15 @@ class _Postgres(_Gated):
             rows = await conn.fetch(
                 group.statement(len(params)),
                 *[_pg_param(p) for one in params for p in one],
-                timeout=timeout,
+                timeout=timeout if reserve_limit is None else reserve_limit,
             )
             settled = True
         except TimeoutError:
             self._release_later(conn, True)
             conn = None
+            if reserve_limit is not None:
+                self.slow.ran(group.text, math.inf)
+                raise _MovedOut from None
             raise _timed_out() from None
         except Exception as exc:
             import asyncpg
@@ -544,11 +574,21 @@ class _Postgres(_Gated):
     async def _fetch_one(
         self, text: str, params: Sequence[Any], cheap: bool, timeout: float | None
     ) -> bytes | None:
-        """One statement, cancelled after ``timeout`` seconds (``None``: never)."""
+        """One statement, cancelled after ``timeout`` seconds (``None``: never). A cheap one
+        that holds a connection kept for cheap statements past ``slow_statement_ms`` gives it
+        up and starts again as expensive."""
+        try:
+            return await self._fetch_admitted(text, params, cheap, timeout)
+        except _MovedOut:
+            return await self._fetch_admitted(text, params, False, timeout)
+
+    async def _fetch_admitted(
+        self, text: str, params: Sequence[Any], cheap: bool, timeout: float | None
+    ) -> bytes | None:
         if timeout is not None and timeout <= 0:
             raise _timed_out()
-        if not await self.gate.enter(cheap):
-            raise self._busy(cheap)
+        admitted = await self._enter(text, cheap)
+        reserve_limit = _reserve_limit(self.slow, admitted, timeout)
         try:
             # The gate admits no more statements than the pool holds: a connection is kept or
             # free (asyncpg's own acquire timeout would cost a task per statement).
@@ -567,13 +607,20 @@ class _Postgres(_Gated):
         settled = False
         started = time.monotonic()
         try:
-            value = await conn.fetchval(text, *[_pg_param(p) for p in params], timeout=timeout)
+            value = await conn.fetchval(
+                text,
+                *[_pg_param(p) for p in params],
+                timeout=timeout if reserve_limit is None else reserve_limit,
+            )
             settled = True
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
             # connection (and its slot) back once the server has let go of it.
             self._release_later(conn, cheap)
             conn = None
+            if reserve_limit is not None:
+                self.slow.ran(text, math.inf)
+                raise _MovedOut from None
             raise _timed_out() from None
         except Exception as exc:
             import asyncpg
@@ -873,18 +920,28 @@ class _MySQL(_Gated):
         cheap: bool = False,
         pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
+        cheap = self.slow.cheap(text, cheap)
+        try:
+            return await self._fetch_admitted(text, params, cheap)
+        except _MovedOut:
+            # A cheap statement held a connection kept for cheap ones too long: it starts
+            # again as expensive (see SlowStatements).
+            return await self._fetch_admitted(text, params, False)
+
+    async def _fetch_admitted(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
         from asyncmy.errors import MySQLError
 
-        cheap = self.slow.cheap(text, cheap)
-        await self._admit(cheap)
+        admitted = await self._enter(text, cheap)
+        reserve_limit = _reserve_limit(self.slow, admitted, self.deadline_s)
+        deadline = self.deadline_s if reserve_limit is None else reserve_limit
         started = time.monotonic()
         try:
             async with self.pool.acquire() as conn:
                 kill: list[asyncio.Task[None]] = []
                 timer = None
-                if self.deadline_s is not None:
+                if deadline is not None:
                     timer = asyncio.get_running_loop().call_later(
-                        self.deadline_s, self._kill_soon, conn.thread_id(), kill
+                        deadline, self._kill_soon, conn.thread_id(), kill
                     )
                 try:
                     async with conn.cursor() as cur:
@@ -902,6 +959,9 @@ class _MySQL(_Gated):
             code = exc.args[0] if exc.args else 0
             # max_statement_time / max_execution_time exceeded, or our KILL QUERY
             if code in (1969, 3024, 1317):
+                if reserve_limit is not None:
+                    self.slow.ran(text, math.inf)
+                    raise _MovedOut from None
                 raise _timed_out() from None
             raise _mysql_error(exc) from exc
         except UnicodeDecodeError as exc:
@@ -1203,9 +1263,10 @@ class _Sqlite(_Gated):
         text: str,
         params: Sequence[Any],
         running: list[sqlite3.Connection] | None = None,
+        timeout_s: float | None = None,
     ) -> bytes | None:
         row = self._guarded(
-            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running
+            lambda conn: conn.execute(text, _sqlite_params(params)).fetchone(), running, timeout_s
         )
         if row is None or row[0] is None:
             return None
@@ -1220,13 +1281,17 @@ class _Sqlite(_Gated):
         self,
         work: Callable[[sqlite3.Connection], _T],
         running: list[sqlite3.Connection] | None = None,
+        timeout_s: float | None = None,
     ) -> _T:
-        """``work`` on this thread's connection, within the time limit, its failures typed;
-        the connection goes into ``running`` so that a late statement can be interrupted."""
+        """``work`` on this thread's connection, within the time limit (``timeout_s`` when
+        given), its failures typed; the connection goes into ``running`` so that a late
+        statement can be interrupted."""
         conn = self._connection()
         if running is not None:
             running.append(conn)
-        deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
+        if timeout_s is None and self.timeout_ms:
+            timeout_s = self.timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
         if deadline is not None:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
@@ -1279,6 +1344,14 @@ class _Sqlite(_Gated):
         pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
         cheap = self.slow.cheap(text, cheap)
+        try:
+            return await self._fetch_queued(text, params, cheap)
+        except _MovedOut:
+            # A cheap statement held a thread kept for cheap ones too long: it starts again
+            # as expensive (see SlowStatements).
+            return await self._fetch_queued(text, params, False)
+
+    async def _fetch_queued(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
         loop = asyncio.get_running_loop()
         job = _SqliteJob(text, params, cheap, loop.create_future())
         with self.ready:
@@ -1347,9 +1420,22 @@ class _Sqlite(_Gated):
                         break
                     self.ready.wait()
                 started = job.started = time.monotonic()
+            # On a thread kept for cheap statements, one runs for at most slow_statement_ms.
+            admitted = IN_RESERVE if only_cheap else ADMITTED
+            timeout_s = self.timeout_ms / 1000 if self.timeout_ms else None
+            reserve_limit = _reserve_limit(self.slow, admitted, timeout_s)
             try:
-                result: Any = self._run(job.text, job.params, job.running)
+                if job.cheap and not self.slow.cheap(job.text, True):
+                    raise _MovedOut  # its text proved slow while it waited: wait as expensive
+                result: Any = self._run(job.text, job.params, job.running, reserve_limit)
                 failed = False
+            except _MovedOut as exc:
+                result, failed = exc, True
+            except StatementTimeoutError as exc:
+                result, failed = exc, True
+                if reserve_limit is not None:
+                    result = _MovedOut()
+                    self.slow.ran(job.text, math.inf)
             except BaseException as exc:
                 result, failed = exc, True
             if job.cheap:
