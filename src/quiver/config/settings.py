@@ -109,6 +109,12 @@ class GraphQLSettings(_Settings):
         default=50_000, ge=1, description="Largest estimated cost (fields x list sizes) allowed."
     )
     max_aliases: int = Field(default=30, ge=1, description="Most aliases allowed in one document.")
+    max_tokens: int = Field(
+        default=15_000,
+        ge=1,
+        description="Most tokens (names, punctuation, values) one document may have; a longer "
+        "document is refused before it is read further.",
+    )
     max_request_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body.")
     max_batch: int = Field(default=10, ge=1, description="Most operations in one batched request.")
     persisted_queries: bool = Field(

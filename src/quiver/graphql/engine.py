@@ -118,6 +118,8 @@ def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra, "extensions": {"code": code}}
 
 
+#: How graphql-core's message ends when a document has more tokens than allowed.
+_TOO_MANY_TOKENS = "tokens. Parsing aborted."
 #: What graphql-core says when a document is too large or repetitive to validate: its work
 #: budget for comparing same-named fields ran out, or fragments nest past the recursion limit.
 _VALIDATION_ABORTED = "Validation aborted."
@@ -373,10 +375,23 @@ class GraphQLEngine:
 
     def _prepare(self, query: str, operation_name: str | None) -> Prepared:
         p = Prepared(query, operation_name)
+        limit = self.settings.graphql.max_tokens
         try:
-            document = parse(query)
+            # Bounded: reading and validating a document costs time in proportion to its tokens,
+            # on the event loop.
+            document = parse(query, max_tokens=limit)
         except GraphQLError as err:
-            p.errors = [_graphql_error(err, "GRAPHQL_PARSE_FAILED")]
+            if err.message.endswith(_TOO_MANY_TOKENS):
+                p.errors = [
+                    _error(
+                        f"The document has more than {limit} tokens, the limit. Send a smaller"
+                        " document, or raise graphql.max_tokens.",
+                        "TOKEN_LIMIT_EXCEEDED",
+                    )
+                ]
+                p.errors[0]["extensions"]["limit"] = limit
+            else:
+                p.errors = [_graphql_error(err, "GRAPHQL_PARSE_FAILED")]
             return p
         operation = get_operation_ast(document, operation_name)
         if operation is not None:
