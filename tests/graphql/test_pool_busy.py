@@ -194,15 +194,19 @@ def slow_one_row(request: pytest.FixtureRequest) -> str:
     return url
 
 
+async def _slow_but_cheap_app(url: str) -> GraphQLApp:
+    """Four connections, one kept for cheap queries; statements stop after 1 s, and a cheap
+    one gives a reserved connection up after 0.3 s. No coalescing: each statement has a
+    connection of its own, on PostgreSQL too."""
+    return await _app(
+        url, pool_reserved=1, statement_timeout_ms=1000, slow_statement_ms=300, coalesce=False
+    )
+
+
 async def test_a_query_estimated_cheap_that_ran_long_no_longer_takes_the_reserved_connections(
     slow_one_row: str,
 ) -> None:
-    app = await _app(
-        slow_one_row,
-        pool_reserved=1,
-        statement_timeout_ms=1000,
-        slow_statement_ms=300,
-    )
+    app = await _slow_but_cheap_app(slow_one_row)
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://q") as client:
@@ -228,13 +232,7 @@ async def test_a_query_estimated_cheap_that_ran_long_no_longer_takes_the_reserve
 async def test_a_query_estimated_cheap_gives_up_a_reserved_connection_it_holds_too_long(
     slow_one_row: str,
 ) -> None:
-    app = await _app(
-        slow_one_row,
-        pool_reserved=1,
-        statement_timeout_ms=1000,
-        slow_statement_ms=300,
-        coalesce=False,  # each statement on a connection of its own, on PostgreSQL too
-    )
+    app = await _slow_but_cheap_app(slow_one_row)
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://q") as client:
