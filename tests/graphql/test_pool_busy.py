@@ -276,3 +276,11 @@ async def test_slow_statements_are_remembered_up_to_their_number() -> None:
     slow.ran("c", 1.0)  # the oldest is forgotten
     assert slow.cheap("a", True) and not slow.cheap("c", True)
     assert SlowStatements(None).cheap("a", True)
+
+
+async def test_a_statement_slow_once_is_cheap_again_after_a_while() -> None:
+    slow = SlowStatements(0.5, remember_s=0.2)
+    slow.ran("a", 0.6)  # a lock wait, a cold cache
+    assert not slow.cheap("a", True)
+    await asyncio.sleep(0.25)
+    assert slow.cheap("a", True)

@@ -64,7 +64,7 @@ class DatabaseSettings(_Settings):
         description="Longest a query estimated cheap (graphql.cheap_cost) may hold one of the "
         "connections kept by pool_reserved, in milliseconds: past it, it gives the connection "
         "up and starts again as expensive. A query whose statement ran longer than this runs "
-        "as expensive from then on.",
+        "as expensive for the next minute.",
     )
     coalesce: bool = Field(
         default=True,

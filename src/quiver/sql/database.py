@@ -296,8 +296,9 @@ async def open_database(
     At most ``pool_max`` statements run at once; ``pool_reserved`` of the connections are kept
     for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
     connection raises :class:`DatabaseBusyError`. A text run with ``cheap=True`` whose statement
-    held its connection for more than ``slow_statement_ms`` runs as expensive from then on
-    (:class:`~quiver.sql.gate.SlowStatements`). ``postgresql_settings`` are more settings
+    held its connection for more than ``slow_statement_ms`` runs as expensive for a while
+    (:class:`~quiver.sql.gate.SlowStatements`), and one on a connection kept for cheap
+    statements gives it up past that time, to run again as expensive. ``postgresql_settings`` are more settings
     of each PostgreSQL session (``plan_cache_mode``, ...); other databases ignore them.
 
     On PostgreSQL, ``coalesce_max`` above 1 runs up to that many cheap statements of one text

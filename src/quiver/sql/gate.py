@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 
 __all__ = ["ADMITTED", "IN_RESERVE", "REFUSED", "ConnectionGate", "SlowStatements"]
@@ -113,28 +114,35 @@ class SlowStatements:
     A query's estimated cost counts the rows it returns, not the rows its filter reads: a
     ``limit: 1`` over a filter no index serves is cheap on paper and may read a whole table.
     Once a statement text run as cheap has held its connection for more than ``after_s``
-    seconds (or past its time limit), it runs as expensive from then on: it no longer takes the
-    connections kept for cheap statements, nor is it gathered with others of its text. At most
-    ``size`` texts are remembered, the oldest forgotten first.
+    seconds (or past its time limit), it runs as expensive for the next ``remember_s`` seconds:
+    it no longer takes the connections kept for cheap statements, nor is it gathered with
+    others of its text. Forgetting it then lets a statement that was slow only once (a lock
+    wait, a cold cache) be cheap again. At most ``size`` texts are remembered, the oldest
+    forgotten first.
     """
 
-    def __init__(self, after_s: float | None, size: int = 4096) -> None:
+    def __init__(self, after_s: float | None, size: int = 4096, remember_s: float = 60.0) -> None:
         self.after_s = after_s
         self.size = size
-        self._texts: dict[str, None] = {}
+        self.remember_s = remember_s
+        #: text -> when it proved slow (time.monotonic())
+        self._texts: dict[str, float] = {}
         self._lock = threading.Lock()  # SQLite's worker threads report too
 
     def cheap(self, text: str, cheap: bool) -> bool:
         """Whether a statement of ``text`` estimated ``cheap`` runs as cheap."""
-        return cheap and text not in self._texts
+        if not cheap:
+            return False
+        since = self._texts.get(text)
+        return since is None or time.monotonic() - since >= self.remember_s
 
     def ran(self, text: str, seconds: float) -> None:
         """A statement of ``text`` run as cheap held its connection for ``seconds``."""
         if self.after_s is None or seconds <= self.after_s:
             return
         with self._lock:
-            if text in self._texts:
-                return
-            if len(self._texts) >= self.size:
-                del self._texts[next(iter(self._texts))]
-            self._texts[text] = None
+            texts = self._texts
+            texts.pop(text, None)  # to the end: the newest
+            if len(texts) >= self.size:
+                del texts[next(iter(texts))]
+            texts[text] = time.monotonic()
