@@ -1683,6 +1683,68 @@ class _Planner:
         first, last = args.get("first"), args.get("last")
         lo: Fragment = sql("0")
         hi: Fragment = total
+        has_previous: Fragment | None = None  # None: rows before the window, lo > 0
+        selected = {f[0].name.value for f in self.sub_fields(nodes).values()}
+        if (
+            _value(first) is not None
+            and _value(last) is None
+            and (before is None or before.value is None)
+            and "totalCount" not in selected
+        ):
+            # Paging forward without a total: read the page and one row more in the order,
+            # from the cursor on (a database reads as far as it must, by an index where one
+            # serves the order), never every row the filter keeps.
+            keyed = sql(
+                "SELECT ",
+                ident(a),
+                ".*",
+                *(sql(", ", k.expr, f" AS __k{i}") for i, k in enumerate(keys)),
+                " FROM ",
+                self.table(e),
+                f" {a}",
+                sql(" WHERE ", where) if where is not None else "",
+            )
+            seek_order: list[OrderItem] = [
+                (
+                    self.key_operand(k, sql(ident("b", f"__k{i}"))),
+                    k.direction,
+                    # a NOT NULL column of the entity itself: no null placement, so that
+                    # MariaDB reads the page by its index
+                    "" if k.entity == e.name and not k.field.nullable else k.nulls,
+                )
+                for i, k in enumerate(keys)
+            ]
+            by = order_by_clause(d, seek_order)
+            later_rows: Fragment | None = None
+            if after is not None and after.value is not None:
+                read = _cursor_reader(self.cursor_codec, tag, len(keys), "after")
+                self.checks.append(after.slot.with_transform(read))
+                later_rows = self.keyset(keys, after, read, True)
+                has_previous = sql(
+                    "EXISTS (SELECT 1 FROM (", keyed, ") b WHERE NOT ", later_rows, ")"
+                )
+            else:
+                has_previous = sql("1 = 0")
+            assert first is not None
+            first_rows = _non_negative("first")
+            # One row more than the page: whether there is a next page.
+            page_rows = first.slot.with_transform(lambda v: first_rows(v) + 1)
+            self.checks.append(page_rows)
+            seek = sql(
+                "SELECT b.* FROM (",
+                keyed,
+                ") b",
+                sql(" WHERE ", later_rows) if later_rows is not None else "",
+                " ORDER BY ",
+                by,
+                " LIMIT ",
+                template(d.limit_param, param(page_rows)),
+            )
+            base = sql(
+                "SELECT b.*, ROW_NUMBER() OVER (ORDER BY ", by, ") - 1 AS __rn FROM (", seek, ") b"
+            )
+            hi = sql(f"{d.least_fn}(", total, ", ", int_param(first, _non_negative("first")), ")")
+            first = last = after = before = None  # placed: the window is the page
         # Rows after a cursor are a suffix of the order, rows before one a prefix: counting
         # them places the window, whether or not the cursor's own row still exists.
         if after is not None and after.value is not None:
@@ -1766,7 +1828,8 @@ class _Planner:
                     elif pname == "hasNextPage":
                         pp.append((k2, template(bool_tpl, sql("(", hi, " < ", total, ")"))))
                     elif pname == "hasPreviousPage":
-                        pp.append((k2, template(bool_tpl, sql("(", lo, " > 0)"))))
+                        earlier = sql(lo, " > 0") if has_previous is None else has_previous
+                        pp.append((k2, template(bool_tpl, sql("(", earlier, ")"))))
                     else:
                         # startCursor / endCursor: the first / last edge's cursor, if any.
                         pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")
