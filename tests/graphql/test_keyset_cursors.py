@@ -363,7 +363,7 @@ MILLION_ROWS = {
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql", "sqlite"])
-async def test_paging_forward_reads_from_the_cursor_not_every_row(
+async def test_paging_reads_from_the_cursor_not_every_row(
     dialect: str, request: pytest.FixtureRequest
 ) -> None:
     from tests.graphql.test_statement_timeout import execute_statements
@@ -379,18 +379,27 @@ async def test_paging_forward_reads_from_the_cursor_not_every_row(
         "query ($after: String) { eventsConnection(first: 10, after: $after) {"
         " nodes { id } pageInfo { hasNextPage hasPreviousPage endCursor } } }"
     )
+    back = (
+        "query ($before: String) { eventsConnection(last: 10, before: $before) {"
+        " nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor } } }"
+    )
+
+    async def run(query: str, variables: dict[str, Any] | None = None) -> Any:
+        body = orjson.loads((await engine.execute(engine.prepare(query, None), variables)).body)
+        # within the 0.8 s statement timeout, where reading every row ran past it
+        assert "errors" not in body, body
+        return body["data"]["eventsConnection"]
+
     try:
-        first = orjson.loads((await engine.execute(engine.prepare(page, None), None)).body)
-        assert "errors" not in first, first
-        cursor = first["data"]["eventsConnection"]["pageInfo"]["endCursor"]
-        second = orjson.loads(
-            (await engine.execute(engine.prepare(page, None), {"after": cursor})).body
-        )
+        first = await run(page)
+        second = await run(page, {"after": first["pageInfo"]["endCursor"]})
+        last = await run(back)
+        before_last = await run(back, {"before": last["pageInfo"]["startCursor"]})
     finally:
         await engine.close()
-    # Both pages within the 0.8 s statement timeout, where reading every row ran past it.
-    assert "errors" not in second, second
-    assert first["data"]["eventsConnection"]["nodes"] == [{"id": i} for i in range(1, 11)]
-    conn = second["data"]["eventsConnection"]
-    assert conn["nodes"] == [{"id": i} for i in range(11, 21)]
-    assert conn["pageInfo"]["hasNextPage"] and conn["pageInfo"]["hasPreviousPage"]
+    assert first["nodes"] == [{"id": i} for i in range(1, 11)]
+    assert second["nodes"] == [{"id": i} for i in range(11, 21)]
+    assert second["pageInfo"]["hasNextPage"] and second["pageInfo"]["hasPreviousPage"]
+    assert last["nodes"] == [{"id": i} for i in range(999_991, 1_000_001)]
+    assert before_last["nodes"] == [{"id": i} for i in range(999_981, 999_991)]
+    assert before_last["pageInfo"]["hasNextPage"] and before_last["pageInfo"]["hasPreviousPage"]
