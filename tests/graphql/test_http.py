@@ -193,6 +193,20 @@ async def test_errors_carry_locations(client: httpx.AsyncClient) -> None:
         ({"query": "{ __typename }", "variables": [1]}, "variables must be a JSON object"),
         ({"query": "{ __typename }", "operationName": 0}, "operationName must be a string"),
         ({"query": "{ __typename }", "extensions": False}, "extensions must be a JSON object"),
+        # nested past what a JSON reader follows (the app's bodies are at most 4,096 bytes)
+        (
+            b'{"query": "{ __typename }", "variables": {"v": ' + b"[" * 1800 + b"]" * 1800 + b"}}",
+            "nested too deeply",
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": ' + b'{"":[' * 560 + b"]}" * 560 + b"}",
+            "nested too deeply",
+        ),
+        (
+            b'{"query": "{ __typename }", "extensions": ' + b"[" * 1800 + b"]" * 1800 + b"}",
+            "nested too deeply",
+        ),
+        (b"[" * 2000 + b"]" * 2000, "nested too deeply"),
     ],
 )
 @pytest.mark.parametrize("accept", [GQL, "application/json"])
@@ -204,6 +218,17 @@ async def test_malformed_requests_are_400_with_a_clear_message(
     err = r.json()["errors"][0]
     assert phrase in err["message"]
     assert err["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_deeply_nested_variables_in_a_get_are_400(client: httpx.AsyncClient) -> None:
+    variables = "[" * 1800 + "]" * 1800
+    r = await client.get(
+        "/graphql",
+        params={"query": "{ __typename }", "variables": variables},
+        headers={"accept": GQL},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
 async def test_null_optional_parameters_are_accepted(client: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ DEPTH_LIMIT_EXCEEDED with a number JSON can carry, over HTTP as well as in proce
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -124,3 +125,39 @@ async def test_a_variable_row_count_beyond_64_bits_is_a_cost_limit_error(app: Gr
     (error,) = orjson.loads(r.content)["errors"]
     assert error["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
     assert error["extensions"]["cost"] <= JSON_SAFE
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ artists(limit: 1) { " + " name" * 2000 + " } }",
+        "{ artists(limit: 1) { ...F0 } }\n"
+        + "\n".join(f"fragment F{i} on Artist {{ ...F{i + 1} }}" for i in range(1800))
+        + "\nfragment F1800 on Artist { name }",
+    ],
+    ids=["one-field-2000-times", "1800-chained-fragments"],
+)
+async def test_a_document_too_large_to_validate_says_what_to_send_instead(
+    app: GraphQLApp, query: str
+) -> None:
+    r = await _post(app, query)
+    assert r.status_code == 400, r.text
+    (error,) = orjson.loads(r.content)["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "too complex to validate" in error["message"]
+    assert "smaller document" in error["message"]
+
+
+async def test_a_document_over_the_token_limit_is_refused_before_it_is_read_further(
+    app: GraphQLApp,
+) -> None:
+    # 25,000 aliased root fields (850 kB): reading and validating them took seconds of the
+    # event loop before the alias limit refused them.
+    query = "{ " + " ".join(f"a{i}: artists(limit: 1) {{ name }}" for i in range(25_000)) + " }"
+    started = time.monotonic()
+    r = await _post(app, query)
+    assert time.monotonic() - started < 2.0
+    assert r.status_code == 400, r.text
+    (error,) = orjson.loads(r.content)["errors"]
+    assert error["extensions"] == {"code": "TOKEN_LIMIT_EXCEEDED", "limit": 15_000}
+    assert "graphql.max_tokens" in error["message"]

@@ -14,7 +14,7 @@ import pytest
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
 from quiver.schema.reflect import reflect_database
-from quiver.sql.gate import ConnectionGate
+from quiver.sql.gate import ADMITTED, IN_RESERVE, ConnectionGate, SlowStatements
 from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -107,19 +107,33 @@ async def test_reserved_connections_must_leave_some_for_the_rest() -> None:
 
 async def test_the_gate_keeps_reserved_slots_from_expensive_statements() -> None:
     gate = ConnectionGate(2, 1, 0.2)
-    assert await gate.enter(cheap=False)  # the one unreserved slot
+    assert await gate.enter(cheap=False) == ADMITTED  # the one unreserved slot
     expensive = asyncio.ensure_future(gate.enter(cheap=False))
     await asyncio.sleep(0)
     assert not expensive.done()  # only the reserved slot is left
-    assert await gate.enter(cheap=True)  # cheap takes the reserved slot
+    assert await gate.enter(cheap=True) == IN_RESERVE  # cheap takes the reserved slot
     gate.leave(cheap=False)
-    assert await expensive  # the freed slot goes to the waiting query
-    assert gate.free == 0
+    await asyncio.sleep(0)
+    assert not expensive.done()  # the cheap one holds a slot: the last free one stays reserved
     gate.leave(cheap=True)
+    assert await expensive == ADMITTED  # now a slot beyond the reserve is free
     assert gate.free == 1
     # a wait that outlasts wait_s is refused, and leaves no slot taken
     assert not await gate.enter(cheap=False)
     assert gate.free == 1
+    gate.leave(cheap=False)
+    assert gate.free == 2
+
+
+async def test_cheap_statements_filling_the_pool_do_not_open_the_reserve_to_expensive_ones() -> (
+    None
+):
+    gate = ConnectionGate(3, 1, 0.1)
+    assert await gate.enter(cheap=True) == ADMITTED
+    assert await gate.enter(cheap=True) == ADMITTED
+    # No expensive statement holds a slot, yet the one slot left is the reserve.
+    assert not await gate.enter(cheap=False)
+    assert await gate.enter(cheap=True) == IN_RESERVE
 
 
 async def test_the_gate_refuses_after_its_wait() -> None:
@@ -155,3 +169,118 @@ async def test_sqlite_keeps_a_thread_for_cheap_statements(fresh_sqlite: str) -> 
             await slow
     finally:
         await db.close()
+
+
+#: A view slow to read on every database (past a 1 s statement timeout), whose one-row page is
+#: estimated cheap: a view's list counts the default size, and ``limit: 1`` makes it one row.
+SLOW_ONE_ROW = {
+    "postgresql": "CREATE VIEW slow_view AS SELECT 1 AS id, pg_sleep(3)::text AS note",
+    "mysql": "CREATE VIEW slow_view AS SELECT 1 AS id, CAST(SLEEP(3) AS CHAR) AS note",
+    "sqlite": (
+        "CREATE VIEW slow_view AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+        " WHERE x < 2000000000) SELECT 1 AS id, CAST(COUNT(*) AS TEXT) AS note FROM c"
+    ),
+}
+SLOW_BUT_CHEAP = "{ slowViews(limit: 1) { id note } }"  # cost 3: cheap on paper
+
+
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+def slow_one_row(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"fresh_{request.param}")
+    execute_statements(
+        url, ["CREATE TABLE items (id int PRIMARY KEY)", SLOW_ONE_ROW[request.param]]
+    )
+    execute_statements(url, ["INSERT INTO items VALUES (1)"])
+    return url
+
+
+async def _slow_but_cheap_app(url: str) -> GraphQLApp:
+    """Four connections, one kept for cheap queries; statements stop after 1 s, and a cheap
+    one gives a reserved connection up after 0.3 s. No coalescing: each statement has a
+    connection of its own, on PostgreSQL too."""
+    return await _app(
+        url, pool_reserved=1, statement_timeout_ms=1000, slow_statement_ms=300, coalesce=False
+    )
+
+
+async def test_a_query_estimated_cheap_that_ran_long_no_longer_takes_the_reserved_connections(
+    slow_one_row: str,
+) -> None:
+    app = await _slow_but_cheap_app(slow_one_row)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://q") as client:
+            # Its first run shows it slow: it ran past its time limit.
+            _, first = await _timed(client, SLOW_BUT_CHEAP)
+            (error,) = orjson.loads(first.content)["errors"]
+            assert error["extensions"]["code"] == "STATEMENT_TIMEOUT"
+            results = await asyncio.gather(
+                *(_timed(client, SLOW_BUT_CHEAP) for _ in range(6)),
+                _timed(client, TRIVIAL, delay=0.2),
+            )
+    finally:
+        await app.shutdown()
+    *slow, (trivial_s, trivial) = results
+    # From then on it runs as expensive: at most the three unreserved connections at once, and
+    # the trivial query still finds the reserved one free.
+    assert trivial.status_code == 200, trivial.text
+    assert orjson.loads(trivial.content) == {"data": {"item": {"id": 1}}}
+    assert trivial_s < 0.45, f"the cheap query waited {trivial_s:.2f} s"
+    assert sorted(r.status_code for _, r in slow) == [200, 200, 200, 503, 503, 503]
+
+
+async def test_a_query_estimated_cheap_gives_up_a_reserved_connection_it_holds_too_long(
+    slow_one_row: str,
+) -> None:
+    app = await _slow_but_cheap_app(slow_one_row)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://q") as client:
+            # Never seen before: all six are run as cheap, and one takes the reserved connection.
+            results = await asyncio.gather(
+                *(_timed(client, SLOW_BUT_CHEAP) for _ in range(6)),
+                _timed(client, TRIVIAL, delay=0.2),
+                _timed(client, TRIVIAL, delay=0.6),
+            )
+    finally:
+        await app.shutdown()
+    *slow, (trivial_s, trivial), (later_s, later) = results
+    # After slow_statement_ms the one on the reserved connection gave it up (and the two that
+    # waited behind it, now known slow, let it pass), so the trivial query waited at most that;
+    # waiting again as expensive, they do not take the reserved connection back while cheap
+    # statements hold the others, so a later trivial query finds it free at once.
+    for waited, r, most in ((trivial_s, trivial, 0.45), (later_s, later, 0.25)):
+        assert r.status_code == 200, r.text
+        assert orjson.loads(r.content) == {"data": {"item": {"id": 1}}}
+        assert waited < most, f"the cheap query waited {waited:.2f} s"
+    codes = sorted(
+        "BUSY"
+        if r.status_code == 503
+        else orjson.loads(r.content)["errors"][0]["extensions"]["code"]
+        for _, r in slow
+    )
+    # Those that kept their connections ran to their time limit; the others were told busy.
+    assert set(codes) <= {"BUSY", "STATEMENT_TIMEOUT"}, codes
+    assert codes.count("STATEMENT_TIMEOUT") >= 3, codes
+
+
+async def test_slow_statements_are_remembered_up_to_their_number() -> None:
+    slow = SlowStatements(0.5, size=2)
+    assert slow.cheap("a", True)
+    slow.ran("a", 0.4)  # not long: still cheap
+    assert slow.cheap("a", True)
+    slow.ran("a", 0.6)
+    assert not slow.cheap("a", True)
+    assert not slow.cheap("b", False)  # estimated expensive stays expensive
+    slow.ran("b", 1.0)
+    slow.ran("c", 1.0)  # the oldest is forgotten
+    assert slow.cheap("a", True) and not slow.cheap("c", True)
+    assert SlowStatements(None).cheap("a", True)
+
+
+async def test_a_statement_slow_once_is_cheap_again_after_a_while() -> None:
+    slow = SlowStatements(0.5, remember_s=0.2)
+    slow.ran("a", 0.6)  # a lock wait, a cold cache
+    assert not slow.cheap("a", True)
+    await asyncio.sleep(0.25)
+    assert slow.cheap("a", True)

@@ -59,6 +59,14 @@ class DatabaseSettings(_Settings):
         "graphql.cheap_cost), so slow queries cannot take the whole pool; null = a fifth of "
         "pool_max, rounded down. Must be below pool_max.",
     )
+    slow_statement_ms: int = Field(
+        default=1_000,
+        ge=1,
+        description="Longest a query estimated cheap (graphql.cheap_cost) may hold one of the "
+        "connections kept by pool_reserved, in milliseconds: past it, it gives the connection "
+        "up and starts again as expensive. A query whose statement ran longer than this runs "
+        "as expensive for the next minute.",
+    )
     coalesce: bool = Field(
         default=True,
         description="PostgreSQL: run the cheap queries of one worker process that wait on the "
@@ -102,6 +110,12 @@ class GraphQLSettings(_Settings):
         default=50_000, ge=1, description="Largest estimated cost (fields x list sizes) allowed."
     )
     max_aliases: int = Field(default=30, ge=1, description="Most aliases allowed in one document.")
+    max_tokens: int = Field(
+        default=15_000,
+        ge=1,
+        description="Most tokens (names, punctuation, values) one document may have; a longer "
+        "document is refused before it is read further.",
+    )
     max_request_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body.")
     max_batch: int = Field(default=10, ge=1, description="Most operations in one batched request.")
     persisted_queries: bool = Field(

@@ -123,6 +123,26 @@ def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra, "extensions": {"code": code}}
 
 
+#: How graphql-core's message ends when a document has more tokens than allowed.
+_TOO_MANY_TOKENS = "tokens. Parsing aborted."
+#: What graphql-core says when a document is too large or repetitive to validate: its work
+#: budget for comparing same-named fields ran out, or fragments nest past the recursion limit.
+_VALIDATION_ABORTED = "Validation aborted."
+
+
+def _validation_error(err: GraphQLError) -> dict[str, Any]:
+    """A validation error as the client gets it; graphql-core's bare "Validation aborted." says
+    why and what to send instead."""
+    if err.message == _VALIDATION_ABORTED:
+        return _error(
+            "The document is too complex to validate: it selects the same fields, or spreads"
+            " fragments, too many times. Send a smaller document: select each field once, and"
+            " use fewer fragments.",
+            "GRAPHQL_VALIDATION_FAILED",
+        )
+    return _graphql_error(err, "GRAPHQL_VALIDATION_FAILED")
+
+
 def _graphql_error(err: GraphQLError, code: str) -> dict[str, Any]:
     out: dict[str, Any] = {"message": err.message}
     if err.locations:
@@ -325,6 +345,7 @@ class GraphQLEngine:
             pool_timeout_ms=db.pool_timeout_ms,
             pool_reserved=db.reserved_connections,
             coalesce_max=db.coalesce_max if db.coalesce else 1,
+            slow_statement_ms=db.slow_statement_ms,
         )
         try:
             statistics = await read_statistics(db.url, schema)
@@ -356,10 +377,23 @@ class GraphQLEngine:
 
     def _prepare(self, query: str, operation_name: str | None) -> Prepared:
         p = Prepared(query, operation_name)
+        limit = self.settings.graphql.max_tokens
         try:
-            document = parse(query)
+            # Bounded: reading and validating a document costs time in proportion to its tokens,
+            # on the event loop.
+            document = parse(query, max_tokens=limit)
         except GraphQLError as err:
-            p.errors = [_graphql_error(err, "GRAPHQL_PARSE_FAILED")]
+            if err.message.endswith(_TOO_MANY_TOKENS):
+                p.errors = [
+                    _error(
+                        f"The document has more than {limit} tokens, the limit. Send a smaller"
+                        " document, or raise graphql.max_tokens.",
+                        "TOKEN_LIMIT_EXCEEDED",
+                    )
+                ]
+                p.errors[0]["extensions"]["limit"] = limit
+            else:
+                p.errors = [_graphql_error(err, "GRAPHQL_PARSE_FAILED")]
             return p
         operation = get_operation_ast(document, operation_name)
         if operation is not None:
@@ -375,7 +409,7 @@ class GraphQLEngine:
             return p
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
-            p.errors = [_graphql_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+            p.errors = [_validation_error(e) for e in errors]
             return p
         if operation is None:
             names = [

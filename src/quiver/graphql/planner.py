@@ -1752,6 +1752,83 @@ class _Planner:
         first, last = args.get("first"), args.get("last")
         lo: Fragment = sql("0")
         hi: Fragment = total
+        # None: whether rows lie before / after the window, as its place in the count says
+        has_previous: Fragment | None = None
+        has_next: Fragment | None = None
+        selected = {f[0].name.value for f in self.sub_fields(nodes).values()}
+        after_given = after is not None and after.value is not None
+        before_given = before is not None and before.value is not None
+        forward = _value(first) is not None and _value(last) is None and not before_given
+        backward = _value(last) is not None and _value(first) is None and not after_given
+        if (forward or backward) and "totalCount" not in selected:
+            # Paging without a total: read the page and one row more, from the cursor on in
+            # the order (forward) or against it (backward); a database reads as far as it
+            # must, by an index where one serves the order, never every row the filter keeps.
+            keyed = sql(
+                "SELECT ",
+                ident(a),
+                ".*",
+                *(sql(", ", k.expr, f" AS __k{i}") for i, k in enumerate(keys)),
+                " FROM ",
+                self.table(e),
+                f" {a}",
+                sql(" WHERE ", where) if where is not None else "",
+            )
+            ordered: list[OrderItem] = [
+                (
+                    self.key_operand(k, sql(ident("b", f"__k{i}"))),
+                    k.direction,
+                    # a NOT NULL column of the entity itself: no null placement, so that
+                    # MariaDB reads the page by its index
+                    "" if k.entity == e.name and not k.field.nullable else k.nulls,
+                )
+                for i, k in enumerate(keys)
+            ]
+            seek_order = ordered
+            if backward:
+                flip = {"ASC": "DESC", "DESC": "ASC", "FIRST": "LAST", "LAST": "FIRST", "": ""}
+                seek_order = [(x, flip[dir_], flip[nulls]) for x, dir_, nulls in ordered]
+            mark, name = (after, "after") if forward else (before, "before")
+            count = first if forward else last
+            assert count is not None
+            beyond: Fragment | None = None
+            if mark is not None and mark.value is not None:
+                read = _cursor_reader(self.cursor_codec, tag, len(keys), name)
+                self.checks.append(mark.slot.with_transform(read))
+                beyond = self.keyset(keys, mark, read, forward, name)
+                # rows on the cursor's side: not after it (forward), not before it (backward)
+                behind = sql("EXISTS (SELECT 1 FROM (", keyed, ") b WHERE NOT ", beyond, ")")
+            else:
+                behind = sql("1 = 0")
+            rows_ok = _non_negative("first" if forward else "last")
+            # One row more than the page: whether there is a page beyond it.
+            page_rows = count.slot.with_transform(lambda v: rows_ok(v) + 1)
+            self.checks.append(page_rows)
+            seek = sql(
+                "SELECT b.* FROM (",
+                keyed,
+                ") b",
+                sql(" WHERE ", beyond) if beyond is not None else "",
+                " ORDER BY ",
+                order_by_clause(d, seek_order),
+                " LIMIT ",
+                template(d.limit_param, param(page_rows)),
+            )
+            base = sql(
+                "SELECT b.*, ROW_NUMBER() OVER (ORDER BY ",
+                order_by_clause(d, ordered),
+                ") - 1 AS __rn FROM (",
+                seek,
+                ") b",
+            )
+            size = int_param(count, rows_ok)
+            if forward:
+                hi = sql(f"{d.least_fn}(", total, ", ", size, ")")
+                has_previous = behind
+            else:
+                lo = sql(f"{d.greatest_fn}(0, ", total, " - ", size, ")")
+                has_next = behind
+            first = last = after = before = None  # placed: the window is the page
         # Rows after a cursor are a suffix of the order, rows before one a prefix: counting
         # them places the window, whether or not the cursor's own row still exists.
         if after is not None and after.value is not None:
@@ -1833,9 +1910,11 @@ class _Planner:
                     if pname == "__typename":
                         pp.append((k2, literal_string("PageInfo")))
                     elif pname == "hasNextPage":
-                        pp.append((k2, template(bool_tpl, sql("(", hi, " < ", total, ")"))))
+                        onward = sql(hi, " < ", total) if has_next is None else has_next
+                        pp.append((k2, template(bool_tpl, sql("(", onward, ")"))))
                     elif pname == "hasPreviousPage":
-                        pp.append((k2, template(bool_tpl, sql("(", lo, " > 0)"))))
+                        earlier = sql(lo, " > 0") if has_previous is None else has_previous
+                        pp.append((k2, template(bool_tpl, sql("(", earlier, ")"))))
                     else:
                         # startCursor / endCursor: the first / last edge's cursor, if any.
                         pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")

@@ -62,13 +62,16 @@ def _json_key(key: str, path: bool) -> str:
 
 
 OrderItem = tuple[Fragment, str, str]
-"""An ORDER BY key: expression, ``ASC``/``DESC``, nulls ``FIRST``/``LAST``."""
+"""An ORDER BY key: expression, ``ASC``/``DESC``, nulls ``FIRST``/``LAST`` (``""`` for a key
+that is never null)."""
 
 
 def order_by_clause(dialect: Dialect, items: Sequence[OrderItem]) -> Fragment:
     keys: list[Fragment] = []
     for expr, direction, nulls in items:
-        if dialect.supports_nulls_order:
+        if not nulls:  # a key that is never null: no placement (which would hide an index)
+            keys.append(sql(expr, f" {direction}"))
+        elif dialect.supports_nulls_order:
             keys.append(sql(expr, f" {direction} NULLS {nulls}"))
         else:
             keys.append(sql(expr, " IS NULL ", "DESC" if nulls == "FIRST" else "ASC"))

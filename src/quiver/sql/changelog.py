@@ -176,7 +176,8 @@ def json_value(value: Any) -> Any:
     number exact: one that no int64/uint64 or double holds (a JSON field's ``1e400`` or
     ``123456789012345678901234567890``) is a :class:`decimal.Decimal`, written back as the
     same number by :func:`json_text`. Images hold the values as the API serves them, and a
-    JSON field serves the numbers the database keeps, whatever their size."""
+    JSON field serves the numbers the database keeps, whatever their size. A value nested too
+    deeply to read (arrays or objects thousands of levels deep) is a ``json.JSONDecodeError``."""
     if type(value) is bytes:  # the common case first: HTTP bodies, PostgreSQL's JSON
         raw = value
     elif value is None or isinstance(value, dict | list):
@@ -187,8 +188,12 @@ def json_value(value: Any) -> Any:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass  # a number past a double (1e400): read exactly below
-    return json.loads(raw, parse_int=_exact_int, parse_float=_exact_float)
+            pass  # a number past a double (1e400), or nested past orjson's 1,024 levels
+    try:
+        return json.loads(raw, parse_int=_exact_int, parse_float=_exact_float)
+    except RecursionError:
+        # Refused as malformed, as orjson refuses it: never a crash of whoever reads it.
+        raise json.JSONDecodeError("it is nested too deeply", "", 0) from None
 
 
 def json_text(value: Any, option: int | None = None) -> bytes:

@@ -54,7 +54,7 @@ from quiver.sql.connect import (
     open_postgresql_pool,
 )
 from quiver.sql.dialects import Dialect, dialect_for
-from quiver.sql.gate import ConnectionGate
+from quiver.sql.gate import ADMITTED, IN_RESERVE, ConnectionGate, SlowStatements
 from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 from quiver.sql.violations import (
@@ -114,10 +114,23 @@ class _Gated:
     """What every pool shares: the gate in front of its connections."""
 
     gate: ConnectionGate
+    #: Statement texts estimated cheap that ran long: they run as expensive.
+    slow: SlowStatements = SlowStatements(None)
 
     async def _admit(self, cheap: bool) -> None:
         if not await self.gate.enter(cheap):
             raise self._busy(cheap)
+
+    async def _enter(self, text: str, cheap: bool) -> int:
+        """Admit a statement of ``text`` (see :meth:`ConnectionGate.enter`). One that waited as
+        cheap while its text proved slow gives the slot back, to wait again as expensive."""
+        admitted = await self.gate.enter(cheap)
+        if not admitted:
+            raise self._busy(cheap)
+        if cheap and not self.slow.cheap(text, cheap):
+            self.gate.leave(cheap)
+            raise _MovedOut
+        return admitted
 
     def _busy(self, cheap: bool) -> DatabaseBusyError:
         gate = self.gate
@@ -130,6 +143,21 @@ class _Gated:
             "retry shortly; if it persists raise database.pool_max or "
             "database.pool_timeout_ms, or ask for fewer rows",
         )
+
+
+class _MovedOut(Exception):  # noqa: N818 (not an error: the statement runs again)
+    """A cheap statement on a connection kept for cheap ones held it past
+    ``slow_statement_ms``: it gave the connection up, to run again as expensive."""
+
+
+def _reserve_limit(slow: SlowStatements, admitted: int, timeout: float | None) -> float | None:
+    """Seconds a statement admitted as ``admitted`` may run before it gives its connection up
+    (:class:`_MovedOut`): ``slow.after_s`` on a connection kept for cheap statements, when
+    that is shorter than its own time limit; else None."""
+    after = slow.after_s
+    if admitted != IN_RESERVE or after is None or (timeout is not None and timeout <= after):
+        return None
+    return after
 
 
 class QueryTooComplexError(DatabaseError):
@@ -283,14 +311,19 @@ async def open_database(
     pool_reserved: int = 0,
     postgresql_settings: Mapping[str, str] | None = None,
     coalesce_max: int = 1,
+    slow_statement_ms: int | None = None,
 ) -> Database:
     """Open a pool for ``url``. An unreachable database raises a RetryableError, refused
     credentials or an unknown database a PermanentError (see :mod:`quiver.sql.connect`).
 
     At most ``pool_max`` statements run at once; ``pool_reserved`` of the connections are kept
     for statements run with ``cheap=True``; a statement that waits ``pool_timeout_ms`` for a
-    connection raises :class:`DatabaseBusyError`. ``postgresql_settings`` are more settings
-    of each PostgreSQL session (``plan_cache_mode``, ...); other databases ignore them.
+    connection raises :class:`DatabaseBusyError`. A text run with ``cheap=True`` whose statement
+    held its connection for more than ``slow_statement_ms`` runs as expensive for a while
+    (:class:`~quiver.sql.gate.SlowStatements`), and one on a connection kept for cheap
+    statements gives it up past that time, to run again as expensive. ``postgresql_settings``
+    are more settings of each PostgreSQL session (``plan_cache_mode``, ...); other databases
+    ignore them.
 
     On PostgreSQL, ``coalesce_max`` above 1 runs up to that many cheap statements of one text
     that wait while another of it runs as one statement (see :class:`_Coalesced`); only
@@ -298,15 +331,19 @@ async def open_database(
     """
     parsed = parse_database_url(url)
     gate = ConnectionGate(pool_max, pool_reserved, pool_timeout_ms / 1000)
+    db: _Postgres | _MySQL | _Sqlite
     if parsed.dialect == "postgresql":
         db = await _Postgres.open(
             parsed, pool_min, gate, statement_timeout_ms, postgresql_settings or {}
         )
         db.coalesce_max = coalesce_max
-        return db
-    if parsed.dialect == "mysql":
-        return await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
-    return await _Sqlite.open(parsed, gate, statement_timeout_ms)
+    elif parsed.dialect == "mysql":
+        db = await _MySQL.open(parsed, pool_min, gate, statement_timeout_ms)
+    else:
+        db = await _Sqlite.open(parsed, gate, statement_timeout_ms)
+    if slow_statement_ms is not None:
+        db.slow = SlowStatements(slow_statement_ms / 1000)
+    return db
 
 
 async def _keep_session(conn: Any) -> None:
@@ -384,6 +421,7 @@ class _Postgres(_Gated):
         the client one round trip. A statement that finds none of its text running waits one
         turn of the event loop, so that the requests read in the same turn as its own reach
         theirs, and runs with those of its text; alone if there are none."""
+        cheap = self.slow.cheap(text, cheap)
         if pieces is None or not cheap or self.coalesce_max < 2:
             return await self._fetch_one(text, params, cheap, self.deadline_s)
         group = self._coalesced.get(text)
@@ -510,8 +548,9 @@ class _Postgres(_Gated):
         cancelled after ``timeout`` seconds."""
         if timeout is not None and timeout <= 0:
             raise _timed_out()
-        if not await self.gate.enter(True):
-            raise self._busy(True)
+        admitted = await self._enter(group.text, True)
+        # Past it on a reserved connection, each request runs again alone (and as expensive).
+        reserve_limit = _reserve_limit(self.slow, admitted, timeout)
         try:
             kept = self._kept
             conn = kept.pop() if kept and _usable(kept[-1]) else await self._connection()
@@ -519,6 +558,7 @@ class _Postgres(_Gated):
             self.gate.leave(True)
             raise
         settled = False
+        started = time.monotonic()
         try:
             if group.types is None:
                 prepared = await conn.prepare(group.text, timeout=self.deadline_s)
@@ -529,12 +569,15 @@ class _Postgres(_Gated):
             rows = await conn.fetch(
                 group.statement(len(params)),
                 *[_pg_param(p) for one in params for p in one],
-                timeout=timeout,
+                timeout=timeout if reserve_limit is None else reserve_limit,
             )
             settled = True
         except TimeoutError:
             self._release_later(conn, True)
             conn = None
+            if reserve_limit is not None:
+                self.slow.ran(group.text, math.inf)
+                raise _MovedOut from None
             raise _timed_out() from None
         except Exception as exc:
             import asyncpg
@@ -542,6 +585,7 @@ class _Postgres(_Gated):
             settled = isinstance(exc, asyncpg.PostgresError)
             raise
         finally:
+            self.slow.ran(group.text, time.monotonic() - started)
             if conn is not None:
                 await self._put_back(conn, settled, True)
         values: list[bytes | None] = [None] * len(params)
@@ -555,11 +599,21 @@ class _Postgres(_Gated):
     async def _fetch_one(
         self, text: str, params: Sequence[Any], cheap: bool, timeout: float | None
     ) -> bytes | None:
-        """One statement, cancelled after ``timeout`` seconds (``None``: never)."""
+        """One statement, cancelled after ``timeout`` seconds (``None``: never). A cheap one
+        that holds a connection kept for cheap statements past ``slow_statement_ms`` gives it
+        up and starts again as expensive."""
+        try:
+            return await self._fetch_admitted(text, params, cheap, timeout)
+        except _MovedOut:
+            return await self._fetch_admitted(text, params, False, timeout)
+
+    async def _fetch_admitted(
+        self, text: str, params: Sequence[Any], cheap: bool, timeout: float | None
+    ) -> bytes | None:
         if timeout is not None and timeout <= 0:
             raise _timed_out()
-        if not await self.gate.enter(cheap):
-            raise self._busy(cheap)
+        admitted = await self._enter(text, cheap)
+        reserve_limit = _reserve_limit(self.slow, admitted, timeout)
         try:
             # The gate admits no more statements than the pool holds: a connection is kept or
             # free (asyncpg's own acquire timeout would cost a task per statement).
@@ -576,14 +630,22 @@ class _Postgres(_Gated):
         # left mid-statement (cancelled, a driver error) goes back to the pool, which waits for
         # it or closes it.
         settled = False
+        started = time.monotonic()
         try:
-            value = await conn.fetchval(text, *[_pg_param(p) for p in params], timeout=timeout)
+            value = await conn.fetchval(
+                text,
+                *[_pg_param(p) for p in params],
+                timeout=timeout if reserve_limit is None else reserve_limit,
+            )
             settled = True
         except TimeoutError:
             # asyncpg has asked the server to cancel the statement: answer now, and hand the
             # connection (and its slot) back once the server has let go of it.
             self._release_later(conn, cheap)
             conn = None
+            if reserve_limit is not None:
+                self.slow.ran(text, math.inf)
+                raise _MovedOut from None
             raise _timed_out() from None
         except Exception as exc:
             import asyncpg
@@ -594,6 +656,8 @@ class _Postgres(_Gated):
                 raise
             raise mapped from exc
         finally:
+            if cheap:
+                self.slow.ran(text, time.monotonic() - started)
             if conn is not None:
                 await self._put_back(conn, settled, cheap)
         if value is None:
@@ -906,16 +970,28 @@ class _MySQL(_Gated):
         cheap: bool = False,
         pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
+        cheap = self.slow.cheap(text, cheap)
+        try:
+            return await self._fetch_admitted(text, params, cheap)
+        except _MovedOut:
+            # A cheap statement held a connection kept for cheap ones too long: it starts
+            # again as expensive (see SlowStatements).
+            return await self._fetch_admitted(text, params, False)
+
+    async def _fetch_admitted(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
         from asyncmy.errors import MySQLError
 
-        await self._admit(cheap)
+        admitted = await self._enter(text, cheap)
+        reserve_limit = _reserve_limit(self.slow, admitted, self.deadline_s)
+        deadline = self.deadline_s if reserve_limit is None else reserve_limit
+        started = time.monotonic()
         try:
             async with self.pool.acquire() as conn:
                 kill: list[asyncio.Task[None]] = []
                 timer = None
-                if self.deadline_s is not None:
+                if deadline is not None:
                     timer = asyncio.get_running_loop().call_later(
-                        self.deadline_s, self._kill_soon, conn.thread_id(), kill
+                        deadline, self._kill_soon, conn.thread_id(), kill
                     )
                 try:
                     async with conn.cursor() as cur:
@@ -933,6 +1009,9 @@ class _MySQL(_Gated):
             code = exc.args[0] if exc.args else 0
             # max_statement_time / max_execution_time exceeded, or our KILL QUERY
             if code in (1969, 3024, 1317):
+                if reserve_limit is not None:
+                    self.slow.ran(text, math.inf)
+                    raise _MovedOut from None
                 raise _timed_out() from None
             raise _mysql_error(exc) from exc
         except UnicodeDecodeError as exc:
@@ -940,6 +1019,8 @@ class _MySQL(_Gated):
         except (UnicodeError, OverflowError) as exc:
             raise ParameterError.one(str(exc), "parameter") from None
         finally:
+            if cheap:
+                self.slow.ran(text, time.monotonic() - started)
             self.gate.leave(cheap)
         if row is None or row[0] is None:
             return None
@@ -1257,6 +1338,7 @@ class _Sqlite(_Gated):
         text: str,
         params: Sequence[Any],
         running: list[sqlite3.Connection] | None = None,
+        timeout_s: float | None = None,
     ) -> bytes | None:
 
         def fetch(conn: sqlite3.Connection) -> Any:
@@ -1268,7 +1350,7 @@ class _Sqlite(_Gated):
             finally:
                 conn.text_factory = str
 
-        row = self._guarded(fetch, running)
+        row = self._guarded(fetch, running, timeout_s)
         if row is None or row[0] is None:
             return None
         value = row[0]
@@ -1282,13 +1364,17 @@ class _Sqlite(_Gated):
         self,
         work: Callable[[sqlite3.Connection], _T],
         running: list[sqlite3.Connection] | None = None,
+        timeout_s: float | None = None,
     ) -> _T:
-        """``work`` on this thread's connection, within the time limit, its failures typed;
-        the connection goes into ``running`` so that a late statement can be interrupted."""
+        """``work`` on this thread's connection, within the time limit (``timeout_s`` when
+        given), its failures typed; the connection goes into ``running`` so that a late
+        statement can be interrupted."""
         conn = self._connection()
         if running is not None:
             running.append(conn)
-        deadline = time.monotonic() + self.timeout_ms / 1000 if self.timeout_ms else None
+        if timeout_s is None and self.timeout_ms:
+            timeout_s = self.timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
         if deadline is not None:
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
@@ -1347,6 +1433,15 @@ class _Sqlite(_Gated):
         cheap: bool = False,
         pieces: Sequence[str] | None = None,  # statements run one by one here
     ) -> bytes | None:
+        cheap = self.slow.cheap(text, cheap)
+        try:
+            return await self._fetch_queued(text, params, cheap)
+        except _MovedOut:
+            # A cheap statement held a thread kept for cheap ones too long: it starts again
+            # as expensive (see SlowStatements).
+            return await self._fetch_queued(text, params, False)
+
+    async def _fetch_queued(self, text: str, params: Sequence[Any], cheap: bool) -> bytes | None:
         loop = asyncio.get_running_loop()
         job = _SqliteJob(text, params, cheap, loop.create_future())
         with self.ready:
@@ -1414,12 +1509,27 @@ class _Sqlite(_Gated):
                         job = self.expensive_jobs.popleft()
                         break
                     self.ready.wait()
-                job.started = time.monotonic()
+                started = job.started = time.monotonic()
+            # On a thread kept for cheap statements, one runs for at most slow_statement_ms.
+            admitted = IN_RESERVE if only_cheap else ADMITTED
+            timeout_s = self.timeout_ms / 1000 if self.timeout_ms else None
+            reserve_limit = _reserve_limit(self.slow, admitted, timeout_s)
             try:
-                result: Any = self._run(job.text, job.params, job.running)
+                if job.cheap and not self.slow.cheap(job.text, True):
+                    raise _MovedOut  # its text proved slow while it waited: wait as expensive
+                result: Any = self._run(job.text, job.params, job.running, reserve_limit)
                 failed = False
+            except _MovedOut as exc:
+                result, failed = exc, True
+            except StatementTimeoutError as exc:
+                result, failed = exc, True
+                if reserve_limit is not None:
+                    result = _MovedOut()
+                    self.slow.ran(job.text, math.inf)
             except BaseException as exc:
                 result, failed = exc, True
+            if job.cheap:
+                self.slow.ran(job.text, time.monotonic() - started)
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 job.answer.get_loop().call_soon_threadsafe(_deliver, job, result, failed)
 
