@@ -956,7 +956,10 @@ class _Planner:
         """``expr``, a value of column ``f``, as the JSON value of its GraphQL type."""
         if f.is_list:
             elem = self.render_value(f, sql(ident("__e", "x")))
-            return template(self.dialect.list_output, expr, elem) if elem is not None else expr
+            if elem is not None:
+                return template(self.dialect.list_output, expr, elem)
+            flat = self.dialect.flat_list
+            return template(flat, expr) if flat else expr
         out = self.render_value(f, expr)
         return out if out is not None else expr
 

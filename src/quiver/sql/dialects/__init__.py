@@ -108,6 +108,9 @@ class Dialect:
     #: An array column as a JSON list whose elements are ``{1}`` over the element ``__e.x``;
     #: empty when the dialect has no arrays.
     list_output: str = ""
+    #: An array column whose elements are served as they are, as a list of one dimension
+    #: (``{}``): a value of several dimensions has its elements in order. Empty: as it is.
+    flat_list: str = ""
     #: Array operators: contains, is contained by, overlaps (``{0}`` column, ``{1}`` array).
     array_contains: str = ""
     array_contained_by: str = ""
@@ -496,6 +499,12 @@ POSTGRESQL = Dialect(
     list_output=(
         "CASE WHEN {0} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({1} ORDER BY __e.n)"
         " FROM unnest({0}) WITH ORDINALITY AS __e(x, n)), '[]'::json) END"
+    ),
+    # PostgreSQL does not enforce an array column's dimensions: a value of several is served
+    # as the one-dimension list its GraphQL type declares, its elements in order.
+    flat_list=(
+        "CASE WHEN array_ndims({0}) > 1 THEN ARRAY(SELECT __e.x FROM unnest({0})"
+        " WITH ORDINALITY AS __e(x, n) ORDER BY __e.n) ELSE {0} END"
     ),
     array_contains="{0} @> {1}",
     array_contained_by="{0} <@ {1}",
