@@ -114,7 +114,7 @@ _SQLITE_EXTRAS = [
     "INSERT INTO extras VALUES (1, 'x', 'text', 42, '007', '1.50', '12', 2,"
     " '2024-01-02 03:04:05', '2024-02-29', '{\"big\": 123456789012345678901234567890}',"
     " -0.0, 'text in a blob')",
-    "INSERT INTO extras VALUES (2, 'y', 'other', 1.5, 12, 'NaN', 9.5, 'yes',"
+    "INSERT INTO extras VALUES (2, 'y', 'other', 1.5, 12, 'NaN', 9.5, 0,"
     " '2024-03-01 00:00:00', '2024-02-29T00:00:00', '[1e300]', 1e-320, 7)",
     "INSERT INTO extras (id) VALUES (3)",
 ]
