@@ -18,11 +18,14 @@ from tests.graphql.test_statement_timeout import execute_statements
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 STATEMENTS = [
-    "CREATE TABLE grid (id int PRIMARY KEY, a int[][], t text[], d date[])",
+    "CREATE TYPE pt AS (x int, y int)",
+    "CREATE TABLE grid (id int PRIMARY KEY, a int[][], t text[], d date[], p pt[])",
     "INSERT INTO grid VALUES"
     " (1, '{{1,2},{3,4}}', '{{a,b},{c,NULL}}', '{{2024-01-02},{2024-03-04}}'),"
     " (2, '{5,6}', '{x}', '{2024-05-06}'), (3, NULL, '{}', NULL),"
     " (4, '{{{7},{8}},{{9},{10}}}', '{{{y}}}', '{}')",
+    "UPDATE grid SET p = ARRAY[[ROW(1, 2)::pt], [ROW(3, 4)::pt]] WHERE id = 1",
+    "UPDATE grid SET p = ARRAY[ROW(5, 6)::pt] WHERE id = 2",
 ]
 
 
@@ -50,7 +53,7 @@ async def test_values_of_several_dimensions_are_served_as_declared_lists(grid: s
             element = element.of_type if isinstance(element, GraphQLNonNull) else element
             assert isinstance(element, GraphQLNamedType), (name, declared)
             assert get_named_type(element) is element
-        query = "{ grids(orderBy: {id: ASC}) { id a t d } }"
+        query = "{ grids(orderBy: {id: ASC}) { id a t d p } }"
         body = orjson.loads((await engine.execute(engine.prepare(query, None), None)).body)
         filtered = "{ grids(where: {a: {contains: [3]}}) { id a } }"
         found = orjson.loads((await engine.execute(engine.prepare(filtered, None), None)).body)
@@ -64,10 +67,11 @@ async def test_values_of_several_dimensions_are_served_as_declared_lists(grid: s
                     "a": [1, 2, 3, 4],
                     "t": ["a", "b", "c", None],
                     "d": ["2024-01-02", "2024-03-04"],
+                    "p": [{"x": 1, "y": 2}, {"x": 3, "y": 4}],
                 },
-                {"id": 2, "a": [5, 6], "t": ["x"], "d": ["2024-05-06"]},
-                {"id": 3, "a": None, "t": [], "d": None},
-                {"id": 4, "a": [7, 8, 9, 10], "t": ["y"], "d": []},
+                {"id": 2, "a": [5, 6], "t": ["x"], "d": ["2024-05-06"], "p": [{"x": 5, "y": 6}]},
+                {"id": 3, "a": None, "t": [], "d": None, "p": None},
+                {"id": 4, "a": [7, 8, 9, 10], "t": ["y"], "d": [], "p": None},
             ]
         }
     }, body

@@ -502,10 +502,9 @@ POSTGRESQL = Dialect(
     ),
     # PostgreSQL does not enforce an array column's dimensions: a value of several is served
     # as the one-dimension list its GraphQL type declares, its elements in order.
-    flat_list=(
-        "CASE WHEN array_ndims({0}) > 1 THEN ARRAY(SELECT __e.x FROM unnest({0})"
-        " WITH ORDINALITY AS __e(x, n) ORDER BY __e.n) ELSE {0} END"
-    ),
+    # unnest() in the select list, which keeps a composite element whole (in FROM it would
+    # spread it over its attributes' columns); a ProjectSet yields the elements in order.
+    flat_list="CASE WHEN array_ndims({0}) > 1 THEN ARRAY(SELECT unnest({0})) ELSE {0} END",
     array_contains="{0} @> {1}",
     array_contained_by="{0} <@ {1}",
     array_overlaps="{0} && {1}",
