@@ -53,7 +53,13 @@ from quiver.graphql.limits import (
     validation_rules,
 )
 from quiver.graphql.mutations import MutationRunner
-from quiver.graphql.planner import PlanError, RootStep, plan_operation, typed_input_problem
+from quiver.graphql.planner import (
+    PlanError,
+    RootStep,
+    plan_operation,
+    quoted_value,
+    typed_input_problem,
+)
 from quiver.graphql.subscriptions import ChangeSignal, add_subscriptions
 from quiver.graphql.typesystem import build_graphql_schema
 from quiver.observers.tables import without_own_tables
@@ -666,7 +672,7 @@ class GraphQLEngine:
                     problem is None
                     and isinstance(r, ConstraintError)
                     and r.violation.kind == "value"
-                    and _quotes_a_value(r.violation.message, params[i])
+                    and quoted_value(r.violation.message, params[i]) is not None
                 ):
                     # A value the column's type reads in a form of its own (tsvector, a
                     # list of a type that is not text) that it could not read.
@@ -843,13 +849,6 @@ async def _guard(awaitable: Any) -> Any:
         return await awaitable
     except DatabaseError as err:
         return err
-
-
-def _quotes_a_value(message: str, values: list[Any]) -> bool:
-    """Whether the database's ``message`` quotes one of the text ``values`` a statement ran
-    with (or an element of a list of them): the value it could not read was given."""
-    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
-    return any(isinstance(v, str) and f'"{v}"' in message for v in flat)
 
 
 def _data_body(values: list[tuple[str, bytes]]) -> bytes:

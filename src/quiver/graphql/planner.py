@@ -79,6 +79,7 @@ __all__ = [
     "plan_keys_where",
     "plan_operation",
     "plan_rows_by_key",
+    "quoted_value",
     "typed_input_problem",
     "write_value_check",
 ]
@@ -380,6 +381,13 @@ _TYPED_EXAMPLES = {
 }
 
 
+def quoted_value(message: str, values: Sequence[Any]) -> str | None:
+    """The text of ``values`` (or of an element of a list of them) that the database's
+    ``message`` quotes: the value it could not read; None when it quotes none."""
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    return next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
+
+
 def typed_input_problem(
     typed_inputs: Sequence[tuple[str, str]], message: str, values: Sequence[Any]
 ) -> str | None:
@@ -389,8 +397,7 @@ def typed_input_problem(
     column it was cast to; None when no value was cast (``typed_inputs`` is empty)."""
     if not typed_inputs:
         return None
-    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
-    given = next((v for v in flat if isinstance(v, str) and f'"{v}"' in message), None)
+    given = quoted_value(message, values)
     named = [(p, t) for p, t in typed_inputs if re.search(rf"\b{re.escape(t)}\b", message)]
     paths, types = zip(*(named or typed_inputs), strict=True)
     db_type = types[0]
