@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -144,3 +145,24 @@ async def shop(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
     finally:
         await runner.engine.close()
         runner.db.close()
+
+
+@pytest.fixture(scope="session")
+def modules() -> Path:
+    """The reference graphql-ws client's node_modules, installed once."""
+    from tests.graphql.subscription_fixtures import node_modules  # it imports this module
+
+    return node_modules()
+
+
+@pytest_asyncio.fixture(params=DIALECTS)
+async def live_matrix(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Any]:
+    """The type-matrix table (tests/graphql/type_matrix.py) of each dialect, served over HTTP
+    and WebSocket (a subscription_fixtures.LiveServer)."""
+    from tests.graphql import type_matrix as tm  # both import this module
+    from tests.graphql.subscription_fixtures import serve_database
+
+    dialect: Dialect = request.param
+    with tm.matrix_database(dialect, tmp_path_factory) as m:
+        async with serve_database(m.db, m.url, m.schemas) as live:
+            yield live

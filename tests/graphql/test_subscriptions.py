@@ -17,7 +17,7 @@ from quiver.graphql.engine import GraphQLEngine
 from quiver.observers.triggers import install_triggers
 from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
-from tests.graphql.subscription_fixtures import LiveServer, NodeClient, live_server, node_modules
+from tests.graphql.subscription_fixtures import LiveServer, NodeClient, live_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,11 +30,6 @@ subscription ($after: String) {
   }
 }
 """
-
-
-@pytest.fixture(scope="session")
-def modules() -> Path:
-    return node_modules()
 
 
 @pytest_asyncio.fixture(params=DIALECTS)

@@ -20,14 +20,13 @@ from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 
 from graphql import GraphQLInputObjectType
 from quiver.observers.triggers import install_triggers
 from tests.conftest import DIALECTS, Dialect
 from tests.graphql import type_matrix as tm
 from tests.graphql.conftest import Runner
-from tests.graphql.subscription_fixtures import LiveServer, node_modules, serve_database
+from tests.graphql.subscription_fixtures import LiveServer, serve_database
 from tests.graphql.test_mutations_type_matrix import (
     _NOT_WRITABLE_AS_SERVED,
     _exact,
@@ -99,21 +98,6 @@ class ManyClient:
             event = orjson.loads(line)
             if event["event"] != "complete":
                 pytest.fail(f"unexpected event: {line!r}")
-
-
-@pytest.fixture(scope="session")
-def modules() -> Path:
-    return node_modules()
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def matrix(
-    request: pytest.FixtureRequest, tmp_path_factory: Any
-) -> AsyncIterator[LiveServer]:
-    dialect: Dialect = request.param
-    with tm.matrix_database(dialect, tmp_path_factory) as m:
-        async with serve_database(m.db, m.url, m.schemas) as live:
-            yield live
 
 
 def _names(live: LiveServer) -> list[str]:
@@ -200,9 +184,9 @@ async def _check_changes(
 
 
 async def test_mutation_changes_of_every_type_reach_the_client_as_a_query_serves_them(
-    matrix: LiveServer, modules: Path
+    live_matrix: LiveServer, modules: Path
 ) -> None:
-    live = matrix
+    live = live_matrix
     engine = live.app.engine
     assert engine is not None
 
@@ -253,9 +237,9 @@ def _insert_statements(live: LiveServer) -> list[str]:
 
 
 async def test_plain_sql_changes_of_every_type_reach_the_client_as_a_query_serves_them(
-    matrix: LiveServer, modules: Path
+    live_matrix: LiveServer, modules: Path
 ) -> None:
-    live = matrix
+    live = live_matrix
     engine = live.app.engine
     assert engine is not None
     await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
@@ -305,9 +289,9 @@ async def _is_null_deliveries(
 
 
 async def test_is_null_on_a_json_field_of_rows_changed_by_plain_sql_selects_as_the_query(
-    matrix: LiveServer, modules: Path
+    live_matrix: LiveServer, modules: Path
 ) -> None:
-    live = matrix
+    live = live_matrix
     engine = live.app.engine
     assert engine is not None
     await install_triggers(engine.database, [engine.catalog.entities["Cell"]], "quiver_change_log")
@@ -323,9 +307,9 @@ async def test_is_null_on_a_json_field_of_rows_changed_by_plain_sql_selects_as_t
 
 
 async def test_an_image_logged_before_json_nulls_were_named_reads_its_nulls_as_sql_null(
-    matrix: LiveServer, modules: Path
+    live_matrix: LiveServer, modules: Path
 ) -> None:
-    live = matrix
+    live = live_matrix
 
     async def change() -> int:
         # as an earlier version logged the rows: a null JSON field, whatever it held
@@ -427,15 +411,15 @@ async def _big_json_changes(live: LiveServer, through: str) -> None:
 
 
 async def test_json_with_big_numbers_logged_by_triggers_is_delivered_exactly(
-    matrix: LiveServer,
+    live_matrix: LiveServer,
 ) -> None:
-    await _big_json_changes(matrix, "trigger")
+    await _big_json_changes(live_matrix, "trigger")
 
 
 async def test_json_with_big_numbers_changed_by_mutations_is_delivered_exactly(
-    matrix: LiveServer,
+    live_matrix: LiveServer,
 ) -> None:
-    await _big_json_changes(matrix, "mutation")
+    await _big_json_changes(live_matrix, "mutation")
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

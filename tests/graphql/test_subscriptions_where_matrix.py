@@ -7,38 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 
 from graphql import GraphQLInputObjectType
-from tests.conftest import DIALECTS, Dialect
 from tests.graphql import type_matrix as tm
 from tests.graphql.conftest import Runner
-from tests.graphql.subscription_fixtures import LiveServer, node_modules, serve_database
+from tests.graphql.subscription_fixtures import LiveServer
 from tests.graphql.test_mutations_type_matrix import _non_finite
 from tests.graphql.test_subscriptions_type_matrix import ManyClient, _names, _running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest.fixture(scope="session")
-def modules() -> Path:
-    return node_modules()
-
-
-@pytest_asyncio.fixture(params=DIALECTS)
-async def matrix(
-    request: pytest.FixtureRequest, tmp_path_factory: Any
-) -> AsyncIterator[LiveServer]:
-    dialect: Dialect = request.param
-    with tm.matrix_database(dialect, tmp_path_factory) as m:
-        async with serve_database(m.db, m.url, m.schemas) as live:
-            yield live
 
 
 _OPERATORS = (
@@ -91,9 +73,9 @@ def _filters(live: LiveServer, rows: dict[int, Any]) -> list[dict[str, Any]]:
 
 
 async def test_where_of_every_type_delivers_exactly_the_rows_the_query_filter_selects(
-    matrix: LiveServer, modules: Path
+    live_matrix: LiveServer, modules: Path
 ) -> None:
-    live = matrix
+    live = live_matrix
     engine = live.app.engine
     assert engine is not None
     runner = Runner(engine, live.db)

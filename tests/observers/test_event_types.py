@@ -70,6 +70,16 @@ class Cells:
         )
         return await open_dispatcher(settings)
 
+    async def update_every_row(self, observers: list[dict[str, Any]]) -> None:
+        """One mutation changes every row; ``observers`` then deliver every event it logged."""
+        dispatcher = await self.dispatcher(observers)
+        try:
+            await self.runner.data('mutation { updateCells(where: {}, set: {t: "x"}) { id } }')
+            while await dispatcher.run_once():
+                pass
+        finally:
+            await dispatcher.close()
+
 
 @pytest_asyncio.fixture(params=DIALECTS, loop_scope="session")
 async def cells(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Cells]:
@@ -193,13 +203,7 @@ async def test_a_condition_compares_a_field_of_each_type_by_its_value(
                     "actions": [{**hook, "name": "hook"}],
                 }
             )
-    dispatcher = await cells.dispatcher(observers)
-    try:
-        await cells.runner.data('mutation { updateCells(where: {}, set: {t: "x"}) { id } }')
-        while await dispatcher.run_once():
-            pass
-    finally:
-        await dispatcher.close()
+    await cells.update_every_row(observers)
     fired = sorted(_exact(r.body)["observer"] for r in receiver.received)
     assert fired == sorted(f"{name}-eq" for name, _ in _SPELLED[cells.dialect])
 
@@ -217,13 +221,7 @@ async def test_a_condition_on_a_not_a_number_is_false_and_delivers_the_rest(
             ("nan", "n == 'NaN' && before.n == after.n"),
         )
     ]
-    dispatcher = await cells.dispatcher(observers)
-    try:
-        await cells.runner.data('mutation { updateCells(where: {}, set: {t: "x"}) { id } }')
-        while await dispatcher.run_once():
-            pass
-    finally:
-        await dispatcher.close()
+    await cells.update_every_row(observers)
     fired = sorted(
         (_exact(r.body)["observer"], int(_exact(r.body)["key"]["id"])) for r in receiver.received
     )
@@ -420,13 +418,7 @@ async def test_a_json_null_is_null_in_the_event_document_and_sql_null_is_absent(
         {"name": name, "entity": "Cell", "on": ["update"], "when": when, "actions": [hook]}
         for name, when in (("all", None), ("sql-null", "j == null"), ("a-value", "j != null"))
     ]
-    dispatcher = await cells.dispatcher(observers)
-    try:
-        await cells.runner.data('mutation { updateCells(where: {}, set: {t: "x"}) { id } }')
-        while await dispatcher.run_once():
-            pass
-    finally:
-        await dispatcher.close()
+    await cells.update_every_row(observers)
     events = [_exact(r.body) for r in receiver.received]
     fired: dict[str, set[int]] = {"all": set(), "sql-null": set(), "a-value": set()}
     for event in events:
