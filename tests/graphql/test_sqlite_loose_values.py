@@ -107,9 +107,6 @@ async def test_every_affinity_holding_every_storage_class_is_served_as_declared(
         value = body["data"]["cells"][0][column]
         if stored == "real" and _named(types[column]) == "Int":
             continue  # a fractional real in an Int column is served as stored (documented)
-        if stored == "text" and _named(types[column]) in ("Date", "DateTime", "Time", "UUID"):
-            assert value == "abc", (where, value)  # text is served as stored (documented)
-            continue
         failures += tm.type_problems(value, types[column], where)
         if stored == "blob" and _named(types[column]) in ("String", "Base64"):
             assert value == "/wD+", (where, value)  # Base64 of the stored bytes
@@ -156,9 +153,15 @@ async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replace
         await reflect_database(url), QuiverSettings.model_validate({"database": {"url": url}})
     )
     async with asgi_client(app) as http:
+        # text that is no Date is refused (see tests/graphql/test_stored_values.py)
+        refused = await http.post(
+            "/graphql",
+            content=orjson.dumps({"query": "{ notes { d } }"}),
+            headers={"content-type": "application/json"},
+        )
         r = await http.post(
             "/graphql",
-            content=orjson.dumps({"query": "{ notes { id t vc untyped j d } }"}),
+            content=orjson.dumps({"query": "{ notes { id t vc untyped j } }"}),
             headers={"content-type": "application/json"},
         )
         # ilike folds case in Python, which is handed the text's bytes.
@@ -170,6 +173,7 @@ async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replace
             headers={"content-type": "application/json"},
         )
     assert orjson.loads(folded.content) == {"data": {"notes": [{"id": 1}]}}
+    assert "a Date field holds the text 'a\ufffdb'" in refused.content.decode("utf-8")
     body = orjson.loads(r.content.decode("utf-8"))  # strict: raises on bytes that are not UTF-8
     assert body == {
         "data": {
@@ -180,9 +184,8 @@ async def test_text_that_is_not_utf8_is_served_and_filtered_as_utf8_with_replace
                     "vc": "\ufffd\ufffd\ufffd",
                     "untyped": "a\ufffdb",
                     "j": {"a": "\ufffd"},
-                    "d": "a\ufffdb",
                 },
-                {"id": 2, "t": "ok", "vc": "é", "untyped": None, "j": [], "d": None},
+                {"id": 2, "t": "ok", "vc": "é", "untyped": None, "j": []},
             ]
         }
     }

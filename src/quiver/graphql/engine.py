@@ -85,6 +85,7 @@ from quiver.sql.database import (
     StatementTimeoutError,
     StoredValueError,
     open_database,
+    stored_refusal,
 )
 from quiver.sql.dialects import Dialect
 
@@ -632,7 +633,10 @@ class GraphQLEngine:
             except DatabaseError as err:
                 results = [err]  # answered below, as with several root fields
             else:
-                return Outcome(_data_body([(only.key, value or b"null")]), "data")
+                refused = stored_refusal(value) if only.marks and value is not None else None
+                if refused is None:
+                    return Outcome(_data_body([(only.key, value or b"null")]), "data")
+                results = [refused]
         sql_steps = [(i, s) for i, s in enumerate(steps) if s.sql]
         values: list[bytes | None] = [s.static for s in steps]
         errors: list[dict[str, Any]] = []
@@ -652,6 +656,10 @@ class GraphQLEngine:
                     for i, s in sql_steps
                 )
             )
+        results = [
+            stored_refusal(r) or r if s.marks and isinstance(r, bytes) else r
+            for (_, s), r in zip(sql_steps, results, strict=True)
+        ]
         busy = next((r for r in results if isinstance(r, DatabaseBusyError)), None)
         if busy is not None:
             detail = busy.details[0]

@@ -67,7 +67,9 @@ from quiver.sql.database import (
     DatabaseError,
     RaisedError,
     StatementTimeoutError,
+    StoredValueError,
     Transaction,
+    stored_refusal,
 )
 from quiver.sql.declared import json_depth, misfit
 from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
@@ -666,7 +668,17 @@ class MutationRunner:
         )
         json_fields = [f for f in e.fields if f.holds_json_null]
         text, params = plan_rows_by_key(
-            catalog, gql, self.dialect, e, keys, [every], {}, {}, json_nulls=json_fields
+            catalog,
+            gql,
+            self.dialect,
+            e,
+            keys,
+            [every],
+            {},
+            {},
+            json_nulls=json_fields,
+            # the change log records rows as they are, whatever their fields can carry
+            checked=False,
         )
         body = await tx.fetch_json(text, params)
         images: list[dict[str, Any]] = json_value(body or b"[]")
@@ -700,7 +712,11 @@ class MutationRunner:
             variables,
             self.access.rows if self.access is not None else None,
         )
-        return await tx.fetch_json(text, params) or b"[]"
+        body = await tx.fetch_json(text, params) or b"[]"
+        refused = stored_refusal(body) if self.dialect.stored_checks else None
+        if refused is not None:
+            raise refused
+        return body
 
     async def _fetch(self, tx: Transaction, statement: Fragment) -> list[Key]:
         text, slots = compile_sql(statement, self.dialect)
@@ -1047,6 +1063,12 @@ def _error(message: str, code: str, key: str | None) -> dict[str, Any]:
 def _database_error(err: DatabaseError, key: str | None) -> dict[str, Any]:
     if isinstance(err, RaisedError):
         return _error(err.details[0].message, "MUTATION_FAILED", key)
+    if isinstance(err, StoredValueError):
+        detail = err.details[0]
+        log.error("stored value in a mutation: %s", detail.message)
+        return _error(
+            f"{detail.message} ({detail.fix}); nothing was written.", "DATABASE_ERROR", key
+        )
     if isinstance(err, StatementTimeoutError):
         return _error("The mutation ran past the statement time limit.", "STATEMENT_TIMEOUT", key)
     log.error("database error in a mutation: %s", err)

@@ -122,6 +122,10 @@ class RootStep:
     #: The argument paths (``where.price.gt``, ``after``) whose values the database casts to
     #: their column's type, with the type: a value it cannot read is the request's fault.
     typed_inputs: tuple[tuple[str, str], ...] = ()
+    #: Whether the JSON may hold a value its field's scalar cannot carry, marked (MariaDB's
+    #: TIME beyond a day, zero dates): the answer is searched for it
+    #: (:func:`~quiver.sql.database.stored_refusal`).
+    marks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,7 @@ def plan_operation(
                 checks=tuple(planner.checks),
                 cursors=planner.placement,
                 typed_inputs=tuple(planner.typed_inputs),
+                marks=planner.marks,
             )
         )
     return steps
@@ -284,17 +289,21 @@ def plan_rows_by_key(
     variables: dict[str, Any],
     restrict: RowRestriction | None = None,
     json_nulls: Sequence[IrField] = (),
+    checked: bool = True,
 ) -> tuple[str, list[Any]]:
     """A SELECT of one JSON array: the rows of ``entity`` whose primary key is one of ``keys``
     (tuples in key-column order), in the order of ``keys``, each as the selection of ``nodes``
     (nested relations included). With ``json_nulls`` (JSON fields), each row also has the key
     :data:`~quiver.sql.changelog.JSON_NULLS`: an object saying of each of those fields whether
-    it holds the JSON value null (true or 1). Returns the text and its parameter values;
+    it holds the JSON value null (true or 1). Without ``checked``, a value its field's scalar
+    cannot carry is read as the database writes it, never marked (see :attr:`RootStep.marks`);
+    with it, the answer may hold marked values. Returns the text and its parameter values;
     ``keys`` must not be empty (no key: the answer is ``[]`` without asking the database)."""
     if not keys:
         raise ValueError("plan_rows_by_key needs at least one key")
     planner = _Planner(catalog, graphql_schema, dialect, fragments, variables)
     planner.restrict = restrict
+    planner.checked = checked
     a = planner.alias()
     pairs = planner.object_pairs(entity, a, planner.sub_fields(nodes))
     if json_nulls:
@@ -816,6 +825,12 @@ class _Planner:
     #: Joins to add after ``FROM <table> <alias>``, by alias, for the SELECTs that take them
     #: (see :meth:`joined`): to-one relations read from those rows.
     _joins: dict[str, list[Fragment]] = field(default_factory=dict)
+    #: Whether a value may be served marked as one its field's scalar cannot carry (see
+    #: :attr:`RootStep.marks`).
+    marks: bool = False
+    #: Whether such values are marked; False: served as the database writes them (the
+    #: change log's row images, which record rows as they are).
+    checked: bool = True
 
     def reset(self) -> None:
         self._alias_count = 0
@@ -823,6 +838,7 @@ class _Planner:
         self.placement = None
         self.typed_inputs = []
         self._joins = {}
+        self.marks = False
 
     def alias(self) -> str:
         name = f"t{self._alias_count}"
@@ -959,19 +975,42 @@ class _Planner:
     def column_json(self, f: IrField, a: str) -> Fragment:
         return self.render(f, column_of(a, f))
 
-    def render(self, f: IrField, expr: Fragment) -> Fragment:
-        """``expr``, a value of column ``f``, as the JSON value of its GraphQL type."""
+    def render(self, f: IrField, expr: Fragment, *, checked: bool = True) -> Fragment:
+        """``expr``, a value of column ``f``, as the JSON value of its GraphQL type; without
+        ``checked``, a value the type cannot carry is served as the database writes it."""
         if f.is_list:
             elem = self.render_value(f, sql(ident("__e", "x")))
             if elem is not None:
                 return template(self.dialect.list_output, expr, elem)
             flat = self.dialect.flat_list
             return template(flat, expr) if flat else expr
-        out = self.render_value(f, expr)
+        if checked and self.checked:
+            out = self.render_value(f, expr)
+        else:
+            out = self.own_value(f, expr, checked=False)
         return out if out is not None else expr
 
     def render_value(self, f: IrField, expr: Fragment) -> Fragment | None:
-        """One value of ``f``'s scalar or enum as JSON; None when the database's own is right."""
+        """One value of ``f``'s scalar or enum as JSON; None when the database's own is right.
+        A stored value the scalar cannot carry, which the database cannot refuse itself
+        (``Dialect.stored_checks``), is served marked (see :attr:`RootStep.marks`)."""
+        out = self.own_value(f, expr)
+        d = self.dialect
+        if f.enum_values is None:
+            marked = d.stored_output(f.db_type, f.scalar.value, f.scalar.value)
+        elif "" in f.enum_values:
+            marked = None  # '' is a value of the enum, not an error
+        else:
+            marked = d.stored_output(f.db_type, "enum", f.enum_name or f"{f.name}Enum")
+        if marked is None:
+            return out
+        self.marks = True
+        first, _, last = marked.partition("<v>")
+        return sql(template(first, expr), out if out is not None else expr, template(last, expr))
+
+    def own_value(self, f: IrField, expr: Fragment, *, checked: bool = True) -> Fragment | None:
+        """:meth:`render_value` of a value its field's scalar carries; without ``checked``,
+        text of another form is served as it is (``Dialect.form_output``)."""
         d = self.dialect
         if f.enum_values is not None:
             names = enum_value_names(f.enum_values)
@@ -981,7 +1020,7 @@ class _Planner:
                 return template(tpl, expr) if tpl else None
             cases = [sql(" WHEN ", param(db), f" THEN {literal_string(g)}") for db, g in renamed]
             return sql("CASE ", expr, *cases, " ELSE ", template(d.text_of, expr), " END")
-        tpl = d.value_output(f.db_type, f.scalar.value)
+        tpl = d.value_output(f.db_type, f.scalar.value, checked=checked)
         return template(tpl, expr) if tpl else None
 
     def filter_operand(self, f: IrField, col: Fragment) -> Fragment:
@@ -1874,7 +1913,11 @@ class _Planner:
                 col = sql(ident(alias, f"__k{i}"))
                 exact = d.key_output_of(k.field.db_type)
                 values.append(
-                    (f"k{i}", template(exact, col) if exact else self.render(k.field, col))
+                    # a key the field cannot carry stays as it is: a cursor is no field
+                    (
+                        f"k{i}",
+                        template(exact, col) if exact else self.render(k.field, col, checked=False),
+                    )
                 )
             return json_object(d, values)
 

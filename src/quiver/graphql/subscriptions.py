@@ -93,6 +93,8 @@ from quiver.sql.database import (
     ParameterError,
     QueryTooComplexError,
     StatementTimeoutError,
+    StoredValueError,
+    stored_refusal,
 )
 from quiver.sql.dialects import MYSQL_SPATIAL_TYPES, Dialect
 from quiver.sql.fragment import Fragment, ident, join, param, sql
@@ -824,6 +826,10 @@ class ImageEvaluator:
                     if n == 0 and ok is not None and int(ok):
                         matched[place] = True
                     values[place] = _raw_json(body)
+                    if self.dialect.stored_checks and isinstance(body, bytes | str):
+                        refused = stored_refusal(body.encode() if isinstance(body, str) else body)
+                        if refused is not None:
+                            raise refused
                 if key is not None:
                     rendered[key] = values
         return matched, rendered
@@ -1037,6 +1043,20 @@ async def _evaluate(
     for attempt in range(3):
         try:
             return await evaluator.evaluate(db, rows)
+        except StoredValueError as err:
+            # the same values fail every time: the subscription ends, naming the value
+            detail = err.details[0]
+            log.error("stored value in a subscription: %s", detail.message)
+            raise SubscriptionError(
+                [
+                    _error(
+                        f"{evaluator.plan.entity.name} changes {rows[0].id} to {rows[-1].id}:"
+                        f" {detail.message} ({detail.fix}). Resume after the last cursor"
+                        " received once the value is corrected.",
+                        "DATABASE_ERROR",
+                    )
+                ]
+            ) from None
         except DatabaseError as err:
             log.warning(
                 "subscription could not read %s changes %d..%d (attempt %d): %s",

@@ -53,7 +53,7 @@ from quiver.sql.connect import (
     open_mysql_pool,
     open_postgresql_pool,
 )
-from quiver.sql.dialects import Dialect, dialect_for
+from quiver.sql.dialects import STORED_MARK, Dialect, dialect_for
 from quiver.sql.gate import ADMITTED, IN_RESERVE, ConnectionGate, SlowStatements
 from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
@@ -79,6 +79,7 @@ __all__ = [
     "Transaction",
     "driver_params",
     "open_database",
+    "stored_refusal",
 ]
 
 _T = TypeVar("_T")
@@ -170,7 +171,8 @@ class ParameterError(DatabaseError):
 
 class StoredValueError(DatabaseError):
     """A stored value the field's GraphQL type cannot carry (SQLite lets any column hold
-    any value): its message names the value and the fix, and may be shown to clients."""
+    any value; MariaDB's TIME, dates and ENUMs hold values beyond their scalar's): its
+    message names the value and the fix, and may be shown to clients."""
 
 
 class ConstraintError(DatabaseError):
@@ -229,6 +231,78 @@ def _stored(value: object, scalar: str) -> None:
         " any value)",
         _STORED_FIX,
     )
+
+
+#: The fix a refusal of a value the column's type allows but the field's scalar does not
+#: carry names (quiver_form, :func:`stored_refusal`).
+_FORM_FIX = (
+    "correct the stored value, or serve the column through a view that casts it to text (a"
+    " String field)"
+)
+
+
+def _form(value: bytes | None, scalar: str) -> None:
+    """Called by the SQLite output of a Date, DateTime, Time or UUID field for stored text
+    not in the form SQLite's date functions write (or a UUID's canonical text): None when the
+    text is of the scalar's form (any ISO 8601 form the scalar reads), else a refusal."""
+    if value is None:
+        return None
+    try:
+        text = value.decode()
+        if scalar == "Date":
+            if text not in ("infinity", "-infinity"):
+                dt.date.fromisoformat(text)
+        elif scalar == "DateTime":
+            if text not in ("infinity", "-infinity"):
+                # as served: SQLite's space between the date and the time becomes a T
+                dt.datetime.fromisoformat(text.replace(" ", "T").replace("Z", "+00:00"))
+        elif scalar == "Time":
+            dt.time.fromisoformat(text.replace("Z", "+00:00"))
+        else:
+            uuid.UUID(text)
+    except ValueError:  # UnicodeDecodeError too
+        shown = value[:40].decode(errors="replace")
+        _refuse(
+            f"a {scalar} field holds the text {shown!r}, which is not a {scalar} (SQLite lets"
+            " any column hold any text)",
+            _FORM_FIX,
+        )
+    return None
+
+
+#: What a marked value (:data:`~quiver.sql.dialects.STORED_MARK`) is, by its kind.
+_MARKED = {
+    "time": (
+        "the MariaDB TIME {value!r}, which is not a {type}: a time of day is 00:00:00 to"
+        " 23:59:59.999999, and a TIME is a duration (-838:59:59 to 838:59:59)"
+    ),
+    "date": (
+        "the MariaDB date {value!r}, which is not a {type}: its month or day is zero (MariaDB"
+        " stores such dates unless sql_mode has NO_ZERO_DATE and NO_ZERO_IN_DATE)"
+    ),
+    "enum": (
+        "MariaDB's ENUM error value '' (the empty string a write outside strict mode stores for"
+        " a value not in the list), which is not a value of {type}"
+    ),
+}
+_MARK_START = b'"' + STORED_MARK.encode()
+
+
+def stored_refusal(body: bytes) -> StoredValueError | None:
+    """The refusal of the first value a field's scalar cannot carry that the database served
+    marked in ``body`` (the JSON of a statement whose plan has such fields), or None."""
+    at = body.find(_MARK_START)
+    if at < 0:
+        return None
+    start = at + len(_MARK_START)
+    end = body.find(b'"', start)
+    kind, _, rest = body[start:end].decode(errors="replace").partition(":")
+    shown, _, value = rest.partition(":")
+    what = _MARKED.get(kind, "{value!r}, which is not a {type}").format(value=value, type=shown)
+    article = "an" if shown[:1].lower() in "aeiou" else "a"
+    err = StoredValueError.one(f"{article} {shown} field holds {what}", "database", _FORM_FIX)
+    assert isinstance(err, StoredValueError)
+    return err
 
 
 def _int_sum(high: int | None, low: int | None) -> str | None:
@@ -1326,6 +1400,7 @@ class _Sqlite(_Gated):
             conn.create_function("quiver_real", 1, _real_json, deterministic=True)
             conn.create_function("quiver_not_int", 1, _not_int, deterministic=True)
             conn.create_function("quiver_stored", 2, _stored, deterministic=True)
+            conn.create_function("quiver_form", 2, _form, deterministic=True)
             conn.create_function("quiver_int_sum", 2, _int_sum, deterministic=True)
             conn.execute("PRAGMA foreign_keys = ON")
             self.local.conn = conn

@@ -10,6 +10,7 @@ Identifiers are quoted here and nowhere else: :meth:`Dialect.quote_ident` for on
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +24,7 @@ __all__ = [
     "MYSQL_SPATIAL_TYPES",
     "POSTGRESQL",
     "SQLITE",
+    "STORED_MARK",
     "Dialect",
     "IdentifierError",
     "check_identifier",
@@ -37,6 +39,13 @@ MYSQL_SPATIAL_TYPES = (
     r"geometry|point|linestring|polygon|multipoint|multilinestring|multipolygon"
     r"|geometrycollection"
 )
+
+
+#: What a value a field's scalar cannot carry is served as, where the database cannot refuse it
+#: itself (MariaDB calls no Python function): a JSON string ``"<mark><kind>:<type>:<value>"``,
+#: which the engine finds in the response and answers with an error naming the value. The
+#: random part keeps stored text from passing for it.
+STORED_MARK = f"quiver-stored-{secrets.token_hex(8)}:"
 
 
 class IdentifierError(ConfigError, ValueError):
@@ -242,6 +251,18 @@ class Dialect:
     #: stored value serves as JSON of that scalar whatever its class, ``{0}`` the value and
     #: ``<v>`` the scalar's own output of it (output only, as ``charset_output``).
     loose_output: Mapping[ScalarName, str] = field(default_factory=dict)
+    #: Where a column may hold text of any form (SQLite): per scalar, how a stored value is
+    #: served when it is text of the scalar's form, and refused when not (``{0}`` the value,
+    #: ``<v>`` its output as above); output only, and not where values are read as they are
+    #: (``value_output(checked=False)``).
+    form_output: Mapping[ScalarName, str] = field(default_factory=dict)
+    #: Stored values a column's type allows but its field's scalar cannot carry (MariaDB's
+    #: TIME beyond one day, zero dates, the ENUM error value): (scalar, or "enum" for an enum
+    #: field; pattern of ``db_type``; kind; the condition, over the value ``{0}``, that it is
+    #: such a value). Such a value is served as text holding :data:`STORED_MARK`, the kind, the
+    #: field's type and the value (``stored_text``), which the engine refuses (output only).
+    stored_checks: tuple[tuple[str, str, str, str], ...] = ()
+    stored_text: str = "{}"
 
     def decimal_width(self, db_type: str | None) -> tuple[int, int] | None:
         """The (precision, scale) of a decimal column of ``db_type`` whose filter values must
@@ -257,9 +278,12 @@ class Dialect:
                 return found
         return self.scalar_output.get(scalar)
 
-    def value_output(self, db_type: str | None, scalar: ScalarName) -> str | None:
+    def value_output(
+        self, db_type: str | None, scalar: ScalarName, *, checked: bool = True
+    ) -> str | None:
         """The template that serves a value of the column in the database's JSON: as
-        :meth:`column_output`, and text of another character set as UTF-8."""
+        :meth:`column_output`, and text of another character set as UTF-8; with ``checked``,
+        text not of the scalar's form is refused (``form_output``)."""
         found = self.column_output(db_type, scalar)
         if (
             found is None
@@ -270,8 +294,31 @@ class Dialect:
             return self.charset_output
         loose = self.loose_output.get(scalar)
         if loose is not None:
-            return loose.replace("<v>", (found or "{0}").replace("{}", "{0}"))
+            found = loose.replace("<v>", (found or "{0}").replace("{}", "{0}"))
+        form = self.form_output.get(scalar) if checked else None
+        if form is not None:
+            found = form.replace("<v>", (found or "{0}").replace("{}", "{0}"))
         return found
+
+    def stored_output(self, db_type: str | None, scalar: ScalarName, shown: str) -> str | None:
+        """Where a column of ``db_type`` served as ``scalar`` ("enum" for an enum field) may
+        hold a value the scalar cannot carry (``stored_checks``): the template that serves the
+        value ``{0}`` as ``<v>`` (its own output) or, when it is such a value, as the marked
+        text naming ``shown`` (the field's GraphQL type). None: every value is served."""
+        if not db_type or not self.stored_checks:
+            return None
+        if re.fullmatch(r"[_A-Za-z][_A-Za-z0-9]*", shown) is None:
+            raise ValueError(f"refusing to inline {shown!r} as a literal")
+        lowered = db_type.lower()
+        for checked, pattern, kind, condition in self.stored_checks:
+            if checked == scalar and re.fullmatch(pattern, lowered) is not None:
+                marked = (
+                    self.stored_text.replace("<kind>", f"'{kind}'")
+                    .replace("<type>", f"'{shown}'")
+                    .replace("{}", "{0}")
+                )
+                return f"CASE WHEN {condition} THEN {marked} ELSE <v> END"
+        return None
 
     def has_min_max(self, db_type: str | None, scalar: ScalarName) -> bool:
         """Whether MIN and MAX take a column of ``db_type`` served as ``scalar`` as it is."""
@@ -606,6 +653,21 @@ MYSQL = Dialect(
     keyed_max="SUBSTRING(MAX(CONCAT(LPAD({1}, 5, '0'), {0})), 6)",
     charset_types=r".* character set \w+",
     charset_output="CONVERT({} USING utf8mb4)",
+    # A TIME is a duration (-838:59:59 to 838:59:59), not a time of day; dates may have a
+    # zero month or day (0000-00-00) unless sql_mode has NO_ZERO_DATE and NO_ZERO_IN_DATE; an
+    # ENUM holds '' (position 0) for a value not in its list written outside strict mode.
+    stored_checks=(
+        ("Time", r"time\b.*", "time", "({0} < 0 OR {0} >= 240000)"),
+        ("Date", r"date", "date", "(MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)"),
+        (
+            "DateTime",
+            r"(datetime|timestamp)\b.*",
+            "date",
+            "(MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)",
+        ),
+        ("enum", r"enum\b.*", "enum", "({0} = '')"),
+    ),
+    stored_text=f"CONCAT('{STORED_MARK}', <kind>, ':', <type>, ':', CAST({{}} AS CHAR))",
     # The double of a FLOAT is exact, and CAST(? AS FLOAT) (type_input) turns it back.
     key_output=((r"float\b.*", "CAST({} AS DOUBLE)"),),
     supports_nulls_order=False,
@@ -622,6 +684,9 @@ MYSQL = Dialect(
     extra_session_sql=("SET SESSION group_concat_max_len = 4294967295",),
     narrow_identifiers=True,
 )
+
+#: A UUID's canonical text, as a GLOB pattern (either case of hex digits).
+_UUID_GLOB = "-".join("[0-9a-fA-F]" * n for n in (8, 4, 4, 4, 12))
 
 SQLITE = Dialect(
     name="sqlite",
@@ -680,8 +745,7 @@ SQLITE = Dialect(
     # text; a value other scalars cannot carry (a BLOB in a REAL column, text in a Float,
     # an integer in a Date, text that is not JSON in a JSON) fails the field's query with a
     # StoredValueError naming it (quiver_stored, registered on every connection). Int fields
-    # check their own (above). Text in a Date, DateTime, Time or UUID column is served as
-    # stored: checking its form would cost a date parse per value.
+    # check their own (above).
     loose_output={
         "String": (
             "CASE typeof({0}) WHEN 'text' THEN <v> WHEN 'blob' THEN quiver_base64({0})"
@@ -717,6 +781,32 @@ SQLITE = Dialect(
                 ("UUID", "'integer', 'real', 'blob'"),
             )
         },
+    },
+    # Text in a Date, DateTime, Time or UUID column must be of the scalar's form. The forms
+    # SQLite's date functions write (and UUIDs' canonical text) are checked here; any other
+    # text is read by quiver_form, which refuses what the scalar cannot carry (the date and
+    # time functions with '+0 days' normalise a day or an hour out of range).
+    form_output={
+        scalar: (
+            f"CASE WHEN typeof({{0}}) <> 'text' OR ({canonical}) THEN <v>"
+            f" ELSE coalesce(quiver_form(CAST({{0}} AS BLOB), '{scalar}'), <v>) END"
+        )
+        for scalar, canonical in (
+            ("Date", "date({0}, '+0 days') IS {0} AND {0} >= '0001'"),
+            (
+                "DateTime",
+                "datetime(substr({0}, 1, 19), '+0 days') IS replace(substr({0}, 1, 19), 'T', ' ')"
+                " AND {0} >= '0001' AND (length({0}) = 19 OR (substr({0}, 20, 1) = '.'"
+                " AND length({0}) > 20 AND substr({0}, 21) NOT GLOB '*[^0-9]*'))",
+            ),
+            (
+                "Time",
+                "time(substr({0}, 1, 8), '+0 seconds') IS substr({0}, 1, 8) AND (length({0}) = 8"
+                " OR (substr({0}, 9, 1) = '.' AND length({0}) > 9 AND substr({0}, 10)"
+                " NOT GLOB '*[^0-9]*'))",
+            ),
+            ("UUID", f"{{0}} GLOB '{_UUID_GLOB}'"),
+        )
     },
     max_like_pattern_bytes=50_000,
     # julianday reads every form SQLite's date functions know, to the millisecond.
