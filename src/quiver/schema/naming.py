@@ -123,11 +123,78 @@ _IRREGULAR = {
     "foot": "feet",
     "sms": "sms",
     "audio": "audio",
+    "quiz": "quizzes",
+    "by": "bys",  # order_by: a preposition, not a noun ending in y
+    # singulars ending in -che, whose plurals the rules cut after ch (caches -> cach)
+    **{w: w + "s" for w in ("cache", "niche", "quiche", "cliche", "avalanche", "ache")},
+    **{w: w + "s" for w in ("headache", "moustache", "mustache", "psyche", "creche")},
+    **{w: w + "s" for w in ("attache", "microfiche", "fiche", "cloche", "pastiche", "brioche")},
+    # -ie nouns the rules end in -y (birdies -> birdy)
+    **{w: w + "s" for w in ("birdie", "auntie", "freebie", "budgie", "collie", "boogie")},
+    **{w: w + "s" for w in ("tie", "lie", "pie", "die", "magpie", "necktie", "bowtie")},
 }
 _SINGULAR = {plural: single for single, plural in _IRREGULAR.items()} | {
     single: single for single in _IRREGULAR
 }
 _PLURAL = _IRREGULAR | {plural: plural for plural in _IRREGULAR.values()}
+
+# The nouns whose plural ends in -ves for a singular in -f or -fe. The rules turn every other
+# -ves into -fe or -f as well (olives -> olife, caves -> cafe, gloves -> glofe, leaves ->
+# leafe): a plural in -ves not listed here drops its s. Compounds end with one of them
+# (bookshelves, housewives, werewolves); ``lives`` only counts whole (olives).
+_VES = {
+    "leaves": "leaf",
+    "loaves": "loaf",
+    "hooves": "hoof",
+    "sheaves": "sheaf",
+    "wolves": "wolf",
+    "halves": "half",
+    "shelves": "shelf",
+    "calves": "calf",
+    "scarves": "scarf",
+    "wharves": "wharf",
+    "dwarves": "dwarf",
+    "elves": "elf",
+    "selves": "self",
+    "knives": "knife",
+    "wives": "wife",
+    "thieves": "thief",
+    "lives": "life",
+}
+_VES_PLURAL = {single: plural for plural, single in _VES.items()}
+# Endings whose plural adds -es and whose -es the rules leave on (buzzes -> buzze).
+_ES_ENDINGS = ("zz", "tz")
+
+
+def _ves_singular(low: str) -> str | None:
+    """The singular of a plural ending in -ves (see ``_VES``), or None for other words."""
+    if not low.endswith("ves"):
+        return None
+    for plural, single in _VES.items():
+        if low == plural or (plural != "lives" and low.endswith(plural)):
+            return low[: len(low) - len(plural)] + single
+    return low[:-1]
+
+
+def _singular(low: str) -> str:
+    found = _SINGULAR.get(low) or _ves_singular(low)
+    if found is not None:
+        return found
+    if low.endswith("es") and low[:-2].endswith(_ES_ENDINGS):
+        return low[:-2]
+    return str(inflection.singularize(low))
+
+
+def _plural(low: str) -> str:
+    found = _PLURAL.get(low)
+    if found is not None:
+        return found
+    for single, plural in _VES_PLURAL.items():
+        if low == single or (single != "life" and low.endswith(single) and len(single) > 3):
+            return low[: len(low) - len(single)] + plural
+    if low.endswith(_ES_ENDINGS):
+        return low + "es"
+    return str(inflection.pluralize(low))
 
 
 def pluralize(word: str) -> str:
@@ -135,7 +202,7 @@ def pluralize(word: str) -> str:
     ``albums``, ``mediaType`` -> ``mediaTypes``, ``status`` -> ``statuses``."""
     head, last = _split_last(word)
     low = last.lower()
-    return head + _same_case(_PLURAL.get(low) or inflection.pluralize(low), last)
+    return head + _same_case(_plural(low), last)
 
 
 def singularize(word: str) -> str:
@@ -143,7 +210,7 @@ def singularize(word: str) -> str:
     ``series`` -> ``series``, ``campus`` -> ``campus``."""
     head, last = _split_last(word)
     low = last.lower()
-    return head + _same_case(_SINGULAR.get(low) or inflection.singularize(low), last)
+    return head + _same_case(_singular(low), last)
 
 
 def _same_case(new: str, old: str) -> str:
