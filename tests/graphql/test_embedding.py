@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,16 @@ async def test_reflect_returns_the_schema_create_app_serves(chinook_sqlite: Path
         await app.shutdown()
     assert r.json()["data"]["albums"] == [{"title": "For Those About To Rock We Salute You"}]
     assert missing.json()["errors"][0]["message"].startswith("Cannot query field 'tracks'")
+
+
+async def test_reflect_leaves_out_the_tables_quiver_keeps_for_itself(tmp_path: Path) -> None:
+    path = tmp_path / "own.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE artist (id INTEGER PRIMARY KEY, name TEXT)")
+        for own in ("quiver_change_log", "quiver_observer_ledger", "quiver_jobs"):
+            conn.execute(f"CREATE TABLE {own} (id INTEGER PRIMARY KEY, artist_id INTEGER)")
+    schema = await quiver.reflect(f"sqlite:///{path}")
+    assert [e.source for e in schema.entities] == ["artist"]
 
 
 def test_create_app_reads_a_config_file(chinook_sqlite: Path, tmp_path: Path) -> None:

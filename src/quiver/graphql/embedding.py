@@ -14,6 +14,7 @@ from typing import Any
 from quiver.config.loader import load_settings
 from quiver.config.settings import QuiverSettings, TableNames
 from quiver.graphql.http import GraphQLApp
+from quiver.observers.tables import without_own_tables
 from quiver.runtime.errors import ConfigError
 from quiver.schema.ir import Schema
 from quiver.schema.reflect import reflect_database
@@ -78,7 +79,9 @@ async def reflect(
     ``schemas`` lists the PostgreSQL schemas to read (default ``public``); ``include`` and
     ``exclude`` are glob patterns over table names. Pass the result to :func:`create_app`
     (``schema=``) or save it with ``schema.to_json()``. ``names`` sets GraphQL names as the
-    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``). Raises
+    ``names:`` section of ``quiver.yaml`` does (``{"movies": {"type": "Film"}}``). Quiver's
+    own tables under their default names (the change log, the observers' ledger, claims and
+    dead letters, ``quiver_jobs``) are left out, as the API never serves them. Raises
     :class:`~quiver.runtime.errors.ConfigError` for names it cannot use (an unknown key
     among them) and when the database cannot be reflected.
     """
@@ -86,7 +89,8 @@ async def reflect(
         table: n.model_dump(exclude_defaults=True) if isinstance(n, TableNames) else n
         for table, n in (names or {}).items()
     }
-    chosen = load_settings(None, environ={}, base={"names": given}).names
-    return await reflect_database(
-        database, schemas=schemas, include=include, exclude=exclude, names=chosen
+    settings = load_settings(None, environ={}, base={"names": given})
+    schema = await reflect_database(
+        database, schemas=schemas, include=include, exclude=exclude, names=settings.names
     )
+    return without_own_tables(schema, settings)
