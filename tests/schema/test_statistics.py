@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
+from quiver.schema import statistics
 from quiver.schema.reflect import reflect_database
-from quiver.schema.statistics import read_statistics
+from quiver.schema.statistics import SAMPLE_ROWS, read_statistics
 from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -86,3 +89,37 @@ async def test_a_nested_query_on_a_small_database_costs_what_it_reads(shop: str)
         assert error["extensions"]["cost"] == 1 + 2 * (1 + 2 * (1 + 2 * 2))
     finally:
         await engine.close()
+
+
+async def test_sqlite_tables_past_the_sample_are_estimated_without_a_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, note TEXT)")
+        conn.execute("CREATE TABLE keyed (code TEXT PRIMARY KEY, n INT) WITHOUT ROWID")
+        conn.execute("CREATE TABLE analyzed (id INTEGER PRIMARY KEY, kind INT)")
+        conn.execute("CREATE INDEX analyzed_kind ON analyzed (kind)")
+        rows = SAMPLE_ROWS + 5_000
+        conn.executemany("INSERT INTO big VALUES (?, 'x')", ((i,) for i in range(1, rows + 1)))
+        conn.executemany("INSERT INTO keyed VALUES (?, 1)", ((f"k{i:07d}",) for i in range(rows)))
+        conn.executemany("INSERT INTO analyzed VALUES (?, 1)", ((i,) for i in range(1, rows + 1)))
+        conn.execute("ANALYZE analyzed")
+        # ANALYZE's count stands until it runs again (the largest rowid says otherwise)
+        conn.execute(f"DELETE FROM analyzed WHERE id > {SAMPLE_ROWS + 1_000}")
+
+    statements: list[str] = []
+    opened = statistics.connect_sqlite
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        conn = opened(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(statistics, "connect_sqlite", traced)
+    url = f"sqlite:///{path}"
+    stats = await read_statistics(url, await reflect_database(url))
+    assert stats.rows == {"Big": rows, "Keyed": rows, "Analyzed": rows}
+    whole = [s for s in statements if "count(*)" in s.lower() and "limit" not in s.lower()]
+    # only the WITHOUT ROWID table has neither statistics nor rowids to read
+    assert whole == ['SELECT count(*) FROM "keyed"']

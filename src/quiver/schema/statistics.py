@@ -6,7 +6,8 @@ on a database with two customers; :func:`read_statistics` reads, when the server
 
 * the rows of each table: counted when the table is small (at most :data:`SAMPLE_ROWS`), else
   the database's own estimate (PostgreSQL ``pg_class.reltuples``, MariaDB
-  ``information_schema.TABLES.TABLE_ROWS``; SQLite counts);
+  ``information_schema.TABLES.TABLE_ROWS``; SQLite ``sqlite_stat1`` where ``ANALYZE`` has run,
+  else the table's largest rowid, read without a scan);
 * the fan-out of each to-many relation: child rows per distinct parent key, from PostgreSQL's
   ``pg_stats.n_distinct`` where ``ANALYZE`` has run, else from the first
   :data:`SAMPLE_ROWS` child rows.
@@ -139,17 +140,45 @@ def _read_sqlite(db: DatabaseUrl, schema: Schema) -> Statistics:
         async def query(text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(text, list(params)).fetchall()]
 
+        analyzed = _sqlite_analyzed(conn)
+
         def estimate(e: Entity) -> float | None:
             if e.source not in tables:
                 return None
+            if e.source in analyzed:
+                return analyzed[e.source]
             ident = dialect_for("sqlite").quote_ident(e.source)
-            return float(conn.execute(f"SELECT count(*) FROM {ident}").fetchone()[0])
+            try:  # the largest rowid: one step down the table's b-tree, not a scan
+                (top,) = conn.execute(f"SELECT max(rowid) FROM {ident}").fetchone()
+            except Exception:  # a WITHOUT ROWID table: counted
+                (top,) = conn.execute(f"SELECT count(*) FROM {ident}").fetchone()
+            return float(top or 0)
 
         return asyncio.run(
             _collect(dialect_for("sqlite"), schema, estimate, lambda e, col: None, query)
         )
     finally:
         conn.close()
+
+
+def _sqlite_analyzed(conn: Any) -> dict[str, float]:
+    """Rows per table as ``ANALYZE`` recorded them (``sqlite_stat1``), where it has run: the
+    table's own entry, else its largest index's (a partial index holds fewer rows)."""
+    try:
+        found = conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1").fetchall()
+    except Exception:  # never analyzed: no such table
+        return {}
+    own: dict[str, float] = {}
+    indexed: dict[str, float] = {}
+    for table, index, stat in found:
+        first = str(stat or "").split(" ", 1)[0]
+        if not first.isdigit():
+            continue
+        if index is None:
+            own[str(table)] = float(first)
+        else:
+            indexed[str(table)] = max(indexed.get(str(table), 0.0), float(first))
+    return indexed | own
 
 
 def _text(value: Any) -> str:
