@@ -302,6 +302,10 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     if value is None:
         return None
     if pa.types.is_list(target):
+        if not as_json:
+            # a PostgreSQL array of several dimensions: its elements in order, as GraphQL
+            # serves it (the elements of other fields are never lists)
+            value = list(_elements(value))
         return [_cell(v, target.value_type, as_json) for v in value]
     if as_json:
         return json_text(value).decode()
@@ -320,7 +324,10 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     if pa.types.is_date(target):
         return dt.date.fromisoformat(str(value)[:10])
     if pa.types.is_time(target):
-        return dt.time.fromisoformat(str(value))
+        of_day = dt.time.fromisoformat(str(value))
+        if of_day.tzinfo is not None:  # SQLite keeps any text: time64 has no offset
+            raise ValueError("a time of day with a UTC offset, which time64 has none of")
+        return of_day
     if pa.types.is_binary(target):
         text = str(value)
         if text.startswith("\\x"):
@@ -331,6 +338,15 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     if isinstance(value, str):
         return value
     return json_text(value).decode()
+
+
+def _elements(value: Any) -> Iterator[Any]:
+    """The elements of a (possibly nested) JSON array, in order."""
+    for v in value:
+        if isinstance(v, list):
+            yield from _elements(v)
+        else:
+            yield v
 
 
 def _json_image(raw: Any, json_fields: frozenset[str]) -> str | None:
