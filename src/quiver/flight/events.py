@@ -349,15 +349,28 @@ def _elements(value: Any) -> Iterator[Any]:
             yield v
 
 
-def _json_image(raw: Any, json_fields: frozenset[str]) -> str | None:
+def _json_image(
+    raw: Any, json_fields: frozenset[str], list_fields: frozenset[str] = frozenset()
+) -> str | None:
     """An image as JSON text in the event document's form: of ``json_fields`` (fields that may
     hold the JSON value null), one holding SQL NULL is absent, one holding JSON null is null
-    (see :func:`quiver.sql.changelog.image_document`); every number as logged."""
+    (see :func:`quiver.sql.changelog.image_document`); of ``list_fields`` (arrays of other
+    than JSON), one logged as nested lists (a PostgreSQL array of several dimensions, logged
+    so before the triggers served it flat) is the list of its elements, as GraphQL serves
+    it; every number as logged."""
     text = _json_text(raw)
-    if text is None or not json_fields or "null" not in text:
+    if text is None:
+        return text
+    nested = bool(list_fields) and "[[" in text.replace(" ", "")
+    if not nested and (not json_fields or "null" not in text):
         return text
     image = json.loads(text, parse_float=orjson.Fragment, parse_int=_exact_int)
     document = image_document(image, json_fields)
+    if nested and document is not None:
+        for name in list_fields:
+            value = document.get(name)
+            if isinstance(value, list) and any(isinstance(v, list) for v in value):
+                document[name] = list(_elements(value))
     if document == image:
         return text
     return orjson.dumps(document).decode()
@@ -396,6 +409,7 @@ def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str
 def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> pa.RecordBatch:
     typed = _typed(entity)
     json_fields = frozenset(f.name for f in entity.fields if f.holds_json_null)
+    list_fields = frozenset(f.name for f in entity.fields if f.is_list and f.scalar != Scalar.JSON)
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for r in rows:
         key, op, before, after, changed, actor, tenant, txid = r.values
@@ -407,8 +421,8 @@ def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> 
             columns["before"].append(_image(before, typed, r.id, "before"))
             columns["after"].append(_image(after, typed, r.id, "after"))
         else:
-            columns["before"].append(_json_image(before, json_fields))
-            columns["after"].append(_json_image(after, json_fields))
+            columns["before"].append(_json_image(before, json_fields, list_fields))
+            columns["after"].append(_json_image(after, json_fields, list_fields))
         columns["changed_fields"].append([str(c) for c in (_loads(changed) or [])])
         columns["actor"].append(actor)
         columns["tenant_id"].append(tenant)
