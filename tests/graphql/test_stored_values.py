@@ -545,3 +545,40 @@ async def test_mariadb_subscription_serving_such_a_value_ends_naming_it(
             assert FIX in error["message"]
         finally:
             await client.kill()
+
+
+async def test_postgresql_subscription_serving_24_00_ends_naming_it(
+    fresh_postgresql: str, modules: Path
+) -> None:
+    from quiver.observers.triggers import install_triggers
+    from tests.graphql.subscription_fixtures import NodeClient, serve_database
+
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query("CREATE TABLE shifts (id INT PRIMARY KEY, starts TIME)")
+        async with serve_database(db, fresh_postgresql) as live:
+            engine = live.app.engine
+            assert engine is not None
+            await install_triggers(
+                engine.database, [engine.catalog.entities["Shift"]], "quiver_change_log"
+            )
+            client = await NodeClient.start(
+                modules, live.url, "subscription { shiftChanged { after { id starts } } }"
+            )
+            try:
+                await client.connected()
+                await live.active(1)
+                await live.sql("INSERT INTO shifts VALUES (1, '23:59:59')")
+                [first] = await client.next_payloads(1)
+                assert first["data"]["shiftChanged"]["after"] == {"id": 1, "starts": "23:59:59"}
+                await live.sql("INSERT INTO shifts VALUES (2, '24:00:00')")
+                event = await client.event()
+                assert event["event"] == "error", event
+                (error,) = event["errors"]
+                assert error["extensions"]["code"] == "DATABASE_ERROR", error
+                assert "a Time field holds the PostgreSQL time '24:00:00'" in error["message"]
+                assert FIX in error["message"]
+            finally:
+                await client.kill()
+    finally:
+        db.close()
