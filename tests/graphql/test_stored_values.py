@@ -517,68 +517,48 @@ async def test_postgresql_time_of_24_00_is_refused_as_input_as_it_is_as_output(
 async def test_mariadb_subscription_serving_such_a_value_ends_naming_it(
     fresh_mysql: str, modules: Path
 ) -> None:
-    from quiver.observers.triggers import install_triggers
-    from tests.graphql.subscription_fixtures import NodeClient, live_server
+    from tests.graphql.subscription_fixtures import live_server, watching
 
-    async with live_server("mysql", fresh_mysql) as live:
-        engine = live.app.engine
-        assert engine is not None
-        await install_triggers(
-            engine.database, [engine.catalog.entities["Gadget"]], "quiver_change_log"
-        )
-        client = await NodeClient.start(
-            modules, live.url, "subscription { gadgetChanged { op after { id released } } }"
-        )
-        try:
-            await client.connected()
-            await live.active(1)
-            await live.sql("INSERT INTO gadgets (price, released) VALUES (1, '2024-05-06')")
-            [first] = await client.next_payloads(1)
-            assert first["data"]["gadgetChanged"]["after"]["released"] == "2024-05-06"
-            live.db.query("SET SESSION sql_mode = ''")
-            await live.sql("INSERT INTO gadgets (price, released) VALUES (2, '2024-00-06')")
-            event = await client.event()
-            assert event["event"] == "error", event
-            (error,) = event["errors"]
-            assert error["extensions"]["code"] == "DATABASE_ERROR", error
-            assert "a Date field holds the MariaDB date '2024-00-06'" in error["message"]
-            assert FIX in error["message"]
-        finally:
-            await client.kill()
+    query = "subscription { gadgetChanged { op after { id released } } }"
+    async with (
+        live_server("mysql", fresh_mysql) as live,
+        watching(live, modules, "Gadget", query) as client,
+    ):
+        await live.sql("INSERT INTO gadgets (price, released) VALUES (1, '2024-05-06')")
+        [first] = await client.next_payloads(1)
+        assert first["data"]["gadgetChanged"]["after"]["released"] == "2024-05-06"
+        live.db.query("SET SESSION sql_mode = ''")
+        await live.sql("INSERT INTO gadgets (price, released) VALUES (2, '2024-00-06')")
+        event = await client.event()
+        assert event["event"] == "error", event
+        (error,) = event["errors"]
+        assert error["extensions"]["code"] == "DATABASE_ERROR", error
+        assert "a Date field holds the MariaDB date '2024-00-06'" in error["message"]
+        assert FIX in error["message"]
 
 
 async def test_postgresql_subscription_serving_24_00_ends_naming_it(
     fresh_postgresql: str, modules: Path
 ) -> None:
-    from quiver.observers.triggers import install_triggers
-    from tests.graphql.subscription_fixtures import NodeClient, serve_database
+    from tests.graphql.subscription_fixtures import serve_database, watching
 
     db = ChinookDb("postgresql", fresh_postgresql)
     try:
         db.query("CREATE TABLE shifts (id INT PRIMARY KEY, starts TIME)")
-        async with serve_database(db, fresh_postgresql) as live:
-            engine = live.app.engine
-            assert engine is not None
-            await install_triggers(
-                engine.database, [engine.catalog.entities["Shift"]], "quiver_change_log"
-            )
-            client = await NodeClient.start(
-                modules, live.url, "subscription { shiftChanged { after { id starts } } }"
-            )
-            try:
-                await client.connected()
-                await live.active(1)
-                await live.sql("INSERT INTO shifts VALUES (1, '23:59:59')")
-                [first] = await client.next_payloads(1)
-                assert first["data"]["shiftChanged"]["after"] == {"id": 1, "starts": "23:59:59"}
-                await live.sql("INSERT INTO shifts VALUES (2, '24:00:00')")
-                event = await client.event()
-                assert event["event"] == "error", event
-                (error,) = event["errors"]
-                assert error["extensions"]["code"] == "DATABASE_ERROR", error
-                assert "a Time field holds the PostgreSQL time '24:00:00'" in error["message"]
-                assert FIX in error["message"]
-            finally:
-                await client.kill()
+        query = "subscription { shiftChanged { after { id starts } } }"
+        async with (
+            serve_database(db, fresh_postgresql) as live,
+            watching(live, modules, "Shift", query) as client,
+        ):
+            await live.sql("INSERT INTO shifts VALUES (1, '23:59:59')")
+            [first] = await client.next_payloads(1)
+            assert first["data"]["shiftChanged"]["after"] == {"id": 1, "starts": "23:59:59"}
+            await live.sql("INSERT INTO shifts VALUES (2, '24:00:00')")
+            event = await client.event()
+            assert event["event"] == "error", event
+            (error,) = event["errors"]
+            assert error["extensions"]["code"] == "DATABASE_ERROR", error
+            assert "a Time field holds the PostgreSQL time '24:00:00'" in error["message"]
+            assert FIX in error["message"]
     finally:
         db.close()
