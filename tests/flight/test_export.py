@@ -278,7 +278,9 @@ def test_a_stored_value_arrow_cannot_read_fails_the_call_in_one_line(fresh_sqlit
         with pytest.raises(flight.FlightServerError) as caught:
             read(client, "export:Event::")
         assert "STORED_VALUE" in str(caught.value)
-        assert "column 'at' holds a value that cannot be read as timestamp" in str(caught.value)
+        assert "column 'at' of table 'event' holds a value that cannot be read as timestamp" in str(
+            caught.value
+        )
         assert "yesterday" in str(caught.value)
         assert "Traceback" not in str(caught.value)
         assert read(client, "export:Event:id=2:id").num_rows == 1

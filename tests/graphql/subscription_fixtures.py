@@ -193,6 +193,26 @@ async def live_server(dialect: Dialect, url: str, **settings: Any) -> AsyncItera
 
 
 @contextlib.asynccontextmanager
+async def watching(
+    live: LiveServer, modules: Path, entity: str, query: str
+) -> AsyncIterator[NodeClient]:
+    """A client subscribed with ``query`` on ``live``, once the change-log triggers of
+    ``entity`` (a type name) log writes made outside Quiver; killed on leaving."""
+    from quiver.observers.triggers import install_triggers
+
+    engine = live.app.engine
+    assert engine is not None
+    await install_triggers(engine.database, [engine.catalog.entities[entity]], "quiver_change_log")
+    client = await NodeClient.start(modules, live.url, query)
+    try:
+        await client.connected()
+        await live.active(1)
+        yield client
+    finally:
+        await client.kill()
+
+
+@contextlib.asynccontextmanager
 async def serve_database(
     db: ChinookDb, url: str, schemas: list[str] | None = None, **settings: Any
 ) -> AsyncIterator[LiveServer]:

@@ -76,3 +76,42 @@ async def test_values_of_several_dimensions_are_served_as_declared_lists(grid: s
         }
     }, body
     assert found == {"data": {"grids": [{"id": 1, "a": [1, 2, 3, 4]}]}}
+
+
+async def test_subscriptions_serve_values_of_several_dimensions_as_queries_do(
+    fresh_postgresql: str, modules: Any
+) -> None:
+    """A change's images, logged by the triggers or by a mutation, or logged nested before
+    the triggers served such values flat, are served as the query serves the row."""
+    from tests.conftest import ChinookDb
+    from tests.graphql.subscription_fixtures import serve_database, watching
+
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query("CREATE TABLE grid (id int PRIMARY KEY, a int[][], t text[])")
+        query = "subscription { gridChanged { op after { id a t } } }"
+        async with serve_database(db, fresh_postgresql) as live:
+            async with watching(live, modules, "Grid", query) as client:
+                await live.sql("INSERT INTO grid VALUES (1, '{{1,2},{3,4}}', '{{a,b},{c,NULL}}')")
+                # logged nested, as triggers installed before they logged such values flat did
+                await live.sql(
+                    "INSERT INTO quiver_change_log (entity, entity_key, operation, after_image,"
+                    " changed_fields, transaction_id) VALUES ('Grid', '{\"id\": 2}', 'insert',"
+                    ' \'{"id": 2, "a": [[5], [6]], "t": [["x"], [null]]}\', \'[]\', \'x\')'
+                )
+                payloads = await client.next_payloads(2)
+                afters = [p["data"]["gridChanged"]["after"] for p in payloads]
+                assert afters == [
+                    {"id": 1, "a": [1, 2, 3, 4], "t": ["a", "b", "c", None]},
+                    {"id": 2, "a": [5, 6], "t": ["x", None]},
+                ]
+                await live.sql("INSERT INTO grid VALUES (2, '{{5},{6}}', '{{x},{NULL}}')")
+                [logged] = await client.next_payloads(1)
+                assert logged["data"]["gridChanged"]["after"] == afters[1]
+            engine = live.app.engine
+            assert engine is not None
+            query = "{ grids { id a t } }"
+            body = orjson.loads((await engine.execute(engine.prepare(query, None), None)).body)
+            assert body["data"]["grids"] == afters
+    finally:
+        db.close()

@@ -73,6 +73,10 @@ MARIADB_ROWS: dict[int, dict[str, str]] = {
     12: {"kind": "nonsense"},  # not in the list: stored as '' outside strict mode
     13: {"spare": "nonsense"},  # '' is in this list: a value of the enum
     14: {"starts": "00:00:00", "day": "0001-01-01", "at": "9999-12-31 23:59:59"},
+    # year 0 (MariaDB stores it in any sql_mode): no ISO 8601 date the scalars read
+    15: {"day": "0000-01-01"},
+    16: {"at": "0000-12-31 23:59:59"},
+    17: {"exact": "0000-06-15 12:00:00.25"},
 }
 #: (row, field, scalar, the value as the message names it)
 MARIADB_REFUSED = [
@@ -87,6 +91,9 @@ MARIADB_REFUSED = [
     (10, "stamp", "DateTime", "'0000-00-00 00:00:00'"),
     (11, "exact", "DateTime", "'2020-00-01 00:00:00.500000'"),
     (12, "kind", "ENUM error value ''", "a ShiftKind field"),
+    (15, "day", "Date", "'0000-01-01'"),
+    (16, "at", "DateTime", "'0000-12-31 23:59:59'"),
+    (17, "exact", "DateTime", "'0000-06-15 12:00:00.250000'"),
 ]
 
 
@@ -215,6 +222,25 @@ async def test_mariadb_mutation_returning_such_a_value_writes_nothing(mariadb: R
     mariadb.db.query("SET SESSION sql_mode = ''")
     mariadb.sql("UPDATE shifts SET starts = '24:00:00' WHERE id = 3")
     mariadb.db.query("SET SESSION sql_mode = DEFAULT")
+
+
+async def test_mariadb_year_zero_is_refused_as_input_as_it_is_as_output(mariadb: Runner) -> None:
+    # MariaDB stores year 0 in strict mode too; the Date and DateTime scalars read no year 0
+    mariadb.sql("UPDATE shifts SET day = '0000-03-01' WHERE id = 15")
+    try:
+        errors = await mariadb.errors("{ shifts(where: {id: {eq: 15}}) { day } }")
+        _refusal(errors, "Date", "'0000-03-01'", "its year, month or day is zero")
+    finally:
+        mariadb.sql("UPDATE shifts SET day = '0000-01-01' WHERE id = 15")
+    for query in (
+        '{ shifts(where: {day: {eq: "0000-01-01"}}) { id } }',
+        '{ shifts(where: {at: {lt: "0000-12-31T23:59:59"}}) { id } }',
+        'mutation { updateShift(id: 14, set: {day: "0000-01-01"}) { id } }',
+    ):
+        [error] = await mariadb.errors(query)
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert "cannot represent '0000-" in error["message"], error
+    assert mariadb.sql("SELECT day FROM shifts WHERE id = 14")[0][0].year == 1
 
 
 async def test_mariadb_stored_text_never_passes_for_a_marked_value(mariadb: Runner) -> None:
@@ -390,41 +416,97 @@ async def test_sqlite_text_that_is_not_utf8_is_refused_readably(sqlite_cells: Ru
 # --------------------------------------------------------------------------------------------
 
 
-async def test_postgresql_plans_no_check_and_serves_as_before(fresh_postgresql: str) -> None:
+@pytest_asyncio.fixture(loop_scope="session")
+async def postgresql(fresh_postgresql: str) -> AsyncIterator[Runner]:
     db = ChinookDb("postgresql", fresh_postgresql)
     try:
         db.query("CREATE TYPE mood AS ENUM ('calm', 'busy')")
         db.query(
-            "CREATE TABLE shifts (id INT PRIMARY KEY, starts TIME, day DATE, at TIMESTAMP,"
-            " kind mood, u UUID)"
+            "CREATE TABLE shifts (id INT PRIMARY KEY, starts TIME, zoned TIMETZ, times TIME[],"
+            " day DATE, at TIMESTAMP, kind mood, u UUID, note TEXT)"
         )
         db.query(
-            "INSERT INTO shifts VALUES (1, '24:00:00', '2020-01-15', '2020-01-15 10:00:00',"
-            " 'busy', '123e4567-e89b-12d3-a456-426614174000')"
+            "INSERT INTO shifts VALUES (1, '23:59:59.999999', '10:00:00+02', '{00:00:00}',"
+            " '2020-01-15', '2020-01-15 10:00:00', 'busy', '123e4567-e89b-12d3-a456-426614174000',"
+            " 'fine'), (2, '24:00:00', NULL, NULL, NULL, NULL, NULL, NULL, 'end'),"
+            " (3, NULL, '24:00:00+05', NULL, NULL, NULL, NULL, NULL, NULL),"
+            " (4, NULL, NULL, '{08:00:00,24:00:00}', NULL, NULL, NULL, NULL, NULL)"
         )
         schema = await reflect_database(fresh_postgresql)
-        settings = QuiverSettings.model_validate({"database": {"url": fresh_postgresql}})
+        settings = QuiverSettings.model_validate(
+            {"database": {"url": fresh_postgresql}, "mutations": {"change_log_table": "outbox"}}
+        )
         engine = await GraphQLEngine.open(schema, settings)
         try:
-            runner = Runner(engine, db)
-            query = "{ shifts { starts day at kind u } }"
-            data = await runner.data(query)
-            assert data["shifts"] == [
-                {
-                    "starts": "24:00:00",
-                    "day": "2020-01-15",
-                    "at": "2020-01-15T10:00:00",
-                    "kind": "busy",
-                    "u": "123e4567-e89b-12d3-a456-426614174000",
-                }
-            ]
-            prepared = engine.prepare(query, None)
-            await engine.execute(prepared, None)
-            assert not any(s.marks for steps in prepared.plans.values() for s in steps)
+            yield Runner(engine, db)
         finally:
             await engine.close()
     finally:
         db.close()
+
+
+async def test_postgresql_serves_every_time_of_day_and_checks_only_time_fields(
+    postgresql: Runner,
+) -> None:
+    query = "{ shifts(where: {id: {eq: 1}}) { starts zoned times day at kind u } }"
+    data = await postgresql.data(query)
+    assert data["shifts"] == [
+        {
+            "starts": "23:59:59.999999",
+            "zoned": "10:00:00+02",
+            "times": ["00:00:00"],
+            "day": "2020-01-15",
+            "at": "2020-01-15T10:00:00",
+            "kind": "busy",
+            "u": "123e4567-e89b-12d3-a456-426614174000",
+        }
+    ]
+    prepared = postgresql.engine.prepare("{ shifts { day at kind u note } }", None)
+    await postgresql.engine.execute(prepared, None)
+    assert not any(s.marks for steps in prepared.plans.values() for s in steps)
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "value"),
+    [(2, "starts", "'24:00:00'"), (3, "zoned", "'24:00:00+05'"), (4, "times", "'24:00:00'")],
+)
+async def test_postgresql_time_of_24_00_is_a_field_error(
+    postgresql: Runner, row: int, field: str, value: str
+) -> None:
+    errors = await postgresql.errors(f"{{ shifts(where: {{id: {{eq: {row}}}}}) {{ {field} }} }}")
+    error = _refusal(errors, "a Time field holds the PostgreSQL time", value, "00:00:00")
+    assert error["path"] == ["shifts"]
+
+
+async def test_postgresql_time_of_24_00_is_refused_as_input_as_it_is_as_output(
+    postgresql: Runner,
+) -> None:
+    for query in (
+        '{ shifts(where: {starts: {eq: "24:00:00"}}) { id } }',
+        '{ shifts(where: {starts: {gte: "24:00"}}) { id } }',
+        'mutation { updateShift(id: 1, set: {starts: "24:00:00"}) { id } }',
+        'mutation { createShift(input: {id: 9, zoned: "24:00:00+00:00"}) { id } }',
+    ):
+        [error] = await postgresql.errors(query)
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
+        assert "Time cannot represent '24:00" in error["message"], error
+    [error] = await postgresql.errors(
+        "query ($t: Time) { shifts(where: {starts: {eq: $t}}) { id } }", {"t": "24:00:00"}
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    # a row holding it can be read without the field, and corrected through the API
+    data = await postgresql.data('{ shifts(where: {starts: {gt: "23:00"}}) { id note } }')
+    assert data["shifts"] == [{"id": 1, "note": "fine"}, {"id": 2, "note": "end"}]
+    errors = await postgresql.errors(
+        'mutation { updateShift(id: 2, set: {note: "x"}) { id starts } }'
+    )
+    _refusal(errors, "'24:00:00'", "nothing was written")
+    assert postgresql.sql("SELECT note FROM shifts WHERE id = 2") == [("end",)]
+    data = await postgresql.data(
+        'mutation { updateShift(id: 2, set: {starts: "00:00:00"}) { id starts } }'
+    )
+    assert data["updateShift"] == {"id": 2, "starts": "00:00:00"}
+    postgresql.sql("UPDATE shifts SET starts = '24:00:00' WHERE id = 2")
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,31 +517,48 @@ async def test_postgresql_plans_no_check_and_serves_as_before(fresh_postgresql: 
 async def test_mariadb_subscription_serving_such_a_value_ends_naming_it(
     fresh_mysql: str, modules: Path
 ) -> None:
-    from quiver.observers.triggers import install_triggers
-    from tests.graphql.subscription_fixtures import NodeClient, live_server
+    from tests.graphql.subscription_fixtures import live_server, watching
 
-    async with live_server("mysql", fresh_mysql) as live:
-        engine = live.app.engine
-        assert engine is not None
-        await install_triggers(
-            engine.database, [engine.catalog.entities["Gadget"]], "quiver_change_log"
-        )
-        client = await NodeClient.start(
-            modules, live.url, "subscription { gadgetChanged { op after { id released } } }"
-        )
-        try:
-            await client.connected()
-            await live.active(1)
-            await live.sql("INSERT INTO gadgets (price, released) VALUES (1, '2024-05-06')")
+    query = "subscription { gadgetChanged { op after { id released } } }"
+    async with (
+        live_server("mysql", fresh_mysql) as live,
+        watching(live, modules, "Gadget", query) as client,
+    ):
+        await live.sql("INSERT INTO gadgets (price, released) VALUES (1, '2024-05-06')")
+        [first] = await client.next_payloads(1)
+        assert first["data"]["gadgetChanged"]["after"]["released"] == "2024-05-06"
+        live.db.query("SET SESSION sql_mode = ''")
+        await live.sql("INSERT INTO gadgets (price, released) VALUES (2, '2024-00-06')")
+        event = await client.event()
+        assert event["event"] == "error", event
+        (error,) = event["errors"]
+        assert error["extensions"]["code"] == "DATABASE_ERROR", error
+        assert "a Date field holds the MariaDB date '2024-00-06'" in error["message"]
+        assert FIX in error["message"]
+
+
+async def test_postgresql_subscription_serving_24_00_ends_naming_it(
+    fresh_postgresql: str, modules: Path
+) -> None:
+    from tests.graphql.subscription_fixtures import serve_database, watching
+
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query("CREATE TABLE shifts (id INT PRIMARY KEY, starts TIME)")
+        query = "subscription { shiftChanged { after { id starts } } }"
+        async with (
+            serve_database(db, fresh_postgresql) as live,
+            watching(live, modules, "Shift", query) as client,
+        ):
+            await live.sql("INSERT INTO shifts VALUES (1, '23:59:59')")
             [first] = await client.next_payloads(1)
-            assert first["data"]["gadgetChanged"]["after"]["released"] == "2024-05-06"
-            live.db.query("SET SESSION sql_mode = ''")
-            await live.sql("INSERT INTO gadgets (price, released) VALUES (2, '2024-00-06')")
+            assert first["data"]["shiftChanged"]["after"] == {"id": 1, "starts": "23:59:59"}
+            await live.sql("INSERT INTO shifts VALUES (2, '24:00:00')")
             event = await client.event()
             assert event["event"] == "error", event
             (error,) = event["errors"]
             assert error["extensions"]["code"] == "DATABASE_ERROR", error
-            assert "a Date field holds the MariaDB date '2024-00-06'" in error["message"]
+            assert "a Time field holds the PostgreSQL time '24:00:00'" in error["message"]
             assert FIX in error["message"]
-        finally:
-            await client.kill()
+    finally:
+        db.close()

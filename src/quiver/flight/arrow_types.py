@@ -95,8 +95,11 @@ def arrow_schema(fields: Iterable[Field]) -> pa.Schema:
     return pa.schema([pa.field(f.name, arrow_type(f), nullable=f.nullable) for f in fields])
 
 
-def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with its columns cast to ``schema`` (the database's own types may differ)."""
+def conform_batch(
+    batch: pa.RecordBatch, schema: pa.Schema, table: str | None = None
+) -> pa.RecordBatch:
+    """``batch`` with its columns cast to ``schema`` (the database's own types may differ);
+    ``table``, named in the error of a value that cannot be cast, is where the rows are from."""
     if batch.schema.equals(schema):
         return batch
     columns = []
@@ -106,7 +109,8 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             detail = ErrorDetail(
-                f"column {target.name!r} holds a value that cannot be read as {target.type} "
+                f"column {target.name!r}{f' of table {table!r}' if table else ''} holds a"
+                f" value that cannot be read as {target.type} "
                 f"(the database gave {column.type}): {first}",
                 target.name,
                 "fix the stored value, or leave the column out of the ticket",

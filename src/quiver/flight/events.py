@@ -302,6 +302,10 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     if value is None:
         return None
     if pa.types.is_list(target):
+        if not as_json:
+            # a PostgreSQL array of several dimensions: its elements in order, as GraphQL
+            # serves it (the elements of other fields are never lists)
+            value = list(_elements(value))
         return [_cell(v, target.value_type, as_json) for v in value]
     if as_json:
         return json_text(value).decode()
@@ -320,7 +324,10 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     if pa.types.is_date(target):
         return dt.date.fromisoformat(str(value)[:10])
     if pa.types.is_time(target):
-        return dt.time.fromisoformat(str(value))
+        of_day = dt.time.fromisoformat(str(value))
+        if of_day.tzinfo is not None:  # SQLite keeps any text: time64 has no offset
+            raise ValueError("a time of day with a UTC offset, which time64 has none of")
+        return of_day
     if pa.types.is_binary(target):
         text = str(value)
         if text.startswith("\\x"):
@@ -333,15 +340,37 @@ def _cell(value: Any, target: pa.DataType, as_json: bool = False) -> Any:
     return json_text(value).decode()
 
 
-def _json_image(raw: Any, json_fields: frozenset[str]) -> str | None:
+def _elements(value: Any) -> Iterator[Any]:
+    """The elements of a (possibly nested) JSON array, in order."""
+    for v in value:
+        if isinstance(v, list):
+            yield from _elements(v)
+        else:
+            yield v
+
+
+def _json_image(
+    raw: Any, json_fields: frozenset[str], list_fields: frozenset[str] = frozenset()
+) -> str | None:
     """An image as JSON text in the event document's form: of ``json_fields`` (fields that may
     hold the JSON value null), one holding SQL NULL is absent, one holding JSON null is null
-    (see :func:`quiver.sql.changelog.image_document`); every number as logged."""
+    (see :func:`quiver.sql.changelog.image_document`); of ``list_fields`` (arrays of other
+    than JSON), one logged as nested lists (a PostgreSQL array of several dimensions, logged
+    so before the triggers served it flat) is the list of its elements, as GraphQL serves
+    it; every number as logged."""
     text = _json_text(raw)
-    if text is None or not json_fields or "null" not in text:
+    if text is None:
+        return text
+    nested = bool(list_fields) and "[[" in text.replace(" ", "")
+    if not nested and (not json_fields or "null" not in text):
         return text
     image = json.loads(text, parse_float=orjson.Fragment, parse_int=_exact_int)
     document = image_document(image, json_fields)
+    if nested and document is not None:
+        for name in list_fields:
+            value = document.get(name)
+            if isinstance(value, list) and any(isinstance(v, list) for v in value):
+                document[name] = list(_elements(value))
     if document == image:
         return text
     return orjson.dumps(document).decode()
@@ -380,6 +409,7 @@ def _image(raw: Any, typed: list[tuple[Any, pa.Field]], event_id: int, side: str
 def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> pa.RecordBatch:
     typed = _typed(entity)
     json_fields = frozenset(f.name for f in entity.fields if f.holds_json_null)
+    list_fields = frozenset(f.name for f in entity.fields if f.is_list and f.scalar != Scalar.JSON)
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for r in rows:
         key, op, before, after, changed, actor, tenant, txid = r.values
@@ -391,8 +421,8 @@ def _batch(rows: list[_Row], schema: pa.Schema, entity: Entity, images: str) -> 
             columns["before"].append(_image(before, typed, r.id, "before"))
             columns["after"].append(_image(after, typed, r.id, "after"))
         else:
-            columns["before"].append(_json_image(before, json_fields))
-            columns["after"].append(_json_image(after, json_fields))
+            columns["before"].append(_json_image(before, json_fields, list_fields))
+            columns["after"].append(_json_image(after, json_fields, list_fields))
         columns["changed_fields"].append([str(c) for c in (_loads(changed) or [])])
         columns["actor"].append(actor)
         columns["tenant_id"].append(tenant)

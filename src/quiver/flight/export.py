@@ -35,6 +35,7 @@ from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar
 from quiver.sql.arrow_reads import (
     bit_number,
+    end_of_day_column,
     infinite_time_column,
     non_finite_numeric_column,
     template_parts,
@@ -486,8 +487,10 @@ def _adbc_batches(
         for batch in driver:
             batch = _unscale(_finite_numerics(batch, plan) if postgresql else batch, plan)
             for start in range(0, batch.num_rows, batch_rows):
-                conformed = conform_batch(batch.slice(start, batch_rows), plan.schema)
-                yield _finite_times(conformed) if postgresql else conformed
+                conformed = conform_batch(
+                    batch.slice(start, batch_rows), plan.schema, plan.entity.source
+                )
+                yield _finite_times(conformed, plan.entity.source) if postgresql else conformed
         done = True
     finally:
         if not done:
@@ -502,9 +505,20 @@ def _adbc_batches(
         pool.release(lease)
 
 
-def _finite_times(batch: pa.RecordBatch) -> pa.RecordBatch:
+def _finite_times(batch: pa.RecordBatch, table: str) -> pa.RecordBatch:
     """``batch``, failing when a date or timestamp column holds PostgreSQL's ``infinity`` or
-    ``-infinity``, which no Arrow date or timestamp holds."""
+    ``-infinity``, which no Arrow date or timestamp holds, or a time column PostgreSQL's
+    ``24:00:00``, which no Arrow time holds (a time64 is less than a day)."""
+    late = end_of_day_column(batch)
+    if late is not None:
+        detail = ErrorDetail(
+            f"column {late!r} of table {table!r} holds the time 24:00:00, which time64[us] (a"
+            " time of day, 00:00:00 to 23:59:59.999999) cannot hold",
+            late,
+            "store the next day's 00:00:00 instead, filter those rows out, or export the column"
+            " through a view that casts it to text",
+        )
+        raise PermanentError([detail], code="STORED_VALUE")
     found = infinite_time_column(batch)
     if found is not None:
         detail = ErrorDetail(
@@ -679,7 +693,7 @@ def _mysql_batches(
             rows = cursor.fetchmany(batch_rows)
             if not rows:
                 break
-            yield _batch_of_rows(rows, plan.schema)
+            yield _batch_of_rows(rows, plan.schema, plan.entity.source)
         cursor.close()
         done = True
     finally:
@@ -693,7 +707,9 @@ def _mysql_batches(
         pool.release(lease)
 
 
-def _batch_of_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+def _batch_of_rows(
+    rows: Sequence[tuple[Any, ...]], schema: pa.Schema, table: str
+) -> pa.RecordBatch:
     columns = list(zip(*rows, strict=True))
     arrays = []
     for values, target in zip(columns, schema, strict=True):
@@ -701,26 +717,46 @@ def _batch_of_rows(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Rec
             arrays.append(_array(list(values), target.type))
         except _NotATimeOfDayError as exc:
             detail = ErrorDetail(
-                f"column {target.name!r} holds {exc}, which {target.type} (a time of day) "
-                "cannot hold",
+                f"column {target.name!r} of table {table!r} holds {exc}, which {target.type}"
+                " (a time of day) cannot hold",
                 target.name,
                 "filter those rows out, or export the column through a view that casts it",
             )
             raise PermanentError([detail], code="STORED_VALUE") from None
-    return conform_batch(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema)
+        except _NotADateError as exc:
+            detail = ErrorDetail(
+                f"column {target.name!r} of table {table!r} holds the MariaDB date {exc}, which"
+                f" {target.type} cannot hold: its year, month or day is zero (ISO 8601 dates,"
+                " and Arrow readers, start at year 1)",
+                target.name,
+                "correct the stored value, filter those rows out, or export the column through"
+                " a view that casts it to text",
+            )
+            raise PermanentError([detail], code="STORED_VALUE") from None
+    return conform_batch(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema, table)
 
 
 def _array(values: list[Any], target: pa.DataType) -> pa.Array:
     if pa.types.is_time(target):
         values = [_time_of(v) for v in values]
-    elif pa.types.is_timestamp(target):
-        return pa.array(values, type=pa.timestamp("us"))
+    elif pa.types.is_timestamp(target) or pa.types.is_date(target):
+        # PyMySQL hands out the text of a date Python cannot hold (a zero year, month or
+        # day: 0000-00-00, 2020-00-15, 0000-01-01)
+        found = next((v for v in values if isinstance(v, str)), None)
+        if found is not None:
+            raise _NotADateError(repr(found))
+        if pa.types.is_timestamp(target):
+            return pa.array(values, type=pa.timestamp("us"))
     elif pa.types.is_boolean(target):  # BOOLEAN (TINYINT(1)) or BIT(1), its bytes
         values = [None if v is None else bool(bit_number(v)) for v in values]
     try:
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array(values)
+
+
+class _NotADateError(ValueError):
+    """A MariaDB date with a zero year, month or day, which no Arrow date holds."""
 
 
 class _NotATimeOfDayError(ValueError):

@@ -42,7 +42,8 @@ from quiver.flight.export import ExportPlan, plan_rows
 from quiver.flight.pool import flight_dialect
 from quiver.flight.tickets import GraphQLTicket, TicketError
 from quiver.graphql.apq import ApqStore, sha256_hex
-from quiver.graphql.engine import GraphQLEngine, Prepared
+from quiver.graphql.engine import DATABASE_FAILED, GraphQLEngine, Prepared
+from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar, Schema
 
@@ -140,6 +141,13 @@ def _has_json(t: pa.DataType) -> bool:
     if pa.types.is_list(t):
         return _has_json(t.value_type)
     return False
+
+
+def _stored_refusal(error: dict[str, Any]) -> bool:
+    """Whether a GraphQL error is the engine's refusal of a stored value its field's scalar
+    cannot carry (a DATABASE_ERROR naming the value, not the engine's generic one)."""
+    code = (error.get("extensions") or {}).get("code")
+    return code == "DATABASE_ERROR" and error.get("message") != DATABASE_FAILED
 
 
 def _bad(message: str, fix: str) -> TicketError:
@@ -401,9 +409,20 @@ class GraphQLArrow:
         )
         outcome = run.result()
         body = orjson.loads(outcome.body)
-        if body.get("errors"):
+        errors = body.get("errors")
+        if errors:
+            stored = [e for e in errors if _stored_refusal(e)]
+            if stored:
+                # a stored value the field's scalar cannot carry: no fault of the ticket's
+                raise PermanentError(
+                    [
+                        ErrorDetail(e.get("message", ""), ".".join(map(str, e.get("path") or [])))
+                        for e in stored[:3]
+                    ],
+                    code="STORED_VALUE",
+                )
             raise _bad(
-                "; ".join(e.get("message", "") for e in body["errors"][:3]),
+                "; ".join(e.get("message", "") for e in errors[:3]),
                 "fix the query or its variables",
             )
         value: Any = (body.get("data") or {}).get(key)
@@ -412,6 +431,15 @@ class GraphQLArrow:
         if _has_json(struct):
             rows = [_json_text(row, struct) for row in rows]
         carried = pa.array(rows, type=json_carrier(struct))
-        array = conform_array(carried, struct)
+        try:
+            array = conform_array(carried, struct)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            detail = ErrorDetail(
+                f"a value served cannot be read as the field's Arrow type: {first}",
+                key,
+                "correct the stored value, or leave the field out of the query",
+            )
+            raise PermanentError([detail], code="STORED_VALUE") from None
         batch = pa.RecordBatch.from_struct_array(array)
         return pa.RecordBatchReader.from_batches(schema, [batch.cast(schema)])

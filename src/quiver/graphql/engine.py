@@ -89,7 +89,11 @@ from quiver.sql.database import (
 )
 from quiver.sql.dialects import Dialect
 
-__all__ = ["GraphQLEngine", "Outcome", "Prepared"]
+__all__ = ["DATABASE_FAILED", "GraphQLEngine", "Outcome", "Prepared"]
+
+#: The message of a DATABASE_ERROR that says no more (the log has the details); a stored value
+#: the field's scalar cannot carry is a DATABASE_ERROR naming it instead.
+DATABASE_FAILED = "The database could not run this query."
 
 log = logging.getLogger("quiver.graphql")
 
@@ -736,7 +740,7 @@ class GraphQLEngine:
             log.error("stored value on root field %s: %s", key, detail.message)
             return _error(f"{detail.message} ({detail.fix})", "DATABASE_ERROR", path=[key])
         log.error("database error on root field %s: %s", key, err)
-        return _error("The database could not run this query.", "DATABASE_ERROR", path=[key])
+        return _error(DATABASE_FAILED, "DATABASE_ERROR", path=[key])
 
     def _introspect(self, prepared: Prepared, key: str, variables: dict[str, Any]) -> bytes:
         operation = prepared.operation

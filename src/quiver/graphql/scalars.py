@@ -216,7 +216,10 @@ DATE = _scalar(
     _STR,
 )
 TIME = _scalar(
-    "Time", "A time of day in ISO 8601.", _iso_parser("Time", dt.time.fromisoformat), _STR
+    "Time",
+    "A time of day in ISO 8601, 00:00:00 to 23:59:59.999999 (24:00:00 is the next day's 00:00:00).",
+    _iso_parser("Time", dt.time.fromisoformat),
+    _STR,
 )
 UUID = _scalar("UUID", "A UUID in its canonical text form.", _parse_uuid, _STR)
 BASE64 = _scalar(

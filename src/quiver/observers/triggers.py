@@ -120,7 +120,10 @@ def _served(d: Dialect, f: Field, expr: str) -> str:
             return expr
         elem = _served_value(d, f, '"__e"."x"')
         if elem == '"__e"."x"':
-            return expr
+            # a value of several dimensions as the one-dimension list GraphQL serves
+            flat, slots = compile_sql(template(d.flat_list, sql(expr)), d)
+            assert not slots
+            return flat
         text, slots = compile_sql(template(d.list_output, sql(expr), sql(elem)), d)
         assert not slots
         return text

@@ -25,6 +25,7 @@ __all__ = [
     "InfiniteTime",
     "NonFiniteNumeric",
     "bit_number",
+    "end_of_day_column",
     "infinite_time_column",
     "mysql_read_template",
     "non_finite_numeric_column",
@@ -173,6 +174,23 @@ def infinite_time_column(batch: pa.RecordBatch) -> InfiniteTime | None:
             if values is not column:
                 index = pc.list_parent_indices(column)[index].as_py()
             return InfiniteTime(name, column.type, index, value)
+    return None
+
+
+#: A day in microseconds: PostgreSQL's time and time[] hold 24:00:00, ADBC reads it as this.
+_DAY_US = 86_400_000_000
+
+
+def end_of_day_column(batch: pa.RecordBatch) -> str | None:
+    """The first time64[us] column (or array of them) of a PostgreSQL ``batch`` read by ADBC
+    that holds ``24:00:00``, which no Arrow time holds (a time64 is less than a day; readers
+    show it as 00:00:00); None when there is none."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
+        if not pa.types.is_time64(values.type) or values.null_count == len(values):
+            continue
+        if pc.any(pc.greater_equal(values.cast(pa.int64()), _DAY_US)).as_py():
+            return str(name)
     return None
 
 

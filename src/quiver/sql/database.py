@@ -277,8 +277,14 @@ _MARKED = {
         " 23:59:59.999999, and a TIME is a duration (-838:59:59 to 838:59:59)"
     ),
     "date": (
-        "the MariaDB date {value!r}, which is not a {type}: its month or day is zero (MariaDB"
-        " stores such dates unless sql_mode has NO_ZERO_DATE and NO_ZERO_IN_DATE)"
+        "the MariaDB date {value!r}, which is not a {type}: its year, month or day is zero"
+        " (MariaDB stores such dates unless sql_mode has NO_ZERO_DATE and NO_ZERO_IN_DATE, and"
+        " year 0 always; ISO 8601 dates, and the {type} scalar, start at year 1)"
+    ),
+    "endofday": (
+        "the PostgreSQL time {value!r}, which is not a {type}: a time of day is 00:00:00 to"
+        " 23:59:59.999999 (PostgreSQL also takes 24:00:00, the end of a day; write it as the"
+        " next day's 00:00:00)"
     ),
     "enum": (
         "MariaDB's ENUM error value '' (the empty string a write outside strict mode stores for"

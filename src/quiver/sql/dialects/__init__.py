@@ -552,6 +552,10 @@ POSTGRESQL = Dialect(
     # unnest() in the select list, which keeps a composite element whole (in FROM it would
     # spread it over its attributes' columns); a ProjectSet yields the elements in order.
     flat_list="CASE WHEN array_ndims({0}) > 1 THEN ARRAY(SELECT unnest({0})) ELSE {0} END",
+    # time and timetz take 24:00:00 (the end of a day), which is no time of day of the Time
+    # scalar (00:00:00 to 23:59:59.999999, as Python, JavaScript and RFC 3339 read one).
+    stored_checks=(("Time", r"timetz|time", "endofday", "(CAST({0} AS time) = TIME '24:00:00')"),),
+    stored_text=f"to_json('{STORED_MARK}' || <kind> || ':' || <type> || ':' || CAST({{}} AS text))",
     array_contains="{0} @> {1}",
     array_contained_by="{0} <@ {1}",
     array_overlaps="{0} && {1}",
@@ -658,12 +662,13 @@ MYSQL = Dialect(
     # ENUM holds '' (position 0) for a value not in its list written outside strict mode.
     stored_checks=(
         ("Time", r"time\b.*", "time", "({0} < 0 OR {0} >= 240000)"),
-        ("Date", r"date", "date", "(MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)"),
+        # year 0 too: a date of year 0 is no ISO 8601 date the scalars (or Python) read
+        ("Date", r"date", "date", "(YEAR({0}) = 0 OR MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)"),
         (
             "DateTime",
             r"(datetime|timestamp)\b.*",
             "date",
-            "(MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)",
+            "(YEAR({0}) = 0 OR MONTH({0}) = 0 OR DAYOFMONTH({0}) = 0)",
         ),
         ("enum", r"enum\b.*", "enum", "({0} = '')"),
     ),
