@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +51,22 @@ def start(url: str, schema: Schema, **sections: Any) -> FlightHandle:
     return start_flight_server(schema, settings)
 
 
+@contextmanager
+def serving(db: ChinookDb, **sections: Any) -> Iterator[Served]:
+    """A Flight server over the database of ``db``, as reflected now, stopped on leaving."""
+    schema = reflect(db.url)
+    handle = start(db.url, schema, **sections)
+    try:
+        yield Served(handle, db, schema)
+    finally:
+        handle.stop()
+
+
 @pytest.fixture(scope="session")
 def served(chinook_db: ChinookDb) -> Iterator[Served]:
     """A Flight server over the Chinook database of each dialect, batches of 1,000 rows."""
-    schema = reflect(chinook_db.url)
-    handle = start(chinook_db.url, schema, flight={"batch_rows": 1000})
-    try:
-        yield Served(handle, chinook_db, schema)
-    finally:
-        handle.stop()
+    with serving(chinook_db, flight={"batch_rows": 1000}) as running:
+        yield running
 
 
 @pytest.fixture

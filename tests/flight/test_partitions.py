@@ -19,7 +19,7 @@ from quiver.flight.client import connect
 from quiver.flight.partitions import split_points
 from quiver.flight.tickets import ExportTicket, TicketError, parse_ticket
 from tests.conftest import DIALECTS, ChinookDb
-from tests.flight.conftest import Served, reflect, start
+from tests.flight.conftest import Served, serving, start
 
 
 def info(client: flight.FlightClient, ticket: str | dict[str, Any]) -> flight.FlightInfo:
@@ -309,12 +309,10 @@ def readings(request: pytest.FixtureRequest) -> Iterator[Served]:
         f"({i}, {'NULL' if i % 5 == 0 else (i * 37) % 1000 - 300}, 'r{i}')" for i in range(1, 601)
     )
     db.query(f"INSERT INTO reading (id, bucket, label) VALUES {values}")
-    schema = reflect(url)
-    handle = start(url, schema)
     try:
-        yield Served(handle, db, schema)
+        with serving(db) as running:
+            yield running
     finally:
-        handle.stop()
         db.close()
 
 
@@ -349,12 +347,10 @@ def skewed(fresh_postgresql: str) -> Iterator[Served]:
         " UNION ALL SELECT 9000 + g * 10000, 'far' FROM generate_series(1, 1000) g"
     )
     db.query("ANALYZE skewed")
-    schema = reflect(fresh_postgresql)
-    handle = start(fresh_postgresql, schema)
     try:
-        yield Served(handle, db, schema)
+        with serving(db) as running:
+            yield running
     finally:
-        handle.stop()
         db.close()
 
 

@@ -21,7 +21,7 @@ import pytest
 from quiver.observers.triggers import install_triggers
 from quiver.sql.database import open_database
 from tests.conftest import ChinookDb, create_empty_database, drop_database
-from tests.flight.conftest import Served, reflect, start
+from tests.flight.conftest import Served, reflect, serving, start
 
 #: dialect -> (column declarations, [(column, stored text, the value as the error names it)]),
 #: each value in a row of its own; None: streamed as stored.
@@ -88,12 +88,8 @@ def stored(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Se
         mark = "?" if dialect == "sqlite" else "%s"
         for row, (column, text, _) in enumerate(cases, 1):
             db.query(f"INSERT INTO cells (id, {column}) VALUES ({row}, {mark})", [text])
-        schema = reflect(url)
-        handle = start(url, schema)
-        try:
-            yield Served(handle, db, schema)
-        finally:
-            handle.stop()
+        with serving(db) as running:
+            yield running
     finally:
         db.close()
         if dialect != "sqlite":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,20 @@ MARIADB_REFUSED = [
 ]
 
 
+@asynccontextmanager
+async def _running(db: ChinookDb, **database: Any) -> AsyncIterator[Runner]:
+    """An engine over ``db``'s database as reflected now, logging changes to ``outbox``."""
+    schema = await reflect_database(db.url)
+    settings = QuiverSettings.model_validate(
+        {"database": {"url": db.url, **database}, "mutations": {"change_log_table": "outbox"}}
+    )
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+        yield Runner(engine, db)
+    finally:
+        await engine.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def mariadb() -> AsyncIterator[Runner]:
     url = create_empty_database("mysql")
@@ -115,15 +130,8 @@ async def mariadb() -> AsyncIterator[Runner]:
                 [row, 1 if row == 1 else 2, *values.values()],
             )
         db.query("SET SESSION sql_mode = DEFAULT")
-        schema = await reflect_database(url)
-        settings = QuiverSettings.model_validate(
-            {"database": {"url": url, "pool_max": 2}, "mutations": {"change_log_table": "outbox"}}
-        )
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with _running(db, pool_max=2) as runner:
+            yield runner
     finally:
         db.close()
         drop_database(url)
@@ -321,14 +329,8 @@ async def sqlite_cells(tmp_path_factory: Any) -> AsyncIterator[Runner]:
                 )
     conn.commit()
     conn.close()
-    url = f"sqlite:///{path.absolute()}"
-    schema = await reflect_database(url)
-    settings = {"database": {"url": url}, "mutations": {"change_log_table": "outbox"}}
-    engine = await GraphQLEngine.open(schema, QuiverSettings.model_validate(settings))
-    try:
-        yield Runner(engine, ChinookDb("sqlite", url))
-    finally:
-        await engine.close()
+    async with _running(ChinookDb("sqlite", f"sqlite:///{path.absolute()}")) as runner:
+        yield runner
 
 
 def _stored(column: str, text: str) -> str:
@@ -432,15 +434,8 @@ async def postgresql(fresh_postgresql: str) -> AsyncIterator[Runner]:
             " (3, NULL, '24:00:00+05', NULL, NULL, NULL, NULL, NULL, NULL),"
             " (4, NULL, NULL, '{08:00:00,24:00:00}', NULL, NULL, NULL, NULL, NULL)"
         )
-        schema = await reflect_database(fresh_postgresql)
-        settings = QuiverSettings.model_validate(
-            {"database": {"url": fresh_postgresql}, "mutations": {"change_log_table": "outbox"}}
-        )
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with _running(db) as runner:
+            yield runner
     finally:
         db.close()
 
