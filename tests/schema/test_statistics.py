@@ -98,6 +98,8 @@ async def test_sqlite_tables_past_the_sample_are_estimated_without_a_scan(
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, note TEXT)")
         conn.execute("CREATE TABLE keyed (code TEXT PRIMARY KEY, n INT) WITHOUT ROWID")
+        conn.execute("CREATE TABLE shadowed (id INTEGER PRIMARY KEY, rowid TEXT)")
+        conn.execute("INSERT INTO shadowed VALUES (1, 'a'), (2, 'b')")
         conn.execute("CREATE TABLE analyzed (id INTEGER PRIMARY KEY, kind INT)")
         conn.execute("CREATE INDEX analyzed_kind ON analyzed (kind)")
         rows = SAMPLE_ROWS + 5_000
@@ -119,7 +121,7 @@ async def test_sqlite_tables_past_the_sample_are_estimated_without_a_scan(
     monkeypatch.setattr(statistics, "connect_sqlite", traced)
     url = f"sqlite:///{path}"
     stats = await read_statistics(url, await reflect_database(url))
-    assert stats.rows == {"Big": rows, "Keyed": rows, "Analyzed": rows}
+    assert stats.rows == {"Big": rows, "Keyed": rows, "Analyzed": rows, "Shadowed": 2}
     whole = [s for s in statements if "count(*)" in s.lower() and "limit" not in s.lower()]
-    # only the WITHOUT ROWID table has neither statistics nor rowids to read
-    assert whole == ['SELECT count(*) FROM "keyed"']
+    # only the WITHOUT ROWID table and the one whose rowid is a column of text are counted
+    assert sorted(whole) == ['SELECT count(*) FROM "keyed"', 'SELECT count(*) FROM "shadowed"']

@@ -150,9 +150,10 @@ def _read_sqlite(db: DatabaseUrl, schema: Schema) -> Statistics:
             ident = dialect_for("sqlite").quote_ident(e.source)
             try:  # the largest rowid: one step down the table's b-tree, not a scan
                 (top,) = conn.execute(f"SELECT max(rowid) FROM {ident}").fetchone()
-            except Exception:  # a WITHOUT ROWID table: counted
-                (top,) = conn.execute(f"SELECT count(*) FROM {ident}").fetchone()
-            return float(top or 0)
+                return float(top or 0)
+            except Exception:  # a WITHOUT ROWID table, or a column named rowid: counted
+                (count,) = conn.execute(f"SELECT count(*) FROM {ident}").fetchone()
+                return float(count)
 
         return asyncio.run(
             _collect(dialect_for("sqlite"), schema, estimate, lambda e, col: None, query)
