@@ -42,6 +42,7 @@ from quiver.schema.ir import Scalar
 from quiver.sql.changelog import json_text as changelog_json_text
 from quiver.sql.changelog import json_value
 from quiver.sql.declared import json_depth
+from quiver.sql.iso_forms import INFINITE, ISO_PARSERS
 
 __all__ = ["SCALAR_TYPES", "graphql_scalar", "json_text"]
 
@@ -106,10 +107,6 @@ def _parse_decimal(value: Any) -> decimal.Decimal:
     raise GraphQLError(f'Decimal cannot represent {value!r}: give a string such as "12.50"')
 
 
-#: PostgreSQL's infinite dates and timestamps, served and taken as these strings.
-INFINITE = ("infinity", "-infinity")
-
-
 #: Seconds with more than 6 digits after the point: Python (and the databases) would cut them.
 _SUB_MICROSECOND = re.compile(r":\d{2}[.,]\d{7,}")
 
@@ -133,11 +130,6 @@ def _iso_parser(
         raise GraphQLError(f"{kind} cannot represent {value!r}: give an ISO 8601 string")
 
     return parse_value
-
-
-def _parse_datetime(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value
 
 
 def _parse_uuid(value: Any) -> uuid.UUID:
@@ -206,19 +198,19 @@ DECIMAL = _scalar(
 DATETIME = _scalar(
     "DateTime",
     'A date and time in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
-    _iso_parser("DateTime", _parse_datetime, infinite=True),
+    _iso_parser("DateTime", ISO_PARSERS["DateTime"], infinite=True),
     _STR,
 )
 DATE = _scalar(
     "Date",
     'A calendar date in ISO 8601 (PostgreSQL also has "infinity" and "-infinity").',
-    _iso_parser("Date", dt.date.fromisoformat, infinite=True),
+    _iso_parser("Date", ISO_PARSERS["Date"], infinite=True),
     _STR,
 )
 TIME = _scalar(
     "Time",
     "A time of day in ISO 8601, 00:00:00 to 23:59:59.999999 (24:00:00 is the next day's 00:00:00).",
-    _iso_parser("Time", dt.time.fromisoformat),
+    _iso_parser("Time", ISO_PARSERS["Time"]),
     _STR,
 )
 UUID = _scalar("UUID", "A UUID in its canonical text form.", _parse_uuid, _STR)

@@ -55,6 +55,7 @@ from quiver.sql.connect import (
 )
 from quiver.sql.dialects import STORED_MARK, Dialect, dialect_for
 from quiver.sql.gate import ADMITTED, IN_RESERVE, ConnectionGate, SlowStatements
+from quiver.sql.iso_forms import INFINITE, ISO_PARSERS, WITH_INFINITY
 from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
 from quiver.sql.violations import (
@@ -249,17 +250,8 @@ def _form(value: bytes | None, scalar: str) -> None:
         return None
     try:
         text = value.decode()
-        if scalar == "Date":
-            if text not in ("infinity", "-infinity"):
-                dt.date.fromisoformat(text)
-        elif scalar == "DateTime":
-            if text not in ("infinity", "-infinity"):
-                # as served: SQLite's space between the date and the time becomes a T
-                dt.datetime.fromisoformat(text.replace(" ", "T").replace("Z", "+00:00"))
-        elif scalar == "Time":
-            dt.time.fromisoformat(text.replace("Z", "+00:00"))
-        else:
-            uuid.UUID(text)
+        if scalar not in WITH_INFINITY or text not in INFINITE:
+            ISO_PARSERS[scalar](text)
     except ValueError:  # UnicodeDecodeError too
         shown = value[:40].decode(errors="replace")
         _refuse(
