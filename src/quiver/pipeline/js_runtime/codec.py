@@ -486,9 +486,11 @@ def _build(
     source: list[pa.Array],
     lines: pa.Array | None,
     packed: np.ndarray[Any, Any] | None = None,
+    unsent: list[tuple[str, pa.Array]] | None = None,
 ) -> pa.RecordBatch:
     """One output as Arrow. ``idx`` (null: row k is input row k) gives each output row's input
-    row: columns the driver did not send back and the line numbers are taken from there."""
+    row: columns the driver did not send back and the line numbers are taken from there.
+    ``unsent``: every input column (name, values) when the driver saw only some of them."""
     idx = part["idx"]
     taken = None if idx is None else _from_numpy(np.array(idx, dtype=np.int64), None)
 
@@ -515,6 +517,14 @@ def _build(
             arrays.append(_typed_array(part["cols"][j], arrow_type(typed[j])))
         else:
             arrays.append(_inferred_array(name, part["cols"][j], part["kinds"][j], hints.get(name)))
+    if unsent is not None and typed is None and (names or part["n"]):
+        # Every output row is an input row object (see reads.py): its input columns, those
+        # the script saw and those it could not, in their input order, then the new ones.
+        made = dict(zip(names, arrays, strict=True))
+        originals = [n for n, _ in unsent]
+        arrays = [made[n] if n in made else from_input(col) for n, col in unsent]
+        arrays += [made[n] for n in names if n not in originals]
+        names = originals + [n for n in names if n not in originals]
     if lines is not None:
         names.append(LINE_COLUMN)
         arrays.append(from_input(lines))
@@ -528,16 +538,23 @@ def decode_output(
     batch: pa.RecordBatch,
     typed: list[OutputField] | None,
     packed: np.ndarray[Any, Any] | None = None,
+    whole: pa.RecordBatch | None = None,
 ) -> DecodedBatch:
     """Rebuild the driver's answer for ``batch`` (its JSON, parsed) as Arrow batches;
-    ``packed``: the bytes of its packed output columns, which the batches may keep using."""
+    ``packed``: the bytes of its packed output columns, which the batches may keep using.
+    ``whole``: the batch whose columns the script could touch are ``batch`` (see reads.py);
+    its other columns pass through every output row, which is always an input row."""
     buf = packed
     source = [c for n, c in zip(batch.schema.names, batch.columns, strict=True) if n != LINE_COLUMN]
     names = [n for n in batch.schema.names if n != LINE_COLUMN]
     hints = {n: c.type for n, c in zip(names, source, strict=True)}
     at = batch.schema.get_field_index(LINE_COLUMN)
     lines = batch.column(at) if at >= 0 else None
-    main = _build(doc["main"], typed, hints, source, lines, buf)
+    unsent = None
+    if whole is not None:
+        pairs = zip(whole.schema.names, whole.columns, strict=True)
+        unsent = [(n, c) for n, c in pairs if n != LINE_COLUMN]
+    main = _build(doc["main"], typed, hints, source, lines, buf, unsent)
     routes = {
         name: _build(part, None, hints, source, lines, buf) for name, part in doc["routes"].items()
     }
@@ -549,6 +566,8 @@ def decode_output(
         passthrough = {
             n: names[j] for n, j in zip(part["names"], part["from"], strict=True) if j >= 0
         }
+        if unsent is not None and typed is None and main.num_columns:
+            passthrough.update((n, n) for n, _ in unsent if n not in hints)
         if lines is not None:
             passthrough[LINE_COLUMN] = LINE_COLUMN
     return DecodedBatch(main, routes, doc["errors"], logs, dict(doc["meta"]), passthrough)

@@ -24,12 +24,14 @@ import orjson
 import pyarrow as pa
 
 from quiver.pipeline.js_runtime.codec import (
+    LINE_COLUMN,
     DecodedBatch,
     OutputField,
     OutputTypeError,
     decode_output,
     encode_input,
 )
+from quiver.pipeline.js_runtime.reads import transform_reads
 from quiver.pipeline.js_runtime.v8 import isolate_creation, start_v8
 
 __all__ = [
@@ -193,6 +195,25 @@ def locate_js_error(
     return message, f"{script_name}:{line}:{column}"
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _array_index(name: str) -> bool:
+    """Whether V8 takes ``name`` for an array index (keys it lists before all others)."""
+    return name.isascii() and name.isdigit() and (name == "0" or name[0] != "0")
+
+
+def _whole_row(row: dict[str, Any], whole: pa.RecordBatch, i: int) -> dict[str, Any]:
+    """The input row ``i`` of ``whole`` as a rejected row shows it: ``row`` (the columns the
+    script saw, as the driver gave them) with the others put back in their places."""
+    out: dict[str, Any] = {}
+    for name, col in zip(whole.schema.names, whole.columns, strict=True):
+        if name != LINE_COLUMN:
+            out[name] = row[name] if name in row else col[i].as_py()
+    return out
+
+
 class Isolate:
     """A V8 context holding the prelude and the user script, ready to run batches."""
 
@@ -214,6 +235,10 @@ class Isolate:
         self._inbuf: Any = None
         self._inbuf_size = 0
         self._outbuf: Any = None
+        #: The row properties the script can touch (see reads.py), None when any; and the
+        #: columns of the last schema seen that enter V8 (None: all of them).
+        self._reads: frozenset[str] | None = None
+        self._sent: tuple[pa.Schema, list[int] | None] | None = None
         #: Seconds the last batch spent encoding, in V8 (the call, hand-over included) and
         #: decoding; see :meth:`stage_timings` for the split inside V8.
         self.last_timings: dict[str, float] = {}
@@ -260,6 +285,12 @@ class Isolate:
             self.close()
             raise ScriptLoadError(str(answer), opts.script_name)
         self.style = str(answer)
+        self._reads = None
+        if self.style == "transform":
+            reads = transform_reads(opts.source)
+            if reads is not None and opts.output_fields is not None:
+                reads |= {f.name for f in opts.output_fields}
+            self._reads = reads
         self._run = ctx.eval("__quiver.run").cancelable()
         self._packed = ctx.eval("__quiver.packed")
         self._alloc = ctx.eval("__quiver.alloc")
@@ -338,6 +369,10 @@ class Isolate:
         opts = self.options
         typed = None if opts.output_fields is None else list(opts.output_fields)
         t0 = time.perf_counter()
+        whole = None
+        sent = self._sent_columns(batch.schema)
+        if sent is not None:
+            whole, batch = batch, batch.select(sent)
         numbers: list[Any] = []
         texts: list[str] = []
         payload, _types = encode_input(batch, typed, numbers, texts)
@@ -385,11 +420,37 @@ class Isolate:
             raise ScriptAbortError("script", f"{where}: {message}" if where else message) from exc
         t2 = time.perf_counter()
         try:
-            decoded = decode_output(doc, batch, typed, packed)
+            decoded = decode_output(doc, batch, typed, packed, whole)
         except (OutputTypeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ScriptAbortError("output", str(exc)) from exc
+        if whole is not None:
+            for e in decoded.errors:
+                if isinstance(e.get("row"), dict) and isinstance(e.get("i"), int):
+                    e["row"] = _whole_row(e["row"], whole, e["i"])
         self.last_timings = {"encode": t1 - t0, "v8": t2 - t1, "decode": time.perf_counter() - t2}
         return decoded
+
+    def _sent_columns(self, schema: pa.Schema) -> list[int] | None:
+        """The columns of ``schema`` that enter V8, or None for all: those the script can
+        touch, and every column that is not text (only text reaches a script unchanged)."""
+        reads = self._reads
+        if reads is None:
+            return None
+        if self._sent is not None and self._sent[0].equals(schema):
+            return self._sent[1]
+        names = schema.names
+        wanted = [
+            j
+            for j, f in enumerate(schema)
+            if f.name in reads or f.name == LINE_COLUMN or not _is_text(f.type)
+        ]
+        sent: list[int] | None = wanted
+        if len(wanted) == len(names):
+            sent = None
+        elif len(set(names)) != len(names) or any(_array_index(n) for n in names):
+            sent = None  # names that are ambiguous, or that V8 orders before all others
+        self._sent = (schema, sent)
+        return sent
 
     def stage_timings(self) -> dict[str, float]:
         """Seconds the last batch spent in V8's JSON.parse, cutting text columns, the row loop
