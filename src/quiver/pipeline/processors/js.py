@@ -279,20 +279,28 @@ class _InProcess:
     stays available to close it even while the interpreter exits.
     """
 
-    def __init__(self, options: IsolateOptions) -> None:
+    def __init__(self, options: IsolateOptions, *, wait: bool = True) -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
             queue.SimpleQueue()
         )
         self._thread = threading.Thread(target=self._serve, name="quiver-js-v8", daemon=True)
         self._thread.start()
+        self._made: Future[Isolate] = Future()
+        self._jobs.put((lambda: Isolate(options), self._made))
+        self.size = 1
+        self._closed = False
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the isolate is made (the script loaded); raise what making it raised."""
         try:
-            self.isolate: Isolate = self._call(lambda: Isolate(options))
+            self.isolate: Isolate = self._made.result()
         except BaseException:
+            self._closed = True
             self._jobs.put(None)
             raise
         self.style = self.isolate.style
-        self.size = 1
-        self._closed = False
 
     def _serve(self) -> None:
         while True:
@@ -340,12 +348,19 @@ class _IsolateThreads:
         self.size = max(1, size)
         self._idle: queue.SimpleQueue[_InProcess] = queue.SimpleQueue()
         self._all: list[_InProcess] = []
-        try:
-            for _ in range(self.size):
-                self._all.append(_InProcess(options))
-        except BaseException:
+        # made side by side, each on its own thread (V8 itself was started before, once)
+        made = [_InProcess(options, wait=False) for _ in range(self.size)]
+        failure: BaseException | None = None
+        for isolate in made:
+            try:
+                isolate.ready()
+            except BaseException as exc:
+                failure = failure or exc
+            else:
+                self._all.append(isolate)
+        if failure is not None:
             self.close()
-            raise
+            raise failure
         for isolate in self._all:
             self._idle.put(isolate)
         self.style = self._all[0].style
