@@ -7,10 +7,13 @@ and asserts that process ends normally: a crash shows as a failed test, not a de
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 
 def run_fresh(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
@@ -253,3 +256,44 @@ def test_quiver_run_starts_v8_while_loading_only_for_a_pipeline_with_a_js_step(
     assert "plain: False" in done.stdout
     assert "missing file: False" in done.stdout
     assert "js: True" in done.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_isolate_threads_and_the_v8_threads_they_start_are_batch_work(tmp_path: Path) -> None:
+    done = run_fresh(
+        tmp_path,
+        """
+        import os
+        import threading
+
+        import pyarrow as pa
+
+        from quiver.pipeline.js_runtime.isolate import IsolateOptions
+        from quiver.pipeline.processors.js import _IsolateThreads
+
+        def policies():
+            found = {}
+            for tid in os.listdir("/proc/self/task"):
+                found[int(tid)] = os.sched_getscheduler(int(tid))
+            return found
+
+        before = set(policies())
+        runner = _IsolateThreads(
+            IsolateOptions("function transform(row) { row.y = 1; return row; }", "t.js"), 2
+        )
+        out = runner.run(pa.RecordBatch.from_pydict({"x": [1, 2]}))
+        assert out.batch.column("y").to_pylist() == [1, 1]
+        now = policies()
+        serving = {i.isolate_thread_id for i in runner._all}
+        assert all(now[tid] == os.SCHED_BATCH for tid in serving), now
+        started = {tid: p for tid, p in now.items() if tid not in before}
+        batch = [tid for tid, p in started.items() if p == os.SCHED_BATCH]
+        # each isolate: its serving thread, its event loop's thread and V8's own
+        assert len(batch) >= 3 * len(serving), started
+        assert now[threading.main_thread().native_id] == os.SCHED_OTHER
+        runner.close()
+        print("ok")
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
