@@ -259,7 +259,7 @@ def test_quiver_run_starts_v8_while_loading_only_for_a_pipeline_with_a_js_step(
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
-def test_isolate_threads_and_the_v8_threads_they_start_are_batch_work(tmp_path: Path) -> None:
+def test_isolate_threads_and_workers_are_batch_work(tmp_path: Path) -> None:
     done = run_fresh(
         tmp_path,
         """
@@ -269,6 +269,7 @@ def test_isolate_threads_and_the_v8_threads_they_start_are_batch_work(tmp_path: 
         import pyarrow as pa
 
         from quiver.pipeline.js_runtime.isolate import IsolateOptions
+        from quiver.pipeline.js_runtime.pool import WorkerPool
         from quiver.pipeline.processors.js import _IsolateThreads
 
         def policies():
@@ -292,6 +293,17 @@ def test_isolate_threads_and_the_v8_threads_they_start_are_batch_work(tmp_path: 
         assert len(batch) >= 3 * len(serving), started
         assert now[threading.main_thread().native_id] == os.SCHED_OTHER
         runner.close()
+
+        # isolation: process: the worker's threads
+        pool = WorkerPool(IsolateOptions("function transform(row) { return row; }", "t.js"), 1)
+        pool.start()
+        (pid,) = pool.pids()
+        assert pool.run(pa.RecordBatch.from_pydict({"x": [1]})).batch.num_rows == 1
+        worker = {int(t): os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+        # its main thread and those it started (V8's); not those its imports started before
+        assert worker[pid] == os.SCHED_BATCH, worker
+        assert sum(p == os.SCHED_BATCH for p in worker.values()) >= 3, worker
+        pool.close()
         print("ok")
         """,
     )

@@ -18,11 +18,19 @@ must not tie its memory to the thread that started it:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["V8_FLAGS", "V8StartError", "isolate_creation", "start_v8", "start_v8_in_background"]
+__all__ = [
+    "V8_FLAGS",
+    "V8StartError",
+    "as_batch_work",
+    "isolate_creation",
+    "start_v8",
+    "start_v8_in_background",
+]
 
 #: The flags Quiver starts V8 with, beside mini-racer's own (``--single-threaded``).
 V8_FLAGS: tuple[str, ...] = ("--no-memory-protection-keys",)
@@ -33,6 +41,16 @@ _started = False
 #: Why starting V8 failed, raised again by every later start: a second attempt would only
 #: find the library half started.
 _failure: Exception | None = None
+
+
+def as_batch_work() -> None:
+    """Mark the calling thread, and the threads it starts (V8's own, for an isolate made
+    on it), as batch work for the scheduler (Linux ``SCHED_BATCH``): they keep their share of
+    the CPU, but a pipeline's other threads, which wake to hand batches on and to write them
+    in order, run before them instead of waiting for their time slice to end."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
 
 
 class V8StartError(Exception):

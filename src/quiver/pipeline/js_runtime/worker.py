@@ -228,6 +228,9 @@ def _die_with_parent() -> None:
 
 
 def main() -> int:
+    from quiver.pipeline.js_runtime.v8 import as_batch_work
+
+    as_batch_work()  # first: every thread of this process is started from this one
     _die_with_parent()
     from quiver.pipeline.js_runtime.isolate import (
         Isolate,

@@ -16,7 +16,6 @@ processes of their own (``isolation: process``). See docs/pipelines/javascript.m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import math
@@ -57,7 +56,7 @@ from quiver.pipeline.js_runtime.isolate import (
     ScriptLoadError,
 )
 from quiver.pipeline.js_runtime.pool import WorkerPool
-from quiver.pipeline.js_runtime.v8 import V8StartError
+from quiver.pipeline.js_runtime.v8 import V8StartError, as_batch_work
 from quiver.pipeline.processors.script_output import OutputFieldConfig, OutputSchemaOption
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
@@ -272,16 +271,6 @@ def _with_line_last(schema: pa.Schema) -> pa.Schema:
     return schema.remove(idx).append(field)
 
 
-def _as_batch_work() -> None:
-    """Mark the calling thread, and the threads it starts (V8's own, for its isolate), as
-    batch work for the scheduler (Linux ``SCHED_BATCH``): they keep their share of the CPU,
-    but the pipeline's other threads, which wake to hand batches on and to write them in
-    order, run before them instead of waiting for their time slice to end."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
-
-
 class _InProcess:
     """One isolate in this process, on a thread of its own.
 
@@ -319,7 +308,7 @@ class _InProcess:
         self.style = self.isolate.style
 
     def _serve(self) -> None:
-        _as_batch_work()
+        as_batch_work()
         while True:
             job = self._jobs.get()
             if job is None:
