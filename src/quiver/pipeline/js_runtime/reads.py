@@ -93,18 +93,22 @@ class _AnyPropertyError(Exception):
     """The script may touch any property of its row."""
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> Any:
-    import tree_sitter
+@functools.cache
+def _language() -> Any:
     import tree_sitter_javascript
+    from tree_sitter import Language
 
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_javascript.language()))
+    return Language(tree_sitter_javascript.language())
 
 
+@functools.lru_cache(maxsize=16)
 def transform_reads(source: str) -> frozenset[str] | None:
     """The property names a ``transform(row, ctx)`` script can touch on its row, or None when
-    it may touch any of them (see the module's rules)."""
-    root = _parser().parse(source.encode("utf-8")).root_node
+    it may touch any of them (see the module's rules). Thread-safe: each call parses with a
+    parser of its own (the isolates of a step are made on threads of their own)."""
+    from tree_sitter import Parser
+
+    root = Parser(_language()).parse(source.encode("utf-8")).root_node
     if root.has_error:
         return None
     try:
