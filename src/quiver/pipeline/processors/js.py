@@ -58,6 +58,7 @@ from quiver.pipeline.js_runtime.isolate import (
 from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.pipeline.js_runtime.v8 import V8StartError, as_batch_work
 from quiver.pipeline.processors.script_output import OutputFieldConfig, OutputSchemaOption
+from quiver.pipeline.script_text import checked_text, read_text_file
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 from quiver.runtime.hints import did_you_mean
 
@@ -437,7 +438,7 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
             if not path.is_absolute():
                 path = Path(base_dir) / path
             try:
-                source = path.read_text(encoding="utf-8")
+                source = read_text_file(path, "script file")
             except FileNotFoundError as exc:
                 siblings = (
                     sorted(p.name for p in path.parent.glob("*.js")) if path.parent.is_dir() else []
@@ -446,7 +447,7 @@ class JsProcessor(Concurrent, Starting, Checking, Closing):
                 raise ConfigError.one(f"script file not found: {path}", "js.file", hint) from exc
         else:
             assert cfg.script is not None
-            source = cfg.script
+            source = checked_text(cfg.script, "inline script", "js.script")
         lookups = {name: _load_lookup(name, spec, base_dir) for name, spec in cfg.lookups.items()}
         return IsolateOptions(
             source=source,

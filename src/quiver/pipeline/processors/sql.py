@@ -18,8 +18,6 @@ point at input lines.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 from pydantic import Field, model_validator
 
@@ -41,6 +39,7 @@ from quiver.pipeline.processors.batch_sql import (
     read_table_file,
     table_to_batch,
 )
+from quiver.pipeline.script_text import checked_text, read_text_file
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
 __all__ = ["SqlConfig", "SqlProcessor"]
@@ -73,7 +72,9 @@ class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
     def __init__(self, cfg: SqlConfig) -> None:
         self.cfg = cfg
         self._sql = BatchSql("sql")
-        self._query: str | None = cfg.query
+        self._query: str | None = (
+            None if cfg.query is None else checked_text(cfg.query, "query", "sql.query")
+        )
         self._tables_loaded = False
 
     def _load(self, ctx: RunContext) -> str:
@@ -86,7 +87,7 @@ class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
             assert self.cfg.file is not None
             path = resolve_path(self.cfg.file, ctx.base_dir)
             try:
-                self._query = Path(path).read_text(encoding="utf-8")
+                self._query = read_text_file(path, "query file")
             except OSError as exc:
                 raise ConfigError.one(
                     f"cannot read the query file: {exc.strerror}", path, "check `file`"

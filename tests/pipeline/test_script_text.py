@@ -1,0 +1,62 @@
+"""Scripts and queries that are not text UTF-8 can carry (a file in another encoding, half of a
+UTF-16 surrogate pair from a YAML escape) are refused before the run, naming the line and column
+of the first character at fault, by `validate` and `run` alike; never an encoder's traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.test_cli import quiver
+
+SOURCE = "source: {csv: {path: in.csv}}\n"
+SINK = "sink: {csv: {path: out.csv}}\n"
+
+
+def _pipeline(tmp_path: Path, step: str) -> Path:
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    path = tmp_path / "p.yaml"
+    path.write_text(SOURCE + "processors:\n  - " + step + "\n" + SINK)
+    return path
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(
+    ("step", "file", "expected"),
+    [
+        (
+            "js: {script: \"function transform(row) {\\n  row.x = '\\ud800'; return row; }\"}",
+            None,
+            "the inline script holds U+D800, half of a UTF-16 surrogate pair, at line 2, column 12",
+        ),
+        (
+            "js: {file: bad.js}",
+            b"function transform(row) {\n  row.x = '\xff'; return row; }\n",
+            "the script file is not UTF-8 text: byte 0xff at line 2, column 12",
+        ),
+        (
+            "sql: {query: \"select *, '\\udc80' as x from input\"}",
+            None,
+            "the query holds U+DC80, half of a UTF-16 surrogate pair, at line 1, column 12",
+        ),
+        (
+            "sql: {file: bad.sql}",
+            b"select *,\n  '\xe9' as x from input\n",
+            "the query file is not UTF-8 text: byte 0xe9 at line 2, column 4",
+        ),
+    ],
+    ids=["js-inline", "js-file", "sql-inline", "sql-file"],
+)
+def test_text_that_is_not_utf8_is_refused_with_its_place(
+    tmp_path: Path, command: str, step: str, file: bytes | None, expected: str
+) -> None:
+    path = _pipeline(tmp_path, step)
+    if file is not None:
+        name = "bad.js" if step.startswith("js") else "bad.sql"
+        (tmp_path / name).write_bytes(file)
+    done = quiver(command, str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "Error:" not in done.stderr
+    assert not (tmp_path / "out.csv").exists()
