@@ -1,6 +1,7 @@
-"""Scripts and queries that are not text UTF-8 can carry (a file in another encoding, half of a
-UTF-16 surrogate pair from a YAML escape) are refused before the run, naming the line and column
-of the first character at fault, by `validate` and `run` alike; never an encoder's traceback."""
+"""Scripts, queries and other strings that are not text UTF-8 can carry (a file in another
+encoding, half of a UTF-16 surrogate pair from a YAML escape) are refused before the run,
+naming the place of the first character at fault, by `validate` and `run` alike; never an
+encoder's traceback. The two halves of a pair written as escapes make their character."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _pipeline(tmp_path: Path, step: str) -> Path:
         (
             "js: {script: \"function transform(row) {\\n  row.x = '\\ud800'; return row; }\"}",
             None,
-            "the inline script holds U+D800, half of a UTF-16 surrogate pair, at line 2, column 12",
+            "p.yaml:3:18: this string holds U+D800, half of a UTF-16 surrogate pair without the "
+            "other half",
         ),
         (
             "js: {file: bad.js}",
@@ -38,7 +40,12 @@ def _pipeline(tmp_path: Path, step: str) -> Path:
         (
             "sql: {query: \"select *, '\\udc80' as x from input\"}",
             None,
-            "the query holds U+DC80, half of a UTF-16 surrogate pair, at line 1, column 12",
+            "p.yaml:3:18: this string holds U+DC80",
+        ),
+        (
+            "filter: {expression: \"id <> '\\ude00\\ud83d'\"}",
+            None,
+            "p.yaml:3:26: this string holds U+DE00",
         ),
         (
             "sql: {file: bad.sql}",
@@ -46,7 +53,7 @@ def _pipeline(tmp_path: Path, step: str) -> Path:
             "the query file is not UTF-8 text: byte 0xe9 at line 2, column 4",
         ),
     ],
-    ids=["js-inline", "js-file", "sql-inline", "sql-file"],
+    ids=["js-inline", "js-file", "sql-inline", "sql-file", "filter-halves-reversed"],
 )
 def test_text_that_is_not_utf8_is_refused_with_its_place(
     tmp_path: Path, command: str, step: str, file: bytes | None, expected: str
@@ -60,3 +67,23 @@ def test_text_that_is_not_utf8_is_refused_with_its_place(
     assert expected in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "Error:" not in done.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_both_halves_of_a_pair_written_as_escapes_make_their_character(tmp_path: Path) -> None:
+    step = "js: {script: \"function transform(row) { row.x = '\\ud83d\\ude00'; return row; }\"}"
+    path = _pipeline(tmp_path, step)
+    done = quiver("run", str(path), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "id,x\n1,\U0001f600\n"
+
+
+def test_a_step_configured_in_python_refuses_half_a_pair_too(tmp_path: Path) -> None:
+    from quiver.pipeline.component import RunContext
+    from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
+
+    proc = JsProcessor(JsProcessorConfig(script="function transform(r) {\n r.x = '\ud800'; }"))
+    problems = proc.check(RunContext("t", str(tmp_path), {}))
+    assert [p.message for p in problems] == [
+        "the inline script holds U+D800, half of a UTF-16 surrogate pair, at line 2, column 9: "
+        "it is not text"
+    ]

@@ -224,6 +224,7 @@ def load_yaml(text: str, file: str) -> YamlDocument:
         node = loader.get_single_node()
         if node is not None:
             _check_expansion(node, file)
+            _whole_characters(node, file)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -279,6 +280,38 @@ def _check_expansion(root: yaml.Node, file: str) -> None:
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _whole_characters(root: yaml.Node, file: str) -> None:
+    """Join the halves of UTF-16 surrogate pairs that double-quoted strings write as escapes
+    (``"\\ud83d\\ude00"``, as JSON does; the YAML parser keeps each half apart) into the
+    characters they make, and refuse a string holding a half without its pair: it is not text,
+    and nothing can write it as UTF-8."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(_children(node))
+        value = node.value if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(value, str) or _SURROGATE.search(value) is None:
+            continue
+        joined = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        half = _SURROGATE.search(joined)
+        if half is not None:
+            raise ConfigError.one(
+                f"this string holds U+{ord(half[0]):04X}, half of a UTF-16 surrogate pair "
+                "without the other half: it is not text",
+                _mark(file, node).render(),
+                "write the whole character: the character itself, an escape of all of it "
+                '("\\U0001F600"), or both halves of its pair ("\\ud83d\\ude00")',
+            )
+        node.value = joined
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
