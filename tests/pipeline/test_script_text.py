@@ -87,3 +87,18 @@ def test_a_step_configured_in_python_refuses_half_a_pair_too(tmp_path: Path) -> 
         "the inline script holds U+D800, half of a UTF-16 surrogate pair, at line 2, column 9: "
         "it is not text"
     ]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_environment_value_that_is_not_utf8_is_refused_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("QUIVER_TEST_VALUE", "a\udce9")  # the bytes b"a\xe9" in the environment
+    path = _pipeline(tmp_path, 'filter: {expression: "id <> ${QUIVER_TEST_VALUE}"}')
+    done = quiver(command, str(path), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "p.yaml:3:33 processors[0].filter.expression: variable ${QUIVER_TEST_VALUE} is not "
+        "UTF-8 text: its value holds byte 0xe9 at character 2"
+    ) in done.stderr, done.stderr
+    assert "fix: set QUIVER_TEST_VALUE to UTF-8 text" in done.stderr

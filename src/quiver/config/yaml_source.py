@@ -553,6 +553,20 @@ class _Expander:
                 fix = how(name) if how else f"set {name}, or write ${{{name}:-default}}"
             self._error(path, text, start, message + (f"; {hint}" if hint else ""), fix)
             return ""
+        half = _SURROGATE.search(value)
+        if half is not None:
+            # bytes of the environment that are not UTF-8 come as U+DC80-U+DCFF
+            what = f"environment variable {name}" if from_env else f"variable ${{{name}}}"
+            code = ord(half[0])
+            byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+            self._error(
+                path,
+                text,
+                start,
+                f"{what} is not UTF-8 text: its value holds {byte} at character {half.start() + 1}",
+                f"set {name} to UTF-8 text",
+            )
+            return ""
         return value
 
     def _read_file(self, raw: str, text: str, start: int, path: FieldPath) -> str:
