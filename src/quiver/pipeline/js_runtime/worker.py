@@ -230,7 +230,7 @@ def _die_with_parent() -> None:
 def main() -> int:
     from quiver.pipeline.js_runtime.v8 import as_batch_work
 
-    as_batch_work()  # first: every thread of this process is started from this one
+    as_batch_work()  # before the threads started from here on, V8's among them, inherit it
     _die_with_parent()
     from quiver.pipeline.js_runtime.isolate import (
         Isolate,
