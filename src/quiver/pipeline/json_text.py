@@ -43,6 +43,7 @@ from quiver.pipeline.value_text import (
     timestamp_texts,
     timestamps_as_text,
 )
+from quiver.runtime.errors import line_and_column
 
 __all__ = [
     "DuplicateKeyError",
@@ -381,8 +382,8 @@ def duplicate_key_reason(key: str, text: str, first_line: int = 1) -> str:
     where = _duplicate_object_at(text)
     at = ""
     if where is not None:
-        line = text.count("\n", 0, where) + first_line
-        column = where - (text.rfind("\n", 0, where) + 1) + 1
+        line, column = line_and_column(text, where)
+        line += first_line - 1
         at = f" (the object at line {line} column {column})"
     return (
         f"key {key!r} appears twice in one JSON object{at}; its values would be taken "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quiver.runtime.errors import ConfigError
+from quiver.runtime.errors import ConfigError, line_and_column
 
 __all__ = ["checked_text", "read_text_file"]
 
@@ -21,8 +21,7 @@ def read_text_file(path: str | Path, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        line, column = line_and_column(data, exc.start)
         raise ConfigError.one(
             f"the {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, "
             f"column {column}",
@@ -37,8 +36,7 @@ def checked_text(text: str, what: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        line = text.count("\n", 0, exc.start) + 1
-        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        line, column = line_and_column(text, exc.start)
         raise ConfigError.one(
             f"the {what} holds U+{ord(text[exc.start]):04X}, half of a UTF-16 surrogate pair, "
             f"at line {line}, column {column}: it is not text",

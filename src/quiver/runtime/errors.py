@@ -10,7 +10,16 @@ __all__ = [
     "PermanentError",
     "QuiverError",
     "RetryableError",
+    "line_and_column",
 ]
+
+
+def line_and_column(text: str | bytes, offset: int) -> tuple[int, int]:
+    """The line and column (both from 1) of the character or byte at ``offset`` of ``text``,
+    for an error that names where in a file or script it is."""
+    if isinstance(text, str):
+        return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+    return text.count(b"\n", 0, offset) + 1, offset - text.rfind(b"\n", 0, offset)
 
 
 @dataclass(frozen=True)
