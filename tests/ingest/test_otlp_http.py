@@ -5,6 +5,7 @@ while the receiver stays up and keeps exactly the good data."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -175,6 +176,20 @@ def test_protobuf_and_gzip_bodies_are_answered_in_protobuf(
     assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["plain", "zipped"]
 
 
+def test_a_gzip_body_of_several_members_is_read_whole(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """Concatenated gzip members (RFC 1952) are one body: a protobuf message sent in parts
+    is the concatenation of the parts, so every span of every member is kept."""
+    rec = receiver()
+    first = trace_request(span("first")).SerializeToString()
+    second = trace_request(span("second", span_id=b"\x03" * 8)).SerializeToString()
+    body = gzip.compress(first) + gzip.compress(second)
+    response = post(rec, "/v1/traces", body, {**PROTOBUF, "content-encoding": "gzip"})
+    assert response.status_code == 200, proto_status(response)
+    assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["first", "second"]
+
+
 def test_spans_with_impossible_ids_are_rejected_one_by_one_with_partial_success(
     receiver: Callable[..., Receiver], capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,6 +272,22 @@ BAD_REQUESTS = [
         400,
         "not valid gzip data",
         id="corrupt-gzip",
+    ),
+    pytest.param(
+        "/v1/traces",
+        gzip.compress(trace_request(span("lost")).SerializeToString()) + b"trailing",
+        {**PROTOBUF, "content-encoding": "gzip"},
+        400,
+        "the body has 8 bytes after its gzip data",
+        id="bytes-after-gzip",
+    ),
+    pytest.param(
+        "/v1/traces",
+        zlib.compress(trace_request(span("lost")).SerializeToString()) + b"trailing",
+        {**PROTOBUF, "content-encoding": "deflate"},
+        400,
+        "the body has 8 bytes after its deflate data",
+        id="bytes-after-deflate",
     ),
     pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
     pytest.param(

@@ -68,7 +68,11 @@ class BadRequestError(Exception):
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     """``body`` without its Content-Encoding (``gzip``/``deflate``/none), at most ``limit``
-    bytes once decompressed."""
+    bytes once decompressed.
+
+    A gzip body may hold several members one after the other (RFC 1952, what ``cat a.gz
+    b.gz`` makes), read as the concatenation of their data, as gzip readers do; anything
+    else after the compressed data is refused rather than dropped unread."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -77,19 +81,35 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
             f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding", 415
         )
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequestError(f"the body is not valid {encoding} data: {exc}") from exc
-    if len(data) > limit:
-        raise BadRequestError(
-            f"the body is larger than {limit:,} bytes once decompressed; send smaller batches",
-            413,
-        )
-    if not inflater.eof:
-        raise BadRequestError(f"the {encoding} body is truncated")
-    return data
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise BadRequestError(f"the body is not valid {encoding} data: {exc}") from exc
+        size += len(data)
+        if size > limit:
+            raise BadRequestError(
+                f"the body is larger than {limit:,} bytes once decompressed; send smaller batches",
+                413,
+            )
+        if not inflater.eof:
+            raise BadRequestError(f"the {encoding} body is truncated")
+        parts.append(data)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
+        if encoding != "gzip" or not rest.startswith(_GZIP_MAGIC):
+            raise BadRequestError(
+                f"the body has {len(rest):,} bytes after its {encoding} data "
+                f"({rest[:8].hex()}...); send the compressed data alone"
+            )
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
