@@ -246,7 +246,7 @@ BAD_REQUESTS = [
         orjson.dumps({"resourceMetrics": [{"scopeMetrics": "nope"}]}),
         JSON,
         400,
-        "not a valid OTLP/JSON ExportMetricsServiceRequest",
+        "resourceMetrics[0].scopeMetrics: 'nope' is not an array",
         id="json-wrong-shape",
     ),
     pytest.param(

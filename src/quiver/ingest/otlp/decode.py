@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from quiver.ingest.arrow_layout import Signal
+from quiver.ingest.otlp.json_shape import ShapeError, check_shape
 from quiver.ingest.otlp.wire import LogsRequest, TracesRequest
 
 __all__ = [
@@ -144,6 +145,10 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         except Exception:  # anything unusual: the general way decides
             doc = orjson.loads(body)  # afresh: the attempt may have changed it
     _ids_to_base64(doc, "")
+    try:
+        check_shape(doc, cls.DESCRIPTOR)
+    except ShapeError as exc:
+        raise BadRequestError(exc.message) from exc
     message = cls()
     try:
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)

@@ -29,6 +29,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from quiver.ingest.otlp.json_shape import ShapeError, check_shape
+
 __all__ = ["FallbackError", "traces_from_json"]
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -169,6 +171,7 @@ def _message(doc: Any, message: Any, ids: IdCheck) -> Any:
         raise FallbackError
     try:
         ids(doc, "")
+        check_shape(doc, message.DESCRIPTOR)
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)
     except Exception as exc:
         raise FallbackError from exc
@@ -221,8 +224,9 @@ def _key_value(pair: dict[str, Any]) -> KeyValue:
         elif not value:
             return KeyValue(key=key, value=AnyValue())
     try:
+        check_shape(pair, KeyValue.DESCRIPTOR)
         kv: KeyValue = json_format.ParseDict(pair, KeyValue(), ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
+    except (ShapeError, json_format.ParseError) as exc:
         raise FallbackError from exc
     return kv
 
