@@ -222,7 +222,7 @@ BAD_REQUESTS = [
         b"\xff\xff\xff garbage",
         PROTOBUF,
         400,
-        "not a valid ExportTraceServiceRequest",
+        "; send Content-Type: application/json for OTLP/JSON",
         id="malformed-protobuf",
     ),
     pytest.param("/v1/traces", b"{not json", JSON, 400, "not valid JSON", id="malformed-json"),

@@ -124,8 +124,7 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
             return parsed
         except DecodeError as exc:
             raise BadRequestError(
-                f"the body is not a valid {cls.__name__} protobuf message ({exc}); "
-                "send Content-Type: application/json for OTLP/JSON"
+                f"the body is not a valid {cls.__name__} protobuf message ({exc})"
             ) from exc
     try:
         doc = orjson.loads(body)

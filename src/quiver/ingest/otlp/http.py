@@ -178,7 +178,14 @@ async def _handle(
         chunks.append(chunk)
     try:
         body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
-        message = decode_body(signal, body, json)
+        try:
+            message = decode_body(signal, body, json)
+        except BadRequestError as exc:
+            if json:
+                raise
+            raise BadRequestError(
+                f"{exc.message}; send Content-Type: application/json for OTLP/JSON"
+            ) from exc
         response = await export(taking, signal, message)
     except BadRequestError as exc:
         return _status(exc.status, exc.message, json)
