@@ -228,6 +228,22 @@ BAD_REQUESTS = [
     pytest.param("/v1/traces", b"{not json", JSON, 400, "not valid JSON", id="malformed-json"),
     pytest.param("/v1/traces", b"[1, 2]", JSON, 400, "must be a JSON object", id="json-array"),
     pytest.param(
+        "/v1/logs",
+        b"null",
+        JSON,
+        400,
+        "the body must be a JSON object (an ExportLogsServiceRequest), not null",
+        id="json-null",
+    ),
+    pytest.param(
+        "/v1/logs",
+        b'"text"',
+        JSON,
+        400,
+        "the body must be a JSON object (an ExportLogsServiceRequest), not a string",
+        id="json-string",
+    ),
+    pytest.param(
         "/v1/traces",
         orjson.dumps(
             {

@@ -187,7 +187,8 @@ def _check_base64(node: Any, where: str) -> None:
 
 
 def _kind(value: Any) -> str:
-    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+    kinds = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
+    return "null" if value is None else kinds.get(type(value), "a number")
 
 
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
