@@ -173,6 +173,16 @@ def _service(kvs: Iterable[KeyValue]) -> str | None:
     return None
 
 
+def _nested_id_problem(items: Iterable[Any], field: str) -> str | None:
+    for j, item in enumerate(items):
+        problem = _id_problem("trace_id", item.trace_id, 16, False) or _id_problem(
+            "span_id", item.span_id, 8, False
+        )
+        if problem:
+            return f"{field}[{j}].{problem}"
+    return None
+
+
 def _hex(raw: bytes) -> str | None:
     return raw.hex() if raw else None
 
@@ -294,6 +304,7 @@ def _spans(request: Any, encoded: bool) -> Conversion:
             or len(sid) != 8
             or sid == _ZERO_SPAN
             or (pid and len(pid) != 8)
+            or _nested_id_problem(spans[i].links, "links")
         ]
         if bad:
             for i in bad:
@@ -301,6 +312,7 @@ def _spans(request: Any, encoded: bool) -> Conversion:
                     _id_problem("trace_id", t[i], 16, True)
                     or _id_problem("span_id", d[i], 8, True)
                     or _id_problem("parent_span_id", p[i], 8, False)
+                    or _nested_id_problem(spans[i].links, "links")
                 )
                 out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
             keep = sorted(set(range(len(spans))) - set(bad))
@@ -458,7 +470,11 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                 )
             if kind == "sum":
                 head["is_monotonic"] = data.is_monotonic
-            for p in data.data_points:
+            for i, p in enumerate(data.data_points):
+                problem = kind != "summary" and _nested_id_problem(p.exemplars, "exemplars")
+                if problem:
+                    out.reject(f"{where}.data_points[{i}]", problem)
+                    continue
                 envelope.attributes.add(p.attributes)
                 cols.add(**head, **_point(kind, p))
         envelope.rows_added(cols.rows - rows_before)

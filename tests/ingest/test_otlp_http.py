@@ -216,6 +216,49 @@ def test_spans_with_impossible_ids_are_rejected_one_by_one_with_partial_success(
     assert "OTLP receivers refused 3 item(s)" in capfd.readouterr().err
 
 
+def test_a_link_or_exemplar_id_of_the_wrong_length_rejects_its_span_or_data_point(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """Link and exemplar ids may be left out, but one given is held to its length as the
+    span's own are: it could never name a span."""
+    rec = receiver()
+    linked = span("bad link")
+    linked.links.add(trace_id=b"\x01" * 16, span_id=b"\x05" * 8)
+    linked.links.add(trace_id=b"\x01\x02", span_id=b"\x05" * 8)
+    unlinked = span("link without ids", span_id=b"\x03" * 8)
+    unlinked.links.add()
+    response = post(
+        rec, "/v1/traces", trace_request(linked, unlinked).SerializeToString(), PROTOBUF
+    )
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert (response.status_code, partial.rejected_spans) == (200, 1)
+    assert "spans[0]: links[1].trace_id is 2 bytes ('0102'); it must be 16" in (
+        partial.error_message
+    )
+
+    point = {"asInt": "1", "exemplars": [{"asInt": "1", "spanId": "0203"}]}
+    plain_point = {"asInt": "2", "exemplars": [{"asDouble": 0.5}]}
+    metrics = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {"metrics": [{"name": "m", "gauge": {"dataPoints": [point, plain_point]}}]}
+                ]
+            }
+        ]
+    }
+    response = post(rec, "/v1/metrics", orjson.dumps(metrics), JSON)
+    partial_json = response.json()["partialSuccess"]
+    assert (response.status_code, partial_json["rejectedDataPoints"]) == (200, "1")
+    assert (
+        "data_points[0]: exemplars[0].span_id is 2 bytes ('0203'); it must be 8"
+        in (partial_json["errorMessage"])
+    )
+    table = rec.stop()
+    assert [r["span_name"] for r in rows_of(table, "traces")] == ["link without ids"]
+    assert [r["value_int"] for r in rows_of(table, "metrics")] == [2]
+
+
 BAD_REQUESTS = [
     pytest.param(
         "/v1/traces",

@@ -171,6 +171,18 @@ def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
     return None
 
 
+def _nested_id_problem(items: Iterable[Any], field: str) -> str | None:
+    """Why an id of one of ``items`` (a span's links, a data point's exemplars: ``field``)
+    cannot be right, or None. Their ids may be left out, but one given must have its length."""
+    for j, item in enumerate(items):
+        problem = _id_problem("trace_id", item.trace_id, 16, False) or _id_problem(
+            "span_id", item.span_id, 8, False
+        )
+        if problem:
+            return f"{field}[{j}].{problem}"
+    return None
+
+
 class _Envelope:
     """The columns every signal shares: resource and scope fields, converted once per scope
     and taken by index."""
@@ -261,6 +273,7 @@ def _spans(request: Any, encoded: bool) -> Conversion:
             or len(sid) != 8
             or sid == _ZERO_SPAN
             or (pid and len(pid) != 8)
+            or (spans[i].links and _nested_id_problem(spans[i].links, "links"))
         ]
         if bad:
             for i in bad:
@@ -268,6 +281,7 @@ def _spans(request: Any, encoded: bool) -> Conversion:
                     _id_problem("trace_id", t[i], 16, True)
                     or _id_problem("span_id", d[i], 8, True)
                     or _id_problem("parent_span_id", p[i], 8, False)
+                    or _nested_id_problem(spans[i].links, "links")
                 )
                 out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
             if encoded:  # the real message would have refused them whole
@@ -435,6 +449,8 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                 for _ in points:
                     out.reject(where, "the metric has no name")
                 continue
+            if kind != "summary":  # the others' points may carry exemplars
+                points = _points_with_right_ids(out, points, r, s, m)
             n = len(points)
             if not n:
                 continue
@@ -463,6 +479,22 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
         envelope.rows_added(rows - rows_before)
     attributes = _attribute_map(groups, what="metric data point")
     return envelope.finish(out, cols, rows, "metrics", attributes)
+
+
+def _points_with_right_ids(out: Conversion, points: list[Any], r: int, s: int, m: int) -> list[Any]:
+    """``points`` without those whose exemplars carry an id of the wrong length, each
+    rejected with its reason."""
+    kept = []
+    for i, point in enumerate(points):
+        problem = point.exemplars and _nested_id_problem(point.exemplars, "exemplars")
+        if problem:
+            out.reject(
+                f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}].data_points[{i}]",
+                problem,
+            )
+        else:
+            kept.append(point)
+    return kept
 
 
 def _point_columns(kind: str, points: list[Any]) -> dict[str, list[Any]]:
