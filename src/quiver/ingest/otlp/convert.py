@@ -75,10 +75,54 @@ def convert_request(signal: Signal, request: Request) -> Conversion:
     try:
         return _convert(signal, request)
     except OverflowError:
+        where = next(_late_times(signal, request), None)
+        at = f"{where[0]} is {where[1]}, which is" if where else f"a {signal} time is"
         raise BadRequestError(
-            f"a {signal} time is past {_LATEST_NS}, the latest a nanosecond timestamp holds "
+            f"{at} past {_LATEST_NS}, the latest a nanosecond timestamp holds "
             "(times are nanoseconds since 1970-01-01 UTC)"
         ) from None
+
+
+_LATEST = (1 << 63) - 1
+
+
+def _late_times(signal: Signal, request: Any) -> Iterator[tuple[str, int]]:
+    """Each time field of ``request`` past what a nanosecond timestamp holds: its path and
+    value."""
+
+    def late(where: str, item: Any, *fields: str) -> Iterator[tuple[str, int]]:
+        for name in fields:
+            value = getattr(item, name)
+            if value > _LATEST:
+                yield f"{where}.{name}", value
+
+    if signal == "traces":
+        for r, group in enumerate(request.resource_spans):
+            for s, scoped in enumerate(group.scope_spans):
+                for i, span in enumerate(scoped.spans):
+                    at = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
+                    yield from late(at, span, "start_time_unix_nano", "end_time_unix_nano")
+                    for j, event in enumerate(span.events):
+                        yield from late(f"{at}.events[{j}]", event, "time_unix_nano")
+    elif signal == "logs":
+        for r, group in enumerate(request.resource_logs):
+            for s, scoped in enumerate(group.scope_logs):
+                for i, log in enumerate(scoped.log_records):
+                    at = f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]"
+                    yield from late(at, log, "time_unix_nano", "observed_time_unix_nano")
+    else:
+        for r, group in enumerate(request.resource_metrics):
+            for s, scoped in enumerate(group.scope_metrics):
+                for m, metric in enumerate(scoped.metrics):
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    for i, point in enumerate(getattr(metric, kind).data_points):
+                        at = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}].{kind}"
+                        at += f".data_points[{i}]"
+                        yield from late(at, point, "start_time_unix_nano", "time_unix_nano")
+                        for j, exemplar in enumerate(getattr(point, "exemplars", ())):
+                            yield from late(f"{at}.exemplars[{j}]", exemplar, "time_unix_nano")
 
 
 def _convert(signal: Signal, request: Request) -> Conversion:
