@@ -261,6 +261,16 @@ def test_a_link_or_exemplar_id_of_the_wrong_length_rejects_its_span_or_data_poin
     assert [r["value_int"] for r in rows_of(table, "metrics")] == [2]
 
 
+def test_a_string_holding_a_quote_and_a_colon_is_not_taken_for_a_key(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": 'a":b'}}]}]}]}
+    response = post(rec, "/v1/logs", orjson.dumps(doc), JSON)
+    assert response.status_code == 200, response.text
+    assert [r["body"] for r in rows_of(rec.stop(), "logs")] == ['a":b']
+
+
 BAD_REQUESTS = [
     pytest.param(
         "/v1/traces",
@@ -349,6 +359,27 @@ BAD_REQUESTS = [
         400,
         "the body has 8 bytes after its deflate data",
         id="bytes-after-deflate",
+    ),
+    pytest.param(
+        "/v1/traces",
+        b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "'
+        + b"01" * 16
+        + b'", "spanId": "'
+        + b"02" * 8
+        + b'", "name": "lost"}]}]}], "resourceSpans": []}',
+        JSON,
+        400,
+        "key 'resourceSpans' appears twice in one JSON object (the object at line 1 column 1)",
+        id="duplicate-key-at-the-top",
+    ),
+    pytest.param(
+        "/v1/logs",
+        b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [\n'
+        b'  {"body": {"stringValue": "a"}, "body" : {"stringValue": "b"}}]}]}]}',
+        JSON,
+        400,
+        "key 'body' appears twice in one JSON object (the object at line 2 column 3)",
+        id="duplicate-key-in-a-log-record",
     ),
     pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
     pytest.param(
