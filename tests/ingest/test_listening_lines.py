@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,34 @@ def test_malformed_http_requests_leave_the_terminal_alone(tmp_path: Path) -> Non
             assert "OTLP/HTTP receiver: Invalid HTTP request received." in err, err
         else:
             assert "Invalid HTTP request" not in err, err
+
+
+def test_a_client_leaving_in_the_middle_of_its_body_is_no_warning(tmp_path: Path) -> None:
+    """A client gone before its body ended is the client's doing, not a failure inside the
+    receiver: the run log has no warning about it, and the receiver goes on."""
+    port = free_port()
+    text = f"source: {{otlp: {{http: {{endpoint: '127.0.0.1:{port}'}}}}}}\n"
+    text += "sink: {parquet: {path: out/t.parquet}}\n"
+    proc = start(tmp_path, text)
+    wait_listening(port, 60)
+    head = f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head += "Content-Type: application/x-protobuf\r\n"
+    for framing, part in (
+        ("Content-Length: 1000\r\n\r\n", b"\x0a" * 10),
+        ("Transfer-Encoding: chunked\r\n\r\n", b"5\r\nabc"),
+    ):
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall((head + framing).encode() + part)
+            time.sleep(0.3)  # the body has begun to arrive
+    reply = httpx.post(
+        f"http://127.0.0.1:{port}/v1/logs",
+        content=b"{}",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    err = stop(proc)
+    assert "warning" not in err and "Exception in ASGI application" not in err, err
 
 
 def test_lines_go_through_a_progress_display_that_holds_stderr(

@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -171,11 +171,14 @@ async def _handle(
         return _status(413, f"the body is {declared:,} bytes, over the {limit:,} accepted", json)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _status(413, f"the body is over the {limit:,} bytes accepted", json)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return _status(413, f"the body is over the {limit:,} bytes accepted", json)
+            chunks.append(chunk)
+    except ClientDisconnect:  # nothing was taken, and there is no one left to answer
+        return _status(400, "the client closed the connection before the body ended", json)
     try:
         body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
         try:
