@@ -500,6 +500,7 @@ def test_get_is_405_with_allow_post(receiver: Callable[..., Receiver]) -> None:
     ("method", "path", "status", "message"),
     [
         ("POST", "/v1/nothing", 404, "no OTLP endpoint at /v1/nothing"),
+        ("POST", "/v1/traces/", 404, "no OTLP endpoint at /v1/traces/; use /v1/traces"),
         ("PUT", "/v1/traces", 405, "PUT is not allowed; OTLP/HTTP takes POST"),
         ("GET", "/v1/logs", 405, "GET is not allowed; OTLP/HTTP takes POST"),
     ],

@@ -104,6 +104,7 @@ def otlp_http_app(
 
     routes = [Route(f"/v1/{s}", endpoint(s), methods=["POST"]) for s in SIGNALS]
     app = Starlette(routes=routes)
+    app.router.redirect_slashes = False  # another path is a 404, as the OTLP paths are exact
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _status(
