@@ -381,6 +381,22 @@ BAD_REQUESTS = [
         "key 'body' appears twice in one JSON object (the object at line 2 column 3)",
         id="duplicate-key-in-a-log-record",
     ),
+    pytest.param(
+        "/v1/logs",
+        b'{"resourceLogs": [], "future": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        JSON,
+        400,
+        "the body nests JSON objects and arrays too deeply to be read",
+        id="json-nested-too-deep-in-an-unknown-field",
+    ),
+    pytest.param(
+        "/v1/traces",
+        b'{"resourceSpans": [{"future": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}]}",
+        JSON,
+        400,
+        "the body nests JSON objects and arrays too deeply to be read",
+        id="json-nested-too-deep-in-a-trace",
+    ),
     pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
     pytest.param(
         "/v1/traces",

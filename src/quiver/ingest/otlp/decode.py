@@ -135,6 +135,17 @@ def decode_body(signal: Signal, body: bytes, json: bool) -> Request:
         raise BadRequestError(
             f"the body must be a JSON object (an {cls.__name__}), not {_kind(doc)}"
         )
+    try:
+        return _from_json(signal, cls, body, doc)
+    except RecursionError:  # deeper than the checks below can walk (unknown fields too)
+        raise BadRequestError(
+            "the body nests JSON objects and arrays too deeply to be read; OTLP/JSON needs "
+            "a few levels (attribute values nested in each other: at most 100 in all)"
+        ) from None
+
+
+def _from_json(signal: Signal, cls: type[Request], body: bytes, doc: dict[str, Any]) -> Request:
+    """The request in the OTLP/JSON ``body``, parsed as ``doc``."""
     _check_unique_keys(body, doc)
     if b"ytesValue" in body or b"ytes_value" in body:  # only then is there base64 to check
         _check_base64(doc, "")
