@@ -258,6 +258,43 @@ def test_attributes_whose_parent_id_matches_no_span_are_invalid_argument(
     assert plain(rec.stop()).column("span_name").to_pylist() == ["after"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"\x81" * 3000 + b"\x00", id="arrays"),
+        pytest.param(b"\xa1\x61k" * 3000 + b"\x00", id="maps"),
+        pytest.param(b"\xc0" * 3000 + b"\x00", id="tags"),
+        pytest.param(b"\x9f" * 3000 + b"\x00", id="indefinite-arrays"),
+    ],
+)
+def test_a_cbor_value_nested_too_deeply_is_invalid_argument(
+    receiver: Callable[..., Receiver], value: bytes
+) -> None:
+    """An attribute value of type array or map is CBOR; one nested thousands of levels deep
+    is the sender's mistake, named as such, not an internal error of the receiver."""
+    rec = receiver(arrow={})
+    bar = good_bar(4)
+    attrs = pa.record_batch(
+        {
+            "parent_id": pa.array([0], pa.uint16()),
+            "key": pa.array(["deep"]),
+            "type": pa.array([6], pa.uint8()),  # array: its value is CBOR in "ser"
+            "ser": pa.array([value], pa.binary()),
+        }
+    )
+    for payload in bar.arrow_payloads:
+        if payload.type == _T.SPAN_ATTRS:
+            bar.arrow_payloads.remove(payload)
+    bar.arrow_payloads.add(schema_id="a", type=_T.SPAN_ATTRS, record=ipc_stream(attrs))
+    answers = stream(rec, [bar, good_bar(5, "after")])
+    assert answers[0].status_code == _S.INVALID_ARGUMENT, answers[0].status_message
+    assert "SPAN_ATTRS.ser: not valid CBOR (arrays, maps and tags nested more than 100" in (
+        answers[0].status_message
+    )
+    assert answers[1].status_code == _S.OK
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["after"]
+
+
 def test_a_required_column_missing_is_named(receiver: Callable[..., Receiver]) -> None:
     rec = receiver(arrow={})
     spans = pa.record_batch({"name": pa.array(["no ids"])})

@@ -429,15 +429,21 @@ def _cbor_text(value: Any, where: str) -> str | None:
     if value is None:
         return None
     try:
-        decoded, _ = _cbor(bytes(value), 0)
+        decoded, _ = _cbor(bytes(value), 0, 0)
     except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise OtapDataError(f"{where}: not valid CBOR ({exc})") from exc
     return value_json(decoded)
 
 
-def _cbor(data: bytes, at: int) -> tuple[Any, int]:
-    """One CBOR item (RFC 8949) from ``data[at:]`` as a JSON-able value, and where it ends.
-    Byte strings become base64 text, as OTLP JSON writes them."""
+_CBOR_DEPTH = 100  # as deep as an OTLP attribute value can nest in protobuf
+
+
+def _cbor(data: bytes, at: int, depth: int) -> tuple[Any, int]:
+    """One CBOR item (RFC 8949) from ``data[at:]`` as a JSON-able value, and where it ends;
+    ``depth``: the arrays, maps and tags it is inside. Byte strings become base64 text, as
+    OTLP JSON writes them."""
+    if depth > _CBOR_DEPTH:
+        raise ValueError(f"arrays, maps and tags nested more than {_CBOR_DEPTH} levels deep")
     head = data[at]
     major, info = head >> 5, head & 0x1F
     at += 1
@@ -466,7 +472,7 @@ def _cbor(data: bytes, at: int) -> tuple[Any, int]:
     elif info == 27:
         length, at = struct.unpack_from(">Q", data, at)[0], at + 8
     elif info == 31 and major in (2, 3, 4, 5):
-        return _cbor_indefinite(data, at, major)
+        return _cbor_indefinite(data, at, major, depth)
     else:
         raise ValueError(f"additional information {info}")
     if major == 0:
@@ -482,22 +488,22 @@ def _cbor(data: bytes, at: int) -> tuple[Any, int]:
     if major == 4:
         items = []
         for _ in range(length):
-            item, at = _cbor(data, at)
+            item, at = _cbor(data, at, depth + 1)
             items.append(item)
         return items, at
     if major == 5:
         mapping = {}
         for _ in range(length):
-            key, at = _cbor(data, at)
-            mapping[str(key)], at = _cbor(data, at)
+            key, at = _cbor(data, at, depth + 1)
+            mapping[str(key)], at = _cbor(data, at, depth + 1)
         return mapping, at
-    return _cbor(data, at)  # major 6: a tag; the value it tags
+    return _cbor(data, at, depth + 1)  # major 6: a tag; the value it tags
 
 
-def _cbor_indefinite(data: bytes, at: int, major: int) -> tuple[Any, int]:
+def _cbor_indefinite(data: bytes, at: int, major: int, depth: int) -> tuple[Any, int]:
     items: list[Any] = []
     while data[at] != 0xFF:
-        item, at = _cbor(data, at)
+        item, at = _cbor(data, at, depth + 1)
         items.append(item)
     at += 1
     if major == 2:
