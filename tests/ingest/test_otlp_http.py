@@ -218,6 +218,24 @@ def test_spans_with_impossible_ids_are_rejected_one_by_one_with_partial_success(
     assert "OTLP receivers refused 3 item(s)" in capfd.readouterr().err
 
 
+def test_an_id_of_the_wrong_length_is_shown_in_part_in_partial_success(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """The reason names the length and the first bytes: the answer to a request of huge ids
+    is not larger than the request."""
+    rec = receiver()
+    huge = [span(f"huge {i}", trace_id=bytes([i + 1]) * 2_000_000) for i in range(3)]
+    body = trace_request(*huge).SerializeToString()
+    response = post(rec, "/v1/traces", body, PROTOBUF)
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert (response.status_code, partial.rejected_spans) == (200, 3)
+    assert "spans[0]: trace_id is 2000000 bytes ('" + "01" * 16 + "…'); it must be 16" in (
+        partial.error_message
+    )
+    assert len(response.content) < 1_000
+    rec.stop()
+
+
 def test_a_link_or_exemplar_id_of_the_wrong_length_rejects_its_span_or_data_point(
     receiver: Callable[..., Receiver],
 ) -> None:

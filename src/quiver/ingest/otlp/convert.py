@@ -207,9 +207,8 @@ def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
     if not raw:
         return f"{name} is missing" if required else None
     if len(raw) != size:
-        return (
-            f"{name} is {len(raw)} bytes ({raw.hex()!r}); it must be {size} ({size * 2} hex digits)"
-        )
+        shown = raw[:size].hex() + ("…" if len(raw) > size else "")  # not all of a huge one
+        return f"{name} is {len(raw)} bytes ({shown!r}); it must be {size} ({size * 2} hex digits)"
     if required and raw == bytes(size):
         return f"{name} is all zeros, which OTLP defines as invalid"
     return None
