@@ -295,6 +295,19 @@ def test_a_cbor_value_nested_too_deeply_is_invalid_argument(
     assert plain(rec.stop()).column("span_name").to_pylist() == ["after"]
 
 
+def test_an_unknown_schema_id_is_shown_by_its_beginning(receiver: Callable[..., Receiver]) -> None:
+    rec = receiver(arrow={})
+    encoder = OtapEncoder()
+    encoder.traces(trace_request(span("first")))  # later batches of the stream have no schema
+    later = encoder.traces(trace_request(span("later")))
+    later.arrow_payloads[0].schema_id = "s" * 1_000_000
+    [answer] = stream(rec, [later])
+    assert answer.status_code == _S.INVALID_ARGUMENT
+    assert "(schema_id '" + "s" * 40 + "'… was not seen" in answer.status_message
+    assert len(answer.status_message) < 1_000
+    rec.stop()
+
+
 def test_a_required_column_missing_is_named(receiver: Callable[..., Receiver]) -> None:
     rec = receiver(arrow={})
     spans = pa.record_batch({"name": pa.array(["no ids"])})

@@ -236,6 +236,28 @@ def test_an_id_of_the_wrong_length_is_shown_in_part_in_partial_success(
     rec.stop()
 
 
+@pytest.mark.parametrize(
+    ("path", "item"),
+    [
+        ("/v1/traces", {"traceId": "zz" * 500_000, "spanId": "02" * 8}),
+        ("/v1/logs", {"body": {"bytesValue": "!" * 1_000_000}}),
+    ],
+)
+def test_a_huge_bad_value_is_shown_by_its_beginning_in_the_400(
+    receiver: Callable[..., Receiver], path: str, item: dict[str, Any]
+) -> None:
+    rec = receiver()
+    if path == "/v1/traces":
+        doc = {"resourceSpans": [{"scopeSpans": [{"spans": [item]}]}]}
+    else:
+        doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": [item]}]}]}
+    response = post(rec, path, orjson.dumps(doc), JSON)
+    assert response.status_code == 400
+    assert "…" in json_status(response)
+    assert len(response.content) < 2_000
+    rec.stop()
+
+
 def test_a_link_or_exemplar_id_of_the_wrong_length_rejects_its_span_or_data_point(
     receiver: Callable[..., Receiver],
 ) -> None:

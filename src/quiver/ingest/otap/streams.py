@@ -148,7 +148,8 @@ class IpcStreams:
             if stream is None or stream.schema_id != schema_id or schema_first:
                 if not schema_first:
                     raise OtapDataError(
-                        f"{name}: a new IPC stream (schema_id {schema_id!r} was not seen for "
+                        f"{name}: a new IPC stream (schema_id {schema_id[:40]!r}"
+                        f"{'…' if len(schema_id) > 40 else ''} was not seen for "
                         "this payload type on this gRPC stream) must begin with a Schema message"
                     )
                 stream = self._streams[kind] = _Stream(schema_id)

@@ -227,10 +227,16 @@ def _check_base64(node: Any, where: str) -> None:
                 or len(value) - len(text) > (-len(text)) % 4
             ):
                 raise BadRequestError(
-                    f"{at}: {value[:40]!r} is not base64 (OTLP/JSON bytes are base64, e.g. AAE=)"
+                    f"{at}: {_shown(value)} is not base64 (OTLP/JSON bytes are base64, e.g. AAE=)"
                 )
         elif isinstance(value, dict | list):
             _check_base64(value, at)
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, its first 40 characters when it is longer: the answer
+    to a request stays small whatever it holds."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "…"
 
 
 def _kind(value: Any) -> str:
@@ -265,7 +271,7 @@ def _ids_to_base64(node: Any, where: str) -> None:
                 raw = binascii.unhexlify(value)
             except (binascii.Error, ValueError) as exc:
                 raise BadRequestError(
-                    f"{where}.{key}: {value!r} is not a hex string (OTLP/JSON ids are hex, "
+                    f"{where}.{key}: {_shown(value)} is not a hex string (OTLP/JSON ids are hex, "
                     "e.g. 5b8efff798038103d269b633813fc60c)"
                 ) from exc
             node[key] = base64.b64encode(raw).decode("ascii")
