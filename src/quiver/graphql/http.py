@@ -635,7 +635,7 @@ class GraphQLApp:
         try:
             # Exact where orjson would round (a 30-digit integer in a JSON variable, a long
             # decimal, 1e400): the cheap check of json_value keeps ordinary bodies on orjson.
-            decoded = json_value(body)
+            decoded = json_value(body, strict=True)
         except json.JSONDecodeError as exc:  # orjson's error is one too
             raise _HttpError(
                 400, f"The request body is not valid JSON: {exc.args[0] if exc.args else exc}."
@@ -658,10 +658,12 @@ class GraphQLApp:
                 params.pop(key, None)
                 continue
             try:
-                params[key] = json_value(raw)
-            except json.JSONDecodeError:
+                params[key] = json_value(raw, strict=True)
+            except json.JSONDecodeError as exc:
                 raise _HttpError(
-                    400, f"The {key} parameter must be URL-encoded JSON (an object)."
+                    400,
+                    f"The {key} parameter must be URL-encoded JSON (an object); it is not "
+                    f"valid JSON: {exc.args[0] if exc.args else exc}.",
                 ) from None
         if params.get("operationName") == "":
             params["operationName"] = None

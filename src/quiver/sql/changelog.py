@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import orjson
 
+from quiver.runtime.errors import line_and_column
 from quiver.sql.build import template
 from quiver.sql.database import Transaction
 from quiver.sql.dialects import Dialect
@@ -171,13 +172,18 @@ def image_document(
     }
 
 
-def json_value(value: Any) -> Any:
+def json_value(value: Any, *, strict: bool = False) -> Any:
     """A JSON column's value as read by any driver (text, bytes or already decoded), every
     number exact: one that no int64/uint64 or double holds (a JSON field's ``1e400`` or
     ``123456789012345678901234567890``) is a :class:`decimal.Decimal`, written back as the
     same number by :func:`json_text`. Images hold the values as the API serves them, and a
     JSON field serves the numbers the database keeps, whatever their size. A value nested too
-    deeply to read (arrays or objects thousands of levels deep) is a ``json.JSONDecodeError``."""
+    deeply to read (arrays or objects thousands of levels deep), or bytes that are not UTF-8,
+    is a ``json.JSONDecodeError``.
+
+    ``strict`` reads JSON text as RFC 8259 and I-JSON (RFC 7493) write it, for text a client
+    sent: ``NaN``, ``Infinity`` and a string holding half of a UTF-16 surrogate pair
+    (``"\\ud800"``) are refused too, each with what and where in its message."""
     if type(value) is bytes:  # the common case first: HTTP bodies, PostgreSQL's JSON
         raw = value
     elif value is None or isinstance(value, dict | list):
@@ -186,14 +192,77 @@ def json_value(value: Any) -> Any:
         raw = bytes(value) if isinstance(value, bytearray | memoryview) else value.encode()
     if not _maybe_inexact(raw):
         try:
-            return orjson.loads(raw)
+            return orjson.loads(raw)  # refuses NaN, lone surrogates and bytes not UTF-8
         except orjson.JSONDecodeError:
             pass  # a number past a double (1e400), or nested past orjson's 1,024 levels
     try:
-        return json.loads(raw, parse_int=_exact_int, parse_float=_exact_float)
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start].decode()
+        line, column = line_and_column(before, len(before))
+        raise _not_json(
+            f"it is not UTF-8: byte 0x{raw[exc.start]:02x} at line {line} column {column} "
+            "is not part of a UTF-8 character; send the JSON as UTF-8 text"
+        ) from None
+    if text.startswith("\ufeff"):
+        raise _not_json("it starts with a byte order mark; send UTF-8 JSON without one")
+    try:
+        decoded = json.loads(
+            text,
+            parse_int=_exact_int,
+            parse_float=_exact_float,
+            parse_constant=_refuse_constant if strict else None,
+        )
     except RecursionError:
         # Refused as malformed, as orjson refuses it: never a crash of whoever reads it.
         raise json.JSONDecodeError("it is nested too deeply", "", 0) from None
+    if strict:
+        _refuse_lone_surrogates(decoded, "")
+    return decoded
+
+
+def _not_json(message: str) -> json.JSONDecodeError:
+    """A ``json.JSONDecodeError`` whose message is ``message`` alone (no position)."""
+    error = json.JSONDecodeError(message, "", 0)
+    error.args = (message,)
+    return error
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _not_json(
+        f"{name} is not a JSON number; send a number, or null, or the value as a string"
+    )
+
+
+def _refuse_lone_surrogates(value: Any, path: str) -> None:
+    """Refuse ``value`` when a string or key in it holds half of a UTF-16 surrogate pair."""
+    if isinstance(value, str):
+        _refuse_half_pair(value, path or "the body")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key.isidentifier():
+                where = f"{path}.{key}" if path else key
+            else:
+                where = f"{path}[{_escaped(key)}]"
+            _refuse_half_pair(key, where)
+            _refuse_lone_surrogates(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_lone_surrogates(item, f"{path}[{index}]")
+
+
+def _escaped(text: str) -> str:
+    """``text`` as a JSON string, a half pair written as its escape."""
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
+
+
+def _refuse_half_pair(text: str, where: str) -> None:
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            raise _not_json(
+                f"the string at {where} holds \\u{ord(char):04x}, half of a UTF-16 surrogate "
+                "pair; send whole characters (a pair's two halves together)"
+            )
 
 
 def json_text(value: Any, option: int | None = None) -> bytes:

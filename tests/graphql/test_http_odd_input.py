@@ -1,0 +1,138 @@
+"""Odd and hostile requests to the GraphQL HTTP surface: each is answered with a GraphQL error
+that says what is wrong (a 400 for a malformed request), never a 500, and the server goes on
+answering."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from quiver.graphql.http import GraphQLApp
+from tests.graphql.test_http import GQL, open_app
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def app(chinook_sqlite: Path) -> AsyncIterator[GraphQLApp]:
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}")
+    try:
+        yield app
+    finally:
+        await app.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(app: GraphQLApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+        yield c
+
+
+async def post_bytes(client: httpx.AsyncClient, body: bytes, accept: str = GQL) -> httpx.Response:
+    headers = {"content-type": "application/json", "accept": accept}
+    return await client.post("/graphql", content=body, headers=headers)
+
+
+def bad_request(r: httpx.Response, *phrases: str) -> dict[str, Any]:
+    assert r.status_code == 400, r.text
+    error: dict[str, Any] = r.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST", error
+    for phrase in phrases:
+        assert phrase in error["message"], error["message"]
+    return error
+
+
+async def still_answers(client: httpx.AsyncClient) -> None:
+    r = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert r.json() == {"data": {"__typename": "Query"}}
+
+
+# A run of 16 digits sends the body to the exact reader; each case is tried with and without.
+EXACT = b', "extensions": {"n": 12345678901234567890}'
+
+
+@pytest.mark.parametrize("exact", [b"", EXACT], ids=["plain", "exact-numbers"])
+@pytest.mark.parametrize(
+    ("body", "phrases"),
+    [
+        (b'{"query": "{ __typename } # \xff"%s}', ("not UTF-8", "0xff", "line 1 column 29")),
+        (b'{"query": "{ __typename } # \xed\xa0\x80"%s}', ("not UTF-8", "0xed")),
+        (b'\xef\xbb\xbf{"query": "{ __typename }"%s}', ("byte order mark",)),
+        (b'\xff\xfe{\x00"\x00q\x00"\x00:\x00 \x00"\x00{\x00}\x00"\x00%s}\x00', ("not UTF-8",)),
+        (b'{"query": "{ __typename }", "variables": {"x": NaN}%s}', ("NaN", "not a JSON")),
+        (b'{"query": "{ __typename }", "variables": {"x": Infinity}%s}', ("Infinity",)),
+        (b'{"query": "{ __typename }", "variables": {"x": [-Infinity]}%s}', ("-Infinity",)),
+        (b"NaN", ("NaN",)),
+        (
+            b'{"query": "{ __typename }", "operationName": "\\ud800"%s}',
+            ("operationName", "\\ud800", "surrogate"),
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"a": [1, {"\\udc00": 2}]}%s}',
+            ('variables.a[1]["\\udc00"]', "surrogate"),
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"s": "x\\uDBFFy"}%s}',
+            ("variables.s", "\\udbff", "surrogate"),
+        ),
+    ],
+    ids=[
+        "invalid-utf8",
+        "utf8-encoded-surrogate",
+        "byte-order-mark",
+        "utf16",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "nan-alone",
+        "lone-surrogate-operation-name",
+        "lone-surrogate-key",
+        "lone-surrogate-value",
+    ],
+)
+async def test_a_body_that_is_not_json_text_is_400_saying_why(
+    client: httpx.AsyncClient, body: bytes, phrases: tuple[str, ...], exact: bytes
+) -> None:
+    body = body.replace(b"%s", exact)
+    error = bad_request(await post_bytes(client, body), "not valid JSON", *phrases)
+    assert "Internal" not in error["message"]
+    await still_answers(client)
+
+
+async def test_a_lone_surrogate_with_a_persisted_query_hash_is_400(
+    client: httpx.AsyncClient,
+) -> None:
+    body = (
+        b'{"query": "{ __typename } # \\ud800", "extensions": {"persistedQuery": '
+        b'{"version": 1, "sha256Hash": "' + b"a" * 64 + b'"}}}'
+    )
+    bad_request(await post_bytes(client, body), "query", "surrogate")
+    await still_answers(client)
+
+
+async def test_surrogate_pairs_and_exact_numbers_still_read(client: httpx.AsyncClient) -> None:
+    body = (
+        b'{"query": "{ __typename }", "variables": {"s": "\\ud83d\\ude00"}, '
+        b'"operationName": null, "extensions": {"n": 12345678901234567890}}'
+    )
+    r = await post_bytes(client, body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    ("variables", "phrase"),
+    [("%7B%22x%22%3ANaN%7D", "NaN"), ("%7B%22x%22%3A%22%5Cud800%22%7D", "surrogate")],
+    ids=["nan", "lone-surrogate"],
+)
+async def test_get_variables_that_are_not_json_text_are_400(
+    client: httpx.AsyncClient, variables: str, phrase: str
+) -> None:
+    r = await client.get(
+        f"/graphql?query=%7B__typename%7D&variables={variables}", headers={"accept": GQL}
+    )
+    bad_request(r, "variables", phrase)
