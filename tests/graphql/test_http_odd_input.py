@@ -136,3 +136,51 @@ async def test_get_variables_that_are_not_json_text_are_400(
         f"/graphql?query=%7B__typename%7D&variables={variables}", headers={"accept": GQL}
     )
     bad_request(r, "variables", phrase)
+
+
+@pytest.mark.parametrize(
+    ("query_string", "phrases"),
+    [
+        (
+            "query=%7Bartists(where:%7Bname:%7Beq:%22Ant%F4nio%22%7D%7D)%7Bname%7D%7D",
+            ("'query'", "0xf4", "byte 30 of its value"),
+        ),
+        ("query=%7B__typename%7D%23%ED%A0%80", ("'query'", "0xed")),
+        ("query=%7B__typename%7D&variables=%7B%22s%22:%22%FF%22%7D", ("'variables'", "0xff")),
+        ("query=%7B__typename%7D&%FF=1", ("'\\xff'", "byte 1 of its name")),
+    ],
+    ids=["latin1-letter", "encoded-surrogate", "variables", "name"],
+)
+async def test_a_query_string_that_is_not_utf8_is_400_naming_the_parameter(
+    client: httpx.AsyncClient, query_string: str, phrases: tuple[str, ...]
+) -> None:
+    r = await client.get(f"/graphql?{query_string}", headers={"accept": GQL})
+    bad_request(r, "not UTF-8", "%C3%B4", *phrases)
+
+
+async def test_a_query_string_in_utf8_reads_as_its_characters(
+    app: GraphQLApp, client: httpx.AsyncClient
+) -> None:
+    query = '{artists(where:{name:{eq:"Antônio Carlos Jobim"}}){name}}'
+    # Percent-encoded, and as raw UTF-8 bytes (which some HTTP servers pass through).
+    r = await client.get("/graphql", params={"query": query})
+    assert r.json() == {"data": {"artists": [{"name": "Antônio Carlos Jobim"}]}}, r.text
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/graphql",
+        "root_path": "",
+        "query_string": b"query=" + query.replace(" ", "+").encode(),
+        "headers": [(b"accept", b"application/json")],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert sent[1]["body"] == b'{"data":{"artists":[{"name":"Ant\xc3\xb4nio Carlos Jobim"}]}}'

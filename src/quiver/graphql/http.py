@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from contextvars import ContextVar
 from random import getrandbits as _random_bits
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
@@ -648,7 +648,7 @@ class GraphQLApp:
 
     async def _get(self, query_string: bytes, media: str) -> tuple[int, bytes, str]:
         params: dict[str, Any] = {}
-        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        for key, value in _query_parameters(query_string):
             if key in params:
                 raise _HttpError(400, f"The query-string parameter {key!r} is given twice.")
             params[key] = value
@@ -756,6 +756,34 @@ class GraphQLApp:
         body = orjson.dumps({"errors": [error.as_error()]})
         status = error.status if media == GRAPHQL_RESPONSE or error.code == "BAD_REQUEST" else 200
         return status, body, "request_error"
+
+
+def _query_parameters(query_string: bytes) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of a URL's query string, each %-decoded as UTF-8.
+
+    A name or value whose bytes are not UTF-8 (``%F4`` for ``ô`` in Latin-1) is a 400 naming
+    it, never a U+FFFD put in its place: a query would then run, and answer, on other text.
+    """
+    pairs: list[tuple[str, str]] = []
+    for field in query_string.split(b"&"):
+        if not field:
+            continue
+        raw_key, _, raw_value = field.partition(b"=")
+        texts: list[str] = []
+        for part, raw in (("name", raw_key), ("value", raw_value)):
+            decoded = unquote_to_bytes(raw.replace(b"+", b" "))
+            try:
+                texts.append(decoded.decode())
+            except UnicodeDecodeError as exc:
+                name = unquote_to_bytes(raw_key).decode(errors="backslashreplace")
+                raise _HttpError(
+                    400,
+                    f"The query-string parameter '{name}' is not UTF-8 once %-decoded (byte "
+                    f"0x{decoded[exc.start]:02x}, byte {exc.start + 1} of its {part}); "
+                    "percent-encode the UTF-8 bytes of each character (%C3%B4 for ô).",
+                ) from None
+        pairs.append((texts[0], texts[1]))
+    return pairs
 
 
 def _check_content_type(raw: bytes) -> None:
