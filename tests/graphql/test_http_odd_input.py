@@ -184,3 +184,29 @@ async def test_a_query_string_in_utf8_reads_as_its_characters(
     await app(scope, receive, send)
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"data":{"artists":[{"name":"Ant\xc3\xb4nio Carlos Jobim"}]}}'
+
+
+@pytest.mark.parametrize("number", ["123456789012345678901234567890", "1e400", "-1.5e-400"])
+@pytest.mark.parametrize(
+    ("query", "phrase"),
+    [
+        ("query($v: Int) { artists(limit: $v) { name } }", "Int cannot represent"),
+        (
+            "query($v: String) { artists(where: {name: {eq: $v}}) { name } }",
+            "String cannot represent",
+        ),
+        ("query($v: Boolean!) { __typename @include(if: $v) }", "Boolean cannot represent"),
+    ],
+    ids=["Int", "String", "Boolean"],
+)
+async def test_a_number_past_a_double_is_named_as_written_in_a_variable_error(
+    client: httpx.AsyncClient, number: str, query: str, phrase: str
+) -> None:
+    body = f'{{"query": "{query}", "variables": {{"v": {number}}}}}'
+    r = await post_bytes(client, body.encode())
+    assert r.status_code == 400, r.text
+    error = r.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert phrase in error["message"], error["message"]
+    assert f"got invalid value {number};" in error["message"], error["message"]
+    assert "instance>" not in error["message"], error["message"]

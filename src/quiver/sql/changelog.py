@@ -311,6 +311,11 @@ class JsonNumber(decimal.Decimal):
         number.text = text
         return number
 
+    def __inspect__(self) -> str:
+        """The number as written, where graphql-core's ``inspect`` names a value in an error
+        message (``Int cannot represent ...: 1e400``), instead of ``<JsonNumber instance>``."""
+        return self.text
+
 
 def _exact_int(text: str) -> int | float | decimal.Decimal:
     number = int(text)
