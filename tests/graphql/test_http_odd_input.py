@@ -210,3 +210,30 @@ async def test_a_number_past_a_double_is_named_as_written_in_a_variable_error(
     assert phrase in error["message"], error["message"]
     assert f"got invalid value {number};" in error["message"], error["message"]
     assert "instance>" not in error["message"], error["message"]
+
+
+HEX = "persistedQuery.sha256Hash must be the hex SHA-256 of the query"
+
+
+@pytest.mark.parametrize(
+    ("persisted", "message"),
+    [
+        ({"version": True, "sha256Hash": "a" * 64}, "Unsupported persisted query version"),
+        ({"version": 1.0, "sha256Hash": "a" * 64}, "Unsupported persisted query version"),
+        ({"version": "1", "sha256Hash": "a" * 64}, "Unsupported persisted query version"),
+        ({"version": 1, "sha256Hash": "z" * 64}, HEX),
+        ({"version": 1, "sha256Hash": "a" * 63 + "\n"}, HEX),
+        ({"version": 1, "sha256Hash": "a" * 63 + "é"}, HEX),
+    ],
+    ids=["version-true", "version-float", "version-string", "not-hex", "newline", "letter"],
+)
+@pytest.mark.parametrize("with_query", [False, True], ids=["hash-only", "with-query"])
+async def test_a_persisted_query_extension_of_the_wrong_form_is_400(
+    client: httpx.AsyncClient, persisted: dict[str, Any], message: str, with_query: bool
+) -> None:
+    body: dict[str, Any] = {"extensions": {"persistedQuery": persisted}}
+    if with_query:
+        body["query"] = "{ __typename }"
+    r = await client.post("/graphql", json=body, headers={"accept": GQL})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}

@@ -9,6 +9,7 @@ LRU per server process.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 APQ_VERSION = 1
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,14 @@ def resolve_persisted_query(
     """
     if store is None:
         return None, None, NOT_SUPPORTED
-    if not isinstance(extension, dict) or extension.get("version") != APQ_VERSION:
+    if not isinstance(extension, dict):
+        return None, None, BAD_VERSION
+    version = extension.get("version")
+    # The JSON integer 1: true and 1.0 compare equal to it in Python, and are not it.
+    if type(version) is not int or version != APQ_VERSION:
         return None, None, BAD_VERSION
     digest = extension.get("sha256Hash")
-    if not isinstance(digest, str) or len(digest) != 64:
+    if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
         return None, None, BAD_HASH
     digest = digest.lower()
     if query is None:
