@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -237,3 +238,31 @@ async def test_a_persisted_query_extension_of_the_wrong_form_is_400(
     r = await client.post("/graphql", json=body, headers={"accept": GQL})
     assert r.status_code == 400, r.text
     assert r.json() == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
+
+
+@pytest.mark.parametrize(
+    ("query", "operation", "variables", "quoted"),
+    [
+        ("{ __typename }", "\ud800", None, "Unknown operation named '\\ud800'"),
+        (
+            "query($w: ArtistWhere) { artists(where: $w) { name } }",
+            None,
+            {"w": {"\udc00x": 1}},
+            "Field '\\udc00x' is not defined by type 'ArtistWhere'",
+        ),
+    ],
+    ids=["operation-name", "input-field-name"],
+)
+async def test_an_error_quoting_half_a_surrogate_pair_from_python_is_a_request_error(
+    app: GraphQLApp,
+    query: str,
+    operation: str | None,
+    variables: dict[str, Any] | None,
+    quoted: str,
+) -> None:
+    """The engine's Python API takes any str; an error that quotes one still serializes."""
+    assert app.engine is not None
+    outcome = await app.engine.execute(app.engine.prepare(query, operation), variables)
+    assert outcome.kind == "request_error", outcome.body
+    error = orjson.loads(outcome.body)["errors"][0]
+    assert quoted in error["message"], error

@@ -183,8 +183,26 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _errors_body(errors: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"errors": errors})
+def _errors_body(errors: list[dict[str, Any]], **rest: Any) -> bytes:
+    body = {"errors": errors, **rest}
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # A message quoting the caller's text that holds half of a UTF-16 surrogate pair (an
+        # operation name, an input field's name, given through the Python API): the half is
+        # written as its escape, \\ud800, as graphql-core writes the values it quotes.
+        return orjson.dumps(_escaped_halves(body))
+
+
+def _escaped_halves(value: Any) -> Any:
+    """``value`` with each half of a surrogate pair in its strings written as ``\\uXXXX``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {_escaped_halves(k): _escaped_halves(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped_halves(v) for v in value]
+    return value
 
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
@@ -715,7 +733,7 @@ class GraphQLEngine:
                 values[i] = self._introspect(prepared, s.key, variables)
         if errors:
             # Root list fields are non-null, so a failed root field nulls the whole data.
-            return Outcome(orjson.dumps({"errors": errors, "data": None}), "field_error")
+            return Outcome(_errors_body(errors, data=None), "field_error")
         return Outcome(
             _data_body([(s.key, v or b"null") for s, v in zip(steps, values, strict=True)]), "data"
         )
