@@ -266,3 +266,18 @@ async def test_an_error_quoting_half_a_surrogate_pair_from_python_is_a_request_e
     assert outcome.kind == "request_error", outcome.body
     error = orjson.loads(outcome.body)["errors"][0]
     assert quoted in error["message"], error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+        b"[" * 3000 + b"]" * 3000,
+    ],
+    ids=["variables", "body"],
+)
+async def test_a_body_nested_too_deeply_is_400_without_a_position_it_does_not_know(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    error = bad_request(await post_bytes(client, body), "nested too deeply", "fewer levels")
+    assert "line 1 column 1" not in error["message"], error["message"]

@@ -215,7 +215,10 @@ def json_value(value: Any, *, strict: bool = False) -> Any:
         )
     except RecursionError:
         # Refused as malformed, as orjson refuses it: never a crash of whoever reads it.
-        raise json.JSONDecodeError("it is nested too deeply", "", 0) from None
+        raise _not_json(
+            "it is nested too deeply to read (arrays and objects within each other); "
+            "send fewer levels"
+        ) from None
     if strict:
         _refuse_lone_surrogates(decoded, "")
     return decoded
