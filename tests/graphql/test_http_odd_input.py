@@ -281,3 +281,37 @@ async def test_a_body_nested_too_deeply_is_400_without_a_position_it_does_not_kn
 ) -> None:
     error = bad_request(await post_bytes(client, body), "nested too deeply", "fewer levels")
     assert "line 1 column 1" not in error["message"], error["message"]
+
+
+def same_name_fields(count: int) -> str:
+    """``count`` root fields of one name with different arguments: each pair is compared."""
+    return "{ " + " ".join(f"artists(limit: {i}) {{ name }}" for i in range(count)) + " }"
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+async def test_a_document_whose_merge_check_is_too_long_is_refused_quickly(
+    client: httpx.AsyncClient, batched: bool
+) -> None:
+    # 300 fields of one response name: 44,850 pairs, past the merge check's budget. With
+    # graphql-core's own budget, the largest such document under the token limit held the
+    # event loop for over a second (a batch of ten, over ten seconds).
+    query = same_name_fields(300)
+    body: Any = [{"query": query + " " * i} for i in range(3)] if batched else {"query": query}
+    r = await client.post("/graphql", json=body, headers={"accept": GQL})
+    results = r.json() if batched else [r.json()]
+    for result in results:
+        messages = [e["message"] for e in result["errors"]]
+        assert any("too complex to validate" in m for m in messages), messages
+
+
+async def test_fields_of_one_name_from_many_fragments_still_merge(
+    client: httpx.AsyncClient,
+) -> None:
+    fragments = " ".join(
+        f"fragment F{i} on Artist {{ artistId name albums {{ albumId title }} }}" for i in range(40)
+    )
+    spreads = " ".join(f"...F{i}" for i in range(40))
+    query = f"{{ artists(limit: 2, orderBy: {{artistId: ASC}}) {{ {spreads} }} }} {fragments}"
+    r = await client.post("/graphql", json={"query": query}, headers={"accept": GQL})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["artists"][0]["name"] == "AC/DC"

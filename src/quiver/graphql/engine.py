@@ -37,7 +37,6 @@ from graphql import (
     execute_sync,
     get_operation_ast,
     parse,
-    specified_rules,
     type_from_ast,
     validate,
 )
@@ -50,6 +49,7 @@ from quiver.graphql.limits import (
     cost_message,
     operation_cost,
     row_counts_from_variables,
+    specified_rules_bounded,
     validation_rules,
 )
 from quiver.graphql.mutations import MutationRunner
@@ -320,7 +320,7 @@ class GraphQLEngine:
             self.catalog, self.graphql_schema, self.dialect, settings.mutations, declared, access
         )
         self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
-        self._rules = list(specified_rules) + self._extra_rules()
+        self._rules = specified_rules_bounded() + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self._cache_size = 1_000
 
