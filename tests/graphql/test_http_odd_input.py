@@ -315,3 +315,19 @@ async def test_fields_of_one_name_from_many_fragments_still_merge(
     r = await client.post("/graphql", json={"query": query}, headers={"accept": GQL})
     assert r.status_code == 200, r.text
     assert r.json()["data"]["artists"][0]["name"] == "AC/DC"
+
+
+async def test_requests_of_made_up_methods_count_as_other_in_the_metrics(
+    client: httpx.AsyncClient,
+) -> None:
+    for i in range(20):
+        r = await client.request(f"MADEUP{i}", "/graphql")
+        assert r.status_code == 405, r.text
+    text = (await client.get("/metrics")).text
+    assert "MADEUP" not in text
+    series = [
+        line
+        for line in text.splitlines()
+        if line.startswith("quiver_graphql_requests_total{") and 'result="http_error"' in line
+    ]
+    assert any('method="OTHER"' in line and float(line.split()[-1]) >= 20 for line in series)

@@ -120,6 +120,8 @@ class _HttpError(Exception):
         self.headers = headers or []
 
 
+#: Methods with series of their own in quiver_graphql_requests_total; others count as OTHER.
+_COUNTED_METHODS = frozenset({"GET", "POST"})
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10)
 _BUCKET_LABELS = (*(repr(float(b)) for b in _DURATION_BUCKETS), "+Inf")  # as Prometheus writes them
 
@@ -157,6 +159,10 @@ class _Metrics:
         if result == "data":
             (self._ok_post if method == "POST" else self._ok_get)[0] += 1
         else:
+            # The client names the method: any but GET and POST counts as OTHER, so that
+            # requests of made-up methods cannot add series without end.
+            if method not in _COUNTED_METHODS:
+                method = "OTHER"
             entry = self._requests.get((method, result))
             if entry is None:
                 entry = self._requests[(method, result)] = [0, time.time()]
