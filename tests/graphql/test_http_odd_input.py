@@ -4,6 +4,8 @@ answering."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -331,3 +333,54 @@ async def test_requests_of_made_up_methods_count_as_other_in_the_metrics(
         if line.startswith("quiver_graphql_requests_total{") and 'result="http_error"' in line
     ]
     assert any('method="OTHER"' in line and float(line.split()[-1]) >= 20 for line in series)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def small_cache_client(chinook_sqlite: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}", document_cache_mb=4)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+            yield c
+    finally:
+        await app.shutdown()
+
+
+async def retained_bytes(client: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> int:
+    """The memory still held once ``bodies`` were answered (each must be answered data)."""
+    await client.post("/graphql", json={"query": "{ __typename }"})
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for body in bodies:
+            r = await client.post("/graphql", json=body)
+            assert "data" in r.json(), r.text[:300]
+            del r
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+async def test_distinct_large_documents_hold_no_more_than_the_document_cache(
+    small_cache_client: httpx.AsyncClient,
+) -> None:
+    # Each document of 14,000 tokens held about 5 MB once prepared; a thousand were kept.
+    values = ", ".join(["1"] * 7000)
+    bodies = [
+        {"query": f"{{ artists(where: {{artistId: {{in: [{values}]}}}}) {{ name }} }} # {i}"}
+        for i in range(12)
+    ]
+    held = await retained_bytes(small_cache_client, bodies)
+    assert held < 10 * 2**20, f"{held / 2**20:.0f} MiB held"
+
+
+async def test_plans_of_long_list_variables_hold_no_more_than_the_document_cache(
+    small_cache_client: httpx.AsyncClient,
+) -> None:
+    # Each list length is a plan of its own: 64 of them were kept for each document.
+    query = "query($l: [Int!]) { artists(where: {artistId: {in: $l}}) { name } }"
+    bodies = [{"query": query, "variables": {"l": list(range(8000 + i))}} for i in range(16)]
+    held = await retained_bytes(small_cache_client, bodies)
+    assert held < 10 * 2**20, f"{held / 2**20:.0f} MiB held"

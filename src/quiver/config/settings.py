@@ -137,6 +137,13 @@ class GraphQLSettings(_Settings):
         description="Queries whose estimated cost is at most this are cheap: they may use the "
         "connections kept by database.pool_reserved.",
     )
+    document_cache_mb: int = Field(
+        default=128,
+        ge=1,
+        description="Memory (estimated, in MiB) that the parsed documents kept for reuse, with "
+        "their plans, may hold in each server process (and role); past it the oldest are "
+        "dropped, and read again when next sent.",
+    )
 
 
 class FunctionMutationSettings(_Settings):

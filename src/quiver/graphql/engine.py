@@ -99,6 +99,11 @@ log = logging.getLogger("quiver.graphql")
 
 OutcomeKind = Literal["data", "request_error", "field_error", "internal_error", "busy"]
 _PLAN_CACHE_PER_DOCUMENT = 64
+#: What one token of a kept document, or one value in the shape of a kept plan, holds in
+#: memory (graphql-core's token, node and location; the plan's fragments and slots), about.
+_BYTES_PER_TOKEN = 400
+#: Most documents kept for reuse, whatever their size.
+_CACHE_ENTRIES = 1_000
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,10 @@ class Prepared:
     variable_row_counts: bool = False
     #: The operation's estimated cost (with variables' defaults where row counts are variables).
     cost: int = 0
+    #: Tokens of the document kept (0 when none is).
+    tokens: int = 0
+    #: Estimated bytes this holds (text, document, plans): what the cache of documents counts.
+    weight: int = 0
 
 
 def _error(message: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -322,7 +331,11 @@ class GraphQLEngine:
         self.list_sizes = _list_sizes(self.catalog, statistics or Statistics())
         self._rules = specified_rules_bounded() + self._extra_rules()
         self._cache: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
-        self._cache_size = 1_000
+        self._cache_size = _CACHE_ENTRIES
+        #: The cache is bounded by the memory its documents hold too: one document of 15,000
+        #: tokens holds megabytes, and each plan of a long list variable as much again.
+        self._cache_bytes = settings.graphql.document_cache_mb * 2**20
+        self._cache_weight = 0
 
     def for_principal(self, principal: Principal) -> GraphQLEngine:
         """The engine serving ``principal``: this one when its role is unrestricted (no
@@ -400,12 +413,28 @@ class GraphQLEngine:
             return cached
         prepared = self._prepare(query, operation_name)
         self._cache[key] = prepared
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache_weight += prepared.weight
+        self._trim_cache()
         return prepared
+
+    def _grow(self, prepared: Prepared, weight: int) -> None:
+        """Count ``weight`` more bytes held by ``prepared`` (a plan it keeps)."""
+        prepared.weight += weight
+        if self._cache.get((prepared.query, prepared.operation_name)) is prepared:
+            self._cache_weight += weight
+            self._trim_cache()
+
+    def _trim_cache(self) -> None:
+        """Drop the oldest documents until the cache is within its entries and bytes."""
+        while self._cache and (
+            len(self._cache) > self._cache_size or self._cache_weight > self._cache_bytes
+        ):
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_weight -= dropped.weight
 
     def _prepare(self, query: str, operation_name: str | None) -> Prepared:
         p = Prepared(query, operation_name)
+        p.weight = len(query) + len(operation_name or "")
         limit = self.settings.graphql.max_tokens
         try:
             # Bounded: reading and validating a document costs time in proportion to its tokens,
@@ -455,6 +484,8 @@ class GraphQLEngine:
             p.errors = [_error(msg, "OPERATION_RESOLUTION_FAILURE")]
             return p
         p.document = document
+        p.tokens = _tokens(document)
+        p.weight += _BYTES_PER_TOKEN * p.tokens
         p.operation = operation
         p.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -617,6 +648,8 @@ class GraphQLEngine:
                 return Outcome(_errors_body([body]), "request_error")
             if len(prepared.plans) < _PLAN_CACHE_PER_DOCUMENT:
                 prepared.plans[shape] = steps
+                # A plan holds about what its document does, and more per value of a list.
+                self._grow(prepared, _BYTES_PER_TOKEN * (prepared.tokens + _values(shape)))
             if not operation.variable_definitions and all(s.static is not None for s in steps):
                 prepared.static_body = _data_body([(s.key, s.static or b"null") for s in steps])
         try:
@@ -780,6 +813,23 @@ class GraphQLEngine:
         result = execute_sync(self.graphql_schema, doc, variable_values=variables)
         data = result.data or {}
         return orjson.dumps(data.get(key))
+
+
+def _tokens(document: DocumentNode) -> int:
+    """How many tokens ``document`` keeps (graphql-core links them all from its location)."""
+    count = 0
+    token = document.loc.start_token if document.loc is not None else None
+    while token is not None:
+        count += 1
+        token = token.next
+    return count
+
+
+def _values(shape: Any) -> int:
+    """How many values a variables' shape holds (a list's items each count)."""
+    if isinstance(shape, tuple):
+        return sum(_values(item) for item in shape)
+    return 1
 
 
 def _restrict_mutations(catalog: Catalog, access: Access) -> None:
