@@ -5,6 +5,7 @@ answering."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from quiver.graphql.apq import MAX_STORED_CHARS, ApqStore
 from quiver.graphql.http import GraphQLApp
 from tests.graphql.test_http import GQL, open_app
 
@@ -384,3 +386,32 @@ async def test_plans_of_long_list_variables_hold_no_more_than_the_document_cache
     bodies = [{"query": query, "variables": {"l": list(range(8000 + i))}} for i in range(16)]
     held = await retained_bytes(small_cache_client, bodies)
     assert held < 10 * 2**20, f"{held / 2**20:.0f} MiB held"
+
+
+def test_the_persisted_query_store_keeps_at_most_its_characters() -> None:
+    store = ApqStore(max_entries=100, max_chars=1_000)
+    for name in "abcde":
+        store.put(name, name * 300)
+    assert len(store) == 3
+    assert store.get("a") is None and store.get("b") is None
+    assert store.get("e") == "e" * 300
+    store.put("e", "short")  # storing a hash again counts its new text only
+    for name in "fg":
+        store.put(name, name * 300)
+    assert [h for h, _ in store.items()] == ["d", "e", "f", "g"]
+
+
+async def test_persisted_queries_padded_to_a_megabyte_hold_a_bounded_store(
+    app: GraphQLApp, client: httpx.AsyncClient
+) -> None:
+    # A valid query may carry a request's worth of comment; 10,000 were kept.
+    padding = "#" + "x" * 900_000 + "\n"
+    for i in range(80):
+        query = f"{padding}{{ __typename }} # {i}"
+        digest = hashlib.sha256(query.encode()).hexdigest()
+        persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+        r = await client.post("/graphql", json={"query": query, "extensions": persisted})
+        assert r.json() == {"data": {"__typename": "Query"}}
+    assert app.apq is not None
+    assert sum(len(q) for _, q in app.apq.items()) <= MAX_STORED_CHARS
+    assert len(app.apq) < 80

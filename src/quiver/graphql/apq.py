@@ -45,12 +45,20 @@ BAD_HASH = ApqError(
 )
 
 
-class ApqStore:
-    """A bounded map from SHA-256 hex digests to query text, least recently used first out."""
+#: Most characters of query text a store keeps: a valid query may carry up to a request's
+#: bytes of comments and spaces, and 10,000 of those would hold gigabytes.
+MAX_STORED_CHARS = 64 * 2**20
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+
+class ApqStore:
+    """A bounded map from SHA-256 hex digests to query text, least recently used first out:
+    at most ``max_entries`` queries of ``max_chars`` characters in all."""
+
+    def __init__(self, max_entries: int = 10_000, max_chars: int = MAX_STORED_CHARS) -> None:
         self.max_entries = max_entries
+        self.max_chars = max_chars
         self._queries: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
 
     def __len__(self) -> int:
         return len(self._queries)
@@ -66,10 +74,17 @@ class ApqStore:
         return list(self._queries.items())
 
     def put(self, sha256: str, query: str) -> None:
+        replaced = self._queries.get(sha256)
+        if replaced is not None:
+            self._chars -= len(replaced)
         self._queries[sha256] = query
+        self._chars += len(query)
         self._queries.move_to_end(sha256)
-        while len(self._queries) > self.max_entries:
-            self._queries.popitem(last=False)
+        while self._queries and (
+            len(self._queries) > self.max_entries or self._chars > self.max_chars
+        ):
+            _, dropped = self._queries.popitem(last=False)
+            self._chars -= len(dropped)
 
 
 def sha256_hex(query: str) -> str:
