@@ -415,3 +415,31 @@ async def test_persisted_queries_padded_to_a_megabyte_hold_a_bounded_store(
     assert app.apq is not None
     assert sum(len(q) for _, q in app.apq.items()) <= MAX_STORED_CHARS
     assert len(app.apq) < 80
+
+
+async def test_long_accept_headers_are_not_kept(chinook_sqlite: Path) -> None:
+    # Each distinct Accept value was kept, up to 256 of them, however long.
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}")
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as client:
+            long_accept = "application/json;q=0.5, " * 8_000  # 200 kB
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for i in range(60):
+                    r = await client.post(
+                        "/graphql",
+                        json={"query": "{ __typename }"},
+                        headers={"accept": f"{long_accept}application/json;q=0.{i % 9 + 1}{i}"},
+                    )
+                    assert r.json() == {"data": {"__typename": "Query"}}
+                    del r
+                gc.collect()
+                held = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+    finally:
+        await app.shutdown()
+    assert held < 3 * 2**20, f"{held / 2**20:.0f} MiB held"

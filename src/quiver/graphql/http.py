@@ -78,6 +78,8 @@ _CT_JSON = b"application/json; charset=utf-8"
 _HTML = "text/html"
 _ALLOW = b"GET, POST"
 _MAX_ACCEPT_CACHE = 256
+#: Longest Accept header whose negotiation is kept for the next request that sends it.
+_MAX_CACHED_ACCEPT = 512
 _REQUEST_ID = b"x-request-id"
 #: Seconds a client told DATABASE_BUSY should wait before it tries again.
 _RETRY_AFTER = b"1"
@@ -239,7 +241,8 @@ def _media_type(raw: bytes | None, cache: dict[bytes | None, _Negotiated]) -> _N
     if hit is not None:
         return hit
     chosen = _negotiate(raw.decode("latin-1") if raw is not None else None)
-    if len(cache) < _MAX_ACCEPT_CACHE:
+    # Only the short values clients send: a header may be megabytes long.
+    if len(cache) < _MAX_ACCEPT_CACHE and (raw is None or len(raw) <= _MAX_CACHED_ACCEPT):
         cache[raw] = chosen
     return chosen
 
