@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -443,3 +444,32 @@ async def test_long_accept_headers_are_not_kept(chinook_sqlite: Path) -> None:
     finally:
         await app.shutdown()
     assert held < 3 * 2**20, f"{held / 2**20:.0f} MiB held"
+
+
+async def test_many_accept_lines_are_read_in_time_in_proportion_to_their_size(
+    app: GraphQLApp,
+) -> None:
+    # Each Accept line was appended to the ones before it: 30,000 lines of 200 bytes (6 MB,
+    # which the HTTP server takes) copied gigabytes on the event loop.
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"query": "{ __typename }"}'}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    lines = [(b"accept", b"text/x-%d;q=0.5" % i + b"x" * 200) for i in range(30_000)]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), *lines, (b"accept", b"*/*")],
+    }
+    started = time.perf_counter()
+    await app(scope, receive, send)
+    elapsed = time.perf_counter() - started
+    assert sent[0]["status"] == 200, sent
+    assert elapsed < 1.5, f"{elapsed:.1f} s"

@@ -525,16 +525,17 @@ class GraphQLApp:
     async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method = scope["method"]
-        accept: bytes | None = None
+        accepts: list[bytes] = []
         content_type: bytes | None = None
         length: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"accept":
-                accept = value if accept is None else accept + b"," + value
+                accepts.append(value)  # joined once: many Accept lines cost no more than one
             elif name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 length = value
+        accept = (accepts[0] if len(accepts) == 1 else b",".join(accepts)) if accepts else None
         media, wants_html = _media_type(accept, self._accept_cache)
         try:
             if method == "POST":
