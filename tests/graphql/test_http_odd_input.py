@@ -4,6 +4,7 @@ answering."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import time
@@ -473,3 +474,42 @@ async def test_many_accept_lines_are_read_in_time_in_proportion_to_their_size(
     elapsed = time.perf_counter() - started
     assert sent[0]["status"] == 200, sent
     assert elapsed < 1.5, f"{elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("first", [b"", b'{"query": "{ __ty'], ids=["nothing", "a part"])
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(
+    chinook_sqlite: Path, first: bytes
+) -> None:
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}", body_timeout_ms=200)
+    try:
+        sent: list[dict[str, Any]] = []
+        calls = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1 and first:
+                return {"type": "http.request", "body": first, "more_body": True}
+            await asyncio.sleep(3600)  # the rest never comes
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/graphql",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    finally:
+        await app.shutdown()
+    start, body = sent
+    assert start["status"] == 408
+    assert (b"connection", b"close") in start["headers"]
+    error = orjson.loads(body["body"])["errors"][0]
+    assert error["extensions"]["code"] == "REQUEST_TIMEOUT"
+    assert "0.2 s" in error["message"] and "graphql.body_timeout_ms" in error["message"]

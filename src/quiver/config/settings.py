@@ -117,6 +117,12 @@ class GraphQLSettings(_Settings):
         "document is refused before it is read further.",
     )
     max_request_bytes: int = Field(default=1_000_000, ge=1, description="Largest request body.")
+    body_timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="Longest time a request's body may take to arrive, in milliseconds; past it "
+        "the request is answered 408 and its connection closed.",
+    )
     max_batch: int = Field(default=10, ge=1, description="Most operations in one batched request.")
     persisted_queries: bool = Field(
         default=True, description="Accept Apollo automatic persisted queries (sha256 hashes)."

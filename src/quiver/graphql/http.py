@@ -306,6 +306,7 @@ class GraphQLApp:
         gql = settings.graphql
         self.path = gql.path
         self.max_bytes = gql.max_request_bytes
+        self.body_timeout = gql.body_timeout_ms / 1000
         self.max_batch = gql.max_batch
         self.apq: ApqStore | None = ApqStore() if gql.persisted_queries else None
         self.graphiql = graphiql_page(gql.path) if gql.graphiql else None
@@ -605,6 +606,20 @@ class GraphQLApp:
                 raise _HttpError(400, "Content-Length is not a number.") from None
             if declared > limit:
                 raise self._too_large(declared)
+        try:
+            # A client that sends its body slowly, or never, would hold the connection for good.
+            async with asyncio.timeout(self.body_timeout):
+                return await self._receive_body(receive, limit)
+        except TimeoutError:
+            raise _HttpError(
+                408,
+                f"The request body did not arrive within {self.body_timeout:g} s; send it "
+                "whole, or raise graphql.body_timeout_ms.",
+                "REQUEST_TIMEOUT",
+                [(b"connection", b"close")],
+            ) from None
+
+    async def _receive_body(self, receive: Receive, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
