@@ -513,3 +513,22 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(
     error = orjson.loads(body["body"])["errors"][0]
     assert error["extensions"]["code"] == "REQUEST_TIMEOUT"
     assert "0.2 s" in error["message"] and "graphql.body_timeout_ms" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        (f"application/json, {GQL}", GQL),
+        (f"{GQL}, application/json", GQL),
+        (f"application/json;q=0.8, {GQL};q=0.8", GQL),
+        ("application/json, application/*", "application/json"),
+        (f"application/json;q=0.9, {GQL};q=0.8", "application/json"),
+    ],
+    ids=["json-first", "gql-first", "equal-weights", "json-before-wildcard", "json-weighs-more"],
+)
+async def test_a_tie_between_the_json_types_goes_to_graphql_response_json_in_any_order(
+    client: httpx.AsyncClient, accept: str, media: str
+) -> None:
+    r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == f"{media}; charset=utf-8"

@@ -284,8 +284,10 @@ def _negotiate(accept: str | None) -> _Negotiated:
             if offer not in scores or score > scores[offer]:
                 scores[offer] = score
     best_json: str | None = None
-    for offer in (GRAPHQL_RESPONSE, JSON):  # ties go to graphql-response+json
-        if offer in scores and (best_json is None or scores[offer] > scores[best_json]):
+    for offer in (GRAPHQL_RESPONSE, JSON):
+        # By weight, then by how exactly a range names it (application/json before
+        # application/*); a tie goes to graphql-response+json, whichever the header lists first.
+        if offer in scores and (best_json is None or scores[offer][:2] > scores[best_json][:2]):
             best_json = offer
     html = _HTML in scores and (best_json is None or scores[_HTML] >= scores[best_json])
     return best_json, html
