@@ -532,3 +532,22 @@ async def test_a_tie_between_the_json_types_goes_to_graphql_response_json_in_any
     r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == f"{media}; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        (f"{GQL};q=nan, application/json;q=0.1", "application/json"),
+        (f"application/json;q=0.1, {GQL};q=NaN", "application/json"),
+        (f"application/json;q=2, {GQL}", GQL),
+        (f"application/json;q=inf, {GQL};q=1", GQL),
+        (f"{GQL};q=-1, application/json;q=0.5", "application/json"),
+    ],
+    ids=["nan-first", "nan-last", "above-one", "infinity", "negative"],
+)
+async def test_accept_weights_outside_zero_to_one_are_read_within_it(
+    client: httpx.AsyncClient, accept: str, media: str
+) -> None:
+    r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == f"{media}; charset=utf-8"

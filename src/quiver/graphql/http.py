@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from bisect import bisect_left
@@ -266,6 +267,9 @@ def _negotiate(accept: str | None) -> _Negotiated:
                     q = float(value)
                 except ValueError:
                     q = 0.0
+                # A weight is from 0 to 1 (RFC 9110): NaN, which compares false with every
+                # weight, would make the choice depend on the order of the ranges.
+                q = min(max(q, 0.0), 1.0) if math.isfinite(q) else (1.0 if q > 0 else 0.0)
             elif key == "charset" and value not in ("utf-8", "utf8"):
                 charset_ok = False
         if q <= 0 or not charset_ok:
