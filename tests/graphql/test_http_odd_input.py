@@ -9,7 +9,7 @@ import gc
 import hashlib
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,49 @@ def bad_request(r: httpx.Response, *phrases: str) -> dict[str, Any]:
 async def still_answers(client: httpx.AsyncClient) -> None:
     r = await client.post("/graphql", json={"query": "{ __typename }"})
     assert r.json() == {"data": {"__typename": "Query"}}
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def call(
+    app: GraphQLApp,
+    method: str,
+    headers: list[tuple[bytes, bytes]],
+    receive: Receive,
+    query_string: bytes = b"",
+) -> list[dict[str, Any]]:
+    """The messages ``app`` sends answering one request on ``/graphql``, as the HTTP server
+    passes it: the headers and query string as they came, the body as ``receive`` gives it."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/graphql",
+        "root_path": "",
+        "query_string": query_string,
+        "headers": headers,
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+def whole_body(body: bytes) -> Receive:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def answered_as(client: httpx.AsyncClient, accept: str) -> str:
+    """The content type of the answer to a query sent with ``accept``."""
+    r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
+    assert r.status_code == 200, r.text
+    return r.headers["content-type"]
 
 
 # A run of 16 digits sends the body to the exact reader; each case is tried with and without.
@@ -172,23 +215,8 @@ async def test_a_query_string_in_utf8_reads_as_its_characters(
     # Percent-encoded, and as raw UTF-8 bytes (which some HTTP servers pass through).
     r = await client.get("/graphql", params={"query": query})
     assert r.json() == {"data": {"artists": [{"name": "Antônio Carlos Jobim"}]}}, r.text
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/graphql",
-        "root_path": "",
-        "query_string": b"query=" + query.replace(" ", "+").encode(),
-        "headers": [(b"accept", b"application/json")],
-    }
-    await app(scope, receive, send)
+    raw = b"query=" + query.replace(" ", "+").encode()
+    sent = await call(app, "GET", [(b"accept", b"application/json")], whole_body(b""), raw)
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"data":{"artists":[{"name":"Ant\xc3\xb4nio Carlos Jobim"}]}}'
 
@@ -452,25 +480,10 @@ async def test_many_accept_lines_are_read_in_time_in_proportion_to_their_size(
 ) -> None:
     # Each Accept line was appended to the ones before it: 30,000 lines of 200 bytes (6 MB,
     # which the HTTP server takes) copied gigabytes on the event loop.
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"query": "{ __typename }"}'}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     lines = [(b"accept", b"text/x-%d;q=0.5" % i + b"x" * 200) for i in range(30_000)]
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/graphql",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), *lines, (b"accept", b"*/*")],
-    }
+    headers = [(b"content-type", b"application/json"), *lines, (b"accept", b"*/*")]
     started = time.perf_counter()
-    await app(scope, receive, send)
+    sent = await call(app, "POST", headers, whole_body(b'{"query": "{ __typename }"}'))
     elapsed = time.perf_counter() - started
     assert sent[0]["status"] == 200, sent
     assert elapsed < 1.5, f"{elapsed:.1f} s"
@@ -481,33 +494,21 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(
     chinook_sqlite: Path, first: bytes
 ) -> None:
     app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}", body_timeout_ms=200)
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1 and first:
+            return {"type": "http.request", "body": first, "more_body": True}
+        await asyncio.sleep(3600)  # the rest never comes
+        raise AssertionError("unreachable")
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
     try:
-        sent: list[dict[str, Any]] = []
-        calls = 0
-
-        async def receive() -> dict[str, Any]:
-            nonlocal calls
-            calls += 1
-            if calls == 1 and first:
-                return {"type": "http.request", "body": first, "more_body": True}
-            await asyncio.sleep(3600)  # the rest never comes
-            raise AssertionError("unreachable")
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/graphql",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
-        }
-        await asyncio.wait_for(app(scope, receive, send), timeout=5)
+        start, body = await asyncio.wait_for(call(app, "POST", headers, receive), timeout=5)
     finally:
         await app.shutdown()
-    start, body = sent
     assert start["status"] == 408
     assert (b"connection", b"close") in start["headers"]
     error = orjson.loads(body["body"])["errors"][0]
@@ -529,9 +530,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(
 async def test_a_tie_between_the_json_types_goes_to_graphql_response_json_in_any_order(
     client: httpx.AsyncClient, accept: str, media: str
 ) -> None:
-    r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == f"{media}; charset=utf-8"
+    assert await answered_as(client, accept) == f"{media}; charset=utf-8"
 
 
 @pytest.mark.parametrize(
@@ -548,6 +547,4 @@ async def test_a_tie_between_the_json_types_goes_to_graphql_response_json_in_any
 async def test_accept_weights_outside_zero_to_one_are_read_within_it(
     client: httpx.AsyncClient, accept: str, media: str
 ) -> None:
-    r = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"accept": accept})
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == f"{media}; charset=utf-8"
+    assert await answered_as(client, accept) == f"{media}; charset=utf-8"
