@@ -516,6 +516,52 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_closes(
     assert "0.2 s" in error["message"] and "graphql.body_timeout_ms" in error["message"]
 
 
+async def test_a_slow_body_times_out_alone_and_a_request_cancelled_otherwise_stays_cancelled(
+    chinook_sqlite: Path,
+) -> None:
+    """One timer watches every body being read: a body that arrives in pieces within the
+    timeout is served beside one that never comes (408), a request cancelled for another
+    reason (the server stopping) is cancelled, not answered 408, and the timer stops once no
+    body is being read."""
+    app = await open_app(f"sqlite:///{chinook_sqlite.absolute()}", body_timeout_ms=300)
+    document = b'{"query": "{ __typename }"}'
+
+    def pieces(parts: list[bytes], pause: float, rest: bool = False) -> Any:
+        """``parts`` of a body, ``pause`` apart; with ``rest``, more is announced and never
+        comes."""
+        queue = list(parts)
+
+        async def receive() -> dict[str, Any]:
+            if not queue:
+                await asyncio.sleep(3600)
+            await asyncio.sleep(pause)
+            part = queue.pop(0)
+            return {"type": "http.request", "body": part, "more_body": rest or bool(queue)}
+
+        return receive
+
+    headers = [(b"content-type", b"application/json")]
+    halves = [document[:10], document[10:20], document[20:]]
+    try:
+        served, never = await asyncio.gather(
+            call(app, "POST", headers, pieces(halves, 0.05)),
+            call(app, "POST", headers, pieces([document[:5]], 0.0, rest=True)),
+        )
+        assert served[0]["status"] == 200, served
+        assert never[0]["status"] == 408, never
+        stopped = asyncio.create_task(call(app, "POST", headers, pieces([], 0.0)))
+        await asyncio.sleep(0.05)
+        stopped.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopped
+        await asyncio.sleep(0.5)  # past the timeout: the cancelled request is not counted late
+        deadlines = app._body_deadlines
+        assert not deadlines.reading and not deadlines.expired
+        assert deadlines._timer is None
+    finally:
+        await app.shutdown()
+
+
 @pytest.mark.parametrize(
     ("accept", "media"),
     [

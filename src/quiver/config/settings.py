@@ -121,7 +121,8 @@ class GraphQLSettings(_Settings):
         default=30_000,
         ge=1,
         description="Longest time a request's body may take to arrive, in milliseconds; past it "
-        "the request is answered 408 and its connection closed.",
+        "(checked every quarter of this time, every second at most) the request is answered 408 "
+        "and its connection closed.",
     )
     max_batch: int = Field(default=10, ge=1, description="Most operations in one batched request.")
     persisted_queries: bool = Field(
