@@ -216,3 +216,22 @@ def test_a_map_type_is_refused_where_no_source_reads_it(tmp_path: Path) -> None:
         build(CsvSource, {"path": "in.csv", "types": {"m": "map<str, int>"}})
     with pytest.raises(ValidationError, match="keys cannot be"):
         build(JsonlSource, {"path": "in.jsonl", "types": {"m": "map<map<str, int>, int>"}})
+
+
+@pytest.mark.parametrize(
+    ("encoding", "line", "reason"),
+    [
+        ("utf-8", b'{"name": "\xff"}\n', "invalid utf-8 byte sequence ff at byte 11 of the row"),
+        ("utf-8", b'{"\xfe": "x"}\n', "invalid utf-8 byte sequence fe at byte 3 of the row"),
+        ("utf-8", b'{"name": "\xed\xa0\x80"}\n', "invalid utf-8 byte sequence ed"),
+        ("cp1252", b'{"name": "\x81"}\n', "byte 0x81 is not valid cp1252 (byte 11 of the row)"),
+    ],
+)
+async def test_a_line_holding_bytes_invalid_in_the_encoding_is_rejected_with_them(
+    tmp_path: Path, run_ctx: RunContext, encoding: str, line: bytes, reason: str
+) -> None:
+    data = b'{"name": "ok"}\n' + line + b'{"name": "also ok"}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, encoding=encoding)
+    assert [(r["name"], r[LINE_COLUMN]) for r in rows] == [("ok", 1), ("also ok", 3)]
+    assert len(errors) == 1 and errors[0][0] == 2 and reason in errors[0][1]
+    assert errors[0][1].startswith(f"{tmp_path / 'in.jsonl'}:2: ")

@@ -189,6 +189,10 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
             self._malformed(path, base + index + 1, self._too_long(int(sizes[index])), raw)
             filled[index] = False
+        for index, reason in self._unreadable(block, starts, ends, filled):
+            raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
+            self._malformed(path, base + index + 1, reason, raw)
+            filled[index] = False
         records = np.flatnonzero(filled)
         if records.size == 0:
             return
@@ -198,6 +202,26 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         for table, subset in self._parse(path, block, starts, ends, records, lines):
             table = table.append_column(LINE_COLUMN, pa.array(lines[subset], pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
+
+    def _unreadable(
+        self,
+        block: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        filled: np.ndarray,
+    ) -> Iterator[tuple[int, str]]:
+        """The lines of ``block`` that must not reach the parser, with why: bytes that are not
+        text in the file's encoding (the parser would pass them on inside strings, as text no
+        later step or sink can read). One pass over the block; only when it finds such bytes
+        are the lines looked at one by one."""
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            for index in np.flatnonzero(filled).tolist():
+                bad = describe_bad_bytes(block[starts[index] : ends[index]], self.cfg.encoding)
+                if bad is not None:
+                    filled[index] = False
+                    yield index, bad
 
     def _too_long(self, size: int | None) -> str:
         limit = self.cfg.max_record_bytes
