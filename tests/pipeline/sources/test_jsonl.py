@@ -235,3 +235,31 @@ async def test_a_line_holding_bytes_invalid_in_the_encoding_is_rejected_with_the
     assert [(r["name"], r[LINE_COLUMN]) for r in rows] == [("ok", 1), ("also ok", 3)]
     assert len(errors) == 1 and errors[0][0] == 2 and reason in errors[0][1]
     assert errors[0][1].startswith(f"{tmp_path / 'in.jsonl'}:2: ")
+
+
+@pytest.mark.parametrize("depth", [129, 10_000, 200_000])
+async def test_a_line_nested_deeper_than_the_limit_is_rejected_with_its_depth(
+    tmp_path: Path, run_ctx: RunContext, depth: int
+) -> None:
+    deep = b'{"a":' * (depth - 1) + b"[1]" + b"}" * (depth - 1)
+    # 128 levels deep: brackets inside strings do not count
+    kept = b'{"a":' * 126 + b'["{[{[", "]]"]' + b"}" * 126
+    data = (
+        b'{"id": 1}\n'
+        + b'{"id": 2, "deep": '
+        + deep
+        + b"}\n"
+        + b'{"id": 3, "deep": '
+        + kept
+        + b"}\n"
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert [(r["id"], r[LINE_COLUMN]) for r in rows] == [(1, 1), (3, 3)]
+    assert errors == [
+        (
+            2,
+            f"{tmp_path / 'in.jsonl'}:2: the line nests objects and arrays {depth + 1} levels "
+            "deep, more than the 128 a JSON Lines record may have; flatten the record, or hold "
+            "the deep part as a JSON string",
+        )
+    ]

@@ -93,6 +93,9 @@ class JsonlSourceConfig(ComponentConfig):
 
 
 _RAW_KEPT = 4096  # bytes of an over-long line kept for its reject
+#: Deepest nesting of objects and arrays in a line (serde_json's limit too); deeper lines are
+#: malformed, as the parser and the recursive steps after it have a bounded stack.
+_MAX_DEPTH = 128
 _ROW_IN_MESSAGE = re.compile(r"\s*in row \d+$")
 _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
@@ -189,7 +192,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
             self._malformed(path, base + index + 1, self._too_long(int(sizes[index])), raw)
             filled[index] = False
-        for index, reason in self._unreadable(block, starts, ends, filled):
+        for index, reason in self._unreadable(block, a, starts, ends, filled):
             raw = block[starts[index] : min(ends[index], starts[index] + _RAW_KEPT)]
             self._malformed(path, base + index + 1, reason, raw)
             filled[index] = False
@@ -206,14 +209,16 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _unreadable(
         self,
         block: bytes,
+        a: np.ndarray,
         starts: np.ndarray,
         ends: np.ndarray,
         filled: np.ndarray,
     ) -> Iterator[tuple[int, str]]:
         """The lines of ``block`` that must not reach the parser, with why: bytes that are not
         text in the file's encoding (the parser would pass them on inside strings, as text no
-        later step or sink can read). One pass over the block; only when it finds such bytes
-        are the lines looked at one by one."""
+        later step or sink can read), and nesting deeper than ``_MAX_DEPTH`` (which would
+        exhaust the stack of the parser and of every step after it). One pass over the block
+        each; only lines found wanting are looked at one by one."""
         try:
             block.decode("utf-8")
         except UnicodeDecodeError:
@@ -222,6 +227,24 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 if bad is not None:
                     filled[index] = False
                     yield index, bad
+        # a line d levels deep has d opening and d closing brackets: shorter lines cannot be
+        candidates = filled & (ends - starts > 2 * _MAX_DEPTH)
+        if not candidates.any():
+            return
+        # "{" and "[" differ in bit 0x20 only; openers up to each byte, then per line
+        opened = np.cumsum((a | 0x20) == ord("{"), dtype=np.int64)
+        counts = opened[ends - 1] - np.where(starts > 0, opened[starts - 1], 0)
+        for index in np.flatnonzero(candidates & (counts > _MAX_DEPTH)).tolist():
+            depth = _nesting(block[starts[index] : ends[index]])
+            if depth > _MAX_DEPTH:
+                yield (
+                    index,
+                    (
+                        f"the line nests objects and arrays {depth} levels deep, more than the "
+                        f"{_MAX_DEPTH} a JSON Lines record may have; flatten the record, or hold "
+                        "the deep part as a JSON string"
+                    ),
+                )
 
     def _too_long(self, size: int | None) -> str:
         limit = self.cfg.max_record_bytes
@@ -805,6 +828,22 @@ def _json_problem(raw: bytes) -> str | None:
     if not isinstance(value, dict):
         return f"expected a JSON object, found {type(value).__name__}"
     return None
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep ``raw`` (one line of JSON) nests objects and arrays, brackets inside strings
+    not counted."""
+    bare = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (
+        (bare == ord("{")).astype(np.int64)
+        + (bare == ord("["))
+        - (bare == ord("}"))
+        - (bare == ord("]"))
+    )
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _gather(block: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryview:
