@@ -63,6 +63,7 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
     def _batches(self, path: str) -> Generator[pa.RecordBatch, None, pa.Schema]:
         """The batches of ``path``; returns its schema."""
         stream = open_input(path, self.cfg.compression)
+        batches, records = 0, 0  # read so far
         try:
             fmt = self.cfg.format
             compressed = isinstance(stream, pa.CompressedInputStream)
@@ -81,16 +82,27 @@ class ArrowIpcSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     stream = pa.memory_map(native_path(path))
                     reader = ipc.open_file(stream)
                 for i in range(reader.num_record_batches):
-                    yield reader.get_batch(i)
+                    batch = reader.get_batch(i)
+                    batches, records = batches + 1, records + batch.num_rows
+                    yield batch
                 return reader.schema
             else:
                 streamed = ipc.open_stream(stream)
-                yield from streamed
+                for batch in streamed:
+                    batches, records = batches + 1, records + batch.num_rows
+                    yield batch
                 return streamed.schema
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowException, OSError) as exc:
+            if batches or records or not isinstance(exc, pa.ArrowInvalid):
+                # the file opened: a batch after those read is damaged or cut short
+                raise PermanentError.one(
+                    f"record batch {batches + 1} (from record {records + 1}) cannot be read: {exc}",
+                    display_path(path),
+                    "the file is damaged or incomplete: write it again from its source",
+                ) from exc
+            kind = f"{self.cfg.format} " if self.cfg.format != "auto" else ""
             raise PermanentError.one(
-                f"not a readable Arrow IPC {self.cfg.format if self.cfg.format != 'auto' else ''}"
-                f" file: {exc}",
+                f"not a readable Arrow IPC {kind}file: {exc}",
                 display_path(path),
                 "check the file is Arrow IPC (file or stream format) and complete",
             ) from exc

@@ -82,9 +82,7 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 )
             line = 1
             restore = _coerced_types(parquet)
-            for batch in parquet.iter_batches(
-                batch_size=self.cfg.batch_rows, columns=self.cfg.columns, use_threads=True
-            ):
+            for batch in _decoded(parquet, self.cfg, path):
                 batch = self._like_first_file(_restored(batch, restore), path)
                 yield self._with_valid_text(numbered(batch, line), path)
                 line += batch.num_rows
@@ -97,6 +95,48 @@ class ParquetSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 self.bytes_read += os.path.getsize(path)
         finally:
             parquet.close()
+
+
+def _decoded(
+    parquet: pq.ParquetFile, cfg: ParquetSourceConfig, path: str
+) -> Iterator[pa.RecordBatch]:
+    """The batches of ``parquet``; data that cannot be decoded (a damaged page, a file cut
+    short after its footer was written) is a PermanentError naming the file and the row group
+    at fault with its records, where Arrow would raise a bare OSError."""
+    batches = parquet.iter_batches(batch_size=cfg.batch_rows, columns=cfg.columns, use_threads=True)
+    done = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise PermanentError.one(
+                f"{_damaged_part(parquet, cfg.columns, done)} cannot be decoded: {exc}",
+                display_path(path),
+                "the file is damaged: write it again from its source",
+            ) from exc
+        done += batch.num_rows
+        yield batch
+
+
+def _damaged_part(parquet: pq.ParquetFile, columns: list[str] | None, done: int) -> str:
+    """Which part of ``parquet`` fails to decode, its first ``done`` records having been read:
+    the first row group after them that does not read on its own, with its records."""
+    meta = parquet.metadata
+    first = 1
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        if first + rows > done + 1:
+            try:
+                parquet.read_row_group(group, columns=columns)
+            except (pa.ArrowException, OSError):
+                return (
+                    f"row group {group + 1} of {meta.num_row_groups} (records {first} to "
+                    f"{first + rows - 1})"
+                )
+        first += rows
+    return f"the records from {done + 1} on"
 
 
 def _coerced_types(parquet: pq.ParquetFile) -> dict[str, pa.DataType]:
