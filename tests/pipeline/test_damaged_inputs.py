@@ -64,3 +64,21 @@ def test_an_arrow_stream_cut_short_fails_the_run_naming_the_batch_and_its_record
     assert f"{tmp_path / 'in.arrows'}: record batch 3 (from record 201) cannot be read:" in stderr
     assert "fix: the file is damaged or incomplete: write it again from its source" in stderr
     assert "unexpected error" not in stderr
+
+
+def test_a_damaged_arrow_batch_that_still_decodes_fails_the_run_naming_its_column(
+    tmp_path: Path,
+) -> None:
+    options = ipc.IpcWriteOptions(compression="lz4")
+    with ipc.new_file(tmp_path / "in.arrow", TABLE.schema, options=options) as writer:
+        for batch in TABLE.to_batches(max_chunksize=100):
+            writer.write_batch(batch)
+    data = bytearray((tmp_path / "in.arrow").read_bytes())
+    middle = len(data) // 2  # in the second batch: its text column's offsets decode as garbage
+    data[middle - 40 : middle + 40] = b"\xff" * 80
+    (tmp_path / "in.arrow").write_bytes(bytes(data))
+    code, stderr = run(tmp_path, "{arrow: {path: in.arrow}}")
+    assert code == 1
+    assert f"{tmp_path / 'in.arrow'}: column 's' of records 101 to 200 is damaged:" in stderr
+    assert "fix: the file is damaged: write it again from its source" in stderr
+    assert "unexpected error" not in stderr

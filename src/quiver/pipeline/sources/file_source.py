@@ -127,15 +127,25 @@ class FileSource(abc.ABC):
         if not any(_holds_text(f.type) for f in batch.schema) or _valid(batch):
             return batch
         bad: dict[int, str] = {}  # row -> its first column holding such text
+        lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
         for name, column in zip(batch.schema.names, batch.columns, strict=True):
-            if _valid(column):
+            problem = _problem(column)
+            if problem is None:
                 continue
+            if "UTF8" not in problem:  # not the text: the data itself is damaged
+                span = (1, batch.num_rows)
+                if lines is not None and len(lines) > 0:
+                    span = (lines[0].as_py(), lines[-1].as_py())
+                raise PermanentError.one(
+                    f"column {name!r} of records {span[0]} to {span[1]} is damaged: {problem}",
+                    display_path(path),
+                    "the file is damaged: write it again from its source",
+                )
             for i in range(batch.num_rows):
                 if i not in bad and not _valid(column.slice(i, 1)):
                     bad[i] = name
         if not bad:  # not a text problem: let the next step meet it as it is
             return batch
-        lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
         for i, name in sorted(bad.items()):
             line = lines[i].as_py() if lines is not None else i + 1
             row = {
@@ -226,6 +236,15 @@ def _valid(values: pa.Array | pa.RecordBatch) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
+
+
+def _problem(values: pa.Array | pa.ChunkedArray) -> str | None:
+    """What full validation finds wrong with ``values``, or None."""
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        return str(exc)
+    return None
 
 
 def _value(one: pa.Array) -> Any:
