@@ -533,3 +533,23 @@ def test_a_misspelt_column_read_by_transform_is_an_error_with_its_line(tmp_path:
     )
     assert "processors[0].transform.rename.idd: step 'transform' uses column 'idd'" in err
     assert "did you mean 'email'?" in err and "did you mean 'id'?" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("5", "Input should be a valid string"),
+        ("{a.csv: 1}", "Input should be a valid string"),
+        ("[in.csv, 7]", "Input should be a valid string"),
+    ],
+)
+def test_a_path_that_is_no_text_is_refused_at_its_position(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    found = problems(
+        tmp_path, f"source: {{csv: {{path: {value}}}}}\nsink: {{csv: {{path: o.csv}}}}\n"
+    )
+    assert found and all(f.startswith(f"{tmp_path / 'pipe.yaml'}:1:") for f in found)
+    assert any(message in f for f in found)
+    assert not any("a.csv" in f for f in found)  # a mapping's keys are no paths

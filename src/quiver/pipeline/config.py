@@ -844,7 +844,8 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
             continue
         # a step whose other options are wrong still names its file
         option = getattr(step.config, "path", None) if step.config else step.options.get("path")
-        listed = [option] if isinstance(option, str) else list(option or [])
+        # an option of the wrong type (a number, a mapping) is reported by its model already
+        listed = [option] if isinstance(option, str) else option if isinstance(option, list) else []
         windows = [p for p in listed if isinstance(p, str) and is_windows_path(p)]
         for p in windows:
             problems.append(
