@@ -553,3 +553,47 @@ def test_a_path_that_is_no_text_is_refused_at_its_position(
     assert found and all(f.startswith(f"{tmp_path / 'pipe.yaml'}:1:") for f in found)
     assert any(message in f for f in found)
     assert not any("a.csv" in f for f in found)  # a mapping's keys are no paths
+
+
+@pytest.mark.parametrize(
+    ("sink", "rejects", "message", "fix"),
+    [
+        (
+            "in.csv/sub/o.csv",
+            "r.csv",
+            "sink.csv.path: {d}/in.csv is a file, so the directory {d}/in.csv/sub for the "
+            "output {d}/in.csv/sub/o.csv cannot be made",
+            "choose another path for the output, or move the file away",
+        ),
+        (
+            "o.csv",
+            "in.csv/r.csv",
+            "on_error.rejects: {d}/in.csv is a file, so the directory {d}/in.csv for the "
+            "output {d}/in.csv/r.csv cannot be made",
+            "choose another path for the output, or move the file away",
+        ),
+        (
+            "missing/o.csv, create_dirs: false",
+            "r.csv",
+            "sink.csv.path: the output directory {d}/missing does not exist",
+            "create it, or set `create_dirs: true`",
+        ),
+    ],
+)
+def test_an_output_whose_directory_cannot_be_made_is_refused_by_validate_and_run(
+    tmp_path: Path, sink: str, rejects: str, message: str, fix: str
+) -> None:
+    from tests.pipeline.test_cli import quiver
+
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    (tmp_path / "pipe.yaml").write_text(
+        f"source: {{csv: {{path: in.csv}}}}\nsink: {{csv: {{path: {sink}}}}}\n"
+        f"on_error: {{policy: reject, rejects: {rejects}}}\n"
+    )
+    for command in ("validate", "run"):
+        done = quiver(command, "pipe.yaml", cwd=tmp_path)
+        said = " ".join(done.stderr.split())
+        assert done.returncode != 0, command
+        assert message.format(d=tmp_path) in said, command
+        assert f"fix: {fix}" in said, command
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "pipe.yaml"]

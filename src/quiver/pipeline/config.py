@@ -861,8 +861,19 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         if kind == "input":
             readers.append((step, full))
         where = positions.where((*step.path, "path"))
+        if kind == "output":
+            create = getattr(step.config, "create_dirs", True) is not False
+            problems += [
+                ErrorDetail(message, where, fix)
+                for p in full
+                for message, fix in _unwritable_place(p, create)
+            ]
         named += [NamedPath(kind, f"{step.kind} '{step.name}'", p, where) for p in full]
     if spec.on_error.rejects:
+        problems += [
+            ErrorDetail(message, positions.where(("on_error", "rejects")), fix)
+            for message, fix in _unwritable_place(spec.resolve(spec.on_error.rejects), True)
+        ]
         named.append(
             NamedPath(
                 "rejects",
@@ -877,6 +888,38 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
         stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     return problems + path_collisions(named, stems)
+
+
+def _unwritable_place(path: str, create_dirs: bool) -> list[tuple[str, str]]:
+    """Why a run could not write the file ``path`` where it is (with the fix), found before
+    any data is read: a directory of its path that is a file, or a directory that is missing
+    while ``create_dirs`` is off. (A directory where the file should be is refused when the
+    sink opens it, as one may be made or removed in between.)"""
+    if "://" in path:
+        return []
+    parent = os.path.dirname(path)
+    existing = parent
+    while existing and not os.path.lexists(existing):
+        up = os.path.dirname(existing)
+        if up == existing:
+            break
+        existing = up
+    if existing and os.path.lexists(existing) and not os.path.isdir(existing):
+        return [
+            (
+                f"{existing} is a file, so the directory {parent} for the output {path} "
+                "cannot be made",
+                "choose another path for the output, or move the file away",
+            )
+        ]
+    if not create_dirs and existing != parent:
+        return [
+            (
+                f"the output directory {parent} does not exist",
+                "create it, or set `create_dirs: true`",
+            )
+        ]
+    return []
 
 
 _ROUTE_CALL = re.compile(
