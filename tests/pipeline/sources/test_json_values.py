@@ -81,6 +81,26 @@ async def test_jsonl_key_named_twice_in_the_type_sample_is_rejected(
     assert [e.line for e in errors] == [1] and "key 'a' appears twice" in errors[0].reason
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": 1, "a": 2}\n',
+        b'{"x": 1}\n{"a": 1, "a": 2}\n',
+        b'{"x": 1}\n{"a": {"b": 1, "b": 2}}\n',
+    ],
+)
+async def test_jsonl_key_named_twice_by_every_line_naming_it_says_so(
+    tmp_path: Path, run_ctx: RunContext, data: bytes
+) -> None:
+    # the field is in no line the types are inferred from, yet the reason is the key, not
+    # a field missing from the schema
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data)
+    assert [r["x"] for r in rows] == ([1] if data.startswith(b'{"x"') else [])
+    assert len(errors) == 1 and errors[0].line == data.count(b"\n")
+    assert "appears twice in one JSON object" in errors[0].reason
+    assert "not in the schema" not in errors[0].reason
+
+
 async def test_message_with_a_key_named_twice_is_refused(
     rabbit_queue: ScratchQueue, run_ctx: RunContext
 ) -> None:

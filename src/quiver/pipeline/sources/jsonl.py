@@ -37,7 +37,13 @@ from quiver.pipeline.component import (
 from quiver.pipeline.config_fields import Encoding, JsonColumnTypes
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
-from quiver.pipeline.json_text import beyond_float, json_array, parse_json, plain_json
+from quiver.pipeline.json_text import (
+    DuplicateKeyError,
+    beyond_float,
+    json_array,
+    parse_json,
+    plain_json,
+)
 from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource
@@ -598,11 +604,15 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if problem is not None:
             return problem
         message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
-        if "was specified twice" in message:  # a key named twice: say which, and where
+        # a key named twice: say which, and where (also when its field is missing from the
+        # schema because every line of the sample naming it names it twice)
+        if "was specified twice" in message or "unexpected field" in message.lower():
             try:
                 parse_json(raw)
-            except ValueError as duplicate:
+            except DuplicateKeyError as duplicate:
                 return str(duplicate)
+            except ValueError:
+                pass
         if m := _CHANGED.search(message):
             return (
                 f"field '{m[1].strip('/').replace('/', '.')}' holds a {m[3]} here but a "
