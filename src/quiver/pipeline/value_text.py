@@ -38,6 +38,7 @@ from quiver.pipeline.component import KEPT_TEXT_PREFIX, kept_text_column
 
 __all__ = [
     "HUGE_EXPONENT",
+    "decimal_misfit",
     "decimal_text",
     "decimals_from_text",
     "duration_texts",
@@ -344,6 +345,48 @@ def decimals_from_text(
         rows = rows.set_column(at, pa.field(name, kind), values)
         rows = rows.append_column(pa.field(kept_text_column(name), pa.string()), kept_text(text))
     return rows
+
+
+def decimal_misfit(text: str, kind: pa.Decimal128Type | pa.Decimal256Type) -> str:
+    """Why the text ``text`` is not a value of the decimal type ``kind``, with what to do: too
+    many digits after the point for its scale, too many before it for its precision, or (no
+    decimal number at all) just that it is not one."""
+    try:
+        value = decimal.Decimal(text.strip(" \t"))
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("nan")
+    if not value.is_finite():
+        return f"{text!r} is not a valid {kind}"
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    kept = len(digits)
+    while kept > 1 and digits[kept - 1] == 0:  # trailing zeros need no room
+        kept -= 1
+        exponent += 1
+    zero = not any(digits)
+    places = 0 if zero else max(0, -exponent)  # digits after the point
+    whole = 0 if zero else max(0, kept + exponent)  # digits before it
+    scale = max(places, kind.scale)
+    precision = max(whole, kind.precision - kind.scale) + scale
+    fix = (
+        f"declare decimal({precision},{scale})"
+        if precision <= _MAX_DECIMAL_DIGITS
+        else "no decimal type holds it: declare the column str to keep its text"
+    )
+    if places > kind.scale:
+        return (
+            f"{text!r} has {places} digits after the point, more than the {kind.scale} of "
+            f"{kind}: {fix}, or round the values in the file"
+        )
+    room = kind.precision - kind.scale
+    if whole > room:
+        return (
+            f"{text!r} has {whole} digits before the point, more than the {room} of {kind}: {fix}"
+        )
+    return f"{text!r} is not a valid {kind}"
+
+
+_MAX_DECIMAL_DIGITS = 76  # decimal256
 
 
 def refuse_huge_exponents(text: pa.Array | pa.ChunkedArray) -> None:

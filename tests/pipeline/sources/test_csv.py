@@ -344,6 +344,34 @@ async def test_a_decimal_with_an_exponent_no_decimal_holds_is_rejected_not_a_cra
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (
+            "1.005",
+            "'1.005' has 3 digits after the point, more than the 2 of decimal128(10, 2): "
+            "declare decimal(11,3), or round the values in the file",
+        ),
+        (
+            "-0.0001",
+            "'-0.0001' has 4 digits after the point, more than the 2 of decimal128(10, 2): "
+            "declare decimal(12,4), or round the values in the file",
+        ),
+        ("abc", "'abc' is not a valid decimal128(10, 2)"),
+    ],
+)
+async def test_a_decimal_that_does_not_fit_its_type_is_rejected_with_its_value_and_the_room_needed(
+    tmp_path: Path, run_ctx: RunContext, value: str, reason: str
+) -> None:
+    (tmp_path / "in.csv").write_text(f"id,total\n1,2.5\n2,{value}\n3,4.10\n")
+    src = source(path="in.csv", types={"total": "decimal(10,2)"})
+    table = await read_all(src, run_ctx)
+    assert table.column("id").to_pylist() == ["1", "3"]
+    (error,) = src.take_errors()
+    assert (error.line, error.column, error.value) == (3, "total", value)
+    assert error.reason == f"{tmp_path / 'in.csv'}:3: column 'total': {reason}"
+
+
 # -- options ----------------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import parse_type
 from quiver.pipeline.value_text import (
     HUGE_EXPONENT,
+    decimal_misfit,
     decimals_from_text,
     refuse_huge_exponents,
     without_decimal_text,
@@ -1049,6 +1050,17 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             return
         yield table, records
 
+    def _text_of(self, raw: bytes, column: str) -> str | None:
+        """The text of ``column`` in the one record ``raw`` (None when it cannot be read)."""
+        try:
+            table = self._read_table(raw, True, dict.fromkeys(self.names or (), pa.string()))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != 1 or column not in table.column_names:
+            return None
+        value = table.column(column)[0].as_py()
+        return value if isinstance(value, str) else None
+
     def _explain(self, exc: Exception, raw: bytes) -> tuple[str | None, Any, str]:
         message = str(exc)
         bad_bytes = describe_bad_bytes(raw, self.cfg.encoding)
@@ -1059,11 +1071,16 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if m := _COLUMN_ERROR.search(message):
             assert self.names is not None
             column = self.names[int(m[1])]
-            value_match = _INVALID_VALUE.search(m[2])
-            if value_match is None:
-                return column, None, f"column '{column}': {_clean(m[2])}"
-            value = value_match[1]
             kind = (self.column_types or {}).get(column, pa.string())
+            value_match = _INVALID_VALUE.search(m[2])
+            value = value_match[1] if value_match is not None else self._text_of(raw, column)
+            if isinstance(kind, pa.Decimal128Type | pa.Decimal256Type) and value is not None:
+                # Arrow's words ("Rescaling Decimal value would cause data loss") name neither
+                # the value nor the digits at fault
+                plain = value.replace(self.cfg.decimal_point, ".")
+                return column, value, f"column '{column}': {decimal_misfit(plain, kind)}"
+            if value_match is None:
+                return column, value, f"column '{column}': {_clean(m[2])}"
             return column, value, f"column '{column}': {value!r} is not a valid {kind}"
         return None, None, _clean(message)
 
