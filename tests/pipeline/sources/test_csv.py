@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
@@ -356,6 +357,16 @@ async def test_a_decimal_with_an_exponent_no_decimal_holds_is_rejected_not_a_cra
             "-0.0001",
             "'-0.0001' has 4 digits after the point, more than the 2 of decimal128(10, 2): "
             "declare decimal(12,4), or round the values in the file",
+        ),
+        (
+            "123456789",
+            "'123456789' has 9 digits before the point, more than the 8 of decimal128(10, 2): "
+            "declare decimal(11,2)",
+        ),
+        (
+            "1e9",
+            "'1e9' has 10 digits before the point, more than the 8 of decimal128(10, 2): "
+            "declare decimal(12,2)",
         ),
         ("abc", "'abc' is not a valid decimal128(10, 2)"),
     ],
@@ -793,3 +804,19 @@ async def test_the_earliest_nanosecond_timestamps_read_back_beside_a_malformed_r
         2**63 - 1,
         None,
     ]
+
+
+def test_a_decimal_beyond_its_precision_never_reaches_a_parquet_file(tmp_path: Path) -> None:
+    from tests.pipeline.test_cli import quiver
+
+    (tmp_path / "in.csv").write_text("id,total\n1,99999999.99\n2,100000000\n3,1.5\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv, types: {total: 'decimal(10,2)'}}}\n"
+        "sink: {parquet: {path: out.parquet}}\n"
+        "on_error: {policy: reject, rejects: rejects.csv}\n"
+    )
+    assert quiver("run", "p.yaml", cwd=tmp_path).returncode == 0
+    table = pq.read_table(tmp_path / "out.parquet")
+    table.validate(full=True)
+    assert table.column("id").to_pylist() == ["1", "3"]
+    assert "'100000000' has 9 digits before the point" in (tmp_path / "rejects.csv").read_text()

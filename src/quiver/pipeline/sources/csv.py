@@ -932,7 +932,27 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             # a value the text cast refuses (e.g. padded with spaces): read as Arrow converts
             # it, which also raises the error that names a bad value; no text kept
-            return without_decimal_text(self._read_table(data, newlines, types), list(decimals))
+            table = self._read_table(data, newlines, types)
+            self._refuse_beyond_precision(table, decimals)
+            return without_decimal_text(table, list(decimals))
+
+    def _refuse_beyond_precision(self, table: pa.Table, decimals: dict[str, pa.DataType]) -> None:
+        """An ArrowInvalid naming the column, in the words of Arrow's CSV reader, when a decimal
+        column holds a value with more digits than its precision: the reader keeps such a
+        value (``123456789`` as ``decimal(10,2)``), which no writer or reader after it can
+        take for that type."""
+        assert self.names is not None
+        for name, kind in decimals.items():
+            at = table.schema.get_field_index(name)
+            if at < 0:
+                continue
+            try:
+                table.column(at).validate(full=True)
+            except pa.ArrowInvalid:
+                raise pa.ArrowInvalid(
+                    f"In CSV column #{self.names.index(name)}: a value has more digits than "
+                    f"{kind} holds"
+                ) from None
 
     def _refuse_huge_exponents(self, table: pa.Table, decimals: dict[str, pa.DataType]) -> None:
         """A :class:`_HugeExponentError` naming the column and value, in the words of Arrow's
