@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from quiver.pipeline import kernels as pc
 from quiver.pipeline.value_text import (
+    decimal_misfit,
     duration_texts,
     durations_from_texts,
     iso_duration,
@@ -507,7 +508,11 @@ def json_array(
         try:
             pa.array([value], kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            refused[i] = f"{_show(values[i])} does not fit {kind} ({exc})"
+            if isinstance(kind, pa.Decimal128Type | pa.Decimal256Type):
+                shown = values[i].text if isinstance(values[i], JsonNumber) else str(values[i])
+                refused[i] = decimal_misfit(shown, kind)
+            else:
+                refused[i] = f"{_show(values[i])} does not fit {kind} ({exc})"
             out[i] = None
     return pa.array(out, kind), refused
 

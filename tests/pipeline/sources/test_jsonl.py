@@ -178,8 +178,8 @@ async def test_declared_times_are_parsed_and_checked(tmp_path: Path, run_ctx: Ru
     rows, errors, _ = await read(tmp_path, run_ctx, data, types={"t": "time"})
     assert [r["t"] for r in rows] == [dt.time(7, 30), dt.time(23, 59, 59, 500000)]
     assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
-        (2, "'25:00:00' is not a valid time of day"),
-        (3, "'7h30' is not a valid time (HH:MM:SS[.fraction])"),
+        (2, "field 't': '25:00:00' is not a valid time of day"),
+        (3, "field 't': '7h30' is not a time of day (HH:MM:SS[.fraction])"),
     ]
 
 
@@ -263,3 +263,23 @@ async def test_a_line_nested_deeper_than_the_limit_is_rejected_with_its_depth(
             "the deep part as a JSON string",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'"1.005"', "'1.005' has 3 digits after the point, more than the 2 of decimal128(10, 2)"),
+        (b"1.005", "'1.005' has 3 digits after the point, more than the 2 of decimal128(10, 2)"),
+        (b"123456789", "'123456789' has 9 digits before the point, more than the 8 of decimal"),
+        (b'"1e40"', "'1e40' has 41 digits before the point, more than the 8 of decimal128(10"),
+        (b'"abc"', "'abc' is not a decimal number"),
+    ],
+)
+async def test_a_declared_decimal_that_does_not_fit_is_rejected_naming_field_and_value(
+    tmp_path: Path, run_ctx: RunContext, value: bytes, reason: str
+) -> None:
+    data = b'{"t": "2.5"}\n{"t": ' + value + b'}\n{"t": 4.1}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"t": "decimal(10,2)"})
+    assert [str(r["t"]) for r in rows] == ["2.50", "4.10"]
+    assert len(errors) == 1 and errors[0][0] == 2
+    assert errors[0][1].startswith(f"{tmp_path / 'in.jsonl'}:2: field 't': {reason}")

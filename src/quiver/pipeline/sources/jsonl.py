@@ -401,7 +401,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     cause = exc.__cause__ if isinstance(exc, SchemaMismatchError) else None
                     reason = self._explain(cause if isinstance(cause, Exception) else exc, raw)
                     if refused is not None and (
-                        not any(part in reason for part in refused[1:])
+                        refused[1] not in reason
                         or reason.startswith("Failed to convert JSON")
                         or (
                             refused[1].strip("'") in self.cfg.types
