@@ -46,3 +46,25 @@ def test_filter_with_an_unknown_column_fails_with_the_batch_columns(run_ctx: Run
 def test_filter_check_reports_syntax_errors(run_ctx: RunContext) -> None:
     problems = make(FilterProcessor, {"expression": "total >> > 1"}).check(run_ctx)
     assert problems and "syntax error" in problems[0].message
+
+
+@pytest.mark.parametrize("options", [{}, {"reject": True}, {"otherwise": "small"}])
+def test_a_row_the_condition_cannot_take_is_rejected_and_the_others_filtered(
+    run_ctx: RunContext, options: dict[str, object]
+) -> None:
+    rows = [{"id": i, "n": n} for i, n in enumerate([4, 0, 50, "x", 1], start=1)]
+    rows = [{"id": r["id"], "n": str(r["n"])} for r in rows]
+    out = process(
+        make(FilterProcessor, {"expression": "100 // CAST(n AS INTEGER) > 10", **options}),
+        batch(rows),
+        run_ctx,
+    )
+    assert [r["id"] for r in rows_of(out)] == [1, 5]
+    failed = [(e.line, e.row) for e in out.errors if "query failed" in e.reason]
+    assert failed == [(3, {"id": 2, "n": "0"}), (5, {"id": 4, "n": "x"})]
+    assert "Division by zero" in out.errors[0].reason
+    assert "Could not convert string 'x'" in out.errors[1].reason
+    if options.get("reject"):
+        assert [e.line for e in out.errors if "query failed" not in e.reason] == [4]
+    if options.get("otherwise"):
+        assert [r["id"] for r in out.routes["small"][0].to_pylist()] == [3]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.pipeline.component import is_internal
+from quiver.pipeline.component import LINE_COLUMN, RowError, is_internal
 from quiver.pipeline.value_text import duration_texts
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.hints import did_you_mean
@@ -35,6 +35,7 @@ Params = Sequence[Any] | dict[str, Any] | None
 __all__ = [
     "BatchSql",
     "expression_columns",
+    "failed_rows",
     "parse_select",
     "query_failure",
     "quote_ident",
@@ -221,6 +222,8 @@ def query_failure(text: str, schema: pa.Schema, shown: Mapping[str, str]) -> Qui
     list of candidate functions, the helper columns of ``shown`` named as the user wrote them
     (never by their internal names), and for text meeting a number, the cast that fixes it."""
     text = text.split("\n\tCandidate functions", 1)[0].strip()
+    # DuckDB's excerpt of the query text it ran, which is not the text the user wrote
+    text = text.split("\n\nLINE ", 1)[0].strip()
     for helper, name in shown.items():
         text = text.replace(f'"{helper}"', name).replace(helper, name)
     columns = [n for n in schema.names if not is_internal(n) and n not in shown]
@@ -341,6 +344,24 @@ def _restored(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
     return column.cast(kind)
 
 
+def failed_rows(batch: pa.RecordBatch, failed: list[tuple[int, str]]) -> list[RowError]:
+    """The rows of ``batch`` a row-wise query failed on (:meth:`BatchSql.run_rowwise`) as
+    row errors, with their lines and values."""
+    if not failed:
+        return []
+    lines = batch.column(LINE_COLUMN) if LINE_COLUMN in batch.schema.names else None
+    errors = []
+    for index, reason in failed:
+        row = {
+            name: batch.column(name)[index].as_py()
+            for name in batch.schema.names
+            if not is_internal(name)
+        }
+        line = lines[index].as_py() if lines is not None else None
+        errors.append(RowError(line, reason, row=row))
+    return errors
+
+
 class BatchSql:
     """Runs queries against a batch registered as ``input`` (plus optional extra tables)."""
 
@@ -396,6 +417,103 @@ class BatchSql:
         finally:
             cursor.close()
         return self._with_input_types(result, batch)
+
+    def run_rowwise(
+        self,
+        batch: pa.RecordBatch,
+        query: str,
+        params: Params = None,
+        shown: Mapping[str, str] | None = None,
+    ) -> tuple[pa.Table, list[tuple[int, str]]]:
+        """The result of a query computing each row from that row alone (an expression per
+        row: derive, filter), one result row per input row but those failing, and the rows
+        that failed (index in ``batch``, why): a value the expression cannot take (a division
+        by zero, text that does not cast, an overflow) rejects its row rather than the batch.
+
+        Only a failing batch costs more: its first failing row is found by halving the rows
+        before it (a few queries), then the rest is run again. A query that also fails on a
+        row of nulls fails for its own sake (a misspelt column, a constant that does not
+        cast): it is raised as it is."""
+        failed: list[tuple[int, str]] = []
+        parts: list[pa.Table] = []
+        start = 0
+        while start < batch.num_rows or not parts:
+            rest = batch.slice(start)
+            try:
+                parts.append(self.run(rest, query, params, shown))
+                break
+            except PermanentError:
+                if not rest.num_rows:
+                    raise  # no row to blame: the query is at fault
+                if not failed and self._fails_on_nulls(batch.schema, query, params, shown):
+                    raise  # it fails whatever the values: the query is at fault
+                found = self._first_failing_row(rest, query, params, shown)
+                if found is None:
+                    raise
+                bad, why = found
+                at = start + bad
+                if bad:
+                    parts.append(self.run(rest.slice(0, bad), query, params, shown))
+                failed.append((at, why))
+                start = at + 1
+        return pa.concat_tables(parts, promote_options="default"), failed
+
+    def _fails_on_nulls(
+        self,
+        schema: pa.Schema,
+        query: str,
+        params: Params,
+        shown: Mapping[str, str] | None,
+    ) -> bool:
+        """Whether the query fails on a row holding nothing but nulls."""
+        try:
+            nulls = pa.RecordBatch.from_pylist([{}], schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column that holds no nulls
+            return False
+        return self._failure(nulls, query, params, shown) is not None
+
+    def _failure(
+        self,
+        rows: pa.RecordBatch,
+        query: str,
+        params: Params,
+        shown: Mapping[str, str] | None,
+    ) -> str | None:
+        """Why the query fails on ``rows``, or None when it runs."""
+        try:
+            self.run(rows, query, params, shown)
+        except PermanentError as exc:
+            return exc.details[0].message if exc.details else str(exc)
+        return None
+
+    def _first_failing_row(
+        self,
+        rows: pa.RecordBatch,
+        query: str,
+        params: Params,
+        shown: Mapping[str, str] | None,
+    ) -> tuple[int, str] | None:
+        """The first row of ``rows`` (on all of which the query fails) on which it fails
+        alone, with why, found by halving the rows before it; None when no row fails alone
+        (the failure is not one row's)."""
+        low, high = 1, rows.num_rows  # the shortest failing prefix is within [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            if self._failure(rows.slice(0, middle), query, params, shown) is None:
+                low = middle + 1
+            else:
+                high = middle
+        why = self._failure(rows.slice(low - 1, 1), query, params, shown)
+        return None if why is None else (low - 1, why)
+
+    async def run_rowwise_async(
+        self,
+        batch: pa.RecordBatch,
+        query: str,
+        params: Params = None,
+        shown: Mapping[str, str] | None = None,
+    ) -> tuple[pa.Table, list[tuple[int, str]]]:
+        return await asyncio.to_thread(self.run_rowwise, batch, query, params, shown)
 
     def _round_trip_type(self, kind: pa.DataType) -> pa.DataType:
         """The type DuckDB gives back for an input column of type ``kind`` selected as it is."""

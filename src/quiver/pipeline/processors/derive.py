@@ -30,6 +30,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.processors.batch_sql import (
     BatchSql,
     expression_columns,
+    failed_rows,
     parse_select,
     quote_ident,
     table_to_batch,
@@ -99,8 +100,9 @@ class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
-        table = await self._sql.run_async(batch, self._query(batch.schema.names))
-        return ProcessorOutput(table_to_batch(table))
+        query = self._query(batch.schema.names)
+        table, failed = await self._sql.run_rowwise_async(batch, query)
+        return ProcessorOutput(table_to_batch(table), errors=failed_rows(batch, failed))
 
     def close(self) -> None:
         self._sql.close()

@@ -35,6 +35,7 @@ from quiver.pipeline.component import (
 from quiver.pipeline.processors.batch_sql import (
     BatchSql,
     expression_columns,
+    failed_rows,
     parse_select,
     quote_ident,
 )
@@ -97,14 +98,17 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         rows = with_paths(batch, self._paths, _PATH_PREFIX)
-        table = await self._sql.run_async(rows, self._query, shown=self._shown)
+        table, failed = await self._sql.run_rowwise_async(rows, self._query, shown=self._shown)
+        failures = failed_rows(batch, failed)
+        if failed:  # rows the expression could not take: rejected, the others filtered
+            batch = batch.filter(pa.array(_all_but(batch.num_rows, [i for i, _ in failed])))
         keep = table.column(_KEEP).combine_chunks()
         kept = batch.filter(keep)
         if kept.num_rows == batch.num_rows:
-            return ProcessorOutput(batch)
+            return ProcessorOutput(batch, errors=failures)
         dropped = batch.filter(pc.invert(keep))
         if self.cfg.otherwise:
-            return ProcessorOutput(kept, routes={self.cfg.otherwise: [dropped]})
+            return ProcessorOutput(kept, routes={self.cfg.otherwise: [dropped]}, errors=failures)
         if self.cfg.reject:
             reason = self.cfg.reason or f"does not satisfy: {self.cfg.expression}"
             lines = (
@@ -116,8 +120,15 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
                 RowError(line, reason, row=row)
                 for line, row in zip(lines, dropped.to_pylist(), strict=True)
             ]
-            return ProcessorOutput(kept, errors=errors)
-        return ProcessorOutput(kept)
+            return ProcessorOutput(kept, errors=failures + errors)
+        return ProcessorOutput(kept, errors=failures)
 
     def close(self) -> None:
         self._sql.close()
+
+
+def _all_but(count: int, left_out: list[int]) -> list[bool]:
+    keep = [True] * count
+    for i in left_out:
+        keep[i] = False
+    return keep
