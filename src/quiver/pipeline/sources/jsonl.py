@@ -225,9 +225,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         later step or sink can read), and nesting deeper than ``_MAX_DEPTH`` (which would
         exhaust the stack of the parser and of every step after it). One pass over the block
         each; only lines found wanting are looked at one by one."""
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
+        if not _utf8(block):
             for index in np.flatnonzero(filled).tolist():
                 bad = describe_bad_bytes(block[starts[index] : ends[index]], self.cfg.encoding)
                 if bad is not None:
@@ -838,6 +836,17 @@ def _json_problem(raw: bytes) -> str | None:
     if not isinstance(value, dict):
         return f"expected a JSON object, found {type(value).__name__}"
     return None
+
+
+def _utf8(block: bytes) -> bool:
+    """Whether ``block`` is valid UTF-8 (Arrow's check: some ten times as fast as decoding it)."""
+    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64).tobytes())
+    text = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(block))
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
