@@ -597,3 +597,12 @@ def test_an_output_whose_directory_cannot_be_made_is_refused_by_validate_and_run
         assert message.format(d=tmp_path) in said, command
         assert f"fix: {fix}" in said, command
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "pipe.yaml"]
+
+
+def test_a_refused_option_shows_its_value_once(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    found = problems(
+        tmp_path, "source: {csv: {path: in.csv, delimiter: ';;'}}\nsink: {csv: {path: o.csv}}\n"
+    )
+    assert len(found) == 1 and found[0].count("';;'") == 1
+    assert "must be a single ASCII character, got ';;'" in found[0]

@@ -1229,7 +1229,9 @@ def _pydantic_details(
             wanted = expected.get(loc, [])
             if located_err.shape and len(wanted) > 1:
                 text = f"Input should be {' or '.join(dict.fromkeys(wanted))}"
-            message = text if isinstance(value, dict | list) else f"{text} (got {value!r})"
+            # a validator's words may show the value already (`got ';;'`): once is enough
+            shown = isinstance(value, dict | list) or f"got {value!r}" in text
+            message = text if shown else f"{text} (got {value!r})"
             fix = _fix_for(err)
         details.append(ErrorDetail(message, positions.where(full), fix))
     return details
