@@ -61,3 +61,60 @@ def test_an_expression_failing_on_every_row_fails_the_batch(
     proc = make(DeriveProcessor, {"columns": {"bad": expression}})
     with pytest.raises(PermanentError, match=message):
         process(proc, batch(ORDERS[:rows]), run_ctx)
+
+
+def _counting_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of queries BatchSql runs, as a one-item list read after the work."""
+    from quiver.pipeline.processors.batch_sql import BatchSql
+
+    runs = [0]
+    real = BatchSql.run
+
+    def counted(self: BatchSql, *args: object, **kwargs: object) -> object:
+        runs[0] += 1
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BatchSql, "run", counted)
+    return runs
+
+
+def test_many_failing_rows_are_found_in_one_pass_and_each_rejected(
+    run_ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third of 30,000 rows failing: every one is rejected with its line, found by one probe
+    query rather than a search per row; the first EXPLAINED_FAILURES are run alone for their
+    reasons, the others given the first one's."""
+    from quiver.pipeline.processors.batch_sql import EXPLAINED_FAILURES
+
+    runs = _counting_runs(monkeypatch)
+    proc = make(DeriveProcessor, {"columns": {"share": "100 // n", "half": "share // 2"}})
+    rows = [{"id": i, "n": i % 3} for i in range(30_000)]
+    out = process(proc, batch(rows), run_ctx)
+    failing = [r["id"] for r in rows if r["n"] == 0]
+    assert [e.line for e in out.errors] == [i + 2 for i in failing]
+    assert [r["id"] for r in rows_of(out)] == [r["id"] for r in rows if r["n"]]
+    assert rows_of(out)[:2] == [
+        {"id": 1, "n": 1, "share": 100, "half": 50},
+        {"id": 2, "n": 2, "share": 50, "half": 25},
+    ]
+    explained = out.errors[:EXPLAINED_FAILURES]
+    assert all("Division by zero in expression (100 // n)" in e.reason for e in explained)
+    rest = out.errors[EXPLAINED_FAILURES:]
+    assert rest and all(
+        e.reason.startswith("the expression cannot be computed for this row")
+        and "Division by zero" in e.reason
+        for e in rest
+    )
+    # the batch, the row of nulls, each explained row, and the rows that run
+    assert runs[0] <= EXPLAINED_FAILURES + 3
+
+
+def test_an_expression_try_cannot_take_still_rejects_its_failing_rows(
+    run_ctx: RunContext,
+) -> None:
+    """A scalar subquery, which DuckDB's ``try`` refuses: the rows are found one by one."""
+    proc = make(DeriveProcessor, {"columns": {"share": "100 // (SELECT n)"}})
+    rows = [{"id": i, "n": n} for i, n in enumerate([4, 0, 5, 0], start=1)]
+    out = process(proc, batch(rows), run_ctx)
+    assert rows_of(out) == [{"id": 1, "n": 4, "share": 25}, {"id": 3, "n": 5, "share": 20}]
+    assert [e.line for e in out.errors] == [3, 5]

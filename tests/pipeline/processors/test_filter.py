@@ -68,3 +68,27 @@ def test_a_row_the_condition_cannot_take_is_rejected_and_the_others_filtered(
         assert [e.line for e in out.errors if "query failed" not in e.reason] == [4]
     if options.get("otherwise"):
         assert [r["id"] for r in out.routes["small"][0].to_pylist()] == [3]
+
+
+def test_many_rows_the_condition_cannot_take_are_found_in_one_pass(
+    run_ctx: RunContext,
+) -> None:
+    """A third of 30,000 rows failing the condition: each is rejected with its line and the
+    others filtered, the failing rows found by one probe query (a search per row took minutes
+    for a file of such rows)."""
+    from quiver.pipeline.processors.batch_sql import EXPLAINED_FAILURES, BatchSql
+
+    real, runs = BatchSql.run, [0]
+
+    def counted(self: BatchSql, *args: object, **kwargs: object) -> object:
+        runs[0] += 1
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    proc = make(FilterProcessor, {"expression": "100 // n > 60"})
+    rows = [{"id": i, "n": i % 3} for i in range(30_000)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BatchSql, "run", counted)
+        out = process(proc, batch(rows), run_ctx)
+    assert [e.line for e in out.errors] == [r["id"] + 2 for r in rows if r["n"] == 0]
+    assert [r["id"] for r in rows_of(out)] == [r["id"] for r in rows if r["n"] == 1]
+    assert runs[0] <= EXPLAINED_FAILURES + 3

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 Params = Sequence[Any] | dict[str, Any] | None
 
 __all__ = [
+    "EXPLAINED_FAILURES",
     "BatchSql",
     "expression_columns",
     "failed_rows",
+    "failure_probe",
     "parse_select",
     "query_failure",
     "quote_ident",
@@ -362,6 +365,16 @@ def failed_rows(batch: pa.RecordBatch, failed: list[tuple[int, str]]) -> list[Ro
     return errors
 
 
+#: How many failing rows of a batch a row-wise query runs alone for their own reasons.
+EXPLAINED_FAILURES = 100
+
+
+def failure_probe(expression: str) -> str:
+    """An expression true where ``expression`` fails on its row (DuckDB's ``try`` gives null
+    for an error, and the CASE makes a null value of the expression 0, not null)."""
+    return f"(try(CASE WHEN ({expression}) IS NULL THEN 0 ELSE 1 END) IS NULL)"
+
+
 class BatchSql:
     """Runs queries against a batch registered as ``input`` (plus optional extra tables)."""
 
@@ -424,16 +437,81 @@ class BatchSql:
         query: str,
         params: Params = None,
         shown: Mapping[str, str] | None = None,
+        probe: str | None = None,
     ) -> tuple[pa.Table, list[tuple[int, str]]]:
         """The result of a query computing each row from that row alone (an expression per
         row: derive, filter), one result row per input row but those failing, and the rows
         that failed (index in ``batch``, why): a value the expression cannot take (a division
         by zero, text that does not cast, an overflow) rejects its row rather than the batch.
 
-        Only a failing batch costs more: its first failing row is found by halving the rows
-        before it (a few queries), then the rest is run again. A query that also fails on a
-        row of nulls fails for its own sake (a misspelt column, a constant that does not
-        cast): it is raised as it is."""
+        Only a failing batch costs more. ``probe`` is a query giving, for each input row in
+        order, one boolean column: whether the expression fails on it (DuckDB's ``try``); it
+        finds every failing row in one pass. The first :data:`EXPLAINED_FAILURES` failing rows
+        of a batch are run alone for their own reason; the others of the batch are given the
+        first one's. Without a probe, or where it cannot run (``try`` takes no subquery), each
+        failing row is found by halving the rows before it, for at most
+        :data:`EXPLAINED_FAILURES` rows of a batch; past them the batch fails. A query that also
+        fails on a row of nulls fails for its own sake (a misspelt column, a constant that does
+        not cast): it is raised as it is."""
+        try:
+            return self.run(batch, query, params, shown), []
+        except PermanentError:
+            if not batch.num_rows or self._fails_on_nulls(batch.schema, query, params, shown):
+                raise  # no row to blame, or it fails whatever the values: the query is at fault
+            flags = self._probe(batch, probe, params) if probe is not None else None
+            if flags is None:
+                return self._rowwise_by_halving(batch, query, params, shown)
+        failing = np.flatnonzero(flags)
+        if not failing.size:  # not one row's failure: found, or raised, row by row
+            return self._rowwise_by_halving(batch, query, params, shown)
+        failed = []
+        first: str | None = None
+        for n, index in enumerate(failing.tolist()):
+            why = None
+            if n < EXPLAINED_FAILURES:
+                why = self._failure(batch.slice(index, 1), query, params, shown)
+            if why is None:
+                why = "the expression cannot be computed for this row"
+                if first is not None:
+                    why += f"; on the first row of its batch it failed with: {first}"
+            first = first or why
+            failed.append((index, why))
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[failing] = False
+        return self.run(batch.filter(pa.array(keep)), query, params, shown), failed
+
+    def _probe(self, batch: pa.RecordBatch, probe: str, params: Params) -> np.ndarray | None:
+        """The probe's flags for ``batch`` (True: the expression fails on the row), or None
+        when the probe cannot run."""
+        import duckdb
+
+        cursor = self._database().cursor()
+        try:
+            cursor.register("input", batch)
+            for name, table in self._tables.items():
+                cursor.register(name, table)
+            result = cursor.sql(
+                probe,
+                params=(params if isinstance(params, dict) else list(params)) if params else None,
+            ).to_arrow_table()
+        except duckdb.Error:
+            return None
+        finally:
+            cursor.close()
+        if result.num_rows != batch.num_rows or result.num_columns != 1:
+            return None
+        flags: np.ndarray = (
+            result.column(0).combine_chunks().fill_null(True).to_numpy(zero_copy_only=False)
+        )
+        return flags
+
+    def _rowwise_by_halving(
+        self,
+        batch: pa.RecordBatch,
+        query: str,
+        params: Params,
+        shown: Mapping[str, str] | None,
+    ) -> tuple[pa.Table, list[tuple[int, str]]]:
         failed: list[tuple[int, str]] = []
         parts: list[pa.Table] = []
         start = 0
@@ -443,10 +521,8 @@ class BatchSql:
                 parts.append(self.run(rest, query, params, shown))
                 break
             except PermanentError:
-                if not rest.num_rows:
-                    raise  # no row to blame: the query is at fault
-                if not failed and self._fails_on_nulls(batch.schema, query, params, shown):
-                    raise  # it fails whatever the values: the query is at fault
+                if not rest.num_rows or len(failed) >= EXPLAINED_FAILURES:
+                    raise
                 found = self._first_failing_row(rest, query, params, shown)
                 if found is None:
                     raise
@@ -512,8 +588,9 @@ class BatchSql:
         query: str,
         params: Params = None,
         shown: Mapping[str, str] | None = None,
+        probe: str | None = None,
     ) -> tuple[pa.Table, list[tuple[int, str]]]:
-        return await asyncio.to_thread(self.run_rowwise, batch, query, params, shown)
+        return await asyncio.to_thread(self.run_rowwise, batch, query, params, shown, probe)
 
     def _round_trip_type(self, kind: pa.DataType) -> pa.DataType:
         """The type DuckDB gives back for an input column of type ``kind`` selected as it is."""

@@ -25,12 +25,14 @@ from quiver.pipeline.component import (
     Concurrent,
     ProcessorOutput,
     RunContext,
+    internal_column,
     processor,
 )
 from quiver.pipeline.processors.batch_sql import (
     BatchSql,
     expression_columns,
     failed_rows,
+    failure_probe,
     parse_select,
     quote_ident,
     table_to_batch,
@@ -38,6 +40,9 @@ from quiver.pipeline.processors.batch_sql import (
 from quiver.runtime.errors import ErrorDetail
 
 __all__ = ["DeriveConfig", "DeriveProcessor"]
+
+#: The columns of the probe query saying whether each expression fails on a row.
+_PROBE_FLAG = internal_column("fails")
 
 
 class DeriveConfig(ComponentConfig):
@@ -64,18 +69,30 @@ class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
             query = self._cache[key] = self._build(names)
         return query
 
-    def _build(self, names: list[str]) -> str:
+    def _build(self, names: list[str], probe: bool = False) -> str:
+        """The query deriving the columns, each expression seeing those before it; with
+        ``probe``, the query saying of each row whether an expression fails on it (each
+        derived value made with ``try``, null where it fails)."""
         present = list(names)
         ctes = ["s0 AS (SELECT * FROM input)"]
+        flags = []
         for i, (column, expr) in enumerate(self.cfg.columns.items(), start=1):
             q = quote_ident(column)
+            value = f"try({expr})" if probe else f"({expr})"
+            flag = ""
+            if probe:
+                flags.append(quote_ident(f"{_PROBE_FLAG}{i}"))
+                flag = f", {failure_probe(expr)} AS {flags[-1]}"
             if column in present:
-                body = f"SELECT * REPLACE (({expr}) AS {q}) FROM s{i - 1}"
+                body = f"SELECT * REPLACE ({value} AS {q}){flag} FROM s{i - 1}"
             else:
-                body = f"SELECT *, ({expr}) AS {q} FROM s{i - 1}"
+                body = f"SELECT *, {value} AS {q}{flag} FROM s{i - 1}"
                 present.append(column)
             ctes.append(f"s{i} AS ({body})")
-        return f"WITH {', '.join(ctes)} SELECT * FROM s{len(self.cfg.columns)}"
+        last = f"s{len(self.cfg.columns)}"
+        if probe:
+            return f"WITH {', '.join(ctes)} SELECT ({' OR '.join(flags)}) FROM {last}"
+        return f"WITH {', '.join(ctes)} SELECT * FROM {last}"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx
@@ -101,7 +118,8 @@ class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         query = self._query(batch.schema.names)
-        table, failed = await self._sql.run_rowwise_async(batch, query)
+        probe = self._build(batch.schema.names, probe=True)
+        table, failed = await self._sql.run_rowwise_async(batch, query, probe=probe)
         return ProcessorOutput(table_to_batch(table), errors=failed_rows(batch, failed))
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from quiver.pipeline.processors.batch_sql import (
     BatchSql,
     expression_columns,
     failed_rows,
+    failure_probe,
     parse_select,
     quote_ident,
 )
@@ -81,6 +82,7 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
         # errors name a map key as the expression does, never by its helper column
         self._shown = {f"{_PATH_PREFIX}{i}": str(p) for i, p in enumerate(self._paths)}
         self._query = f"SELECT coalesce(({expression}), false) AS {quote_ident(_KEEP)} FROM input"
+        self._probe = f"SELECT {failure_probe(expression)} FROM input"
 
     def check(self, ctx: RunContext) -> list[ErrorDetail]:
         del ctx
@@ -98,7 +100,9 @@ class FilterProcessor(Concurrent, Checking, ColumnBound, Closing):
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         rows = with_paths(batch, self._paths, _PATH_PREFIX)
-        table, failed = await self._sql.run_rowwise_async(rows, self._query, shown=self._shown)
+        table, failed = await self._sql.run_rowwise_async(
+            rows, self._query, shown=self._shown, probe=self._probe
+        )
         failures = failed_rows(batch, failed)
         if failed:  # rows the expression could not take: rejected, the others filtered
             batch = batch.filter(pa.array(_all_but(batch.num_rows, [i for i, _ in failed])))
