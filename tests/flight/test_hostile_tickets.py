@@ -80,3 +80,43 @@ def test_a_hostile_descriptor_is_a_clear_error_for_info_and_schema(
         assert client.get_schema(flight.FlightDescriptor.for_path("Genre")).schema.names
     finally:
         client.close()
+
+
+def _nested(prefix: bytes, opening: bytes, inner: bytes, closing: bytes, suffix: bytes) -> bytes:
+    return prefix + opening * 300 + inner + closing * 300 + suffix
+
+
+DEEP = {
+    "filter": _nested(
+        b'{"export": {"table": "Track", "where": ',
+        b'{"not": ',
+        b'{"trackId": {"eq": 1}}',
+        b"}",
+        b"}}",
+    ),
+    "values": _nested(
+        b'{"export": {"table": "Track", "where": {"trackId": {"in": ', b"[", b"", b"]", b"}}}}"
+    ),
+    "variables": _nested(
+        b'{"graphql": {"query": "{ tracks { name } }", "variables": {"v": ', b"[", b"", b"]", b"}}}"
+    ),
+}
+
+
+@pytest.mark.parametrize("ticket", DEEP.values(), ids=DEEP.keys())
+def test_a_ticket_nested_too_deeply_is_refused_naming_the_limit(
+    served: Served, ticket: bytes
+) -> None:
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightServerError) as from_get:
+            client.do_get(flight.Ticket(ticket)).read_all()
+        with pytest.raises(flight.FlightServerError) as from_info:
+            client.get_flight_info(flight.FlightDescriptor.for_command(ticket))
+        for caught in (from_get, from_info):
+            message = str(caught.value)
+            assert "INVALID_TICKET" in message, message
+            assert "more than 240 levels deep" in message, message
+        assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
+    finally:
+        client.close()

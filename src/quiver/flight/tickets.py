@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 MAX_TICKET_BYTES = 64 * 1024
+#: Most levels of objects and arrays within each other in a JSON ticket. Room for a GraphQL
+#: JSON variable at its own limit (200) in the ticket around it; a filter nests at most 32.
+MAX_TICKET_DEPTH = 240
 MAX_COLUMNS = 1_000
 #: Most endpoints a ticket may ask for (the server's ``flight.max_partitions`` may lower it).
 MAX_PARTITIONS = 1_024
@@ -163,6 +166,12 @@ def parse_ticket(raw: bytes) -> Ticket:
             body = orjson.loads(stripped)
         except orjson.JSONDecodeError as exc:
             raise _bad(f"the ticket is not valid JSON: {exc}") from None
+        if _deeper_than(body, MAX_TICKET_DEPTH):
+            raise _bad(
+                f"the ticket nests objects and arrays more than {MAX_TICKET_DEPTH} levels deep",
+                fix="send fewer levels: a filter nests at most 32 (and, or, not and relations)"
+                " and a JSON value at most 200",
+            )
         return _from_json(body)
     kind, sep, rest = stripped.partition(":")
     if kind == "export" and sep:
@@ -172,6 +181,20 @@ def parse_ticket(raw: bytes) -> Ticket:
     if kind == "observer_events" and sep:
         return _compact_events(rest)
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest more than ``limit`` levels (walked without
+    recursion, so any depth the JSON parser takes is measured)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _shorten(text: str) -> str:
