@@ -242,3 +242,17 @@ def test_get_tables_reports_flight_sql_column_metadata(served: Served, conn: Any
     assert searchable["name"] == b"3" and searchable["milliseconds"] == b"2"
     assert schema.field("trackId").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"1"
     assert schema.field("name").metadata[b"ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT"] == b"0"
+
+
+@pytest.mark.parametrize("connective", ["AND", "OR"])
+def test_a_long_chain_of_and_or_or_is_one_level_of_the_filter(
+    served: Served, conn: Any, connective: str
+) -> None:
+    test = "track_id <> {}" if connective == "AND" else "track_id = {}"
+    where = f" {connective} ".join(test.format(i) for i in range(1, 301))
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT trackId FROM Track WHERE {where}")
+        table = cur.fetch_arrow_table()
+    expected = sql(served, f"SELECT track_id FROM track WHERE {where}")
+    assert sorted(table.column("trackId").to_pylist()) == sorted(r[0] for r in expected)
+    assert table.num_rows > 0

@@ -850,7 +850,7 @@ def _condition(node: Any, negated: bool = False) -> dict[str, Any]:
     if isinstance(node, exp.Not):
         return _condition(node.this, not negated)
     if isinstance(node, exp.And | exp.Or):
-        parts = [_condition(node.left, negated), _condition(node.right, negated)]
+        parts = [_condition(operand, negated) for operand in _operands(node)]
         return {"and" if isinstance(node, exp.And) is not negated else "or": parts}
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
         return {_column(node.this): {"isNull": not negated}}
@@ -858,6 +858,21 @@ def _condition(node: Any, negated: bool = False) -> dict[str, Any]:
     if not negated:
         return {column: test}
     return {"and": [{column: {"isNull": False}}, {"not": {column: test}}]}
+
+
+def _operands(node: Any) -> list[Any]:
+    """The operands of a chain of one connective (``a AND b AND c``), in order: SQL parses it
+    as ``(a AND b) AND c``, and the filter takes it as one list, not nested ones."""
+    kind = type(node)
+    found: list[Any] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if type(item) is kind:
+            pending += [item.right, item.left]
+        else:
+            found.append(item)
+    return found
 
 
 def _comparison(node: Any) -> tuple[str, dict[str, Any]]:
