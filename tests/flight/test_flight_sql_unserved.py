@@ -87,3 +87,22 @@ def test_updates_and_bulk_ingestion_are_refused_as_the_server_is_read_only(conn:
         assert "CommandStatementIngest is not served" in said, said
         cur.execute("SELECT name FROM Genre WHERE genreId = 1")
         assert cur.fetch_arrow_table().num_rows == 1
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["(" * 200 + "genreId = 1" + ")" * 200, "NOT " * 2000 + "genreId = 1"],
+    ids=["parentheses", "not"],
+)
+def test_a_condition_nested_too_deeply_to_read_is_refused_saying_so(conn: Any, where: str) -> None:
+    import adbc_driver_manager
+
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.OperationalError) as caught:
+        cur.execute(f"SELECT name FROM Genre WHERE {where}")
+    message = _refusal(caught.value)
+    assert "INVALID_TICKET" in message, message
+    assert "nests parentheses or NOT too deeply" in message, message
+    assert "INTERNAL" not in message
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM Genre WHERE genreId = 1")
+        assert cur.fetch_arrow_table().num_rows == 1

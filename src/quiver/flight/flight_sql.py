@@ -639,6 +639,17 @@ class _Sql(Dialect):
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
     try:
+        return _select_to_ticket(query)
+    except RecursionError:
+        # The parser and the walk of its tree recurse once per level of parentheses and NOT.
+        raise _refuse(
+            "the statement nests parentheses or NOT too deeply to be read",
+            "write fewer levels: the filter nests at most 32 levels of AND, OR and NOT",
+        ) from None
+
+
+def _select_to_ticket(query: str) -> ExportTicket:
+    try:
         statements = sqlglot.parse(query, dialect=_Sql)
     except sqlglot.errors.SqlglotError as exc:  # ParseError, TokenError (a NUL character)
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
