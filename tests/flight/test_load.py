@@ -264,6 +264,19 @@ def test_a_failed_check_names_the_constraint(parts: tuple[Db, FlightHandle]) -> 
     assert b'"rows":2' in put(handle, [_parts([1, 2], [None, 1], [1, 2])], table="Part")
 
 
+def test_a_stream_without_columns_is_refused_naming_the_columns(
+    parts: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = parts
+    empty = _parts([1, 2], [None, 1], [1, 2]).select([])
+    with pytest.raises(flight.FlightServerError) as caught:
+        put(handle, [empty], table="Part")
+    said = str(caught.value)
+    assert said.startswith("INVALID_TICKET: DoPut schema: the stream has no columns"), said
+    assert "send columns of Part: id, parentId, qty" in said
+    assert db.run("SELECT count(*) FROM part")[0][0] == 0
+
+
 def _refused_load(
     request: pytest.FixtureRequest, dialect: str, ddl: str, table: str, batch: pa.RecordBatch
 ) -> tuple[Db, flight.FlightServerError]:

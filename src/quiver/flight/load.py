@@ -34,6 +34,9 @@ def _refuse(message: str, fix: str) -> TicketError:
 
 
 def _target_fields(entity: Entity, schema: pa.Schema) -> list[Field]:
+    if not schema.names:
+        names = ", ".join(x.name for x in entity.fields)
+        raise _refuse("the stream has no columns", f"send columns of {entity.name}: {names}")
     fields: list[Field] = []
     for name in schema.names:
         f = entity.field(name) or entity.field_by_column(name)
