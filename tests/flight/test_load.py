@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,6 +160,48 @@ def test_a_bad_batch_after_good_ones_rolls_the_whole_load_back(
     with pytest.raises(flight.FlightServerError, match="'sensor' holds nulls"):
         put(handle, [_batch([1, 2], ["a", "b"]), _batch([3], [None])])
     assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
+#: A client that sends two batches of a load into Reading, then dies without finishing it.
+_ABANDONING_CLIENT = """
+import datetime as dt, decimal, os, sys, time
+import pyarrow as pa, pyarrow.flight as flight
+
+def batch(ids):
+    n = len(ids)
+    return pa.record_batch({
+        "id": pa.array(ids, pa.int64()),
+        "sensor": pa.array(["abandoned"] * n),
+        "level": pa.array([decimal.Decimal("1.25")] * n, pa.decimal128(10, 2)),
+        "takenAt": pa.array([dt.datetime(2026, 1, 2)] * n, pa.timestamp("us", "UTC")),
+    })
+
+client = flight.FlightClient(sys.argv[1])
+first = batch(list(range(1, 501)))
+writer, _ = client.do_put(flight.FlightDescriptor.for_path("Reading"), first.schema)
+writer.write_batch(first)
+writer.write_batch(batch(list(range(501, 1001))))
+time.sleep(1)
+os._exit(9)
+"""
+
+
+def test_a_client_that_dies_mid_load_leaves_nothing_written(
+    loadable: tuple[Db, FlightHandle],
+) -> None:
+    db, handle = loadable
+    died = subprocess.run(
+        [sys.executable, "-c", _ABANDONING_CLIENT, handle.location],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert died.returncode == 9, died.stderr
+    # The same keys, loaded whole: they wait for the abandoned load's transaction to end,
+    # and would be refused as duplicates had it committed.
+    answer = put(handle, [_batch(list(range(1, 1001)), ["complete"] * 1000)])
+    assert orjson.loads(answer) == {"rows": 1000}
+    assert db.run("SELECT sensor, count(*) FROM reading GROUP BY sensor") == [("complete", 1000)]
 
 
 def test_a_duplicate_key_fails_the_load_naming_the_key_with_nothing_written(

@@ -218,15 +218,22 @@ def _checked(batch: pa.RecordBatch, fields: list[Field], dialect: str) -> pa.Rec
     return pa.RecordBatch.from_arrays(arrays, names=[f.column for f in fields])
 
 
-def load_table(entity: Entity, pool: ConnectionPool, reader: pa.RecordBatchReader) -> int:
+def load_table(
+    entity: Entity,
+    pool: ConnectionPool,
+    reader: pa.RecordBatchReader,
+    abandoned: Callable[[], bool] = lambda: False,
+) -> int:
     """Write every batch of ``reader`` into ``entity``'s table in one transaction; the rows
-    written. Nothing is written when any batch is refused or the database fails."""
+    written. Nothing is written when any batch is refused, the database fails, or
+    ``abandoned()`` says, once the batches have ended, that the client left before finishing
+    its stream (a reader whose client disconnects ends as a complete one does)."""
     fields = _target_fields(entity, reader.schema)
     _check_schema(entity, reader.schema, fields, pool.url.dialect)
     target = pa.schema([pa.field(f.column, arrow_type(f)) for f in fields])
     if pool.arrow_native:
-        return _load_adbc(entity, pool, reader, fields, target)
-    return _load_mysql(entity, pool, reader, fields)
+        return _load_adbc(entity, pool, reader, fields, target, abandoned)
+    return _load_mysql(entity, pool, reader, fields, abandoned)
 
 
 def _load_adbc(
@@ -235,6 +242,7 @@ def _load_adbc(
     reader: pa.RecordBatchReader,
     fields: list[Field],
     target: pa.Schema,
+    abandoned: Callable[[], bool],
 ) -> int:
     count = 0
     refused: list[QuiverError] = []
@@ -267,7 +275,7 @@ def _load_adbc(
         transaction.set_autocommit(False)
     staged = pool.url.dialect == "postgresql" and not all(map(_pg_copies_as_is, fields))
     with (
-        _all_or_nothing(conn, pool, entity, refused, transaction=transaction),
+        _all_or_nothing(conn, pool, entity, refused, transaction=transaction, abandoned=abandoned),
         conn.cursor() as cursor,
     ):
         stream = pa.RecordBatchReader.from_batches(target, batches())
@@ -368,14 +376,22 @@ def _all_or_nothing(
     locate: Callable[[str, str], int | None] | None = None,
     *,
     transaction: Any = None,
+    abandoned: Callable[[], bool] = lambda: False,
 ) -> Iterator[None]:
     """Commit what the block wrote, or roll all of it back and raise what went wrong: the
     refusal of a batch (``refused``), the constraint the database says a row violates (the
-    row found by ``locate`` when the database does not say it), or the database's error.
-    ``transaction`` (``conn`` unless given) commits and rolls back; ``conn`` is closed."""
+    row found by ``locate`` when the database does not say it), the client's leaving before
+    the end of its stream (``abandoned``), or the database's error. ``transaction``
+    (``conn`` unless given) commits and rolls back; ``conn`` is closed."""
     tx = conn if transaction is None else transaction
     try:
         yield
+        if abandoned():
+            raise TicketError.one(
+                "the client left before the end of its stream; nothing was written",
+                "DoPut",
+                "send the whole stream again and finish it (done_writing) before closing",
+            )
         tx.commit()
     except QuiverError:
         tx.rollback()
@@ -433,7 +449,11 @@ def _mysql_value(f: Field) -> str:
 
 
 def _load_mysql(
-    entity: Entity, pool: ConnectionPool, reader: pa.RecordBatchReader, fields: list[Field]
+    entity: Entity,
+    pool: ConnectionPool,
+    reader: pa.RecordBatchReader,
+    fields: list[Field],
+    abandoned: Callable[[], bool],
 ) -> int:
     quote = MYSQL.quote_ident
     table = quote(entity.source)
@@ -453,7 +473,10 @@ def _load_mysql(
         index = _too_long(entity, current[-1], column)
         return None if index is None else count + index + 1
 
-    with _all_or_nothing(conn, pool, entity, [], locate), conn.cursor() as cursor:
+    with (
+        _all_or_nothing(conn, pool, entity, [], locate, abandoned=abandoned),
+        conn.cursor() as cursor,
+    ):
         # Strict whatever the server's default (a value the column cannot hold is refused,
         # never cut or zeroed with a warning), and times in UTC, as they were sent.
         cursor.execute(

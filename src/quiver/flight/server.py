@@ -730,7 +730,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             )
         try:
             entity = find_entity(self.catalog, ticket.table)
-            rows = load_table(entity, self.pool, reader.to_reader())
+            rows = load_table(entity, self.pool, reader.to_reader(), context.is_cancelled)
         except QuiverError as err:
             raise _client_error(err) from None
         writer.write(pa.py_buffer(orjson.dumps({"rows": rows})))
