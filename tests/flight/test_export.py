@@ -334,3 +334,47 @@ def test_a_cancel_action_ends_the_running_streams_of_its_ticket(fresh_sqlite: st
         assert read(client, "export:Line:id<=5:id").num_rows == 5
     finally:
         handle.stop()
+
+
+def test_a_cancel_action_ends_only_the_streams_of_the_key_that_sends_it(
+    fresh_sqlite: str,
+) -> None:
+    import sqlite3
+
+    from quiver.sql.url import parse_database_url
+    from tests.flight.conftest import reflect, start
+
+    with sqlite3.connect(parse_database_url(fresh_sqlite).database) as conn:
+        conn.execute("CREATE TABLE line (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+            "INSERT INTO line SELECT i, printf('%0100d', i) FROM n"
+        )
+    keys = {"reader": "reader-key-0123456789abcdef", "other": "other-key-0123456789abcdef"}
+    auth = {"api_keys": [{"name": name, "key": key} for name, key in keys.items()]}
+    handle = start(fresh_sqlite, reflect(fresh_sqlite), flight={"batch_rows": 1000}, auth=auth)
+
+    def as_key(name: str) -> flight.FlightCallOptions:
+        return flight.FlightCallOptions(
+            headers=[(b"authorization", f"Bearer {keys[name]}".encode())]
+        )
+
+    try:
+        client = flight.FlightClient(handle.location)
+        ticket = b"export:Line::"
+        reader = client.do_get(flight.Ticket(ticket), as_key("reader"))
+        read_rows = reader.read_chunk().data.num_rows
+        (answer,) = list(client.do_action(flight.Action("cancel", ticket), as_key("other")))
+        assert orjson.loads(answer.body.to_pybytes()) == {"cancelled": 0}
+        for chunk in reader:
+            read_rows += chunk.data.num_rows
+        assert read_rows == 200000
+        reader = client.do_get(flight.Ticket(ticket), as_key("reader"))
+        reader.read_chunk()
+        (answer,) = list(client.do_action(flight.Action("cancel", ticket), as_key("reader")))
+        assert orjson.loads(answer.body.to_pybytes()) == {"cancelled": 1}
+        with pytest.raises(flight.FlightError, match="cancelled"):
+            while True:
+                reader.read_chunk()
+    finally:
+        handle.stop()

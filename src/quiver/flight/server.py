@@ -236,7 +236,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self._graphql = graphql
         self._lock = threading.Lock()
         #: ticket -> the stop signals of the streams of it now running (the cancel action)
-        self._running: dict[bytes, set[threading.Event]] = {}
+        #: The stops of the running streams, by the caller that runs them and their ticket.
+        self._running: dict[tuple[Principal, bytes], set[threading.Event]] = {}
         self._closing = False  # shutdown() has stopped the running streams
         self._full = _View(self.catalog, self.graphql_schema, None)
         #: (role, claims) -> what a principal with them sees
@@ -617,7 +618,8 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 first.num_rows,
                 (time.perf_counter() - planned) * 1000,
             )
-        return self._cancellable(ticket.ticket, first, reader, schema)
+        running = (self._principal(context), ticket.ticket)
+        return self._cancellable(running, first, reader, schema)
 
     def _events(self, context: Any, raw: bytes, ticket: EventsTicket) -> flight.GeneratorStream:
         """The change events of the ticket; a following stream ends when the client cancels
@@ -632,10 +634,11 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         except QuiverError as err:
             raise _client_error(err) from None
         stop = threading.Event()
+        running = (self._principal(context), raw)
         with self._lock:
             if self._closing:
                 stop.set()
-            self._running.setdefault(raw, set()).add(stop)
+            self._running.setdefault(running, set()).add(stop)
 
         def stopped() -> bool:
             return stop.is_set() or bool(context.is_cancelled())
@@ -648,7 +651,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             except QuiverError as err:
                 raise _client_error(err) from None
             finally:
-                self._forget(raw, stop)
+                self._forget(running, stop)
             if self._closing and ticket.follow:
                 raise flight.FlightUnavailableError(
                     "the server is shutting down: follow again from the last event's time"
@@ -656,29 +659,30 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
 
         return flight.GeneratorStream(plan.schema, batches())
 
-    def _forget(self, raw: bytes, stop: threading.Event) -> None:
+    def _forget(self, running: tuple[Principal, bytes], stop: threading.Event) -> None:
         with self._lock:
-            streams = self._running.get(raw, set())
+            streams = self._running.get(running, set())
             streams.discard(stop)
             if not streams:
-                self._running.pop(raw, None)
+                self._running.pop(running, None)
 
     def _cancellable(
         self,
-        raw: bytes,
+        running: tuple[Principal, bytes],
         first: pa.RecordBatch,
         rest: pa.RecordBatchReader,
         schema: pa.Schema | None = None,
     ) -> flight.GeneratorStream:
         """The stream with its first batch read ahead (a query that cannot start fails the call
-        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket;
+        with its own error, not a broken stream), ended by a ``cancel`` action for its ticket
+        from its caller (``running``: the caller and the ticket);
         with ``schema`` every batch is made to it (a GraphQL selection's types). A failure
         after the first batch (a stored value with no Arrow form) ends the stream with its own
         error: a Flight error raised by a generator stream reaches the client as it is, while
         one from a record batch reader would carry the server's traceback."""
         stop = threading.Event()
         with self._lock:
-            self._running.setdefault(raw, set()).add(stop)
+            self._running.setdefault(running, set()).add(stop)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
@@ -691,7 +695,7 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 raise _translated(exc, "do_get") from None
             finally:
                 rest.close()
-                self._forget(raw, stop)
+                self._forget(running, stop)
 
         return flight.GeneratorStream(schema or first.schema, batches())
 
@@ -770,8 +774,10 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if action.type == "ClosePreparedStatement":
             return
         if action.type == "cancel":
+            # A caller ends its own streams only: another key's are not its to stop.
+            running = (self._principal(context), action.body.to_pybytes())
             with self._lock:
-                stops = list(self._running.get(action.body.to_pybytes(), ()))
+                stops = list(self._running.get(running, ()))
             for stop in stops:
                 stop.set()
             yield orjson.dumps({"cancelled": len(stops)})
