@@ -106,3 +106,31 @@ def test_a_condition_nested_too_deeply_to_read_is_refused_saying_so(conn: Any, w
     with conn.cursor() as cur:
         cur.execute("SELECT name FROM Genre WHERE genreId = 1")
         assert cur.fetch_arrow_table().num_rows == 1
+
+
+NOT_UTF8 = [
+    ("CommandStatementQuery", (1, b"SELECT name FROM Genre WHERE name = '\xff'")),
+    ("CommandGetDbSchemas", (2, b"ma\xffin")),
+    ("CommandGetTables", (3, b"G\xffnre")),
+    ("CommandGetTables", (4, b"\xfe")),
+    ("CommandGetTables", (1, b"\xc3")),
+]
+
+
+@pytest.mark.parametrize(("name", "field"), NOT_UTF8, ids=[n for n, _ in NOT_UTF8])
+def test_a_string_field_that_is_not_utf8_is_refused_naming_the_field(
+    client: flight.FlightClient, name: str, field: tuple[int, bytes]
+) -> None:
+    command = _command(name, field)
+    with pytest.raises(flight.FlightServerError) as from_info:
+        client.get_flight_info(flight.FlightDescriptor.for_command(command))
+    refusals = [from_info.value]
+    if name != "CommandStatementQuery":  # its ticket is an export ticket, made by GetFlightInfo
+        with pytest.raises(flight.FlightServerError) as from_get:
+            client.do_get(flight.Ticket(command)).read_all()
+        refusals.append(from_get.value)
+    for refusal in refusals:
+        said = _refusal(refusal)
+        assert said.startswith(f"INVALID_TICKET: {name}: field {field[0]} of {name}"), said
+        assert "is not UTF-8 text" in said, said
+    assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0

@@ -108,10 +108,25 @@ class SqlCommand:
         self.fields = fields
 
     def text(self, number: int) -> str | None:
+        """The string field ``number`` (None when absent); refused when it is not UTF-8."""
         values = self.fields.get(number)
         if not values or not isinstance(values[0], bytes):
             return None
-        return values[0].decode("utf-8")
+        return self._utf8(values[0], number)
+
+    def texts(self, number: int) -> list[str]:
+        """Every value of the repeated string field ``number``; refused when one is not UTF-8."""
+        return [self._utf8(v, number) for v in self.fields.get(number, []) if isinstance(v, bytes)]
+
+    def _utf8(self, value: bytes, number: int) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _refuse_at(
+                f"field {number} of {self.name} is not UTF-8 text",
+                self.name,
+                "send Flight SQL's string fields (queries, names, patterns) as UTF-8",
+            ) from None
 
     def raw(self, number: int) -> bytes:
         values = self.fields.get(number)
@@ -947,7 +962,7 @@ def _matches(name: str, pattern: str | None) -> bool:
 
 def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
     include_schema = command.flag(5)
-    types = [v.decode() for v in command.fields.get(4, []) if isinstance(v, bytes)]
+    types = command.texts(4)
     names: list[str] = []
     schemas: list[bytes] = []
     if (
