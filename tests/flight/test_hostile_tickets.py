@@ -120,3 +120,19 @@ def test_a_ticket_nested_too_deeply_is_refused_naming_the_limit(
         assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
     finally:
         client.close()
+
+
+def test_do_exchange_is_refused_saying_what_to_use_instead(served: Served) -> None:
+    client = served.client()
+    try:
+        descriptor = flight.FlightDescriptor.for_command(b"export:Genre::")
+        with pytest.raises(flight.FlightServerError) as caught:
+            writer, reader = client.do_exchange(descriptor)
+            with writer:
+                reader.read_all()
+        message = str(caught.value)
+        assert message.startswith("INVALID_TICKET: DoExchange: DoExchange is not served"), message
+        assert "read a ticket with DoGet" in message and "Traceback" not in message
+        assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
+    finally:
+        client.close()

@@ -739,6 +739,21 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
             raise _client_error(err) from None
         writer.write(pa.py_buffer(orjson.dumps({"rows": rows})))
 
+    def do_exchange(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
+        # Refused with a Flight error: pyarrow's own refusal (NotImplementedError) reaches the
+        # client with no message and the server's Python traceback.
+        raise _invalid(
+            "DoExchange is not served",
+            "DoExchange",
+            "read a ticket with DoGet (GetFlightInfo gives its endpoints); load rows with DoPut",
+        )
+
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         return [
             ("list-tables", "The exportable tables, their columns and Arrow types, as JSON."),
