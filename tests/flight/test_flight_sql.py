@@ -256,3 +256,24 @@ def test_a_long_chain_of_and_or_or_is_one_level_of_the_filter(
     expected = sql(served, f"SELECT track_id FROM track WHERE {where}")
     assert sorted(table.column("trackId").to_pylist()) == sorted(r[0] for r in expected)
     assert table.num_rows > 0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "listed"),
+    [
+        ("G_nre", ["Genre"]),
+        ("%enre", ["Genre"]),
+        ("Ge%e", ["Genre"]),
+        ("[G]enre", []),
+        ("[A-Z]enre", []),
+        ("G*", []),
+        ("Genr?", []),
+    ],
+)
+def test_get_tables_patterns_have_only_like_wildcards(
+    conn: Any, pattern: str, listed: list[str]
+) -> None:
+    objects = conn.adbc_get_objects(depth="tables", table_name_filter=pattern).read_all()
+    schemas = objects.to_pylist()[0]["catalog_db_schemas"]
+    tables = [t["table_name"] for s in schemas for t in s["db_schema_tables"] or []]
+    assert tables == listed

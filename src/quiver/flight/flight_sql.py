@@ -23,8 +23,8 @@ import base64
 import dataclasses
 import datetime as dt
 import decimal
-import fnmatch
 import math
+import re
 import uuid
 from typing import Any, ClassVar
 
@@ -953,11 +953,16 @@ def table_types() -> pa.Table:
 
 
 def _matches(name: str, pattern: str | None) -> bool:
-    """SQL LIKE (``%``, ``_``) as Flight SQL's filter patterns use it."""
+    """SQL LIKE (``%``, ``_``) as Flight SQL's filter patterns use it: every other character,
+    ``[``, ``*`` and ``?`` too, stands for itself."""
     if pattern is None:
         return True
-    glob = pattern.replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
-    return fnmatch.fnmatchcase(name, glob)
+    regex = "".join(_LIKE.get(c) or re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name, re.DOTALL) is not None
+
+
+#: What LIKE's wildcards match, as regular expressions.
+_LIKE = {"%": ".*", "_": "."}
 
 
 def tables(catalog: Catalog, command: SqlCommand) -> pa.Table:
