@@ -136,3 +136,28 @@ def test_do_exchange_is_refused_saying_what_to_use_instead(served: Served) -> No
         assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
     finally:
         client.close()
+
+
+TWICE = {
+    "where": b'{"export": {"table": "Genre", "where": {"genreId": {"eq": 1}}, "where": {}}}',
+    "table": b'{"export": {"table": "Genre", "table": "Track"}}',
+    "eq": b'{"export": {"table": "Genre", "where": {"genreId": {"eq": 1, "eq": 2}}}}',
+    "export": b'{"export": {"table": "Genre"}, "export": {"table": "Track"}}',
+    "v": b'{"graphql": {"query": "{ genres { name } }", "variables": {"v": 1, "v": 2}}}',
+}
+
+
+@pytest.mark.parametrize(("key", "ticket"), TWICE.items(), ids=TWICE.keys())
+def test_a_ticket_naming_a_key_twice_is_refused_naming_the_key(
+    served: Served, key: str, ticket: bytes
+) -> None:
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightServerError) as caught:
+            client.do_get(flight.Ticket(ticket)).read_all()
+        message = str(caught.value)
+        assert message.startswith(
+            f"INVALID_TICKET: ticket: an object of the ticket names '{key}' twice"
+        ), message
+    finally:
+        client.close()

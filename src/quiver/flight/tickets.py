@@ -26,6 +26,7 @@ parameters (see :mod:`quiver.flight.export`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +173,9 @@ def parse_ticket(raw: bytes) -> Ticket:
                 fix="send fewer levels: a filter nests at most 32 (and, or, not and relations)"
                 " and a JSON value at most 200",
             )
+        # Read again to find an object naming a key twice, of which orjson keeps the last
+        # value: which one was meant cannot be told, and the other would be ignored.
+        json.loads(stripped, object_pairs_hook=_unique_keys)
         return _from_json(body)
     kind, sep, rest = stripped.partition(":")
     if kind == "export" and sep:
@@ -181,6 +185,19 @@ def parse_ticket(raw: bytes) -> Ticket:
     if kind == "observer_events" and sep:
         return _compact_events(rest)
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the ticket, refused when it names a key twice."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _bad(
+                f"an object of the ticket names {_shorten(key)!r} twice",
+                fix="name each key once (which of the values was meant cannot be told)",
+            )
+        found[key] = value
+    return found
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
