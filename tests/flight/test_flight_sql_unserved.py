@@ -134,3 +134,23 @@ def test_a_string_field_that_is_not_utf8_is_refused_naming_the_field(
         assert said.startswith(f"INVALID_TICKET: {name}: field {field[0]} of {name}"), said
         assert "is not UTF-8 text" in said, said
     assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("genreId IN (" + ",".join(["1"] * 40_000) + ")", "the statement is 80041 bytes;"),
+        (" OR ".join(["genreId = 1"] * 4_300), "bytes as an export ticket;"),
+    ],
+    ids=["text", "ticket"],
+)
+def test_a_statement_too_large_to_serve_is_refused_saying_so(
+    conn: Any, where: str, says: str
+) -> None:
+    import adbc_driver_manager
+
+    with conn.cursor() as cur, pytest.raises(adbc_driver_manager.OperationalError) as caught:
+        cur.execute(f"SELECT name FROM Genre WHERE {where}")
+    message = _refusal(caught.value)
+    assert says in message and "the most is 65536" in message, message
+    assert "instead of a long IN list" in message, message

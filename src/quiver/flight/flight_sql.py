@@ -37,7 +37,13 @@ from sqlglot.dialects.dialect import Dialect
 from quiver.flight.arrow_types import arrow_schema, arrow_type
 from quiver.flight.export import find_entity
 from quiver.flight.protobuf import ProtobufError, decode, encode, pack_any, unpack_any
-from quiver.flight.tickets import ExportTicket, Ticket, TicketError, parse_ticket
+from quiver.flight.tickets import (
+    MAX_TICKET_BYTES,
+    ExportTicket,
+    Ticket,
+    TicketError,
+    parse_ticket,
+)
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import ORDERED_SCALARS, TEXT_SCALARS, Entity, Field, Scalar
 from quiver.schema.naming import enum_value_names
@@ -651,16 +657,35 @@ class _Sql(Dialect):
         HEX_STRINGS: ClassVar[list[str | tuple[str, str]]] = [("x'", "'"), ("X'", "'")]
 
 
+#: What to do with a statement too large to serve.
+_SHORTER = (
+    "write a shorter statement: a range (BETWEEN, >=, <) instead of a long IN list, or"
+    " several statements each with part of the values"
+)
+
+
 def sql_to_ticket(query: str) -> ExportTicket:
     """The export a ``SELECT`` asks for, or a :class:`TicketError` naming what is refused."""
+    size = len(query.encode("utf-8", "surrogatepass"))
+    if size > MAX_TICKET_BYTES:
+        raise _refuse(f"the statement is {size} bytes; the most is {MAX_TICKET_BYTES}", _SHORTER)
     try:
-        return _select_to_ticket(query)
+        ticket = _select_to_ticket(query)
     except RecursionError:
         # The parser and the walk of its tree recurse once per level of parentheses and NOT.
         raise _refuse(
             "the statement nests parentheses or NOT too deeply to be read",
             "write fewer levels: the filter nests at most 32 levels of AND, OR and NOT",
         ) from None
+    size = len(ticket.to_json())
+    if size > MAX_TICKET_BYTES:
+        # The statement's handle and endpoint tickets are this export ticket, which the
+        # server reads back no larger than any other ticket.
+        raise _refuse(
+            f"the statement is {size} bytes as an export ticket; the most is {MAX_TICKET_BYTES}",
+            _SHORTER,
+        )
+    return ticket
 
 
 def _select_to_ticket(query: str) -> ExportTicket:
