@@ -154,3 +154,22 @@ def test_a_statement_too_large_to_serve_is_refused_saying_so(
     message = _refusal(caught.value)
     assert says in message and "the most is 65536" in message, message
     assert "instead of a long IN list" in message, message
+
+
+_HANDLE = b'{"prepared": {"ticket": {"export": {"table": "Genre"}}, "values": %s}}'
+TAMPERED = {
+    "deep values": _HANDLE % (b"[" * 300 + b"]" * 300),
+    "values twice": b'{"prepared": {"ticket": {"export": {"table": "Genre"}},'
+    b' "values": [], "values": [1]}}',
+}
+
+
+@pytest.mark.parametrize("handle", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_prepared_statement_handle_the_server_did_not_make_is_refused(
+    client: flight.FlightClient, handle: bytes
+) -> None:
+    command = _command("CommandPreparedStatementQuery", (1, handle))
+    with pytest.raises(flight.FlightServerError) as caught:
+        client.get_flight_info(flight.FlightDescriptor.for_command(command))
+    said = _refusal(caught.value)
+    assert said.startswith("INVALID_TICKET: Flight SQL: the prepared statement handle cannot"), said

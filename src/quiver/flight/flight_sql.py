@@ -43,6 +43,7 @@ from quiver.flight.tickets import (
     Ticket,
     TicketError,
     parse_ticket,
+    read_json,
 )
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import ORDERED_SCALARS, TEXT_SCALARS, Entity, Field, Scalar
@@ -252,9 +253,9 @@ def _substituted(where: Any, values: list[Any]) -> Any:
 def prepared_statement(handle: bytes) -> tuple[Ticket, list[Any] | None]:
     """The ticket of a prepared statement's handle and its bound values (None: unbound)."""
     try:
-        body = orjson.loads(handle)
-    except orjson.JSONDecodeError:
-        body = None
+        body = read_json(handle.decode("utf-8"))
+    except (TicketError, UnicodeDecodeError):
+        body = None  # refused below, as parse_ticket refuses it
     if isinstance(body, dict) and set(body) == {"prepared"}:
         prepared = body["prepared"]
         if (

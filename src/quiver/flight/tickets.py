@@ -163,20 +163,7 @@ def parse_ticket(raw: bytes) -> Ticket:
         raise _bad("the ticket is not UTF-8 text") from None
     stripped = text.strip()
     if stripped.startswith("{"):
-        try:
-            body = orjson.loads(stripped)
-        except orjson.JSONDecodeError as exc:
-            raise _bad(f"the ticket is not valid JSON: {exc}") from None
-        if _deeper_than(body, MAX_TICKET_DEPTH):
-            raise _bad(
-                f"the ticket nests objects and arrays more than {MAX_TICKET_DEPTH} levels deep",
-                fix="send fewer levels: a filter nests at most 32 (and, or, not and relations)"
-                " and a JSON value at most 200",
-            )
-        # Read again to find an object naming a key twice, of which orjson keeps the last
-        # value: which one was meant cannot be told, and the other would be ignored.
-        json.loads(stripped, object_pairs_hook=_unique_keys)
-        return _from_json(body)
+        return _from_json(read_json(stripped))
     kind, sep, rest = stripped.partition(":")
     if kind == "export" and sep:
         return _compact_export(rest)
@@ -185,6 +172,26 @@ def parse_ticket(raw: bytes) -> Ticket:
     if kind == "observer_events" and sep:
         return _compact_events(rest)
     raise _bad(f"unknown ticket {_shorten(stripped)!r}")
+
+
+def read_json(text: str) -> Any:
+    """The JSON value of a ticket (or of a handle holding one), refused with a
+    :class:`TicketError` when it is not JSON, nests objects and arrays more than
+    :data:`MAX_TICKET_DEPTH` levels deep, or has an object naming a key twice."""
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"the ticket is not valid JSON: {exc}") from None
+    if _deeper_than(body, MAX_TICKET_DEPTH):
+        raise _bad(
+            f"the ticket nests objects and arrays more than {MAX_TICKET_DEPTH} levels deep",
+            fix="send fewer levels: a filter nests at most 32 (and, or, not and relations)"
+            " and a JSON value at most 200",
+        )
+    # Read again to find an object naming a key twice, of which orjson keeps the last
+    # value: which one was meant cannot be told, and the other would be ignored.
+    json.loads(text, object_pairs_hook=_unique_keys)
+    return body
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
