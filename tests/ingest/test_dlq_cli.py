@@ -49,9 +49,10 @@ dlq: {path: dlq}
 
 @pytest.fixture
 def refused(tmp_path: Path) -> tuple[Path, str]:
-    """A run whose jsonl sink failed for good (its directory is a file): one entry."""
+    """A run whose jsonl sink failed for good (a directory where its file should be): one
+    entry."""
     (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b\n")
-    (tmp_path / "out").write_text("a file where the output directory should be")
+    (tmp_path / "out" / "in.jsonl").mkdir(parents=True)
     (tmp_path / "p.yaml").write_text(_FILE_PIPELINE)
     run = quiver("run", "p.yaml", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -68,7 +69,7 @@ def test_list_shows_one_line_per_entry_and_a_total(refused: tuple[Path, str]) ->
     fields = listed.stdout.strip().split("\t")
     assert fields[:4] == [entry_id, "sink", "2 rows", "1 attempts"]
     assert fields[5].startswith("permanent: ")
-    assert "out already exists" in fields[5]
+    assert "out/in.jsonl is a directory" in fields[5]
     assert listed.stderr.startswith("1 entry, ")
     as_json = quiver("ingest", "dlq", "list", "p.yaml", "--json", cwd=folder)
     doc = json.loads(as_json.stdout)
@@ -92,6 +93,8 @@ def test_replay_that_fails_again_keeps_the_entry_and_counts_the_attempt(
     refused: tuple[Path, str],
 ) -> None:
     folder, entry_id = refused
+    # the replay's own file cannot be written either: a directory where it goes
+    (folder / "out" / f"dlq-{entry_id}.jsonl").mkdir()
     replay = quiver("ingest", "dlq", "replay", "p.yaml", entry_id, cwd=folder)
     assert replay.returncode == 1
     assert f"{entry_id}: failed again (sink)" in replay.stderr
@@ -104,8 +107,7 @@ def test_replay_delivers_once_the_sink_works_and_removes_the_entry(
     refused: tuple[Path, str],
 ) -> None:
     folder, entry_id = refused
-    (folder / "out").unlink()
-    (folder / "out").mkdir()
+    (folder / "out" / "in.jsonl").rmdir()
     replay = quiver("ingest", "dlq", "replay", "p.yaml", "--all", cwd=folder)
     assert replay.returncode == 0, replay.stderr
     assert f"{entry_id}: 2 rows delivered to 'sink'" in replay.stdout
@@ -272,7 +274,7 @@ def test_hostile_values_are_kept_shown_and_replayed_unchanged(tmp_path: Path) ->
     table = _hostile_table()
     with ipc.new_file(tmp_path / "in.arrow", table.schema) as out:
         out.write_table(table)
-    (tmp_path / "out").write_text("a file where the output directory should be")
+    (tmp_path / "out" / "in.arrow").mkdir(parents=True)
     (tmp_path / "p.yaml").write_text(
         "name: hostile\nsource: {arrow: {path: in.arrow}}\n"
         'sink: {arrow: {path: "out/{stem}.arrow"}}\n'
@@ -300,7 +302,7 @@ def test_hostile_values_are_kept_shown_and_replayed_unchanged(tmp_path: Path) ->
     assert deep == [1]
     assert doc["columns"]["every"] == "month_day_nano_interval"
 
-    (tmp_path / "out").unlink()
+    (tmp_path / "out" / "in.arrow").rmdir()
     replayed = quiver("ingest", "dlq", "replay", "p.yaml", "--all", cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     [delivered] = (tmp_path / "out").iterdir()  # named after the entry

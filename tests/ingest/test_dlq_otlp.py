@@ -4,6 +4,7 @@ and once the sink works ``quiver ingest dlq replay`` writes every span."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import time
@@ -41,8 +42,11 @@ def entries(svc: Service) -> list[Path]:
 
 
 def test_refused_checkpoints_are_kept_and_replayed_once_the_sink_works(service: Service) -> None:
-    (service.dir / "out").write_text("a file where the output directory should be")
     service.start()
+    # a file where the output directory should be, once the run has started (a run is refused
+    # before it starts when a part of an output's path is a file)
+    shutil.rmtree(service.dir / "out", ignore_errors=True)
+    (service.dir / "out").write_text("a file where the output directory should be")
     url = f"http://127.0.0.1:{service.http_port}/v1/traces"
     for i in range(3):
         request = trace_request(span(f"op{i}", span_id=bytes([i + 1]) * 8))
@@ -57,13 +61,14 @@ def test_refused_checkpoints_are_kept_and_replayed_once_the_sink_works(service: 
     assert code == 0, output
     assert "dead-letter" in output
 
-    # the spool was emptied: a new run has nothing to hand on, and adds no entry
+    # the spool was emptied: a new run, the output directory back, has nothing to hand on
+    # and adds no entry
+    (service.dir / "out").unlink()
     service.start()
     code, output = stop(service, signal.SIGTERM)
     assert code == 0, output
     assert len(entries(service)) == 3
 
-    (service.dir / "out").unlink()
     replay = subprocess.run(
         [*quiver_command(), "ingest", "dlq", "replay", "pipeline.yaml", "--all"],
         cwd=service.dir,
