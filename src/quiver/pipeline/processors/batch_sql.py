@@ -416,20 +416,26 @@ class BatchSql:
                 "`columns`",
             )
         _refuse_unreadable(batch, self.step)
+        try:
+            result = self._execute(batch, query, params)
+        except duckdb.Error as exc:
+            raise query_failure(str(exc), batch.schema, shown or {}) from exc
+        return self._with_input_types(result, batch)
+
+    def _execute(self, batch: pa.RecordBatch, query: str, params: Params) -> pa.Table:
+        """The query's result over ``batch`` as ``input`` (and the extra tables), as DuckDB
+        gives it; DuckDB's own error if it fails."""
         cursor = self._database().cursor()
         try:
             cursor.register("input", batch)
             for name, table in self._tables.items():
                 cursor.register(name, table)
-            result = cursor.sql(
+            return cursor.sql(
                 query,
                 params=(params if isinstance(params, dict) else list(params)) if params else None,
             ).to_arrow_table()
-        except duckdb.Error as exc:
-            raise query_failure(str(exc), batch.schema, shown or {}) from exc
         finally:
             cursor.close()
-        return self._with_input_types(result, batch)
 
     def run_rowwise(
         self,
@@ -485,19 +491,10 @@ class BatchSql:
         when the probe cannot run."""
         import duckdb
 
-        cursor = self._database().cursor()
         try:
-            cursor.register("input", batch)
-            for name, table in self._tables.items():
-                cursor.register(name, table)
-            result = cursor.sql(
-                probe,
-                params=(params if isinstance(params, dict) else list(params)) if params else None,
-            ).to_arrow_table()
+            result = self._execute(batch, probe, params)
         except duckdb.Error:
             return None
-        finally:
-            cursor.close()
         if result.num_rows != batch.num_rows or result.num_columns != 1:
             return None
         flags: np.ndarray = (
