@@ -161,3 +161,32 @@ def test_a_ticket_naming_a_key_twice_is_refused_naming_the_key(
         ), message
     finally:
         client.close()
+
+
+COLUMN_TWICE = {
+    "json": (b'{"export": {"table": "Genre", "columns": ["name", "genreId", "name"]}}', "'name'"),
+    "compact": (b"export:Genre::name,name", "'name'"),
+    "field-and-column": (
+        b'{"export": {"table": "Track", "columns": ["unitPrice", "unit_price"]}}',
+        "'unit_price' (the field 'unitPrice')",
+    ),
+}
+
+
+@pytest.mark.parametrize(("ticket", "said"), COLUMN_TWICE.values(), ids=COLUMN_TWICE.keys())
+def test_a_ticket_naming_a_column_twice_is_refused_naming_the_column(
+    served: Served, ticket: bytes, said: str
+) -> None:
+    """As Flight SQL refuses a column selected twice; the second was dropped without a word."""
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightServerError) as caught:
+            client.do_get(flight.Ticket(ticket)).read_all()
+        message = str(caught.value)
+        assert message.startswith(
+            f"INVALID_TICKET: ticket columns: the ticket names the column {said} twice"
+        ), message
+        assert "name each column once" in message
+        assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
+    finally:
+        client.close()

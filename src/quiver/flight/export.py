@@ -129,7 +129,14 @@ def plan_export(
         seen: dict[str, Field] = {}
         for name in ticket.columns:
             f = _field(entity, name, "ticket columns")
-            seen.setdefault(f.name, f)
+            if f.name in seen:  # as Flight SQL refuses a column selected twice
+                said = repr(name) if name == f.name else f"{name!r} (the field {f.name!r})"
+                raise TicketError.one(
+                    f"the ticket names the column {said} twice",
+                    "ticket columns",
+                    "name each column once (by its field name or its column name)",
+                )
+            seen[f.name] = f
         fields = tuple(seen.values())
     else:
         fields = entity.fields
