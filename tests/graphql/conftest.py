@@ -36,6 +36,15 @@ async def asgi_client(
         await app.shutdown()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the module's ``app`` fixture (a started Quiver ASGI app), called in
+    process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
+        yield c
+
+
 class Runner:
     """Runs GraphQL documents through an engine and decodes the response."""
 

@@ -40,13 +40,6 @@ async def app(chinook_sqlite: Path) -> AsyncIterator[GraphQLApp]:
         await app.shutdown()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(app: GraphQLApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
-        yield c
-
-
 def page_urls(html: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"]+)"', html)
 

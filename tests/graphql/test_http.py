@@ -50,13 +50,6 @@ async def app(sqlite_url: str) -> AsyncIterator[GraphQLApp]:
         await app.shutdown()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(app: GraphQLApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
-        yield c
-
-
 async def post(
     client: httpx.AsyncClient, body: Any, accept: str | None = None, **headers: str
 ) -> httpx.Response:

@@ -9,7 +9,7 @@ import gc
 import hashlib
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,6 @@ async def app(chinook_sqlite: Path) -> AsyncIterator[GraphQLApp]:
         yield app
     finally:
         await app.shutdown()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(app: GraphQLApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://quiver") as c:
-        yield c
 
 
 async def post_bytes(client: httpx.AsyncClient, body: bytes, accept: str = GQL) -> httpx.Response:
@@ -72,8 +65,8 @@ async def call(
     passes it: the headers and query string as they came, the body as ``receive`` gives it."""
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {
         "type": "http",
