@@ -60,13 +60,14 @@ class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
     def __init__(self, cfg: DeriveConfig) -> None:
         self.cfg = cfg
         self._sql = BatchSql("derive")
-        self._cache: dict[tuple[str, ...], str] = {}
+        self._cache: dict[tuple[tuple[str, ...], bool], str] = {}
 
-    def _query(self, names: list[str]) -> str:
-        key = tuple(names)
+    def _query(self, names: list[str], probe: bool = False) -> str:
+        """:meth:`_build`'s query for input columns ``names``, made once per columns."""
+        key = (tuple(names), probe)
         query = self._cache.get(key)
         if query is None:
-            query = self._cache[key] = self._build(names)
+            query = self._cache[key] = self._build(names, probe)
         return query
 
     def _build(self, names: list[str], probe: bool = False) -> str:
@@ -118,7 +119,7 @@ class DeriveProcessor(Concurrent, Checking, ColumnBound, Closing):
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         del ctx
         query = self._query(batch.schema.names)
-        probe = self._build(batch.schema.names, probe=True)
+        probe = self._query(batch.schema.names, probe=True)
         table, failed = await self._sql.run_rowwise_async(batch, query, probe=probe)
         return ProcessorOutput(table_to_batch(table), errors=failed_rows(batch, failed))
 
