@@ -5,9 +5,10 @@ OTLP export requests -> rows of the telemetry layout (:mod:`quiver.ingest.arrow_
 
 One row per span, per metric data point and per log record; resource and scope fields are
 repeated on each row. Items whose ids cannot be right (a trace id that is not 16 bytes or is
-all zeros, a span id that is not 8 bytes ...) and metrics without a name are rejected one by
-one: the rest of the request is kept, and the receiver answers with ``partial_success``
-carrying the count and the first reasons.
+all zeros, a span id that is not 8 bytes ...), log records and data points holding a time past
+2262 or a count past int64, and metrics without a name are rejected one by one: the rest of
+the request is kept, and the receiver answers with ``partial_success`` carrying the count and
+the first reasons.
 """
 
 from __future__ import annotations
@@ -196,6 +197,46 @@ def _id_problem(name: str, raw: bytes, size: int, required: bool) -> str | None:
         return f"{name} is {len(raw)} bytes ({shown!r}); it must be {size} ({size * 2} hex digits)"
     if required and raw == bytes(size):
         return f"{name} is all zeros, which OTLP defines as invalid"
+    return None
+
+
+_LATEST = (1 << 63) - 1
+
+
+def _value_problem(item: Any, kind: str = "") -> str | None:
+    """Why a time (or, of a data point of metric type ``kind``, a count or an exemplar's time)
+    of ``item`` is past what the layout's int64 columns hold, or None: each checked in turn."""
+    names = ("start_time_unix_nano", "time_unix_nano")
+    if not kind:  # a log record
+        names = ("time_unix_nano", "observed_time_unix_nano")
+    times = [(n, getattr(item, n)) for n in names]
+    if kind and kind != "summary":
+        times += [
+            (f"exemplars[{j}].time_unix_nano", e.time_unix_nano)
+            for j, e in enumerate(item.exemplars)
+        ]
+    counts = []
+    if kind in ("histogram", "exponential_histogram", "summary"):
+        counts.append(("count", item.count))
+    if kind == "histogram":
+        counts += [(f"bucket_counts[{k}]", n) for k, n in enumerate(item.bucket_counts)]
+    if kind == "exponential_histogram":
+        counts.append(("zero_count", item.zero_count))
+        counts += [
+            (f"positive.bucket_counts[{k}]", n) for k, n in enumerate(item.positive.bucket_counts)
+        ]
+        counts += [
+            (f"negative.bucket_counts[{k}]", n) for k, n in enumerate(item.negative.bucket_counts)
+        ]
+    for name, value in times:
+        if value > _LATEST:
+            return (
+                f"{name} is {value}, which is past 2262-04-11T23:47:16.854775807Z, the latest a "
+                "nanosecond timestamp holds (times are nanoseconds since 1970-01-01 UTC)"
+            )
+    for name, value in counts:
+        if value > _LATEST:
+            return f"{name} is {value}, more than {_LATEST}, the largest count a row holds (int64)"
     return None
 
 
@@ -470,7 +511,9 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
             if kind == "sum":
                 head["is_monotonic"] = data.is_monotonic
             for i, p in enumerate(data.data_points):
-                problem = kind != "summary" and _nested_id_problem(p.exemplars, "exemplars")
+                problem = (
+                    kind != "summary" and _nested_id_problem(p.exemplars, "exemplars")
+                ) or _value_problem(p, kind)
                 if problem:
                     out.reject(f"{where}.data_points[{i}]", problem)
                     continue
@@ -553,8 +596,10 @@ def _logs(request: ExportLogsServiceRequest) -> Conversion:
     for r, s, sl in _scopes(envelope, request.resource_logs, "scope_logs"):
         rows_before = cols.rows
         for i, log in enumerate(sl.log_records):
-            problem = _id_problem("trace_id", log.trace_id, 16, False) or _id_problem(
-                "span_id", log.span_id, 8, False
+            problem = (
+                _id_problem("trace_id", log.trace_id, 16, False)
+                or _id_problem("span_id", log.span_id, 8, False)
+                or _value_problem(log)
             )
             if problem:
                 out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", problem)

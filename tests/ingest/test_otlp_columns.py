@@ -181,6 +181,30 @@ def test_hostile_metrics_give_the_same_rows_and_rejections() -> None:
     assert out.rejected == 3 and out.accepted == 5  # point whose exemplar has a 3-byte id
 
 
+def test_items_holding_values_past_int64_give_the_same_rows_and_rejections() -> None:
+    """Times past 2262 and counts past int64 reject their items, beside items rejected for
+    their ids (whose reason stays the id), in the real message and the encoded view alike."""
+    logs = hostile_logs()
+    for i, log in enumerate(logs.resource_logs[1].scope_logs[0].log_records):
+        if i % 3 == 0:  # 0 and 3 have good ids; 6 and 9 are rejected for theirs already
+            log.observed_time_unix_nano = 2**63 + i
+    out = same("logs", logs)
+    assert (out.rejected, out.accepted) == (2 * 2 * 6 + 2, 2 * 2 * 6 - 2)
+    body = logs.SerializeToString()
+    same("logs", decode_body("logs", body, json=False), logs.FromString(body))
+
+    metrics = hostile_metrics()
+    sm = metrics.resource_metrics[0].scope_metrics[0]
+    sm.metrics[3].gauge.data_points.add(as_int=4, start_time_unix_nano=2**64 - 1)
+    sm.metrics[4].histogram.data_points.add(count=1, bucket_counts=[1, 2**63])
+    sm.metrics[5].exponential_histogram.data_points.add().negative.bucket_counts.extend([2**64 - 1])
+    sm.metrics[6].summary.data_points.add(count=2**63)
+    late = sm.metrics[7].sum.data_points.add(as_int=1)
+    late.exemplars.add(as_int=1, time_unix_nano=2**63)
+    out = same("metrics", metrics)
+    assert (out.rejected, out.accepted) == (3 + 5, 5)
+
+
 @pytest.mark.parametrize("signal", ["logs", "metrics"])
 def test_an_empty_request_has_no_rows(signal: Signal) -> None:
     request = ExportLogsServiceRequest() if signal == "logs" else ExportMetricsServiceRequest()

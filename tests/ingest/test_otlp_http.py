@@ -13,12 +13,10 @@ import httpx
 import orjson
 import pytest
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.ingest import otlp_payloads as payloads
@@ -438,85 +436,6 @@ BAD_REQUESTS = [
         id="json-nested-too-deep-in-a-trace",
     ),
     pytest.param("/v1/nothing", b"", PROTOBUF, 404, "no OTLP endpoint at /v1/nothing", id="path"),
-    pytest.param(
-        "/v1/traces",
-        orjson.dumps(
-            {
-                "resourceSpans": [
-                    {
-                        "scopeSpans": [
-                            {
-                                "spans": [
-                                    {
-                                        "traceId": "01" * 16,
-                                        "spanId": "02" * 8,
-                                        "name": "far",
-                                        "startTimeUnixNano": str(2**64 - 1),
-                                        "endTimeUnixNano": str(2**64 - 1),
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                ]
-            }
-        ),
-        JSON,
-        400,
-        "resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano is "
-        "18446744073709551615, which is past 2262-04-11T23:47:16.854775807Z",
-        id="time-past-2262-json",
-    ),
-    pytest.param(
-        "/v1/logs",
-        ExportLogsServiceRequest(
-            resource_logs=[
-                ResourceLogs(
-                    scope_logs=[
-                        ScopeLogs(
-                            log_records=[LogRecord(), LogRecord(observed_time_unix_nano=2**63)]
-                        )
-                    ]
-                )
-            ]
-        ).SerializeToString(),
-        PROTOBUF,
-        400,
-        "log_records[1].observed_time_unix_nano is 9223372036854775808, which is past 2262",
-        id="time-past-2262-protobuf-log",
-    ),
-    pytest.param(
-        "/v1/metrics",
-        orjson.dumps(
-            {
-                "resourceMetrics": [
-                    {
-                        "scopeMetrics": [
-                            {
-                                "metrics": [
-                                    {
-                                        "name": "m",
-                                        "gauge": {
-                                            "dataPoints": [
-                                                {
-                                                    "asInt": "1",
-                                                    "exemplars": [{"timeUnixNano": str(2**64 - 1)}],
-                                                }
-                                            ]
-                                        },
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                ]
-            }
-        ),
-        JSON,
-        400,
-        "metrics[0].gauge.data_points[0].exemplars[0].time_unix_nano is 18446744073709551615",
-        id="time-past-2262-exemplar",
-    ),
 ]
 
 

@@ -44,7 +44,7 @@ def fast(body: bytes) -> tuple[Conversion | str, bool]:
         return exc.message, False
     try:
         return convert_request("traces", request), isinstance(request, json_traces.JsonTraces)
-    except BadRequestError as exc:  # e.g. a time past 2**63 ns
+    except BadRequestError as exc:
         return exc.message, False
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}", False
@@ -111,7 +111,9 @@ HOSTILE: list[tuple[str, Any]] = [
     ("startTimeUnixNano", "12x"),
     ("startTimeUnixNano", 1.5),
     ("startTimeUnixNano", str(2**64)),
-    ("startTimeUnixNano", 2**64 - 1),
+    ("startTimeUnixNano", 2**64 - 1),  # past 2262: the span is rejected
+    ("endTimeUnixNano", str(2**63)),
+    ("events", [{"name": "e", "timeUnixNano": "5"}, {"timeUnixNano": str(2**64 - 1)}]),
     ("startTimeUnixNano", "007"),
     ("droppedAttributesCount", "3"),
     ("droppedAttributesCount", -1),
@@ -159,6 +161,21 @@ def test_hostile_spans_give_the_same_rows_rejections_or_errors(key: str, value: 
     spans.append(copy.deepcopy(spans[0]))  # a good span beside the hostile one
     spans[0][key] = value
     same(doc)
+
+
+def test_a_time_past_2262_is_read_directly_and_rejects_only_its_span() -> None:
+    doc = copy.deepcopy(TRACES)
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append(copy.deepcopy(spans[0]))
+    spans[1]["endTimeUnixNano"] = "18446744073709551615"
+    assert same(doc)
+    out, _ = fast(orjson.dumps(doc))
+    assert isinstance(out, Conversion) and (out.accepted, out.rejected) == (1, 1)
+    assert out.reasons == [
+        "resource_spans[0].scope_spans[0].spans[1]: end_time_unix_nano is 18446744073709551615, "
+        "which is past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond timestamp holds "
+        "(times are nanoseconds since 1970-01-01 UTC)"
+    ]
 
 
 @pytest.mark.parametrize(

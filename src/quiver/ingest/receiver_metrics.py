@@ -48,8 +48,8 @@ class ReceiverMetrics(Collector):
         batches.add_metric(labels, intake.accepted_batches, created=created)
         items = CounterMetricFamily(
             "quiver_ingest_receiver_refused_items",
-            "Items refused one by one (impossible ids, no metric name; answered as "
-            "partial success).",
+            "Items refused one by one (impossible ids, a time past 2262 or a count past "
+            "int64, no metric name; answered as partial success).",
             labels=names,
         )
         items.add_metric(labels, intake.rejected_items, created=created)

@@ -2,15 +2,16 @@
 
 One row per span, per metric data point and per log record; resource and scope fields are
 repeated on each row. Items whose ids cannot be right (a trace id that is not 16 bytes or is
-all zeros, a span id that is not 8 bytes ...) and metrics without a name are rejected one by
-one: the rest of the request is kept, and the receiver answers with ``partial_success``
-carrying the count and the first reasons.
+all zeros, a span id that is not 8 bytes ...), items holding a value the layout's int64
+columns cannot (a time past 2262, a histogram count past 2**63 - 1) and metrics without a
+name are rejected one by one: the rest of the request is kept, and the receiver answers with
+``partial_success`` carrying the count and the first reasons.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -66,73 +67,101 @@ class Conversion:
         return f"{self.rejected} rejected: " + "; ".join(self.reasons) + tail
 
 
+_LATEST = (1 << 63) - 1  # the largest int64: the latest nanosecond timestamp, the largest count
 _LATEST_NS = "2262-04-11T23:47:16.854775807Z"
 
 
 def convert_request(signal: Signal, request: Request) -> Conversion:
-    """Rows of the telemetry layout for one decoded export request of ``signal``; a time the
-    layout's nanosecond timestamps cannot hold refuses the request (the client must fix it)."""
+    """Rows of the telemetry layout for one decoded export request of ``signal``.
+
+    The columns are built without looking at the size of each 64-bit value: Arrow refuses one
+    past int64 (a time past 2262, a count past 2**63 - 1) with OverflowError, and only then is
+    the request converted again with every item's such values checked, the items holding one
+    rejected like those with impossible ids and the rest kept."""
     try:
-        return _convert(signal, request)
+        return _convert(signal, request, checked=False)
     except OverflowError:
-        where = next(_late_times(signal, request), None)
-        at = f"{where[0]} is {where[1]}, which is" if where else f"a {signal} time is"
-        raise BadRequestError(
-            f"{at} past {_LATEST_NS}, the latest a nanosecond timestamp holds "
-            "(times are nanoseconds since 1970-01-01 UTC)"
-        ) from None
+        return _convert(signal, request, checked=True)
 
 
-_LATEST = (1 << 63) - 1
+def _late(item: Any, *names: str) -> str | None:
+    """Why a time field (``names``) of ``item`` cannot be stored, or None."""
+    for name in names:
+        value = getattr(item, name)
+        if value > _LATEST:
+            return (
+                f"{name} is {value}, which is past {_LATEST_NS}, the latest a nanosecond "
+                "timestamp holds (times are nanoseconds since 1970-01-01 UTC)"
+            )
+    return None
 
 
-def _late_times(signal: Signal, request: Any) -> Iterator[tuple[str, int]]:
-    """Each time field of ``request`` past what a nanosecond timestamp holds: its path and
-    value."""
-
-    def late(where: str, item: Any, *fields: str) -> Iterator[tuple[str, int]]:
-        for name in fields:
-            value = getattr(item, name)
-            if value > _LATEST:
-                yield f"{where}.{name}", value
-
-    if signal == "traces":
-        for r, group in enumerate(request.resource_spans):
-            for s, scoped in enumerate(group.scope_spans):
-                for i, span in enumerate(scoped.spans):
-                    at = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
-                    yield from late(at, span, "start_time_unix_nano", "end_time_unix_nano")
-                    for j, event in enumerate(span.events):
-                        yield from late(f"{at}.events[{j}]", event, "time_unix_nano")
-    elif signal == "logs":
-        for r, group in enumerate(request.resource_logs):
-            for s, scoped in enumerate(group.scope_logs):
-                for i, log in enumerate(scoped.log_records):
-                    at = f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]"
-                    yield from late(at, log, "time_unix_nano", "observed_time_unix_nano")
-    else:
-        for r, group in enumerate(request.resource_metrics):
-            for s, scoped in enumerate(group.scope_metrics):
-                for m, metric in enumerate(scoped.metrics):
-                    kind = metric.WhichOneof("data")
-                    if kind is None:
-                        continue
-                    for i, point in enumerate(getattr(metric, kind).data_points):
-                        at = f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}].{kind}"
-                        at += f".data_points[{i}]"
-                        yield from late(at, point, "start_time_unix_nano", "time_unix_nano")
-                        for j, exemplar in enumerate(getattr(point, "exemplars", ())):
-                            yield from late(f"{at}.exemplars[{j}]", exemplar, "time_unix_nano")
+def _too_many(counts: Iterable[tuple[str, int]]) -> str | None:
+    """Why a count (name, value) of ``counts`` cannot be stored, or None."""
+    for name, value in counts:
+        if value > _LATEST:
+            return f"{name} is {value}, more than {_LATEST}, the largest count a row holds (int64)"
+    return None
 
 
-def _convert(signal: Signal, request: Request) -> Conversion:
+def _nested_late(items: Iterable[Any], field: str) -> str | None:
+    """Why the time of one of ``items`` (a span's events, a data point's exemplars: ``field``)
+    cannot be stored, or None."""
+    for j, item in enumerate(items):
+        late = _late(item, "time_unix_nano")
+        if late:
+            return f"{field}[{j}].{late}"
+    return None
+
+
+def _span_value_problem(span: Any) -> str | None:
+    """Why a time of ``span`` or of its events cannot be stored, or None."""
+    return _late(span, "start_time_unix_nano", "end_time_unix_nano") or _nested_late(
+        span.events, "events"
+    )
+
+
+def _log_value_problem(log: Any) -> str | None:
+    return _late(log, "time_unix_nano", "observed_time_unix_nano")
+
+
+def _point_value_problem(kind: str, point: Any) -> str | None:
+    """Why a time or count of a data point of metric type ``kind`` (or a time of one of its
+    exemplars) cannot be stored, or None."""
+    problem = _late(point, "start_time_unix_nano", "time_unix_nano")
+    if not problem and kind != "summary":  # summaries have no exemplars
+        problem = _nested_late(point.exemplars, "exemplars")
+    if problem or kind in ("gauge", "sum"):
+        return problem
+    counts = [("count", point.count)]
+    if kind == "histogram":
+        counts += [(f"bucket_counts[{k}]", n) for k, n in enumerate(point.bucket_counts)]
+    elif kind == "exponential_histogram":
+        counts.append(("zero_count", point.zero_count))
+        for side in ("positive", "negative"):
+            buckets = getattr(point, side).bucket_counts
+            counts += [(f"{side}.bucket_counts[{k}]", n) for k, n in enumerate(buckets)]
+    return _too_many(counts)
+
+
+def _with_value_problems(
+    bad: list[int], items: list[Any], problem: Callable[[Any], str | None]
+) -> list[int]:
+    """``bad`` (indices into ``items``) and the items whose ``problem`` is not None, in order."""
+    more = [i for i, item in enumerate(items) if problem(item)]
+    return sorted(set(bad).union(more)) if more else bad
+
+
+def _convert(signal: Signal, request: Request, checked: bool) -> Conversion:
+    """``checked``: items holding a value past int64 are rejected (see convert_request)."""
     if signal == "traces":  # an ExportTraceServiceRequest, or its wire.TracesRequest view
-        return _spans(request, encoded=not isinstance(request, ExportTraceServiceRequest))
+        encoded = not isinstance(request, ExportTraceServiceRequest)
+        return _spans(request, encoded, checked)
     if signal == "metrics":
         assert isinstance(request, ExportMetricsServiceRequest)
-        return _metrics(request)
+        return _metrics(request, checked)
     # an ExportLogsServiceRequest, or its wire.LogsRequest view
-    return _logs(request, encoded=not isinstance(request, ExportLogsServiceRequest))
+    return _logs(request, not isinstance(request, ExportLogsServiceRequest), checked)
 
 
 # ----------------------------------------------------------------------------- values
@@ -292,11 +321,12 @@ _SCOPE_TYPE = pa.struct(
 )
 
 
-def _spans(request: Any, encoded: bool) -> Conversion:
+def _spans(request: Any, encoded: bool, checked: bool) -> Conversion:
     """Column by column: each field is read for all the kept spans of the request in one
     comprehension, attributes are deduplicated by Arrow in their encoded form (each distinct
     key-value pair is decoded once; ``encoded``: the request holds them encoded already, see
-    :mod:`quiver.ingest.otlp.wire`), and only spans with events or links build nested rows."""
+    :mod:`quiver.ingest.otlp.wire`), and only spans with events or links build nested rows.
+    ``checked``: spans with a time past int64 are rejected too."""
     out = Conversion(None)
     envelope = _Envelope()
     kept: list[Any] = []
@@ -318,6 +348,8 @@ def _spans(request: Any, encoded: bool) -> Conversion:
             or (pid and len(pid) != 8)
             or (spans[i].links and _nested_id_problem(spans[i].links, "links"))
         ]
+        if checked:
+            bad = _with_value_problems(bad, spans, _span_value_problem)
         if bad:
             for i in bad:
                 problem = (
@@ -325,6 +357,7 @@ def _spans(request: Any, encoded: bool) -> Conversion:
                     or _id_problem("span_id", d[i], 8, True)
                     or _id_problem("parent_span_id", p[i], 8, False)
                     or _nested_id_problem(spans[i].links, "links")
+                    or _span_value_problem(spans[i])
                 )
                 out.reject(f"resource_spans[{r}].scope_spans[{s}].spans[{i}]", str(problem))
             if encoded:  # the real message would have refused them whole
@@ -470,10 +503,11 @@ _METRIC_COLUMNS = (
 )
 
 
-def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
+def _metrics(request: ExportMetricsServiceRequest, checked: bool) -> Conversion:
     """Metric by metric, column by column: each field is read for all the data points of a
     metric in one comprehension (columns a metric type does not have are filled with nulls
-    in one step), and the points' attributes are deduplicated like the spans'."""
+    in one step), and the points' attributes are deduplicated like the spans'. ``checked``:
+    points with a time or count past int64 are rejected too."""
     out = Conversion(None)
     cols: dict[str, list[Any]] = {name: [] for name in _METRIC_COLUMNS}
     envelope = _Envelope()
@@ -492,8 +526,8 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
                 for _ in points:
                     out.reject(where, "the metric has no name")
                 continue
-            if kind != "summary":  # the others' points may carry exemplars
-                points = _points_with_right_ids(out, points, r, s, m)
+            if kind != "summary" or checked:  # the others' points may carry exemplars
+                points = _kept_points(out, kind, points, (r, s, m), checked)
             n = len(points)
             if not n:
                 continue
@@ -524,12 +558,19 @@ def _metrics(request: ExportMetricsServiceRequest) -> Conversion:
     return envelope.finish(out, cols, rows, "metrics", attributes)
 
 
-def _points_with_right_ids(out: Conversion, points: list[Any], r: int, s: int, m: int) -> list[Any]:
-    """``points`` without those whose exemplars carry an id of the wrong length, each
-    rejected with its reason."""
+def _kept_points(
+    out: Conversion, kind: str, points: list[Any], at: tuple[int, int, int], checked: bool
+) -> list[Any]:
+    """``points`` (of metric ``at``: r, s, m) without those whose exemplars carry an id of the
+    wrong length or (``checked``) that hold a value past int64, each rejected with its reason."""
     kept = []
+    r, s, m = at
     for i, point in enumerate(points):
-        problem = point.exemplars and _nested_id_problem(point.exemplars, "exemplars")
+        problem = (
+            kind != "summary"
+            and point.exemplars
+            and _nested_id_problem(point.exemplars, "exemplars")
+        ) or (checked and _point_value_problem(kind, point))
         if problem:
             out.reject(
                 f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}].data_points[{i}]",
@@ -606,10 +647,11 @@ def _body_text(body: AnyValue) -> str | None:
     return value_text(body)
 
 
-def _logs(request: Any, encoded: bool) -> Conversion:
+def _logs(request: Any, encoded: bool, checked: bool) -> Conversion:
     """Column by column, like spans: ids are checked for a whole scope at once, each field is
     read for all the kept records in one comprehension, attributes are deduplicated
-    (``encoded``: the request holds them encoded already, see :mod:`quiver.ingest.otlp.wire`)."""
+    (``encoded``: the request holds them encoded already, see :mod:`quiver.ingest.otlp.wire`).
+    ``checked``: records with a time past int64 are rejected too."""
     out = Conversion(None)
     envelope = _Envelope()
     kept: list[Any] = []
@@ -624,10 +666,14 @@ def _logs(request: Any, encoded: bool) -> Conversion:
             for i, (tid, sid) in enumerate(zip(t, d, strict=True))
             if (tid and len(tid) != 16) or (sid and len(sid) != 8)
         ]
+        if checked:
+            bad = _with_value_problems(bad, logs, _log_value_problem)
         if bad:
             for i in bad:
-                problem = _id_problem("trace_id", t[i], 16, False) or _id_problem(
-                    "span_id", d[i], 8, False
+                problem = (
+                    _id_problem("trace_id", t[i], 16, False)
+                    or _id_problem("span_id", d[i], 8, False)
+                    or _log_value_problem(logs[i])
                 )
                 out.reject(f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]", str(problem))
             if encoded:  # the real message would have refused them whole

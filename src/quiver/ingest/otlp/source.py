@@ -151,8 +151,9 @@ class OtlpSource(Acknowledging, Checking, Draining, Checkpointing, Listening):
             ctx.log(_received(intake), "notice")
             if intake.rejected_items:
                 ctx.log(
-                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids "
-                    "or no metric name (answered as partial_success)",
+                    f"OTLP receivers refused {intake.rejected_items} item(s) with impossible ids, "
+                    "times or counts past what the rows hold, or no metric name (answered as "
+                    "partial_success)",
                     "warning",
                 )
         except BaseException:
