@@ -561,3 +561,30 @@ def test_an_id_column_marked_plain_is_taken_as_it_is() -> None:
     batch = decode_batch(IpcStreams("traces"), bar)
     assert batch is not None
     assert batch.column("attributes").to_pylist() == [[], [("k", "x"), ("k", "x")]]
+
+
+def test_a_span_with_a_time_past_2262_is_left_out_and_named_in_an_ok_status(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """OTLP's unsigned 0xFFFFFFFFFFFFFFFF comes as the Timestamp -1 from a sender that casts it
+    (the Go implementation does): that span alone is left out, the batch answered OK with the
+    reason, and the other spans stored, as OTLP's partial_success does."""
+    rec = receiver(arrow={})
+    spans = pa.record_batch(
+        {
+            "start_time_unix_nano": pa.array([1_700_000_000_000_000_000, -1], pa.timestamp("ns")),
+            "trace_id": pa.array([b"\x01" * 16] * 2, pa.binary(16)),
+            "span_id": pa.array([b"\x02" * 8, b"\x03" * 8], pa.binary(8)),
+            "name": pa.array(["kept", "late"]),
+        }
+    )
+    bar = otap_pb2.BatchArrowRecords(batch_id=3)
+    bar.arrow_payloads.add(schema_id="s", type=_T.SPANS, record=ipc_stream(spans))
+    [answer] = stream(rec, [bar])
+    assert (answer.batch_id, answer.status_code) == (3, _S.OK)
+    assert answer.status_message == (
+        "1 rejected: SPANS row 1: start_time_unix_nano is -1 (18446744073709551615 as OTLP's "
+        "unsigned time), which is past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond "
+        "timestamp holds"
+    )
+    assert plain(rec.stop()).column("span_name").to_pylist() == ["kept"]

@@ -300,3 +300,123 @@ def test_events_and_links_go_to_their_spans_in_payload_order(
     names = {f"{i + 7:02x}" * 8: f"e{i}" for i in range(3)}
     assert [[names[link["span_id"]] for link in row] for row in got_links] == lists
     assert got_links[parents[0]][0]["trace_id"] == "0900" * 8
+
+
+# -- values past int64 ----------------------------------------------------------------------
+
+T = 1_700_000_000_000_000_000
+PAST = "past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond timestamp holds"
+MORE = "more than 9223372036854775807, the largest count a row holds (int64)"
+
+
+def _bar(*tables: tuple[int, pa.RecordBatch]) -> otap_pb2.BatchArrowRecords:
+    bar = otap_pb2.BatchArrowRecords(batch_id=1)
+    for kind, table in tables:
+        bar.arrow_payloads.add(schema_id=str(kind), type=kind, record=_ipc(table))  # type: ignore[arg-type]
+    return bar
+
+
+def _decoded(
+    signal: str, *tables: tuple[int, pa.RecordBatch]
+) -> tuple[pa.RecordBatch | None, columns.Rejections]:
+    rejected = columns.Rejections()
+    return decode_batch(IpcStreams(signal), _bar(*tables), rejected), rejected  # type: ignore[arg-type]
+
+
+def test_spans_with_a_time_past_2262_are_left_out_and_named() -> None:
+    """A time past 2262 comes as a negative Timestamp (the Go sender casts OTLP's unsigned
+    time), or as a start and duration whose sum is past int64: only its span is left out."""
+    types = otap_pb2.ArrowPayloadType
+    spans = _batch(
+        _plain("id", [0, 1, 2, 3, 4], pa.uint16()),
+        ("start_time_unix_nano", pa.array([T, -1, T, T, T + 4], pa.timestamp("ns"))),
+        ("duration_time_unix_nano", pa.array([5, 5, 2**63 - T, 5, -4], pa.duration("ns"))),
+        ("trace_id", pa.array([b"\x01" * 16] * 5, pa.binary(16))),
+        ("span_id", pa.array([bytes([i + 1]) * 8 for i in range(5)], pa.binary(8))),
+        ("name", pa.array(["kept", "late start", "late end", "late event", "kept too"])),
+    )
+    events = _batch(
+        _plain("id", [0, 1, 2], pa.uint32()),
+        _plain("parent_id", [0, 3, 4], pa.uint16()),
+        ("time_unix_nano", pa.array([T, -(2**63), T], pa.timestamp("ns"))),
+        ("name", pa.array(["e0", "late", "e2"])),
+    )
+    batch, rejected = _decoded("traces", (types.SPANS, spans), (types.SPAN_EVENTS, events))
+    assert batch is not None
+    assert batch.column("span_name").to_pylist() == ["kept", "kept too"]
+    assert [[e["name"] for e in row] for row in batch.column("events").to_pylist()] == [
+        ["e0"],
+        ["e2"],
+    ]
+    assert batch.column("duration_ns").to_pylist() == [5, -4]
+    assert rejected.count == 3
+    assert rejected.message == (
+        "3 rejected: SPANS row 1: start_time_unix_nano is -1 (18446744073709551615 as OTLP's "
+        f"unsigned time), which is {PAST}; SPANS row 2: start_time_unix_nano + "
+        "duration_time_unix_nano is -9223372036854775808 (9223372036854775808 as OTLP's "
+        f"unsigned time), which is {PAST}; SPANS row 3: SPAN_EVENTS row 1: time_unix_nano is "
+        f"-9223372036854775808 (9223372036854775808 as OTLP's unsigned time), which is {PAST}"
+    )
+
+
+def test_log_records_with_an_unsigned_time_past_2262_are_left_out_and_named() -> None:
+    logs = _batch(
+        ("time_unix_nano", pa.array([T, 2**64 - 1, T], pa.uint64())),
+        ("observed_time_unix_nano", pa.array([T, T, 2**63], pa.uint64())),
+        ("severity_text", pa.array(["kept", "late", "late observed"])),
+    )
+    batch, rejected = _decoded("logs", (otap_pb2.ArrowPayloadType.LOGS, logs))
+    assert batch is not None and batch.column("severity_text").to_pylist() == ["kept"]
+    assert batch.column("time").cast(pa.int64()).to_pylist() == [T]
+    assert rejected.message == (
+        f"2 rejected: LOGS row 1: time_unix_nano is 18446744073709551615, which is {PAST}; "
+        f"LOGS row 2: observed_time_unix_nano is 9223372036854775808, which is {PAST}"
+    )
+    every, rejected = _decoded("logs", (otap_pb2.ArrowPayloadType.LOGS, logs.slice(1)))
+    assert every is None and rejected.count == 2  # no row left: nothing to store
+
+
+def test_data_points_with_a_count_or_time_past_int64_are_left_out_and_named() -> None:
+    types = otap_pb2.ArrowPayloadType
+    metrics = _batch(
+        _plain("id", [0, 1], pa.uint16()),
+        ("metric_type", pa.array([3, 4], pa.uint8())),  # histogram, exponential histogram
+        ("name", pa.array(["h", "x"])),
+    )
+    points = _batch(
+        _plain("id", [0, 1, 2, 3], pa.uint32()),
+        _plain("parent_id", [0, 0, 0, 0], pa.uint16()),
+        ("time_unix_nano", pa.array([T] * 4, pa.timestamp("ns"))),
+        ("count", pa.array([1, 2**64 - 1, 1, 1], pa.uint64())),
+        ("bucket_counts", pa.array([[1], [1], [0, 2**63], [1]], pa.list_(pa.uint64()))),
+    )
+    exemplars = _batch(
+        _plain("parent_id", [0, 3], pa.uint32()),
+        ("time_unix_nano", pa.array([T, -7], pa.timestamp("ns"))),
+        ("int_value", pa.array([1, 2], pa.int64())),
+    )
+    buckets = pa.struct([("offset", pa.int32()), ("bucket_counts", pa.list_(pa.uint64()))])
+    exponential = _batch(
+        _plain("id", [0, 1], pa.uint32()),
+        _plain("parent_id", [1, 1], pa.uint16()),
+        ("zero_count", pa.array([2**63, 0], pa.uint64())),
+        ("negative", pa.array([{"offset": 0, "bucket_counts": [1]}] * 2, buckets)),
+    )
+    batch, rejected = _decoded(
+        "metrics",
+        (types.UNIVARIATE_METRICS, metrics),
+        (types.HISTOGRAM_DATA_POINTS, points),
+        (types.HISTOGRAM_DP_EXEMPLARS, exemplars),
+        (types.EXP_HISTOGRAM_DATA_POINTS, exponential),
+    )
+    assert batch is not None
+    assert batch.column("metric_name").to_pylist() == ["h", "x"]
+    assert batch.column("bucket_counts").to_pylist() == [[1], None]
+    assert [len(row) for row in batch.column("exemplars").to_pylist()] == [1, 0]
+    assert rejected.count == 4
+    assert rejected.message == (
+        f"4 rejected: HISTOGRAM_DATA_POINTS row 1: count is 18446744073709551615, {MORE}; "
+        f"HISTOGRAM_DATA_POINTS row 2: bucket_counts[1] is 9223372036854775808, {MORE}; "
+        "HISTOGRAM_DATA_POINTS row 3: HISTOGRAM_DP_EXEMPLARS row 1: time_unix_nano is -7 "
+        f"(18446744073709551609 as OTLP's unsigned time), which is {PAST}; and 1 more"
+    )

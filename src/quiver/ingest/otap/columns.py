@@ -4,7 +4,9 @@ attribute values as the text of the telemetry layout, and attribute tables joine
 parents as ``map<string, string>`` columns.
 
 A payload that cannot be right raises :class:`OtapDataError` with the payload type, column
-and row, which the receiver answers ``INVALID_ARGUMENT``.
+and row, which the receiver answers ``INVALID_ARGUMENT``. A row holding a value the layout
+cannot (a time past 2262, a count past int64) is left out alone: :class:`RowChecks` finds them,
+column by column, and :class:`Rejections` says which in the batch's answer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,8 @@ from quiver.ingest.arrow_layout import value_json
 __all__ = [
     "OtapDataError",
     "Payload",
+    "Rejections",
+    "RowChecks",
     "ValueText",
     "attribute_maps",
     "attribute_runs",
@@ -260,7 +265,8 @@ _NO_BYTES = np.zeros(0, dtype=np.uint8)
 
 
 def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
-    """A Timestamp / Duration / integer column as int64 nanoseconds (null kept)."""
+    """A Timestamp / Duration / integer column as int64 nanoseconds (null kept); an unsigned
+    value past int64 becomes negative, as a signed sender sends it (see :class:`RowChecks`)."""
     if array is None:
         return pa.nulls(rows, pa.int64())
     kind = array.type
@@ -269,7 +275,7 @@ def nanos(array: pa.Array | None, rows: int, where: str) -> pa.Array:
             raise OtapDataError(f"{where} is {kind}; nanoseconds are expected")
         return array.cast(pa.int64())
     if pa.types.is_integer(kind):
-        return array.cast(pa.int64())
+        return array.cast(pa.int64(), safe=False)
     raise OtapDataError(f"{where} is {kind}; Timestamp(Nanosecond) is expected")
 
 
@@ -292,6 +298,151 @@ def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa
     known = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, len(names)))
     index = pc.if_else(known, numbers, 0)
     return pc.if_else(known, pa.array(names).take(index), numbers.cast(pa.string()))
+
+
+# ----------------------------------------------------------------------------- values past int64
+
+_LATEST = (1 << 63) - 1  # the largest int64: the latest nanosecond timestamp, the largest count
+_LATEST_NS = "2262-04-11T23:47:16.854775807Z"
+_MAX_REASONS = 3
+
+
+@dataclass
+class Rejections:
+    """The rows of one BatchArrowRecords left out for a value the layout cannot hold: how many,
+    and the first reasons (its BatchStatus message)."""
+
+    count: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if not self.count:
+            return ""
+        more = self.count - len(self.reasons)
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{self.count} rejected: " + "; ".join(self.reasons) + tail
+
+
+class RowChecks:
+    """The rows of a table of items (SPANS, LOGS, a data point table) to leave out, each check
+    a mask over its rows and the reason of a row: vectorised, and nothing is kept per row
+    until a row fails.
+
+    OTLP times are unsigned 64-bit nanoseconds and OTAP's are signed Timestamps: a sender
+    casts one past 2262 to a negative Timestamp (as the Go implementation does), or sends it
+    in an unsigned column. Either way it is a time no row holds, as in OTLP."""
+
+    def __init__(self, table: Payload) -> None:
+        self.table = table
+        self._checks: list[tuple[np.ndarray, Callable[[int], str]]] = []
+
+    def times(
+        self,
+        column: pa.Array | None,
+        rows: int,
+        name: str,
+        owner: tuple[np.ndarray, str] | None = None,
+    ) -> pa.Array:
+        """The time ``column`` ``name`` of ``rows`` rows as int64 nanoseconds (:func:`nanos`),
+        the rows holding a time past int64 checked out: the table's own, or with ``owner``
+        (the row of each value, and the table of the values: a span's events ...) the rows
+        owning such a value."""
+        table = owner[1] if owner else self.table.name
+        values = nanos(column, rows, f"{table}.{name}")
+        signed = column is None or not pa.types.is_unsigned_integer(column.type)
+        self.late(values, name, signed, owner)
+        return values
+
+    def late(
+        self,
+        values: pa.Array,
+        name: str,
+        signed: bool,
+        owner: tuple[np.ndarray, str] | None = None,
+    ) -> None:
+        """Rows whose time ``values`` (int64 nanoseconds of ``name``; ``signed``: read from a
+        signed type) is past int64, which is negative here (see :meth:`times`)."""
+        late = pc.less(values, 0)
+        if not late.true_count:
+            return
+        mask = _mask(late)
+
+        def reason(j: int) -> str:
+            value = values[j].as_py()
+            unsigned = value + (1 << 64)
+            shown = f"{value} ({unsigned} as OTLP's unsigned time)" if signed else str(unsigned)
+            return (
+                f"{name} is {shown}, which is past {_LATEST_NS}, the latest a nanosecond "
+                "timestamp holds"
+            )
+
+        self._add(mask, reason, owner)
+
+    def counts(self, values: pa.Array, name: str) -> pa.Array:
+        """``values`` (an integer column, or a list of them, of count ``name``) as int64: the
+        rows holding a count past int64 are checked out."""
+        lists = pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
+        flat = pc.list_flatten(values) if lists else values
+        kind = pa.list_(pa.int64()) if lists else pa.int64()
+        if not pa.types.is_integer(flat.type):
+            return values.cast(kind)  # what cannot be cast is refused with the batch
+        if flat.type == pa.uint64():
+            large = pc.greater(flat, pa.scalar(_LATEST, pa.uint64()))
+            if large.true_count:
+                mask = _mask(large)
+                rows = np.asarray(pc.list_parent_indices(values)) if lists else None
+
+                def reason(j: int) -> str:
+                    at = "" if rows is None else f"[{j - np.searchsorted(rows, rows[j])}]"
+                    return (
+                        f"{name}{at} is {flat[j].as_py()}, more than {_LATEST}, the largest "
+                        "count a row holds (int64)"
+                    )
+
+                self._add(mask, reason, (rows, "") if rows is not None else None)
+        return values.cast(kind, safe=False)  # what is past int64 is left out with its row
+
+    def _add(
+        self,
+        mask: np.ndarray,
+        reason: Callable[[int], str],
+        owner: tuple[np.ndarray | None, str] | None,
+    ) -> None:
+        if owner is None:
+            self._checks.append((mask, reason))
+            return
+        rows, table = owner
+        assert rows is not None
+        bad = np.flatnonzero(mask)
+        parents = np.zeros(self.table.rows, dtype=bool)
+        parents[rows[bad]] = True
+        first: dict[int, int] = {}  # the first failing value of each row, for its reason
+        for j in bad[::-1]:
+            first[int(rows[j])] = int(j)
+        prefix = (
+            f"{table} row {{}}: " if table else ""
+        )  # the value's own row, when of another table
+        self._checks.append((parents, lambda row: prefix.format(first[row]) + reason(first[row])))
+
+    def apply(self, batch: pa.RecordBatch, rejected: Rejections) -> pa.RecordBatch | None:
+        """``batch`` (the table's rows) without the rows checked out, which ``rejected``
+        counts and names (None: no row is left)."""
+        if not self._checks:
+            return batch
+        bad = np.logical_or.reduce([mask for mask, _ in self._checks])
+        for row in np.flatnonzero(bad)[: _MAX_REASONS - len(rejected.reasons)]:
+            reason = next(why for mask, why in self._checks if mask[row])
+            rejected.reasons.append(f"{self.table.name} row {row}: {reason(int(row))}")
+        rejected.count += int(bad.sum())
+        if bad.all():
+            return None
+        return batch.filter(pa.array(~bad))
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    """A boolean array as numpy, null as False."""
+    return np.asarray(values.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 # ----------------------------------------------------------------------------- values

@@ -9,8 +9,9 @@ from quiver.ingest.arrow_layout import telemetry_batch
 from quiver.ingest.otap.columns import (
     OtapDataError,
     Payload,
+    Rejections,
+    RowChecks,
     hex_ids,
-    nanos,
     timestamps,
     value_text,
 )
@@ -22,9 +23,10 @@ __all__ = ["decode_logs"]
 _T = otap_pb2.ArrowPayloadType
 
 
-def decode_logs(tables: dict[int, Payload]) -> pa.RecordBatch | None:
+def decode_logs(tables: dict[int, Payload], rejected: Rejections) -> pa.RecordBatch | None:
     """The rows of one BatchArrowRecords of the logs service (None when it has no log
-    records); OtapDataError when the tables cannot be joined."""
+    records); OtapDataError when the tables cannot be joined. Log records holding a time past
+    2262 are left out, counted in ``rejected``."""
     logs = tables.get(_T.LOGS)
     if logs is None:
         others = [t.name for t in tables.values() if t.rows]
@@ -37,12 +39,15 @@ def decode_logs(tables: dict[int, Payload]) -> pa.RecordBatch | None:
     severity_text = logs.texts("severity_text")
     event_name = logs.texts("event_name")
     body = value_text(logs, "body.")
+    checks = RowChecks(logs)
+    times = {
+        name: timestamps(checks.times(logs.column(name), rows, name))
+        for name in ("time_unix_nano", "observed_time_unix_nano")
+    }
     columns.update(
         signal=pa.repeat(pa.scalar("logs"), rows),
-        time=timestamps(nanos(logs.column("time_unix_nano"), rows, "LOGS.time_unix_nano")),
-        observed_time=timestamps(
-            nanos(logs.column("observed_time_unix_nano"), rows, "LOGS.observed_time_unix_nano")
-        ),
+        time=times["time_unix_nano"],
+        observed_time=times["observed_time_unix_nano"],
         trace_id=hex_ids(logs.column("trace_id"), 16, rows, "LOGS.trace_id"),
         span_id=hex_ids(logs.column("span_id"), 8, rows, "LOGS.span_id"),
         severity_number=(
@@ -59,4 +64,4 @@ def decode_logs(tables: dict[int, Payload]) -> pa.RecordBatch | None:
         dropped_attributes_count=counts(logs, "dropped_attributes_count"),
         attributes=attributes_of(tables.get(_T.LOG_ATTRS), own_ids(logs), rows, "LOGS"),
     )
-    return telemetry_batch(columns, rows)
+    return checks.apply(telemetry_batch(columns, rows), rejected)

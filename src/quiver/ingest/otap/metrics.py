@@ -14,8 +14,9 @@ from quiver.ingest.arrow_layout import TELEMETRY_SCHEMA, telemetry_batch
 from quiver.ingest.otap.columns import (
     OtapDataError,
     Payload,
+    Rejections,
+    RowChecks,
     hex_ids,
-    nanos,
     parent_rows,
     timestamps,
 )
@@ -51,9 +52,11 @@ _POINTS = {
 }
 
 
-def decode_metrics(tables: dict[int, Payload]) -> pa.RecordBatch | None:
+def decode_metrics(tables: dict[int, Payload], rejected: Rejections) -> pa.RecordBatch | None:
     """The rows of one BatchArrowRecords of the metrics service (None when it has no data
-    points); OtapDataError when the tables cannot be joined."""
+    points); OtapDataError when the tables cannot be joined. Data points holding a time past
+    2262 (their own or an exemplar's) or a count past int64 are left out, counted in
+    ``rejected``."""
     metrics = tables.get(_T.UNIVARIATE_METRICS)
     if metrics is None:
         others = [t.name for t in tables.values() if t.rows]
@@ -112,14 +115,17 @@ def decode_metrics(tables: dict[int, Payload]) -> pa.RecordBatch | None:
         metric_row = parent_rows(ids[0], ids[1], parent[0], points.name, "UNIVARIATE_METRICS")
         take = pa.array(metric_row)
         columns = {name: values.take(take) for name, values in per_metric.items()}
-        columns.update(_point_columns(kind, points))
+        checks = RowChecks(points)
+        columns.update(_point_columns(kind, points, checks))
         rows = points.rows
         point_ids = own_ids(points)
         columns["attributes"] = attributes_of(tables.get(attrs), point_ids, rows, points.name)
         if exemplars is not None:
-            columns["exemplars"] = _exemplars(tables, exemplars, exemplar_attrs, point_ids, rows)
+            columns["exemplars"] = _exemplars(tables, exemplars, exemplar_attrs, point_ids, checks)
         columns["signal"] = pa.repeat(pa.scalar("metrics"), rows)
-        batches.append(telemetry_batch(columns, rows))
+        batch = checks.apply(telemetry_batch(columns, rows), rejected)
+        if batch is not None:
+            batches.append(batch)
     if not batches:
         return None
     if len(batches) == 1:
@@ -139,28 +145,42 @@ def _floats(points: Payload, name: str) -> pa.Array:
     return values.cast(pa.float64())
 
 
-def _int_lists(points: Payload, name: str) -> pa.Array:
+def _counts(points: Payload, name: str, checks: RowChecks) -> pa.Array:
+    """A count column (``count``, ``zero_count``) as int64, null as 0; a data point whose
+    count is past int64 is checked out."""
+    values = points.column(name)
+    if values is None:
+        return pa.repeat(pa.scalar(0), points.rows)
+    if not pa.types.is_integer(values.type):
+        raise OtapDataError(f"{points.name}.{name} is {values.type}; an integer type is expected")
+    return checks.counts(values, name).fill_null(0)
+
+
+def _int_lists(points: Payload, name: str, checks: RowChecks) -> pa.Array:
+    """A list column of counts (``bucket_counts``) as lists of int64; a data point with a
+    count past int64 is checked out."""
     values = points.column(name)
     if values is None:
         return pa.nulls(points.rows, pa.list_(pa.int64()))
-    return values.cast(pa.list_(pa.int64()))
+    if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
+        return values.cast(pa.list_(pa.int64()))  # refused with the batch, as it cannot be
+    return checks.counts(values, name)
 
 
-def _point_columns(kind: int, points: Payload) -> dict[str, pa.Array]:
+def _point_columns(kind: int, points: Payload, checks: RowChecks) -> dict[str, pa.Array]:
     rows = points.rows
-    where = points.name
     columns: dict[str, pa.Array] = {
-        "time": timestamps(nanos(points.column("time_unix_nano"), rows, f"{where}.time_unix_nano")),
-        "start_time": timestamps(
-            nanos(points.column("start_time_unix_nano"), rows, f"{where}.start_time_unix_nano")
-        ),
-        "flags": _ints(points, "flags").fill_null(0),
+        name: timestamps(
+            checks.times(points.column(f"{name}_unix_nano"), rows, f"{name}_unix_nano")
+        )
+        for name in ("time", "start_time")
     }
+    columns["flags"] = _ints(points, "flags").fill_null(0)
     if kind == _T.NUMBER_DATA_POINTS:
         columns["value_int"] = _ints(points, "int_value")
         columns["value_double"] = _floats(points, "double_value")
         return columns
-    columns["count"] = _ints(points, "count").fill_null(0)
+    columns["count"] = _counts(points, "count", checks)
     columns["sum"] = _floats(points, "sum")
     if kind == _T.SUMMARY_DATA_POINTS:
         quantiles = points.column("quantile")
@@ -172,7 +192,7 @@ def _point_columns(kind: int, points: Payload) -> dict[str, pa.Array]:
     columns["min"] = _floats(points, "min")
     columns["max"] = _floats(points, "max")
     if kind == _T.HISTOGRAM_DATA_POINTS:
-        columns["bucket_counts"] = _int_lists(points, "bucket_counts")
+        columns["bucket_counts"] = _int_lists(points, "bucket_counts", checks)
         bounds = points.column("explicit_bounds")
         columns["explicit_bounds"] = (
             pa.nulls(rows, pa.list_(pa.float64()))
@@ -181,10 +201,10 @@ def _point_columns(kind: int, points: Payload) -> dict[str, pa.Array]:
         )
         return columns
     columns["scale"] = _ints(points, "scale").fill_null(0).cast(pa.int32())
-    columns["zero_count"] = _ints(points, "zero_count").fill_null(0)
+    columns["zero_count"] = _counts(points, "zero_count", checks)
     for side in ("positive", "negative"):
         columns[f"{side}_offset"] = _ints(points, f"{side}.offset").fill_null(0).cast(pa.int32())
-        columns[f"{side}_bucket_counts"] = _int_lists(points, f"{side}.bucket_counts")
+        columns[f"{side}_bucket_counts"] = _int_lists(points, f"{side}.bucket_counts", checks)
     return columns
 
 
@@ -193,8 +213,9 @@ def _exemplars(
     kind: int,
     attrs_kind: int | None,
     point_ids: tuple[np.ndarray, np.ndarray],
-    rows: int,
+    checks: RowChecks,
 ) -> pa.Array:
+    rows = checks.table.rows
     exemplars = tables.get(kind)
     offsets = np.zeros(rows + 1, dtype=np.int32)
     if exemplars is None:
@@ -208,7 +229,11 @@ def _exemplars(
     where = exemplars.name
     items = pa.StructArray.from_arrays(
         [
-            timestamps(nanos(exemplars.column("time_unix_nano"), n, f"{where}.time_unix_nano")),
+            timestamps(
+                checks.times(
+                    exemplars.column("time_unix_nano"), n, "time_unix_nano", (owner, where)
+                )
+            ),
             floats,
             ints,
             hex_ids(exemplars.column("trace_id"), 16, n, f"{where}.trace_id"),

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 from quiver.ingest.access import AuthConfig, admit_grpc_call, grpc_metadata
 from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
-from quiver.ingest.otap.columns import OtapDataError, Payload
+from quiver.ingest.otap.columns import OtapDataError, Payload, Rejections
 from quiver.ingest.otap.config import ArrowReceiverConfig
 from quiver.ingest.otap.logs import decode_logs
 from quiver.ingest.otap.metrics import decode_metrics
@@ -51,15 +51,19 @@ SERVICES: dict[Signal, tuple[str, str]] = {
 
 _S = otap_pb2.StatusCode
 _IN_FLIGHT = 16  # batches of one stream being stored at once
-_DECODERS: dict[Signal, Callable[[dict[int, Payload]], pa.RecordBatch | None]] = {
+_DECODERS: dict[Signal, Callable[[dict[int, Payload], Rejections], pa.RecordBatch | None]] = {
     "traces": decode_spans,
     "logs": decode_logs,
     "metrics": decode_metrics,
 }
 
 
-def decode_batch(streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> pa.RecordBatch | None:
-    """The rows of one BatchArrowRecords (None: no items); OtapDataError if it is wrong."""
+def decode_batch(
+    streams: IpcStreams, bar: otap_pb2.BatchArrowRecords, rejected: Rejections | None = None
+) -> pa.RecordBatch | None:
+    """The rows of one BatchArrowRecords (None: no items); OtapDataError if it is wrong.
+    Items holding a value the rows cannot (a time past 2262, a count past int64) are left
+    out, counted and named in ``rejected``."""
     tables: dict[int, Payload] = {}
     for i, payload in enumerate(bar.arrow_payloads):
         kind = int(payload.type)
@@ -74,7 +78,7 @@ def decode_batch(streams: IpcStreams, bar: otap_pb2.BatchArrowRecords) -> pa.Rec
         if table is not None:
             tables[kind] = table
     try:
-        return _DECODERS[streams.signal](tables)
+        return _DECODERS[streams.signal](tables, Rejections() if rejected is None else rejected)
     except (pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as exc:
         raise OtapDataError(f"the payload tables cannot be joined: {exc}") from exc
 
@@ -150,9 +154,9 @@ async def _read(
     slots = asyncio.Semaphore(_IN_FLIGHT)
     stores: set[asyncio.Task[None]] = set()
 
-    async def store(batch_id: int, batch: pa.RecordBatch) -> None:
+    async def store(batch_id: int, batch: pa.RecordBatch, rejected: Rejections) -> None:
         try:
-            answers.put_nowait(await _store(intake, batch_id, batch))
+            answers.put_nowait(await _store(intake, batch_id, batch, rejected))
         finally:
             slots.release()
 
@@ -163,8 +167,9 @@ async def _read(
             except DecodeError as exc:
                 answers.put_nowait(f"the message is not a BatchArrowRecords: {exc}")
                 return
+            rejected = Rejections()
             try:
-                batch = decode_batch(streams, bar)
+                batch = decode_batch(streams, bar, rejected)
             except OtapDataError as exc:
                 answers.put_nowait(_status(bar.batch_id, _S.INVALID_ARGUMENT, exc.message))
                 continue
@@ -173,10 +178,11 @@ async def _read(
                 answers.put_nowait(_status(bar.batch_id, _S.INTERNAL, message))
                 continue
             if batch is None:
-                answers.put_nowait(_status(bar.batch_id, _S.OK))
+                intake.rejected_items += rejected.count
+                answers.put_nowait(_status(bar.batch_id, _S.OK, rejected.message))
                 continue
             await slots.acquire()
-            task = asyncio.create_task(store(bar.batch_id, batch))
+            task = asyncio.create_task(store(bar.batch_id, batch, rejected))
             stores.add(task)
             task.add_done_callback(stores.discard)
         if stores:
@@ -185,8 +191,10 @@ async def _read(
         answers.put_nowait(None)
 
 
-async def _store(intake: Intake | TenantIntake, batch_id: int, batch: pa.RecordBatch) -> bytes:
-    """Make ``batch`` durable; its BatchStatus."""
+async def _store(
+    intake: Intake | TenantIntake, batch_id: int, batch: pa.RecordBatch, rejected: Rejections
+) -> bytes:
+    """Make ``batch`` durable; its BatchStatus (OK naming the ``rejected`` items, left out)."""
     try:
         await intake.accept(batch)
     except TenantError as exc:
@@ -195,7 +203,8 @@ async def _store(intake: Intake | TenantIntake, batch_id: int, batch: pa.RecordB
         return _status(batch_id, _S.UNAVAILABLE, exc.message)
     except BackpressureError as exc:
         return _status(batch_id, _S.RESOURCE_EXHAUSTED, exc.message)
-    return _status(batch_id, _S.OK)
+    intake.rejected_items += rejected.count
+    return _status(batch_id, _S.OK, rejected.message)
 
 
 def arrow_handlers(

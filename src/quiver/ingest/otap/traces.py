@@ -16,6 +16,8 @@ from quiver.ingest.arrow_layout import TELEMETRY_SCHEMA, telemetry_batch
 from quiver.ingest.otap.columns import (
     OtapDataError,
     Payload,
+    Rejections,
+    RowChecks,
     attribute_maps,
     attribute_runs,
     enum_names,
@@ -122,9 +124,10 @@ def _lists(items: pa.Array, parent_of: np.ndarray, parents: int) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), items)
 
 
-def decode_spans(tables: dict[int, Payload]) -> pa.RecordBatch | None:
+def decode_spans(tables: dict[int, Payload], rejected: Rejections) -> pa.RecordBatch | None:
     """The rows of one BatchArrowRecords of the traces service (None when it has no
-    spans); OtapDataError when the tables cannot be joined."""
+    spans); OtapDataError when the tables cannot be joined. Spans holding a time past 2262
+    (their own or an event's) are left out, counted in ``rejected``."""
     spans = tables.get(_T.SPANS)
     if spans is None:
         others = [t.name for t in tables.values() if t.rows]
@@ -141,11 +144,15 @@ def decode_spans(tables: dict[int, Payload]) -> pa.RecordBatch | None:
         if ids.null_count:
             row = int(np.flatnonzero(np.asarray(ids.is_null().to_numpy(zero_copy_only=False)))[0])
             raise OtapDataError(f"SPANS.{name} row {row}: all zeros, which OTLP defines as invalid")
-    start = nanos(spans.column("start_time_unix_nano", required=True), rows, "SPANS.start_time")
+    checks = RowChecks(spans)
+    start = checks.times(
+        spans.column("start_time_unix_nano", required=True), rows, "start_time_unix_nano"
+    )
     duration = nanos(
         spans.column("duration_time_unix_nano"), rows, "SPANS.duration_time_unix_nano"
     ).fill_null(0)
-    end = pc.add(start, duration)
+    end = pc.add(start, duration)  # past int64: negative, checked out
+    checks.late(end, "start_time_unix_nano + duration_time_unix_nano", signed=True)
     start_ts, end_ts = timestamps(start), timestamps(end)
     both = pc.and_(pc.is_valid(start_ts), pc.is_valid(end_ts))
     status_message = spans.texts("status.status_message")
@@ -173,14 +180,17 @@ def decode_spans(tables: dict[int, Payload]) -> pa.RecordBatch | None:
         dropped_events_count=counts(spans, "dropped_events_count"),
         dropped_links_count=counts(spans, "dropped_links_count"),
         attributes=attributes_of(tables.get(_T.SPAN_ATTRS), span_ids, rows, "SPANS"),
-        events=_events(tables, span_ids, rows),
+        events=_events(tables, span_ids, rows, checks),
         links=_links(tables, span_ids, rows),
     )
-    return telemetry_batch(columns, rows)
+    return checks.apply(telemetry_batch(columns, rows), rejected)
 
 
 def _events(
-    tables: dict[int, Payload], span_ids: tuple[np.ndarray, np.ndarray], rows: int
+    tables: dict[int, Payload],
+    span_ids: tuple[np.ndarray, np.ndarray],
+    rows: int,
+    checks: RowChecks,
 ) -> pa.Array:
     events = tables.get(_T.SPAN_EVENTS)
     if events is None:
@@ -190,7 +200,11 @@ def _events(
     name = events.texts("name")
     name = pa.repeat(pa.scalar(""), events.rows) if name is None else name.fill_null("")
     owner = _children_of(events, span_ids, "SPANS", [name])
-    times = timestamps(nanos(events.column("time_unix_nano"), events.rows, "SPAN_EVENTS.time"))
+    times = timestamps(
+        checks.times(
+            events.column("time_unix_nano"), events.rows, "time_unix_nano", (owner, events.name)
+        )
+    )
     attrs = attributes_of(
         tables.get(_T.SPAN_EVENT_ATTRS), own_ids(events), events.rows, "SPAN_EVENTS"
     )
