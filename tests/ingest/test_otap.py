@@ -585,6 +585,6 @@ def test_a_span_with_a_time_past_2262_is_left_out_and_named_in_an_ok_status(
     assert answer.status_message == (
         "1 rejected: SPANS row 1: start_time_unix_nano is -1 (18446744073709551615 as OTLP's "
         "unsigned time), which is past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond "
-        "timestamp holds"
+        "timestamp holds (times are nanoseconds since 1970-01-01 UTC)"
     )
     assert plain(rec.stop()).column("span_name").to_pylist() == ["kept"]

@@ -305,7 +305,10 @@ def test_events_and_links_go_to_their_spans_in_payload_order(
 # -- values past int64 ----------------------------------------------------------------------
 
 T = 1_700_000_000_000_000_000
-PAST = "past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond timestamp holds"
+PAST = (
+    "past 2262-04-11T23:47:16.854775807Z, the latest a nanosecond timestamp holds (times are "
+    "nanoseconds since 1970-01-01 UTC)"
+)
 MORE = "more than 9223372036854775807, the largest count a row holds (int64)"
 
 

@@ -27,10 +27,13 @@ import pyarrow as pa
 from quiver.pipeline.json_text import dump_json
 
 __all__ = [
+    "LARGEST",
     "SIGNALS",
     "TELEMETRY_SCHEMA",
     "Signal",
+    "count_too_large",
     "telemetry_batch",
+    "time_too_late",
     "value_json",
 ]
 
@@ -128,6 +131,24 @@ TELEMETRY_SCHEMA = pa.schema(
 )
 
 _TIME_COLUMNS = frozenset(f.name for f in TELEMETRY_SCHEMA if pa.types.is_timestamp(f.type))
+
+#: The largest value of the int64 columns: the latest time a row holds, in nanoseconds since the
+#: epoch (2262-04-11T23:47:16.854775807Z), and its largest count. OTLP sends both unsigned, up
+#: to 2**64 - 1: the receivers reject an item holding more, naming it as these functions say.
+LARGEST = (1 << 63) - 1
+
+
+def time_too_late(name: str, shown: object) -> str:
+    """Why the time ``name`` (sent as ``shown``) is no row's."""
+    return (
+        f"{name} is {shown}, which is past 2262-04-11T23:47:16.854775807Z, the latest a "
+        "nanosecond timestamp holds (times are nanoseconds since 1970-01-01 UTC)"
+    )
+
+
+def count_too_large(name: str, value: int) -> str:
+    """Why the count ``name`` (``value``) is no row's."""
+    return f"{name} is {value}, more than {LARGEST}, the largest count a row holds (int64)"
 
 
 def telemetry_batch(columns: Mapping[str, list[Any] | pa.Array], rows: int) -> pa.RecordBatch:

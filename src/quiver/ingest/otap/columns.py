@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.ingest.arrow_layout import value_json
+from quiver.ingest.arrow_layout import LARGEST, count_too_large, time_too_late, value_json
 
 __all__ = [
     "OtapDataError",
@@ -302,8 +302,6 @@ def enum_names(values: pa.Array | None, names: tuple[str, ...], rows: int) -> pa
 
 # ----------------------------------------------------------------------------- values past int64
 
-_LATEST = (1 << 63) - 1  # the largest int64: the latest nanosecond timestamp, the largest count
-_LATEST_NS = "2262-04-11T23:47:16.854775807Z"
 _MAX_REASONS = 3
 
 
@@ -371,11 +369,8 @@ class RowChecks:
         def reason(j: int) -> str:
             value = values[j].as_py()
             unsigned = value + (1 << 64)
-            shown = f"{value} ({unsigned} as OTLP's unsigned time)" if signed else str(unsigned)
-            return (
-                f"{name} is {shown}, which is past {_LATEST_NS}, the latest a nanosecond "
-                "timestamp holds"
-            )
+            shown = f"{value} ({unsigned} as OTLP's unsigned time)" if signed else unsigned
+            return time_too_late(name, shown)
 
         self._add(mask, reason, owner)
 
@@ -388,17 +383,14 @@ class RowChecks:
         if not pa.types.is_integer(flat.type):
             return values.cast(kind)  # what cannot be cast is refused with the batch
         if flat.type == pa.uint64():
-            large = pc.greater(flat, pa.scalar(_LATEST, pa.uint64()))
+            large = pc.greater(flat, pa.scalar(LARGEST, pa.uint64()))
             if large.true_count:
                 mask = _mask(large)
                 rows = np.asarray(pc.list_parent_indices(values)) if lists else None
 
                 def reason(j: int) -> str:
                     at = "" if rows is None else f"[{j - np.searchsorted(rows, rows[j])}]"
-                    return (
-                        f"{name}{at} is {flat[j].as_py()}, more than {_LATEST}, the largest "
-                        "count a row holds (int64)"
-                    )
+                    return count_too_large(f"{name}{at}", flat[j].as_py())
 
                 self._add(mask, reason, (rows, "") if rows is not None else None)
         return values.cast(kind, safe=False)  # what is past int64 is left out with its row

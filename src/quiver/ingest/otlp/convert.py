@@ -25,7 +25,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from quiver.ingest.arrow_layout import Signal, telemetry_batch, value_json
+from quiver.ingest.arrow_layout import (
+    LARGEST,
+    Signal,
+    count_too_large,
+    telemetry_batch,
+    time_too_late,
+    value_json,
+)
 from quiver.ingest.otlp.decode import BadRequestError, Request
 
 __all__ = ["Conversion", "Request", "convert_request"]
@@ -67,10 +74,6 @@ class Conversion:
         return f"{self.rejected} rejected: " + "; ".join(self.reasons) + tail
 
 
-_LATEST = (1 << 63) - 1  # the largest int64: the latest nanosecond timestamp, the largest count
-_LATEST_NS = "2262-04-11T23:47:16.854775807Z"
-
-
 def convert_request(signal: Signal, request: Request) -> Conversion:
     """Rows of the telemetry layout for one decoded export request of ``signal``.
 
@@ -88,19 +91,16 @@ def _late(item: Any, *names: str) -> str | None:
     """Why a time field (``names``) of ``item`` cannot be stored, or None."""
     for name in names:
         value = getattr(item, name)
-        if value > _LATEST:
-            return (
-                f"{name} is {value}, which is past {_LATEST_NS}, the latest a nanosecond "
-                "timestamp holds (times are nanoseconds since 1970-01-01 UTC)"
-            )
+        if value > LARGEST:
+            return time_too_late(name, value)
     return None
 
 
 def _too_many(counts: Iterable[tuple[str, int]]) -> str | None:
     """Why a count (name, value) of ``counts`` cannot be stored, or None."""
     for name, value in counts:
-        if value > _LATEST:
-            return f"{name} is {value}, more than {_LATEST}, the largest count a row holds (int64)"
+        if value > LARGEST:
+            return count_too_large(name, value)
     return None
 
 
