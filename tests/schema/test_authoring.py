@@ -824,3 +824,37 @@ def test_a_field_named_like_a_filter_combinator_or_literal_is_rejected(name: str
     assert len(errors) == 1
     assert f"field name {name!r} is reserved" in errors[0].message
     assert "name=" in errors[0].fix
+
+
+async def test_a_query_argument_default_the_api_would_drop_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query function never runs, so ``limit: int | None = 50`` would serve no default:
+    refused, where ``= None`` (optional) is accepted."""
+    lines, text = await compile_lines(
+        tmp_path,
+        monkeypatch,
+        """
+import quiver
+
+@quiver.type(source="t")
+class Thing:
+    id: int
+
+@quiver.query
+def things(limit: int | None = 50, offset: int | None = None) -> list[Thing]: ...  # list
+
+@quiver.query
+def thing(id: int = 7) -> Thing | None: ...  # key
+""",
+    )
+    listed, key = line_of(text, "# list"), line_of(text, "# key")
+    assert lines == [
+        f"app.py:{listed}: error: query things: argument 'limit' has the default 50, which the"
+        " API cannot apply (the function's body never runs; clients give every argument they"
+        " want) (remove the default (limit: int | None = None makes the argument"
+        " optional))",
+        f"app.py:{key}: error: query thing: argument 'id' has the default 7, which the API"
+        " cannot apply (the function's body never runs; clients give every argument they want)"
+        " (remove the default (id: int | None = None makes the argument optional))",
+    ]

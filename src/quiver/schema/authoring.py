@@ -519,6 +519,17 @@ def _describe(annotation: Any) -> str:
     return repr(annotation).replace("typing.", "")
 
 
+def _optional_text(annotation: Any) -> str:
+    """``annotation`` written as optional (``int | None``), as the user would write it."""
+    if annotation is inspect.Parameter.empty:
+        return "<type> | None"
+    text = _describe(annotation)
+    nullable = _unwrap_optional(annotation)[1] if not isinstance(annotation, str) else False
+    if nullable or text.replace(" ", "").endswith("|None") or text.startswith("Optional["):
+        return text
+    return f"{text} | None"
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
@@ -856,6 +867,16 @@ class _Builder:
                     f"query {q.name}: *{p.name} / **{p.name} parameters are not supported",
                     loc(p.name),
                     "list each argument by name",
+                )
+            elif p.default is not p.empty and p.default is not None:
+                # The function is never called: a default would be dropped without a word.
+                self.error(
+                    f"query {q.name}: argument {p.name!r} has the default {p.default!r}, which"
+                    " the API cannot apply (the function's body never runs; clients give every"
+                    " argument they want)",
+                    loc(p.name),
+                    f"remove the default ({p.name}: {_optional_text(p.annotation)} = None"
+                    " makes the argument optional)",
                 )
         params = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if many:
