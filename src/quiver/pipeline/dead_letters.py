@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import os
 import re
 import secrets
@@ -41,6 +40,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from quiver.pipeline.dead_letter_config import DeadLetterConfig, parse_duration, parse_size
+from quiver.pipeline.json_text import strict_json
 from quiver.pipeline.rejects import json_text
 from quiver.runtime.delivery import DeadLetter, RetriesExhaustedError
 from quiver.runtime.errors import ErrorDetail, PermanentError, QuiverError
@@ -611,7 +611,7 @@ def _load(data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)  # orjson refuses the escape of a lone surrogate
+        return strict_json(data)  # orjson refuses the escape of a lone surrogate
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -13,7 +13,10 @@ is known, so nothing is rounded on the way: ``2.5`` in an integer column is refu
 truncated; a decimal keeps every digit; a number in a text column keeps its text (``1e3``
 stays ``1e3``). A number in a
 timestamp column counts seconds since 1970-01-01 UTC, or the unit of an explicit
-``timestamp(ms)`` (see :func:`quiver.pipeline.type_names.epoch_unit`).
+``timestamp(ms)`` (see :func:`quiver.pipeline.type_names.epoch_unit`). Only JSON is read:
+the stdlib parser's ``NaN``, ``Infinity`` and ``-Infinity`` are refused with where they are
+(their string forms are values), and so is a document nesting objects and arrays deeper than
+:data:`MAX_JSON_DEPTH`; :func:`strict_json` is ``json.loads`` by the same rule.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -47,21 +51,25 @@ from quiver.pipeline.value_text import (
 from quiver.runtime.errors import line_and_column
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "DuplicateKeyError",
     "DuplicateKeys",
     "JsonNumber",
+    "JsonTooDeepError",
     "beyond_float",
     "dump_json",
     "duplicate_key",
     "duplicate_key_reason",
     "json_array",
     "json_default",
+    "json_depth",
     "json_rows",
     "json_strings",
     "parse_json",
     "parse_json_lines",
     "parse_json_marking",
     "plain_json",
+    "strict_json",
     "text_columns",
 ]
 
@@ -269,9 +277,13 @@ def parse_json_marking(text: bytes | str) -> Any:
     so is every object holding one (its ``key`` None), rather than the whole document being
     refused: for a document of many records (a page), where only the records holding such
     an object are to be refused (:func:`duplicate_key`)."""
+    _check_depth(text)
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
-    return _marked(_MARKING.decode(text))[0]
+    try:
+        return _marked(_MARKING.decode(text))[0]
+    except _ConstantError as exc:
+        raise ValueError(_constant_reason(exc.name, text)) from None
 
 
 def _marked(value: Any) -> tuple[Any, bool]:
@@ -325,33 +337,161 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
+#: Deepest nesting of objects and arrays a JSON document (a line, a page, a message) may have
+#: (serde_json's limit too): the parser and the recursive steps after it have a bounded stack,
+#: so a deeper document is refused up front with its depth rather than exhausting it.
+MAX_JSON_DEPTH = 128
+
+
+class JsonTooDeepError(ValueError):
+    """A JSON document refused by :func:`parse_json` because it nests objects and arrays
+    deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(
+            f"it nests objects and arrays {depth} levels deep, more than the {MAX_JSON_DEPTH} "
+            "a JSON document may have"
+        )
+        self.depth = depth
+
+
+class _ConstantError(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: the stdlib parser's extension, not JSON."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _ConstantError(name)
+
+
 _DECODER = json.JSONDecoder(
     # integers are exact as Python ints; fractions and exponents keep their text
     parse_float=JsonNumber,
-    parse_constant=lambda name: JsonNumber(name),  # NaN, Infinity, -Infinity
+    parse_constant=_refuse_constant,  # NaN, Infinity, -Infinity are not JSON
     object_pairs_hook=_unique_keys,
 )
 
 _MARKING = json.JSONDecoder(
-    parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_marking_keys
+    parse_float=JsonNumber, parse_constant=_refuse_constant, object_pairs_hook=_marking_keys
 )
+
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def parse_json(text: bytes | str, first_line: int = 1) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
-    not JSON or an object names a key twice (the message says where, counting the lines of
-    ``text`` from ``first_line``)."""
+    not JSON (``NaN`` and the infinities are not), nests deeper than
+    :data:`MAX_JSON_DEPTH` (:class:`JsonTooDeepError`) or an object names a key twice (the
+    message says where, counting the lines of ``text`` from ``first_line``)."""
+    _check_depth(text)
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
     try:
         return _DECODER.decode(text)
     except _DuplicateKeyError as exc:
         raise DuplicateKeyError(duplicate_key_reason(exc.key, text, first_line)) from None
+    except _ConstantError as exc:
+        raise ValueError(_constant_reason(exc.name, text, first_line)) from None
     except json.JSONDecodeError as exc:
         if first_line == 1:
             raise
         line = exc.lineno + first_line - 1
         raise ValueError(f"{exc.msg}: line {line} column {exc.colno}") from None
+
+
+def strict_json(text: bytes | str) -> Any:
+    """``json.loads`` without the stdlib's extension of JSON: ``NaN``, ``Infinity`` and
+    ``-Infinity`` are refused with where they are (ValueError), as any other text that is
+    not JSON; numbers are Python ints and floats. For files and answers read whole."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8")
+    try:
+        return _STRICT.decode(text)
+    except _ConstantError as exc:
+        raise ValueError(_constant_reason(exc.name, text)) from None
+
+
+def _constant_reason(name: str, text: str, first_line: int = 1) -> str:
+    at = ""
+    raw = text.encode("utf-8", "surrogatepass")
+    found = [m for m in _CONSTANT.finditer(raw) if m.group() == name.encode()]
+    if found:
+        outside = _unquoted(np.frombuffer(raw, np.uint8), np.array([m.start() for m in found]))
+        if outside.any():
+            offset = found[int(np.argmax(outside))].start()
+            line, _ = line_and_column(raw, offset)
+            start = raw.rfind(b"\n", 0, offset) + 1
+            column = len(raw[start:offset].decode("utf-8", "surrogatepass")) + 1
+            at = f" at line {line + first_line - 1} column {column}"
+    return (
+        f"{name}{at} is not a JSON value: JSON has no NaN or infinities (send them as the "
+        'strings "NaN", "Infinity" and "-Infinity")'
+    )
+
+
+_CONSTANT = re.compile(rb"-?Infinity|NaN")
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = ord("{"), ord("}"), ord('"'), ord("\\")
+
+
+def _check_depth(text: bytes | bytearray | memoryview | str) -> None:
+    """Refuse ``text`` when it nests deeper than :data:`MAX_JSON_DEPTH`. A document ``d``
+    levels deep holds at least ``d`` opening brackets, so most are passed by counting them."""
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+            return
+        raw: bytes | bytearray | memoryview = text.encode("utf-8", "surrogatepass")
+    else:
+        raw = text
+        if isinstance(raw, memoryview):
+            raw = bytes(raw)
+        if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+            return
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise JsonTooDeepError(depth)
+
+
+def json_depth(raw: bytes | bytearray | memoryview) -> int:
+    """How deep ``raw`` (JSON text in UTF-8) nests objects and arrays, brackets inside strings
+    not counted. A few passes in C over the bytes: escapes dropped (only when there is a
+    backslash), then all but brackets and quotes; two quotes side by side are dropped too (a
+    string without brackets, or the end of one and the start of the next), which leaves every
+    bracket after as many quotes as before, so whether it is inside a string is unchanged.
+    Brackets inside strings are rare, and only then are quotes counted."""
+    text = bytes(raw)
+    if b"\\" in text:
+        text = _ESCAPE.sub(b"", text)
+    text = text.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    codes = np.frombuffer(text, np.uint8)
+    steps = _STEP[codes]
+    if b'"' in text:
+        steps[np.cumsum(codes == _QUOTE, dtype=np.int64) % 2 == 1] = 0
+    depth = np.cumsum(steps, dtype=np.int32 if codes.size < 2**31 else np.int64)
+    return int(depth.max(initial=0))
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_STEP = np.zeros(256, np.int8)
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
+
+
+def _unquoted(a: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Which of the (increasing) ``positions`` in the JSON text ``a`` lie outside strings:
+    those after an even number of quotes that no backslash escapes."""
+    quotes = np.flatnonzero(a == _QUOTE)
+    if quotes.size and (a == _BACKSLASH).any():
+        # a quote is escaped when an odd run of backslashes ends just before it
+        slashes = np.flatnonzero(a == _BACKSLASH)
+        run_starts = np.maximum.accumulate(np.where(np.diff(slashes, prepend=-2) != 1, slashes, 0))
+        after = quotes[(quotes > 0) & (a[quotes - 1] == _BACKSLASH)]
+        run = after - run_starts[np.searchsorted(slashes, after - 1)]
+        quotes = np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
+    result: np.ndarray = np.searchsorted(quotes, positions) % 2 == 0
+    return result
 
 
 def parse_json_lines(body: bytes) -> list[Any]:
@@ -407,7 +547,7 @@ def _duplicate_object_at(text: str) -> int | None:
             raise
 
     slow = json.JSONDecoder(
-        parse_float=JsonNumber, parse_constant=JsonNumber, object_pairs_hook=_unique_keys
+        parse_float=JsonNumber, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
     )
     slow.parse_object = parse_object  # type: ignore[attr-defined]
     slow.scan_once = json.scanner.py_make_scanner(slow)  # type: ignore[attr-defined]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quiver.pipeline.json_text import strict_json
+
 __all__ = ["STEM", "ResumeState", "expand_glob", "has_glob", "state_path_for"]
 
 STEM = "{stem}"
@@ -62,7 +64,7 @@ class ResumeState:
         state = cls(path, pipeline, pattern)
         if os.path.exists(path):
             try:
-                data = json.loads(Path(path).read_bytes())
+                data = strict_json(Path(path).read_bytes())
             except ValueError:  # not JSON, or not UTF-8
                 data = {}
             if data.get("pattern") == pattern:

@@ -457,5 +457,5 @@ class Isolate:
         and JSON.stringify (millisecond resolution)."""
         if self._ctx is None:
             return {}
-        doc = json.loads(self._ctx.eval("__quiver.timings()") or "null") or {}
+        doc = orjson.loads(self._ctx.eval("__quiver.timings()") or "null") or {}
         return {k: float(v) / 1000 for k, v in doc.items()}

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quiver.pipeline.component import LINE_COLUMN, RowError, is_internal
+from quiver.pipeline.json_text import strict_json
 from quiver.pipeline.value_text import duration_texts
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.runtime.hints import did_you_mean
@@ -107,8 +108,6 @@ def expression_columns(expression: str) -> list[str]:
     """The input columns a SQL expression names, in order of first use; none when it does not
     parse. A lambda's parameters and what a subquery names are not input columns; of a dotted
     name (``input.total``, ``address.city`` on a struct) the column is the part naming it."""
-    import json
-
     import duckdb
 
     query = f"SELECT ({expression}) FROM input"
@@ -117,7 +116,7 @@ def expression_columns(expression: str) -> list[str]:
         row = cursor.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
     except duckdb.Error:
         return []
-    tree = json.loads(row[0]) if row else {}
+    tree = strict_json(row[0]) if row else {}
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         return []
     node = tree["statements"][0]["node"]

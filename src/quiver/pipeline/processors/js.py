@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import os
 import queue
@@ -57,6 +56,7 @@ from quiver.pipeline.js_runtime.isolate import (
 )
 from quiver.pipeline.js_runtime.pool import WorkerPool
 from quiver.pipeline.js_runtime.v8 import V8StartError, as_batch_work
+from quiver.pipeline.json_text import strict_json
 from quiver.pipeline.processors.script_output import OutputFieldConfig, OutputSchemaOption
 from quiver.pipeline.script_text import checked_text, read_text_file
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
@@ -175,7 +175,12 @@ def _load_lookup(name: str, cfg: JsLookupConfig, base_dir: str) -> Any:
         raise ConfigError.one(f"lookup file not found: {path}", where, "check the path")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        data = json.loads(path.read_text("utf-8"))
+        try:
+            data = strict_json(path.read_bytes())
+        except ValueError as exc:  # not UTF-8 or not JSON (NaN included)
+            raise ConfigError.one(
+                f"lookup file {path} is not JSON: {exc}", where, "fix the file"
+            ) from None
         if isinstance(data, dict):
             return data
         rows = data

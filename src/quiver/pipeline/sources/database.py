@@ -34,6 +34,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
+from quiver.pipeline.json_text import strict_json
 from quiver.pipeline.line_numbers import line_column
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError, QuiverError
 from quiver.sql.adbc_stream import open_postgresql_result
@@ -439,8 +440,8 @@ def read_cursor_state(path: str, column: str) -> Any:
         return None
     where = f"{path}: incremental state"
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        with open(path, "rb") as fh:
+            doc = strict_json(fh.read())
         kind, text = doc["type"], doc["value"]
         saved_column = doc.get("column")
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -38,11 +38,14 @@ from quiver.pipeline.config_fields import Encoding, JsonColumnTypes
 from quiver.pipeline.conform import SchemaMismatchError, conform
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.json_text import (
+    MAX_JSON_DEPTH,
     DuplicateKeyError,
     beyond_float,
     json_array,
+    json_depth,
     parse_json,
     plain_json,
+    strict_json,
 )
 from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
@@ -99,9 +102,6 @@ class JsonlSourceConfig(ComponentConfig):
 
 
 _RAW_KEPT = 4096  # bytes of an over-long line kept for its reject
-#: Deepest nesting of objects and arrays in a line (serde_json's limit too); deeper lines are
-#: malformed, as the parser and the recursive steps after it have a bounded stack.
-_MAX_DEPTH = 128
 _ROW_IN_MESSAGE = re.compile(r"\s*in row \d+$")
 _CHANGED = re.compile(r"Column\(([^)]*)\) changed from (\w+) to (\w+)")
 
@@ -222,7 +222,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
     ) -> Iterator[tuple[int, str]]:
         """The lines of ``block`` that must not reach the parser, with why: bytes that are not
         text in the file's encoding (the parser would pass them on inside strings, as text no
-        later step or sink can read), and nesting deeper than ``_MAX_DEPTH`` (which would
+        later step or sink can read), and nesting deeper than ``MAX_JSON_DEPTH`` (which would
         exhaust the stack of the parser and of every step after it). One pass over the block
         each; only lines found wanting are looked at one by one."""
         if not _utf8(block):
@@ -232,21 +232,21 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     filled[index] = False
                     yield index, bad
         # a line d levels deep has d opening and d closing brackets: shorter lines cannot be
-        candidates = filled & (ends - starts > 2 * _MAX_DEPTH)
+        candidates = filled & (ends - starts > 2 * MAX_JSON_DEPTH)
         if not candidates.any():
             return
         # "{" and "[" differ in bit 0x20 only; openers up to each byte, then per line
         opened = np.cumsum((a | 0x20) == ord("{"), dtype=np.int64)
         counts = opened[ends - 1] - np.where(starts > 0, opened[starts - 1], 0)
-        for index in np.flatnonzero(candidates & (counts > _MAX_DEPTH)).tolist():
-            depth = _nesting(block[starts[index] : ends[index]])
-            if depth > _MAX_DEPTH:
+        for index in np.flatnonzero(candidates & (counts > MAX_JSON_DEPTH)).tolist():
+            depth = json_depth(block[starts[index] : ends[index]])
+            if depth > MAX_JSON_DEPTH:
                 yield (
                     index,
                     (
                         f"the line nests objects and arrays {depth} levels deep, more than the "
-                        f"{_MAX_DEPTH} a JSON Lines record may have; flatten the record, or hold "
-                        "the deep part as a JSON string"
+                        f"{MAX_JSON_DEPTH} a JSON Lines record may have; flatten the record, or "
+                        "hold the deep part as a JSON string"
                     ),
                 )
 
@@ -327,7 +327,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         out = []
         for line in bytes(data).splitlines():
             try:
-                record = json.loads(line)
+                record = strict_json(line)
             except ValueError:
                 continue
             if isinstance(record, dict):
@@ -847,22 +847,6 @@ def _utf8(block: bytes) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
-
-
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-
-
-def _nesting(raw: bytes) -> int:
-    """How deep ``raw`` (one line of JSON) nests objects and arrays, brackets inside strings
-    not counted."""
-    bare = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
-    steps = (
-        (bare == ord("{")).astype(np.int64)
-        + (bare == ord("["))
-        - (bare == ord("}"))
-        - (bare == ord("]"))
-    )
-    return int(np.cumsum(steps).max(initial=0))
 
 
 def _gather(block: bytes, starts: np.ndarray, ends: np.ndarray) -> bytes | memoryview:

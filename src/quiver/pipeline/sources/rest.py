@@ -36,8 +36,10 @@ from quiver.pipeline.component import (
     source,
 )
 from quiver.pipeline.json_text import (
+    MAX_JSON_DEPTH,
     DuplicateKeyError,
     JsonNumber,
+    JsonTooDeepError,
     duplicate_key,
     parse_json,
     parse_json_marking,
@@ -221,6 +223,15 @@ def _json_text(value: Any) -> Any:
     return str(value) if isinstance(value, JsonNumber) else value
 
 
+def _parse_page(content: bytes) -> tuple[Any, bool]:
+    """The JSON document of a page, and whether an object in it names a key twice."""
+    try:
+        return parse_json(content), False
+    except DuplicateKeyError:
+        # the records naming a key twice are refused, the others taken
+        return parse_json_marking(content), True
+
+
 def _next_link(header: str, rel: str) -> str | None:
     for part in header.split(","):
         m = re.match(r"\s*<([^>]*)>(.*)", part)
@@ -316,12 +327,15 @@ class RestSource(RowRejecting):
                 )
                 pages += 1
                 try:
-                    doc = parse_json(response.content)
-                    duplicates = False
-                except DuplicateKeyError:
-                    # the records naming a key twice are refused, the others taken
-                    doc = parse_json_marking(response.content)
-                    duplicates = True
+                    doc, duplicates = _parse_page(response.content)
+                except JsonTooDeepError as exc:
+                    raise PermanentError.one(
+                        f"page {pages} nests objects and arrays {exc.depth} levels deep, more "
+                        f"than the {MAX_JSON_DEPTH} the source reads",
+                        f"{self.where} ({response.url})",
+                        "check that the URL answers with the API's records; hold deeper "
+                        "parts as JSON strings",
+                    ) from None
                 except ValueError as exc:
                     raise PermanentError.one(
                         f"page {pages} is not JSON: {exc}",
