@@ -9,18 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from quiver.pipeline.component import RunContext
 from quiver.pipeline.json_text import MAX_JSON_DEPTH
+from quiver.pipeline.sinks.rest import RestSink
 from quiver.pipeline.sources.rest import RestSource
-from quiver.runtime.errors import PermanentError
+from quiver.runtime.delivery import RetriesExhaustedError
+from quiver.runtime.errors import PermanentError, RetryableError
 
-from ..conftest import build, read_all, serve_app
+from ..conftest import build, free_port, read_all, serve_app, write_all
 from ..test_connector_pipelines import run
 
 FAST_RETRY = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.02}
@@ -45,13 +48,48 @@ BODIES: dict[str, bytes] = {
 }
 
 
+def count(name: str) -> None:
+    CALLS[name] = CALLS.get(name, 0) + 1
+
+
 async def body(request: Request) -> Response:
     name = request.path_params["name"]
-    CALLS[name] = CALLS.get(name, 0) + 1
+    count(name)
     return Response(BODIES[name], media_type="application/json")
 
 
-APP = Starlette(routes=[Route("/body/{name}", body)])
+async def status(request: Request) -> Response:
+    code = int(request.path_params["code"])
+    count(f"status-{code}")
+    return Response(b'{"error": "no"}', status_code=code, media_type="application/json")
+
+
+async def not_gzip(request: Request) -> Response:
+    count("not-gzip")
+    headers = {"Content-Encoding": "gzip"}
+    return Response(b'[{"a": 1}]', media_type="application/json", headers=headers)
+
+
+async def loop(request: Request) -> Response:
+    count("loop")
+    step = int(request.query_params.get("step", "0"))
+    return RedirectResponse(f"/loop?step={(step + 1) % 3}", status_code=302)
+
+
+async def ingest(request: Request) -> Response:
+    await request.body()
+    return Response(b"{}", status_code=201)
+
+
+APP = Starlette(
+    routes=[
+        Route("/body/{name}", body),
+        Route("/status/{code}", status, methods=["GET", "POST"]),
+        Route("/not-gzip", not_gzip),
+        Route("/loop", loop),
+        Route("/ingest", ingest, methods=["POST"]),
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +178,171 @@ async def test_the_string_forms_of_nan_are_still_read(api: str, run_ctx: RunCont
     options = {"url": f"{api}/body/nan-as-text", "schema": schema}
     [row] = (await read_all(build(RestSource, options), run_ctx)).to_pylist()
     assert math.isnan(row["a"]) and row["b"] == "x NaN y"
+
+
+# -- server errors -----------------------------------------------------------------------------
+
+
+async def retried(options: dict[str, Any], ctx: RunContext) -> RetryableError:
+    with pytest.raises(RetriesExhaustedError) as err:
+        await read_all(build(RestSource, {"retry": FAST_RETRY, **options}), ctx)
+    last = err.value.last_error
+    assert isinstance(last, RetryableError)
+    return last
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        (500, "the server failed while answering"),
+        (502, "a gateway or proxy in front of the API got no valid answer from it"),
+        (504, "a gateway or proxy in front of the API timed out waiting for it"),
+        (507, "the server reported an error of its own"),
+        (503, "the server is overloaded or rate limiting"),
+        (429, "the server is overloaded or rate limiting"),
+    ],
+)
+async def test_server_errors_are_retried_with_a_hint_for_their_status(
+    api: str, run_ctx: RunContext, code: int, hint: str
+) -> None:
+    last = await retried({"url": f"{api}/status/{code}"}, run_ctx)
+    assert f"HTTP {code}" in str(last)
+    fix = last.details[0].fix
+    assert fix.startswith(hint), fix
+    assert ("rate_limit" in fix) == (code in (429, 503)), fix
+    assert CALLS[f"status-{code}"] >= FAST_RETRY["max_attempts"]
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        (501, "the server does not implement this request"),
+        (505, "the server does not speak this HTTP version"),
+        (405, "the endpoint does not accept this method"),
+    ],
+)
+async def test_statuses_a_retry_cannot_change_fail_at_once(
+    api: str, run_ctx: RunContext, code: int, hint: str
+) -> None:
+    err = await failure({"url": f"{api}/status/{code}"}, run_ctx)
+    assert err.details[0].fix.startswith(hint), err.details[0].fix
+    assert CALLS[f"status-{code}"] == 1
+
+
+# -- answers and connections a retry cannot mend ------------------------------------------------
+
+
+async def test_a_body_that_is_not_its_content_encoding_fails_at_once(
+    api: str, run_ctx: RunContext
+) -> None:
+    err = await failure({"url": f"{api}/not-gzip"}, run_ctx)
+    said, fix = str(err), err.details[0].fix
+    assert "not encoded as its Content-Encoding header says" in said, said
+    assert "compression is broken" in fix and "Accept-Encoding: identity" in fix, fix
+    assert "reachable" not in said
+    assert CALLS["not-gzip"] == 1
+
+
+async def test_a_redirect_loop_fails_at_once_naming_where_it_leads(
+    api: str, run_ctx: RunContext
+) -> None:
+    err = await failure({"url": f"{api}/loop"}, run_ctx)
+    said = str(err)
+    assert "the URL redirects in a loop or more than 20 times" in said, said
+    assert f"the last one pointed to {api}/loop?step=" in said, said
+    assert "reachable" not in said
+    assert CALLS["loop"] == 21  # one request and 20 redirects, once
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("ftp://127.0.0.1/x", "UnsupportedProtocol"),
+        ("127.0.0.1/x", "UnsupportedProtocol"),
+        ("http://[::1/x", "InvalidURL"),
+    ],
+)
+async def test_a_url_that_cannot_be_requested_fails_at_once(
+    run_ctx: RunContext, url: str, said: str
+) -> None:
+    err = await failure({"url": url}, run_ctx)
+    assert said in str(err) and "http:// or https://" in err.details[0].fix, str(err)
+
+
+async def test_a_header_that_http_cannot_carry_fails_at_once(api: str, run_ctx: RunContext) -> None:
+    err = await failure({"url": f"{api}/body/nan-as-text", "headers": {"X-A": "1\r\n"}}, run_ctx)
+    assert "check `headers` and `auth`" in err.details[0].fix, str(err)
+
+
+async def test_https_to_a_plain_http_port_fails_at_once(api: str, run_ctx: RunContext) -> None:
+    err = await failure({"url": api.replace("http://", "https://") + "/body/nan"}, run_ctx)
+    assert "the TLS handshake failed" in str(err), str(err)
+    assert "https:// to a port that serves plain HTTP" in err.details[0].fix
+
+
+async def test_a_refused_connection_is_still_retried(run_ctx: RunContext) -> None:
+    last = await retried({"url": f"http://127.0.0.1:{free_port()}/x"}, run_ctx)
+    assert "ConnectError" in str(last) and "reachable" in last.details[0].fix
+
+
+@pytest.fixture(scope="module")
+def tls_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app over https, with a self-signed certificate no one trusts."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with serve_app(
+        APP, ssl_certfile=str(folder / "cert.pem"), ssl_keyfile=str(folder / "key.pem")
+    ) as url:
+        yield url
+
+
+async def test_a_certificate_that_fails_verification_fails_at_once_saying_so(
+    tls_api: str, run_ctx: RunContext
+) -> None:
+    err = await failure({"url": f"{tls_api}/body/nan-as-text"}, run_ctx)
+    said = str(err)
+    assert "the server's TLS certificate failed verification: self-signed certificate" in said
+    assert "fails every retry" in err.details[0].fix and "SSL_CERT_FILE" in err.details[0].fix
+
+
+async def test_the_sink_sorts_failed_requests_the_same_way(api: str, run_ctx: RunContext) -> None:
+    sink = build(RestSink, {"url": f"{api}/ingest".replace("http://", "https://")})
+    batch = pa.record_batch({"id": [1]})
+    with pytest.raises(PermanentError, match="the TLS handshake failed"):
+        await write_all(sink, [batch], run_ctx)
+    sink = build(RestSink, {"url": f"{api}/status/502"})
+    with pytest.raises(RetryableError) as err:
+        await write_all(sink, [batch], run_ctx)
+    assert "a gateway or proxy" in err.value.details[0].fix

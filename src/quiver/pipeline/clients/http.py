@@ -7,6 +7,7 @@ import asyncio
 import base64
 import datetime as dt
 import email.utils
+import ssl
 import time
 
 import httpx
@@ -14,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 
-__all__ = ["HttpAuth", "RateLimiter", "http_error", "retry_after_seconds"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "HttpAuth",
+    "RateLimiter",
+    "http_error",
+    "request_error",
+    "retry_after_seconds",
+]
 
 
 class HttpAuth(BaseModel):
@@ -51,15 +59,12 @@ def http_error(
 ) -> QuiverError:
     """Map a transport failure or a non-2xx response onto Retryable / Permanent errors."""
     if response is None:
-        return RetryableError.one(
-            f"request failed: {type(exc).__name__}: {exc}",
-            where,
-            "check that the server is reachable; the request is retried with backoff",
-        )
+        assert exc is not None
+        return request_error(exc, where)
     status = response.status_code
     snippet = response.text[:200].strip()
     message = f"HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet else "")
-    if status == 429 or status >= 500 or status == 408:
+    if status in (429, 503):
         after = response.headers.get("retry-after")
         return RetryableError.one(
             message + (f" (Retry-After: {after})" if after else ""),
@@ -67,12 +72,137 @@ def http_error(
             "the server is overloaded or rate limiting; set `rate_limit` to send fewer "
             "requests per second",
         )
-    fix = {
-        401: "check the credentials in `auth` (e.g. the ${ENV} variable holding the token)",
-        403: "the credentials lack permission for this resource",
-        404: "check the URL",
-    }.get(status, "check the request options (url, params, body) against the API")
+    if status in _RETRIED_STATUS or (status >= 500 and status not in _PERMANENT_STATUS):
+        fix = _RETRIED_STATUS.get(status, _OTHER_5XX)
+        return RetryableError.one(message, where, fix + "; the request is retried with backoff")
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        fix = (
+            f"the server redirects to {location}: set `url` to that address"
+            if location
+            else "the server answered with a redirect: check the URL"
+        )
+        return PermanentError.one(message, where, fix)
+    fix = _PERMANENT_STATUS.get(
+        status, "check the request options (url, params, body) against the API"
+    )
     return PermanentError.one(message, where, fix)
+
+
+_RETRIED_STATUS = {
+    408: "the server gave up waiting for the request (a slow or interrupted upload)",
+    500: "the server failed while answering (an error in the API itself, often passing); if "
+    "it persists, check the request (params, body) against the API or its status page",
+    502: "a gateway or proxy in front of the API got no valid answer from it (the API is "
+    "down or restarting)",
+    504: "a gateway or proxy in front of the API timed out waiting for it; if it persists, "
+    "ask for smaller pages (the page size or limit in `pagination`)",
+}
+_OTHER_5XX = "the server reported an error of its own; if it persists, its operators must fix it"
+_PERMANENT_STATUS = {
+    401: "check the credentials in `auth` (e.g. the ${ENV} variable holding the token)",
+    403: "the credentials lack permission for this resource",
+    404: "check the URL",
+    405: "the endpoint does not accept this method: check `method` against the API",
+    501: "the server does not implement this request: check `method` and the URL against the API",
+    505: "the server does not speak this HTTP version: check the URL",
+}
+
+
+def request_error(exc: BaseException, where: str) -> QuiverError:
+    """A request that got no answer, as Retryable (the network, a timeout, a dropped
+    connection) or Permanent (a bad URL, a TLS certificate that fails verification, a broken
+    answer the same request would get again), with what to do."""
+    said = f"request failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.TooManyRedirects):
+        last = f" (the last one pointed to {exc.request.url})" if _has_request(exc) else ""
+        return PermanentError.one(
+            f"the URL redirects in a loop or more than {MAX_REDIRECTS} times{last}",
+            where,
+            "open the URL in a browser or with curl -L to see where it leads, and set `url` "
+            "to the final address",
+        )
+    if isinstance(exc, httpx.DecodingError):
+        encoding = exc.request.headers.get("accept-encoding") if _has_request(exc) else None
+        return PermanentError.one(
+            f"the answer's body is not encoded as its Content-Encoding header says: {exc}",
+            where,
+            "the server's compression is broken; ask its operators to fix it, or set "
+            "`headers: {Accept-Encoding: identity}` to ask for an uncompressed answer"
+            + (f" (this request accepted: {encoding})" if encoding else ""),
+        )
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return PermanentError.one(
+            said, where, "check the URL: it needs an http:// or https:// scheme and a host"
+        )
+    if isinstance(exc, httpx.LocalProtocolError):
+        return PermanentError.one(
+            said,
+            where,
+            "the request cannot be sent as HTTP: check `headers` and `auth` for values with "
+            "line breaks or characters a header cannot hold",
+        )
+    if isinstance(exc, httpx.ProxyError):
+        status = str(exc)[:3]
+        if status.isdigit() and (status in ("408", "429") or status.startswith("5")):
+            return RetryableError.one(
+                said, where, "the proxy could not reach the server; the request is retried"
+            )
+        return PermanentError.one(
+            said,
+            where,
+            "the proxy refused the connection: check the proxy settings (HTTPS_PROXY, "
+            "HTTP_PROXY, ALL_PROXY in the environment) and their credentials",
+        )
+    tls = _tls_error(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return PermanentError.one(
+            f"the server's TLS certificate failed verification: {tls.verify_message or tls}",
+            where,
+            "a certificate that fails verification fails every retry: fix the server's "
+            "certificate, or trust its issuing CA with SSL_CERT_FILE=/path/to/ca.pem",
+        )
+    if tls is not None and not isinstance(tls, _TLS_TRANSIENT):
+        return PermanentError.one(
+            f"the TLS handshake failed: {tls}",
+            where,
+            "check the URL's scheme and port (https:// to a port that serves plain HTTP "
+            "fails this way) and that the server accepts a current TLS version",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        fix = "the server did not answer within `timeout` seconds; raise `timeout` for a slow API"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        fix = "the server closed the connection or broke the HTTP protocol while answering"
+    elif isinstance(exc, httpx.ConnectError):
+        fix = "check that the server is reachable (the host name and port in the URL)"
+    else:
+        fix = "the connection failed while the request was under way"
+    return RetryableError.one(said, where, fix + "; the request is retried with backoff")
+
+
+#: Redirects followed for one request (httpx's default too).
+MAX_REDIRECTS = 20
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _has_request(exc: httpx.RequestError) -> bool:
+    try:
+        exc.request  # noqa: B018
+    except RuntimeError:  # httpx raises when the error was made without one
+        return False
+    return True
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection error (httpx and httpcore re-raise it as theirs)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class RateLimiter:

@@ -12,8 +12,9 @@ a lost response.
 HTTP has no transactions: requests are sent as rows arrive, and rows sent before a later
 failure stay sent (at-least-once delivery). ``commit`` and ``abort`` only close the client.
 A 429, 5xx, timeout or connection error raises RetryableError (the engine retries the write;
-requests already accepted for that batch are not sent again); other 4xx raise PermanentError
-with the status and the start of the response body.
+requests already accepted for that batch are not sent again); other 4xx, and failures a retry
+cannot mend (a TLS certificate that fails verification, a URL that is not http(s)), raise
+PermanentError with the status or cause and the start of the response body.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class RestSink:
                     content=body,
                     headers={"Content-Type": content_type, "Idempotency-Key": key},
                 )
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise http_error(exc, None, self.where) from exc
             if response.status_code >= 300:
                 self.limiter.observe(response)

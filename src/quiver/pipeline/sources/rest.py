@@ -1,8 +1,10 @@
 """The ``rest`` source: records from a paginated JSON HTTP API.
 
 One request per page, through :class:`quiver.runtime.delivery.Delivery`: 429, 5xx, timeouts
-and connection errors are retried with exponential backoff and jitter (``retry``), other 4xx
-fail at once with the status and the start of the response body. Records are found at a
+and connection errors are retried with exponential backoff and jitter (``retry``); other 4xx,
+and what a retry cannot mend (a redirect loop, a body its Content-Encoding does not fit, a
+TLS certificate that fails verification; :func:`~quiver.pipeline.clients.http.request_error`)
+fail at once with the status or cause and the start of the response body. Records are found at a
 JSON path in each response (``records: data.items``); pagination follows a page number, an
 offset, a cursor or a next-page URL read from the response, or the ``Link: <...>; rel="next"``
 header.
@@ -27,7 +29,7 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
+from quiver.pipeline.clients.http import MAX_REDIRECTS, HttpAuth, RateLimiter, http_error
 from quiver.pipeline.component import (
     ComponentConfig,
     RowError,
@@ -276,7 +278,12 @@ class RestSource(RowRejecting):
         headers = {"Accept": "application/json", **self.cfg.headers}
         if self.cfg.auth is not None:
             headers.update(self.cfg.auth.headers())
-        return httpx.AsyncClient(headers=headers, timeout=self.cfg.timeout, follow_redirects=True)
+        return httpx.AsyncClient(
+            headers=headers,
+            timeout=self.cfg.timeout,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+        )
 
     async def _fetch(
         self, client: httpx.AsyncClient, url: str, params: dict[str, Any], limiter: RateLimiter
@@ -290,7 +297,7 @@ class RestSource(RowRejecting):
                 content=orjson.dumps(self.cfg.body) if self.cfg.body is not None else None,
                 headers={"Content-Type": "application/json"} if self.cfg.body is not None else None,
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise http_error(exc, None, f"{self.cfg.method} {url}") from exc
         if response.status_code >= 300:
             limiter.observe(response)
