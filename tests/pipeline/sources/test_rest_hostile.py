@@ -4,6 +4,7 @@ pages too large to hold (starlette + uvicorn on a free port, as the other REST t
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from quiver.pipeline.component import RunContext
@@ -81,6 +83,33 @@ async def ingest(request: Request) -> Response:
     return Response(b"{}", status_code=201)
 
 
+MIB = 1 << 20
+CHUNKS = 64  # a page of 64 MiB, made as it is sent
+
+
+def big_page(name: str, first: bytes = b"[") -> Iterator[bytes]:
+    yield first
+    for _ in range(CHUNKS):
+        count(name)
+        yield b" " * MIB
+    yield b"]"
+
+
+async def big(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name == "declared":  # sent whole with its Content-Length
+        return Response(b"[" + b" " * (2 * MIB) + b"]", media_type="application/json")
+    if name == "gzip":  # 1 KiB on the wire, 8 MiB once decompressed
+        headers = {"Content-Encoding": "gzip"}
+        packed = gzip.compress(b"[" + b" " * (8 * MIB) + b"]")
+        return Response(packed, media_type="application/json", headers=headers)
+    if name == "exactly":
+        return Response(b'[{"a": 1}]' + b" " * (MIB - 10), media_type="application/json")
+    code = 500 if name == "error" else 200
+    first = b"trouble: " if name == "error" else b"["
+    return StreamingResponse(big_page(name, first), code, media_type="application/json")
+
+
 APP = Starlette(
     routes=[
         Route("/body/{name}", body),
@@ -88,6 +117,7 @@ APP = Starlette(
         Route("/not-gzip", not_gzip),
         Route("/loop", loop),
         Route("/ingest", ingest, methods=["POST"]),
+        Route("/big/{name}", big, methods=["GET", "POST"]),
     ]
 )
 
@@ -346,3 +376,55 @@ async def test_the_sink_sorts_failed_requests_the_same_way(api: str, run_ctx: Ru
     with pytest.raises(RetryableError) as err:
         await write_all(sink, [batch], run_ctx)
     assert "a gateway or proxy" in err.value.details[0].fix
+
+
+# -- pages too large to hold -------------------------------------------------------------------
+
+
+async def test_a_page_larger_than_max_page_bytes_fails_while_it_streams_in(
+    api: str, run_ctx: RunContext
+) -> None:
+    err = await failure({"url": f"{api}/big/streamed", "max_page_bytes": MIB}, run_ctx)
+    said = str(err)
+    assert f"the response body is larger than `max_page_bytes` ({MIB} bytes)" in said, said
+    assert f"{api}/big/streamed" in said, said
+    assert "raise `max_page_bytes`" in err.details[0].fix
+    # the client stopped reading: the server made a few MiB of the 64 before it noticed
+    assert CALLS["streamed"] < CHUNKS // 2, CALLS["streamed"]
+
+
+async def test_a_declared_length_past_the_limit_fails_before_the_body_is_read(
+    api: str, run_ctx: RunContext
+) -> None:
+    err = await failure({"url": f"{api}/big/declared", "max_page_bytes": MIB}, run_ctx)
+    assert f"(its Content-Length is {2 * MIB + 2})" in str(err), str(err)
+
+
+async def test_the_limit_counts_the_decompressed_body(api: str, run_ctx: RunContext) -> None:
+    err = await failure({"url": f"{api}/big/gzip", "max_page_bytes": MIB}, run_ctx)
+    assert "larger than `max_page_bytes`" in str(err), str(err)
+
+
+async def test_a_page_of_exactly_max_page_bytes_is_read(api: str, run_ctx: RunContext) -> None:
+    source = build(RestSource, {"url": f"{api}/big/exactly", "max_page_bytes": MIB})
+    assert (await read_all(source, run_ctx)).column("a").to_pylist() == [1]
+
+
+def test_max_page_bytes_is_at_least_one_and_defaults_to_256_mib() -> None:
+    assert build(RestSource, {"url": "http://x"}).cfg.max_page_bytes == 256 * MIB
+    with pytest.raises(ValidationError, match="max_page_bytes"):
+        build(RestSource, {"url": "http://x", "max_page_bytes": 0})
+
+
+async def test_an_error_answer_is_read_only_for_the_start_it_quotes(
+    api: str, run_ctx: RunContext
+) -> None:
+    last = await retried({"url": f"{api}/big/error"}, run_ctx)
+    assert "HTTP 500 Internal Server Error: trouble:" in str(last), str(last)
+    assert CALLS["error"] < CHUNKS // 2, CALLS["error"]
+
+
+async def test_the_sink_does_not_hold_a_huge_answer(api: str, run_ctx: RunContext) -> None:
+    sink = build(RestSink, {"url": f"{api}/big/answer"})
+    await write_all(sink, [pa.record_batch({"id": [1]})], run_ctx)
+    assert CALLS["answer"] < CHUNKS // 2, CALLS["answer"]

@@ -19,7 +19,10 @@ __all__ = [
     "MAX_REDIRECTS",
     "HttpAuth",
     "RateLimiter",
+    "body_start",
+    "drain",
     "http_error",
+    "read_body",
     "request_error",
     "retry_after_seconds",
 ]
@@ -55,14 +58,18 @@ class HttpAuth(BaseModel):
 
 
 def http_error(
-    exc: BaseException | None, response: httpx.Response | None, where: str
+    exc: BaseException | None,
+    response: httpx.Response | None,
+    where: str,
+    body: bytes = b"",
 ) -> QuiverError:
-    """Map a transport failure or a non-2xx response onto Retryable / Permanent errors."""
+    """Map a transport failure or a non-2xx response onto Retryable / Permanent errors; the
+    message quotes the start of ``body``, the response's (streamed: see :func:`body_start`)."""
     if response is None:
         assert exc is not None
         return request_error(exc, where)
     status = response.status_code
-    snippet = response.text[:200].strip()
+    snippet = body.decode(response.encoding or "utf-8", "replace")[:200].strip()
     message = f"HTTP {status} {response.reason_phrase}" + (f": {snippet}" if snippet else "")
     if status in (429, 503):
         after = response.headers.get("retry-after")
@@ -182,6 +189,10 @@ def request_error(exc: BaseException, where: str) -> QuiverError:
 
 #: Redirects followed for one request (httpx's default too).
 MAX_REDIRECTS = 20
+#: Bytes of an error answer's body read for its message (which quotes its start).
+BODY_START = 4096
+#: Bytes of an answer whose body is not needed read to keep its connection (see :func:`drain`).
+DRAINED = 1 << 20
 _TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
@@ -203,6 +214,62 @@ def _tls_error(exc: BaseException) -> ssl.SSLError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+async def read_body(response: httpx.Response, limit: int, where: str, setting: str) -> bytes:
+    """The body of a streamed ``response`` (decompressed), refused with PermanentError as soon
+    as it passes ``limit`` bytes, without reading the rest: a declared Content-Length past
+    the limit before a byte is read, else while it arrives. ``setting`` names the option that
+    sets the limit, for the fix."""
+    declared = response.headers.get("content-length", "")
+    if (
+        declared.isdigit()
+        and int(declared) > limit
+        and response.headers.get("content-encoding", "identity") == "identity"
+    ):
+        raise _too_large(limit, where, setting, f" (its Content-Length is {declared})")
+    chunks = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, where, setting, "")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, where: str, setting: str, declared: str) -> QuiverError:
+    return PermanentError.one(
+        f"the response body is larger than `{setting}` ({limit} bytes){declared}; it was not "
+        "read further",
+        where,
+        f"if such answers are genuine, raise `{setting}` in the options; or ask for smaller "
+        "pages (the page size or limit in `pagination`)",
+    )
+
+
+async def body_start(response: httpx.Response, size: int = BODY_START) -> bytes:
+    """At most about ``size`` bytes of the start of a streamed response's body (decompressed),
+    for an error message; the rest is not read."""
+    chunks: list[bytes] = []
+    taken = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        taken += len(chunk)
+        if taken >= size:
+            break
+    return b"".join(chunks)[:size]
+
+
+async def drain(response: httpx.Response, most: int = DRAINED) -> None:
+    """Read and drop a streamed response's body, so its connection serves the next request;
+    one longer than ``most`` bytes is left unread (closing the response drops the connection
+    instead)."""
+    taken = 0
+    async for chunk in response.aiter_raw():
+        taken += len(chunk)
+        if taken > most:
+            return
 
 
 class RateLimiter:

@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.clients.http import HttpAuth, RateLimiter, http_error
+from quiver.pipeline.clients.http import HttpAuth, RateLimiter, body_start, drain, http_error
 from quiver.pipeline.component import (
     ComponentConfig,
     RunContext,
@@ -99,21 +99,32 @@ class RestSink:
             body, content_type = self._body(rows)
             key = f"{self.run_id}-{self.requests + 1}"
             await self.limiter.wait()
-            try:
-                response = await self.client.request(
-                    self.cfg.method,
-                    self.cfg.url,
-                    content=body,
-                    headers={"Content-Type": content_type, "Idempotency-Key": key},
-                )
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                raise http_error(exc, None, self.where) from exc
-            if response.status_code >= 300:
-                self.limiter.observe(response)
-                raise http_error(None, response, self.where)
+            await self._send(body, content_type, key)
             self.requests += 1
             self._current = (batch_id, offset + len(rows))
         self._current = (0, 0)  # done: a later batch may reuse this one's id
+
+    async def _send(self, body: bytes, content_type: str, key: str) -> None:
+        """One request; of the answer only the start of an error's body is kept (for the
+        message), so a server answering with a huge body costs no memory."""
+        assert self.client is not None
+        try:
+            request = self.client.build_request(
+                self.cfg.method,
+                self.cfg.url,
+                content=body,
+                headers={"Content-Type": content_type, "Idempotency-Key": key},
+            )
+            response = await self.client.send(request, stream=True)
+            try:
+                if response.status_code >= 300:
+                    self.limiter.observe(response)
+                    raise http_error(None, response, self.where, await body_start(response))
+                await drain(response)
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise http_error(exc, None, self.where) from exc
 
     async def commit(self) -> None:
         await self._close()

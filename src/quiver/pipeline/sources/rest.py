@@ -29,7 +29,14 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quiver.pipeline.clients.http import MAX_REDIRECTS, HttpAuth, RateLimiter, http_error
+from quiver.pipeline.clients.http import (
+    MAX_REDIRECTS,
+    HttpAuth,
+    RateLimiter,
+    body_start,
+    http_error,
+    read_body,
+)
 from quiver.pipeline.component import (
     ComponentConfig,
     RowError,
@@ -143,6 +150,12 @@ class RestSourceConfig(ComponentConfig):
         None, gt=0, description="At most this many requests per second."
     )
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for one response.")
+    max_page_bytes: int = Field(
+        256 << 20,
+        gt=0,
+        description="Largest response body (one page, after decompression) read, in bytes; "
+        "a larger one fails the run naming its URL, without being read further.",
+    )
     schema_: dict[str, str] | None = Field(
         None,
         alias="schema",
@@ -287,22 +300,31 @@ class RestSource(RowRejecting):
 
     async def _fetch(
         self, client: httpx.AsyncClient, url: str, params: dict[str, Any], limiter: RateLimiter
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
+        """One page: its response and its body, read as it streams in up to
+        ``max_page_bytes``."""
         await limiter.wait()
+        where = f"{self.cfg.method} {url}"
         try:
-            response = await client.request(
+            request = client.build_request(
                 self.cfg.method,
                 url,
                 params=params or None,
                 content=orjson.dumps(self.cfg.body) if self.cfg.body is not None else None,
                 headers={"Content-Type": "application/json"} if self.cfg.body is not None else None,
             )
+            response = await client.send(request, stream=True)
+            try:
+                if response.status_code >= 300:
+                    limiter.observe(response)
+                    raise http_error(None, response, where, await body_start(response))
+                return response, await read_body(
+                    response, self.cfg.max_page_bytes, where, "max_page_bytes"
+                )
+            finally:
+                await response.aclose()
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise http_error(exc, None, f"{self.cfg.method} {url}") from exc
-        if response.status_code >= 300:
-            limiter.observe(response)
-            raise http_error(None, response, f"{self.cfg.method} {url}")
-        return response
+            raise http_error(exc, None, where) from exc
 
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
         cfg = self.cfg
@@ -328,13 +350,13 @@ class RestSource(RowRejecting):
         pages = 0
         async with self._client() as client:
             while url is not None:
-                response = await delivery.call(
+                response, content = await delivery.call(
                     functools.partial(self._fetch, client, url, dict(params), limiter),
                     name="source rest",
                 )
                 pages += 1
                 try:
-                    doc, duplicates = _parse_page(response.content)
+                    doc, duplicates = _parse_page(content)
                 except JsonTooDeepError as exc:
                     raise PermanentError.one(
                         f"page {pages} nests objects and arrays {exc.depth} levels deep, more "
