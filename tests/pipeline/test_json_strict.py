@@ -34,6 +34,8 @@ READERS = [parse_json, parse_json_marking, strict_json]
         (b'{"a": NaN}', "NaN at line 1 column 7 is not a JSON value"),
         (b"[1,\n  Infinity]", "Infinity at line 2 column 3 is not a JSON value"),
         ('{"é": "NaN",\n "b": -Infinity}', "-Infinity at line 2 column 7 is not a JSON value"),
+        # NaN inside a string, after an escaped quote and before an escaped backslash
+        (rb'{"a": "q\" NaN \\", "b": NaN}', "NaN at line 1 column 26 is not a JSON value"),
     ],
 )
 def test_nan_and_infinities_are_refused_with_their_place(

@@ -417,23 +417,31 @@ def strict_json(text: bytes | str) -> Any:
 def _constant_reason(name: str, text: str, first_line: int = 1) -> str:
     at = ""
     raw = text.encode("utf-8", "surrogatepass")
-    found = [m for m in _CONSTANT.finditer(raw) if m.group() == name.encode()]
-    if found:
-        outside = _unquoted(np.frombuffer(raw, np.uint8), np.array([m.start() for m in found]))
-        if outside.any():
-            offset = found[int(np.argmax(outside))].start()
-            line, _ = line_and_column(raw, offset)
-            start = raw.rfind(b"\n", 0, offset) + 1
-            column = len(raw[start:offset].decode("utf-8", "surrogatepass")) + 1
-            at = f" at line {line + first_line - 1} column {column}"
+    offset = _constant_at(raw)
+    if offset is not None:
+        line, _ = line_and_column(raw, offset)
+        start = raw.rfind(b"\n", 0, offset) + 1
+        column = len(raw[start:offset].decode("utf-8", "surrogatepass")) + 1
+        at = f" at line {line + first_line - 1} column {column}"
     return (
         f"{name}{at} is not a JSON value: JSON has no NaN or infinities (send them as the "
         'strings "NaN", "Infinity" and "-Infinity")'
     )
 
 
+def _constant_at(raw: bytes) -> int | None:
+    """Where the first ``NaN``, ``Infinity`` or ``-Infinity`` outside a string is in ``raw``:
+    the first such token after an even number of quotes that no backslash escapes."""
+    quotes = done = 0
+    for found in _CONSTANT.finditer(raw):
+        quotes += _ESCAPE.sub(b"", raw[done : found.start()]).count(b'"')
+        done = found.start()
+        if quotes % 2 == 0:
+            return done
+    return None
+
+
 _CONSTANT = re.compile(rb"-?Infinity|NaN")
-_OPEN, _CLOSE, _QUOTE, _BACKSLASH = ord("{"), ord("}"), ord('"'), ord("\\")
 
 
 def _check_depth(text: bytes | bytearray | memoryview | str) -> None:
@@ -468,7 +476,7 @@ def json_depth(raw: bytes | bytearray | memoryview) -> int:
     codes = np.frombuffer(text, np.uint8)
     steps = _STEP[codes]
     if b'"' in text:
-        steps[np.cumsum(codes == _QUOTE, dtype=np.int64) % 2 == 1] = 0
+        steps[np.cumsum(codes == ord('"'), dtype=np.int64) % 2 == 1] = 0
     depth = np.cumsum(steps, dtype=np.int32 if codes.size < 2**31 else np.int64)
     return int(depth.max(initial=0))
 
@@ -477,21 +485,6 @@ _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _STEP = np.zeros(256, np.int8)
 _STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
-
-
-def _unquoted(a: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Which of the (increasing) ``positions`` in the JSON text ``a`` lie outside strings:
-    those after an even number of quotes that no backslash escapes."""
-    quotes = np.flatnonzero(a == _QUOTE)
-    if quotes.size and (a == _BACKSLASH).any():
-        # a quote is escaped when an odd run of backslashes ends just before it
-        slashes = np.flatnonzero(a == _BACKSLASH)
-        run_starts = np.maximum.accumulate(np.where(np.diff(slashes, prepend=-2) != 1, slashes, 0))
-        after = quotes[(quotes > 0) & (a[quotes - 1] == _BACKSLASH)]
-        run = after - run_starts[np.searchsorted(slashes, after - 1)]
-        quotes = np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
-    result: np.ndarray = np.searchsorted(quotes, positions) % 2 == 0
-    return result
 
 
 def parse_json_lines(body: bytes) -> list[Any]:
