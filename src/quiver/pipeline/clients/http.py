@@ -130,13 +130,11 @@ def request_error(exc: BaseException, where: str) -> QuiverError:
             "to the final address",
         )
     if isinstance(exc, httpx.DecodingError):
-        encoding = exc.request.headers.get("accept-encoding") if _has_request(exc) else None
         return PermanentError.one(
             f"the answer's body is not encoded as its Content-Encoding header says: {exc}",
             where,
             "the server's compression is broken; ask its operators to fix it, or set "
-            "`headers: {Accept-Encoding: identity}` to ask for an uncompressed answer"
-            + (f" (this request accepted: {encoding})" if encoding else ""),
+            "`headers: {Accept-Encoding: identity}` to ask for an uncompressed answer",
         )
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return PermanentError.one(
