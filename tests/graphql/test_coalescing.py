@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -16,6 +16,7 @@ import pytest_asyncio
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
 from quiver.schema.reflect import reflect_database
+from quiver.sql.database import _Postgres
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -97,7 +98,7 @@ async def _bodies(engine: GraphQLEngine, query: str, requests: list[dict[str, An
 
 def _coalesced(engine: GraphQLEngine) -> int:
     """How many statement texts have been coalesced so far."""
-    return sum(1 for g in engine.database._coalesced.values() if g.statements)  # type: ignore[attr-defined]
+    return sum(1 for g in cast("_Postgres", engine.database)._coalesced.values() if g.statements)
 
 
 @pytest.mark.parametrize(("query", "requests"), SHAPES)

@@ -72,7 +72,7 @@ def _like(pattern: str, text: str, fold: bool) -> bool:
 
 def _leaf(value: Any, op: str, arg: Any) -> bool:
     if op == "isNull":
-        return (value is None) == arg
+        return bool((value is None) == arg)
     if op == "nin" and not arg:
         return True  # an empty nin is no condition: null rows pass too
     if value is None:

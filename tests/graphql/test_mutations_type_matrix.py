@@ -238,7 +238,7 @@ async def test_triggers_log_outside_writes_of_every_type_as_served(cells: Runner
 async def test_a_value_that_does_not_fit_names_its_field(cells: Runner) -> None:
     # SQLite would keep any value in any column: Quiver checks what the column declares.
     small = "i2" if cells.dialect == "postgresql" else "si"
-    cases = [
+    cases: list[tuple[dict[str, object], str]] = [
         # one field set: the database's complaint can only be about it
         ({"vc": "x" * 21}, "vc"),
         ({small: 40000}, small),

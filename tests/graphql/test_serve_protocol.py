@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
 import pytest
 import uvicorn
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import create_app
@@ -50,7 +51,7 @@ class _CountingTransport:
 
 class _ObservedProtocol(CoalescingHttpProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_CountingTransport(transport))
+        super().connection_made(cast(asyncio.Transport, _CountingTransport(transport)))
 
 
 def _app_with_websocket(graphql: Any) -> Any:
@@ -194,8 +195,8 @@ def test_a_malformed_request_is_refused_and_closed(server: int) -> None:
 
 def test_a_websocket_upgrade_reaches_the_app_with_a_websocket_scope(server: int) -> None:
     with ws_connect(
-        f"ws://127.0.0.1:{server}/graphql", subprotocols=["graphql-transport-ws"]
-    ) as ws:  # type: ignore[list-item]
+        f"ws://127.0.0.1:{server}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as ws:
         assert ws.subprotocol == "graphql-transport-ws"
         ws.send("hello")
         assert ws.recv(timeout=10) == "websocket /graphql hello"

@@ -57,17 +57,17 @@ LONG_TEXT_ROWS = {
 def execute_statements(url: str, statements: list[str]) -> None:
     parsed = parse_database_url(url)
     if parsed.dialect == "sqlite":
-        with sqlite3.connect(parsed.database) as conn:
+        with sqlite3.connect(parsed.database) as lite:
             for ddl in statements:
-                conn.execute(ddl)
+                lite.execute(ddl)
     elif parsed.dialect == "postgresql":
         import psycopg
 
         with psycopg.connect(
             host=parsed.host, port=parsed.port, user=parsed.user, dbname=parsed.database
-        ) as conn:
+        ) as pg:
             for ddl in statements:
-                conn.execute(ddl)
+                pg.execute(ddl)
     else:
         import pymysql
 

@@ -346,7 +346,7 @@ async def test_a_filter_value_the_database_cannot_take_is_refused_at_subscribe(
             # money compares as money: text it cannot read is the query's own refusal
             where = {"m": {"gt": "not money"}}
             document = "subscription($w: CellWhere) { cellChanged(where: $w) { op } }"
-            operations = [
+            operations: list[dict[str, Any]] = [
                 {"query": document, "variables": {"w": where}},
                 {"query": "subscription { cellChanged { op after { id } } }"},
             ]
