@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 import pytest
@@ -112,7 +112,16 @@ class ScratchDatabase:
 
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-MYSQL_HOST = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+class MySQLHost(TypedDict):
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+MYSQL_HOST: MySQLHost = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 
 @pytest_asyncio.fixture(params=["postgresql", "mysql", "sqlite"], loop_scope="function")

@@ -117,9 +117,12 @@ def _agrees(dialect: str, column: str, db_type: str, scalar: str, read: Any, ser
         return str(read) == serve
     if dialect == "sqlite" and isinstance(read, str):
         # A query reads SQLite's stored text as it is (a table reads its declared type).
-        read = {"Date": dt.date, "DateTime": dt.datetime, "Time": dt.time}[scalar].fromisoformat(
-            read
-        )
+        kinds: dict[str, type[dt.date] | type[dt.time]] = {
+            "Date": dt.date,
+            "DateTime": dt.datetime,
+            "Time": dt.time,
+        }
+        read = kinds[scalar].fromisoformat(read)
     if dialect == "sqlite" and scalar == "Decimal" and isinstance(read, float):
         return bool(decimal.Decimal(serve) == decimal.Decimal(repr(read)))
     if dialect == "sqlite" and scalar == "Boolean" and isinstance(read, int):
@@ -130,7 +133,7 @@ def _agrees(dialect: str, column: str, db_type: str, scalar: str, read: Any, ser
         return bool(read is serve)
     if scalar == "Decimal":
         if isinstance(read, str):
-            return read == serve
+            return bool(read == serve)
         return bool(decimal.Decimal(serve) == read)
     if scalar == "Float":
         number = float(serve)  # "NaN" and "Infinity" as strings

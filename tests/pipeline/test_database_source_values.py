@@ -3,7 +3,7 @@ the value, its record and the fix: never a driver's traceback, never another val
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,7 +16,7 @@ from .conftest import ScratchDatabase, build, read_all
 
 async def _read(db: ScratchDatabase, ctx: RunContext, **options: Any) -> list[dict[str, Any]]:
     table = await read_all(build(DatabaseSource, {"url": db.url, **options}), ctx)
-    return table.drop_columns([LINE_COLUMN]).to_pylist()
+    return cast(list[dict[str, Any]], table.drop_columns([LINE_COLUMN]).to_pylist())
 
 
 @pytest.mark.parametrize("test_db", ["postgresql"], indirect=True)

@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -45,11 +45,11 @@ def run(tmp_path: Path, doc: dict[str, Any]) -> RunResult:
 def columns_written(path: Path, sink: str) -> list[str] | None:
     """The column names an output file holds (None for JSON Lines, which has no header)."""
     if sink == "parquet":
-        return pq.read_schema(path).names
+        return cast(list[str], pq.read_schema(path).names)
     if sink == "arrow":
         with ipc.open_file(path) as reader:
             assert reader.read_all().num_rows == 0
-            return reader.schema.names
+            return cast(list[str], reader.schema.names)
     text = path.read_text()
     if sink == "jsonl":
         assert text == ""

@@ -50,9 +50,9 @@ FIRST = {"s": -62_135_596_800, "ms": -62_135_596_800_000, "us": -62_135_596_800_
 LAST = {"s": 253_402_300_799, "ms": 253_402_300_799_999, "us": 253_402_300_799_999_999}
 
 
-def _utc(*args: int) -> int:
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
     """Microseconds since 1970 of a UTC time."""
-    moment = dt.datetime(*args, tzinfo=dt.UTC)  # type: ignore[misc]
+    moment = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 

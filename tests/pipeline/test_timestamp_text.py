@@ -24,8 +24,10 @@ from .conftest import build, write_all
 INSTANT = dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def _utc(*parts: int) -> dt.datetime:
-    return dt.datetime(*parts, tzinfo=dt.UTC)  # type: ignore[misc]
+def _utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 #: zone of the column -> how every text sink writes INSTANT in it (microseconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pytest
@@ -28,7 +29,7 @@ def _run(
 
 
 def _at(batch: pa.RecordBatch, path: str) -> list[object]:
-    return read_path(batch, parse_path(path)).to_pylist()
+    return cast(list[object], read_path(batch, parse_path(path)).to_pylist())
 
 
 def test_static_values_and_the_host_name_are_added(run_ctx: RunContext) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
@@ -28,7 +30,7 @@ def _redact(options: dict[str, object], texts: list[str | None], ctx: RunContext
     b = pa.RecordBatch.from_pydict({"msg": pa.array(texts, pa.string())})
     out = process(make(RedactProcessor, {"fields": ["msg"], **options}), b, ctx)
     assert out.batch is not None
-    return out.batch.column("msg").to_pylist()
+    return cast(list[object], out.batch.column("msg").to_pylist())
 
 
 def test_built_in_patterns_are_masked_by_kind(run_ctx: RunContext) -> None:

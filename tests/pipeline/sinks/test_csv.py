@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext
-from quiver.pipeline.sinks.csv import CsvSink, CsvSinkConfig, _Serializer
+from quiver.pipeline.sinks.csv import CsvSink, CsvSinkConfig, Quoting, _Serializer
 from quiver.pipeline.sources.csv import CsvSource
 from quiver.runtime.errors import PermanentError
 
@@ -191,7 +191,7 @@ _TRICKY += ["line\nbreak", "cr\rlf\r\n", '"', "é ü 漢字", "trailing\\"]
     null_string=st.sampled_from(["", "NULL", "\\N"]),
 )
 def test_arrow_writer_writes_what_the_column_wise_path_writes(
-    texts: list[str | None], delimiter: str, quoting: str, terminator: str, null_string: str
+    texts: list[str | None], delimiter: str, quoting: Quoting, terminator: str, null_string: str
 ) -> None:
     """With ``quoting: all`` or ``none``, Arrow's CSV writer does the quoting and joining; its
     bytes equal those of the column-wise path, and it refuses the same values the same way."""
