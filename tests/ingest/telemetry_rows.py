@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -26,9 +27,14 @@ def rows_of(signal: Signal, request: Request) -> pa.RecordBatch:
 
 def example_rows() -> pa.RecordBatch:
     """The rows of the example traces, metrics and logs requests, in one batch."""
+    examples: list[tuple[Signal, dict[str, Any]]] = [
+        ("traces", TRACES),
+        ("metrics", METRICS),
+        ("logs", LOGS),
+    ]
     batches = [
         rows_of(signal, decode_body(signal, orjson.dumps(doc), json=True))
-        for signal, doc in (("traces", TRACES), ("metrics", METRICS), ("logs", LOGS))
+        for signal, doc in examples
     ]
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 

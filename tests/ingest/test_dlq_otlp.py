@@ -54,7 +54,8 @@ def test_refused_checkpoints_are_kept_and_replayed_once_the_sink_works(service: 
         assert answer.status_code == 200
     deadline = time.monotonic() + 30
     while len(entries(service)) < 3:
-        assert service.proc is not None and service.proc.poll() is None, stopped(service.proc)
+        assert service.proc is not None
+        assert service.proc.poll() is None, stopped(service.proc)
         assert time.monotonic() < deadline, f"{len(entries(service))} entries"
         time.sleep(0.05)
     code, output = stop(service, signal.SIGTERM)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pyarrow.dataset as ds
@@ -52,13 +53,13 @@ def request_body(number: int) -> bytes:
             trace_id=(n // 16 + 1).to_bytes(16, "big"),
             span_id=(n + 1).to_bytes(8, "big"),
             name="op",
-            kind=2,
+            kind=Span.SpanKind.SPAN_KIND_SERVER,
             start_time_unix_nano=t0 + n,
             end_time_unix_nano=t0 + n + 1000,
         )
         for n in range(first, first + PER_REQUEST)
     )
-    return request.SerializeToString()
+    return cast(bytes, request.SerializeToString())
 
 
 class Process:

@@ -56,7 +56,11 @@ async def deliver(
     async def send(bodies: list[bytes], options: dict[str, Any]) -> tuple[pa.Table, list[Any]]:
         if kind == "mqtt":
             prefix = unique("m")
-            opts = {"topics": [f"{prefix}/#"], "client_id": unique("c"), "topic_field": None}
+            opts: dict[str, object] = {
+                "topics": [f"{prefix}/#"],
+                "client_id": unique("c"),
+                "topic_field": None,
+            }
             first: MqttReceiver = build(MqttReceiver, {**opts, "idle_timeout": 0.2})
             await take(first, run_ctx)  # the broker keeps the session's messages from now on
             await first.close()

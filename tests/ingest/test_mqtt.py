@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import cast
 
 import pyarrow as pa
 import pytest
@@ -92,7 +94,7 @@ async def test_qos2_messages_are_completed_on_commit(run_ctx: RunContext) -> Non
 async def test_qos0_messages_arrive_with_their_topic(run_ctx: RunContext) -> None:
     prefix = unique("m")
     r = receiver(prefix, qos=0, idle_timeout=None)
-    stream = r.batches(run_ctx)
+    stream = cast("AsyncGenerator[pa.RecordBatch, None]", r.batches(run_ctx))
     reading = asyncio.ensure_future(anext(stream))
     batch = await publish_until_read(
         reading, lambda: asyncio.to_thread(mqtt_publish, [(f"{prefix}/x/y", b'{"v": 1.5}')], 0)

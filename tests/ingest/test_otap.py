@@ -96,7 +96,7 @@ def sdk_traces() -> ExportTraceServiceRequest:
 def sdk_logs() -> ExportLogsServiceRequest:
     from opentelemetry._logs import SeverityNumber
 
-    exporter = InMemoryLogRecordExporter()
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("shop.logger")
@@ -217,7 +217,7 @@ def test_an_unknown_or_foreign_payload_type_is_invalid_argument(
 ) -> None:
     rec = receiver(arrow={})
     unknown = good_bar(1)
-    unknown.arrow_payloads.add(schema_id="z", type=99, record=b"x")  # type: ignore[arg-type]
+    unknown.arrow_payloads.add(schema_id="z", type=99, record=b"x")
     foreign = good_bar(2)
     foreign.arrow_payloads.add(schema_id="z", type=_T.LOG_ATTRS, record=b"x")
     answers = stream(rec, [unknown, foreign, good_bar(3)])

@@ -71,7 +71,12 @@ def test_resources_repeated_batch_after_batch_are_read_anew_whenever_they_change
     bars = [encoder.traces(r) for r in requests]
     read: list[str] = []  # the attribute tables decoded, not reused
     runs = columns.attribute_runs
-    monkeypatch.setattr(columns, "attribute_runs", lambda t: (read.append(t.name), runs(t))[1])
+
+    def counted_runs(t: Payload) -> np.ndarray:
+        read.append(t.name)
+        return runs(t)
+
+    monkeypatch.setattr(columns, "attribute_runs", counted_runs)
     got = decoded(bars)
     monkeypatch.undo()
     # resources reused in batch 1; scopes (the same two until batch 4) in batches 1 to 3

@@ -53,7 +53,8 @@ def wait_for(svc: Service, count: int) -> None:
     """Until the committed output holds ``count`` spans, the receiver running all along."""
     deadline = time.monotonic() + 30
     while len(span_ids(svc)) < count:
-        assert svc.proc is not None and svc.proc.poll() is None, stopped(svc.proc)
+        assert svc.proc is not None
+        assert svc.proc.poll() is None, stopped(svc.proc)
         assert time.monotonic() < deadline, f"{len(span_ids(svc))} spans committed"
         time.sleep(0.05)
 

@@ -79,7 +79,7 @@ def sdk_metrics() -> ExportMetricsServiceRequest:
 def sdk_logs() -> ExportLogsServiceRequest:
     from opentelemetry._logs import SeverityNumber
 
-    exporter = InMemoryLogRecordExporter()
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     provider = LoggerProvider(resource=Resource.create({"service.name": "shop"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("shop.logger")

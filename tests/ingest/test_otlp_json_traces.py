@@ -25,7 +25,7 @@ def general(body: bytes) -> Conversion | str:
     def refuse(doc: Any, ids: Any) -> Any:
         raise json_traces.FallbackError
 
-    json_traces.traces_from_json = refuse  # type: ignore[assignment]
+    json_traces.traces_from_json = refuse
     try:
         return convert_request("traces", decode_body("traces", body, json=True))
     except BadRequestError as exc:
@@ -33,7 +33,7 @@ def general(body: bytes) -> Conversion | str:
     except Exception as exc:  # any other failure must be the same either way
         return f"{type(exc).__name__}: {exc}"
     finally:
-        json_traces.traces_from_json = saved  # type: ignore[assignment]
+        json_traces.traces_from_json = saved
 
 
 def fast(body: bytes) -> tuple[Conversion | str, bool]:
@@ -70,7 +70,7 @@ def same(doc: Any) -> bool:
 
 def generated(spans: int = 300) -> dict[str, Any]:
     """Spans as an OTLP/JSON exporter writes them: hex ids, enums by name, times as strings."""
-    doc = json_format.MessageToDict(span_request(spans))
+    doc: dict[str, Any] = json_format.MessageToDict(span_request(spans))
     for rs in doc["resourceSpans"]:
         for ss in rs["scopeSpans"]:
             for span in ss["spans"]:

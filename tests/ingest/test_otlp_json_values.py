@@ -9,7 +9,7 @@ import base64
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,7 +98,7 @@ def as_proto(signal: str, doc: dict[str, Any]) -> bytes:
         text = text.replace(hex_id, base64.b64encode(bytes.fromhex(hex_id)).decode())
     message = ExportTraceServiceRequest() if signal == "traces" else ExportLogsServiceRequest()
     json_format.Parse(text, message, ignore_unknown_fields=True)
-    return message.SerializeToString()
+    return cast(bytes, message.SerializeToString())
 
 
 async def rows(kafka_broker: str, folder: Path, fmt: str, signal: str, body: bytes) -> pa.Table:

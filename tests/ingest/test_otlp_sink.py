@@ -28,7 +28,7 @@ from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
 
 from ..pipeline.conftest import write_all
 from .conftest import Receiver, build, free_port, plain, wait_listening
-from .sdk_clients import send_traces
+from .sdk_clients import Transport, send_traces
 from .telemetry_rows import example_rows, rows_of, span_request
 
 
@@ -100,7 +100,7 @@ def stop_pipeline(engine: PipelineEngine, thread: threading.Thread) -> None:
     ("protocol", "commit_every"), [("grpc", None), ("http", None), ("grpc", 1)]
 )
 def test_sdk_spans_travel_through_a_forwarding_quiver(
-    protocol: str, commit_every: int | None, receiver: Callable[..., Receiver], tmp_path: Path
+    protocol: Transport, commit_every: int | None, receiver: Callable[..., Receiver], tmp_path: Path
 ) -> None:
     """OpenTelemetry SDK -> Quiver (otlp receiver, otlp sink) -> Quiver (otlp receiver, parquet);
     with ``commit_every: 1`` the forwarding run commits (and reconnects) after each request."""

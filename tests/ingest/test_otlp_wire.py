@@ -32,12 +32,16 @@ def request() -> ExportTraceServiceRequest:
                     span_id=bytes([0] * 7 + [i + 1]),
                     parent_span_id=b"" if i == 0 else bytes([0] * 7 + [i]),
                     name=f"op{i}",
-                    kind=i if i < 4 else 9,  # 9: a kind the specification does not name
+                    # 9: a kind the specification does not name
+                    kind=Span.SpanKind.ValueType(i if i < 4 else 9),
                     flags=256 + i,
                     trace_state="k=v" if i == 2 else "",
                     start_time_unix_nano=1_765_000_000_000_000_000 + i,
                     end_time_unix_nano=1_765_000_000_000_000_000 + i * 1000 if i else 0,
-                    status=Status(code=i % 3, message="bad" if i % 3 == 2 else ""),
+                    status=Status(
+                        code=Status.StatusCode.ValueType(i % 3),
+                        message="bad" if i % 3 == 2 else "",
+                    ),
                     dropped_attributes_count=i,
                 )
                 span.attributes.extend(

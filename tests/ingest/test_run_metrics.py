@@ -275,7 +275,7 @@ def test_health_false_serves_metrics_only_and_openmetrics_on_request() -> None:
         )
         assert response.headers["content-type"].startswith("application/openmetrics-text")
         assert response.text.count("# EOF") == 1  # one document of every registry
-        families = {f.name: f for f in openmetrics_families(response.text)}
+        families = {f.name: f for f in openmetrics_families(response.text)}  # type: ignore[no-untyped-call]
         assert families["quiver_test_things"].samples[0].value == 2
         assert "process_cpu_seconds" in families
     finally:

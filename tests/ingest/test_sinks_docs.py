@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "ingest-sinks.md"
 
 
 def blocks() -> list[str]:
-    docs = []
+    docs: list[str] = []
     for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
         docs.extend(part for part in block.split("\n---\n") if part.strip())
     return docs

@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
@@ -62,7 +62,7 @@ def resource_request(*tenants: str | None) -> bytes:
             attr = rs.resource.attributes.add()
             attr.key, attr.value.string_value = "tenant.id", tenant
         rs.scope_spans.add().spans.append(span(f"s{i}", span_id=bytes([i + 1]) * 8))
-    return request.SerializeToString()
+    return cast(bytes, request.SerializeToString())
 
 
 def post(rec: Receiver, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:

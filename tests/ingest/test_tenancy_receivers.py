@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
@@ -118,7 +118,7 @@ async def test_kafka_otlp_rows_take_the_tenant_of_their_resource(
             if tenant is not None:
                 kv = rs.resource.attributes.add()
                 kv.key, kv.value.string_value = "tenant.id", f" {tenant} "
-        return request.SerializeToString()
+        return cast(bytes, request.SerializeToString())
 
     topic = unique("t")
     await kafka_topic(kafka_broker, topic)
