@@ -78,7 +78,7 @@ def test_a_user_column_named___line_is_ordinary_data(
 def test_a_database_sink_names_the_input_line_of_a_null_key(
     tmp_path: Path, quiver: QuiverRunner, fresh_postgresql: str
 ) -> None:
-    rows = [[1, "a"], [2, "b"], ["", "c"], [4, "d"]]
+    rows: list[list[object]] = [[1, "a"], [2, "b"], ["", "c"], [4, "d"]]
     write_csv(tmp_path / "in.csv", ["id", "name"], rows)
     write_pipeline(
         tmp_path,

@@ -166,21 +166,21 @@ def _same(got: Any, served: Any, arrow: pa.DataType, as_json: bool) -> bool:
         return isinstance(got, str) and _exact(got) == served
     if pa.types.is_floating(arrow):
         if isinstance(served, str):  # "NaN", "Infinity"
-            return (math.isnan(got) and served == "NaN") or got == float(served)
-        return got == float(served)
+            return bool((math.isnan(got) and served == "NaN") or got == float(served))
+        return bool(got == float(served))
     if pa.types.is_decimal(arrow):
-        return got == decimal.Decimal(served)
+        return bool(got == decimal.Decimal(served))
     if pa.types.is_integer(arrow):
-        return got == int(served)
+        return bool(got == int(served))
     if pa.types.is_binary(arrow):
-        return base64.b64encode(got).decode() == served
+        return bool(base64.b64encode(got).decode() == served)
     if pa.types.is_timestamp(arrow):
         when = dt.datetime.fromisoformat(served.replace("Z", "+00:00"))
-        return got == (when if when.tzinfo else when.replace(tzinfo=dt.UTC))
+        return bool(got == (when if when.tzinfo else when.replace(tzinfo=dt.UTC)))
     if pa.types.is_date(arrow):
-        return got == dt.date.fromisoformat(served)
+        return bool(got == dt.date.fromisoformat(served))
     if pa.types.is_time(arrow):
-        return got == dt.time.fromisoformat(served)
+        return bool(got == dt.time.fromisoformat(served))
     if isinstance(served, dict | list):  # geometry, composites: their JSON text
         return isinstance(got, str) and _exact(got) == served
     return bool(got == served)

@@ -66,7 +66,8 @@ class Shop:
     def connect(self, autocommit: bool = True) -> Any:
         db = parse_database_url(self.url)
         if self.dialect == "sqlite":
-            conn = sqlite3.connect(db.database, isolation_level=None if autocommit else "")
+            # typeshed leaves out "", the default level (DEFERRED)
+            conn = sqlite3.connect(db.database, isolation_level=None if autocommit else "")  # type: ignore[arg-type]
             return conn
         if self.dialect == "postgresql":
             import psycopg

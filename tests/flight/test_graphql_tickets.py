@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 
 import orjson
 import pyarrow as pa
@@ -184,6 +185,7 @@ def test_an_introspection_ticket_is_refused_as_invalid_and_the_server_goes_on(
     client: flight.FlightClient, query: str, asked: str
 ) -> None:
     descriptor = flight.FlightDescriptor.for_command(ticket(query))
+    call: Callable[[], object]
     for call in (
         lambda: client.do_get(flight.Ticket(ticket(query))).read_all(),
         lambda: client.get_flight_info(descriptor),

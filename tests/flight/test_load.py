@@ -40,16 +40,16 @@ class Db:
     def run(self, text: str) -> list[tuple[Any, ...]]:
         u = parse_database_url(self.url)
         if self.dialect == "sqlite":
-            with sqlite3.connect(u.database) as conn:
-                return conn.execute(text).fetchall()
+            with sqlite3.connect(u.database) as lite:
+                return lite.execute(text).fetchall()
         if self.dialect == "postgresql":
             import psycopg
 
             with psycopg.connect(
                 host=u.host, port=u.port, user=u.user, dbname=u.database, autocommit=True
-            ) as conn:
-                cur = conn.execute(text)
-                return cur.fetchall() if cur.description else []
+            ) as pg:
+                pg_cur = pg.execute(text)
+                return pg_cur.fetchall() if pg_cur.description else []
         import pymysql
 
         conn = pymysql.connect(

@@ -16,7 +16,7 @@ from quiver.flight.server import FlightHandle
 from tests.conftest import _pg_create, _pg_drop
 from tests.flight.conftest import reflect, start
 
-TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
 
 
 @dataclass

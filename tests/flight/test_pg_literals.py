@@ -150,7 +150,7 @@ def _update(conn: Any, text: str) -> None:
         cursor.adbc_statement.execute_update()
 
 
-PG_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+PG_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
 
 
 @pytest.mark.parametrize("conforming", ["on", "off"])

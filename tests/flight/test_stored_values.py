@@ -177,7 +177,7 @@ def test_change_event_images_are_read_exactly_or_refused(fresh_sqlite: str) -> N
                 _read(served, ticket)
             message = str(caught.value)
             assert "STORED_VALUE" in message and "'03:04:05+02:00'" in message, message
-            ticket["observer_events"]["images"] = "json"  # type: ignore[index]
+            ticket["observer_events"]["images"] = "json"
             [event] = _read(served, ticket)
             assert orjson.loads(event["after"]) == {"id": 1, "tm": "03:04:05+02:00"}
         finally:

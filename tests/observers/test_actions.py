@@ -65,7 +65,7 @@ async def test_slack_email_and_a_templated_webhook_are_delivered(
     shop: Shop, receiver: Receiver, smtp: tuple[Mailbox, int]
 ) -> None:
     box, port = smtp
-    actions = [
+    actions: list[dict[str, Any]] = [
         {"type": "slack", "url": receiver.url, "text": "{{ after.name }} now {{ after.bio }}"},
         {
             "type": "email", "host": "127.0.0.1", "port": port, "from": "q@example.com",

@@ -13,6 +13,7 @@ from quiver.graphql.engine import GraphQLEngine
 from quiver.schema import statistics
 from quiver.schema.reflect import reflect_database
 from quiver.schema.statistics import SAMPLE_ROWS, read_statistics
+from quiver.sql.connect import connect_sqlite
 from tests.graphql.test_statement_timeout import execute_statements
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -111,7 +112,7 @@ async def test_sqlite_tables_past_the_sample_are_estimated_without_a_scan(
         conn.execute(f"DELETE FROM analyzed WHERE id > {SAMPLE_ROWS + 1_000}")
 
     statements: list[str] = []
-    opened = statistics.connect_sqlite
+    opened = connect_sqlite
 
     def traced(*args: Any, **kwargs: Any) -> Any:
         conn = opened(*args, **kwargs)

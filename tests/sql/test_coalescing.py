@@ -15,6 +15,7 @@ import pytest
 from quiver.sql.database import (
     DatabaseError,
     StatementTimeoutError,
+    _Postgres,
     open_database,
 )
 from quiver.sql.dialects import dialect_for
@@ -106,6 +107,7 @@ async def test_a_value_one_request_cannot_use_fails_only_that_request(
     fresh_postgresql: str,
 ) -> None:
     database = await open_database(fresh_postgresql, coalesce_max=8)
+    assert isinstance(database, _Postgres)  # PostgreSQL's, which coalesces
     # the first waits on the server, the rest queue behind it and run as one (which fails)
     text = "SELECT to_json(($1::text)::int + (pg_sleep($2) IS NULL)::int * 0)"
     pieces = _pieces(text)
@@ -247,6 +249,7 @@ async def test_a_statement_postgresql_cannot_coalesce_runs_alone_from_then_on(
     await admin.execute("CREATE TABLE scratch (id int)")
     await admin.close()
     database = await open_database(fresh_postgresql, coalesce_max=8)
+    assert isinstance(database, _Postgres)  # PostgreSQL's, which coalesces
     # a data-modifying WITH must be the statement's own: PostgreSQL refuses it in a subquery
     text = (
         "WITH gone AS (DELETE FROM scratch WHERE false RETURNING id)"

@@ -44,7 +44,9 @@ async def test_a_connection_the_server_dropped_is_replaced(fresh_postgresql: str
         await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         await asyncio.sleep(0.2)
         try:  # asyncpg has seen the connection close by now: the pool opens another one
-            again = await database.fetch_json("SELECT to_json(pg_backend_pid())", [])
+            again: bytes | int | None = await database.fetch_json(
+                "SELECT to_json(pg_backend_pid())", []
+            )
         except DatabaseError:  # or the statement found out, and the next one gets a new one
             again = await database.fetch_json("SELECT to_json(pg_backend_pid())", [])
         again = int(again or b"0")
