@@ -152,6 +152,7 @@ def make_log_bodies(requests: int, records: int) -> list[bytes]:
 
     bodies = []
     t0 = 1_765_000_000_000_000_000
+    value: str | int | bool  # an attribute's value
     for r in range(requests):
         request = ExportLogsServiceRequest()
         rl = request.resource_logs.add()
@@ -241,6 +242,7 @@ def make_bodies(requests: int, spans: int) -> list[bytes]:
         return make_metric_bodies(requests, spans)
     bodies = []
     t0 = 1_765_000_000_000_000_000
+    value: str | int | bool  # an attribute's value
     for r in range(requests):
         request = ExportTraceServiceRequest()
         rs = request.resource_spans.add()
@@ -260,7 +262,7 @@ def make_bodies(requests: int, spans: int) -> list[bytes]:
                 span_id=(n + 1).to_bytes(8, "big"),
                 parent_span_id=(n // 8 * 8 + 1).to_bytes(8, "big") if n % 8 else b"",
                 name=f"GET /api/items/{i % 20}",
-                kind=2,
+                kind=Span.SpanKind.SPAN_KIND_SERVER,
                 start_time_unix_nano=t0 + n * 1000,
                 end_time_unix_nano=t0 + n * 1000 + 250_000,
             )

@@ -90,8 +90,8 @@ def _create(dialect: str) -> str:
         return url
     import pymysql
 
-    c = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-    with c.cursor() as cur:
+    my = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    with my.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}`")
         cur.execute(f"USE `{name}`")
         cur.execute(
@@ -109,7 +109,7 @@ def _create(dialect: str) -> str:
             "INSERT INTO orders SELECT seq, seq % 10, 1 + seq % 20000, seq FROM seq_1_to_100000"
         )
         cur.execute("ANALYZE TABLE customers, orders")
-    c.close()
+    my.close()
     return f"mysql://root@127.0.0.1:3306/{name}"
 
 
@@ -123,10 +123,10 @@ def _drop(url: str) -> None:
     else:
         import pymysql
 
-        c = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
-        with c.cursor() as cur:
+        my = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+        with my.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        c.close()
+        my.close()
 
 
 async def _run(url: str, rounds: int, queries: int) -> dict[str, float]:
