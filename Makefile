@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples scripts
 	$(BIN)/lint-imports
 
+# mypy --strict over src, tests and benchmarks (the files of [tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
