@@ -320,7 +320,7 @@ MORE = "more than 9223372036854775807, the largest count a row holds (int64)"
 def _bar(*tables: tuple[int, pa.RecordBatch]) -> otap_pb2.BatchArrowRecords:
     bar = otap_pb2.BatchArrowRecords(batch_id=1)
     for kind, table in tables:
-        bar.arrow_payloads.add(schema_id=str(kind), type=kind, record=_ipc(table))  # type: ignore[arg-type]
+        bar.arrow_payloads.add(schema_id=str(kind), type=kind, record=_ipc(table))
     return bar
 
 
