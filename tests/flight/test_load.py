@@ -153,6 +153,33 @@ def test_a_column_the_table_lacks_is_refused_and_nothing_is_written(
     assert db.run("SELECT count(*) FROM reading")[0][0] == 0
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_load_into_a_view_is_refused_naming_the_view_and_nothing_is_written(
+    request: pytest.FixtureRequest, dialect: str
+) -> None:
+    """PostgreSQL and SQLite refused it with a database error that did not say why; MariaDB
+    wrote through the (updatable) view into the table it reads."""
+    db = Db(dialect, request.getfixturevalue(f"fresh_{dialect}"))
+    db.run(TABLE[dialect])
+    db.run("CREATE VIEW recent AS SELECT id, sensor, level, taken_at FROM reading")
+    handle = start(db.url, reflect(db.url), flight={"writable": True})
+    try:
+        with pytest.raises(flight.FlightServerError) as caught:
+            put(handle, [_batch([1], ["a"])], table="Recent")
+        assert put(handle, [_batch([2], ["b"])]) == b'{"rows":1}'
+    finally:
+        handle.stop()
+    message = str(caught.value)
+    view = "public.recent" if dialect == "postgresql" else "recent"
+    assert message.startswith(
+        f"INVALID_TICKET: DoPut Recent: Recent is the database view '{view}', not a table: a view"
+        " cannot be loaded; nothing was written (load the table the view reads from instead"
+    ), message
+    assert orjson.loads(caught.value.extra_info)["code"] == "INVALID_TICKET"
+    assert "://" not in message and "Traceback" not in message
+    assert db.run("SELECT id FROM reading") == [(2,)]
+
+
 def test_a_bad_batch_after_good_ones_rolls_the_whole_load_back(
     loadable: tuple[Db, FlightHandle],
 ) -> None:

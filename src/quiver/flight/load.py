@@ -278,6 +278,7 @@ def _load_adbc(
         _all_or_nothing(conn, pool, entity, refused, transaction=transaction, abandoned=abandoned),
         conn.cursor() as cursor,
     ):
+        _refuse_a_view(cursor, entity, pool.url.dialect)
         stream = pa.RecordBatchReader.from_batches(target, batches())
         if staged:
             _ingest_pg_staged(cursor, entity, fields, stream)
@@ -286,6 +287,44 @@ def _load_adbc(
                 entity.source, stream, mode="append", db_schema_name=entity.db_schema
             )
     return count
+
+
+#: Whether the relation a load names is a view (PostgreSQL: a view or a materialized view), per
+#: dialect; its parameters are those of :func:`_relation`.
+_IS_VIEW = {
+    "postgresql": "SELECT relkind IN ('v', 'm') FROM pg_class WHERE oid = to_regclass($1)",
+    "mysql": "SELECT TABLE_TYPE = 'VIEW' FROM information_schema.TABLES"
+    " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+    "sqlite": "SELECT type = 'view' FROM sqlite_master WHERE name = ?",
+}
+
+
+def _relation(entity: Entity, dialect: str) -> tuple[str | None, ...]:
+    """The parameters of :data:`_IS_VIEW` naming ``entity``'s table."""
+    if dialect == "postgresql":
+        quote = POSTGRESQL.quote_ident
+        table = quote(entity.source)
+        return (f"{quote(entity.db_schema)}.{table}" if entity.db_schema else table,)
+    if dialect == "mysql":
+        return (entity.db_schema, entity.source)
+    return (entity.source,)
+
+
+def _refuse_a_view(cursor: Any, entity: Entity, dialect: str) -> None:
+    """Refuse a load whose target is a view, before a row is written: the database would
+    refuse it with a message that does not say why (PostgreSQL, SQLite), or write through it
+    into the tables it reads (MariaDB's updatable views)."""
+    cursor.execute(_IS_VIEW[dialect], _relation(entity, dialect))
+    found = cursor.fetchone()
+    if found is None or not found[0]:
+        return
+    name = f"{entity.db_schema}.{entity.source}" if entity.db_schema else entity.source
+    raise TicketError.one(
+        f"{entity.name} is the database view {name!r}, not a table: a view cannot be loaded;"
+        " nothing was written",
+        f"DoPut {entity.name}",
+        "load the table the view reads from instead: DoPut loads tables only",
+    )
 
 
 #: PostgreSQL column types whose binary COPY form is that of the Arrow type Quiver streams
@@ -477,6 +516,7 @@ def _load_mysql(
         _all_or_nothing(conn, pool, entity, [], locate, abandoned=abandoned),
         conn.cursor() as cursor,
     ):
+        _refuse_a_view(cursor, entity, pool.url.dialect)
         # Strict whatever the server's default (a value the column cannot hold is refused,
         # never cut or zeroed with a warning), and times in UTC, as they were sent.
         cursor.execute(
