@@ -180,6 +180,30 @@ def test_a_load_into_a_view_is_refused_naming_the_view_and_nothing_is_written(
     assert db.run("SELECT id FROM reading") == [(2,)]
 
 
+def test_text_postgresql_cannot_hold_is_invalid_value_naming_the_column_not_the_database(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A NUL character: PostgreSQL text cannot hold one. The load failed with the generic
+    QUIVER_ERROR, the database's URL as where, and a fix meant for the server's operator."""
+    db = Db("postgresql", request.getfixturevalue("fresh_postgresql"))
+    db.run(TABLE["postgresql"])
+    handle = start(db.url, reflect(db.url), flight={"writable": True})
+    try:
+        with pytest.raises(flight.FlightServerError) as caught:
+            put(handle, [_batch([1, 2], ["a", "b\x00c"])])
+    finally:
+        handle.stop()
+    message = str(caught.value)
+    assert message.startswith(
+        "INVALID_VALUE: DoPut Reading.sensor row 2: the database refused the load of Reading: a"
+        " value is not one the column's type accepts, column 'sensor', row 2 of the stream:"
+    ), message
+    assert 'invalid byte sequence for encoding "UTF8": 0x00' in message, message
+    assert "nothing was written (send values the column's type reads" in message, message
+    assert "://" not in message and "://" not in caught.value.extra_info.decode()
+    assert db.run("SELECT count(*) FROM reading")[0][0] == 0
+
+
 def test_a_bad_batch_after_good_ones_rolls_the_whole_load_back(
     loadable: tuple[Db, FlightHandle],
 ) -> None:

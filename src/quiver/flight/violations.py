@@ -5,7 +5,8 @@ a missing value, a broken reference or a failed check. :func:`violation` reads t
 exception with :func:`quiver.sql.violations.violation` (the reader mutations share) and makes
 it a :class:`PermanentError` whose code names the kind (``DUPLICATE_KEY``, ``VALUE_TOO_LONG``,
 ...) and whose message names the constraint, the column and the row of the stream where the
-database says them. Other data errors are not violations of a load: they are database errors.
+database says them; a value the column's type does not read (text that is not a uuid, a NUL
+character in PostgreSQL text) is ``INVALID_VALUE``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ KINDS: dict[str, tuple[str, str]] = {
         "a row fails a check constraint",
         "send only rows the constraint accepts",
     ),
+    "INVALID_VALUE": (
+        "a value is not one the column's type accepts",
+        "send values the column's type reads (the database's message says which it refused)",
+    ),
 }
 
 _CODES: dict[violations.ViolationKind, str] = {
@@ -53,6 +58,7 @@ _CODES: dict[violations.ViolationKind, str] = {
     "not_null": "NOT_NULL",
     "foreign_key": "FOREIGN_KEY",
     "check": "CHECK_CONSTRAINT",
+    "value": "INVALID_VALUE",
 }
 
 
