@@ -11,11 +11,13 @@ credentials (any name, the key as password) for a Bearer token in the handshake.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import functools
 import inspect
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -50,7 +52,7 @@ from quiver.flight.tickets import (
 )
 from quiver.graphql.access import Access
 from quiver.graphql.typesystem import build_graphql_schema
-from quiver.runtime.errors import ConfigError, QuiverError, RetryableError
+from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError, RetryableError
 from quiver.runtime.listen import bind_problem
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
@@ -116,13 +118,30 @@ class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[mis
         return _AuthMiddleware(principal, answer_bearer=basic)
 
 
+#: The start of a database URL: where a database error happened, as the server's log says it.
+_DATABASE_URL = re.compile(r"(postgresql|mysql|sqlite)://", re.IGNORECASE)
+
+
+def _public(details: list[ErrorDetail]) -> list[ErrorDetail]:
+    """``details`` as a client may read them: a database error names the database's URL (its
+    host, user and name, or the SQLite file's path) as where it happened, which is for the
+    server's operator, not for a client; the client reads "database"."""
+    return [
+        dataclasses.replace(d, where="database") if _DATABASE_URL.match(d.where) else d
+        for d in details
+    ]
+
+
 def _text(err: QuiverError) -> str:
-    return "; ".join(d.render() for d in err.details) or str(err)
+    return "; ".join(d.render() for d in _public(err.details)) or str(err)
 
 
 def _client_error(err: QuiverError) -> Exception:
     """The Flight error a client sees for a Quiver error: its message, where, and fix (and the
-    same as JSON in ``extra_info``), never a traceback."""
+    same as JSON in ``extra_info``), never a traceback nor the database's address (which the
+    server's log has)."""
+    if any(_DATABASE_URL.match(d.where) for d in err.details):
+        log.warning("a call failed in the database: %s", err)
     code = "INVALID_TICKET" if isinstance(err, TicketError | ConfigError) else err.code
     if isinstance(err, RetryableError):
         code = "UNAVAILABLE"
@@ -131,7 +150,9 @@ def _client_error(err: QuiverError) -> Exception:
     info = orjson.dumps(
         {
             "code": code,
-            "errors": [{"message": d.message, "where": d.where, "fix": d.fix} for d in err.details],
+            "errors": [
+                {"message": d.message, "where": d.where, "fix": d.fix} for d in _public(err.details)
+            ],
         }
     )
     error: Exception
