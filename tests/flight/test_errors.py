@@ -3,12 +3,19 @@ is wrong and how to fix it, and never a traceback, a server path or the database
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+import quiver.flight.server as server_module
+from quiver.auth import ANONYMOUS, Principal
+from quiver.config.settings import QuiverSettings
+from quiver.flight.server import FlightHandle, QuiverFlightServer
 from tests.conftest import DIALECTS
-from tests.flight.conftest import reflect, start
+from tests.flight.conftest import Served, reflect, start
 from tests.flight.test_load import TABLE, Db
 
 
@@ -39,3 +46,101 @@ def test_a_database_error_names_the_database_without_its_address(
     for said in (message, caught.value.extra_info.decode()):
         assert "://" not in said and "Traceback" not in said, said
         assert dialect != "sqlite" or db.url.split("///")[-1] not in said, said
+
+
+#: An unexpected failure whose text names what a client must not read.
+_SECRET = "/srv/quiver/secrets/db.key"
+
+
+def _internal(caught: pytest.ExceptionInfo[flight.FlightError], call: str) -> str:
+    """The message of an INTERNAL error of ``call``, checked: short, with a reference to the
+    server's log, and nothing of the failure's own text or traceback."""
+    assert isinstance(caught.value, flight.FlightInternalError), repr(caught.value)
+    message = str(caught.value)
+    assert message.startswith(f"INTERNAL: {call} failed on the server (reference "), message
+    assert "give the reference to the server's operator" in message, message
+    for said in (message, caught.value.extra_info.decode()):
+        assert _SECRET not in said and "Traceback" not in said and ".py" not in said, said
+    assert orjson.loads(caught.value.extra_info)["code"] == "INTERNAL"
+    return message
+
+
+def _boom(*args: object, **kwargs: object) -> object:
+    raise PermissionError(13, "Permission denied", _SECRET)
+
+
+def test_an_unexpected_failure_is_internal_without_its_text_and_logged_with_a_reference(
+    served: Served, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(served.handle.server, "_schema_of", _boom)
+    monkeypatch.setattr(server_module, "stream_export", _boom)
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightError) as from_info:
+            client.get_flight_info(flight.FlightDescriptor.for_path("Genre"))
+        with pytest.raises(flight.FlightError) as from_get:
+            client.do_get(flight.Ticket(b"export:Genre::name")).read_all()
+    finally:
+        client.close()
+    for caught, call in ((from_info, "get_flight_info"), (from_get, "do_get")):
+        message = _internal(caught, call)
+        reference = message.split("(reference ", 1)[1].split(")", 1)[0]
+        logged = [r for r in caplog.records if f"(reference {reference})" in r.getMessage()]
+        assert len(logged) == 1 and logged[0].exc_info is not None
+        assert _SECRET in str(logged[0].exc_info[1])
+
+
+def test_a_change_event_stream_that_fails_unexpectedly_ends_internal_without_a_traceback(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised from its stream, the failure reached the client as UNKNOWN with the server's
+    traceback in the message."""
+
+    class Scanner:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def start(self, since: object) -> None:
+            pass
+
+    def events(*args: object) -> Iterator[pa.RecordBatch]:
+        _boom()
+        yield from ()
+
+    monkeypatch.setattr(server_module, "EventScanner", Scanner)
+    monkeypatch.setattr(server_module, "stream_events", events)
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightError) as caught:
+            client.do_get(flight.Ticket(b"observer_events:Genre:2026-01-01T00:00:00Z")).read_all()
+        assert client.do_get(flight.Ticket(b"export:Genre::name")).read_all().num_rows > 0
+    finally:
+        client.close()
+    _internal(caught, "do_get")
+
+
+class _FailingAuthenticator:
+    """An authentication hook that fails (a plugged-in one whose key store is unreachable)."""
+
+    required = True
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        _boom()
+        return ANONYMOUS
+
+
+def test_an_authentication_hook_that_fails_is_internal_without_a_traceback(
+    served: Served,
+) -> None:
+    settings = QuiverSettings.model_validate(
+        {"database": {"url": served.db.url, "pool_max": 2}, "flight": {"port": 0}}
+    )
+    handle = FlightHandle(QuiverFlightServer(served.schema, settings, auth=_FailingAuthenticator()))
+    client = flight.FlightClient(handle.location)
+    try:
+        with pytest.raises(flight.FlightError) as caught:
+            client.get_flight_info(flight.FlightDescriptor.for_path("Genre"))
+    finally:
+        client.close()
+        handle.stop()
+    _internal(caught, "authentication")

@@ -18,6 +18,7 @@ import functools
 import inspect
 import logging
 import re
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -114,6 +115,10 @@ class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):  # type: ignore[mis
             principal = self.auth.authenticate(header)
         except AuthenticationError as err:
             raise flight.FlightUnauthenticatedError(_text(err)) from None
+        except Exception as exc:
+            # An authenticator that fails otherwise (a plugged-in one): raised here, its error
+            # would reach the client as UNKNOWN with the server's traceback.
+            raise _translated(exc, "authentication") from None
         basic = bool(header and header.lower().startswith("basic "))
         return _AuthMiddleware(principal, answer_bearer=basic)
 
@@ -167,18 +172,22 @@ def _client_error(err: QuiverError) -> Exception:
 
 def _translated(exc: Exception, name: str) -> Exception:
     """The Flight error a client sees for a failure of the call ``name``: a Quiver error's
-    own, a Flight error as it is, anything else one INTERNAL line (the traceback goes to the
-    log)."""
+    own, a Flight error as it is, anything else INTERNAL with a short message and a reference
+    to the server's log, which has the error and its traceback (its text may name the server's
+    files, its database or the SQL it ran: none of it is the client's to read)."""
     if isinstance(exc, QuiverError):
         return _client_error(exc)
     if isinstance(exc, flight.FlightError):
         passed: Exception = exc
         return passed
-    log.error("unexpected failure in %s", name, exc_info=exc)
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    internal: Exception = flight.FlightInternalError(
-        f"INTERNAL: {name} failed: {first} (the server log has the details)"
+    reference = secrets.token_hex(4)
+    log.error("unexpected failure in %s (reference %s)", name, reference, exc_info=exc)
+    message = f"{name} failed on the server (reference {reference})"
+    fix = "retry; if it fails again, give the reference to the server's operator: its log says why"
+    info = orjson.dumps(
+        {"code": "INTERNAL", "errors": [{"message": message, "where": name, "fix": fix}]}
     )
+    internal: Exception = flight.FlightInternalError(f"INTERNAL: {message} ({fix})", info)
     return internal
 
 
@@ -669,8 +678,10 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 yield from stream_events(
                     plan, scanner, self.batch_rows, fs.events_poll_interval, stopped
                 )
-            except QuiverError as err:
-                raise _client_error(err) from None
+            except Exception as exc:
+                # Raised from a generator stream, any other error would reach the client as
+                # UNKNOWN with the server's traceback.
+                raise _translated(exc, "do_get") from None
             finally:
                 self._forget(running, stop)
             if self._closing and ticket.follow:
