@@ -144,3 +144,32 @@ def test_an_authentication_hook_that_fails_is_internal_without_a_traceback(
         client.close()
         handle.stop()
     _internal(caught, "authentication")
+
+
+def test_refusals_of_what_a_server_does_not_serve_carry_their_code(served: Served) -> None:
+    """A bulk load into a read-only server, a GraphQL ticket to a server without GraphQL: they
+    were refused without the code in the message and in extra_info that every refusal has."""
+    settings = QuiverSettings.model_validate(
+        {"database": {"url": served.db.url, "pool_max": 2}, "flight": {"port": 0}}
+    )
+    handle = FlightHandle(QuiverFlightServer(served.schema, settings))
+    client = flight.FlightClient(handle.location)
+    batch = pa.record_batch({"name": ["Polka"]})
+    try:
+        with pytest.raises(flight.FlightUnauthorizedError) as put:
+            writer, _ = client.do_put(flight.FlightDescriptor.for_path("Genre"), batch.schema)
+            with writer:
+                writer.write_batch(batch)
+        with pytest.raises(flight.FlightServerError) as graphql:
+            client.do_get(flight.Ticket(b'{"graphql": {"query": "{ genres { name } }"}}'))
+    finally:
+        client.close()
+        handle.stop()
+    assert str(put.value).startswith(
+        "PERMISSION_DENIED: DoPut: this server is read-only (set flight.writable: true"
+    ), str(put.value)
+    assert str(graphql.value).startswith(
+        "INVALID_TICKET: ticket: GraphQL tickets are not served by this server (send an export"
+    ), str(graphql.value)
+    assert orjson.loads(put.value.extra_info)["code"] == "PERMISSION_DENIED"
+    assert orjson.loads(graphql.value.extra_info)["code"] == "INVALID_TICKET"

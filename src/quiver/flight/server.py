@@ -407,7 +407,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
         self, ticket: GraphQLTicket, context: Any, *, schema_only: bool = False
     ) -> Any:
         if self._graphql is None:
-            raise flight.FlightServerError("GraphQL tickets are not served by this server")
+            raise _invalid(
+                "GraphQL tickets are not served by this server",
+                "ticket",
+                "send an export ticket such as export:Track::name, or query the HTTP endpoint"
+                " /graphql",
+            )
         principal = self._principal(context)
         try:
             if schema_only:
@@ -745,9 +750,12 @@ class QuiverFlightServer(flight.FlightServerBase):  # type: ignore[misc]
                 self._bind(command, reader, writer, context)
                 return
         if not self.settings.flight.writable:
-            raise flight.FlightUnauthorizedError(
-                "this server is read-only (set flight.writable: true in quiver.yaml to accept "
-                "bulk loads)"
+            raise _client_error(
+                AccessDeniedError.one(
+                    "this server is read-only",
+                    "DoPut",
+                    "set flight.writable: true in quiver.yaml to accept bulk loads",
+                )
             )
         view = self._view(context)
         if view.access is not None:
