@@ -14,6 +14,7 @@ import quiver.flight.server as server_module
 from quiver.auth import ANONYMOUS, Principal
 from quiver.config.settings import QuiverSettings
 from quiver.flight.server import FlightHandle, QuiverFlightServer
+from quiver.graphql.engine import DATABASE_FAILED, GraphQLEngine, Outcome
 from tests.conftest import DIALECTS
 from tests.flight.conftest import Served, reflect, start
 from tests.flight.test_load import TABLE, Db
@@ -173,3 +174,64 @@ def test_refusals_of_what_a_server_does_not_serve_carry_their_code(served: Serve
     ), str(graphql.value)
     assert orjson.loads(put.value.extra_info)["code"] == "PERMISSION_DENIED"
     assert orjson.loads(graphql.value.extra_info)["code"] == "INVALID_TICKET"
+
+
+#: A GraphQL ticket the engine answers (relations and a limit: not a columnar read).
+_GRAPHQL = b'{"graphql": {"query": "{ genres(limit: 2) { name tracks { name } } }"}}'
+
+
+def _engine_answers(monkeypatch: pytest.MonkeyPatch, error: dict[str, object]) -> None:
+    """The GraphQL engine answers every operation with ``error``."""
+
+    async def execute(*args: object, **kwargs: object) -> Outcome:
+        return Outcome(orjson.dumps({"errors": [error], "data": None}), "field_error")
+
+    monkeypatch.setattr(GraphQLEngine, "execute", execute)
+
+
+def test_a_graphql_ticket_past_the_statement_time_limit_is_timed_out(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was INVALID_TICKET (UNKNOWN) with "fix the query or its variables"."""
+    _engine_answers(
+        monkeypatch,
+        {
+            "message": "The query ran past the statement time limit.",
+            "extensions": {"code": "STATEMENT_TIMEOUT"},
+        },
+    )
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightTimedOutError) as caught:
+            client.do_get(flight.Ticket(_GRAPHQL)).read_all()
+    finally:
+        client.close()
+    message = str(caught.value)
+    assert message.startswith(
+        "STATEMENT_TIMEOUT: ticket.graphql: the query ran past the database's statement time"
+        " limit (ask for fewer rows (a where argument or a limit), or raise"
+        " database.statement_timeout_ms)"
+    ), message
+    assert orjson.loads(caught.value.extra_info)["code"] == "STATEMENT_TIMEOUT"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"message": "Internal server error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}},
+        {"message": DATABASE_FAILED, "extensions": {"code": "DATABASE_ERROR"}},
+    ],
+    ids=["internal", "database"],
+)
+def test_a_graphql_ticket_the_engine_fails_to_answer_is_internal_not_the_tickets_fault(
+    served: Served, monkeypatch: pytest.MonkeyPatch, error: dict[str, object]
+) -> None:
+    """It was INVALID_TICKET with "fix the query or its variables", which cannot help."""
+    _engine_answers(monkeypatch, error)
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightError) as caught:
+            client.do_get(flight.Ticket(_GRAPHQL)).read_all()
+    finally:
+        client.close()
+    assert "fix the query" not in _internal(caught, "do_get")

@@ -46,8 +46,9 @@ from quiver.graphql.engine import DATABASE_FAILED, GraphQLEngine, Prepared
 from quiver.runtime.errors import ErrorDetail, PermanentError
 from quiver.schema.catalog import Catalog
 from quiver.schema.ir import Entity, Field, Scalar, Schema
+from quiver.sql.database import StatementTimeoutError
 
-__all__ = ["ColumnarQuery", "GraphQLArrow", "selection_schema"]
+__all__ = ["ColumnarQuery", "EngineFailedError", "GraphQLArrow", "selection_schema"]
 
 _SCALARS: dict[str, pa.DataType] = {
     "Int": pa.int32(),
@@ -148,6 +149,32 @@ def _stored_refusal(error: dict[str, Any]) -> bool:
     cannot carry (a DATABASE_ERROR naming the value, not the engine's generic one)."""
     code = (error.get("extensions") or {}).get("code")
     return code == "DATABASE_ERROR" and error.get("message") != DATABASE_FAILED
+
+
+class EngineFailedError(Exception):
+    """The GraphQL engine failed to answer a ticket for a reason of the server's (its log says
+    which), not of the ticket's: the client reads INTERNAL, never a fix for its query."""
+
+
+def _refuse_unless_the_tickets_fault(errors: list[dict[str, Any]]) -> None:
+    """Raise the error of the engine's ``errors`` that is no fault of the ticket: a query that
+    ran past the statement time limit, a database that could not run it, an unexpected
+    failure of the engine."""
+    for error in errors:
+        code = (error.get("extensions") or {}).get("code")
+        if code == "STATEMENT_TIMEOUT":
+            timeout = StatementTimeoutError.one(
+                "the query ran past the database's statement time limit",
+                "ticket.graphql",
+                "ask for fewer rows (a where argument or a limit), or raise"
+                " database.statement_timeout_ms",
+            )
+            timeout.code = "STATEMENT_TIMEOUT"
+            raise timeout
+        if code == "INTERNAL_SERVER_ERROR" or (
+            code == "DATABASE_ERROR" and error.get("message") == DATABASE_FAILED
+        ):
+            raise EngineFailedError(f"the GraphQL engine answered {code}: {error.get('message')}")
 
 
 def _bad(message: str, fix: str) -> TicketError:
@@ -411,6 +438,7 @@ class GraphQLArrow:
         body = orjson.loads(outcome.body)
         errors = body.get("errors")
         if errors:
+            _refuse_unless_the_tickets_fault(errors)
             stored = [e for e in errors if _stored_refusal(e)]
             if stored:
                 # a stored value the field's scalar cannot carry: no fault of the ticket's

@@ -57,6 +57,7 @@ from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError, Retryab
 from quiver.runtime.listen import bind_problem
 from quiver.schema.catalog import Catalog, build_catalog
 from quiver.schema.ir import Schema
+from quiver.sql.database import StatementTimeoutError
 from quiver.sql.dialects import dialect_for
 from quiver.sql.url import parse_database_url
 
@@ -163,6 +164,8 @@ def _client_error(err: QuiverError) -> Exception:
     error: Exception
     if isinstance(err, RetryableError):
         error = flight.FlightUnavailableError(f"{code}: {_text(err)}", info)
+    elif isinstance(err, StatementTimeoutError):
+        error = flight.FlightTimedOutError(f"{code}: {_text(err)}", info)
     elif isinstance(err, AccessDeniedError):
         error = flight.FlightUnauthorizedError(f"{code}: {_text(err)}", info)
     else:
