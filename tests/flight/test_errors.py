@@ -180,32 +180,37 @@ def test_refusals_of_what_a_server_does_not_serve_carry_their_code(served: Serve
 _GRAPHQL = b'{"graphql": {"query": "{ genres(limit: 2) { name tracks { name } } }"}}'
 
 
-def _engine_answers(monkeypatch: pytest.MonkeyPatch, error: dict[str, object]) -> None:
-    """The GraphQL engine answers every operation with ``error``."""
+def _engine_refusal(
+    served: Served, monkeypatch: pytest.MonkeyPatch, error: dict[str, object]
+) -> pytest.ExceptionInfo[flight.FlightError]:
+    """The error DoGet of a GraphQL ticket fails with when the engine answers ``error``."""
 
     async def execute(*args: object, **kwargs: object) -> Outcome:
         return Outcome(orjson.dumps({"errors": [error], "data": None}), "field_error")
 
     monkeypatch.setattr(GraphQLEngine, "execute", execute)
+    client = served.client()
+    try:
+        with pytest.raises(flight.FlightError) as caught:
+            client.do_get(flight.Ticket(_GRAPHQL)).read_all()
+    finally:
+        client.close()
+    return caught
 
 
 def test_a_graphql_ticket_past_the_statement_time_limit_is_timed_out(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It was INVALID_TICKET (UNKNOWN) with "fix the query or its variables"."""
-    _engine_answers(
+    caught = _engine_refusal(
+        served,
         monkeypatch,
         {
             "message": "The query ran past the statement time limit.",
             "extensions": {"code": "STATEMENT_TIMEOUT"},
         },
     )
-    client = served.client()
-    try:
-        with pytest.raises(flight.FlightTimedOutError) as caught:
-            client.do_get(flight.Ticket(_GRAPHQL)).read_all()
-    finally:
-        client.close()
+    assert isinstance(caught.value, flight.FlightTimedOutError), repr(caught.value)
     message = str(caught.value)
     assert message.startswith(
         "STATEMENT_TIMEOUT: ticket.graphql: the query ran past the database's statement time"
@@ -227,11 +232,5 @@ def test_a_graphql_ticket_the_engine_fails_to_answer_is_internal_not_the_tickets
     served: Served, monkeypatch: pytest.MonkeyPatch, error: dict[str, object]
 ) -> None:
     """It was INVALID_TICKET with "fix the query or its variables", which cannot help."""
-    _engine_answers(monkeypatch, error)
-    client = served.client()
-    try:
-        with pytest.raises(flight.FlightError) as caught:
-            client.do_get(flight.Ticket(_GRAPHQL)).read_all()
-    finally:
-        client.close()
+    caught = _engine_refusal(served, monkeypatch, error)
     assert "fix the query" not in _internal(caught, "do_get")
