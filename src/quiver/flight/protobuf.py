@@ -55,6 +55,14 @@ def decode(data: bytes) -> dict[int, list[int | bytes]]:
 
 
 def _write_varint(value: int) -> bytes:
+    """``value`` as a varint; a negative one as protobuf writes an int64, in ten bytes of
+    two's complement."""
+    if value < 0:
+        if value < -(1 << 63):
+            raise ProtobufError(f"{value} is below the int64 range")
+        value += 1 << 64
+    elif value >= 1 << 64:
+        raise ProtobufError(f"{value} is past the uint64 range")
     out = bytearray()
     while True:
         bits = value & 0x7F
