@@ -210,16 +210,13 @@ async def test_a_quote_closed_lines_later_makes_one_record(
 ) -> None:
     data = b'a,b\n2,"never closed\n3,fine\n4,"also\nfine"\n5,"again\n6,end\n'
     rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=4)
-    # lines 2-4 are one record (the quote closes on line 4), line 5 is ragged,
-    # the quote opened on line 6 never closes
-    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
-        (5, "expected 2 fields, found 1"),
-        (6, UNTERMINATED),
-    ]
-    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [
-        ("2", "never closed\n3,fine\n4,also", 2),
-        ("6", "end", 7),
-    ]
+    # lines 2-4 are one record (the quote closes on line 4, with text after it), line 5 is
+    # ragged, the quote opened on line 6 never closes
+    assert [line for line, _ in errors] == [2, 5, 6]
+    reasons = [reason.split(": ", 1)[1] for _, reason in errors]
+    assert reasons[0].startswith("text after the closing quote at line 4, column 4, in field 2")
+    assert reasons[1:] == ["expected 2 fields, found 1", UNTERMINATED]
+    assert [(r["a"], r["b"], r[LINE_COLUMN]) for r in rows] == [("6", "end", 7)]
 
 
 UNTERMINATED = "unterminated quoted field: a quote opened on this line is never closed"
@@ -296,6 +293,99 @@ async def test_a_quote_inside_an_unquoted_field_is_a_literal(
     assert errors == []
     assert [r["size"] for r in rows] == ['27"', '3" long', "1"]
     assert [r[LINE_COLUMN] for r in rows] == [2, 3, 4]
+
+
+DOUBLE_THE_QUOTE = 'a quote inside a quoted field must be doubled (""), as RFC 4180 asks'
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 1 << 20])
+async def test_text_after_a_closing_quote_is_rejected_with_its_line_column_and_fix(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = (
+        b'id,name\n1,"Ann"ie\n2,"ok, quoted"\n3,""x\n4,"say ""hi"""\n'
+        b'5,"two\nlines"z\n6,plain\n7,"Zo\xc3\xab"s\n'
+    )
+    rows, errors, src = await read(tmp_path, run_ctx, data, block_size=block_size)
+    assert [(r["id"], r["name"], r[LINE_COLUMN]) for r in rows] == [
+        ("2", "ok, quoted", 3),
+        ("4", 'say "hi"', 5),
+        ("6", "plain", 8),
+    ]
+    where = str(tmp_path / "in.csv")
+    assert errors == [
+        (
+            2,
+            f"{where}:2: text after the closing quote at column 8, in field 2 'name': "
+            f"'\"Ann\"ie'; {DOUBLE_THE_QUOTE}",
+        ),
+        (
+            4,
+            f"{where}:4: text after the closing quote at column 5, in field 2 'name': "
+            f"'\"\"x'; {DOUBLE_THE_QUOTE}",
+        ),
+        (
+            6,
+            f"{where}:6: text after the closing quote at line 7, column 7, in field 2 "
+            f"'name': '\"two\\nlines\"z'; {DOUBLE_THE_QUOTE}",
+        ),
+        (
+            9,
+            f"{where}:9: text after the closing quote at column 8, in field 2 'name': "
+            f"'\"Zoë\"s'; {DOUBLE_THE_QUOTE}",
+        ),
+    ]
+    assert src.rejected == 4
+
+
+async def test_text_after_a_closing_quote_in_a_block_read_in_one_parse_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # blocks of clean lines are parsed whole; the one holding the bad line must not be
+    lines = [b'%d,"name %d",x' % (i, i) for i in range(2000)]
+    lines[1500] = b'1500,"name "1500,x'
+    data = b"id,name,v\n" + b"\n".join(lines) + b"\n"
+    rows, errors, _ = await read(tmp_path, run_ctx, data, block_size=4096, types={"id": "int"})
+    assert [line for line, _ in errors] == [1502]
+    assert "text after the closing quote at column 13, in field 2 'name'" in errors[0][1]
+    assert len(rows) == 1999 and 1500 not in [r["id"] for r in rows]
+    assert [r[LINE_COLUMN] for r in rows[1499:1501]] == [1501, 1503]
+
+
+async def test_text_after_a_closing_quote_fails_the_run_under_the_fail_policy(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await read(tmp_path, run_ctx, b'a,b\n1,2\n"x"y,3\n', on_malformed="fail")
+    detail = caught.value.details[0]
+    assert detail.where == f"{tmp_path / 'in.csv'}:3"
+    assert detail.message.startswith("text after the closing quote at column 4, in field 1 'a'")
+    assert DOUBLE_THE_QUOTE in detail.message and "on_malformed" in detail.fix
+
+
+async def test_text_after_a_closing_quote_in_the_header_is_an_error(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await read(tmp_path, run_ctx, b'id,"name"x\n1,2\n')
+    detail = caught.value.details[0]
+    assert detail.where == f"{tmp_path / 'in.csv'}:1"
+    assert detail.message.startswith("cannot read the header: text after the closing quote")
+    assert detail.fix == DOUBLE_THE_QUOTE
+
+
+async def test_quotes_escaped_or_doubled_are_not_text_after_a_closing_quote(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b'a,b\n"x\\"y",1\n"""q""",2\n"",3\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, escape="\\")
+    assert errors == []
+    assert [r["a"] for r in rows] == ['x"y', '"q"', ""]
+
+
+def test_scanner_finds_the_closing_quotes_that_text_follows() -> None:
+    scan = scan_records(b'a,"b"c\n"d",e\n"f""g"h,i\n', Delimiters(ord(",")), final=True)
+    assert scan.misquoted.tolist() == [4, 18]
 
 
 async def test_invalid_utf8_bytes_reject_only_their_row(

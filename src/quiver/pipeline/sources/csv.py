@@ -8,9 +8,10 @@ then parsed by ``pyarrow.csv``, a block at a time in the source's thread (the st
 after it use the other cores). Most blocks need no scan: once the columns are known, a block
 is parsed whole first and kept when as many rows come back as it has lines (see
 ``CsvSource._one_line_records``); any other block is scanned. Rows that cannot be read (a
-wrong number of fields, an unterminated quote, bytes invalid in the file's encoding, a value
-that does not convert to its declared type) are found exactly, without slowing down the good
-rows, and handled by ``on_malformed``:
+wrong number of fields, an unterminated quote, text after a closing quote (``"a"b``, which
+RFC 4180 refuses and Arrow's parser would read as ``ab``), bytes invalid in the file's
+encoding, a value that does not convert to its declared type) are found exactly, without
+slowing down the good rows, and handled by ``on_malformed``:
 
 * ``reject`` (default): the row becomes a :class:`~quiver.pipeline.component.RowError` with its
   line number and reason, which the engine writes to the rejects file; the rest flows on.
@@ -216,6 +217,7 @@ class Scan:
     0-based line of each record's start relative to the buffer; ``consumed`` is where the last
     complete record ends and ``consumed_lines`` the line breaks before it. ``open_quote``
     says the bytes after ``consumed`` start a record whose quote is still open.
+    ``misquoted`` holds the offsets of closing quotes that text follows (``"a"b``).
     """
 
     starts: np.ndarray
@@ -228,6 +230,7 @@ class Scan:
     has_quotes: bool = False
     toggles: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     escaped: np.ndarray | None = None
+    misquoted: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
@@ -246,30 +249,51 @@ def _escaped_positions(a: np.ndarray, escape: int) -> np.ndarray:
     return np.union1d(targets, paired)
 
 
+def _beside_quote(values: np.ndarray, d: Delimiters) -> np.ndarray:
+    """Which of ``values`` (bytes) may stand right before an opening quote or right after a
+    closing one: the delimiter, a line break, or a quote when quotes are doubled."""
+    found: np.ndarray = (values == d.delimiter) | (values == _NL) | (values == _CR)
+    if d.double_quote and d.quote is not None:
+        found |= values == d.quote
+    return found
+
+
 def _parity_is_exact(
     a: np.ndarray, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None = None
 ) -> bool:
     """True when counting quotes pairwise gives the same quoting as a field-by-field read.
 
     That holds when every opening quote starts a field (or continues a doubled quote) and
-    every closing quote ends one: the common case, checked here without a Python loop. A
-    quote next to an escaped character (``\\""``) is left to the field-by-field read.
+    every closing quote ends one: the common case, checked here without a Python loop (and
+    then no text follows a closing quote). A quote next to an escaped character (``\\""``)
+    is left to the field-by-field read.
     """
     if escaped is not None and escaped.size and np.isin(np.r_[q - 1, q + 1], escaped).any():
         return False
-    n = a.size
-    # which bytes may stand beside a quote, as a table looked up byte by byte (np.isin sorts)
-    starts = np.zeros(256, dtype=bool)
-    starts[[d.delimiter, _NL, _CR]] = True
-    if d.double_quote and d.quote:
-        starts[d.quote] = True
+    if q.size == 0:
+        return True
+    # q is sorted: only the first opening quote may start the buffer, and only the last
+    # closing one end it
     opens = q[0::2]
-    inner = opens[opens > 0]
-    if not starts[a[inner - 1]].all():
+    if opens[0] == 0:
+        opens = opens[1:]
+    if not _beside_quote(a[opens - 1], d).all():
         return False
     closes = q[1::2]
-    inner = closes[closes < n - 1]
-    return bool(starts[a[inner + 1]].all())
+    if closes.size and closes[-1] == a.size - 1:
+        closes = closes[:-1]
+    return bool(_beside_quote(a[closes + 1], d).all())
+
+
+def misquoted_closes(a: np.ndarray, toggles: np.ndarray, d: Delimiters) -> np.ndarray:
+    """The closing quotes among ``toggles`` (the quotes that open or close a quoted field,
+    from a field-by-field read) that text follows before the field ends: ``"a"b``, which
+    RFC 4180 (and Python's csv in strict mode, and DuckDB) refuse, and Arrow's parser would
+    read as ``ab``."""
+    closes = toggles[1::2]
+    closes = closes[closes < a.size - 1]
+    found: np.ndarray = closes[~_beside_quote(a[closes + 1], d)]
+    return found
 
 
 def _sequential_toggles(
@@ -319,15 +343,18 @@ def scan_records(buf: Bytes, d: Delimiters, final: bool) -> Scan:
     if escaped is not None and escaped.size:
         terms = np.setdiff1d(terms, escaped, assume_unique=True)
 
-    toggles = np.empty(0, np.int64)
+    toggles = misquoted = np.empty(0, np.int64)
     has_quotes = d.quote is not None and bytes([d.quote]) in buf
     if has_quotes:
         assert d.quote is not None
         q = np.flatnonzero(a == d.quote)
         if escaped is not None and escaped.size:
             q = np.setdiff1d(q, escaped, assume_unique=True)
-        exact = _parity_is_exact(a, q, d, escaped)
-        toggles = q if exact else _sequential_toggles(buf, q, d, escaped)
+        if _parity_is_exact(a, q, d, escaped):
+            toggles = q
+        else:
+            toggles = _sequential_toggles(buf, q, d, escaped)
+            misquoted = misquoted_closes(a, toggles, d)
     quoted_newlines = False
     open_quote = bool(toggles.size % 2)
     # index in line_breaks of each record's line break, when terms are all the line breaks
@@ -379,6 +406,7 @@ def scan_records(buf: Bytes, d: Delimiters, final: bool) -> Scan:
         has_quotes=has_quotes,
         toggles=toggles,
         escaped=escaped,
+        misquoted=misquoted,
     )
 
 
@@ -607,8 +635,13 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         records = np.flatnonzero(~empty)
         if records.size == 0 and (state.names is None or len(state.names) != 1):
             return
+        misquoted = _misquoted_records(scan, records)
         if state.names is None:
             header = int(records[0])
+            if self.cfg.header and header in misquoted:
+                message, fix = self._misquote(buf, scan, header, misquoted[header], base)
+                where = f"{display_path(state.path)}:{base + int(scan.lines[header]) + 1}"
+                raise PermanentError.one(f"cannot read the header: {message}", where, fix)
             self._start_file(state, buf, scan, header, base)
             if self.cfg.header:
                 records = records[1:]
@@ -624,6 +657,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         assert names is not None
         expected = len(names)
         records = self._drop_long(state, buf, scan, records, base)
+        if misquoted:
+            records = self._drop_misquoted(state, buf, scan, records, base, misquoted)
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
         known = len(self._errors)
@@ -659,6 +694,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         last = buf.rfind(b"\n", 0, cut - 1) + 1
         if scan_records(buf[last:cut], self.delimiters, final=False).consumed != cut - last:
             return None  # the last line ends inside a quoted value
+        if self._text_after_a_closing_quote(buf, cut):
+            return None  # Arrow's parser would join the text to the quoted value
         try:
             table = self._read_block(data, True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -668,6 +705,97 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         lines = line_column(np.arange(base + 1, base + 1 + breaks, dtype=np.int64))
         table = table.append_column(LINE_COLUMN, lines)
         return table.to_batches(max_chunksize=self.cfg.batch_rows), cut, breaks
+
+    def _text_after_a_closing_quote(self, buf: Bytes, cut: int) -> bool:
+        """Whether text follows the closing quote of a quoted field (``"a"b``) in the first
+        ``cut`` bytes of ``buf``. The quotes are paired by counting first (a few
+        milliseconds for a block of 2 MB full of quoted fields); only a block where that
+        pairing is not the field-by-field one (a quote inside an unquoted field, or
+        misplaced) is read quote by quote."""
+        d = self.delimiters
+        if d.quote is None or buf.find(bytes([d.quote]), 0, cut) < 0:
+            return False
+        a = np.frombuffer(buf, dtype=np.uint8, count=cut)
+        escaped: np.ndarray | None = None
+        if d.escape is not None and buf.find(bytes([d.escape]), 0, cut) >= 0:
+            escaped = _escaped_positions(a, d.escape)
+        q = np.flatnonzero(a == d.quote)
+        if escaped is not None and escaped.size:
+            q = np.setdiff1d(q, escaped, assume_unique=True)
+        if _parity_is_exact(a, q, d, escaped):
+            return False
+        return bool(misquoted_closes(a, _sequential_toggles(buf, q, d, escaped), d).size)
+
+    def _drop_misquoted(
+        self,
+        state: _FileState,
+        buf: Bytes,
+        scan: Scan,
+        records: np.ndarray,
+        base: int,
+        misquoted: dict[int, int],
+    ) -> np.ndarray:
+        """``records`` without those where text follows a closing quote (reported)."""
+        bad = np.isin(records, np.fromiter(misquoted, dtype=np.int64))
+        for index in records[bad].tolist():
+            message, fix = self._misquote(buf, scan, index, misquoted[index], base)
+            column = self._field_name(buf, scan, index, misquoted[index])
+            self._malformed(
+                state.path,
+                base + int(scan.lines[index]) + 1,
+                f"{message}; {fix}",
+                raw=bytes(buf[scan.starts[index] : scan.ends[index]]),
+                column=column,
+            )
+        kept: np.ndarray = records[~bad]
+        return kept
+
+    def _field_bounds(self, buf: Bytes, scan: Scan, index: int, at: int) -> tuple[int, int, int]:
+        """``(field number from 0, first byte, end)`` of the field of record ``index`` that
+        holds the byte at offset ``at``."""
+        start, end = int(scan.starts[index]), int(scan.ends[index])
+        a = np.frombuffer(buf, dtype=np.uint8, count=end)
+        delims = np.flatnonzero(a[start:end] == self.delimiters.delimiter) + start
+        if scan.escaped is not None and scan.escaped.size:
+            delims = np.setdiff1d(delims, scan.escaped, assume_unique=True)
+        delims = delims[(np.searchsorted(scan.toggles, delims) & 1) == 0]
+        before = int(np.searchsorted(delims, at))
+        first = int(delims[before - 1]) + 1 if before else start
+        last = int(delims[before]) if before < delims.size else end
+        while last > first and buf[last - 1] in (_NL, _CR):
+            last -= 1
+        return before, first, last
+
+    def _field_name(self, buf: Bytes, scan: Scan, index: int, at: int) -> str | None:
+        number = self._field_bounds(buf, scan, index, at)[0]
+        names = self.names or ()
+        return names[number] if number < len(names) else None
+
+    def _misquote(
+        self, buf: Bytes, scan: Scan, index: int, quote: int, base: int
+    ) -> tuple[str, str]:
+        """What is wrong with record ``index``, whose field's closing quote at offset
+        ``quote`` text follows, and how to fix it: ``(message, fix)``."""
+        start = int(scan.starts[index])
+        line_start = max(buf.rfind(b"\n", start, quote), buf.rfind(b"\r", start, quote)) + 1
+        line_start = max(line_start, start)
+        column = len(bytes(buf[line_start : quote + 1]).decode("utf-8", "replace")) + 1
+        number, first, last = self._field_bounds(buf, scan, index, quote)
+        field_text = bytes(buf[first:last]).decode("utf-8", "replace")
+        if len(field_text) > 60:
+            field_text = field_text[:57] + "..."
+        names = self.names or ()
+        name = f" {names[number]!r}" if number < len(names) else ""
+        where = f"column {column}"
+        if line_start > start:
+            line = base + int(scan.lines[index]) + 1 + _line_breaks(buf[start:line_start])
+            where = f"line {line}, column {column}"
+        message = (
+            f"text after the closing quote at {where}, in field {number + 1}{name}: {field_text!r}"
+        )
+        fix = 'a quote inside a quoted field must be doubled (""), as RFC 4180 asks'
+
+        return message, fix
 
     def _drop_long(
         self, state: _FileState, buf: Bytes, scan: Scan, records: np.ndarray, base: int
@@ -1103,6 +1231,19 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 return column, value, f"column '{column}': {_clean(m[2])}"
             return column, value, f"column '{column}': {value!r} is not a valid {kind}"
         return None, None, _clean(message)
+
+
+def _misquoted_records(scan: Scan, records: np.ndarray) -> dict[int, int]:
+    """The records of ``records`` where text follows a closing quote, each with the offset
+    of the first such quote."""
+    if not scan.misquoted.size:
+        return {}
+    owners = np.searchsorted(scan.ends, scan.misquoted, side="right")
+    found: dict[int, int] = {}
+    for owner, quote in zip(owners.tolist(), scan.misquoted.tolist(), strict=True):
+        found.setdefault(owner, quote)
+    wanted = set(records.tolist())
+    return {k: v for k, v in found.items() if k in wanted}
 
 
 def _field_count_reason(expected: int, found: int) -> str:
