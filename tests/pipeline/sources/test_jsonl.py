@@ -71,6 +71,61 @@ async def test_malformed_lines_are_rejected_with_the_reason(
     assert "['extra'] not in the schema" in reasons[7]
 
 
+async def test_a_list_mixing_types_is_rejected_naming_the_field_and_the_fix(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = (
+        b'{"id": 1, "tags": [1, "a"]}\n{"id": 2, "tags": [2]}\n{"id": 3, "tags": [3, null]}\n'
+        b'{"id": 4, "tags": [true, 4.5]}\n{"id": 5, "geo": {"pts": [[1], ["x", 2]]}}\n'
+        b'{"id": 6, "geo": {"pts": [[6]]}}\n'
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert [r["id"] for r in rows] == [2, 3, 6]
+    fix = "the values of a list must all be of one type; make them one type, or declare"
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (
+            1,
+            f"field 'tags': the list [1,\"a\"] mixes numbers and strings, and {fix} tags: str "
+            "under `types` to read the field as its JSON text",
+        ),
+        (
+            4,
+            f"field 'tags': the list [true,4.5] mixes booleans and numbers, and {fix} tags: "
+            "str under `types` to read the field as its JSON text",
+        ),
+        (
+            5,
+            f"field 'geo.pts[]': the list [\"x\",2] mixes strings and numbers, and {fix} geo: "
+            "str under `types` to read the field as its JSON text",
+        ),
+    ]
+
+
+async def test_a_field_every_line_of_the_sample_mixes_types_in_is_named_so(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # no line gives the field a type: it is missing from the schema for its mixed lists
+    data = b'{"id": 1, "tags": [1, "a"]}\n{"id": 2, "tags": ["b", 2]}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert rows == []
+    assert [(line, reason.split(": ", 2)[1]) for line, reason in errors] == [
+        (1, "field 'tags'"),
+        (2, "field 'tags'"),
+    ]
+    assert "mixes numbers and strings" in errors[0][1]
+    assert "mixes strings and numbers" in errors[1][1]
+
+
+async def test_a_field_declared_as_text_keeps_lists_mixing_types_as_json_text(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # no line of the sample holds a text value for it: the other fields are still inferred
+    data = b'{"id": 1, "tags": [1, "a"]}\n{"id": 2, "tags": [2]}\n{"id": 3, "tags": []}\n'
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"tags": "str"})
+    assert errors == []
+    assert [(r["id"], r["tags"]) for r in rows] == [(1, '[1,"a"]'), (2, "[2]"), (3, "[]")]
+
+
 async def test_unexpected_fields_can_be_ignored(tmp_path: Path, run_ctx: RunContext) -> None:
     data = b'{"id": 1}\n{"id": 2, "extra": true}\n'
     rows, errors, _ = await read(

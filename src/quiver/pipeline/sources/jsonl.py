@@ -40,6 +40,7 @@ from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.json_text import (
     MAX_JSON_DEPTH,
     DuplicateKeyError,
+    JsonNumber,
     beyond_float,
     json_array,
     json_depth,
@@ -291,12 +292,23 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         lines: np.ndarray,
     ) -> None:
         """Infer the schema from the well-formed lines of the sample."""
+        data = _gather(block, starts[records], ends[records])
+        if self.maps:
+            data = self._without_fields(data, self.maps)
         try:
-            data = _gather(block, starts[records], ends[records])
-            if self.maps:
-                data = self._without_maps(data)
             inferred = self._read_json(data, None).schema
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            inferred = None
+        if inferred is None and len(self.declared):
+            # a declared field whose values Arrow cannot read as declared (lists in a text
+            # field, read as their JSON text by the value rules) must not keep the other
+            # fields from being inferred
+            try:
+                others = self._without_fields(data, set(self.declared.names))
+                inferred = self._read_json(others, None).schema
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                inferred = None
+        if inferred is None:
             good = [
                 i
                 for i, index in enumerate(records.tolist())
@@ -322,8 +334,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         ]
         self.read_schema = pa.schema([f.with_type(_read_type(f.type)) for f in fields])
 
-    def _without_maps(self, data: bytes | memoryview) -> bytes:
-        """The JSON lines of ``data`` without their declared map fields (to infer the others)."""
+    def _without_fields(self, data: bytes | memoryview, names: set[str]) -> bytes:
+        """The JSON lines of ``data`` without their fields ``names`` (to infer the others)."""
         out = []
         for line in bytes(data).splitlines():
             try:
@@ -331,7 +343,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             except ValueError:
                 continue
             if isinstance(record, dict):
-                out.append(json.dumps({k: v for k, v in record.items() if k not in self.maps}))
+                out.append(json.dumps({k: v for k, v in record.items() if k not in names}))
         return "\n".join(out).encode()
 
     def _infer(self, block: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Schema:
@@ -594,6 +606,38 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             arrays.append(array)
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
+    def _mixed_list(self, raw: bytes) -> str | None:
+        """Why the line ``raw`` is refused when a field that is not text holds a list whose
+        values are of more than one JSON type (``[1, "a"]``): an Arrow list holds values of
+        one type. None when it holds no such list."""
+        assert self.schema is not None
+        try:
+            record = parse_json(raw)
+        except ValueError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        for name, value in record.items():
+            at = self.schema.get_field_index(name)
+            if at >= 0 and not pa.types.is_nested(self.schema.field(at).type):
+                continue  # a text field holds any JSON value as its text
+            if at < 0 and self.cfg.unexpected_fields == "ignore":
+                continue
+            # (a field missing from the schema may be missing for its mixed list)
+            found = _first_mixed_list(value, name)
+            if found is None:
+                continue
+            where, items, kinds = found
+            shown = orjson.dumps(plain_json(items)).decode()
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            return (
+                f"field {where!r}: the list {shown} mixes {' and '.join(kinds)}, and the values "
+                "of a list must all be of one type; make them one type, or declare "
+                f"{name}: str under `types` to read the field as its JSON text"
+            )
+        return None
+
     def _explain(self, exc: Exception, raw: bytes) -> str:
         bad = describe_bad_bytes(raw, self.cfg.encoding)
         if bad is not None:
@@ -601,6 +645,9 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         problem = _json_problem(raw)
         if problem is not None:
             return problem
+        mixed = self._mixed_list(raw)
+        if mixed is not None:
+            return mixed
         message = _ROW_IN_MESSAGE.sub("", str(exc).removeprefix("JSON parse error: "))
         # a key named twice: say which, and where (also when its field is missing from the
         # schema because every line of the sample naming it names it twice)
@@ -626,6 +673,38 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
+
+
+def _json_kind(value: Any) -> str | None:
+    """The JSON type of a value of :func:`parse_json`, as a plural noun (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "booleans"
+    if isinstance(value, int | float | JsonNumber):
+        return "numbers"
+    if isinstance(value, str):
+        return "strings"
+    return "objects" if isinstance(value, dict) else "lists"
+
+
+def _first_mixed_list(value: Any, where: str) -> tuple[str, list[Any], list[str]] | None:
+    """The first list in ``value`` (at ``where``, depth first) whose values are of more than
+    one JSON type: ``(where it is, the list, the types in the order they come)``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _first_mixed_list(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        kinds = list(dict.fromkeys(k for k in map(_json_kind, value) if k is not None))
+        if len(kinds) > 1:
+            return where, value, kinds
+        for item in value:
+            found = _first_mixed_list(item, f"{where}[]")
+            if found is not None:
+                return found
+    return None
 
 
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
