@@ -60,6 +60,7 @@ __all__ = [
     "dump_json",
     "duplicate_key",
     "duplicate_key_reason",
+    "integer_misfit",
     "json_array",
     "json_default",
     "json_depth",
@@ -644,10 +645,32 @@ def json_array(
             if isinstance(kind, pa.Decimal128Type | pa.Decimal256Type):
                 shown = values[i].text if isinstance(values[i], JsonNumber) else str(values[i])
                 refused[i] = decimal_misfit(shown, kind)
+            elif pa.types.is_integer(kind) and isinstance(value, int):
+                refused[i] = integer_misfit(value, kind)
             else:
                 refused[i] = f"{_show(values[i])} does not fit {kind} ({exc})"
             out[i] = None
     return pa.array(out, kind), refused
+
+
+def integer_misfit(value: int, kind: pa.DataType) -> str:
+    """Why the integer ``value`` is refused by the integer type ``kind`` (out of its range),
+    and the type that keeps every digit of it."""
+    bits = kind.bit_width
+    signed = pa.types.is_signed_integer(kind)
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    digits = len(str(abs(value)))
+    keep = (
+        "decimal(38,0) or str"
+        if digits <= 38
+        else "decimal(76,0) or str"
+        if digits <= 76
+        else "str"
+    )
+    return (
+        f"{value} does not fit {kind}, a {bits}-bit {'' if signed else 'unsigned '}integer "
+        f"({low} to {high}); declare the field as {keep} under `types` to keep every digit"
+    )
 
 
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)

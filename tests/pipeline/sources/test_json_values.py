@@ -247,12 +247,7 @@ async def test_jsonl_integer_past_int64_is_rejected_or_kept_as_declared(
     assert [r["n"] for r in rows] == [1]
     assert [e.line for e in errors] == [2, 3] and BIG in errors[0].reason
     assert all("field 'n'" in e.reason and "int64" in e.reason for e in errors)
-    # inferred: the integers make the field a float, which cannot hold them exactly
-    rows, errors = await read_jsonl(tmp_path, run_ctx, data)
-    assert [r["n"] for r in rows] == [1]
-    assert [e.line for e in errors] == [2, 3]
-    assert f"the integer {BIG} cannot be held exactly by a float" in errors[0].reason
-    assert "decimal(38,0)" in errors[0].reason
+    # inferred: integers past int64 make the field decimal(38,0), exact (see below)
     rows, errors = await read_jsonl(tmp_path, run_ctx, data, types={"n": "decimal(38,0)"})
     assert [r["n"] for r in rows] == [1, decimal.Decimal(BIG), 18446744073709551615]
     assert errors == []
@@ -334,3 +329,65 @@ async def test_rabbitmq_refused_binary_body_is_kept_whole_in_the_rejects(
         {"body_base64": base64.b64encode(binary).decode("ascii")}
     ]
     assert {"body": "not json"} in [e.row for e in errors] and len(kept) == 2
+
+
+async def test_jsonl_integers_with_one_past_int64_are_inferred_as_an_exact_decimal(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # Arrow infers a float, which would turn every value of the field into a float and
+    # round 2**63 + 1; Spark infers a decimal, DuckDB a 128-bit integer
+    data = (
+        b'{"id": 1, "n": 5}\n{"id": 2, "n": 9223372036854775809}\n'
+        b'{"id": 3, "n": null}\n{"id": 4, "n": -99999999999999999999}\n'
+    )
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data)
+    assert errors == []
+    assert [(r["id"], r["n"]) for r in rows] == [
+        (1, decimal.Decimal(5)),
+        (2, decimal.Decimal(9223372036854775809)),
+        (3, None),
+        (4, decimal.Decimal(-99999999999999999999)),
+    ]
+    assert all(type(r["id"]) is int for r in rows)
+
+
+async def test_jsonl_integer_past_int64_in_an_integer_field_is_rejected_with_the_fix(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    # the field's type is settled (int64) before the line past it comes
+    data = b'{"n": 1}\n{"n": 2}\n{"n": 9223372036854775808}\n{"n": 4}\n'
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data, infer_bytes=1, block_size=1)
+    assert [r["n"] for r in rows] == [1, 2, 4]
+    assert [(e.line, e.reason.split(": ", 1)[1]) for e in errors] == [
+        (
+            3,
+            "field 'n': 9223372036854775808 does not fit int64, a 64-bit integer "
+            "(-9223372036854775808 to 9223372036854775807); declare the field as "
+            "decimal(38,0) or str under `types` to keep every digit",
+        )
+    ]
+
+
+async def test_jsonl_integers_beside_fractions_stay_a_float_and_an_inexact_one_is_rejected(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = f'{{"n": 1.5}}\n{{"n": {BIG}}}\n{{"n": 2}}\n'.encode()
+    rows, errors = await read_jsonl(tmp_path, run_ctx, data)
+    assert [r["n"] for r in rows] == [1.5, 2.0]
+    assert [e.line for e in errors] == [2]
+    assert f"the integer {BIG} cannot be held exactly by a float" in errors[0].reason
+
+
+def test_an_integer_past_its_type_names_the_range_and_the_type_that_keeps_it() -> None:
+    values = parse_json(f"[1, {BIG}, -1, {'9' * 50}, {'9' * 80}]")
+    _, refused = json_array(values, pa.uint32())
+    assert refused == {
+        1: f"{BIG} does not fit uint32, a 32-bit unsigned integer (0 to 4294967295); "
+        "declare the field as decimal(38,0) or str under `types` to keep every digit",
+        2: "-1 does not fit uint32, a 32-bit unsigned integer (0 to 4294967295); "
+        "declare the field as decimal(38,0) or str under `types` to keep every digit",
+        3: f"{'9' * 50} does not fit uint32, a 32-bit unsigned integer (0 to 4294967295); "
+        "declare the field as decimal(76,0) or str under `types` to keep every digit",
+        4: f"{'9' * 80} does not fit uint32, a 32-bit unsigned integer (0 to 4294967295); "
+        "declare the field as str under `types` to keep every digit",
+    }

@@ -320,10 +320,17 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 return
             inferred = self._infer(block, starts[records[good]], ends[records[good]])
         declared = {f.name: f.type for f in self.declared}
+        # Arrow infers a float for integers past int64, which would round them (and all the
+        # integers beside them): integers that are all whole numbers are decimal(38,0)
+        # instead, exact, as Spark infers a decimal and DuckDB a 128-bit integer
+        wide = _integers_past_int64(
+            data,
+            [f.name for f in inferred if f.name not in declared and pa.types.is_floating(f.type)],
+        )
         fields = [
             pa.field(f.name, declared[f.name])
             if f.name in declared
-            else f.with_type(_as_json_typed(f.type))
+            else f.with_type(_WIDE_INTEGER if f.name in wide else _as_json_typed(f.type))
             for f in inferred
         ]
         fields += [f for f in self.declared if f.name not in inferred.names]
@@ -332,7 +339,11 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         self.inferred_floats = [
             f.name for f in fields if f.name not in declared and _has_float(f.type)
         ]
-        self.read_schema = pa.schema([f.with_type(_read_type(f.type)) for f in fields])
+        # Arrow reads JSON numbers into a decimal exactly (a declared decimal is read as text,
+        # the way the sinks write decimals)
+        self.read_schema = pa.schema(
+            [f if f.name in wide else f.with_type(_read_type(f.type)) for f in fields]
+        )
 
     def _without_fields(self, data: bytes | memoryview, names: set[str]) -> bytes:
         """The JSON lines of ``data`` without their fields ``names`` (to infer the others)."""
@@ -892,6 +903,40 @@ def _read_type(kind: pa.DataType) -> pa.DataType:
     ):
         return pa.string()
     return kind
+
+
+#: The type inferred for a field of integers, one of them past int64: every integer of up to
+#: 38 digits, exactly
+_WIDE_INTEGER = pa.decimal128(38, 0)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _integers_past_int64(data: bytes | memoryview, names: list[str]) -> set[str]:
+    """The fields among ``names`` whose values in the JSON lines ``data`` are all integers
+    (or null), one of them at least past int64. The lines are read one by one only when
+    ``data`` holds a run of 16 digits or more, so a sample without one costs one pass."""
+    text = bytes(data)
+    if not names or _long_integers(text).size == 0:
+        return set()
+    whole, past = set(names), set()
+    for line in text.splitlines():
+        try:
+            record = parse_json(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        for name in list(whole):
+            value = record.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                whole.discard(name)
+            elif not _INT64_MIN <= value <= _INT64_MAX:
+                past.add(name)
+        if not whole:
+            break
+    return whole & past
 
 
 def _as_json_typed(kind: pa.DataType) -> pa.DataType:
