@@ -323,6 +323,17 @@ def _sequential_toggles(
     return np.asarray(toggles, dtype=np.int64)
 
 
+def _toggles(
+    buf: Bytes, a: np.ndarray, q: np.ndarray, d: Delimiters, escaped: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of the quotes ``q`` of ``buf`` (``a``, its bytes), those that open or close a quoted
+    field, and the closing ones that text follows (none when counting pairs them right)."""
+    if _parity_is_exact(a, q, d, escaped):
+        return q, np.empty(0, np.int64)
+    toggles = _sequential_toggles(buf, q, d, escaped)
+    return toggles, misquoted_closes(a, toggles, d)
+
+
 def scan_records(buf: Bytes, d: Delimiters, final: bool) -> Scan:
     """Find the complete records of ``buf`` (all of them when ``final``)."""
     a = np.frombuffer(buf, dtype=np.uint8)
@@ -351,11 +362,7 @@ def scan_records(buf: Bytes, d: Delimiters, final: bool) -> Scan:
         q = np.flatnonzero(a == d.quote)
         if escaped is not None and escaped.size:
             q = np.setdiff1d(q, escaped, assume_unique=True)
-        if _parity_is_exact(a, q, d, escaped):
-            toggles = q
-        else:
-            toggles = _sequential_toggles(buf, q, d, escaped)
-            misquoted = misquoted_closes(a, toggles, d)
+        toggles, misquoted = _toggles(buf, a, q, d, escaped)
     quoted_newlines = False
     open_quote = bool(toggles.size % 2)
     # index in line_breaks of each record's line break, when terms are all the line breaks
@@ -736,9 +743,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         q = np.flatnonzero(a == d.quote)
         if escaped is not None and escaped.size:
             q = np.setdiff1d(q, escaped, assume_unique=True)
-        if _parity_is_exact(a, q, d, escaped):
-            return False
-        return bool(misquoted_closes(a, _sequential_toggles(buf, q, d, escaped), d).size)
+        return bool(_toggles(buf, a, q, d, escaped)[1].size)
 
     def _drop_misquoted(
         self,

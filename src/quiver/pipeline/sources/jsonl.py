@@ -521,11 +521,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         """Why the line ``raw`` is refused when a field of inferred float type holds an
         integer that a float would change, else None."""
         assert self.schema is not None
-        try:
-            record = parse_json(raw)
-        except ValueError:
-            return None
-        if not isinstance(record, dict):
+        record = _json_object(raw)
+        if record is None:
             return None
         for name in self.inferred_floats:
             kind = self.schema.field(name).type
@@ -541,11 +538,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         int field. Else no table and, when a value breaks those rules, why (with the field's
         name and the value, as they appear in messages)."""
         assert self.schema is not None
-        try:
-            record = parse_json(raw)
-        except ValueError:
-            return None, None
-        if not isinstance(record, dict):
+        record = _json_object(raw)
+        if record is None:
             return None, None
         if self.cfg.unexpected_fields == "reject" and set(record) - set(self.schema.names):
             return None, None
@@ -591,11 +585,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             return None
         records = []
         for raw in raws:
-            try:
-                record = parse_json(raw)
-            except ValueError:
-                return None
-            if not isinstance(record, dict):
+            record = _json_object(raw)
+            if record is None:
                 return None
             if self.cfg.unexpected_fields == "reject" and set(record) - set(self.schema.names):
                 return None
@@ -622,11 +613,8 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         values are of more than one JSON type (``[1, "a"]``): an Arrow list holds values of
         one type. None when it holds no such list."""
         assert self.schema is not None
-        try:
-            record = parse_json(raw)
-        except ValueError:
-            return None
-        if not isinstance(record, dict):
+        record = _json_object(raw)
+        if record is None:
             return None
         for name, value in record.items():
             at = self.schema.get_field_index(name)
@@ -684,6 +672,15 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The line ``raw`` as :func:`parse_json` reads it, when it is a JSON object."""
+    try:
+        record = parse_json(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _json_kind(value: Any) -> str | None:
