@@ -352,6 +352,17 @@ async def test_text_after_a_closing_quote_in_a_block_read_in_one_parse_is_reject
     assert [r[LINE_COLUMN] for r in rows[1499:1501]] == [1501, 1503]
 
 
+async def test_a_reject_for_text_after_a_closing_quote_names_its_column_and_keeps_the_record(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    (tmp_path / "in.csv").write_bytes(b'id,name\n1,"Ann"ie\n')
+    src = source(path="in.csv")
+    await read_all(src, run_ctx)
+    [error] = src.take_errors()
+    assert error.column == "name"
+    assert error.row == {"__file": str(tmp_path / "in.csv"), "__raw": '1,"Ann"ie'}
+
+
 async def test_text_after_a_closing_quote_fails_the_run_under_the_fail_policy(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:

@@ -652,7 +652,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if state.names is None:
             header = int(records[0])
             if self.cfg.header and header in misquoted:
-                message, fix = self._misquote(buf, scan, header, misquoted[header], base)
+                message, fix, _ = self._misquote(buf, scan, header, misquoted[header], base)
                 where = f"{display_path(state.path)}:{base + int(scan.lines[header]) + 1}"
                 raise PermanentError.one(f"cannot read the header: {message}", where, fix)
             self._start_file(state, buf, scan, header, base)
@@ -757,8 +757,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         """``records`` without those where text follows a closing quote (reported)."""
         bad = np.isin(records, np.fromiter(misquoted, dtype=np.int64))
         for index in records[bad].tolist():
-            message, fix = self._misquote(buf, scan, index, misquoted[index], base)
-            column = self._field_name(buf, scan, index, misquoted[index])
+            message, fix, column = self._misquote(buf, scan, index, misquoted[index], base)
             self._malformed(
                 state.path,
                 base + int(scan.lines[index]) + 1,
@@ -785,16 +784,12 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             last -= 1
         return before, first, last
 
-    def _field_name(self, buf: Bytes, scan: Scan, index: int, at: int) -> str | None:
-        number = self._field_bounds(buf, scan, index, at)[0]
-        names = self.names or ()
-        return names[number] if number < len(names) else None
-
     def _misquote(
         self, buf: Bytes, scan: Scan, index: int, quote: int, base: int
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, str | None]:
         """What is wrong with record ``index``, whose field's closing quote at offset
-        ``quote`` text follows, and how to fix it: ``(message, fix)``."""
+        ``quote`` text follows, how to fix it, and the field's column name (when the columns
+        are known): ``(message, fix, column)``."""
         start = int(scan.starts[index])
         line_start = max(buf.rfind(b"\n", start, quote), buf.rfind(b"\r", start, quote)) + 1
         line_start = max(line_start, start)
@@ -804,7 +799,8 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         if len(field_text) > 60:
             field_text = field_text[:57] + "..."
         names = self.names or ()
-        name = f" {names[number]!r}" if number < len(names) else ""
+        column_name = names[number] if number < len(names) else None
+        name = f" {column_name!r}" if column_name is not None else ""
         where = f"column {column}"
         if line_start > start:
             line = base + int(scan.lines[index]) + 1 + _line_breaks(buf[start:line_start])
@@ -813,8 +809,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             f"text after the closing quote at {where}, in field {number + 1}{name}: {field_text!r}"
         )
         fix = 'a quote inside a quoted field must be doubled (""), as RFC 4180 asks'
-
-        return message, fix
+        return message, fix, column_name
 
     def _drop_long(
         self, state: _FileState, buf: Bytes, scan: Scan, records: np.ndarray, base: int
