@@ -33,6 +33,12 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from quiver.ingest.amqp import AmqpReceiver
+from quiver.ingest.kafka import KafkaReceiver
+from quiver.ingest.mqtt import MqttReceiver
+from quiver.ingest.nats import NatsReceiver
+from quiver.ingest.receiver import BrokerReceiver
+from quiver.pipeline.component import LINE_COLUMN, RowError, RunContext
 from quiver.pipeline.config import PipelineSpec, load_pipeline
 from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
@@ -42,8 +48,10 @@ from .processes import TrackedPopen, keep, reap
 from .tansu import BrokerStartError, start_tansu
 
 __all__ = [
+    "FAST",
     "FETCH_WAIT",
     "KAFKA_SESSION",
+    "Channel",
     "build",
     "free_port",
     "read_all",
@@ -166,6 +174,117 @@ def mqtt_publish(messages: list[tuple[str, bytes]], qos: int = 1) -> None:
     publish.multiple(
         [{"topic": t, "payload": p, "qos": qos} for t, p in messages], hostname="127.0.0.1"
     )
+
+
+#: Receiver options that end a test's run soon after its last message.
+FAST = {"idle_timeout": 1.0, "batch_seconds": 0.2}
+
+
+@dataclass
+class Channel:
+    """One broker's topic, queue, stream or group of one test, read again and again."""
+
+    kind: str
+    publish: Callable[[list[bytes]], Awaitable[None]]
+    options: dict[str, Any]
+    cls: type[BrokerReceiver]
+
+    async def read(
+        self, ctx: RunContext, **options: Any
+    ) -> tuple[list[dict[str, Any]], list[RowError]]:
+        """The rows and rejected rows of one run, committed as the engine commits them."""
+        r = build(self.cls, {**FAST, **self.options, **options})
+        table = await read_all(r, ctx)
+        errors = r.take_errors()
+        await r.commit()
+        await r.close()
+        rows = table.drop_columns([LINE_COLUMN]).to_pylist() if table.num_rows else []
+        return rows, errors
+
+
+@pytest_asyncio.fixture(
+    params=["mqtt", "mqtt-qos2", "amqp", "nats", "kafka"], loop_scope="function"
+)
+async def channel(request: pytest.FixtureRequest, run_ctx: RunContext) -> AsyncIterator[Channel]:
+    """A topic (its session made already: MQTT QoS 1, and QoS 2), a bound queue, a JetStream
+    stream and durable, or a Kafka topic and group, of one test."""
+    kind: str = request.param
+    if kind.startswith("mqtt"):
+        qos = 2 if kind == "mqtt-qos2" else 1
+        prefix = unique("m")
+        opts: dict[str, Any] = {
+            "topics": [f"{prefix}/#"],
+            "client_id": unique("c"),
+            "topic_field": None,
+            "qos": qos,
+        }
+        first: MqttReceiver = build(MqttReceiver, {**opts, "idle_timeout": 0.2})
+        await read_all(first, run_ctx)  # the broker keeps the session's messages from now on
+        await first.close()
+
+        async def mqtt(bodies: list[bytes]) -> None:
+            await asyncio.to_thread(mqtt_publish, [(f"{prefix}/a", b) for b in bodies], qos)
+
+        yield Channel(kind, mqtt, opts, MqttReceiver)
+        return
+    if kind == "amqp":
+        from .test_amqp import URL
+        from .test_amqp import publish as amqp_publish
+
+        names = {"exchange": unique("x"), "queue": unique("q")}
+        opts = {**names, "bindings": ["k"]}
+        first_a: AmqpReceiver = build(AmqpReceiver, {**opts, "idle_timeout": 0.1})
+        await read_all(first_a, run_ctx)
+        await first_a.close()
+
+        async def amqp(bodies: list[bytes]) -> None:
+            await amqp_publish(names["exchange"], [("k", b) for b in bodies])
+
+        yield Channel(kind, amqp, opts, AmqpReceiver)
+        import aio_pika
+
+        connection = await aio_pika.connect(URL)
+        ch = await connection.channel()
+        await ch.queue_delete(names["queue"])
+        await ch.exchange_delete(names["exchange"])
+        await connection.close()
+        return
+    if kind == "nats":
+        import nats
+
+        stream, prefix = unique("S"), unique("subj")
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        await nc.jetstream().add_stream(name=stream, subjects=[f"{prefix}.>"])
+
+        async def jetstream(bodies: list[bytes]) -> None:
+            await js_publish(f"{prefix}.a", bodies)
+
+        opts = {
+            "subject": f"{prefix}.>",
+            "stream": stream,
+            "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
+            "subject_field": None,
+        }
+        yield Channel(kind, jetstream, opts, NatsReceiver)
+        await nc.jetstream().delete_stream(stream)
+        await nc.close()
+        return
+    servers = request.getfixturevalue("kafka_broker")
+    topic = unique("t")
+    await kafka_topic(servers, topic)
+
+    async def kafka(bodies: list[bytes]) -> None:
+        await kafka_produce(servers, topic, bodies)
+
+    opts = {
+        "bootstrap_servers": [servers],
+        "topics": [topic],
+        "group_id": unique("g"),
+        "session_timeout": KAFKA_SESSION,
+        "idle_timeout": 1.5,
+    }
+    yield Channel(kind, kafka, opts, KafkaReceiver)
 
 
 def with_source_options(spec: PipelineSpec, **options: Any) -> PipelineSpec:

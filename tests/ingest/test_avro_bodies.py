@@ -268,8 +268,17 @@ async def test_a_duration_is_an_interval_of_months_days_and_nanoseconds(
     assert table.column("took")[0].as_py() == pa.MonthDayNano([14, 3, 4_000_001_000_000])
 
 
+def schema_problems(schema: dict[str, Any], ctx: RunContext) -> list[str]:
+    """What a receiver reading bodies written with ``schema`` says of it before a run."""
+    Path(ctx.base_dir, "r.avsc").write_text(json.dumps(schema))
+    r: NatsReceiver = build(
+        NatsReceiver, {"subject": "s", "format": "avro", "avro_schema": "r.avsc"}
+    )
+    return [p.render() for p in r.check(ctx)]
+
+
 def test_a_union_of_several_types_is_refused_naming_the_field(
-    run_ctx: RunContext, tmp_path: Path
+    run_ctx: RunContext,
 ) -> None:
     schema = {
         "type": "record",
@@ -299,11 +308,7 @@ def test_a_union_of_several_types_is_refused_naming_the_field(
             },
         ],
     }
-    (tmp_path / "r.avsc").write_text(json.dumps(schema))
-    r: NatsReceiver = build(
-        NatsReceiver, {"subject": "s", "format": "avro", "avro_schema": "r.avsc"}
-    )
-    problems = [p.render() for p in r.check(run_ctx)]
+    problems = schema_problems(schema, run_ctx)
     assert len(problems) == 4, problems
     assert "field 'either' is a union of several types" in problems[0]
     assert "declare the top-level field `json` in `schema:`" in problems[0]
@@ -422,14 +427,16 @@ async def test_bodies_that_do_not_fit_the_schema_are_rejected_with_their_reason(
     assert errors[1].row == {"body": out.getvalue().decode()}
 
 
+def container(schema: dict[str, Any], rows: list[dict[str, Any]], codec: str = "null") -> bytes:
+    """An Avro object container file of ``rows`` written with ``schema``."""
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(schema), rows, codec=codec)
+    return out.getvalue()
+
+
 async def test_container_files_of_another_schema_are_rejected(
     js_stream: tuple[str, str], run_ctx: RunContext
 ) -> None:
-    def container(schema: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
-        out = io.BytesIO()
-        fastavro.writer(out, fastavro.parse_schema(schema), rows)
-        return out.getvalue()
-
     money = {
         "type": "record",
         "name": "M",
@@ -625,3 +632,103 @@ sink:
     with pytest.raises(PermanentError) as failed:
         await run(tmp_path, pipeline, K=kafka_broker, T=topic)
     assert "row 1: the timestamp has a finer fraction than the schema's ms" in str(failed.value)
+
+
+def test_arrays_of_items_taking_no_bytes_are_refused_naming_the_field(
+    run_ctx: RunContext,
+) -> None:
+    """A block count is all such an array writes: a body of a few bytes could make the
+    decoder loop billions of times."""
+    empty = {"type": "record", "name": "Empty", "fields": [{"name": "n", "type": "null"}]}
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [
+            {"name": "ok", "type": {"type": "array", "items": ["null", "long"]}},
+            {"name": "nulls", "type": {"type": "array", "items": "null"}},
+            {"name": "empties", "type": ["null", {"type": "array", "items": empty}]},
+            {
+                "name": "deep",
+                "type": {
+                    "type": "record",
+                    "name": "D",
+                    "fields": [
+                        {
+                            "name": "v",
+                            "type": {
+                                "type": "map",
+                                "values": {
+                                    "type": "array",
+                                    "items": {"type": "fixed", "name": "Z", "size": 0},
+                                },
+                            },
+                        }
+                    ],
+                },
+            },
+            {"name": "again", "type": {"type": "array", "items": "Empty"}},
+        ],
+    }
+    problems = schema_problems(schema, run_ctx)
+    assert len(problems) == 4, problems
+    assert "field 'nulls' is an array whose items take no bytes" in problems[0]
+    assert "field 'empties' is an array" in problems[1]
+    assert "field 'deep.v{}' is an array" in problems[2]
+    assert "field 'again' is an array" in problems[3]
+
+    (problem,) = schema_problems(empty, run_ctx)
+    assert "the record takes no bytes" in problem
+
+
+async def test_container_bombs_are_rejected_and_the_receiver_goes_on(
+    js_stream: tuple[str, str], run_ctx: RunContext
+) -> None:
+    text = {"type": "record", "name": "T", "fields": [{"name": "s", "type": "string"}]}
+    nulls = {
+        "type": "record",
+        "name": "T",
+        "fields": [{"name": "xs", "type": {"type": "array", "items": "null"}}],
+    }
+    bomb = container(text, [{"s": "x" * 20_000_000}], "deflate")
+    assert len(bomb) < 50_000  # a small message, 20 MB once decompressed
+    stream, prefix = js_stream
+    await js_publish(
+        f"{prefix}.a",
+        [
+            container(text, [{"s": "a"}, {"s": "b"}], "deflate"),
+            bomb,
+            container(text, [{"s": "y" * 300_000}], "bzip2"),
+            container(nulls, [{"xs": [None, None]}], "null"),
+            container(text, [{"s": "c"}], "xz"),
+        ],
+    )
+    r: NatsReceiver = build(
+        NatsReceiver,
+        {
+            "subject": f"{prefix}.>",
+            "stream": stream,
+            "durable": unique("d"),
+            "fetch_wait": FETCH_WAIT,
+            "format": "avro",
+            "subject_field": None,
+            "max_message_bytes": 200_000,
+            "idle_timeout": 1.0,
+            "batch_seconds": 0.2,
+        },
+    )
+    table = await take(r, run_ctx)
+    errors = r.take_errors()
+    await r.commit()
+    await r.close()
+    assert table.column("s").to_pylist() == ["a", "b", "c"]
+    reasons = [e.reason.split(": ", 1)[1] for e in errors]
+    assert (
+        reasons[:2]
+        == [
+            "unreadable avro body: an Avro container whose blocks decompress to more than "
+            "max_message_bytes (200000) bytes: send fewer records per message, or raise "
+            "max_message_bytes"
+        ]
+        * 2
+    )
+    assert "field 'xs' is an array whose items take no bytes" in reasons[2]

@@ -99,6 +99,8 @@ _TYPES = {"routing_key": "str", "exchange": "str", "message_id": "str", "redeliv
 class AmqpReceiver(BrokerReceiver):
     """Messages of an AMQP queue bound to an exchange, acknowledged after the sinks commit."""
 
+    client_loggers = ("aiormq", "aio_pika")
+
     def __init__(self, cfg: AmqpReceiverConfig) -> None:
         super().__init__(cfg, f"source amqp {cfg.queue}")
         self.cfg = cfg
@@ -122,7 +124,12 @@ class AmqpReceiver(BrokerReceiver):
         )
         ssl_context = cfg.tls.context(ctx.base_dir) if cfg.tls is not None else None
         try:
-            self._connection = await aio_pika.connect(cfg.url, ssl_context=ssl_context)
+            self._connection = await aio_pika.connect(
+                cfg.url,
+                ssl_context=ssl_context,
+                # how the broker's management UI and rabbitmqctl name the connection
+                client_properties={"connection_name": f"quiver {self.where}"},
+            )
             self._connection.close_callbacks.add(self._on_close)
             self._channel = await self._connection.channel()
             await self._channel.set_qos(prefetch_count=cfg.prefetch)

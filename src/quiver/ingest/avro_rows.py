@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import io
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.pipeline.type_names import epoch_unit
 from quiver.runtime.errors import ConfigError, ErrorDetail
 
-__all__ = ["AvroBatcher", "AvroLayout", "AvroWriting"]
+__all__ = ["AvroBatcher", "AvroLayout", "AvroWriting", "container_too_large"]
 
 Convert = Callable[[Any], Any] | None  # raw decoded value -> what pa.array takes (None: as is)
 
@@ -119,8 +120,27 @@ class AvroLayout:
                 'write the schema as {"type": "record", "name": ..., "fields": [...]}',
             )
         _register(self._named, schema, schema.get("namespace"))
+        if _zero_width(schema, self._named, set()):
+            raise ConfigError.one(
+                f"avro_schema: {origin}: the record takes no bytes (it has no fields, or only "
+                "null ones): a container of a few bytes could claim billions of them",
+                "",
+                "give the record a field that holds a value",
+            )
         for f in schema.get("fields", []):
             name = f.get("name")
+            weightless = _weightless_items(f.get("type"), str(name), self._named, set())
+            if weightless is not None:
+                problems.append(
+                    ErrorDetail(
+                        f"avro_schema: {origin}: field {weightless!r} is an array whose items "
+                        "take no bytes (null, fixed of size 0, or records of such fields): a "
+                        "body of a few bytes could claim billions of them",
+                        "",
+                        "give the array's items a type that holds a value, or drop the field",
+                    )
+                )
+                continue
             if name in declared:
                 continue  # typed by `schema`: converted from its decoded value
             try:
@@ -269,6 +289,129 @@ class AvroLayout:
                 refused[i] = f"{value!r} does not fit {col.kind} ({exc})"
                 out[i] = None
         return pa.array(out, col.kind), refused
+
+
+def container_too_large(body: bytes, start: int, codec: str, limit: int) -> str | None:
+    """Why the compressed Avro object container ``body`` (its blocks from ``start``) is
+    refused: its blocks decompress to more than ``limit`` bytes (a decompression bomb), or
+    None. Each block is decompressed only up to what is left of ``limit``."""
+    import bz2
+    import lzma
+    import zlib
+
+    fo = io.BytesIO(body)
+    fo.seek(start)
+    total = 0
+    while fo.tell() < len(body):
+        count, size = _read_long(fo), _read_long(fo)
+        if count is None or size is None or size < 0:
+            return None  # not a container the decoder reads: it says why
+        data = fo.read(size)
+        room = limit - total + 1
+        if codec == "deflate":
+            total += len(zlib.decompressobj(-15).decompress(data, room))
+        elif codec == "bzip2":
+            total += len(bz2.BZ2Decompressor().decompress(data, room))
+        elif codec == "xz":
+            total += len(lzma.LZMADecompressor().decompress(data, room))
+        elif codec == "snappy":  # the uncompressed length leads the block
+            total += _read_long(io.BytesIO(data), zigzag=False) or 0
+        else:
+            return (
+                f"an Avro container compressed with {codec!r}, whose blocks' size cannot be "
+                "bounded before they are read: write it with the null, deflate, bzip2, xz or "
+                "snappy codec"
+            )
+        if total > limit:
+            return (
+                f"an Avro container whose blocks decompress to more than max_message_bytes "
+                f"({limit}) bytes: send fewer records per message, or raise max_message_bytes"
+            )
+        fo.read(16)  # the sync marker
+    return None
+
+
+def _read_long(fo: io.BytesIO, *, zigzag: bool = True) -> int | None:
+    """A variable-length integer (zigzag-encoded, as Avro longs are, unless told not); None
+    when the bytes end first."""
+    value = shift = 0
+    while True:
+        byte = fo.read(1)
+        if not byte or shift > 63:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    return (value >> 1) ^ -(value & 1) if zigzag else value
+
+
+def _named_type(node: str, named: dict[str, Any]) -> Any:
+    return named.get(node) or named.get(node.rsplit(".", 1)[-1])
+
+
+def _zero_width(node: Any, named: dict[str, Any], seen: set[int]) -> bool:
+    """Whether a value of the Avro type ``node`` is written with no bytes at all."""
+    if isinstance(node, str):
+        if node == "null":
+            return True
+        found = _named_type(node, named)
+        return found is not None and not isinstance(found, str) and _zero_width(found, named, seen)
+    if not isinstance(node, dict) or id(node) in seen:
+        return False  # a union writes its branch's index; a recursive record is not empty
+    kind = node.get("type")
+    if isinstance(kind, dict | list) or (isinstance(kind, str) and kind not in _KINDS):
+        return _zero_width(kind, named, seen)
+    if kind == "fixed":
+        return node.get("size") == 0
+    if kind in ("record", "error"):
+        seen.add(id(node))
+        try:
+            return all(_zero_width(f.get("type"), named, seen) for f in node.get("fields", []))
+        finally:
+            seen.discard(id(node))
+    return kind == "null"
+
+
+_KINDS = {*_PRIMITIVES, "record", "error", "enum", "fixed", "array", "map"}
+
+
+def _weightless_items(node: Any, path: str, named: dict[str, Any], seen: set[int]) -> str | None:
+    """The path of the first array in the Avro type ``node`` whose items take no bytes (its
+    block count alone would make the decoder loop as long as it says), or None."""
+    if isinstance(node, list):
+        for branch in node:
+            found = _weightless_items(branch, path, named, seen)
+            if found is not None:
+                return found
+        return None
+    if isinstance(node, str):
+        found_type = _named_type(node, named) if node not in _PRIMITIVES else None
+        if found_type is None or isinstance(found_type, str):
+            return None
+        return _weightless_items(found_type, path, named, seen)
+    if not isinstance(node, dict) or id(node) in seen:
+        return None
+    kind = node.get("type")
+    if kind == "array":
+        if _zero_width(node.get("items"), named, set()):
+            return path
+        return _weightless_items(node.get("items"), f"{path}[]", named, seen)
+    if kind == "map":
+        return _weightless_items(node.get("values"), f"{path}{{}}", named, seen)
+    if kind in ("record", "error"):
+        seen.add(id(node))
+        try:
+            for f in node.get("fields", []):
+                found = _weightless_items(f.get("type"), f"{path}.{f.get('name')}", named, seen)
+                if found is not None:
+                    return found
+        finally:
+            seen.discard(id(node))
+        return None
+    if isinstance(kind, dict | list) or (isinstance(kind, str) and kind not in _KINDS):
+        return _weightless_items(kind, path, named, seen)
+    return None
 
 
 def _register(named: dict[str, Any], node: Any, namespace: str | None) -> None:

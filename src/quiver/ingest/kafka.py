@@ -126,6 +126,8 @@ class KafkaReceiverConfig(KafkaConnection, ReceiverConfig):
 class KafkaReceiver(BrokerReceiver):
     """Records of Kafka topics; offsets committed after the run's sinks committed them."""
 
+    client_loggers = ("aiokafka",)
+
     def __init__(self, cfg: KafkaReceiverConfig) -> None:
         super().__init__(cfg, f"source kafka {','.join(cfg.topics)}")
         self.cfg = cfg
@@ -168,6 +170,9 @@ class KafkaReceiver(BrokerReceiver):
         batches: list[pa.RecordBatch] = []
         json = self.cfg.format == "otlp_json"
         for message in messages:
+            if message.refusal is not None:
+                self._refuse(message, message.refusal, ctx)
+                continue
             signal = self._signal_of(message)
             try:
                 if signal is None:

@@ -122,6 +122,8 @@ def _resolve(future: asyncio.Future[Any]) -> None:
 class MqttReceiver(BrokerReceiver):
     """Messages of MQTT topics, acknowledged only after the run's sinks committed them."""
 
+    client_loggers = ("paho",)
+
     def __init__(self, cfg: MqttReceiverConfig) -> None:
         super().__init__(cfg, f"source mqtt {','.join(cfg.topics)}")
         self.cfg = cfg
@@ -166,19 +168,44 @@ class MqttReceiver(BrokerReceiver):
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        client.reconnect_delay_set(1, 30)  # a lost connection: tried again 1 s to 30 s apart
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
             client.tls_set_context(cfg.tls.context(ctx.base_dir))
         connected: asyncio.Future[Any] = loop.create_future()
         subscribed: asyncio.Future[Any] = loop.create_future()
+        where = f"{self.where} ({cfg.host}:{cfg.port})"
 
         def settle(fut: asyncio.Future[Any], value: Any) -> None:
             if not fut.done():
                 fut.set_result(value)
 
+        connects = 0  # CONNACKs received: the later ones answer paho's reconnects
+
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-            loop.call_soon_threadsafe(settle, connected, reason)
+            nonlocal connects
+            connects += 1
+            if connects == 1:
+                loop.call_soon_threadsafe(settle, connected, reason)
+                return
+            if reason.is_failure:
+                text = f"the MQTT broker refused the reconnection: {reason}; trying again"
+            elif flags.session_present:
+                text = "reconnected to the MQTT broker, which kept the session"
+            else:  # a new session: it has no subscription
+                c.subscribe([(t, int(cfg.qos)) for t in cfg.topics])
+                text = (
+                    "reconnected to the MQTT broker, which had lost the session: subscribed "
+                    "again (QoS 1/2 messages held for the old session are gone)"
+                )
+            loop.call_soon_threadsafe(ctx.log, f"{where}: {text}", "warning")
+
+        def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if not connects:  # the first connection failed: the run reports that
+                return
+            text = f"the connection to the MQTT broker was lost ({reason}); reconnecting"
+            loop.call_soon_threadsafe(ctx.log, f"{where}: {text}", "warning")
 
         def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
             loop.call_soon_threadsafe(settle, subscribed, reasons)
@@ -205,10 +232,10 @@ class MqttReceiver(BrokerReceiver):
         client.on_subscribe = on_subscribe
         client.on_message = on_message
         client.on_unsubscribe = on_unsubscribe
+        client.on_disconnect = on_disconnect
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = cfg.session_expiry if cfg.client_id else 0
         props.ReceiveMaximum = 65_535
-        where = f"{self.where} ({cfg.host}:{cfg.port})"
         try:
             await asyncio.to_thread(
                 client.connect,

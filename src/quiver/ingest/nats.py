@@ -104,6 +104,8 @@ class NatsReceiver(BrokerReceiver):
     """Messages of NATS subjects or a JetStream stream; JetStream messages are acknowledged
     after the run's sinks committed them."""
 
+    client_loggers = ("nats",)
+
     def __init__(self, cfg: NatsReceiverConfig) -> None:
         super().__init__(cfg, f"source nats {cfg.stream or cfg.subject}")
         self.cfg = cfg
@@ -147,14 +149,19 @@ class NatsReceiver(BrokerReceiver):
                 )
 
         refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        unreachable: set[str] = set()  # servers that could not be reached while connecting
 
         async def on_error(exc: Exception) -> None:
             # the reconnect attempts go on (on_closed reports the end of them); a refused
-            # login or an untrusted server certificate while connecting would be retried until
-            # the timeout: fail at once
+            # login, an untrusted server certificate or, while connecting, servers that all
+            # cannot be reached would be retried until the timeout: fail at once (the engine
+            # retries an unreachable server with backoff)
             denied = "authorization violation" in str(exc).lower() or isinstance(
                 exc, nats.errors.AuthorizationError | ssl.SSLCertVerificationError
             )
+            if not denied and isinstance(exc, OSError) and self._nc is None:
+                unreachable.add(str(exc))
+                denied = len(unreachable) >= len(cfg.servers)
             if denied and not refused.done():
                 refused.set_result(exc)
 
@@ -182,10 +189,10 @@ class NatsReceiver(BrokerReceiver):
                 with contextlib.suppress(BaseException):
                     await connecting
                 if refused.done():
-                    if isinstance(refused.result(), ssl.SSLCertVerificationError):
+                    if isinstance(refused.result(), ssl.SSLCertVerificationError | OSError):
                         raise refused.result()
                     raise nats.errors.AuthorizationError() from refused.result()
-                raise TimeoutError()
+                raise TimeoutError("no server answered within 10 s")
             self._nc = connecting.result()
         except QuiverError:
             raise

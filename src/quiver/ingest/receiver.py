@@ -17,7 +17,8 @@ how to subscribe, how to acknowledge and how to hand messages back; this module 
   sink has committed, and only then are the messages acknowledged. A run that fails, or a
   process that is killed, acknowledges nothing, and the broker hands the messages out again:
   delivery is at-least-once.
-* **Bad messages** (an unreadable body, a value not of its column's type) are rejected rows:
+* **Bad messages** (an unreadable body, a value not of its column's type, a body larger than
+  ``max_message_bytes``, JSON nested more than ``MAX_JSON_DEPTH`` levels) are rejected rows:
   they fail a ``fail_fast`` run, or go to the rejects file with ``on_error: {policy: reject}``
   and are then acknowledged (settled as refused where the broker has a way to say so).
 * **Tenants**: with ``tenancy`` the topic, subject or routing key, a message header, the
@@ -35,17 +36,19 @@ import asyncio
 import codecs
 import contextlib
 import io
+import logging
 import ssl
+import threading
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from quiver.ingest.avro_rows import AvroBatcher, AvroLayout
+from quiver.ingest.avro_rows import AvroBatcher, AvroLayout, container_too_large
 from quiver.ingest.listener import tls_file_problems
 from quiver.ingest.tenancy import TENANT_COLUMN, TenantPacer, TopicTenancy, rows_by_tenant
 from quiver.pipeline.component import (
@@ -61,7 +64,7 @@ from quiver.pipeline.component import (
     RunContext,
     component_info,
 )
-from quiver.pipeline.json_text import parse_json, parse_json_lines
+from quiver.pipeline.json_text import json_body_records
 from quiver.pipeline.messages import MessageRows, csv_text_rows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
@@ -196,6 +199,37 @@ class ReceiverConfig(CheckpointOptions, ComponentConfig):
         description="End the run after this many messages (default: no limit). Messages are "
         "held unacknowledged until the run (or its checkpoint) commits.",
     )
+    max_message_bytes: int = Field(
+        16 << 20,
+        ge=1,
+        description="Largest message body read (default 16 MiB); a larger one is a rejected "
+        "row, settled as refused without being read (its body is not kept in the rejects "
+        "file).",
+    )
+
+
+class _ClientLog(logging.Handler):
+    """The records of a broker client library as debug lines of the run's log (``--debug``
+    shows them, with their tracebacks): a receiver reports a lost connection or a refused
+    message itself, in one line, and the library's own account of it would otherwise reach
+    the console as a bare traceback."""
+
+    def __init__(self, log: Callable[[str, str], None], loop: asyncio.AbstractEventLoop):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self._log = log
+        self._loop = loop
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if threading.get_ident() == self._thread:
+                self._log(text, "debug")
+            elif not self._loop.is_closed():  # a client's own thread (paho)
+                self._loop.call_soon_threadsafe(self._log, text, "debug")
+        except Exception:  # a log record must never break the receiver
+            self.handleError(record)
 
 
 class BrokerReceiver(
@@ -214,6 +248,8 @@ class BrokerReceiver(
     topic_tenancy: TopicTenancy | None = None
     #: The per-tenant rate limits of a receiver whose tenancy is not by topic (websocket).
     pacer: TenantPacer | None = None
+    #: The loggers of the receiver's client library (routed to the run's debug log).
+    client_loggers: tuple[str, ...] = ()
 
     def __init__(self, cfg: ReceiverConfig, where: str) -> None:
         self.rcfg = cfg
@@ -237,6 +273,7 @@ class BrokerReceiver(
         #: Cleared while a batch waits for a tenant's rate limit: fetching stops meanwhile.
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._client_log: _ClientLog | None = None
 
     @property
     def listening(self) -> bool:
@@ -315,6 +352,13 @@ class BrokerReceiver(
 
     def _deliver(self, message: Message) -> None:
         """Called by a subclass for each message received."""
+        size, limit = len(message.body), self.rcfg.max_message_bytes
+        if size > limit and message.refusal is None:
+            message.refusal = (
+                f"the body is {size} bytes, more than max_message_bytes ({limit}); it was not "
+                "read (nor kept in the rejects file): raise max_message_bytes to take it"
+            )
+            message.body = b""
         self._inbox.put_nowait(message)
 
     # ---------------------------------------------------------------- the source
@@ -322,8 +366,11 @@ class BrokerReceiver(
     async def batches(self, ctx: RunContext) -> AsyncIterator[pa.RecordBatch]:
         """The messages of the run, or of one checkpoint (then called again for the next)."""
         cfg = self.rcfg
+        if self._failure is not None:  # a read retried after the connection was lost
+            await self._forget_connection()
         if not self._subscribed:
             self._load_avro(ctx)
+            self._route_client_logs(ctx)
             self._connected = True
             try:
                 await self._subscribe(ctx)
@@ -374,6 +421,28 @@ class BrokerReceiver(
                     left_over.append(self._inbox.get_nowait())
                 if left_over:
                     await self._release(left_over)
+
+    async def _forget_connection(self) -> None:
+        """Start again from nothing: what the lost connection delivered goes back to the
+        broker with it (AMQP requeues it, JetStream and MQTT sessions deliver it again, Kafka
+        offsets were not committed), so it is neither acknowledged nor rejected here."""
+        self._failure = None
+        self._stopped.clear()
+        self._ended = False
+        self._held.clear()
+        self._refused.clear()
+        self._errors.clear()
+        self._inbox = asyncio.Queue()
+        with contextlib.suppress(Exception):  # the connection is gone already
+            await self.close()
+        self._subscribed = False
+
+    def _route_client_logs(self, ctx: RunContext) -> None:
+        if self._client_log is not None or not self.client_loggers:
+            return
+        self._client_log = _ClientLog(ctx.log, asyncio.get_running_loop())
+        for name in self.client_loggers:
+            logging.getLogger(name).addHandler(self._client_log)
 
     def _checkpoint_due(self, held: int, started: float) -> bool:
         cfg = self.rcfg
@@ -500,14 +569,11 @@ class BrokerReceiver(
         if fmt == "avro":
             return self._avro_records(body)
         body = body.removeprefix(codecs.BOM_UTF8)  # a UTF-8 byte order mark is no content
-        if fmt == "json":
-            if not body.strip():
-                raise ValueError("the body is empty (a json body is an object or an array)")
-            doc = parse_json(body)
-            return doc if isinstance(doc, list) else [doc]
-        if fmt == "jsonl":
-            return parse_json_lines(body)  # an error names the line of the body
-        return self._csv_records(body)
+        if fmt == "csv":
+            return self._csv_records(body)
+        if fmt == "json" and not body.strip():
+            raise ValueError("the body is empty (a json body is an object or an array)")
+        return json_body_records(body, lines=fmt == "jsonl")
 
     def _csv_records(self, body: bytes) -> list[Any]:
         cfg = self.rcfg
@@ -544,7 +610,14 @@ class BrokerReceiver(
         import fastavro
         import orjson
 
-        blocks = fastavro.block_reader(io.BytesIO(body))
+        stream = io.BytesIO(body)
+        blocks = fastavro.block_reader(stream)
+        codec = blocks.metadata.get("avro.codec", "null")
+        if codec != "null":
+            limit = self.rcfg.max_message_bytes
+            problem = container_too_large(body, stream.tell(), codec, limit)
+            if problem is not None:
+                raise _BodyError(problem)
         text = blocks.metadata.get("avro.schema", "")
         layout = self._layouts.get(text)
         if layout is None:
@@ -653,3 +726,7 @@ class BrokerReceiver(
         if self._connected:
             self._connected = False
             await self._disconnect()
+        handler, self._client_log = self._client_log, None
+        if handler is not None:
+            for name in self.client_loggers:
+                logging.getLogger(name).removeHandler(handler)

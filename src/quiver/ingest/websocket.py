@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import hmac
 from collections import defaultdict
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,7 +63,10 @@ class WebSocketReceiverConfig(ReceiverConfig):
         None, description="Serve wss://: cert_file and key_file are the server's certificate."
     )
     max_message_bytes: int = Field(
-        1 << 20, ge=1, description="Largest message accepted; a larger one closes the connection."
+        1 << 20,
+        ge=1,
+        description="Largest message accepted; a larger one closes the client's connection "
+        "(close code 1009, logged).",
     )
     client_field: str | None = Field(
         None, description="Column holding the client's address (host:port); none when null."
@@ -95,6 +99,8 @@ class WebSocketReceiverConfig(ReceiverConfig):
 class WebSocketReceiver(BrokerReceiver):
     """JSON lines from WebSocket clients, acknowledged to them once the sinks committed them."""
 
+    client_loggers = ("websockets",)
+
     def __init__(self, cfg: WebSocketReceiverConfig) -> None:
         super().__init__(cfg, f"source websocket {cfg.host}:{cfg.port}{cfg.path}")
         self.cfg = cfg
@@ -104,12 +110,14 @@ class WebSocketReceiver(BrokerReceiver):
             self.pacer = TenantPacer(cfg.tenancy.limits, cfg.tenancy.overrides)
         self._tenants: dict[Any, str] = {}  # the tenant of each connection let in
         self._server: Any = None
+        self._log: Callable[[str, str], None] = lambda message, level: None
         self.port = cfg.port  # the port listened on (the one chosen when `port` is 0)
 
     async def _subscribe(self, ctx: RunContext) -> None:
         from websockets.asyncio.server import serve
 
         cfg = self.cfg
+        self._log = ctx.log
         if cfg.tls is not None and not cfg.tls.cert_file:
             raise ConfigError.one(
                 "tls needs cert_file (and key_file): the server's certificate",
@@ -203,6 +211,9 @@ class WebSocketReceiver(BrokerReceiver):
         return tenant, HTTPStatus.OK, ""
 
     async def _serve(self, ws: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+        from websockets.frames import CloseCode
+
         peer = ws.remote_address
         client = f"{peer[0]}:{peer[1]}" if peer else "client"
         fields: dict[str, Any] = {self.cfg.client_field: client} if self.cfg.client_field else {}
@@ -210,11 +221,30 @@ class WebSocketReceiver(BrokerReceiver):
         if self.cfg.tenancy is not None:
             fields[TENANT_COLUMN] = tenant
         number = 0
-        with contextlib.suppress(Exception):
+        try:
             async for data in ws:
                 number += 1
                 body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
                 self._deliver(Message(body, f"{client}#{number}", fields, (ws, number)))
+        except ConnectionClosed as exc:
+            sent = exc.sent
+            if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+                self._log(
+                    f"{self.where}: client {client} closed: its message {number + 1} is larger "
+                    f"than max_message_bytes ({self.cfg.max_message_bytes}); the client has no "
+                    "ack for it and must send smaller messages",
+                    "warning",
+                )
+            elif sent is not None and sent.code in _CLIENT_FAULTS:
+                self._log(
+                    f"{self.where}: client {client} closed (code {int(sent.code)}, "
+                    f"{sent.reason or 'protocol error'}): its message {number + 1} broke the "
+                    "WebSocket protocol (a text message must be UTF-8); the client has no ack "
+                    "for it",
+                    "warning",
+                )
+        except Exception:  # a client gone: it resends what it has no ack for
+            pass
 
     async def _unsubscribe(self) -> None:
         server = self._server
@@ -247,6 +277,10 @@ class WebSocketReceiver(BrokerReceiver):
             server.close(close_connections=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 5)
+
+
+#: Close codes the server sends for a client's broken frame (invalid UTF-8 text, a protocol error).
+_CLIENT_FAULTS = (1007, 1002)
 
 
 def _match(given: str, accepted: list[tuple[str, str | None]]) -> tuple[str, str | None] | None:

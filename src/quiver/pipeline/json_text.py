@@ -31,6 +31,7 @@ import json.decoder
 import json.scanner
 import math
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,7 @@ __all__ = [
     "duplicate_key_reason",
     "integer_misfit",
     "json_array",
+    "json_body_records",
     "json_default",
     "json_depth",
     "json_rows",
@@ -382,14 +384,33 @@ _MARKING = json.JSONDecoder(
 _STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, first_line: int) -> ValueError:
+    """Why ``data`` is not UTF-8, with the line and column of the first bad byte."""
+    before = data[: exc.start]
+    line = before.count(b"\n") + first_line
+    column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+    return ValueError(
+        f"not UTF-8 text: byte {data[exc.start]:#04x} at line {line} column {column}; "
+        "send JSON as UTF-8"
+    )
+
+
+_TOO_MANY_DIGITS = re.compile(r"value has (\d+) digits")
+
+
 def parse_json(text: bytes | str, first_line: int = 1) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
-    not JSON (``NaN`` and the infinities are not), nests deeper than
-    :data:`MAX_JSON_DEPTH` (:class:`JsonTooDeepError`) or an object names a key twice (the
-    message says where, counting the lines of ``text`` from ``first_line``)."""
+    not JSON (``NaN`` and the infinities are not), not UTF-8, nests deeper than
+    :data:`MAX_JSON_DEPTH` (:class:`JsonTooDeepError`), writes an integer of more digits than
+    Python converts (4300), or an object names a key twice (the message says where, counting
+    the lines of ``text`` from ``first_line``)."""
     _check_depth(text)
     if isinstance(text, bytes | bytearray | memoryview):
-        text = bytes(text).decode("utf-8")
+        data = bytes(text)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(data, exc, first_line) from None
     try:
         return _DECODER.decode(text)
     except _DuplicateKeyError as exc:
@@ -401,6 +422,27 @@ def parse_json(text: bytes | str, first_line: int = 1) -> Any:
             raise
         line = exc.lineno + first_line - 1
         raise ValueError(f"{exc.msg}: line {line} column {exc.colno}") from None
+    except RecursionError:  # bounded by _check_depth; a smaller stack than usual
+        raise JsonTooDeepError(MAX_JSON_DEPTH + 1) from None
+    except ValueError as exc:  # int() of an integer of too many digits
+        found = _TOO_MANY_DIGITS.search(str(exc))
+        if found is None:
+            raise
+        raise ValueError(
+            f"an integer of {found[1]} digits is longer than a JSON integer may be "
+            f"({sys.get_int_max_str_digits()} digits); send it as a string to keep it"
+        ) from None
+
+
+def json_body_records(body: bytes, lines: bool) -> list[Any]:
+    """The records of a broker message's JSON body: an object or an array of them, or with
+    ``lines`` one document a line (see :func:`parse_json` and :func:`parse_json_lines`,
+    which also refuse a document nesting deeper than :data:`MAX_JSON_DEPTH`: every later
+    step walks values recursively)."""
+    if lines:
+        return parse_json_lines(body)
+    doc = parse_json(body)
+    return doc if isinstance(doc, list) else [doc]
 
 
 def strict_json(text: bytes | str) -> Any:

@@ -214,3 +214,18 @@ async def test_unreachable_broker_is_retryable(run_ctx: RunContext) -> None:
 def test_default_url_is_the_local_broker() -> None:
     source = build(RabbitMqSource, {"queue": "q"})
     assert source.cfg.url == AMQP_URL
+
+
+async def test_json_nested_too_deeply_is_dead_lettered_and_the_rest_flow(
+    rabbit_queue: ScratchQueue, run_ctx: RunContext
+) -> None:
+    deep = b'{"a": ' + b"[" * 900 + b"]" * 900 + b"}"
+    await rabbit_queue.publish(b'{"n": 1}', deep, b"[" * 5000 + b"]" * 5000, b'{"n": 2}')
+    source = source_for(rabbit_queue)
+    batches = [b async for b in source.batches(run_ctx)]
+    await source.commit()
+    assert pa.Table.from_batches(batches).column("n").to_pylist() == [1, 2]
+    assert source.rejected == 2
+    assert len(await rabbit_queue.drain(rabbit_queue.dead_letters)) == 2
+    warnings = [m for level, m in run_ctx.logs if level == "warning"]  # type: ignore[attr-defined]
+    assert sum("more than the 128 a JSON document may have" in m for m in warnings) == 2

@@ -41,7 +41,7 @@ from quiver.pipeline.component import (
     RunContext,
     source,
 )
-from quiver.pipeline.json_text import parse_json, parse_json_lines
+from quiver.pipeline.json_text import json_body_records
 from quiver.pipeline.messages import MessageRows, csv_header, refusal
 from quiver.pipeline.records import RecordBatcher
 
@@ -188,11 +188,8 @@ class RabbitMqSource(Acknowledging, RowRejecting):
 
     def _records(self, body: bytes) -> list[Any]:
         fmt = self.cfg.format
-        if fmt == "json":
-            doc = parse_json(body)
-            return doc if isinstance(doc, list) else [doc]
-        if fmt == "jsonl":
-            return parse_json_lines(body)
+        if fmt in ("json", "jsonl"):
+            return json_body_records(body, lines=fmt == "jsonl")
         return self._csv_records(body)
 
     def _csv_records(self, body: bytes) -> list[Any]:
