@@ -224,3 +224,54 @@ async def test_a_subscribe_message_larger_than_the_request_limit_is_an_error(
             assert message["payload"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
             await send(ws, {"type": "ping"})  # the socket stays open
             assert await receive(ws) == {"type": "pong"}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"type": "ping", "payload": 5}', "ping payload is not an object"),
+        ('{"type": "pong", "payload": []}', "pong payload is not an object"),
+        ('{"type": "complete", "id": ""}', "complete without an id"),
+        (
+            '{"id": "1", "type": "subscribe", "payload": {"query": "{ authors { id } }",'
+            ' "extensions": 5}}',
+            "subscribe payload",
+        ),
+        ("[" * 2000 + "]" * 2000, "not JSON (depth limit exceeded"),
+        ('{"type": "ping", "payload": {"n": 1e999}}', "not JSON (number is infinity"),
+    ],
+)
+async def test_a_message_out_of_the_protocol_is_closed_4400_saying_why(
+    live: LiveServer, text: str, reason: str
+) -> None:
+    ws = await acknowledged(live)
+    async with ws:
+        await ws.send(text)
+        assert await closed_with(ws) == 4400
+        assert ws.close_reason is not None
+        assert ws.close_reason.startswith(f"Invalid message received: {reason}")
+
+
+async def test_a_binary_message_is_read_as_utf8_json_text(live: LiveServer) -> None:
+    ws = await acknowledged(live)
+    async with ws:
+        await ws.send(b'{"type": "ping"}')
+        assert await receive(ws) == {"type": "pong"}
+        await ws.send(b'{"type": "ping", "payload": {"name": "\xff"}}')
+        assert await closed_with(ws) == 4400
+        assert ws.close_reason == "Invalid message received: not UTF-8"
+
+
+async def test_a_message_larger_than_the_limit_is_closed_1009(fresh_sqlite: str) -> None:
+    async with live_server(
+        "sqlite", fresh_sqlite, subscriptions={"max_message_bytes": 4096}
+    ) as live:
+        ws = await acknowledged(live)
+        async with ws:
+            await send(ws, {"type": "ping", "payload": {"pad": "x" * 4000}})  # within it
+            assert await receive(ws) == {"type": "pong"}
+            await send(ws, {"type": "ping", "payload": {"pad": "é" * 2100}})  # 4200 bytes
+            assert await closed_with(ws) == 1009
+            assert ws.close_reason == (
+                "Message too big: 4236 bytes, the limit is 4096 (subscriptions.max_message_bytes)"
+            )

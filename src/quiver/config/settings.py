@@ -226,6 +226,12 @@ class SubscriptionSettings(_Settings):
         ge=1,
         description="How long a new WebSocket may wait before sending connection_init.",
     )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest message a WebSocket client may send; a larger one closes the socket"
+        " with 1009 (Message too big) before it is read further.",
+    )
 
 
 class ObserverSettings(_Settings):

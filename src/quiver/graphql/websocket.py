@@ -9,7 +9,8 @@ the socket closes; a query or mutation answers one ``next`` and a ``complete``. 
 that fails validation, limits or argument checks answers ``error`` with GraphQL errors.
 ``ping`` is answered ``pong``. Protocol violations close the socket with the protocol's codes
 (4400 bad message, 4401 subscribe before the ack, 4403 forbidden, 4406 subprotocol, 4408 no
-init in time, 4409 duplicate id, 4429 second init). Closing the socket, or ``complete``,
+init in time, 4409 duplicate id, 4429 second init); a message larger than
+``subscriptions.max_message_bytes`` closes it with 1009. Closing the socket, or ``complete``,
 cancels the operation's task, which holds no database connection between reads.
 """
 
@@ -107,6 +108,7 @@ class _Connection:
         self.settings = settings
         self.auth = auth
         self.header = header
+        self.max_message_bytes = settings.subscriptions.max_message_bytes
         self._send = send
         self._lock = asyncio.Lock()
         self.acknowledged = False
@@ -150,11 +152,22 @@ class _Connection:
                     return
                 if kind != "websocket.receive":
                     continue
-                text = message.get("text")
-                if text is None and message.get("bytes") is not None:
-                    text = message["bytes"].decode("utf-8", "replace")
+                data: str | bytes | None = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                # str.isascii is a flag read: only text beyond ASCII is encoded to count
+                size = len(data) if isinstance(data, bytes) or data.isascii() else -1
+                if size < 0:
+                    assert isinstance(data, str)
+                    size = len(data.encode())
                 try:
-                    await self._handle(text or "")
+                    if size > self.max_message_bytes:
+                        raise _ClosedError(
+                            1009,
+                            f"Message too big: {size} bytes, the limit is "
+                            f"{self.max_message_bytes} (subscriptions.max_message_bytes)",
+                        )
+                    await self._handle(data, size)
                 except _ClosedError as closing:
                     await self.close(closing.code, closing.reason)
                     return
@@ -166,25 +179,34 @@ class _Connection:
         if not self.initialised:
             await self.close(4408, "Connection initialisation timeout")
 
-    async def _handle(self, text: str) -> None:
+    async def _handle(self, data: str | bytes, size: int) -> None:
+        if isinstance(data, bytes):  # a binary frame: the protocol's JSON text all the same
+            try:
+                data = data.decode()
+            except UnicodeDecodeError:
+                raise _ClosedError(4400, "Invalid message received: not UTF-8") from None
         try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise _ClosedError(4400, "Invalid message received: not JSON") from None
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError as err:
+            raise _ClosedError(4400, f"Invalid message received: not JSON ({err})") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise _ClosedError(4400, "Invalid message received: no type")
+            raise _ClosedError(4400, "Invalid message received: not an object with a type")
         kind = message["type"]
+        if kind == "subscribe":
+            await self._subscribe(message, size)
+            return
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            raise _ClosedError(4400, f"Invalid message received: {kind} payload is not an object")
         if kind == "connection_init":
-            await self._init(message.get("payload"))
+            await self._init(payload)
         elif kind == "ping":
             await self.send({"type": "pong"})
         elif kind == "pong":
             return
-        elif kind == "subscribe":
-            await self._subscribe(message, len(text.encode()))
         elif kind == "complete":
             op_id = message.get("id")
-            if not isinstance(op_id, str):
+            if not isinstance(op_id, str) or not op_id:
                 raise _ClosedError(4400, "Invalid message received: complete without an id")
             task = self.operations.pop(op_id, None)
             if task is not None:
@@ -196,8 +218,6 @@ class _Connection:
         if self.initialised:
             raise _ClosedError(4429, "Too many initialisation requests")
         self.initialised = True
-        if payload is not None and not isinstance(payload, dict):
-            raise _ClosedError(4400, "Invalid message received: connection_init payload")
         if self.auth.required:
             header = self.header
             if header is None and payload:
@@ -225,10 +245,12 @@ class _Connection:
         query = payload.get("query")
         variables = payload.get("variables")
         operation_name = payload.get("operationName")
+        extensions = payload.get("extensions")
         if (
             not isinstance(query, str)
             or (variables is not None and not isinstance(variables, dict))
             or (operation_name is not None and not isinstance(operation_name, str))
+            or (extensions is not None and not isinstance(extensions, dict))
         ):
             raise _ClosedError(4400, "Invalid message received: subscribe payload")
         if op_id in self.operations:
