@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -275,3 +278,121 @@ async def test_a_message_larger_than_the_limit_is_closed_1009(fresh_sqlite: str)
             assert ws.close_reason == (
                 "Message too big: 4236 bytes, the limit is 4096 (subscriptions.max_message_bytes)"
             )
+
+
+async def test_a_client_that_stops_reading_is_closed_and_its_subscriptions_end(
+    fresh_sqlite: str,
+) -> None:
+    """Changes pile up for a client that reads nothing: the server does not buffer them
+    without bound, and ends the subscription once a message waited send_timeout_ms."""
+    async with live_server("sqlite", fresh_sqlite, subscriptions={"send_timeout_ms": 400}) as live:
+        sock = socket.create_connection(("127.0.0.1", live.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws = await connect(
+            live.url,
+            subprotocols=[PROTOCOL],  # type: ignore[list-item]
+            sock=sock,
+            max_queue=1,
+            compression=None,
+        )
+        try:
+            await send(ws, {"type": "connection_init"})
+            assert await receive(ws) == {"type": "connection_ack"}
+            await send(
+                ws,
+                {
+                    "id": "s",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { authorChanged { after { name } } }"},
+                },
+            )
+            await live.active(1)
+            for i in range(40):  # about 8 MB of changes, more than the socket buffers hold
+                name = base64.b64encode(os.urandom(150_000)).decode()
+                await live.data(
+                    "mutation ($i: AuthorCreateInput!) { createAuthor(input: $i) { id } }",
+                    {"i": {"name": name, "email": f"{i}@x.org"}},
+                )
+            await live.active(0)  # the subscription ended: the client read nothing
+            for _ in range(100):  # and the socket's own task
+                if not live.server.server_state.tasks:
+                    break
+                await asyncio.sleep(0.05)
+            assert not live.server.server_state.tasks
+        finally:
+            ws.transport.abort()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_a_mutation_completed_by_the_client_runs_to_its_end_without_a_result(
+    dialect: Dialect, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """complete stops a subscription at once; a mutation already running is not cut off
+    inside its transaction (which may or may not have committed): it ends, unsent."""
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    async with live_server(dialect, url) as live:
+        ws = await acknowledged(live)
+        async with ws:
+            # another transaction holds the new author's email: the mutation waits for it
+            await live.sql("BEGIN")
+            await live.sql("INSERT INTO authors (name, email) VALUES ('Held', 'w@x.org')")
+            await send(
+                ws,
+                {
+                    "id": "m",
+                    "type": "subscribe",
+                    "payload": {
+                        "query": 'mutation { createAuthor(input: {name: "Woolf",'
+                        ' email: "w@x.org"}) { id } }'
+                    },
+                },
+            )
+            await asyncio.sleep(0.5)
+            await send(ws, {"id": "m", "type": "complete"})
+            await send(ws, {"type": "ping"})
+            assert await receive(ws) == {"type": "pong"}
+            await live.sql("ROLLBACK")
+            for _ in range(100):
+                if await live.sql("SELECT name FROM authors"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await live.sql("SELECT name FROM authors") == [("Woolf",)]
+            with pytest.raises(TimeoutError):  # no next, no complete: the client completed it
+                await asyncio.wait_for(ws.recv(), 0.5)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_client_that_stops_reading_query_results_is_closed(fresh_sqlite: str) -> None:
+    async with live_server("sqlite", fresh_sqlite, subscriptions={"send_timeout_ms": 400}) as live:
+        name = base64.b64encode(os.urandom(150_000)).decode()
+        for i in range(40):  # a list of about 8 MB
+            await live.sql("INSERT INTO authors (name, email) VALUES (?, ?)", (name, f"{i}@x"))
+        sock = socket.create_connection(("127.0.0.1", live.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ws = await connect(
+            live.url,
+            subprotocols=[PROTOCOL],  # type: ignore[list-item]
+            sock=sock,
+            max_queue=1,
+            compression=None,
+            max_size=None,
+        )
+        try:
+            await send(ws, {"type": "connection_init"})
+            assert await receive(ws) == {"type": "connection_ack"}
+            for op_id in ("a", "b"):  # the second waits for the client to read the first
+                await send(
+                    ws,
+                    {
+                        "id": op_id,
+                        "type": "subscribe",
+                        "payload": {"query": "{ authors { name } }"},
+                    },
+                )
+            for _ in range(100):
+                if not live.server.server_state.tasks:
+                    break
+                await asyncio.sleep(0.05)
+            assert not live.server.server_state.tasks
+        finally:
+            ws.transport.abort()

@@ -232,6 +232,13 @@ class SubscriptionSettings(_Settings):
         description="Largest message a WebSocket client may send; a larger one closes the socket"
         " with 1009 (Message too big) before it is read further.",
     )
+    send_timeout_ms: int = Field(
+        default=30_000,
+        ge=100,
+        description="Longest time one message to a WebSocket client may wait for the client to"
+        " read; past it (a client that stopped reading) the socket is closed with 1008 and its"
+        " subscriptions end, so a slow client never makes the server buffer without bound.",
+    )
 
 
 class ObserverSettings(_Settings):

@@ -55,7 +55,7 @@ from quiver.graphql.graphiql import (
     graphiql_page,
     static_prefix,
 )
-from quiver.graphql.websocket import serve_websocket
+from quiver.graphql.websocket import SendDeadlines, serve_websocket
 from quiver.runtime.context import RequestContext, set_current_request
 from quiver.runtime.logs import request_id
 from quiver.runtime.metrics import exposed
@@ -351,6 +351,7 @@ class GraphQLApp:
         self.max_bytes = gql.max_request_bytes
         self.body_timeout = gql.body_timeout_ms / 1000
         self._body_deadlines = _BodyDeadlines(self.body_timeout)
+        self._send_deadlines = SendDeadlines(settings.subscriptions.send_timeout_ms / 1000)
         self.max_batch = gql.max_batch
         self.apq: ApqStore | None = ApqStore() if gql.persisted_queries else None
         self.graphiql = graphiql_page(gql.path) if gql.graphiql else None
@@ -402,7 +403,14 @@ class GraphQLApp:
             await send({"type": "websocket.close", "code": 1008})
             return
         await serve_websocket(
-            self.engine, self.settings, self.auth, scope, receive, send, self.metrics.subscriptions
+            self.engine,
+            self.settings,
+            self.auth,
+            scope,
+            receive,
+            send,
+            self.metrics.subscriptions,
+            self._send_deadlines,
         )
 
     async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,8 +10,11 @@ that fails validation, limits or argument checks answers ``error`` with GraphQL 
 ``ping`` is answered ``pong``. Protocol violations close the socket with the protocol's codes
 (4400 bad message, 4401 subscribe before the ack, 4403 forbidden, 4406 subprotocol, 4408 no
 init in time, 4409 duplicate id, 4429 second init); a message larger than
-``subscriptions.max_message_bytes`` closes it with 1009. Closing the socket, or ``complete``,
-cancels the operation's task, which holds no database connection between reads.
+``subscriptions.max_message_bytes`` closes it with 1009, and a client that reads nothing for
+``subscriptions.send_timeout_ms`` while a message waits for it with 1008. Closing the socket, or
+``complete``, cancels a subscription's task, which holds no database connection between reads;
+a query or mutation runs to its end (never cut off inside its transaction) and, once
+completed by the client, its result is dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
 from quiver.graphql.subscriptions import SubscriptionError, SubscriptionPlan, run_subscription
 
-__all__ = ["PROTOCOL", "serve_websocket"]
+__all__ = ["PROTOCOL", "SendDeadlines", "serve_websocket"]
 
 log = logging.getLogger("quiver.graphql.websocket")
 
@@ -41,6 +44,52 @@ Message = MutableMapping[str, Any]
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+#: How long closing a socket may wait to write its close frame (a client that reads nothing
+#: never lets it through).
+_CLOSE_WAIT_S = 1.0
+
+
+class SendDeadlines:
+    """The open sockets, checked by one timer for them all: a socket whose message has waited
+    ``seconds`` for its client to read it is stopped, within a quarter of the timeout after.
+
+    A send costs two attribute writes (:attr:`_Connection.sending`, :attr:`_Connection.sent`),
+    not a timer of its own."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.interval = seconds / 4
+        #: Each socket, and the count of its sends and the time a send was first seen waiting.
+        self.sockets: dict[_Connection, tuple[int, float] | None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: _Connection) -> None:
+        self.sockets[connection] = None
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.interval, self._check, loop)
+
+    def discard(self, connection: _Connection) -> None:
+        self.sockets.pop(connection, None)
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        stalled = []
+        for connection, seen in self.sockets.items():
+            if not connection.sending:
+                self.sockets[connection] = None
+            elif seen is None or seen[0] != connection.sent:
+                self.sockets[connection] = (connection.sent, now)
+            elif now - seen[1] >= self.seconds:
+                stalled.append(connection)
+        for connection in stalled:
+            del self.sockets[connection]
+            connection.stop(
+                1008, f"Client too slow: it read nothing for {self.seconds:g} s (send timeout)"
+            )
+        self._timer = loop.call_later(self.interval, self._check, loop) if self.sockets else None
 
 
 class _ClosedError(Exception):
@@ -60,9 +109,11 @@ async def serve_websocket(
     receive: Receive,
     send: Send,
     active: Gauge | None = None,
+    deadlines: SendDeadlines | None = None,
 ) -> None:
     """Serve one WebSocket connection until it closes; ``active`` counts the subscriptions
-    running."""
+    running; ``deadlines`` (one for every socket of the app) stops a socket whose client does
+    not read."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return
@@ -87,9 +138,13 @@ async def serve_websocket(
             return
     await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
     connection = _Connection(engine, settings, auth, header, send, active)
+    if deadlines is not None:
+        deadlines.add(connection)
     try:
         await connection.serve(receive)
     finally:
+        if deadlines is not None:
+            deadlines.discard(connection)
         await connection.release()
 
 
@@ -114,70 +169,93 @@ class _Connection:
         self.acknowledged = False
         self.initialised = False
         self.closed = False
+        #: The operations running, by id (what ``complete`` and a duplicate id look up).
         self.operations: dict[str, asyncio.Task[None]] = {}
+        #: The queries and mutations executing: ``complete`` or closing drops their result but
+        #: lets them end, as a write cut off inside its transaction may or may not have been
+        #: committed.
+        self.single: set[asyncio.Task[None]] = set()
+        #: Queries and mutations the client completed that still execute (they count towards
+        #: ``max_per_connection`` until they end).
+        self.completed: set[asyncio.Task[None]] = set()
+        #: Whether a message is being written, and how many were: what
+        #: :class:`SendDeadlines` watches.
+        self.sending = False
+        self.sent = 0
+        #: Ends :meth:`serve` (the connection-init timeout, or :meth:`stop`).
+        self._serving: asyncio.Timeout | None = None
+        self._stop: tuple[int, str] = (4408, "Connection initialisation timeout")
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.send_raw(orjson.dumps(message))
 
     async def close(self, code: int, reason: str) -> None:
-        async with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            with contextlib.suppress(Exception):
-                # a close frame's reason holds at most 123 bytes
-                short = reason.encode()[:120].decode("utf-8", "ignore")
+        if self.closed:
+            return
+        self.closed = True
+        # a close frame's reason holds at most 123 bytes
+        short = reason.encode()[:120].decode("utf-8", "ignore")
+        with contextlib.suppress(Exception):
+            # bounded: a client that reads nothing never lets the close frame through
+            async with asyncio.timeout(_CLOSE_WAIT_S), self._lock:
                 await self._send({"type": "websocket.close", "code": code, "reason": short})
 
+    def stop(self, code: int, reason: str) -> None:
+        """End :meth:`serve` now, closing the socket with ``code`` and ``reason``."""
+        if self._serving is not None and not self.closed:
+            self._stop = (code, reason)
+            self._serving.reschedule(asyncio.get_running_loop().time())
+
     async def release(self) -> None:
-        """Cancel every operation still running."""
+        """Cancel every operation still running, but wait for the queries and mutations
+        executing to end (they send nothing more)."""
         self.closed = True
-        tasks = list(self.operations.values())
+        tasks = [*self.operations.values(), *self.completed]
         self.operations.clear()
         for t in tasks:
-            t.cancel()
+            if t not in self.single:
+                t.cancel()
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
 
     async def serve(self, receive: Receive) -> None:
         init_timeout = self.settings.subscriptions.connection_init_timeout_ms / 1000
-        watchdog = asyncio.create_task(self._init_watchdog(init_timeout))
         try:
-            while not self.closed:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.disconnect":
-                    self.closed = True
-                    return
-                if kind != "websocket.receive":
-                    continue
-                data: str | bytes | None = message.get("text")
-                if data is None:
-                    data = message.get("bytes") or b""
-                # str.isascii is a flag read: only text beyond ASCII is encoded to count
-                size = len(data) if isinstance(data, bytes) or data.isascii() else -1
-                if size < 0:
-                    assert isinstance(data, str)
-                    size = len(data.encode())
-                try:
-                    if size > self.max_message_bytes:
-                        raise _ClosedError(
-                            1009,
-                            f"Message too big: {size} bytes, the limit is "
-                            f"{self.max_message_bytes} (subscriptions.max_message_bytes)",
-                        )
-                    await self._handle(data, size)
-                except _ClosedError as closing:
-                    await self.close(closing.code, closing.reason)
-                    return
+            async with asyncio.timeout(init_timeout) as self._serving:
+                while not self.closed:
+                    message = await receive()
+                    kind = message["type"]
+                    if kind == "websocket.disconnect":
+                        self.closed = True
+                        return
+                    if kind != "websocket.receive":
+                        continue
+                    data: str | bytes | None = message.get("text")
+                    if data is None:
+                        data = message.get("bytes") or b""
+                    # str.isascii is a flag read: only text beyond ASCII is encoded to count
+                    size = len(data) if isinstance(data, bytes) or data.isascii() else -1
+                    if size < 0:
+                        assert isinstance(data, str)
+                        size = len(data.encode())
+                    try:
+                        if size > self.max_message_bytes:
+                            raise _ClosedError(
+                                1009,
+                                f"Message too big: {size} bytes, the limit is "
+                                f"{self.max_message_bytes} (subscriptions.max_message_bytes)",
+                            )
+                        await self._handle(data, size)
+                    except _ClosedError as closing:
+                        await self.close(closing.code, closing.reason)
+                        return
+        except TimeoutError:
+            self._serving = None
+            code, reason = self._stop
+            await self.close(code, reason)
         finally:
-            watchdog.cancel()
-
-    async def _init_watchdog(self, timeout: float) -> None:
-        await asyncio.sleep(timeout)
-        if not self.initialised:
-            await self.close(4408, "Connection initialisation timeout")
+            self._serving = None
 
     async def _handle(self, data: str | bytes, size: int) -> None:
         if isinstance(data, bytes):  # a binary frame: the protocol's JSON text all the same
@@ -209,7 +287,11 @@ class _Connection:
             if not isinstance(op_id, str) or not op_id:
                 raise _ClosedError(4400, "Invalid message received: complete without an id")
             task = self.operations.pop(op_id, None)
-            if task is not None:
+            if task is None:
+                return
+            if task in self.single:
+                self.completed.add(task)  # it ends on its own; its result is dropped
+            else:
                 task.cancel()
         else:
             raise _ClosedError(4400, f"Invalid message received: unknown type {kind!r}")
@@ -231,6 +313,8 @@ class _Connection:
             # Every operation of the connection runs with the key's permissions.
             self.engine = self.engine.for_principal(principal)
         self.acknowledged = True
+        if self._serving is not None:
+            self._serving.reschedule(None)  # initialised in time
         await self.send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any], size: int) -> None:
@@ -270,7 +354,7 @@ class _Connection:
             )
             return
         limit = self.settings.subscriptions.max_per_connection
-        if len(self.operations) >= limit:
+        if len(self.operations) + len(self.completed) >= limit:
             await self._error(
                 op_id,
                 [
@@ -301,7 +385,16 @@ class _Connection:
             operation = prepared.operation
             assert operation is not None
             if operation.operation != OperationType.SUBSCRIPTION:
-                outcome = await engine.execute(prepared, variables)
+                task = asyncio.current_task()
+                assert task is not None
+                self.single.add(task)
+                try:
+                    outcome = await engine.execute(prepared, variables)
+                finally:
+                    self.single.discard(task)  # only sending from here: cancelled on closing
+                    self.completed.discard(task)
+                if self.operations.get(op_id) is not task:
+                    return  # completed by the client (or the socket closed): no result
                 body = orjson.loads(outcome.body)
                 if outcome.kind in ("request_error", "internal_error", "busy"):
                     await self._error(op_id, body.get("errors", []))
@@ -352,6 +445,8 @@ class _Connection:
             return
         except Exception:
             log.exception("subscription %s failed", op_id)
+            if self.operations.get(op_id) is not asyncio.current_task():
+                return  # completed by the client meanwhile
             with contextlib.suppress(_ClosedError):
                 await self._error(
                     op_id,
@@ -372,8 +467,12 @@ class _Connection:
         async with self._lock:
             if self.closed:
                 raise _ClosedError(1000, "closed")
+            self.sending = True
             try:
                 await self._send({"type": "websocket.send", "text": text.decode()})
             except Exception as exc:
                 self.closed = True
                 raise _ClosedError(1006, "peer gone") from exc
+            finally:
+                self.sending = False
+            self.sent += 1
