@@ -24,10 +24,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(*args: str, port: int, cwd: Path | None = None) -> Iterator[str]:
+def serving(
+    *args: str, port: int, cwd: Path | None = None, output: list[str] | None = None
+) -> Iterator[str]:
     """Run ``quiver <args>`` until it answers /readyz; stop it with SIGTERM afterwards.
 
-    Yields the server's base URL. The server must exit 0 on SIGTERM.
+    Yields the server's base URL. The server must exit 0 on SIGTERM; what it wrote is appended
+    to ``output`` once it stopped.
     """
     proc = subprocess.Popen(
         [QUIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
@@ -54,4 +57,7 @@ def serving(*args: str, port: int, cwd: Path | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
+        written = proc.stdout.read() if proc.stdout and not proc.stdout.closed else ""
+        if output is not None:
+            output.append(written)
+        assert proc.returncode == 0, written

@@ -64,6 +64,7 @@ def app_from_environment() -> GraphQLApp:
     settings = QuiverSettings.model_validate(spec["settings"])
     configure_logging(settings.log.format, settings.log.level)
     _keep_uvicorn_access_log_off()
+    _log_bad_frames_in_one_line()
     return create_app(load_schema_file(spec["schema_path"]), settings)
 
 
@@ -77,6 +78,33 @@ def _keep_uvicorn_access_log_off() -> None:
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+
+
+#: What uvicorn logs, with a traceback, when a WebSocket client sends a text message that is
+#: not UTF-8 (it closes the socket with 1007, as RFC 6455 says).
+_BAD_TEXT_FRAME = "Invalid UTF-8 sequence received from client."
+
+
+class _BadFrameFilter(logging.Filter):
+    """A client's text message that is not UTF-8 is one warning line, not an error with a
+    traceback: the client is at fault, and the server handled it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _BAD_TEXT_FRAME:
+            record.msg = (
+                "a WebSocket client sent a text message that is not UTF-8; closed with 1007"
+            )
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.WARNING
+            record.levelname = "WARNING"
+        return True
+
+
+def _log_bad_frames_in_one_line() -> None:
+    error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _BadFrameFilter) for f in error.filters):
+        error.addFilter(_BadFrameFilter())
 
 
 class _CoalescingTransport:
@@ -157,6 +185,7 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
     import uvicorn
 
     configure_logging(settings.log.format, settings.log.level)
+    _log_bad_frames_in_one_line()
     server = settings.server
     common: dict[str, object] = {
         "host": server.host,
@@ -172,6 +201,8 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
         # Quiver never reads; without it every request has one ASGI layer less to go through.
         "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
+        # a larger message is refused (1009) as it arrives, before it is read whole
+        "ws_max_size": settings.subscriptions.max_message_bytes,
     }
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a graceful stop exits 0.
     sock = bind_socket(server.host, server.port)
