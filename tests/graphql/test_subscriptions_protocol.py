@@ -396,3 +396,29 @@ async def test_a_client_that_stops_reading_query_results_is_closed(fresh_sqlite:
             assert not live.server.server_state.tasks
         finally:
             ws.transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "Forbidden: no credentials were sent"),
+        ("Bearer not-the-key", "Forbidden: the API key is not valid"),
+        ("Token abc", "Forbidden: the authorization scheme 'Token' is not supported"),
+        ("s3cret-key-0123456789", "Forbidden: the authorization scheme is not supported"),
+        ("s3cret-key-0123456789 again", "Forbidden: the authorization scheme is not supported"),
+    ],
+)
+async def test_connection_init_without_a_valid_key_is_closed_4403_never_echoing_it(
+    fresh_sqlite: str, authorization: str | None, reason: str
+) -> None:
+    key = "s3cret-key-0123456789"
+    async with (
+        live_server(
+            "sqlite", fresh_sqlite, auth={"api_keys": [{"name": "tester", "key": key}]}
+        ) as live,
+        connect(live.url, subprotocols=[PROTOCOL]) as ws,  # type: ignore[list-item]
+    ):
+        payload = {} if authorization is None else {"Authorization": authorization}
+        await send(ws, {"type": "connection_init", "payload": payload})
+        assert await closed_with(ws) == 4403
+        assert ws.close_reason == reason

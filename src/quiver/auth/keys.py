@@ -92,8 +92,11 @@ class StaticApiKeys:
         elif scheme.lower() == "basic":
             secret = _basic_password(value)
         else:
+            # A bare key is read as the scheme: it is never echoed back (close reasons, response
+            # bodies and the logs of proxies would hold it); a scheme's name is a short word.
+            named = f" {scheme!r}" if value and len(scheme) <= 16 and scheme.isalpha() else ""
             raise AuthenticationError.one(
-                f"the authorization scheme {scheme!r} is not supported", "Authorization", _FIX
+                f"the authorization scheme{named} is not supported", "Authorization", _FIX
             )
         given = secret.encode()
         found: Principal | None = None
