@@ -25,6 +25,7 @@ import uvicorn
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
+from quiver.graphql.server import BackpressuredWebSocketProtocol
 from quiver.schema.reflect import reflect_database
 from tests.conftest import ChinookDb, Dialect
 from tests.graphql.mutation_fixtures import bookshop_statements
@@ -227,7 +228,14 @@ async def serve_database(
         merged[key] = {**merged.get(key, {}), **value}
     app = create_app(schema, QuiverSettings.model_validate(merged))
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws=BackpressuredWebSocketProtocol,  # as quiver serve runs it
+    )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())

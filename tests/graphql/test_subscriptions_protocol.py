@@ -15,7 +15,10 @@ import orjson
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from quiver.graphql.subscriptions import CursorError, Position
 from tests.conftest import Dialect
@@ -422,3 +425,39 @@ async def test_connection_init_without_a_valid_key_is_closed_4403_never_echoing_
         await send(ws, {"type": "connection_init", "payload": payload})
         assert await closed_with(ws) == 4403
         assert ws.close_reason == reason
+
+
+async def test_a_client_sending_pings_and_reading_nothing_does_not_grow_the_server_buffer(
+    fresh_sqlite: str,
+) -> None:
+    """A ping frame is answered with a pong: a client that sends pings and reads nothing would
+    make the server hold the pongs without bound. The server stops reading from it instead."""
+    async with live_server("sqlite", fresh_sqlite) as live:
+        client = ClientProtocol(parse_uri(live.url), subprotocols=[PROTOCOL])  # type: ignore[list-item]
+        client.send_request(client.connect())
+        sock = socket.create_connection(("127.0.0.1", live.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(sock, b"".join(client.data_to_send()))
+            client.receive_data(await asyncio.wait_for(loop.sock_recv(sock, 65536), 10))
+            assert isinstance(next(iter(client.events_received())), Response)
+            (server,) = live.server.server_state.connections
+            largest = 0
+            sent = 0
+            for _ in range(100):  # up to 65 MB of pings
+                for _ in range(5000):
+                    client.send_ping(b"p" * 125)
+                try:
+                    await asyncio.wait_for(
+                        loop.sock_sendall(sock, b"".join(client.data_to_send())), 1
+                    )
+                except TimeoutError:
+                    break  # the server reads no more
+                sent += 1
+                largest = max(largest, server.transport.get_write_buffer_size())
+            assert sent < 100
+            assert largest < 1_000_000
+        finally:
+            sock.close()

@@ -12,7 +12,10 @@ exit code 3. uvicorn's own log records go through Quiver's log format (``log.for
 uvicorn runs with uvloop and httptools, and with :class:`CoalescingHttpProtocol`: uvicorn writes
 a response's head and body with one system call each, so every small answer left in two TCP
 segments, which the client read with two system calls too; this protocol hands the transport
-the writes of one event-loop turn as one. WebSocket upgrades get the plain transport.
+the writes of one event-loop turn as one. WebSocket upgrades get the plain transport, and
+:class:`BackpressuredWebSocketProtocol`: uvicorn answers a client's ping frames however full
+its send buffer is, so a client that sent pings and read nothing grew the server's memory
+without bound; this protocol reads nothing more from a client while its send buffer is full.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
@@ -40,6 +44,7 @@ from quiver.schema.ir import Schema, load_schema_file
 
 __all__ = [
     "SERVE_SPEC_ENV",
+    "BackpressuredWebSocketProtocol",
     "CoalescingHttpProtocol",
     "ServerStartError",
     "app_from_environment",
@@ -173,6 +178,48 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
 
+class BackpressuredWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, reading nothing from a client while the socket's send
+    buffer is full (the client does not read).
+
+    uvicorn waits for room in the buffer before it writes the application's messages, but it
+    answers each ping frame at once: a client sending pings and reading nothing made the server
+    buffer the pongs without bound. With reading paused too, the client's pings wait in its own
+    socket buffer, and pings read while the buffer is full (uvicorn reads again to close) are
+    not answered; the application's messages wait as before (``subscriptions.send_timeout_ms``
+    ends the socket)."""
+
+    _sending_paused = False
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._sending_paused = True
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._sending_paused = False
+        # uvicorn pauses reading too while the application has a message it did not take yet
+        if not self.read_paused and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def handle_ping(self) -> None:
+        if self._sending_paused:
+            # a pong waits for room as reading does: while closing, uvicorn reads again
+            self.conn.data_to_send()  # dropped: this client reads nothing
+            return
+        super().handle_ping()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            if not self._sending_paused:
+                self.transport.resume_reading()
+        return message
+
+
 class ServerStartError(QuiverError):
     """The HTTP server could not start: the port is taken, the address is not ours, ..."""
 
@@ -201,6 +248,7 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
         # Quiver never reads; without it every request has one ASGI layer less to go through.
         "proxy_headers": False,
         "timeout_graceful_shutdown": 10,
+        "ws": BackpressuredWebSocketProtocol,
         # a larger message is refused (1009) as it arrives, before it is read whole
         "ws_max_size": settings.subscriptions.max_message_bytes,
     }
