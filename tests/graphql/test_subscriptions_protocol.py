@@ -461,3 +461,45 @@ async def test_a_client_sending_pings_and_reading_nothing_does_not_grow_the_serv
             assert largest < 1_000_000
         finally:
             sock.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_sockets_dropped_without_a_close_leave_no_task_watcher_or_connection_behind(
+    dialect: Dialect, request: pytest.FixtureRequest
+) -> None:
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    async with live_server(dialect, url) as live:
+        engine = live.app.engine
+        assert engine is not None
+        sockets = []
+        for _ in range(3):
+            ws = await acknowledged(live)
+            for op_id in ("a", "b", "c"):
+                await send(
+                    ws,
+                    {
+                        "id": op_id,
+                        "type": "subscribe",
+                        "payload": {
+                            "query": "subscription { authorChanged { after { name books {"
+                            " title } } } }"
+                        },
+                    },
+                )
+            sockets.append(ws)
+        await live.active(9)
+        for ws in sockets:
+            await send(
+                ws, {"id": "q", "type": "subscribe", "payload": {"query": "{ books { id } }"}}
+            )
+            ws.transport.abort()  # no close frame: the network broke
+        await live.active(0)
+        for _ in range(100):
+            if not live.server.server_state.tasks and not engine.change_signal.watching:
+                break
+            await asyncio.sleep(0.05)
+        assert not live.server.server_state.tasks
+        assert not engine.change_signal.watching
+        # every pooled connection is back: one short read per connection the pool may hold
+        reads = [live.data("{ authors { id } }") for _ in range(8)]
+        await asyncio.wait_for(asyncio.gather(*reads), 10)
