@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 import socket
@@ -503,3 +504,35 @@ async def test_sockets_dropped_without_a_close_leave_no_task_watcher_or_connecti
         # every pooled connection is back: one short read per connection the pool may hold
         reads = [live.data("{ authors { id } }") for _ in range(8)]
         await asyncio.wait_for(asyncio.gather(*reads), 10)
+
+
+async def test_subscriptions_completed_as_they_start_make_one_listener_and_log_no_error(
+    fresh_postgresql: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL the first subscription opens the connection that LISTENs for changes: a
+    subscription completed while it is being made leaves it to the next, not half made."""
+    async with live_server("postgresql", fresh_postgresql) as live:
+        ws = await acknowledged(live)
+        async with ws:
+            for i in range(40):
+                await send(
+                    ws,
+                    {
+                        "id": f"s{i}",
+                        "type": "subscribe",
+                        "payload": {"query": "subscription { authorChanged { op } }"},
+                    },
+                )
+                await asyncio.sleep(0.004)
+                await send(ws, {"id": f"s{i}", "type": "complete"})
+            await send(ws, {"type": "ping"})
+            assert await receive(ws) == {"type": "pong"}
+            await live.active(0)
+            listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+            for _ in range(100):
+                if await live.sql(listening) == [(1,)]:
+                    break
+                await asyncio.sleep(0.05)
+            assert await live.sql(listening) == [(1,)]
+        gc.collect()  # an abandoned connection attempt reports its error when collected
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

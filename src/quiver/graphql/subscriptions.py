@@ -849,7 +849,7 @@ class ChangeSignal:
         self._committed = asyncio.Event()
         self._moved = asyncio.Event()
         self._listener: Any = None
-        self._lock = asyncio.Lock()
+        self._connecting: asyncio.Task[None] | None = None
         #: The change log's highest id as last read; None while unknown.
         self.head: int | None = None
         self._watchers = 0
@@ -900,17 +900,27 @@ class ChangeSignal:
 
     async def listen(self, url: str) -> None:
         """On PostgreSQL, listen on the change channel (once; again if the connection died).
-        A failure is logged: the subscriptions still poll."""
-        async with self._lock:
-            if self._listener is not None and not self._listener.is_closed():
-                return
-            try:
-                conn = await connect_postgresql(parse_database_url(url))
-                await conn.add_listener(CHANGE_CHANNEL, self._heard)
-            except Exception as exc:
-                log.warning("cannot LISTEN for changes (%s); subscriptions poll only", exc)
-                return
-            self._listener = conn
+        A failure is logged: the subscriptions still poll.
+
+        The connection is made by a task of its own, which every subscription starting
+        meanwhile waits for: a subscription cancelled while it waits (its client completed it
+        or left) does not cut the connection off half made, so the next one need not start
+        another."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        task = self._connecting
+        if task is None or task.done():
+            task = self._connecting = asyncio.create_task(self._connect(url))
+        await asyncio.shield(task)
+
+    async def _connect(self, url: str) -> None:
+        try:
+            conn = await connect_postgresql(parse_database_url(url))
+            await conn.add_listener(CHANGE_CHANNEL, self._heard)
+        except Exception as exc:
+            log.warning("cannot LISTEN for changes (%s); subscriptions poll only", exc)
+            return
+        self._listener = conn
 
     def _heard(self, *_args: Any) -> None:
         self.notify()
@@ -922,11 +932,12 @@ class ChangeSignal:
 
     async def close(self) -> None:
         """Stop the watcher and the PostgreSQL listener."""
-        task, self._watch_task = self._watch_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        for task in (self._watch_task, self._connecting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._watch_task = self._connecting = None
         conn, self._listener = self._listener, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
