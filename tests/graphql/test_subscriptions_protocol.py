@@ -536,3 +536,36 @@ async def test_subscriptions_completed_as_they_start_make_one_listener_and_log_n
             assert await live.sql(listening) == [(1,)]
         gc.collect()  # an abandoned connection attempt reports its error when collected
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_completed_mutation_still_running_counts_towards_the_operations_limit(
+    fresh_postgresql: str,
+) -> None:
+    """complete cannot be used to run more operations at once than max_per_connection."""
+    async with live_server(
+        "postgresql", fresh_postgresql, subscriptions={"max_per_connection": 1}
+    ) as live:
+        ws = await acknowledged(live)
+        async with ws:
+            await live.sql("BEGIN")
+            await live.sql("INSERT INTO authors (name, email) VALUES ('Held', 'w@x.org')")
+            mutation = 'mutation { createAuthor(input: {name: "W", email: "w@x.org"}) { id } }'
+            await send(ws, {"id": "m", "type": "subscribe", "payload": {"query": mutation}})
+            await asyncio.sleep(0.5)  # waiting for the held email
+            await send(ws, {"id": "m", "type": "complete"})
+            query = {"query": "{ authors { name } }"}
+            await send(ws, {"id": "q", "type": "subscribe", "payload": query})
+            refused = await receive(ws)
+            assert refused["id"] == "q" and refused["type"] == "error"
+            assert refused["payload"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+            await live.sql("ROLLBACK")
+            for _ in range(100):  # the mutation ends, unsent
+                if await live.sql("SELECT name FROM authors"):
+                    break
+                await asyncio.sleep(0.05)
+            await send(ws, {"id": "q", "type": "subscribe", "payload": query})
+            assert await receive(ws) == {
+                "id": "q",
+                "type": "next",
+                "payload": {"data": {"authors": [{"name": "W"}]}},
+            }
