@@ -22,6 +22,8 @@ import httpx
 import orjson
 import pytest
 import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.http import GraphQLApp, create_app
@@ -31,6 +33,8 @@ from tests.conftest import ChinookDb, Dialect
 from tests.graphql.mutation_fixtures import bookshop_statements
 from tests.graphql.servers import free_port
 
+#: The WebSocket subprotocol of GraphQL over WebSocket.
+PROTOCOL = "graphql-transport-ws"
 CLIENT_SCRIPT = Path(__file__).parents[2] / "examples" / "subscriptions" / "watch_changes.cjs"
 NPM_PREFIX = Path.home() / ".cache" / "quiver-test-npm"
 NPM_PACKAGES = ("graphql-ws@6", "ws@8", "graphql@16")
@@ -252,3 +256,36 @@ async def serve_database(
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
+
+
+# ----- a WebSocket client of the protocol, message by message -----
+async def send(ws: ClientConnection, message: dict[str, Any]) -> None:
+    await ws.send(orjson.dumps(message).decode())
+
+
+async def receive(ws: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+    return message
+
+
+async def closed_with(ws: ClientConnection) -> int | None:
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+    return ws.close_code
+
+
+async def acknowledged(live: LiveServer, **options: Any) -> ClientConnection:
+    """A socket of ``live`` past ``connection_ack`` (``options`` go to ``connect``)."""
+    ws = await connect(live.url, subprotocols=[PROTOCOL], **options)  # type: ignore[list-item]
+    await send(ws, {"type": "connection_init"})
+    assert await receive(ws) == {"type": "connection_ack"}
+    return ws
+
+
+async def subscribe(
+    ws: ClientConnection, op_id: str, query: str, variables: dict[str, Any] | None = None
+) -> None:
+    payload: dict[str, Any] = {"query": query}
+    if variables is not None:
+        payload["variables"] = variables
+    await send(ws, {"id": op_id, "type": "subscribe", "payload": payload})
