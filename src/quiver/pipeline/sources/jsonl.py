@@ -129,6 +129,9 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         self.schema: pa.Schema | None = None
         self.read_schema: pa.Schema | None = None
         self.inferred_floats: list[str] = []
+        #: A declared decimal field came as JSON numbers, which pyarrow.json cannot read as
+        #: the text it reads decimals as: blocks are then read by the value rules at once.
+        self.decimal_numbers = False
 
     def _read_path(self, path: str) -> Iterator[pa.RecordBatch]:
         blocks = self._text_blocks(path, self.cfg.compression, self.encoding, self.cfg.block_size)
@@ -385,7 +388,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         lines: np.ndarray,
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Parse the lines ``records``; a failing group is halved to isolate bad lines."""
-        if self.maps:
+        if self.maps or self.decimal_numbers:
             yield from self._parse_by_line(path, block, starts, ends, records, lines)
             return
         pending: list[np.ndarray] = [np.arange(records.size)]
@@ -394,7 +397,26 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
             chosen = records[subset]
             data = _gather(block, starts[chosen], ends[chosen])
             try:
-                table = self._read_json(data, self.read_schema)
+                try:
+                    table = self._read_json(data, self.read_schema)
+                except pa.ArrowInvalid as exc:
+                    if not self._numbers_for_decimals(exc):
+                        raise
+                    # Halving down to single lines would take an Arrow read per line and
+                    # more: the value rules read the rest of the file, all lines at once.
+                    self.decimal_numbers = True
+                    for table, kept in self._parse_by_line(
+                        path, block, starts, ends, chosen, lines[subset]
+                    ):
+                        yield table, subset[kept]
+                    if pending:
+                        rest = np.concatenate(pending)
+                        pending.clear()
+                        for table, kept in self._parse_by_line(
+                            path, block, starts, ends, records[rest], lines[rest]
+                        ):
+                            yield table, rest[kept]
+                    return
                 if table.num_rows != subset.size:
                     raise pa.ArrowInvalid(f"{subset.size} lines read as {table.num_rows} rows")
                 assert self.schema is not None
@@ -439,6 +461,14 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 continue
             if table.num_rows:
                 yield table, subset
+
+    def _numbers_for_decimals(self, exc: pa.ArrowInvalid) -> bool:
+        """Whether pyarrow.json refused a block because a declared decimal field (read as
+        text) holds a JSON number."""
+        text = str(exc)
+        return "changed from string to number" in text and any(
+            f"Column(/{name})" in text for name in self._decimals if name in self.cfg.types
+        )
 
     def _parse_by_line(
         self,
