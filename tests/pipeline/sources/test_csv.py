@@ -921,3 +921,67 @@ def test_a_decimal_beyond_its_precision_never_reaches_a_parquet_file(tmp_path: P
     table.validate(full=True)
     assert table.column("id").to_pylist() == ["1", "3"]
     assert "'100000000' has 9 digits before the point" in (tmp_path / "rejects.csv").read_text()
+
+
+# -- many bad values --------------------------------------------------------------------------
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list whose length is the number of Arrow CSV reads made from now on."""
+    reads: list[int] = []
+    arrow_read = CsvSource._read_table
+
+    def counted(self: CsvSource, data: Any, newlines: bool, types: Any) -> pa.Table:
+        reads.append(1)
+        return arrow_read(self, data, newlines, types)
+
+    monkeypatch.setattr(CsvSource, "_read_table", counted)
+    return reads
+
+
+MANY_BAD = b"id,n,x\n" + b"".join(
+    b"%d,%s,%d.5\n" % (i, b"oops" if i % 10 == 3 else b"NA" if i % 10 == 7 else b"%d" % i, i)
+    for i in range(1_000)
+)
+
+
+async def test_many_bad_numbers_are_found_by_a_cast_not_by_halving_the_block(
+    tmp_path: Path, run_ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block whose int column holds a bad value in every tenth row: the rows are read as
+    text once, the column cast to find the suspects, the others read together and each
+    suspect alone (its reason as before), instead of about two reads a bad row and more."""
+    reads = _counting_reads(monkeypatch)
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, MANY_BAD, types={"n": "int", "x": "float"}, null_values=["NA"]
+    )
+    assert len(reads) <= 100 + 10  # one a bad row, and a few; halving took 855
+    assert [line for line, _ in errors] == [i + 2 for i in range(1_000) if i % 10 == 3]
+    assert errors[0][1].endswith("column 'n': 'oops' is not a valid int64")
+    assert [int(r["id"]) for r in rows] == [i for i in range(1_000) if i % 10 != 3]
+    assert [r[LINE_COLUMN] for r in rows] == [int(r["id"]) + 2 for r in rows]
+    assert rows[6]["n"] is None and rows[7]["n"] == 8 and rows[7]["x"] == 8.5
+
+
+async def test_rows_a_cast_suspects_but_the_reader_takes_stay_in_their_place(
+    tmp_path: Path, run_ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the cast and Arrow's CSV reader disagree (here made to: every fifth value is
+    suspected), the reader decides: the suspects it reads keep their place among the rows."""
+    import numpy as np
+
+    from quiver.pipeline.sources import csv as csv_source
+
+    real = csv_source._cast_failures
+
+    def suspicious(values: pa.Array, kind: pa.DataType) -> np.ndarray:
+        found = set(real(values, kind).tolist()) | set(range(0, len(values), 5))
+        return np.array(sorted(found), dtype=np.int64)
+
+    monkeypatch.setattr(csv_source, "_cast_failures", suspicious)
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, MANY_BAD, types={"n": "int", "x": "float"}, null_values=["NA"]
+    )
+    assert [line for line, _ in errors] == [i + 2 for i in range(1_000) if i % 10 == 3]
+    assert [int(r["id"]) for r in rows] == [i for i in range(1_000) if i % 10 != 3]
+    assert [r[LINE_COLUMN] for r in rows] == [int(r["id"]) + 2 for r in rows]
