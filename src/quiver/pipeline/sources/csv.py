@@ -1182,7 +1182,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     return
             split = (
                 self._suspects(data, scan.quoted_newlines, records)
-                if records.size >= _SUSPECTS_FROM and _COLUMN_ERROR.search(str(exc))
+                if records.size >= _SUSPECTS_FROM and self._number_refused(exc)
                 else None
             )
             if split is not None:
@@ -1220,6 +1220,14 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             yield from self._parse(state, buf, scan, records[half:], base)
             return
         yield table, records
+
+    def _number_refused(self, exc: Exception) -> bool:
+        """Whether Arrow's reader refused a value of an integer or float column."""
+        m = _COLUMN_ERROR.search(str(exc))
+        if m is None or self.names is None or int(m[1]) >= len(self.names):
+            return False
+        kind = (self.column_types or {}).get(self.names[int(m[1])])
+        return kind is not None and (pa.types.is_integer(kind) or pa.types.is_floating(kind))
 
     def _suspects(
         self, data: Bytes | memoryview, newlines: bool, records: np.ndarray
