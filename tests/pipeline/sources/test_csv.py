@@ -985,3 +985,19 @@ async def test_rows_a_cast_suspects_but_the_reader_takes_stay_in_their_place(
     assert [line for line, _ in errors] == [i + 2 for i in range(1_000) if i % 10 == 3]
     assert [int(r["id"]) for r in rows] == [i for i in range(1_000) if i % 10 != 3]
     assert [r[LINE_COLUMN] for r in rows] == [int(r["id"]) + 2 for r in rows]
+
+
+async def test_many_bad_dates_are_found_by_a_cast_too(
+    tmp_path: Path, run_ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _counting_reads(monkeypatch)
+    data = b"id,d\n" + b"".join(
+        b"%d,%s\n" % (i, b"2024-02-30" if i % 4 == 1 else b"2024-01-%02d" % (i % 28 + 1))
+        for i in range(400)
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data, types={"d": "date"})
+    assert len(reads) <= 100 + 10  # one a bad row, and a few; halving took 599
+    assert [line for line, _ in errors] == [i + 2 for i in range(400) if i % 4 == 1]
+    assert "'2024-02-30'" in errors[0][1]
+    assert [int(r["id"]) for r in rows] == [i for i in range(400) if i % 4 != 1]
+    assert str(rows[1]["d"]) == "2024-01-03"

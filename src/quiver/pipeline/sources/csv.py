@@ -51,7 +51,7 @@ from quiver.pipeline.conform import cast_column
 from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
 from quiver.pipeline.line_numbers import line_column, line_feeds
 from quiver.pipeline.paths import display_path
-from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy
+from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy, joined_pieces
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import parse_type
 from quiver.pipeline.value_text import (
@@ -670,13 +670,13 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         names = state.names
         assert names is not None
         expected = len(names)
+        known = len(self._errors)  # the block's rejections are reported in line order
         records = self._drop_long(state, buf, scan, records, base)
         if misquoted:
             records = self._drop_misquoted(state, buf, scan, records, base, misquoted)
         if self.column_types is None:
             self._lock_types(state, buf, scan, records)
-        known = len(self._errors)
-        parsed = list(self._parse(state, buf, scan, records, base, expected))
+        parsed = list(joined_pieces(self._parse(state, buf, scan, records, base, expected)))
         self._errors[known:] = sorted(self._errors[known:], key=lambda e: e.line or 0)
         for table, subset in parsed:
             lines = line_column(scan.lines[subset] + (base + 1))
@@ -1221,32 +1221,39 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             return
         yield table, records
 
+    def _checked_by_cast(self, kind: pa.DataType) -> bool:
+        """Whether a cast of text to ``kind`` reads values as Arrow's CSV reader does (the
+        same parsers): integers, floats with ``.`` as the decimal point, dates, and
+        timestamps without ``timestamp_formats``."""
+        return (
+            pa.types.is_integer(kind)
+            or (pa.types.is_floating(kind) and self.cfg.decimal_point == ".")
+            or pa.types.is_date(kind)
+            or (pa.types.is_timestamp(kind) and self.cfg.timestamp_formats is None)
+        )
+
     def _number_refused(self, exc: Exception) -> bool:
-        """Whether Arrow's reader refused a value of an integer or float column."""
+        """Whether Arrow's reader refused a value of a column :meth:`_suspects` checks."""
         m = _COLUMN_ERROR.search(str(exc))
         if m is None or self.names is None or int(m[1]) >= len(self.names):
             return False
         kind = (self.column_types or {}).get(self.names[int(m[1])])
-        return kind is not None and (pa.types.is_integer(kind) or pa.types.is_floating(kind))
+        return kind is not None and self._checked_by_cast(kind)
 
     def _suspects(
         self, data: Bytes | memoryview, newlines: bool, records: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """``records`` split into those whose number columns hold numbers and those where a
-        value is neither a number nor a null value (the suspects), from one read of the
-        rows as text and a cast of each number column; None when none is found so.
+        """``records`` split into those whose number, date and time columns hold such values
+        and those where a value is neither that nor a null value (the suspects), from one
+        read of the rows as text and a cast of each such column; None when none is found so.
 
         Halving isolates a bad record in about twice the depth of its block in reads of
         Arrow's CSV reader (each at least 0.1 ms), which is cheap for a few bad records and
         slow for many (a column of bad values in every other row took 1.6 ms a record).
-        The cast uses the parser Arrow's CSV reader converts numbers with; any record it
-        gets wrong is read again as before: the others in one read, each suspect alone."""
+        The cast uses the parsers Arrow's CSV reader converts with; any record it gets wrong
+        is read again as before: the others in one read, each suspect alone."""
         types = self.column_types or {}
-        numbers = {
-            n: t
-            for n, t in types.items()
-            if pa.types.is_integer(t) or (pa.types.is_floating(t) and self.cfg.decimal_point == ".")
-        }
+        numbers = {n: t for n, t in types.items() if self._checked_by_cast(t)}
         if self.cfg.select is not None:
             numbers = {n: t for n, t in numbers.items() if n in self.cfg.select}
         if not numbers:

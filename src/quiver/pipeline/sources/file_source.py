@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from quiver.pipeline.component import LINE_COLUMN, RowError, RunContext, is_internal
@@ -22,7 +23,7 @@ from quiver.pipeline.paths import display_path, expand_paths
 from quiver.pipeline.streams import Compression, open_input_pair, position
 from quiver.runtime.errors import PermanentError
 
-__all__ = ["FileSource", "MalformedPolicy", "batches_in_thread"]
+__all__ = ["FileSource", "MalformedPolicy", "batches_in_thread", "joined_pieces"]
 
 _SAME_COLUMNS_FIX = (
     "give every batch the same columns (read files of other layouts in another source, or "
@@ -258,3 +259,26 @@ def _value(one: pa.Array) -> Any:
         with contextlib.suppress(pa.ArrowException):
             return one.cast(pa.large_binary()).to_pylist()[0]
     return None
+
+
+def joined_pieces(
+    pieces: Iterator[tuple[pa.Table, np.ndarray]],
+) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    """``pieces`` (tables and the records of their rows), the ones of one schema in a row
+    joined: a block whose bad lines alternate with good ones is read as many small tables,
+    and each batch costs the steps after the source about as much as thousands of rows."""
+    run: list[tuple[pa.Table, np.ndarray]] = []
+
+    def joined() -> tuple[pa.Table, np.ndarray]:
+        if len(run) == 1:
+            return run[0]
+        table = pa.concat_tables([t for t, _ in run]).combine_chunks()
+        return table, np.concatenate([r for _, r in run])
+
+    for table, records in pieces:
+        if run and not table.schema.equals(run[0][0].schema):
+            yield joined()
+            run.clear()
+        run.append((table, records))
+    if run:
+        yield joined()

@@ -50,7 +50,7 @@ from quiver.pipeline.json_text import (
 )
 from quiver.pipeline.line_numbers import line_feeds
 from quiver.pipeline.paths import display_path
-from quiver.pipeline.sources.file_source import FileSource
+from quiver.pipeline.sources.file_source import FileSource, joined_pieces
 from quiver.pipeline.streams import Compression
 from quiver.pipeline.type_names import epoch_unit, parse_type
 from quiver.pipeline.value_text import kept_text, without_decimal_text
@@ -209,7 +209,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         lines = records + (base + 1)
         if self.schema is None:
             self._lock_schema(path, block, starts, ends, records, lines)
-        for table, subset in self._parse(path, block, starts, ends, records, lines):
+        for table, subset in joined_pieces(self._parse(path, block, starts, ends, records, lines)):
             table = table.append_column(LINE_COLUMN, pa.array(lines[subset], pa.int64()))
             yield from table.to_batches(max_chunksize=self.cfg.batch_rows)
 
