@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from quiver.pipeline.clients.http import retry_after_seconds
 from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.sinks.rest import RestSink
 from quiver.pipeline.sources.rest import JsonPath, RestSource
 from quiver.runtime.delivery import RetriesExhaustedError
 from quiver.runtime.errors import PermanentError, RetryableError
+from quiver.runtime.outbound_http import retry_after_seconds
 
 from ..conftest import build, read_all, serve_app, write_all
 

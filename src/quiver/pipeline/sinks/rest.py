@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 from pydantic import Field
 
-from quiver.pipeline.clients.http import HttpAuth, RateLimiter, body_start, drain, http_error
+from quiver.pipeline.clients.http import HttpAuth, RateLimiter
 from quiver.pipeline.component import (
     ComponentConfig,
     RunContext,
@@ -34,6 +34,7 @@ from quiver.pipeline.component import (
     without_line,
 )
 from quiver.pipeline.json_text import dump_json, json_rows
+from quiver.runtime.outbound_http import body_start, drain, http_error
 
 __all__ = ["RestSink", "RestSinkConfig"]
 

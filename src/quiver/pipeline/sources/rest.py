@@ -3,7 +3,7 @@
 One request per page, through :class:`quiver.runtime.delivery.Delivery`: 429, 5xx, timeouts
 and connection errors are retried with exponential backoff and jitter (``retry``); other 4xx,
 and what a retry cannot mend (a redirect loop, a body its Content-Encoding does not fit, a
-TLS certificate that fails verification; :func:`~quiver.pipeline.clients.http.request_error`)
+TLS certificate that fails verification; :func:`~quiver.runtime.outbound_http.request_error`)
 fail at once with the status or cause and the start of the response body. Records are found at a
 JSON path in each response (``records: data.items``); pagination follows a page number, an
 offset, a cursor or a next-page URL read from the response, or the ``Link: <...>; rel="next"``
@@ -29,14 +29,7 @@ import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from quiver.pipeline.clients.http import (
-    MAX_REDIRECTS,
-    HttpAuth,
-    RateLimiter,
-    body_start,
-    http_error,
-    read_body,
-)
+from quiver.pipeline.clients.http import HttpAuth, RateLimiter
 from quiver.pipeline.component import (
     ComponentConfig,
     RowError,
@@ -56,6 +49,7 @@ from quiver.pipeline.json_text import (
 from quiver.pipeline.records import RecordBatcher, arrow_type
 from quiver.runtime.delivery import Delivery, RetryPolicy
 from quiver.runtime.errors import PermanentError
+from quiver.runtime.outbound_http import MAX_REDIRECTS, body_start, http_error, read_body
 
 __all__ = ["JsonPath", "RestSource", "RestSourceConfig"]
 
