@@ -32,9 +32,9 @@ async def test_status_codes_timeouts_and_bad_headers(receiver: Receiver) -> None
     poster = Poster(0.3)
     try:
         receiver.statuses = [503, 404]
-        with pytest.raises(RetryableError, match="answered 503: boom"):
+        with pytest.raises(RetryableError, match="HTTP 503 Service Unavailable: boom"):
             await poster.post(receiver.url, b"{}", {}, "hook")
-        with pytest.raises(PermanentError, match="answered 404"):
+        with pytest.raises(PermanentError, match="HTTP 404"):
             await poster.post(receiver.url, b"{}", {}, "hook")
         receiver.hold = True
         with pytest.raises(RetryableError, match=r"no response within 0.3s"):
@@ -44,7 +44,7 @@ async def test_status_codes_timeouts_and_bad_headers(receiver: Receiver) -> None
         await poster.post(receiver.url, b"{}", {}, "hook")  # a new connection
         with pytest.raises(PermanentError, match="line breaks"):
             await poster.post(receiver.url, b"{}", {"X-A": "b\r\nX-Evil: 1"}, "hook")
-        with pytest.raises(RetryableError, match="cannot reach"):
+        with pytest.raises(RetryableError, match="ConnectError"):
             await poster.post("http://127.0.0.1:9/hook", b"{}", {}, "hook")
     finally:
         await poster.close()

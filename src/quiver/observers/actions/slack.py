@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from quiver.observers.event import Job
-from quiver.observers.posting import Poster
+from quiver.observers.posting import SLACK, Poster
 from quiver.observers.template import Template, parse_template
 from quiver.runtime.errors import ErrorDetail
+from quiver.runtime.outbound_http import url_problem
 
 __all__ = ["SlackAction", "SlackConfig", "build_slack"]
 
@@ -23,16 +24,24 @@ class SlackConfig(BaseModel):
 
     type: Literal["slack"]
     name: str | None = Field(default=None, description="Name within the observer.")
-    url: str = Field(pattern=r"^https?://", description="The incoming webhook's URL.")
+    url: str = Field(description="The incoming webhook's URL.")
     text: str = Field(default=DEFAULT_TEXT, description="Template of the message.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for Slack.")
+
+    @field_validator("url")
+    @classmethod
+    def _an_http_url(cls, url: str) -> str:
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
 
 class SlackAction:
     def __init__(self, cfg: SlackConfig, text: Template) -> None:
         self.cfg = cfg
         self.text = text
-        self._poster = Poster(cfg.timeout)
+        self._poster = Poster(cfg.timeout, SLACK)
 
     async def run(self, job: Job) -> None:
         body = orjson.dumps({"text": self.text.render(job.document())})
