@@ -4,15 +4,19 @@ that never ends, error statuses with a Retry-After far in the future, bytes that
 It runs on 127.0.0.1 in a thread of its own (plain, or TLS with the certificate given), reads
 each request whole, and answers by the request's path:
 
-* ``/status/<code>``: that status with a short body; ``?retry-after=<value>`` adds the header
+* ``/status/<code>``: that status with a short body; ``?retry-after=<value>`` (or a path
+  going on ``/retry-after/<value>``) adds the header
 * ``/redirect``: 302 to itself, forever
 * ``/gzip/<code>``: that status, ``Content-Encoding: gzip`` and a body that is not gzip
-* ``/big/<code>``: that status and a body of 200 MB (``Content-Length``; ``?chunked`` sends it
-  chunked), made as it is sent
+* ``/big/<code>``: that status and a body of 200 MB (``Content-Length``; ``?chunked`` or a
+  path going on ``/chunked`` sends it chunked), made as it is sent
 * ``/endless/<code>``: that status, then a body that never ends, one byte at a time
 * ``/silent``: no answer at all
 * ``/garbage``: bytes that are not an HTTP answer
 * anything else: 200 with a short body
+
+A path may go on after these (``/status/503/v1/traces``), as a client adding its own path
+to a base URL makes it.
 
 ``sent`` counts the body bytes written to the clients (as far as they read them) and
 ``requests`` the requests received, by path.
@@ -111,7 +115,10 @@ class _Handler(socketserver.StreamRequestHandler):
             return False
         if kind == "status":
             text = b"told to fail"
-            extra = [f"Retry-After: {v}" for v in query.get("retry-after", [])]
+            after = query.get("retry-after", [])
+            if len(step) > 3 and step[2] == "retry-after":
+                after = [step[3]]
+            extra = [f"Retry-After: {v}" for v in after]
             self._head(code, f"Content-Length: {len(text)}", *extra)
             self._send(text)
             return True
@@ -124,7 +131,7 @@ class _Handler(socketserver.StreamRequestHandler):
             self._send(text)
             return True
         if kind == "big":
-            chunked = "chunked" in query
+            chunked = "chunked" in query or "chunked" in step
             self._head(code, "Transfer-Encoding: chunked" if chunked else f"Content-Length: {BIG}")
             block = b"x" * _CHUNK
             for _ in range(BIG // _CHUNK):

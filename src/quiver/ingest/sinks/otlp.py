@@ -12,10 +12,20 @@ Failures follow the OTLP specification:
 * gRPC: ``UNAVAILABLE``, ``CANCELLED``, ``DEADLINE_EXCEEDED``, ``ABORTED``, ``OUT_OF_RANGE``
   and ``DATA_LOSS`` are retryable, and ``RESOURCE_EXHAUSTED`` when the server sent a
   ``RetryInfo``; every other code is permanent.
-* HTTP: 429, 502, 503 and 504 are retryable; any other error status is permanent.
+  A certificate that fails verification or a failed TLS handshake (reported as
+  ``UNAVAILABLE``) is permanent: no retry mends it.
+* HTTP: 429, 502, 503 and 504 are retryable; any other error status is permanent. Failures
+  without an answer are sorted and worded as for every HTTP client of the product
+  (:mod:`quiver.runtime.outbound_http`): timeouts, refused or dropped connections and a
+  collector breaking HTTP mid-answer are retryable; a certificate that fails verification, a
+  failed TLS handshake, a header HTTP cannot carry are permanent. A redirect is not followed.
 * The server's hint (``RetryInfo.retry_delay``, ``Retry-After``) is the least wait before
-  the engine's next attempt (its retry policy and circuit breaker do the rest), and a retried
-  write sends again only the requests not yet accepted.
+  the engine's next attempt, five minutes at most (its retry policy and circuit breaker do
+  the rest), and a retried write sends again only the requests not yet accepted.
+* Answers are read up to a bound (gRPC: 4 MiB, the default of gRPC; HTTP: 1 MiB, of which
+  an error's first 4 KiB are quoted) and within ``timeout_seconds``. A 200 whose body cannot
+  be read (too long, never ending, not matching its Content-Encoding) still counts as
+  accepted, as the collector said, with a warning.
 * ``partial_success`` (items the server rejected for good) is logged and counted in
   ``rejected``; those items are not sent again, as the specification asks.
 
@@ -27,14 +37,13 @@ the rows as they come, with no such header.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import email.utils
 import gzip
-import time
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from quiver.ingest.receiver import TlsOptions
 from quiver.ingest.tenancy import TENANT_COLUMN
@@ -45,6 +54,17 @@ from quiver.runtime.errors import (
     PermanentError,
     QuiverError,
     RetryableError,
+)
+from quiver.runtime.outbound_http import (
+    BODY_START,
+    DRAINED,
+    MAX_RETRY_AFTER,
+    HttpSettings,
+    body_start,
+    read_body,
+    request_error,
+    status_error,
+    url_problem,
 )
 
 __all__ = ["OtlpSink", "OtlpSinkConfig"]
@@ -59,8 +79,22 @@ _REJECTED_FIELD = {
     "metrics": "rejected_data_points",
     "logs": "rejected_log_records",
 }
-_RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 _DETAILS_KEY = "grpc-status-details-bin"
+#: The sink's options, as the hints of its failures name them; the statuses OTLP/HTTP retries.
+OTLP_HTTP = HttpSettings(
+    peer="the collector",
+    url="endpoint",
+    timeout="timeout_seconds",
+    header_values="`headers` and the tenant header",
+    credentials="`headers` (e.g. an authorization header)",
+    trust="trust its issuing CA with `tls.ca_file`",
+    method=None,
+    pace=None,
+    smaller="lower `rows_per_request`",
+    request="the data is not sent again; check `endpoint`, its path and `headers`",
+    retried=frozenset({429, 502, 503, 504}),
+    why_not="OTLP/HTTP retries only 429, 502, 503 and 504 (the OTLP specification)",
+)
 
 
 class OtlpSinkConfig(ComponentConfig):
@@ -94,6 +128,34 @@ class OtlpSinkConfig(ComponentConfig):
     tls: TlsOptions | None = Field(
         None, description="TLS settings (gRPC: TLS is off without them; HTTP: https:// URLs)."
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _an_address(cls, endpoint: str) -> str:
+        if "://" in endpoint:
+            problem = url_problem(endpoint)
+            if problem is not None:
+                raise ValueError(problem)
+        return endpoint
+
+    @model_validator(mode="after")
+    def _fits_the_protocol(self) -> OtlpSinkConfig:
+        if self.protocol == "http":
+            problem = url_problem(self.endpoint)
+        else:
+            problem = _grpc_target_problem(self.endpoint)
+        if problem is not None:
+            raise ValueError(f"`endpoint`: {problem}")
+        return self
+
+
+def _grpc_target_problem(endpoint: str) -> str | None:
+    """What is wrong with a gRPC ``endpoint`` (host:port, or http(s)://host:port)."""
+    target = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in target:
+        return f"{endpoint!r} is not host:port (e.g. 127.0.0.1:4317)"
+    return None
 
 
 @sink("otlp", config=OtlpSinkConfig)
@@ -267,9 +329,7 @@ class OtlpSink:
 
     async def _export_http(self, signal: str, request: Any, extra: dict[str, str]) -> Any:
         import httpx
-        from google.protobuf import json_format
 
-        from quiver.ingest.otlp.decode import RESPONSE_TYPES
         from quiver.ingest.otlp.rebuild import request_json
 
         json = self.cfg.encoding == "json"
@@ -280,34 +340,78 @@ class OtlpSink:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
         url = self.cfg.endpoint.rstrip("/") + f"/v1/{signal}"
+        deadline = asyncio.get_running_loop().time() + self.cfg.timeout_seconds
+        timed_out = False
         try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            request = self._client.build_request("POST", url, content=body, headers=headers)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._client.send(request, stream=True)
+            except TimeoutError:
+                timed_out = True
+            if timed_out:  # raised outside the handler: no TLS state in its context
+                raise httpx.ReadTimeout(f"no answer within {self.cfg.timeout_seconds}s")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = request_error(exc, self.where, OTLP_HTTP)
             await self._close()
-            raise RetryableError.one(
-                f"cannot reach the collector: {type(exc).__name__}: {exc}",
-                self.where,
-                "check the endpoint and that the collector runs; the run retries with backoff",
-            ) from exc
-        if response.status_code == 200:
-            answer = RESPONSE_TYPES[signal]()  # type: ignore[index]
-            if json and response.content:
-                json_format.Parse(response.content, answer, ignore_unknown_fields=True)
-            elif response.content:
-                answer.ParseFromString(response.content)
-            return answer
-        message = _http_message(response)
-        if response.status_code in _RETRYABLE_HTTP:
-            raise _retryable(
-                f"the collector answered {response.status_code}: {message}",
-                self.where,
-                _retry_after(response.headers.get("retry-after")),
-            )
-        raise PermanentError.one(
-            f"the collector refused the data with {response.status_code}: {message}",
+            raise error from exc
+        try:
+            if response.status_code == 200:
+                return await self._accepted(response, signal, json, deadline)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    start = await body_start(response)
+            except (TimeoutError, httpx.HTTPError):
+                start = b""  # the status stands
+        finally:
+            await response.aclose()
+        raise status_error(
+            response.status_code,
+            response.reason_phrase,
+            response.headers,
+            _http_message(start, response.headers.get("content-type", "")),
             self.where,
-            "the data is not sent again; check the endpoint, its path and the credentials",
+            OTLP_HTTP,
         )
+
+    async def _accepted(self, response: Any, signal: str, json: bool, deadline: float) -> Any:
+        """The answer to an accepted export (200), read up to :data:`DRAINED` bytes and until
+        ``deadline``; an empty one, with a warning, when it cannot be read: the collector
+        holds the data all the same."""
+        import httpx
+        from google.protobuf import json_format
+        from google.protobuf.message import DecodeError
+
+        from quiver.ingest.otlp.decode import RESPONSE_TYPES
+
+        answer = RESPONSE_TYPES[signal]()  # type: ignore[index]
+        try:
+            async with asyncio.timeout_at(deadline):
+                content = await read_body(
+                    response, DRAINED, self.where, "1 MiB", "ask the collector's operators why"
+                )
+            if json and content:
+                json_format.Parse(content, answer, ignore_unknown_fields=True)
+            elif content:
+                answer.ParseFromString(content)
+        except (
+            TimeoutError,
+            httpx.HTTPError,
+            QuiverError,
+            DecodeError,
+            json_format.ParseError,
+        ) as exc:
+            reason = (
+                f"it did not end within {self.cfg.timeout_seconds}s"
+                if isinstance(exc, TimeoutError)
+                else str(exc) or type(exc).__name__
+            )
+            self._warn(
+                f"the collector accepted the data but its answer could not be read ({reason}); "
+                "items it may have rejected are not counted"
+            )
+            return RESPONSE_TYPES[signal]()  # type: ignore[index]
+        return answer
 
     async def commit(self) -> None:
         await self._close()
@@ -331,9 +435,13 @@ _RETRYABLE_GRPC = frozenset(
 
 
 def _grpc_error(exc: Any, where: str) -> QuiverError:
-    """A failed gRPC export as a typed error, by the OTLP specification's table."""
+    """A failed gRPC export as a typed error, by the OTLP specification's table; a TLS
+    failure, which gRPC reports as UNAVAILABLE, is permanent as no retry mends it."""
     code = exc.code().name
     details = exc.details() or ""
+    tls = _grpc_tls_failure(details)
+    if code == "UNAVAILABLE" and tls is not None:
+        return PermanentError.one(f"the collector answered {code}: {details}", where, tls)
     hint = _retry_info(exc.trailing_metadata())
     if code in _RETRYABLE_GRPC or (code == "RESOURCE_EXHAUSTED" and hint is not None):
         return _retryable(f"the collector answered {code}: {details}", where, hint)
@@ -344,7 +452,26 @@ def _grpc_error(exc: Any, where: str) -> QuiverError:
     )
 
 
+def _grpc_tls_failure(details: str) -> str | None:
+    """The fix for a TLS failure named in a gRPC status's details, or None."""
+    lowered = details.lower()
+    if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
+        return (
+            "the collector's TLS certificate failed verification, which fails every retry: "
+            "fix its certificate, or trust its issuing CA with `tls.ca_file`"
+        )
+    if "handshake failed" in lowered or "wrong_version_number" in lowered:
+        return (
+            "the TLS handshake failed: check that the collector serves TLS on this port "
+            "(`tls` set for a plain port fails this way), the CA in `tls.ca_file`, and that "
+            "it accepts a current TLS version"
+        )
+    return None
+
+
 def _retryable(message: str, where: str, after: float | None) -> RetryableError:
+    if after is not None:
+        after = min(after, MAX_RETRY_AFTER)
     wait = f"; it asked to wait {after:.1f}s" if after is not None else ""
     error = RetryableError(
         [ErrorDetail(message, where, f"the collector is busy or away{wait}; the run retries")]
@@ -369,29 +496,15 @@ def _retry_info(metadata: Any) -> float | None:
     return None
 
 
-def _retry_after(value: str | None) -> float | None:
-    """A Retry-After header (seconds, or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _http_message(response: Any) -> str:
-    """The message of an OTLP/HTTP error body (a google.rpc.Status), or the body's text."""
+def _http_message(start: bytes, content_type: str) -> str:
+    """The message of an OTLP/HTTP error body (a google.rpc.Status) from the start of the
+    body, or the body's text."""
     from google.protobuf.message import DecodeError
     from google.rpc import status_pb2
 
-    content = response.content or b""
-    if "protobuf" in response.headers.get("content-type", ""):
+    if "protobuf" in content_type:
         try:
-            return status_pb2.Status.FromString(content).message or "(no message)"
+            return status_pb2.Status.FromString(start).message or "(no message)"
         except DecodeError:
             pass
-    return content[:300].decode("utf-8", "replace") or "(no body)"
+    return start[:BODY_START].decode("utf-8", "replace")
