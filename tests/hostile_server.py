@@ -11,6 +11,7 @@ each request whole, and answers by the request's path:
 * ``/big/<code>``: that status and a body of 200 MB (``Content-Length``; ``?chunked`` or a
   path going on ``/chunked`` sends it chunked), made as it is sent
 * ``/endless/<code>``: that status, then a body that never ends, one byte at a time
+* ``/nothing``: 204, without a Content-Length (a 204 has no body), the connection kept
 * ``/silent``: no answer at all
 * ``/garbage``: bytes that are not an HTTP answer
 * anything else: 200 with a short body
@@ -121,6 +122,9 @@ class _Handler(socketserver.StreamRequestHandler):
             extra = [f"Retry-After: {v}" for v in after]
             self._head(code, f"Content-Length: {len(text)}", *extra)
             self._send(text)
+            return True
+        if kind == "nothing":  # 204: no body and no Content-Length, the connection kept
+            self._head(204)
             return True
         if kind == "redirect":
             self._head(302, "Location: /redirect", "Content-Length: 0")

@@ -5,6 +5,7 @@ a bound. A permanent failure goes to the dead-letter table at once, saying why."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +118,17 @@ async def test_an_answer_that_never_ends_is_cut_off(hostile: Hostile) -> None:
     await post(f"{hostile.url}/endless/200", timeout=0.5)  # the status is what counts
     err = await failure(f"{hostile.url}/endless/503", RetryableError, timeout=0.5)
     assert "HTTP 503" in str(err)
+
+
+async def test_a_204_without_content_length_is_delivered_at_once(hostile: Hostile) -> None:
+    started = time.monotonic()
+    poster = Poster(3)
+    try:
+        for _ in range(2):  # the second on the same connection
+            await poster.post(f"{hostile.url}/nothing", b"{}", {}, "webhook")
+    finally:
+        await poster.close()
+    assert time.monotonic() - started < 2
 
 
 async def test_no_answer_is_a_timeout_naming_the_option(hostile: Hostile) -> None:

@@ -135,6 +135,8 @@ class _Exchange:
             chunked = "chunked" in headers.get("transfer-encoding", "").lower()
             token = headers.get("connection", "").lower()
             keep = token == "keep-alive" or (keep and token != "close")
+            if status in (204, 304) or status < 200:
+                length, chunked = 0, False  # no body, whatever the headers say
             try:
                 async with asyncio.timeout_at(deadline):
                     start, whole = await _body(reader, length if not chunked else -1)
