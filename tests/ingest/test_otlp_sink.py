@@ -25,6 +25,7 @@ from quiver.pipeline.engine import PipelineEngine
 from quiver.pipeline.planner import compile_plan
 from quiver.runtime.delivery import Delivery, RetryPolicy
 from quiver.runtime.errors import ConfigError, PermanentError, RetryableError
+from quiver.runtime.outbound_http import MAX_RETRY_AFTER
 
 from ..pipeline.conftest import write_all
 from .conftest import Receiver, build, free_port, plain, wait_listening
@@ -325,6 +326,22 @@ async def test_grpc_codes_are_classified_as_the_specification_says(
     assert code in str(caught.value)
     if retryable:
         assert caught.value.retry_after == retry_after  # type: ignore[attr-defined]
+
+
+async def test_a_grpc_retry_hint_far_in_the_future_is_cut_to_the_cap(
+    grpc_collector: str, run_ctx: RunContext
+) -> None:
+    import grpc
+
+    GrpcAnswer.code, GrpcAnswer.retry_after = grpc.StatusCode.UNAVAILABLE, 86_400.0
+    spans = rows_of("traces", span_request(3, services=1))
+    sink: OtlpSink = build(OtlpSink, {"endpoint": grpc_collector})
+    await sink.open(spans.schema, run_ctx)
+    with pytest.raises(RetryableError) as caught:
+        await sink.write(spans)
+    await sink.abort()
+    assert caught.value.retry_after == MAX_RETRY_AFTER  # type: ignore[attr-defined]
+    assert "it asked to wait 86400.0s, cut to 300s" in caught.value.details[0].fix
 
 
 async def test_the_next_attempt_waits_at_least_the_servers_hint() -> None:

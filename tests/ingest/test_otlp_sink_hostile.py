@@ -110,6 +110,8 @@ async def test_an_accepted_export_with_an_unreadable_answer_counts_as_sent(
             path,
             logged,
         )
+        if path.startswith("big"):
+            assert any(f"it is longer than {MIB} bytes" in m for m in logged), logged
     assert hostile.sent - before < 16 * MIB  # not 400 MB
 
 

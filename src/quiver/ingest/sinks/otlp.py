@@ -401,11 +401,12 @@ class OtlpSink:
             DecodeError,
             json_format.ParseError,
         ) as exc:
-            reason = (
-                f"it did not end within {self.cfg.timeout_seconds}s"
-                if isinstance(exc, TimeoutError)
-                else str(exc) or type(exc).__name__
-            )
+            if isinstance(exc, TimeoutError):
+                reason = f"it did not end within {self.cfg.timeout_seconds}s"
+            elif isinstance(exc, QuiverError):
+                reason = f"it is longer than {DRAINED} bytes"
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             self._warn(
                 f"the collector accepted the data but its answer could not be read ({reason}); "
                 "items it may have rejected are not counted"
@@ -470,9 +471,10 @@ def _grpc_tls_failure(details: str) -> str | None:
 
 
 def _retryable(message: str, where: str, after: float | None) -> RetryableError:
-    if after is not None:
-        after = min(after, MAX_RETRY_AFTER)
     wait = f"; it asked to wait {after:.1f}s" if after is not None else ""
+    if after is not None and after > MAX_RETRY_AFTER:
+        wait += f", cut to {MAX_RETRY_AFTER:.0f}s"
+        after = MAX_RETRY_AFTER
     error = RetryableError(
         [ErrorDetail(message, where, f"the collector is busy or away{wait}; the run retries")]
     )
