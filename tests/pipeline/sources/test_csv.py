@@ -299,6 +299,22 @@ DOUBLE_THE_QUOTE = 'a quote inside a quoted field must be doubled (""), as RFC 4
 
 
 @pytest.mark.parametrize("block_size", [1, 7, 1 << 20])
+async def test_strict_quotes_off_reads_text_after_a_closing_quote_joined(
+    tmp_path: Path, run_ctx: RunContext, block_size: int
+) -> None:
+    data = b'id,name\n1,"Ann"ie\n2,"ok, quoted"\n3,"say ""hi"""\n'
+    rows, errors, _ = await read(
+        tmp_path, run_ctx, data, block_size=block_size, strict_quotes=False
+    )
+    assert errors == []
+    assert [(r["id"], r["name"], r[LINE_COLUMN]) for r in rows] == [
+        ("1", "Annie", 2),
+        ("2", "ok, quoted", 3),
+        ("3", 'say "hi"', 4),
+    ]
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 1 << 20])
 async def test_text_after_a_closing_quote_is_rejected_with_its_line_column_and_fix(
     tmp_path: Path, run_ctx: RunContext, block_size: int
 ) -> None:
