@@ -19,9 +19,11 @@ import email.utils
 import ssl
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import AfterValidator
 
 from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
 
@@ -30,8 +32,10 @@ __all__ = [
     "DRAINED",
     "MAX_REDIRECTS",
     "MAX_RETRY_AFTER",
+    "HttpAddress",
     "HttpSettings",
     "body_start",
+    "checked_url",
     "drain",
     "http_error",
     "read_body",
@@ -300,6 +304,19 @@ def url_problem(url: str, schemes: Collection[str] = ("http", "https")) -> str |
     if any(c.isspace() for c in url):
         return f"{url!r} holds white space"
     return None
+
+
+def checked_url(url: str) -> str:
+    """``url`` when it is an http(s) address (see :func:`url_problem`), else ValueError: a
+    pydantic ``AfterValidator`` of the options that hold one."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+#: An option holding an http(s) address, checked when the config is read.
+HttpAddress = Annotated[str, AfterValidator(checked_url)]
 
 
 def _has_request(exc: httpx.RequestError) -> bool:

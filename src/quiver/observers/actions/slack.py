@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
 from quiver.observers.posting import SLACK, Poster
 from quiver.observers.template import Template, parse_template
 from quiver.runtime.errors import ErrorDetail
-from quiver.runtime.outbound_http import url_problem
+from quiver.runtime.outbound_http import HttpAddress
 
 __all__ = ["SlackAction", "SlackConfig", "build_slack"]
 
@@ -24,17 +24,9 @@ class SlackConfig(BaseModel):
 
     type: Literal["slack"]
     name: str | None = Field(default=None, description="Name within the observer.")
-    url: str = Field(description="The incoming webhook's URL.")
+    url: HttpAddress = Field(description="The incoming webhook's URL.")
     text: str = Field(default=DEFAULT_TEXT, description="Template of the message.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for Slack.")
-
-    @field_validator("url")
-    @classmethod
-    def _an_http_url(cls, url: str) -> str:
-        problem = url_problem(url)
-        if problem is not None:
-            raise ValueError(problem)
-        return url
 
 
 class SlackAction:

@@ -12,13 +12,13 @@ import hmac
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from quiver.observers.event import Job
 from quiver.observers.posting import Poster
 from quiver.observers.template import Template, parse_template
 from quiver.runtime.errors import ErrorDetail
-from quiver.runtime.outbound_http import url_problem
+from quiver.runtime.outbound_http import HttpAddress
 
 __all__ = ["WebhookAction", "WebhookConfig", "build_webhook", "sign"]
 
@@ -28,7 +28,7 @@ class WebhookConfig(BaseModel):
 
     type: Literal["webhook"]
     name: str | None = Field(default=None, description="Name within the observer.")
-    url: str = Field(description="Where to POST: an http:// or https:// URL.")
+    url: HttpAddress = Field(description="Where to POST: an http:// or https:// URL.")
     secret: str | None = Field(default=None, description="HMAC-SHA256 key of the signature.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the response.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers.")
@@ -37,14 +37,6 @@ class WebhookConfig(BaseModel):
         default=None, description="Template of the body; default: the event document."
     )
     content_type: str = Field(default="application/json")
-
-    @field_validator("url")
-    @classmethod
-    def _an_http_url(cls, url: str) -> str:
-        problem = url_problem(url)
-        if problem is not None:
-            raise ValueError(problem)
-        return url
 
 
 def sign(secret: str, body: bytes) -> str:
