@@ -18,6 +18,20 @@ def reasons(errors: list[RowError]) -> list[str]:
 BOM = b"\xef\xbb\xbf"
 
 
+async def test_a_csv_body_with_text_after_a_closing_quote_is_refused_naming_where(
+    channel: Channel, run_ctx: RunContext
+) -> None:
+    await channel.publish(
+        [b'id,name\n1,"ann, ""a"""\n', b'id,name\n2,"ok"\n3,"Ann"ie\n', b"id,name\n4,bo\n"]
+    )
+    rows, errors = await channel.read(run_ctx, format="csv", schema={"id": "int"})
+    assert rows == [{"id": 1, "name": 'ann, "a"'}, {"id": 4, "name": "bo"}]
+    assert reasons(errors) == [
+        "unreadable csv body: text after the closing quote at line 3, column 8: a quote "
+        'inside a quoted field must be doubled (""), as RFC 4180 asks'
+    ]
+
+
 async def test_csv_bodies_with_a_byte_order_mark_a_huge_field_or_bad_rows(
     channel: Channel, run_ctx: RunContext
 ) -> None:

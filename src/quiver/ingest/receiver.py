@@ -68,6 +68,7 @@ from quiver.pipeline.json_text import json_body_records
 from quiver.pipeline.messages import MessageRows, csv_text_rows, refusal
 from quiver.pipeline.paths import resolve_path
 from quiver.pipeline.records import RecordBatcher
+from quiver.pipeline.sources.csv import misquoted_body
 from quiver.runtime.errors import ConfigError, ErrorDetail, QuiverError
 
 __all__ = [
@@ -577,6 +578,9 @@ class BrokerReceiver(
 
     def _csv_records(self, body: bytes) -> list[Any]:
         cfg = self.rcfg
+        misquoted = misquoted_body(body, cfg.delimiter)
+        if misquoted is not None:
+            raise ValueError(misquoted)
         records: list[Any] = csv_text_rows(body, cfg.delimiter, cfg.columns).to_pylist()
         return records
 

@@ -64,7 +64,14 @@ from quiver.pipeline.value_text import (
 from quiver.runtime.errors import PermanentError
 from quiver.runtime.hints import did_you_mean
 
-__all__ = ["BlockBuffer", "CsvSource", "CsvSourceConfig", "Delimiters", "scan_records"]
+__all__ = [
+    "BlockBuffer",
+    "CsvSource",
+    "CsvSourceConfig",
+    "Delimiters",
+    "misquoted_body",
+    "scan_records",
+]
 
 _NL = 10
 _CR = 13
@@ -1365,6 +1372,26 @@ def _cast_failures(values: pa.Array, kind: pa.DataType) -> np.ndarray:
                 mid = (lo + hi) // 2
                 pending += [(mid, hi), (lo, mid)]
     return np.array(sorted(failed), dtype=np.int64)
+
+
+def misquoted_body(body: bytes, delimiter: str) -> str | None:
+    """Why the CSV text ``body`` (a message, read whole) is malformed when text follows the
+    closing quote of a quoted field (``"Ann"ie``), naming the line and column; None when no
+    such text does. Arrow's parser would join it to the quoted text, where RFC 4180 and the
+    file source refuse it."""
+    if b'"' not in body:
+        return None
+    scan = scan_records(body, Delimiters(ord(delimiter)), final=True)
+    if not scan.misquoted.size:
+        return None
+    at = int(scan.misquoted[0])  # the closing quote
+    start = body.rfind(b"\n", 0, at) + 1
+    column = len(body[start : at + 1].decode("utf-8", "replace")) + 1
+    line = body.count(b"\n", 0, at) + 1
+    return (
+        f"text after the closing quote at line {line}, column {column}: a quote inside a "
+        'quoted field must be doubled (""), as RFC 4180 asks'
+    )
 
 
 def _misquoted_records(scan: Scan, records: np.ndarray) -> dict[int, int]:
