@@ -1202,3 +1202,15 @@ async def test_an_input_column_the_script_changes_part_way_through_a_batch_keeps
         (6, None),
         (7, "name7"),
     ]
+
+
+def test_a_lookup_csv_with_text_after_a_closing_quote_is_refused_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    from quiver.pipeline.processors.js import JsLookupConfig, _load_lookup
+    from quiver.runtime.errors import ConfigError
+
+    (tmp_path / "names.csv").write_text('code,label\nname1,"First"\nname2,"Sec"ond\n')
+    cfg = JsLookupConfig.model_validate({"path": "names.csv", "key": "code"})
+    with pytest.raises(ConfigError, match=r"text after the closing quote at line 3, column 12"):
+        _load_lookup("labels", cfg, str(tmp_path))

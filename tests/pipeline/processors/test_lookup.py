@@ -64,3 +64,12 @@ def test_lookup_refuses_duplicate_keys_and_missing_files(run_ctx: RunContext) ->
         process(proc, batch(ORDERS), run_ctx)
     missing = make(LookupProcessor, {"file": "nope.csv", "on": ["id"]})
     assert "not found" in missing.check(run_ctx)[0].message
+
+
+def test_a_lookup_csv_with_text_after_a_closing_quote_is_refused_naming_its_line(
+    run_ctx: RunContext,
+) -> None:
+    Path(run_ctx.base_dir, "q.csv").write_text('code,name\nDE,"Germany"\nFR,"Fr"ance\n')
+    proc = make(LookupProcessor, {"file": "q.csv", "on": {"country": "code"}})
+    with pytest.raises(ConfigError, match=r"text after the closing quote at line 3, column 8"):
+        process(proc, batch(ORDERS), run_ctx)

@@ -85,9 +85,14 @@ def read_table_file(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from quiver.pipeline.sources.csv import misquoted_body
+
     try:
         if fmt == "parquet":
             return pq.read_table(path)
+        misquoted = misquoted_body(Path(path).read_bytes(), delimiter)
+        if misquoted is not None:
+            raise pa.ArrowInvalid(misquoted)
         return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigError.one(

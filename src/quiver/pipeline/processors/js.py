@@ -188,7 +188,12 @@ def _load_lookup(name: str, cfg: JsLookupConfig, base_dir: str) -> Any:
         if suffix in (".csv", ".tsv", ".txt"):
             import pyarrow.csv as pacsv
 
+            from quiver.pipeline.sources.csv import misquoted_body
+
             delimiter = "\t" if suffix == ".tsv" else ","
+            misquoted = misquoted_body(Path(path).read_bytes(), delimiter)
+            if misquoted is not None:
+                raise ConfigError.one(f"lookup file {path}: {misquoted}", where, "fix the file")
             table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter))
         elif suffix in (".jsonl", ".ndjson"):
             import pyarrow.json as pajson
