@@ -806,9 +806,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         ``quote`` text follows, how to fix it, and the field's column name (when the columns
         are known): ``(message, fix, column)``."""
         start = int(scan.starts[index])
-        line_start = max(buf.rfind(b"\n", start, quote), buf.rfind(b"\r", start, quote)) + 1
-        line_start = max(line_start, start)
-        column = len(bytes(buf[line_start : quote + 1]).decode("utf-8", "replace")) + 1
+        line_start, column = _quote_column(buf, start, quote)
         number, first, last = self._field_bounds(buf, scan, index, quote)
         field_text = bytes(buf[first:last]).decode("utf-8", "replace")
         if len(field_text) > 60:
@@ -823,8 +821,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
         message = (
             f"text after the closing quote at {where}, in field {number + 1}{name}: {field_text!r}"
         )
-        fix = 'a quote inside a quoted field must be doubled (""), as RFC 4180 asks'
-        return message, fix, column_name
+        return message, _DOUBLE_THE_QUOTE, column_name
 
     def _drop_long(
         self, state: _FileState, buf: Bytes, scan: Scan, records: np.ndarray, base: int
@@ -1196,7 +1193,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     return
             split = (
                 self._suspects(data, scan.quoted_newlines, records)
-                if records.size >= _SUSPECTS_FROM and self._number_refused(exc)
+                if records.size >= _SUSPECTS_FROM and self._refused_in_cast_column(exc)
                 else None
             )
             if split is not None:
@@ -1246,7 +1243,7 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
             or (pa.types.is_timestamp(kind) and self.cfg.timestamp_formats is None)
         )
 
-    def _number_refused(self, exc: Exception) -> bool:
+    def _refused_in_cast_column(self, exc: Exception) -> bool:
         """Whether Arrow's reader refused a value of a column :meth:`_suspects` checks."""
         m = _COLUMN_ERROR.search(str(exc))
         if m is None or self.names is None or int(m[1]) >= len(self.names):
@@ -1385,13 +1382,21 @@ def misquoted_body(body: bytes, delimiter: str) -> str | None:
     if not scan.misquoted.size:
         return None
     at = int(scan.misquoted[0])  # the closing quote
-    start = body.rfind(b"\n", 0, at) + 1
-    column = len(body[start : at + 1].decode("utf-8", "replace")) + 1
-    line = body.count(b"\n", 0, at) + 1
-    return (
-        f"text after the closing quote at line {line}, column {column}: a quote inside a "
-        'quoted field must be doubled (""), as RFC 4180 asks'
-    )
+    line_start, column = _quote_column(body, 0, at)
+    line = _line_breaks(body[:line_start]) + 1
+    return f"text after the closing quote at line {line}, column {column}: {_DOUBLE_THE_QUOTE}"
+
+
+#: How to mend text after a closing quote.
+_DOUBLE_THE_QUOTE = 'a quote inside a quoted field must be doubled (""), as RFC 4180 asks'
+
+
+def _quote_column(buf: Bytes, start: int, quote: int) -> tuple[int, int]:
+    """The first byte of the line (LF, CRLF or CR ended, not before ``start``) holding the
+    closing quote at offset ``quote``, and the column of the character after the quote."""
+    line_start = max(buf.rfind(b"\n", start, quote), buf.rfind(b"\r", start, quote)) + 1
+    line_start = max(line_start, start)
+    return line_start, len(bytes(buf[line_start : quote + 1]).decode("utf-8", "replace")) + 1
 
 
 def _misquoted_records(scan: Scan, records: np.ndarray) -> dict[int, int]:
