@@ -403,7 +403,7 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 # would take an Arrow read a line and more. The value rules read the rest,
                 # and the lines they refuse are read alone, for Arrow's reason.
                 found = self._by_value_rules_in_order(block, starts, ends, chosen)
-                pending[:0] = [(subset[part], table) for part, table in found]
+                pending[:0] = [(subset[part], table) for part, table, _ in found]
                 continue
             data = _gather(block, starts[chosen], ends[chosen])
             reads += 1
@@ -456,29 +456,29 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
 
     def _by_value_rules_in_order(
         self, block: bytes, starts: np.ndarray, ends: np.ndarray, chosen: np.ndarray
-    ) -> list[tuple[slice, pa.Table | None]]:
+    ) -> list[tuple[slice, pa.Table | None, tuple[str, str, str] | None]]:
         """The lines ``chosen`` read by the value rules, in order: runs of lines they read
-        (a table each, decimal text dropped) and each line they refuse (no table)."""
+        (a table each, decimal text dropped) and each line they refuse (no table, and why
+        when a value breaks the rules)."""
         raws = [block[starts[i] : ends[i]] for i in chosen.tolist()]
         whole = self._by_value_rules_at_once(raws)
         if whole is not None:
-            return [(slice(0, len(raws)), without_decimal_text(whole, self._decimals))]
-        found: list[tuple[slice, pa.Table | None]] = []
+            return [(slice(0, len(raws)), without_decimal_text(whole, self._decimals), None)]
+        found: list[tuple[slice, pa.Table | None, tuple[str, str, str] | None]] = []
         tables: list[pa.Table] = []
 
         def end_run(at: int) -> None:
             if tables:
                 run = pa.concat_tables(tables).combine_chunks()
-                found.append(
-                    (slice(at - len(tables), at), without_decimal_text(run, self._decimals))
-                )
+                part = slice(at - len(tables), at)
+                found.append((part, without_decimal_text(run, self._decimals), None))
                 tables.clear()
 
         for i, raw in enumerate(raws):
-            table, _ = self._by_value_rules(raw)
+            table, refused = self._by_value_rules(raw)
             if table is None:
                 end_run(i)
-                found.append((slice(i, i + 1), None))
+                found.append((slice(i, i + 1), None, refused))
             else:
                 tables.append(table)
         end_run(len(raws))
@@ -496,28 +496,15 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
         """The lines ``records`` read by the value rules (a declared map field): all at once,
         or one by one when a line is refused, to find it."""
         assert self.schema is not None
-        whole = self._by_value_rules_at_once([block[starts[i] : ends[i]] for i in records])
-        if whole is not None:
-            yield without_decimal_text(whole, self._decimals), np.arange(records.size)
-            return
-        tables: list[pa.Table] = []
-        kept: list[int] = []
-        for i, index in enumerate(records.tolist()):
-            raw = block[starts[index] : ends[index]]
-            table, refused = self._by_value_rules(raw)
-            if table is None:
-                reason = (
-                    refused[0]
-                    if refused
-                    else self._explain(_line_problem(raw, self.schema.names), raw)
-                )
-                self._malformed(path, int(lines[i]), reason, raw)
+        for part, table, refused in self._by_value_rules_in_order(block, starts, ends, records):
+            if table is not None:
+                yield table, np.arange(part.start, part.stop)
                 continue
-            tables.append(table)
-            kept.append(i)
-        if tables:
-            table = pa.concat_tables(tables).combine_chunks()
-            yield without_decimal_text(table, self._decimals), np.array(kept, dtype=np.int64)
+            raw = block[starts[records[part.start]] : ends[records[part.start]]]
+            reason = (
+                refused[0] if refused else self._explain(_line_problem(raw, self.schema.names), raw)
+            )
+            self._malformed(path, int(lines[part.start]), reason, raw)
 
     def _exact_floats(
         self,
