@@ -384,14 +384,16 @@ _MARKING = json.JSONDecoder(
 _STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
-def _not_utf8(data: bytes, exc: UnicodeDecodeError, first_line: int) -> ValueError:
-    """Why ``data`` is not UTF-8, with the line and column of the first bad byte."""
+def _not_utf8(
+    data: bytes, exc: UnicodeDecodeError, first_line: int, what: str = "JSON"
+) -> ValueError:
+    """Why ``data`` (``what``) is not UTF-8, with the line and column of the first bad byte."""
     before = data[: exc.start]
     line = before.count(b"\n") + first_line
     column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
     return ValueError(
         f"not UTF-8 text: byte {data[exc.start]:#04x} at line {line} column {column}; "
-        "send JSON as UTF-8"
+        f"send {what} as UTF-8"
     )
 
 
@@ -541,11 +543,7 @@ def parse_json_lines(body: bytes) -> list[Any]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            column = len(line[: exc.start].decode("utf-8")) + 1
-            raise ValueError(
-                f"not UTF-8 text: byte {line[exc.start]:#04x} at line {number} column {column}; "
-                "send JSON Lines as UTF-8"
-            ) from None
+            raise _not_utf8(line, exc, number, "JSON Lines") from None
         try:
             docs.append(parse_json(text, number))
         except json.JSONDecodeError as exc:  # the first line: the decoder's own message
