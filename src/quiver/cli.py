@@ -359,7 +359,7 @@ def script() -> None:
     Python's own shutdown frees the objects of some 450 modules one by one and runs the
     extensions' destructors: about 15 ms after a short run, for nothing the run needs. The
     process still waits for its threads, runs the ``atexit`` functions and flushes its output
-    first, and leaves the ending to Python when a file is left open (:func:`_end_at_once`).
+    first, and closes the files a step left open (:func:`_end_at_once`).
     :func:`main` itself always raises ``SystemExit``, for callers in the same process.
     """
     inherited = _written_files()
@@ -373,15 +373,19 @@ def script() -> None:
 
 def _end_at_once(code: object, inherited: set[tuple[int, int, int]] | None) -> None:
     """End the process with exit ``code`` as Python's shutdown would, without freeing each
-    object: the ``atexit`` functions run, the standard streams are flushed, then ``os._exit``.
+    object: the ``atexit`` functions run, files the process left open are closed (their
+    buffers written), the standard streams are flushed, then ``os._exit``.
 
-    Returns, leaving the ordinary shutdown to end the process, when that shutdown would do more:
-    a thread it waits for still runs, a file or pipe that the process opened is still open for
-    writing (a buffer of it is written when it is freed), a stream fails to flush, or the code
-    is not a number. ``inherited``: what :func:`_written_files` found at the start.
+    Python's shutdown would close a file left open only when it frees it, and where the file
+    sits in a reference cycle it may free the buffer under a text wrapper first, losing what
+    the wrapper held: here the files are closed outermost first, so nothing is lost.
+
+    Returns, leaving the ordinary shutdown to end the process, when that shutdown would do
+    more: a thread it waits for still runs, a file or pipe is still open for writing that no
+    Python object holds (native code's), a stream fails to flush, or the code is not a number.
+    ``inherited``: what :func:`_written_files` found at the start.
     """
     import atexit
-    import io
     import threading
 
     if code is not None and not isinstance(code, int):
@@ -390,25 +394,18 @@ def _end_at_once(code: object, inherited: set[tuple[int, int, int]] | None) -> N
     if any(not t.daemon for t in threading.enumerate() if t is not main_thread):
         return
     atexit._run_exitfuncs()
-    standard = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr)}
-    is_file: dict[type, bool] = {}
     # the objects made since the run froze the rest (quiver.pipeline.commands): a few thousand
-    for obj in gc.get_objects():
-        kind = type(obj)
-        found = is_file.get(kind)
-        if found is None:
-            # memory streams hold nothing the process leaves behind
-            memory = issubclass(kind, (io.BytesIO, io.StringIO))
-            found = is_file[kind] = issubclass(kind, io.IOBase) and not memory
-        if found and id(obj) not in standard:
-            try:
-                if not obj.closed:
-                    return
-            except ValueError:  # a wrapper whose buffer was detached
-                return
+    _close_outermost_first(_open_files(gc.get_objects()))
     written = _written_files()
-    if inherited is None or written is None or not written <= inherited:
+    if inherited is None or written is None:
         return
+    if not written <= inherited:
+        # a file opened before the freeze (by a step as it loaded): look among all objects
+        gc.unfreeze()
+        _close_outermost_first(_open_files(gc.get_objects()))
+        written = _written_files()
+        if written is None or not written <= inherited:
+            return
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
@@ -417,6 +414,60 @@ def _end_at_once(code: object, inherited: set[tuple[int, int, int]] | None) -> N
         return  # the ordinary shutdown reports it (and exits with 120)
     _flush_c_streams()
     os._exit(code or 0)
+
+
+def _open_files(objects: list[Any]) -> list[Any]:
+    """The file objects among ``objects`` that are still open, but for the standard streams
+    and memory streams (which hold nothing the process leaves behind)."""
+    import io
+
+    standard = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr)}
+    standard.update(id(getattr(s, "buffer", None)) for s in (sys.stdout, sys.stderr))
+    is_file: dict[type, bool] = {}
+    found = []
+    for obj in objects:
+        kind = type(obj)
+        known = is_file.get(kind)
+        if known is None:
+            memory = issubclass(kind, (io.BytesIO, io.StringIO))
+            known = is_file[kind] = issubclass(kind, io.IOBase) and not memory
+        if known and id(obj) not in standard:
+            try:
+                if obj.closed:
+                    continue
+            except ValueError:  # a wrapper whose buffer was detached
+                continue
+            found.append(obj)
+    return found
+
+
+def _close_outermost_first(files: list[Any]) -> None:
+    """Close ``files`` as freeing them would, each before the files it writes through (a text
+    wrapper before its buffer, a gzip file before the file under it). A file that fails to
+    close is reported on stderr the way Python reports a failing finalizer."""
+    ids = {id(f) for f in files}
+    inner: dict[int, set[int]] = {}
+    for f in files:
+        reached: set[int] = set()
+        for ref in gc.get_referents(f):
+            if id(ref) in ids:
+                reached.add(id(ref))
+            elif isinstance(ref, dict):  # a file class written in Python: through __dict__
+                reached.update(id(v) for v in ref.values() if id(v) in ids)
+        inner[id(f)] = reached
+    order: list[Any] = []
+    left = list(files)
+    while left:
+        held = set().union(*(inner[id(f)] for f in left))
+        outer = [f for f in left if id(f) not in held] or left  # a cycle: any order
+        order.extend(outer)
+        taken = {id(f) for f in outer}
+        left = [f for f in left if id(f) not in taken]
+    for f in order:
+        try:
+            f.close()
+        except Exception as exc:  # reported as the finalizer would report it
+            sys.stderr.write(f"Exception ignored while closing {f!r}: {exc!r}\n")
 
 
 def _written_files() -> set[tuple[int, int, int]] | None:

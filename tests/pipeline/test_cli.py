@@ -116,6 +116,25 @@ def test_a_run_uses_the_system_allocator_unless_told_and_freezes_what_imports_ma
     ]
 
 
+def test_a_python_step_file_is_imported_once_a_run(tmp_path: Path) -> None:
+    """The checks before the run and the run share the step's module: its module-level code
+    (opening a file, connecting) runs once, as an import would."""
+    (tmp_path / "in.csv").write_text("id\n1\n")
+    (tmp_path / "t.py").write_text(
+        "with open('loads.log', 'a') as log:\n    log.write('loaded\\n')\n\n"
+        "def go(batch, ctx):\n    return batch\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{python: {file: t.py, function: go, mode: batch}}]\n"
+        "sink: {csv: {path: out.csv}}\n"
+    )
+    done = quiver_process("run", "p.yaml", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "loads.log").read_text() == "loaded\n"
+    assert (tmp_path / "out.csv").read_text() == "id\n1\n"
+
+
 def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--strict", "--quiet", cwd=orders)
     assert done.returncode == 3

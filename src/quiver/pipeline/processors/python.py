@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -86,6 +87,34 @@ def load_function(path: str, name: str) -> Callable[..., Any]:
             path,
             "check `file` (relative paths start at the pipeline file's directory)",
         )
+    module = _loaded_module(path)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        found = [
+            n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")
+        ]
+        raise ConfigError.one(
+            f"no function '{name}' in the file",
+            path,
+            f"define `def {name}(row, ctx):` or set `function:` to one of: "
+            f"{', '.join(found) or 'no functions found'}",
+        )
+    return fn  # type: ignore[no-any-return]
+
+
+#: Files already imported, by path, with the (modification time, size) they were read at: a
+#: file's module-level code runs once a process, as an import would, though a run loads the
+#: step twice (the checks before the run, then the run).
+_LOADED: dict[str, tuple[tuple[int, int], ModuleType]] = {}
+
+
+def _loaded_module(path: str) -> ModuleType:
+    """``path`` imported, or the module it was imported as if the file has not changed."""
+    info = os.stat(path)
+    version = (info.st_mtime_ns, info.st_size)
+    known = _LOADED.get(path)
+    if known is not None and known[0] == version:
+        return known[1]
     digest = hashlib.sha1(path.encode()).hexdigest()[:10]
     module_name = f"quiver_user_{Path(path).stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -120,18 +149,8 @@ def load_function(path: str, name: str) -> Callable[..., Any]:
     finally:
         if added:
             sys.path.remove(folder)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        found = [
-            n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")
-        ]
-        raise ConfigError.one(
-            f"no function '{name}' in the file",
-            path,
-            f"define `def {name}(row, ctx):` or set `function:` to one of: "
-            f"{', '.join(found) or 'no functions found'}",
-        )
-    return fn  # type: ignore[no-any-return]
+    _LOADED[path] = (version, module)
+    return module
 
 
 def _arity(fn: Callable[..., Any]) -> int:
