@@ -135,6 +135,43 @@ def test_a_python_step_file_is_imported_once_a_run(tmp_path: Path) -> None:
     assert (tmp_path / "out.csv").read_text() == "id\n1\n"
 
 
+@pytest.mark.parametrize("sink", ["csv", "jsonl", "parquet"])
+def test_a_run_whose_output_reader_goes_away_ends_quietly_at_once(
+    tmp_path: Path, sink: str
+) -> None:
+    """``quiver run ... | head``: the closed pipe is not retried, no error is printed and
+    a file sink beside it is not published (the run failed: exit code 1)."""
+    (tmp_path / "in.csv").write_text(
+        "id,name\n" + "".join(f"{i},name{i}\n" for i in range(200_000))
+    )
+    (tmp_path / "p.yaml").write_text(
+        "steps:\n"
+        "  src: {csv: {path: in.csv}}\n"
+        f"  out: {{{sink}: {{path: '-'}}}}\n"
+        "  copy: {csv: {path: copy.csv}}\n"
+        "connections: [{from: src, to: out}, {from: src, to: copy}]\n"
+    )
+    for options in (["--quiet"], []):
+        reader, writer = os.pipe()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [*QUIVER, "run", "p.yaml", *options],
+            cwd=tmp_path,
+            env=env(),
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(writer)
+        assert os.read(reader, 10)  # the reader takes a little, then goes away
+        os.close(reader)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 1, stderr
+        assert "retry" not in stderr and "error" not in stderr and "Traceback" not in stderr
+        assert time.monotonic() - started < 30
+        assert not (tmp_path / "copy.csv").exists()
+
+
 def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--strict", "--quiet", cwd=orders)
     assert done.returncode == 3

@@ -322,7 +322,7 @@ def _run(
     from quiver.pipeline.progress import RunProgress, print_summary, script_error_notes
     from quiver.pipeline.report import write_report
     from quiver.pipeline.runlog import RunLog
-    from quiver.runtime.errors import ConfigError, QuiverError
+    from quiver.runtime.errors import ConfigError, OutputClosedError, QuiverError
 
     error: Any = _ConsoleOnFirstUse(stderr=True)
     out: Any = _ConsoleOnFirstUse()
@@ -414,6 +414,12 @@ def _run(
     except ConfigError as exc:
         _print_errors(exc, error)
         code = EXIT_INVALID
+    except OutputClosedError as exc:
+        # `quiver run ... | head`: ends as a command line tool does when its reader goes
+        # away, quietly; what is left to flush goes nowhere instead of failing again at exit
+        del exc  # the run's log has its run_failed event
+        _discard_standard_output()
+        code = EXIT_FAILED
     except QuiverError as exc:
         if log_format == "text":
             _print_errors(exc, error)
@@ -440,6 +446,18 @@ def _run(
     if report:
         write_report(report, result, code)
     return code
+
+
+def _discard_standard_output() -> None:
+    """Point standard output at the null device (its reader has closed it)."""
+    import contextlib
+    import os
+    import sys
+
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _start_v8_early(file: str) -> None:

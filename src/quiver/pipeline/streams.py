@@ -6,6 +6,7 @@ how far a stream was read (for progress), and the errors of writing one
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from quiver.pipeline.paths import STDIO
-from quiver.runtime.errors import PermanentError, RetryableError
+from quiver.runtime.errors import OutputClosedError, PermanentError, RetryableError
 
 __all__ = [
     "Compression",
@@ -157,6 +158,12 @@ class DestinationGuard:
         try:
             yield
         except OSError as exc:
+            if exc.errno == errno.EPIPE and self.path == STDIO:
+                closed = OutputClosedError.one(
+                    "the reader of standard output closed it", self.name, ""
+                )
+                self.failed = closed
+                raise closed from exc
             self.failed = self._named(exc)
             if self.failed is exc:
                 raise

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ConfigError",
     "ErrorDetail",
+    "OutputClosedError",
     "PermanentError",
     "QuiverError",
     "RetryableError",
@@ -68,3 +69,9 @@ class RetryableError(QuiverError):
 
 class PermanentError(QuiverError):
     """A failure that retrying cannot fix: the item goes to the dead-letter queue or rejects."""
+
+
+class OutputClosedError(PermanentError):
+    """What reads the process's standard output has closed it (``quiver run ... | head``):
+    nothing more can be written there, so the run stops, as a command line tool does when its
+    reader goes away, without an error message of its own."""
