@@ -1,8 +1,9 @@
 """Stored values a column's type allows but the field's GraphQL scalar cannot carry: MariaDB's
 TIME beyond one day, its zero dates and zero date parts, its ENUM error value, and SQLite
-text in a Date, DateTime, Time or UUID column that is not of the scalar's form. Each fails
-the root field with a DATABASE_ERROR naming the scalar, the value and the fix; every valid
-value in the same columns is served as before, and PostgreSQL is unaffected.
+text in a Date, DateTime, Time or UUID column that is not of the scalar's form, PostgreSQL's
+24:00:00 and its dates before the year 1 or after 9999. Each fails the root field with a
+DATABASE_ERROR naming the scalar, the value and the fix; every valid value in the same
+columns is served as before.
 """
 
 from __future__ import annotations
@@ -440,7 +441,7 @@ async def postgresql(fresh_postgresql: str) -> AsyncIterator[Runner]:
         db.close()
 
 
-async def test_postgresql_serves_every_time_of_day_and_checks_only_time_fields(
+async def test_postgresql_serves_every_time_of_day_and_checks_only_time_and_date_fields(
     postgresql: Runner,
 ) -> None:
     query = "{ shifts(where: {id: {eq: 1}}) { starts zoned times day at kind u } }"
@@ -456,7 +457,7 @@ async def test_postgresql_serves_every_time_of_day_and_checks_only_time_fields(
             "u": "123e4567-e89b-12d3-a456-426614174000",
         }
     ]
-    prepared = postgresql.engine.prepare("{ shifts { day at kind u note } }", None)
+    prepared = postgresql.engine.prepare("{ shifts { kind u note } }", None)
     await postgresql.engine.execute(prepared, None)
     assert not any(s.marks for steps in prepared.plans.values() for s in steps)
 
@@ -502,6 +503,81 @@ async def test_postgresql_time_of_24_00_is_refused_as_input_as_it_is_as_output(
     )
     assert data["updateShift"] == {"id": 2, "starts": "00:00:00"}
     postgresql.sql("UPDATE shifts SET starts = '24:00:00' WHERE id = 2")
+
+
+#: row id -> (column, value) of PostgreSQL dates and timestamps outside the years 1 to 9999.
+PG_FAR_DATES = {
+    2: ("day", "4713-01-01 BC"),
+    3: ("day", "10000-01-01"),
+    4: ("at", "0044-03-15 12:00:00 BC"),
+    5: ("at", "294276-12-31 23:59:59"),
+    # year 1 where it was written, 1 BC in the server's zone (UTC)
+    6: ("zoned", "0001-01-01 00:00:00+05"),
+    7: ("days", "{2020-01-01,0001-12-31 BC}"),
+    8: ("stamps", "{infinity,10000-01-01 00:00:00+00}"),
+}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def postgresql_dates(fresh_postgresql: str) -> AsyncIterator[Runner]:
+    db = ChinookDb("postgresql", fresh_postgresql)
+    try:
+        db.query(
+            "CREATE TABLE events (id INT PRIMARY KEY, day DATE, at TIMESTAMP, zoned TIMESTAMPTZ,"
+            " days DATE[], stamps TIMESTAMPTZ[], note TEXT)"
+        )
+        db.query(
+            "INSERT INTO events VALUES (1, '0001-01-01', '9999-12-31 23:59:59.999999',"
+            " '-infinity', '{infinity,9999-12-31}', '{0001-01-01 00:00:00+00}', 'edges')"
+        )
+        for row, (column, value) in PG_FAR_DATES.items():
+            insert = f"INSERT INTO events (id, {column}, note) VALUES (%s, %s, 'far')"
+            db.query(insert, (row, value))
+        async with _running(db) as runner:
+            yield runner
+    finally:
+        db.close()
+
+
+async def test_postgresql_dates_of_years_1_and_9999_and_infinities_are_served(
+    postgresql_dates: Runner,
+) -> None:
+    data = await postgresql_dates.data(
+        "{ events(where: {id: {eq: 1}}) { day at zoned days stamps } }"
+    )
+    assert data["events"] == [
+        {
+            "day": "0001-01-01",
+            "at": "9999-12-31T23:59:59.999999",
+            "zoned": "-infinity",
+            "days": ["infinity", "9999-12-31"],
+            "stamps": ["0001-01-01T00:00:00+00:00"],
+        }
+    ]
+
+
+@pytest.mark.parametrize("row", sorted(PG_FAR_DATES))
+async def test_postgresql_date_before_year_1_or_after_9999_is_a_field_error(
+    postgresql_dates: Runner, row: int
+) -> None:
+    field, _ = PG_FAR_DATES[row]
+    scalar = "Date" if field in ("day", "days") else "DateTime"
+    errors = await postgresql_dates.errors(
+        f"{{ events(where: {{id: {{eq: {row}}}}}) {{ id {field} }} }}"
+    )
+    error = _refusal(errors, f"a {scalar} field holds the PostgreSQL value", "years 1 to 9999")
+    assert error["path"] == ["events"]
+    # the row is still found and read without the field
+    data = await postgresql_dates.data(f"{{ events(where: {{id: {{eq: {row}}}}}) {{ note }} }}")
+    assert data["events"] == [{"note": "far"}]
+
+
+async def test_postgresql_filters_still_compare_with_far_dates(postgresql_dates: Runner) -> None:
+    data = await postgresql_dates.data(
+        '{ events(where: {day: {lt: "0001-01-01"}}) { id } b: events(where: {at: {gt:'
+        ' "9999-12-31T23:59:59.999999"}}) { id } }'
+    )
+    assert data == {"events": [{"id": 2}], "b": [{"id": 5}]}
 
 
 # --------------------------------------------------------------------------------------------

@@ -278,6 +278,11 @@ _MARKED = {
         " 23:59:59.999999 (PostgreSQL also takes 24:00:00, the end of a day; write it as the"
         " next day's 00:00:00)"
     ),
+    "year": (
+        "the PostgreSQL value {value!r}, which is not a {type}: its year is before 1 or after"
+        " 9999 (PostgreSQL stores dates from 4713 BC; ISO 8601 dates, and the {type} scalar,"
+        ' have years 1 to 9999, and "infinity" and "-infinity")'
+    ),
     "enum": (
         "MariaDB's ENUM error value '' (the empty string a write outside strict mode stores for"
         " a value not in the list), which is not a value of {type}"

@@ -477,6 +477,9 @@ _PG_ORDERED_TYPES = (
     r"|(?:int4|int8|num|ts|tstz|date)(?:multi)?range)"
 )
 
+#: A PostgreSQL date or timestamp ``{0}`` before the year 1 or after 9999, not infinite.
+_PG_YEAR_OUTSIDE = "(({0} < '0001-01-01' OR {0} >= '10000-01-01') AND isfinite({0}))"
+
 POSTGRESQL = Dialect(
     lock_rows=" FOR UPDATE",
     json_input="CAST(CAST({0} AS TEXT) AS {1})",
@@ -554,7 +557,14 @@ POSTGRESQL = Dialect(
     flat_list="CASE WHEN array_ndims({0}) > 1 THEN ARRAY(SELECT unnest({0})) ELSE {0} END",
     # time and timetz take 24:00:00 (the end of a day), which is no time of day of the Time
     # scalar (00:00:00 to 23:59:59.999999, as Python, JavaScript and RFC 3339 read one).
-    stored_checks=(("Time", r"timetz|time", "endofday", "(CAST({0} AS time) = TIME '24:00:00')"),),
+    # Dates and timestamps reach 4713 BC and years past 9999, which no ISO 8601 date of the
+    # scalars holds (PostgreSQL writes them '4713-01-01 BC', '10000-01-01'); the infinities
+    # are values of the scalars. Compared in the session's zone, as to_json writes the value.
+    stored_checks=(
+        ("Time", r"timetz|time", "endofday", "(CAST({0} AS time) = TIME '24:00:00')"),
+        ("Date", r"date", "year", _PG_YEAR_OUTSIDE),
+        ("DateTime", r"timestamptz|timestamp", "year", _PG_YEAR_OUTSIDE),
+    ),
     stored_text=f"to_json('{STORED_MARK}' || <kind> || ':' || <type> || ':' || CAST({{}} AS text))",
     array_contains="{0} @> {1}",
     array_contained_by="{0} <@ {1}",
