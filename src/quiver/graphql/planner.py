@@ -1654,7 +1654,15 @@ class _Planner:
             if f.scalar in _NON_FINITE and v in _NON_FINITE[f.scalar]:
                 # A row's value no filter may give (NaN, an infinity): the database has it.
                 return _NON_FINITE[f.scalar][v]
-            return named.parse_value(v)
+            try:
+                return named.parse_value(v)
+            except GraphQLError:
+                if isinstance(v, str) and f.scalar in _STORED_TEXT_KEYS and not f.is_list:
+                    # A row's value its scalar does not take (PostgreSQL's 24:00:00 or a date
+                    # of 4713 BC, MariaDB's 0000-00-00): the cursor, signed by this server,
+                    # holds the text the database wrote, and the database reads it back.
+                    return _StoredText(v)
+                raise
 
         def parsed(cursor: Any) -> Any:
             v = read(cursor)[i]
@@ -1671,7 +1679,9 @@ class _Planner:
 
         def value(cursor: Any) -> Any:
             v = parsed(cursor)
-            if v is None or (f.scalar in _NON_FINITE and not _finite(v)):
+            if v is None or isinstance(v, _StoredText):
+                return v
+            if f.scalar in _NON_FINITE and not _finite(v):
                 return v
             return check(v) if check is not None else v
 
@@ -1685,9 +1695,17 @@ class _Planner:
         return value
 
     def cursor_dated(self, f: IrField) -> tuple[Callable[[Any], Any], str] | None:
-        """How a cursor's date or timestamp of ``f`` travels, as filter values do
-        (:func:`pg_date_text`); None when it travels as a filter value of its field."""
-        return None if f.is_list else pg_date_text(self.dialect, f)
+        """How a cursor's date, timestamp or time of ``f`` travels: dates and timestamps as
+        filter values do (:func:`pg_date_text`), and on PostgreSQL a time as text too, since
+        a cursor may hold its 24:00:00, which no Python time holds; None when it travels as a
+        filter value of its field."""
+        if f.is_list:
+            return None
+        if f.scalar == Scalar.TIME and self.dialect.infinite_dates:
+            declared = (f.db_type or "").strip().lower()
+            zoned = declared in ("timetz", "time with time zone")
+            return _time_text, "timetz" if zoned else "time"
+        return pg_date_text(self.dialect, f)
 
     def keyset(
         self,
@@ -1995,6 +2013,23 @@ class _Planner:
 
 #: The values a row of a Float or Decimal column may hold but a filter may not give, as the
 #: field serves them: a cursor at such a row holds them.
+class _StoredText(str):
+    """A cursor's order key as the database wrote it, a value its field's scalar does not
+    take (see :meth:`_Planner.cursor_value`)."""
+
+    __slots__ = ()
+
+
+#: Scalars whose stored values may be outside what the scalar takes, served in a cursor as the
+#: database writes them (a cursor is no field).
+_STORED_TEXT_KEYS = frozenset({Scalar.DATE, Scalar.DATETIME, Scalar.TIME, Scalar.UUID})
+
+
+def _time_text(value: Any) -> Any:
+    """A cursor's Time key as the text the database reads (a Python time, or stored text)."""
+    return value.isoformat() if isinstance(value, dt.time) else value
+
+
 _NON_FINITE: dict[Scalar, dict[str, Any]] = {
     Scalar.FLOAT: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf},
     Scalar.DECIMAL: {v: decimal.Decimal(v) for v in ("NaN", "Infinity", "-Infinity")},
