@@ -886,6 +886,26 @@ async def test_relation_name_colliding_with_a_column_uses_the_by_form(tmp_path: 
     assert album.field("artist") is not None
 
 
+async def test_a_column_beginning_with_two_underscores_never_keeps_its_name(
+    tmp_path: Path,
+) -> None:
+    # GraphQL keeps names beginning with __ for introspection: a column that camel-cases like
+    # another is numbered instead of keeping such a name, and the schema builds.
+    url = _sqlite_db(
+        tmp_path,
+        'CREATE TABLE box (id INTEGER PRIMARY KEY, k_0 INT, "__k_0" INT, typename INT,'
+        ' "__typename" INT)',
+    )
+    schema = await reflect_database(url)
+    box = entity(schema, "Box")
+    assert [f.name for f in box.fields] == ["id", "k0", "k02", "typename", "typename2"]
+    from quiver.graphql.typesystem import build_graphql_schema
+    from quiver.schema.catalog import build_catalog
+
+    built = build_graphql_schema(build_catalog(schema))
+    assert set(built.get_type("Box").fields) >= {"k02", "typename2"}  # type: ignore[union-attr]
+
+
 async def test_tables_singularizing_to_one_name_stay_distinct(tmp_path: Path) -> None:
     url = _sqlite_db(
         tmp_path,

@@ -708,7 +708,7 @@ def _fields(
             continue
         name = _field_name(col.name)
         own = _member_name(col.name)
-        if name in used and _GRAPHQL_NAME.fullmatch(col.name) and own not in used:
+        if name in used and _bad_name(col.name, "field", "") is None and own not in used:
             name = own  # two columns camel-case alike (``artist_id`` / ``ArtistId``)
         n = 2
         base = name
