@@ -72,6 +72,7 @@ __all__ = [
     "RowRestriction",
     "collect_root_fields",
     "collect_sub_fields",
+    "internal_columns",
     "pg_date_text",
     "pg_text_array_element",
     "plan_filter",
@@ -214,10 +215,11 @@ def plan_images(
     variables: dict[str, Any],
     restrict: RowRestriction | None = None,
     typed_inputs: list[tuple[str, str]] | None = None,
+    ordinal: str = "__n",
 ) -> tuple[str, list[Any]]:
-    """A SELECT over ``source``, a derived table holding rows of ``entity``'s columns and a
-    ``__n`` ordinal (row images decoded from the change log), answering per row, in ``__n``
-    order: ``__n``, 1 or 0 as the row matches the coerced ``where`` value (the filter tree a
+    """A SELECT over ``source``, a derived table holding rows of ``entity``'s columns and an
+    ``ordinal`` column (row images decoded from the change log), answering per row, in its
+    order: the ordinal, 1 or 0 as the row matches the coerced ``where`` value (the filter tree a
     list field's ``where`` builds), and the row as the selection of ``nodes`` (JSON built by
     the database, nested relations included; NULL without ``nodes``). ``typed_inputs``, when
     given, receives where filter values are cast to their String column's type (for
@@ -235,7 +237,7 @@ def plan_images(
         obj = sql("CASE WHEN ", seen, " THEN ", obj, " END")
     frag = sql(
         "SELECT ",
-        ident(a, "__n"),
+        ident(a, ordinal),
         ", ",
         match,
         ", ",
@@ -243,7 +245,7 @@ def plan_images(
         " FROM (",
         source,
         f") {a} ORDER BY ",
-        ident(a, "__n"),
+        ident(a, ordinal),
     )
     text, slots = compile_sql(frag, dialect)
     if typed_inputs is not None:
@@ -1713,9 +1715,11 @@ class _Planner:
         cursor: Leaf,
         read: Callable[[Any], list[Any]],
         forward: bool,
-        name: str = "after",
+        name: str,
+        columns: Sequence[str],
     ) -> Fragment:
-        """Rows of ``base b`` strictly after (``forward``) or before the cursor's row.
+        """Rows of ``base b`` strictly after (``forward``) or before the cursor's row, its
+        order keys in ``columns`` (see :func:`internal_columns`).
 
         Row order is lexicographic over the keys: a row is after the cursor when it equals it
         on the first keys and is after it on the next one. Nulls compare through a 0/1 flag, so
@@ -1725,7 +1729,7 @@ class _Planner:
         alternatives: list[Fragment] = []
         equal: list[Fragment] = []
         for i, k in enumerate(keys):
-            raw = sql(ident("b", f"__k{i}"))
+            raw = sql(ident("b", columns[i]))
             x = self.key_operand(k, raw)
             x_null = sql("(CASE WHEN ", raw, " IS NULL THEN 1 ELSE 0 END)")
 
@@ -1789,13 +1793,16 @@ class _Planner:
         keys = self.order_keys(e, a, args.get("orderBy"))
         order: list[OrderItem] = [(self.key_operand(k, k.expr), k.direction, k.nulls) for k in keys]
         over = sql("ORDER BY ", order_by_clause(d, order)) if order else sql("")
+        rn, *key_columns = internal_columns(e, "__rn", *(f"__k{i}" for i in range(len(keys))))
+        b_rn = ident("b", rn)
         base = sql(
             "SELECT ",
             ident(a),
             ".*, ROW_NUMBER() OVER (",
             over,
-            ") - 1 AS __rn",
-            *(sql(", ", k.expr, f" AS __k{i}") for i, k in enumerate(keys)),
+            ") - 1 AS ",
+            ident(rn),
+            *(sql(", ", k.expr, " AS ", ident(key_columns[i])) for i, k in enumerate(keys)),
             " FROM ",
             self.table(e),
             f" {a}",
@@ -1835,7 +1842,7 @@ class _Planner:
                 "SELECT ",
                 ident(a),
                 ".*",
-                *(sql(", ", k.expr, f" AS __k{i}") for i, k in enumerate(keys)),
+                *(sql(", ", k.expr, " AS ", ident(key_columns[i])) for i, k in enumerate(keys)),
                 " FROM ",
                 self.table(e),
                 f" {a}",
@@ -1843,7 +1850,7 @@ class _Planner:
             )
             ordered: list[OrderItem] = [
                 (
-                    self.key_operand(k, sql(ident("b", f"__k{i}"))),
+                    self.key_operand(k, sql(ident("b", key_columns[i]))),
                     k.direction,
                     # a NOT NULL column of the entity itself: no null placement, so that
                     # MariaDB reads the page by its index
@@ -1862,7 +1869,7 @@ class _Planner:
             if mark is not None and mark.value is not None:
                 read = _cursor_reader(self.cursor_codec, tag, len(keys), name)
                 self.checks.append(mark.slot.with_transform(read))
-                beyond = self.keyset(keys, mark, read, forward, name)
+                beyond = self.keyset(keys, mark, read, forward, name, key_columns)
                 # rows on the cursor's side: not after it (forward), not before it (backward)
                 behind = sql("EXISTS (SELECT 1 FROM (", keyed, ") b WHERE NOT ", beyond, ")")
             else:
@@ -1884,7 +1891,9 @@ class _Planner:
             base = sql(
                 "SELECT b.*, ROW_NUMBER() OVER (ORDER BY ",
                 order_by_clause(d, ordered),
-                ") - 1 AS __rn FROM (",
+                ") - 1 AS ",
+                ident(rn),
+                " FROM (",
                 seek,
                 ") b",
             )
@@ -1901,13 +1910,13 @@ class _Planner:
         if after is not None and after.value is not None:
             read = _cursor_reader(self.cursor_codec, tag, len(keys), "after")
             self.checks.append(after.slot.with_transform(read))
-            later = self.keyset(keys, after, read, True)
+            later = self.keyset(keys, after, read, True, "after", key_columns)
             counts.append(sql("COUNT(*) - ", rows_where(later), " AS lo"))
             lo = sql("cnt.lo")
         if before is not None and before.value is not None:
             read = _cursor_reader(self.cursor_codec, tag, len(keys), "before")
             self.checks.append(before.slot.with_transform(read))
-            before_rows = self.keyset(keys, before, read, False, "before")
+            before_rows = self.keyset(keys, before, read, False, "before", key_columns)
             counts.append(sql(rows_where(before_rows), " AS hi"))
             hi = sql("cnt.hi")
         if _value(first) is not None:
@@ -1928,7 +1937,7 @@ class _Planner:
         def cursor_json(alias: str) -> Fragment:
             values: list[tuple[str, Fragment | str]] = []
             for i, k in enumerate(keys):
-                col = sql(ident(alias, f"__k{i}"))
+                col = sql(ident(alias, key_columns[i]))
                 exact = d.key_output_of(k.field.db_type)
                 values.append(
                     # a key the field cannot carry stays as it is: a cursor is no field
@@ -1939,8 +1948,8 @@ class _Planner:
                 )
             return json_object(d, values)
 
-        window = sql("b.__rn >= ", lo, " AND b.__rn < ", hi)
-        rn_order: list[OrderItem] = [(sql("b.__rn"), "ASC", "LAST")]
+        window = sql(b_rn, " >= ", lo, " AND ", b_rn, " < ", hi)
+        rn_order: list[OrderItem] = [(sql(b_rn), "ASC", "LAST")]
         pairs: list[tuple[str, Fragment | str]] = []
         edge_cursors: list[tuple[str, tuple[str, ...]]] = []
         page_cursors: list[tuple[str, tuple[str, ...]]] = []
@@ -1990,7 +1999,13 @@ class _Planner:
                         # startCursor / endCursor: the first / last edge's cursor, if any.
                         pos = lo if pname == "startCursor" else sql("(", hi, " - 1)")
                         row = sql(
-                            "(SELECT ", cursor_json("b"), " FROM base b WHERE b.__rn = ", pos, ")"
+                            "(SELECT ",
+                            cursor_json("b"),
+                            " FROM base b WHERE ",
+                            b_rn,
+                            " = ",
+                            pos,
+                            ")",
                         )
                         cursor = template(d.embed_json, row)
                         pp.append((k2, sql("CASE WHEN ", lo, " < ", hi, " THEN ", cursor, " END")))
@@ -2013,6 +2028,21 @@ class _Planner:
 
 #: The values a row of a Float or Decimal column may hold but a filter may not give, as the
 #: field serves them: a cursor at such a row holds them.
+def internal_columns(e: Entity, *names: str) -> list[str]:
+    """``names`` for the columns a statement adds beside every column of ``e`` (``a.*``), each
+    with as many trailing underscores as it takes for none to name a column of ``e``
+    (compared ignoring case, as MariaDB and SQLite compare names): ``b.__rn`` never names
+    a column of the table."""
+    taken = {f.column.lower() for f in e.fields}
+    taken.update(c.lower() for r in e.relations for c in r.local_columns)
+    mark = ""
+    while True:
+        out = [n + mark for n in names]
+        if not any(n.lower() in taken for n in out):
+            return out
+        mark += "_"
+
+
 class _StoredText(str):
     """A cursor's order key as the database wrote it, a value its field's scalar does not
     take (see :meth:`_Planner.cursor_value`)."""

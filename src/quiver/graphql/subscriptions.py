@@ -65,6 +65,7 @@ from quiver.graphql.planner import (
     PlanError,
     collect_root_fields,
     collect_sub_fields,
+    internal_columns,
     plan_images,
     typed_input_problem,
 )
@@ -438,14 +439,16 @@ def _consume(task: asyncio.Future[Any]) -> None:
 
 # ----- images as rows -----
 class ImageTable:
-    """Row images of one entity as a derived table of its columns (and ``__n``, the image's
-    place), for the dialect: PostgreSQL ``jsonb_populate_record`` over the table's row type,
-    MariaDB ``JSON_TABLE`` with the columns' types, SQLite ``json_each``/``json_extract``."""
+    """Row images of one entity as a derived table of its columns (and ``ordinal``, the
+    image's place: ``__n`` unless a column has that name), for the dialect: PostgreSQL
+    ``jsonb_populate_record`` over the table's row type, MariaDB ``JSON_TABLE`` with the
+    columns' types, SQLite ``json_each``/``json_extract``."""
 
     def __init__(self, dialect: Dialect, entity: Entity) -> None:
         self.dialect = dialect
         self.entity = entity
         self.fields = list(entity.fields)
+        self.ordinal = internal_columns(entity, "__n")[0]
         #: The fields that may hold the JSON value null, and their columns.
         self.json = [f for f in self.fields if f.holds_json_null]
         self.json_names = {f.name for f in self.json}
@@ -525,7 +528,7 @@ class ImageTable:
                 ]
             return sql(
                 "SELECT v.n AS ",
-                ident("__n"),
+                ident(self.ordinal),
                 ", ",
                 join(", ", picks),
                 " FROM jsonb_array_elements(CAST(",
@@ -550,8 +553,8 @@ class ImageTable:
             )
         text = json_text(rows).decode()
         if name == "mysql":
-            columns = [sql(ident("__n"), " FOR ORDINALITY")]
-            picks = [sql("jt.", ident("__n"))]
+            columns = [sql(ident(self.ordinal), " FOR ORDINALITY")]
+            picks = [sql("jt.", ident(self.ordinal))]
             for i, f in enumerate(self.fields):
                 columns.append(sql(f"c{i} {_mysql_type(f)} PATH '$.c{i}'"))
                 value = sql(f"jt.c{i}")
@@ -573,7 +576,7 @@ class ImageTable:
                 join(", ", columns),
                 ")) AS jt",
             )
-        picks = [sql("je.key AS ", ident("__n"))]
+        picks = [sql("je.key AS ", ident(self.ordinal))]
         for i, f in enumerate(self.fields):
             value = sql(f"json_extract(je.value, '$.c{i}')")
             if f.scalar == Scalar.BASE64:
@@ -748,6 +751,7 @@ class ImageEvaluator:
                 self.plan.variables,
                 self.access.rows if self.access is not None else None,
                 typed_inputs,
+                self.table.ordinal,
             )
         except PlanError as err:
             path = ["where", *err.path[1:]] if err.path else ["where"]
