@@ -118,3 +118,24 @@ async def test_reflected_tables_get_english_type_and_root_field_names(tmp_path: 
     series = root_field_names(by_source["series"])
     assert series["series"] == "list" and list(series.values()).count("by_key") == 1
     assert "seriesByKey" in series
+
+
+@pytest.mark.parametrize("word", ["s", "S", "x_s", "item_S"])
+def test_a_last_word_of_only_an_s_has_no_singular_and_stays(word: str) -> None:
+    assert singularize(word) == word
+
+
+async def test_a_table_named_s_is_served(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE s (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE x_s (id INTEGER PRIMARY KEY)")
+    schema = await reflect_database(f"sqlite:///{path}")
+    by_source = {e.source: e for e in schema.entities}
+    assert {t: e.name for t, e in by_source.items()} == {"s": "S", "x_s": "XS"}
+    assert root_field_names(by_source["s"]) == {
+        "s": "list",
+        "sByKey": "by_key",
+        "sConnection": "connection",
+        "sAggregate": "aggregate",
+    }

@@ -210,7 +210,8 @@ def singularize(word: str) -> str:
     ``series`` -> ``series``, ``campus`` -> ``campus``."""
     head, last = _split_last(word)
     low = last.lower()
-    return head + _same_case(_singular(low), last)
+    # A word that is only an s (a table ``s``, ``item_s``) has no singular: it stays.
+    return head + _same_case(_singular(low) or low, last)
 
 
 def _same_case(new: str, old: str) -> str:
