@@ -1,8 +1,9 @@
-"""Columns named like the ones a statement adds beside a table's own (a connection's ``__rn``
-and ``__k0``, a subscription's ``__n``) are served as any other column, and the statements
-that add theirs beside them answer as for any table, on every database. Such names begin
-with ``__``, which GraphQL keeps for itself: their fields are named without it (``__rn`` ->
-``rn``; a second column that camel-cases alike is numbered, ``__rn_`` -> ``rn2``)."""
+"""Tables and columns named like the ones a statement adds beside a table's own (a
+connection's ``base`` and ``cnt`` tables and its ``__rn`` and ``__k0`` columns, a
+subscription's ``__n``) are served as any others, and the statements that add theirs beside
+them answer as for any table, on every database. Column names beginning with ``__``, which
+GraphQL keeps for itself, give fields named without it (``__rn`` -> ``rn``; a second column
+that camel-cases alike is numbered, ``__rn_`` -> ``rn2``)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,61 @@ async def test_subscriptions_deliver_rows_of_a_table_with_a_column_named_like_th
             assert event["data"] == {"tagChanged": {"after": {"id": 2, "n": 5, "n2": 20}}}
     finally:
         db.close()
+
+
+@pytest_asyncio.fixture(params=DIALECTS, loop_scope="session")
+async def owners(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
+    dialect: Dialect = request.param
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    db = ChinookDb(dialect, url)
+    try:
+        for statement in (
+            "CREATE TABLE owner (id INT PRIMARY KEY, name VARCHAR(10))",
+            "CREATE TABLE base (id INT PRIMARY KEY, owner_id INT REFERENCES owner (id), v INT)",
+            "CREATE TABLE cnt (id INT PRIMARY KEY, owner_id INT REFERENCES owner (id), total INT)",
+            "CREATE TABLE base_ (id INT PRIMARY KEY, owner_id INT REFERENCES owner (id))",
+            "INSERT INTO owner VALUES (1, 'a'), (2, 'b')",
+            "INSERT INTO base VALUES (1, 1, 10), (2, 1, 11)",
+            "INSERT INTO cnt VALUES (1, 1, 100), (2, 2, 200)",
+            "INSERT INTO base_ VALUES (1, 2)",
+        ):
+            db.query(statement)
+        schema = await reflect_database(url)
+        settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
+        engine = await GraphQLEngine.open(schema, settings)
+        try:
+            yield Runner(engine, db)
+        finally:
+            await engine.close()
+    finally:
+        db.close()
+
+
+async def test_connections_read_tables_named_like_the_statements_own(owners: Runner) -> None:
+    data = await owners.data(
+        "{ ownersConnection(first: 5) { totalCount nodes { id bases { v } cnts { total }"
+        " base2s { id } } }"
+        " basesConnection(first: 1, orderBy: [{v: DESC}]) { totalCount"
+        " nodes { id owner { cnts { total } } } pageInfo { hasNextPage endCursor } }"
+        " cntsConnection(last: 1, where: {owner: {bases: {some: {v: {gt: 1}}}}}) { totalCount"
+        " nodes { id } } }"
+    )
+    assert data["ownersConnection"] == {
+        "totalCount": 2,
+        "nodes": [
+            {"id": 1, "bases": [{"v": 10}, {"v": 11}], "cnts": [{"total": 100}], "base2s": []},
+            {"id": 2, "bases": [], "cnts": [{"total": 200}], "base2s": [{"id": 1}]},
+        ],
+    }
+    bases = data["basesConnection"]
+    assert bases["totalCount"] == 2
+    assert bases["nodes"] == [{"id": 2, "owner": {"cnts": [{"total": 100}]}}]
+    assert bases["pageInfo"]["hasNextPage"] is True
+    assert data["cntsConnection"] == {"totalCount": 1, "nodes": [{"id": 1}]}
+    after = bases["pageInfo"]["endCursor"]
+    rest = await owners.data(
+        "query ($a: String) { basesConnection(first: 5, after: $a, orderBy: [{v: DESC}]) {"
+        " nodes { id } } }",
+        {"a": after},
+    )
+    assert rest["basesConnection"]["nodes"] == [{"id": 1}]

@@ -1808,7 +1808,14 @@ class _Planner:
             f" {a}",
             sql(" WHERE ", where) if where is not None else "",
         )
-        total = sql("cnt.total")
+        # The statement's own tables are named apart from every table a query may read by
+        # its bare name (MariaDB and SQLite; PostgreSQL's are qualified by their schema).
+        base_name, cnt_name = _free_names(
+            {x.source.lower() for x in self.catalog.entities.values() if not x.db_schema},
+            ("base", "cnt"),
+        )
+        base_table, cnt = ident(base_name), ident(cnt_name)
+        total = sql(cnt, ".total")
         order_text = compile_sql(order_by_clause(d, order), d)[0] if order else ""
         tag = hashlib.sha256(f"{e.name}|{order_text}".encode()).hexdigest()[:12]
         counts: list[Fragment] = [sql("COUNT(*) AS total")]
@@ -1912,13 +1919,13 @@ class _Planner:
             self.checks.append(after.slot.with_transform(read))
             later = self.keyset(keys, after, read, True, "after", key_columns)
             counts.append(sql("COUNT(*) - ", rows_where(later), " AS lo"))
-            lo = sql("cnt.lo")
+            lo = sql(cnt, ".lo")
         if before is not None and before.value is not None:
             read = _cursor_reader(self.cursor_codec, tag, len(keys), "before")
             self.checks.append(before.slot.with_transform(read))
             before_rows = self.keyset(keys, before, read, False, "before", key_columns)
             counts.append(sql(rows_where(before_rows), " AS hi"))
-            hi = sql("cnt.hi")
+            hi = sql(cnt, ".hi")
         if _value(first) is not None:
             hi = sql(
                 f"{d.least_fn}(", hi, ", ", lo, " + ", int_param(first, _non_negative("first")), ")"
@@ -1962,7 +1969,7 @@ class _Planner:
                 pairs.append((key, total))
             elif name == "nodes":
                 obj = self.object_json(e, "b", self.sub_fields(fnodes))
-                arr = self.array_of(obj, sql("base"), "b", window, rn_order, None, None, True)
+                arr = self.array_of(obj, sql(base_table), "b", window, rn_order, None, None, True)
                 pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
             elif name == "edges":
                 ep: list[tuple[str, Fragment | str]] = []
@@ -1979,7 +1986,7 @@ class _Planner:
                 if cursor_keys:
                     edge_cursors.append((key, tuple(cursor_keys)))
                 arr = self.array_of(
-                    json_object(d, ep), sql("base"), "b", window, rn_order, None, None, True
+                    json_object(d, ep), sql(base_table), "b", window, rn_order, None, None, True
                 )
                 pairs.append((key, template(d.embed_json, sql("(SELECT ", arr, ")"))))
             elif name == "pageInfo":
@@ -2001,7 +2008,9 @@ class _Planner:
                         row = sql(
                             "(SELECT ",
                             cursor_json("b"),
-                            " FROM base b WHERE ",
+                            " FROM ",
+                            base_table,
+                            " b WHERE ",
                             b_rn,
                             " = ",
                             pos,
@@ -2016,25 +2025,35 @@ class _Planner:
         if edge_cursors or page_cursors:
             self.placement = CursorPlacement(tag, tuple(edge_cursors), tuple(page_cursors))
         return sql(
-            "WITH base AS (",
+            "WITH ",
+            base_table,
+            " AS (",
             base,
-            "), cnt AS (SELECT ",
+            "), ",
+            cnt,
+            " AS (SELECT ",
             join(", ", counts),
-            " FROM base b) SELECT ",
+            " FROM ",
+            base_table,
+            " b) SELECT ",
             json_object(d, pairs),
-            " FROM cnt",
+            " FROM ",
+            cnt,
         )
 
 
-#: The values a row of a Float or Decimal column may hold but a filter may not give, as the
-#: field serves them: a cursor at such a row holds them.
 def internal_columns(e: Entity, *names: str) -> list[str]:
     """``names`` for the columns a statement adds beside every column of ``e`` (``a.*``), each
-    with as many trailing underscores as it takes for none to name a column of ``e``
-    (compared ignoring case, as MariaDB and SQLite compare names): ``b.__rn`` never names
-    a column of the table."""
+    with as many trailing underscores as it takes for none to name a column of ``e``: so
+    ``b.__rn`` never names a column of the table."""
     taken = {f.column.lower() for f in e.fields}
     taken.update(c.lower() for r in e.relations for c in r.local_columns)
+    return _free_names(taken, names)
+
+
+def _free_names(taken: set[str], names: Sequence[str]) -> list[str]:
+    """``names``, each with as many trailing underscores as it takes for none to be in
+    ``taken`` (lower case: MariaDB and SQLite compare names ignoring case)."""
     mark = ""
     while True:
         out = [n + mark for n in names]
@@ -2060,6 +2079,8 @@ def _time_text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.time) else value
 
 
+#: The values a row of a Float or Decimal column may hold but a filter may not give, as the
+#: field serves them: a cursor at such a row holds them.
 _NON_FINITE: dict[Scalar, dict[str, Any]] = {
     Scalar.FLOAT: {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf},
     Scalar.DECIMAL: {v: decimal.Decimal(v) for v in ("NaN", "Infinity", "-Infinity")},
