@@ -55,6 +55,29 @@ async def test_rows_and_fanout_come_from_the_database(shop: str) -> None:
     }
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql", "mysql"])
+async def test_tables_and_columns_whose_names_hold_a_percent_sign_are_counted(
+    dialect: str, request: pytest.FixtureRequest
+) -> None:
+    url: str = request.getfixturevalue(f"fresh_{dialect}")
+    q = "`" if dialect == "mysql" else '"'
+    execute_statements(
+        url,
+        [
+            f"CREATE TABLE {q}box%s{q} (id int PRIMARY KEY)",
+            f"CREATE TABLE {q}part%%{q} (id int PRIMARY KEY, {q}box%s_id{q} int,"
+            f" FOREIGN KEY ({q}box%s_id{q}) REFERENCES {q}box%s{q} (id))",
+            f"INSERT INTO {q}box%s{q} VALUES (1), (2)",
+            f"INSERT INTO {q}part%%{q} VALUES (1, 1), (2, 1), (3, 2), (4, 2)",
+        ],
+    )
+    schema = await reflect_database(url)
+    names = {e.source: e.name for e in schema.entities}
+    stats = await read_statistics(url, schema)
+    assert stats.rows == {names["box%s"]: 2, names["part%%"]: 4}
+    assert list(stats.fanout.values()) == [2]
+
+
 async def test_a_database_that_cannot_answer_gives_no_statistics(shop: str) -> None:
     schema = await reflect_database(shop)
     stats = await read_statistics("postgresql://nobody@127.0.0.1:1/none", schema)

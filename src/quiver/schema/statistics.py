@@ -112,7 +112,9 @@ async def _read_mysql(db: DatabaseUrl, schema: Schema) -> Statistics:
 
         async def query(text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
             async with conn.cursor() as cur:
-                await cur.execute(text, list(params))
+                # without parameters the text is sent as it is: a % in a table's name (written
+                # into the text) is no placeholder
+                await cur.execute(text, list(params) if params else None)
                 return [tuple(r) for r in await cur.fetchall()]
 
         tables = await query(
