@@ -642,9 +642,11 @@ MYSQL = Dialect(
         (r"float\b.* zerofill", "CAST({} AS FLOAT)"),
         (r"(double|real)\b.* zerofill", "({} + 0)"),
     ),
-    # A SET sorts by its members' bits but compares with text as text: it is read as its text.
+    # A SET sorts by its members' bits but compares with text as text: it is read as its text,
+    # in the column's own character set and collation (CAST(... AS CHAR) would take the
+    # connection's: utf8mb3_general_ci, which ignores case and cannot hold every character).
     text_types=r"(var)?char\b.*|(tiny|medium|long)?text\b.*|enum\b.*",
-    text_of="CAST({} AS CHAR)",
+    text_of="CONCAT({})",
     # Wider BITs as binary digits, spatial values as WKT (the driver gives both as bytes).
     arrow_text_output=(
         (r"bit\(([2-9]|[1-9][0-9]+)\)", "LPAD(BIN({}), <1>, '0')"),
