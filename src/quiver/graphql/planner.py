@@ -504,12 +504,16 @@ def pg_text_array_element(f: IrField) -> str | None:
 
 def column_of(alias: str, f: IrField) -> Fragment:
     """Column ``f`` of the table aliased ``alias`` as queries read it: cast to the type it is
-    read as (``read_as``) where its own type has no operators."""
+    read as (``read_as``) where its own type has no operators. An array is sliced whole
+    (``[:]``), which numbers its elements from 1 as a filter's array is: oidvector and
+    int2vector number theirs from 0, and arrays of other bounds are never equal."""
     col = sql(ident(alias, f.column))
     if f.read_as is None:
         return col
     schema, name = f.read_as
-    return sql("CAST(", col, " AS ", ident(schema, name), "[])" if f.is_list else ")")
+    if f.is_list:
+        return sql("(CAST(", col, " AS ", ident(schema, name), "[]))[:]")
+    return sql("CAST(", col, " AS ", ident(schema, name), ")")
 
 
 def write_value_check(dialect: Dialect, f: IrField) -> Callable[[Any], Any] | None:

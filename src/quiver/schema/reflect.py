@@ -1348,6 +1348,16 @@ def _pg_column(
         own, _ = _pg_element(c["atttypid"], types, domains=True)
         if own is not None and own["oid"] != row["oid"]:  # a domain over the enum (or array)
             read_as = (str(row["nspname"]), type_name)
+    own_array = types.get(oid)
+    if (
+        is_list
+        and read_as is None
+        and own_array is not None
+        and not str(own_array["typname"]).startswith("_")
+    ):
+        # an array type with operators of its own (oidvector, int2vector): read as an array
+        # of its elements, which filters, orderBy and cursors compare with
+        read_as = (str(row["nspname"]), type_name)
     scalar = Scalar.JSON if row["typtype"] == "c" else postgresql_scalar(type_name)
     return CatalogColumn(
         sortable=type_name not in _PG_UNORDERED,
