@@ -80,6 +80,19 @@ class Runner:
         return rows
 
 
+@contextlib.asynccontextmanager
+async def runner_over(db: Any, **database: Any) -> AsyncIterator[Runner]:
+    """A :class:`Runner` of an engine over ``db``'s database (a ChinookDb) as reflected now,
+    with the ``database`` settings given; the engine is closed on leaving, ``db`` is not."""
+    schema = await reflect_database(db.url)
+    settings = QuiverSettings.model_validate({"database": {"url": db.url, **database}})
+    engine = await GraphQLEngine.open(schema, settings)
+    try:
+        yield Runner(engine, db)
+    finally:
+        await engine.close()
+
+
 @pytest.fixture(scope="session")
 async def chinook_runner(chinook_db: Any) -> AsyncIterator[Runner]:
     schema = await reflect_database(chinook_db.url)

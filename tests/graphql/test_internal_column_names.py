@@ -14,11 +14,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import GraphQLEngine
-from quiver.schema.reflect import reflect_database
 from tests.conftest import DIALECTS, ChinookDb, Dialect
-from tests.graphql.conftest import Runner
+from tests.graphql.conftest import Runner, runner_over
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -50,13 +47,8 @@ async def boxes(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
     try:
         for statement in _statements(dialect):
             db.query(statement)
-        schema = await reflect_database(url)
-        settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with runner_over(db, pool_max=2) as runner:
+            yield runner
     finally:
         db.close()
 
@@ -156,13 +148,8 @@ async def owners(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
             "INSERT INTO base_ VALUES (1, 2)",
         ):
             db.query(statement)
-        schema = await reflect_database(url)
-        settings = QuiverSettings.model_validate({"database": {"url": url, "pool_max": 2}})
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with runner_over(db, pool_max=2) as runner:
+            yield runner
     finally:
         db.close()
 

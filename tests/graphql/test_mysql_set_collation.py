@@ -9,11 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import GraphQLEngine
-from quiver.schema.reflect import reflect_database
 from tests.conftest import ChinookDb
-from tests.graphql.conftest import Runner
+from tests.graphql.conftest import Runner, runner_over
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,13 +27,8 @@ async def tags(fresh_mysql: str) -> AsyncIterator[Runner]:
             "INSERT INTO tags VALUES (1, 'x', 'b'), (2, 'X', 'a'), (3, 'b,x', 'b,a'),"
             " (4, '😀', NULL)"
         )
-        schema = await reflect_database(fresh_mysql)
-        settings = QuiverSettings.model_validate({"database": {"url": fresh_mysql}})
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with runner_over(db) as runner:
+            yield runner
     finally:
         db.close()
 

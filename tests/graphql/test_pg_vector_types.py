@@ -9,11 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from quiver.config.settings import QuiverSettings
-from quiver.graphql.engine import GraphQLEngine
-from quiver.schema.reflect import reflect_database
 from tests.conftest import ChinookDb
-from tests.graphql.conftest import Runner
+from tests.graphql.conftest import Runner, runner_over
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -27,13 +24,8 @@ async def vectors(fresh_postgresql: str) -> AsyncIterator[Runner]:
             "INSERT INTO vecs VALUES (1, '1 2 3', '4 5'), (2, '1 2', '6'), (3, NULL, NULL),"
             " (4, '0', '4 5')"
         )
-        schema = await reflect_database(fresh_postgresql)
-        settings = QuiverSettings.model_validate({"database": {"url": fresh_postgresql}})
-        engine = await GraphQLEngine.open(schema, settings)
-        try:
-            yield Runner(engine, db)
-        finally:
-            await engine.close()
+        async with runner_over(db) as runner:
+            yield runner
     finally:
         db.close()
 
