@@ -353,6 +353,12 @@ async def test_apq_unsupported_version_is_rejected(client: httpx.AsyncClient) ->
     assert r.json()["errors"][0]["message"] == "Unsupported persisted query version"
 
 
+async def test_a_null_persisted_query_is_no_persisted_query(client: httpx.AsyncClient) -> None:
+    r = await post(client, {"query": "{ __typename }", "extensions": {"persistedQuery": None}})
+    assert r.status_code == 200
+    assert r.json() == {"data": {"__typename": "Query"}}
+
+
 async def test_invalid_documents_are_not_persisted(client: httpx.AsyncClient) -> None:
     query = "{ notAField }"
     await post(client, {"query": query, "extensions": apq(query)})

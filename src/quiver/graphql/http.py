@@ -809,7 +809,8 @@ class GraphQLApp:
         if extensions is not None and not isinstance(extensions, dict):
             raise _HttpError(400, f"{where}extensions must be a JSON object or null.")
         remember: str | None = None
-        if extensions and "persistedQuery" in extensions:
+        # a null persistedQuery is no persisted query (as Apollo's clients and servers read it)
+        if extensions and extensions.get("persistedQuery") is not None:
             query, remember, apq_error = resolve_persisted_query(
                 self.apq, extensions["persistedQuery"], query
             )
