@@ -5,6 +5,8 @@ while the receiver stays up and keeps exactly the good data."""
 from __future__ import annotations
 
 import gzip
+import socket
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -609,3 +611,61 @@ def test_data_points_of_a_metric_without_a_name_are_rejected_and_charset_is_acce
     assert partial["rejectedDataPoints"] == "2"
     assert "metrics[0]: the metric has no name" in partial["errorMessage"]
     assert [r["metric_name"] for r in rows_of(rec.stop(), "metrics")] == ["kept"]
+
+
+def test_a_body_that_stalls_is_408_and_the_connection_closed(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(http={"read_timeout_seconds": 0.5})
+    body = trace_request(span("a")).SerializeToString()
+    with socket.create_connection(("127.0.0.1", rec.http_port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        answer = read_until_closed(sock)
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert b"connection: close" in head.lower()
+    message = status_pb2.Status.FromString(content).message
+    assert message.startswith("the body sent nothing for 0.5 seconds after 5 bytes"), message
+    # the receiver goes on, and nothing of the stalled request was taken
+    response = post(rec, "/v1/traces", trace_request(span("b")).SerializeToString(), PROTOBUF)
+    assert response.status_code == 200
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["b"]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "headers unfinished"],
+)
+def test_a_connection_that_does_not_finish_its_headers_is_closed(
+    receiver: Callable[..., Receiver], sent: bytes
+) -> None:
+    rec = receiver(http={"read_timeout_seconds": 0.5})
+    with socket.create_connection(("127.0.0.1", rec.http_port), timeout=10) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+        assert time.monotonic() - started < 5
+
+
+def test_a_kept_alive_connection_may_send_its_next_request_after_a_pause_shorter_than_the_timeout(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(http={"read_timeout_seconds": 2})
+    with httpx.Client(base_url=rec.http_url, timeout=10) as client:
+        for name in ("a", "b"):
+            body = trace_request(span(name)).SerializeToString()
+            assert client.post("/v1/traces", content=body, headers=PROTOBUF).status_code == 200
+            time.sleep(1)
+    assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["a", "b"]
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data

@@ -51,6 +51,13 @@ class HttpReceiverConfig(_Listener):
     max_body_bytes: int = Field(
         20 * _MIB, ge=1, description="Largest body accepted, after decompression (413 above)."
     )
+    read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A connection whose request headers are not whole this long after it "
+        "opened (or after the previous answer) is closed, and a body that sends nothing for "
+        "this long is answered 408.",
+    )
 
 
 class GrpcReceiverConfig(_Listener):

@@ -6,9 +6,11 @@ specification: 200 with the Export*ServiceResponse in the request's encoding
 (``partial_success`` set when items were rejected); 400 for data that cannot be decoded, 413
 for a body over ``max_body_bytes`` (after decompression too), 415 for another content type or
 encoding, 401 without a valid key (or, with tenancy, without a tenant), 403 for a tenant
-refused, 404 / 405 for other paths and methods, all with a google.rpc.Status body; 429 (too much
-waiting, or the tenant over its rate limit) and 503 (stopping, disk error) with ``Retry-After``,
-which clients retry. Only 400 and 413, about the body, add a BadRequest detail to the status.
+refused, 404 / 405 for other paths and methods, 408 for a body that stalls
+(``read_timeout_seconds``, which also bounds how long a connection may take to send its
+headers), all with a google.rpc.Status body; 429 (too much waiting, or the tenant over its rate
+limit) and 503 (stopping, disk error) with ``Retry-After``, which clients retry. Only 400 and
+413, about the body, add a BadRequest detail to the status.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from quiver.ingest.access import AuthConfig, authenticate, server_ssl_context
 from quiver.ingest.arrow_layout import SIGNALS, Signal
@@ -45,7 +48,18 @@ _JSON = "application/json"
 _CONTENT_TYPES = {_PROTOBUF: False, "application/protobuf": False, _JSON: True}
 _UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
 _BODY_STATUSES = frozenset({400, 413})  # the body itself is what cannot be taken
-_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 415: 3, 429: 8, 503: 14}
+_GRPC_CODE = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    405: 12,
+    408: 4,
+    413: 3,
+    415: 3,
+    429: 8,
+    503: 14,
+}
 
 
 def _encode(message: Message, json: bool) -> bytes:
@@ -172,14 +186,29 @@ async def _handle(
         return _status(413, f"the body is {declared:,} bytes, over the {limit:,} accepted", json)
     chunks = []
     size = 0
+    reading = request.stream()
+    pause = cfg.read_timeout_seconds
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                async with asyncio.timeout(pause):
+                    chunk = await anext(reading)
+            except StopAsyncIteration:
+                break
             size += len(chunk)
             if size > limit:
                 return _status(413, f"the body is over the {limit:,} bytes accepted", json)
             chunks.append(chunk)
     except ClientDisconnect:  # nothing was taken, and there is no one left to answer
         return _status(400, "the client closed the connection before the body ended", json)
+    except TimeoutError:  # a client that stalls holds no connection and buffer for long
+        return _status(
+            408,
+            f"the body sent nothing for {pause:g} seconds after {size:,} bytes; nothing of "
+            "the request was taken",
+            json,
+            {"Connection": "close"},
+        )
     try:
         body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
         try:
@@ -200,6 +229,44 @@ async def _handle(
         retry = str(max(1, math.ceil(exc.retry_after)))
         return _status(code, exc.message, json, {"Retry-After": retry})
     return Response(_encode(response, json), media_type=_JSON if json else _PROTOBUF)
+
+
+class _TimedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not whole
+    ``header_seconds`` after it opened or after the previous answer: a client that opens
+    connections and sends nothing, or its headers a byte at a time, holds none of them for
+    longer (uvicorn itself waits for ever). The body is timed by the handler, which can still
+    answer."""
+
+    header_seconds = 60.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        idle = not self.pipeline  # no request whose headers came is waiting its turn
+        super().on_response_complete()
+        if idle and not self.transport.is_closing():
+            self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_seconds, self.transport.close)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
 
 
 class _Server(uvicorn.Server):
@@ -248,8 +315,12 @@ class HttpReceiver:
                 ssl_cert_reqs=2 if cfg.tls.client_ca_file else 0,
             )
             server_ssl_context(cfg.tls)  # a bad certificate fails here, with its reason
+        protocol = type(
+            "TimedProtocol", (_TimedProtocol,), {"header_seconds": cfg.read_timeout_seconds}
+        )
         config = uvicorn.Config(
             app,
+            http=protocol,
             lifespan="off",
             log_config=None,
             access_log=False,
