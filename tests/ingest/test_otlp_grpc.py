@@ -3,6 +3,7 @@ staying up after every bad call."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import grpc
@@ -11,9 +12,12 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanContext
 
 from tests.ingest.conftest import Receiver
-from tests.ingest.sdk_clients import send_traces
+from tests.ingest.sdk_clients import send_traces, span_exporter
 from tests.ingest.test_otlp_http import rows_of, span, trace_request
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -79,6 +83,25 @@ def test_a_full_spool_is_resource_exhausted_with_retry_info(
     info = error_details_pb2.RetryInfo()
     assert detail.Unpack(info)
     assert info.retry_delay.seconds == 3
+    alone = dict(error.trailing_metadata() or ())["google.rpc.retryinfo-bin"]
+    assert error_details_pb2.RetryInfo.FromString(alone) == info
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["taken"]
+
+
+def test_the_sdk_exporter_waits_the_delay_the_receiver_asks_for(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """The Python SDK's gRPC exporter reads RetryInfo from its own trailer: told to wait 30
+    seconds, longer than its 5 second timeout, it gives up at once, where its own backoff
+    (1, 2 seconds ...) would have retried until the timeout."""
+    rec = receiver(spool={"max_bytes": 1}, retry_after_seconds=30)
+    call(rec, TRACES, trace_request(span("taken")).SerializeToString())
+    exporter = span_exporter("grpc", rec.grpc_port, timeout=5)
+    spans = [ReadableSpan("refused", context=SpanContext(1, 2, is_remote=False))]
+    started = time.monotonic()
+    assert exporter.export(spans) == SpanExportResult.FAILURE
+    assert time.monotonic() - started < 2
+    exporter.shutdown()
     assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["taken"]
 
 

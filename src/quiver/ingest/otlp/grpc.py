@@ -6,7 +6,9 @@ INVALID_ARGUMENT for bad data (not retried), UNAUTHENTICATED without a valid key
 tenancy, without a tenant), PERMISSION_DENIED for a tenant refused, UNIMPLEMENTED for a signal
 the receiver does not take, RESOURCE_EXHAUSTED with a RetryInfo detail when too much waits or
 the tenant is over its rate limit (retried after that delay), UNAVAILABLE with RetryInfo while
-stopping or when the disk refuses a write. Compression (gzip) is grpc's own.
+stopping or when the disk refuses a write. The RetryInfo is in the Status's details and, as
+well, alone in the ``google.rpc.retryinfo-bin`` trailer, the one the Python SDK reads. Compression
+(gzip) is grpc's own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _SERVICES: dict[Signal, str] = {
     "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
 }
 _DETAILS_KEY = "grpc-status-details-bin"
+_RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -73,7 +76,11 @@ def _handler(
                 else grpc.StatusCode.RESOURCE_EXHAUSTED
             )
             status = retry_status(code.value[0], exc.message, exc.retry_after)
-            await context.abort(code, exc.message, ((_DETAILS_KEY, status.SerializeToString()),))
+            # the RetryInfo twice: in the Status, where the Go exporters and the Collector read
+            # it, and alone under the key the Python SDK's exporters read (they ignore the other)
+            info = status.details[0].value
+            trailers = ((_DETAILS_KEY, status.SerializeToString()), (_RETRY_INFO_KEY, info))
+            await context.abort(code, exc.message, trailers)
 
     return call
 
