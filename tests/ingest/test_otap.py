@@ -212,6 +212,48 @@ def test_bad_ipc_bytes_are_invalid_argument_and_the_stream_goes_on(
     assert plain(rec.stop()).column("span_name").to_pylist() == ["good"]
 
 
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def test_a_payload_ending_with_the_end_of_stream_marker_ends_its_ipc_stream(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    encoder = OtapEncoder()
+    ending = encoder.traces(trace_request(span("ending")))
+    for payload in ending.arrow_payloads:
+        payload.record += END_OF_STREAM  # what closing an IPC stream writer adds
+    without_schema = encoder.traces(trace_request(span("refused")))
+    without_schema.batch_id = 1
+    anew = good_bar(2, "anew")  # its payloads begin with their Schema messages
+    answers = stream(rec, [ending, without_schema, anew])
+    assert sorted((a.batch_id, a.status_code) for a in answers) == [
+        (0, _S.OK),
+        (1, _S.INVALID_ARGUMENT),
+        (2, _S.OK),
+    ]
+    [refused] = [a for a in answers if a.batch_id == 1]
+    assert refused.status_message == (
+        "arrow_payloads[0]: SPANS: its IPC stream ended with an end-of-stream marker; a new one "
+        "must begin with a Schema message"
+    )
+    rows = plain(rec.stop()).column("span_name").to_pylist()
+    assert sorted(rows) == ["anew", "ending"]
+
+
+def test_bytes_after_an_end_of_stream_marker_are_invalid_argument_never_dropped(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver(arrow={})
+    bar = good_bar(5, "hidden")
+    for payload in bar.arrow_payloads:
+        payload.record = END_OF_STREAM + payload.record
+    [answer] = stream(rec, [bar])
+    assert answer.status_code == _S.INVALID_ARGUMENT
+    assert "bytes after the IPC end-of-stream marker" in answer.status_message
+    rec.stop()
+
+
 def test_an_unknown_or_foreign_payload_type_is_invalid_argument(
     receiver: Callable[..., Receiver],
 ) -> None:

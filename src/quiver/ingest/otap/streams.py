@@ -3,9 +3,11 @@
 Within one ``ArrowTraces`` / ``ArrowLogs`` / ``ArrowMetrics`` call, every payload type has an
 Arrow IPC stream of its own: the first payload of a ``(type, schema_id)`` starts with the
 Schema message, and later payloads carry only dictionary and record batch messages that
-reuse it. A new ``schema_id`` for a type resets its stream. :class:`IpcStreams` keeps one
-reader per payload type for the life of the call and turns each payload's bytes into a
-:class:`~quiver.ingest.otap.columns.Payload` (structs flattened, dictionaries decoded).
+reuse it. A new ``schema_id`` for a type resets its stream, and a payload ending with the IPC
+end-of-stream marker ends it (the type's next payload begins with a Schema message again).
+:class:`IpcStreams` keeps one reader per payload type for the life of the call and turns each
+payload's bytes into a :class:`~quiver.ingest.otap.columns.Payload` (structs flattened,
+dictionaries decoded).
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class IpcStreams:
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
         self._streams: dict[int, _Stream] = {}
+        self._ended: set[int] = set()  # payload types whose last stream ended with its marker
 
     def decode(self, kind: int, schema_id: str, record: bytes) -> Payload | None:
         """The payload's table (None when it holds no rows); OtapDataError when it cannot
@@ -143,23 +146,33 @@ class IpcStreams:
                 f"service takes {', '.join(sorted(payload_name(k) for k in ALLOWED[self.signal]))})"
             )
         try:
-            count, schema_first = _messages(name, record)
+            count, schema_first, ends = _messages(name, record)
             stream = self._streams.get(kind)
             if stream is None or stream.schema_id != schema_id or schema_first:
+                if not schema_first and kind in self._ended:
+                    raise OtapDataError(
+                        f"{name}: its IPC stream ended with an end-of-stream marker; a new one "
+                        "must begin with a Schema message"
+                    )
                 if not schema_first:
                     raise OtapDataError(
                         f"{name}: a new IPC stream (schema_id {schema_id[:40]!r}"
                         f"{'…' if len(schema_id) > 40 else ''} was not seen for "
                         "this payload type on this gRPC stream) must begin with a Schema message"
                     )
+                self._ended.discard(kind)
                 stream = self._streams[kind] = _Stream(schema_id)
             batches = self._read(stream, record, count)
         except OtapDataError:
             self._streams.pop(kind, None)
             raise
-        except (pa.ArrowException, OSError, ValueError) as exc:
+        except (pa.ArrowException, OSError, ValueError, StopIteration) as exc:
             self._streams.pop(kind, None)
-            raise OtapDataError(f"{name}: the Arrow IPC data cannot be read: {exc}") from exc
+            why = str(exc) or "the IPC stream has ended"  # StopIteration: nothing more to read
+            raise OtapDataError(f"{name}: the Arrow IPC data cannot be read: {why}") from exc
+        if ends:  # its next payload must begin a new IPC stream, with its Schema message
+            del self._streams[kind]
+            self._ended.add(kind)
         if not batches:
             return None
         batch = batches[0] if len(batches) == 1 else _concat(batches)
@@ -179,17 +192,29 @@ class IpcStreams:
         return batches
 
 
-def _messages(name: str, record: bytes) -> tuple[int, bool]:
-    """How many record batches ``record`` holds and whether it begins with a Schema message
-    (which starts a new IPC stream), checking its messages are whole; a Schema message
-    anywhere else is refused."""
+def _messages(name: str, record: bytes) -> tuple[int, bool, bool]:
+    """How many record batches ``record`` holds, whether it begins with a Schema message
+    (which starts a new IPC stream) and whether it ends with the end-of-stream marker (which
+    ends it), checking its messages are whole; a Schema message anywhere else, or bytes
+    after the end-of-stream marker, are refused."""
     if not record:
         raise OtapDataError(f"{name}: the record is empty (at least one IPC message is required)")
     count = 0
     schema_first = False
+    source = pa.BufferReader(pa.py_buffer(record))
+    size = len(record)
     try:
-        reader = ipc.MessageReader.open_stream(pa.py_buffer(record))
-        for i, message in enumerate(reader):
+        i = 0
+        while source.tell() < size:
+            try:
+                message = ipc.read_message(source)
+            except EOFError:  # the end-of-stream marker
+                if source.tell() < size:
+                    raise OtapDataError(
+                        f"{name}: {size - source.tell():,} bytes after the IPC end-of-stream "
+                        "marker; a payload ending its IPC stream must end with the marker"
+                    ) from None
+                return count, schema_first, True
             if message.type == "schema":
                 if i:
                     raise OtapDataError(
@@ -199,9 +224,10 @@ def _messages(name: str, record: bytes) -> tuple[int, bool]:
                 schema_first = True
             elif message.type == "record batch":
                 count += 1
+            i += 1
     except (pa.ArrowException, OSError) as exc:
         raise OtapDataError(f"{name}: the Arrow IPC data cannot be read: {exc}") from exc
-    return count, schema_first
+    return count, schema_first, False
 
 
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
