@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -178,3 +181,48 @@ def test_batches_are_stored_compressed_and_uncompressed_spools_are_still_read(
         assert [b for _, b in reader.replay()] == written
         reader.close()
     assert _segment_bytes(tmp_path / "lz4") < _segment_bytes(tmp_path / "none") * 0.6
+
+
+@contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """Writes past ``size`` bytes of a file fail (EFBIG), as writes to a full disk fail."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def segments(path: Path) -> list[str]:
+    return sorted(n for n in os.listdir(path) if n.endswith(".seg"))
+
+
+def test_a_write_the_disk_refuses_leaves_nothing_torn_before_the_appends_after_it(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(str(tmp_path), compression="none")
+    spool.open()
+    append_all(spool, batch(1))
+    [segment] = segments(tmp_path)
+    with files_limited_to(os.path.getsize(tmp_path / segment) + 100), pytest.raises(OSError):
+        append_all(spool, batch(*range(1000)))  # part of its record is written, then no more
+    append_all(spool, batch(2))  # the disk has room again: acknowledged
+    spool.close()
+    assert replayed(tmp_path) == [[1], [2]]
+
+
+def test_a_segment_the_disk_refuses_to_begin_is_not_left_behind(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path), segment_bytes=4096, compression="none")
+    spool.open()
+    append_all(spool, batch(*range(1000)))  # fills its segment: the next append begins one
+    before = segments(tmp_path)
+    with files_limited_to(4):
+        for _ in range(5):
+            with pytest.raises(OSError):
+                append_all(spool, batch(2))
+    assert segments(tmp_path) == before
+    append_all(spool, batch(3))
+    spool.close()
+    assert replayed(tmp_path) == [list(range(1000)), [3]]
+

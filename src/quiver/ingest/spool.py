@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import struct
@@ -211,23 +212,50 @@ class Spool:
 
     def _write(self, batches: list[pa.RecordBatch]) -> list[Position]:
         with self._io:
-            positions = []
-            parts: list[bytes | memoryview] = []
-            for batch in batches:
-                if self._file < 0 or self._offset >= self.segment_bytes:
-                    self._flush(parts)
-                    parts = []
-                    self._new_segment()
-                kept = _not_null(batch)
-                if batch.schema != self._schema or kept != self._kept:
-                    self._schema, self._kept = batch.schema, kept
-                    parts.extend(self._record(b"S", _stored_schema(batch.schema, kept)))
-                if len(kept) < batch.num_columns:
-                    batch = batch.select(list(kept))
-                parts.extend(self._record(b"B", _batch_message(batch, self._options)))
-                positions.append(Position(self._segment, self._offset))
-            self._flush(parts)
-            return positions
+            try:
+                return self._write_records(batches)
+            except BaseException:
+                self._abandon_segment()
+                raise
+
+    def _abandon_segment(self) -> None:
+        """After a write that failed (a full disk): cut the segment back to the records
+        written whole and ``fsync``'d, or remove it when it holds none, and let the next write
+        begin a new segment. Reading a segment stops at a torn record, so a record written
+        after one would be lost on replay; and the records of the failed write were counted
+        (offset, schema) as if written."""
+        if self._file < 0:
+            return
+        size = self._sizes.get(self._segment, 0)
+        with contextlib.suppress(OSError):
+            if size <= len(_MAGIC):
+                os.unlink(self._seg_path(self._segment))
+                self._sizes.pop(self._segment, None)
+            else:
+                os.ftruncate(self._file, size)
+        with contextlib.suppress(OSError):
+            os.close(self._file)
+        self._file = -1
+        self._schema = None
+
+    def _write_records(self, batches: list[pa.RecordBatch]) -> list[Position]:
+        positions = []
+        parts: list[bytes | memoryview] = []
+        for batch in batches:
+            if self._file < 0 or self._offset >= self.segment_bytes:
+                self._flush(parts)
+                parts = []
+                self._new_segment()
+            kept = _not_null(batch)
+            if batch.schema != self._schema or kept != self._kept:
+                self._schema, self._kept = batch.schema, kept
+                parts.extend(self._record(b"S", _stored_schema(batch.schema, kept)))
+            if len(kept) < batch.num_columns:
+                batch = batch.select(list(kept))
+            parts.extend(self._record(b"B", _batch_message(batch, self._options)))
+            positions.append(Position(self._segment, self._offset))
+        self._flush(parts)
+        return positions
 
     def _record(self, kind: bytes, payload: pa.Buffer) -> list[bytes | memoryview]:
         data = memoryview(payload)  # no copy: the batch's own serialized buffer
@@ -252,12 +280,14 @@ class Spool:
     def _new_segment(self) -> None:
         if self._file >= 0:
             os.close(self._file)
+            self._file = -1
         self._segment += 1
         path = self._seg_path(self._segment)
         self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        os.write(self._file, _MAGIC)
-        self._offset = len(_MAGIC)
         self._schema = None
+        if os.write(self._file, _MAGIC) < len(_MAGIC):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        self._offset = len(_MAGIC)
         self._sizes[self._segment] = self._offset
         if self.fsync:
             os.fsync(self._file)
