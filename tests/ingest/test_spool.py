@@ -226,3 +226,17 @@ def test_a_segment_the_disk_refuses_to_begin_is_not_left_behind(tmp_path: Path) 
     spool.close()
     assert replayed(tmp_path) == [list(range(1000)), [3]]
 
+
+def test_a_commit_removes_the_segments_it_covers_even_when_the_disk_is_full(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(str(tmp_path), segment_bytes=4096, compression="none")
+    spool.open()
+    positions = append_all(spool, *(batch(*range(i, i + 600)) for i in range(0, 3000, 600)))
+    assert len(segments(tmp_path)) == 5
+    with files_limited_to(0), pytest.raises(OSError):  # not even the marker can be written
+        spool.commit(positions[-1])
+    assert segments(tmp_path) == [f"{positions[-1].segment:020d}.seg"]  # the space is free
+    spool.commit(positions[-1])
+    spool.close()
+    assert replayed(tmp_path) == []

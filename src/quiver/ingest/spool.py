@@ -298,8 +298,9 @@ class Spool:
     def commit(self, upto: Position) -> None:
         """Everything up to ``upto`` is held by the sinks: drop it from disk."""
         with self._io:
-            self._write_committed(upto)
-            self._committed = upto
+            # the segments wholly committed go first: removing them needs no space, and on a
+            # full disk frees what the marker needs (a crash before the marker is written
+            # replays from the previous one, as it would have anyway)
             for seg in sorted(self._sizes):
                 done = seg < upto.segment or (
                     seg == upto.segment and upto.offset >= self._sizes[seg]
@@ -308,6 +309,8 @@ class Spool:
                     with contextlib.suppress(OSError):
                         os.unlink(self._seg_path(seg))
                     del self._sizes[seg]
+            self._write_committed(upto)
+            self._committed = upto
 
     def _read_committed(self) -> Position:
         try:
