@@ -4,6 +4,7 @@ while the receiver stays up and keeps exactly the good data."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import time
@@ -669,3 +670,20 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+def test_headers_over_a_mebibyte_are_431_and_the_connection_closed(
+    receiver: Callable[..., Receiver],
+) -> None:
+    rec = receiver()
+    with socket.create_connection(("127.0.0.1", rec.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Padding: ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):  # never ends its header: 64 MiB if nothing stops it
+                sock.sendall(b"a" * (1 << 20))
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    body = trace_request(span("after")).SerializeToString()
+    near = {**PROTOBUF, "x-padding": "a" * 900_000}  # large, within the limit
+    assert post(rec, "/v1/traces", body, near).status_code == 200
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == ["after"]

@@ -235,11 +235,13 @@ class _TimedProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not whole
     ``header_seconds`` after it opened or after the previous answer: a client that opens
     connections and sends nothing, or its headers a byte at a time, holds none of them for
-    longer (uvicorn itself waits for ever). The body is timed by the handler, which can still
-    answer."""
+    longer (uvicorn itself waits for ever). Headers over ``MAX_HEADER_BYTES`` are answered 431
+    and the connection closed, as Go's servers (the Collector's) do: uvicorn would gather
+    them without end. The body is timed by the handler, which can still answer."""
 
     header_seconds = 60.0
     _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0  # received while waiting for the headers of a request
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -248,6 +250,16 @@ class _TimedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_timer is None:  # headers complete: a body, or nothing awaited
+            return
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._disarm()
+            self.transport.write(_HEADERS_TOO_LARGE)
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -261,12 +273,22 @@ class _TimedProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._header_bytes = 0
         self._header_timer = self.loop.call_later(self.header_seconds, self.transport.close)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+
+#: The most a request's line and headers may take, as Go's http.DefaultMaxHeaderBytes.
+MAX_HEADER_BYTES = 1 << 20
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8"
+    b"\r\nconnection: close\r\ncontent-length: 55\r\n\r\n"
+    b"the request line and headers are over 1,048,576 bytes\r\n"
+)
 
 
 class _Server(uvicorn.Server):
