@@ -53,3 +53,28 @@ async def _first(items: AsyncIterator[pa.RecordBatch], n: int) -> AsyncIterator[
         n -= 1
         if n == 0:
             return
+
+
+def test_a_request_cancelled_while_its_batch_is_written_still_hands_the_batch_on(
+    tmp_path: Path,
+) -> None:
+    """The spool holds the batch once written: it must reach the sinks before a commit past
+    it drops it from the spool, whether or not its client waited for the answer."""
+
+    async def run() -> list[int]:
+        spool = Spool(str(tmp_path))
+        spool.open()
+        intake = Intake(spool, max_queued_batches=8, retry_after=1)
+        gone = asyncio.create_task(intake.accept(batch(1)))
+        await asyncio.sleep(0)  # its write has begun
+        gone.cancel()  # a gRPC deadline past, a client gone
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await intake.accept(batch(2))
+        intake.stop()
+        taken = [b.column("n")[0].as_py() async for b in intake.arriving()]
+        await intake.commit()
+        spool.close()
+        return taken
+
+    assert sorted(asyncio.run(run())) == [1, 2]

@@ -83,6 +83,14 @@ class Intake:
                 f"{self.max_queued_batches}); retry later",
                 self.retry_after,
             )
+        # shielded: a request cancelled while its batch is written (its client gone, its
+        # deadline past) still hands the batch on, since the spool holds it: a later commit
+        # would drop it from the spool without the sinks having seen it
+        storing = asyncio.ensure_future(self._store(batch))
+        storing.add_done_callback(_retrieve)
+        await asyncio.shield(storing)
+
+    async def _store(self, batch: pa.RecordBatch) -> None:
         try:
             position = await self.spool.append(batch)
         except SpoolFullError as exc:
@@ -152,3 +160,9 @@ class Intake:
         """The sinks hold everything handed on: drop it from the spool."""
         if self._handed is not None:
             await asyncio.to_thread(self.spool.commit, self._handed)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark the error of a store whose request was cancelled as seen (no one answers it)."""
+    if not task.cancelled():
+        task.exception()
