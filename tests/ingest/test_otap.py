@@ -254,6 +254,37 @@ def test_bytes_after_an_end_of_stream_marker_are_invalid_argument_never_dropped(
     rec.stop()
 
 
+def test_delta_dictionaries_past_max_stream_bytes_are_refused_and_a_new_ipc_stream_goes_on(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """Delta dictionaries add up for the life of an IPC stream: a sender adding to them
+    without end is refused once they pass arrow.max_stream_bytes, rather than filling the
+    receiver's memory."""
+    rec = receiver(arrow={"max_stream_bytes": 1 << 20})
+    first = good_bar().arrow_payloads[0]
+    spans = ipc.open_stream(first.record).read_all().combine_chunks().to_batches()[0]
+    sink = io.BytesIO()
+    writer = ipc.new_stream(
+        sink, spans.schema, options=ipc.IpcWriteOptions(emit_dictionary_deltas=True)
+    )
+    names: list[str] = []
+    bars = []
+    for i in range(8):  # 200 KB of new span names a batch
+        names += [f"{i}.{j}." + "n" * 2000 for j in range(100)]
+        name = pa.DictionaryArray.from_arrays(pa.array([len(names) - 1], pa.uint16()), names)
+        writer.write_batch(spans.set_column(spans.schema.get_field_index("name"), "name", name))
+        bar = otap_pb2.BatchArrowRecords(batch_id=i)
+        bar.arrow_payloads.add(schema_id="deltas", type=_T.SPANS, record=sink.getvalue())
+        sink.seek(0)
+        sink.truncate()
+        bars.append(bar)
+    answers = {a.batch_id: a for a in stream(rec, [*bars, good_bar(8, "anew")])}
+    codes = [answers[i].status_code for i in range(9)]
+    assert codes == [_S.OK] * 5 + [_S.INVALID_ARGUMENT] * 3 + [_S.OK], codes
+    assert "over the 1,048,576 of arrow.max_stream_bytes" in answers[5].status_message
+    assert len(plain(rec.stop()).column("span_name").to_pylist()) == 6
+
+
 def test_an_unknown_or_foreign_payload_type_is_invalid_argument(
     receiver: Callable[..., Receiver],
 ) -> None:

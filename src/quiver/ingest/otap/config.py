@@ -21,3 +21,10 @@ class ArrowReceiverConfig(ComponentConfig):
         description="OTAP streams open at once; a stream beyond them is refused "
         "RESOURCE_EXHAUSTED.",
     )
+    max_stream_bytes: int = Field(
+        128 << 20,
+        ge=1 << 20,
+        description="Dictionaries (delta dictionaries add up) and payload bytes not yet read "
+        "that one stream's Arrow IPC streams may hold; a batch past it is INVALID_ARGUMENT "
+        "and its payload type must begin a new IPC stream.",
+    )

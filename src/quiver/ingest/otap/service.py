@@ -84,10 +84,11 @@ def decode_batch(
 
 
 class _Streams:
-    """How many OTAP streams are open."""
+    """How many OTAP streams are open, and what each may hold."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_stream_bytes: int) -> None:
         self.limit = limit
+        self.max_stream_bytes = max_stream_bytes
         self.open = 0
 
 
@@ -124,7 +125,8 @@ def _handler(
         streams.open += 1
         try:
             answers: asyncio.Queue[bytes | str | None] = asyncio.Queue()
-            reader = asyncio.create_task(_read(requests, IpcStreams(signal), taking, answers))
+            ipc_streams = IpcStreams(signal, streams.max_stream_bytes)
+            reader = asyncio.create_task(_read(requests, ipc_streams, taking, answers))
             try:
                 while (answer := await answers.get()) is not None:
                     if isinstance(answer, str):
@@ -215,7 +217,7 @@ def arrow_handlers(
     tenancy: Tenancy | None = None,
 ) -> list[grpc.GenericRpcHandler]:
     """The generic handlers of the three OTAP services, for a grpc.aio server."""
-    streams = _Streams(cfg.max_streams)
+    streams = _Streams(cfg.max_streams, cfg.max_stream_bytes)
     handlers = []
     for signal in SIGNALS:
         service, method = SERVICES[signal]

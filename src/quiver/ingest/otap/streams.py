@@ -22,7 +22,7 @@ from quiver.ingest.arrow_layout import Signal
 from quiver.ingest.otap.columns import OtapDataError, Payload
 from quiver.ingest.otap.proto import arrow_service_pb2 as otap_pb2
 
-__all__ = ["ALLOWED", "IpcStreams", "payload_name"]
+__all__ = ["ALLOWED", "MAX_HELD_BYTES", "IpcStreams", "payload_name"]
 
 _T = otap_pb2.ArrowPayloadType
 
@@ -82,6 +82,11 @@ class _Pipe:
     def __init__(self) -> None:
         self._chunks: deque[memoryview] = deque()
 
+    @property
+    def pending(self) -> int:
+        """Bytes fed and not read yet."""
+        return sum(len(chunk) for chunk in self._chunks)
+
     def feed(self, data: bytes) -> None:
         self._chunks.append(memoryview(data))
 
@@ -119,10 +124,31 @@ class _Pipe:
         self.closed = True
 
 
+#: What the IPC streams of one gRPC stream may hold at once by default, dictionaries and
+#: unread payload bytes together (the Collector's otelarrow receiver bounds its Arrow memory
+#: alike); ``arrow.max_stream_bytes``.
+MAX_HELD_BYTES = 128 << 20
+
+
+def _dictionary_bytes(batch: pa.RecordBatch) -> int:
+    """The bytes of the dictionaries ``batch``'s columns use (struct fields too): those the
+    IPC reader holds for the stream."""
+    total = 0
+    arrays: list[pa.Array] = list(batch.columns)
+    while arrays:
+        array = arrays.pop()
+        if pa.types.is_dictionary(array.type):
+            total += array.dictionary.nbytes
+        elif pa.types.is_struct(array.type):
+            arrays.extend(array.field(i) for i in range(array.type.num_fields))
+    return total
+
+
 class _Stream:
     def __init__(self, schema_id: str) -> None:
         self.schema_id = schema_id
         self.pipe = _Pipe()
+        self.dictionary_bytes = 0  # of the dictionaries its reader holds
         self.reader: ipc.RecordBatchStreamReader | None = None
         self.encodings: dict[str, str] = {}
         self.memo: dict[str, Any] = {}  # see Payload.memo
@@ -131,8 +157,9 @@ class _Stream:
 class IpcStreams:
     """The IPC stream state of one gRPC stream; see the module's doc."""
 
-    def __init__(self, signal: Signal) -> None:
+    def __init__(self, signal: Signal, max_held_bytes: int = MAX_HELD_BYTES) -> None:
         self.signal = signal
+        self.max_held_bytes = max_held_bytes
         self._streams: dict[int, _Stream] = {}
         self._ended: set[int] = set()  # payload types whose last stream ended with its marker
 
@@ -163,6 +190,7 @@ class IpcStreams:
                 self._ended.discard(kind)
                 stream = self._streams[kind] = _Stream(schema_id)
             batches = self._read(stream, record, count)
+            self._check_held(name, stream, batches)
         except OtapDataError:
             self._streams.pop(kind, None)
             raise
@@ -179,6 +207,22 @@ class IpcStreams:
         if not batch.num_rows:
             return None
         return Payload(name, _normalised(batch), stream.encodings, stream.memo)
+
+    def _check_held(self, name: str, stream: _Stream, batches: list[pa.RecordBatch]) -> None:
+        """Refuse a payload after which this gRPC stream's IPC streams hold more than
+        ``max_held_bytes`` between them: dictionaries (delta dictionaries add up for the
+        life of an IPC stream) and payload bytes not read yet (dictionary messages with no
+        record batch after them)."""
+        if batches:
+            stream.dictionary_bytes = _dictionary_bytes(batches[-1])
+        held = sum(s.dictionary_bytes + s.pipe.pending for s in self._streams.values())
+        if held > self.max_held_bytes:
+            raise OtapDataError(
+                f"{name}: the IPC streams of this gRPC stream hold {held:,} bytes of "
+                f"dictionaries and unread messages, over the {self.max_held_bytes:,} of "
+                "arrow.max_stream_bytes; begin new IPC streams (a Schema message) to drop "
+                "their dictionaries, or open a new gRPC stream"
+            )
 
     def _read(self, stream: _Stream, record: bytes, count: int) -> list[pa.RecordBatch]:
         stream.pipe.feed(record)
