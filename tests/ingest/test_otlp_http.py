@@ -179,6 +179,19 @@ def test_protobuf_and_gzip_bodies_are_answered_in_protobuf(
     assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["plain", "zipped"]
 
 
+@pytest.mark.parametrize("encoding", ["deflate", "zlib"])
+def test_zlib_bodies_are_read_under_both_names_the_collector_sends(
+    receiver: Callable[..., Receiver], encoding: str
+) -> None:
+    """The Collector's OTLP/HTTP exporter with ``compression: zlib`` or ``deflate`` sends the
+    zlib format under that name."""
+    rec = receiver()
+    body = zlib.compress(trace_request(span(encoding)).SerializeToString())
+    response = post(rec, "/v1/traces", body, {**PROTOBUF, "content-encoding": encoding})
+    assert response.status_code == 200, proto_status(response)
+    assert [r["span_name"] for r in rows_of(rec.stop(), "traces")] == [encoding]
+
+
 def test_a_gzip_body_of_several_members_is_read_whole(
     receiver: Callable[..., Receiver],
 ) -> None:

@@ -69,7 +69,8 @@ class BadRequestError(Exception):
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """``body`` without its Content-Encoding (``gzip``/``deflate``/none), at most ``limit``
+    """``body`` without its Content-Encoding (``gzip``; ``deflate`` or ``zlib``, both the zlib
+    format, as the Collector reads them and its exporters write them; none), at most ``limit``
     bytes once decompressed.
 
     A gzip body may hold several members one after the other (RFC 1952, what ``cat a.gz
@@ -78,7 +79,7 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
-    if encoding not in ("gzip", "deflate"):
+    if encoding not in ("gzip", "deflate", "zlib"):
         raise BadRequestError(
             f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding", 415
         )
