@@ -122,6 +122,32 @@ REFUSED = [
         f"{METRIC_AT}.sum.isMonotonic: 'true' is not a boolean; write true or false",
         id="string-for-a-boolean",
     ),
+    pytest.param(
+        "traces",
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": spans()["resourceSpans"][0]["scopeSpans"],
+                    "scope_spans": spans(name="dropped")["resourceSpans"][0]["scopeSpans"],
+                }
+            ]
+        },
+        "resourceSpans[0]: scopeSpans and scope_spans name the same field, and only one of "
+        "their values would be read; send it once",
+        id="a-field-under-its-json-and-proto-names",
+    ),
+    pytest.param(
+        "traces",
+        spans(trace_id="03" * 16),
+        f"{SPAN_AT}: traceId and trace_id name the same field",
+        id="an-id-under-both-names",
+    ),
+    pytest.param(
+        "logs",
+        {**logs(), "resource_logs": logs(body={"stringValue": "dropped"})["resourceLogs"]},
+        "the body: resourceLogs and resource_logs name the same field",
+        id="the-top-level-list-under-both-names",
+    ),
 ]
 
 

@@ -10,7 +10,9 @@ send. :func:`check_shape` refuses them first, naming the field: objects where me
 arrays where repeated fields are, enums as their number or one of their names, integers as
 JSON integers or strings of ASCII digits, booleans as ``true``/``false``, strings and bytes
 as strings, doubles as numbers or strings. ``null`` stands for the default anywhere, and
-unknown fields are ignored, their contents unchecked, as the specification says.
+unknown fields are ignored, their contents unchecked, as the specification says. A field named
+twice in one object, by its JSON name and its proto name (``scopeSpans`` and ``scope_spans``),
+is refused: the parser would read one of the values and drop the other unseen.
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def _message(doc: Any, descriptor: Descriptor, where: str, depth: int) -> None:
         )
     by_json = descriptor.fields_by_camelcase_name
     by_name = descriptor.fields_by_name
+    aliases = _aliases(descriptor)
+    if not aliases.keys().isdisjoint(doc):  # a proto field name (scope_spans) is used
+        for key in aliases.keys() & doc.keys():
+            if aliases[key] in doc:
+                raise ShapeError(
+                    f"{where or 'the body'}: {aliases[key]} and {key} name the same field, "
+                    "and only one of their values would be read; send it once"
+                )
     for key, value in doc.items():
         field = by_json.get(key) or by_name.get(key)
         if field is None or value is None:
@@ -87,6 +97,20 @@ def _message(doc: Any, descriptor: Descriptor, where: str, depth: int) -> None:
                 _value(item, field, f"{at}[{i}]", depth)
         else:
             _value(value, field, at, depth)
+
+
+_ALIASES: dict[str, dict[str, str]] = {}
+
+
+def _aliases(descriptor: Descriptor) -> dict[str, str]:
+    """The proto field names of ``descriptor`` that differ from their JSON names, with those
+    JSON names (``scope_spans``: ``scopeSpans``)."""
+    found = _ALIASES.get(descriptor.full_name)
+    if found is None:
+        found = _ALIASES[descriptor.full_name] = {
+            f.name: f.camelcase_name for f in descriptor.fields if f.name != f.camelcase_name
+        }
+    return found
 
 
 def _value(value: Any, field: FieldDescriptor, at: str, depth: int) -> None:
