@@ -142,3 +142,40 @@ def test_python_row_columns_keep_their_input_type_only_when_no_value_changes(
     assert row["half"] == 2.5
     assert row["later"] == start + dt.timedelta(microseconds=5)
     assert row["moment"] == dt.datetime(2024, 1, 1, 6)
+
+
+def test_python_sys_exit_in_a_row_function_rejects_its_row_instead_of_ending_the_process(
+    run_ctx: RunContext,
+) -> None:
+    proc = py(
+        run_ctx,
+        "import sys\n"
+        "def transform(row, ctx):\n"
+        "    if row['id'] == 2: sys.exit(0)\n"
+        "    return row\n",
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [r["id"] for r in rows_of(out)] == [1, 3, 4]
+    (e,) = out.errors
+    assert e.line == 3 and e.kind == "script"
+    assert e.reason.startswith("SystemExit: sys.exit(0) was called")
+
+
+def test_python_sys_exit_in_a_batch_function_fails_the_run_with_the_user_line(
+    run_ctx: RunContext,
+) -> None:
+    proc = py(
+        run_ctx,
+        "import sys\ndef transform(batch, ctx):\n    sys.exit(3)\n",
+        mode="batch",
+    )
+    with pytest.raises(PermanentError) as raised:
+        process(proc, batch(ORDERS), run_ctx)
+    (detail,) = raised.value.details
+    assert "SystemExit: sys.exit(3)" in detail.message and detail.where.endswith("t.py:3")
+
+
+def test_python_sys_exit_at_import_is_a_check_problem(run_ctx: RunContext) -> None:
+    proc = py(run_ctx, "import sys\nsys.exit(4)\ndef transform(row, ctx):\n    return row\n")
+    (problem,) = proc.check(run_ctx)
+    assert "SystemExit: sys.exit(4)" in problem.message and problem.where.endswith("t.py:2")

@@ -7,7 +7,8 @@
 
 Row mode calls ``function(row: dict, ctx) -> dict | list[dict] | None`` once per row:
 return the (new) row, several rows, or ``None`` to drop it. An exception rejects that row
-(with its line and the exception message; the error policy applies), and so does a row whose
+(with its line and the exception message; the error policy applies; ``sys.exit()`` is such an
+exception, never the end of the process), and so does a row whose
 result cannot be stored: not a dict, or a value Arrow cannot hold (text with half a surrogate
 pair, an integer beyond 64 bits, an object of another kind, a value of another type than the
 column has in the rows before). The output columns are every key any row returns, in order of
@@ -140,9 +141,9 @@ def _loaded_module(path: str) -> ModuleType:
             if exc.name
             else "fix the import",
         ) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ConfigError.one(
-            f"importing the file raised {type(exc).__name__}: {exc}",
+            f"importing the file raised {_raised(exc)}",
             _user_frame(exc, path),
             "fix the module-level code",
         ) from exc
@@ -151,6 +152,18 @@ def _loaded_module(path: str) -> ModuleType:
             sys.path.remove(folder)
     _LOADED[path] = (version, module)
     return module
+
+
+def _raised(exc: BaseException) -> str:
+    """What the user's code raised, for messages. ``sys.exit()`` (SystemExit) is an exception
+    like any other here: a step's code never ends the process, which would end the run with
+    the code it chose and without a word, its outputs unwritten."""
+    if isinstance(exc, SystemExit):
+        return (
+            f"SystemExit: sys.exit({exc.code!r}) was called, which does not end a run (raise "
+            "an exception instead)"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -210,9 +223,9 @@ class PythonProcessor(Checking):
         given = without_line(batch)  # no internal columns: line numbers, kept decimal text
         try:
             result = self._call(fn, given, ctx)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise PermanentError.one(
-                f"{self.cfg.function} raised {type(exc).__name__}: {exc}",
+                f"{self.cfg.function} raised {_raised(exc)}",
                 _user_frame(exc, self._path),
                 "fix the function; in row mode an exception rejects only its row",
             ) from exc
@@ -258,8 +271,8 @@ class PythonProcessor(Checking):
             line = row.pop(LINE_COLUMN, None)
             try:
                 result = self._call(fn, dict(row), ctx)
-            except Exception as exc:
-                reason = _writable(f"{type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:
+                reason = _writable(_raised(exc))
                 errors.append(RowError(line, reason, row=row, kind="script"))
                 continue
             if result is None:
