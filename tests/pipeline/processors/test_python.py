@@ -179,3 +179,34 @@ def test_python_sys_exit_at_import_is_a_check_problem(run_ctx: RunContext) -> No
     proc = py(run_ctx, "import sys\nsys.exit(4)\ndef transform(row, ctx):\n    return row\n")
     (problem,) = proc.check(run_ctx)
     assert "SystemExit: sys.exit(4)" in problem.message and problem.where.endswith("t.py:2")
+
+
+def test_python_values_nesting_too_deep_or_holding_themselves_reject_their_row(
+    run_ctx: RunContext,
+) -> None:
+    proc = py(
+        run_ctx,
+        "def nest(levels):\n"
+        "    value = []\n"
+        "    for _ in range(levels - 1):\n"
+        "        value = [value]\n"
+        "    return value\n"
+        "def transform(row, ctx):\n"
+        "    if row['id'] == 1: row['v'] = nest(128)\n"
+        "    if row['id'] == 2: row['v'] = {'a': nest(5000)}\n"
+        "    if row['id'] == 3:\n"
+        "        loop = []\n"
+        "        loop.append({'x': loop})\n"
+        "        row['v'] = loop\n"
+        "    if row['id'] == 4:\n"
+        "        shared = nest(100)\n"
+        "        row['v'] = [shared, shared]\n"
+        "    return row\n",
+    )
+    out = process(proc, batch(ORDERS), run_ctx)
+    assert [r["id"] for r in rows_of(out)] == [1, 4]
+    deep, cycle = out.errors
+    assert (deep.line, deep.column, deep.kind) == (3, "v", "script")
+    assert "nests lists and dicts more than 128 levels deep" in deep.reason
+    assert deep.value == "<dict nested too deep to show>"
+    assert (cycle.line, cycle.column) == (4, "v") and "holds itself" in cycle.reason

@@ -11,7 +11,8 @@ return the (new) row, several rows, or ``None`` to drop it. An exception rejects
 exception, never the end of the process), and so does a row whose
 result cannot be stored: not a dict, or a value Arrow cannot hold (text with half a surrogate
 pair, an integer beyond 64 bits, an object of another kind, a value of another type than the
-column has in the rows before). The output columns are every key any row returns, in order of
+column has in the rows before, lists and dicts nested more than 128 levels deep or holding
+themselves). The output columns are every key any row returns, in order of
 first appearance, or those of ``output_schema`` (as the ``js`` step's), whose types every
 value is converted to; with it a batch whose rows were all rejected still has its columns.
 Batch mode calls
@@ -55,6 +56,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config import resolve_path
 from quiver.pipeline.conform import conform
+from quiver.pipeline.json_text import MAX_JSON_DEPTH
 from quiver.pipeline.processors.script_output import OutputSchemaOption
 from quiver.runtime.errors import ConfigError, ErrorDetail, PermanentError
 
@@ -342,7 +344,9 @@ class PythonProcessor(Checking):
 
         names: list[str] = list(known.names) if known is not None else []
         for i, p in enumerate(produced):
-            for key in p.result:
+            for key, value in p.result.items():
+                if type(value) in _NESTED and (why := _nesting_problem(value)) is not None:
+                    reject(i, f"the value of {key!r} {why}", key, value)
                 if not isinstance(key, str):
                     reject(i, f"returned a key that is not text: {key!r}", value=key)
                 elif key == LINE_COLUMN or is_internal(key):
@@ -368,7 +372,8 @@ class PythonProcessor(Checking):
             n: known.field(n).type if known is not None else None for n in names
         }
         for name in names:
-            values = [p.result.get(name) for p in produced]
+            # the values of rows already rejected take no part (they may not be storable)
+            values = [None if i in bad else p.result.get(name) for i, p in enumerate(produced)]
             for i, v in enumerate(values):
                 if v is None and name in fields and fields[name].required:
                     reject(i, f"required field {name!r} is empty", name)
@@ -508,6 +513,57 @@ def _same_kind_of_value(stored: Any, returned: Any) -> bool:
     return any(isinstance(stored, k) and isinstance(returned, k) for k in kinds)
 
 
+_NESTED = frozenset({dict, list, tuple, set, frozenset})
+
+
+def _nesting_problem(value: Any) -> str | None:
+    """Why a returned list, tuple, set or dict cannot be stored, else None: it nests more than
+    :data:`MAX_JSON_DEPTH` levels deep (as a JSON Lines record may), or holds itself. Arrow
+    would take such a value apart without bound (the memory of the process, or its stack).
+    Each container is looked at once, however often it is referred to."""
+    below: dict[int, int] = {}  # levels below each container looked at
+    path: set[int] = set()
+
+    def depth(v: Any) -> int:
+        key = id(v)
+        if key in below:
+            return below[key]
+        if key in path:
+            raise _HoldsItselfError
+        if len(path) >= MAX_JSON_DEPTH:
+            raise _TooDeepError
+        path.add(key)
+        items = v.values() if isinstance(v, dict) else v
+        levels = 1 + max((depth(x) for x in items if type(x) in _NESTED), default=0)
+        path.discard(key)
+        below[key] = levels
+        return levels
+
+    try:
+        levels = depth(value)
+    except _HoldsItselfError:
+        return (
+            "holds itself (a list or dict inside itself), which cannot be stored; return a "
+            "copy without the cycle"
+        )
+    except _TooDeepError:
+        levels = MAX_JSON_DEPTH + 1
+    if levels <= MAX_JSON_DEPTH:
+        return None
+    return (
+        f"nests lists and dicts more than {MAX_JSON_DEPTH} levels deep, as no value may; "
+        "flatten it, or hold the deep part as a JSON string"
+    )
+
+
+class _HoldsItselfError(Exception):
+    pass
+
+
+class _TooDeepError(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class _Produced:
     """One row a function returned, with the input row and line it was returned for."""
@@ -542,7 +598,10 @@ def _storable(value: Any) -> Any:
         return value if -(2**63) <= value < 2**63 else str(value)
     if isinstance(value, str):
         return _writable(value)
-    text = _writable(repr(value))
+    try:
+        text = _writable(repr(value))
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= 200 else text[:199] + "…"
 
 
