@@ -284,7 +284,9 @@ def parse_json_marking(text: bytes | str) -> Any:
     if isinstance(text, bytes | bytearray | memoryview):
         text = bytes(text).decode("utf-8")
     try:
-        return _marked(_MARKING.decode(text))[0]
+        value = _MARKING.decode(text)
+        _refuse_lone_surrogate(text)
+        return _marked(value)[0]
     except _ConstantError as exc:
         raise ValueError(_constant_reason(exc.name, text)) from None
 
@@ -404,8 +406,9 @@ def parse_json(text: bytes | str, first_line: int = 1) -> Any:
     """A JSON document with its numbers kept as :class:`JsonNumber`; ValueError when it is
     not JSON (``NaN`` and the infinities are not), not UTF-8, nests deeper than
     :data:`MAX_JSON_DEPTH` (:class:`JsonTooDeepError`), writes an integer of more digits than
-    Python converts (4300), or an object names a key twice (the message says where, counting
-    the lines of ``text`` from ``first_line``)."""
+    Python converts (4300), holds half of a UTF-16 surrogate pair (``"\\ud800"``), or an
+    object names a key twice (the message says where, counting the lines of ``text`` from
+    ``first_line``)."""
     _check_depth(text)
     if isinstance(text, bytes | bytearray | memoryview):
         data = bytes(text)
@@ -414,7 +417,9 @@ def parse_json(text: bytes | str, first_line: int = 1) -> Any:
         except UnicodeDecodeError as exc:
             raise _not_utf8(data, exc, first_line) from None
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
+        _refuse_lone_surrogate(text, first_line)
+        return value
     except _DuplicateKeyError as exc:
         raise DuplicateKeyError(duplicate_key_reason(exc.key, text, first_line)) from None
     except _ConstantError as exc:
@@ -457,6 +462,35 @@ def strict_json(text: bytes | str) -> Any:
         return _STRICT.decode(text)
     except _ConstantError as exc:
         raise ValueError(_constant_reason(exc.name, text)) from None
+
+
+def _refuse_lone_surrogate(text: str, first_line: int = 1) -> None:
+    """ValueError when a string of the JSON document ``text`` holds half of a UTF-16 surrogate
+    pair (``"\\ud800"``): an escape JSON's grammar allows, but no character, which UTF-8
+    (and so every later step, sink and rejects file) cannot hold. Arrow's and orjson's readers
+    refuse it too. Both halves of a pair (``"\\ud83d\\ude00"``) make their character."""
+    if "\\u" not in text or _SURROGATE_ESCAPE.search(text) is None:
+        return
+    for found in _ESCAPES.finditer(text):
+        if found[1] is None:
+            continue
+        before = text[: found.start()]
+        line = before.count("\n") + first_line
+        column = found.start() - before.rfind("\n")
+        raise ValueError(
+            f"{found[1]} at line {line} column {column} is half of a UTF-16 surrogate pair "
+            "without the other half, which is no character: write the whole character, or "
+            "both halves of its pair"
+        )
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# an escaped backslash, a whole surrogate pair, or (group 1) a lone half: in order, so that
+# neither "\\\\ud800" (a backslash, then text) nor a pair is taken for a lone half
+_ESCAPES = re.compile(
+    r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
 
 
 def _constant_reason(name: str, text: str, first_line: int = 1) -> str:

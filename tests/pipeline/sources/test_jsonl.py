@@ -373,3 +373,38 @@ async def test_a_declared_decimal_written_as_json_numbers_is_read_without_an_arr
     assert by_id[10] == ("12.50", 11)
     assert by_id[2500] == ("100.00", 2501)
     assert by_id[2999] == ("20993.99", 3000)
+
+
+async def test_a_line_holding_half_a_surrogate_pair_is_rejected_naming_the_escape(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = (
+        b'{"a": "ok"}\n'
+        b'{"a": "\\ud800"}\n'
+        b'{"a": "x\\udc00"}\n'
+        b'{"\\ud83d": 1}\n'
+        b'{"a": "\\\\ud800 is text"}\n'
+        b'{"a": "\\ud83d\\ude00"}\n'
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data)
+    assert [r["a"] for r in rows] == ["ok", "\\ud800 is text", "\U0001f600"]
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (
+            2,
+            "invalid JSON: \\ud800 at line 1 column 8 is half of a UTF-16 surrogate pair "
+            "without the other half, which is no character: write the whole character, or "
+            "both halves of its pair",
+        ),
+        (
+            3,
+            "invalid JSON: \\udc00 at line 1 column 9 is half of a UTF-16 surrogate pair "
+            "without the other half, which is no character: write the whole character, or "
+            "both halves of its pair",
+        ),
+        (
+            4,
+            "invalid JSON: \\ud83d at line 1 column 3 is half of a UTF-16 surrogate pair "
+            "without the other half, which is no character: write the whole character, or "
+            "both halves of its pair",
+        ),
+    ]

@@ -984,6 +984,11 @@ def _json_problem(raw: bytes) -> str | None:
     try:
         value: Any = orjson.loads(raw.rstrip(b"\r\n"))
     except orjson.JSONDecodeError as exc:
+        if "surrogate" in str(exc):  # say which escape, as the other JSON readers do
+            try:
+                parse_json(raw)
+            except ValueError as refused:
+                return f"invalid JSON: {refused}"
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"expected a JSON object, found {type(value).__name__}"
