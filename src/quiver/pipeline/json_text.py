@@ -57,6 +57,7 @@ __all__ = [
     "DuplicateKeys",
     "JsonNumber",
     "JsonTooDeepError",
+    "bare_constant",
     "beyond_float",
     "dump_json",
     "duplicate_key",
@@ -506,6 +507,18 @@ def _constant_reason(name: str, text: str, first_line: int = 1) -> str:
         f"{name}{at} is not a JSON value: JSON has no NaN or infinities (send them as the "
         'strings "NaN", "Infinity" and "-Infinity")'
     )
+
+
+def bare_constant(raw: bytes) -> str | None:
+    """Why the JSON text ``raw`` (UTF-8) is not JSON when it writes ``NaN``, ``Infinity`` or
+    ``-Infinity`` outside a string (as :func:`parse_json` says it), else None: for readers
+    that take them as floats (Arrow's), which are to refuse them all the same."""
+    offset = _constant_at(raw)
+    if offset is None:
+        return None
+    found = _CONSTANT.match(raw, offset)
+    assert found is not None
+    return _constant_reason(found[0].decode("ascii"), raw.decode("utf-8", "replace"))
 
 
 def _constant_at(raw: bytes) -> int | None:

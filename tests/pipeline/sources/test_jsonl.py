@@ -408,3 +408,33 @@ async def test_a_line_holding_half_a_surrogate_pair_is_rejected_naming_the_escap
             "both halves of its pair",
         ),
     ]
+
+
+async def test_nan_and_infinities_written_bare_are_rejected_as_not_json(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = (
+        b'{"x": 1.5, "s": "NaN"}\n'
+        b'{"x": NaN, "s": "a"}\n'
+        b'{"x": "Infinity", "s": "Infinity is text"}\n'
+        b'{"x": -Infinity, "s": "b"}\n'
+        b'{"x": 2.5, "s": "c", "NaN": 1}\n'
+        b'{"x": 3.5, "s": "\\"NaN"}\n'
+        b'{"x": 4.5, "s": "d", "l": [Infinity]}\n'
+    )
+    rows, errors, _ = await read(tmp_path, run_ctx, data, unexpected_fields="ignore")
+    assert [(r["x"], r["s"]) for r in rows] == [
+        (1.5, "NaN"),
+        (float("inf"), "Infinity is text"),
+        (2.5, "c"),
+        (3.5, '"NaN'),
+    ]
+    fix = (
+        "is not a JSON value: JSON has no NaN or infinities (send them as the strings "
+        '"NaN", "Infinity" and "-Infinity")'
+    )
+    assert [(line, reason.split(": ", 1)[1]) for line, reason in errors] == [
+        (2, f"NaN at line 1 column 7 {fix}"),
+        (4, f"-Infinity at line 1 column 7 {fix}"),
+        (7, f"Infinity at line 1 column 28 {fix}"),
+    ]

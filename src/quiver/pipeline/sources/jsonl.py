@@ -41,6 +41,7 @@ from quiver.pipeline.json_text import (
     MAX_JSON_DEPTH,
     DuplicateKeyError,
     JsonNumber,
+    bare_constant,
     beyond_float,
     json_array,
     json_depth,
@@ -232,6 +233,17 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 if bad is not None:
                     filled[index] = False
                     yield index, bad
+        # Arrow's parser reads NaN, Infinity and -Infinity written bare as floats: they are
+        # not JSON, and refused as the value rules refuse them (only lines holding the
+        # letters are looked at; most blocks hold none)
+        if b"NaN" in block or b"Infinity" in block:
+            at = [m.start() for m in _CONSTANT_LETTERS.finditer(block)]
+            for index in np.unique(np.searchsorted(ends, at, side="right")).tolist():
+                if filled[index]:
+                    why = bare_constant(block[starts[index] : ends[index]])
+                    if why is not None:
+                        filled[index] = False
+                        yield index, why
         # a line d levels deep has d opening and d closing brackets: shorter lines cannot be
         candidates = filled & (ends - starts > 2 * MAX_JSON_DEPTH)
         if not candidates.any():
@@ -703,6 +715,9 @@ class JsonlSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 "(declare them under `types`, or set `unexpected_fields: ignore`)"
             )
         return message
+
+
+_CONSTANT_LETTERS = re.compile(rb"NaN|Infinity")
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
