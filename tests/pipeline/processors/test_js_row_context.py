@@ -119,6 +119,38 @@ async def test_a_circular_object_rejects_its_row_with_its_line(js: Any) -> None:
     assert "\n" not in error.reason
 
 
+@pytest.mark.parametrize("levels", [129, 900, 5000, 200_000])
+async def test_a_value_nested_too_deep_rejects_its_row_with_its_line(js: Any, levels: int) -> None:
+    out = await js(
+        f"""
+        function transform(row, ctx) {{
+          var deep = [], at = deep;
+          for (var i = 1; i < {levels}; i++) {{ var next = {{}}; at.push(next); at = next.v = []; }}
+          if (row.id === 2) row.nested = {{v: deep}};
+          if (row.id === 3) row.nested = {{v: [{{v: []}}]}};
+          return row;
+        }}""",
+        people(3),
+    )
+    assert ids(out) == [1, 3]
+    assert [(e.line, e.column, e.kind) for e in out.errors] == [(3, "nested", "script")]
+    assert "nests objects and arrays more than 128 levels deep" in out.errors[0].reason
+
+
+async def test_a_value_nested_as_deep_as_allowed_is_kept(js: Any) -> None:
+    out = await js(
+        """
+        function transform(row, ctx) {
+          var deep = [];
+          for (var i = 1; i < 128; i++) deep = [deep];
+          if (row.id === 2) row.nested = deep;
+          return row;
+        }""",
+        people(3),
+    )
+    assert out.errors == [] and ids(out) == [1, 2, 3]
+
+
 async def test_a_lone_surrogate_rejects_its_row_with_its_line(js: Any) -> None:
     out = await js(
         """

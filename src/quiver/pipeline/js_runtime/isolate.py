@@ -33,6 +33,7 @@ from quiver.pipeline.js_runtime.codec import (
 )
 from quiver.pipeline.js_runtime.reads import transform_reads
 from quiver.pipeline.js_runtime.v8 import isolate_creation, start_v8
+from quiver.pipeline.json_text import MAX_JSON_DEPTH
 
 __all__ = [
     "Isolate",
@@ -230,6 +231,7 @@ class Isolate:
         self._run: Any = None
         self._packed: Any = None
         self._alloc: Any = None
+        self._refuse_deep: Any = None
         #: The ArrayBuffers this side keeps between batches: number columns in, packed
         #: columns out (see ``alloc`` and ``packed`` in the prelude).
         self._inbuf: Any = None
@@ -279,6 +281,7 @@ class Isolate:
             "variables": opts.variables,
             "lookups": opts.lookups,
             "maxLogs": opts.max_logs,
+            "maxDepth": MAX_JSON_DEPTH,
         }
         answer = ctx.call("__quiver.init", json.dumps(init_doc))
         if answer not in ("process", "transform"):
@@ -294,6 +297,7 @@ class Isolate:
         self._run = ctx.eval("__quiver.run").cancelable()
         self._packed = ctx.eval("__quiver.packed")
         self._alloc = ctx.eval("__quiver.alloc")
+        self._refuse_deep = ctx.eval("__quiver.refuseDeep")
 
     def close(self) -> None:
         # Release the function handle before its context: freeing a handle of a closed
@@ -301,6 +305,7 @@ class Isolate:
         self._run = None
         self._packed = None
         self._alloc = None
+        self._refuse_deep = None
         self._inbuf = self._outbuf = None
         self._inbuf_size = 0
         maker, self._maker, self._ctx = self._maker, None, None
@@ -344,6 +349,32 @@ class Isolate:
             raise JSTimeoutException from exc
         finally:
             self._inflight = None
+
+    def _answer(self, text: str) -> Any:
+        """The driver's answer to a batch, read. orjson reads JSON nested at most 1024 levels
+        deep, fewer than V8 writes: an answer deeper than that is asked for again without the
+        rows whose output values are too deep (see :meth:`_without_deep_rows`)."""
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            if "depth" not in str(exc) or self._refuse_deep is None:
+                raise
+            again = self._refuse_deep(MAX_JSON_DEPTH)
+            if again is None:
+                raise
+            return orjson.loads(again)
+
+    def _without_deep_rows(self, decoded: DecodedBatch) -> Any:
+        """The driver's answer to the last batch again when an inferred output column of
+        ``decoded`` nests more than :data:`MAX_JSON_DEPTH` levels deep (as no JSON record
+        may, and the steps and sinks after would run out of stack on): without the rows whose
+        values nest so deep, which the driver rejects with their line. None when no column
+        does, the common case, found from the columns' types alone."""
+        parts = [decoded.batch, *decoded.routes.values()]
+        if not any(_deeper_than(f.type, MAX_JSON_DEPTH) for b in parts for f in b.schema):
+            return None
+        again = self._refuse_deep(MAX_JSON_DEPTH)
+        return None if again is None else orjson.loads(again)
 
     def _packed_output(self, info: dict[str, Any] | None) -> np.ndarray[Any, Any] | None:
         """A copy of the bytes of the packed output columns the answer describes (``pk``)."""
@@ -390,7 +421,7 @@ class Isolate:
                 for k, values in enumerate(numbers):
                     view[k * slot : k * slot + values.nbytes] = values.view(np.uint8)
                 del view
-            doc = orjson.loads(self._call(payload.decode("utf-8"), texts))
+            doc = self._answer(self._call(payload.decode("utf-8"), texts))
             packed = self._packed_output(doc["pk"])
         except concurrent.futures.CancelledError as exc:
             # let V8 finish unwinding the stopped call before anything closes the context
@@ -421,6 +452,9 @@ class Isolate:
         t2 = time.perf_counter()
         try:
             decoded = decode_output(doc, batch, typed, packed, whole)
+            if typed is None and (again := self._without_deep_rows(decoded)) is not None:
+                packed = self._packed_output(again["pk"])
+                decoded = decode_output(again, batch, typed, packed, whole)
         except (OutputTypeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ScriptAbortError("output", str(exc)) from exc
         if whole is not None:
@@ -459,3 +493,19 @@ class Isolate:
             return {}
         doc = orjson.loads(self._ctx.eval("__quiver.timings()") or "null") or {}
         return {k: float(v) / 1000 for k, v in doc.items()}
+
+
+def _deeper_than(kind: pa.DataType, levels: int) -> bool:
+    """Whether ``kind`` nests lists, structs and maps more than ``levels`` deep (looking no
+    deeper than that)."""
+    if pa.types.is_struct(kind):
+        inner = [f.type for f in kind.fields]
+    elif pa.types.is_map(kind):
+        inner = [kind.key_type, kind.item_type]
+    elif (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        inner = [kind.value_type]
+    else:
+        return False
+    return levels <= 0 or any(_deeper_than(t, levels - 1) for t in inner)

@@ -26,6 +26,7 @@
   var ruleCache = Object.create(null);
   var scriptPattern = null;
   var timings = null;        // where the last batch's time went, see __quiver.timings
+  var lastRun = null;        // what the last run() answered from, see __quiver.refuseDeep
 
   // ---------------------------------------------------------------- errors
 
@@ -411,7 +412,25 @@
   // a \uD800-\uDFFF escape in JSON text: one not preceded by an odd number of backslashes
   var LONE_SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F]/;
 
-  function dropUnwritableRows(collectors, input, errors) {
+  // Whether the object or array v nests more than `limit` levels deep (counting its own),
+  // looking no deeper than that. An object inside itself is not deep but circular, which
+  // JSON.stringify names (`within`: the objects v is inside).
+  function deeperThan(v, limit, within) {
+    if (limit <= 0) return true;
+    within = within || [];
+    within.push(v);
+    var items = Array.isArray(v) ? v : Object.values(v);
+    for (var k = 0; k < items.length; k++) {
+      var x = items[k];
+      if (x === null || typeof x !== "object" || x instanceof Date || within.indexOf(x) >= 0) continue;
+      if (deeperThan(x, limit - 1, within)) return true;
+    }
+    within.pop();
+    return false;
+  }
+
+  // maxDepth (optional): objects and arrays nesting deeper are unwritable too (see refuseDeep).
+  function dropUnwritableRows(collectors, input, errors, maxDepth) {
     var bad = Object.create(null), count = 0;
     for (var p = 0; p < collectors.length; p++) {
       var c = collectors[p];
@@ -426,7 +445,10 @@
           if (typeof v === "string") {
             if (broken && !v.isWellFormed()) why = "holds a lone UTF-16 surrogate (half of a \\uD800-\\uDFFF pair), which UTF-8 cannot write";
           } else if (v !== null && typeof v === "object") {
-            try {
+            if (maxDepth !== undefined && !(v instanceof Date) && deeperThan(v, maxDepth)) {
+              why = "nests objects and arrays more than " + maxDepth + " levels deep, as no value " +
+                "may; flatten it, or hold the deep part as a JSON string";
+            } else try {
               var text = JSON.stringify(v);
               // JSON.stringify writes a lone surrogate as a \udxxx escape, which the host refuses
               if (text !== undefined && (!text.isWellFormed() || LONE_SURROGATE_ESCAPE.test(text))) {
@@ -1011,7 +1033,21 @@
 
     // inputJson: the batch (see codec.encode_input); the arguments after it: the text of
     // the slabs that name them ({s: k, o: start} is argument k + 1, from start).
+    // The last run()'s answer again, without the rows holding an output value nested more
+    // than maxDepth levels deep, now rejected with their line; null when there is none. For
+    // the host, whose JSON reader takes fewer levels than JSON.stringify writes: such rows
+    // are rare, so they are looked for only once the host could not read an answer.
+    refuseDeep: function (maxDepth) {
+      var last = lastRun;
+      if (last === null) return null;
+      var collectors = [last.out];
+      for (var rname in last.routes) collectors.push(last.routes[rname]);
+      if (!dropUnwritableRows(collectors, last.input, last.errors, maxDepth)) return null;
+      return answer(last.out, last.routes, last.errors);
+    },
+
     run: function (inputJson) {
+      lastRun = null;
       var t0 = Date.now();
       var texts = Array.prototype.slice.call(arguments, 1);
       var input = JSON.parse(inputJson);
@@ -1061,13 +1097,16 @@
       if (failure !== null || text.indexOf("\\ud") >= 0) {
         var collectors = [out];
         for (var rname in routes) collectors.push(routes[rname]);
-        if (dropUnwritableRows(collectors, input, errors) || failure === null) {
+        // (a value deep enough to exhaust the stack may do so alone too: depth is looked at first)
+        var depth = failure !== null ? opts.maxDepth : undefined;
+        if (dropUnwritableRows(collectors, input, errors, depth) || failure === null) {
           text = answer(out, routes, errors);
         } else {
           throw failure;
         }
       }
       timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
+      lastRun = { out: out, routes: routes, input: input, errors: errors };
       return text;
     },
   };
