@@ -432,6 +432,45 @@ async def test_bytes_invalid_in_cp1252_are_named_in_the_rejection(
     assert errors[0][0] == 3 and "byte 0x81 is not valid cp1252" in errors[0][1]
 
 
+async def test_bytes_invalid_in_the_first_record_of_a_file_without_header_reject_only_it(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, errors, _ = await read(tmp_path, run_ctx, b"caf\xe9,1\nok,2\n", header=False)
+    assert [(r["col1"], r["col2"], r[LINE_COLUMN]) for r in rows] == [("ok", "2", 2)]
+    assert [(line, reason.rsplit("in.csv:", 1)[1]) for line, reason in errors] == [
+        (1, "1: invalid utf-8 byte sequence e9 at byte 4 of the row")
+    ]
+
+
+async def test_a_header_invalid_in_the_encoding_is_an_error_naming_the_byte_and_the_fix(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    with pytest.raises(PermanentError) as raised:
+        await read(tmp_path, run_ctx, b"id,caf\xe9\n1,2\n")
+    (detail,) = raised.value.details
+    assert detail.message == (
+        "the header is not utf-8 text: invalid utf-8 byte sequence e9 at byte 4 of the field"
+    )
+    assert detail.where.endswith("in.csv:1") and "set `encoding`" in (detail.fix or "")
+    # names given with `columns` replace the header: its bytes do not matter
+    rows, _, _ = await read(tmp_path, run_ctx, b"id,caf\xe9\n1,2\n", columns=["a", "b"])
+    assert [(r["a"], r["b"]) for r in rows] == [("1", "2")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+async def test_a_utf16_file_read_as_utf8_is_named_so(
+    tmp_path: Path, run_ctx: RunContext, encoding: str
+) -> None:
+    data = "\ufeffa,b\n1,2\n".encode(encoding)
+    with pytest.raises(PermanentError) as raised:
+        await read(tmp_path, run_ctx, data)
+    assert raised.value.details[0].message.endswith(
+        "(the file starts with a UTF-16 byte-order mark: set `encoding: utf-16`)"
+    )
+    rows, _, _ = await read(tmp_path, run_ctx, data, encoding="utf-16")
+    assert [(r["a"], r["b"]) for r in rows] == [("1", "2")]
+
+
 async def test_a_value_of_the_wrong_type_is_rejected_with_column_and_value(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:

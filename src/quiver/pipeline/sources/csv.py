@@ -48,7 +48,7 @@ from quiver.pipeline.component import (
 )
 from quiver.pipeline.config_fields import ColumnTypes, Encoding
 from quiver.pipeline.conform import cast_column
-from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding
+from quiver.pipeline.encodings import describe_bad_bytes, normalize_encoding, raw_text
 from quiver.pipeline.line_numbers import line_column, line_feeds
 from quiver.pipeline.paths import display_path
 from quiver.pipeline.sources.file_source import FileSource, MalformedPolicy, joined_pieces
@@ -901,7 +901,9 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                     null_values=[],
                     strings_can_be_null=False,
                     auto_dict_encode=False,
-                    column_types={f"f{i}": pa.string() for i in range(count)},
+                    # bytes: text invalid in the encoding matters only in a header that names
+                    # the columns (a first record of data is read, or rejected, as the others)
+                    column_types={f"f{i}": pa.binary() for i in range(count)},
                 ),
             )
         except pa.ArrowInvalid as exc:
@@ -910,9 +912,21 @@ class CsvSource(FileSource, FileReading, RowRejecting, ByteCounting):
                 where,
                 "check the delimiter, quote and encoding settings",
             ) from exc
-        fields = (
-            [str(v) for v in table.slice(0, 1).to_pylist()[0].values()] if table.num_rows else []
+        raw = (
+            [bytes(v) for v in table.slice(0, 1).to_pylist()[0].values()] if table.num_rows else []
         )
+        if self.cfg.header and self.cfg.columns is None:
+            for value in raw:
+                bad = describe_bad_bytes(value, self.encoding)
+                if bad is not None:
+                    bad = bad.replace("of the row", "of the field")
+                    raise PermanentError.one(
+                        f"the header is not {self.encoding} text: {bad}{_utf16_hint(raw[0])}",
+                        where,
+                        "set `encoding` to the file's encoding (latin-1, cp1252, utf-16...), or "
+                        "name the columns with `columns`",
+                    )
+        fields = [v.decode("utf-8", "surrogateescape") for v in raw]
         if self.cfg.columns is not None:
             if self.cfg.header and len(self.cfg.columns) != len(fields):
                 raise PermanentError.one(
@@ -1450,3 +1464,16 @@ def _first_line_end(buf: Bytes) -> int:
 
 def _clean(message: str) -> str:
     return re.sub(r"^(CSV parse error|CSV conversion error): ", "", message).strip()
+
+
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf16_hint(first: bytes) -> str:
+    """What the first field of a file tells of its encoding when it is not the one set: a
+    UTF-16 byte-order mark (as bytes, or as the markers of bytes invalid in the encoding)."""
+    if first.startswith(_UTF16_MARKS) or raw_text(first[:12]).startswith(
+        ("\\xff\\xfe", "\\xfe\\xff")
+    ):
+        return " (the file starts with a UTF-16 byte-order mark: set `encoding: utf-16`)"
+    return ""
