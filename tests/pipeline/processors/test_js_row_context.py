@@ -187,3 +187,22 @@ async def test_a_throwing_script_is_a_script_error_and_a_bad_value_a_data_error(
         output_schema={"n": "integer"},
     )
     assert [(e.line, e.kind) for e in out.errors] == [(2, "script"), (3, "data")]
+
+
+async def test_nan_and_infinities_a_script_computes_are_kept_not_made_null(js: Any) -> None:
+    out = await js(
+        """
+        function transform(row, ctx) {
+          row.ratio = row.id === 1 ? 1 / 0 : row.id === 2 ? 0 / 0 : -1 / 0;
+          row.half = row.id === 2 ? null : row.id / 2;
+          row.big = row.id === 3 ? NaN : 2 ** 60;
+          return row;
+        }""",
+        people(3),
+    )
+    assert out.errors == [] and out.batch is not None
+    ratio = out.batch.column("ratio").to_pylist()
+    assert ratio[0] == float("inf") and ratio[1] != ratio[1] and ratio[2] == float("-inf")
+    assert out.batch.column("half").to_pylist() == [0.5, None, 1.5]
+    big = out.batch.column("big").to_pylist()
+    assert big[:2] == [2.0**60, 2.0**60] and big[2] != big[2]

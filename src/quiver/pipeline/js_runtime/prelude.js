@@ -564,13 +564,16 @@
   }
 
   function scanColumn(col, n) {
-    var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true;
+    var nums = 0, bools = 0, strs = 0, nulls = 0, ints = true, wide = false, finite = true;
     for (var i = 0; i < n; i++) {
       var v = col[i];
       if (typeof v === "number") {
-        if (v !== v || v === Infinity || v === -Infinity) return null;
-        if (!Number.isInteger(v)) ints = false;
-        else if (v > 9007199254740991 || v < -9007199254740991) return null;  // JSON keeps its digits
+        if (!Number.isInteger(v)) {
+          ints = false;
+          if (v !== v || v === Infinity || v === -Infinity) finite = false;
+        } else if (v > 9007199254740991 || v < -9007199254740991) {
+          wide = true;
+        }
         nums++;
       } else if (typeof v === "string") strs++;
       else if (typeof v === "boolean") bools++;
@@ -579,6 +582,9 @@
     }
     var kind = nums === n - nulls ? (ints ? "i" : "f") : bools === n - nulls ? "b" : strs === n - nulls ? "s" : null;
     if (kind === null || nulls === n) return null;
+    // integers past 2^53 go as JSON, which keeps their digits; but NaN and the infinities,
+    // which JSON would make null, make the column float64, which holds them all
+    if (wide && finite) return null;
     return { kind: kind, nulls: nulls };
   }
 
