@@ -686,3 +686,25 @@ def test_a_processor_start_hook_runs_once_while_the_source_reads(tmp_path: Path)
     assert events.count("start") == 1
     assert events.count("process") == events.count("batch") == 2
     assert len(read_csv(tmp_path / "out.csv")) == 8
+
+
+def test_a_run_that_rejects_nothing_leaves_no_rejects_file_of_an_earlier_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n3\n")
+    path = write_pipeline(
+        tmp_path,
+        {
+            "source": {"csv": {"path": "in.csv"}},
+            "sink": {"csv": {"path": "out/o.csv"}},
+            "on_error": {"policy": "reject", "rejects": "out/rejects.csv"},
+        },
+    )
+    assert run(path).rejected == 1
+    assert [r["line"] for r in read_csv(tmp_path / "out/rejects.csv")] == ["3"]
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n3,4\n")
+    result = run(path)
+    assert result.rejected == 0 and result.rejects_files == []
+    assert not (tmp_path / "out/rejects.csv").exists()
+    assert len(read_csv(tmp_path / "out/o.csv")) == 2
+    assert leftovers(tmp_path) == []

@@ -241,7 +241,9 @@ class RejectsWriter:
             self._writer.writerow(reject_fields(e))
 
     def commit(self) -> None:
-        """Publish the rejects file (only when at least one row was rejected)."""
+        """Publish the rejects file when at least one row was rejected; otherwise remove the
+        one an earlier run left at its path, which would tell of rows this run did not
+        reject (the file holds the rejects of the run that committed last)."""
         if self._file is not None and self._tmp is not None and self.path is not None:
             try:
                 self._file.flush()
@@ -251,8 +253,14 @@ class RejectsWriter:
                 raise file_error(exc, self.path, "on_error.rejects") from exc
             self._file.close()  # releases the lock once the file has its final name
             self._file = None
-        else:
+        elif self.path is not None:
             self._remove_stale()
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise file_error(exc, self.path, "on_error.rejects") from exc
 
     def abort(self) -> None:
         """Delete the temporary file: a failed run publishes no rejects file."""
