@@ -8,6 +8,7 @@ import pytest
 
 from quiver.pipeline.component import RunContext
 from quiver.pipeline.processors.sql import SqlProcessor
+from quiver.runtime.errors import ConfigError
 
 from .contract import ORDERS, batch, make, process, rows_of
 
@@ -57,3 +58,12 @@ def test_sql_joins_extra_tables_loaded_from_files(run_ctx: RunContext, countries
     ]
     missing = make(SqlProcessor, {"query": "select * from input", "tables": {"t": "no.csv"}})
     assert "table 't' file not found" in missing.check(run_ctx)[0].message
+
+
+def test_sql_query_naming_a_column_twice_is_refused_with_the_names(run_ctx: RunContext) -> None:
+    proc = make(SqlProcessor, {"query": "select id, country as id, total, 1 as total from input"})
+    with pytest.raises(ConfigError) as raised:
+        process(proc, batch(ORDERS), run_ctx)
+    (detail,) = raised.value.details
+    assert "names 'id', 'total' more than once" in detail.message
+    assert detail.where == "query" and "name of its own" in (detail.fix or "")

@@ -107,6 +107,17 @@ class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
         table = await self._sql.run_async(batch, self._load(ctx))
+        names = table.column_names
+        if len(set(names)) != len(names):
+            # (found on the empty batch the checks before a run give each step)
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError.one(
+                f"the query gives {len(names)} columns but names {', '.join(map(repr, twice))} "
+                "more than once; a sink would write a file whose columns cannot be told apart "
+                "(its own source refuses such a header)",
+                "query" if self.cfg.query is not None else f"file {self.cfg.file}",
+                "give every column a name of its own: `select a, b.a as b_a ...`",
+            )
         return ProcessorOutput(table_to_batch(table))
 
     def close(self) -> None:
