@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from quiver.pipeline.component import LINE_COLUMN, RunContext, component_info
-from quiver.pipeline.processors.select import SelectProcessor
-from quiver.runtime.errors import PermanentError
+from quiver.pipeline.processors.select import SelectConfig, SelectProcessor
+from quiver.runtime.errors import ConfigError, PermanentError
 
-from .contract import batch, make, process, rows_of
+from .contract import ORDERS, batch, make, process, rows_of
 
 
 def test_select_keeps_listed_columns_in_order_and_the_line_column(run_ctx: RunContext) -> None:
@@ -31,3 +34,24 @@ def test_select_unknown_column_is_an_error_with_a_suggestion(run_ctx: RunContext
 def test_select_needs_exactly_one_of_columns_or_exclude() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         component_info(SelectProcessor).config.model_validate({"columns": ["a"], "exclude": ["b"]})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"columns": []}, "`columns` is empty"),
+        ({"columns": ["id", "total", "id"]}, "'id' listed more than once"),
+        ({"exclude": ["id", "id"]}, "'id' listed more than once"),
+    ],
+)
+def test_select_lists_that_keep_nothing_or_repeat_a_name_are_refused(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        SelectConfig.model_validate(options)
+
+
+def test_select_excluding_every_column_is_refused(run_ctx: RunContext) -> None:
+    proc = make(SelectProcessor, {"exclude": ["id", "total", "country"]})
+    with pytest.raises(ConfigError, match="drops every column"):
+        process(proc, batch(ORDERS), run_ctx)

@@ -20,10 +20,12 @@ from quiver.pipeline.component import (
     Concurrent,
     ProcessorOutput,
     RunContext,
+    is_internal,
     kept_text_of,
     processor,
 )
 from quiver.pipeline.processors.batch_sql import require_columns
+from quiver.runtime.errors import ConfigError
 
 __all__ = ["SelectConfig", "SelectProcessor"]
 
@@ -38,6 +40,12 @@ class SelectConfig(ComponentConfig):
     def _one(self) -> SelectConfig:
         if (self.columns is None) == (self.exclude is None):
             raise ValueError("set exactly one of `columns` or `exclude`")
+        if self.columns is not None and not self.columns:
+            raise ValueError("`columns` is empty: name at least one column to keep")
+        listed = self.columns if self.columns is not None else self.exclude or []
+        twice = sorted({n for n in listed if listed.count(n) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed more than once")
         return self
 
 
@@ -67,6 +75,14 @@ class SelectProcessor(Concurrent, ColumnBound):
             return ProcessorOutput(batch.select(list(dict.fromkeys(keep))))
         assert self.cfg.exclude is not None
         require_columns(batch.schema, self.cfg.exclude)
+        if all(n in self.cfg.exclude or is_internal(n) for n in batch.schema.names):
+            # rows without a column: a CSV file holds them as empty lines, read as none
+            raise ConfigError.one(
+                f"`exclude` drops every column ({', '.join(self.cfg.exclude)}), so no column "
+                "would be left to write",
+                "exclude",
+                "leave out the step, or keep at least one column",
+            )
         dropped = [c for c in self.cfg.exclude if c != LINE_COLUMN]
         dropped += [n for n in batch.schema.names if kept_text_of(n) in self.cfg.exclude]
         return ProcessorOutput(batch.drop_columns(dropped))
