@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ from quiver.pipeline.sinks.csv import CsvSink, CsvSinkConfig, Quoting, _Serializ
 from quiver.pipeline.sources.csv import CsvSource
 from quiver.runtime.errors import PermanentError
 
-from ..conftest import build, read_all
+from ..conftest import build, read_all, write_all
 
 QUIVER = str(Path(sys.executable).with_name("quiver"))
 
@@ -323,3 +324,32 @@ def test_a_column_where_most_values_need_quotes_quotes_exactly_those(start: int)
             for v in texts
         ]
         assert quoted == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"null_string": "n,a"}, "null_string 'n,a' holds the delimiter ','"),
+        ({"null_string": "x||", "delimiter": "||"}, "holds the delimiter '||'"),
+        ({"null_string": "N\nA"}, "holds a line break '\\n'"),
+        ({"null_string": "N\rA"}, "holds a line break '\\r'"),
+        ({"null_string": '"'}, "opens a quote it does not close with '\"'"),
+        ({"null_string": '"NU"LL"'}, "opens a quote it does not close with '\"'"),
+        ({"null_string": "\\N", "escape": "\\"}, "holds the escape character '\\\\'"),
+    ],
+)
+def test_a_null_string_that_would_not_read_back_as_one_field_is_refused(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CsvSinkConfig.model_validate({"path": "o.csv", **options})
+
+
+async def test_a_null_string_with_a_quote_inside_reads_back_as_one_field(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    sink = build(CsvSink, {"path": "o.csv", "null_string": 'N"A', "delimiter": "|"})
+    batch = pa.RecordBatch.from_pydict({"a": ["1", "2"], "b": [None, "x,y"]})
+    await write_all(sink, [batch], run_ctx)
+    back = await read_all(build(CsvSource, {"path": "o.csv", "delimiter": "|"}), run_ctx)
+    assert back.column("b").to_pylist() == ['N"A', "x,y"]

@@ -111,6 +111,29 @@ class CsvSinkConfig(TextSinkConfig):
                 f"the delimiter {self.delimiter!r} holds the quote or escape character "
                 f"{clash[0]!r}, so values could not be told apart; choose another delimiter"
             )
+        # a null is written as it is, never quoted (quoted text reads back as a value)
+        null = self.null_string
+        breaking = [
+            (what, part)
+            for what, part in (
+                ("holds the delimiter", self.delimiter),
+                ("holds a line break", "\n"),
+                ("holds a line break", "\r"),
+                ("holds the escape character", self.escape or ""),
+            )
+            if part and part in null
+        ]
+        q = self.quote
+        if null.startswith(q) and not (
+            len(null) >= 2 and null.endswith(q) and q not in null[1:-1].replace(q + q, "")
+        ):  # a whole quoted field ('"null"') reads back as one, as its text
+            breaking.append(("opens a quote it does not close with", q))
+        if breaking:
+            what, part = breaking[0]
+            raise ValueError(
+                f"null_string {null!r} {what} {part!r}: written unquoted, as nulls are, "
+                "it would not read back as one field; choose a null string without it"
+            )
         return self
 
 
