@@ -1056,3 +1056,33 @@ async def test_many_bad_dates_are_found_by_a_cast_too(
     assert "'2024-02-30'" in errors[0][1]
     assert [int(r["id"]) for r in rows] == [i for i in range(400) if i % 4 != 1]
     assert str(rows[1]["d"]) == "2024-01-03"
+
+
+@pytest.mark.parametrize(
+    ("options", "spelling"),
+    [
+        ({"true_values": ["x", "yes"], "false_values": ["no", "x"]}, "'x'"),
+        ({"true_values": ["0", "on"]}, "'0'"),  # the false spellings left as they are
+        ({"false_values": ["true", "off"]}, "'true'"),
+    ],
+)
+def test_a_spelling_read_both_as_true_and_as_false_is_refused(
+    options: dict[str, Any], spelling: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{spelling} would be read both as true"):
+        CsvSourceConfig.model_validate({"path": "in.csv", **options})
+
+
+async def test_own_true_and_false_spellings_read_a_bool_column(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    data = b"a,b\n1,on\n2,off\n3,1\n"
+    rows, errors, _ = await read(
+        tmp_path,
+        run_ctx,
+        data,
+        types={"b": "bool"},
+        true_values=["on", "1"],
+        false_values=["off"],
+    )
+    assert [r["b"] for r in rows] == [True, False, True] and errors == []

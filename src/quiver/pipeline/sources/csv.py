@@ -209,7 +209,22 @@ class CsvSourceConfig(ComponentConfig):
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             dupes = sorted({c for c in self.columns if self.columns.count(c) > 1})
             raise ValueError(f"columns: duplicate names {dupes}")
+        spelt_true = self.true_values if self.true_values is not None else _TRUE_SPELLINGS
+        spelt_false = self.false_values if self.false_values is not None else _FALSE_SPELLINGS
+        both = sorted(set(spelt_true) & set(spelt_false))
+        if both:
+            raise ValueError(
+                f"{', '.join(map(repr, both))} would be read both as true (true_values) and as "
+                "false (false_values); list each spelling under one of them (either list left "
+                f"out is {', '.join(_TRUE_SPELLINGS)} / {', '.join(_FALSE_SPELLINGS)})"
+            )
         return self
+
+
+#: How a bool column spells true and false unless ``true_values`` / ``false_values`` say
+#: otherwise (Arrow's defaults).
+_TRUE_SPELLINGS = ["1", "true", "True", "TRUE"]
+_FALSE_SPELLINGS = ["0", "false", "False", "FALSE"]
 
 
 # -- the record scanner -----------------------------------------------------------------------
