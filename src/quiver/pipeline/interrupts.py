@@ -32,7 +32,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NoReturn
 
-__all__ = ["DRAIN_SECONDS", "STOP_SECONDS", "StopSignals", "exit_code_of"]
+__all__ = ["DRAIN_SECONDS", "STOP_SECONDS", "StopSignals", "exit_code_of", "on_exit_now"]
 
 #: Seconds between a stop signal and the end of the process, clean-up included.
 STOP_SECONDS = 0.9
@@ -228,13 +228,35 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+#: What a component asks to be done when the process leaves at once (see :func:`on_exit_now`).
+_EXIT_NOW_HOOKS: dict[int, Callable[[], None]] = {}
+_EXIT_NOW_KEYS = iter(range(1, 2**62))
+
+
+def on_exit_now(hook: Callable[[], None]) -> Callable[[], None]:
+    """Have ``hook`` called (after the processes the run started are killed) if a stop signal
+    ends the process at once, where no ``finally`` of a stuck thread runs: to remove files
+    nothing else would remove soon, such as hand-over files in shared memory. Returns the
+    function that withdraws it, for when the component closes the ordinary way."""
+    key = next(_EXIT_NOW_KEYS)
+    _EXIT_NOW_HOOKS[key] = hook
+
+    def withdraw() -> None:
+        _EXIT_NOW_HOOKS.pop(key, None)
+
+    return withdraw
+
+
 def _exit_now(code: int, message: bytes) -> NoReturn:
     """Leave at once: a worker thread may be stuck where no cancellation reaches it. The
     processes the run started (JavaScript workers ...) are killed first: nobody would stop
-    them afterwards."""
+    them afterwards; then the hooks of :func:`on_exit_now` run."""
     for child in _descendants(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(child, signal.SIGKILL)
+    for hook in list(_EXIT_NOW_HOOKS.values()):
+        with contextlib.suppress(Exception):
+            hook()
     try:
         sys.stderr.flush()
         sys.stdout.flush()

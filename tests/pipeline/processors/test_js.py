@@ -1007,6 +1007,42 @@ def test_workers_die_with_a_killed_engine_and_its_hand_over_files_are_removed_la
             engine.stderr.close()
 
 
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_run_stopped_in_the_middle_of_a_batch_leaves_no_hand_over_files(
+    tmp_path: Path, signum: str
+) -> None:
+    """The stop signal ends the process at once (the workers are stuck in the loop): its
+    hand-over files in shared memory go with it, not at the next pool start."""
+    import signal
+    import time
+
+    import psutil
+
+    engine = start_endless_run(
+        tmp_path, "      workers: 2\n      isolation: process\n      min_rows_per_worker: 10\n"
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(_exchange_files(engine.pid)) < 2 or len(workers) < 2:
+            assert engine.poll() is None, engine.stderr.read() if engine.stderr else ""
+            assert time.monotonic() < deadline, "the run never reached its JavaScript step"
+            time.sleep(0.05)
+            workers = psutil.Process(engine.pid).children()
+        worker_pids = [w.pid for w in workers]
+        engine.send_signal(getattr(signal, signum))
+        assert engine.wait(timeout=10) == {"SIGINT": 130, "SIGTERM": 143}[signum]
+        assert _exchange_files(engine.pid) == []
+        assert [p for pid in worker_pids for p in _exchange_files(pid)] == []
+        assert not (tmp_path / "out" / "out.csv").exists()
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+        if engine.stderr is not None:
+            engine.stderr.close()
+
+
 @pytest.mark.parametrize("isolation", ["thread", "process"])
 def test_interrupting_a_run_stops_a_script_in_the_middle_of_a_batch_at_once(
     tmp_path: Path, isolation: str

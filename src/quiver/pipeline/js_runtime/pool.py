@@ -28,6 +28,7 @@ from typing import IO, Any, TypeVar
 import orjson
 import pyarrow as pa
 
+from quiver.pipeline.interrupts import on_exit_now
 from quiver.pipeline.js_runtime.codec import DecodedBatch
 from quiver.pipeline.js_runtime.isolate import IsolateOptions, ScriptAbortError, ScriptLoadError
 from quiver.pipeline.js_runtime.worker import (
@@ -148,6 +149,8 @@ class WorkerPool:
         self._closed = False
         self._init = orjson.dumps(options.to_json())
         self._dir = exchange_dir()
+        self._withdraw_hook: Callable[[], None] | None = None
+        self._spawned: list[int] = []  # every worker's process id (their files are named so)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +168,7 @@ class WorkerPool:
             )
         )
         assert proc.stdin is not None and proc.stdout is not None
+        self._spawned.append(proc.pid)
         worker = _Worker(proc, proc.stdin, proc.stdout)
         write_frame(worker.stdin, self._init)
         worker.stdin.flush()
@@ -191,6 +195,8 @@ class WorkerPool:
         Hand-over files left behind by runs that were killed are removed first.
         """
         remove_stale_exchange_files(self._dir)
+        if self._withdraw_hook is None:
+            self._withdraw_hook = on_exit_now(self._remove_exchange_files)
         workers = [self._spawn() for _ in range(self.size)]
         try:
             for w in workers:
@@ -204,6 +210,13 @@ class WorkerPool:
         for w in workers:
             self._idle.put(w)
 
+    def _remove_exchange_files(self) -> None:
+        """Delete the hand-over files of this process and of the workers (killed by then),
+        when a stop signal ends the process in the middle of a batch."""
+        # no lock: a thread stuck in the middle of a batch may hold it
+        for pid in [os.getpid(), *self._spawned]:
+            remove_exchange_files(pid)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -214,10 +227,20 @@ class WorkerPool:
         for w in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.proc.wait(timeout=5)
-            w.kill()
+            self._killed(w)
+        if self._withdraw_hook is not None:  # (a stop signal may end the process before)
+            self._withdraw_hook()
+            self._withdraw_hook = None
+
+    def _killed(self, worker: _Worker) -> None:
+        """Kill ``worker`` (its files go with it) and forget its process id, which the system
+        may give another process."""
+        worker.kill()
+        with contextlib.suppress(ValueError):
+            self._spawned.remove(worker.proc.pid)
 
     def _replace(self, worker: _Worker) -> None:
-        worker.kill()
+        self._killed(worker)
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
