@@ -12,6 +12,7 @@ import pytest
 
 from quiver.pipeline.component import LINE_COLUMN, ProcessorOutput, RunContext
 from quiver.pipeline.processors.js import JsProcessor, JsProcessorConfig
+from quiver.runtime.errors import PermanentError
 
 
 def people(n: int = 3) -> pa.RecordBatch:
@@ -206,3 +207,23 @@ async def test_nan_and_infinities_a_script_computes_are_kept_not_made_null(js: A
     assert out.batch.column("half").to_pylist() == [0.5, None, 1.5]
     big = out.batch.column("big").to_pylist()
     assert big[:2] == [2.0**60, 2.0**60] and big[2] != big[2]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "detail"),
+    [
+        (
+            "row.v = row.id === 3 ? 'three' : row.id;",
+            'at line 4: 1 (number) in an earlier row, "three" (string) here',
+        ),
+        ("if (row.id === 2) row.v = [1, [2]];", "at line 3: [1, [2]] mixes types inside it"),
+    ],
+)
+async def test_a_column_of_mixed_types_names_the_line_and_the_values(
+    js: Any, assignment: str, detail: str
+) -> None:
+    with pytest.raises(PermanentError) as raised:
+        await js(f"function transform(row, ctx) {{ {assignment} return row; }}", people(3))
+    message = raised.value.details[0].message
+    assert f"output column 'v' holds values of different types, {detail}" in message
+    assert "declare its type in output_schema" in message

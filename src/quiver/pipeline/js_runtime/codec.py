@@ -351,7 +351,12 @@ class DecodedBatch:
 
 
 class OutputTypeError(Exception):
-    """An inferred output column could not be built (mixed value types)."""
+    """An inferred output column could not be built (mixed value types). ``row``: the output
+    row of the value at fault, when known (then ``detail`` says what it is)."""
+
+    row: int | None = None
+    detail: str = ""
+    line: int | None = None
 
 
 def _decimal_array(values: list[Any], t: pa.Decimal128Type) -> pa.Array:
@@ -424,11 +429,49 @@ def _inferred_array(
     try:
         arr = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise OutputTypeError(
+        error = OutputTypeError(
             f"output column '{name}' holds values of different types ({exc}); "
             "declare its type in output_schema"
-        ) from exc
+        )
+        error.row, error.detail = _first_misfit(values)
+        raise error from exc
     return arr
+
+
+def _js_kind(value: Any) -> str:
+    """What a value of the driver's answer was in JavaScript, for messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _first_misfit(values: list[Any]) -> tuple[int | None, str]:
+    """The output row of the first value of a column that Arrow cannot put in one array
+    with the values before it, and what they are (for a message naming its line)."""
+    first: Any = None
+    for k, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            pa.array([v] if first is None else [first, v])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if first is None:
+                return k, f"{_shown(v)} mixes types inside it"
+            return k, (
+                f"{_shown(first)} ({_js_kind(first)}) in an earlier row, {_shown(v)} "
+                f"({_js_kind(v)}) here"
+            )
+        first = v if first is None else first
+    return None, ""
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _unpack(spec: dict[str, Any], packed: np.ndarray[Any, Any] | None, n: int) -> pa.Array:
@@ -516,7 +559,18 @@ def _build(
         elif typed is not None:
             arrays.append(_typed_array(part["cols"][j], arrow_type(typed[j])))
         else:
-            arrays.append(_inferred_array(name, part["cols"][j], part["kinds"][j], hints.get(name)))
+            try:
+                array = _inferred_array(name, part["cols"][j], part["kinds"][j], hints.get(name))
+            except OutputTypeError as exc:
+                if exc.row is not None and lines is not None:
+                    at = exc.row if idx is None else idx[exc.row]
+                    exc.line = int(lines[at].as_py())
+                    raise OutputTypeError(
+                        f"output column '{name}' holds values of different types, at line "
+                        f"{exc.line}: {exc.detail}; declare its type in output_schema"
+                    ) from exc
+                raise
+            arrays.append(array)
     if unsent is not None and typed is None and (names or part["n"]):
         # Every output row is an input row object (see reads.py): its input columns, those
         # the script saw and those it could not, in their input order, then the new ones.
