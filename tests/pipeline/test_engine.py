@@ -708,3 +708,27 @@ def test_a_run_that_rejects_nothing_leaves_no_rejects_file_of_an_earlier_run(
     assert not (tmp_path / "out/rejects.csv").exists()
     assert len(read_csv(tmp_path / "out/o.csv")) == 2
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sink", ["csv", "jsonl", "parquet"])
+def test_columns_sharing_a_name_are_refused_before_a_sink_writes_them(
+    tmp_path: Path, sink: str
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array(["x", "y"])], names=["a", "a"])
+    pq.write_table(table, tmp_path / "in.parquet")
+    path = write_pipeline(
+        tmp_path,
+        {"source": {"parquet": {"path": "in.parquet"}}, "sink": {sink: {"path": f"o.{sink}"}}},
+    )
+    with pytest.raises(QuiverError) as raised:
+        run(path)
+    (detail,) = raised.value.details
+    assert detail.where == "sink 'sink'"
+    assert detail.message == (
+        "the columns reaching it (a, a) name 'a' more than once, which no reader of its "
+        "output could tell apart"
+    )
+    assert not (tmp_path / f"o.{sink}").exists() and leftovers(tmp_path) == []

@@ -1075,6 +1075,7 @@ class PipelineEngine:
             self._tap(step.name, DEFAULT_OUTPUT, batch)
             if schema is None:
                 schema = batch.schema
+                _refuse_repeated_names(step.name, schema)
                 opened[step.name] = sink
                 try:
                     await self._sink_call(
@@ -1115,6 +1116,7 @@ class PipelineEngine:
             stats.rows_in += batch.num_rows
             stats.batches_in += 1
         if schema is None and not self._checkpoint:  # a checkpoint with no rows writes nothing
+            _refuse_repeated_names(step.name, columns)
             opened[step.name] = sink
             try:
                 await self._sink_call(
@@ -1196,6 +1198,24 @@ def _describe_row_error(e: RowError) -> str:
         parts.append(f"value {e.value!r}")
     where = ", ".join(parts)
     return f"{where}: {e.reason}" if where else e.reason
+
+
+def _refuse_repeated_names(sink: str, schema: pa.Schema) -> None:
+    """Refuse columns that share a name before ``sink`` writes them: a CSV header or a JSON
+    object naming one twice, which no reader (Quiver's own sources included) can tell apart.
+    They come from a source that allows them (a Parquet or Arrow file, a database query) or a
+    step that makes them; no check is made per batch, only when the sink opens."""
+    names = [n for n in schema.names if not is_internal(n)]
+    if len(set(names)) == len(names):
+        return
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise PermanentError.one(
+        f"the columns reaching it ({', '.join(names)}) name {', '.join(map(repr, twice))} "
+        "more than once, which no reader of its output could tell apart",
+        f"sink '{sink}'",
+        "rename the columns apart before the sink (a `sql` step: select a, b.a as b_a ...), "
+        "or read only one of them (`columns:` of a parquet or arrow source)",
+    )
 
 
 def _step_error(
