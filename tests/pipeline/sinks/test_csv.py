@@ -353,3 +353,22 @@ async def test_a_null_string_with_a_quote_inside_reads_back_as_one_field(
     await write_all(sink, [batch], run_ctx)
     back = await read_all(build(CsvSource, {"path": "o.csv", "delimiter": "|"}), run_ctx)
     assert back.column("b").to_pylist() == ['N"A', "x,y"]
+
+
+@pytest.mark.parametrize("quoting", ["minimal", "all"])
+async def test_bytes_that_are_not_utf8_are_refused_naming_the_line_and_the_value(
+    run_ctx: RunContext, quoting: str
+) -> None:
+    sink = build(CsvSink, {"path": "o.csv", "quoting": quoting})
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": [1, 2, 3],
+            "data": pa.array([b"ok", None, b"a\xffb"], pa.binary()),
+            LINE_COLUMN: pa.array([2, 3, 4], pa.int64()),
+        }
+    )
+    with pytest.raises(PermanentError) as raised:
+        await write_all(sink, [batch], run_ctx)
+    (detail,) = raised.value.details
+    assert detail.where == "row from line 4"
+    assert detail.message == "column 'data' holds bytes that are not UTF-8 text: 'a\\xffb'"

@@ -137,8 +137,9 @@ class CsvSinkConfig(TextSinkConfig):
         return self
 
 
-def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
-    """The column as strings, the way the CSV source reads them back."""
+def _text(column: pa.Array | pa.ChunkedArray, name: str, lines: pa.Array | None = None) -> pa.Array:
+    """The column as strings, the way the CSV source reads them back (``lines``: the rows'
+    input lines, for the message naming a value that cannot be text)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     kind = column.type
@@ -147,23 +148,39 @@ def _text(column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array:
     if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         return column.cast(pa.string())
     if pa.types.is_dictionary(kind):
-        return _text(column.dictionary_decode(), name)
+        return _text(column.dictionary_decode(), name, lines)
     if pa.types.is_nested(kind):
         return json_strings(column)
     if pa.types.is_fixed_size_binary(kind):
-        return _text(column.cast(pa.binary()), name)
+        return _text(column.cast(pa.binary()), name, lines)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         try:
             return column.cast(pa.string())
         except pa.ArrowInvalid as exc:
+            at, value = next(
+                (k, v)
+                for k, v in enumerate(column.to_pylist())
+                if v is not None and not _is_utf8(v)
+            )
+            line = lines[at].as_py() if lines is not None else None
+            shown = value[:40].decode("utf-8", "backslashreplace")
             raise PermanentError.one(
-                f"column {name!r} holds bytes that are not UTF-8 text",
-                f"column {name}",
+                f"column {name!r} holds bytes that are not UTF-8 text: '{shown}'"
+                + ("..." if len(value) > 40 else ""),
+                f"row from line {line}" if line is not None else f"column {name}",
                 "write binary data to parquet or arrow, or encode it first (sql: base64(...))",
             ) from exc
     if pa.types.is_null(kind):
         return pa.nulls(len(column), pa.string())
     return scalar_texts(column)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _structural_pattern(cfg: CsvSinkConfig) -> str:
@@ -416,7 +433,7 @@ class _Serializer:
         if self.arrow_options is not None and data.num_columns:
             return self._rows_by_arrow(data, lines)
         fields = [
-            self.field(_text(data.column(i), name), name, lines)
+            self.field(_text(data.column(i), name, lines), name, lines)
             for i, name in enumerate(data.schema.names)
         ]
         if not fields:
@@ -428,7 +445,7 @@ class _Serializer:
 
     def _rows_by_arrow(self, data: pa.RecordBatch, lines: pa.Array | None) -> Serialized:
         """The rows written by Arrow's CSV writer from the same text columns."""
-        columns = [_text(data.column(i), name) for i, name in enumerate(data.schema.names)]
+        columns = [_text(data.column(i), name, lines) for i, name in enumerate(data.schema.names)]
         if self.cfg.quoting == "none":
             for values, name in zip(columns, data.schema.names, strict=True):
                 if self._unquotable(values):
