@@ -228,6 +228,29 @@ def test_validate_checks_scripts_and_sql_without_running(orders: Path) -> None:
     assert ok.returncode == 0 and "ok (3 steps" in ok.stderr
 
 
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ("in.csv", "the report (--report) would write over the input {dir}/in.csv"),
+        ("link.csv", "the report (--report) would write over the input {dir}/in.csv"),
+        ("out/../in.csv", "the report (--report) would write over the input {dir}/in.csv"),
+        ("out/good.csv", "sink 'sink' and the report (--report) both write {dir}/out/good.csv"),
+        ("out/rejects.csv", "the rejects file {dir}/out/rejects.csv is also written by the report"),
+        (".", "{dir} is a directory"),
+        ("in.csv/r.json", "{dir}/in.csv is a file, so the directory {dir}/in.csv for the output"),
+    ],
+)
+def test_a_report_path_the_run_could_not_write_is_refused_before_it_reads(
+    orders: Path, report: str, message: str
+) -> None:
+    (orders / "link.csv").symlink_to(orders / "in.csv")
+    done = quiver("run", "p.yaml", "--report", report, cwd=orders)
+    assert done.returncode == 2, done.stderr
+    assert f"error: --report: {message.format(dir=orders)}" in done.stderr.replace("\n", " ")
+    assert (orders / "in.csv").read_text() == ORDERS
+    assert not (orders / "out").exists()
+
+
 def test_validate_reports_javascript_syntax_errors_with_their_position(orders: Path) -> None:
     (orders / "bad.js").write_text("function transform(row, ctx) {\n  return row +;\n}\n")
     (orders / "js.yaml").write_text(

@@ -314,7 +314,7 @@ def _run(
     import uuid
 
     _start_v8_early(file)
-    from quiver.pipeline.config import load_pipeline
+    from quiver.pipeline.config import load_pipeline, report_problems
     from quiver.pipeline.engine import PipelineEngine
     from quiver.pipeline.path_map import parse_path_map
     from quiver.pipeline.planner import compile_plan
@@ -322,6 +322,7 @@ def _run(
     from quiver.pipeline.progress import RunProgress, print_summary, script_error_notes
     from quiver.pipeline.report import write_report
     from quiver.pipeline.runlog import RunLog
+    from quiver.runtime.delivery import file_error
     from quiver.runtime.errors import ConfigError, OutputClosedError, QuiverError
 
     error: Any = _ConsoleOnFirstUse(stderr=True)
@@ -349,6 +350,8 @@ def _run(
             _print_errors(exc, error)
         return EXIT_INVALID
     problems = _override_reject_limits(spec, *limits) or check_pipeline(spec)
+    if report and not problems:
+        problems = report_problems(spec, report)
     if problems:
         if log_format == "json":
             RunLog(run_id, "json").event(
@@ -444,7 +447,11 @@ def _run(
         for note in script_error_notes(result):
             error.print(escape(note), soft_wrap=True)
     if report:
-        write_report(report, result, code)
+        try:
+            write_report(report, result, code)
+        except OSError as exc:  # (its place was checked before the run: a full disk...)
+            _print_errors(file_error(exc, report, "--report"), error)
+            code = code if code != EXIT_OK else EXIT_FAILED
     return code
 
 

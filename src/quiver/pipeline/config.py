@@ -65,6 +65,7 @@ __all__ = [
     "TelemetryConfig",
     "load_pipeline",
     "parse_pipeline",
+    "report_problems",
 ]
 
 Path_ = tuple[str | int, ...]
@@ -828,6 +829,36 @@ def _check_graph(
 def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
     """Files written twice, or written over an input, in one run (see ``path_collisions``),
     and Windows paths on a system that would take them for relative file names."""
+    problems, named, stems = _named_paths(spec, positions)
+    return problems + path_collisions(named, stems)
+
+
+def report_problems(spec: PipelineSpec, report: str) -> list[ErrorDetail]:
+    """Why ``quiver run --report PATH`` could not write its report at ``report`` (relative to
+    the working directory) once the run is over, found before it starts: a directory there,
+    a directory of its path that is a file, or a file the run reads or writes (which the
+    report would replace: an input, an output, the rejects file)."""
+    path = os.path.abspath(report)
+    where = "--report"
+    if os.path.isdir(path):
+        return [ErrorDetail(f"{path} is a directory", where, "name a file for the report")]
+    problems = [ErrorDetail(m, where, fix) for m, fix in _unwritable_place(path, True)]
+    _, named, stems = _named_paths(spec, spec.positions or Positions(spec.file))
+    known = {(d.message, d.where) for d in path_collisions(named, stems)}
+    report_path = NamedPath("output", "the report (--report)", path, where)
+    problems += [
+        ErrorDetail(d.message, where, "write the report to a path of its own")
+        for d in path_collisions([*named, report_path], stems)
+        if (d.message, d.where) not in known
+    ]
+    return problems
+
+
+def _named_paths(
+    spec: PipelineSpec, positions: Positions
+) -> tuple[list[ErrorDetail], list[NamedPath], list[str] | None]:
+    """The files the run reads and writes (with the problems of their paths found on the
+    way), and the stems of the input files when there is one file source."""
     problems: list[ErrorDetail] = []
     named: list[NamedPath] = []
     readers: list[tuple[StepSpec, list[str]]] = []
@@ -887,7 +918,7 @@ def _check_paths(spec: PipelineSpec, positions: Positions) -> list[ErrorDetail]:
         pattern = readers[0][1][0]
         files = sorted(glob.glob(pattern, recursive=True)) if _has_glob(pattern) else [pattern]
         stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
-    return problems + path_collisions(named, stems)
+    return problems, named, stems
 
 
 def _unwritable_place(path: str, create_dirs: bool) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,11 @@ def write_report(path: str, result: RunResult, exit_code: int | None = None) -> 
     """Write the report atomically (a temporary file renamed into place)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(orjson.dumps(build_report(result, exit_code), option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(build_report(result, exit_code), option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
