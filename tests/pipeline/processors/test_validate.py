@@ -190,3 +190,32 @@ def test_validate_checks_typed_columns_without_going_through_text(run_ctx: RunCo
         {"n": 5, "x": decimal.Decimal("1.3"), "ok": True},
         {"n": None, "x": decimal.Decimal("4.0"), "ok": True},
     ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"type": "int", "min": 5, "max": 1}, "min 5 is more than max 1"),
+        ({"type": "float", "min": 0.5, "max": 0.25}, "min 0.5 is more than max 0.25"),
+        (
+            {"type": "date", "min": "2024-02-01", "max": "2024-01-31"},
+            "min '2024-02-01' is more than max '2024-01-31'",
+        ),
+        ({"type": "time", "min": "12:00", "max": "09:30"}, "min '12:00' is more than max '09:30'"),
+        (
+            {"type": "str", "min_length": 3, "max_length": 2},
+            "min_length 3 is more than max_length 2",
+        ),
+    ],
+)
+def test_a_rule_no_value_can_pass_is_refused(rule: dict[str, Any], message: str) -> None:
+    from pydantic import ValidationError
+
+    from quiver.pipeline.processors.validate import ValidateConfig
+
+    with pytest.raises(ValidationError, match=message):
+        ValidateConfig.model_validate({"schema": {"x": rule}})
+    # equal bounds allow one value
+    low = "min_length" if "min_length" in rule else "min"
+    high = low.replace("min", "max")
+    ValidateConfig.model_validate({"schema": {"x": {**rule, low: rule[high]}}})

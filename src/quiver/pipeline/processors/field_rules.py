@@ -7,6 +7,7 @@ the batch that yields, for each ruled column, the converted value and the first 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -84,12 +85,50 @@ class FieldRule(ComponentConfig):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"invalid pattern {self.pattern!r}: {exc}") from exc
+        if (
+            self.min_length is not None
+            and self.max_length is not None
+            and self.min_length > self.max_length
+        ):
+            raise ValueError(
+                f"min_length {self.min_length} is more than max_length {self.max_length}: "
+                "no value could pass, so every row would be rejected"
+            )
+        low, high = _comparable(self.min, self.type), _comparable(self.max, self.type)
+        if low is not None and high is not None and type(low) is type(high) and low > high:
+            raise ValueError(
+                f"min {self.min!r} is more than max {self.max!r}: no value could pass, so every "
+                "row would be rejected"
+            )
         return self
 
     def sql_type(self) -> str:
         if self.type == "decimal":
             return f"DECIMAL({self.precision},{self.scale})"
         return _SQL_TYPES[self.type]
+
+
+def _comparable(bound: float | int | str | None, kind: str) -> Any:
+    """A ``min`` / ``max`` bound as a value to order by (a number, or an ISO 8601 date, time or
+    date-time for those types), None when it is not one (``format`` text is compared later)."""
+    if isinstance(bound, bool) or bound is None:
+        return None
+    if isinstance(bound, int | float):
+        return float(bound)
+    parse: Any = {
+        "date": dt.date.fromisoformat,
+        "datetime": dt.datetime.fromisoformat,
+        "time": dt.time.fromisoformat,
+    }.get(kind)
+    if parse is None:
+        return None
+    try:
+        value = parse(bound)
+    except ValueError:
+        return None
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return None  # (a zoned and a plain date-time do not compare)
+    return value
 
 
 def _literal(value: Any) -> str:
