@@ -1112,7 +1112,10 @@
         }
       }
       timings = { parse: t1 - t0, cut: t2 - t1, loop: t3 - t2, stringify: Date.now() - t3 };
-      lastRun = { out: out, routes: routes, input: input, errors: errors };
+      // kept for refuseDeep only when an output column holds objects (only they nest)
+      var nested = out.objects === true;
+      for (var rn in routes) nested = nested || routes[rn].objects === true;
+      lastRun = nested ? { out: out, routes: routes, input: input, errors: errors } : null;
       return text;
     },
   };
