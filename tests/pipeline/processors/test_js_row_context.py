@@ -227,3 +227,20 @@ async def test_a_column_of_mixed_types_names_the_line_and_the_values(
     message = raised.value.details[0].message
     assert f"output column 'v' holds values of different types, {detail}" in message
     assert "declare its type in output_schema" in message
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "function transform(row, ctx) { if (row.id === 2) row['\\u001fline'] = 9; return row; }",
+        "function process(c) {"
+        " if (c.input.getValue('id') === 2) c.output.setField('\\u001fline', 9); return true; }",
+    ],
+)
+async def test_a_row_setting_an_internal_column_is_rejected(js: Any, script: str) -> None:
+    out = await js(script, people(3))
+    assert ids(out) == [1, 3]
+    assert out.batch is not None and out.batch.column(LINE_COLUMN).to_pylist() == [2, 4]
+    (error,) = out.errors
+    assert (error.line, error.kind) == (3, "script")
+    assert error.reason.startswith('returned the reserved key "\\u001fline"')

@@ -351,6 +351,14 @@
     var n = this.n;
     var map = this.prevMap, prev = this.prevKeys, missing = this.prevMissing, put = this.prevPut;
     if (prev === null || prev.length !== keys.length || !sameKeys(prev, keys)) {
+      // names starting with U+001F are Quiver's internal columns (line numbers ...): a row
+      // may not set them, as the python step refuses them too (looked at per set of keys)
+      for (var r = 0; r < keys.length; r++) {
+        if (keys[r].charCodeAt(0) === 31) {
+          throw new UserError("returned the reserved key " + JSON.stringify(keys[r]) +
+            " (names starting with U+001F are internal columns)");
+        }
+      }
       map = new Array(keys.length);
       var set = Object.create(null);
       for (var m = 0; m < keys.length; m++) {
