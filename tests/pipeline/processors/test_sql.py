@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quiver.pipeline.component import RunContext
+from quiver.pipeline.component import LINE_COLUMN, RunContext
 from quiver.pipeline.processors.sql import SqlProcessor
 from quiver.runtime.errors import ConfigError
 
@@ -67,3 +67,13 @@ def test_sql_query_naming_a_column_twice_is_refused_with_the_names(run_ctx: RunC
     (detail,) = raised.value.details
     assert "names 'id', 'total' more than once" in detail.message
     assert detail.where == "query" and "name of its own" in (detail.fix or "")
+
+
+def test_sql_query_naming_a_column_as_the_internal_line_column_is_refused(
+    run_ctx: RunContext,
+) -> None:
+    proc = make(SqlProcessor, {"query": f'select id as "{LINE_COLUMN}" from input'})
+    with pytest.raises(ConfigError, match="the query names an internal column"):
+        process(proc, batch(ORDERS), run_ctx)
+    kept = process(make(SqlProcessor, {"query": "select * from input"}), batch(ORDERS), run_ctx)
+    assert kept.batch is not None and LINE_COLUMN in kept.batch.schema.names

@@ -30,6 +30,7 @@ from quiver.pipeline.component import (
     Concurrent,
     ProcessorOutput,
     RunContext,
+    is_internal,
     processor,
 )
 from quiver.pipeline.config import resolve_path
@@ -106,7 +107,15 @@ class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
         return []  # its query names the columns; DuckDB binds them on the empty batch
 
     async def process(self, batch: pa.RecordBatch, ctx: RunContext) -> ProcessorOutput:
-        table = await self._sql.run_async(batch, self._load(ctx))
+        query = self._load(ctx)
+        if "\x1f" in query:  # only a query naming an internal column holds the character
+            raise ConfigError.one(
+                "the query names an internal column (a name starting with U+001F, such as "
+                "the line numbers'), which sinks never write",
+                "query" if self.cfg.query is not None else f"file {self.cfg.file}",
+                "name the columns otherwise; `select *` keeps the internal columns as they are",
+            )
+        table = await self._sql.run_async(batch, query)
         names = table.column_names
         if len(set(names)) != len(names):
             # (found on the empty batch the checks before a run give each step)
@@ -118,6 +127,18 @@ class SqlProcessor(Concurrent, Checking, Closing, ColumnBound):
                 "query" if self.cfg.query is not None else f"file {self.cfg.file}",
                 "give every column a name of its own: `select a, b.a as b_a ...`",
             )
+        for field in table.schema:
+            if not is_internal(field.name):
+                continue
+            at = batch.schema.get_field_index(field.name)
+            if at < 0 or batch.schema.field(at).type != field.type:
+                # a column named as an internal one (line numbers): sinks would drop it
+                raise ConfigError.one(
+                    f"the query gives a column named {field.name!r}, the name of an internal "
+                    "column (line numbers), which sinks never write",
+                    "query" if self.cfg.query is not None else f"file {self.cfg.file}",
+                    "name the column otherwise (names starting with U+001F are internal)",
+                )
         return ProcessorOutput(table_to_batch(table))
 
     def close(self) -> None:
