@@ -43,3 +43,20 @@ def test_text_lines_show_the_request_id() -> None:
     first, second = out.getvalue().splitlines()
     assert first.endswith("warning slow request_id=req-2")
     assert second.endswith("info    no request")
+
+
+def test_other_libraries_warnings_are_written_in_the_server_format() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+    try:
+        token = request_id.set("req-3")
+        logging.getLogger("asyncpg.pool").warning("Failed to restore the pool connection floor")
+        request_id.reset(token)
+        logging.getLogger("httpx").info("HTTP Request: POST https://example.com")
+    finally:
+        reset_logging()
+    (line,) = out.getvalue().splitlines()
+    written = orjson.loads(line)
+    assert written["level"] == "warning" and written["logger"] == "asyncpg.pool"
+    assert written["message"] == "Failed to restore the pool connection floor"
+    assert written["request_id"] == "req-3"

@@ -3,8 +3,9 @@
 A JSON line always starts with ``ts`` (UTC, ISO 8601, milliseconds), ``level`` and ``message``;
 the surface adds its context: ``run_id`` and ``pipeline`` for a pipeline run (``RunLog``),
 ``logger`` and ``request_id`` for the HTTP server. :func:`configure_logging` sends the records
-of the ``quiver`` and ``uvicorn`` loggers through it, and :data:`request_id` (set by the HTTP
-app for the duration of a request) is added to every record logged while it is set.
+of the ``quiver`` and ``uvicorn`` loggers through it, and the warnings and errors of every other
+library (a database driver's, asyncio's) too; :data:`request_id` (set by the HTTP app for the
+duration of a request) is added to every record logged while it is set.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ request_id: ContextVar[str | None] = ContextVar("quiver_request_id", default=Non
 # The loggers whose records Quiver formats: its own and the HTTP server's.
 _LOGGERS = ("quiver", "uvicorn", "uvicorn.error", "uvicorn.access")
 _HANDLER_NAME = "quiver"
+# The root logger's level before configure_logging raised it, for reset_logging.
+_root_level_before: list[int] = []
 
 
 def timestamp() -> str:
@@ -96,7 +99,9 @@ class _RequestIdFilter(logging.Filter):
 def configure_logging(
     fmt: LogFormat = "text", level: str = "info", stream: IO[str] | None = None
 ) -> None:
-    """Send the ``quiver`` and ``uvicorn`` loggers' records to ``stream`` (stderr) in ``fmt``.
+    """Send the ``quiver`` and ``uvicorn`` loggers' records to ``stream`` (stderr) in ``fmt``,
+    and the warnings and errors other libraries log (asyncpg's pool, asyncio's), which Python
+    would otherwise print as bare text.
 
     Calling it again replaces the handler it installed before.
     """
@@ -114,12 +119,23 @@ def configure_logging(
             logger.propagate = False
         else:
             logger.propagate = True  # to "uvicorn", which holds the handler
+    root = logging.getLogger()
+    olds = [h for h in root.handlers if h.get_name() == _HANDLER_NAME]
+    if not olds:
+        _root_level_before.append(root.level)
+    for old in olds:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Other libraries' info lines (one per outbound HTTP call, ...) stay out, as before.
+    root.setLevel(max(logging.WARNING, LOG_LEVELS.get(level, logging.INFO)))
 
 
 def reset_logging() -> None:
     """Undo :func:`configure_logging`: the loggers pass their records on as before."""
-    for name in _LOGGERS:
+    for name in ("", *_LOGGERS):
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
             logger.removeHandler(old)
         logger.propagate = True
+    if _root_level_before:
+        logging.getLogger().setLevel(_root_level_before.pop())
