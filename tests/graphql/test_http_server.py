@@ -9,11 +9,13 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import psycopg
 import pytest
 import pytest_asyncio
 
@@ -439,3 +441,50 @@ def test_the_start_up_line_brackets_an_ipv6_address(sqlite_url: str) -> None:
         proc.terminate()
         proc.communicate(timeout=20)
     assert first.startswith(f"Serving 13 types at http://[::1]:{port}/graphql"), first
+
+
+def test_a_request_still_running_when_the_stop_timeout_ends_is_answered_503(
+    fresh_postgresql: str,
+) -> None:
+    with psycopg.connect(fresh_postgresql) as conn:
+        conn.execute("CREATE VIEW slow AS SELECT 1 AS id, pg_sleep(30)::text AS s")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    args = ["serve", "--db", fresh_postgresql, "--port", str(port), "--log-format", "json"]
+    args += ["--set", "flight.enabled=false", "--set", "server.shutdown_timeout_ms=500"]
+    proc = subprocess.Popen(
+        [QUIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            _wait_ready(base, proc)
+            slow = pool.submit(
+                httpx.post,
+                f"{base}/graphql",
+                json={"query": "{ slows { s } }"},
+                headers={"x-request-id": "cut-short-1"},
+                timeout=30,
+            )
+            time.sleep(1)  # the statement runs
+            stopped = time.monotonic()
+            proc.terminate()
+            answer = slow.result()
+        finally:
+            proc.terminate()
+            _out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - stopped < 5, err
+    assert proc.returncode == 0, err
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["errors"][0]["extensions"]["code"] == "SHUTTING_DOWN"
+    records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
+    assert not [r for r in records if "exception" in r], err  # no traceback: an expected stop
+    cut = [r for r in records if r["message"].startswith("request stopped unanswered")]
+    assert [r["request_id"] for r in cut] == ["cut-short-1"]
+    with psycopg.connect(fresh_postgresql) as conn:
+        sleeping = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert sleeping == (0,)  # the statement was cancelled, not left running

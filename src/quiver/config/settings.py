@@ -371,6 +371,13 @@ class ServerSettings(_Settings):
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
     workers: int = Field(default=1, ge=1, description="Server processes sharing the port.")
+    shutdown_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        description="On SIGTERM or Ctrl-C, how long requests in flight may take to finish, in"
+        " milliseconds; those still running then are answered 503 SHUTTING_DOWN (with"
+        " Retry-After) and the server exits.",
+    )
 
 
 class FlightSettings(_Settings):

@@ -622,6 +622,27 @@ class GraphQLApp:
             self.metrics.error(err.code)
             self.metrics.observe(method, "http_error", started)
             return
+        except asyncio.CancelledError:
+            # Only the server cancels a request (the body deadline is handled where it is
+            # read): quiver serve's stop, once server.shutdown_timeout_ms has passed. The
+            # client is told to send it again, as a load balancer does with a 503.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            log.warning("request stopped unanswered: the server is shutting down")
+            await _respond(
+                send,
+                503,
+                _CT_JSON if media != GRAPHQL_RESPONSE else _CT_GQL,
+                _error_body(
+                    "The server stopped this request as it shut down; send it again.",
+                    "SHUTTING_DOWN",
+                ),
+                [(b"retry-after", _RETRY_AFTER), (b"connection", b"close")],
+            )
+            self.metrics.error("SHUTTING_DOWN")
+            self.metrics.observe(method, "http_error", started)
+            return
         except Exception:
             log.exception("unexpected failure answering a GraphQL request")
             await _respond(

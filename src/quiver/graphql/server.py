@@ -247,7 +247,7 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
         # uvicorn's X-Forwarded-* middleware rewrites the client address and scheme, which
         # Quiver never reads; without it every request has one ASGI layer less to go through.
         "proxy_headers": False,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": server.shutdown_timeout_ms / 1000,
         "ws": BackpressuredWebSocketProtocol,
         # a larger message is refused (1009) as it arrives, before it is read whole
         "ws_max_size": settings.subscriptions.max_message_bytes,
