@@ -161,3 +161,19 @@ async def test_a_document_over_the_token_limit_is_refused_before_it_is_read_furt
     (error,) = orjson.loads(r.content)["errors"]
     assert error["extensions"] == {"code": "TOKEN_LIMIT_EXCEEDED", "limit": 15_000}
     assert "graphql.max_tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ artists(first: 99999999999999999999) { name } }",  # lists take limit, not first
+        "{ artist(artistId: 1, limit: 2000000000) { name } }",  # one row takes neither
+    ],
+)
+async def test_a_row_count_argument_the_field_does_not_take_is_not_costed(
+    app: GraphQLApp, query: str
+) -> None:
+    r = await _post(app, query)
+    errors = r.json()["errors"]
+    assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"], errors
+    assert errors[0]["message"].startswith("Unknown argument"), errors

@@ -305,8 +305,8 @@ def _rows(
 ) -> int:
     """How many rows a field stands for: 1 for a single object, else its limit."""
     for arg in node.arguments or ():
-        if arg.name.value not in _ROW_ARGS:
-            continue
+        if arg.name.value not in _ROW_ARGS or fdef is None or arg.name.value not in fdef.args:
+            continue  # an argument the field does not take bounds nothing (validation says so)
         value: Any = arg.value
         if isinstance(value, VariableNode):
             value = variables.get(value.name.value)
