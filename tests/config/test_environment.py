@@ -193,3 +193,22 @@ def test_a_bad_value_inside_a_variables_setting_names_the_variable(
     (detail,) = err.value.details
     assert detail.where == f"environment variable {variable}"
     assert detail.message.startswith(message), detail.message
+
+
+def test_a_section_check_failed_by_variables_names_them_not_the_files_first_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "graphql:\n  max_depth: 5\n")
+    env = {"QUIVER_DATABASE_POOL_MAX": "3", "QUIVER_DATABASE_POOL_RESERVED": "3"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env)
+    (detail,) = caught.value.details
+    assert detail.where == (
+        "environment variable QUIVER_DATABASE_POOL_MAX, "
+        "environment variable QUIVER_DATABASE_POOL_RESERVED"
+    )
+    path = write(tmp_path, "database:\n  pool_max: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"QUIVER_DATABASE_POOL_RESERVED": "3"})
+    (detail,) = caught.value.details
+    assert detail.where == (f"{path}:2:3, environment variable QUIVER_DATABASE_POOL_RESERVED")

@@ -385,14 +385,18 @@ def _explain(
     elif positions is None:
         where = "defaults"
     else:
+        # A section's own check (two of its settings that disagree) is located at what the
+        # file writes of it, never at the file's first line when the file leaves the section
+        # out, and the variables and overrides that gave the rest are named beside it.
         mark = None
-        for n in range(len(loc), -1, -1):
+        for n in range(len(loc), 0 if loc else -1, -1):
             if err["type"] != "extra_forbidden":
                 mark = positions.value(loc[:n])
             mark = mark or positions.key(loc[:n])
             if mark:
                 break
-        where = mark.render() if mark else positions.file
+        sources = ([mark.render()] if mark else []) + sorted(set(within))
+        where = ", ".join(sources) if sources else positions.file
     if err["type"] == "extra_forbidden":
         known = _model_fields_at(loc[:-1])
         fix = did_you_mean(str(loc[-1]), known)
