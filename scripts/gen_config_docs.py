@@ -110,8 +110,10 @@ The order is: defaults, then `quiver.yaml`, then `QUIVER_*` variables, then the 
 setting that the environment or the command line gives needs nothing from the file: with
 `url: ${DATABASE_URL}` in `quiver.yaml` and `DATABASE_URL` unset, `quiver serve --db URL` (or
 `QUIVER_DATABASE_URL=URL`) still starts. A variable that starts like a setting but names none
-(`QUIVER_SERVER_PROT`) is an error that suggests the closest name; other `QUIVER_*` variables
-are left alone.
+(`QUIVER_SERVER_PROT`), or that is a setting's name with a letter or two wrong
+(`QUIVER_SERVR_PORT`, `QUIVER_LOGLEVEL`), is an error that suggests the closest name; so is a
+variable naming a whole section (`QUIVER_GRAPHQL`: give each of its settings its own
+variable). Other `QUIVER_*` variables are left alone.
 
 ## Settings
 

@@ -212,3 +212,30 @@ def test_a_section_check_failed_by_variables_names_them_not_the_files_first_line
         load_settings(path, environ={"QUIVER_DATABASE_POOL_RESERVED": "3"})
     (detail,) = caught.value.details
     assert detail.where == (f"{path}:2:3, environment variable QUIVER_DATABASE_POOL_RESERVED")
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("QUIVER_SERVR_PORT", "QUIVER_SERVER_PORT"),
+        ("QUIVER_GRAPH_MAX_DEPTH", "QUIVER_GRAPHQL_MAX_DEPTH"),
+        ("QUIVER_LOGLEVEL", "QUIVER_LOG_LEVEL"),
+        ("QUIVER_DATABASE_URI", "QUIVER_DATABASE_URL"),
+    ],
+)
+def test_a_variable_with_a_misspelt_section_is_refused_with_a_suggestion(
+    variable: str, meant: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={variable: "8"})
+    text = str(info.value)
+    assert f"{variable} names no setting" in text
+    assert f"did you mean {meant!r}" in text
+
+
+def test_a_variable_naming_a_whole_section_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"QUIVER_GRAPHQL": "{max_depth: 4}"})
+    text = str(info.value)
+    assert "QUIVER_GRAPHQL names a section, not a setting" in text
+    assert "QUIVER_GRAPHQL_" in text

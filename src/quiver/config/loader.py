@@ -52,6 +52,9 @@ __all__ = [
 
 DEFAULT_CONFIG_FILE = "quiver.yaml"
 ENV_PREFIX = "QUIVER_"
+# How alike (difflib's ratio) a QUIVER_* variable and a setting's must be for the variable to
+# be taken for a misspelling of it.
+_MISSPELT = 0.9
 
 Loc = FieldPath
 
@@ -210,7 +213,18 @@ def _settings_from_env(
             continue
         dotted = names.get(variable)
         if dotted is None:
-            if any(variable.startswith(prefix) for prefix in sections):
+            if f"{variable}_" in sections:
+                errors.append(
+                    ErrorDetail(
+                        f"{variable} names a section, not a setting",
+                        f"environment variable {variable}",
+                        f"give each setting its own variable, e.g. {_first_setting(variable)}"
+                        " (see docs/configuration.md), or unset it",
+                    )
+                )
+            elif any(variable.startswith(prefix) for prefix in sections) or _misspelt(
+                variable, names
+            ):
                 hint = did_you_mean(variable, list(names))
                 errors.append(
                     ErrorDetail(
@@ -223,6 +237,20 @@ def _settings_from_env(
             continue
         found[dotted] = (variable, _env_value(dotted, env[variable]))
     return found, errors
+
+
+def _misspelt(variable: str, names: Mapping[str, str]) -> bool:
+    """Whether ``variable`` is a setting's variable with a letter or two wrong, in its section
+    (``QUIVER_SERVR_PORT``, ``QUIVER_LOGLEVEL``): closer than other tools' ``QUIVER_*`` names
+    come by chance."""
+    import difflib  # only for a variable that names no setting
+
+    return bool(difflib.get_close_matches(variable, list(names), n=1, cutoff=_MISSPELT))
+
+
+def _first_setting(section_variable: str) -> str:
+    prefix = f"{section_variable}_"
+    return next(name for name in setting_env_names() if name.startswith(prefix))
 
 
 def _env_value(dotted: str, raw: str) -> Any:
