@@ -3,6 +3,7 @@ starting on a port that is taken."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
@@ -18,6 +19,7 @@ import orjson
 import psycopg
 import pytest
 import pytest_asyncio
+import websockets
 
 from quiver.config.loader import load_settings
 from quiver.config.settings import QuiverSettings
@@ -488,3 +490,42 @@ def test_a_request_still_running_when_the_stop_timeout_ends_is_answered_503(
             " AND pid <> pg_backend_pid()"
         ).fetchone()
     assert sleeping == (0,)  # the statement was cancelled, not left running
+
+
+def test_a_websocket_carries_a_request_id_on_its_accept_and_its_log_lines(
+    sqlite_url: str,
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    args = ["serve", "--db", sqlite_url, "--port", str(port), "--log-format", "json"]
+    proc = subprocess.Popen(
+        [QUIVER, *args, "--set", "flight.enabled=false"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    async def accepted_ids() -> list[str | None]:
+        ids = []
+        for sent in ({"x-request-id": "socket-1"}, {}):
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/graphql",
+                subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+                additional_headers=sent,
+            ) as ws:
+                assert ws.response is not None
+                ids.append(ws.response.headers.get("x-request-id"))
+        return ids
+
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        given, made = asyncio.run(accepted_ids())
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert given == "socket-1"
+    assert made is not None and len(made) == 24
+    records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
+    accepted = [r for r in records if "WebSocket /graphql" in r["message"]]
+    assert [r.get("request_id") for r in accepted] == ["socket-1", made], err

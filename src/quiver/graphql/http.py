@@ -389,7 +389,12 @@ class GraphQLApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await self._websocket(scope, receive, send)
+            # The socket's id, as a request's: on its accept and on every line logged for it.
+            token = request_id.set(_request_id_of(scope))
+            try:
+                await self._websocket(scope, receive, send)
+            finally:
+                request_id.reset(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GraphQL over WebSocket (subscriptions) on the GraphQL path; see
@@ -415,13 +420,7 @@ class GraphQLApp:
 
     async def _with_request_id(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route the request with its id set: every answer (``_respond``) and log record has it."""
-        rid: str | None = None
-        for name, value in scope["headers"]:
-            if name == _REQUEST_ID:
-                if _USABLE_REQUEST_ID.fullmatch(value):
-                    rid = value.decode("ascii")
-                break
-        token = request_id.set(rid or _new_request_id())
+        token = request_id.set(_request_id_of(scope))
         try:
             if self._access_log:
                 await self._logged(scope, receive, send)
@@ -913,6 +912,17 @@ def _check_content_type(raw: bytes) -> None:
                 f"Charset {value.strip()!r} is not supported; send UTF-8 JSON.",
                 "UNSUPPORTED_MEDIA_TYPE",
             )
+
+
+def _request_id_of(scope: Scope) -> str:
+    """The request's id: the client's ``X-Request-Id`` when it is usable, else a new one."""
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == _REQUEST_ID:
+            if _USABLE_REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return _new_request_id()
 
 
 def _with_request_id_header(send: Send) -> Send:

@@ -33,6 +33,7 @@ from quiver.auth import AuthenticationError, Authenticator
 from quiver.config.settings import QuiverSettings
 from quiver.graphql.engine import GraphQLEngine
 from quiver.graphql.subscriptions import SubscriptionError, SubscriptionPlan, run_subscription
+from quiver.runtime.logs import request_id
 
 __all__ = ["PROTOCOL", "SendDeadlines", "serve_websocket"]
 
@@ -117,8 +118,11 @@ async def serve_websocket(
     message = await receive()
     if message["type"] != "websocket.connect":
         return
+    rid = request_id.get()
+    # the socket's id (the HTTP app sets it as a request's) is in its accept as in an answer
+    headers = [(b"x-request-id", rid.encode())] if rid else []
     if PROTOCOL not in scope.get("subprotocols", ()):
-        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.accept", "headers": headers})
         await send(
             {"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"}
         )
@@ -136,7 +140,7 @@ async def serve_websocket(
         except AuthenticationError:
             await send({"type": "websocket.close", "code": 4403})  # answered 403
             return
-    await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
+    await send({"type": "websocket.accept", "subprotocol": PROTOCOL, "headers": headers})
     connection = _Connection(engine, settings, auth, header, send, active)
     if deadlines is not None:
         deadlines.add(connection)
