@@ -529,3 +529,30 @@ def test_a_websocket_carries_a_request_id_on_its_accept_and_its_log_lines(
     records = [orjson.loads(line) for line in err.splitlines() if line.strip()]
     accepted = [r for r in records if "WebSocket /graphql" in r["message"]]
     assert [r.get("request_id") for r in accepted] == ["socket-1", made], err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_port_zero_announces_the_port_the_system_picked(sqlite_url: str, command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    env["QUIVER_FLIGHT_ENABLED"] = "false"
+    args = ["serve", "--db", sqlite_url] if command == "serve" else ["demo"]
+    proc = subprocess.Popen(
+        [QUIVER, *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while "http://" not in line:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+        url = line.split("http://", 1)[1].split()[0]
+        assert not url.startswith("127.0.0.1:0/"), line
+        _wait_ready(f"http://{url.removesuffix('/graphql')}", proc)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0

@@ -286,6 +286,9 @@ def demo_command(
         settings = load_settings(None, {**overrides, "database.url": url}, base={})
         schema = asyncio.run(reflect_database(url))
         _check_graphql(schema)
+        from quiver.graphql.server import reserve_port
+
+        reserve_port(settings)
     except Exception as exc:
         raise _fail(exc, debug) from None
     host, port = settings.server.host, settings.server.port
@@ -342,10 +345,10 @@ def serve_command(
         _check_graphql(schema)
         _check_observers(settings, schema)
         _check_permissions(settings, schema, config)
-        from quiver.graphql.server import bind_socket
+        from quiver.graphql.server import reserve_port
 
         # A taken port is the one error line, before anything says the server is serving.
-        bind_socket(settings.server.host, settings.server.port).close()
+        reserve_port(settings)
     except Exception as exc:
         raise _fail(exc, debug, _log_format(log_format, settings)) from None
     server = settings.server

@@ -48,6 +48,7 @@ __all__ = [
     "CoalescingHttpProtocol",
     "ServerStartError",
     "app_from_environment",
+    "reserve_port",
     "run_server",
 ]
 
@@ -276,6 +277,14 @@ def run_server(schema: Schema, settings: QuiverSettings) -> None:
     finally:
         sock.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def reserve_port(settings: QuiverSettings) -> None:
+    """Check that the server can listen where ``settings`` say, before anything says it serves
+    (a :class:`ServerStartError` otherwise); ``server.port: 0`` becomes the free port the
+    system picked, so that the address announced is the one served."""
+    with bind_socket(settings.server.host, settings.server.port) as sock:
+        settings.server.port = sock.getsockname()[1]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
