@@ -213,3 +213,23 @@ def test_environment_is_not_modified(tmp_path: Path) -> None:
     before = dict(os.environ)
     load_settings(write(tmp_path, "server:\n  host: ${NOT_SET_ANYWHERE_XYZ:-h}\n"))
     assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("graphql", "not a path requests can ask for"),
+        ("/graphql?pretty=1", "not a path requests can ask for"),
+        ("/healthz", "liveness endpoint"),
+        ("/metrics", "metrics endpoint"),
+    ],
+)
+def test_a_graphql_path_no_request_could_reach_as_meant_is_refused(path: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=r"graphql\.path") as info:
+        load_settings(None, {"graphql.path": path}, environ={})
+    assert says in str(info.value)
+
+
+def test_graphql_paths_that_requests_reach_are_taken() -> None:
+    for path in ("/", "/gql/", "/api/v1/graphql", "/api: graphql"):
+        assert load_settings(None, {"graphql.path": path}, environ={}).graphql.path == path

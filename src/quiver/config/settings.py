@@ -99,8 +99,16 @@ class DatabaseSettings(_Settings):
         return self.pool_max // 5 if self.pool_reserved is None else self.pool_reserved
 
 
+# Paths the HTTP server answers itself, beside graphql.path.
+_OTHER_ENDPOINTS = {"/healthz": "liveness", "/readyz": "readiness", "/metrics": "metrics"}
+
+
 class GraphQLSettings(_Settings):
-    path: str = Field(default="/graphql", description="HTTP path of the GraphQL endpoint.")
+    path: str = Field(
+        default="/graphql",
+        description="HTTP path of the GraphQL endpoint: starts with /, without ? or #, and is"
+        " none of /healthz, /readyz and /metrics.",
+    )
     graphiql: bool = Field(
         default=True, description="Serve the GraphiQL page on GET with text/html."
     )
@@ -151,6 +159,21 @@ class GraphQLSettings(_Settings):
         "their plans, may hold in each server process (and role); past it the oldest are "
         "dropped, and read again when next sent.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _path_requests_can_reach(cls, path: str) -> str:
+        if not path.startswith("/") or "?" in path or "#" in path:
+            raise ValueError(
+                "not a path requests can ask for: write it as it follows the host in a URL, "
+                "starting with / and without ? or # (/graphql, /api/graphql)"
+            )
+        if path in _OTHER_ENDPOINTS:
+            raise ValueError(
+                f"the path of the server's own {_OTHER_ENDPOINTS[path]} endpoint; serve GraphQL "
+                "at another path (/graphql)"
+            )
+        return path
 
 
 class FunctionMutationSettings(_Settings):
