@@ -113,7 +113,9 @@ setting that the environment or the command line gives needs nothing from the fi
 (`QUIVER_SERVER_PROT`), or that is a setting's name with a letter or two wrong
 (`QUIVER_SERVR_PORT`, `QUIVER_LOGLEVEL`), is an error that suggests the closest name; so is a
 variable naming a whole section (`QUIVER_GRAPHQL`: give each of its settings its own
-variable). Other `QUIVER_*` variables are left alone.
+variable), and one inside a setting that has no variables of its own (`QUIVER_NAMES_ITEMS_TYPE`:
+give the whole of `names` as YAML in `QUIVER_NAMES`). Other `QUIVER_*` variables are left
+alone.
 
 ## Settings
 

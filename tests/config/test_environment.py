@@ -239,3 +239,11 @@ def test_a_variable_naming_a_whole_section_is_refused() -> None:
     text = str(info.value)
     assert "QUIVER_GRAPHQL names a section, not a setting" in text
     assert "QUIVER_GRAPHQL_" in text
+
+
+def test_a_variable_inside_a_mapping_setting_is_refused_naming_the_whole_setting() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={"QUIVER_NAMES_ITEMS_TYPE": "Thing"})
+    text = str(info.value)
+    assert "QUIVER_NAMES_ITEMS_TYPE names no setting" in text
+    assert "did you mean 'QUIVER_NAMES'" in text

@@ -206,6 +206,9 @@ def _settings_from_env(
         for key, info in QuiverSettings.model_fields.items()
         if _plain_model(info.annotation) is not None
     }
+    # A variable starting like a section's settings, or like a top-level setting's (names,
+    # observers: given whole, as YAML), is taken for one of them.
+    prefixes = tuple(f"{ENV_PREFIX}{key}_".upper() for key in QuiverSettings.model_fields)
     found: dict[str, tuple[str, Any]] = {}
     errors: list[ErrorDetail] = []
     for variable in sorted(env):
@@ -222,9 +225,7 @@ def _settings_from_env(
                         " (see docs/configuration.md), or unset it",
                     )
                 )
-            elif any(variable.startswith(prefix) for prefix in sections) or _misspelt(
-                variable, names
-            ):
+            elif variable.startswith(prefixes) or _misspelt(variable, names):
                 hint = did_you_mean(variable, list(names))
                 errors.append(
                     ErrorDetail(
