@@ -238,3 +238,80 @@ def test_several_workers_write_no_uvicorn_access_lines(chinook_sqlite: Path, acc
     assert "HTTP/1.1" not in err, err  # uvicorn's access line: '... "POST /graphql HTTP/1.1" 200'
     ours = [line for line in err.splitlines() if "POST /graphql 200" in line]
     assert len(ours) == (4 if access else 0), err
+
+
+@pytest.fixture(scope="module")
+def quick_idle_server(chinook_sqlite: Path) -> Iterator[int]:
+    """The protocol with an idle timeout (uvicorn's keep-alive timeout) of 1 s."""
+    url = f"sqlite:///{chinook_sqlite.absolute()}"
+    schema = asyncio.run(reflect_database(url))
+    graphql = create_app(schema, QuiverSettings.model_validate({"database": {"url": url}}))
+    port = free_port()
+    config = uvicorn.Config(
+        _app_with_websocket(graphql),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=CoalescingHttpProtocol,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=1,
+    )
+    served = uvicorn.Server(config)
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not served.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        served.should_exit = True
+        thread.join(timeout=15)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65536) == b""
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"POST /graphql HTTP/1.1\r\nHost: quiver\r\n"], ids=["nothing", "part-headers"]
+)
+def test_a_connection_whose_headers_do_not_arrive_is_closed_when_idle(
+    quick_idle_server: int, sent: bytes
+) -> None:
+    with _connect(quick_idle_server) as sock:
+        sock.sendall(sent)
+        assert _closed_within(sock, 4)
+
+
+def test_headers_in_pieces_and_a_slow_body_are_still_answered(quick_idle_server: int) -> None:
+    request = _request()
+    head, body = request[: -len(QUERY)], request[-len(QUERY) :]
+    with _connect(quick_idle_server) as sock:
+        buffer = bytearray()
+        for _ in range(2):  # a fresh connection, then one kept alive
+            sock.sendall(head[:20])
+            time.sleep(0.3)
+            sock.sendall(head[20:])
+            time.sleep(1.5)  # past the idle timeout: the headers are in, the body is awaited
+            sock.sendall(body)
+            status, _, _ = _read_response(sock, buffer)
+            assert status == b"HTTP/1.1 200 OK"
+        assert _closed_within(sock, 4)  # idle again: closed as before
+
+
+def test_a_websocket_outlives_the_idle_timeout(quick_idle_server: int) -> None:
+    with ws_connect(
+        f"ws://127.0.0.1:{quick_idle_server}/graphql",
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+    ) as ws:
+        time.sleep(2)
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "websocket /graphql still here"

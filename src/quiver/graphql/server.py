@@ -166,13 +166,45 @@ class _CoalescingTransport:
 
 
 class CoalescingHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing each response (head and body) with one call."""
+    """uvicorn's httptools protocol, writing each response (head and body) with one call.
+
+    Its idle timer (uvicorn's keep-alive timeout, 5 s) also bounds how long a request's headers
+    take to arrive: uvicorn stops it at the first byte of a request, and starts none for a
+    new connection, so a client that connected and sent nothing, or part of its headers, held
+    its connection (and a file descriptor) for good. The timer keeps running until the
+    headers are in; a connection whose request has not got that far when it fires is closed.
+    """
+
+    _upgraded = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # Duck-typed: the wrapper passes every other call through to ``transport``.
         super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport, self.loop)))
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def data_received(self, data: bytes) -> None:
+        timer = self.timeout_keep_alive_task
+        if timer is None:  # a request is running (pipelined data), or the connection closes
+            super().data_received(data)
+            return
+        # Hidden from uvicorn, which would cancel it: it runs on while the headers are partial.
+        idle = self.cycle
+        self.timeout_keep_alive_task = None
+        super().data_received(data)
+        if self.cycle is idle and self.timeout_keep_alive_task is None and not self._upgraded:
+            self.timeout_keep_alive_task = timer
+        else:
+            timer.cancel()  # the headers are in (or uvicorn took the connection elsewhere)
+
+    def timeout_keep_alive_handler(self) -> None:
+        cycle = self.cycle  # made when a request's headers are in
+        if (cycle is None or cycle.response_complete) and not self._upgraded:
+            super().timeout_keep_alive_handler()  # idle, or the next request's headers partial
 
     def handle_websocket_upgrade(self) -> None:
+        self._upgraded = True
         wrapper: object = self.transport
         if isinstance(wrapper, _CoalescingTransport):
             self.transport = wrapper.unwrapped()  # the WebSocket protocol writes itself
