@@ -218,3 +218,33 @@ def test_each_duckdb_connection_is_a_database_of_its_own() -> None:
     assert second.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'"
     ).fetchall() == [(0,)]
+
+
+async def test_postgresql_url_options_are_applied_by_the_servers_connections() -> None:
+    admin = await connect_postgresql(url(PG))
+    try:
+        server_ssl = await admin.fetchval("SHOW ssl")
+    finally:
+        await admin.close()
+    conn = await connect_postgresql(url(f"{PG}?sslmode=disable&application_name=probe"))
+    try:
+        assert await conn.fetchval("SELECT current_setting('application_name')") == "probe"
+        assert not await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    finally:
+        await conn.close()
+    if server_ssl == "off":  # TLS required of a server without it: refused, not plaintext
+        with pytest.raises(QuiverError):
+            await connect_postgresql(url(f"{PG}?sslmode=require"))
+    pool_url = url(f"{PG}?sslmode=disable&connect_timeout=3")
+    pool = await open_postgresql_pool(pool_url, min_size=1, max_size=1)
+    await pool.close()
+
+
+@pytest.mark.parametrize("option", ["sslmode=bogus", "target_session_attrs=read-write"])
+async def test_a_postgresql_url_option_the_connections_cannot_apply_is_refused(
+    option: str,
+) -> None:
+    with pytest.raises(QuiverError, match=option.split("=")[0]):
+        await connect_postgresql(url(f"{PG}?{option}"))
+    with pytest.raises(QuiverError, match=option.split("=")[0]):
+        await open_postgresql_pool(url(f"{PG}?{option}"), min_size=1, max_size=1)

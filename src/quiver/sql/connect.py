@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from quiver.runtime.errors import PermanentError, QuiverError, RetryableError
+from quiver.runtime.errors import ConfigError, PermanentError, QuiverError, RetryableError
 from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl
 
@@ -82,9 +82,10 @@ async def open_postgresql_pool(
     """An asyncpg pool of ``min_size``..``max_size`` connections (``asyncpg.Pool``)."""
     import asyncpg
 
+    args = _postgresql_args(url, server_settings)
     try:
         return await asyncpg.create_pool(
-            **_postgresql_args(url, server_settings),
+            **args,
             min_size=min(min_size, max_size),
             max_size=max_size,
             init=init,
@@ -100,14 +101,21 @@ async def connect_postgresql(
     """One asyncpg connection (``asyncpg.Connection``)."""
     import asyncpg
 
+    args = _postgresql_args(url, server_settings)
     try:
-        return await asyncpg.connect(**_postgresql_args(url, server_settings))
+        return await asyncpg.connect(**args)
     except Exception as exc:
         raise _connect_error(exc, url) from exc
 
 
+#: sslmode values, as libpq spells them (asyncpg takes the same words).
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def _postgresql_args(url: DatabaseUrl, server_settings: Mapping[str, str] | None) -> dict[str, Any]:
-    return {
+    """asyncpg's arguments for ``url``, its options (``?sslmode=require``) applied; an option
+    it cannot apply is an error, never a setting silently dropped (TLS not required, ...)."""
+    args: dict[str, Any] = {
         "host": url.host,
         "port": url.port,
         "user": url.user or None,
@@ -116,6 +124,21 @@ def _postgresql_args(url: DatabaseUrl, server_settings: Mapping[str, str] | None
         "timeout": CONNECT_TIMEOUT_S,
         "server_settings": {"application_name": "quiver", **(server_settings or {})},
     }
+    for key, value in url.options:
+        if key == "sslmode" and value in _SSL_MODES:
+            args["ssl"] = value
+        elif key == "application_name":
+            args["server_settings"]["application_name"] = value
+        elif key == "connect_timeout" and value.isdigit() and int(value) > 0:
+            args["timeout"] = float(value)
+        else:
+            raise ConfigError.one(
+                f"the URL option {key}={value} is not one the server's connections apply",
+                url.redacted(),
+                "give sslmode (" + ", ".join(_SSL_MODES) + "), application_name or "
+                "connect_timeout (seconds), or remove the option",
+            )
+    return args
 
 
 async def open_mysql_pool(
