@@ -71,7 +71,9 @@ graphql:
 ```
 
 A value made entirely of a substitution is converted to the setting's type, so
-`port: ${PORT:-8000}` gives a number. Keys are never substituted.
+`port: ${PORT:-8000}` gives a number, and an empty value or `null` gives null to a setting that
+takes null and no text (`default_list_limit: ${LIST_LIMIT:-}` is no limit while `LIST_LIMIT` is
+unset). Keys are never substituted.
 
 A reference that cannot be resolved is an error at its own line and column, all of them at
 once: an unset variable (with the closest set name, if one is near), a `${` never closed, `${}`

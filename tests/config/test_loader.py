@@ -233,3 +233,21 @@ def test_a_graphql_path_no_request_could_reach_as_meant_is_refused(path: str, sa
 def test_graphql_paths_that_requests_reach_are_taken() -> None:
     for path in ("/", "/gql/", "/api/v1/graphql", "/api: graphql"):
         assert load_settings(None, {"graphql.path": path}, environ={}).graphql.path == path
+
+
+@pytest.mark.parametrize(
+    "written", ["${QUIVER_TEST_UNSET_LIMIT:-}", "${QUIVER_TEST_UNSET_LIMIT:-null}"]
+)
+def test_an_empty_or_null_substitution_gives_null_to_a_setting_that_takes_it(
+    tmp_path: Path, written: str
+) -> None:
+    path = tmp_path / "quiver.yaml"
+    path.write_text(
+        f"graphql:\n  default_list_limit: {written}\ndatabase:\n  pool_reserved: {written}\n",
+        encoding="utf-8",
+    )
+    s = load_settings(path, environ={})
+    assert s.graphql.default_list_limit is None
+    assert s.database.pool_reserved is None
+    s = load_settings(path, environ={"QUIVER_TEST_UNSET_LIMIT": "7"})
+    assert s.graphql.default_list_limit == 7

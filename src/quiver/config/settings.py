@@ -6,7 +6,9 @@ Loading (files, ``${ENV}`` / ``${file:path}`` substitution, CLI overrides) lives
 
 from __future__ import annotations
 
+import functools
 import re
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,6 +39,29 @@ __all__ = [
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_or_null_text_is_null(cls, data: Any) -> Any:
+        """``""`` or ``"null"`` under a setting that takes null and no text is null: what
+        ``default_list_limit: ${LIST_LIMIT:-}`` (or ``:-null``) means when the variable is
+        unset, as ``null`` written in the file does."""
+        if isinstance(data, dict):
+            for name in _nullable_without_text(cls):
+                if data.get(name) in ("", "null"):
+                    data = {**data, name: None}
+        return data
+
+
+@functools.cache
+def _nullable_without_text(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that take None and no string."""
+    names = []
+    for name, info in model.model_fields.items():
+        allowed = typing.get_args(info.annotation)
+        if type(None) in allowed and str not in allowed:
+            names.append(info.alias or name)
+    return tuple(names)
 
 
 class DatabaseSettings(_Settings):
