@@ -248,3 +248,30 @@ async def test_a_postgresql_url_option_the_connections_cannot_apply_is_refused(
         await connect_postgresql(url(f"{PG}?{option}"))
     with pytest.raises(QuiverError, match=option.split("=")[0]):
         await open_postgresql_pool(url(f"{PG}?{option}"), min_size=1, max_size=1)
+
+
+async def test_mysql_url_options_are_applied_by_the_servers_connections() -> None:
+    plain = await connect_mysql(url(f"{MYSQL}?ssl-mode=DISABLED&connect_timeout=3"))
+    try:
+        async with plain.cursor() as cur:
+            await cur.execute("SHOW VARIABLES LIKE 'have_ssl'")
+            (_, have_ssl) = await cur.fetchone()
+            await cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            (_, cipher) = await cur.fetchone()
+        assert cipher == ""
+    finally:
+        plain.close()
+    if have_ssl != "YES":  # TLS required of a server without it: refused, not plaintext
+        for option in ("ssl-mode=REQUIRED", "ssl=true", "ssl_mode=verify_identity"):
+            with pytest.raises(QuiverError):
+                await connect_mysql(url(f"{MYSQL}?{option}"))
+            with pytest.raises(QuiverError):
+                await open_mysql_pool(url(f"{MYSQL}?{option}"), min_size=1, max_size=1)
+
+
+@pytest.mark.parametrize("option", ["ssl-mode=bogus", "foo=1", "charset=latin1"])
+async def test_a_mysql_url_option_the_connections_cannot_apply_is_refused(option: str) -> None:
+    with pytest.raises(QuiverError, match=option.split("=")[0]):
+        await connect_mysql(url(f"{MYSQL}?{option}"))
+    with pytest.raises(QuiverError, match=option.split("=")[0]):
+        await open_mysql_pool(url(f"{MYSQL}?{option}"), min_size=1, max_size=1)

@@ -183,8 +183,15 @@ def connect_mysql_bulk(url: DatabaseUrl) -> Any:
         raise _connect_error(exc, url) from exc
 
 
+#: ssl-mode values, as MySQL's and MariaDB's clients spell them (any case).
+_MYSQL_SSL_MODES = ("DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
 def _mysql_args(url: DatabaseUrl) -> dict[str, Any]:
-    return {
+    """asyncmy's (and PyMySQL's) arguments for ``url``, its options (``?ssl-mode=REQUIRED``)
+    applied; an option they cannot apply is an error, never a setting silently dropped (TLS
+    not required, ...)."""
+    args: dict[str, Any] = {
         "host": url.host,
         "port": url.port,
         "user": url.user or "root",
@@ -193,6 +200,39 @@ def _mysql_args(url: DatabaseUrl) -> dict[str, Any]:
         "charset": "utf8mb4",
         "connect_timeout": CONNECT_TIMEOUT_S,
     }
+    for key, value in url.options:
+        name = key.lower().replace("_", "-")
+        mode = value.upper().replace("-", "_")
+        if name in ("ssl-mode", "sslmode") and mode in _MYSQL_SSL_MODES:
+            if mode != "DISABLED":
+                args["ssl"] = _mysql_tls(mode)
+        elif name == "ssl" and value.lower() in ("true", "1", "false", "0"):
+            if value.lower() in ("true", "1"):
+                args["ssl"] = _mysql_tls("REQUIRED")
+        elif name == "connect-timeout" and value.isdigit() and int(value) > 0:
+            args["connect_timeout"] = float(value)
+        else:
+            raise ConfigError.one(
+                f"the URL option {key}={value} is not one the server's connections apply",
+                url.redacted(),
+                "give ssl-mode (" + ", ".join(_MYSQL_SSL_MODES) + "), ssl=true or "
+                "connect_timeout (seconds), or remove the option",
+            )
+    return args
+
+
+def _mysql_tls(mode: str) -> Any:
+    """The TLS context of an ssl-mode: REQUIRED encrypts without checking the certificate
+    (as MySQL's client does), VERIFY_CA checks it against the system's authorities,
+    VERIFY_IDENTITY also checks the host name."""
+    import ssl
+
+    context = ssl.create_default_context()
+    if mode != "VERIFY_IDENTITY":
+        context.check_hostname = False
+    if mode == "REQUIRED":
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def connect_adbc(url: DatabaseUrl, base_dir: str = "", *, autocommit: bool = True) -> Any:
