@@ -233,7 +233,7 @@ async def test_postgresql_url_options_are_applied_by_the_servers_connections() -
     finally:
         await conn.close()
     if server_ssl == "off":  # TLS required of a server without it: refused, not plaintext
-        with pytest.raises(QuiverError):
+        with pytest.raises(PermanentError, match="TLS failed"):
             await connect_postgresql(url(f"{PG}?sslmode=require"))
     pool_url = url(f"{PG}?sslmode=disable&connect_timeout=3")
     pool = await open_postgresql_pool(pool_url, min_size=1, max_size=1)
@@ -263,9 +263,9 @@ async def test_mysql_url_options_are_applied_by_the_servers_connections() -> Non
         plain.close()
     if have_ssl != "YES":  # TLS required of a server without it: refused, not plaintext
         for option in ("ssl-mode=REQUIRED", "ssl=true", "ssl_mode=verify_identity"):
-            with pytest.raises(QuiverError):
+            with pytest.raises(PermanentError, match="TLS failed"):
                 await connect_mysql(url(f"{MYSQL}?{option}"))
-            with pytest.raises(QuiverError):
+            with pytest.raises(PermanentError, match="TLS failed"):
                 await open_mysql_pool(url(f"{MYSQL}?{option}"), min_size=1, max_size=1)
 
 

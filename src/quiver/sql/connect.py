@@ -465,6 +465,8 @@ def database_error(
         return PermanentError.one(
             f"the database refused the credentials while {doing}: {text}", where, _CREDENTIALS_FIX
         )
+    if doing == "connecting" and _TLS_FAILURE.search(text):
+        return PermanentError.one(f"the database connection's TLS failed: {text}", where, _TLS_FIX)
     if _is_transient(exc, url, text, sqlstate, code):
         if in_transaction:
             return PermanentError.one(
@@ -494,6 +496,16 @@ def connection_lost(exc: BaseException) -> bool:
     if name in ("ConnectionDoesNotExistError", "InterfaceError") and "closed" in text:
         return True  # asyncpg
     return bool(_LIBPQ_LOST.search(text))
+
+
+#: What a driver says when the TLS the URL asks for fails: a server without TLS on that port,
+#: or a certificate that fails the check.
+_TLS_FAILURE = re.compile(r"\bSSL\b|\bTLS\b|certificate", re.IGNORECASE)
+_TLS_FIX = (
+    "the URL asks for TLS (sslmode= or ssl-mode=): enable TLS on the database server, or give "
+    "the URL the mode the server allows (a certificate check needs the server's certificate "
+    "signed by an authority this system trusts)"
+)
 
 
 def _connect_error(exc: BaseException, url: DatabaseUrl) -> QuiverError:
