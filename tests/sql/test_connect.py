@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -21,6 +21,7 @@ from quiver.sql.connect import (
 from quiver.sql.database import open_database
 from quiver.sql.sqlite_driver import sqlite3
 from quiver.sql.url import DatabaseUrl, parse_database_url
+from tests.conftest import create_empty_database, drop_database
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = "mysql://root@127.0.0.1:3306/mysql"
@@ -275,3 +276,21 @@ async def test_a_mysql_url_option_the_connections_cannot_apply_is_refused(option
         await connect_mysql(url(f"{MYSQL}?{option}"))
     with pytest.raises(QuiverError, match=option.split("=")[0]):
         await open_mysql_pool(url(f"{MYSQL}?{option}"), min_size=1, max_size=1)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+async def test_the_readiness_check_fails_once_the_served_database_is_dropped(
+    dialect: Literal["postgresql", "mysql"],
+) -> None:
+    """A pooled MariaDB connection answers SELECT 1 after its database was dropped: the
+    check asks for the served database itself."""
+    served = create_empty_database(dialect)
+    db = await open_database(served, pool_min=1, pool_max=2)
+    try:
+        await db.ping()
+        drop_database(served)
+        with pytest.raises(QuiverError):
+            await db.ping()
+    finally:
+        await db.close()
+        drop_database(served)

@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from quiver.runtime.errors import QuiverError
+from quiver.runtime.errors import PermanentError, QuiverError
 from quiver.sql.connect import (
     connect_mysql,
     connect_sqlite,
@@ -1146,7 +1146,23 @@ class _MySQL(_Gated):
             self.gate.leave(False)
 
     async def ping(self) -> None:
-        await self.fetch_json("SELECT 1", (), cheap=True)
+        # A pooled connection answers SELECT 1 after its database was dropped: the served
+        # database itself must be there.
+        if not self.url.database:
+            await self.fetch_json("SELECT 1", (), cheap=True)
+            return
+        found = await self.fetch_json(
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
+            f"CONVERT(X'{self.url.database.encode().hex()}' USING utf8mb4)",
+            (),
+            cheap=True,
+        )
+        if found is None:
+            raise PermanentError.one(
+                f"the database {self.url.database!r} does not exist",
+                self.url.redacted(),
+                "create it, or point the URL at another database",
+            )
 
     async def close(self) -> None:
         self.pool.close()
