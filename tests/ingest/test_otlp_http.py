@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pyarrow as pa
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -203,6 +204,33 @@ def test_a_gzip_body_of_several_members_is_read_whole(
     body = gzip.compress(first) + gzip.compress(second)
     response = post(rec, "/v1/traces", body, {**PROTOBUF, "content-encoding": "gzip"})
     assert response.status_code == 200, proto_status(response)
+    assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["first", "second"]
+
+
+def _zstd(data: bytes) -> bytes:
+    return bytes(pa.Codec("zstd").compress(data, asbytes=True))
+
+
+def test_zstd_bodies_are_read_whole_and_bounded(receiver: Callable[..., Receiver]) -> None:
+    """``Content-Encoding: zstd`` (as the Collector takes it): several frames are one body,
+    corrupt or trailing bytes are a 400, and a small body that decompresses past the limit
+    is a 413."""
+    rec = receiver(http={"max_body_bytes": 4000})
+    first = trace_request(span("first")).SerializeToString()
+    second = trace_request(span("second", span_id=b"\x03" * 8)).SerializeToString()
+    zstd = {**PROTOBUF, "content-encoding": "zstd"}
+    response = post(rec, "/v1/traces", _zstd(first) + _zstd(second), zstd)
+    assert response.status_code == 200, proto_status(response)
+    for body, status, said in [
+        (b"not zstd", 400, "not valid zstd data"),
+        (_zstd(first) + b"trailing", 400, "not valid zstd data"),
+        (_zstd(first)[:-4], 400, "not valid zstd data"),
+        (b"", 400, "zstd body is truncated"),
+        (_zstd(b"\x00" * 500_000), 413, "larger than 4,000 bytes once decompressed"),
+    ]:
+        response = post(rec, "/v1/traces", body, zstd)
+        assert response.status_code == status, (body[:20], proto_status(response))
+        assert said in proto_status(response)
     assert sorted(r["span_name"] for r in rows_of(rec.stop(), "traces")) == ["first", "second"]
 
 

@@ -70,8 +70,8 @@ class BadRequestError(Exception):
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     """``body`` without its Content-Encoding (``gzip``; ``deflate`` or ``zlib``, both the zlib
-    format, as the Collector reads them and its exporters write them; none), at most ``limit``
-    bytes once decompressed.
+    format, as the Collector reads them and its exporters write them; ``zstd``; none), at most
+    ``limit`` bytes once decompressed.
 
     A gzip body may hold several members one after the other (RFC 1952, what ``cat a.gz
     b.gz`` makes), read as the concatenation of their data, as gzip readers do; anything
@@ -79,9 +79,12 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
+    if encoding == "zstd":
+        return _zstd_decompressed(body, limit)
     if encoding not in ("gzip", "deflate", "zlib"):
         raise BadRequestError(
-            f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding", 415
+            f"Content-Encoding {encoding!r} is not supported; send gzip, zstd or no encoding",
+            415,
         )
     wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
     parts: list[bytes] = []
@@ -113,6 +116,26 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _zstd_decompressed(body: bytes, limit: int) -> bytes:
+    """A ``Content-Encoding: zstd`` body (one or more frames, RFC 8878), at most ``limit``
+    bytes once decompressed (Arrow's zstd stream, read no further than that)."""
+    import pyarrow as pa
+
+    if not body:
+        raise BadRequestError("the zstd body is truncated")
+    try:
+        stream = pa.input_stream(pa.BufferReader(body), compression="zstd")
+        data = stream.read(limit + 1)
+    except (OSError, pa.ArrowException) as exc:
+        raise BadRequestError(f"the body is not valid zstd data: {exc}") from exc
+    if len(data) > limit:
+        raise BadRequestError(
+            f"the body is larger than {limit:,} bytes once decompressed; send smaller batches",
+            413,
+        )
+    return bytes(data)
 
 
 def decode_body(signal: Signal, body: bytes, json: bool) -> Request:

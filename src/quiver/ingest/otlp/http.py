@@ -1,12 +1,12 @@
 """The OTLP/HTTP receiver: a Starlette app served by uvicorn.
 
 ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` take ``application/x-protobuf`` or
-``application/json`` bodies, plain or ``Content-Encoding: gzip``. Answers follow the OTLP
-specification: 200 with the Export*ServiceResponse in the request's encoding
-(``partial_success`` set when items were rejected); 400 for data that cannot be decoded, 413
-for a body over ``max_body_bytes`` (after decompression too), 415 for another content type or
-encoding, 401 without a valid key (or, with tenancy, without a tenant), 403 for a tenant
-refused, 404 / 405 for other paths and methods, 408 for a body that stalls
+``application/json`` bodies, plain or compressed (``Content-Encoding`` gzip, deflate or zlib,
+zstd). Answers follow the OTLP specification: 200 with the Export*ServiceResponse in the
+request's encoding (``partial_success`` set when items were rejected); 400 for data that cannot
+be decoded, 413 for a body over ``max_body_bytes`` (after decompression too), 415 for another
+content type or encoding, 401 without a valid key (or, with tenancy, without a tenant), 403 for
+a tenant refused, 404 / 405 for other paths and methods, 408 for a body that stalls
 (``read_timeout_seconds``, which also bounds how long a connection may take to send its
 headers), all with a google.rpc.Status body; 429 (too much waiting, or the tenant over its rate
 limit) and 503 (stopping, disk error) with ``Retry-After``, which clients retry. Only 400 and
