@@ -104,6 +104,25 @@ def test_an_unset_variable_without_default_is_reported_with_its_location(
     assert "database.url" in text
 
 
+def test_an_unset_variable_and_the_files_other_mistakes_are_reported_at_once(
+    tmp_path: Path,
+) -> None:
+    """Every problem at once: a variable left unset does not hide an unknown or mistyped
+    setting elsewhere, and the setting it leaves empty is not reported a second time."""
+    name = env_name()
+    path = write(
+        tmp_path,
+        f"database:\n  url: ${{{name}}}\n  pool_max: nope\ngraphql:\n  max_dept: 3\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    problems = [(d.where, d.message) for d in info.value.details]
+    assert [where for where, _ in problems] == [f"{path}:2:8", f"{path}:3:13", f"{path}:5:3"]
+    assert f"environment variable {name} is not set" in problems[0][1]
+    assert "database.pool_max" in problems[1][1]
+    assert "max_dept" in problems[2][1]
+
+
 def test_secret_files_are_read_relative_to_the_config_without_trailing_newline(
     tmp_path: Path,
 ) -> None:

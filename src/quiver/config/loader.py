@@ -112,8 +112,9 @@ def load_settings(
                 str(file),
                 "check the --config path, or run without it to use the defaults",
             )
+    unresolved: list[Loc] = []  # settings whose references could not be substituted
     if file is not None:
-        positions, data, file_errors = _read(file, env, set(given))
+        positions, data, file_errors, unresolved = _read(file, env, set(given))
         errors = file_errors + errors
     layers = [(k, v, f"environment variable {n}") for k, (n, v) in from_env.items()]
     layers += [(k, v, "command line") for k, v in (overrides or {}).items()]
@@ -121,18 +122,31 @@ def load_settings(
         err = _apply_override(data, dotted, value, source)
         if err:
             errors.append(err)
-    if errors:
-        raise ConfigError(errors)
     try:
-        return QuiverSettings.model_validate(data)
+        settings = QuiverSettings.model_validate(data)
     except ValidationError as exc:
-        details = [_explain(e, positions, given, data) for e in exc.errors()]
+        # every problem at once: what the file writes wrong beside a variable left unset;
+        # but not the checks of a setting whose reference was left empty (already reported)
+        details = [
+            _explain(e, positions, given, data)
+            for e in exc.errors()
+            if not any(_overlaps(tuple(e["loc"]), loc) for loc in unresolved)
+        ]
         if base is not None:
             details = [
                 ErrorDetail(d.message, "settings", d.fix) if d.where == "defaults" else d
                 for d in details
             ]
-        raise ConfigError(details) from None
+        raise ConfigError(errors + details) from None  # (each unresolved one is in errors)
+    if errors:
+        raise ConfigError(errors)
+    return settings
+
+
+def _overlaps(one: Loc, other: Loc) -> bool:
+    """Whether one setting's path holds the other's, or is it."""
+    shorter = min(len(one), len(other))
+    return one[:shorter] == other[:shorter]
 
 
 def setting_locator(
@@ -279,8 +293,9 @@ def _env_value(dotted: str, raw: str) -> Any:
 
 def _read(
     file: Path, environ: Mapping[str, str], given: set[Loc]
-) -> tuple[Positions, dict[str, Any], list[ErrorDetail]]:
-    """The file's data with references substituted, its positions, and its problems.
+) -> tuple[Positions, dict[str, Any], list[ErrorDetail], list[Loc]]:
+    """The file's data with references substituted, its positions, its problems, and the
+    settings whose references could not be substituted.
 
     A reference under a setting in ``given`` (which the environment or the command line
     replaces) is not an error when it cannot be resolved.
@@ -295,7 +310,7 @@ def _read(
     doc = load_yaml(text, name)
     positions = doc.positions
     if doc.data is None:
-        return positions, {}, []
+        return positions, {}, [], []
     if not isinstance(doc.data, dict):
         raise ConfigError.one(
             "the configuration must be a mapping of sections (database:, graphql:, server:)",
@@ -321,15 +336,17 @@ def _read(
             )
         )
     done = substitute(doc.data, Variables(dict(environ), file.resolve().parent), positions)
+    unresolved: list[Loc] = []
     for issue in done.errors:
         if any(tuple(issue.path[: len(loc)]) == loc for loc in given):
-            continue
+            continue  # the environment or the command line gives the setting
+        unresolved.append(tuple(issue.path))
         errors.append(
             ErrorDetail(f"{format_path(issue.path)}: {issue.message}", issue.where(name), issue.fix)
         )
     data = done.data
     assert isinstance(data, dict)
-    return positions, data, errors
+    return positions, data, errors, unresolved
 
 
 def _apply_override(
