@@ -172,6 +172,22 @@ def test_a_run_whose_output_reader_goes_away_ends_quietly_at_once(
         assert not (tmp_path / "copy.csv").exists()
 
 
+@pytest.mark.parametrize("sink", ["csv: {path: out.csv}", "parquet: {path: out.parquet}"])
+def test_rows_that_reach_a_sink_without_columns_fail_the_run(tmp_path: Path, sink: str) -> None:
+    """A script answering ``{}`` for each row leaves rows without a field, which a CSV file
+    (empty lines) or a Parquet file (no rows) would lose unsaid."""
+    (tmp_path / "in.csv").write_text("a,b\n1,x\n2,y\n")
+    (tmp_path / "p.yaml").write_text(
+        "source: {csv: {path: in.csv}}\n"
+        "processors: [{js: {script: 'function transform(r) { return {}; }'}}]\n"
+        f"sink: {{{sink}}}\n"
+    )
+    done = quiver("run", "p.yaml", "--quiet", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "the rows reaching it have no columns" in done.stderr
+    assert not list(tmp_path.glob("out.*"))
+
+
 def test_strict_turns_rejected_rows_into_exit_code_3(orders: Path) -> None:
     done = quiver("run", "p.yaml", "--strict", "--quiet", cwd=orders)
     assert done.returncode == 3

@@ -1076,6 +1076,7 @@ class PipelineEngine:
             if schema is None:
                 schema = batch.schema
                 _refuse_repeated_names(step.name, schema)
+                _refuse_rows_without_columns(step.name, schema)
                 opened[step.name] = sink
                 try:
                     await self._sink_call(
@@ -1215,6 +1216,19 @@ def _refuse_repeated_names(sink: str, schema: pa.Schema) -> None:
         f"sink '{sink}'",
         "rename the columns apart before the sink (a `sql` step: select a, b.a as b_a ...), "
         "or read only one of them (`columns:` of a parquet or arrow source)",
+    )
+
+
+def _refuse_rows_without_columns(sink: str, schema: pa.Schema) -> None:
+    """Refuse rows that reach ``sink`` without a column (a script answering ``{}`` for each
+    row): a CSV file of empty lines or a Parquet file of no rows would lose them unsaid."""
+    if any(not is_internal(n) for n in schema.names):
+        return
+    raise PermanentError.one(
+        "the rows reaching it have no columns, so it cannot write them",
+        f"sink '{sink}'",
+        "make the steps before this sink give each row at least one field (a script that "
+        "returns {} or an object without fields drops them all)",
     )
 
 
