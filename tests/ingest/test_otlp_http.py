@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -209,6 +210,37 @@ def test_a_gzip_body_of_several_members_is_read_whole(
 
 def _zstd(data: bytes) -> bytes:
     return bytes(pa.Codec("zstd").compress(data, asbytes=True))
+
+
+def test_a_large_body_is_decoded_while_other_requests_are_answered(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """Decoding a large OTLP/JSON body takes a second or more: it happens beside the event
+    loop, which answers a small request sent meanwhile before the large one is done."""
+    rec = receiver(http={"max_body_bytes": 64 << 20})
+    spans = ",".join(
+        f'{{"traceId": "{i + 1:032x}", "spanId": "{i + 1:016x}", "name": "big",'
+        f' "attributes": [{{"key": "k", "value": {{"stringValue": "{i:0>40}"}}}}]}}'
+        for i in range(60_000)
+    )
+    big = f'{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{spans}]}}]}}]}}'.encode()
+    finished: list[str] = []
+
+    def send_big() -> None:
+        response = httpx.post(f"{rec.http_url}/v1/traces", content=big, headers=JSON, timeout=120)
+        assert response.status_code == 200, response.text
+        finished.append("big")
+
+    sender = threading.Thread(target=send_big)
+    sender.start()
+    time.sleep(0.3)  # the large body is in and being decoded
+    small = post(rec, "/v1/traces", trace_request(span("small")).SerializeToString(), PROTOBUF)
+    assert small.status_code == 200
+    finished.append("small")
+    sender.join()
+    assert finished == ["small", "big"]
+    names = [r["span_name"] for r in rows_of(rec.stop(), "traces")]
+    assert names.count("big") == 60_000 and names.count("small") == 1
 
 
 def test_zstd_bodies_are_read_whole_and_bounded(receiver: Callable[..., Receiver]) -> None:

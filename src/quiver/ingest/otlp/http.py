@@ -38,6 +38,7 @@ from quiver.ingest.arrow_layout import SIGNALS, Signal
 from quiver.ingest.intake import BackpressureError, Intake, UnavailableError
 from quiver.ingest.otlp.config import HttpReceiverConfig
 from quiver.ingest.otlp.decode import BadRequestError, decode_body, decompress
+from quiver.ingest.otlp.decode import Request as ExportRequest
 from quiver.ingest.otlp.export import bad_request_status, export
 from quiver.ingest.tenancy import Tenancy, TenantError, TenantIntake
 
@@ -210,15 +211,14 @@ async def _handle(
             {"Connection": "close"},
         )
     try:
-        body = decompress(b"".join(chunks), request.headers.get("content-encoding", ""), limit)
-        try:
-            message = decode_body(signal, body, json)
-        except BadRequestError as exc:
-            if json:
-                raise
-            raise BadRequestError(
-                f"{exc.message}; send Content-Type: application/json for OTLP/JSON"
-            ) from exc
+        raw = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "")
+        if len(raw) >= _DECODE_APART_BYTES or (encoding and len(raw) >= _DECODE_APART_BYTES // 16):
+            # a large body takes a second or more to decode: on a thread, so the event loop
+            # goes on answering the receiver's other requests meanwhile
+            message = await asyncio.to_thread(_message, signal, raw, encoding, limit, json)
+        else:
+            message = _message(signal, raw, encoding, limit, json)
         response = await export(taking, signal, message)
     except BadRequestError as exc:
         return _status(exc.status, exc.message, json)
@@ -229,6 +229,24 @@ async def _handle(
         retry = str(max(1, math.ceil(exc.retry_after)))
         return _status(code, exc.message, json, {"Retry-After": retry})
     return Response(_encode(response, json), media_type=_JSON if json else _PROTOBUF)
+
+
+#: Bodies from this size on (a sixteenth of it compressed) are decompressed and decoded on a
+#: thread rather than on the event loop.
+_DECODE_APART_BYTES = 1 << 20
+
+
+def _message(signal: Signal, raw: bytes, encoding: str, limit: int, json: bool) -> ExportRequest:
+    """The export request in ``raw``, its Content-Encoding undone."""
+    body = decompress(raw, encoding, limit)
+    try:
+        return decode_body(signal, body, json)
+    except BadRequestError as exc:
+        if json:
+            raise
+        raise BadRequestError(
+            f"{exc.message}; send Content-Type: application/json for OTLP/JSON"
+        ) from exc
 
 
 class _TimedProtocol(HttpToolsProtocol):
