@@ -132,13 +132,20 @@ def _postgresql_args(url: DatabaseUrl, server_settings: Mapping[str, str] | None
         elif key == "connect_timeout" and value.isdigit() and int(value) > 0:
             args["timeout"] = float(value)
         else:
-            raise ConfigError.one(
-                f"the URL option {key}={value} is not one the server's connections apply",
-                url.redacted(),
-                "give sslmode (" + ", ".join(_SSL_MODES) + "), application_name or "
-                "connect_timeout (seconds), or remove the option",
+            raise _unapplied_option(
+                key, value, url, f"sslmode ({', '.join(_SSL_MODES)}), application_name"
             )
     return args
+
+
+def _unapplied_option(key: str, value: str, url: DatabaseUrl, known: str) -> QuiverError:
+    """The error of a URL option the connections cannot apply; ``known``: those they can,
+    but for connect_timeout."""
+    return ConfigError.one(
+        f"the URL option {key}={value} is not one the server's connections apply",
+        url.redacted(),
+        f"give {known} or connect_timeout (seconds), or remove the option",
+    )
 
 
 async def open_mysql_pool(
@@ -212,11 +219,8 @@ def _mysql_args(url: DatabaseUrl) -> dict[str, Any]:
         elif name == "connect-timeout" and value.isdigit() and int(value) > 0:
             args["connect_timeout"] = float(value)
         else:
-            raise ConfigError.one(
-                f"the URL option {key}={value} is not one the server's connections apply",
-                url.redacted(),
-                "give ssl-mode (" + ", ".join(_MYSQL_SSL_MODES) + "), ssl=true or "
-                "connect_timeout (seconds), or remove the option",
+            raise _unapplied_option(
+                key, value, url, f"ssl-mode ({', '.join(_MYSQL_SSL_MODES)}), ssl=true"
             )
     return args
 
