@@ -69,8 +69,9 @@ def _app_with_websocket(graphql: Any) -> Any:
     return app
 
 
-@pytest.fixture(scope="module")
-def server(chinook_sqlite: Path) -> Iterator[int]:
+def _serving(chinook_sqlite: Path, http: type, **options: Any) -> Iterator[int]:
+    """The Chinook app served by uvicorn with the ``http`` protocol on a free port, in a
+    thread, for as long as the generator is not closed."""
     url = f"sqlite:///{chinook_sqlite.absolute()}"
     schema = asyncio.run(reflect_database(url))
     graphql = create_app(schema, QuiverSettings.model_validate({"database": {"url": url}}))
@@ -80,10 +81,11 @@ def server(chinook_sqlite: Path) -> Iterator[int]:
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http=_ObservedProtocol,
+        http=http,
         lifespan="on",
         log_config=None,
         access_log=False,
+        **options,
     )
     served = uvicorn.Server(config)
     thread = threading.Thread(target=served.run, daemon=True)
@@ -97,6 +99,11 @@ def server(chinook_sqlite: Path) -> Iterator[int]:
     finally:
         served.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(chinook_sqlite: Path) -> Iterator[int]:
+    yield from _serving(chinook_sqlite, _ObservedProtocol)
 
 
 def _request(extra: str = "") -> bytes:
@@ -243,33 +250,7 @@ def test_several_workers_write_no_uvicorn_access_lines(chinook_sqlite: Path, acc
 @pytest.fixture(scope="module")
 def quick_idle_server(chinook_sqlite: Path) -> Iterator[int]:
     """The protocol with an idle timeout (uvicorn's keep-alive timeout) of 1 s."""
-    url = f"sqlite:///{chinook_sqlite.absolute()}"
-    schema = asyncio.run(reflect_database(url))
-    graphql = create_app(schema, QuiverSettings.model_validate({"database": {"url": url}}))
-    port = free_port()
-    config = uvicorn.Config(
-        _app_with_websocket(graphql),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http=CoalescingHttpProtocol,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=1,
-    )
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not served.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        served.should_exit = True
-        thread.join(timeout=15)
+    yield from _serving(chinook_sqlite, CoalescingHttpProtocol, timeout_keep_alive=1)
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
