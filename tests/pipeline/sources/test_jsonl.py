@@ -58,6 +58,19 @@ async def test_rows_keep_their_line_numbers_and_nested_values(
     )
 
 
+async def test_a_file_with_cr_line_endings_is_rejected_with_the_hint(
+    tmp_path: Path, run_ctx: RunContext
+) -> None:
+    rows, errors, _ = await read(tmp_path, run_ctx, b'{"a": 1}\r{"a": 2}\r')
+    assert rows == []
+    ((line, reason),) = errors
+    assert line == 1 and "unexpected content after document" in reason
+    assert "carriage returns between records" in reason and "line endings" in reason
+    # a CRLF file is JSON Lines as it is
+    rows, errors, _ = await read(tmp_path, run_ctx, b'{"a": 1}\r\n{"a": 2}\r\n', "crlf.jsonl")
+    assert [r["a"] for r in rows] == [1, 2] and errors == []
+
+
 async def test_malformed_lines_are_rejected_with_the_reason(
     tmp_path: Path, run_ctx: RunContext
 ) -> None:

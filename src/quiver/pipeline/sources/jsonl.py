@@ -1004,6 +1004,12 @@ def _json_problem(raw: bytes) -> str | None:
                 parse_json(raw)
             except ValueError as refused:
                 return f"invalid JSON: {refused}"
+        if b"\r" in raw.rstrip(b"\r\n") and "after document" in str(exc):
+            return (
+                f"invalid JSON: {exc}; the line holds carriage returns between records (a file "
+                "with CR line endings): JSON Lines ends each record with LF or CRLF, so convert "
+                "the file's line endings"
+            )
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"expected a JSON object, found {type(value).__name__}"
